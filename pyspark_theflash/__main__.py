@@ -1,0 +1,5 @@
+import sys
+
+from pyspark_theflash.cli import main
+
+sys.exit(main())

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Make this checkout runnable on a fresh machine: Java 17+ (what PySpark 4 needs) and a
+# project virtual environment (.venv) with the pinned dependencies and the package itself.
+# Idempotent: a second run only checks; dependencies are reinstalled when pyproject.toml changes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '[bootstrap] %s\n' "$*" >&2; }
+
+java_major() {
+  command -v java >/dev/null 2>&1 || { echo 0; return; }
+  java -version 2>&1 | awk -F'"' '/version/ {split($2, v, "."); print (v[1] == "1" ? v[2] : v[1]); exit}'
+}
+
+if [ "$(java_major)" -lt 17 ]; then
+  say "Java 17+ not found; installing openjdk-17-jre-headless with apt-get"
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openjdk-17-jdk-headless >/dev/null
+fi
+say "java $(java_major) at $(command -v java)"
+
+PYTHON=${PYTHON:-python3}
+if ! "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)'; then
+  say "Python 3.10+ is required (found $("$PYTHON" --version 2>&1))"; exit 1
+fi
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv with $("$PYTHON" --version)"
+  "$PYTHON" -m venv .venv || { say "venv failed; installing python3-venv"; apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && "$PYTHON" -m venv .venv; }
+fi
+
+stamp=.venv/.theflash-installed
+want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  say "installing pinned dependencies into .venv (first run downloads ~450 MB, mostly pyspark)"
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  .venv/bin/python -m pip install -q -e '.[test]'
+  echo "$want" > "$stamp"
+fi
+.venv/bin/python -c 'import pyspark_theflash' >/dev/null
+say "ready: .venv/bin/theflash"

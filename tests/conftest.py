@@ -1,0 +1,44 @@
+"""Shared fixtures: the TiDB vectors, a local Spark session, and the slow-test switch."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("THEFLASH_SHARED", ROOT.parent / "shared"))
+
+# Spark's Python workers must run this interpreter so they import the installed package.
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Slow tests run with `-m slow` or THEFLASH_SLOW=1; the default run stays fast."""
+    if os.environ.get("THEFLASH_SLOW") or "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: run with THEFLASH_SLOW=1 or -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tidb_vectors() -> list[dict]:
+    path = SHARED / "tidb_vectors.json"
+    if not path.exists():
+        pytest.fail(f"{path} is missing: CI clones ../shared beside the repository")
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark session for the whole run (starting one costs seconds)."""
+    from pyspark_theflash.spark.session import theflash_session
+
+    session = theflash_session(master="local[2]", app_name="theflash-tests")
+    yield session
+    session.stop()
