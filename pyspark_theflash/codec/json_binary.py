@@ -36,6 +36,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 from pyspark_theflash.codec.errors import MalformedError, TruncatedError, UnknownFlagError
+from pyspark_theflash.codec.time import pack_time_fields, unpack_time_fields
 
 TYPE_OBJECT = 0x01
 TYPE_ARRAY = 0x03
@@ -117,28 +118,6 @@ class JsonPackedTime(NamedTuple):
 
     type_code: int
     packed: int
-
-
-# ---------------------------------------------------------------------------------------------
-# packed time (types.Time.ToPackedUint): ((((year*13+month)<<5|day)<<17 | hms) << 24) | micros
-
-
-def packed_time_fields(packed: int) -> tuple[int, int, int, int, int, int, int]:
-    """Split a packed MySQL time into (year, month, day, hour, minute, second, microsecond)."""
-    micros = packed & 0xFFFFFF
-    ymdhms = packed >> 24
-    hms = ymdhms & 0x1FFFF
-    ymd = ymdhms >> 17
-    day = ymd & 0x1F
-    ym = ymd >> 5
-    return ym // 13, ym % 13, day, hms >> 12, (hms >> 6) & 0x3F, hms & 0x3F, micros
-
-
-def pack_time_fields(year: int, month: int, day: int, hour: int = 0, minute: int = 0,
-                     second: int = 0, microsecond: int = 0) -> int:
-    ymd = ((year * 13 + month) << 5) | day
-    hms = (hour << 12) | (minute << 6) | second
-    return (((ymd << 17) | hms) << 24) | microsecond
 
 
 # ---------------------------------------------------------------------------------------------
@@ -471,7 +450,7 @@ def _trunc_div(a: int, b: int) -> int:
 
 
 def _time_value(type_code: int, packed: int) -> Any:
-    y, mo, d, h, mi, s, us = packed_time_fields(packed)
+    y, mo, d, h, mi, s, us = unpack_time_fields(packed)
     try:
         if type_code == TYPE_DATE:
             return dt.date(y, mo, d)
@@ -543,7 +522,7 @@ def _text(r: _Reader, type_code: int, at: int, out: list[str], depth: int) -> No
         out.append(f'"base64:type{r.data[at]}:{b64}"')
     elif type_code in (TYPE_DATE, TYPE_DATETIME, TYPE_TIMESTAMP):
         r.need(at, 8, "time")
-        y, mo, d, h, mi, s, us = packed_time_fields(_U64.unpack_from(r.data, at)[0])
+        y, mo, d, h, mi, s, us = unpack_time_fields(_U64.unpack_from(r.data, at)[0])
         if type_code == TYPE_DATE:
             out.append(f'"{y:04d}-{mo:02d}-{d:02d}"')
         else:  # JSON always prints datetimes with 6 fractional digits
