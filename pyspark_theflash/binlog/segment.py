@@ -1,0 +1,712 @@
+"""The file form of the change log: numbered segment files of framed, checksummed events.
+
+A binlog directory holds::
+
+    000000000001.binlog  000000000002.binlog  ...   segments, numbered from 1 without gaps
+                                                     (retention deletes the oldest ones)
+    LOCK                                             flock()ed by the one SegmentWriter
+
+A segment file is a header and then records, all integers little-endian::
+
+    header  (24 bytes)  b"TFBINLOG" | u32 format version (1) | u64 segment number | u32 CRC-32
+                        of the 20 bytes before it
+    record              u32 payload length | u32 CRC-32 | payload (a serialized binlog_pb2.Event)
+
+The checksum is CRC-32 with the IEEE 802.3 polynomial, i.e. ``zlib.crc32`` (as gzip and PNG
+use), computed over the 4 length bytes followed by the payload, so a damaged length is caught
+as well as a damaged payload.
+
+Invariants the reader relies on:
+
+* A segment is complete (written and fsynced) before the next one is created, and a new
+  segment appears under its final name only with its header already written (temporary name,
+  fsync, rename). So a segment followed by a newer one never grows again, and a short record
+  there is data loss (:class:`BinlogTruncatedError`), whereas a short record at the end of the
+  newest segment is a write in progress or a crash mid-write: "not yet written".
+* The writer truncates a torn tail when it reopens the directory and logs what it dropped; a
+  reader never skips a record. A record with a bad checksum that is followed by more data is
+  corruption (:class:`BinlogCorruptError`, naming file and offset).
+* Retention deletes whole segments, oldest first, never the newest one.
+"""
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import struct
+import threading
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Literal, NamedTuple
+
+from google.protobuf.message import DecodeError
+
+from pyspark_theflash.binlog.errors import (
+    BinlogCorruptError,
+    BinlogError,
+    BinlogFormatError,
+    BinlogLockedError,
+    BinlogPositionError,
+    BinlogPositionGoneError,
+    BinlogSourceError,
+    BinlogTruncatedError,
+)
+from pyspark_theflash.binlog.position import Position, PositionedEvent
+from pyspark_theflash.proto import binlog_pb2
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"TFBINLOG"
+FORMAT_VERSION = 1
+_HEADER = struct.Struct("<8sIQI")
+HEADER_BYTES = _HEADER.size  # 24: the offset of a segment's first record
+_FRAME = struct.Struct("<II")
+FRAME_BYTES = _FRAME.size  # 8: length and checksum in front of every payload
+MAX_RECORD_BYTES = 512 << 20  # larger lengths can only be damage (a region snapshot is ~100 MiB)
+DEFAULT_SEGMENT_BYTES = 64 << 20
+SEGMENT_SUFFIX = ".binlog"
+LOCK_NAME = "LOCK"
+# How often a waiting reader re-checks the files when no in-process writer wakes it up
+# (the writer may live in another process).
+POLL_INTERVAL_S = 0.1
+_READ_CHUNK = 1 << 20
+
+FsyncPolicy = Literal["always", "rotate"]
+
+
+def segment_name(number: int) -> str:
+    return f"{number:012d}{SEGMENT_SUFFIX}"
+
+
+def segment_path(directory: Path | str, number: int) -> Path:
+    return Path(directory) / segment_name(number)
+
+
+def list_segments(directory: Path | str) -> list[int]:
+    """The segment numbers present in ``directory``, ascending."""
+    numbers = []
+    for name in os.listdir(directory):
+        if not name.endswith(SEGMENT_SUFFIX):
+            continue
+        stem = name[: -len(SEGMENT_SUFFIX)]
+        if not stem.isdigit():
+            raise BinlogFormatError(Path(directory) / name, "segment files are named like 000000000001.binlog")
+        numbers.append(int(stem))
+    numbers.sort()
+    return numbers
+
+
+def encode_header(number: int) -> bytes:
+    body = _HEADER.pack(MAGIC, FORMAT_VERSION, number, 0)[: HEADER_BYTES - 4]
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def check_header(path: Path, data: bytes, number: int) -> None:
+    if len(data) < HEADER_BYTES:
+        raise BinlogFormatError(path, f"only {len(data)} bytes, shorter than the {HEADER_BYTES}-byte header")
+    magic, version, found, crc = _HEADER.unpack(data[:HEADER_BYTES])
+    if magic != MAGIC:
+        raise BinlogFormatError(path, f"starts with {magic!r}, not {MAGIC!r}")
+    if crc != zlib.crc32(data[: HEADER_BYTES - 4]):
+        raise BinlogFormatError(path, "the header checksum does not match")
+    if version != FORMAT_VERSION:
+        raise BinlogFormatError(path, f"format version {version}; this code reads version {FORMAT_VERSION}")
+    if found != number:
+        raise BinlogFormatError(path, f"the header says segment {found} but the file is named for segment {number}")
+
+
+def encode_record(payload: bytes) -> bytes:
+    """One framed record: length, checksum (over length bytes and payload), payload."""
+    if len(payload) > MAX_RECORD_BYTES:
+        raise BinlogError(f"an event of {len(payload)} bytes exceeds the record limit of {MAX_RECORD_BYTES} bytes")
+    length = struct.pack("<I", len(payload))
+    return length + struct.pack("<I", zlib.crc32(payload, zlib.crc32(length))) + payload
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------
+# Waking readers in this process when a writer appends (readers also poll, for other processes).
+
+
+class AppendSignal:
+    """A generation counter per directory: writers bump it, readers wait for it to change."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.generation = 0
+
+    def notify(self) -> None:
+        with self._cond:
+            self.generation += 1
+            self._cond.notify_all()
+
+    def wait(self, seen: int, timeout_s: float) -> bool:
+        """Wait until the generation differs from ``seen``; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.generation != seen, max(timeout_s, 0.0))
+
+
+_signals: dict[str, AppendSignal] = {}
+_signals_lock = threading.Lock()
+
+
+def append_signal(directory: Path | str) -> AppendSignal:
+    key = os.path.realpath(directory)
+    with _signals_lock:
+        return _signals.setdefault(key, AppendSignal())
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading records of one segment file.
+
+_OK, _EOF, _SHORT, _BAD = "ok", "eof", "short", "bad"
+
+
+class _Read(NamedTuple):
+    kind: str  # _OK, _EOF (no byte at offset), _SHORT (file ends inside the record), _BAD
+    payload: bytes
+    end: int  # offset just after the record (_OK, and _BAD when the length was plausible)
+    reason: str
+
+
+class _SegmentFile:
+    """Random access to the records of one segment through a window read with pread.
+
+    The window only ever holds bytes that were in the file when read; anything that is not a
+    complete valid record drops the window, so a torn tail rewritten later is read afresh.
+    """
+
+    def __init__(self, path: Path, number: int) -> None:
+        self.path = path
+        self.number = number
+        self._fd = os.open(path, os.O_RDONLY)
+        self._buf = b""
+        self._buf_start = 0
+        try:
+            check_header(path, os.pread(self._fd, HEADER_BYTES, 0), number)
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def size(self) -> int:
+        return os.fstat(self._fd).st_size
+
+    def invalidate(self) -> None:
+        self._buf = b""
+
+    def _bytes(self, offset: int, count: int) -> bytes:
+        start = offset - self._buf_start
+        if start >= 0 and offset + count <= self._buf_start + len(self._buf):
+            return self._buf[start : start + count]
+        self._buf = os.pread(self._fd, max(count, _READ_CHUNK), offset)
+        self._buf_start = offset
+        return self._buf[:count]
+
+    def read_at(self, offset: int, verify: bool = True) -> _Read:
+        head = self._bytes(offset, FRAME_BYTES)
+        if not head:
+            return _Read(_EOF, b"", offset, "end of file")
+        if len(head) < FRAME_BYTES:
+            return _Read(_SHORT, b"", offset, f"the file ends {len(head)} bytes into a record frame")
+        length, crc = _FRAME.unpack(head)
+        if length > MAX_RECORD_BYTES:
+            return _Read(_BAD, b"", offset, f"impossible record length {length} (limit {MAX_RECORD_BYTES})")
+        end = offset + FRAME_BYTES + length
+        if not verify:  # lengths only: is the whole record there?
+            if length == 0 or self._bytes(end - 1, 1):
+                return _Read(_OK, b"", end, "")
+            return _Read(_SHORT, b"", end, "the file ends inside a record")
+        record = self._bytes(offset, FRAME_BYTES + length)
+        if len(record) < FRAME_BYTES + length:
+            have = len(record) - FRAME_BYTES
+            return _Read(_SHORT, b"", end, f"the file ends {have} bytes into a record of {length} bytes")
+        payload = record[FRAME_BYTES:]
+        if zlib.crc32(payload, zlib.crc32(head[:4])) != crc:
+            return _Read(_BAD, b"", end, f"checksum mismatch in a record of {length} bytes")
+        return _Read(_OK, payload, end, "")
+
+    def is_torn_tail(self, offset: int, bad: _Read) -> bool:
+        """Whether a bad record at ``offset`` looks like a write cut short by a crash: its frame
+        reaches exactly to the end of the file, or everything from it on is zeros (file systems
+        may extend a file with zeros before the data lands)."""
+        size = self.size()
+        if bad.kind == _BAD and bad.end == size and bad.reason.startswith("checksum"):
+            return True
+        position = offset
+        while position < size:
+            chunk = os.pread(self._fd, min(_READ_CHUNK, size - position), position)
+            if not chunk or chunk.count(0) != len(chunk):
+                return False
+            position += len(chunk)
+        return True
+
+
+def _parse_event(path: Path, offset: int, payload: bytes) -> binlog_pb2.Event:
+    try:
+        return binlog_pb2.Event.FromString(payload)
+    except DecodeError as exc:
+        raise BinlogCorruptError(path, offset, f"the checksum matches but the payload is not an Event ({exc})")
+
+
+# ---------------------------------------------------------------------------------------------
+# Directory-level facts: head, tail, segments, retention.
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    number: int
+    path: Path
+    size: int  # bytes, header included
+
+    @property
+    def first(self) -> Position:
+        return Position(self.number, HEADER_BYTES)
+
+
+def segments(directory: Path | str) -> list[SegmentInfo]:
+    directory = Path(directory)
+    infos = []
+    for number in list_segments(directory):
+        path = segment_path(directory, number)
+        try:
+            infos.append(SegmentInfo(number, path, path.stat().st_size))
+        except FileNotFoundError:  # pruned while listing
+            continue
+    return infos
+
+
+def tail(directory: Path | str) -> Position:
+    """The oldest readable position (where a reader without a position starts)."""
+    numbers = list_segments(directory)
+    return Position(numbers[0] if numbers else 1, HEADER_BYTES)
+
+
+class HeadTracker:
+    """Finds the head of a directory (the position just after its last complete record),
+    checking only the bytes appended since the previous call."""
+
+    def __init__(self, directory: Path | str) -> None:
+        self.directory = Path(directory)
+        self._file: _SegmentFile | None = None
+        self._offset = HEADER_BYTES
+
+    def head(self) -> Position:
+        numbers = list_segments(self.directory)
+        if not numbers:
+            return Position(1, HEADER_BYTES)
+        newest = numbers[-1]
+        if self._file is None or self._file.number != newest:
+            self.close()
+            self._file = _SegmentFile(segment_path(self.directory, newest), newest)
+            self._offset = HEADER_BYTES
+        while True:
+            read = self._file.read_at(self._offset)
+            if read.kind != _OK:
+                self._file.invalidate()
+                return Position(newest, self._offset)
+            self._offset = read.end
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def head(directory: Path | str) -> Position:
+    tracker = HeadTracker(directory)
+    try:
+        return tracker.head()
+    finally:
+        tracker.close()
+
+
+def prune(directory: Path | str, before: Position) -> list[Path]:
+    """Delete the whole segments that lie entirely before ``before`` (never the newest one),
+    oldest first, and return their paths. Readers asking for a position in them afterwards get
+    :class:`BinlogPositionGoneError`."""
+    directory = Path(directory)
+    numbers = list_segments(directory)
+    deleted = []
+    for number in numbers[:-1]:
+        if number >= before.segment:
+            break
+        path = segment_path(directory, number)
+        path.unlink(missing_ok=True)
+        deleted.append(path)
+    if deleted:
+        _fsync_directory(directory)
+        log.info("binlog %s: pruned %d segment(s) before %s", directory, len(deleted), before)
+    return deleted
+
+
+# ---------------------------------------------------------------------------------------------
+# The reader.
+
+
+class SegmentReader:
+    """Reads events in log order from a position; iterating yields
+    ``PositionedEvent(position, event, next)`` up to the current head and stops.
+
+    ``read_batch`` never blocks; ``read`` waits (woken by an in-process writer, else polling
+    every ``POLL_INTERVAL_S``). A short or torn record at the end of the newest segment is "not
+    yet written": the reader stays in front of it. Corruption raises, never skips.
+    """
+
+    def __init__(self, directory: Path | str, position: Position | None = None) -> None:
+        self.directory = Path(directory)
+        if not self.directory.is_dir():
+            raise BinlogSourceError(f"binlog directory {self.directory} does not exist (or is not a directory)")
+        self._signal = append_signal(self.directory)
+        self._file: _SegmentFile | None = None
+        self._position = self._resolve_start(position)
+
+    @property
+    def position(self) -> Position:
+        """Where the next read starts (after every record returned so far)."""
+        return self._position
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> "SegmentReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[PositionedEvent]:
+        while True:
+            batch = self.read_batch(1024)
+            if not batch:
+                return
+            yield from batch
+
+    def _resolve_start(self, position: Position | None) -> Position:
+        numbers = list_segments(self.directory)
+        if position is None:
+            return Position(numbers[0] if numbers else 1, HEADER_BYTES)
+        segment, offset = Position(int(position[0]), int(position[1]))
+        offset = max(offset, HEADER_BYTES)  # 0 (or inside the header) = the segment's first record
+        wanted = Position(segment, offset)
+        if not numbers or segment > numbers[-1]:
+            newest = numbers[-1] if numbers else 0
+            if segment == newest + 1 and offset == HEADER_BYTES:
+                return wanted  # the next segment's start: wait for it to be created
+            raise BinlogPositionError(
+                f"binlog position {position} is beyond the head of {self.directory} "
+                f"(newest segment: {newest or 'none'}); is it a position of another binlog?"
+            )
+        if segment < numbers[0]:
+            raise BinlogPositionGoneError(position, Position(numbers[0], HEADER_BYTES), str(self.directory))
+        if segment not in numbers:
+            raise BinlogCorruptError(segment_path(self.directory, segment), 0, "the segment file is missing")
+        self._check_boundary(wanted)
+        return wanted
+
+    def _check_boundary(self, wanted: Position) -> None:
+        """Walk the record lengths of the segment to make sure ``wanted`` starts a record."""
+        file = self._open(wanted.segment)
+        assert file is not None
+        offset = HEADER_BYTES
+        while offset < wanted.offset:
+            read = file.read_at(offset, verify=False)
+            if read.kind != _OK:
+                file.invalidate()
+                raise BinlogPositionError(
+                    f"binlog position {wanted} is beyond the last complete record of {file.path} "
+                    f"(which ends at offset {offset}); is it a position of another binlog?"
+                )
+            if read.end > wanted.offset:
+                raise BinlogPositionError(
+                    f"binlog position {wanted} falls inside the record at offset {offset} of {file.path} "
+                    f"(next record at {read.end}); positions must be record boundaries"
+                )
+            offset = read.end
+
+    def _open(self, segment: int) -> _SegmentFile | None:
+        if self._file is not None and self._file.number == segment:
+            return self._file
+        self.close()
+        try:
+            self._file = _SegmentFile(segment_path(self.directory, segment), segment)
+        except FileNotFoundError:
+            return None
+        return self._file
+
+    def read_batch(self, max_records: int) -> list[PositionedEvent]:
+        """Up to ``max_records`` events available now (possibly none)."""
+        out: list[PositionedEvent] = []
+        while len(out) < max_records:
+            record = self._next_record()
+            if record is None:
+                break
+            out.append(record)
+        return out
+
+    def read(
+        self,
+        max_records: int,
+        timeout_s: float,
+        region_ids: frozenset[int] | None = None,
+        stop: threading.Event | None = None,
+    ) -> list[PositionedEvent]:
+        """Up to ``max_records`` events of ``region_ids`` (None = all), waiting for new ones
+        until ``timeout_s`` passes or ``stop`` is set; returns what it has then (maybe none)."""
+        deadline = time.monotonic() + timeout_s
+        out: list[PositionedEvent] = []
+        while True:
+            seen = self._signal.generation
+            wanted = max_records - len(out)
+            batch = self.read_batch(wanted)
+            out.extend(r for r in batch if region_ids is None or r.event.region_id in region_ids)
+            if len(out) >= max_records:
+                return out
+            if len(batch) == wanted:
+                continue  # not at the head: some events were filtered out, read on
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or (stop is not None and stop.is_set()):
+                return out
+            self._signal.wait(seen, min(remaining, POLL_INTERVAL_S))
+
+    def wake(self) -> None:
+        """Wake every reader of this directory waiting in ``read`` (used on shutdown)."""
+        self._signal.notify()
+
+    def _next_record(self) -> PositionedEvent | None:
+        while True:
+            segment, offset = self._position
+            file = self._open(segment)
+            if file is None:
+                self._check_missing(segment)
+                return None  # the next segment is not created yet
+            read = file.read_at(offset)
+            if read.kind != _OK:
+                file.invalidate()
+                if not any(n > segment for n in list_segments(self.directory)):
+                    if read.kind == _BAD and not file.is_torn_tail(offset, read):
+                        raise BinlogCorruptError(file.path, offset, read.reason)
+                    return None  # at the head, or in front of a record still being written
+                # A newer segment exists, so this one was complete before it was created:
+                # read once more to see records appended just before the rotation.
+                read = file.read_at(offset)
+                if read.kind == _EOF:
+                    self._position = Position(segment + 1, HEADER_BYTES)
+                    continue
+                if read.kind == _SHORT:
+                    raise BinlogTruncatedError(
+                        file.path, offset, f"{read.reason}, but newer segments follow (lost bytes)"
+                    )
+                if read.kind == _BAD:
+                    raise BinlogCorruptError(file.path, offset, read.reason)
+            event = _parse_event(file.path, offset, read.payload)
+            start = Position(segment, offset)
+            self._position = Position(segment, read.end)
+            return PositionedEvent(start, event, self._position)
+
+    def _check_missing(self, segment: int) -> None:
+        numbers = list_segments(self.directory)
+        if numbers and numbers[0] > segment:
+            raise BinlogPositionGoneError(
+                self._position, Position(numbers[0], HEADER_BYTES), f"{self.directory} (pruned while reading)"
+            )
+        if numbers and numbers[-1] > segment:
+            raise BinlogCorruptError(segment_path(self.directory, segment), 0, "the segment file is missing")
+
+
+# ---------------------------------------------------------------------------------------------
+# The writer.
+
+
+class SegmentWriter:
+    """Appends events to a binlog directory; thread-safe; one per directory (flock).
+
+    ``fsync="rotate"`` (default) makes a segment durable when it is sealed and on ``sync()``
+    and ``close()``; ``fsync="always"`` also after every ``append``. Either way every append
+    reaches the OS before it returns, so readers in other processes see it at once.
+    """
+
+    def __init__(
+        self,
+        directory: Path | str,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        fsync: FsyncPolicy = "rotate",
+    ) -> None:
+        if fsync not in ("always", "rotate"):
+            raise ValueError(f"fsync policy must be 'always' or 'rotate', not {fsync!r}")
+        if segment_bytes <= HEADER_BYTES + FRAME_BYTES:
+            raise ValueError(f"segment_bytes={segment_bytes} leaves no room for a record")
+        self.directory = Path(directory)
+        self.segment_bytes = segment_bytes
+        self.fsync = fsync
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._mutex = threading.Lock()
+        self._signal = append_signal(self.directory)
+        self._lock_fd = os.open(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            raise BinlogLockedError(
+                f"binlog directory {self.directory} is held by another SegmentWriter "
+                f"(see {self.directory / LOCK_NAME}); only one writer may append"
+            ) from None
+        self._fd = -1
+        try:
+            numbers = list_segments(self.directory)
+            if numbers:
+                self._segment, self._size = self._recover(numbers[-1])
+            else:
+                self._segment, self._size = self._create_segment(1), HEADER_BYTES
+            self._fd = os.open(segment_path(self.directory, self._segment), os.O_WRONLY | os.O_APPEND)
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+
+    def _recover(self, number: int) -> tuple[int, int]:
+        """Find the end of the last complete record of the newest segment; truncate a torn tail."""
+        file = _SegmentFile(segment_path(self.directory, number), number)
+        try:
+            offset = HEADER_BYTES
+            while True:
+                read = file.read_at(offset)
+                if read.kind == _OK:
+                    offset = read.end
+                    continue
+                if read.kind == _EOF:
+                    return number, offset
+                if read.kind == _BAD and not file.is_torn_tail(offset, read):
+                    raise BinlogCorruptError(file.path, offset, read.reason + " (followed by more data)")
+                size = file.size()
+                break
+        finally:
+            file.close()
+        log.warning(
+            "binlog %s: torn tail at offset %d (%s); truncating %d byte(s) a crash left mid-write",
+            file.path, offset, read.reason, size - offset,
+        )
+        os.truncate(file.path, offset)
+        fd = os.open(file.path, os.O_WRONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return number, offset
+
+    def _create_segment(self, number: int) -> int:
+        final = segment_path(self.directory, number)
+        temporary = final.with_name(final.name + ".tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, encode_header(number))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(temporary, final)
+        _fsync_directory(self.directory)
+        return number
+
+    @property
+    def head(self) -> Position:
+        """The position just after the last appended event."""
+        with self._mutex:
+            return Position(self._segment, self._size)
+
+    @property
+    def tail(self) -> Position:
+        return tail(self.directory)
+
+    def segments(self) -> list[SegmentInfo]:
+        return segments(self.directory)
+
+    def append(self, events: Iterable[binlog_pb2.Event | bytes]) -> Position:
+        """Append events (or already serialized events) in order, contiguously even when other
+        threads append; returns the position just after the last one."""
+        records = [encode_record(e if isinstance(e, bytes) else e.SerializeToString()) for e in events]
+        with self._mutex:
+            self._check_open()
+            pending: list[bytes] = []
+            pending_bytes = 0
+            for record in records:
+                used = self._size + pending_bytes
+                if used + len(record) > self.segment_bytes and used > HEADER_BYTES:
+                    self._write(b"".join(pending))
+                    pending, pending_bytes = [], 0
+                    self._rotate()
+                pending.append(record)
+                pending_bytes += len(record)
+            if pending:
+                self._write(b"".join(pending))
+                if self.fsync == "always":
+                    os.fdatasync(self._fd)
+            end = Position(self._segment, self._size)
+        if records:
+            self._signal.notify()
+        return end
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        written = 0
+        try:
+            while written < len(data):
+                written += os.write(self._fd, view[written:])
+        except BaseException:
+            # Leave no partial record behind (e.g. the disk filled up): readers would wait
+            # in front of it and the next append would land after it.
+            os.ftruncate(self._fd, self._size)
+            raise
+        self._size += written
+
+    def _rotate(self) -> None:
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = -1
+        self._segment = self._create_segment(self._segment + 1)
+        self._size = HEADER_BYTES
+        self._fd = os.open(segment_path(self.directory, self._segment), os.O_WRONLY | os.O_APPEND)
+
+    def sync(self) -> None:
+        """Make everything appended so far durable."""
+        with self._mutex:
+            self._check_open()
+            os.fsync(self._fd)
+
+    def prune(self, before: Position) -> list[Path]:
+        with self._mutex:
+            return prune(self.directory, before)
+
+    def _check_open(self) -> None:
+        if self._fd < 0:
+            raise BinlogError(f"the SegmentWriter of {self.directory} is closed")
+
+    def close(self) -> None:
+        with self._mutex:
+            if self._fd < 0:
+                return
+            try:
+                os.fsync(self._fd)
+            finally:
+                os.close(self._fd)
+                self._fd = -1
+                os.close(self._lock_fd)
+
+    def __enter__(self) -> "SegmentWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
