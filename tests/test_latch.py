@@ -1,0 +1,188 @@
+"""The latch service: read leases, the single-writer latch, flush requests and runtime
+settings behave the same in-process and over gRPC (a `theflash latch serve` process)."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from pyspark_theflash import latch as latch_mod
+from pyspark_theflash.latch import (
+    FlushTimeoutError,
+    Latch,
+    LeaseNotFoundError,
+    LeaseRefusedError,
+    WriteLatchHeldError,
+    WriteLatchLostError,
+)
+
+
+def _wait_for(predicate: Callable[[], object], timeout_s: float = 10.0, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(0.01)
+
+
+class LatchServer:
+    """`theflash latch serve --store DIR` in its own process."""
+
+    def __init__(self, store: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pyspark_theflash", "latch", "serve", "--store", str(store), "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        line = self.proc.stdout.readline()  # type: ignore[union-attr]
+        match = re.search(r"grpc://127\.0\.0\.1:\d+", line)
+        if not match:
+            self.proc.kill()
+            raise AssertionError(f"latch server did not start: {line!r} {self.proc.stderr.read()}")  # type: ignore[union-attr]
+        self.address = match.group(0)
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, LatchServer]]:
+    """One latch server per store directory, started on demand and stopped at module end."""
+    started: dict[str, LatchServer] = {}
+    yield started
+    for server in started.values():
+        assert server.stop() == 0
+
+
+@pytest.fixture(params=["local", "grpc"])
+def open_latch(request: pytest.FixtureRequest, tmp_path: Path, servers: dict[str, LatchServer]) -> Iterator[Callable[[], Latch]]:
+    """A factory of latch handles on one fresh store directory: in-process or over gRPC."""
+    handles: list[Latch] = []
+    store = tmp_path / "store"
+    store.mkdir()
+
+    def make() -> Latch:
+        if request.param == "local":
+            handle = latch_mod.connect(store)
+        else:
+            if str(store) not in servers:
+                servers[str(store)] = LatchServer(store)
+            handle = latch_mod.connect(store, servers[str(store)].address)
+        handles.append(handle)
+        return handle
+
+    make.store = store  # type: ignore[attr-defined]
+    yield make
+    for handle in handles:
+        handle.close()
+
+
+def test_second_writer_is_refused_with_a_message_naming_the_holder(open_latch: Callable[[], Latch]) -> None:
+    first, second = open_latch(), open_latch()
+    held = first.acquire_write_latch("writer-a", ttl_s=30, host="hostA", pid=4242)
+    with pytest.raises(WriteLatchHeldError) as refused:
+        second.acquire_write_latch("writer-b", ttl_s=30)
+    message = str(refused.value)
+    assert "writer-a" in message and "hostA" in message and "pid 4242" in message and "since" in message
+    holder = second.holder()
+    assert holder is not None and (holder.name, holder.host, holder.pid, holder.token) == ("writer-a", "hostA", 4242, held.token)
+
+
+def test_dead_writer_latch_is_taken_over_after_its_ttl_and_the_old_token_is_fenced(open_latch: Callable[[], Latch]) -> None:
+    first, second = open_latch(), open_latch()
+    # A live process on another host: only the TTL can free its latch.
+    old = first.acquire_write_latch("stuck", ttl_s=0.3, host="other-host", pid=1)
+    with pytest.raises(WriteLatchHeldError):
+        second.acquire_write_latch("new", ttl_s=30)
+    new = _wait_for(lambda: _try_acquire(second, "new"), what="takeover after TTL")
+    assert new.token > old.token and second.holder().name == "new"  # type: ignore[union-attr]
+    with pytest.raises(WriteLatchLostError, match="new"):
+        first.renew(old.token, ttl_s=30)
+
+
+def test_renewed_latch_outlives_its_ttl_and_release_frees_it(open_latch: Callable[[], Latch]) -> None:
+    first, second = open_latch(), open_latch()
+    held = first.acquire_write_latch("live", ttl_s=0.5, host="other-host", pid=1)
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:  # renewing keeps it held well past its TTL
+        first.renew(held.token, ttl_s=0.5)
+        with pytest.raises(WriteLatchHeldError):
+            second.acquire_write_latch("intruder", ttl_s=5)
+        time.sleep(0.1)
+    first.release(held.token)
+    assert first.holder() is None
+    assert second.acquire_write_latch("next", ttl_s=5).token == held.token + 1
+
+
+def test_latch_of_a_killed_process_on_this_host_is_free_at_once(open_latch: Callable[[], Latch]) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    first, second = open_latch(), open_latch()
+    first.acquire_write_latch("killed", ttl_s=60, pid=dead.pid)
+    assert second.acquire_write_latch("restarted", ttl_s=60).name == "restarted"
+
+
+def _try_acquire(latch: Latch, name: str):
+    try:
+        return latch.acquire_write_latch(name, ttl_s=30)
+    except WriteLatchHeldError:
+        return None
+
+
+def test_flush_request_round_trip_returns_the_applied_index_per_region(open_latch: Callable[[], Latch]) -> None:
+    reader, writer = open_latch(), open_latch()
+    rid = reader.request_flush([3, 7], read_index={7: 12})
+    pending = writer.pending_flushes()
+    assert [(p.request_id, p.region_ids, p.read_index) for p in pending] == [(rid, (3, 7), {7: 12})]
+    answered: dict[int, int] = {}
+    waiter = threading.Thread(target=lambda: answered.update(reader.wait_flush(rid, timeout_s=10)))
+    waiter.start()
+    writer.complete_flush(rid, {3: 5, 7: 12})
+    waiter.join(15)
+    assert answered == {3: 5, 7: 12}
+    assert writer.pending_flushes() == []
+    assert reader.wait_flush(rid, timeout_s=0.1) == {3: 5, 7: 12}  # a late waiter still gets the answer
+
+
+def test_unanswered_flush_request_times_out_naming_its_regions(open_latch: Callable[[], Latch]) -> None:
+    reader = open_latch()
+    rid = reader.request_flush([11, 12])
+    with pytest.raises(FlushTimeoutError) as timeout:
+        reader.wait_flush(rid, timeout_s=0.2)
+    assert "[11, 12]" in str(timeout.value) and "no writer holds the write latch" in str(timeout.value)
+
+
+def test_writer_interval_set_at_runtime_is_seen_by_every_handle(open_latch: Callable[[], Latch]) -> None:
+    admin, writer = open_latch(), open_latch()
+    assert writer.writer_interval() is None
+    admin.set_writer_interval(0.2)
+    assert writer.writer_interval() == 0.2
+    with pytest.raises(ValueError):
+        admin.set_writer_interval(0)
+    assert writer.writer_interval() == 0.2
+
+
+def test_status_reports_holder_interval_pending_flushes_and_writer_progress(open_latch: Callable[[], Latch]) -> None:
+    admin, writer = open_latch(), open_latch()
+    held = writer.acquire_write_latch("w", ttl_s=30)
+    writer.publish_writer_status(held.token, {"position": [0, 128], "rows_per_s": 5.0})
+    admin.set_writer_interval(1.5)
+    rid = admin.request_flush([1])
+    status = admin.status()
+    assert status["writer"]["name"] == "w" and status["writer"]["pid"] == os.getpid()
+    assert status["writer_interval_s"] == 1.5
+    assert status["pending_flushes"] == [rid]
+    assert status["writer_status"]["position"] == [0, 128] and status["writer_status"]["token"] == held.token
