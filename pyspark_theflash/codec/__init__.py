@@ -1,1 +1,81 @@
-"""codec"""
+"""codec: TiDB/TiKV bytes <-> Python values. Small modules, each pairing encode with decode:
+
+* ``number``               memcomparable int64/uint64/float64 (asc/desc), varint/uvarint
+* ``memcomparable_bytes``  memcomparable bytes (asc/desc) and compact bytes
+* ``decimal``              MyDecimal binary (DECIMAL)
+* ``time`` / ``tso``       packed DATE/DATETIME/TIMESTAMP, TIME as ns; TSO timestamps
+* ``datum``                flag-prefixed datums: ``encode_key`` / ``encode_value``
+* ``keys``                 record/index keys, index values, region boundaries
+* ``row_v1`` / ``row_v2``  the old and the current row formats; ``json_binary`` binary JSON
+* ``txn``                  TiKV Percolator ``Lock`` and ``Write`` records
+
+No module here knows about Spark, files or the store.
+"""
+from __future__ import annotations
+
+from pyspark_theflash.codec.datum import Datum, decode_key, decode_value, encode_key, encode_value
+from pyspark_theflash.codec.decimal import (
+    DecimalValue,
+    decimal_bin_size,
+    decimal_from_bin,
+    decimal_from_bin_at,
+    decimal_to_bin,
+)
+from pyspark_theflash.codec.errors import (
+    BadDecimalError,
+    BadKeyError,
+    BadLockError,
+    BadTimeError,
+    BadWriteError,
+    CodecError,
+    MalformedError,
+    NonRecordKeyError,
+    TruncatedError,
+    UnknownFlagError,
+    ValueOutOfRangeError,
+)
+from pyspark_theflash.codec.keys import (
+    decode_common_handle_key,
+    decode_index_key,
+    decode_record_key,
+    decode_record_keys,
+    decode_region_key,
+    encode_common_handle_key,
+    encode_index_key,
+    encode_record_key,
+    encode_region_key,
+    record_prefix,
+    record_range,
+    table_prefix,
+)
+from pyspark_theflash.codec.memcomparable_bytes import (
+    decode_bytes,
+    decode_bytes_desc,
+    decode_compact_bytes,
+    encode_bytes,
+    encode_bytes_desc,
+    encode_compact_bytes,
+)
+from pyspark_theflash.codec.number import (
+    decode_float,
+    decode_int,
+    decode_int_desc,
+    decode_uint,
+    decode_uint_desc,
+    decode_uvarint,
+    decode_varint,
+    encode_float,
+    encode_int,
+    encode_int_desc,
+    encode_uint,
+    encode_uint_desc,
+    encode_uvarint,
+    encode_varint,
+)
+from pyspark_theflash.codec.row_v1 import decode_row_v1, encode_row_v1
+from pyspark_theflash.codec.time import pack_date, pack_datetime, unpack_date, unpack_datetime
+from pyspark_theflash.codec.tso import compose_ts, logical, physical_ms, ts_to_datetime
+from pyspark_theflash.codec.txn import Lock, Write
+
+# Row v2, decode_row and the vectorised batch decoder (codec.row_v2, codec.row, codec.batch)
+# add their re-exports below.
