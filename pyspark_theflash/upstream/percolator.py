@@ -162,8 +162,9 @@ class PercolatorStore:
     # ---------------------------------------------------------------- raw data helpers
 
     def _touch_key(self, key: bytes) -> None:
-        if key not in self._writes and key not in self._locks:
-            bisect.insort(self._keys, key)
+        i = bisect.bisect_left(self._keys, key)
+        if i == len(self._keys) or self._keys[i] != key:
+            self._keys.insert(i, key)
 
     def _add_version(self, key: bytes, version: Version) -> None:
         self._touch_key(key)

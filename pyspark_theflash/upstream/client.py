@@ -1,0 +1,165 @@
+"""What a TheFlash reader and writer need from the upstream cluster (``UpstreamClient``), and
+its gRPC + HTTP implementation (``connect``).
+
+``MiniCluster`` implements the same protocol in-process; ``connect("grpc://host:port")``
+reaches a served mini cluster (``theflash upstream --serve``): PD/TiKV calls over the
+Upstream gRPC service, table info over the TiDB-style HTTP status port whose address the
+service announces in GetClusterInfo.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any, Iterable, Protocol, runtime_checkable
+
+import grpc
+
+from pyspark_theflash.proto import binlog_pb2, upstream_pb2, upstream_pb2_grpc
+from pyspark_theflash.upstream.errors import RegionNotFoundError, SchemaError, UpstreamError
+
+_STATUS_NAMES = {
+    upstream_pb2.CheckTxnStatusResponse.LOCKED: "locked",
+    upstream_pb2.CheckTxnStatusResponse.COMMITTED: "committed",
+    upstream_pb2.CheckTxnStatusResponse.ROLLED_BACK: "rolled_back",
+}
+STATUS_CODES = {v: k for k, v in _STATUS_NAMES.items()}
+
+
+@dataclass(frozen=True)
+class TxnStatus:
+    """CheckTxnStatus's answer: 'committed' (commit_ts), 'rolled_back', or 'locked' (ttl_ms:
+    the lock's TTL, counted from the physical time of its start_ts)."""
+
+    state: str
+    commit_ts: int = 0
+    ttl_ms: int = 0
+    action: str = ""  # '', 'ttl_expire_rollback', 'lock_not_exist_rollback'
+
+
+@runtime_checkable
+class UpstreamClient(Protocol):
+    def get_ts(self) -> int: ...
+    def regions(self) -> list[binlog_pb2.Region]: ...
+    def read_index(self, region_id: int) -> int: ...
+    def check_txn_status(self, primary: bytes, lock_ts: int, caller_start_ts: int, current_ts: int) -> TxnStatus: ...
+    def resolve_lock(self, start_ts: int, commit_ts: int, keys: Iterable[bytes] | None = None) -> int: ...
+    def gc_safe_point(self) -> int: ...
+    def update_gc_safe_point(self, ts: int) -> int: ...
+    def region_snapshot(self, region_id: int) -> binlog_pb2.Event: ...
+    def table_info(self, db: str, table: str) -> dict[str, Any]: ...
+    def table_info_by_id(self, table_id: int) -> tuple[str, dict[str, Any]]: ...
+    def list_tables(self) -> list[tuple[str, str]]: ...
+
+
+def parse_address(address: str) -> str:
+    """host:port of ``grpc://host:port`` or ``host:port``."""
+    return address.removeprefix("grpc://").rstrip("/")
+
+
+class GrpcUpstreamClient:
+    """``UpstreamClient`` over the Upstream gRPC service and the HTTP status port."""
+
+    def __init__(self, address: str, timeout_s: float = 10.0) -> None:
+        self.address = parse_address(address)
+        self.timeout_s = timeout_s
+        self._channel = grpc.insecure_channel(self.address)
+        self._stub = upstream_pb2_grpc.UpstreamStub(self._channel)
+        self._info: upstream_pb2.ClusterInfoResponse | None = None
+        self._mu = threading.Lock()
+
+    def _call(self, method: str, request: Any) -> Any:
+        try:
+            return getattr(self._stub, method)(request, timeout=self.timeout_s)
+        except grpc.RpcError as err:
+            raise UpstreamError(
+                f"upstream {self.address} {method} failed: {err.code().name} {err.details()}; "
+                "is `theflash upstream --serve` running there?"
+            ) from err
+
+    def cluster_info(self) -> upstream_pb2.ClusterInfoResponse:
+        with self._mu:
+            if self._info is None:
+                self._info = self._call("GetClusterInfo", upstream_pb2.ClusterInfoRequest())
+            return self._info
+
+    @property
+    def status_address(self) -> str:
+        return self.cluster_info().status_address
+
+    @property
+    def binlog_address(self) -> str:
+        return self.cluster_info().binlog_address
+
+    def get_ts(self) -> int:
+        return int(self._call("GetTS", upstream_pb2.GetTSRequest(count=1)).ts)
+
+    def regions(self) -> list[binlog_pb2.Region]:
+        return list(self._call("GetRegions", upstream_pb2.GetRegionsRequest()).regions)
+
+    def read_index(self, region_id: int) -> int:
+        resp = self._call("ReadIndex", upstream_pb2.ReadIndexRequest(region_id=region_id))
+        if resp.error:
+            raise RegionNotFoundError(region_id)
+        return int(resp.index)
+
+    def check_txn_status(self, primary: bytes, lock_ts: int, caller_start_ts: int, current_ts: int) -> TxnStatus:
+        resp = self._call("CheckTxnStatus", upstream_pb2.CheckTxnStatusRequest(
+            primary_key=primary, lock_ts=lock_ts, caller_start_ts=caller_start_ts,
+            current_ts=current_ts, rollback_if_not_exist=True,
+        ))
+        return TxnStatus(_STATUS_NAMES[resp.status], resp.commit_ts, resp.lock_ttl, resp.action)
+
+    def resolve_lock(self, start_ts: int, commit_ts: int, keys: Iterable[bytes] | None = None) -> int:
+        resp = self._call("ResolveLock", upstream_pb2.ResolveLockRequest(
+            start_ts=start_ts, commit_ts=commit_ts, keys=list(keys or []),
+        ))
+        if resp.error:
+            raise UpstreamError(f"ResolveLock of the transaction started at {start_ts} failed: {resp.error}")
+        return int(resp.resolved)
+
+    def gc_safe_point(self) -> int:
+        return int(self._call("GetGCSafePoint", upstream_pb2.GCSafePointRequest()).safe_point)
+
+    def update_gc_safe_point(self, ts: int) -> int:
+        return int(self._call("UpdateGCSafePoint", upstream_pb2.UpdateGCSafePointRequest(safe_point=ts)).safe_point)
+
+    def region_snapshot(self, region_id: int) -> binlog_pb2.Event:
+        return self._call("GetRegionSnapshot", upstream_pb2.RegionSnapshotRequest(region_id=region_id))
+
+    def _http(self, path: str) -> Any:
+        url = f"http://{self.status_address}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=self.timeout_s) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            detail = err.read().decode(errors="replace")
+            if err.code == 404:
+                raise SchemaError(f"{url}: {detail}") from err
+            raise UpstreamError(f"{url}: HTTP {err.code} {detail}") from err
+        except urllib.error.URLError as err:
+            raise UpstreamError(f"status port {url} unreachable: {err.reason}") from err
+
+    def table_info(self, db: str, table: str) -> dict[str, Any]:
+        return dict(self._http(f"/schema/{db}/{table}"))
+
+    def table_info_by_id(self, table_id: int) -> tuple[str, dict[str, Any]]:
+        body = self._http(f"/db-table/{table_id}")
+        return body["db_info"]["db_name"]["O"], body["table_info"]
+
+    def list_tables(self) -> list[tuple[str, str]]:
+        out = []
+        for db in self._http("/schema"):
+            name = db["db_name"]["O"]
+            out.extend((name, t["name"]["O"]) for t in self._http(f"/schema/{name}"))
+        return out
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+def connect(address: str) -> GrpcUpstreamClient:
+    """An UpstreamClient for ``grpc://host:port`` (or ``host:port``) of a served mini cluster."""
+    return GrpcUpstreamClient(address)

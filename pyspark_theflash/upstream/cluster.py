@@ -1,0 +1,339 @@
+"""The embedded mini cluster: PD (TSO, regions, GC safe point) + TiKV (Percolator store) +
+TiDB (catalog, transactions, status port) in one object, writing the binlog.
+
+``MiniCluster`` implements ``UpstreamClient`` directly, so a reader in the same process
+uses it as it would use ``upstream.connect(address)``.
+
+What survives a restart (``data_dir``):
+- ``tso.json``: the TSO high-water mark, saved ahead of use, so timestamps never go back
+  even after a crash;
+- ``cluster.sqlite``: the region map (ranges, epochs, raft indexes, resolved ts), the GC
+  safe point, the catalog (databases, tables, schema versions, row id counters) and the
+  data (write, default and lock records in TiKV's byte forms), saved by ``checkpoint()``
+  and ``close()``. Changes after the last checkpoint are lost on a crash (the binlog may
+  then hold events the restarted cluster does not: start a replica from a fresh binlog).
+The binlog directory continues where it was; when it is empty at start the cluster writes
+a snapshot of every region first, so a reader of the new log learns all ranges.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from pyspark_theflash.proto import binlog_pb2
+from pyspark_theflash.upstream.client import TxnStatus
+from pyspark_theflash.upstream.pd import GCSafePoint, Region, RegionMap
+from pyspark_theflash.upstream.percolator import EventSink, PercolatorStore
+from pyspark_theflash.upstream.tidb import (
+    DEFAULT_TTL_MS,
+    Catalog,
+    Txn,
+    get_row,
+    run_txn,
+    scan_table,
+    split_table_name,
+)
+from pyspark_theflash.upstream.tso import TimestampOracle
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SEGMENT_BYTES = 64 << 20
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cf_write (key BLOB NOT NULL, commit_ts INTEGER NOT NULL, write BLOB NOT NULL,
+                                     PRIMARY KEY (key, commit_ts));
+CREATE TABLE IF NOT EXISTS cf_default (key BLOB NOT NULL, start_ts INTEGER NOT NULL, value BLOB NOT NULL,
+                                       PRIMARY KEY (key, start_ts));
+CREATE TABLE IF NOT EXISTS cf_lock (key BLOB PRIMARY KEY, lock BLOB NOT NULL, value BLOB NOT NULL);
+"""
+
+
+def _u64(v: int) -> int:
+    """SQLite integers are signed 64-bit: store TSO values as their signed twin."""
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def _from_u64(v: int) -> int:
+    return v + (1 << 64) if v < 0 else v
+
+
+class MiniCluster:
+    """TiDB + TiKV + PD in one process. Thread-safe.
+
+    ``binlog_dir`` (alias ``binlog``): a directory to write segment files to with
+    ``binlog.SegmentWriter``; ``sink``: any object with ``append(events)`` instead (both may
+    be None: no log). ``resolved_ts_interval`` (seconds; 0 = no ticker, call
+    ``advance_resolved_ts()``) drives the resolved_ts events; ``expired_lock_grace_s``
+    (None = never) lets the ticker resolve locks whose TTL ran out that long ago, as TiCDC
+    does for stuck regions, so abandoned transactions do not hold resolved_ts forever.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        binlog_dir: str | Path | None = None,
+        *,
+        binlog: str | Path | None = None,
+        sink: EventSink | None = None,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        resolved_ts_interval: float = 0.1,
+        region_split_keys: int | None = None,
+        region_split_bytes: int | None = None,
+        expired_lock_grace_s: float | None = None,
+        lock_ttl_ms: int = DEFAULT_TTL_MS,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        binlog_dir = binlog_dir if binlog_dir is not None else binlog
+        self.binlog_dir = Path(binlog_dir) if binlog_dir is not None else None
+        self.lock_ttl_ms = lock_ttl_ms
+        self.expired_lock_grace_s = expired_lock_grace_s
+        self._db = sqlite3.connect(self.data_dir / "cluster.sqlite", check_same_thread=False)
+        self._db.executescript(_SCHEMA)
+        self._db_mu = threading.Lock()
+        self.tso = TimestampOracle(self.data_dir / "tso.json")
+        meta = dict(self._db.execute("SELECT name, value FROM meta"))
+        restarted = "regions" in meta
+
+        self._writer = None
+        fresh_log = True
+        if self.binlog_dir is not None:
+            from pyspark_theflash.binlog import SegmentWriter
+            from pyspark_theflash.binlog.segment import list_segments
+
+            fresh_log = not (self.binlog_dir.exists() and list_segments(self.binlog_dir))
+            self._writer = SegmentWriter(self.binlog_dir, segment_bytes)
+            sink = self._writer
+        regions = RegionMap(
+            [_region_from_saved(r) for r in json.loads(meta["regions"])], json.loads(meta["next_region_id"])
+        ) if restarted else RegionMap()
+        self.gc = GCSafePoint(int(meta.get("gc_safe_point", "0")))
+        self.store = PercolatorStore(
+            regions, self.tso, self.gc, sink,
+            region_split_keys=region_split_keys, region_split_bytes=region_split_bytes,
+        )
+        self.catalog = Catalog(self.tso, json.loads(meta["catalog"]) if restarted else None)
+        if restarted:
+            self.store.load(
+                ((bytes(k), _from_u64(ts), bytes(w)) for k, ts, w in self._db.execute("SELECT key, commit_ts, write FROM cf_write")),
+                ((bytes(k), _from_u64(ts), bytes(v)) for k, ts, v in self._db.execute("SELECT key, start_ts, value FROM cf_default")),
+                ((bytes(k), bytes(lk), bytes(v)) for k, lk, v in self._db.execute("SELECT key, lock, value FROM cf_lock")),
+            )
+        if fresh_log or not restarted:
+            self.store.bootstrap()
+
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self.resolved_ts_interval = resolved_ts_interval
+        if resolved_ts_interval > 0:
+            self._ticker = threading.Thread(target=self._tick, name="upstream-resolved-ts", daemon=True)
+            self._ticker.start()
+        self._servers: list[Any] = []
+        self.status_address = ""
+        self.upstream_address = ""
+        self.binlog_address = f"file://{self.binlog_dir.resolve()}" if self.binlog_dir else ""
+        self.closed = False
+
+    # ---------------------------------------------------------------- background
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.resolved_ts_interval):
+            try:
+                if self.expired_lock_grace_s is not None:
+                    self.resolve_expired_locks(int(self.expired_lock_grace_s * 1000))
+                self.store.advance_resolved_ts()
+            except Exception:  # keep ticking: a failed tick is logged, the next one retries
+                log.exception("resolved_ts tick failed")
+
+    def advance_resolved_ts(self) -> list[binlog_pb2.Event]:
+        """Emit resolved_ts for every region now (what the ticker does each interval)."""
+        return self.store.advance_resolved_ts()
+
+    def resolve_expired_locks(self, grace_ms: int = 0) -> int:
+        """Roll back transactions whose primary lock expired ``grace_ms`` ago, and their
+        secondaries; returns how many transactions it rolled back."""
+        now = self.tso.get_ts()
+        done = 0
+        for lock in self.store.expired_locks(now, grace_ms):
+            status = self.store.check_txn_status(lock.primary, lock.start_ts, now, now)
+            if status.state != "locked":
+                self.store.resolve_lock(lock.start_ts, status.commit_ts)
+                done += 1
+        return done
+
+    # ---------------------------------------------------------------- UpstreamClient
+
+    def get_ts(self) -> int:
+        return self.tso.get_ts()
+
+    def regions(self) -> list[binlog_pb2.Region]:
+        with self.store.mu:
+            return [r.to_proto() for r in self.store.regions.all()]
+
+    def read_index(self, region_id: int) -> int:
+        return self.store.read_index(region_id)
+
+    def check_txn_status(self, primary: bytes, lock_ts: int, caller_start_ts: int, current_ts: int) -> TxnStatus:
+        s = self.store.check_txn_status(primary, lock_ts, caller_start_ts, current_ts)
+        return TxnStatus(s.state, s.commit_ts, s.ttl_ms, s.action)
+
+    def resolve_lock(self, start_ts: int, commit_ts: int, keys: Iterable[bytes] | None = None) -> int:
+        return self.store.resolve_lock(start_ts, commit_ts, list(keys) if keys else None)
+
+    def gc_safe_point(self) -> int:
+        return self.gc.value
+
+    def update_gc_safe_point(self, ts: int) -> int:
+        """Advance the safe point (never backwards) and drop versions below it; returns it."""
+        self.store.gc(ts)
+        return self.gc.value
+
+    def region_snapshot(self, region_id: int) -> binlog_pb2.Event:
+        return self.store.region_snapshot(region_id)
+
+    def table_info(self, db: str, table: str) -> dict[str, Any]:
+        return self.catalog.table(db, table)
+
+    def table_info_by_id(self, table_id: int) -> tuple[str, dict[str, Any]]:
+        return self.catalog.table_by_id(table_id)
+
+    def list_tables(self) -> list[tuple[str, str]]:
+        return self.catalog.list_tables()
+
+    # ---------------------------------------------------------------- TiDB API
+
+    def create_database(self, name: str) -> int:
+        return self.catalog.create_database(name)
+
+    def create_table(
+        self, qualified: str, columns: Sequence[Any], primary_key: Sequence[str] | None = None,
+        clustered: bool = True,
+    ) -> dict[str, Any]:
+        """Create ``db.table`` (the database too when missing); returns its table info."""
+        db, name = split_table_name(qualified)
+        self.catalog.create_database(db)
+        return self.catalog.create_table(db, name, columns, primary_key, clustered)
+
+    def add_column(self, qualified: str, column: Any, default: Any = None) -> dict[str, Any]:
+        return self.catalog.add_column(*split_table_name(qualified), column, default)
+
+    def drop_column(self, qualified: str, column: str) -> dict[str, Any]:
+        return self.catalog.drop_column(*split_table_name(qualified), column)
+
+    def txn(self, one_pc: bool = True, after_prewrite: Callable[[Txn], None] | None = None,
+            ttl_ms: int | None = None) -> Txn:
+        """A new optimistic transaction (``with cluster.txn() as t: ...``)."""
+        return Txn(self.catalog, self.store, self.tso, one_pc=one_pc,
+                   ttl_ms=self.lock_ttl_ms if ttl_ms is None else ttl_ms, after_prewrite=after_prewrite)
+
+    def run_txn(self, body: Callable[[Txn], Any], retries: int = 20, one_pc: bool = True) -> Any:
+        """Run ``body(txn)`` and commit, retrying in a new transaction on conflicts."""
+        return run_txn(lambda: self.txn(one_pc=one_pc), body, retries)
+
+    def scan_table(self, qualified: str, ts: int | None = None) -> list[dict[str, Any]]:
+        """Every row of ``db.table`` at ``ts`` (default: now), decoded; locks are resolved."""
+        ts = ts or self.tso.get_ts()
+        return scan_table(self.store, self.tso, self.catalog.table(*split_table_name(qualified)), ts)
+
+    def get_row(self, qualified: str, handle: Any, ts: int | None = None) -> dict[str, Any] | None:
+        ts = ts or self.tso.get_ts()
+        return get_row(self.store, self.tso, self.catalog.table(*split_table_name(qualified)), handle, ts)
+
+    # ---------------------------------------------------------------- regions
+
+    def split_region(self, region_id: int, raw_key: bytes) -> tuple[binlog_pb2.Region, binlog_pb2.Region]:
+        left, right = self.store.split_region(region_id, raw_key)
+        return left.to_proto(), right.to_proto()
+
+    def split_at(self, raw_key: bytes) -> bool:
+        """Split the region holding ``raw_key`` at it; False when a region already starts there."""
+        return self.store.split_at(raw_key) is not None
+
+    def merge_regions(self, source_id: int, target_id: int) -> binlog_pb2.Region:
+        return self.store.merge_regions(source_id, target_id).to_proto()
+
+    # ---------------------------------------------------------------- serving
+
+    def serve(self, host: str = "127.0.0.1", port: int = 0, status_port: int = 0,
+              binlog_port: int | None = 0) -> dict[str, str]:
+        """Start the HTTP status port, the Upstream gRPC service and (with a binlog
+        directory and ``binlog_port`` not None) the binlog gRPC service. Returns addresses."""
+        from pyspark_theflash.upstream.service import serve_upstream
+        from pyspark_theflash.upstream.status_server import StatusServer
+
+        status = StatusServer(self.catalog, host, status_port)
+        self._servers.append(status)
+        self.status_address = status.address
+        if self.binlog_dir is not None and binlog_port is not None:
+            from pyspark_theflash.binlog import serve_binlog
+
+            binlog_server = serve_binlog(self.binlog_dir, host, binlog_port)
+            self._servers.append(binlog_server)
+            self.binlog_address = f"grpc://{binlog_server.address}" if hasattr(binlog_server, "address") else \
+                f"grpc://{host}:{binlog_server.port}"
+        upstream = serve_upstream(self, host, port)
+        self._servers.append(upstream)
+        self.upstream_address = f"grpc://{upstream.address}"
+        return {"upstream": self.upstream_address, "status": self.status_address, "binlog": self.binlog_address}
+
+    # ---------------------------------------------------------------- persistence
+
+    def checkpoint(self) -> None:
+        """Save regions, GC safe point, catalog and data to cluster.sqlite in one transaction."""
+        with self.store.mu:
+            writes, defaults, locks = self.store.dump()
+            regions = [
+                {"id": r.id, "start": r.start.hex(), "end": r.end.hex(), "version": r.version,
+                 "conf_version": r.conf_version, "index": r.index, "resolved_ts": r.resolved_ts}
+                for r in self.store.regions.all()
+            ]
+            next_region_id = self.store.regions.next_id
+            catalog = self.catalog.state()
+            gc = self.gc.value
+        with self._db_mu, self._db:
+            self._db.execute("DELETE FROM cf_write")
+            self._db.execute("DELETE FROM cf_default")
+            self._db.execute("DELETE FROM cf_lock")
+            self._db.executemany("INSERT INTO cf_write VALUES (?, ?, ?)", ((k, _u64(ts), w) for k, ts, w in writes))
+            self._db.executemany("INSERT INTO cf_default VALUES (?, ?, ?)", ((k, _u64(ts), v) for k, ts, v in defaults))
+            self._db.executemany("INSERT INTO cf_lock VALUES (?, ?, ?)", locks)
+            self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
+                ("regions", json.dumps(regions)),
+                ("next_region_id", json.dumps(next_region_id)),
+                ("catalog", json.dumps(catalog)),
+                ("gc_safe_point", str(gc)),
+            ])
+
+    def close(self) -> None:
+        """Stop the ticker and servers, checkpoint, close the binlog. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
+        for server in reversed(self._servers):
+            (getattr(server, "close", None) or server.stop)()
+        self.checkpoint()
+        self._db.close()
+        if self._writer is not None:
+            self._writer.close()
+
+    def __enter__(self) -> "MiniCluster":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _region_from_saved(d: dict[str, Any]) -> Region:
+    return Region(
+        id=d["id"], start=bytes.fromhex(d["start"]), end=bytes.fromhex(d["end"]), version=d["version"],
+        conf_version=d["conf_version"], index=d["index"], resolved_ts=d["resolved_ts"],
+    )
+

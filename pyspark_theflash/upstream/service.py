@@ -1,0 +1,89 @@
+"""The Upstream gRPC service (protos/upstream.proto) in front of a MiniCluster."""
+from __future__ import annotations
+
+from concurrent import futures
+from typing import Any
+
+import grpc
+
+from pyspark_theflash.proto import binlog_pb2, upstream_pb2, upstream_pb2_grpc
+from pyspark_theflash.upstream.client import STATUS_CODES
+from pyspark_theflash.upstream.errors import RegionNotFoundError, UpstreamError
+
+CLUSTER_ID = 0x7468_6566_6C61_7368  # "theflash": one fixed id, the mini cluster is one cluster
+
+
+class UpstreamServicer(upstream_pb2_grpc.UpstreamServicer):
+    def __init__(self, cluster: Any) -> None:
+        self.cluster = cluster
+
+    def GetTS(self, request: upstream_pb2.GetTSRequest, context: grpc.ServicerContext) -> upstream_pb2.GetTSResponse:
+        return upstream_pb2.GetTSResponse(ts=self.cluster.tso.get_ts(max(1, request.count)))
+
+    def GetRegions(self, request: upstream_pb2.GetRegionsRequest, context: grpc.ServicerContext) -> upstream_pb2.GetRegionsResponse:
+        return upstream_pb2.GetRegionsResponse(regions=self.cluster.regions())
+
+    def ReadIndex(self, request: upstream_pb2.ReadIndexRequest, context: grpc.ServicerContext) -> upstream_pb2.ReadIndexResponse:
+        try:
+            return upstream_pb2.ReadIndexResponse(index=self.cluster.read_index(request.region_id))
+        except RegionNotFoundError as err:
+            return upstream_pb2.ReadIndexResponse(error=str(err))
+
+    def CheckTxnStatus(self, request: upstream_pb2.CheckTxnStatusRequest, context: grpc.ServicerContext) -> upstream_pb2.CheckTxnStatusResponse:
+        try:
+            s = self.cluster.store.check_txn_status(
+                request.primary_key, request.lock_ts, request.caller_start_ts, request.current_ts,
+                rollback_if_not_exist=request.rollback_if_not_exist,
+            )
+        except UpstreamError as err:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(err))
+        return upstream_pb2.CheckTxnStatusResponse(
+            status=STATUS_CODES[s.state], commit_ts=s.commit_ts, lock_ttl=s.ttl_ms, action=s.action,
+        )
+
+    def ResolveLock(self, request: upstream_pb2.ResolveLockRequest, context: grpc.ServicerContext) -> upstream_pb2.ResolveLockResponse:
+        try:
+            n = self.cluster.resolve_lock(request.start_ts, request.commit_ts, list(request.keys) or None)
+        except UpstreamError as err:
+            return upstream_pb2.ResolveLockResponse(error=str(err))
+        return upstream_pb2.ResolveLockResponse(resolved=n)
+
+    def GetGCSafePoint(self, request: upstream_pb2.GCSafePointRequest, context: grpc.ServicerContext) -> upstream_pb2.GCSafePointResponse:
+        return upstream_pb2.GCSafePointResponse(safe_point=self.cluster.gc_safe_point())
+
+    def UpdateGCSafePoint(self, request: upstream_pb2.UpdateGCSafePointRequest, context: grpc.ServicerContext) -> upstream_pb2.GCSafePointResponse:
+        return upstream_pb2.GCSafePointResponse(safe_point=self.cluster.update_gc_safe_point(request.safe_point))
+
+    def GetRegionSnapshot(self, request: upstream_pb2.RegionSnapshotRequest, context: grpc.ServicerContext) -> binlog_pb2.Event:
+        try:
+            return self.cluster.region_snapshot(request.region_id)
+        except RegionNotFoundError as err:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(err))
+
+    def GetClusterInfo(self, request: upstream_pb2.ClusterInfoRequest, context: grpc.ServicerContext) -> upstream_pb2.ClusterInfoResponse:
+        return upstream_pb2.ClusterInfoResponse(
+            status_address=self.cluster.status_address, binlog_address=self.cluster.binlog_address,
+            cluster_id=CLUSTER_ID,
+        )
+
+
+class UpstreamServer:
+    """A running Upstream gRPC server; ``address`` is host:port."""
+
+    def __init__(self, server: grpc.Server, address: str) -> None:
+        self._server = server
+        self.address = address
+
+    def close(self, grace_s: float = 1.0) -> None:
+        self._server.stop(grace_s).wait()
+
+
+def serve_upstream(cluster: Any, host: str = "127.0.0.1", port: int = 0, workers: int = 8) -> UpstreamServer:
+    """Serve ``cluster`` over gRPC on host:port (0 = a port chosen by the OS)."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="upstream-grpc"))
+    upstream_pb2_grpc.add_UpstreamServicer_to_server(UpstreamServicer(cluster), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise UpstreamError(f"cannot bind the Upstream gRPC service to {host}:{port}; pick a free port")
+    server.start()
+    return UpstreamServer(server, f"{host}:{bound}")

@@ -1,0 +1,584 @@
+"""TiDB's part of the mini cluster: a catalog of databases and tables (TiDB table info JSON),
+row encoding onto TiKV keys, and optimistic Percolator transactions over the store.
+
+Handles follow TiDB: an integer primary key is the handle (``pk_is_handle``, the column is
+not stored in the row value); a clustered non-integer (or composite) primary key is a common
+handle (``is_common_handle``, record key = ``t{id}_r`` + memcomparable datums of the key
+columns); without a clustered primary key the handle is the hidden ``_tidb_rowid``,
+allocated per table. Secondary indexes are not maintained (a replica reads records only).
+"""
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+from pyspark_theflash.proto import binlog_pb2
+from pyspark_theflash.upstream.errors import (
+    DuplicateKeyError,
+    KeyLockedError,
+    RegionError,
+    RowNotFoundError,
+    SchemaError,
+    TxnAbortedError,
+    TxnRolledBackError,
+    UpstreamError,
+    WriteConflictError,
+)
+from pyspark_theflash.upstream.percolator import Mutation, PercolatorStore
+from pyspark_theflash.upstream.tso import TimestampOracle
+
+ROWID = "_tidb_rowid"
+# MySQL type codes of the integer types a pk_is_handle column can have.
+_INT_TYPES = {1, 2, 3, 8, 9}  # TINY, SHORT, LONG, LONGLONG, INT24
+_PRI_KEY_FLAG = 2
+_NOT_NULL_FLAG = 1
+_UNSIGNED_FLAG = 32
+_STATE_PUBLIC = 5
+DEFAULT_TTL_MS = 3000
+
+
+def _name(s: str) -> dict[str, str]:
+    return {"O": s, "L": s.lower()}
+
+
+def _column_json(col: Any) -> dict[str, Any]:
+    """A TiDB column info dict from the schema builder's column (or a dict already)."""
+    if isinstance(col, Mapping):
+        return copy.deepcopy(dict(col))
+    for attr in ("to_json", "raw"):
+        v = getattr(col, attr, None)
+        if v is not None:
+            return copy.deepcopy(dict(v() if callable(v) else v))
+    raise SchemaError(f"cannot read a column definition from {col!r}: pass schema.column(...) or a TiDB column dict")
+
+
+def _col_name(col: Mapping[str, Any]) -> str:
+    n = col["name"]
+    return str(n["O"] if isinstance(n, Mapping) else n)
+
+
+def make_column(name: str, type_sql: str, **options: Any) -> dict[str, Any]:
+    """A TiDB column info dict from a SQL type (``"DECIMAL(10,2)"``), via the schema box's
+    builder. Options are the builder's (``not_null``, ``default``, ``unsigned``, ``elems``, ...)."""
+    from pyspark_theflash.schema import column
+
+    return _column_json(column(name, type_sql, **options))
+
+
+# ------------------------------------------------------------------------- key and row codec
+
+
+def table_info_of(table: Mapping[str, Any]) -> Any:
+    """The schema box's TableInfo of a table info dict (cached per id and schema version)."""
+    key = (table["id"], table.get("schema_version"), len(table["cols"]))
+    info = _TABLE_INFOS.get(key)
+    if info is None:
+        from pyspark_theflash.schema import TableInfo
+
+        info = TableInfo.from_json(dict(table))
+        _TABLE_INFOS[key] = info
+    return info
+
+
+_TABLE_INFOS: dict[tuple[Any, ...], Any] = {}
+
+
+def record_key(table: Mapping[str, Any], handle: Any) -> bytes:
+    """The raw record key of ``handle`` (an int, or the tuple of common-handle values)."""
+    from pyspark_theflash import codec
+    from pyspark_theflash.codec.row_v2 import datum_for_column
+
+    if table.get("is_common_handle"):
+        info = table_info_of(table)
+        values = handle if isinstance(handle, (tuple, list)) else (handle,)
+        datums = [datum_for_column(info.column(_col_name(c)), v) for c, v in zip(_pk_columns(table), values)]
+        return bytes(codec.encode_common_handle_key(table["id"], datums))
+    return bytes(codec.encode_record_key(table["id"], int(handle)))
+
+
+def record_range(table_id: int) -> tuple[bytes, bytes]:
+    """[t{id}_r, t{id}_s): every record key of the table and nothing else."""
+    from pyspark_theflash.codec import encode_int
+
+    prefix = b"t" + bytes(encode_int(table_id))
+    return prefix + b"_r", prefix + b"_s"  # '_s' is the first prefix after every '_r' key
+
+
+def _pk_columns(table: Mapping[str, Any]) -> list[dict[str, Any]]:
+    by_name = {_col_name(c).lower(): c for c in table["cols"]}
+    for idx in table.get("index_info") or []:
+        if idx.get("primary"):
+            return [by_name[_col_name(c).lower()] for c in idx["idx_cols"]]
+    return [c for c in table["cols"] if c["type"]["Flag"] & _PRI_KEY_FLAG]
+
+
+def handle_of(table: Mapping[str, Any], row: Mapping[str, Any]) -> Any:
+    """The handle of a row given by its column values (ROWID for tables without one)."""
+    if table.get("pk_is_handle"):
+        (pk,) = _pk_columns(table)
+        return int(row[_col_name(pk)])
+    if table.get("is_common_handle"):
+        return tuple(row[_col_name(c)] for c in _pk_columns(table))
+    return int(row[ROWID])
+
+
+def encode_value(table: Mapping[str, Any], row: Mapping[str, Any]) -> bytes:
+    """Row format v2 bytes of a row (the int handle column and _tidb_rowid are in the key)."""
+    from pyspark_theflash.codec import encode_row_for_table
+
+    values = {k: v for k, v in row.items() if k != ROWID}
+    if table.get("pk_is_handle"):
+        values.pop(_col_name(_pk_columns(table)[0]), None)
+    return bytes(encode_row_for_table(table_info_of(table), values))
+
+
+def decode_value(table: Mapping[str, Any], key: bytes, value: bytes) -> dict[str, Any]:
+    """Column values of a stored row, with the handle column (or _tidb_rowid) filled from the key."""
+    from pyspark_theflash import codec
+
+    row = dict(codec.decode_row(value, dict(table)))
+    if table.get("pk_is_handle"):
+        _, handle = codec.decode_record_key(key)
+        row[_col_name(_pk_columns(table)[0])] = handle
+    elif not table.get("is_common_handle"):
+        _, handle = codec.decode_record_key(key)
+        row[ROWID] = handle
+    return row
+
+
+# ------------------------------------------------------------------------- catalog
+
+
+@dataclass
+class Database:
+    id: int
+    name: str
+    tables: dict[str, dict[str, Any]] = field(default_factory=dict)  # lower name -> table info
+
+
+class Catalog:
+    """TiDB's meta: ids, databases, table infos and the global schema version. Thread-safe."""
+
+    def __init__(self, tso: TimestampOracle, state: Mapping[str, Any] | None = None) -> None:
+        self._mu = threading.Lock()
+        self._tso = tso
+        self.next_id = 100  # TiDB allocates user ids after its system tables
+        self.schema_version = 0
+        self.dbs: dict[str, Database] = {}
+        self.row_ids: dict[int, int] = {}
+        if state:
+            self.next_id = state["next_id"]
+            self.schema_version = state["schema_version"]
+            self.row_ids = {int(k): v for k, v in state["row_ids"].items()}
+            for d in state["dbs"]:
+                self.dbs[d["name"].lower()] = Database(d["id"], d["name"], {t["name"]["L"]: t for t in d["tables"]})
+
+    def state(self) -> dict[str, Any]:
+        with self._mu:
+            return {
+                "next_id": self.next_id,
+                "schema_version": self.schema_version,
+                "row_ids": {str(k): v for k, v in self.row_ids.items()},
+                "dbs": [{"id": d.id, "name": d.name, "tables": list(d.tables.values())} for d in self.dbs.values()],
+            }
+
+    def _alloc_id(self) -> int:
+        self.next_id += 1
+        return self.next_id
+
+    def create_database(self, name: str, if_not_exists: bool = True) -> int:
+        with self._mu:
+            existing = self.dbs.get(name.lower())
+            if existing is not None:
+                if if_not_exists:
+                    return existing.id
+                raise SchemaError(f"database {name!r} exists")
+            db = Database(self._alloc_id(), name)
+            self.dbs[name.lower()] = db
+            self.schema_version += 1
+            return db.id
+
+    def create_table(
+        self,
+        db: str,
+        name: str,
+        columns: Sequence[Any],
+        primary_key: Sequence[str] | None = None,
+        clustered: bool = True,
+    ) -> dict[str, Any]:
+        """Create ``db.name`` and return its table info. ``columns`` are schema-box columns or
+        TiDB column dicts; ``primary_key`` names the key columns (or take those flagged as
+        primary key). A clustered single integer key is the handle; another clustered key is
+        a common handle; a non-clustered key (or none) gives the table a _tidb_rowid."""
+        cols = [_column_json(c) for c in columns]
+        by_name = {_col_name(c).lower(): c for c in cols}
+        if len(by_name) != len(cols):
+            raise SchemaError(f"table {db}.{name} has duplicate column names")
+        if primary_key is None:
+            primary_key = [_col_name(c) for c in cols if c["type"]["Flag"] & _PRI_KEY_FLAG]
+        for pk in primary_key:
+            if pk.lower() not in by_name:
+                raise SchemaError(f"primary key column {pk!r} is not a column of {db}.{name}")
+        with self._mu:
+            database = self.dbs.get(db.lower())
+            if database is None:
+                raise SchemaError(f"unknown database {db!r}; create it first")
+            if name.lower() in database.tables:
+                raise SchemaError(f"table {db}.{name} exists")
+            for i, c in enumerate(cols):
+                c["id"], c["offset"] = i + 1, i
+                c["name"] = _name(_col_name(c))
+                c.setdefault("state", _STATE_PUBLIC)
+                c.setdefault("origin_default", None)
+                c.setdefault("default", None)
+                c.setdefault("version", 2)
+                if _col_name(c).lower() in {p.lower() for p in primary_key}:
+                    c["type"]["Flag"] |= _PRI_KEY_FLAG | _NOT_NULL_FLAG
+            pk_cols = [by_name[p.lower()] for p in primary_key]
+            pk_is_handle = bool(
+                clustered and len(pk_cols) == 1 and pk_cols[0]["type"]["Tp"] in _INT_TYPES
+            )
+            is_common_handle = bool(clustered and pk_cols and not pk_is_handle)
+            self.schema_version += 1
+            table_id = self._alloc_id()
+            info: dict[str, Any] = {
+                "id": table_id,
+                "name": _name(name),
+                "charset": "utf8mb4",
+                "collate": "utf8mb4_bin",
+                "cols": cols,
+                "index_info": [
+                    {
+                        "id": 1, "idx_name": _name("PRIMARY"), "tbl_name": _name(""),
+                        "idx_cols": [{"name": _name(_col_name(c)), "offset": c["offset"], "length": -1} for c in pk_cols],
+                        "state": _STATE_PUBLIC, "unique": True, "primary": True, "index_type": 1,
+                    }
+                ] if pk_cols and not pk_is_handle else [],
+                "pk_is_handle": pk_is_handle,
+                "is_common_handle": is_common_handle,
+                "common_handle_version": 1 if is_common_handle else 0,
+                "state": _STATE_PUBLIC,
+                "max_col_id": len(cols),
+                "max_idx_id": 1 if pk_cols and not pk_is_handle else 0,
+                "update_timestamp": self._tso.get_ts(),
+                "schema_version": self.schema_version,
+                "version": 5,
+            }
+            database.tables[name.lower()] = info
+            return copy.deepcopy(info)
+
+    def table(self, db: str, name: str) -> dict[str, Any]:
+        with self._mu:
+            return copy.deepcopy(self._table_locked(db, name))
+
+    def _table_locked(self, db: str, name: str) -> dict[str, Any]:
+        database = self.dbs.get(db.lower())
+        if database is None or name.lower() not in database.tables:
+            raise SchemaError(f"unknown table {db}.{name}; known: {', '.join(self._names_locked()) or 'none'}")
+        return database.tables[name.lower()]
+
+    def _names_locked(self) -> list[str]:
+        return [f"{d.name}.{t['name']['O']}" for d in self.dbs.values() for t in d.tables.values()]
+
+    def table_by_id(self, table_id: int) -> tuple[str, dict[str, Any]]:
+        with self._mu:
+            for d in self.dbs.values():
+                for t in d.tables.values():
+                    if t["id"] == table_id:
+                        return d.name, copy.deepcopy(t)
+        raise SchemaError(f"unknown table id {table_id}")
+
+    def list_tables(self) -> list[tuple[str, str]]:
+        with self._mu:
+            return [(d.name, t["name"]["O"]) for d in self.dbs.values() for t in d.tables.values()]
+
+    def databases(self) -> list[Database]:
+        with self._mu:
+            return [Database(d.id, d.name, copy.deepcopy(d.tables)) for d in self.dbs.values()]
+
+    def add_column(self, db: str, name: str, column: Any, default: Any = None) -> dict[str, Any]:
+        """Add a column at the end; rows written before read it as ``default`` (its
+        origin_default). Bumps the schema version."""
+        col = _column_json(column)
+        with self._mu:
+            table = self._table_locked(db, name)
+            if _col_name(col).lower() in {_col_name(c).lower() for c in table["cols"]}:
+                raise SchemaError(f"column {_col_name(col)!r} exists in {db}.{name}")
+            table["max_col_id"] += 1
+            col["id"], col["offset"] = table["max_col_id"], len(table["cols"])
+            col["name"] = _name(_col_name(col))
+            col.setdefault("state", _STATE_PUBLIC)
+            col.setdefault("version", 2)
+            stored = None if default is None else (default if isinstance(default, str) else str(default))
+            col["origin_default"] = stored
+            col["default"] = stored
+            table["cols"].append(col)
+            return self._bump_locked(table)
+
+    def drop_column(self, db: str, name: str, column: str) -> dict[str, Any]:
+        with self._mu:
+            table = self._table_locked(db, name)
+            keep = [c for c in table["cols"] if _col_name(c).lower() != column.lower()]
+            if len(keep) == len(table["cols"]):
+                raise SchemaError(f"unknown column {column!r} in {db}.{name}")
+            dropped = next(c for c in table["cols"] if _col_name(c).lower() == column.lower())
+            if dropped["type"]["Flag"] & _PRI_KEY_FLAG:
+                raise SchemaError(f"cannot drop primary key column {column!r} of {db}.{name}")
+            for i, c in enumerate(keep):
+                c["offset"] = i
+            table["cols"] = keep
+            return self._bump_locked(table)
+
+    def _bump_locked(self, table: dict[str, Any]) -> dict[str, Any]:
+        self.schema_version += 1
+        table["schema_version"] = self.schema_version
+        table["update_timestamp"] = self._tso.get_ts()
+        return copy.deepcopy(table)
+
+    def alloc_row_id(self, table_id: int) -> int:
+        with self._mu:
+            self.row_ids[table_id] = self.row_ids.get(table_id, 0) + 1
+            return self.row_ids[table_id]
+
+
+# ------------------------------------------------------------------------- transactions
+
+
+def split_table_name(qualified: str) -> tuple[str, str]:
+    db, sep, name = qualified.partition(".")
+    if not sep:
+        raise SchemaError(f"name tables as db.table, got {qualified!r}")
+    return db, name
+
+
+class LockResolver:
+    """What TiDB's client does on meeting a lock: ask the primary, then commit or roll back
+    the lock; wait while the owner is alive (bounded by its TTL)."""
+
+    def __init__(self, store: PercolatorStore, tso: TimestampOracle) -> None:
+        self.store = store
+        self.tso = tso
+
+    def resolve(self, err: KeyLockedError, caller_ts: int) -> bool:
+        """True when the lock is gone (committed or rolled back); False while it is alive."""
+        status = self.store.check_txn_status(err.primary, err.lock_start_ts, caller_ts, self.tso.get_ts())
+        if status.state == "locked":
+            return False
+        self.store.resolve_lock(err.lock_start_ts, status.commit_ts if status.state == "committed" else 0)
+        return True
+
+    def retry(self, fn: Callable[[], Any], caller_ts: int, timeout_s: float = 30.0) -> Any:
+        """Run ``fn`` until it meets no lock, resolving and backing off in between."""
+        deadline = time.monotonic() + timeout_s
+        backoff = 0.002
+        while True:
+            try:
+                return fn()
+            except KeyLockedError as err:
+                if self.resolve(err, caller_ts):
+                    continue
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 0.1)
+
+
+class Txn:
+    """An optimistic transaction: reads at start_ts, buffered writes, Percolator commit.
+
+    ``with cluster.txn() as t: t.insert("bank.accounts", {...})`` commits at exit (rolls
+    back on an exception); a conflict raises TxnAbortedError after rolling back what was
+    prewritten. ``one_pc`` commits single-region transactions in one step, as TiDB does.
+    ``after_prewrite`` runs between the phases (the fault knob for dying transactions)."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        store: PercolatorStore,
+        tso: TimestampOracle,
+        one_pc: bool = True,
+        ttl_ms: int = DEFAULT_TTL_MS,
+        after_prewrite: Callable[["Txn"], None] | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.store = store
+        self.tso = tso
+        self.one_pc = one_pc
+        self.ttl_ms = ttl_ms
+        self.after_prewrite = after_prewrite
+        self.resolver = LockResolver(store, tso)
+        self.start_ts = tso.get_ts()
+        self.commit_ts = 0
+        self.mutations: dict[bytes, Mutation] = {}
+        self._tables: dict[str, dict[str, Any]] = {}
+        self.done = False
+
+    def __enter__(self) -> "Txn":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.done = True  # nothing was prewritten: dropping the buffer is the rollback
+
+    # ---- reads (snapshot at start_ts, own writes visible)
+
+    def table(self, qualified: str) -> dict[str, Any]:
+        if qualified not in self._tables:
+            self._tables[qualified] = self.catalog.table(*split_table_name(qualified))
+        return self._tables[qualified]
+
+    def _read(self, key: bytes) -> bytes | None:
+        if key in self.mutations:
+            m = self.mutations[key]
+            return m.value if m.op == binlog_pb2.PUT else None
+        return self.resolver.retry(lambda: self.store.get(key, self.start_ts), self.start_ts)
+
+    def get(self, qualified: str, handle: Any) -> dict[str, Any] | None:
+        table = self.table(qualified)
+        key = record_key(table, handle)
+        value = self._read(key)
+        return None if value is None else decode_value(table, key, value)
+
+    # ---- writes
+
+    def insert(self, qualified: str, row: Mapping[str, Any]) -> Any:
+        """Insert a row; returns its handle (the allocated _tidb_rowid for tables without one)."""
+        table = self.table(qualified)
+        row = dict(row)
+        if not table.get("pk_is_handle") and not table.get("is_common_handle") and ROWID not in row:
+            row[ROWID] = self.catalog.alloc_row_id(table["id"])
+        handle = handle_of(table, row)
+        key = record_key(table, handle)
+        if self._read(key) is not None:
+            raise DuplicateKeyError(f"duplicate entry {handle!r} for the primary key of {qualified}")
+        self.mutations[key] = Mutation(binlog_pb2.PUT, key, encode_value(table, row))
+        return handle
+
+    def update(self, qualified: str, row: Mapping[str, Any]) -> None:
+        """Set the given columns of the row identified by the key columns in ``row``."""
+        table = self.table(qualified)
+        handle = handle_of(table, row)
+        key = record_key(table, handle)
+        current = self._read(key)
+        if current is None:
+            raise RowNotFoundError(f"no row {handle!r} in {qualified} at ts {self.start_ts}")
+        merged = decode_value(table, key, current)
+        merged.update(row)
+        self.mutations[key] = Mutation(binlog_pb2.PUT, key, encode_value(table, merged))
+
+    def delete(self, qualified: str, handle: Any) -> None:
+        table = self.table(qualified)
+        key = record_key(table, handle)
+        if self._read(key) is None:
+            raise RowNotFoundError(f"no row {handle!r} in {qualified} at ts {self.start_ts}")
+        self.mutations[key] = Mutation(binlog_pb2.DELETE, key)
+
+    def lock_row(self, qualified: str, handle: Any) -> None:
+        """SELECT ... FOR UPDATE without a change: a LOCK mutation."""
+        key = record_key(self.table(qualified), handle)
+        self.mutations.setdefault(key, Mutation(binlog_pb2.LOCK, key))
+
+    # ---- commit protocol
+
+    def prewrite(self) -> list[bytes]:
+        """Phase one: lock every key, the first as primary. Locks of other transactions are
+        resolved when their owner is gone; a live one or a newer commit aborts."""
+        muts = list(self.mutations.values())
+        keys = [m.key for m in muts]
+        try:
+            self.resolver.retry(
+                lambda: self.store.prewrite(muts, keys[0], self.start_ts, self.ttl_ms),
+                self.start_ts, timeout_s=0.5,
+            )
+        except (KeyLockedError, WriteConflictError, TxnRolledBackError) as err:
+            self.store.rollback(keys, self.start_ts)
+            self.done = True
+            raise TxnAbortedError(f"transaction started at {self.start_ts} aborted: {err}") from err
+        return keys
+
+    def commit(self) -> int:
+        """Commit; returns commit_ts (0 for an empty transaction)."""
+        if self.done:
+            raise UpstreamError(f"transaction started at {self.start_ts} already finished")
+        if not self.mutations:
+            self.done = True
+            return 0
+        muts = list(self.mutations.values())
+        if self.one_pc and self.after_prewrite is None:
+            try:
+                self.commit_ts = self.resolver.retry(
+                    lambda: self.store.one_pc(muts, self.start_ts), self.start_ts, timeout_s=0.5
+                )
+                self.done = True
+                return self.commit_ts
+            except RegionError:
+                pass  # keys span regions: two-phase commit
+            except (KeyLockedError, WriteConflictError, TxnRolledBackError) as err:
+                self.done = True
+                raise TxnAbortedError(f"transaction started at {self.start_ts} aborted: {err}") from err
+        keys = self.prewrite()
+        if self.after_prewrite is not None:
+            self.after_prewrite(self)
+        self.commit_ts = self.tso.get_ts()
+        try:
+            self.store.commit(keys[:1], self.start_ts, self.commit_ts)
+        except TxnRolledBackError as err:  # someone found our primary expired and rolled it back
+            self.store.rollback(keys, self.start_ts)
+            self.done = True
+            raise TxnAbortedError(f"transaction started at {self.start_ts} aborted: {err}") from err
+        if len(keys) > 1:
+            self.store.commit(keys[1:], self.start_ts, self.commit_ts)
+        self.done = True
+        return self.commit_ts
+
+    def rollback(self) -> None:
+        """Roll back: drop the buffer, and the locks when prewrite already ran."""
+        self.store.rollback(list(self.mutations), self.start_ts)
+        self.done = True
+
+
+class Abandoned(Exception):
+    """Raised from ``after_prewrite`` to simulate a client dying between the phases."""
+
+
+def run_txn(
+    make_txn: Callable[[], Txn], body: Callable[[Txn], Any], retries: int = 20,
+    on_retry: Callable[[int, Exception], None] | None = None,
+) -> Any:
+    """Run ``body`` in a fresh transaction until it commits (TiDB's optimistic retry)."""
+    for attempt in range(retries + 1):
+        t = make_txn()
+        try:
+            result = body(t)
+            t.commit()
+            return result
+        except TxnAbortedError as err:
+            if attempt == retries:
+                raise
+            if on_retry is not None:
+                on_retry(attempt, err)
+            time.sleep(min(0.001 * (2 ** attempt), 0.05))
+    raise AssertionError("unreachable")
+
+
+def scan_table(
+    store: PercolatorStore, tso: TimestampOracle, table: Mapping[str, Any], ts: int,
+) -> list[dict[str, Any]]:
+    """Every row of a table at ts (locks met are resolved as a reader would)."""
+    start, end = record_range(table["id"])
+    resolver = LockResolver(store, tso)
+    pairs = resolver.retry(lambda: store.scan(start, end, ts), ts)
+    return [decode_value(table, k, v) for k, v in pairs]
+
+
+def get_row(
+    store: PercolatorStore, tso: TimestampOracle, table: Mapping[str, Any], handle: Any, ts: int,
+) -> dict[str, Any] | None:
+    key = record_key(table, handle)
+    value = LockResolver(store, tso).retry(lambda: store.get(key, ts), ts)
+    return None if value is None else decode_value(table, key, value)
