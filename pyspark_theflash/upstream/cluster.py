@@ -190,7 +190,7 @@ class MiniCluster:
 
     def update_gc_safe_point(self, ts: int) -> int:
         """Advance the safe point (never backwards) and drop versions below it; returns it."""
-        self.store.gc(ts)
+        self.store.collect_garbage(ts)
         return self.gc.value
 
     def region_snapshot(self, region_id: int) -> binlog_pb2.Event:

@@ -553,7 +553,7 @@ class PercolatorStore:
                 if lk.key == lk.primary and physical_ms(lk.start_ts) + lk.ttl_ms + grace_ms < now_ms
             ]
 
-    def gc(self, safe_point: int) -> int:
+    def collect_garbage(self, safe_point: int) -> int:
         """Advance the GC safe point and drop versions no read at or above it can see: keep
         every version newer than it and the newest Put at or below it. Returns versions
         dropped. GC is local (TiKV does not replicate it through the change feed)."""
