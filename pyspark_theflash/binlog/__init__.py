@@ -12,6 +12,9 @@ the same events at the same positions.
 """
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 from pyspark_theflash.binlog.errors import (
     BinlogCorruptError,
     BinlogError,
@@ -24,19 +27,45 @@ from pyspark_theflash.binlog.errors import (
 )
 from pyspark_theflash.binlog.position import Position, PositionedEvent
 from pyspark_theflash.binlog.segment import SegmentReader, SegmentWriter, prune
+from pyspark_theflash.binlog.source import EventSource, FileEventSource, open_source
+
+if TYPE_CHECKING:
+    from pyspark_theflash.binlog.service import BinlogServer, GrpcEventSource
+
+
+def serve_binlog(directory: str | Path, host: str = "127.0.0.1", port: int = 0, max_workers: int = 32) -> "BinlogServer":
+    """Serve a segment directory as ``BinlogService`` (see :func:`.service.serve_binlog`)."""
+    from pyspark_theflash.binlog.service import serve_binlog as serve  # grpc only when serving
+
+    return serve(directory, host, port, max_workers)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("BinlogServer", "GrpcEventSource"):
+        from pyspark_theflash.binlog import service
+
+        return getattr(service, name)
+    raise AttributeError(f"module 'pyspark_theflash.binlog' has no attribute {name!r}")
+
 
 __all__ = [
     "BinlogCorruptError",
     "BinlogError",
     "BinlogFormatError",
+    "BinlogServer",
     "BinlogLockedError",
     "BinlogPositionError",
     "BinlogPositionGoneError",
     "BinlogSourceError",
     "BinlogTruncatedError",
+    "EventSource",
+    "FileEventSource",
+    "GrpcEventSource",
     "Position",
     "PositionedEvent",
     "SegmentReader",
     "SegmentWriter",
+    "open_source",
     "prune",
+    "serve_binlog",
 ]

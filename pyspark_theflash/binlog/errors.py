@@ -41,6 +41,7 @@ class BinlogFormatError(BinlogError):
 
     def __init__(self, path: Path | str, reason: str) -> None:
         self.path = Path(path)
+        self.reason = reason
         super().__init__(f"{self.path} is not a TheFlash binlog segment: {reason}; check the binlog directory")
 
 

@@ -372,6 +372,7 @@ class SegmentReader:
             raise BinlogSourceError(f"binlog directory {self.directory} does not exist (or is not a directory)")
         self._signal = append_signal(self.directory)
         self._file: _SegmentFile | None = None
+        self._damage_ahead = False  # the last read_batch stopped in front of a damaged record
         self._position = self._resolve_start(position)
 
     @property
@@ -450,10 +451,18 @@ class SegmentReader:
         return self._file
 
     def read_batch(self, max_records: int) -> list[PositionedEvent]:
-        """Up to ``max_records`` events available now (possibly none)."""
+        """Up to ``max_records`` events available now (possibly none). A damaged record raises
+        once the events before it are returned: the position stays in front of it."""
         out: list[PositionedEvent] = []
+        self._damage_ahead = False
         while len(out) < max_records:
-            record = self._next_record()
+            try:
+                record = self._next_record()
+            except BinlogError:
+                if out:
+                    self._damage_ahead = True
+                    break
+                raise
             if record is None:
                 break
             out.append(record)
@@ -465,18 +474,23 @@ class SegmentReader:
         timeout_s: float,
         region_ids: frozenset[int] | None = None,
         stop: threading.Event | None = None,
+        eager: bool = False,
     ) -> list[PositionedEvent]:
         """Up to ``max_records`` events of ``region_ids`` (None = all), waiting for new ones
-        until ``timeout_s`` passes or ``stop`` is set; returns what it has then (maybe none)."""
+        until ``timeout_s`` passes or ``stop`` is set; returns what it has then (maybe none).
+
+        ``eager`` returns as soon as there is anything to report: an event, or a position that
+        moved past filtered-out events or into the next segment (see ``position``)."""
         deadline = time.monotonic() + timeout_s
         out: list[PositionedEvent] = []
+        start = self._position
         while True:
             seen = self._signal.generation
             wanted = max_records - len(out)
             batch = self.read_batch(wanted)
             out.extend(r for r in batch if region_ids is None or r.event.region_id in region_ids)
-            if len(out) >= max_records:
-                return out
+            if len(out) >= max_records or (eager and (out or self._position != start)) or self._damage_ahead:
+                return out  # (with damage ahead: the next call raises)
             if len(batch) == wanted:
                 continue  # not at the head: some events were filtered out, read on
             remaining = deadline - time.monotonic()

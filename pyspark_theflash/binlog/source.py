@@ -1,0 +1,134 @@
+"""One way for consumers to read the change log, whatever its form.
+
+``open_source(url, position)`` returns an :class:`EventSource` for
+
+* ``file:///abs/dir`` or a bare directory path: the segment files, read in this process;
+* ``grpc://host:port``: a ``BinlogService`` (see :mod:`.service`), reconnecting on its own.
+
+Both deliver the same events with the same positions, so a consumer may persist
+``PositionedEvent.next`` and later resume from it through either form.
+"""
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Iterable
+from urllib.parse import unquote, urlparse
+
+from pyspark_theflash.binlog.errors import BinlogSourceError
+from pyspark_theflash.binlog.position import Position, PositionedEvent
+from pyspark_theflash.binlog.segment import HeadTracker, SegmentReader, tail
+
+
+class EventSource(ABC):
+    """Events of the log in order from a position, optionally of some regions only."""
+
+    url: str
+
+    @abstractmethod
+    def read(self, max_events: int, timeout_s: float) -> list[PositionedEvent]:
+        """Up to ``max_events`` events. Waits for more until ``timeout_s`` passes, then returns
+        what it has (possibly nothing); ``timeout_s=0`` returns what is available now."""
+
+    @property
+    @abstractmethod
+    def position(self) -> Position | None:
+        """Where reading continues: after every event returned so far and after any events of
+        other regions skipped since. None only for a service source that started from the tail
+        and has not heard from the server yet."""
+
+    @abstractmethod
+    def head(self) -> Position:
+        """The position just after the last complete event of the log."""
+
+    @abstractmethod
+    def tail(self) -> Position:
+        """The oldest position still readable."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release files, threads and connections; a blocked ``read`` returns."""
+
+    def __enter__(self) -> "EventSource":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class FileEventSource(EventSource):
+    """The segment files of a directory, read in this process."""
+
+    def __init__(
+        self, directory: Path | str, position: Position | None = None, region_ids: Iterable[int] | None = None
+    ) -> None:
+        self.directory = Path(directory)
+        self.url = self.directory.resolve().as_uri()
+        self._region_ids = frozenset(region_ids) if region_ids else None
+        self._reader = SegmentReader(self.directory, position)
+        self._head = HeadTracker(self.directory)
+        self._lock = threading.Lock()  # read and close may come from different threads
+        self._head_lock = threading.Lock()
+        self._closed = threading.Event()
+
+    def read(self, max_events: int, timeout_s: float) -> list[PositionedEvent]:
+        if self._closed.is_set():
+            raise BinlogSourceError(f"binlog source {self.url} is closed")
+        with self._lock:
+            return self._reader.read(max_events, timeout_s, self._region_ids, stop=self._closed)
+
+    @property
+    def position(self) -> Position:
+        return self._reader.position
+
+    def head(self) -> Position:
+        with self._head_lock:
+            return self._head.head()
+
+    def tail(self) -> Position:
+        return tail(self.directory)
+
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._reader.wake()
+        with self._lock:
+            self._reader.close()
+        with self._head_lock:
+            self._head.close()
+
+
+def parse_source_url(url: str) -> tuple[str, str]:
+    """``("file", directory)`` or ``("grpc", "host:port")``."""
+    text = str(url)
+    if "://" not in text:
+        return "file", text
+    parsed = urlparse(text)
+    if parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise BinlogSourceError(
+                f"binlog URL {url!r}: a file URL needs an absolute path (file:///data/binlog), "
+                f"not host {parsed.netloc!r}"
+            )
+        return "file", unquote(parsed.path)
+    if parsed.scheme == "grpc":
+        if not parsed.hostname or not parsed.port or parsed.path not in ("", "/"):
+            raise BinlogSourceError(f"binlog URL {url!r}: expected grpc://host:port")
+        host = f"[{parsed.hostname}]" if ":" in parsed.hostname else parsed.hostname
+        return "grpc", f"{host}:{parsed.port}"
+    raise BinlogSourceError(f"binlog URL {url!r}: use file:///dir, a directory path or grpc://host:port")
+
+
+def open_source(
+    url: str | Path, position: Position | None = None, region_ids: Iterable[int] | None = None
+) -> EventSource:
+    """Open the binlog at ``url`` for reading from ``position`` (None: the oldest available),
+    delivering only events of ``region_ids`` when given."""
+    kind, where = parse_source_url(str(url))
+    if kind == "file":
+        return FileEventSource(where, position, region_ids)
+    from pyspark_theflash.binlog.service import GrpcEventSource  # grpc is imported only when used
+
+    return GrpcEventSource(where, position, region_ids)
