@@ -1,1 +1,24 @@
-"""scan"""
+"""Planning a snapshot read (Spark driver side, no Spark imports): snapshot ts, read lease,
+learner read, lock resolution, partitions; and reading one planned partition (executors)."""
+from __future__ import annotations
+
+from pyspark_theflash.scan.errors import (
+    LockResolveTimeoutError,
+    RegionWaitTimeoutError,
+    ScanError,
+    ScanOptionError,
+    SnapshotExpiredError,
+    SnapshotTsOutOfRangeError,
+    TableNotReplicatedError,
+    UpstreamUnreachableError,
+)
+from pyspark_theflash.scan.options import OPTION_DOCS, ScanOptions
+from pyspark_theflash.scan.partitions import RangeScan, ScanPartition
+from pyspark_theflash.scan.planner import PlanStats, ScanPlan, plan
+from pyspark_theflash.scan.snapshot import as_of_to_ts
+
+__all__ = [
+    "LockResolveTimeoutError", "OPTION_DOCS", "PlanStats", "RangeScan", "RegionWaitTimeoutError",
+    "ScanError", "ScanOptionError", "ScanOptions", "ScanPartition", "ScanPlan", "SnapshotExpiredError",
+    "SnapshotTsOutOfRangeError", "TableNotReplicatedError", "UpstreamUnreachableError", "as_of_to_ts", "plan",
+]

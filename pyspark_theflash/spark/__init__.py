@@ -1,1 +1,8 @@
-"""spark"""
+"""The ``theflash`` Spark data source and its session helpers (only translation: planning
+lives in ``scan/``, bytes in ``codec/``, MVCC in ``store/``)."""
+from __future__ import annotations
+
+from pyspark_theflash.spark.pin import install_session_snapshot_hook, pinned_snapshot
+from pyspark_theflash.spark.session import theflash_session
+
+__all__ = ["install_session_snapshot_hook", "pinned_snapshot", "theflash_session"]

@@ -31,4 +31,9 @@ def theflash_session(master: str | None = None, app_name: str = "theflash", **co
     settings.update({k: str(v) for k, v in conf.items()})
     for key, value in settings.items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    session = builder.getOrCreate()
+    # Lets spark.conf.set("theflash.snapshot_ts", ts) reach theflash reads (see spark/pin.py).
+    from pyspark_theflash.spark.pin import install_session_snapshot_hook
+
+    install_session_snapshot_hook()
+    return session

@@ -1,0 +1,121 @@
+"""Learner read: make the store hold every commit at or below a snapshot ts.
+
+For each region overlapping the table: a region whose persisted resolved ts is at or above
+ts has everything already. Otherwise ask upstream for its read index (the raft index a
+replica must apply to serve a read now), ask the writer to flush (a flush request carrying
+the read indexes, answered within one writer poll), and poll the store's manifest until each
+region's applied index reaches its read index. Regions split while we wait show up as new
+regions overlapping the table and get their own read index; a region upstream no longer
+knows (merged away) is replaced by the upstream regions now covering its range.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from pyspark_theflash.latch import FlushTimeoutError, Latch
+from pyspark_theflash.scan.errors import RegionWaitTimeoutError
+
+POLL_S = 0.05
+# A completed flush request that left a region short is re-issued at most this often.
+REQUEST_EVERY_S = 0.2
+
+
+def ranges_overlap(a_start: bytes, a_end: bytes, b_start: bytes, b_end: bytes) -> bool:
+    """Do [a_start, a_end) and [b_start, b_end) overlap? Empty end = +inf (PD's form)."""
+    return (not b_end or a_start < b_end) and (not a_end or b_start < a_end)
+
+
+def region_id(region: Any) -> int:
+    return int(getattr(region, "region_id", None) or getattr(region, "id"))
+
+
+def region_is_live(region: Any) -> bool:
+    return str(getattr(region, "state", "normal") or "normal") == "normal"
+
+
+@dataclass
+class LearnerRead:
+    """One query's learner read of one table. ``snapshot`` opens a fresh view of the store
+    manifest; ``covering(view)`` lists the live regions of the view that overlap the table."""
+
+    snapshot: Callable[[], Any]
+    covering: Callable[[Any], list[Any]]
+    upstream: Any
+    latch: Latch
+    ts: int
+    table: str
+    read_index: dict[int, int] = field(default_factory=dict)
+    waited_s: float = 0.0
+
+    def _read_index_of(self, region: Any) -> dict[int, int]:
+        """The read index of a store region, or of the upstream regions now covering its
+        range when upstream no longer knows it (merged, or split ranges moved)."""
+        rid = region_id(region)
+        try:
+            return {rid: int(self.upstream.read_index(rid))}
+        except Exception as exc:
+            if "not found" not in str(exc).lower() and type(exc).__name__ != "RegionNotFoundError":
+                raise
+        out: dict[int, int] = {}
+        for up in self.upstream.regions():
+            if ranges_overlap(bytes(up.start_key), bytes(up.end_key), bytes(region.start_key), bytes(region.end_key)):
+                out[int(up.id)] = int(self.upstream.read_index(int(up.id)))
+        return out
+
+    def run(self, deadline: float, timeout_s: float, only: Iterable[int] | None = None, force: bool = False) -> Any:
+        """Wait until caught up; returns the store view that is. ``only``: just these region
+        ids (a lock's regions after resolving it); ``force``: take a new read index even when
+        the region's resolved ts already covers ts (to see a lock resolution)."""
+        started = time.monotonic()
+        only_ids = set(only) if only is not None else None
+        needed: dict[int, int] = {}
+        request_id: int | None = None
+        requested_at = 0.0
+        try:
+            while True:
+                view = self.snapshot()
+                states = {region_id(r): r for r in view.regions()}
+                fresh = []
+                for r in self.covering(view):
+                    rid = region_id(r)
+                    if rid in needed or (only_ids is not None and rid not in only_ids):
+                        continue
+                    if not force and int(r.resolved_ts) >= self.ts:
+                        continue
+                    fresh.append(r)
+                for r in fresh:
+                    needed.update(self._read_index_of(r))
+                lagging = []
+                for rid, index in sorted(needed.items()):
+                    state = states.get(rid)
+                    if state is None:
+                        lagging.append((rid, -1, index))
+                    elif region_is_live(state) and int(state.applied_index) < index and (
+                        force or int(state.resolved_ts) < self.ts
+                    ):
+                        lagging.append((rid, int(state.applied_index), index))
+                if not lagging:
+                    if not fresh:
+                        self.read_index.update(needed)
+                        return view
+                    continue  # a split may have brought new regions into the table's range
+                now = time.monotonic()
+                if now >= deadline:
+                    raise RegionWaitTimeoutError(self.table, self.ts, timeout_s, lagging)
+                if request_id is None and now - requested_at >= REQUEST_EVERY_S:
+                    request_id = self.latch.request_flush(
+                        [rid for rid, _, _ in lagging], {rid: idx for rid, _, idx in lagging}
+                    )
+                    requested_at = now
+                if request_id is not None:
+                    try:
+                        self.latch.wait_flush(request_id, min(POLL_S, max(0.0, deadline - now)))
+                        request_id = None  # answered: poll the manifest, re-ask if still short
+                    except FlushTimeoutError:
+                        pass
+                else:
+                    time.sleep(POLL_S)
+        finally:
+            self.waited_s += time.monotonic() - started

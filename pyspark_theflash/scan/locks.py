@@ -1,0 +1,114 @@
+"""Lock resolution for a snapshot read (Percolator, as TiDB's lock resolver does it).
+
+A lock with start_ts <= ts belongs to a transaction that may commit at or below ts, so the
+read cannot ignore it. Its primary key decides (CheckTxnStatus):
+
+* committed at commit_ts <= ts: commit the rest of its locks upstream (ResolveLock), then
+  wait until the store has applied that commit — the read must see the data;
+* committed after ts, or rolled back: invisible at ts; ignore (a rolled-back transaction's
+  leftover locks are cleaned up upstream on the way);
+* alive: back off with jitter and ask again until its TTL runs out, when CheckTxnStatus rolls
+  it back.
+
+Decisions are cached per transaction (start_ts) for the life of one query.
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from pyspark_theflash.scan.errors import LockResolveTimeoutError
+from pyspark_theflash.scan.learner import LearnerRead
+
+BACKOFF_FIRST_S = 0.02
+BACKOFF_MAX_S = 1.0
+
+
+@dataclass(frozen=True)
+class TxnDecision:
+    start_ts: int
+    state: str          # committed | rolled_back
+    commit_ts: int      # 0 unless committed
+
+    def visible_at(self, ts: int) -> bool:
+        return self.state == "committed" and 0 < self.commit_ts <= ts
+
+
+@dataclass
+class LockResolver:
+    """Resolves the locks a snapshot read at ``ts`` meets. ``locks(view)`` lists the locks
+    in the table's range of a store view."""
+
+    upstream: Any
+    learner: LearnerRead
+    locks: Callable[[Any], list[Any]]
+    ts: int
+    decisions: dict[int, TxnDecision] = field(default_factory=dict)
+    resolved: int = 0        # transactions committed upstream on our behalf
+    rolled_back: int = 0     # transactions rolled back (TTL expired) or found rolled back
+    backoffs: int = 0
+
+    def _check(self, lock: Any) -> TxnDecision | None:
+        """The transaction's fate, or None while it is alive."""
+        status = self.upstream.check_txn_status(bytes(lock.primary), int(lock.start_ts), self.ts, self.upstream.get_ts())
+        state = str(getattr(status, "state", status)).lower()
+        if state == "committed":
+            commit_ts = int(status.commit_ts)
+            if commit_ts <= self.ts:
+                self.upstream.resolve_lock(int(lock.start_ts), commit_ts, None)
+                self.resolved += 1
+            return TxnDecision(int(lock.start_ts), "committed", commit_ts)
+        if state in ("rolled_back", "rolledback", "rollback"):
+            self.upstream.resolve_lock(int(lock.start_ts), 0, None)
+            self.rolled_back += 1
+            return TxnDecision(int(lock.start_ts), "rolled_back", 0)
+        return None
+
+    def run(self, view: Any, deadline: float, timeout_s: float) -> Any:
+        """Resolve until no lock at or below ts can still change what ts sees; returns the
+        store view in which that holds."""
+        attempt = 0
+        waited: set[int] = set()
+        while True:
+            pending = [lk for lk in self.locks(view) if int(lk.start_ts) <= self.ts]
+            alive: list[Any] = []
+            wait_regions: set[int] = set()
+            for lock in pending:
+                decision = self.decisions.get(int(lock.start_ts))
+                if decision is None:
+                    decision = self._check(lock)
+                    if decision is None:
+                        alive.append(lock)
+                        continue
+                    self.decisions[decision.start_ts] = decision
+                if decision.visible_at(self.ts):
+                    if decision.start_ts in waited:
+                        alive.append(lock)  # still in the store after a catch-up: back off, look again
+                    else:
+                        wait_regions.add(int(lock.region_id))
+            if not alive and not wait_regions:
+                return view
+            if wait_regions:
+                # The commit reaches the store through the binlog: a fresh read index of the
+                # lock's regions covers it; then look again (the lock must be gone).
+                view = self.learner.run(deadline, timeout_s, only=wait_regions, force=True)
+                waited.update(int(lk.start_ts) for lk in pending if int(lk.region_id) in wait_regions)
+                if not alive:
+                    continue
+            now = time.monotonic()
+            if now >= deadline:
+                lock = alive[0]
+                raise LockResolveTimeoutError(
+                    f"reading {self.learner.table} at ts {self.ts}: {len(alive)} lock(s) still unresolved "
+                    f"remain after {timeout_s:g}s, e.g. key {bytes(lock.key).hex()} of the transaction started "
+                    f"at {lock.start_ts} (primary {bytes(lock.primary).hex()}, ttl {lock.ttl} ms); it may still "
+                    "commit at or below ts. Retry, raise lock_wait_timeout, read an older snapshot_ts, or use "
+                    "isolation RC to skip lock checks"
+                )
+            self.backoffs += 1
+            pause = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * (2 ** attempt)) * random.uniform(0.5, 1.5)
+            time.sleep(min(pause, max(0.0, deadline - now)))
+            attempt += 1
+            view = self.learner.snapshot()

@@ -1,0 +1,169 @@
+"""The read options a user gives (``spark.read.format("theflash").option(...)``, SQL
+``OPTIONS (...)``, or ``plan(..., options)``), parsed once into a typed value.
+
+Every option, its default and its meaning is listed in ``OPTION_DOCS`` (the README's table
+is generated from it), so the documentation and the parser cannot drift apart.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Mapping
+
+from pyspark_theflash.scan.errors import ScanOptionError
+
+# The session-level pin (``spark.conf.set("theflash.snapshot_ts", ts)``) travels to the
+# planner as this option: Spark hands a Python data source its options only, never the
+# session's conf, so the session helper copies the conf into the reader's options.
+SESSION_SNAPSHOT_OPTION = "theflash.snapshot_ts"
+
+HIDDEN_READABLE = ("_tidb_rowid", "_tidb_commit_ts")
+
+DEFAULT_REGION_WAIT_TIMEOUT_S = 30.0
+DEFAULT_LOCK_WAIT_TIMEOUT_S = 60.0
+DEFAULT_LEASE_TTL_S = 120.0
+DEFAULT_BATCH_ROWS = 65536
+DEFAULT_PARTITION_TARGET_BYTES = 64 << 20
+
+OPTION_DOCS: list[tuple[str, str, str]] = [
+    ("store", "(required)", "the store directory the writer fills"),
+    ("table", "(or the load() path)", "`db.table` to read"),
+    ("upstream", "address recorded in the store", "upstream (PD/TiKV) address `grpc://host:port`: TSO, read index, lock status"),
+    ("latch", "in-process on the store", "latch service address `grpc://host:port` (`theflash latch serve`)"),
+    ("snapshot_ts", "a fresh ts from the upstream TSO", "read at this TSO timestamp"),
+    ("as_of", "-", "read as of this time: ISO-8601 (`2026-11-21 06:00:00`, UTC unless an offset is given) or unix seconds"),
+    ("isolation", "SI", "`SI`: resolve locks of transactions that may have committed at or below ts; `RC`: skip lock checks"),
+    ("region_wait_timeout", "30s", "how long the learner read waits for lagging regions (`500ms`, `30s`, `2m`)"),
+    ("lock_wait_timeout", "60s", "how long to back off on a live lock before failing"),
+    ("lease_ttl", "120s", "read-lease TTL; renewed by the planner and by every partition read"),
+    ("batch_rows", "65536", "at most this many rows per Arrow batch handed to Spark"),
+    ("columns", "all", "comma list of columns to read (like a `.schema(...)` subset)"),
+    ("hidden", "none", "comma list of hidden columns to add: `_tidb_rowid`, `_tidb_commit_ts`"),
+    ("partition_target_bytes", "64MiB", "neighbouring small regions are grouped into one Spark partition up to this size"),
+]
+
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|min|h)?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*$", re.IGNORECASE)
+
+
+def parse_duration_s(name: str, text: str) -> float:
+    """``"500ms"``, ``"30s"``, ``"2m"``, ``"1h"`` or a bare number of seconds."""
+    m = _DURATION.match(str(text))
+    if not m:
+        raise ScanOptionError(f"option {name}={text!r} is not a duration; write e.g. 500ms, 30s or 2m")
+    value = float(m.group(1))
+    unit = (m.group(2) or "s").lower()
+    return value * {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}[unit]
+
+
+def parse_size_bytes(name: str, text: str) -> int:
+    """``"64MiB"``, ``"1g"``, ``"4096"`` (bytes)."""
+    m = _SIZE.match(str(text))
+    if not m:
+        raise ScanOptionError(f"option {name}={text!r} is not a size; write e.g. 64MiB or 1048576")
+    unit = (m.group(2) or "b").lower()
+    mult = {"b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20,
+            "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30}[unit]
+    return int(float(m.group(1)) * mult)
+
+
+def parse_positive_int(name: str, text: str) -> int:
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise ScanOptionError(f"option {name}={text!r} is not an integer") from None
+    if value <= 0:
+        raise ScanOptionError(f"option {name}={text!r} must be positive")
+    return value
+
+
+def parse_list(text: str | None) -> tuple[str, ...]:
+    if text is None:
+        return ()
+    return tuple(part.strip() for part in str(text).split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """What one read asks for. Built with :meth:`from_mapping` from the user's strings."""
+
+    store: str
+    table: str
+    upstream: str | None = None
+    latch: str | None = None
+    snapshot_ts: int | None = None
+    as_of: str | None = None
+    session_snapshot_ts: int | None = None
+    isolation: str = "SI"
+    region_wait_timeout_s: float = DEFAULT_REGION_WAIT_TIMEOUT_S
+    lock_wait_timeout_s: float = DEFAULT_LOCK_WAIT_TIMEOUT_S
+    lease_ttl_s: float = DEFAULT_LEASE_TTL_S
+    batch_rows: int = DEFAULT_BATCH_ROWS
+    columns: tuple[str, ...] = ()
+    hidden: tuple[str, ...] = ()
+    partition_target_bytes: int = DEFAULT_PARTITION_TARGET_BYTES
+
+    @staticmethod
+    def from_mapping(options: Mapping[str, str]) -> "ScanOptions":
+        opts = {str(k).lower(): v for k, v in options.items() if v is not None}
+        store = opts.get("store")
+        if not store:
+            raise ScanOptionError(
+                'option "store" is required: spark.read.format("theflash").option("store", "/path/to/store")'
+            )
+        table = opts.get("table") or opts.get("path")
+        if not table:
+            raise ScanOptionError(
+                'no table given: use .load("db.table") or .option("table", "db.table")'
+            )
+        if "." not in table:
+            raise ScanOptionError(f"table {table!r} must be written as db.table")
+        isolation = str(opts.get("isolation", "SI")).strip().upper()
+        if isolation not in ("SI", "RC"):
+            raise ScanOptionError(f"option isolation={opts['isolation']!r}: use SI (default) or RC")
+        hidden = parse_list(opts.get("hidden"))
+        for name in hidden:
+            if name not in HIDDEN_READABLE:
+                raise ScanOptionError(f"option hidden: {name!r} is not a readable hidden column; use {', '.join(HIDDEN_READABLE)}")
+
+        def ts_option(name: str) -> int | None:
+            raw = opts.get(name)
+            if raw is None or str(raw).strip() == "":
+                return None
+            try:
+                value = int(str(raw).strip())
+            except ValueError:
+                raise ScanOptionError(f"option {name}={raw!r} is not a TSO number (physical_ms << 18 | logical)") from None
+            if value <= 0:
+                raise ScanOptionError(f"option {name}={raw!r} must be a positive TSO number")
+            return value
+
+        snapshot_ts = ts_option("snapshot_ts")
+        as_of = opts.get("as_of") or None
+        if snapshot_ts is not None and as_of is not None:
+            raise ScanOptionError("give either snapshot_ts or as_of, not both")
+        return ScanOptions(
+            store=str(store),
+            table=str(table),
+            upstream=opts.get("upstream") or None,
+            latch=opts.get("latch") or None,
+            snapshot_ts=snapshot_ts,
+            as_of=as_of,
+            session_snapshot_ts=ts_option(SESSION_SNAPSHOT_OPTION),
+            isolation=isolation,
+            region_wait_timeout_s=parse_duration_s("region_wait_timeout", opts["region_wait_timeout"])
+            if "region_wait_timeout" in opts else DEFAULT_REGION_WAIT_TIMEOUT_S,
+            lock_wait_timeout_s=parse_duration_s("lock_wait_timeout", opts["lock_wait_timeout"])
+            if "lock_wait_timeout" in opts else DEFAULT_LOCK_WAIT_TIMEOUT_S,
+            lease_ttl_s=parse_duration_s("lease_ttl", opts["lease_ttl"]) if "lease_ttl" in opts else DEFAULT_LEASE_TTL_S,
+            batch_rows=parse_positive_int("batch_rows", opts["batch_rows"]) if "batch_rows" in opts else DEFAULT_BATCH_ROWS,
+            columns=parse_list(opts.get("columns")),
+            hidden=hidden,
+            partition_target_bytes=parse_size_bytes("partition_target_bytes", opts["partition_target_bytes"])
+            if "partition_target_bytes" in opts else DEFAULT_PARTITION_TARGET_BYTES,
+        )
+
+    @property
+    def db_and_name(self) -> tuple[str, str]:
+        db, _, name = self.table.partition(".")
+        return db, name

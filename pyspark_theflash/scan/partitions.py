@@ -1,0 +1,99 @@
+"""Spark partitions of a planned scan: one per region, small neighbours grouped.
+
+A partition is plain picklable data (no Spark types here): the snapshot ts, the lease that
+pins it, and one or more handle ranges each with the part list pinned for it. The Spark layer
+wraps it in an ``InputPartition``; an executor reads it with :func:`scan.read.read_partition`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+HandleRange = tuple["int | None", "int | None"]
+
+
+@dataclass(frozen=True)
+class RangeScan:
+    """One contiguous handle range [lo, hi) of the table (one region, or several adjacent
+    ones) with the parts pinned for it."""
+
+    region_ids: tuple[int, ...]
+    lo: int | None
+    hi: int | None
+    parts: tuple[Any, ...]          # store.read.PartRef
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class ScanPartition:
+    """Everything an executor needs to read its share of a snapshot."""
+
+    index: int
+    store: str                      # store root
+    latch: str | None               # latch address, None = in-process on the store
+    table: str                      # db.table, for messages
+    table_info: dict                # TiDB table info JSON (the schema version read)
+    db: str
+    ts: int
+    lease_id: int | None
+    lease_ttl_s: float
+    ranges: tuple[RangeScan, ...]
+    columns: tuple[str, ...] | None  # None: all visible columns
+    hidden: tuple[str, ...]
+    predicate_json: str | None
+    batch_rows: int
+    size_bytes: int = 0
+
+    @property
+    def region_ids(self) -> tuple[int, ...]:
+        return tuple(r for rng in self.ranges for r in rng.region_ids)
+
+
+def estimate_bytes(parts: Sequence[Any], lo: int | None, hi: int | None) -> int:
+    """Bytes of ``parts`` that fall in [lo, hi), prorated by handle span (parts are shared by
+    the regions their partition overlaps)."""
+    total = 0.0
+    for p in parts:
+        size = int(getattr(p, "bytes", 0) or 0)
+        pmin, pmax = getattr(p, "min_handle", None), getattr(p, "max_handle", None)
+        if pmin is None or pmax is None or pmax <= pmin:
+            total += size
+            continue
+        a = pmin if lo is None else max(pmin, lo)
+        b = pmax + 1 if hi is None else min(pmax + 1, hi)
+        if b > a:
+            total += size * (b - a) / (pmax + 1 - pmin)
+    return int(total)
+
+
+def group_ranges(ranges: Sequence[RangeScan], target_bytes: int) -> list[list[RangeScan]]:
+    """Consecutive contiguous ranges (sorted by handle) grouped while the group stays within
+    ``target_bytes``; a range bigger than the target is a group of its own."""
+    groups: list[list[RangeScan]] = []
+    size = 0
+    for rng in ranges:
+        if groups:
+            last = groups[-1][-1]
+            contiguous = last.hi is not None and last.hi == rng.lo
+            if contiguous and size + rng.size_bytes <= target_bytes:
+                groups[-1].append(rng)
+                size += rng.size_bytes
+                continue
+        groups.append([rng])
+        size = rng.size_bytes
+    return groups
+
+
+def merge_group(group: Sequence[RangeScan]) -> RangeScan:
+    """Adjacent ranges as one range, each part listed once."""
+    if len(group) == 1:
+        return group[0]
+    seen: dict[Any, Any] = {}
+    for rng in group:
+        for p in rng.parts:
+            seen.setdefault(getattr(p, "part_id", id(p)), p)
+    return RangeScan(
+        region_ids=tuple(r for rng in group for r in rng.region_ids),
+        lo=group[0].lo, hi=group[-1].hi, parts=tuple(seen.values()),
+        size_bytes=sum(rng.size_bytes for rng in group),
+    )

@@ -1,0 +1,273 @@
+"""Planning one snapshot read of one table (Spark driver side; no Spark imports).
+
+    with plan("/data/flash", "bank.accounts", {"isolation": "SI"}) as p:
+        p.ts, p.partitions            # one ScanPartition per region (small ones grouped)
+
+Steps, as in DESIGN.md §5: choose the snapshot ts and check it is readable; take a read
+lease at ts (renewed by a daemon thread while the plan is alive); learner read (every region
+overlapping the table catches up to ts); resolve locks at or below ts (isolation SI); pin the
+parts of every region's handle range; group small neighbouring regions into partitions.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from pyspark_theflash.scan.errors import (
+    ScanOptionError,
+    SnapshotTsOutOfRangeError,
+    TableNotReplicatedError,
+    UpstreamUnreachableError,
+)
+from pyspark_theflash.scan.learner import LearnerRead, region_id, region_is_live
+from pyspark_theflash.scan.lease import ReadLease, default_holder
+from pyspark_theflash.scan.locks import LockResolver
+from pyspark_theflash.scan.options import ScanOptions
+from pyspark_theflash.scan.partitions import (
+    RangeScan,
+    ScanPartition,
+    estimate_bytes,
+    group_ranges,
+    merge_group,
+)
+from pyspark_theflash.scan.snapshot import check_snapshot_ts, requested_ts
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PlanStats:
+    """What planning did, for tests, benchmarks and the curious (``plan.stats``)."""
+
+    regions: int = 0
+    regions_resolved_ts: int = 0        # skipped: resolved ts already covered ts
+    regions_read_index: int = 0         # waited for a read index
+    learner_wait_s: float = 0.0
+    locks_seen: int = 0
+    txns_committed_for_us: int = 0
+    txns_rolled_back: int = 0
+    lock_backoffs: int = 0
+    partitions: int = 0
+    partitions_pruned: int = 0          # every part's statistics ruled the filter out
+    parts: int = 0
+    bytes: int = 0
+    plan_s: float = 0.0
+
+
+@dataclass
+class ScanPlan:
+    """A planned read: ts, lease and partitions. Close it (or use ``with``) to release the
+    lease; an unclosed plan's lease stops being renewed when the plan is garbage collected
+    and expires on its own."""
+
+    store: str
+    table: str
+    table_id: int
+    ts: int
+    options: ScanOptions
+    table_info: Any = None
+    partitions: list[ScanPartition] = field(default_factory=list)
+    stats: PlanStats = field(default_factory=PlanStats)
+    lease: ReadLease | None = None
+
+    @property
+    def lease_id(self) -> int | None:
+        return self.lease.lease_id if self.lease is not None else None
+
+    def detach(self) -> None:
+        """Hand the lease over to the partition readers: stop renewing here; every partition
+        read renews it, and it expires on its own once nobody does."""
+        if self.lease is not None:
+            self.lease.detach()
+
+    def close(self) -> None:
+        if self.lease is not None:
+            self.lease.release()
+
+    def __enter__(self) -> "ScanPlan":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_store(path: str) -> Any:
+    from pyspark_theflash.store import Store
+
+    return Store.open(path, readonly=True)
+
+
+def upstream_address(options: ScanOptions, view: Any) -> str | None:
+    """The ``upstream`` option, else the address the writer recorded in the store."""
+    if options.upstream:
+        return options.upstream
+    recorded = view.upstream() if hasattr(view, "upstream") else None
+    return str(recorded) if recorded else None
+
+
+def connect_upstream(options: ScanOptions, view: Any) -> Any:
+    address = upstream_address(options, view)
+    if not address:
+        raise UpstreamUnreachableError(
+            f"reading {options.table}: no upstream address; give .option('upstream', 'grpc://host:port') "
+            "(the address `theflash upstream --serve` prints), or let the writer record it in the store"
+        )
+    from pyspark_theflash.upstream import connect
+
+    return connect(address)
+
+
+def covering_regions(view: Any, table_id: int) -> list[tuple[Any, tuple[int | None, int | None]]]:
+    """Live regions of ``view`` overlapping the table, with their handle ranges, in handle order."""
+    out = []
+    for r in view.regions():
+        if not region_is_live(r):
+            continue
+        hr = view.region_handle_range(r, table_id)
+        if hr is not None:
+            out.append((r, hr))
+    out.sort(key=lambda item: (item[1][0] is not None, item[1][0] or 0))
+    return out
+
+
+def plan(store_path: str, table: str | None = None, options: Mapping[str, str] | ScanOptions | None = None, *,
+         columns: Sequence[str] | None = None, hidden: Sequence[str] | None = None, predicate: Any = None,
+         upstream: Any = None, latch: Any = None) -> ScanPlan:
+    """Plan a snapshot read of ``table`` (``db.table``) in the store at ``store_path``.
+
+    ``columns``/``hidden`` override the options' (the Spark layer passes the schema Spark
+    asked for); ``predicate`` is a ``store.predicate.Expr``; ``upstream``/``latch`` are
+    clients to use instead of connecting by address (tests, embedding)."""
+    started = time.monotonic()
+    if isinstance(options, ScanOptions):
+        opts = options
+    else:
+        raw = {str(k).lower(): v for k, v in dict(options or {}).items()}
+        if store_path:
+            raw["store"] = store_path
+        if table:
+            raw["table"] = table
+        opts = ScanOptions.from_mapping(raw)
+    store = open_store(opts.store)
+    view = store.snapshot()
+    try:
+        table_info = view.table(opts.table)
+    except Exception as exc:
+        table_info = None
+        lookup_error: Exception | None = exc
+    else:
+        lookup_error = None
+    if table_info is None:
+        raise TableNotReplicatedError(
+            f"store {opts.store} has no table {opts.table}: is the writer replicating it "
+            f"(theflash writer --tables ...)? ({lookup_error or 'unknown table'})"
+        )
+    table_id = int(table_info.id)
+    read_columns = tuple(columns) if columns is not None else (opts.columns or None)
+    read_hidden = tuple(hidden) if hidden is not None else opts.hidden
+    if read_columns is not None:
+        # TiDB column names are case-insensitive; Spark's may come in any case.
+        known = {c.name.lower(): c.name for c in table_info.columns}
+        unknown = [c for c in read_columns if c.lower() not in known]
+        read_columns = tuple(known.get(c.lower(), c) for c in read_columns)
+        if unknown:
+            raise ScanOptionError(
+                f"table {opts.table} has no column(s) {unknown}; its columns are {[c.name for c in table_info.columns]}"
+            )
+
+    if upstream is None:
+        upstream = connect_upstream(opts, view)
+    try:
+        fresh = upstream.get_ts()
+        gc_upstream = int(upstream.gc_safe_point())
+    except Exception as exc:
+        raise UpstreamUnreachableError(f"reading {opts.table}: the upstream did not answer: {exc}") from exc
+    ts = requested_ts(opts) or fresh
+    safe_point = max(gc_upstream, int(view.gc_safe_point()))
+    check_snapshot_ts(ts, safe_point, fresh)
+
+    if latch is None:
+        from pyspark_theflash.latch import connect as connect_latch
+
+        latch = connect_latch(opts.store, opts.latch)
+    result = ScanPlan(store=opts.store, table=opts.table, table_id=table_id, ts=ts, options=opts, table_info=table_info)
+    from pyspark_theflash.latch import LeaseRefusedError
+
+    try:
+        result.lease = ReadLease(latch, ts, opts.lease_ttl_s, default_holder(f"scan {opts.table}"), owner=result)
+    except LeaseRefusedError as exc:
+        raise SnapshotTsOutOfRangeError(ts, int(store.snapshot().gc_safe_point()), fresh,
+                                        f"refused by the store's latch ({exc})") from exc
+    try:
+        _catch_up_and_partition(result, store, upstream, latch, read_columns, read_hidden, predicate)
+    except BaseException:
+        result.close()
+        raise
+    result.stats.plan_s = time.monotonic() - started
+    return result
+
+
+def _catch_up_and_partition(result: ScanPlan, store: Any, upstream: Any, latch: Any,
+                            columns: tuple[str, ...] | None, hidden: tuple[str, ...], predicate: Any) -> None:
+    opts, ts, table_id, stats = result.options, result.ts, result.table_id, result.stats
+    learner = LearnerRead(
+        snapshot=store.snapshot,
+        covering=lambda v: [r for r, _ in covering_regions(v, table_id)],
+        upstream=upstream, latch=latch, ts=ts, table=opts.table,
+    )
+    deadline = time.monotonic() + opts.region_wait_timeout_s
+    view = learner.run(deadline, opts.region_wait_timeout_s)
+    regions = covering_regions(view, table_id)
+    stats.regions = len(regions)
+    stats.regions_read_index = len(learner.read_index)
+    stats.regions_resolved_ts = stats.regions - len([r for r, _ in regions if region_id(r) in learner.read_index])
+
+    if opts.isolation == "SI":
+        def table_locks(v: Any) -> list[Any]:
+            found = list(v.locks(table_id, None, None))
+            stats.locks_seen = max(stats.locks_seen, len([lk for lk in found if int(lk.start_ts) <= ts]))
+            return found
+
+        resolver = LockResolver(upstream=upstream, learner=learner, locks=table_locks, ts=ts)
+        view = resolver.run(view, time.monotonic() + opts.lock_wait_timeout_s, opts.lock_wait_timeout_s)
+        stats.txns_committed_for_us = resolver.resolved
+        stats.txns_rolled_back = resolver.rolled_back
+        stats.lock_backoffs = resolver.backoffs
+        regions = covering_regions(view, table_id)
+    stats.learner_wait_s = learner.waited_s
+
+    ranges = []
+    for region, (lo, hi) in regions:
+        parts = tuple(view.parts(table_id, lo, hi))
+        ranges.append(RangeScan((region_id(region),), lo, hi, parts, estimate_bytes(parts, lo, hi)))
+    predicate_json = predicate.to_json() if predicate is not None else None
+    table_json = result.table_info.to_json()
+    partitions: list[ScanPartition] = []
+    for group in group_ranges(ranges, opts.partition_target_bytes):
+        rng = merge_group(group)
+        if predicate is not None and rng.parts and not _might_match(predicate, rng.parts, result.table_info):
+            stats.partitions_pruned += 1
+            continue
+        partitions.append(ScanPartition(
+            index=len(partitions), store=opts.store, latch=opts.latch, table=opts.table,
+            table_info=table_json, db=result.table_info.db, ts=ts, lease_id=result.lease_id,
+            lease_ttl_s=opts.lease_ttl_s, ranges=(rng,), columns=columns, hidden=hidden,
+            predicate_json=predicate_json, batch_rows=opts.batch_rows, size_bytes=rng.size_bytes,
+        ))
+        stats.parts += len(rng.parts)
+        stats.bytes += rng.size_bytes
+    stats.partitions = len(partitions)
+    result.partitions = partitions
+
+
+def _might_match(predicate: Any, parts: Sequence[Any], table_info: Any) -> bool:
+    """Can any version in ``parts`` match? (Exact pruning: if no version matches, no chosen
+    version does.)"""
+    from pyspark_theflash.store.predicate import merge_stats
+
+    try:
+        return bool(predicate.might_match(merge_stats(p.stats_by_name(table_info) for p in parts)))
+    except Exception:  # statistics of an odd type: do not prune
+        return True

@@ -1,0 +1,155 @@
+"""The ``theflash`` Python data source: translation only.
+
+    spark.read.format("theflash").option("store", DIR).load("db.table")
+
+When Spark calls what (PySpark 4.2):
+
+* ``DataFrameReader.load()`` → a planner worker builds ``TheFlashDataSource(options)`` and
+  calls ``schema()`` (unless the user gave ``.schema(...)``): the store's current schema.
+* Query planning → another worker calls ``reader(schema)``, then ``pushFilters(filters)``
+  (only with ``spark.sql.python.filterPushdown.enabled=true`` and at least one filter), then
+  ``partitions()``. Planning the scan — snapshot ts, read lease, learner read, lock
+  resolution, pinned parts — happens there, once per planned query, on the driver's machine.
+  Spark caches the result with the loaded DataFrame, so repeated actions on one DataFrame read
+  the same snapshot; load again for a fresh one.
+* Execution → each executor task calls ``read(partition)``, which renews the lease and reads
+  its pinned parts into Arrow batches of exactly the schema Spark expects.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any, Iterator, Sequence
+
+from pyspark.sql.datasource import DataSource, DataSourceReader, InputPartition
+from pyspark.sql.types import StructType
+
+from pyspark_theflash.scan.options import HIDDEN_READABLE, ScanOptions
+
+
+class TheFlashPartition(InputPartition):
+    """One planned partition (a ``scan.partitions.ScanPartition``)."""
+
+    def __init__(self, scan: Any) -> None:
+        super().__init__(scan.index)
+        self.scan = scan
+
+
+def _table_info(options: ScanOptions) -> Any:
+    from pyspark_theflash.scan.errors import TableNotReplicatedError
+    from pyspark_theflash.scan.planner import open_store
+
+    view = open_store(options.store).snapshot()
+    try:
+        info = view.table(options.table)
+    except Exception as exc:
+        raise TableNotReplicatedError(
+            f"store {options.store} has no table {options.table}: is the writer replicating it? ({exc})"
+        ) from exc
+    if info is None:
+        raise TableNotReplicatedError(f"store {options.store} has no table {options.table}: is the writer replicating it?")
+    return info
+
+
+class TheFlashDataSource(DataSource):
+    """A transaction-consistent snapshot of one TiDB table from a TheFlash store."""
+
+    @classmethod
+    def name(cls) -> str:
+        return "theflash"
+
+    def schema(self) -> StructType:
+        from pyspark_theflash.schema import spark_schema
+
+        options = ScanOptions.from_mapping(self.options)
+        info = _table_info(options)
+        return spark_schema(info, list(options.columns) or None, tuple(options.hidden))
+
+    def reader(self, schema: StructType) -> DataSourceReader:
+        if _pushdown_disabled_by_caller():
+            return TheFlashReader(self.options, schema)
+        return TheFlashFilteringReader(self.options, schema)
+
+
+def _pushdown_disabled_by_caller() -> bool:
+    """PySpark refuses a reader that implements ``pushFilters`` when filter pushdown is off
+    (DATA_SOURCE_PUSHDOWN_DISABLED) instead of just not calling it. The planner worker holds
+    the setting in a local of the frame calling ``reader()``; read it there so a session
+    without the setting still works (Spark then applies every filter itself)."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        if "enable_pushdown" in frame.f_locals and frame.f_code.co_name == "_main":
+            return not bool(frame.f_locals["enable_pushdown"])
+        frame = frame.f_back
+    return False
+
+
+class TheFlashReader(DataSourceReader):
+    """Plans once (``partitions``), reads each partition (``read``)."""
+
+    def __init__(self, options: Any, schema: StructType) -> None:
+        self.options = dict(options)
+        self.schema = schema
+        names = [f.name for f in schema.fields]
+        self.hidden = tuple(n for n in names if n in HIDDEN_READABLE)
+        self.columns = tuple(n for n in names if n not in HIDDEN_READABLE)
+        self.predicate_json: str | None = None
+
+    def partitions(self) -> Sequence[InputPartition]:
+        from pyspark_theflash.scan.planner import plan
+        from pyspark_theflash.store.predicate import Expr
+
+        predicate = Expr.from_json(self.predicate_json) if self.predicate_json else None
+        scan_plan = plan(self.options.get("store", ""), None, self.options,
+                         columns=self.columns, hidden=self.hidden, predicate=predicate)
+        # Executors renew the lease while they read; this planner worker may be gone by then.
+        scan_plan.detach()
+        return [TheFlashPartition(p) for p in scan_plan.partitions]
+
+    def read(self, partition: InputPartition) -> Iterator[Any]:
+        import pyarrow as pa
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        from pyspark_theflash.scan.read import read_partition
+
+        scan = getattr(partition, "scan", None)
+        if scan is None:
+            return  # no regions (Spark's placeholder partition for an empty plan)
+        expected = to_arrow_schema(self.schema, timezone="UTC")
+        for batch in read_partition(scan):
+            yield conform(batch, expected, pa)
+
+
+class TheFlashFilteringReader(TheFlashReader):
+    """The reader with filter pushdown: exact filters are handled by the store, the others
+    are handed back for Spark to apply (those that are a safe superset still prune)."""
+
+    def pushFilters(self, filters: list[Any]) -> Iterator[Any]:
+        from pyspark_theflash.spark.filters import combine, translate
+
+        types = {f.name: f.dataType.typeName() for f in self.schema.fields if f.name not in HIDDEN_READABLE}
+        pushed = []
+        for f in filters:
+            expr, exact = translate(f, types)
+            if expr is not None:
+                pushed.append(expr)
+            if expr is None or not exact:
+                yield f
+        combined = combine(pushed)
+        self.predicate_json = combined.to_json() if combined is not None else None
+
+
+def conform(batch: Any, expected: Any, pa: Any) -> Any:
+    """The batch with exactly Spark's Arrow schema: columns in Spark's order, named as
+    Spark names them, of Spark's types and nullability (a cast only where the user's
+    ``.schema(...)`` asked for another type)."""
+    if batch.schema.equals(expected):
+        return batch
+    by_lower = {name.lower(): i for i, name in enumerate(batch.schema.names)}
+    arrays = []
+    for field in expected:
+        i = by_lower[field.name.lower()]
+        column = batch.column(i)
+        if not column.type.equals(field.type):
+            column = column.cast(field.type)
+        arrays.append(column)
+    return pa.RecordBatch.from_arrays(arrays, schema=expected)

@@ -1,0 +1,106 @@
+"""Read options, snapshot ts choice and Spark filter translation: the pieces of the read path
+that need neither a store nor a Spark session."""
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+
+import pytest
+from pyspark.sql import datasource as S
+
+from pyspark_theflash.codec.tso import compose_ts, physical_ms
+from pyspark_theflash.scan.errors import ScanOptionError, SnapshotTsOutOfRangeError
+from pyspark_theflash.scan.options import ScanOptions, parse_duration_s, parse_size_bytes
+from pyspark_theflash.scan.snapshot import as_of_to_ts, check_snapshot_ts, requested_ts
+from pyspark_theflash.spark.filters import translate
+from pyspark_theflash.store import predicate as P
+
+
+def test_options_take_the_table_from_the_load_path_and_parse_units() -> None:
+    o = ScanOptions.from_mapping({"STORE": "/s", "path": "bank.accounts", "region_wait_timeout": "500ms",
+                                  "partition_target_bytes": "8MiB", "isolation": "rc", "columns": "a, b",
+                                  "hidden": "_tidb_commit_ts"})
+    assert (o.store, o.table, o.isolation) == ("/s", "bank.accounts", "RC")
+    assert o.region_wait_timeout_s == pytest.approx(0.5)
+    assert o.partition_target_bytes == 8 << 20
+    assert o.columns == ("a", "b") and o.hidden == ("_tidb_commit_ts",)
+    assert parse_duration_s("x", "2m") == 120.0 and parse_size_bytes("x", "1g") == 1 << 30
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"table": "a.b"}, "store"),
+    ({"store": "/s"}, "no table"),
+    ({"store": "/s", "table": "nodot"}, "db.table"),
+    ({"store": "/s", "table": "a.b", "isolation": "RR"}, "isolation"),
+    ({"store": "/s", "table": "a.b", "hidden": "_tidb_delmark"}, "hidden"),
+    ({"store": "/s", "table": "a.b", "snapshot_ts": "yesterday"}, "TSO"),
+    ({"store": "/s", "table": "a.b", "snapshot_ts": "5", "as_of": "2026-01-01"}, "either"),
+    ({"store": "/s", "table": "a.b", "region_wait_timeout": "soon"}, "duration"),
+])
+def test_bad_options_are_refused_with_what_to_write(options: dict, message: str) -> None:
+    with pytest.raises(ScanOptionError, match=message):
+        ScanOptions.from_mapping(options)
+
+
+def test_as_of_is_the_last_ts_of_that_millisecond_utc_unless_an_offset_is_given() -> None:
+    ts = as_of_to_ts("2026-11-21 06:00:00")
+    moment = dt.datetime(2026, 11, 21, 6, tzinfo=dt.timezone.utc)
+    assert physical_ms(ts) == int(moment.timestamp() * 1000)
+    assert ts == compose_ts(physical_ms(ts), (1 << 18) - 1)
+    assert as_of_to_ts("2026-11-21T14:00:00+08:00") == ts
+    assert as_of_to_ts(str(moment.timestamp())) == ts
+    with pytest.raises(ScanOptionError, match="ISO-8601"):
+        as_of_to_ts("half past six")
+
+
+def test_snapshot_option_wins_over_the_session_pin() -> None:
+    o = ScanOptions.from_mapping({"store": "/s", "table": "a.b", "snapshot_ts": "42", "theflash.snapshot_ts": "7"})
+    assert requested_ts(o) == 42
+    assert requested_ts(ScanOptions.from_mapping({"store": "/s", "table": "a.b", "theflash.snapshot_ts": "7"})) == 7
+    assert requested_ts(ScanOptions.from_mapping({"store": "/s", "table": "a.b"})) is None
+
+
+def test_ts_outside_the_readable_range_names_the_range() -> None:
+    safe, now = compose_ts(1_700_000_000_000), compose_ts(1_800_000_000_000)
+    check_snapshot_ts(safe, safe, now)
+    with pytest.raises(SnapshotTsOutOfRangeError, match=rf"below the GC safe point.*\[{safe}, {now}\]"):
+        check_snapshot_ts(safe - 1, safe, now)
+    with pytest.raises(SnapshotTsOutOfRangeError, match=rf"in the future.*\[{safe}, {now}\]"):
+        check_snapshot_ts(now + 1, safe, now)
+
+
+TYPES = {"id": "long", "name": "string", "amount": "decimal", "score": "double", "born": "date",
+         "at": "timestamp", "local": "timestamp_ntz", "blob": "binary", "ok": "boolean"}
+
+
+def test_exact_filters_are_translated_and_reported_exact() -> None:
+    utc = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    cases = [
+        (S.EqualTo(("id",), 3), P.Comparison("id", "==", 3)),
+        (S.GreaterThan(("ID",), 3), P.Comparison("id", ">", 3)),
+        (S.LessThanOrEqual(("amount",), decimal.Decimal("1.50")), P.Comparison("amount", "<=", decimal.Decimal("1.50"))),
+        (S.In(("name",), ("a", "b", None)), P.In("name", ["a", "b"])),
+        (S.IsNull(("born",)), P.IsNull("born")),
+        (S.StringStartsWith(("name",), "ab"), P.StartsWith("name", "ab")),
+        (S.Not(S.EqualTo(("id",), 3)), P.Not(P.Comparison("id", "==", 3))),
+        (S.GreaterThanOrEqual(("at",), utc), P.Comparison("at", ">=", utc)),
+        (S.EqualTo(("local",), dt.datetime(2026, 1, 1)), P.Comparison("local", "==", dt.datetime(2026, 1, 1))),
+    ]
+    for spark_filter, expected in cases:
+        expr, exact = translate(spark_filter, TYPES)
+        assert exact, spark_filter
+        assert expr is not None and expr.to_json() == expected.to_json(), spark_filter
+
+
+def test_inexact_filters_are_pushed_only_as_a_superset_or_not_at_all() -> None:
+    expr, exact = translate(S.Not(S.In(("id",), (1, 2))), TYPES)
+    assert expr is not None and not exact  # NOT IN keeps NULL rows Spark drops: Spark re-applies
+    for f in [S.EqualTo(("score",), 1.5),                  # NaN ordering differs
+              S.StringEndsWith(("name",), "z"),
+              S.StringContains(("name",), "z"),
+              S.EqualNullSafe(("id",), 1),
+              S.EqualTo(("nope",), 1),
+              S.EqualTo(("at",), dt.datetime(2026, 1, 1)),   # an instant without a zone
+              S.EqualTo(("id",), "3"),
+              S.Not(S.StringEndsWith(("name",), "z"))]:
+        assert translate(f, TYPES) == (None, False), f
