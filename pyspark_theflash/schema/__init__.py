@@ -1,1 +1,57 @@
-"""schema"""
+"""schema: TiDB table info JSON → ``TableInfo``; TiDB type → Arrow type → Spark type; versions.
+
+* ``table_info``  ``TableInfo`` / ``ColumnInfo`` parsed from (and back to) TiDB's JSON
+* ``types``       MySQL type codes and column flags
+* ``builder``     ``column("price", "DECIMAL(10,2)")`` / ``table(...)`` from SQL type strings
+* ``arrow``       ``arrow_type`` / ``arrow_schema`` and the hidden columns
+* ``spark``       ``spark_schema`` (imports PySpark lazily)
+* ``defaults``    the origin default: the value of a column absent from a row
+* ``versions``    ``SchemaHistory``: a table's versions side by side
+"""
+from __future__ import annotations
+
+from pyspark_theflash.schema import types
+from pyspark_theflash.schema.arrow import (
+    COMMIT_TS,
+    DELMARK,
+    HIDDEN_COLUMNS,
+    ROWID,
+    arrow_field,
+    arrow_schema,
+    arrow_type,
+    hidden_field,
+)
+from pyspark_theflash.schema.builder import column, parse_sql_type, table
+from pyspark_theflash.schema.defaults import convert_default, origin_default_value
+from pyspark_theflash.schema.errors import SchemaError, UnknownColumnError, UnsupportedTypeError
+from pyspark_theflash.schema.spark import spark_schema, spark_type  # PySpark is imported on call
+from pyspark_theflash.schema.table_info import ColumnInfo, TableInfo
+from pyspark_theflash.schema.versions import SchemaChange, SchemaHistory, diff_columns
+
+
+__all__ = [
+    "COMMIT_TS",
+    "DELMARK",
+    "HIDDEN_COLUMNS",
+    "ROWID",
+    "ColumnInfo",
+    "SchemaChange",
+    "SchemaError",
+    "SchemaHistory",
+    "TableInfo",
+    "UnknownColumnError",
+    "UnsupportedTypeError",
+    "arrow_field",
+    "arrow_schema",
+    "arrow_type",
+    "column",
+    "convert_default",
+    "diff_columns",
+    "hidden_field",
+    "origin_default_value",
+    "parse_sql_type",
+    "spark_schema",
+    "spark_type",
+    "table",
+    "types",
+]

@@ -1,0 +1,298 @@
+"""TiDB table info JSON (``model.TableInfo`` / ``model.ColumnInfo``) as typed Python objects.
+
+Accepted input is what TiDB's status port serves at ``/schema/{db}/{table}`` plus the
+``schema_version`` the mini cluster adds: names as ``{"O": original, "L": lower}`` or plain
+strings, ``cols`` with a ``type`` object (``Tp``, ``Flag``, ``Flen``, ``Decimal``,
+``Charset``, ``Collate``, ``Elems``), ``origin_default``/``default``, ``pk_is_handle``,
+``is_common_handle`` and ``index_info``. Without ``schema_version`` (a real TiDB) the
+``update_timestamp`` (a TSO that grows with every DDL on the table) serves as the version.
+
+``TableInfo.columns`` are the *public* columns in offset order: columns still being added or
+already being dropped (``state`` other than public) stay in ``all_columns`` and ``raw`` but are
+not visible to readers, as in TiDB. ``to_json`` gives TiDB-shaped JSON back; keys this module
+does not model are carried through from ``raw`` unchanged.
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyspark_theflash.schema import types as T
+from pyspark_theflash.schema.errors import SchemaError, UnknownColumnError
+
+
+def parse_name(value: Any, what: str) -> str:
+    """The original spelling of a TiDB name (``{"O": .., "L": ..}`` or a plain string)."""
+    if isinstance(value, Mapping):
+        name = value.get("O", value.get("L"))
+        if isinstance(name, str):
+            return name
+    elif isinstance(value, str):
+        return value
+    raise SchemaError(f"{what} name {value!r} is neither a string nor {{'O': ..., 'L': ...}}")
+
+
+def name_json(name: str) -> dict[str, str]:
+    return {"O": name, "L": name.lower()}
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    """One column of a TiDB table at one schema version."""
+
+    id: int
+    name: str
+    offset: int
+    tp: int
+    flag: int = 0
+    flen: int = T.UNSPECIFIED_LENGTH
+    decimal: int = T.UNSPECIFIED_LENGTH
+    charset: str = ""
+    collate: str = ""
+    elems: tuple[str, ...] = ()
+    origin_default: Any = None
+    default: Any = None
+    origin_default_bit: str | None = None  # base64 of a BIT column's origin default bytes
+    state: int = T.STATE_PUBLIC
+    generated_expr: str = ""
+    generated_stored: bool = False
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    # --- flags and derived facts
+    @property
+    def not_null(self) -> bool:
+        return bool(self.flag & T.NOT_NULL_FLAG)
+
+    @property
+    def unsigned(self) -> bool:
+        return bool(self.flag & T.UNSIGNED_FLAG)
+
+    @property
+    def is_primary_key(self) -> bool:
+        return bool(self.flag & T.PRI_KEY_FLAG)
+
+    @property
+    def is_public(self) -> bool:
+        return self.state == T.STATE_PUBLIC
+
+    @property
+    def is_virtual_generated(self) -> bool:
+        """A generated column computed on read, never stored in rows."""
+        return bool(self.generated_expr) and not self.generated_stored
+
+    @property
+    def is_binary_string(self) -> bool:
+        """CHAR/VARCHAR/BLOB-family column of the binary charset (BINARY, VARBINARY, BLOB)."""
+        if self.tp not in T.STRING_TYPES:
+            return False
+        if self.charset:
+            return self.charset == T.BINARY_CHARSET
+        return self.collate == T.BINARY_COLLATE or bool(self.flag & T.BINARY_FLAG)
+
+    @property
+    def type_name(self) -> str:
+        return T.type_name(self.tp)
+
+    # --- JSON
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> ColumnInfo:
+        name = parse_name(d.get("name"), "column")
+        t = d.get("type")
+        if not isinstance(t, Mapping) or "Tp" not in t:
+            raise SchemaError(f"column {name!r} has no type object with 'Tp' in its table info: {dict(d)!r}")
+        if "id" not in d:
+            raise SchemaError(f"column {name!r} has no 'id' in its table info")
+        return cls(
+            id=int(d["id"]),
+            name=name,
+            offset=int(d.get("offset", 0)),
+            tp=int(t["Tp"]),
+            flag=int(t.get("Flag") or 0),
+            flen=int(t["Flen"]) if t.get("Flen") is not None else T.UNSPECIFIED_LENGTH,
+            decimal=int(t["Decimal"]) if t.get("Decimal") is not None else T.UNSPECIFIED_LENGTH,
+            charset=str(t.get("Charset") or ""),
+            collate=str(t.get("Collate") or ""),
+            elems=tuple(str(e) for e in (t.get("Elems") or ())),
+            origin_default=d.get("origin_default"),
+            default=d.get("default"),
+            origin_default_bit=d.get("origin_default_bit"),
+            state=int(d.get("state", T.STATE_PUBLIC)),
+            generated_expr=str(d.get("generated_expr_string") or ""),
+            generated_stored=bool(d.get("generated_stored", False)),
+            raw=copy.deepcopy(dict(d)),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out = copy.deepcopy(dict(self.raw))
+        out.update(
+            id=self.id,
+            name=name_json(self.name),
+            offset=self.offset,
+            origin_default=self.origin_default,
+            default=self.default,
+            state=self.state,
+        )
+        if self.origin_default_bit is not None or "origin_default_bit" in out:
+            out["origin_default_bit"] = self.origin_default_bit
+        if self.generated_expr or "generated_expr_string" in out:
+            out["generated_expr_string"] = self.generated_expr
+            out["generated_stored"] = self.generated_stored
+        type_json = dict(out.get("type") or {})
+        type_json.update(
+            Tp=self.tp,
+            Flag=self.flag,
+            Flen=self.flen,
+            Decimal=self.decimal,
+            Charset=self.charset,
+            Collate=self.collate,
+            Elems=list(self.elems) if self.elems else None,
+        )
+        out["type"] = type_json
+        return out
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """One TiDB table at one schema version."""
+
+    id: int
+    name: str
+    all_columns: tuple[ColumnInfo, ...]
+    db: str = ""
+    pk_is_handle: bool = False
+    is_common_handle: bool = False
+    schema_version: int = 0
+    primary_key: tuple[str, ...] = ()  # key column names (handle column or common handle)
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        public = tuple(sorted((c for c in self.all_columns if c.is_public), key=lambda c: c.offset))
+        object.__setattr__(self, "_public", public)
+        object.__setattr__(self, "_by_name", {c.name.lower(): c for c in public})
+        object.__setattr__(self, "_by_id", {c.id: c for c in self.all_columns})
+
+    @property
+    def columns(self) -> tuple[ColumnInfo, ...]:
+        """Public columns in offset (``SELECT *``) order."""
+        return self._public  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.db}.{self.name}" if self.db else self.name
+
+    def column(self, name: str) -> ColumnInfo:
+        """The public column called ``name`` (case-insensitive, as in MySQL)."""
+        try:
+            return self._by_name[name.lower()]  # type: ignore[attr-defined,no-any-return]
+        except KeyError:
+            raise UnknownColumnError(
+                f"table {self.qualified_name} (id {self.id}, schema version {self.schema_version}) has no "
+                f"column {name!r}; its columns are {', '.join(self.column_names)}"
+            ) from None
+
+    def has_column(self, name: str) -> bool:
+        return name.lower() in self._by_name  # type: ignore[attr-defined]
+
+    def column_by_id(self, column_id: int) -> ColumnInfo:
+        """The column with this id, public or not (rows are keyed by column id)."""
+        try:
+            return self._by_id[column_id]  # type: ignore[attr-defined,no-any-return]
+        except KeyError:
+            raise UnknownColumnError(
+                f"table {self.qualified_name} (id {self.id}, schema version {self.schema_version}) "
+                f"has no column with id {column_id}"
+            ) from None
+
+    @property
+    def handle_column(self) -> ColumnInfo | None:
+        """The integer primary key column that is the row handle (``pk_is_handle``), else None."""
+        if not self.pk_is_handle:
+            return None
+        if self.primary_key:
+            return self.column(self.primary_key[0])
+        for c in self.columns:
+            if c.is_primary_key and c.tp in T.INTEGER_TYPES:
+                return c
+        raise SchemaError(f"table {self.qualified_name} is pk_is_handle but no integer column has the primary key flag")
+
+    @property
+    def primary_key_columns(self) -> tuple[ColumnInfo, ...]:
+        return tuple(self.column(n) for n in self.primary_key)
+
+    # --- JSON
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any], db: str | None = None) -> TableInfo:
+        if "id" not in d:
+            raise SchemaError(f"table info has no 'id': keys are {sorted(d)}")
+        name = parse_name(d.get("name"), "table")
+        cols = d.get("cols")
+        if not isinstance(cols, Sequence) or isinstance(cols, (str, bytes)):
+            raise SchemaError(f"table info of {name!r} has no 'cols' list")
+        columns = tuple(ColumnInfo.from_json(c) for c in cols)
+        version = d.get("schema_version")
+        if version is None:
+            version = d.get("update_timestamp", 0)
+        pk_is_handle = bool(d.get("pk_is_handle", False))
+        primary_key = _primary_key_names(d, columns, pk_is_handle)
+        return cls(
+            id=int(d["id"]),
+            name=name,
+            all_columns=columns,
+            db=db if db is not None else str(d.get("db_name") or ""),
+            pk_is_handle=pk_is_handle,
+            is_common_handle=bool(d.get("is_common_handle", False)),
+            schema_version=int(version or 0),
+            primary_key=primary_key,
+            raw=copy.deepcopy(dict(d)),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out = copy.deepcopy(dict(self.raw))
+        out.update(
+            id=self.id,
+            name=name_json(self.name),
+            cols=[c.to_json() for c in self.all_columns],
+            pk_is_handle=self.pk_is_handle,
+            is_common_handle=self.is_common_handle,
+        )
+        if "schema_version" in out or "update_timestamp" not in out:
+            out["schema_version"] = self.schema_version
+        return out
+
+
+def _primary_key_names(d: Mapping[str, Any], columns: Sequence[ColumnInfo], pk_is_handle: bool) -> tuple[str, ...]:
+    by_lower = {c.name.lower(): c.name for c in columns}
+    for index in d.get("index_info") or []:
+        if index.get("primary"):
+            names = [parse_name(c.get("name"), "index column") for c in index.get("idx_cols") or []]
+            missing = [n for n in names if n.lower() not in by_lower]
+            if missing:
+                raise SchemaError(f"primary index names column(s) {missing} that the table does not have")
+            return tuple(by_lower[n.lower()] for n in names)
+    flagged = [c for c in columns if c.is_primary_key and c.is_public]
+    if pk_is_handle:
+        ints = [c for c in flagged if c.tp in T.INTEGER_TYPES]
+        return (ints[0].name,) if ints else ()
+    return tuple(c.name for c in sorted(flagged, key=lambda c: c.offset))
+
+
+def primary_index_json(table_columns: Sequence[ColumnInfo], index_id: int = 1) -> dict[str, Any]:
+    """TiDB's ``index_info`` entry of a PRIMARY KEY on these columns."""
+    return {
+        "id": index_id,
+        "idx_name": name_json("PRIMARY"),
+        "tbl_name": name_json(""),
+        "idx_cols": [
+            {"name": name_json(c.name), "offset": c.offset, "length": T.UNSPECIFIED_LENGTH} for c in table_columns
+        ],
+        "state": T.STATE_PUBLIC,
+        "unique": True,
+        "primary": True,
+        "index_type": 1,
+    }
