@@ -274,8 +274,7 @@ class MiniCluster:
 
             binlog_server = serve_binlog(self.binlog_dir, host, binlog_port)
             self._servers.append(binlog_server)
-            self.binlog_address = f"grpc://{binlog_server.address}" if hasattr(binlog_server, "address") else \
-                f"grpc://{host}:{binlog_server.port}"
+            self.binlog_address = binlog_server.url
         upstream = serve_upstream(self, host, port)
         self._servers.append(upstream)
         self.upstream_address = f"grpc://{upstream.address}"

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
+from pyspark_theflash.errors import TheFlashError
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.upstream.errors import (
     DuplicateKeyError,
@@ -32,11 +33,8 @@ from pyspark_theflash.upstream.tso import TimestampOracle
 
 ROWID = "_tidb_rowid"
 # MySQL type codes of the integer types a pk_is_handle column can have.
-_INT_TYPES = {1, 2, 3, 8, 9}  # TINY, SHORT, LONG, LONGLONG, INT24
-_PRI_KEY_FLAG = 2
-_NOT_NULL_FLAG = 1
-_UNSIGNED_FLAG = 32
-_STATE_PUBLIC = 5
+_PRI_KEY_FLAG = 2  # schema.types.PRI_KEY_FLAG
+_STATE_PUBLIC = 5  # schema.types.STATE_PUBLIC
 DEFAULT_TTL_MS = 3000
 
 
@@ -63,7 +61,7 @@ def _col_name(col: Mapping[str, Any]) -> str:
 def make_column(name: str, type_sql: str, **options: Any) -> dict[str, Any]:
     """A TiDB column info dict from a SQL type (``"DECIMAL(10,2)"``), via the schema box's
     builder. Options are the builder's (``not_null``, ``default``, ``unsigned``, ``elems``, ...)."""
-    from pyspark_theflash.schema import column
+    from pyspark_theflash.schema.builder import column
 
     return _column_json(column(name, type_sql, **options))
 
@@ -76,7 +74,7 @@ def table_info_of(table: Mapping[str, Any]) -> Any:
     key = (table["id"], table.get("schema_version"), len(table["cols"]))
     info = _TABLE_INFOS.get(key)
     if info is None:
-        from pyspark_theflash.schema import TableInfo
+        from pyspark_theflash.schema.table_info import TableInfo
 
         info = TableInfo.from_json(dict(table))
         _TABLE_INFOS[key] = info
@@ -119,7 +117,8 @@ def handle_of(table: Mapping[str, Any], row: Mapping[str, Any]) -> Any:
     """The handle of a row given by its column values (ROWID for tables without one)."""
     if table.get("pk_is_handle"):
         (pk,) = _pk_columns(table)
-        return int(row[_col_name(pk)])
+        h = int(row[_col_name(pk)])
+        return h - (1 << 64) if h >= 1 << 63 else h  # an unsigned BIGINT handle keeps its bits
     if table.get("is_common_handle"):
         return tuple(row[_col_name(c)] for c in _pk_columns(table))
     return int(row[ROWID])
@@ -127,7 +126,7 @@ def handle_of(table: Mapping[str, Any], row: Mapping[str, Any]) -> Any:
 
 def encode_value(table: Mapping[str, Any], row: Mapping[str, Any]) -> bytes:
     """Row format v2 bytes of a row (the int handle column and _tidb_rowid are in the key)."""
-    from pyspark_theflash.codec import encode_row_for_table
+    from pyspark_theflash.codec.row_v2 import encode_row_for_table
 
     values = {k: v for k, v in row.items() if k != ROWID}
     if table.get("pk_is_handle"):
@@ -138,12 +137,13 @@ def encode_value(table: Mapping[str, Any], row: Mapping[str, Any]) -> bytes:
 def decode_value(table: Mapping[str, Any], key: bytes, value: bytes) -> dict[str, Any]:
     """Column values of a stored row, with the handle column (or _tidb_rowid) filled from the key."""
     from pyspark_theflash import codec
+    from pyspark_theflash.codec.row import decode_row
 
-    row = dict(codec.decode_row(value, dict(table)))
     if table.get("pk_is_handle"):
         _, handle = codec.decode_record_key(key)
-        row[_col_name(_pk_columns(table)[0])] = handle
-    elif not table.get("is_common_handle"):
+        return dict(decode_row(value, table_info_of(table), handle=handle))
+    row = dict(decode_row(value, table_info_of(table)))
+    if not table.get("is_common_handle"):
         _, handle = codec.decode_record_key(key)
         row[ROWID] = handle
     return row
@@ -213,60 +213,27 @@ class Catalog:
         TiDB column dicts; ``primary_key`` names the key columns (or take those flagged as
         primary key). A clustered single integer key is the handle; another clustered key is
         a common handle; a non-clustered key (or none) gives the table a _tidb_rowid."""
-        cols = [_column_json(c) for c in columns]
-        by_name = {_col_name(c).lower(): c for c in cols}
-        if len(by_name) != len(cols):
-            raise SchemaError(f"table {db}.{name} has duplicate column names")
-        if primary_key is None:
-            primary_key = [_col_name(c) for c in cols if c["type"]["Flag"] & _PRI_KEY_FLAG]
-        for pk in primary_key:
-            if pk.lower() not in by_name:
-                raise SchemaError(f"primary key column {pk!r} is not a column of {db}.{name}")
+        from pyspark_theflash.schema.builder import table as build_table
+        from pyspark_theflash.schema.table_info import ColumnInfo
+
+        cols = [c if isinstance(c, ColumnInfo) else ColumnInfo.from_json(_column_json(c)) for c in columns]
         with self._mu:
             database = self.dbs.get(db.lower())
             if database is None:
                 raise SchemaError(f"unknown database {db!r}; create it first")
             if name.lower() in database.tables:
                 raise SchemaError(f"table {db}.{name} exists")
-            for i, c in enumerate(cols):
-                c["id"], c["offset"] = i + 1, i
-                c["name"] = _name(_col_name(c))
-                c.setdefault("state", _STATE_PUBLIC)
-                c.setdefault("origin_default", None)
-                c.setdefault("default", None)
-                c.setdefault("version", 2)
-                if _col_name(c).lower() in {p.lower() for p in primary_key}:
-                    c["type"]["Flag"] |= _PRI_KEY_FLAG | _NOT_NULL_FLAG
-            pk_cols = [by_name[p.lower()] for p in primary_key]
-            pk_is_handle = bool(
-                clustered and len(pk_cols) == 1 and pk_cols[0]["type"]["Tp"] in _INT_TYPES
-            )
-            is_common_handle = bool(clustered and pk_cols and not pk_is_handle)
+            try:
+                built = build_table(
+                    self.next_id + 1, name, cols, primary_key=list(primary_key or ()), clustered=clustered,
+                    db=database.name, schema_version=self.schema_version + 1,
+                )
+            except TheFlashError as err:
+                raise SchemaError(f"cannot create table {db}.{name}: {err}") from err
             self.schema_version += 1
-            table_id = self._alloc_id()
-            info: dict[str, Any] = {
-                "id": table_id,
-                "name": _name(name),
-                "charset": "utf8mb4",
-                "collate": "utf8mb4_bin",
-                "cols": cols,
-                "index_info": [
-                    {
-                        "id": 1, "idx_name": _name("PRIMARY"), "tbl_name": _name(""),
-                        "idx_cols": [{"name": _name(_col_name(c)), "offset": c["offset"], "length": -1} for c in pk_cols],
-                        "state": _STATE_PUBLIC, "unique": True, "primary": True, "index_type": 1,
-                    }
-                ] if pk_cols and not pk_is_handle else [],
-                "pk_is_handle": pk_is_handle,
-                "is_common_handle": is_common_handle,
-                "common_handle_version": 1 if is_common_handle else 0,
-                "state": _STATE_PUBLIC,
-                "max_col_id": len(cols),
-                "max_idx_id": 1 if pk_cols and not pk_is_handle else 0,
-                "update_timestamp": self._tso.get_ts(),
-                "schema_version": self.schema_version,
-                "version": 5,
-            }
+            self._alloc_id()
+            info = dict(built.to_json())
+            info["update_timestamp"] = self._tso.get_ts()
             database.tables[name.lower()] = info
             return copy.deepcopy(info)
 
@@ -312,9 +279,12 @@ class Catalog:
             col["name"] = _name(_col_name(col))
             col.setdefault("state", _STATE_PUBLIC)
             col.setdefault("version", 2)
-            stored = None if default is None else (default if isinstance(default, str) else str(default))
-            col["origin_default"] = stored
-            col["default"] = stored
+            if default is not None:
+                from pyspark_theflash.schema.builder import default_text
+                from pyspark_theflash.schema.table_info import ColumnInfo
+
+                stored = default_text(default, ColumnInfo.from_json(col))
+                col["origin_default"] = col["default"] = stored
             table["cols"].append(col)
             return self._bump_locked(table)
 

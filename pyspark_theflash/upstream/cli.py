@@ -1,0 +1,114 @@
+"""``theflash upstream``: run the embedded mini cluster with workloads.
+
+    theflash upstream --data DIR --binlog DIR [--workload bank,orders] [--rate N] [--duration S]
+    theflash upstream --data DIR --serve PORT [...]   # also serves Upstream gRPC, binlog gRPC, HTTP status
+
+With ``--serve`` the binlog goes to ``--binlog`` or, when not given, to ``DIR/binlog``.
+Stops cleanly on SIGINT/SIGTERM or when the workloads are done (``--duration``/``--count``).
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from pyspark_theflash.cli import CommandError
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("upstream", help="run the embedded mini cluster (TiDB+TiKV+PD) writing a binlog",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="cluster state directory (TSO, regions, catalog, data)")
+    p.add_argument("--binlog", help="binlog segment directory to write")
+    p.add_argument("--serve", type=int, metavar="PORT",
+                   help="serve the Upstream gRPC service on PORT (0 = any) plus the binlog service and HTTP status port")
+    p.add_argument("--binlog-port", type=int, default=0, help="with --serve: binlog gRPC port (default: any)")
+    p.add_argument("--status-port", type=int, default=0, help="with --serve: HTTP status port (default: any)")
+    p.add_argument("--workload", default="", help="comma list of workloads: bank, orders")
+    p.add_argument("--rate", type=float, default=0.0, help="transactions/s per workload (0 = as fast as possible)")
+    p.add_argument("--duration", type=float, help="seconds to run the workloads (default: until a signal)")
+    p.add_argument("--count", type=int, help="transactions per workload (default: unlimited)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="threads per workload")
+    p.add_argument("--accounts", type=int, default=100, help="bank: number of accounts")
+    p.add_argument("--faults", default="", help="comma list: dying, rollback, large, split_merge, schema (name=probability)")
+    p.add_argument("--segment-bytes", type=int, default=64 << 20)
+    p.add_argument("--resolved-ts-interval", type=float, default=0.1, help="seconds between resolved_ts events")
+    p.add_argument("--region-split-keys", type=int, default=1000, help="split a region past this many keys (0 = never)")
+    p.add_argument("--lock-grace", type=float, default=10.0,
+                   help="roll back transactions whose locks expired this many seconds ago (negative = never)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pyspark_theflash.upstream.cluster import MiniCluster
+    from pyspark_theflash.upstream.workloads import WORKLOADS, Faults, Workload
+
+    if args.binlog is None and args.serve is None:
+        raise CommandError("give --binlog DIR (write segment files) or --serve PORT (serve them too)")
+    names = [n.strip() for n in args.workload.split(",") if n.strip()]
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown:
+        raise CommandError(f"unknown workload(s) {', '.join(unknown)}; known: {', '.join(WORKLOADS)}")
+    try:
+        faults = Faults.parse(args.faults)
+    except ValueError as err:
+        raise CommandError(str(err)) from err
+    binlog_dir = Path(args.binlog) if args.binlog else Path(args.data) / "binlog"
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    cluster = MiniCluster(
+        args.data, binlog_dir, segment_bytes=args.segment_bytes,
+        resolved_ts_interval=args.resolved_ts_interval,
+        region_split_keys=args.region_split_keys or None,
+        expired_lock_grace_s=args.lock_grace if args.lock_grace >= 0 else None,
+    )
+    workloads: list[Workload] = []
+    try:
+        print(f"upstream: data {Path(args.data).resolve()}, binlog file://{binlog_dir.resolve()}", flush=True)
+        if args.serve is not None:
+            addrs = cluster.serve(port=args.serve, status_port=args.status_port, binlog_port=args.binlog_port)
+            print(f"upstream: serving upstream {addrs['upstream']}  binlog {addrs['binlog']}  "
+                  f"status http://{addrs['status']}", flush=True)
+        for i, name in enumerate(names):
+            kw: dict[str, Any] = {"accounts": args.accounts} if name == "bank" else {}
+            w = WORKLOADS[name](cluster, seed=args.seed + i, rate=args.rate, duration_s=args.duration,
+                                count=args.count, threads=args.threads, faults=faults, **kw)
+            w.setup()
+            w.start()
+            workloads.append(w)
+        began = time.monotonic()
+        while not stop.wait(1.0):
+            _progress(cluster, workloads, time.monotonic() - began)
+            if workloads and not any(w.running() for w in workloads):
+                break
+            if not workloads and args.duration is not None and time.monotonic() - began >= args.duration:
+                break
+        for w in workloads:
+            w.stop()
+        _progress(cluster, workloads, time.monotonic() - began)
+    finally:
+        for w in workloads:
+            w.stop()
+        cluster.close()
+    print("upstream: stopped cleanly", flush=True)
+    return 0
+
+
+def _progress(cluster: Any, workloads: list[Any], elapsed: float) -> None:
+    parts = [f"{w.name}: {w.stats.summary()}" + (f" errors={len(w.stats.errors)}" if w.stats.errors else "")
+             for w in workloads]
+    print(f"upstream: {elapsed:6.1f}s ts={cluster.tso.current()} regions={len(cluster.regions())} "
+          f"events={cluster.store.events_emitted} | " + " | ".join(parts), flush=True)
+    sys.stdout.flush()

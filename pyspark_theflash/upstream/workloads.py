@@ -1,0 +1,592 @@
+"""Workloads for the mini cluster: each has a seed, a rate (transactions per second, 0 = as
+fast as it goes) and a duration or a count, and runs in threads.
+
+- ``BankWorkload``: N accounts, concurrent transfers between random accounts; the total
+  balance is constant at every ts (``verify(ts)``).
+- ``OrdersWorkload``: customers (clustered common handle), orders (int handle) and
+  order_items (no primary key: _tidb_rowid), with every TiDB type the codec handles and NULLs.
+
+Fault knobs (``Faults``), each a probability per transaction (or per step):
+``dying`` (prewrite, then the client vanishes: locks stay until their TTL expires and a
+reader or the cluster rolls them back), ``rollback`` (prewrite, then an explicit rollback),
+``large`` (one transaction over many keys), ``split_merge`` (a region split or merge next
+to the transactions), ``schema`` (add or drop a column mid-stream; orders only).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from abc import ABC, abstractmethod
+import random
+import threading
+import time
+from dataclasses import dataclass, field, fields
+from decimal import Decimal
+from typing import Any, Callable
+
+from pyspark_theflash.upstream.errors import SchemaError, TxnAbortedError, UpstreamError
+from pyspark_theflash.upstream.tidb import Abandoned, Txn, make_column
+
+BANK_TABLE = "bank.accounts"
+
+
+@dataclass
+class Faults:
+    dying: float = 0.0
+    rollback: float = 0.0
+    large: float = 0.0
+    split_merge: float = 0.0
+    schema: float = 0.0
+    dying_ttl_ms: int = 300  # short, so readers waiting on an abandoned lock wait briefly
+    large_keys: int = 100
+
+    @classmethod
+    def parse(cls, spec: str) -> "Faults":
+        """``"dying,rollback=0.1,large"``: a bare name takes the probability 0.05."""
+        faults = cls()
+        names = {f.name for f in fields(cls)}
+        for part in filter(None, (p.strip() for p in spec.split(","))):
+            name, _, value = part.partition("=")
+            name = name.strip().replace("-", "_")
+            if name not in names:
+                raise ValueError(f"unknown fault {name!r}; known: {', '.join(sorted(names))}")
+            current = getattr(faults, name)
+            setattr(faults, name, type(current)(value) if value else 0.05)
+        return faults
+
+
+@dataclass
+class WorkloadStats:
+    committed: int = 0
+    aborted: int = 0  # conflicts given up after retries
+    retries: int = 0
+    dying: int = 0
+    rolled_back: int = 0
+    large: int = 0
+    splits: int = 0
+    merges: int = 0
+    schema_changes: int = 0
+    errors: list[str] = field(default_factory=list)
+    _mu: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, name: str, n: int = 1) -> None:
+        with self._mu:
+            setattr(self, name, getattr(self, name) + n)
+
+    def summary(self) -> str:
+        return (
+            f"committed={self.committed} retries={self.retries} aborted={self.aborted} dying={self.dying} "
+            f"rolled_back={self.rolled_back} large={self.large} splits={self.splits} merges={self.merges} "
+            f"schema_changes={self.schema_changes}"
+        )
+
+
+class _RollbackRequested(Exception):
+    """Raised from after_prewrite to make the workload roll the prewritten transaction back."""
+
+
+class Workload(ABC):
+    """Common driver: ``setup()`` once, then ``run()`` (blocking) or ``start()`` (threads)."""
+
+    name = "workload"
+
+    def __init__(
+        self,
+        cluster: Any,
+        seed: int = 0,
+        rate: float = 0.0,
+        duration_s: float | None = None,
+        count: int | None = None,
+        threads: int = 1,
+        faults: Faults | None = None,
+    ) -> None:
+        self.cluster = cluster
+        self.seed = seed
+        self.rate = rate
+        self.duration_s = duration_s
+        self.count = count
+        self.threads = threads
+        self.faults = faults or Faults()
+        self.stats = WorkloadStats()
+        self.stop_event = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._issued = 0
+        self._issued_mu = threading.Lock()
+
+    @abstractmethod
+    def setup(self) -> None:
+        """Create the tables and initial rows (a restarted cluster keeps them)."""
+
+    @abstractmethod
+    def step(self, rng: random.Random) -> None:
+        """One transaction (or a fault)."""
+
+    # ---- driver
+    def _claim(self) -> int | None:
+        with self._issued_mu:
+            if self.count is not None and self._issued >= self.count:
+                return None
+            self._issued += 1
+            return self._issued
+
+    def _worker(self, worker: int) -> None:
+        rng = random.Random(self.seed * 1000 + worker)
+        began = time.monotonic()
+        deadline = began + self.duration_s if self.duration_s is not None else None
+        per_thread_rate = self.rate / self.threads if self.rate > 0 else 0.0
+        done = 0
+        while not self.stop_event.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            if self._claim() is None:
+                return
+            try:
+                if self.faults.split_merge and rng.random() < self.faults.split_merge:
+                    self.split_or_merge(rng)
+                self.step(rng)
+            except Exception as err:  # record and go on: a workload is a load generator
+                self.stats.errors.append(f"{type(err).__name__}: {err}")
+                if len(self.stats.errors) > 100:
+                    raise
+            done += 1
+            if per_thread_rate:
+                wait = began + done / per_thread_rate - time.monotonic()
+                if wait > 0:
+                    self.stop_event.wait(wait)
+
+    def run(self) -> WorkloadStats:
+        self.start()
+        self.join()
+        return self.stats
+
+    def start(self) -> None:
+        for i in range(self.threads):
+            t = threading.Thread(target=self._worker, args=(i,), name=f"{self.name}-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def join(self, timeout_s: float | None = None) -> None:
+        for t in self._threads:
+            t.join(timeout_s)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join()
+
+    def running(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    # ---- shared helpers
+    def commit(self, rng: random.Random, body: Callable[[Txn], Any], keys_hint: int = 2) -> bool:
+        """Run ``body`` in a transaction, with the fault knobs applied; retry conflicts.
+        True when it committed."""
+        f = self.faults
+        fate = rng.random()
+        if fate < f.dying:
+            t = self.cluster.txn(after_prewrite=_abandon, ttl_ms=f.dying_ttl_ms)
+            try:
+                body(t)
+                t.commit()
+            except Abandoned:
+                self.stats.add("dying")
+            except TxnAbortedError:
+                self.stats.add("aborted")
+            return False
+        if fate < f.dying + f.rollback:
+            t = self.cluster.txn(after_prewrite=_request_rollback)
+            try:
+                body(t)
+                t.commit()
+            except _RollbackRequested:
+                t.rollback()
+                self.stats.add("rolled_back")
+            except TxnAbortedError:
+                self.stats.add("aborted")
+            return False
+        for attempt in range(30):
+            t = self.cluster.txn()
+            try:
+                body(t)
+                t.commit()
+                self.stats.add("committed")
+                return True
+            except TxnAbortedError:
+                self.stats.add("retries")
+                time.sleep(min(0.001 * 2 ** attempt, 0.05) * rng.random())
+        self.stats.add("aborted")
+        return False
+
+    def split_or_merge(self, rng: random.Random) -> None:
+        """One move of a split/merge storm: split a random region at a random key of this
+        workload's tables, or merge two random neighbours."""
+        regions = self.cluster.regions()
+        if len(regions) > 1 and rng.random() < 0.5:
+            i = rng.randrange(len(regions) - 1)
+            try:
+                self.cluster.merge_regions(regions[i + 1].id, regions[i].id)
+                self.stats.add("merges")
+            except UpstreamError:
+                pass  # the map changed under us: another worker split or merged first
+            return
+        key = self.random_key(rng)
+        if key is not None and self.cluster.split_at(key):
+            self.stats.add("splits")
+
+    def random_key(self, rng: random.Random) -> bytes | None:
+        return None
+
+
+def _abandon(_: Txn) -> None:
+    raise Abandoned()
+
+
+def _request_rollback(_: Txn) -> None:
+    raise _RollbackRequested()
+
+
+# ------------------------------------------------------------------------- bank
+
+
+class BankWorkload(Workload):
+    """``accounts`` accounts of ``initial`` each in bank.accounts (id BIGINT primary key =
+    handle, balance BIGINT, owner VARCHAR); each step moves a random amount between two
+    random accounts (a large transaction moves from many accounts into one)."""
+
+    name = "bank"
+
+    def __init__(self, cluster: Any, accounts: int = 100, initial: int = 1000, table: str = BANK_TABLE, **kw: Any) -> None:
+        super().__init__(cluster, **kw)
+        self.accounts = accounts
+        self.initial = initial
+        self.table = table
+
+    @property
+    def total(self) -> int:
+        return self.accounts * self.initial
+
+    def setup(self) -> None:
+        try:
+            self.cluster.table_info(*self.table.split(".", 1))
+            return  # restarted cluster: the accounts are there
+        except SchemaError:
+            pass
+        self.cluster.create_table(self.table, [
+            make_column("id", "BIGINT"),
+            make_column("balance", "BIGINT", not_null=True),
+            make_column("owner", "VARCHAR(32)"),
+        ], primary_key=["id"])
+        for lo in range(0, self.accounts, 200):
+            with self.cluster.txn() as t:
+                for i in range(lo, min(lo + 200, self.accounts)):
+                    t.insert(self.table, {"id": i, "balance": self.initial, "owner": f"owner-{i}"})
+
+    def random_key(self, rng: random.Random) -> bytes | None:
+        from pyspark_theflash.codec import encode_record_key
+
+        table_id = self.cluster.table_info(*self.table.split(".", 1))["id"]
+        return bytes(encode_record_key(table_id, rng.randrange(1, self.accounts)))
+
+    def step(self, rng: random.Random) -> None:
+        if self.faults.large and rng.random() < self.faults.large:
+            n = min(self.faults.large_keys, self.accounts - 1)
+            sources = rng.sample(range(self.accounts), n + 1)
+            sink, sources = sources[0], sources[1:]
+
+            def gather(t: Txn) -> None:
+                moved = 0
+                for a in sources:
+                    row = t.get(self.table, a)
+                    amount = min(1, row["balance"]) if row["balance"] > 0 else 0
+                    if amount:
+                        t.update(self.table, {"id": a, "balance": row["balance"] - amount})
+                        moved += amount
+                row = t.get(self.table, sink)
+                t.update(self.table, {"id": sink, "balance": row["balance"] + moved})
+
+            if self.commit(rng, gather):
+                self.stats.add("large")
+            return
+        a, b = rng.sample(range(self.accounts), 2)
+        amount = rng.randint(1, max(1, self.initial // 10))
+
+        def transfer(t: Txn) -> None:
+            ra, rb = t.get(self.table, a), t.get(self.table, b)
+            moved = min(amount, ra["balance"])
+            t.update(self.table, {"id": a, "balance": ra["balance"] - moved})
+            t.update(self.table, {"id": b, "balance": rb["balance"] + moved})
+
+        self.commit(rng, transfer)
+
+    def balances(self, ts: int) -> dict[int, int]:
+        return {r["id"]: r["balance"] for r in self.cluster.scan_table(self.table, ts)}
+
+    def verify(self, ts: int) -> int:
+        """The total balance at ``ts``; raises AssertionError when it is not the constant."""
+        balances = self.balances(ts)
+        total = sum(balances.values())
+        if len(balances) != self.accounts or total != self.total:
+            raise AssertionError(
+                f"bank invariant broken at ts {ts}: {len(balances)} accounts (want {self.accounts}), "
+                f"total {total} (want {self.total})"
+            )
+        return total
+
+
+# ------------------------------------------------------------------------- orders
+
+ORDERS_DB = "shop"
+
+
+def orders_columns() -> dict[str, list[tuple[str, str, dict[str, Any]]]]:
+    """Column definitions of the orders workload: every TiDB type the codec handles."""
+    return {
+        "customers": [
+            ("country", "CHAR(2)", {"not_null": True}),
+            ("customer_id", "BIGINT", {"not_null": True}),
+            ("name", "VARCHAR(64)", {"not_null": True}),
+            ("email", "VARCHAR(128)", {}),
+            ("tier", "ENUM('bronze','silver','gold')", {}),
+            ("tags", "SET('vip','new','b2b')", {}),
+            ("birthday", "DATE", {}),
+            ("created_at", "DATETIME(6)", {}),
+            ("updated_at", "TIMESTAMP(6)", {}),
+            ("flags", "BIT(8)", {}),
+            ("age", "TINYINT UNSIGNED", {}),
+            ("credit", "DECIMAL(12,2)", {}),
+            ("avatar", "BLOB", {}),
+            ("profile", "JSON", {}),
+        ],
+        "orders": [
+            ("id", "BIGINT", {}),
+            ("country", "CHAR(2)", {}),
+            ("customer_id", "BIGINT", {}),
+            ("status", "ENUM('new','paid','shipped','cancelled')", {}),
+            ("total", "DECIMAL(14,2)", {}),
+            ("discount", "FLOAT", {}),
+            ("weight", "DOUBLE", {}),
+            ("placed_at", "DATETIME", {}),
+            ("ship_year", "YEAR", {}),
+            ("delivery_window", "TIME(3)", {}),
+            ("note", "TEXT", {}),
+            ("priority", "TINYINT", {}),
+            ("channel", "SMALLINT", {}),
+            ("warehouse", "MEDIUMINT", {}),
+            ("points", "INT", {}),
+            ("items_u16", "SMALLINT UNSIGNED", {}),
+            ("region_u24", "MEDIUMINT UNSIGNED", {}),
+            ("batch_u32", "INT UNSIGNED", {}),
+            ("trace_u64", "BIGINT UNSIGNED", {}),
+            ("token", "BINARY(8)", {}),
+            ("flags", "BIT(64)", {}),
+        ],
+        "order_items": [
+            ("order_id", "BIGINT", {"not_null": True}),
+            ("sku", "VARCHAR(32)", {"not_null": True}),
+            ("qty", "SMALLINT", {"not_null": True}),
+            ("price", "DECIMAL(10,2)", {}),
+            ("attrs", "JSON", {}),
+            ("image", "VARBINARY(64)", {}),
+            ("rating", "DOUBLE", {}),
+        ],
+    }
+
+
+class OrdersWorkload(Workload):
+    """New orders (with new customers now and then), status updates, cancellations that
+    delete an order and its items; every type, NULLs included."""
+
+    name = "orders"
+
+    def __init__(self, cluster: Any, **kw: Any) -> None:
+        super().__init__(cluster, **kw)
+        self._mu = threading.Lock()
+        self._customers: list[tuple[str, int]] = []
+        self._orders: dict[int, list[int]] = {}  # order id -> item row ids
+        self._next_order = 0
+        self._next_customer = 0
+        self._added_columns: list[str] = []
+
+    def setup(self) -> None:
+        cols = orders_columns()
+        existing = set(self.cluster.list_tables())
+        specs = {
+            "customers": (["country", "customer_id"], True),
+            "orders": (["id"], True),
+            "order_items": ([], True),
+        }
+        for name, (pk, clustered) in specs.items():
+            if (ORDERS_DB, name) in existing:
+                continue
+            self.cluster.create_table(
+                f"{ORDERS_DB}.{name}", [make_column(n, t, **o) for n, t, o in cols[name]],
+                primary_key=pk, clustered=clustered,
+            )
+        with self._mu:
+            for row in self.cluster.scan_table(f"{ORDERS_DB}.orders"):
+                self._orders[row["id"]] = []
+                self._next_order = max(self._next_order, row["id"])
+            for row in self.cluster.scan_table(f"{ORDERS_DB}.customers"):
+                self._customers.append((row["country"], row["customer_id"]))
+                self._next_customer = max(self._next_customer, row["customer_id"])
+            for row in self.cluster.scan_table(f"{ORDERS_DB}.order_items"):
+                self._orders.setdefault(row["order_id"], []).append(row["_tidb_rowid"])
+
+    def random_key(self, rng: random.Random) -> bytes | None:
+        from pyspark_theflash.codec import encode_record_key
+
+        if not self._orders:
+            return None
+        table_id = self.cluster.table_info(ORDERS_DB, "orders")["id"]
+        return bytes(encode_record_key(table_id, rng.randint(1, max(1, self._next_order))))
+
+    # ---- random values
+    @staticmethod
+    def _maybe(rng: random.Random, value: Any, null_p: float = 0.2) -> Any:
+        return None if rng.random() < null_p else value
+
+    def _customer_row(self, rng: random.Random, country: str, cid: int) -> dict[str, Any]:
+        m = self._maybe
+        return {
+            "country": country,
+            "customer_id": cid,
+            "name": f"customer {cid} ünï",
+            "email": m(rng, f"c{cid}@example.com"),
+            "tier": m(rng, rng.choice(["bronze", "silver", "gold"])),
+            "tags": m(rng, ",".join(sorted(rng.sample(["vip", "new", "b2b"], rng.randint(0, 3)), key=["vip", "new", "b2b"].index))),
+            "birthday": m(rng, dt.date(1950, 1, 1) + dt.timedelta(days=rng.randrange(25000))),
+            "created_at": m(rng, dt.datetime(2020, 1, 1) + dt.timedelta(seconds=rng.randrange(10**8), microseconds=rng.randrange(10**6))),
+            "updated_at": m(rng, dt.datetime(2021, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=rng.randrange(10**8))),
+            "flags": m(rng, rng.randrange(256)),
+            "age": m(rng, rng.randrange(256)),
+            "credit": m(rng, Decimal(rng.randrange(-10**9, 10**9)) / 100),
+            "avatar": m(rng, rng.randbytes(rng.randrange(0, 600))),
+            "profile": m(rng, {"lang": rng.choice(["en", "fr", "zh"]), "score": rng.random(), "n": rng.randrange(-5, 5),
+                               "list": [1, "two", None, True]}),
+        }
+
+    def _order_row(self, rng: random.Random, oid: int, customer: tuple[str, int]) -> dict[str, Any]:
+        m = self._maybe
+        return {
+            "id": oid,
+            "country": customer[0],
+            "customer_id": customer[1],
+            "status": "new",
+            "total": m(rng, Decimal(rng.randrange(0, 10**12)) / 100),
+            "discount": m(rng, float(rng.randrange(0, 50)) / 4),
+            "weight": m(rng, rng.uniform(-1e6, 1e6)),
+            "placed_at": m(rng, dt.datetime(2024, 1, 1) + dt.timedelta(seconds=rng.randrange(10**7))),
+            "ship_year": m(rng, rng.randint(1901, 2155)),
+            "delivery_window": m(rng, dt.timedelta(hours=rng.randint(-838, 838), milliseconds=rng.randrange(0, 3600000)) if rng.random() < 0.5 else dt.timedelta(seconds=rng.randrange(86400))),
+            "note": m(rng, "note " * rng.randrange(0, 80)),
+            "priority": m(rng, rng.randint(-128, 127)),
+            "channel": m(rng, rng.randint(-32768, 32767)),
+            "warehouse": m(rng, rng.randint(-(1 << 23), (1 << 23) - 1)),
+            "points": m(rng, rng.randint(-(1 << 31), (1 << 31) - 1)),
+            "items_u16": m(rng, rng.randint(0, (1 << 16) - 1)),
+            "region_u24": m(rng, rng.randint(0, (1 << 24) - 1)),
+            "batch_u32": m(rng, rng.randint(0, (1 << 32) - 1)),
+            "trace_u64": m(rng, rng.randint(0, (1 << 64) - 1)),
+            "token": m(rng, rng.randbytes(8)),
+            "flags": m(rng, rng.randint(0, (1 << 64) - 1)),
+        }
+
+    def _item_row(self, rng: random.Random, oid: int, n: int) -> dict[str, Any]:
+        m = self._maybe
+        return {
+            "order_id": oid,
+            "sku": f"SKU-{rng.randrange(10000):05d}-{n}",
+            "qty": rng.randint(1, 20),
+            "price": m(rng, Decimal(rng.randrange(0, 10**8)) / 100),
+            "attrs": m(rng, {"color": rng.choice(["red", "blue"]), "size": rng.randrange(30, 50)}),
+            "image": m(rng, rng.randbytes(rng.randrange(0, 64))),
+            "rating": m(rng, rng.choice([0.0, -0.0, 1.5, 1e300, -2.25])),
+        }
+
+    # ---- steps
+    def step(self, rng: random.Random) -> None:
+        if self.faults.schema and rng.random() < self.faults.schema:
+            self.change_schema(rng)
+        roll = rng.random()
+        with self._mu:
+            have_orders = bool(self._orders)
+        if roll < 0.6 or not have_orders:
+            self.new_order(rng)
+        elif roll < 0.9:
+            self.update_order(rng)
+        else:
+            self.cancel_order(rng)
+
+    def new_order(self, rng: random.Random) -> None:
+        with self._mu:
+            new_customer = not self._customers or rng.random() < 0.3
+            if new_customer:
+                self._next_customer += 1
+                customer = (rng.choice(["US", "FR", "CN", "DE"]), self._next_customer)
+            else:
+                customer = rng.choice(self._customers)
+            self._next_order += 1
+            oid = self._next_order
+        large = self.faults.large and rng.random() < self.faults.large
+        n_items = self.faults.large_keys if large else rng.randint(1, 4)
+        item_ids: list[int] = []
+
+        def body(t: Txn) -> None:
+            item_ids.clear()
+            if new_customer:
+                t.insert(f"{ORDERS_DB}.customers", self._customer_row(rng, *customer))
+            t.insert(f"{ORDERS_DB}.orders", self._order_row(rng, oid, customer))
+            for n in range(n_items):
+                item_ids.append(t.insert(f"{ORDERS_DB}.order_items", self._item_row(rng, oid, n)))
+
+        if self.commit(rng, body):
+            if large:
+                self.stats.add("large")
+            with self._mu:
+                if new_customer:
+                    self._customers.append(customer)
+                self._orders[oid] = list(item_ids)
+
+    def update_order(self, rng: random.Random) -> None:
+        with self._mu:
+            oid = rng.choice(list(self._orders))
+        status = rng.choice(["paid", "shipped", "cancelled"])
+
+        def body(t: Txn) -> None:
+            if t.get(f"{ORDERS_DB}.orders", oid) is None:
+                return
+            t.update(f"{ORDERS_DB}.orders", {"id": oid, "status": status, "total": Decimal(rng.randrange(10**6)) / 100,
+                                             "note": self._maybe(rng, f"now {status}", 0.5)})
+
+        self.commit(rng, body)
+
+    def cancel_order(self, rng: random.Random) -> None:
+        with self._mu:
+            oid = rng.choice(list(self._orders))
+            items = list(self._orders[oid])
+
+        def body(t: Txn) -> None:
+            if t.get(f"{ORDERS_DB}.orders", oid) is None:
+                return
+            t.delete(f"{ORDERS_DB}.orders", oid)
+            for rowid in items:
+                if t.get(f"{ORDERS_DB}.order_items", rowid) is not None:
+                    t.delete(f"{ORDERS_DB}.order_items", rowid)
+
+        if self.commit(rng, body):
+            with self._mu:
+                self._orders.pop(oid, None)
+
+    def change_schema(self, rng: random.Random) -> None:
+        """Add a column with a default (old rows read it as the default) or drop one added."""
+        with self._mu:
+            if self._added_columns and rng.random() < 0.4:
+                name = self._added_columns.pop(rng.randrange(len(self._added_columns)))
+                self.cluster.drop_column(f"{ORDERS_DB}.orders", name)
+            else:
+                name = f"extra_{len(self._added_columns)}_{rng.randrange(10**6)}"
+                self.cluster.add_column(f"{ORDERS_DB}.orders", make_column(name, "INT"), default=rng.randrange(100))
+                self._added_columns.append(name)
+        self.stats.add("schema_changes")
+
+
+WORKLOADS: dict[str, type[Workload]] = {"bank": BankWorkload, "orders": OrdersWorkload}
+
