@@ -1,1 +1,32 @@
-"""store"""
+"""The store engine: region caches, TxnMergeTree partitions and parts, MVCC snapshot reads,
+compaction and GC, under a SQLite manifest. See docs/store.md."""
+from pyspark_theflash.store.compaction import CompactionResult, gc_versions
+from pyspark_theflash.store.errors import (
+    CommitWithoutPrewriteError,
+    LeaseBelowSafePointError,
+    LeaseNotFoundError,
+    PartFileError,
+    PredicateError,
+    ReadOnlyStoreError,
+    StoreError,
+    StoreFormatError,
+    StoreNotFoundError,
+    UnknownTableError,
+    UnknownTableNameError,
+    UnsupportedTableError,
+)
+from pyspark_theflash.store.leases import Lease, Leases
+from pyspark_theflash.store.predicate import ColumnStats, Expr, col
+from pyspark_theflash.store.read import PartRef, newest_visible, read_parts
+from pyspark_theflash.store.store import FlushResult, Store, StoreOptions, WriteResult
+from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, DELMARK, ROWID
+from pyspark_theflash.store.views import LockInfo, PartitionInfo, RegionState, StoreView
+
+__all__ = [
+    "COMMIT_TS", "DELMARK", "ROWID", "ColumnStats", "CommitWithoutPrewriteError", "CompactionResult",
+    "Expr", "FlushResult", "Lease", "LeaseBelowSafePointError", "LeaseNotFoundError", "Leases", "LockInfo",
+    "PartFileError", "PartRef", "PartitionInfo", "PredicateError", "ReadOnlyStoreError", "RegionState",
+    "Store", "StoreError", "StoreFormatError", "StoreNotFoundError", "StoreOptions", "StoreView",
+    "UnknownTableError", "UnknownTableNameError", "UnsupportedTableError", "WriteResult", "col",
+    "gc_versions", "newest_visible", "read_parts",
+]

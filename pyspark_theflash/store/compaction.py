@@ -1,0 +1,322 @@
+"""Compaction and GC: rewrite a partition's parts into one stable part (or two, when the
+partition has outgrown its limits and splits), applying range tombstones and dropping
+versions below the GC safe point.
+
+Each compaction is: (1) plan from a manifest snapshot at version V, (2) merge and write the
+new files with no lock held (the writer keeps applying and flushing meanwhile), (3) one short
+edit that removes the inputs and adds the outputs — after checking the inputs are still live
+(and, for a split, that no flush added a part to the partition since V). The outputs carry
+``data_version = V``: a range tombstone recorded after V still applies to them.
+
+GC keeps every version newer than the safe point plus the newest at or below it unless that
+one is a delete mark. The safe point never passes the oldest live lease. Removed parts' files
+are deleted only once no live lease has a manifest version older than their removal.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pyspark_theflash.store import manifest as mf
+from pyspark_theflash.store.leases import live_leases
+from pyspark_theflash.store.read import PartRef, _Reader
+from pyspark_theflash.store.txn_merge_tree import (
+    COMMIT_TS,
+    DELMARK,
+    ROWID,
+    file_schema,
+    median_split_point,
+    new_part_name,
+    sort_versions,
+    write_part,
+)
+from pyspark_theflash.store.views import StoreView
+
+if TYPE_CHECKING:
+    from pyspark_theflash.schema import TableInfo
+    from pyspark_theflash.store.store import Store
+
+
+@dataclass
+class CompactionResult:
+    partitions: int = 0          # partitions rewritten
+    parts_in: int = 0
+    parts_out: int = 0
+    rows_in: int = 0
+    rows_out: int = 0
+    splits: int = 0
+    conflicts: int = 0           # plans dropped because the partition changed meanwhile
+    files_deleted: int = 0
+    safe_point: int = 0
+    details: list[dict[str, Any]] = field(default_factory=list)
+
+
+def gc_versions(t: pa.Table, safe_point: int) -> pa.Table:
+    """Of versions sorted by (handle, commit_ts) ascending, keep every version newer than
+    the safe point plus, per handle, the newest at or below it unless it is a delete mark."""
+    if t.num_rows == 0 or safe_point <= 0:
+        return t
+    h = t.column(ROWID).to_numpy()
+    ts = t.column(COMMIT_TS).to_numpy()
+    dm = t.column(DELMARK).to_numpy(zero_copy_only=False)
+    below = ts <= np.uint64(safe_point)
+    last_below = below.copy()
+    # The newest version at or below the safe point is the last "below" row of its handle:
+    # the next row belongs to another handle or is above the safe point.
+    nxt_same = np.zeros(len(h), dtype=bool)
+    nxt_same[:-1] = h[1:] == h[:-1]
+    nxt_below = np.zeros(len(h), dtype=bool)
+    nxt_below[:-1] = below[1:]
+    last_below &= ~(nxt_same & nxt_below)
+    keep = ~below | (last_below & ~dm)
+    if keep.all():
+        return t
+    return t.filter(pa.array(keep))
+
+
+def _plan(view: StoreView, table_id: int, partition_id: int) -> tuple[list[PartRef], tuple[Any, Any]] | None:
+    bounds = {p.partition_id: (p.lo, p.hi) for p in view.partitions(table_id)}
+    if partition_id not in bounds:
+        return None
+    return [p for p in view.parts(table_id) if p.partition_id == partition_id], bounds[partition_id]
+
+
+def _needs_compaction(parts: list[PartRef], safe_point: int, store: "Store", force: bool) -> bool:
+    if not parts:
+        return False
+    opts = store.options
+    deltas = [p for p in parts if p.kind == "delta"]
+    total_rows = sum(p.rows for p in parts)
+    total_bytes = sum(p.bytes for p in parts)
+    if total_rows > opts.partition_max_rows or total_bytes > opts.partition_max_bytes:
+        return True
+    if any(p.tombstones for p in parts):
+        return True
+    if len(deltas) >= (1 if force else opts.compact_min_deltas):
+        return True
+    # GC work: a stable part with several versions or delete marks at or below the safe point.
+    return force and any((not p.single_version or p.delete_marks) and (p.min_commit_ts or 0) <= safe_point
+                         for p in parts)
+
+
+def compact_partition(store: "Store", table_id: int, partition_id: int, safe_point: int,
+                      force: bool = False) -> dict[str, Any] | None:
+    """Compact one partition; returns what was done, or None when there was nothing to do
+    (or the partition changed under the plan; the next round retries)."""
+    conn = store._thread_conn()
+    with StoreView(conn, owns_conn=False) as view:
+        v0 = view.version
+        planned = _plan(view, table_id, partition_id)
+        if planned is None:
+            return None
+        parts, (plo, phi) = planned
+        if not _needs_compaction(parts, safe_point, store, force):
+            return None
+        info = view.table(table_id)
+    # --- heavy work, no lock held ---
+    reader = _Reader(store.root, info, ts=(1 << 64) - 1, handle_range=(None, None), columns=None,
+                     predicate=None, hidden=(), batch_rows=store.options.read_batch_rows)
+    reader.user_needed = [c.name for c in info.columns]
+    tables = []
+    for p in parts:
+        t = reader._read(p)
+        if p.tombstones:
+            t = reader._visible_filter(p, t, single_version=False)
+        tables.append(t)
+    schema = file_schema([f for f in _arrow_fields(info)])
+    merged = pa.concat_tables([t.cast(schema) for t in tables]) if tables else schema.empty_table()
+    merged = sort_versions(merged)
+    rows_in = merged.num_rows
+    merged = gc_versions(merged, safe_point)
+    col_ids = [c.id for c in info.columns]
+    too_big = (merged.num_rows > store.options.partition_max_rows
+               or merged.nbytes > store.options.partition_max_bytes)
+    split_at = median_split_point(merged.column(ROWID).to_numpy()) if too_big else None
+    outputs: list[tuple[int | None, Any, Any, Any]] = []  # (new partition index, lo, hi, PartFile)
+    written_files: list[str] = []
+    try:
+        if split_at is None:
+            if merged.num_rows:
+                rel = new_part_name(table_id, partition_id, "stable")
+                pf = write_part(store.root, rel, merged, col_ids, store.options.row_group_rows)
+                written_files.append(rel)
+                outputs.append((None, plo, phi, pf))
+        else:
+            h = merged.column(ROWID).to_numpy()
+            cut = int(np.searchsorted(h, split_at, side="left"))
+            next_id = _max_partition_id(conn, table_id) + 1
+            for i, (piece, lo, hi) in enumerate(((merged.slice(0, cut), plo, split_at),
+                                                 (merged.slice(cut), split_at, phi))):
+                pf = None
+                if piece.num_rows:
+                    rel = new_part_name(table_id, next_id + i, "stable")
+                    pf = write_part(store.root, rel, piece, col_ids, store.options.row_group_rows)
+                    written_files.append(rel)
+                outputs.append((next_id + i, lo, hi, pf))
+        # --- the edit ---
+        with store._edit_lock:
+            with mf.edit(conn) as e:
+                live = {int(r[0]) for r in conn.execute(
+                    "SELECT part_id FROM parts WHERE table_id = ? AND partition_id = ? AND removed_version IS NULL",
+                    (table_id, partition_id))}
+                inputs = {p.part_id for p in parts}
+                if not inputs <= live or (split_at is not None and live != inputs):
+                    raise _Conflict()
+                conn.execute(f"UPDATE parts SET removed_version = ? WHERE part_id IN ({','.join('?' * len(inputs))})",
+                             (e.version, *inputs))
+                from pyspark_theflash.store.store import insert_part
+
+                if split_at is None:
+                    for _i, _lo, _hi, pf in outputs:
+                        insert_part(conn, table_id, partition_id, "stable", pf, int(info.schema_version),
+                                    data_version=v0, added_version=e.version)
+                else:
+                    if _max_partition_id(conn, table_id) + 1 != next_id:
+                        raise _Conflict()
+                    conn.execute("DELETE FROM partitions WHERE table_id = ? AND partition_id = ?",
+                                 (table_id, partition_id))
+                    for new_pid, lo, hi, pf in outputs:
+                        conn.execute("INSERT INTO partitions VALUES (?,?,?,?,?)", (table_id, new_pid, lo, hi, e.version))
+                        if pf is not None:
+                            insert_part(conn, table_id, new_pid, "stable", pf, int(info.schema_version),
+                                        data_version=v0, added_version=e.version)
+                # Tombstones no live part is older than have done their work.
+                conn.execute("DELETE FROM range_tombstones WHERE version <= COALESCE((SELECT MIN(data_version) "
+                             "FROM parts WHERE removed_version IS NULL), 1 << 62)")
+    except _Conflict:
+        _unlink_all(store.root, written_files)
+        return {"table_id": table_id, "partition_id": partition_id, "conflict": True}
+    except BaseException:
+        _unlink_all(store.root, written_files)
+        raise
+    return {"table_id": table_id, "partition_id": partition_id, "conflict": False, "parts_in": len(parts),
+            "parts_out": len(written_files), "rows_in": rows_in, "rows_out": merged.num_rows,
+            "split_at": split_at}
+
+
+class _Conflict(Exception):
+    pass
+
+
+def _max_partition_id(conn: Any, table_id: int) -> int:
+    return int(conn.execute("SELECT COALESCE(MAX(partition_id), 0) FROM partitions WHERE table_id = ?",
+                            (table_id,)).fetchone()[0])
+
+
+def _arrow_fields(info: "TableInfo") -> list[pa.Field]:
+    from pyspark_theflash.store.store import _user_fields
+
+    return _user_fields(info)
+
+
+def _unlink_all(root: Path, files: list[str]) -> None:
+    for rel in files:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(root / rel)
+
+
+def _table_ids(store: "Store", table: Any) -> list[int]:
+    with store.snapshot() as view:
+        if table is None:
+            return view.table_ids_with_parts()
+        return [view.table(table).id]
+
+
+def compact_store(store: "Store", table: Any = None, force: bool = False,
+                  safe_point: int | None = None) -> CompactionResult:
+    result = CompactionResult()
+    with store.snapshot() as view:
+        sp = view.gc_safe_point() if safe_point is None else safe_point
+        targets = [(tid, p.partition_id) for tid in
+                   (view.table_ids_with_parts() if table is None else [view.table(table).id])
+                   for p in view.partitions(tid)]
+    result.safe_point = sp
+    for tid, pid in targets:
+        done = compact_partition(store, tid, pid, sp, force=force)
+        if done is None:
+            continue
+        if done["conflict"]:
+            result.conflicts += 1
+            continue
+        result.partitions += 1
+        result.parts_in += done["parts_in"]
+        result.parts_out += done["parts_out"]
+        result.rows_in += done["rows_in"]
+        result.rows_out += done["rows_out"]
+        result.splits += done["split_at"] is not None
+        result.details.append(done)
+    result.files_deleted = delete_obsolete_files(store)
+    return result
+
+
+def gc_store(store: "Store", safe_point: int) -> CompactionResult:
+    """Advance the safe point (bounded by the oldest live lease, never moving back), then
+    compact everything with it."""
+    conn = store._thread_conn()
+    with mf.edit(conn, bump=False):
+        current = int(mf.get_meta(conn, "gc_safe_point", 0))
+        leases = live_leases(conn, time.time())
+        effective = min([int(safe_point)] + [ts for ts, _v in leases])
+        effective = max(current, effective)
+        mf.set_meta(conn, "gc_safe_point", effective)
+    return compact_store(store, None, force=True, safe_point=effective)
+
+
+def delete_obsolete_files(store: "Store") -> int:
+    """Delete the files of removed parts that no live lease can still see: a lease with
+    manifest version v sees parts removed at versions > v."""
+    conn = store._thread_conn()
+    with mf.edit(conn, bump=False):
+        conn.execute("DELETE FROM leases WHERE expires_at < ?", (time.time(),))
+        pins = [v for _ts, v in live_leases(conn, time.time())]
+        oldest = min(pins) if pins else None
+        if oldest is None:
+            rows = conn.execute("SELECT part_id, file FROM parts WHERE removed_version IS NOT NULL").fetchall()
+        else:
+            rows = conn.execute("SELECT part_id, file FROM parts WHERE removed_version IS NOT NULL "
+                                "AND removed_version <= ?", (oldest,)).fetchall()
+        # Files go first: if we crash after this, the rows remain and the next round retries.
+        for _pid, rel in rows:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(store.root / rel)
+        conn.executemany("DELETE FROM parts WHERE part_id = ?", [(r[0],) for r in rows])
+    return len(rows)
+
+
+class BackgroundCompactor:
+    """A daemon thread that compacts partitions with enough deltas (or too big), deletes
+    unpinned files, every ``interval_s`` seconds."""
+
+    def __init__(self, store: "Store", interval_s: float) -> None:
+        self.store = store
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="theflash-compaction", daemon=True)
+        self.rounds = 0
+        self.last_error: BaseException | None = None
+        self.last_result: CompactionResult | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.last_result = compact_store(self.store)
+            except Exception as exc:  # keep running; the error is reported by status
+                self.last_error = exc
+            self.rounds += 1
+            self._stop.wait(self.interval_s)

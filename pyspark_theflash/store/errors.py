@@ -1,0 +1,97 @@
+"""Errors the store raises on purpose. Each message names the region, key, ts, table or file
+involved and says what to do about it."""
+from __future__ import annotations
+
+from pyspark_theflash.errors import TheFlashError
+
+
+class StoreError(TheFlashError):
+    """Base class of the store's errors."""
+
+
+class UnknownTableError(StoreError):
+    """A batch holds committed rows of a table the store has no schema for (and does not
+    ignore). Nothing of the batch was applied: fetch the schema, call ``put_schema`` (or
+    ``ignore_table``) and write the same batch again."""
+
+    def __init__(self, table_id: int, region_id: int | None = None) -> None:
+        self.table_id = table_id
+        self.region_id = region_id
+        where = f" (rows in region {region_id})" if region_id is not None else ""
+        super().__init__(
+            f"table {table_id} has no schema in the store{where}; nothing of the batch was "
+            f"applied: call put_schema(db, table_info) or ignore_table({table_id}, db, name) "
+            "and write the batch again"
+        )
+
+
+class CommitWithoutPrewriteError(StoreError):
+    """A COMMIT arrived for a (key, start_ts) the region never prewrote."""
+
+    def __init__(self, region_id: int, key: bytes, described_key: str, start_ts: int,
+                 commit_ts: int, index: int) -> None:
+        self.region_id = region_id
+        self.key = key
+        self.start_ts = start_ts
+        self.commit_ts = commit_ts
+        super().__init__(
+            f"region {region_id} index {index}: COMMIT of {described_key} (key {key.hex()}) "
+            f"start_ts {start_ts} commit_ts {commit_ts} has no matching PREWRITE; the binlog "
+            "is missing events of this region (replay it from an earlier position, or "
+            "re-seed the region with a snapshot)"
+        )
+
+
+class ReadOnlyStoreError(StoreError):
+    def __init__(self, path: str, operation: str) -> None:
+        super().__init__(f"store {path} is open read-only; {operation} needs Store.open(path) "
+                         "without readonly=True, in the single writer process")
+
+
+class StoreFormatError(StoreError):
+    """The directory is not a store of a version this code can read."""
+
+
+class StoreNotFoundError(StoreError):
+    def __init__(self, path: str) -> None:
+        super().__init__(f"no store at {path} (no manifest.db); a writer creates it with "
+                         "Store.open(path), or pass the right directory")
+
+
+class UnknownTableNameError(StoreError):
+    def __init__(self, name: object, known: list[str]) -> None:
+        shown = ", ".join(known[:20]) or "none"
+        super().__init__(f"table {name!r} is not in the store (tables: {shown}); use "
+                         "'db.table' or the numeric table id")
+
+
+class LeaseBelowSafePointError(StoreError):
+    def __init__(self, ts: int, safe_point: int) -> None:
+        self.ts = ts
+        self.safe_point = safe_point
+        super().__init__(f"cannot pin ts {ts}: the store's GC safe point is {safe_point}, "
+                         "versions below it may be gone; read at a ts >= the safe point")
+
+
+class LeaseNotFoundError(StoreError):
+    def __init__(self, lease_id: int) -> None:
+        super().__init__(f"lease {lease_id} does not exist (released, or expired and "
+                         "removed); acquire a new lease and restart the read")
+
+
+class PartFileError(StoreError):
+    """A part file listed by the manifest is missing or unreadable."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        super().__init__(f"part file {path}: {reason}; run `theflash store verify <dir>` "
+                         "to list every damaged part")
+
+
+class UnsupportedTableError(StoreError):
+    def __init__(self, table_id: int, reason: str) -> None:
+        super().__init__(f"table {table_id}: {reason}")
+
+
+class PredicateError(StoreError):
+    """A filter expression that cannot be built, serialised or bound to a table."""

@@ -1,0 +1,211 @@
+"""The manifest: the store's one source of truth, an SQLite database (WAL mode) in
+``<store>/manifest.db``.
+
+Every change of persisted state — a flush, a compaction, a partition split, GC, a schema —
+is one *edit*: one SQLite write transaction that also bumps the manifest version. Readers
+take a consistent view by reading inside one SQLite read transaction. Layout and invariants
+are described in docs/store.md.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from pyspark_theflash.store.errors import StoreFormatError, StoreNotFoundError
+
+FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.db"
+
+SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value
+);
+CREATE TABLE IF NOT EXISTS tables (
+    table_id       INTEGER NOT NULL,
+    schema_version INTEGER NOT NULL,
+    db             TEXT NOT NULL,
+    name           TEXT NOT NULL,
+    info           TEXT NOT NULL,      -- TiDB table info JSON
+    added_version  INTEGER NOT NULL,
+    PRIMARY KEY (table_id, schema_version)
+);
+CREATE TABLE IF NOT EXISTS ignored_tables (
+    table_id INTEGER PRIMARY KEY,
+    db       TEXT NOT NULL,
+    name     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS regions (
+    region_id      INTEGER PRIMARY KEY,
+    start_key      BLOB NOT NULL,      -- PD-encoded, inclusive; empty = -inf
+    end_key        BLOB NOT NULL,      -- PD-encoded, exclusive; empty = +inf
+    epoch_version  INTEGER NOT NULL,
+    conf_ver       INTEGER NOT NULL,
+    applied_index  INTEGER NOT NULL,
+    resolved_ts    INTEGER NOT NULL,
+    state          TEXT NOT NULL,      -- normal | merged | removed
+    snapshot_index INTEGER NOT NULL    -- index of the last snapshot applied (0 = none)
+);
+CREATE TABLE IF NOT EXISTS partitions (
+    table_id      INTEGER NOT NULL,
+    partition_id  INTEGER NOT NULL,
+    lo            INTEGER,             -- inclusive handle; NULL = -inf
+    hi            INTEGER,             -- exclusive handle; NULL = +inf
+    added_version INTEGER NOT NULL,
+    PRIMARY KEY (table_id, partition_id)
+);
+CREATE TABLE IF NOT EXISTS parts (
+    part_id         INTEGER PRIMARY KEY,
+    table_id        INTEGER NOT NULL,
+    partition_id    INTEGER NOT NULL,
+    kind            TEXT NOT NULL,     -- delta | stable
+    file            TEXT NOT NULL,     -- relative to the store root
+    rows            INTEGER NOT NULL,
+    bytes           INTEGER NOT NULL,
+    min_handle      INTEGER,
+    max_handle      INTEGER,
+    min_commit_ts   INTEGER,
+    max_commit_ts   INTEGER,
+    single_version  INTEGER NOT NULL,  -- 1: at most one version per handle
+    delete_marks    INTEGER NOT NULL,  -- number of delete-mark rows
+    schema_version  INTEGER NOT NULL,
+    data_version    INTEGER NOT NULL,  -- range tombstones newer than this apply to the part
+    added_version   INTEGER NOT NULL,
+    removed_version INTEGER,           -- NULL while live
+    stats           TEXT NOT NULL      -- {column: [min, max, null_count]} for pruning
+);
+CREATE INDEX IF NOT EXISTS parts_live ON parts (table_id, partition_id, removed_version);
+CREATE TABLE IF NOT EXISTS range_tombstones (
+    tombstone_id INTEGER PRIMARY KEY,
+    start_key    BLOB NOT NULL,        -- PD-encoded region range that was deleted
+    end_key      BLOB NOT NULL,
+    version      INTEGER NOT NULL,     -- parts with data_version < version lose the range
+    reason       TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS locks (
+    region_id   INTEGER NOT NULL,
+    key         BLOB NOT NULL,         -- raw TiDB key
+    start_ts    INTEGER NOT NULL,
+    primary_key BLOB NOT NULL,
+    op          INTEGER NOT NULL,      -- binlog OpType
+    ttl         INTEGER NOT NULL,
+    value       BLOB,                  -- the prewritten row value
+    table_id    INTEGER,               -- decoded from key when it is a record key
+    handle      INTEGER,
+    PRIMARY KEY (region_id, key, start_ts)
+);
+CREATE INDEX IF NOT EXISTS locks_by_handle ON locks (table_id, handle);
+CREATE TABLE IF NOT EXISTS leases (
+    lease_id         INTEGER PRIMARY KEY,
+    ts               INTEGER NOT NULL,
+    manifest_version INTEGER NOT NULL,
+    holder           TEXT NOT NULL,
+    expires_at       REAL NOT NULL     -- unix seconds
+);
+"""
+
+
+def manifest_path(root: str | Path) -> Path:
+    return Path(root) / MANIFEST_FILE
+
+
+def connect(root: str | Path, *, create: bool, busy_timeout_ms: int = 30_000) -> sqlite3.Connection:
+    """A connection to the store's manifest in WAL mode, with autocommit off at the Python
+    level (``isolation_level=None``): transactions are opened explicitly by ``edit`` and
+    ``read``."""
+    path = manifest_path(root)
+    if not create and not path.exists():
+        raise StoreNotFoundError(str(root))
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
+                           timeout=busy_timeout_ms / 1000)
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    if create:
+        conn.execute("PRAGMA journal_mode = WAL")
+    # FULL: a committed edit survives power loss, not just a process crash.
+    conn.execute("PRAGMA synchronous = FULL")
+    return conn
+
+
+def initialise(conn: sqlite3.Connection) -> None:
+    with edit(conn, bump=False):
+        no_comments = re.sub(r"--[^\n]*", "", SCHEMA_SQL)
+        for stmt in no_comments.split(";"):
+            if stmt.strip():
+                conn.execute(stmt)
+        row = conn.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
+        if row is None:
+            set_meta(conn, "format_version", FORMAT_VERSION)
+            set_meta(conn, "version", 0)
+            set_meta(conn, "gc_safe_point", 0)
+            set_meta(conn, "created_at", time.time())
+        elif int(row[0]) != FORMAT_VERSION:
+            raise StoreFormatError(f"manifest format {row[0]}, this code reads {FORMAT_VERSION}; "
+                                   "use the matching version of pyspark_theflash")
+
+
+def check_format(conn: sqlite3.Connection, root: str | Path) -> None:
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
+    except sqlite3.OperationalError as exc:
+        raise StoreFormatError(f"{manifest_path(root)} is not a TheFlash manifest ({exc})") from exc
+    if row is None or int(row[0]) != FORMAT_VERSION:
+        raise StoreFormatError(f"{manifest_path(root)}: manifest format {row and row[0]}, this "
+                               f"code reads {FORMAT_VERSION}")
+
+
+def get_meta(conn: sqlite3.Connection, key: str, default: Any = None) -> Any:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return default if row is None else row[0]
+
+
+def set_meta(conn: sqlite3.Connection, key: str, value: Any) -> None:
+    conn.execute("INSERT INTO meta(key, value) VALUES (?, ?) "
+                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+
+
+class Edit:
+    """An open edit: ``version`` is the manifest version this edit creates."""
+
+    def __init__(self, conn: sqlite3.Connection, version: int) -> None:
+        self.conn = conn
+        self.version = version
+
+
+@contextlib.contextmanager
+def edit(conn: sqlite3.Connection, bump: bool = True) -> Iterator[Edit]:
+    """One manifest edit: BEGIN IMMEDIATE (takes SQLite's write lock up front so the edit
+    never fails half-way on a lock upgrade), bump the version, commit; roll back on error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = 0
+        if bump:
+            version = int(get_meta(conn, "version", 0)) + 1
+            set_meta(conn, "version", version)
+        yield Edit(conn, version)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+@contextlib.contextmanager
+def read(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A consistent read: every SELECT inside sees the same committed manifest."""
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        conn.execute("COMMIT")
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    return int(get_meta(conn, "version", 0))
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))

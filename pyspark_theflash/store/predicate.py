@@ -1,0 +1,507 @@
+"""The project's one filter form.
+
+A small expression tree over column names, built like ``(col("x") > 3) & col("s").startswith("a")``.
+One tree serves both purposes of a filter:
+
+* ``might_match(stats)`` — may any row summarised by these min/max/null-count statistics
+  match? Used to prune partitions, parts and Parquet row groups. It answers ``True`` whenever
+  it cannot prove otherwise (unknown column, incomparable types), so pruning is never wrong.
+* ``to_arrow()`` — a ``pyarrow.compute.Expression`` that filters rows with SQL semantics
+  (a comparison with NULL is not true, so the row is dropped).
+
+Trees serialise to JSON (``to_json`` / ``from_json``) so a Spark partition can carry one.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import json
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pyspark_theflash.store.errors import PredicateError
+
+
+@dataclass(frozen=True)
+class ColumnStats:
+    """Min/max statistics of one column over some rows. ``min``/``max`` are None when
+    unknown (or when every value is null)."""
+
+    min: Any
+    max: Any
+    null_count: int | None
+    row_count: int | None
+
+
+_COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
+_NEGATED = {"==": "!=", "!=": "==", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
+
+
+def _compare(a: Any, op: str, b: Any) -> bool:
+    if op == "==":
+        return bool(a == b)
+    if op == "!=":
+        return bool(a != b)
+    if op == "<":
+        return bool(a < b)
+    if op == "<=":
+        return bool(a <= b)
+    if op == ">":
+        return bool(a > b)
+    return bool(a >= b)
+
+
+class Expr:
+    """Base of every filter node."""
+
+    def __and__(self, other: "Expr") -> "Expr":
+        return And(self, other)
+
+    def __or__(self, other: "Expr") -> "Expr":
+        return Or(self, other)
+
+    def __invert__(self) -> "Expr":
+        return Not(self)
+
+    def to_arrow(self) -> pc.Expression:
+        raise NotImplementedError(type(self).__name__)
+
+    def might_match(self, stats: Mapping[str, ColumnStats]) -> bool:
+        raise NotImplementedError(type(self).__name__)
+
+    def columns(self) -> frozenset[str]:
+        raise NotImplementedError(type(self).__name__)
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError(type(self).__name__)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @staticmethod
+    def from_json(text: str | bytes) -> "Expr":
+        return expr_from_dict(json.loads(text))
+
+
+class Col:
+    """A column reference; comparing it with a value builds a ``Comparison``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __eq__(self, value: object) -> "Comparison":  # type: ignore[override]
+        return Comparison(self.name, "==", value)
+
+    def __ne__(self, value: object) -> "Comparison":  # type: ignore[override]
+        return Comparison(self.name, "!=", value)
+
+    def __lt__(self, value: object) -> "Comparison":
+        return Comparison(self.name, "<", value)
+
+    def __le__(self, value: object) -> "Comparison":
+        return Comparison(self.name, "<=", value)
+
+    def __gt__(self, value: object) -> "Comparison":
+        return Comparison(self.name, ">", value)
+
+    def __ge__(self, value: object) -> "Comparison":
+        return Comparison(self.name, ">=", value)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def isin(self, values: Iterable[Any]) -> "In":
+        return In(self.name, tuple(values))
+
+    def is_null(self) -> "IsNull":
+        return IsNull(self.name)
+
+    def is_not_null(self) -> "IsNotNull":
+        return IsNotNull(self.name)
+
+    def startswith(self, prefix: str | bytes) -> "StartsWith":
+        return StartsWith(self.name, prefix)
+
+
+def col(name: str) -> Col:
+    return Col(name)
+
+
+def _stats_of(stats: Mapping[str, ColumnStats], name: str) -> ColumnStats | None:
+    return stats.get(name)
+
+
+def _all_null(s: ColumnStats) -> bool:
+    return s.null_count is not None and s.row_count is not None and s.null_count >= s.row_count
+
+
+class Comparison(Expr):
+    def __init__(self, column: str, op: str, value: Any) -> None:
+        if op not in _COMPARISONS:
+            raise PredicateError(f"unknown comparison {op!r}; use one of {_COMPARISONS}")
+        if value is None:
+            raise PredicateError(f"comparison {column} {op} NULL is never true; use IsNull/IsNotNull")
+        self.column, self.op, self.value = column, op, value
+
+    def __repr__(self) -> str:
+        return f"(col({self.column!r}) {self.op} {self.value!r})"
+
+    def to_arrow(self) -> pc.Expression:
+        f = pc.field(self.column)
+        v = pa.scalar(self.value) if isinstance(self.value, (bytes, decimal.Decimal)) else self.value
+        return {
+            "==": lambda: f == v, "!=": lambda: f != v, "<": lambda: f < v,
+            "<=": lambda: f <= v, ">": lambda: f > v, ">=": lambda: f >= v,
+        }[self.op]()
+
+    def might_match(self, stats: Mapping[str, ColumnStats]) -> bool:
+        s = _stats_of(stats, self.column)
+        if s is None:
+            return True
+        if _all_null(s):
+            return False  # a comparison with NULL is never true
+        lo, hi, v = s.min, s.max, self.value
+        if lo is None or hi is None:
+            return True
+        try:
+            if self.op == "==":
+                return bool(lo <= v <= hi)
+            if self.op == "!=":
+                return not (lo == hi == v)
+            if self.op == "<":
+                return bool(lo < v)
+            if self.op == "<=":
+                return bool(lo <= v)
+            if self.op == ">":
+                return bool(hi > v)
+            return bool(hi >= v)
+        except TypeError:
+            return True
+
+    def columns(self) -> frozenset[str]:
+        return frozenset([self.column])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cmp": self.op, "col": self.column, "value": encode_value(self.value)}
+
+
+class In(Expr):
+    def __init__(self, column: str, values: Iterable[Any]) -> None:
+        self.column = column
+        self.values = tuple(v for v in values if v is not None)
+
+    def __repr__(self) -> str:
+        return f"In({self.column!r}, {self.values!r})"
+
+    def to_arrow(self) -> pc.Expression:
+        if not self.values:
+            return pc.scalar(False)
+        return pc.field(self.column).isin(pa.array(list(self.values)))
+
+    def might_match(self, stats: Mapping[str, ColumnStats]) -> bool:
+        s = _stats_of(stats, self.column)
+        if s is None:
+            return True
+        if not self.values or _all_null(s):
+            return False
+        if s.min is None or s.max is None:
+            return True
+        try:
+            return any(s.min <= v <= s.max for v in self.values)
+        except TypeError:
+            return True
+
+    def columns(self) -> frozenset[str]:
+        return frozenset([self.column])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"in": self.column, "values": [encode_value(v) for v in self.values]}
+
+
+class IsNull(Expr):
+    def __init__(self, column: str) -> None:
+        self.column = column
+
+    def __repr__(self) -> str:
+        return f"IsNull({self.column!r})"
+
+    def to_arrow(self) -> pc.Expression:
+        return pc.field(self.column).is_null()
+
+    def might_match(self, stats: Mapping[str, ColumnStats]) -> bool:
+        s = _stats_of(stats, self.column)
+        if s is None or s.null_count is None:
+            return True
+        return s.null_count > 0
+
+    def columns(self) -> frozenset[str]:
+        return frozenset([self.column])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"is_null": self.column}
+
+
+class IsNotNull(Expr):
+    def __init__(self, column: str) -> None:
+        self.column = column
+
+    def __repr__(self) -> str:
+        return f"IsNotNull({self.column!r})"
+
+    def to_arrow(self) -> pc.Expression:
+        return pc.field(self.column).is_valid()
+
+    def might_match(self, stats: Mapping[str, ColumnStats]) -> bool:
+        s = _stats_of(stats, self.column)
+        if s is None:
+            return True
+        return not _all_null(s)
+
+    def columns(self) -> frozenset[str]:
+        return frozenset([self.column])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"is_not_null": self.column}
+
+
+class StartsWith(Expr):
+    def __init__(self, column: str, prefix: str | bytes) -> None:
+        if not isinstance(prefix, (str, bytes)):
+            raise PredicateError(f"StartsWith({column!r}) needs a str or bytes prefix, not {prefix!r}")
+        self.column, self.prefix = column, prefix
+
+    def __repr__(self) -> str:
+        return f"StartsWith({self.column!r}, {self.prefix!r})"
+
+    def to_arrow(self) -> pc.Expression:
+        if isinstance(self.prefix, bytes):
+            # Arrow's starts_with works on binary too, but takes the pattern as str.
+            n = len(self.prefix)
+            return pc.binary_slice(pc.field(self.column), 0, n) == pa.scalar(self.prefix)
+        return pc.starts_with(pc.field(self.column), pattern=self.prefix)
+
+    def might_match(self, stats: Mapping[str, ColumnStats]) -> bool:
+        s = _stats_of(stats, self.column)
+        if s is None:
+            return True
+        if _all_null(s):
+            return False
+        if s.min is None or s.max is None:
+            return True
+        n = len(self.prefix)
+        try:
+            return bool(s.min[:n] <= self.prefix <= s.max[:n])
+        except TypeError:
+            return True
+
+    def columns(self) -> frozenset[str]:
+        return frozenset([self.column])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"starts_with": self.column, "prefix": encode_value(self.prefix)}
+
+
+class And(Expr):
+    def __init__(self, *children: Expr) -> None:
+        if not children:
+            raise PredicateError("And() needs at least one operand")
+        self.children = children
+
+    def __repr__(self) -> str:
+        return " & ".join(map(repr, self.children))
+
+    def to_arrow(self) -> pc.Expression:
+        out = self.children[0].to_arrow()
+        for c in self.children[1:]:
+            out = out & c.to_arrow()
+        return out
+
+    def might_match(self, stats: Mapping[str, ColumnStats]) -> bool:
+        return all(c.might_match(stats) for c in self.children)
+
+    def columns(self) -> frozenset[str]:
+        return frozenset().union(*(c.columns() for c in self.children))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"and": [c.to_dict() for c in self.children]}
+
+
+class Or(Expr):
+    def __init__(self, *children: Expr) -> None:
+        if not children:
+            raise PredicateError("Or() needs at least one operand")
+        self.children = children
+
+    def __repr__(self) -> str:
+        return "(" + " | ".join(map(repr, self.children)) + ")"
+
+    def to_arrow(self) -> pc.Expression:
+        out = self.children[0].to_arrow()
+        for c in self.children[1:]:
+            out = out | c.to_arrow()
+        return out
+
+    def might_match(self, stats: Mapping[str, ColumnStats]) -> bool:
+        return any(c.might_match(stats) for c in self.children)
+
+    def columns(self) -> frozenset[str]:
+        return frozenset().union(*(c.columns() for c in self.children))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"or": [c.to_dict() for c in self.children]}
+
+
+class Not(Expr):
+    def __init__(self, child: Expr) -> None:
+        self.child = child
+
+    def __repr__(self) -> str:
+        return f"~{self.child!r}"
+
+    def to_arrow(self) -> pc.Expression:
+        return ~self.child.to_arrow()
+
+    def pushed_down(self) -> Expr | None:
+        """The negation moved into the child where that is exact under SQL's three-valued
+        logic (NOT (x < 3) keeps exactly the rows with x >= 3); None where it is not."""
+        c = self.child
+        if isinstance(c, Comparison):
+            return Comparison(c.column, _NEGATED[c.op], c.value)
+        if isinstance(c, IsNull):
+            return IsNotNull(c.column)
+        if isinstance(c, IsNotNull):
+            return IsNull(c.column)
+        if isinstance(c, Not):
+            return c.child
+        if isinstance(c, And):
+            return Or(*(Not(x) for x in c.children))
+        if isinstance(c, Or):
+            return And(*(Not(x) for x in c.children))
+        return None
+
+    def might_match(self, stats: Mapping[str, ColumnStats]) -> bool:
+        pushed = self.pushed_down()
+        return True if pushed is None else pushed.might_match(stats)
+
+    def columns(self) -> frozenset[str]:
+        return self.child.columns()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"not": self.child.to_dict()}
+
+
+class AlwaysTrue(Expr):
+    def __repr__(self) -> str:
+        return "AlwaysTrue()"
+
+    def to_arrow(self) -> pc.Expression:
+        return pc.scalar(True)
+
+    def might_match(self, stats: Mapping[str, ColumnStats]) -> bool:
+        return True
+
+    def columns(self) -> frozenset[str]:
+        return frozenset()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"true": True}
+
+
+# --- values in JSON -------------------------------------------------------------------------
+
+def encode_value(v: Any) -> Any:
+    """A filter literal (or a statistics value) as JSON: plain for bool/int/float/str,
+    tagged for the rest so it comes back with its type."""
+    if v is None or isinstance(v, (bool, str)):
+        return v
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float):
+        return {"float": repr(v)}
+    if isinstance(v, bytes):
+        return {"bytes": base64.b64encode(v).decode("ascii")}
+    if isinstance(v, decimal.Decimal):
+        return {"decimal": str(v)}
+    if isinstance(v, dt.datetime):
+        return {"datetime": v.isoformat()}
+    if isinstance(v, dt.date):
+        return {"date": v.isoformat()}
+    if isinstance(v, dt.timedelta):
+        return {"duration_us": (v.days * 86400 + v.seconds) * 1_000_000 + v.microseconds}
+    raise PredicateError(f"cannot serialise filter value {v!r} of type {type(v).__name__}")
+
+
+def decode_value(v: Any) -> Any:
+    if not isinstance(v, dict):
+        return v
+    (tag, x), = v.items()
+    if tag == "float":
+        return float(x)
+    if tag == "bytes":
+        return base64.b64decode(x)
+    if tag == "decimal":
+        return decimal.Decimal(x)
+    if tag == "datetime":
+        return dt.datetime.fromisoformat(x)
+    if tag == "date":
+        return dt.date.fromisoformat(x)
+    if tag == "duration_us":
+        return dt.timedelta(microseconds=x)
+    raise PredicateError(f"unknown tagged value {v!r}")
+
+
+def expr_from_dict(d: Mapping[str, Any]) -> Expr:
+    if "cmp" in d:
+        return Comparison(d["col"], d["cmp"], decode_value(d["value"]))
+    if "in" in d:
+        return In(d["in"], [decode_value(x) for x in d["values"]])
+    if "is_null" in d:
+        return IsNull(d["is_null"])
+    if "is_not_null" in d:
+        return IsNotNull(d["is_not_null"])
+    if "starts_with" in d:
+        return StartsWith(d["starts_with"], decode_value(d["prefix"]))
+    if "and" in d:
+        return And(*(expr_from_dict(x) for x in d["and"]))
+    if "or" in d:
+        return Or(*(expr_from_dict(x) for x in d["or"]))
+    if "not" in d:
+        return Not(expr_from_dict(d["not"]))
+    if "true" in d:
+        return AlwaysTrue()
+    raise PredicateError(f"not a filter expression: {dict(d)!r}")
+
+
+def merge_stats(many: Iterable[Mapping[str, ColumnStats]]) -> dict[str, ColumnStats]:
+    """The statistics of the union of several row sets (for pruning a whole partition):
+    min of mins, max of maxes, summed counts; a column unknown in any set is left out."""
+    many = list(many)
+    if not many:
+        return {}
+    names = set(many[0])
+    for m in many[1:]:
+        names &= set(m)
+    out: dict[str, ColumnStats] = {}
+    for name in names:
+        ss = [m[name] for m in many]
+        mins = [s.min for s in ss if s.min is not None]
+        maxs = [s.max for s in ss if s.max is not None]
+        nonnull_unknown = any(s.min is None and not _all_null(s) for s in ss)
+        try:
+            lo = None if nonnull_unknown or not mins else min(mins)
+            hi = None if nonnull_unknown or not maxs else max(maxs)
+        except TypeError:
+            lo = hi = None
+        nulls = None if any(s.null_count is None for s in ss) else sum(s.null_count or 0 for s in ss)
+        rows = None if any(s.row_count is None for s in ss) else sum(s.row_count or 0 for s in ss)
+        out[name] = ColumnStats(lo, hi, nulls, rows)
+    return out
+
+
+__all__ = [
+    "AlwaysTrue", "And", "Col", "ColumnStats", "Comparison", "Expr", "In", "IsNotNull", "IsNull",
+    "Not", "Or", "StartsWith", "col", "decode_value", "encode_value", "expr_from_dict", "merge_stats",
+]

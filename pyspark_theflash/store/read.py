@@ -1,0 +1,326 @@
+"""Snapshot reads: the rows of a table as of a ts, from a pinned list of parts.
+
+``read_parts`` is a pure function of its arguments (part references carry everything needed:
+path, statistics, schema of their version, the range tombstones that apply to them), so a
+Spark executor can run it on a part list planned elsewhere.
+
+MVCC, per partition (partitions are disjoint handle ranges, so a handle's versions never
+span two): keep versions with commit_ts <= ts, order by (handle, commit_ts desc), keep the
+first of each handle, drop it if it is a delete mark — all with Arrow/NumPy kernels.
+
+Filters and MVCC. A filter must be evaluated on the *chosen* version of each handle, never
+before choosing: dropping a newer version because it does not match would let an older
+version that matches come back to life. Pruning follows the same rule:
+* a whole partition may be skipped when the union of its parts' statistics cannot match
+  (no version of any handle matches, so no chosen version does);
+* a single part, or a row group inside it, may be skipped only when it is the partition's
+  only part and holds one version per handle (then the rows it holds are the only versions
+  of their handles: skipping them removes exactly rows the filter would remove);
+* parts whose every version is newer than ts are skipped regardless (they are invisible).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pyspark_theflash.store.errors import PartFileError
+from pyspark_theflash.store.predicate import ColumnStats, Expr, merge_stats
+from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, DELMARK, HIDDEN_NAMES, ROWID
+
+if TYPE_CHECKING:
+    from pyspark_theflash.schema import TableInfo
+
+HandleRange = tuple[int | None, int | None]
+# A v2 row with no columns: decoding it gives every column its origin default.
+EMPTY_ROW_V2 = b"\x80\x00\x00\x00\x00\x00"
+DEFAULT_BATCH_ROWS = 64 * 1024
+
+
+@dataclass(frozen=True)
+class PartRef:
+    """A live part as a read needs it; picklable, paths relative to the store root."""
+
+    part_id: int
+    table_id: int
+    partition_id: int
+    partition_lo: int | None
+    partition_hi: int | None
+    kind: str
+    path: str
+    rows: int
+    bytes: int
+    min_handle: int | None
+    max_handle: int | None
+    min_commit_ts: int | None
+    max_commit_ts: int | None
+    single_version: bool
+    delete_marks: int
+    schema_version: int
+    columns: tuple[tuple[int, str], ...]      # (column id, name) at the part's schema version
+    stats: tuple[tuple[int, ColumnStats], ...] = ()
+    tombstones: tuple[HandleRange, ...] = ()  # handle ranges deleted after the part was written
+    added_version: int = 0
+
+    def stats_by_name(self, table: "TableInfo") -> dict[str, ColumnStats]:
+        by_id = dict(self.stats)
+        return {c.name: by_id[c.id] for c in table.columns if c.id in by_id}
+
+    def overlaps(self, lo: int | None, hi: int | None) -> bool:
+        if self.min_handle is None or self.max_handle is None:
+            return False
+        return (lo is None or self.max_handle >= lo) and (hi is None or self.min_handle < hi)
+
+
+def output_schema(table: "TableInfo", columns: Sequence[str] | None, hidden: Sequence[str]) -> pa.Schema:
+    from pyspark_theflash.schema import arrow_schema
+
+    return arrow_schema(table, list(columns) if columns is not None else None, tuple(hidden))
+
+
+def origin_defaults(table: "TableInfo", names: Sequence[str]) -> pa.RecordBatch:
+    """One row holding each named column's origin default (the value a row written before
+    the column existed has), decoded by the codec exactly as an absent column would be."""
+    from pyspark_theflash.codec.batch import decode_rows_to_arrow
+
+    return decode_rows_to_arrow([EMPTY_ROW_V2], np.zeros(1, dtype=np.int64), table, list(names))
+
+
+def _range_mask(handles: pa.Array | pa.ChunkedArray, lo: int | None, hi: int | None) -> pc.Expression | Any:
+    m = None
+    if lo is not None:
+        m = pc.greater_equal(handles, lo)
+    if hi is not None:
+        h = pc.less(handles, hi)
+        m = h if m is None else pc.and_(m, h)
+    return m
+
+
+def _outside_tombstones(handles: pa.ChunkedArray | pa.Array, tombstones: Sequence[HandleRange]) -> Any:
+    keep = None
+    for lo, hi in tombstones:
+        inside = _range_mask(handles, lo, hi)
+        if inside is None:
+            return pa.array(np.zeros(len(handles), dtype=bool))
+        out = pc.invert(inside)
+        keep = out if keep is None else pc.and_(keep, out)
+    return keep
+
+
+class _Reader:
+    def __init__(self, root: Path, table: "TableInfo", ts: int, handle_range: HandleRange,
+                 columns: Sequence[str] | None, predicate: Expr | None, hidden: Sequence[str],
+                 batch_rows: int) -> None:
+        self.root = root
+        self.table = table
+        self.ts = ts
+        self.lo, self.hi = handle_range
+        self.predicate = predicate
+        self.hidden = tuple(hidden)
+        self.schema = output_schema(table, columns, hidden)
+        user_out = [f.name for f in self.schema if f.name not in HIDDEN_NAMES]
+        pred_cols = sorted(predicate.columns()) if predicate is not None else []
+        unknown = [c for c in pred_cols if c not in {c2.name for c2 in table.columns} and c not in HIDDEN_NAMES]
+        if unknown:
+            from pyspark_theflash.store.errors import PredicateError
+
+            raise PredicateError(f"filter names column(s) {unknown} that table {table.db}.{table.name} "
+                                 f"(id {table.id}) does not have")
+        self.user_needed = list(dict.fromkeys(user_out + [c for c in pred_cols if c not in HIDDEN_NAMES]))
+        self.by_name = {c.name: c for c in table.columns}
+        self.batch_rows = batch_rows
+        self._defaults: pa.RecordBatch | None = None
+
+    # --- loading one part ---------------------------------------------------------------------
+    def _defaults_for(self, name: str) -> pa.Array:
+        if self._defaults is None:
+            missing = self.user_needed
+            self._defaults = origin_defaults(self.table, missing)
+        return self._defaults.column(self._defaults.schema.get_field_index(name))
+
+    def _file_columns(self, part: PartRef) -> tuple[list[str], dict[str, str]]:
+        """Columns to read from the part's file, and target name -> file name."""
+        names_by_id = dict(part.columns)
+        mapping: dict[str, str] = {}
+        for name in self.user_needed:
+            cid = self.by_name[name].id
+            if cid in names_by_id:
+                mapping[name] = names_by_id[cid]
+        return list(mapping.values()) + list(HIDDEN_NAMES), mapping
+
+    def _conform(self, part: PartRef, t: pa.Table, mapping: Mapping[str, str]) -> pa.Table:
+        """A part's rows with the target schema's needed columns: renamed by column id,
+        cast where the type changed, origin defaults for columns added after the part."""
+        arrays: list[Any] = []
+        fields: list[pa.Field] = []
+        targets = {f.name: f for f in output_schema(self.table, self.user_needed, ())}
+        for name in self.user_needed:
+            target_type = targets[name].type
+            if name in mapping:
+                a = t.column(mapping[name])
+                if a.type != target_type:
+                    a = a.cast(target_type)
+            else:
+                d = self._defaults_for(name)
+                a = d.take(pa.array(np.zeros(t.num_rows, dtype=np.int64)))
+                if a.type != target_type:
+                    a = a.cast(target_type)
+            arrays.append(a)
+            fields.append(pa.field(name, target_type, nullable=True))
+        for h in HIDDEN_NAMES:
+            arrays.append(t.column(h))
+            fields.append(t.schema.field(h))
+        return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+    def _visible_filter(self, part: PartRef, t: pa.Table, single_version: bool) -> pa.Table:
+        masks = []
+        if part.max_commit_ts is None or part.max_commit_ts > self.ts:
+            masks.append(pc.less_equal(t.column(COMMIT_TS), pa.scalar(self.ts, pa.uint64())))
+        rm = _range_mask(t.column(ROWID), self.lo, self.hi)
+        if rm is not None:
+            masks.append(rm)
+        tm = _outside_tombstones(t.column(ROWID), part.tombstones)
+        if tm is not None:
+            masks.append(tm)
+        if single_version and part.delete_marks:
+            masks.append(pc.invert(t.column(DELMARK)))
+        if not masks:
+            return t
+        m = masks[0]
+        for x in masks[1:]:
+            m = pc.and_(m, x)
+        return t.filter(m)
+
+    def _open(self, part: PartRef) -> pq.ParquetFile:
+        path = self.root / part.path
+        try:
+            return pq.ParquetFile(str(path))
+        except FileNotFoundError as exc:
+            raise PartFileError(str(path), "missing (deleted while a reader without a lease "
+                                "used it?)") from exc
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise PartFileError(str(path), f"unreadable: {exc}") from exc
+
+    def _read(self, part: PartRef) -> pa.Table:
+        cols, mapping = self._file_columns(part)
+        t = self._open(part).read(columns=cols)
+        return self._conform(part, t, mapping)
+
+    # --- output -------------------------------------------------------------------------------
+    def _finish(self, t: pa.Table) -> Iterator[pa.RecordBatch]:
+        if self.predicate is not None and t.num_rows:
+            t = t.filter(self.predicate.to_arrow())
+        if t.num_rows == 0:
+            return
+        arrays = []
+        for f in self.schema:
+            a = t.column(f.name)
+            if a.type != f.type:
+                a = a.cast(f.type)
+            arrays.append(a)
+        out = pa.Table.from_arrays(arrays, schema=self.schema)
+        for b in out.to_batches(max_chunksize=self.batch_rows):
+            if b.num_rows:
+                yield b
+
+    def read_clean_part(self, part: PartRef) -> Iterator[pa.RecordBatch]:
+        """The partition's only part, one version per handle: stream its row groups,
+        pruning each by the filter."""
+        f = self._open(part)
+        cols, mapping = self._file_columns(part)
+        md = f.metadata
+        names_by_id = dict(part.columns)
+        file_index = {md.schema.column(i).name: i for i in range(md.num_columns)}
+        for rg in range(md.num_row_groups):
+            rgm = md.row_group(rg)
+            if rgm.num_rows == 0:
+                continue
+            if self.predicate is not None and not self.predicate.might_match(
+                    self._row_group_stats(rgm, names_by_id, file_index)):
+                continue
+            if not self._row_group_in_range(rgm, file_index):
+                continue
+            t = self._conform(part, f.read_row_group(rg, columns=cols), mapping)
+            yield from self._finish(self._visible_filter(part, t, single_version=True))
+
+    def _row_group_stats(self, rgm: Any, names_by_id: Mapping[int, str],
+                         file_index: Mapping[str, int]) -> dict[str, ColumnStats]:
+        out: dict[str, ColumnStats] = {}
+        for name in (self.predicate.columns() if self.predicate is not None else ()):
+            c = self.by_name.get(name)
+            if c is None or c.id not in names_by_id or names_by_id[c.id] not in file_index:
+                continue
+            st = rgm.column(file_index[names_by_id[c.id]]).statistics
+            if st is None:
+                continue
+            lo = hi = None
+            if st.has_min_max:
+                lo, hi = st.min, st.max
+            nulls = st.null_count if st.has_null_count else None
+            out[name] = ColumnStats(lo, hi, nulls, rgm.num_rows)
+        return out
+
+    def _row_group_in_range(self, rgm: Any, file_index: Mapping[str, int]) -> bool:
+        if self.lo is None and self.hi is None:
+            return True
+        st = rgm.column(file_index[ROWID]).statistics
+        if st is None or not st.has_min_max:
+            return True
+        return (self.lo is None or st.max >= self.lo) and (self.hi is None or st.min < self.hi)
+
+    def read_partition(self, parts: Sequence[PartRef]) -> Iterator[pa.RecordBatch]:
+        if self.predicate is not None:
+            if not self.predicate.might_match(merge_stats(p.stats_by_name(self.table) for p in parts)):
+                return
+        if len(parts) == 1 and parts[0].single_version:
+            yield from self.read_clean_part(parts[0])
+            return
+        tables = [self._visible_filter(p, self._read(p), single_version=False) for p in parts]
+        tables = [t for t in tables if t.num_rows]
+        if not tables:
+            return
+        t = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        t = newest_visible(t)
+        yield from self._finish(t)
+
+
+def newest_visible(t: pa.Table) -> pa.Table:
+    """Of versions (all with commit_ts <= ts), the newest per handle, minus delete marks."""
+    if t.num_rows == 0:
+        return t
+    order = pc.sort_indices(t, sort_keys=[(ROWID, "ascending"), (COMMIT_TS, "descending")])
+    handles = t.column(ROWID).take(order).to_numpy()
+    first = np.ones(len(handles), dtype=bool)
+    first[1:] = handles[1:] != handles[:-1]
+    chosen = order.to_numpy()[first]
+    t = t.take(pa.array(chosen))
+    return t.filter(pc.invert(t.column(DELMARK)))
+
+
+def read_parts(parts: Sequence[PartRef], table_info: "TableInfo", ts: int,
+               handle_range: HandleRange | None = None, columns: Sequence[str] | None = None,
+               predicate: Expr | None = None, hidden: Sequence[str] = (), root: str | Path = ".",
+               batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+    """The rows of ``table_info`` visible at ``ts`` in ``parts`` (live parts of one table,
+    as planned by ``StoreView.parts``), restricted to ``handle_range`` [lo, hi), with
+    ``columns`` (None: all) plus the requested ``hidden`` columns, filtered by ``predicate``.
+    Batches come partition by partition in handle order."""
+    lo, hi = handle_range if handle_range is not None else (None, None)
+    reader = _Reader(Path(root), table_info, ts, (lo, hi), columns, predicate, hidden, batch_rows)
+    groups: dict[int, list[PartRef]] = {}
+    for p in parts:
+        if p.rows == 0 or p.min_commit_ts is None or p.min_commit_ts > ts or not p.overlaps(lo, hi):
+            continue
+        groups.setdefault(p.partition_id, []).append(p)
+    ordered = sorted(groups.values(), key=lambda ps: (ps[0].partition_lo is not None,
+                                                       ps[0].partition_lo or 0))
+    for group in ordered:
+        yield from reader.read_partition(group)
+
+
+__all__ = ["PartRef", "newest_visible", "origin_defaults", "output_schema", "read_parts"]

@@ -1,0 +1,845 @@
+"""The store: one directory, one writer, many readers.
+
+``write`` applies a batch of region events atomically to memory (region caches and
+committed-row buffers); ``flush`` persists everything applied so far as one manifest edit
+(delta parts, region states, open locks, binlog position). The binlog is the write-ahead
+log. See docs/store.md for files, edits and invariants.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from pyspark_theflash.proto import binlog_pb2
+from pyspark_theflash.store import keyspace
+from pyspark_theflash.store import manifest as mf
+from pyspark_theflash.store.errors import (
+    CommitWithoutPrewriteError,
+    ReadOnlyStoreError,
+    UnknownTableError,
+    UnsupportedTableError,
+)
+from pyspark_theflash.store.leases import Leases
+from pyspark_theflash.store.predicate import Expr
+from pyspark_theflash.store.read import DEFAULT_BATCH_ROWS, read_parts
+from pyspark_theflash.store.region_cache import RegionCaches, SpillFile
+from pyspark_theflash.store.txn_merge_tree import (
+    COMMIT_TS,
+    DELMARK,
+    HIDDEN_FIELDS,
+    ROWID,
+    file_schema,
+    new_part_name,
+    sort_versions,
+    split_by_partition,
+    stats_to_json,
+    write_part,
+)
+from pyspark_theflash.store.views import RegionState, StoreView, intersect, table_info_from_row
+
+if TYPE_CHECKING:
+    from pyspark_theflash.schema import TableInfo
+
+Row = binlog_pb2.Row
+PUT, DELETE, LOCK = binlog_pb2.PUT, binlog_pb2.DELETE, binlog_pb2.LOCK
+_LOCK_TYPE_OP = {"P": PUT, "D": DELETE, "L": LOCK, "S": LOCK}
+
+
+@dataclass(frozen=True)
+class StoreOptions:
+    flush_rows: int = 500_000            # write() flushes when this many committed rows wait
+    flush_bytes: int = 128 << 20         # ... or this many bytes of them
+    flush_deadline_s: float = 2.0        # flush_due() once the oldest unflushed change is this old
+    partition_max_rows: int = 2_000_000  # compaction splits a partition beyond this
+    partition_max_bytes: int = 256 << 20
+    row_group_rows: int = 64 * 1024      # stable parts' Parquet row groups
+    prewrite_memory_bytes: int = 256 << 20  # prewritten values beyond this spill to disk
+    compact_min_deltas: int = 4          # background compaction merges partitions with this many deltas
+    read_batch_rows: int = DEFAULT_BATCH_ROWS
+    scan_lease_ttl_s: float = 600.0
+    busy_timeout_ms: int = 30_000
+
+
+@dataclass(frozen=True)
+class FlushResult:
+    version: int                 # manifest version of the edit (0: nothing to flush)
+    parts: int
+    rows: int
+    bytes: int
+    regions: int
+    locks: int                   # open locks persisted after the edit
+    position: tuple[int, int] | None
+    seconds: float
+
+
+@dataclass
+class WriteResult:
+    events: int = 0
+    applied: int = 0
+    skipped: int = 0             # at or below the region's applied index
+    prewrites: int = 0
+    commits: int = 0
+    rollbacks: int = 0
+    rows: int = 0                # committed rows buffered (record keys of replicated tables)
+    orphan_commits: int = 0      # commits already contained in a region snapshot
+    flushed: FlushResult | None = None
+
+
+@dataclass
+class _Region:
+    id: int
+    start_key: bytes = b""
+    end_key: bytes = b""
+    epoch_version: int = 0
+    conf_ver: int = 0
+    applied_index: int = 0
+    resolved_ts: int = 0
+    state: str = "normal"
+    snapshot_index: int = 0
+
+    def frozen(self) -> RegionState:
+        return RegionState(self.id, self.start_key, self.end_key, self.epoch_version, self.conf_ver,
+                           self.applied_index, self.resolved_ts, self.state, self.snapshot_index)
+
+
+@dataclass
+class _Staged:
+    """What one write() produced before it is known to decode."""
+
+    keys: list[bytes] = field(default_factory=list)
+    values: list[bytes] = field(default_factory=list)
+    commit_ts: list[int] = field(default_factory=list)
+    deletes: list[bool] = field(default_factory=list)
+    regions: list[int] = field(default_factory=list)
+    tombstones: list[tuple[int, bytes, bytes, str]] = field(default_factory=list)  # (seq, start, end, why)
+    snapshot_writes: dict[int, set[tuple[bytes, int]]] = field(default_factory=dict)
+
+    def add(self, region_id: int, key: bytes, commit_ts: int, value: bytes | None) -> None:
+        self.keys.append(key)
+        self.values.append(value or b"")
+        self.commit_ts.append(commit_ts)
+        self.deletes.append(value is None)
+        self.regions.append(region_id)
+
+
+@dataclass
+class _Buffer:
+    """Committed rows of one table waiting for the next flush, by schema version."""
+
+    chunks: list[tuple[int, pa.Table]] = field(default_factory=list)
+    rows: int = 0
+    bytes: int = 0
+
+
+def _position_tuple(position: Any) -> tuple[int, int] | None:
+    if position is None:
+        return None
+    if isinstance(position, binlog_pb2.Position):
+        return (int(position.segment), int(position.offset))
+    seg, off = position[0], position[1]
+    return (int(seg), int(off))
+
+
+class Store:
+    """A TheFlash store directory. ``Store.open(path)`` for the single writer,
+    ``Store.open(path, readonly=True)`` for readers in any process."""
+
+    def __init__(self, root: Path, readonly: bool, options: StoreOptions) -> None:
+        self.root = root
+        self.readonly = readonly
+        self.options = options
+        self._local = threading.local()
+        self._write_lock = threading.RLock()   # write(), flush(): the single writer
+        self._edit_lock = threading.Lock()     # flush and compaction commits, in order
+        self._conn = self._connect(create=not readonly)
+        if readonly:
+            mf.check_format(self._conn, root)
+        else:
+            mf.initialise(self._conn)
+        self.leases = Leases(lambda: self._connect(create=False))
+        self._background: Any = None
+        # writer state
+        self._regions: dict[int, _Region] = {}
+        self._schemas: dict[int, "TableInfo"] = {}
+        self._ignored: set[int] = set()
+        self._buffers: dict[int, _Buffer] = {}
+        self._tombstones: list[tuple[bytes, bytes, str]] = []
+        self._snapshot_writes: dict[int, set[tuple[bytes, int]]] = {}
+        self._persisted_locks: set[tuple[int, bytes, int]] = set()
+        self._position: tuple[int, int] | None = None
+        self._dirty_since: float | None = None
+        self._caches: RegionCaches | None = None
+        if not readonly:
+            self._load_writer_state()
+
+    # --- opening -----------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], readonly: bool = False,
+             options: StoreOptions | None = None) -> "Store":
+        root = Path(path)
+        if not readonly:
+            root.mkdir(parents=True, exist_ok=True)
+        return cls(root, readonly, options or StoreOptions())
+
+    def _connect(self, create: bool = False) -> sqlite3.Connection:
+        return mf.connect(self.root, create=create, busy_timeout_ms=self.options.busy_timeout_ms)
+
+    def _thread_conn(self) -> sqlite3.Connection:
+        """A manifest connection owned by the calling thread (SQLite connections must not be
+        shared by threads that run transactions concurrently)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    def _load_writer_state(self) -> None:
+        conn = self._conn
+        with mf.read(conn):
+            for r in conn.execute("SELECT region_id, start_key, end_key, epoch_version, conf_ver, applied_index, "
+                                  "resolved_ts, state, snapshot_index FROM regions"):
+                self._regions[int(r[0])] = _Region(int(r[0]), bytes(r[1]), bytes(r[2]), int(r[3]), int(r[4]),
+                                                   int(r[5]), int(r[6]), r[7], int(r[8]))
+            for tid, db, info in conn.execute(
+                    "SELECT t.table_id, t.db, t.info FROM tables t JOIN (SELECT table_id, MAX(schema_version) v "
+                    "FROM tables GROUP BY table_id) m ON t.table_id = m.table_id AND t.schema_version = m.v"):
+                self._schemas[int(tid)] = table_info_from_row(info, db)
+            self._ignored = {int(r[0]) for r in conn.execute("SELECT table_id FROM ignored_tables")}
+            seg = mf.get_meta(conn, "position_segment")
+            if seg is not None:
+                self._position = (int(seg), int(mf.get_meta(conn, "position_offset")))
+            locks = conn.execute("SELECT region_id, key, start_ts, primary_key, op, ttl, value FROM locks").fetchall()
+        self._caches = RegionCaches(SpillFile(self.root / "spill.db"), self.options.prewrite_memory_bytes)
+        for region_id, key, start_ts, primary, op, ttl, value in locks:
+            self._caches.prewrite(int(region_id), bytes(key), int(start_ts), int(op), bytes(value or b""),
+                                  bytes(primary), int(ttl))
+            self._persisted_locks.add((int(region_id), bytes(key), int(start_ts)))
+        self._remove_unlisted_files()
+
+    def _remove_unlisted_files(self) -> None:
+        """Files under tables/ that no manifest row names are leftovers of a flush or a
+        compaction that crashed before its edit committed: never visible, safe to delete."""
+        tables_dir = self.root / "tables"
+        if not tables_dir.exists():
+            return
+        listed = {r[0] for r in self._conn.execute("SELECT file FROM parts")}
+        for dirpath, _dirs, files in os.walk(tables_dir):
+            for name in files:
+                rel = os.path.relpath(os.path.join(dirpath, name), self.root).replace(os.sep, "/")
+                if rel not in listed:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(dirpath, name))
+
+    def close(self) -> None:
+        self.stop_background()
+        if self._caches is not None:
+            self._caches.close()
+        self.leases.close()
+        self._conn.close()
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _require_writer(self, operation: str) -> None:
+        if self.readonly:
+            raise ReadOnlyStoreError(str(self.root), operation)
+
+    # --- schemas -----------------------------------------------------------------------------
+    def put_schema(self, db: str, table_info: dict[str, Any]) -> int:
+        """Record a schema version of a table (idempotent); returns its schema version."""
+        from pyspark_theflash.schema import TableInfo
+
+        self._require_writer("put_schema")
+        info = TableInfo.from_json(table_info, db=db)
+        if info.is_common_handle:
+            raise UnsupportedTableError(info.id, f"{db}.{info.name} has a clustered common-handle primary "
+                                        "key, which this store does not replicate yet; ignore_table() it")
+        text = mf.dumps(info.to_json())
+        with self._edit_lock:
+            conn = self._conn
+            with mf.edit(conn) as e:
+                row = conn.execute("SELECT info FROM tables WHERE table_id = ? AND schema_version = ?",
+                                   (info.id, info.schema_version)).fetchone()
+                if row is None:
+                    conn.execute("INSERT INTO tables VALUES (?,?,?,?,?,?)",
+                                 (info.id, info.schema_version, db, info.name, text, e.version))
+                    conn.execute("DELETE FROM ignored_tables WHERE table_id = ?", (info.id,))
+        current = self._schemas.get(info.id)
+        if current is None or current.schema_version <= info.schema_version:
+            self._schemas[info.id] = info
+        self._ignored.discard(info.id)
+        return int(info.schema_version)
+
+    def ignore_table(self, table_id: int, db: str, name: str) -> None:
+        """Rows of this table are dropped by write() from now on (not replicated)."""
+        self._require_writer("ignore_table")
+        with self._edit_lock:
+            with mf.edit(self._conn, bump=False):
+                self._conn.execute("INSERT OR REPLACE INTO ignored_tables VALUES (?,?,?)", (table_id, db, name))
+        self._ignored.add(table_id)
+
+    def set_upstream(self, address: str) -> None:
+        self._require_writer("set_upstream")
+        with self._edit_lock, mf.edit(self._conn, bump=False):
+            mf.set_meta(self._conn, "upstream", address)
+
+    # --- the write path ----------------------------------------------------------------------
+    def write(self, events: Sequence[binlog_pb2.Event], position: Any = None) -> WriteResult:
+        """Apply a batch of events atomically to memory; ``position`` is where the binlog
+        continues after them. On UnknownTableError (or any error) nothing is applied."""
+        self._require_writer("write")
+        assert self._caches is not None
+        with self._write_lock:
+            result = WriteResult(events=len(events))
+            staged = _Staged()
+            saved_regions: dict[int, _Region | None] = {}
+            self._caches.begin()
+            try:
+                for ev in events:
+                    self._apply_event(ev, staged, saved_regions, result)
+                decoded = self._decode(staged)
+            except BaseException:
+                self._caches.rollback()
+                for rid, old in saved_regions.items():
+                    if old is None:
+                        self._regions.pop(rid, None)
+                    else:
+                        self._regions[rid] = old
+                raise
+            self._caches.commit()
+            # From here on nothing can fail half-way: the batch is decoded.
+            for _seq, start, end, why in staged.tombstones:
+                self._delete_range_in_buffers(start, end)
+                self._tombstones.append((start, end, why))
+            for tid, version, table in decoded:
+                buf = self._buffers.setdefault(tid, _Buffer())
+                buf.chunks.append((version, table))
+                buf.rows += table.num_rows
+                buf.bytes += table.nbytes
+                result.rows += table.num_rows
+            for rid, writes in staged.snapshot_writes.items():
+                self._snapshot_writes[rid] = writes
+            pos = _position_tuple(position)
+            if pos is not None:
+                self._position = pos
+            if (result.applied or pos is not None) and self._dirty_since is None:
+                self._dirty_since = time.monotonic()
+            if self.buffered_rows >= self.options.flush_rows or self.buffered_bytes >= self.options.flush_bytes:
+                result.flushed = self.flush()
+            return result
+
+    @property
+    def buffered_rows(self) -> int:
+        return sum(b.rows for b in self._buffers.values())
+
+    @property
+    def buffered_bytes(self) -> int:
+        return sum(b.bytes for b in self._buffers.values())
+
+    def flush_due(self) -> bool:
+        """True when the oldest unflushed change is older than the flush deadline."""
+        return (self._dirty_since is not None
+                and time.monotonic() - self._dirty_since >= self.options.flush_deadline_s)
+
+    def _region_for_update(self, rid: int, saved: dict[int, _Region | None]) -> _Region:
+        reg = self._regions.get(rid)
+        if rid not in saved:
+            saved[rid] = None if reg is None else replace(reg)
+        if reg is None:
+            # A region seen for the first time without a snapshot or split introducing it:
+            # the bootstrap region of a fresh cluster, covering the whole key space.
+            reg = _Region(rid)
+            self._regions[rid] = reg
+        return reg
+
+    def _apply_event(self, ev: binlog_pb2.Event, staged: _Staged, saved: dict[int, _Region | None],
+                     result: WriteResult) -> None:
+        assert self._caches is not None
+        rid = int(ev.region_id)
+        reg = self._region_for_update(rid, saved)
+        kind = ev.WhichOneof("payload")
+        if kind == "resolved_ts":
+            reg.resolved_ts = max(reg.resolved_ts, int(ev.resolved_ts))
+            return
+        if ev.index <= reg.applied_index:
+            result.skipped += 1
+            return
+        if ev.HasField("epoch") and kind == "entries":
+            reg.epoch_version = max(reg.epoch_version, int(ev.epoch.version))
+            reg.conf_ver = max(reg.conf_ver, int(ev.epoch.conf_version))
+        if kind == "entries":
+            for row in ev.entries.rows:
+                self._apply_row(reg, int(ev.index), row, staged, result)
+        elif kind == "admin":
+            self._apply_admin(reg, ev.admin, staged, saved)
+        elif kind == "snapshot":
+            self._apply_snapshot(reg, int(ev.index), ev.snapshot, staged, saved)
+        reg.applied_index = int(ev.index)
+        result.applied += 1
+
+    def _apply_row(self, reg: _Region, index: int, row: binlog_pb2.Row, staged: _Staged,
+                   result: WriteResult) -> None:
+        caches = self._caches
+        assert caches is not None
+        t = row.type
+        if t == Row.PREWRITE:
+            caches.prewrite(reg.id, row.key, row.start_ts, row.op, row.value, row.primary, row.ttl)
+            result.prewrites += 1
+        elif t == Row.COMMIT:
+            pw = caches.take(reg.id, row.key, row.start_ts)
+            result.commits += 1
+            if pw is None:
+                if self._is_orphan_commit(reg, row.key, int(row.start_ts), staged):
+                    result.orphan_commits += 1
+                    return
+                raise CommitWithoutPrewriteError(reg.id, row.key, keyspace.describe_key(row.key), row.start_ts,
+                                                 row.commit_ts, index)
+            if pw.op == PUT:
+                staged.add(reg.id, row.key, int(row.commit_ts), pw.value or b"")
+            elif pw.op == DELETE:
+                staged.add(reg.id, row.key, int(row.commit_ts), None)
+        elif t == Row.ROLLBACK:
+            caches.drop(reg.id, row.key, row.start_ts)
+            result.rollbacks += 1
+        elif t == Row.COMMITTED:
+            result.commits += 1
+            if row.op == PUT:
+                staged.add(reg.id, row.key, int(row.commit_ts), row.value)
+            elif row.op == DELETE:
+                staged.add(reg.id, row.key, int(row.commit_ts), None)
+
+    def _is_orphan_commit(self, reg: _Region, key: bytes, start_ts: int, staged: _Staged) -> bool:
+        """A COMMIT without a prewrite is expected after a region snapshot: its prewrite
+        predates the snapshot, and the snapshot holds either its lock (then the cache has
+        it) or its committed write (then the data is already there: skip it)."""
+        if reg.snapshot_index == 0:
+            return False
+        writes = staged.snapshot_writes.get(reg.id, self._snapshot_writes.get(reg.id))
+        if writes is None:
+            # The snapshot was applied before this process started: its write set is gone,
+            # but the snapshot was whole, so a commit it lacks the lock of is in its data.
+            return True
+        return (key, start_ts) in writes
+
+    def _apply_admin(self, reg: _Region, admin: binlog_pb2.Admin, staged: _Staged,
+                     saved: dict[int, _Region | None]) -> None:
+        caches = self._caches
+        assert caches is not None
+        cmd = admin.WhichOneof("cmd")
+        if cmd == "split":
+            for r in admin.split.regions:
+                target = self._region_for_update(int(r.id), saved)
+                is_new = target is not reg and target.applied_index == 0 and target.state == "normal"
+                target.start_key, target.end_key = bytes(r.start_key), bytes(r.end_key)
+                target.epoch_version, target.conf_ver = int(r.epoch.version), int(r.epoch.conf_version)
+                target.state = "normal"
+                if target is not reg:
+                    if is_new or target.snapshot_index < reg.snapshot_index:
+                        target.snapshot_index = max(target.snapshot_index, reg.snapshot_index)
+                        writes = staged.snapshot_writes.get(reg.id, self._snapshot_writes.get(reg.id))
+                        if writes is not None:
+                            staged.snapshot_writes[target.id] = writes
+                    raw_s = keyspace.decode_region_boundary(target.start_key)
+                    raw_e = keyspace.decode_region_boundary(target.end_key)
+                    caches.move(reg.id, target.id, lambda k, s=raw_s, e=raw_e: keyspace.key_in_raw_range(k, s, e))
+        elif cmd == "merge":
+            src_msg, dst_msg = admin.merge.source, admin.merge.target
+            src = self._region_for_update(int(src_msg.id), saved)
+            dst = self._region_for_update(int(dst_msg.id), saved)
+            dst.start_key, dst.end_key = bytes(dst_msg.start_key), bytes(dst_msg.end_key)
+            dst.epoch_version, dst.conf_ver = int(dst_msg.epoch.version), int(dst_msg.epoch.conf_version)
+            dst.state = "normal"
+            if src is not dst:
+                caches.move(src.id, dst.id, lambda k: True)
+                if src.snapshot_index:
+                    dst.snapshot_index = max(dst.snapshot_index, src.snapshot_index)
+                    a = staged.snapshot_writes.get(src.id, self._snapshot_writes.get(src.id))
+                    b = staged.snapshot_writes.get(dst.id, self._snapshot_writes.get(dst.id))
+                    if a is not None and (b is not None or dst.snapshot_index == src.snapshot_index):
+                        staged.snapshot_writes[dst.id] = set(a) | set(b or ())
+                src.state = "merged"
+                src.epoch_version = max(src.epoch_version, int(src_msg.epoch.version))
+        elif cmd == "removed":
+            staged.tombstones.append((len(staged.keys), reg.start_key, reg.end_key, f"region {reg.id} removed"))
+            caches.clear(reg.id)
+            reg.state = "removed"
+
+    def _apply_snapshot(self, reg: _Region, index: int, snap: binlog_pb2.RegionSnapshot, staged: _Staged,
+                        saved: dict[int, _Region | None]) -> None:
+        from pyspark_theflash.codec.txn import Lock, Write
+
+        caches = self._caches
+        assert caches is not None
+        r = snap.region
+        if r.id and int(r.id) == reg.id or not r.id:
+            reg.start_key, reg.end_key = bytes(r.start_key), bytes(r.end_key)
+            if r.HasField("epoch"):
+                reg.epoch_version, reg.conf_ver = int(r.epoch.version), int(r.epoch.conf_version)
+        reg.state = "normal"
+        staged.tombstones.append((len(staged.keys), reg.start_key, reg.end_key,
+                                  f"region {reg.id} snapshot at index {index}"))
+        caches.clear(reg.id)
+        for sl in snap.locks:
+            lock = Lock.parse(sl.lock)
+            op = _LOCK_TYPE_OP.get(lock.lock_type, LOCK)
+            value = lock.short_value if lock.short_value is not None else bytes(sl.value)
+            caches.prewrite(reg.id, bytes(sl.key), int(lock.start_ts), op, value if op == PUT else b"",
+                            bytes(lock.primary), int(lock.ttl))
+        writes: set[tuple[bytes, int]] = set()
+        for sw in snap.writes:
+            w = Write.parse(sw.write)
+            writes.add((bytes(sw.key), int(w.start_ts)))
+            if w.write_type == "P":
+                value = w.short_value if w.short_value is not None else bytes(sw.value)
+                staged.add(reg.id, bytes(sw.key), int(sw.commit_ts), value)
+            elif w.write_type == "D":
+                staged.add(reg.id, bytes(sw.key), int(sw.commit_ts), None)
+        staged.snapshot_writes[reg.id] = writes
+        reg.snapshot_index = index
+
+    def _decode(self, staged: _Staged) -> list[tuple[int, int, pa.Table]]:
+        """Committed rows → Arrow tables per table, vectorised; raises before anything is
+        mutated (UnknownTableError for a table without schema)."""
+        from pyspark_theflash.codec.batch import decode_rows_to_arrow
+
+        if not staged.keys:
+            return []
+        mask, table_ids, handles = keyspace.split_int_record_keys(staged.keys)
+        seq = np.flatnonzero(mask)
+        if len(seq) == 0:
+            return []
+        keep = np.ones(len(seq), dtype=bool)
+        for tseq, start, end, _why in staged.tombstones:
+            # Rows staged before a delete-range in the same batch are deleted by it.
+            before = seq < tseq
+            if not before.any():
+                continue
+            for tid in np.unique(table_ids[before]):
+                rng = keyspace.region_handle_range(start, end, int(tid))
+                if rng is None:
+                    continue
+                inside = before & (table_ids == tid)
+                if rng[0] is not None:
+                    inside &= handles >= rng[0]
+                if rng[1] is not None:
+                    inside &= handles < rng[1]
+                keep &= ~inside
+        seq, table_ids, handles = seq[keep], table_ids[keep], handles[keep]
+        commit_ts = np.asarray(staged.commit_ts, dtype=np.uint64)[seq]
+        deletes = np.asarray(staged.deletes, dtype=bool)[seq]
+        values = pa.array(staged.values, type=pa.binary()).take(pa.array(seq))
+        regions = np.asarray(staged.regions, dtype=np.int64)[seq]
+        out: list[tuple[int, int, pa.Table]] = []
+        for tid in np.unique(table_ids):
+            tid = int(tid)
+            if tid in self._ignored:
+                continue
+            info = self._schemas.get(tid)
+            sel = table_ids == tid
+            if info is None:
+                raise UnknownTableError(tid, int(regions[np.flatnonzero(sel)[0]]))
+            put = sel & ~deletes
+            dele = sel & deletes
+            schema = file_schema(_user_fields(info))
+            pieces = []
+            if put.any():
+                idx = np.flatnonzero(put)
+                batch = decode_rows_to_arrow(values.take(pa.array(idx)).to_pylist(), handles[idx], info, None)
+                cols = [batch.column(batch.schema.get_field_index(f.name)) for f in schema
+                        if f.name not in (ROWID, COMMIT_TS, DELMARK)]
+                pieces.append(pa.Table.from_arrays(
+                    cols + [pa.array(handles[idx]), pa.array(commit_ts[idx]), pa.array(np.zeros(len(idx), bool))],
+                    schema=schema))
+            if dele.any():
+                idx = np.flatnonzero(dele)
+                n = len(idx)
+                cols = [pa.nulls(n, f.type) for f in schema if f.name not in (ROWID, COMMIT_TS, DELMARK)]
+                pieces.append(pa.Table.from_arrays(
+                    cols + [pa.array(handles[idx]), pa.array(commit_ts[idx]), pa.array(np.ones(n, bool))],
+                    schema=schema))
+            t = pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
+            out.append((tid, int(info.schema_version), t))
+        return out
+
+    def _delete_range_in_buffers(self, start: bytes, end: bytes) -> None:
+        for tid, buf in self._buffers.items():
+            rng = keyspace.region_handle_range(start, end, tid)
+            if rng is None:
+                continue
+            chunks = []
+            rows = nbytes = 0
+            for version, t in buf.chunks:
+                h = t.column(ROWID).to_numpy()
+                inside = np.ones(len(h), dtype=bool)
+                if rng[0] is not None:
+                    inside &= h >= rng[0]
+                if rng[1] is not None:
+                    inside &= h < rng[1]
+                if inside.any():
+                    t = t.filter(pa.array(~inside))
+                if t.num_rows:
+                    chunks.append((version, t))
+                    rows += t.num_rows
+                    nbytes += t.nbytes
+            buf.chunks, buf.rows, buf.bytes = chunks, rows, nbytes
+
+    # --- flush -------------------------------------------------------------------------------
+    def flush(self) -> FlushResult:
+        """Persist everything applied so far in one manifest edit: delta parts, region
+        states, open locks, range tombstones and the binlog position."""
+        self._require_writer("flush")
+        with self._write_lock, self._edit_lock:
+            return self._flush_locked()
+
+    def _flush_locked(self) -> FlushResult:
+        assert self._caches is not None
+        t0 = time.monotonic()
+        conn = self._conn
+        for _attempt in range(5):
+            partitions = self._read_partitions(conn)
+            written: list[tuple[int, int, int, Any, str]] = []  # (table, partition, schema_version, PartFile, kind)
+            new_partitions: dict[int, int] = {}
+            try:
+                for tid, buf in self._buffers.items():
+                    plist = partitions.get(tid)
+                    if not plist:
+                        pid = 1
+                        new_partitions[tid] = pid
+                        plist = [(pid, None, None)]
+                    bounds = [p[1] for p in plist[1:]]
+                    info = self._schemas[tid]
+                    by_version: dict[int, list[pa.Table]] = {}
+                    for version, t in buf.chunks:
+                        by_version.setdefault(version, []).append(t)
+                    for version, tables in by_version.items():
+                        t = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+                        which = split_by_partition(t.column(ROWID).to_numpy(), bounds)
+                        col_ids = [c.id for c in _schema_columns(info, version, self)]
+                        for i in np.unique(which):
+                            part_t = t.filter(pa.array(which == i)) if len(plist) > 1 else t
+                            pid = plist[int(i)][0]
+                            rel = new_part_name(tid, pid, "delta")
+                            pf = write_part(self.root, rel, sort_versions(part_t), col_ids,
+                                            self.options.row_group_rows, compression="none")
+                            written.append((tid, pid, version, pf, "delta"))
+                current_locks = {(r, k, ts) for r, k, ts, _pw in self._caches.items()}
+                with mf.edit(conn) as e:
+                    if self._read_partitions(conn) != partitions:
+                        raise _PartitionsChanged()
+                    for tid, pid in new_partitions.items():
+                        conn.execute("INSERT INTO partitions VALUES (?,?,?,?,?)", (tid, pid, None, None, e.version))
+                    for tid, pid, version, pf, kind in written:
+                        insert_part(conn, tid, pid, kind, pf, version, data_version=e.version, added_version=e.version)
+                    for start, end, why in self._tombstones:
+                        conn.execute("INSERT INTO range_tombstones(start_key, end_key, version, reason) "
+                                     "VALUES (?,?,?,?)", (start, end, e.version, why))
+                    for reg in self._regions.values():
+                        conn.execute("INSERT OR REPLACE INTO regions VALUES (?,?,?,?,?,?,?,?,?)",
+                                     (reg.id, reg.start_key, reg.end_key, reg.epoch_version, reg.conf_ver,
+                                      reg.applied_index, reg.resolved_ts, reg.state, reg.snapshot_index))
+                    gone = self._persisted_locks - current_locks
+                    conn.executemany("DELETE FROM locks WHERE region_id = ? AND key = ? AND start_ts = ?", gone)
+                    conn.executemany("INSERT OR REPLACE INTO locks VALUES (?,?,?,?,?,?,?,?,?)",
+                                     self._lock_rows(current_locks - self._persisted_locks))
+                    if self._position is not None:
+                        mf.set_meta(conn, "position_segment", self._position[0])
+                        mf.set_meta(conn, "position_offset", self._position[1])
+                    version = e.version
+            except _PartitionsChanged:
+                for _tid, _pid, _v, pf, _k in written:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.root / pf.file)
+                continue
+            except BaseException:
+                for _tid, _pid, _v, pf, _k in written:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.root / pf.file)
+                raise
+            rows = sum(b.rows for b in self._buffers.values())
+            self._buffers.clear()
+            self._tombstones.clear()
+            self._persisted_locks = current_locks
+            self._dirty_since = None
+            return FlushResult(version, len(written), rows, sum(w[3].bytes for w in written), len(self._regions),
+                               len(current_locks), self._position, time.monotonic() - t0)
+        raise RuntimeError("flush: partitions kept changing under the flush (another writer process?)")
+
+    def _lock_rows(self, keys: set[tuple[int, bytes, int]]) -> Iterator[tuple[Any, ...]]:
+        caches = self._caches
+        assert caches is not None
+        ordered = sorted(keys)
+        mask, tids, handles = keyspace.split_int_record_keys([k for _r, k, _t in ordered])
+        j = 0
+        for i, (rid, key, start_ts) in enumerate(ordered):
+            pw = caches.get(rid, key, start_ts)
+            assert pw is not None
+            tid = handle = None
+            if mask[i]:
+                tid, handle = int(tids[j]), int(handles[j])
+                j += 1
+            yield (rid, key, start_ts, pw.primary, pw.op, pw.ttl, caches.value_of(rid, key, start_ts, pw),
+                   tid, handle)
+
+    @staticmethod
+    def _read_partitions(conn: sqlite3.Connection) -> dict[int, list[tuple[int, int | None, int | None]]]:
+        out: dict[int, list[tuple[int, int | None, int | None]]] = {}
+        for tid, pid, lo, hi in conn.execute("SELECT table_id, partition_id, lo, hi FROM partitions "
+                                             "ORDER BY table_id, lo IS NOT NULL, lo"):
+            out.setdefault(int(tid), []).append((int(pid), lo, hi))
+        return out
+
+    # --- reads -------------------------------------------------------------------------------
+    def snapshot(self) -> StoreView:
+        """A consistent view of the flushed state (one SQLite read transaction)."""
+        return StoreView(self._connect())
+
+    def scan(self, table: "str | int | TableInfo", ts: int, handle_range: tuple[int | None, int | None] | None = None,
+             region_id: int | None = None, columns: Sequence[str] | None = None, predicate: Expr | None = None,
+             hidden: Sequence[str] = ()) -> Iterator[pa.RecordBatch]:
+        """Rows of ``table`` visible at ``ts`` (flushed state), under a lease held while the
+        iterator runs. ``region_id`` restricts to the handles inside that region."""
+        lease = self.leases.acquire(ts, self.options.scan_lease_ttl_s, holder=f"scan pid {os.getpid()}")
+        try:
+            with self.snapshot() as view:
+                info = view.table(table)
+                rng: tuple[int | None, int | None] | None = handle_range or (None, None)
+                if region_id is not None:
+                    region = view.region(region_id)
+                    if region is None:
+                        return
+                    rng = intersect(rng, view.region_handle_range(region, info.id))  # type: ignore[arg-type]
+                if rng is None:
+                    return
+                parts = view.parts(info.id, rng[0], rng[1])
+            yield from read_parts(parts, info, ts, rng, columns, predicate, hidden, self.root,
+                                  self.options.read_batch_rows)
+        finally:
+            with contextlib.suppress(Exception):
+                self.leases.release(lease.id)
+
+    def scan_table(self, table: "str | int | TableInfo", ts: int, **kwargs: Any) -> pa.Table:
+        """``scan`` collected into one table (with the output schema even when empty)."""
+        from pyspark_theflash.store.read import output_schema
+
+        with self.snapshot() as view:
+            info = view.table(table)
+        batches = list(self.scan(info.id, ts, **kwargs))
+        schema = output_schema(info, kwargs.get("columns"), kwargs.get("hidden", ()))
+        return pa.Table.from_batches(batches, schema=schema)
+
+    # --- compaction, GC, background ---------------------------------------------------------
+    def compact(self, table: "str | int | TableInfo | None" = None, force: bool = False) -> Any:
+        """Merge every partition's delta parts (and stable part) into a new stable part,
+        dropping versions below the GC safe point; splits oversized partitions."""
+        from pyspark_theflash.store.compaction import compact_store
+
+        self._require_writer("compact")
+        return compact_store(self, table, force=force)
+
+    def gc(self, safe_point: int) -> Any:
+        """Move the GC safe point to ``safe_point`` (never past the oldest live lease) and
+        compact every partition with it."""
+        from pyspark_theflash.store.compaction import gc_store
+
+        self._require_writer("gc")
+        return gc_store(self, safe_point)
+
+    def delete_obsolete_files(self) -> int:
+        from pyspark_theflash.store.compaction import delete_obsolete_files
+
+        self._require_writer("delete_obsolete_files")
+        return delete_obsolete_files(self)
+
+    def start_background(self, compaction_interval_s: float = 10.0) -> None:
+        from pyspark_theflash.store.compaction import BackgroundCompactor
+
+        self._require_writer("start_background")
+        if self._background is None:
+            self._background = BackgroundCompactor(self, compaction_interval_s)
+            self._background.start()
+
+    def stop_background(self) -> None:
+        if self._background is not None:
+            self._background.stop()
+            self._background = None
+
+    # --- status ------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        with self.snapshot() as view:
+            conn = view.conn()
+            regions = [{"id": r.id, "applied_index": r.applied_index, "resolved_ts": r.resolved_ts,
+                        "epoch_version": r.epoch_version, "state": r.state,
+                        "start_key": r.start_key.hex(), "end_key": r.end_key.hex()} for r in view.regions(True)]
+            tables = []
+            for t in view.tables():
+                parts = conn.execute("SELECT kind, COUNT(*), COALESCE(SUM(rows),0), COALESCE(SUM(bytes),0) FROM parts "
+                                     "WHERE table_id = ? AND removed_version IS NULL GROUP BY kind", (t.id,)).fetchall()
+                by_kind = {k: {"parts": int(n), "rows": int(r), "bytes": int(b)} for k, n, r, b in parts}
+                tables.append({"id": t.id, "name": f"{t.db}.{t.name}", "schema_version": t.schema_version,
+                               "partitions": len(view.partitions(t.id)), "delta": by_kind.get("delta"),
+                               "stable": by_kind.get("stable")})
+            removed = conn.execute("SELECT COUNT(*), COALESCE(SUM(bytes),0) FROM parts "
+                                   "WHERE removed_version IS NOT NULL").fetchone()
+            locks = conn.execute("SELECT COUNT(*) FROM locks").fetchone()[0]
+            out = {"root": str(self.root), "manifest_version": view.version, "position": view.position(),
+                   "gc_safe_point": view.gc_safe_point(), "regions": regions, "tables": tables,
+                   "ignored_tables": [list(x) for x in view.ignored_tables()], "locks": int(locks),
+                   "removed_parts_awaiting_deletion": {"parts": int(removed[0]), "bytes": int(removed[1])},
+                   "leases": len(self.leases.live())}
+        if not self.readonly:
+            assert self._caches is not None
+            out["buffered_rows"] = self.buffered_rows
+            out["buffered_bytes"] = self.buffered_bytes
+            out["open_prewrites"] = self._caches.count()
+            out["prewrite_memory_bytes"] = self._caches.memory_bytes
+        return out
+
+
+class _PartitionsChanged(Exception):
+    pass
+
+
+def _user_fields(info: "TableInfo") -> list[pa.Field]:
+    from pyspark_theflash.schema import arrow_schema
+
+    return [f for f in arrow_schema(info) if f.name not in (ROWID, COMMIT_TS, DELMARK)]
+
+
+def _schema_columns(info: "TableInfo", version: int, store: Store) -> list[Any]:
+    """Columns of the table at ``version`` (the buffer's rows were decoded with it)."""
+    if int(info.schema_version) == version:
+        return list(info.columns)
+    row = store._conn.execute("SELECT db, info FROM tables WHERE table_id = ? AND schema_version = ?",
+                              (info.id, version)).fetchone()
+    return list(table_info_from_row(row[1], row[0]).columns)
+
+
+def insert_part(conn: sqlite3.Connection, table_id: int, partition_id: int, kind: str, pf: Any,
+                schema_version: int, data_version: int, added_version: int) -> None:
+    conn.execute(
+        "INSERT INTO parts(table_id, partition_id, kind, file, rows, bytes, min_handle, max_handle, "
+        "min_commit_ts, max_commit_ts, single_version, delete_marks, schema_version, data_version, "
+        "added_version, removed_version, stats) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,?)",
+        (table_id, partition_id, kind, pf.file, pf.rows, pf.bytes, pf.min_handle, pf.max_handle,
+         pf.min_commit_ts, pf.max_commit_ts, int(pf.single_version), pf.delete_marks, schema_version,
+         data_version, added_version, json.dumps(stats_to_json(pf.stats))))
+
+
+__all__ = ["FlushResult", "Store", "StoreOptions", "WriteResult", "HIDDEN_FIELDS"]

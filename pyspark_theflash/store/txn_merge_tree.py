@@ -1,0 +1,164 @@
+"""TxnMergeTree: one table's rows as range partitions by handle, each a set of parts.
+
+A *part* is one Parquet file of versions sorted by (handle, commit_ts), with the table's
+columns as of the part's schema version plus the hidden columns ``_tidb_rowid`` (int64),
+``_tidb_commit_ts`` (uint64) and ``_tidb_delmark`` (bool). Flushes write *delta* parts,
+compaction writes *stable* parts (row groups of a configured size, with statistics). This
+module writes part files (temporary name, fsync, rename) and computes what the manifest
+records about them; it never touches the manifest itself.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pyspark_theflash.store.predicate import ColumnStats, decode_value, encode_value
+
+ROWID = "_tidb_rowid"
+COMMIT_TS = "_tidb_commit_ts"
+DELMARK = "_tidb_delmark"
+HIDDEN_FIELDS = (pa.field(ROWID, pa.int64(), nullable=False),
+                 pa.field(COMMIT_TS, pa.uint64(), nullable=False),
+                 pa.field(DELMARK, pa.bool_(), nullable=False))
+HIDDEN_NAMES = (ROWID, COMMIT_TS, DELMARK)
+
+
+@dataclass(frozen=True)
+class PartFile:
+    """What the manifest records about a written part file."""
+
+    file: str              # relative to the store root
+    rows: int
+    bytes: int
+    min_handle: int | None
+    max_handle: int | None
+    min_commit_ts: int | None
+    max_commit_ts: int | None
+    single_version: bool
+    delete_marks: int
+    stats: dict[int, ColumnStats]   # by column id
+
+
+def part_dir(table_id: int, partition_id: int) -> str:
+    return f"tables/{table_id}/p{partition_id}"
+
+
+def new_part_name(table_id: int, partition_id: int, kind: str) -> str:
+    return f"{part_dir(table_id, partition_id)}/{kind}-{uuid.uuid4().hex[:16]}.parquet"
+
+
+def sort_versions(table: pa.Table) -> pa.Table:
+    """Rows ordered by (handle, commit_ts) ascending: the order of every part file."""
+    if table.num_rows <= 1:
+        return table
+    order = pc.sort_indices(table, sort_keys=[(ROWID, "ascending"), (COMMIT_TS, "ascending")])
+    return table.take(order)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(str(path), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_part(root: Path, rel: str, table: pa.Table, column_ids: Sequence[int],
+               row_group_rows: int, compression: str = "lz4") -> PartFile:
+    """Write ``table`` (already sorted) to ``root/rel`` under a temporary name, fsync it and
+    rename it in. ``column_ids`` are the ids of the table's user columns, in order."""
+    dest = root / rel
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + f".tmp-{os.getpid()}")
+    pq.write_table(table, str(tmp), row_group_size=max(1, row_group_rows), compression=compression,
+                   write_statistics=True)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, dest)
+    _fsync_dir(dest.parent)
+    return describe_part(rel, table, column_ids, dest.stat().st_size)
+
+
+def describe_part(rel: str, table: pa.Table, column_ids: Sequence[int], size: int) -> PartFile:
+    n = table.num_rows
+    handles = table.column(ROWID)
+    ts = table.column(COMMIT_TS)
+    if n:
+        h = pc.min_max(handles).as_py()
+        t = pc.min_max(ts).as_py()
+        hn = handles.to_numpy()
+        single = bool(n == 1 or not (hn[1:] == hn[:-1]).any())  # sorted: repeats are adjacent
+        delmarks = int(pc.sum(table.column(DELMARK).cast(pa.int64())).as_py() or 0)
+    else:
+        h = {"min": None, "max": None}
+        t = {"min": None, "max": None}
+        single, delmarks = True, 0
+    stats: dict[int, ColumnStats] = {}
+    user_names = [f.name for f in table.schema if f.name not in HIDDEN_NAMES]
+    for cid, name in zip(column_ids, user_names):
+        stats[cid] = column_stats(table.column(name))
+    return PartFile(rel, n, size, h["min"], h["max"], t["min"], t["max"], single, delmarks, stats)
+
+
+def column_stats(arr: pa.ChunkedArray | pa.Array) -> ColumnStats:
+    n = len(arr)
+    nulls = arr.null_count
+    lo = hi = None
+    if nulls < n:
+        try:
+            mm = pc.min_max(arr)
+            lo, hi = mm["min"].as_py(), mm["max"].as_py()
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):
+            lo = hi = None
+    return ColumnStats(lo, hi, nulls, n)
+
+
+def stats_to_json(stats: dict[int, ColumnStats]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for cid, s in stats.items():
+        try:
+            out[str(cid)] = [encode_value(s.min), encode_value(s.max), s.null_count, s.row_count]
+        except Exception:  # a value type the JSON form does not carry: no min/max for it
+            out[str(cid)] = [None, None, s.null_count, s.row_count]
+    return out
+
+
+def stats_from_json(d: dict[str, Any]) -> dict[int, ColumnStats]:
+    return {int(k): ColumnStats(decode_value(v[0]), decode_value(v[1]), v[2], v[3]) for k, v in d.items()}
+
+
+def file_schema(user_fields: Sequence[pa.Field]) -> pa.Schema:
+    """The schema of a part file: the user columns (all nullable: delete marks carry no
+    values) and the hidden columns."""
+    return pa.schema([f.with_nullable(True) for f in user_fields] + list(HIDDEN_FIELDS))
+
+
+def split_by_partition(handles: np.ndarray, bounds: Sequence[int]) -> np.ndarray:
+    """For each handle, the index of the partition holding it, given the sorted inner
+    boundaries (partition i covers [bounds[i-1], bounds[i]))."""
+    return np.searchsorted(np.asarray(bounds, dtype=np.int64), handles, side="right")
+
+
+def median_split_point(handles: np.ndarray) -> int | None:
+    """A handle that splits sorted ``handles`` into two non-empty halves of distinct
+    handles, or None when every row has the same handle."""
+    if len(handles) < 2 or handles[0] == handles[-1]:
+        return None
+    mid = int(handles[len(handles) // 2])
+    if mid == handles[0]:
+        # Skew: the first handle fills half the partition; split right after it.
+        mid = int(handles[np.searchsorted(handles, handles[0], side="right")])
+    return mid

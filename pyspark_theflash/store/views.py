@@ -1,0 +1,262 @@
+"""Read views of the manifest: ``StoreView`` (one SQLite read transaction, so every answer
+comes from the same manifest version) and the value types it returns."""
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
+
+from pyspark_theflash.store import keyspace
+from pyspark_theflash.store import manifest as mf
+from pyspark_theflash.store.errors import UnknownTableNameError
+from pyspark_theflash.store.read import PartRef
+from pyspark_theflash.store.txn_merge_tree import stats_from_json
+
+if TYPE_CHECKING:
+    from pyspark_theflash.schema import TableInfo
+
+HandleRange = tuple[int | None, int | None]
+
+
+@dataclass(frozen=True)
+class RegionState:
+    id: int
+    start_key: bytes       # PD-encoded, inclusive; empty = -inf
+    end_key: bytes         # PD-encoded, exclusive; empty = +inf
+    epoch_version: int
+    conf_ver: int
+    applied_index: int
+    resolved_ts: int
+    state: str = "normal"  # normal | merged | removed
+    snapshot_index: int = 0
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    region_id: int
+    key: bytes
+    primary: bytes
+    start_ts: int
+    ttl: int
+    op: int  # binlog_pb2.OpType
+
+
+@dataclass(frozen=True)
+class PartitionInfo:
+    table_id: int
+    partition_id: int
+    lo: int | None
+    hi: int | None
+
+
+def table_info_from_row(info_json: str, db: str) -> "TableInfo":
+    from pyspark_theflash.schema import TableInfo
+
+    return TableInfo.from_json(json.loads(info_json), db=db)
+
+
+def intersect(a: HandleRange, b: HandleRange | None) -> HandleRange | None:
+    if b is None:
+        return None
+    lo = a[0] if b[0] is None else (b[0] if a[0] is None else max(a[0], b[0]))
+    hi = a[1] if b[1] is None else (b[1] if a[1] is None else min(a[1], b[1]))
+    if lo is not None and hi is not None and lo >= hi:
+        return None
+    return (lo, hi)
+
+
+class StoreView:
+    """A consistent view of the manifest at one version. Close it (or use ``with``) to end
+    its read transaction. Reading the part files it lists needs a lease (``Store.scan``
+    takes one) or the files may be deleted under the reader."""
+
+    def __init__(self, conn: sqlite3.Connection, owns_conn: bool = True) -> None:
+        self._conn = conn
+        self._owns = owns_conn
+        conn.execute("BEGIN")
+        self.version = mf.current_version(conn)
+        self._tables: dict[int, "TableInfo"] | None = None
+
+    def __enter__(self) -> "StoreView":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._conn is None:
+            return
+        try:
+            self._conn.execute("COMMIT")
+        finally:
+            if self._owns:
+                self._conn.close()
+            self._conn = None  # type: ignore[assignment]
+
+    # --- tables ---------------------------------------------------------------------------
+    def _latest_tables(self) -> dict[int, "TableInfo"]:
+        if self._tables is None:
+            rows = self._conn.execute(
+                "SELECT t.table_id, t.db, t.info FROM tables t JOIN (SELECT table_id, MAX(schema_version) v "
+                "FROM tables GROUP BY table_id) m ON t.table_id = m.table_id AND t.schema_version = m.v "
+                "ORDER BY t.table_id").fetchall()
+            self._tables = {int(r[0]): table_info_from_row(r[2], r[1]) for r in rows}
+        return self._tables
+
+    def tables(self) -> list["TableInfo"]:
+        return list(self._latest_tables().values())
+
+    def table(self, name_or_id: "str | int | TableInfo") -> "TableInfo":
+        tables = self._latest_tables()
+        if hasattr(name_or_id, "columns") and hasattr(name_or_id, "id"):
+            name_or_id = name_or_id.id  # type: ignore[union-attr]
+        if isinstance(name_or_id, int) or (isinstance(name_or_id, str) and name_or_id.isdigit()):
+            t = tables.get(int(name_or_id))
+            if t is not None:
+                return t
+        elif isinstance(name_or_id, str):
+            want = name_or_id.lower()
+            matches = [t for t in tables.values()
+                       if f"{t.db}.{t.name}".lower() == want or ("." not in want and t.name.lower() == want)]
+            if len(matches) == 1:
+                return matches[0]
+        raise UnknownTableNameError(name_or_id, sorted(f"{t.db}.{t.name}" for t in tables.values()))
+
+    def schema_at(self, table: "str | int | TableInfo", version: int) -> "TableInfo":
+        table_id = self.table(table).id
+        row = self._conn.execute("SELECT db, info FROM tables WHERE table_id = ? AND schema_version = ?",
+                                 (table_id, version)).fetchone()
+        if row is None:
+            raise UnknownTableNameError(f"{table_id}@schema_version {version}", [])
+        return table_info_from_row(row[1], row[0])
+
+    def ignored_tables(self) -> list[tuple[int, str, str]]:
+        return [(int(r[0]), r[1], r[2]) for r in
+                self._conn.execute("SELECT table_id, db, name FROM ignored_tables ORDER BY table_id")]
+
+    # --- regions and locks ------------------------------------------------------------------
+    def regions(self, include_gone: bool = False) -> list[RegionState]:
+        rows = self._conn.execute(
+            "SELECT region_id, start_key, end_key, epoch_version, conf_ver, applied_index, resolved_ts, "
+            "state, snapshot_index FROM regions ORDER BY start_key").fetchall()
+        out = [RegionState(int(r[0]), bytes(r[1]), bytes(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]),
+                           r[7], int(r[8])) for r in rows]
+        return out if include_gone else [r for r in out if r.state == "normal"]
+
+    def region(self, region_id: int) -> RegionState | None:
+        for r in self.regions(include_gone=True):
+            if r.id == region_id:
+                return r
+        return None
+
+    @staticmethod
+    def region_handle_range(region: RegionState, table_id: int) -> HandleRange | None:
+        """The handles of ``table_id`` inside the region's key range, as [lo, hi) (None =
+        unbounded), or None when the region holds no row of the table."""
+        return keyspace.region_handle_range(region.start_key, region.end_key, table_id)
+
+    def locks(self, table_id: int | None = None, lo: int | None = None,
+              hi: int | None = None) -> list[LockInfo]:
+        sql = "SELECT region_id, key, primary_key, start_ts, ttl, op FROM locks"
+        args: list[Any] = []
+        where = []
+        if table_id is not None:
+            where.append("table_id = ?")
+            args.append(table_id)
+            if lo is not None:
+                where.append("handle >= ?")
+                args.append(lo)
+            if hi is not None:
+                where.append("handle < ?")
+                args.append(hi)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY key, start_ts"
+        return [LockInfo(int(r[0]), bytes(r[1]), bytes(r[2]), int(r[3]), int(r[4]), int(r[5]))
+                for r in self._conn.execute(sql, args)]
+
+    # --- parts ------------------------------------------------------------------------------
+    def partitions(self, table_id: int) -> list[PartitionInfo]:
+        rows = self._conn.execute("SELECT partition_id, lo, hi FROM partitions WHERE table_id = ? "
+                                  "ORDER BY lo IS NOT NULL, lo", (table_id,)).fetchall()
+        return [PartitionInfo(table_id, int(r[0]), r[1], r[2]) for r in rows]
+
+    def _tombstones(self, table_id: int) -> list[tuple[int, HandleRange]]:
+        out = []
+        for start, end, version in self._conn.execute(
+                "SELECT start_key, end_key, version FROM range_tombstones ORDER BY version"):
+            rng = keyspace.region_handle_range(bytes(start), bytes(end), table_id)
+            if rng is not None:
+                out.append((int(version), rng))
+        return out
+
+    def _columns_at(self, table_id: int, schema_version: int,
+                    cache: dict[int, tuple[tuple[int, str], ...]]) -> tuple[tuple[int, str], ...]:
+        if schema_version not in cache:
+            row = self._conn.execute("SELECT db, info FROM tables WHERE table_id = ? AND schema_version = ?",
+                                     (table_id, schema_version)).fetchone()
+            info = table_info_from_row(row[1], row[0])
+            cache[schema_version] = tuple((c.id, c.name) for c in info.columns)
+        return cache[schema_version]
+
+    def parts(self, table_id: int, lo: int | None = None, hi: int | None = None) -> list[PartRef]:
+        """Live parts of the table overlapping handles [lo, hi), each with the range
+        tombstones that apply to it."""
+        bounds = {p.partition_id: (p.lo, p.hi) for p in self.partitions(table_id)}
+        tombstones = self._tombstones(table_id)
+        cols: dict[int, tuple[tuple[int, str], ...]] = {}
+        out: list[PartRef] = []
+        rows = self._conn.execute(
+            "SELECT part_id, partition_id, kind, file, rows, bytes, min_handle, max_handle, min_commit_ts, "
+            "max_commit_ts, single_version, delete_marks, schema_version, data_version, added_version, stats "
+            "FROM parts WHERE table_id = ? AND removed_version IS NULL ORDER BY part_id", (table_id,)).fetchall()
+        for r in rows:
+            plo, phi = bounds.get(int(r[1]), (None, None))
+            ref_t = tuple(rng for v, rng in tombstones if v > int(r[13])
+                          and intersect((r[6], None if r[7] is None else r[7] + 1), rng) is not None)
+            stats = stats_from_json(json.loads(r[15]))
+            ref = PartRef(int(r[0]), table_id, int(r[1]), plo, phi, r[2], r[3], int(r[4]), int(r[5]),
+                          r[6], r[7], r[8], r[9], bool(r[10]), int(r[11]), int(r[12]),
+                          self._columns_at(table_id, int(r[12]), cols), tuple(sorted(stats.items())),
+                          ref_t, int(r[14]))
+            if lo is None and hi is None or ref.overlaps(lo, hi):
+                out.append(ref)
+        return out
+
+    def size_bytes(self, table_id: int, lo: int | None = None, hi: int | None = None) -> int:
+        """Bytes of the live parts overlapping [lo, hi), pro rata by handle span for parts
+        that stick out of it (an estimate for planners)."""
+        total = 0.0
+        for p in self.parts(table_id, lo, hi):
+            if p.min_handle is None or p.max_handle is None:
+                continue
+            span = p.max_handle - p.min_handle + 1
+            a = p.min_handle if lo is None else max(lo, p.min_handle)
+            b = p.max_handle + 1 if hi is None else min(hi, p.max_handle + 1)
+            total += p.bytes * max(0, b - a) / span
+        return int(total)
+
+    # --- meta -------------------------------------------------------------------------------
+    def position(self) -> tuple[int, int] | None:
+        seg = mf.get_meta(self._conn, "position_segment")
+        off = mf.get_meta(self._conn, "position_offset")
+        return None if seg is None else (int(seg), int(off))
+
+    def gc_safe_point(self) -> int:
+        return int(mf.get_meta(self._conn, "gc_safe_point", 0))
+
+    def upstream(self) -> str | None:
+        v = mf.get_meta(self._conn, "upstream")
+        return None if v is None else str(v)
+
+    def table_ids_with_parts(self) -> list[int]:
+        return [int(r[0]) for r in self._conn.execute(
+            "SELECT DISTINCT table_id FROM partitions ORDER BY table_id")]
+
+    def conn(self) -> sqlite3.Connection:
+        return self._conn
+
+
+def as_region_state(r: Sequence[Any]) -> RegionState:
+    return RegionState(*r)
