@@ -186,3 +186,39 @@ def test_status_reports_holder_interval_pending_flushes_and_writer_progress(open
     assert status["writer_interval_s"] == 1.5
     assert status["pending_flushes"] == [rid]
     assert status["writer_status"]["position"] == [0, 128] and status["writer_status"]["token"] == held.token
+
+
+def _store_safe_point(store: object) -> int:
+    with store.snapshot() as view:  # type: ignore[attr-defined]
+        return int(view.gc_safe_point())
+
+
+def test_lease_holds_gc_back_until_it_expires(open_latch: Callable[[], Latch]) -> None:
+    from pyspark_theflash.store import Store
+
+    reader = open_latch()
+    with Store.open(open_latch.store) as store:  # type: ignore[attr-defined]
+        lease = reader.acquire_lease(1_000, ttl_s=0.5, holder="reader-1")
+        assert [(x.lease_id, x.ts, x.holder) for x in reader.leases()] == [(lease.lease_id, 1_000, "reader-1")]
+        store.gc(5_000)
+        assert _store_safe_point(store) <= 1_000  # GC stopped at the oldest live lease
+        _wait_for(lambda: not reader.leases(), what="the lease to expire")
+        with pytest.raises(LeaseNotFoundError):
+            reader.renew_lease(lease.lease_id, ttl_s=5)
+        store.gc(5_000)
+        assert _store_safe_point(store) == 5_000  # an expired lease no longer holds GC back
+
+
+def test_lease_below_the_safe_point_is_refused_with_the_allowed_range(open_latch: Callable[[], Latch]) -> None:
+    from pyspark_theflash.store import Store
+
+    reader = open_latch()
+    with Store.open(open_latch.store) as store:  # type: ignore[attr-defined]
+        store.gc(7_000)
+        with pytest.raises(LeaseRefusedError) as refused:
+            reader.acquire_lease(6_999, ttl_s=5)
+        assert "6999" in str(refused.value) and "ts >= 7000" in str(refused.value)
+        kept = reader.acquire_lease(7_000, ttl_s=5)
+        assert reader.renew_lease(kept.lease_id, ttl_s=30).expires_at > kept.expires_at
+        reader.release_lease(kept.lease_id)
+        assert reader.leases() == []

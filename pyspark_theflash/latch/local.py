@@ -69,34 +69,37 @@ def _process_is_gone(pid: int) -> bool:
 
 
 class _StoreLeases:
-    """Read leases kept in the store's manifest (``store.leases``), opened on first use so a
-    latch that only serves the write latch never opens the store."""
+    """Read leases kept in the store's manifest (``store.leases``): the writer passes its open
+    Store; anyone else gets the store's lease table on its own manifest connection, opened on
+    first use, so a latch that only serves the write latch never touches the manifest."""
 
     def __init__(self, store_path: Path, store: Any = None) -> None:
         self._path = store_path
-        self._store = store
+        self._leases: Any = store.leases if store is not None else None
         self._owned = False
         self._lock = threading.Lock()
 
-    def store(self) -> Any:
+    def leases(self) -> Any:
         with self._lock:
-            if self._store is None:
-                from pyspark_theflash.store import Store
+            if self._leases is None:
+                from pyspark_theflash.store import manifest
+                from pyspark_theflash.store.leases import Leases
 
-                self._store = Store.open(str(self._path), readonly=True)
+                path = self._path
+                self._leases = Leases(lambda: manifest.connect(path, create=False))
                 self._owned = True
-            return self._store
+            return self._leases
 
     def close(self) -> None:
         with self._lock:
-            if self._owned and self._store is not None and hasattr(self._store, "close"):
-                self._store.close()
-            self._store = None
+            if self._owned and self._leases is not None:
+                self._leases.close()
+            self._leases = None
             self._owned = False
 
 
 def _lease_from_store(obj: Any) -> Lease:
-    return Lease(lease_id=int(obj.lease_id), ts=int(obj.ts), holder=str(obj.holder), expires_at=float(obj.expires_at))
+    return Lease(lease_id=int(obj.id), ts=int(obj.ts), holder=str(obj.holder), expires_at=float(obj.expires_at))
 
 
 class LocalLatch(Latch):
@@ -134,40 +137,31 @@ class LocalLatch(Latch):
 
     # -- read leases -----------------------------------------------------------------------
     def acquire_lease(self, ts: int, ttl_s: float = DEFAULT_LEASE_TTL_S, holder: str = "") -> Lease:
-        store = self._leases.store()
+        from pyspark_theflash.store.errors import LeaseBelowSafePointError
+
         try:
-            return _lease_from_store(store.leases.acquire(int(ts), float(ttl_s), holder or f"{socket.gethostname()}:{os.getpid()}"))
-        except LeaseRefusedError:
-            raise
-        except Exception as exc:  # the store's own refusal type: re-raise as the latch's
-            if type(exc).__name__.endswith(("SafePointError", "LeaseRefusedError", "GCSafePointError")):
-                raise LeaseRefusedError(str(exc)) from exc
-            raise
+            taken = self._leases.leases().acquire(int(ts), float(ttl_s), holder or f"{socket.gethostname()}:{os.getpid()}")
+        except LeaseBelowSafePointError as exc:
+            raise LeaseRefusedError(
+                f"cannot take a read lease at ts {exc.ts} on store {self.store_path}: it is below the store's "
+                f"GC safe point {exc.safe_point}, so versions it needs may be gone; allowed range: "
+                f"ts >= {exc.safe_point} (up to the upstream's current ts)"
+            ) from None
+        return _lease_from_store(taken)
 
     def renew_lease(self, lease_id: int, ttl_s: float = DEFAULT_LEASE_TTL_S) -> Lease:
-        store = self._leases.store()
+        from pyspark_theflash.store.errors import LeaseNotFoundError as StoreLeaseNotFound
+
         try:
-            renewed = store.leases.renew(int(lease_id), float(ttl_s))
-        except KeyError as exc:
-            raise LeaseNotFoundError(_lease_gone(lease_id)) from exc
-        except Exception as exc:
-            if "NotFound" in type(exc).__name__ or "Expired" in type(exc).__name__:
-                raise LeaseNotFoundError(_lease_gone(lease_id)) from exc
-            raise
-        if renewed is None or renewed is False:
-            raise LeaseNotFoundError(_lease_gone(lease_id))
-        if renewed is True:
-            found = [lease for lease in self.leases() if lease.lease_id == int(lease_id)]
-            if not found:
-                raise LeaseNotFoundError(_lease_gone(lease_id))
-            return found[0]
-        return _lease_from_store(renewed)
+            return _lease_from_store(self._leases.leases().renew(int(lease_id), float(ttl_s)))
+        except StoreLeaseNotFound:
+            raise LeaseNotFoundError(_lease_gone(lease_id)) from None
 
     def release_lease(self, lease_id: int) -> None:
-        self._leases.store().leases.release(int(lease_id))
+        self._leases.leases().release(int(lease_id))
 
     def leases(self) -> list[Lease]:
-        return sorted((_lease_from_store(x) for x in self._leases.store().leases.live()), key=lambda l: (l.ts, l.lease_id))
+        return sorted((_lease_from_store(x) for x in self._leases.leases().live()), key=lambda l: (l.ts, l.lease_id))
 
     # -- write latch -----------------------------------------------------------------------
     def _current_holder(self) -> WriterHolder | None:
@@ -325,9 +319,11 @@ class LocalLatch(Latch):
 
     def status(self) -> dict[str, Any]:
         holder = self.holder()
+        from pyspark_theflash.store.errors import StoreNotFoundError
+
         try:
             leases = [lease.__dict__ for lease in self.leases()]
-        except ImportError:
+        except StoreNotFoundError:  # no store yet: nothing can be pinned
             leases = []
         return {
             "store": str(self.store_path),
