@@ -1,0 +1,150 @@
+"""``theflash binlog``: look into a change log, serve it, trim it.
+
+    theflash binlog dump <dir|file:///dir|grpc://host:port> [--from S:O] [--limit N] [--follow]
+                         [--region ID ...] [--schema-url http://host:port]
+    theflash binlog status <dir|file:///dir|grpc://host:port>
+    theflash binlog serve <dir> [--host 127.0.0.1] [--port 0]
+    theflash binlog prune <dir> --before S:O
+
+``dump`` prints one block per event: position, region, index, epoch and kind, then the rows
+(type, op, start_ts/commit_ts, key as table/handle, values decoded by the schema fetched from
+``--schema-url`` at ``/db-table/{table_id}``, else hex), admin commands with region ranges,
+snapshot counts and first keys, resolved_ts as a TSO and a UTC time. Without ``--follow`` it
+stops at the log's head.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from typing import Any
+
+from pyspark_theflash.cli import CommandError
+
+
+def _position(text: str) -> Any:
+    from pyspark_theflash.binlog.position import Position
+
+    try:
+        return Position.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "binlog", help="dump, inspect, serve or prune a binlog", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="binlog_command", metavar="SUBCOMMAND", required=True)
+
+    dump = sub.add_parser("dump", help="print events human-readably")
+    dump.add_argument("source", help="binlog directory, file:///dir or grpc://host:port")
+    dump.add_argument("--from", dest="start", type=_position, metavar="S:O",
+                      help="start at this position (default: the oldest available)")
+    dump.add_argument("--limit", type=int, metavar="N", help="stop after N events")
+    dump.add_argument("--follow", action="store_true", help="keep printing new events until interrupted")
+    dump.add_argument("--region", type=int, action="append", metavar="ID",
+                      help="only events of this region (repeatable)")
+    dump.add_argument("--schema-url", metavar="URL",
+                      help="TiDB-style status port (http://host:port) to decode row values by /db-table/{id}")
+    dump.set_defaults(func=run_dump)
+
+    status = sub.add_parser("status", help="print head, tail and segments")
+    status.add_argument("source", help="binlog directory, file:///dir or grpc://host:port")
+    status.set_defaults(func=run_status)
+
+    serve = sub.add_parser("serve", help="serve a binlog directory over gRPC until interrupted")
+    serve.add_argument("directory")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=0, help="0 = chosen by the OS (printed)")
+    serve.set_defaults(func=run_serve)
+
+    prune = sub.add_parser("prune", help="delete whole segments before a position (never the newest)")
+    prune.add_argument("directory")
+    prune.add_argument("--before", type=_position, required=True, metavar="S:O")
+    prune.set_defaults(func=run_prune)
+
+
+def run_dump(args: argparse.Namespace) -> int:
+    from pyspark_theflash.binlog.dump import SchemaCache, format_event
+    from pyspark_theflash.binlog.errors import BinlogError
+    from pyspark_theflash.binlog.source import open_source
+
+    if args.limit is not None and args.limit < 0:
+        raise CommandError("--limit must be 0 or more")
+    schemas = SchemaCache(args.schema_url) if args.schema_url else None
+    printed = 0
+    try:
+        with open_source(args.source, args.start, args.region) as source:
+            head = None if args.follow else source.head()
+            while args.limit is None or printed < args.limit:
+                wanted = 256 if args.limit is None else min(256, args.limit - printed)
+                for record in source.read(wanted, timeout_s=0.5 if args.follow else 0.1):
+                    print(format_event(record, schemas))
+                    printed += 1
+                sys.stdout.flush()
+                if head is not None and source.position is not None and source.position >= head:
+                    break
+    except BinlogError as exc:
+        raise CommandError(str(exc)) from None
+    return 0
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    raise AssertionError
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from pyspark_theflash.binlog import segment
+    from pyspark_theflash.binlog.errors import BinlogError
+    from pyspark_theflash.binlog.source import open_source, parse_source_url
+
+    try:
+        kind, where = parse_source_url(args.source)
+        with open_source(args.source) as source:
+            print(f"binlog {source.url}")
+            print(f"head     {source.head()}")
+            print(f"tail     {source.tail()}")
+        if kind == "file":
+            infos = segment.segments(where)
+            print(f"segments {len(infos)} ({_size(sum(i.size for i in infos))})")
+            for info in infos:
+                print(f"  {info.path.name}  {_size(info.size):>10}  first {info.first}")
+    except BinlogError as exc:
+        raise CommandError(str(exc)) from None
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from pyspark_theflash.binlog.errors import BinlogError
+    from pyspark_theflash.binlog.service import serve_binlog
+
+    try:
+        server = serve_binlog(args.directory, args.host, args.port)
+    except BinlogError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"serving {args.directory} at {server.url}", flush=True)
+    try:
+        threading.Event().wait()  # until Ctrl-C (the CLI turns it into exit status 130)
+    finally:
+        server.stop()
+    return 0
+
+
+def run_prune(args: argparse.Namespace) -> int:
+    from pyspark_theflash.binlog.errors import BinlogError
+    from pyspark_theflash.binlog.segment import prune
+
+    try:
+        deleted = prune(args.directory, args.before)
+    except (BinlogError, OSError) as exc:
+        raise CommandError(str(exc)) from None
+    for path in deleted:
+        print(f"deleted {path}")
+    print(f"{len(deleted)} segment(s) deleted")
+    return 0

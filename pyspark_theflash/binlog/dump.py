@@ -1,0 +1,241 @@
+"""Human-readable text of binlog events (``theflash binlog dump``).
+
+One block per event: a header line (position, region, index, epoch, kind) and indented detail
+lines. Keys are decoded with the codec where they are TiDB keys (record keys as table and
+handle; index and other table keys as their prefix and the rest in hex); row values are
+decoded by the table's schema when a :class:`SchemaCache` can fetch it, else shown as hex
+with their length. The codec and schema modules are imported inside functions so that this
+module works (showing hex) even where they are unavailable.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import urllib.error
+import urllib.request
+from decimal import Decimal
+from typing import Any
+
+from pyspark_theflash.binlog.errors import BinlogError
+from pyspark_theflash.binlog.position import PositionedEvent
+from pyspark_theflash.proto import binlog_pb2
+
+HEX_LIMIT = 64  # bytes of a value or key shown in hex before eliding the rest
+SNAPSHOT_KEYS_SHOWN = 3
+_ROW_TYPES = {v: k for k, v in binlog_pb2.Row.Type.items()}
+_OPS = {v: k for k, v in binlog_pb2.OpType.items()}
+_INDENT = "    "
+
+
+class SchemaFetchError(BinlogError):
+    """The schema endpoint (TiDB status port style) could not be reached or answered nonsense."""
+
+
+class SchemaCache:
+    """Table schemas by id from ``{base_url}/db-table/{table_id}``, fetched once each."""
+
+    def __init__(self, base_url: str, timeout_s: float = 10.0) -> None:
+        self.base_url = (base_url if "://" in base_url else f"http://{base_url}").rstrip("/")
+        self.timeout_s = timeout_s
+        self._tables: dict[int, Any] = {}
+
+    def table(self, table_id: int) -> Any:
+        """The table's ``schema.TableInfo``, or None when the endpoint does not know the id."""
+        if table_id not in self._tables:
+            self._tables[table_id] = self._fetch(table_id)
+        return self._tables[table_id]
+
+    def _fetch(self, table_id: int) -> Any:
+        from pyspark_theflash.schema.table_info import TableInfo
+
+        url = f"{self.base_url}/db-table/{table_id}"
+        try:
+            with urllib.request.urlopen(url, timeout=self.timeout_s) as response:
+                body = json.load(response)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return None
+            raise SchemaFetchError(f"schema endpoint {url} answered HTTP {exc.code}: {exc.reason}") from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise SchemaFetchError(
+                f"cannot fetch the schema of table {table_id} from {url}: {exc}; is --schema-url the "
+                "status port (http://host:port) of TiDB or of the mini cluster?"
+            ) from None
+        info = body.get("table_info", body) if isinstance(body, dict) else None
+        if not isinstance(info, dict):
+            raise SchemaFetchError(f"schema endpoint {url} did not answer with a table info object")
+        db_info = body.get("db_info") or {}
+        db_name = db_info.get("db_name") or db_info.get("name")
+        if isinstance(db_name, dict):
+            db_name = db_name.get("O") or db_name.get("L")
+        return TableInfo.from_json(info, db=str(db_name) if db_name else None)
+
+
+def hex_bytes(data: bytes, limit: int = HEX_LIMIT) -> str:
+    shown = data[:limit].hex()
+    return f"0x{shown}" + (f"...(+{len(data) - limit} bytes)" if len(data) > limit else "")
+
+
+def _datum_text(value: Any) -> str:
+    return value_text(getattr(value, "value", value))
+
+
+def describe_key(key: bytes) -> str:
+    """A raw TiDB key as text: ``table 45 handle 7``, ``t45_i2 0x...``, or hex."""
+    if not key:
+        return "''"
+    try:
+        from pyspark_theflash.codec import keys as K
+        from pyspark_theflash.codec.errors import CodecError
+        from pyspark_theflash.codec.number import decode_int_at
+    except ImportError:
+        return hex_bytes(key)
+    try:
+        if K.is_record_key(key):
+            if len(key) == K.RECORD_KEY_LEN:
+                table_id, handle = K.decode_record_key(key)
+                return f"table {table_id} handle {handle}"
+            if len(key) == K.RECORD_PREFIX_LEN:
+                table_id, _ = K.decode_common_handle_key(key)
+                return f"table {table_id} rows start"
+            table_id, datums = K.decode_common_handle_key(key)
+            return f"table {table_id} handle ({', '.join(_datum_text(d) for d in datums)})"
+        if key[:1] == K.TABLE_PREFIX and len(key) >= K.TABLE_PREFIX_LEN:
+            table_id = decode_int_at(key, 1)[0]
+            rest = key[K.TABLE_PREFIX_LEN :]
+            if rest[:2] == K.INDEX_SEP and len(rest) >= 10:
+                index_id = decode_int_at(key, K.TABLE_PREFIX_LEN + 2)[0]
+                tail = key[K.INDEX_PREFIX_LEN :]
+                return f"index t{table_id}_i{index_id} {hex_bytes(tail)}"
+            return f"t{table_id} {hex_bytes(rest)}" if rest else f"t{table_id}"
+    except (CodecError, ValueError, IndexError):
+        pass
+    return hex_bytes(key)
+
+
+def describe_region_key(encoded: bytes, unbounded: str) -> str:
+    """A region boundary (PD-encoded) as text; empty = ``unbounded`` (-inf or +inf)."""
+    if not encoded:
+        return unbounded
+    try:
+        from pyspark_theflash.codec.errors import CodecError
+        from pyspark_theflash.codec.keys import decode_region_key
+    except ImportError:
+        return hex_bytes(encoded)
+    try:
+        return describe_key(decode_region_key(encoded))
+    except CodecError:
+        return hex_bytes(encoded)
+
+
+def describe_region(region: binlog_pb2.Region) -> str:
+    return (
+        f"region {region.id} [{describe_region_key(region.start_key, '-inf')}, "
+        f"{describe_region_key(region.end_key, '+inf')}) epoch {region.epoch.version}.{region.epoch.conf_version}"
+    )
+
+
+def describe_ts(ts: int) -> str:
+    """A TSO as its number and its physical part (ts >> 18 milliseconds) in UTC."""
+    ms, logical = ts >> 18, ts & ((1 << 18) - 1)
+    try:
+        when = dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)
+        text = when.strftime("%Y-%m-%d %H:%M:%S.") + f"{when.microsecond // 1000:03d} UTC"
+    except (OverflowError, OSError, ValueError):
+        text = f"physical {ms} ms"
+    return f"{ts} ({text}, logical {logical})"
+
+
+def value_text(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return hex_bytes(bytes(value))
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, (dt.date, dt.datetime, dt.timedelta, Decimal)):
+        return str(value)
+    return repr(value)
+
+
+def describe_value(key: bytes, value: bytes, schemas: SchemaCache | None) -> str:
+    """A row value decoded by its table's schema, else hex with its length."""
+    plain = f"{len(value)} bytes {hex_bytes(value)}"
+    if schemas is None:
+        return plain
+    try:
+        from pyspark_theflash.codec import keys as K
+        from pyspark_theflash.codec.errors import CodecError
+        from pyspark_theflash.codec.number import decode_int_at
+        from pyspark_theflash.codec.row import decode_row
+    except ImportError:
+        return plain
+    if not K.is_record_key(key):
+        return plain
+    table_id = decode_int_at(key, 1)[0]
+    handle = K.decode_record_key(key)[1] if len(key) == K.RECORD_KEY_LEN else None
+    table = schemas.table(table_id)
+    if table is None:
+        return f"{plain} (table {table_id} unknown to the schema endpoint)"
+    try:
+        row = decode_row(value, table, handle=handle)
+    except (CodecError, ValueError, KeyError) as exc:
+        return f"{plain} (cannot decode with the schema of {table.qualified_name}: {exc})"
+    return f"{table.qualified_name}: " + ", ".join(f"{name}={value_text(v)}" for name, v in row.items())
+
+
+def describe_row(row: binlog_pb2.Row, schemas: SchemaCache | None) -> list[str]:
+    kind = _ROW_TYPES.get(row.type, str(row.type))
+    parts = [kind]
+    if row.type in (binlog_pb2.Row.PREWRITE, binlog_pb2.Row.COMMITTED):
+        parts.append(_OPS.get(row.op, str(row.op)))
+    parts.append(f"start_ts={row.start_ts}")
+    if row.type in (binlog_pb2.Row.COMMIT, binlog_pb2.Row.COMMITTED):
+        parts.append(f"commit_ts={row.commit_ts}")
+    parts.append(f"key={describe_key(row.key)}")
+    if row.type == binlog_pb2.Row.PREWRITE:
+        parts.append(f"primary={describe_key(row.primary)} ttl={row.ttl}ms")
+        if row.txn_size:
+            parts.append(f"txn_size={row.txn_size}")
+    lines = [" ".join(parts)]
+    if row.value:
+        lines.append(_INDENT + "value " + describe_value(row.key, row.value, schemas))
+    return lines
+
+
+def format_event(record: PositionedEvent, schemas: SchemaCache | None = None) -> str:
+    """The text block of one event: a header line and indented details."""
+    event = record.event
+    header = (
+        f"{record.position} region {event.region_id} index {event.index} "
+        f"epoch {event.epoch.version}.{event.epoch.conf_version}"
+    )
+    details: list[str] = []
+    payload = event.WhichOneof("payload")
+    if payload == "entries":
+        header += f" entries ({len(event.entries.rows)} rows)"
+        for row in event.entries.rows:
+            details.extend(describe_row(row, schemas))
+    elif payload == "admin":
+        command = event.admin.WhichOneof("cmd")
+        header += f" admin {command}"
+        if command == "split":
+            details.extend(describe_region(r) for r in event.admin.split.regions)
+        elif command == "merge":
+            details.append("source " + describe_region(event.admin.merge.source))
+            details.append("target " + describe_region(event.admin.merge.target))
+    elif payload == "snapshot":
+        snapshot = event.snapshot
+        header += f" snapshot ({len(snapshot.writes)} writes, {len(snapshot.locks)} locks)"
+        details.append(describe_region(snapshot.region))
+        if snapshot.writes:
+            shown = ", ".join(describe_key(w.key) for w in snapshot.writes[:SNAPSHOT_KEYS_SHOWN])
+            details.append(f"first writes: {shown}")
+        if snapshot.locks:
+            shown = ", ".join(describe_key(lock.key) for lock in snapshot.locks[:SNAPSHOT_KEYS_SHOWN])
+            details.append(f"first locks: {shown}")
+    elif payload == "resolved_ts":
+        header += f" resolved_ts {describe_ts(event.resolved_ts)}"
+    else:
+        header += " (no payload)"
+    return "\n".join([header, *(_INDENT + line for line in details)])
