@@ -79,3 +79,17 @@ from pyspark_theflash.codec.txn import Lock, Write
 
 # Row v2, decode_row and the vectorised batch decoder (codec.row_v2, codec.row, codec.batch)
 # add their re-exports below.
+from pyspark_theflash.codec.json_binary import (
+    BadJsonError,
+    JsonDuration,
+    JsonOpaque,
+    JsonTimestamp,
+    JsonUInt64,
+    decode_json,
+    encode_json,
+    json_to_text,
+    parse_json_text,
+)
+from pyspark_theflash.codec.row_v2 import decode_row_v2, encode_row_for_table, encode_row_v2
+from pyspark_theflash.codec.row import decode_row
+from pyspark_theflash.codec.batch import decode_rows_to_arrow, record_batch_from_rows

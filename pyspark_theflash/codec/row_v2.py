@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import struct
 from collections.abc import Mapping, Sequence
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pyspark_theflash.codec import json_binary
@@ -296,7 +296,9 @@ def datum_for_column(column: ColumnInfo, value: Any) -> Datum:
             return Datum("decimal", (d, *precision_and_frac(d)))
         frac = max(column.decimal, 0)
         # MySQL rounds half away from zero to the column's scale
-        d = d.quantize(Decimal(1).scaleb(-frac), rounding=ROUND_HALF_UP)
+        with localcontext() as ctx:  # DECIMAL(65,30) needs more than the default 28 digits
+            ctx.prec = 100
+            d = d.quantize(Decimal(1).scaleb(-frac), rounding=ROUND_HALF_UP)
         return Datum("decimal", (d, column.flen, frac))
     if tp in (T.TYPE_DATE, T.TYPE_DATETIME, T.TYPE_TIMESTAMP):
         if tp == T.TYPE_DATE and isinstance(value, dt.datetime):

@@ -1,0 +1,502 @@
+"""Many TiDB row values -> one Arrow RecordBatch, vectorised over rows.
+
+The values are joined into one numpy byte buffer with a start offset per row. v2 headers are
+read for all rows at once and rows are grouped by header shape (large flag, not-null count,
+null count) and then by their column-id block, so each group has one fixed column layout.
+Per output column that gives, for every row, the (start, end) of its value or "NULL" or
+"absent" (origin default). Values are then decoded per column with numpy over all rows:
+integers by byte width, memcomparable floats by bit flips, strings by gathering bytes behind
+Arrow offsets, packed times by bit arithmetic, DECIMAL(p<=18) by combining the MyDecimal
+words in int64, ENUM/SET through a dictionary. JSON, wide DECIMALs, v1 rows and rows whose
+header does not parse take the per-row path (`codec.row.decode_row`) and are merged back in
+their original order; that path also raises the errors, naming the row index.
+
+Types are exactly `schema.arrow_schema(table, columns)`; values equal what `decode_row`
+gives, converted by `record_batch_from_rows` (the per-row reference).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pyspark_theflash.codec.errors import CodecError
+from pyspark_theflash.codec.row import (
+    as_table_info,
+    decode_row,
+    origin_default_value,
+    value_from_v2,
+)
+from pyspark_theflash.codec.row_v2 import BadRowError, CODEC_VER, FLAG_CHECKSUM, FLAG_LARGE
+from pyspark_theflash.schema import types as T
+from pyspark_theflash.schema.arrow import arrow_schema
+from pyspark_theflash.schema.table_info import ColumnInfo, TableInfo
+
+_DIG2BYTES = (0, 1, 1, 2, 2, 3, 3, 4, 4, 4)
+_VALUE, _NULL, _ABSENT = 0, 1, 2
+_US_PER_DAY = 86_400_000_000
+
+
+class BatchDecodeError(BadRowError):
+    """A row of a batch that cannot be decoded; the message names the row index."""
+
+
+def decode_rows_to_arrow(values: Sequence[bytes], handles: Any, table: TableInfo | Mapping[str, Any],
+                         columns: Sequence[str] | None = None) -> pa.RecordBatch:
+    """Decode row values (v2 or v1) of `table` into a RecordBatch of `arrow_schema(table, columns)`.
+
+    `handles` are the int handles of the rows (used for the pk_is_handle column; may be None
+    when the table has none)."""
+    table = as_table_info(table)
+    schema = arrow_schema(table, columns)
+    cols = [table.column(name) for name in schema.names]
+    n = len(values)
+    if n == 0:
+        return pa.RecordBatch.from_arrays([pa.array([], type=f.type) for f in schema],
+                                          schema=schema)
+    handle_col = table.handle_column if table.pk_is_handle else None
+    handle_arr = _handles_array(handles, n) if handle_col is not None else None
+
+    lengths = np.fromiter(map(len, values), dtype=np.int64, count=n)
+    buf = np.frombuffer(b"".join(values), dtype=np.uint8)
+    starts = np.zeros(n, dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+
+    layout = _parse_layouts(buf, starts, lengths, cols)
+    fast = layout.rows  # indices of rows decoded vectorised
+    slow = np.setdiff1d(np.arange(n), fast, assume_unique=True)
+
+    arrays: list[pa.Array] = []
+    if len(fast):
+        for j, (col, field) in enumerate(zip(cols, schema)):
+            if handle_col is not None and col.id == handle_col.id:
+                arrays.append(_handle_column(col, field.type, handle_arr[fast]))
+                continue
+            arrays.append(_decode_column(buf, col, field.type, layout.start[j], layout.end[j],
+                                         layout.state[j], fast))
+        fast_batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
+    if not len(slow):
+        return fast_batch
+    slow_rows = []
+    for i in slow.tolist():
+        try:
+            slow_rows.append(decode_row(values[i], table,
+                                        None if handle_arr is None else int(handle_arr[i])))
+        except CodecError as e:
+            raise BatchDecodeError(f"row {i} of {n} (table {table.qualified_name}, id {table.id}): "
+                                   f"{e}") from e
+    slow_batch = record_batch_from_rows(slow_rows, table, columns)
+    if not len(fast):
+        return slow_batch
+    order = np.empty(n, dtype=np.int64)
+    order[fast] = np.arange(len(fast))
+    order[slow] = len(fast) + np.arange(len(slow))
+    merged = pa.Table.from_batches([fast_batch, slow_batch]).combine_chunks()
+    return merged.take(pa.array(order)).to_batches(max_chunksize=n)[0]
+
+
+def record_batch_from_rows(rows: Sequence[Mapping[str, Any]], table: TableInfo | Mapping[str, Any],
+                           columns: Sequence[str] | None = None) -> pa.RecordBatch:
+    """The per-row path: `decode_row` dicts -> RecordBatch of `arrow_schema(table, columns)`."""
+    table = as_table_info(table)
+    schema = arrow_schema(table, columns)
+    arrays = []
+    for field in schema:
+        col = table.column(field.name)
+        vals = [r[field.name] for r in rows]
+        arrays.append(pa.array(_python_for_arrow(col, field.type, vals), type=field.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _python_for_arrow(col: ColumnInfo, tp: pa.DataType, vals: list[Any]) -> list[Any]:
+    """decode_row's Python values -> what pa.array accepts for the column's Arrow type."""
+    if pa.types.is_decimal(tp) and col.tp not in T.DECIMAL_TYPES:
+        return [None if v is None else Decimal(v) for v in vals]  # uint64 and BIT(64)
+    if pa.types.is_string(tp) and col.tp in T.DECIMAL_TYPES:
+        return [None if v is None else str(v) for v in vals]  # DECIMAL beyond 38 digits
+    return vals
+
+
+# ---------------------------------------------------------------------------------------------
+# headers
+
+
+class _Layouts:
+    """Per output column j and fast row k: state[j][k] (value/null/absent), start/end bytes."""
+
+    def __init__(self, rows: np.ndarray, start: list[np.ndarray], end: list[np.ndarray],
+                 state: list[np.ndarray]) -> None:
+        self.rows, self.start, self.end, self.state = rows, start, end, state
+
+
+def _gather(buf: np.ndarray, at: np.ndarray, width: int) -> np.ndarray:
+    """(len(at), width) bytes starting at each offset."""
+    return buf[at[:, None] + np.arange(width, dtype=np.int64)]
+
+
+def _le(block: np.ndarray, width: int, signed: bool = False) -> np.ndarray:
+    """Little-endian ints from a (k, m*width) byte block -> (k, m)."""
+    dtype = np.dtype(f"<{'i' if signed else 'u'}{width}")
+    return np.ascontiguousarray(block).view(dtype).reshape(block.shape[0], -1)
+
+
+def _parse_layouts(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
+                   cols: Sequence[ColumnInfo]) -> _Layouts:
+    n = len(starts)
+    ok = lengths >= 6
+    cand = np.flatnonzero(ok)
+    s = starts[cand]
+    ver = buf[s]
+    flags = buf[s + 1]
+    keep = (ver == CODEC_VER) & ((flags & ~np.uint8(FLAG_LARGE | FLAG_CHECKSUM)) == 0)
+    cand, s, flags = cand[keep], s[keep], flags[keep]
+    nn = buf[s + 2].astype(np.int64) | (buf[s + 3].astype(np.int64) << 8)
+    nu = buf[s + 4].astype(np.int64) | (buf[s + 5].astype(np.int64) << 8)
+    large = (flags & FLAG_LARGE).astype(np.int64)
+    shape_key = (large << 40) | (nn << 20) | nu
+    ncols = len(cols)
+    col_ids = np.array([c.id for c in cols], dtype=np.int64)
+
+    rows_parts: list[np.ndarray] = []
+    start_parts: list[list[np.ndarray]] = [[] for _ in range(ncols)]
+    end_parts: list[list[np.ndarray]] = [[] for _ in range(ncols)]
+    state_parts: list[list[np.ndarray]] = [[] for _ in range(ncols)]
+
+    shapes, shape_of = np.unique(shape_key, return_inverse=True)
+    for g, key in enumerate(shapes.tolist()):
+        sel = np.flatnonzero(shape_of == g)
+        is_large = bool(key >> 40)
+        n_nn, n_nu = (key >> 20) & 0xFFFFF, key & 0xFFFFF
+        id_size, off_size = (4, 4) if is_large else (1, 2)
+        n_ids = n_nn + n_nu
+        rows_g, s_g = cand[sel], s[sel]
+        values_start = 6 + n_ids * id_size + n_nn * off_size
+        fits = lengths[rows_g] >= values_start
+        rows_g, s_g, flags_g = rows_g[fits], s_g[fits], flags[sel][fits]
+        if not len(rows_g):
+            continue
+        ids = _le(_gather(buf, s_g + 6, n_ids * id_size), id_size).astype(np.int64) \
+            if n_ids else np.zeros((len(rows_g), 0), dtype=np.int64)
+        offs = _le(_gather(buf, s_g + 6 + n_ids * id_size, n_nn * off_size), off_size) \
+            .astype(np.int64) if n_nn else np.zeros((len(rows_g), 0), dtype=np.int64)
+        # validate: offsets non-decreasing, values (+ checksum) end exactly at the row's end
+        last = offs[:, -1] if n_nn else np.zeros(len(rows_g), dtype=np.int64)
+        good = np.all(np.diff(offs, axis=1) >= 0, axis=1) if n_nn > 1 else np.ones(len(rows_g), bool)
+        expect = values_start + last
+        has_ck = (flags_g & FLAG_CHECKSUM) != 0
+        if has_ck.any():
+            ck_at = np.minimum(s_g + expect, len(buf) - 1)
+            ck = buf[ck_at]
+            ck_ok = ((ck & 0x07) <= 2) & ((ck & 0xF0) == 0)
+            expect = expect + np.where(has_ck, 1 + np.where(ck & 0x08, 8, 4), 0)
+            good &= ~has_ck | ck_ok
+        good &= expect == lengths[rows_g]
+        rows_g, s_g, ids, offs = rows_g[good], s_g[good], ids[good], offs[good]
+        if not len(rows_g):
+            continue
+        # group by the column-id block; usually one layout per shape
+        if n_ids:
+            layouts, layout_of = np.unique(ids, axis=0, return_inverse=True)
+            layout_of = layout_of.reshape(-1)
+        else:
+            layouts, layout_of = np.zeros((1, 0), dtype=np.int64), np.zeros(len(rows_g), np.int64)
+        for li, id_row in enumerate(layouts):
+            lsel = np.flatnonzero(layout_of == li)
+            rows_l, base = rows_g[lsel], s_g[lsel] + values_start
+            offs_l = offs[lsel]
+            pos = {int(cid): k for k, cid in enumerate(id_row.tolist())}
+            rows_parts.append(rows_l)
+            m = len(rows_l)
+            for j, cid in enumerate(col_ids.tolist()):
+                k = pos.get(cid)
+                if k is None:
+                    st = np.full(m, _ABSENT, np.uint8)
+                    a = b = np.zeros(m, np.int64)
+                elif k >= n_nn:
+                    st = np.full(m, _NULL, np.uint8)
+                    a = b = np.zeros(m, np.int64)
+                else:
+                    st = np.zeros(m, np.uint8)
+                    a = base + (offs_l[:, k - 1] if k else 0)
+                    b = base + offs_l[:, k]
+                start_parts[j].append(a)
+                end_parts[j].append(b)
+                state_parts[j].append(st)
+    if not rows_parts:
+        empty = [np.zeros(0, np.int64) for _ in range(ncols)]
+        return _Layouts(np.zeros(0, np.int64), empty, empty, [e.astype(np.uint8) for e in empty])
+    rows = np.concatenate(rows_parts)
+    order = np.argsort(rows, kind="stable")
+    return _Layouts(rows[order],
+                    [np.concatenate(p)[order] for p in start_parts],
+                    [np.concatenate(p)[order] for p in end_parts],
+                    [np.concatenate(p)[order] for p in state_parts])
+
+
+def _handles_array(handles: Any, n: int) -> np.ndarray:
+    if handles is None:
+        raise BatchDecodeError("the table's primary key is the row handle, so decode_rows_to_arrow "
+                               "needs the handles of the rows; got None")
+    arr = np.asarray(handles, dtype=np.int64)
+    if arr.shape != (n,):
+        raise BatchDecodeError(f"got {arr.shape[0] if arr.ndim else 0} handle(s) for {n} row value(s)")
+    return arr
+
+
+# ---------------------------------------------------------------------------------------------
+# columns
+
+
+def _validity(valid: np.ndarray) -> tuple[pa.Buffer | None, int]:
+    nulls = int(len(valid) - np.count_nonzero(valid))
+    if nulls == 0:
+        return None, 0
+    return pa.py_buffer(np.packbits(valid, bitorder="little")), nulls
+
+
+def _fixed_array(tp: pa.DataType, data: np.ndarray, valid: np.ndarray) -> pa.Array:
+    validity, nulls = _validity(valid)
+    return pa.Array.from_buffers(tp, len(data), [validity, pa.py_buffer(np.ascontiguousarray(data))],
+                                 null_count=nulls)
+
+
+def _handle_column(col: ColumnInfo, tp: pa.DataType, handles: np.ndarray) -> pa.Array:
+    if col.unsigned:
+        return _unsigned_to_arrow(handles.view(np.uint64), np.ones(len(handles), bool), tp)
+    return _int_to_arrow(handles, np.ones(len(handles), bool), tp)
+
+
+def _int_to_arrow(v: np.ndarray, valid: np.ndarray, tp: pa.DataType) -> pa.Array:
+    return _fixed_array(tp, v.astype(tp.to_pandas_dtype(), copy=False), valid)
+
+
+def _unsigned_to_arrow(v: np.ndarray, valid: np.ndarray, tp: pa.DataType) -> pa.Array:
+    if pa.types.is_decimal(tp):  # BIGINT UNSIGNED / BIT(64): 128-bit little-endian, high word 0
+        words = np.zeros((len(v), 2), dtype=np.uint64)
+        words[:, 0] = np.where(valid, v, 0)
+        return _fixed_array(tp, words, valid)
+    return _int_to_arrow(v, valid, tp)
+
+
+def _read_ints(buf: np.ndarray, start: np.ndarray, length: np.ndarray, valid: np.ndarray,
+               signed: bool, col: ColumnInfo, rows: np.ndarray) -> np.ndarray:
+    """Ints stored little-endian in 1/2/4/8 bytes -> int64 (signed) or uint64."""
+    out = np.zeros(len(start), dtype=np.int64 if signed else np.uint64)
+    handled = ~valid
+    for width in (1, 2, 4, 8):
+        sel = np.flatnonzero(valid & (length == width))
+        if not len(sel):
+            continue
+        handled[sel] = True
+        vals = _le(_gather(buf, start[sel], width), width, signed).reshape(-1)
+        out[sel] = vals
+    if not handled.all():
+        k = int(np.flatnonzero(~handled)[0])
+        raise BatchDecodeError(f"row {int(rows[k])}: column {col.name} (id {col.id}, {col.type_name}) "
+                               f"has a {int(length[k])}-byte integer value; row v2 uses 1, 2, 4 or 8")
+    return out
+
+
+def _decode_column(buf: np.ndarray, col: ColumnInfo, tp: pa.DataType, start: np.ndarray,
+                   end: np.ndarray, state: np.ndarray, rows: np.ndarray) -> pa.Array:
+    valid = state == _VALUE
+    length = end - start
+    t = col.tp
+    if t in T.INTEGER_TYPES or t == T.TYPE_YEAR or t == T.TYPE_BIT:
+        signed = not col.unsigned and t != T.TYPE_BIT
+        v = _read_ints(buf, start, length, valid, signed, col, rows)
+        arr = _int_to_arrow(v, valid, tp) if signed else _unsigned_to_arrow(v, valid, tp)
+    elif t in T.FLOAT_TYPES:
+        arr = _floats(buf, start, length, valid, col, rows, tp)
+    elif t in (T.TYPE_DATE, T.TYPE_NEWDATE, T.TYPE_DATETIME, T.TYPE_TIMESTAMP):
+        packed = _read_ints(buf, start, length, valid, False, col, rows)
+        arr = _times(packed, valid, col, tp)
+    elif t == T.TYPE_DURATION:
+        ns = _read_ints(buf, start, length, valid, True, col, rows)
+        us = np.where(ns < 0, -((-ns) // 1000), ns // 1000)
+        arr = _fixed_array(tp, us, valid)
+    elif t in T.STRING_TYPES or t == T.TYPE_GEOMETRY:
+        arr = _strings(buf, start, length, valid, col, tp)
+    elif t == T.TYPE_ENUM:
+        idx = _read_ints(buf, start, length, valid, False, col, rows)
+        arr = _enums(idx, valid, col, rows)
+    elif t == T.TYPE_SET:
+        mask = _read_ints(buf, start, length, valid, False, col, rows)
+        arr = _sets(mask, valid, col, rows)
+    elif t in T.DECIMAL_TYPES and pa.types.is_decimal(tp) and tp.precision <= 18:
+        arr = _decimals(buf, start, length, valid, col, tp, rows)
+    else:  # JSON, wide decimals: per value
+        arr = _per_value(buf, start, end, valid, col, tp, rows)
+    absent = state == _ABSENT
+    if absent.any():
+        default = origin_default_value(col)
+        if default is not None:
+            (scalar,) = _python_for_arrow(col, tp, [default])
+            arr = pc.if_else(pa.array(absent), pa.scalar(scalar, type=tp), arr)
+    return arr
+
+
+def _floats(buf: np.ndarray, start: np.ndarray, length: np.ndarray, valid: np.ndarray,
+            col: ColumnInfo, rows: np.ndarray, tp: pa.DataType) -> pa.Array:
+    bad = valid & (length != 8)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise BatchDecodeError(f"row {int(rows[k])}: column {col.name} (id {col.id}) has a "
+                               f"{int(length[k])}-byte float value; row v2 uses 8")
+    u = np.zeros(len(start), dtype=np.uint64)
+    sel = np.flatnonzero(valid)
+    if len(sel):
+        u[sel] = np.ascontiguousarray(_gather(buf, start[sel], 8)).view(">u8").reshape(-1)
+    sign = np.uint64(1 << 63)
+    bits = np.where(u & sign, u & ~sign, ~u)  # undo codec.EncodeFloat
+    f = bits.view(np.float64)
+    f = np.where(valid, f, 0.0)
+    return _fixed_array(tp, f.astype(np.float32) if pa.types.is_float32(tp) else f, valid)
+
+
+def _strings(buf: np.ndarray, start: np.ndarray, length: np.ndarray, valid: np.ndarray,
+             col: ColumnInfo, tp: pa.DataType) -> pa.Array:
+    lens = np.where(valid, length, 0)
+    offsets = np.zeros(len(lens) + 1, dtype=np.int64)
+    np.cumsum(lens, out=offsets[1:])
+    total = int(offsets[-1])
+    idx = np.repeat(start - offsets[:-1], lens) + np.arange(total, dtype=np.int64)
+    data = buf[idx]
+    validity, nulls = _validity(valid)
+    big = total > np.iinfo(np.int32).max
+    bin_tp = pa.large_binary() if big else pa.binary()
+    arr = pa.Array.from_buffers(bin_tp, len(lens),
+                                [validity, pa.py_buffer(offsets if big else offsets.astype(np.int32)),
+                                 pa.py_buffer(data)], null_count=nulls)
+    if pa.types.is_binary(tp):
+        return arr.cast(tp) if big else arr
+    try:
+        return arr.cast(pa.large_string() if big else pa.string()).cast(tp)
+    except pa.ArrowInvalid:  # invalid UTF-8: replace as decode_row does
+        vals = [None if v is None else v.decode("utf-8", errors="replace") for v in arr.to_pylist()]
+        return pa.array(vals, type=tp)
+
+
+def _times(packed: np.ndarray, valid: np.ndarray, col: ColumnInfo, tp: pa.DataType) -> pa.Array:
+    p = packed.astype(np.uint64)
+    us = (p & np.uint64(0xFFFFFF)).astype(np.int64)
+    ymdhms = p >> np.uint64(24)
+    hms = (ymdhms & np.uint64(0x1FFFF)).astype(np.int64)
+    ymd = (ymdhms >> np.uint64(17)).astype(np.int64)
+    day = ymd & 0x1F
+    ym = ymd >> 5
+    year, month = ym // 13, ym % 13
+    hour, minute, second = hms >> 12, (hms >> 6) & 0x3F, hms & 0x3F
+    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+    mdays = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)[month]
+    mdays = mdays + ((month == 2) & leap)
+    real = (valid & (year >= 1) & (year <= 9999) & (month >= 1) & (day >= 1) & (day <= mdays)
+            & (hour < 24) & (minute < 60) & (second < 60) & (us < 1_000_000))
+    days = _days_from_civil(np.where(real, year, 1970), np.where(real, month, 1),
+                            np.where(real, day, 1))
+    if pa.types.is_date32(tp):
+        return _fixed_array(tp, days.astype(np.int32), real)
+    ts = days * _US_PER_DAY + ((hour * 60 + minute) * 60 + second) * 1_000_000 + us
+    return _fixed_array(tp, np.where(real, ts, 0), real)
+
+
+def _days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Days since 1970-01-01 of proleptic Gregorian dates (H. Hinnant's algorithm)."""
+    y = y - (m <= 2)
+    era = np.floor_divide(y, 400)
+    yoe = y - era * 400
+    mp = (m + 9) % 12
+    doy = (153 * mp + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def _enums(idx: np.ndarray, valid: np.ndarray, col: ColumnInfo, rows: np.ndarray) -> pa.Array:
+    bad = valid & (idx > len(col.elems))
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise BatchDecodeError(f"row {int(rows[k])}: ENUM column {col.name} (id {col.id}) holds "
+                               f"index {int(idx[k])}, but it has {len(col.elems)} element(s)")
+    dictionary = pa.array([""] + list(col.elems), type=pa.string())
+    indices = pa.array(np.where(valid, idx, 0).astype(np.int32), mask=~valid)
+    return pa.DictionaryArray.from_arrays(indices, dictionary).dictionary_decode()
+
+
+def _sets(mask: np.ndarray, valid: np.ndarray, col: ColumnInfo, rows: np.ndarray) -> pa.Array:
+    n_el = len(col.elems)
+    bad = valid & ((mask >> np.uint64(n_el)) != 0) if n_el < 64 else np.zeros(len(mask), bool)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise BatchDecodeError(f"row {int(rows[k])}: SET column {col.name} (id {col.id}) holds "
+                               f"bitmask {int(mask[k]):#x}, beyond its {n_el} element(s)")
+    uniq, inv = np.unique(np.where(valid, mask, 0), return_inverse=True)
+    names = [",".join(e for i, e in enumerate(col.elems) if int(m) >> i & 1) for m in uniq.tolist()]
+    indices = pa.array(inv.reshape(-1).astype(np.int32), mask=~valid)
+    return pa.DictionaryArray.from_arrays(indices, pa.array(names, type=pa.string())).dictionary_decode()
+
+
+def _decimals(buf: np.ndarray, start: np.ndarray, length: np.ndarray, valid: np.ndarray,
+              col: ColumnInfo, tp: pa.DataType, rows: np.ndarray) -> pa.Array:
+    """DECIMAL(p<=18, s) stored with the column's own precision and frac: the MyDecimal words
+    combined into the int64 unscaled value; other rows go per value."""
+    p, s = tp.precision, tp.scale
+    digits_int = p - s
+    w_int, lead = divmod(digits_int, 9)
+    w_frac, trail = divmod(s, 9)
+    size = _DIG2BYTES[lead] + 4 * w_int + 4 * w_frac + _DIG2BYTES[trail]
+    sel = np.flatnonzero(valid)
+    head_ok = np.zeros(len(start), bool)
+    if len(sel):
+        hdr = _gather(buf, start[sel], 2)
+        head_ok[sel] = (hdr[:, 0] == p) & (hdr[:, 1] == s) & (length[sel] == 2 + size)
+    fast = np.flatnonzero(head_ok)
+    unscaled = np.zeros(len(start), dtype=np.int64)
+    if len(fast):
+        raw = _gather(buf, start[fast] + 2, size).astype(np.int64)
+        negative = (raw[:, 0] & 0x80) == 0
+        raw[:, 0] ^= 0x80
+        raw = np.where(negative[:, None], raw ^ 0xFF, raw)
+        chunks = ([(_DIG2BYTES[lead], lead)] if lead else []) + [(4, 9)] * (w_int + w_frac) \
+            + ([(_DIG2BYTES[trail], trail)] if trail else [])
+        val = np.zeros(len(fast), dtype=np.int64)
+        pos = 0
+        for nbytes, ndig in chunks:
+            word = np.zeros(len(fast), dtype=np.int64)
+            for b in range(nbytes):
+                word = (word << 8) | raw[:, pos + b]
+            pos += nbytes
+            if (word >= 10 ** ndig).any():
+                k = int(fast[np.flatnonzero(word >= 10 ** ndig)[0]])
+                raise BatchDecodeError(f"row {int(rows[k])}: DECIMAL column {col.name} (id {col.id}) "
+                                       f"has a MyDecimal word above {ndig} digits")
+            val = val * 10 ** ndig + word
+        unscaled[fast] = np.where(negative, -val, val)
+    words = np.zeros((len(start), 2), dtype=np.int64)
+    words[:, 0] = unscaled
+    words[:, 1] = unscaled >> 63
+    arr = _fixed_array(tp, words, head_ok)
+    other = valid & ~head_ok
+    if other.any():
+        odd = _per_value(buf, start, start + length, other, col, tp, rows)
+        arr = pc.if_else(pa.array(other), odd, arr)
+    return arr
+
+
+def _per_value(buf: np.ndarray, start: np.ndarray, end: np.ndarray, valid: np.ndarray,
+               col: ColumnInfo, tp: pa.DataType, rows: np.ndarray) -> pa.Array:
+    """Rare types (JSON, wide or re-scaled DECIMAL): decode each value with codec.row."""
+    data = buf.tobytes() if len(buf) < 1 << 16 else memoryview(buf)
+    vals: list[Any] = [None] * len(start)
+    for k in np.flatnonzero(valid).tolist():
+        try:
+            vals[k] = value_from_v2(col, bytes(data[int(start[k]):int(end[k])]))
+        except CodecError as e:
+            raise BatchDecodeError(f"row {int(rows[k])}: {e}") from e
+    return pa.array(_python_for_arrow(col, tp, vals), type=tp)
+
+
+__all__ = ["BatchDecodeError", "decode_rows_to_arrow", "record_batch_from_rows"]

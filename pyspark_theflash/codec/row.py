@@ -1,0 +1,254 @@
+"""One TiDB row value (format v2 or v1) -> {column name: Python value}, by the table's schema.
+
+Python types by TiDB type (the per-row reference for the vectorised `codec.batch`):
+
+| TiDB | Python |
+|---|---|
+| TINYINT..BIGINT (signed or unsigned), YEAR | int |
+| FLOAT / DOUBLE | float |
+| DECIMAL | decimal.Decimal (scale = the column's) |
+| DATE | datetime.date |
+| DATETIME | datetime.datetime, naive |
+| TIMESTAMP | datetime.datetime, aware, tzinfo=UTC (TiDB stores TIMESTAMP in UTC) |
+| TIME | datetime.timedelta (microseconds; nanoseconds are truncated toward zero) |
+| CHAR/VARCHAR/TEXT (text charset) | str (invalid UTF-8 replaced by U+FFFD) |
+| BINARY/VARBINARY/BLOB (binary charset) | bytes |
+| JSON | str, the JSON text exactly as TiDB prints it |
+| ENUM | str, the element (index 1-based into Elems; 0 is '') |
+| SET | str, the elements of the bitmask joined by ',' |
+| BIT | int |
+| NULL | None |
+
+Zero dates (`0000-00-00`) and dates Python cannot hold (e.g. `2021-02-30`, stored by TiDB under a
+relaxed sql_mode) read as None, like JDBC's zeroDateTimeBehavior=convertToNull.
+
+A column absent from the row takes its origin default (the value it had when the column was
+added), which is NULL only when that default is NULL. Column ids in the row that the schema
+does not know (dropped columns) are ignored.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from decimal import ROUND_HALF_UP, Decimal, localcontext
+from typing import Any
+
+from pyspark_theflash.codec import json_binary
+from pyspark_theflash.codec.datum import Datum
+from pyspark_theflash.codec.errors import MalformedError, TruncatedError
+from pyspark_theflash.codec.row_v1 import decode_row_v1
+from pyspark_theflash.codec.row_v2 import (
+    BadRowError,
+    decode_decimal_v2,
+    decode_float_v2,
+    decode_int_v2,
+    decode_row_v2,
+    decode_uint_v2,
+    is_row_v2,
+)
+from pyspark_theflash.codec.time import unpack_time_fields
+from pyspark_theflash.schema import types as T
+from pyspark_theflash.schema.defaults import origin_default_value as schema_origin_default
+from pyspark_theflash.schema.errors import SchemaError
+from pyspark_theflash.schema.table_info import ColumnInfo, TableInfo
+
+_UTC = dt.timezone.utc
+_DATE_TYPES = frozenset({T.TYPE_DATE, T.TYPE_NEWDATE})
+_INT_LIKE = T.INTEGER_TYPES | {T.TYPE_YEAR}
+
+
+def as_table_info(table_info: Mapping[str, Any] | TableInfo) -> TableInfo:
+    return table_info if isinstance(table_info, TableInfo) else TableInfo.from_json(table_info)
+
+
+def decode_row(data: bytes, table_info: Mapping[str, Any] | TableInfo,
+               handle: int | None = None) -> dict[str, Any]:
+    """Decode one row value (v2 if its first byte is 0x80, else v1 datums) to column name ->
+    Python value for every public column of the table (see the module table)."""
+    table = as_table_info(table_info)
+    handle_col = table.handle_column if table.pk_is_handle else None
+    out: dict[str, Any] = {}
+    if is_row_v2(data):
+        raw = decode_row_v2(data)
+        for col in table.columns:
+            if handle_col is not None and col.id == handle_col.id:
+                out[col.name] = handle_value(col, handle)
+            elif col.id in raw:
+                v = raw[col.id]
+                out[col.name] = None if v is None else value_from_v2(col, v)
+            else:
+                out[col.name] = origin_default_value(col)
+        return out
+    datums = decode_row_v1(data)
+    for col in table.columns:
+        if handle_col is not None and col.id == handle_col.id:
+            out[col.name] = handle_value(col, handle)
+        elif col.id in datums:
+            out[col.name] = value_from_datum(col, datums[col.id])
+        else:
+            out[col.name] = origin_default_value(col)
+    return out
+
+
+def handle_value(column: ColumnInfo, handle: int | None) -> int | None:
+    """The int handle as the primary key column's value (an unsigned BIGINT handle is stored as
+    the int64 with the same bits)."""
+    if handle is None:
+        return None
+    h = int(handle)
+    return h & 0xFFFFFFFFFFFFFFFF if column.unsigned else h
+
+
+# ---------------------------------------------------------------------------------------------
+# logical value (int / float / Decimal / bytes / JSON) -> Python value of the column's type
+
+
+def value_from_v2(column: ColumnInfo, raw: bytes) -> Any:
+    """One not-null v2 value of `column` as its Python value."""
+    tp = column.tp
+    try:
+        if tp in _INT_LIKE:
+            return decode_uint_v2(raw) if column.unsigned else decode_int_v2(raw)
+        if tp in T.FLOAT_TYPES:
+            return decode_float_v2(raw)
+        if tp in T.DECIMAL_TYPES:
+            return _decimal_for(column, decode_decimal_v2(raw))
+        if tp in T.TIME_TYPES:
+            return time_value(column, decode_uint_v2(raw))
+        if tp == T.TYPE_DURATION:
+            return duration_value(decode_int_v2(raw))
+        if tp in (T.TYPE_ENUM, T.TYPE_SET, T.TYPE_BIT):
+            return _unsigned_value(column, decode_uint_v2(raw))
+        if tp == T.TYPE_JSON:
+            return json_binary.json_to_text(raw)
+    except (MalformedError, TruncatedError) as e:
+        raise BadRowError(f"column {column.name} (id {column.id}, {column.type_name}): {e}") from e
+    return string_value(column, raw)
+
+
+def value_from_datum(column: ColumnInfo, datum: Datum) -> Any:
+    """One v1 datum of `column` as its Python value (kinds come back as their flags say)."""
+    kind, v = datum.kind, datum.value
+    if kind in ("null", "max") or v is None:
+        return None
+    tp = column.tp
+    if tp in _INT_LIKE:
+        n = int(v)
+        return n & 0xFFFFFFFFFFFFFFFF if column.unsigned else n
+    if tp in T.FLOAT_TYPES:
+        return float(v)
+    if tp in T.DECIMAL_TYPES:
+        return _decimal_for(column, Decimal(v[0] if isinstance(v, tuple) else v))
+    if tp in T.TIME_TYPES:
+        if isinstance(v, (dt.date, dt.datetime)):
+            return _time_from_python(column, v)
+        return time_value(column, int(v))
+    if tp == T.TYPE_DURATION:
+        if isinstance(v, dt.timedelta):
+            return v
+        return duration_value(int(v))
+    if tp in (T.TYPE_ENUM, T.TYPE_SET, T.TYPE_BIT):
+        return _unsigned_value(column, int(v))
+    if tp == T.TYPE_JSON:
+        if isinstance(v, (bytes, bytearray)):
+            return json_binary.json_to_text(bytes(v))
+        return json_binary.json_to_text(json_binary.encode_json(v))
+    if isinstance(v, str):
+        v = v.encode("utf-8")
+    return string_value(column, bytes(v))
+
+
+def string_value(column: ColumnInfo, raw: bytes) -> str | bytes:
+    if column.is_binary_string or column.tp not in T.STRING_TYPES:
+        return bytes(raw)
+    return bytes(raw).decode("utf-8", errors="replace")
+
+
+def time_value(column: ColumnInfo, packed: int) -> dt.date | dt.datetime | None:
+    """A packed DATE/DATETIME/TIMESTAMP; zero or impossible dates are None."""
+    y, mo, d, h, mi, s, us = unpack_time_fields(packed)
+    try:
+        if column.tp in _DATE_TYPES:
+            return dt.date(y, mo, d)
+        return dt.datetime(y, mo, d, h, mi, s, us,
+                           tzinfo=_UTC if column.tp == T.TYPE_TIMESTAMP else None)
+    except ValueError:
+        return None
+
+
+def _time_from_python(column: ColumnInfo, v: dt.date) -> dt.date | dt.datetime:
+    if column.tp in _DATE_TYPES:
+        return v.date() if isinstance(v, dt.datetime) else v
+    if not isinstance(v, dt.datetime):
+        v = dt.datetime(v.year, v.month, v.day)
+    if column.tp == T.TYPE_TIMESTAMP:
+        return v.astimezone(_UTC) if v.tzinfo else v.replace(tzinfo=_UTC)
+    return v.replace(tzinfo=None)
+
+
+def duration_value(nanos: int) -> dt.timedelta:
+    """TIME nanoseconds as a timedelta, truncated toward zero to microseconds."""
+    micros = abs(nanos) // 1000
+    return dt.timedelta(microseconds=-micros if nanos < 0 else micros)
+
+
+def _decimal_for(column: ColumnInfo, d: Decimal) -> Decimal:
+    if 0 <= column.decimal <= 30 and d.is_finite():
+        with localcontext() as ctx:  # DECIMAL(65,30) needs more than the default 28 digits
+            ctx.prec = 100
+            return d.quantize(Decimal(1).scaleb(-column.decimal), rounding=ROUND_HALF_UP)
+    return d
+
+
+def _unsigned_value(column: ColumnInfo, n: int) -> Any:
+    if column.tp == T.TYPE_ENUM:
+        return enum_name(column, n)
+    if column.tp == T.TYPE_SET:
+        return set_names(column, n)
+    return n
+
+
+def enum_name(column: ColumnInfo, index: int) -> str:
+    if index == 0:
+        return ""
+    if not 1 <= index <= len(column.elems):
+        raise BadRowError(f"ENUM column {column.name} (id {column.id}) holds index {index}, but "
+                          f"it has {len(column.elems)} element(s); the schema is not the row's")
+    return column.elems[index - 1]
+
+
+def set_names(column: ColumnInfo, mask: int) -> str:
+    if mask >> len(column.elems):
+        raise BadRowError(f"SET column {column.name} (id {column.id}) holds bitmask {mask:#x}, "
+                          f"beyond its {len(column.elems)} element(s); the schema is not the row's")
+    return ",".join(e for i, e in enumerate(column.elems) if mask >> i & 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# origin defaults
+
+
+def origin_default_value(column: ColumnInfo) -> Any:
+    """The Python value of the column's origin default, typed as `decode_row` types values.
+
+    schema.defaults parses TiDB's text form for the column's Arrow type; here BIGINT UNSIGNED
+    and BIT(64) (Decimal for Arrow) become int again, wide DECIMALs Decimal, and JSON its
+    TiDB text."""
+    try:
+        v = schema_origin_default(column)
+    except SchemaError as e:
+        raise BadRowError(f"{e}; rows without column {column.name} cannot be read") from e
+    if v is None:
+        return None
+    tp = column.tp
+    if tp in _INT_LIKE or tp == T.TYPE_BIT:
+        return int(v)
+    if tp in T.DECIMAL_TYPES:
+        return _decimal_for(column, Decimal(v))
+    if tp == T.TYPE_JSON:
+        try:
+            return json_binary.text_to_json_text(v)
+        except MalformedError as e:
+            raise BadRowError(f"JSON column {column.name} (id {column.id}) has an origin default "
+                              f"{v!r} that is not JSON: {e}") from e
+    return v
