@@ -26,14 +26,14 @@ DB = "shop"
 # --- tables and rows ----------------------------------------------------------------------------
 
 def items_table(table_id: int = 100, schema_version: int = 1, *, with_price: bool = True,
-                extra: Sequence[Any] = ()) -> TableInfo:
+                extra: Sequence[Any] = (), name: str = "items") -> TableInfo:
     """``shop.items``: an int ``_tidb_rowid`` handle, ``id`` BIGINT, ``name`` VARCHAR,
     optionally ``price`` DECIMAL(10,2), plus ``extra`` builder columns (for schema changes)."""
     cols = [builder.column("id", "BIGINT"), builder.column("name", "VARCHAR(64)")]
     if with_price:
         cols.append(builder.column("price", "DECIMAL(10,2)"))
     cols.extend(extra)
-    return builder.table(table_id, "items", cols, db=DB, schema_version=schema_version)
+    return builder.table(table_id, name, cols, db=DB, schema_version=schema_version)
 
 
 def table_json(table: TableInfo) -> dict[str, Any]:

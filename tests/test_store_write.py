@@ -1,0 +1,252 @@
+"""The store's write path: Percolator matching, atomic batches, idempotent replay, flush."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pyspark_theflash.codec.keys import encode_index_key
+from pyspark_theflash.store import (
+    CommitWithoutPrewriteError,
+    ReadOnlyStoreError,
+    Store,
+    StoreOptions,
+    UnknownTableError,
+)
+from store_events import (
+    DB,
+    commit,
+    committed,
+    event,
+    items_table,
+    key,
+    prewrite,
+    resolved_ts,
+    rollback,
+    row,
+    rows_by_id,
+)
+
+T = items_table()
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Store:
+    s = Store.open(tmp_path / "store")
+    s.put_schema(DB, T.to_json())
+    yield s
+    s.close()
+
+
+def names_at(store: Store, ts: int) -> dict[int, str]:
+    return {h: r["name"] for h, r in rows_by_id(store.scan_table("shop.items", ts, hidden=["_tidb_rowid"])).items()}
+
+
+def test_prewrite_then_commit_is_visible_from_commit_ts_after_flush(store: Store) -> None:
+    k = key(T, 1)
+    store.write([event(1, 5, [prewrite(k, row(T, id=1, name="a"), start_ts=100)])], (0, 1))
+    store.write([event(1, 6, [commit(k, 100, 110)])], (0, 2))
+    assert names_at(store, 200) == {}  # not flushed yet: readers see only flushed state
+    store.flush()
+    assert names_at(store, 109) == {}
+    assert names_at(store, 110) == {1: "a"}
+    assert names_at(store, 10**12) == {1: "a"}
+
+
+def test_delete_commit_hides_the_row_from_its_commit_ts(store: Store) -> None:
+    k = key(T, 3)
+    store.write([event(1, 5, [committed(k, row(T, id=3, name="x"), 100)]),
+                 event(1, 6, [prewrite(k, None, 120)]),
+                 event(1, 7, [commit(k, 120, 130)])])
+    store.flush()
+    assert names_at(store, 129) == {3: "x"}
+    assert names_at(store, 130) == {}
+
+
+def test_lock_op_commits_no_data(store: Store) -> None:
+    k = key(T, 4)
+    from store_events import LOCK
+
+    store.write([event(1, 5, [committed(k, row(T, id=4, name="keep"), 100)]),
+                 event(1, 6, [prewrite(k, None, 120, op=LOCK)]),
+                 event(1, 7, [commit(k, 120, 130)])])
+    store.flush()
+    assert names_at(store, 200) == {4: "keep"}
+    with store.snapshot() as view:
+        assert view.locks() == []
+
+
+def test_rollback_drops_the_prewrite_and_a_later_commit_is_an_error(store: Store) -> None:
+    k = key(T, 7)
+    store.write([event(1, 5, [prewrite(k, row(T, id=7, name="r"), 100)]), event(1, 6, [rollback(k, 100)])])
+    store.flush()
+    with store.snapshot() as view:
+        assert view.locks() == []
+    with pytest.raises(CommitWithoutPrewriteError) as exc:
+        store.write([event(1, 7, [commit(k, 100, 110)])])
+    msg = str(exc.value)
+    assert "region 1" in msg and "table 100 handle 7" in msg and "start_ts 100" in msg and "index 7" in msg
+    assert names_at(store, 200) == {}
+
+
+def test_commit_matches_prewrite_by_key_and_start_ts(store: Store) -> None:
+    k = key(T, 8)
+    store.write([event(1, 5, [prewrite(k, row(T, id=8, name="first"), 100)])])
+    with pytest.raises(CommitWithoutPrewriteError):
+        store.write([event(1, 6, [commit(k, 99, 110)])])  # wrong start_ts
+    store.write([event(1, 6, [commit(k, 100, 110)])])
+    store.flush()
+    assert names_at(store, 110) == {8: "first"}
+
+
+def test_a_batch_that_fails_applies_nothing_and_can_be_retried(store: Store) -> None:
+    other = items_table(table_id=200, name="others")
+    k1, k2 = key(T, 1), key(other, 1)
+    batch = [event(1, 5, [prewrite(k1, row(T, id=1, name="p"), 100)]),
+             event(1, 6, [committed(key(T, 2), row(T, id=2, name="c"), 90)]),
+             event(1, 7, [committed(k2, row(other, id=1, name="o"), 95)])]
+    with pytest.raises(UnknownTableError) as exc:
+        store.write(batch, (0, 77))
+    assert exc.value.table_id == 200 and "put_schema" in str(exc.value)
+    store.flush()
+    with store.snapshot() as view:
+        assert view.locks() == []                       # the prewrite was undone
+        assert view.position() is None                  # the position did not move
+        assert [r.applied_index for r in view.regions()] in ([], [0])
+    store.put_schema(DB, other.to_json())
+    result = store.write(batch, (0, 77))
+    assert (result.applied, result.skipped, result.rows) == (3, 0, 2)
+    store.flush()
+    assert names_at(store, 100) == {2: "c"}
+    assert rows_by_id(store.scan_table(200, 100))[1]["name"] == "o"
+    with store.snapshot() as view:
+        assert [(lk.key, lk.start_ts) for lk in view.locks()] == [(k1, 100)]
+        assert view.position() == (0, 77)
+
+
+def test_events_at_or_below_the_applied_index_are_skipped(store: Store) -> None:
+    k = key(T, 1)
+    batch = [event(1, 5, [committed(k, row(T, id=1, name="once"), 100)]),
+             event(1, 6, [prewrite(key(T, 2), row(T, id=2, name="two"), 110)]),
+             event(1, 7, [commit(key(T, 2), 110, 120)])]
+    store.write(batch)
+    store.flush()
+    again = store.write(batch)  # a replay after a crash re-delivers the same events
+    assert (again.applied, again.skipped) == (0, 3)
+    store.flush()
+    t = store.scan_table("shop.items", 200, hidden=["_tidb_rowid", "_tidb_commit_ts"])
+    assert sorted((r["_tidb_rowid"], r["_tidb_commit_ts"]) for r in t.to_pylist()) == [(1, 100), (2, 120)]
+    with store.snapshot() as view:
+        assert sum(p.rows for p in view.parts(T.id)) == 2  # no version stored twice
+
+
+def test_a_reader_never_sees_the_lock_gone_before_the_data(tmp_path: Path) -> None:
+    writer = Store.open(tmp_path / "s")
+    writer.put_schema(DB, T.to_json())
+    reader = Store.open(tmp_path / "s", readonly=True)
+    k = key(T, 5)
+    writer.write([event(1, 5, [prewrite(k, row(T, id=5, name="v"), 100)])])
+    writer.flush()
+    writer.write([event(1, 6, [commit(k, 100, 110)])])
+    with reader.snapshot() as view:  # committed in memory only: the lock is still what readers see
+        assert [lk.start_ts for lk in view.locks(T.id, 5, 6)] == [100]
+    assert names_at(reader, 200) == {}
+    writer.flush()
+    with reader.snapshot() as view:
+        assert view.locks(T.id) == []
+    assert names_at(reader, 200) == {5: "v"}
+    reader.close()
+    writer.close()
+
+
+def test_locks_filter_by_table_and_handle_range(store: Store) -> None:
+    store.write([event(1, 5, [prewrite(key(T, h), row(T, id=h, name="x"), 100 + h) for h in (1, 5, 9)])])
+    store.flush()
+    with store.snapshot() as view:
+        assert [lk.start_ts for lk in view.locks(T.id, 2, 9)] == [105]
+        assert len(view.locks(T.id)) == 3 and view.locks(999) == []
+
+
+def test_rows_of_ignored_tables_and_index_keys_are_dropped(store: Store) -> None:
+    store.ignore_table(300, "other", "skipped")
+    idx_key = encode_index_key(T.id, 1, [])
+    result = store.write([event(1, 5, [committed(key(300, 1), b"\x80\x00\x00\x00\x00\x00", 100),
+                                       committed(idx_key, b"0", 100),
+                                       committed(key(T, 1), row(T, id=1, name="kept"), 100)])])
+    assert result.rows == 1
+    store.flush()
+    assert names_at(store, 100) == {1: "kept"}
+
+
+def test_resolved_ts_only_moves_forward_whatever_its_index(store: Store) -> None:
+    store.write([event(1, 5, []), resolved_ts(1, 5, 500), resolved_ts(1, 3, 400), resolved_ts(1, 9, 450)])
+    store.flush()
+    with store.snapshot() as view:
+        (r,) = view.regions()
+        assert (r.resolved_ts, r.applied_index) == (500, 5)
+
+
+def test_write_flushes_by_itself_past_the_row_threshold(tmp_path: Path) -> None:
+    s = Store.open(tmp_path / "s", options=StoreOptions(flush_rows=3, flush_deadline_s=3600))
+    s.put_schema(DB, T.to_json())
+    r1 = s.write([event(1, 5, [committed(key(T, h), row(T, id=h, name="a"), 100) for h in (1, 2)])], (0, 5))
+    assert r1.flushed is None and not s.flush_due()
+    r2 = s.write([event(1, 6, [committed(key(T, 3), row(T, id=3, name="a"), 100)])], (0, 6))
+    assert r2.flushed is not None and r2.flushed.rows == 3 and r2.flushed.position == (0, 6)
+    assert len(names_at(s, 100)) == 3
+    s.close()
+
+
+def test_flush_is_due_after_the_deadline(tmp_path: Path) -> None:
+    s = Store.open(tmp_path / "s", options=StoreOptions(flush_deadline_s=0.0))
+    s.put_schema(DB, T.to_json())
+    assert not s.flush_due()  # nothing applied yet
+    s.write([event(1, 5, [committed(key(T, 1), row(T, id=1, name="a"), 100)])])
+    assert s.flush_due()
+    s.flush()
+    assert not s.flush_due()
+    s.close()
+
+
+def test_reopen_restores_open_locks_regions_and_position(tmp_path: Path) -> None:
+    s = Store.open(tmp_path / "s")
+    s.put_schema(DB, T.to_json())
+    k = key(T, 1)
+    s.write([event(1, 5, [prewrite(k, row(T, id=1, name="later"), 100)])], (3, 4096))
+    s.flush()
+    s.close()
+    s = Store.open(tmp_path / "s")
+    with s.snapshot() as view:
+        assert view.position() == (3, 4096)
+    assert s.write([event(1, 5, [prewrite(k, b"dup", 100)])]).skipped == 1
+    s.write([event(1, 6, [commit(k, 100, 110)])])
+    s.flush()
+    assert names_at(s, 110) == {1: "later"}
+    s.close()
+
+
+def test_big_uncommitted_transaction_spills_and_commits_intact(tmp_path: Path) -> None:
+    s = Store.open(tmp_path / "s", options=StoreOptions(prewrite_memory_bytes=4096))
+    s.put_schema(DB, T.to_json())
+    n = 300
+    rows = [prewrite(key(T, h), row(T, id=h, name="v" * 50 + str(h)), 1000, primary=key(T, 0)) for h in range(n)]
+    s.write([event(1, 5, rows)])
+    st = s.status()
+    assert st["open_prewrites"] == n and st["prewrite_memory_bytes"] <= 4096
+    s.flush()  # the open locks, values included, are persisted from the spill file
+    s.close()
+    s = Store.open(tmp_path / "s", options=StoreOptions(prewrite_memory_bytes=4096))
+    s.write([event(1, 6, [commit(key(T, h), 1000, 1010) for h in range(n)])])
+    s.flush()
+    got = names_at(s, 1010)
+    assert len(got) == n and got[123] == "v" * 50 + "123"
+    assert s.status()["open_prewrites"] == 0
+    s.close()
+
+
+def test_a_readonly_store_refuses_writes(tmp_path: Path) -> None:
+    Store.open(tmp_path / "s").close()
+    r = Store.open(tmp_path / "s", readonly=True)
+    with pytest.raises(ReadOnlyStoreError):
+        r.write([])
+    r.close()
