@@ -37,7 +37,7 @@ from pyspark_theflash.schema.arrow import arrow_schema
 from pyspark_theflash.schema.table_info import ColumnInfo, TableInfo
 
 _DIG2BYTES = (0, 1, 1, 2, 2, 3, 3, 4, 4, 4)
-_VALUE, _NULL, _ABSENT = 0, 1, 2
+_VALUE, _NULL, _ABSENT, _NOT_FAST = 0, 1, 2, 3
 _US_PER_DAY = 86_400_000_000
 
 
@@ -161,14 +161,15 @@ def _parse_layouts(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
     ncols = len(cols)
     col_ids = np.array([c.id for c in cols], dtype=np.int64)
 
-    rows_parts: list[np.ndarray] = []
-    start_parts: list[list[np.ndarray]] = [[] for _ in range(ncols)]
-    end_parts: list[list[np.ndarray]] = [[] for _ in range(ncols)]
-    state_parts: list[list[np.ndarray]] = [[] for _ in range(ncols)]
+    # Per output column, for all n rows: state (_NOT_FAST until a layout claims the row),
+    # start and end byte of the value in buf.
+    state = np.full((ncols, n), _NOT_FAST, dtype=np.uint8)
+    start = np.zeros((ncols, n), dtype=np.int64)
+    end = np.zeros((ncols, n), dtype=np.int64)
 
-    shapes, shape_of = np.unique(shape_key, return_inverse=True)
+    shapes, shape_of = _group(shape_key)
     for g, key in enumerate(shapes.tolist()):
-        sel = np.flatnonzero(shape_of == g)
+        sel = np.flatnonzero(shape_of == g) if len(shapes) > 1 else np.arange(len(cand))
         is_large = bool(key >> 40)
         n_nn, n_nu = (key >> 20) & 0xFFFFF, key & 0xFFFFF
         id_size, off_size = (4, 4) if is_large else (1, 2)
@@ -195,46 +196,66 @@ def _parse_layouts(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
             expect = expect + np.where(has_ck, 1 + np.where(ck & 0x08, 8, 4), 0)
             good &= ~has_ck | ck_ok
         good &= expect == lengths[rows_g]
-        rows_g, s_g, ids, offs = rows_g[good], s_g[good], ids[good], offs[good]
+        if not good.all():
+            rows_g, s_g, ids, offs = rows_g[good], s_g[good], ids[good], offs[good]
         if not len(rows_g):
             continue
         # group by the column-id block; usually one layout per shape
-        if n_ids:
-            layouts, layout_of = np.unique(ids, axis=0, return_inverse=True)
-            layout_of = layout_of.reshape(-1)
-        else:
-            layouts, layout_of = np.zeros((1, 0), dtype=np.int64), np.zeros(len(rows_g), np.int64)
+        layouts, layout_of = _group_rows(ids)
         for li, id_row in enumerate(layouts):
-            lsel = np.flatnonzero(layout_of == li)
+            lsel = np.flatnonzero(layout_of == li) if len(layouts) > 1 else slice(None)
             rows_l, base = rows_g[lsel], s_g[lsel] + values_start
             offs_l = offs[lsel]
             pos = {int(cid): k for k, cid in enumerate(id_row.tolist())}
-            rows_parts.append(rows_l)
-            m = len(rows_l)
             for j, cid in enumerate(col_ids.tolist()):
                 k = pos.get(cid)
                 if k is None:
-                    st = np.full(m, _ABSENT, np.uint8)
-                    a = b = np.zeros(m, np.int64)
+                    state[j, rows_l] = _ABSENT
                 elif k >= n_nn:
-                    st = np.full(m, _NULL, np.uint8)
-                    a = b = np.zeros(m, np.int64)
+                    state[j, rows_l] = _NULL
                 else:
-                    st = np.zeros(m, np.uint8)
-                    a = base + (offs_l[:, k - 1] if k else 0)
-                    b = base + offs_l[:, k]
-                start_parts[j].append(a)
-                end_parts[j].append(b)
-                state_parts[j].append(st)
-    if not rows_parts:
-        empty = [np.zeros(0, np.int64) for _ in range(ncols)]
-        return _Layouts(np.zeros(0, np.int64), empty, empty, [e.astype(np.uint8) for e in empty])
-    rows = np.concatenate(rows_parts)
-    order = np.argsort(rows, kind="stable")
-    return _Layouts(rows[order],
-                    [np.concatenate(p)[order] for p in start_parts],
-                    [np.concatenate(p)[order] for p in end_parts],
-                    [np.concatenate(p)[order] for p in state_parts])
+                    state[j, rows_l] = _VALUE
+                    start[j, rows_l] = base + (offs_l[:, k - 1] if k else 0)
+                    end[j, rows_l] = base + offs_l[:, k]
+    if ncols == 0:
+        rows = cand
+    else:
+        rows = np.flatnonzero(state[0] != _NOT_FAST)
+        if len(rows) < n:
+            state, start, end = state[:, rows], start[:, rows], end[:, rows]
+    return _Layouts(rows, list(start), list(end), list(state))
+
+
+def _group(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(keys, return_inverse=True) with a fast path for all-equal keys."""
+    if len(keys) and (keys == keys[0]).all():
+        return keys[:1], np.zeros(len(keys), dtype=np.int64)
+    uniq, inv = np.unique(keys, return_inverse=True)
+    return uniq, inv.reshape(-1)
+
+
+_HASH_MULTIPLIERS = np.random.default_rng(20240521).integers(1, 2**63, size=4096, dtype=np.uint64) | np.uint64(1)
+
+
+def _group_rows(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of a 2-D int block and each row's group: hash the rows to uint64 and group
+    the hashes (np.unique(axis=0) sorts void records and is far slower), then verify exactly."""
+    m, w = block.shape
+    if w == 0:
+        return np.zeros((1, 0), dtype=block.dtype), np.zeros(m, dtype=np.int64)
+    if (block == block[0]).all():
+        return block[:1], np.zeros(m, dtype=np.int64)
+    mult = _HASH_MULTIPLIERS[:w] if w <= len(_HASH_MULTIPLIERS) else None
+    if mult is not None:
+        with np.errstate(over="ignore"):
+            h = (block.astype(np.uint64) * mult).sum(axis=1, dtype=np.uint64)
+        uniq, first, inv = np.unique(h, return_index=True, return_inverse=True)
+        inv = inv.reshape(-1)
+        layouts = block[first]
+        if (layouts[inv] == block).all():  # no hash collision
+            return layouts, inv
+    layouts, inv = np.unique(block, axis=0, return_inverse=True)
+    return layouts, inv.reshape(-1)
 
 
 def _handles_array(handles: Any, n: int) -> np.ndarray:
