@@ -22,6 +22,12 @@ POLL_S = 0.05
 REQUEST_EVERY_S = 0.2
 
 
+def _close(view: Any) -> None:
+    close = getattr(view, "close", None)
+    if close is not None:
+        close()
+
+
 def ranges_overlap(a_start: bytes, a_end: bytes, b_start: bytes, b_end: bytes) -> bool:
     """Do [a_start, a_end) and [b_start, b_end) overlap? Empty end = +inf (PD's form)."""
     return (not b_end or a_start < b_end) and (not a_end or b_start < a_end)
@@ -46,6 +52,7 @@ class LearnerRead:
     latch: Latch
     ts: int
     table: str
+    key_range: tuple[bytes, bytes] = (b"", b"")  # the table's records, PD-encoded
     read_index: dict[int, int] = field(default_factory=dict)
     waited_s: float = 0.0
 
@@ -64,6 +71,18 @@ class LearnerRead:
                 out[int(up.id)] = int(self.upstream.read_index(int(up.id)))
         return out
 
+    def _upstream_regions(self, needed: dict[int, int]) -> None:
+        """Regions upstream has over the table that the store may not know yet (a fresh
+        store, or a split it has not applied): the store must hold each at its read index."""
+        start, end = self.key_range
+        for up in self.upstream.regions():
+            if ranges_overlap(bytes(up.start_key), bytes(up.end_key), start, end):
+                try:
+                    needed[int(up.id)] = int(self.upstream.read_index(int(up.id)))
+                except Exception as exc:
+                    if type(exc).__name__ != "RegionNotFoundError":
+                        raise  # else merged away meanwhile: its range is in a neighbour we list
+
     def run(self, deadline: float, timeout_s: float, only: Iterable[int] | None = None, force: bool = False) -> Any:
         """Wait until caught up; returns the store view that is. ``only``: just these region
         ids (a lock's regions after resolving it); ``force``: take a new read index even when
@@ -73,6 +92,8 @@ class LearnerRead:
         needed: dict[int, int] = {}
         request_id: int | None = None
         requested_at = 0.0
+        if only_ids is None:
+            self._upstream_regions(needed)
         try:
             while True:
                 view = self.snapshot()
@@ -96,10 +117,11 @@ class LearnerRead:
                         force or int(state.resolved_ts) < self.ts
                     ):
                         lagging.append((rid, int(state.applied_index), index))
+                if not lagging and not fresh:
+                    self.read_index.update(needed)
+                    return view
+                _close(view)
                 if not lagging:
-                    if not fresh:
-                        self.read_index.update(needed)
-                        return view
                     continue  # a split may have brought new regions into the table's range
                 now = time.monotonic()
                 if now >= deadline:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from pyspark_theflash.scan.errors import LockResolveTimeoutError
-from pyspark_theflash.scan.learner import LearnerRead
+from pyspark_theflash.scan.learner import LearnerRead, _close
 
 BACKOFF_FIRST_S = 0.02
 BACKOFF_MAX_S = 1.0
@@ -93,6 +93,7 @@ class LockResolver:
             if wait_regions:
                 # The commit reaches the store through the binlog: a fresh read index of the
                 # lock's regions covers it; then look again (the lock must be gone).
+                _close(view)
                 view = self.learner.run(deadline, timeout_s, only=wait_regions, force=True)
                 waited.update(int(lk.start_ts) for lk in pending if int(lk.region_id) in wait_regions)
                 if not alive:
@@ -111,4 +112,5 @@ class LockResolver:
             pause = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * (2 ** attempt)) * random.uniform(0.5, 1.5)
             time.sleep(min(pause, max(0.0, deadline - now)))
             attempt += 1
+            _close(view)
             view = self.learner.snapshot()

@@ -107,16 +107,23 @@ def upstream_address(options: ScanOptions, view: Any) -> str | None:
     return str(recorded) if recorded else None
 
 
-def connect_upstream(options: ScanOptions, view: Any) -> Any:
-    address = upstream_address(options, view)
+def connect_upstream(options: ScanOptions, address: str | None) -> Any:
     if not address:
         raise UpstreamUnreachableError(
             f"reading {options.table}: no upstream address; give .option('upstream', 'grpc://host:port') "
             "(the address `theflash upstream --serve` prints), or let the writer record it in the store"
         )
-    from pyspark_theflash.upstream import connect
+    from pyspark_theflash.upstream.client import connect
 
     return connect(address)
+
+
+def table_key_range(table_id: int) -> tuple[bytes, bytes]:
+    """The table's record keys [t{id}_r, t{id}_s) in PD's encoded form (region boundaries)."""
+    from pyspark_theflash.codec.keys import encode_region_key, record_prefix
+
+    prefix = record_prefix(table_id)
+    return encode_region_key(prefix), encode_region_key(prefix[:-1] + b"s")
 
 
 def covering_regions(view: Any, table_id: int) -> list[tuple[Any, tuple[int | None, int | None]]]:
@@ -151,41 +158,82 @@ def plan(store_path: str, table: str | None = None, options: Mapping[str, str] |
             raw["table"] = table
         opts = ScanOptions.from_mapping(raw)
     store = open_store(opts.store)
-    view = store.snapshot()
     try:
-        table_info = view.table(opts.table)
-    except Exception as exc:
-        table_info = None
-        lookup_error: Exception | None = exc
-    else:
-        lookup_error = None
-    if table_info is None:
-        raise TableNotReplicatedError(
-            f"store {opts.store} has no table {opts.table}: is the writer replicating it "
-            f"(theflash writer --tables ...)? ({lookup_error or 'unknown table'})"
-        )
-    table_id = int(table_info.id)
-    read_columns = tuple(columns) if columns is not None else (opts.columns or None)
-    read_hidden = tuple(hidden) if hidden is not None else opts.hidden
-    if read_columns is not None:
-        # TiDB column names are case-insensitive; Spark's may come in any case.
-        known = {c.name.lower(): c.name for c in table_info.columns}
-        unknown = [c for c in read_columns if c.lower() not in known]
-        read_columns = tuple(known.get(c.lower(), c) for c in read_columns)
-        if unknown:
-            raise ScanOptionError(
-                f"table {opts.table} has no column(s) {unknown}; its columns are {[c.name for c in table_info.columns]}"
-            )
+        return _plan(store, opts, columns, hidden, predicate, upstream, latch, started)
+    finally:
+        store.close()
 
+
+def _plan(store: Any, opts: ScanOptions, columns: Sequence[str] | None, hidden: Sequence[str] | None,
+          predicate: Any, upstream: Any, latch: Any, started: float) -> ScanPlan:
+    with store.snapshot() as view:
+        table_info = lookup_table(view, opts.table)
+        store_safe_point = int(view.gc_safe_point())
+        recorded_upstream = upstream_address(opts, view)
+    own_upstream = upstream is None
     if upstream is None:
-        upstream = connect_upstream(opts, view)
+        upstream = connect_upstream(opts, recorded_upstream)
+    try:
+        if table_info is None:
+            # A table the writer has not stored yet (a fresh store): the learner read below
+            # brings its schema in, if the writer replicates it.
+            table_info = upstream_table(upstream, opts)
+        read_columns = _resolve_columns(table_info, opts, columns)
+        read_hidden = tuple(hidden) if hidden is not None else opts.hidden
+        return _plan_at_ts(store, opts, table_info, read_columns, read_hidden, predicate, upstream, latch,
+                           store_safe_point, started)
+    finally:
+        if own_upstream and hasattr(upstream, "close"):
+            upstream.close()
+
+
+def lookup_table(view: Any, table: str) -> Any:
+    """The store's current schema of ``db.table``, or None when the store does not have it."""
+    from pyspark_theflash.store.errors import UnknownTableNameError
+
+    try:
+        return view.table(table)
+    except UnknownTableNameError:
+        return None
+
+
+def upstream_table(upstream: Any, opts: ScanOptions) -> Any:
+    from pyspark_theflash.schema import TableInfo
+
+    db, name = opts.db_and_name
+    try:
+        return TableInfo.from_json(upstream.table_info(db, name), db=db)
+    except Exception as exc:
+        raise TableNotReplicatedError(
+            f"table {opts.table} is neither in store {opts.store} nor known upstream ({exc}); check the name"
+        ) from exc
+
+
+def _resolve_columns(table_info: Any, opts: ScanOptions, columns: Sequence[str] | None) -> tuple[str, ...] | None:
+    read_columns = tuple(columns) if columns is not None else (opts.columns or None)
+    if read_columns is None:
+        return None
+    # TiDB column names are case-insensitive; Spark's may come in any case.
+    known = {c.name.lower(): c.name for c in table_info.columns}
+    unknown = [c for c in read_columns if c.lower() not in known]
+    if unknown:
+        raise ScanOptionError(
+            f"table {opts.table} has no column(s) {unknown}; its columns are {[c.name for c in table_info.columns]}"
+        )
+    return tuple(known[c.lower()] for c in read_columns)
+
+
+def _plan_at_ts(store: Any, opts: ScanOptions, table_info: Any, read_columns: tuple[str, ...] | None,
+                read_hidden: tuple[str, ...], predicate: Any, upstream: Any, latch: Any,
+                store_safe_point: int, started: float) -> ScanPlan:
+    table_id = int(table_info.id)
     try:
         fresh = upstream.get_ts()
         gc_upstream = int(upstream.gc_safe_point())
     except Exception as exc:
         raise UpstreamUnreachableError(f"reading {opts.table}: the upstream did not answer: {exc}") from exc
     ts = requested_ts(opts) or fresh
-    safe_point = max(gc_upstream, int(view.gc_safe_point()))
+    safe_point = max(gc_upstream, store_safe_point)
     check_snapshot_ts(ts, safe_point, fresh)
 
     if latch is None:
@@ -198,7 +246,7 @@ def plan(store_path: str, table: str | None = None, options: Mapping[str, str] |
     try:
         result.lease = ReadLease(latch, ts, opts.lease_ttl_s, default_holder(f"scan {opts.table}"), owner=result)
     except LeaseRefusedError as exc:
-        raise SnapshotTsOutOfRangeError(ts, int(store.snapshot().gc_safe_point()), fresh,
+        raise SnapshotTsOutOfRangeError(ts, safe_point, fresh,
                                         f"refused by the store's latch ({exc})") from exc
     try:
         _catch_up_and_partition(result, store, upstream, latch, read_columns, read_hidden, predicate)
@@ -211,14 +259,31 @@ def plan(store_path: str, table: str | None = None, options: Mapping[str, str] |
 
 def _catch_up_and_partition(result: ScanPlan, store: Any, upstream: Any, latch: Any,
                             columns: tuple[str, ...] | None, hidden: tuple[str, ...], predicate: Any) -> None:
-    opts, ts, table_id, stats = result.options, result.ts, result.table_id, result.stats
+    opts, ts, table_id = result.options, result.ts, result.table_id
     learner = LearnerRead(
         snapshot=store.snapshot,
         covering=lambda v: [r for r, _ in covering_regions(v, table_id)],
-        upstream=upstream, latch=latch, ts=ts, table=opts.table,
+        upstream=upstream, latch=latch, ts=ts, table=opts.table, key_range=table_key_range(table_id),
     )
     deadline = time.monotonic() + opts.region_wait_timeout_s
     view = learner.run(deadline, opts.region_wait_timeout_s)
+    try:
+        _partition(result, learner, view, upstream, columns, hidden, predicate)
+    finally:
+        view.close()
+
+
+def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
+               columns: tuple[str, ...] | None, hidden: tuple[str, ...], predicate: Any) -> None:
+    opts, ts, table_id, stats = result.options, result.ts, result.table_id, result.stats
+    first_view = view
+    stored = lookup_table(view, opts.table)
+    if stored is None or int(stored.id) != table_id:
+        raise TableNotReplicatedError(
+            f"store {opts.store} has no table {opts.table} (id {table_id}) although upstream has it: is the writer "
+            "replicating it (theflash writer --tables ...)?"
+        )
+    result.table_info = stored
     regions = covering_regions(view, table_id)
     stats.regions = len(regions)
     stats.regions_read_index = len(learner.read_index)
@@ -258,6 +323,8 @@ def _catch_up_and_partition(result: ScanPlan, store: Any, upstream: Any, latch: 
         ))
         stats.parts += len(rng.parts)
         stats.bytes += rng.size_bytes
+    if view is not first_view:
+        view.close()
     stats.partitions = len(partitions)
     result.partitions = partitions
 

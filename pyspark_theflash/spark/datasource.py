@@ -35,19 +35,20 @@ class TheFlashPartition(InputPartition):
 
 
 def _table_info(options: ScanOptions) -> Any:
-    from pyspark_theflash.scan.errors import TableNotReplicatedError
-    from pyspark_theflash.scan.planner import open_store
+    """The store's current schema of the table; the upstream's when the writer has not
+    stored it yet (a fresh store: the read's learner read will bring it in)."""
+    from pyspark_theflash.scan.planner import connect_upstream, lookup_table, open_store, upstream_address, upstream_table
 
-    view = open_store(options.store).snapshot()
+    with open_store(options.store) as store, store.snapshot() as view:
+        info = lookup_table(view, options.table)
+        address = upstream_address(options, view)
+    if info is not None:
+        return info
+    client = connect_upstream(options, address)
     try:
-        info = view.table(options.table)
-    except Exception as exc:
-        raise TableNotReplicatedError(
-            f"store {options.store} has no table {options.table}: is the writer replicating it? ({exc})"
-        ) from exc
-    if info is None:
-        raise TableNotReplicatedError(f"store {options.store} has no table {options.table}: is the writer replicating it?")
-    return info
+        return upstream_table(client, options)
+    finally:
+        client.close()
 
 
 class TheFlashDataSource(DataSource):

@@ -64,16 +64,23 @@ def pinned_snapshot(spark: Any, store: str, ts: int | None = None, upstream: str
     from pyspark_theflash.latch import connect as connect_latch
     from pyspark_theflash.scan.lease import ReadLease, default_holder
     from pyspark_theflash.scan.options import ScanOptions
-    from pyspark_theflash.scan.planner import connect_upstream, open_store
+    from pyspark_theflash.scan.planner import connect_upstream, open_store, upstream_address
     from pyspark_theflash.scan.snapshot import check_snapshot_ts
 
     install_session_snapshot_hook()
-    view = open_store(store).snapshot()
-    client = connect_upstream(ScanOptions(store=store, table="pinned.snapshot", upstream=upstream), view)
-    now = int(client.get_ts())
+    options = ScanOptions(store=store, table="pinned.snapshot", upstream=upstream)
+    with open_store(store) as opened, opened.snapshot() as view:
+        store_safe_point = int(view.gc_safe_point())
+        address = upstream_address(options, view)
+    client = connect_upstream(options, address)
+    try:
+        now = int(client.get_ts())
+        upstream_safe_point = int(client.gc_safe_point())
+    finally:
+        client.close()
     if ts is None:
         ts = now
-    check_snapshot_ts(int(ts), max(int(client.gc_safe_point()), int(view.gc_safe_point())), now)
+    check_snapshot_ts(int(ts), max(upstream_safe_point, store_safe_point), now)
     lease = ReadLease(connect_latch(store, latch), int(ts), lease_ttl_s, default_holder("pinned_snapshot"))
     previous = spark.conf.get(SESSION_SNAPSHOT_OPTION, None)
     spark.conf.set(SESSION_SNAPSHOT_OPTION, str(ts))
