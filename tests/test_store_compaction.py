@@ -1,0 +1,206 @@
+"""Compaction and GC keep exactly what the rules say; leases pin versions and files;
+oversized partitions split."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from pyspark_theflash.store import (
+    LeaseBelowSafePointError,
+    LeaseNotFoundError,
+    Store,
+    StoreOptions,
+    gc_versions,
+)
+from store_events import DB, committed, event, items_table, key, row
+
+T = items_table()
+
+
+def wait_for(cond: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached before the deadline")
+        time.sleep(0.01)
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Store:
+    s = Store.open(tmp_path / "store", options=StoreOptions(compact_min_deltas=2))
+    s.put_schema(DB, T.to_json())
+    yield s
+    s.close()
+
+
+class Versions:
+    """Writes versions, one flush (delta part) per call."""
+
+    def __init__(self, store: Store) -> None:
+        self.store, self.index = store, 0
+
+    def write(self, *versions: tuple[int, int, str | None]) -> None:
+        self.index += 1
+        self.store.write([event(1, self.index, [
+            committed(key(T, h), None if n is None else row(T, id=h, name=n), ts) for h, ts, n in versions])])
+        self.store.flush()
+
+
+def stored_versions(store: Store) -> list[tuple[int, int, bool]]:
+    """Every version the store holds: (handle, commit_ts, delete mark)."""
+    import pyarrow.parquet as pq
+
+    out = []
+    with store.snapshot() as view:
+        for p in view.parts(T.id):
+            t = pq.read_table(store.root / p.path, columns=["_tidb_rowid", "_tidb_commit_ts", "_tidb_delmark"])
+            out += [(r["_tidb_rowid"], r["_tidb_commit_ts"], r["_tidb_delmark"]) for r in t.to_pylist()]
+    return sorted(out)
+
+
+def names_at(store: Store, ts: int) -> dict[int, str]:
+    t = store.scan_table("shop.items", ts, hidden=["_tidb_rowid"])
+    return {r["_tidb_rowid"]: r["name"] for r in t.to_pylist()}
+
+
+HISTORY = [
+    (1, 100, "a"), (1, 200, "b"), (1, 300, "c"),   # handle 1: two below the safe point 250, one above
+    (2, 100, "x"), (2, 200, None),                 # handle 2: newest below is a delete -> all gone
+    (3, 100, "p"), (3, 260, None),                 # handle 3: delete above the safe point -> both kept
+    (4, 300, "q"),                                 # handle 4: only above
+    (5, 250, "s"),                                 # handle 5: exactly at the safe point
+]
+
+
+def test_gc_versions_keeps_newer_versions_and_the_newest_visible_one() -> None:
+    rows = sorted(HISTORY)
+    t = pa.table({"_tidb_rowid": pa.array([h for h, _, _ in rows], pa.int64()),
+                  "_tidb_commit_ts": pa.array([ts for _, ts, _ in rows], pa.uint64()),
+                  "_tidb_delmark": pa.array([n is None for _, _, n in rows])})
+    kept = gc_versions(t, 250)
+    got = list(zip(kept.column(0).to_pylist(), kept.column(1).to_pylist()))
+    assert got == [(1, 200), (1, 300), (3, 100), (3, 260), (4, 300), (5, 250)]
+    assert gc_versions(t, 0).num_rows == t.num_rows
+
+
+def test_compaction_merges_deltas_into_one_stable_part_with_identical_reads(store: Store) -> None:
+    w = Versions(store)
+    for v in HISTORY:
+        w.write(v)
+    before = {ts: names_at(store, ts) for ts in (50, 100, 150, 200, 250, 260, 300, 400)}
+    with store.snapshot() as view:
+        assert len(view.parts(T.id)) == len(HISTORY)
+    result = store.compact()
+    assert (result.partitions, result.parts_in, result.parts_out) == (1, len(HISTORY), 1)
+    with store.snapshot() as view:
+        (part,) = view.parts(T.id)
+        assert part.kind == "stable" and part.rows == len(HISTORY)
+    assert {ts: names_at(store, ts) for ts in before} == before
+    assert len(stored_versions(store)) == len(HISTORY)  # without GC no version is dropped
+
+
+def test_gc_drops_exactly_the_versions_no_snapshot_at_or_above_the_safe_point_needs(store: Store) -> None:
+    w = Versions(store)
+    for v in HISTORY:
+        w.write(v)
+    after_sp = {ts: names_at(store, ts) for ts in (250, 259, 260, 300, 400)}
+    result = store.gc(250)
+    assert result.safe_point == 250
+    assert [(h, ts) for h, ts, _ in stored_versions(store)] == [(1, 200), (1, 300), (3, 100), (3, 260), (4, 300), (5, 250)]
+    assert {ts: names_at(store, ts) for ts in after_sp} == after_sp
+    with pytest.raises(LeaseBelowSafePointError, match="safe point is 250"):
+        store.leases.acquire(249, 60, "too old")
+    with pytest.raises(LeaseBelowSafePointError):
+        list(store.scan("shop.items", 100))
+    assert store.gc(100).safe_point == 250  # the safe point never moves back
+
+
+def test_a_live_lease_holds_the_safe_point_until_released(store: Store) -> None:
+    w = Versions(store)
+    for v in HISTORY:
+        w.write(v)
+    lease = store.leases.acquire(150, 60, "long query")
+    at_150 = names_at(store, 150)
+    assert store.gc(300).safe_point == 150
+    assert names_at(store, 150) == at_150 == {1: "a", 2: "x", 3: "p"}
+    store.leases.release(lease.id)
+    assert store.gc(300).safe_point == 300
+    # handle 3 is gone: its newest version at or below 300 is a delete
+    assert [(h, ts) for h, ts, _ in stored_versions(store)] == [(1, 300), (4, 300), (5, 250)]
+
+
+def test_a_live_lease_blocks_file_deletion_until_released_or_expired(store: Store) -> None:
+    w = Versions(store)
+    w.write((1, 100, "a"))
+    w.write((1, 200, "b"))
+    with store.snapshot() as view:
+        old_files = [store.root / p.path for p in view.parts(T.id)]
+    lease = store.leases.acquire(150, 60, "reader")
+    assert store.compact().files_deleted == 0
+    assert all(f.exists() for f in old_files)  # the reader's parts stay readable
+    store.leases.release(lease.id)
+    assert store.delete_obsolete_files() == 2
+    assert not any(f.exists() for f in old_files)
+
+    w.write((1, 300, "c"))
+    w.write((1, 400, "d"))
+    with store.snapshot() as view:
+        old_files = [store.root / p.path for p in view.parts(T.id)]
+    short = store.leases.acquire(150, 0.2, "crashed reader")
+    store.compact()
+    assert all(f.exists() for f in old_files)
+    wait_for(lambda: all(lz.id != short.id for lz in store.leases.live()))
+    store.delete_obsolete_files()
+    assert not any(f.exists() for f in old_files)
+    with pytest.raises(LeaseNotFoundError):
+        store.leases.renew(short.id, 60)
+
+
+def test_a_partition_over_its_row_limit_splits_in_two(tmp_path: Path) -> None:
+    s = Store.open(tmp_path / "s", options=StoreOptions(partition_max_rows=60))
+    s.put_schema(DB, T.to_json())
+    handles = np.arange(-50, 70)
+    s.write([event(1, 1, [committed(key(T, int(h)), row(T, id=int(h), name=f"n{h}"), 100) for h in handles])])
+    s.flush()
+    result = s.compact()
+    assert result.splits == 1
+    with s.snapshot() as view:
+        parts = view.partitions(T.id)
+        assert len(parts) == 2
+        (lo_part, hi_part) = parts
+        assert lo_part.lo is None and hi_part.hi is None and lo_part.hi == hi_part.lo
+        split = lo_part.hi
+        assert all(p.kind == "stable" for p in view.parts(T.id))
+    # New rows are flushed into the partition covering their handle.
+    s.write([event(1, 2, [committed(key(T, -100), row(T, id=-100, name="low"), 200),
+                          committed(key(T, 1000), row(T, id=1000, name="high"), 200)])])
+    s.flush()
+    with s.snapshot() as view:
+        deltas = {(p.partition_id, p.min_handle) for p in view.parts(T.id) if p.kind == "delta"}
+        assert deltas == {(lo_part.partition_id, -100), (hi_part.partition_id, 1000)}
+    got = names_at(s, 300)
+    assert sorted(got) == sorted([int(h) for h in handles] + [-100, 1000])
+    assert -50 < split <= 69
+    s.close()
+
+
+def test_background_compaction_runs_while_the_writer_writes(store: Store) -> None:
+    w = Versions(store)
+    store.start_background(0.02)
+    try:
+        for i in range(12):
+            w.write((i % 3, 100 + i, f"v{i}"))
+
+        def compacted() -> bool:
+            with store.snapshot() as view:
+                return any(p.kind == "stable" for p in view.parts(T.id))
+        wait_for(compacted)
+    finally:
+        store.stop_background()
+    assert names_at(store, 10**9) == {0: "v9", 1: "v10", 2: "v11"}
+    assert names_at(store, 104) == {0: "v3", 1: "v4", 2: "v2"}

@@ -1,0 +1,173 @@
+"""Region admin in the store: split and merge change only the region map; a removed region
+has its range deleted; a snapshot replaces its range atomically; orphan commits after it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pyspark_theflash.store import CommitWithoutPrewriteError, Store
+from store_events import (
+    DB,
+    boundary,
+    commit,
+    committed,
+    event,
+    items_table,
+    key,
+    merge_event,
+    prewrite,
+    region,
+    removed_event,
+    row,
+    rows_by_id,
+    snapshot_event,
+    snapshot_lock,
+    snapshot_write,
+    split_event,
+)
+
+T = items_table()
+U = items_table(table_id=101, name="others")
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Store:
+    s = Store.open(tmp_path / "store")
+    s.put_schema(DB, T.to_json())
+    s.put_schema(DB, U.to_json())
+    yield s
+    s.close()
+
+
+def names_at(store: Store, table: object, ts: int) -> dict[int, str]:
+    t = store.scan_table(table, ts, hidden=["_tidb_rowid"])
+    return {h: r["name"] for h, r in rows_by_id(t).items()}
+
+
+def seed(store: Store, handles: range, ts: int = 100, index: int = 1) -> None:
+    store.write([event(1, index, [committed(key(T, h), row(T, id=h, name=f"t{h}"), ts) for h in handles]
+                    + [committed(key(U, h), row(U, id=h, name=f"u{h}"), ts) for h in handles])])
+    store.flush()
+
+
+def test_split_changes_only_the_region_map_and_locks_follow_their_keys(store: Store) -> None:
+    seed(store, range(10))
+    store.write([event(1, 2, [prewrite(key(T, 2), row(T, id=2, name="two"), 200),
+                              prewrite(key(T, 8), row(T, id=8, name="eight"), 200)])])
+    store.flush()
+    with store.snapshot() as view:
+        parts_before = [(p.path, p.rows) for p in view.parts(T.id)]
+    store.write([split_event(1, 3, [region(1, b"", boundary(T, 5), 2), region(7, boundary(T, 5), b"", 2)])])
+    store.flush()
+    with store.snapshot() as view:
+        regions = {r.id: r for r in view.regions()}
+        assert set(regions) == {1, 7}
+        assert (regions[1].end_key, regions[7].start_key) == (boundary(T, 5), boundary(T, 5))
+        assert (regions[1].epoch_version, regions[1].applied_index, regions[7].applied_index) == (2, 3, 0)
+        assert {lk.key: lk.region_id for lk in view.locks()} == {key(T, 2): 1, key(T, 8): 7}
+        assert [(p.path, p.rows) for p in view.parts(T.id)] == parts_before  # data untouched
+    # The moved lock commits in its new region (whose raft log starts afresh).
+    store.write([event(7, 6, [commit(key(T, 8), 200, 210)]), event(1, 4, [commit(key(T, 2), 200, 210)])])
+    store.flush()
+    got = names_at(store, T.id, 210)
+    assert (got[2], got[8], got[9]) == ("two", "eight", "t9") and len(got) == 10
+
+
+def test_merge_moves_the_source_locks_into_the_target(store: Store) -> None:
+    store.write([split_event(1, 2, [region(1, b"", boundary(T, 5), 2), region(7, boundary(T, 5), b"", 2)])])
+    store.write([event(7, 6, [prewrite(key(T, 6), row(T, id=6, name="six"), 300)])])
+    store.flush()
+    store.write([merge_event(1, 3, region(7, boundary(T, 5), b"", 3), region(1, b"", b"", 3))])
+    store.flush()
+    with store.snapshot() as view:
+        assert [(r.id, r.start_key, r.end_key, r.epoch_version) for r in view.regions()] == [(1, b"", b"", 3)]
+        assert [r.state for r in view.regions(include_gone=True) if r.id == 7] == ["merged"]
+        assert [lk.region_id for lk in view.locks()] == [1]
+    store.write([event(1, 4, [commit(key(T, 6), 300, 310)])])
+    store.flush()
+    assert names_at(store, T.id, 310) == {6: "six"}
+
+
+def test_a_removed_region_has_its_range_deleted_for_every_table(store: Store) -> None:
+    seed(store, range(10))
+    store.write([split_event(1, 2, [region(1, b"", boundary(T, 5), 2), region(7, boundary(T, 5), boundary(U, 3), 2)]),
+                 # a region 8 covering the rest, so the removal below touches only region 7's range
+                 split_event(1, 3, [region(1, b"", boundary(T, 5), 3), region(8, boundary(U, 3), b"", 3)])])
+    store.write([event(7, 6, [committed(key(T, 9), row(T, id=9, name="unflushed"), 150)])])
+    store.write([removed_event(7, 7)])
+    store.flush()
+    assert sorted(names_at(store, T.id, 200)) == [0, 1, 2, 3, 4]
+    assert sorted(names_at(store, U.id, 200)) == [3, 4, 5, 6, 7, 8, 9]
+    with store.snapshot() as view:
+        assert [r.id for r in view.regions()] == [1, 8]
+        rows_before = sum(p.rows for p in view.parts(T.id))
+    store.compact(force=True)  # the delete-range becomes physical
+    with store.snapshot() as view:
+        assert sum(p.rows for p in view.parts(T.id)) == 5 < rows_before
+        assert view.conn().execute("SELECT COUNT(*) FROM range_tombstones").fetchone()[0] == 0
+    assert sorted(names_at(store, T.id, 200)) == [0, 1, 2, 3, 4]
+    assert sorted(names_at(store, U.id, 200)) == [3, 4, 5, 6, 7, 8, 9]
+
+
+def test_rows_written_after_a_removal_in_the_same_batch_survive_it(store: Store) -> None:
+    store.write([event(1, 1, [committed(key(T, 1), row(T, id=1, name="gone"), 100)]),
+                 removed_event(1, 2),
+                 # the region comes back (a new replica from a snapshot) and writes again
+                 snapshot_event(1, 3, region(1), writes=[snapshot_write(key(T, 2), 110, 105, row(T, id=2, name="back"))]),
+                 event(1, 4, [committed(key(T, 3), row(T, id=3, name="new"), 120)])])
+    store.flush()
+    assert names_at(store, T.id, 200) == {2: "back", 3: "new"}
+
+
+def test_a_snapshot_replaces_its_range_atomically(store: Store) -> None:
+    seed(store, range(10))
+    store.write([split_event(1, 2, [region(1, b"", boundary(T, 5), 2), region(7, boundary(T, 5), b"", 2)]),
+                 event(7, 6, [prewrite(key(T, 7), row(T, id=7, name="stale lock"), 150)])])
+    store.flush()
+    long_value = row(T, id=6, name="x" * 300)
+    snap = snapshot_event(7, 20, region(7, boundary(T, 5), b"", 3), writes=[
+        snapshot_write(key(T, 5), 120, 115, row(T, id=5, name="five@120")),
+        snapshot_write(key(T, 5), 140, 135, row(T, id=5, name="five@140")),
+        snapshot_write(key(T, 6), 130, 125, long_value, short=False),     # value from the default CF
+        snapshot_write(key(T, 8), 130, 125, None),                         # a delete
+        snapshot_write(key(T, 9), 130, 125, None, write_type="R"),         # a rollback: no data
+    ], locks=[snapshot_lock(key(T, 8), 160, row(T, id=8, name="pending"), short=False)])
+    store.write([snap])
+    store.flush()
+    assert names_at(store, T.id, 130) == {0: "t0", 1: "t1", 2: "t2", 3: "t3", 4: "t4",
+                                          5: "five@120", 6: "x" * 300}
+    assert names_at(store, T.id, 145)[5] == "five@140"
+    assert sorted(names_at(store, U.id, 130)) == []  # table 101 lies inside region 7's range too
+    with store.snapshot() as view:
+        assert [(lk.key, lk.start_ts, lk.region_id) for lk in view.locks()] == [(key(T, 8), 160, 7)]
+        (r7,) = [r for r in view.regions() if r.id == 7]
+        assert (r7.applied_index, r7.snapshot_index, r7.epoch_version) == (20, 20, 3)
+    store.write([event(7, 21, [commit(key(T, 8), 160, 170)])])  # the snapshot's lock commits normally
+    store.flush()
+    assert names_at(store, T.id, 170)[8] == "pending"
+
+
+def test_orphan_commits_after_a_snapshot_are_skipped_not_doubled(tmp_path: Path) -> None:
+    s = Store.open(tmp_path / "s")
+    s.put_schema(DB, T.to_json())
+    snap = snapshot_event(1, 10, region(1), writes=[snapshot_write(key(T, 1), 110, 100, row(T, id=1, name="in snap"))])
+    s.write([snap])
+    # The commit of a transaction whose write the snapshot already holds.
+    result = s.write([event(1, 11, [commit(key(T, 1), 100, 110)])])
+    assert result.orphan_commits == 1
+    # A commit the snapshot knows nothing about is still an error.
+    with pytest.raises(CommitWithoutPrewriteError):
+        s.write([event(1, 12, [commit(key(T, 2), 100, 110)])])
+    s.flush()
+    t = s.scan_table("shop.items", 200, hidden=["_tidb_commit_ts"])
+    assert t.to_pylist() == [{"id": 1, "name": "in snap", "price": None, "_tidb_commit_ts": 110}]
+    s.close()
+    s = Store.open(tmp_path / "s")  # after a restart the snapshot's write set is gone: still skipped
+    assert s.write([event(1, 12, [commit(key(T, 1), 100, 110)])]).orphan_commits == 1
+    s.close()
+
+
+def test_without_a_snapshot_a_commit_without_prewrite_is_an_error(store: Store) -> None:
+    with pytest.raises(CommitWithoutPrewriteError, match="region 1 index 5"):
+        store.write([event(1, 5, [commit(key(T, 1), 100, 110)])])
