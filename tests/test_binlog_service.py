@@ -183,7 +183,8 @@ def test_stopping_the_server_ends_following_streams_cleanly(binlog_dir: Path) ->
         call = binlog_pb2_grpc.BinlogServiceStub(channel).Pull(binlog_pb2.PullRequest(max_batch=2))
         responses = [next(call), next(call)]  # the start, then the first events
         assert Position.from_proto(responses[0].next) == Position(1, HEADER_BYTES) and not responses[0].events
-        assert len(responses[1].events) == 2 and len(responses[1].positions) == len(responses[1].nexts) == 2
+        assert len(responses[1].events) == 2
+        assert len(responses[1].segments) == len(responses[1].offsets) == len(responses[1].next_offsets) == 2
         ended, all_arrived = threading.Event(), threading.Event()
 
         def drain() -> None:
@@ -214,3 +215,21 @@ def test_source_urls() -> None:
             parse_source_url(bad)
     with pytest.raises(BinlogSourceError, match="does not exist"):
         open_source("/nonexistent/binlog/dir")
+
+
+def test_a_checksummed_record_that_is_no_event_is_reported_by_both_forms(binlog_dir: Path) -> None:
+    events = sample_events(3)
+    with SegmentWriter(binlog_dir) as writer:
+        writer.append(events)
+        bad_at = writer.head
+        writer.append([b"\xff\xff\xff\xff"])  # a valid frame around bytes that are no Event
+        writer.append(sample_events(2))
+    with serve_binlog(binlog_dir) as server:
+        for url, regions in ((str(binlog_dir), None), (server.url, None), (str(binlog_dir), [1]), (server.url, [1])):
+            with open_source(url, region_ids=regions) as source:
+                assert [r.event for r in read_count(source, 3)] == events
+                with pytest.raises(BinlogCorruptError) as caught:
+                    source.read(10, timeout_s=5)
+                assert caught.value.offset == bad_at.offset, url
+                assert caught.value.path == segment_path(binlog_dir, bad_at.segment)
+                assert "not an Event" in str(caught.value)

@@ -255,11 +255,29 @@ class _SegmentFile:
         return True
 
 
-def _parse_event(path: Path, offset: int, payload: bytes) -> binlog_pb2.Event:
-    try:
-        return binlog_pb2.Event.FromString(payload)
-    except DecodeError as exc:
-        raise BinlogCorruptError(path, offset, f"the checksum matches but the payload is not an Event ({exc})")
+class RawRecord(NamedTuple):
+    """A record as stored: its position, the serialized event, the position after it."""
+
+    position: Position
+    payload: bytes
+    next: Position
+
+
+def region_of(payload: bytes) -> int:
+    """The ``region_id`` of a serialized Event without parsing all of it.
+
+    region_id is field 1, a varint; encoders write known fields in field-number order, so when
+    it is set the payload starts with its tag 0x08. Any other layout is parsed in full.
+    """
+    if payload[:1] == b"\x08":
+        value, shift = 0, 0
+        for i in range(1, min(len(payload), 11)):
+            byte = payload[i]
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return value
+            shift += 7
+    return int(binlog_pb2.Event.FromString(payload).region_id)  # DecodeError: not an Event
 
 
 # ---------------------------------------------------------------------------------------------
@@ -453,11 +471,15 @@ class SegmentReader:
     def read_batch(self, max_records: int) -> list[PositionedEvent]:
         """Up to ``max_records`` events available now (possibly none). A damaged record raises
         once the events before it are returned: the position stays in front of it."""
-        out: list[PositionedEvent] = []
+        return self._parsed(self.read_raw_batch(max_records))
+
+    def read_raw_batch(self, max_records: int) -> list[RawRecord]:
+        """``read_batch`` without parsing the events (their payloads are checksummed bytes)."""
+        out: list[RawRecord] = []
         self._damage_ahead = False
         while len(out) < max_records:
             try:
-                record = self._next_record()
+                record = self._next_raw()
             except BinlogError:
                 if out:
                     self._damage_ahead = True
@@ -481,14 +503,35 @@ class SegmentReader:
 
         ``eager`` returns as soon as there is anything to report: an event, or a position that
         moved past filtered-out events or into the next segment (see ``position``)."""
+        return self._parsed(self.read_raw(max_records, timeout_s, region_ids, stop, eager))
+
+    def read_raw(
+        self,
+        max_records: int,
+        timeout_s: float,
+        region_ids: frozenset[int] | None = None,
+        stop: threading.Event | None = None,
+        eager: bool = False,
+    ) -> list[RawRecord]:
+        """``read`` without parsing the events."""
         deadline = time.monotonic() + timeout_s
-        out: list[PositionedEvent] = []
+        out: list[RawRecord] = []
         start = self._position
         while True:
             seen = self._signal.generation
             wanted = max_records - len(out)
-            batch = self.read_batch(wanted)
-            out.extend(r for r in batch if region_ids is None or r.event.region_id in region_ids)
+            batch = self.read_raw_batch(wanted)
+            if region_ids is None:
+                out.extend(batch)
+            else:
+                for record in batch:
+                    try:
+                        region = region_of(record.payload)
+                    except DecodeError:
+                        self._position = record.position  # stay in front of it: _parsed raises
+                        return out + [record]
+                    if region in region_ids:
+                        out.append(record)
             if len(out) >= max_records or (eager and (out or self._position != start)) or self._damage_ahead:
                 return out  # (with damage ahead: the next call raises)
             if len(batch) == wanted:
@@ -498,11 +541,29 @@ class SegmentReader:
                 return out
             self._signal.wait(seen, min(remaining, POLL_INTERVAL_S))
 
+    def _parsed(self, records: list[RawRecord]) -> list[PositionedEvent]:
+        out = []
+        for i, record in enumerate(records):
+            try:
+                event = binlog_pb2.Event.FromString(record.payload)
+            except DecodeError as exc:
+                error = BinlogCorruptError(
+                    segment_path(self.directory, record.position.segment), record.position.offset,
+                    f"the checksum matches but the payload is not an Event ({exc})",
+                )
+                if i == 0:
+                    raise error from None
+                self._position = record.position  # stay in front of it: the next read raises
+                self._damage_ahead = True
+                break
+            out.append(PositionedEvent(record.position, event, record.next))
+        return out
+
     def wake(self) -> None:
         """Wake every reader of this directory waiting in ``read`` (used on shutdown)."""
         self._signal.notify()
 
-    def _next_record(self) -> PositionedEvent | None:
+    def _next_raw(self) -> RawRecord | None:
         while True:
             segment, offset = self._position
             file = self._open(segment)
@@ -528,10 +589,9 @@ class SegmentReader:
                     )
                 if read.kind == _BAD:
                     raise BinlogCorruptError(file.path, offset, read.reason)
-            event = _parse_event(file.path, offset, read.payload)
             start = Position(segment, offset)
             self._position = Position(segment, read.end)
-            return PositionedEvent(start, event, self._position)
+            return RawRecord(start, read.payload, self._position)
 
     def _check_missing(self, segment: int) -> None:
         numbers = list_segments(self.directory)

@@ -4,8 +4,8 @@ Server: :func:`serve_binlog` serves a segment directory. ``Pull`` first answers 
 position it starts from (a response without events), then streams the events, then follows the
 tail: it sleeps until the in-process :class:`SegmentWriter` signals an append (or, for a writer
 in another process, re-checks every ``POLL_INTERVAL_S``) and ends cleanly on ``stop()``.
-Each response carries every event's start and next position (``positions``/``nexts``), and
-``next``: the position just after the last event examined, which moves past other regions'
+Each response carries every event's start and next position (``segments``, ``offsets``,
+``next_offsets``) and ``next``: the position just after the last event examined, which moves past other regions'
 events when a region filter is set.
 
 Errors travel as status codes with the details in trailing metadata, and the client raises the
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from pyspark_theflash.binlog.errors import (
     BinlogCorruptError,
@@ -39,7 +40,7 @@ from pyspark_theflash.binlog.errors import (
     BinlogTruncatedError,
 )
 from pyspark_theflash.binlog.position import Position, PositionedEvent
-from pyspark_theflash.binlog.segment import HeadTracker, SegmentReader, append_signal, tail
+from pyspark_theflash.binlog.segment import HeadTracker, RawRecord, SegmentReader, append_signal, segment_path, tail
 from pyspark_theflash.binlog.source import EventSource
 from pyspark_theflash.proto import binlog_pb2, binlog_pb2_grpc
 
@@ -109,22 +110,64 @@ def _error_from(error: grpc.RpcError, address: str) -> BinlogError | None:
 # Server.
 
 
-def _responses(records: list[PositionedEvent], next_position: Position) -> Iterator[binlog_pb2.PullResponse]:
-    """Responses of at most MAX_RESPONSE_BYTES of events each (at least one event each)."""
-    response = binlog_pb2.PullResponse()
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+_EVENTS_TAG = b"\x0a"  # PullResponse.events: field 1, length-delimited
+
+
+def _response(records: list[RawRecord], next_position: Position) -> binlog_pb2.PullResponse:
+    """A response of the records' events as stored (their bytes are spliced in, not re-encoded)."""
+    response = binlog_pb2.PullResponse.FromString(
+        b"".join(_EVENTS_TAG + _varint(len(r.payload)) + r.payload for r in records)
+    )
+    response.segments.extend([r.position.segment for r in records])
+    response.offsets.extend([r.position.offset for r in records])
+    response.next_offsets.extend([r.next.offset for r in records])
+    response.next.segment, response.next.offset = next_position
+    return response
+
+
+def _responses(records: list[RawRecord], next_position: Position, directory: Path) -> Iterator[binlog_pb2.PullResponse]:
+    """Responses of at most MAX_RESPONSE_BYTES of events each (at least one event each).
+    A record whose checksum matched but which is no Event raises after those before it."""
+    chunk: list[RawRecord] = []
     size = 0
     for record in records:
-        event_size = record.event.ByteSize()
-        if response.events and size + event_size > MAX_RESPONSE_BYTES:
-            response.next.CopyFrom(response.nexts[-1])
-            yield response
-            response, size = binlog_pb2.PullResponse(), 0
-        response.events.append(record.event)
-        response.positions.append(record.position.to_proto())
-        response.nexts.append(record.next.to_proto())
-        size += event_size
-    response.next.CopyFrom(next_position.to_proto())
-    yield response
+        if chunk and size + len(record.payload) > MAX_RESPONSE_BYTES:
+            yield _checked_response(chunk, chunk[-1].next, directory)
+            chunk, size = [], 0
+        chunk.append(record)
+        size += len(record.payload)
+    yield _checked_response(chunk, next_position, directory)
+
+
+def _checked_response(records: list[RawRecord], next_position: Position, directory: Path) -> binlog_pb2.PullResponse:
+    try:
+        return _response(records, next_position)
+    except DecodeError:
+        pass
+    for i, record in enumerate(records):  # find the culprit
+        try:
+            binlog_pb2.Event.FromString(record.payload)
+        except DecodeError as exc:
+            raise _NotAnEvent(records[:i], record, directory, exc) from None
+    raise AssertionError("a response failed to parse although each of its events parses")
+
+
+class _NotAnEvent(Exception):
+    def __init__(self, good: list[RawRecord], bad: RawRecord, directory: Path, cause: Exception) -> None:
+        self.good = good
+        self.error = BinlogCorruptError(
+            segment_path(directory, bad.position.segment), bad.position.offset,
+            f"the checksum matches but the payload is not an Event ({cause})",
+        )
 
 
 class BinlogServicer(binlog_pb2_grpc.BinlogServiceServicer):
@@ -167,12 +210,17 @@ class BinlogServicer(binlog_pb2_grpc.BinlogServiceServicer):
             yield binlog_pb2.PullResponse(next=sent.to_proto())  # where this stream starts
             while not done.is_set() and context.is_active():
                 try:
-                    records = reader.read(max_batch, _FOLLOW_WAIT_S, region_ids, stop=done, eager=True)
+                    records = reader.read_raw(max_batch, _FOLLOW_WAIT_S, region_ids, stop=done, eager=True)
                 except BinlogError as exc:
                     _abort(context, exc)
                 if records or reader.position != sent:
                     sent = reader.position
-                    yield from _responses(records, sent)
+                    try:
+                        yield from _responses(records, sent, self.directory)
+                    except _NotAnEvent as damaged:
+                        if damaged.good:
+                            yield _response(damaged.good, damaged.good[-1].next)
+                        _abort(context, damaged.error)
         finally:
             with self._streams_lock:
                 self._streams.discard(done)
@@ -306,8 +354,10 @@ class GrpcEventSource(EventSource):
                     delay = self._backoff[0]
                     chunk = _Chunk(
                         [
-                            PositionedEvent(Position.from_proto(p), e, Position.from_proto(n))
-                            for p, e, n in zip(response.positions, response.events, response.nexts)
+                            PositionedEvent(Position(s, o), e, Position(s, n))
+                            for s, o, n, e in zip(
+                                response.segments, response.offsets, response.next_offsets, response.events
+                            )
                         ],
                         Position.from_proto(response.next),
                     )
