@@ -104,8 +104,8 @@ def decode_common_handle_key(key: bytes) -> tuple[int, list[Datum]]:
 def decode_record_keys(keys: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
     """Vectorised ``decode_record_key``: (table_ids int64[n], handles int64[n]).
 
-    All keys are joined into one buffer and read as an (n, 19) byte matrix; the table id and
-    handle columns are reinterpreted as big-endian uint64 with the sign bit flipped back.
+    All keys are joined into one buffer, checked as an (n, 19) byte matrix, and the table id
+    and handle columns are read in place as big-endian uint64 with the sign bit flipped back.
     Any key that is not a 19-byte int-handle record key raises ``NonRecordKeyError`` naming
     its position.
     """
@@ -124,10 +124,14 @@ def decode_record_keys(keys: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
         raise NonRecordKeyError(
             f"key #{bad} of {n} ({_hex(keys[bad])}) is not an int-handle record key 't'+table_id+'_r'+handle"
         )
-    sign = np.uint64(SIGN_MASK)
-    table_ids = (np.ascontiguousarray(rows[:, 1:9]).view(">u8").ravel().astype(np.uint64) ^ sign).view(np.int64)
-    handles = (np.ascontiguousarray(rows[:, 11:19]).view(">u8").ravel().astype(np.uint64) ^ sign).view(np.int64)
-    return table_ids, handles
+    return _strided_int(joined, n, 1), _strided_int(joined, n, RECORD_PREFIX_LEN)
+
+
+def _strided_int(buf: bytes, n: int, offset: int) -> np.ndarray:
+    """The memcomparable int64 at ``offset`` of each of ``n`` 19-byte keys in ``buf``, read in
+    place as strided big-endian uint64s (one copy into native order, one XOR)."""
+    be = np.ndarray((n,), dtype=">u8", buffer=buf, offset=offset, strides=(RECORD_KEY_LEN,))
+    return (be.astype(np.uint64) ^ np.uint64(SIGN_MASK)).view(np.int64)
 
 
 # ------------------------------------------------------------------------- index keys and values
