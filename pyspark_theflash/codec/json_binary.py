@@ -350,7 +350,7 @@ class _Reader:
 
 def _split(data: bytes) -> tuple[int, _Reader]:
     if len(data) < 1:
-        raise BadJsonError("binary JSON is empty: expected a type byte")
+        raise TruncatedError("binary JSON type code", 0, 1, 0)
     return data[0], _Reader(bytes(data[1:]))
 
 
