@@ -24,7 +24,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pyspark_theflash.codec import json_binary
 from pyspark_theflash.codec.datum import Datum
-from pyspark_theflash.codec.decimal import decode_decimal_at, encode_decimal, precision_and_frac
+from pyspark_theflash.codec.decimal import (
+    DecimalValue,
+    decode_decimal_at,
+    encode_decimal,
+    precision_and_frac,
+)
 from pyspark_theflash.codec.number import cmp_uint64_to_float, encode_float
 from pyspark_theflash.codec.time import duration_to_ns, pack_datetime
 from pyspark_theflash.codec.errors import (
@@ -200,13 +205,12 @@ def duration_ns_value(v: Any) -> int:
     return int(v)
 
 
-def encode_json_v2(v: Any) -> bytes:
-    """JSON as type byte + body: bytes are taken as already binary, str as JSON text."""
-    if isinstance(v, (bytes, bytearray)):
-        return bytes(v)
-    if isinstance(v, str):
-        return json_binary.parse_json_text(v)
-    return json_binary.encode_json(v)
+def json_value_for_column(v: Any) -> Any:
+    """A JSON column value as its Python JSON value: str is JSON text (parsed the way TiDB
+    parses it), anything else is already a Python JSON value (see codec.json_binary)."""
+    if isinstance(v, (str, bytes, bytearray)):
+        return json_binary.decode_json(json_binary.parse_json_text(v))
+    return v
 
 
 def encode_value_v2(datum: Datum) -> bytes:
@@ -228,8 +232,8 @@ def encode_value_v2(datum: Datum) -> bytes:
         return encode_uint_v2(pack_datetime_value(v))
     if kind == "duration_ns":
         return encode_int_v2(duration_ns_value(v))
-    if kind == "json":
-        return encode_json_v2(v)
+    if kind == "json":  # a Python JSON value, as in codec.datum (str is a JSON string)
+        return json_binary.encode_json(v)
     raise ValueOutOfRangeError(f"datum kind {kind!r} cannot be encoded in a row v2 value")
 
 
@@ -293,13 +297,13 @@ def datum_for_column(column: ColumnInfo, value: Any) -> Datum:
     if tp in (T.TYPE_NEWDECIMAL, T.TYPE_DECIMAL):
         d = Decimal(value) if not isinstance(value, float) else Decimal(repr(value))
         if column.flen <= 0:  # no declared precision: store the value as it is
-            return Datum("decimal", (d, *precision_and_frac(d)))
+            return Datum("decimal", DecimalValue(d, *precision_and_frac(d)))
         frac = max(column.decimal, 0)
         # MySQL rounds half away from zero to the column's scale
         with localcontext() as ctx:  # DECIMAL(65,30) needs more than the default 28 digits
             ctx.prec = 100
             d = d.quantize(Decimal(1).scaleb(-frac), rounding=ROUND_HALF_UP)
-        return Datum("decimal", (d, column.flen, frac))
+        return Datum("decimal", DecimalValue(d, column.flen, frac))
     if tp in (T.TYPE_DATE, T.TYPE_DATETIME, T.TYPE_TIMESTAMP):
         if tp == T.TYPE_DATE and isinstance(value, dt.datetime):
             value = value.date()
@@ -307,7 +311,7 @@ def datum_for_column(column: ColumnInfo, value: Any) -> Datum:
     if tp == T.TYPE_DURATION:
         return Datum("duration_ns", duration_ns_value(value))
     if tp == T.TYPE_JSON:
-        return Datum("json", encode_json_v2(value))
+        return Datum("json", json_value_for_column(value))
     if tp == T.TYPE_ENUM:
         return Datum("enum", _enum_index(column, value))
     if tp == T.TYPE_SET:
