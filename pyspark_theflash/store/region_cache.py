@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 LockKey = tuple[bytes, int]  # (raw key, start_ts)
 
 
-@dataclass
+@dataclass(slots=True)
 class Prewrite:
     op: int                 # binlog OpType: PUT, DELETE, LOCK
     value: bytes | None     # None when spilled (or empty for DELETE/LOCK)
@@ -30,7 +30,9 @@ class Prewrite:
     spilled: bool = False
 
     def size(self) -> int:
-        return len(self.value or b"") + len(self.primary) + 48
+        """Value bytes this prewrite holds in memory (a spilled value is on disk). Only values
+        are counted: they are what grows without bound in a big transaction."""
+        return 0 if self.spilled else len(self.value or b"")
 
 
 class SpillFile:
@@ -89,6 +91,8 @@ class RegionCaches:
         self._spill_deletes: list[tuple[int, bytes, int]] = []
 
     # --- apply transaction -------------------------------------------------------------------
+    # The undo log holds (cache dict, lock key, previous prewrite or None) per change: undoing
+    # restores the dict entries in reverse order and recomputes nothing else.
     def begin(self) -> None:
         self._undo = []
         self._spill_deletes = []
@@ -102,50 +106,45 @@ class RegionCaches:
 
     def rollback(self) -> None:
         undo, self._undo = self._undo or [], None
-        for fn in reversed(undo):
-            fn()
+        for cache, lk, old in reversed(undo):
+            cur = cache.get(lk)
+            if cur is not None:
+                self.memory_bytes -= cur.size()
+            if old is None:
+                cache.pop(lk, None)
+            else:
+                cache[lk] = old
+                self.memory_bytes += old.size()
         self._spill_deletes = []
-
-    def _record(self, fn: Callable[[], None]) -> None:
-        if self._undo is not None:
-            self._undo.append(fn)
 
     # --- raw mutations (each undoable) --------------------------------------------------------
     def _set(self, region_id: int, lk: LockKey, pw: Prewrite) -> None:
-        cache = self._regions.setdefault(region_id, {})
+        cache = self._regions.get(region_id)
+        if cache is None:
+            cache = self._regions[region_id] = {}
         old = cache.get(lk)
         cache[lk] = pw
-        self.memory_bytes += (0 if pw.spilled else pw.size()) - (0 if old is None or old.spilled else old.size())
-
-        def undo() -> None:
-            c = self._regions.setdefault(region_id, {})
-            if old is None:
-                c.pop(lk, None)
-            else:
-                c[lk] = old
-            self.memory_bytes -= (0 if pw.spilled else pw.size()) - (0 if old is None or old.spilled else old.size())
-        self._record(undo)
+        self.memory_bytes += pw.size() - (0 if old is None else old.size())
+        if self._undo is not None:
+            self._undo.append((cache, lk, old))
 
     def _pop(self, region_id: int, lk: LockKey) -> Prewrite | None:
         cache = self._regions.get(region_id)
-        if not cache or lk not in cache:
+        if not cache:
             return None
-        pw = cache.pop(lk)
-        if not pw.spilled:
-            self.memory_bytes -= pw.size()
-
-        def undo() -> None:
-            self._regions.setdefault(region_id, {})[lk] = pw
-            if not pw.spilled:
-                self.memory_bytes += pw.size()
-        self._record(undo)
+        pw = cache.pop(lk, None)
+        if pw is None:
+            return None
+        self.memory_bytes -= pw.size()
+        if self._undo is not None:
+            self._undo.append((cache, lk, pw))
         return pw
 
     # --- operations ---------------------------------------------------------------------------
     def prewrite(self, region_id: int, key: bytes, start_ts: int, op: int, value: bytes,
                  primary: bytes, ttl: int) -> None:
         pw = Prewrite(op, value, primary, ttl)
-        if self._spill is not None and value and self.memory_bytes + pw.size() > self._limit:
+        if self._spill is not None and value and self.memory_bytes + len(value) > self._limit:
             self._spill.put(region_id, key, start_ts, value)
             pw = Prewrite(op, None, primary, ttl, spilled=True)
         self._set(region_id, (key, start_ts), pw)
