@@ -1,0 +1,325 @@
+"""``theflash store status|compact|gc|verify <dir>``: look after a store directory.
+
+* ``status``: regions (range, epoch, applied index, resolved ts, open locks), tables (schema
+  versions, partitions, delta and stable parts, rows, bytes), the binlog position and the GC
+  safe point; human-readable, or ``--json``.
+* ``compact [--table db.t]``: merge delta parts into stable parts (and apply GC and deleted
+  ranges) now, instead of waiting for the writer's background compaction.
+* ``gc --safe-point TS``: move the store's GC safe point (never past a live read lease) and
+  compact, so versions no reader can see any more are removed.
+* ``verify``: check every part against the manifest (``store.verify``); exit status 1 when
+  anything is wrong, with each problem's file and what to do.
+
+``compact`` and ``gc`` open the store as its writer: run them while no writer job runs (or
+through the writer). ``status`` and ``verify`` only read.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+
+from pyspark_theflash.cli import CommandError
+from pyspark_theflash.errors import TheFlashError
+
+
+def register(subparsers: Any) -> None:
+    store = subparsers.add_parser("store", help="inspect and maintain a store directory",
+                                  description=__doc__.splitlines()[0])
+    sub = store.add_subparsers(dest="store_command", metavar="SUBCOMMAND", required=True)
+
+    p = sub.add_parser("status", help="regions, tables, partitions, parts, sizes, position")
+    p.add_argument("dir", help="the store directory")
+    p.add_argument("--json", action="store_true", help="one JSON document instead of text")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("compact", help="merge delta parts into stable parts now")
+    p.add_argument("dir", help="the store directory")
+    p.add_argument("--table", help="only this table (db.table or its numeric id)")
+    p.set_defaults(func=cmd_compact)
+
+    p = sub.add_parser("gc", help="move the GC safe point and drop versions below it")
+    p.add_argument("dir", help="the store directory")
+    p.add_argument("--safe-point", type=int, required=True, metavar="TS",
+                   help="a TSO timestamp; versions only visible below it are removed")
+    p.set_defaults(func=cmd_gc)
+
+    p = sub.add_parser("verify", help="check every part against the manifest (exit 1 if anything is wrong)")
+    p.add_argument("dir", help="the store directory")
+    p.add_argument("--json", action="store_true", help="one JSON document instead of text")
+    p.set_defaults(func=cmd_verify)
+
+
+def _require_store(path: str) -> Path:
+    from pyspark_theflash.store.manifest import manifest_path
+
+    root = Path(path)
+    if not manifest_path(root).exists():
+        raise CommandError(f"{root} is not a store (no manifest.db there); pass the store directory "
+                           "a writer created")
+    return root
+
+
+# ---------------------------------------------------------------------------------------------
+# status
+# ---------------------------------------------------------------------------------------------
+
+def _handle_bounds(start_key: bytes, end_key: bytes, table_ids: list[int]) -> str:
+    """A region's PD range as handle intervals of the store's tables, for people."""
+    from pyspark_theflash.store.keyspace import region_handle_range
+
+    parts = []
+    for tid in table_ids:
+        rng = region_handle_range(bytes(start_key), bytes(end_key), tid)
+        if rng is not None:
+            lo, hi = rng
+            parts.append(f"t{tid}[{'-inf' if lo is None else lo}, {'+inf' if hi is None else hi})")
+    if not start_key and not end_key:
+        return "everything"
+    return " ".join(parts) or f"{bytes(start_key).hex()}..{bytes(end_key).hex()}"
+
+
+def store_status(root: Path) -> dict[str, Any]:
+    """The store's state as plain data, from one consistent read of the manifest."""
+    from pyspark_theflash.store import manifest as mf
+
+    conn = mf.connect(root, create=False)
+    try:
+        mf.check_format(conn, root)
+        with mf.read(conn):
+            meta = {k: v for k, v in conn.execute("SELECT key, value FROM meta")}
+            tables: dict[int, dict[str, Any]] = {}
+            for tid, version, db, name in conn.execute(
+                    "SELECT table_id, schema_version, db, name FROM tables ORDER BY table_id, schema_version"):
+                t = tables.setdefault(int(tid), {"table_id": int(tid), "db": db, "name": name,
+                                                 "schema_versions": [], "partitions": []})
+                t["schema_versions"].append(int(version))
+                t["db"], t["name"] = db, name  # the newest version names the table
+            partitions: dict[tuple[int, int], dict[str, Any]] = {}
+            for tid, pid, lo, hi in conn.execute(
+                    "SELECT table_id, partition_id, lo, hi FROM partitions ORDER BY table_id, lo IS NOT NULL, lo"):
+                p = {"partition_id": int(pid), "lo": lo, "hi": hi, "delta_parts": 0, "stable_parts": 0,
+                     "rows": 0, "bytes": 0, "delete_marks": 0}
+                partitions[(int(tid), int(pid))] = p
+                tables.setdefault(int(tid), {"table_id": int(tid), "db": "?", "name": "?",
+                                             "schema_versions": [], "partitions": []})["partitions"].append(p)
+            for tid, pid, kind, n, rows, size, marks in conn.execute(
+                    "SELECT table_id, partition_id, kind, COUNT(*), SUM(rows), SUM(bytes), SUM(delete_marks) "
+                    "FROM parts WHERE removed_version IS NULL GROUP BY table_id, partition_id, kind"):
+                p = partitions.get((int(tid), int(pid)))
+                if p is None:
+                    continue  # verify reports parts of unknown partitions
+                p[f"{kind}_parts"] = p.get(f"{kind}_parts", 0) + int(n)
+                p["rows"] += int(rows or 0)
+                p["bytes"] += int(size or 0)
+                p["delete_marks"] += int(marks or 0)
+            removed_pending = conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM parts WHERE removed_version IS NOT NULL").fetchone()
+            locks = {int(r): int(n) for r, n in conn.execute("SELECT region_id, COUNT(*) FROM locks GROUP BY region_id")}
+            table_ids = sorted(tables)
+            regions = [
+                {"region_id": int(rid), "range": _handle_bounds(sk, ek, table_ids), "start_key": bytes(sk).hex(),
+                 "end_key": bytes(ek).hex(), "epoch_version": int(ev), "applied_index": int(ai),
+                 "resolved_ts": int(rts), "state": state, "open_locks": locks.get(int(rid), 0)}
+                for rid, sk, ek, ev, ai, rts, state in conn.execute(
+                    "SELECT region_id, start_key, end_key, epoch_version, applied_index, resolved_ts, state "
+                    "FROM regions ORDER BY start_key")
+            ]
+            leases = [{"lease_id": int(i), "ts": int(ts), "holder": h, "expires_at": float(e)}
+                      for i, ts, h, e in conn.execute("SELECT lease_id, ts, holder, expires_at FROM leases")]
+    except sqlite3.DatabaseError as exc:
+        raise CommandError(f"{mf.manifest_path(root)} cannot be read: {exc}; run `theflash store verify`") from exc
+    except TheFlashError as exc:
+        raise CommandError(str(exc)) from exc
+    finally:
+        conn.close()
+    for t in tables.values():
+        ps = t["partitions"]
+        t.update({k: sum(p[k] for p in ps) for k in ("delta_parts", "stable_parts", "rows", "bytes", "delete_marks")})
+    position = None
+    if meta.get("position_segment") is not None or meta.get("position") is not None:
+        position = _position_text(meta)
+    return {
+        "store": str(root),
+        "manifest_version": int(meta.get("version") or 0),
+        "format_version": meta.get("format_version"),
+        "position": position,
+        "gc_safe_point": int(meta.get("gc_safe_point") or 0),
+        "regions": regions,
+        "tables": [tables[t] for t in table_ids],
+        "removed_parts_awaiting_deletion": {"parts": int(removed_pending[0]), "bytes": int(removed_pending[1])},
+        "leases": leases,
+        "total": {"rows": sum(t["rows"] for t in tables.values()), "bytes": sum(t["bytes"] for t in tables.values()),
+                  "parts": sum(t["delta_parts"] + t["stable_parts"] for t in tables.values())},
+    }
+
+
+def _position_text(meta: dict[str, Any]) -> str:
+    if meta.get("position_segment") is not None:
+        return f"{int(meta['position_segment'])}:{int(meta.get('position_offset') or 0)}"
+    value = meta["position"]
+    if isinstance(value, (bytes, bytearray)):
+        from pyspark_theflash.binlog.position import Position
+        from pyspark_theflash.proto import binlog_pb2
+
+        return str(Position.from_proto(binlog_pb2.Position.FromString(bytes(value))))
+    text = str(value)
+    if text.startswith("["):
+        segment, offset = json.loads(text)
+        return f"{segment}:{offset}"
+    return text
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def print_status(status: dict[str, Any]) -> None:
+    total = status["total"]
+    print(f"store {status['store']}  manifest version {status['manifest_version']}")
+    print(f"binlog position {status['position'] or 'none (nothing written yet)'}  "
+          f"GC safe point {status['gc_safe_point']}")
+    print(f"{len(status['tables'])} table(s), {total['parts']} live part(s), {total['rows']} row versions, "
+          f"{_size(total['bytes'])}")
+    print()
+    live = [r for r in status["regions"] if r["state"] == "normal"]
+    gone = len(status["regions"]) - len(live)
+    print(f"regions ({len(live)}{f'; {gone} merged or removed not shown' if gone else ''}):")
+    print(f"  {'id':>6} {'state':8} {'epoch':>5} {'applied':>9} {'resolved ts':>20} {'locks':>5}  range")
+    for r in live:
+        print(f"  {r['region_id']:>6} {r['state']:8} {r['epoch_version']:>5} {r['applied_index']:>9} "
+              f"{r['resolved_ts']:>20} {r['open_locks']:>5}  {r['range']}")
+    for t in status["tables"]:
+        print()
+        print(f"table {t['db']}.{t['name']} (id {t['table_id']}, schema versions "
+              f"{', '.join(map(str, t['schema_versions'])) or '-'}): {len(t['partitions'])} partition(s), "
+              f"{t['delta_parts']} delta + {t['stable_parts']} stable part(s), {t['rows']} row versions "
+              f"({t['delete_marks']} delete marks), {_size(t['bytes'])}")
+        for p in t["partitions"]:
+            lo = "-inf" if p["lo"] is None else p["lo"]
+            hi = "+inf" if p["hi"] is None else p["hi"]
+            print(f"  partition {p['partition_id']:>4} [{lo}, {hi}): {p['delta_parts']} delta, "
+                  f"{p['stable_parts']} stable, {p['rows']} rows, {_size(p['bytes'])}")
+    pending = status["removed_parts_awaiting_deletion"]
+    if pending["parts"]:
+        print()
+        print(f"{pending['parts']} removed part(s) ({_size(pending['bytes'])}) await deletion until no lease sees them")
+    if status["leases"]:
+        print(f"{len(status['leases'])} read lease(s): " + ", ".join(
+            f"#{lease['lease_id']} ts {lease['ts']} ({lease['holder']})" for lease in status["leases"]))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    status = store_status(_require_store(args.dir))
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+    else:
+        print_status(status)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# compact, gc
+# ---------------------------------------------------------------------------------------------
+
+def _open_writer(path: str) -> Any:
+    from pyspark_theflash.store import Store
+
+    root = _require_store(path)
+    try:
+        return Store.open(str(root))
+    except TheFlashError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def _parts_summary(root: str) -> tuple[int, int, int]:
+    status = store_status(Path(root))
+    t = status["total"]
+    return t["parts"], t["rows"], t["bytes"]
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    before = _parts_summary(args.dir)
+    store = _open_writer(args.dir)
+    try:
+        if args.table:
+            try:
+                with store.snapshot() as view:
+                    table = view.table(args.table)
+            except TheFlashError as exc:
+                raise CommandError(str(exc)) from exc
+            result = store.compact(table=table.id, force=True)
+        else:
+            result = store.compact(force=True)
+    except TheFlashError as exc:
+        raise CommandError(str(exc)) from exc
+    finally:
+        store.close()
+    after = _parts_summary(args.dir)
+    print(f"compacted {args.table or 'every table'}: {before[0]} -> {after[0]} live parts, "
+          f"{before[1]} -> {after[1]} row versions, {_size(before[2])} -> {_size(after[2])}")
+    print(_describe_compaction(result))
+    return 0
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    if args.safe_point < 0:
+        raise CommandError("--safe-point must be a non-negative TSO timestamp")
+    before = _parts_summary(args.dir)
+    store = _open_writer(args.dir)
+    try:
+        result = store.gc(args.safe_point)
+        store.compact()
+    except TheFlashError as exc:
+        raise CommandError(str(exc)) from exc
+    finally:
+        store.close()
+    after = store_status(Path(args.dir))
+    print(f"GC safe point now {after['gc_safe_point']} (asked {args.safe_point}"
+          f"{'; held back by a read lease' if after['gc_safe_point'] < args.safe_point else ''}): "
+          f"{before[1]} -> {after['total']['rows']} row versions, {_size(before[2])} -> {_size(after['total']['bytes'])}")
+    print(_describe_compaction(result))
+    return 0
+
+
+def _describe_compaction(result: Any) -> str:
+    """One line about a CompactionResult: what was rewritten and what was deleted."""
+    from pyspark_theflash.store.compaction import CompactionResult
+
+    if not isinstance(result, CompactionResult):
+        return f"  {result}"
+    return (f"  {result.partitions} partition(s) rewritten: {result.parts_in} -> {result.parts_out} part(s), "
+            f"{result.rows_in} -> {result.rows_out} rows read/written, {result.splits} split(s), "
+            f"{result.files_deleted} file(s) deleted")
+
+
+# ---------------------------------------------------------------------------------------------
+# verify
+# ---------------------------------------------------------------------------------------------
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from pyspark_theflash.store.verify import verify_store
+
+    root = _require_store(args.dir)
+    try:
+        report = verify_store(root)
+    except TheFlashError as exc:
+        raise CommandError(str(exc)) from exc
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        for problem in report.problems:
+            print(problem)
+        verdict = "clean" if report.clean else f"{len(report.problems)} problem(s)"
+        print(f"store {root}: {verdict} — {report.parts_checked} live part(s), {report.rows_checked} rows, "
+              f"{report.files_seen} file(s) checked at manifest version {report.manifest_version}",
+              file=sys.stdout if report.clean else sys.stderr)
+    return 0 if report.clean else 1

@@ -1,0 +1,247 @@
+"""Checking a store directory against its manifest (``theflash store verify``).
+
+Read-only: it opens the manifest in one read transaction and every live part file, and
+reports each way the files and the manifest disagree, with the file and what to do about it.
+A store is *clean* when the report holds no problem:
+
+* every live part's file exists, has the size and row count the manifest records, opens as
+  a table with the hidden columns, is sorted by (``_tidb_rowid``, ``_tidb_commit_ts``) without
+  duplicates, keeps its handles inside its partition's range and its handle / commit_ts /
+  delete-mark statistics equal to the manifest's, and names a schema version the manifest has;
+* every part belongs to a partition the manifest lists, and partitions of a table don't overlap;
+* every file under the store directory is the manifest, the latch database, or a part file the
+  manifest lists (live, or removed and awaiting deletion once no lease sees it): no temporary
+  files left by an interrupted flush or compaction, no orphan files.
+
+Run it on a store whose writer is stopped, or accept that a flush in progress shows up as a
+temporary file.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+
+from pyspark_theflash.store import manifest as mf
+
+HIDDEN = ("_tidb_rowid", "_tidb_commit_ts", "_tidb_delmark")
+# SQLite files at the store's root that are not parts (the manifest and the latch database).
+_DATABASE_SUFFIXES = (".db", ".db-wal", ".db-shm", ".db-journal")
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str  # relative to the store root
+    what: str
+    action: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.what}\n    what to do: {self.action}"
+
+
+@dataclass
+class VerifyReport:
+    root: str
+    manifest_version: int = 0
+    parts_checked: int = 0
+    rows_checked: int = 0
+    files_seen: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "root": self.root, "manifest_version": self.manifest_version, "clean": self.clean,
+            "parts_checked": self.parts_checked, "rows_checked": self.rows_checked,
+            "files_seen": self.files_seen,
+            "problems": [{"file": p.file, "what": p.what, "action": p.action} for p in self.problems],
+        }
+
+
+@dataclass(frozen=True)
+class _PartRow:
+    part_id: int
+    table_id: int
+    partition_id: int
+    kind: str
+    file: str
+    rows: int
+    bytes: int
+    min_handle: int | None
+    max_handle: int | None
+    min_commit_ts: int | None
+    max_commit_ts: int | None
+    single_version: int
+    delete_marks: int
+    schema_version: int
+    removed_version: int | None
+
+
+_PART_COLUMNS = ("part_id, table_id, partition_id, kind, file, rows, bytes, min_handle, max_handle, "
+                 "min_commit_ts, max_commit_ts, single_version, delete_marks, schema_version, removed_version")
+
+_RESTORE = ("restore this file from a backup of the store; or rebuild the store: move the directory "
+            "aside and replay the binlog from its start (or from region snapshots)")
+
+
+def _read_table(path: Path) -> pa.Table:
+    """A part file as an Arrow table: Parquet (stable and delta parts) or Arrow IPC."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic == b"PAR1":
+        return pq.read_table(path)
+    with pa.memory_map(str(path)) as source:
+        if magic == b"ARRO":
+            return ipc.open_file(source).read_all()
+        return ipc.open_stream(source).read_all()
+
+
+def _check_part(root: Path, part: _PartRow, partition: tuple[int | None, int | None] | None,
+                schema_versions: set[int], report: VerifyReport) -> None:
+    name = part.file
+    where = f"part {part.part_id} ({part.kind}) of table {part.table_id} partition {part.partition_id}"
+
+    def problem(what: str, action: str = _RESTORE) -> None:
+        report.problems.append(Problem(name, f"{where}: {what}", action))
+
+    if partition is None:
+        problem("its partition is not in the manifest (an orphan part)",
+                "this is a manifest inconsistency: rebuild the store by replaying the binlog")
+    if part.schema_version not in schema_versions:
+        problem(f"schema version {part.schema_version} of table {part.table_id} is not in the manifest",
+                "put the table's schema again (Store.put_schema) or rebuild the store")
+    path = root / name
+    if not path.is_file():
+        problem(f"file is missing (the manifest lists {part.rows} rows, {part.bytes} bytes)")
+        return
+    size = path.stat().st_size
+    if size != part.bytes:
+        problem(f"file is {size} bytes, the manifest says {part.bytes} (truncated or overwritten)")
+    try:
+        table = _read_table(path)
+    except Exception as exc:  # any reader failure means the file cannot serve reads
+        problem(f"file cannot be read as a part: {type(exc).__name__}: {exc}")
+        return
+    report.rows_checked += table.num_rows
+    if table.num_rows != part.rows:
+        problem(f"file holds {table.num_rows} rows, the manifest says {part.rows}")
+    missing = [c for c in HIDDEN if c not in table.column_names]
+    if missing:
+        problem(f"file lacks the hidden column(s) {', '.join(missing)}")
+        return
+    handles = table.column("_tidb_rowid").to_numpy()
+    commit_ts = table.column("_tidb_commit_ts").to_numpy().astype(np.uint64)
+    delmarks = table.column("_tidb_delmark").to_numpy(zero_copy_only=False).astype(bool)
+    if len(handles) > 1:
+        same = handles[1:] == handles[:-1]
+        ordered = (handles[1:] > handles[:-1]) | (same & (commit_ts[1:] > commit_ts[:-1]))
+        if not ordered.all():
+            at = int(np.flatnonzero(~ordered)[0]) + 1
+            problem(f"rows are not sorted by (_tidb_rowid, _tidb_commit_ts) without duplicates: row {at} "
+                    f"(handle {handles[at]}, commit_ts {commit_ts[at]}) follows (handle {handles[at - 1]}, "
+                    f"commit_ts {commit_ts[at - 1]})")
+        if part.single_version and same.any():
+            at = int(np.flatnonzero(same)[0]) + 1
+            problem(f"the manifest marks it single-version but handle {handles[at]} has several versions")
+    if len(handles):
+        lo_h, hi_h = int(handles.min()), int(handles.max())
+        if partition is not None:
+            lo, hi = partition
+            if (lo is not None and lo_h < lo) or (hi is not None and hi_h >= hi):
+                problem(f"handles {lo_h}..{hi_h} reach outside the partition range "
+                        f"[{'-inf' if lo is None else lo}, {'+inf' if hi is None else hi})")
+        if (part.min_handle, part.max_handle) != (lo_h, hi_h):
+            problem(f"handles span {lo_h}..{hi_h}, the manifest says {part.min_handle}..{part.max_handle}")
+        lo_ts, hi_ts = int(commit_ts.min()), int(commit_ts.max())
+        if (part.min_commit_ts, part.max_commit_ts) != (lo_ts, hi_ts):
+            problem(f"commit_ts span {lo_ts}..{hi_ts}, the manifest says "
+                    f"{part.min_commit_ts}..{part.max_commit_ts}")
+    marks = int(delmarks.sum())
+    if marks != part.delete_marks:
+        problem(f"file holds {marks} delete marks, the manifest says {part.delete_marks}")
+
+
+def _check_partitions(partitions: dict[tuple[int, int], tuple[int | None, int | None]], report: VerifyReport) -> None:
+    by_table: dict[int, list[tuple[int | None, int | None, int]]] = {}
+    for (table_id, partition_id), (lo, hi) in partitions.items():
+        by_table.setdefault(table_id, []).append((lo, hi, partition_id))
+    for table_id, ranges in by_table.items():
+        ranges.sort(key=lambda r: -(1 << 64) if r[0] is None else r[0])
+        for (lo1, hi1, p1), (lo2, _hi2, p2) in zip(ranges, ranges[1:]):
+            if hi1 is None or lo2 is None or hi1 > lo2:
+                report.problems.append(Problem(
+                    mf.MANIFEST_FILE,
+                    f"table {table_id}: partitions {p1} [{lo1}, {hi1}) and {p2} [{lo2}, ...) overlap",
+                    "this is a manifest inconsistency: rebuild the store by replaying the binlog"))
+
+
+def _is_temporary(name: str) -> bool:
+    base = os.path.basename(name)
+    return base.startswith(".") or base.startswith("tmp") or ".tmp" in base or base.endswith("~")
+
+
+def verify_store(root: str | os.PathLike[str]) -> VerifyReport:
+    """Check every part of the store at ``root`` against its manifest; see the module doc."""
+    root_path = Path(root)
+    report = VerifyReport(str(root_path))
+    conn = mf.connect(root_path, create=False)
+    try:
+        mf.check_format(conn, root_path)
+        with mf.read(conn):
+            report.manifest_version = mf.current_version(conn)
+            partitions = {
+                (int(t), int(p)): (lo, hi)
+                for t, p, lo, hi in conn.execute("SELECT table_id, partition_id, lo, hi FROM partitions")
+            }
+            schema_versions: dict[int, set[int]] = {}
+            for t, v in conn.execute("SELECT table_id, schema_version FROM tables"):
+                schema_versions.setdefault(int(t), set()).add(int(v))
+            parts = [_PartRow(*row) for row in conn.execute(f"SELECT {_PART_COLUMNS} FROM parts ORDER BY part_id")]
+    except sqlite3.DatabaseError as exc:
+        report.problems.append(Problem(mf.MANIFEST_FILE, f"the manifest cannot be read: {exc}",
+                                       "restore manifest.db from a backup, or rebuild the store from the binlog"))
+        return report
+    finally:
+        conn.close()
+
+    _check_partitions(partitions, report)
+    listed: dict[str, _PartRow] = {}
+    for part in parts:
+        if part.file in listed and listed[part.file].removed_version is None and part.removed_version is None:
+            report.problems.append(Problem(part.file, f"parts {listed[part.file].part_id} and {part.part_id} "
+                                           "are both live and share this file",
+                                           "a manifest inconsistency: rebuild the store from the binlog"))
+        listed[part.file] = part
+        if part.removed_version is not None:
+            continue  # removed: its file may stay until no lease sees it, or be gone already
+        report.parts_checked += 1
+        _check_part(root_path, part, partitions.get((part.table_id, part.partition_id)),
+                    schema_versions.get(part.table_id, set()), report)
+
+    for dirpath, _dirs, files in os.walk(root_path):
+        for base in files:
+            rel = os.path.relpath(os.path.join(dirpath, base), root_path).replace(os.sep, "/")
+            report.files_seen += 1
+            if "/" not in rel and rel.endswith(_DATABASE_SUFFIXES):
+                continue
+            if rel in listed:
+                continue
+            if _is_temporary(rel):
+                report.problems.append(Problem(rel, "temporary file left by an interrupted flush or compaction",
+                                               "stop the writer and delete it (opening the store for writing "
+                                               "should clear it; if it does not, that is a store bug)"))
+            else:
+                report.problems.append(Problem(rel, "stray file: no part of the manifest lists it (an orphan)",
+                                               "if no writer is running, move it out of the store directory; "
+                                               "reads never use it"))
+    return report
