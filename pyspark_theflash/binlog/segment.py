@@ -72,6 +72,7 @@ LOCK_NAME = "LOCK"
 # (the writer may live in another process).
 POLL_INTERVAL_S = 0.1
 _READ_CHUNK = 1 << 20
+_new_tuple = tuple.__new__
 
 FsyncPolicy = Literal["always", "rotate"]
 
@@ -238,6 +239,40 @@ class _SegmentFile:
         if zlib.crc32(payload, zlib.crc32(head[:4])) != crc:
             return _Read(_BAD, b"", end, f"checksum mismatch in a record of {length} bytes")
         return _Read(_OK, payload, end, "")
+
+    def read_run(self, offset: int, limit: int) -> list[tuple[int, bytes, int]]:
+        """Up to ``limit`` consecutive valid records from ``offset`` as (offset, payload, end):
+        the fast path of reading. It stops before anything that is not a complete valid record
+        (end of file, a short or damaged record), which ``read_at`` then classifies."""
+        out: list[tuple[int, bytes, int]] = []
+        unpack, crc32 = _FRAME.unpack_from, zlib.crc32
+        buf, rel = self._buf, offset - self._buf_start
+        while len(out) < limit:
+            if rel < 0 or rel + FRAME_BYTES > len(buf):
+                buf, rel = self._refill(offset, _READ_CHUNK), 0
+                if len(buf) < FRAME_BYTES:
+                    break
+            length, crc = unpack(buf, rel)
+            end = rel + FRAME_BYTES + length
+            if end > len(buf):
+                if length > MAX_RECORD_BYTES or rel == 0 and len(buf) < _READ_CHUNK:
+                    break  # damaged, or the file ends inside the record
+                buf, rel = self._refill(offset, max(FRAME_BYTES + length, _READ_CHUNK)), 0
+                end = FRAME_BYTES + length
+                if end > len(buf):
+                    break
+            payload = buf[rel + FRAME_BYTES : end]
+            if crc32(payload, crc32(buf[rel : rel + 4])) != crc:
+                break
+            next_offset = offset + FRAME_BYTES + length
+            out.append((offset, payload, next_offset))
+            offset, rel = next_offset, end
+        return out
+
+    def _refill(self, offset: int, count: int) -> bytes:
+        self._buf = os.pread(self._fd, count, offset)
+        self._buf_start = offset
+        return self._buf
 
     def is_torn_tail(self, offset: int, bad: _Read) -> bool:
         """Whether a bad record at ``offset`` looks like a write cut short by a crash: its frame
@@ -478,7 +513,21 @@ class SegmentReader:
         out: list[RawRecord] = []
         self._damage_ahead = False
         while len(out) < max_records:
-            try:
+            segment = self._position.segment
+            file = self._open(segment)
+            if file is not None:
+                run = file.read_run(self._position.offset, max_records - len(out))
+                if run:
+                    # tuple.__new__ skips NamedTuple's slower constructor (this is per event);
+                    # each record's next position is the following record's start object.
+                    start = self._position
+                    for _, payload, end in run:
+                        after = _new_tuple(Position, (segment, end))
+                        out.append(_new_tuple(RawRecord, (start, payload, after)))
+                        start = after
+                    self._position = start
+                    continue
+            try:  # the end of a segment, a record being written, damage: one at a time
                 record = self._next_raw()
             except BinlogError:
                 if out:
@@ -556,7 +605,7 @@ class SegmentReader:
                 self._position = record.position  # stay in front of it: the next read raises
                 self._damage_ahead = True
                 break
-            out.append(PositionedEvent(record.position, event, record.next))
+            out.append(_new_tuple(PositionedEvent, (record.position, event, record.next)))
         return out
 
     def wake(self) -> None:
