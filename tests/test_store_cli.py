@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,13 +18,13 @@ from pyspark_theflash.store import Store
 QUALIFIED = f"{DB}.{TABLE_NAME}"
 
 
-@pytest.fixture()
-def built(tmp_path: Path) -> tuple[Path, MvccModel, int, int]:
+@pytest.fixture(scope="module")
+def built_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, MvccModel, int, int]:
     """A store with stable and delta parts, several regions, and the model of what it holds.
     Returns (dir, model, last ts, events)."""
     stream = generate_stream(5, StreamSpec(steps=150))
     model = MvccModel(stream.values)
-    root = tmp_path / "store"
+    root = tmp_path_factory.mktemp("cli") / "store"
     store = Store.open(str(root))
     store.put_schema(DB, stream.table)
     cuts = batches(stream.events, random.Random(5), max_size=12)
@@ -35,6 +36,21 @@ def built(tmp_path: Path) -> tuple[Path, MvccModel, int, int]:
             store.compact(force=True)
     store.close()
     return root, model, stream.last_ts, len(stream.events)
+
+
+@pytest.fixture()
+def built(built_once: tuple[Path, MvccModel, int, int], tmp_path: Path) -> tuple[Path, MvccModel, int, int]:
+    """A private copy of the built store (tests corrupt it), with a private model."""
+    root, model, last_ts, n_events = built_once
+    copy = tmp_path / "store"
+    shutil.copytree(root, copy)
+    return copy, copy_model(model), last_ts, n_events
+
+
+def copy_model(model: MvccModel) -> MvccModel:
+    import copy
+
+    return copy.deepcopy(model)
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
