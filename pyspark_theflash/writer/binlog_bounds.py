@@ -1,0 +1,26 @@
+"""The head and tail of a binlog, for either form: the writer's snapshot bootstrap takes the
+head before the region snapshots, and starts from snapshots when the tail is past the start."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from pyspark_theflash.binlog import Position
+
+# Segments are numbered from 1: a log whose tail lies in a later segment has lost its start.
+FIRST_SEGMENT = 1
+
+
+class BinlogBounds(NamedTuple):
+    head: Position  # just after the last complete event
+    tail: Position  # oldest readable position
+
+    @property
+    def reaches_start(self) -> bool:
+        return self.tail.segment <= FIRST_SEGMENT
+
+
+def binlog_bounds(url: str) -> BinlogBounds:
+    from pyspark_theflash.binlog.source import open_source
+
+    with open_source(url) as source:
+        return BinlogBounds(Position(*source.head()), Position(*source.tail()))

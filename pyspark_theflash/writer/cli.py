@@ -1,0 +1,312 @@
+"""``theflash writer run|start|stop|status|ctl`` and ``theflash writer --spark-entry``."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+from pyspark_theflash.writer import options as o
+
+SPARK_ENTRY = Path(__file__).resolve().parent / "spark_entry.py"
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a writer run (shared with the spark-submit entry)."""
+    parser.add_argument("--binlog", required=True, help="binlog source: file:///DIR, a directory, or grpc://host:port")
+    parser.add_argument("--store", required=True, help="store directory (created when missing)")
+    parser.add_argument("--upstream", help="grpc://host:port of the upstream: schemas, region snapshots, GC safe point, lag")
+    parser.add_argument("--schema-url", help="http://host:port of a TiDB status port for schemas when there is no --upstream")
+    parser.add_argument("--tables", default="", help="tables to replicate, e.g. bank.accounts,shop.* (default: all)")
+    parser.add_argument("--interval", default=f"{int(o.DEFAULT_INTERVAL_S * 1000)}ms",
+                        help="poll interval when caught up; changeable at runtime with `theflash writer ctl` (default %(default)s)")
+    parser.add_argument("--batch-events", type=int, default=o.DEFAULT_BATCH_EVENTS,
+                        help="events per applied batch (default %(default)s)")
+    parser.add_argument("--flush-rows", type=int, default=o.DEFAULT_FLUSH_ROWS,
+                        help="flush once this many rows are applied but not flushed (default %(default)s)")
+    parser.add_argument("--flush-interval", default=f"{o.DEFAULT_FLUSH_INTERVAL_S:g}s",
+                        help="flush applied rows at least this often (default %(default)s)")
+    parser.add_argument("--compact-interval", default=f"{o.DEFAULT_COMPACT_INTERVAL_S:g}s",
+                        help="compaction and GC when idle at most this often (default %(default)s)")
+    parser.add_argument("--latch-ttl", default=f"{o.DEFAULT_LATCH_TTL_S:g}s",
+                        help="write latch TTL: a dead writer's latch is taken over after it (default %(default)s)")
+    parser.add_argument("--bootstrap-snapshot", action="store_true",
+                        help="seed an empty store from region snapshots even when the binlog reaches back to its start")
+    parser.add_argument("--metrics-port", type=int,
+                        help="serve Prometheus text at http://127.0.0.1:PORT/metrics (0 = any free port; default: off)")
+    parser.add_argument("--log", help="append log lines (and progress lines) to FILE")
+    parser.add_argument("--until-caught-up", action="store_true",
+                        help="exit once everything in the binlog is applied and flushed (a one-shot run)")
+
+
+def options_from_args(args: argparse.Namespace) -> o.WriterOptions:
+    try:
+        return o.WriterOptions(
+            binlog=args.binlog,
+            store=args.store,
+            upstream=args.upstream,
+            schema_url=args.schema_url,
+            tables=o.TableFilter.parse(args.tables),
+            interval_s=o.parse_duration(args.interval),
+            batch_events=max(1, args.batch_events),
+            flush_rows=max(1, args.flush_rows),
+            flush_interval_s=o.parse_duration(args.flush_interval),
+            compact_interval_s=o.parse_duration(args.compact_interval),
+            latch_ttl_s=o.parse_duration(args.latch_ttl),
+            metrics_port=args.metrics_port,
+            bootstrap_snapshot=args.bootstrap_snapshot,
+            until_caught_up=args.until_caught_up,
+        )
+    except ValueError as exc:
+        from pyspark_theflash.cli import CommandError
+
+        raise CommandError(str(exc)) from None
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "writer",
+        help="the background job that applies the binlog to a store",
+        description="Apply a binlog to a store: `run` (foreground), `start --daemon` / `stop` (background), "
+        "`status`, `ctl`; `--spark-entry` prints the script to spark-submit.",
+    )
+    parser.add_argument("--spark-entry", action="store_true", help="print the path of the spark-submit entry script and exit")
+    parser.set_defaults(func=_no_action, writer_parser=parser)
+    sub = parser.add_subparsers(dest="writer_command", metavar="ACTION")
+
+    run = sub.add_parser("run", help="run the writer in the foreground with a live progress line")
+    add_run_options(run)
+    run.add_argument("--daemon", action="store_true", help="detach (same as `start`)")
+    run.set_defaults(func=_run)
+
+    start = sub.add_parser("start", help="start the writer in the background (pid file in the store directory)")
+    add_run_options(start)
+    start.add_argument("--daemon", action="store_true", default=True, help="detach (the default for start)")
+    start.set_defaults(func=_start)
+
+    stop = sub.add_parser("stop", help="SIGTERM the store's background writer and wait for it to exit")
+    stop.add_argument("--store", required=True)
+    stop.add_argument("--timeout", default="60s", help="how long to wait (default %(default)s)")
+    stop.set_defaults(func=_stop)
+
+    status = sub.add_parser("status", help="applied index, resolved ts and lag per region, position, rates")
+    status.add_argument("--store", help="store directory")
+    status.add_argument("--address", help="grpc://host:port of a latch server instead of --store")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(func=_status)
+
+    ctl = sub.add_parser("ctl", help="change a running writer's settings (takes effect without restart)")
+    ctl.add_argument("--store", help="store directory")
+    ctl.add_argument("--address", help="grpc://host:port of a latch server instead of --store")
+    ctl.add_argument("--interval", required=True, help="new poll interval, e.g. 200ms")
+    ctl.set_defaults(func=_ctl)
+
+
+def _no_action(args: argparse.Namespace) -> int:
+    if args.spark_entry:
+        print(SPARK_ENTRY)
+        return 0
+    args.writer_parser.print_help()
+    return 2
+
+
+def setup_logging(log_file: str | None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers = [logging.FileHandler(log_file)]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", handlers=handlers, force=True)
+
+
+class ProgressDisplay:
+    """One line rewritten with \\r on a terminal; elsewhere a line every ``every_s`` seconds."""
+
+    def __init__(self, out: TextIO, every_s: float = 5.0) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self.every_s = every_s
+        self._last = 0.0
+        self._width = 0
+
+    def __call__(self, status: dict[str, Any]) -> None:
+        from pyspark_theflash.writer.progress import progress_line
+
+        line = progress_line(status)
+        if self.tty:
+            self.out.write("\r" + line.ljust(self._width))
+            self._width = len(line)
+            self.out.flush()
+            return
+        now = time.monotonic()
+        if now - self._last >= self.every_s or status.get("state") == "stopped":
+            self._last = now
+            self.out.write(line + "\n")
+            self.out.flush()
+
+    def finish(self) -> None:
+        if self.tty and self._width:
+            self.out.write("\n")
+            self.out.flush()
+
+
+def install_stop_signals(stop: threading.Event) -> None:
+    """SIGTERM/SIGINT finish the batch in hand, flush and release the latch."""
+
+    def handler(signum: int, frame: Any) -> None:
+        logging.getLogger("theflash.writer").info("signal %d: stopping after the batch in hand", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def run_writer(opts: o.WriterOptions, log_file: str | None, **writer_kwargs: Any) -> int:
+    """Run the writer loop in this process until a signal; shared by the CLI and spark_entry."""
+    from pyspark_theflash.cli import CommandError
+    from pyspark_theflash.errors import TheFlashError
+    from pyspark_theflash.latch.errors import WriteLatchHeldError
+    from pyspark_theflash.writer.loop import Writer
+
+    setup_logging(log_file)
+    stop = threading.Event()
+    install_stop_signals(stop)
+    display = ProgressDisplay(sys.stdout, every_s=1.0 if log_file else 5.0)
+    writer = Writer(opts, stop, on_progress=display, **writer_kwargs)
+    try:
+        writer.run()
+    except WriteLatchHeldError as exc:
+        raise CommandError(str(exc)) from None
+    except TheFlashError as exc:
+        logging.getLogger("theflash.writer").error("%s", exc)
+        raise CommandError(str(exc)) from None
+    finally:
+        display.finish()
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.daemon:
+        return _start(args)
+    return run_writer(options_from_args(args), args.log)
+
+
+def _run_argv(args: argparse.Namespace) -> list[str]:
+    argv = ["--binlog", args.binlog, "--store", args.store, "--interval", args.interval,
+            "--batch-events", str(args.batch_events), "--flush-rows", str(args.flush_rows),
+            "--flush-interval", args.flush_interval, "--compact-interval", args.compact_interval,
+            "--latch-ttl", args.latch_ttl]
+    for flag, value in (("--upstream", args.upstream), ("--schema-url", args.schema_url), ("--tables", args.tables),
+                        ("--log", args.log)):
+        if value:
+            argv += [flag, str(Path(value).resolve()) if flag == "--log" else value]
+    if args.metrics_port is not None:
+        argv += ["--metrics-port", str(args.metrics_port)]
+    if args.bootstrap_snapshot:
+        argv.append("--bootstrap-snapshot")
+    if args.until_caught_up:
+        argv.append("--until-caught-up")
+    return argv
+
+
+def _start(args: argparse.Namespace) -> int:
+    from pyspark_theflash.cli import CommandError
+    from pyspark_theflash.errors import TheFlashError
+    from pyspark_theflash.writer.daemon import start_detached
+
+    options_from_args(args)  # validate before detaching
+    if not args.log:
+        raise CommandError("a background writer needs --log FILE for its output")
+    args.store = str(Path(args.store).resolve())
+    if not args.binlog.startswith(("grpc://", "file://")):
+        args.binlog = str(Path(args.binlog).resolve())
+    try:
+        pid = start_detached(_run_argv(args), args.store, args.log)
+    except TheFlashError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"writer started: pid {pid}, store {args.store}, log {args.log}; stop with: theflash writer stop --store {args.store}")
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    from pyspark_theflash.cli import CommandError
+    from pyspark_theflash.errors import TheFlashError
+    from pyspark_theflash.writer.daemon import stop
+
+    try:
+        pid = stop(args.store, o.parse_duration(args.timeout))
+    except TheFlashError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"writer pid {pid} stopped")
+    return 0
+
+
+def _latch(args: argparse.Namespace) -> Any:
+    from pyspark_theflash.cli import CommandError
+    from pyspark_theflash.latch import connect
+
+    if not args.store and not args.address:
+        raise CommandError("give --store DIR or --address grpc://host:port")
+    return connect(args.store, args.address)
+
+
+def writer_status(store: str | None, latch_status: dict[str, Any]) -> dict[str, Any]:
+    """The writer's last published progress, or — when none is running — the store's persisted
+    state (applied index and resolved ts per region, position)."""
+    published = latch_status.get("writer_status") or {}
+    result: dict[str, Any] = {"writer": latch_status.get("writer"), **published}
+    if latch_status.get("writer") is None:
+        result["state"] = "not running"
+        if store and (Path(store) / "manifest.db").exists():
+            from pyspark_theflash.store import Store
+
+            s = Store.open(store, readonly=True)
+            with s.snapshot() as view:
+                position = view.position()
+                result["position"] = "" if position is None else f"{int(position[0])}:{int(position[1])}"
+                result["regions"] = [
+                    {"region_id": int(r.id), "applied_index": int(r.applied_index), "resolved_ts": int(r.resolved_ts),
+                     "lag_events": None, "lag_ms": None}
+                    for r in view.regions()
+                ]
+            s.close()
+    return result
+
+
+def _status(args: argparse.Namespace) -> int:
+    with _latch(args) as latch:
+        status = writer_status(args.store, latch.status())
+    if args.json:
+        json.dump(status, sys.stdout, indent=2, sort_keys=True)
+        print()
+        return 0
+    writer = status.get("writer")
+    who = f"{writer['name']} pid {writer['pid']} on {writer['host']}" if writer else "none"
+    print(f"writer: {who}  state: {status.get('state', '?')}  interval: {status.get('interval_s', '-')}s")
+    print(f"position: {status.get('position') or '-'}  read: {status.get('read_position') or '-'}")
+    print(f"events/s: {status.get('events_per_s', 0)}  rows/s: {status.get('rows_per_s', 0)}  "
+          f"flushes: {status.get('flushes', 0)} (last {status.get('last_flush_s', 0)}s)  "
+          f"compactions: {status.get('compactions', 0)} (last {status.get('last_compact_s', 0)}s)")
+    print(f"{'region':>8} {'applied':>10} {'resolved_ts':>20} {'lag_events':>10} {'lag_ms':>10}")
+    for r in status.get("regions", []):
+        lag_events = "-" if r.get("lag_events") is None else r["lag_events"]
+        lag_ms = "-" if r.get("lag_ms") is None else r["lag_ms"]
+        print(f"{r['region_id']:>8} {r['applied_index']:>10} {r['resolved_ts']:>20} {lag_events:>10} {lag_ms:>10}")
+    return 0
+
+
+def _ctl(args: argparse.Namespace) -> int:
+    from pyspark_theflash.cli import CommandError
+
+    try:
+        interval = o.parse_duration(args.interval)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    with _latch(args) as latch:
+        latch.set_writer_interval(interval)
+    print(f"writer interval set to {interval:g}s (a running writer applies it at its next poll)")
+    return 0

@@ -1,0 +1,98 @@
+"""Running the writer in the background: a detached process, its pid file in the store
+directory, and ``stop`` = SIGTERM then wait for it to finish its batch and exit."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from pyspark_theflash.writer.errors import WriterError, WriterNotRunningError
+
+PID_FILE = "writer.pid"
+
+
+def pid_path(store: str | os.PathLike[str]) -> Path:
+    return Path(store) / PID_FILE
+
+
+def write_pid_file(store: str | os.PathLike[str]) -> Path:
+    path = pid_path(store)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(f"{os.getpid()}\n")
+    tmp.replace(path)
+    return path
+
+
+def remove_pid_file(store: str | os.PathLike[str]) -> None:
+    path = pid_path(store)
+    try:
+        if int(path.read_text().strip() or 0) == os.getpid():
+            path.unlink()
+    except (FileNotFoundError, ValueError):
+        pass
+
+
+def read_pid(store: str | os.PathLike[str]) -> int | None:
+    try:
+        return int(pid_path(store).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    from pyspark_theflash.latch.local import _process_is_gone
+
+    return not _process_is_gone(pid)
+
+
+def start_detached(run_argv: Sequence[str], store: str, log_file: str, timeout_s: float = 60.0) -> int:
+    """Start ``theflash writer run <run_argv>`` detached (own session, output to ``log_file``);
+    return its pid once it holds the store's write latch. Raises WriterError with the log's
+    tail when it exits first."""
+    from pyspark_theflash.latch.local import LocalLatch
+
+    log_path = Path(log_file).resolve()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log, open(os.devnull, "rb") as devnull:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pyspark_theflash", "writer", "run", *run_argv],
+            stdin=devnull,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    latch = LocalLatch(store)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            holder = latch.holder()
+            if holder is not None and holder.pid == proc.pid:
+                return proc.pid
+            code = proc.poll()
+            if code is not None:
+                tail = log_path.read_text(errors="replace").splitlines()[-15:]
+                raise WriterError(f"the writer exited with status {code} before taking the write latch; {log_path} ends:\n" + "\n".join(tail))
+            time.sleep(0.05)
+        raise WriterError(f"the writer (pid {proc.pid}) did not take the write latch within {timeout_s}s; see {log_path}")
+    finally:
+        latch.close()
+
+
+def stop(store: str, timeout_s: float = 60.0) -> int:
+    """SIGTERM the store's writer and wait until it exits; returns its pid."""
+    pid = read_pid(store)
+    if pid is None or not _alive(pid):
+        raise WriterNotRunningError(f"no running writer for store {store} (no live pid in {pid_path(store)})")
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            raise WriterError(f"writer pid {pid} did not exit within {timeout_s}s of SIGTERM; it may be in a long flush or compaction")
+        time.sleep(0.05)
+    return pid

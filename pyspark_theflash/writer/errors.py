@@ -1,0 +1,20 @@
+"""Errors of the writer job."""
+from __future__ import annotations
+
+from pyspark_theflash.errors import TheFlashError
+
+
+class WriterError(TheFlashError):
+    """Base of the writer's errors."""
+
+
+class SchemaUnavailableError(WriterError):
+    """The upstream could not give the schema a batch needs (or it still does not match the rows)."""
+
+
+class WriterConfigError(WriterError):
+    """Options that cannot work together (e.g. no way to fetch schemas)."""
+
+
+class WriterNotRunningError(WriterError):
+    """``writer stop``/``status`` found no running writer for the store."""

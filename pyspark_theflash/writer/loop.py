@@ -1,0 +1,399 @@
+"""The writer job's loop: binlog source → ``Store.write`` (one atomic apply per batch) →
+flush by size, deadline or a reader's request → compaction/GC when idle.
+
+One writer per store, enforced by the latch's write latch (renewed every TTL/3; losing it
+stops the loop). The binlog is the write-ahead log: the store persists its position with
+every flush, a restart resumes there, and the store skips events at or below a region's
+applied index — so a SIGKILL at any point loses and doubles nothing.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable, Sequence
+
+from pyspark_theflash.binlog import Position, PositionedEvent
+from pyspark_theflash.latch.local import LocalLatch
+from pyspark_theflash.latch.types import FlushRequest, WriterHolder
+from pyspark_theflash.proto import binlog_pb2
+from pyspark_theflash.writer.binlog_bounds import binlog_bounds
+from pyspark_theflash.writer.daemon import remove_pid_file, write_pid_file
+from pyspark_theflash.writer.errors import SchemaUnavailableError, WriterConfigError
+from pyspark_theflash.writer.options import WriterOptions
+from pyspark_theflash.writer.progress import Progress
+from pyspark_theflash.writer.schemas import HttpSchemaSource, SchemaSource, UpstreamSchemaSource, table_name
+
+log = logging.getLogger("theflash.writer")
+
+# While idle the writer sleeps in slices this long, so a flush request, a new interval or a
+# stop signal is seen within one slice instead of one interval.
+IDLE_SLICE_S = 0.02
+# A single read waits at most this long for events: the loop stays responsive to flush
+# requests and signals while the binlog is quiet.
+READ_TIMEOUT_S = 0.0
+
+ApplyBatch = Callable[[Any, Sequence[binlog_pb2.Event], Position], Any]
+
+
+def _store_write(store: Any, events: Sequence[binlog_pb2.Event], position: Position) -> Any:
+    return store.write(list(events), position)
+
+
+class Writer:
+    """One run of the writer job on one store. ``run()`` returns when ``stop`` is set (after
+    finishing the batch in hand, flushing and releasing the latch) or raises on a fatal error.
+
+    ``apply_batch`` replaces ``store.write`` (the Spark entry decodes large batches on
+    executors and hands the store pre-decoded rows)."""
+
+    def __init__(
+        self,
+        options: WriterOptions,
+        stop: threading.Event | None = None,
+        *,
+        apply_batch: ApplyBatch = _store_write,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+        configure_store: Callable[[Any], None] | None = None,
+    ) -> None:
+        self.options = options
+        self.stop = stop or threading.Event()
+        self.apply_batch = apply_batch
+        self.on_progress = on_progress
+        self.configure_store = configure_store
+        self.progress = Progress(interval_s=options.interval_s)
+        self._status_lock = threading.Lock()
+        self._status: dict[str, Any] = self.progress.to_status()
+        self.latch: LocalLatch | None = None
+        self.holder: WriterHolder | None = None
+        self.store: Any = None
+        self.upstream: Any = None
+        self.schemas: SchemaSource | None = None
+        self.metrics: Any = None
+        self._unflushed_rows = 0
+        self._unflushed_events = 0
+        now = time.monotonic()
+        self._last_flush = self._last_compact = self._last_renew = now
+        self._last_publish = 0.0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        with self._status_lock:
+            return dict(self._status)
+
+    def run(self) -> None:
+        from pyspark_theflash.store.store import Store, StoreOptions
+
+        opts = self.options
+        self.latch = LocalLatch(opts.store)
+        self.holder = self.latch.acquire_write_latch(opts.name, opts.latch_ttl_s)
+        write_pid_file(opts.store)  # only the latch holder may claim the pid file
+        try:
+            if opts.metrics_port is not None:
+                from pyspark_theflash.writer.metrics_http import MetricsServer
+
+                self.metrics = MetricsServer(self.status, opts.metrics_port)
+                log.info("metrics on http://127.0.0.1:%d/metrics", self.metrics.port)
+            self.store = Store.open(
+                opts.store,
+                options=StoreOptions(flush_rows=opts.flush_rows, flush_deadline_s=opts.flush_interval_s),
+            )
+            if self.configure_store is not None:
+                self.configure_store(self.store)
+            self._connect_upstream()
+            self._loop()
+        finally:
+            self._shutdown()
+
+    def _connect_upstream(self) -> None:
+        opts = self.options
+        if opts.upstream:
+            from pyspark_theflash.upstream.client import connect
+
+            self.upstream = connect(opts.upstream)
+            self.schemas = UpstreamSchemaSource(self.upstream)
+        elif opts.schema_url:
+            self.schemas = HttpSchemaSource(opts.schema_url)
+
+    def _shutdown(self) -> None:
+        try:
+            if self.store is not None:
+                self._flush(force=True)
+                self.progress.state = "stopped"
+                self._publish(force=True)
+        finally:
+            if self.metrics is not None:
+                self.metrics.close()
+            if self.store is not None and hasattr(self.store, "close"):
+                self.store.close()
+            if self.upstream is not None and hasattr(self.upstream, "close"):
+                self.upstream.close()
+            if self.latch is not None:
+                if self.holder is not None:
+                    remove_pid_file(self.options.store)
+                    self.latch.release(self.holder.token)
+                self.latch.close()
+
+    # -- the loop ----------------------------------------------------------------------------
+    def _loop(self) -> None:
+        from pyspark_theflash import binlog
+
+        opts = self.options
+        position = self._persisted_position()
+        if position is None:
+            bounds = binlog_bounds(opts.binlog)
+            if opts.bootstrap_snapshot or not bounds.reaches_start:
+                position = self._bootstrap_from_snapshots()
+        source = binlog.open_source(opts.binlog, position)
+        self.progress.state = "running"
+        self._note_store_state()
+        try:
+            while not self.stop.is_set():
+                self._renew_latch()
+                interval = self._interval()
+                batch = source.read(opts.batch_events, READ_TIMEOUT_S)
+                if batch:
+                    self._apply(batch)
+                flush_wanted = self.latch.has_pending_flush()  # type: ignore[union-attr]
+                if flush_wanted or self._flush_due():
+                    self._flush(force=flush_wanted)
+                if flush_wanted:
+                    self._answer_flush_requests()
+                self._publish()
+                if len(batch) < opts.batch_events:  # caught up: compact if due, then wait
+                    if opts.until_caught_up and not batch:
+                        log.info("caught up with the binlog at %s: stopping (--until-caught-up)", self.progress.read_position)
+                        break
+                    self._maybe_compact()
+                    self._idle(interval)
+        finally:
+            source.close()
+
+    def _persisted_position(self) -> Position | None:
+        with self.store.snapshot() as view:
+            position = view.position()
+        return None if position is None else Position(int(position[0]), int(position[1]))
+
+    def _interval(self) -> float:
+        runtime = self.latch.writer_interval()  # type: ignore[union-attr]
+        interval = runtime if runtime is not None else self.options.interval_s
+        if interval != self.progress.interval_s:
+            log.info("poll interval now %.3fs", interval)
+            self.progress.interval_s = interval
+        return interval
+
+    def _idle(self, interval: float) -> None:
+        """Sleep until the next poll, waking early for a flush request, a changed interval or a
+        stop signal (checked every IDLE_SLICE_S)."""
+        deadline = time.monotonic() + interval
+        while not self.stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self.stop.wait(min(IDLE_SLICE_S, left))
+            if self.latch.has_pending_flush():  # type: ignore[union-attr]
+                return
+            runtime = self.latch.writer_interval()  # type: ignore[union-attr]
+            if runtime is not None and runtime != interval:
+                return
+            self._renew_latch()
+            self._publish()
+
+    def _renew_latch(self) -> None:
+        now = time.monotonic()
+        if now - self._last_renew >= self.options.latch_ttl_s / 3:
+            self.holder = self.latch.renew(self.holder.token, self.options.latch_ttl_s)  # type: ignore[union-attr]
+            self._last_renew = now
+
+    # -- applying ----------------------------------------------------------------------------
+    def _apply(self, batch: list[PositionedEvent]) -> None:
+        events = [pe.event for pe in batch]
+        self._write(events, batch[-1].next)
+        rows = 0
+        seen: dict[int, int] = {}
+        for event in events:  # one step per event (not per row): counts for the progress line
+            if event.WhichOneof("payload") == "entries":
+                rows += len(event.entries.rows)
+            if event.index > seen.get(event.region_id, 0):
+                seen[event.region_id] = event.index
+        self._unflushed_rows += rows
+        self._unflushed_events += len(events)
+        self.progress.note_batch(len(events), rows, seen)
+        self.progress.read_position = str(batch[-1].next)
+
+    def _write(self, events: Sequence[binlog_pb2.Event], position: Position) -> Any:
+        """Apply one batch, fetching the schemas it needs: an unknown table is looked up once
+        (replicated → put_schema, filtered out → ignore_table) and the batch retried; rows that
+        do not fit the stored schema make one re-fetch, then the error stands."""
+        from pyspark_theflash.store.errors import UnknownTableError
+
+        resolved: set[int] = set()
+        refetched: set[int] = set()
+        while True:
+            try:
+                return self.apply_batch(self.store, events, position)
+            except UnknownTableError as exc:
+                if exc.table_id in resolved:
+                    raise SchemaUnavailableError(
+                        f"table {exc.table_id} is still unknown to the store after its schema was stored; "
+                        "the upstream's table info does not match the binlog's rows"
+                    ) from exc
+                resolved.add(exc.table_id)
+                self._learn_table(exc.table_id)
+            except Exception as exc:
+                table_id = _schema_mismatch_table(exc)
+                if table_id is None:
+                    raise
+                if table_id in refetched:
+                    raise SchemaUnavailableError(
+                        f"rows of table {table_id} still do not match its schema after re-fetching it from the "
+                        f"upstream ({exc}); the binlog and the upstream's schema disagree: check the table's DDL history"
+                    ) from exc
+                refetched.add(table_id)
+                log.info("rows of table %d need a newer schema (%s): re-fetching", table_id, exc)
+                self._learn_table(table_id)
+
+    def _learn_table(self, table_id: int) -> None:
+        if self.schemas is None:
+            raise WriterConfigError(
+                f"the binlog has rows of table {table_id} the store has no schema for, and the writer has no "
+                "way to fetch it: pass --upstream grpc://host:port or --schema-url http://host:port"
+            )
+        db, info = self.schemas.table_info_by_id(table_id)
+        name = table_name(info)
+        if self.options.tables.matches(db, name):
+            log.info("replicating %s.%s (table %d, schema version %s)", db, name, table_id, info.get("schema_version"))
+            self.store.put_schema(db, info)
+        else:
+            log.info("ignoring %s.%s (table %d): not in --tables %s", db, name, table_id, self.options.tables)
+            self.store.ignore_table(table_id, db, name)
+
+    # -- flushing ----------------------------------------------------------------------------
+    def _flush_due(self) -> bool:
+        if self._unflushed_events == 0:
+            return False
+        return self._unflushed_rows >= self.options.flush_rows or bool(self.store.flush_due())
+
+    def _flush(self, force: bool = False) -> None:
+        if self._unflushed_events == 0 and not force:
+            return
+        if self._unflushed_events:
+            started = time.monotonic()
+            self.store.flush()
+            took = time.monotonic() - started
+            self.progress.flushes += 1
+            self.progress.last_flush_s = took
+            self.progress.flush_seconds_total += took
+            self._unflushed_rows = 0
+            self._unflushed_events = 0
+        self._last_flush = time.monotonic()
+        self._note_store_state()
+
+    def _note_store_state(self) -> None:
+        with self.store.snapshot() as view:
+            self.progress.note_regions(view.regions())
+            position = view.position()
+        self.progress.position = "" if position is None else f"{int(position[0])}:{int(position[1])}"
+
+    def _answer_flush_requests(self) -> None:
+        """Complete every pending request whose regions have reached their read index (all of
+        them when no index was asked); the others stay pending until later flushes."""
+        applied = {r.region_id: r.applied_index for r in self.progress.regions.values()}
+        for request in self.latch.pending_flushes():  # type: ignore[union-attr]
+            if _satisfied(request, applied):
+                answer = {r: applied.get(r, 0) for r in request.region_ids}
+                self.latch.complete_flush(request.request_id, answer)  # type: ignore[union-attr]
+
+    # -- compaction and GC -------------------------------------------------------------------
+    def _maybe_compact(self) -> None:
+        if time.monotonic() - self._last_compact < self.options.compact_interval_s:
+            return
+        started = time.monotonic()
+        safe_point = self._gc_safe_point()
+        if safe_point:
+            self.store.gc(safe_point)  # moves the safe point (never past a live lease) and compacts
+            with self.store.snapshot() as view:
+                self.progress.gc_safe_point = int(view.gc_safe_point())
+        else:
+            self.store.compact()
+        self.store.delete_obsolete_files()  # only files no live lease can still see
+        took = time.monotonic() - started
+        self.progress.compactions += 1
+        self.progress.last_compact_s = took
+        self.progress.compact_seconds_total += took
+        self._last_compact = time.monotonic()
+
+    def _gc_safe_point(self) -> int:
+        """The upstream's GC safe point, never past the oldest live read lease (the store
+        enforces the lease bound too; clamping here keeps the intent visible)."""
+        if self.upstream is None:
+            return 0
+        safe_point = int(self.upstream.gc_safe_point())
+        oldest = [lease.ts for lease in self.store.leases.live()]
+        return min([safe_point, *oldest]) if safe_point else 0
+
+    # -- snapshot bootstrap ------------------------------------------------------------------
+    def _bootstrap_from_snapshots(self) -> Position:
+        """Seed an empty store from region snapshots: take the binlog head first, then every
+        region's snapshot, then resume from that head — events between the head and a
+        snapshot's index are at or below the region's applied index and are skipped."""
+        if self.upstream is None:
+            raise WriterConfigError(
+                f"the store at {self.options.store} is empty and the binlog {self.options.binlog} no longer reaches "
+                "back to its start (or --bootstrap-snapshot was given): seeding from region snapshots needs "
+                "--upstream grpc://host:port"
+            )
+        head = binlog_bounds(self.options.binlog).head
+        self.progress.state = "bootstrapping"
+        regions = self.upstream.regions()
+        log.info("bootstrapping %d regions from snapshots; the binlog resumes at %s", len(regions), head)
+        for region in regions:
+            event = self.upstream.region_snapshot(int(region.id))
+            self._write([event], head)
+        self.store.flush()
+        self._note_store_state()
+        return head
+
+    # -- reporting ---------------------------------------------------------------------------
+    def _publish(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_publish < self.options.progress_interval_s:
+            return
+        self._last_publish = now
+        self._refresh_upstream_lag()
+        status = self.progress.to_status()
+        if self.metrics is not None:
+            status["metrics_port"] = self.metrics.port
+        with self._status_lock:
+            self._status = status
+        if self.holder is not None:
+            self.latch.publish_writer_status(self.holder.token, status)  # type: ignore[union-attr]
+        if self.on_progress is not None:
+            self.on_progress(status)
+
+    def _refresh_upstream_lag(self) -> None:
+        """With an upstream, a region's lag in events is measured against its read index."""
+        if self.upstream is None:
+            return
+        for region_id in list(self.progress.regions)[:64]:
+            try:
+                index = int(self.upstream.read_index(region_id))
+            except Exception:  # a merged/removed region has no read index: keep what we saw
+                continue
+            region = self.progress.region(region_id)
+            region.seen_index = max(region.seen_index, index)
+
+
+def _satisfied(request: FlushRequest, applied: dict[int, int]) -> bool:
+    return all(applied.get(region, 0) >= index for region, index in request.read_index.items())
+
+
+def _schema_mismatch_table(exc: Exception) -> int | None:
+    """The table id of a store error meaning "these rows need a newer schema" (an unknown
+    column id or schema version), else None."""
+    name = type(exc).__name__
+    if "Schema" in name and ("Mismatch" in name or "Version" in name or "Column" in name):
+        table_id = getattr(exc, "table_id", None)
+        return int(table_id) if table_id is not None else None
+    return None
+

@@ -1,0 +1,76 @@
+"""The writer's options, their defaults, and the small parsers the CLI shares (durations,
+table patterns)."""
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+
+DEFAULT_INTERVAL_S = 0.2
+DEFAULT_BATCH_EVENTS = 2000
+DEFAULT_FLUSH_ROWS = 50_000
+DEFAULT_FLUSH_INTERVAL_S = 1.0
+DEFAULT_LATCH_TTL_S = 10.0
+DEFAULT_COMPACT_INTERVAL_S = 30.0
+DEFAULT_PROGRESS_INTERVAL_S = 1.0
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """``"200ms"``, ``"1.5s"``, ``"2m"``, ``"0.5"`` (seconds) → seconds (> 0)."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 200ms, 1.5s, 2m)")
+    seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"duration must be > 0, got {text!r}")
+    return seconds
+
+
+@dataclass(frozen=True)
+class TableFilter:
+    """Which tables to replicate: ``db.table`` patterns with ``*`` wildcards (case-insensitive,
+    as TiDB names are). Empty = every table."""
+
+    patterns: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str | None) -> "TableFilter":
+        if not text:
+            return cls(())
+        patterns = tuple(p.strip().lower() for p in text.split(",") if p.strip())
+        for p in patterns:
+            if "." not in p:
+                raise ValueError(f"table pattern {p!r} must look like db.table or db.* (e.g. bank.accounts,shop.*)")
+        return cls(patterns)
+
+    def matches(self, db: str, table: str) -> bool:
+        if not self.patterns:
+            return True
+        name = f"{db}.{table}".lower()
+        return any(fnmatch.fnmatchcase(name, p) for p in self.patterns)
+
+    def __str__(self) -> str:
+        return ",".join(self.patterns) or "*.*"
+
+
+@dataclass
+class WriterOptions:
+    binlog: str
+    store: str
+    upstream: str | None = None
+    schema_url: str | None = None
+    tables: TableFilter = field(default_factory=TableFilter)
+    interval_s: float = DEFAULT_INTERVAL_S
+    batch_events: int = DEFAULT_BATCH_EVENTS
+    flush_rows: int = DEFAULT_FLUSH_ROWS
+    flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S
+    metrics_port: int | None = None
+    bootstrap_snapshot: bool = False
+    latch_ttl_s: float = DEFAULT_LATCH_TTL_S
+    compact_interval_s: float = DEFAULT_COMPACT_INTERVAL_S
+    progress_interval_s: float = DEFAULT_PROGRESS_INTERVAL_S
+    name: str = "writer"
+    until_caught_up: bool = False  # stop once the binlog head is applied and flushed (one-shot runs)

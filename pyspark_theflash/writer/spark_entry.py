@@ -1,0 +1,55 @@
+"""The writer as a Spark job: ``spark-submit <this file> --binlog ... --store ...``.
+
+The driver keeps the writer loop (one writer per store, the same latch, flushes, progress
+and signals as ``theflash writer run``); rows of batches large enough to gain from it are
+decoded on the executors (``--executor-decode-rows``) and handed to the store pre-decoded.
+``theflash writer --spark-entry`` prints this file's path.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from pyspark_theflash.cli import CommandError
+    from pyspark_theflash.writer.cli import add_run_options, options_from_args, run_writer
+    from pyspark_theflash.writer.spark_decode import DEFAULT_MIN_ROWS, ExecutorRowDecoder
+
+    parser = argparse.ArgumentParser(prog="spark-submit spark_entry.py", description=__doc__.splitlines()[0])
+    add_run_options(parser)
+    parser.add_argument("--executor-decode-rows", type=int, default=DEFAULT_MIN_ROWS,
+                        help="decode a table's rows of a batch on executors from this many rows (default %(default)s)")
+    parser.add_argument("--decode-partitions", type=int, default=0,
+                        help="executor tasks per decoded table batch (default: Spark's default parallelism)")
+    args = parser.parse_args(argv)
+    opts = options_from_args(args)
+
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.appName(f"theflash-writer {opts.store}").getOrCreate()
+    decoder = ExecutorRowDecoder(spark.sparkContext, args.executor_decode_rows, args.decode_partitions)
+
+    def use_executors(store: object) -> None:
+        if hasattr(store, "decode_rows"):
+            store.decode_rows = decoder  # type: ignore[attr-defined]
+        else:
+            logging.getLogger("theflash.writer").warning("this store cannot take pre-decoded rows: decoding on the driver")
+
+    try:
+        code = run_writer(opts, args.log, configure_store=use_executors)
+    except CommandError as exc:
+        print(f"theflash writer (spark): {exc}", file=sys.stderr)
+        code = 2
+    finally:
+        logging.getLogger("theflash.writer").info(
+            "executor decode: %d table batches, %d rows", decoder.executor_batches, decoder.executor_rows
+        )
+        spark.stop()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,252 @@
+"""The writer job end to end, each part in its own process: a mini cluster running the bank
+workload (tests/bank_cluster.py), `theflash writer ...` applying its binlog (file and gRPC
+forms) to a store, and readers in this process reading the store at many snapshot ts."""
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from conftest import ROOT
+from pyspark_theflash import latch as latch_mod
+from pyspark_theflash.latch.local import _process_is_gone
+
+PY = sys.executable
+TABLE = "bank.accounts"
+
+
+def wait_for(predicate: Callable[[], Any], timeout_s: float = 30.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(0.02)
+
+
+class BankCluster:
+    """tests/bank_cluster.py in its own process."""
+
+    def __init__(self, root: Path, accounts: int = 20) -> None:
+        self.ready = root / "cluster.ready"
+        self.binlog_dir = root / "binlog"
+        self.proc = subprocess.Popen(
+            [PY, str(ROOT / "tests" / "bank_cluster.py"), "--data", str(root / "cluster"), "--binlog", str(self.binlog_dir),
+             "--ready", str(self.ready), "--accounts", str(accounts)],
+            stdout=subprocess.DEVNULL, stderr=open(root / "cluster.err", "wb"),
+        )
+        wait_for(lambda: self.ready.exists() or self.proc.poll() is not None, 60, "the mini cluster to serve")
+        if not self.ready.exists():
+            raise AssertionError(f"mini cluster failed: {(root / 'cluster.err').read_text()}")
+        self.info = json.loads(self.ready.read_text())
+        from pyspark_theflash.upstream.client import connect as connect_upstream
+
+        self.client = connect_upstream(self.info["upstream"])
+
+    def binlog(self, form: str) -> str:
+        return self.info["binlog_file"] if form == "file" else self.info["binlog_grpc"]
+
+    def stop_workload(self) -> dict[str, Any]:
+        """Stop the transfers; returns {"ts", "balances"} of the table at a ts after the last one."""
+        final = Path(str(self.ready) + ".final")
+        self.proc.send_signal(signal.SIGUSR1)
+        wait_for(final.exists, 30, "the cluster's final state")
+        data = json.loads(final.read_text())
+        return {"ts": int(data["ts"]), "balances": {int(k): int(v) for k, v in data["balances"].items()}}
+
+    def close(self) -> None:
+        self.client.close()
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(30)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[BankCluster]:
+    c = BankCluster(tmp_path)
+    yield c
+    c.close()
+
+
+def start_writer(store: Path, binlog: str, cluster: BankCluster, *extra: str, log: Path | None = None) -> subprocess.Popen:
+    out = open(log or store.parent / f"writer-{time.monotonic_ns()}.out", "ab")
+    return subprocess.Popen(
+        [PY, "-m", "pyspark_theflash", "writer", "run", "--binlog", binlog, "--store", str(store),
+         "--upstream", cluster.info["upstream"], "--interval", "50ms", "--flush-interval", "200ms",
+         "--latch-ttl", "3s", *extra],
+        stdout=out, stderr=subprocess.STDOUT,
+    )
+
+
+def holds_latch(store: Path, proc: subprocess.Popen) -> bool:
+    """The writer ``proc`` holds the store's latch and has published that it is running."""
+    with latch_mod.connect(store) as latch:
+        holder = latch.holder()
+        status = latch.writer_status() or {}
+    if proc.poll() is not None:
+        raise AssertionError(f"writer exited with {proc.returncode}")
+    return holder is not None and holder.pid == proc.pid and status.get("token") == holder.token and status.get("state") == "running"
+
+
+def learner_read_total(store: Path, cluster: BankCluster, ts: int | None = None) -> tuple[int, int, dict[int, int]]:
+    """What a reader does: a ts, the read index of every region, a flush request that the
+    writer completes once those are applied, then every region's resolved ts past ts; then
+    Store.scan at ts. Returns (ts, total, balances)."""
+    from pyspark_theflash.store import Store
+
+    ts = ts or cluster.client.get_ts()
+    regions = [int(r.id) for r in cluster.client.regions()]
+    read_index = {r: cluster.client.read_index(r) for r in regions}
+    with latch_mod.connect(store) as latch:
+        applied = latch.wait_flush(latch.request_flush(regions, read_index), timeout_s=30)
+        assert all(applied[r] >= read_index[r] for r in regions), (applied, read_index)
+        s = Store.open(str(store), readonly=True)
+
+        def resolved_past_ts() -> bool:
+            with s.snapshot() as view:
+                states = {int(x.id): int(x.resolved_ts) for x in view.regions()}
+            if all(states.get(r, 0) >= ts for r in regions):
+                return True
+            latch.wait_flush(latch.request_flush(regions), timeout_s=30)
+            return False
+
+        wait_for(resolved_past_ts, 30, f"resolved ts >= {ts} in every region")
+        balances: dict[int, int] = {}
+        for batch in s.scan(TABLE, ts):
+            d = batch.to_pydict()
+            balances.update(zip(d["id"], d["balance"]))
+    return ts, sum(balances.values()), balances
+
+
+@pytest.mark.parametrize("form", ["file", "grpc"])
+def test_readers_at_many_ts_see_the_bank_invariant_while_the_writer_applies(form: str, cluster: BankCluster, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    writer = start_writer(store, cluster.binlog(form), cluster, "--tables", "bank.*")
+    wait_for(lambda: holds_latch(store, writer), 30, "the writer to take the latch")
+    seen_ts = []
+    for _ in range(8):
+        ts, total, balances = learner_read_total(store, cluster)
+        assert total == cluster.info["total"] and len(balances) == cluster.info["accounts"], (ts, balances)
+        seen_ts.append(ts)
+    assert len(set(seen_ts)) == len(seen_ts)
+    final = cluster.stop_workload()
+    _, total, balances = learner_read_total(store, cluster, final["ts"])
+    assert balances == final["balances"] and total == cluster.info["total"]
+    writer.send_signal(signal.SIGTERM)
+    assert writer.wait(30) == 0
+    with latch_mod.connect(store) as latch:
+        assert latch.holder() is None
+        status = latch.status()["writer_status"]
+    assert status["state"] == "stopped" and status["events_total"] > 0 and status["regions"]
+    from pyspark_theflash.store import Store
+
+    with Store.open(str(store), readonly=True) as s, s.snapshot() as view:
+        assert {(t.db, t.name) for t in view.tables()} == {("bank", "accounts")}
+        assert [(db, name) for _, db, name in view.ignored_tables()] == [("shop", "items")]
+
+
+def test_sigkill_mid_run_loses_and_doubles_nothing(cluster: BankCluster, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    for _ in range(3):
+        writer = start_writer(store, cluster.binlog("file"), cluster, "--batch-events", "50")
+        wait_for(lambda: holds_latch(store, writer), 30, "the writer to take the latch")
+        before = _persisted_position(store)
+        wait_for(lambda: _persisted_position(store) > before, 30, "the writer to persist progress")
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(10)
+    writer = start_writer(store, cluster.binlog("file"), cluster)
+    wait_for(lambda: holds_latch(store, writer), 30, "the restarted writer to take over the latch")
+    final = cluster.stop_workload()
+    _, total, balances = learner_read_total(store, cluster, final["ts"])
+    assert balances == final["balances"] and total == cluster.info["total"]
+    writer.send_signal(signal.SIGTERM)
+    assert writer.wait(30) == 0
+
+
+def _persisted_position(store: Path) -> tuple[int, int]:
+    from pyspark_theflash.store import Store
+
+    if not (store / "manifest.db").exists():
+        return (0, 0)
+    s = Store.open(str(store), readonly=True)
+    with s.snapshot() as view:
+        position = view.position()
+    s.close()
+    return (0, 0) if position is None else (int(position[0]), int(position[1]))
+
+
+def test_second_writer_is_refused_naming_the_first(cluster: BankCluster, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    first = start_writer(store, cluster.binlog("file"), cluster)
+    wait_for(lambda: holds_latch(store, first), 30, "the first writer to take the latch")
+    second = subprocess.run(
+        [PY, "-m", "pyspark_theflash", "writer", "run", "--binlog", cluster.binlog("grpc"), "--store", str(store)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert second.returncode == 2
+    assert f"pid {first.pid}" in second.stderr and "already has a writer" in second.stderr
+    assert int((store / "writer.pid").read_text()) == first.pid
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(30) == 0
+
+
+def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([PY, "-m", "pyspark_theflash", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_interval_change_and_flush_request_take_effect_without_restart(cluster: BankCluster, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    writer = start_writer(store, cluster.binlog("file"), cluster, "--interval", "60s", "--flush-interval", "60s",
+                          "--metrics-port", "0")
+    wait_for(lambda: holds_latch(store, writer), 30, "the writer to take the latch")
+    # A flush request is answered at once although the writer polls once a minute.
+    regions = [int(r.id) for r in cluster.client.regions()]
+    read_index = {r: cluster.client.read_index(r) for r in regions}
+    with latch_mod.connect(store) as latch:
+        applied = latch.wait_flush(latch.request_flush(regions, read_index), timeout_s=20)
+    assert all(applied[r] >= read_index[r] for r in regions)
+    # The interval changes at runtime: the writer polls again well before its minute is up.
+    with latch_mod.connect(store) as latch:
+        wait_for(lambda: (latch.writer_status() or {}).get("interval_s") == 60.0, 30, "the first status")
+    ctl = _cli("writer", "ctl", "--store", str(store), "--interval", "50ms")
+    assert ctl.returncode == 0, ctl.stderr
+    with latch_mod.connect(store) as latch:
+        status = wait_for(lambda: (s := latch.writer_status()) and s.get("interval_s") == 0.05 and s, 20, "the new interval")
+        read_position = status["read_position"]
+        wait_for(lambda: latch.writer_status()["read_position"] != read_position, 20, "polls at the new interval")
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{status['metrics_port']}/metrics", timeout=10).read().decode()
+    assert re.search(r'theflash_writer_applied_index\{region="\d+"\} [1-9]', metrics)
+    assert "theflash_writer_rows_per_second" in metrics and "theflash_writer_last_flush_seconds" in metrics
+    shown = _cli("writer", "status", "--store", str(store))
+    assert shown.returncode == 0 and f"pid {writer.pid}" in shown.stdout and "interval: 0.05s" in shown.stdout
+    writer.send_signal(signal.SIGINT)
+    assert writer.wait(30) == 0
+
+
+def test_daemon_start_and_stop(cluster: BankCluster, tmp_path: Path) -> None:
+    store, log = tmp_path / "store", tmp_path / "writer.log"
+    started = _cli("writer", "start", "--daemon", "--binlog", cluster.binlog("grpc"), "--store", str(store),
+                   "--upstream", cluster.info["upstream"], "--interval", "50ms", "--log", str(log))
+    assert started.returncode == 0, started.stderr
+    pid = int((store / "writer.pid").read_text())
+    assert f"pid {pid}" in started.stdout
+    with latch_mod.connect(store) as latch:
+        assert latch.holder().pid == pid  # type: ignore[union-attr]
+        wait_for(lambda: (latch.writer_status() or {}).get("events_total", 0) > 0, 30, "the daemon to apply events")
+    stopped = _cli("writer", "stop", "--store", str(store))
+    assert stopped.returncode == 0, stopped.stderr
+    assert not (store / "writer.pid").exists()
+    assert _process_is_gone(pid)
+    text = log.read_text()
+    assert "signal 15" in text and "events/s" in text
+    again = _cli("writer", "stop", "--store", str(store))
+    assert again.returncode == 2 and "no running writer" in again.stderr
