@@ -619,6 +619,7 @@ class SegmentReader:
             if file is None:
                 self._check_missing(segment)
                 return None  # the next segment is not created yet
+            file.invalidate()  # classify by the file's bytes now, not by a window read earlier
             read = file.read_at(offset)
             if read.kind != _OK:
                 file.invalidate()
