@@ -96,10 +96,11 @@ class Datum(NamedTuple):
     Values: ``int`` for int/uint/enum/set/bit/duration_ns (nanoseconds); ``bytes`` (a ``str``
     is encoded as UTF-8); ``float``; ``datetime.datetime``/``datetime.date`` or an already
     packed ``int`` for datetime; ``decimal.Decimal`` (its own precision/frac) or
-    ``DecimalValue`` (explicit precision/frac) for decimal; for json JSON text as ``str``,
-    binary JSON as ``bytes`` or a Python value (dict, list, int, float, bool, None), the same
-    conventions as row v2; ``None`` for null and max. Decoded json datums hold the Python
-    value (``codec.json_binary.decode_json``), so a JSON string decodes to a ``str``.
+    ``DecimalValue`` (explicit precision/frac) for decimal; for json the Python JSON value
+    (dict, list, str, int, float, bool, None and the forms of ``codec.json_binary``; a ``str``
+    is a JSON string, not JSON text: parse text with ``json_binary.parse_json_text`` first),
+    the same convention as row v2, so json datums decode to what was encoded; ``None`` for
+    null and max.
     """
 
     kind: str
@@ -152,14 +153,9 @@ def json_binary_size_at(buf: Buffer, offset: int) -> int:
 
 
 def _json_to_binary(value: Any) -> bytes:
-    """Binary JSON (type code + body) of a json datum's value, with row v2's conventions:
-    ``bytes`` are already binary JSON, ``str`` is JSON text, anything else a Python value."""
+    """Binary JSON (type code + body) of a json datum's Python JSON value."""
     from pyspark_theflash.codec import json_binary  # owned by the JSON module; imported lazily
 
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value)
-    if isinstance(value, str):
-        return bytes(json_binary.parse_json_text(value))
     return bytes(json_binary.encode_json(value))
 
 
