@@ -123,9 +123,13 @@ def test_decimal_bad_precision_or_frac(precision: int, frac: int, message: str) 
         codec.decimal_to_bin(Decimal(1), precision, frac)
 
 
-def test_decimal_non_finite_values_are_rejected() -> None:
+def test_decimal_non_finite_and_non_decimal_values_are_rejected() -> None:
     with pytest.raises(BadDecimalError, match="not finite"):
         codec.decimal_to_bin(Decimal("NaN"), 10, 2)
+    with pytest.raises(BadDecimalError, match=r"cannot take float 1.1 .*Decimal\(repr\(f\)\)"):
+        codec.decimal_to_bin(1.1, 10, 2)  # type: ignore[arg-type]
+    with pytest.raises(BadDecimalError, match="'1.2.3' is not a decimal number"):
+        codec.encode_value([Datum("decimal", "1.2.3")])
 
 
 def test_decimal_binary_with_an_impossible_word_is_rejected() -> None:

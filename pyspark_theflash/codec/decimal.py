@@ -61,7 +61,19 @@ def decimal_bin_size(precision: int, frac: int) -> int:
 
 
 def _as_decimal(value: Decimal | int | str) -> Decimal:
-    d = value if isinstance(value, Decimal) else Decimal(value)
+    if isinstance(value, Decimal):
+        d = value
+    elif isinstance(value, (int, str)) and not isinstance(value, bool):
+        try:
+            d = Decimal(value)
+        except ArithmeticError:
+            raise BadDecimalError(f"{value!r} is not a decimal number") from None
+    else:
+        # a float's binary expansion is not the decimal the user wrote; tuples are ambiguous
+        raise BadDecimalError(
+            f"cannot take {type(value).__name__} {value!r} as a DECIMAL value: pass decimal.Decimal, int or str"
+            + (" (e.g. Decimal(repr(f)))" if isinstance(value, float) else "")
+        )
     if not d.is_finite():
         raise BadDecimalError(f"decimal value {value!r} is not finite; DECIMAL holds only numbers")
     return d
