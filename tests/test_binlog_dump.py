@@ -189,3 +189,24 @@ def test_status_prints_head_tail_and_segments(binlog_dir: Path, capsys: pytest.C
     with serve_binlog(binlog_dir) as server:
         code, out, _ = run(capsys, "binlog", "status", server.url)
     assert code == 0 and f"head     {head}" in out
+
+
+def test_serve_command_serves_until_interrupted(binlog_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pyspark_theflash", "binlog", "serve", str(binlog_dir), "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith(f"serving {binlog_dir} at grpc://127.0.0.1:"), line + process.stderr.read()
+        url = line.split(" at ")[1].strip()
+        code, out, _ = run(capsys, "binlog", "dump", url, "--limit", "1")
+        assert code == 0 and f"key=table {TABLE_ID} handle 7" in out
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 130
