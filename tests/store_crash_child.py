@@ -1,0 +1,79 @@
+"""The writer that tests/test_store_crash.py kills: applies a deterministic event stream to a store.
+
+    python tests/store_crash_child.py STORE_DIR --seed N [--batch B] [--flush-every F] [--compact-every C]
+
+It opens the store, resumes from the persisted binlog position (``store.snapshot().position()``,
+whose offset is the index of the next event of the stream), and applies the rest in batches of
+``--batch`` events, each written with the position after it. It flushes every ``--flush-every``
+batches and compacts every ``--compact-every`` flushes. It prints one line per step, flushed at
+once, so the parent can kill it at a chosen point:
+
+    START <index>            resumed at this event index
+    WRITE <end>              a batch up to event <end> was written (not yet durable)
+    FLUSH-BEGIN <end>        about to flush
+    FLUSH-END <end>          flushed: the store's position is now <end>
+    COMPACT-BEGIN / COMPACT-END
+    DONE <events>            every event applied and flushed
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from mvcc_model import DB, StreamSpec, generate_stream  # noqa: E402
+
+CRASH_SPEC = StreamSpec(steps=400, keys=60, max_regions=8)
+
+
+def say(*words: object) -> None:
+    print(*words, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("store")
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--steps", type=int, default=CRASH_SPEC.steps)
+    parser.add_argument("--batch", type=int, default=6)
+    parser.add_argument("--flush-every", type=int, default=3)
+    parser.add_argument("--compact-every", type=int, default=4)
+    args = parser.parse_args(argv)
+
+    from pyspark_theflash.binlog.position import Position
+    from pyspark_theflash.store import Store
+
+    spec = StreamSpec(**{**CRASH_SPEC.__dict__, "steps": args.steps})
+    stream = generate_stream(args.seed, spec)
+    store = Store.open(args.store)
+    store.put_schema(DB, stream.table)
+    with store.snapshot() as view:
+        position = view.position()  # (segment, offset): offset is the next event's index
+    start = 0 if position is None else int(position[1])
+    say("START", start)
+    batches_done = flushes = 0
+    end = start
+    for begin in range(start, len(stream.events), args.batch):
+        end = min(len(stream.events), begin + args.batch)
+        store.write(stream.events[begin:end], Position(0, end))
+        say("WRITE", end)
+        batches_done += 1
+        if batches_done % args.flush_every == 0:
+            say("FLUSH-BEGIN", end)
+            store.flush()
+            say("FLUSH-END", end)
+            flushes += 1
+            if flushes % args.compact_every == 0:
+                say("COMPACT-BEGIN", end)
+                store.compact(force=True)
+                say("COMPACT-END", end)
+    store.flush()
+    say("DONE", len(stream.events))
+    store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
