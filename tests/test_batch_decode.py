@@ -1,0 +1,202 @@
+"""The vectorised decode_rows_to_arrow equals the per-row decode_row (converted to Arrow by
+record_batch_from_rows) value by value, for random tables and rows mixing v2 small/large
+layouts, checksum suffixes, v1 rows, NULLs and absent columns; plus its errors."""
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pyspark_theflash.codec.batch import BatchDecodeError, decode_rows_to_arrow, record_batch_from_rows
+from pyspark_theflash.codec.datum import Datum
+from pyspark_theflash.codec.row import decode_row
+from pyspark_theflash.codec.row_v1 import encode_row_v1
+from pyspark_theflash.codec.row_v2 import FLAG_CHECKSUM, datum_for_column, encode_row_for_table, encode_row_v2
+from pyspark_theflash.codec.time import pack_time_fields
+from pyspark_theflash.schema import TableInfo, arrow_schema, column, table
+
+UTC = dt.timezone.utc
+text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False, allow_infinity=False)
+    | text, lambda c: st.lists(c, max_size=3) | st.dictionaries(text, c, max_size=3), max_leaves=6)
+
+# SQL type -> (value strategy, whether the builder can carry a default of it)
+COLUMN_KINDS: dict[str, tuple[st.SearchStrategy[Any], bool]] = {
+    "TINYINT": (st.integers(-128, 127), True),
+    "SMALLINT UNSIGNED": (st.integers(0, 65535), True),
+    "INT": (st.integers(-(2**31), 2**31 - 1), True),
+    "BIGINT": (st.integers(-(2**63), 2**63 - 1), True),
+    "BIGINT UNSIGNED": (st.integers(0, 2**64 - 1), True),
+    "YEAR": (st.integers(1901, 2155), True),
+    "FLOAT": (st.floats(width=32, allow_nan=False, allow_infinity=False), True),
+    "DOUBLE": (st.floats(allow_nan=False, allow_infinity=False), True),
+    "DECIMAL(12,2)": (st.decimals(-(10**10) + 1, 10**10 - 1, places=2), True),
+    "DECIMAL(18,0)": (st.decimals(-(10**18) + 1, 10**18 - 1, places=0), True),
+    "DECIMAL(30,5)": (st.decimals(-(10**25) + 1, 10**25 - 1, places=5), True),
+    "DECIMAL(45,3)": (st.decimals(-(10**42) + 1, 10**42 - 1, places=3), True),
+    "DATE": (st.dates(), True),
+    "DATETIME(6)": (st.datetimes(), True),
+    "TIMESTAMP(6)": (st.datetimes(dt.datetime(1970, 1, 2), dt.datetime(2038, 1, 1), timezones=st.just(UTC)), True),
+    "TIME(6)": (st.timedeltas(-dt.timedelta(hours=838), dt.timedelta(hours=838)), True),
+    "VARCHAR(20)": (text, True),
+    "VARBINARY(20)": (st.binary(max_size=12), False),
+    "ENUM('a','b','c')": (st.sampled_from(["a", "b", "c"]), True),
+    "SET('x','y','z')": (st.sampled_from(["", "x", "y,z", "x,y,z"]), True),
+    "BIT(10)": (st.integers(0, 1023), True),
+    "BIT(64)": (st.integers(0, 2**64 - 1), False),
+    "JSON": (json_values, False),
+}
+FORMATS = ("v2", "v2_checksum", "v2_large", "v1")
+
+
+@st.composite
+def tables(draw: st.DrawFn) -> tuple[TableInfo, dict[str, str]]:
+    """A random table and the SQL type of each non-handle column."""
+    kinds = draw(st.lists(st.sampled_from(sorted(COLUMN_KINDS)), min_size=1, max_size=7))
+    cols = [column("id", "BIGINT", primary_key=True)] if draw(st.booleans()) else []
+    for i, sql in enumerate(kinds):
+        values, can_default = COLUMN_KINDS[sql]
+        default = draw(st.none() | values) if can_default else None
+        cols.append(column(f"c{i}", sql, default=default))
+    return table(50, "random", cols), {f"c{i}": sql for i, sql in enumerate(kinds)}
+
+
+@st.composite
+def table_and_rows(draw: st.DrawFn) -> tuple[TableInfo, list[bytes], list[int]]:
+    t, kinds = draw(tables())
+    values, handles = [], []
+    for h in range(draw(st.integers(1, 12))):
+        cols: list[tuple[int, Datum]] = []
+        for c in t.columns:
+            if c.name not in kinds:  # the handle column lives in the key
+                continue
+            how = draw(st.sampled_from(["value", "value", "null", "absent"]))
+            if how == "absent":
+                continue
+            v = None if how == "null" else draw(COLUMN_KINDS[kinds[c.name]][0])
+            cols.append((c.id, datum_for_column(c, v)))
+        fmt = draw(st.sampled_from(FORMATS))
+        if fmt == "v1":
+            data = encode_row_v1(cols)
+        elif fmt == "v2_large":  # a dropped column with a big id forces the large layout
+            data = encode_row_v2(cols + [(300, Datum("int", 1))])
+        else:
+            data = encode_row_v2(cols)
+            if fmt == "v2_checksum":
+                data = bytes([data[0], data[1] | FLAG_CHECKSUM]) + data[2:] + b"\x01" + b"\x12\x34\x56\x78"
+        values.append(data)
+        handles.append(h * 1000 - 5)
+    return t, values, handles
+
+
+def per_row(values: list[bytes], handles: list[int], t: TableInfo, columns: list[str] | None = None) -> pa.RecordBatch:
+    return record_batch_from_rows([decode_row(v, t, h) for v, h in zip(values, handles)], t, columns)
+
+
+def assert_same(got: pa.RecordBatch, want: pa.RecordBatch) -> None:
+    assert got.schema == want.schema
+    for name in want.schema.names:
+        assert got.column(name).to_pylist() == want.column(name).to_pylist(), name
+        assert got.column(name).equals(want.column(name)), name
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(table_and_rows())
+def test_vectorised_equals_per_row_for_random_tables(case: tuple[TableInfo, list[bytes], list[int]]) -> None:
+    t, values, handles = case
+    assert_same(decode_rows_to_arrow(values, handles, t), per_row(values, handles, t))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(table_and_rows(), st.randoms())
+def test_selected_columns_in_any_order(case: tuple[TableInfo, list[bytes], list[int]], rnd: Any) -> None:
+    t, values, handles = case
+    names = list(t.column_names)
+    rnd.shuffle(names)
+    chosen = names[: rnd.randint(1, len(names))]
+    got = decode_rows_to_arrow(values, np.array(handles), t, chosen)
+    assert got.schema == arrow_schema(t, chosen)
+    assert_same(got, per_row(values, handles, t, chosen))
+
+
+def test_empty_input_gives_an_empty_batch_of_the_schema() -> None:
+    t = table(1, "e", [column("id", "BIGINT", primary_key=True), column("v", "VARCHAR(3)")])
+    got = decode_rows_to_arrow([], [], t)
+    assert got.num_rows == 0 and got.schema == arrow_schema(t)
+    assert decode_rows_to_arrow([], None, t, ["v"]).schema == arrow_schema(t, ["v"])
+
+
+def test_arrow_types_and_values_of_a_mixed_table() -> None:
+    t = table(2, "m", [column("id", "BIGINT UNSIGNED", primary_key=True), column("d", "DATETIME(6)"),
+                       column("ts", "TIMESTAMP"), column("day", "DATE"), column("tm", "TIME"),
+                       column("m", "DECIMAL(12,2)"), column("e", "ENUM('new','done')"), column("n", "INT", default=4)])
+    when = dt.datetime(2024, 2, 29, 23, 59, 59, 999999)
+    values = [encode_row_for_table(t, {"d": when, "ts": when.replace(tzinfo=UTC), "day": when.date(),
+                                       "tm": dt.timedelta(seconds=-1, microseconds=1), "m": Decimal("-0.05"),
+                                       "e": "done", "n": 1}),
+              encode_row_v2([])]
+    got = decode_rows_to_arrow(values, np.array([-1, 5]), t)
+    assert got.schema.field("id").type == pa.decimal128(20, 0)
+    assert got.to_pylist() == [
+        {"id": Decimal(2**64 - 1), "d": when, "ts": when.replace(tzinfo=UTC), "day": when.date(),
+         "tm": dt.timedelta(microseconds=-999999), "m": Decimal("-0.05"), "e": "done", "n": 1},
+        {"id": Decimal(5), "d": None, "ts": None, "day": None, "tm": None, "m": None, "e": None, "n": 4},
+    ]
+
+
+def test_zero_and_impossible_dates_are_null_in_both_paths() -> None:
+    t = table(3, "z", [column("d", "DATETIME"), column("day", "DATE")])
+    values = [encode_row_v2([(1, Datum("datetime", 0)), (2, Datum("datetime", pack_time_fields(2021, 2, 29)))]),
+              encode_row_v2([(1, Datum("datetime", pack_time_fields(2020, 0, 1))), (2, Datum("datetime", 0))]),
+              encode_row_v2([(1, Datum("datetime", pack_time_fields(2000, 2, 29, 1))),
+                             (2, Datum("datetime", pack_time_fields(1, 1, 1)))])]
+    got = decode_rows_to_arrow(values, None, t)
+    assert got.to_pylist() == [{"d": None, "day": None}, {"d": None, "day": None},
+                               {"d": dt.datetime(2000, 2, 29, 1), "day": dt.date(1, 1, 1)}]
+    assert_same(got, per_row(values, [0, 0, 0], t))
+
+
+def test_decimal_stored_with_another_precision_takes_the_per_value_path() -> None:
+    t = table(4, "d", [column("m", "DECIMAL(10,2)")])
+    natural = encode_row_v2([(1, Datum("decimal", Decimal("1.5")))])  # precision 2, frac 1
+    exact = encode_row_for_table(t, {"m": Decimal("-7.25")})
+    got = decode_rows_to_arrow([natural, exact], None, t)
+    assert got.column("m").to_pylist() == [Decimal("1.50"), Decimal("-7.25")]
+
+
+def test_invalid_utf8_in_text_is_replaced_like_decode_row() -> None:
+    t = table(5, "s", [column("s", "VARCHAR(10)")])
+    values = [encode_row_v2([(1, Datum("bytes", b"ok"))]), encode_row_v2([(1, Datum("bytes", b"a\xffb"))])]
+    got = decode_rows_to_arrow(values, None, t)
+    assert got.column("s").to_pylist() == ["ok", "a\ufffdb"]
+
+
+def test_bad_row_error_names_the_row_index() -> None:
+    t = table(6, "b", [column("a", "INT"), column("s", "VARCHAR(4)")])
+    good = encode_row_for_table(t, {"a": 1, "s": "x"})
+    truncated = good[:-1]
+    with pytest.raises(BatchDecodeError, match=r"row 2 of 3"):
+        decode_rows_to_arrow([good, good, truncated], None, t)
+    bad_flag = bytes([0x80, 0x40]) + good[2:]
+    with pytest.raises(BatchDecodeError, match=r"row 1 of 2.*0x40"):
+        decode_rows_to_arrow([good, bad_flag], None, t)
+    bad_width = b"\x80\x00\x01\x00\x00\x00\x01\x03\x00abc"
+    with pytest.raises(BatchDecodeError, match=r"row 1: column a \(id 1, INT\) has a 3-byte integer"):
+        decode_rows_to_arrow([good, bad_width], None, t)
+
+
+def test_handles_are_required_for_a_pk_is_handle_table() -> None:
+    t = table(7, "h", [column("id", "INT", primary_key=True), column("v", "INT")])
+    row = encode_row_for_table(t, {"id": 1, "v": 2})
+    with pytest.raises(BatchDecodeError, match="handles"):
+        decode_rows_to_arrow([row], None, t)
+    with pytest.raises(BatchDecodeError, match="1 handle"):
+        decode_rows_to_arrow([row, row], [1], t)
+    assert decode_rows_to_arrow([row], [9], t).to_pylist() == [{"id": 9, "v": 2}]
