@@ -102,6 +102,8 @@ def test_position_inside_a_record_or_beyond_the_head_is_rejected(tmp_path: Path)
         SegmentReader(tmp_path, Position(1, end.offset + 8))
     with pytest.raises(BinlogPositionError, match="beyond the head"):
         SegmentReader(tmp_path, Position(7, HEADER_BYTES))
+    with pytest.raises(BinlogPositionError, match="numbered from 1"):
+        SegmentReader(tmp_path, Position(0, 0))
 
 
 def test_torn_tail_is_not_yet_written_then_replaced_by_the_next_append(

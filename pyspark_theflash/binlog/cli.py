@@ -15,6 +15,7 @@ stops at the log's head.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 from typing import Any
@@ -88,6 +89,8 @@ def run_dump(args: argparse.Namespace) -> int:
                     break
     except BinlogError as exc:
         raise CommandError(str(exc)) from None
+    except BrokenPipeError:  # e.g. `theflash binlog dump ... | head`: the reader has enough
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's final flush quiet
     return 0
 
 

@@ -456,6 +456,11 @@ class SegmentReader:
         if position is None:
             return Position(numbers[0] if numbers else 1, HEADER_BYTES)
         segment, offset = Position(int(position[0]), int(position[1]))
+        if segment < 1:
+            raise BinlogPositionError(
+                f"binlog position {position}: segments are numbered from 1; pass no position to "
+                "start at the oldest available event"
+            )
         offset = max(offset, HEADER_BYTES)  # 0 (or inside the header) = the segment's first record
         wanted = Position(segment, offset)
         if not numbers or segment > numbers[-1]:
