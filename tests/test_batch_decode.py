@@ -200,3 +200,10 @@ def test_handles_are_required_for_a_pk_is_handle_table() -> None:
     with pytest.raises(BatchDecodeError, match="1 handle"):
         decode_rows_to_arrow([row, row], [1], t)
     assert decode_rows_to_arrow([row], [9], t).to_pylist() == [{"id": 9, "v": 2}]
+
+
+def test_no_columns_gives_one_empty_row_per_value() -> None:
+    t = table(8, "c", [column("a", "INT")])
+    row = encode_row_for_table(t, {"a": 1})
+    got = decode_rows_to_arrow([row, row, row], None, t, [])
+    assert got.num_rows == 3 and got.num_columns == 0

@@ -58,6 +58,8 @@ def decode_rows_to_arrow(values: Sequence[bytes], handles: Any, table: TableInfo
     if n == 0:
         return pa.RecordBatch.from_arrays([pa.array([], type=f.type) for f in schema],
                                           schema=schema)
+    if not cols:  # e.g. count(*): n rows of no columns
+        return pa.RecordBatch.from_struct_array(pa.nulls(n, pa.struct([])))
     handle_col = table.handle_column if table.pk_is_handle else None
     handle_arr = _handles_array(handles, n) if handle_col is not None else None
 
