@@ -88,21 +88,21 @@ class RegionCaches:
         self._limit = memory_limit_bytes
         self.memory_bytes = 0
         self._undo: list[Callable[[], None]] | None = None
-        self._spill_deletes: list[tuple[int, bytes, int]] = []
+        self._spill_deletes: set[tuple[int, bytes, int]] = set()
 
     # --- apply transaction -------------------------------------------------------------------
     # The undo log holds (cache dict, lock key, previous prewrite or None) per change: undoing
     # restores the dict entries in reverse order and recomputes nothing else.
     def begin(self) -> None:
         self._undo = []
-        self._spill_deletes = []
+        self._spill_deletes = set()
 
     def commit(self) -> None:
         self._undo = None
         if self._spill is not None:
             for r, k, ts in self._spill_deletes:
                 self._spill.delete(r, k, ts)
-        self._spill_deletes = []
+        self._spill_deletes = set()
 
     def rollback(self) -> None:
         undo, self._undo = self._undo or [], None
@@ -115,7 +115,7 @@ class RegionCaches:
             else:
                 cache[lk] = old
                 self.memory_bytes += old.size()
-        self._spill_deletes = []
+        self._spill_deletes = set()
 
     # --- raw mutations (each undoable) --------------------------------------------------------
     def _set(self, region_id: int, lk: LockKey, pw: Prewrite) -> None:
@@ -146,6 +146,9 @@ class RegionCaches:
         pw = Prewrite(op, value, primary, ttl)
         if self._spill is not None and value and self.memory_bytes + len(value) > self._limit:
             self._spill.put(region_id, key, start_ts, value)
+            # A delete of the same entry planned earlier in this apply (the lock was dropped,
+            # then delivered again, e.g. by a snapshot) must not remove the new value.
+            self._spill_deletes.discard((region_id, key, start_ts))
             pw = Prewrite(op, None, primary, ttl, spilled=True)
         self._set(region_id, (key, start_ts), pw)
 
@@ -155,7 +158,7 @@ class RegionCaches:
         if pw is None or not pw.spilled:
             return pw
         assert self._spill is not None
-        self._spill_deletes.append((region_id, key, start_ts))
+        self._spill_deletes.add((region_id, key, start_ts))
         return Prewrite(pw.op, self._spill.get(region_id, key, start_ts), pw.primary, pw.ttl)
 
     def get(self, region_id: int, key: bytes, start_ts: int) -> Prewrite | None:
@@ -170,7 +173,7 @@ class RegionCaches:
     def drop(self, region_id: int, key: bytes, start_ts: int) -> bool:
         pw = self._pop(region_id, (key, start_ts))
         if pw is not None and pw.spilled:
-            self._spill_deletes.append((region_id, key, start_ts))
+            self._spill_deletes.add((region_id, key, start_ts))
         return pw is not None
 
     def clear(self, region_id: int) -> None:
@@ -186,7 +189,7 @@ class RegionCaches:
             if pw.spilled:
                 assert self._spill is not None
                 value = self._spill.get(src, lk[0], lk[1])
-                self._spill_deletes.append((src, lk[0], lk[1]))
+                self._spill_deletes.add((src, lk[0], lk[1]))
                 self.prewrite(dst, lk[0], lk[1], pw.op, value, pw.primary, pw.ttl)
             else:
                 self._set(dst, lk, pw)
