@@ -99,6 +99,8 @@ def test_datum_of_unknown_kind_or_wrong_value_type() -> None:
         codec.encode_key([Datum("int", "5")])
     with pytest.raises(CodecError, match="'bytes' needs bytes or str"):
         codec.encode_value([Datum("bytes", 5)])
+    with pytest.raises(CodecError, match="'float' needs a float, got str"):
+        codec.encode_value([Datum("float", "1.5")])
 
 
 # ------------------------------------------------------------------ decimals

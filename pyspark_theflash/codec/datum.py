@@ -210,6 +210,8 @@ def _encode_one(out: bytearray, d: Datum, comparable: bool) -> None:
             out.append(COMPACT_BYTES_FLAG)
             out += encode_compact_bytes(_to_bytes(d))
     elif kind == "float":
+        if not isinstance(d.value, (float, int)) or isinstance(d.value, bool):
+            raise CodecError(f"datum of kind 'float' needs a float, got {type(d.value).__name__} {d.value!r}")
         out.append(FLOAT_FLAG)
         out += encode_float(d.value)
     elif kind == "datetime":
