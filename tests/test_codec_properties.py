@@ -28,7 +28,7 @@ FLOATS = st.floats(allow_nan=False)
 BYTES = st.binary(max_size=40)
 SUFFIX = st.binary(max_size=5)
 
-settings.register_profile("codec", max_examples=100, deadline=None)
+settings.register_profile("codec", max_examples=60, deadline=None)
 settings.load_profile("codec")
 
 
