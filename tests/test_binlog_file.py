@@ -150,6 +150,27 @@ def test_a_reader_waiting_at_a_torn_record_reads_what_replaces_it(tmp_path: Path
     reader.close()
 
 
+def test_a_record_seen_half_written_is_read_once_complete(tmp_path: Path) -> None:
+    from pyspark_theflash.binlog.segment import HeadTracker
+
+    events = sample_events(3)
+    with SegmentWriter(tmp_path) as writer:
+        end = writer.append(events[:2])
+    record = encode_record(events[2].SerializeToString())
+    path = segment_path(tmp_path, end.segment)
+    with open(path, "ab") as f:  # the first half of a write still in progress
+        f.write(record[:10])
+    reader, tracker = SegmentReader(tmp_path), HeadTracker(tmp_path)
+    assert len(reader.read_batch(10)) == 2 and reader.read_batch(10) == []
+    assert tracker.head() == end
+    with open(path, "ab") as f:  # ... and the rest of it
+        f.write(record[10:])
+    assert tracker.head() == Position(end.segment, end.offset + len(record))
+    assert [(r.position, r.event) for r in reader.read_batch(10)] == [(end, events[2])]
+    reader.close()
+    tracker.close()
+
+
 def test_zero_filled_tail_after_a_crash_is_treated_as_torn(tmp_path: Path) -> None:
     events = sample_events(3)
     with SegmentWriter(tmp_path) as writer:

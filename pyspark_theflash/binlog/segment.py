@@ -73,6 +73,7 @@ LOCK_NAME = "LOCK"
 POLL_INTERVAL_S = 0.1
 _READ_CHUNK = 1 << 20
 _new_tuple = tuple.__new__
+_SCAN_RUN = 4096  # records per step when only checking (recovery, head)
 
 FsyncPolicy = Literal["always", "rotate"]
 
@@ -247,26 +248,25 @@ class _SegmentFile:
         out: list[tuple[int, bytes, int]] = []
         unpack, crc32 = _FRAME.unpack_from, zlib.crc32
         buf, rel = self._buf, offset - self._buf_start
+        fresh_at = -1  # the offset at which this call last read the window from the file
         while len(out) < limit:
-            if rel < 0 or rel + FRAME_BYTES > len(buf):
-                buf, rel = self._refill(offset, _READ_CHUNK), 0
-                if len(buf) < FRAME_BYTES:
+            need = FRAME_BYTES
+            if 0 <= rel and rel + FRAME_BYTES <= len(buf):
+                length, crc = unpack(buf, rel)
+                if length > MAX_RECORD_BYTES:
                     break
-            length, crc = unpack(buf, rel)
-            end = rel + FRAME_BYTES + length
-            if end > len(buf):
-                if length > MAX_RECORD_BYTES or rel == 0 and len(buf) < _READ_CHUNK:
-                    break  # damaged, or the file ends inside the record
-                buf, rel = self._refill(offset, max(FRAME_BYTES + length, _READ_CHUNK)), 0
-                end = FRAME_BYTES + length
-                if end > len(buf):
-                    break
-            payload = buf[rel + FRAME_BYTES : end]
-            if crc32(payload, crc32(buf[rel : rel + 4])) != crc:
-                break
-            next_offset = offset + FRAME_BYTES + length
-            out.append((offset, payload, next_offset))
-            offset, rel = next_offset, end
+                need += length
+                if rel + need <= len(buf):
+                    payload = buf[rel + FRAME_BYTES : rel + need]
+                    if crc32(payload, crc32(buf[rel : rel + 4])) != crc:
+                        break
+                    out.append((offset, payload, offset + need))
+                    offset += need
+                    rel += need
+                    continue
+            if fresh_at == offset:
+                break  # the file holds no complete record here (yet)
+            buf, rel, fresh_at = self._refill(offset, max(need, _READ_CHUNK)), 0, offset
         return out
 
     def _refill(self, offset: int, count: int) -> bytes:
@@ -367,11 +367,11 @@ class HeadTracker:
             self._file = _SegmentFile(segment_path(self.directory, newest), newest)
             self._offset = HEADER_BYTES
         while True:
-            read = self._file.read_at(self._offset)
-            if read.kind != _OK:
+            run = self._file.read_run(self._offset, _SCAN_RUN)
+            if not run:
                 self._file.invalidate()
                 return Position(newest, self._offset)
-            self._offset = read.end
+            self._offset = run[-1][2]
 
     def close(self) -> None:
         if self._file is not None:
@@ -713,6 +713,11 @@ class SegmentWriter:
         try:
             offset = HEADER_BYTES
             while True:
+                run = file.read_run(offset, _SCAN_RUN)
+                if run:
+                    offset = run[-1][2]
+                    continue
+                file.invalidate()
                 read = file.read_at(offset)
                 if read.kind == _OK:
                     offset = read.end
