@@ -4,7 +4,7 @@ layouts, checksum suffixes, v1 rows, NULLs and absent columns; plus its errors."
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 import numpy as np
@@ -40,6 +40,7 @@ COLUMN_KINDS: dict[str, tuple[st.SearchStrategy[Any], bool]] = {
     "DECIMAL(12,2)": (st.decimals(-(10**10) + 1, 10**10 - 1, places=2), True),
     "DECIMAL(18,0)": (st.decimals(-(10**18) + 1, 10**18 - 1, places=0), True),
     "DECIMAL(30,5)": (st.decimals(-(10**25) + 1, 10**25 - 1, places=5), True),
+    "DECIMAL(38,10)": (st.decimals(-(10**28) + 1, 10**28 - 1, places=10), True),
     "DECIMAL(45,3)": (st.decimals(-(10**42) + 1, 10**42 - 1, places=3), True),
     "DATE": (st.dates(), True),
     "DATETIME(6)": (st.datetimes(), True),
@@ -207,3 +208,17 @@ def test_no_columns_gives_one_empty_row_per_value() -> None:
     row = encode_row_for_table(t, {"a": 1})
     got = decode_rows_to_arrow([row, row, row], None, t, [])
     assert got.num_rows == 3 and got.num_columns == 0
+
+
+@pytest.mark.parametrize("sql", ["DECIMAL(38,0)", "DECIMAL(38,5)", "DECIMAL(20,0)", "DECIMAL(19,19)"])
+def test_wide_decimals_across_the_64_bit_boundary(sql: str) -> None:
+    t = table(9, "w", [column("m", sql)])
+    scale = t.column("m").decimal
+    digits = t.column("m").flen
+    unscaled = [0, 1, 2**63 - 1, 2**63, 2**64 - 1, 2**64, 2**64 + 5, 2**65 + 3, 10**digits - 1]
+    unscaled = [u for u in unscaled if u < 10**digits]
+    values = [Decimal(sign * u).scaleb(-scale, Context(prec=100)) for u in unscaled for sign in (1, -1)]
+    rows = [encode_row_for_table(t, {"m": v}) for v in values]
+    got = decode_rows_to_arrow(rows, None, t)
+    assert got.column("m").to_pylist() == values
+    assert_same(got, per_row(rows, [0] * len(rows), t))

@@ -350,7 +350,7 @@ def _decode_column(buf: np.ndarray, col: ColumnInfo, tp: pa.DataType, start: np.
     elif t == T.TYPE_SET:
         mask = _read_ints(buf, start, length, valid, False, col, rows)
         arr = _sets(mask, valid, col, rows)
-    elif t in T.DECIMAL_TYPES and pa.types.is_decimal(tp) and tp.precision <= 18:
+    elif t in T.DECIMAL_TYPES and pa.types.is_decimal(tp):
         arr = _decimals(buf, start, length, valid, col, tp, rows)
     else:  # JSON, wide decimals: per value
         arr = _per_value(buf, start, end, valid, col, tp, rows)
@@ -464,8 +464,9 @@ def _sets(mask: np.ndarray, valid: np.ndarray, col: ColumnInfo, rows: np.ndarray
 
 def _decimals(buf: np.ndarray, start: np.ndarray, length: np.ndarray, valid: np.ndarray,
               col: ColumnInfo, tp: pa.DataType, rows: np.ndarray) -> pa.Array:
-    """DECIMAL(p<=18, s) stored with the column's own precision and frac: the MyDecimal words
-    combined into the int64 unscaled value; other rows go per value."""
+    """DECIMAL(p<=38, s) stored with the column's own precision and frac: the MyDecimal words
+    combined into the unscaled value (int64 for p <= 18, else a (hi, lo) uint64 pair), written
+    as decimal128's little-endian two's complement; other rows go per value."""
     p, s = tp.precision, tp.scale
     digits_int = p - s
     w_int, lead = divmod(digits_int, 9)
@@ -477,7 +478,7 @@ def _decimals(buf: np.ndarray, start: np.ndarray, length: np.ndarray, valid: np.
         hdr = _gather(buf, start[sel], 2)
         head_ok[sel] = (hdr[:, 0] == p) & (hdr[:, 1] == s) & (length[sel] == 2 + size)
     fast = np.flatnonzero(head_ok)
-    unscaled = np.zeros(len(start), dtype=np.int64)
+    words = np.zeros((len(start), 2), dtype=np.uint64)
     if len(fast):
         raw = _gather(buf, start[fast] + 2, size).astype(np.int64)
         negative = (raw[:, 0] & 0x80) == 0
@@ -485,7 +486,9 @@ def _decimals(buf: np.ndarray, start: np.ndarray, length: np.ndarray, valid: np.
         raw = np.where(negative[:, None], raw ^ 0xFF, raw)
         chunks = ([(_DIG2BYTES[lead], lead)] if lead else []) + [(4, 9)] * (w_int + w_frac) \
             + ([(_DIG2BYTES[trail], trail)] if trail else [])
+        wide = p > 18
         val = np.zeros(len(fast), dtype=np.int64)
+        hi = lo = np.zeros(len(fast), dtype=np.uint64)
         pos = 0
         for nbytes, ndig in chunks:
             word = np.zeros(len(fast), dtype=np.int64)
@@ -496,17 +499,40 @@ def _decimals(buf: np.ndarray, start: np.ndarray, length: np.ndarray, valid: np.
                 k = int(fast[np.flatnonzero(word >= 10 ** ndig)[0]])
                 raise BatchDecodeError(f"row {int(rows[k])}: DECIMAL column {col.name} (id {col.id}) "
                                        f"has a MyDecimal word above {ndig} digits")
-            val = val * 10 ** ndig + word
-        unscaled[fast] = np.where(negative, -val, val)
-    words = np.zeros((len(start), 2), dtype=np.int64)
-    words[:, 0] = unscaled
-    words[:, 1] = unscaled >> 63
+            if wide:
+                hi, lo = _mul_add_u128(hi, lo, 10 ** ndig, word.astype(np.uint64))
+            else:
+                val = val * 10 ** ndig + word
+        if wide:
+            neg_lo = ~lo + np.uint64(1)
+            neg_hi = ~hi + (neg_lo == 0).astype(np.uint64)
+            words[fast, 0] = np.where(negative, neg_lo, lo)
+            words[fast, 1] = np.where(negative, neg_hi, hi)
+        else:
+            unscaled = np.where(negative, -val, val)
+            words[fast, 0] = unscaled.view(np.uint64)
+            words[fast, 1] = (unscaled >> 63).view(np.uint64)
     arr = _fixed_array(tp, words, head_ok)
     other = valid & ~head_ok
     if other.any():
         odd = _per_value(buf, start, start + length, other, col, tp, rows)
         arr = pc.if_else(pa.array(other), odd, arr)
     return arr
+
+
+_MASK32 = np.uint64(0xFFFFFFFF)
+
+
+def _mul_add_u128(hi: np.ndarray, lo: np.ndarray, m: int, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(hi, lo) * m + w in 128-bit unsigned arithmetic, for m, w < 2**32 (uint64 arrays wrap)."""
+    mm = np.uint64(m)
+    p0 = (lo & _MASK32) * mm  # < 2**62
+    p1 = (lo >> np.uint64(32)) * mm  # < 2**62
+    t = p0 + ((p1 & _MASK32) << np.uint64(32))
+    carry = (t < p0).astype(np.uint64) + (p1 >> np.uint64(32))
+    t2 = t + w
+    carry += (t2 < t).astype(np.uint64)
+    return hi * mm + carry, t2
 
 
 def _per_value(buf: np.ndarray, start: np.ndarray, end: np.ndarray, valid: np.ndarray,
