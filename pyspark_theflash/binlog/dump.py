@@ -213,7 +213,8 @@ def format_event(record: PositionedEvent, schemas: SchemaCache | None = None) ->
     details: list[str] = []
     payload = event.WhichOneof("payload")
     if payload == "entries":
-        header += f" entries ({len(event.entries.rows)} rows)"
+        count = len(event.entries.rows)
+        header += f" entries ({count} row{'' if count == 1 else 's'})"
         for row in event.entries.rows:
             details.extend(describe_row(row, schemas))
     elif payload == "admin":

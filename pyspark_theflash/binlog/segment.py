@@ -479,24 +479,31 @@ class SegmentReader:
         return wanted
 
     def _check_boundary(self, wanted: Position) -> None:
-        """Walk the record lengths of the segment to make sure ``wanted`` starts a record."""
+        """Walk the records of the segment to make sure ``wanted`` starts one (stepping over a
+        damaged record by its length: resuming after it is allowed)."""
         file = self._open(wanted.segment)
         assert file is not None
         offset = HEADER_BYTES
         while offset < wanted.offset:
-            read = file.read_at(offset, verify=False)
-            if read.kind != _OK:
+            steps = [(start, end) for start, _, end in file.read_run(offset, _SCAN_RUN)]
+            if not steps:
+                read = file.read_at(offset, verify=False)
                 file.invalidate()
-                raise BinlogPositionError(
-                    f"binlog position {wanted} is beyond the last complete record of {file.path} "
-                    f"(which ends at offset {offset}); is it a position of another binlog?"
-                )
-            if read.end > wanted.offset:
-                raise BinlogPositionError(
-                    f"binlog position {wanted} falls inside the record at offset {offset} of {file.path} "
-                    f"(next record at {read.end}); positions must be record boundaries"
-                )
-            offset = read.end
+                if read.kind != _OK:
+                    raise BinlogPositionError(
+                        f"binlog position {wanted} is beyond the last complete record of {file.path} "
+                        f"(which ends at offset {offset}); is it a position of another binlog?"
+                    )
+                steps = [(offset, read.end)]
+            for start, end in steps:
+                if end > wanted.offset:
+                    raise BinlogPositionError(
+                        f"binlog position {wanted} falls inside the record at offset {start} of {file.path} "
+                        f"(next record at {end}); positions must be record boundaries"
+                    )
+                offset = end
+                if offset == wanted.offset:
+                    break
 
     def _open(self, segment: int) -> _SegmentFile | None:
         if self._file is not None and self._file.number == segment:
