@@ -1,0 +1,368 @@
+"""Ingest the same change stream into TheFlash's store and into a Delta table (MERGE), side by side.
+
+    .venv/bin/python bench/ingest.py                 # 1M upserts/deletes over 500k keys, 50k a batch
+    .venv/bin/python bench/ingest.py --rows 200000   # a smaller run
+
+The stream: ``--rows`` operations in batches of ``--batch``; each batch touches distinct keys
+drawn from ``--keys`` handles, ``--delete-ratio`` of them deletes, the rest upserts of a row
+(id BIGINT PRIMARY KEY, v BIGINT, x DOUBLE, s VARCHAR(16)).
+
+* TheFlash: each batch is binlog events (per region, transactions of ``--txn-rows`` rows as
+  COMMITTED 1PC rows, or PREWRITE + COMMIT with ``--two-phase``) given to ``Store.write`` and
+  then ``Store.flush``. The events are built before the clock starts, with NumPy writing the
+  row values (TiDB row format v2) and the protobuf wire bytes directly (checked against the
+  codec's own encoder), so event construction is not timed.
+* Delta: each batch is one Arrow table and one ``MERGE`` (matched & deleted -> delete, matched
+  -> update all, not matched & not deleted -> insert all).
+
+Then both are read at their latest snapshot (``Store.scan`` -> one Arrow table; Delta's
+``to_pyarrow_table()``), compared row for row, and the figures are printed, ending with one
+JSON line.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pyspark_theflash.binlog.position import Position
+from pyspark_theflash.proto import binlog_pb2
+
+DB = "bench"
+TABLE = "kv"
+TABLE_ID = 500
+BASE_TS = 1_700_000_000_000 << 18  # a realistic TSO: 9-byte varints for every ts below
+STRING_WIDTH = 16
+ROW_VALUE_BYTES = 6 + 3 + 3 * 2 + 8 + 8 + STRING_WIDTH  # v2 header, ids, offsets, v, x, s
+
+
+def table_info() -> dict[str, Any]:
+    def col(cid: int, name: str, tp: int, flag: int, flen: int, dec: int, charset: str) -> dict[str, Any]:
+        return {"id": cid, "name": {"O": name, "L": name}, "offset": cid - 1, "state": 5,
+                "origin_default": None, "default": None,
+                "type": {"Tp": tp, "Flag": flag, "Flen": flen, "Decimal": dec, "Charset": charset,
+                         "Collate": "binary" if charset == "binary" else "utf8mb4_bin", "Elems": None}}
+
+    return {
+        "id": TABLE_ID, "name": {"O": TABLE, "L": TABLE}, "pk_is_handle": True, "is_common_handle": False,
+        "schema_version": 1, "update_timestamp": 1, "state": 5, "charset": "utf8mb4", "collate": "utf8mb4_bin",
+        "cols": [
+            col(1, "id", 8, 1 | 2, 20, 0, "binary"),   # BIGINT NOT NULL PRIMARY KEY (the handle)
+            col(2, "v", 8, 1, 20, 0, "binary"),        # BIGINT NOT NULL
+            col(3, "x", 5, 1, 22, -1, "binary"),       # DOUBLE NOT NULL
+            col(4, "s", 15, 1, STRING_WIDTH, 0, "utf8mb4"),  # VARCHAR(16) NOT NULL
+        ],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The change stream, as columns.
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Batch:
+    ids: np.ndarray  # int64, distinct
+    deleted: np.ndarray  # bool
+    v: np.ndarray  # int64, always 8 bytes in row v2 (|v| >= 2**31)
+    x: np.ndarray  # float64
+    s: np.ndarray  # (n, 16) uint8, ASCII
+
+
+def make_stream(rows: int, keys: int, batch: int, delete_ratio: float, seed: int) -> list[Batch]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for start in range(0, rows, batch):
+        n = min(batch, rows - start)
+        ids = rng.choice(keys, size=n, replace=False).astype(np.int64)
+        s = rng.integers(ord("a"), ord("z") + 1, size=(n, STRING_WIDTH), dtype=np.uint8)
+        out.append(Batch(
+            ids=ids,
+            deleted=rng.random(n) < delete_ratio,
+            v=rng.integers(2**31, 2**62, size=n, dtype=np.int64),
+            x=np.round(rng.normal(size=n) * 1000, 3),
+            s=s,
+        ))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Binlog events, built with NumPy: row v2 values, record keys, protobuf wire bytes.
+# ---------------------------------------------------------------------------------------------
+
+def row_values_v2(b: Batch) -> np.ndarray:
+    """(n, ROW_VALUE_BYTES) uint8: TiDB row v2 of (v, x, s), all not null, small layout."""
+    n = len(b.ids)
+    out = np.empty((n, ROW_VALUE_BYTES), dtype=np.uint8)
+    header = bytes([0x80, 0x00, 3, 0, 0, 0, 2, 3, 4]) + np.array([8, 16, 16 + STRING_WIDTH], "<u2").tobytes()
+    out[:, : len(header)] = np.frombuffer(header, np.uint8)
+    at = len(header)
+    out[:, at : at + 8] = b.v.astype("<i8").view(np.uint8).reshape(n, 8)
+    bits = b.x.view(np.uint64)
+    # memcomparable float: positive -> flip the sign bit, negative -> flip every bit
+    cmp = np.where(bits >> np.uint64(63) == 0, bits | np.uint64(1 << 63), ~bits)
+    out[:, at + 8 : at + 16] = cmp.astype(">u8").view(np.uint8).reshape(n, 8)
+    out[:, at + 16 :] = b.s
+    return out
+
+
+def record_keys(ids: np.ndarray) -> np.ndarray:
+    """(n, 19) uint8 raw record keys t{TABLE_ID}_r{id}."""
+    n = len(ids)
+    out = np.empty((n, 19), dtype=np.uint8)
+    prefix = b"t" + np.array([TABLE_ID ^ (1 << 63)], ">u8").tobytes() + b"_r"
+    out[:, :11] = np.frombuffer(prefix, np.uint8)
+    out[:, 11:] = (ids.view(np.uint64) ^ np.uint64(1 << 63)).astype(">u8").view(np.uint8).reshape(n, 8)
+    return out
+
+
+def varint9(values: np.ndarray) -> np.ndarray:
+    """(n, 9) uint8: protobuf varints of uint64s in [2**56, 2**63) (always 9 bytes)."""
+    v = values.astype(np.uint64)
+    assert (v >= np.uint64(1 << 56)).all() and (v < np.uint64(1 << 63)).all()
+    shifts = np.arange(9, dtype=np.uint64) * np.uint64(7)
+    out = ((v[:, None] >> shifts) & np.uint64(0x7F)).astype(np.uint8)
+    out[:, :8] |= 0x80
+    return out
+
+
+def entries_wire(row_type: int, op: int, start_ts: np.ndarray, commit_ts: np.ndarray | None,
+                 keys: np.ndarray, values: np.ndarray | None) -> bytes:
+    """Serialized ``Entries`` whose rows all have the same shape (so the same length)."""
+    n = len(keys)
+    parts: list[np.ndarray] = [
+        np.tile(np.array([0x08, row_type, 0x10, op, 0x18], np.uint8), (n, 1)),
+        varint9(start_ts),
+    ]
+    if commit_ts is not None:
+        parts += [np.full((n, 1), 0x20, np.uint8), varint9(commit_ts)]
+    parts += [np.tile(np.array([0x2A, 19], np.uint8), (n, 1)), keys]
+    if values is not None:
+        parts += [np.tile(np.array([0x32, values.shape[1]], np.uint8), (n, 1)), values]
+    body = np.hstack(parts)
+    assert body.shape[1] < 128
+    framed = np.hstack([np.tile(np.array([0x0A, body.shape[1]], np.uint8), (n, 1)), body])
+    return framed.tobytes()
+
+
+@dataclass
+class Regions:
+    bounds: list[int]  # handle boundaries between regions
+    index: list[int]
+
+    def ids(self) -> list[int]:
+        return list(range(1, len(self.bounds) + 2))
+
+
+def initial_events(regions: Regions) -> list[binlog_pb2.Event]:
+    from pyspark_theflash.codec import encode_region_key
+
+    def bound(h: int | None) -> bytes:
+        return b"" if h is None else encode_region_key(bytes(record_keys(np.array([h], np.int64))[0]))
+
+    edges: list[int | None] = [None, *regions.bounds, None]
+    events = []
+    for i, rid in enumerate(regions.ids()):
+        regions.index[i] += 1
+        region = binlog_pb2.Region(id=rid, start_key=bound(edges[i]), end_key=bound(edges[i + 1]),
+                                   epoch=binlog_pb2.RegionEpoch(version=1, conf_version=1))
+        events.append(binlog_pb2.Event(region_id=rid, index=regions.index[i], epoch=region.epoch,
+                                       snapshot=binlog_pb2.RegionSnapshot(region=region)))
+    return events
+
+
+def batch_events(b: Batch, regions: Regions, ts: int, txn_rows: int, two_phase: bool) -> tuple[list[binlog_pb2.Event], int]:
+    """One batch as events: per region, transactions of ``txn_rows`` rows. Returns the next ts."""
+    values = row_values_v2(b)
+    keys = record_keys(b.ids)
+    region_of = np.searchsorted(np.array(regions.bounds, np.int64), b.ids, side="right")
+    events: list[binlog_pb2.Event] = []
+    for r, rid in enumerate(regions.ids()):
+        sel = np.flatnonzero(region_of == r)
+        for lo in range(0, len(sel), txn_rows):
+            chunk = sel[lo : lo + txn_rows]
+            start_ts, commit_ts = ts + 1, ts + 2
+            ts += 2
+            dels = chunk[b.deleted[chunk]]
+            puts = chunk[~b.deleted[chunk]]
+            starts = np.full(len(chunk), start_ts, np.uint64)
+            commits = np.full(len(chunk), commit_ts, np.uint64)
+            if two_phase:
+                prewrite = entries_wire(binlog_pb2.Row.PREWRITE, binlog_pb2.PUT, starts[: len(puts)], None,
+                                        keys[puts], values[puts]) + entries_wire(
+                    binlog_pb2.Row.PREWRITE, binlog_pb2.DELETE, starts[: len(dels)], None, keys[dels], None)
+                commit = entries_wire(binlog_pb2.Row.COMMIT, binlog_pb2.PUT, starts, commits, keys[chunk], None)
+                wires = [prewrite, commit]
+            else:
+                wires = [entries_wire(binlog_pb2.Row.COMMITTED, binlog_pb2.PUT, starts[: len(puts)],
+                                      commits[: len(puts)], keys[puts], values[puts])
+                         + entries_wire(binlog_pb2.Row.COMMITTED, binlog_pb2.DELETE, starts[: len(dels)],
+                                        commits[: len(dels)], keys[dels], None)]
+            for wire in wires:
+                regions.index[r] += 1
+                events.append(binlog_pb2.Event(
+                    region_id=rid, index=regions.index[r], epoch=binlog_pb2.RegionEpoch(version=1, conf_version=1),
+                    entries=binlog_pb2.Entries.FromString(wire)))
+    return events, ts
+
+
+def check_encoding(b: Batch, info: dict[str, Any]) -> None:
+    """The NumPy row values and keys are byte for byte what the codec writes."""
+    from pyspark_theflash.codec import encode_record_key
+    from pyspark_theflash.codec.row_v2 import encode_row_for_table
+    from pyspark_theflash.schema import TableInfo
+
+    table = TableInfo.from_json(info, db=DB)
+    values, keys = row_values_v2(b), record_keys(b.ids)
+    for i in range(min(50, len(b.ids))):
+        row = {"v": int(b.v[i]), "x": float(b.x[i]), "s": bytes(b.s[i]).decode()}
+        expected = encode_row_for_table(table, row)
+        assert bytes(values[i]) == expected, (i, bytes(values[i]).hex(), expected.hex())
+        assert bytes(keys[i]) == encode_record_key(TABLE_ID, int(b.ids[i]))
+
+
+# ---------------------------------------------------------------------------------------------
+# The two sides.
+# ---------------------------------------------------------------------------------------------
+
+def run_theflash(path: Path, stream: list[Batch], args: argparse.Namespace) -> dict[str, Any]:
+    from pyspark_theflash.store import Store
+
+    info = table_info()
+    check_encoding(stream[0], info)
+    n_regions = args.regions
+    regions = Regions(bounds=[args.keys * (i + 1) // n_regions for i in range(n_regions - 1)], index=[0] * n_regions)
+    t0 = time.perf_counter()
+    opening = initial_events(regions)  # first: the regions' raft indices continue from these
+    prepared: list[list[binlog_pb2.Event]] = []
+    ts = BASE_TS
+    for b in stream:
+        events, ts = batch_events(b, regions, ts, args.txn_rows, args.two_phase)
+        prepared.append(events)
+    build_s = time.perf_counter() - t0
+    print(f"theflash: built {sum(len(e) for e in prepared)} events in {build_s:.2f}s (not timed)", flush=True)
+
+    store = Store.open(str(path))
+    store.put_schema(DB, info)
+    store.write(opening, Position(0, 0))
+    store.flush()
+    t0 = time.perf_counter()
+    for i, events in enumerate(prepared):
+        store.write(events, Position(0, i + 1))
+        store.flush()
+    ingest_s = time.perf_counter() - t0
+    prepared.clear()
+    t0 = time.perf_counter()
+    table = pa.Table.from_batches(list(store.scan(f"{DB}.{TABLE}", ts)))
+    read_s = time.perf_counter() - t0
+    store.close()
+    return {"ingest_s": ingest_s, "read_s": read_s, "table": table, "last_ts": ts}
+
+
+def run_delta(path: Path, stream: list[Batch]) -> dict[str, Any]:
+    from deltalake import DeltaTable, write_deltalake
+
+    schema = pa.schema([("id", pa.int64()), ("v", pa.int64()), ("x", pa.float64()), ("s", pa.string())])
+    write_deltalake(str(path), schema.empty_table(), mode="overwrite")
+    sources = []
+    for b in stream:
+        sources.append(pa.table({
+            "id": b.ids, "v": b.v, "x": b.x,
+            "s": pa.array(b.s.view(f"S{STRING_WIDTH}").ravel().astype(str)),
+            "deleted": b.deleted,
+        }))
+    t0 = time.perf_counter()
+    for source in sources:
+        dt = DeltaTable(str(path))
+        (dt.merge(source, predicate="t.id = s.id", source_alias="s", target_alias="t")
+           .when_matched_delete(predicate="s.deleted")
+           .when_matched_update_all(except_cols=["deleted"])
+           .when_not_matched_insert_all(predicate="NOT s.deleted", except_cols=["deleted"])
+           .execute())
+    ingest_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    table = DeltaTable(str(path)).to_pyarrow_table()
+    read_s = time.perf_counter() - t0
+    return {"ingest_s": ingest_s, "read_s": read_s, "table": table}
+
+
+def canonical(table: pa.Table) -> pa.Table:
+    table = table.select(["id", "v", "x", "s"])
+    table = table.cast(pa.schema([("id", pa.int64()), ("v", pa.int64()), ("x", pa.float64()), ("s", pa.string())]))
+    return table.take(pc.sort_indices(table, [("id", "ascending")])).combine_chunks()
+
+
+def expected_rows(stream: list[Batch]) -> int:
+    live: dict[int, bool] = {}
+    for b in stream:
+        live.update(zip(b.ids.tolist(), (~b.deleted).tolist()))
+    return sum(live.values())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="upserts + deletes in the stream")
+    parser.add_argument("--keys", type=int, default=500_000, help="distinct handles the stream touches")
+    parser.add_argument("--batch", type=int, default=50_000, help="operations per batch (one write+flush, one MERGE)")
+    parser.add_argument("--delete-ratio", type=float, default=0.1)
+    parser.add_argument("--regions", type=int, default=4)
+    parser.add_argument("--txn-rows", type=int, default=1000, help="rows per upstream transaction")
+    parser.add_argument("--two-phase", action="store_true", help="PREWRITE + COMMIT instead of 1PC rows")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--dir", help="where to put the store and the Delta table (default: a temp dir)")
+    parser.add_argument("--skip-delta", action="store_true", help="TheFlash only (profiling)")
+    args = parser.parse_args(argv)
+    if args.batch > args.keys:
+        parser.error("--batch must not exceed --keys (a batch touches distinct keys)")
+
+    work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="theflash-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        stream = make_stream(args.rows, args.keys, args.batch, args.delete_ratio, args.seed)
+        live = expected_rows(stream)
+        print(f"stream: {args.rows} ops over {args.keys} keys, {len(stream)} batches of {args.batch}, "
+              f"{args.delete_ratio:.0%} deletes, {live} live rows at the end", flush=True)
+        flash = run_theflash(work / "theflash", stream, args)
+        flash_rate = args.rows / flash["ingest_s"]
+        print(f"theflash: ingest {flash['ingest_s']:.2f}s = {flash_rate:,.0f} rows/s; "
+              f"snapshot read {flash['read_s']:.3f}s ({flash['table'].num_rows} rows)", flush=True)
+        result: dict[str, Any] = {
+            "rows": args.rows, "keys": args.keys, "batch": args.batch, "two_phase": args.two_phase,
+            "theflash_ingest_s": round(flash["ingest_s"], 3), "theflash_rows_per_s": round(flash_rate),
+            "theflash_read_s": round(flash["read_s"], 4), "live_rows": live,
+        }
+        assert flash["table"].num_rows == live, (flash["table"].num_rows, live)
+        if not args.skip_delta:
+            delta = run_delta(work / "delta", stream)
+            delta_rate = args.rows / delta["ingest_s"]
+            print(f"delta:    ingest {delta['ingest_s']:.2f}s = {delta_rate:,.0f} rows/s; "
+                  f"snapshot read {delta['read_s']:.3f}s ({delta['table'].num_rows} rows)", flush=True)
+            same = canonical(flash["table"]).equals(canonical(delta["table"]))
+            assert same, "TheFlash and Delta ended with different rows"
+            ratio = flash_rate / delta_rate
+            print(f"ingest ratio theflash/delta: {ratio:.1f}x (target >= 10x); snapshot read "
+                  f"theflash {flash['read_s']:.3f}s vs delta {delta['read_s']:.3f}s", flush=True)
+            result.update({
+                "delta_ingest_s": round(delta["ingest_s"], 3), "delta_rows_per_s": round(delta_rate),
+                "delta_read_s": round(delta["read_s"], 4), "ingest_ratio": round(ratio, 2),
+                "read_ratio_delta_over_theflash": round(delta["read_s"] / flash["read_s"], 2),
+                "same_rows": same,
+            })
+        print(json.dumps(result))
+    finally:
+        if not args.dir:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
