@@ -1,0 +1,347 @@
+"""Reading TheFlash from Spark: real Spark local mode, a real mini cluster and writer, the
+store in between. Each test states a behaviour a user relies on."""
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from chispa import assert_df_equality
+
+from conftest import ROOT
+from flash_rig import FlashRig, wait_for
+from pyspark_theflash.codec.tso import compose_ts, physical_ms
+from pyspark_theflash.upstream.tidb import make_column, record_key
+
+pytestmark = pytest.mark.spark
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlashRig]:
+    r = FlashRig(tmp_path_factory.mktemp("flash"))
+    r.start_writer(interval_s=0.05)
+    yield r
+    r.close()
+
+
+def read(spark: Any, rig: FlashRig, **options: Any) -> Any:
+    return spark.read.format("theflash").options(**rig.options(**options))
+
+
+def make_table(rig: FlashRig, name: str, rows: int, regions: int = 1, extra: list | None = None) -> dict:
+    """``name`` (id BIGINT primary key, balance BIGINT, owner VARCHAR) with ``rows`` rows,
+    split into ``regions`` regions, replicated to the store."""
+    columns = [make_column("id", "BIGINT", not_null=True), make_column("balance", "BIGINT"),
+               make_column("owner", "VARCHAR(32)")] + (extra or [])
+    table = rig.cluster.create_table(name, columns, primary_key=["id"])
+    step = max(1, rows // regions)
+    for handle in range(step, rows, step):
+        rig.cluster.split_at(record_key(table, handle))
+    if rows:
+        with rig.cluster.txn() as t:
+            for i in range(rows):
+                t.insert(name, {"id": i, "balance": 100 + i, "owner": f"owner-{i:03d}"})
+        rig.wait_replicated(name)  # the writer learns a table from its first rows
+    return table
+
+
+# --- discovery, registration, SQL ------------------------------------------------------------
+
+DISCOVERY_SCRIPT = r"""
+import json, sys
+from pyspark.sql import SparkSession
+spark = (SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false").getOrCreate())
+df = spark.read.format("theflash").option("store", sys.argv[1]).option("upstream", sys.argv[2]).load(sys.argv[3])
+print("ROWS=" + json.dumps(sorted((r.id, r.balance) for r in df.filter("id < 3").collect())))
+spark.stop()
+"""
+
+
+def test_theflash_is_found_without_registering_in_a_fresh_spark(rig: FlashRig, tmp_path: Path) -> None:
+    """A plain SparkSession (no session helper, no register call, filter pushdown left off)
+    finds the package's DefaultSource by the name ``theflash``."""
+    make_table(rig, "disc.accounts", 5)
+    script = tmp_path / "discover.py"
+    script.write_text(DISCOVERY_SCRIPT)
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
+    proc = subprocess.run([sys.executable, str(script), rig.store, rig.upstream, "disc.accounts"],
+                          capture_output=True, text=True, timeout=240, env=env, cwd=str(ROOT))
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("ROWS=")]
+    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
+    assert json.loads(lines[0][5:]) == [[0, 100], [1, 101], [2, 102]]
+
+
+def test_explicit_registration_and_sql_temporary_view(spark: Any, rig: FlashRig) -> None:
+    from pyspark_theflash.spark.datasource import TheFlashDataSource
+
+    make_table(rig, "sqlv.accounts", 10)
+    spark.dataSource.register(TheFlashDataSource)
+    spark.sql(
+        f"CREATE OR REPLACE TEMPORARY VIEW sqlv_accounts USING theflash "
+        f"OPTIONS (store '{rig.store}', upstream '{rig.upstream}', table 'sqlv.accounts')"
+    )
+    row = spark.sql("SELECT count(*) AS n, sum(balance) AS total FROM sqlv_accounts WHERE id >= 5").collect()[0]
+    assert (row.n, row.total) == (5, sum(100 + i for i in range(5, 10)))
+
+
+# --- types ------------------------------------------------------------------------------------
+
+TYPE_COLUMNS = [
+    ("id", "BIGINT"), ("i8", "TINYINT"), ("i16", "SMALLINT"), ("i24", "MEDIUMINT"), ("i32", "INT"),
+    ("u8", "TINYINT UNSIGNED"), ("u16", "SMALLINT UNSIGNED"), ("u24", "MEDIUMINT UNSIGNED"),
+    ("u32", "INT UNSIGNED"), ("u64", "BIGINT UNSIGNED"), ("yr", "YEAR"), ("f32", "FLOAT"), ("f64", "DOUBLE"),
+    ("dec", "DECIMAL(12,2)"), ("dec38", "DECIMAL(38,10)"), ("dec50", "DECIMAL(50,5)"),
+    ("d", "DATE"), ("dtm", "DATETIME(6)"), ("ts", "TIMESTAMP(6)"), ("tm", "TIME(3)"),
+    ("ch", "CHAR(4)"), ("vc", "VARCHAR(64)"), ("txt", "TEXT"), ("bn", "BINARY(4)"), ("vb", "VARBINARY(16)"),
+    ("bl", "BLOB"), ("en", "ENUM('red','green','blue')"), ("st", "SET('a','b','c')"), ("js", "JSON"),
+    ("b8", "BIT(8)"), ("b64", "BIT(64)"),
+]
+
+TYPE_ROWS = [
+    {"id": 1, "i8": -128, "i16": -32768, "i24": -8388608, "i32": -2147483648, "u8": 255, "u16": 65535,
+     "u24": 16777215, "u32": 4294967295, "u64": 18446744073709551615, "yr": 2155, "f32": 1.5, "f64": -2.25e300,
+     "dec": decimal.Decimal("-1234567890.12"), "dec38": decimal.Decimal("1234567890123456789012345678.0123456789"),
+     "dec50": decimal.Decimal("123456789012345678901234567890123456789012345.12345"),
+     "d": dt.date(1000, 1, 1), "dtm": dt.datetime(2024, 2, 29, 23, 59, 59, 999999),
+     "ts": dt.datetime(2038, 1, 19, 3, 14, 7, 123456), "tm": dt.timedelta(hours=-838, minutes=-59, seconds=-59),
+     "ch": "abcd", "vc": "héllo wörld ✓", "txt": "x" * 300, "bn": b"\x00\x01\x02\x03", "vb": b"\xff\xfe",
+     "bl": bytes(range(256)), "en": "blue", "st": "a,c", "js": {"k": [1, 2.5, None, True, "s"]},
+     "b8": 255, "b64": 18446744073709551615},
+    {"id": 2, "i8": 127, "i16": 32767, "i24": 8388607, "i32": 2147483647, "u8": 0, "u16": 0, "u24": 0, "u32": 0,
+     "u64": 0, "yr": 1901, "f32": -0.0, "f64": 0.1, "dec": decimal.Decimal("0.01"), "dec38": decimal.Decimal("0"),
+     "dec50": decimal.Decimal("-0.00001"), "d": dt.date(9999, 12, 31), "dtm": dt.datetime(1000, 1, 1),
+     "ts": dt.datetime(1970, 1, 1, 0, 0, 1), "tm": dt.timedelta(hours=838, minutes=59, seconds=59, microseconds=1000),
+     "ch": "", "vc": "", "txt": "", "bn": b"z", "vb": b"", "bl": b"", "en": "red", "st": "", "js": [],
+     "b8": 0, "b64": 1},
+    {"id": 3},  # every other column NULL
+]
+
+
+def spark_value(value: Any, spark_type: Any) -> Any:
+    """The mini cluster's decoded value as Spark holds it for the column's Spark type."""
+    from pyspark.sql import types as T
+
+    if value is None:
+        return None
+    if isinstance(spark_type, T.DecimalType) and not isinstance(value, decimal.Decimal):
+        return decimal.Decimal(value)
+    if isinstance(spark_type, T.StringType) and isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(spark_type, T.BinaryType):
+        return bytearray(value)
+    if isinstance(spark_type, T.TimestampType):
+        # collect() gives Spark TIMESTAMPs as naive local times of this Python process
+        return value.astimezone().replace(tzinfo=None) if value.tzinfo else value
+    return value
+
+
+def test_every_tidb_type_round_trips_from_the_mini_cluster_to_spark(spark: Any, rig: FlashRig) -> None:
+    from pyspark.sql import types as T
+
+    rig.cluster.create_table("types.every", [make_column(n, sql) for n, sql in TYPE_COLUMNS], primary_key=["id"])
+    with rig.cluster.txn() as t:
+        for row in TYPE_ROWS:
+            t.insert("types.every", row)
+    rig.wait_replicated("types.every")
+    actual = read(spark, rig).load("types.every")
+    expected_rows = rig.cluster.scan_table("types.every")
+    assert len(expected_rows) == len(TYPE_ROWS)
+    schema = actual.schema
+    expected = spark.createDataFrame(
+        [tuple(spark_value(r[f.name], f.dataType) for f in schema.fields) for r in expected_rows], schema)
+    # the Spark types a TiDB user expects
+    types = {f.name: f.dataType for f in schema.fields}
+    assert types["u64"] == T.DecimalType(20, 0) and types["ts"] == T.TimestampType()
+    assert types["dtm"] == T.TimestampNTZType() and types["dec"] == T.DecimalType(12, 2)
+    assert types["u32"] == T.LongType() and types["i24"] == T.IntegerType() and types["yr"] == T.ShortType()
+    assert_df_equality(actual.orderBy("id"), expected.orderBy("id"))
+    # and the values are the ones written (not only what the cluster decodes back)
+    got = {r.id: r for r in actual.collect()}
+    assert got[1].u64 == decimal.Decimal(2**64 - 1) and got[1].vc == "héllo wörld ✓"
+    assert got[1].dtm == dt.datetime(2024, 2, 29, 23, 59, 59, 999999) and got[2].en == "red"
+    assert json.loads(got[1].js) == {"k": [1, 2.5, None, True, "s"]} and got[1].b64 == decimal.Decimal(2**64 - 1)
+    assert all(v is None for k, v in got[3].asDict().items() if k != "id")
+
+
+# --- projections, filters, hidden columns -------------------------------------------------------
+
+def test_a_user_schema_with_a_subset_of_columns_reads_only_those(spark: Any, rig: FlashRig) -> None:
+    make_table(rig, "proj.accounts", 20)
+    by_schema = spark.read.format("theflash").options(**rig.options()).schema("balance long, id long").load("proj.accounts")
+    assert by_schema.columns == ["balance", "id"]
+    assert sorted(by_schema.collect()) == sorted((100 + i, i) for i in range(20))
+    by_option = read(spark, rig, columns="owner,id").load("proj.accounts")
+    assert by_option.columns == ["owner", "id"]
+    assert sorted(tuple(r) for r in by_option.collect()) == sorted((f"owner-{i:03d}", i) for i in range(20))
+
+
+def test_pushed_filters_give_spark_results_and_prune_regions(spark: Any, rig: FlashRig) -> None:
+    table = make_table(rig, "filt.accounts", 0)
+    # ten flushes of ten rows each, one region each: parts with narrow id ranges
+    for batch in range(10):
+        with rig.cluster.txn() as t:
+            for i in range(batch * 10, batch * 10 + 10):
+                t.insert("filt.accounts", {"id": i, "balance": i % 7, "owner": None if i % 5 == 0 else f"o{i}"})
+        if batch:
+            rig.cluster.split_at(record_key(table, batch * 10))
+        wait_for(lambda: read(spark, rig).load("filt.accounts").count() == batch * 10 + 10, 30, "batch visible")
+    df = read(spark, rig, partition_target_bytes=1).load("filt.accounts")
+    assert df.rdd.getNumPartitions() == 10
+    cases = {
+        "id = 42": [42],
+        "id >= 95": list(range(95, 100)),
+        "id in (3, 57, 1000)": [3, 57],
+        "owner is null and id < 30": [0, 5, 10, 15, 20, 25],
+        "owner like 'o9%'": [9] + [i for i in range(90, 100) if i % 5],
+        "not (id < 98)": [98, 99],
+        "id not in (1, 2) and id < 4": [0, 3],
+        "balance = 3 and id < 40": [i for i in range(40) if i % 7 == 3],
+    }
+    for condition, ids in cases.items():
+        got = sorted(r.id for r in df.filter(condition).select("id").collect())
+        assert got == ids, condition
+    # a filter on the key range reads only the regions its statistics allow
+    assert df.filter("id = 42").rdd.getNumPartitions() == 1
+    assert df.filter("id >= 75").rdd.getNumPartitions() == 3
+
+
+def test_hidden_columns_are_readable_on_request(spark: Any, rig: FlashRig) -> None:
+    rig.cluster.create_table("hid.accounts", [make_column("id", "BIGINT", not_null=True), make_column("v", "INT")],
+                             primary_key=["id"])
+    with rig.cluster.txn() as t:
+        t.insert("hid.accounts", {"id": 7, "v": 1})
+    first_commit = t.commit_ts
+    with rig.cluster.txn() as t:
+        t.update("hid.accounts", {"id": 7, "v": 2})
+    rig.wait_replicated("hid.accounts")
+    df = read(spark, rig, hidden="_tidb_rowid,_tidb_commit_ts").load("hid.accounts")
+    assert df.columns == ["id", "v", "_tidb_rowid", "_tidb_commit_ts"]
+    row = df.collect()[0]
+    assert (row.id, row.v, row._tidb_rowid, row._tidb_commit_ts) == (7, 2, 7, t.commit_ts)
+    old = read(spark, rig, hidden="_tidb_commit_ts", snapshot_ts=first_commit).load("hid.accounts").collect()[0]
+    assert (old.v, old._tidb_commit_ts) == (1, first_commit)
+    assert "_tidb_rowid" not in read(spark, rig).load("hid.accounts").columns
+
+
+# --- snapshots ----------------------------------------------------------------------------------
+
+def test_snapshot_ts_and_as_of_read_the_past(spark: Any, rig: FlashRig) -> None:
+    make_table(rig, "past.accounts", 3)
+    before = rig.cluster.get_ts()
+    with rig.cluster.txn() as t:
+        t.update("past.accounts", {"id": 0, "balance": 999})
+    now = read(spark, rig).load("past.accounts").filter("id = 0").collect()[0].balance
+    then = read(spark, rig, snapshot_ts=before).load("past.accounts").filter("id = 0").collect()[0].balance
+    as_of = dt.datetime.fromtimestamp(physical_ms(before) / 1000 - 0.001, dt.timezone.utc).isoformat()
+    then_as_of = read(spark, rig, as_of=as_of).load("past.accounts").filter("id = 0").collect()[0].balance
+    assert (now, then, then_as_of) == (999, 100, 100)
+
+
+def test_a_ts_below_the_safe_point_or_in_the_future_is_refused_with_the_range(spark: Any, rig: FlashRig) -> None:
+    make_table(rig, "range.accounts", 2)
+    old = rig.cluster.get_ts()
+    safe = rig.cluster.get_ts()
+    rig.cluster.update_gc_safe_point(safe)
+    with pytest.raises(Exception, match=rf"snapshot ts {old} .* below the GC safe point.*readable snapshots are \[{safe}, \d+\]"):
+        read(spark, rig, snapshot_ts=old).load("range.accounts").collect()
+    future = compose_ts(physical_ms(rig.cluster.get_ts()) + 3_600_000, 0)
+    with pytest.raises(Exception, match=rf"snapshot ts {future} .* in the future.*readable snapshots are \[{safe}, \d+\]"):
+        read(spark, rig, snapshot_ts=future).load("range.accounts").collect()
+
+
+def test_a_pinned_snapshot_is_shared_by_the_reads_of_a_block(spark: Any, rig: FlashRig) -> None:
+    from pyspark_theflash.spark import pinned_snapshot
+
+    make_table(rig, "pin.a", 4)
+    make_table(rig, "pin.b", 4)
+    with pinned_snapshot(spark, rig.store, upstream=rig.upstream) as ts:
+        assert spark.conf.get("theflash.snapshot_ts") == str(ts)
+        with rig.cluster.txn() as t:  # moves 50 from pin.a to pin.b after the pin
+            t.update("pin.a", {"id": 0, "balance": 50})
+            t.update("pin.b", {"id": 0, "balance": 150})
+        a = spark.read.format("theflash").options(**rig.options()).load("pin.a").agg({"balance": "sum"}).collect()[0][0]
+        b = spark.read.format("theflash").options(**rig.options()).load("pin.b").agg({"balance": "sum"}).collect()[0][0]
+        assert (a, b) == (406, 406)
+    assert spark.conf.get("theflash.snapshot_ts", None) is None
+    after = read(spark, rig).load("pin.a").agg({"balance": "sum"}).collect()[0][0]
+    assert after == 356
+
+
+# --- learner read and locks -----------------------------------------------------------------------
+
+def test_a_read_waits_for_a_lagging_region_then_sees_its_data(spark: Any, rig: FlashRig) -> None:
+    from pyspark_theflash.latch import connect
+
+    make_table(rig, "lag.accounts", 4, regions=2)
+    rig.stop_writer()
+    with rig.cluster.txn() as t:
+        t.insert("lag.accounts", {"id": 100, "balance": 1, "owner": "late"})
+    latch = connect(rig.store)
+
+    def restart_when_the_reader_waits() -> None:
+        wait_for(lambda: latch.pending_flushes(), 60, "the reader's flush request")
+        rig.start_writer()
+
+    helper = threading.Thread(target=restart_when_the_reader_waits)
+    helper.start()
+    try:
+        rows = read(spark, rig, region_wait_timeout="60s").load("lag.accounts").collect()
+    finally:
+        helper.join(60)
+        if not rig.writer_running:
+            rig.start_writer()
+    assert sorted(r.id for r in rows) == [0, 1, 2, 3, 100]
+
+
+def test_a_read_times_out_naming_the_lagging_regions_when_the_writer_is_stopped(spark: Any, rig: FlashRig) -> None:
+    make_table(rig, "stall.accounts", 2)
+    rig.stop_writer()
+    try:
+        with rig.cluster.txn() as t:
+            t.insert("stall.accounts", {"id": 50, "balance": 1})
+        with pytest.raises(Exception, match=r"did not catch up within 1s \(region \d+: applied \d+ < needed \d+ "
+                                            r"\(lag \d+ entries\).*is the writer running"):
+            read(spark, rig, region_wait_timeout="1s").load("stall.accounts").collect()
+    finally:
+        rig.start_writer()
+
+
+def test_a_lock_of_a_dead_transaction_is_resolved(spark: Any, rig: FlashRig) -> None:
+    from pyspark_theflash.upstream.tidb import Abandoned
+
+    table = make_table(rig, "dead.accounts", 4)
+    t = rig.cluster.txn(one_pc=False, ttl_ms=400, after_prewrite=lambda _: (_ for _ in ()).throw(Abandoned()))
+    t.update("dead.accounts", {"id": 1, "balance": -1})
+    t.update("dead.accounts", {"id": 2, "balance": -2})
+    with pytest.raises(Abandoned):
+        t.commit()
+    key = record_key(table, 1)
+    assert [lk.start_ts for lk in rig.cluster.store.locks() if lk.key == key] == [t.start_ts]
+    rows = read(spark, rig).load("dead.accounts").collect()
+    assert sorted((r.id, r.balance) for r in rows) == [(0, 100), (1, 101), (2, 102), (3, 103)]
+    # the reader rolled the dead transaction back upstream: its locks are gone
+    assert not [lk for lk in rig.cluster.store.locks() if lk.start_ts == t.start_ts]
+
+
+def test_a_committed_transaction_with_pending_secondaries_is_resolved_and_read(spark: Any, rig: FlashRig) -> None:
+    table = make_table(rig, "half.accounts", 10, regions=2)
+    t = rig.cluster.txn(one_pc=False)
+    t.update("half.accounts", {"id": 1, "balance": 0})     # primary, region 1
+    t.update("half.accounts", {"id": 8, "balance": 209})   # secondary, region 2
+    keys = t.prewrite()
+    commit_ts = rig.cluster.get_ts()
+    rig.cluster.store.commit(keys[:1], t.start_ts, commit_ts)  # the client dies before the secondaries
+    secondary = record_key(table, 8)
+    assert [lk.start_ts for lk in rig.cluster.store.locks() if lk.key == secondary] == [t.start_ts]
+    rows = read(spark, rig).load("half.accounts").collect()
+    balances = {r.id: r.balance for r in rows}
+    assert (balances[1], balances[8]) == (0, 209)
+    assert sum(balances.values()) == sum(100 + i for i in range(10))
+    assert not [lk for lk in rig.cluster.store.locks() if lk.start_ts == t.start_ts]
