@@ -189,3 +189,17 @@ def test_commands_on_a_directory_that_is_no_store_fail_clearly(tmp_path: Path) -
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "not a store" in result.stderr and str(tmp_path) in result.stderr
+
+
+def test_verify_finds_a_part_whose_columns_differ_from_its_schema_version(built, capsys) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root, *_ = built
+    victim = live_part_files(root)[0]
+    table = pq.read_table(victim)
+    at = table.schema.get_field_index("i")
+    pq.write_table(table.set_column(at, pa.field("i", pa.int64()), table.column("i").cast(pa.int64())), victim)
+    code, out, _ = run_cli(capsys, "verify", str(root))
+    assert code == 1
+    assert "differ from schema version 1" in out and "i int64" in out

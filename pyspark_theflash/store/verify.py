@@ -5,7 +5,8 @@ reports each way the files and the manifest disagree, with the file and what to 
 A store is *clean* when the report holds no problem:
 
 * every live part's file exists, has the size and row count the manifest records, opens as
-  a table with the hidden columns, is sorted by (``_tidb_rowid``, ``_tidb_commit_ts``) without
+  a table with the hidden columns and exactly the columns (names and Arrow types) of its schema
+  version, is sorted by (``_tidb_rowid``, ``_tidb_commit_ts``) without
   duplicates, keeps its handles inside its partition's range and its handle / commit_ts /
   delete-mark statistics equal to the manifest's, and names a schema version the manifest has;
 * every part belongs to a partition the manifest lists, and partitions of a table don't overlap;
@@ -106,8 +107,16 @@ def _read_table(path: Path) -> pa.Table:
         return ipc.open_stream(source).read_all()
 
 
+def _expected_fields(db: str, info_json: str) -> list[pa.Field]:
+    """The user columns a part of this schema version holds, as the store writes them."""
+    from pyspark_theflash.schema import arrow_schema
+    from pyspark_theflash.store.views import table_info_from_row
+
+    return [f for f in arrow_schema(table_info_from_row(info_json, db)) if f.name not in HIDDEN]
+
+
 def _check_part(root: Path, part: _PartRow, partition: tuple[int | None, int | None] | None,
-                schema_versions: set[int], report: VerifyReport) -> None:
+                schemas: dict[int, tuple[str, str]], report: VerifyReport) -> None:
     name = part.file
     where = f"part {part.part_id} ({part.kind}) of table {part.table_id} partition {part.partition_id}"
 
@@ -117,9 +126,16 @@ def _check_part(root: Path, part: _PartRow, partition: tuple[int | None, int | N
     if partition is None:
         problem("its partition is not in the manifest (an orphan part)",
                 "this is a manifest inconsistency: rebuild the store by replaying the binlog")
-    if part.schema_version not in schema_versions:
+    expected: list[pa.Field] | None = None
+    if part.schema_version not in schemas:
         problem(f"schema version {part.schema_version} of table {part.table_id} is not in the manifest",
                 "put the table's schema again (Store.put_schema) or rebuild the store")
+    else:
+        try:
+            expected = _expected_fields(*schemas[part.schema_version])
+        except Exception as exc:  # a table info this code cannot turn into columns
+            problem(f"schema version {part.schema_version} of table {part.table_id} cannot be read: "
+                    f"{type(exc).__name__}: {exc}", "put the table's schema again (Store.put_schema)")
     path = root / name
     if not path.is_file():
         problem(f"file is missing (the manifest lists {part.rows} rows, {part.bytes} bytes)")
@@ -139,6 +155,12 @@ def _check_part(root: Path, part: _PartRow, partition: tuple[int | None, int | N
     if missing:
         problem(f"file lacks the hidden column(s) {', '.join(missing)}")
         return
+    if expected is not None:
+        have = [(f.name, f.type) for f in table.schema if f.name not in HIDDEN]
+        want = [(f.name, f.type) for f in expected]
+        if have != want:
+            problem(f"columns {', '.join(f'{n} {t}' for n, t in have)} differ from schema version "
+                    f"{part.schema_version}: {', '.join(f'{n} {t}' for n, t in want)}")
     handles = table.column("_tidb_rowid").to_numpy()
     commit_ts = table.column("_tidb_commit_ts").to_numpy().astype(np.uint64)
     delmarks = table.column("_tidb_delmark").to_numpy(zero_copy_only=False).astype(bool)
@@ -203,9 +225,9 @@ def verify_store(root: str | os.PathLike[str]) -> VerifyReport:
                 (int(t), int(p)): (lo, hi)
                 for t, p, lo, hi in conn.execute("SELECT table_id, partition_id, lo, hi FROM partitions")
             }
-            schema_versions: dict[int, set[int]] = {}
-            for t, v in conn.execute("SELECT table_id, schema_version FROM tables"):
-                schema_versions.setdefault(int(t), set()).add(int(v))
+            schemas: dict[int, dict[int, tuple[str, str]]] = {}
+            for t, v, db, info in conn.execute("SELECT table_id, schema_version, db, info FROM tables"):
+                schemas.setdefault(int(t), {})[int(v)] = (db, info)
             parts = [_PartRow(*row) for row in conn.execute(f"SELECT {_PART_COLUMNS} FROM parts ORDER BY part_id")]
     except sqlite3.DatabaseError as exc:
         report.problems.append(Problem(mf.MANIFEST_FILE, f"the manifest cannot be read: {exc}",
@@ -226,7 +248,7 @@ def verify_store(root: str | os.PathLike[str]) -> VerifyReport:
             continue  # removed: its file may stay until no lease sees it, or be gone already
         report.parts_checked += 1
         _check_part(root_path, part, partitions.get((part.table_id, part.partition_id)),
-                    schema_versions.get(part.table_id, set()), report)
+                    schemas.get(part.table_id, {}), report)
 
     for dirpath, _dirs, files in os.walk(root_path):
         for base in files:
