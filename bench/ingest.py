@@ -15,8 +15,8 @@ drawn from ``--keys`` handles, ``--delete-ratio`` of them deletes, the rest upse
 * Delta: each batch is one Arrow table and one ``MERGE`` (matched & deleted -> delete, matched
   -> update all, not matched & not deleted -> insert all).
 
-Then both are read at their latest snapshot (``Store.scan`` -> one Arrow table; Delta's
-``to_pyarrow_table()``), compared row for row, and the figures are printed, ending with one
+Then both are read at their latest snapshot (``Store.scan_table`` -> one Arrow table; Delta's
+``DeltaTable(path).to_pyarrow_table()``; best of three), compared row for row, and the figures are printed, ending with one
 JSON line.
 """
 from __future__ import annotations
@@ -261,9 +261,7 @@ def run_theflash(path: Path, stream: list[Batch], args: argparse.Namespace) -> d
         store.flush()
     ingest_s = time.perf_counter() - t0
     prepared.clear()
-    t0 = time.perf_counter()
-    table = pa.Table.from_batches(list(store.scan(f"{DB}.{TABLE}", ts)))
-    read_s = time.perf_counter() - t0
+    table, read_s = timed_read(lambda: store.scan_table(f"{DB}.{TABLE}", ts))
     store.close()
     return {"ingest_s": ingest_s, "read_s": read_s, "table": table, "last_ts": ts}
 
@@ -289,10 +287,20 @@ def run_delta(path: Path, stream: list[Batch]) -> dict[str, Any]:
            .when_not_matched_insert_all(predicate="NOT s.deleted", except_cols=["deleted"])
            .execute())
     ingest_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    table = DeltaTable(str(path)).to_pyarrow_table()
-    read_s = time.perf_counter() - t0
+    table, read_s = timed_read(lambda: DeltaTable(str(path)).to_pyarrow_table())
     return {"ingest_s": ingest_s, "read_s": read_s, "table": table}
+
+
+def timed_read(read: Any, repeat: int = 3) -> tuple[pa.Table, float]:
+    """The best of ``repeat`` full snapshot reads (the first also pays one-time imports)."""
+    best = float("inf")
+    table = None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        table = read()
+        best = min(best, time.perf_counter() - t0)
+    assert table is not None
+    return table, best
 
 
 def canonical(table: pa.Table) -> pa.Table:
