@@ -136,8 +136,11 @@ class _Layouts:
 
 
 def _gather(buf: np.ndarray, at: np.ndarray, width: int) -> np.ndarray:
-    """(len(at), width) bytes starting at each offset."""
-    return buf[at[:, None] + np.arange(width, dtype=np.int64)]
+    """(len(at), width) bytes starting at each offset (all within buf). Indexing rows of a
+    strided window view takes one index per value instead of one per byte."""
+    if width == 0:
+        return np.zeros((len(at), 0), dtype=np.uint8)
+    return np.lib.stride_tricks.sliding_window_view(buf, width)[at]
 
 
 def _le(block: np.ndarray, width: int, signed: bool = False) -> np.ndarray:
