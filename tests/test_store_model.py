@@ -18,7 +18,7 @@ from mvcc_model import (
     rows_from_batches,
 )
 from pyspark_theflash.binlog.position import Position
-from pyspark_theflash.store import Store, StoreOptions
+from pyspark_theflash.store import Store, StoreOptions, col
 
 QUALIFIED = f"{DB}.{TABLE_NAME}"
 
@@ -39,6 +39,22 @@ def check_reads(store: Store, model: MvccModel, rng: random.Random, floor: int, 
     ts = rng.randint(floor, last)
     assert scan_rows(store, ts, (lo, hi)) == model.read(ts, TABLE_ID, lo, hi), (
         f"{where}: scan of handles [{lo}, {hi}) at ts {ts} differs from the model")
+    # a filter applies to the version chosen at ts, never to older or newer ones
+    name, predicate, keep = rng.choice(FILTERS)
+    ts = rng.randint(floor, last)
+    got = rows_from_batches(store.scan(QUALIFIED, ts, predicate=predicate, hidden=("_tidb_rowid",)))
+    assert got == [r for r in model.read(ts) if keep(r)], f"{where}: scan with filter {name} at ts {ts} differs"
+
+
+# (name, the store's predicate, the same test on a model row)
+FILTERS = [
+    ("i > 0", col("i") > 0, lambda r: r["i"] is not None and r["i"] > 0),
+    ("s is null", col("s").is_null(), lambda r: r["s"] is None),
+    ("k < 20000 & f >= 0", (col("k") < 20000) & (col("f") >= 0),
+     lambda r: r["k"] < 20000 and r["f"] is not None and r["f"] >= 0),
+    ("k in (...) | ~(i < 0)", col("k").isin(range(0, 40000, 7)) | ~(col("i") < 0),
+     lambda r: r["k"] % 7 == 0 and r["k"] < 40000 or (r["i"] is not None and not r["i"] < 0)),
+]
 
 
 def run_seed(root: Path, seed: int, spec: StreamSpec, ops_check: bool = True) -> dict[str, int]:
