@@ -4,6 +4,7 @@ forms) to a store, and readers in this process reading the store at many snapsho
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -250,3 +251,28 @@ def test_daemon_start_and_stop(cluster: BankCluster, tmp_path: Path) -> None:
     assert "signal 15" in text and "events/s" in text
     again = _cli("writer", "stop", "--store", str(store))
     assert again.returncode == 2 and "no running writer" in again.stderr
+
+
+@pytest.mark.spark
+def test_spark_submit_entry_applies_the_binlog_with_executor_decode(cluster: BankCluster, tmp_path: Path) -> None:
+    from pyspark_theflash.store import Store
+
+    entry = _cli("writer", "--spark-entry").stdout.strip()
+    assert entry.endswith("spark_entry.py") and Path(entry).is_file()
+    wait_for(lambda: cluster.client.read_index(int(cluster.client.regions()[0].id)) > 40, 30, "some transfers")
+    final = cluster.stop_workload()
+    store, log = tmp_path / "store", tmp_path / "spark-writer.log"
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
+    job = subprocess.run(
+        [str(Path(sys.executable).parent / "spark-submit"), "--master", "local[2]", "--conf", "spark.ui.enabled=false",
+         entry, "--binlog", cluster.binlog("file"), "--store", str(store), "--upstream", cluster.info["upstream"],
+         "--tables", "bank.accounts", "--until-caught-up", "--executor-decode-rows", "1", "--log", str(log)],
+        capture_output=True, text=True, timeout=150, env=env,
+    )
+    assert job.returncode == 0, job.stderr[-3000:]
+    text = log.read_text()
+    decoded = re.search(r"executor decode: (\d+) table batches, (\d+) rows", text)
+    assert decoded and int(decoded.group(1)) > 0 and int(decoded.group(2)) >= cluster.info["accounts"], text[-2000:]
+    with Store.open(str(store), readonly=True) as s:
+        balances = {r["id"]: r["balance"] for r in s.scan_table(TABLE, final["ts"]).to_pylist()}
+    assert balances == final["balances"]

@@ -161,7 +161,7 @@ class Writer:
                     self._answer_flush_requests()
                 self._publish()
                 if len(batch) < opts.batch_events:  # caught up: compact if due, then wait
-                    if opts.until_caught_up and not batch:
+                    if opts.until_caught_up:  # everything available when read is applied
                         log.info("caught up with the binlog at %s: stopping (--until-caught-up)", self.progress.read_position)
                         break
                     self._maybe_compact()
