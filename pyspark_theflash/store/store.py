@@ -168,6 +168,9 @@ class Store:
             mf.initialise(self._conn)
         self.leases = Leases(lambda: self._connect(create=False))
         self._background: Any = None
+        # Replaces codec.batch.decode_rows_to_arrow (same signature) for the committed rows of a
+        # batch, e.g. to decode large batches on Spark executors (writer/spark_decode.py).
+        self.decode_rows: Any = None
         # writer state
         self._regions: dict[int, _Region] = {}
         self._schemas: dict[int, "TableInfo"] = {}
@@ -561,7 +564,8 @@ class Store:
             pieces = []
             if put.any():
                 idx = np.flatnonzero(put)
-                batch = decode_rows_to_arrow(values.take(pa.array(idx)).to_pylist(), handles[idx], info, None)
+                decode = self.decode_rows or decode_rows_to_arrow
+                batch = decode(values.take(pa.array(idx)).to_pylist(), handles[idx], info, None)
                 cols = [batch.column(batch.schema.get_field_index(f.name)) for f in schema
                         if f.name not in (ROWID, COMMIT_TS, DELMARK)]
                 pieces.append(pa.Table.from_arrays(
