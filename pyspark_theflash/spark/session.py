@@ -15,6 +15,11 @@ def theflash_session(master: str | None = None, app_name: str = "theflash", **co
     """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    local = master is None or master.startswith("local")
+    if local:
+        # A local session serves nothing beyond this machine: bind the driver to loopback
+        # (also silences Spark's "hostname resolves to a loopback address" warning).
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(app_name)
@@ -28,6 +33,8 @@ def theflash_session(master: str | None = None, app_name: str = "theflash", **co
         "spark.driver.memory": "2g",
         "spark.python.worker.reuse": "true",
     }
+    if local:
+        settings.update({"spark.driver.bindAddress": "127.0.0.1", "spark.driver.host": "127.0.0.1"})
     settings.update({k: str(v) for k, v in conf.items()})
     for key, value in settings.items():
         builder = builder.config(key, value)
