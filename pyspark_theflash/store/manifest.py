@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import sqlite3
 import time
@@ -119,8 +120,10 @@ def connect(root: str | Path, *, create: bool, busy_timeout_ms: int = 30_000) ->
     level (``isolation_level=None``): transactions are opened explicitly by ``edit`` and
     ``read``."""
     path = manifest_path(root)
-    if not create and not path.exists():
-        raise StoreNotFoundError(str(root))
+    if not path.exists():
+        if not create:
+            raise StoreNotFoundError(str(root))
+        _create_atomically(path, busy_timeout_ms)
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
                            timeout=busy_timeout_ms / 1000)
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
@@ -129,6 +132,28 @@ def connect(root: str | Path, *, create: bool, busy_timeout_ms: int = 30_000) ->
     # FULL: a committed edit survives power loss, not just a process crash.
     conn.execute("PRAGMA synchronous = FULL")
     return conn
+
+
+def _create_atomically(path: Path, busy_timeout_ms: int) -> None:
+    """Create and initialise a new manifest under a temporary name, then rename it in, so a
+    reader in another process never opens a manifest that exists but has no tables yet."""
+    tmp = path.with_name(f"{path.name}.creating-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    conn = sqlite3.connect(str(tmp), isolation_level=None, timeout=busy_timeout_ms / 1000)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        initialise(conn)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    for leftover in (tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
+        leftover.unlink(missing_ok=True)
+    try:
+        os.link(tmp, path)  # atomic and never replaces: if another process won, theirs stands
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
 
 
 def initialise(conn: sqlite3.Connection) -> None:
