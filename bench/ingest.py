@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas  # noqa: F401  (pyarrow imports it on a first conversion: not inside the timed loops)
 import pyarrow as pa
 import pyarrow.compute as pc
 
