@@ -276,3 +276,28 @@ def test_spark_submit_entry_applies_the_binlog_with_executor_decode(cluster: Ban
     with Store.open(str(store), readonly=True) as s:
         balances = {r["id"]: r["balance"] for r in s.scan_table(TABLE, final["ts"]).to_pylist()}
     assert balances == final["balances"]
+
+
+def test_rows_with_a_new_column_make_the_writer_fetch_the_new_schema(tmp_path: Path) -> None:
+    from pyspark_theflash.store import Store
+    from pyspark_theflash.upstream.cluster import MiniCluster
+    from pyspark_theflash.upstream.tidb import make_column
+
+    with MiniCluster(tmp_path / "cluster", binlog_dir=tmp_path / "binlog", resolved_ts_interval=0) as up:
+        addresses = up.serve()
+        up.create_table("shop.items", [make_column("id", "BIGINT", not_null=True), make_column("name", "VARCHAR(20)")],
+                        primary_key=["id"])
+        up.run_txn(lambda t: t.insert("shop.items", {"id": 1, "name": "old"}))
+        run = [PY, "-m", "pyspark_theflash", "writer", "run", "--binlog", str(tmp_path / "binlog"), "--store",
+               str(tmp_path / "store"), "--upstream", addresses["upstream"], "--until-caught-up"]
+        first = subprocess.run(run, capture_output=True, text=True, timeout=60)
+        assert first.returncode == 0, first.stderr
+        up.add_column("shop.items", make_column("price", "BIGINT"), default=7)
+        up.run_txn(lambda t: t.insert("shop.items", {"id": 2, "name": "new", "price": 5}))
+        ts = up.get_ts()
+        second = subprocess.run(run, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 0, second.stderr
+    with Store.open(str(tmp_path / "store"), readonly=True) as s:
+        rows = sorted(s.scan_table("shop.items", ts).to_pylist(), key=lambda r: r["id"])
+    assert rows == [{"id": 1, "name": "old", "price": 7}, {"id": 2, "name": "new", "price": 5}]
+    assert "unknown column ids" in second.stderr

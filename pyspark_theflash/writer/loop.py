@@ -22,6 +22,7 @@ from pyspark_theflash.writer.daemon import remove_pid_file, write_pid_file
 from pyspark_theflash.writer.errors import SchemaUnavailableError, WriterConfigError
 from pyspark_theflash.writer.options import WriterOptions
 from pyspark_theflash.writer.progress import Progress
+from pyspark_theflash.writer.schema_guard import column_ids_by_table, unknown_column_ids
 from pyspark_theflash.writer.schemas import HttpSchemaSource, SchemaSource, UpstreamSchemaSource, table_name
 
 log = logging.getLogger("theflash.writer")
@@ -72,6 +73,7 @@ class Writer:
         self.metrics: Any = None
         self._unflushed_rows = 0
         self._unflushed_events = 0
+        self._columns_cache: dict[int, set[int]] | None = None
         now = time.monotonic()
         self._last_flush = self._last_compact = self._last_renew = now
         self._last_publish = 0.0
@@ -223,13 +225,28 @@ class Writer:
 
     def _write(self, events: Sequence[binlog_pb2.Event], position: Position) -> Any:
         """Apply one batch, fetching the schemas it needs: an unknown table is looked up once
-        (replicated → put_schema, filtered out → ignore_table) and the batch retried; rows that
-        do not fit the stored schema make one re-fetch, then the error stands."""
+        (replicated → put_schema, filtered out → ignore_table) and the batch retried; rows
+        carrying column ids the stored schema lacks make one re-fetch of that table's schema,
+        then the error stands."""
         from pyspark_theflash.store.errors import UnknownTableError
 
+        seen_columns = column_ids_by_table(events)
         resolved: set[int] = set()
         refetched: set[int] = set()
         while True:
+            missing = unknown_column_ids(seen_columns, self._known_columns())
+            for table_id, column_ids in missing.items():
+                if table_id in refetched:
+                    raise SchemaUnavailableError(
+                        f"rows of table {table_id} in the batch ending at binlog position {position} carry column ids "
+                        f"{column_ids} that its schema lacks even after re-fetching it from the upstream; the binlog "
+                        "and the upstream's schema disagree: check the table's DDL history"
+                    )
+                refetched.add(table_id)
+                log.info("rows of table %d carry unknown column ids %s: re-fetching its schema", table_id, column_ids)
+                self._learn_table(table_id)
+            if missing:
+                continue
             try:
                 return self.apply_batch(self.store, events, position)
             except UnknownTableError as exc:
@@ -240,18 +257,14 @@ class Writer:
                     ) from exc
                 resolved.add(exc.table_id)
                 self._learn_table(exc.table_id)
-            except Exception as exc:
-                table_id = _schema_mismatch_table(exc)
-                if table_id is None:
-                    raise
-                if table_id in refetched:
-                    raise SchemaUnavailableError(
-                        f"rows of table {table_id} still do not match its schema after re-fetching it from the "
-                        f"upstream ({exc}); the binlog and the upstream's schema disagree: check the table's DDL history"
-                    ) from exc
-                refetched.add(table_id)
-                log.info("rows of table %d need a newer schema (%s): re-fetching", table_id, exc)
-                self._learn_table(table_id)
+
+    def _known_columns(self) -> dict[int, set[int]]:
+        """Column ids of the newest stored schema of every replicated table (cached until the
+        writer stores a schema)."""
+        if self._columns_cache is None:
+            with self.store.snapshot() as view:
+                self._columns_cache = {int(t.id): {int(c.id) for c in t.columns} for t in view.tables()}
+        return self._columns_cache
 
     def _learn_table(self, table_id: int) -> None:
         if self.schemas is None:
@@ -264,6 +277,7 @@ class Writer:
         if self.options.tables.matches(db, name):
             log.info("replicating %s.%s (table %d, schema version %s)", db, name, table_id, info.get("schema_version"))
             self.store.put_schema(db, info)
+            self._columns_cache = None
         else:
             log.info("ignoring %s.%s (table %d): not in --tables %s", db, name, table_id, self.options.tables)
             self.store.ignore_table(table_id, db, name)
@@ -386,14 +400,3 @@ class Writer:
 
 def _satisfied(request: FlushRequest, applied: dict[int, int]) -> bool:
     return all(applied.get(region, 0) >= index for region, index in request.read_index.items())
-
-
-def _schema_mismatch_table(exc: Exception) -> int | None:
-    """The table id of a store error meaning "these rows need a newer schema" (an unknown
-    column id or schema version), else None."""
-    name = type(exc).__name__
-    if "Schema" in name and ("Mismatch" in name or "Version" in name or "Column" in name):
-        table_id = getattr(exc, "table_id", None)
-        return int(table_id) if table_id is not None else None
-    return None
-

@@ -1,0 +1,86 @@
+"""Rows that need a newer schema than the store holds.
+
+TiDB rows (format v2) name their columns by id, and a decoder skips ids it does not know —
+after an ADD COLUMN upstream, rows written with the new column would silently lose it. Before
+a batch is applied the writer collects, per table, the column ids its v2 rows carry
+(vectorised: one byte buffer, headers read per header shape with numpy) and compares them
+with the stored schema; unknown ids mean "re-fetch the schema, store the new version, retry".
+"""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from pyspark_theflash.proto import binlog_pb2
+
+_ROW_V2 = 0x80
+_FLAG_LARGE = 0x01
+_KEY_HEAD = 11  # 't' + 8-byte memcomparable table id + '_r'
+
+
+def _rows_with_values(events: Iterable[binlog_pb2.Event]) -> tuple[list[bytes], list[bytes]]:
+    keys: list[bytes] = []
+    values: list[bytes] = []
+    for event in events:
+        if event.WhichOneof("payload") != "entries":
+            continue
+        rows = [r for r in event.entries.rows if r.value]
+        keys.extend(r.key[:_KEY_HEAD] for r in rows)
+        values.extend(r.value for r in rows)
+    return keys, values
+
+
+def _table_ids(key_heads: Sequence[bytes]) -> np.ndarray:
+    """Table id per record key (-1 for keys that are not record keys)."""
+    n = len(key_heads)
+    padded = b"".join(k.ljust(_KEY_HEAD, b"\0") for k in key_heads)
+    m = np.frombuffer(padded, dtype=np.uint8).reshape(n, _KEY_HEAD)
+    is_record = (m[:, 0] == ord("t")) & (m[:, 9] == ord("_")) & (m[:, 10] == ord("r"))
+    raw = m[:, 1:9].copy().view(">u8").reshape(n) ^ np.uint64(1 << 63)
+    return np.where(is_record, raw.astype(np.int64), -1)
+
+
+def column_ids_by_table(events: Iterable[binlog_pb2.Event]) -> dict[int, np.ndarray]:
+    """{table id: sorted unique column ids} over the v2 row values of ``events``."""
+    keys, values = _rows_with_values(events)
+    if not values:
+        return {}
+    table_ids = _table_ids(keys)
+    lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    buf = np.frombuffer(b"".join(values) + b"\0" * 8, dtype=np.uint8)
+    v2 = (lengths >= 6) & (buf[starts] == _ROW_V2) & (table_ids >= 0)
+    rows = np.flatnonzero(v2)
+    s = starts[rows]
+    large = (buf[s + 1] & _FLAG_LARGE).astype(np.int64)
+    n_ids = (buf[s + 2].astype(np.int64) | (buf[s + 3].astype(np.int64) << 8)) + (
+        buf[s + 4].astype(np.int64) | (buf[s + 5].astype(np.int64) << 8)
+    )
+    width = np.where(large == 1, 4, 1)
+    fits = lengths[rows] >= 6 + n_ids * width
+    rows, s, large, n_ids = rows[fits], s[fits], large[fits], n_ids[fits]
+    found: dict[int, set[int]] = {}
+    shape = (large << 32) | n_ids
+    for key in np.unique(shape):
+        sel = shape == key
+        k, w = int(key & 0xFFFFFFFF), 4 if key >> 32 else 1
+        if k == 0:
+            continue
+        block = buf[(s[sel] + 6)[:, None] + np.arange(k * w)].reshape(-1, k, w).astype(np.int64)
+        ids = (block << (8 * np.arange(w))).sum(axis=2)  # little-endian ids, (rows, k)
+        for tid in np.unique(table_ids[rows[sel]]):
+            per_table = ids[table_ids[rows[sel]] == tid]
+            found.setdefault(int(tid), set()).update(np.unique(per_table).tolist())
+    return {tid: np.array(sorted(ids), dtype=np.int64) for tid, ids in found.items()}
+
+
+def unknown_column_ids(seen: dict[int, np.ndarray], known: dict[int, set[int]]) -> dict[int, list[int]]:
+    """Column ids of tables in ``known`` (tables with a stored schema) that it lacks."""
+    out: dict[int, list[int]] = {}
+    for tid, ids in seen.items():
+        if tid in known:
+            missing = [int(i) for i in ids if int(i) not in known[tid]]
+            if missing:
+                out[tid] = missing
+    return out
