@@ -301,3 +301,75 @@ def test_rows_with_a_new_column_make_the_writer_fetch_the_new_schema(tmp_path: P
         rows = sorted(s.scan_table("shop.items", ts).to_pylist(), key=lambda r: r["id"])
     assert rows == [{"id": 1, "name": "old", "price": 7}, {"id": 2, "name": "new", "price": 5}]
     assert "unknown column ids" in second.stderr
+
+
+@pytest.mark.parametrize("why", ["binlog pruned", "--bootstrap-snapshot"])
+def test_empty_store_starts_from_region_snapshots_then_follows_the_binlog(why: str, tmp_path: Path) -> None:
+    from pyspark_theflash.binlog import prune
+    from pyspark_theflash.binlog.segment import head, list_segments
+    from pyspark_theflash.store import Store
+    from pyspark_theflash.upstream.cluster import MiniCluster
+    from pyspark_theflash.upstream.tidb import make_column
+
+    binlog_dir = tmp_path / "binlog"
+    with MiniCluster(tmp_path / "cluster", binlog_dir=binlog_dir, resolved_ts_interval=0, segment_bytes=2048) as up:
+        addresses = up.serve()
+        up.create_table("bank.accounts", [make_column("id", "BIGINT", not_null=True), make_column("balance", "BIGINT")],
+                        primary_key=["id"])
+        for i in range(40):
+            up.run_txn(lambda t, i=i: t.insert(TABLE, {"id": i, "balance": i * 10}))
+        if why == "binlog pruned":
+            prune(binlog_dir, head(binlog_dir))
+            assert list_segments(binlog_dir)[0] > 1
+        run = [PY, "-m", "pyspark_theflash", "writer", "run", "--binlog", binlog_dir.as_uri(), "--store",
+               str(tmp_path / "store"), "--upstream", addresses["upstream"], "--until-caught-up"]
+        if why == "--bootstrap-snapshot":
+            run.append("--bootstrap-snapshot")
+        first = subprocess.run(run, capture_output=True, text=True, timeout=60)
+        assert first.returncode == 0, first.stderr
+        assert "bootstrapping" in first.stderr
+        for i in range(40, 50):  # after the snapshot: followed from the binlog
+            up.run_txn(lambda t, i=i: t.insert(TABLE, {"id": i, "balance": i * 10}))
+        up.run_txn(lambda t: t.update(TABLE, {"id": 0, "balance": 999}))
+        ts = up.get_ts()
+        second = subprocess.run(run[:-1] if why == "--bootstrap-snapshot" else run, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 0, second.stderr
+        assert "bootstrapping" not in second.stderr
+        expected = {r["id"]: r["balance"] for r in up.scan_table(TABLE, ts)}
+    with Store.open(str(tmp_path / "store"), readonly=True) as s:
+        got = {r["id"]: r["balance"] for r in s.scan_table(TABLE, ts).to_pylist()}
+    assert got == expected and len(got) == 50 and got[0] == 999
+
+
+def test_gc_follows_the_upstream_safe_point_but_never_passes_a_live_lease(tmp_path: Path) -> None:
+    from pyspark_theflash.store import Store
+    from pyspark_theflash.upstream.cluster import MiniCluster
+    from pyspark_theflash.upstream.tidb import make_column
+
+    store = tmp_path / "store"
+    with MiniCluster(tmp_path / "cluster", binlog_dir=tmp_path / "binlog", resolved_ts_interval=0.05) as up:
+        addresses = up.serve()
+        up.create_table("bank.accounts", [make_column("id", "BIGINT", not_null=True), make_column("balance", "BIGINT")],
+                        primary_key=["id"])
+        up.run_txn(lambda t: t.insert(TABLE, {"id": 1, "balance": 10}))
+        writer = subprocess.Popen(
+            [PY, "-m", "pyspark_theflash", "writer", "run", "--binlog", str(tmp_path / "binlog"), "--store", str(store),
+             "--upstream", addresses["upstream"], "--interval", "50ms", "--compact-interval", "100ms"],
+            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "writer.err", "wb"),
+        )
+        wait_for(lambda: holds_latch(store, writer), 30, "the writer to start")
+        pinned = up.get_ts()
+        with latch_mod.connect(store) as latch:
+            lease = latch.acquire_lease(pinned, ttl_s=60, holder="long query")
+            up.run_txn(lambda t: t.update(TABLE, {"id": 1, "balance": 20}))
+            safe_point = up.update_gc_safe_point(up.get_ts())
+            status_gc = lambda: (latch.writer_status() or {}).get("gc_safe_point", 0)  # noqa: E731
+            wait_for(lambda: status_gc() == pinned, 30, "GC to stop at the lease")
+            with Store.open(str(store), readonly=True) as s:
+                assert s.scan_table(TABLE, pinned).to_pylist() == [{"id": 1, "balance": 10}]
+            latch.release_lease(lease.lease_id)
+            wait_for(lambda: status_gc() == safe_point, 30, "GC to reach the upstream's safe point")
+        writer.send_signal(signal.SIGTERM)
+        assert writer.wait(30) == 0
+    with Store.open(str(store), readonly=True) as s, s.snapshot() as view:
+        assert view.gc_safe_point() == safe_point
