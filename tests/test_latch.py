@@ -58,29 +58,22 @@ class LatchServer:
         return self.proc.wait(timeout=20)
 
 
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, LatchServer]]:
-    """One latch server per store directory, started on demand and stopped at module end."""
-    started: dict[str, LatchServer] = {}
-    yield started
-    for server in started.values():
-        assert server.stop() == 0
-
-
 @pytest.fixture(params=["local", "grpc"])
-def open_latch(request: pytest.FixtureRequest, tmp_path: Path, servers: dict[str, LatchServer]) -> Iterator[Callable[[], Latch]]:
-    """A factory of latch handles on one fresh store directory: in-process or over gRPC."""
+def open_latch(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Latch]]:
+    """A factory of latch handles on one fresh store directory: in-process, or gRPC clients of a
+    latch server on loopback (in this process here: `theflash latch serve` as a separate process
+    is covered by test_latch_serve_process_answers_like_the_in_process_latch)."""
+    from pyspark_theflash.latch.remote import serve
+
     handles: list[Latch] = []
     store = tmp_path / "store"
     store.mkdir()
+    server = None
+    if request.param == "grpc":
+        server, port, served = serve(str(store))
 
     def make() -> Latch:
-        if request.param == "local":
-            handle = latch_mod.connect(store)
-        else:
-            if str(store) not in servers:
-                servers[str(store)] = LatchServer(store)
-            handle = latch_mod.connect(store, servers[str(store)].address)
+        handle = latch_mod.connect(store, f"grpc://127.0.0.1:{port}" if server else None)
         handles.append(handle)
         return handle
 
@@ -88,6 +81,9 @@ def open_latch(request: pytest.FixtureRequest, tmp_path: Path, servers: dict[str
     yield make
     for handle in handles:
         handle.close()
+    if server is not None:
+        server.stop(0).wait()
+        served.close()
 
 
 def test_second_writer_is_refused_with_a_message_naming_the_holder(open_latch: Callable[[], Latch]) -> None:
@@ -115,10 +111,10 @@ def test_dead_writer_latch_is_taken_over_after_its_ttl_and_the_old_token_is_fenc
 
 def test_renewed_latch_outlives_its_ttl_and_release_frees_it(open_latch: Callable[[], Latch]) -> None:
     first, second = open_latch(), open_latch()
-    held = first.acquire_write_latch("live", ttl_s=0.5, host="other-host", pid=1)
-    deadline = time.monotonic() + 1.5
-    while time.monotonic() < deadline:  # renewing keeps it held well past its TTL
-        first.renew(held.token, ttl_s=0.5)
+    held = first.acquire_write_latch("live", ttl_s=0.3, host="other-host", pid=1)
+    deadline = time.monotonic() + 0.9
+    while time.monotonic() < deadline:  # renewing keeps it held three TTLs long
+        first.renew(held.token, ttl_s=0.3)
         with pytest.raises(WriteLatchHeldError):
             second.acquire_write_latch("intruder", ttl_s=5)
         time.sleep(0.1)
@@ -222,3 +218,33 @@ def test_lease_below_the_safe_point_is_refused_with_the_allowed_range(open_latch
         assert reader.renew_lease(kept.lease_id, ttl_s=30).expires_at > kept.expires_at
         reader.release_lease(kept.lease_id)
         assert reader.leases() == []
+
+
+def test_latch_serve_process_answers_like_the_in_process_latch(tmp_path: Path) -> None:
+    """`theflash latch serve` in its own process: what one side writes the other reads, and the
+    same errors come back typed."""
+    from pyspark_theflash.store import Store
+
+    store = tmp_path / "store"
+    Store.open(store).close()
+    server = LatchServer(store)
+    try:
+        with latch_mod.connect(store, server.address) as remote, latch_mod.connect(store) as local:
+            held = remote.acquire_write_latch("remote-writer", ttl_s=30)
+            with pytest.raises(WriteLatchHeldError, match="remote-writer"):
+                local.acquire_write_latch("local-writer", ttl_s=30)
+            lease = local.acquire_lease(10, ttl_s=30, holder="q")
+            assert [x.lease_id for x in remote.leases()] == [lease.lease_id]
+            remote.set_writer_interval(0.3)
+            assert local.writer_interval() == 0.3
+            rid = remote.request_flush([5], {5: 9})
+            assert [p.request_id for p in local.pending_flushes()] == [rid]
+            local.complete_flush(rid, {5: 9})
+            assert remote.wait_flush(rid, timeout_s=5) == {5: 9}
+            with pytest.raises(FlushTimeoutError, match=r"\[6\]"):
+                remote.wait_flush(remote.request_flush([6]), timeout_s=0.1)
+            assert remote.status()["writer"]["token"] == held.token == local.status()["writer"]["token"]
+            remote.release(held.token)
+            assert local.holder() is None
+    finally:
+        assert server.stop() == 0
