@@ -552,13 +552,19 @@ class StreamGenerator:
             if hi - lo < 2:
                 continue
             at = self.rng.randrange(lo + 1, hi)
-            # TiKV's right-derive: the original id keeps the right part, the new id the left.
-            left = _UpRegion(self.next_region_id, region.start, at, region.version + 1, RAFT_INIT_LOG_INDEX)
+            if self.rng.random() < 0.7:
+                # TiKV's default right-derive: the original id keeps the right part, a new id the left
+                new = _UpRegion(self.next_region_id, region.start, at, region.version + 1, RAFT_INIT_LOG_INDEX)
+                region.start = at
+                pieces = [new, region]
+            else:
+                new = _UpRegion(self.next_region_id, at, region.end, region.version + 1, RAFT_INIT_LOG_INDEX)
+                region.end = at
+                pieces = [region, new]
             self.next_region_id += 1
-            region.start = at
             region.version += 1
-            self.emit(region, admin=binlog_pb2.Admin(split=binlog_pb2.Split(regions=[left.proto(), region.proto()])))
-            self.regions.append(left)
+            self.emit(region, admin=binlog_pb2.Admin(split=binlog_pb2.Split(regions=[p.proto() for p in pieces])))
+            self.regions.append(new)
             self.regions.sort(key=lambda r: -1 if r.start is None else r.start)
             return
 
