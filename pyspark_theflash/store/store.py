@@ -76,7 +76,7 @@ class FlushResult:
     parts: int
     rows: int
     bytes: int
-    regions: int
+    regions: int                 # region states written (changed since the previous flush)
     locks: int                   # open locks persisted after the edit
     position: tuple[int, int] | None
     seconds: float
@@ -179,7 +179,9 @@ class Store:
         self._tombstones: list[tuple[bytes, bytes, str]] = []
         self._snapshot_writes: dict[int, set[tuple[bytes, int]]] = {}
         self._persisted_locks: set[tuple[int, bytes, int]] = set()
+        self._dirty_regions: set[int] = set()      # regions changed since the last flush
         self._position: tuple[int, int] | None = None
+        self._persisted_position: tuple[int, int] | None = None
         self._dirty_since: float | None = None
         self._caches: RegionCaches | None = None
         if not readonly:
@@ -221,6 +223,7 @@ class Store:
             seg = mf.get_meta(conn, "position_segment")
             if seg is not None:
                 self._position = (int(seg), int(mf.get_meta(conn, "position_offset")))
+                self._persisted_position = self._position
             locks = conn.execute("SELECT region_id, key, start_ts, primary_key, op, ttl, value FROM locks").fetchall()
         self._caches = RegionCaches(SpillFile(self.root / "spill.db"), self.options.prewrite_memory_bytes)
         for region_id, key, start_ts, primary, op, ttl, value in locks:
@@ -328,6 +331,7 @@ class Store:
                 raise
             self._caches.commit()
             # From here on nothing can fail half-way: the batch is decoded.
+            self._dirty_regions.update(saved_regions)
             for _seq, start, end, why in staged.tombstones:
                 self._delete_range_in_buffers(start, end)
                 self._tombstones.append((start, end, why))
@@ -616,6 +620,11 @@ class Store:
         assert self._caches is not None
         t0 = time.monotonic()
         conn = self._conn
+        if (not self._buffers and not self._tombstones and not self._dirty_regions
+                and self._position == self._persisted_position):
+            # Nothing applied since the last flush: no edit (version 0 says so).
+            self._dirty_since = None
+            return FlushResult(0, 0, 0, 0, 0, len(self._persisted_locks), self._position, time.monotonic() - t0)
         for _attempt in range(5):
             partitions = self._read_partitions(conn)
             written: list[tuple[int, int, int, Any, str]] = []  # (table, partition, schema_version, PartFile, kind)
@@ -654,7 +663,7 @@ class Store:
                     for start, end, why in self._tombstones:
                         conn.execute("INSERT INTO range_tombstones(start_key, end_key, version, reason) "
                                      "VALUES (?,?,?,?)", (start, end, e.version, why))
-                    for reg in self._regions.values():
+                    for reg in (self._regions[r] for r in self._dirty_regions if r in self._regions):
                         conn.execute("INSERT OR REPLACE INTO regions VALUES (?,?,?,?,?,?,?,?,?)",
                                      (reg.id, reg.start_key, reg.end_key, reg.epoch_version, reg.conf_ver,
                                       reg.applied_index, reg.resolved_ts, reg.state, reg.snapshot_index))
@@ -680,8 +689,11 @@ class Store:
             self._buffers.clear()
             self._tombstones.clear()
             self._persisted_locks = current_locks
+            self._persisted_position = self._position
             self._dirty_since = None
-            return FlushResult(version, len(written), rows, sum(w[3].bytes for w in written), len(self._regions),
+            n_regions = len(self._dirty_regions)
+            self._dirty_regions.clear()
+            return FlushResult(version, len(written), rows, sum(w[3].bytes for w in written), n_regions,
                                len(current_locks), self._position, time.monotonic() - t0)
         raise RuntimeError("flush: partitions kept changing under the flush (another writer process?)")
 
