@@ -1,0 +1,159 @@
+"""The mini cluster over the wire: the Upstream gRPC service and the HTTP status port answer
+as the in-process cluster does, and `theflash upstream` writes a binlog a source can read."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from pyspark_theflash.binlog import open_source
+from pyspark_theflash.codec import encode_record_key
+from pyspark_theflash.upstream.client import UpstreamClient, connect
+from pyspark_theflash.upstream.cluster import MiniCluster
+from pyspark_theflash.upstream.errors import SchemaError
+from pyspark_theflash.upstream.percolator import PUT, Mutation
+from pyspark_theflash.upstream.tidb import make_column
+from pyspark_theflash.upstream.tso import compose_ts, physical_ms
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("upstream-service")
+    cluster = MiniCluster(root / "data", root / "binlog", resolved_ts_interval=0)
+    cluster.create_table("bank.accounts", [make_column("id", "BIGINT"), make_column("balance", "BIGINT")], primary_key=["id"])
+    cluster.create_table("shop.tags", [make_column("name", "VARCHAR(20)"), make_column("n", "INT")], primary_key=["name"])
+    with cluster.txn() as t:
+        for i in range(5):
+            t.insert("bank.accounts", {"id": i, "balance": 10})
+    addresses = cluster.serve()
+    client = connect(addresses["upstream"])
+    yield cluster, client, addresses
+    client.close()
+    cluster.close()
+
+
+def test_both_forms_implement_the_upstream_client_protocol(served) -> None:
+    cluster, client, _ = served
+    assert isinstance(cluster, UpstreamClient) and isinstance(client, UpstreamClient)
+
+
+def test_tso_over_grpc_is_strictly_increasing_and_shared_with_the_cluster(served) -> None:
+    cluster, client, _ = served
+    a = client.get_ts()
+    b = cluster.get_ts()
+    c = client.get_ts()
+    assert a < b < c
+    assert abs(physical_ms(c) - physical_ms(a)) < 60_000
+
+
+def test_regions_read_index_and_snapshot_match_in_process(served) -> None:
+    cluster, client, _ = served
+    assert client.regions() == cluster.regions()
+    for r in client.regions():
+        assert client.read_index(r.id) == cluster.read_index(r.id)
+        assert client.region_snapshot(r.id) == cluster.region_snapshot(r.id)
+    with pytest.raises(Exception, match="region 999"):
+        client.read_index(999)
+
+
+def test_check_txn_status_and_resolve_lock_over_grpc(served) -> None:
+    cluster, client, _ = served
+    k1, k2 = encode_record_key(9999, 1), encode_record_key(9999, 2)
+    start = client.get_ts()
+    cluster.store.prewrite([Mutation(PUT, k1, b"a"), Mutation(PUT, k2, b"b")], k1, start, 100)
+    now = compose_ts(physical_ms(start) + 1, 0)
+    status = client.check_txn_status(k1, start, now, now)
+    assert (status.state, status.ttl_ms) == ("locked", 100)
+    later = compose_ts(physical_ms(start) + 101, 0)
+    status = client.check_txn_status(k1, start, later, later)
+    assert (status.state, status.action) == ("rolled_back", "ttl_expire_rollback")
+    assert client.resolve_lock(start, 0) == 1
+    assert cluster.store.locks() == []
+
+
+def test_committed_status_carries_commit_ts(served) -> None:
+    cluster, client, _ = served
+    t = cluster.txn(one_pc=False)
+    t.update("bank.accounts", {"id": 1, "balance": 11})
+    t.update("bank.accounts", {"id": 2, "balance": 9})
+    commit_ts = t.commit()
+    now = client.get_ts()
+    key = encode_record_key(cluster.table_info("bank", "accounts")["id"], 1)
+    status = client.check_txn_status(key, t.start_ts, now, now)
+    assert (status.state, status.commit_ts) == ("committed", commit_ts)
+
+
+def test_gc_safe_point_only_moves_forward(served) -> None:
+    _, client, _ = served
+    ts = client.get_ts()
+    assert client.update_gc_safe_point(ts) == ts
+    assert client.update_gc_safe_point(ts - 100) == ts
+    assert client.gc_safe_point() == ts
+
+
+def test_schema_over_http_matches_the_catalog(served) -> None:
+    cluster, client, addresses = served
+    assert sorted(client.list_tables()) == sorted(cluster.list_tables()) == [("bank", "accounts"), ("shop", "tags")]
+    info = client.table_info("bank", "accounts")
+    assert info == cluster.table_info("bank", "accounts")
+    assert info["pk_is_handle"] and info["schema_version"] > 0
+    assert client.table_info_by_id(info["id"]) == ("bank", info)
+    tags = client.table_info("shop", "tags")
+    assert tags["is_common_handle"] and not tags["pk_is_handle"]
+    base = f"http://{addresses['status']}"
+    dbs = json.loads(urllib.request.urlopen(f"{base}/schema").read())
+    assert sorted(d["db_name"]["L"] for d in dbs) == ["bank", "shop"]
+    listed = json.loads(urllib.request.urlopen(f"{base}/schema/shop").read())
+    assert [t["name"]["O"] for t in listed] == ["tags"]
+    body = json.loads(urllib.request.urlopen(f"{base}/db-table/{info['id']}").read())
+    assert body["db_info"]["db_name"] == {"O": "bank", "L": "bank"} and body["table_info"]["id"] == info["id"]
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(f"{base}/schema/bank/nope")
+    assert err.value.code == 404 and "unknown table bank.nope" in err.value.read().decode()
+    with pytest.raises(SchemaError):
+        client.table_info("nope", "nope")
+
+
+def test_schema_version_increases_with_add_and_drop_column(served) -> None:
+    cluster, client, _ = served
+    before = client.table_info("shop", "tags")
+    added = cluster.add_column("shop.tags", make_column("color", "VARCHAR(10)"), default="red")
+    assert added["schema_version"] > before["schema_version"]
+    after = client.table_info("shop", "tags")
+    color = [c for c in after["cols"] if c["name"]["L"] == "color"][0]
+    assert color["origin_default"] == "red" and color["id"] == before["max_col_id"] + 1
+    dropped = cluster.drop_column("shop.tags", "color")
+    assert dropped["schema_version"] > after["schema_version"]
+    assert [c["name"]["L"] for c in client.table_info("shop", "tags")["cols"]] == ["name", "n"]
+
+
+def test_cluster_info_names_the_status_and_binlog_addresses(served) -> None:
+    _, client, addresses = served
+    info = client.cluster_info()
+    assert info.status_address == addresses["status"]
+    assert info.binlog_address == addresses["binlog"] and info.binlog_address.startswith("grpc://127.0.0.1:")
+
+
+def test_theflash_upstream_command_writes_a_binlog_open_source_reads(tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyspark_theflash", "upstream", "--data", str(tmp_path / "d"),
+         "--binlog", str(tmp_path / "b"), "--workload", "bank", "--duration", "2", "--accounts", "20"],
+        capture_output=True, text=True, timeout=60, env=env, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "stopped cleanly" in proc.stdout and "committed=" in proc.stdout
+    with open_source(str(tmp_path / "b")) as source:
+        events = [pe.event for pe in source.read(100_000, 1.0)]
+    assert events[0].HasField("snapshot") and events[0].region_id == 1
+    rows = [r for e in events if e.HasField("entries") for r in e.entries.rows]
+    assert len(rows) > 20
+    assert any(e.HasField("resolved_ts") for e in events)
