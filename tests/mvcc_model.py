@@ -200,6 +200,10 @@ class MvccModel:
             return
         if region is None:
             raise ModelError(f"event {kind} for unknown region {event.region_id} at index {event.index}")
+        if kind == "resolved_ts":
+            # no log entry of its own: it carries the region's last index, already applied
+            region.resolved_ts = max(region.resolved_ts, event.resolved_ts)
+            return
         if event.index <= region.applied_index:
             return  # replayed: already applied
         region.applied_index = event.index
@@ -208,8 +212,6 @@ class MvccModel:
                 self._apply_row(region, row)
         elif kind == "admin":
             self._apply_admin(region, event)
-        elif kind == "resolved_ts":
-            region.resolved_ts = max(region.resolved_ts, event.resolved_ts)
 
     def _add_version(self, key: bytes, commit_ts: int, op: int, value: bytes) -> None:
         if op == binlog_pb2.LOCK:
@@ -449,7 +451,8 @@ class StreamGenerator:
         raise AssertionError(f"no region holds handle {handle}")
 
     def emit(self, region: _UpRegion, **payload: Any) -> None:
-        region.index += 1
+        if "resolved_ts" not in payload:
+            region.index += 1  # a resolved ts is no log entry: it carries the region's last index
         if region.lagging or region.removed:
             return  # the replica does not get it; a snapshot will catch it up
         self.events.append(
