@@ -155,22 +155,65 @@ def test_readers_at_many_ts_see_the_bank_invariant_while_the_writer_applies(form
         assert [(db, name) for _, db, name in view.ignored_tables()] == [("shop", "items")]
 
 
-def test_sigkill_mid_run_loses_and_doubles_nothing(cluster: BankCluster, tmp_path: Path) -> None:
-    store = tmp_path / "store"
-    for _ in range(3):
-        writer = start_writer(store, cluster.binlog("file"), cluster, "--batch-events", "50")
+def sigkill_rounds(cluster: BankCluster, store: Path, kills: int, forms: tuple[str, ...], batch_events: str) -> None:
+    """SIGKILL the writer ``kills`` times right after it persisted new progress, restart, and
+    check the store at the cluster's final ts equals the cluster's table."""
+    for round_ in range(kills):
+        writer = start_writer(store, cluster.binlog(forms[round_ % len(forms)]), cluster, "--batch-events", batch_events)
         wait_for(lambda: holds_latch(store, writer), 30, "the writer to take the latch")
         before = _persisted_position(store)
         wait_for(lambda: _persisted_position(store) > before, 30, "the writer to persist progress")
         writer.send_signal(signal.SIGKILL)
         writer.wait(10)
-    writer = start_writer(store, cluster.binlog("file"), cluster)
+    writer = start_writer(store, cluster.binlog(forms[0]), cluster)
     wait_for(lambda: holds_latch(store, writer), 30, "the restarted writer to take over the latch")
     final = cluster.stop_workload()
     _, total, balances = learner_read_total(store, cluster, final["ts"])
     assert balances == final["balances"] and total == cluster.info["total"]
     writer.send_signal(signal.SIGTERM)
     assert writer.wait(30) == 0
+
+
+def test_sigkill_mid_run_loses_and_doubles_nothing(cluster: BankCluster, tmp_path: Path) -> None:
+    sigkill_rounds(cluster, tmp_path / "store", kills=2, forms=("file",), batch_events="50")
+
+
+@pytest.mark.slow
+def test_sigkill_soak_over_both_binlog_forms(cluster: BankCluster, tmp_path: Path) -> None:
+    sigkill_rounds(cluster, tmp_path / "store", kills=12, forms=("file", "grpc"), batch_events="7")
+
+
+def test_progress_line_is_rewritten_in_place_on_a_terminal(tmp_path: Path) -> None:
+    import pty
+
+    from pyspark_theflash.upstream.cluster import MiniCluster
+    from pyspark_theflash.upstream.tidb import make_column
+
+    with MiniCluster(tmp_path / "cluster", binlog_dir=tmp_path / "binlog", resolved_ts_interval=0) as up:
+        addresses = up.serve()
+        up.create_table(TABLE, [make_column("id", "BIGINT", not_null=True), make_column("balance", "BIGINT")], primary_key=["id"])
+        up.run_txn(lambda t: t.insert(TABLE, {"id": 1, "balance": 1}))
+        master, slave = pty.openpty()
+        proc = subprocess.Popen(
+            [PY, "-m", "pyspark_theflash", "writer", "run", "--binlog", str(tmp_path / "binlog"), "--store",
+             str(tmp_path / "store"), "--upstream", addresses["upstream"], "--until-caught-up"],
+            stdout=slave, stderr=subprocess.DEVNULL,
+        )
+        os.close(slave)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the terminal closed: the writer exited
+                break
+            if not chunk:
+                break
+            out += chunk
+        os.close(master)
+        assert proc.wait(30) == 0
+    text = out.decode()
+    assert text.startswith("\r") and text.count("\r") >= 2 and "events/s" in text and "rows/s" in text
+    assert text.rstrip("\r\n").count("\n") == 0  # one line, rewritten in place
 
 
 def _persisted_position(store: Path) -> tuple[int, int]:
