@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mvcc_model import DB, StreamSpec, generate_stream  # noqa: E402
 
-CRASH_SPEC = StreamSpec(steps=400, keys=60, max_regions=8)
+CRASH_SPEC = StreamSpec(steps=250, keys=60, max_regions=8)
 
 
 def say(*words: object) -> None:
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=CRASH_SPEC.steps)
     parser.add_argument("--batch", type=int, default=6)
     parser.add_argument("--flush-every", type=int, default=3)
-    parser.add_argument("--compact-every", type=int, default=4)
+    parser.add_argument("--compact-every", type=int, default=2)
     args = parser.parse_args(argv)
 
     from pyspark_theflash.binlog.position import Position
