@@ -45,9 +45,12 @@ class BatchDecodeError(BadRowError):
     """A row of a batch that cannot be decoded; the message names the row index."""
 
 
-def decode_rows_to_arrow(values: Sequence[bytes], handles: Any, table: TableInfo | Mapping[str, Any],
+def decode_rows_to_arrow(values: Sequence[bytes] | pa.Array | pa.ChunkedArray, handles: Any,
+                         table: TableInfo | Mapping[str, Any],
                          columns: Sequence[str] | None = None) -> pa.RecordBatch:
     """Decode row values (v2 or v1) of `table` into a RecordBatch of `arrow_schema(table, columns)`.
+
+    `values` are bytes objects or a pyarrow binary array (read in place, without a copy).
 
     `handles` are the int handles of the rows (used for the pk_is_handle column; may be None
     when the table has none)."""
@@ -63,10 +66,7 @@ def decode_rows_to_arrow(values: Sequence[bytes], handles: Any, table: TableInfo
     handle_col = table.handle_column if table.pk_is_handle else None
     handle_arr = _handles_array(handles, n) if handle_col is not None else None
 
-    lengths = np.fromiter(map(len, values), dtype=np.int64, count=n)
-    buf = np.frombuffer(b"".join(values), dtype=np.uint8)
-    starts = np.zeros(n, dtype=np.int64)
-    np.cumsum(lengths[:-1], out=starts[1:])
+    buf, starts, lengths = _row_buffer(values)
 
     layout = _parse_layouts(buf, starts, lengths, cols)
     fast = layout.rows  # indices of rows decoded vectorised
@@ -86,7 +86,7 @@ def decode_rows_to_arrow(values: Sequence[bytes], handles: Any, table: TableInfo
     slow_rows = []
     for i in slow.tolist():
         try:
-            slow_rows.append(decode_row(values[i], table,
+            slow_rows.append(decode_row(buf[starts[i]:starts[i] + lengths[i]].tobytes(), table,
                                         None if handle_arr is None else int(handle_arr[i])))
         except CodecError as e:
             raise BatchDecodeError(f"row {i} of {n} (table {table.qualified_name}, id {table.id}): "
@@ -99,6 +99,29 @@ def decode_rows_to_arrow(values: Sequence[bytes], handles: Any, table: TableInfo
     order[slow] = len(fast) + np.arange(len(slow))
     merged = pa.Table.from_batches([fast_batch, slow_batch]).combine_chunks()
     return merged.take(pa.array(order)).to_batches(max_chunksize=n)[0]
+
+
+def _row_buffer(values: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One byte buffer holding every row value, with each row's start and length. A pyarrow
+    binary array is used in place (no copy); a sequence of bytes is joined once."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, pa.Array):
+        if not (pa.types.is_binary(values.type) or pa.types.is_large_binary(values.type)):
+            raise BatchDecodeError(f"row values must be a binary array, got {values.type}")
+        if values.null_count:
+            k = int(np.flatnonzero(~np.asarray(values.is_valid()))[0])
+            raise BatchDecodeError(f"row {k} of {len(values)} has a NULL value; a row value is bytes")
+        width = np.int64 if pa.types.is_large_binary(values.type) else np.int32
+        _, offsets_buf, data_buf = values.buffers()
+        offsets = np.frombuffer(offsets_buf, dtype=width)[values.offset:values.offset + len(values) + 1]
+        data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+        starts = offsets[:-1].astype(np.int64)
+        return data, starts, np.diff(offsets).astype(np.int64)
+    lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+    starts = np.zeros(len(values), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    return np.frombuffer(b"".join(values), dtype=np.uint8), starts, lengths
 
 
 def record_batch_from_rows(rows: Sequence[Mapping[str, Any]], table: TableInfo | Mapping[str, Any],
