@@ -70,27 +70,20 @@ def make_column(name: str, type_sql: str, **options: Any) -> dict[str, Any]:
 
 
 def table_info_of(table: Mapping[str, Any]) -> Any:
-    """The schema box's TableInfo of a table info dict (cached per id and schema version)."""
-    key = (table["id"], table.get("schema_version"), len(table["cols"]))
-    info = _TABLE_INFOS.get(key)
-    if info is None:
-        from pyspark_theflash.schema.table_info import TableInfo
+    """The schema box's TableInfo of a table info dict."""
+    from pyspark_theflash.schema.table_info import TableInfo
 
-        info = TableInfo.from_json(dict(table))
-        _TABLE_INFOS[key] = info
-    return info
+    return TableInfo.from_json(dict(table))
 
 
-_TABLE_INFOS: dict[tuple[Any, ...], Any] = {}
-
-
-def record_key(table: Mapping[str, Any], handle: Any) -> bytes:
-    """The raw record key of ``handle`` (an int, or the tuple of common-handle values)."""
+def record_key(table: Mapping[str, Any], handle: Any, info: Any = None) -> bytes:
+    """The raw record key of ``handle`` (an int, or the tuple of common-handle values).
+    ``info``: the table's TableInfo when the caller has it (saves parsing the dict)."""
     from pyspark_theflash import codec
     from pyspark_theflash.codec.row_v2 import datum_for_column
 
     if table.get("is_common_handle"):
-        info = table_info_of(table)
+        info = info or table_info_of(table)
         values = handle if isinstance(handle, (tuple, list)) else (handle,)
         datums = [datum_for_column(info.column(_col_name(c)), v) for c, v in zip(_pk_columns(table), values)]
         return bytes(codec.encode_common_handle_key(table["id"], datums))
@@ -124,25 +117,25 @@ def handle_of(table: Mapping[str, Any], row: Mapping[str, Any]) -> Any:
     return int(row[ROWID])
 
 
-def encode_value(table: Mapping[str, Any], row: Mapping[str, Any]) -> bytes:
+def encode_value(table: Mapping[str, Any], row: Mapping[str, Any], info: Any = None) -> bytes:
     """Row format v2 bytes of a row (the int handle column and _tidb_rowid are in the key)."""
     from pyspark_theflash.codec.row_v2 import encode_row_for_table
 
     values = {k: v for k, v in row.items() if k != ROWID}
     if table.get("pk_is_handle"):
         values.pop(_col_name(_pk_columns(table)[0]), None)
-    return bytes(encode_row_for_table(table_info_of(table), values))
+    return bytes(encode_row_for_table(info or table_info_of(table), values))
 
 
-def decode_value(table: Mapping[str, Any], key: bytes, value: bytes) -> dict[str, Any]:
+def decode_value(table: Mapping[str, Any], key: bytes, value: bytes, info: Any = None) -> dict[str, Any]:
     """Column values of a stored row, with the handle column (or _tidb_rowid) filled from the key."""
     from pyspark_theflash import codec
     from pyspark_theflash.codec.row import decode_row
 
     if table.get("pk_is_handle"):
         _, handle = codec.decode_record_key(key)
-        return dict(decode_row(value, table_info_of(table), handle=handle))
-    row = dict(decode_row(value, table_info_of(table)))
+        return dict(decode_row(value, info or table_info_of(table), handle=handle))
+    row = dict(decode_row(value, info or table_info_of(table)))
     if not table.get("is_common_handle"):
         _, handle = codec.decode_record_key(key)
         row[ROWID] = handle
@@ -384,6 +377,7 @@ class Txn:
         self.commit_ts = 0
         self.mutations: dict[bytes, Mutation] = {}
         self._tables: dict[str, dict[str, Any]] = {}
+        self._infos: dict[str, Any] = {}
         self.done = False
 
     def __enter__(self) -> "Txn":
@@ -398,8 +392,11 @@ class Txn:
     # ---- reads (snapshot at start_ts, own writes visible)
 
     def table(self, qualified: str) -> dict[str, Any]:
+        """The table's info as of this transaction's first use of it (TiDB's schema lease)."""
         if qualified not in self._tables:
-            self._tables[qualified] = self.catalog.table(*split_table_name(qualified))
+            table = self.catalog.table(*split_table_name(qualified))
+            self._tables[qualified] = table
+            self._infos[qualified] = table_info_of(table)
         return self._tables[qualified]
 
     def _read(self, key: bytes) -> bytes | None:
@@ -409,41 +406,41 @@ class Txn:
         return self.resolver.retry(lambda: self.store.get(key, self.start_ts), self.start_ts)
 
     def get(self, qualified: str, handle: Any) -> dict[str, Any] | None:
-        table = self.table(qualified)
-        key = record_key(table, handle)
+        table, info = self.table(qualified), self._infos[qualified]
+        key = record_key(table, handle, info)
         value = self._read(key)
-        return None if value is None else decode_value(table, key, value)
+        return None if value is None else decode_value(table, key, value, info)
 
     # ---- writes
 
     def insert(self, qualified: str, row: Mapping[str, Any]) -> Any:
         """Insert a row; returns its handle (the allocated _tidb_rowid for tables without one)."""
-        table = self.table(qualified)
+        table, info = self.table(qualified), self._infos[qualified]
         row = dict(row)
         if not table.get("pk_is_handle") and not table.get("is_common_handle") and ROWID not in row:
             row[ROWID] = self.catalog.alloc_row_id(table["id"])
         handle = handle_of(table, row)
-        key = record_key(table, handle)
+        key = record_key(table, handle, info)
         if self._read(key) is not None:
             raise DuplicateKeyError(f"duplicate entry {handle!r} for the primary key of {qualified}")
-        self.mutations[key] = Mutation(binlog_pb2.PUT, key, encode_value(table, row))
+        self.mutations[key] = Mutation(binlog_pb2.PUT, key, encode_value(table, row, info))
         return handle
 
     def update(self, qualified: str, row: Mapping[str, Any]) -> None:
         """Set the given columns of the row identified by the key columns in ``row``."""
-        table = self.table(qualified)
+        table, info = self.table(qualified), self._infos[qualified]
         handle = handle_of(table, row)
-        key = record_key(table, handle)
+        key = record_key(table, handle, info)
         current = self._read(key)
         if current is None:
             raise RowNotFoundError(f"no row {handle!r} in {qualified} at ts {self.start_ts}")
-        merged = decode_value(table, key, current)
+        merged = decode_value(table, key, current, info)
         merged.update(row)
-        self.mutations[key] = Mutation(binlog_pb2.PUT, key, encode_value(table, merged))
+        self.mutations[key] = Mutation(binlog_pb2.PUT, key, encode_value(table, merged, info))
 
     def delete(self, qualified: str, handle: Any) -> None:
-        table = self.table(qualified)
-        key = record_key(table, handle)
+        table, info = self.table(qualified), self._infos[qualified]
+        key = record_key(table, handle, info)
         if self._read(key) is None:
             raise RowNotFoundError(f"no row {handle!r} in {qualified} at ts {self.start_ts}")
         self.mutations[key] = Mutation(binlog_pb2.DELETE, key)
@@ -543,7 +540,8 @@ def scan_table(
     start, end = record_range(table["id"])
     resolver = LockResolver(store, tso)
     pairs = resolver.retry(lambda: store.scan(start, end, ts), ts)
-    return [decode_value(table, k, v) for k, v in pairs]
+    info = table_info_of(table)
+    return [decode_value(table, k, v, info) for k, v in pairs]
 
 
 def get_row(
