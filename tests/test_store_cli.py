@@ -203,3 +203,20 @@ def test_verify_finds_a_part_whose_columns_differ_from_its_schema_version(built,
     code, out, _ = run_cli(capsys, "verify", str(root))
     assert code == 1
     assert "differ from schema version 1" in out and "i int64" in out
+
+
+def test_compact_and_gc_refuse_while_a_writer_holds_the_latch(built, capsys) -> None:
+    from pyspark_theflash import latch as latch_box
+
+    root, *_ = built
+    latch = latch_box.connect(str(root))
+    holder = latch.acquire_write_latch("writer job under test", 60)
+    try:
+        for argv in (("compact", str(root)), ("gc", str(root), "--safe-point", "1")):
+            code, out, err = run_cli(capsys, *argv)
+            assert code == 2
+            assert "already has a writer" in err and "writer job under test" in err
+    finally:
+        latch.release(holder.token)
+        latch.close()
+    assert run_cli(capsys, "compact", str(root))[0] == 0  # released: it runs

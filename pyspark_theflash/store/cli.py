@@ -10,17 +10,18 @@
 * ``verify``: check every part against the manifest (``store.verify``); exit status 1 when
   anything is wrong, with each problem's file and what to do.
 
-``compact`` and ``gc`` open the store as its writer: run them while no writer job runs (or
-through the writer). ``status`` and ``verify`` only read.
+``compact`` and ``gc`` open the store as its writer under the store's write latch, so they refuse
+to run while a writer job holds it. ``status`` and ``verify`` only read.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sqlite3
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from pyspark_theflash.cli import CommandError
 from pyspark_theflash.errors import TheFlashError
@@ -230,14 +231,40 @@ def cmd_status(args: argparse.Namespace) -> int:
 # compact, gc
 # ---------------------------------------------------------------------------------------------
 
-def _open_writer(path: str) -> Any:
+# compact/gc hold the store's write latch while they run, so no writer job applies meanwhile;
+# long enough for a big compaction (released at the end; a crash leaves it to expire).
+MAINTENANCE_LATCH_TTL_S = 3600.0
+
+
+@contextlib.contextmanager
+def _as_writer(path: str, what: str) -> Iterator[Any]:
+    """The store opened as its single writer, under the write latch (refused while a writer
+    job holds it)."""
+    from pyspark_theflash import latch as latch_box
     from pyspark_theflash.store import Store
 
     root = _require_store(path)
+    latch = latch_box.connect(str(root))
     try:
-        return Store.open(str(root))
-    except TheFlashError as exc:
-        raise CommandError(str(exc)) from exc
+        try:
+            holder = latch.acquire_write_latch(f"theflash store {what}", MAINTENANCE_LATCH_TTL_S)
+        except TheFlashError as exc:
+            raise CommandError(f"cannot {what} now: {exc}") from exc
+        try:
+            try:
+                store = Store.open(str(root))
+            except TheFlashError as exc:
+                raise CommandError(str(exc)) from exc
+            try:
+                yield store
+            except TheFlashError as exc:
+                raise CommandError(str(exc)) from exc
+            finally:
+                store.close()
+        finally:
+            latch.release(holder.token)
+    finally:
+        latch.close()
 
 
 def _parts_summary(root: str) -> tuple[int, int, int]:
@@ -248,21 +275,13 @@ def _parts_summary(root: str) -> tuple[int, int, int]:
 
 def cmd_compact(args: argparse.Namespace) -> int:
     before = _parts_summary(args.dir)
-    store = _open_writer(args.dir)
-    try:
+    with _as_writer(args.dir, "compact") as store:
         if args.table:
-            try:
-                with store.snapshot() as view:
-                    table = view.table(args.table)
-            except TheFlashError as exc:
-                raise CommandError(str(exc)) from exc
+            with store.snapshot() as view:
+                table = view.table(args.table)
             result = store.compact(table=table.id, force=True)
         else:
             result = store.compact(force=True)
-    except TheFlashError as exc:
-        raise CommandError(str(exc)) from exc
-    finally:
-        store.close()
     after = _parts_summary(args.dir)
     print(f"compacted {args.table or 'every table'}: {before[0]} -> {after[0]} live parts, "
           f"{before[1]} -> {after[1]} row versions, {_size(before[2])} -> {_size(after[2])}")
@@ -274,14 +293,8 @@ def cmd_gc(args: argparse.Namespace) -> int:
     if args.safe_point < 0:
         raise CommandError("--safe-point must be a non-negative TSO timestamp")
     before = _parts_summary(args.dir)
-    store = _open_writer(args.dir)
-    try:
-        result = store.gc(args.safe_point)
-        store.compact()
-    except TheFlashError as exc:
-        raise CommandError(str(exc)) from exc
-    finally:
-        store.close()
+    with _as_writer(args.dir, "gc") as store:
+        result = store.gc(args.safe_point)  # moves the safe point and compacts with it
     after = store_status(Path(args.dir))
     print(f"GC safe point now {after['gc_safe_point']} (asked {args.safe_point}"
           f"{'; held back by a read lease' if after['gc_safe_point'] < args.safe_point else ''}): "
