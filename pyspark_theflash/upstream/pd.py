@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
+from pyspark_theflash.codec import encode_region_key as _encode_region_key
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.upstream.errors import RegionError, RegionNotFoundError
 
@@ -21,11 +22,7 @@ RAFT_INIT_LOG_INDEX = 5
 
 def encode_region_key(raw: bytes) -> bytes:
     """PD's boundary form of a raw key; empty stays empty (unbounded)."""
-    if not raw:
-        return b""
-    from pyspark_theflash.codec import encode_region_key as _encode
-
-    return bytes(_encode(raw))
+    return bytes(_encode_region_key(raw)) if raw else b""
 
 
 @dataclass

@@ -18,6 +18,7 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Iterable, NamedTuple, Protocol
 
+from pyspark_theflash.codec import Lock, Write
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.upstream.errors import (
     GCTooEarlyError,
@@ -64,8 +65,6 @@ class LockRecord:
     txn_size: int
 
     def to_bytes(self) -> bytes:
-        from pyspark_theflash.codec import Lock
-
         short = self.value if self.op == PUT and len(self.value) <= SHORT_VALUE_MAX_LEN else None
         return bytes(
             Lock(
@@ -76,8 +75,6 @@ class LockRecord:
 
     @classmethod
     def parse(cls, key: bytes, data: bytes, default_value: bytes | None) -> "LockRecord":
-        from pyspark_theflash.codec import Lock
-
         lock = Lock.parse(data)
         value = lock.short_value if lock.short_value is not None else (default_value or b"")
         return cls(
@@ -103,8 +100,6 @@ class TxnState(NamedTuple):
 
 
 def write_bytes(write_type: str, start_ts: int, short_value: bytes | None) -> bytes:
-    from pyspark_theflash.codec import Write
-
     return bytes(Write(write_type=write_type, start_ts=start_ts, short_value=short_value).to_bytes())
 
 
@@ -201,8 +196,6 @@ class PercolatorStore:
         return None
 
     def _value_of(self, key: bytes, v: Version) -> bytes:
-        from pyspark_theflash.codec import Write
-
         short = Write.parse(v.write).short_value
         if short is not None:
             return bytes(short)
@@ -448,9 +441,8 @@ class PercolatorStore:
         for key in self._keys[lo:hi]:
             for v in self._writes.get(key, ()):
                 if v.write_type in ("P", "D"):
-                    from pyspark_theflash.codec import Write
-
-                    long_value = b"" if Write.parse(v.write).short_value is not None or v.write_type == "D" else self._defaults[(key, v.start_ts)]
+                    inline = v.write_type == "D" or Write.parse(v.write).short_value is not None
+                    long_value = b"" if inline else self._defaults[(key, v.start_ts)]
                     writes.append(binlog_pb2.SnapshotWrite(key=key, commit_ts=v.commit_ts, write=v.write, value=long_value))
             lock = self._locks.get(key)
             if lock is not None:
@@ -603,8 +595,6 @@ class PercolatorStore:
         self, writes: Iterable[tuple[bytes, int, bytes]], defaults: Iterable[tuple[bytes, int, bytes]],
         locks: Iterable[tuple[bytes, bytes, bytes]],
     ) -> None:
-        from pyspark_theflash.codec import Write
-
         with self.mu:
             for key, ts, value in defaults:
                 self._defaults[(bytes(key), ts)] = bytes(value)

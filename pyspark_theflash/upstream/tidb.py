@@ -15,8 +15,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
+from pyspark_theflash import codec
+from pyspark_theflash.codec import decode_row, encode_int, encode_row_for_table
+from pyspark_theflash.codec.row_v2 import datum_for_column
 from pyspark_theflash.errors import TheFlashError
 from pyspark_theflash.proto import binlog_pb2
+from pyspark_theflash.schema import ColumnInfo, TableInfo, column
+from pyspark_theflash.schema import table as build_table
+from pyspark_theflash.schema.builder import default_text
 from pyspark_theflash.upstream.errors import (
     DuplicateKeyError,
     KeyLockedError,
@@ -61,8 +67,6 @@ def _col_name(col: Mapping[str, Any]) -> str:
 def make_column(name: str, type_sql: str, **options: Any) -> dict[str, Any]:
     """A TiDB column info dict from a SQL type (``"DECIMAL(10,2)"``), via the schema box's
     builder. Options are the builder's (``not_null``, ``default``, ``unsigned``, ``elems``, ...)."""
-    from pyspark_theflash.schema.builder import column
-
     return _column_json(column(name, type_sql, **options))
 
 
@@ -71,17 +75,12 @@ def make_column(name: str, type_sql: str, **options: Any) -> dict[str, Any]:
 
 def table_info_of(table: Mapping[str, Any]) -> Any:
     """The schema box's TableInfo of a table info dict."""
-    from pyspark_theflash.schema.table_info import TableInfo
-
     return TableInfo.from_json(dict(table))
 
 
 def record_key(table: Mapping[str, Any], handle: Any, info: Any = None) -> bytes:
     """The raw record key of ``handle`` (an int, or the tuple of common-handle values).
     ``info``: the table's TableInfo when the caller has it (saves parsing the dict)."""
-    from pyspark_theflash import codec
-    from pyspark_theflash.codec.row_v2 import datum_for_column
-
     if table.get("is_common_handle"):
         info = info or table_info_of(table)
         values = handle if isinstance(handle, (tuple, list)) else (handle,)
@@ -92,8 +91,6 @@ def record_key(table: Mapping[str, Any], handle: Any, info: Any = None) -> bytes
 
 def record_range(table_id: int) -> tuple[bytes, bytes]:
     """[t{id}_r, t{id}_s): every record key of the table and nothing else."""
-    from pyspark_theflash.codec import encode_int
-
     prefix = b"t" + bytes(encode_int(table_id))
     return prefix + b"_r", prefix + b"_s"  # '_s' is the first prefix after every '_r' key
 
@@ -119,8 +116,6 @@ def handle_of(table: Mapping[str, Any], row: Mapping[str, Any]) -> Any:
 
 def encode_value(table: Mapping[str, Any], row: Mapping[str, Any], info: Any = None) -> bytes:
     """Row format v2 bytes of a row (the int handle column and _tidb_rowid are in the key)."""
-    from pyspark_theflash.codec.row_v2 import encode_row_for_table
-
     values = {k: v for k, v in row.items() if k != ROWID}
     if table.get("pk_is_handle"):
         values.pop(_col_name(_pk_columns(table)[0]), None)
@@ -129,9 +124,6 @@ def encode_value(table: Mapping[str, Any], row: Mapping[str, Any], info: Any = N
 
 def decode_value(table: Mapping[str, Any], key: bytes, value: bytes, info: Any = None) -> dict[str, Any]:
     """Column values of a stored row, with the handle column (or _tidb_rowid) filled from the key."""
-    from pyspark_theflash import codec
-    from pyspark_theflash.codec.row import decode_row
-
     if table.get("pk_is_handle"):
         _, handle = codec.decode_record_key(key)
         return dict(decode_row(value, info or table_info_of(table), handle=handle))
@@ -206,9 +198,6 @@ class Catalog:
         TiDB column dicts; ``primary_key`` names the key columns (or take those flagged as
         primary key). A clustered single integer key is the handle; another clustered key is
         a common handle; a non-clustered key (or none) gives the table a _tidb_rowid."""
-        from pyspark_theflash.schema.builder import table as build_table
-        from pyspark_theflash.schema.table_info import ColumnInfo
-
         cols = [c if isinstance(c, ColumnInfo) else ColumnInfo.from_json(_column_json(c)) for c in columns]
         with self._mu:
             database = self.dbs.get(db.lower())
@@ -273,9 +262,6 @@ class Catalog:
             col.setdefault("state", _STATE_PUBLIC)
             col.setdefault("version", 2)
             if default is not None:
-                from pyspark_theflash.schema.builder import default_text
-                from pyspark_theflash.schema.table_info import ColumnInfo
-
                 stored = default_text(default, ColumnInfo.from_json(col))
                 col["origin_default"] = col["default"] = stored
             table["cols"].append(col)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any, Callable
 
+from pyspark_theflash.codec import encode_record_key
 from pyspark_theflash.upstream.errors import SchemaError, TxnAbortedError, UpstreamError
 from pyspark_theflash.upstream.tidb import Abandoned, Txn, make_column
 
@@ -280,8 +281,6 @@ class BankWorkload(Workload):
                     t.insert(self.table, {"id": i, "balance": self.initial, "owner": f"owner-{i}"})
 
     def random_key(self, rng: random.Random) -> bytes | None:
-        from pyspark_theflash.codec import encode_record_key
-
         table_id = self.cluster.table_info(*self.table.split(".", 1))["id"]
         return bytes(encode_record_key(table_id, rng.randrange(1, self.accounts)))
 
@@ -431,8 +430,6 @@ class OrdersWorkload(Workload):
                 self._orders.setdefault(row["order_id"], []).append(row["_tidb_rowid"])
 
     def random_key(self, rng: random.Random) -> bytes | None:
-        from pyspark_theflash.codec import encode_record_key
-
         if not self._orders:
             return None
         table_id = self.cluster.table_info(ORDERS_DB, "orders")["id"]
