@@ -238,3 +238,23 @@ def test_split_and_merge_bump_epochs_and_emit_admin_events(cluster: MiniCluster,
     admins = [e for e in sink.events if e.HasField("admin")]
     assert [a.admin.WhichOneof("cmd") for a in admins] == ["split", "merge"]
     assert admins[1].region_id == 1 and admins[1].admin.merge.source.id == 2
+
+
+@pytest.mark.parametrize("limit", [{"region_split_keys": 4}, {"region_split_bytes": 300}])
+def test_regions_split_by_themselves_past_the_configured_size(tmp_path: Path, limit: dict[str, int]) -> None:
+    sink = ListSink()
+    c = MiniCluster(tmp_path / "d", sink=sink, resolved_ts_interval=0, **limit)
+    try:
+        for i in range(20):
+            c.store.one_pc([Mutation(PUT, encode_record_key(7, i), b"v" * 40)], c.get_ts())
+        regions = c.regions()
+        assert len(regions) > 2
+        assert [r.start_key for r in regions[1:]] == [r.end_key for r in regions[:-1]]
+        assert regions[0].start_key == b"" and regions[-1].end_key == b""
+        splits = [e for e in sink.events if e.HasField("admin") and e.admin.HasField("split")]
+        assert len(splits) == len(regions) - 1
+        # Every key is still readable, whichever region holds it now.
+        ts = c.get_ts()
+        assert all(c.store.get(encode_record_key(7, i), ts) == b"v" * 40 for i in range(20))
+    finally:
+        c.close()

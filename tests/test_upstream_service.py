@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -157,3 +158,42 @@ def test_theflash_upstream_command_writes_a_binlog_open_source_reads(tmp_path: P
     rows = [r for e in events if e.HasField("entries") for r in e.entries.rows]
     assert len(rows) > 20
     assert any(e.HasField("resolved_ts") for e in events)
+
+
+def test_theflash_upstream_serve_answers_over_grpc_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
+    import signal
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pyspark_theflash", "upstream", "--data", str(tmp_path / "d"), "--serve", "0",
+         "--workload", "bank", "--accounts", "10", "--rate", "20"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        serving = ""
+        for line in proc.stdout:  # blocks until the cluster prints its addresses
+            if "serving upstream" in line:
+                serving = line
+                break
+        assert serving, proc.stderr.read() if proc.stderr else ""
+        address = serving.split("serving upstream ")[1].split()[0]
+        client = connect(address)
+        try:
+            assert client.get_ts() > 0
+            deadline = time.monotonic() + 30  # the workload creates its table after serving starts
+            while ("bank", "accounts") not in client.list_tables():
+                assert time.monotonic() < deadline, "bank.accounts never appeared"
+            binlog_url = client.binlog_address
+        finally:
+            client.close()
+        with open_source(binlog_url) as source:
+            first = source.read(1, 10.0)
+        assert first and first[0].event.HasField("snapshot")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopped cleanly" in out
