@@ -1,6 +1,8 @@
 """Row decoding throughput: the per-row path (codec.row.decode_row for each row, then Arrow
 arrays from the Python values) against the vectorised codec.batch.decode_rows_to_arrow, on
-the same rows of a 10-column mixed table, in one run.
+the same rows of a 12-column mixed table (int handle, TINYINT, SMALLINT, INT, BIGINT
+UNSIGNED, DOUBLE, DECIMAL(12,2), VARCHAR, DATETIME(6), DATE, ENUM and a VARCHAR with ~10% NULLs),
+in one run.
 
     .venv/bin/python bench/codec.py [--rows 200000] [--repeat 3] [--seed 7]
 
