@@ -28,6 +28,17 @@ def _close(view: Any) -> None:
         close()
 
 
+def _all_regions(view: Any) -> list[Any]:
+    try:
+        return list(view.regions(include_gone=True))
+    except TypeError:
+        return list(view.regions())
+
+
+def _region_not_found(exc: Exception) -> bool:
+    return type(exc).__name__ == "RegionNotFoundError" or "not found" in str(exc).lower()
+
+
 def ranges_overlap(a_start: bytes, a_end: bytes, b_start: bytes, b_end: bytes) -> bool:
     """Do [a_start, a_end) and [b_start, b_end) overlap? Empty end = +inf (PD's form)."""
     return (not b_end or a_start < b_end) and (not a_end or b_start < a_end)
@@ -63,25 +74,29 @@ class LearnerRead:
         try:
             return {rid: int(self.upstream.read_index(rid))}
         except Exception as exc:
-            if "not found" not in str(exc).lower() and type(exc).__name__ != "RegionNotFoundError":
+            if not _region_not_found(exc):
                 raise
-        out: dict[int, int] = {}
-        for up in self.upstream.regions():
-            if ranges_overlap(bytes(up.start_key), bytes(up.end_key), bytes(region.start_key), bytes(region.end_key)):
-                out[int(up.id)] = int(self.upstream.read_index(int(up.id)))
-        return out
+        return self._covering_read_index(bytes(region.start_key), bytes(region.end_key))
+
+    def _covering_read_index(self, start: bytes, end: bytes) -> dict[int, int]:
+        """Read indexes of the upstream regions over [start, end). The region map may change
+        between listing and asking (a split or merge): then list again."""
+        for attempt in range(20):
+            out: dict[int, int] = {}
+            try:
+                for up in self.upstream.regions():
+                    if ranges_overlap(bytes(up.start_key), bytes(up.end_key), start, end):
+                        out[int(up.id)] = int(self.upstream.read_index(int(up.id)))
+                return out
+            except Exception as exc:
+                if not _region_not_found(exc) or attempt == 19:
+                    raise
+        return {}
 
     def _upstream_regions(self, needed: dict[int, int]) -> None:
         """Regions upstream has over the table that the store may not know yet (a fresh
         store, or a split it has not applied): the store must hold each at its read index."""
-        start, end = self.key_range
-        for up in self.upstream.regions():
-            if ranges_overlap(bytes(up.start_key), bytes(up.end_key), start, end):
-                try:
-                    needed[int(up.id)] = int(self.upstream.read_index(int(up.id)))
-                except Exception as exc:
-                    if type(exc).__name__ != "RegionNotFoundError":
-                        raise  # else merged away meanwhile: its range is in a neighbour we list
+        needed.update(self._covering_read_index(*self.key_range))
 
     def run(self, deadline: float, timeout_s: float, only: Iterable[int] | None = None, force: bool = False) -> Any:
         """Wait until caught up; returns the store view that is. ``only``: just these region
@@ -97,7 +112,8 @@ class LearnerRead:
         try:
             while True:
                 view = self.snapshot()
-                states = {region_id(r): r for r in view.regions()}
+                # merged or removed regions too: their range now lives in a region we also wait for
+                states = {region_id(r): r for r in _all_regions(view)}
                 fresh = []
                 for r in self.covering(view):
                     rid = region_id(r)
