@@ -416,3 +416,23 @@ def test_gc_follows_the_upstream_safe_point_but_never_passes_a_live_lease(tmp_pa
         assert writer.wait(30) == 0
     with Store.open(str(store), readonly=True) as s, s.snapshot() as view:
         assert view.gc_safe_point() == safe_point
+
+
+def test_a_writer_that_lost_its_latch_stops_without_touching_the_store(cluster: BankCluster, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    err = tmp_path / "writer.out"
+    writer = start_writer(store, cluster.binlog("file"), cluster, "--latch-ttl", "1s", log=err)
+    wait_for(lambda: holds_latch(store, writer), 30, "the writer to start")
+    writer.send_signal(signal.SIGSTOP)  # a stalled writer (VM pause, swap storm) misses its renewals
+    try:
+        with latch_mod.connect(store) as latch:
+            wait_for(lambda: latch.holder() is None, 30, "the stalled writer's latch to expire")
+            intruder = latch.acquire_write_latch("intruder", ttl_s=60)
+            position = _persisted_position(store)
+    finally:
+        writer.send_signal(signal.SIGCONT)
+    assert writer.wait(30) == 2
+    assert "write latch" in err.read_text() and "intruder" in err.read_text()
+    with latch_mod.connect(store) as latch:
+        assert latch.holder().token == intruder.token  # type: ignore[union-attr]
+    assert _persisted_position(store) == position

@@ -30,6 +30,9 @@ from pyspark_theflash.latch.types import FlushRequest, Lease, WriterHolder
 LATCH_DB = "latch.db"
 # Completed flush requests are kept this long so a late wait_flush still finds its answer.
 COMPLETED_FLUSH_RETENTION_S = 600.0
+# A flush request nobody completed within this long is abandoned (its reader gave up long ago):
+# the writer stops looking at it.
+PENDING_FLUSH_MAX_AGE_S = 300.0
 # How often wait_flush looks at SQLite; a flush answer costs at most this much extra latency.
 WAIT_FLUSH_POLL_S = 0.01
 
@@ -244,16 +247,21 @@ class LocalLatch(Latch):
     def pending_flushes(self) -> list[FlushRequest]:
         rows = self._query(
             "SELECT request_id, region_ids, read_index, requested_at FROM flush_requests "
-            "WHERE completed_at IS NULL ORDER BY request_id"
+            "WHERE completed_at IS NULL AND requested_at >= ? ORDER BY request_id",
+            (self._clock() - PENDING_FLUSH_MAX_AGE_S,),
         )
         return [
             FlushRequest(int(rid), tuple(json.loads(regions)), {int(k): int(v) for k, v in json.loads(wanted).items()}, float(at))
             for rid, regions, wanted, at in rows
         ]
 
-    def has_pending_flush(self) -> bool:
-        """Cheap check the writer makes many times per interval."""
-        return bool(self._query("SELECT 1 FROM flush_requests WHERE completed_at IS NULL LIMIT 1"))
+    def has_pending_flush(self, after_request_id: int = 0) -> bool:
+        """Is a request newer than ``after_request_id`` pending? The cheap check the writer
+        makes many times per interval."""
+        return bool(self._query(
+            "SELECT 1 FROM flush_requests WHERE completed_at IS NULL AND request_id > ? AND requested_at >= ? LIMIT 1",
+            (int(after_request_id), self._clock() - PENDING_FLUSH_MAX_AGE_S),
+        ))
 
     def complete_flush(self, request_id: int, applied: Mapping[int, int] | None = None) -> None:
         payload = json.dumps({str(int(r)): int(i) for r, i in (applied or {}).items()})

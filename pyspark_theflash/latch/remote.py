@@ -223,8 +223,8 @@ class RemoteLatch(Latch):
             for r in resp.requests
         ]
 
-    def has_pending_flush(self) -> bool:
-        return bool(self.pending_flushes())
+    def has_pending_flush(self, after_request_id: int = 0) -> bool:
+        return any(r.request_id > after_request_id for r in self.pending_flushes())
 
     def complete_flush(self, request_id: int, applied: Mapping[int, int] | None = None) -> None:
         self._call("CompleteFlush", pb.CompleteFlushRequest(request_id=request_id, applied=_indexes_pb(applied)))

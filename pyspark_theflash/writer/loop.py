@@ -14,6 +14,7 @@ import time
 from typing import Any, Callable, Sequence
 
 from pyspark_theflash.binlog import Position, PositionedEvent
+from pyspark_theflash.latch.errors import WriteLatchLostError
 from pyspark_theflash.latch.local import LocalLatch
 from pyspark_theflash.latch.types import FlushRequest, WriterHolder
 from pyspark_theflash.proto import binlog_pb2
@@ -71,9 +72,11 @@ class Writer:
         self.upstream: Any = None
         self.schemas: SchemaSource | None = None
         self.metrics: Any = None
+        self.store_lost = False
         self._unflushed_rows = 0
         self._unflushed_events = 0
         self._columns_cache: dict[int, set[int]] | None = None
+        self._last_request_seen = 0  # flush requests up to this id were looked at after a flush
         now = time.monotonic()
         self._last_flush = self._last_compact = self._last_renew = now
         self._last_publish = 0.0
@@ -104,6 +107,12 @@ class Writer:
                 self.configure_store(self.store)
             self._connect_upstream()
             self._loop()
+        except WriteLatchLostError:
+            # Another writer owns the store now: touching it (even a final flush) could undo
+            # its work. Stop without writing; the binlog replays whatever was not flushed.
+            self.holder = None
+            self.store_lost = True
+            raise
         finally:
             self._shutdown()
 
@@ -119,7 +128,7 @@ class Writer:
 
     def _shutdown(self) -> None:
         try:
-            if self.store is not None:
+            if self.store is not None and not self.store_lost:
                 self._flush(force=True)
                 self.progress.state = "stopped"
                 self._publish(force=True)
@@ -156,11 +165,14 @@ class Writer:
                 batch = source.read(opts.batch_events, READ_TIMEOUT_S)
                 if batch:
                     self._apply(batch)
-                flush_wanted = self.latch.has_pending_flush()  # type: ignore[union-attr]
+                pending = self.latch.pending_flushes()  # type: ignore[union-attr]
+                # A new request, or new events that may reach an older request's read index.
+                flush_wanted = bool(pending) and (bool(batch) or pending[-1].request_id > self._last_request_seen)
                 if flush_wanted or self._flush_due():
                     self._flush(force=flush_wanted)
-                if flush_wanted:
-                    self._answer_flush_requests()
+                if pending:
+                    self._answer_flush_requests(pending)
+                    self._last_request_seen = max(self._last_request_seen, pending[-1].request_id)
                 self._publish()
                 if len(batch) < opts.batch_events:  # caught up: compact if due, then wait
                     if opts.until_caught_up:  # everything available when read is applied
@@ -193,7 +205,7 @@ class Writer:
             if left <= 0:
                 return
             self.stop.wait(min(IDLE_SLICE_S, left))
-            if self.latch.has_pending_flush():  # type: ignore[union-attr]
+            if self.latch.has_pending_flush(self._last_request_seen):  # type: ignore[union-attr]
                 return
             runtime = self.latch.writer_interval()  # type: ignore[union-attr]
             if runtime is not None and runtime != interval:
@@ -309,11 +321,11 @@ class Writer:
             position = view.position()
         self.progress.position = "" if position is None else f"{int(position[0])}:{int(position[1])}"
 
-    def _answer_flush_requests(self) -> None:
+    def _answer_flush_requests(self, pending: list[FlushRequest]) -> None:
         """Complete every pending request whose regions have reached their read index (all of
         them when no index was asked); the others stay pending until later flushes."""
         applied = {r.region_id: r.applied_index for r in self.progress.regions.values()}
-        for request in self.latch.pending_flushes():  # type: ignore[union-attr]
+        for request in pending:
             if _satisfied(request, applied):
                 answer = {r: applied.get(r, 0) for r in request.region_ids}
                 self.latch.complete_flush(request.request_id, answer)  # type: ignore[union-attr]
