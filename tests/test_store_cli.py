@@ -220,3 +220,20 @@ def test_compact_and_gc_refuse_while_a_writer_holds_the_latch(built, capsys) -> 
         latch.release(holder.token)
         latch.close()
     assert run_cli(capsys, "compact", str(root))[0] == 0  # released: it runs
+
+
+def test_verify_finds_overlapping_regions_in_the_manifest(built, capsys) -> None:
+    from pyspark_theflash.store import manifest as mf
+
+    root, *_ = built
+    conn = mf.connect(root, create=False)
+    try:
+        with mf.edit(conn):
+            (rid,) = conn.execute("SELECT region_id FROM regions WHERE state = 'normal' AND end_key != x'' "
+                                  "ORDER BY start_key LIMIT 1").fetchone()
+            conn.execute("UPDATE regions SET end_key = x'' WHERE region_id = ?", (rid,))
+    finally:
+        conn.close()
+    code, out, _ = run_cli(capsys, "verify", str(root))
+    assert code == 1
+    assert f"regions {rid} (ends at +inf)" in out and "overlap" in out

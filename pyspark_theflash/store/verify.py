@@ -9,7 +9,8 @@ A store is *clean* when the report holds no problem:
   version, is sorted by (``_tidb_rowid``, ``_tidb_commit_ts``) without
   duplicates, keeps its handles inside its partition's range and its handle / commit_ts /
   delete-mark statistics equal to the manifest's, and names a schema version the manifest has;
-* every part belongs to a partition the manifest lists, and partitions of a table don't overlap;
+* every part belongs to a partition the manifest lists, partitions of a table don't overlap, and
+  neither do the live regions;
 * every file under the store directory is the manifest, the latch database, or a part file the
   manifest lists (live, or removed and awaiting deletion once no lease sees it): no temporary
   files left by an interrupted flush or compaction, no orphan files.
@@ -207,6 +208,18 @@ def _check_partitions(partitions: dict[tuple[int, int], tuple[int | None, int | 
                     "this is a manifest inconsistency: rebuild the store by replaying the binlog"))
 
 
+def _check_regions(regions: list[tuple[int, bytes, bytes]], report: VerifyReport) -> None:
+    """Live regions (state normal) must not overlap: each key belongs to one region."""
+    ordered = sorted(regions, key=lambda r: r[1])
+    for (id1, _s1, e1), (id2, s2, _e2) in zip(ordered, ordered[1:]):
+        if not e1 or e1 > s2:
+            report.problems.append(Problem(
+                mf.MANIFEST_FILE,
+                f"regions {id1} (ends at {e1.hex() or '+inf'}) and {id2} (starts at {s2.hex() or '-inf'}) overlap",
+                "a region event was applied wrongly: rebuild the store by replaying the binlog, or re-seed "
+                "these regions with snapshots"))
+
+
 def _is_temporary(name: str) -> bool:
     base = os.path.basename(name)
     return base.startswith(".") or base.startswith("tmp") or ".tmp" in base or base.endswith("~")
@@ -229,6 +242,8 @@ def verify_store(root: str | os.PathLike[str]) -> VerifyReport:
             for t, v, db, info in conn.execute("SELECT table_id, schema_version, db, info FROM tables"):
                 schemas.setdefault(int(t), {})[int(v)] = (db, info)
             parts = [_PartRow(*row) for row in conn.execute(f"SELECT {_PART_COLUMNS} FROM parts ORDER BY part_id")]
+            regions = [(int(r), bytes(sk), bytes(ek)) for r, sk, ek in conn.execute(
+                "SELECT region_id, start_key, end_key FROM regions WHERE state = 'normal'")]
     except sqlite3.DatabaseError as exc:
         report.problems.append(Problem(mf.MANIFEST_FILE, f"the manifest cannot be read: {exc}",
                                        "restore manifest.db from a backup, or rebuild the store from the binlog"))
@@ -237,6 +252,7 @@ def verify_store(root: str | os.PathLike[str]) -> VerifyReport:
         conn.close()
 
     _check_partitions(partitions, report)
+    _check_regions(regions, report)
     listed: dict[str, _PartRow] = {}
     for part in parts:
         if part.file in listed and listed[part.file].removed_version is None and part.removed_version is None:
