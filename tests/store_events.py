@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, Sequence
 
-from pyspark_theflash.codec.keys import encode_record_key, encode_region_key, record_prefix
+from pyspark_theflash.codec.datum import Datum
+from pyspark_theflash.codec.keys import encode_common_handle_key, encode_record_key, encode_region_key, record_prefix
 from pyspark_theflash.codec.row_v2 import encode_row_for_table
 from pyspark_theflash.codec.txn import Lock, Write
 from pyspark_theflash.proto import binlog_pb2
@@ -45,15 +46,38 @@ def row(table: TableInfo, **values: Any) -> bytes:
     return encode_row_for_table(table, values)
 
 
+def codes_table(table_id: int = 400, schema_version: int = 1) -> TableInfo:
+    """``shop.codes``: a clustered VARCHAR primary key ``code`` (a common handle) and ``qty``."""
+    cols = [builder.column("code", "VARCHAR(16)", primary_key=True), builder.column("qty", "INT")]
+    return builder.table(table_id, "codes", cols, primary_key=["code"], db=DB, schema_version=schema_version)
+
+
+def common_key(table: TableInfo | int, *values: Any) -> bytes:
+    """The record key of a clustered common-handle row: the memcomparable key datums
+    (strings as bytes datums, ints as int datums)."""
+    tid = table if isinstance(table, int) else table.id
+    datums = [Datum("int", v) if isinstance(v, int) else Datum("bytes", v) for v in values]
+    return encode_common_handle_key(tid, datums)
+
+
+def common_handle(*values: Any) -> bytes:
+    """The ``_tidb_rowid`` of a common-handle row: its key after ``t{id}_r``."""
+    return common_key(0, *values)[11:]
+
+
 def key(table: TableInfo | int, handle: int) -> bytes:
     tid = table if isinstance(table, int) else table.id
     return encode_record_key(tid, handle)
 
 
-def boundary(table: TableInfo | int, handle: int | None = None) -> bytes:
-    """A PD-encoded region boundary: the table's first record key, or a handle's key."""
+def boundary(table: TableInfo | int, handle: int | bytes | None = None) -> bytes:
+    """A PD-encoded region boundary: the table's first record key, or a handle's key (an int
+    handle, or a raw record key for common handles)."""
     tid = table if isinstance(table, int) else table.id
-    raw = record_prefix(tid) if handle is None else encode_record_key(tid, handle)
+    if isinstance(handle, bytes):
+        raw = handle
+    else:
+        raw = record_prefix(tid) if handle is None else encode_record_key(tid, handle)
     return encode_region_key(raw)
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
-from pyspark_theflash.store import CommitWithoutPrewriteError, Store
+from pyspark_theflash.store import CommitWithoutPrewriteError, Store, StoreOptions
 from store_events import (
     DB,
     boundary,
@@ -171,3 +172,34 @@ def test_orphan_commits_after_a_snapshot_are_skipped_not_doubled(tmp_path: Path)
 def test_without_a_snapshot_a_commit_without_prewrite_is_an_error(store: Store) -> None:
     with pytest.raises(CommitWithoutPrewriteError, match="region 1 index 5"):
         store.write([event(1, 5, [commit(key(T, 1), 100, 110)])])
+
+
+def test_clustered_common_handle_tables_are_replicated_with_binary_handles(tmp_path: Path) -> None:
+    from store_events import codes_table, common_handle, common_key
+
+    c = codes_table()
+    s = Store.open(tmp_path / "s", options=StoreOptions(partition_max_rows=3))
+    s.put_schema(DB, c.to_json())
+    codes = ["a", "b", "bb", "c", "d"]
+    s.write([event(1, 1, [committed(common_key(c, code.encode()), row(c, code=code, qty=i), 100)
+                          for i, code in enumerate(codes)]),
+             event(1, 2, [prewrite(common_key(c, b"b"), row(c, code="b", qty=99), 110)]),
+             event(1, 3, [commit(common_key(c, b"b"), 110, 120), committed(common_key(c, b"c"), None, 120)])])
+    s.flush()
+    t = s.scan_table("shop.codes", 120, hidden=["_tidb_rowid"])
+    assert t.schema.field("_tidb_rowid").type == pa.binary()
+    got = {r["code"]: (r["qty"], r["_tidb_rowid"]) for r in t.to_pylist()}
+    assert got == {"a": (0, common_handle(b"a")), "b": (99, common_handle(b"b")),
+                   "bb": (2, common_handle(b"bb")), "d": (4, common_handle(b"d"))}
+    assert s.compact(force=True).splits == 1  # partitions split on binary handles too
+    assert {r["code"]: r["qty"] for r in s.scan_table("shop.codes", 115).to_pylist()} == {
+        "a": 0, "b": 1, "bb": 2, "c": 3, "d": 4}
+    # A region boundary inside the table maps to a binary handle range.
+    s.write([split_event(1, 4, [region(1, b"", boundary(c, common_key(c, b"bb")), 2),
+                                region(2, boundary(c, common_key(c, b"bb")), b"", 2)])])
+    s.flush()
+    assert sorted(r["code"] for r in s.scan_table("shop.codes", 120, region_id=2).to_pylist()) == ["bb", "d"]
+    s.write([removed_event(1, 5)])
+    s.flush()
+    assert sorted(r["code"] for r in s.scan_table("shop.codes", 120).to_pylist()) == ["bb", "d"]
+    s.close()

@@ -35,6 +35,7 @@ from pyspark_theflash.store.txn_merge_tree import (
     ROWID,
     file_schema,
     median_split_point,
+    same_as_previous,
     new_part_name,
     sort_versions,
     write_part,
@@ -65,16 +66,16 @@ def gc_versions(t: pa.Table, safe_point: int) -> pa.Table:
     the safe point plus, per handle, the newest at or below it unless it is a delete mark."""
     if t.num_rows == 0 or safe_point <= 0:
         return t
-    h = t.column(ROWID).to_numpy()
     ts = t.column(COMMIT_TS).to_numpy()
     dm = t.column(DELMARK).to_numpy(zero_copy_only=False)
     below = ts <= np.uint64(safe_point)
     last_below = below.copy()
     # The newest version at or below the safe point is the last "below" row of its handle:
     # the next row belongs to another handle or is above the safe point.
-    nxt_same = np.zeros(len(h), dtype=bool)
-    nxt_same[:-1] = h[1:] == h[:-1]
-    nxt_below = np.zeros(len(h), dtype=bool)
+    n = t.num_rows
+    nxt_same = np.zeros(n, dtype=bool)
+    nxt_same[:-1] = same_as_previous(t.column(ROWID))[1:]
+    nxt_below = np.zeros(n, dtype=bool)
     nxt_below[:-1] = below[1:]
     last_below &= ~(nxt_same & nxt_below)
     keep = ~below | (last_below & ~dm)
@@ -132,7 +133,9 @@ def compact_partition(store: "Store", table_id: int, partition_id: int, safe_poi
         if p.tombstones:
             t = reader._visible_filter(p, t, single_version=False)
         tables.append(t)
-    schema = file_schema([f for f in _arrow_fields(info)])
+    from pyspark_theflash.schema import hidden_field
+
+    schema = file_schema(_arrow_fields(info), hidden_field(ROWID, info).type)
     merged = pa.concat_tables([t.cast(schema) for t in tables]) if tables else schema.empty_table()
     merged = sort_versions(merged)
     rows_in = merged.num_rows
@@ -140,7 +143,7 @@ def compact_partition(store: "Store", table_id: int, partition_id: int, safe_poi
     col_ids = [c.id for c in info.columns]
     too_big = (merged.num_rows > store.options.partition_max_rows
                or merged.nbytes > store.options.partition_max_bytes)
-    split_at = median_split_point(merged.column(ROWID).to_numpy()) if too_big else None
+    split_at = median_split_point(merged.column(ROWID).to_numpy()) if too_big and merged.num_rows else None
     outputs: list[tuple[int | None, Any, Any, Any]] = []  # (new partition index, lo, hi, PartFile)
     written_files: list[str] = []
     try:

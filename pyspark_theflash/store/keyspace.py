@@ -7,7 +7,8 @@ table; this module computes it and decodes many keys at once.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import pyarrow as pa
@@ -20,7 +21,8 @@ _SIGN = np.uint64(1 << 63)
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
 
-HandleRange = tuple[int | None, int | None]  # [lo, hi): None = unbounded
+Handle = Union[int, bytes]  # int64, or the memcomparable bytes of a clustered common handle
+HandleRange = tuple[Optional[Handle], Optional[Handle]]  # [lo, hi): None = unbounded
 
 
 def decode_region_boundary(pd_key: bytes) -> bytes:
@@ -32,17 +34,21 @@ def _handle_of(eight: bytes) -> int:
     return int.from_bytes(eight, "big") - (1 << 63)
 
 
-def handle_range_in(raw_start: bytes, raw_end: bytes, table_id: int) -> HandleRange | None:
-    """The int handles of ``table_id`` whose record keys lie in [raw_start, raw_end)
-    (raw_end empty = unbounded), as a half-open interval; None when there are none."""
+def handle_range_in(raw_start: bytes, raw_end: bytes, table_id: int,
+                    common_handle: bool = False) -> HandleRange | None:
+    """The handles of ``table_id`` whose record keys lie in [raw_start, raw_end)
+    (raw_end empty = unbounded), as a half-open interval; None when there are none.
+    Int handles are ints; common handles are the memcomparable key bytes after the prefix."""
     p = record_prefix(table_id)
-    lo: int | None
-    hi: int | None
+    lo: Handle | None
+    hi: Handle | None
     if raw_start <= p:
         lo = None
     elif raw_start.startswith(p):
         rest = raw_start[len(p):]
-        if len(rest) >= 8:
+        if common_handle:
+            lo = rest
+        elif len(rest) >= 8:
             lo = _handle_of(rest[:8]) + (1 if len(rest) > 8 else 0)
             if lo > INT64_MAX:
                 return None
@@ -56,7 +62,9 @@ def handle_range_in(raw_start: bytes, raw_end: bytes, table_id: int) -> HandleRa
         return None
     elif raw_end.startswith(p):
         rest = raw_end[len(p):]
-        if len(rest) >= 8:
+        if common_handle:
+            hi = rest
+        elif len(rest) >= 8:
             hi = _handle_of(rest[:8]) + (1 if len(rest) > 8 else 0)
             if hi > INT64_MAX:
                 hi = None
@@ -64,47 +72,81 @@ def handle_range_in(raw_start: bytes, raw_end: bytes, table_id: int) -> HandleRa
             hi = _handle_of(rest.ljust(8, b"\0"))
     else:
         hi = None  # the range ends after every record key of the table
-    if lo is not None and hi is not None and lo >= hi:
+    if lo is not None and hi is not None and lo >= hi:  # type: ignore[operator]
         return None
     return (lo, hi)
 
 
-def region_handle_range(pd_start: bytes, pd_end: bytes, table_id: int) -> HandleRange | None:
-    return handle_range_in(decode_region_boundary(pd_start), decode_region_boundary(pd_end), table_id)
+def region_handle_range(pd_start: bytes, pd_end: bytes, table_id: int,
+                        common_handle: bool = False) -> HandleRange | None:
+    return handle_range_in(decode_region_boundary(pd_start), decode_region_boundary(pd_end), table_id,
+                           common_handle)
+
+
+def in_range(handles: pa.Array | pa.ChunkedArray, rng: HandleRange) -> np.ndarray:
+    """Vectorised: which handles lie in [lo, hi)."""
+    lo, hi = rng
+    inside = np.ones(len(handles), dtype=bool)
+    if lo is not None:
+        inside &= pc.greater_equal(handles, pa.scalar(lo, handles.type)).to_numpy(zero_copy_only=False)
+    if hi is not None:
+        inside &= pc.less(handles, pa.scalar(hi, handles.type)).to_numpy(zero_copy_only=False)
+    return inside
 
 
 def key_in_raw_range(key: bytes, raw_start: bytes, raw_end: bytes) -> bool:
     return key >= raw_start and (not raw_end or key < raw_end)
 
 
-def split_int_record_keys(keys: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Vectorised: which keys are int-handle record keys, and their table ids and handles.
+@dataclass
+class RecordKeys:
+    """The record keys among a list of keys, decoded at once."""
 
-    Returns (mask, table_ids, handles) where table_ids/handles hold the decoded values of the
-    keys selected by mask, in order. Index keys, meta keys and common-handle keys are not
-    selected."""
+    index: np.ndarray        # positions (in the input) of the record keys kept
+    table_ids: np.ndarray    # int64, one per kept key
+    int_handles: np.ndarray  # int64 handle per kept key (0 for common-handle keys)
+    keys: pa.BinaryArray     # the kept keys
+
+    def handles(self, sel: np.ndarray, common_handle: bool) -> pa.Array:
+        """The handles of the kept keys selected by ``sel``: int64, or for a clustered
+        common-handle table the memcomparable bytes after ``t{id}_r``."""
+        if common_handle:
+            return pc.binary_slice(self.keys.filter(pa.array(sel)), RECORD_PREFIX_LEN)
+        return pa.array(self.int_handles[sel], type=pa.int64())
+
+
+RECORD_PREFIX_LEN = 11
+
+
+def split_record_keys(keys: Sequence[bytes], common_tables: frozenset[int] | set[int] = frozenset()) -> RecordKeys:
+    """Vectorised: pick the record keys out of ``keys`` (dropping index keys, meta keys and
+    anything else) and decode their table ids and int handles. Keys of tables in
+    ``common_tables`` are kept whatever their length (their handle is the key's suffix)."""
     n = len(keys)
-    if n == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return np.zeros(0, dtype=bool), empty, empty
     arr = pa.array(keys, type=pa.binary())
-    lengths = pc.binary_length(arr).to_numpy(zero_copy_only=False)
-    mask = lengths == INT_RECORD_KEY_LEN
-    if mask.any():
-        sel = arr.filter(pa.array(mask))
-        buf = np.frombuffer(sel.buffers()[2], dtype=np.uint8)
-        offsets = np.frombuffer(sel.buffers()[1], dtype=np.int32)[sel.offset:sel.offset + len(sel) + 1]
-        start = offsets[:-1]
-        rows = buf[start[:, None] + np.arange(INT_RECORD_KEY_LEN)]
-        good = (rows[:, 0] == ord("t")) & (rows[:, 9] == ord("_")) & (rows[:, 10] == ord("r"))
-        idx = np.flatnonzero(mask)
-        mask[idx[~good]] = False
-        rows = rows[good]
-        table_ids = (_be_u64(rows[:, 1:9]) ^ _SIGN).view(np.int64)
-        handles = (_be_u64(rows[:, 11:19]) ^ _SIGN).view(np.int64)
-        return mask, table_ids, handles
     empty = np.zeros(0, dtype=np.int64)
-    return mask, empty, empty
+    if n == 0:
+        return RecordKeys(empty, empty, empty, arr)
+    lengths = pc.binary_length(arr).to_numpy(zero_copy_only=False).astype(np.int64)
+    idx = np.flatnonzero(lengths >= RECORD_PREFIX_LEN)
+    if len(idx) == 0 or arr.buffers()[2] is None:
+        return RecordKeys(empty, empty, empty, arr.slice(0, 0))
+    buf = np.frombuffer(arr.buffers()[2], dtype=np.uint8)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset:arr.offset + n + 1].astype(np.int64)
+    starts = offsets[idx]
+    head = buf[starts[:, None] + np.arange(RECORD_PREFIX_LEN)]
+    good = (head[:, 0] == ord("t")) & (head[:, 9] == ord("_")) & (head[:, 10] == ord("r"))
+    idx, head, starts = idx[good], head[good], starts[good]
+    table_ids = (_be_u64(head[:, 1:9]) ^ _SIGN).view(np.int64)
+    common = np.isin(table_ids, np.fromiter(common_tables, dtype=np.int64, count=len(common_tables)))
+    is_int = (lengths[idx] == INT_RECORD_KEY_LEN) & ~common
+    keep = is_int | (common & (lengths[idx] > RECORD_PREFIX_LEN))
+    idx, table_ids, starts, is_int = idx[keep], table_ids[keep], starts[keep], is_int[keep]
+    int_handles = np.zeros(len(idx), dtype=np.int64)
+    if is_int.any():
+        tail = buf[starts[is_int][:, None] + np.arange(RECORD_PREFIX_LEN, INT_RECORD_KEY_LEN)]
+        int_handles[is_int] = (_be_u64(tail) ^ _SIGN).view(np.int64)
+    return RecordKeys(idx, table_ids, int_handles, arr.take(pa.array(idx)))
 
 
 def _be_u64(cols: np.ndarray) -> np.ndarray:
@@ -115,4 +157,6 @@ def describe_key(key: bytes) -> str:
     """A record key as 'table T handle H' for error messages; other keys as hex."""
     if len(key) == INT_RECORD_KEY_LEN and key[:1] == b"t" and key[9:11] == b"_r":
         return f"table {_handle_of(key[1:9])} handle {_handle_of(key[11:19])}"
+    if len(key) > RECORD_PREFIX_LEN and key[:1] == b"t" and key[9:11] == b"_r":
+        return f"table {_handle_of(key[1:9])} common handle {key[11:].hex()}"
     return f"key {key.hex()}"

@@ -31,12 +31,12 @@ import pyarrow.parquet as pq
 
 from pyspark_theflash.store.errors import PartFileError
 from pyspark_theflash.store.predicate import ColumnStats, Expr, merge_stats
-from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, DELMARK, HIDDEN_NAMES, ROWID
+from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, DELMARK, HIDDEN_NAMES, ROWID, same_as_previous
 
 if TYPE_CHECKING:
     from pyspark_theflash.schema import TableInfo
 
-HandleRange = tuple[int | None, int | None]
+from pyspark_theflash.store.keyspace import HandleRange
 # A v2 row with no columns: decoding it gives every column its origin default.
 EMPTY_ROW_V2 = b"\x80\x00\x00\x00\x00\x00"
 DEFAULT_BATCH_ROWS = 64 * 1024
@@ -49,14 +49,14 @@ class PartRef:
     part_id: int
     table_id: int
     partition_id: int
-    partition_lo: int | None
-    partition_hi: int | None
+    partition_lo: int | bytes | None
+    partition_hi: int | bytes | None
     kind: str
     path: str
     rows: int
     bytes: int
-    min_handle: int | None
-    max_handle: int | None
+    min_handle: int | bytes | None
+    max_handle: int | bytes | None
     min_commit_ts: int | None
     max_commit_ts: int | None
     single_version: bool
@@ -71,7 +71,7 @@ class PartRef:
         by_id = dict(self.stats)
         return {c.name: by_id[c.id] for c in table.columns if c.id in by_id}
 
-    def overlaps(self, lo: int | None, hi: int | None) -> bool:
+    def overlaps(self, lo: int | bytes | None, hi: int | bytes | None) -> bool:
         if self.min_handle is None or self.max_handle is None:
             return False
         return (lo is None or self.max_handle >= lo) and (hi is None or self.min_handle < hi)
@@ -91,12 +91,12 @@ def origin_defaults(table: "TableInfo", names: Sequence[str]) -> pa.RecordBatch:
     return decode_rows_to_arrow([EMPTY_ROW_V2], np.zeros(1, dtype=np.int64), table, list(names))
 
 
-def _range_mask(handles: pa.Array | pa.ChunkedArray, lo: int | None, hi: int | None) -> pc.Expression | Any:
+def _range_mask(handles: pa.Array | pa.ChunkedArray, lo: Any, hi: Any) -> Any:
     m = None
     if lo is not None:
-        m = pc.greater_equal(handles, lo)
+        m = pc.greater_equal(handles, pa.scalar(lo, handles.type))
     if hi is not None:
-        h = pc.less(handles, hi)
+        h = pc.less(handles, pa.scalar(hi, handles.type))
         m = h if m is None else pc.and_(m, h)
     return m
 
@@ -294,9 +294,7 @@ def newest_visible(t: pa.Table) -> pa.Table:
     if t.num_rows == 0:
         return t
     order = pc.sort_indices(t, sort_keys=[(ROWID, "ascending"), (COMMIT_TS, "descending")])
-    handles = t.column(ROWID).take(order).to_numpy()
-    first = np.ones(len(handles), dtype=bool)
-    first[1:] = handles[1:] != handles[:-1]
+    first = ~same_as_previous(t.column(ROWID).take(order))
     chosen = order.to_numpy()[first]
     t = t.take(pa.array(chosen))
     return t.filter(pc.invert(t.column(DELMARK)))

@@ -27,7 +27,6 @@ from pyspark_theflash.store.errors import (
     CommitWithoutPrewriteError,
     ReadOnlyStoreError,
     UnknownTableError,
-    UnsupportedTableError,
 )
 from pyspark_theflash.store.leases import Leases
 from pyspark_theflash.store.predicate import Expr
@@ -274,9 +273,6 @@ class Store:
 
         self._require_writer("put_schema")
         info = TableInfo.from_json(table_info, db=db)
-        if info.is_common_handle:
-            raise UnsupportedTableError(info.id, f"{db}.{info.name} has a clustered common-handle primary "
-                                        "key, which this store does not replicate yet; ignore_table() it")
         text = mf.dumps(info.to_json())
         with self._edit_lock:
             conn = self._conn
@@ -521,6 +517,9 @@ class Store:
         staged.snapshot_writes[reg.id] = writes
         reg.snapshot_index = index
 
+    def _common_tables(self) -> set[int]:
+        return {tid for tid, info in self._schemas.items() if info.is_common_handle}
+
     def _decode(self, staged: _Staged) -> list[tuple[int, int, pa.Table]]:
         """Committed rows → Arrow tables per table, vectorised; raises before anything is
         mutated (UnknownTableError for a table without schema)."""
@@ -528,78 +527,70 @@ class Store:
 
         if not staged.keys:
             return []
-        mask, table_ids, handles = keyspace.split_int_record_keys(staged.keys)
-        seq = np.flatnonzero(mask)
+        rk = keyspace.split_record_keys(staged.keys, self._common_tables())
+        seq = rk.index
         if len(seq) == 0:
             return []
-        keep = np.ones(len(seq), dtype=bool)
-        for tseq, start, end, _why in staged.tombstones:
-            # Rows staged before a delete-range in the same batch are deleted by it.
-            before = seq < tseq
-            if not before.any():
-                continue
-            for tid in np.unique(table_ids[before]):
-                rng = keyspace.region_handle_range(start, end, int(tid))
-                if rng is None:
-                    continue
-                inside = before & (table_ids == tid)
-                if rng[0] is not None:
-                    inside &= handles >= rng[0]
-                if rng[1] is not None:
-                    inside &= handles < rng[1]
-                keep &= ~inside
-        seq, table_ids, handles = seq[keep], table_ids[keep], handles[keep]
         commit_ts = np.asarray(staged.commit_ts, dtype=np.uint64)[seq]
         deletes = np.asarray(staged.deletes, dtype=bool)[seq]
         values = pa.array(staged.values, type=pa.binary()).take(pa.array(seq))
         regions = np.asarray(staged.regions, dtype=np.int64)[seq]
         out: list[tuple[int, int, pa.Table]] = []
-        for tid in np.unique(table_ids):
+        for tid in np.unique(rk.table_ids):
             tid = int(tid)
             if tid in self._ignored:
                 continue
+            sel = rk.table_ids == tid
             info = self._schemas.get(tid)
-            sel = table_ids == tid
             if info is None:
                 raise UnknownTableError(tid, int(regions[np.flatnonzero(sel)[0]]))
-            put = sel & ~deletes
-            dele = sel & deletes
-            schema = file_schema(_user_fields(info))
+            common = bool(info.is_common_handle)
+            rows = np.flatnonzero(sel)
+            handles = rk.handles(sel, common)
+            keep = np.ones(len(rows), dtype=bool)
+            for tseq, start, end, _why in staged.tombstones:
+                # Rows staged before a delete-range in the same batch are deleted by it.
+                before = seq[rows] < tseq
+                if not before.any():
+                    continue
+                rng = keyspace.region_handle_range(start, end, tid, common)
+                if rng is not None:
+                    keep &= ~(before & keyspace.in_range(handles, rng))
+            if not keep.all():
+                rows, handles = rows[keep], handles.filter(pa.array(keep))
+            if len(rows) == 0:
+                continue
+            schema = file_schema(_user_fields(info), _rowid_type(info))
+            user = [f for f in schema if f.name not in (ROWID, COMMIT_TS, DELMARK)]
+            is_delete = deletes[rows]
             pieces = []
-            if put.any():
-                idx = np.flatnonzero(put)
-                decode = self.decode_rows or decode_rows_to_arrow
-                batch = decode(values.take(pa.array(idx)).to_pylist(), handles[idx], info, None)
-                cols = [batch.column(batch.schema.get_field_index(f.name)) for f in schema
-                        if f.name not in (ROWID, COMMIT_TS, DELMARK)]
+            for want_delete in (False, True):
+                pick = np.flatnonzero(is_delete == want_delete)
+                if len(pick) == 0:
+                    continue
+                n = len(pick)
+                h = handles.take(pa.array(pick))
+                if want_delete:
+                    cols = [pa.nulls(n, f.type) for f in user]
+                else:
+                    batch = decode_rows_to_arrow(values.take(pa.array(rows[pick])).to_pylist(),
+                                                 None if common else h.to_numpy(), info, None)
+                    cols = [batch.column(batch.schema.get_field_index(f.name)) for f in user]
                 pieces.append(pa.Table.from_arrays(
-                    cols + [pa.array(handles[idx]), pa.array(commit_ts[idx]), pa.array(np.zeros(len(idx), bool))],
-                    schema=schema))
-            if dele.any():
-                idx = np.flatnonzero(dele)
-                n = len(idx)
-                cols = [pa.nulls(n, f.type) for f in schema if f.name not in (ROWID, COMMIT_TS, DELMARK)]
-                pieces.append(pa.Table.from_arrays(
-                    cols + [pa.array(handles[idx]), pa.array(commit_ts[idx]), pa.array(np.ones(n, bool))],
-                    schema=schema))
+                    cols + [h, pa.array(commit_ts[rows[pick]]), pa.array(np.full(n, want_delete))], schema=schema))
             t = pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
             out.append((tid, int(info.schema_version), t))
         return out
 
     def _delete_range_in_buffers(self, start: bytes, end: bytes) -> None:
         for tid, buf in self._buffers.items():
-            rng = keyspace.region_handle_range(start, end, tid)
+            rng = keyspace.region_handle_range(start, end, tid, bool(self._schemas[tid].is_common_handle))
             if rng is None:
                 continue
             chunks = []
             rows = nbytes = 0
             for version, t in buf.chunks:
-                h = t.column(ROWID).to_numpy()
-                inside = np.ones(len(h), dtype=bool)
-                if rng[0] is not None:
-                    inside &= h >= rng[0]
-                if rng[1] is not None:
-                    inside &= h < rng[1]
+                inside = keyspace.in_range(t.column(ROWID), rng)
                 if inside.any():
                     t = t.filter(pa.array(~inside))
                 if t.num_rows:
@@ -643,7 +634,7 @@ class Store:
                         by_version.setdefault(version, []).append(t)
                     for version, tables in by_version.items():
                         t = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-                        which = split_by_partition(t.column(ROWID).to_numpy(), bounds)
+                        which = split_by_partition(t.column(ROWID), bounds)
                         col_ids = [c.id for c in _schema_columns(info, version, self)]
                         for i in np.unique(which):
                             part_t = t.filter(pa.array(which == i)) if len(plist) > 1 else t
@@ -701,15 +692,16 @@ class Store:
         caches = self._caches
         assert caches is not None
         ordered = sorted(keys)
-        mask, tids, handles = keyspace.split_int_record_keys([k for _r, k, _t in ordered])
-        j = 0
+        common = self._common_tables()
+        rk = keyspace.split_record_keys([k for _r, k, _t in ordered], common)
+        decoded: dict[int, tuple[int, Any]] = {}
+        for j, i in enumerate(rk.index.tolist()):
+            tid = int(rk.table_ids[j])
+            decoded[i] = (tid, ordered[i][1][keyspace.RECORD_PREFIX_LEN:] if tid in common else int(rk.int_handles[j]))
         for i, (rid, key, start_ts) in enumerate(ordered):
             pw = caches.get(rid, key, start_ts)
             assert pw is not None
-            tid = handle = None
-            if mask[i]:
-                tid, handle = int(tids[j]), int(handles[j])
-                j += 1
+            tid, handle = decoded.get(i, (None, None))
             yield (rid, key, start_ts, pw.primary, pw.op, pw.ttl, caches.value_of(rid, key, start_ts, pw),
                    tid, handle)
 
@@ -836,6 +828,13 @@ def _user_fields(info: "TableInfo") -> list[pa.Field]:
     from pyspark_theflash.schema import arrow_schema
 
     return [f for f in arrow_schema(info) if f.name not in (ROWID, COMMIT_TS, DELMARK)]
+
+
+def _rowid_type(info: "TableInfo") -> pa.DataType:
+    """int64, or binary (the memcomparable key) for a clustered common-handle table."""
+    from pyspark_theflash.schema import hidden_field
+
+    return hidden_field(ROWID, info).type
 
 
 def _schema_columns(info: "TableInfo", version: int, store: Store) -> list[Any]:

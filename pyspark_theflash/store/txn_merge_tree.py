@@ -38,8 +38,8 @@ class PartFile:
     file: str              # relative to the store root
     rows: int
     bytes: int
-    min_handle: int | None
-    max_handle: int | None
+    min_handle: int | bytes | None
+    max_handle: int | bytes | None
     min_commit_ts: int | None
     max_commit_ts: int | None
     single_version: bool
@@ -99,8 +99,7 @@ def describe_part(rel: str, table: pa.Table, column_ids: Sequence[int], size: in
     if n:
         h = pc.min_max(handles).as_py()
         t = pc.min_max(ts).as_py()
-        hn = handles.to_numpy()
-        single = bool(n == 1 or not (hn[1:] == hn[:-1]).any())  # sorted: repeats are adjacent
+        single = not same_as_previous(handles).any()  # sorted: repeats are adjacent
         delmarks = int(pc.sum(table.column(DELMARK).cast(pa.int64())).as_py() or 0)
     else:
         h = {"min": None, "max": None}
@@ -140,25 +139,47 @@ def stats_from_json(d: dict[str, Any]) -> dict[int, ColumnStats]:
     return {int(k): ColumnStats(decode_value(v[0]), decode_value(v[1]), v[2], v[3]) for k, v in d.items()}
 
 
-def file_schema(user_fields: Sequence[pa.Field]) -> pa.Schema:
+def file_schema(user_fields: Sequence[pa.Field], rowid_type: pa.DataType = pa.int64()) -> pa.Schema:
     """The schema of a part file: the user columns (all nullable: delete marks carry no
-    values) and the hidden columns."""
-    return pa.schema([f.with_nullable(True) for f in user_fields] + list(HIDDEN_FIELDS))
+    values) and the hidden columns (``_tidb_rowid`` is binary for common-handle tables)."""
+    return pa.schema([f.with_nullable(True) for f in user_fields]
+                     + [pa.field(ROWID, rowid_type, nullable=False)] + list(HIDDEN_FIELDS[1:]))
 
 
-def split_by_partition(handles: np.ndarray, bounds: Sequence[int]) -> np.ndarray:
+def same_as_previous(handles: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Vectorised: for each row, whether its handle equals the previous row's."""
+    n = len(handles)
+    out = np.zeros(n, dtype=bool)
+    if n < 2:
+        return out
+    if pa.types.is_integer(handles.type):
+        h = handles.to_numpy()
+        out[1:] = h[1:] == h[:-1]
+    else:
+        if isinstance(handles, pa.ChunkedArray):
+            handles = handles.combine_chunks()
+        out[1:] = pc.equal(handles.slice(1), handles.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+    return out
+
+
+def split_by_partition(handles: pa.Array | pa.ChunkedArray, bounds: Sequence[Any]) -> np.ndarray:
     """For each handle, the index of the partition holding it, given the sorted inner
     boundaries (partition i covers [bounds[i-1], bounds[i]))."""
-    return np.searchsorted(np.asarray(bounds, dtype=np.int64), handles, side="right")
+    if pa.types.is_integer(handles.type):
+        return np.searchsorted(np.asarray(bounds, dtype=np.int64), handles.to_numpy(), side="right")
+    which = np.zeros(len(handles), dtype=np.int64)
+    for b in bounds:
+        which += pc.greater_equal(handles, pa.scalar(b, handles.type)).to_numpy(zero_copy_only=False)
+    return which
 
 
-def median_split_point(handles: np.ndarray) -> int | None:
+def median_split_point(handles: np.ndarray) -> Any:
     """A handle that splits sorted ``handles`` into two non-empty halves of distinct
     handles, or None when every row has the same handle."""
     if len(handles) < 2 or handles[0] == handles[-1]:
         return None
-    mid = int(handles[len(handles) // 2])
+    mid = handles[len(handles) // 2]
     if mid == handles[0]:
         # Skew: the first handle fills half the partition; split right after it.
-        mid = int(handles[np.searchsorted(handles, handles[0], side="right")])
-    return mid
+        mid = handles[np.searchsorted(handles, handles[0], side="right")]
+    return int(mid) if isinstance(mid, (int, np.integer)) else bytes(mid)

@@ -16,7 +16,7 @@ from pyspark_theflash.store.txn_merge_tree import stats_from_json
 if TYPE_CHECKING:
     from pyspark_theflash.schema import TableInfo
 
-HandleRange = tuple[int | None, int | None]
+from pyspark_theflash.store.keyspace import HandleRange  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,8 @@ class LockInfo:
 class PartitionInfo:
     table_id: int
     partition_id: int
-    lo: int | None
-    hi: int | None
+    lo: int | bytes | None
+    hi: int | bytes | None
 
 
 def table_info_from_row(info_json: str, db: str) -> "TableInfo":
@@ -150,11 +150,15 @@ class StoreView:
                 return r
         return None
 
-    @staticmethod
-    def region_handle_range(region: RegionState, table_id: int) -> HandleRange | None:
+    def _is_common(self, table_id: int) -> bool:
+        t = self._latest_tables().get(table_id)
+        return bool(t is not None and t.is_common_handle)
+
+    def region_handle_range(self, region: RegionState, table_id: int) -> HandleRange | None:
         """The handles of ``table_id`` inside the region's key range, as [lo, hi) (None =
-        unbounded), or None when the region holds no row of the table."""
-        return keyspace.region_handle_range(region.start_key, region.end_key, table_id)
+        unbounded), or None when the region holds no row of the table. Handles are ints, or
+        memcomparable key bytes for a clustered common-handle table."""
+        return keyspace.region_handle_range(region.start_key, region.end_key, table_id, self._is_common(table_id))
 
     def locks(self, table_id: int | None = None, lo: int | None = None,
               hi: int | None = None) -> list[LockInfo]:
@@ -186,7 +190,7 @@ class StoreView:
         out = []
         for start, end, version in self._conn.execute(
                 "SELECT start_key, end_key, version FROM range_tombstones ORDER BY version"):
-            rng = keyspace.region_handle_range(bytes(start), bytes(end), table_id)
+            rng = keyspace.region_handle_range(bytes(start), bytes(end), table_id, self._is_common(table_id))
             if rng is not None:
                 out.append((int(version), rng))
         return out
@@ -213,8 +217,8 @@ class StoreView:
             "FROM parts WHERE table_id = ? AND removed_version IS NULL ORDER BY part_id", (table_id,)).fetchall()
         for r in rows:
             plo, phi = bounds.get(int(r[1]), (None, None))
-            ref_t = tuple(rng for v, rng in tombstones if v > int(r[13])
-                          and intersect((r[6], None if r[7] is None else r[7] + 1), rng) is not None)
+            ref_t = tuple(rng for v, rng in tombstones if v > int(r[13]) and r[6] is not None
+                          and (rng[0] is None or r[7] >= rng[0]) and (rng[1] is None or r[6] < rng[1]))
             stats = stats_from_json(json.loads(r[15]))
             ref = PartRef(int(r[0]), table_id, int(r[1]), plo, phi, r[2], r[3], int(r[4]), int(r[5]),
                           r[6], r[7], r[8], r[9], bool(r[10]), int(r[11]), int(r[12]),
@@ -230,6 +234,9 @@ class StoreView:
         total = 0.0
         for p in self.parts(table_id, lo, hi):
             if p.min_handle is None or p.max_handle is None:
+                continue
+            if isinstance(p.min_handle, bytes):
+                total += p.bytes  # no arithmetic on byte handles: count the whole part
                 continue
             span = p.max_handle - p.min_handle + 1
             a = p.min_handle if lo is None else max(lo, p.min_handle)
