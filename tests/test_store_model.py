@@ -19,6 +19,7 @@ from mvcc_model import (
 )
 from pyspark_theflash.binlog.position import Position
 from pyspark_theflash.store import Store, StoreOptions, col
+from pyspark_theflash.store.verify import verify_store
 
 QUALIFIED = f"{DB}.{TABLE_NAME}"
 
@@ -115,6 +116,8 @@ def run_seed(root: Path, seed: int, spec: StreamSpec, ops_check: bool = True) ->
             reader.close()
     finally:
         store.close()
+    report = verify_store(root)
+    assert report.clean, "\n".join(map(str, report.problems))
     return counts
 
 
