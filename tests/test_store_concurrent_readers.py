@@ -4,7 +4,7 @@ A bank: accounts with balances that only whole batches keep summing to the same 
 batch holds complete transfers — 2PC transactions across regions (prewrite and commit of
 both accounts), 1PC transfers, and "moves" that delete an account and insert its balance under
 a new handle — plus, now and then, a region split. The writer flushes after every batch and
-compacts every few; reader processes (spawned, ``Store.open(readonly=True)``) scan at the
+compacts (or GCs up to the last commit) every few; reader processes (spawned, ``Store.open(readonly=True)``) scan at the
 latest ts over and over and check that the total and the number of accounts never change.
 """
 from __future__ import annotations
@@ -201,7 +201,9 @@ def run_bank(tmp_path: Path, batches: int, readers: int, seed: int) -> None:
         for n in range(batches):
             writer.write(bank.batch(), Position(0, n + 2))
             writer.flush()
-            if n % 5 == 4:
+            if n % 10 == 9:
+                writer.gc(bank.ts)  # moves the safe point (readers read at the latest ts) and compacts
+            elif n % 5 == 4:
                 writer.compact(force=True)
             assert sum(bank.balances.values()) == TOTAL
     finally:
