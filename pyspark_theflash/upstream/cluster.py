@@ -4,16 +4,21 @@ TiDB (catalog, transactions, status port) in one object, writing the binlog.
 ``MiniCluster`` implements ``UpstreamClient`` directly, so a reader in the same process
 uses it as it would use ``upstream.connect(address)``.
 
-What survives a restart (``data_dir``):
-- ``tso.json``: the TSO high-water mark, saved ahead of use, so timestamps never go back
-  even after a crash;
-- ``cluster.sqlite``: the region map (ranges, epochs, raft indexes, resolved ts), the GC
-  safe point, the catalog (databases, tables, schema versions, row id counters) and the
-  data (write, default and lock records in TiKV's byte forms), saved by ``checkpoint()``
-  and ``close()``. Changes after the last checkpoint are lost on a crash (the binlog may
-  then hold events the restarted cluster does not: start a replica from a fresh binlog).
-The binlog directory continues where it was; when it is empty at start the cluster writes
-a snapshot of every region first, so a reader of the new log learns all ranges.
+What survives a restart (``data_dir``), crash or not:
+- ``tso.json``: the TSO high-water mark, saved ahead of use, so timestamps never go back;
+- ``cluster.sqlite``: the catalog (databases, tables, schema versions), saved at every DDL;
+  and a checkpoint of the region map (ranges, epochs, raft indexes, resolved ts), the GC
+  safe point, row id counters and the data (write, default and lock records in TiKV's byte
+  forms) with the binlog position it corresponds to, saved by ``checkpoint()``, every
+  ``checkpoint_interval_s`` and at ``close()``;
+- the binlog itself is the write-ahead log: at start the events after the checkpoint's
+  position (all of them when there is no checkpoint) are replayed, so a cluster killed at
+  any point comes back with exactly the state its log describes, and its next events
+  continue each region's raft index. Open locks survive too (their owners are gone: they
+  expire and are rolled back like any abandoned transaction's).
+With a ``sink`` instead of a binlog directory only the checkpoint survives. A new, empty
+binlog directory starts with a snapshot of every region, so a reader of the new log learns
+all ranges and contents.
 """
 from __future__ import annotations
 
@@ -21,11 +26,16 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from pyspark_theflash.binlog import Position, SegmentReader, SegmentWriter
+from pyspark_theflash.binlog.segment import list_segments
+from pyspark_theflash.codec import decode_record_key
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.upstream.client import TxnStatus
+from pyspark_theflash.upstream.errors import UpstreamError
 from pyspark_theflash.upstream.pd import GCSafePoint, Region, RegionMap
 from pyspark_theflash.upstream.percolator import EventSink, PercolatorStore
 from pyspark_theflash.upstream.tidb import (
@@ -33,6 +43,7 @@ from pyspark_theflash.upstream.tidb import (
     Catalog,
     Txn,
     get_row,
+    record_range,
     run_txn,
     scan_table,
     split_table_name,
@@ -86,28 +97,28 @@ class MiniCluster:
         region_split_bytes: int | None = None,
         expired_lock_grace_s: float | None = None,
         lock_ttl_ms: int = DEFAULT_TTL_MS,
+        checkpoint_interval_s: float | None = 60.0,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         binlog_dir = binlog_dir if binlog_dir is not None else binlog
         self.binlog_dir = Path(binlog_dir) if binlog_dir is not None else None
         self.lock_ttl_ms = lock_ttl_ms
+        self.checkpoint_interval_s = checkpoint_interval_s
         self.expired_lock_grace_s = expired_lock_grace_s
         self._db = sqlite3.connect(self.data_dir / "cluster.sqlite", check_same_thread=False)
         self._db.executescript(_SCHEMA)
         self._db_mu = threading.Lock()
         self.tso = TimestampOracle(self.data_dir / "tso.json")
         meta = dict(self._db.execute("SELECT name, value FROM meta"))
-        restarted = "regions" in meta
+        restarted = "regions" in meta  # a checkpoint exists
 
-        self._writer = None
-        fresh_log = True
+        self._writer: SegmentWriter | None = None
+        log_has_events = False
         if self.binlog_dir is not None:
-            from pyspark_theflash.binlog import SegmentWriter
-            from pyspark_theflash.binlog.segment import list_segments
-
-            fresh_log = not (self.binlog_dir.exists() and list_segments(self.binlog_dir))
-            self._writer = SegmentWriter(self.binlog_dir, segment_bytes)
+            log_has_events = self.binlog_dir.exists() and bool(list_segments(self.binlog_dir)) and \
+                bool(SegmentReader(self.binlog_dir).read_batch(1))
+            self._writer = SegmentWriter(self.binlog_dir, segment_bytes)  # truncates a torn tail
             sink = self._writer
         regions = RegionMap(
             [_region_from_saved(r) for r in json.loads(meta["regions"])], json.loads(meta["next_region_id"])
@@ -117,15 +128,27 @@ class MiniCluster:
             regions, self.tso, self.gc, sink,
             region_split_keys=region_split_keys, region_split_bytes=region_split_bytes,
         )
-        self.catalog = Catalog(self.tso, json.loads(meta["catalog"]) if restarted else None)
+        self.catalog = Catalog(self.tso, json.loads(meta["catalog"]) if "catalog" in meta else None,
+                               on_change=self._save_catalog)
         if restarted:
             self.store.load(
                 ((bytes(k), _from_u64(ts), bytes(w)) for k, ts, w in self._db.execute("SELECT key, commit_ts, write FROM cf_write")),
                 ((bytes(k), _from_u64(ts), bytes(v)) for k, ts, v in self._db.execute("SELECT key, start_ts, value FROM cf_default")),
                 ((bytes(k), bytes(lk), bytes(v)) for k, lk, v in self._db.execute("SELECT key, lock, value FROM cf_lock")),
             )
-        if fresh_log or not restarted:
-            self.store.bootstrap()
+        self.replayed_events = 0
+        if log_has_events:
+            assert self.binlog_dir is not None
+            if restarted and meta.get("binlog_dir") != str(self.binlog_dir.resolve()):
+                raise UpstreamError(
+                    f"binlog directory {self.binlog_dir} holds events this cluster ({self.data_dir}) did not "
+                    f"write (its log is {meta.get('binlog_dir') or 'not a directory'}); give an empty or its own binlog directory"
+                )
+            # The log is the write-ahead log: replay what came after the checkpoint (or all of it).
+            position = Position(*json.loads(meta["binlog_position"])) if restarted and "binlog_position" in meta else None
+            self.replayed_events = self._replay(position)
+        else:
+            self.store.bootstrap()  # a new log starts with every region's snapshot
 
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -139,14 +162,40 @@ class MiniCluster:
         self.binlog_address = f"file://{self.binlog_dir.resolve()}" if self.binlog_dir else ""
         self.closed = False
 
+    def _replay(self, position: Position | None) -> int:
+        assert self.binlog_dir is not None
+        n = 0
+        with SegmentReader(self.binlog_dir, position) as reader:
+            for positioned in reader:
+                self.store.replay(positioned.event)
+                n += 1
+        for db, name in self.catalog.list_tables():
+            table = self.catalog.table(db, name)
+            if not table["pk_is_handle"] and not table["is_common_handle"]:
+                last = self.store.last_key(*record_range(table["id"]))
+                if last is not None:  # row ids allocated before the crash were not saved
+                    self.catalog.bump_row_id(table["id"], decode_record_key(last)[1])
+        if n:
+            log.info("upstream %s: replayed %d binlog event(s) after the last checkpoint", self.data_dir, n)
+        return n
+
+    def _save_catalog(self, state: dict[str, Any]) -> None:
+        """DDL is not in the binlog: save the catalog at once."""
+        with self._db_mu, self._db:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('catalog', ?)", (json.dumps(state),))
+
     # ---------------------------------------------------------------- background
 
     def _tick(self) -> None:
+        last_checkpoint = time.monotonic()
         while not self._stop.wait(self.resolved_ts_interval):
             try:
                 if self.expired_lock_grace_s is not None:
                     self.resolve_expired_locks(int(self.expired_lock_grace_s * 1000))
                 self.store.advance_resolved_ts()
+                if self.checkpoint_interval_s and time.monotonic() - last_checkpoint >= self.checkpoint_interval_s:
+                    self.checkpoint()  # bounds the log a restart replays
+                    last_checkpoint = time.monotonic()
             except Exception:  # keep ticking: a failed tick is logged, the next one retries
                 log.exception("resolved_ts tick failed")
 
@@ -190,7 +239,11 @@ class MiniCluster:
 
     def update_gc_safe_point(self, ts: int) -> int:
         """Advance the safe point (never backwards) and drop versions below it; returns it."""
+        before = self.gc.value
         self.store.collect_garbage(ts)
+        if self.gc.value != before and not self.closed:  # saved at once: it must never move back
+            with self._db_mu, self._db:
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('gc_safe_point', ?)", (str(self.gc.value),))
         return self.gc.value
 
     def region_snapshot(self, region_id: int) -> binlog_pb2.Event:
@@ -285,6 +338,7 @@ class MiniCluster:
     def checkpoint(self) -> None:
         """Save regions, GC safe point, catalog and data to cluster.sqlite in one transaction."""
         with self.store.mu:
+            position = self._writer.head if self._writer is not None else None
             writes, defaults, locks = self.store.dump()
             regions = [
                 {"id": r.id, "start": r.start.hex(), "end": r.end.hex(), "version": r.version,
@@ -307,6 +361,11 @@ class MiniCluster:
                 ("catalog", json.dumps(catalog)),
                 ("gc_safe_point", str(gc)),
             ])
+            if position is not None and self.binlog_dir is not None:
+                self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
+                    ("binlog_dir", str(self.binlog_dir.resolve())),
+                    ("binlog_position", json.dumps(list(position))),
+                ])
 
     def close(self) -> None:
         """Stop the ticker and servers, checkpoint, close the binlog. Idempotent."""

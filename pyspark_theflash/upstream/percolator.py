@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Iterable, NamedTuple, Protocol
 
-from pyspark_theflash.codec import Lock, Write
+from pyspark_theflash.codec import Lock, Write, decode_region_key
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.upstream.errors import (
     GCTooEarlyError,
@@ -414,6 +414,12 @@ class PercolatorStore:
                     out.append((key, value))
             return out
 
+    def last_key(self, start: bytes, end: bytes) -> bytes | None:
+        """The greatest key with any record in [start, end)."""
+        with self.mu:
+            hi = bisect.bisect_left(self._keys, end) if end else len(self._keys)
+            return self._keys[hi - 1] if hi and self._keys[hi - 1] >= start else None
+
     def locks(self, start: bytes = b"", end: bytes = b"") -> list[LockRecord]:
         with self.mu:
             return sorted(
@@ -576,6 +582,88 @@ class PercolatorStore:
                     if key not in self._locks:
                         self._keys.pop(bisect.bisect_left(self._keys, key))
             return dropped
+
+    # ---------------------------------------------------------------- recovery
+
+    def replay(self, event: binlog_pb2.Event) -> None:
+        """Apply an event of this cluster's own log without emitting anything: the binlog is
+        the cluster's write-ahead log, replayed after a restart from the last checkpoint."""
+        with self.mu:
+            kind = event.WhichOneof("payload")
+            if kind == "snapshot":
+                self._replay_snapshot(event)
+                return
+            region = self.regions.get(event.region_id)
+            if kind == "resolved_ts":
+                region.resolved_ts = max(region.resolved_ts, event.resolved_ts)
+                return
+            if kind == "entries":
+                for row in event.entries.rows:
+                    self._replay_row(row)
+            elif kind == "admin" and event.admin.HasField("split"):
+                self._replay_split(event)
+            elif kind == "admin" and event.admin.HasField("merge"):
+                m = event.admin.merge
+                self.regions.merge(m.source.id, m.target.id)
+                self._set_epoch(m.target)
+            region = self.regions.get(event.region_id)
+            region.index = event.index
+
+    def _replay_row(self, row: binlog_pb2.Row) -> None:
+        key = row.key
+        if row.type == binlog_pb2.Row.PREWRITE:
+            self._add_lock(LockRecord(key, row.primary, row.start_ts, row.ttl, row.op, row.value, row.txn_size))
+        elif row.type == binlog_pb2.Row.COMMIT:
+            lock = self._locks.get(key)
+            if lock is not None and lock.start_ts == row.start_ts:
+                self._remove_lock(lock, keep_value=True)
+                self._commit_record(key, lock.op, lock.value, row.start_ts, row.commit_ts)
+        elif row.type == binlog_pb2.Row.ROLLBACK:
+            lock = self._locks.get(key)
+            if lock is not None and lock.start_ts == row.start_ts:
+                self._remove_lock(lock, keep_value=False)
+            if self._find_version(key, row.start_ts) is None:
+                self._add_version(key, Version(row.start_ts, "R", row.start_ts, write_bytes("R", row.start_ts, None)))
+        elif row.type == binlog_pb2.Row.COMMITTED:
+            self._commit_record(key, row.op, row.value, row.start_ts, row.commit_ts)
+
+    def _set_epoch(self, proto: binlog_pb2.Region) -> Region:
+        region = self.regions.get(proto.id)
+        region.version, region.conf_version = proto.epoch.version, proto.epoch.conf_version
+        return region
+
+    def _replay_split(self, event: binlog_pb2.Event) -> None:
+        for proto in event.admin.split.regions:
+            if proto.id == event.region_id:
+                continue
+            self.regions.next_id = proto.id  # the split hands out exactly the logged id
+            self.regions.split(event.region_id, decode_region_key(proto.start_key))
+        for proto in event.admin.split.regions:
+            self._set_epoch(proto)
+
+    def _replay_snapshot(self, event: binlog_pb2.Event) -> None:
+        """A snapshot replaces the region's range: drop what is there, load its contents."""
+        proto = event.snapshot.region
+        start, end = decode_region_key(proto.start_key), decode_region_key(proto.end_key)
+        lo = bisect.bisect_left(self._keys, start)
+        hi = bisect.bisect_left(self._keys, end) if end else len(self._keys)
+        for key in self._keys[lo:hi]:
+            lock = self._locks.get(key)
+            if lock is not None:
+                self._remove_lock(lock, keep_value=False)
+            for v in self._writes.pop(key, ()):
+                self._defaults.pop((key, v.start_ts), None)
+        del self._keys[lo:hi]
+        for w in event.snapshot.writes:
+            parsed = Write.parse(w.write)
+            if w.value:
+                self._defaults[(w.key, parsed.start_ts)] = w.value
+            self._add_version(w.key, Version(w.commit_ts, parsed.write_type, parsed.start_ts, w.write))
+        for lk in event.snapshot.locks:
+            self._add_lock(LockRecord.parse(lk.key, lk.lock, lk.value or None))
+        region = self.regions.get(proto.id)
+        region.index = event.index
+        region.version, region.conf_version = proto.epoch.version, proto.epoch.conf_version
 
     # ---------------------------------------------------------------- persistence
 

@@ -147,8 +147,12 @@ class Database:
 class Catalog:
     """TiDB's meta: ids, databases, table infos and the global schema version. Thread-safe."""
 
-    def __init__(self, tso: TimestampOracle, state: Mapping[str, Any] | None = None) -> None:
-        self._mu = threading.Lock()
+    def __init__(
+        self, tso: TimestampOracle, state: Mapping[str, Any] | None = None,
+        on_change: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self._mu = threading.RLock()
+        self._on_change = on_change
         self._tso = tso
         self.next_id = 100  # TiDB allocates user ids after its system tables
         self.schema_version = 0
@@ -184,6 +188,7 @@ class Catalog:
             db = Database(self._alloc_id(), name)
             self.dbs[name.lower()] = db
             self.schema_version += 1
+            self._changed()
             return db.id
 
     def create_table(
@@ -217,6 +222,7 @@ class Catalog:
             info = dict(built.to_json())
             info["update_timestamp"] = self._tso.get_ts()
             database.tables[name.lower()] = info
+            self._changed()
             return copy.deepcopy(info)
 
     def table(self, db: str, name: str) -> dict[str, Any]:
@@ -285,12 +291,22 @@ class Catalog:
         self.schema_version += 1
         table["schema_version"] = self.schema_version
         table["update_timestamp"] = self._tso.get_ts()
+        self._changed()
         return copy.deepcopy(table)
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change(self.state())
 
     def alloc_row_id(self, table_id: int) -> int:
         with self._mu:
             self.row_ids[table_id] = self.row_ids.get(table_id, 0) + 1
             return self.row_ids[table_id]
+
+    def bump_row_id(self, table_id: int, at_least: int) -> None:
+        """Never hand out a row id at or below ``at_least`` again (recovery)."""
+        with self._mu:
+            self.row_ids[table_id] = max(self.row_ids.get(table_id, 0), at_least)
 
 
 # ------------------------------------------------------------------------- transactions
