@@ -220,3 +220,14 @@ def test_scan_by_handle_range_and_by_region(store: Store) -> None:
         assert view.region_handle_range(r2, T.id) == (4, None)
         assert view.region_handle_range(r2, T.id - 1) is None  # wholly before the region
         assert view.region_handle_range(r2, T.id + 1) == (None, None)  # wholly inside it
+
+
+def test_filter_literals_bind_to_their_column_types() -> None:
+    import datetime as dt
+
+    t = pa.table({"ts": pa.array([dt.datetime(2024, 1, 1), dt.datetime(2024, 6, 1)], pa.timestamp("us", "UTC")),
+                  "i": pa.array([1, 2], pa.int8()), "d": pa.array([Decimal("1.50"), Decimal("3.25")], pa.decimal128(10, 2))})
+    assert t.filter((col("ts") > dt.datetime(2024, 3, 1)).to_arrow(t.schema)).num_rows == 1  # naive = UTC
+    assert t.filter((col("i") < 1000).to_arrow(t.schema)).num_rows == 2  # out of int8 range: still exact
+    assert t.filter((col("d") > Decimal("1.505")).to_arrow(t.schema)).num_rows == 1  # finer scale than the column
+    assert t.filter(In("ts", [dt.datetime(2024, 6, 1)]).to_arrow(t.schema)).num_rows == 1

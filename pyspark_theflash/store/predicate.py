@@ -67,7 +67,10 @@ class Expr:
     def __invert__(self) -> "Expr":
         return Not(self)
 
-    def to_arrow(self) -> pc.Expression:
+    def to_arrow(self, schema: pa.Schema | None = None) -> pc.Expression:
+        """The filter as an Arrow expression. With ``schema``, literals are converted to
+        their column's type first (a naive datetime compared with a UTC timestamp column is
+        taken as UTC; an int compared with an int8 column stays exact)."""
         raise NotImplementedError(type(self).__name__)
 
     def might_match(self, stats: Mapping[str, ColumnStats]) -> bool:
@@ -149,9 +152,9 @@ class Comparison(Expr):
     def __repr__(self) -> str:
         return f"(col({self.column!r}) {self.op} {self.value!r})"
 
-    def to_arrow(self) -> pc.Expression:
+    def to_arrow(self, schema: pa.Schema | None = None) -> pc.Expression:
         f = pc.field(self.column)
-        v = pa.scalar(self.value) if isinstance(self.value, (bytes, decimal.Decimal)) else self.value
+        v = _literal(self.value, schema, self.column)
         return {
             "==": lambda: f == v, "!=": lambda: f != v, "<": lambda: f < v,
             "<=": lambda: f <= v, ">": lambda: f > v, ">=": lambda: f >= v,
@@ -196,9 +199,15 @@ class In(Expr):
     def __repr__(self) -> str:
         return f"In({self.column!r}, {self.values!r})"
 
-    def to_arrow(self) -> pc.Expression:
+    def to_arrow(self, schema: pa.Schema | None = None) -> pc.Expression:
         if not self.values:
             return pc.scalar(False)
+        typ = _column_type(schema, self.column)
+        if typ is not None:
+            try:
+                return pc.field(self.column).isin(pa.array(list(self.values), type=typ))
+            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+                pass
         return pc.field(self.column).isin(pa.array(list(self.values)))
 
     def might_match(self, stats: Mapping[str, ColumnStats]) -> bool:
@@ -228,7 +237,7 @@ class IsNull(Expr):
     def __repr__(self) -> str:
         return f"IsNull({self.column!r})"
 
-    def to_arrow(self) -> pc.Expression:
+    def to_arrow(self, schema: pa.Schema | None = None) -> pc.Expression:
         return pc.field(self.column).is_null()
 
     def might_match(self, stats: Mapping[str, ColumnStats]) -> bool:
@@ -251,7 +260,7 @@ class IsNotNull(Expr):
     def __repr__(self) -> str:
         return f"IsNotNull({self.column!r})"
 
-    def to_arrow(self) -> pc.Expression:
+    def to_arrow(self, schema: pa.Schema | None = None) -> pc.Expression:
         return pc.field(self.column).is_valid()
 
     def might_match(self, stats: Mapping[str, ColumnStats]) -> bool:
@@ -276,7 +285,7 @@ class StartsWith(Expr):
     def __repr__(self) -> str:
         return f"StartsWith({self.column!r}, {self.prefix!r})"
 
-    def to_arrow(self) -> pc.Expression:
+    def to_arrow(self, schema: pa.Schema | None = None) -> pc.Expression:
         if isinstance(self.prefix, bytes):
             # Arrow's starts_with works on binary too, but takes the pattern as str.
             n = len(self.prefix)
@@ -313,10 +322,10 @@ class And(Expr):
     def __repr__(self) -> str:
         return " & ".join(map(repr, self.children))
 
-    def to_arrow(self) -> pc.Expression:
-        out = self.children[0].to_arrow()
+    def to_arrow(self, schema: pa.Schema | None = None) -> pc.Expression:
+        out = self.children[0].to_arrow(schema)
         for c in self.children[1:]:
-            out = out & c.to_arrow()
+            out = out & c.to_arrow(schema)
         return out
 
     def might_match(self, stats: Mapping[str, ColumnStats]) -> bool:
@@ -338,10 +347,10 @@ class Or(Expr):
     def __repr__(self) -> str:
         return "(" + " | ".join(map(repr, self.children)) + ")"
 
-    def to_arrow(self) -> pc.Expression:
-        out = self.children[0].to_arrow()
+    def to_arrow(self, schema: pa.Schema | None = None) -> pc.Expression:
+        out = self.children[0].to_arrow(schema)
         for c in self.children[1:]:
-            out = out | c.to_arrow()
+            out = out | c.to_arrow(schema)
         return out
 
     def might_match(self, stats: Mapping[str, ColumnStats]) -> bool:
@@ -361,8 +370,8 @@ class Not(Expr):
     def __repr__(self) -> str:
         return f"~{self.child!r}"
 
-    def to_arrow(self) -> pc.Expression:
-        return ~self.child.to_arrow()
+    def to_arrow(self, schema: pa.Schema | None = None) -> pc.Expression:
+        return ~self.child.to_arrow(schema)
 
     def pushed_down(self) -> Expr | None:
         """The negation moved into the child where that is exact under SQL's three-valued
@@ -397,7 +406,7 @@ class AlwaysTrue(Expr):
     def __repr__(self) -> str:
         return "AlwaysTrue()"
 
-    def to_arrow(self) -> pc.Expression:
+    def to_arrow(self, schema: pa.Schema | None = None) -> pc.Expression:
         return pc.scalar(True)
 
     def might_match(self, stats: Mapping[str, ColumnStats]) -> bool:
@@ -408,6 +417,24 @@ class AlwaysTrue(Expr):
 
     def to_dict(self) -> dict[str, Any]:
         return {"true": True}
+
+
+def _column_type(schema: pa.Schema | None, column: str) -> pa.DataType | None:
+    if schema is None or schema.get_field_index(column) < 0:
+        return None
+    return schema.field(column).type
+
+
+def _literal(value: Any, schema: pa.Schema | None, column: str) -> Any:
+    """A literal as an Arrow scalar of its column's type when that conversion is exact
+    enough to compare; otherwise as Arrow infers it."""
+    typ = _column_type(schema, column)
+    if typ is not None:
+        try:
+            return pa.scalar(value, type=typ)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+            pass
+    return pa.scalar(value) if isinstance(value, (bytes, decimal.Decimal)) else value
 
 
 # --- values in JSON -------------------------------------------------------------------------

@@ -214,7 +214,7 @@ class _Reader:
     # --- output -------------------------------------------------------------------------------
     def _finish(self, t: pa.Table) -> Iterator[pa.RecordBatch]:
         if self.predicate is not None and t.num_rows:
-            t = t.filter(self.predicate.to_arrow())
+            t = t.filter(self.predicate.to_arrow(t.schema))
         if t.num_rows == 0:
             return
         arrays = []
