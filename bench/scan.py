@@ -103,7 +103,8 @@ def main() -> None:
               "mini cluster → binlog → writer → store ...", flush=True)
         rig.start_writer(interval_s=0.1)
         load_s = load(rig, args.rows, args.regions, args.chunk)
-        spark = theflash_session(master="local[2]", app_name="theflash-bench-scan")
+        spark = theflash_session(master="local[2]", app_name="theflash-bench-scan",
+                                 **{"spark.ui.showConsoleProgress": "false"})
         spark.sparkContext.setLogLevel("ERROR")
 
         def theflash(**options: Any) -> Any:

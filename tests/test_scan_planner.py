@@ -1,0 +1,100 @@
+"""The scan planner without Spark: partitions per region, the read lease's life, lock
+handling under SI and RC, pruning, and reading a partition after its lease expired."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pytest
+
+from flash_rig import FlashRig, wait_for
+from pyspark_theflash.latch import connect as connect_latch
+from pyspark_theflash.scan import LockResolveTimeoutError, plan
+from pyspark_theflash.scan.read import read_partition
+from pyspark_theflash.store.predicate import col
+from pyspark_theflash.upstream.tidb import Abandoned, make_column, record_key
+
+TABLE = "plan.accounts"
+ROWS = 60
+REGIONS = 6
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlashRig]:
+    r = FlashRig(tmp_path_factory.mktemp("planner"))
+    table = r.cluster.create_table(TABLE, [make_column("id", "BIGINT", not_null=True), make_column("balance", "BIGINT")],
+                                   primary_key=["id"])
+    for region in range(1, REGIONS):
+        r.cluster.split_at(record_key(table, region * ROWS // REGIONS))
+    r.start_writer(interval_s=0.05)
+    for region in range(REGIONS):  # one flush per region: parts with disjoint id ranges
+        with r.cluster.txn() as t:
+            for i in range(region * ROWS // REGIONS, (region + 1) * ROWS // REGIONS):
+                t.insert(TABLE, {"id": i, "balance": 10})
+        r.wait_replicated(TABLE)
+        with plan(r.store, TABLE, r.options()) as p:
+            pass  # a learner read: the rows are flushed before the next batch
+    yield r
+    r.close()
+
+
+def rows_of(p) -> pa.Table:
+    return pa.Table.from_batches([b for part in p.partitions for b in read_partition(part)]).sort_by("id")
+
+
+def test_one_partition_per_region_or_grouped_up_to_the_target_size(rig: FlashRig) -> None:
+    with plan(rig.store, TABLE, rig.options(partition_target_bytes=1)) as p:
+        assert p.stats.regions == REGIONS and len(p.partitions) == REGIONS
+        assert sorted(r for part in p.partitions for r in part.region_ids) == sorted(
+            {r for part in p.partitions for r in part.region_ids})
+        assert all(part.size_bytes > 0 for part in p.partitions)
+        assert rows_of(p).column("id").to_pylist() == list(range(ROWS))
+    with plan(rig.store, TABLE, rig.options()) as p:  # 64 MiB target: small neighbours grouped
+        assert len(p.partitions) == 1 and len(p.partitions[0].region_ids) == REGIONS
+        assert sum(rows_of(p).column("balance").to_pylist()) == 10 * ROWS
+        assert rig.cluster.scan_table(TABLE, p.ts) == rows_of(p).to_pylist()
+
+
+def test_a_filter_prunes_regions_whose_statistics_rule_it_out(rig: FlashRig) -> None:
+    with plan(rig.store, TABLE, rig.options(partition_target_bytes=1), predicate=col("id") == 15) as p:
+        assert len(p.partitions) == 1 and p.stats.partitions_pruned == REGIONS - 1
+        assert rows_of(p).to_pylist() == [{"id": 15, "balance": 10}]
+
+
+def test_the_read_lease_lives_while_the_plan_does_and_is_released_with_it(rig: FlashRig) -> None:
+    latch = connect_latch(rig.store)
+    p = plan(rig.store, TABLE, rig.options(lease_ttl="300ms"))
+    lease = next(lease for lease in latch.leases() if lease.lease_id == p.lease_id)
+    assert lease.ts == p.ts
+    # renewed by the plan's daemon thread: still alive well past its first expiry
+    wait_for(lambda: any(x.lease_id == p.lease_id and x.expires_at > lease.expires_at + 0.5 for x in latch.leases()),
+             10, "the lease to be renewed")
+    p.close()
+    assert p.lease_id not in [x.lease_id for x in latch.leases()]
+
+
+def test_a_partition_read_after_its_lease_expired_takes_a_new_lease_at_the_same_ts(rig: FlashRig) -> None:
+    latch = connect_latch(rig.store)
+    p = plan(rig.store, TABLE, rig.options(lease_ttl="200ms"))
+    expected = rows_of(p)
+    p.detach()  # as in Spark: the planner hands over to the partition readers
+    wait_for(lambda: p.lease_id not in [x.lease_id for x in latch.leases()], 10, "the lease to expire")
+    assert rows_of(p) == expected
+    assert any(x.ts == p.ts and x.lease_id != p.lease_id for x in latch.leases())
+
+
+def test_rc_skips_a_live_lock_that_si_waits_for(rig: FlashRig) -> None:
+    t = rig.cluster.txn(one_pc=False, ttl_ms=60_000, after_prewrite=lambda _: (_ for _ in ()).throw(Abandoned()))
+    t.update(TABLE, {"id": 3, "balance": 99})
+    t.update(TABLE, {"id": 33, "balance": 99})
+    with pytest.raises(Abandoned):
+        t.commit()
+    try:
+        with plan(rig.store, TABLE, rig.options(isolation="RC")) as p:
+            assert p.stats.locks_seen == 0
+            assert rows_of(p).column("balance").to_pylist() == [10] * ROWS
+        with pytest.raises(LockResolveTimeoutError, match=rf"transaction started at {t.start_ts}.*isolation RC"):
+            plan(rig.store, TABLE, rig.options(lock_wait_timeout="500ms"))
+    finally:
+        rig.cluster.resolve_lock(t.start_ts, 0)
