@@ -53,12 +53,18 @@ class Versions:
 
 def stored_versions(store: Store) -> list[tuple[int, int, bool]]:
     """Every version the store holds: (handle, commit_ts, delete mark)."""
+    import pyarrow.ipc as ipc
     import pyarrow.parquet as pq
 
     out = []
+    cols = ["_tidb_rowid", "_tidb_commit_ts", "_tidb_delmark"]
     with store.snapshot() as view:
         for p in view.parts(T.id):
-            t = pq.read_table(store.root / p.path, columns=["_tidb_rowid", "_tidb_commit_ts", "_tidb_delmark"])
+            path = store.root / p.path
+            if p.kind == "delta":  # deltas are Arrow IPC files, stables Parquet
+                t = ipc.open_file(pa.memory_map(str(path))).read_all().select(cols)
+            else:
+                t = pq.read_table(path, columns=cols)
             out += [(r["_tidb_rowid"], r["_tidb_commit_ts"], r["_tidb_delmark"]) for r in t.to_pylist()]
     return sorted(out)
 

@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from pyspark_theflash.store.errors import PartFileError
 from pyspark_theflash.store.predicate import ColumnStats, Expr, merge_stats
-from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, DELMARK, HIDDEN_NAMES, ROWID, same_as_previous
+from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, DELMARK, HIDDEN_NAMES, ROWID, is_ipc, same_as_previous
 
 if TYPE_CHECKING:
     from pyspark_theflash.schema import TableInfo
@@ -206,9 +207,20 @@ class _Reader:
         except (OSError, pa.ArrowInvalid) as exc:
             raise PartFileError(str(path), f"unreadable: {exc}") from exc
 
+    def _read_ipc(self, part: PartRef, columns: Sequence[str]) -> pa.Table:
+        path = self.root / part.path
+        try:
+            # Memory-mapped: the table's buffers are the file's pages (nothing is copied).
+            return ipc.open_file(pa.memory_map(str(path))).read_all().select(list(columns))
+        except FileNotFoundError as exc:
+            raise PartFileError(str(path), "missing (deleted while a reader without a lease "
+                                "used it?)") from exc
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise PartFileError(str(path), f"unreadable: {exc}") from exc
+
     def _read(self, part: PartRef) -> pa.Table:
         cols, mapping = self._file_columns(part)
-        t = self._open(part).read(columns=cols)
+        t = self._read_ipc(part, cols) if is_ipc(part.path) else self._open(part).read(columns=cols)
         return self._conform(part, t, mapping)
 
     # --- output -------------------------------------------------------------------------------
@@ -231,6 +243,9 @@ class _Reader:
     def read_clean_part(self, part: PartRef) -> Iterator[pa.RecordBatch]:
         """The partition's only part, one version per handle: stream its row groups,
         pruning each by the filter."""
+        if is_ipc(part.path):
+            yield from self._finish(self._visible_filter(part, self._read(part), single_version=True))
+            return
         f = self._open(part)
         cols, mapping = self._file_columns(part)
         md = f.metadata

@@ -388,8 +388,7 @@ class Store:
             reg.epoch_version = max(reg.epoch_version, int(ev.epoch.version))
             reg.conf_ver = max(reg.conf_ver, int(ev.epoch.conf_version))
         if kind == "entries":
-            for row in ev.entries.rows:
-                self._apply_row(reg, int(ev.index), row, staged, result)
+            self._apply_entries(reg, int(ev.index), ev.entries.rows, staged, result)
         elif kind == "admin":
             self._apply_admin(reg, ev.admin, staged, saved)
         elif kind == "snapshot":
@@ -397,36 +396,56 @@ class Store:
         reg.applied_index = int(ev.index)
         result.applied += 1
 
-    def _apply_row(self, reg: _Region, index: int, row: binlog_pb2.Row, staged: _Staged,
-                   result: WriteResult) -> None:
+    def _apply_entries(self, reg: _Region, index: int, rows: Sequence[binlog_pb2.Row], staged: _Staged,
+                       result: WriteResult) -> None:
+        """The rows of one Entries event. This loop is the one per-row Python step of the
+        write path (protobuf rows have to be visited); it only appends to lists, decoding
+        happens afterwards for the whole batch at once."""
         caches = self._caches
         assert caches is not None
-        t = row.type
-        if t == Row.PREWRITE:
-            caches.prewrite(reg.id, row.key, row.start_ts, row.op, row.value, row.primary, row.ttl)
-            result.prewrites += 1
-        elif t == Row.COMMIT:
-            pw = caches.take(reg.id, row.key, row.start_ts)
-            result.commits += 1
-            if pw is None:
-                if self._is_orphan_commit(reg, row.key, int(row.start_ts), staged):
-                    result.orphan_commits += 1
-                    return
-                raise CommitWithoutPrewriteError(reg.id, row.key, keyspace.describe_key(row.key), row.start_ts,
-                                                 row.commit_ts, index)
-            if pw.op == PUT:
-                staged.add(reg.id, row.key, int(row.commit_ts), pw.value or b"")
-            elif pw.op == DELETE:
-                staged.add(reg.id, row.key, int(row.commit_ts), None)
-        elif t == Row.ROLLBACK:
-            caches.drop(reg.id, row.key, row.start_ts)
-            result.rollbacks += 1
-        elif t == Row.COMMITTED:
-            result.commits += 1
-            if row.op == PUT:
-                staged.add(reg.id, row.key, int(row.commit_ts), row.value)
-            elif row.op == DELETE:
-                staged.add(reg.id, row.key, int(row.commit_ts), None)
+        rid = reg.id
+        keys, values, cts, dels, regs = staged.keys, staged.values, staged.commit_ts, staged.deletes, staged.regions
+        committed_t, prewrite_t, commit_t = Row.COMMITTED, Row.PREWRITE, Row.COMMIT
+        commits = prewrites = rollbacks = 0
+        for row in rows:
+            t = row.type
+            if t == committed_t:
+                commits += 1
+                op = row.op
+                if op == PUT:
+                    keys.append(row.key)
+                    values.append(row.value)
+                elif op == DELETE:
+                    keys.append(row.key)
+                    values.append(b"")
+                else:
+                    continue
+                cts.append(row.commit_ts)
+                dels.append(op == DELETE)
+                regs.append(rid)
+            elif t == prewrite_t:
+                prewrites += 1
+                caches.prewrite(rid, row.key, row.start_ts, row.op, row.value, row.primary, row.ttl)
+            elif t == commit_t:
+                commits += 1
+                key = row.key
+                pw = caches.take(rid, key, row.start_ts)
+                if pw is None:
+                    if self._is_orphan_commit(reg, key, int(row.start_ts), staged):
+                        result.orphan_commits += 1
+                        continue
+                    raise CommitWithoutPrewriteError(rid, key, keyspace.describe_key(key), row.start_ts,
+                                                     row.commit_ts, index)
+                if pw.op == PUT:
+                    staged.add(rid, key, row.commit_ts, pw.value or b"")
+                elif pw.op == DELETE:
+                    staged.add(rid, key, row.commit_ts, None)
+            else:  # ROLLBACK
+                rollbacks += 1
+                caches.drop(rid, row.key, row.start_ts)
+        result.commits += commits
+        result.prewrites += prewrites
+        result.rollbacks += rollbacks
 
     def _is_orphan_commit(self, reg: _Region, key: bytes, start_ts: int, staged: _Staged) -> bool:
         """A COMMIT without a prewrite is expected after a region snapshot: its prewrite

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from pyspark_theflash.store.predicate import ColumnStats, decode_value, encode_value
@@ -52,7 +53,14 @@ def part_dir(table_id: int, partition_id: int) -> str:
 
 
 def new_part_name(table_id: int, partition_id: int, kind: str) -> str:
-    return f"{part_dir(table_id, partition_id)}/{kind}-{uuid.uuid4().hex[:16]}.parquet"
+    """Delta parts are Arrow IPC files (``.arrow``: written and read at memory speed), stable
+    parts Parquet (``.parquet``: compressed, row groups with statistics)."""
+    ext = "arrow" if kind == "delta" else "parquet"
+    return f"{part_dir(table_id, partition_id)}/{kind}-{uuid.uuid4().hex[:16]}.{ext}"
+
+
+def is_ipc(path: str | Path) -> bool:
+    return str(path).endswith(".arrow")
 
 
 def sort_versions(table: pa.Table) -> pa.Table:
@@ -79,12 +87,17 @@ def _fsync_dir(path: Path) -> None:
 def write_part(root: Path, rel: str, table: pa.Table, column_ids: Sequence[int],
                row_group_rows: int, compression: str = "lz4") -> PartFile:
     """Write ``table`` (already sorted) to ``root/rel`` under a temporary name, fsync it and
-    rename it in. ``column_ids`` are the ids of the table's user columns, in order."""
+    rename it in; Arrow IPC or Parquet by the name's extension. ``column_ids`` are the ids of
+    the table's user columns, in order."""
     dest = root / rel
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + f".tmp-{os.getpid()}")
-    pq.write_table(table, str(tmp), row_group_size=max(1, row_group_rows), compression=compression,
-                   write_statistics=True)
+    if is_ipc(rel):
+        with ipc.new_file(str(tmp), table.schema) as w:
+            w.write_table(table, max_chunksize=max(1, row_group_rows))
+    else:
+        pq.write_table(table, str(tmp), row_group_size=max(1, row_group_rows), compression=compression,
+                       write_statistics=True)
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, dest)
