@@ -98,3 +98,17 @@ def test_rc_skips_a_live_lock_that_si_waits_for(rig: FlashRig) -> None:
             plan(rig.store, TABLE, rig.options(lock_wait_timeout="500ms"))
     finally:
         rig.cluster.resolve_lock(t.start_ts, 0)
+
+
+def test_the_scan_command_prints_the_plan_and_reads(rig: FlashRig, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from pyspark_theflash.cli import main
+
+    assert main(["scan", TABLE, "--store", rig.store, "--upstream", rig.upstream, "--read", "--sum", "balance",
+                 "--partition-target-bytes", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["rows"], out["sum"], len(out["partitions"])) == (ROWS, str(10 * ROWS), REGIONS)
+    future = str(rig.cluster.get_ts() + (3_600_000 << 18))
+    assert main(["scan", TABLE, "--store", rig.store, "--upstream", rig.upstream, "--snapshot-ts", future]) == 2
+    assert f"snapshot ts {future}" in capsys.readouterr().err
