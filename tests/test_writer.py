@@ -78,12 +78,15 @@ def cluster(tmp_path: Path) -> Iterator[BankCluster]:
     c.close()
 
 
-def start_writer(store: Path, binlog: str, cluster: BankCluster, *extra: str, log: Path | None = None) -> subprocess.Popen:
+def start_writer(store: Path, binlog: str, cluster: BankCluster, *extra: str, log: Path | None = None,
+                 schemas_from: str = "upstream") -> subprocess.Popen:
+    """`theflash writer run` on the cluster's binlog; schemas from the upstream's gRPC service or
+    (``schemas_from="status port"``) from its TiDB-style HTTP status port, without --upstream."""
     out = open(log or store.parent / f"writer-{time.monotonic_ns()}.out", "ab")
+    source = ["--upstream", cluster.info["upstream"]] if schemas_from == "upstream" else ["--schema-url", cluster.info["status"]]
     return subprocess.Popen(
         [PY, "-m", "pyspark_theflash", "writer", "run", "--binlog", binlog, "--store", str(store),
-         "--upstream", cluster.info["upstream"], "--interval", "50ms", "--flush-interval", "200ms",
-         "--latch-ttl", "3s", *extra],
+         *source, "--interval", "50ms", "--flush-interval", "200ms", "--latch-ttl", "3s", *extra],
         stdout=out, stderr=subprocess.STDOUT,
     )
 
@@ -128,10 +131,12 @@ def learner_read_total(store: Path, cluster: BankCluster, ts: int | None = None)
     return ts, sum(balances.values()), balances
 
 
-@pytest.mark.parametrize("form", ["file", "grpc"])
-def test_readers_at_many_ts_see_the_bank_invariant_while_the_writer_applies(form: str, cluster: BankCluster, tmp_path: Path) -> None:
+@pytest.mark.parametrize("form,schemas_from", [("file", "status port"), ("grpc", "upstream")])
+def test_readers_at_many_ts_see_the_bank_invariant_while_the_writer_applies(
+    form: str, schemas_from: str, cluster: BankCluster, tmp_path: Path
+) -> None:
     store = tmp_path / "store"
-    writer = start_writer(store, cluster.binlog(form), cluster, "--tables", "bank.*")
+    writer = start_writer(store, cluster.binlog(form), cluster, "--tables", "bank.*", schemas_from=schemas_from)
     wait_for(lambda: holds_latch(store, writer), 30, "the writer to take the latch")
     seen_ts = []
     for _ in range(8):
@@ -403,13 +408,21 @@ def test_gc_follows_the_upstream_safe_point_but_never_passes_a_live_lease(tmp_pa
         wait_for(lambda: holds_latch(store, writer), 30, "the writer to start")
         pinned = up.get_ts()
         with latch_mod.connect(store) as latch:
+
+            def caught_up() -> None:  # every region applied and flushed up to its read index now
+                read_index = {int(r.id): up.read_index(int(r.id)) for r in up.regions()}
+                latch.wait_flush(latch.request_flush(list(read_index), read_index), timeout_s=30)
+
+            caught_up()
             lease = latch.acquire_lease(pinned, ttl_s=60, holder="long query")
             up.run_txn(lambda t: t.update(TABLE, {"id": 1, "balance": 20}))
+            caught_up()
             safe_point = up.update_gc_safe_point(up.get_ts())
             status_gc = lambda: (latch.writer_status() or {}).get("gc_safe_point", 0)  # noqa: E731
             wait_for(lambda: status_gc() == pinned, 30, "GC to stop at the lease")
             with Store.open(str(store), readonly=True) as s:
                 assert s.scan_table(TABLE, pinned).to_pylist() == [{"id": 1, "balance": 10}]
+                assert s.scan_table(TABLE, safe_point).to_pylist() == [{"id": 1, "balance": 20}]
             latch.release_lease(lease.lease_id)
             wait_for(lambda: status_gc() == safe_point, 30, "GC to reach the upstream's safe point")
         writer.send_signal(signal.SIGTERM)

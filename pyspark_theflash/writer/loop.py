@@ -14,6 +14,7 @@ import time
 from typing import Any, Callable, Sequence
 
 from pyspark_theflash.binlog import Position, PositionedEvent
+from pyspark_theflash.errors import TheFlashError
 from pyspark_theflash.latch.errors import WriteLatchLostError
 from pyspark_theflash.latch.local import LocalLatch
 from pyspark_theflash.latch.types import FlushRequest, WriterHolder
@@ -34,6 +35,8 @@ IDLE_SLICE_S = 0.02
 # A single read waits at most this long for events: the loop stays responsive to flush
 # requests and signals while the binlog is quiet.
 READ_TIMEOUT_S = 0.0
+# While events keep coming, compaction waits for an idle moment up to this many intervals.
+COMPACT_OVERDUE_FACTOR = 4.0
 
 ApplyBatch = Callable[[Any, Sequence[binlog_pb2.Event], Position], Any]
 
@@ -174,11 +177,14 @@ class Writer:
                     self._answer_flush_requests(pending)
                     self._last_request_seen = max(self._last_request_seen, pending[-1].request_id)
                 self._publish()
-                if len(batch) < opts.batch_events:  # caught up: compact if due, then wait
-                    if opts.until_caught_up:  # everything available when read is applied
-                        log.info("caught up with the binlog at %s: stopping (--until-caught-up)", self.progress.read_position)
-                        break
-                    self._maybe_compact()
+                caught_up = len(batch) < opts.batch_events  # everything readable now is applied
+                if caught_up and opts.until_caught_up:
+                    log.info("caught up with the binlog at %s: stopping (--until-caught-up)", self.progress.read_position)
+                    break
+                # Compaction runs between polls; under a backlog that never lets up it still runs
+                # once it is well overdue, so delta parts cannot pile up without bound.
+                self._maybe_compact(COMPACT_OVERDUE_FACTOR if not caught_up else 1.0)
+                if caught_up:
                     self._idle(interval)
         finally:
             source.close()
@@ -213,9 +219,11 @@ class Writer:
             self._renew_latch()
             self._publish()
 
-    def _renew_latch(self) -> None:
+    def _renew_latch(self, force: bool = False) -> None:
+        """Renew every TTL/3, and right before each flush (``force``): a writer that was stalled
+        past its TTL and taken over learns it before it persists anything."""
         now = time.monotonic()
-        if now - self._last_renew >= self.options.latch_ttl_s / 3:
+        if force or now - self._last_renew >= self.options.latch_ttl_s / 3:
             self.holder = self.latch.renew(self.holder.token, self.options.latch_ttl_s)  # type: ignore[union-attr]
             self._last_renew = now
 
@@ -304,6 +312,7 @@ class Writer:
         if self._unflushed_events == 0 and not force:
             return
         if self._unflushed_events:
+            self._renew_latch(force=True)
             started = time.monotonic()
             self.store.flush()
             took = time.monotonic() - started
@@ -331,8 +340,8 @@ class Writer:
                 self.latch.complete_flush(request.request_id, answer)  # type: ignore[union-attr]
 
     # -- compaction and GC -------------------------------------------------------------------
-    def _maybe_compact(self) -> None:
-        if time.monotonic() - self._last_compact < self.options.compact_interval_s:
+    def _maybe_compact(self, factor: float = 1.0) -> None:
+        if time.monotonic() - self._last_compact < self.options.compact_interval_s * factor:
             return
         started = time.monotonic()
         safe_point = self._gc_safe_point()
@@ -354,7 +363,11 @@ class Writer:
         enforces the lease bound too; clamping here keeps the intent visible)."""
         if self.upstream is None:
             return 0
-        safe_point = int(self.upstream.gc_safe_point())
+        try:
+            safe_point = int(self.upstream.gc_safe_point())
+        except TheFlashError as exc:  # an upstream hiccup only postpones GC; applying goes on
+            log.warning("GC postponed: %s", exc)
+            return 0
         oldest = [lease.ts for lease in self.store.leases.live()]
         return min([safe_point, *oldest]) if safe_point else 0
 
