@@ -22,6 +22,7 @@ from typing import Any, Callable
 from pyspark_theflash.scan.errors import LockResolveTimeoutError
 from pyspark_theflash.scan.learner import LearnerRead, _close
 
+OP_LOCK = 2  # binlog OpType.LOCK
 BACKOFF_FIRST_S = 0.02
 BACKOFF_MAX_S = 1.0
 
@@ -72,15 +73,21 @@ class LockResolver:
         attempt = 0
         waited: set[int] = set()
         while True:
-            pending = [lk for lk in self.locks(view) if int(lk.start_ts) <= self.ts]
+            # a LOCK-type lock (SELECT ... FOR UPDATE) changes no data: reads ignore it, as TiKV's do
+            pending = [lk for lk in self.locks(view) if int(lk.start_ts) <= self.ts and int(lk.op) != OP_LOCK]
             alive: list[Any] = []
+            alive_ts: set[int] = set()
             wait_regions: set[int] = set()
             for lock in pending:
                 decision = self.decisions.get(int(lock.start_ts))
+                if decision is None and int(lock.start_ts) in alive_ts:
+                    alive.append(lock)  # asked about this transaction a moment ago
+                    continue
                 if decision is None:
                     decision = self._check(lock)
                     if decision is None:
                         alive.append(lock)
+                        alive_ts.add(int(lock.start_ts))
                         continue
                     self.decisions[decision.start_ts] = decision
                 if decision.visible_at(self.ts):
