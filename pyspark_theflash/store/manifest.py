@@ -115,7 +115,8 @@ def manifest_path(root: str | Path) -> Path:
     return Path(root) / MANIFEST_FILE
 
 
-def connect(root: str | Path, *, create: bool, busy_timeout_ms: int = 30_000) -> sqlite3.Connection:
+def connect(root: str | Path, *, create: bool, busy_timeout_ms: int = 30_000,
+            durable: bool = True) -> sqlite3.Connection:
     """A connection to the store's manifest in WAL mode, with autocommit off at the Python
     level (``isolation_level=None``): transactions are opened explicitly by ``edit`` and
     ``read``."""
@@ -129,8 +130,10 @@ def connect(root: str | Path, *, create: bool, busy_timeout_ms: int = 30_000) ->
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
     if create:
         conn.execute("PRAGMA journal_mode = WAL")
-    # FULL: a committed edit survives power loss, not just a process crash.
-    conn.execute("PRAGMA synchronous = FULL")
+    # FULL: a committed edit survives power loss, not just a process crash. Lease
+    # connections pass durable=False (NORMAL: no fsync per commit): a lease lost to a power
+    # failure belongs to a reader that is gone too.
+    conn.execute("PRAGMA synchronous = FULL" if durable else "PRAGMA synchronous = NORMAL")
     return conn
 
 

@@ -41,6 +41,7 @@ from pyspark_theflash.store.keyspace import HandleRange
 # A v2 row with no columns: decoding it gives every column its origin default.
 EMPTY_ROW_V2 = b"\x80\x00\x00\x00\x00\x00"
 DEFAULT_BATCH_ROWS = 64 * 1024
+CLEAN_READ_ROW_GROUPS = 8
 
 
 @dataclass(frozen=True)
@@ -251,6 +252,7 @@ class _Reader:
         md = f.metadata
         names_by_id = dict(part.columns)
         file_index = {md.schema.column(i).name: i for i in range(md.num_columns)}
+        wanted = []
         for rg in range(md.num_row_groups):
             rgm = md.row_group(rg)
             if rgm.num_rows == 0:
@@ -260,7 +262,11 @@ class _Reader:
                 continue
             if not self._row_group_in_range(rgm, file_index):
                 continue
-            t = self._conform(part, f.read_row_group(rg, columns=cols), mapping)
+            wanted.append(rg)
+        # Row groups are read a few at a time: one call decodes them in parallel, and memory
+        # stays bounded by CLEAN_READ_ROW_GROUPS row groups.
+        for i in range(0, len(wanted), CLEAN_READ_ROW_GROUPS):
+            t = self._conform(part, f.read_row_groups(wanted[i:i + CLEAN_READ_ROW_GROUPS], columns=cols), mapping)
             yield from self._finish(self._visible_filter(part, t, single_version=True))
 
     def _row_group_stats(self, rgm: Any, names_by_id: Mapping[int, str],

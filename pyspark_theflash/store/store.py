@@ -165,7 +165,8 @@ class Store:
             mf.check_format(self._conn, root)
         else:
             mf.initialise(self._conn)
-        self.leases = Leases(lambda: self._connect(create=False))
+        self.leases = Leases(lambda: mf.connect(root, create=False, busy_timeout_ms=options.busy_timeout_ms,
+                                                durable=False))
         self._background: Any = None
         # Replaces codec.batch.decode_rows_to_arrow (same signature) for the committed rows of a
         # batch, e.g. to decode large batches on Spark executors (writer/spark_decode.py).
