@@ -258,3 +258,16 @@ def test_regions_split_by_themselves_past_the_configured_size(tmp_path: Path, li
         assert all(c.store.get(encode_record_key(7, i), ts) == b"v" * 40 for i in range(20))
     finally:
         c.close()
+
+
+def test_the_cluster_resolves_long_expired_locks_so_resolved_ts_moves_on(cluster: MiniCluster) -> None:
+    start = cluster.get_ts()
+    cluster.store.prewrite([Mutation(PUT, K[1], b"p"), Mutation(PUT, K[2], b"s")], K[1], start, 1)
+    stuck = [e.resolved_ts for e in cluster.advance_resolved_ts()]
+    assert stuck == [] or stuck[0] < start
+    while physical_ms(cluster.get_ts()) <= physical_ms(start) + 1:  # until the 1 ms TTL is over
+        pass
+    assert cluster.resolve_expired_locks(grace_ms=0) == 1
+    assert cluster.store.locks() == []
+    (event,) = cluster.advance_resolved_ts()
+    assert event.resolved_ts > start

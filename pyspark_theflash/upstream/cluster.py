@@ -204,8 +204,9 @@ class MiniCluster:
         return self.store.advance_resolved_ts()
 
     def resolve_expired_locks(self, grace_ms: int = 0) -> int:
-        """Roll back transactions whose primary lock expired ``grace_ms`` ago, and their
-        secondaries; returns how many transactions it rolled back."""
+        """Resolve the locks of transactions whose locks expired ``grace_ms`` ago (TiCDC does
+        this for regions whose resolved ts is stuck): the primary decides, expired primaries
+        are rolled back. Returns how many transactions it resolved."""
         now = self.tso.get_ts()
         done = 0
         for lock in self.store.expired_locks(now, grace_ms):

@@ -543,13 +543,15 @@ class PercolatorStore:
                 self._flush_events()
 
     def expired_locks(self, current_ts: int, grace_ms: int = 0) -> list[LockRecord]:
-        """Primary locks whose TTL (plus ``grace_ms``) ran out by ``current_ts``."""
+        """One lock per transaction whose TTL (plus ``grace_ms``) ran out by ``current_ts``
+        (primary or orphaned secondary: its primary decides what happens to it)."""
         with self.mu:
             now_ms = physical_ms(current_ts)
-            return [
-                lk for lk in self._locks.values()
-                if lk.key == lk.primary and physical_ms(lk.start_ts) + lk.ttl_ms + grace_ms < now_ms
-            ]
+            by_txn: dict[int, LockRecord] = {}
+            for lk in self._locks.values():
+                if physical_ms(lk.start_ts) + lk.ttl_ms + grace_ms < now_ms:
+                    by_txn.setdefault(lk.start_ts, lk)
+            return list(by_txn.values())
 
     def collect_garbage(self, safe_point: int) -> int:
         """Advance the GC safe point and drop versions no read at or above it can see: keep
