@@ -22,6 +22,7 @@ from pyspark_theflash.errors import TheFlashError
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.schema import ColumnInfo, TableInfo, column
 from pyspark_theflash.schema import table as build_table
+from pyspark_theflash.schema import types as T
 from pyspark_theflash.schema.builder import default_text
 from pyspark_theflash.upstream.errors import (
     DuplicateKeyError,
@@ -38,24 +39,19 @@ from pyspark_theflash.upstream.percolator import Mutation, PercolatorStore
 from pyspark_theflash.upstream.tso import TimestampOracle
 
 ROWID = "_tidb_rowid"
-# MySQL type codes of the integer types a pk_is_handle column can have.
-_PRI_KEY_FLAG = 2  # schema.types.PRI_KEY_FLAG
-_STATE_PUBLIC = 5  # schema.types.STATE_PUBLIC
-DEFAULT_TTL_MS = 3000
+DEFAULT_TTL_MS = 3000  # TiDB's default lock TTL for small transactions
 
 
 def _name(s: str) -> dict[str, str]:
     return {"O": s, "L": s.lower()}
 
 
-def _column_json(col: Any) -> dict[str, Any]:
+def _column_json(col: ColumnInfo | Mapping[str, Any]) -> dict[str, Any]:
     """A TiDB column info dict from the schema builder's column (or a dict already)."""
+    if isinstance(col, ColumnInfo):
+        return col.to_json()
     if isinstance(col, Mapping):
         return copy.deepcopy(dict(col))
-    for attr in ("to_json", "raw"):
-        v = getattr(col, attr, None)
-        if v is not None:
-            return copy.deepcopy(dict(v() if callable(v) else v))
     raise SchemaError(f"cannot read a column definition from {col!r}: pass schema.column(...) or a TiDB column dict")
 
 
@@ -73,12 +69,12 @@ def make_column(name: str, type_sql: str, **options: Any) -> dict[str, Any]:
 # ------------------------------------------------------------------------- key and row codec
 
 
-def table_info_of(table: Mapping[str, Any]) -> Any:
+def table_info_of(table: Mapping[str, Any]) -> TableInfo:
     """The schema box's TableInfo of a table info dict."""
     return TableInfo.from_json(dict(table))
 
 
-def record_key(table: Mapping[str, Any], handle: Any, info: Any = None) -> bytes:
+def record_key(table: Mapping[str, Any], handle: Any, info: TableInfo | None = None) -> bytes:
     """The raw record key of ``handle`` (an int, or the tuple of common-handle values).
     ``info``: the table's TableInfo when the caller has it (saves parsing the dict)."""
     if table.get("is_common_handle"):
@@ -100,7 +96,7 @@ def _pk_columns(table: Mapping[str, Any]) -> list[dict[str, Any]]:
     for idx in table.get("index_info") or []:
         if idx.get("primary"):
             return [by_name[_col_name(c).lower()] for c in idx["idx_cols"]]
-    return [c for c in table["cols"] if c["type"]["Flag"] & _PRI_KEY_FLAG]
+    return [c for c in table["cols"] if c["type"]["Flag"] & T.PRI_KEY_FLAG]
 
 
 def handle_of(table: Mapping[str, Any], row: Mapping[str, Any]) -> Any:
@@ -114,7 +110,7 @@ def handle_of(table: Mapping[str, Any], row: Mapping[str, Any]) -> Any:
     return int(row[ROWID])
 
 
-def encode_value(table: Mapping[str, Any], row: Mapping[str, Any], info: Any = None) -> bytes:
+def encode_value(table: Mapping[str, Any], row: Mapping[str, Any], info: TableInfo | None = None) -> bytes:
     """Row format v2 bytes of a row (the int handle column and _tidb_rowid are in the key)."""
     values = {k: v for k, v in row.items() if k != ROWID}
     if table.get("pk_is_handle"):
@@ -122,7 +118,7 @@ def encode_value(table: Mapping[str, Any], row: Mapping[str, Any], info: Any = N
     return bytes(encode_row_for_table(info or table_info_of(table), values))
 
 
-def decode_value(table: Mapping[str, Any], key: bytes, value: bytes, info: Any = None) -> dict[str, Any]:
+def decode_value(table: Mapping[str, Any], key: bytes, value: bytes, info: TableInfo | None = None) -> dict[str, Any]:
     """Column values of a stored row, with the handle column (or _tidb_rowid) filled from the key."""
     if table.get("pk_is_handle"):
         _, handle = codec.decode_record_key(key)
@@ -195,7 +191,7 @@ class Catalog:
         self,
         db: str,
         name: str,
-        columns: Sequence[Any],
+        columns: Sequence[ColumnInfo | Mapping[str, Any]],
         primary_key: Sequence[str] | None = None,
         clustered: bool = True,
     ) -> dict[str, Any]:
@@ -254,7 +250,7 @@ class Catalog:
         with self._mu:
             return [Database(d.id, d.name, copy.deepcopy(d.tables)) for d in self.dbs.values()]
 
-    def add_column(self, db: str, name: str, column: Any, default: Any = None) -> dict[str, Any]:
+    def add_column(self, db: str, name: str, column: ColumnInfo | Mapping[str, Any], default: Any = None) -> dict[str, Any]:
         """Add a column at the end; rows written before read it as ``default`` (its
         origin_default). Bumps the schema version."""
         col = _column_json(column)
@@ -265,7 +261,7 @@ class Catalog:
             table["max_col_id"] += 1
             col["id"], col["offset"] = table["max_col_id"], len(table["cols"])
             col["name"] = _name(_col_name(col))
-            col.setdefault("state", _STATE_PUBLIC)
+            col.setdefault("state", T.STATE_PUBLIC)
             col.setdefault("version", 2)
             if default is not None:
                 stored = default_text(default, ColumnInfo.from_json(col))
@@ -280,7 +276,7 @@ class Catalog:
             if len(keep) == len(table["cols"]):
                 raise SchemaError(f"unknown column {column!r} in {db}.{name}")
             dropped = next(c for c in table["cols"] if _col_name(c).lower() == column.lower())
-            if dropped["type"]["Flag"] & _PRI_KEY_FLAG:
+            if dropped["type"]["Flag"] & T.PRI_KEY_FLAG:
                 raise SchemaError(f"cannot drop primary key column {column!r} of {db}.{name}")
             for i, c in enumerate(keep):
                 c["offset"] = i
@@ -379,7 +375,7 @@ class Txn:
         self.commit_ts = 0
         self.mutations: dict[bytes, Mutation] = {}
         self._tables: dict[str, dict[str, Any]] = {}
-        self._infos: dict[str, Any] = {}
+        self._infos: dict[str, TableInfo] = {}
         self.done = False
 
     def __enter__(self) -> "Txn":
