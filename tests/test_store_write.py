@@ -107,7 +107,7 @@ def test_a_batch_that_fails_applies_nothing_and_can_be_retried(store: Store) -> 
              event(1, 7, [committed(k2, row(other, id=1, name="o"), 95)])]
     with pytest.raises(UnknownTableError) as exc:
         store.write(batch, (0, 77))
-    assert exc.value.table_id == 200 and "put_schema" in str(exc.value)
+    assert exc.value.table_id == 200 and exc.value.region_id == 1 and "put_schema" in str(exc.value)
     store.flush()
     with store.snapshot() as view:
         assert view.locks() == []                       # the prewrite was undone

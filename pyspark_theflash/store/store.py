@@ -119,7 +119,7 @@ class _Staged:
     values: list[bytes] = field(default_factory=list)
     commit_ts: list[int] = field(default_factory=list)
     deletes: list[bool] = field(default_factory=list)
-    regions: list[int] = field(default_factory=list)
+    region_runs: list[tuple[int, int]] = field(default_factory=list)  # (first row seq, region id)
     tombstones: list[tuple[int, bytes, bytes, str]] = field(default_factory=list)  # (seq, start, end, why)
     snapshot_writes: dict[int, set[tuple[bytes, int]]] = field(default_factory=dict)
 
@@ -128,7 +128,20 @@ class _Staged:
         self.values.append(value or b"")
         self.commit_ts.append(commit_ts)
         self.deletes.append(value is None)
-        self.regions.append(region_id)
+        self.mark_region(region_id)
+
+    def mark_region(self, region_id: int) -> None:
+        """Rows staged from here on belong to ``region_id`` (for error messages)."""
+        if not self.region_runs or self.region_runs[-1][1] != region_id:
+            self.region_runs.append((len(self.keys) - 1 if self.keys else 0, region_id))
+
+    def region_of(self, seq: int) -> int:
+        region = self.region_runs[0][1] if self.region_runs else 0
+        for start, rid in self.region_runs:
+            if start > seq:
+                break
+            region = rid
+        return region
 
 
 @dataclass
@@ -405,7 +418,9 @@ class Store:
         caches = self._caches
         assert caches is not None
         rid = reg.id
-        keys, values, cts, dels, regs = staged.keys, staged.values, staged.commit_ts, staged.deletes, staged.regions
+        keys, values, cts, dels = staged.keys, staged.values, staged.commit_ts, staged.deletes
+        if not staged.region_runs or staged.region_runs[-1][1] != rid:
+            staged.region_runs.append((len(keys), rid))
         committed_t, prewrite_t, commit_t = Row.COMMITTED, Row.PREWRITE, Row.COMMIT
         commits = prewrites = rollbacks = 0
         for row in rows:
@@ -423,7 +438,6 @@ class Store:
                     continue
                 cts.append(row.commit_ts)
                 dels.append(op == DELETE)
-                regs.append(rid)
             elif t == prewrite_t:
                 prewrites += 1
                 caches.prewrite(rid, row.key, row.start_ts, row.op, row.value, row.primary, row.ttl)
@@ -554,7 +568,6 @@ class Store:
         commit_ts = np.asarray(staged.commit_ts, dtype=np.uint64)[seq]
         deletes = np.asarray(staged.deletes, dtype=bool)[seq]
         values = pa.array(staged.values, type=pa.binary()).take(pa.array(seq))
-        regions = np.asarray(staged.regions, dtype=np.int64)[seq]
         out: list[tuple[int, int, pa.Table]] = []
         for tid in np.unique(rk.table_ids):
             tid = int(tid)
@@ -563,7 +576,7 @@ class Store:
             sel = rk.table_ids == tid
             info = self._schemas.get(tid)
             if info is None:
-                raise UnknownTableError(tid, int(regions[np.flatnonzero(sel)[0]]))
+                raise UnknownTableError(tid, staged.region_of(int(seq[np.flatnonzero(sel)[0]])))
             common = bool(info.is_common_handle)
             rows = np.flatnonzero(sel)
             handles = rk.handles(sel, common)
