@@ -34,7 +34,10 @@ want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   say "installing pinned dependencies into .venv (first run downloads ~450 MB, mostly pyspark)"
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e '.[test]'
+  # editable_mode=compat puts this checkout on sys.path through a .pth file. The default
+  # (an import-hook finder) is invisible to pkgutil.iter_modules(), which is how Spark's
+  # Python workers discover pyspark_* data sources: format("theflash") would not be found.
+  .venv/bin/python -m pip install -q -e '.[test]' --config-settings editable_mode=compat
   echo "$want" > "$stamp"
 fi
 .venv/bin/python -c 'import pyspark_theflash' >/dev/null
