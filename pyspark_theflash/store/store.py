@@ -850,6 +850,10 @@ class Store:
             out["buffered_bytes"] = self.buffered_bytes
             out["open_prewrites"] = self._caches.count()
             out["prewrite_memory_bytes"] = self._caches.memory_bytes
+            bg = self._background
+            out["background_compaction"] = None if bg is None else {
+                "interval_s": bg.interval_s, "rounds": bg.rounds,
+                "last_error": None if bg.last_error is None else repr(bg.last_error)}
         return out
 
 
