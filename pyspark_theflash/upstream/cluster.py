@@ -116,8 +116,9 @@ class MiniCluster:
         self._writer: SegmentWriter | None = None
         log_has_events = False
         if self.binlog_dir is not None:
-            log_has_events = self.binlog_dir.exists() and bool(list_segments(self.binlog_dir)) and \
-                bool(SegmentReader(self.binlog_dir).read_batch(1))
+            if self.binlog_dir.exists() and list_segments(self.binlog_dir):
+                with SegmentReader(self.binlog_dir) as reader:
+                    log_has_events = bool(reader.read_batch(1))
             self._writer = SegmentWriter(self.binlog_dir, segment_bytes)  # truncates a torn tail
             sink = self._writer
         regions = RegionMap(
