@@ -237,3 +237,27 @@ def test_verify_finds_overlapping_regions_in_the_manifest(built, capsys) -> None
     code, out, _ = run_cli(capsys, "verify", str(root))
     assert code == 1
     assert f"regions {rid} (ends at +inf)" in out and "overlap" in out
+
+
+def test_status_and_verify_handle_clustered_common_handle_tables(tmp_path: Path, capsys) -> None:
+    import store_events as se
+    from pyspark_theflash.store import StoreOptions
+
+    c = se.codes_table()
+    root = tmp_path / "codes"
+    store = Store.open(str(root), options=StoreOptions(partition_max_rows=3))
+    store.put_schema(se.DB, c.to_json())
+    codes = ["a", "b", "bb", "c", "d", "e"]
+    for i, code in enumerate(codes):
+        store.write([se.event(1, i + 1, [se.committed(se.common_key(c, code.encode()), se.row(c, code=code, qty=i),
+                                                       100 + i)])], Position(0, i + 1))
+        store.flush()
+    store.compact(force=True)  # more than 3 rows: the partition splits on a binary handle
+    store.close()
+    code, out, _ = run_cli(capsys, "verify", str(root))
+    assert code == 0, out
+    code, out, _ = run_cli(capsys, "status", str(root), "--json")
+    (table,) = json.loads(out)["tables"]
+    assert len(table["partitions"]) >= 2
+    assert any(str(p["hi"]).startswith("0x") for p in table["partitions"])
+    assert run_cli(capsys, "status", str(root))[0] == 0

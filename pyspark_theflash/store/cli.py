@@ -102,7 +102,8 @@ def store_status(root: Path) -> dict[str, Any]:
             partitions: dict[tuple[int, int], dict[str, Any]] = {}
             for tid, pid, lo, hi in conn.execute(
                     "SELECT table_id, partition_id, lo, hi FROM partitions ORDER BY table_id, lo IS NOT NULL, lo"):
-                p = {"partition_id": int(pid), "lo": lo, "hi": hi, "delta_parts": 0, "stable_parts": 0,
+                p = {"partition_id": int(pid), "lo": _handle_text(lo), "hi": _handle_text(hi),
+                     "delta_parts": 0, "stable_parts": 0,
                      "rows": 0, "bytes": 0, "delete_marks": 0}
                 partitions[(int(tid), int(pid))] = p
                 tables.setdefault(int(tid), {"table_id": int(tid), "db": "?", "name": "?",
@@ -156,6 +157,13 @@ def store_status(root: Path) -> dict[str, Any]:
         "total": {"rows": sum(t["rows"] for t in tables.values()), "bytes": sum(t["bytes"] for t in tables.values()),
                   "parts": sum(t["delta_parts"] + t["stable_parts"] for t in tables.values())},
     }
+
+
+def _handle_text(handle: Any) -> Any:
+    """A partition bound for people and JSON: an int handle, or a common handle's bytes in hex."""
+    if isinstance(handle, (bytes, bytearray, memoryview)):
+        return "0x" + bytes(handle).hex()
+    return handle
 
 
 def _position_text(meta: dict[str, Any]) -> str:

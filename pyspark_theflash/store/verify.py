@@ -116,6 +116,19 @@ def _expected_fields(db: str, info_json: str) -> list[pa.Field]:
     return [f for f in arrow_schema(table_info_from_row(info_json, db)) if f.name not in HIDDEN]
 
 
+def _py(handle: Any) -> Any:
+    """A handle as a plain Python value: int (int handles) or bytes (common handles)."""
+    if handle is None:
+        return None
+    if isinstance(handle, (bytes, bytearray, memoryview)):
+        return bytes(handle)
+    return int(handle)
+
+
+def _show(handle: Any) -> str:
+    return handle.hex() if isinstance(handle, (bytes, bytearray, memoryview)) else str(handle)
+
+
 def _check_part(root: Path, part: _PartRow, partition: tuple[int | None, int | None] | None,
                 schemas: dict[int, tuple[str, str]], report: VerifyReport) -> None:
     name = part.file
@@ -162,7 +175,11 @@ def _check_part(root: Path, part: _PartRow, partition: tuple[int | None, int | N
         if have != want:
             problem(f"columns {', '.join(f'{n} {t}' for n, t in have)} differ from schema version "
                     f"{part.schema_version}: {', '.join(f'{n} {t}' for n, t in want)}")
-    handles = table.column("_tidb_rowid").to_numpy()
+    rowid = table.column("_tidb_rowid")
+    if pa.types.is_integer(rowid.type):
+        handles = rowid.to_numpy()
+    else:  # clustered common handles: memcomparable bytes, ordered as bytes
+        handles = np.array(rowid.to_pylist() + [None], dtype=object)[:-1]
     commit_ts = table.column("_tidb_commit_ts").to_numpy().astype(np.uint64)
     delmarks = table.column("_tidb_delmark").to_numpy(zero_copy_only=False).astype(bool)
     if len(handles) > 1:
@@ -171,20 +188,21 @@ def _check_part(root: Path, part: _PartRow, partition: tuple[int | None, int | N
         if not ordered.all():
             at = int(np.flatnonzero(~ordered)[0]) + 1
             problem(f"rows are not sorted by (_tidb_rowid, _tidb_commit_ts) without duplicates: row {at} "
-                    f"(handle {handles[at]}, commit_ts {commit_ts[at]}) follows (handle {handles[at - 1]}, "
-                    f"commit_ts {commit_ts[at - 1]})")
+                    f"(handle {_show(handles[at])}, commit_ts {commit_ts[at]}) follows (handle "
+                    f"{_show(handles[at - 1])}, commit_ts {commit_ts[at - 1]})")
         if part.single_version and same.any():
             at = int(np.flatnonzero(same)[0]) + 1
-            problem(f"the manifest marks it single-version but handle {handles[at]} has several versions")
+            problem(f"the manifest marks it single-version but handle {_show(handles[at])} has several versions")
     if len(handles):
-        lo_h, hi_h = int(handles.min()), int(handles.max())
+        lo_h, hi_h = _py(handles.min()), _py(handles.max())
         if partition is not None:
             lo, hi = partition
-            if (lo is not None and lo_h < lo) or (hi is not None and hi_h >= hi):
-                problem(f"handles {lo_h}..{hi_h} reach outside the partition range "
-                        f"[{'-inf' if lo is None else lo}, {'+inf' if hi is None else hi})")
-        if (part.min_handle, part.max_handle) != (lo_h, hi_h):
-            problem(f"handles span {lo_h}..{hi_h}, the manifest says {part.min_handle}..{part.max_handle}")
+            if (lo is not None and lo_h < _py(lo)) or (hi is not None and hi_h >= _py(hi)):
+                problem(f"handles {_show(lo_h)}..{_show(hi_h)} reach outside the partition range "
+                        f"[{'-inf' if lo is None else _show(lo)}, {'+inf' if hi is None else _show(hi)})")
+        if (_py(part.min_handle), _py(part.max_handle)) != (lo_h, hi_h):
+            problem(f"handles span {_show(lo_h)}..{_show(hi_h)}, the manifest says "
+                    f"{_show(part.min_handle)}..{_show(part.max_handle)}")
         lo_ts, hi_ts = int(commit_ts.min()), int(commit_ts.max())
         if (part.min_commit_ts, part.max_commit_ts) != (lo_ts, hi_ts):
             problem(f"commit_ts span {lo_ts}..{hi_ts}, the manifest says "
@@ -199,12 +217,13 @@ def _check_partitions(partitions: dict[tuple[int, int], tuple[int | None, int | 
     for (table_id, partition_id), (lo, hi) in partitions.items():
         by_table.setdefault(table_id, []).append((lo, hi, partition_id))
     for table_id, ranges in by_table.items():
-        ranges.sort(key=lambda r: -(1 << 64) if r[0] is None else r[0])
+        ranges.sort(key=lambda r: (r[0] is not None, _py(r[0]) if r[0] is not None else 0))
         for (lo1, hi1, p1), (lo2, _hi2, p2) in zip(ranges, ranges[1:]):
             if hi1 is None or lo2 is None or hi1 > lo2:
                 report.problems.append(Problem(
                     mf.MANIFEST_FILE,
-                    f"table {table_id}: partitions {p1} [{lo1}, {hi1}) and {p2} [{lo2}, ...) overlap",
+                    f"table {table_id}: partitions {p1} [{_show(lo1)}, {_show(hi1)}) and {p2} [{_show(lo2)}, ...) "
+                    "overlap",
                     "this is a manifest inconsistency: rebuild the store by replaying the binlog"))
 
 
