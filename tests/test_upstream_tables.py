@@ -114,3 +114,23 @@ def test_restart_keeps_tables_rows_and_row_id_allocation(tmp_path: Path) -> None
         assert [r["v"] for r in c.scan_table("d.heap")] == [1, 2]
     finally:
         c.close()
+
+
+def test_restart_onto_a_new_binlog_directory_starts_it_with_snapshots_of_the_data(tmp_path: Path) -> None:
+    c = MiniCluster(tmp_path / "d", tmp_path / "log1", resolved_ts_interval=0)
+    c.create_table("d.t", [make_column("id", "BIGINT"), make_column("v", "INT")], primary_key=["id"])
+    with c.txn() as t:
+        t.insert("d.t", {"id": 1, "v": 10})
+    c.close()
+    c = MiniCluster(tmp_path / "d", tmp_path / "log2", resolved_ts_interval=0)
+    try:
+        from pyspark_theflash.binlog import open_source
+
+        with open_source(str(tmp_path / "log2")) as source:
+            (first,) = [pe.event for pe in source.read(10, 1.0)]
+        assert first.HasField("snapshot") and first.index == c.read_index(1)
+        assert len(first.snapshot.writes) == 1
+    finally:
+        c.close()
+    with pytest.raises(Exception, match="did not write"):
+        MiniCluster(tmp_path / "d", tmp_path / "log1", resolved_ts_interval=0)

@@ -141,6 +141,8 @@ class MiniCluster:
         if log_has_events:
             assert self.binlog_dir is not None
             if restarted and meta.get("binlog_dir") != str(self.binlog_dir.resolve()):
+                self._writer.close()
+                self._db.close()
                 raise UpstreamError(
                     f"binlog directory {self.binlog_dir} holds events this cluster ({self.data_dir}) did not "
                     f"write (its log is {meta.get('binlog_dir') or 'not a directory'}); give an empty or its own binlog directory"
@@ -150,6 +152,8 @@ class MiniCluster:
             self.replayed_events = self._replay(position)
         else:
             self.store.bootstrap()  # a new log starts with every region's snapshot
+            if self.binlog_dir is not None:
+                self.checkpoint()  # ties the state to this log, so a crash replays from here
 
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
