@@ -72,7 +72,7 @@ def start_detached(run_argv: Sequence[str], store: str, log_file: str, timeout_s
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             holder = latch.holder()
-            if holder is not None and holder.pid == proc.pid:
+            if holder is not None and holder.pid == proc.pid and read_pid(store) == proc.pid:
                 return proc.pid
             code = proc.poll()
             if code is not None:

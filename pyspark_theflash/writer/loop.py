@@ -35,6 +35,9 @@ IDLE_SLICE_S = 0.02
 # A single read waits at most this long for events: the loop stays responsive to flush
 # requests and signals while the binlog is quiet.
 READ_TIMEOUT_S = 0.0
+# While a reader's flush request waits for indexes the binlog has not delivered yet, the
+# writer polls at least this often (readers give up on their own; requests expire in minutes).
+WAITING_READER_POLL_S = 0.05
 # While events keep coming, compaction waits for an idle moment up to this many intervals.
 COMPACT_OVERDUE_FACTOR = 4.0
 
@@ -173,8 +176,8 @@ class Writer:
                 flush_wanted = bool(pending) and (bool(batch) or pending[-1].request_id > self._last_request_seen)
                 if flush_wanted or self._flush_due():
                     self._flush(force=flush_wanted)
+                waiting = self._answer_flush_requests(pending) if pending else 0
                 if pending:
-                    self._answer_flush_requests(pending)
                     self._last_request_seen = max(self._last_request_seen, pending[-1].request_id)
                 self._publish()
                 caught_up = len(batch) < opts.batch_events  # everything readable now is applied
@@ -185,7 +188,8 @@ class Writer:
                 # once it is well overdue, so delta parts cannot pile up without bound.
                 self._maybe_compact(COMPACT_OVERDUE_FACTOR if not caught_up else 1.0)
                 if caught_up:
-                    self._idle(interval)
+                    # A reader waits for indexes not applied yet: poll the binlog again soon.
+                    self._idle(min(interval, WAITING_READER_POLL_S) if waiting else interval)
         finally:
             source.close()
 
@@ -214,7 +218,7 @@ class Writer:
             if self.latch.has_pending_flush(self._last_request_seen):  # type: ignore[union-attr]
                 return
             runtime = self.latch.writer_interval()  # type: ignore[union-attr]
-            if runtime is not None and runtime != interval:
+            if runtime is not None and runtime != self.progress.interval_s:  # changed: apply it now
                 return
             self._renew_latch()
             self._publish()
@@ -330,14 +334,19 @@ class Writer:
             position = view.position()
         self.progress.position = "" if position is None else f"{int(position[0])}:{int(position[1])}"
 
-    def _answer_flush_requests(self, pending: list[FlushRequest]) -> None:
+    def _answer_flush_requests(self, pending: list[FlushRequest]) -> int:
         """Complete every pending request whose regions have reached their read index (all of
-        them when no index was asked); the others stay pending until later flushes."""
+        them when no index was asked); the others stay pending until later flushes. Returns how
+        many are still waiting."""
         applied = {r.region_id: r.applied_index for r in self.progress.regions.values()}
+        waiting = 0
         for request in pending:
             if _satisfied(request, applied):
                 answer = {r: applied.get(r, 0) for r in request.region_ids}
                 self.latch.complete_flush(request.request_id, answer)  # type: ignore[union-attr]
+            else:
+                waiting += 1
+        return waiting
 
     # -- compaction and GC -------------------------------------------------------------------
     def _maybe_compact(self, factor: float = 1.0) -> None:
