@@ -6,6 +6,7 @@ is generated from it), so the documentation and the parser cannot drift apart.
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Mapping
@@ -40,6 +41,7 @@ OPTION_DOCS: list[tuple[str, str, str]] = [
     ("columns", "all", "comma list of columns to read (like a `.schema(...)` subset)"),
     ("hidden", "none", "comma list of hidden columns to add: `_tidb_rowid`, `_tidb_commit_ts`"),
     ("partition_target_bytes", "64MiB", "neighbouring small regions are grouped into one Spark partition up to this size"),
+    ("min_partitions", "CPUs of the planning machine", "small tables still get this many partitions (while regions last), as Spark's file sources do for its default parallelism"),
 ]
 
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|min|h)?\s*$", re.IGNORECASE)
@@ -102,6 +104,7 @@ class ScanOptions:
     columns: tuple[str, ...] = ()
     hidden: tuple[str, ...] = ()
     partition_target_bytes: int = DEFAULT_PARTITION_TARGET_BYTES
+    min_partitions: int = 1
 
     @staticmethod
     def from_mapping(options: Mapping[str, str]) -> "ScanOptions":
@@ -161,6 +164,8 @@ class ScanOptions:
             hidden=hidden,
             partition_target_bytes=parse_size_bytes("partition_target_bytes", opts["partition_target_bytes"])
             if "partition_target_bytes" in opts else DEFAULT_PARTITION_TARGET_BYTES,
+            min_partitions=parse_positive_int("min_partitions", opts["min_partitions"])
+            if "min_partitions" in opts else (os.cpu_count() or 1),
         )
 
     @property

@@ -310,7 +310,11 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
     predicate_json = predicate.to_json() if predicate is not None else None
     table_json = result.table_info.to_json()
     partitions: list[ScanPartition] = []
-    for group in group_ranges(ranges, opts.partition_target_bytes):
+    # Like Spark's file sources: never fewer partitions than there are cores to read them
+    # (while regions last), never more bytes in one than the target.
+    total = sum(rng.size_bytes for rng in ranges)
+    target = min(opts.partition_target_bytes, max(1, -(-total // max(1, opts.min_partitions))))
+    for group in group_ranges(ranges, target):
         rng = merge_group(group)
         if predicate is not None and rng.parts and not _might_match(predicate, rng.parts, result.table_info):
             stats.partitions_pruned += 1
