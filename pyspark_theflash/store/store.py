@@ -606,8 +606,9 @@ class Store:
                 if want_delete:
                     cols = [pa.nulls(n, f.type) for f in user]
                 else:
-                    batch = decode_rows_to_arrow(values.take(pa.array(rows[pick])).to_pylist(),
-                                                 None if common else h.to_numpy(), info, None)
+                    decode = self.decode_rows or decode_rows_to_arrow
+                    batch = decode(values.take(pa.array(rows[pick])).to_pylist(),
+                                   None if common else h.to_numpy(), info, None)
                     cols = [batch.column(batch.schema.get_field_index(f.name)) for f in user]
                 pieces.append(pa.Table.from_arrays(
                     cols + [h, pa.array(commit_ts[rows[pick]]), pa.array(np.full(n, want_delete))], schema=schema))
