@@ -607,8 +607,9 @@ class Store:
                     cols = [pa.nulls(n, f.type) for f in user]
                 else:
                     decode = self.decode_rows or decode_rows_to_arrow
+                    # A common handle lives in the row value too: the int handles are unused.
                     batch = decode(values.take(pa.array(rows[pick])).to_pylist(),
-                                   None if common else h.to_numpy(), info, None)
+                                   np.zeros(n, dtype=np.int64) if common else h.to_numpy(), info, None)
                     cols = [batch.column(batch.schema.get_field_index(f.name)) for f in user]
                 pieces.append(pa.Table.from_arrays(
                     cols + [h, pa.array(commit_ts[rows[pick]]), pa.array(np.full(n, want_delete))], schema=schema))
