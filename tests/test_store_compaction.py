@@ -210,3 +210,47 @@ def test_background_compaction_runs_while_the_writer_writes(store: Store) -> Non
         store.stop_background()
     assert names_at(store, 10**9) == {0: "v9", 1: "v10", 2: "v11"}
     assert names_at(store, 104) == {0: "v3", 1: "v4", 2: "v2"}
+
+
+def test_a_compaction_keeps_deltas_flushed_while_it_merged(store: Store) -> None:
+    from pyspark_theflash.store.compaction import build_compaction, commit_compaction, plan_compaction
+
+    w = Versions(store)
+    w.write((1, 100, "a"))
+    w.write((2, 100, "b"))
+    with store.snapshot() as view:
+        (pid,) = [p.partition_id for p in view.partitions(T.id)]
+    plan = plan_compaction(store, T.id, pid, 0, force=True)
+    assert plan is not None
+    out = build_compaction(store, plan)
+    w.write((1, 200, "a2"))  # a flush lands between the merge and its edit
+    assert commit_compaction(store, plan, out)
+    with store.snapshot() as view:
+        assert sorted(p.kind for p in view.parts(T.id)) == ["delta", "stable"]
+    assert names_at(store, 300) == {1: "a2", 2: "b"}
+
+
+def test_a_split_planned_before_a_flush_into_its_partition_is_dropped(tmp_path: Path) -> None:
+    from pyspark_theflash.store.compaction import build_compaction, commit_compaction, plan_compaction
+
+    s = Store.open(tmp_path / "s", options=StoreOptions(partition_max_rows=4))
+    s.put_schema(DB, T.to_json())
+    w = Versions(s)
+    w.write(*[(h, 100, f"v{h}") for h in range(10)])
+    with s.snapshot() as view:
+        (pid,) = [p.partition_id for p in view.partitions(T.id)]
+        version_before = view.version
+    plan = plan_compaction(s, T.id, pid, 0, force=True)
+    assert plan is not None
+    out = build_compaction(s, plan)
+    assert out.split_at is not None and all((s.root / f).exists() for f in out.files)
+    w.write((3, 200, "late"))  # would belong to one half: the split must not hide it
+    assert not commit_compaction(s, plan, out)
+    assert not any((s.root / f).exists() for f in out.files)  # its files are gone with it
+    with s.snapshot() as view:
+        assert [p.partition_id for p in view.partitions(T.id)] == [pid]
+        assert view.version == version_before + 1  # only the flush's edit
+    assert names_at(s, 300)[3] == "late"
+    assert s.compact().splits == 1  # the next round plans again and splits
+    assert names_at(s, 300)[3] == "late" and len(names_at(s, 300)) == 10
+    s.close()

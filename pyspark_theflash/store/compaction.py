@@ -109,26 +109,55 @@ def _needs_compaction(parts: list[PartRef], safe_point: int, store: "Store", for
                          for p in parts)
 
 
-def compact_partition(store: "Store", table_id: int, partition_id: int, safe_point: int,
-                      force: bool = False) -> dict[str, Any] | None:
-    """Compact one partition; returns what was done, or None when there was nothing to do
-    (or the partition changed under the plan; the next round retries)."""
+@dataclass
+class CompactionPlan:
+    """What one compaction of a partition reads: its live parts as of manifest ``version``."""
+
+    table_id: int
+    partition_id: int
+    version: int
+    parts: list[PartRef]
+    lo: Any
+    hi: Any
+    info: "TableInfo"
+    safe_point: int
+
+
+@dataclass
+class CompactionOutput:
+    """The files a compaction wrote, not yet in the manifest."""
+
+    outputs: list[tuple[int | None, Any, Any, Any]]  # (new partition id or None, lo, hi, PartFile or None)
+    files: list[str]
+    split_at: Any
+    next_partition_id: int
+    rows_in: int
+    rows_out: int
+
+
+def plan_compaction(store: "Store", table_id: int, partition_id: int, safe_point: int,
+                    force: bool = False) -> CompactionPlan | None:
+    """Step 1, a manifest read: the partition's parts, or None when there is nothing to do."""
     conn = store._thread_conn()
     with StoreView(conn, owns_conn=False) as view:
-        v0 = view.version
         planned = _plan(view, table_id, partition_id)
         if planned is None:
             return None
         parts, (plo, phi) = planned
         if not _needs_compaction(parts, safe_point, store, force):
             return None
-        info = view.table(table_id)
-    # --- heavy work, no lock held ---
+        return CompactionPlan(table_id, partition_id, view.version, parts, plo, phi, view.table(table_id), safe_point)
+
+
+def build_compaction(store: "Store", plan: CompactionPlan) -> CompactionOutput:
+    """Step 2, the heavy part, with no lock held: merge, apply tombstones, GC, split if too
+    big, write the stable part file(s)."""
+    info = plan.info
     reader = _Reader(store.root, info, ts=(1 << 64) - 1, handle_range=(None, None), columns=None,
                      predicate=None, hidden=(), batch_rows=store.options.read_batch_rows)
     reader.user_needed = [c.name for c in info.columns]
     tables = []
-    for p in parts:
+    for p in plan.parts:
         t = reader._read(p)
         if p.tombstones:
             t = reader._visible_filter(p, t, single_version=False)
@@ -139,71 +168,97 @@ def compact_partition(store: "Store", table_id: int, partition_id: int, safe_poi
     merged = pa.concat_tables([t.cast(schema) for t in tables]) if tables else schema.empty_table()
     merged = sort_versions(merged)
     rows_in = merged.num_rows
-    merged = gc_versions(merged, safe_point)
+    merged = gc_versions(merged, plan.safe_point)
     col_ids = [c.id for c in info.columns]
     too_big = (merged.num_rows > store.options.partition_max_rows
                or merged.nbytes > store.options.partition_max_bytes)
     split_at = median_split_point(merged.column(ROWID).to_numpy()) if too_big and merged.num_rows else None
-    outputs: list[tuple[int | None, Any, Any, Any]] = []  # (new partition index, lo, hi, PartFile)
-    written_files: list[str] = []
+    out = CompactionOutput([], [], split_at, 0, rows_in, merged.num_rows)
     try:
         if split_at is None:
             if merged.num_rows:
-                rel = new_part_name(table_id, partition_id, "stable")
+                rel = new_part_name(plan.table_id, plan.partition_id, "stable")
                 pf = write_part(store.root, rel, merged, col_ids, store.options.row_group_rows)
-                written_files.append(rel)
-                outputs.append((None, plo, phi, pf))
+                out.files.append(rel)
+                out.outputs.append((None, plan.lo, plan.hi, pf))
         else:
             h = merged.column(ROWID).to_numpy()
             cut = int(np.searchsorted(h, split_at, side="left"))
-            next_id = _max_partition_id(conn, table_id) + 1
-            for i, (piece, lo, hi) in enumerate(((merged.slice(0, cut), plo, split_at),
-                                                 (merged.slice(cut), split_at, phi))):
+            out.next_partition_id = _max_partition_id(store._thread_conn(), plan.table_id) + 1
+            for i, (piece, lo, hi) in enumerate(((merged.slice(0, cut), plan.lo, split_at),
+                                                 (merged.slice(cut), split_at, plan.hi))):
                 pf = None
+                new_pid = out.next_partition_id + i
                 if piece.num_rows:
-                    rel = new_part_name(table_id, next_id + i, "stable")
+                    rel = new_part_name(plan.table_id, new_pid, "stable")
                     pf = write_part(store.root, rel, piece, col_ids, store.options.row_group_rows)
-                    written_files.append(rel)
-                outputs.append((next_id + i, lo, hi, pf))
-        # --- the edit ---
+                    out.files.append(rel)
+                out.outputs.append((new_pid, lo, hi, pf))
+    except BaseException:
+        _unlink_all(store.root, out.files)
+        raise
+    return out
+
+
+def commit_compaction(store: "Store", plan: CompactionPlan, out: CompactionOutput) -> bool:
+    """Step 3, one short edit: swap the inputs for the outputs, unless the partition changed
+    in a way the outputs do not account for (an input gone; for a split, any new part or
+    partition) — then the output files are deleted and False returned (the next round
+    plans again)."""
+    from pyspark_theflash.store.store import insert_part
+
+    conn = store._thread_conn()
+    table_id, partition_id, info = plan.table_id, plan.partition_id, plan.info
+    try:
         with store._edit_lock:
             with mf.edit(conn) as e:
                 live = {int(r[0]) for r in conn.execute(
                     "SELECT part_id FROM parts WHERE table_id = ? AND partition_id = ? AND removed_version IS NULL",
                     (table_id, partition_id))}
-                inputs = {p.part_id for p in parts}
-                if not inputs <= live or (split_at is not None and live != inputs):
+                inputs = {p.part_id for p in plan.parts}
+                if not inputs <= live or (out.split_at is not None and live != inputs):
                     raise _Conflict()
                 conn.execute(f"UPDATE parts SET removed_version = ? WHERE part_id IN ({','.join('?' * len(inputs))})",
                              (e.version, *inputs))
-                from pyspark_theflash.store.store import insert_part
-
-                if split_at is None:
-                    for _i, _lo, _hi, pf in outputs:
+                if out.split_at is None:
+                    for _pid, _lo, _hi, pf in out.outputs:
                         insert_part(conn, table_id, partition_id, "stable", pf, int(info.schema_version),
-                                    data_version=v0, added_version=e.version)
+                                    data_version=plan.version, added_version=e.version)
                 else:
-                    if _max_partition_id(conn, table_id) + 1 != next_id:
+                    if _max_partition_id(conn, table_id) + 1 != out.next_partition_id:
                         raise _Conflict()
                     conn.execute("DELETE FROM partitions WHERE table_id = ? AND partition_id = ?",
                                  (table_id, partition_id))
-                    for new_pid, lo, hi, pf in outputs:
+                    for new_pid, lo, hi, pf in out.outputs:
                         conn.execute("INSERT INTO partitions VALUES (?,?,?,?,?)", (table_id, new_pid, lo, hi, e.version))
                         if pf is not None:
                             insert_part(conn, table_id, new_pid, "stable", pf, int(info.schema_version),
-                                        data_version=v0, added_version=e.version)
+                                        data_version=plan.version, added_version=e.version)
                 # Tombstones no live part is older than have done their work.
                 conn.execute("DELETE FROM range_tombstones WHERE version <= COALESCE((SELECT MIN(data_version) "
                              "FROM parts WHERE removed_version IS NULL), 1 << 62)")
     except _Conflict:
-        _unlink_all(store.root, written_files)
-        return {"table_id": table_id, "partition_id": partition_id, "conflict": True}
+        _unlink_all(store.root, out.files)
+        return False
     except BaseException:
-        _unlink_all(store.root, written_files)
+        _unlink_all(store.root, out.files)
         raise
-    return {"table_id": table_id, "partition_id": partition_id, "conflict": False, "parts_in": len(parts),
-            "parts_out": len(written_files), "rows_in": rows_in, "rows_out": merged.num_rows,
-            "split_at": split_at}
+    return True
+
+
+def compact_partition(store: "Store", table_id: int, partition_id: int, safe_point: int,
+                      force: bool = False) -> dict[str, Any] | None:
+    """Compact one partition (plan, build, commit); returns what was done, or None when
+    there was nothing to do."""
+    plan = plan_compaction(store, table_id, partition_id, safe_point, force)
+    if plan is None:
+        return None
+    out = build_compaction(store, plan)
+    if not commit_compaction(store, plan, out):
+        return {"table_id": table_id, "partition_id": partition_id, "conflict": True}
+    return {"table_id": table_id, "partition_id": partition_id, "conflict": False, "parts_in": len(plan.parts),
+            "parts_out": len(out.files), "rows_in": out.rows_in, "rows_out": out.rows_out,
+            "split_at": out.split_at}
 
 
 class _Conflict(Exception):
