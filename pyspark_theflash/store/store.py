@@ -42,6 +42,7 @@ from pyspark_theflash.store.txn_merge_tree import (
     sort_versions,
     split_by_partition,
     stats_to_json,
+    sync_dirs,
     write_part,
 )
 from pyspark_theflash.store.views import RegionState, StoreView, intersect, table_info_from_row
@@ -676,8 +677,9 @@ class Store:
                             pid = plist[int(i)][0]
                             rel = new_part_name(tid, pid, "delta")
                             pf = write_part(self.root, rel, sort_versions(part_t), col_ids,
-                                            self.options.row_group_rows, compression="none")
+                                            self.options.row_group_rows, compression="none", sync_dir=False)
                             written.append((tid, pid, version, pf, "delta"))
+                sync_dirs(self.root, [w[3].file for w in written])
                 current_locks = {(r, k, ts) for r, k, ts, _pw in self._caches.items()}
                 with mf.edit(conn) as e:
                     if self._read_partitions(conn) != partitions:

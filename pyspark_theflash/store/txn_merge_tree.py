@@ -85,7 +85,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 def write_part(root: Path, rel: str, table: pa.Table, column_ids: Sequence[int],
-               row_group_rows: int, compression: str = "lz4") -> PartFile:
+               row_group_rows: int, compression: str = "lz4", sync_dir: bool = True) -> PartFile:
     """Write ``table`` (already sorted) to ``root/rel`` under a temporary name, fsync it and
     rename it in; Arrow IPC or Parquet by the name's extension. ``column_ids`` are the ids of
     the table's user columns, in order."""
@@ -101,8 +101,15 @@ def write_part(root: Path, rel: str, table: pa.Table, column_ids: Sequence[int],
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, dest)
-    _fsync_dir(dest.parent)
+    if sync_dir:  # callers writing many parts pass False and call sync_dirs once
+        _fsync_dir(dest.parent)
     return describe_part(rel, table, column_ids, dest.stat().st_size)
+
+
+def sync_dirs(root: Path, rels: Sequence[str]) -> None:
+    """fsync each directory holding one of ``rels`` once (the renames into them)."""
+    for d in sorted({(root / r).parent for r in rels}):
+        _fsync_dir(d)
 
 
 def describe_part(rel: str, table: pa.Table, column_ids: Sequence[int], size: int) -> PartFile:
