@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pyspark_theflash.cli import CommandError
+from pyspark_theflash.errors import TheFlashError
 
 
 def register(subparsers: Any) -> None:
@@ -69,12 +70,15 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
 
-    cluster = MiniCluster(
-        args.data, binlog_dir, segment_bytes=args.segment_bytes,
-        resolved_ts_interval=args.resolved_ts_interval,
-        region_split_keys=args.region_split_keys or None,
-        expired_lock_grace_s=args.lock_grace if args.lock_grace >= 0 else None,
-    )
+    try:
+        cluster = MiniCluster(
+            args.data, binlog_dir, segment_bytes=args.segment_bytes,
+            resolved_ts_interval=args.resolved_ts_interval,
+            region_split_keys=args.region_split_keys or None,
+            expired_lock_grace_s=args.lock_grace if args.lock_grace >= 0 else None,
+        )
+    except TheFlashError as err:  # a binlog held by another writer, a foreign log, ...
+        raise CommandError(str(err)) from err
     workloads: list[Workload] = []
     try:
         print(f"upstream: data {Path(args.data).resolve()}, binlog file://{binlog_dir.resolve()}", flush=True)
@@ -99,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
         for w in workloads:
             w.stop()
         _progress(cluster, workloads, time.monotonic() - began)
+        for w in workloads:
+            if w.stats.errors:
+                print(f"upstream: {w.name}: {len(w.stats.errors)} error(s), first: {w.stats.errors[0]}", flush=True)
     finally:
         for w in workloads:
             w.stop()

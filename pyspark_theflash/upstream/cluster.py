@@ -144,8 +144,9 @@ class MiniCluster:
                 self._writer.close()
                 self._db.close()
                 raise UpstreamError(
-                    f"binlog directory {self.binlog_dir} holds events this cluster ({self.data_dir}) did not "
-                    f"write (its log is {meta.get('binlog_dir') or 'not a directory'}); give an empty or its own binlog directory"
+                    f"binlog directory {self.binlog_dir} does not continue the log of the cluster in "
+                    f"{self.data_dir} (its current log is {meta.get('binlog_dir') or 'no directory'}); "
+                    "give that directory, or an empty one to start a new log"
                 )
             # The log is the write-ahead log: replay what came after the checkpoint (or all of it).
             position = Position(*json.loads(meta["binlog_position"])) if restarted and "binlog_position" in meta else None
