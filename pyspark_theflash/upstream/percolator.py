@@ -568,11 +568,10 @@ class PercolatorStore:
                     if v.commit_ts > sp:
                         keep.append(v)
                     elif not found_visible and v.write_type in ("P", "D"):
-                        found_visible = True
+                        found_visible = True  # the version a read at the safe point sees
                         if v.write_type == "P":
                             keep.append(v)
-                    else:
-                        pass
+                    # older versions, and Lock/Rollback records at or below it, are dropped
                 for v in versions:
                     if v not in keep:
                         dropped += 1
