@@ -286,7 +286,8 @@ def _status(args: argparse.Namespace) -> int:
         return 0
     writer = status.get("writer")
     who = f"{writer['name']} pid {writer['pid']} on {writer['host']}" if writer else "none"
-    print(f"writer: {who}  state: {status.get('state', '?')}  interval: {status.get('interval_s', '-')}s")
+    interval = status.get("interval_s")
+    print(f"writer: {who}  state: {status.get('state', '?')}  interval: {'-' if interval is None else f'{interval:g}s'}")
     print(f"position: {status.get('position') or '-'}  read: {status.get('read_position') or '-'}")
     print(f"events/s: {status.get('events_per_s', 0)}  rows/s: {status.get('rows_per_s', 0)}  "
           f"flushes: {status.get('flushes', 0)} (last {status.get('last_flush_s', 0)}s)  "
