@@ -7,6 +7,7 @@ import os
 import pickle
 from decimal import Decimal
 from pathlib import Path
+from typing import Callable
 
 import pyarrow as pa
 import pytest
@@ -231,3 +232,42 @@ def test_filter_literals_bind_to_their_column_types() -> None:
     assert t.filter((col("i") < 1000).to_arrow(t.schema)).num_rows == 2  # out of int8 range: still exact
     assert t.filter((col("d") > Decimal("1.505")).to_arrow(t.schema)).num_rows == 1  # finer scale than the column
     assert t.filter(In("ts", [dt.datetime(2024, 6, 1)]).to_arrow(t.schema)).num_rows == 1
+
+
+def test_a_stable_part_with_small_deltas_reads_like_full_mvcc(tmp_path: Path) -> None:
+    """Deltas over a big stable part: only the handles the deltas touch go through MVCC;
+    the rest of the stable is read (and its row groups pruned) as it is."""
+    s = Store.open(tmp_path / "s", options=StoreOptions(row_group_rows=8))
+    s.put_schema(DB, T.to_json())
+    w = Writer(s)
+    s.write([event(1, 100, [committed(key(T, h), row(T, id=h, name=f"s{h}"), 200) for h in range(64)])])
+    s.flush()
+    s.compact(force=True)
+    w.index = 100  # the seed was raft index 100
+    model = {h: [(200, f"s{h}")] for h in range(64)}
+    for h, ts, name in [(3, 300, "u3"), (40, 300, None), (41, 150, "old41"), (63, 250, "u63"), (100, 300, "new")]:
+        w.put(h, ts, name)
+        model.setdefault(h, []).append((ts, name))
+    with s.snapshot() as view:
+        kinds = sorted(p.kind for p in view.parts(T.id))
+    assert kinds == ["delta"] * 5 + ["stable"]
+
+    def expected(ts: int, pred: Callable[[str], bool] = lambda n: True) -> dict[int, str]:
+        out = {}
+        for h, versions in model.items():
+            visible = [v for v in versions if v[0] <= ts]
+            if visible:
+                name = max(visible)[1]
+                if name is not None and pred(name):
+                    out[h] = name
+        return out
+
+    for ts in (100, 149, 150, 200, 260, 300, 400):
+        assert names_at(s, ts) == expected(ts), ts
+        assert names_at(s, ts, predicate=col("name") == "s3") == expected(ts, lambda n: n == "s3"), ts
+        assert names_at(s, ts, predicate=col("name") == "s40") == expected(ts, lambda n: n == "s40"), ts
+        # The stable's row group cannot match 'old41', but it holds the newer version of 41.
+        assert names_at(s, ts, predicate=col("name") == "old41") == expected(ts, lambda n: n == "old41"), ts
+        assert names_at(s, ts, predicate=StartsWith("name", "u")) == expected(ts, lambda n: n.startswith("u")), ts
+        assert names_at(s, ts, predicate=col("id") >= 60) == {h: n for h, n in expected(ts).items() if h >= 60}, ts
+    s.close()

@@ -6,7 +6,10 @@ Spark executor can run it on a part list planned elsewhere.
 
 MVCC, per partition (partitions are disjoint handle ranges, so a handle's versions never
 span two): keep versions with commit_ts <= ts, order by (handle, commit_ts desc), keep the
-first of each handle, drop it if it is a delete mark — all with Arrow/NumPy kernels.
+first of each handle, drop it if it is a delete mark — all with Arrow/NumPy kernels. When a
+big part holds one version per handle (a stable part) and the rest are small deltas, only
+the handles the deltas touch go through that sort; the other rows of the big part are
+final as they are.
 
 Filters and MVCC. A filter must be evaluated on the *chosen* version of each handle, never
 before choosing: dropping a newer version because it does not match would let an older
@@ -15,7 +18,9 @@ version that matches come back to life. Pruning follows the same rule:
   (no version of any handle matches, so no chosen version does);
 * a single part, or a row group inside it, may be skipped only when it is the partition's
   only part and holds one version per handle (then the rows it holds are the only versions
-  of their handles: skipping them removes exactly rows the filter would remove);
+  of their handles: skipping them removes exactly rows the filter would remove); next to
+  small deltas, a row group of such a part may still be skipped when its handle range holds
+  none of the handles the deltas touch (its rows are still the only versions of theirs);
 * parts whose every version is newer than ts are skipped regardless (they are invisible).
 """
 from __future__ import annotations
@@ -241,11 +246,13 @@ class _Reader:
             if b.num_rows:
                 yield b
 
-    def read_clean_part(self, part: PartRef) -> Iterator[pa.RecordBatch]:
-        """The partition's only part, one version per handle: stream its row groups,
-        pruning each by the filter."""
+    def read_clean_part(self, part: PartRef, overlay: "_Overlay | None" = None) -> Iterator[pa.RecordBatch]:
+        """A part holding one version per handle, streamed a few row groups at a time, each
+        row group pruned by the filter. With an ``overlay`` (the visible rows of the
+        partition's other parts), rows of handles the overlay touches are set aside in it
+        for MVCC, and a row group may be pruned only if it holds none of those handles."""
         if is_ipc(part.path):
-            yield from self._finish(self._visible_filter(part, self._read(part), single_version=True))
+            yield from self._emit_clean(part, self._read(part), overlay)
             return
         f = self._open(part)
         cols, mapping = self._file_columns(part)
@@ -255,19 +262,28 @@ class _Reader:
         wanted = []
         for rg in range(md.num_row_groups):
             rgm = md.row_group(rg)
-            if rgm.num_rows == 0:
+            if rgm.num_rows == 0 or not self._row_group_in_range(rgm, file_index):
                 continue
             if self.predicate is not None and not self.predicate.might_match(
                     self._row_group_stats(rgm, names_by_id, file_index)):
-                continue
-            if not self._row_group_in_range(rgm, file_index):
-                continue
+                if overlay is None or not overlay.may_touch(rgm.column(file_index[ROWID]).statistics):
+                    continue
             wanted.append(rg)
         # Row groups are read a few at a time: one call decodes them in parallel, and memory
         # stays bounded by CLEAN_READ_ROW_GROUPS row groups.
         for i in range(0, len(wanted), CLEAN_READ_ROW_GROUPS):
             t = self._conform(part, f.read_row_groups(wanted[i:i + CLEAN_READ_ROW_GROUPS], columns=cols), mapping)
+            yield from self._emit_clean(part, t, overlay)
+
+    def _emit_clean(self, part: PartRef, t: pa.Table, overlay: "_Overlay | None") -> Iterator[pa.RecordBatch]:
+        if overlay is None:
             yield from self._finish(self._visible_filter(part, t, single_version=True))
+            return
+        t = self._visible_filter(part, t, single_version=False)
+        contested = pc.is_in(t.column(ROWID), value_set=overlay.handles)
+        overlay.contested.append(t.filter(contested))
+        alone = t.filter(pc.and_(pc.invert(contested), pc.invert(t.column(DELMARK))))
+        yield from self._finish(alone)
 
     def _row_group_stats(self, rgm: Any, names_by_id: Mapping[int, str],
                          file_index: Mapping[str, int]) -> dict[str, ColumnStats]:
@@ -298,16 +314,51 @@ class _Reader:
         if self.predicate is not None:
             if not self.predicate.might_match(merge_stats(p.stats_by_name(self.table) for p in parts)):
                 return
-        if len(parts) == 1 and parts[0].single_version:
-            yield from self.read_clean_part(parts[0])
+        singles = [p for p in parts if p.single_version]
+        base = max(singles, key=lambda p: p.rows) if singles else None
+        if base is not None and len(parts) == 1:
+            yield from self.read_clean_part(base)
             return
+        others = [p for p in parts if p is not base]
+        if base is None or base.rows < sum(p.rows for p in others):
+            yield from self._read_mvcc(parts)
+            return
+        # A big one-version-per-handle part (the stable) and small deltas: MVCC is needed
+        # only for the handles the deltas touch; every other row of the base stands alone.
+        tables = [t for t in (self._visible_filter(p, self._read(p), single_version=False) for p in others)
+                  if t.num_rows]
+        if not tables:
+            yield from self.read_clean_part(base)
+            return
+        delta_rows = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        overlay = _Overlay(delta_rows.column(ROWID))
+        yield from self.read_clean_part(base, overlay)
+        t = pa.concat_tables(overlay.contested + [delta_rows])
+        yield from self._finish(newest_visible(t))
+
+    def _read_mvcc(self, parts: Sequence[PartRef]) -> Iterator[pa.RecordBatch]:
         tables = [self._visible_filter(p, self._read(p), single_version=False) for p in parts]
         tables = [t for t in tables if t.num_rows]
         if not tables:
             return
         t = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-        t = newest_visible(t)
-        yield from self._finish(t)
+        yield from self._finish(newest_visible(t))
+
+
+class _Overlay:
+    """The handles a partition's small parts hold versions of (visible at the read's ts)."""
+
+    def __init__(self, handles: pa.ChunkedArray) -> None:
+        self.handles = pc.unique(handles.combine_chunks())
+        mm = pc.min_max(self.handles)
+        self.min, self.max = mm["min"].as_py(), mm["max"].as_py()
+        self.contested: list[pa.Table] = []
+
+    def may_touch(self, rowid_stats: Any) -> bool:
+        """May a row group with these _tidb_rowid statistics hold a touched handle?"""
+        if rowid_stats is None or not rowid_stats.has_min_max:
+            return True
+        return bool(rowid_stats.max >= self.min and rowid_stats.min <= self.max)
 
 
 def newest_visible(t: pa.Table) -> pa.Table:
