@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from pyspark_theflash.store import manifest as mf
 from pyspark_theflash.store.leases import live_leases
