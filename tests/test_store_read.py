@@ -271,3 +271,11 @@ def test_a_stable_part_with_small_deltas_reads_like_full_mvcc(tmp_path: Path) ->
         assert names_at(s, ts, predicate=StartsWith("name", "u")) == expected(ts, lambda n: n.startswith("u")), ts
         assert names_at(s, ts, predicate=col("id") >= 60) == {h: n for h, n in expected(ts).items() if h >= 60}, ts
     s.close()
+
+
+def test_a_scan_of_no_columns_still_counts_rows(store: Store) -> None:
+    store.write([event(1, 1, [committed(key(T, h), row(T, id=h, name="r"), 100) for h in range(5)]
+                    + [committed(key(T, 2), None, 110)])])
+    store.flush()
+    batches = list(store.scan("shop.items", 200, columns=[]))
+    assert sum(b.num_rows for b in batches) == 4 and all(b.num_columns == 0 for b in batches)

@@ -235,13 +235,14 @@ class _Reader:
             t = t.filter(self.predicate.to_arrow(t.schema))
         if t.num_rows == 0:
             return
-        arrays = []
-        for f in self.schema:
-            a = t.column(f.name)
-            if a.type != f.type:
-                a = a.cast(f.type)
-            arrays.append(a)
-        out = pa.Table.from_arrays(arrays, schema=self.schema)
+        if len(self.schema) == 0:
+            out = t.select([])  # keeps the row count with no columns (a count(*) asks for none)
+        else:
+            arrays = []
+            for f in self.schema:
+                a = t.column(f.name)
+                arrays.append(a if a.type == f.type else a.cast(f.type))
+            out = pa.Table.from_arrays(arrays, schema=self.schema)
         for b in out.to_batches(max_chunksize=self.batch_rows):
             if b.num_rows:
                 yield b
