@@ -316,7 +316,7 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
     target = min(opts.partition_target_bytes, max(1, -(-total // max(1, opts.min_partitions))))
     for group in group_ranges(ranges, target):
         rng = merge_group(group)
-        if predicate is not None and rng.parts and not _might_match(predicate, rng.parts, result.table_info):
+        if predicate is not None and not _might_match(predicate, rng.parts, result.table_info, rng.lo, rng.hi):
             stats.partitions_pruned += 1
             continue
         partitions.append(ScanPartition(
@@ -333,12 +333,27 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
     result.partitions = partitions
 
 
-def _might_match(predicate: Any, parts: Sequence[Any], table_info: Any) -> bool:
-    """Can any version in ``parts`` match? (Exact pruning: if no version matches, no chosen
-    version does.)"""
-    from pyspark_theflash.store.predicate import merge_stats
+def _might_match(predicate: Any, parts: Sequence[Any], table_info: Any, lo: int | None, hi: int | None) -> bool:
+    """Can any version of a row in handles [lo, hi) match? Exact pruning: statistics are
+    merged over every version (if none matches, no chosen version does), and the range
+    itself bounds the handle column of an integer primary key — so regions are pruned by
+    key even when compaction has merged their parts into one."""
+    from pyspark_theflash.store.predicate import ColumnStats, merge_stats
 
     try:
-        return bool(predicate.might_match(merge_stats(p.stats_by_name(table_info) for p in parts)))
+        stats = merge_stats(p.stats_by_name(table_info) for p in parts) if parts else {}
+        handle = table_info.handle_column
+        if handle is not None and (lo is not None or hi is not None):
+            known = stats.get(handle.name)
+            low = lo if lo is not None else (known.min if known is not None else None)
+            high = hi - 1 if hi is not None else (known.max if known is not None else None)
+            if known is not None and known.min is not None and low is not None:
+                low = max(low, known.min)
+            if known is not None and known.max is not None and high is not None:
+                high = min(high, known.max)
+            if low is not None and high is not None and low > high:
+                return False
+            stats[handle.name] = ColumnStats(low, high, 0, None)
+        return bool(predicate.might_match(stats))
     except Exception:  # statistics of an odd type: do not prune
         return True
