@@ -70,8 +70,10 @@ def test_lock_op_commits_no_data(store: Store) -> None:
     store.write([event(1, 5, [committed(k, row(T, id=4, name="keep"), 100)]),
                  event(1, 6, [prewrite(k, None, 120, op=LOCK)]),
                  event(1, 7, [commit(k, 120, 130)])])
+    store.write([event(1, 8, [committed(k, None, 140, op=LOCK)]),  # a 1PC lock alone: a column-wise batch
+                 event(1, 9, [committed(key(T, 5), row(T, id=5, name="five"), 150), committed(k, None, 150, op=LOCK)])])
     store.flush()
-    assert names_at(store, 200) == {4: "keep"}
+    assert names_at(store, 200) == {4: "keep", 5: "five"}
     with store.snapshot() as view:
         assert view.locks() == []
 
