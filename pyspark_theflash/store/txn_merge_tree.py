@@ -96,8 +96,11 @@ def write_part(root: Path, rel: str, table: pa.Table, column_ids: Sequence[int],
         with ipc.new_file(str(tmp), table.schema) as w:
             w.write_table(table, max_chunksize=max(1, row_group_rows))
     else:
+        # Dictionary encoding only for strings (repeated names, codes): on numbers it costs
+        # time on both sides and usually grows the file.
+        dictionary = [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
         pq.write_table(table, str(tmp), row_group_size=max(1, row_group_rows), compression=compression,
-                       write_statistics=True)
+                       write_statistics=True, use_dictionary=dictionary or False)
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, dest)
