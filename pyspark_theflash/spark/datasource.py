@@ -76,7 +76,10 @@ def _pushdown_disabled_by_caller() -> bool:
     (DATA_SOURCE_PUSHDOWN_DISABLED) instead of just not calling it. The planner worker holds
     the setting in a local of the frame calling ``reader()``; read it there so a session
     without the setting still works (Spark then applies every filter itself)."""
-    frame = sys._getframe(2)
+    try:
+        frame = sys._getframe(2)
+    except ValueError:  # called from the top of a stack: not by Spark's planner
+        return False
     while frame is not None:
         if "enable_pushdown" in frame.f_locals and frame.f_code.co_name == "_main":
             return not bool(frame.f_locals["enable_pushdown"])
