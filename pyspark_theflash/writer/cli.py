@@ -289,7 +289,8 @@ def _status(args: argparse.Namespace) -> int:
     interval = status.get("interval_s")
     print(f"writer: {who}  state: {status.get('state', '?')}  interval: {'-' if interval is None else f'{interval:g}s'}")
     print(f"position: {status.get('position') or '-'}  read: {status.get('read_position') or '-'}")
-    print(f"events/s: {status.get('events_per_s', 0)}  rows/s: {status.get('rows_per_s', 0)}  "
+    last = " (last run)" if writer is None else ""
+    print(f"events/s{last}: {status.get('events_per_s', 0)}  rows/s: {status.get('rows_per_s', 0)}  "
           f"flushes: {status.get('flushes', 0)} (last {status.get('last_flush_s', 0)}s)  "
           f"compactions: {status.get('compactions', 0)} (last {status.get('last_compact_s', 0)}s)")
     print(f"{'region':>8} {'applied':>10} {'resolved_ts':>20} {'lag_events':>10} {'lag_ms':>10}")
