@@ -59,8 +59,8 @@ def test_one_partition_per_region_or_grouped_up_to_the_target_size(rig: FlashRig
 
 
 def test_a_filter_prunes_regions_whose_statistics_rule_it_out(rig: FlashRig) -> None:
-    with plan(rig.store, TABLE, rig.options(partition_target_bytes=1), predicate=col("id") == 15) as p:
-        assert len(p.partitions) == 1 and p.stats.partitions_pruned == REGIONS - 1
+    with plan(rig.store, TABLE, rig.options(min_partitions=1), predicate=col("id") == 15) as p:
+        assert len(p.partitions) == 1 and p.stats.regions_pruned == REGIONS - 1
         assert rows_of(p).to_pylist() == [{"id": 15, "balance": 10}]
 
 

@@ -79,7 +79,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
     print(f"  regions {s['regions']} (resolved-ts skips {s['regions_resolved_ts']}, read index {s['regions_read_index']}, "
           f"waited {s['learner_wait_s'] * 1000:.0f} ms); locks at or below ts {s['locks_seen']} "
           f"(committed for us {s['txns_committed_for_us']}, rolled back {s['txns_rolled_back']}, backoffs {s['lock_backoffs']})")
-    print(f"  partitions {s['partitions']} (pruned {s['partitions_pruned']}), parts {s['parts']}, {s['bytes']} bytes")
+    print(f"  regions pruned by the filter {s['regions_pruned']}; partitions {s['partitions']}, parts {s['parts']}, "
+          f"{s['bytes']} bytes")
     for part in out["partitions"]:
         print(f"    #{part['index']}: regions {part['regions']} handles {part['ranges']} parts {part['parts']} "
               f"~{part['bytes']} bytes")

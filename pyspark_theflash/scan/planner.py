@@ -50,7 +50,7 @@ class PlanStats:
     txns_rolled_back: int = 0
     lock_backoffs: int = 0
     partitions: int = 0
-    partitions_pruned: int = 0          # every part's statistics ruled the filter out
+    regions_pruned: int = 0             # the filter cannot match there (key range, part statistics)
     parts: int = 0
     bytes: int = 0
     plan_s: float = 0.0
@@ -306,7 +306,11 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
     ranges = []
     for region, (lo, hi) in regions:
         parts = tuple(view.parts(table_id, lo, hi))
-        ranges.append(RangeScan((region_id(region),), lo, hi, parts, estimate_bytes(parts, lo, hi)))
+        rng = RangeScan((region_id(region),), lo, hi, parts, estimate_bytes(parts, lo, hi))
+        if predicate is not None and not _might_match(predicate, parts, result.table_info, lo, hi):
+            stats.regions_pruned += 1
+            continue
+        ranges.append(rng)
     predicate_json = predicate.to_json() if predicate is not None else None
     table_json = result.table_info.to_json()
     partitions: list[ScanPartition] = []
@@ -316,9 +320,6 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
     target = min(opts.partition_target_bytes, max(1, -(-total // max(1, opts.min_partitions))))
     for group in group_ranges(ranges, target):
         rng = merge_group(group)
-        if predicate is not None and not _might_match(predicate, rng.parts, result.table_info, rng.lo, rng.hi):
-            stats.partitions_pruned += 1
-            continue
         partitions.append(ScanPartition(
             index=len(partitions), store=opts.store, latch=opts.latch, table=opts.table,
             table_info=table_json, db=result.table_info.db, ts=ts, lease_id=result.lease_id,
