@@ -37,7 +37,15 @@ import pyarrow.parquet as pq
 
 from pyspark_theflash.store.errors import PartFileError
 from pyspark_theflash.store.predicate import ColumnStats, Expr, merge_stats
-from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, DELMARK, HIDDEN_NAMES, ROWID, is_ipc, same_as_previous
+from pyspark_theflash.store.txn_merge_tree import (
+    COMMIT_TS,
+    DELMARK,
+    HIDDEN_NAMES,
+    ROWID,
+    is_ipc,
+    same_as_previous,
+    version_order,
+)
 
 if TYPE_CHECKING:
     from pyspark_theflash.schema import TableInfo
@@ -366,9 +374,9 @@ def newest_visible(t: pa.Table) -> pa.Table:
     """Of versions (all with commit_ts <= ts), the newest per handle, minus delete marks."""
     if t.num_rows == 0:
         return t
-    order = pc.sort_indices(t, sort_keys=[(ROWID, "ascending"), (COMMIT_TS, "descending")])
-    first = ~same_as_previous(t.column(ROWID).take(order))
-    chosen = order.to_numpy()[first]
+    order = version_order(t, newest_first=True)
+    first = ~same_as_previous(t.column(ROWID).take(pa.array(order)))
+    chosen = order[first]
     t = t.take(pa.array(chosen))
     return t.filter(pc.invert(t.column(DELMARK)))
 

@@ -63,12 +63,24 @@ def is_ipc(path: str | Path) -> bool:
     return str(path).endswith(".arrow")
 
 
+def version_order(table: pa.Table, newest_first: bool = False) -> np.ndarray:
+    """The permutation ordering rows by handle, then commit_ts (ascending, or descending
+    with ``newest_first``)."""
+    rowid = table.column(ROWID)
+    if pa.types.is_integer(rowid.type):
+        # NumPy's lexsort is about twice Arrow's multi-key sort on two integer keys;
+        # ~ts reverses the order of unsigned commit timestamps.
+        ts = table.column(COMMIT_TS).to_numpy()
+        return np.lexsort((~ts if newest_first else ts, rowid.to_numpy()))
+    return pc.sort_indices(table, sort_keys=[(ROWID, "ascending"),
+                                             (COMMIT_TS, "descending" if newest_first else "ascending")]).to_numpy()
+
+
 def sort_versions(table: pa.Table) -> pa.Table:
     """Rows ordered by (handle, commit_ts) ascending: the order of every part file."""
     if table.num_rows <= 1:
         return table
-    order = pc.sort_indices(table, sort_keys=[(ROWID, "ascending"), (COMMIT_TS, "ascending")])
-    return table.take(order)
+    return table.take(pa.array(version_order(table)))
 
 
 def _fsync_dir(path: Path) -> None:
