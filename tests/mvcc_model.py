@@ -274,6 +274,12 @@ class MvccModel:
         start, end = parse_region_key(snap.region.start_key), parse_region_key(snap.region.end_key)
         self._delete_range(start, end)
         self.regions.pop(event.region_id, None)
+        # The snapshot is the truth for its range. A region this replica still lists there missed
+        # a split or merge while behind: its shape is stale, so it leaves the map (its rows outside
+        # the snapshot stay until the snapshots of the regions now holding them replace them).
+        for other in list(self.regions.values()):
+            if (not end or other.start < end) and (not other.end or start < other.end):
+                del self.regions[other.id]
         region = RegionModel(event.region_id, start, end, snap.region.epoch.version, event.index)
         self.regions[region.id] = region
         for w in snap.writes:
@@ -404,6 +410,7 @@ class StreamSpec:
     delete_ratio: float = 0.2
     lock_ratio: float = 0.05
     finish: bool = True  # commit or roll back every open transaction, catch up every region
+    admin_while_lagging: bool = True  # lagging regions split and merge too (their replica misses it)
 
 
 class StreamGenerator:
@@ -547,7 +554,7 @@ class StreamGenerator:
     def split(self) -> None:
         if len(self.regions) >= self.spec.max_regions:
             return
-        candidates = [r for r in self.regions if not (r.lagging or r.removed)]
+        candidates = [r for r in self.regions if not r.removed and (self.spec.admin_while_lagging or not r.lagging)]
         self.rng.shuffle(candidates)
         for region in candidates:
             lo = 0 if region.start is None else region.start
@@ -566,6 +573,8 @@ class StreamGenerator:
                 pieces = [region, new]
             self.next_region_id += 1
             region.version += 1
+            # a lagging region's replica misses the split: both pieces are caught up by snapshots
+            new.lagging = region.lagging
             self.emit(region, admin=binlog_pb2.Admin(split=binlog_pb2.Split(regions=[p.proto() for p in pieces])))
             self.regions.append(new)
             self.regions.sort(key=lambda r: -1 if r.start is None else r.start)
@@ -574,12 +583,16 @@ class StreamGenerator:
     def merge(self) -> None:
         pairs = [
             (a, b) for a, b in zip(self.regions, self.regions[1:])
-            if not (a.lagging or a.removed or b.lagging or b.removed)
+            if not (a.removed or b.removed) and (self.spec.admin_while_lagging or not (a.lagging or b.lagging))
         ]
         if not pairs:
             return
         left, right = self.rng.choice(pairs)
         source, target = (left, right) if self.rng.random() < 0.5 else (right, left)
+        # A replica behind on either side misses the merge (or would hold stale rows of the source
+        # under an up-to-date target): the merged region is caught up by a snapshot. Its replica
+        # then still lists the source, until that snapshot's range covers it.
+        target.lagging = source.lagging or target.lagging
         source_proto = source.proto()
         target.start, target.end = left.start, right.end
         target.version = max(source.version, target.version) + 1
