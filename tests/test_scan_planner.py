@@ -114,3 +114,21 @@ def test_the_scan_command_prints_the_plan_and_reads(rig: FlashRig, capsys: pytes
     future = str(rig.cluster.get_ts() + (3_600_000 << 18))
     assert main(["scan", TABLE, "--store", rig.store, "--upstream", rig.upstream, "--snapshot-ts", future]) == 2
     assert f"snapshot ts {future}" in capsys.readouterr().err
+
+
+def test_a_partition_read_after_gc_passed_its_expired_snapshot_says_to_reload(rig: FlashRig) -> None:
+    from pyspark_theflash.scan import SnapshotExpiredError
+    from pyspark_theflash.store import Store
+
+    latch = connect_latch(rig.store)
+    p = plan(rig.store, TABLE, rig.options(lease_ttl="200ms"))
+    p.detach()
+    wait_for(lambda: p.lease_id not in [x.lease_id for x in latch.leases()], 10, "the lease to expire")
+    rig.stop_writer()
+    try:
+        with Store.open(rig.store) as store:
+            store.gc(rig.cluster.get_ts())  # nothing pins p.ts any more
+        with pytest.raises(SnapshotExpiredError, match=rf"at ts {p.ts}: the query's read lease expired.*load the DataFrame again"):
+            rows_of(p)
+    finally:
+        rig.start_writer()
