@@ -180,6 +180,13 @@ class RegionCaches:
         for lk in list(self._regions.get(region_id, {})):
             self.drop(region_id, lk[0], lk[1])
 
+    def drop_where(self, region_id: int, belongs: Callable[[bytes], bool]) -> int:
+        """Drop the prewrites of ``region_id`` whose key ``belongs`` (a delete-range)."""
+        doomed = [lk for lk in self._regions.get(region_id, {}) if belongs(lk[0])]
+        for key, start_ts in doomed:
+            self.drop(region_id, key, start_ts)
+        return len(doomed)
+
     def move(self, src: int, dst: int, belongs: Callable[[bytes], bool]) -> int:
         """Move the prewrites of ``src`` whose key ``belongs`` to ``dst`` (split, merge)."""
         moved = 0

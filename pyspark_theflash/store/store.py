@@ -537,6 +537,22 @@ class Store:
         staged.tombstones.append((len(staged.keys), reg.start_key, reg.end_key,
                                   f"region {reg.id} snapshot at index {index}"))
         caches.clear(reg.id)
+        # The snapshot is the truth for its range. Another region this replica still lists
+        # over it missed a split or merge while behind: its shape is stale, so it is retired
+        # (its rows outside the range stay until the snapshots of the regions now holding
+        # them replace them), and no open lock of another region survives inside the range.
+        raw_s = keyspace.decode_region_boundary(reg.start_key)
+        raw_e = keyspace.decode_region_boundary(reg.end_key)
+        for other in list(self._regions.values()):
+            if other.id == reg.id or other.state != "normal":
+                continue
+            if _ranges_overlap(other.start_key, other.end_key, reg.start_key, reg.end_key):
+                stale = self._region_for_update(other.id, saved)
+                stale.state = "removed"
+                caches.clear(stale.id)
+        for rid in caches.regions():
+            if rid != reg.id:
+                caches.drop_where(rid, lambda k: keyspace.key_in_raw_range(k, raw_s, raw_e))
         for sl in snap.locks:
             lock = Lock.parse(sl.lock)
             op = _LOCK_TYPE_OP.get(lock.lock_type, LOCK)
@@ -869,6 +885,11 @@ class Store:
                 "interval_s": bg.interval_s, "rounds": bg.rounds,
                 "last_error": None if bg.last_error is None else repr(bg.last_error)}
         return out
+
+
+def _ranges_overlap(s1: bytes, e1: bytes, s2: bytes, e2: bytes) -> bool:
+    """Do two PD-encoded [start, end) ranges overlap (empty end = +inf)?"""
+    return (not e1 or s2 < e1) and (not e2 or s1 < e2)
 
 
 class _PartitionsChanged(Exception):
