@@ -129,6 +129,8 @@ class Writer:
 
             self.upstream = connect(opts.upstream)
             self.schemas = UpstreamSchemaSource(self.upstream)
+            # Readers default to the address the writer records (the `upstream` read option).
+            self.store.set_upstream(opts.upstream)
         elif opts.schema_url:
             self.schemas = HttpSchemaSource(opts.schema_url)
 
