@@ -319,7 +319,7 @@ def gc_store(store: "Store", safe_point: int) -> CompactionResult:
     """Advance the safe point (bounded by the oldest live lease, never moving back), then
     compact everything with it."""
     conn = store._thread_conn()
-    with mf.edit(conn, bump=False):
+    with mf.edit(conn):  # a manifest version of its own: reads below the new safe point end here
         current = int(mf.get_meta(conn, "gc_safe_point", 0))
         leases = live_leases(conn, time.time())
         effective = min([int(safe_point)] + [ts for ts, _v in leases])
