@@ -5,7 +5,8 @@
 It opens the store, resumes from the persisted binlog position (``store.snapshot().position()``,
 whose offset is the index of the next event of the stream), and applies the rest in batches of
 ``--batch`` events, each written with the position after it. It flushes every ``--flush-every``
-batches and compacts every ``--compact-every`` flushes. It prints one line per step, flushed at
+batches and every ``--compact-every`` flushes compacts or, every other time, runs GC at a safe
+point below every commit still to come. It prints one line per step, flushed at
 once, so the parent can kill it at a chosen point:
 
     START <index>            resumed at this event index
@@ -13,6 +14,7 @@ once, so the parent can kill it at a chosen point:
     FLUSH-BEGIN <end>        about to flush
     FLUSH-END <end>          flushed: the store's position is now <end>
     COMPACT-BEGIN / COMPACT-END
+    GC-BEGIN <end> <safe point> / GC-END
     DONE <events>            every event applied and flushed
 """
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mvcc_model import DB, StreamSpec, generate_stream  # noqa: E402
+from mvcc_model import DB, StreamSpec, future_commit_floor, generate_stream  # noqa: E402
 
 # admin_while_lagging off: the store gap it exposes has its own failing test (test_store_model)
 CRASH_SPEC = StreamSpec(steps=250, keys=60, max_regions=8, admin_while_lagging=False)
@@ -48,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
     spec = StreamSpec(**{**CRASH_SPEC.__dict__, "steps": args.steps})
     stream = generate_stream(args.seed, spec)
+    commit_floor = future_commit_floor(stream.events)
     store = Store.open(args.store)
     store.put_schema(DB, stream.table)
     with store.snapshot() as view:
@@ -67,9 +70,17 @@ def main(argv: list[str] | None = None) -> int:
             say("FLUSH-END", end)
             flushes += 1
             if flushes % args.compact_every == 0:
-                say("COMPACT-BEGIN", end)
-                store.compact(force=True)
-                say("COMPACT-END", end)
+                if (flushes // args.compact_every) % 2 == 0 and commit_floor[end // 2] - 1 > stream.first_ts:
+                    # a safe point upstream could give now (below every commit still to come),
+                    # lagging well behind, as real safe points do
+                    safe_point = min(commit_floor[end // 2] - 1, stream.last_ts)
+                    say("GC-BEGIN", end, safe_point)
+                    store.gc(safe_point)
+                    say("GC-END", end, safe_point)
+                else:
+                    say("COMPACT-BEGIN", end)
+                    store.compact(force=True)
+                    say("COMPACT-END", end)
     store.flush()
     say("DONE", len(stream.events))
     store.close()

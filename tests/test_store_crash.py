@@ -4,8 +4,8 @@ and restarted from the store's persisted position ends with exactly the model's 
 
 The writer is tests/store_crash_child.py in a subprocess; it prints a line at each step and the
 parent kills it right after a randomly chosen line, so the kill lands inside the step that
-follows (a flush after FLUSH-BEGIN, a compaction after COMPACT-BEGIN, the next write after
-WRITE). After each kill a writer opening (the recovery any restarted writer does) precedes
+follows (a flush after FLUSH-BEGIN, a compaction after COMPACT-BEGIN, GC after GC-BEGIN, the next
+write after WRITE). After each kill a writer opening (the recovery any restarted writer does) precedes
 ``verify``; then the child is started again and resumes from ``store.snapshot().position()``.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pyspark_theflash.cli import main as cli_main
 from pyspark_theflash.store import Store
 
 CHILD = ROOT / "tests" / "store_crash_child.py"
-KILL_POINTS = ("FLUSH-BEGIN", "COMPACT-BEGIN", "WRITE", "FLUSH-END")
+KILL_POINTS = ("GC-BEGIN", "FLUSH-BEGIN", "COMPACT-BEGIN", "WRITE", "FLUSH-END")
 
 
 def verify(store: Path) -> subprocess.CompletedProcess[str]:
@@ -33,10 +33,9 @@ def verify(store: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=120)
 
 
-def run_until_killed(store: Path, seed: int, steps: int, rng: random.Random, point: str) -> tuple[str, list[str]]:
-    """Start the child; kill it right after a random line of kind ``point``. Returns the line it
-    was killed after (or 'DONE' if it finished first) and every line it printed."""
-    skip = rng.randrange(0, 3)  # kill at the (skip+1)-th line of that kind
+def run_until_killed(store: Path, seed: int, steps: int, skip: int, point: str) -> tuple[str, list[str]]:
+    """Start the child; kill it right after the (skip+1)-th line of kind ``point``. Returns the
+    line it was killed after (or 'DONE' if it finished first) and every line it printed."""
     child = subprocess.Popen(
         [sys.executable, str(CHILD), str(store), "--seed", str(seed), "--steps", str(steps)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
@@ -68,12 +67,16 @@ def crash_and_recover(tmp_path: Path, capsys: pytest.CaptureFixture[str], seed: 
     rng = random.Random(seed)
     history: list[str] = []
     resumed_from: list[int] = []
+    safe_point = 0  # reads below the highest GC safe point a run reached are not checked
     for i in range(kills):
-        # every kind of kill point first, then random ones
-        point = KILL_POINTS[i] if i < len(KILL_POINTS) else rng.choice(KILL_POINTS)
-        killed_after, lines = run_until_killed(store_dir, seed, steps, rng, point)
+        if i < len(KILL_POINTS):  # every kind of kill point first, at its first occurrence
+            point, skip = KILL_POINTS[i], 0
+        else:
+            point, skip = rng.choice(KILL_POINTS), rng.randrange(0, 3)
+        killed_after, lines = run_until_killed(store_dir, seed, steps, skip, point)
         history.append(killed_after)
         resumed_from.append(int(lines[0].split()[1]))
+        safe_point = max([safe_point] + [int(line.split()[2]) for line in lines if line.startswith("GC-BEGIN")])
         if killed_after == "DONE":
             break
         # what a restarted writer does first: open the store for writing (recovery), then let go
@@ -88,6 +91,8 @@ def crash_and_recover(tmp_path: Path, capsys: pytest.CaptureFixture[str], seed: 
                            capture_output=True, text=True, timeout=300)
     assert child.returncode == 0, child.stderr
     assert child.stdout.strip().splitlines()[-1].startswith("DONE")
+    safe_point = max([safe_point] + [int(line.split()[2]) for line in child.stdout.splitlines()
+                                     if line.startswith("GC-BEGIN")])
     assert resumed_from == sorted(resumed_from), f"the persisted position went backwards: {resumed_from}"
 
     stream = generate_stream(seed, StreamSpec(**{**CRASH_SPEC.__dict__, "steps": steps}))
@@ -98,7 +103,9 @@ def crash_and_recover(tmp_path: Path, capsys: pytest.CaptureFixture[str], seed: 
         with store.snapshot() as view:
             assert tuple(view.position()) == (0, len(stream.events))
         check_rng = random.Random(seed + 1)
-        times = sorted({stream.first_ts, stream.last_ts, *(check_rng.choice(stream.commit_ts) for _ in range(6))})
+        times = sorted({t for t in (stream.first_ts, stream.last_ts, *(check_rng.choice(stream.commit_ts)
+                                                                        for _ in range(8))) if t >= safe_point})
+        assert len(times) >= 2
         for ts in times:
             got = rows_from_batches(store.scan(f"{DB}.{TABLE_NAME}", ts, hidden=("_tidb_rowid",)))
             assert got == model.read(ts), f"after kills {history}: the store differs from the model at ts {ts}"
@@ -111,10 +118,11 @@ def crash_and_recover(tmp_path: Path, capsys: pytest.CaptureFixture[str], seed: 
     assert result.returncode == 0, result.stdout + result.stderr
     assert any(h.startswith("FLUSH-BEGIN") for h in history), history
     assert any(h.startswith("COMPACT-BEGIN") for h in history), history
+    assert any(h.startswith("GC-BEGIN") for h in history), history
 
 
 def test_writer_killed_at_random_points_loses_and_doubles_nothing(tmp_path: Path, capsys) -> None:
-    crash_and_recover(tmp_path, capsys, seed=11, kills=5)
+    crash_and_recover(tmp_path, capsys, seed=11, kills=6)
 
 
 @pytest.mark.slow
