@@ -43,7 +43,8 @@ class FlashRig:
     # -- the writer job ------------------------------------------------------------------------
     def start_writer(self, interval_s: float = 0.05) -> None:
         stop = threading.Event()
-        self._writer = Writer(WriterOptions(binlog=self.binlog, store=self.store, schema_url=self.status,
+        # with --upstream the writer records the address in the store: reads need no option
+        self._writer = Writer(WriterOptions(binlog=self.binlog, store=self.store, upstream=self.upstream,
                                             interval_s=interval_s, flush_interval_s=interval_s), stop=stop)
 
         def run() -> None:

@@ -59,7 +59,8 @@ DISCOVERY_SCRIPT = r"""
 import json, sys
 from pyspark.sql import SparkSession
 spark = (SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false").getOrCreate())
-df = spark.read.format("theflash").option("store", sys.argv[1]).option("upstream", sys.argv[2]).load(sys.argv[3])
+# no upstream option: the address the writer recorded in the store
+df = spark.read.format("theflash").option("store", sys.argv[1]).load(sys.argv[2])
 print("ROWS=" + json.dumps(sorted((r.id, r.balance) for r in df.filter("id < 3").collect())))
 spark.stop()
 """
@@ -67,12 +68,13 @@ spark.stop()
 
 def test_theflash_is_found_without_registering_in_a_fresh_spark(rig: FlashRig, tmp_path: Path) -> None:
     """A plain SparkSession (no session helper, no register call, filter pushdown left off)
-    finds the package's DefaultSource by the name ``theflash``."""
+    finds the package's DefaultSource by the name ``theflash`` and reads with nothing but the
+    store (the upstream address is the one the writer recorded)."""
     make_table(rig, "disc.accounts", 5)
     script = tmp_path / "discover.py"
     script.write_text(DISCOVERY_SCRIPT)
     env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
-    proc = subprocess.run([sys.executable, str(script), rig.store, rig.upstream, "disc.accounts"],
+    proc = subprocess.run([sys.executable, str(script), rig.store, "disc.accounts"],
                           capture_output=True, text=True, timeout=240, env=env, cwd=str(ROOT))
     lines = [line for line in proc.stdout.splitlines() if line.startswith("ROWS=")]
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]
