@@ -20,6 +20,7 @@ from store_events import (
     prewrite,
     region,
     removed_event,
+    resolved_ts,
     row,
     rows_by_id,
     snapshot_event,
@@ -166,6 +167,13 @@ def test_orphan_commits_after_a_snapshot_are_skipped_not_doubled(tmp_path: Path)
     s.close()
     s = Store.open(tmp_path / "s")  # after a restart the snapshot's write set is gone: still skipped
     assert s.write([event(1, 12, [commit(key(T, 1), 100, 110)])]).orphan_commits == 1
+    # An orphan is never newer than the snapshot's newest write (110) ...
+    with pytest.raises(CommitWithoutPrewriteError):
+        s.write([event(1, 13, [commit(key(T, 3), 105, 111)])])
+    # ... and none comes once the resolved ts has passed it.
+    s.write([resolved_ts(1, 12, 110)])
+    with pytest.raises(CommitWithoutPrewriteError):
+        s.write([event(1, 13, [commit(key(T, 1), 100, 110)])])
     s.close()
 
 

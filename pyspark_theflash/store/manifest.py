@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS regions (
     applied_index  INTEGER NOT NULL,
     resolved_ts    INTEGER NOT NULL,
     state          TEXT NOT NULL,      -- normal | merged | removed
-    snapshot_index INTEGER NOT NULL    -- index of the last snapshot applied (0 = none)
+    snapshot_index INTEGER NOT NULL,   -- index of the last snapshot applied (0 = none)
+    orphan_until_ts INTEGER NOT NULL DEFAULT 0  -- commits of the snapshot's writes may come up to this ts
 );
 CREATE TABLE IF NOT EXISTS partitions (
     table_id      INTEGER NOT NULL,

@@ -106,6 +106,9 @@ class _Region:
     resolved_ts: int = 0
     state: str = "normal"
     snapshot_index: int = 0
+    # Commits whose write a snapshot holds may still arrive (without their prewrite) up to
+    # this commit ts: the snapshot's newest write. 0 = none expected.
+    orphan_until_ts: int = 0
 
     def frozen(self) -> RegionState:
         return RegionState(self.id, self.start_key, self.end_key, self.epoch_version, self.conf_ver,
@@ -122,7 +125,8 @@ class _Staged:
     ops: list[int] = field(default_factory=list)  # PUT, DELETE, or LOCK (a 1PC lock: no data)
     region_runs: list[tuple[int, int]] = field(default_factory=list)  # (first row seq, region id)
     tombstones: list[tuple[int, bytes, bytes, str]] = field(default_factory=list)  # (seq, start, end, why)
-    snapshot_writes: dict[int, set[tuple[bytes, int]]] = field(default_factory=dict)
+    # region -> (key, start_ts) of its snapshot's writes; None: forget the region's set
+    snapshot_writes: dict[int, set[tuple[bytes, int]] | None] = field(default_factory=dict)
 
     def add(self, region_id: int, key: bytes, commit_ts: int, value: bytes | None) -> None:
         self.keys.append(key)
@@ -226,9 +230,9 @@ class Store:
         conn = self._conn
         with mf.read(conn):
             for r in conn.execute("SELECT region_id, start_key, end_key, epoch_version, conf_ver, applied_index, "
-                                  "resolved_ts, state, snapshot_index FROM regions"):
+                                  "resolved_ts, state, snapshot_index, orphan_until_ts FROM regions"):
                 self._regions[int(r[0])] = _Region(int(r[0]), bytes(r[1]), bytes(r[2]), int(r[3]), int(r[4]),
-                                                   int(r[5]), int(r[6]), r[7], int(r[8]))
+                                                   int(r[5]), int(r[6]), r[7], int(r[8]), int(r[9]))
             for tid, db, info in conn.execute(
                     "SELECT t.table_id, t.db, t.info FROM tables t JOIN (SELECT table_id, MAX(schema_version) v "
                     "FROM tables GROUP BY table_id) m ON t.table_id = m.table_id AND t.schema_version = m.v"):
@@ -353,7 +357,10 @@ class Store:
                 buf.bytes += table.nbytes
                 result.rows += table.num_rows
             for rid, writes in staged.snapshot_writes.items():
-                self._snapshot_writes[rid] = writes
+                if writes is None:
+                    self._snapshot_writes.pop(rid, None)
+                else:
+                    self._snapshot_writes[rid] = writes
             pos = _position_tuple(position)
             if pos is not None:
                 self._position = pos
@@ -395,6 +402,10 @@ class Store:
         kind = ev.WhichOneof("payload")
         if kind == "resolved_ts":
             reg.resolved_ts = max(reg.resolved_ts, int(ev.resolved_ts))
+            if reg.orphan_until_ts and reg.resolved_ts >= reg.orphan_until_ts:
+                # Nothing commits at or below the resolved ts any more: no orphan can come.
+                reg.orphan_until_ts = 0
+                staged.snapshot_writes[reg.id] = None
             return
         if ev.index <= reg.applied_index:
             result.skipped += 1
@@ -450,7 +461,7 @@ class Store:
                 key = row.key
                 pw = caches.take(rid, key, row.start_ts)
                 if pw is None:
-                    if self._is_orphan_commit(reg, key, int(row.start_ts), staged):
+                    if self._is_orphan_commit(reg, key, int(row.start_ts), int(row.commit_ts), staged):
                         result.orphan_commits += 1
                         continue
                     raise CommitWithoutPrewriteError(rid, key, keyspace.describe_key(key), row.start_ts,
@@ -466,11 +477,13 @@ class Store:
         result.prewrites += prewrites
         result.rollbacks += rollbacks
 
-    def _is_orphan_commit(self, reg: _Region, key: bytes, start_ts: int, staged: _Staged) -> bool:
+    def _is_orphan_commit(self, reg: _Region, key: bytes, start_ts: int, commit_ts: int, staged: _Staged) -> bool:
         """A COMMIT without a prewrite is expected after a region snapshot: its prewrite
         predates the snapshot, and the snapshot holds either its lock (then the cache has
-        it) or its committed write (then the data is already there: skip it)."""
-        if reg.snapshot_index == 0:
+        it) or its committed write (then the data is already there: skip it). Such a commit
+        is never newer than the snapshot's newest write, and none comes once the region's
+        resolved ts has passed that."""
+        if reg.orphan_until_ts == 0 or commit_ts > reg.orphan_until_ts:
             return False
         writes = staged.snapshot_writes.get(reg.id, self._snapshot_writes.get(reg.id))
         if writes is None:
@@ -494,6 +507,7 @@ class Store:
                 if target is not reg:
                     if is_new or target.snapshot_index < reg.snapshot_index:
                         target.snapshot_index = max(target.snapshot_index, reg.snapshot_index)
+                        target.orphan_until_ts = max(target.orphan_until_ts, reg.orphan_until_ts)
                         writes = staged.snapshot_writes.get(reg.id, self._snapshot_writes.get(reg.id))
                         if writes is not None:
                             staged.snapshot_writes[target.id] = writes
@@ -511,6 +525,7 @@ class Store:
                 caches.move(src.id, dst.id, lambda k: True)
                 if src.snapshot_index:
                     dst.snapshot_index = max(dst.snapshot_index, src.snapshot_index)
+                    dst.orphan_until_ts = max(dst.orphan_until_ts, src.orphan_until_ts)
                     a = staged.snapshot_writes.get(src.id, self._snapshot_writes.get(src.id))
                     b = staged.snapshot_writes.get(dst.id, self._snapshot_writes.get(dst.id))
                     if a is not None and (b is not None or dst.snapshot_index == src.snapshot_index):
@@ -560,9 +575,11 @@ class Store:
             caches.prewrite(reg.id, bytes(sl.key), int(lock.start_ts), op, value if op == PUT else b"",
                             bytes(lock.primary), int(lock.ttl))
         writes: set[tuple[bytes, int]] = set()
+        newest = 0
         for sw in snap.writes:
             w = Write.parse(sw.write)
             writes.add((bytes(sw.key), int(w.start_ts)))
+            newest = max(newest, int(sw.commit_ts))
             if w.write_type == "P":
                 value = w.short_value if w.short_value is not None else bytes(sw.value)
                 staged.add(reg.id, bytes(sw.key), int(sw.commit_ts), value)
@@ -570,6 +587,7 @@ class Store:
                 staged.add(reg.id, bytes(sw.key), int(sw.commit_ts), None)
         staged.snapshot_writes[reg.id] = writes
         reg.snapshot_index = index
+        reg.orphan_until_ts = newest if newest > reg.resolved_ts else 0
 
     def _common_tables(self) -> set[int]:
         return {tid for tid, info in self._schemas.items() if info.is_common_handle}
@@ -718,9 +736,12 @@ class Store:
                         conn.execute("INSERT INTO range_tombstones(start_key, end_key, version, reason) "
                                      "VALUES (?,?,?,?)", (start, end, e.version, why))
                     for reg in (self._regions[r] for r in self._dirty_regions if r in self._regions):
-                        conn.execute("INSERT OR REPLACE INTO regions VALUES (?,?,?,?,?,?,?,?,?)",
+                        conn.execute("INSERT OR REPLACE INTO regions(region_id, start_key, end_key, epoch_version, "
+                                     "conf_ver, applied_index, resolved_ts, state, snapshot_index, orphan_until_ts) "
+                                     "VALUES (?,?,?,?,?,?,?,?,?,?)",
                                      (reg.id, reg.start_key, reg.end_key, reg.epoch_version, reg.conf_ver,
-                                      reg.applied_index, reg.resolved_ts, reg.state, reg.snapshot_index))
+                                      reg.applied_index, reg.resolved_ts, reg.state, reg.snapshot_index,
+                                      reg.orphan_until_ts))
                     gone = self._persisted_locks - current_locks
                     conn.executemany("DELETE FROM locks WHERE region_id = ? AND key = ? AND start_ts = ?", gone)
                     conn.executemany("INSERT OR REPLACE INTO locks VALUES (?,?,?,?,?,?,?,?,?)",
