@@ -22,7 +22,7 @@ QUALIFIED = f"{DB}.{TABLE_NAME}"
 def built_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, MvccModel, int, int]:
     """A store with stable and delta parts, several regions, and the model of what it holds.
     Returns (dir, model, last ts, events)."""
-    stream = generate_stream(5, StreamSpec(steps=150, admin_while_lagging=False))
+    stream = generate_stream(5, StreamSpec(steps=150))
     model = MvccModel(stream.values)
     root = tmp_path_factory.mktemp("cli") / "store"
     store = Store.open(str(root))
