@@ -27,8 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mvcc_model import DB, StreamSpec, future_commit_floor, generate_stream  # noqa: E402
 
-# admin_while_lagging off: the store gap it exposes has its own failing test (test_store_model)
-CRASH_SPEC = StreamSpec(steps=250, keys=60, max_regions=8, admin_while_lagging=False)
+CRASH_SPEC = StreamSpec(steps=250, keys=60, max_regions=8)
 
 
 def say(*words: object) -> None:
