@@ -179,6 +179,7 @@ def _plan(store: Any, opts: ScanOptions, columns: Sequence[str] | None, hidden: 
             # brings its schema in, if the writer replicates it.
             table_info = upstream_table(upstream, opts)
         read_columns = _resolve_columns(table_info, opts, columns)
+        predicate = _with_table_names(predicate, table_info)
         read_hidden = tuple(hidden) if hidden is not None else opts.hidden
         return _plan_at_ts(store, opts, table_info, read_columns, read_hidden, predicate, upstream, latch,
                            store_safe_point, started)
@@ -207,6 +208,29 @@ def upstream_table(upstream: Any, opts: ScanOptions) -> Any:
         raise TableNotReplicatedError(
             f"table {opts.table} is neither in store {opts.store} nor known upstream ({exc}); check the name"
         ) from exc
+
+
+_COLUMN_KEYS = ("col", "in", "is_null", "is_not_null", "starts_with")
+
+
+def _with_table_names(predicate: Any, table_info: Any) -> Any:
+    """The filter with column names spelled as the table spells them (TiDB names are
+    case-insensitive; a user's ``.schema(...)`` may spell them otherwise)."""
+    if predicate is None:
+        return None
+    from pyspark_theflash.store.predicate import expr_from_dict
+
+    names = {c.name.lower(): c.name for c in table_info.columns}
+
+    def rename(d: Any) -> Any:
+        if isinstance(d, dict):
+            return {k: (names.get(v.lower(), v) if k in _COLUMN_KEYS and isinstance(v, str) else rename(v))
+                    for k, v in d.items()}
+        if isinstance(d, list):
+            return [rename(x) for x in d]
+        return d
+
+    return expr_from_dict(rename(predicate.to_dict()))
 
 
 def _resolve_columns(table_info: Any, opts: ScanOptions, columns: Sequence[str] | None) -> tuple[str, ...] | None:
