@@ -183,6 +183,9 @@ def test_a_user_schema_with_a_subset_of_columns_reads_only_those(spark: Any, rig
     by_option = read(spark, rig, columns="owner,id").load("proj.accounts")
     assert by_option.columns == ["owner", "id"]
     assert sorted(tuple(r) for r in by_option.collect()) == sorted((f"owner-{i:03d}", i) for i in range(20))
+    # TiDB names are case-insensitive: a user schema may spell them otherwise, filters too
+    upper = spark.read.format("theflash").options(**rig.options()).schema("ID long, BALANCE long").load("proj.accounts")
+    assert [tuple(r) for r in upper.filter("ID = 3").collect()] == [(3, 103)]
 
 
 def test_pushed_filters_give_spark_results_and_prune_regions(spark: Any, rig: FlashRig) -> None:
