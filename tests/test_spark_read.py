@@ -293,8 +293,12 @@ def test_a_read_waits_for_a_lagging_region_then_sees_its_data(spark: Any, rig: F
         t.insert("lag.accounts", {"id": 100, "balance": 1, "owner": "late"})
     latch = connect(rig.store)
 
+    assert not latch.pending_flushes()
+    restarted: list[bool] = []
+
     def restart_when_the_reader_waits() -> None:
         wait_for(lambda: latch.pending_flushes(), 60, "the reader's flush request")
+        restarted.append(True)
         rig.start_writer()
 
     helper = threading.Thread(target=restart_when_the_reader_waits)
@@ -305,6 +309,7 @@ def test_a_read_waits_for_a_lagging_region_then_sees_its_data(spark: Any, rig: F
         helper.join(60)
         if not rig.writer_running:
             rig.start_writer()
+    assert restarted, "the read did not wait for the lagging region"
     assert sorted(r.id for r in rows) == [0, 1, 2, 3, 100]
 
 
