@@ -8,6 +8,7 @@ log. See docs/store.md for files, edits and invariants.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import sqlite3
@@ -165,6 +166,22 @@ def _position_tuple(position: Any) -> tuple[int, int] | None:
         return (int(position.segment), int(position.offset))
     seg, off = position[0], position[1]
     return (int(seg), int(off))
+
+
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a batch is applied. An apply allocates
+    one or two objects per row (prewrites, lock keys) and creates no reference cycles; with
+    the collector on, its generation scans over the ever larger region caches cost about a third
+    of the CPU of a 2PC apply (measured with bench/ingest.py --two-phase). Reference counting
+    still frees everything; the collector resumes afterwards."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class Store:
@@ -327,7 +344,7 @@ class Store:
         continues after them. On UnknownTableError (or any error) nothing is applied."""
         self._require_writer("write")
         assert self._caches is not None
-        with self._write_lock:
+        with self._write_lock, _cyclic_gc_paused():
             result = WriteResult(events=len(events))
             staged = _Staged()
             saved_regions: dict[int, _Region | None] = {}
