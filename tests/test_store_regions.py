@@ -211,3 +211,29 @@ def test_clustered_common_handle_tables_are_replicated_with_binary_handles(tmp_p
     s.flush()
     assert sorted(r["code"] for r in s.scan_table("shop.codes", 120).to_pylist()) == ["bb", "d"]
     s.close()
+
+
+def test_rows_of_a_clustered_table_without_schema_ask_for_it_instead_of_vanishing(tmp_path: Path) -> None:
+    # Common-handle record keys are longer than 19 bytes; the store must not take them for
+    # non-record keys before it knows the table, or a clustered table is silently lost.
+    from pyspark_theflash.store import UnknownTableError
+    from store_events import codes_table, common_key
+
+    c = codes_table()
+    s = Store.open(tmp_path / "s")
+    batch = [event(1, 1, [committed(common_key(c, b"a"), row(c, code="a", qty=7), 100)])]
+    with pytest.raises(UnknownTableError) as err:
+        s.write(batch)
+    assert err.value.table_id == c.id
+    s.put_schema(DB, c.to_json())
+    s.write(batch)
+    s.flush()
+    assert s.scan_table("shop.codes", 100).to_pylist() == [{"code": "a", "qty": 7}]
+    s.close()
+
+
+def test_a_long_record_key_of_an_int_handle_table_is_a_clear_error(store: Store) -> None:
+    from pyspark_theflash.store import MalformedRecordKeyError
+
+    with pytest.raises(MalformedRecordKeyError, match=f"table {T.id} has an int handle"):
+        store.write([event(1, 1, [committed(key(T, 1) + b"\x00", row(T, id=1), 100)])])

@@ -5,6 +5,7 @@ from pyspark_theflash.store.errors import (
     CommitWithoutPrewriteError,
     LeaseBelowSafePointError,
     LeaseNotFoundError,
+    MalformedRecordKeyError,
     PartFileError,
     PredicateError,
     ReadOnlyStoreError,
@@ -24,7 +25,7 @@ from pyspark_theflash.store.views import LockInfo, PartitionInfo, RegionState, S
 
 __all__ = [
     "COMMIT_TS", "DELMARK", "ROWID", "ColumnStats", "CommitWithoutPrewriteError", "CompactionResult",
-    "Expr", "FlushResult", "Lease", "LeaseBelowSafePointError", "LeaseNotFoundError", "Leases", "LockInfo",
+    "Expr", "FlushResult", "Lease", "LeaseBelowSafePointError", "LeaseNotFoundError", "MalformedRecordKeyError", "Leases", "LockInfo",
     "PartFileError", "PartRef", "PartitionInfo", "PredicateError", "ReadOnlyStoreError", "RegionState",
     "Store", "StoreError", "StoreFormatError", "StoreNotFoundError", "StoreOptions", "StoreView",
     "UnknownTableError", "UnknownTableNameError", "UnsupportedTableError", "WriteResult", "col",

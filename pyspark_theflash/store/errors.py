@@ -25,6 +25,21 @@ class UnknownTableError(StoreError):
         )
 
 
+class MalformedRecordKeyError(StoreError):
+    """A record key of an int-handle table is not ``t{id}_r`` + 8 handle bytes."""
+
+    def __init__(self, table_id: int, region_id: int | None = None) -> None:
+        self.table_id = table_id
+        self.region_id = region_id
+        where = f" in region {region_id}" if region_id is not None else ""
+        super().__init__(
+            f"table {table_id} has an int handle, but a record key of it{where} is not 19 bytes "
+            "(t + table id + _r + 8-byte handle); nothing of the batch was applied. If the table "
+            "was re-created with a clustered primary key, the store holds an outdated schema: "
+            "fetch the table info again and call put_schema"
+        )
+
+
 class CommitWithoutPrewriteError(StoreError):
     """A COMMIT arrived for a (key, start_ts) the region never prewrote."""
 

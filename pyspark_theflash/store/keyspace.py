@@ -107,6 +107,10 @@ class RecordKeys:
     int_handles: np.ndarray  # int64 handle per kept key (0 for common-handle keys)
     keys: pa.BinaryArray     # the kept keys
 
+    def int_keys_ok(self, sel: np.ndarray) -> bool:
+        """Whether every key selected by ``sel`` has an int handle's length (19 bytes)."""
+        return bool((pc.binary_length(self.keys.filter(pa.array(sel))).to_numpy() == INT_RECORD_KEY_LEN).all())
+
     def handles(self, sel: np.ndarray, common_handle: bool) -> pa.Array:
         """The handles of the kept keys selected by ``sel``: int64, or for a clustered
         common-handle table the memcomparable bytes after ``t{id}_r``."""
@@ -119,9 +123,14 @@ RECORD_PREFIX_LEN = 11
 
 
 def split_record_keys(keys: Sequence[bytes], common_tables: frozenset[int] | set[int] = frozenset()) -> RecordKeys:
-    """Vectorised: pick the record keys out of ``keys`` (dropping index keys, meta keys and
-    anything else) and decode their table ids and int handles. Keys of tables in
-    ``common_tables`` are kept whatever their length (their handle is the key's suffix)."""
+    """Vectorised: pick the record keys (``t{id}_r...``) out of ``keys``, dropping index keys,
+    meta keys and anything else, and decode their table ids and int handles.
+
+    Every record key is kept, whatever its length: a 19-byte key of a table not in
+    ``common_tables`` carries an int handle; any other (a clustered common handle, or a
+    table the store has no schema for yet) is left to the caller, which knows the table.
+    Dropping the long keys of unknown tables here would lose a clustered table silently
+    instead of asking for its schema."""
     n = len(keys)
     arr = pa.array(keys, type=pa.binary())
     empty = np.zeros(0, dtype=np.int64)
@@ -140,7 +149,7 @@ def split_record_keys(keys: Sequence[bytes], common_tables: frozenset[int] | set
     table_ids = (_be_u64(head[:, 1:9]) ^ _SIGN).view(np.int64)
     common = np.isin(table_ids, np.fromiter(common_tables, dtype=np.int64, count=len(common_tables)))
     is_int = (lengths[idx] == INT_RECORD_KEY_LEN) & ~common
-    keep = is_int | (common & (lengths[idx] > RECORD_PREFIX_LEN))
+    keep = lengths[idx] > RECORD_PREFIX_LEN
     idx, table_ids, starts, is_int = idx[keep], table_ids[keep], starts[keep], is_int[keep]
     int_handles = np.zeros(len(idx), dtype=np.int64)
     if is_int.any():

@@ -27,6 +27,7 @@ from pyspark_theflash.store import manifest as mf
 from pyspark_theflash.store.errors import (
     CommitWithoutPrewriteError,
     ReadOnlyStoreError,
+    MalformedRecordKeyError,
     UnknownTableError,
 )
 from pyspark_theflash.store.leases import Leases
@@ -640,6 +641,9 @@ class Store:
             if info is None:
                 raise UnknownTableError(tid, staged.region_of(int(seq[np.flatnonzero(sel)[0]])))
             common = bool(info.is_common_handle)
+            if not common and not rk.int_keys_ok(sel):
+                first = int(seq[np.flatnonzero(sel)[0]])
+                raise MalformedRecordKeyError(tid, staged.region_of(first))
             rows = np.flatnonzero(sel)
             handles = rk.handles(sel, common)
             keep = np.ones(len(rows), dtype=bool)
@@ -798,7 +802,9 @@ class Store:
         decoded: dict[int, tuple[int, Any]] = {}
         for j, i in enumerate(rk.index.tolist()):
             tid = int(rk.table_ids[j])
-            decoded[i] = (tid, ordered[i][1][keyspace.RECORD_PREFIX_LEN:] if tid in common else int(rk.int_handles[j]))
+            key = ordered[i][1]
+            int_handle = tid not in common and len(key) == keyspace.INT_RECORD_KEY_LEN
+            decoded[i] = (tid, int(rk.int_handles[j]) if int_handle else key[keyspace.RECORD_PREFIX_LEN:])
         for i, (rid, key, start_ts) in enumerate(ordered):
             pw = caches.get(rid, key, start_ts)
             assert pw is not None
