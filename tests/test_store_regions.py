@@ -237,3 +237,24 @@ def test_a_long_record_key_of_an_int_handle_table_is_a_clear_error(store: Store)
 
     with pytest.raises(MalformedRecordKeyError, match=f"table {T.id} has an int handle"):
         store.write([event(1, 1, [committed(key(T, 1) + b"\x00", row(T, id=1), 100)])])
+
+
+def test_common_handles_of_many_tables_mixed_in_one_batch_decode(tmp_path: Path) -> None:
+    # Keys of several tables in one batch make the store filter the key array per table
+    # before slicing off the handles (an array shape pyarrow's binary_slice mishandled).
+    from store_events import codes_table, common_key
+
+    c = codes_table()
+    s = Store.open(tmp_path / "s")
+    s.put_schema(DB, c.to_json())
+    s.put_schema(DB, T.to_json())
+    codes = [f"code-{i:03d}-{'x' * (i % 7)}" for i in range(30)]
+    rows = []
+    for i, code in enumerate(codes):
+        rows.append(committed(common_key(c, code.encode()), row(c, code=code, qty=i), 100))
+        rows.append(committed(key(T, i), row(T, id=i, name=f"n{i}"), 100))
+    s.write([event(1, 1, rows)])
+    s.flush()
+    assert {r["code"]: r["qty"] for r in s.scan_table("shop.codes", 100).to_pylist()} == {c_: i for i, c_ in enumerate(codes)}
+    assert len(s.scan_table("shop.items", 100)) == 30
+    s.close()

@@ -115,7 +115,11 @@ class RecordKeys:
         """The handles of the kept keys selected by ``sel``: int64, or for a clustered
         common-handle table the memcomparable bytes after ``t{id}_r``."""
         if common_handle:
-            return pc.binary_slice(self.keys.filter(pa.array(sel)), RECORD_PREFIX_LEN)
+            keys = self.keys.filter(pa.array(sel))
+            # An explicit stop: pyarrow 26's binary_slice with the default stop fails on some
+            # filtered arrays ("Negative buffer resize").
+            longest = pc.max(pc.binary_length(keys)).as_py() or RECORD_PREFIX_LEN
+            return pc.binary_slice(keys, RECORD_PREFIX_LEN, longest)
         return pa.array(self.int_handles[sel], type=pa.int64())
 
 
