@@ -173,6 +173,32 @@ def test_every_tidb_type_round_trips_from_the_mini_cluster_to_spark(spark: Any, 
     assert all(v is None for k, v in got[3].asDict().items() if k != "id")
 
 
+def test_a_clustered_table_with_a_composite_primary_key_reads_like_the_cluster(spark: Any, rig: FlashRig) -> None:
+    # Clustered common handle: record keys are t{id}_r + memcomparable (country, customer_id),
+    # the store's handle is those bytes. Rows of several regions and updates included.
+    rig.cluster.create_table("clus.customers", [
+        make_column("country", "CHAR(2)", not_null=True), make_column("customer_id", "BIGINT", not_null=True),
+        make_column("name", "VARCHAR(32)"), make_column("credit", "DECIMAL(10,2)"),
+    ], primary_key=["country", "customer_id"], clustered=True)
+    with rig.cluster.txn() as t:
+        for i in range(60):
+            t.insert("clus.customers", {"country": ["CN", "DE", "FR", "US"][i % 4], "customer_id": i,
+                                        "name": f"c{i}", "credit": decimal.Decimal(i) / 4})
+    table_id = rig.cluster.table_info("clus", "customers")["id"]
+    from pyspark_theflash.upstream.tidb import record_key
+    rig.cluster.split_at(record_key(rig.cluster.table_info("clus", "customers"), ("FR", 0)))
+    with rig.cluster.txn() as t:
+        t.update("clus.customers", {"country": "DE", "customer_id": 1, "name": "renamed"})
+        t.delete("clus.customers", ("US", 3))
+    rig.wait_replicated("clus.customers")
+    ts = rig.cluster.get_ts()
+    actual = read(spark, rig, snapshot_ts=ts).load("clus.customers")
+    expected = {(r["country"], r["customer_id"]): (r["name"], r["credit"]) for r in rig.cluster.scan_table("clus.customers", ts)}
+    got = {(r.country, r.customer_id): (r.name, r.credit) for r in actual.collect()}
+    assert table_id and len(got) == 59 and got == expected
+    assert got[("DE", 1)][0] == "renamed" and ("US", 3) not in got
+
+
 # --- projections, filters, hidden columns -------------------------------------------------------
 
 def test_a_user_schema_with_a_subset_of_columns_reads_only_those(spark: Any, rig: FlashRig) -> None:

@@ -49,15 +49,20 @@ class ScanPartition:
         return tuple(r for rng in self.ranges for r in rng.region_ids)
 
 
-def estimate_bytes(parts: Sequence[Any], lo: int | None, hi: int | None) -> int:
+def estimate_bytes(parts: Sequence[Any], lo: int | bytes | None, hi: int | bytes | None) -> int:
     """Bytes of ``parts`` that fall in [lo, hi), prorated by handle span (parts are shared by
-    the regions their partition overlaps)."""
+    the regions their partition overlaps). Binary (clustered common) handles have no span to
+    prorate by: a part overlapping the range counts whole."""
     total = 0.0
     for p in parts:
         size = int(getattr(p, "bytes", 0) or 0)
         pmin, pmax = getattr(p, "min_handle", None), getattr(p, "max_handle", None)
         if pmin is None or pmax is None or pmax <= pmin:
             total += size
+            continue
+        if isinstance(pmin, bytes):
+            if (lo is None or pmax >= lo) and (hi is None or pmin < hi):
+                total += size
             continue
         a = pmin if lo is None else max(pmin, lo)
         b = pmax + 1 if hi is None else min(pmax + 1, hi)
