@@ -69,7 +69,7 @@ The replica's lag is the upstream's current time minus the oldest region's resol
 the store: how stale the newest consistent snapshot in the store is. The writer publishes
 its throughput through the latch service (`theflash writer status`)."""),
 code("""from pyspark_theflash.latch import connect as connect_latch
-from pyspark_theflash.writer.cli import writer_status
+from pyspark_theflash.writer.status import writer_status
 
 latch = connect_latch(str(cluster.store))
 samples = []
@@ -105,6 +105,8 @@ code("""spark.stop()
 upstream.close()
 cluster.stop()"""),
 ]
+for i, cell in enumerate(nb.cells):  # stable ids: regenerating gives the same file
+    cell["id"] = f"cell-{i:02d}"
 nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
 from pathlib import Path
 

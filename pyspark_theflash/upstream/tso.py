@@ -14,16 +14,12 @@ import threading
 import time
 from pathlib import Path
 
+from pyspark_theflash.codec.tso import compose_ts, physical_ms  # the one TSO layout
+
 LOGICAL_BITS = 18
 MAX_LOGICAL = 1 << LOGICAL_BITS
 
 
-def compose_ts(physical_ms: int, logical: int) -> int:
-    return (physical_ms << LOGICAL_BITS) | logical
-
-
-def physical_ms(ts: int) -> int:
-    return ts >> LOGICAL_BITS
 
 
 class TimestampOracle:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from pyspark_theflash.writer import options as o
+from pyspark_theflash.writer.status import writer_status
 
 SPARK_ENTRY = Path(__file__).resolve().parent / "spark_entry.py"
 
@@ -252,29 +253,6 @@ def _latch(args: argparse.Namespace) -> Any:
     if not args.store and not args.address:
         raise CommandError("give --store DIR or --address grpc://host:port")
     return connect(args.store, args.address)
-
-
-def writer_status(store: str | None, latch_status: dict[str, Any]) -> dict[str, Any]:
-    """The writer's last published progress, or — when none is running — the store's persisted
-    state (applied index and resolved ts per region, position)."""
-    published = latch_status.get("writer_status") or {}
-    result: dict[str, Any] = {"writer": latch_status.get("writer"), **published}
-    if latch_status.get("writer") is None:
-        result["state"] = "not running"
-        if store and (Path(store) / "manifest.db").exists():
-            from pyspark_theflash.store import Store
-
-            s = Store.open(store, readonly=True)
-            with s.snapshot() as view:
-                position = view.position()
-                result["position"] = "" if position is None else f"{int(position[0])}:{int(position[1])}"
-                result["regions"] = [
-                    {"region_id": int(r.id), "applied_index": int(r.applied_index), "resolved_ts": int(r.resolved_ts),
-                     "lag_events": None, "lag_ms": None}
-                    for r in view.regions()
-                ]
-            s.close()
-    return result
 
 
 def _status(args: argparse.Namespace) -> int:
