@@ -5,25 +5,15 @@ options a ``format("theflash")`` read of that store needs."""
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from polling import wait_for  # also used by the tests that use the rig
 from pyspark_theflash.upstream.cluster import MiniCluster
 from pyspark_theflash.writer.loop import Writer
 from pyspark_theflash.writer.options import WriterOptions
 
 
-def wait_for(predicate: Callable[[], Any], timeout_s: float = 30.0, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy (tests never sleep blindly)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.02)
 
 
 class FlashRig:

@@ -25,15 +25,8 @@ from pyspark_theflash.latch import (
 )
 
 
-def _wait_for(predicate: Callable[[], object], timeout_s: float = 10.0, what: str = "condition") -> object:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.01)
+
+from polling import wait_for
 
 
 class LatchServer:
@@ -103,7 +96,7 @@ def test_dead_writer_latch_is_taken_over_after_its_ttl_and_the_old_token_is_fenc
     old = first.acquire_write_latch("stuck", ttl_s=0.3, host="other-host", pid=1)
     with pytest.raises(WriteLatchHeldError):
         second.acquire_write_latch("new", ttl_s=30)
-    new = _wait_for(lambda: _try_acquire(second, "new"), what="takeover after TTL")
+    new = wait_for(lambda: _try_acquire(second, "new"), what="takeover after TTL")
     assert new.token > old.token and second.holder().name == "new"  # type: ignore[union-attr]
     with pytest.raises(WriteLatchLostError, match="new"):
         first.renew(old.token, ttl_s=30)
@@ -198,7 +191,7 @@ def test_lease_holds_gc_back_until_it_expires(open_latch: Callable[[], Latch]) -
         assert [(x.lease_id, x.ts, x.holder) for x in reader.leases()] == [(lease.lease_id, 1_000, "reader-1")]
         store.gc(5_000)
         assert _store_safe_point(store) <= 1_000  # GC stopped at the oldest live lease
-        _wait_for(lambda: not reader.leases(), what="the lease to expire")
+        wait_for(lambda: not reader.leases(), what="the lease to expire")
         with pytest.raises(LeaseNotFoundError):
             reader.renew_lease(lease.lease_id, ttl_s=5)
         store.gc(5_000)

@@ -2,9 +2,7 @@
 oversized partitions split."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -17,17 +15,11 @@ from pyspark_theflash.store import (
     StoreOptions,
     gc_versions,
 )
+from polling import wait_for
 from store_events import DB, committed, event, items_table, key, row
 
 T = items_table()
 
-
-def wait_for(cond: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached before the deadline")
-        time.sleep(0.01)
 
 
 @pytest.fixture()
@@ -160,7 +152,7 @@ def test_a_live_lease_blocks_file_deletion_until_released_or_expired(store: Stor
     short = store.leases.acquire(150, 0.2, "crashed reader")
     store.compact()
     assert all(f.exists() for f in old_files)
-    wait_for(lambda: all(lz.id != short.id for lz in store.leases.live()))
+    wait_for(lambda: all(lz.id != short.id for lz in store.leases.live()), 10, "the short lease to expire")
     store.delete_obsolete_files()
     assert not any(f.exists() for f in old_files)
     with pytest.raises(LeaseNotFoundError):
@@ -205,7 +197,7 @@ def test_background_compaction_runs_while_the_writer_writes(store: Store) -> Non
         def compacted() -> bool:
             with store.snapshot() as view:
                 return any(p.kind == "stable" for p in view.parts(T.id))
-        wait_for(compacted)
+        wait_for(compacted, 10, "the background compaction")
     finally:
         store.stop_background()
     assert names_at(store, 10**9) == {0: "v9", 1: "v10", 2: "v11"}

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import random
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import pytest
 from mvcc_model import DB, TABLE_ID, TABLE_NAME, handle_region_key, record_key, table_info
 from pyspark_theflash.binlog.position import Position
 from pyspark_theflash.proto import binlog_pb2
+from polling import wait_for
 
 Row = binlog_pb2.Row
 ACCOUNTS = 24
@@ -168,13 +168,6 @@ def reader_main(store: str, out: str, stop: str) -> None:
         Path(out).write_text(json.dumps(seen))
 
 
-def wait_for(condition: Any, what: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
 
 def run_bank(tmp_path: Path, batches: int, readers: int, seed: int) -> None:
     from pyspark_theflash.store import Store
@@ -197,7 +190,7 @@ def run_bank(tmp_path: Path, batches: int, readers: int, seed: int) -> None:
             assert not dead, f"a reader process exited before its first scan: exit codes {dead}"
             return all(Path(str(o) + ".started").exists() for o in outs)
 
-        wait_for(started, "the readers' first scans")
+        wait_for(started, 60, "the readers' first scans")
         for n in range(batches):
             writer.write(bank.batch(), Position(0, n + 2))
             writer.flush()

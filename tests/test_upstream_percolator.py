@@ -16,7 +16,7 @@ from pyspark_theflash.upstream.errors import (
     WriteConflictError,
 )
 from pyspark_theflash.upstream.percolator import DELETE, PUT, Mutation
-from pyspark_theflash.upstream.tso import compose_ts, physical_ms
+from pyspark_theflash.codec.tso import compose_ts, physical_ms
 
 
 class ListSink:

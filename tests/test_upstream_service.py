@@ -20,7 +20,7 @@ from pyspark_theflash.upstream.cluster import MiniCluster
 from pyspark_theflash.upstream.errors import SchemaError
 from pyspark_theflash.upstream.percolator import PUT, Mutation
 from pyspark_theflash.upstream.tidb import make_column
-from pyspark_theflash.upstream.tso import compose_ts, physical_ms
+from pyspark_theflash.codec.tso import compose_ts, physical_ms
 
 ROOT = Path(__file__).resolve().parent.parent
 

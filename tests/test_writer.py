@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -20,19 +20,11 @@ from conftest import ROOT
 from pyspark_theflash import latch as latch_mod
 from pyspark_theflash.latch.local import _process_is_gone
 
+from polling import wait_for
+
 PY = sys.executable
 TABLE = "bank.accounts"
 
-
-def wait_for(predicate: Callable[[], Any], timeout_s: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.02)
 
 
 class BankCluster:

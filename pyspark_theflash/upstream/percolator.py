@@ -30,7 +30,8 @@ from pyspark_theflash.upstream.errors import (
     WriteConflictError,
 )
 from pyspark_theflash.upstream.pd import GCSafePoint, Region, RegionMap
-from pyspark_theflash.upstream.tso import TimestampOracle, physical_ms
+from pyspark_theflash.codec.tso import physical_ms
+from pyspark_theflash.upstream.tso import TimestampOracle
 
 # TiKV inlines values up to this length into the Lock/Write record (txn_types SHORT_VALUE_MAX_LEN).
 SHORT_VALUE_MAX_LEN = 255

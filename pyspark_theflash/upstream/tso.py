@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from pyspark_theflash.codec.tso import compose_ts, physical_ms  # the one TSO layout
+from pyspark_theflash.codec.tso import compose_ts  # the one TSO layout
 
 LOGICAL_BITS = 18
 MAX_LOGICAL = 1 << LOGICAL_BITS

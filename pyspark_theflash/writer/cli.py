@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 from pyspark_theflash.writer import options as o
 from pyspark_theflash.writer.status import writer_status
