@@ -9,9 +9,10 @@ drawn from ``--keys`` handles, ``--delete-ratio`` of them deletes, the rest upse
 
 * TheFlash: each batch is binlog events (per region, transactions of ``--txn-rows`` rows as
   COMMITTED 1PC rows, or PREWRITE + COMMIT with ``--two-phase``) given to ``Store.write`` and
-  then ``Store.flush``. The events are built before the clock starts, with NumPy writing the
-  row values (TiDB row format v2) and the protobuf wire bytes directly (checked against the
-  codec's own encoder), so event construction is not timed.
+  then ``Store.flush``. The events are built before the clock starts, in the columnar form the
+  upstream emits (``RowBatch``), with NumPy writing the row values (TiDB row format v2) and
+  record keys (checked byte for byte against the codec's own encoder, through the rows the
+  first events read back as), so event construction is not timed.
 * Delta: each batch is one Arrow table and one ``MERGE`` (matched & deleted -> delete, matched
   -> update all, not matched & not deleted -> insert all).
 
@@ -40,6 +41,7 @@ import pandas  # noqa: F401  (pyarrow imports it on a first conversion: not insi
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pyspark_theflash.binlog import rows
 from pyspark_theflash.binlog.position import Position
 from pyspark_theflash.proto import binlog_pb2
 
@@ -101,7 +103,7 @@ def make_stream(rows: int, keys: int, batch: int, delete_ratio: float, seed: int
 
 
 # ---------------------------------------------------------------------------------------------
-# Binlog events, built with NumPy: row v2 values, record keys, protobuf wire bytes.
+# Binlog events, built with NumPy: row v2 values, record keys, columnar RowBatch events.
 # ---------------------------------------------------------------------------------------------
 
 def row_values_v2(b: Batch) -> np.ndarray:
@@ -128,35 +130,6 @@ def record_keys(ids: np.ndarray) -> np.ndarray:
     out[:, :11] = np.frombuffer(prefix, np.uint8)
     out[:, 11:] = (ids.view(np.uint64) ^ np.uint64(1 << 63)).astype(">u8").view(np.uint8).reshape(n, 8)
     return out
-
-
-def varint9(values: np.ndarray) -> np.ndarray:
-    """(n, 9) uint8: protobuf varints of uint64s in [2**56, 2**63) (always 9 bytes)."""
-    v = values.astype(np.uint64)
-    assert (v >= np.uint64(1 << 56)).all() and (v < np.uint64(1 << 63)).all()
-    shifts = np.arange(9, dtype=np.uint64) * np.uint64(7)
-    out = ((v[:, None] >> shifts) & np.uint64(0x7F)).astype(np.uint8)
-    out[:, :8] |= 0x80
-    return out
-
-
-def entries_wire(row_type: int, op: int, start_ts: np.ndarray, commit_ts: np.ndarray | None,
-                 keys: np.ndarray, values: np.ndarray | None) -> bytes:
-    """Serialized ``Entries`` whose rows all have the same shape (so the same length)."""
-    n = len(keys)
-    parts: list[np.ndarray] = [
-        np.tile(np.array([0x08, row_type, 0x10, op, 0x18], np.uint8), (n, 1)),
-        varint9(start_ts),
-    ]
-    if commit_ts is not None:
-        parts += [np.full((n, 1), 0x20, np.uint8), varint9(commit_ts)]
-    parts += [np.tile(np.array([0x2A, 19], np.uint8), (n, 1)), keys]
-    if values is not None:
-        parts += [np.tile(np.array([0x32, values.shape[1]], np.uint8), (n, 1)), values]
-    body = np.hstack(parts)
-    assert body.shape[1] < 128
-    framed = np.hstack([np.tile(np.array([0x0A, body.shape[1]], np.uint8), (n, 1)), body])
-    return framed.tobytes()
 
 
 @dataclass
@@ -197,27 +170,62 @@ def batch_events(b: Batch, regions: Regions, ts: int, txn_rows: int, two_phase: 
             chunk = sel[lo : lo + txn_rows]
             start_ts, commit_ts = ts + 1, ts + 2
             ts += 2
-            dels = chunk[b.deleted[chunk]]
-            puts = chunk[~b.deleted[chunk]]
             starts = np.full(len(chunk), start_ts, np.uint64)
             commits = np.full(len(chunk), commit_ts, np.uint64)
             if two_phase:
-                prewrite = entries_wire(binlog_pb2.Row.PREWRITE, binlog_pb2.PUT, starts[: len(puts)], None,
-                                        keys[puts], values[puts]) + entries_wire(
-                    binlog_pb2.Row.PREWRITE, binlog_pb2.DELETE, starts[: len(dels)], None, keys[dels], None)
-                commit = entries_wire(binlog_pb2.Row.COMMIT, binlog_pb2.PUT, starts, commits, keys[chunk], None)
-                wires = [prewrite, commit]
+                prewrite = rows.pack_columns(
+                    types=binlog_pb2.Row.PREWRITE, ops=np.where(b.deleted[chunk], binlog_pb2.DELETE, binlog_pb2.PUT),
+                    start_ts=starts, keys=keys[chunk], values=_values_or_empty(values, chunk, b.deleted[chunk]),
+                    primaries=np.broadcast_to(keys[chunk[0]], (len(chunk), keys.shape[1])), ttl=3000,
+                    txn_size=len(chunk))
+                commit = rows.pack_columns(types=binlog_pb2.Row.COMMIT, ops=binlog_pb2.PUT, start_ts=starts,
+                                           commit_ts=commits, keys=keys[chunk])
+                batches = [prewrite, commit]
             else:
-                wires = [entries_wire(binlog_pb2.Row.COMMITTED, binlog_pb2.PUT, starts[: len(puts)],
-                                      commits[: len(puts)], keys[puts], values[puts])
-                         + entries_wire(binlog_pb2.Row.COMMITTED, binlog_pb2.DELETE, starts[: len(dels)],
-                                        commits[: len(dels)], keys[dels], None)]
-            for wire in wires:
+                batches = [rows.pack_columns(
+                    types=binlog_pb2.Row.COMMITTED, ops=np.where(b.deleted[chunk], binlog_pb2.DELETE, binlog_pb2.PUT),
+                    start_ts=starts, commit_ts=commits, keys=keys[chunk],
+                    values=_values_or_empty(values, chunk, b.deleted[chunk]))]
+            for batch in batches:
                 regions.index[r] += 1
                 events.append(binlog_pb2.Event(
                     region_id=rid, index=regions.index[r], epoch=binlog_pb2.RegionEpoch(version=1, conf_version=1),
-                    entries=binlog_pb2.Entries.FromString(wire)))
+                    entries=binlog_pb2.Entries(batch=batch)))
     return events, ts
+
+
+def _values_or_empty(values: np.ndarray, chunk: np.ndarray, deleted: np.ndarray) -> pa.Array:
+    """The row values of ``chunk`` as Arrow binary, empty for the deleted rows."""
+    n, width = len(chunk), values.shape[1]
+    lengths = np.where(deleted, 0, width).astype(np.int32)
+    offsets = np.zeros(n + 1, np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    data = values[chunk[~deleted]].tobytes()
+    return pa.BinaryArray.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(data)])
+
+
+def check_events(b: Batch, events: list[binlog_pb2.Event], info: dict[str, Any]) -> None:
+    """The rows the first events carry are byte for byte what the codec writes for them."""
+    from pyspark_theflash.codec import encode_record_key
+    from pyspark_theflash.codec.row_v2 import encode_row_for_table
+    from pyspark_theflash.schema import TableInfo
+
+    table = TableInfo.from_json(info, db=DB)
+    by_id = {int(h): i for i, h in enumerate(b.ids)}
+    checked = 0
+    for event in events[:2]:
+        for row in rows.iter_rows(event.entries):
+            if row.type == binlog_pb2.Row.COMMIT:  # a commit carries no value
+                continue
+            i = by_id[int.from_bytes(row.key[11:19], "big") - (1 << 63)]  # memcomparable int64 handle
+            assert row.key == encode_record_key(TABLE_ID, int(b.ids[i]))
+            expected = b"" if b.deleted[i] else encode_row_for_table(
+                table, {"v": int(b.v[i]), "x": float(b.x[i]), "s": bytes(b.s[i]).decode()})
+            assert row.value == expected, (i, row.value.hex(), expected.hex())
+            checked += 1
+            if checked % 25 == 0:
+                break
+    assert checked >= 25, checked
 
 
 def check_encoding(b: Batch, info: dict[str, Any]) -> None:
@@ -253,6 +261,7 @@ def run_theflash(path: Path, stream: list[Batch], args: argparse.Namespace) -> d
     for b in stream:
         events, ts = batch_events(b, regions, ts, args.txn_rows, args.two_phase)
         prepared.append(events)
+    check_events(stream[0], prepared[0], info)
     build_s = time.perf_counter() - t0
     print(f"theflash: built {sum(len(e) for e in prepared)} events in {build_s:.2f}s (not timed)", flush=True)
 

@@ -126,7 +126,8 @@ class RecordKeys:
 RECORD_PREFIX_LEN = 11
 
 
-def split_record_keys(keys: Sequence[bytes], common_tables: frozenset[int] | set[int] = frozenset()) -> RecordKeys:
+def split_record_keys(keys: Sequence[bytes] | pa.Array,
+                      common_tables: frozenset[int] | set[int] = frozenset()) -> RecordKeys:
     """Vectorised: pick the record keys (``t{id}_r...``) out of ``keys``, dropping index keys,
     meta keys and anything else, and decode their table ids and int handles.
 
@@ -134,9 +135,9 @@ def split_record_keys(keys: Sequence[bytes], common_tables: frozenset[int] | set
     ``common_tables`` carries an int handle; any other (a clustered common handle, or a
     table the store has no schema for yet) is left to the caller, which knows the table.
     Dropping the long keys of unknown tables here would lose a clustered table silently
-    instead of asking for its schema."""
+    instead of asking for its schema. ``keys`` may be a pyarrow binary array (read in place)."""
     n = len(keys)
-    arr = pa.array(keys, type=pa.binary())
+    arr = keys if isinstance(keys, pa.Array) else pa.array(keys, type=pa.binary())
     empty = np.zeros(0, dtype=np.int64)
     if n == 0:
         return RecordKeys(empty, empty, empty, arr)
@@ -145,7 +146,8 @@ def split_record_keys(keys: Sequence[bytes], common_tables: frozenset[int] | set
     if len(idx) == 0 or arr.buffers()[2] is None:
         return RecordKeys(empty, empty, empty, arr.slice(0, 0))
     buf = np.frombuffer(arr.buffers()[2], dtype=np.uint8)
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset:arr.offset + n + 1].astype(np.int64)
+    width = np.int64 if pa.types.is_large_binary(arr.type) else np.int32
+    offsets = np.frombuffer(arr.buffers()[1], dtype=width)[arr.offset:arr.offset + n + 1].astype(np.int64)
     starts = offsets[idx]
     head = buf[starts[:, None] + np.arange(RECORD_PREFIX_LEN)]
     good = (head[:, 0] == ord("t")) & (head[:, 9] == ord("_")) & (head[:, 10] == ord("r"))

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 import numpy as np
 import pyarrow as pa
 
+from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.store import keyspace
 from pyspark_theflash.store import manifest as mf
@@ -119,28 +120,49 @@ class _Region:
 
 @dataclass
 class _Staged:
-    """What one write() produced before it is known to decode."""
+    """What one write() produced before it is known to decode.
 
-    keys: list[bytes] = field(default_factory=list)
-    values: list[bytes] = field(default_factory=list)
-    commit_ts: list[int] = field(default_factory=list)
-    ops: list[int] = field(default_factory=list)  # PUT, DELETE, or LOCK (a 1PC lock: no data)
+    Committed rows in the order they were staged, each numbered by its *seq* (0, 1, ... in
+    this batch): chunks of arrays (an event's committed rows, appended whole) and rows staged
+    one at a time (commits matched with their prewrite, snapshot writes), which collect in
+    lists until the next chunk closes them. Tombstones and region runs refer to seqs."""
+
+    chunks: list[tuple[pa.Array, pa.Array, np.ndarray, np.ndarray]] = field(default_factory=list)
+    rows: int = 0  # rows staged so far: the seq of the next one
     region_runs: list[tuple[int, int]] = field(default_factory=list)  # (first row seq, region id)
     tombstones: list[tuple[int, bytes, bytes, str]] = field(default_factory=list)  # (seq, start, end, why)
     # region -> (key, start_ts) of its snapshot's writes; None: forget the region's set
     snapshot_writes: dict[int, set[tuple[bytes, int]] | None] = field(default_factory=dict)
+    # rows staged one at a time since the last chunk: keys, values, commit_ts, ops
+    _keys: list[bytes] = field(default_factory=list)
+    _values: list[bytes] = field(default_factory=list)
+    _commit_ts: list[int] = field(default_factory=list)
+    _ops: list[int] = field(default_factory=list)
 
-    def add(self, region_id: int, key: bytes, commit_ts: int, value: bytes | None) -> None:
-        self.keys.append(key)
-        self.values.append(value or b"")
-        self.commit_ts.append(commit_ts)
-        self.ops.append(DELETE if value is None else PUT)
+    def add(self, region_id: int, key: bytes, commit_ts: int, op: int, value: bytes = b"") -> None:
+        """One row: a PUT of ``value``, a DELETE, or a LOCK (no data: dropped at decode)."""
         self.mark_region(region_id)
+        self._keys.append(key)
+        self._values.append(value)
+        self._commit_ts.append(commit_ts)
+        self._ops.append(op)
+        self.rows += 1
+
+    def add_columns(self, region_id: int, keys: pa.Array, values: pa.Array, commit_ts: np.ndarray,
+                    ops: np.ndarray) -> None:
+        """Many rows at once (binary arrays, uint64 commit ts, OpType per row; a LOCK row
+        changes no data and is dropped at decode)."""
+        if not len(keys):
+            return
+        self.mark_region(region_id)
+        self._close_rows()
+        self.chunks.append((keys, values, commit_ts, ops))
+        self.rows += len(keys)
 
     def mark_region(self, region_id: int) -> None:
         """Rows staged from here on belong to ``region_id`` (for error messages)."""
         if not self.region_runs or self.region_runs[-1][1] != region_id:
-            self.region_runs.append((len(self.keys) - 1 if self.keys else 0, region_id))
+            self.region_runs.append((self.rows, region_id))
 
     def region_of(self, seq: int) -> int:
         region = self.region_runs[0][1] if self.region_runs else 0
@@ -149,6 +171,29 @@ class _Staged:
                 break
             region = rid
         return region
+
+    def _close_rows(self) -> None:
+        if self._keys:
+            self.chunks.append((pa.array(self._keys, type=pa.binary()), pa.array(self._values, type=pa.binary()),
+                                np.array(self._commit_ts, dtype=np.uint64), np.array(self._ops, dtype=np.uint8)))
+            self._keys, self._values, self._commit_ts, self._ops = [], [], [], []
+
+    def columns(self) -> tuple[pa.Array, pa.Array, np.ndarray, np.ndarray]:
+        """Every staged row, in seq order: keys, values, commit_ts, ops."""
+        self._close_rows()
+        chunks = self.chunks
+        if len(chunks) == 1:
+            return chunks[0]
+        keys = _concat_binary([c[0] for c in chunks])
+        values = _concat_binary([c[1] for c in chunks])
+        return keys, values, np.concatenate([c[2] for c in chunks]), np.concatenate([c[3] for c in chunks])
+
+
+def _concat_binary(arrays: list[pa.Array]) -> pa.Array:
+    """One binary array (large_binary when the bytes would overflow int32 offsets)."""
+    if sum(a.nbytes for a in arrays) >= (1 << 31) - 1:
+        return pa.concat_arrays([a.cast(pa.large_binary()) for a in arrays])
+    return pa.concat_arrays(arrays)
 
 
 @dataclass
@@ -432,7 +477,8 @@ class Store:
             reg.epoch_version = max(reg.epoch_version, int(ev.epoch.version))
             reg.conf_ver = max(reg.conf_ver, int(ev.epoch.conf_version))
         if kind == "entries":
-            self._apply_entries(reg, int(ev.index), ev.entries.rows, staged, result)
+            rows = binlog_rows.columns(ev.entries, f"region {rid} index {ev.index}")
+            self._apply_entries(reg, int(ev.index), rows, staged, result)
         elif kind == "admin":
             self._apply_admin(reg, ev.admin, staged, saved)
         elif kind == "snapshot":
@@ -440,57 +486,56 @@ class Store:
         reg.applied_index = int(ev.index)
         result.applied += 1
 
-    def _apply_entries(self, reg: _Region, index: int, rows: Sequence[binlog_pb2.Row], staged: _Staged,
+    def _apply_entries(self, reg: _Region, index: int, rows: binlog_rows.RowColumns, staged: _Staged,
                        result: WriteResult) -> None:
-        """The rows of one Entries event. This loop is the one per-row Python step of the
-        write path (protobuf rows have to be visited); it only appends to lists, decoding
-        happens afterwards for the whole batch at once."""
+        """The rows of one Entries event, as columns. Only committed rows (1PC writes, the
+        common case) are staged as arrays, without a Python step per row; an event with
+        PREWRITE/COMMIT/ROLLBACK rows walks them in order through the region cache."""
         caches = self._caches
         assert caches is not None
         rid = reg.id
-        keys, values, cts, ops = staged.keys, staged.values, staged.commit_ts, staged.ops
-        if not staged.region_runs or staged.region_runs[-1][1] != rid:
-            staged.region_runs.append((len(keys), rid))
-        committed_t, prewrite_t, commit_t = Row.COMMITTED, Row.PREWRITE, Row.COMMIT
-        if all(r.type == committed_t for r in rows):
-            # Only committed rows (1PC writes, initial scans): column by column, which is
-            # cheaper than one branchy pass (a DELETE's value is empty; LOCK rows are
-            # dropped at decode).
-            keys.extend([r.key for r in rows])
-            values.extend([r.value for r in rows])
-            cts.extend([r.commit_ts for r in rows])
-            ops.extend([r.op for r in rows])
+        if rows.all_of_type(Row.COMMITTED):
+            # A DELETE's value is empty; committed LOCK rows are dropped at decode.
+            staged.add_columns(rid, rows.keys, rows.values, rows.commit_ts, rows.ops)
             result.commits += len(rows)
             return
+        committed_t, prewrite_t, commit_t = Row.COMMITTED, Row.PREWRITE, Row.COMMIT
+        types = rows.types.tolist()
+        keys = rows.keys.to_pylist()
+        start_ts = rows.start_ts.tolist()
+        ops = rows.ops.tolist()
+        commit_ts = rows.commit_ts.tolist()
+        has_prewrites = prewrite_t in types
+        values = rows.values.to_pylist() if has_prewrites or committed_t in types else None
+        primaries = rows.primaries.to_pylist() if has_prewrites else None
+        ttls = rows.ttl.tolist() if has_prewrites else None
         commits = prewrites = rollbacks = 0
-        for row in rows:
-            t = row.type
+        for i, t in enumerate(types):
             if t == committed_t:
                 commits += 1
-                keys.append(row.key)
-                values.append(row.value)
-                cts.append(row.commit_ts)
-                ops.append(row.op)
+                assert values is not None
+                staged.add(rid, keys[i], commit_ts[i], ops[i], values[i])
             elif t == prewrite_t:
                 prewrites += 1
-                caches.prewrite(rid, row.key, row.start_ts, row.op, row.value, row.primary, row.ttl)
+                assert values is not None and primaries is not None and ttls is not None
+                caches.prewrite(rid, keys[i], start_ts[i], ops[i], values[i], primaries[i], ttls[i])
             elif t == commit_t:
                 commits += 1
-                key = row.key
-                pw = caches.take(rid, key, row.start_ts)
+                key = keys[i]
+                pw = caches.take(rid, key, start_ts[i])
                 if pw is None:
-                    if self._is_orphan_commit(reg, key, int(row.start_ts), int(row.commit_ts), staged):
+                    if self._is_orphan_commit(reg, key, start_ts[i], commit_ts[i], staged):
                         result.orphan_commits += 1
                         continue
-                    raise CommitWithoutPrewriteError(rid, key, keyspace.describe_key(key), row.start_ts,
-                                                     row.commit_ts, index)
+                    raise CommitWithoutPrewriteError(rid, key, keyspace.describe_key(key), start_ts[i],
+                                                     commit_ts[i], index)
                 if pw.op == PUT:
-                    staged.add(rid, key, row.commit_ts, pw.value or b"")
+                    staged.add(rid, key, commit_ts[i], PUT, pw.value or b"")
                 elif pw.op == DELETE:
-                    staged.add(rid, key, row.commit_ts, None)
+                    staged.add(rid, key, commit_ts[i], DELETE)
             else:  # ROLLBACK
                 rollbacks += 1
-                caches.drop(rid, row.key, row.start_ts)
+                caches.drop(rid, keys[i], start_ts[i])
         result.commits += commits
         result.prewrites += prewrites
         result.rollbacks += rollbacks
@@ -551,7 +596,7 @@ class Store:
                 src.state = "merged"
                 src.epoch_version = max(src.epoch_version, int(src_msg.epoch.version))
         elif cmd == "removed":
-            staged.tombstones.append((len(staged.keys), reg.start_key, reg.end_key, f"region {reg.id} removed"))
+            staged.tombstones.append((staged.rows, reg.start_key, reg.end_key, f"region {reg.id} removed"))
             caches.clear(reg.id)
             reg.state = "removed"
 
@@ -567,7 +612,7 @@ class Store:
             if r.HasField("epoch"):
                 reg.epoch_version, reg.conf_ver = int(r.epoch.version), int(r.epoch.conf_version)
         reg.state = "normal"
-        staged.tombstones.append((len(staged.keys), reg.start_key, reg.end_key,
+        staged.tombstones.append((staged.rows, reg.start_key, reg.end_key,
                                   f"region {reg.id} snapshot at index {index}"))
         caches.clear(reg.id)
         # The snapshot is the truth for its range. Another region this replica still lists
@@ -600,9 +645,9 @@ class Store:
             newest = max(newest, int(sw.commit_ts))
             if w.write_type == "P":
                 value = w.short_value if w.short_value is not None else bytes(sw.value)
-                staged.add(reg.id, bytes(sw.key), int(sw.commit_ts), value)
+                staged.add(reg.id, bytes(sw.key), int(sw.commit_ts), PUT, value)
             elif w.write_type == "D":
-                staged.add(reg.id, bytes(sw.key), int(sw.commit_ts), None)
+                staged.add(reg.id, bytes(sw.key), int(sw.commit_ts), DELETE)
         staged.snapshot_writes[reg.id] = writes
         reg.snapshot_index = index
         reg.orphan_until_ts = newest if newest > reg.resolved_ts else 0
@@ -615,22 +660,23 @@ class Store:
         mutated (UnknownTableError for a table without schema)."""
         from pyspark_theflash.codec.batch import decode_rows_to_arrow
 
-        if not staged.keys:
+        if not staged.rows:
             return []
-        rk = keyspace.split_record_keys(staged.keys, self._common_tables())
+        all_keys, all_values, all_commit_ts, all_ops = staged.columns()
+        rk = keyspace.split_record_keys(all_keys, self._common_tables())
         seq = rk.index
         if len(seq) == 0:
             return []
-        ops = np.asarray(staged.ops, dtype=np.int64)[seq]
+        ops = all_ops[seq]
         if (ops == LOCK).any():  # committed LOCK rows change no data
-            rk = keyspace.RecordKeys(rk.index[ops != LOCK], rk.table_ids[ops != LOCK], rk.int_handles[ops != LOCK],
-                                     rk.keys.filter(pa.array(ops != LOCK)))
-            seq, ops = rk.index, ops[ops != LOCK]
+            data = ops != LOCK
+            rk = keyspace.RecordKeys(rk.index[data], rk.table_ids[data], rk.int_handles[data],
+                                     rk.keys.filter(pa.array(data)))
+            seq, ops = rk.index, ops[data]
             if len(seq) == 0:
                 return []
-        commit_ts = np.asarray(staged.commit_ts, dtype=np.uint64)[seq]
+        commit_ts = all_commit_ts[seq]
         deletes = ops == DELETE
-        values = pa.array(staged.values, type=pa.binary()).take(pa.array(seq))
         out: list[tuple[int, int, pa.Table]] = []
         for tid in np.unique(rk.table_ids):
             tid = int(tid)
@@ -674,7 +720,7 @@ class Store:
                 else:
                     decode = self.decode_rows or decode_rows_to_arrow
                     # A common handle lives in the row value too: the int handles are unused.
-                    batch = decode(values.take(pa.array(rows[pick])).to_pylist(),
+                    batch = decode(all_values.take(pa.array(seq[rows[pick]])),
                                    np.zeros(n, dtype=np.int64) if common else h.to_numpy(), info, None)
                     cols = [batch.column(batch.schema.get_field_index(f.name)) for f in user]
                 pieces.append(pa.Table.from_arrays(

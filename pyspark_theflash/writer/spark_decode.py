@@ -40,7 +40,8 @@ class ExecutorRowDecoder:
         self.executor_batches = 0
         self.executor_rows = 0
 
-    def __call__(self, values: Sequence[bytes], handles: Any, table: Any, columns: Sequence[str] | None = None) -> pa.RecordBatch:
+    def __call__(self, values: Sequence[bytes] | pa.Array, handles: Any, table: Any,
+                 columns: Sequence[str] | None = None) -> pa.RecordBatch:
         from pyspark_theflash.codec.batch import decode_rows_to_arrow
 
         n = len(values)
@@ -48,6 +49,8 @@ class ExecutorRowDecoder:
             return decode_rows_to_arrow(values, handles, table, columns)
         handles = np.asarray(handles, dtype=np.int64)
         bounds = np.linspace(0, n, self.partitions + 1, dtype=np.int64)
+        if isinstance(values, (pa.Array, pa.ChunkedArray)):  # the store passes Arrow binary
+            values = values.to_pylist()
         chunks = [(list(values[a:b]), handles[a:b].tolist()) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
         table_json, db, cols = json.dumps(table.raw), str(table.db or ""), list(columns) if columns else None
         ipc = (

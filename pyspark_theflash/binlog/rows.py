@@ -1,0 +1,254 @@
+"""The rows of an Entries event, in either of its two forms.
+
+An ``Entries`` event carries its rows as ``rows`` (one ``Row`` message per row: hand-built
+events, logs written before the columnar form) or as ``batch``, a ``RowBatch``: one
+little-endian array per field, variable-width fields in Arrow's binary layout (layout in
+protos/binlog.proto). The columnar form is what the mini cluster emits, because a replica can
+apply it with array operations instead of a Python step per row.
+
+* :func:`pack_rows`, :func:`pack_columns`: rows or column arrays -> ``RowBatch``;
+  :func:`columnar_entries` wraps either in an ``Entries``.
+* :func:`columns`: an ``Entries`` of either form -> :class:`RowColumns` (NumPy and Arrow
+  arrays; the batch form is mapped without copying and validated first, so a corrupt event is
+  refused whole with :class:`MalformedRowBatchError`).
+* :func:`iter_rows`, :func:`row_count`: ``Row`` messages and the row count of either form (for
+  dumps, replays, tests).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence, Union
+
+import numpy as np
+import pyarrow as pa
+
+from pyspark_theflash.binlog.errors import BinlogError
+from pyspark_theflash.proto import binlog_pb2
+
+Row = binlog_pb2.Row
+_MAX_TYPE = max(binlog_pb2.Row.Type.values())
+_MAX_OP = max(binlog_pb2.OpType.values())
+_INT32_MAX = (1 << 31) - 1
+
+# What pack_columns accepts for a variable-width column: Arrow binary, bytes objects, or an
+# (n, width) uint8 matrix of fixed-width items (e.g. record keys built with NumPy).
+BinaryColumn = Union[pa.Array, Sequence[bytes], np.ndarray]
+
+
+class MalformedRowBatchError(BinlogError):
+    """A ``RowBatch`` whose arrays do not describe ``count`` rows: the event is corrupt."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        self.where = where
+        self.reason = reason
+        at = f" ({where})" if where else ""
+        super().__init__(f"malformed RowBatch{at}: {reason}; the event is refused whole — the binlog "
+                         "is corrupt or was written by a broken producer")
+
+
+@dataclass(frozen=True)
+class RowColumns:
+    """The rows of one Entries event as columns, in row order."""
+
+    types: np.ndarray       # uint8, Row.Type
+    ops: np.ndarray         # uint8, OpType
+    start_ts: np.ndarray    # uint64
+    commit_ts: np.ndarray   # uint64
+    ttl: np.ndarray         # uint64
+    txn_size: np.ndarray    # uint64
+    keys: pa.BinaryArray
+    values: pa.BinaryArray
+    primaries: pa.BinaryArray
+
+    def __len__(self) -> int:
+        return len(self.types)
+
+    def all_of_type(self, row_type: int) -> bool:
+        return bool((self.types == row_type).all())
+
+
+def row_count(entries: binlog_pb2.Entries) -> int:
+    """How many rows an Entries event carries (either form; not validated)."""
+    return int(entries.batch.count) if entries.HasField("batch") else len(entries.rows)
+
+
+def columns(entries: binlog_pb2.Entries, where: str = "") -> RowColumns:
+    """The rows of ``entries`` as columns. The batch form is validated and mapped without a
+    copy; ``where`` (e.g. "region 3 index 9") goes into the error message."""
+    if entries.HasField("batch"):
+        if len(entries.rows):
+            raise MalformedRowBatchError(where, f"the event carries both {len(entries.rows)} rows and a RowBatch; "
+                                                "an Entries event uses one form")
+        return _batch_columns(entries.batch, where)
+    return _row_columns(entries.rows)
+
+
+def iter_rows(entries: binlog_pb2.Entries, where: str = "") -> Iterator[binlog_pb2.Row]:
+    """``Row`` messages of either form, in order (built one by one from a batch)."""
+    if not entries.HasField("batch"):
+        yield from entries.rows
+        return
+    c = columns(entries, where)
+    fields = zip(c.types.tolist(), c.ops.tolist(), c.start_ts.tolist(), c.commit_ts.tolist(), c.ttl.tolist(),
+                 c.txn_size.tolist(), c.keys.to_pylist(), c.values.to_pylist(), c.primaries.to_pylist())
+    for t, op, start_ts, commit_ts, ttl, txn_size, key, value, primary in fields:
+        yield Row(type=t, op=op, start_ts=start_ts, commit_ts=commit_ts, key=key, value=value, primary=primary,
+                  ttl=ttl, txn_size=txn_size)
+
+
+def columnar_entries(rows: Sequence[binlog_pb2.Row]) -> binlog_pb2.Entries:
+    """An Entries event in the columnar form holding ``rows``."""
+    return binlog_pb2.Entries(batch=pack_rows(rows))
+
+
+def pack_rows(rows: Sequence[binlog_pb2.Row]) -> binlog_pb2.RowBatch:
+    """``Row`` messages -> one ``RowBatch``."""
+    return pack_columns(
+        types=np.fromiter((r.type for r in rows), np.uint8, len(rows)),
+        ops=np.fromiter((r.op for r in rows), np.uint8, len(rows)),
+        start_ts=np.fromiter((r.start_ts for r in rows), np.uint64, len(rows)),
+        commit_ts=np.fromiter((r.commit_ts for r in rows), np.uint64, len(rows)),
+        ttl=np.fromiter((r.ttl for r in rows), np.uint64, len(rows)),
+        txn_size=np.fromiter((r.txn_size for r in rows), np.uint64, len(rows)),
+        keys=[r.key for r in rows], values=[r.value for r in rows], primaries=[r.primary for r in rows])
+
+
+def pack_columns(*, types: Any, ops: Any, keys: BinaryColumn, start_ts: Any = 0, commit_ts: Any = 0,
+                 values: BinaryColumn | None = None, primaries: BinaryColumn | None = None, ttl: Any = 0,
+                 txn_size: Any = 0) -> binlog_pb2.RowBatch:
+    """Column arrays -> one ``RowBatch``. ``keys`` fixes the row count; a scalar for a
+    fixed-width column applies to every row; a column that is zero (or empty) for every row
+    is left empty, as the format allows."""
+    n = len(keys)
+    key_offsets, key_data = _binary_layout(keys, n, "keys")
+    batch = binlog_pb2.RowBatch(count=n, types=_fixed(types, n, np.uint8, "types"),
+                                ops=_fixed(ops, n, np.uint8, "ops"),
+                                start_ts=_fixed(start_ts, n, np.uint64, "start_ts"),
+                                key_offsets=key_offsets, key_data=key_data)
+    for name, col in (("commit_ts", commit_ts), ("ttl", ttl), ("txn_size", txn_size)):
+        arr = np.broadcast_to(np.asarray(col, dtype=np.uint64), (n,))
+        if arr.any():
+            setattr(batch, name, _fixed(arr, n, np.uint64, name))
+    for prefix, col in (("value", values), ("primary", primaries)):
+        if col is None:
+            continue
+        offsets, data = _binary_layout(col, n, prefix + "s")
+        if data:
+            setattr(batch, prefix + "_offsets", offsets)
+            setattr(batch, prefix + "_data", data)
+    return batch
+
+
+def _fixed(col: Any, n: int, dtype: Any, name: str) -> bytes:
+    arr = np.asarray(col)
+    if arr.ndim == 0:
+        arr = np.broadcast_to(arr, (n,))
+    if arr.shape != (n,):
+        raise ValueError(f"{name}: {arr.shape[0] if arr.ndim else 1} items for {n} rows")
+    return np.ascontiguousarray(arr, dtype=np.dtype(dtype).newbyteorder("<")).tobytes()
+
+
+def _binary_layout(col: BinaryColumn, n: int, name: str) -> tuple[bytes, bytes]:
+    """(offsets, data) of Arrow's binary layout for a column of ``n`` items."""
+    if isinstance(col, np.ndarray) and col.ndim == 2:
+        if col.shape[0] != n:
+            raise ValueError(f"{name}: {col.shape[0]} items for {n} rows")
+        width = col.shape[1]
+        if n * width > _INT32_MAX:
+            raise ValueError(f"{name}: {n * width} bytes do not fit one RowBatch (int32 offsets)")
+        offsets = np.arange(0, (n + 1) * width, width, dtype="<i4") if width else np.zeros(n + 1, "<i4")
+        return offsets.tobytes(), np.ascontiguousarray(col, dtype=np.uint8).tobytes()
+    if isinstance(col, (pa.Array, pa.ChunkedArray)):
+        arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        if len(arr) != n:
+            raise ValueError(f"{name}: {len(arr)} items for {n} rows")
+        if arr.null_count:
+            raise ValueError(f"{name}: NULL items (a key or value is bytes, maybe empty)")
+        arr = arr.cast(pa.large_binary())
+        offsets64 = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + n + 1]
+        base = int(offsets64[0]) if n else 0
+        data_buf = arr.buffers()[2]
+        data = b"" if data_buf is None or not n else data_buf.to_pybytes()[base:int(offsets64[-1])]
+        offsets64 = offsets64 - base
+    else:
+        items = list(col)
+        if len(items) != n:
+            raise ValueError(f"{name}: {len(items)} items for {n} rows")
+        data = b"".join(items)
+        offsets64 = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, items), np.int64, n), out=offsets64[1:])
+    if len(data) > _INT32_MAX:
+        raise ValueError(f"{name}: {len(data)} bytes do not fit one RowBatch (int32 offsets); split the event")
+    return offsets64.astype("<i4").tobytes(), data
+
+
+def _row_columns(rows: Sequence[binlog_pb2.Row]) -> RowColumns:
+    n = len(rows)
+    return RowColumns(
+        types=np.fromiter((r.type for r in rows), np.uint8, n),
+        ops=np.fromiter((r.op for r in rows), np.uint8, n),
+        start_ts=np.fromiter((r.start_ts for r in rows), np.uint64, n),
+        commit_ts=np.fromiter((r.commit_ts for r in rows), np.uint64, n),
+        ttl=np.fromiter((r.ttl for r in rows), np.uint64, n),
+        txn_size=np.fromiter((r.txn_size for r in rows), np.uint64, n),
+        keys=pa.array([r.key for r in rows], type=pa.binary()),
+        values=pa.array([r.value for r in rows], type=pa.binary()),
+        primaries=pa.array([r.primary for r in rows], type=pa.binary()))
+
+
+def _batch_columns(batch: binlog_pb2.RowBatch, where: str) -> RowColumns:
+    n = int(batch.count)
+
+    def fixed(name: str, width: int, dtype: str, optional: bool) -> np.ndarray:
+        raw = getattr(batch, name)
+        if optional and not raw:
+            return np.zeros(n, dtype=dtype)
+        if len(raw) != n * width:
+            allowed = " (or empty: 0 for every row)" if optional else ""
+            raise MalformedRowBatchError(where, f"{name} holds {len(raw)} bytes, expected {width} x count {n} = "
+                                                f"{n * width}{allowed}")
+        return np.frombuffer(raw, dtype=dtype)
+
+    def binary(name: str, optional: bool) -> pa.BinaryArray:
+        raw_offsets, data = getattr(batch, name + "_offsets"), getattr(batch, name + "_data")
+        if (optional or n == 0) and not raw_offsets and not data:
+            return _empty_binary(n)
+        if len(raw_offsets) != 4 * (n + 1):
+            raise MalformedRowBatchError(where, f"{name}_offsets holds {len(raw_offsets)} bytes, expected 4 x "
+                                                f"(count {n} + 1) = {4 * (n + 1)}")
+        offsets = np.frombuffer(raw_offsets, dtype="<i4")
+        if offsets[0] != 0 or offsets[-1] != len(data):
+            raise MalformedRowBatchError(where, f"{name}_offsets run from {int(offsets[0])} to {int(offsets[-1])}, "
+                                                f"expected 0 to the {len(data)} bytes of {name}_data")
+        if n and (np.diff(offsets) < 0).any():
+            row = int(np.flatnonzero(np.diff(offsets) < 0)[0])
+            raise MalformedRowBatchError(where, f"{name}_offsets decrease at row {row} "
+                                                f"({int(offsets[row])} -> {int(offsets[row + 1])})")
+        return pa.BinaryArray.from_buffers(pa.binary(), n, [None, pa.py_buffer(raw_offsets), pa.py_buffer(data)])
+
+    types = fixed("types", 1, "u1", optional=False)
+    ops = fixed("ops", 1, "u1", optional=False)
+    if n and types.max() > _MAX_TYPE:
+        row = int(np.flatnonzero(types > _MAX_TYPE)[0])
+        raise MalformedRowBatchError(where, f"row {row} has type {int(types[row])}, not a Row.Type")
+    if n and ops.max() > _MAX_OP:
+        row = int(np.flatnonzero(ops > _MAX_OP)[0])
+        raise MalformedRowBatchError(where, f"row {row} has op {int(ops[row])}, not an OpType")
+    return RowColumns(
+        types=types, ops=ops,
+        start_ts=fixed("start_ts", 8, "<u8", optional=False),
+        commit_ts=fixed("commit_ts", 8, "<u8", optional=True),
+        ttl=fixed("ttl", 8, "<u8", optional=True),
+        txn_size=fixed("txn_size", 8, "<u8", optional=True),
+        keys=binary("key", optional=False),
+        values=binary("value", optional=True),
+        primaries=binary("primary", optional=True))
+
+
+def _empty_binary(n: int) -> pa.BinaryArray:
+    """``n`` empty byte strings."""
+    return pa.BinaryArray.from_buffers(pa.binary(), n, [None, pa.py_buffer(bytes(4 * (n + 1))), pa.py_buffer(b"")])
+
+
+__all__ = ["MalformedRowBatchError", "RowColumns", "columnar_entries", "columns", "iter_rows", "pack_columns",
+           "pack_rows", "row_count"]
