@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Iterable, Mapping, Sequence
 
+from pyspark_theflash.binlog.rows import columnar_entries, iter_rows
 from pyspark_theflash.proto import binlog_pb2
 
 Values = dict[str, Any]
@@ -208,7 +209,7 @@ class MvccModel:
             return  # replayed: already applied
         region.applied_index = event.index
         if kind == "entries":
-            for row in event.entries.rows:
+            for row in iter_rows(event.entries):
                 self._apply_row(region, row)
         elif kind == "admin":
             self._apply_admin(region, event)
@@ -411,6 +412,7 @@ class StreamSpec:
     lock_ratio: float = 0.05
     finish: bool = True  # commit or roll back every open transaction, catch up every region
     admin_while_lagging: bool = True  # lagging regions split and merge too (their replica misses it)
+    columnar_ratio: float = 0.5  # Entries events in the columnar form (RowBatch); the rest as Row messages
 
 
 class StreamGenerator:
@@ -420,6 +422,7 @@ class StreamGenerator:
 
         self.codec = codec
         self.rng = random.Random(seed)
+        self.form_rng = random.Random(seed ^ 0x5EED)  # apart: the same seed gives the same rows in any form
         self.spec = spec or StreamSpec()
         self.table = table_info()
         self._table_info: Any = None  # schema.TableInfo of self.table, made on first use
@@ -469,10 +472,17 @@ class StreamGenerator:
             )
         )
 
+    def entries(self, rows: list[Row]) -> binlog_pb2.Entries:
+        """An Entries event of ``rows``: in the columnar form (what the mini cluster emits) for
+        ``spec.columnar_ratio`` of the events, else one message per row (older logs)."""
+        if self.form_rng.random() < self.spec.columnar_ratio:
+            return columnar_entries(rows)
+        return binlog_pb2.Entries(rows=rows)
+
     def emit_rows(self, rows_by_region: dict[int, list[Row]]) -> None:
         for rid, rows in rows_by_region.items():
             region = next(r for r in self.regions if r.id == rid)
-            self.emit(region, entries=binlog_pb2.Entries(rows=rows))
+            self.emit(region, entries=self.entries(rows))
 
     def mutation(self, handle: int) -> tuple[int, bytes]:
         roll = self.rng.random()
@@ -549,7 +559,7 @@ class StreamGenerator:
                 op, value = binlog_pb2.DELETE, b""
             rows.append(Row(type=Row.COMMITTED, op=op, start_ts=start_ts, commit_ts=commit_ts, key=key, value=value))
             self.record_truth(key, commit_ts, start_ts, op, value)
-        self.emit(region, entries=binlog_pb2.Entries(rows=rows))
+        self.emit(region, entries=self.entries(rows))
 
     def split(self) -> None:
         if len(self.regions) >= self.spec.max_regions:
@@ -708,7 +718,7 @@ def future_commit_floor(events: Sequence[binlog_pb2.Event]) -> list[int]:
         low = floor[i + 1]
         event = events[i]
         if event.WhichOneof("payload") == "entries":
-            for row in event.entries.rows:
+            for row in iter_rows(event.entries):
                 if row.type in (Row.COMMIT, Row.COMMITTED):
                     low = min(low, row.commit_ts)
         floor[i] = low

@@ -18,6 +18,7 @@ from mvcc_model import (
     record_key, region_key, rows_from_batches,
 )
 from pyspark_theflash.binlog.position import Position
+from pyspark_theflash.binlog.rows import iter_rows
 from pyspark_theflash.store import Store, StoreOptions, col
 from pyspark_theflash.store.verify import verify_store
 
@@ -161,18 +162,20 @@ def test_generated_streams_are_valid_and_rich() -> None:
                 kind = event.admin.WhichOneof("cmd")
             kinds[kind] = kinds.get(kind, 0) + 1
             if event.WhichOneof("payload") == "entries":
-                for row in event.entries.rows:
+                form = "columnar entries" if event.entries.HasField("batch") else "row entries"
+                kinds[form] = kinds.get(form, 0) + 1
+                for row in iter_rows(event.entries):
                     name = binlog_pb2.Row.Type.Name(row.type) + "/" + binlog_pb2.OpType.Name(row.op)
                     kinds[name] = kinds.get(name, 0) + 1
         regions_in_one_txn = {}
         for event in stream.events:
             if event.WhichOneof("payload") == "entries":
-                for row in event.entries.rows:
+                for row in iter_rows(event.entries):
                     if row.type == binlog_pb2.Row.PREWRITE:
                         regions_in_one_txn.setdefault(row.start_ts, set()).add(event.region_id)
         kinds["multi-region 2PC"] = kinds.get("multi-region 2PC", 0) + sum(
             1 for r in regions_in_one_txn.values() if len(r) > 1)
-    for needed in ("entries", "split", "merge", "removed", "snapshot", "resolved_ts",
+    for needed in ("entries", "columnar entries", "row entries", "split", "merge", "removed", "snapshot", "resolved_ts",
                    "PREWRITE/PUT", "PREWRITE/DELETE", "PREWRITE/LOCK", "COMMIT/PUT", "ROLLBACK/PUT",
                    "COMMITTED/PUT", "COMMITTED/DELETE", "multi-region 2PC"):
         assert kinds.get(needed, 0) > 0, f"no {needed} in the generated streams: {kinds}"

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from pyspark_theflash.binlog import open_source
+from pyspark_theflash.binlog.rows import iter_rows
 from pyspark_theflash.codec import Lock, Write, encode_region_key
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.upstream.cluster import MiniCluster
@@ -105,7 +106,7 @@ def test_resolved_ts_never_passes_an_open_lock_or_a_later_commit(run: dict[str, 
             ranges[m.target.id] = (m.target.start_key, m.target.end_key)
             resolved[m.target.id] = min(resolved[m.target.id], resolved.pop(m.source.id, 0))
         elif kind == "entries":
-            for row in e.entries.rows:
+            for row in iter_rows(e.entries):
                 if row.type == Row.PREWRITE:
                     open_locks[row.key] = row.start_ts
                 elif row.type in (Row.COMMIT, Row.ROLLBACK):
@@ -138,7 +139,7 @@ def replay_log(events: list[binlog_pb2.Event]) -> tuple[dict[bytes, list[tuple[i
                 versions[w.key].append((w.commit_ts, value))
             assert not e.snapshot.locks, "the bootstrap snapshot of an empty cluster has no locks"
         elif e.HasField("entries"):
-            for row in e.entries.rows:
+            for row in iter_rows(e.entries):
                 if row.type == Row.PREWRITE:
                     pending[(row.key, row.start_ts)] = (row.op, row.value)
                 elif row.type == Row.ROLLBACK:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from pyspark_theflash.binlog.rows import iter_rows
 from pyspark_theflash.codec import Lock, Write, encode_record_key
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.upstream.cluster import MiniCluster
@@ -27,7 +28,7 @@ class ListSink:
         self.events.extend(events)
 
     def rows(self, row_type: int) -> list[binlog_pb2.Row]:
-        return [r for e in self.events if e.HasField("entries") for r in e.entries.rows if r.type == row_type]
+        return [r for e in self.events if e.HasField("entries") for r in iter_rows(e.entries) if r.type == row_type]
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from pyspark_theflash.binlog import open_source
+from pyspark_theflash.binlog.rows import iter_rows
 from pyspark_theflash.codec import encode_record_key
 from pyspark_theflash.upstream.client import UpstreamClient, connect
 from pyspark_theflash.upstream.cluster import MiniCluster
@@ -155,7 +156,7 @@ def test_theflash_upstream_command_writes_a_binlog_open_source_reads(tmp_path: P
     with open_source(str(tmp_path / "b")) as source:
         events = [pe.event for pe in source.read(100_000, 1.0)]
     assert events[0].HasField("snapshot") and events[0].region_id == 1
-    rows = [r for e in events if e.HasField("entries") for r in e.entries.rows]
+    rows = [r for e in events if e.HasField("entries") for r in iter_rows(e.entries)]
     assert len(rows) > 20
     assert any(e.HasField("resolved_ts") for e in events)
 

@@ -16,6 +16,7 @@ import urllib.request
 from decimal import Decimal
 from typing import Any
 
+from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.binlog.errors import BinlogError
 from pyspark_theflash.binlog.position import PositionedEvent
 from pyspark_theflash.proto import binlog_pb2
@@ -213,9 +214,9 @@ def format_event(record: PositionedEvent, schemas: SchemaCache | None = None) ->
     details: list[str] = []
     payload = event.WhichOneof("payload")
     if payload == "entries":
-        count = len(event.entries.rows)
+        count = binlog_rows.row_count(event.entries)
         header += f" entries ({count} row{'' if count == 1 else 's'})"
-        for row in event.entries.rows:
+        for row in binlog_rows.iter_rows(event.entries, f"region {event.region_id} index {event.index}"):
             details.extend(describe_row(row, schemas))
     elif payload == "admin":
         command = event.admin.WhichOneof("cmd")

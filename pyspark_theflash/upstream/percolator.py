@@ -18,6 +18,7 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Iterable, NamedTuple, Protocol
 
+from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.codec import Lock, Write, decode_region_key
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.upstream.errors import (
@@ -142,7 +143,8 @@ class PercolatorStore:
         return event
 
     def _emit_rows(self, region: Region, rows: list[binlog_pb2.Row]) -> None:
-        self._emit(region, entries=binlog_pb2.Entries(rows=rows))
+        # The columnar form: a replica applies it with array operations (binlog/rows.py).
+        self._emit(region, entries=binlog_rows.columnar_entries(rows))
 
     def _flush_events(self) -> None:
         """Append what this change emitted, still under ``mu`` (log order = raft order)."""
@@ -600,7 +602,7 @@ class PercolatorStore:
                 region.resolved_ts = max(region.resolved_ts, event.resolved_ts)
                 return
             if kind == "entries":
-                for row in event.entries.rows:
+                for row in binlog_rows.iter_rows(event.entries, f"region {event.region_id} index {event.index}"):
                     self._replay_row(row)
             elif kind == "admin" and event.admin.HasField("split"):
                 self._replay_split(event)

@@ -14,6 +14,7 @@ import time
 from typing import Any, Callable, Sequence
 
 from pyspark_theflash.binlog import Position, PositionedEvent
+from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.errors import TheFlashError
 from pyspark_theflash.latch.errors import WriteLatchLostError
 from pyspark_theflash.latch.local import LocalLatch
@@ -241,7 +242,7 @@ class Writer:
         seen: dict[int, int] = {}
         for event in events:  # one step per event (not per row): counts for the progress line
             if event.WhichOneof("payload") == "entries":
-                rows += len(event.entries.rows)
+                rows += binlog_rows.row_count(event.entries)
             if event.index > seen.get(event.region_id, 0):
                 seen[event.region_id] = event.index
         self._unflushed_rows += rows

@@ -8,10 +8,13 @@ with the stored schema; unknown ids mean "re-fetch the schema, store the new ver
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.proto import binlog_pb2
 
 _ROW_V2 = 0x80
@@ -19,37 +22,54 @@ _FLAG_LARGE = 0x01
 _KEY_HEAD = 11  # 't' + 8-byte memcomparable table id + '_r'
 
 
-def _rows_with_values(events: Iterable[binlog_pb2.Event]) -> tuple[list[bytes], list[bytes]]:
-    keys: list[bytes] = []
-    values: list[bytes] = []
+def _rows_with_values(events: Iterable[binlog_pb2.Event]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(table id per row, value buffer, value start, value length) of the rows that carry a
+    value, from the columnar view of each Entries event (either form)."""
+    table_ids: list[np.ndarray] = []
+    values: list[pa.Array] = []
     for event in events:
         if event.WhichOneof("payload") != "entries":
             continue
-        rows = [r for r in event.entries.rows if r.value]
-        keys.extend(r.key[:_KEY_HEAD] for r in rows)
-        values.extend(r.value for r in rows)
-    return keys, values
+        c = binlog_rows.columns(event.entries, f"region {event.region_id} index {event.index}")
+        has_value = pc.binary_length(c.values).to_numpy(zero_copy_only=False) > 0
+        if not has_value.any():
+            continue
+        mask = pa.array(has_value)
+        table_ids.append(_table_ids(c.keys.filter(mask)))
+        values.append(c.values.filter(mask))
+    if not values:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, np.zeros(8, dtype=np.uint8), empty, empty
+    joined = pa.concat_arrays(values).cast(pa.large_binary())
+    offsets = np.frombuffer(joined.buffers()[1], dtype=np.int64)[joined.offset:joined.offset + len(joined) + 1]
+    data = joined.buffers()[2]
+    # 8 zero bytes after the data: header reads of a short value stay inside the buffer
+    buf = np.concatenate([np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8),
+                          np.zeros(8, dtype=np.uint8)])
+    return np.concatenate(table_ids), buf, offsets[:-1].astype(np.int64), np.diff(offsets).astype(np.int64)
 
 
-def _table_ids(key_heads: Sequence[bytes]) -> np.ndarray:
+def _table_ids(keys: pa.Array) -> np.ndarray:
     """Table id per record key (-1 for keys that are not record keys)."""
-    n = len(key_heads)
-    padded = b"".join(k.ljust(_KEY_HEAD, b"\0") for k in key_heads)
-    m = np.frombuffer(padded, dtype=np.uint8).reshape(n, _KEY_HEAD)
-    is_record = (m[:, 0] == ord("t")) & (m[:, 9] == ord("_")) & (m[:, 10] == ord("r"))
+    n = len(keys)
+    heads = pc.binary_slice(keys, 0, _KEY_HEAD).cast(pa.large_binary())
+    lengths = pc.binary_length(heads).to_numpy(zero_copy_only=False).astype(np.int64)
+    offsets = np.frombuffer(heads.buffers()[1], dtype=np.int64)[heads.offset:heads.offset + n + 1]
+    data = heads.buffers()[2]
+    flat = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    m = np.zeros((n, _KEY_HEAD), dtype=np.uint8)
+    full = np.flatnonzero(lengths == _KEY_HEAD)
+    m[full] = flat[offsets[full][:, None] + np.arange(_KEY_HEAD)]
+    is_record = (lengths == _KEY_HEAD) & (m[:, 0] == ord("t")) & (m[:, 9] == ord("_")) & (m[:, 10] == ord("r"))
     raw = m[:, 1:9].copy().view(">u8").reshape(n) ^ np.uint64(1 << 63)
     return np.where(is_record, raw.astype(np.int64), -1)
 
 
 def column_ids_by_table(events: Iterable[binlog_pb2.Event]) -> dict[int, np.ndarray]:
     """{table id: sorted unique column ids} over the v2 row values of ``events``."""
-    keys, values = _rows_with_values(events)
-    if not values:
+    table_ids, buf, starts, lengths = _rows_with_values(events)
+    if not len(table_ids):
         return {}
-    table_ids = _table_ids(keys)
-    lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
-    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-    buf = np.frombuffer(b"".join(values) + b"\0" * 8, dtype=np.uint8)
     v2 = (lengths >= 6) & (buf[starts] == _ROW_V2) & (table_ids >= 0)
     rows = np.flatnonzero(v2)
     s = starts[rows]
