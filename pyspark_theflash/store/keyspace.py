@@ -106,9 +106,12 @@ class RecordKeys:
     table_ids: np.ndarray    # int64, one per kept key
     int_handles: np.ndarray  # int64 handle per kept key (0 for common-handle keys)
     keys: pa.BinaryArray     # the kept keys
+    lengths: Optional[np.ndarray] = None  # byte length per kept key, when known
 
     def int_keys_ok(self, sel: np.ndarray) -> bool:
         """Whether every key selected by ``sel`` has an int handle's length (19 bytes)."""
+        if self.lengths is not None:
+            return bool((self.lengths[sel] == INT_RECORD_KEY_LEN).all())
         return bool((pc.binary_length(self.keys.filter(pa.array(sel))).to_numpy() == INT_RECORD_KEY_LEN).all())
 
     def handles(self, sel: np.ndarray, common_handle: bool) -> pa.Array:
@@ -148,6 +151,11 @@ def split_record_keys(keys: Sequence[bytes] | pa.Array,
     buf = np.frombuffer(arr.buffers()[2], dtype=np.uint8)
     width = np.int64 if pa.types.is_large_binary(arr.type) else np.int32
     offsets = np.frombuffer(arr.buffers()[1], dtype=width)[arr.offset:arr.offset + n + 1].astype(np.int64)
+    if len(idx) == n and int(offsets[-1] - offsets[0]) == n * INT_RECORD_KEY_LEN \
+            and (lengths == INT_RECORD_KEY_LEN).all():
+        # The common case: nothing but 19-byte keys, back to back: a reshape, no gather.
+        rows = buf[offsets[0]:offsets[-1]].reshape(n, INT_RECORD_KEY_LEN)
+        return _split_int_keys(arr, rows, common_tables)
     starts = offsets[idx]
     head = buf[starts[:, None] + np.arange(RECORD_PREFIX_LEN)]
     good = (head[:, 0] == ord("t")) & (head[:, 9] == ord("_")) & (head[:, 10] == ord("r"))
@@ -161,7 +169,23 @@ def split_record_keys(keys: Sequence[bytes] | pa.Array,
     if is_int.any():
         tail = buf[starts[is_int][:, None] + np.arange(RECORD_PREFIX_LEN, INT_RECORD_KEY_LEN)]
         int_handles[is_int] = (_be_u64(tail) ^ _SIGN).view(np.int64)
-    return RecordKeys(idx, table_ids, int_handles, arr.take(pa.array(idx)))
+    return RecordKeys(idx, table_ids, int_handles, arr if len(idx) == n else arr.take(pa.array(idx)), lengths[idx])
+
+
+def _split_int_keys(arr: pa.Array, rows: np.ndarray, common_tables: frozenset[int] | set[int]) -> RecordKeys:
+    """``split_record_keys`` of keys that are all 19 bytes long, given as an (n, 19) matrix."""
+    good = (rows[:, 0] == ord("t")) & (rows[:, 9] == ord("_")) & (rows[:, 10] == ord("r"))
+    idx = np.flatnonzero(good) if not good.all() else np.arange(len(rows))
+    if len(idx) < len(rows):
+        rows = rows[idx]
+    table_ids = (_be_u64(rows[:, 1:9]) ^ _SIGN).view(np.int64)
+    int_handles = (_be_u64(rows[:, RECORD_PREFIX_LEN:]) ^ _SIGN).view(np.int64)
+    if common_tables:
+        # 19-byte keys of a clustered table are common handles (8 key bytes), not int handles
+        int_handles = np.where(np.isin(table_ids, np.fromiter(common_tables, dtype=np.int64,
+                                                              count=len(common_tables))), 0, int_handles)
+    return RecordKeys(idx, table_ids, int_handles, arr if len(idx) == len(arr) else arr.take(pa.array(idx)),
+                      np.full(len(idx), INT_RECORD_KEY_LEN, dtype=np.int64))
 
 
 def _be_u64(cols: np.ndarray) -> np.ndarray:

@@ -190,10 +190,11 @@ class _Staged:
 
 
 def _concat_binary(arrays: list[pa.Array]) -> pa.Array:
-    """One binary array (large_binary when the bytes would overflow int32 offsets)."""
-    if sum(a.nbytes for a in arrays) >= (1 << 31) - 1:
+    """One binary array (large_binary when the bytes overflow int32 offsets)."""
+    try:
+        return pa.concat_arrays(arrays)
+    except pa.ArrowInvalid:  # offset overflow
         return pa.concat_arrays([a.cast(pa.large_binary()) for a in arrays])
-    return pa.concat_arrays(arrays)
 
 
 @dataclass
@@ -671,18 +672,21 @@ class Store:
         if (ops == LOCK).any():  # committed LOCK rows change no data
             data = ops != LOCK
             rk = keyspace.RecordKeys(rk.index[data], rk.table_ids[data], rk.int_handles[data],
-                                     rk.keys.filter(pa.array(data)))
+                                     rk.keys.filter(pa.array(data)),
+                                     None if rk.lengths is None else rk.lengths[data])
             seq, ops = rk.index, ops[data]
             if len(seq) == 0:
                 return []
         commit_ts = all_commit_ts[seq]
         deletes = ops == DELETE
         out: list[tuple[int, int, pa.Table]] = []
-        for tid in np.unique(rk.table_ids):
+        tids = rk.table_ids
+        one_table = bool(tids[0] == tids.min() == tids.max())
+        for tid in tids[:1] if one_table else np.unique(tids):
             tid = int(tid)
             if tid in self._ignored:
                 continue
-            sel = rk.table_ids == tid
+            sel = np.ones(len(tids), dtype=bool) if one_table else tids == tid
             info = self._schemas.get(tid)
             if info is None:
                 raise UnknownTableError(tid, staged.region_of(int(seq[np.flatnonzero(sel)[0]])))
