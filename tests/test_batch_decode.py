@@ -238,3 +238,23 @@ def test_a_pyarrow_binary_array_of_values_is_read_in_place() -> None:
     assert_same(decode_rows_to_arrow(sliced, handles[2:5], t), per_row(rows[2:5], [2, 3, 4], t))
     with pytest.raises(BatchDecodeError, match="row 1 of 2 has a NULL"):
         decode_rows_to_arrow(pa.array([rows[0], None], pa.binary()), handles[:2], t)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(table_and_rows(), st.randoms())
+def test_selected_rows_decode_as_the_taken_values(case: tuple[TableInfo, list[bytes], list[int]], rnd: Any) -> None:
+    """``rows=`` picks values by position (any order, repeats allowed) without copying them."""
+    t, values, handles = case
+    picked = [rnd.randrange(len(values)) for _ in range(rnd.randint(0, 2 * len(values)))] if values else []
+    got = decode_rows_to_arrow(pa.array(values, pa.binary()), np.array([handles[i] for i in picked], np.int64), t,
+                               rows=np.array(picked, dtype=np.int64))
+    assert_same(got, per_row([values[i] for i in picked], [handles[i] for i in picked], t))
+
+
+def test_fixed_width_and_mixed_width_strings_decode_alike() -> None:
+    t = table(11, "w", [column("id", "BIGINT", primary_key=True), column("s", "VARCHAR(8)")])
+    same = [encode_row_for_table(t, {"s": f"ab{i}"}) for i in range(5)]            # all 3 bytes wide
+    mixed = same + [encode_row_for_table(t, {"s": "longer"}), encode_row_for_table(t, {"s": None})]
+    for rows in (same, mixed):
+        handles = list(range(len(rows)))
+        assert_same(decode_rows_to_arrow(rows, handles, t), per_row(rows, handles, t))

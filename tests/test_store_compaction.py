@@ -246,3 +246,20 @@ def test_a_split_planned_before_a_flush_into_its_partition_is_dropped(tmp_path: 
     assert s.compact().splits == 1  # the next round plans again and splits
     assert names_at(s, 300)[3] == "late" and len(names_at(s, 300)) == 10
     s.close()
+
+
+def test_sort_versions_orders_by_handle_then_commit_ts_with_and_without_repeats() -> None:
+    import pyarrow as pa
+
+    from pyspark_theflash.store.txn_merge_tree import sort_versions, version_order
+
+    distinct = pa.table({"_tidb_rowid": pa.array([5, -3, 9, 0], pa.int64()),
+                         "_tidb_commit_ts": pa.array([1, 2, 3, 4], pa.uint64())})
+    assert sort_versions(distinct).column("_tidb_rowid").to_pylist() == [-3, 0, 5, 9]
+    repeats = pa.table({"_tidb_rowid": pa.array([5, 1, 5, 1, 5], pa.int64()),
+                        "_tidb_commit_ts": pa.array([30, 20, 10, 40, 20], pa.uint64())})
+    got = sort_versions(repeats)
+    assert list(zip(got.column("_tidb_rowid").to_pylist(), got.column("_tidb_commit_ts").to_pylist())) == [
+        (1, 20), (1, 40), (5, 10), (5, 20), (5, 30)]
+    newest = repeats.take(pa.array(version_order(repeats, newest_first=True)))
+    assert newest.column("_tidb_commit_ts").to_pylist() == [40, 20, 30, 20, 10]

@@ -47,17 +47,19 @@ class BatchDecodeError(BadRowError):
 
 def decode_rows_to_arrow(values: Sequence[bytes] | pa.Array | pa.ChunkedArray, handles: Any,
                          table: TableInfo | Mapping[str, Any],
-                         columns: Sequence[str] | None = None) -> pa.RecordBatch:
+                         columns: Sequence[str] | None = None, rows: np.ndarray | None = None) -> pa.RecordBatch:
     """Decode row values (v2 or v1) of `table` into a RecordBatch of `arrow_schema(table, columns)`.
 
     `values` are bytes objects or a pyarrow binary array (read in place, without a copy).
+    `rows`, when given, are the positions in `values` of the rows to decode, in output order
+    (a selection without copying the values); `handles` then has one entry per selected row.
 
     `handles` are the int handles of the rows (used for the pk_is_handle column; may be None
     when the table has none)."""
     table = as_table_info(table)
     schema = arrow_schema(table, columns)
     cols = [table.column(name) for name in schema.names]
-    n = len(values)
+    n = len(values) if rows is None else len(rows)
     if n == 0:
         return pa.RecordBatch.from_arrays([pa.array([], type=f.type) for f in schema],
                                           schema=schema)
@@ -67,6 +69,8 @@ def decode_rows_to_arrow(values: Sequence[bytes] | pa.Array | pa.ChunkedArray, h
     handle_arr = _handles_array(handles, n) if handle_col is not None else None
 
     buf, starts, lengths = _row_buffer(values)
+    if rows is not None:
+        starts, lengths = starts[rows], lengths[rows]
 
     layout = _parse_layouts(buf, starts, lengths, cols)
     fast = layout.rows  # indices of rows decoded vectorised
@@ -413,8 +417,12 @@ def _strings(buf: np.ndarray, start: np.ndarray, length: np.ndarray, valid: np.n
     offsets = np.zeros(len(lens) + 1, dtype=np.int64)
     np.cumsum(lens, out=offsets[1:])
     total = int(offsets[-1])
-    idx = np.repeat(start - offsets[:-1], lens) + np.arange(total, dtype=np.int64)
-    data = buf[idx]
+    if len(lens) and valid.all() and (lens == lens[0]).all():
+        # every value has the same width (CHAR-like): one strided gather, no per-byte index
+        data = _gather(buf, start, int(lens[0])).reshape(-1)
+    else:
+        idx = np.repeat(start - offsets[:-1], lens) + np.arange(total, dtype=np.int64)
+        data = buf[idx]
     validity, nulls = _validity(valid)
     big = total > np.iinfo(np.int32).max
     bin_tp = pa.large_binary() if big else pa.binary()

@@ -722,10 +722,12 @@ class Store:
                 if want_delete:
                     cols = [pa.nulls(n, f.type) for f in user]
                 else:
-                    decode = self.decode_rows or decode_rows_to_arrow
                     # A common handle lives in the row value too: the int handles are unused.
-                    batch = decode(all_values.take(pa.array(seq[rows[pick]])),
-                                   np.zeros(n, dtype=np.int64) if common else h.to_numpy(), info, None)
+                    int_handles = np.zeros(n, dtype=np.int64) if common else h.to_numpy()
+                    if self.decode_rows is not None:
+                        batch = self.decode_rows(all_values.take(pa.array(seq[rows[pick]])), int_handles, info, None)
+                    else:  # the selected values are read in place
+                        batch = decode_rows_to_arrow(all_values, int_handles, info, None, rows=seq[rows[pick]])
                     cols = [batch.column(batch.schema.get_field_index(f.name)) for f in user]
                 pieces.append(pa.Table.from_arrays(
                     cols + [h, pa.array(commit_ts[rows[pick]]), pa.array(np.full(n, want_delete))], schema=schema))

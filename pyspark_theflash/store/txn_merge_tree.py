@@ -68,10 +68,16 @@ def version_order(table: pa.Table, newest_first: bool = False) -> np.ndarray:
     with ``newest_first``)."""
     rowid = table.column(ROWID)
     if pa.types.is_integer(rowid.type):
+        handles = rowid.to_numpy()
+        # One version per handle (a flush of distinct keys, the common case): a plain
+        # argsort of the handles, about 4x the two stable passes of lexsort.
+        order = np.argsort(handles)
+        if len(order) < 2 or not (np.diff(handles[order]) == 0).any():
+            return order
         # NumPy's lexsort is about twice Arrow's multi-key sort on two integer keys;
         # ~ts reverses the order of unsigned commit timestamps.
         ts = table.column(COMMIT_TS).to_numpy()
-        return np.lexsort((~ts if newest_first else ts, rowid.to_numpy()))
+        return np.lexsort((~ts if newest_first else ts, handles))
     return pc.sort_indices(table, sort_keys=[(ROWID, "ascending"),
                                              (COMMIT_TS, "descending" if newest_first else "ascending")]).to_numpy()
 
