@@ -238,6 +238,8 @@ def _parse_layouts(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
             lsel = np.flatnonzero(layout_of == li) if len(layouts) > 1 else slice(None)
             rows_l, base = rows_g[lsel], s_g[lsel] + values_start
             offs_l = offs[lsel]
+            if len(rows_l) == n:  # every row (rows_l is then 0..n-1): slices, not fancy indexing
+                rows_l = slice(None)
             pos = {int(cid): k for k, cid in enumerate(id_row.tolist())}
             for j, cid in enumerate(col_ids.tolist()):
                 k = pos.get(cid)

@@ -848,6 +848,8 @@ class Store:
     def _lock_rows(self, keys: set[tuple[int, bytes, int]]) -> Iterator[tuple[Any, ...]]:
         caches = self._caches
         assert caches is not None
+        if not keys:
+            return
         ordered = sorted(keys)
         common = self._common_tables()
         rk = keyspace.split_record_keys([k for _r, k, _t in ordered], common)
