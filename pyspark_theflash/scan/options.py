@@ -6,6 +6,7 @@ is generated from it), so the documentation and the parser cannot drift apart.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -42,7 +43,12 @@ OPTION_DOCS: list[tuple[str, str, str]] = [
     ("hidden", "none", "comma list of hidden columns to add: `_tidb_rowid`, `_tidb_commit_ts`"),
     ("partition_target_bytes", "64MiB", "neighbouring small regions are grouped into one Spark partition up to this size"),
     ("min_partitions", "CPUs of the planning machine", "small tables still get this many partitions (while regions last), as Spark's file sources do for its default parallelism"),
+    ("native_read", "true", "let Spark's own Parquet reader read compacted (clean stable) parts, with column pruning and filter pushdown; `false` reads everything through the Python data source (with the package's reader hook, which `theflash_session()` installs)"),
 ]
+
+# Set by the reader hook on the Python half of a native read: the handle ranges left to the
+# Python data source (JSON list of [lo, hi], null = unbounded). Not for users.
+HANDLE_RANGES_OPTION = "_theflash_handle_ranges"
 
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|min|h)?\s*$", re.IGNORECASE)
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*$", re.IGNORECASE)
@@ -85,6 +91,21 @@ def parse_list(text: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in str(text).split(",") if part.strip())
 
 
+def parse_handle_ranges(text: str | None) -> tuple[tuple[int | None, int | None], ...] | None:
+    if text is None:
+        return None
+    try:
+        ranges = tuple((None if lo is None else int(lo), None if hi is None else int(hi))
+                       for lo, hi in json.loads(text))
+    except (ValueError, TypeError) as exc:
+        raise ScanOptionError(f"option {HANDLE_RANGES_OPTION}={text!r} is not a JSON list of [lo, hi]: {exc}") from None
+    return ranges
+
+
+def format_handle_ranges(ranges: "list[tuple[int | None, int | None]]") -> str:
+    return json.dumps([[lo, hi] for lo, hi in ranges])
+
+
 @dataclass(frozen=True)
 class ScanOptions:
     """What one read asks for. Built with :meth:`from_mapping` from the user's strings."""
@@ -105,6 +126,8 @@ class ScanOptions:
     hidden: tuple[str, ...] = ()
     partition_target_bytes: int = DEFAULT_PARTITION_TARGET_BYTES
     min_partitions: int = 1
+    native_read: bool = True
+    handle_ranges: tuple[tuple[int | None, int | None], ...] | None = None  # None: the whole table
 
     @staticmethod
     def from_mapping(options: Mapping[str, str]) -> "ScanOptions":
@@ -145,6 +168,9 @@ class ScanOptions:
         as_of = opts.get("as_of") or None
         if snapshot_ts is not None and as_of is not None:
             raise ScanOptionError("give either snapshot_ts or as_of, not both")
+        native = str(opts.get("native_read", "true")).strip().lower()
+        if native not in ("true", "false"):
+            raise ScanOptionError(f"option native_read={opts['native_read']!r}: use true (default) or false")
         return ScanOptions(
             store=str(store),
             table=str(table),
@@ -166,6 +192,8 @@ class ScanOptions:
             if "partition_target_bytes" in opts else DEFAULT_PARTITION_TARGET_BYTES,
             min_partitions=parse_positive_int("min_partitions", opts["min_partitions"])
             if "min_partitions" in opts else (os.cpu_count() or 1),
+            native_read=native == "true",
+            handle_ranges=parse_handle_ranges(opts.get(HANDLE_RANGES_OPTION)),
         )
 
     @property

@@ -328,13 +328,14 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
     stats.learner_wait_s = learner.waited_s
 
     ranges = []
-    for region, (lo, hi) in regions:
-        parts = tuple(view.parts(table_id, lo, hi))
-        rng = RangeScan((region_id(region),), lo, hi, parts, estimate_bytes(parts, lo, hi))
-        if predicate is not None and not _might_match(predicate, parts, result.table_info, lo, hi):
-            stats.regions_pruned += 1
-            continue
-        ranges.append(rng)
+    for region, region_range in regions:
+        for lo, hi in _restricted(region_range, opts.handle_ranges):
+            parts = tuple(view.parts(table_id, lo, hi))
+            rng = RangeScan((region_id(region),), lo, hi, parts, estimate_bytes(parts, lo, hi))
+            if predicate is not None and not _might_match(predicate, parts, result.table_info, lo, hi):
+                stats.regions_pruned += 1
+                continue
+            ranges.append(rng)
     predicate_json = predicate.to_json() if predicate is not None else None
     table_json = result.table_info.to_json()
     partitions: list[ScanPartition] = []
@@ -356,6 +357,22 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
         view.close()
     stats.partitions = len(partitions)
     result.partitions = partitions
+
+
+def _restricted(region_range: tuple[Any, Any], allowed: Sequence[tuple[Any, Any]] | None) -> list[tuple[Any, Any]]:
+    """The parts of a region's handle range inside ``allowed`` (None: all of it). The reader
+    hook gives the Python half of a native read the ranges Spark's Parquet reader does not
+    cover (``scan.native``)."""
+    if allowed is None:
+        return [region_range]
+    lo, hi = region_range
+    out = []
+    for alo, ahi in allowed:
+        a = alo if lo is None else (lo if alo is None else max(lo, alo))
+        b = ahi if hi is None else (hi if ahi is None else min(hi, ahi))
+        if a is None or b is None or a < b:
+            out.append((a, b))
+    return out
 
 
 def _might_match(predicate: Any, parts: Sequence[Any], table_info: Any, lo: int | None, hi: int | None) -> bool:

@@ -2,7 +2,8 @@
 lives in ``scan/``, bytes in ``codec/``, MVCC in ``store/``)."""
 from __future__ import annotations
 
+from pyspark_theflash.spark.hook import install_reader_hook
 from pyspark_theflash.spark.pin import install_session_snapshot_hook, pinned_snapshot
 from pyspark_theflash.spark.session import theflash_session
 
-__all__ = ["install_session_snapshot_hook", "pinned_snapshot", "theflash_session"]
+__all__ = ["install_reader_hook", "install_session_snapshot_hook", "pinned_snapshot", "theflash_session"]

@@ -39,8 +39,9 @@ def theflash_session(master: str | None = None, app_name: str = "theflash", **co
     for key, value in settings.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
-    # Lets spark.conf.set("theflash.snapshot_ts", ts) reach theflash reads (see spark/pin.py).
-    from pyspark_theflash.spark.pin import install_session_snapshot_hook
+    # Lets spark.conf.set("theflash.snapshot_ts", ts) reach theflash reads (spark/pin.py) and
+    # Spark's Parquet reader read the compacted parts (spark/native.py).
+    from pyspark_theflash.spark.hook import install_reader_hook
 
-    install_session_snapshot_hook()
+    install_reader_hook()
     return session

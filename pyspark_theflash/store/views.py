@@ -77,6 +77,7 @@ class StoreView:
         conn.execute("BEGIN")
         self.version = mf.current_version(conn)
         self._tables: dict[int, "TableInfo"] | None = None
+        self._columns: dict[tuple[int, int], tuple[tuple[int, str], ...]] = {}
 
     def __enter__(self) -> "StoreView":
         return self
@@ -195,21 +196,22 @@ class StoreView:
                 out.append((int(version), rng))
         return out
 
-    def _columns_at(self, table_id: int, schema_version: int,
-                    cache: dict[int, tuple[tuple[int, str], ...]]) -> tuple[tuple[int, str], ...]:
-        if schema_version not in cache:
+    def _columns_at(self, table_id: int, schema_version: int) -> tuple[tuple[int, str], ...]:
+        """(id, name) of the table's columns at a schema version (parsed once per view: a
+        planner lists parts region by region)."""
+        key = (table_id, schema_version)
+        if key not in self._columns:
             row = self._conn.execute("SELECT db, info FROM tables WHERE table_id = ? AND schema_version = ?",
                                      (table_id, schema_version)).fetchone()
             info = table_info_from_row(row[1], row[0])
-            cache[schema_version] = tuple((c.id, c.name) for c in info.columns)
-        return cache[schema_version]
+            self._columns[key] = tuple((c.id, c.name) for c in info.columns)
+        return self._columns[key]
 
     def parts(self, table_id: int, lo: int | None = None, hi: int | None = None) -> list[PartRef]:
         """Live parts of the table overlapping handles [lo, hi), each with the range
         tombstones that apply to it."""
         bounds = {p.partition_id: (p.lo, p.hi) for p in self.partitions(table_id)}
         tombstones = self._tombstones(table_id)
-        cols: dict[int, tuple[tuple[int, str], ...]] = {}
         out: list[PartRef] = []
         rows = self._conn.execute(
             "SELECT part_id, partition_id, kind, file, rows, bytes, min_handle, max_handle, min_commit_ts, "
@@ -222,7 +224,7 @@ class StoreView:
             stats = stats_from_json(json.loads(r[15]))
             ref = PartRef(int(r[0]), table_id, int(r[1]), plo, phi, r[2], r[3], int(r[4]), int(r[5]),
                           r[6], r[7], r[8], r[9], bool(r[10]), int(r[11]), int(r[12]),
-                          self._columns_at(table_id, int(r[12]), cols), tuple(sorted(stats.items())),
+                          self._columns_at(table_id, int(r[12])), tuple(sorted(stats.items())),
                           ref_t, int(r[14]))
             if lo is None and hi is None or ref.overlaps(lo, hi):
                 out.append(ref)

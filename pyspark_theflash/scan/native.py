@@ -1,0 +1,140 @@
+"""Which rows of a planned read Spark can read with its own Parquet reader (no Spark imports).
+
+A read goes through the Python data source, which hands Spark Arrow batches of every column
+the table has: Spark cannot tell a Python source which columns a query needs, and turning the
+batches into rows costs the JVM the same whatever the source does. A *clean* stable part — the
+only part of its TxnMergeTree partition in the read's range, one version per handle, in
+Parquet, holding every column the read needs in exactly the type Spark expects — needs no
+MVCC: its rows at ts are those with ``_tidb_commit_ts <= ts``, inside the range, outside the
+range tombstones newer than the part, and not delete marks. Spark's file source reads that
+with column pruning, filter pushdown and row-group skipping, and knows the files' sizes.
+
+:func:`split_native` divides a plan into such pieces and the handle ranges left to the Python
+reader (everything else: delta parts, partitions with several parts, old schema versions).
+The two sides never overlap: pieces are cut at TxnMergeTree partition bounds, and a handle is
+in exactly one partition.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pyspark_theflash.scan.partitions import HandleRange
+
+# Arrow types of store columns that Spark's Parquet reader gives back as exactly the Spark
+# type the Python source declares for them (``schema.spark``). Not here: durations (TIME),
+# which Parquet stores as plain INT64.
+_NATIVE_SIMPLE = frozenset([
+    pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.float32(), pa.float64(), pa.bool_(),
+    pa.date32(), pa.string(), pa.binary(), pa.timestamp("us"), pa.timestamp("us", tz="UTC"),
+])
+
+
+def natively_readable(tp: pa.DataType) -> bool:
+    return tp in _NATIVE_SIMPLE or pa.types.is_decimal128(tp)
+
+
+@dataclass(frozen=True)
+class NativePiece:
+    """The rows of one clean Parquet part that lie in handles [lo, hi)."""
+
+    path: str                               # absolute path of the part file
+    lo: int | None
+    hi: int | None
+    file_columns: tuple[str, ...]           # the file's name for each needed column, in order
+    tombstones: tuple[HandleRange, ...]     # handle ranges deleted after the part was written
+    newer_than_ts: bool                     # holds versions committed after the read's ts
+    delete_marks: bool
+    bytes: int
+
+
+@dataclass
+class NativeSplit:
+    pieces: list[NativePiece]
+    rest: list[HandleRange]                 # handle ranges the Python reader reads, in order
+
+
+@functools.lru_cache(maxsize=4096)
+def _file_schema(path: str, mtime_ns: int) -> pa.Schema:
+    """A part file's Arrow schema (part files never change; the mtime guards a reused name)."""
+    return pq.read_schema(path)
+
+
+def _clip(lo: Any, hi: Any, plo: Any, phi: Any) -> tuple[Any, Any]:
+    a = plo if lo is None else (lo if plo is None else max(lo, plo))
+    b = phi if hi is None else (hi if phi is None else min(hi, phi))
+    return a, b
+
+
+def _merge(ranges: Sequence[HandleRange]) -> list[HandleRange]:
+    out: list[HandleRange] = []
+    for lo, hi in ranges:
+        if out and out[-1][1] is not None and out[-1][1] == lo:
+            out[-1] = (out[-1][0], hi)
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def _clean_columns(part: Any, root: str, table: Any, needed: Sequence[str]) -> tuple[str, ...] | None:
+    """The part's file column for each needed column when the part is natively readable."""
+    from pyspark_theflash.schema import arrow_type
+
+    path = os.path.join(root, part.path)
+    try:
+        schema = _file_schema(path, os.stat(path).st_mtime_ns)
+    except (OSError, pa.ArrowInvalid):
+        return None  # the Python reader reports a missing or broken part with its own error
+    names_by_id = dict(part.columns)
+    out = []
+    for name in needed:
+        col = table.column(name)
+        file_name = names_by_id.get(col.id)
+        if file_name is None or schema.get_field_index(file_name) < 0:
+            return None  # added after the part was written: the Python reader fills the default
+        tp = schema.field(file_name).type
+        if not natively_readable(tp) or tp != arrow_type(col):
+            return None
+        out.append(file_name)
+    return tuple(out)
+
+
+def split_native(plan: Any, needed: Sequence[str]) -> NativeSplit:
+    """Divide ``plan`` (a ``ScanPlan``) into clean Parquet pieces and the rest.
+
+    ``needed``: the table's columns the read returns. Clustered (common-handle) tables have
+    byte-string handles and are left whole to the Python reader."""
+    table = plan.table_info
+    if table is None or getattr(table, "is_common_handle", False):
+        return NativeSplit([], _merge([(rng.lo, rng.hi) for p in plan.partitions for rng in p.ranges]))
+    ts = plan.ts
+    pieces: list[NativePiece] = []
+    rest: list[HandleRange] = []
+    for partition in plan.partitions:
+        for rng in partition.ranges:
+            groups: dict[int, list[Any]] = {}
+            for p in rng.parts:
+                if p.rows == 0 or p.min_commit_ts is None or p.min_commit_ts > ts or not p.overlaps(rng.lo, rng.hi):
+                    continue  # nothing of it is visible in the range at ts (as store.read skips it)
+                groups.setdefault(p.partition_id, []).append(p)
+            for parts in sorted(groups.values(), key=lambda ps: (ps[0].partition_lo is not None,
+                                                                  ps[0].partition_lo or 0)):
+                lo, hi = _clip(rng.lo, rng.hi, parts[0].partition_lo, parts[0].partition_hi)
+                part = parts[0]
+                files = None
+                if len(parts) == 1 and part.single_version and str(part.path).endswith(".parquet"):
+                    files = _clean_columns(part, plan.store, table, needed)
+                if files is None:
+                    rest.append((lo, hi))
+                    continue
+                pieces.append(NativePiece(
+                    path=os.path.join(plan.store, part.path), lo=lo, hi=hi, file_columns=files,
+                    tombstones=tuple(part.tombstones),
+                    newer_than_ts=part.max_commit_ts is None or part.max_commit_ts > ts,
+                    delete_marks=bool(part.delete_marks), bytes=int(part.bytes)))
+    return NativeSplit(pieces, _merge(rest))

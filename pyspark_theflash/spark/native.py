@@ -1,0 +1,161 @@
+"""A theflash read as Spark's own Parquet scan of the clean parts plus the Python data source
+for the rest (driver side; see ``scan/native.py`` for which parts are clean and why).
+
+The read is planned here, on the driver, when the DataFrame is built: one snapshot ts, one
+read lease, the learner read and lock resolution, as ``partitions()`` would do. The clean
+pieces become ``spark.read.parquet`` of their files, filtered to the rows visible at ts; the
+handle ranges left over are read by the ``theflash`` Python source at the same ts,
+restricted to those ranges; the two are unioned. The lease is renewed for as long as the
+returned DataFrame object lives (Spark reads the files only when an action runs), then
+expires after ``lease_ttl``.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any, Callable, Sequence
+
+from pyspark_theflash.scan.native import NativePiece, NativeSplit, split_native
+from pyspark_theflash.scan.options import (
+    HANDLE_RANGES_OPTION,
+    HIDDEN_READABLE,
+    ScanOptions,
+    format_handle_ranges,
+)
+
+log = logging.getLogger(__name__)
+
+# The hidden columns as Spark's Parquet reader sees them in a part file.
+_FILE_HIDDEN = "`_tidb_rowid` BIGINT, `_tidb_commit_ts` DECIMAL(20,0), `_tidb_delmark` BOOLEAN"
+
+
+def _quote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _range_sql(lo: int | None, hi: int | None) -> str | None:
+    bounds = ([f"_tidb_rowid >= {int(lo)}"] if lo is not None else []) + (
+        [f"_tidb_rowid < {int(hi)}"] if hi is not None else [])
+    return " AND ".join(bounds) or None
+
+
+def _piece_sql(piece: NativePiece) -> str | None:
+    """Rows of the piece's file that are the piece's: in its range, outside its tombstones."""
+    conds = [c for c in [_range_sql(piece.lo, piece.hi)] if c is not None]
+    for tlo, thi in piece.tombstones:
+        inside = _range_sql(tlo, thi)
+        conds.append("false" if inside is None else f"NOT ({inside})")
+    return " AND ".join(conds) or None
+
+
+def _merged(pieces: Sequence[NativePiece]) -> list[NativePiece]:
+    """Adjacent pieces of one file with the same tombstones as one piece (a plan cuts a part
+    at region bounds; the file does not care)."""
+    out: list[NativePiece] = []
+    for p in sorted(pieces, key=lambda p: (p.path, p.lo is not None, p.lo or 0)):
+        last = out[-1] if out else None
+        if (last is not None and last.path == p.path and last.tombstones == p.tombstones
+                and last.hi is not None and last.hi == p.lo):
+            out[-1] = replace(last, hi=p.hi)
+        else:
+            out.append(p)
+    return out
+
+
+def parquet_frame(spark: Any, ts: int, pieces: Sequence[NativePiece], target: Any) -> Any:
+    """The visible rows of ``pieces`` (all with the same file column names) as ``target``.
+    Built from SQL text: each DataFrame call is a round trip to the JVM."""
+    pieces = _merged(pieces)
+    user = [f for f in target.fields if f.name not in HIDDEN_READABLE]
+    file_cols = pieces[0].file_columns
+    read_schema = ", ".join([f"{_quote(n)} {f.dataType.simpleString()}" for n, f in zip(file_cols, user)]
+                            + [_FILE_HIDDEN])
+    df = spark.read.schema(read_schema).parquet(*sorted({p.path for p in pieces}))
+    conds = []
+    if any(p.newer_than_ts for p in pieces):
+        conds.append(f"_tidb_commit_ts <= CAST({int(ts)} AS DECIMAL(20,0))")
+    if any(p.delete_marks for p in pieces):
+        conds.append("NOT _tidb_delmark")
+    ranges = [_piece_sql(p) for p in pieces]
+    if all(r is not None for r in ranges):  # (a piece without conditions takes its whole file)
+        conds.append(" OR ".join(f"({r})" for r in ranges))
+    if conds:
+        df = df.where(" AND ".join(f"({c})" for c in conds))
+    by_user = dict(zip((f.name for f in user), file_cols))
+    exprs = []
+    for f in target.fields:
+        source = _quote(by_user.get(f.name, f.name))
+        if f.name == "_tidb_commit_ts":
+            source = f"CAST({source} AS {f.dataType.simpleString()})"
+        # Spark's file sources read every column as nullable (a NOT NULL column stays free of
+        # NULLs all the same); marking it otherwise would cost the filters on it their pushdown.
+        exprs.append(f"{source} AS {_quote(f.name)}")
+    return df.selectExpr(*exprs)
+
+
+class NativeRead:
+    """A planned native read: the DataFrame and the plan whose lease it needs."""
+
+    def __init__(self, dataframe: Any, plan: Any, split: NativeSplit) -> None:
+        self.dataframe = dataframe
+        self.plan = plan
+        self.split = split
+
+
+def native_read(spark: Any, options: dict[str, str], user_schema: Any,
+                python_load: Callable[[dict[str, str]], Any]) -> NativeRead | None:
+    """The read as a native + Python DataFrame, or None when no part is clean (the caller then
+    loads the Python source as usual). ``python_load(options)`` loads the Python source."""
+    from pyspark_theflash.scan.planner import plan
+    from pyspark_theflash.schema import spark_schema
+
+    opts = ScanOptions.from_mapping(options)
+    if not opts.native_read or opts.handle_ranges is not None:
+        return None
+    if user_schema is not None:
+        names = [f.name for f in user_schema.fields]
+        columns = [n for n in names if n not in HIDDEN_READABLE]
+        hidden = tuple(n for n in names if n in HIDDEN_READABLE)
+    else:
+        columns, hidden = list(opts.columns) or None, opts.hidden
+    scan_plan = plan(opts.store, None, opts, columns=columns, hidden=hidden)
+    try:
+        info = scan_plan.table_info
+        if not scan_plan.partitions:
+            scan_plan.close()
+            return None
+        resolved = scan_plan.partitions[0].columns  # as the table spells them; None = all
+        declared = spark_schema(info, list(resolved) if resolved is not None else None, hidden)
+        target = user_schema if user_schema is not None else declared
+        needed = [f.name for f in declared.fields if f.name not in HIDDEN_READABLE]
+        split = split_native(scan_plan, needed)
+        if not split.pieces or not _same_types(target, declared):
+            scan_plan.close()
+            return None
+        groups: dict[tuple[str, ...], list[NativePiece]] = {}
+        for piece in split.pieces:
+            groups.setdefault(piece.file_columns, []).append(piece)
+        frames = [parquet_frame(spark, scan_plan.ts, pieces, target) for pieces in groups.values()]
+        if split.rest:
+            rest_options = dict(options)
+            rest_options["snapshot_ts"] = str(scan_plan.ts)
+            rest_options.pop("as_of", None)
+            rest_options[HANDLE_RANGES_OPTION] = format_handle_ranges(split.rest)
+            frames.append(python_load(rest_options))
+        df = frames[0]
+        for other in frames[1:]:
+            df = df.unionByName(other)
+    except BaseException:
+        scan_plan.close()
+        raise
+    log.debug("theflash %s at ts %d: %d clean part(s) read by Spark's Parquet reader, %d range(s) by the "
+              "Python source", opts.table, scan_plan.ts, len(split.pieces), len(split.rest))
+    return NativeRead(df, scan_plan, split)
+
+
+def _same_types(user_schema: Any, declared: Any) -> bool:
+    """A user's ``.schema(...)`` asking for the declared types (by name, any case): the native
+    read gives exactly those; a schema asking for casts is left to the Python source."""
+    return len(user_schema.fields) == len(declared.fields) and all(
+        u.name.lower() == d.name.lower() and u.dataType == d.dataType
+        for u, d in zip(user_schema.fields, declared.fields))

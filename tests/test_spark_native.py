@@ -1,0 +1,259 @@
+"""Native reads: clean stable parts read by Spark's own Parquet reader, the rest by the Python
+data source, unioned (spark/native.py, scan/native.py). Every test compares the native read
+with the store's own MVCC read or with the Python source alone (``native_read=false``)."""
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import gc
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Iterator
+
+import pytest
+from chispa import assert_df_equality
+
+from flash_rig import FlashRig, wait_for
+from pyspark_theflash.scan.native import split_native
+from pyspark_theflash.scan.partitions import RangeScan
+from pyspark_theflash.spark.native import parquet_frame
+from pyspark_theflash.store import Store, StoreOptions
+from pyspark_theflash.upstream.tidb import make_column, record_key
+from store_events import (
+    DB,
+    boundary,
+    committed,
+    event,
+    items_table,
+    key,
+    region,
+    removed_event,
+    row,
+    split_event,
+    table_json,
+)
+
+pytestmark = pytest.mark.spark
+
+NATIVE_COLUMNS = [
+    ("id", "BIGINT"), ("i8", "TINYINT"), ("i16", "SMALLINT"), ("i32", "INT"), ("f32", "FLOAT"),
+    ("f64", "DOUBLE"), ("dec", "DECIMAL(12,2)"), ("dec38", "DECIMAL(38,10)"), ("d", "DATE"),
+    ("dtm", "DATETIME(6)"), ("ts", "TIMESTAMP(6)"), ("vc", "VARCHAR(64)"), ("vb", "VARBINARY(16)"),
+]
+
+
+def native_row(i: int) -> dict[str, Any]:
+    if i % 10 == 9:
+        return {"id": i}  # every other column NULL
+    return {"id": i, "i8": i % 128 - 64, "i16": -i, "i32": i * 1000, "f32": i / 4, "f64": i / 7,
+            "dec": decimal.Decimal(i) / 100, "dec38": decimal.Decimal(f"{i}.0123456789"),
+            "d": dt.date(2000, 1, 1) + dt.timedelta(days=i), "dtm": dt.datetime(2024, 1, 1) + dt.timedelta(seconds=i),
+            "ts": dt.datetime(2030, 6, 1, 12, 0, 0, i), "vc": f"név-{i:04d}", "vb": bytes([i % 256, 0, 255])}
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlashRig]:
+    r = FlashRig(tmp_path_factory.mktemp("native"))
+    r.start_writer(interval_s=0.05)
+    yield r
+    r.close()
+
+
+def compact(rig: FlashRig, **options: Any) -> None:
+    """What the writer's background compaction does, with the writer paused (one writer)."""
+    rig.stop_writer()
+    try:
+        with Store.open(rig.store, options=StoreOptions(**options)) as store:
+            store.compact(force=True)
+    finally:
+        rig.start_writer(interval_s=0.05)
+
+
+def read(spark: Any, rig: FlashRig, **options: Any) -> Any:
+    return spark.read.format("theflash").options(**rig.options(**options))
+
+
+def split_of(df: Any) -> Any:
+    native = getattr(df, "_theflash_native_read", None)
+    return None if native is None else native.split
+
+
+def assert_same(native: Any, python: Any) -> None:
+    assert_df_equality(native, python, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_a_compacted_table_is_read_by_sparks_parquet_reader_with_the_same_rows(spark: Any, rig: FlashRig) -> None:
+    rig.cluster.create_table("nat.every", [make_column(n, sql, not_null=(n == "id")) for n, sql in NATIVE_COLUMNS],
+                             primary_key=["id"])
+    with rig.cluster.txn() as t:
+        for i in range(200):
+            t.insert("nat.every", native_row(i))
+    rig.wait_replicated("nat.every")
+    ts = rig.cluster.get_ts()
+    read(spark, rig, snapshot_ts=ts).load("nat.every").count()  # caught up to ts
+    compact(rig)
+
+    df = read(spark, rig, snapshot_ts=ts).load("nat.every")
+    split = split_of(df)
+    assert split is not None and split.pieces and split.rest == []
+    plan_text = df._jdf.queryExecution().executedPlan().toString()
+    assert "FileScan parquet" in plan_text and "PythonDataSource" not in plan_text
+    python = read(spark, rig, snapshot_ts=ts, native_read="false").load("nat.every")
+    assert split_of(python) is None
+    assert df.schema.names == python.schema.names
+    assert [f.dataType for f in df.schema.fields] == [f.dataType for f in python.schema.fields]
+    assert_same(df, python)
+    assert df.count() == 200 and df.filter("vc IS NULL").count() == 20
+    # column pruning reaches the files: a two-column query reads two columns (plus none hidden)
+    pruned = df.select("id", "vc")._jdf.queryExecution().executedPlan().toString()
+    assert "ReadSchema: struct<id:bigint,vc:string>" in pruned
+    # a user schema subset and the hidden columns, natively too
+    subset = read(spark, rig, snapshot_ts=ts, hidden="_tidb_rowid,_tidb_commit_ts").schema(
+        "vc string, id long, _tidb_rowid long, _tidb_commit_ts long").load("nat.every")
+    subset_python = read(spark, rig, snapshot_ts=ts, native_read="false").schema(
+        "vc string, id long, _tidb_rowid long, _tidb_commit_ts long").load("nat.every")
+    assert split_of(subset) is not None
+    assert_same(subset, subset_python)
+    assert {r.id for r in subset.collect() if r._tidb_rowid == r.id} == set(range(200))
+    # filters give Spark's results
+    assert_same(df.filter("id BETWEEN 50 AND 59 AND i32 > 52000"), python.filter("id BETWEEN 50 AND 59 AND i32 > 52000"))
+
+
+def test_rows_committed_after_ts_in_a_clean_part_stay_invisible(spark: Any, rig: FlashRig) -> None:
+    rig.cluster.create_table("nat.later", [make_column("id", "BIGINT", not_null=True), make_column("v", "INT")],
+                             primary_key=["id"])
+    with rig.cluster.txn() as t:
+        for i in range(50):
+            t.insert("nat.later", {"id": i, "v": i})
+    rig.wait_replicated("nat.later")
+    before = rig.cluster.get_ts()
+    with rig.cluster.txn() as t:  # new handles only: each keeps one version
+        for i in range(50, 80):
+            t.insert("nat.later", {"id": i, "v": i})
+    after = rig.cluster.get_ts()
+    read(spark, rig, snapshot_ts=after).load("nat.later").count()
+    compact(rig)
+    old = read(spark, rig, snapshot_ts=before).load("nat.later")
+    assert split_of(old) is not None and split_of(old).pieces and split_of(old).pieces[0].newer_than_ts
+    assert sorted(r.id for r in old.collect()) == list(range(50))
+    assert sorted(r.id for r in read(spark, rig, snapshot_ts=after).load("nat.later").collect()) == list(range(80))
+
+
+def test_clean_partitions_natively_and_partitions_with_deltas_through_python_read_as_one(
+        spark: Any, rig: FlashRig) -> None:
+    rig.cluster.create_table("nat.mixed", [make_column("id", "BIGINT", not_null=True), make_column("v", "BIGINT"),
+                                           make_column("s", "VARCHAR(16)")], primary_key=["id"])
+    table = rig.cluster.table_info("nat", "mixed")
+    rig.cluster.split_at(record_key(table, 300))
+    with rig.cluster.txn() as t:
+        for i in range(600):
+            t.insert("nat.mixed", {"id": i, "v": i, "s": f"s{i}"})
+    rig.wait_replicated("nat.mixed")
+    read(spark, rig).load("nat.mixed").count()
+    compact(rig, partition_max_rows=150)  # several TxnMergeTree partitions
+    with rig.cluster.txn() as t:  # deltas in the partition(s) of handles 10..29
+        for i in range(10, 30):
+            t.update("nat.mixed", {"id": i, "v": -i})
+        t.delete("nat.mixed", 5)
+    ts = rig.cluster.get_ts()
+    df = read(spark, rig, snapshot_ts=ts).load("nat.mixed")
+    split = split_of(df)
+    assert split is not None and split.pieces and split.rest, split
+    assert all(lo is None or lo < 30 for lo, _hi in split.rest)  # only what the deltas touch
+    python = read(spark, rig, snapshot_ts=ts, native_read="false").load("nat.mixed")
+    assert_same(df, python)
+    got = {r.id: r.v for r in df.collect()}
+    assert len(got) == 599 and 5 not in got and got[10] == -10 and got[29] == -29 and got[599] == 599
+
+
+def test_the_lease_of_a_native_dataframe_keeps_its_files_through_compaction_and_gc(spark: Any, rig: FlashRig) -> None:
+    rig.cluster.create_table("nat.leased", [make_column("id", "BIGINT", not_null=True), make_column("v", "INT")],
+                             primary_key=["id"])
+    with rig.cluster.txn() as t:
+        for i in range(40):
+            t.insert("nat.leased", {"id": i, "v": 1})
+    rig.wait_replicated("nat.leased")
+    read(spark, rig).load("nat.leased").count()
+    compact(rig)
+    df = read(spark, rig).load("nat.leased")  # planned now: ts, lease, parts
+    assert split_of(df) is not None
+    with rig.cluster.txn() as t:
+        for i in range(40):
+            t.update("nat.leased", {"id": i, "v": 2})
+    wait_for(lambda: read(spark, rig, native_read="false").load("nat.leased").filter("v = 2").count() == 40, 30,
+             "the update to be replicated")
+    rig.stop_writer()
+    try:
+        with Store.open(rig.store) as store:
+            store.gc(rig.cluster.get_ts())  # held back at the DataFrame's ts by its lease
+            store.compact(force=True)
+            store.delete_obsolete_files()
+    finally:
+        rig.start_writer(interval_s=0.05)
+    assert all(Path(p.path).exists() for p in split_of(df).pieces)
+    assert {r.v for r in df.collect()} == {1}  # the snapshot it was planned at
+    assert {r.v for r in read(spark, rig).load("nat.leased").collect()} == {2}
+    del df
+    gc.collect()
+
+
+def test_native_read_false_and_tables_with_types_parquet_cannot_give_back_use_the_python_source(
+        spark: Any, rig: FlashRig) -> None:
+    rig.cluster.create_table("nat.timed", [make_column("id", "BIGINT", not_null=True), make_column("tm", "TIME(3)"),
+                                           make_column("u", "INT UNSIGNED")], primary_key=["id"])
+    with rig.cluster.txn() as t:
+        for i in range(10):
+            t.insert("nat.timed", {"id": i, "tm": dt.timedelta(seconds=i), "u": 2**32 - 1 - i})
+    rig.wait_replicated("nat.timed")
+    read(spark, rig).load("nat.timed").count()
+    compact(rig)
+    df = read(spark, rig).load("nat.timed")
+    assert split_of(df) is None  # TIME is a duration Parquet keeps as plain INT64
+    assert sorted((r.id, r.tm, r.u) for r in df.collect()) == [
+        (i, dt.timedelta(seconds=i), 2**32 - 1 - i) for i in range(10)]
+    # but a query of its other columns is native
+    assert split_of(read(spark, rig).schema("id long").load("nat.timed")) is not None
+    with pytest.raises(Exception, match="native_read"):
+        read(spark, rig, native_read="sometimes").load("nat.timed")
+
+
+# --- the store level: tombstones and versions, against the store's own MVCC read ---------------
+
+def test_native_pieces_give_exactly_the_stores_rows_with_tombstones_and_newer_versions(
+        spark: Any, tmp_path: Path) -> None:
+    t = items_table()
+    store = Store.open(tmp_path / "s")
+    store.put_schema(DB, table_json(t))
+    rows = [committed(key(t, h), row(t, id=h, name=f"n{h}", price=decimal.Decimal(h) / 4), 100 + h)
+            for h in range(100)]
+    store.write([event(1, 1, rows)])
+    store.flush()
+    store.compact(force=True)  # one stable part, versions 100..199
+    # newer versions of a few handles (a delta part), then region 1 splits at handle 60 and
+    # the replica loses region 2 = [60, +inf): a delete-range newer than both parts
+    store.write([event(1, 2, [committed(key(t, h), row(t, id=h, name="late"), 500) for h in range(3)])])
+    store.write([split_event(1, 3, [region(1, b"", boundary(t, 60)), region(2, boundary(t, 60), b"")]),
+                 removed_event(2, 4)])
+    store.flush()
+    for ts in (150, 180, 400, 600):
+        expected = sorted(tuple(r.values()) for r in store.scan_table(f"{DB}.items", ts).to_pylist())
+        with store.snapshot() as view:
+            info = view.table(f"{DB}.items")
+            parts = tuple(view.parts(t.id))
+        plan = SimpleNamespace(table_info=info, ts=ts, store=str(tmp_path / "s"), partitions=[
+            SimpleNamespace(ranges=(RangeScan((1,), None, None, parts, 0),))])
+        needed = [c.name for c in info.columns]
+        split = split_native(plan, needed)
+        from pyspark_theflash.schema import spark_schema
+
+        target = spark_schema(info, needed, ())
+        native = []
+        if split.pieces:
+            native = [tuple(r) for r in parquet_frame(spark, ts, split.pieces, target).collect()]
+        from pyspark_theflash.store.read import read_parts
+
+        rest = [tuple(r.values()) for lo, hi in split.rest
+                for b in read_parts(list(parts), info, ts, (lo, hi), needed, None, (), str(tmp_path / "s"))
+                for r in b.to_pylist()]
+        assert sorted(native + rest, key=repr) == sorted(expected, key=repr), ts
+    store.close()
