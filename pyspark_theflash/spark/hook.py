@@ -74,11 +74,8 @@ def install_reader_hook() -> None:
             given = {str(k): str(v) for k, v in given.items() if v is not None}
             user_schema = _struct(self._spark, schema if schema is not None else getattr(self, "_theflash_schema", None))
 
-            def python_load(read_options: dict[str, str]) -> Any:
-                reader = self._spark.read.format("theflash").options(**read_options)
-                if user_schema is not None:
-                    reader = reader.schema(user_schema)
-                return reader.load()
+            def python_load(read_options: dict[str, str], schema: Any) -> Any:
+                return self._spark.read.format("theflash").options(**read_options).schema(schema).load()
 
             read = native_read(self._spark, given, user_schema, python_load)
             if read is None:

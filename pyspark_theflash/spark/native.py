@@ -103,9 +103,10 @@ class NativeRead:
 
 
 def native_read(spark: Any, options: dict[str, str], user_schema: Any,
-                python_load: Callable[[dict[str, str]], Any]) -> NativeRead | None:
+                python_load: Callable[[dict[str, str], Any], Any]) -> NativeRead | None:
     """The read as a native + Python DataFrame, or None when no part is clean (the caller then
-    loads the Python source as usual). ``python_load(options)`` loads the Python source."""
+    loads the Python source as usual). ``python_load(options, schema)`` loads the Python source
+    (with the schema given, Spark need not ask the source for it)."""
     from pyspark_theflash.scan.planner import plan
     from pyspark_theflash.schema import spark_schema
 
@@ -141,7 +142,7 @@ def native_read(spark: Any, options: dict[str, str], user_schema: Any,
             rest_options["snapshot_ts"] = str(scan_plan.ts)
             rest_options.pop("as_of", None)
             rest_options[HANDLE_RANGES_OPTION] = format_handle_ranges(split.rest)
-            frames.append(python_load(rest_options))
+            frames.append(python_load(rest_options, target))
         df = frames[0]
         for other in frames[1:]:
             df = df.unionByName(other)
