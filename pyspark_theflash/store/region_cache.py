@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+import numpy as np
+import pyarrow as pa
+
 LockKey = tuple[bytes, int]  # (raw key, start_ts)
 
 
@@ -179,6 +182,20 @@ class RegionCaches:
     def clear(self, region_id: int) -> None:
         for lk in list(self._regions.get(region_id, {})):
             self.drop(region_id, lk[0], lk[1])
+
+    def drop_each(self, region_id: int, keys: pa.Array, start_ts: np.ndarray) -> int:
+        """Drop the prewrites of ``region_id`` named by (``keys[i]``, ``start_ts[i]``) that are
+        there; returns how many were. Only rows whose start_ts some entry of the region has
+        are looked up one by one (usually none: the cache holds few open transactions)."""
+        cache = self._regions.get(region_id)
+        if not cache or not len(keys):
+            return 0
+        held = np.fromiter({ts for _k, ts in cache}, dtype=np.uint64)
+        maybe = np.flatnonzero(np.isin(start_ts, held))
+        if not len(maybe):
+            return 0
+        names = keys.take(pa.array(maybe)).to_pylist()
+        return sum(self.drop(region_id, k, int(ts)) for k, ts in zip(names, start_ts[maybe].tolist()))
 
     def drop_where(self, region_id: int, belongs: Callable[[bytes], bool]) -> int:
         """Drop the prewrites of ``region_id`` whose key ``belongs`` (a delete-range)."""

@@ -31,6 +31,7 @@ from pyspark_theflash.store.errors import (
     MalformedRecordKeyError,
     UnknownTableError,
 )
+from pyspark_theflash.store.batch_pairs import EventPairs, RunPairs, find_pairs
 from pyspark_theflash.store.leases import Leases
 from pyspark_theflash.store.predicate import Expr
 from pyspark_theflash.store.read import DEFAULT_BATCH_ROWS, read_parts
@@ -187,6 +188,15 @@ class _Staged:
         keys = _concat_binary([c[0] for c in chunks])
         values = _concat_binary([c[1] for c in chunks])
         return keys, values, np.concatenate([c[2] for c in chunks]), np.concatenate([c[3] for c in chunks])
+
+
+def _take_rows(rows: binlog_rows.RowColumns, which: np.ndarray) -> binlog_rows.RowColumns:
+    """The rows ``which`` of an event's columns."""
+    idx = pa.array(which)
+    return binlog_rows.RowColumns(
+        types=rows.types[which], ops=rows.ops[which], start_ts=rows.start_ts[which], commit_ts=rows.commit_ts[which],
+        ttl=rows.ttl[which], txn_size=rows.txn_size[which], keys=rows.keys.take(idx), values=rows.values.take(idx),
+        primaries=rows.primaries.take(idx))
 
 
 def _concat_binary(arrays: list[pa.Array]) -> pa.Array:
@@ -397,8 +407,16 @@ class Store:
             saved_regions: dict[int, _Region | None] = {}
             self._caches.begin()
             try:
-                for ev in events:
-                    self._apply_event(ev, staged, saved_regions, result)
+                at = 0
+                while at < len(events):
+                    end, rows, pairs = self._pair_run(events, at)
+                    for i in range(at, end):
+                        self._apply_event(events[i], staged, saved_regions, result, rows[i - at], pairs,
+                                          pairs.events[i - at])
+                    if end == at:  # a snapshot or admin event: a barrier no pair spans
+                        self._apply_event(events[at], staged, saved_regions, result)
+                        end += 1
+                    at = end
                 decoded = self._decode(staged)
             except BaseException:
                 self._caches.rollback()
@@ -458,8 +476,60 @@ class Store:
             self._regions[rid] = reg
         return reg
 
+    def _pair_run(self, events: Sequence[binlog_pb2.Event], start: int
+                  ) -> tuple[int, list[binlog_rows.RowColumns | None], RunPairs]:
+        """The run of events from ``start`` that pairing may span: entries events (and
+        resolved ts, and events to be skipped) up to the first snapshot or admin event to be
+        applied — those clear or move cache entries, so a prewrite before one and its commit
+        after it must meet in the cache, as they do without pairing. Returns the run's end,
+        each event's rows (None: not an entries event to apply) and the pairs found
+        (``batch_pairs``). Events at or below their region's applied index are recognised
+        the way ``_apply_event`` will skip them. An event whose rows do not parse ends the
+        run: applied in its turn, it raises there."""
+        caches = self._caches
+        assert caches is not None
+        applied: dict[int, int] = {}
+        region_ids: list[int] = []
+        rows: list[binlog_rows.RowColumns | None] = []
+        end = start
+        while end < len(events):
+            ev = events[end]
+            kind = ev.WhichOneof("payload")
+            rid = int(ev.region_id)
+            if kind != "resolved_ts":
+                if rid not in applied:
+                    reg = self._regions.get(rid)
+                    applied[rid] = 0 if reg is None else reg.applied_index
+                if ev.index > applied[rid]:
+                    if kind in ("admin", "snapshot"):
+                        break
+                    if kind == "entries":
+                        try:
+                            cols = binlog_rows.columns(ev.entries, f"region {rid} index {ev.index}")
+                        except Exception:
+                            break
+                        region_ids.append(rid)
+                        rows.append(cols)
+                        applied[rid] = int(ev.index)
+                        end += 1
+                        continue
+                    applied[rid] = int(ev.index)
+            region_ids.append(rid)
+            rows.append(None)
+            end += 1
+        pairs = find_pairs(region_ids, rows)
+        if pairs.count() and caches.count():
+            assert pairs.pair_regions is not None and pairs.pair_keys is not None and pairs.pair_start_ts is not None
+            for rid in np.unique(pairs.pair_regions).tolist():
+                sel = np.flatnonzero(pairs.pair_regions == rid)
+                caches.drop_each(rid, pairs.pair_keys.take(pa.array(sel)), pairs.pair_start_ts[sel])
+        return end, rows, pairs
+
     def _apply_event(self, ev: binlog_pb2.Event, staged: _Staged, saved: dict[int, _Region | None],
-                     result: WriteResult) -> None:
+                     result: WriteResult, rows: binlog_rows.RowColumns | None = None,
+                     run: RunPairs | None = None, pairs: EventPairs | None = None) -> None:
+        """One event. ``rows``: its rows already parsed by ``_pair_run`` (an entries event it
+        found to apply); ``run``, ``pairs``: the pairs of that run and this event's share."""
         assert self._caches is not None
         rid = int(ev.region_id)
         reg = self._region_for_update(rid, saved)
@@ -472,14 +542,17 @@ class Store:
                 staged.snapshot_writes[reg.id] = None
             return
         if ev.index <= reg.applied_index:
+            assert rows is None, "_pair_run took a skipped event for an applied one"
             result.skipped += 1
             return
         if ev.HasField("epoch") and kind == "entries":
             reg.epoch_version = max(reg.epoch_version, int(ev.epoch.version))
             reg.conf_ver = max(reg.conf_ver, int(ev.epoch.conf_version))
         if kind == "entries":
-            rows = binlog_rows.columns(ev.entries, f"region {rid} index {ev.index}")
-            self._apply_entries(reg, int(ev.index), rows, staged, result)
+            if rows is None:
+                rows = binlog_rows.columns(ev.entries, f"region {rid} index {ev.index}")
+                run = pairs = None
+            self._apply_entries(reg, int(ev.index), rows, staged, result, run, pairs)
         elif kind == "admin":
             self._apply_admin(reg, ev.admin, staged, saved)
         elif kind == "snapshot":
@@ -488,40 +561,89 @@ class Store:
         result.applied += 1
 
     def _apply_entries(self, reg: _Region, index: int, rows: binlog_rows.RowColumns, staged: _Staged,
-                       result: WriteResult) -> None:
-        """The rows of one Entries event, as columns. Only committed rows (1PC writes, the
-        common case) are staged as arrays, without a Python step per row; an event with
-        PREWRITE/COMMIT/ROLLBACK rows walks them in order through the region cache."""
-        caches = self._caches
-        assert caches is not None
+                       result: WriteResult, run: RunPairs | None = None, pairs: EventPairs | None = None) -> None:
+        """The rows of one Entries event, as columns. Committed rows (1PC writes) and rows
+        paired inside the batch (``pairs``: a COMMIT or ROLLBACK of a PREWRITE of the same
+        run, found by ``batch_pairs``) are handled as arrays, without a Python step per row;
+        the other PREWRITE/COMMIT/ROLLBACK rows walk in order through the region cache."""
         rid = reg.id
         if rows.all_of_type(Row.COMMITTED):
             # A DELETE's value is empty; committed LOCK rows are dropped at decode.
             staged.add_columns(rid, rows.keys, rows.values, rows.commit_ts, rows.ops)
             result.commits += len(rows)
             return
+        types = rows.types
+        per_type = np.bincount(types, minlength=max(Row.COMMITTED, Row.COMMIT, Row.PREWRITE, Row.ROLLBACK) + 1)
+        result.commits += int(per_type[Row.COMMIT] + per_type[Row.COMMITTED])
+        result.prewrites += int(per_type[Row.PREWRITE])
+        result.rollbacks += int(per_type[Row.ROLLBACK])
+        if pairs is None:
+            self._walk_rows(reg, index, rows, None, staged, result)
+            return
+        assert run is not None
+        paired = pairs.paired
+        paired_commits = np.flatnonzero(paired & (types == Row.COMMIT))
+        rest = np.flatnonzero(~paired)
+        rest_types = types[rest]
+        if not ((rest_types == Row.COMMIT) | (rest_types == Row.COMMITTED)).any():
+            # Only the paired commits stage rows: one chunk, in row order. The other rows
+            # (open prewrites, rollbacks) change the cache only.
+            if len(paired_commits):
+                staged.add_columns(rid, *run.staged_columns(rows, pairs, paired_commits))
+            if len(rest):
+                self._walk_rows(reg, index, rows, rest, staged, result)
+            return
+        # Paired and unpaired rows both stage rows: walk every row so they stage in row order.
+        self._walk_rows(reg, index, rows, np.arange(len(rows)), staged, result, run, pairs)
+
+    def _walk_rows(self, reg: _Region, index: int, rows: binlog_rows.RowColumns, which: np.ndarray | None,
+                   staged: _Staged, result: WriteResult, run: RunPairs | None = None,
+                   pairs: EventPairs | None = None) -> None:
+        """Rows ``which`` (all: None) of an event, in order, one Python step each: PREWRITE
+        into the region cache, COMMIT out of it (staging its row), ROLLBACK drops, COMMITTED
+        staged. A row ``pairs`` marks paired is decided already: a paired PREWRITE or ROLLBACK
+        is passed over, a paired COMMIT stages its prewrite's row from ``run``."""
+        caches = self._caches
+        assert caches is not None
+        rid = reg.id
         committed_t, prewrite_t, commit_t = Row.COMMITTED, Row.PREWRITE, Row.COMMIT
-        types = rows.types.tolist()
-        keys = rows.keys.to_pylist()
-        start_ts = rows.start_ts.tolist()
-        ops = rows.ops.tolist()
-        commit_ts = rows.commit_ts.tolist()
+        if which is not None and len(which) == len(rows):
+            which = None
+        sub = rows if which is None else _take_rows(rows, which)
+        types = sub.types.tolist()
+        keys = sub.keys.to_pylist()
+        start_ts = sub.start_ts.tolist()
+        ops = sub.ops.tolist()
+        commit_ts = sub.commit_ts.tolist()
         has_prewrites = prewrite_t in types
-        values = rows.values.to_pylist() if has_prewrites or committed_t in types else None
-        primaries = rows.primaries.to_pylist() if has_prewrites else None
-        ttls = rows.ttl.tolist() if has_prewrites else None
-        commits = prewrites = rollbacks = 0
+        values = sub.values.to_pylist() if has_prewrites or committed_t in types else None
+        primaries = sub.primaries.to_pylist() if has_prewrites else None
+        ttls = sub.ttl.tolist() if has_prewrites else None
+        paired: list[bool] | None = None
+        paired_rows: dict[int, tuple[int, bytes]] = {}
+        if pairs is not None:
+            assert run is not None and run.values is not None and run.ops is not None and which is None
+            paired = pairs.paired.tolist()
+            commits_paired = np.flatnonzero(pairs.paired & (rows.types == commit_t))
+            src = pairs.prewrite_of[commits_paired]
+            paired_rows = dict(zip(commits_paired.tolist(),
+                                   zip(run.ops[src].tolist(), run.values.take(pa.array(src)).to_pylist())))
         for i, t in enumerate(types):
+            if paired is not None and paired[i]:
+                if t == commit_t:
+                    op, value = paired_rows[i]
+                    if op == PUT:
+                        staged.add(rid, keys[i], commit_ts[i], PUT, value)
+                    elif op == DELETE:
+                        staged.add(rid, keys[i], commit_ts[i], DELETE)
+                continue
             if t == committed_t:
-                commits += 1
                 assert values is not None
                 staged.add(rid, keys[i], commit_ts[i], ops[i], values[i])
             elif t == prewrite_t:
-                prewrites += 1
                 assert values is not None and primaries is not None and ttls is not None
                 caches.prewrite(rid, keys[i], start_ts[i], ops[i], values[i], primaries[i], ttls[i])
             elif t == commit_t:
-                commits += 1
                 key = keys[i]
                 pw = caches.take(rid, key, start_ts[i])
                 if pw is None:
@@ -535,11 +657,7 @@ class Store:
                 elif pw.op == DELETE:
                     staged.add(rid, key, commit_ts[i], DELETE)
             else:  # ROLLBACK
-                rollbacks += 1
                 caches.drop(rid, keys[i], start_ts[i])
-        result.commits += commits
-        result.prewrites += prewrites
-        result.rollbacks += rollbacks
 
     def _is_orphan_commit(self, reg: _Region, key: bytes, start_ts: int, commit_ts: int, staged: _Staged) -> bool:
         """A COMMIT without a prewrite is expected after a region snapshot: its prewrite
