@@ -1,0 +1,392 @@
+"""A batch's commits are paired with its prewrites as arrays (store/batch_pairs.py): the store
+must end exactly where it ends when every row walks through the region cache on its own.
+
+The reference store gets each Entries event cut into one event per row (so no two rows can
+ever be paired), the store under test gets the same stream in random batches of many events.
+Streams come from the model's generator (2PC across regions, rollbacks, LOCK and DELETE ops,
+1PC rows, splits, merges, removed regions, lagging regions caught up by snapshots with orphan
+commits after them), reshaped to hold what pairing must get right: a prewrite and its commit
+in one event, prewrites delivered twice, commits delivered twice (errors, or orphans),
+replays of events already applied.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from mvcc_model import DB, TABLE_NAME, StreamSpec, generate_stream, rows_from_batches
+from pyspark_theflash.binlog.position import Position
+from pyspark_theflash.binlog.rows import columnar_entries, iter_rows
+from pyspark_theflash.codec.txn import Write
+from pyspark_theflash.proto import binlog_pb2
+from pyspark_theflash.store import CommitWithoutPrewriteError, Store, StoreOptions
+from pyspark_theflash.store.errors import StoreError
+import store_events as se
+
+Row = binlog_pb2.Row
+QUALIFIED = f"{DB}.{TABLE_NAME}"
+STEP = 1000  # raft indices are spread out by this much, to make room for inserted events
+# WriteResult counters that do not depend on how events are batched (``rows`` does: rows a
+# snapshot or removal deletes later in the same batch are never counted)
+COUNTERS = ("prewrites", "commits", "rollbacks", "orphan_commits")
+
+
+# --- reshaping a generated stream ---------------------------------------------------------------
+
+def _entries_like(template: binlog_pb2.Entries, rows: list[binlog_pb2.Row]) -> binlog_pb2.Entries:
+    return columnar_entries(rows) if template.HasField("batch") else binlog_pb2.Entries(rows=rows)
+
+
+def _with(ev: binlog_pb2.Event, index: int, rows: list[binlog_pb2.Row] | None = None) -> binlog_pb2.Event:
+    out = binlog_pb2.Event()
+    out.CopyFrom(ev)
+    out.index = index
+    if rows is not None:
+        out.entries.CopyFrom(_entries_like(ev.entries, rows))
+    return out
+
+
+def reshape(events: list[binlog_pb2.Event], rng: random.Random) -> tuple[list[binlog_pb2.Event], set[int]]:
+    """The stream with indices spread by STEP and: consecutive entries events of a region
+    joined into one (when no snapshot or admin event lies between them), prewrite rows
+    delivered again, commit rows delivered again and commits of writes a snapshot holds (each
+    alone in an event), and copies of events already applied. Returns the events and the
+    positions of the commits that may fail (those delivered again or after a snapshot)."""
+    spread = [_with(ev, ev.index * STEP) for ev in events]
+    # join consecutive entries events of a region
+    joined: list[binlog_pb2.Event] = []
+    last_entries: dict[int, int] = {}  # region -> position in joined of its last entries event
+    for ev in spread:
+        kind = ev.WhichOneof("payload")
+        if kind in ("admin", "snapshot"):
+            last_entries.clear()
+        if kind == "entries":
+            at = last_entries.get(ev.region_id)
+            if at is not None and rng.random() < 0.4:
+                first = joined.pop(at)
+                rows = list(iter_rows(first.entries)) + list(iter_rows(ev.entries))
+                ev = _with(ev, ev.index, rows)
+                last_entries = {r: p - (p > at) for r, p in last_entries.items()}
+            last_entries[ev.region_id] = len(joined)
+        joined.append(ev)
+    # deliver rows again, and replay events
+    out: list[binlog_pb2.Event] = []
+    again: set[int] = set()
+    prewrites: dict[int, list[binlog_pb2.Row]] = {}  # region -> prewrite rows seen
+    last: dict[int, binlog_pb2.Event] = {}  # region -> its event with the highest index so far
+
+    def emit(e: binlog_pb2.Event, may_fail: bool = False) -> None:
+        if may_fail:
+            again.add(len(out))
+        out.append(e)
+        if e.WhichOneof("payload") != "resolved_ts" and (e.region_id not in last or e.index > last[e.region_id].index):
+            last[e.region_id] = e
+
+    def entries_event(template: binlog_pb2.Event, index: int, row: binlog_pb2.Row) -> binlog_pb2.Event:
+        return binlog_pb2.Event(region_id=template.region_id, index=index, epoch=template.epoch,
+                                entries=columnar_entries([row]) if rng.random() < 0.5 else binlog_pb2.Entries(rows=[row]))
+
+    for ev in joined:
+        after: list[binlog_pb2.Event] = []
+        if ev.WhichOneof("payload") in ("admin", "snapshot"):
+            # a prewrite before the barrier and its commit after it, in the barrier's region or
+            # another: the barrier decides (the cache was cleared, moved, or still has it)
+            for rid, lo in ((ev.region_id, ev.index - 100), (rng.choice(sorted(prewrites or {0: []})), None)):
+                gap = 300  # the commit's index - the prewrite's: before the region's next event
+                if not prewrites.get(rid) or rng.random() < 0.6:
+                    continue
+                if lo is None:
+                    if rid == ev.region_id or rid not in last or last[rid].index % STEP > 300:
+                        continue
+                    lo, gap = last[rid].index + 400, 100
+                p = binlog_pb2.Row()
+                p.CopyFrom(rng.choice(prewrites[rid]))
+                p.start_ts += 1
+                emit(entries_event(last.get(rid, ev), lo, p))
+                after.append(entries_event(last.get(rid, ev), lo + gap, Row(
+                    type=Row.COMMIT, start_ts=p.start_ts, commit_ts=p.start_ts + 2, key=p.key)))
+        emit(ev)
+        if ev.WhichOneof("payload") == "snapshot" and ev.snapshot.writes and rng.random() < 0.7:
+            # the commit of a write the snapshot holds, arriving after it: an orphan, skipped
+            # (or, once a resolved ts closed the window, an error)
+            sw = rng.choice(list(ev.snapshot.writes))
+            row = Row(type=Row.COMMIT, start_ts=Write.parse(sw.write).start_ts, commit_ts=sw.commit_ts, key=sw.key)
+            emit(entries_event(ev, ev.index + 100, row), may_fail=True)
+        for e in after:
+            emit(e, may_fail=True)
+        if ev.WhichOneof("payload") != "entries":
+            if rng.random() < 0.05 and ev.WhichOneof("payload") in ("admin", "snapshot"):
+                emit(_with(ev, ev.index))  # a replay: skipped
+            continue
+        rows = list(iter_rows(ev.entries))
+        prewrites.setdefault(ev.region_id, []).extend(r for r in rows if r.type == Row.PREWRITE)
+        extra = 1
+        if prewrites[ev.region_id] and rng.random() < 0.2:
+            row = rng.choice(prewrites[ev.region_id])
+            emit(_with(ev, ev.index + 100 * extra, [row]))
+            extra += 1
+        commits = [r for r in rows if r.type == Row.COMMIT]
+        if commits and rng.random() < 0.08:
+            emit(_with(ev, ev.index + 100 * extra, [rng.choice(commits)]), may_fail=True)
+            extra += 1
+        if rng.random() < 0.1:  # a replay of a recent event: skipped (a commit delivered again may fail)
+            recent = [p for p in range(max(0, len(out) - 8), len(out)) if p not in again]
+            old = out[rng.choice(recent)]
+            emit(_with(old, old.index))
+    return out, again
+
+
+def one_row_events(ev: binlog_pb2.Event) -> list[binlog_pb2.Event]:
+    """An Entries event as one event per row, ending at its index (the reference's form)."""
+    if ev.WhichOneof("payload") != "entries":
+        return [ev]
+    rows = list(iter_rows(ev.entries))
+    if len(rows) <= 1:
+        return [ev]
+    assert len(rows) < STEP // 10
+    return [_with(ev, ev.index - len(rows) + 1 + i, [r]) for i, r in enumerate(rows)]
+
+
+# --- comparing stores ---------------------------------------------------------------------------
+
+def store_state(store: Store, last_ts: int) -> dict:
+    """Everything a reader can see: rows at many ts (hidden columns included), locks with
+    their values, regions with their applied index."""
+    with store.snapshot() as view:
+        locks = sorted(tuple(r) for r in view.conn().execute("SELECT * FROM locks"))
+        regions = sorted((r.id, r.start_key, r.end_key, r.applied_index, r.resolved_ts, r.state)
+                         for r in view.regions(True))
+    reads = {}
+    for ts in range(last_ts - 600, last_ts + 1, 30):
+        reads[ts] = rows_from_batches(store.scan(QUALIFIED, ts, hidden=("_tidb_rowid", "_tidb_commit_ts",
+                                                                         "_tidb_delmark")))
+    return {"locks": locks, "regions": regions, "reads": reads}
+
+
+def counters(result: object) -> dict[str, int]:
+    d = asdict(result)  # type: ignore[call-overload]
+    return {k: d[k] for k in COUNTERS}
+
+
+def run_both(tmp_path: Path, seed: int, spec: StreamSpec, max_batch: int) -> dict[str, int]:
+    stream = generate_stream(seed, spec)
+    rng = random.Random(seed * 31 + 7)
+    events, again = reshape(stream.events, rng)
+    options = StoreOptions(prewrite_memory_bytes=300, flush_rows=40) if seed % 2 else None
+    batched = Store.open(tmp_path / "batched", options=options)
+    reference = Store.open(tmp_path / "reference", options=options)
+    seen = {"paired_batches": 0, "errors": 0, "checks": 0, "skipped": 0}
+    totals = {k: 0 for k in COUNTERS}
+    try:
+        for s in (batched, reference):
+            s.put_schema(DB, stream.table)
+        start = 0
+        while start < len(events):
+            end = min(len(events), start + rng.randrange(1, max_batch + 1))
+            batch = events[start:end]
+            where = f"seed {seed}, events [{start}, {end})"
+            # the reference: one row per write; an event that fails is not applied (its rows
+            # must then be one row: only the commits delivered again may fail)
+            ref_errors: list[tuple[int, str]] = []
+            ref_totals = {k: 0 for k in COUNTERS}
+            for pos, ev in enumerate(batch, start):
+                for piece in one_row_events(ev):
+                    try:
+                        r = reference.write([piece], Position(0, pos + 1))
+                    except StoreError as exc:
+                        assert pos in again, f"{where}: event {pos} failed in the reference: {exc}"
+                        ref_errors.append((pos, f"{type(exc).__name__}: {exc}"))
+                        continue
+                    for k, v in counters(r).items():
+                        ref_totals[k] += v
+            # the batched store: a failing batch applies nothing; without the failing event it
+            # must apply as the reference did
+            todo = list(range(start, end))
+            while True:
+                try:
+                    result = batched.write([events[p] for p in todo], Position(0, end))
+                    break
+                except StoreError as exc:
+                    assert ref_errors, f"{where}: the batch failed, the reference did not: {exc}"
+                    pos, message = ref_errors.pop(0)
+                    assert f"{type(exc).__name__}: {exc}" == message, where
+                    assert isinstance(exc, CommitWithoutPrewriteError)
+                    todo.remove(pos)
+                    seen["errors"] += 1
+            assert not ref_errors, f"{where}: the reference failed on {ref_errors}, the batch did not"
+            assert counters(result) == ref_totals, where
+            seen["skipped"] += result.skipped
+            for k, v in ref_totals.items():
+                totals[k] += v
+            if result.commits and result.prewrites:
+                seen["paired_batches"] += 1
+            assert batched.status()["open_prewrites"] == reference.status()["open_prewrites"], where
+            if rng.random() < 0.25 or end == len(events):
+                for s in (batched, reference):
+                    s.flush()
+                assert store_state(batched, stream.last_ts) == store_state(reference, stream.last_ts), where
+                seen["checks"] += 1
+            start = end
+        final = store_state(batched, stream.last_ts)
+        assert final["reads"][stream.last_ts], "the stream left no rows: the comparison proves nothing"
+    finally:
+        batched.close()
+        reference.close()
+    return {**seen, **totals}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_batched_pairing_ends_where_row_by_row_apply_ends(tmp_path: Path, seed: int) -> None:
+    seen = run_both(tmp_path, seed, StreamSpec(steps=220), max_batch=25)
+    assert seen["paired_batches"] and seen["checks"] and seen["skipped"], seen
+    assert seen["prewrites"] and seen["rollbacks"], seen
+
+
+def test_the_reshaped_streams_hold_what_pairing_must_get_right(tmp_path: Path) -> None:
+    """Across the seeds above: errors (commits delivered again) and orphan commits occur."""
+    errors = orphans = 0
+    for seed in range(6):
+        seen = run_both(tmp_path / str(seed), seed, StreamSpec(steps=220), max_batch=25)
+        errors += seen["errors"]
+        orphans += seen["orphan_commits"]
+    assert errors and orphans, (errors, orphans)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(100, 120))
+def test_batched_pairing_on_long_streams(tmp_path: Path, seed: int) -> None:
+    seen = run_both(tmp_path, seed, StreamSpec(steps=600, keys=60, max_regions=8), max_batch=60)
+    assert seen["paired_batches"] and seen["checks"], seen
+
+
+# --- the rules, one by one ------------------------------------------------------------------------
+
+T = se.items_table()
+K1, K2, K3 = se.key(T, 1), se.key(T, 2), se.key(T, 3)
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Store:
+    s = Store.open(tmp_path / "store")
+    s.put_schema(se.DB, T.to_json())
+    yield s
+    s.close()
+
+
+def names_at(store: Store, ts: int) -> dict[int, str | None]:
+    store.flush()
+    return se.names(se.rows_by_id(store.scan_table("shop.items", ts, hidden=["_tidb_rowid"])))
+
+
+def locks(store: Store) -> list[tuple[bytes, int]]:
+    store.flush()
+    with store.snapshot() as view:
+        return [(lk.key, lk.start_ts) for lk in view.locks()]
+
+
+def test_paired_commits_stage_put_delete_and_nothing_for_a_lock(store: Store) -> None:
+    store.write([se.event(1, 5, [se.committed(K2, se.row(T, id=2, name="old"), 90)])])
+    result = store.write([
+        se.event(1, 6, [se.prewrite(K1, se.row(T, id=1, name="new"), 100), se.prewrite(K2, None, 100),
+                        se.prewrite(K3, b"", 100, op=binlog_pb2.LOCK)]),
+        se.event(1, 7, [se.commit(K1, 100, 110), se.commit(K2, 100, 110), se.commit(K3, 100, 110)]),
+    ])
+    assert (result.prewrites, result.commits, result.rows) == (3, 3, 2)  # the delete mark is a row
+    assert names_at(store, 105) == {2: "old"}
+    assert names_at(store, 110) == {1: "new"}
+    assert locks(store) == []
+
+
+def test_a_prewrite_rolled_back_in_the_batch_leaves_no_lock(store: Store) -> None:
+    result = store.write([se.event(1, 5, [se.prewrite(K1, se.row(T, id=1, name="x"), 100)]),
+                          se.event(1, 6, [se.rollback(K1, 100)])])
+    assert (result.prewrites, result.rollbacks) == (1, 1)
+    assert locks(store) == [] and names_at(store, 200) == {}
+
+
+def test_an_open_prewrite_and_the_commit_of_an_earlier_batch_go_through_the_cache(store: Store) -> None:
+    store.write([se.event(1, 5, [se.prewrite(K1, se.row(T, id=1, name="earlier"), 100)])])
+    store.write([se.event(1, 6, [se.prewrite(K2, se.row(T, id=2, name="open"), 120)]),
+                 se.event(1, 7, [se.commit(K1, 100, 130)])])
+    assert names_at(store, 200) == {1: "earlier"}
+    assert locks(store) == [(K2, 120)]
+
+
+def test_a_prewrite_delivered_again_and_committed_in_a_later_batch_leaves_no_lock(store: Store) -> None:
+    """An earlier batch left the lock in the cache; this batch prewrites it again (a new
+    value replaces it) and commits: the pair wins, and the old cache entry must go."""
+    store.write([se.event(1, 5, [se.prewrite(K1, se.row(T, id=1, name="first"), 100)])])
+    assert locks(store) == [(K1, 100)]
+    store.write([se.event(1, 6, [se.prewrite(K1, se.row(T, id=1, name="again"), 100)]),
+                 se.event(1, 7, [se.commit(K1, 100, 110)])])
+    assert locks(store) == []
+    assert names_at(store, 200) == {1: "again"}
+    with pytest.raises(CommitWithoutPrewriteError):  # the lock is gone: a second commit finds nothing
+        store.write([se.event(1, 8, [se.commit(K1, 100, 110)])])
+
+
+def test_a_prewrite_written_twice_in_the_batch_commits_its_last_value(store: Store) -> None:
+    store.write([se.event(1, 5, [se.prewrite(K1, se.row(T, id=1, name="one"), 100)]),
+                 se.event(1, 6, [se.prewrite(K1, se.row(T, id=1, name="two"), 100)]),
+                 se.event(1, 7, [se.commit(K1, 100, 110)])])
+    assert names_at(store, 200) == {1: "two"}
+    assert locks(store) == []
+
+
+def test_a_commit_delivered_twice_in_the_batch_fails_it_whole(store: Store) -> None:
+    batch = [se.event(1, 5, [se.prewrite(K1, se.row(T, id=1, name="x"), 100)]),
+             se.event(1, 6, [se.commit(K1, 100, 110)]),
+             se.event(1, 7, [se.commit(K1, 100, 110)])]
+    with pytest.raises(CommitWithoutPrewriteError, match="region 1 index 7"):
+        store.write(batch)
+    assert locks(store) == [] and names_at(store, 200) == {}
+    result = store.write(batch[:2])  # nothing was applied: the first two apply now, not skipped
+    assert (result.applied, result.skipped, result.commits) == (2, 0, 1)
+    assert names_at(store, 200) == {1: "x"}
+
+
+def test_a_snapshot_between_prewrite_and_commit_in_one_batch_is_a_barrier(store: Store) -> None:
+    """The snapshot clears the cache and holds the committed write: the commit after it is an
+    orphan (skipped), and the row is the snapshot's, once."""
+    snap = se.snapshot_event(1, 10, se.region(1), writes=[se.snapshot_write(K1, 110, 100, se.row(T, id=1, name="snap"))])
+    result = store.write([se.event(1, 5, [se.prewrite(K1, se.row(T, id=1, name="pre"), 100)]), snap,
+                          se.event(1, 11, [se.commit(K1, 100, 110)])])
+    assert (result.orphan_commits, result.commits, result.rows) == (1, 1, 1)
+    store.flush()
+    got = store.scan_table("shop.items", 200, hidden=["_tidb_rowid", "_tidb_commit_ts"]).to_pylist()
+    assert [(r["_tidb_rowid"], r["name"], r["_tidb_commit_ts"]) for r in got] == [(1, "snap", 110)]
+
+
+def test_a_removed_region_between_prewrite_and_commit_fails_the_commit(store: Store) -> None:
+    with pytest.raises(CommitWithoutPrewriteError):
+        store.write([se.event(1, 5, [se.prewrite(K1, se.row(T, id=1, name="x"), 100)]), se.removed_event(1, 6),
+                     se.event(1, 7, [se.commit(K1, 100, 110)])])
+
+
+def test_rows_paired_before_a_removal_are_deleted_by_it_and_after_it_stay(store: Store) -> None:
+    mid = se.boundary(T, 10)
+    store.write([se.snapshot_event(1, 2, se.region(1, b"", mid)), se.snapshot_event(2, 2, se.region(2, mid, b""))])
+    k12 = se.key(T, 12)
+    store.write([
+        se.event(2, 5, [se.prewrite(k12, se.row(T, id=12, name="gone"), 100)]),
+        se.event(2, 6, [se.commit(k12, 100, 110)]),
+        se.event(1, 5, [se.prewrite(K1, se.row(T, id=1, name="before"), 100)]),
+        se.event(1, 6, [se.commit(K1, 100, 110)]),
+        se.removed_event(2, 7),
+        se.event(1, 7, [se.prewrite(K2, se.row(T, id=2, name="after"), 120)]),
+        se.event(1, 8, [se.commit(K2, 120, 130)]),
+    ])
+    assert names_at(store, 200) == {1: "before", 2: "after"}
+
+
+def test_a_replayed_batch_is_skipped_whole(store: Store) -> None:
+    batch = [se.event(1, 5, [se.prewrite(K1, se.row(T, id=1, name="x"), 100)]),
+             se.event(1, 6, [se.commit(K1, 100, 110), se.prewrite(K2, se.row(T, id=2, name="open"), 120)])]
+    store.write(batch)
+    again = store.write(batch + [se.event(1, 7, [se.commit(K2, 120, 130)])])
+    assert (again.skipped, again.applied, again.prewrites, again.commits) == (2, 1, 0, 1)
+    assert names_at(store, 200) == {1: "x", 2: "open"}
+    assert locks(store) == []
