@@ -164,6 +164,12 @@ def test_clean_partitions_natively_and_partitions_with_deltas_through_python_rea
     assert_same(df, python)
     got = {r.id: r.v for r in df.collect()}
     assert len(got) == 599 and 5 not in got and got[10] == -10 and got[29] == -29 and got[599] == 599
+    # a compaction between planning and running: the Python half plans again at the same ts
+    # against the new parts, the native half reads the files its lease kept
+    planned = read(spark, rig, snapshot_ts=ts).load("nat.mixed")
+    assert split_of(planned).rest
+    compact(rig, partition_max_rows=150)
+    assert {r.id: r.v for r in planned.collect()} == got
 
 
 def test_the_lease_of_a_native_dataframe_keeps_its_files_through_compaction_and_gc(spark: Any, rig: FlashRig) -> None:
