@@ -111,7 +111,7 @@ def native_read(spark: Any, options: dict[str, str], user_schema: Any,
     from pyspark_theflash.schema import spark_schema
 
     opts = ScanOptions.from_mapping(options)
-    if not opts.native_read or opts.handle_ranges is not None:
+    if not opts.native_read or opts.handle_ranges is not None or not _has_stable_parts(opts):
         return None
     if user_schema is not None:
         names = [f.name for f in user_schema.fields]
@@ -152,6 +152,18 @@ def native_read(spark: Any, options: dict[str, str], user_schema: Any,
     log.debug("theflash %s at ts %d: %d clean part(s) read by Spark's Parquet reader, %d range(s) by the "
               "Python source", opts.table, scan_plan.ts, len(split.pieces), len(split.rest))
     return NativeRead(df, scan_plan, split)
+
+
+def _has_stable_parts(opts: ScanOptions) -> bool:
+    """Whether the table has a one-version Parquet part at all (a manifest lookup): without one
+    nothing can be read natively, and planning here would only be done twice."""
+    from pyspark_theflash.scan.planner import lookup_table, open_store
+
+    with open_store(opts.store) as store, store.snapshot() as view:
+        info = lookup_table(view, opts.table)
+        if info is None or info.is_common_handle:
+            return False
+        return any(p.single_version and str(p.path).endswith(".parquet") for p in view.parts(int(info.id)))
 
 
 def _same_types(user_schema: Any, declared: Any) -> bool:
