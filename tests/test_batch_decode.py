@@ -258,3 +258,79 @@ def test_fixed_width_and_mixed_width_strings_decode_alike() -> None:
     for rows in (same, mixed):
         handles = list(range(len(rows)))
         assert_same(decode_rows_to_arrow(rows, handles, t), per_row(rows, handles, t))
+
+
+# Rows that all share one layout (the common case: one writer, one schema version) take the
+# fast paths: one header shape, one column-id block for every row, one value width per column,
+# and, when every row has the same length, strided views instead of gathers.
+FIXED_WIDTH_KINDS: dict[str, st.SearchStrategy[Any]] = {
+    "BIGINT": st.integers(2**31, 2**63 - 1) | st.integers(-(2**63), -(2**31) - 1),  # 8 bytes
+    "BIGINT UNSIGNED": st.integers(2**32, 2**64 - 1),
+    "DOUBLE": st.floats(allow_nan=False, allow_infinity=False),
+    "FLOAT": st.floats(width=32, allow_nan=False, allow_infinity=False),
+    "DECIMAL(12,2)": st.decimals(-(10**10) + 1, 10**10 - 1, places=2),
+    "DATETIME(6)": st.datetimes(),
+    "VARCHAR(20)": st.text(alphabet="abcxyz", min_size=6, max_size=6),
+}
+
+
+@st.composite
+def one_layout_rows(draw: st.DrawFn, fixed_width: bool) -> tuple[TableInfo, list[bytes], list[int]]:
+    """Rows of one random table that all carry the same columns as values, NULLs and absent
+    (with origin defaults), in one format; with ``fixed_width`` every value has one width."""
+    kinds_of = FIXED_WIDTH_KINDS if fixed_width else {k: v for k, (v, _) in COLUMN_KINDS.items()}
+    kinds = draw(st.lists(st.sampled_from(sorted(kinds_of)), min_size=1, max_size=6))
+    cols = [column("id", "BIGINT", primary_key=True)] if draw(st.booleans()) else []
+    for i, sql in enumerate(kinds):
+        can_default = sql in FIXED_WIDTH_KINDS or COLUMN_KINDS[sql][1]
+        cols.append(column(f"c{i}", sql, default=draw(st.none() | kinds_of[sql]) if can_default else None))
+    t = table(51, "one_layout", cols)
+    how = {f"c{i}": draw(st.sampled_from(["value", "value", "null", "absent"])) for i in range(len(kinds))}
+    fmt = draw(st.sampled_from(("v2", "v2", "v2_checksum", "v2_large")))
+    values, handles = [], []
+    for h in range(draw(st.integers(1, 30))):
+        row: list[tuple[int, Datum]] = []
+        for c in t.columns:
+            if c.name in how and how[c.name] != "absent":
+                v = None if how[c.name] == "null" else draw(kinds_of[kinds[int(c.name[1:])]])
+                row.append((c.id, datum_for_column(c, v)))
+        if fmt == "v2_large":
+            data = encode_row_v2(row + [(300, Datum("int", 1))])
+        else:
+            data = encode_row_v2(row)
+            if fmt == "v2_checksum":
+                data = bytes([data[0], data[1] | FLAG_CHECKSUM]) + data[2:] + b"\x01" + b"\x12\x34\x56\x78"
+        values.append(data)
+        handles.append(h * 7 - 3)
+    return t, values, handles
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.booleans().flatmap(one_layout_rows))
+def test_rows_sharing_one_layout_decode_as_per_row(case: tuple[TableInfo, list[bytes], list[int]]) -> None:
+    t, values, handles = case
+    want = per_row(values, handles, t)
+    assert_same(decode_rows_to_arrow(values, handles, t), want)
+    assert_same(decode_rows_to_arrow(pa.array(values, pa.binary()), handles, t), want)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(one_layout_rows(fixed_width=True), st.randoms())
+def test_selected_rows_of_one_length_decode_as_per_row(case: tuple[TableInfo, list[bytes], list[int]],
+                                                       rnd: Any) -> None:
+    """Values of one length between empty ones (deleted rows), selected in order, every other
+    one, or shuffled: in-order selections are strided views over the values, others gathers."""
+    t, values, handles = case
+    assert len(set(map(len, values))) == 1
+    interleaved: list[bytes] = []
+    at = []
+    for v in values:
+        interleaved.extend([b""] * rnd.randint(0, 2))
+        at.append(len(interleaved))
+        interleaved.append(v)
+    arr = pa.array(interleaved, pa.binary())
+    for picked in (list(range(len(values))), list(range(0, len(values), 2)), list(range(len(values)))[::-1],
+                   rnd.sample(range(len(values)), len(values))):
+        got = decode_rows_to_arrow(arr, np.array([handles[i] for i in picked], np.int64), t,
+                                   rows=np.array([at[i] for i in picked], np.int64))
+        assert_same(got, per_row([values[i] for i in picked], [handles[i] for i in picked], t))

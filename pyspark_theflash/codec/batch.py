@@ -4,7 +4,11 @@ The values are joined into one numpy byte buffer with a start offset per row. v2
 read for all rows at once and rows are grouped by header shape (large flag, not-null count,
 null count) and then by their column-id block, so each group has one fixed column layout.
 Per output column that gives, for every row, the (start, end) of its value or "NULL" or
-"absent" (origin default). Values are then decoded per column with numpy over all rows:
+"absent" (origin default). The common case — every row has the same header and column-id
+block (one writer, one schema version) — is found by comparing bytes with the first row's, and
+its value bounds are rows of one offsets array, with nothing scattered per layout. Bytes at
+row offsets in arithmetic progression (rows of one length, back to back) are read through a
+strided view rather than gathered. Values are then decoded per column with numpy over all rows:
 integers by byte width, memcomparable floats by bit flips, strings by gathering bytes behind
 Arrow offsets, packed times by bit arithmetic, DECIMAL(p<=18) by combining the MyDecimal
 words in int64, ENUM/SET through a dictionary. JSON, wide DECIMALs, v1 rows and rows whose
@@ -163,11 +167,20 @@ class _Layouts:
 
 
 def _gather(buf: np.ndarray, at: np.ndarray, width: int) -> np.ndarray:
-    """(len(at), width) bytes starting at each offset (all within buf). Indexing rows of a
-    strided window view takes one index per value instead of one per byte."""
-    if width == 0:
-        return np.zeros((len(at), 0), dtype=np.uint8)
-    return np.lib.stride_tricks.sliding_window_view(buf, width)[at]
+    """(len(at), width) bytes starting at each offset (all within buf; may be a read-only view
+    of buf). Offsets in arithmetic progression (rows of one length back to back, the common
+    case) are a strided view, no copy; others index a 1-D array of `width`-byte items that
+    overlap in buf (one index per value, not per byte; about twice as fast as indexing the
+    rows of a 2-D window view)."""
+    k = len(at)
+    if width == 0 or k == 0:
+        return np.zeros((k, width), dtype=np.uint8)
+    if k > 2:
+        first, step = int(at[0]), int(at[1] - at[0])
+        if step > 0 and int(at[-1]) == first + step * (k - 1) and (np.diff(at) == step).all():
+            return np.ndarray((k, width), dtype=np.uint8, buffer=buf, offset=first, strides=(step, 1))
+    items = np.ndarray((len(buf) - width + 1,), dtype=f"V{width}", buffer=buf, strides=(1,))
+    return items[at].view(np.uint8).reshape(k, width)
 
 
 def _le(block: np.ndarray, width: int, signed: bool = False) -> np.ndarray:
@@ -179,46 +192,54 @@ def _le(block: np.ndarray, width: int, signed: bool = False) -> np.ndarray:
 def _parse_layouts(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
                    cols: Sequence[ColumnInfo]) -> _Layouts:
     n = len(starts)
-    ok = lengths >= 6
-    cand = np.flatnonzero(ok)
+    cand = np.flatnonzero(lengths >= 6) if not (lengths >= 6).all() else np.arange(n)
     s = starts[cand]
-    ver = buf[s]
-    flags = buf[s + 1]
-    keep = (ver == CODEC_VER) & ((flags & ~np.uint8(FLAG_LARGE | FLAG_CHECKSUM)) == 0)
-    cand, s, flags = cand[keep], s[keep], flags[keep]
-    nn = buf[s + 2].astype(np.int64) | (buf[s + 3].astype(np.int64) << 8)
-    nu = buf[s + 4].astype(np.int64) | (buf[s + 5].astype(np.int64) << 8)
-    large = (flags & FLAG_LARGE).astype(np.int64)
-    shape_key = (large << 40) | (nn << 20) | nu
+    head = _gather(buf, s, 6)  # version, flags, not-null count, null count
+    if len(cand) and (head == head[0]).all():  # the common case: one header shape
+        keep_all = head[0, 0] == CODEC_VER and (head[0, 1] & ~np.uint8(FLAG_LARGE | FLAG_CHECKSUM)) == 0
+        if not keep_all:
+            cand, s = cand[:0], s[:0]
+        flags = np.broadcast_to(head[0, 1] if keep_all else np.uint8(0), (len(cand),))
+        nn0, nu0 = int(head[0, 2]) | int(head[0, 3]) << 8, int(head[0, 4]) | int(head[0, 5]) << 8
+        shape_key = np.broadcast_to(np.int64((int(head[0, 1] & FLAG_LARGE) << 40) | (nn0 << 20) | nu0),
+                                    (len(cand),))
+    else:
+        ver, flags = head[:, 0], head[:, 1]
+        keep = (ver == CODEC_VER) & ((flags & ~np.uint8(FLAG_LARGE | FLAG_CHECKSUM)) == 0)
+        cand, s, flags, head = cand[keep], s[keep], flags[keep], head[keep]
+        nn = head[:, 2].astype(np.int64) | (head[:, 3].astype(np.int64) << 8)
+        nu = head[:, 4].astype(np.int64) | (head[:, 5].astype(np.int64) << 8)
+        large = (flags & FLAG_LARGE).astype(np.int64)
+        shape_key = (large << 40) | (nn << 20) | nu
     ncols = len(cols)
     col_ids = np.array([c.id for c in cols], dtype=np.int64)
 
     # Per output column, for all n rows: state (_NOT_FAST until a layout claims the row),
-    # start and end byte of the value in buf.
-    state = np.full((ncols, n), _NOT_FAST, dtype=np.uint8)
-    start = np.zeros((ncols, n), dtype=np.int64)
-    end = np.zeros((ncols, n), dtype=np.int64)
+    # start and end byte of the value in buf. Allocated only when more than one layout is seen.
+    state = start = end = None
 
     shapes, shape_of = _group(shape_key)
     for g, key in enumerate(shapes.tolist()):
-        sel = np.flatnonzero(shape_of == g) if len(shapes) > 1 else np.arange(len(cand))
+        sel = np.flatnonzero(shape_of == g) if len(shapes) > 1 else slice(None)
         is_large = bool(key >> 40)
         n_nn, n_nu = (key >> 20) & 0xFFFFF, key & 0xFFFFF
         id_size, off_size = (4, 4) if is_large else (1, 2)
         n_ids = n_nn + n_nu
-        rows_g, s_g = cand[sel], s[sel]
+        rows_g, s_g, flags_g = cand[sel], s[sel], flags[sel]
         values_start = 6 + n_ids * id_size + n_nn * off_size
         fits = lengths[rows_g] >= values_start
-        rows_g, s_g, flags_g = rows_g[fits], s_g[fits], flags[sel][fits]
+        if not fits.all():
+            rows_g, s_g, flags_g = rows_g[fits], s_g[fits], flags_g[fits]
         if not len(rows_g):
             continue
-        ids = _le(_gather(buf, s_g + 6, n_ids * id_size), id_size).astype(np.int64) \
-            if n_ids else np.zeros((len(rows_g), 0), dtype=np.int64)
-        offs = _le(_gather(buf, s_g + 6 + n_ids * id_size, n_nn * off_size), off_size) \
-            .astype(np.int64) if n_nn else np.zeros((len(rows_g), 0), dtype=np.int64)
+        # column ids and end offsets of every row in one gather
+        block = _gather(buf, s_g + 6, values_start - 6)
+        raw_ids, raw_offs = block[:, :n_ids * id_size], block[:, n_ids * id_size:]
+        offs = _le(raw_offs, off_size).astype(np.int64) if n_nn \
+            else np.zeros((len(rows_g), 0), dtype=np.int64)
         # validate: offsets non-decreasing, values (+ checksum) end exactly at the row's end
         last = offs[:, -1] if n_nn else np.zeros(len(rows_g), dtype=np.int64)
-        good = np.all(np.diff(offs, axis=1) >= 0, axis=1) if n_nn > 1 else np.ones(len(rows_g), bool)
+        good = np.all(offs[:, 1:] >= offs[:, :-1], axis=1) if n_nn > 1 else np.ones(len(rows_g), bool)
         expect = values_start + last
         has_ck = (flags_g & FLAG_CHECKSUM) != 0
         if has_ck.any():
@@ -229,13 +250,25 @@ def _parse_layouts(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
             good &= ~has_ck | ck_ok
         good &= expect == lengths[rows_g]
         if not good.all():
-            rows_g, s_g, ids, offs = rows_g[good], s_g[good], ids[good], offs[good]
+            rows_g, s_g, raw_ids, offs = rows_g[good], s_g[good], raw_ids[good], offs[good]
         if not len(rows_g):
             continue
-        # group by the column-id block; usually one layout per shape
-        layouts, layout_of = _group_rows(ids)
+        # group by the column-id block; usually one layout per shape (same bytes in every row)
+        if n_ids == 0 or (raw_ids == raw_ids[0]).all():
+            layouts = _le(raw_ids[:1], id_size).astype(np.int64) if n_ids else np.zeros((1, 0), np.int64)
+            layout_of = None
+        else:
+            layouts, layout_of = _group_rows(_le(raw_ids, id_size).astype(np.int64))
+        if layout_of is None and len(rows_g) == n:
+            # Every row has this one layout (so rows_g is 0..n-1): each column's value bounds
+            # are rows of one (n_nn + 1, n) array of absolute offsets, nothing to scatter.
+            return _one_layout(layouts[0], n_nn, s_g + values_start, offs, col_ids)
+        if state is None:
+            state = np.full((ncols, n), _NOT_FAST, dtype=np.uint8)
+            start = np.zeros((ncols, n), dtype=np.int64)
+            end = np.zeros((ncols, n), dtype=np.int64)
         for li, id_row in enumerate(layouts):
-            lsel = np.flatnonzero(layout_of == li) if len(layouts) > 1 else slice(None)
+            lsel = np.flatnonzero(layout_of == li) if layout_of is not None else slice(None)
             rows_l, base = rows_g[lsel], s_g[lsel] + values_start
             offs_l = offs[lsel]
             if len(rows_l) == n:  # every row (rows_l is then 0..n-1): slices, not fancy indexing
@@ -251,6 +284,9 @@ def _parse_layouts(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
                     state[j, rows_l] = _VALUE
                     start[j, rows_l] = base + (offs_l[:, k - 1] if k else 0)
                     end[j, rows_l] = base + offs_l[:, k]
+    if state is None:  # no row has a fast layout
+        empty = np.zeros(0, dtype=np.int64)
+        return _Layouts(empty, [empty] * ncols, [empty] * ncols, [np.zeros(0, np.uint8)] * ncols)
     if ncols == 0:
         rows = cand
     else:
@@ -258,6 +294,30 @@ def _parse_layouts(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
         if len(rows) < n:
             state, start, end = state[:, rows], start[:, rows], end[:, rows]
     return _Layouts(rows, list(start), list(end), list(state))
+
+
+def _one_layout(id_row: np.ndarray, n_nn: int, base: np.ndarray, offs: np.ndarray,
+                col_ids: np.ndarray) -> _Layouts:
+    """The layouts of n rows that all share one column-id block: value k of row i spans
+    [bounds[k, i], bounds[k + 1, i]) with bounds[0] = the row's values start."""
+    n = len(base)
+    bounds = np.empty((n_nn + 1, n), dtype=np.int64)
+    bounds[0] = base
+    np.add(offs.T, base, out=bounds[1:])
+    pos = {int(cid): k for k, cid in enumerate(id_row.tolist())}
+    zeros = np.zeros(n, dtype=np.int64)
+    start, end, state = [], [], []
+    for cid in col_ids.tolist():
+        k = pos.get(cid)
+        if k is not None and k < n_nn:
+            start.append(bounds[k])
+            end.append(bounds[k + 1])
+            state.append(np.full(n, _VALUE, dtype=np.uint8))
+        else:
+            start.append(zeros)
+            end.append(zeros)
+            state.append(np.full(n, _ABSENT if k is None else _NULL, dtype=np.uint8))
+    return _Layouts(np.arange(n), start, end, state)
 
 
 def _group(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -340,6 +400,12 @@ def _unsigned_to_arrow(v: np.ndarray, valid: np.ndarray, tp: pa.DataType) -> pa.
 def _read_ints(buf: np.ndarray, start: np.ndarray, length: np.ndarray, valid: np.ndarray,
                signed: bool, col: ColumnInfo, rows: np.ndarray) -> np.ndarray:
     """Ints stored little-endian in 1/2/4/8 bytes -> int64 (signed) or uint64."""
+    all_valid = bool(valid.all())
+    if all_valid and len(length):
+        width = int(length[0])
+        if width in (1, 2, 4, 8) and (length == width).all():  # one width, no NULLs: one gather
+            return _le(_gather(buf, start, width), width, signed).reshape(-1).astype(
+                np.int64 if signed else np.uint64, copy=False)
     out = np.zeros(len(start), dtype=np.int64 if signed else np.uint64)
     handled = ~valid
     for width in (1, 2, 4, 8):
@@ -402,14 +468,19 @@ def _floats(buf: np.ndarray, start: np.ndarray, length: np.ndarray, valid: np.nd
         k = int(np.flatnonzero(bad)[0])
         raise BatchDecodeError(f"row {int(rows[k])}: column {col.name} (id {col.id}) has a "
                                f"{int(length[k])}-byte float value; row v2 uses 8")
-    u = np.zeros(len(start), dtype=np.uint64)
-    sel = np.flatnonzero(valid)
-    if len(sel):
-        u[sel] = np.ascontiguousarray(_gather(buf, start[sel], 8)).view(">u8").reshape(-1)
+    all_valid = bool(valid.all())
+    if all_valid:
+        u = np.ascontiguousarray(_gather(buf, start, 8)).view(">u8").reshape(-1).astype(np.uint64)
+    else:
+        u = np.zeros(len(start), dtype=np.uint64)
+        sel = np.flatnonzero(valid)
+        if len(sel):
+            u[sel] = np.ascontiguousarray(_gather(buf, start[sel], 8)).view(">u8").reshape(-1)
     sign = np.uint64(1 << 63)
     bits = np.where(u & sign, u & ~sign, ~u)  # undo codec.EncodeFloat
     f = bits.view(np.float64)
-    f = np.where(valid, f, 0.0)
+    if not all_valid:
+        f = np.where(valid, f, 0.0)
     return _fixed_array(tp, f.astype(np.float32) if pa.types.is_float32(tp) else f, valid)
 
 
