@@ -3,6 +3,7 @@ compaction and GC, under a SQLite manifest. See docs/store.md."""
 from pyspark_theflash.store.compaction import CompactionResult, gc_versions
 from pyspark_theflash.store.errors import (
     CommitWithoutPrewriteError,
+    FlushFailedError,
     LeaseBelowSafePointError,
     LeaseNotFoundError,
     MalformedRecordKeyError,
@@ -19,14 +20,14 @@ from pyspark_theflash.store.errors import (
 from pyspark_theflash.store.leases import Lease, Leases
 from pyspark_theflash.store.predicate import ColumnStats, Expr, col
 from pyspark_theflash.store.read import PartRef, newest_visible, read_parts
-from pyspark_theflash.store.store import FlushResult, Store, StoreOptions, WriteResult
+from pyspark_theflash.store.store import FlushResult, PendingFlush, Store, StoreOptions, WriteResult
 from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, DELMARK, ROWID
 from pyspark_theflash.store.views import LockInfo, PartitionInfo, RegionState, StoreView
 
 __all__ = [
     "COMMIT_TS", "DELMARK", "ROWID", "ColumnStats", "CommitWithoutPrewriteError", "CompactionResult",
-    "Expr", "FlushResult", "Lease", "LeaseBelowSafePointError", "LeaseNotFoundError", "MalformedRecordKeyError", "Leases", "LockInfo",
-    "PartFileError", "PartRef", "PartitionInfo", "PredicateError", "ReadOnlyStoreError", "RegionState",
+    "Expr", "FlushFailedError", "FlushResult", "Lease", "LeaseBelowSafePointError", "LeaseNotFoundError", "MalformedRecordKeyError", "Leases", "LockInfo",
+    "PartFileError", "PartRef", "PendingFlush", "PartitionInfo", "PredicateError", "ReadOnlyStoreError", "RegionState",
     "Store", "StoreError", "StoreFormatError", "StoreNotFoundError", "StoreOptions", "StoreView",
     "UnknownTableError", "UnknownTableNameError", "UnsupportedTableError", "WriteResult", "col",
     "gc_versions", "newest_visible", "read_parts",

@@ -209,7 +209,7 @@ def commit_compaction(store: "Store", plan: CompactionPlan, out: CompactionOutpu
     conn = store._thread_conn()
     table_id, partition_id, info = plan.table_id, plan.partition_id, plan.info
     try:
-        with store._edit_lock:
+        with store._editing():
             with mf.edit(conn) as e:
                 live = {int(r[0]) for r in conn.execute(
                     "SELECT part_id FROM parts WHERE table_id = ? AND partition_id = ? AND removed_version IS NULL",

@@ -110,3 +110,19 @@ class UnsupportedTableError(StoreError):
 
 class PredicateError(StoreError):
     """A filter expression that cannot be built, serialised or bound to a table."""
+
+
+class FlushFailedError(StoreError):
+    """The durable step of a pipelined flush (``Store.flush(wait=False)``: fsync of its part
+    files and directories, then the manifest edit) failed. Nothing of that flush became
+    visible; the store's memory has moved past it, so the store refuses every further write."""
+
+    def __init__(self, path: str, position: tuple[int, int] | None, cause: BaseException) -> None:
+        self.position = position
+        self.cause = cause
+        upto = "" if position is None else f" (binlog up to {position[0]}:{position[1]})"
+        super().__init__(
+            f"store {path}: a flush{upto} failed while making it durable: {cause!r}. Nothing of it is "
+            "visible and the store refuses further writes: fix the cause (disk space, permissions), "
+            "then reopen the store; a restarted writer replays the binlog from the persisted position"
+        )

@@ -27,6 +27,7 @@ from pyspark_theflash.store import keyspace
 from pyspark_theflash.store import manifest as mf
 from pyspark_theflash.store.errors import (
     CommitWithoutPrewriteError,
+    FlushFailedError,
     ReadOnlyStoreError,
     MalformedRecordKeyError,
     UnknownTableError,
@@ -42,11 +43,13 @@ from pyspark_theflash.store.txn_merge_tree import (
     HIDDEN_FIELDS,
     ROWID,
     file_schema,
+    install_part,
     new_part_name,
     sort_versions,
     split_by_partition,
     stats_to_json,
     sync_dirs,
+    temp_name,
     write_part,
 )
 from pyspark_theflash.store.views import RegionState, StoreView, intersect, table_info_from_row
@@ -251,7 +254,14 @@ class Store:
         self.options = options
         self._local = threading.local()
         self._write_lock = threading.RLock()   # write(), flush(): the single writer
-        self._edit_lock = threading.Lock()     # flush and compaction commits, in order
+        # Flush and compaction commits, in order. A pipelined flush takes it in the caller and
+        # its background thread releases it once the edit is done (a threading.Lock may be
+        # released by any thread): no other edit comes between its partition read and its commit.
+        self._edit_lock = threading.Lock()
+        self._pending: PendingFlush | None = None          # the last pipelined flush
+        self._flush_conn: sqlite3.Connection | None = None  # the pipelined flushes' manifest connection
+        self._failure: BaseException | None = None         # a pipelined flush failed: no more writes
+        self._failure_reported = False
         self._conn = self._connect(create=not readonly)
         if readonly:
             mf.check_format(self._conn, root)
@@ -339,15 +349,24 @@ class Store:
                         os.unlink(os.path.join(dirpath, name))
 
     def close(self) -> None:
+        """Drain a pending pipelined flush, then release everything. A failure of that flush
+        no call has reported yet is raised here (after closing)."""
         self.stop_background()
+        if self._pending is not None:
+            self._pending._done.wait()
         if self._caches is not None:
             self._caches.close()
         self.leases.close()
         self._conn.close()
+        if self._flush_conn is not None:
+            self._flush_conn.close()
+            self._flush_conn = None
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
             self._local.conn = None
+        if self._failure is not None and not self._failure_reported:
+            self._raise_failure()
 
     def __enter__(self) -> "Store":
         return self
@@ -358,6 +377,14 @@ class Store:
     def _require_writer(self, operation: str) -> None:
         if self.readonly:
             raise ReadOnlyStoreError(str(self.root), operation)
+        self._raise_failure()
+
+    @contextlib.contextmanager
+    def _editing(self) -> Iterator[None]:
+        """The edit lock (after any pending pipelined flush), refusing if that flush failed."""
+        with self._edit_lock:
+            self._raise_failure()
+            yield
 
     # --- schemas -----------------------------------------------------------------------------
     def put_schema(self, db: str, table_info: dict[str, Any]) -> int:
@@ -367,7 +394,7 @@ class Store:
         self._require_writer("put_schema")
         info = TableInfo.from_json(table_info, db=db)
         text = mf.dumps(info.to_json())
-        with self._edit_lock:
+        with self._editing():
             conn = self._conn
             with mf.edit(conn) as e:
                 row = conn.execute("SELECT info FROM tables WHERE table_id = ? AND schema_version = ?",
@@ -385,14 +412,14 @@ class Store:
     def ignore_table(self, table_id: int, db: str, name: str) -> None:
         """Rows of this table are dropped by write() from now on (not replicated)."""
         self._require_writer("ignore_table")
-        with self._edit_lock:
+        with self._editing():
             with mf.edit(self._conn, bump=False):
                 self._conn.execute("INSERT OR REPLACE INTO ignored_tables VALUES (?,?,?)", (table_id, db, name))
         self._ignored.add(table_id)
 
     def set_upstream(self, address: str) -> None:
         self._require_writer("set_upstream")
-        with self._edit_lock, mf.edit(self._conn, bump=False):
+        with self._editing(), mf.edit(self._conn, bump=False):
             mf.set_meta(self._conn, "upstream", address)
 
     # --- the write path ----------------------------------------------------------------------
@@ -871,97 +898,192 @@ class Store:
             buf.chunks, buf.rows, buf.bytes = chunks, rows, nbytes
 
     # --- flush -------------------------------------------------------------------------------
-    def flush(self) -> FlushResult:
+    def flush(self, wait: bool = True) -> Any:
         """Persist everything applied so far in one manifest edit: delta parts, region
-        states, open locks, range tombstones and the binlog position."""
+        states, open locks, range tombstones and the binlog position. Returns the
+        ``FlushResult`` once durable.
+
+        ``wait=False`` is the pipelined form: the part files are written here, and their
+        durability (fsync of files and directories, then the manifest edit) runs on a
+        background thread while the caller applies the next batch; it returns a
+        ``PendingFlush``. Nothing of it is visible before its edit commits. Edits stay in
+        order: the next flush (or any other manifest edit of this store) waits for it, and so
+        do ``sync()``, ``snapshot()``, ``compact()``, ``gc()``, ``status()`` and ``close()``. If
+        the background step fails, the next call raises ``FlushFailedError`` and the store
+        refuses further writes."""
         self._require_writer("flush")
-        with self._write_lock, self._edit_lock:
-            return self._flush_locked()
+        with self._write_lock:
+            self._edit_lock.acquire()
+            handed_over = False
+            try:
+                self._raise_failure()  # the previous pipelined flush may have failed meanwhile
+                if wait:
+                    return self._flush_locked()
+                t0 = time.monotonic()
+                prepared = self._prepare_flush(self._conn, t0)
+                if prepared is None:
+                    return PendingFlush.finished(self._empty_flush(t0))
+                self._forget_flushed(prepared)
+                if self._flush_conn is None:
+                    self._flush_conn = self._connect()
+                pending = PendingFlush()
+                self._pending = pending
+                thread = threading.Thread(target=self._make_durable_in_background, args=(prepared, pending),
+                                          name="theflash-flush")
+                thread.start()
+                handed_over = True  # the thread releases the edit lock once its edit is done
+                return pending
+            finally:
+                if not handed_over:
+                    self._edit_lock.release()
+
+    def sync(self) -> FlushResult | None:
+        """Wait until the last pipelined flush is durable; its result (None if there was
+        none). Raises ``FlushFailedError`` if it (or an earlier one) failed."""
+        pending = self._pending
+        result = None if pending is None else pending.wait()
+        self._raise_failure()
+        return result
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The ``FlushFailedError`` of a failed pipelined flush (the store then refuses writes)."""
+        return self._failure
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            self._failure_reported = True
+            raise self._failure
+
+    def _make_durable_in_background(self, prepared: "_PreparedFlush", pending: "PendingFlush") -> None:
+        conn = self._flush_conn
+        assert conn is not None
+        try:
+            try:
+                version = self._commit_flush(prepared, conn)
+            except _PartitionsChanged:
+                raise RuntimeError("the store's partitions changed under a pipelined flush (another writer "
+                                   "process?)") from None
+            pending._result = prepared.result(version)
+        except BaseException as exc:
+            failure = FlushFailedError(str(self.root), prepared.position, exc)
+            failure.__cause__ = exc
+            self._failure = failure
+            pending._error = failure
+        finally:
+            self._edit_lock.release()
+            pending._done.set()
+
+    def _empty_flush(self, t0: float) -> FlushResult:
+        # Nothing applied since the last flush: no edit (version 0 says so).
+        self._dirty_since = None
+        return FlushResult(0, 0, 0, 0, 0, len(self._persisted_locks), self._position, time.monotonic() - t0)
 
     def _flush_locked(self) -> FlushResult:
-        assert self._caches is not None
         t0 = time.monotonic()
         conn = self._conn
+        for _attempt in range(5):
+            prepared = self._prepare_flush(conn, t0)
+            if prepared is None:
+                return self._empty_flush(t0)
+            try:
+                version = self._commit_flush(prepared, conn)
+            except _PartitionsChanged:
+                continue
+            self._forget_flushed(prepared)
+            return prepared.result(version)
+        raise RuntimeError("flush: partitions kept changing under the flush (another writer process?)")
+
+    def _prepare_flush(self, conn: sqlite3.Connection, t0: float) -> "_PreparedFlush | None":
+        """The CPU part of a flush, in the caller: sort the buffered rows, write them as part
+        files under temporary names (no fsync yet) with their statistics, and take the region
+        states, lock-set difference, tombstones and position the edit will persist. None when
+        nothing was applied since the last flush. Changes nothing in memory."""
+        assert self._caches is not None
         if (not self._buffers and not self._tombstones and not self._dirty_regions
                 and self._position == self._persisted_position):
-            # Nothing applied since the last flush: no edit (version 0 says so).
-            self._dirty_since = None
-            return FlushResult(0, 0, 0, 0, 0, len(self._persisted_locks), self._position, time.monotonic() - t0)
-        for _attempt in range(5):
-            partitions = self._read_partitions(conn)
-            written: list[tuple[int, int, int, Any, str]] = []  # (table, partition, schema_version, PartFile, kind)
-            new_partitions: dict[int, int] = {}
-            try:
-                for tid, buf in self._buffers.items():
-                    plist = partitions.get(tid)
-                    if not plist:
-                        pid = 1
-                        new_partitions[tid] = pid
-                        plist = [(pid, None, None)]
-                    bounds = [p[1] for p in plist[1:]]
-                    info = self._schemas[tid]
-                    by_version: dict[int, list[pa.Table]] = {}
-                    for version, t in buf.chunks:
-                        by_version.setdefault(version, []).append(t)
-                    for version, tables in by_version.items():
-                        t = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-                        which = split_by_partition(t.column(ROWID), bounds)
-                        col_ids = [c.id for c in _schema_columns(info, version, self)]
-                        for i in np.unique(which):
-                            part_t = t.filter(pa.array(which == i)) if len(plist) > 1 else t
-                            pid = plist[int(i)][0]
-                            rel = new_part_name(tid, pid, "delta")
-                            pf = write_part(self.root, rel, sort_versions(part_t), col_ids,
-                                            self.options.row_group_rows, compression="none", sync_dir=False)
-                            written.append((tid, pid, version, pf, "delta"))
-                sync_dirs(self.root, [w[3].file for w in written])
-                current_locks = {(r, k, ts) for r, k, ts, _pw in self._caches.items()}
-                with mf.edit(conn) as e:
-                    if self._read_partitions(conn) != partitions:
-                        raise _PartitionsChanged()
-                    for tid, pid in new_partitions.items():
-                        conn.execute("INSERT INTO partitions VALUES (?,?,?,?,?)", (tid, pid, None, None, e.version))
-                    for tid, pid, version, pf, kind in written:
-                        insert_part(conn, tid, pid, kind, pf, version, data_version=e.version, added_version=e.version)
-                    for start, end, why in self._tombstones:
-                        conn.execute("INSERT INTO range_tombstones(start_key, end_key, version, reason) "
-                                     "VALUES (?,?,?,?)", (start, end, e.version, why))
-                    for reg in (self._regions[r] for r in self._dirty_regions if r in self._regions):
-                        conn.execute("INSERT OR REPLACE INTO regions(region_id, start_key, end_key, epoch_version, "
-                                     "conf_ver, applied_index, resolved_ts, state, snapshot_index, orphan_until_ts) "
-                                     "VALUES (?,?,?,?,?,?,?,?,?,?)",
-                                     (reg.id, reg.start_key, reg.end_key, reg.epoch_version, reg.conf_ver,
-                                      reg.applied_index, reg.resolved_ts, reg.state, reg.snapshot_index,
-                                      reg.orphan_until_ts))
-                    gone = self._persisted_locks - current_locks
-                    conn.executemany("DELETE FROM locks WHERE region_id = ? AND key = ? AND start_ts = ?", gone)
-                    conn.executemany("INSERT OR REPLACE INTO locks VALUES (?,?,?,?,?,?,?,?,?)",
-                                     self._lock_rows(current_locks - self._persisted_locks))
-                    if self._position is not None:
-                        mf.set_meta(conn, "position_segment", self._position[0])
-                        mf.set_meta(conn, "position_offset", self._position[1])
-                    version = e.version
-            except _PartitionsChanged:
-                for _tid, _pid, _v, pf, _k in written:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(self.root / pf.file)
-                continue
-            except BaseException:
-                for _tid, _pid, _v, pf, _k in written:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(self.root / pf.file)
-                raise
-            rows = sum(b.rows for b in self._buffers.values())
-            self._buffers.clear()
-            self._tombstones.clear()
-            self._persisted_locks = current_locks
-            self._persisted_position = self._position
-            self._dirty_since = None
-            n_regions = len(self._dirty_regions)
-            self._dirty_regions.clear()
-            return FlushResult(version, len(written), rows, sum(w[3].bytes for w in written), n_regions,
-                               len(current_locks), self._position, time.monotonic() - t0)
-        raise RuntimeError("flush: partitions kept changing under the flush (another writer process?)")
+            return None
+        partitions = self._read_partitions(conn)
+        written: list[tuple[int, int, int, Any, str]] = []  # (table, partition, schema_version, PartFile, kind)
+        new_partitions: dict[int, int] = {}
+        try:
+            for tid, buf in self._buffers.items():
+                plist = partitions.get(tid)
+                if not plist:
+                    pid = 1
+                    new_partitions[tid] = pid
+                    plist = [(pid, None, None)]
+                bounds = [p[1] for p in plist[1:]]
+                info = self._schemas[tid]
+                by_version: dict[int, list[pa.Table]] = {}
+                for version, t in buf.chunks:
+                    by_version.setdefault(version, []).append(t)
+                for version, tables in by_version.items():
+                    t = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+                    which = split_by_partition(t.column(ROWID), bounds)
+                    col_ids = [c.id for c in _schema_columns(info, version, self)]
+                    for i in np.unique(which):
+                        part_t = t.filter(pa.array(which == i)) if len(plist) > 1 else t
+                        pid = plist[int(i)][0]
+                        rel = new_part_name(tid, pid, "delta")
+                        pf = write_part(self.root, rel, sort_versions(part_t), col_ids,
+                                        self.options.row_group_rows, compression="none", install=False)
+                        written.append((tid, pid, version, pf, "delta"))
+            current_locks = {(r, k, ts) for r, k, ts, _pw in self._caches.items()}
+            regions = [(reg.id, reg.start_key, reg.end_key, reg.epoch_version, reg.conf_ver, reg.applied_index,
+                        reg.resolved_ts, reg.state, reg.snapshot_index, reg.orphan_until_ts)
+                       for reg in (self._regions[r] for r in self._dirty_regions if r in self._regions)]
+            return _PreparedFlush(
+                t0=t0, partitions=partitions, new_partitions=new_partitions, written=written,
+                tombstones=list(self._tombstones), regions=regions,
+                gone_locks=list(self._persisted_locks - current_locks),
+                new_locks=list(self._lock_rows(current_locks - self._persisted_locks)),
+                current_locks=current_locks, position=self._position,
+                rows=sum(b.rows for b in self._buffers.values()), n_regions=len(self._dirty_regions))
+        except BaseException:
+            _discard_parts(self.root, written)
+            raise
+
+    def _commit_flush(self, p: "_PreparedFlush", conn: sqlite3.Connection) -> int:
+        """The durable part of a flush, under the edit lock: fsync each part file and rename it
+        in, fsync their directories, then the one manifest edit that lists them with the region
+        states, locks, tombstones and position. On any error the files are removed (and the
+        edit rolled back): nothing of the flush is visible. Returns the edit's version."""
+        try:
+            for w in p.written:
+                install_part(self.root, w[3].file)
+            sync_dirs(self.root, [w[3].file for w in p.written])
+            with mf.edit(conn) as e:
+                if self._read_partitions(conn) != p.partitions:
+                    raise _PartitionsChanged()
+                for tid, pid in p.new_partitions.items():
+                    conn.execute("INSERT INTO partitions VALUES (?,?,?,?,?)", (tid, pid, None, None, e.version))
+                for tid, pid, version, pf, kind in p.written:
+                    insert_part(conn, tid, pid, kind, pf, version, data_version=e.version, added_version=e.version)
+                for start, end, why in p.tombstones:
+                    conn.execute("INSERT INTO range_tombstones(start_key, end_key, version, reason) "
+                                 "VALUES (?,?,?,?)", (start, end, e.version, why))
+                conn.executemany("INSERT OR REPLACE INTO regions(region_id, start_key, end_key, epoch_version, "
+                                 "conf_ver, applied_index, resolved_ts, state, snapshot_index, orphan_until_ts) "
+                                 "VALUES (?,?,?,?,?,?,?,?,?,?)", p.regions)
+                conn.executemany("DELETE FROM locks WHERE region_id = ? AND key = ? AND start_ts = ?", p.gone_locks)
+                conn.executemany("INSERT OR REPLACE INTO locks VALUES (?,?,?,?,?,?,?,?,?)", p.new_locks)
+                if p.position is not None:
+                    mf.set_meta(conn, "position_segment", p.position[0])
+                    mf.set_meta(conn, "position_offset", p.position[1])
+                return e.version
+        except BaseException:
+            _discard_parts(self.root, p.written)
+            raise
+
+    def _forget_flushed(self, p: "_PreparedFlush") -> None:
+        """What ``p`` persists is no longer pending in memory."""
+        self._buffers.clear()
+        self._tombstones.clear()
+        self._persisted_locks = p.current_locks
+        self._persisted_position = p.position
+        self._dirty_since = None
+        self._dirty_regions.clear()
 
     def _lock_rows(self, keys: set[tuple[int, bytes, int]]) -> Iterator[tuple[Any, ...]]:
         caches = self._caches
@@ -994,7 +1116,10 @@ class Store:
 
     # --- reads -------------------------------------------------------------------------------
     def snapshot(self) -> StoreView:
-        """A consistent view of the flushed state (one SQLite read transaction)."""
+        """A consistent view of the flushed state (one SQLite read transaction); in the writer,
+        after any pending pipelined flush is durable."""
+        if not self.readonly:
+            self.sync()
         return StoreView(self._connect())
 
     def scan(self, table: "str | int | TableInfo", ts: int, handle_range: tuple[int | None, int | None] | None = None,
@@ -1038,6 +1163,7 @@ class Store:
         from pyspark_theflash.store.compaction import compact_store
 
         self._require_writer("compact")
+        self.sync()
         return compact_store(self, table, force=force)
 
     def gc(self, safe_point: int) -> Any:
@@ -1046,12 +1172,14 @@ class Store:
         from pyspark_theflash.store.compaction import gc_store
 
         self._require_writer("gc")
+        self.sync()
         return gc_store(self, safe_point)
 
     def delete_obsolete_files(self) -> int:
         from pyspark_theflash.store.compaction import delete_obsolete_files
 
         self._require_writer("delete_obsolete_files")
+        self.sync()
         return delete_obsolete_files(self)
 
     def start_background(self, compaction_interval_s: float = 10.0) -> None:
@@ -1101,6 +1229,65 @@ class Store:
                 "interval_s": bg.interval_s, "rounds": bg.rounds,
                 "last_error": None if bg.last_error is None else repr(bg.last_error)}
         return out
+
+
+@dataclass
+class _PreparedFlush:
+    """A flush whose part files are written (under temporary names) but not yet durable."""
+
+    t0: float
+    partitions: dict[int, list[tuple[int, int | None, int | None]]]  # as read when the parts were split
+    new_partitions: dict[int, int]
+    written: list[tuple[int, int, int, Any, str]]  # (table, partition, schema_version, PartFile, kind)
+    tombstones: list[tuple[bytes, bytes, str]]
+    regions: list[tuple[Any, ...]]                 # region rows to persist
+    gone_locks: list[tuple[int, bytes, int]]
+    new_locks: list[tuple[Any, ...]]               # lock rows to insert
+    current_locks: set[tuple[int, bytes, int]]
+    position: tuple[int, int] | None
+    rows: int
+    n_regions: int
+
+    def result(self, version: int) -> FlushResult:
+        return FlushResult(version, len(self.written), self.rows, sum(w[3].bytes for w in self.written),
+                           self.n_regions, len(self.current_locks), self.position, time.monotonic() - self.t0)
+
+
+class PendingFlush:
+    """A pipelined flush (``Store.flush(wait=False)``): ``wait()`` returns its ``FlushResult``
+    once its edit has committed, or raises ``FlushFailedError``."""
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self._result: FlushResult | None = None
+        self._error: BaseException | None = None
+
+    @classmethod
+    def finished(cls, result: FlushResult) -> "PendingFlush":
+        pending = cls()
+        pending._result = result
+        pending._done.set()
+        return pending
+
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> FlushResult:
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"the flush is not durable after {timeout}s")
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+
+def _discard_parts(root: Path, written: list[tuple[int, int, int, Any, str]]) -> None:
+    """Remove the files of a flush that will not be listed (temporary or renamed)."""
+    for w in written:
+        dest = root / w[3].file
+        for path in (temp_name(dest), dest):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
 
 def _ranges_overlap(s1: bytes, e1: bytes, s2: bytes, e2: bytes) -> bool:

@@ -102,14 +102,21 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def temp_name(dest: Path) -> Path:
+    """Where a part is written before it is fsynced and renamed to ``dest``."""
+    return dest.with_name(dest.name + f".tmp-{os.getpid()}")
+
+
 def write_part(root: Path, rel: str, table: pa.Table, column_ids: Sequence[int],
-               row_group_rows: int, compression: str = "lz4", sync_dir: bool = True) -> PartFile:
+               row_group_rows: int, compression: str = "lz4", sync_dir: bool = True,
+               install: bool = True) -> PartFile:
     """Write ``table`` (already sorted) to ``root/rel`` under a temporary name, fsync it and
     rename it in; Arrow IPC or Parquet by the name's extension. ``column_ids`` are the ids of
-    the table's user columns, in order."""
+    the table's user columns, in order. ``install=False`` stops after writing the temporary
+    file (no fsync, no rename): the caller makes it durable later with ``install_part``."""
     dest = root / rel
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + f".tmp-{os.getpid()}")
+    tmp = temp_name(dest)
     if is_ipc(rel):
         with ipc.new_file(str(tmp), table.schema) as w:
             w.write_table(table, max_chunksize=max(1, row_group_rows))
@@ -119,12 +126,22 @@ def write_part(root: Path, rel: str, table: pa.Table, column_ids: Sequence[int],
         dictionary = [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
         pq.write_table(table, str(tmp), row_group_size=max(1, row_group_rows), compression=compression,
                        write_statistics=True, use_dictionary=dictionary or False)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, dest)
+    if not install:
+        return describe_part(rel, table, column_ids, tmp.stat().st_size)
+    install_part(root, rel)
     if sync_dir:  # callers writing many parts pass False and call sync_dirs once
         _fsync_dir(dest.parent)
     return describe_part(rel, table, column_ids, dest.stat().st_size)
+
+
+def install_part(root: Path, rel: str) -> None:
+    """fsync the temporary file ``write_part`` wrote for ``rel`` and rename it to its name
+    (the directory's fsync, ``sync_dirs``, makes the rename durable)."""
+    dest = root / rel
+    tmp = temp_name(dest)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, dest)
 
 
 def sync_dirs(root: Path, rels: Sequence[str]) -> None:
