@@ -12,6 +12,7 @@ replays of events already applied.
 from __future__ import annotations
 
 import random
+from typing import Any
 from dataclasses import asdict
 from pathlib import Path
 
@@ -390,3 +391,149 @@ def test_a_replayed_batch_is_skipped_whole(store: Store) -> None:
     assert (again.skipped, again.applied, again.prewrites, again.commits) == (2, 1, 0, 1)
     assert names_at(store, 200) == {1: "x", 2: "open"}
     assert locks(store) == []
+
+
+# --- find_pairs itself: the whole-event shortcut against the definition --------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+
+from pyspark_theflash.binlog.rows import RowColumns, columns as row_columns, pack_columns  # noqa: E402
+from pyspark_theflash.codec import encode_record_key  # noqa: E402
+from pyspark_theflash.store import batch_pairs  # noqa: E402
+
+
+def _definition_pairs(region_ids: list[int], events: list[RowColumns | None]) -> dict[tuple[int, int], Any]:
+    """What find_pairs must report, by its definition: among the non-COMMITTED rows of the run,
+    a (region, key, start_ts) held by exactly two rows, a PREWRITE then a COMMIT or ROLLBACK,
+    is a pair. Returns {(event, row) of the second row: (event, row) of the prewrite}."""
+    groups: dict[tuple[int, bytes, int], list[tuple[int, int, int]]] = {}
+    for e, ev in enumerate(events):
+        if ev is None or ev.all_of_type(Row.COMMITTED):
+            continue
+        for r, (t, key, ts) in enumerate(zip(ev.types.tolist(), ev.keys.to_pylist(), ev.start_ts.tolist())):
+            if t != Row.COMMITTED:
+                groups.setdefault((region_ids[e], key, ts), []).append((e, r, t))
+    out = {}
+    for rows in groups.values():
+        if len(rows) == 2 and rows[0][2] == Row.PREWRITE and rows[1][2] in (Row.COMMIT, Row.ROLLBACK):
+            out[rows[1][:2]] = rows[0][:2]
+    return out
+
+
+def _reported_pairs(events: list[RowColumns | None], pairs: batch_pairs.RunPairs) -> dict[tuple[int, int], Any]:
+    """The paired COMMIT rows find_pairs reports: {(event, row): (event, row) of its prewrite}."""
+    starts, n = {}, 0  # run row of each event's first row, as find_pairs numbers them
+    for e, ev in enumerate(events):
+        if ev is not None and len(ev) and not ev.all_of_type(Row.COMMITTED):
+            starts[e], n = n, n + len(ev)
+    where = {starts[e] + r: (e, r) for e in starts for r in range(len(events[e]))}  # type: ignore[arg-type]
+    out = {}
+    for e, ev in enumerate(pairs.events):
+        if ev is None:
+            continue
+        for r in np.flatnonzero(ev.paired).tolist():
+            if events[e].types[r] == Row.COMMIT:  # type: ignore[union-attr]
+                out[(e, r)] = where[int(ev.prewrite_of[r])]
+    return out
+
+
+@st.composite
+def pair_runs(draw: st.DrawFn) -> tuple[list[int], list[RowColumns | None], bool]:
+    """A run of entries events, most in the upstream's usual shape (a transaction's PREWRITE
+    event, later its COMMIT event with the same keys), with the odd one out: a commit of
+    other keys or order, a rollback, a prewrite or commit delivered twice, a start_ts shared by
+    two transactions, duplicate keys, mixed events, COMMITTED rows, keys of other widths or
+    tables, an event not applied."""
+    handles = st.integers(0, 30)
+    n_txn = draw(st.integers(1, 6))
+    usual = draw(st.booleans())
+    region_ids: list[int] = []
+    events: list[RowColumns | None] = []
+    pending: list[tuple[int, int, list[bytes]]] = []
+
+    def add(region: int, types: Any, keys: list[bytes], ts: int, ops: Any = binlog_pb2.PUT) -> None:
+        region_ids.append(region)
+        events.append(row_columns(binlog_pb2.Entries(batch=pack_columns(
+            types=types, ops=ops, keys=keys, start_ts=ts, commit_ts=ts + 1,
+            values=[b"v%d" % i for i in range(len(keys))]))))
+
+    for t in range(n_txn):
+        region = draw(st.integers(1, 2))
+        ts = 10 * draw(st.integers(1, 4)) if not usual or draw(st.booleans()) else 10 * (t + 1)
+        table_id = draw(st.sampled_from([7, 7, 7, 8])) if not usual else 7
+        keys = [encode_record_key(table_id, h) for h in draw(st.lists(handles, min_size=1, max_size=8,
+                                                                      unique=usual))]
+        if not usual and draw(st.integers(0, 5)) == 0:
+            keys.append(b"idx" + bytes([len(keys)]))  # a key of another width
+        add(region, Row.PREWRITE, keys, ts, draw(st.sampled_from([binlog_pb2.PUT, binlog_pb2.DELETE])))
+        pending.append((region, ts, keys))
+        while pending and draw(st.booleans()):
+            region, ts, keys = pending.pop(draw(st.integers(0, len(pending) - 1)))
+            how = "commit" if usual else draw(st.sampled_from(["commit", "commit", "rollback", "reorder",
+                                                                 "subset", "twice", "mixed", "committed", "none"]))
+            if how == "reorder":
+                keys = keys[::-1]
+            elif how == "subset":
+                keys = keys[:-1] or keys
+            if how == "none":
+                region_ids.append(region)
+                events.append(None)
+                continue
+            if how == "mixed":
+                types = [Row.COMMIT] * len(keys)
+                types[0] = Row.ROLLBACK
+            else:
+                types = {"rollback": Row.ROLLBACK, "committed": Row.COMMITTED}.get(how, Row.COMMIT)
+            add(region, types, keys, ts)
+            if how == "twice":
+                add(region, Row.COMMIT, keys, ts)
+    return region_ids, events, usual
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pair_runs())
+def test_find_pairs_reports_exactly_the_pairs_of_its_definition(case: tuple[list[int], list[RowColumns | None],
+                                                                               bool]) -> None:
+    region_ids, events, _ = case
+    pairs = batch_pairs.find_pairs(region_ids, events)
+    want = _definition_pairs(region_ids, events)
+    assert _reported_pairs(events, pairs) == {k: v for k, v in want.items()
+                                              if events[k[0]].types[k[1]] == Row.COMMIT}  # type: ignore[union-attr]
+    # rollbacks are paired too (they report no prewrite row)
+    paired_rows = {(e, r) for e, ev in enumerate(pairs.events) if ev is not None
+                   for r in np.flatnonzero(ev.paired).tolist()}
+    assert paired_rows == set(want) | set(want.values())
+    triples = {(region_ids[e], bytes(events[e].keys[r].as_py()), int(events[e].start_ts[r]))  # type: ignore[union-attr]
+               for e, r in want.values()}
+    assert pairs.count() == len(triples)
+    assert pairs.pair_keys is None or set(zip(pairs.pair_regions.tolist(), pairs.pair_keys.to_pylist(),  # type: ignore[union-attr]
+                                              pairs.pair_start_ts.tolist())) == triples  # type: ignore[union-attr]
+
+
+def test_the_usual_shape_is_paired_without_the_join() -> None:
+    """A transaction's PREWRITE event and its COMMIT event (same keys, same order) per region:
+    the whole-event shortcut decides, and pairs row i with row i."""
+    keys = [encode_record_key(7, h) for h in (5, 1, 9)]
+    events = [row_columns(binlog_pb2.Entries(batch=pack_columns(types=t, ops=binlog_pb2.PUT, keys=keys, start_ts=40,
+                                                                 commit_ts=41, values=[b"a", b"b", b"c"])))
+              for t in (Row.PREWRITE, Row.COMMIT)]
+    cols = list(events)
+    starts = np.array([0, 3, 6])
+    types = np.concatenate([c.types for c in cols])
+    start_ts = np.concatenate([c.start_ts for c in cols])
+    keys_run = pa.concat_arrays([c.keys for c in cols])
+    found = batch_pairs._whole_event_pairs([1, 1], cols, starts, types, start_ts, keys_run)
+    assert found is not None
+    assert found[0].tolist() == [0, 1, 2] and found[1].tolist() == [3, 4, 5]
+    pairs = batch_pairs.find_pairs([1, 1], events)  # type: ignore[arg-type]
+    assert pairs.events[1] is not None and pairs.events[1].prewrite_of.tolist() == [0, 1, 2]
+    # the same keys twice in the prewrite: not the usual shape; the join pairs nothing
+    dup = [keys[0], keys[0], keys[1]]
+    events = [row_columns(binlog_pb2.Entries(batch=pack_columns(types=t, ops=binlog_pb2.PUT, keys=dup, start_ts=40,
+                                                                 commit_ts=41, values=[b"a", b"b", b"c"])))
+              for t in (Row.PREWRITE, Row.COMMIT)]
+    pairs = batch_pairs.find_pairs([1, 1], events)  # type: ignore[arg-type]
+    assert pairs.events[1] is not None and pairs.events[1].paired.tolist() == [False, False, True]

@@ -20,6 +20,13 @@ with no snapshot or admin event (see ``Store._apply_run``). The one trace an ear
 leave on a pair is a cache entry for the same (key, start_ts) (a lock delivered again): the
 prewrite would have replaced it and the commit taken it, so the store drops it
 (``RegionCaches.drop_each``).
+
+How: the upstream's usual run — each transaction's rows in a region as one PREWRITE event and,
+later, one COMMIT event with the same keys in the same order — is recognised per event with
+array comparisons (``_whole_event_pairs``: row i pairs with row i once the prewrite's keys are
+known to be distinct, checked on record keys by sorting their 8-byte handles as uint64). Any
+other run takes the join: dictionary-encoded keys sorted with region and start_ts
+(``_joined_pairs``). Both report the same pairs, ordered by prewrite row.
 """
 from __future__ import annotations
 
@@ -89,18 +96,16 @@ def find_pairs(region_ids: list[int], events: list[RowColumns | None]) -> RunPai
     np.cumsum(lengths, out=starts[1:])
     cols = [events[i] for i in joined]
     types = np.concatenate([c.types for c in cols])  # type: ignore[union-attr]
-    # COMMITTED rows never touch the cache: they take no part in the join
-    rows = np.flatnonzero(types != _COMMITTED)
     keys = _concat([c.keys for c in cols])  # type: ignore[union-attr]
     start_ts = np.concatenate([c.start_ts for c in cols])  # type: ignore[union-attr]
     regions = np.repeat(np.array([region_ids[i] for i in joined], dtype=np.int64), lengths)
-    if len(rows) == len(types):
-        first, second = _two_row_groups(regions, keys, start_ts)
+    found = _whole_event_pairs([region_ids[i] for i in joined], cols, starts,  # type: ignore[arg-type]
+                               types, start_ts, keys)
+    if found is not None:
+        first, second, pair_keys = found
     else:
-        first, second = _two_row_groups(regions[rows], keys.take(pa.array(rows)), start_ts[rows])
-        first, second = rows[first], rows[second]  # back to row numbers in the run
-    ok = (types[first] == _PREWRITE) & ((types[second] == _COMMIT) | (types[second] == _ROLLBACK))
-    first, second = first[ok], second[ok]
+        first, second = _joined_pairs(types, regions, keys, start_ts)
+        pair_keys = None
     if not len(first):
         return out
     paired = np.zeros(len(types), dtype=bool)
@@ -116,9 +121,118 @@ def find_pairs(region_ids: list[int], events: list[RowColumns | None]) -> RunPai
     out.values = _concat([c.values for c in cols])  # type: ignore[union-attr]
     out.ops = np.concatenate([c.ops for c in cols])  # type: ignore[union-attr]
     out.pair_regions = regions[first]
-    out.pair_keys = keys.take(pa.array(first))
+    out.pair_keys = keys.take(pa.array(first)) if pair_keys is None else pair_keys
     out.pair_start_ts = start_ts[first]
     return out
+
+
+def _joined_pairs(types: np.ndarray, regions: np.ndarray, keys: pa.Array,
+                  start_ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs of any run, by a join on (region, key, start_ts): (prewrite rows, their
+    commit or rollback rows), ordered by prewrite row."""
+    rows = np.flatnonzero(types != _COMMITTED)  # COMMITTED rows never touch the cache
+    if len(rows) == len(types):
+        first, second = _two_row_groups(regions, keys, start_ts)
+    else:
+        first, second = _two_row_groups(regions[rows], keys.take(pa.array(rows)), start_ts[rows])
+        first, second = rows[first], rows[second]  # back to row numbers in the run
+    ok = (types[first] == _PREWRITE) & ((types[second] == _COMMIT) | (types[second] == _ROLLBACK))
+    first, second = first[ok], second[ok]
+    order = np.argsort(first, kind="stable")
+    return first[order], second[order]
+
+
+def _whole_event_pairs(regions: list[int], cols: list[RowColumns], starts: np.ndarray, types: np.ndarray,
+                       start_ts: np.ndarray, keys: pa.Array) -> tuple[np.ndarray, np.ndarray, pa.Array] | None:
+    """The pairs of a run in the upstream's usual shape, found without a join; None when the
+    run has another shape (then ``_joined_pairs`` decides). ``types``, ``start_ts``, ``keys``:
+    the run's rows (``cols`` joined; event j holds rows starts[j]..starts[j + 1]).
+
+    The shape: every event is all PREWRITE or all COMMIT rows of one start_ts (one
+    transaction's rows in one region), and the events of one (region, start_ts) are a
+    PREWRITE event alone, a COMMIT event alone, or a PREWRITE event followed by a COMMIT event
+    with the same keys in the same order, the prewrite's keys distinct. Then every
+    (region, key, start_ts) of a run row lies in one such group, and it holds exactly two rows,
+    a PREWRITE then a COMMIT, iff the group is a prewrite–commit pair of events: row i of the
+    prewrite pairs with row i of the commit — what the join finds. Also returns the keys of
+    the pairs (the paired prewrites' keys, joined)."""
+    first_rows = starts[:-1]
+    event_types, event_ts = types[first_rows], start_ts[first_rows]
+    if not ((event_types == _PREWRITE) | (event_types == _COMMIT)).all():
+        return None
+    # type and start_ts change only where an event starts
+    change = np.flatnonzero((types[1:] != types[:-1]) | (start_ts[1:] != start_ts[:-1])) + 1
+    is_start = np.zeros(len(types) + 1, dtype=bool)
+    is_start[starts] = True
+    if not is_start[change].all():
+        return None
+    groups: dict[tuple[int, int], list[int]] = {}
+    for j, ts0 in enumerate(event_ts.tolist()):
+        groups.setdefault((regions[j], ts0), []).append(j)
+    pairs: list[tuple[int, int]] = []
+    for events in groups.values():
+        if len(events) == 1:
+            continue  # one event: its rows are all of one type, so no pair
+        if len(events) != 2:
+            return None
+        p, c = events
+        if event_types[p] != _PREWRITE or event_types[c] != _COMMIT or not cols[p].keys.equals(cols[c].keys):
+            return None
+        pairs.append((p, c))
+    if not pairs:
+        return np.empty(0, np.int64), np.empty(0, np.int64), keys.slice(0, 0)
+    pairs.sort()
+    first = np.concatenate([np.arange(starts[p], starts[p + 1], dtype=np.int64) for p, _ in pairs])
+    second = np.concatenate([np.arange(starts[c], starts[c + 1], dtype=np.int64) for _, c in pairs])
+    if not _distinct_in_events(keys, [(int(starts[p]), int(starts[p + 1])) for p, _ in pairs], first):
+        return None
+    return first, second, _concat([cols[p].keys for p, _ in pairs])
+
+
+def _distinct_in_events(keys: pa.Array, spans: list[tuple[int, int]], rows: np.ndarray) -> bool:
+    """Whether no two keys of one span [lo, hi) of ``keys`` are equal (``rows``: the spans'
+    rows, concatenated). Keys of one width that share all but their last 8 bytes (record keys
+    of one table) are compared as big-endian uint64 after one sort of every span's rows at
+    once (no duplicate at all: none within a span either) and, only if some key repeats, a sort
+    per span; other keys are hashed per span."""
+    tails = _record_key_tails(keys)
+    if tails is not None:
+        u = tails
+        s = np.sort(u[rows])
+        if not (s[1:] == s[:-1]).any():
+            return True
+        for lo, hi in spans:
+            s = np.sort(u[lo:hi])
+            if (s[1:] == s[:-1]).any():
+                return False
+        return True
+    return all(int(pc.count_distinct(keys.slice(lo, hi - lo)).as_py()) == hi - lo for lo, hi in spans)
+
+
+def _record_key_tails(keys: pa.Array) -> np.ndarray | None:
+    """For binary ``keys`` of one width of at least 8 bytes that all share the bytes before
+    their last 8 (record keys of one table): those last 8 bytes as big-endian uint64 (equal
+    keys iff equal tails); else None."""
+    n = len(keys)
+    if n == 0 or not pa.types.is_binary(keys.type) or keys.null_count or keys.buffers()[2] is None:
+        return None
+    offsets = np.frombuffer(keys.buffers()[1], dtype=np.int32)[keys.offset:keys.offset + n + 1]
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    width = (hi - lo) // n
+    if width < 8 or hi - lo != n * width or not (np.diff(offsets) == width).all():
+        return None
+    data = np.frombuffer(keys.buffers()[2], dtype=np.uint8)
+    prefix = width - 8
+    if prefix >= 8:  # the prefix as two overlapping uint64 per key: bytes [0, 8) and [prefix - 8, prefix)
+        for at in (lo, lo + prefix - 8):
+            head = np.ndarray((n,), dtype="<u8", buffer=data, offset=at, strides=(width,))
+            if not (head == head[0]).all():
+                return None
+    else:
+        mat = data[lo:hi].reshape(n, width)
+        if not (mat[:, :prefix] == mat[0, :prefix]).all():
+            return None
+    return np.ndarray((n,), dtype=">u8", buffer=data, offset=lo + width - 8, strides=(width,)).astype(np.uint64)
 
 
 def _two_row_groups(regions: np.ndarray, keys: pa.Array, start_ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
