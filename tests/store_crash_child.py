@@ -5,13 +5,16 @@
 It opens the store, resumes from the persisted binlog position (``store.snapshot().position()``,
 whose offset is the index of the next event of the stream), and applies the rest in batches of
 ``--batch`` events, each written with the position after it. It flushes every ``--flush-every``
-batches and every ``--compact-every`` flushes compacts or, every other time, runs GC at a safe
-point below every commit still to come. It prints one line per step, flushed at
-once, so the parent can kill it at a chosen point:
+batches — every other flush pipelined (``flush(wait=False)``: its fsyncs and manifest edit run
+on a background thread while the next batches are written), the others synchronous — and
+every ``--compact-every`` flushes (right after a pipelined one) compacts or, every other time,
+runs GC at a safe point below every commit still to come. It prints one line per step, flushed
+at once, so the parent can kill it at a chosen point:
 
     START <index>            resumed at this event index
     WRITE <end>              a batch up to event <end> was written (not yet durable)
     FLUSH-BEGIN <end>        about to flush
+    FLUSH-PENDING <end>      a pipelined flush returned: its edit may still be pending
     FLUSH-END <end>          flushed: the store's position is now <end>
     COMPACT-BEGIN / COMPACT-END
     GC-BEGIN <end> <safe point> / GC-END
@@ -65,8 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         batches_done += 1
         if batches_done % args.flush_every == 0:
             say("FLUSH-BEGIN", end)
-            store.flush()
-            say("FLUSH-END", end)
+            if flushes % 2 == 1:
+                store.flush(wait=False)
+                say("FLUSH-PENDING", end)
+            else:
+                store.flush()
+                say("FLUSH-END", end)
             flushes += 1
             if flushes % args.compact_every == 0:
                 if (flushes // args.compact_every) % 2 == 0 and commit_floor[end // 2] - 1 > stream.first_ts:

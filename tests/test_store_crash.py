@@ -6,7 +6,8 @@ recovery, at most leftover files the manifest never listed).
 The writer is tests/store_crash_child.py in a subprocess; it prints a line at each step and the
 parent kills it right after a randomly chosen line, so the kill lands inside the step that
 follows (a flush after FLUSH-BEGIN, a compaction after COMPACT-BEGIN, GC after GC-BEGIN, the next
-write after WRITE). After each kill a writer opening (the recovery any restarted writer does) precedes
+write after WRITE; after FLUSH-PENDING, the next write or compaction while the pipelined flush's
+fsyncs and manifest edit may still run on its background thread). After each kill a writer opening (the recovery any restarted writer does) precedes
 ``verify``; then the child is started again and resumes from ``store.snapshot().position()``.
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pyspark_theflash.store import Store
 from pyspark_theflash.store.verify import verify_store
 
 CHILD = ROOT / "tests" / "store_crash_child.py"
-KILL_POINTS = ("GC-BEGIN", "FLUSH-BEGIN", "COMPACT-BEGIN", "WRITE", "FLUSH-END")
+KILL_POINTS = ("GC-BEGIN", "FLUSH-BEGIN", "COMPACT-BEGIN", "WRITE", "FLUSH-PENDING", "FLUSH-END")
 
 
 def verify(store: Path) -> subprocess.CompletedProcess[str]:
@@ -123,6 +124,7 @@ def crash_and_recover(tmp_path: Path, capsys: pytest.CaptureFixture[str], seed: 
     result = verify(store_dir)
     assert result.returncode == 0, result.stdout + result.stderr
     assert any(h.startswith("FLUSH-BEGIN") for h in history), history
+    assert any(h.startswith("FLUSH-PENDING") for h in history), history
     assert any(h.startswith("COMPACT-BEGIN") for h in history), history
     assert any(h.startswith("GC-BEGIN") for h in history), history
 

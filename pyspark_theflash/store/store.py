@@ -938,8 +938,9 @@ class Store:
                     self._edit_lock.release()
 
     def sync(self) -> FlushResult | None:
-        """Wait until the last pipelined flush is durable; its result (None if there was
-        none). Raises ``FlushFailedError`` if it (or an earlier one) failed."""
+        """Wait until the last pipelined flush that had something to persist is durable;
+        its result (None if there was none). Raises ``FlushFailedError`` if it (or an earlier
+        one) failed."""
         pending = self._pending
         result = None if pending is None else pending.wait()
         self._raise_failure()
