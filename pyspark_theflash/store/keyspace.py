@@ -189,7 +189,11 @@ def _split_int_keys(arr: pa.Array, rows: np.ndarray, common_tables: frozenset[in
 
 
 def _be_u64(cols: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(cols).view(">u8").reshape(-1).astype(np.uint64)
+    """(n, 8) bytes -> n big-endian uint64. Columns cut from a wider byte matrix are viewed in
+    place (8 contiguous bytes per row), not copied to a contiguous block first."""
+    if cols.strides[-1] != 1:
+        cols = np.ascontiguousarray(cols)
+    return cols.view(">u8").reshape(-1).astype(np.uint64)
 
 
 def describe_key(key: bytes) -> str:
