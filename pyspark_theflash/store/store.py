@@ -926,7 +926,7 @@ class Store:
                 self._forget_flushed(prepared)
                 if self._flush_conn is None:
                     self._flush_conn = self._connect()
-                pending = PendingFlush()
+                pending = PendingFlush(self)
                 self._pending = pending
                 thread = threading.Thread(target=self._make_durable_in_background, args=(prepared, pending),
                                           name="theflash-flush")
@@ -1258,7 +1258,8 @@ class PendingFlush:
     """A pipelined flush (``Store.flush(wait=False)``): ``wait()`` returns its ``FlushResult``
     once its edit has committed, or raises ``FlushFailedError``."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: "Store | None" = None) -> None:
+        self._store = store
         self._done = threading.Event()
         self._result: FlushResult | None = None
         self._error: BaseException | None = None
@@ -1277,6 +1278,8 @@ class PendingFlush:
         if not self._done.wait(timeout):
             raise TimeoutError(f"the flush is not durable after {timeout}s")
         if self._error is not None:
+            if self._store is not None:
+                self._store._failure_reported = True  # close() need not raise it again
             raise self._error
         assert self._result is not None
         return self._result
