@@ -106,6 +106,10 @@ def learner_read_total(store: Path, cluster: BankCluster, ts: int | None = None)
         applied = latch.wait_flush(latch.request_flush(regions, read_index), timeout_s=30)
         assert all(applied[r] >= read_index[r] for r in regions), (applied, read_index)
         s = Store.open(str(store), readonly=True)
+        # the answer comes from durable state: the manifest already holds what it names
+        with s.snapshot() as view:
+            durable = {int(x.id): int(x.applied_index) for x in view.regions(True)}
+        assert all(durable.get(r, 0) >= applied[r] for r in regions), (durable, applied)
 
         def resolved_past_ts() -> bool:
             with s.snapshot() as view:
@@ -441,3 +445,66 @@ def test_a_writer_that_lost_its_latch_stops_without_touching_the_store(cluster: 
     with latch_mod.connect(store) as latch:
         assert latch.holder().token == intruder.token  # type: ignore[union-attr]
     assert _persisted_position(store) == position
+
+
+def test_a_failed_pipelined_flush_stops_the_writer_and_a_restart_replays_from_the_persisted_position(
+        tmp_path: Path) -> None:
+    """The writer flushes by deadline in the pipelined form; when that flush's manifest edit
+    fails (here: another connection holds the manifest's write lock past the busy timeout),
+    nothing of it is visible, the writer stops with the error, and a restart replays."""
+    import sqlite3
+    from dataclasses import replace
+
+    from pyspark_theflash.store import FlushFailedError, Store
+    from pyspark_theflash.store.manifest import manifest_path
+    from pyspark_theflash.upstream.cluster import MiniCluster
+    from pyspark_theflash.upstream.tidb import make_column
+    from pyspark_theflash.writer.loop import Writer
+    from pyspark_theflash.writer.options import WriterOptions
+
+    store_dir = tmp_path / "store"
+    with MiniCluster(tmp_path / "cluster", binlog_dir=tmp_path / "binlog", resolved_ts_interval=0) as up:
+        addresses = up.serve()
+        up.create_table(TABLE, [make_column("id", "BIGINT", not_null=True), make_column("balance", "BIGINT")],
+                        primary_key=["id"])
+        up.run_txn(lambda t: t.insert(TABLE, {"id": 1, "balance": 10}))
+        run = [PY, "-m", "pyspark_theflash", "writer", "run", "--binlog", str(tmp_path / "binlog"), "--store",
+               str(store_dir), "--upstream", addresses["upstream"], "--until-caught-up"]
+        first = subprocess.run(run, capture_output=True, text=True, timeout=60)
+        assert first.returncode == 0, first.stderr
+        with Store.open(str(store_dir), readonly=True) as s, s.snapshot() as view:
+            persisted = view.position()
+        for i in range(2, 6):
+            up.run_txn(lambda t, i=i: t.insert(TABLE, {"id": i, "balance": i * 10}))
+        ts = up.get_ts()
+
+        blocker: list[sqlite3.Connection] = []
+
+        def hold_the_manifest(store: Any) -> None:
+            # the pipelined edit gives up after 200 ms of waiting for the manifest's write lock
+            store.options = replace(store.options, busy_timeout_ms=200)
+            conn = sqlite3.connect(str(manifest_path(store_dir)), isolation_level=None, check_same_thread=False)
+            conn.execute("BEGIN IMMEDIATE")
+            blocker.append(conn)
+
+        writer = Writer(WriterOptions(binlog=str(tmp_path / "binlog"), store=str(store_dir),
+                                      schema_url=addresses["status"], flush_interval_s=0.0, until_caught_up=True),
+                        configure_store=hold_the_manifest)
+        try:
+            with pytest.raises(FlushFailedError, match="database is locked"):
+                writer.run()
+            assert writer.progress.flushes == 0
+        finally:
+            for conn in blocker:
+                conn.execute("COMMIT")
+                conn.close()
+        with Store.open(str(store_dir), readonly=True) as s:
+            with s.snapshot() as view:
+                assert view.position() == persisted  # nothing of the failed flush is visible
+            assert {r["id"] for r in s.scan_table(TABLE, ts).to_pylist()} == {1}
+        restart = subprocess.run(run, capture_output=True, text=True, timeout=60)
+        assert restart.returncode == 0, restart.stderr
+        expected = {r["id"]: r["balance"] for r in up.scan_table(TABLE, ts)}
+    with Store.open(str(store_dir), readonly=True) as s:
+        got = {r["id"]: r["balance"] for r in s.scan_table(TABLE, ts).to_pylist()}
+    assert got == expected and len(got) == 5

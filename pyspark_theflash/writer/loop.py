@@ -82,6 +82,7 @@ class Writer:
         self.store_lost = False
         self._unflushed_rows = 0
         self._unflushed_events = 0
+        self._pending_flush: tuple[Any, float] | None = None  # (PendingFlush, started) not yet durable
         self._columns_cache: dict[int, set[int]] | None = None
         self._last_request_seen = 0  # flush requests up to this id were looked at after a flush
         now = time.monotonic()
@@ -106,9 +107,11 @@ class Writer:
 
                 self.metrics = MetricsServer(self.status, opts.metrics_port)
                 log.info("metrics on http://127.0.0.1:%d/metrics", self.metrics.port)
+            # The loop flushes at --flush-rows, pipelined; the store's own flush inside write()
+            # (synchronous) is only the memory backstop for a batch that overshoots it far.
             self.store = Store.open(
                 opts.store,
-                options=StoreOptions(flush_rows=opts.flush_rows, flush_deadline_s=opts.flush_interval_s),
+                options=StoreOptions(flush_rows=2 * opts.flush_rows, flush_deadline_s=opts.flush_interval_s),
             )
             if self.configure_store is not None:
                 self.configure_store(self.store)
@@ -137,7 +140,8 @@ class Writer:
 
     def _shutdown(self) -> None:
         try:
-            if self.store is not None and not self.store_lost:
+            # After a failed flush the store refuses writes: exit, a restart replays the binlog.
+            if self.store is not None and not self.store_lost and self.store.failure is None:
                 self._flush(force=True)
                 self.progress.state = "stopped"
                 self._publish(force=True)
@@ -178,7 +182,11 @@ class Writer:
                 # A new request, or new events that may reach an older request's read index.
                 flush_wanted = bool(pending) and (bool(batch) or pending[-1].request_id > self._last_request_seen)
                 if flush_wanted or self._flush_due():
-                    self._flush(force=flush_wanted)
+                    # By size or deadline: pipelined, made durable while the next batch is
+                    # applied. A reader's request: durable before it is answered.
+                    self._flush(force=flush_wanted, wait=flush_wanted)
+                else:
+                    self._settle(block=False)
                 waiting = self._answer_flush_requests(pending) if pending else 0
                 if pending:
                     self._last_request_seen = max(self._last_request_seen, pending[-1].request_id)
@@ -191,6 +199,7 @@ class Writer:
                 # once it is well overdue, so delta parts cannot pile up without bound.
                 self._maybe_compact(COMPACT_OVERDUE_FACTOR if not caught_up else 1.0)
                 if caught_up:
+                    self._settle()
                     # A reader waits for indexes not applied yet: poll the binlog again soon.
                     self._idle(min(interval, WAITING_READER_POLL_S) if waiting else interval)
         finally:
@@ -315,20 +324,39 @@ class Writer:
             return False
         return self._unflushed_rows >= self.options.flush_rows or bool(self.store.flush_due())
 
-    def _flush(self, force: bool = False) -> None:
+    def _flush(self, force: bool = False, wait: bool = True) -> None:
+        """Flush what was applied. ``wait=False``: pipelined (``Store.flush(wait=False)``), the
+        durable step runs while the loop goes on; ``_settle`` accounts for it once durable."""
         if self._unflushed_events == 0 and not force:
             return
         if self._unflushed_events:
+            self._settle()  # the previous flush's edit comes first (the store orders them too)
             self._renew_latch(force=True)
-            started = time.monotonic()
-            self.store.flush()
-            took = time.monotonic() - started
-            self.progress.flushes += 1
-            self.progress.last_flush_s = took
-            self.progress.flush_seconds_total += took
+            self._pending_flush = (self.store.flush(wait=False), time.monotonic())
             self._unflushed_rows = 0
             self._unflushed_events = 0
         self._last_flush = time.monotonic()
+        if wait:
+            if self._pending_flush is not None:
+                self._settle()
+            else:
+                self._note_store_state()
+
+    def _settle(self, block: bool = True) -> None:
+        """Once the pipelined flush in flight is durable (waiting for it when ``block``): count
+        it and take the persisted region states and position from the manifest. Raises the
+        flush's failure (the loop then stops; a restart replays from the persisted position)."""
+        if self._pending_flush is None:
+            return
+        pending, started = self._pending_flush
+        if not block and not pending.done():
+            return
+        self._pending_flush = None
+        pending.wait()
+        took = time.monotonic() - started
+        self.progress.flushes += 1
+        self.progress.last_flush_s = took
+        self.progress.flush_seconds_total += took
         self._note_store_state()
 
     def _note_store_state(self) -> None:
@@ -341,6 +369,7 @@ class Writer:
         """Complete every pending request whose regions have reached their read index (all of
         them when no index was asked); the others stay pending until later flushes. Returns how
         many are still waiting."""
+        self._settle()  # answers come from durable state only
         applied = {r.region_id: r.applied_index for r in self.progress.regions.values()}
         waiting = 0
         for request in pending:
@@ -355,6 +384,7 @@ class Writer:
     def _maybe_compact(self, factor: float = 1.0) -> None:
         if time.monotonic() - self._last_compact < self.options.compact_interval_s * factor:
             return
+        self._settle()
         started = time.monotonic()
         safe_point = self._gc_safe_point()
         if safe_point:
