@@ -271,6 +271,7 @@ FIXED_WIDTH_KINDS: dict[str, st.SearchStrategy[Any]] = {
     "DECIMAL(12,2)": st.decimals(-(10**10) + 1, 10**10 - 1, places=2),
     "DATETIME(6)": st.datetimes(),
     "VARCHAR(20)": st.text(alphabet="abcxyz", min_size=6, max_size=6),
+    "VARCHAR(1)": st.text(alphabet="ab", min_size=1, max_size=1),  # 1-byte values: a strided 1-D view
 }
 
 

@@ -543,7 +543,7 @@ def _strings(buf: np.ndarray, start: np.ndarray, length: np.ndarray, valid: np.n
     total = int(offsets[-1])
     if len(lens) and valid.all() and (lens == lens[0]).all():
         # every value has the same width (CHAR-like): one strided gather, no per-byte index
-        data = _gather(buf, start, int(lens[0])).reshape(-1)
+        data = np.ascontiguousarray(_gather(buf, start, int(lens[0]))).reshape(-1)
     else:
         idx = np.repeat(start - offsets[:-1], lens) + np.arange(total, dtype=np.int64)
         data = buf[idx]
