@@ -930,7 +930,15 @@ class Store:
                 self._pending = pending
                 thread = threading.Thread(target=self._make_durable_in_background, args=(prepared, pending),
                                           name="theflash-flush")
-                thread.start()
+                try:
+                    thread.start()
+                except BaseException as exc:  # memory has moved past this flush: refuse writes from now on
+                    _discard_parts(self.root, prepared.written)
+                    self._failure = FlushFailedError(str(self.root), prepared.position, exc)
+                    self._failure_reported = True
+                    pending._error = self._failure
+                    pending._done.set()
+                    raise self._failure from exc
                 handed_over = True  # the thread releases the edit lock once its edit is done
                 return pending
             finally:
