@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence, overload
 
 import numpy as np
 import pyarrow as pa
@@ -898,7 +898,16 @@ class Store:
             buf.chunks, buf.rows, buf.bytes = chunks, rows, nbytes
 
     # --- flush -------------------------------------------------------------------------------
-    def flush(self, wait: bool = True) -> Any:
+    @overload
+    def flush(self) -> FlushResult: ...
+    @overload
+    def flush(self, wait: Literal[True]) -> FlushResult: ...
+    @overload
+    def flush(self, wait: Literal[False]) -> "PendingFlush": ...
+    @overload
+    def flush(self, wait: bool) -> "FlushResult | PendingFlush": ...
+
+    def flush(self, wait: bool = True) -> "FlushResult | PendingFlush":
         """Persist everything applied so far in one manifest edit: delta parts, region
         states, open locks, range tombstones and the binlog position. Returns the
         ``FlushResult`` once durable.
@@ -975,6 +984,9 @@ class Store:
                                    "process?)") from None
             pending._result = prepared.result(version)
         except BaseException as exc:
+            if conn.in_transaction:  # a COMMIT that failed may leave it open: never hold the write lock
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             failure = FlushFailedError(str(self.root), prepared.position, exc)
             failure.__cause__ = exc
             self._failure = failure
