@@ -329,16 +329,25 @@ def _same_header_rows(buf: np.ndarray, starts: np.ndarray, length: int,
     offs = _le(row[:, 6 + n_ids * id_size:], off_size).astype(np.int64)[0] if n_nn else np.zeros(0, np.int64)
     if (n_nn and (np.diff(offs) < 0).any()) or values_start + (int(offs[-1]) if n_nn else 0) != length:
         return None  # a bad header: the general path sends the rows to decode_row, which says why
-    n = len(starts)
-    pos = {int(cid): k for k, cid in enumerate(ids.tolist())}
+    return _shared_layout(ids, n_nn, [c.id for c in cols], len(starts),
+                          lambda k: (starts + values_start + (int(offs[k - 1]) if k else 0),
+                                     starts + (values_start + int(offs[k]))))
+
+
+def _shared_layout(id_row: np.ndarray, n_nn: int, col_ids: Sequence[int], n: int,
+                   span: Any) -> _Layouts:
+    """The layouts of n rows sharing one column-id block ``id_row`` (the first ``n_nn`` ids not
+    null): per wanted column, ``span(k)`` = (starts, ends) of the rows' k-th value, or NULL, or
+    absent (origin default)."""
+    pos = {int(cid): k for k, cid in enumerate(id_row.tolist())}
     zeros = np.zeros(n, dtype=np.int64)
     start, end, state = [], [], []
-    for c in cols:
-        k = pos.get(c.id)
+    for cid in col_ids:
+        k = pos.get(int(cid))
         if k is not None and k < n_nn:
-            lo = values_start + (int(offs[k - 1]) if k else 0)
-            start.append(starts + lo)
-            end.append(starts + (values_start + int(offs[k])))
+            lo, hi = span(k)
+            start.append(lo)
+            end.append(hi)
             state.append(np.full(n, _VALUE, dtype=np.uint8))
         else:
             start.append(zeros)
@@ -355,20 +364,7 @@ def _one_layout(id_row: np.ndarray, n_nn: int, base: np.ndarray, offs: np.ndarra
     bounds = np.empty((n_nn + 1, n), dtype=np.int64)
     bounds[0] = base
     np.add(offs.T, base, out=bounds[1:])
-    pos = {int(cid): k for k, cid in enumerate(id_row.tolist())}
-    zeros = np.zeros(n, dtype=np.int64)
-    start, end, state = [], [], []
-    for cid in col_ids.tolist():
-        k = pos.get(cid)
-        if k is not None and k < n_nn:
-            start.append(bounds[k])
-            end.append(bounds[k + 1])
-            state.append(np.full(n, _VALUE, dtype=np.uint8))
-        else:
-            start.append(zeros)
-            end.append(zeros)
-            state.append(np.full(n, _ABSENT if k is None else _NULL, dtype=np.uint8))
-    return _Layouts(np.arange(n), start, end, state)
+    return _shared_layout(id_row, n_nn, col_ids.tolist(), n, lambda k: (bounds[k], bounds[k + 1]))
 
 
 def _group(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
