@@ -111,7 +111,7 @@ def native_read(spark: Any, options: dict[str, str], user_schema: Any,
     from pyspark_theflash.schema import spark_schema
 
     opts = ScanOptions.from_mapping(options)
-    if not opts.native_read or opts.handle_ranges is not None or not _has_stable_parts(opts):
+    if not opts.native_read or opts.handle_ranges is not None or not _has_clean_partition(opts):
         return None
     if user_schema is not None:
         names = [f.name for f in user_schema.fields]
@@ -154,16 +154,21 @@ def native_read(spark: Any, options: dict[str, str], user_schema: Any,
     return NativeRead(df, scan_plan, split)
 
 
-def _has_stable_parts(opts: ScanOptions) -> bool:
-    """Whether the table has a one-version Parquet part at all (a manifest lookup): without one
-    nothing can be read natively, and planning here would only be done twice."""
+def _has_clean_partition(opts: ScanOptions) -> bool:
+    """Whether some TxnMergeTree partition of the table holds nothing but one one-version
+    Parquet part (a manifest lookup). Without one nothing can be read natively, and planning
+    here would only make the Python source plan — and wait for the learner read — twice."""
     from pyspark_theflash.scan.planner import lookup_table, open_store
 
     with open_store(opts.store) as store, store.snapshot() as view:
         info = lookup_table(view, opts.table)
         if info is None or info.is_common_handle:
             return False
-        return any(p.single_version and str(p.path).endswith(".parquet") for p in view.parts(int(info.id)))
+        by_partition: dict[int, list[Any]] = {}
+        for p in view.parts(int(info.id)):
+            by_partition.setdefault(p.partition_id, []).append(p)
+    return any(len(ps) == 1 and ps[0].single_version and str(ps[0].path).endswith(".parquet")
+               for ps in by_partition.values())
 
 
 def _same_types(user_schema: Any, declared: Any) -> bool:
