@@ -261,7 +261,8 @@ def compact_partition(store: "Store", table_id: int, partition_id: int, safe_poi
 
 
 class _Conflict(Exception):
-    pass
+    """The partition's parts changed while this compaction ran: it is dropped and its files
+    removed; a later compaction starts from the new parts."""
 
 
 def _max_partition_id(conn: Any, table_id: int) -> int:

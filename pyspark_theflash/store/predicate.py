@@ -13,6 +13,8 @@ Trees serialise to JSON (``to_json`` / ``from_json``) so a Spark partition can c
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import base64
 import datetime as dt
 import decimal
@@ -55,7 +57,7 @@ def _compare(a: Any, op: str, b: Any) -> bool:
     return bool(a >= b)
 
 
-class Expr:
+class Expr(ABC):
     """Base of every filter node."""
 
     def __and__(self, other: "Expr") -> "Expr":
@@ -67,20 +69,23 @@ class Expr:
     def __invert__(self) -> "Expr":
         return Not(self)
 
+    @abstractmethod
     def to_arrow(self, schema: pa.Schema | None = None) -> pc.Expression:
         """The filter as an Arrow expression. With ``schema``, literals are converted to
         their column's type first (a naive datetime compared with a UTC timestamp column is
         taken as UTC; an int compared with an int8 column stays exact)."""
-        raise NotImplementedError(type(self).__name__)
 
+    @abstractmethod
     def might_match(self, stats: Mapping[str, ColumnStats]) -> bool:
-        raise NotImplementedError(type(self).__name__)
+        """False only when no row with these column statistics can match (pruning)."""
 
+    @abstractmethod
     def columns(self) -> frozenset[str]:
-        raise NotImplementedError(type(self).__name__)
+        """The columns the filter reads."""
 
+    @abstractmethod
     def to_dict(self) -> dict[str, Any]:
-        raise NotImplementedError(type(self).__name__)
+        """The filter as plain JSON-able data (``expr_from_dict`` reads it back)."""
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
