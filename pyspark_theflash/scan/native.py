@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pyspark_theflash.scan.partitions import HandleRange
+from pyspark_theflash.store.views import intersect
 
 # Arrow types of store columns that Spark's Parquet reader gives back as exactly the Spark
 # type the Python source declares for them (``schema.spark``). Not here: durations (TIME),
@@ -63,12 +64,6 @@ class NativeSplit:
 def _file_schema(path: str, mtime_ns: int) -> pa.Schema:
     """A part file's Arrow schema (part files never change; the mtime guards a reused name)."""
     return pq.read_schema(path)
-
-
-def _clip(lo: Any, hi: Any, plo: Any, phi: Any) -> tuple[Any, Any]:
-    a = plo if lo is None else (lo if plo is None else max(lo, plo))
-    b = phi if hi is None else (hi if phi is None else min(hi, phi))
-    return a, b
 
 
 def _merge(ranges: Sequence[HandleRange]) -> list[HandleRange]:
@@ -124,7 +119,10 @@ def split_native(plan: Any, needed: Sequence[str]) -> NativeSplit:
                 groups.setdefault(p.partition_id, []).append(p)
             for parts in sorted(groups.values(), key=lambda ps: (ps[0].partition_lo is not None,
                                                                   ps[0].partition_lo or 0)):
-                lo, hi = _clip(rng.lo, rng.hi, parts[0].partition_lo, parts[0].partition_hi)
+                clipped = intersect((rng.lo, rng.hi), (parts[0].partition_lo, parts[0].partition_hi))
+                if clipped is None:
+                    continue  # (cannot happen: each part overlaps the range and lies in its partition)
+                lo, hi = clipped
                 part = parts[0]
                 files = None
                 if len(parts) == 1 and part.single_version and str(part.path).endswith(".parquet"):

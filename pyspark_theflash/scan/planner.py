@@ -33,6 +33,7 @@ from pyspark_theflash.scan.partitions import (
     merge_group,
 )
 from pyspark_theflash.scan.snapshot import check_snapshot_ts, requested_ts
+from pyspark_theflash.store.views import intersect
 
 log = logging.getLogger(__name__)
 
@@ -365,14 +366,7 @@ def _restricted(region_range: tuple[Any, Any], allowed: Sequence[tuple[Any, Any]
     cover (``scan.native``)."""
     if allowed is None:
         return [region_range]
-    lo, hi = region_range
-    out = []
-    for alo, ahi in allowed:
-        a = alo if lo is None else (lo if alo is None else max(lo, alo))
-        b = ahi if hi is None else (hi if ahi is None else min(hi, ahi))
-        if a is None or b is None or a < b:
-            out.append((a, b))
-    return out
+    return [r for r in (intersect(region_range, a) for a in allowed) if r is not None]
 
 
 def _might_match(predicate: Any, parts: Sequence[Any], table_info: Any, lo: int | None, hi: int | None) -> bool:
