@@ -1,6 +1,5 @@
-"""The pipelined flush, ``Store.flush(wait=False)``: the part files are written by the caller,
-their fsyncs and the manifest edit run on a background thread while the caller applies the
-next batch.
+"""The pipelined flush, ``Store.flush(wait=False)``: a background thread writes the part files,
+fsyncs them and commits the manifest edit while the caller applies the next batch.
 
 A pending edit is held pending for real by another connection holding SQLite's write lock on
 the manifest (``BEGIN IMMEDIATE``): the flush's background thread waits for it as it would for
@@ -119,8 +118,9 @@ def test_another_process_sees_nothing_of_a_pending_flush_until_its_edit_commits(
         manifest_write_lock.hold()
         pending = store.flush(wait=False)
         assert not pending.done()
-        # the flush's part files are written, but no manifest lists them: nothing changed for readers
-        assert files_on_disk(store_dir) - set(before["parts"])
+        # the background thread writes the flush's part files, but no manifest lists them:
+        # nothing changed for readers
+        wait_for(lambda: files_on_disk(store_dir) - set(before["parts"]), what="the flush's part files")
         assert seen_by_another_process(store_dir) == before
         # the caller goes on applying while the edit waits
         write_batch(store, 2)

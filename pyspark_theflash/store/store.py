@@ -912,10 +912,10 @@ class Store:
         states, open locks, range tombstones and the binlog position. Returns the
         ``FlushResult`` once durable.
 
-        ``wait=False`` is the pipelined form: the part files are written here, and their
-        durability (fsync of files and directories, then the manifest edit) runs on a
-        background thread while the caller applies the next batch; it returns a
-        ``PendingFlush``. Nothing of it is visible before its edit commits. Edits stay in
+        ``wait=False`` is the pipelined form: the buffered rows are handed to a background
+        thread, which sorts and writes the part files and makes them durable (fsync of files
+        and directories, then the manifest edit) while the caller applies the next batch; it
+        returns a ``PendingFlush``. Nothing of it is visible before its edit commits. Edits stay in
         order: the next flush (or any other manifest edit of this store) waits for it, and so
         do ``sync()``, ``snapshot()``, ``compact()``, ``gc()``, ``status()`` and ``close()``. If
         the background step fails, the next call raises ``FlushFailedError`` and the store
@@ -978,6 +978,7 @@ class Store:
         assert conn is not None
         try:
             try:
+                self._write_parts(prepared)
                 version = self._commit_flush(prepared, conn)
             except _PartitionsChanged:
                 raise RuntimeError("the store's partitions changed under a pipelined flush (another writer "
@@ -1008,6 +1009,7 @@ class Store:
             if prepared is None:
                 return self._empty_flush(t0)
             try:
+                self._write_parts(prepared)
                 version = self._commit_flush(prepared, conn)
             except _PartitionsChanged:
                 continue
@@ -1016,53 +1018,64 @@ class Store:
         raise RuntimeError("flush: partitions kept changing under the flush (another writer process?)")
 
     def _prepare_flush(self, conn: sqlite3.Connection, t0: float) -> "_PreparedFlush | None":
-        """The CPU part of a flush, in the caller: sort the buffered rows, write them as part
-        files under temporary names (no fsync yet) with their statistics, and take the region
+        """What a flush will persist, taken in the caller: the buffered rows per table and
+        schema version (with the partitions they split into and their column ids), the region
         states, lock-set difference, tombstones and position the edit will persist. None when
-        nothing was applied since the last flush. Changes nothing in memory."""
+        nothing was applied since the last flush. Cheap (no row is touched) and changes nothing
+        in memory; ``_write_parts`` then does the CPU work, in the background for a pipelined
+        flush."""
         assert self._caches is not None
         if (not self._buffers and not self._tombstones and not self._dirty_regions
                 and self._position == self._persisted_position):
             return None
         partitions = self._read_partitions(conn)
-        written: list[tuple[int, int, int, Any, str]] = []  # (table, partition, schema_version, PartFile, kind)
         new_partitions: dict[int, int] = {}
+        tables: list[_BufferedRows] = []
+        for tid, buf in self._buffers.items():
+            plist = partitions.get(tid)
+            if not plist:
+                pid = 1
+                new_partitions[tid] = pid
+                plist = [(pid, None, None)]
+            info = self._schemas[tid]
+            by_version: dict[int, list[pa.Table]] = {}
+            for version, t in buf.chunks:
+                by_version.setdefault(version, []).append(t)
+            for version, chunks in by_version.items():
+                tables.append(_BufferedRows(tid, version, chunks, plist,
+                                            [c.id for c in _schema_columns(info, version, self)]))
+        current_locks = {(r, k, ts) for r, k, ts, _pw in self._caches.items()}
+        regions = [(reg.id, reg.start_key, reg.end_key, reg.epoch_version, reg.conf_ver, reg.applied_index,
+                    reg.resolved_ts, reg.state, reg.snapshot_index, reg.orphan_until_ts)
+                   for reg in (self._regions[r] for r in self._dirty_regions if r in self._regions)]
+        return _PreparedFlush(
+            t0=t0, partitions=partitions, new_partitions=new_partitions, tables=tables, written=[],
+            tombstones=list(self._tombstones), regions=regions,
+            gone_locks=list(self._persisted_locks - current_locks),
+            new_locks=list(self._lock_rows(current_locks - self._persisted_locks)),
+            current_locks=current_locks, position=self._position,
+            rows=sum(b.rows for b in self._buffers.values()), n_regions=len(self._dirty_regions))
+
+    def _write_parts(self, p: "_PreparedFlush") -> None:
+        """The CPU part of a flush: split each table's buffered rows by partition, sort them and
+        write them as delta part files under temporary names (no fsync yet), with their
+        statistics, into ``p.written``. Touches only ``p`` (the buffers it holds are no longer
+        the store's), so a pipelined flush runs it on its background thread. On an error the
+        files written so far are removed."""
         try:
-            for tid, buf in self._buffers.items():
-                plist = partitions.get(tid)
-                if not plist:
-                    pid = 1
-                    new_partitions[tid] = pid
-                    plist = [(pid, None, None)]
-                bounds = [p[1] for p in plist[1:]]
-                info = self._schemas[tid]
-                by_version: dict[int, list[pa.Table]] = {}
-                for version, t in buf.chunks:
-                    by_version.setdefault(version, []).append(t)
-                for version, tables in by_version.items():
-                    t = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-                    which = split_by_partition(t.column(ROWID), bounds)
-                    col_ids = [c.id for c in _schema_columns(info, version, self)]
-                    for i in np.unique(which):
-                        part_t = t.filter(pa.array(which == i)) if len(plist) > 1 else t
-                        pid = plist[int(i)][0]
-                        rel = new_part_name(tid, pid, "delta")
-                        pf = write_part(self.root, rel, sort_versions(part_t), col_ids,
-                                        self.options.row_group_rows, compression="none", install=False)
-                        written.append((tid, pid, version, pf, "delta"))
-            current_locks = {(r, k, ts) for r, k, ts, _pw in self._caches.items()}
-            regions = [(reg.id, reg.start_key, reg.end_key, reg.epoch_version, reg.conf_ver, reg.applied_index,
-                        reg.resolved_ts, reg.state, reg.snapshot_index, reg.orphan_until_ts)
-                       for reg in (self._regions[r] for r in self._dirty_regions if r in self._regions)]
-            return _PreparedFlush(
-                t0=t0, partitions=partitions, new_partitions=new_partitions, written=written,
-                tombstones=list(self._tombstones), regions=regions,
-                gone_locks=list(self._persisted_locks - current_locks),
-                new_locks=list(self._lock_rows(current_locks - self._persisted_locks)),
-                current_locks=current_locks, position=self._position,
-                rows=sum(b.rows for b in self._buffers.values()), n_regions=len(self._dirty_regions))
+            for rows in p.tables:
+                t = pa.concat_tables(rows.chunks) if len(rows.chunks) > 1 else rows.chunks[0]
+                plist = rows.partitions
+                which = split_by_partition(t.column(ROWID), [b[1] for b in plist[1:]]) if len(plist) > 1 else None
+                for i in [0] if which is None else np.unique(which).tolist():
+                    part_t = t if which is None else t.filter(pa.array(which == i))
+                    pid = plist[i][0]
+                    rel = new_part_name(rows.table_id, pid, "delta")
+                    pf = write_part(self.root, rel, sort_versions(part_t), rows.column_ids,
+                                    self.options.row_group_rows, compression="none", install=False)
+                    p.written.append((rows.table_id, pid, rows.schema_version, pf, "delta"))
         except BaseException:
-            _discard_parts(self.root, written)
+            _discard_parts(self.root, p.written)
             raise
 
     def _commit_flush(self, p: "_PreparedFlush", conn: sqlite3.Connection) -> int:
@@ -1253,12 +1266,26 @@ class Store:
 
 
 @dataclass
+class _BufferedRows:
+    """One table's rows of one schema version that a flush writes: the buffer's chunks, the
+    table's partitions as read for the flush, and the ids of the version's user columns."""
+
+    table_id: int
+    schema_version: int
+    chunks: list[pa.Table]
+    partitions: list[tuple[int, int | None, int | None]]
+    column_ids: list[int]
+
+
+@dataclass
 class _PreparedFlush:
-    """A flush whose part files are written (under temporary names) but not yet durable."""
+    """A flush taken from memory: its rows (``tables``), then once ``_write_parts`` ran, its
+    part files written under temporary names (``written``), not yet durable."""
 
     t0: float
     partitions: dict[int, list[tuple[int, int | None, int | None]]]  # as read when the parts were split
     new_partitions: dict[int, int]
+    tables: list[_BufferedRows]
     written: list[tuple[int, int, int, Any, str]]  # (table, partition, schema_version, PartFile, kind)
     tombstones: list[tuple[bytes, bytes, str]]
     regions: list[tuple[Any, ...]]                 # region rows to persist
