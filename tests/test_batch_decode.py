@@ -178,6 +178,10 @@ def test_invalid_utf8_in_text_is_replaced_like_decode_row() -> None:
     values = [encode_row_v2([(1, Datum("bytes", b"ok"))]), encode_row_v2([(1, Datum("bytes", b"a\xffb"))])]
     got = decode_rows_to_arrow(values, None, t)
     assert got.column("s").to_pylist() == ["ok", "a\ufffdb"]
+    # rows of one length share one header: the strided path replaces alike
+    values = [encode_row_v2([(1, Datum("bytes", b"ok!"))]), encode_row_v2([(1, Datum("bytes", b"a\xffb"))])]
+    got = decode_rows_to_arrow(values, None, t)
+    assert got.column("s").to_pylist() == ["ok!", "a\ufffdb"]
 
 
 def test_bad_row_error_names_the_row_index() -> None:
@@ -272,6 +276,10 @@ FIXED_WIDTH_KINDS: dict[str, st.SearchStrategy[Any]] = {
     "DATETIME(6)": st.datetimes(),
     "VARCHAR(20)": st.text(alphabet="abcxyz", min_size=6, max_size=6),
     "VARCHAR(1)": st.text(alphabet="ab", min_size=1, max_size=1),  # 1-byte values: a strided 1-D view
+    "VARCHAR(3)": st.text(alphabet="éü", min_size=3, max_size=3),  # 6 bytes each, not ASCII
+    "INT": st.integers(-(2**31), -(2**15) - 1),  # 4 bytes
+    "SMALLINT": st.integers(-(2**15), -129),  # 2 bytes
+    "DATE": st.dates(),
 }
 
 

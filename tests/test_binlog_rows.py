@@ -13,9 +13,11 @@ from pyspark_theflash.binlog.rows import (
     columnar_entries,
     columns,
     iter_rows,
+    join_columns,
     pack_columns,
     pack_rows,
     row_count,
+    run_columns,
 )
 from pyspark_theflash.codec import encode_record_key
 from pyspark_theflash.proto import binlog_pb2
@@ -151,3 +153,65 @@ def test_an_event_with_both_forms_is_refused() -> None:
     entries.rows.add(type=Row.COMMITTED, key=b"k")
     with pytest.raises(MalformedRowBatchError, match="both 1 rows and a RowBatch"):
         columns(entries)
+
+
+# --- runs: consecutive events joined into one set of arrays ------------------------------------
+
+FIELDS = ("types", "ops", "start_ts", "commit_ts", "ttl", "txn_size", "keys", "values", "primaries")
+
+
+def as_lists(c: object) -> dict[str, list]:
+    return {f: getattr(c, f).tolist() if isinstance(getattr(c, f), np.ndarray) else getattr(c, f).to_pylist()
+            for f in FIELDS}
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(rows_strategy, st.booleans()), max_size=6))
+def test_a_run_holds_each_events_rows_as_a_slice(events: list[tuple[list[binlog_pb2.Row], bool]]) -> None:
+    """Events of either form (empty ones too) joined: every field equals the events' own
+    columns one after the other, and event j of the run is exactly event j."""
+    entries = [columnar_entries(rows) if columnar else binlog_pb2.Entries(rows=rows) for rows, columnar in events]
+    entries = [binlog_pb2.Entries.FromString(e.SerializeToString()) for e in entries]  # as read from a segment
+    run = run_columns(entries, [f"event {j}" for j in range(len(entries))])
+    assert len(run) == len(entries)
+    assert run.starts.tolist() == np.cumsum([0] + [len(rows) for rows, _ in events]).tolist()
+    for j, e in enumerate(entries):
+        assert as_lists(run.event(j)) == as_lists(columns(e))
+    whole = as_lists(run.rows)
+    for f in FIELDS:
+        assert whole[f] == [x for e in entries for x in as_lists(columns(e))[f]], f
+    assert run.all_committed.tolist() == [all(r.type == Row.COMMITTED for r in rows) for rows, _ in events]
+    assert as_lists(join_columns([columns(e) for e in entries]).rows) == whole
+
+
+@pytest.mark.parametrize("fields", [{"count": 6}, {"key_data": b"short"}, {"types": bytes([0, 0, 1, 2, 9])},
+                                    {"value_offsets": np.array([0, 3, 1, 3, 3, 3], "<i4").tobytes()}])
+def test_a_run_stops_before_a_malformed_event(fields: dict) -> None:
+    good = columnar_entries(sample_rows())
+    entries = [good, good, corrupt(**fields), good]
+    run = run_columns(entries, ["a", "b", "c", "d"])
+    assert len(run) == 2  # the store applies these, then the bad one alone, which raises
+    assert as_lists(run.event(1)) == as_lists(columns(good))
+    assert len(run_columns(entries[2:], ["c", "d"])) == 0
+
+
+def test_a_run_ends_where_its_bytes_would_overflow_int32_offsets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Joined binary fields use int32 offsets: a run stops before an event that could pass
+    2 GiB (here the limit is lowered to a few events' bytes) and the next run starts there;
+    one event always makes a run."""
+    good = columnar_entries(sample_rows())
+    entries = [good] * 7
+    for limit in (10, len(good.batch.key_data) + 1, 3 * good.ByteSize()):
+        monkeypatch.setattr("pyspark_theflash.binlog.rows._INT32_MAX", limit)
+        at, lengths = 0, []
+        while at < len(entries):
+            run = run_columns(entries[at:], ["e"] * (len(entries) - at))
+            assert len(run) >= 1
+            if len(run) > 1:
+                assert all(len(getattr(run.rows, f).buffers()[2] or b"") <= limit for f in ("keys", "values"))
+            for j in range(len(run)):
+                assert as_lists(run.event(j)) == as_lists(columns(good))
+            lengths.append(len(run))
+            at += len(run)
+        assert sum(lengths) == len(entries)
+        assert (max(lengths) == 1) == (limit < 2 * len(good.batch.key_data)), (limit, lengths)

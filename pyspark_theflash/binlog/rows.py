@@ -11,11 +11,14 @@ apply it with array operations instead of a Python step per row.
 * :func:`columns`: an ``Entries`` of either form -> :class:`RowColumns` (NumPy and Arrow
   arrays; the batch form is mapped without copying and validated first, so a corrupt event is
   refused whole with :class:`MalformedRowBatchError`).
+* :func:`run_columns`: consecutive events -> one :class:`RunColumns` (every field joined into
+  one array, each event a slice), what a store applies a batch with.
 * :func:`iter_rows`, :func:`row_count`: ``Row`` messages and the row count of either form (for
   dumps, replays, tests).
 """
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence, Union
@@ -70,6 +73,51 @@ class RowColumns:
     def all_of_type(self, row_type: int) -> bool:
         return bool((self.types == row_type).all())
 
+    def take(self, which: np.ndarray) -> "RowColumns":
+        """The rows ``which`` (positions), copied."""
+        idx = pa.array(which)
+        return RowColumns(self.types[which], self.ops[which], self.start_ts[which], self.commit_ts[which],
+                          self.ttl[which], self.txn_size[which], self.keys.take(idx), self.values.take(idx),
+                          self.primaries.take(idx))
+
+    def slice(self, lo: int, hi: int) -> "RowColumns":
+        """Rows lo..hi, without a copy."""
+        n = hi - lo
+        return RowColumns(self.types[lo:hi], self.ops[lo:hi], self.start_ts[lo:hi], self.commit_ts[lo:hi],
+                          self.ttl[lo:hi], self.txn_size[lo:hi], self.keys.slice(lo, n), self.values.slice(lo, n),
+                          self.primaries.slice(lo, n))
+
+
+@dataclass(frozen=True)
+class RunColumns:
+    """The rows of a run of Entries events joined into one :class:`RowColumns` (one array per
+    field for the whole run): event j holds rows ``starts[j]`` to ``starts[j + 1]``. A store
+    applies a batch of events a run at a time, so per-event work is a slice, not an array."""
+
+    rows: RowColumns
+    starts: np.ndarray  # int64, one entry more than events
+
+    def __len__(self) -> int:
+        return len(self.starts) - 1
+
+    def span(self, j: int) -> tuple[int, int]:
+        return int(self.starts[j]), int(self.starts[j + 1])
+
+    def event(self, j: int) -> RowColumns:
+        """Event j's rows (a slice, no copy)."""
+        return self.rows.slice(*self.span(j))
+
+    @functools.cached_property
+    def all_committed(self) -> np.ndarray:
+        """Per event: are all its rows COMMITTED (1PC writes, staged as they are)."""
+        return self.events_all_of_type(Row.COMMITTED)
+
+    def events_all_of_type(self, row_type: int) -> np.ndarray:
+        """Per event: are all its rows of ``row_type`` (True for an event of no rows)."""
+        other = np.zeros(len(self.rows) + 1, dtype=np.int64)
+        np.cumsum(self.rows.types != row_type, out=other[1:])
+        return other[self.starts[1:]] == other[self.starts[:-1]]
+
 
 def row_count(entries: binlog_pb2.Entries) -> int:
     """How many rows an Entries event carries (either form; not validated)."""
@@ -85,6 +133,120 @@ def columns(entries: binlog_pb2.Entries, where: str = "") -> RowColumns:
                                                 "an Entries event uses one form")
         return _batch_columns(entries.batch, where)
     return _row_columns(entries.rows)
+
+
+def run_columns(entries: Sequence[binlog_pb2.Entries], wheres: Sequence[str]) -> RunColumns:
+    """The rows of consecutive Entries events joined into one :class:`RunColumns`, validated as
+    :func:`columns` validates one event. It covers the longest prefix of ``entries`` that
+    parses and whose variable-width fields fit one array (int32 offsets); an event it stops
+    before is either malformed (``columns`` of it raises, naming ``wheres[k]``) or starts the
+    next run. Batch-form events are joined from their raw fields without a per-event array."""
+    if all(e.HasField("batch") and not len(e.rows) for e in entries):
+        joined = _join_batches([e.batch for e in entries])
+        if joined is not None:
+            return joined
+    events = entries[:_fitting_prefix(entries)]
+    parts = []
+    for e, where in zip(events, wheres):
+        try:
+            parts.append(columns(e, where))
+        except MalformedRowBatchError:
+            break
+    return join_columns(parts)
+
+
+def join_columns(parts: Sequence[RowColumns]) -> RunColumns:
+    """Events' columns joined into one :class:`RunColumns` (their binary fields must fit int32
+    offsets together, as :func:`run_columns` ensures)."""
+    lengths = np.fromiter((len(p) for p in parts), dtype=np.int64, count=len(parts))
+    starts = np.zeros(len(parts) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=starts[1:])
+    if len(parts) == 1:
+        return RunColumns(parts[0], starts)
+    if not parts:
+        return RunColumns(_row_columns([]), starts)
+
+    def cat(name: str) -> Any:
+        items = [getattr(p, name) for p in parts]
+        return pa.concat_arrays(items) if isinstance(items[0], pa.Array) else np.concatenate(items)
+
+    return RunColumns(RowColumns(*(cat(f) for f in _FIELDS)), starts)
+
+
+_FIELDS = ("types", "ops", "start_ts", "commit_ts", "ttl", "txn_size", "keys", "values", "primaries")
+
+
+def _fitting_prefix(entries: Sequence[binlog_pb2.Entries]) -> int:
+    """How many events from the first one keep every joined binary field within int32
+    offsets (at least one: a single event always fits)."""
+    total = 0
+    for k, e in enumerate(entries):
+        total += e.ByteSize()  # bounds each of its fields
+        if total > _INT32_MAX and k:
+            return k
+    return len(entries)
+
+
+def _join_batches(batches: Sequence[binlog_pb2.RowBatch]) -> RunColumns | None:
+    """``RowBatch`` events joined field by field (bytes concatenated, offsets rebased), checked
+    as a whole; None if any event is malformed or the joined bytes of a field overflow int32
+    offsets (``run_columns`` then finds where to stop)."""
+    counts = [int(b.count) for b in batches]
+    n = sum(counts)
+    starts = np.zeros(len(batches) + 1, dtype=np.int64)
+    np.cumsum(counts, out=starts[1:])
+
+    def fixed(name: str, width: int, dtype: str, optional: bool) -> np.ndarray | None:
+        raws = [getattr(b, name) for b in batches]
+        for raw, k in zip(raws, counts):
+            if len(raw) != k * width and (raw or not optional):
+                return None
+        if optional and not any(raws):
+            return np.zeros(n, dtype=dtype)
+        return np.frombuffer(b"".join(raw or bytes(k * width) for raw, k in zip(raws, counts)), dtype=dtype)
+
+    def binary(name: str, optional: bool) -> pa.BinaryArray | None:
+        raw_offsets = [getattr(b, name + "_offsets") for b in batches]
+        datas = [getattr(b, name + "_data") for b in batches]
+        if not any(raw_offsets) and not any(datas) and (optional or n == 0):
+            return _empty_binary(n)
+        parts = []
+        for off, data, k in zip(raw_offsets, datas, counts):
+            if not off and not data and (optional or k == 0):
+                off = bytes(4 * (k + 1))
+            elif len(off) != 4 * (k + 1):
+                return None
+            parts.append(off)
+        offsets = np.frombuffer(b"".join(parts), dtype="<i4").astype(np.int64)
+        events = np.arange(len(batches))
+        firsts, lasts = starts[:-1] + events, starts[1:] + events  # each event's own first and last offset
+        sizes = np.fromiter(map(len, datas), dtype=np.int64, count=len(datas))
+        if int(sizes.sum()) > _INT32_MAX:
+            return None
+        if (offsets[firsts] != 0).any() or (offsets[lasts] != sizes).any():
+            return None
+        base = np.zeros(len(batches), dtype=np.int64)
+        np.cumsum(sizes[:-1], out=base[1:])
+        offsets += np.repeat(base, np.diff(starts) + 1)
+        keep = np.ones(len(offsets), dtype=bool)
+        keep[firsts[1:]] = False  # equal to the previous event's last offset once rebased
+        offsets = offsets[keep]
+        if (offsets[1:] < offsets[:-1]).any():
+            return None
+        return pa.BinaryArray.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets.astype("<i4")),
+                                                            pa.py_buffer(b"".join(datas))])
+
+    types = fixed("types", 1, "u1", optional=False)
+    ops = fixed("ops", 1, "u1", optional=False)
+    if types is None or ops is None or types.tobytes().translate(None, _TYPE_CODES) \
+            or ops.tobytes().translate(None, _OP_CODES):
+        return None
+    fields = [types, ops, fixed("start_ts", 8, "<u8", optional=False), fixed("commit_ts", 8, "<u8", optional=True),
+              fixed("ttl", 8, "<u8", optional=True), fixed("txn_size", 8, "<u8", optional=True),
+              binary("key", optional=False), binary("value", optional=True), binary("primary", optional=True)]
+    if any(f is None for f in fields):
+        return None
+    return RunColumns(RowColumns(*fields), starts)  # type: ignore[arg-type]
 
 
 def iter_rows(entries: binlog_pb2.Entries, where: str = "") -> Iterator[binlog_pb2.Row]:
@@ -259,5 +421,5 @@ def _empty_binary(n: int) -> pa.BinaryArray:
     return pa.BinaryArray.from_buffers(pa.binary(), n, [None, pa.py_buffer(bytes(4 * (n + 1))), pa.py_buffer(b"")])
 
 
-__all__ = ["MalformedRowBatchError", "RowColumns", "columnar_entries", "columns", "iter_rows", "pack_columns",
-           "pack_rows", "row_count"]
+__all__ = ["MalformedRowBatchError", "RowColumns", "RunColumns", "columnar_entries", "columns", "iter_rows",
+           "join_columns", "pack_columns", "pack_rows", "row_count", "run_columns"]

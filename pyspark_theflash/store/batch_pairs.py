@@ -30,13 +30,14 @@ other run takes the join: dictionary-encoded keys sorted with region and start_t
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pyspark_theflash.binlog.rows import RowColumns
+from pyspark_theflash.binlog.rows import RowColumns, RunColumns
 from pyspark_theflash.proto import binlog_pb2
 
 _PREWRITE, _COMMIT, _ROLLBACK, _COMMITTED = (binlog_pb2.Row.PREWRITE, binlog_pb2.Row.COMMIT, binlog_pb2.Row.ROLLBACK,
@@ -78,29 +79,30 @@ class RunPairs:
         src = ev.prewrite_of[which]
         keys = rows.keys if len(which) == len(rows) else rows.keys.take(pa.array(which))
         values = self.values.take(pa.array(src))
-        if values.type != pa.binary():  # the run's values overflowed int32 offsets; one event's never do
-            values = values.cast(pa.binary())
         return keys, values, rows.commit_ts[which], self.ops[src]
 
 
-def find_pairs(region_ids: list[int], events: list[RowColumns | None]) -> RunPairs:
+def find_pairs(region_ids: Sequence[int], run: RunColumns) -> RunPairs:
     """The prewrite–commit and prewrite–rollback pairs of a run of entries events, in order
-    (``region_ids[i]`` is the region of ``events[i]``; None: an event that is not applied)."""
-    out = RunPairs(events=[None] * len(events))
-    joined = [i for i, rows in enumerate(events)
-              if rows is not None and len(rows) and not rows.all_of_type(_COMMITTED)]
-    if not joined:
+    (``region_ids[j]`` is the region of the run's event j)."""
+    out = RunPairs(events=[None] * len(run))
+    joined = np.flatnonzero(~run.all_committed)  # COMMITTED rows never touch the cache
+    if not len(joined):
         return out
-    lengths = np.array([len(events[i]) for i in joined], dtype=np.int64)  # type: ignore[arg-type]
+    event_starts = run.starts
+    lengths = event_starts[joined + 1] - event_starts[joined]
     starts = np.zeros(len(joined) + 1, dtype=np.int64)
     np.cumsum(lengths, out=starts[1:])
-    cols = [events[i] for i in joined]
-    types = np.concatenate([c.types for c in cols])  # type: ignore[union-attr]
-    keys = _concat([c.keys for c in cols])  # type: ignore[union-attr]
-    start_ts = np.concatenate([c.start_ts for c in cols])  # type: ignore[union-attr]
-    regions = np.repeat(np.array([region_ids[i] for i in joined], dtype=np.int64), lengths)
-    found = _whole_event_pairs([region_ids[i] for i in joined], cols, starts,  # type: ignore[arg-type]
-                               types, start_ts, keys)
+    if len(joined) == len(run):  # the run's arrays as they are
+        rows = run.rows
+    else:
+        which = np.repeat(event_starts[joined] - starts[:-1], lengths) + np.arange(int(starts[-1]), dtype=np.int64)
+        rows = run.rows.take(which)
+    types, keys, start_ts = rows.types, rows.keys, rows.start_ts
+    joined_ids = joined.tolist()
+    regions = np.repeat(np.array([region_ids[j] for j in joined_ids], dtype=np.int64), lengths)
+    cols = [rows.slice(int(starts[k]), int(starts[k + 1])) for k in range(len(joined_ids))]
+    found = _whole_event_pairs([region_ids[j] for j in joined_ids], cols, starts, types, start_ts, keys)
     if found is not None:
         first, second, pair_keys = found
     else:
@@ -114,12 +116,12 @@ def find_pairs(region_ids: list[int], events: list[RowColumns | None]) -> RunPai
     prewrite_of = np.full(len(types), -1, dtype=np.int64)
     commits = types[second] == _COMMIT
     prewrite_of[second[commits]] = first[commits]
-    for j, i in enumerate(joined):
-        lo, hi = int(starts[j]), int(starts[j + 1])
+    for k, j in enumerate(joined_ids):
+        lo, hi = int(starts[k]), int(starts[k + 1])
         if paired[lo:hi].any():
-            out.events[i] = EventPairs(paired[lo:hi], prewrite_of[lo:hi])
-    out.values = _concat([c.values for c in cols])  # type: ignore[union-attr]
-    out.ops = np.concatenate([c.ops for c in cols])  # type: ignore[union-attr]
+            out.events[j] = EventPairs(paired[lo:hi], prewrite_of[lo:hi])
+    out.values = rows.values
+    out.ops = rows.ops
     out.pair_regions = regions[first]
     out.pair_keys = keys.take(pa.array(first)) if pair_keys is None else pair_keys
     out.pair_start_ts = start_ts[first]

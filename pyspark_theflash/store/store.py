@@ -127,11 +127,14 @@ class _Staged:
     """What one write() produced before it is known to decode.
 
     Committed rows in the order they were staged, each numbered by its *seq* (0, 1, ... in
-    this batch): chunks of arrays (an event's committed rows, appended whole) and rows staged
-    one at a time (commits matched with their prewrite, snapshot writes), which collect in
-    lists until the next chunk closes them. Tombstones and region runs refer to seqs."""
+    this batch): spans of a run's rows (events of committed rows; consecutive events of one run
+    make one span, so a batch of them is staged without copying), chunks of arrays (paired
+    commits) and rows staged one at a time (commits matched with their prewrite, snapshot
+    writes), which collect in lists until the next chunk closes them. Tombstones and region
+    runs refer to seqs."""
 
-    chunks: list[tuple[pa.Array, pa.Array, np.ndarray, np.ndarray]] = field(default_factory=list)
+    # arrays (keys, values, commit_ts, ops), or a span [lo, hi) of a run's rows (all COMMITTED)
+    chunks: list[tuple[pa.Array, pa.Array, np.ndarray, np.ndarray] | _RunSpan] = field(default_factory=list)
     rows: int = 0  # rows staged so far: the seq of the next one
     region_runs: list[tuple[int, int]] = field(default_factory=list)  # (first row seq, region id)
     tombstones: list[tuple[int, bytes, bytes, str]] = field(default_factory=list)  # (seq, start, end, why)
@@ -163,6 +166,20 @@ class _Staged:
         self.chunks.append((keys, values, commit_ts, ops))
         self.rows += len(keys)
 
+    def add_run_rows(self, region_id: int, run: binlog_rows.RunColumns, lo: int, hi: int) -> None:
+        """Rows lo..hi of ``run``, all COMMITTED (as ``add_columns``); a span that continues
+        the previous one of the same run extends it."""
+        if hi == lo:
+            return
+        self.mark_region(region_id)
+        self._close_rows()
+        last = self.chunks[-1] if self.chunks else None
+        if isinstance(last, _RunSpan) and last.run is run and last.hi == lo:
+            last.hi = hi
+        else:
+            self.chunks.append(_RunSpan(run, lo, hi))
+        self.rows += hi - lo
+
     def mark_region(self, region_id: int) -> None:
         """Rows staged from here on belong to ``region_id`` (for error messages)."""
         if not self.region_runs or self.region_runs[-1][1] != region_id:
@@ -185,7 +202,7 @@ class _Staged:
     def columns(self) -> tuple[pa.Array, pa.Array, np.ndarray, np.ndarray]:
         """Every staged row, in seq order: keys, values, commit_ts, ops."""
         self._close_rows()
-        chunks = self.chunks
+        chunks = [c.columns() if isinstance(c, _RunSpan) else c for c in self.chunks]
         if len(chunks) == 1:
             return chunks[0]
         keys = _concat_binary([c[0] for c in chunks])
@@ -193,13 +210,17 @@ class _Staged:
         return keys, values, np.concatenate([c[2] for c in chunks]), np.concatenate([c[3] for c in chunks])
 
 
-def _take_rows(rows: binlog_rows.RowColumns, which: np.ndarray) -> binlog_rows.RowColumns:
-    """The rows ``which`` of an event's columns."""
-    idx = pa.array(which)
-    return binlog_rows.RowColumns(
-        types=rows.types[which], ops=rows.ops[which], start_ts=rows.start_ts[which], commit_ts=rows.commit_ts[which],
-        ttl=rows.ttl[which], txn_size=rows.txn_size[which], keys=rows.keys.take(idx), values=rows.values.take(idx),
-        primaries=rows.primaries.take(idx))
+@dataclass
+class _RunSpan:
+    """Rows lo..hi of a run, staged as they are (COMMITTED rows: key, value, commit ts, op)."""
+
+    run: binlog_rows.RunColumns
+    lo: int
+    hi: int
+
+    def columns(self) -> tuple[pa.Array, pa.Array, np.ndarray, np.ndarray]:
+        rows, lo, n = self.run.rows, self.lo, self.hi - self.lo
+        return rows.keys.slice(lo, n), rows.values.slice(lo, n), rows.commit_ts[lo:self.hi], rows.ops[lo:self.hi]
 
 
 def _concat_binary(arrays: list[pa.Array]) -> pa.Array:
@@ -436,10 +457,13 @@ class Store:
             try:
                 at = 0
                 while at < len(events):
-                    end, rows, pairs = self._pair_run(events, at)
+                    end, run, in_run, pairs = self._pair_run(events, at)
                     for i in range(at, end):
-                        self._apply_event(events[i], staged, saved_regions, result, rows[i - at], pairs,
-                                          pairs.events[i - at])
+                        j = in_run[i - at]
+                        if j < 0:
+                            self._apply_event(events[i], staged, saved_regions, result)
+                        else:
+                            self._apply_event(events[i], staged, saved_regions, result, run, j, pairs)
                     if end == at:  # a snapshot or admin event: a barrier no pair spans
                         self._apply_event(events[at], staged, saved_regions, result)
                         end += 1
@@ -504,25 +528,29 @@ class Store:
         return reg
 
     def _pair_run(self, events: Sequence[binlog_pb2.Event], start: int
-                  ) -> tuple[int, list[binlog_rows.RowColumns | None], RunPairs]:
-        """The run of events from ``start`` that pairing may span: entries events (and
+                  ) -> tuple[int, binlog_rows.RunColumns, list[int], RunPairs]:
+        """The run of events from ``start`` that is applied as one: entries events (and
         resolved ts, and events to be skipped) up to the first snapshot or admin event to be
         applied — those clear or move cache entries, so a prewrite before one and its commit
         after it must meet in the cache, as they do without pairing. Returns the run's end,
-        each event's rows (None: not an entries event to apply) and the pairs found
-        (``batch_pairs``). Events at or below their region's applied index are recognised
-        the way ``_apply_event`` will skip them. An event whose rows do not parse ends the
-        run: applied in its turn, it raises there."""
+        its entries events' rows joined (``binlog_rows.run_columns``), for each event of the
+        run its index among them (-1: not an entries event to apply) and the pairs found
+        (``batch_pairs``). Events at or below their region's applied index are recognised the
+        way ``_apply_event`` will skip them. The run also ends before an event whose rows do
+        not parse: applied in its turn, it raises there."""
         caches = self._caches
         assert caches is not None
         applied: dict[int, int] = {}
         region_ids: list[int] = []
-        rows: list[binlog_rows.RowColumns | None] = []
+        entries: list[binlog_pb2.Entries] = []
+        wheres: list[str] = []
+        in_run: list[int] = []
         end = start
         while end < len(events):
             ev = events[end]
             kind = ev.WhichOneof("payload")
             rid = int(ev.region_id)
+            j = -1
             if kind != "resolved_ts":
                 if rid not in applied:
                     reg = self._regions.get(rid)
@@ -530,33 +558,32 @@ class Store:
                 if ev.index > applied[rid]:
                     if kind in ("admin", "snapshot"):
                         break
-                    if kind == "entries":
-                        try:
-                            cols = binlog_rows.columns(ev.entries, f"region {rid} index {ev.index}")
-                        except Exception:
-                            break
-                        region_ids.append(rid)
-                        rows.append(cols)
-                        applied[rid] = int(ev.index)
-                        end += 1
-                        continue
                     applied[rid] = int(ev.index)
-            region_ids.append(rid)
-            rows.append(None)
+                    if kind == "entries":
+                        j = len(entries)
+                        entries.append(ev.entries)
+                        wheres.append(f"region {rid} index {ev.index}")
+                        region_ids.append(rid)
+            in_run.append(j)
             end += 1
-        pairs = find_pairs(region_ids, rows)
+        run = binlog_rows.run_columns(entries, wheres)
+        if len(run) < len(entries):  # that event does not parse, or starts the next run
+            end = start + in_run.index(len(run))
+            del in_run[end - start:]
+            del region_ids[len(run):]
+        pairs = find_pairs(region_ids, run)
         if pairs.count() and caches.count():
             assert pairs.pair_regions is not None and pairs.pair_keys is not None and pairs.pair_start_ts is not None
             for rid in np.unique(pairs.pair_regions).tolist():
                 sel = np.flatnonzero(pairs.pair_regions == rid)
                 caches.drop_each(rid, pairs.pair_keys.take(pa.array(sel)), pairs.pair_start_ts[sel])
-        return end, rows, pairs
+        return end, run, in_run, pairs
 
     def _apply_event(self, ev: binlog_pb2.Event, staged: _Staged, saved: dict[int, _Region | None],
-                     result: WriteResult, rows: binlog_rows.RowColumns | None = None,
-                     run: RunPairs | None = None, pairs: EventPairs | None = None) -> None:
-        """One event. ``rows``: its rows already parsed by ``_pair_run`` (an entries event it
-        found to apply); ``run``, ``pairs``: the pairs of that run and this event's share."""
+                     result: WriteResult, run: binlog_rows.RunColumns | None = None, j: int = -1,
+                     pairs: RunPairs | None = None) -> None:
+        """One event. ``run``, ``j``: an entries event ``_pair_run`` found to apply is event
+        ``j`` of that run, whose ``pairs`` it found too."""
         assert self._caches is not None
         rid = int(ev.region_id)
         reg = self._region_for_update(rid, saved)
@@ -569,17 +596,17 @@ class Store:
                 staged.snapshot_writes[reg.id] = None
             return
         if ev.index <= reg.applied_index:
-            assert rows is None, "_pair_run took a skipped event for an applied one"
+            assert run is None, "_pair_run took a skipped event for an applied one"
             result.skipped += 1
             return
         if ev.HasField("epoch") and kind == "entries":
             reg.epoch_version = max(reg.epoch_version, int(ev.epoch.version))
             reg.conf_ver = max(reg.conf_ver, int(ev.epoch.conf_version))
         if kind == "entries":
-            if rows is None:
-                rows = binlog_rows.columns(ev.entries, f"region {rid} index {ev.index}")
-                run = pairs = None
-            self._apply_entries(reg, int(ev.index), rows, staged, result, run, pairs)
+            if run is None:
+                run = binlog_rows.join_columns([binlog_rows.columns(ev.entries, f"region {rid} index {ev.index}")])
+                j, pairs = 0, None
+            self._apply_entries(reg, int(ev.index), run, j, staged, result, pairs)
         elif kind == "admin":
             self._apply_admin(reg, ev.admin, staged, saved)
         elif kind == "snapshot":
@@ -587,18 +614,22 @@ class Store:
         reg.applied_index = int(ev.index)
         result.applied += 1
 
-    def _apply_entries(self, reg: _Region, index: int, rows: binlog_rows.RowColumns, staged: _Staged,
-                       result: WriteResult, run: RunPairs | None = None, pairs: EventPairs | None = None) -> None:
-        """The rows of one Entries event, as columns. Committed rows (1PC writes) and rows
-        paired inside the batch (``pairs``: a COMMIT or ROLLBACK of a PREWRITE of the same
-        run, found by ``batch_pairs``) are handled as arrays, without a Python step per row;
-        the other PREWRITE/COMMIT/ROLLBACK rows walk in order through the region cache."""
+    def _apply_entries(self, reg: _Region, index: int, run: binlog_rows.RunColumns, j: int, staged: _Staged,
+                       result: WriteResult, run_pairs: RunPairs | None = None) -> None:
+        """The rows of one Entries event, event ``j`` of ``run``. Committed rows (1PC writes)
+        and rows paired inside the run (``run_pairs``: a COMMIT or ROLLBACK of a PREWRITE of
+        the same run, found by ``batch_pairs``) are handled as arrays, without a Python step
+        per row; the other PREWRITE/COMMIT/ROLLBACK rows walk in order through the region
+        cache."""
         rid = reg.id
-        if rows.all_of_type(Row.COMMITTED):
+        if run.all_committed[j]:
             # A DELETE's value is empty; committed LOCK rows are dropped at decode.
-            staged.add_columns(rid, rows.keys, rows.values, rows.commit_ts, rows.ops)
-            result.commits += len(rows)
+            lo, hi = run.span(j)
+            staged.add_run_rows(rid, run, lo, hi)
+            result.commits += hi - lo
             return
+        rows = run.event(j)
+        pairs = None if run_pairs is None else run_pairs.events[j]
         types = rows.types
         per_type = np.bincount(types, minlength=max(Row.COMMITTED, Row.COMMIT, Row.PREWRITE, Row.ROLLBACK) + 1)
         result.commits += int(per_type[Row.COMMIT] + per_type[Row.COMMITTED])
@@ -607,7 +638,7 @@ class Store:
         if pairs is None:
             self._walk_rows(reg, index, rows, None, staged, result)
             return
-        assert run is not None
+        assert run_pairs is not None
         paired = pairs.paired
         paired_commits = np.flatnonzero(paired & (types == Row.COMMIT))
         rest = np.flatnonzero(~paired)
@@ -616,12 +647,12 @@ class Store:
             # Only the paired commits stage rows: one chunk, in row order. The other rows
             # (open prewrites, rollbacks) change the cache only.
             if len(paired_commits):
-                staged.add_columns(rid, *run.staged_columns(rows, pairs, paired_commits))
+                staged.add_columns(rid, *run_pairs.staged_columns(rows, pairs, paired_commits))
             if len(rest):
                 self._walk_rows(reg, index, rows, rest, staged, result)
             return
         # Paired and unpaired rows both stage rows: walk every row so they stage in row order.
-        self._walk_rows(reg, index, rows, np.arange(len(rows)), staged, result, run, pairs)
+        self._walk_rows(reg, index, rows, np.arange(len(rows)), staged, result, run_pairs, pairs)
 
     def _walk_rows(self, reg: _Region, index: int, rows: binlog_rows.RowColumns, which: np.ndarray | None,
                    staged: _Staged, result: WriteResult, run: RunPairs | None = None,
@@ -636,7 +667,7 @@ class Store:
         committed_t, prewrite_t, commit_t = Row.COMMITTED, Row.PREWRITE, Row.COMMIT
         if which is not None and len(which) == len(rows):
             which = None
-        sub = rows if which is None else _take_rows(rows, which)
+        sub = rows if which is None else rows.take(which)
         types = sub.types.tolist()
         keys = sub.keys.to_pylist()
         start_ts = sub.start_ts.tolist()
