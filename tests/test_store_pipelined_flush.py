@@ -189,8 +189,78 @@ def test_a_failed_background_step_is_raised_by_the_next_call_and_nothing_of_it_i
         store.close()
 
 
-def test_a_later_flush_waits_for_the_pending_edit_and_edits_commit_in_order(tmp_path: Path,
-                                                                             manifest_write_lock: Any) -> None:
+def test_a_flush_following_a_failed_one_fails_with_it_and_leaves_no_file(tmp_path: Path,
+                                                                         manifest_write_lock: Any) -> None:
+    store_dir = tmp_path / "store"
+    store = open_store(tmp_path, busy_timeout_ms=3000)  # the first edit gives up after 3 s
+    write_batch(store, 0)
+    store.flush()
+    before = seen_by_another_process(store_dir)
+
+    write_batch(store, 1)
+    manifest_write_lock.hold()
+    first = store.flush(wait=False)
+    write_batch(store, 2)
+    second = store.flush(wait=False)  # follows the first, which is still waiting
+    wait_for(second.done, timeout_s=60, what="both flushes to give up")
+    manifest_write_lock.release()
+    with pytest.raises(FlushFailedError, match="database is locked") as failure:
+        first.wait()
+    with pytest.raises(FlushFailedError) as second_failure:
+        second.wait()
+    assert second_failure.value is failure.value is store.failure  # the first failure, reported once
+    store.close()
+    assert seen_by_another_process(store_dir) == before
+    assert files_on_disk(store_dir) == set(before["parts"])  # the second's part files too are gone
+
+    store = open_store(tmp_path)
+    try:
+        for i in (1, 2, 3):
+            write_batch(store, i)
+            store.flush(wait=False)
+        store.sync()
+        assert_store_equals_model(store, CUTS[4])
+    finally:
+        store.close()
+
+
+def test_a_flush_does_not_follow_while_another_edit_waits(tmp_path: Path, manifest_write_lock: Any) -> None:
+    """A schema change (or compaction, GC) waiting for the edit lock gets its turn: the next
+    pipelined flush waits for the lock instead of following the pending one."""
+    store = open_store(tmp_path)
+    try:
+        write_batch(store, 0)
+        store.flush()
+        write_batch(store, 1)
+        manifest_write_lock.hold()
+        first = store.flush(wait=False)
+        schema = threading.Thread(target=store.put_schema, args=(DB, STREAM.table))
+        schema.start()
+        wait_for(lambda: store._edit_waiters == 1, what="the schema change to wait for the edit lock")
+        write_batch(store, 2)
+        second: list[Any] = []
+        flusher = threading.Thread(target=lambda: second.append(store.flush(wait=False)))
+        flusher.start()
+        wait_for(lambda: not first.done() and flusher.is_alive(), what="the second flush to be called")
+        assert not second  # it waits for the lock, behind the schema change
+        manifest_write_lock.release()
+        schema.join(timeout=60)
+        flusher.join(timeout=60)
+        first_version = first.wait(timeout=60).version
+        # the schema change's edit and the second flush's come after the first, in either order
+        assert second[0].wait(timeout=60).version in (first_version + 1, first_version + 2)
+        assert second[0]._predecessor is None  # it did not follow the pending flush
+        store.sync()
+        assert_store_equals_model(store, CUTS[3])
+    finally:
+        store.close()
+
+
+def test_a_later_flush_follows_the_pending_one_and_edits_commit_in_order(tmp_path: Path,
+                                                                        manifest_write_lock: Any) -> None:
+    """A pipelined flush called while one is pending does not wait: its part files are written
+    while the pending edit waits, and its edit commits right after. A third waits for the first
+    (at most two in flight)."""
     store_dir = tmp_path / "store"
     store = open_store(tmp_path)
     try:
@@ -201,37 +271,42 @@ def test_a_later_flush_waits_for_the_pending_edit_and_edits_commit_in_order(tmp_
         write_batch(store, 1)
         manifest_write_lock.hold()
         first = store.flush(wait=False)
-        second: list[Any] = []
+        write_batch(store, 2)  # applying is not held up by the pending edit
+        second = store.flush(wait=False)  # nor is the next flush
+        assert not first.done() and not second.done()
+        written = wait_for(lambda: len(files_on_disk(store_dir) - set(before["parts"])) >= 2 and
+                           files_on_disk(store_dir), what="both flushes' part files")
+        assert seen_by_another_process(store_dir) == before
+
+        third: list[Any] = []
         applied = threading.Event()
 
         def next_batch() -> None:
-            write_batch(store, 2)  # applying is not held up by the pending edit
+            write_batch(store, 3)
             applied.set()
-            second.append(store.flush(wait=False))  # waits for the first edit
+            third.append(store.flush(wait=False))  # waits for the first edit
 
         thread = threading.Thread(target=next_batch)
         thread.start()
         wait_for(applied.is_set, what="the next batch to be applied")
-        assert not first.done() and not second
+        assert not first.done() and not second.done() and not third
         assert seen_by_another_process(store_dir) == before
 
         manifest_write_lock.release()
         thread.join(timeout=60)
-        assert len(second) == 1
-        second_result = second[0].wait(timeout=60)
-        first_result = first.wait(timeout=60)
-        assert (first_result.version, second_result.version) == (before["version"] + 1, before["version"] + 2)
-        assert (first_result.position, second_result.position) == ((0, CUTS[2]), (0, CUTS[3]))
-        assert seen_by_another_process(store_dir)["position"] == [0, CUTS[3]]
+        assert len(third) == 1
+        results = [third[0].wait(timeout=60), second.wait(timeout=60), first.wait(timeout=60)][::-1]
+        assert [r.version for r in results] == [before["version"] + i for i in (1, 2, 3)]
+        assert [r.position for r in results] == [(0, CUTS[2]), (0, CUTS[3]), (0, CUTS[4])]
+        after = seen_by_another_process(store_dir)
+        assert after["position"] == [0, CUTS[4]]
+        # the part files written while the first edit waited (under temporary names) are listed now
+        assert {f.split(".tmp-")[0] for f in written} - set(before["parts"]) <= set(after["parts"])
 
-        # many in a row, without a lock held: consecutive versions, the last position persisted
-        write_batch(store, 3)
-        results = [store.flush(wait=False)]
-        results.append(store.flush(wait=False))  # nothing new: version 0, nothing edited
-        assert results[1].done() and results[1].wait().version == 0
-        assert store.sync() == results[0].wait()  # the last flush that had an edit
-        assert results[0].wait().version == before["version"] + 3
-        assert seen_by_another_process(store_dir)["position"] == [0, CUTS[4]]
+        # nothing new: version 0, nothing edited; sync gives the last flush that had an edit
+        empty = store.flush(wait=False)
+        assert empty.done() and empty.wait().version == 0
+        assert store.sync() == results[2]
         assert_store_equals_model(store, CUTS[4])
     finally:
         store.close()

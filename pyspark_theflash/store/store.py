@@ -279,6 +279,9 @@ class Store:
         # its background thread releases it once the edit is done (a threading.Lock may be
         # released by any thread): no other edit comes between its partition read and its commit.
         self._edit_lock = threading.Lock()
+        # Pipelined flushes in flight: who holds or hands on the edit lock, who waits for it.
+        self._chain_mutex = threading.Lock()
+        self._edit_waiters = 0
         self._pending: PendingFlush | None = None          # the last pipelined flush
         self._flush_conn: sqlite3.Connection | None = None  # the pipelined flushes' manifest connection
         self._failure: BaseException | None = None         # a pipelined flush failed: no more writes
@@ -403,9 +406,18 @@ class Store:
     @contextlib.contextmanager
     def _editing(self) -> Iterator[None]:
         """The edit lock (after any pending pipelined flush), refusing if that flush failed."""
-        with self._edit_lock:
+        with self._chain_mutex:
+            self._edit_waiters += 1  # no further pipelined flush follows the pending one
+        try:
+            self._edit_lock.acquire()
+        finally:
+            with self._chain_mutex:
+                self._edit_waiters -= 1
+        try:
             self._raise_failure()
             yield
+        finally:
+            self._edit_lock.release()
 
     # --- schemas -----------------------------------------------------------------------------
     def put_schema(self, db: str, table_info: dict[str, Any]) -> int:
@@ -953,37 +965,41 @@ class Store:
         refuses further writes."""
         self._require_writer("flush")
         with self._write_lock:
-            self._edit_lock.acquire()
+            pred = None if wait or not self._has_unflushed() else self._follow_pending()
+            if pred is None:
+                self._edit_lock.acquire()
             handed_over = False
             try:
                 self._raise_failure()  # the previous pipelined flush may have failed meanwhile
                 if wait:
                     return self._flush_locked()
                 t0 = time.monotonic()
-                prepared = self._prepare_flush(self._conn, t0)
+                prepared = self._prepare_flush(self._conn, t0, None if pred is None else pred._partitions_after)
                 if prepared is None:
                     return PendingFlush.finished(self._empty_flush(t0))
                 self._forget_flushed(prepared)
                 if self._flush_conn is None:
                     self._flush_conn = self._connect()
-                pending = PendingFlush(self)
+                pending = PendingFlush(self, pred, prepared.partitions_after())
                 self._pending = pending
                 thread = threading.Thread(target=self._make_durable_in_background, args=(prepared, pending),
                                           name="theflash-flush")
                 try:
                     thread.start()
                 except BaseException as exc:  # memory has moved past this flush: refuse writes from now on
-                    _discard_parts(self.root, prepared.written)
                     self._failure = FlushFailedError(str(self.root), prepared.position, exc)
                     self._failure_reported = True
                     pending._error = self._failure
                     pending._done.set()
                     raise self._failure from exc
-                handed_over = True  # the thread releases the edit lock once its edit is done
+                handed_over = True  # its thread releases the edit lock (or hands it on) once its edit is done
                 return pending
             finally:
                 if not handed_over:
-                    self._edit_lock.release()
+                    if pred is None:
+                        self._edit_lock.release()
+                    else:
+                        self._unfollow(pred)
 
     def sync(self) -> FlushResult | None:
         """Wait until the last pipelined flush that had something to persist is durable;
@@ -1004,12 +1020,46 @@ class Store:
             self._failure_reported = True
             raise self._failure
 
+    def _follow_pending(self) -> "PendingFlush | None":
+        """The pending pipelined flush this one may follow without taking the edit lock (its
+        part files are then written while that one's fsyncs and edit finish; the lock passes
+        from it to this one). None — take the lock — when there is none, when it is done, or
+        when another thread waits for the lock (compaction, GC: they get their turn). At most
+        two flushes are in flight: the one before the pending one is waited for first."""
+        pending = self._pending
+        if pending is None or pending.done():
+            return None
+        before = pending._predecessor
+        if before is not None:
+            before._done.wait()
+        with self._chain_mutex:
+            if pending._finished or self._edit_waiters:
+                return None
+            pending._successor = True
+            return pending
+
+    def _unfollow(self, pred: "PendingFlush") -> None:
+        """Undo ``_follow_pending`` when no flush follows after all: if ``pred`` finished
+        meanwhile, the lock it handed on is released here."""
+        with self._chain_mutex:
+            pred._successor = False
+            owned = pred._finished
+        if owned:
+            self._edit_lock.release()
+
     def _make_durable_in_background(self, prepared: "_PreparedFlush", pending: "PendingFlush") -> None:
         conn = self._flush_conn
         assert conn is not None
         try:
             try:
                 self._write_parts(prepared)
+                before = pending._predecessor
+                if before is not None:  # edits commit in order: the flush this one follows first
+                    before._done.wait()
+                    if self._failure is not None:
+                        _discard_parts(self.root, prepared.written)
+                        pending._error = self._failure
+                        return
                 version = self._commit_flush(prepared, conn)
             except _PartitionsChanged:
                 raise RuntimeError("the store's partitions changed under a pipelined flush (another writer "
@@ -1024,7 +1074,11 @@ class Store:
             self._failure = failure
             pending._error = failure
         finally:
-            self._edit_lock.release()
+            with self._chain_mutex:
+                pending._finished = True
+                hand_on = pending._successor
+            if not hand_on:
+                self._edit_lock.release()
             pending._done.set()
 
     def _empty_flush(self, t0: float) -> FlushResult:
@@ -1048,18 +1102,26 @@ class Store:
             return prepared.result(version)
         raise RuntimeError("flush: partitions kept changing under the flush (another writer process?)")
 
-    def _prepare_flush(self, conn: sqlite3.Connection, t0: float) -> "_PreparedFlush | None":
+    def _has_unflushed(self) -> bool:
+        """Was anything applied (rows, tombstones, region states, position) since the last flush?"""
+        return bool(self._buffers or self._tombstones or self._dirty_regions
+                    or self._position != self._persisted_position)
+
+    def _prepare_flush(self, conn: sqlite3.Connection, t0: float,
+                       partitions: dict[int, list[tuple[int, int | None, int | None]]] | None = None
+                       ) -> "_PreparedFlush | None":
         """What a flush will persist, taken in the caller: the buffered rows per table and
         schema version (with the partitions they split into and their column ids), the region
         states, lock-set difference, tombstones and position the edit will persist. None when
         nothing was applied since the last flush. Cheap (no row is touched) and changes nothing
         in memory; ``_write_parts`` then does the CPU work, in the background for a pipelined
-        flush."""
+        flush. ``partitions``: the partitions as they will be when the edit commits (a flush
+        following a pending one: as that one leaves them); by default as the manifest has them."""
         assert self._caches is not None
-        if (not self._buffers and not self._tombstones and not self._dirty_regions
-                and self._position == self._persisted_position):
+        if not self._has_unflushed():
             return None
-        partitions = self._read_partitions(conn)
+        if partitions is None:
+            partitions = self._read_partitions(conn)
         new_partitions: dict[int, int] = {}
         tables: list[_BufferedRows] = []
         for tid, buf in self._buffers.items():
@@ -1331,16 +1393,32 @@ class _PreparedFlush:
         return FlushResult(version, len(self.written), self.rows, sum(w[3].bytes for w in self.written),
                            self.n_regions, len(self.current_locks), self.position, time.monotonic() - self.t0)
 
+    def partitions_after(self) -> dict[int, list[tuple[int, int | None, int | None]]]:
+        """The partitions once this flush's edit commits (it adds a table's first one)."""
+        out = dict(self.partitions)
+        for tid, pid in self.new_partitions.items():
+            out[tid] = [(pid, None, None)]
+        return out
+
 
 class PendingFlush:
     """A pipelined flush (``Store.flush(wait=False)``): ``wait()`` returns its ``FlushResult``
     once its edit has committed, or raises ``FlushFailedError``."""
 
-    def __init__(self, store: "Store | None" = None) -> None:
+    def __init__(self, store: "Store | None" = None, predecessor: "PendingFlush | None" = None,
+                 partitions_after: dict[int, list[tuple[int, int | None, int | None]]] | None = None) -> None:
         self._store = store
         self._done = threading.Event()
         self._result: FlushResult | None = None
         self._error: BaseException | None = None
+        # The pipelined flush before this one, still in flight when this one started (its edit
+        # commits first); the partitions this one leaves, for a flush following it.
+        self._predecessor = predecessor
+        self._partitions_after = partitions_after or {}
+        # Under Store._chain_mutex: a flush follows this one (it takes over the edit lock);
+        # this one's thread is done with the lock.
+        self._successor = False
+        self._finished = False
 
     @classmethod
     def finished(cls, result: FlushResult) -> "PendingFlush":
