@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pyspark_theflash.store import (
     LeaseBelowSafePointError,
@@ -263,3 +265,15 @@ def test_sort_versions_orders_by_handle_then_commit_ts_with_and_without_repeats(
         (1, 20), (1, 40), (5, 10), (5, 20), (5, 30)]
     newest = repeats.take(pa.array(version_order(repeats, newest_first=True)))
     assert newest.column("_tidb_commit_ts").to_pylist() == [40, 20, 30, 20, 10]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-(2**63), 2**63 - 1) | st.integers(-5, 5) | st.integers(2**40, 2**40 + 9), max_size=300),
+       st.booleans())
+def test_argsort_int64_is_a_stable_argsort(values: list[int], narrow: bool) -> None:
+    """The packed-key sort (values whose range leaves room for the positions) and its
+    fallback (any int64 range) both give NumPy's stable argsort, repeats in input order."""
+    from pyspark_theflash.store.txn_merge_tree import argsort_int64
+
+    arr = np.array([v % 1000 for v in values] if narrow else values, dtype=np.int64)
+    assert argsort_int64(arr).tolist() == np.argsort(arr, kind="stable").tolist()

@@ -69,9 +69,9 @@ def version_order(table: pa.Table, newest_first: bool = False) -> np.ndarray:
     rowid = table.column(ROWID)
     if pa.types.is_integer(rowid.type):
         handles = rowid.to_numpy()
-        # One version per handle (a flush of distinct keys, the common case): a plain
-        # argsort of the handles, about 4x the two stable passes of lexsort.
-        order = np.argsort(handles)
+        # One version per handle (a flush of distinct keys, the common case): one sort of
+        # the handles, about 4x the two stable passes of lexsort.
+        order = argsort_int64(handles)
         if len(order) < 2 or not (np.diff(handles[order]) == 0).any():
             return order
         # NumPy's lexsort is about twice Arrow's multi-key sort on two integer keys;
@@ -80,6 +80,25 @@ def version_order(table: pa.Table, newest_first: bool = False) -> np.ndarray:
         return np.lexsort((~ts if newest_first else ts, handles))
     return pc.sort_indices(table, sort_keys=[(ROWID, "ascending"),
                                              (COMMIT_TS, "descending" if newest_first else "ascending")]).to_numpy()
+
+
+def argsort_int64(values: np.ndarray) -> np.ndarray:
+    """np.argsort of int64 values (equal values in their input order). When the values' range
+    leaves room, each value is packed with its position into one int64 and the keys are
+    sorted by value: NumPy's SIMD sort of int64 is ~3x its argsort (0.4 vs 1.25 ms for 50k)."""
+    n = len(values)
+    if n < 2:
+        return np.zeros(n, dtype=np.int64)
+    bits = (n - 1).bit_length()
+    lo, hi = int(values.min()), int(values.max())
+    if hi - lo >= 1 << (63 - bits):
+        return np.argsort(values, kind="stable")
+    keys = values - np.int64(lo)  # in [0, hi - lo]: no overflow
+    keys <<= bits
+    keys |= np.arange(n, dtype=np.int64)
+    keys.sort()
+    keys &= (1 << bits) - 1
+    return keys
 
 
 def sort_versions(table: pa.Table) -> pa.Table:
@@ -151,10 +170,17 @@ def sync_dirs(root: Path, rels: Sequence[str]) -> None:
 
 
 def describe_part(rel: str, table: pa.Table, column_ids: Sequence[int], size: int) -> PartFile:
+    """The manifest's description of a part holding ``table`` (sorted by version order)."""
     n = table.num_rows
     handles = table.column(ROWID)
     ts = table.column(COMMIT_TS)
-    if n:
+    if n and pa.types.is_integer(handles.type):  # sorted: the ends are min and max, repeats adjacent
+        hs, tss = handles.to_numpy(), ts.to_numpy()
+        h = {"min": int(hs[0]), "max": int(hs[-1])}
+        t = {"min": int(tss.min()), "max": int(tss.max())}
+        single = not (hs[1:] == hs[:-1]).any()
+        delmarks = int(np.count_nonzero(table.column(DELMARK).to_numpy()))
+    elif n:
         h = pc.min_max(handles).as_py()
         t = pc.min_max(ts).as_py()
         single = not same_as_previous(handles).any()  # sorted: repeats are adjacent
