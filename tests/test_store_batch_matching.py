@@ -528,7 +528,7 @@ def test_the_usual_shape_is_paired_without_the_join() -> None:
     types = np.concatenate([c.types for c in cols])
     start_ts = np.concatenate([c.start_ts for c in cols])
     keys_run = pa.concat_arrays([c.keys for c in cols])
-    found = batch_pairs._whole_event_pairs([1, 1], cols, starts, types, start_ts, keys_run)
+    found = batch_pairs._whole_event_pairs([1, 1], starts, types, start_ts, keys_run)
     assert found is not None
     assert found[0].tolist() == [0, 1, 2] and found[1].tolist() == [3, 4, 5]
     pairs = batch_pairs.find_pairs([1, 1], join_columns(events))
@@ -540,3 +540,34 @@ def test_the_usual_shape_is_paired_without_the_join() -> None:
               for t in (Row.PREWRITE, Row.COMMIT)]
     pairs = batch_pairs.find_pairs([1, 1], join_columns(events))
     assert pairs.events[1] is not None and pairs.events[1].paired.tolist() == [False, False, True]
+
+
+def test_a_run_decided_inside_itself_is_staged_as_arrays_in_row_order() -> None:
+    """1PC rows, a transaction committed and one rolled back in the run: nothing needs the
+    region cache, so the run stages its COMMITTED rows and paired COMMITs (with their
+    prewrites' ops and values) in row order, each event a span. An open prewrite (or a commit
+    of an earlier batch) leaves the run to the row-by-row path."""
+    k = [encode_record_key(7, h) for h in range(6)]
+
+    def ev(types: Any, keys: list[bytes], ts: int, values: list[bytes], ops: Any = binlog_pb2.PUT) -> RowColumns:
+        return row_columns(binlog_pb2.Entries(batch=pack_columns(types=types, ops=ops, keys=keys, start_ts=ts,
+                                                                 commit_ts=ts + 1, values=values)))
+
+    events = [ev(Row.COMMITTED, [k[0]], 10, [b"one-pc"]),
+              ev(Row.PREWRITE, [k[1], k[2]], 20, [b"put", b""], ops=[binlog_pb2.PUT, binlog_pb2.DELETE]),
+              ev(Row.PREWRITE, [k[3]], 30, [b"rolled back"]),
+              ev(Row.COMMIT, [k[1], k[2]], 20, [b"", b""]),
+              ev(Row.ROLLBACK, [k[3]], 30, [b""]),
+              ev(Row.COMMITTED, [k[4]], 40, [b"last"])]
+    run = join_columns(events)
+    stage = batch_pairs.run_stage(run, batch_pairs.find_pairs([1] * len(events), run))
+    assert stage is not None
+    assert stage.keys.to_pylist() == [k[0], k[1], k[2], k[4]]
+    assert stage.values.to_pylist() == [b"one-pc", b"put", b"", b"last"]
+    assert stage.ops.tolist() == [binlog_pb2.PUT, binlog_pb2.PUT, binlog_pb2.DELETE, binlog_pb2.PUT]
+    assert stage.commit_ts.tolist() == [11, 21, 21, 41]
+    assert stage.starts.tolist() == [0, 1, 1, 1, 3, 3, 4]  # the commit event stages rows 1..3
+
+    open_prewrite = events + [ev(Row.PREWRITE, [k[5]], 50, [b"open"])]
+    run = join_columns(open_prewrite)
+    assert batch_pairs.run_stage(run, batch_pairs.find_pairs([1] * len(open_prewrite), run)) is None

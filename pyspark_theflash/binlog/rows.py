@@ -210,31 +210,28 @@ def _join_batches(batches: Sequence[binlog_pb2.RowBatch]) -> RunColumns | None:
         datas = [getattr(b, name + "_data") for b in batches]
         if not any(raw_offsets) and not any(datas) and (optional or n == 0):
             return _empty_binary(n)
-        parts = []
-        for off, data, k in zip(raw_offsets, datas, counts):
-            if not off and not data and (optional or k == 0):
-                off = bytes(4 * (k + 1))
-            elif len(off) != 4 * (k + 1):
+        sizes = [len(d) for d in datas]
+        if sum(sizes) > _INT32_MAX:
+            return None
+        # each event's offsets, shifted by the bytes before it, written into one array
+        offsets = np.empty(n + 1, dtype="<i4")
+        offsets[0] = 0
+        base = 0
+        for j, (off, size, k) in enumerate(zip(raw_offsets, sizes, counts)):
+            lo = int(starts[j])
+            if not off and not size and (optional or k == 0):
+                offsets[lo + 1:lo + k + 1] = base
+                continue
+            if len(off) != 4 * (k + 1):
                 return None
-            parts.append(off)
-        offsets = np.frombuffer(b"".join(parts), dtype="<i4").astype(np.int64)
-        events = np.arange(len(batches))
-        firsts, lasts = starts[:-1] + events, starts[1:] + events  # each event's own first and last offset
-        sizes = np.fromiter(map(len, datas), dtype=np.int64, count=len(datas))
-        if int(sizes.sum()) > _INT32_MAX:
-            return None
-        if (offsets[firsts] != 0).any() or (offsets[lasts] != sizes).any():
-            return None
-        base = np.zeros(len(batches), dtype=np.int64)
-        np.cumsum(sizes[:-1], out=base[1:])
-        offsets += np.repeat(base, np.diff(starts) + 1)
-        keep = np.ones(len(offsets), dtype=bool)
-        keep[firsts[1:]] = False  # equal to the previous event's last offset once rebased
-        offsets = offsets[keep]
+            own = np.frombuffer(off, dtype="<i4")
+            if own[0] != 0 or own[-1] != size:
+                return None
+            np.add(own[1:], base, out=offsets[lo + 1:lo + k + 1])
+            base += size
         if (offsets[1:] < offsets[:-1]).any():
             return None
-        return pa.BinaryArray.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets.astype("<i4")),
-                                                            pa.py_buffer(b"".join(datas))])
+        return pa.BinaryArray.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(datas))])
 
     types = fixed("types", 1, "u1", optional=False)
     ops = fixed("ops", 1, "u1", optional=False)

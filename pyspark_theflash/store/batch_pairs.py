@@ -67,6 +67,11 @@ class RunPairs:
     pair_regions: np.ndarray | None = None
     pair_keys: pa.Array | None = None
     pair_start_ts: np.ndarray | None = None
+    # Over the joined rows: their positions in the run (None: every row of the run), which
+    # are paired, and for a paired COMMIT its prewrite's joined row (else -1).
+    joined_rows: np.ndarray | None = None
+    paired: np.ndarray | None = None
+    prewrite_of: np.ndarray | None = None
 
     def count(self) -> int:
         return 0 if self.pair_regions is None else len(self.pair_regions)
@@ -82,6 +87,45 @@ class RunPairs:
         return keys, values, rows.commit_ts[which], self.ops[src]
 
 
+@dataclass
+class RunStage:
+    """What a run stages when every row of it is decided inside it — COMMITTED, or one of a
+    pair — so no row needs the region cache: the staged rows as arrays, in row order (a
+    paired COMMIT carries its prewrite's op and value), event j's rows ``starts[j]`` to
+    ``starts[j + 1]``. An upstream's usual batches (1PC writes; 2PC transactions whose
+    prewrite and commit both arrive in the batch) are applied this way."""
+
+    keys: pa.Array
+    values: pa.Array
+    commit_ts: np.ndarray
+    ops: np.ndarray
+    starts: np.ndarray
+
+
+def run_stage(run: RunColumns, pairs: RunPairs) -> RunStage | None:
+    """The ``RunStage`` of ``run`` (with ``pairs`` from ``find_pairs``), or None when some row
+    is not decided inside the run (an open prewrite, a commit of an earlier batch's prewrite)."""
+    rows = run.rows
+    types = rows.types
+    if pairs.paired is None:  # nothing joined: every event is COMMITTED rows only
+        return RunStage(rows.keys, rows.values, rows.commit_ts, rows.ops, run.starts)
+    joined = pairs.joined_rows
+    if not (pairs.paired | ((types if joined is None else types[joined]) == _COMMITTED)).all():
+        return None
+    assert pairs.prewrite_of is not None
+    stage = types == _COMMITTED
+    commits = np.flatnonzero(pairs.prewrite_of >= 0)  # joined rows that are paired COMMITs
+    commit_rows = commits if joined is None else joined[commits]
+    stage[commit_rows] = True
+    staged_rows = np.flatnonzero(stage)
+    source = staged_rows.copy()  # where each staged row's op and value come from
+    prewrites = pairs.prewrite_of[commits]
+    source[np.searchsorted(staged_rows, commit_rows)] = prewrites if joined is None else joined[prewrites]
+    starts = np.searchsorted(staged_rows, run.starts)
+    return RunStage(rows.keys.take(pa.array(staged_rows)), rows.values.take(pa.array(source)),
+                    rows.commit_ts[staged_rows], rows.ops[source], starts)
+
+
 def find_pairs(region_ids: Sequence[int], run: RunColumns) -> RunPairs:
     """The prewrite–commit and prewrite–rollback pairs of a run of entries events, in order
     (``region_ids[j]`` is the region of the run's event j)."""
@@ -93,6 +137,7 @@ def find_pairs(region_ids: Sequence[int], run: RunColumns) -> RunPairs:
     lengths = event_starts[joined + 1] - event_starts[joined]
     starts = np.zeros(len(joined) + 1, dtype=np.int64)
     np.cumsum(lengths, out=starts[1:])
+    which = None
     if len(joined) == len(run):  # the run's arrays as they are
         rows = run.rows
     else:
@@ -101,14 +146,15 @@ def find_pairs(region_ids: Sequence[int], run: RunColumns) -> RunPairs:
     types, keys, start_ts = rows.types, rows.keys, rows.start_ts
     joined_ids = joined.tolist()
     regions = np.repeat(np.array([region_ids[j] for j in joined_ids], dtype=np.int64), lengths)
-    cols = [rows.slice(int(starts[k]), int(starts[k + 1])) for k in range(len(joined_ids))]
-    found = _whole_event_pairs([region_ids[j] for j in joined_ids], cols, starts, types, start_ts, keys)
+    found = _whole_event_pairs([region_ids[j] for j in joined_ids], starts, types, start_ts, keys)
     if found is not None:
         first, second, pair_keys = found
     else:
         first, second = _joined_pairs(types, regions, keys, start_ts)
         pair_keys = None
     if not len(first):
+        out.joined_rows = None if len(joined) == len(run) else which
+        out.paired = np.zeros(len(types), dtype=bool)
         return out
     paired = np.zeros(len(types), dtype=bool)
     paired[first] = True
@@ -122,6 +168,9 @@ def find_pairs(region_ids: Sequence[int], run: RunColumns) -> RunPairs:
             out.events[j] = EventPairs(paired[lo:hi], prewrite_of[lo:hi])
     out.values = rows.values
     out.ops = rows.ops
+    out.joined_rows = None if len(joined) == len(run) else which
+    out.paired = paired
+    out.prewrite_of = prewrite_of
     out.pair_regions = regions[first]
     out.pair_keys = keys.take(pa.array(first)) if pair_keys is None else pair_keys
     out.pair_start_ts = start_ts[first]
@@ -144,11 +193,11 @@ def _joined_pairs(types: np.ndarray, regions: np.ndarray, keys: pa.Array,
     return first[order], second[order]
 
 
-def _whole_event_pairs(regions: list[int], cols: list[RowColumns], starts: np.ndarray, types: np.ndarray,
+def _whole_event_pairs(regions: list[int], starts: np.ndarray, types: np.ndarray,
                        start_ts: np.ndarray, keys: pa.Array) -> tuple[np.ndarray, np.ndarray, pa.Array] | None:
     """The pairs of a run in the upstream's usual shape, found without a join; None when the
     run has another shape (then ``_joined_pairs`` decides). ``types``, ``start_ts``, ``keys``:
-    the run's rows (``cols`` joined; event j holds rows starts[j]..starts[j + 1]).
+    the run's joined rows (event j holds rows starts[j]..starts[j + 1]).
 
     The shape: every event is all PREWRITE or all COMMIT rows of one start_ts (one
     transaction's rows in one region), and the events of one (region, start_ts) are a
@@ -168,6 +217,9 @@ def _whole_event_pairs(regions: list[int], cols: list[RowColumns], starts: np.nd
     is_start[starts] = True
     if not is_start[change].all():
         return None
+    def event_keys(j: int) -> pa.Array:
+        return keys.slice(int(starts[j]), int(starts[j + 1] - starts[j]))
+
     groups: dict[tuple[int, int], list[int]] = {}
     for j, ts0 in enumerate(event_ts.tolist()):
         groups.setdefault((regions[j], ts0), []).append(j)
@@ -178,7 +230,7 @@ def _whole_event_pairs(regions: list[int], cols: list[RowColumns], starts: np.nd
         if len(events) != 2:
             return None
         p, c = events
-        if event_types[p] != _PREWRITE or event_types[c] != _COMMIT or not cols[p].keys.equals(cols[c].keys):
+        if event_types[p] != _PREWRITE or event_types[c] != _COMMIT or not event_keys(p).equals(event_keys(c)):
             return None
         pairs.append((p, c))
     if not pairs:
@@ -188,7 +240,7 @@ def _whole_event_pairs(regions: list[int], cols: list[RowColumns], starts: np.nd
     second = np.concatenate([np.arange(starts[c], starts[c + 1], dtype=np.int64) for _, c in pairs])
     if not _distinct_in_events(keys, [(int(starts[p]), int(starts[p + 1])) for p, _ in pairs], first):
         return None
-    return first, second, _concat([cols[p].keys for p, _ in pairs])
+    return first, second, keys.take(pa.array(first))
 
 
 def _distinct_in_events(keys: pa.Array, spans: list[tuple[int, int]], rows: np.ndarray) -> bool:
@@ -255,13 +307,4 @@ def _two_row_groups(regions: np.ndarray, keys: pa.Array, start_ts: np.ndarray) -
     return order[two], order[two + 1]
 
 
-def _concat(arrays: list[pa.Array]) -> pa.Array:
-    if len(arrays) == 1:
-        return arrays[0]
-    try:
-        return pa.concat_arrays(arrays)
-    except pa.ArrowInvalid:  # offset overflow
-        return pa.concat_arrays([a.cast(pa.large_binary()) for a in arrays])
-
-
-__all__ = ["EventPairs", "RunPairs", "find_pairs"]
+__all__ = ["EventPairs", "RunPairs", "RunStage", "find_pairs", "run_stage"]

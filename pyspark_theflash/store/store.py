@@ -32,7 +32,7 @@ from pyspark_theflash.store.errors import (
     MalformedRecordKeyError,
     UnknownTableError,
 )
-from pyspark_theflash.store.batch_pairs import EventPairs, RunPairs, find_pairs
+from pyspark_theflash.store.batch_pairs import EventPairs, RunPairs, RunStage, find_pairs, run_stage
 from pyspark_theflash.store.leases import Leases
 from pyspark_theflash.store.predicate import Expr
 from pyspark_theflash.store.read import DEFAULT_BATCH_ROWS, read_parts
@@ -127,14 +127,14 @@ class _Staged:
     """What one write() produced before it is known to decode.
 
     Committed rows in the order they were staged, each numbered by its *seq* (0, 1, ... in
-    this batch): spans of a run's rows (events of committed rows; consecutive events of one run
-    make one span, so a batch of them is staged without copying), chunks of arrays (paired
-    commits) and rows staged one at a time (commits matched with their prewrite, snapshot
+    this batch): spans of what a run decided inside itself stages (``batch_pairs.RunStage``;
+    consecutive events of one run make one span, so such a batch is staged without copying),
+    chunks of arrays and rows staged one at a time (commits matched with their prewrite, snapshot
     writes), which collect in lists until the next chunk closes them. Tombstones and region
     runs refer to seqs."""
 
-    # arrays (keys, values, commit_ts, ops), or a span [lo, hi) of a run's rows (all COMMITTED)
-    chunks: list[tuple[pa.Array, pa.Array, np.ndarray, np.ndarray] | _RunSpan] = field(default_factory=list)
+    # arrays (keys, values, commit_ts, ops), or a span [lo, hi) of what a run stages
+    chunks: list[tuple[pa.Array, pa.Array, np.ndarray, np.ndarray] | _StageSpan] = field(default_factory=list)
     rows: int = 0  # rows staged so far: the seq of the next one
     region_runs: list[tuple[int, int]] = field(default_factory=list)  # (first row seq, region id)
     tombstones: list[tuple[int, bytes, bytes, str]] = field(default_factory=list)  # (seq, start, end, why)
@@ -166,18 +166,18 @@ class _Staged:
         self.chunks.append((keys, values, commit_ts, ops))
         self.rows += len(keys)
 
-    def add_run_rows(self, region_id: int, run: binlog_rows.RunColumns, lo: int, hi: int) -> None:
-        """Rows lo..hi of ``run``, all COMMITTED (as ``add_columns``); a span that continues
-        the previous one of the same run extends it."""
+    def add_stage_rows(self, region_id: int, stage: RunStage, lo: int, hi: int) -> None:
+        """Rows lo..hi of what a run stages (as ``add_columns``); a span that continues the
+        previous one of the same run extends it."""
         if hi == lo:
             return
         self.mark_region(region_id)
         self._close_rows()
         last = self.chunks[-1] if self.chunks else None
-        if isinstance(last, _RunSpan) and last.run is run and last.hi == lo:
+        if isinstance(last, _StageSpan) and last.stage is stage and last.hi == lo:
             last.hi = hi
         else:
-            self.chunks.append(_RunSpan(run, lo, hi))
+            self.chunks.append(_StageSpan(stage, lo, hi))
         self.rows += hi - lo
 
     def mark_region(self, region_id: int) -> None:
@@ -202,7 +202,7 @@ class _Staged:
     def columns(self) -> tuple[pa.Array, pa.Array, np.ndarray, np.ndarray]:
         """Every staged row, in seq order: keys, values, commit_ts, ops."""
         self._close_rows()
-        chunks = [c.columns() if isinstance(c, _RunSpan) else c for c in self.chunks]
+        chunks = [c.columns() if isinstance(c, _StageSpan) else c for c in self.chunks]
         if len(chunks) == 1:
             return chunks[0]
         keys = _concat_binary([c[0] for c in chunks])
@@ -211,16 +211,24 @@ class _Staged:
 
 
 @dataclass
-class _RunSpan:
-    """Rows lo..hi of a run, staged as they are (COMMITTED rows: key, value, commit ts, op)."""
+class _StageSpan:
+    """Rows lo..hi of what a run stages: key, value, commit ts, op."""
 
-    run: binlog_rows.RunColumns
+    stage: RunStage
     lo: int
     hi: int
 
     def columns(self) -> tuple[pa.Array, pa.Array, np.ndarray, np.ndarray]:
-        rows, lo, n = self.run.rows, self.lo, self.hi - self.lo
-        return rows.keys.slice(lo, n), rows.values.slice(lo, n), rows.commit_ts[lo:self.hi], rows.ops[lo:self.hi]
+        st, lo, hi = self.stage, self.lo, self.hi
+        return st.keys.slice(lo, hi - lo), st.values.slice(lo, hi - lo), st.commit_ts[lo:hi], st.ops[lo:hi]
+
+
+def _count_rows(types: np.ndarray, result: WriteResult) -> None:
+    """Add rows of these types to the write's commit, prewrite and rollback counts."""
+    per_type = np.bincount(types, minlength=max(Row.COMMITTED, Row.COMMIT, Row.PREWRITE, Row.ROLLBACK) + 1)
+    result.commits += int(per_type[Row.COMMIT] + per_type[Row.COMMITTED])
+    result.prewrites += int(per_type[Row.PREWRITE])
+    result.rollbacks += int(per_type[Row.ROLLBACK])
 
 
 def _concat_binary(arrays: list[pa.Array]) -> pa.Array:
@@ -470,12 +478,15 @@ class Store:
                 at = 0
                 while at < len(events):
                     end, run, in_run, pairs = self._pair_run(events, at)
+                    stage = run_stage(run, pairs)
+                    if stage is not None:  # every row decided inside the run: staged as arrays
+                        _count_rows(run.rows.types, result)
                     for i in range(at, end):
                         j = in_run[i - at]
                         if j < 0:
                             self._apply_event(events[i], staged, saved_regions, result)
                         else:
-                            self._apply_event(events[i], staged, saved_regions, result, run, j, pairs)
+                            self._apply_event(events[i], staged, saved_regions, result, run, j, pairs, stage)
                     if end == at:  # a snapshot or admin event: a barrier no pair spans
                         self._apply_event(events[at], staged, saved_regions, result)
                         end += 1
@@ -593,9 +604,10 @@ class Store:
 
     def _apply_event(self, ev: binlog_pb2.Event, staged: _Staged, saved: dict[int, _Region | None],
                      result: WriteResult, run: binlog_rows.RunColumns | None = None, j: int = -1,
-                     pairs: RunPairs | None = None) -> None:
+                     pairs: RunPairs | None = None, stage: RunStage | None = None) -> None:
         """One event. ``run``, ``j``: an entries event ``_pair_run`` found to apply is event
-        ``j`` of that run, whose ``pairs`` it found too."""
+        ``j`` of that run, whose ``pairs`` it found too, and ``stage``, what the run stages if
+        every row of it is decided inside it."""
         assert self._caches is not None
         rid = int(ev.region_id)
         reg = self._region_for_update(rid, saved)
@@ -618,7 +630,7 @@ class Store:
             if run is None:
                 run = binlog_rows.join_columns([binlog_rows.columns(ev.entries, f"region {rid} index {ev.index}")])
                 j, pairs = 0, None
-            self._apply_entries(reg, int(ev.index), run, j, staged, result, pairs)
+            self._apply_entries(reg, int(ev.index), run, j, staged, result, pairs, stage)
         elif kind == "admin":
             self._apply_admin(reg, ev.admin, staged, saved)
         elif kind == "snapshot":
@@ -627,26 +639,26 @@ class Store:
         result.applied += 1
 
     def _apply_entries(self, reg: _Region, index: int, run: binlog_rows.RunColumns, j: int, staged: _Staged,
-                       result: WriteResult, run_pairs: RunPairs | None = None) -> None:
+                       result: WriteResult, run_pairs: RunPairs | None = None, stage: RunStage | None = None) -> None:
         """The rows of one Entries event, event ``j`` of ``run``. Committed rows (1PC writes)
         and rows paired inside the run (``run_pairs``: a COMMIT or ROLLBACK of a PREWRITE of
         the same run, found by ``batch_pairs``) are handled as arrays, without a Python step
-        per row; the other PREWRITE/COMMIT/ROLLBACK rows walk in order through the region
-        cache."""
+        per row — the whole run at once (``stage``, counted by the caller) when no row of it
+        needs the cache; the other PREWRITE/COMMIT/ROLLBACK rows walk in order through the
+        region cache."""
         rid = reg.id
-        if run.all_committed[j]:
-            # A DELETE's value is empty; committed LOCK rows are dropped at decode.
-            lo, hi = run.span(j)
-            staged.add_run_rows(rid, run, lo, hi)
-            result.commits += hi - lo
+        if stage is not None:
+            # A DELETE's value is empty; LOCK rows are dropped at decode.
+            staged.add_stage_rows(rid, stage, int(stage.starts[j]), int(stage.starts[j + 1]))
             return
         rows = run.event(j)
+        if run.all_committed[j]:
+            staged.add_columns(rid, rows.keys, rows.values, rows.commit_ts, rows.ops)
+            result.commits += len(rows)
+            return
         pairs = None if run_pairs is None else run_pairs.events[j]
         types = rows.types
-        per_type = np.bincount(types, minlength=max(Row.COMMITTED, Row.COMMIT, Row.PREWRITE, Row.ROLLBACK) + 1)
-        result.commits += int(per_type[Row.COMMIT] + per_type[Row.COMMITTED])
-        result.prewrites += int(per_type[Row.PREWRITE])
-        result.rollbacks += int(per_type[Row.ROLLBACK])
+        _count_rows(types, result)
         if pairs is None:
             self._walk_rows(reg, index, rows, None, staged, result)
             return
