@@ -512,8 +512,9 @@ def test_find_pairs_reports_exactly_the_pairs_of_its_definition(case: tuple[list
     triples = {(region_ids[e], bytes(events[e].keys[r].as_py()), int(events[e].start_ts[r]))  # type: ignore[union-attr]
                for e, r in want.values()}
     assert pairs.count() == len(triples)
-    assert pairs.pair_keys is None or set(zip(pairs.pair_regions.tolist(), pairs.pair_keys.to_pylist(),  # type: ignore[union-attr]
-                                              pairs.pair_start_ts.tolist())) == triples  # type: ignore[union-attr]
+    if pairs.count():
+        assert set(zip(pairs.pair_regions.tolist(), pairs.pair_keys().to_pylist(),  # type: ignore[union-attr]
+                       pairs.pair_start_ts.tolist())) == triples  # type: ignore[union-attr]
 
 
 def test_the_usual_shape_is_paired_without_the_join() -> None:

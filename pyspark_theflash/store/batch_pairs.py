@@ -65,8 +65,9 @@ class RunPairs:
     ops: np.ndarray | None = None       # uint8, idem
     # (region, key, start_ts) of every pair: to drop a same-named entry an earlier batch left in the cache
     pair_regions: np.ndarray | None = None
-    pair_keys: pa.Array | None = None
+    pair_rows: np.ndarray | None = None  # the pairs' prewrite rows (joined): their keys by pair_keys()
     pair_start_ts: np.ndarray | None = None
+    keys: pa.Array | None = None  # every joined row's key
     # Over the joined rows: their positions in the run (None: every row of the run), which
     # are paired, and for a paired COMMIT its prewrite's joined row (else -1).
     joined_rows: np.ndarray | None = None
@@ -75,6 +76,11 @@ class RunPairs:
 
     def count(self) -> int:
         return 0 if self.pair_regions is None else len(self.pair_regions)
+
+    def pair_keys(self) -> pa.Array:
+        """The key of every pair (taken when needed: only a cache holding locks asks)."""
+        assert self.keys is not None and self.pair_rows is not None
+        return self.keys.take(pa.array(self.pair_rows))
 
     def staged_columns(self, rows: RowColumns, ev: EventPairs, which: np.ndarray) -> tuple[pa.Array, pa.Array,
                                                                                        np.ndarray, np.ndarray]:
@@ -147,11 +153,7 @@ def find_pairs(region_ids: Sequence[int], run: RunColumns) -> RunPairs:
     joined_ids = joined.tolist()
     regions = np.repeat(np.array([region_ids[j] for j in joined_ids], dtype=np.int64), lengths)
     found = _whole_event_pairs([region_ids[j] for j in joined_ids], starts, types, start_ts, keys)
-    if found is not None:
-        first, second, pair_keys = found
-    else:
-        first, second = _joined_pairs(types, regions, keys, start_ts)
-        pair_keys = None
+    first, second = found if found is not None else _joined_pairs(types, regions, keys, start_ts)
     if not len(first):
         out.joined_rows = None if len(joined) == len(run) else which
         out.paired = np.zeros(len(types), dtype=bool)
@@ -172,7 +174,8 @@ def find_pairs(region_ids: Sequence[int], run: RunColumns) -> RunPairs:
     out.paired = paired
     out.prewrite_of = prewrite_of
     out.pair_regions = regions[first]
-    out.pair_keys = keys.take(pa.array(first)) if pair_keys is None else pair_keys
+    out.pair_rows = first
+    out.keys = keys
     out.pair_start_ts = start_ts[first]
     return out
 
@@ -194,7 +197,7 @@ def _joined_pairs(types: np.ndarray, regions: np.ndarray, keys: pa.Array,
 
 
 def _whole_event_pairs(regions: list[int], starts: np.ndarray, types: np.ndarray,
-                       start_ts: np.ndarray, keys: pa.Array) -> tuple[np.ndarray, np.ndarray, pa.Array] | None:
+                       start_ts: np.ndarray, keys: pa.Array) -> tuple[np.ndarray, np.ndarray] | None:
     """The pairs of a run in the upstream's usual shape, found without a join; None when the
     run has another shape (then ``_joined_pairs`` decides). ``types``, ``start_ts``, ``keys``:
     the run's joined rows (event j holds rows starts[j]..starts[j + 1]).
@@ -205,8 +208,7 @@ def _whole_event_pairs(regions: list[int], starts: np.ndarray, types: np.ndarray
     with the same keys in the same order, the prewrite's keys distinct. Then every
     (region, key, start_ts) of a run row lies in one such group, and it holds exactly two rows,
     a PREWRITE then a COMMIT, iff the group is a prewrite–commit pair of events: row i of the
-    prewrite pairs with row i of the commit — what the join finds. Also returns the keys of
-    the pairs (the paired prewrites' keys, joined)."""
+    prewrite pairs with row i of the commit — what the join finds."""
     first_rows = starts[:-1]
     event_types, event_ts = types[first_rows], start_ts[first_rows]
     if not ((event_types == _PREWRITE) | (event_types == _COMMIT)).all():
@@ -234,13 +236,13 @@ def _whole_event_pairs(regions: list[int], starts: np.ndarray, types: np.ndarray
             return None
         pairs.append((p, c))
     if not pairs:
-        return np.empty(0, np.int64), np.empty(0, np.int64), keys.slice(0, 0)
+        return np.empty(0, np.int64), np.empty(0, np.int64)
     pairs.sort()
     first = np.concatenate([np.arange(starts[p], starts[p + 1], dtype=np.int64) for p, _ in pairs])
     second = np.concatenate([np.arange(starts[c], starts[c + 1], dtype=np.int64) for _, c in pairs])
     if not _distinct_in_events(keys, [(int(starts[p]), int(starts[p + 1])) for p, _ in pairs], first):
         return None
-    return first, second, keys.take(pa.array(first))
+    return first, second
 
 
 def _distinct_in_events(keys: pa.Array, spans: list[tuple[int, int]], rows: np.ndarray) -> bool:

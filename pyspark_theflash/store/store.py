@@ -596,10 +596,11 @@ class Store:
             del region_ids[len(run):]
         pairs = find_pairs(region_ids, run)
         if pairs.count() and caches.count():
-            assert pairs.pair_regions is not None and pairs.pair_keys is not None and pairs.pair_start_ts is not None
+            assert pairs.pair_regions is not None and pairs.pair_start_ts is not None
+            pair_keys = pairs.pair_keys()
             for rid in np.unique(pairs.pair_regions).tolist():
                 sel = np.flatnonzero(pairs.pair_regions == rid)
-                caches.drop_each(rid, pairs.pair_keys.take(pa.array(sel)), pairs.pair_start_ts[sel])
+                caches.drop_each(rid, pair_keys.take(pa.array(sel)), pairs.pair_start_ts[sel])
         return end, run, in_run, pairs
 
     def _apply_event(self, ev: binlog_pb2.Event, staged: _Staged, saved: dict[int, _Region | None],
