@@ -119,14 +119,18 @@ def run_stage(run: RunColumns, pairs: RunPairs) -> RunStage | None:
     if not (pairs.paired | ((types if joined is None else types[joined]) == _COMMITTED)).all():
         return None
     assert pairs.prewrite_of is not None
-    stage = types == _COMMITTED
     commits = np.flatnonzero(pairs.prewrite_of >= 0)  # joined rows that are paired COMMITs
     commit_rows = commits if joined is None else joined[commits]
-    stage[commit_rows] = True
-    staged_rows = np.flatnonzero(stage)
-    source = staged_rows.copy()  # where each staged row's op and value come from
     prewrites = pairs.prewrite_of[commits]
-    source[np.searchsorted(staged_rows, commit_rows)] = prewrites if joined is None else joined[prewrites]
+    prewrite_rows = prewrites if joined is None else joined[prewrites]
+    committed = types == _COMMITTED
+    if committed.any():
+        committed[commit_rows] = True
+        staged_rows = np.flatnonzero(committed)
+        source = staged_rows.copy()  # where each staged row's op and value come from
+        source[np.searchsorted(staged_rows, commit_rows)] = prewrite_rows
+    else:  # 2PC only: the paired commits are the staged rows
+        staged_rows, source = commit_rows, prewrite_rows
     starts = np.searchsorted(staged_rows, run.starts)
     return RunStage(rows.keys.take(pa.array(staged_rows)), rows.values.take(pa.array(source)),
                     rows.commit_ts[staged_rows], rows.ops[source], starts)
@@ -219,9 +223,6 @@ def _whole_event_pairs(regions: list[int], starts: np.ndarray, types: np.ndarray
     is_start[starts] = True
     if not is_start[change].all():
         return None
-    def event_keys(j: int) -> pa.Array:
-        return keys.slice(int(starts[j]), int(starts[j + 1] - starts[j]))
-
     groups: dict[tuple[int, int], list[int]] = {}
     for j, ts0 in enumerate(event_ts.tolist()):
         groups.setdefault((regions[j], ts0), []).append(j)
@@ -232,26 +233,43 @@ def _whole_event_pairs(regions: list[int], starts: np.ndarray, types: np.ndarray
         if len(events) != 2:
             return None
         p, c = events
-        if event_types[p] != _PREWRITE or event_types[c] != _COMMIT or not event_keys(p).equals(event_keys(c)):
+        if event_types[p] != _PREWRITE or event_types[c] != _COMMIT:
             return None
         pairs.append((p, c))
     if not pairs:
         return np.empty(0, np.int64), np.empty(0, np.int64)
     pairs.sort()
-    first = np.concatenate([np.arange(starts[p], starts[p + 1], dtype=np.int64) for p, _ in pairs])
-    second = np.concatenate([np.arange(starts[c], starts[c + 1], dtype=np.int64) for _, c in pairs])
-    if not _distinct_in_events(keys, [(int(starts[p]), int(starts[p + 1])) for p, _ in pairs], first):
+    prewrite_events, commit_events = np.array(pairs, dtype=np.int64).T
+    lengths = starts[prewrite_events + 1] - starts[prewrite_events]
+    if (starts[commit_events + 1] - starts[commit_events] != lengths).any():
+        return None
+    first, second = _rows_of(starts[prewrite_events], lengths), _rows_of(starts[commit_events], lengths)
+    tails = _record_key_tails(keys)
+    if tails is not None:  # record keys of one table: equal iff their handles' bytes are
+        if not (tails[first] == tails[second]).all():
+            return None
+    elif not all(keys.slice(int(starts[p]), int(n)).equals(keys.slice(int(starts[c]), int(n)))
+                 for (p, c), n in zip(pairs, lengths.tolist())):
+        return None
+    spans = [(int(starts[p]), int(starts[p + 1])) for p, _ in pairs]
+    if not _distinct_in_events(keys, spans, first, tails):
         return None
     return first, second
 
 
-def _distinct_in_events(keys: pa.Array, spans: list[tuple[int, int]], rows: np.ndarray) -> bool:
+def _rows_of(lo: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Rows lo[i] .. lo[i] + lengths[i] for every i, one after the other."""
+    before = np.cumsum(lengths) - lengths
+    return np.repeat(lo - before, lengths) + np.arange(int(lengths.sum()), dtype=np.int64)
+
+
+def _distinct_in_events(keys: pa.Array, spans: list[tuple[int, int]], rows: np.ndarray,
+                        tails: np.ndarray | None) -> bool:
     """Whether no two keys of one span [lo, hi) of ``keys`` are equal (``rows``: the spans'
     rows, concatenated). Keys of one width that share all but their last 8 bytes (record keys
     of one table) are compared as big-endian uint64 after one sort of every span's rows at
     once (no duplicate at all: none within a span either) and, only if some key repeats, a sort
-    per span; other keys are hashed per span."""
-    tails = _record_key_tails(keys)
+    per span; other keys are hashed per span. ``tails``: ``_record_key_tails(keys)``."""
     if tails is not None:
         u = tails
         s = np.sort(u[rows])
