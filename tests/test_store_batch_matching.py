@@ -431,7 +431,7 @@ def _reported_pairs(events: list[RowColumns | None], pairs: batch_pairs.RunPairs
             starts[e], n = n, n + len(ev)
     where = {starts[e] + r: (e, r) for e in starts for r in range(len(events[e]))}  # type: ignore[arg-type]
     out = {}
-    for e, ev in enumerate(pairs.events):
+    for e, ev in enumerate(pairs.event(j) for j in range(pairs.n_events)):
         if ev is None:
             continue
         for r in np.flatnonzero(ev.paired).tolist():
@@ -506,7 +506,7 @@ def test_find_pairs_reports_exactly_the_pairs_of_its_definition(case: tuple[list
     assert _reported_pairs(events, pairs) == {k: v for k, v in want.items()
                                               if events[k[0]].types[k[1]] == Row.COMMIT}  # type: ignore[union-attr]
     # rollbacks are paired too (they report no prewrite row)
-    paired_rows = {(e, r) for e, ev in enumerate(pairs.events) if ev is not None
+    paired_rows = {(e, r) for e, ev in enumerate(pairs.event(j) for j in range(pairs.n_events)) if ev is not None
                    for r in np.flatnonzero(ev.paired).tolist()}
     assert paired_rows == set(want) | set(want.values())
     triples = {(region_ids[e], bytes(events[e].keys[r].as_py()), int(events[e].start_ts[r]))  # type: ignore[union-attr]
@@ -533,14 +533,15 @@ def test_the_usual_shape_is_paired_without_the_join() -> None:
     assert found is not None
     assert found[0].tolist() == [0, 1, 2] and found[1].tolist() == [3, 4, 5]
     pairs = batch_pairs.find_pairs([1, 1], join_columns(events))
-    assert pairs.events[1] is not None and pairs.events[1].prewrite_of.tolist() == [0, 1, 2]
+    assert pairs.event(0) is not None and pairs.event(0).prewrite_of.tolist() == [-1, -1, -1]
+    assert pairs.event(1) is not None and pairs.event(1).prewrite_of.tolist() == [0, 1, 2]
     # the same keys twice in the prewrite: not the usual shape; the join pairs nothing
     dup = [keys[0], keys[0], keys[1]]
     events = [row_columns(binlog_pb2.Entries(batch=pack_columns(types=t, ops=binlog_pb2.PUT, keys=dup, start_ts=40,
                                                                  commit_ts=41, values=[b"a", b"b", b"c"])))
               for t in (Row.PREWRITE, Row.COMMIT)]
     pairs = batch_pairs.find_pairs([1, 1], join_columns(events))
-    assert pairs.events[1] is not None and pairs.events[1].paired.tolist() == [False, False, True]
+    assert pairs.event(1) is not None and pairs.event(1).paired.tolist() == [False, False, True]
 
 
 def test_a_run_decided_inside_itself_is_staged_as_arrays_in_row_order() -> None:

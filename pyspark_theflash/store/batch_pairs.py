@@ -31,7 +31,7 @@ other run takes the join: dictionary-encoded keys sorted with region and start_t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -57,10 +57,13 @@ class EventPairs:
 
 @dataclass
 class RunPairs:
-    """The pairs of a run of entries events: per event, which rows are paired; the run's
-    PREWRITE values and ops (indexed by ``EventPairs.prewrite_of``)."""
+    """The pairs of a run of entries events: per event, which rows are paired (``event(j)``);
+    the run's PREWRITE values and ops (indexed by ``EventPairs.prewrite_of``)."""
 
-    events: list[EventPairs | None] = field(default_factory=list)  # None: nothing paired in that event
+    n_events: int = 0
+    # per event of the run: where its rows start and end among the joined rows (-1: not joined)
+    joined_start: np.ndarray | None = None
+    joined_end: np.ndarray | None = None
     values: pa.Array | None = None      # binary, every row of the run's joined events
     ops: np.ndarray | None = None       # uint8, idem
     # (region, key, start_ts) of every pair: to drop a same-named entry an earlier batch left in the cache
@@ -76,6 +79,14 @@ class RunPairs:
 
     def count(self) -> int:
         return 0 if self.pair_regions is None else len(self.pair_regions)
+
+    def event(self, j: int) -> EventPairs | None:
+        """Event j's share of the pairs; None when nothing of it is paired."""
+        if self.pair_regions is None or self.joined_start is None or self.joined_start[j] < 0:
+            return None
+        assert self.joined_end is not None and self.paired is not None and self.prewrite_of is not None
+        lo, hi = int(self.joined_start[j]), int(self.joined_end[j])
+        return None if not self.paired[lo:hi].any() else EventPairs(self.paired[lo:hi], self.prewrite_of[lo:hi])
 
     def pair_keys(self) -> pa.Array:
         """The key of every pair (taken when needed: only a cache holding locks asks)."""
@@ -139,7 +150,7 @@ def run_stage(run: RunColumns, pairs: RunPairs) -> RunStage | None:
 def find_pairs(region_ids: Sequence[int], run: RunColumns) -> RunPairs:
     """The prewrite–commit and prewrite–rollback pairs of a run of entries events, in order
     (``region_ids[j]`` is the region of the run's event j)."""
-    out = RunPairs(events=[None] * len(run))
+    out = RunPairs(n_events=len(run))
     joined = np.flatnonzero(~run.all_committed)  # COMMITTED rows never touch the cache
     if not len(joined):
         return out
@@ -168,10 +179,9 @@ def find_pairs(region_ids: Sequence[int], run: RunColumns) -> RunPairs:
     prewrite_of = np.full(len(types), -1, dtype=np.int64)
     commits = types[second] == _COMMIT
     prewrite_of[second[commits]] = first[commits]
-    for k, j in enumerate(joined_ids):
-        lo, hi = int(starts[k]), int(starts[k + 1])
-        if paired[lo:hi].any():
-            out.events[j] = EventPairs(paired[lo:hi], prewrite_of[lo:hi])
+    out.joined_start = np.full(len(run), -1, dtype=np.int64)
+    out.joined_end = np.full(len(run), -1, dtype=np.int64)
+    out.joined_start[joined], out.joined_end[joined] = starts[:-1], starts[1:]
     out.values = rows.values
     out.ops = rows.ops
     out.joined_rows = None if len(joined) == len(run) else which
@@ -223,23 +233,27 @@ def _whole_event_pairs(regions: list[int], starts: np.ndarray, types: np.ndarray
     is_start[starts] = True
     if not is_start[change].all():
         return None
-    groups: dict[tuple[int, int], list[int]] = {}
-    for j, ts0 in enumerate(event_ts.tolist()):
-        groups.setdefault((regions[j], ts0), []).append(j)
-    pairs: list[tuple[int, int]] = []
-    for events in groups.values():
-        if len(events) == 1:
-            continue  # one event: its rows are all of one type, so no pair
-        if len(events) != 2:
-            return None
-        p, c = events
-        if event_types[p] != _PREWRITE or event_types[c] != _COMMIT:
-            return None
-        pairs.append((p, c))
-    if not pairs:
+    # the events of each (region, start_ts), in event order: one alone makes no pair (its rows
+    # are all of one type); two must be a PREWRITE event then a COMMIT event; more: another shape
+    n_events = len(first_rows)
+    event_regions = np.asarray(regions, dtype=np.int64)
+    order = np.lexsort((np.arange(n_events), event_ts, event_regions))
+    r, t = event_regions[order], event_ts[order]
+    opens = np.ones(n_events, dtype=bool)
+    opens[1:] = (r[1:] != r[:-1]) | (t[1:] != t[:-1])
+    group_starts = np.flatnonzero(opens)
+    sizes = np.diff(np.append(group_starts, n_events))
+    if (sizes > 2).any():
+        return None
+    twos = group_starts[sizes == 2]
+    prewrite_events, commit_events = order[twos], order[twos + 1]
+    if not ((event_types[prewrite_events] == _PREWRITE) & (event_types[commit_events] == _COMMIT)).all():
+        return None
+    if not len(twos):
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    pairs.sort()
-    prewrite_events, commit_events = np.array(pairs, dtype=np.int64).T
+    by_prewrite = np.argsort(prewrite_events)
+    prewrite_events, commit_events = prewrite_events[by_prewrite], commit_events[by_prewrite]
+    pairs = list(zip(prewrite_events.tolist(), commit_events.tolist()))
     lengths = starts[prewrite_events + 1] - starts[prewrite_events]
     if (starts[commit_events + 1] - starts[commit_events] != lengths).any():
         return None

@@ -657,7 +657,7 @@ class Store:
             staged.add_columns(rid, rows.keys, rows.values, rows.commit_ts, rows.ops)
             result.commits += len(rows)
             return
-        pairs = None if run_pairs is None else run_pairs.events[j]
+        pairs = None if run_pairs is None else run_pairs.event(j)
         types = rows.types
         _count_rows(types, result)
         if pairs is None:
