@@ -41,6 +41,7 @@ from pyspark_theflash.store.txn_merge_tree import (
     COMMIT_TS,
     DELMARK,
     HIDDEN_FIELDS,
+    HIDDEN_NAMES,
     ROWID,
     file_schema,
     install_part,
@@ -308,6 +309,7 @@ class Store:
         # writer state
         self._regions: dict[int, _Region] = {}
         self._schemas: dict[int, "TableInfo"] = {}
+        self._file_schemas: dict[tuple[int, int], tuple[pa.Schema, list[pa.Field]]] = {}
         self._ignored: set[int] = set()
         self._buffers: dict[int, _Buffer] = {}
         self._tombstones: list[tuple[bytes, bytes, str]] = []
@@ -910,31 +912,41 @@ class Store:
                 rows, handles = rows[keep], handles.filter(pa.array(keep))
             if len(rows) == 0:
                 continue
-            schema = file_schema(_user_fields(info), _rowid_type(info))
-            user = [f for f in schema if f.name not in (ROWID, COMMIT_TS, DELMARK)]
+            schema, user = self._file_schema(info)
             is_delete = deletes[rows]
+            value_at, ts_of = seq[rows], commit_ts[rows]  # per row of the table: its value, its commit ts
+            int_handles = None if common else handles.to_numpy()
             pieces = []
             for want_delete in (False, True):
                 pick = np.flatnonzero(is_delete == want_delete)
                 if len(pick) == 0:
                     continue
                 n = len(pick)
-                h = handles.take(pa.array(pick))
+                h = handles.take(pa.array(pick)) if int_handles is None else pa.array(int_handles[pick])
                 if want_delete:
                     cols = [pa.nulls(n, f.type) for f in user]
                 else:
                     # A common handle lives in the row value too: the int handles are unused.
-                    int_handles = np.zeros(n, dtype=np.int64) if common else h.to_numpy()
+                    picked_handles = np.zeros(n, dtype=np.int64) if int_handles is None else int_handles[pick]
                     if self.decode_rows is not None:
-                        batch = self.decode_rows(all_values.take(pa.array(seq[rows[pick]])), int_handles, info, None)
+                        batch = self.decode_rows(all_values.take(pa.array(value_at[pick])), picked_handles, info, None)
                     else:  # the selected values are read in place
-                        batch = decode_rows_to_arrow(all_values, int_handles, info, None, rows=seq[rows[pick]])
+                        batch = decode_rows_to_arrow(all_values, picked_handles, info, None, rows=value_at[pick])
                     cols = [batch.column(batch.schema.get_field_index(f.name)) for f in user]
                 pieces.append(pa.Table.from_arrays(
-                    cols + [h, pa.array(commit_ts[rows[pick]]), pa.array(np.full(n, want_delete))], schema=schema))
+                    cols + [h, pa.array(ts_of[pick]), pa.array(np.full(n, want_delete))], schema=schema))
             t = pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
             out.append((tid, int(info.schema_version), t))
         return out
+
+    def _file_schema(self, info: "TableInfo") -> tuple[pa.Schema, list[pa.Field]]:
+        """The part-file schema of a table's schema version and its user fields (cached)."""
+        key = (int(info.id), int(info.schema_version))
+        cached = self._file_schemas.get(key)
+        if cached is None:
+            schema = file_schema(_user_fields(info), _rowid_type(info))
+            cached = self._file_schemas[key] = (schema, [f for f in schema if f.name not in HIDDEN_NAMES])
+        return cached
 
     def _delete_range_in_buffers(self, start: bytes, end: bytes) -> None:
         for tid, buf in self._buffers.items():
