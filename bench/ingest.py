@@ -9,12 +9,12 @@ drawn from ``--keys`` handles, ``--delete-ratio`` of them deletes, the rest upse
 
 * TheFlash: each batch is binlog events (per region, transactions of ``--txn-rows`` rows as
   COMMITTED 1PC rows, or PREWRITE + COMMIT with ``--two-phase``) given to ``Store.write`` and
-  then ``Store.flush(wait=False)``, the pipelined flush the writer job uses: the batch's part
-  files are written at once, their fsyncs and the manifest edit run on a background thread
-  while the next batch is applied (each flush waits for the previous one's edit). The clock
-  stops after ``Store.sync()``, i.e. once the last batch is durable, so every timed row is as
-  durable as with ``Store.flush()``; ``--no-pipeline`` flushes synchronously (``Store.flush()``
-  per batch). The events are built before the clock starts, in the columnar form the upstream
+  then ``Store.flush(wait=False)``, the pipelined flush the writer job uses: a background thread
+  sorts and writes the batch's part files, fsyncs them and commits the manifest edit while the
+  next batch is applied (a flush called while the previous one is in flight follows it: edits
+  commit in order, at most two in flight). The clock stops after ``Store.sync()``, i.e. once
+  the last batch is durable, so every timed row is as durable as with ``Store.flush()``;
+  ``--no-pipeline`` flushes synchronously (``Store.flush()`` per batch). The events are built before the clock starts, in the columnar form the upstream
   emits (``RowBatch``), with NumPy writing the row values (TiDB row format v2) and
   record keys (checked byte for byte against the codec's own encoder, through the rows the
   first events read back as), so event construction is not timed.
@@ -26,7 +26,7 @@ the writer runs GC and compaction in the background once upstream's safe point m
 one stable part per partition with one version per key, which reads skip MVCC filtering for);
 the latter is the figure compared. Then both are
 read at their latest snapshot (``Store.scan_table`` -> one Arrow table; Delta's
-``DeltaTable(path).to_pyarrow_table()``; best of three), compared row for row, and the figures are printed, ending with one
+``DeltaTable(path).to_pyarrow_table()``; best of five), compared row for row, and the figures are printed, ending with one
 JSON line.
 """
 from __future__ import annotations
@@ -319,7 +319,7 @@ def run_delta(path: Path, stream: list[Batch]) -> dict[str, Any]:
     return {"ingest_s": ingest_s, "ingest_cpu_s": ingest_cpu_s, "read_s": read_s, "table": table}
 
 
-def timed_read(read: Any, repeat: int = 3) -> tuple[pa.Table, float]:
+def timed_read(read: Any, repeat: int = 5) -> tuple[pa.Table, float]:
     """The best of ``repeat`` full snapshot reads (the first also pays one-time imports)."""
     best = float("inf")
     table = None

@@ -1,14 +1,17 @@
 """Many TiDB row values -> one Arrow RecordBatch, vectorised over rows.
 
-The values are joined into one numpy byte buffer with a start offset per row. v2 headers are
+The values are joined into one numpy byte buffer with a start offset per row. The common
+case — rows of one length whose v2 headers (column ids and end offsets included) are all the
+first row's: one writer, one schema version, fixed-width columns — is found by comparing each
+row's header with the first row's as 8-byte words; then every value of a column sits at one
+distance from its row start, and a fixed-width column is read from one strided view of the
+rows (or one gather), with no per-row bounds, states or validity. Otherwise v2 headers are
 read for all rows at once and rows are grouped by header shape (large flag, not-null count,
 null count) and then by their column-id block, so each group has one fixed column layout.
 Per output column that gives, for every row, the (start, end) of its value or "NULL" or
-"absent" (origin default). The common case — every row has the same header and column-id
-block (one writer, one schema version) — is found by comparing bytes with the first row's, and
-its value bounds are rows of one offsets array, with nothing scattered per layout. Bytes at
-row offsets in arithmetic progression (rows of one length, back to back) are read through a
-strided view rather than gathered. Values are then decoded per column with numpy over all rows:
+"absent" (origin default). Bytes at row offsets in arithmetic progression (rows of one length,
+back to back) are read through a strided view rather than gathered, and copied as one
+``V<width>`` item per row (about ten times faster than copying bytes). Values are then decoded per column with numpy over all rows:
 integers by byte width, memcomparable floats by bit flips, strings by gathering bytes behind
 Arrow offsets, packed times by bit arithmetic, DECIMAL(p<=18) by combining the MyDecimal
 words in int64, ENUM/SET through a dictionary. JSON, wide DECIMALs, v1 rows and rows whose
@@ -406,7 +409,6 @@ def _decode_shared(buf: np.ndarray, starts: np.ndarray, shared: _SharedHeader, c
             arrays.append(_handle_column(col, field.type, handles))
             continue
         k = shared.pos.get(col.id)
-        arr = None
         if k is not None and k < shared.n_nn:
             lo, hi = shared.span(k)
             arr = _fixed_slot(rows.at(lo, hi - lo), col, field.type)
