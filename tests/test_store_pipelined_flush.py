@@ -140,6 +140,22 @@ def test_another_process_sees_nothing_of_a_pending_flush_until_its_edit_commits(
         store.close()
 
 
+def assert_a_restarted_writer_replays(tmp_path: Path) -> None:
+    """A writer reopening the store after a failed flush resumes from the persisted position
+    (after batch 0) and replays batches 1 to 3 to the model's state."""
+    store = open_store(tmp_path)
+    try:
+        with store.snapshot() as view:
+            assert tuple(view.position()) == (0, CUTS[1])
+        for i in (1, 2, 3):
+            write_batch(store, i)
+            store.flush(wait=False)
+        store.sync()
+        assert_store_equals_model(store, CUTS[4])
+    finally:
+        store.close()
+
+
 def test_a_failed_background_step_is_raised_by_the_next_call_and_nothing_of_it_is_visible(
         tmp_path: Path, manifest_write_lock: Any) -> None:
     store_dir = tmp_path / "store"
@@ -175,18 +191,7 @@ def test_a_failed_background_step_is_raised_by_the_next_call_and_nothing_of_it_i
     assert files_on_disk(store_dir) == set(before["parts"])
     assert verify_store(store_dir).problems == []
 
-    # a restarted writer resumes from the persisted position and replays
-    store = open_store(tmp_path)
-    try:
-        with store.snapshot() as view:
-            assert tuple(view.position()) == (0, CUTS[1])
-        for i in (1, 2, 3):
-            write_batch(store, i)
-            store.flush(wait=False)
-        store.sync()
-        assert_store_equals_model(store, CUTS[4])
-    finally:
-        store.close()
+    assert_a_restarted_writer_replays(tmp_path)
 
 
 def test_a_flush_following_a_failed_one_fails_with_it_and_leaves_no_file(tmp_path: Path,
@@ -212,16 +217,7 @@ def test_a_flush_following_a_failed_one_fails_with_it_and_leaves_no_file(tmp_pat
     store.close()
     assert seen_by_another_process(store_dir) == before
     assert files_on_disk(store_dir) == set(before["parts"])  # the second's part files too are gone
-
-    store = open_store(tmp_path)
-    try:
-        for i in (1, 2, 3):
-            write_batch(store, i)
-            store.flush(wait=False)
-        store.sync()
-        assert_store_equals_model(store, CUTS[4])
-    finally:
-        store.close()
+    assert_a_restarted_writer_replays(tmp_path)
 
 
 def test_a_flush_does_not_follow_while_another_edit_waits(tmp_path: Path, manifest_write_lock: Any) -> None:
