@@ -108,22 +108,25 @@ class RecordKeys:
     keys: pa.BinaryArray     # the kept keys
     lengths: Optional[np.ndarray] = None  # byte length per kept key, when known
 
-    def int_keys_ok(self, sel: np.ndarray) -> bool:
-        """Whether every key selected by ``sel`` has an int handle's length (19 bytes)."""
+    def int_keys_ok(self, sel: np.ndarray | None) -> bool:
+        """Whether every key selected by ``sel`` (None: every key) has an int handle's length
+        (19 bytes)."""
         if self.lengths is not None:
-            return bool((self.lengths[sel] == INT_RECORD_KEY_LEN).all())
-        return bool((pc.binary_length(self.keys.filter(pa.array(sel))).to_numpy() == INT_RECORD_KEY_LEN).all())
+            lengths = self.lengths if sel is None else self.lengths[sel]
+            return bool((lengths == INT_RECORD_KEY_LEN).all())
+        keys = self.keys if sel is None else self.keys.filter(pa.array(sel))
+        return bool((pc.binary_length(keys).to_numpy() == INT_RECORD_KEY_LEN).all())
 
-    def handles(self, sel: np.ndarray, common_handle: bool) -> pa.Array:
-        """The handles of the kept keys selected by ``sel``: int64, or for a clustered
-        common-handle table the memcomparable bytes after ``t{id}_r``."""
+    def handles(self, sel: np.ndarray | None, common_handle: bool) -> pa.Array:
+        """The handles of the kept keys selected by ``sel`` (None: every key): int64, or for a
+        clustered common-handle table the memcomparable bytes after ``t{id}_r``."""
         if common_handle:
-            keys = self.keys.filter(pa.array(sel))
+            keys = self.keys if sel is None else self.keys.filter(pa.array(sel))
             # An explicit stop: pyarrow 26's binary_slice with the default stop fails on some
             # filtered arrays ("Negative buffer resize").
             longest = pc.max(pc.binary_length(keys)).as_py() or RECORD_PREFIX_LEN
             return pc.binary_slice(keys, RECORD_PREFIX_LEN, longest)
-        return pa.array(self.int_handles[sel], type=pa.int64())
+        return pa.array(self.int_handles if sel is None else self.int_handles[sel], type=pa.int64())
 
 
 RECORD_PREFIX_LEN = 11

@@ -889,15 +889,14 @@ class Store:
             tid = int(tid)
             if tid in self._ignored:
                 continue
-            sel = np.ones(len(tids), dtype=bool) if one_table else tids == tid
+            sel = None if one_table else tids == tid  # None: every row
+            rows = np.arange(len(tids)) if sel is None else np.flatnonzero(sel)
             info = self._schemas.get(tid)
             if info is None:
-                raise UnknownTableError(tid, staged.region_of(int(seq[np.flatnonzero(sel)[0]])))
+                raise UnknownTableError(tid, staged.region_of(int(seq[rows[0]])))
             common = bool(info.is_common_handle)
             if not common and not rk.int_keys_ok(sel):
-                first = int(seq[np.flatnonzero(sel)[0]])
-                raise MalformedRecordKeyError(tid, staged.region_of(first))
-            rows = np.flatnonzero(sel)
+                raise MalformedRecordKeyError(tid, staged.region_of(int(seq[rows[0]])))
             handles = rk.handles(sel, common)
             keep = np.ones(len(rows), dtype=bool)
             for tseq, start, end, _why in staged.tombstones:
