@@ -158,22 +158,18 @@ def find_pairs(region_ids: Sequence[int], run: RunColumns) -> RunPairs:
     lengths = event_starts[joined + 1] - event_starts[joined]
     starts = np.zeros(len(joined) + 1, dtype=np.int64)
     np.cumsum(lengths, out=starts[1:])
-    which = None
-    if len(joined) == len(run):  # the run's arrays as they are
-        rows = run.rows
-    else:
-        which = np.repeat(event_starts[joined] - starts[:-1], lengths) + np.arange(int(starts[-1]), dtype=np.int64)
-        rows = run.rows.take(which)
+    # the joined rows' positions in the run (None: every row, the run's arrays as they are)
+    which = None if len(joined) == len(run) else _rows_of(event_starts[joined], lengths)
+    rows = run.rows if which is None else run.rows.take(which)
     types, keys, start_ts = rows.types, rows.keys, rows.start_ts
+    out.joined_rows = which
     joined_ids = joined.tolist()
     regions = np.repeat(np.array([region_ids[j] for j in joined_ids], dtype=np.int64), lengths)
     found = _whole_event_pairs([region_ids[j] for j in joined_ids], starts, types, start_ts, keys)
     first, second = found if found is not None else _joined_pairs(types, regions, keys, start_ts)
+    paired = out.paired = np.zeros(len(types), dtype=bool)
     if not len(first):
-        out.joined_rows = None if len(joined) == len(run) else which
-        out.paired = np.zeros(len(types), dtype=bool)
         return out
-    paired = np.zeros(len(types), dtype=bool)
     paired[first] = True
     paired[second] = True
     prewrite_of = np.full(len(types), -1, dtype=np.int64)
@@ -184,8 +180,6 @@ def find_pairs(region_ids: Sequence[int], run: RunColumns) -> RunPairs:
     out.joined_start[joined], out.joined_end[joined] = starts[:-1], starts[1:]
     out.values = rows.values
     out.ops = rows.ops
-    out.joined_rows = None if len(joined) == len(run) else which
-    out.paired = paired
     out.prewrite_of = prewrite_of
     out.pair_regions = regions[first]
     out.pair_rows = first
@@ -253,7 +247,6 @@ def _whole_event_pairs(regions: list[int], starts: np.ndarray, types: np.ndarray
         return np.empty(0, np.int64), np.empty(0, np.int64)
     by_prewrite = np.argsort(prewrite_events)
     prewrite_events, commit_events = prewrite_events[by_prewrite], commit_events[by_prewrite]
-    pairs = list(zip(prewrite_events.tolist(), commit_events.tolist()))
     lengths = starts[prewrite_events + 1] - starts[prewrite_events]
     if (starts[commit_events + 1] - starts[commit_events] != lengths).any():
         return None
@@ -262,11 +255,10 @@ def _whole_event_pairs(regions: list[int], starts: np.ndarray, types: np.ndarray
     if tails is not None:  # record keys of one table: equal iff their handles' bytes are
         if not (tails[first] == tails[second]).all():
             return None
-    elif not all(keys.slice(int(starts[p]), int(n)).equals(keys.slice(int(starts[c]), int(n)))
-                 for (p, c), n in zip(pairs, lengths.tolist())):
+    elif not all(keys.slice(p, n).equals(keys.slice(c, n)) for p, c, n in
+                 zip(starts[prewrite_events].tolist(), starts[commit_events].tolist(), lengths.tolist())):
         return None
-    spans = [(int(starts[p]), int(starts[p + 1])) for p, _ in pairs]
-    if not _distinct_in_events(keys, spans, first, tails):
+    if not _distinct_in_events(keys, starts[prewrite_events], lengths, first, tails):
         return None
     return first, second
 
@@ -277,24 +269,24 @@ def _rows_of(lo: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.repeat(lo - before, lengths) + np.arange(int(lengths.sum()), dtype=np.int64)
 
 
-def _distinct_in_events(keys: pa.Array, spans: list[tuple[int, int]], rows: np.ndarray,
+def _distinct_in_events(keys: pa.Array, span_starts: np.ndarray, span_lengths: np.ndarray, rows: np.ndarray,
                         tails: np.ndarray | None) -> bool:
-    """Whether no two keys of one span [lo, hi) of ``keys`` are equal (``rows``: the spans'
-    rows, concatenated). Keys of one width that share all but their last 8 bytes (record keys
+    """Whether no two keys of one span of ``keys`` (``span_lengths[i]`` rows from
+    ``span_starts[i]``) are equal (``rows``: the spans' rows, concatenated). Keys of one width that share all but their last 8 bytes (record keys
     of one table) are compared as big-endian uint64 after one sort of every span's rows at
     once (no duplicate at all: none within a span either) and, only if some key repeats, a sort
     per span; other keys are hashed per span. ``tails``: ``_record_key_tails(keys)``."""
+    spans = zip(span_starts.tolist(), span_lengths.tolist())
     if tails is not None:
-        u = tails
-        s = np.sort(u[rows])
+        s = np.sort(tails[rows])
         if not (s[1:] == s[:-1]).any():
             return True
-        for lo, hi in spans:
-            s = np.sort(u[lo:hi])
+        for lo, n in spans:
+            s = np.sort(tails[lo:lo + n])
             if (s[1:] == s[:-1]).any():
                 return False
         return True
-    return all(int(pc.count_distinct(keys.slice(lo, hi - lo)).as_py()) == hi - lo for lo, hi in spans)
+    return all(int(pc.count_distinct(keys.slice(lo, n)).as_py()) == n for lo, n in spans)
 
 
 def _record_key_tails(keys: pa.Array) -> np.ndarray | None:
