@@ -174,19 +174,8 @@ class _Layouts:
 
 def _gather(buf: np.ndarray, at: np.ndarray, width: int) -> np.ndarray:
     """(len(at), width) bytes starting at each offset (all within buf; may be a read-only view
-    of buf). Offsets in arithmetic progression (rows of one length back to back, the common
-    case) are a strided view, no copy; others index a 1-D array of `width`-byte items that
-    overlap in buf (one index per value, not per byte; about twice as fast as indexing the
-    rows of a 2-D window view)."""
-    k = len(at)
-    if width == 0 or k == 0:
-        return np.zeros((k, width), dtype=np.uint8)
-    if k > 2:
-        first, step = int(at[0]), int(at[1] - at[0])
-        if step > 0 and int(at[-1]) == first + step * (k - 1) and (np.diff(at) == step).all():
-            return np.ndarray((k, width), dtype=np.uint8, buffer=buf, offset=first, strides=(step, 1))
-    items = np.ndarray((len(buf) - width + 1,), dtype=f"V{width}", buffer=buf, strides=(1,))
-    return items[at].view(np.uint8).reshape(k, width)
+    of buf): ``_RowBytes`` of the offsets."""
+    return _RowBytes(buf, at).at(0, width)
 
 
 def _le(block: np.ndarray, width: int, signed: bool = False) -> np.ndarray:
@@ -374,8 +363,11 @@ def _shared_header(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> 
 
 
 class _RowBytes:
-    """Bytes at one distance from every row start: a strided view when the rows lie at
-    offsets in arithmetic progression (rows of one length back to back), else a gather."""
+    """Bytes at one distance from every row start. Rows at offsets in arithmetic progression
+    (rows of one length back to back, the common case) give a strided view, no copy; others
+    index a 1-D array of `width`-byte items that overlap in buf (one index per value, not per
+    byte; about twice as fast as indexing the rows of a 2-D window view). The progression is
+    checked once for all the columns read."""
 
     def __init__(self, buf: np.ndarray, starts: np.ndarray) -> None:
         self.buf, self.starts = buf, starts
@@ -388,10 +380,14 @@ class _RowBytes:
 
     def at(self, offset: int, width: int) -> np.ndarray:
         """(rows, width) bytes starting ``offset`` bytes into each row (may be a read-only view)."""
-        if self.step is not None and width:
-            return np.ndarray((len(self.starts), width), dtype=np.uint8, buffer=self.buf,
-                              offset=int(self.starts[0]) + offset, strides=(self.step, 1))
-        return _gather(self.buf, self.starts + offset, width)
+        k, buf = len(self.starts), self.buf
+        if width == 0 or k == 0:
+            return np.zeros((k, width), dtype=np.uint8)
+        if self.step is not None:
+            return np.ndarray((k, width), dtype=np.uint8, buffer=buf, offset=int(self.starts[0]) + offset,
+                              strides=(self.step, 1))
+        items = np.ndarray((len(buf) - width + 1,), dtype=f"V{width}", buffer=buf, strides=(1,))
+        return items[self.starts + offset if offset else self.starts].view(np.uint8).reshape(k, width)
 
 
 def _decode_shared(buf: np.ndarray, starts: np.ndarray, shared: _SharedHeader, cols: Sequence[ColumnInfo],
