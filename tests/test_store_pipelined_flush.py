@@ -104,6 +104,14 @@ def open_store(tmp_path: Path, **options: Any) -> Store:
     return store
 
 
+def flushed_once(tmp_path: Path, **options: Any) -> tuple[Store, dict[str, Any]]:
+    """A store with batch 0 applied and flushed, and what another process sees of it."""
+    store = open_store(tmp_path, **options)
+    write_batch(store, 0)
+    store.flush()
+    return store, seen_by_another_process(tmp_path / "store")
+
+
 def test_another_process_sees_nothing_of_a_pending_flush_until_its_edit_commits(tmp_path: Path,
                                                                                 manifest_write_lock: Any) -> None:
     store_dir = tmp_path / "store"
@@ -161,10 +169,7 @@ def test_a_failed_background_step_is_raised_by_the_next_call_and_nothing_of_it_i
     store_dir = tmp_path / "store"
     # the manifest edit gives up after 200 ms of waiting for SQLite's write lock: a real
     # failure of the background step ("database is locked")
-    store = open_store(tmp_path, busy_timeout_ms=200)
-    write_batch(store, 0)
-    store.flush()
-    before = seen_by_another_process(store_dir)
+    store, before = flushed_once(tmp_path, busy_timeout_ms=200)
 
     write_batch(store, 1)
     manifest_write_lock.hold()
@@ -197,10 +202,7 @@ def test_a_failed_background_step_is_raised_by_the_next_call_and_nothing_of_it_i
 def test_a_flush_following_a_failed_one_fails_with_it_and_leaves_no_file(tmp_path: Path,
                                                                          manifest_write_lock: Any) -> None:
     store_dir = tmp_path / "store"
-    store = open_store(tmp_path, busy_timeout_ms=3000)  # the first edit gives up after 3 s
-    write_batch(store, 0)
-    store.flush()
-    before = seen_by_another_process(store_dir)
+    store, before = flushed_once(tmp_path, busy_timeout_ms=3000)  # the first edit gives up after 3 s
 
     write_batch(store, 1)
     manifest_write_lock.hold()
