@@ -247,7 +247,7 @@ def test_a_flush_does_not_follow_while_another_edit_waits(tmp_path: Path, manife
         first_version = first.wait(timeout=60).version
         # the schema change's edit and the second flush's come after the first, in either order
         assert second[0].wait(timeout=60).version in (first_version + 1, first_version + 2)
-        assert second[0]._predecessor is None  # it did not follow the pending flush
+        assert not second[0]._followed  # it did not follow the pending flush
         store.sync()
         assert_store_equals_model(store, CUTS[3])
     finally:
@@ -271,7 +271,7 @@ def test_a_later_flush_follows_the_pending_one_and_edits_commit_in_order(tmp_pat
         first = store.flush(wait=False)
         write_batch(store, 2)  # applying is not held up by the pending edit
         second = store.flush(wait=False)  # nor is the next flush
-        assert not first.done() and not second.done()
+        assert not first.done() and not second.done() and second._followed
         written = wait_for(lambda: len(files_on_disk(store_dir) - set(before["parts"])) >= 2 and
                            files_on_disk(store_dir), what="both flushes' part files")
         assert seen_by_another_process(store_dir) == before
@@ -295,6 +295,8 @@ def test_a_later_flush_follows_the_pending_one_and_edits_commit_in_order(tmp_pat
         assert len(third) == 1
         results = [third[0].wait(timeout=60), second.wait(timeout=60), first.wait(timeout=60)][::-1]
         assert [r.version for r in results] == [before["version"] + i for i in (1, 2, 3)]
+        # a done flush lets go of the one it followed: no chain of finished flushes stays alive
+        assert second._predecessor is None and third[0]._predecessor is None
         assert [r.position for r in results] == [(0, CUTS[2]), (0, CUTS[3]), (0, CUTS[4])]
         after = seen_by_another_process(store_dir)
         assert after["position"] == [0, CUTS[4]]

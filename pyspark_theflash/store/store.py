@@ -983,10 +983,11 @@ class Store:
         thread, which sorts and writes the part files and makes them durable (fsync of files
         and directories, then the manifest edit) while the caller applies the next batch; it
         returns a ``PendingFlush``. Nothing of it is visible before its edit commits. Edits stay in
-        order: the next flush (or any other manifest edit of this store) waits for it, and so
-        do ``sync()``, ``snapshot()``, ``compact()``, ``gc()``, ``status()`` and ``close()``. If
-        the background step fails, the next call raises ``FlushFailedError`` and the store
-        refuses further writes."""
+        order: a pipelined flush called meanwhile follows it (writes its parts at once, commits
+        right after it; at most two in flight), any other manifest edit of this store waits
+        for it, and so do ``sync()``, ``snapshot()``, ``compact()``, ``gc()``, ``status()`` and
+        ``close()``. If the background step fails, the next call raises ``FlushFailedError``
+        and the store refuses further writes."""
         self._require_writer("flush")
         with self._write_lock:
             pred = None if wait or not self._has_unflushed() else self._follow_pending()
@@ -1080,6 +1081,7 @@ class Store:
                 before = pending._predecessor
                 if before is not None:  # edits commit in order: the flush this one follows first
                     before._done.wait()
+                    pending._predecessor = None  # done: no chain of finished flushes is kept alive
                     if self._failure is not None:
                         _discard_parts(self.root, prepared.written)
                         pending._error = self._failure
@@ -1437,7 +1439,8 @@ class PendingFlush:
         self._error: BaseException | None = None
         # The pipelined flush before this one, still in flight when this one started (its edit
         # commits first); the partitions this one leaves, for a flush following it.
-        self._predecessor = predecessor
+        self._predecessor = predecessor  # cleared once it is done
+        self._followed = predecessor is not None
         self._partitions_after = partitions_after or {}
         # Under Store._chain_mutex: a flush follows this one (it takes over the edit lock);
         # this one's thread is done with the lock.
