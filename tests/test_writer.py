@@ -563,3 +563,58 @@ def test_until_caught_up_means_the_logs_head_over_files_and_grpc_and_damage_fail
         assert failed.returncode != 0
         assert str(path) in failed.stderr and f"offset {victim.position.offset}" in failed.stderr, failed.stderr[-2000:]
         assert "Traceback" not in failed.stderr
+
+
+def test_a_long_poll_interval_never_throttles_a_writer_behind_a_grpc_stream(tmp_path: Path) -> None:
+    """The binlog service streams each commit as soon as it is written, a few events a message;
+    a writer polling every second used to drain only its 64-message buffer per poll and fall
+    ever further behind. The interval bounds an idle writer's latency, nothing more."""
+    import threading
+
+    from pyspark_theflash.store import Store
+    from pyspark_theflash.upstream.cluster import MiniCluster
+    from pyspark_theflash.upstream.tidb import make_column
+    from pyspark_theflash.writer.loop import Writer
+    from pyspark_theflash.writer.options import WriterOptions
+
+    with MiniCluster(tmp_path / "cluster", binlog_dir=tmp_path / "binlog", resolved_ts_interval=0.02) as up:
+        addresses = up.serve()
+        up.create_table(TABLE, [make_column("id", "BIGINT", not_null=True), make_column("balance", "BIGINT")],
+                        primary_key=["id"])
+        up.run_txn(lambda t: t.insert(TABLE, {"id": -1, "balance": 0}))
+        stop = threading.Event()
+        writer = Writer(WriterOptions(binlog=addresses["binlog"], store=str(tmp_path / "store"),
+                                      upstream=addresses["upstream"], interval_s=1.0, flush_interval_s=0.1), stop=stop)
+        thread = threading.Thread(target=writer.run, daemon=True)
+        thread.start()
+        try:
+            produced = 0
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline:  # one-row transactions, as fast as they go
+                up.run_txn(lambda t, i=produced: t.insert(TABLE, {"id": i, "balance": i}))
+                produced += 1
+            ts = up.get_ts()
+
+            def applied() -> int:
+                from pyspark_theflash.store.errors import UnknownTableNameError
+
+                with Store.open(str(tmp_path / "store"), readonly=True) as s:
+                    try:
+                        return len(s.scan_table(TABLE, ts).to_pylist())
+                    except UnknownTableNameError:  # the writer has not reached the first row yet
+                        return 0
+
+            assert produced > 300
+            # Caught up within the poll interval plus slack, not after produced / 64 polls.
+            wait_for(lambda: applied() == produced + 1, 4.0, f"the writer to apply {produced} transactions")
+        finally:
+            stop.set()
+            thread.join(30)
+
+
+def test_status_and_ctl_on_a_mistyped_store_fail_and_create_nothing(tmp_path: Path) -> None:
+    typo = tmp_path / "flsh"
+    for argv in (["status", "--store", str(typo)], ["ctl", "--store", str(typo), "--interval", "1s"]):
+        done = subprocess.run([PY, "-m", "pyspark_theflash", "writer", *argv], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and f"no store at {typo}" in done.stderr, done.stderr
+        assert not typo.exists()

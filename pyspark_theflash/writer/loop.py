@@ -195,7 +195,9 @@ class Writer:
                 if pending:
                     self._last_request_seen = max(self._last_request_seen, pending[-1].request_id)
                 self._publish()
-                caught_up = len(batch) < opts.batch_events  # everything readable now is applied
+                # Everything readable now is applied: a short batch, and (a push source) nothing
+                # more already buffered. While behind the loop never sleeps.
+                caught_up = len(batch) < opts.batch_events and not source.buffered()
                 if caught_up and stop_at is not None and _reached(source.position, stop_at):
                     log.info("caught up with the binlog at %s: stopping (--until-caught-up)", self.progress.read_position)
                     break
@@ -205,7 +207,7 @@ class Writer:
                 if caught_up:
                     self._settle()
                     # A reader waits for indexes not applied yet: poll the binlog again soon.
-                    self._idle(min(interval, WAITING_READER_POLL_S) if waiting else interval)
+                    self._idle(min(interval, WAITING_READER_POLL_S) if waiting else interval, source)
         finally:
             source.close()
 
@@ -222,9 +224,11 @@ class Writer:
             self.progress.interval_s = interval
         return interval
 
-    def _idle(self, interval: float) -> None:
-        """Sleep until the next poll, waking early for a flush request, a changed interval or a
-        stop signal (checked every IDLE_SLICE_S)."""
+    def _idle(self, interval: float, source: Any = None) -> None:
+        """Sleep until the next poll, waking early for a flush request, a changed interval, a
+        push source whose buffer filled up (the writer fell behind: the interval bounds the
+        latency of an idle writer, it never throttles a busy one) or a stop signal (checked
+        every IDLE_SLICE_S)."""
         deadline = time.monotonic() + interval
         while not self.stop.is_set():
             left = deadline - time.monotonic()
@@ -232,6 +236,8 @@ class Writer:
                 return
             self.stop.wait(min(IDLE_SLICE_S, left))
             if self.latch.has_pending_flush(self._last_request_seen):  # type: ignore[union-attr]
+                return
+            if source is not None and source.saturated():
                 return
             runtime = self.latch.writer_interval()  # type: ignore[union-attr]
             if runtime is not None and runtime != self.progress.interval_s:  # changed: apply it now
