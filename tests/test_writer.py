@@ -306,7 +306,13 @@ def test_spark_submit_entry_applies_the_binlog_with_executor_decode(cluster: Ban
     wait_for(lambda: cluster.client.read_index(int(cluster.client.regions()[0].id)) > 40, 30, "some transfers")
     final = cluster.stop_workload()
     store, log = tmp_path / "store", tmp_path / "spark-writer.log"
-    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
+    # As the README runs it, from a shell that never activated the venv: PYSPARK_PYTHON is what
+    # lets pip's spark-submit find SPARK_HOME and the executors import the package.
+    venv_bin = str(Path(sys.executable).parent)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "SPARK_HOME", "VIRTUAL_ENV")}
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin)
+    env["PYSPARK_PYTHON"] = sys.executable
     job = subprocess.run(
         [str(Path(sys.executable).parent / "spark-submit"), "--master", "local[2]", "--conf", "spark.ui.enabled=false",
          entry, "--binlog", cluster.binlog("file"), "--store", str(store), "--upstream", cluster.info["upstream"],
