@@ -271,6 +271,11 @@ def test_interval_change_and_flush_request_take_effect_without_restart(cluster: 
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{status['metrics_port']}/metrics", timeout=10).read().decode()
     assert re.search(r'theflash_writer_applied_index\{region="\d+"\} [1-9]', metrics)
     assert "theflash_writer_rows_per_second" in metrics and "theflash_writer_last_flush_seconds" in metrics
+    # TSOs as their exact halves (a whole TSO is past float64's 53 bits of integer precision)
+    physical = [int(v) for v in re.findall(r'theflash_writer_resolved_ts_physical_ms\{region="\d+"\} (\d+)\n', metrics)]
+    assert physical and all(1_600_000_000_000 < v < 4_000_000_000_000 for v in physical), metrics
+    assert re.search(r'theflash_writer_resolved_ts_logical\{region="\d+"\} \d+\n', metrics)
+    assert "theflash_writer_resolved_ts{" not in metrics
     shown = _cli("writer", "status", "--store", str(store))
     assert shown.returncode == 0 and f"pid {writer.pid}" in shown.stdout and "interval: 0.05s" in shown.stdout
     writer.send_signal(signal.SIGINT)
