@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import signal
@@ -171,7 +172,7 @@ def install_stop_signals(stop: threading.Event) -> None:
 def run_writer(opts: o.WriterOptions, log_file: str | None, **writer_kwargs: Any) -> int:
     """Run the writer loop in this process until a signal; shared by the CLI and spark_entry."""
     from pyspark_theflash.cli import CommandError
-    from pyspark_theflash.errors import TheFlashError
+    from pyspark_theflash.errors import TheFlashError, storage_failure
     from pyspark_theflash.latch.errors import WriteLatchHeldError
     from pyspark_theflash.writer.loop import Writer
 
@@ -184,12 +185,24 @@ def run_writer(opts: o.WriterOptions, log_file: str | None, **writer_kwargs: Any
         writer.run()
     except WriteLatchHeldError as exc:
         raise CommandError(str(exc)) from None
-    except TheFlashError as exc:
-        logging.getLogger("theflash.writer").error("%s", exc)
+    except TheFlashError as exc:  # (the writer recorded and published it)
+        _log_to_file(log_file, exc)
         raise CommandError(str(exc)) from None
+    except Exception as exc:  # before the run began: taking the latch, the pid file
+        failure = storage_failure(exc, f"the writer of store {opts.store}")
+        if failure is None:
+            raise
+        _log_to_file(log_file, failure)
+        raise CommandError(str(failure)) from None
     finally:
         display.finish()
     return 0
+
+
+def _log_to_file(log_file: str | None, exc: BaseException) -> None:
+    """The error that ends a run, in the log file too (on stderr the command prints it once)."""
+    if log_file:
+        logging.getLogger("theflash.writer").error("%s", exc)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -275,6 +288,10 @@ def _status(args: argparse.Namespace) -> int:
     interval = status.get("interval_s")
     print(f"writer: {who}  state: {status.get('state', '?')}  interval: {'-' if interval is None else f'{interval:g}s'}")
     print(f"position: {status.get('position') or '-'}  read: {status.get('read_position') or '-'}")
+    error = status.get("last_error")
+    if error:
+        at = dt.datetime.fromtimestamp(float(error["at"]), dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        print(f"last error ({at}): {error['message']}")
     last = " (last run)" if writer is None else ""
     print(f"events/s{last}: {status.get('events_per_s', 0)}  rows/s: {status.get('rows_per_s', 0)}  "
           f"flushes: {status.get('flushes', 0)} (last {status.get('last_flush_s', 0)}s)  "
