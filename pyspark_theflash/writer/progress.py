@@ -72,11 +72,17 @@ class Progress:
             self._samples.popleft()
 
     def note_regions(self, states: Iterable[Any]) -> None:
+        """The store's live regions: their progress, and only theirs (a region merged away or
+        removed leaves the progress line and the status instead of lagging ever more)."""
+        live = set()
         for state in states:
+            live.add(int(state.id))
             r = self.region(int(state.id))
             r.applied_index = int(state.applied_index)
             r.resolved_ts = int(state.resolved_ts)
             r.seen_index = max(r.seen_index, r.applied_index)
+        for region_id in [i for i in self.regions if i not in live]:
+            del self.regions[region_id]
 
     def rates(self) -> tuple[float, float]:
         """(events/s, rows/s) over the last RATE_WINDOW_S seconds."""
