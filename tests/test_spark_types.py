@@ -3,11 +3,13 @@ and any part with deltas) and Spark's own Parquet reader of compacted parts. Val
 compared with what was inserted into the mini cluster, not with a decoder of ours."""
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Iterator
 
 import pytest
 
 from flash_rig import FlashRig
+from pyspark_theflash.codec.time import pack_time_fields
 from pyspark_theflash.store import Store
 from pyspark_theflash.upstream.tidb import make_column, record_key
 
@@ -82,3 +84,51 @@ def test_an_unsigned_bigint_key_with_pushed_filters_reads_every_matching_id(spar
     check(native, "native", list(UNSIGNED_FILTERS))
     check(read(spark, rig, snapshot_ts=ts, native_read="false").load("uns.items"), "python source, compacted",
           ["id > 9223372036854775808", "id < 100"])
+
+
+# --- zero and impossible dates ----------------------------------------------------------------
+# TiDB keeps 0000-00-00 (and, under a relaxed sql_mode, 2020-00-00 or 2021-02-30) even in NOT
+# NULL columns. The documented mapping: such values read as NULL on every path, so DATE,
+# DATETIME and TIMESTAMP columns are nullable in the Spark schema even when NOT NULL.
+
+ZERO_DATES = {  # id -> (d, dtm, ts) packed values: zero, zero month/day, impossible, real
+    1: (0, 0, 0),
+    2: (pack_time_fields(2020, 0, 0), pack_time_fields(2020, 1, 0, 10, 0, 0), pack_time_fields(2020, 0, 5)),
+    3: (pack_time_fields(2021, 2, 30), pack_time_fields(2021, 4, 31, 1, 2, 3), pack_time_fields(1999, 2, 29, 23)),
+    4: (pack_time_fields(2024, 2, 29), pack_time_fields(2024, 2, 29, 23, 59, 59, 5), pack_time_fields(2038, 1, 19, 3)),
+}
+REAL_DATE_ROW = (4, dt.date(2024, 2, 29), dt.datetime(2024, 2, 29, 23, 59, 59, 5),
+                 dt.datetime(2038, 1, 19, 3, tzinfo=dt.timezone.utc))
+
+
+def test_zero_dates_in_not_null_columns_read_as_null_on_both_paths(spark: Any, rig: FlashRig) -> None:
+    from pyspark.sql import types as S
+
+    rig.cluster.create_table("zero.dates", [
+        make_column("id", "BIGINT", not_null=True), make_column("d", "DATE", not_null=True),
+        make_column("dtm", "DATETIME(6)", not_null=True), make_column("ts", "TIMESTAMP(6)", not_null=True),
+    ], primary_key=["id"])
+    with rig.cluster.txn() as t:
+        for i, (d, dtm, ts) in ZERO_DATES.items():
+            t.insert("zero.dates", {"id": i, "d": d, "dtm": dtm, "ts": ts})
+    rig.wait_replicated("zero.dates")
+    ts = rig.cluster.get_ts()
+    expected = [(i, None, None, None) for i in (1, 2, 3)] + [REAL_DATE_ROW]
+
+    def rows(df: Any) -> list[tuple[Any, ...]]:
+        fields = {f.name: f for f in df.schema.fields}
+        # (a native read marks every column nullable, as Spark's file sources do)
+        assert [fields[n].nullable for n in ("d", "dtm", "ts")] == [True, True, True]
+        assert isinstance(fields["ts"].dataType, S.TimestampType)
+        got = sorted(tuple(r) for r in df.collect())
+        # collect() gives Spark TIMESTAMPs as naive local times of this process
+        return [(i, d, dtm, None if t is None else t.astimezone(dt.timezone.utc)) for i, d, dtm, t in got]
+
+    python = read(spark, rig, snapshot_ts=ts, native_read="false").load("zero.dates")
+    assert rows(python) == expected
+    assert python.filter("d IS NULL").count() == 3
+    compact(rig)
+    native = read(spark, rig, snapshot_ts=ts).load("zero.dates")
+    assert native_split(native) is not None and native_split(native).pieces and not native_split(native).rest
+    assert rows(native) == expected
+    assert rows(read(spark, rig, snapshot_ts=ts, native_read="false").load("zero.dates")) == expected
