@@ -105,6 +105,8 @@ def register(subparsers: Any) -> None:
     ctl.add_argument("--store", help="store directory")
     ctl.add_argument("--address", help="grpc://host:port of a latch server instead of --store")
     ctl.add_argument("--interval", required=True, help="new poll interval, e.g. 200ms")
+    ctl.add_argument("--persist", action="store_true",
+                     help="keep the interval for later writers too (default: until the running writer stops)")
     ctl.set_defaults(func=_ctl)
 
 
@@ -252,6 +254,12 @@ def _latch(args: argparse.Namespace) -> Any:
 
     if not args.store and not args.address:
         raise CommandError("give --store DIR or --address grpc://host:port")
+    if not args.address:
+        from pyspark_theflash.store.manifest import manifest_path
+
+        if not manifest_path(args.store).exists():  # never create a mistyped store directory
+            raise CommandError(f"no store at {args.store}: {manifest_path(args.store)} does not exist "
+                               f"(a writer creates it on its first run)")
     return connect(args.store, args.address)
 
 
@@ -287,6 +295,7 @@ def _ctl(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     with _latch(args) as latch:
-        latch.set_writer_interval(interval)
-    print(f"writer interval set to {interval:g}s (a running writer applies it at its next poll)")
+        latch.set_writer_interval(interval, persist=args.persist)
+    lasts = "for this and every later writer" if args.persist else "until the running writer stops"
+    print(f"writer interval set to {interval:g}s, {lasts} (a running writer applies it at its next poll)")
     return 0

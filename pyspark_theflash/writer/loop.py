@@ -169,6 +169,10 @@ class Writer:
             if opts.bootstrap_snapshot or not bounds.reaches_start:
                 position = self._bootstrap_from_snapshots()
         source = binlog.open_source(opts.binlog, position)
+        # --until-caught-up: the log's head when the run starts (file and gRPC alike); a short
+        # read alone says nothing (a gRPC stream answers what it has, a damaged record ends a
+        # file read), and the head check raises on damage instead of calling it the end.
+        stop_at = source.head() if opts.until_caught_up else None
         self.progress.state = "running"
         self._note_store_state()
         try:
@@ -191,8 +195,10 @@ class Writer:
                 if pending:
                     self._last_request_seen = max(self._last_request_seen, pending[-1].request_id)
                 self._publish()
-                caught_up = len(batch) < opts.batch_events  # everything readable now is applied
-                if caught_up and opts.until_caught_up:
+                # Everything readable now is applied: a short batch, and (a push source) nothing
+                # more already buffered. While behind the loop never sleeps.
+                caught_up = len(batch) < opts.batch_events and not source.buffered()
+                if caught_up and stop_at is not None and _reached(source.position, stop_at):
                     log.info("caught up with the binlog at %s: stopping (--until-caught-up)", self.progress.read_position)
                     break
                 # Compaction runs between polls; under a backlog that never lets up it still runs
@@ -201,7 +207,7 @@ class Writer:
                 if caught_up:
                     self._settle()
                     # A reader waits for indexes not applied yet: poll the binlog again soon.
-                    self._idle(min(interval, WAITING_READER_POLL_S) if waiting else interval)
+                    self._idle(min(interval, WAITING_READER_POLL_S) if waiting else interval, source)
         finally:
             source.close()
 
@@ -218,9 +224,11 @@ class Writer:
             self.progress.interval_s = interval
         return interval
 
-    def _idle(self, interval: float) -> None:
-        """Sleep until the next poll, waking early for a flush request, a changed interval or a
-        stop signal (checked every IDLE_SLICE_S)."""
+    def _idle(self, interval: float, source: Any = None) -> None:
+        """Sleep until the next poll, waking early for a flush request, a changed interval, a
+        push source whose buffer filled up (the writer fell behind: the interval bounds the
+        latency of an idle writer, it never throttles a busy one) or a stop signal (checked
+        every IDLE_SLICE_S)."""
         deadline = time.monotonic() + interval
         while not self.stop.is_set():
             left = deadline - time.monotonic()
@@ -228,6 +236,8 @@ class Writer:
                 return
             self.stop.wait(min(IDLE_SLICE_S, left))
             if self.latch.has_pending_flush(self._last_request_seen):  # type: ignore[union-attr]
+                return
+            if source is not None and source.saturated():
                 return
             runtime = self.latch.writer_interval()  # type: ignore[union-attr]
             if runtime is not None and runtime != self.progress.interval_s:  # changed: apply it now
@@ -467,3 +477,8 @@ class Writer:
 
 def _satisfied(request: FlushRequest, applied: dict[int, int]) -> bool:
     return all(applied.get(region, 0) >= index for region, index in request.read_index.items())
+
+
+def _reached(position: Position | None, head: Position) -> bool:
+    """Whether a source's ``position`` is at or past ``head`` (None: nothing read yet)."""
+    return position is not None and position >= head

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from pyspark_theflash.codec.tso import physical_ms
+from pyspark_theflash.codec.tso import logical, physical_ms
 
 RATE_WINDOW_S = 10.0
 
@@ -150,7 +150,12 @@ def prometheus_text(status: dict[str, Any]) -> str:
     regions = status.get("regions", [])
     per = lambda key: [(f'{{region="{r["region_id"]}"}}', r[key]) for r in regions]  # noqa: E731
     metric("applied_index", "gauge", "Raft index applied and flushed, per region.", per("applied_index"))
-    metric("resolved_ts", "gauge", "Resolved ts (TSO) applied, per region.", per("resolved_ts"))
+    # A TSO (physical ms << 18 | logical) does not fit a Prometheus sample's float64: its two
+    # halves do, exactly.
+    metric("resolved_ts_physical_ms", "gauge", "Resolved ts applied, per region: the TSO's physical ms.",
+           [(labels, physical_ms(int(v))) for labels, v in per("resolved_ts")])
+    metric("resolved_ts_logical", "gauge", "Resolved ts applied, per region: the TSO's logical part.",
+           [(labels, logical(int(v))) for labels, v in per("resolved_ts")])
     metric("lag_events", "gauge", "Events read or known upstream but not yet flushed, per region.", per("lag_events"))
     metric("lag_ms", "gauge", "Wall-clock ms behind the region's resolved ts.", per("lag_ms"))
     metric("events_total", "counter", "Binlog events applied.", [("", status["events_total"])])
@@ -163,7 +168,9 @@ def prometheus_text(status: dict[str, Any]) -> str:
     metric("compactions_total", "counter", "Compaction/GC rounds done.", [("", status["compactions"])])
     metric("compact_seconds_total", "counter", "Time spent compacting.", [("", status["compact_seconds_total"])])
     metric("last_compact_seconds", "gauge", "Duration of the last compaction/GC round.", [("", status["last_compact_s"])])
-    metric("gc_safe_point", "gauge", "Safe point of the last GC.", [("", status["gc_safe_point"])])
+    safe_point = status["gc_safe_point"]
+    metric("gc_safe_point_physical_ms", "gauge", "Safe point of the last GC: the TSO's physical ms.",
+           [("", None if safe_point is None else physical_ms(int(safe_point)))])
     metric("interval_seconds", "gauge", "Current poll interval.", [("", status["interval_s"])])
     seg, _, off = str(status.get("position") or "0:0").partition(":")
     metric("position_segment", "gauge", "Persisted binlog position: segment.", [("", int(seg or 0))])
