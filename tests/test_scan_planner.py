@@ -132,3 +132,24 @@ def test_a_partition_read_after_gc_passed_its_expired_snapshot_says_to_reload(ri
             rows_of(p)
     finally:
         rig.start_writer()
+
+
+def test_region_pruning_maps_unsigned_bigint_handles_to_the_key_values() -> None:
+    """An UNSIGNED BIGINT key keeps its bits in the int64 handle: ids >= 2**63 are negative
+    handles, in the region below every small id. A region's handle range bounds the key
+    column by the values it maps to, never by the signed handles themselves."""
+    from pyspark_theflash.scan.planner import _might_match, key_value_ranges
+    from pyspark_theflash.schema import column, table
+
+    assert key_value_ranges(None, 100, unsigned=True) == [(2**63, 2**64 - 1), (0, 99)]
+    assert key_value_ranges(100, None, unsigned=True) == [(100, 2**63 - 1)]
+    assert key_value_ranges(-10, -2, unsigned=True) == [(2**64 - 10, 2**64 - 3)]
+    assert key_value_ranges(None, 100, unsigned=False) == [(-(2**63), 99)]
+    unsigned = table(60, "u", [column("id", "BIGINT UNSIGNED", primary_key=True), column("v", "INT")])
+    signed = table(61, "s", [column("id", "BIGINT", primary_key=True), column("v", "INT")])
+    above = col("id") > 2**63
+    assert _might_match(above, [], unsigned, None, 100)        # holds 2**64 - 5 (handle -5)
+    assert not _might_match(above, [], unsigned, 100, None)    # 100 .. 2**63 - 1 only
+    assert not _might_match(col("id") == 150, [], unsigned, None, 100)
+    assert _might_match(col("id") == 150, [], unsigned, 100, None)
+    assert not _might_match(col("id") > 2**62, [], signed, None, 100)
