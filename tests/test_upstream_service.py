@@ -81,6 +81,37 @@ def test_check_txn_status_and_resolve_lock_over_grpc(served) -> None:
     assert cluster.store.locks() == []
 
 
+def test_async_commit_status_over_grpc_carries_the_primary_lock_and_check_secondary_locks_decides(served) -> None:
+    cluster, client, _ = served
+    k1, k2, k3 = (encode_record_key(9998, h) for h in (1, 2, 3))
+    start = client.get_ts()
+    mc1 = cluster.store.prewrite([Mutation(PUT, k1, b"a")], k1, start, 1, async_commit=True, secondaries=[k2, k3])
+    mc2 = cluster.store.prewrite([Mutation(PUT, k2, b"b")], k1, start, 1, async_commit=True)
+    later = compose_ts(physical_ms(start) + 100, 0)
+    status = client.check_txn_status(k1, start, later, later)  # past its TTL: still locked
+    assert status == cluster.check_txn_status(k1, start, later, later)
+    assert status.state == "locked" and status.lock is not None
+    assert (status.lock.use_async_commit, status.lock.min_commit_ts, status.lock.secondaries) == (True, mc1, (k2, k3))
+    checked = client.check_secondary_locks([k2], start)
+    assert [(lk.key, lk.min_commit_ts, lk.use_async_commit) for lk in checked.locks] == [(k2, mc2, True)]
+    # k3 was never prewritten: CheckSecondaryLocks rolls it back for good
+    assert client.check_secondary_locks([k2, k3], start) == type(checked)((), 0)
+    forced = client.check_txn_status(k1, start, later, later, force_sync_commit=True)
+    assert (forced.state, forced.action) == ("rolled_back", "ttl_expire_rollback")
+    assert client.resolve_lock(start, 0) == 1 and cluster.store.locks() == []
+
+
+def test_a_read_index_over_grpc_carries_the_read_ts(served) -> None:
+    cluster, client, _ = served
+    start = cluster.get_ts()  # a transaction that prewrites after the read below
+    ts = client.get_ts()
+    client.read_index(1, ts)
+    assert cluster.store.max_ts == ts
+    k = encode_record_key(9997, 1)
+    assert cluster.store.prewrite([Mutation(PUT, k, b"x")], k, start, 3000, async_commit=True) == ts + 1
+    assert cluster.resolve_lock(start, 0) == 1
+
+
 def test_committed_status_carries_commit_ts(served) -> None:
     cluster, client, _ = served
     t = cluster.txn(one_pc=False)
