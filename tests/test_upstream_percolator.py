@@ -13,6 +13,7 @@ from pyspark_theflash.codec import Lock, Write, encode_record_key
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.upstream.cluster import MiniCluster
 from pyspark_theflash.upstream.async_commit import resolve_txn
+from pyspark_theflash.upstream.client import SecondaryLocks
 from pyspark_theflash.upstream.errors import (
     CommitTsExpiredError,
     GCTooEarlyError,
@@ -443,6 +444,32 @@ def test_restart_replays_async_commit_locks_from_the_log_as_they_were(tmp_path: 
         c.close()
 
 
+@pytest.mark.parametrize("rollback_first", [False, True])
+def test_an_async_commit_at_another_transactions_start_ts_shares_the_record_with_its_rollback(
+    cluster: MiniCluster, rollback_first: bool,
+) -> None:
+    start = cluster.get_ts()
+    other = cluster.get_ts()  # another transaction's start_ts ...
+    cluster.read_index(1, other - 1)
+    commit = cluster.store.prewrite([Mutation(PUT, K[1], b"a")], K[1], start, 3000, async_commit=True)
+    assert commit == other  # ... is exactly where this one commits (max_ts + 1)
+    if rollback_first:  # e.g. CheckSecondaryLocks of the other transaction, while K[1] holds our lock
+        assert cluster.check_secondary_locks([K[1]], other) == SecondaryLocks((), 0)
+    cluster.store.commit([K[1]], start, commit)
+    if not rollback_first:
+        assert cluster.check_secondary_locks([K[1]], other) == SecondaryLocks((), 0)
+    # one record at (K[1], other): the commit, flagged with the other's rollback (TiKV's overlapped rollback)
+    writes = [(k, ts, Write.parse(w)) for k, ts, w in cluster.store.dump()[0] if k == K[1]]
+    assert [(ts, w.write_type, w.start_ts, w.has_overlapped_rollback) for _, ts, w in writes] == [(other, "P", start, True)]
+    assert cluster.store.get(K[1], other) == b"a"
+    with pytest.raises(TxnRolledBackError):
+        cluster.store.prewrite([Mutation(PUT, K[1], b"late")], K[1], other, 3000)
+    now = cluster.get_ts()
+    assert cluster.check_txn_status(K[1], other, now, now).state == "rolled_back"
+    assert cluster.check_txn_status(K[1], start, now, now).commit_ts == commit
+    cluster.checkpoint()  # (key, commit_ts) is unique in the saved write CF
+
+
 # --- GC as TiDB's GC worker runs it -------------------------------------------------------------------
 
 
@@ -474,7 +501,7 @@ def test_gc_rolls_back_a_dead_transaction_below_the_safe_point_and_decides_async
     assert run.txns_resolved == 2 and cluster.store.locks() == []
     ts = cluster.get_ts()
     assert [cluster.store.get(k, ts) for k in K[1:5]] == [None, None, b"a", b"b"]
-    assert cluster.store.get(K[3], commit) == b"a"
+    assert commit <= run.safe_point  # committed at its greatest min_commit_ts, below the safe point
 
 
 def test_the_gc_worker_advances_the_safe_point_to_now_minus_its_life_time(tmp_path: Path) -> None:

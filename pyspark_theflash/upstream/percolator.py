@@ -234,13 +234,33 @@ class PercolatorStore:
             self._defaults.pop((lock.key, lock.start_ts), None)
 
     def _find_version(self, key: bytes, start_ts: int) -> Version | None:
-        """The write record of the transaction started at ``start_ts`` on ``key``."""
+        """The write record of the transaction started at ``start_ts`` on ``key`` (a Rollback
+        when another transaction's commit record at that ts carries its overlapped rollback)."""
         for v in self._writes.get(key, ()):
             if v.start_ts == start_ts:
                 return v
+            if v.commit_ts == start_ts and Write.parse(v.write).has_overlapped_rollback:
+                return Version(start_ts, "R", start_ts, v.write)
             if v.commit_ts < start_ts:
                 break
         return None
+
+    def _put_rollback(self, key: bytes, start_ts: int) -> None:
+        """The Rollback record of the transaction started at ``start_ts``. Async commit and
+        1PC commit at max_ts + 1, which may be another transaction's start_ts: where a commit
+        record already sits at that ts, it is flagged instead (TiKV's overlapped rollback), so
+        each (key, commit_ts) holds one record."""
+        versions = self._writes.get(key, [])
+        for i, v in enumerate(versions):
+            if v.commit_ts == start_ts:
+                if v.write_type != "R" and v.start_ts != start_ts:
+                    w = Write.parse(v.write)
+                    w.has_overlapped_rollback = True
+                    versions[i] = v._replace(write=bytes(w.to_bytes()))
+                return
+            if v.commit_ts < start_ts:
+                break
+        self._add_version(key, Version(start_ts, "R", start_ts, write_bytes("R", start_ts, None)))
 
     def _value_of(self, key: bytes, v: Version) -> bytes:
         short = Write.parse(v.write).short_value
@@ -275,7 +295,17 @@ class PercolatorStore:
         short = value if op == PUT and len(value) <= SHORT_VALUE_MAX_LEN else None
         if op == PUT and short is None:
             self._defaults[(key, start_ts)] = value
-        self._add_version(key, Version(commit_ts, _WRITE_TYPE[op], start_ts, write_bytes(_WRITE_TYPE[op], start_ts, short)))
+        write = Write(write_type=_WRITE_TYPE[op], start_ts=start_ts, short_value=short)
+        versions = self._writes.get(key, [])
+        for i, v in enumerate(versions):
+            if v.commit_ts == commit_ts and v.write_type == "R":
+                # another transaction's rollback at this ts: the commit takes its place, flagged (TiKV)
+                del versions[i]
+                write.has_overlapped_rollback = True
+                break
+            if v.commit_ts < commit_ts:
+                break
+        self._add_version(key, Version(commit_ts, _WRITE_TYPE[op], start_ts, bytes(write.to_bytes())))
 
     # ---------------------------------------------------------------- transactions
 
@@ -375,7 +405,7 @@ class PercolatorStore:
                 if lock is not None and lock.start_ts == start_ts:
                     self._remove_lock(lock, keep_value=False)
                     removed += 1
-                self._add_version(key, Version(start_ts, "R", start_ts, write_bytes("R", start_ts, None)))
+                self._put_rollback(key, start_ts)
                 rows.append(binlog_pb2.Row(type=binlog_pb2.Row.ROLLBACK, start_ts=start_ts, key=key))
             if rows:
                 self._emit_rows(self.regions.get(region_id), rows)
@@ -756,7 +786,7 @@ class PercolatorStore:
             if lock is not None and lock.start_ts == row.start_ts:
                 self._remove_lock(lock, keep_value=False)
             if self._find_version(key, row.start_ts) is None:
-                self._add_version(key, Version(row.start_ts, "R", row.start_ts, write_bytes("R", row.start_ts, None)))
+                self._put_rollback(key, row.start_ts)
         elif row.type == binlog_pb2.Row.COMMITTED:
             self._commit_record(key, row.op, row.value, row.start_ts, row.commit_ts)
 
