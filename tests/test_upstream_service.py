@@ -192,6 +192,40 @@ def test_theflash_upstream_command_writes_a_binlog_open_source_reads(tmp_path: P
     assert any(e.HasField("resolved_ts") for e in events)
 
 
+@pytest.mark.parametrize("mode", ["async", "2pc"])
+def test_theflash_upstream_commits_with_async_commit_by_default_and_runs_gc_by_its_life_time(
+    tmp_path: Path, mode: str,
+) -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    args = [sys.executable, "-m", "pyspark_theflash", "upstream", "--data", str(tmp_path / "d"),
+            "--binlog", str(tmp_path / "b"), "--workload", "bank", "--duration", "2", "--accounts", "20",
+            "--region-split-keys", "6", "--gc-life-time", "300ms", "--gc-run-interval", "200ms"]
+    started = time.time()
+    proc = subprocess.run(args + ([] if mode == "async" else ["--txn-mode", "2pc"]),
+                          capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    with open_source(str(tmp_path / "b")) as source:
+        events = [pe.event for pe in source.read(100_000, 1.0)]
+    prewrites = [r for e in events if e.HasField("entries") for r in iter_rows(e.entries) if r.type == 0]
+    assert prewrites and all(r.use_async_commit == (mode == "async") for r in prewrites)
+    if mode == "async":  # a transfer spanning regions (one region: 1PC): its primary lists the other key
+        assert all(len(r.secondaries) == 1 for r in prewrites if r.key == r.primary)
+    cluster = MiniCluster(tmp_path / "d", tmp_path / "b", resolved_ts_interval=0)
+    try:  # GC ran every 200 ms at now - 300 ms, and the safe point was saved
+        assert physical_ms(cluster.gc_safe_point()) >= int(started * 1000)
+    finally:
+        cluster.close()
+
+
+def test_theflash_upstream_refuses_a_gc_life_time_that_is_not_a_duration(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyspark_theflash", "upstream", "--data", str(tmp_path / "d"),
+         "--binlog", str(tmp_path / "b"), "--gc-life-time", "ten minutes"],
+        capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=ROOT,
+    )
+    assert proc.returncode == 2 and "'ten minutes' is not a duration" in proc.stderr
+
+
 def test_theflash_upstream_serve_answers_over_grpc_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
     import signal
 
