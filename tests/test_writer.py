@@ -508,3 +508,58 @@ def test_a_failed_pipelined_flush_stops_the_writer_and_a_restart_replays_from_th
     with Store.open(str(store_dir), readonly=True) as s:
         got = {r["id"]: r["balance"] for r in s.scan_table(TABLE, ts).to_pylist()}
     assert got == expected and len(got) == 5
+
+
+def test_until_caught_up_means_the_logs_head_over_files_and_grpc_and_damage_fails_it(tmp_path: Path) -> None:
+    """A one-shot run applies everything up to the head the log had when it started, whatever
+    the binlog's form; a damaged record with records after it stops it with an error naming
+    the segment file and offset (it used to stop there and say "caught up", rc 0)."""
+    import shutil
+
+    from pyspark_theflash.binlog import SegmentReader, serve_binlog
+    from pyspark_theflash.binlog.segment import list_segments, segment_path
+    from pyspark_theflash.store import Store
+    from pyspark_theflash.upstream.cluster import MiniCluster
+    from pyspark_theflash.upstream.tidb import make_column
+
+    binlog_dir = tmp_path / "binlog"
+    with MiniCluster(tmp_path / "cluster", binlog_dir=binlog_dir, resolved_ts_interval=0) as up:
+        addresses = up.serve()
+        up.create_table(TABLE, [make_column("id", "BIGINT", not_null=True), make_column("balance", "BIGINT")],
+                        primary_key=["id"])
+        for i in range(300):
+            up.run_txn(lambda t, i=i: t.insert(TABLE, {"id": i, "balance": i}))
+        ts = up.get_ts()
+
+        def writer(binlog: str, store: Path) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([PY, "-m", "pyspark_theflash", "writer", "run", "--binlog", binlog, "--store",
+                                   str(store), "--upstream", addresses["upstream"], "--until-caught-up",
+                                   "--batch-events", "16"], capture_output=True, text=True, timeout=120)
+
+        def applied(store: Path) -> int:
+            with Store.open(str(store), readonly=True) as s:
+                return len(s.scan_table(TABLE, ts).to_pylist())
+
+        server = serve_binlog(binlog_dir, "127.0.0.1", 0)
+        try:
+            for form, url in (("file", binlog_dir.as_uri()), ("grpc", server.url)):
+                done = writer(url, tmp_path / f"store-{form}")
+                assert done.returncode == 0, done.stderr
+                assert applied(tmp_path / f"store-{form}") == 300, form
+        finally:
+            server.stop()
+
+        damaged = tmp_path / "damaged"
+        shutil.copytree(binlog_dir, damaged, ignore=shutil.ignore_patterns("LOCK"))
+        newest = list_segments(damaged)[-1]
+        with SegmentReader(damaged) as reader:
+            records = [r for r in reader if r.position.segment == newest]
+        victim = records[len(records) // 2]
+        path = segment_path(damaged, newest)
+        data = bytearray(path.read_bytes())
+        data[victim.position.offset + 9] ^= 0x01
+        path.write_bytes(bytes(data))
+        failed = writer(damaged.as_uri(), tmp_path / "store-damaged")
+        assert failed.returncode != 0
+        assert str(path) in failed.stderr and f"offset {victim.position.offset}" in failed.stderr, failed.stderr[-2000:]
+        assert "Traceback" not in failed.stderr

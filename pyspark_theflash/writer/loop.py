@@ -169,6 +169,10 @@ class Writer:
             if opts.bootstrap_snapshot or not bounds.reaches_start:
                 position = self._bootstrap_from_snapshots()
         source = binlog.open_source(opts.binlog, position)
+        # --until-caught-up: the log's head when the run starts (file and gRPC alike); a short
+        # read alone says nothing (a gRPC stream answers what it has, a damaged record ends a
+        # file read), and the head check raises on damage instead of calling it the end.
+        stop_at = source.head() if opts.until_caught_up else None
         self.progress.state = "running"
         self._note_store_state()
         try:
@@ -192,7 +196,7 @@ class Writer:
                     self._last_request_seen = max(self._last_request_seen, pending[-1].request_id)
                 self._publish()
                 caught_up = len(batch) < opts.batch_events  # everything readable now is applied
-                if caught_up and opts.until_caught_up:
+                if caught_up and stop_at is not None and _reached(source.position, stop_at):
                     log.info("caught up with the binlog at %s: stopping (--until-caught-up)", self.progress.read_position)
                     break
                 # Compaction runs between polls; under a backlog that never lets up it still runs
@@ -467,3 +471,8 @@ class Writer:
 
 def _satisfied(request: FlushRequest, applied: dict[int, int]) -> bool:
     return all(applied.get(region, 0) >= index for region, index in request.read_index.items())
+
+
+def _reached(position: Position | None, head: Position) -> bool:
+    """Whether a source's ``position`` is at or past ``head`` (None: nothing read yet)."""
+    return position is not None and position >= head
