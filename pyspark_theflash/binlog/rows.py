@@ -244,12 +244,12 @@ def _join_batches(batches: Sequence[binlog_pb2.RowBatch]) -> RunColumns | None:
               binary("key", optional=False), binary("value", optional=True), binary("primary", optional=True)]
     if any(f is None for f in fields):
         return None
-    if any(b.min_commit_ts or b.async_commit or b.secondaries_offsets or b.secondaries_data for b in batches):
-        try:  # rare (async-commit prewrites): checked event by event, not joined (the store has no use for them)
-            for b in batches:
-                _batch_lock_columns(b, "")
-        except MalformedRowBatchError:
-            return None
+    try:  # checked event by event, not joined: the store has no use for them
+        for b in batches:
+            if b.min_commit_ts or b.async_commit or b.secondaries_offsets or b.secondaries_data:
+                _check_lock_fields(b, "")
+    except MalformedRowBatchError:
+        return None
     return RunColumns(RowColumns(*fields), starts)  # type: ignore[arg-type]
 
 
@@ -276,6 +276,15 @@ def columnar_entries(rows: Sequence[binlog_pb2.Row]) -> binlog_pb2.Entries:
 
 def pack_rows(rows: Sequence[binlog_pb2.Row]) -> binlog_pb2.RowBatch:
     """``Row`` messages -> one ``RowBatch``."""
+    if not any(r.use_async_commit or r.min_commit_ts or r.secondaries for r in rows):
+        return pack_columns(
+            types=np.fromiter((r.type for r in rows), np.uint8, len(rows)),
+            ops=np.fromiter((r.op for r in rows), np.uint8, len(rows)),
+            start_ts=np.fromiter((r.start_ts for r in rows), np.uint64, len(rows)),
+            commit_ts=np.fromiter((r.commit_ts for r in rows), np.uint64, len(rows)),
+            ttl=np.fromiter((r.ttl for r in rows), np.uint64, len(rows)),
+            txn_size=np.fromiter((r.txn_size for r in rows), np.uint64, len(rows)),
+            keys=[r.key for r in rows], values=[r.value for r in rows], primaries=[r.primary for r in rows])
     return pack_columns(
         types=np.fromiter((r.type for r in rows), np.uint8, len(rows)),
         ops=np.fromiter((r.op for r in rows), np.uint8, len(rows)),
@@ -445,6 +454,22 @@ def _batch_lock_columns(batch: binlog_pb2.RowBatch, where: str) -> LockColumns:
                        _batch_binary(batch, where, "secondaries", optional=True))
 
 
+def _check_lock_fields(batch: binlog_pb2.RowBatch, where: str) -> None:
+    """Refuse a batch whose async-commit arrays are malformed, without building them (the
+    store's apply path has no use for them): lengths, flag values and the offsets' ends checked
+    on the raw bytes (a few microseconds); anything off is handed to ``_batch_lock_columns``
+    to name it. Offsets decreasing inside are caught where the arrays are read
+    (``lock_columns``, ``iter_rows``)."""
+    n = int(batch.count)
+    mc, flags, offsets, data = batch.min_commit_ts, batch.async_commit, batch.secondaries_offsets, batch.secondaries_data
+    ok = len(mc) in (0, 8 * n) and len(flags) in (0, n) and not flags.translate(None, b"\x00\x01")
+    if ok and (offsets or data):
+        ok = (len(offsets) == 4 * (n + 1) and _INT32.unpack_from(offsets, 0)[0] == 0
+              and _INT32.unpack_from(offsets, 4 * n)[0] == len(data))
+    if not ok:
+        _batch_lock_columns(batch, where)
+
+
 def _batch_columns(batch: binlog_pb2.RowBatch, where: str) -> RowColumns:
     def fixed(name: str, width: int, dtype: str, optional: bool) -> np.ndarray:
         return _batch_fixed(batch, where, name, width, dtype, optional)
@@ -462,7 +487,7 @@ def _batch_columns(batch: binlog_pb2.RowBatch, where: str) -> RowColumns:
         row = int(np.flatnonzero(ops > _MAX_OP)[0])
         raise MalformedRowBatchError(where, f"row {row} has op {int(ops[row])}, not an OpType")
     if batch.min_commit_ts or batch.async_commit or batch.secondaries_offsets or batch.secondaries_data:
-        _batch_lock_columns(batch, where)  # a corrupt event is refused whole, these fields too
+        _check_lock_fields(batch, where)  # a corrupt event is refused whole, these fields too
     return RowColumns(
         types=types, ops=ops,
         start_ts=fixed("start_ts", 8, "<u8", optional=False),
