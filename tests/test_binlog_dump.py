@@ -234,3 +234,18 @@ def test_dump_and_status_name_damage_followed_by_good_records_and_fail(
         code, _, err = run(capsys, *argv)
         assert code != 0, argv
         assert str(path) in err and f"offset {victim.position.offset}" in err, err
+
+
+def test_output_cut_short_by_head_ends_quietly(tmp_path: Path) -> None:
+    """`theflash binlog status DIR | head -1`: no BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    directory = tmp_path / "binlog"
+    with SegmentWriter(directory, segment_bytes=64) as writer:
+        for event in bank_events() * 300:  # a segment a record: a status line each, > a pipe's buffer
+            writer.append([event])
+    command = f"{sys.executable} -m pyspark_theflash binlog status {directory} | head -1"
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
+    assert done.stdout.startswith("binlog ") and done.stdout.count("\n") == 1
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
