@@ -198,7 +198,7 @@ def test_progress_line_is_rewritten_in_place_on_a_terminal(tmp_path: Path) -> No
         proc = subprocess.Popen(
             [PY, "-m", "pyspark_theflash", "writer", "run", "--binlog", str(tmp_path / "binlog"), "--store",
              str(tmp_path / "store"), "--upstream", addresses["upstream"], "--until-caught-up"],
-            stdout=slave, stderr=subprocess.DEVNULL,
+            stdout=slave, stderr=slave,  # log lines and the progress line share the terminal
         )
         os.close(slave)
         out = b""
@@ -213,8 +213,14 @@ def test_progress_line_is_rewritten_in_place_on_a_terminal(tmp_path: Path) -> No
         os.close(master)
         assert proc.wait(30) == 0
     text = out.decode()
-    assert text.startswith("\r") and text.count("\r") >= 2 and "events/s" in text and "rows/s" in text
-    assert text.rstrip("\r\n").count("\n") == 0  # one line, rewritten in place
+    assert "events/s" in text and "rows/s" in text
+    stamp = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
+    logged = [m.start() for m in stamp.finditer(text)]
+    assert logged, text  # the writer logs (caught up, stopping ...)
+    # every log line starts a line of its own: the progress line was cleared before it
+    assert all(i == 0 or text[i - 1] in "\r\n" for i in logged), text
+    progress = [line for line in re.split(r"[\r\n]", text) if "events/s" in line]
+    assert progress and all(not stamp.match(line) for line in progress)  # rewritten in place, not logged
 
 
 def _persisted_position(store: Path) -> tuple[int, int]:
@@ -629,3 +635,100 @@ def test_status_and_ctl_on_a_mistyped_store_fail_and_create_nothing(tmp_path: Pa
         done = subprocess.run([PY, "-m", "pyspark_theflash", "writer", *argv], capture_output=True, text=True, timeout=60)
         assert done.returncode == 2 and f"no store at {typo}" in done.stderr, done.stderr
         assert not typo.exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 3 MiB file system (tmpfs) for the store: ENOSPC the way an operator meets it."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True, text=True)
+    assert done.returncode == 0, f"mounting a tmpfs needs root: {done.stderr}"
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_ends_the_writer_with_one_clear_error_and_it_resumes_once_space_is_back(
+        small_disk: Path, tmp_path: Path) -> None:
+    from pyspark_theflash.errors import StorageFailureError
+    from pyspark_theflash.scan import plan
+    from pyspark_theflash.store import Store
+    from pyspark_theflash.upstream.cluster import MiniCluster
+    from pyspark_theflash.upstream.tidb import make_column
+
+    store = small_disk / "store"
+    with MiniCluster(tmp_path / "cluster", binlog_dir=tmp_path / "binlog", resolved_ts_interval=0) as up:
+        addresses = up.serve()
+        up.create_table("big.rows", [make_column("id", "BIGINT", not_null=True), make_column("pad", "VARCHAR(2000)")],
+                        primary_key=["id"])
+        for start in range(0, 6000, 500):  # ~9 MiB of row values: three times the disk
+            up.run_txn(lambda t, s=start: [t.insert("big.rows", {"id": i, "pad": f"{i:08d}" * 190})
+                                           for i in range(s, s + 500)])
+        ts = up.get_ts()
+        run = [PY, "-m", "pyspark_theflash", "writer", "run", "--binlog", (tmp_path / "binlog").as_uri(), "--store",
+               str(store), "--upstream", addresses["upstream"], "--until-caught-up", "--flush-rows", "500"]
+        full = subprocess.run(run, capture_output=True, text=True, timeout=120)
+        assert full.returncode == 2, full.stderr[-3000:]
+        assert "the disk is full" in full.stderr and "Traceback" not in full.stderr, full.stderr[-3000:]
+        shown = _cli("writer", "status", "--store", str(store))
+        assert shown.returncode == 0, shown.stderr
+        assert "state: failed" in shown.stdout and "last error (" in shown.stdout and "disk is full" in shown.stdout, shown.stdout
+        # a read on the full disk works from the durable state or says the disk is full
+        try:
+            with plan(str(store), "big.rows", {"upstream": addresses["upstream"], "region_wait_timeout": "2s"}):
+                pass
+        except StorageFailureError as exc:
+            assert "disk is full" in str(exc)
+        except Exception as exc:  # e.g. the learner read timing out: the writer is not running
+            assert "Traceback" not in str(exc) and "OperationalError" not in repr(exc), repr(exc)
+
+        remount = subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], capture_output=True, text=True)
+        assert remount.returncode == 0, remount.stderr
+        again = subprocess.run(run, capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0, again.stderr[-3000:]
+        expected = {r["id"]: r["pad"] for r in up.scan_table("big.rows", ts)}
+    with Store.open(str(store), readonly=True) as s:
+        got = {r["id"]: r["pad"] for r in s.scan_table("big.rows", ts).to_pylist()}
+    assert got == expected and len(got) == 6000
+    shown = _cli("writer", "status", "--store", str(store))
+    assert "state: not running" in shown.stdout and "last error (" in shown.stdout  # still says what happened
+
+
+def test_a_writer_logging_to_a_file_timestamps_every_line_and_rate_limits_progress(tmp_path: Path) -> None:
+    from pyspark_theflash.upstream.cluster import MiniCluster
+    from pyspark_theflash.upstream.tidb import make_column
+
+    log = tmp_path / "writer.log"
+    with MiniCluster(tmp_path / "cluster", binlog_dir=tmp_path / "binlog", resolved_ts_interval=0) as up:
+        addresses = up.serve()
+        up.create_table(TABLE, [make_column("id", "BIGINT", not_null=True), make_column("balance", "BIGINT")],
+                        primary_key=["id"])
+        for i in range(50):
+            up.run_txn(lambda t, i=i: t.insert(TABLE, {"id": i, "balance": i}))
+        done = _cli("writer", "run", "--binlog", str(tmp_path / "binlog"), "--store", str(tmp_path / "store"),
+                    "--upstream", addresses["upstream"], "--until-caught-up", "--interval", "10ms", "--log", str(log))
+        assert done.returncode == 0, done.stderr
+    lines = log.read_text().splitlines()
+    assert lines and all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ", line) for line in lines), lines
+    progress = [line for line in lines if "events/s" in line]
+    # a short run: one line per state it went through, not one a second
+    assert 1 <= len(progress) <= 4, progress
+
+
+def test_progress_lists_only_the_stores_live_regions() -> None:
+    """A region merged away (or removed) leaves the progress line and the status."""
+    from types import SimpleNamespace
+
+    from pyspark_theflash.writer.progress import Progress, progress_line
+
+    progress = Progress()
+    progress.note_batch(3, 3, {1: 10, 2: 7})
+    progress.note_regions([SimpleNamespace(id=1, applied_index=10, resolved_ts=0),
+                           SimpleNamespace(id=2, applied_index=7, resolved_ts=0)])
+    assert set(progress.regions) == {1, 2}
+    progress.note_regions([SimpleNamespace(id=1, applied_index=12, resolved_ts=0)])  # 2 merged into 1
+    status = progress.to_status()
+    assert [r["region_id"] for r in status["regions"]] == [1]
+    assert "r2 " not in progress_line(status)

@@ -47,6 +47,9 @@ class Progress:
     read_position: str = ""   # just after the last event read
     interval_s: float = 0.0
     state: str = "starting"
+    # The last run-ending error of this store's writer (this run's or an earlier one's):
+    # {"message", "kind", "at" (unix seconds)}; shown by `writer status` and /metrics.
+    last_error: dict[str, Any] | None = None
     regions: dict[int, RegionProgress] = field(default_factory=dict)
     _samples: collections.deque = field(default_factory=collections.deque)
 
@@ -69,11 +72,17 @@ class Progress:
             self._samples.popleft()
 
     def note_regions(self, states: Iterable[Any]) -> None:
+        """The store's live regions: their progress, and only theirs (a region merged away or
+        removed leaves the progress line and the status instead of lagging ever more)."""
+        live = set()
         for state in states:
+            live.add(int(state.id))
             r = self.region(int(state.id))
             r.applied_index = int(state.applied_index)
             r.resolved_ts = int(state.resolved_ts)
             r.seen_index = max(r.seen_index, r.applied_index)
+        for region_id in [i for i in self.regions if i not in live]:
+            del self.regions[region_id]
 
     def rates(self) -> tuple[float, float]:
         """(events/s, rows/s) over the last RATE_WINDOW_S seconds."""
@@ -91,6 +100,7 @@ class Progress:
         now_ms = int(time.time() * 1000)
         return {
             "state": self.state,
+            "last_error": self.last_error,
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "started_at": self.started_at,
@@ -172,6 +182,9 @@ def prometheus_text(status: dict[str, Any]) -> str:
     metric("gc_safe_point_physical_ms", "gauge", "Safe point of the last GC: the TSO's physical ms.",
            [("", None if safe_point is None else physical_ms(int(safe_point)))])
     metric("interval_seconds", "gauge", "Current poll interval.", [("", status["interval_s"])])
+    last_error = status.get("last_error") or {}
+    metric("last_fatal_error_timestamp_seconds", "gauge", "When the store's writer last stopped on an error.",
+           [("", last_error.get("at"))])
     seg, _, off = str(status.get("position") or "0:0").partition(":")
     metric("position_segment", "gauge", "Persisted binlog position: segment.", [("", int(seg or 0))])
     metric("position_offset", "gauge", "Persisted binlog position: offset.", [("", int(off or 0))])
