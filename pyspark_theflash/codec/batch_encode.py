@@ -236,6 +236,27 @@ def _join(prefix: pa.Array, cols: Sequence[pa.Array]) -> pa.BinaryArray:
     return joined.cast(pa.binary())
 
 
+_MAX_NULL_PATTERNS = 64
+
+
+def _row_head(ids: np.ndarray, notnull: np.ndarray, id_size: int, large: bool) -> np.ndarray:
+    """Header and column ids of a row whose not-null columns are ``notnull`` (ids ascending)."""
+    k = len(ids)
+    head = np.zeros(HEADER_SIZE + k * id_size, dtype=np.uint8)
+    head[0], head[1] = CODEC_VER, FLAG_LARGE if large else 0
+    nn = int(np.count_nonzero(notnull))
+    head[2:4] = _le_bytes(np.array([nn]), 2)[0]
+    head[4:6] = _le_bytes(np.array([k - nn]), 2)[0]
+    head[HEADER_SIZE:] = _le_bytes(np.concatenate([ids[notnull], ids[~notnull]]), id_size).ravel()
+    return head
+
+
+def _end_offsets(lengths: np.ndarray, off_size: int) -> np.ndarray:
+    """(n, m * off_size) little-endian end offsets of rows of m not-null value lengths."""
+    ends = np.ascontiguousarray(np.cumsum(lengths, axis=1).astype("<u4" if off_size == 4 else "<u2"))
+    return ends.view(np.uint8).reshape(lengths.shape[0], lengths.shape[1] * off_size)
+
+
 def _row_prefix(ids: np.ndarray, lengths: np.ndarray, notnull: np.ndarray, large: bool) -> pa.BinaryArray:
     """Header, column ids (not-null ones ascending, then null ones) and end offsets of each row."""
     n, k = lengths.shape
@@ -243,15 +264,25 @@ def _row_prefix(ids: np.ndarray, lengths: np.ndarray, notnull: np.ndarray, large
     if notnull.all():
         # No NULL in the batch: header and ids are the same for every row, only the end
         # offsets differ: one constant block beside one matrix of offsets.
-        head = np.zeros(HEADER_SIZE + k * id_size, dtype=np.uint8)
-        head[0], head[1] = CODEC_VER, FLAG_LARGE if large else 0
-        head[2:4] = _le_bytes(np.array([k]), 2)[0]
-        head[HEADER_SIZE:] = _le_bytes(ids, id_size).ravel()
-        ends = np.cumsum(lengths, axis=1).astype("<u4" if large else "<u2")
+        head = _row_head(ids, np.ones(k, dtype=bool), id_size, large)
         out = np.empty((n, len(head) + k * off_size), dtype=np.uint8)
         out[:, :len(head)] = head
-        out[:, len(head):] = ends.view(np.uint8).reshape(n, k * off_size)
+        out[:, len(head):] = _end_offsets(lengths, off_size)
         return fixed_binary(out)
+    patterns, which = np.unique(notnull, axis=0, return_inverse=True)
+    if len(patterns) <= _MAX_NULL_PATTERNS:
+        # Few NULL patterns (the usual case): the same per pattern, one group of rows at a time.
+        which = which.ravel()
+        out = np.zeros((n, HEADER_SIZE + k * id_size + k * off_size), dtype=np.uint8)
+        used = np.zeros(n, dtype=np.int64)
+        for p, pattern in enumerate(patterns):
+            rows = np.flatnonzero(which == p)
+            head = _row_head(ids, pattern, id_size, large)
+            ends = _end_offsets(lengths[rows][:, pattern], off_size)
+            out[rows, :len(head)] = head
+            out[rows, len(head):len(head) + ends.shape[1]] = ends
+            used[rows] = len(head) + ends.shape[1]
+        return ragged_binary(out, used)
     nn = notnull.sum(axis=1)
     width = HEADER_SIZE + k * id_size + k * off_size
     out = np.zeros((n, width), dtype=np.uint8)

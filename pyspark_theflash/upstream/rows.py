@@ -43,12 +43,16 @@ class TableRows:
         self.handle_column = self.info.handle_column
         handle_id = self.handle_column.id if self.handle_column is not None else None
         self.value_columns = tuple(c for c in self.info.columns if c.id != handle_id)  # stored in the row value
+        self._by_name = {c.name: c for c in self.info.columns}  # exact names: the common case, one lookup
 
     # ------------------------------------------------------------------ one row
 
     def column(self, name: str) -> ColumnInfo:
+        col = self._by_name.get(name)
+        if col is not None:
+            return col
         try:
-            return self.info.column(name)
+            return self.info.column(name)  # any case, as MySQL
         except UnknownColumnError as err:
             raise SchemaError(str(err)) from None
 
