@@ -234,3 +234,12 @@ def test_the_writer_replicates_bulk_transactions_1pc_and_2pc(tmp_path: Path) -> 
         assert got.to_pylist() == table.to_pylist()
     finally:
         rig.close()
+
+
+def test_a_heap_table_takes_given_row_ids_and_allocates_after_them(cluster: MiniCluster) -> None:
+    cluster.create_table("d.heap", [make_column("v", "INT")])
+    assert cluster.bulk_insert("d.heap", pa.table({"v": [1, 2]})) == 2
+    assert cluster.bulk_insert("d.heap", pa.table({"_tidb_rowid": [50, 40], "v": [3, 4]})) == 2
+    with cluster.txn() as t:
+        assert t.insert("d.heap", {"v": 5}) == 51
+    assert [(r["_tidb_rowid"], r["v"]) for r in cluster.scan_table("d.heap")] == [(1, 1), (2, 2), (40, 4), (50, 3), (51, 5)]

@@ -72,6 +72,10 @@ def bulk_insert(
     if table.kind == "rowid" and ROWID not in rows.column_names:
         first = catalog.alloc_row_ids(table.id, n)
         row_ids = np.arange(first, first + n, dtype=np.int64)
+    elif table.kind == "rowid":  # ids given: never allocate them again
+        given = pc.max(rows.column(ROWID)).as_py()
+        if given is not None:
+            catalog.bump_row_id(table.id, int(given))
     step = max(ENCODE_ROWS // txn_rows, 1) * txn_rows  # passes end on transaction boundaries
     parts: list[EncodedRows] = []
     for lo in range(0, n, step):
