@@ -21,7 +21,7 @@ from pyspark_theflash.schema import arrow_schema
 from pyspark_theflash.store import Store
 from pyspark_theflash.upstream.bulk import lock_ttl_ms
 from pyspark_theflash.upstream.cluster import MiniCluster
-from pyspark_theflash.upstream.errors import DuplicateKeyError
+from pyspark_theflash.upstream.errors import DuplicateKeyError, SchemaError
 from pyspark_theflash.upstream.tidb import make_column, record_range, table_info_of
 from pyspark_theflash.upstream.workloads import OrdersWorkload, orders_columns
 
@@ -96,6 +96,8 @@ def test_inputs_of_other_arrow_types_and_left_out_columns_take_the_default(clust
         "at": pa.array([dt.date(2024, 2, 29), None, dt.date(1970, 1, 1)], pa.date32()),
         "note": pa.array(["x", None, "z"], pa.large_string()),
     })
+    with pytest.raises(SchemaError, match="no column 'nope'"):
+        cluster.bulk_insert("d.t", table.append_column("nope", pa.array([1, 2, 3])))
     assert cluster.bulk_insert("d.t", table) == 3
     assert cluster.scan_table("d.t") == [
         {"a": 1, "b": 0, "price": Decimal("-2.50"), "day": dt.date(1999, 12, 31), "at": None, "name": "none",

@@ -540,27 +540,23 @@ _VECTORISED: dict[str, Callable[[_Ctx, pa.Array], EncodedColumn | None]] = {
 
 
 def _value_by_value(table: str, col: ColumnInfo, arr: pa.Array, key: bool, row_base: int) -> EncodedColumn:
+    """The per-value path: ``check_value`` and the codec's per-value encoders, one value at a time."""
+    is_int = _family(col) == "int"
     values: list[bytes | None] = []
     keys: list[bytes] = []
     ints: list[int] = []
     for i, value in enumerate(arr.to_pylist()):
         d = datum(table, col, value, row_base + i)
-        if d.kind == "null" or d.value is None:
-            values.append(None)
-            keys.append(encode_key([d]))
-            ints.append(0)
-            continue
+        null = d.kind == "null" or d.value is None
         try:
-            values.append(encode_value_v2(d))
+            values.append(None if null else encode_value_v2(d))
             if key:
                 keys.append(encode_key([d]))
         except (CodecError, ValueError, TypeError, OverflowError) as err:
             raise IncorrectValueError(table, col.name, row_base + i, value, f"{col.type_name} cannot hold it: {err}") from None
-        if _family(col) == "int":
-            ints.append(int(d.value))
-    int_array = None
-    if _family(col) == "int" and len(ints) == len(values):
-        int_array = np.array(ints, dtype=np.uint64 if col.unsigned else np.int64)
+        if is_int:
+            ints.append(0 if null else int(d.value))
+    int_array = np.array(ints, dtype=np.uint64 if col.unsigned else np.int64) if is_int else None
     return EncodedColumn(pa.array(values, pa.binary()), pa.array(keys, pa.binary()) if key else None, int_array)
 
 
