@@ -93,6 +93,19 @@ def holds_latch(store: Path, proc: subprocess.Popen) -> bool:
     return holder is not None and holder.pid == proc.pid and status.get("token") == holder.token and status.get("state") == "running"
 
 
+def table_regions(cluster: BankCluster, qualified: str) -> list[int]:
+    """Ids of the upstream regions over a table's record range: those a reader of it waits
+    for (every table has regions of its own; a table the writer does not replicate is in
+    regions the store never holds)."""
+    from pyspark_theflash.codec import encode_region_key
+    from pyspark_theflash.upstream.tidb import record_range
+
+    info = cluster.client.table_info(*qualified.split("."))
+    lo, hi = (encode_region_key(k) for k in record_range(info["id"]))
+    return [int(r.id) for r in cluster.client.regions()
+            if (not r.end_key or r.end_key > lo) and r.start_key < hi]
+
+
 def learner_read_total(store: Path, cluster: BankCluster, ts: int | None = None) -> tuple[int, int, dict[int, int]]:
     """What a reader does: a ts, the read index of every region, a flush request that the
     writer completes once those are applied, then every region's resolved ts past ts; then
@@ -100,7 +113,7 @@ def learner_read_total(store: Path, cluster: BankCluster, ts: int | None = None)
     from pyspark_theflash.store import Store
 
     ts = ts or cluster.client.get_ts()
-    regions = [int(r.id) for r in cluster.client.regions()]
+    regions = table_regions(cluster, TABLE)
     read_index = {r: cluster.client.read_index(r) for r in regions}
     with latch_mod.connect(store) as latch:
         applied = latch.wait_flush(latch.request_flush(regions, read_index), timeout_s=30)
