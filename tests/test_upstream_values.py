@@ -200,3 +200,27 @@ def test_left_out_columns_take_the_default_and_a_not_null_one_without_default_is
         with cluster.txn() as t:
             t.insert(table, {"id": 1, "must": 7})
     assert cluster.get_row(table, 1) == {"id": 1, "must": 7, "d": "dflt", "n": None}
+
+
+def test_the_row_paths_datums_are_the_codecs_for_checked_values() -> None:
+    """values.datum builds the common types' datums itself: they equal datum_for_column's."""
+    import random
+
+    from pyspark_theflash.codec.row_v2 import datum_for_column
+    from pyspark_theflash.schema import column
+    from pyspark_theflash.upstream.values import check_value, datum
+
+    rng = random.Random(4)
+    samples: dict[str, Callable[[], Any]] = {
+        "TINYINT": lambda: rng.randint(-128, 127), "BIGINT UNSIGNED": lambda: rng.randint(0, 2**64 - 1),
+        "YEAR": lambda: rng.choice([0, 1901, 2155, 69]), "FLOAT": lambda: rng.uniform(-1e6, 1e6),
+        "DOUBLE": lambda: rng.uniform(-1e300, 1e300), "DECIMAL(12,3)": lambda: Decimal(rng.randrange(-10**12, 10**12)) / 1000,
+        "DECIMAL(30,10)": lambda: str(Decimal(rng.randrange(-10**25, 10**25)) / 10**11),
+        "CHAR(5)": lambda: rng.choice(["ab  ", "äöü", ""]), "VARBINARY(9)": lambda: rng.randbytes(rng.randrange(10)),
+        "BINARY(4)": lambda: rng.randbytes(rng.randrange(5)), "TEXT": lambda: "t" * rng.randrange(100),
+    }
+    for sql_type, sample in samples.items():
+        col = column("v", sql_type)
+        for _ in range(50):
+            value = sample()
+            assert datum("d.t", col, value, 0) == datum_for_column(col, check_value("d.t", col, value, 0)), (sql_type, value)

@@ -37,7 +37,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pyspark_theflash.codec import batch_encode as B
+from pyspark_theflash.codec.datum import NULL as _NULL
 from pyspark_theflash.codec.datum import Datum, encode_key
+from pyspark_theflash.codec.decimal import DecimalValue
 from pyspark_theflash.codec.errors import CodecError
 from pyspark_theflash.codec.row_v2 import datum_for_column, encode_value_v2
 from pyspark_theflash.codec.time import MAX_DURATION_NS
@@ -132,6 +134,19 @@ def check_value(table: str, col: ColumnInfo, value: Any, row: int) -> Any:
 def datum(table: str, col: ColumnInfo, value: Any, row: int) -> Datum:
     """The datum TiDB writes for ``value`` (checked with ``check_value``) in ``col``."""
     checked = check_value(table, col, value, row)
+    if checked is None:
+        return _NULL
+    tp = col.tp
+    # The common types straight from the checked value (what datum_for_column would give:
+    # the check already converted and rounded it); the others through datum_for_column.
+    if tp in _INT_BITS or tp == T.TYPE_YEAR:
+        return Datum("uint" if col.unsigned else "int", checked)
+    if tp in T.FLOAT_TYPES:
+        return Datum("float", checked)
+    if tp in T.DECIMAL_TYPES and col.flen > 0:
+        return Datum("decimal", DecimalValue(checked, col.flen, max(col.decimal, 0)))
+    if tp in T.STRING_TYPES:
+        return Datum("bytes", checked.encode("utf-8") if isinstance(checked, str) else checked)
     try:
         return datum_for_column(col, checked)
     except (CodecError, ValueError, TypeError, OverflowError) as err:
