@@ -4,7 +4,6 @@ stored values, checked by reading them back."""
 from __future__ import annotations
 
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pyarrow as pa

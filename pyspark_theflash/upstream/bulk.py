@@ -35,7 +35,7 @@ from pyspark_theflash.upstream.errors import (
     WriteConflictError,
 )
 from pyspark_theflash.upstream.percolator import PercolatorStore
-from pyspark_theflash.upstream.rows import ROWID, EncodedRows, TableRows, duplicate_in_batch
+from pyspark_theflash.upstream.rows import ROWID, EncodedRows, duplicate_in_batch
 from pyspark_theflash.upstream.tidb import Catalog, LockResolver, split_table_name
 from pyspark_theflash.upstream.tso import TimestampOracle
 
