@@ -358,7 +358,8 @@ def _binary_layout(col: BinaryColumn, n: int, name: str) -> tuple[bytes, bytes]:
         offsets64 = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + n + 1]
         base = int(offsets64[0]) if n else 0
         data_buf = arr.buffers()[2]
-        data = b"" if data_buf is None or not n else data_buf.to_pybytes()[base:int(offsets64[-1])]
+        # only this slice's bytes: a slice of a large array must not copy all of its buffer
+        data = b"" if data_buf is None or not n else data_buf[base:int(offsets64[-1])].to_pybytes()
         offsets64 = offsets64 - base
     else:
         items = list(col)

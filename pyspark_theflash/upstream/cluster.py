@@ -10,7 +10,12 @@ What survives a restart (``data_dir``), crash or not:
   and a checkpoint of the region map (ranges, epochs, raft indexes, resolved ts), the GC
   safe point, row id counters and the data (write, default and lock records in TiKV's byte
   forms) with the binlog position it corresponds to, saved by ``checkpoint()``, every
-  ``checkpoint_interval_s`` and at ``close()``;
+  ``checkpoint_interval_s`` and at ``close()``. A checkpoint is incremental: it writes only
+  the records that changed since the previous one (the store hands them over under its lock
+  in constant time; they are written to SQLite after the lock is released, so transactions
+  go on meanwhile), in one SQLite transaction with the position they correspond to. A crash
+  in the middle leaves the previous checkpoint, and the changes are still in the log after
+  its position;
 - the binlog itself is the write-ahead log: at start the events after the checkpoint's
   position (all of them when there is no checkpoint) are replayed, so a cluster killed at
   any point comes back with exactly the state its log describes, and its next events
@@ -27,8 +32,11 @@ import logging
 import sqlite3
 import threading
 import time
+from itertools import repeat
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
+
+import pyarrow as pa
 
 from pyspark_theflash.binlog import Position, SegmentReader, SegmentWriter
 from pyspark_theflash.binlog.segment import list_segments
@@ -39,7 +47,8 @@ from pyspark_theflash.upstream.client import LockInfo, SecondaryLocks, TxnStatus
 from pyspark_theflash.upstream.errors import UpstreamError
 from pyspark_theflash.upstream.gc_worker import DEFAULT_GC_LIFE_TIME_S, DEFAULT_GC_RUN_INTERVAL_S, GCRun, GCWorker
 from pyspark_theflash.upstream.pd import GCSafePoint, Region, RegionMap
-from pyspark_theflash.upstream.percolator import EventSink, PercolatorStore
+from pyspark_theflash.upstream.bulk import bulk_insert
+from pyspark_theflash.upstream.percolator import PUT, SHORT_VALUE_MAX_LEN, EventSink, PercolatorStore, StoreChanges
 from pyspark_theflash.upstream.tidb import (
     DEFAULT_TTL_MS,
     Catalog,
@@ -59,10 +68,10 @@ DEFAULT_SEGMENT_BYTES = 64 << 20
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS cf_write (key BLOB NOT NULL, commit_ts INTEGER NOT NULL, write BLOB NOT NULL,
-                                     PRIMARY KEY (key, commit_ts));
+                                     PRIMARY KEY (key, commit_ts)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS cf_default (key BLOB NOT NULL, start_ts INTEGER NOT NULL, value BLOB NOT NULL,
-                                       PRIMARY KEY (key, start_ts));
-CREATE TABLE IF NOT EXISTS cf_lock (key BLOB PRIMARY KEY, lock BLOB NOT NULL, value BLOB NOT NULL);
+                                       PRIMARY KEY (key, start_ts)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cf_lock (key BLOB PRIMARY KEY, lock BLOB NOT NULL, value BLOB NOT NULL) WITHOUT ROWID;
 """
 
 
@@ -73,6 +82,15 @@ def _u64(v: int) -> int:
 
 def _from_u64(v: int) -> int:
     return v + (1 << 64) if v < 0 else v
+
+
+class CheckpointResult(NamedTuple):
+    """What one checkpoint saved: ``records`` (write/default/lock records written or
+    removed), ``locked_s`` (time the store lock was held), ``seconds`` (all of it)."""
+
+    records: int
+    locked_s: float
+    seconds: float
 
 
 class MiniCluster:
@@ -116,6 +134,7 @@ class MiniCluster:
         self._db = sqlite3.connect(self.data_dir / "cluster.sqlite", check_same_thread=False)
         self._db.executescript(_SCHEMA)
         self._db_mu = threading.Lock()
+        self._checkpoint_mu = threading.Lock()  # one checkpoint at a time: each applies on the last
         self.tso = TimestampOracle(self.data_dir / "tso.json")
         meta = dict(self._db.execute("SELECT name, value FROM meta"))
         restarted = "regions" in meta  # a checkpoint exists
@@ -165,6 +184,8 @@ class MiniCluster:
             self.store.bootstrap()  # a new log starts with every region's snapshot
             if self.binlog_dir is not None:
                 self.checkpoint()  # ties the state to this log, so a crash replays from here
+        for db, name in self.catalog.list_tables():  # a crash between a CREATE TABLE and its split
+            self._split_table(self.catalog.table(db, name)["id"])
 
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -296,7 +317,28 @@ class MiniCluster:
         """Create ``db.table`` (the database too when missing); returns its table info."""
         db, name = split_table_name(qualified)
         self.catalog.create_database(db)
-        return self.catalog.create_table(db, name, columns, primary_key, clustered)
+        info = self.catalog.create_table(db, name, columns, primary_key, clustered)
+        self._split_table(info["id"])
+        return info
+
+    def _split_table(self, table_id: int) -> None:
+        """Give the table a region of its own, as TiDB's split-table does at CREATE TABLE:
+        split at the start and the end of its record range (no-ops where regions start
+        already), so its rows never share a region with another table's."""
+        for boundary in record_range(table_id):
+            self.store.split_at(boundary)
+
+    def bulk_insert(self, qualified: str, rows: pa.Table, *, txn_rows: int = 10_000, one_pc: bool = True) -> int:
+        """Insert the rows of an Arrow table (column names = the table's columns, in any
+        order; left-out columns take their DEFAULT) into ``db.table``, checked as TiDB's
+        INSERT checks them in strict SQL mode and encoded a column at a time, committed as
+        Percolator transactions of ``txn_rows`` rows each (1PC, or two-phase with
+        ``one_pc=False``) that reach the binlog like any transaction's. Returns the number of
+        rows inserted. A bad value (``InvalidValueError``) or a key given twice or already
+        present (``DuplicateKeyError``) is found before the first transaction commits; see
+        ``upstream.bulk``."""
+        return bulk_insert(self.catalog, self.store, self.tso, qualified, rows, txn_rows=txn_rows, one_pc=one_pc,
+                           ttl_ms=self.lock_ttl_ms)
 
     def add_column(self, qualified: str, column: Any, default: Any = None) -> dict[str, Any]:
         return self.catalog.add_column(*split_table_name(qualified), column, default)
@@ -365,37 +407,48 @@ class MiniCluster:
 
     # ---------------------------------------------------------------- persistence
 
-    def checkpoint(self) -> None:
-        """Save regions, GC safe point, catalog and data to cluster.sqlite in one transaction."""
-        with self.store.mu:
-            position = self._writer.head if self._writer is not None else None
-            writes, defaults, locks = self.store.dump()
-            regions = [
-                {"id": r.id, "start": r.start.hex(), "end": r.end.hex(), "version": r.version,
-                 "conf_version": r.conf_version, "index": r.index, "resolved_ts": r.resolved_ts}
-                for r in self.store.regions.all()
-            ]
-            next_region_id = self.store.regions.next_id
-            catalog = self.catalog.state()
-            gc = self.gc.value
-        with self._db_mu, self._db:
-            self._db.execute("DELETE FROM cf_write")
-            self._db.execute("DELETE FROM cf_default")
-            self._db.execute("DELETE FROM cf_lock")
-            self._db.executemany("INSERT INTO cf_write VALUES (?, ?, ?)", ((k, _u64(ts), w) for k, ts, w in writes))
-            self._db.executemany("INSERT INTO cf_default VALUES (?, ?, ?)", ((k, _u64(ts), v) for k, ts, v in defaults))
-            self._db.executemany("INSERT INTO cf_lock VALUES (?, ?, ?)", locks)
-            self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
-                ("regions", json.dumps(regions)),
-                ("next_region_id", json.dumps(next_region_id)),
-                ("catalog", json.dumps(catalog)),
-                ("gc_safe_point", str(gc)),
-            ])
-            if position is not None and self.binlog_dir is not None:
-                self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
-                    ("binlog_dir", str(self.binlog_dir.resolve())),
-                    ("binlog_position", json.dumps(list(position))),
-                ])
+    def checkpoint(self) -> CheckpointResult:
+        """Save what changed since the last checkpoint (data records), and the regions, GC
+        safe point, catalog and binlog position, to cluster.sqlite in one SQLite transaction.
+        The store lock is held only to take the changes and the region map (constant time
+        and proportional to the regions); the records are written after it is released."""
+        started = time.monotonic()
+        with self._checkpoint_mu:
+            with self.store.mu:
+                locked = time.monotonic()
+                position = self._writer.head if self._writer is not None else None
+                changes = self.store.take_changes()
+                regions = [
+                    {"id": r.id, "start": r.start.hex(), "end": r.end.hex(), "version": r.version,
+                     "conf_version": r.conf_version, "index": r.index, "resolved_ts": r.resolved_ts}
+                    for r in self.store.regions.all()
+                ]
+                next_region_id = self.store.regions.next_id
+                catalog = self.catalog.state()
+                gc = self.gc.value
+                locked_s = time.monotonic() - locked
+            try:
+                with self._db_mu, self._db:
+                    _save_changes(self._db, changes)
+                    self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
+                        ("regions", json.dumps(regions)),
+                        ("next_region_id", json.dumps(next_region_id)),
+                        ("catalog", json.dumps(catalog)),
+                        ("gc_safe_point", str(gc)),
+                    ])
+                    if position is not None and self.binlog_dir is not None:
+                        self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
+                            ("binlog_dir", str(self.binlog_dir.resolve())),
+                            ("binlog_position", json.dumps(list(position))),
+                        ])
+            except BaseException:
+                self.store.restore_changes(changes)  # the next checkpoint saves them
+                raise
+        result = CheckpointResult(changes.records, locked_s, time.monotonic() - started)
+        if changes.records:
+            log.info("upstream %s: checkpoint saved %d changed record(s) in %.2fs (store lock %.3fs)",
+                     self.data_dir, result.records, result.seconds, result.locked_s)
+        return result
 
     def close(self) -> None:
         """Stop the ticker and servers, checkpoint, close the binlog. Idempotent."""
@@ -417,6 +470,25 @@ class MiniCluster:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _save_changes(db: sqlite3.Connection, changes: StoreChanges) -> None:
+    """Apply changed records to the checkpoint tables (inside the caller's transaction):
+    bulk-inserted write records first, then the per-record changes (newer than them)."""
+    for keys, commit_ts, writes in changes.new_writes:
+        db.executemany("INSERT OR REPLACE INTO cf_write VALUES (?, ?, ?)", zip(keys, repeat(_u64(commit_ts)), writes))
+    db.executemany("DELETE FROM cf_write WHERE key = ? AND commit_ts = ?",
+                   ((k, _u64(ts)) for (k, ts), w in changes.writes.items() if w is None))
+    db.executemany("INSERT OR REPLACE INTO cf_write VALUES (?, ?, ?)",
+                   ((k, _u64(ts), w) for (k, ts), w in changes.writes.items() if w is not None))
+    db.executemany("DELETE FROM cf_default WHERE key = ? AND start_ts = ?",
+                   ((k, _u64(ts)) for (k, ts), v in changes.defaults.items() if v is None))
+    db.executemany("INSERT OR REPLACE INTO cf_default VALUES (?, ?, ?)",
+                   ((k, _u64(ts), v) for (k, ts), v in changes.defaults.items() if v is not None))
+    db.executemany("DELETE FROM cf_lock WHERE key = ?", ((k,) for k, lk in changes.locks.items() if lk is None))
+    db.executemany("INSERT OR REPLACE INTO cf_lock VALUES (?, ?, ?)", (
+        (k, lk.to_bytes(), lk.value if lk.op == PUT and len(lk.value) > SHORT_VALUE_MAX_LEN else b"")
+        for k, lk in changes.locks.items() if lk is not None))
 
 
 def _region_from_saved(d: dict[str, Any]) -> Region:

@@ -24,12 +24,18 @@ from __future__ import annotations
 import bisect
 import threading
 from dataclasses import dataclass
-from typing import Callable, Iterable, NamedTuple, Protocol
+from functools import partial
+from itertools import repeat
+
+import pyarrow as pa
+from typing import Any, Callable, Iterable, NamedTuple, Protocol
 
 from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.codec import Lock, Write, decode_region_key
+from pyspark_theflash.codec.batch_encode import lengths_of, put_write_records
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.upstream.errors import (
+    AlreadyExistError,
     CommitTsExpiredError,
     GCTooEarlyError,
     KeyLockedError,
@@ -146,6 +152,23 @@ def write_bytes(write_type: str, start_ts: int, short_value: bytes | None) -> by
     return bytes(Write(write_type=write_type, start_ts=start_ts, short_value=short_value).to_bytes())
 
 
+class StoreChanges(NamedTuple):
+    """Records changed since the last checkpoint, each with its state now (None: removed):
+    write CF ``(key, commit_ts) -> Write bytes``, default CF ``(key, start_ts) -> value``,
+    lock CF ``key -> LockRecord``. ``new_writes``: write records of bulk inserts, as
+    (keys, commit_ts, Write bytes) per transaction: kept as the lists they came in (no map
+    entry per row); saved before ``writes``, which holds any later change of them."""
+
+    writes: dict[tuple[bytes, int], bytes | None]
+    defaults: dict[tuple[bytes, int], bytes | None]
+    locks: dict[bytes, LockRecord | None]
+    new_writes: list[tuple[list[bytes], int, list[bytes]]]
+
+    @property
+    def records(self) -> int:
+        return len(self.writes) + len(self.defaults) + len(self.locks) + sum(len(k) for k, _, _ in self.new_writes)
+
+
 class PercolatorStore:
     """The KV layer. Thread-safe: every public method takes ``mu``."""
 
@@ -173,6 +196,12 @@ class PercolatorStore:
         self._locks_by_ts: dict[int, set[bytes]] = {}
         self._pending: list[binlog_pb2.Event] = []
         self.events_emitted = 0
+        # Records changed since the last take_changes() (a checkpoint saves only these):
+        # (key, commit_ts) -> Write bytes, (key, start_ts) -> long value, key -> lock; None = gone.
+        self._changed_writes: dict[tuple[bytes, int], bytes | None] = {}
+        self._changed_defaults: dict[tuple[bytes, int], bytes | None] = {}
+        self._changed_locks: dict[bytes, LockRecord | None] = {}
+        self._new_writes: list[tuple[list[bytes], int, list[bytes]]] = []
         # TiKV's concurrency manager max_ts: no async-commit lock gets a min_commit_ts at or
         # below a ts already read. A fresh TSO bounds every ts handed out before a restart.
         self.max_ts = tso.current()
@@ -189,6 +218,11 @@ class PercolatorStore:
     def _emit_rows(self, region: Region, rows: list[binlog_pb2.Row]) -> None:
         # The columnar form: a replica applies it with array operations (binlog/rows.py).
         self._emit(region, entries=binlog_rows.columnar_entries(rows))
+
+    def _emit_columns(self, region: Region, **columns: Any) -> None:
+        """One entries event of rows given as columns (``binlog.rows.pack_columns``), for
+        rows without async-commit fields: no Row message per row is built."""
+        self._emit(region, entries=binlog_pb2.Entries(batch=binlog_rows.pack_columns(**columns)))
 
     def _flush_events(self) -> None:
         """Append what this change emitted, still under ``mu`` (log order = raft order)."""
@@ -208,7 +242,28 @@ class PercolatorStore:
         if i == len(self._keys) or self._keys[i] != key:
             self._keys.insert(i, key)
 
+    def _touch_new_keys(self, keys: list[bytes]) -> None:
+        """Add sorted keys none of which is in ``_keys`` yet: one slice insertion when they
+        all fall between two existing keys (a load in key order), else a merge of the span."""
+        if not keys:
+            return
+        lo = bisect.bisect_left(self._keys, keys[0])
+        hi = bisect.bisect_left(self._keys, keys[-1], lo)
+        if lo == hi:
+            self._keys[lo:lo] = keys
+        else:
+            self._keys[lo:hi] = sorted(self._keys[lo:hi] + keys)
+
+    def _set_default(self, key: bytes, start_ts: int, value: bytes) -> None:
+        self._defaults[(key, start_ts)] = value
+        self._changed_defaults[(key, start_ts)] = value
+
+    def _drop_default(self, key: bytes, start_ts: int) -> None:
+        if self._defaults.pop((key, start_ts), None) is not None:
+            self._changed_defaults[(key, start_ts)] = None
+
     def _add_version(self, key: bytes, version: Version) -> None:
+        self._changed_writes[(key, version.commit_ts)] = version.write
         self._touch_key(key)
         versions = self._writes.setdefault(key, [])
         if versions and versions[0].commit_ts > version.commit_ts:
@@ -221,17 +276,19 @@ class PercolatorStore:
         self._touch_key(lock.key)
         self._locks[lock.key] = lock
         self._locks_by_ts.setdefault(lock.start_ts, set()).add(lock.key)
+        self._changed_locks[lock.key] = lock
         if lock.op == PUT and len(lock.value) > SHORT_VALUE_MAX_LEN:
-            self._defaults[(lock.key, lock.start_ts)] = lock.value
+            self._set_default(lock.key, lock.start_ts, lock.value)
 
     def _remove_lock(self, lock: LockRecord, keep_value: bool) -> None:
         del self._locks[lock.key]
+        self._changed_locks[lock.key] = None
         keys = self._locks_by_ts[lock.start_ts]
         keys.discard(lock.key)
         if not keys:
             del self._locks_by_ts[lock.start_ts]
         if not keep_value:
-            self._defaults.pop((lock.key, lock.start_ts), None)
+            self._drop_default(lock.key, lock.start_ts)
 
     def _find_version(self, key: bytes, start_ts: int) -> Version | None:
         """The write record of the transaction started at ``start_ts`` on ``key`` (a Rollback
@@ -257,6 +314,7 @@ class PercolatorStore:
                     w = Write.parse(v.write)
                     w.has_overlapped_rollback = True
                     versions[i] = v._replace(write=bytes(w.to_bytes()))
+                    self._changed_writes[(key, v.commit_ts)] = versions[i].write
                 return
             if v.commit_ts < start_ts:
                 break
@@ -294,7 +352,7 @@ class PercolatorStore:
     def _commit_record(self, key: bytes, op: int, value: bytes, start_ts: int, commit_ts: int) -> None:
         short = value if op == PUT and len(value) <= SHORT_VALUE_MAX_LEN else None
         if op == PUT and short is None:
-            self._defaults[(key, start_ts)] = value
+            self._set_default(key, start_ts, value)
         write = Write(write_type=_WRITE_TYPE[op], start_ts=start_ts, short_value=short)
         versions = self._writes.get(key, [])
         for i, v in enumerate(versions):
@@ -356,7 +414,7 @@ class PercolatorStore:
         with self.mu:
             try:
                 for region_id, ks in self.regions.group(keys).items():
-                    rows = []
+                    done_keys, ops = [], []
                     for key in ks:
                         lock = self._locks.get(key)
                         if lock is None or lock.start_ts != start_ts:
@@ -368,13 +426,12 @@ class PercolatorStore:
                             raise CommitTsExpiredError(key, start_ts, commit_ts, lock.min_commit_ts)
                         self._remove_lock(lock, keep_value=True)
                         self._commit_record(key, lock.op, lock.value, start_ts, commit_ts)
-                        rows.append(binlog_pb2.Row(
-                            type=binlog_pb2.Row.COMMIT, op=lock.op, start_ts=start_ts,
-                            commit_ts=commit_ts, key=key,
-                        ))
-                    if rows:
+                        done_keys.append(key)
+                        ops.append(lock.op)
+                    if done_keys:
                         region = self.regions.get(region_id)
-                        self._emit_rows(region, rows)
+                        self._emit_columns(region, types=binlog_pb2.Row.COMMIT, ops=ops, keys=done_keys,
+                                        start_ts=start_ts, commit_ts=commit_ts)
                         self._maybe_split(region)
             finally:
                 self._flush_events()
@@ -391,7 +448,7 @@ class PercolatorStore:
     def _rollback_locked(self, keys: list[bytes], start_ts: int) -> int:
         removed = 0
         for region_id, ks in self.regions.group(keys).items():
-            rows = []
+            rolled: list[bytes] = []
             for key in ks:
                 v = self._find_version(key, start_ts)
                 if v is not None:
@@ -406,9 +463,10 @@ class PercolatorStore:
                     self._remove_lock(lock, keep_value=False)
                     removed += 1
                 self._put_rollback(key, start_ts)
-                rows.append(binlog_pb2.Row(type=binlog_pb2.Row.ROLLBACK, start_ts=start_ts, key=key))
-            if rows:
-                self._emit_rows(self.regions.get(region_id), rows)
+                rolled.append(key)
+            if rolled:
+                self._emit_columns(self.regions.get(region_id), types=binlog_pb2.Row.ROLLBACK, ops=binlog_pb2.PUT,
+                                   keys=rolled, start_ts=start_ts)
         return removed
 
     def one_pc(self, mutations: list[Mutation], start_ts: int) -> int:
@@ -427,17 +485,147 @@ class PercolatorStore:
                         raise UpstreamError(f"1PC of the transaction started at {start_ts} ran twice")
                 # above max_ts too, as TiKV's 1PC: never at or below a ts already read
                 commit_ts = max(self.tso.get_ts(), self.max_ts + 1)
-                rows = []
                 for m in mutations:
                     self._commit_record(m.key, m.op, m.value, start_ts, commit_ts)
-                    rows.append(binlog_pb2.Row(
-                        type=binlog_pb2.Row.COMMITTED, op=m.op, start_ts=start_ts,
-                        commit_ts=commit_ts, key=m.key, value=m.value,
-                    ))
                 region = self.regions.get(regions.pop())
-                self._emit_rows(region, rows)
+                self._emit_columns(region, types=binlog_pb2.Row.COMMITTED, ops=[m.op for m in mutations],
+                                keys=[m.key for m in mutations], start_ts=start_ts, commit_ts=commit_ts,
+                                values=[m.value for m in mutations])
                 self._maybe_split(region)
                 return commit_ts
+            finally:
+                self._flush_events()
+
+    # ---------------------------------------------------------------- bulk inserts
+
+    def _regions_of_sorted(self, keys: list[bytes]) -> list[tuple[Region, int, int]]:
+        """(region, i, j): keys[i:j] lie in region; ``keys`` sorted ascending."""
+        out = []
+        i, n = 0, len(keys)
+        while i < n:
+            region = self.regions.locate(keys[i])
+            j = bisect.bisect_left(keys, region.end, i) if region.end else n
+            out.append((region, i, j))
+            i = j
+        return out
+
+    def _any_key_between(self, first: bytes, last: bytes) -> bool:
+        """Whether any key in [first, last] has a record (a lock or a write)."""
+        return bisect.bisect_left(self._keys, first) != bisect.bisect_right(self._keys, last)
+
+    def _check_inserts(self, keys: list[bytes], start_ts: int) -> list[bool] | None:
+        """TiKV's checks of Insert mutations (the key must not exist): a lock of another
+        transaction, a commit after start_ts, or a value visible at start_ts raise. Returns
+        None when no key has any record (all fresh: the fast path, two bisections of the
+        sorted key list), else per key whether it has none. ``keys`` sorted ascending."""
+        if not self._any_key_between(keys[0], keys[-1]):
+            return None
+        fresh = []
+        for key in keys:
+            lock = self._locks.get(key)
+            if lock is not None and lock.start_ts != start_ts:
+                raise KeyLockedError(key, lock.start_ts, lock.primary, lock.ttl_ms)
+            versions = self._writes.get(key)
+            if versions:
+                if versions[0].commit_ts > start_ts:
+                    raise WriteConflictError(key, start_ts, versions[0].commit_ts)
+                if self._get_locked(key, start_ts, start_ts) is not None:
+                    raise AlreadyExistError(key, start_ts)
+            fresh.append(lock is None and not versions)
+        return fresh
+
+    def find_existing(self, keys: list[bytes], ts: int) -> int | None:
+        """Index of the first key with a value visible at ``ts`` (locks aside), or None."""
+        with self.mu:
+            if not keys or not self._any_key_between(min(keys), max(keys)):
+                return None
+            for i, key in enumerate(keys):
+                for v in self._writes.get(key, ()):
+                    if v.commit_ts > ts or v.write_type in ("L", "R"):
+                        continue
+                    if v.write_type == "P":
+                        return i
+                    break
+            return None
+
+    def one_pc_insert(self, keys: pa.Array, values: pa.Array, start_ts: int) -> int:
+        """Insert rows whose keys must not exist yet in one 1PC raft entry (TiKV's 1PC of
+        Insert mutations); returns the commit_ts. ``keys`` are sorted ascending and unique.
+        Keys spanning regions raise RegionError (use ``prewrite_insert`` and ``commit``);
+        AlreadyExistError, KeyLockedError and WriteConflictError as their names say. The
+        per-row records are built before the lock is taken; under it, the checks, the maps
+        and one event."""
+        key_list: list[bytes] = keys.to_pylist()
+        value_list: list[bytes] = values.to_pylist()
+        writes: list[bytes] = put_write_records(values, start_ts).to_pylist()
+        long_rows = [int(i) for i in (lengths_of(values) > SHORT_VALUE_MAX_LEN).nonzero()[0]]
+        with self.mu:
+            try:
+                spans = self._regions_of_sorted(key_list)
+                if len(spans) != 1:
+                    raise RegionError(
+                        f"1PC needs all keys in one region, these span regions {[r.id for r, _, _ in spans]}; use 2PC")
+                region = spans[0][0]
+                fresh = self._check_inserts(key_list, start_ts)
+                commit_ts = self.tso.get_ts()
+                self._put_versions(key_list, writes, fresh, start_ts, commit_ts)
+                for i in long_rows:
+                    self._set_default(key_list[i], start_ts, value_list[i])
+                self._emit_columns(region, types=binlog_pb2.Row.COMMITTED, ops=PUT, keys=keys, start_ts=start_ts,
+                                commit_ts=commit_ts, values=values)
+                self._maybe_split(region)
+                return commit_ts
+            finally:
+                self._flush_events()
+
+    def _put_versions(self, keys: list[bytes], writes: list[bytes], fresh: list[bool] | None,
+                      start_ts: int, commit_ts: int) -> None:
+        """Put write records of one transaction: keys without records in one go (one list
+        per key, a slice into the sorted key list), others one by one."""
+        # Built by C loops (no Python frame per row): tuple.__new__ makes the Versions,
+        # list() of 1-tuples the one-version lists.
+        versions = list(map(partial(tuple.__new__, Version),
+                            zip(repeat(commit_ts), repeat("P"), repeat(start_ts), writes)))
+        if fresh is None:
+            self._writes.update(zip(keys, map(list, zip(versions))))
+            # every (key, commit_ts) is new (commit_ts is fresh from the TSO): one log entry
+            self._new_writes.append((keys, commit_ts, writes))
+            self._touch_new_keys(keys)
+            return
+        new_keys = []
+        for key, version, is_new in zip(keys, versions, fresh):
+            if is_new:
+                self._writes[key] = [version]
+                self._changed_writes[(key, commit_ts)] = version.write
+                new_keys.append(key)
+            else:
+                self._add_version(key, version)
+        self._touch_new_keys(new_keys)
+
+    def prewrite_insert(self, keys: pa.Array, values: pa.Array, primary: bytes, start_ts: int, ttl_ms: int) -> None:
+        """Phase one of a 2PC insert: lock every key (each must not exist), one PREWRITE
+        entry per region. A conflict raises after the regions before it were prewritten:
+        the caller rolls back what it prewrote."""
+        key_list: list[bytes] = keys.to_pylist()
+        value_list: list[bytes] = values.to_pylist()
+        with self.mu:
+            try:
+                for region, i, j in self._regions_of_sorted(key_list):
+                    ks = key_list[i:j]
+                    fresh = self._check_inserts(ks, start_ts)
+                    todo = range(i, j) if fresh is None else [i + k for k, f in enumerate(fresh) if f or
+                                                                key_list[i + k] not in self._locks]
+                    for r in todo:
+                        self._add_lock(LockRecord(key_list[r], primary, start_ts, ttl_ms, PUT, value_list[r], len(key_list)))
+                    if fresh is None:
+                        cols_keys, cols_values = keys.slice(i, j - i), values.slice(i, j - i)
+                    else:
+                        cols_keys = [key_list[r] for r in todo]
+                        cols_values = [value_list[r] for r in todo]
+                    if len(cols_keys):
+                        self._emit_columns(region, types=binlog_pb2.Row.PREWRITE, ops=PUT, keys=cols_keys,
+                                        start_ts=start_ts, values=cols_values, primaries=[primary] * len(cols_keys),
+                                        ttl=ttl_ms, txn_size=len(key_list))
             finally:
                 self._flush_events()
 
@@ -647,16 +835,20 @@ class PercolatorStore:
         return hi - lo, nbytes
 
     def _maybe_split(self, region: Region) -> None:
-        """Split a region that grew past the configured size at its middle key."""
+        """Split a region that grew past the configured size at its middle key, and the
+        halves again while they are too big (a bulk insert can grow a region many times over)."""
         if not (self.region_split_keys or self.region_split_bytes):
             return
-        nkeys, nbytes = self._region_size(region)
-        too_big = (self.region_split_keys and nkeys > self.region_split_keys) or (
-            self.region_split_bytes and nbytes > self.region_split_bytes
-        )
-        if too_big and nkeys >= 2:
-            lo = bisect.bisect_left(self._keys, region.start)
-            self._split_locked(region.id, self._keys[lo + nkeys // 2])
+        todo = [region]
+        while todo:
+            r = todo.pop()
+            nkeys, nbytes = self._region_size(r)
+            too_big = (self.region_split_keys and nkeys > self.region_split_keys) or (
+                self.region_split_bytes and nbytes > self.region_split_bytes
+            )
+            if too_big and nkeys >= 2:
+                lo = bisect.bisect_left(self._keys, r.start)
+                todo.extend(self._split_locked(r.id, self._keys[lo + nkeys // 2]))
 
     # ---------------------------------------------------------------- resolved ts, GC
 
@@ -737,7 +929,8 @@ class PercolatorStore:
                 for v in versions:
                     if v not in keep:
                         dropped += 1
-                        self._defaults.pop((key, v.start_ts), None)
+                        self._changed_writes[(key, v.commit_ts)] = None
+                        self._drop_default(key, v.start_ts)
                 if keep:
                     self._writes[key] = keep
                 else:
@@ -815,12 +1008,13 @@ class PercolatorStore:
             if lock is not None:
                 self._remove_lock(lock, keep_value=False)
             for v in self._writes.pop(key, ()):
-                self._defaults.pop((key, v.start_ts), None)
+                self._changed_writes[(key, v.commit_ts)] = None
+                self._drop_default(key, v.start_ts)
         del self._keys[lo:hi]
         for w in event.snapshot.writes:
             parsed = Write.parse(w.write)
             if w.value:
-                self._defaults[(w.key, parsed.start_ts)] = w.value
+                self._set_default(w.key, parsed.start_ts, w.value)
             self._add_version(w.key, Version(w.commit_ts, parsed.write_type, parsed.start_ts, w.write))
         for lk in event.snapshot.locks:
             self._add_lock(LockRecord.parse(lk.key, lk.lock, lk.value or None))
@@ -854,3 +1048,23 @@ class PercolatorStore:
                 self._add_version(bytes(key), Version(commit_ts, w.write_type, w.start_ts, bytes(data)))
             for key, data, value in locks:
                 self._add_lock(LockRecord.parse(bytes(key), bytes(data), bytes(value) or None))
+            self.take_changes()  # what was loaded is saved already
+
+    def take_changes(self) -> StoreChanges:
+        """The records changed since the last call (what a checkpoint must save), and start
+        recording afresh. Constant time: the maps are handed over, not copied."""
+        with self.mu:
+            changes = StoreChanges(self._changed_writes, self._changed_defaults, self._changed_locks, self._new_writes)
+            self._changed_writes, self._changed_defaults, self._changed_locks, self._new_writes = {}, {}, {}, []
+            return changes
+
+    def restore_changes(self, changes: StoreChanges) -> None:
+        """Give back changes a checkpoint took but could not save: the next one saves them
+        (a record changed again since keeps its newer state)."""
+        with self.mu:
+            for older, newer in ((changes.writes, self._changed_writes), (changes.defaults, self._changed_defaults),
+                                 (changes.locks, self._changed_locks)):
+                older.update(newer)  # type: ignore[attr-defined]
+            self._changed_writes, self._changed_defaults, self._changed_locks = (
+                changes.writes, changes.defaults, changes.locks)
+            self._new_writes = changes.new_writes + self._new_writes
