@@ -9,9 +9,8 @@ Setup (tests/tpch_rig.py, the same as the differential test): duckdb's dbgen gen
 tables; they are created in the mini cluster with TiDB types (lineitem and partsupp with
 clustered composite keys), split into regions, loaded through the table API (its columnar
 ``bulk_insert`` where the cluster has one), replicated by the writer, and compacted. One
-snapshot ts is taken; the upstream's rows at that ts are written as Parquet (``--reference
-generator`` writes the generated rows instead, after checking the upstream's row counts at
-ts, when exporting row by row is too slow).
+snapshot ts is taken; the upstream's own rows at that ts, checked equal to the generated
+ones, are written as Parquet.
 
 Each side's DataFrames are loaded once and registered as temporary views, reused by all 22
 queries, as a user's session would. The sides alternate query by query (load on the shared
@@ -50,8 +49,6 @@ def main() -> None:
     parser.add_argument("--sf", type=float, default=0.1, help="TPC-H scale factor")
     parser.add_argument("--repeat", type=int, default=2, help="timed runs per query and side (best kept)")
     parser.add_argument("--txn-rows", type=int, default=5_000, help="rows per upstream transaction while loading")
-    parser.add_argument("--reference", choices=["upstream", "generator"], default="upstream",
-                        help="Parquet copy of the upstream's rows at ts, or of the generated rows")
     parser.add_argument("--python-source", action="store_true", help="also time native_read=false")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
@@ -61,7 +58,7 @@ def main() -> None:
     from pyspark_theflash.spark.session import theflash_session
 
     work = Path(tempfile.mkdtemp(prefix="theflash-bench-tpch-"))
-    deployment = tpch_rig.deploy(work, args.sf, txn_rows=args.txn_rows, reference=args.reference,
+    deployment = tpch_rig.deploy(work, args.sf, txn_rows=args.txn_rows,
                                  log=lambda m: print(m, flush=True))
     try:
         spark = theflash_session(master="local[2]", app_name="theflash-bench-tpch",
@@ -116,7 +113,7 @@ def main() -> None:
             print(f"  Q{n}: {why}")
         figures: dict[str, Any] = {
             "bench": "tpch", "sf": args.sf, "rows": deployment.rows, "snapshot_ts": deployment.ts,
-            "reference": args.reference, "setup_s": deployment.timings, "repeat": args.repeat,
+            "setup_s": deployment.timings, "repeat": args.repeat,
             "queries": results, "total_theflash_s": round(total["theflash"], 3),
             "total_parquet_s": round(total["parquet"], 3), "total_ratio": round(total_ratio, 2),
             "equal": equal, "unequal": sorted(unequal)}
