@@ -58,8 +58,8 @@ def differences(spark: Any, queries: dict[int, str], expected: dict[int, list[tu
 
 
 def local_paths(files: list[str]) -> set[str]:
-    return {str(Path(unquote(urlparse(f).path)).resolve()) if "://" in f or f.startswith("file:") else
-            str(Path(f).resolve()) for f in files}
+    """Spark's ``inputFiles()`` (file: URIs) as resolved local paths."""
+    return {str(Path(unquote(urlparse(f).path)).resolve()) for f in files}
 
 
 def stable_parts(tpch: TpchDeployment) -> dict[str, set[str]]:

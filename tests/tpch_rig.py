@@ -93,6 +93,7 @@ def _duckdb_with_tpch() -> Any:
         raise RuntimeError(f"{binary} is missing: duckdb-extension-tpch must match duckdb {duckdb.__version__} "
                            "(pyproject.toml pins both)")
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     con.load_extension(str(binary))
     return con
 
