@@ -34,8 +34,10 @@ from pyspark_theflash.binlog import Position, SegmentReader, SegmentWriter
 from pyspark_theflash.binlog.segment import list_segments
 from pyspark_theflash.codec import decode_record_key
 from pyspark_theflash.proto import binlog_pb2
-from pyspark_theflash.upstream.client import TxnStatus
+from pyspark_theflash.upstream.async_commit import resolve_txn
+from pyspark_theflash.upstream.client import LockInfo, SecondaryLocks, TxnStatus
 from pyspark_theflash.upstream.errors import UpstreamError
+from pyspark_theflash.upstream.gc_worker import DEFAULT_GC_LIFE_TIME_S, DEFAULT_GC_RUN_INTERVAL_S, GCRun, GCWorker
 from pyspark_theflash.upstream.pd import GCSafePoint, Region, RegionMap
 from pyspark_theflash.upstream.percolator import EventSink, PercolatorStore
 from pyspark_theflash.upstream.tidb import (
@@ -82,6 +84,9 @@ class MiniCluster:
     ``advance_resolved_ts()``) drives the resolved_ts events; ``expired_lock_grace_s``
     (None = never) lets the ticker resolve locks whose TTL ran out that long ago, as TiCDC
     does for stuck regions, so abandoned transactions do not hold resolved_ts forever.
+    ``gc_life_time_s``/``gc_run_interval_s`` (None = no scheduled runs) drive the GC worker
+    (``gc_worker.py``) from the same ticker: every run interval the safe point moves to now -
+    life time, after resolving the locks below it (TiDB's defaults: 10 min and 10 min).
     """
 
     def __init__(
@@ -98,6 +103,8 @@ class MiniCluster:
         expired_lock_grace_s: float | None = None,
         lock_ttl_ms: int = DEFAULT_TTL_MS,
         checkpoint_interval_s: float | None = 60.0,
+        gc_life_time_s: float = DEFAULT_GC_LIFE_TIME_S,
+        gc_run_interval_s: float | None = DEFAULT_GC_RUN_INTERVAL_S,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -131,6 +138,9 @@ class MiniCluster:
         )
         self.catalog = Catalog(self.tso, json.loads(meta["catalog"]) if "catalog" in meta else None,
                                on_change=self._save_catalog)
+        self.closed = False
+        self.gc_worker = GCWorker(self.store, self.tso, gc_life_time_s, gc_run_interval_s,
+                                  on_safe_point=self._save_gc_safe_point)
         if restarted:
             self.store.load(
                 ((bytes(k), _from_u64(ts), bytes(w)) for k, ts, w in self._db.execute("SELECT key, commit_ts, write FROM cf_write")),
@@ -166,7 +176,6 @@ class MiniCluster:
         self.status_address = ""
         self.upstream_address = ""
         self.binlog_address = f"file://{self.binlog_dir.resolve()}" if self.binlog_dir else ""
-        self.closed = False
 
     def _replay(self, position: Position | None) -> int:
         assert self.binlog_dir is not None
@@ -199,6 +208,7 @@ class MiniCluster:
                 if self.expired_lock_grace_s is not None:
                     self.resolve_expired_locks(int(self.expired_lock_grace_s * 1000))
                 self.store.advance_resolved_ts()
+                self.gc_worker.tick()
                 if self.checkpoint_interval_s and time.monotonic() - last_checkpoint >= self.checkpoint_interval_s:
                     self.checkpoint()  # bounds the log a restart replays
                     last_checkpoint = time.monotonic()
@@ -216,9 +226,7 @@ class MiniCluster:
         now = self.tso.get_ts()
         done = 0
         for lock in self.store.expired_locks(now, grace_ms):
-            status = self.store.check_txn_status(lock.primary, lock.start_ts, now, now)
-            if status.state != "locked":
-                self.store.resolve_lock(lock.start_ts, status.commit_ts)
+            if resolve_txn(self.store, lock.primary, lock.start_ts, now, now).state != "locked":
                 done += 1
         return done
 
@@ -231,12 +239,18 @@ class MiniCluster:
         with self.store.mu:
             return [r.to_proto() for r in self.store.regions.all()]
 
-    def read_index(self, region_id: int) -> int:
-        return self.store.read_index(region_id)
+    def read_index(self, region_id: int, read_ts: int = 0) -> int:
+        return self.store.read_index(region_id, read_ts)
 
-    def check_txn_status(self, primary: bytes, lock_ts: int, caller_start_ts: int, current_ts: int) -> TxnStatus:
-        s = self.store.check_txn_status(primary, lock_ts, caller_start_ts, current_ts)
-        return TxnStatus(s.state, s.commit_ts, s.ttl_ms, s.action)
+    def check_txn_status(self, primary: bytes, lock_ts: int, caller_start_ts: int, current_ts: int,
+                         force_sync_commit: bool = False) -> TxnStatus:
+        s = self.store.check_txn_status(primary, lock_ts, caller_start_ts, current_ts,
+                                        force_sync_commit=force_sync_commit)
+        return TxnStatus(s.state, s.commit_ts, s.ttl_ms, s.action, LockInfo.of(s.lock) if s.lock else None)
+
+    def check_secondary_locks(self, keys: Iterable[bytes], start_ts: int) -> SecondaryLocks:
+        s = self.store.check_secondary_locks(list(keys), start_ts)
+        return SecondaryLocks(tuple(LockInfo.of(lk) for lk in s.locks), s.commit_ts)
 
     def resolve_lock(self, start_ts: int, commit_ts: int, keys: Iterable[bytes] | None = None) -> int:
         return self.store.resolve_lock(start_ts, commit_ts, list(keys) if keys else None)
@@ -245,13 +259,18 @@ class MiniCluster:
         return self.gc.value
 
     def update_gc_safe_point(self, ts: int) -> int:
-        """Advance the safe point (never backwards) and drop versions below it; returns it."""
-        before = self.gc.value
-        self.store.collect_garbage(ts)
-        if self.gc.value != before and not self.closed:  # saved at once: it must never move back
+        """A GC run at ``ts`` (``gc_worker.py``): resolve the locks at or below it, then advance
+        the safe point (never backwards) and drop versions below it; returns the safe point."""
+        return self.gc_worker.run(ts).safe_point
+
+    def run_gc(self, safe_point: int | None = None) -> GCRun:
+        """A GC run now, at ``safe_point`` or now - gc_life_time."""
+        return self.gc_worker.run(safe_point)
+
+    def _save_gc_safe_point(self, value: int) -> None:
+        if not self.closed:  # saved at once: it must never move back
             with self._db_mu, self._db:
-                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('gc_safe_point', ?)", (str(self.gc.value),))
-        return self.gc.value
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('gc_safe_point', ?)", (str(value),))
 
     def region_snapshot(self, region_id: int) -> binlog_pb2.Event:
         return self.store.region_snapshot(region_id)
@@ -286,14 +305,18 @@ class MiniCluster:
         return self.catalog.drop_column(*split_table_name(qualified), column)
 
     def txn(self, one_pc: bool = True, after_prewrite: Callable[[Txn], None] | None = None,
-            ttl_ms: int | None = None) -> Txn:
-        """A new optimistic transaction (``with cluster.txn() as t: ...``)."""
+            ttl_ms: int | None = None, async_commit: bool = False,
+            after_prewrite_batch: Callable[[Txn, int], None] | None = None) -> Txn:
+        """A new optimistic transaction (``with cluster.txn() as t: ...``); ``async_commit``
+        as TiDB >= 5.0 commits (the workloads' default), else 2PC; 1PC for one region."""
         return Txn(self.catalog, self.store, self.tso, one_pc=one_pc,
-                   ttl_ms=self.lock_ttl_ms if ttl_ms is None else ttl_ms, after_prewrite=after_prewrite)
+                   ttl_ms=self.lock_ttl_ms if ttl_ms is None else ttl_ms, after_prewrite=after_prewrite,
+                   async_commit=async_commit, after_prewrite_batch=after_prewrite_batch)
 
-    def run_txn(self, body: Callable[[Txn], Any], retries: int = 20, one_pc: bool = True) -> Any:
+    def run_txn(self, body: Callable[[Txn], Any], retries: int = 20, one_pc: bool = True,
+                async_commit: bool = False) -> Any:
         """Run ``body(txn)`` and commit, retrying in a new transaction on conflicts."""
-        return run_txn(lambda: self.txn(one_pc=one_pc), body, retries)
+        return run_txn(lambda: self.txn(one_pc=one_pc, async_commit=async_commit), body, retries)
 
     def scan_table(self, qualified: str, ts: int | None = None) -> list[dict[str, Any]]:
         """Every row of ``db.table`` at ``ts`` (default: now), decoded; locks are resolved."""

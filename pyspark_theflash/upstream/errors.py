@@ -57,6 +57,21 @@ class TxnRolledBackError(UpstreamError):
         self.start_ts = start_ts
 
 
+class CommitTsExpiredError(UpstreamError):
+    """A commit below the lock's min_commit_ts (TiKV's CommitTsExpired)."""
+
+    def __init__(self, key: bytes, start_ts: int, commit_ts: int, min_commit_ts: int) -> None:
+        super().__init__(
+            f"commit of key {key.hex()} of the transaction started at {start_ts} at ts {commit_ts} is below "
+            f"its lock's min_commit_ts {min_commit_ts}; commit at or above it (an async-commit transaction "
+            "commits at the greatest min_commit_ts of its locks)"
+        )
+        self.key = key
+        self.start_ts = start_ts
+        self.commit_ts = commit_ts
+        self.min_commit_ts = min_commit_ts
+
+
 class TxnNotFoundError(UpstreamError):
     def __init__(self, primary: bytes, start_ts: int) -> None:
         super().__init__(

@@ -10,6 +10,14 @@ by one and a ``binlog_pb2.Event`` with (region_id, index, epoch) is appended to 
 One lock (``mu``) serialises all changes and covers the append, so per region the log
 order is the raft order, and a resolved_ts computed under it can never be overtaken by a
 commit it did not see.
+
+Async commit (TiKV >= 5.0): a prewrite may ask for it; each lock then carries
+``min_commit_ts`` (above ``max_ts``, the greatest ts any read, read index, resolved ts or
+status check has used, as TiKV's concurrency manager keeps it) and the primary lock lists the
+secondaries. The transaction is committed once every lock is written, at the greatest
+min_commit_ts; CheckTxnStatus never rolls such a primary back, CheckSecondaryLocks decides.
+``mu`` also plays TiKV's in-memory locks: a read index or read taken under it is ordered
+after any prewrite in flight.
 """
 from __future__ import annotations
 
@@ -22,6 +30,7 @@ from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.codec import Lock, Write, decode_region_key
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.upstream.errors import (
+    CommitTsExpiredError,
     GCTooEarlyError,
     KeyLockedError,
     RegionError,
@@ -65,6 +74,9 @@ class LockRecord:
     op: int
     value: bytes
     txn_size: int
+    use_async_commit: bool = False
+    min_commit_ts: int = 0  # a commit below it is refused; 0 = none
+    secondaries: tuple[bytes, ...] = ()  # the primary lock of an async-commit transaction
 
     def to_bytes(self) -> bytes:
         short = self.value if self.op == PUT and len(self.value) <= SHORT_VALUE_MAX_LEN else None
@@ -72,6 +84,8 @@ class LockRecord:
             Lock(
                 lock_type=_LOCK_TYPE[self.op], primary=self.primary, start_ts=self.start_ts,
                 ttl=self.ttl_ms, short_value=short, txn_size=self.txn_size,
+                min_commit_ts=self.min_commit_ts, use_async_commit=self.use_async_commit,
+                secondaries=list(self.secondaries),
             ).to_bytes()
         )
 
@@ -82,6 +96,24 @@ class LockRecord:
         return cls(
             key=key, primary=bytes(lock.primary), start_ts=lock.start_ts, ttl_ms=lock.ttl,
             op=_OP_OF_LOCK_TYPE[lock.lock_type], value=bytes(value), txn_size=lock.txn_size,
+            use_async_commit=lock.use_async_commit, min_commit_ts=lock.min_commit_ts,
+            secondaries=tuple(bytes(k) for k in lock.secondaries),
+        )
+
+    def prewrite_row(self) -> binlog_pb2.Row:
+        """The PREWRITE row that carries this lock in the binlog."""
+        return binlog_pb2.Row(
+            type=binlog_pb2.Row.PREWRITE, op=self.op, start_ts=self.start_ts, key=self.key, value=self.value,
+            primary=self.primary, ttl=self.ttl_ms, txn_size=self.txn_size, min_commit_ts=self.min_commit_ts,
+            use_async_commit=self.use_async_commit, secondaries=self.secondaries,
+        )
+
+    @classmethod
+    def of_prewrite_row(cls, row: binlog_pb2.Row) -> "LockRecord":
+        return cls(
+            row.key, row.primary, row.start_ts, row.ttl, row.op, row.value, row.txn_size,
+            use_async_commit=row.use_async_commit, min_commit_ts=row.min_commit_ts,
+            secondaries=tuple(row.secondaries),
         )
 
 
@@ -99,6 +131,15 @@ class TxnState(NamedTuple):
     commit_ts: int
     ttl_ms: int
     action: str  # '', 'ttl_expire_rollback', 'lock_not_exist_rollback'
+    lock: LockRecord | None = None  # 'locked': the primary lock
+
+
+class SecondaryLocksState(NamedTuple):
+    """CheckSecondaryLocks' answer: every key locked by the transaction (``locks``, one per
+    key), or a key committed (``commit_ts``), or rolled back (neither)."""
+
+    locks: list[LockRecord]
+    commit_ts: int
 
 
 def write_bytes(write_type: str, start_ts: int, short_value: bytes | None) -> bytes:
@@ -132,6 +173,9 @@ class PercolatorStore:
         self._locks_by_ts: dict[int, set[bytes]] = {}
         self._pending: list[binlog_pb2.Event] = []
         self.events_emitted = 0
+        # TiKV's concurrency manager max_ts: no async-commit lock gets a min_commit_ts at or
+        # below a ts already read. A fresh TSO bounds every ts handed out before a restart.
+        self.max_ts = tso.current()
 
     # ---------------------------------------------------------------- event plumbing
 
@@ -190,19 +234,43 @@ class PercolatorStore:
             self._defaults.pop((lock.key, lock.start_ts), None)
 
     def _find_version(self, key: bytes, start_ts: int) -> Version | None:
-        """The write record of the transaction started at ``start_ts`` on ``key``."""
+        """The write record of the transaction started at ``start_ts`` on ``key`` (a Rollback
+        when another transaction's commit record at that ts carries its overlapped rollback)."""
         for v in self._writes.get(key, ()):
             if v.start_ts == start_ts:
                 return v
+            if v.commit_ts == start_ts and Write.parse(v.write).has_overlapped_rollback:
+                return Version(start_ts, "R", start_ts, v.write)
             if v.commit_ts < start_ts:
                 break
         return None
+
+    def _put_rollback(self, key: bytes, start_ts: int) -> None:
+        """The Rollback record of the transaction started at ``start_ts``. Async commit and
+        1PC commit at max_ts + 1, which may be another transaction's start_ts: where a commit
+        record already sits at that ts, it is flagged instead (TiKV's overlapped rollback), so
+        each (key, commit_ts) holds one record."""
+        versions = self._writes.get(key, [])
+        for i, v in enumerate(versions):
+            if v.commit_ts == start_ts:
+                if v.write_type != "R" and v.start_ts != start_ts:
+                    w = Write.parse(v.write)
+                    w.has_overlapped_rollback = True
+                    versions[i] = v._replace(write=bytes(w.to_bytes()))
+                return
+            if v.commit_ts < start_ts:
+                break
+        self._add_version(key, Version(start_ts, "R", start_ts, write_bytes("R", start_ts, None)))
 
     def _value_of(self, key: bytes, v: Version) -> bytes:
         short = Write.parse(v.write).short_value
         if short is not None:
             return bytes(short)
         return self._defaults[(key, v.start_ts)]
+
+    def _raise_max_ts(self, ts: int) -> None:
+        if ts > self.max_ts:
+            self.max_ts = ts
 
     def _check_prewrite(self, m: Mutation, start_ts: int) -> bool:
         """Raise on a conflict; False when this transaction already holds the lock."""
@@ -227,30 +295,59 @@ class PercolatorStore:
         short = value if op == PUT and len(value) <= SHORT_VALUE_MAX_LEN else None
         if op == PUT and short is None:
             self._defaults[(key, start_ts)] = value
-        self._add_version(key, Version(commit_ts, _WRITE_TYPE[op], start_ts, write_bytes(_WRITE_TYPE[op], start_ts, short)))
+        write = Write(write_type=_WRITE_TYPE[op], start_ts=start_ts, short_value=short)
+        versions = self._writes.get(key, [])
+        for i, v in enumerate(versions):
+            if v.commit_ts == commit_ts and v.write_type == "R":
+                # another transaction's rollback at this ts: the commit takes its place, flagged (TiKV)
+                del versions[i]
+                write.has_overlapped_rollback = True
+                break
+            if v.commit_ts < commit_ts:
+                break
+        self._add_version(key, Version(commit_ts, _WRITE_TYPE[op], start_ts, bytes(write.to_bytes())))
 
     # ---------------------------------------------------------------- transactions
 
-    def prewrite(self, mutations: list[Mutation], primary: bytes, start_ts: int, ttl_ms: int) -> None:
+    def prewrite(
+        self, mutations: list[Mutation], primary: bytes, start_ts: int, ttl_ms: int, *,
+        async_commit: bool = False, secondaries: Iterable[bytes] = (),
+    ) -> int:
         """Lock every key (one raft entry per region touched). A conflict raises after the
-        regions before it were prewritten: the caller rolls back what it prewrote."""
+        regions before it were prewritten: the caller rolls back what it prewrote.
+
+        ``async_commit``: the locks carry min_commit_ts = max(max_ts, start_ts) + 1 and the
+        primary's lock (when ``primary`` is among ``mutations``) lists ``secondaries``, every
+        other key of the transaction. Returns the greatest min_commit_ts of the locks (0 for
+        an ordinary prewrite): the client commits at the greatest over all its prewrites."""
         with self.mu:
             try:
+                min_commit_ts = max(self.max_ts, start_ts) + 1 if async_commit else 0
+                result = min_commit_ts
+                secondary_keys = tuple(secondaries) if async_commit else ()
                 by_region: dict[int, list[Mutation]] = {}
                 for m in mutations:
                     by_region.setdefault(self.regions.locate(m.key).id, []).append(m)
                 for region_id, muts in by_region.items():
-                    fresh = [m for m in muts if self._check_prewrite(m, start_ts)]
+                    fresh = []
+                    for m in muts:
+                        if self._check_prewrite(m, start_ts):
+                            fresh.append(m)
+                        elif m.key in self._locks:  # our own lock, from a retried prewrite
+                            result = max(result, self._locks[m.key].min_commit_ts)
                     if not fresh:
                         continue
                     rows = []
                     for m in fresh:
-                        self._add_lock(LockRecord(m.key, primary, start_ts, ttl_ms, m.op, m.value, len(mutations)))
-                        rows.append(binlog_pb2.Row(
-                            type=binlog_pb2.Row.PREWRITE, op=m.op, start_ts=start_ts, key=m.key,
-                            value=m.value, primary=primary, ttl=ttl_ms, txn_size=len(mutations),
-                        ))
+                        lock = LockRecord(
+                            m.key, primary, start_ts, ttl_ms, m.op, m.value, len(mutations),
+                            use_async_commit=async_commit, min_commit_ts=min_commit_ts,
+                            secondaries=secondary_keys if m.key == primary else (),
+                        )
+                        self._add_lock(lock)
+                        rows.append(lock.prewrite_row())
                     self._emit_rows(self.regions.get(region_id), rows)
+                return result
             finally:
                 self._flush_events()
 
@@ -267,6 +364,8 @@ class PercolatorStore:
                             if v is not None and v.write_type != "R":
                                 continue  # committed before (idempotent)
                             raise TxnRolledBackError(key, start_ts)
+                        if commit_ts < lock.min_commit_ts:
+                            raise CommitTsExpiredError(key, start_ts, commit_ts, lock.min_commit_ts)
                         self._remove_lock(lock, keep_value=True)
                         self._commit_record(key, lock.op, lock.value, start_ts, commit_ts)
                         rows.append(binlog_pb2.Row(
@@ -306,7 +405,7 @@ class PercolatorStore:
                 if lock is not None and lock.start_ts == start_ts:
                     self._remove_lock(lock, keep_value=False)
                     removed += 1
-                self._add_version(key, Version(start_ts, "R", start_ts, write_bytes("R", start_ts, None)))
+                self._put_rollback(key, start_ts)
                 rows.append(binlog_pb2.Row(type=binlog_pb2.Row.ROLLBACK, start_ts=start_ts, key=key))
             if rows:
                 self._emit_rows(self.regions.get(region_id), rows)
@@ -326,7 +425,8 @@ class PercolatorStore:
                 for m in mutations:
                     if not self._check_prewrite(m, start_ts):
                         raise UpstreamError(f"1PC of the transaction started at {start_ts} ran twice")
-                commit_ts = self.tso.get_ts()
+                # above max_ts too, as TiKV's 1PC: never at or below a ts already read
+                commit_ts = max(self.tso.get_ts(), self.max_ts + 1)
                 rows = []
                 for m in mutations:
                     self._commit_record(m.key, m.op, m.value, start_ts, commit_ts)
@@ -343,19 +443,23 @@ class PercolatorStore:
 
     def check_txn_status(
         self, primary: bytes, lock_ts: int, caller_start_ts: int, current_ts: int,
-        rollback_if_not_exist: bool = True,
+        rollback_if_not_exist: bool = True, force_sync_commit: bool = False,
     ) -> TxnState:
         """TiKV's CheckTxnStatus on the primary key. A lock whose TTL ran out by
         ``current_ts`` (physical time of lock_ts + ttl) is rolled back; a transaction that left
-        no trace is rolled back too (so its prewrite can never land) unless told not to."""
+        no trace is rolled back too (so its prewrite can never land) unless told not to.
+        An async-commit primary is never rolled back here (its secondaries decide, see
+        ``check_secondary_locks``) unless ``force_sync_commit`` says it fell back to 2PC."""
         with self.mu:
             try:
                 lock = self._locks.get(primary)
                 if lock is not None and lock.start_ts == lock_ts:
+                    if lock.use_async_commit and not force_sync_commit:
+                        return TxnState("locked", 0, lock.ttl_ms, "", lock)
                     if physical_ms(lock_ts) + lock.ttl_ms < physical_ms(current_ts):
                         self._rollback_locked([primary], lock_ts)
                         return TxnState("rolled_back", 0, 0, "ttl_expire_rollback")
-                    return TxnState("locked", 0, lock.ttl_ms, "")
+                    return TxnState("locked", 0, lock.ttl_ms, "", lock)
                 v = self._find_version(primary, lock_ts)
                 if v is not None:
                     if v.write_type == "R":
@@ -365,6 +469,29 @@ class PercolatorStore:
                     raise TxnNotFoundError(primary, lock_ts)
                 self._rollback_locked([primary], lock_ts)
                 return TxnState("rolled_back", 0, 0, "lock_not_exist_rollback")
+            finally:
+                self._flush_events()
+
+    def check_secondary_locks(self, keys: Iterable[bytes], start_ts: int) -> SecondaryLocksState:
+        """TiKV's CheckSecondaryLocks: each key's lock of the transaction started at
+        ``start_ts``; stops at the first key without one, which is committed (its commit_ts) or
+        rolled back — when it has no record at all a rollback record is written, so the
+        transaction's prewrite of it can never land and its status cannot change any more."""
+        with self.mu:
+            try:
+                self._raise_max_ts(start_ts)  # as TiKV: no commit may overwrite the rollback below
+                found: list[LockRecord] = []
+                for key in keys:
+                    lock = self._locks.get(key)
+                    if lock is not None and lock.start_ts == start_ts:
+                        found.append(lock)
+                        continue
+                    v = self._find_version(key, start_ts)
+                    if v is None:
+                        self._rollback_locked([key], start_ts)
+                        return SecondaryLocksState([], 0)
+                    return SecondaryLocksState([], 0 if v.write_type == "R" else v.commit_ts)
+                return SecondaryLocksState(found, 0)
             finally:
                 self._flush_events()
 
@@ -389,7 +516,9 @@ class PercolatorStore:
 
     def _get_locked(self, key: bytes, ts: int, own_start_ts: int) -> bytes | None:
         lock = self._locks.get(key)
-        if lock is not None and lock.start_ts <= ts and lock.op != LOCK and lock.start_ts != own_start_ts:
+        # a lock whose min_commit_ts is above ts commits after ts if at all: TiKV reads past it
+        if (lock is not None and lock.start_ts <= ts and lock.op != LOCK and lock.start_ts != own_start_ts
+                and lock.min_commit_ts <= ts):
             raise KeyLockedError(key, lock.start_ts, lock.primary, lock.ttl_ms)
         for v in self._writes.get(key, ()):
             if v.commit_ts > ts or v.write_type in ("L", "R"):
@@ -402,12 +531,14 @@ class PercolatorStore:
         transaction with start_ts <= ts raises KeyLockedError: its outcome decides the value."""
         with self.mu:
             self._check_read_ts(ts)
+            self._raise_max_ts(ts)
             return self._get_locked(key, ts, own_start_ts)
 
     def scan(self, start: bytes, end: bytes, ts: int, own_start_ts: int = 0) -> list[tuple[bytes, bytes]]:
         """All live (key, value) in [start, end) at ``ts``; end b"" = unbounded."""
         with self.mu:
             self._check_read_ts(ts)
+            self._raise_max_ts(ts)
             lo = bisect.bisect_left(self._keys, start)
             hi = bisect.bisect_left(self._keys, end) if end else len(self._keys)
             out = []
@@ -430,9 +561,14 @@ class PercolatorStore:
                 key=lambda lk: lk.key,
             )
 
-    def read_index(self, region_id: int) -> int:
+    def read_index(self, region_id: int, read_ts: int = 0) -> int:
+        """The region's last raft index. ``read_ts``: the ts the caller will read at; max_ts
+        rises to it, so nothing prewritten after this call commits at or below it (TiKV's
+        read index with a start_ts). Taken under ``mu``, it follows any prewrite in flight."""
         with self.mu:
-            return self.regions.get(region_id).index
+            index = self.regions.get(region_id).index
+            self._raise_max_ts(read_ts)
+            return index
 
     # ---------------------------------------------------------------- regions
 
@@ -531,6 +667,9 @@ class PercolatorStore:
         with self.mu:
             try:
                 now = self.tso.get_ts()
+                # as TiKV's resolved-ts worker: max_ts rises to the ts it promises, so no async
+                # commit lands at or below a resolved ts emitted now
+                self._raise_max_ts(now)
                 min_lock: dict[int, int] = {}
                 for key, lock in self._locks.items():
                     rid = self.regions.locate(key).id
@@ -544,6 +683,25 @@ class PercolatorStore:
                 return emitted
             finally:
                 self._flush_events()
+
+    def txn_locks_at_or_below(self, ts: int) -> list[LockRecord]:
+        """One lock per transaction with start_ts <= ``ts`` (what TiDB's GC worker resolves
+        before it collects at safe point ``ts``); primaries preferred."""
+        with self.mu:
+            by_txn: dict[int, LockRecord] = {}
+            for lk in self._locks.values():
+                if lk.start_ts <= ts and (lk.start_ts not in by_txn or lk.key == lk.primary):
+                    by_txn[lk.start_ts] = lk
+            return list(by_txn.values())
+
+    def prewrite_batches(self, mutations: list[Mutation], max_keys: int) -> list[list[Mutation]]:
+        """``mutations`` as a client sends its prewrite requests: grouped by region, at most
+        ``max_keys`` each, the group of the first mutation (the primary) first."""
+        with self.mu:
+            by_region: dict[int, list[Mutation]] = {}
+            for m in mutations:
+                by_region.setdefault(self.regions.locate(m.key).id, []).append(m)
+        return [group[i:i + max_keys] for group in by_region.values() for i in range(0, len(group), max_keys)]
 
     def expired_locks(self, current_ts: int, grace_ms: int = 0) -> list[LockRecord]:
         """One lock per transaction whose TTL (plus ``grace_ms``) ran out by ``current_ts``
@@ -562,6 +720,7 @@ class PercolatorStore:
         dropped. GC is local (TiKV does not replicate it through the change feed)."""
         with self.mu:
             sp = self.gc.advance(safe_point)
+            self._raise_max_ts(sp)  # nothing commits at or below the safe point any more
             dropped = 0
             for key in list(self._writes):
                 versions = self._writes[key]
@@ -616,7 +775,7 @@ class PercolatorStore:
     def _replay_row(self, row: binlog_pb2.Row) -> None:
         key = row.key
         if row.type == binlog_pb2.Row.PREWRITE:
-            self._add_lock(LockRecord(key, row.primary, row.start_ts, row.ttl, row.op, row.value, row.txn_size))
+            self._add_lock(LockRecord.of_prewrite_row(row))
         elif row.type == binlog_pb2.Row.COMMIT:
             lock = self._locks.get(key)
             if lock is not None and lock.start_ts == row.start_ts:
@@ -627,7 +786,7 @@ class PercolatorStore:
             if lock is not None and lock.start_ts == row.start_ts:
                 self._remove_lock(lock, keep_value=False)
             if self._find_version(key, row.start_ts) is None:
-                self._add_version(key, Version(row.start_ts, "R", row.start_ts, write_bytes("R", row.start_ts, None)))
+                self._put_rollback(key, row.start_ts)
         elif row.type == binlog_pb2.Row.COMMITTED:
             self._commit_record(key, row.op, row.value, row.start_ts, row.commit_ts)
 

@@ -35,11 +35,13 @@ from pyspark_theflash.upstream.errors import (
     UpstreamError,
     WriteConflictError,
 )
+from pyspark_theflash.upstream.async_commit import fits_async_commit, resolve_txn
 from pyspark_theflash.upstream.percolator import Mutation, PercolatorStore
 from pyspark_theflash.upstream.tso import TimestampOracle
 
 ROWID = "_tidb_rowid"
 DEFAULT_TTL_MS = 3000  # TiDB's default lock TTL for small transactions
+PREWRITE_BATCH_KEYS = 64  # keys per prewrite request of an async-commit transaction
 
 
 def _name(s: str) -> dict[str, str]:
@@ -324,12 +326,10 @@ class LockResolver:
         self.tso = tso
 
     def resolve(self, err: KeyLockedError, caller_ts: int) -> bool:
-        """True when the lock is gone (committed or rolled back); False while it is alive."""
-        status = self.store.check_txn_status(err.primary, err.lock_start_ts, caller_ts, self.tso.get_ts())
-        if status.state == "locked":
-            return False
-        self.store.resolve_lock(err.lock_start_ts, status.commit_ts if status.state == "committed" else 0)
-        return True
+        """True when the lock is gone (committed or rolled back); False while it is alive.
+        An async-commit transaction is decided by its secondaries (``async_commit.py``)."""
+        status = resolve_txn(self.store, err.primary, err.lock_start_ts, caller_ts, self.tso.get_ts())
+        return status.state != "locked"
 
     def retry(self, fn: Callable[[], Any], caller_ts: int, timeout_s: float = 30.0) -> Any:
         """Run ``fn`` until it meets no lock, resolving and backing off in between."""
@@ -353,7 +353,10 @@ class Txn:
     ``with cluster.txn() as t: t.insert("bank.accounts", {...})`` commits at exit (rolls
     back on an exception); a conflict raises TxnAbortedError after rolling back what was
     prewritten. ``one_pc`` commits single-region transactions in one step, as TiDB does.
-    ``after_prewrite`` runs between the phases (the fault knob for dying transactions)."""
+    ``async_commit``: TiDB >= 5.0's async commit (``_commit_async``) when the keys fit its
+    limits, else 2PC. ``after_prewrite`` runs between the phases and ``after_prewrite_batch``
+    (async commit) after each prewrite request but the last, with the number sent: the fault
+    knobs for a client dying after (or during) prewrite."""
 
     def __init__(
         self,
@@ -363,6 +366,8 @@ class Txn:
         one_pc: bool = True,
         ttl_ms: int = DEFAULT_TTL_MS,
         after_prewrite: Callable[["Txn"], None] | None = None,
+        async_commit: bool = False,
+        after_prewrite_batch: Callable[["Txn", int], None] | None = None,
     ) -> None:
         self.catalog = catalog
         self.store = store
@@ -370,6 +375,8 @@ class Txn:
         self.one_pc = one_pc
         self.ttl_ms = ttl_ms
         self.after_prewrite = after_prewrite
+        self.async_commit = async_commit
+        self.after_prewrite_batch = after_prewrite_batch
         self.resolver = LockResolver(store, tso)
         self.start_ts = tso.get_ts()
         self.commit_ts = 0
@@ -474,7 +481,7 @@ class Txn:
             self.done = True
             return 0
         muts = list(self.mutations.values())
-        if self.one_pc and self.after_prewrite is None:
+        if self.one_pc and self.after_prewrite is None and self.after_prewrite_batch is None:
             try:
                 self.commit_ts = self.resolver.retry(
                     lambda: self.store.one_pc(muts, self.start_ts), self.start_ts, timeout_s=0.5
@@ -486,6 +493,8 @@ class Txn:
             except (KeyLockedError, WriteConflictError, TxnRolledBackError) as err:
                 self.done = True
                 raise TxnAbortedError(f"transaction started at {self.start_ts} aborted: {err}") from err
+        if self.async_commit and fits_async_commit([m.key for m in muts]):
+            return self._commit_async(muts)
         keys = self.prewrite()
         if self.after_prewrite is not None:
             self.after_prewrite(self)
@@ -500,6 +509,35 @@ class Txn:
             self.store.commit(keys[1:], self.start_ts, self.commit_ts)
         self.done = True
         return self.commit_ts
+
+    def _commit_async(self, muts: list[Mutation]) -> int:
+        """Async commit: prewrite every key with use_async_commit (the primary's lock lists
+        the secondaries), one request per region (the primary's first). Once every prewrite
+        succeeded the transaction is committed, at the greatest min_commit_ts the prewrites
+        returned, whether or not commit records follow: a reader finding the locks after this
+        client died commits them at that ts (``async_commit.py``)."""
+        keys = [m.key for m in muts]
+        primary, secondaries = keys[0], keys[1:]
+        commit_ts = 0
+        try:
+            for n, batch in enumerate(self.store.prewrite_batches(muts, PREWRITE_BATCH_KEYS)):
+                if n and self.after_prewrite_batch is not None:
+                    self.after_prewrite_batch(self, n)
+                commit_ts = max(commit_ts, self.resolver.retry(
+                    lambda b=batch: self.store.prewrite(b, primary, self.start_ts, self.ttl_ms, async_commit=True,
+                                                        secondaries=secondaries),
+                    self.start_ts, timeout_s=0.5,
+                ))
+        except (KeyLockedError, WriteConflictError, TxnRolledBackError) as err:
+            self.store.rollback(keys, self.start_ts)  # not every key locked: nobody can find it committed
+            self.done = True
+            raise TxnAbortedError(f"transaction started at {self.start_ts} aborted: {err}") from err
+        self.commit_ts = commit_ts
+        if self.after_prewrite is not None:
+            self.after_prewrite(self)
+        self.store.commit(keys, self.start_ts, commit_ts)  # idempotent where a reader committed first
+        self.done = True
+        return commit_ts
 
     def rollback(self) -> None:
         """Roll back: drop the buffer, and the locks when prewrite already ran."""
