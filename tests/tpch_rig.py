@@ -175,18 +175,9 @@ def split_regions(cluster: Any, infos: Mapping[str, Mapping[str, Any]], data: Ma
 
 
 def load_table(cluster: Any, qualified: str, rows: pa.Table, *, txn_rows: int = 5_000) -> int:
-    """Insert ``rows`` into ``qualified`` in transactions of ``txn_rows``: the cluster's columnar
-    ``bulk_insert`` where it has one, else the table API row by row. Returns rows inserted."""
-    bulk = getattr(cluster, "bulk_insert", None)
-    if bulk is not None:
-        return int(bulk(qualified, rows, txn_rows=txn_rows, one_pc=True))
-    inserted = 0
-    for batch in rows.to_batches(max_chunksize=txn_rows):
-        with cluster.txn() as t:
-            for row in batch.to_pylist():
-                t.insert(qualified, row)
-        inserted += batch.num_rows
-    return inserted
+    """Insert ``rows`` into ``qualified`` through the cluster's columnar ``bulk_insert``, in 1PC
+    transactions of ``txn_rows``. Returns rows inserted."""
+    return int(cluster.bulk_insert(qualified, rows, txn_rows=txn_rows, one_pc=True))
 
 
 def upstream_rows(cluster: Any, qualified: str, table: str, ts: int) -> pa.Table:
@@ -284,8 +275,7 @@ def deploy(root: Path, sf: float, *, db: str = DB, txn_rows: int = 5_000,
                     raise AssertionError(f"{db}.{name}: {inserted} rows inserted of {rows.num_rows}")
 
         _timed(timings, "load_s", load_all)
-        log(f"loaded {sum(t.num_rows for t in data.values())} rows in {timings['load_s']:.1f}s "
-            f"({'bulk_insert' if hasattr(rig.cluster, 'bulk_insert') else 'table API, row by row'})")
+        log(f"loaded {sum(t.num_rows for t in data.values())} rows in {timings['load_s']:.1f}s (bulk_insert)")
         ts = rig.cluster.get_ts()
         _timed(timings, "replicate_s", lambda: catch_up(rig, [f"{db}.{n}" for n in data], ts))
         _timed(timings, "compact_s", lambda: compact_store(rig))
