@@ -34,6 +34,7 @@ KIND_OF_TYPE = {
 }
 ORDERED_KINDS = {"int", "decimal", "float", "date", "ts_ntz", "ts", "string", "binary", "interval"}
 
+LITERAL_MAX_LEN = 40  # longer strings and blobs are left out of literals (readable failures)
 LONG_SUM_BOUND = 1 << 62  # a sum of longs below this cannot overflow under ANSI mode
 
 
@@ -44,7 +45,7 @@ class ColumnModel:
     name: str
     kind: str                   # a value of KIND_OF_TYPE
     type_name: str              # Spark's simpleString, e.g. decimal(12,2)
-    values: tuple[Any, ...]     # the distinct non-NULL values the table holds (for literals)
+    values: tuple[Any, ...]     # distinct non-NULL values the table holds, short enough for literals
     nullable_data: bool         # some row holds NULL
     summable: bool              # sum() cannot overflow (ANSI mode raises on overflow)
     averageable: bool           # avg() is exact whatever the order of rows
@@ -79,7 +80,8 @@ def model_table(name: str, schema: Any, rows: Sequence[Mapping[str, Any]], key: 
             precision, scale = (int(x) for x in re.findall(r"\d+", type_name))
             total = sum(abs(v) for v in present)
             summable = averageable = total < decimal.Decimal(10) ** (min(38, precision + 10) - scale - 1)
-        columns.append(ColumnModel(f.name, kind, type_name, tuple(distinct), len(present) < len(raw),
+        literals = tuple(v for v in distinct if not isinstance(v, (str, bytes)) or len(v) <= LITERAL_MAX_LEN)
+        columns.append(ColumnModel(f.name, kind, type_name, literals, len(present) < len(raw),
                                    summable, averageable, 1 < len(distinct) <= 12))
     return TableModel(name, tuple(columns), tuple(key))
 
@@ -381,7 +383,7 @@ class QueryGenerator:
             return f"{name} BETWEEN {literal(c, a)} AND {literal(c, b)}"
         if op in ("like", "not_like"):
             v = self._value(c) or ""
-            prefix = v[: r.randint(0, min(3, len(v)))]
+            prefix = v[: r.randint(min(1, len(v)), min(3, len(v)))]
             return f"{name} {'NOT LIKE' if op == 'not_like' else 'LIKE'} {like_prefix(prefix)}"
         if op == "null_safe":
             v = None if r.random() < 0.3 else self._value(c)
@@ -570,7 +572,7 @@ class QueryGenerator:
             steps += [Step(f"SELECT count(*) FROM {name}"),
                       Step(f"SELECT {', '.join(self._projection(t))} FROM {name} WHERE {self.predicate(t)}"),
                       *self._aggregate(t, name)]
-            steps.append(Step(f"UNCACHE TABLE {name}", compare=False))
+            steps += [Step(f"UNCACHE TABLE {name}", compare=False), Step(f"DROP VIEW {name}", compare=False)]
             return tuple(steps)
         via = self.rng.choice(("df", "sql"))
         view = self._ref(t, via)
