@@ -29,7 +29,7 @@ def register(subparsers: Any) -> None:
                    help="serve the Upstream gRPC service on PORT (0 = any) plus the binlog service and HTTP status port")
     p.add_argument("--binlog-port", type=int, default=0, help="with --serve: binlog gRPC port (default: any)")
     p.add_argument("--status-port", type=int, default=0, help="with --serve: HTTP status port (default: any)")
-    p.add_argument("--workload", default="", help="comma list of workloads: bank, orders")
+    p.add_argument("--workload", default="", help="comma list of workloads: bank, orders, types")
     p.add_argument("--rate", type=float, default=0.0, help="transactions/s per workload (0 = as fast as possible)")
     p.add_argument("--duration", type=float, help="seconds to run the workloads (default: until a signal)")
     p.add_argument("--count", type=int, help="transactions per workload (default: unlimited)")
