@@ -168,7 +168,7 @@ def plan(store_path: str, table: str | None = None, options: Mapping[str, str] |
 def _plan(store: Any, opts: ScanOptions, columns: Sequence[str] | None, hidden: Sequence[str] | None,
           predicate: Any, upstream: Any, latch: Any, started: float) -> ScanPlan:
     with store.snapshot() as view:
-        table_info = lookup_table(view, opts.table)
+        table_info = lookup_table(view, opts.table, opts)
         store_safe_point = int(view.gc_safe_point())
         recorded_upstream = upstream_address(opts, view)
     own_upstream = upstream is None
@@ -189,11 +189,17 @@ def _plan(store: Any, opts: ScanOptions, columns: Sequence[str] | None, hidden: 
             upstream.close()
 
 
-def lookup_table(view: Any, table: str) -> Any:
-    """The store's current schema of ``db.table``, or None when the store does not have it."""
+def lookup_table(view: Any, table: str, options: ScanOptions | None = None, ts: int | None = None) -> Any:
+    """The store's schema of ``db.table`` a read uses, or None when the store does not have it:
+    the current one, or with option ``schema=as_of`` the one in force at ``ts`` (default: the
+    ts the options ask for; none asked: the current one)."""
     from pyspark_theflash.store.errors import UnknownTableNameError
 
     try:
+        if options is not None and options.schema == "as_of":
+            at = ts or requested_ts(options)
+            if at:
+                return view.table_at(table, at)
         return view.table(table)
     except UnknownTableNameError:
         return None
@@ -302,7 +308,7 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
                columns: tuple[str, ...] | None, hidden: tuple[str, ...], predicate: Any) -> None:
     opts, ts, table_id, stats = result.options, result.ts, result.table_id, result.stats
     first_view = view
-    stored = lookup_table(view, opts.table)
+    stored = lookup_table(view, opts.table, opts, ts)
     if stored is None or int(stored.id) != table_id:
         raise TableNotReplicatedError(
             f"store {opts.store} has no table {opts.table} (id {table_id}) although upstream has it: is the writer "
