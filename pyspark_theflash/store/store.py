@@ -30,6 +30,7 @@ from pyspark_theflash.store.errors import (
     FlushFailedError,
     ReadOnlyStoreError,
     MalformedRecordKeyError,
+    UnknownRegionError,
     UnknownTableError,
 )
 from pyspark_theflash.store.batch_pairs import EventPairs, RunPairs, RunStage, find_pairs, run_stage
@@ -444,26 +445,26 @@ class Store:
         info = TableInfo.from_json(table_info, db=db)
         history = self._histories.get(info.id)
         known = history is not None and history.by_version(info.schema_version) is not None
+        estimate = commit_ts is None
         if commit_ts is None:
-            if known:
-                self._ignored.discard(info.id)
-                return int(info.schema_version)
             commit_ts = int(info.raw.get("update_timestamp") or 0)
-        elif known and history is not None and commit_ts in {
-                ts for ts, t in zip(history.commit_ts, history.infos) if t.schema_version == info.schema_version}:
-            return int(info.schema_version)
         with self._editing():
             with mf.edit(self._conn) as e:
-                self._put_version(e, db, info, commit_ts)
-        self._learn_version(info, commit_ts)
+                self._put_version(e, db, info, commit_ts, exact=not estimate)
+        if estimate and known:
+            self._ignored.discard(info.id)
+        else:
+            self._learn_version(info, commit_ts)
         return int(info.schema_version)
 
-    def _put_version(self, e: "mf.Edit", db: str, info: "TableInfo", commit_ts: int) -> None:
+    def _put_version(self, e: "mf.Edit", db: str, info: "TableInfo", commit_ts: int, exact: bool = True) -> None:
+        """One table version in the manifest; ``exact``: its commit ts replaces an estimate."""
         conn = e.conn
         conn.execute("INSERT OR IGNORE INTO tables VALUES (?,?,?,?,?,?)",
                      (info.id, info.schema_version, db, info.name, mf.dumps(info.to_json()), e.version))
         conn.execute("INSERT INTO table_versions VALUES (?,?,?) ON CONFLICT(table_id, schema_version) "
-                     "DO UPDATE SET commit_ts = excluded.commit_ts", (info.id, info.schema_version, commit_ts))
+                     + ("DO UPDATE SET commit_ts = excluded.commit_ts" if exact else "DO NOTHING"),
+                     (info.id, info.schema_version, commit_ts))
         conn.execute("DELETE FROM ignored_tables WHERE table_id = ?", (info.id,))
 
     def _learn_version(self, info: "TableInfo", commit_ts: int) -> None:
@@ -622,12 +623,12 @@ class Store:
                 and time.monotonic() - self._dirty_since >= self.options.flush_deadline_s)
 
     def _region_for_update(self, rid: int, saved: dict[int, _Region | None]) -> _Region:
+        """The region's state, saved for the batch's undo; a new one (no range yet) for a region
+        a snapshot or split is introducing."""
         reg = self._regions.get(rid)
         if rid not in saved:
             saved[rid] = None if reg is None else replace(reg)
         if reg is None:
-            # A region seen for the first time without a snapshot or split introducing it:
-            # the bootstrap region of a fresh cluster, covering the whole key space.
             reg = _Region(rid)
             self._regions[rid] = reg
         return reg
@@ -696,6 +697,19 @@ class Store:
         if kind == "ddl":  # applied before the batch (apply_ddl); no region's event
             return
         rid = int(ev.region_id)
+        if rid not in self._regions and kind != "snapshot" and self._regions:
+            # Only a snapshot or the split creating it introduces a region (its range): never
+            # invent one. (A store that has met no region at all takes the first as a fresh
+            # cluster's bootstrap region, which covers the whole key space.) A resolved ts of
+            # an unknown region says nothing the store could use yet.
+            if kind == "resolved_ts":
+                result.skipped += 1
+                return
+            raise UnknownRegionError(rid, int(ev.index), f"an {kind} event")
+        if kind == "admin" and ev.admin.HasField("merge") and int(ev.admin.merge.source.id) not in self._regions:
+            # The source's keys join a region the store knows, but the store never had them.
+            raise UnknownRegionError(int(ev.admin.merge.source.id), int(ev.index),
+                                     f"a merge into region {rid}", snapshot_region=rid)
         reg = self._region_for_update(rid, saved)
         if kind == "resolved_ts":
             reg.resolved_ts = max(reg.resolved_ts, int(ev.resolved_ts))

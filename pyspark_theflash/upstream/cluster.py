@@ -50,6 +50,7 @@ from pyspark_theflash.upstream.tidb import (
     get_row,
     record_range,
     run_txn,
+    scan_records,
     scan_table,
     split_table_name,
     table_info_of,
@@ -399,6 +400,13 @@ class MiniCluster:
         at ts (the table that had this name then), as TiDB's stale read does; locks are resolved."""
         ts = ts or self.tso.get_ts()
         return scan_table(self.store, self.tso, self.catalog.table_at(*split_table_name(qualified), ts), ts)
+
+    def scan_records(self, qualified: str, ts: int | None = None) -> tuple[int, dict[str, Any], list[tuple[bytes, bytes]]]:
+        """``(ts, table info at ts, [(record key, row value)])`` of ``db.table`` at ``ts``
+        (default: now): what the Upstream service's ScanTable streams."""
+        ts = ts or self.tso.get_ts()
+        table = self.catalog.table_at(*split_table_name(qualified), ts)
+        return ts, table, scan_records(self.store, self.tso, table, ts)
 
     def table_info_at(self, qualified: str, ts: int) -> dict[str, Any]:
         """The table info of ``db.table`` in force at ``ts``."""

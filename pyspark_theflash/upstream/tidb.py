@@ -756,15 +756,28 @@ def run_txn(
     raise AssertionError("unreachable")
 
 
+def scan_records(
+    store: PercolatorStore, tso: TimestampOracle, table: Mapping[str, Any], ts: int,
+) -> list[tuple[bytes, bytes]]:
+    """Every (record key, row value) of a table at ts, in key order (locks met are resolved
+    as a reader would)."""
+    start, end = record_range(table["id"])
+    resolver = LockResolver(store, tso)
+    return list(resolver.retry(lambda: store.scan(start, end, ts), ts))
+
+
+def decode_records(table: Mapping[str, Any], pairs: Sequence[tuple[bytes, bytes]]) -> list[dict[str, Any]]:
+    """Rows as ``{column: value}`` (``codec.decode_row``'s values, the handle column or
+    ``_tidb_rowid`` from the key) of records of ``table``."""
+    info = table_info_of(table)
+    return [decode_value(table, k, v, info) for k, v in pairs]
+
+
 def scan_table(
     store: PercolatorStore, tso: TimestampOracle, table: Mapping[str, Any], ts: int,
 ) -> list[dict[str, Any]]:
     """Every row of a table at ts (locks met are resolved as a reader would)."""
-    start, end = record_range(table["id"])
-    resolver = LockResolver(store, tso)
-    pairs = resolver.retry(lambda: store.scan(start, end, ts), ts)
-    info = table_info_of(table)
-    return [decode_value(table, k, v, info) for k, v in pairs]
+    return decode_records(table, scan_records(store, tso, table, ts))
 
 
 def get_row(

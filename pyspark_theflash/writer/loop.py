@@ -272,9 +272,10 @@ class Writer:
         (no schema could read them). An unknown table is looked up once (replicated →
         put_schema, filtered out → ignore_table, gone upstream → ignore_table) and the batch
         retried."""
-        from pyspark_theflash.store.errors import UnknownTableError
+        from pyspark_theflash.store.errors import UnknownRegionError, UnknownTableError
 
         self._apply_ddl(events)
+        introduced: set[int] = set()
         seen_columns = column_ids_by_table(events)
         resolved: set[int] = set()
         refetched: set[int] = set()
@@ -295,6 +296,11 @@ class Writer:
                 continue
             try:
                 return self.apply_batch(self.store, events, position)
+            except UnknownRegionError as exc:
+                if exc.region_id in introduced:
+                    raise
+                introduced.add(exc.region_id)
+                self._introduce_region(exc)
             except UnknownTableError as exc:
                 if exc.table_id in resolved:
                     raise SchemaUnavailableError(
@@ -303,6 +309,33 @@ class Writer:
                     ) from exc
                 resolved.add(exc.table_id)
                 self._learn_table(exc.table_id)
+
+    def _introduce_region(self, exc: Any) -> None:
+        """A batch has events of a region no snapshot or split introduced to the store (a split
+        that raced the bootstrap, a log that starts after the region's birth): apply the
+        region's current snapshot from the upstream (the batch's events at or below its index
+        are then skipped). A region merged away since is covered by the snapshots of the
+        upstream's regions the store does not know yet. The store never guesses a range."""
+        from pyspark_theflash.upstream.errors import UpstreamError
+
+        if self.upstream is None:
+            raise WriterConfigError(f"{exc}; without --upstream the writer cannot fetch a region snapshot") from exc
+        log.info("region %d is new to the store: applying the snapshot of region %d", exc.region_id,
+                 exc.snapshot_region)
+        try:
+            snapshots = [self.upstream.region_snapshot(int(exc.snapshot_region))]
+        except UpstreamError:  # gone upstream (merged away): take every region the store lacks
+            with self.store.snapshot() as view:
+                known = {int(r.id) for r in view.regions(include_gone=True)}
+            snapshots = []
+            for region in self.upstream.regions():
+                if int(region.id) not in known:
+                    try:
+                        snapshots.append(self.upstream.region_snapshot(int(region.id)))
+                    except UpstreamError:
+                        continue  # merged again meanwhile: the next unknown event asks again
+        for snapshot in snapshots:
+            self.apply_batch(self.store, [snapshot], None)  # type: ignore[arg-type]
 
     def _apply_ddl(self, events: Sequence[binlog_pb2.Event]) -> None:
         """The batch's DDL events, in order: a table id met for the first time is replicated
@@ -460,13 +493,26 @@ class Writer:
                 "back to its start (or --bootstrap-snapshot was given): seeding from region snapshots needs "
                 "--upstream grpc://host:port"
             )
+        from pyspark_theflash.upstream.errors import UpstreamError
+
         head = binlog_bounds(self.options.binlog).head
         self.progress.state = "bootstrapping"
-        regions = self.upstream.regions()
-        log.info("bootstrapping %d regions from snapshots; the binlog resumes at %s", len(regions), head)
-        for region in regions:
-            event = self.upstream.region_snapshot(int(region.id))
-            self._write([event], head)
+        taken: set[int] = set()
+        # A region may split (or merge) between listing and its snapshot: the parent's snapshot
+        # then already holds the split, whose admin event the binlog replay skips, so the new
+        # region would be introduced by nothing. List again until every listed region is taken.
+        while True:
+            regions = [r for r in self.upstream.regions() if int(r.id) not in taken]
+            if not regions:
+                break
+            log.info("bootstrapping %d regions from snapshots; the binlog resumes at %s", len(regions), head)
+            for region in regions:
+                taken.add(int(region.id))
+                try:
+                    event = self.upstream.region_snapshot(int(region.id))
+                except UpstreamError:
+                    continue  # merged away since listing: its keys are in a region listed next
+                self._write([event], head)
         self.store.flush()
         self._note_store_state()
         return head
