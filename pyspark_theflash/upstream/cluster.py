@@ -34,7 +34,7 @@ from pyspark_theflash.binlog import Position, SegmentReader, SegmentWriter
 from pyspark_theflash.binlog.segment import list_segments
 from pyspark_theflash.codec import decode_record_key
 from pyspark_theflash.proto import binlog_pb2
-from pyspark_theflash.upstream.client import TxnStatus
+from pyspark_theflash.upstream.client import TableScan, TxnStatus
 from pyspark_theflash.upstream.errors import UpstreamError
 from pyspark_theflash.upstream.pd import GCSafePoint, Region, RegionMap
 from pyspark_theflash.upstream.percolator import EventSink, PercolatorStore
@@ -45,6 +45,7 @@ from pyspark_theflash.upstream.tidb import (
     Catalog,
     LockResolver,
     Txn,
+    decode_records,
     decode_value,
     encode_value,
     get_row,
@@ -407,6 +408,11 @@ class MiniCluster:
         ts = ts or self.tso.get_ts()
         table = self.catalog.table_at(*split_table_name(qualified), ts)
         return ts, table, scan_records(self.store, self.tso, table, ts)
+
+    def read_table(self, qualified: str, ts: int | None = None) -> TableScan:
+        """``scan_table`` with the ts read at and the table info the rows were decoded with."""
+        at, table, pairs = self.scan_records(qualified, ts)
+        return TableScan(at, split_table_name(qualified)[0], table, decode_records(table, pairs))
 
     def table_info_at(self, qualified: str, ts: int) -> dict[str, Any]:
         """The table info of ``db.table`` in force at ``ts``."""
