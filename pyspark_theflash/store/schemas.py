@@ -72,6 +72,10 @@ class TableHistory:
         """The version with the highest schema version (what a name means now)."""
         return max(self._infos, key=lambda t: t.schema_version)
 
+    def has(self, schema_version: int, commit_ts: int) -> bool:
+        """Is this version known, in force from exactly this commit ts?"""
+        return (int(commit_ts), int(schema_version)) in self._keys
+
     def by_version(self, schema_version: int) -> TableInfo | None:
         for info in self._infos:
             if info.schema_version == schema_version:

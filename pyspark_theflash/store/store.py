@@ -491,8 +491,7 @@ class Store:
             self.ignore_table(tid, ddl.db, info.name)
         history = self._histories.get(tid)
         new_version = ddl.type != Ddl.DROP_TABLE and tid not in self._ignored and (
-            history is None or history.by_version(info.schema_version) is None
-            or ts not in history.commit_ts)
+            history is None or not history.has(info.schema_version, ts))
         old = self._histories.get(retire) if retire else None
         new_retire = old is not None and old.retired_ts is None
         new_life = created and tid not in self._ignored and (history is None or history.created_ts != ts)
