@@ -288,6 +288,7 @@ class Writer:
                         "version of it has, even after re-fetching it: columns dropped before the store's first event "
                         "of the table; their values are skipped", table_id, position, column_ids)
                     self._skipped_columns.setdefault(table_id, set()).update(column_ids)
+                    self._columns_cache = None  # known from now on: no re-fetch per batch
                     continue
                 refetched.add(table_id)
                 log.info("rows of table %d carry unknown column ids %s: re-fetching its schema", table_id, column_ids)
