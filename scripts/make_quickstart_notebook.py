@@ -29,9 +29,8 @@ print("binlog  ", cluster.binlog_address)
 print("store   ", cluster.store)"""),
 md("""## A Spark session
 
-`theflash_session()` is a normal `SparkSession` with filter pushdown to Python data sources
-switched on (`spark.sql.python.filterPushdown.enabled`). The `theflash` format needs no
-registration: Spark finds the package because it is named `pyspark_theflash`. The session
+`theflash_session()` is a normal `SparkSession` whose Python workers run this interpreter.
+The `theflash` format needs no registration: Spark finds the package because it is named `pyspark_theflash`. The session
 also hands the parts the writer has compacted to Spark's own Parquet reader (option
 `native_read`, on by default); only fresh delta parts go through the Python data source."""),
 code("""from pyspark.sql import functions as F

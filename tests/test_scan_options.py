@@ -1,19 +1,15 @@
-"""Read options, snapshot ts choice and Spark filter translation: the pieces of the read path
-that need neither a store nor a Spark session."""
+"""Read options and snapshot ts choice: the pieces of the read path that need neither a store
+nor a Spark session."""
 from __future__ import annotations
 
 import datetime as dt
-import decimal
 
 import pytest
-from pyspark.sql import datasource as S
 
 from pyspark_theflash.codec.tso import compose_ts, physical_ms
 from pyspark_theflash.scan.errors import ScanOptionError, SnapshotTsOutOfRangeError
 from pyspark_theflash.scan.options import ScanOptions, parse_duration_s, parse_size_bytes
 from pyspark_theflash.scan.snapshot import as_of_to_ts, check_snapshot_ts, requested_ts
-from pyspark_theflash.spark.filters import translate
-from pyspark_theflash.store import predicate as P
 
 
 def test_options_take_the_table_from_the_load_path_and_parse_units() -> None:
@@ -67,40 +63,3 @@ def test_ts_outside_the_readable_range_names_the_range() -> None:
         check_snapshot_ts(safe - 1, safe, now)
     with pytest.raises(SnapshotTsOutOfRangeError, match=rf"in the future.*\[{safe}, {now}\]"):
         check_snapshot_ts(now + 1, safe, now)
-
-
-TYPES = {"id": "long", "name": "string", "amount": "decimal", "score": "double", "born": "date",
-         "at": "timestamp", "local": "timestamp_ntz", "blob": "binary", "ok": "boolean"}
-
-
-def test_exact_filters_are_translated_and_reported_exact() -> None:
-    utc = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
-    cases = [
-        (S.EqualTo(("id",), 3), P.Comparison("id", "==", 3)),
-        (S.GreaterThan(("ID",), 3), P.Comparison("id", ">", 3)),
-        (S.LessThanOrEqual(("amount",), decimal.Decimal("1.50")), P.Comparison("amount", "<=", decimal.Decimal("1.50"))),
-        (S.In(("name",), ("a", "b", None)), P.In("name", ["a", "b"])),
-        (S.IsNull(("born",)), P.IsNull("born")),
-        (S.StringStartsWith(("name",), "ab"), P.StartsWith("name", "ab")),
-        (S.Not(S.EqualTo(("id",), 3)), P.Not(P.Comparison("id", "==", 3))),
-        (S.GreaterThanOrEqual(("at",), utc), P.Comparison("at", ">=", utc)),
-        (S.EqualTo(("local",), dt.datetime(2026, 1, 1)), P.Comparison("local", "==", dt.datetime(2026, 1, 1))),
-    ]
-    for spark_filter, expected in cases:
-        expr, exact = translate(spark_filter, TYPES)
-        assert exact, spark_filter
-        assert expr is not None and expr.to_json() == expected.to_json(), spark_filter
-
-
-def test_inexact_filters_are_pushed_only_as_a_superset_or_not_at_all() -> None:
-    expr, exact = translate(S.Not(S.In(("id",), (1, 2))), TYPES)
-    assert expr is not None and not exact  # NOT IN keeps NULL rows Spark drops: Spark re-applies
-    for f in [S.EqualTo(("score",), 1.5),                  # NaN ordering differs
-              S.StringEndsWith(("name",), "z"),
-              S.StringContains(("name",), "z"),
-              S.EqualNullSafe(("id",), 1),
-              S.EqualTo(("nope",), 1),
-              S.EqualTo(("at",), dt.datetime(2026, 1, 1)),   # an instant without a zone
-              S.EqualTo(("id",), "3"),
-              S.Not(S.StringEndsWith(("name",), "z"))]:
-        assert translate(f, TYPES) == (None, False), f

@@ -119,6 +119,62 @@ def test_a_compacted_table_is_read_by_sparks_parquet_reader_with_the_same_rows(s
     assert_same(df.filter("id BETWEEN 50 AND 59 AND i32 > 52000"), python.filter("id BETWEEN 50 AND 59 AND i32 > 52000"))
 
 
+WORDS = ("almond antique aquamarine azure beige bisque black blanched blue blush brown burlywood burnished "
+         "chartreuse chiffon chocolate coral cornflower cornsilk cream cyan dark deep dim dodger drab firebrick "
+         "floral forest frosted gainsboro ghost goldenrod green honeydew hot indian ivory khaki lace lavender "
+         "lawn lemon light lime linen magenta maroon medium metallic midnight mint misty moccasin navajo navy "
+         "olive orange orchid pale papaya peach peru pink plum powder puff purple red rose rosy royal saddle "
+         "salmon sandy seashell sienna sky slate smoke snow spring steel tan thistle tomato turquoise violet "
+         "wheat white yellow").split()
+
+
+def part_names(rig: FlashRig, table: str) -> list[str]:
+    with Store.open(rig.store, readonly=True) as store, store.snapshot() as view:
+        info = view.table(table)
+        return [str(Path(rig.store) / p.path) for p in view.parts(int(info.id))]
+
+
+def test_varied_strings_in_compacted_parts_are_read_and_dictionary_filtered_by_spark(spark: Any, rig: FlashRig) -> None:
+    """TPC-H part names: 20k five-word names make one large string dictionary page per column
+    chunk, which Spark's Parquet reader decompresses to dictionary-filter a pushed LIKE. The
+    parts are written with a codec it reads (LZ4_RAW made it throw), and a part written
+    otherwise by an older store is left to the Python reader."""
+    import random
+
+    import pyarrow.parquet as pq
+
+    rnd = random.Random(11)
+    names = [" ".join(rnd.choice(WORDS) for _ in range(5)) for _ in range(20_000)]
+    rig.cluster.create_table("nat.part", [make_column("p_partkey", "BIGINT", not_null=True),
+                                          make_column("p_name", "VARCHAR(55)")], primary_key=["p_partkey"])
+    for start in range(0, len(names), 5_000):
+        with rig.cluster.txn() as t:
+            for i in range(start, start + 5_000):
+                t.insert("nat.part", {"p_partkey": i, "p_name": names[i]})
+    rig.wait_replicated("nat.part")
+    ts = rig.cluster.get_ts()
+    read(spark, rig, snapshot_ts=ts).load("nat.part").count()  # caught up to ts
+    compact(rig)
+
+    files = part_names(rig, "nat.part")
+    codecs = {pq.read_metadata(f).row_group(0).column(i).compression for f in files for i in range(3)}
+    assert codecs == {"ZSTD"}
+    green = sorted(i for i, n in enumerate(names) if "green" in n)
+    df = read(spark, rig, snapshot_ts=ts).load("nat.part")
+    assert split_of(df) is not None and split_of(df).rest == []
+    got = sorted(r.p_partkey for r in df.filter("p_name LIKE '%green%'").select("p_partkey").collect())
+    assert got == green and len(green) > 1000
+    assert df.filter("p_name = 'green green green green green'").count() == names.count("green green green green green")
+
+    # The same part as an older store wrote it (LZ4_RAW): never handed to Spark's reader.
+    for f in files:
+        pq.write_table(pq.read_table(f), f, compression="lz4", use_dictionary=["p_name"])
+    old = read(spark, rig, snapshot_ts=ts).load("nat.part")
+    assert split_of(old) is None or split_of(old).pieces == []
+    got = sorted(r.p_partkey for r in old.filter("p_name LIKE '%green%'").select("p_partkey").collect())
+    assert got == green
+
+
 def test_rows_committed_after_ts_in_a_clean_part_stay_invisible(spark: Any, rig: FlashRig) -> None:
     rig.cluster.create_table("nat.later", [make_column("id", "BIGINT", not_null=True), make_column("v", "INT")],
                              primary_key=["id"])

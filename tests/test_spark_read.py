@@ -214,7 +214,7 @@ def test_a_user_schema_with_a_subset_of_columns_reads_only_those(spark: Any, rig
     assert [tuple(r) for r in upper.filter("ID = 3").collect()] == [(3, 103)]
 
 
-def test_pushed_filters_give_spark_results_and_prune_regions(spark: Any, rig: FlashRig) -> None:
+def test_filters_over_the_python_source_give_spark_results(spark: Any, rig: FlashRig) -> None:
     table = make_table(rig, "filt.accounts", 0)
     # ten flushes of ten rows each, one region each: parts with narrow id ranges
     for batch in range(10):
@@ -226,8 +226,9 @@ def test_pushed_filters_give_spark_results_and_prune_regions(spark: Any, rig: Fl
         rig.wait_replicated("filt.accounts")
         with plan(rig.store, "filt.accounts", rig.options()):
             pass  # a learner read: this batch is flushed (its own parts) before the next one
-    # What the Python source prunes (the writer's background compaction may fold these parts
-    # into a stable part, which a native read would hand to Spark's Parquet reader instead).
+    # Through the Python source (the writer's background compaction may fold these parts into
+    # a stable part, which a native read would hand to Spark's Parquet reader instead). The
+    # source takes no pushed filters (spark/datasource.py): Spark applies each to every row.
     df = read(spark, rig, partition_target_bytes=1, native_read="false").load("filt.accounts")
     assert df.rdd.getNumPartitions() == 10
     cases = {
@@ -243,9 +244,7 @@ def test_pushed_filters_give_spark_results_and_prune_regions(spark: Any, rig: Fl
     for condition, ids in cases.items():
         got = sorted(r.id for r in df.filter(condition).select("id").collect())
         assert got == ids, condition
-    # a filter on the key range reads only the regions its statistics allow
-    assert df.filter("id = 42").rdd.getNumPartitions() == 1
-    assert df.filter("id >= 75").rdd.getNumPartitions() == 3
+    assert df.count() == 100  # and none of those filters narrowed a later query
 
 
 def test_hidden_columns_are_readable_on_request(spark: Any, rig: FlashRig) -> None:

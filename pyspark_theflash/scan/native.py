@@ -60,10 +60,24 @@ class NativeSplit:
     rest: list[HandleRange]                 # handle ranges the Python reader reads, in order
 
 
+# Parquet codecs Spark's own reader reads reliably. Not LZ4_RAW: parquet-java in Spark 4.2.1
+# fails on large LZ4_RAW dictionary pages (parquet-java issue 3478; stores written before
+# TheFlash switched its parts to ZSTD hold such parts), nor LZ4/BROTLI/LZO.
+SPARK_READABLE_CODECS = frozenset({"UNCOMPRESSED", "SNAPPY", "GZIP", "ZSTD"})
+
+
 @functools.lru_cache(maxsize=4096)
-def _file_schema(path: str, mtime_ns: int) -> pa.Schema:
-    """A part file's Arrow schema (part files never change; the mtime guards a reused name)."""
-    return pq.read_schema(path)
+def _file_schema(path: str, mtime_ns: int) -> pa.Schema | None:
+    """A part file's Arrow schema, or None when a column chunk uses a codec Spark's reader
+    cannot be trusted with (part files never change; the mtime guards a reused name)."""
+    with pq.ParquetFile(path) as f:
+        meta = f.metadata
+        for rg in range(meta.num_row_groups):
+            group = meta.row_group(rg)
+            for c in range(group.num_columns):
+                if group.column(c).compression not in SPARK_READABLE_CODECS:
+                    return None
+        return f.schema_arrow
 
 
 def _merge(ranges: Sequence[HandleRange]) -> list[HandleRange]:
@@ -85,6 +99,8 @@ def _clean_columns(part: Any, root: str, table: Any, needed: Sequence[str]) -> t
         schema = _file_schema(path, os.stat(path).st_mtime_ns)
     except (OSError, pa.ArrowInvalid):
         return None  # the Python reader reports a missing or broken part with its own error
+    if schema is None:
+        return None  # written with a codec Spark's Parquet reader fails on: the Python reader reads it
     names_by_id = dict(part.columns)
     out = []
     for name in needed:

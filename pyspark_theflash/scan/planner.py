@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+from pyspark_theflash.errors import storage_failure
 from pyspark_theflash.scan.errors import (
     ScanOptionError,
     SnapshotTsOutOfRangeError,
@@ -161,6 +162,13 @@ def plan(store_path: str, table: str | None = None, options: Mapping[str, str] |
     store = open_store(opts.store)
     try:
         return _plan(store, opts, columns, hidden, predicate, upstream, latch, started)
+    except Exception as exc:
+        # A read records a lease in the store's manifest: on a full or failing disk, say so.
+        failure = storage_failure(exc, f"reading {opts.table} from store {opts.store}",
+                                  advice="free space on that file system: a read records a read lease in the store")
+        if failure is None:
+            raise
+        raise failure from exc
     finally:
         store.close()
 

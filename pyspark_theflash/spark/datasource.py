@@ -6,18 +6,24 @@ When Spark calls what (PySpark 4.2):
 
 * ``DataFrameReader.load()`` → a planner worker builds ``TheFlashDataSource(options)`` and
   calls ``schema()`` (unless the user gave ``.schema(...)``): the store's current schema.
-* Query planning → another worker calls ``reader(schema)``, then ``pushFilters(filters)``
-  (only with ``spark.sql.python.filterPushdown.enabled=true`` and at least one filter), then
-  ``partitions()``. Planning the scan — snapshot ts, read lease, learner read, lock
-  resolution, pinned parts — happens there, once per planned query, on the driver's machine.
-  Spark caches the result with the loaded DataFrame, so repeated actions on one DataFrame read
-  the same snapshot; load again for a fresh one.
+* Query planning → another worker calls ``reader(schema)`` and ``partitions()``. Planning the
+  scan — snapshot ts, read lease, learner read, lock resolution, pinned parts — happens there,
+  on the driver's machine. Spark keeps the result with the loaded DataFrame, so repeated
+  actions on one DataFrame read the same snapshot; load again for a fresh one.
 * Execution → each executor task calls ``read(partition)``, which renews the lease and reads
   its pinned parts into Arrow batches of exactly the schema Spark expects.
+
+The reader does not implement ``pushFilters``. PySpark 4.2.1 keeps the reader planned during
+filter pushdown on the data source object that every scan of one loaded DataFrame shares, and
+later scans of that DataFrame (a query without a pushable filter, the other side of a
+self-join) run that reader: a pushed filter would narrow queries it was never written in
+(``tests/test_spark_filter_scope.py`` holds the contract and a guard that fails once Spark
+scopes pushdown to the scan). So every filter stays in Spark for the rows this source hands
+over; the compacted parts a read hands to Spark's own Parquet reader (``spark/native.py``)
+get Spark's pushdown and pruning, which are scoped per scan.
 """
 from __future__ import annotations
 
-import sys
 from typing import Any, Iterator, Sequence
 
 from pyspark.sql.datasource import DataSource, DataSourceReader, InputPartition
@@ -66,25 +72,7 @@ class TheFlashDataSource(DataSource):
         return spark_schema(info, list(options.columns) or None, tuple(options.hidden))
 
     def reader(self, schema: StructType) -> DataSourceReader:
-        if _pushdown_disabled_by_caller():
-            return TheFlashReader(self.options, schema)
-        return TheFlashFilteringReader(self.options, schema)
-
-
-def _pushdown_disabled_by_caller() -> bool:
-    """PySpark refuses a reader that implements ``pushFilters`` when filter pushdown is off
-    (DATA_SOURCE_PUSHDOWN_DISABLED) instead of just not calling it. The planner worker holds
-    the setting in a local of the frame calling ``reader()``; read it there so a session
-    without the setting still works (Spark then applies every filter itself)."""
-    try:
-        frame = sys._getframe(2)
-    except ValueError:  # called from the top of a stack: not by Spark's planner
-        return False
-    while frame is not None:
-        if "enable_pushdown" in frame.f_locals and frame.f_code.co_name == "_main":
-            return not bool(frame.f_locals["enable_pushdown"])
-        frame = frame.f_back
-    return False
+        return TheFlashReader(self.options, schema)
 
 
 class TheFlashReader(DataSourceReader):
@@ -96,15 +84,12 @@ class TheFlashReader(DataSourceReader):
         names = [f.name for f in schema.fields]
         self.hidden = tuple(n for n in names if n in HIDDEN_READABLE)
         self.columns = tuple(n for n in names if n not in HIDDEN_READABLE)
-        self.predicate_json: str | None = None
 
     def partitions(self) -> Sequence[InputPartition]:
         from pyspark_theflash.scan.planner import plan
-        from pyspark_theflash.store.predicate import Expr
 
-        predicate = Expr.from_json(self.predicate_json) if self.predicate_json else None
         scan_plan = plan(self.options.get("store", ""), None, self.options,
-                         columns=self.columns, hidden=self.hidden, predicate=predicate)
+                         columns=self.columns, hidden=self.hidden)
         # Executors renew the lease while they read; this planner worker may be gone by then.
         scan_plan.detach()
         return [TheFlashPartition(p) for p in scan_plan.partitions]
@@ -121,25 +106,6 @@ class TheFlashReader(DataSourceReader):
         expected = to_arrow_schema(self.schema, timezone="UTC")
         for batch in read_partition(scan):
             yield conform(batch, expected, pa)
-
-
-class TheFlashFilteringReader(TheFlashReader):
-    """The reader with filter pushdown: exact filters are handled by the store, the others
-    are handed back for Spark to apply (those that are a safe superset still prune)."""
-
-    def pushFilters(self, filters: list[Any]) -> Iterator[Any]:
-        from pyspark_theflash.spark.filters import combine, translate
-
-        types = {f.name: f.dataType.typeName() for f in self.schema.fields if f.name not in HIDDEN_READABLE}
-        pushed = []
-        for f in filters:
-            expr, exact = translate(f, types)
-            if expr is not None:
-                pushed.append(expr)
-            if expr is None or not exact:
-                yield f
-        combined = combine(pushed)
-        self.predicate_json = combined.to_json() if combined is not None else None
 
 
 def conform(batch: Any, expected: Any, pa: Any) -> Any:

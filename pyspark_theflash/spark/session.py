@@ -1,5 +1,5 @@
-"""A SparkSession set up for TheFlash: workers run this interpreter, filter pushdown to
-Python data sources is on, and Arrow batches are passed through."""
+"""A SparkSession set up for TheFlash: workers run this interpreter and Arrow batches are
+passed through."""
 from __future__ import annotations
 
 import os
@@ -10,8 +10,9 @@ from typing import Any
 def theflash_session(master: str | None = None, app_name: str = "theflash", **conf: Any):
     """Return (or create) a SparkSession configured for ``format("theflash")``.
 
-    ``spark.sql.python.filterPushdown.enabled`` is what lets Spark hand filters to a Python
-    data source (PySpark >= 4.1); without it every filter runs in Spark after a full read.
+    Python filter pushdown (``spark.sql.python.filterPushdown.enabled``) is left as it is:
+    the theflash source takes no pushed filters (see ``spark/datasource.py``), and with it on
+    Spark would re-plan a reused DataFrame for every filtered query.
     """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -26,7 +27,6 @@ def theflash_session(master: str | None = None, app_name: str = "theflash", **co
     if master:
         builder = builder.master(master)
     settings = {
-        "spark.sql.python.filterPushdown.enabled": "true",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.ui.enabled": "false",
         "spark.sql.shuffle.partitions": "4",

@@ -121,13 +121,21 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+# Parquet codec of stable parts. Spark's Parquet reader (parquet-java in Spark 4.2.1) reads
+# these parts natively, so the codec must be one it reads reliably: its LZ4_RAW decompressor
+# fails on large dictionary pages ("MalformedInputException: all input must be consumed",
+# parquet-java issue 3478) while dictionary-filtering a pushed string filter. ZSTD is read
+# by every Spark and compresses better than snappy at a similar speed.
+PART_COMPRESSION = "zstd"
+
+
 def temp_name(dest: Path) -> Path:
     """Where a part is written before it is fsynced and renamed to ``dest``."""
     return dest.with_name(dest.name + f".tmp-{os.getpid()}")
 
 
 def write_part(root: Path, rel: str, table: pa.Table, column_ids: Sequence[int],
-               row_group_rows: int, compression: str = "lz4", sync_dir: bool = True,
+               row_group_rows: int, compression: str = PART_COMPRESSION, sync_dir: bool = True,
                install: bool = True) -> PartFile:
     """Write ``table`` (already sorted) to ``root/rel`` under a temporary name, fsync it and
     rename it in; Arrow IPC or Parquet by the name's extension. ``column_ids`` are the ids of
