@@ -50,7 +50,8 @@ def compare_at(spark: Any, upstream: Any, options: dict[str, str], table: str, t
         if scan is None and ("not" in str(exc) and table in str(exc)):
             out.absent = True
             return out
-        out.differences.append(f"replica read failed: {type(exc).__name__}: {str(exc)[:500]}")
+        text = str(exc)  # Spark wraps the Python error: its own message is at the end
+        out.differences.append(f"replica read failed: {type(exc).__name__}: {text[:300]} ... {text[-1500:]}")
         return out
     if scan is None or info is None:
         out.differences.append(f"upstream has no {table} at ts {ts}, the replica read {got.num_rows} rows")

@@ -258,3 +258,26 @@ def test_the_schema_guard_reads_the_column_ids_of_v1_rows_as_of_v2_rows() -> Non
     seen = column_ids_by_table(events)
     assert {t: ids.tolist() for t, ids in seen.items()} == {100: [2, 5, 9], 101: [2, 3]}
     assert unknown_column_ids(seen, {100: {2, 5}, 101: {2, 3}}) == {100: [9]}
+
+
+def test_a_read_as_of_a_ts_the_store_has_not_seen_the_schema_changes_of_waits_then_says_so(tmp_path: Path) -> None:
+    """A DDL event belongs to no region: the store knows every schema change at or below ts
+    only once some region's resolved ts reached ts (the upstream logs a DDL before anything
+    stamped later). Before that, schema=as_of cannot be answered."""
+    from pyspark_theflash.scan.errors import SchemaNotCaughtUpError
+    from pyspark_theflash.scan.options import ScanOptions
+    from pyspark_theflash.scan.schema_at import table_as_of
+    from store_events import DB, items_table, resolved_ts, snapshot_event, region
+
+    t = items_table()
+    with Store.open(str(tmp_path / "store")) as store:
+        store.put_schema(DB, t.to_json())
+        store.write([snapshot_event(1, 5, region(1)), resolved_ts(1, 5, 100)])
+        store.flush()
+    options = ScanOptions.from_mapping({"store": str(tmp_path / "store"), "table": "shop.items",
+                                        "schema": "as_of", "region_wait_timeout": "300ms"})
+    with Store.open(str(tmp_path / "store"), readonly=True) as store, store.snapshot() as view:
+        assert view.schema_changes_seen_until() == 100
+        assert table_as_of(view, "shop.items", 100, options).id == t.id
+        with pytest.raises(SchemaNotCaughtUpError, match="only up to ts 100"):
+            table_as_of(view, "shop.items", 101, options)  # no writer moves the resolved ts on

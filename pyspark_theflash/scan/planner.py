@@ -33,6 +33,7 @@ from pyspark_theflash.scan.partitions import (
     group_ranges,
     merge_group,
 )
+from pyspark_theflash.scan.schema_at import table_as_of
 from pyspark_theflash.scan.snapshot import check_snapshot_ts, requested_ts
 from pyspark_theflash.store.views import intersect
 
@@ -183,6 +184,10 @@ def _plan(store: Any, opts: ScanOptions, columns: Sequence[str] | None, hidden: 
     if upstream is None:
         upstream = connect_upstream(opts, recorded_upstream)
     try:
+        if table_info is None and opts.schema == "as_of" and requested_ts(opts):
+            raise TableNotReplicatedError(
+                f"store {opts.store} has no table {opts.table} at ts {requested_ts(opts)} (schema=as_of): no table "
+                "had that name then, or the writer does not replicate it")
         if table_info is None:
             # A table the writer has not stored yet (a fresh store): the learner read below
             # brings its schema in, if the writer replicates it.
@@ -200,14 +205,15 @@ def _plan(store: Any, opts: ScanOptions, columns: Sequence[str] | None, hidden: 
 def lookup_table(view: Any, table: str, options: ScanOptions | None = None, ts: int | None = None) -> Any:
     """The store's schema of ``db.table`` a read uses, or None when the store does not have it:
     the current one, or with option ``schema=as_of`` the one in force at ``ts`` (default: the
-    ts the options ask for; none asked: the current one)."""
+    ts the options ask for; none asked: the current one), once the store has every schema
+    change up to it (``scan.schema_at``)."""
     from pyspark_theflash.store.errors import UnknownTableNameError
 
     try:
         if options is not None and options.schema == "as_of":
             at = ts or requested_ts(options)
             if at:
-                return view.table_at(table, at)
+                return table_as_of(view, table, at, options)
         return view.table(table)
     except UnknownTableNameError:
         return None

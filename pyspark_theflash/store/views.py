@@ -190,6 +190,14 @@ class StoreView:
             raise UnknownTableNameError(f"{table_id}@schema_version {version}", [])
         return table_info_from_row(row[1], row[0])
 
+    def schema_changes_seen_until(self) -> int:
+        """A ts at or below which every schema change (DDL event) is in the store: the highest
+        resolved ts of any region. The upstream appends a DDL event and takes its commit ts in
+        one step, so no event stamped later precedes it in the one log, and the writer applies
+        the log in order (a batch's DDL before its region events, persisted first)."""
+        row = self._conn.execute("SELECT MAX(resolved_ts) FROM regions").fetchone()
+        return int(row[0] or 0)
+
     def retired_tables(self) -> list[tuple[int, str, int, str]]:
         """(table id, db.name, retired ts, reason) of dropped and truncated table ids."""
         out = []

@@ -141,7 +141,7 @@ class MiniCluster:
         )
         self.catalog = Catalog(
             self.tso, json.loads(meta["catalog"]) if "catalog" in meta else None,
-            on_change=self._save_catalog, on_ddl=self._log_ddl,
+            on_change=self._save_catalog, on_ddl=self._log_ddl, on_versions=self._save_table_versions,
             versions=[(tid, _from_u64(ts), db, None if info is None else json.loads(info))
                       for tid, ts, db, info in self._db.execute("SELECT table_id, commit_ts, db, info FROM schema_versions "
                                                                 "ORDER BY rowid")],
@@ -210,10 +210,18 @@ class MiniCluster:
         with self._db_mu, self._db:
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('catalog', ?)", (json.dumps(state),))
 
-    def _log_ddl(self, event: binlog_pb2.Event, versions: list[tuple[int, Any]]) -> None:
-        """A schema change: its event into the binlog (in order with the rows: the catalog holds
-        the schema lease), then the table versions it makes into cluster.sqlite."""
-        self.store.append_events([event])
+    def _log_ddl(self, make_event: Callable[[int], binlog_pb2.Event], commit_ts: int | None) -> int:
+        """A schema change's commit ts (unless given) and its event into the binlog, in one step
+        under the store lock: every event stamped with a later ts (a commit, a resolved ts) comes
+        after it in the log, so a replica that applied a resolved ts of R knows every schema
+        change committed at or below R. (Commits are ordered by the schema lease too.)"""
+        with self.store.mu:
+            ts = commit_ts if commit_ts is not None else self.tso.get_ts()
+            self.store.append_events([make_event(ts)])
+        return ts
+
+    def _save_table_versions(self, versions: list[tuple[int, Any]]) -> None:
+        """The table versions a schema change makes, one row each in cluster.sqlite."""
         with self._db_mu, self._db:
             self._db.executemany("INSERT INTO schema_versions VALUES (?, ?, ?, ?)", [
                 (tid, _u64(ts), db, None if info is None else json.dumps(info)) for tid, (ts, db, info) in versions])
@@ -367,11 +375,12 @@ class MiniCluster:
         keys = [m.key for m in muts]
         ttl_ms = max(self.lock_ttl_ms, 60_000)  # readers meeting the backfill wait for it
         resolver.retry(lambda: self.store.prewrite(muts, keys[0], start_ts, ttl_ms), start_ts, timeout_s=60)
-        commit_ts = self.tso.get_ts()
-        info = self.catalog.commit_modify_column(db, name, before, after, commit_ts=commit_ts)
-        self.store.commit(keys[:1], start_ts, commit_ts)
-        if len(keys) > 1:
-            self.store.commit(keys[1:], start_ts, commit_ts)
+        with self.store.mu:  # the commit ts, the DDL event, then the rows: nothing stamped later in between
+            commit_ts = self.tso.get_ts()
+            info = self.catalog.commit_modify_column(db, name, before, after, commit_ts=commit_ts)
+            self.store.commit(keys[:1], start_ts, commit_ts)
+            if len(keys) > 1:
+                self.store.commit(keys[1:], start_ts, commit_ts)
         return info
 
     def rename_table(self, qualified: str, new_qualified: str) -> dict[str, Any]:

@@ -151,19 +151,24 @@ class Catalog:
     version each table id has had with the commit ts of the DDL that made it (what a read at a
     past ts decodes with). Thread-safe.
 
-    Every schema change runs inside ``lease.exclusive()`` (see ``ddl.SchemaLease``), takes its
-    commit ts there, and hands its binlog event to ``on_ddl`` before anything else sees it
-    (the binlog is the write-ahead log of DDL as of data); ``on_change`` then saves the state."""
+    Every schema change runs inside ``lease.exclusive()`` (see ``ddl.SchemaLease``). ``on_ddl``
+    takes its commit ts and appends its binlog event in one step (``make_event(ts)``; the
+    cluster does both under its store lock, so no event stamped later — a resolved ts included
+    — can precede it in the log) and returns the ts, before anything else sees the change (the
+    binlog is the write-ahead log of DDL as of data); ``on_versions`` keeps the table versions
+    it makes, ``on_change`` then saves the state."""
 
     def __init__(
         self, tso: TimestampOracle, state: Mapping[str, Any] | None = None,
         on_change: Callable[[dict[str, Any]], None] | None = None,
-        on_ddl: Callable[[binlog_pb2.Event, list[tuple[int, "TableVersion"]]], None] | None = None,
+        on_ddl: Callable[[Callable[[int], binlog_pb2.Event], int | None], int] | None = None,
+        on_versions: Callable[[list[tuple[int, "TableVersion"]]], None] | None = None,
         versions: Sequence[tuple[int, int, str, dict[str, Any] | None]] = (),
     ) -> None:
         self._mu = threading.RLock()
         self._on_change = on_change
         self._on_ddl = on_ddl
+        self._on_versions = on_versions
         self._tso = tso
         self.lease = SchemaLease()
         self.next_id = 100  # TiDB allocates user ids after its system tables
@@ -186,7 +191,7 @@ class Catalog:
                 self.versions.setdefault(int(t["id"]), [(0, d.name, copy.deepcopy(t))])
 
     def state(self) -> dict[str, Any]:
-        """Everything but the versions (kept apart, one row per change: see ``on_ddl``)."""
+        """Everything but the versions (kept apart, one row per change: see ``on_versions``)."""
         with self._mu:
             return {
                 "next_id": self.next_id,
@@ -421,18 +426,25 @@ class Catalog:
         """One finished schema change of ``table`` (already changed in place; for DROP TABLE the
         table as it was): new schema version, commit ts, binlog event, versions, saved state."""
         self.schema_version += 1
-        ts = commit_ts if commit_ts is not None else self._tso.get_ts()
         table["schema_version"] = self.schema_version
-        table["update_timestamp"] = ts
-        event = ddl_event(kind, ts, self.schema_version, db, table, old_table_id=retire if kind == DDL.TRUNCATE_TABLE else 0,
-                          query=query)
+
+        def make_event(ts: int) -> binlog_pb2.Event:
+            table["update_timestamp"] = ts
+            return ddl_event(kind, ts, self.schema_version, db, table,
+                             old_table_id=retire if kind == DDL.TRUNCATE_TABLE else 0, query=query)
+
+        if self._on_ddl is not None:
+            ts = self._on_ddl(make_event, commit_ts)
+        else:
+            ts = commit_ts if commit_ts is not None else self._tso.get_ts()
+            make_event(ts)
         changes: list[tuple[int, TableVersion]] = []
         if retire:
             changes.append((retire, (ts, db, None)))
         if kind != DDL.DROP_TABLE:
             changes.append((int(table["id"]), (ts, db, copy.deepcopy(table))))
-        if self._on_ddl is not None:
-            self._on_ddl(event, changes)
+        if self._on_versions is not None:
+            self._on_versions(changes)
         for table_id, version in changes:
             self.versions.setdefault(table_id, []).append(version)
         self._changed()
