@@ -28,7 +28,8 @@ def _faults() -> Faults:
 
 def _run(spark: Any, tmp_path: Path, *, seconds: float, timestamps: int, rate: float, seed: int,
          during: bool) -> None:
-    rig = FlashRig(tmp_path, expired_lock_grace_s=0.5)
+    # GC keeps every version of the run (the ts compared reach back to its start)
+    rig = FlashRig(tmp_path, expired_lock_grace_s=0.5, gc_life_time_s=3 * 3600)
     upstream = connect(rig.upstream)
     try:
         workload = OrdersWorkload(rig.cluster, seed=seed, duration_s=seconds, rate=rate, threads=2,

@@ -5,10 +5,18 @@ fast as it goes) and a duration or a count, and runs in threads.
   balance is constant at every ts (``verify(ts)``).
 - ``OrdersWorkload``: customers (clustered common handle), orders (int handle) and
   order_items (no primary key: _tidb_rowid), with every TiDB type the codec handles and NULLs.
+- ``TypesWorkload``: one int-handle table with a column of every type a Spark read returns
+  from Parquet as it is (all but TIME), values from small domains plus each type's extremes,
+  NULLs; inserts, updates of a few columns (to NULL too) and deletes.
+
+Transactions commit as TiDB >= 5.0 commits them by default: 1PC when every key is in one
+region, else async commit (``async_commit=False``: 2PC instead).
 
 Fault knobs (``Faults``), each a probability per transaction (or per step):
 ``dying`` (prewrite, then the client vanishes: locks stay until their TTL expires and a
-reader or the cluster rolls them back), ``rollback`` (prewrite, then an explicit rollback),
+reader or the cluster decides them — a 2PC transaction is rolled back; an async-commit one
+dies after all its prewrites half the time, and is then committed, or after only some of them,
+and is rolled back), ``rollback`` (prewrite, then an explicit rollback),
 ``large`` (one transaction over many keys), ``split_merge`` (a region split or merge next
 to the transactions), ``schema`` (a schema change mid-stream, orders only: every kind of DDL
 TiDB runs — ADD/DROP COLUMN, MODIFY COLUMN in place (INT -> BIGINT, ENUM/SET member appended,
@@ -103,8 +111,10 @@ class Workload(ABC):
         count: int | None = None,
         threads: int = 1,
         faults: Faults | None = None,
+        async_commit: bool = True,
     ) -> None:
         self.cluster = cluster
+        self.async_commit = async_commit
         self.seed = seed
         self.rate = rate
         self.duration_s = duration_s
@@ -187,16 +197,23 @@ class Workload(ABC):
         f = self.faults
         fate = rng.random()
         if fate < f.dying:
-            t = self.cluster.txn(after_prewrite=_abandon, ttl_ms=f.dying_ttl_ms)
+            # an async-commit client dies after all its prewrites (committed) or between two (rolled back)
+            mid_prewrite = self.async_commit and rng.random() < 0.5
+            t = self.cluster.txn(ttl_ms=f.dying_ttl_ms, async_commit=self.async_commit,
+                                 after_prewrite=None if mid_prewrite else _abandon,
+                                 after_prewrite_batch=_abandon_batch if mid_prewrite else None)
             try:
                 body(t)
                 t.commit()
+                self.stats.add("committed")  # one prewrite request: nothing to die between
+                return True
             except Abandoned:
                 self.stats.add("dying")
             except TxnAbortedError:
                 self.stats.add("aborted")
             return False
         if fate < f.dying + f.rollback:
+            # 2PC: an async-commit transaction is committed once prewritten, too late to roll back
             t = self.cluster.txn(after_prewrite=_request_rollback)
             try:
                 body(t)
@@ -208,7 +225,7 @@ class Workload(ABC):
                 self.stats.add("aborted")
             return False
         for attempt in range(30):
-            t = self.cluster.txn()
+            t = self.cluster.txn(async_commit=self.async_commit)
             try:
                 body(t)
                 t.commit()
@@ -241,6 +258,10 @@ class Workload(ABC):
 
 
 def _abandon(_: Txn) -> None:
+    raise Abandoned()
+
+
+def _abandon_batch(_: Txn, sent: int) -> None:
     raise Abandoned()
 
 
@@ -280,7 +301,7 @@ class BankWorkload(Workload):
             make_column("owner", "VARCHAR(32)"),
         ], primary_key=["id"])
         for lo in range(0, self.accounts, 200):
-            with self.cluster.txn() as t:
+            with self.cluster.txn(async_commit=self.async_commit) as t:
                 for i in range(lo, min(lo + 200, self.accounts)):
                     t.insert(self.table, {"id": i, "balance": self.initial, "owner": f"owner-{i}"})
 
@@ -698,4 +719,154 @@ def _changed_values(rng: random.Random, table: dict[str, Any], members_of: tuple
 
 
 WORKLOADS: dict[str, type[Workload]] = {"bank": BankWorkload, "orders": OrdersWorkload}
+# ------------------------------------------------------------------------- types
+
+TYPES_TABLE = "kinds.every_type"
+
+
+def types_columns() -> list[tuple[str, str, dict[str, Any]]]:
+    """Column definitions of the types workload: every TiDB type but TIME (which keeps a table
+    off the native read path; ``shop.orders`` has one), the handle first."""
+    return [
+        ("id", "BIGINT", {"not_null": True}),
+        ("i8", "TINYINT", {}), ("i16", "SMALLINT", {}), ("i24", "MEDIUMINT", {}), ("i32", "INT", {}),
+        ("i64", "BIGINT", {}),
+        ("u8", "TINYINT UNSIGNED", {}), ("u16", "SMALLINT UNSIGNED", {}), ("u24", "MEDIUMINT UNSIGNED", {}),
+        ("u32", "INT UNSIGNED", {}), ("u64", "BIGINT UNSIGNED", {}),
+        ("yr", "YEAR", {}), ("f32", "FLOAT", {}), ("f64", "DOUBLE", {}),
+        ("dec", "DECIMAL(12,2)", {}), ("dec38", "DECIMAL(38,10)", {}),
+        ("d", "DATE", {}), ("dtm", "DATETIME(6)", {}), ("tsz", "TIMESTAMP(6)", {}),
+        ("ch", "CHAR(8)", {}), ("vc", "VARCHAR(64)", {}), ("txt", "TEXT", {}),
+        ("bn", "BINARY(6)", {}), ("vb", "VARBINARY(32)", {}), ("bl", "BLOB", {}),
+        ("en", "ENUM('alpha','beta','gamma')", {}), ("st", "SET('x','y','z')", {}), ("js", "JSON", {}),
+        ("b8", "BIT(8)", {}), ("b64", "BIT(64)", {}),
+        ("tag", "VARCHAR(16)", {"not_null": True}),
+    ]
+
+
+def _extreme_or(rng: random.Random, lo: int, hi: int, small: range) -> int:
+    """A value of [lo, hi]: mostly from ``small`` (so equality filters find rows), now and
+    then one of the type's extremes."""
+    return rng.choice((lo, hi)) if rng.random() < 0.1 else rng.choice(small)
+
+
+def types_value(rng: random.Random, name: str) -> Any:
+    """A random non-NULL value of the types table's column ``name``."""
+    e = _extreme_or
+    base_day = dt.date(2020, 1, 1)
+    makers: dict[str, Callable[[], Any]] = {
+        "i8": lambda: e(rng, -128, 127, range(-5, 6)),
+        "i16": lambda: e(rng, -32768, 32767, range(-50, 50, 7)),
+        "i24": lambda: e(rng, -(1 << 23), (1 << 23) - 1, range(-1000, 1000, 111)),
+        "i32": lambda: e(rng, -(1 << 31), (1 << 31) - 1, range(-10**6, 10**6, 99991)),
+        "i64": lambda: e(rng, -(1 << 63), (1 << 63) - 1, range(-10**12, 10**12, 99999999989)),
+        "u8": lambda: e(rng, 0, 255, range(0, 10)),
+        "u16": lambda: e(rng, 0, (1 << 16) - 1, range(0, 1000, 77)),
+        "u24": lambda: e(rng, 0, (1 << 24) - 1, range(0, 10**5, 7919)),
+        "u32": lambda: e(rng, 0, (1 << 32) - 1, range(0, 10**9, 99999989)),
+        "u64": lambda: e(rng, 0, (1 << 64) - 1, range(0, 10**15, 99999999999989)),
+        "yr": lambda: e(rng, 1901, 2155, range(1990, 2030, 3)),
+        # FLOAT values a float32 holds exactly, so every reader sees the same number
+        "f32": lambda: rng.choice([0.0, -0.0, 1.5, -2.25, 3.0e38, 1.0e-38, rng.randrange(-800, 800) / 8]),
+        "f64": lambda: rng.choice([0.0, -0.0, 1e300, -1e-300, 0.1, rng.uniform(-1e6, 1e6), rng.randrange(-9, 9) / 4]),
+        "dec": lambda: Decimal(e(rng, -(10**12) + 1, 10**12 - 1, range(-5000, 5000, 37))) / 100,
+        # (built from text: Decimal arithmetic would round 38 digits to the context's 28)
+        "dec38": lambda: Decimal(f"{e(rng, -(10**38) + 1, 10**38 - 1, range(-10**12, 10**12, 9999999967))}E-10"),
+        "d": lambda: rng.choice([dt.date(1000, 1, 1), dt.date(9999, 12, 31)]) if rng.random() < 0.1
+        else base_day + dt.timedelta(days=rng.randrange(60)),
+        "dtm": lambda: dt.datetime(2024, 1, 1) + dt.timedelta(hours=rng.randrange(48), microseconds=rng.choice([0, 1, 999999])),
+        "tsz": lambda: dt.datetime(2030, 6, 1, tzinfo=dt.timezone.utc) + dt.timedelta(minutes=rng.randrange(0, 3000, 30),
+                                                                                    microseconds=rng.choice([0, 123456])),
+        "ch": lambda: rng.choice(["", "a", "ab", "abc", "b_c", "b%d", "ü", "zz"]),
+        "vc": lambda: rng.choice(["alpha-", "alpha-beta", "beta", "Beta", "gam'ma", "a_b", "a%b", "ünïcode ✓", " pad ",
+                                  "x" * 63, ""]) + rng.choice(["", str(rng.randrange(10))]),  # at most VARCHAR(64)
+        "txt": lambda: "note " * rng.randrange(0, 40),
+        "bn": lambda: rng.choice([b"\x00" * 6, b"\xff" * 6, b"abcdef", rng.randbytes(6)]),
+        "vb": lambda: rng.choice([b"", b"\x00", b"ab", b"abc", rng.randbytes(rng.randrange(1, 32))]),
+        "bl": lambda: rng.randbytes(rng.randrange(0, 300)),
+        "en": lambda: rng.choice(["alpha", "beta", "gamma"]),
+        "st": lambda: rng.choice(["", "x", "y", "x,y", "x,z", "x,y,z"]),
+        "js": lambda: rng.choice([{"k": rng.randrange(5)}, [1, "two", None, True], '"text"', 3.5, False,
+                                  {"nested": {"a": [rng.randrange(3)]}}]),
+        "b8": lambda: e(rng, 0, 255, range(0, 256, 17)),
+        "b64": lambda: e(rng, 0, (1 << 64) - 1, range(0, 1 << 40, 1 << 35)),
+        "tag": lambda: rng.choice(["red", "green", "blue"]),
+    }
+    return makers[name]()
+
+
+class TypesWorkload(Workload):
+    """Rows of ``kinds.every_type`` (see :func:`types_columns`): ``rows`` at setup, then each
+    step inserts a row, updates a few columns of one (NULL now and then) or deletes one."""
+
+    name = "types"
+
+    def __init__(self, cluster: Any, rows: int = 200, table: str = TYPES_TABLE, **kw: Any) -> None:
+        super().__init__(cluster, **kw)
+        self.rows = rows
+        self.table = table
+        self._mu = threading.Lock()
+        self._ids: list[int] = []
+        self._next_id = 0
+        self._names = [n for n, _, _ in types_columns() if n != "id"]
+        self._nullable = {n for n, _, o in types_columns() if not o.get("not_null")}
+
+    def row(self, rng: random.Random, row_id: int) -> dict[str, Any]:
+        return {"id": row_id, **{n: None if n in self._nullable and rng.random() < 0.15 else types_value(rng, n)
+                                 for n in self._names}}
+
+    def setup(self) -> None:
+        existing = set(self.cluster.list_tables())
+        db, name = self.table.split(".", 1)
+        if (db, name) not in existing:
+            self.cluster.create_table(self.table, [make_column(n, t, **o) for n, t, o in types_columns()],
+                                      primary_key=["id"])
+            rng = random.Random(self.seed)
+            for lo in range(0, self.rows, 100):
+                with self.cluster.txn() as t:
+                    for i in range(lo, min(lo + 100, self.rows)):
+                        t.insert(self.table, self.row(rng, i))
+        with self._mu:
+            self._ids = sorted(r["id"] for r in self.cluster.scan_table(self.table))
+            self._next_id = (self._ids[-1] + 1) if self._ids else 0
+
+    def random_key(self, rng: random.Random) -> bytes | None:
+        table_id = self.cluster.table_info(*self.table.split(".", 1))["id"]
+        return bytes(encode_record_key(table_id, rng.randrange(max(1, self._next_id))))
+
+    def step(self, rng: random.Random) -> None:
+        roll = rng.random()
+        with self._mu:
+            if roll < 0.4 or len(self._ids) < 2:
+                row_id, action = self._next_id, "insert"
+                self._next_id += 1
+            else:
+                row_id, action = rng.choice(self._ids), ("update" if roll < 0.85 else "delete")
+        if action == "insert":
+            row = self.row(rng, row_id)
+            if self.commit(rng, lambda t: t.insert(self.table, row)):
+                with self._mu:
+                    self._ids.append(row_id)
+            return
+        if action == "delete":
+            def delete(t: Txn) -> None:
+                if t.get(self.table, row_id) is not None:
+                    t.delete(self.table, row_id)
+
+            if self.commit(rng, delete):
+                with self._mu:
+                    if row_id in self._ids:
+                        self._ids.remove(row_id)
+            return
+        changed = {n: None if n in self._nullable and rng.random() < 0.2 else types_value(rng, n)
+                   for n in rng.sample(self._names, rng.randint(1, 4))}
+
+        def update(t: Txn) -> None:
+            if t.get(self.table, row_id) is not None:
+                t.update(self.table, {"id": row_id, **changed})
+
+        self.commit(rng, update)
+
+
+WORKLOADS: dict[str, type[Workload]] = {"bank": BankWorkload, "orders": OrdersWorkload, "types": TypesWorkload}
 

@@ -21,6 +21,7 @@ from pyspark_theflash.latch.errors import WriteLatchLostError
 from pyspark_theflash.latch.local import LocalLatch
 from pyspark_theflash.latch.types import FlushRequest, WriterHolder
 from pyspark_theflash.proto import binlog_pb2
+from pyspark_theflash.upstream.pd import RAFT_INIT_LOG_INDEX
 from pyspark_theflash.writer.binlog_bounds import binlog_bounds
 from pyspark_theflash.writer import last_error
 from pyspark_theflash.writer.daemon import remove_pid_file, write_pid_file
@@ -497,7 +498,11 @@ class Writer:
         them when no index was asked); the others stay pending until later flushes. Returns how
         many are still waiting."""
         self._settle()  # answers come from durable state only
-        applied = {r.region_id: r.applied_index for r in self.progress.regions.values()}
+        # Every region the store holds is at least at TiKV's RAFT_INIT_LOG_INDEX: upstream gives
+        # a split-born region with no entries yet that read index (a table's fresh region of its
+        # own), while the store notes no applied index before its first entry; without the
+        # floor, a request naming such a region would never be answered.
+        applied = {r.region_id: max(r.applied_index, RAFT_INIT_LOG_INDEX) for r in self.progress.regions.values()}
         waiting = 0
         for request in pending:
             if _satisfied(request, applied):
