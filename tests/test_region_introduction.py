@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from pyspark_theflash.codec import encode_region_key
 from pyspark_theflash.store import Store
 from pyspark_theflash.store.errors import UnknownRegionError
 from pyspark_theflash.upstream.cluster import MiniCluster
@@ -118,4 +119,7 @@ def test_a_split_racing_the_writers_bootstrap_loses_and_doubles_no_row(tmp_path:
             ranges = sorted((r.start_key, r.end_key) for r in view.regions())
     assert len(got) == len(dict(got)) == 101  # used to be 101 rows of only 51 distinct ids
     assert dict(got) == expected
-    assert len(ranges) == 2 and ranges[0][1] == ranges[1][0]  # two regions, side by side, no overlap
+    # the regions tile the key space: side by side, none overlapping another, none missing
+    assert ranges[0][0] == b"" and ranges[-1][1] == b""
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:])), ranges
+    assert encode_region_key(record_key(table, 50)) in {end for _start, end in ranges}  # the racing split
