@@ -212,6 +212,27 @@ def test_serve_command_serves_until_interrupted(binlog_dir: Path, capsys: pytest
         assert process.wait(timeout=30) == 130
 
 
+def test_a_ddl_event_is_dumped_and_passes_every_region_filter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pyspark_theflash.upstream.ddl import DDL, ddl_event
+
+    directory = tmp_path / "binlog"
+    info = dict(TABLE_INFO, schema_version=8)
+    with SegmentWriter(directory) as writer:
+        writer.append([*bank_events()[:2], ddl_event(DDL.ADD_COLUMN, TS, 8, "bank", info,
+                                                     query="ALTER TABLE bank.accounts ADD COLUMN balance")])
+    for source in (str(directory), None):
+        if source is None:
+            server = serve_binlog(directory)
+            source = server.url
+        code, out, _ = run(capsys, "binlog", "dump", source, "--region", "9")
+        assert code == 0
+        assert "region 2 index" not in out  # region 2's events are filtered out, the DDL is not
+        assert f"region 0 index 0 epoch 0.0 ddl ADD_COLUMN bank.accounts (table {TABLE_ID}) schema version 8" in out
+        assert "ALTER TABLE bank.accounts ADD COLUMN balance" in out
+        if source.startswith("grpc"):
+            server.stop()
+
+
 def test_dump_and_status_name_damage_followed_by_good_records_and_fail(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

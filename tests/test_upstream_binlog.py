@@ -68,6 +68,9 @@ def test_every_region_log_is_in_raft_order_and_starts_with_a_snapshot_or_its_spl
     for e in run["events"]:
         kind = e.WhichOneof("payload")
         kinds[kind] += 1
+        if kind == "ddl":
+            assert e.region_id == 0 and e.index == 0  # a DDL belongs to no region's log
+            continue
         if e.region_id not in last:
             assert kind == "snapshot" or e.region_id in born_by_split, f"region {e.region_id} starts with {kind}"
             if kind == "snapshot":
@@ -85,6 +88,25 @@ def test_every_region_log_is_in_raft_order_and_starts_with_a_snapshot_or_its_spl
     # The log ends at each live region's read index: every state change is in it.
     for region_id, index in run["read_indexes"].items():
         assert last.get(region_id, 5) == index  # 5: split-born, no entry yet
+
+
+def test_no_event_stamped_after_a_schema_change_comes_before_it_in_the_log(run: dict[str, Any]) -> None:
+    """A DDL event precedes every commit and every resolved ts stamped after its commit ts, so
+    a replica that applied a resolved ts R knows every schema change committed at or below R."""
+    latest = 0  # the highest commit ts or resolved ts logged so far
+    ddl = 0
+    for e in run["events"]:
+        kind = e.WhichOneof("payload")
+        if kind == "ddl":
+            assert e.ddl.commit_ts > latest, f"a {e.ddl.Type.Name(e.ddl.type)} at {e.ddl.commit_ts} follows ts {latest}"
+            ddl += 1
+        elif kind == "resolved_ts":
+            latest = max(latest, e.resolved_ts)
+        elif kind == "entries":
+            for row in iter_rows(e.entries):
+                if row.type in (Row.COMMIT, Row.COMMITTED):
+                    latest = max(latest, row.commit_ts)
+    assert ddl > 3 and latest > 0
 
 
 def test_resolved_ts_never_passes_an_open_lock_or_a_later_commit(run: dict[str, Any]) -> None:

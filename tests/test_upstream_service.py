@@ -263,3 +263,32 @@ def test_theflash_upstream_serve_answers_over_grpc_and_stops_cleanly_on_sigint(t
             proc.kill()
     assert proc.returncode == 0, err
     assert "stopped cleanly" in out
+
+
+def test_scan_table_over_grpc_reads_what_the_cluster_reads_at_each_ts_with_the_schema_then(tmp_path: Path) -> None:
+    with MiniCluster(tmp_path / "data", tmp_path / "binlog", resolved_ts_interval=0) as cluster:
+        client = connect(cluster.serve(binlog_port=None)["upstream"])
+        try:
+            cluster.create_table("shop.notes", [make_column("id", "BIGINT"), make_column("body", "TEXT"),
+                                                make_column("n", "INT")], primary_key=["id"])
+            with cluster.txn() as t:  # more rows than one response chunk carries
+                for i in range(5000):
+                    t.insert("shop.notes", {"id": i, "body": f"note {i}" * (i % 7), "n": i % 100})
+            before = cluster.get_ts()
+            cluster.modify_column("shop.notes", "n", make_column("n", "BIGINT"))
+            cluster.add_column("shop.notes", make_column("tag", "VARCHAR(8)"), default="t")
+            cluster.run_txn(lambda t: t.update("shop.notes", {"id": 7, "n": 1 << 40, "tag": "big"}))
+            after = cluster.get_ts()
+            cluster.truncate_table("shop.notes")
+            for ts in (before, after, None):
+                scan = client.read_table("shop.notes", ts)
+                assert scan.rows == cluster.scan_table("shop.notes", scan.ts)
+                assert scan.table_info == cluster.table_info_at("shop.notes", scan.ts)
+            assert len(client.scan_table("shop.notes", before)) == 5000
+            assert sorted(client.scan_table("shop.notes", before)[7]) == ["body", "id", "n"]  # the schema at ts
+            assert client.scan_table("shop.notes", after)[7]["n"] == 1 << 40
+            assert client.scan_table("shop.notes") == []  # truncated: the name is an empty table now
+            with pytest.raises(SchemaError, match="no table shop.nothing"):
+                client.scan_table("shop.nothing", after)
+        finally:
+            client.close()

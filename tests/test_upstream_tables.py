@@ -12,7 +12,7 @@ import pytest
 
 from pyspark_theflash.codec import decode_common_handle_key, decode_record_key
 from pyspark_theflash.upstream.cluster import MiniCluster
-from pyspark_theflash.upstream.errors import DuplicateKeyError, RowNotFoundError, SchemaError
+from pyspark_theflash.upstream.errors import DuplicateKeyError, RowNotFoundError, SchemaError, TxnAbortedError
 from pyspark_theflash.upstream.tidb import make_column, record_key
 from pyspark_theflash.upstream.workloads import OrdersWorkload, orders_columns
 
@@ -93,7 +93,9 @@ def test_added_column_reads_its_origin_default_in_old_rows_and_drop_hides_it(clu
     assert str(rows[1]["score"]) == "1.50" and str(rows[2]["score"]) == "3.25"
     dropped = cluster.drop_column("d.t", "v")
     assert dropped["schema_version"] > info["schema_version"]
-    assert [sorted(r) for r in cluster.scan_table("d.t", old_ts)] == [["id", "score"]]
+    assert [sorted(r) for r in cluster.scan_table("d.t")] == [["id", "score"], ["id", "score"]]
+    # a read at a past ts decodes with the schema in force then, as TiDB's stale read does
+    assert cluster.scan_table("d.t", old_ts) == [{"id": 1, "v": 10}]
     with pytest.raises(SchemaError):
         cluster.drop_column("d.t", "id")
 
@@ -136,3 +138,85 @@ def test_restart_onto_a_new_binlog_directory_starts_it_with_snapshots_of_the_dat
         c.close()
     with pytest.raises(Exception, match="does not continue the log"):
         MiniCluster(tmp_path / "d", tmp_path / "log1", resolved_ts_interval=0)
+
+
+def _col(info: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(c for c in info["cols"] if c["name"]["O"] == name)
+
+
+def test_modify_column_in_place_keeps_the_id_and_a_reorg_rewrites_every_row_under_a_new_one(cluster: MiniCluster) -> None:
+    cluster.create_table("d.t", [make_column("id", "BIGINT"), make_column("n", "INT"), make_column("s", "VARCHAR(4)")],
+                         primary_key=["id"])
+    cluster.run_txn(lambda t: [t.insert("d.t", {"id": i, "n": i * 10, "s": "ab"}) for i in range(3)])
+    before = cluster.get_ts()
+    for column, sql in (("n", "BIGINT"), ("s", "VARCHAR(40)")):  # widening: in place
+        info = cluster.modify_column("d.t", column, make_column(column, sql))
+        assert _col(info, column)["id"] == _col(cluster.table_info_at("d.t", before), column)["id"]
+    rows_before_reorg = cluster.scan_records("d.t")[2]
+    info = cluster.modify_column("d.t", "n", make_column("n", "VARCHAR(10)"))  # a type change: reorg
+    assert _col(info, "n")["id"] == info["max_col_id"] == 4 and _col(info, "n")["offset"] == 1
+    rows_after = cluster.scan_records("d.t")[2]
+    assert [k for k, _ in rows_after] == [k for k, _ in rows_before_reorg]
+    assert all(a != b for (_, a), (_, b) in zip(rows_before_reorg, rows_after))  # every row rewritten
+    assert cluster.scan_table("d.t") == [{"id": i, "n": str(i * 10), "s": "ab"} for i in range(3)]
+    assert cluster.scan_table("d.t", before) == [{"id": i, "n": i * 10, "s": "ab"} for i in range(3)]
+    version = info["schema_version"]
+    with pytest.raises(SchemaError, match="out of the range"):  # a narrowing the data refuses: nothing changes
+        cluster.run_txn(lambda t: t.update("d.t", {"id": 1, "n": "99999999"}))
+        cluster.modify_column("d.t", "n", make_column("n", "SMALLINT"))
+    assert cluster.table_info("d", "t")["schema_version"] == version
+
+
+def test_a_transaction_that_encoded_rows_for_an_older_schema_is_aborted_and_retried(cluster: MiniCluster) -> None:
+    cluster.create_table("d.t", [make_column("id", "BIGINT"), make_column("n", "INT")], primary_key=["id"])
+    t = cluster.txn()
+    t.insert("d.t", {"id": 1, "n": 1})  # encoded for this schema version
+    cluster.add_column("d.t", make_column("m", "INT"), default=7)
+    with pytest.raises(TxnAbortedError, match="information schema is changed"):
+        t.commit()
+    attempts = []
+
+    def body(t: Any) -> None:
+        attempts.append(t.start_ts)
+        t.insert("d.t", {"id": 1, "n": 1, "m": 2})
+        if len(attempts) == 1:
+            cluster.drop_column("d.t", "n")  # changes the schema under the first attempt
+    with pytest.raises(SchemaError, match="no column 'n'"):
+        cluster.run_txn(body)  # the retry encodes for the new schema: the app's statement fails there
+    assert len(attempts) == 2
+    assert cluster.scan_table("d.t") == []
+
+
+def test_rename_truncate_drop_and_create_each_make_one_table_per_name_at_every_ts(cluster: MiniCluster) -> None:
+    cluster.create_table("d.a", [make_column("id", "BIGINT"), make_column("v", "INT")], primary_key=["id"],
+                         row_format=1)
+    cluster.run_txn(lambda t: t.insert("d.a", {"id": 1, "v": 1}))
+    assert all(v[0] != 0x80 for _, v in cluster.scan_records("d.a")[2])  # row format v1
+    first = cluster.get_ts()
+    cluster.rename_table("d.a", "d.b")
+    assert cluster.table_info("d", "b")["id"] == cluster.table_info_at("d.a", first)["id"]
+    cluster.truncate_table("d.b")
+    cluster.run_txn(lambda t: t.insert("d.b", {"id": 2, "v": 2}))
+    truncated = cluster.get_ts()
+    assert all(v[0] != 0x80 for _, v in cluster.scan_records("d.b")[2])  # the new id keeps the format
+    cluster.drop_table("d.b")
+    cluster.create_table("d.b", [make_column("id", "BIGINT")], primary_key=["id"])
+    assert cluster.scan_table("d.a", first) == [{"id": 1, "v": 1}]
+    assert cluster.scan_table("d.b", truncated) == [{"id": 2, "v": 2}]
+    assert cluster.scan_table("d.b") == []
+    with pytest.raises(SchemaError):
+        cluster.scan_table("d.a")  # renamed away
+    ids = {cluster.table_info_at("d.a", first)["id"], cluster.table_info_at("d.b", truncated)["id"],
+           cluster.table_info("d", "b")["id"]}
+    assert len(ids) == 3
+
+
+def test_schema_versions_survive_a_restart(tmp_path: Path) -> None:
+    with MiniCluster(tmp_path / "data", tmp_path / "binlog", resolved_ts_interval=0) as c:
+        c.create_table("d.t", [make_column("id", "BIGINT"), make_column("n", "INT")], primary_key=["id"])
+        c.run_txn(lambda t: t.insert("d.t", {"id": 1, "n": 5}))
+        before = c.get_ts()
+        c.modify_column("d.t", "n", make_column("n", "VARCHAR(3)"))
+    with MiniCluster(tmp_path / "data", tmp_path / "binlog", resolved_ts_interval=0) as c:
+        assert c.scan_table("d.t", before) == [{"id": 1, "n": 5}]
+        assert c.scan_table("d.t") == [{"id": 1, "n": "5"}]

@@ -238,6 +238,23 @@ def format_event(record: PositionedEvent, schemas: SchemaCache | None = None) ->
             details.append(f"first locks: {shown}")
     elif payload == "resolved_ts":
         header += f" resolved_ts {describe_ts(event.resolved_ts)}"
+    elif payload == "ddl":
+        ddl = event.ddl
+        header += (f" ddl {binlog_pb2.Ddl.Type.Name(ddl.type)} {ddl.db}.{_ddl_table_name(ddl)} (table {ddl.table_id}) "
+                   f"schema version {ddl.schema_version} at {describe_ts(ddl.commit_ts)}")
+        if ddl.old_table_id:
+            details.append(f"retires table {ddl.old_table_id}")
+        if ddl.query:
+            details.append(ddl.query)
     else:
         header += " (no payload)"
     return "\n".join([header, *(_INDENT + line for line in details)])
+
+
+def _ddl_table_name(ddl: binlog_pb2.Ddl) -> str:
+    """The table's name in the DDL's table info (TiDB's ``{"O": ..., "L": ...}`` or a string)."""
+    try:
+        name = json.loads(ddl.table_info or b"{}").get("name", "")
+    except ValueError:
+        return "?"
+    return str(name.get("O", "") if isinstance(name, dict) else name) or "?"

@@ -357,6 +357,10 @@ class RawRecord(NamedTuple):
     next: Position
 
 
+# The region id of events that belong to no region (DDL): delivered whatever the region filter.
+NO_REGION = 0
+
+
 def region_of(payload: bytes) -> int:
     """The ``region_id`` of a serialized Event without parsing all of it.
 
@@ -625,7 +629,7 @@ class SegmentReader:
         stop: threading.Event | None = None,
         eager: bool = False,
     ) -> list[PositionedEvent]:
-        """Up to ``max_records`` events of ``region_ids`` (None = all), waiting for new ones
+        """Up to ``max_records`` events of ``region_ids`` (None = all; DDL events always), waiting for new ones
         until ``timeout_s`` passes or ``stop`` is set; returns what it has then (maybe none).
 
         ``eager`` returns as soon as there is anything to report: an event, or a position that
@@ -657,7 +661,7 @@ class SegmentReader:
                     except DecodeError:
                         self._position = record.position  # stay in front of it: _parsed raises
                         return out + [record]
-                    if region in region_ids:
+                    if region in region_ids or region == NO_REGION:  # DDL: every reader needs it
                         out.append(record)
             if len(out) >= max_records or (eager and (out or self._position != start)) or self._damage_ahead:
                 return out  # (with damage ahead: the next call raises)

@@ -86,6 +86,11 @@ class UpstreamStub:
                 request_serializer=upstream__pb2.ClusterInfoRequest.SerializeToString,
                 response_deserializer=upstream__pb2.ClusterInfoResponse.FromString,
                 _registered_method=True)
+        self.ScanTable = channel.unary_stream(
+                '/theflash.upstream.Upstream/ScanTable',
+                request_serializer=upstream__pb2.ScanTableRequest.SerializeToString,
+                response_deserializer=upstream__pb2.ScanTableResponse.FromString,
+                _registered_method=True)
 
 
 class UpstreamServicer:
@@ -152,6 +157,12 @@ class UpstreamServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ScanTable(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UpstreamServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -204,6 +215,11 @@ def add_UpstreamServicer_to_server(servicer, server):
                     servicer.GetClusterInfo,
                     request_deserializer=upstream__pb2.ClusterInfoRequest.FromString,
                     response_serializer=upstream__pb2.ClusterInfoResponse.SerializeToString,
+            ),
+            'ScanTable': grpc.unary_stream_rpc_method_handler(
+                    servicer.ScanTable,
+                    request_deserializer=upstream__pb2.ScanTableRequest.FromString,
+                    response_serializer=upstream__pb2.ScanTableResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -476,6 +492,33 @@ class Upstream:
             '/theflash.upstream.Upstream/GetClusterInfo',
             upstream__pb2.ClusterInfoRequest.SerializeToString,
             upstream__pb2.ClusterInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScanTable(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/theflash.upstream.Upstream/ScanTable',
+            upstream__pb2.ScanTableRequest.SerializeToString,
+            upstream__pb2.ScanTableResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -64,3 +64,19 @@ class LockResolveTimeoutError(ScanError):
 
 class SnapshotExpiredError(ScanError):
     """A partition was read after its lease expired and the data at its ts is gone."""
+
+
+class SchemaNotCaughtUpError(ScanError):
+    """A read with ``schema=as_of`` needs every schema change at or below its ts, and the
+    store had not applied the binlog that far in time."""
+
+    def __init__(self, table: str, ts: int, seen_until: int, timeout_s: float) -> None:
+        super().__init__(
+            f"reading {table} with schema=as_of at ts {ts}: within {timeout_s:g}s the store saw the binlog's "
+            f"schema changes only up to ts {seen_until} (no region's resolved ts reached {ts}); is the writer "
+            "running and keeping up (theflash writer status)? Raise the option region_wait_timeout, or read "
+            "with schema=current"
+        )
+        self.table = table
+        self.ts = ts
+        self.seen_until = seen_until

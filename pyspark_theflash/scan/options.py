@@ -27,6 +27,7 @@ DEFAULT_LOCK_WAIT_TIMEOUT_S = 60.0
 DEFAULT_LEASE_TTL_S = 120.0
 DEFAULT_BATCH_ROWS = 65536
 DEFAULT_PARTITION_TARGET_BYTES = 64 << 20
+SCHEMA_MODES = ("current", "as_of")
 
 OPTION_DOCS: list[tuple[str, str, str]] = [
     ("store", "(required)", "the store directory the writer fills"),
@@ -44,6 +45,7 @@ OPTION_DOCS: list[tuple[str, str, str]] = [
     ("hidden", "none", "comma list of hidden columns to add: `_tidb_rowid`, `_tidb_commit_ts`"),
     ("partition_target_bytes", "64MiB", "neighbouring small regions are grouped into one Spark partition up to this size"),
     ("min_partitions", "CPUs of the planning machine", "small tables still get this many partitions (while regions last), as Spark's file sources do for its default parallelism"),
+    ("schema", "current", "which schema a read at a past ts uses: `current` (the table's current schema and name; columns added since read their origin default, dropped ones are gone) or `as_of` (the table that had the name at ts, with the schema in force at ts, as TiDB's stale read; see docs/schema.md)"),
     ("native_read", "true", "let Spark's own Parquet reader read compacted (clean stable) parts, with column pruning and filter pushdown; `false` reads everything through the Python data source (with the package's reader hook, which `theflash_session()` installs)"),
 ]
 
@@ -146,6 +148,7 @@ class ScanOptions:
     partition_target_bytes: int = DEFAULT_PARTITION_TARGET_BYTES
     min_partitions: int = 1
     native_read: bool = True
+    schema: str = "current"  # "current" | "as_of": the schema a read at a past ts uses
     handle_ranges: tuple[tuple[HandleBound, HandleBound], ...] | None = None  # None: the whole table
 
     @staticmethod
@@ -187,6 +190,9 @@ class ScanOptions:
         as_of = opts.get("as_of") or None
         if snapshot_ts is not None and as_of is not None:
             raise ScanOptionError("give either snapshot_ts or as_of, not both")
+        schema = str(opts.get("schema", "current")).strip().lower().replace("-", "_")
+        if schema not in SCHEMA_MODES:
+            raise ScanOptionError(f"option schema={opts['schema']!r}: use current (default) or as_of")
         native = str(opts.get("native_read", "true")).strip().lower()
         if native not in ("true", "false"):
             raise ScanOptionError(f"option native_read={opts['native_read']!r}: use true (default) or false")
@@ -212,6 +218,7 @@ class ScanOptions:
             min_partitions=parse_positive_int("min_partitions", opts["min_partitions"])
             if "min_partitions" in opts else (os.cpu_count() or 1),
             native_read=native == "true",
+            schema=schema,
             handle_ranges=parse_handle_ranges(opts.get(HANDLE_RANGES_OPTION)),
         )
 

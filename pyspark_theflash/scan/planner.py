@@ -33,6 +33,7 @@ from pyspark_theflash.scan.partitions import (
     group_ranges,
     merge_group,
 )
+from pyspark_theflash.scan.schema_at import table_as_of
 from pyspark_theflash.scan.snapshot import check_snapshot_ts, requested_ts
 from pyspark_theflash.store.views import intersect
 
@@ -176,13 +177,17 @@ def plan(store_path: str, table: str | None = None, options: Mapping[str, str] |
 def _plan(store: Any, opts: ScanOptions, columns: Sequence[str] | None, hidden: Sequence[str] | None,
           predicate: Any, upstream: Any, latch: Any, started: float) -> ScanPlan:
     with store.snapshot() as view:
-        table_info = lookup_table(view, opts.table)
+        table_info = lookup_table(view, opts.table, opts)
         store_safe_point = int(view.gc_safe_point())
         recorded_upstream = upstream_address(opts, view)
     own_upstream = upstream is None
     if upstream is None:
         upstream = connect_upstream(opts, recorded_upstream)
     try:
+        if table_info is None and opts.schema == "as_of" and requested_ts(opts):
+            raise TableNotReplicatedError(
+                f"store {opts.store} has no table {opts.table} at ts {requested_ts(opts)} (schema=as_of): no table "
+                "had that name then, or the writer does not replicate it")
         if table_info is None:
             # A table the writer has not stored yet (a fresh store): the learner read below
             # brings its schema in, if the writer replicates it.
@@ -197,11 +202,18 @@ def _plan(store: Any, opts: ScanOptions, columns: Sequence[str] | None, hidden: 
             upstream.close()
 
 
-def lookup_table(view: Any, table: str) -> Any:
-    """The store's current schema of ``db.table``, or None when the store does not have it."""
+def lookup_table(view: Any, table: str, options: ScanOptions | None = None, ts: int | None = None) -> Any:
+    """The store's schema of ``db.table`` a read uses, or None when the store does not have it:
+    the current one, or with option ``schema=as_of`` the one in force at ``ts`` (default: the
+    ts the options ask for; none asked: the current one), once the store has every schema
+    change up to it (``scan.schema_at``)."""
     from pyspark_theflash.store.errors import UnknownTableNameError
 
     try:
+        if options is not None and options.schema == "as_of":
+            at = ts or requested_ts(options)
+            if at:
+                return table_as_of(view, table, at, options)
         return view.table(table)
     except UnknownTableNameError:
         return None
@@ -310,7 +322,7 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
                columns: tuple[str, ...] | None, hidden: tuple[str, ...], predicate: Any) -> None:
     opts, ts, table_id, stats = result.options, result.ts, result.table_id, result.stats
     first_view = view
-    stored = lookup_table(view, opts.table)
+    stored = lookup_table(view, opts.table, opts, ts)
     if stored is None or int(stored.id) != table_id:
         raise TableNotReplicatedError(
             f"store {opts.store} has no table {opts.table} (id {table_id}) although upstream has it: is the writer "

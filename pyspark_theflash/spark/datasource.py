@@ -41,12 +41,12 @@ class TheFlashPartition(InputPartition):
 
 
 def _table_info(options: ScanOptions) -> Any:
-    """The store's current schema of the table; the upstream's when the writer has not
+    """The store's schema of the table (current, or at the read's ts with ``schema=as_of``); the upstream's when the writer has not
     stored it yet (a fresh store: the read's learner read will bring it in)."""
     from pyspark_theflash.scan.planner import connect_upstream, lookup_table, open_store, upstream_address, upstream_table
 
     with open_store(options.store) as store, store.snapshot() as view:
-        info = lookup_table(view, options.table)
+        info = lookup_table(view, options.table, options)
         address = upstream_address(options, view)
     if info is not None:
         return info

@@ -57,6 +57,7 @@ class CompactionResult:
     conflicts: int = 0           # plans dropped because the partition changed meanwhile
     files_deleted: int = 0
     safe_point: int = 0
+    retired_tables_collected: int = 0  # dropped/truncated table ids whose parts GC removed
     details: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -120,6 +121,7 @@ class CompactionPlan:
     hi: Any
     info: "TableInfo"
     safe_point: int
+    keeps_older_columns: bool = False  # info is the current schema plus columns older versions need
 
 
 @dataclass
@@ -145,7 +147,25 @@ def plan_compaction(store: "Store", table_id: int, partition_id: int, safe_point
         parts, (plo, phi) = planned
         if not _needs_compaction(parts, safe_point, store, force):
             return None
-        return CompactionPlan(table_id, partition_id, view.version, parts, plo, phi, view.table(table_id), safe_point)
+        info = output_table(view, table_id, safe_point)
+        return CompactionPlan(table_id, partition_id, view.version, parts, plo, phi, info, safe_point,
+                              keeps_older_columns=info is not view.table(table_id))
+
+
+def output_table(view: StoreView, table_id: int, safe_point: int) -> "TableInfo":
+    """The columns a compacted part of the table keeps: the current schema's, plus those of
+    older versions a read at a ts >= ``safe_point`` can still ask for (``schema=as_of`` before a
+    DROP COLUMN or a reorg): compaction never loses what a readable version shows."""
+    from pyspark_theflash.store.schemas import union_table
+
+    info = view.table(table_id)
+    history = view.histories().get(table_id)
+    if history is None or len(history) == 1:
+        return info
+    columns = history.readable_columns(safe_point)
+    if [c.id for c in columns] == [c.id for c in info.columns]:
+        return info
+    return union_table(info, columns)
 
 
 def build_compaction(store: "Store", plan: CompactionPlan) -> CompactionOutput:
@@ -208,6 +228,8 @@ def commit_compaction(store: "Store", plan: CompactionPlan, out: CompactionOutpu
 
     conn = store._thread_conn()
     table_id, partition_id, info = plan.table_id, plan.partition_id, plan.info
+    # A part keeping columns of older versions lists its own columns (no version has them all).
+    part_columns = [(c.id, c.name) for c in info.columns] if plan.keeps_older_columns else None
     try:
         with store._editing():
             with mf.edit(conn) as e:
@@ -222,7 +244,7 @@ def commit_compaction(store: "Store", plan: CompactionPlan, out: CompactionOutpu
                 if out.split_at is None:
                     for _pid, _lo, _hi, pf in out.outputs:
                         insert_part(conn, table_id, partition_id, "stable", pf, int(info.schema_version),
-                                    data_version=plan.version, added_version=e.version)
+                                    data_version=plan.version, added_version=e.version, columns=part_columns)
                 else:
                     if _max_partition_id(conn, table_id) + 1 != out.next_partition_id:
                         raise _Conflict()
@@ -232,7 +254,7 @@ def commit_compaction(store: "Store", plan: CompactionPlan, out: CompactionOutpu
                         conn.execute("INSERT INTO partitions VALUES (?,?,?,?,?)", (table_id, new_pid, lo, hi, e.version))
                         if pf is not None:
                             insert_part(conn, table_id, new_pid, "stable", pf, int(info.schema_version),
-                                        data_version=plan.version, added_version=e.version)
+                                        data_version=plan.version, added_version=e.version, columns=part_columns)
                 # Tombstones no live part is older than have done their work.
                 conn.execute("DELETE FROM range_tombstones WHERE version <= COALESCE((SELECT MIN(data_version) "
                              "FROM parts WHERE removed_version IS NULL), 1 << 62)")
@@ -326,7 +348,27 @@ def gc_store(store: "Store", safe_point: int) -> CompactionResult:
         effective = min([int(safe_point)] + [ts for ts, _v in leases])
         effective = max(current, effective)
         mf.set_meta(conn, "gc_safe_point", effective)
-    return compact_store(store, None, force=True, safe_point=effective)
+    collected = collect_retired_tables(store, effective)
+    result = compact_store(store, None, force=True, safe_point=effective)
+    result.retired_tables_collected = collected
+    return result
+
+
+def collect_retired_tables(store: "Store", safe_point: int) -> int:
+    """Remove every part of the table ids retired (DROP TABLE, TRUNCATE) at or below the safe
+    point: no read at a ts >= it sees them any more. Like any removed part, their files go
+    once no lease pins them. Returns the tables collected."""
+    conn = store._thread_conn()
+    if not mf.has_table(conn, "table_lifetimes"):
+        return 0
+    with store._editing(), mf.edit(conn) as e:
+        gone = [int(r[0]) for r in conn.execute(
+            "SELECT DISTINCT p.table_id FROM parts p JOIN table_lifetimes l ON p.table_id = l.table_id "
+            "WHERE l.retired_ts IS NOT NULL AND l.retired_ts <= ? AND p.removed_version IS NULL", (safe_point,))]
+        for table_id in gone:
+            conn.execute("UPDATE parts SET removed_version = ? WHERE table_id = ? AND removed_version IS NULL",
+                         (e.version, table_id))
+    return len(gone)
 
 
 def delete_obsolete_files(store: "Store") -> int:

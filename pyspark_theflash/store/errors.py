@@ -25,6 +25,25 @@ class UnknownTableError(StoreError):
         )
 
 
+class UnknownRegionError(StoreError):
+    """A batch holds an event of a region the store has never been introduced to (no snapshot
+    of it and no split that created it): its range is unknown, so nothing can be applied —
+    inventing a range would let it overlap regions the store knows. Nothing of the batch was
+    applied. ``snapshot_region``: the region whose snapshot introduces it (for a merge of an
+    unknown source, the target that holds its keys now)."""
+
+    def __init__(self, region_id: int, index: int, what: str, snapshot_region: int | None = None) -> None:
+        self.region_id = region_id
+        self.index = index
+        self.snapshot_region = region_id if snapshot_region is None else snapshot_region
+        super().__init__(
+            f"{what} of region {region_id} (index {index}), which the store has never seen: no snapshot or split "
+            "introduced it (a split that raced the store's bootstrap, or a binlog that does not start with the "
+            f"region); nothing of the batch was applied: apply the snapshot of region {self.snapshot_region} "
+            "(the writer fetches it with --upstream) and write the batch again"
+        )
+
+
 class MalformedRecordKeyError(StoreError):
     """A record key of an int-handle table is not ``t{id}_r`` + 8 handle bytes."""
 

@@ -42,6 +42,19 @@ CREATE TABLE IF NOT EXISTS tables (
     added_version  INTEGER NOT NULL,
     PRIMARY KEY (table_id, schema_version)
 );
+CREATE TABLE IF NOT EXISTS table_versions (
+    table_id       INTEGER NOT NULL,
+    schema_version INTEGER NOT NULL,
+    commit_ts      INTEGER NOT NULL,   -- rows committed at or after it (until the next version) decode with it
+    PRIMARY KEY (table_id, schema_version)
+);
+CREATE TABLE IF NOT EXISTS table_lifetimes (
+    table_id        INTEGER PRIMARY KEY,
+    created_ts      INTEGER NOT NULL,  -- CREATE TABLE / TRUNCATE commit ts; 0: before the store's first event
+    retired_ts      INTEGER,           -- DROP TABLE / TRUNCATE commit ts; NULL: live
+    reason          TEXT,
+    retired_version INTEGER            -- the manifest version that retired it
+);
 CREATE TABLE IF NOT EXISTS ignored_tables (
     table_id INTEGER PRIMARY KEY,
     db       TEXT NOT NULL,
@@ -85,7 +98,8 @@ CREATE TABLE IF NOT EXISTS parts (
     data_version    INTEGER NOT NULL,  -- range tombstones newer than this apply to the part
     added_version   INTEGER NOT NULL,
     removed_version INTEGER,           -- NULL while live
-    stats           TEXT NOT NULL      -- {column: [min, max, null_count]} for pruning
+    stats           TEXT NOT NULL,     -- {column: [min, max, null_count]} for pruning
+    columns         TEXT               -- [[id, file column], ...] when not its schema version's columns
 );
 CREATE INDEX IF NOT EXISTS parts_live ON parts (table_id, partition_id, removed_version);
 CREATE TABLE IF NOT EXISTS range_tombstones (
@@ -172,6 +186,7 @@ def initialise(conn: sqlite3.Connection) -> None:
         for stmt in no_comments.split(";"):
             if stmt.strip():
                 conn.execute(stmt)
+        _add_missing_columns(conn)
         row = conn.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
         if row is None:
             set_meta(conn, "format_version", FORMAT_VERSION)
@@ -181,6 +196,27 @@ def initialise(conn: sqlite3.Connection) -> None:
         elif int(row[0]) != FORMAT_VERSION:
             raise StoreFormatError(f"manifest format {row[0]}, this code reads {FORMAT_VERSION}; "
                                    "use the matching version of pyspark_theflash")
+
+
+# Columns added to tables of format 1 since it was first written (a writer adds them on open).
+_ADDED_COLUMNS = {"parts": [("columns", "TEXT")]}
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    for table, columns in _ADDED_COLUMNS.items():
+        have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+        for name, sql_type in columns:
+            if name not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
+
+
+def has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
+    """Does the manifest's ``table`` have ``column`` (a store no newer writer has opened may not)?"""
+    return any(r[1] == column for r in conn.execute(f"PRAGMA table_info({table})"))
+
+
+def has_table(conn: sqlite3.Connection, table: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone() is not None
 
 
 def check_format(conn: sqlite3.Connection, root: str | Path) -> None:

@@ -106,6 +106,18 @@ def origin_defaults(table: "TableInfo", names: Sequence[str]) -> pa.RecordBatch:
     return decode_rows_to_arrow([EMPTY_ROW_V2], np.zeros(1, dtype=np.int64), table, list(names))
 
 
+def _cast_column(a: Any, target: pa.DataType) -> Any:
+    """A part's column as the reading schema version types it. A part written after an in-place
+    widening (INT -> BIGINT) holds values the older, narrower version cannot: read with that
+    version (``schema=as_of`` at a ts before the widening) it is cast without overflow checks,
+    because every row visible at such a ts was written while the column was that narrow — the
+    values that do not fit belong to rows the visibility filter then drops."""
+    try:
+        return a.cast(target)
+    except pa.ArrowInvalid:
+        return a.cast(target, safe=False)
+
+
 def _range_mask(handles: pa.Array | pa.ChunkedArray, lo: Any, hi: Any) -> Any:
     m = None
     if lo is not None:
@@ -179,7 +191,7 @@ class _Reader:
             if name in mapping:
                 a = t.column(mapping[name])
                 if a.type != target_type:
-                    a = a.cast(target_type)
+                    a = _cast_column(a, target_type)
             else:
                 d = self._defaults_for(name)
                 a = d.take(pa.array(np.zeros(t.num_rows, dtype=np.int64)))

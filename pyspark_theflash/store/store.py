@@ -30,6 +30,7 @@ from pyspark_theflash.store.errors import (
     FlushFailedError,
     ReadOnlyStoreError,
     MalformedRecordKeyError,
+    UnknownRegionError,
     UnknownTableError,
 )
 from pyspark_theflash.store.batch_pairs import EventPairs, RunPairs, RunStage, find_pairs, run_stage
@@ -53,7 +54,8 @@ from pyspark_theflash.store.txn_merge_tree import (
     temp_name,
     write_part,
 )
-from pyspark_theflash.store.views import RegionState, StoreView, intersect, table_info_from_row
+from pyspark_theflash.store.schemas import TableHistory
+from pyspark_theflash.store.views import RegionState, StoreView, intersect
 
 if TYPE_CHECKING:
     from pyspark_theflash.schema import TableInfo
@@ -308,7 +310,8 @@ class Store:
         self.decode_rows: Any = None
         # writer state
         self._regions: dict[int, _Region] = {}
-        self._schemas: dict[int, "TableInfo"] = {}
+        self._schemas: dict[int, "TableInfo"] = {}          # newest version of each table id
+        self._histories: dict[int, TableHistory] = {}       # every version, by commit ts
         self._file_schemas: dict[tuple[int, int], tuple[pa.Schema, list[pa.Field]]] = {}
         self._ignored: set[int] = set()
         self._buffers: dict[int, _Buffer] = {}
@@ -346,15 +349,14 @@ class Store:
 
     def _load_writer_state(self) -> None:
         conn = self._conn
+        with StoreView(conn, owns_conn=False) as view:
+            self._histories = view.histories()
+        self._schemas = {tid: h.latest for tid, h in self._histories.items()}
         with mf.read(conn):
             for r in conn.execute("SELECT region_id, start_key, end_key, epoch_version, conf_ver, applied_index, "
                                   "resolved_ts, state, snapshot_index, orphan_until_ts FROM regions"):
                 self._regions[int(r[0])] = _Region(int(r[0]), bytes(r[1]), bytes(r[2]), int(r[3]), int(r[4]),
                                                    int(r[5]), int(r[6]), r[7], int(r[8]), int(r[9]))
-            for tid, db, info in conn.execute(
-                    "SELECT t.table_id, t.db, t.info FROM tables t JOIN (SELECT table_id, MAX(schema_version) v "
-                    "FROM tables GROUP BY table_id) m ON t.table_id = m.table_id AND t.schema_version = m.v"):
-                self._schemas[int(tid)] = table_info_from_row(info, db)
             self._ignored = {int(r[0]) for r in conn.execute("SELECT table_id FROM ignored_tables")}
             seg = mf.get_meta(conn, "position_segment")
             if seg is not None:
@@ -430,27 +432,102 @@ class Store:
             self._edit_lock.release()
 
     # --- schemas -----------------------------------------------------------------------------
-    def put_schema(self, db: str, table_info: dict[str, Any]) -> int:
-        """Record a schema version of a table (idempotent); returns its schema version."""
+    def put_schema(self, db: str, table_info: dict[str, Any], commit_ts: int | None = None) -> int:
+        """Record a schema version of a table (idempotent); returns its schema version.
+
+        ``commit_ts``: the commit ts of the DDL that made it (a binlog DDL event's); rows
+        committed from then on decode with it. None: learned from the schema endpoint — in force
+        from the table info's ``update_timestamp`` (0 without one); a version already known
+        keeps its commit ts."""
         from pyspark_theflash.schema import TableInfo
 
         self._require_writer("put_schema")
         info = TableInfo.from_json(table_info, db=db)
-        text = mf.dumps(info.to_json())
+        history = self._histories.get(info.id)
+        known = history is not None and history.by_version(info.schema_version) is not None
+        estimate = commit_ts is None
+        if commit_ts is None:
+            commit_ts = int(info.raw.get("update_timestamp") or 0)
         with self._editing():
-            conn = self._conn
-            with mf.edit(conn) as e:
-                row = conn.execute("SELECT info FROM tables WHERE table_id = ? AND schema_version = ?",
-                                   (info.id, info.schema_version)).fetchone()
-                if row is None:
-                    conn.execute("INSERT INTO tables VALUES (?,?,?,?,?,?)",
-                                 (info.id, info.schema_version, db, info.name, text, e.version))
-                    conn.execute("DELETE FROM ignored_tables WHERE table_id = ?", (info.id,))
-        current = self._schemas.get(info.id)
-        if current is None or current.schema_version <= info.schema_version:
-            self._schemas[info.id] = info
-        self._ignored.discard(info.id)
+            with mf.edit(self._conn) as e:
+                self._put_version(e, db, info, commit_ts, exact=not estimate)
+        if estimate and known:
+            self._ignored.discard(info.id)
+        else:
+            self._learn_version(info, commit_ts)
         return int(info.schema_version)
+
+    def _put_version(self, e: "mf.Edit", db: str, info: "TableInfo", commit_ts: int, exact: bool = True) -> None:
+        """One table version in the manifest; ``exact``: its commit ts replaces an estimate."""
+        conn = e.conn
+        conn.execute("INSERT OR IGNORE INTO tables VALUES (?,?,?,?,?,?)",
+                     (info.id, info.schema_version, db, info.name, mf.dumps(info.to_json()), e.version))
+        conn.execute("INSERT INTO table_versions VALUES (?,?,?) ON CONFLICT(table_id, schema_version) "
+                     + ("DO UPDATE SET commit_ts = excluded.commit_ts" if exact else "DO NOTHING"),
+                     (info.id, info.schema_version, commit_ts))
+        conn.execute("DELETE FROM ignored_tables WHERE table_id = ?", (info.id,))
+
+    def _learn_version(self, info: "TableInfo", commit_ts: int) -> None:
+        history = self._histories.setdefault(info.id, TableHistory(info.id, info.db))
+        history.add(info, commit_ts)
+        self._schemas[info.id] = history.latest
+        self._ignored.discard(info.id)
+
+    def apply_ddl(self, event: binlog_pb2.Event) -> bool:
+        """A binlog DDL event (``binlog_pb2.Ddl``): the table version it makes, in force from its
+        commit ts, and the table ids it creates or retires (DROP TABLE, TRUNCATE), in one
+        manifest edit. A DDL of an ignored table changes nothing (TRUNCATE passes the ignoring
+        on to the new id). Idempotent; False when it changed nothing."""
+        from pyspark_theflash.schema import TableInfo
+
+        self._require_writer("apply_ddl")
+        ddl = event.ddl
+        Ddl = binlog_pb2.Ddl
+        info = TableInfo.from_json(json.loads(ddl.table_info), db=ddl.db)
+        tid, ts = int(ddl.table_id), int(ddl.commit_ts)
+        retire = tid if ddl.type == Ddl.DROP_TABLE else int(ddl.old_table_id)
+        created = ddl.type in (Ddl.CREATE_TABLE, Ddl.TRUNCATE_TABLE)
+        if ddl.type == Ddl.TRUNCATE_TABLE and retire in self._ignored and tid not in self._ignored:
+            self.ignore_table(tid, ddl.db, info.name)
+        history = self._histories.get(tid)
+        new_version = ddl.type != Ddl.DROP_TABLE and tid not in self._ignored and (
+            history is None or not history.has(info.schema_version, ts))
+        old = self._histories.get(retire) if retire else None
+        new_retire = old is not None and old.retired_ts is None
+        new_life = created and tid not in self._ignored and (history is None or history.created_ts != ts)
+        if not (new_version or new_retire or new_life):
+            return False
+        why = {Ddl.DROP_TABLE: "dropped", Ddl.TRUNCATE_TABLE: f"truncated (the name is table {tid} now)"}
+        with self._editing():
+            with mf.edit(self._conn) as e:
+                conn = e.conn
+                if new_version:
+                    self._put_version(e, ddl.db, info, ts)
+                if new_life:
+                    conn.execute("INSERT INTO table_lifetimes(table_id, created_ts) VALUES (?, ?) ON CONFLICT(table_id) "
+                                 "DO UPDATE SET created_ts = excluded.created_ts", (tid, ts))
+                if new_retire:
+                    conn.execute("INSERT INTO table_lifetimes(table_id, created_ts, retired_ts, reason, retired_version) "
+                                 "VALUES (?, 0, ?, ?, ?) ON CONFLICT(table_id) DO UPDATE SET retired_ts = "
+                                 "excluded.retired_ts, reason = excluded.reason, retired_version = excluded.retired_version",
+                                 (retire, ts, why.get(ddl.type, "retired"), e.version))
+        if new_version:
+            self._learn_version(info, ts)
+        if new_life:
+            self._histories[tid].created_ts = ts
+        if new_retire and old is not None:
+            old.retired_ts, old.retired_reason = ts, why.get(ddl.type, "retired")
+        return True
+
+    def replicates(self, table_id: int) -> bool | None:
+        """True: the store holds the table's schema; False: it ignores the table; None: neither."""
+        if int(table_id) in self._ignored:
+            return False
+        return True if int(table_id) in self._histories else None
+
+    def known_column_ids(self) -> dict[int, set[int]]:
+        """Per replicated table id: the ids of every column any stored version has."""
+        return {tid: h.column_ids() for tid, h in self._histories.items()}
 
     def ignore_table(self, table_id: int, db: str, name: str) -> None:
         """Rows of this table are dropped by write() from now on (not replicated)."""
@@ -472,6 +549,9 @@ class Store:
         self._require_writer("write")
         assert self._caches is not None
         with self._write_lock, _cyclic_gc_paused():
+            for ev in events:  # the schema versions a batch's rows may need, known before decoding
+                if ev.WhichOneof("payload") == "ddl":
+                    self.apply_ddl(ev)
             result = WriteResult(events=len(events))
             staged = _Staged()
             saved_regions: dict[int, _Region | None] = {}
@@ -542,12 +622,12 @@ class Store:
                 and time.monotonic() - self._dirty_since >= self.options.flush_deadline_s)
 
     def _region_for_update(self, rid: int, saved: dict[int, _Region | None]) -> _Region:
+        """The region's state, saved for the batch's undo; a new one (no range yet) for a region
+        a snapshot or split is introducing."""
         reg = self._regions.get(rid)
         if rid not in saved:
             saved[rid] = None if reg is None else replace(reg)
         if reg is None:
-            # A region seen for the first time without a snapshot or split introducing it:
-            # the bootstrap region of a fresh cluster, covering the whole key space.
             reg = _Region(rid)
             self._regions[rid] = reg
         return reg
@@ -576,7 +656,7 @@ class Store:
             kind = ev.WhichOneof("payload")
             rid = int(ev.region_id)
             j = -1
-            if kind != "resolved_ts":
+            if kind not in ("resolved_ts", "ddl"):
                 if rid not in applied:
                     reg = self._regions.get(rid)
                     applied[rid] = 0 if reg is None else reg.applied_index
@@ -612,9 +692,24 @@ class Store:
         ``j`` of that run, whose ``pairs`` it found too, and ``stage``, what the run stages if
         every row of it is decided inside it."""
         assert self._caches is not None
-        rid = int(ev.region_id)
-        reg = self._region_for_update(rid, saved)
         kind = ev.WhichOneof("payload")
+        if kind == "ddl":  # applied before the batch (apply_ddl); no region's event
+            return
+        rid = int(ev.region_id)
+        if rid not in self._regions and kind != "snapshot" and self._regions:
+            # Only a snapshot or the split creating it introduces a region (its range): never
+            # invent one. (A store that has met no region at all takes the first as a fresh
+            # cluster's bootstrap region, which covers the whole key space.) A resolved ts of
+            # an unknown region says nothing the store could use yet.
+            if kind == "resolved_ts":
+                result.skipped += 1
+                return
+            raise UnknownRegionError(rid, int(ev.index), f"an {kind} event")
+        if kind == "admin" and ev.admin.HasField("merge") and int(ev.admin.merge.source.id) not in self._regions:
+            # The source's keys join a region the store knows, but the store never had them.
+            raise UnknownRegionError(int(ev.admin.merge.source.id), int(ev.index),
+                                     f"a merge into region {rid}", snapshot_region=rid)
+        reg = self._region_for_update(rid, saved)
         if kind == "resolved_ts":
             reg.resolved_ts = max(reg.resolved_ts, int(ev.resolved_ts))
             if reg.orphan_until_ts and reg.resolved_ts >= reg.orphan_until_ts:
@@ -862,8 +957,6 @@ class Store:
     def _decode(self, staged: _Staged) -> list[tuple[int, int, pa.Table]]:
         """Committed rows → Arrow tables per table, vectorised; raises before anything is
         mutated (UnknownTableError for a table without schema)."""
-        from pyspark_theflash.codec.batch import decode_rows_to_arrow
-
         if not staged.rows:
             return []
         all_keys, all_values, all_commit_ts, all_ops = staged.columns()
@@ -891,9 +984,10 @@ class Store:
                 continue
             sel = None if one_table else tids == tid  # None: every row
             rows = np.arange(len(tids)) if sel is None else np.flatnonzero(sel)
-            info = self._schemas.get(tid)
-            if info is None:
+            history = self._histories.get(tid)
+            if history is None:
                 raise UnknownTableError(tid, staged.region_of(int(seq[rows[0]])))
+            info = history.latest
             common = bool(info.is_common_handle)
             if not common and not rk.int_keys_ok(sel):
                 raise MalformedRecordKeyError(tid, staged.region_of(int(seq[rows[0]])))
@@ -911,32 +1005,53 @@ class Store:
                 rows, handles = rows[keep], handles.filter(pa.array(keep))
             if len(rows) == 0:
                 continue
-            schema, user = self._file_schema(info)
-            is_delete = deletes[rows]
-            value_at, ts_of = seq[rows], commit_ts[rows]  # per row of the table: its value, its commit ts
-            int_handles = None if common else handles.to_numpy()
-            pieces = []
-            for want_delete in (False, True):
-                pick = np.flatnonzero(is_delete == want_delete)
-                if len(pick) == 0:
-                    continue
-                n = len(pick)
-                h = handles.take(pa.array(pick)) if int_handles is None else pa.array(int_handles[pick])
-                if want_delete:
-                    cols = [pa.nulls(n, f.type) for f in user]
-                else:
-                    # A common handle lives in the row value too: the int handles are unused.
-                    picked_handles = np.zeros(n, dtype=np.int64) if int_handles is None else int_handles[pick]
-                    if self.decode_rows is not None:
-                        batch = self.decode_rows(all_values.take(pa.array(value_at[pick])), picked_handles, info, None)
-                    else:  # the selected values are read in place
-                        batch = decode_rows_to_arrow(all_values, picked_handles, info, None, rows=value_at[pick])
-                    cols = [batch.column(batch.schema.get_field_index(f.name)) for f in user]
-                pieces.append(pa.Table.from_arrays(
-                    cols + [h, pa.array(ts_of[pick]), pa.array(np.full(n, want_delete))], schema=schema))
-            t = pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
-            out.append((tid, int(info.schema_version), t))
+            if len(history) == 1:
+                out.append(self._decode_version(info, rows, handles, deletes, seq, commit_ts, all_values, common))
+                continue
+            # Each row decodes with the version in force at its commit ts (a column can change
+            # type under the same id: the id alone never tells how to read a value).
+            which = history.index_at(commit_ts[rows])
+            infos = history.infos
+            for v in np.unique(which).tolist():
+                pick = np.flatnonzero(which == v)
+                sub = rows if len(pick) == len(rows) else rows[pick]
+                sub_handles = handles if len(pick) == len(rows) else handles.take(pa.array(pick))
+                out.append(self._decode_version(infos[v], sub, sub_handles, deletes, seq, commit_ts, all_values,
+                                                common))
         return out
+
+    def _decode_version(self, info: "TableInfo", rows: np.ndarray, handles: pa.Array, deletes: np.ndarray,
+                        seq: np.ndarray, commit_ts: np.ndarray, all_values: pa.Array, common: bool
+                        ) -> tuple[int, int, pa.Table]:
+        """Rows ``rows`` (positions among the batch's record rows) of one table, all decoding
+        with schema version ``info``: their part-file table (deletes as delete marks)."""
+        from pyspark_theflash.codec.batch import decode_rows_to_arrow
+
+        schema, user = self._file_schema(info)
+        is_delete = deletes[rows]
+        value_at, ts_of = seq[rows], commit_ts[rows]  # per row of the table: its value, its commit ts
+        int_handles = None if common else handles.to_numpy()
+        pieces = []
+        for want_delete in (False, True):
+            pick = np.flatnonzero(is_delete == want_delete)
+            if len(pick) == 0:
+                continue
+            n = len(pick)
+            h = handles.take(pa.array(pick)) if int_handles is None else pa.array(int_handles[pick])
+            if want_delete:
+                cols = [pa.nulls(n, f.type) for f in user]
+            else:
+                # A common handle lives in the row value too: the int handles are unused.
+                picked_handles = np.zeros(n, dtype=np.int64) if int_handles is None else int_handles[pick]
+                if self.decode_rows is not None:
+                    batch = self.decode_rows(all_values.take(pa.array(value_at[pick])), picked_handles, info, None)
+                else:  # the selected values are read in place
+                    batch = decode_rows_to_arrow(all_values, picked_handles, info, None, rows=value_at[pick])
+                cols = [batch.column(batch.schema.get_field_index(f.name)) for f in user]
+            pieces.append(pa.Table.from_arrays(
+                cols + [h, pa.array(ts_of[pick]), pa.array(np.full(n, want_delete))], schema=schema))
+        t = pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
+        return (int(info.id), int(info.schema_version), t)
 
     def _file_schema(self, info: "TableInfo") -> tuple[pa.Schema, list[pa.Field]]:
         """The part-file schema of a table's schema version and its user fields (cached)."""
@@ -1156,13 +1271,13 @@ class Store:
                 pid = 1
                 new_partitions[tid] = pid
                 plist = [(pid, None, None)]
-            info = self._schemas[tid]
+            history = self._histories[tid]
             by_version: dict[int, list[pa.Table]] = {}
             for version, t in buf.chunks:
                 by_version.setdefault(version, []).append(t)
             for version, chunks in by_version.items():
                 tables.append(_BufferedRows(tid, version, chunks, plist,
-                                            [c.id for c in _schema_columns(info, version, self)]))
+                                            [c.id for c in _version_columns(history, version)]))
         current_locks = {(r, k, ts) for r, k, ts, _pw in self._caches.items()}
         regions = [(reg.id, reg.start_key, reg.end_key, reg.epoch_version, reg.conf_ver, reg.applied_index,
                     reg.resolved_ts, reg.state, reg.snapshot_index, reg.orphan_until_ts)
@@ -1277,13 +1392,15 @@ class Store:
 
     def scan(self, table: "str | int | TableInfo", ts: int, handle_range: tuple[int | None, int | None] | None = None,
              region_id: int | None = None, columns: Sequence[str] | None = None, predicate: Expr | None = None,
-             hidden: Sequence[str] = ()) -> Iterator[pa.RecordBatch]:
+             hidden: Sequence[str] = (), schema: str = "current") -> Iterator[pa.RecordBatch]:
         """Rows of ``table`` visible at ``ts`` (flushed state), under a lease held while the
-        iterator runs. ``region_id`` restricts to the handles inside that region."""
+        iterator runs. ``region_id`` restricts to the handles inside that region. ``schema``:
+        ``"current"`` reads with the table's current schema (a name means the live table),
+        ``"as_of"`` with the one in force at ts (a name means the table that had it then)."""
         lease = self.leases.acquire(ts, self.options.scan_lease_ttl_s, holder=f"scan pid {os.getpid()}")
         try:
             with self.snapshot() as view:
-                info = view.table(table)
+                info = _table_for_read(view, table, ts, schema)
                 rng: tuple[int | None, int | None] | None = handle_range or (None, None)
                 if region_id is not None:
                     region = view.region(region_id)
@@ -1304,8 +1421,8 @@ class Store:
         from pyspark_theflash.store.read import output_schema
 
         with self.snapshot() as view:
-            info = view.table(table)
-        batches = list(self.scan(info.id, ts, **kwargs))
+            info = _table_for_read(view, table, ts, kwargs.get("schema", "current"))
+        batches = list(self.scan(info, ts, **kwargs))
         schema = output_schema(info, kwargs.get("columns"), kwargs.get("hidden", ()))
         return pa.Table.from_batches(batches, schema=schema)
 
@@ -1477,6 +1594,17 @@ def _discard_parts(root: Path, written: list[tuple[int, int, int, Any, str]]) ->
                 os.unlink(path)
 
 
+def _table_for_read(view: StoreView, table: "str | int | TableInfo", ts: int, schema: str) -> "TableInfo":
+    """The table a read at ``ts`` means, with the schema it reads with (``schema``: current | as_of)."""
+    if schema == "as_of":
+        return view.table_at(table, ts)
+    if schema != "current":
+        raise ValueError(f"schema={schema!r}: use 'current' or 'as_of'")
+    if hasattr(table, "columns") and hasattr(table, "id"):
+        return table  # type: ignore[return-value]
+    return view.table(table)
+
+
 def _ranges_overlap(s1: bytes, e1: bytes, s2: bytes, e2: bytes) -> bool:
     """Do two PD-encoded [start, end) ranges overlap (empty end = +inf)?"""
     return (not e1 or s2 < e1) and (not e2 or s1 < e2)
@@ -1499,24 +1627,26 @@ def _rowid_type(info: "TableInfo") -> pa.DataType:
     return hidden_field(ROWID, info).type
 
 
-def _schema_columns(info: "TableInfo", version: int, store: Store) -> list[Any]:
+def _version_columns(history: TableHistory, version: int) -> list[Any]:
     """Columns of the table at ``version`` (the buffer's rows were decoded with it)."""
-    if int(info.schema_version) == version:
-        return list(info.columns)
-    row = store._conn.execute("SELECT db, info FROM tables WHERE table_id = ? AND schema_version = ?",
-                              (info.id, version)).fetchone()
-    return list(table_info_from_row(row[1], row[0]).columns)
+    info = history.by_version(version)
+    assert info is not None, f"table {history.table_id} has no schema version {version} in memory"
+    return list(info.columns)
 
 
 def insert_part(conn: sqlite3.Connection, table_id: int, partition_id: int, kind: str, pf: Any,
-                schema_version: int, data_version: int, added_version: int) -> None:
+                schema_version: int, data_version: int, added_version: int,
+                columns: Sequence[tuple[int, str]] | None = None) -> None:
+    """List a part. ``columns``: its (column id, file column) when they are not its schema
+    version's (a compacted part keeping columns older versions need)."""
     conn.execute(
         "INSERT INTO parts(table_id, partition_id, kind, file, rows, bytes, min_handle, max_handle, "
         "min_commit_ts, max_commit_ts, single_version, delete_marks, schema_version, data_version, "
-        "added_version, removed_version, stats) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,?)",
+        "added_version, removed_version, stats, columns) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,?,?)",
         (table_id, partition_id, kind, pf.file, pf.rows, pf.bytes, pf.min_handle, pf.max_handle,
          pf.min_commit_ts, pf.max_commit_ts, int(pf.single_version), pf.delete_marks, schema_version,
-         data_version, added_version, json.dumps(stats_to_json(pf.stats))))
+         data_version, added_version, json.dumps(stats_to_json(pf.stats)),
+         None if columns is None else json.dumps([[int(i), str(n)] for i, n in columns])))
 
 
 __all__ = ["FlushResult", "Store", "StoreOptions", "WriteResult", "HIDDEN_FIELDS"]

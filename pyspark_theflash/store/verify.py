@@ -20,6 +20,7 @@ temporary file.
 """
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from dataclasses import dataclass, field
@@ -129,8 +130,22 @@ def _show(handle: Any) -> str:
     return handle.hex() if isinstance(handle, (bytes, bytearray, memoryview)) else str(handle)
 
 
+def _own_fields(columns: list[list[Any]], schemas: dict[int, tuple[str, str]]) -> list[pa.Field]:
+    """The user columns of a part that lists its own (a compacted part keeping columns older
+    schema versions need): each typed as the newest version having its id types it."""
+    from pyspark_theflash.schema import arrow_type
+    from pyspark_theflash.store.views import table_info_from_row
+
+    by_id: dict[int, Any] = {}
+    for version in sorted(schemas):
+        for col in table_info_from_row(schemas[version][1], schemas[version][0]).columns:
+            by_id[col.id] = col
+    return [pa.field(str(name), arrow_type(by_id[int(cid)])) for cid, name in columns]
+
+
 def _check_part(root: Path, part: _PartRow, partition: tuple[int | None, int | None] | None,
-                schemas: dict[int, tuple[str, str]], report: VerifyReport) -> None:
+                schemas: dict[int, tuple[str, str]], report: VerifyReport,
+                own_columns: list[list[Any]] | None = None) -> None:
     name = part.file
     where = f"part {part.part_id} ({part.kind}) of table {part.table_id} partition {part.partition_id}"
 
@@ -146,7 +161,8 @@ def _check_part(root: Path, part: _PartRow, partition: tuple[int | None, int | N
                 "put the table's schema again (Store.put_schema) or rebuild the store")
     else:
         try:
-            expected = _expected_fields(*schemas[part.schema_version])
+            expected = _expected_fields(*schemas[part.schema_version]) if own_columns is None \
+                else _own_fields(own_columns, schemas)
         except Exception as exc:  # a table info this code cannot turn into columns
             problem(f"schema version {part.schema_version} of table {part.table_id} cannot be read: "
                     f"{type(exc).__name__}: {exc}", "put the table's schema again (Store.put_schema)")
@@ -261,6 +277,9 @@ def verify_store(root: str | os.PathLike[str]) -> VerifyReport:
             for t, v, db, info in conn.execute("SELECT table_id, schema_version, db, info FROM tables"):
                 schemas.setdefault(int(t), {})[int(v)] = (db, info)
             parts = [_PartRow(*row) for row in conn.execute(f"SELECT {_PART_COLUMNS} FROM parts ORDER BY part_id")]
+            own_columns = {int(pid): json.loads(cols) for pid, cols in conn.execute(
+                "SELECT part_id, columns FROM parts WHERE columns IS NOT NULL")} \
+                if mf.has_column(conn, "parts", "columns") else {}
             regions = [(int(r), bytes(sk), bytes(ek)) for r, sk, ek in conn.execute(
                 "SELECT region_id, start_key, end_key FROM regions WHERE state = 'normal'")]
     except sqlite3.DatabaseError as exc:
@@ -283,7 +302,7 @@ def verify_store(root: str | os.PathLike[str]) -> VerifyReport:
             continue  # removed: its file may stay until no lease sees it, or be gone already
         report.parts_checked += 1
         _check_part(root_path, part, partitions.get((part.table_id, part.partition_id)),
-                    schemas.get(part.table_id, {}), report)
+                    schemas.get(part.table_id, {}), report, own_columns.get(part.part_id))
 
     for dirpath, _dirs, files in os.walk(root_path):
         for base in files:

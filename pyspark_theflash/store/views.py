@@ -11,6 +11,7 @@ from pyspark_theflash.store import keyspace
 from pyspark_theflash.store import manifest as mf
 from pyspark_theflash.store.errors import UnknownTableNameError
 from pyspark_theflash.store.read import PartRef
+from pyspark_theflash.store.schemas import TableHistory, resolve_name
 from pyspark_theflash.store.txn_merge_tree import stats_from_json
 
 if TYPE_CHECKING:
@@ -77,7 +78,10 @@ class StoreView:
         conn.execute("BEGIN")
         self.version = mf.current_version(conn)
         self._tables: dict[int, "TableInfo"] | None = None
+        self._lifes: dict[int, tuple[int, int | None, str]] | None = None
+        self._histories: dict[int, TableHistory] | None = None
         self._columns: dict[tuple[int, int], tuple[tuple[int, str], ...]] = {}
+        self._part_columns = mf.has_column(conn, "parts", "columns")
 
     def __enter__(self) -> "StoreView":
         return self
@@ -97,6 +101,7 @@ class StoreView:
 
     # --- tables ---------------------------------------------------------------------------
     def _latest_tables(self) -> dict[int, "TableInfo"]:
+        """The newest version of every table id the store holds, retired ones included."""
         if self._tables is None:
             rows = self._conn.execute(
                 "SELECT t.table_id, t.db, t.info FROM tables t JOIN (SELECT table_id, MAX(schema_version) v "
@@ -105,10 +110,44 @@ class StoreView:
             self._tables = {int(r[0]): table_info_from_row(r[2], r[1]) for r in rows}
         return self._tables
 
+    def _lifetimes(self) -> dict[int, tuple[int, int | None, str]]:
+        """table id -> (created_ts, retired_ts or None, reason) of the ids a DDL event named."""
+        if self._lifes is None:
+            self._lifes = {}
+            if mf.has_table(self._conn, "table_lifetimes"):
+                self._lifes = {int(r[0]): (int(r[1]), None if r[2] is None else int(r[2]), r[3] or "") for r in
+                               self._conn.execute("SELECT table_id, created_ts, retired_ts, reason FROM table_lifetimes")}
+        return self._lifes
+
+    def histories(self) -> dict[int, TableHistory]:
+        """Every version of every table id with its commit ts and lifetime (``store.schemas``)."""
+        if self._histories is None:
+            commit_ts: dict[tuple[int, int], int] = {}
+            if mf.has_table(self._conn, "table_versions"):
+                commit_ts = {(int(t), int(v)): int(ts) for t, v, ts in
+                             self._conn.execute("SELECT table_id, schema_version, commit_ts FROM table_versions")}
+            out: dict[int, TableHistory] = {}
+            for tid, version, db, info in self._conn.execute(
+                    "SELECT table_id, schema_version, db, info FROM tables ORDER BY table_id, schema_version"):
+                h = out.get(int(tid))
+                if h is None:
+                    created, retired, reason = self._lifetimes().get(int(tid), (0, None, ""))
+                    h = out[int(tid)] = TableHistory(int(tid), db, created, retired, reason)
+                h.add(table_info_from_row(info, db), commit_ts.get((int(tid), int(version)), 0))
+            self._histories = out
+        return self._histories
+
+    def is_retired(self, table_id: int) -> bool:
+        life = self._lifetimes().get(int(table_id))
+        return life is not None and life[1] is not None
+
     def tables(self) -> list["TableInfo"]:
-        return list(self._latest_tables().values())
+        """The live tables (a dropped or truncated table id is not listed)."""
+        return [t for tid, t in self._latest_tables().items() if not self.is_retired(tid)]
 
     def table(self, name_or_id: "str | int | TableInfo") -> "TableInfo":
+        """The current schema of a table: by id (any id the store holds, retired ones too) or by
+        name (``db.table`` or ``table``: the live table of that name)."""
         tables = self._latest_tables()
         if hasattr(name_or_id, "columns") and hasattr(name_or_id, "id"):
             name_or_id = name_or_id.id  # type: ignore[union-attr]
@@ -118,11 +157,30 @@ class StoreView:
                 return t
         elif isinstance(name_or_id, str):
             want = name_or_id.lower()
-            matches = [t for t in tables.values()
-                       if f"{t.db}.{t.name}".lower() == want or ("." not in want and t.name.lower() == want)]
-            if len(matches) == 1:
-                return matches[0]
-        raise UnknownTableNameError(name_or_id, sorted(f"{t.db}.{t.name}" for t in tables.values()))
+            matches = [t for tid, t in tables.items() if not self.is_retired(tid) and
+                       (f"{t.db}.{t.name}".lower() == want or ("." not in want and t.name.lower() == want))]
+            if matches:
+                # Two live tables of one name: the store missed a DROP (it started mid-stream);
+                # the one changed last is the table the name means now.
+                return max(matches, key=lambda t: (t.schema_version, t.id))
+        raise UnknownTableNameError(name_or_id, sorted(f"{t.db}.{t.name}" for t in self.tables()))
+
+    def table_at(self, name_or_id: "str | int | TableInfo", ts: int) -> "TableInfo":
+        """The table as of ``ts``: by name, the table that had the name then (a truncated or
+        dropped one included, while its parts last); its schema version in force at ts."""
+        if hasattr(name_or_id, "columns") and hasattr(name_or_id, "id"):
+            name_or_id = name_or_id.id  # type: ignore[union-attr]
+        histories = self.histories()
+        if isinstance(name_or_id, int) or (isinstance(name_or_id, str) and name_or_id.isdigit()):
+            h = histories.get(int(name_or_id))
+            if h is not None:
+                return h.at(ts)
+        elif isinstance(name_or_id, str):
+            found = resolve_name(histories.values(), name_or_id, ts)
+            if found:
+                return found[0].at(ts)
+        raise UnknownTableNameError(f"{name_or_id} at ts {ts}", sorted(
+            f"{h.at(ts).db}.{h.at(ts).name}" for h in histories.values() if h.lives_at(ts)))
 
     def schema_at(self, table: "str | int | TableInfo", version: int) -> "TableInfo":
         table_id = self.table(table).id
@@ -131,6 +189,23 @@ class StoreView:
         if row is None:
             raise UnknownTableNameError(f"{table_id}@schema_version {version}", [])
         return table_info_from_row(row[1], row[0])
+
+    def schema_changes_seen_until(self) -> int:
+        """A ts at or below which every schema change (DDL event) is in the store: the highest
+        resolved ts of any region. The upstream appends a DDL event and takes its commit ts in
+        one step, so no event stamped later precedes it in the one log, and the writer applies
+        the log in order (a batch's DDL before its region events, persisted first)."""
+        row = self._conn.execute("SELECT MAX(resolved_ts) FROM regions").fetchone()
+        return int(row[0] or 0)
+
+    def retired_tables(self) -> list[tuple[int, str, int, str]]:
+        """(table id, db.name, retired ts, reason) of dropped and truncated table ids."""
+        out = []
+        for tid, (_created, retired, reason) in sorted(self._lifetimes().items()):
+            if retired is not None:
+                t = self._latest_tables().get(tid)
+                out.append((tid, "?" if t is None else f"{t.db}.{t.name}", retired, reason))
+        return out
 
     def ignored_tables(self) -> list[tuple[int, str, str]]:
         return [(int(r[0]), r[1], r[2]) for r in
@@ -215,7 +290,8 @@ class StoreView:
         out: list[PartRef] = []
         rows = self._conn.execute(
             "SELECT part_id, partition_id, kind, file, rows, bytes, min_handle, max_handle, min_commit_ts, "
-            "max_commit_ts, single_version, delete_marks, schema_version, data_version, added_version, stats "
+            "max_commit_ts, single_version, delete_marks, schema_version, data_version, added_version, stats, "
+            f"{'columns' if self._part_columns else 'NULL'} "
             "FROM parts WHERE table_id = ? AND removed_version IS NULL ORDER BY part_id", (table_id,)).fetchall()
         for r in rows:
             plo, phi = bounds.get(int(r[1]), (None, None))
@@ -224,7 +300,8 @@ class StoreView:
             stats = stats_from_json(json.loads(r[15]))
             ref = PartRef(int(r[0]), table_id, int(r[1]), plo, phi, r[2], r[3], int(r[4]), int(r[5]),
                           r[6], r[7], r[8], r[9], bool(r[10]), int(r[11]), int(r[12]),
-                          self._columns_at(table_id, int(r[12])), tuple(sorted(stats.items())),
+                          self._columns_at(table_id, int(r[12])) if r[16] is None
+                          else tuple((int(i), str(n)) for i, n in json.loads(r[16])), tuple(sorted(stats.items())),
                           ref_t, int(r[14]))
             if lo is None and hi is None or ref.overlaps(lo, hi):
                 out.append(ref)

@@ -43,21 +43,35 @@ from pyspark_theflash.binlog.segment import list_segments
 from pyspark_theflash.codec import decode_record_key
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.upstream.async_commit import resolve_txn
-from pyspark_theflash.upstream.client import LockInfo, SecondaryLocks, TxnStatus
+from pyspark_theflash.upstream.client import LockInfo, SecondaryLocks, TableScan, TxnStatus
 from pyspark_theflash.upstream.errors import UpstreamError
 from pyspark_theflash.upstream.gc_worker import DEFAULT_GC_LIFE_TIME_S, DEFAULT_GC_RUN_INTERVAL_S, GCRun, GCWorker
 from pyspark_theflash.upstream.pd import GCSafePoint, Region, RegionMap
 from pyspark_theflash.upstream.bulk import bulk_insert
-from pyspark_theflash.upstream.percolator import PUT, SHORT_VALUE_MAX_LEN, EventSink, PercolatorStore, StoreChanges
+from pyspark_theflash.upstream.ddl import convert_value, encode_row_v1_for_table
+from pyspark_theflash.upstream.percolator import (
+    PUT,
+    SHORT_VALUE_MAX_LEN,
+    EventSink,
+    Mutation,
+    PercolatorStore,
+    StoreChanges,
+)
 from pyspark_theflash.upstream.tidb import (
     DEFAULT_TTL_MS,
     Catalog,
+    LockResolver,
     Txn,
+    decode_records,
+    decode_value,
+    encode_value,
     get_row,
     record_range,
     run_txn,
+    scan_records,
     scan_table,
     split_table_name,
+    table_info_of,
 )
 from pyspark_theflash.upstream.tso import TimestampOracle
 
@@ -72,6 +86,8 @@ CREATE TABLE IF NOT EXISTS cf_write (key BLOB NOT NULL, commit_ts INTEGER NOT NU
 CREATE TABLE IF NOT EXISTS cf_default (key BLOB NOT NULL, start_ts INTEGER NOT NULL, value BLOB NOT NULL,
                                        PRIMARY KEY (key, start_ts)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS cf_lock (key BLOB PRIMARY KEY, lock BLOB NOT NULL, value BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS schema_versions (table_id INTEGER NOT NULL, commit_ts INTEGER NOT NULL, db TEXT NOT NULL,
+                                            info TEXT);  -- one row per table version; info NULL: dropped
 """
 
 
@@ -155,8 +171,13 @@ class MiniCluster:
             regions, self.tso, self.gc, sink,
             region_split_keys=region_split_keys, region_split_bytes=region_split_bytes,
         )
-        self.catalog = Catalog(self.tso, json.loads(meta["catalog"]) if "catalog" in meta else None,
-                               on_change=self._save_catalog)
+        self.catalog = Catalog(
+            self.tso, json.loads(meta["catalog"]) if "catalog" in meta else None,
+            on_change=self._save_catalog, on_ddl=self._log_ddl, on_versions=self._save_table_versions,
+            versions=[(tid, _from_u64(ts), db, None if info is None else json.loads(info))
+                      for tid, ts, db, info in self._db.execute("SELECT table_id, commit_ts, db, info FROM schema_versions "
+                                                                "ORDER BY rowid")],
+        )
         self.closed = False
         self.gc_worker = GCWorker(self.store, self.tso, gc_life_time_s, gc_run_interval_s,
                                   on_safe_point=self._save_gc_safe_point)
@@ -203,7 +224,11 @@ class MiniCluster:
         n = 0
         with SegmentReader(self.binlog_dir, position) as reader:
             for positioned in reader:
-                self.store.replay(positioned.event)
+                if positioned.event.WhichOneof("payload") == "ddl":
+                    if self.catalog.replay_ddl(positioned.event):
+                        self._save_versions(positioned.event)
+                else:
+                    self.store.replay(positioned.event)
                 n += 1
         for db, name in self.catalog.list_tables():
             table = self.catalog.table(db, name)
@@ -216,9 +241,36 @@ class MiniCluster:
         return n
 
     def _save_catalog(self, state: dict[str, Any]) -> None:
-        """DDL is not in the binlog: save the catalog at once."""
+        """Save the catalog at every change (a DDL's event is in the binlog already: a crash
+        in between is repaired by replaying it)."""
         with self._db_mu, self._db:
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('catalog', ?)", (json.dumps(state),))
+
+    def _log_ddl(self, make_event: Callable[[int], binlog_pb2.Event], commit_ts: int | None) -> int:
+        """A schema change's commit ts (unless given) and its event into the binlog, in one step
+        under the store lock: every event stamped with a later ts (a commit, a resolved ts) comes
+        after it in the log, so a replica that applied a resolved ts of R knows every schema
+        change committed at or below R. (Commits are ordered by the schema lease too.)"""
+        with self.store.mu:
+            ts = commit_ts if commit_ts is not None else self.tso.get_ts()
+            self.store.append_events([make_event(ts)])
+        return ts
+
+    def _save_table_versions(self, versions: list[tuple[int, Any]]) -> None:
+        """The table versions a schema change makes, one row each in cluster.sqlite."""
+        with self._db_mu, self._db:
+            self._db.executemany("INSERT INTO schema_versions VALUES (?, ?, ?, ?)", [
+                (tid, _u64(ts), db, None if info is None else json.dumps(info)) for tid, (ts, db, info) in versions])
+
+    def _save_versions(self, event: binlog_pb2.Event) -> None:
+        ddl = event.ddl
+        info = json.loads(ddl.table_info)
+        rows = [(int(info["id"]), _u64(ddl.commit_ts), ddl.db,
+                 None if ddl.type == binlog_pb2.Ddl.DROP_TABLE else json.dumps(info))]
+        if ddl.old_table_id:
+            rows.append((int(ddl.old_table_id), _u64(ddl.commit_ts), ddl.db, None))
+        with self._db_mu, self._db:
+            self._db.executemany("INSERT INTO schema_versions VALUES (?, ?, ?, ?)", rows)
 
     # ---------------------------------------------------------------- background
 
@@ -312,12 +364,14 @@ class MiniCluster:
 
     def create_table(
         self, qualified: str, columns: Sequence[Any], primary_key: Sequence[str] | None = None,
-        clustered: bool = True,
+        clustered: bool = True, row_format: int = 2,
     ) -> dict[str, Any]:
-        """Create ``db.table`` (the database too when missing); returns its table info."""
+        """Create ``db.table`` (the database too when missing); returns its table info.
+        ``row_format`` 1 writes its rows in TiDB's old datum format (as clusters upgraded from
+        TiDB before 4.0 do), 2 in row format v2."""
         db, name = split_table_name(qualified)
         self.catalog.create_database(db)
-        info = self.catalog.create_table(db, name, columns, primary_key, clustered)
+        info = self.catalog.create_table(db, name, columns, primary_key, clustered, row_format)
         self._split_table(info["id"])
         return info
 
@@ -340,11 +394,76 @@ class MiniCluster:
         return bulk_insert(self.catalog, self.store, self.tso, qualified, rows, txn_rows=txn_rows, one_pc=one_pc,
                            ttl_ms=self.lock_ttl_ms)
 
+    # Schema changes: each is one DDL event in the binlog, with its commit ts and the table
+    # info after it (upstream/ddl.py; docs/schema.md says what each does to a replica).
+
     def add_column(self, qualified: str, column: Any, default: Any = None) -> dict[str, Any]:
         return self.catalog.add_column(*split_table_name(qualified), column, default)
 
     def drop_column(self, qualified: str, column: str) -> dict[str, Any]:
         return self.catalog.drop_column(*split_table_name(qualified), column)
+
+    def modify_column(self, qualified: str, column: str, new_column: Any) -> dict[str, Any]:
+        """``ALTER TABLE ... MODIFY COLUMN column <new_column>`` (``make_column(column, "BIGINT")``).
+        A widening TiDB does in place (wider integer, longer string, ENUM/SET members appended)
+        keeps the column id and rewrites nothing; any other change gives the column a new id
+        and rewrites every row with its value converted (TiDB's reorg), committed at the DDL's
+        commit ts. A value that does not fit the new type fails the DDL (SchemaError) and
+        changes nothing."""
+        db, name = split_table_name(qualified)
+        with self.catalog.lease.exclusive():
+            before, after, in_place = self.catalog.plan_modify_column(db, name, column, new_column)
+            if in_place:
+                return self.catalog.commit_modify_column(db, name, before, after)
+            return self._reorg(db, name, column, before, after)
+
+    def _reorg(self, db: str, name: str, column: str, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+        """Rewrite every row of the table with the changed column under its new id, as one
+        transaction committed at the DDL's commit ts (its event goes first, so a replica knows
+        the new schema before it meets the rows). Runs inside the schema lease: no other
+        commit comes between the scan and the commit."""
+        old_info, new_info = table_info_of(before), table_info_of(after)
+        old_col, new_col = old_info.column(column), new_info.column(column)
+        start_ts = self.tso.get_ts()
+        lo, hi = record_range(before["id"])
+        resolver = LockResolver(self.store, self.tso)
+        pairs = resolver.retry(lambda: self.store.scan(lo, hi, start_ts), start_ts, timeout_s=60)
+        v1 = self.catalog.row_format(before["id"]) == 1
+        muts = []
+        for key, value in pairs:
+            row = decode_value(before, key, value, old_info)
+            row[new_col.name] = convert_value(row[old_col.name], old_col, new_col,
+                                              f"MODIFY COLUMN {db}.{name}.{column}, row {key.hex()}")
+            encoded = (encode_row_v1_for_table(new_info, {k: v for k, v in row.items() if k != "_tidb_rowid"})
+                       if v1 else encode_value(after, row, new_info))
+            muts.append(Mutation(binlog_pb2.PUT, key, encoded))
+        if not muts:
+            return self.catalog.commit_modify_column(db, name, before, after)
+        keys = [m.key for m in muts]
+        ttl_ms = max(self.lock_ttl_ms, 60_000)  # readers meeting the backfill wait for it
+        resolver.retry(lambda: self.store.prewrite(muts, keys[0], start_ts, ttl_ms), start_ts, timeout_s=60)
+        with self.store.mu:  # the commit ts, the DDL event, then the rows: nothing stamped later in between
+            commit_ts = self.tso.get_ts()
+            info = self.catalog.commit_modify_column(db, name, before, after, commit_ts=commit_ts)
+            self.store.commit(keys[:1], start_ts, commit_ts)
+            if len(keys) > 1:
+                self.store.commit(keys[1:], start_ts, commit_ts)
+        return info
+
+    def rename_table(self, qualified: str, new_qualified: str) -> dict[str, Any]:
+        """``RENAME TABLE``: same table id and rows under a new name."""
+        return self.catalog.rename_table(*split_table_name(qualified), *split_table_name(new_qualified))
+
+    def drop_table(self, qualified: str) -> dict[str, Any]:
+        """``DROP TABLE``: the table id is retired (a new table of that name gets a new id)."""
+        return self.catalog.drop_table(*split_table_name(qualified))
+
+    def truncate_table(self, qualified: str) -> dict[str, Any]:
+        """``TRUNCATE TABLE``: the name moves to a new, empty table id (with a region of its
+        own, as at CREATE TABLE); the old id is retired."""
+        info = self.catalog.truncate_table(*split_table_name(qualified))
+        self._split_table(info["id"])
+        return info
 
     def txn(self, one_pc: bool = True, after_prewrite: Callable[[Txn], None] | None = None,
             ttl_ms: int | None = None, async_commit: bool = False,
@@ -361,13 +480,30 @@ class MiniCluster:
         return run_txn(lambda: self.txn(one_pc=one_pc, async_commit=async_commit), body, retries)
 
     def scan_table(self, qualified: str, ts: int | None = None) -> list[dict[str, Any]]:
-        """Every row of ``db.table`` at ``ts`` (default: now), decoded; locks are resolved."""
+        """Every row of ``db.table`` at ``ts`` (default: now), decoded with the schema in force
+        at ts (the table that had this name then), as TiDB's stale read does; locks are resolved."""
         ts = ts or self.tso.get_ts()
-        return scan_table(self.store, self.tso, self.catalog.table(*split_table_name(qualified)), ts)
+        return scan_table(self.store, self.tso, self.catalog.table_at(*split_table_name(qualified), ts), ts)
+
+    def scan_records(self, qualified: str, ts: int | None = None) -> tuple[int, dict[str, Any], list[tuple[bytes, bytes]]]:
+        """``(ts, table info at ts, [(record key, row value)])`` of ``db.table`` at ``ts``
+        (default: now): what the Upstream service's ScanTable streams."""
+        ts = ts or self.tso.get_ts()
+        table = self.catalog.table_at(*split_table_name(qualified), ts)
+        return ts, table, scan_records(self.store, self.tso, table, ts)
+
+    def read_table(self, qualified: str, ts: int | None = None) -> TableScan:
+        """``scan_table`` with the ts read at and the table info the rows were decoded with."""
+        at, table, pairs = self.scan_records(qualified, ts)
+        return TableScan(at, split_table_name(qualified)[0], table, decode_records(table, pairs))
+
+    def table_info_at(self, qualified: str, ts: int) -> dict[str, Any]:
+        """The table info of ``db.table`` in force at ``ts``."""
+        return self.catalog.table_at(*split_table_name(qualified), ts)
 
     def get_row(self, qualified: str, handle: Any, ts: int | None = None) -> dict[str, Any] | None:
         ts = ts or self.tso.get_ts()
-        return get_row(self.store, self.tso, self.catalog.table(*split_table_name(qualified)), handle, ts)
+        return get_row(self.store, self.tso, self.catalog.table_at(*split_table_name(qualified), ts), handle, ts)
 
     # ---------------------------------------------------------------- regions
 
@@ -414,7 +550,9 @@ class MiniCluster:
         and proportional to the regions); the records are written after it is released."""
         started = time.monotonic()
         with self._checkpoint_mu:
-            with self.store.mu:
+            # The schema lease first (a DDL holds it, then the catalog, then the store): no DDL
+            # between the catalog and the data taken here.
+            with self.catalog.lease.exclusive(), self.store.mu:
                 locked = time.monotonic()
                 position = self._writer.head if self._writer is not None else None
                 changes = self.store.take_changes()

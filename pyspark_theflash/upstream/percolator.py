@@ -235,6 +235,13 @@ class PercolatorStore:
             listener(events)
         self.events_emitted += len(events)
 
+    def append_events(self, events: list[binlog_pb2.Event]) -> None:
+        """Append events that belong to no region (DDL) to the log, in order with the rows
+        around them (the caller holds the schema lease, so no commit is in between)."""
+        with self.mu:
+            self._pending.extend(events)
+            self._flush_events()
+
     # ---------------------------------------------------------------- raw data helpers
 
     def _touch_key(self, key: bytes) -> None:

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from pyspark_theflash import codec
 from pyspark_theflash.codec import batch_encode as B
 from pyspark_theflash.codec import decode_row
+from pyspark_theflash.codec.row_v1 import encode_row_v1
 from pyspark_theflash.codec.row_v2 import datum_for_column, encode_row_v2
 from pyspark_theflash.schema import ColumnInfo, TableInfo
 from pyspark_theflash.schema.errors import UnknownColumnError
@@ -33,9 +34,10 @@ class TableRows:
     primary key is the handle), ``"common"`` (clustered primary key: the key columns' datums
     are the handle) or ``"rowid"`` (the hidden ``_tidb_rowid``)."""
 
-    def __init__(self, qualified: str, table: Mapping[str, Any]) -> None:
+    def __init__(self, qualified: str, table: Mapping[str, Any], row_format: int = 2) -> None:
         self.qualified = qualified
         self.table = table
+        self.row_format = row_format  # 1: TiDB's old datum format (a cluster upgraded from before 4.0)
         self.info: TableInfo = TableInfo.from_json(dict(table))
         self.id = self.info.id
         self.kind = "int" if self.info.pk_is_handle else "common" if self.info.is_common_handle else "rowid"
@@ -90,7 +92,7 @@ class TableRows:
 
     def value(self, row: Mapping[str, Any], index: int = 0, *, fill_defaults: bool = True,
               checked: frozenset[str] | None = None) -> bytes:
-        """Row v2 bytes of a row. ``fill_defaults``: columns the row leaves out take their
+        """Row v2 bytes of a row (v1 for a table of row format 1). ``fill_defaults``: columns the row leaves out take their
         DEFAULT (an insert); otherwise they are left out (readers give them their origin
         default). ``checked``: only these columns' values (lower-case names) are checked (an update checks what
         it sets; the rest was checked when written); None checks all."""
@@ -110,7 +112,7 @@ class TableRows:
                 cols.append((col.id, datum(self.qualified, col, v, index)))
             else:
                 cols.append((col.id, datum_for_column(col, v)))
-        return bytes(encode_row_v2(cols))
+        return bytes(encode_row_v1(cols) if self.row_format == 1 else encode_row_v2(cols))
 
     def decode(self, key: bytes, value: bytes) -> dict[str, Any]:
         """Column values of a stored row, with the handle column (or _tidb_rowid) from the key."""

@@ -1,15 +1,17 @@
 """The Upstream gRPC service (protos/upstream.proto) in front of a MiniCluster."""
 from __future__ import annotations
 
+import json
 from concurrent import futures
-from typing import Any
+from typing import Any, Iterator
 
 import grpc
 
 from pyspark_theflash.proto import binlog_pb2, upstream_pb2, upstream_pb2_grpc
 from pyspark_theflash.upstream.client import STATUS_CODES, LockInfo
-from pyspark_theflash.upstream.errors import RegionNotFoundError, UpstreamError
+from pyspark_theflash.upstream.errors import RegionNotFoundError, SchemaError, UpstreamError
 
+SCAN_CHUNK_ROWS = 4096  # rows per ScanTable response (gRPC messages stay far below 4 MiB for TiDB-sized rows)
 CLUSTER_ID = 0x7468_6566_6C61_7368  # "theflash": one fixed id, the mini cluster is one cluster
 
 
@@ -68,6 +70,18 @@ class UpstreamServicer(upstream_pb2_grpc.UpstreamServicer):
             return self.cluster.region_snapshot(request.region_id)
         except RegionNotFoundError as err:
             context.abort(grpc.StatusCode.NOT_FOUND, str(err))
+
+    def ScanTable(self, request: upstream_pb2.ScanTableRequest, context: grpc.ServicerContext) -> Iterator[upstream_pb2.ScanTableResponse]:
+        try:
+            ts, info, pairs = self.cluster.scan_records(f"{request.db}.{request.table}", request.ts or None)
+        except SchemaError as err:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(err))
+        except UpstreamError as err:  # e.g. ts below the GC safe point
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(err))
+        yield upstream_pb2.ScanTableResponse(table_info=json.dumps(info).encode(), db=request.db, ts=ts)
+        for at in range(0, len(pairs), SCAN_CHUNK_ROWS):
+            chunk = pairs[at:at + SCAN_CHUNK_ROWS]
+            yield upstream_pb2.ScanTableResponse(keys=[k for k, _ in chunk], values=[v for _, v in chunk])
 
     def GetClusterInfo(self, request: upstream_pb2.ClusterInfoRequest, context: grpc.ServicerContext) -> upstream_pb2.ClusterInfoResponse:
         return upstream_pb2.ClusterInfoResponse(

@@ -10,6 +10,7 @@ allocated per table. Secondary indexes are not maintained (a replica reads recor
 from __future__ import annotations
 
 import copy
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ from pyspark_theflash.upstream.errors import (
     UpstreamError,
     WriteConflictError,
 )
+from pyspark_theflash.schema.defaults import origin_default_value as schema_origin_default
+from pyspark_theflash.upstream.ddl import DDL, ROW_FORMATS, SchemaLease, changes_in_place, convert_value, ddl_event, encode_row_v1_for_table
 from pyspark_theflash.upstream.async_commit import fits_async_commit, resolve_txn
 from pyspark_theflash.upstream.percolator import Mutation, PercolatorStore
 from pyspark_theflash.upstream.rows import ROWID, TableRows
@@ -142,34 +145,62 @@ class Database:
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)  # lower name -> table info
 
 
+TableVersion = tuple[int, str, "dict[str, Any] | None"]  # (commit ts, db, table info; None: dropped)
+
+
 class Catalog:
-    """TiDB's meta: ids, databases, table infos and the global schema version. Thread-safe."""
+    """TiDB's meta: ids, databases, table infos and the global schema version, plus every
+    version each table id has had with the commit ts of the DDL that made it (what a read at a
+    past ts decodes with). Thread-safe.
+
+    Every schema change runs inside ``lease.exclusive()`` (see ``ddl.SchemaLease``). ``on_ddl``
+    takes its commit ts and appends its binlog event in one step (``make_event(ts)``; the
+    cluster does both under its store lock, so no event stamped later — a resolved ts included
+    — can precede it in the log) and returns the ts, before anything else sees the change (the
+    binlog is the write-ahead log of DDL as of data); ``on_versions`` keeps the table versions
+    it makes, ``on_change`` then saves the state."""
 
     def __init__(
         self, tso: TimestampOracle, state: Mapping[str, Any] | None = None,
         on_change: Callable[[dict[str, Any]], None] | None = None,
+        on_ddl: Callable[[Callable[[int], binlog_pb2.Event], int | None], int] | None = None,
+        on_versions: Callable[[list[tuple[int, "TableVersion"]]], None] | None = None,
+        versions: Sequence[tuple[int, int, str, dict[str, Any] | None]] = (),
     ) -> None:
         self._mu = threading.RLock()
         self._on_change = on_change
+        self._on_ddl = on_ddl
+        self._on_versions = on_versions
         self._tso = tso
+        self.lease = SchemaLease()
         self.next_id = 100  # TiDB allocates user ids after its system tables
         self.schema_version = 0
         self.dbs: dict[str, Database] = {}
         self.row_ids: dict[int, int] = {}
+        self.row_formats: dict[int, int] = {}  # table id -> 1 | 2 (absent: 2)
+        self.versions: dict[int, list[TableVersion]] = {}
         self._rows: dict[tuple[str, str], TableRows] = {}  # row codecs of the current schema
         if state:
             self.next_id = state["next_id"]
             self.schema_version = state["schema_version"]
             self.row_ids = {int(k): v for k, v in state["row_ids"].items()}
+            self.row_formats = {int(k): int(v) for k, v in (state.get("row_formats") or {}).items()}
             for d in state["dbs"]:
                 self.dbs[d["name"].lower()] = Database(d["id"], d["name"], {t["name"]["L"]: t for t in d["tables"]})
+        for table_id, commit_ts, db, info in versions:
+            self.versions.setdefault(int(table_id), []).append((int(commit_ts), db, info))
+        for d in self.dbs.values():  # tables from before versions were kept: in force since ever
+            for t in d.tables.values():
+                self.versions.setdefault(int(t["id"]), [(0, d.name, copy.deepcopy(t))])
 
     def state(self) -> dict[str, Any]:
+        """Everything but the versions (kept apart, one row per change: see ``on_versions``)."""
         with self._mu:
             return {
                 "next_id": self.next_id,
                 "schema_version": self.schema_version,
                 "row_ids": {str(k): v for k, v in self.row_ids.items()},
+                "row_formats": {str(k): v for k, v in self.row_formats.items()},
                 "dbs": [{"id": d.id, "name": d.name, "tables": list(d.tables.values())} for d in self.dbs.values()],
             }
 
@@ -197,13 +228,18 @@ class Catalog:
         columns: Sequence[ColumnInfo | Mapping[str, Any]],
         primary_key: Sequence[str] | None = None,
         clustered: bool = True,
+        row_format: int = 2,
     ) -> dict[str, Any]:
         """Create ``db.name`` and return its table info. ``columns`` are schema-box columns or
         TiDB column dicts; ``primary_key`` names the key columns (or take those flagged as
         primary key). A clustered single integer key is the handle; another clustered key is
-        a common handle; a non-clustered key (or none) gives the table a _tidb_rowid."""
+        a common handle; a non-clustered key (or none) gives the table a _tidb_rowid.
+        ``row_format``: 2 (TiDB since 4.0) or 1 (the old datum format, as clusters upgraded
+        from older versions still write)."""
+        if row_format not in ROW_FORMATS:
+            raise SchemaError(f"row format {row_format!r}: use 1 or 2")
         cols = [c if isinstance(c, ColumnInfo) else ColumnInfo.from_json(_column_json(c)) for c in columns]
-        with self._mu:
+        with self.lease.exclusive(), self._mu:
             database = self.dbs.get(db.lower())
             if database is None:
                 raise SchemaError(f"unknown database {db!r}; create it first")
@@ -216,13 +252,11 @@ class Catalog:
                 )
             except TheFlashError as err:
                 raise SchemaError(f"cannot create table {db}.{name}: {err}") from err
-            self.schema_version += 1
             self._alloc_id()
             info = dict(built.to_json())
-            info["update_timestamp"] = self._tso.get_ts()
+            self.row_formats[int(info["id"])] = row_format
             database.tables[name.lower()] = info
-            self._changed()
-            return copy.deepcopy(info)
+            return self._ddl_locked(DDL.CREATE_TABLE, database.name, info, query=f"CREATE TABLE {db}.{name}")
 
     def table(self, db: str, name: str) -> dict[str, Any]:
         with self._mu:
@@ -245,6 +279,21 @@ class Catalog:
                         return d.name, copy.deepcopy(t)
         raise SchemaError(f"unknown table id {table_id}")
 
+    def table_at(self, db: str, name: str, ts: int) -> dict[str, Any]:
+        """The table called ``db.name`` as of ``ts`` (the version in force then: what TiDB's
+        stale read at ts decodes with); SchemaError when no table had that name then."""
+        with self._mu:
+            for versions in self.versions.values():
+                at = _version_at(versions, ts)
+                if at is not None and at[2] is not None and at[1].lower() == db.lower() \
+                        and at[2]["name"]["L"] == name.lower():
+                    return copy.deepcopy(at[2])
+        raise SchemaError(f"no table {db}.{name} at ts {ts}")
+
+    def row_format(self, table_id: int) -> int:
+        with self._mu:
+            return self.row_formats.get(int(table_id), 2)
+
     def list_tables(self) -> list[tuple[str, str]]:
         with self._mu:
             return [(d.name, t["name"]["O"]) for d in self.dbs.values() for t in d.tables.values()]
@@ -253,11 +302,13 @@ class Catalog:
         with self._mu:
             return [Database(d.id, d.name, copy.deepcopy(d.tables)) for d in self.dbs.values()]
 
+    # ---- schema changes (each one DDL event, in commit order with the rows)
+
     def add_column(self, db: str, name: str, column: ColumnInfo | Mapping[str, Any], default: Any = None) -> dict[str, Any]:
         """Add a column at the end; rows written before read it as ``default`` (its
         origin_default). Bumps the schema version."""
         col = _column_json(column)
-        with self._mu:
+        with self.lease.exclusive(), self._mu:
             table = self._table_locked(db, name)
             if _col_name(col).lower() in {_col_name(c).lower() for c in table["cols"]}:
                 raise SchemaError(f"column {_col_name(col)!r} exists in {db}.{name}")
@@ -270,10 +321,11 @@ class Catalog:
                 stored = default_text(default, ColumnInfo.from_json(col))
                 col["origin_default"] = col["default"] = stored
             table["cols"].append(col)
-            return self._bump_locked(table)
+            return self._ddl_locked(DDL.ADD_COLUMN, self.dbs[db.lower()].name, table,
+                                    query=f"ALTER TABLE {db}.{name} ADD COLUMN {_col_name(col)}")
 
     def drop_column(self, db: str, name: str, column: str) -> dict[str, Any]:
-        with self._mu:
+        with self.lease.exclusive(), self._mu:
             table = self._table_locked(db, name)
             keep = [c for c in table["cols"] if _col_name(c).lower() != column.lower()]
             if len(keep) == len(table["cols"]):
@@ -284,14 +336,166 @@ class Catalog:
             for i, c in enumerate(keep):
                 c["offset"] = i
             table["cols"] = keep
-            return self._bump_locked(table)
+            return self._ddl_locked(DDL.DROP_COLUMN, self.dbs[db.lower()].name, table,
+                                    query=f"ALTER TABLE {db}.{name} DROP COLUMN {column}")
 
-    def _bump_locked(self, table: dict[str, Any]) -> dict[str, Any]:
+    def plan_modify_column(self, db: str, name: str, column: str,
+                           new: ColumnInfo | Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], bool]:
+        """``(table before, table after, in place)`` of ``MODIFY COLUMN column new``: in place
+        keeps the column id (``ddl.changes_in_place``); otherwise the column gets a new id
+        under its name and offset (TiDB's reorg), and every row must be rewritten with it
+        before the change commits (``MiniCluster.modify_column``)."""
+        with self._mu:
+            table = self._table_locked(db, name)
+            before = copy.deepcopy(table)
+            old_json = next((c for c in table["cols"] if _col_name(c).lower() == column.lower()), None)
+            if old_json is None:
+                raise SchemaError(f"unknown column {column!r} in {db}.{name}")
+            if old_json["type"]["Flag"] & T.PRI_KEY_FLAG:
+                raise SchemaError(f"cannot modify primary key column {column!r} of {db}.{name} in the mini cluster")
+            old = ColumnInfo.from_json(old_json)
+            new_json = _column_json(new)
+            new_col = ColumnInfo.from_json({**new_json, "id": old.id, "name": old_json["name"]})
+            in_place = changes_in_place(old, new_col)
+            after = copy.deepcopy(table)
+            col = dict(new_json, name=copy.deepcopy(old_json["name"]), offset=old_json["offset"],
+                       state=T.STATE_PUBLIC, version=old_json.get("version", 2))
+            if in_place:
+                col["id"] = old.id
+                col["origin_default"] = old_json.get("origin_default")  # rows without it read what they read
+                if old_json.get("origin_default_bit") is not None:
+                    col["origin_default_bit"] = old_json["origin_default_bit"]
+            else:
+                after["max_col_id"] += 1
+                col["id"] = after["max_col_id"]
+                origin = schema_origin_default(old)
+                col["origin_default"] = None if origin is None else default_text(
+                    convert_value(origin, old, new_col, f"origin default of {db}.{name}.{column}"), new_col)
+            after["cols"] = [col if c["id"] == old.id else c for c in after["cols"]]
+            return before, after, in_place
+
+    def commit_modify_column(self, db: str, name: str, before: Mapping[str, Any], after: dict[str, Any],
+                             commit_ts: int | None = None) -> dict[str, Any]:
+        """Make a planned MODIFY COLUMN the table's schema (under ``lease.exclusive()``, with the
+        table unchanged since the plan)."""
+        with self.lease.exclusive(), self._mu:
+            table = self._table_locked(db, name)
+            if table.get("schema_version") != before.get("schema_version") or table["id"] != before["id"]:
+                raise SchemaError(f"{db}.{name} changed while MODIFY COLUMN was planned; plan it again")
+            table.clear()
+            table.update(copy.deepcopy(after))
+            return self._ddl_locked(DDL.MODIFY_COLUMN, self.dbs[db.lower()].name, table,
+                                    query=f"ALTER TABLE {db}.{name} MODIFY COLUMN", commit_ts=commit_ts)
+
+    def rename_table(self, db: str, name: str, new_db: str, new_name: str) -> dict[str, Any]:
+        """``RENAME TABLE db.name TO new_db.new_name``: same id, same rows, new name."""
+        with self.lease.exclusive(), self._mu:
+            table = self._table_locked(db, name)
+            target = self.dbs.get(new_db.lower())
+            if target is None:
+                raise SchemaError(f"unknown database {new_db!r}; create it first")
+            if new_name.lower() in target.tables:
+                raise SchemaError(f"table {new_db}.{new_name} exists")
+            del self.dbs[db.lower()].tables[name.lower()]
+            table["name"] = _name(new_name)
+            target.tables[new_name.lower()] = table
+            return self._ddl_locked(DDL.RENAME_TABLE, target.name, table,
+                                    query=f"RENAME TABLE {db}.{name} TO {new_db}.{new_name}")
+
+    def drop_table(self, db: str, name: str) -> dict[str, Any]:
+        """``DROP TABLE``: the id is retired (its rows stay in TiKV until GC deletes the range)."""
+        with self.lease.exclusive(), self._mu:
+            table = self._table_locked(db, name)
+            database = self.dbs[db.lower()]
+            del database.tables[name.lower()]
+            return self._ddl_locked(DDL.DROP_TABLE, database.name, table, retire=int(table["id"]),
+                                    query=f"DROP TABLE {db}.{name}")
+
+    def truncate_table(self, db: str, name: str) -> dict[str, Any]:
+        """``TRUNCATE TABLE``: the name moves to a new, empty table id; the old id is retired."""
+        with self.lease.exclusive(), self._mu:
+            table = self._table_locked(db, name)
+            database = self.dbs[db.lower()]
+            old_id = int(table["id"])
+            new = copy.deepcopy(table)
+            new["id"] = self._alloc_id()
+            self.row_formats[new["id"]] = self.row_formats.get(old_id, 2)
+            database.tables[name.lower()] = new
+            return self._ddl_locked(DDL.TRUNCATE_TABLE, database.name, new, retire=old_id,
+                                    query=f"TRUNCATE TABLE {db}.{name}")
+
+    def _ddl_locked(self, kind: int, db: str, table: dict[str, Any], *, retire: int = 0, query: str = "",
+                    commit_ts: int | None = None) -> dict[str, Any]:
+        """One finished schema change of ``table`` (already changed in place; for DROP TABLE the
+        table as it was): new schema version, commit ts, binlog event, versions, saved state."""
         self.schema_version += 1
         table["schema_version"] = self.schema_version
-        table["update_timestamp"] = self._tso.get_ts()
+
+        def make_event(ts: int) -> binlog_pb2.Event:
+            table["update_timestamp"] = ts
+            return ddl_event(kind, ts, self.schema_version, db, table,
+                             old_table_id=retire if kind == DDL.TRUNCATE_TABLE else 0, query=query)
+
+        if self._on_ddl is not None:
+            ts = self._on_ddl(make_event, commit_ts)
+        else:
+            ts = commit_ts if commit_ts is not None else self._tso.get_ts()
+            make_event(ts)
+        changes: list[tuple[int, TableVersion]] = []
+        if retire:
+            changes.append((retire, (ts, db, None)))
+        if kind != DDL.DROP_TABLE:
+            changes.append((int(table["id"]), (ts, db, copy.deepcopy(table))))
+        if self._on_versions is not None:
+            self._on_versions(changes)
+        for table_id, version in changes:
+            self.versions.setdefault(table_id, []).append(version)
         self._changed()
         return copy.deepcopy(table)
+
+    def replay_ddl(self, event: binlog_pb2.Event) -> bool:
+        """Apply a DDL event of this cluster's own log that its saved state lacks (a crash came
+        between the log append and the save); False when the state has it already."""
+        ddl = event.ddl
+        with self._mu:
+            if ddl.schema_version <= self.schema_version:
+                return False
+            info = json.loads(ddl.table_info)
+            database = self.dbs.get(ddl.db.lower())
+            if database is None:
+                database = self.dbs[ddl.db.lower()] = Database(self._alloc_id(), ddl.db)
+            for d in self.dbs.values():  # the id's old entry (a rename may have moved it)
+                for key, t in list(d.tables.items()):
+                    if t["id"] in (info["id"], ddl.old_table_id):
+                        del d.tables[key]
+            if ddl.type != DDL.DROP_TABLE:
+                database.tables[info["name"]["L"]] = info
+            self.next_id = max(self.next_id, int(info["id"]))
+            self.schema_version = int(ddl.schema_version)
+            if ddl.old_table_id:
+                self.versions.setdefault(int(ddl.old_table_id), []).append((ddl.commit_ts, ddl.db, None))
+            self.versions.setdefault(int(info["id"]), []).append(
+                (ddl.commit_ts, ddl.db, None if ddl.type == DDL.DROP_TABLE else info))
+            self._changed()
+            return True
+
+    def check_unchanged(self, used: Mapping[str, tuple[int, int]]) -> None:
+        """TiDB's commit-time schema check: every table a transaction used still has the id and
+        schema version it encoded its rows with; else TxnAbortedError ('Information schema is
+        changed'), which a client retries in a new transaction."""
+        with self._mu:
+            for qualified, (table_id, version) in used.items():
+                db, name = split_table_name(qualified)
+                try:
+                    now = self._table_locked(db, name)
+                except SchemaError:
+                    raise TxnAbortedError(f"{qualified} was dropped while the transaction ran; retry") from None
+                if now["id"] != table_id or now.get("schema_version") != version:
+                    raise TxnAbortedError(
+                        f"information schema is changed: {qualified} is at schema version {now.get('schema_version')} "
+                        f"(table id {now['id']}), the transaction encoded its rows for version {version} "
+                        f"(table id {table_id}); retry"
+                    )
 
     def _changed(self) -> None:
         self._rows.clear()  # a schema change: row codecs are built afresh
@@ -306,7 +510,8 @@ class Catalog:
             rows = self._rows.get(cache_key)
             if rows is None:
                 table = copy.deepcopy(self._table_locked(db, name))
-                rows = TableRows(f"{self.dbs[db.lower()].name}.{table['name']['O']}", table)
+                rows = TableRows(f"{self.dbs[db.lower()].name}.{table['name']['O']}", table,
+                                 row_format=self.row_formats.get(int(table["id"]), 2))
                 self._rows[cache_key] = rows
             return rows
 
@@ -326,6 +531,15 @@ class Catalog:
         """Never hand out a row id at or below ``at_least`` again (recovery)."""
         with self._mu:
             self.row_ids[table_id] = max(self.row_ids.get(table_id, 0), at_least)
+
+
+def _version_at(versions: Sequence[TableVersion], ts: int) -> TableVersion | None:
+    """The newest version with commit ts <= ts (None: the table did not exist yet)."""
+    found = None
+    for v in versions:
+        if v[0] <= ts and (found is None or v[0] >= found[0]):
+            found = v
+    return found
 
 
 # ------------------------------------------------------------------------- transactions
@@ -428,6 +642,10 @@ class Txn:
         """The table's info as of this transaction's first use of it (read-only)."""
         return self.rows(qualified).table
 
+    def _schema_versions(self) -> dict[str, tuple[int, int]]:
+        """The id and schema version every table used was encoded for (the commit-time check)."""
+        return {q: (int(r.table["id"]), int(r.table.get("schema_version", 0))) for q, r in self._rows.items()}
+
     def _read(self, key: bytes) -> bytes | None:
         if key in self.mutations:
             m = self.mutations[key]
@@ -506,12 +724,23 @@ class Txn:
         return keys
 
     def commit(self) -> int:
-        """Commit; returns commit_ts (0 for an empty transaction)."""
+        """Commit; returns commit_ts (0 for an empty transaction). Runs inside the catalog's
+        schema lease after TiDB's commit-time schema check: a table this transaction used got
+        a new schema since (or was dropped or truncated) -> TxnAbortedError, nothing written."""
         if self.done:
             raise UpstreamError(f"transaction started at {self.start_ts} already finished")
         if not self.mutations:
             self.done = True
             return 0
+        with self.catalog.lease.shared():
+            try:
+                self.catalog.check_unchanged(self._schema_versions())
+            except TxnAbortedError:
+                self.done = True
+                raise
+            return self._commit_locked()
+
+    def _commit_locked(self) -> int:
         muts = list(self.mutations.values())
         if self.one_pc and self.after_prewrite is None and self.after_prewrite_batch is None:
             try:
@@ -601,15 +830,28 @@ def run_txn(
     raise AssertionError("unreachable")
 
 
+def scan_records(
+    store: PercolatorStore, tso: TimestampOracle, table: Mapping[str, Any], ts: int,
+) -> list[tuple[bytes, bytes]]:
+    """Every (record key, row value) of a table at ts, in key order (locks met are resolved
+    as a reader would)."""
+    start, end = record_range(table["id"])
+    resolver = LockResolver(store, tso)
+    return list(resolver.retry(lambda: store.scan(start, end, ts), ts))
+
+
+def decode_records(table: Mapping[str, Any], pairs: Sequence[tuple[bytes, bytes]]) -> list[dict[str, Any]]:
+    """Rows as ``{column: value}`` (``codec.decode_row``'s values, the handle column or
+    ``_tidb_rowid`` from the key) of records of ``table``."""
+    info = table_info_of(table)
+    return [decode_value(table, k, v, info) for k, v in pairs]
+
+
 def scan_table(
     store: PercolatorStore, tso: TimestampOracle, table: Mapping[str, Any], ts: int,
 ) -> list[dict[str, Any]]:
     """Every row of a table at ts (locks met are resolved as a reader would)."""
-    start, end = record_range(table["id"])
-    resolver = LockResolver(store, tso)
-    pairs = resolver.retry(lambda: store.scan(start, end, ts), ts)
-    info = table_info_of(table)
-    return [decode_value(table, k, v, info) for k, v in pairs]
+    return decode_records(table, scan_records(store, tso, table, ts))
 
 
 def get_row(

@@ -18,7 +18,10 @@ reader or the cluster decides them — a 2PC transaction is rolled back; an asyn
 dies after all its prewrites half the time, and is then committed, or after only some of them,
 and is rolled back), ``rollback`` (prewrite, then an explicit rollback),
 ``large`` (one transaction over many keys), ``split_merge`` (a region split or merge next
-to the transactions), ``schema`` (add or drop a column mid-stream; orders only).
+to the transactions), ``schema`` (a schema change mid-stream, orders only: every kind of DDL
+TiDB runs — ADD/DROP COLUMN, MODIFY COLUMN in place (INT -> BIGINT, ENUM/SET member appended,
+longer VARCHAR) and through a new column id (reorg), TRUNCATE, RENAME, DROP + CREATE — on
+``shop.orders``, ``shop.customers`` and ``shop.audit``, a table written in row format v1).
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ from decimal import Decimal
 from typing import Any, Callable
 
 from pyspark_theflash.codec import encode_record_key
+from pyspark_theflash.schema import types as T
 from pyspark_theflash.upstream.errors import SchemaError, TxnAbortedError, UpstreamError
 from pyspark_theflash.upstream.tidb import Abandoned, Txn, make_column
 
@@ -410,20 +414,32 @@ def orders_columns() -> dict[str, list[tuple[str, str, dict[str, Any]]]]:
     }
 
 
+AUDIT = f"{ORDERS_DB}.audit"
+AUDIT_PREVIOUS = f"{ORDERS_DB}.audit_previous"
+
+
+def audit_columns() -> list[dict[str, Any]]:
+    """``shop.audit``: no primary key (_tidb_rowid handle), rows in TiDB's old format v1."""
+    return [make_column("order_id", "BIGINT", not_null=True), make_column("event", "VARCHAR(32)"),
+            make_column("at", "DATETIME(3)")]
+
+
 class OrdersWorkload(Workload):
     """New orders (with new customers now and then), status updates, cancellations that
-    delete an order and its items; every type, NULLs included."""
+    delete an order and its items, audit rows; every type, NULLs included. Values of columns
+    a schema change added or retyped follow the schema the transaction writes with."""
 
     name = "orders"
 
     def __init__(self, cluster: Any, **kw: Any) -> None:
         super().__init__(cluster, **kw)
         self._mu = threading.Lock()
+        self._schema_mu = threading.Lock()  # one schema change at a time (TiDB's DDL owner runs one job)
         self._customers: list[tuple[str, int]] = []
         self._orders: dict[int, list[int]] = {}  # order id -> item row ids
         self._next_order = 0
         self._next_customer = 0
-        self._added_columns: list[str] = []
+        self._schema_changes = 0
 
     def setup(self) -> None:
         cols = orders_columns()
@@ -440,6 +456,8 @@ class OrdersWorkload(Workload):
                 f"{ORDERS_DB}.{name}", [make_column(n, t, **o) for n, t, o in cols[name]],
                 primary_key=pk, clustered=clustered,
             )
+        if self.faults.schema and (ORDERS_DB, "audit") not in existing:
+            self.cluster.create_table(AUDIT, audit_columns(), row_format=1)
         with self._mu:
             for row in self.cluster.scan_table(f"{ORDERS_DB}.orders"):
                 self._orders[row["id"]] = []
@@ -526,6 +544,8 @@ class OrdersWorkload(Workload):
         roll = rng.random()
         with self._mu:
             have_orders = bool(self._orders)
+        if self.faults.schema and rng.random() < 0.15:
+            self.audit(rng)
         if roll < 0.6 or not have_orders:
             self.new_order(rng)
         elif roll < 0.9:
@@ -550,8 +570,10 @@ class OrdersWorkload(Workload):
         def body(t: Txn) -> None:
             item_ids.clear()
             if new_customer:
-                t.insert(f"{ORDERS_DB}.customers", self._customer_row(rng, *customer))
-            t.insert(f"{ORDERS_DB}.orders", self._order_row(rng, oid, customer))
+                t.insert(f"{ORDERS_DB}.customers", self._customer_row(rng, *customer) | _changed_values(
+                    rng, t.table(f"{ORDERS_DB}.customers"), ("tags",)))
+            t.insert(f"{ORDERS_DB}.orders", self._order_row(rng, oid, customer) | _changed_values(
+                rng, t.table(f"{ORDERS_DB}.orders"), ()))
             for n in range(n_items):
                 item_ids.append(t.insert(f"{ORDERS_DB}.order_items", self._item_row(rng, oid, n)))
 
@@ -571,8 +593,12 @@ class OrdersWorkload(Workload):
         def body(t: Txn) -> None:
             if t.get(f"{ORDERS_DB}.orders", oid) is None:
                 return
-            t.update(f"{ORDERS_DB}.orders", {"id": oid, "status": status, "total": Decimal(rng.randrange(10**6)) / 100,
-                                             "note": self._maybe(rng, f"now {status}", 0.5)})
+            table = t.table(f"{ORDERS_DB}.orders")
+            members = _elems(table, "status")
+            now = members[-1] if len(members) > 4 and rng.random() < 0.3 else status  # an appended member
+            t.update(f"{ORDERS_DB}.orders", {"id": oid, "status": now, "total": Decimal(rng.randrange(10**6)) / 100,
+                                             "note": self._maybe(rng, f"now {now}", 0.5)}
+                     | _changed_values(rng, table, ()))
 
         self.commit(rng, body)
 
@@ -593,19 +619,106 @@ class OrdersWorkload(Workload):
             with self._mu:
                 self._orders.pop(oid, None)
 
-    def change_schema(self, rng: random.Random) -> None:
-        """Add a column with a default (old rows read it as the default) or drop one added."""
+    def audit(self, rng: random.Random) -> None:
+        """An audit row (row format v1) of a random order; the table may be in the middle of a
+        DROP + CREATE (then there is nothing to write to)."""
         with self._mu:
-            if self._added_columns and rng.random() < 0.4:
-                name = self._added_columns.pop(rng.randrange(len(self._added_columns)))
-                self.cluster.drop_column(f"{ORDERS_DB}.orders", name)
-            else:
-                name = f"extra_{len(self._added_columns)}_{rng.randrange(10**6)}"
-                self.cluster.add_column(f"{ORDERS_DB}.orders", make_column(name, "INT"), default=rng.randrange(100))
-                self._added_columns.append(name)
+            oid = self._next_order
+
+        def body(t: Txn) -> None:
+            row = {"order_id": oid, "event": rng.choice(["viewed", "paid", "mailed"]),
+                   "at": dt.datetime(2024, 1, 1) + dt.timedelta(milliseconds=rng.randrange(10**10))}
+            t.insert(AUDIT, row | _changed_values(rng, t.table(AUDIT), ()))
+
+        try:
+            self.commit(rng, body)
+        except SchemaError:
+            pass  # shop.audit is being dropped and created again
+
+    def change_schema(self, rng: random.Random) -> None:
+        """One schema change, as TiDB runs them (one DDL job at a time), chosen at random among
+        every kind: ADD/DROP COLUMN and MODIFY COLUMN in place or through a reorg on
+        ``shop.orders``; ENUM/SET members appended and a longer VARCHAR on ``shop.orders`` /
+        ``shop.customers``; TRUNCATE, RENAME + CREATE, DROP + CREATE and ADD COLUMN on
+        ``shop.audit`` (rows in format v1). A change the data refuses (a reorg whose values
+        do not fit) fails as TiDB's would and changes nothing."""
+        orders, customers = f"{ORDERS_DB}.orders", f"{ORDERS_DB}.customers"
+        with self._schema_mu:
+            n = self._schema_changes = self._schema_changes + 1
+            table = self.cluster.table_info(ORDERS_DB, "orders")
+            extras = {c["name"]["O"]: c for c in table["cols"] if c["name"]["O"].startswith("extra_")}
+            kind = rng.choice(["add", "add", "drop", "widen", "reorg", "enum", "set", "varchar",
+                               "truncate", "recreate", "rename", "audit_column"])
+            try:
+                if kind == "add" or (kind in ("drop", "widen", "reorg") and not extras):
+                    self.cluster.add_column(orders, make_column(f"extra_{n}", "INT"), default=rng.randrange(100))
+                elif kind == "drop":
+                    self.cluster.drop_column(orders, rng.choice(sorted(extras)))
+                elif kind == "widen":
+                    ints = sorted(c for c, v in extras.items() if v["type"]["Tp"] == T.TYPE_LONG)
+                    if ints:  # INT -> BIGINT keeps the column id: bigger values follow at once
+                        self.cluster.modify_column(orders, rng.choice(ints), make_column("_", "BIGINT"))
+                elif kind == "reorg":  # a type TiDB cannot change in place: a new column id, rows rewritten
+                    name = rng.choice(sorted(extras))
+                    self.cluster.modify_column(orders, name, make_column(name, "VARCHAR(24)"))
+                elif kind == "enum":
+                    members = _elems(table, "status")
+                    self.cluster.modify_column(orders, "status", make_column(
+                        "status", "ENUM(" + ",".join(f"'{m}'" for m in [*members, f"state{n}"]) + ")"))
+                elif kind == "set":
+                    members = _elems(self.cluster.table_info(ORDERS_DB, "customers"), "tags")
+                    if len(members) < 64:
+                        self.cluster.modify_column(customers, "tags", make_column(
+                            "tags", "SET(" + ",".join(f"'{m}'" for m in [*members, f"tag{n}"]) + ")"))
+                elif kind == "varchar":
+                    email = next(c for c in self.cluster.table_info(ORDERS_DB, "customers")["cols"]
+                                 if c["name"]["O"] == "email")
+                    self.cluster.modify_column(customers, "email", make_column("email", f"VARCHAR({email['type']['Flen'] + 1})"))
+                elif kind == "truncate":
+                    self.cluster.truncate_table(AUDIT)
+                elif kind == "recreate":
+                    self.cluster.drop_table(AUDIT)
+                    self.cluster.create_table(AUDIT, audit_columns(), row_format=1)
+                elif kind == "rename":
+                    if (ORDERS_DB, "audit_previous") in set(self.cluster.list_tables()):
+                        self.cluster.drop_table(AUDIT_PREVIOUS)
+                    self.cluster.rename_table(AUDIT, AUDIT_PREVIOUS)
+                    self.cluster.create_table(AUDIT, audit_columns(), row_format=1)
+                elif kind == "audit_column":
+                    self.cluster.add_column(AUDIT, make_column(f"extra_{n}", "INT"), default=n)
+            except SchemaError:
+                return  # refused (values that do not fit, a name taken): nothing changed
         self.stats.add("schema_changes")
 
 
+def _elems(table: dict[str, Any], column: str) -> list[str]:
+    col = next(c for c in table["cols"] if c["name"]["O"] == column)
+    return list(col["type"].get("Elems") or [])
+
+
+def _changed_values(rng: random.Random, table: dict[str, Any], members_of: tuple[str, ...]) -> dict[str, Any]:
+    """Values for the columns schema changes added or retyped (``extra_*``) as the schema the
+    transaction writes with types them, the widest values that type holds now and then (a
+    widened INT gets values beyond 32 bits at once); for SET columns in ``members_of``,
+    members appended by a schema change."""
+    out: dict[str, Any] = {}
+    for c in table["cols"]:
+        name, tp = c["name"]["O"], c["type"]["Tp"]
+        if name.startswith("extra_"):
+            if rng.random() < 0.2:
+                out[name] = None
+            elif tp == T.TYPE_LONG:
+                out[name] = rng.choice([rng.randint(-(1 << 31), (1 << 31) - 1), (1 << 31) - 1, rng.randrange(100)])
+            elif tp == T.TYPE_LONGLONG:
+                out[name] = rng.choice([1099511627781, rng.randint(-(1 << 62), 1 << 62), rng.randrange(100)])
+            else:
+                out[name] = f"v{rng.randrange(10**6)}"
+        elif name in members_of and len(c["type"].get("Elems") or ()) > 3 and rng.random() < 0.5:
+            out[name] = c["type"]["Elems"][-1]
+    return out
+
+
+WORKLOADS: dict[str, type[Workload]] = {"bank": BankWorkload, "orders": OrdersWorkload}
 # ------------------------------------------------------------------------- types
 
 TYPES_TABLE = "kinds.every_type"

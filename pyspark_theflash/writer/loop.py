@@ -8,6 +8,7 @@ applied index — so a SIGKILL at any point loses and doubles nothing.
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -24,7 +25,7 @@ from pyspark_theflash.upstream.pd import RAFT_INIT_LOG_INDEX
 from pyspark_theflash.writer.binlog_bounds import binlog_bounds
 from pyspark_theflash.writer import last_error
 from pyspark_theflash.writer.daemon import remove_pid_file, write_pid_file
-from pyspark_theflash.writer.errors import SchemaUnavailableError, WriterConfigError
+from pyspark_theflash.writer.errors import SchemaUnavailableError, TableGoneUpstreamError, WriterConfigError
 from pyspark_theflash.writer.options import WriterOptions
 from pyspark_theflash.writer.progress import Progress
 from pyspark_theflash.writer.schema_guard import column_ids_by_table, unknown_column_ids
@@ -86,6 +87,7 @@ class Writer:
         self._unflushed_events = 0
         self._pending_flush: tuple[Any, float] | None = None  # (PendingFlush, started) not yet durable
         self._columns_cache: dict[int, set[int]] | None = None
+        self._skipped_columns: dict[int, set[int]] = {}  # column ids of no known version (dropped long ago)
         self._last_request_seen = 0  # flush requests up to this id were looked at after a flush
         now = time.monotonic()
         self._last_flush = self._last_compact = self._last_renew = now
@@ -318,12 +320,20 @@ class Writer:
         self.progress.read_position = str(batch[-1].next)
 
     def _write(self, events: Sequence[binlog_pb2.Event], position: Position) -> Any:
-        """Apply one batch, fetching the schemas it needs: an unknown table is looked up once
-        (replicated → put_schema, filtered out → ignore_table) and the batch retried; rows
-        carrying column ids the stored schema lacks make one re-fetch of that table's schema,
-        then the error stands."""
-        from pyspark_theflash.store.errors import UnknownTableError
+        """Apply one batch with the schemas it needs.
 
+        DDL events first: each makes a table version, in force from its commit ts (a table the
+        --tables filter excludes is ignored from its first DDL on). Then rows carrying column
+        ids that no stored version of their table has make one re-fetch of the table's schema
+        (a store that started mid-stream, or a log without DDL events); ids still unknown
+        after it belong to columns dropped before anything the store holds and are skipped
+        (no schema could read them). An unknown table is looked up once (replicated →
+        put_schema, filtered out → ignore_table, gone upstream → ignore_table) and the batch
+        retried."""
+        from pyspark_theflash.store.errors import UnknownRegionError, UnknownTableError
+
+        self._apply_ddl(events)
+        introduced: set[int] = set()
         seen_columns = column_ids_by_table(events)
         resolved: set[int] = set()
         refetched: set[int] = set()
@@ -331,18 +341,25 @@ class Writer:
             missing = unknown_column_ids(seen_columns, self._known_columns())
             for table_id, column_ids in missing.items():
                 if table_id in refetched:
-                    raise SchemaUnavailableError(
-                        f"rows of table {table_id} in the batch ending at binlog position {position} carry column ids "
-                        f"{column_ids} that its schema lacks even after re-fetching it from the upstream; the binlog "
-                        "and the upstream's schema disagree: check the table's DDL history"
-                    )
+                    log.warning(
+                        "rows of table %d in the batch ending at binlog position %s carry column ids %s that no schema "
+                        "version of it has, even after re-fetching it: columns dropped before the store's first event "
+                        "of the table; their values are skipped", table_id, position, column_ids)
+                    self._skipped_columns.setdefault(table_id, set()).update(column_ids)
+                    self._columns_cache = None  # known from now on: no re-fetch per batch
+                    continue
                 refetched.add(table_id)
                 log.info("rows of table %d carry unknown column ids %s: re-fetching its schema", table_id, column_ids)
                 self._learn_table(table_id)
-            if missing:
+            if missing.keys() - refetched:
                 continue
             try:
                 return self.apply_batch(self.store, events, position)
+            except UnknownRegionError as exc:
+                if exc.region_id in introduced:
+                    raise
+                introduced.add(exc.region_id)
+                self._introduce_region(exc)
             except UnknownTableError as exc:
                 if exc.table_id in resolved:
                     raise SchemaUnavailableError(
@@ -352,12 +369,58 @@ class Writer:
                 resolved.add(exc.table_id)
                 self._learn_table(exc.table_id)
 
-    def _known_columns(self) -> dict[int, set[int]]:
-        """Column ids of the newest stored schema of every replicated table (cached until the
-        writer stores a schema)."""
-        if self._columns_cache is None:
+    def _introduce_region(self, exc: Any) -> None:
+        """A batch has events of a region no snapshot or split introduced to the store (a split
+        that raced the bootstrap, a log that starts after the region's birth): apply the
+        region's current snapshot from the upstream (the batch's events at or below its index
+        are then skipped). A region merged away since is covered by the snapshots of the
+        upstream's regions the store does not know yet. The store never guesses a range."""
+        from pyspark_theflash.upstream.errors import UpstreamError
+
+        if self.upstream is None:
+            raise WriterConfigError(f"{exc}; without --upstream the writer cannot fetch a region snapshot") from exc
+        log.info("region %d is new to the store: applying the snapshot of region %d", exc.region_id,
+                 exc.snapshot_region)
+        try:
+            snapshots = [self.upstream.region_snapshot(int(exc.snapshot_region))]
+        except UpstreamError:  # gone upstream (merged away): take every region the store lacks
             with self.store.snapshot() as view:
-                self._columns_cache = {int(t.id): {int(c.id) for c in t.columns} for t in view.tables()}
+                known = {int(r.id) for r in view.regions(include_gone=True)}
+            snapshots = []
+            for region in self.upstream.regions():
+                if int(region.id) not in known:
+                    try:
+                        snapshots.append(self.upstream.region_snapshot(int(region.id)))
+                    except UpstreamError:
+                        continue  # merged again meanwhile: the next unknown event asks again
+        for snapshot in snapshots:
+            self.apply_batch(self.store, [snapshot], None)  # type: ignore[arg-type]
+
+    def _apply_ddl(self, events: Sequence[binlog_pb2.Event]) -> None:
+        """The batch's DDL events, in order: a table id met for the first time is replicated
+        when --tables matches its name (else ignored from then on); the store records the
+        version, in force from the DDL's commit ts, and the ids it creates or retires."""
+        for event in events:
+            if event.WhichOneof("payload") != "ddl":
+                continue
+            ddl = event.ddl
+            name = table_name(json.loads(ddl.table_info or b"{}"))
+            if self.store.replicates(ddl.table_id) is None and not self.options.tables.matches(ddl.db, name):
+                log.info("ignoring %s.%s (table %d): not in --tables %s", ddl.db, name, ddl.table_id, self.options.tables)
+                self.store.ignore_table(int(ddl.table_id), ddl.db, name)
+            if self.store.apply_ddl(event):
+                log.info("schema change %s of %s.%s (table %d) at ts %d: schema version %d",
+                         binlog_pb2.Ddl.Type.Name(ddl.type), ddl.db, name, ddl.table_id, ddl.commit_ts,
+                         ddl.schema_version)
+                self._columns_cache = None
+
+    def _known_columns(self) -> dict[int, set[int]]:
+        """Column ids of every stored version of every replicated table, and those skipped as
+        dropped (cached until the writer stores a schema)."""
+        if self._columns_cache is None:
+            self._columns_cache = self.store.known_column_ids()
+            for table_id, ids in self._skipped_columns.items():
+                self._columns_cache.setdefault(table_id, set()).update(ids)
         return self._columns_cache
 
     def _learn_table(self, table_id: int) -> None:
@@ -366,7 +429,14 @@ class Writer:
                 f"the binlog has rows of table {table_id} the store has no schema for, and the writer has no "
                 "way to fetch it: pass --upstream grpc://host:port or --schema-url http://host:port"
             )
-        db, info = self.schemas.table_info_by_id(table_id)
+        try:
+            db, info = self.schemas.table_info_by_id(table_id)
+        except TableGoneUpstreamError as exc:
+            if self.store.replicates(table_id):
+                return  # known here, gone upstream (dropped since): its stored versions decode its rows
+            log.info("ignoring table %d: the upstream no longer has it (%s)", table_id, exc)
+            self.store.ignore_table(table_id, "", f"table {table_id} (gone upstream)")
+            return
         name = table_name(info)
         if self.options.tables.matches(db, name):
             log.info("replicating %s.%s (table %d, schema version %s)", db, name, table_id, info.get("schema_version"))
@@ -486,13 +556,26 @@ class Writer:
                 "back to its start (or --bootstrap-snapshot was given): seeding from region snapshots needs "
                 "--upstream grpc://host:port"
             )
+        from pyspark_theflash.upstream.errors import UpstreamError
+
         head = binlog_bounds(self.options.binlog).head
         self.progress.state = "bootstrapping"
-        regions = self.upstream.regions()
-        log.info("bootstrapping %d regions from snapshots; the binlog resumes at %s", len(regions), head)
-        for region in regions:
-            event = self.upstream.region_snapshot(int(region.id))
-            self._write([event], head)
+        taken: set[int] = set()
+        # A region may split (or merge) between listing and its snapshot: the parent's snapshot
+        # then already holds the split, whose admin event the binlog replay skips, so the new
+        # region would be introduced by nothing. List again until every listed region is taken.
+        while True:
+            regions = [r for r in self.upstream.regions() if int(r.id) not in taken]
+            if not regions:
+                break
+            log.info("bootstrapping %d regions from snapshots; the binlog resumes at %s", len(regions), head)
+            for region in regions:
+                taken.add(int(region.id))
+                try:
+                    event = self.upstream.region_snapshot(int(region.id))
+                except UpstreamError:
+                    continue  # merged away since listing: its keys are in a region listed next
+                self._write([event], head)
         self.store.flush()
         self._note_store_state()
         return head

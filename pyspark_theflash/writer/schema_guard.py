@@ -1,10 +1,12 @@
 """Rows that need a newer schema than the store holds.
 
-TiDB rows (format v2) name their columns by id, and a decoder skips ids it does not know —
-after an ADD COLUMN upstream, rows written with the new column would silently lose it. Before
-a batch is applied the writer collects, per table, the column ids its v2 rows carry
-(vectorised: one byte buffer, headers read per header shape with numpy) and compares them
-with the stored schema; unknown ids mean "re-fetch the schema, store the new version, retry".
+TiDB rows name their columns by id, and a decoder skips ids it does not know — after an ADD
+COLUMN upstream that the store has not seen (no DDL event: a store that started mid-stream, a
+log without DDL), rows written with the new column would silently lose it. Before a batch is
+applied the writer collects, per table, the column ids its rows carry — v2 rows vectorised
+(one byte buffer, headers read per header shape with numpy), v1 rows (the old datum format,
+which the decoder reads row by row too) one at a time — and compares them with every stored
+version of the table; unknown ids mean "re-fetch the schema, store the new version, retry".
 """
 from __future__ import annotations
 
@@ -81,6 +83,7 @@ def column_ids_by_table(events: Iterable[binlog_pb2.Event]) -> dict[int, np.ndar
     fits = lengths[rows] >= 6 + n_ids * width
     rows, s, large, n_ids = rows[fits], s[fits], large[fits], n_ids[fits]
     found: dict[int, set[int]] = {}
+    _v1_column_ids(table_ids, buf, starts, lengths, found)
     shape = (large << 32) | n_ids
     for key in np.unique(shape):
         sel = shape == key
@@ -93,6 +96,25 @@ def column_ids_by_table(events: Iterable[binlog_pb2.Event]) -> dict[int, np.ndar
             per_table = ids[table_ids[rows[sel]] == tid]
             found.setdefault(int(tid), set()).update(np.unique(per_table).tolist())
     return {tid: np.array(sorted(ids), dtype=np.int64) for tid, ids in found.items()}
+
+
+def _v1_column_ids(table_ids: np.ndarray, buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
+                   found: dict[int, set[int]]) -> None:
+    """Add the column ids of the v1 rows (first byte not 0x80) to ``found``, row by row (rows
+    that do not parse are left to the decoder, which names them in its error)."""
+    from pyspark_theflash.codec.errors import CodecError
+    from pyspark_theflash.codec.row_v1 import decode_row_v1
+
+    ok = (lengths > 0) & (table_ids >= 0)
+    v1 = np.flatnonzero(ok)
+    v1 = v1[buf[starts[v1]] != _ROW_V2]
+    for i in v1.tolist():
+        try:
+            ids = decode_row_v1(buf[starts[i]:starts[i] + lengths[i]].tobytes()).keys()
+        except CodecError:
+            continue
+        if ids:
+            found.setdefault(int(table_ids[i]), set()).update(ids)
 
 
 def unknown_column_ids(seen: dict[int, np.ndarray], known: dict[int, set[int]]) -> dict[int, list[int]]:

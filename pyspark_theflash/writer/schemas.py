@@ -7,7 +7,7 @@ import urllib.error
 import urllib.request
 from typing import Any, Protocol
 
-from pyspark_theflash.writer.errors import SchemaUnavailableError
+from pyspark_theflash.writer.errors import SchemaUnavailableError, TableGoneUpstreamError
 
 
 class SchemaSource(Protocol):
@@ -35,7 +35,8 @@ class HttpSchemaSource:
             with urllib.request.urlopen(url, timeout=self.timeout_s) as resp:
                 body = json.loads(resp.read())
         except urllib.error.HTTPError as exc:
-            raise SchemaUnavailableError(f"schema endpoint {url} answered {exc.code}: table {table_id} unknown upstream") from exc
+            error = TableGoneUpstreamError if exc.code == 404 else SchemaUnavailableError
+            raise error(f"schema endpoint {url} answered {exc.code}: table {table_id} unknown upstream") from exc
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise SchemaUnavailableError(f"cannot fetch table {table_id} from schema endpoint {url}: {exc}") from exc
         info = body.get("table_info", body)
@@ -53,8 +54,12 @@ class UpstreamSchemaSource:
         self.client = client
 
     def table_info_by_id(self, table_id: int) -> tuple[str, dict[str, Any]]:
+        from pyspark_theflash.upstream.errors import SchemaError
+
         try:
             db, info = self.client.table_info_by_id(int(table_id))
+        except SchemaError as exc:  # the upstream answered: it has no such table (any more)
+            raise TableGoneUpstreamError(f"upstream has no table {table_id} (dropped or truncated?): {exc}") from exc
         except Exception as exc:  # the client's own error types; the message says what failed
             raise SchemaUnavailableError(f"upstream could not give table {table_id}'s schema: {exc}") from exc
         return str(db), dict(info)

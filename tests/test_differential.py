@@ -1,0 +1,85 @@
+"""The replica against its source, row for row: the orders workload with every kind of schema
+change (the ``schema`` fault), splits and merges, dying and rolled-back transactions runs on
+the mini cluster while the writer job applies its binlog; then the store is read through
+Spark at random timestamps (with the schema in force at each) and compared with the
+upstream's own read at the same ts over its gRPC service. No difference, no writer death."""
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from differential import compare_at
+from flash_rig import FlashRig
+from pyspark_theflash.upstream.client import connect
+from pyspark_theflash.upstream.workloads import Faults, OrdersWorkload
+
+TABLES = ("shop.orders", "shop.customers", "shop.order_items", "shop.audit")
+# Two cores shared with Spark and the workload: the writer may be tens of seconds behind.
+READ_WAIT = "180s"
+
+
+def _faults() -> Faults:
+    return Faults(schema=0.03, split_merge=0.05, dying=0.02, rollback=0.02, dying_ttl_ms=200)
+
+
+def _run(spark: Any, tmp_path: Path, *, seconds: float, timestamps: int, rate: float, seed: int,
+         during: bool) -> None:
+    # GC keeps every version of the run (the ts compared reach back to its start)
+    rig = FlashRig(tmp_path, expired_lock_grace_s=0.5, gc_life_time_s=3 * 3600)
+    upstream = connect(rig.upstream)
+    try:
+        workload = OrdersWorkload(rig.cluster, seed=seed, duration_s=seconds, rate=rate, threads=2,
+                                  faults=_faults())
+        workload.setup()
+        rig.start_writer()
+        workload.start()
+        rng = random.Random(seed)
+        seen: list[int] = []
+        results = []
+        while workload.running():
+            seen.append(rig.cluster.get_ts())
+            assert rig.writer_running, "the writer died"
+            if during and len(seen) > 5:  # compare while the workload and the schema changes go on
+                table = TABLES[len(results) % len(TABLES)]
+                ts = rng.randint(seen[0], seen[-1])
+                results.append(compare_at(spark, upstream, rig.options(region_wait_timeout=READ_WAIT), table, ts))
+            else:
+                workload.stop_event.wait(0.2)
+        workload.join()
+        assert workload.stats.errors == [], workload.stats.errors[:5]
+        assert workload.stats.schema_changes >= 3, workload.stats.summary()
+        seen.append(rig.cluster.get_ts())
+        # (more) random timestamps of the run, until at least `timestamps` were compared
+        picks = sorted(rng.randint(seen[0], seen[-1]) for _ in range(max(0, timestamps - len(results))))
+        for i, ts in enumerate(picks):  # one table at each, in turn
+            results.append(compare_at(spark, upstream, rig.options(region_wait_timeout=READ_WAIT), TABLES[i % len(TABLES)], ts))
+        final = rig.cluster.get_ts()  # every table at the latest ts, read with the current schema
+        for table in TABLES:
+            results.append(compare_at(spark, upstream, rig.options(region_wait_timeout=READ_WAIT), table, final, schema="current"))
+        assert rig.writer_running, "the writer died"
+        rig.stop_writer()  # raises the writer's error, if it had one
+        differing = [r for r in results if r.differences]
+        assert not differing, "\n".join(f"{r.table} at {r.ts}: {r.differences[:3]}" for r in differing[:5])
+        compared = {r.ts for r in results}  # (at an "absent" one both sides had no table of the name)
+        assert len(compared) >= timestamps, f"compared at {len(compared)} timestamps"
+        assert sum(r.rows for r in results) > 0
+    finally:
+        upstream.close()
+        rig.close()
+
+
+def test_replica_equals_upstream_at_random_timestamps_through_schema_changes_and_splits(
+        spark: Any, tmp_path: Path) -> None:
+    _run(spark, tmp_path, seconds=20, timestamps=20, rate=40, seed=11, during=False)
+
+
+@pytest.mark.slow
+def test_replica_equals_upstream_for_ten_minutes_of_schema_changes_at_200_timestamps(
+        spark: Any, tmp_path: Path) -> None:
+    started = time.monotonic()
+    _run(spark, tmp_path, seconds=600, timestamps=200, rate=25, seed=12, during=True)
+    assert time.monotonic() - started >= 600
