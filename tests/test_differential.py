@@ -1,6 +1,7 @@
-"""The replica against its source, row for row: the orders workload with every kind of schema
-change (the ``schema`` fault), splits and merges, dying and rolled-back transactions runs on
-the mini cluster while the writer job applies its binlog; then the store is read through
+"""The replica against its source, row for row: every workload runs at once on the mini
+cluster (orders with every kind of schema change, the ``schema`` fault; bank transfers with
+large transactions; rows of every TiDB type), in async commit as TiDB's default, with splits
+and merges, dying and rolled-back transactions, while the writer job applies its binlog; then the store is read through
 Spark at random timestamps (with the schema in force at each) and compared with the
 upstream's own read at the same ts over its gRPC service. No difference, no writer death."""
 from __future__ import annotations
@@ -15,15 +16,26 @@ import pytest
 from differential import compare_at
 from flash_rig import FlashRig
 from pyspark_theflash.upstream.client import connect
-from pyspark_theflash.upstream.workloads import Faults, OrdersWorkload
+from pyspark_theflash.upstream.workloads import (BANK_TABLE, TYPES_TABLE, BankWorkload, Faults, OrdersWorkload,
+                                                 TypesWorkload, Workload)
 
-TABLES = ("shop.orders", "shop.customers", "shop.order_items", "shop.audit")
+TABLES = ("shop.orders", "shop.customers", "shop.order_items", "shop.audit", BANK_TABLE, TYPES_TABLE)
 # Two cores shared with Spark and the workload: the writer may be tens of seconds behind.
 READ_WAIT = "180s"
 
 
-def _faults() -> Faults:
-    return Faults(schema=0.03, split_merge=0.05, dying=0.02, rollback=0.02, dying_ttl_ms=200)
+def _faults(**kw: float) -> Faults:
+    return Faults(split_merge=0.05, dying=0.02, rollback=0.02, dying_ttl_ms=200, **kw)
+
+
+def _workloads(cluster: Any, seconds: float, rate: float, seed: int) -> list[Workload]:
+    """The three workloads, sharing ``rate`` (orders, which carries the schema changes, most)."""
+    common = dict(seed=seed, duration_s=seconds)
+    return [
+        OrdersWorkload(cluster, rate=rate * 0.5, threads=2, faults=_faults(schema=0.03), **common),
+        BankWorkload(cluster, rate=rate * 0.3, faults=_faults(large=0.05), **common),
+        TypesWorkload(cluster, rate=rate * 0.2, rows=50, faults=_faults(), **common),
+    ]
 
 
 def _run(spark: Any, tmp_path: Path, *, seconds: float, timestamps: int, rate: float, seed: int,
@@ -32,15 +44,17 @@ def _run(spark: Any, tmp_path: Path, *, seconds: float, timestamps: int, rate: f
     rig = FlashRig(tmp_path, expired_lock_grace_s=0.5, gc_life_time_s=3 * 3600)
     upstream = connect(rig.upstream)
     try:
-        workload = OrdersWorkload(rig.cluster, seed=seed, duration_s=seconds, rate=rate, threads=2,
-                                  faults=_faults())
-        workload.setup()
+        workloads = _workloads(rig.cluster, seconds, rate, seed)
+        for workload in workloads:
+            workload.setup()
         rig.start_writer()
-        workload.start()
+        for workload in workloads:
+            workload.start()
+        orders = workloads[0]
         rng = random.Random(seed)
         seen: list[int] = []
         results = []
-        while workload.running():
+        while any(w.running() for w in workloads):
             seen.append(rig.cluster.get_ts())
             assert rig.writer_running, "the writer died"
             if during and len(seen) > 5:  # compare while the workload and the schema changes go on
@@ -48,10 +62,12 @@ def _run(spark: Any, tmp_path: Path, *, seconds: float, timestamps: int, rate: f
                 ts = rng.randint(seen[0], seen[-1])
                 results.append(compare_at(spark, upstream, rig.options(region_wait_timeout=READ_WAIT), table, ts))
             else:
-                workload.stop_event.wait(0.2)
-        workload.join()
-        assert workload.stats.errors == [], workload.stats.errors[:5]
-        assert workload.stats.schema_changes >= 3, workload.stats.summary()
+                orders.stop_event.wait(0.2)
+        for workload in workloads:
+            workload.join()
+            assert workload.stats.errors == [], (workload.name, workload.stats.errors[:5])
+        assert orders.stats.schema_changes >= 3, orders.stats.summary()
+        assert sum(w.stats.dying for w in workloads) > 0 and sum(w.stats.splits + w.stats.merges for w in workloads) > 0
         seen.append(rig.cluster.get_ts())
         # (more) random timestamps of the run, until at least `timestamps` were compared
         picks = sorted(rng.randint(seen[0], seen[-1]) for _ in range(max(0, timestamps - len(results))))
