@@ -53,9 +53,19 @@ def estimate_bytes(parts: Sequence[Any], lo: int | bytes | None, hi: int | bytes
     """Bytes of ``parts`` that fall in [lo, hi), prorated by handle span (parts are shared by
     the regions their partition overlaps). Binary (clustered common) handles have no span to
     prorate by: a part overlapping the range counts whole."""
+    return _prorated(parts, lo, hi, "bytes")
+
+
+def estimate_rows(parts: Sequence[Any], lo: int | bytes | None, hi: int | bytes | None) -> int:
+    """Rows (versions) of ``parts`` in [lo, hi), prorated as :func:`estimate_bytes` does: an
+    upper bound of the rows a read there returns (older versions and deletes are counted)."""
+    return _prorated(parts, lo, hi, "rows")
+
+
+def _prorated(parts: Sequence[Any], lo: int | bytes | None, hi: int | bytes | None, measure: str) -> int:
     total = 0.0
     for p in parts:
-        size = int(getattr(p, "bytes", 0) or 0)
+        size = int(getattr(p, measure, 0) or 0)
         pmin, pmax = getattr(p, "min_handle", None), getattr(p, "max_handle", None)
         if pmin is None or pmax is None or pmax <= pmin:
             total += size

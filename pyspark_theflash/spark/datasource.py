@@ -6,12 +6,13 @@ When Spark calls what (PySpark 4.2):
 
 * ``DataFrameReader.load()`` → a planner worker builds ``TheFlashDataSource(options)`` and
   calls ``schema()`` (unless the user gave ``.schema(...)``): the store's current schema.
-* Query planning → another worker calls ``reader(schema)`` and ``partitions()``. Planning the
-  scan — snapshot ts, read lease, learner read, lock resolution, pinned parts — happens there,
-  on the driver's machine. Spark keeps the result with the loaded DataFrame, so repeated
+* Query planning → another worker calls ``reader(schema)`` and ``partitions()``: a read
+  session (``scan.session``; snapshot ts, read lease, learner read, lock resolution, pinned
+  parts) is opened there, on the driver's machine, and each of its streams is one partition. Spark keeps the result with the loaded DataFrame, so repeated
   actions on one DataFrame read the same snapshot; load again for a fresh one.
-* Execution → each executor task calls ``read(partition)``, which renews the lease and reads
-  its pinned parts into Arrow batches of exactly the schema Spark expects.
+* Execution → each executor task calls ``read(partition)``, which reads its stream
+  (``read_stream``: renews the lease, reads the pinned parts) into Arrow batches of exactly
+  the schema Spark expects.
 
 The reader does not implement ``pushFilters``. PySpark 4.2.1 keeps the reader planned during
 filter pushdown on the data source object that every scan of one loaded DataFrame shares, and
@@ -33,11 +34,11 @@ from pyspark_theflash.scan.options import HIDDEN_READABLE, ScanOptions
 
 
 class TheFlashPartition(InputPartition):
-    """One planned partition (a ``scan.partitions.ScanPartition``)."""
+    """One stream of a read session (a ``scan.session.ReadStream``)."""
 
-    def __init__(self, scan: Any) -> None:
-        super().__init__(scan.index)
-        self.scan = scan
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream.index)
+        self.stream = stream
 
 
 def _table_info(options: ScanOptions) -> Any:
@@ -86,25 +87,24 @@ class TheFlashReader(DataSourceReader):
         self.columns = tuple(n for n in names if n not in HIDDEN_READABLE)
 
     def partitions(self) -> Sequence[InputPartition]:
-        from pyspark_theflash.scan.planner import plan
+        from pyspark_theflash.scan.session import open_read_session
 
-        scan_plan = plan(self.options.get("store", ""), None, self.options,
-                         columns=self.columns, hidden=self.hidden)
         # Executors renew the lease while they read; this planner worker may be gone by then.
-        scan_plan.detach()
-        return [TheFlashPartition(p) for p in scan_plan.partitions]
+        session = open_read_session(self.options.get("store", ""), None, options=self.options,
+                                    columns=self.columns + self.hidden, keep_alive=False)
+        return [TheFlashPartition(stream) for stream in session.streams]
 
     def read(self, partition: InputPartition) -> Iterator[Any]:
         import pyarrow as pa
         from pyspark.sql.pandas.types import to_arrow_schema
 
-        from pyspark_theflash.scan.read import read_partition
+        from pyspark_theflash.scan.session import read_stream
 
-        scan = getattr(partition, "scan", None)
-        if scan is None:
+        stream = getattr(partition, "stream", None)
+        if stream is None:
             return  # no regions (Spark's placeholder partition for an empty plan)
         expected = to_arrow_schema(self.schema, timezone="UTC")
-        for batch in read_partition(scan):
+        for batch in read_stream(stream):
             yield conform(batch, expected, pa)
 
 

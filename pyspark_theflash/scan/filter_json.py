@@ -1,0 +1,231 @@
+"""The ``filter`` of a read session as JSON: what clients without Python send (the Flight
+command, ``POST /v1/read-sessions``, the JVM connector), translated once into the store's one
+filter form (``store.predicate``), which prunes regions, parts and row groups and filters rows.
+
+A filter is a list of conjuncts, all of which must hold (an empty list: every row)::
+
+    [["id", ">=", 100], ["tag", "in", ["a", "b"]], ["note", "is_not_null"]]
+
+Each conjunct is ``[column, op]`` or ``[column, op, value]``:
+
+=====================================  ===============================================
+op                                     value
+=====================================  ===============================================
+``=`` ``!=`` ``<`` ``<=`` ``>`` ``>=``  one value of the column's type (``==``, ``<>`` too)
+``in`` / ``not_in``                    a list of values
+``is_null`` / ``is_not_null``          none
+``starts_with``                        a string (or bytes, for a binary column)
+=====================================  ===============================================
+
+A conjunct may also be ``{"or": [conjunct, ...]}`` (any holds) or ``{"not": conjunct}``.
+Values are plain JSON, read by the column's type: integers and floats as numbers; DECIMAL and
+BIGINT UNSIGNED as a number or a string of digits (``"12.50"``: exact); DATE as
+``"2024-02-29"``; DATETIME as ``"2024-02-29 23:59:59.000005"``; TIMESTAMP likewise, UTC
+unless an offset is given; TIME as ``"-838:59:59.000000"`` or microseconds; binary columns as
+``{"base64": "..."}``, ``{"hex": "..."}`` or a string (its UTF-8 bytes). Comparing with NULL
+is never true: use ``is_null``. Columns are the table's (any case) and the hidden
+``_tidb_rowid`` and ``_tidb_commit_ts``.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import decimal
+import re
+from typing import Any, Callable, Mapping
+
+import pyarrow as pa
+
+from pyspark_theflash.scan.errors import ScanOptionError
+from pyspark_theflash.scan.options import HIDDEN_READABLE
+from pyspark_theflash.store.predicate import (
+    And,
+    Comparison,
+    Expr,
+    In,
+    IsNotNull,
+    IsNull,
+    Not,
+    Or,
+    StartsWith,
+    decode_value,
+)
+
+COMPARISON_OPS = {"=": "==", "==": "==", "!=": "!=", "<>": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+OTHER_OPS = ("in", "not_in", "is_null", "is_not_null", "starts_with")
+_TIME = re.compile(r"^(-)?(\d+):(\d{1,2}):(\d{1,2})(?:\.(\d{1,6}))?$")
+_TAGS = frozenset({"float", "bytes", "decimal", "datetime", "date", "duration_us"})
+
+
+class FilterFormatError(ScanOptionError):
+    """A read session's ``filter`` is not in the documented JSON form, names an unknown column or
+    operator, or holds a value its column's type cannot take."""
+
+
+def filter_from_json(conjuncts: Any, table: Any) -> Expr | None:
+    """The filter as a ``store.predicate.Expr`` (None for no filter) over the columns of
+    ``table`` (a ``schema.TableInfo``), column names spelled as the table spells them."""
+    if conjuncts is None:
+        return None
+    if not isinstance(conjuncts, list):
+        raise FilterFormatError(
+            f"filter must be a JSON list of conjuncts like [[\"id\", \">=\", 100], [\"tag\", \"is_null\"]], "
+            f"not {_short(conjuncts)}")
+    types = _column_types(table)
+    exprs = [_conjunct(c, types, table) for c in conjuncts]
+    if not exprs:
+        return None
+    return exprs[0] if len(exprs) == 1 else And(*exprs)
+
+
+def _column_types(table: Any) -> dict[str, tuple[str, pa.DataType]]:
+    """lower-case name -> (the table's spelling, Arrow type), hidden columns included."""
+    from pyspark_theflash.schema import arrow_type
+
+    out = {c.name.lower(): (c.name, arrow_type(c)) for c in table.columns}
+    out["_tidb_rowid"] = ("_tidb_rowid", pa.binary() if table.is_common_handle else pa.int64())
+    out["_tidb_commit_ts"] = ("_tidb_commit_ts", pa.uint64())
+    return out
+
+
+def _conjunct(c: Any, types: Mapping[str, tuple[str, pa.DataType]], table: Any) -> Expr:
+    if isinstance(c, dict):
+        if set(c) == {"or"} and isinstance(c["or"], list) and c["or"]:
+            return Or(*(_conjunct(x, types, table) for x in c["or"]))
+        if set(c) == {"not"}:
+            return Not(_conjunct(c["not"], types, table))
+        raise FilterFormatError(f"filter conjunct {_short(c)}: an object must be {{\"or\": [...]}} or {{\"not\": ...}}")
+    if not isinstance(c, list) or len(c) not in (2, 3) or not isinstance(c[0], str) or not isinstance(c[1], str):
+        raise FilterFormatError(f"filter conjunct {_short(c)} is not [column, op] or [column, op, value]")
+    name, op = c[0], c[1].strip().lower()
+    known = types.get(name.lower())
+    if known is None:
+        visible = [col.name for col in table.columns] + list(HIDDEN_READABLE)
+        raise FilterFormatError(f"filter on {name!r}: table {table.db}.{table.name} has no such column; "
+                                f"its columns are {visible}")
+    column, typ = known
+    has_value = len(c) == 3
+    if op in ("is_null", "is_not_null"):
+        if has_value:
+            raise FilterFormatError(f"filter [{name!r}, {op!r}] takes no value")
+        return IsNull(column) if op == "is_null" else IsNotNull(column)
+    if not has_value:
+        raise FilterFormatError(f"filter [{name!r}, {op!r}] needs a value: [{name!r}, {op!r}, value]")
+    value = c[2]
+    if op in COMPARISON_OPS:
+        if value is None:
+            raise FilterFormatError(f"filter [{name!r}, {op!r}, null] is never true; use [{name!r}, \"is_null\"]")
+        return Comparison(column, COMPARISON_OPS[op], _value(value, typ, column))
+    if op in ("in", "not_in"):
+        if not isinstance(value, list):
+            raise FilterFormatError(f"filter [{name!r}, {op!r}, ...] needs a list of values, not {_short(value)}")
+        expr: Expr = In(column, [_value(v, typ, column) for v in value if v is not None])
+        return Not(expr) if op == "not_in" else expr
+    if op == "starts_with":
+        prefix = _value(value, typ, column)
+        if not isinstance(prefix, (str, bytes)):
+            raise FilterFormatError(f"filter [{name!r}, 'starts_with', ...]: column {column} is {typ}, not a string")
+        return StartsWith(column, prefix)
+    raise FilterFormatError(f"filter on {name!r}: unknown operator {c[1]!r}; use one of "
+                            f"{sorted(COMPARISON_OPS) + list(OTHER_OPS)}")
+
+
+def _value(v: Any, typ: pa.DataType, column: str) -> Any:
+    """A JSON value as the Python value of a column of Arrow type ``typ``."""
+    if isinstance(v, dict) and len(v) == 1 and next(iter(v)) in _TAGS:
+        return decode_value(v)  # the tagged form store.predicate writes
+    try:
+        return _CONVERT[_kind(typ)](v, typ)
+    except (ValueError, TypeError, ArithmeticError, binascii.Error, KeyError) as exc:
+        raise FilterFormatError(f"filter value {_short(v)} for column {column} ({typ}): {exc}") from None
+
+
+def _kind(typ: pa.DataType) -> str:
+    for test, kind in ((pa.types.is_boolean, "bool"), (pa.types.is_integer, "int"), (pa.types.is_floating, "float"),
+                       (pa.types.is_decimal, "decimal"), (pa.types.is_date, "date"), (pa.types.is_timestamp, "timestamp"),
+                       (pa.types.is_duration, "duration"), (pa.types.is_binary, "binary"), (pa.types.is_string, "string")):
+        if test(typ):
+            return kind
+    return "string"
+
+
+def _int(v: Any, typ: pa.DataType) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, str)):
+        raise TypeError("want an integer")
+    return int(v)
+
+
+def _float(v: Any, typ: pa.DataType) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise TypeError("want a number")
+    return float(v)
+
+
+def _decimal(v: Any, typ: pa.DataType) -> decimal.Decimal:
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise TypeError("want a number or a string of digits")
+    try:
+        return decimal.Decimal(repr(v) if isinstance(v, float) else str(v).strip())
+    except decimal.InvalidOperation:
+        raise ValueError("not a decimal number") from None
+
+
+def _string(v: Any, typ: pa.DataType) -> str:
+    if not isinstance(v, str):
+        raise TypeError("want a string")
+    return v
+
+
+def _binary(v: Any, typ: pa.DataType) -> bytes:
+    if isinstance(v, str):
+        return v.encode("utf-8")
+    if isinstance(v, dict) and set(v) == {"base64"}:
+        return base64.b64decode(v["base64"], validate=True)
+    if isinstance(v, dict) and set(v) == {"hex"}:
+        return bytes.fromhex(v["hex"])
+    raise TypeError('want {"base64": ...}, {"hex": ...} or a string')
+
+
+def _bool(v: Any, typ: pa.DataType) -> bool:
+    if not isinstance(v, bool):
+        raise TypeError("want true or false")
+    return v
+
+
+def _date(v: Any, typ: pa.DataType) -> dt.date:
+    return dt.date.fromisoformat(_string(v, typ))
+
+
+def _timestamp(v: Any, typ: pa.DataType) -> dt.datetime:
+    moment = dt.datetime.fromisoformat(_string(v, typ).replace("Z", "+00:00"))
+    if typ.tz is None:
+        if moment.tzinfo is not None:
+            raise ValueError("a DATETIME has no time zone; give the time without an offset")
+        return moment
+    return moment.replace(tzinfo=dt.timezone.utc) if moment.tzinfo is None else moment.astimezone(dt.timezone.utc)
+
+
+def _duration(v: Any, typ: pa.DataType) -> dt.timedelta:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return dt.timedelta(microseconds=v)
+    m = _TIME.match(_string(v, typ).strip())
+    if not m:
+        raise ValueError("want [-]HH:MM:SS[.ffffff] or microseconds")
+    sign, h, mi, s, frac = m.groups()
+    d = dt.timedelta(hours=int(h), minutes=int(mi), seconds=int(s), microseconds=int((frac or "0").ljust(6, "0")))
+    return -d if sign else d
+
+
+_CONVERT: dict[str, Callable[[Any, pa.DataType], Any]] = {
+    "bool": _bool, "int": _int, "float": _float, "decimal": _decimal, "date": _date, "timestamp": _timestamp,
+    "duration": _duration, "binary": _binary, "string": _string,
+}
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+__all__ = ["COMPARISON_OPS", "FilterFormatError", "OTHER_OPS", "filter_from_json"]
