@@ -1,0 +1,50 @@
+"""``theflash serve``: the TheFlash API service of a store (Arrow Flight and HTTP)."""
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from typing import Any
+
+DEFAULT_PORT = 8815  # Arrow Flight's customary port
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "serve", help="serve a store's read sessions over Arrow Flight and HTTP",
+        description="Serve read sessions of a store: Arrow Flight on --port, HTTP (Arrow IPC streams) on "
+        "--http-port, until SIGTERM/SIGINT. Runs beside the store's writer. See docs/service.md.")
+    parser.add_argument("--store", required=True, help="store directory (the writer's)")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default %(default)s)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help="Arrow Flight port (default %(default)s; 0: any free port)")
+    parser.add_argument("--http-port", type=int,
+                        help="HTTP port (default: --port + 1; any free port when --port is 0)")
+    parser.add_argument("--token-file", help="require 'Authorization: Bearer <token>' with the token on the file's first line")
+    parser.add_argument("--upstream", help="grpc://host:port of the upstream (default: the address the writer recorded)")
+    parser.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from pyspark_theflash.cli import CommandError
+    from pyspark_theflash.errors import TheFlashError
+    from pyspark_theflash.service import serve
+    from pyspark_theflash.store.manifest import manifest_path
+
+    if not manifest_path(args.store).exists():
+        raise CommandError(f"no store at {args.store}: {manifest_path(args.store)} does not exist "
+                           "(a writer creates it on its first run)")
+    try:
+        running = serve(args.store, host=args.host, port=args.port, http_port=args.http_port,
+                        token_file=args.token_file, upstream=args.upstream)
+    except TheFlashError as exc:
+        raise CommandError(str(exc)) from None
+    except OSError as exc:
+        raise CommandError(f"cannot listen on {args.host}: {exc}") from None
+    stopped = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopped.set())
+    print(f"serving store {args.store}: flight {running.flight_location}  http {running.http_url}", flush=True)
+    stopped.wait()
+    running.close()
+    return 0

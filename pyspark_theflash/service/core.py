@@ -1,0 +1,62 @@
+"""What both front ends serve: one engine, its read sessions, the token check and the counters.
+The Flight and HTTP front ends only translate their protocol to these calls."""
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from pyspark_theflash.service.auth import BearerAuth
+from pyspark_theflash.service.errors import ServiceError, classify
+from pyspark_theflash.service.metrics import ServiceMetrics
+from pyspark_theflash.service.sessions import SessionRegistry
+
+DEFAULT_FLUSH_TIMEOUT_S = 30.0
+
+
+class ReadService:
+    def __init__(self, engine: Any, *, token: str | None = None, keeper_interval_s: float = 1.0) -> None:
+        self.engine = engine
+        self.auth = BearerAuth(token)
+        self.metrics = ServiceMetrics()
+        self.sessions = SessionRegistry(engine, self.metrics, keeper_interval_s=keeper_interval_s)
+
+    def failed(self, exc: BaseException, frontend: str) -> ServiceError:
+        """``exc`` as the service error to answer with, counted."""
+        err = classify(exc)
+        self.metrics.add("theflash_service_errors_total", frontend=frontend, code=err.code)
+        return err
+
+    def tables(self) -> list[dict[str, Any]]:
+        from pyspark_theflash.schema import arrow_schema
+
+        out = []
+        for info in self.engine.tables():
+            schema = arrow_schema(info, toward_spark=True)
+            out.append({"table": f"{info.db}.{info.name}", "id": int(info.id), "schema_version": int(info.schema_version),
+                        "fields": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema]})
+        return out
+
+    def status(self) -> dict[str, Any]:
+        held = self.sessions.sessions()
+        return {"engine": self.engine.status(),
+                "sessions": [{"id": h.session.id, "table": h.session.table, "ts": h.session.ts,
+                              "frontend": h.frontend, "streams": len(h.session.streams),
+                              "active_streams": h.active_streams, "lease_id": h.session.lease_id,
+                              "lease_expires_at": h.session.lease_expires_at} for h in held]}
+
+    def flush(self, timeout_s: float | None = None) -> dict[str, Any]:
+        return self.engine.flush(DEFAULT_FLUSH_TIMEOUT_S if timeout_s is None else float(timeout_s))
+
+    @staticmethod
+    def describe(session: Any, stream_url: str | None = None) -> dict[str, Any]:
+        """A session as JSON: ``to_dict()`` plus the schema in Arrow IPC form (base64), and each
+        stream's URL when ``stream_url`` (a format with ``{id}`` and ``{n}``) is given."""
+        out = session.to_dict()
+        out["arrow_schema"] = base64.b64encode(session.schema.serialize().to_pybytes()).decode("ascii")
+        if stream_url is not None:
+            for s in out["streams"]:
+                s["url"] = stream_url.format(id=session.id, n=s["index"])
+        return out
+
+    def close(self) -> None:
+        self.sessions.close()

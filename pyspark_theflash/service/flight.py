@@ -1,0 +1,182 @@
+"""The Arrow Flight front end.
+
+* ``list_flights``: one ``FlightInfo`` per replicated table (its schema; the descriptor is the
+  command that reads it whole).
+* ``get_flight_info(FlightDescriptor.for_command(json))``: opens a read session (the JSON is a
+  read request, ``service/request.py``; a path descriptor ``["db.table"]`` reads a whole table)
+  and answers one endpoint per stream (ticket ``{"session": id, "stream": n}``, this server's
+  location), the schema, estimated records and bytes, and the session as JSON in
+  ``app_metadata``.
+* ``do_get(ticket)``: the stream's record batches.
+* actions ``renew`` / ``release`` (body ``{"session": id}``), ``flush`` (body ``{}`` or
+  ``{"timeout_s": 30}``), ``status``; each answers one JSON result.
+
+Errors are Flight errors whose message starts with the service's error code
+(``unknown_table: ...``) and whose ``extra_info`` is the same JSON the HTTP front end answers.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Iterator
+
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from pyspark_theflash.service.core import ReadService
+from pyspark_theflash.service.errors import BadRequestError, ServiceError, UnauthenticatedError
+from pyspark_theflash.service.request import ReadRequest
+
+log = logging.getLogger("theflash.service.flight")
+FRONTEND = "flight"
+ACTIONS = {
+    "renew": "renew a read session's lease: body {\"session\": id}; answers {\"session\", \"lease_expires_at\"}",
+    "release": "end a read session and release its lease: body {\"session\": id}",
+    "flush": "make everything the writer applied readable: body {} or {\"timeout_s\": 30}",
+    "status": "the engine's status and the sessions held, as JSON",
+}
+
+
+def flight_error(err: ServiceError) -> flight.FlightError:
+    text = f"{err.code}: {err.message}"
+    extra = json.dumps(err.to_dict()).encode()
+    if err.status == 401:
+        return flight.FlightUnauthenticatedError(text, extra)
+    if err.status == 503:
+        return flight.FlightUnavailableError(text, extra)
+    if err.status == 504:
+        return flight.FlightTimedOutError(text, extra)
+    if err.status >= 500:
+        return flight.FlightInternalError(text, extra)
+    return flight.FlightServerError(text, extra)
+
+
+class _BearerMiddlewareFactory(flight.ServerMiddlewareFactory):
+    def __init__(self, service: ReadService) -> None:
+        super().__init__()
+        self.service = service
+
+    def start_call(self, info: Any, headers: dict[str, list[str]]) -> None:
+        values = headers.get("authorization") or []
+        try:
+            self.service.auth.check(values[0] if values else None)
+        except UnauthenticatedError as exc:
+            raise flight_error(self.service.failed(exc, FRONTEND)) from None
+        return None
+
+
+class FlightService(flight.FlightServerBase):
+    """Serves ``service`` on ``grpc://host:port`` (port 0: any free one; ``.port`` says which)."""
+
+    def __init__(self, service: ReadService, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(f"grpc://{host}:{port}", middleware={"bearer": _BearerMiddlewareFactory(service)})
+        self.service = service
+        self.host = host
+        # Endpoints name this server unless it listens on every interface (then a client uses
+        # the location it connected to: an endpoint without locations means "here").
+        self.locations = [] if host in ("0.0.0.0", "::", "") else [flight.Location.for_grpc_tcp(host, self.port)]
+
+    # -- reading -------------------------------------------------------------------------------
+    def list_flights(self, context: Any, criteria: bytes) -> Iterator[flight.FlightInfo]:
+        from pyspark_theflash.schema import arrow_schema
+
+        try:
+            tables = self.service.engine.tables()
+        except Exception as exc:
+            raise flight_error(self.service.failed(exc, FRONTEND)) from None
+        for info in tables:
+            descriptor = flight.FlightDescriptor.for_command(json.dumps({"table": f"{info.db}.{info.name}"}))
+            yield flight.FlightInfo(arrow_schema(info, toward_spark=True), descriptor, [], -1, -1)
+
+    def get_flight_info(self, context: Any, descriptor: flight.FlightDescriptor) -> flight.FlightInfo:
+        try:
+            request = _request(descriptor)
+            session = self.service.sessions.open(request, FRONTEND)
+        except Exception as exc:
+            raise flight_error(self.service.failed(exc, FRONTEND)) from None
+        endpoints = [flight.FlightEndpoint(json.dumps({"session": session.id, "stream": s.index}).encode(),
+                                           self.locations) for s in session.streams]
+        metadata = json.dumps(ReadService.describe(session)).encode()
+        return flight.FlightInfo(session.schema, descriptor, endpoints, session.rows, session.bytes,
+                                 app_metadata=metadata)
+
+    def do_get(self, context: Any, ticket: flight.Ticket) -> flight.FlightDataStream:
+        try:
+            session_id, n = _ticket(ticket.ticket)
+            held = self.service.sessions.get(session_id)
+            batches = self.service.sessions.stream(session_id, n, FRONTEND)
+        except Exception as exc:
+            raise flight_error(self.service.failed(exc, FRONTEND)) from None
+        return flight.GeneratorStream(held.session.schema, self._guarded(batches))
+
+    def _guarded(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        """The batches; an error while reading becomes a Flight error with the service's code
+        (the client's read fails with it); closing early frees the stream."""
+        try:
+            yield from batches
+        except Exception as exc:
+            raise flight_error(self.service.failed(exc, FRONTEND)) from None
+        finally:
+            batches.close()  # type: ignore[attr-defined]
+
+    # -- actions -------------------------------------------------------------------------------
+    def list_actions(self, context: Any) -> list[tuple[str, str]]:
+        return list(ACTIONS.items())
+
+    def do_action(self, context: Any, action: flight.Action) -> Iterator[flight.Result]:
+        try:
+            result = self._action(action.type, action.body.to_pybytes() if action.body is not None else b"")
+        except Exception as exc:
+            raise flight_error(self.service.failed(exc, FRONTEND)) from None
+        return iter([flight.Result(json.dumps(result).encode())])
+
+    def _action(self, kind: str, body: bytes) -> dict[str, Any]:
+        if kind not in ACTIONS:
+            raise BadRequestError(f"unknown action {kind!r}; actions: {sorted(ACTIONS)}", code="invalid_option")
+        args = _json_object(body) if body.strip() else {}
+        if kind == "status":
+            return self.service.status()
+        if kind == "flush":
+            timeout = args.get("timeout_s")
+            if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))):
+                raise BadRequestError(f"timeout_s must be a number of seconds, got {timeout!r}", code="invalid_option")
+            return self.service.flush(timeout)
+        session_id = args.get("session")
+        if not isinstance(session_id, str):
+            raise BadRequestError(f"action {kind} needs a body {{\"session\": id}}, got {args!r}", code="invalid_option")
+        if kind == "renew":
+            return {"session": session_id, "lease_expires_at": self.service.sessions.renew(session_id)}
+        self.service.sessions.release(session_id)
+        return {"session": session_id, "released": True}
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequestError(f"not JSON ({exc})", code="malformed_json") from None
+    if not isinstance(data, dict):
+        raise BadRequestError(f"want a JSON object, got {type(data).__name__}", code="malformed_json")
+    return data
+
+
+def _request(descriptor: flight.FlightDescriptor) -> ReadRequest:
+    if descriptor.descriptor_type == flight.DescriptorType.CMD:
+        return ReadRequest.from_json(descriptor.command)
+    path = [p.decode() if isinstance(p, bytes) else str(p) for p in (descriptor.path or [])]
+    if len(path) in (1, 2):
+        return ReadRequest.from_dict({"table": ".".join(path)})
+    raise BadRequestError(f"a path descriptor names a table as [\"db.table\"] or [\"db\", \"table\"], got {path}",
+                          code="invalid_option")
+
+
+def _ticket(raw: bytes) -> tuple[str, int]:
+    try:
+        data = json.loads(raw)
+        session_id, n = data["session"], data["stream"]
+    except (ValueError, UnicodeDecodeError, TypeError, KeyError):
+        raise BadRequestError(f"ticket {raw[:80]!r} is not one this service issued ({{\"session\": id, \"stream\": n}})",
+                              code="malformed_ticket") from None
+    if not isinstance(session_id, str) or isinstance(n, bool) or not isinstance(n, int):
+        raise BadRequestError(f"ticket {raw[:80]!r} is not one this service issued", code="malformed_ticket")
+    return session_id, n

@@ -1,0 +1,87 @@
+"""The read request a client sends (Flight command, ``POST /v1/read-sessions`` body), parsed
+and checked before anything is planned.
+
+    {"table": "bank.accounts",          required: db.table
+     "snapshot_ts": 4520..., | "as_of": "2026-11-21 06:00:00",   default: the latest
+     "columns": ["id", "balance", "_tidb_rowid"],                default: every visible column
+     "filter": [["balance", ">", 0]],   see scan/filter_json.py
+     "isolation": "SI" | "RC",          default SI
+     "schema": "current" | "as_of",     default current
+     "lease_ttl": "120s", "batch_rows": 65536, "min_streams": 4, "stream_target_bytes": "64MiB",
+     "region_wait_timeout": "30s", "lock_wait_timeout": "60s"}
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyspark_theflash.service.errors import BadRequestError
+
+# request field -> the read option of scan.options it sets
+OPTION_FIELDS = {
+    "schema": "schema", "lease_ttl": "lease_ttl", "batch_rows": "batch_rows", "min_streams": "min_partitions",
+    "stream_target_bytes": "partition_target_bytes", "region_wait_timeout": "region_wait_timeout",
+    "lock_wait_timeout": "lock_wait_timeout",
+}
+FIELDS = ("table", "snapshot_ts", "as_of", "columns", "filter", "isolation", *OPTION_FIELDS)
+MAX_REQUEST_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class ReadRequest:
+    table: str
+    snapshot_ts: int | None = None
+    as_of: str | None = None
+    columns: tuple[str, ...] | None = None
+    filter: list[Any] | None = None
+    isolation: str | None = None
+    options: dict[str, str] = field(default_factory=dict)
+
+    @staticmethod
+    def from_json(body: bytes | str) -> "ReadRequest":
+        if len(body) > MAX_REQUEST_BYTES:
+            raise BadRequestError(f"read request of {len(body)} bytes is larger than {MAX_REQUEST_BYTES}")
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequestError(f"the read request is not JSON ({exc}); send an object like "
+                                  '{"table": "db.table"}', code="malformed_json") from None
+        return ReadRequest.from_dict(data)
+
+    @staticmethod
+    def from_dict(data: Any) -> "ReadRequest":
+        if not isinstance(data, dict):
+            raise BadRequestError(f"the read request must be a JSON object like {{\"table\": \"db.table\"}}, not "
+                                  f"{type(data).__name__}", code="malformed_json")
+        unknown = sorted(set(data) - set(FIELDS))
+        if unknown:
+            raise BadRequestError(f"unknown field(s) {unknown} in the read request; known: {list(FIELDS)}",
+                                  code="invalid_option")
+        table = data.get("table")
+        if not isinstance(table, str) or "." not in table:
+            raise BadRequestError(f"field table must be \"db.table\", got {table!r}", code="invalid_option")
+        snapshot_ts = data.get("snapshot_ts")
+        if snapshot_ts is not None and (isinstance(snapshot_ts, bool) or not isinstance(snapshot_ts, int)):
+            raise BadRequestError(f"field snapshot_ts must be a TSO number, got {snapshot_ts!r}", code="invalid_option")
+        as_of = data.get("as_of")
+        if as_of is not None and (isinstance(as_of, bool) or not isinstance(as_of, (str, int, float))):
+            raise BadRequestError(f"field as_of must be ISO-8601 text or unix seconds, got {as_of!r}",
+                                  code="invalid_option")
+        columns = data.get("columns")
+        if columns is not None and (not isinstance(columns, list) or not all(isinstance(c, str) for c in columns)):
+            raise BadRequestError(f"field columns must be a list of column names, got {columns!r}", code="invalid_option")
+        isolation = data.get("isolation")
+        if isolation is not None and not isinstance(isolation, str):
+            raise BadRequestError(f"field isolation must be \"SI\" or \"RC\", got {isolation!r}", code="invalid_option")
+        options = {}
+        for name, option in OPTION_FIELDS.items():
+            value = data.get(name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                raise BadRequestError(f"field {name} must be a string or a number, got {value!r}", code="invalid_option")
+            options[option] = str(value)
+        return ReadRequest(table=table, snapshot_ts=snapshot_ts, as_of=None if as_of is None else str(as_of),
+                           columns=None if columns is None else tuple(columns), filter=data.get("filter"),
+                           isolation=isolation, options=options)

@@ -1,0 +1,81 @@
+"""``serve(...)``: the TheFlash API service of one store, Flight and HTTP, in this process
+(``theflash serve``, or inside the writer's process with ``theflash writer run --serve``)."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark_theflash.service.auth import read_token_file
+from pyspark_theflash.service.core import ReadService
+from pyspark_theflash.service.flight import FlightService
+from pyspark_theflash.service.http import HttpService
+
+log = logging.getLogger("theflash.service")
+DEFAULT_HOST = "127.0.0.1"
+
+
+@dataclass
+class RunningService:
+    """A started service; ``close()`` stops both front ends and releases every session."""
+
+    service: ReadService
+    flight: FlightService
+    http: HttpService
+    owns_engine: bool
+
+    @property
+    def flight_location(self) -> str:
+        return f"grpc://{self.flight.host}:{self.flight.port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.http.host}:{self.http.port}"
+
+    def close(self) -> None:
+        self.http.close()
+        self.flight.shutdown()
+        self.service.close()
+        if self.owns_engine:
+            self.service.engine.close()
+
+    def __enter__(self) -> "RunningService":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def serve(store: str | None = None, *, engine: Any = None, host: str = DEFAULT_HOST, port: int = 0,
+          http_port: int | None = None, token: str | None = None, token_file: str | None = None,
+          upstream: str | None = None, keeper_interval_s: float = 1.0) -> RunningService:
+    """Serve the store at ``store`` (opened read-only beside its writer) or ``engine``: Flight on
+    ``port``, HTTP on ``http_port`` (default ``port + 1``; any free port when ``port`` is 0).
+    ``token`` / ``token_file``: require ``Authorization: Bearer <token>`` on every call."""
+    if token_file is not None:
+        token = read_token_file(token_file)
+    owns_engine = engine is None
+    if engine is None:
+        if store is None:
+            raise ValueError("serve() needs a store directory or an engine")
+        from pyspark_theflash.engine import open_engine
+
+        engine = open_engine(store, readonly=True, upstream=upstream)
+    service = ReadService(engine, token=token, keeper_interval_s=keeper_interval_s)
+    flight = http = None
+    try:
+        flight = FlightService(service, host, port)
+        if http_port is None:
+            http_port = flight.port + 1 if port else 0
+        http = HttpService(service, host, http_port)
+    except BaseException:
+        if flight is not None:
+            flight.shutdown()
+        service.close()
+        if owns_engine:
+            engine.close()
+        raise
+    running = RunningService(service, flight, http, owns_engine)
+    log.info("serving store %s: Flight %s, HTTP %s%s", engine.root, running.flight_location, running.http_url,
+             " (bearer token required)" if token else "")
+    return running

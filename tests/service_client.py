@@ -1,0 +1,79 @@
+"""Small clients of the TheFlash API service for tests and benchmarks: what a user would write
+with pyarrow.flight and the standard library's HTTP client."""
+from __future__ import annotations
+
+import http.client
+import json
+from typing import Any
+from urllib.parse import urlparse
+
+import pyarrow as pa
+import pyarrow.flight as flight
+
+
+class FlightReader:
+    def __init__(self, location: str, token: str | None = None) -> None:
+        self.client = flight.connect(location)
+        headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
+        self.options = flight.FlightCallOptions(headers=headers)
+
+    def info(self, request: dict[str, Any]) -> flight.FlightInfo:
+        return self.client.get_flight_info(flight.FlightDescriptor.for_command(json.dumps(request)), self.options)
+
+    def read(self, request: dict[str, Any]) -> tuple[pa.Table, dict[str, Any]]:
+        """Every stream of a new session, and the session (``app_metadata``); released after."""
+        info = self.info(request)
+        session = json.loads(info.app_metadata)
+        try:
+            tables = [self.client.do_get(e.ticket, self.options).read_all() for e in info.endpoints]
+        finally:
+            self.action("release", {"session": session["id"]})
+        return (pa.concat_tables(tables) if tables else info.schema.empty_table()), session
+
+    def action(self, kind: str, body: dict[str, Any] | None = None) -> Any:
+        results = list(self.client.do_action(flight.Action(kind, json.dumps(body or {}).encode()), self.options))
+        return json.loads(results[0].body.to_pybytes())
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class HttpReader:
+    def __init__(self, url: str, token: str | None = None) -> None:
+        parsed = urlparse(url)
+        self.host, self.port = parsed.hostname or "127.0.0.1", int(parsed.port or 80)
+        self.token = token
+
+    def request(self, method: str, path: str, body: Any = None, raw: bytes | None = None,
+                token: str | None = None) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+        try:
+            headers = {}
+            if token or self.token:
+                headers["Authorization"] = f"Bearer {token or self.token}"
+            data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+            if data is not None:
+                headers["Content-Type"] = "application/json"
+            conn.request(method, path, body=data, headers=headers)
+            resp = conn.getresponse()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+        finally:
+            conn.close()
+
+    def json(self, method: str, path: str, body: Any = None, **kw: Any) -> tuple[int, Any]:
+        status, _, data = self.request(method, path, body, **kw)
+        return status, (json.loads(data) if data else None)
+
+    def read(self, request: dict[str, Any]) -> tuple[pa.Table, dict[str, Any]]:
+        status, session = self.json("POST", "/v1/read-sessions", request)
+        assert status == 201, session
+        schema = pa.ipc.read_schema(pa.py_buffer(__import__("base64").b64decode(session["arrow_schema"])))
+        try:
+            tables = []
+            for stream in session["streams"]:
+                status, headers, data = self.request("GET", stream["url"])
+                assert status == 200 and headers["content-type"] == "application/vnd.apache.arrow.stream", data[:200]
+                tables.append(pa.ipc.open_stream(data).read_all())
+        finally:
+            assert self.request("DELETE", f"/v1/read-sessions/{session['id']}")[0] == 204
+        return (pa.concat_tables(tables) if tables else schema.empty_table()), session

@@ -1,0 +1,257 @@
+"""The TheFlash API service on 127.0.0.1: Flight and HTTP clients read the rows a read session
+reads; bad requests get clear errors and the server keeps serving; clients that go away free
+their streams; leases are renewed, released and expire; tokens; metrics."""
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.flight as flight
+import pytest
+
+from flash_rig import FlashRig, wait_for
+from pyspark_theflash.latch import connect as connect_latch
+from pyspark_theflash.scan.session import open_read_session, read_stream
+from pyspark_theflash.service import RunningService, serve
+from pyspark_theflash.upstream.tidb import make_column, record_key
+from service_client import FlightReader, HttpReader
+
+TABLE = "svc.items"
+ROWS = 3000
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlashRig]:
+    r = FlashRig(tmp_path_factory.mktemp("service"))
+    table = r.cluster.create_table(TABLE, [
+        make_column("id", "BIGINT", not_null=True), make_column("name", "VARCHAR(16)"), make_column("qty", "INT"),
+        make_column("price", "DECIMAL(10,2)"),
+    ], primary_key=["id"])
+    r.cluster.split_at(record_key(table, ROWS // 3))
+    r.cluster.split_at(record_key(table, 2 * ROWS // 3))
+    rows = pa.table({"id": pa.array(range(ROWS), pa.int64()), "name": [f"n{i}" for i in range(ROWS)],
+                     "qty": pa.array([i % 7 for i in range(ROWS)], pa.int32()),
+                     "price": pa.array([i * 25 for i in range(ROWS)], pa.decimal128(10, 2))})
+    r.cluster.bulk_insert(TABLE, rows, txn_rows=1000)
+    r.start_writer(interval_s=0.05)
+    r.wait_replicated(TABLE)
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def service(rig: FlashRig) -> Iterator[RunningService]:
+    running = serve(rig.store, port=0, keeper_interval_s=0.05)
+    yield running
+    running.close()
+
+
+@pytest.fixture(scope="module")
+def flight_reader(service: RunningService) -> Iterator[FlightReader]:
+    reader = FlightReader(service.flight_location)
+    yield reader
+    reader.close()
+
+
+@pytest.fixture(scope="module")
+def http_reader(service: RunningService) -> HttpReader:
+    return HttpReader(service.http_url)
+
+
+def direct(rig: FlashRig, ts: int, **kw) -> pa.Table:
+    with open_read_session(rig.store, TABLE, snapshot_ts=ts, options={"upstream": rig.upstream}, **kw) as s:
+        return pa.Table.from_batches([b for n in range(len(s.streams)) for b in read_stream(s, n)], schema=s.schema)
+
+
+def metric(service: RunningService, name: str, **labels: str) -> float:
+    return service.service.metrics.value(name, **labels)
+
+
+def test_flight_and_http_read_what_a_session_reads_at_one_ts(rig: FlashRig, service: RunningService,
+                                                           flight_reader: FlightReader, http_reader: HttpReader) -> None:
+    with rig.cluster.txn() as t:  # a change the read must see
+        t.update(TABLE, {"id": 5, "qty": 99})
+    ts = rig.cluster.get_ts()
+    for request in ({"table": TABLE, "snapshot_ts": ts},
+                    {"table": TABLE, "snapshot_ts": ts, "columns": ["price", "_tidb_rowid", "id"],
+                     "filter": [["qty", ">=", 5], ["price", "<", "500.00"]], "min_streams": 3}):
+        expected = direct(rig, ts, columns=request.get("columns"), filter=request.get("filter")).sort_by("id")
+        got_flight, session = flight_reader.read(request)
+        got_http, session_http = http_reader.read(request)
+        assert session["ts"] == session_http["ts"] == ts
+        assert len(session["streams"]) == 3
+        assert got_flight.schema == got_http.schema == expected.schema
+        assert got_flight.sort_by("id").equals(expected) and got_http.sort_by("id").equals(expected)
+    assert expected.num_rows > 0 and expected.column_names == ["price", "_tidb_rowid", "id"]
+    assert metric(service, "theflash_service_rows_total", frontend="flight") >= ROWS
+    assert metric(service, "theflash_service_sessions_active") == 0
+
+
+def test_list_flights_and_the_tables_resource_name_the_replicated_tables(
+        service: RunningService, flight_reader: FlightReader, http_reader: HttpReader) -> None:
+    infos = list(flight_reader.client.list_flights(options=flight_reader.options))
+    assert TABLE in [json.loads(i.descriptor.command)["table"] for i in infos]
+    info = next(i for i in infos if json.loads(i.descriptor.command)["table"] == TABLE)
+    assert info.schema.names == ["id", "name", "qty", "price"]
+    whole = flight_reader.client.get_flight_info(info.descriptor, flight_reader.options)  # the listed command reads it
+    assert sum(json.loads(whole.app_metadata)["streams"][i]["rows"] for i in range(len(whole.endpoints))) >= ROWS
+    flight_reader.action("release", {"session": json.loads(whole.app_metadata)["id"]})
+    status, body = http_reader.json("GET", "/v1/tables")
+    assert status == 200 and TABLE in [t["table"] for t in body["tables"]]
+
+
+BAD_REQUESTS = [
+    ({"table": "svc.nope"}, "unknown_table", 404, "svc.nope"),
+    ({"table": TABLE, "columns": ["id", "nope"]}, "invalid_option", 400, "no column(s) ['nope']"),
+    ({"table": TABLE, "filter": [["nope", "=", 1]]}, "invalid_filter", 400, "has no such column"),
+    ({"table": TABLE, "filter": [["qty", "=", "many"]]}, "invalid_filter", 400, "column qty"),
+    ({"table": TABLE, "colums": ["id"]}, "invalid_option", 400, "unknown field(s) ['colums']"),
+    ({"table": TABLE, "isolation": "XX"}, "invalid_option", 400, "isolation"),
+    ({"table": TABLE, "snapshot_ts": 1}, "snapshot_ts_out_of_range", 400, "below the GC safe point"),
+]
+
+
+def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(
+        rig: FlashRig, service: RunningService, flight_reader: FlightReader, http_reader: HttpReader) -> None:
+    rig.cluster.run_gc(rig.cluster.get_ts())  # a safe point above ts 1
+    wait_for(lambda: rig.cluster.gc_safe_point() > 1, 10, "the safe point to move")
+    for request, code, status, text in BAD_REQUESTS:
+        with pytest.raises(flight.FlightServerError, match=rf"^{code}: .*{__import__('re').escape(text)}"):
+            flight_reader.info(request)
+        got, body = http_reader.json("POST", "/v1/read-sessions", request)
+        assert (got, body["error"]["code"]) == (status, code) and text in body["error"]["message"], body
+    for raw in (b"{not json", b"[1, 2]", b""):
+        got, body = http_reader.json("POST", "/v1/read-sessions", raw=raw)
+        assert (got, body["error"]["code"]) == (400, "malformed_json"), body
+        with pytest.raises(flight.FlightServerError, match="^malformed_json: "):
+            flight_reader.client.get_flight_info(flight.FlightDescriptor.for_command(raw), flight_reader.options)
+    assert http_reader.json("GET", "/v1/read-sessions/abc123")[0] == 404
+    assert http_reader.json("GET", "/v1/read-sessions/abc123/streams/0")[1]["error"]["code"] == "unknown_session"
+    assert http_reader.json("DELETE", "/v1/read-sessions/abc123")[0] == 404
+    assert http_reader.json("GET", "/v1/nothing")[0] == 404
+    assert http_reader.json("PUT", "/v1/read-sessions", {})[1]["error"]["code"] == "method_not_allowed"
+    with pytest.raises(flight.FlightServerError, match="^malformed_ticket: "):
+        flight_reader.client.do_get(flight.Ticket(b"garbage"), flight_reader.options).read_all()
+    with pytest.raises(flight.FlightServerError, match="^unknown_session: "):
+        flight_reader.client.do_get(flight.Ticket(b'{"session": "ab", "stream": 0}'), flight_reader.options).read_all()
+    with pytest.raises(flight.FlightServerError, match="^invalid_option: unknown action"):
+        flight_reader.action("explode")
+    info = flight_reader.info({"table": TABLE})
+    session_id = json.loads(info.app_metadata)["id"]
+    with pytest.raises(flight.FlightServerError, match="^unknown_stream: "):
+        flight_reader.client.do_get(flight.Ticket(json.dumps({"session": session_id, "stream": 99}).encode()),
+                                    flight_reader.options).read_all()
+    flight_reader.action("release", {"session": session_id})
+    # still serving, on both front ends
+    assert flight_reader.read({"table": TABLE, "columns": ["id"]})[0].num_rows == ROWS
+    assert http_reader.read({"table": TABLE, "columns": ["id"]})[0].num_rows == ROWS
+    assert metric(service, "theflash_service_errors_total", frontend="http", code="unknown_table") >= 1
+    assert metric(service, "theflash_service_errors_total", frontend="flight", code="invalid_filter") >= 2
+
+
+def test_a_token_is_required_on_every_call_when_configured(rig: FlashRig, tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    with serve(rig.store, port=0, token_file=str(token_file)) as running:
+        for token in (None, "wrong"):
+            reader = FlightReader(running.flight_location, token)
+            with pytest.raises(flight.FlightUnauthenticatedError, match="unauthenticated: .*(needs a bearer|is wrong)"):
+                reader.info({"table": TABLE})
+            with pytest.raises(flight.FlightUnauthenticatedError):
+                list(reader.client.list_flights(options=reader.options))
+            reader.close()
+            http = HttpReader(running.http_url, token)
+            assert http.json("POST", "/v1/read-sessions", {"table": TABLE})[0] == 401
+            assert http.request("GET", "/metrics")[0] == 401
+        good = FlightReader(running.flight_location, TOKEN)
+        assert good.read({"table": TABLE, "columns": ["id"]})[0].num_rows == ROWS
+        good.close()
+        assert HttpReader(running.http_url, TOKEN).read({"table": TABLE, "columns": ["qty"]})[0].num_rows == ROWS
+        assert running.service.metrics.value("theflash_service_errors_total", code="unauthenticated") >= 6
+
+
+def test_a_client_gone_mid_stream_frees_the_stream(service: RunningService, flight_reader: FlightReader,
+                                                  http_reader: HttpReader) -> None:
+    aborted = metric(service, "theflash_service_streams_aborted_total")
+    request = {"table": TABLE, "batch_rows": 10, "min_streams": 1}
+    status, session = http_reader.json("POST", "/v1/read-sessions", request)
+    assert status == 201
+    sock = socket.create_connection((http_reader.host, http_reader.port))
+    sock.sendall(f"GET {session['streams'][0]['url']} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    assert b"200 OK" in sock.recv(4096)
+    sock.close()  # gone after the first bytes of a ~300-batch stream
+    wait_for(lambda: metric(service, "theflash_service_streams_aborted_total", frontend="http") >= 1, 20,
+             "the server to notice the HTTP client went away")
+    info = flight_reader.info(request)
+    client = flight.connect(service.flight_location)
+    reader = client.do_get(info.endpoints[0].ticket)
+    reader.read_chunk()
+    reader.cancel()  # gone after one batch
+    client.close()
+    wait_for(lambda: metric(service, "theflash_service_streams_aborted_total") >= aborted + 2, 20,
+             "the server to notice the Flight client went away")
+    wait_for(lambda: metric(service, "theflash_service_streams_active") == 0, 20, "the streams to be freed")
+    for s in (session["id"], json.loads(info.app_metadata)["id"]):
+        assert http_reader.request("DELETE", f"/v1/read-sessions/{s}")[0] == 204
+    assert flight_reader.read({"table": TABLE, "columns": ["id"]})[0].num_rows == ROWS
+
+
+def test_leases_are_renewed_on_request_released_at_the_end_and_expire_unused(
+        rig: FlashRig, service: RunningService, flight_reader: FlightReader, http_reader: HttpReader) -> None:
+    latch = connect_latch(rig.store)
+
+    def lease(lease_id: int):
+        return next((x for x in latch.leases() if x.lease_id == lease_id), None)
+
+    info = flight_reader.info({"table": TABLE, "lease_ttl": "30s"})
+    session = json.loads(info.app_metadata)
+    first = lease(session["lease"]["id"])
+    assert first is not None and first.ts == session["ts"]
+    renewed = flight_reader.action("renew", {"session": session["id"]})
+    assert renewed["lease_expires_at"] > first.expires_at
+    assert lease(session["lease"]["id"]).expires_at == pytest.approx(renewed["lease_expires_at"])
+    assert flight_reader.action("release", {"session": session["id"]}) == {"session": session["id"], "released": True}
+    assert lease(session["lease"]["id"]) is None
+    with pytest.raises(flight.FlightServerError, match="^unknown_session: "):
+        flight_reader.action("renew", {"session": session["id"]})
+
+    status, over_http = http_reader.json("POST", "/v1/read-sessions", {"table": TABLE, "lease_ttl": "30s"})
+    status, renewed = http_reader.json("POST", f"/v1/read-sessions/{over_http['id']}/renew")
+    assert status == 200 and lease(over_http["lease"]["id"]).expires_at == pytest.approx(renewed["lease_expires_at"])
+    assert http_reader.request("DELETE", f"/v1/read-sessions/{over_http['id']}")[0] == 204
+    assert lease(over_http["lease"]["id"]) is None
+
+    expired = metric(service, "theflash_service_sessions_expired_total")
+    status, idle = http_reader.json("POST", "/v1/read-sessions", {"table": TABLE, "lease_ttl": "600ms"})
+    # the keeper renews a live session's lease (past its first expiry) ...
+    wait_for(lambda: (lease(idle["lease"]["id"]) or first).expires_at > idle["lease"]["expires_at"] + 0.1, 10,
+             "the keeper to renew the lease")
+    # ... and releases it once unused for its TTL
+    wait_for(lambda: lease(idle["lease"]["id"]) is None, 10, "the idle session's lease to go")
+    assert metric(service, "theflash_service_sessions_expired_total") == expired + 1
+    assert http_reader.json("GET", f"/v1/read-sessions/{idle['id']}")[1]["error"]["code"] == "unknown_session"
+
+
+def test_metrics_status_and_flush(rig: FlashRig, service: RunningService, flight_reader: FlightReader,
+                                  http_reader: HttpReader) -> None:
+    status, headers, body = http_reader.request("GET", "/metrics")
+    text = body.decode()
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    for name in ("theflash_service_sessions_active", "theflash_service_streams_active",
+                 'theflash_service_rows_total{frontend="flight"}', "theflash_service_bytes_total",
+                 "theflash_service_errors_total"):
+        assert name in text, name
+    status, state = http_reader.json("GET", "/v1/status")
+    assert status == 200 and state["engine"]["engine"] == "txn_merge_tree"
+    assert TABLE in [t["name"] for t in state["engine"]["tables"]]
+    assert flight_reader.action("status")["engine"]["root"] == rig.store
+    with rig.cluster.txn() as t:
+        t.update(TABLE, {"id": 7, "qty": 77})
+    flushed = flight_reader.action("flush", {"timeout_s": 30})
+    assert flushed["flushed_by"] == "writer" and flushed["regions"] >= 3
+    assert http_reader.json("POST", "/v1/flush", {"timeout_s": "soon"})[0] == 400
+    assert http_reader.json("POST", "/v1/flush", {})[0] == 200
