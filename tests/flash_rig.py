@@ -31,11 +31,12 @@ class FlashRig:
         self._writer_error: list[BaseException] = []
 
     # -- the writer job ------------------------------------------------------------------------
-    def start_writer(self, interval_s: float = 0.05) -> None:
+    def start_writer(self, interval_s: float = 0.05, **options: Any) -> None:
+        """The writer job in a thread; ``options``: more ``WriterOptions`` (``serve_port=0``...)."""
         stop = threading.Event()
         # with --upstream the writer records the address in the store: reads need no option
         self._writer = Writer(WriterOptions(binlog=self.binlog, store=self.store, upstream=self.upstream,
-                                            interval_s=interval_s, flush_interval_s=interval_s), stop=stop)
+                                            interval_s=interval_s, flush_interval_s=interval_s, **options), stop=stop)
 
         def run() -> None:
             try:
@@ -55,6 +56,10 @@ class FlashRig:
         self._writer = None
         if self._writer_error:
             raise self._writer_error[0]
+
+    @property
+    def writer(self) -> Writer | None:
+        return self._writer
 
     @property
     def writer_running(self) -> bool:

@@ -255,3 +255,32 @@ def test_metrics_status_and_flush(rig: FlashRig, service: RunningService, flight
     assert flushed["flushed_by"] == "writer" and flushed["regions"] >= 3
     assert http_reader.json("POST", "/v1/flush", {"timeout_s": "soon"})[0] == 400
     assert http_reader.json("POST", "/v1/flush", {})[0] == 200
+
+
+def test_the_writer_serves_read_sessions_from_its_own_process(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from pyspark_theflash.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["writer", "run", "--help"])
+    assert "--serve PORT" in capsys.readouterr().out
+    rig = FlashRig(tmp_path)
+    try:
+        rig.cluster.create_table("w.t", [make_column("id", "BIGINT", not_null=True), make_column("v", "INT")],
+                                 primary_key=["id"])
+        rig.cluster.bulk_insert("w.t", pa.table({"id": pa.array(range(100), pa.int64()),
+                                                 "v": pa.array(range(100), pa.int32())}))
+        rig.start_writer(interval_s=0.05, serve_port=0)
+        rig.wait_replicated("w.t")
+        where = wait_for(lambda: rig.writer.status().get("serve"), 20, "the writer to publish its service")
+        reader = FlightReader(where["flight"])
+        table, session = reader.read({"table": "w.t", "filter": [["v", "<", 10]]})
+        assert sorted(table.column("id").to_pylist()) == list(range(10))
+        assert reader.action("flush")["flushed_by"] == "writer"  # the writer's own loop answers
+        reader.close()
+        assert HttpReader(where["http"]).read({"table": "w.t"})[0].num_rows == 100
+        rig.stop_writer()
+        with pytest.raises(flight.FlightUnavailableError):
+            FlightReader(where["flight"]).info({"table": "w.t"})  # stopped with the writer
+    finally:
+        rig.close()

@@ -41,6 +41,12 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="seed an empty store from region snapshots even when the binlog reaches back to its start")
     parser.add_argument("--metrics-port", type=int,
                         help="serve Prometheus text at http://127.0.0.1:PORT/metrics (0 = any free port; default: off)")
+    parser.add_argument("--serve", type=int, metavar="PORT",
+                        help="also serve read sessions from this process: Arrow Flight on PORT, HTTP on PORT+1 "
+                        "(0 = any free ports; default: off; see `theflash serve` and docs/service.md)")
+    parser.add_argument("--serve-http-port", type=int, metavar="PORT", help="HTTP port of --serve (default: PORT+1)")
+    parser.add_argument("--serve-host", default="127.0.0.1", help="interface --serve listens on (default %(default)s)")
+    parser.add_argument("--serve-token-file", help="with --serve: require this bearer token (first line of the file)")
     parser.add_argument("--log", help="append log lines (and progress lines) to FILE")
     parser.add_argument("--until-caught-up", action="store_true",
                         help="exit once everything in the binlog is applied and flushed (a one-shot run)")
@@ -61,6 +67,10 @@ def options_from_args(args: argparse.Namespace) -> o.WriterOptions:
             compact_interval_s=o.parse_duration(args.compact_interval),
             latch_ttl_s=o.parse_duration(args.latch_ttl),
             metrics_port=args.metrics_port,
+            serve_port=args.serve,
+            serve_http_port=args.serve_http_port,
+            serve_host=args.serve_host,
+            serve_token_file=args.serve_token_file,
             bootstrap_snapshot=args.bootstrap_snapshot,
             until_caught_up=args.until_caught_up,
         )
@@ -247,6 +257,12 @@ def _run_argv(args: argparse.Namespace) -> list[str]:
             argv += [flag, str(Path(value).resolve()) if flag == "--log" else value]
     if args.metrics_port is not None:
         argv += ["--metrics-port", str(args.metrics_port)]
+    if args.serve is not None:
+        argv += ["--serve", str(args.serve), "--serve-host", args.serve_host]
+        if args.serve_http_port is not None:
+            argv += ["--serve-http-port", str(args.serve_http_port)]
+        if args.serve_token_file:
+            argv += ["--serve-token-file", str(Path(args.serve_token_file).resolve())]
     if args.bootstrap_snapshot:
         argv.append("--bootstrap-snapshot")
     if args.until_caught_up:

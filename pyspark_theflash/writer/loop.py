@@ -82,6 +82,7 @@ class Writer:
         self.upstream: Any = None
         self.schemas: SchemaSource | None = None
         self.metrics: Any = None
+        self.service: Any = None  # the TheFlash API service in this process (--serve)
         self.store_lost = False
         self._unflushed_rows = 0
         self._unflushed_events = 0
@@ -122,6 +123,7 @@ class Writer:
             if self.configure_store is not None:
                 self.configure_store(self.store)
             self._connect_upstream()
+            self._start_service()
             self._loop()
         except WriteLatchLostError:
             # Another writer owns the store now: touching it (even a final flush) could undo
@@ -152,6 +154,19 @@ class Writer:
         elif opts.schema_url:
             self.schemas = HttpSchemaSource(opts.schema_url)
 
+    def _start_service(self) -> None:
+        """Serve read sessions of this store from this process (``--serve``): a read-only
+        engine on the same directory, so the service never touches the writer's own state; its
+        flush requests reach this loop through the latch, as any reader's do."""
+        opts = self.options
+        if opts.serve_port is None:
+            return
+        from pyspark_theflash.service import serve
+
+        self.service = serve(opts.store, host=opts.serve_host, port=opts.serve_port, http_port=opts.serve_http_port,
+                             token_file=opts.serve_token_file, upstream=opts.upstream)
+        log.info("serving read sessions: Flight %s, HTTP %s", self.service.flight_location, self.service.http_url)
+
     def _shutdown(self, failed: BaseException | None = None) -> None:
         """Flush what was applied and let go of everything. After a failure nothing more is
         written (a restart replays the binlog from the last durable batch) and each release is
@@ -162,6 +177,8 @@ class Writer:
             steps.append(("final flush", self._final_flush))
         if self.metrics is not None:
             steps.append(("metrics server", self.metrics.close))
+        if self.service is not None:
+            steps.append(("read session service", self.service.close))
         if self.store is not None and hasattr(self.store, "close"):
             steps.append(("store", self.store.close))
         if self.upstream is not None and hasattr(self.upstream, "close"):
@@ -590,6 +607,8 @@ class Writer:
         status = self.progress.to_status()
         if self.metrics is not None:
             status["metrics_port"] = self.metrics.port
+        if self.service is not None:
+            status["serve"] = {"flight": self.service.flight_location, "http": self.service.http_url}
         with self._status_lock:
             self._status = status
         if self.holder is not None:

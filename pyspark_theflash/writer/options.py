@@ -68,6 +68,11 @@ class WriterOptions:
     flush_rows: int = DEFAULT_FLUSH_ROWS
     flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S
     metrics_port: int | None = None
+    # the TheFlash API service in the writer's process (theflash writer run --serve PORT)
+    serve_port: int | None = None
+    serve_http_port: int | None = None
+    serve_host: str = "127.0.0.1"
+    serve_token_file: str | None = None
     bootstrap_snapshot: bool = False
     latch_ttl_s: float = DEFAULT_LATCH_TTL_S
     compact_interval_s: float = DEFAULT_COMPACT_INTERVAL_S
