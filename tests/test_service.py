@@ -37,8 +37,13 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlashRig]:
                      "qty": pa.array([i % 7 for i in range(ROWS)], pa.int32()),
                      "price": pa.array([i * 25 for i in range(ROWS)], pa.decimal128(10, 2))})
     r.cluster.bulk_insert(TABLE, rows, txn_rows=1000)
+    r.cluster.create_table("bank.accounts", [make_column("id", "BIGINT", not_null=True),
+                                             make_column("balance", "BIGINT", not_null=True)], primary_key=["id"])
+    r.cluster.bulk_insert("bank.accounts", pa.table({"id": pa.array(range(20), pa.int64()),
+                                                     "balance": pa.array([i % 4 for i in range(20)], pa.int64())}))
     r.start_writer(interval_s=0.05)
     r.wait_replicated(TABLE)
+    r.wait_replicated("bank.accounts")
     yield r
     r.close()
 
@@ -284,3 +289,20 @@ def test_the_writer_serves_read_sessions_from_its_own_process(tmp_path: Path,
             FlightReader(where["flight"]).info({"table": "w.t"})  # stopped with the writer
     finally:
         rig.close()
+
+
+def test_the_readmes_flight_example_reads_one_snapshot_into_pandas_and_duckdb(service: RunningService) -> None:
+    import re
+
+    from conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Reading from other engines"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)  # type: ignore[union-attr]
+    assert "grpc://127.0.0.1:8815" in code
+    scope: dict = {}
+    exec(code.replace("grpc://127.0.0.1:8815", service.flight_location), scope)
+    assert sorted(scope["accounts"].column("id").to_pylist()) == [i for i in range(20) if i % 4]
+    assert scope["total"] == sum(i % 4 for i in range(20))
+    assert len(scope["frame"]) == 15
+    assert metric(service, "theflash_service_sessions_active") == 0  # the example released its session
