@@ -184,7 +184,7 @@ class ApplyPath:
             kind = ev.WhichOneof("payload")
             rid = int(ev.region_id)
             j = -1
-            if kind not in ("resolved_ts", "ddl"):
+            if kind not in ("resolved_ts", "resolved", "ddl"):
                 if rid not in applied:
                     reg = self._regions.get(rid)
                     applied[rid] = 0 if reg is None else reg.applied_index
@@ -223,6 +223,9 @@ class ApplyPath:
         kind = ev.WhichOneof("payload")
         if kind == "ddl":  # applied before the batch (apply_ddl); no region's event
             return
+        if kind == "resolved":
+            self._apply_resolved(ev.resolved, staged, saved, result)
+            return
         rid = int(ev.region_id)
         if rid not in self._regions and kind != "snapshot" and self._regions:
             # Only a snapshot or the split creating it introduces a region (its range): never
@@ -239,11 +242,7 @@ class ApplyPath:
                                      f"a merge into region {rid}", snapshot_region=rid)
         reg = self._region_for_update(rid, saved)
         if kind == "resolved_ts":
-            reg.resolved_ts = max(reg.resolved_ts, int(ev.resolved_ts))
-            if reg.orphan_until_ts and reg.resolved_ts >= reg.orphan_until_ts:
-                # Nothing commits at or below the resolved ts any more: no orphan can come.
-                reg.orphan_until_ts = 0
-                staged.snapshot_writes[reg.id] = None
+            self._resolve(reg, int(ev.resolved_ts), staged)
             return
         if ev.index <= reg.applied_index:
             assert run is None, "_pair_run took a skipped event for an applied one"
@@ -263,6 +262,29 @@ class ApplyPath:
             self._apply_snapshot(reg, int(ev.index), ev.snapshot, staged, saved)
         reg.applied_index = int(ev.index)
         result.applied += 1
+
+    def _apply_resolved(self, resolved: binlog_pb2.ResolvedTs, staged: StagedRows,
+                        saved: dict[int, MutableRegion | None], result: WriteResult) -> None:
+        """Many regions' resolved ts in one event (TiKV CDC's form). Regions the store does
+        not know are passed over, as their single-region events are; a store that has met
+        no region at all takes a lone one as a fresh cluster's bootstrap region."""
+        ts = int(resolved.ts)
+        if not self._regions and len(resolved.regions) == 1:
+            self._resolve(self._region_for_update(int(resolved.regions[0]), saved), ts, staged)
+            result.applied += 1
+            return
+        for rid in resolved.regions:
+            if (rid := int(rid)) in self._regions and self._regions[rid].resolved_ts < ts:
+                self._resolve(self._region_for_update(rid, saved), ts, staged)
+        result.applied += 1
+
+    @staticmethod
+    def _resolve(reg: MutableRegion, ts: int, staged: StagedRows) -> None:
+        reg.resolved_ts = max(reg.resolved_ts, ts)
+        if reg.orphan_until_ts and reg.resolved_ts >= reg.orphan_until_ts:
+            # Nothing commits at or below the resolved ts any more: no orphan can come.
+            reg.orphan_until_ts = 0
+            staged.snapshot_writes[reg.id] = None
 
     def _apply_entries(self, reg: MutableRegion, index: int, run: binlog_rows.RunColumns, j: int, staged: StagedRows,
                        result: WriteResult, run_pairs: RunPairs | None = None, stage: RunStage | None = None) -> None:
