@@ -53,18 +53,19 @@ def main() -> None:
 
     from pyspark_theflash.scan import plan
     from pyspark_theflash.store import Store
-    from pyspark_theflash.upstream.tidb import make_column
+    from pyspark_theflash.upstream.tidb import make_column, record_range
 
     work = Path(tempfile.mkdtemp(prefix="theflash-bench-fresh-"))
     rig = FlashRig(work)
     try:
-        rig.cluster.create_table(TABLE, [make_column("id", "BIGINT", not_null=True), make_column("v", "BIGINT")],
-                                 primary_key=["id"])
+        info = rig.cluster.create_table(TABLE, [make_column("id", "BIGINT", not_null=True), make_column("v", "BIGINT")],
+                                        primary_key=["id"])
         with rig.cluster.txn() as t:
             t.insert(TABLE, {"id": 0, "v": 0})
         rig.start_writer(interval_s=args.interval)
         rig.wait_replicated(TABLE)
-        region_id = rig.cluster.regions()[0].id  # one region: the commit's raft index is the region's
+        # the table's region of its own: the commit's raft index is the region's
+        region_id = rig.cluster.store.regions.locate(record_range(info["id"])[0]).id
         pending: list[tuple[int, float]] = []   # (upstream index after the commit, commit time)
         pending_mu = threading.Lock()
         passive: list[float] = []

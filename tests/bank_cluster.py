@@ -46,7 +46,7 @@ def main() -> None:
     table = cluster.create_table(
         TABLE, [make_column("id", "BIGINT", not_null=True), make_column("balance", "BIGINT")], primary_key=["id"]
     )
-    cluster.create_table("shop.items", [make_column("id", "BIGINT", not_null=True), make_column("name", "VARCHAR(32)")], primary_key=["id"])
+    cluster.create_table("shop.items", [make_column("id", "BIGINT", not_null=True), make_column("name", "VARCHAR(64)")], primary_key=["id"])
     step = max(1, args.accounts // args.regions)
     for handle in range(step, args.accounts, step):
         cluster.split_at(record_key(table, handle))

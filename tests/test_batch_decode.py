@@ -13,8 +13,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pyspark_theflash.codec.batch import BatchDecodeError, decode_rows_to_arrow, record_batch_from_rows
+from pyspark_theflash.codec.batch import (
+    BatchDecodeError,
+    BatchValueOutOfRangeError,
+    decode_rows_to_arrow,
+    record_batch_from_rows,
+)
 from pyspark_theflash.codec.datum import Datum
+from pyspark_theflash.codec.decimal import DecimalValue
+from pyspark_theflash.codec.errors import ColumnValueOutOfRangeError
 from pyspark_theflash.codec.row import decode_row
 from pyspark_theflash.codec.row_v1 import encode_row_v1
 from pyspark_theflash.codec.row_v2 import FLAG_CHECKSUM, datum_for_column, encode_row_for_table, encode_row_v2
@@ -343,3 +350,149 @@ def test_selected_rows_of_one_length_decode_as_per_row(case: tuple[TableInfo, li
         got = decode_rows_to_arrow(arr, np.array([handles[i] for i in picked], np.int64), t,
                                    rows=np.array([at[i] for i in picked], np.int64))
         assert_same(got, per_row([values[i] for i in picked], [handles[i] for i in picked], t))
+
+
+# --- values their column's type cannot hold --------------------------------------------------
+# A row written under another schema (a column widened in place) may hold a value its column's
+# Arrow type cannot: both decoders must say so, naming table, row, handle, column and value,
+# never store it wrapped (2**40 in an INT used to come out of the vectorised path as 0).
+
+F32_MAX = 3.4028234663852886e38
+
+
+def _ints_outside(lo: int, hi: int, kind: str, within: tuple[int, int]) -> st.SearchStrategy[tuple[Datum, Any]]:
+    outside = st.integers(within[0], lo - 1) if within[0] < lo else st.nothing()
+    values = outside | st.integers(hi + 1, within[1]) | st.sampled_from(
+        [v for v in (lo - 1, hi + 1) if within[0] <= v <= within[1]])
+    return values.map(lambda v: (Datum(kind, v), v))
+
+
+INT64 = (-(2**63), 2**63 - 1)
+UINT64 = (0, 2**64 - 1)
+
+
+def _decimals_outside(p: int, s: int, stored_p: int) -> st.SearchStrategy[tuple[Datum, Any]]:
+    limit = 10 ** (p - s)
+    magnitudes = st.decimals(limit, 10 ** (stored_p - s) - 1, places=s) | st.just(Decimal(limit))
+    return st.tuples(magnitudes, st.booleans()).map(
+        lambda m: (Datum("decimal", DecimalValue(m[0].copy_negate() if m[1] else m[0], stored_p, s)),
+                   m[0].copy_negate() if m[1] else m[0]))  # (unary minus would round to 28 digits)
+
+
+# SQL type -> (raw datums the column cannot hold with the value decoding reports, edge values it can)
+RANGE_KINDS: dict[str, tuple[st.SearchStrategy[tuple[Datum, Any]], list[Any]]] = {
+    "TINYINT": (_ints_outside(-128, 127, "int", INT64), [-128, 127]),
+    "SMALLINT UNSIGNED": (_ints_outside(0, 2**31 - 1, "uint", UINT64), [0, 65535, 2**31 - 1]),  # int32
+    "INT": (_ints_outside(-(2**31), 2**31 - 1, "int", INT64), [-(2**31), 2**31 - 1]),
+    "INT UNSIGNED": (_ints_outside(0, 2**63 - 1, "uint", UINT64), [0, 2**32 - 1, 2**63 - 1]),  # int64
+    "YEAR": (_ints_outside(-(2**15), 2**15 - 1, "uint", UINT64), [0, 1901, 2155, 2**15 - 1]),  # unsigned; int16
+    "BIT(10)": (_ints_outside(0, 2**63 - 1, "uint", UINT64), [0, 1023, 2**63 - 1]),  # int64
+    "FLOAT": (st.floats(F32_MAX, 1.7e308, exclude_min=True).flatmap(
+        lambda f: st.sampled_from([f, -f])).map(lambda f: (Datum("float", f), f)),
+        [F32_MAX, -F32_MAX, float("inf"), 1.5]),
+    "DECIMAL(12,2)": (_decimals_outside(12, 2, 22), [Decimal("9999999999.99"), Decimal("-9999999999.99")]),
+    "DECIMAL(45,3)": (_decimals_outside(45, 3, 60), [Decimal("9" * 42 + ".999"), Decimal("-" + "9" * 42 + ".999")]),
+    "VARCHAR(8)": (st.nothing(), ["x", ""]),
+}
+HANDLE_KINDS = {"BIGINT": [-5, 0, 2**63 - 1], "INT": [-(2**31), 2**31 - 1], "BIGINT UNSIGNED": [-5, 1, 2**63 - 1]}
+
+
+@st.composite
+def rows_with_out_of_range_values(draw: st.DrawFn) -> tuple[TableInfo, list[bytes], list[int], list[dict[str, Any]]]:
+    """A random table, rows in random formats mixing fitting values (edges included), NULLs
+    and values that do not fit (rarely, so most batches have none), and per row the cells
+    that do not fit: {column: the value an error must report}."""
+    kinds = draw(st.lists(st.sampled_from(sorted(RANGE_KINDS)), min_size=1, max_size=5))
+    handle_sql = draw(st.sampled_from([None, *HANDLE_KINDS]))
+    cols = [column("id", handle_sql, primary_key=True)] if handle_sql else []
+    cols += [column(f"c{i}", sql) for i, sql in enumerate(kinds)]
+    t = table(52, "ranges", cols)
+    bad_rate = draw(st.sampled_from([0.0, 0.05, 0.3]))
+    fmt_choices = draw(st.sampled_from([("v2",), FORMATS]))  # one format (shared layouts) or any
+    values, handles, bad = [], [], []
+    for h in range(draw(st.integers(1, 16))):
+        cells: list[tuple[int, Datum]] = []
+        bad_cells: dict[str, Any] = {}
+        for i, sql in enumerate(kinds):
+            c = t.column(f"c{i}")
+            outside, edges = RANGE_KINDS[sql]
+            if outside is not st.nothing() and draw(st.floats(0, 1)) < bad_rate:
+                datum, reported = draw(outside)
+                cells.append((c.id, datum))
+                bad_cells[c.name] = reported
+            else:
+                cells.append((c.id, datum_for_column(c, draw(st.sampled_from(edges + [None])))))
+        handle = draw(st.sampled_from(HANDLE_KINDS[handle_sql])) if handle_sql else h * 10 - 3
+        if handle_sql == "INT" and draw(st.floats(0, 1)) < bad_rate:
+            handle = draw(st.sampled_from([2**31, -(2**31) - 1, 2**40]))
+            bad_cells["id"] = handle
+        fmt = draw(st.sampled_from(fmt_choices))
+        if fmt == "v1":
+            data = encode_row_v1(cells)
+        elif fmt == "v2_large":
+            data = encode_row_v2(cells + [(300, Datum("int", 1))])
+        else:
+            data = encode_row_v2(cells)
+            if fmt == "v2_checksum":
+                data = bytes([data[0], data[1] | FLAG_CHECKSUM]) + data[2:] + b"\x01" + b"\x12\x34\x56\x78"
+        values.append(data)
+        handles.append(handle)
+        bad.append(bad_cells)
+    return t, values, handles, bad
+
+
+def _reported(e: ColumnValueOutOfRangeError, bad_cells: dict[str, Any]) -> bool:
+    """The error names one of the row's cells that do not fit, with its value."""
+    if e.column not in bad_cells:
+        return False
+    want = bad_cells[e.column]
+    return Decimal(e.value) == want if isinstance(want, Decimal) else e.value == want
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(rows_with_out_of_range_values())
+def test_a_value_its_column_cannot_hold_is_the_same_named_error_in_both_decoders(
+        case: tuple[TableInfo, list[bytes], list[int], list[dict[str, Any]]]) -> None:
+    t, values, handles, bad = case
+    for i, (v, h) in enumerate(zip(values, handles)):
+        if not bad[i]:
+            decode_row(v, t, h)
+            continue
+        with pytest.raises(ColumnValueOutOfRangeError) as row_error:
+            decode_row(v, t, h)
+        assert _reported(row_error.value, bad[i]), (row_error.value, bad[i])
+        assert row_error.value.handle == h and "ranges" in str(row_error.value.table)
+    if not any(bad):
+        assert_same(decode_rows_to_arrow(values, handles, t), per_row(values, handles, t))
+        return
+    for given_values in (values, pa.array(values, pa.binary())):
+        with pytest.raises(BatchValueOutOfRangeError) as caught:
+            decode_rows_to_arrow(given_values, np.array(handles, np.int64), t)
+        e = caught.value
+        assert isinstance(e, BatchDecodeError) and isinstance(e, ColumnValueOutOfRangeError)
+        assert e.row is not None and _reported(e, bad[e.row]), (e, bad)
+        assert e.handle == handles[e.row] and e.rows == len(values)
+        message = str(e)
+        for part in (f"table ranges (id {t.id})", f"row {e.row} of {len(values)}", f"handle {handles[e.row]}",
+                     f"column {e.column} (id {t.column(e.column).id}", f"holds {e.value}"):
+            assert part in message, (part, message)
+
+
+def test_an_int_beyond_its_column_in_every_row_is_an_error_not_zero() -> None:
+    """The reported case: INT holding 2**40 (written after a widening to BIGINT) in rows that
+    share one layout (the strided fast path) and in rows that do not."""
+    t = table(53, "shop.items", [column("id", "BIGINT", primary_key=True), column("qty", "INT"),
+                                 column("note", "VARCHAR(8)")])
+    widened = encode_row_v2([(2, Datum("int", 2**40 + 5)), (3, Datum("bytes", b"ab"))])
+    fitting = encode_row_for_table(t, {"qty": 7, "note": "abc"})
+    for rows, bad_row in (([widened, widened], 0), ([fitting, widened, fitting], 1)):
+        handles = np.arange(100, 100 + len(rows), dtype=np.int64)
+        with pytest.raises(BatchValueOutOfRangeError, match=rf"table shop.items \(id 53\), row {bad_row} of "
+                           rf"{len(rows)}, handle {100 + bad_row}: column qty \(id 2, INT\) holds 1099511627781"):
+            decode_rows_to_arrow(rows, handles, t)
+        with pytest.raises(ColumnValueOutOfRangeError, match=r"handle 101: column qty .* holds 1099511627781"):
+            decode_row(widened, t, 101)
+    # a pk_is_handle INT column whose handle went beyond int32 (the key was widened)
+    k = table(54, "k", [column("id", "INT", primary_key=True), column("v", "INT")])
+    with pytest.raises(BatchValueOutOfRangeError, match=r"row 1 of 2, handle 1099511627776: column id"):
+        decode_rows_to_arrow([encode_row_for_table(k, {"v": 1})] * 2, [1, 2**40], k)

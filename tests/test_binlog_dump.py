@@ -210,3 +210,42 @@ def test_serve_command_serves_until_interrupted(binlog_dir: Path, capsys: pytest
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 130
+
+
+def test_dump_and_status_name_damage_followed_by_good_records_and_fail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Damage in the newest segment with records after it is corruption, not a torn tail."""
+    from pyspark_theflash.binlog import SegmentReader
+    from pyspark_theflash.binlog.segment import segment_path
+
+    binlog_dir = tmp_path / "binlog"
+    with SegmentWriter(binlog_dir) as writer:
+        writer.append(bank_events())
+    newest = list_segments(binlog_dir)[-1]
+    with SegmentReader(binlog_dir) as reader:
+        victim = [r for r in reader if r.position.segment == newest][0]
+    path = segment_path(binlog_dir, newest)
+    data = bytearray(path.read_bytes())
+    assert victim.next.offset < len(data), "a good record follows the damaged one"
+    data[victim.position.offset + 2] ^= 0x10  # its length now points past the end of the file
+    path.write_bytes(bytes(data))
+    for argv in (["binlog", "status", str(binlog_dir)], ["binlog", "dump", str(binlog_dir)]):
+        code, _, err = run(capsys, *argv)
+        assert code != 0, argv
+        assert str(path) in err and f"offset {victim.position.offset}" in err, err
+
+
+def test_output_cut_short_by_head_ends_quietly(tmp_path: Path) -> None:
+    """`theflash binlog status DIR | head -1`: no BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    directory = tmp_path / "binlog"
+    with SegmentWriter(directory, segment_bytes=64) as writer:
+        for event in bank_events() * 300:  # a segment a record: a status line each, > a pipe's buffer
+            writer.append([event])
+    command = f"{sys.executable} -m pyspark_theflash binlog status {directory} | head -1"
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
+    assert done.stdout.startswith("binlog ") and done.stdout.count("\n") == 1
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr

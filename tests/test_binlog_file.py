@@ -346,3 +346,78 @@ def test_position_text_and_proto_forms() -> None:
     for bad in ("12", "a:b", "-1:3", ""):
         with pytest.raises(ValueError, match="SEGMENT:OFFSET|non-negative"):
             Position.parse(bad)
+
+
+# --- the corruption rule: only a torn tail ends the log early ----------------------------------
+
+# Where in a record a byte is damaged: the 4 length bytes, the 4 checksum bytes, the first and
+# the last payload byte; and how (a low bit, a high bit, every bit). Byte 2 of the length
+# pushes the record's end megabytes past the end of the file: it reads like a short record.
+FRAME_SPOTS = {"len0": 0, "len1": 1, "len2": 2, "len3": 3, "crc0": 4, "crc3": 7, "payload0": 8, "payload_end": -1}
+
+
+def damaged_copy(src: Path, dst: Path, offset: int, flip: int) -> Path:
+    dst.mkdir(exist_ok=True)
+    for number in list_segments(src):
+        data = bytearray(segment_path(src, number).read_bytes())
+        if number == list_segments(src)[-1]:
+            data[offset] ^= flip
+        segment_path(dst, number).write_bytes(bytes(data))
+    return dst
+
+
+@pytest.mark.parametrize("spot", sorted(FRAME_SPOTS))
+def test_a_damaged_record_with_records_after_it_is_corruption_for_every_reader(spot: str, tmp_path: Path) -> None:
+    from pyspark_theflash.binlog import open_source
+
+    events = sample_events(12)
+    with SegmentWriter(tmp_path / "good", segment_bytes=700) as writer:
+        writer.append(events)
+    records = read_all(tmp_path / "good")
+    newest = [r for r in records if r.position.segment == list_segments(tmp_path / "good")[-1]]
+    assert len(newest) >= 3
+    for victim in newest[:-1]:
+        at = FRAME_SPOTS[spot]
+        byte = victim.next.offset - 1 if at < 0 else victim.position.offset + at
+        for flip in (0x01, 0x80, 0xFF):
+            where = damaged_copy(tmp_path / "good", tmp_path / f"bad-{spot}-{victim.position.offset}-{flip}", byte, flip)
+            message = f"offset {victim.position.offset}"
+            with pytest.raises(BinlogCorruptError, match=message):
+                read_all(where)
+            with pytest.raises(BinlogCorruptError, match=message):
+                head(where)
+            with open_source(where.as_uri()) as source, pytest.raises(BinlogCorruptError, match=message):
+                source.head()
+            size = segment_path(where, victim.position.segment).stat().st_size
+            with pytest.raises(BinlogCorruptError, match=message):
+                SegmentWriter(where)
+            assert segment_path(where, victim.position.segment).stat().st_size == size  # nothing cut off
+
+
+@pytest.mark.parametrize("spot", sorted(FRAME_SPOTS))
+def test_damage_to_the_very_last_record_is_a_torn_tail_or_corruption_never_a_shorter_log(
+        spot: str, tmp_path: Path) -> None:
+    events = sample_events(6)
+    with SegmentWriter(tmp_path / "good") as writer:
+        writer.append(events)
+    last = read_all(tmp_path / "good")[-1]
+    at = FRAME_SPOTS[spot]
+    byte = last.next.offset - 1 if at < 0 else last.position.offset + at
+    for flip in (0x01, 0x80, 0xFF):
+        where = damaged_copy(tmp_path / "good", tmp_path / f"bad-{flip}", byte, flip)
+        try:
+            got = [r.event for r in read_all(where)]
+        except BinlogCorruptError as exc:
+            assert exc.offset == last.position.offset
+            continue
+        assert got == events[:-1]  # the crash case: the last record not yet written
+        assert head(where) == last.position
+
+
+def test_a_length_pushed_past_the_end_is_not_mistaken_for_a_write_in_progress(tmp_path: Path) -> None:
+    with SegmentWriter(tmp_path / "good") as writer:
+        writer.append(sample_events(10))
+    victim = read_all(tmp_path / "good")[4]
+    where = damaged_copy(tmp_path / "good", tmp_path / "bad", victim.position.offset + 2, 0x10)  # +1 MiB
+    with pytest.raises(BinlogCorruptError, match=f"offset {victim.position.offset}.*valid records follow"):
+        read_all(where)

@@ -14,12 +14,14 @@ from pyspark_theflash.binlog.rows import (
     columns,
     iter_rows,
     join_columns,
+    lock_columns,
     pack_columns,
     pack_rows,
     row_count,
     run_columns,
 )
 from pyspark_theflash.codec import encode_record_key
+from pyspark_theflash.codec.txn import decode_secondaries
 from pyspark_theflash.proto import binlog_pb2
 
 Row = binlog_pb2.Row
@@ -31,6 +33,7 @@ rows_strategy = st.lists(st.builds(
     op=st.sampled_from(list(binlog_pb2.OpType.values())),
     start_ts=U64, commit_ts=U64, ttl=U64, txn_size=U64,
     key=st.binary(max_size=40), value=st.binary(max_size=60), primary=st.binary(max_size=30),
+    min_commit_ts=U64, use_async_commit=st.booleans(), secondaries=st.lists(st.binary(max_size=20), max_size=3),
 ), max_size=40)
 
 
@@ -38,8 +41,9 @@ def sample_rows() -> list[binlog_pb2.Row]:
     k1, k2 = encode_record_key(45, 1), encode_record_key(45, 2)
     return [
         Row(type=Row.PREWRITE, op=binlog_pb2.PUT, start_ts=100, key=k1, value=b"\x80v1", primary=k1, ttl=3000,
-            txn_size=2),
-        Row(type=Row.PREWRITE, op=binlog_pb2.DELETE, start_ts=100, key=k2, primary=k1, ttl=3000, txn_size=2),
+            txn_size=2, min_commit_ts=101, use_async_commit=True, secondaries=[k2]),
+        Row(type=Row.PREWRITE, op=binlog_pb2.DELETE, start_ts=100, key=k2, primary=k1, ttl=3000, txn_size=2,
+            min_commit_ts=102, use_async_commit=True),
         Row(type=Row.COMMIT, start_ts=100, commit_ts=105, key=k1),
         Row(type=Row.ROLLBACK, start_ts=100, key=k2),
         Row(type=Row.COMMITTED, op=binlog_pb2.LOCK, start_ts=110, commit_ts=111, key=k2),
@@ -116,6 +120,22 @@ def test_any_rows_round_trip_through_the_columnar_form(rows: list[binlog_pb2.Row
     assert c.start_ts.tolist() == [r.start_ts for r in rows]
 
 
+def test_prewrite_rows_carry_the_async_commit_lock_fields_in_both_forms() -> None:
+    rows = sample_rows()
+    batch = pack_rows(rows)
+    assert np.frombuffer(batch.min_commit_ts, "<u8").tolist() == [101, 102, 0, 0, 0]
+    assert list(batch.async_commit) == [1, 1, 0, 0, 0]
+    lk = lock_columns(binlog_pb2.Entries(batch=batch))
+    assert [decode_secondaries(s) if s else [] for s in lk.secondaries.to_pylist()] == [[rows[1].key], [], [], [], []]
+    by_rows = lock_columns(binlog_pb2.Entries(rows=rows))
+    assert by_rows.min_commit_ts.tolist() == lk.min_commit_ts.tolist()
+    assert by_rows.use_async_commit.tolist() == lk.use_async_commit.tolist() == [True, True, False, False, False]
+    assert by_rows.secondaries.to_pylist() == lk.secondaries.to_pylist()
+    # an ordinary transaction's rows leave the three arrays empty
+    plain = pack_rows([Row(type=Row.PREWRITE, start_ts=1, key=b"k", primary=b"k", ttl=1)])
+    assert (plain.min_commit_ts, plain.async_commit, plain.secondaries_offsets, plain.secondaries_data) == (b"",) * 4
+
+
 def test_an_empty_batch_has_no_rows() -> None:
     assert list(iter_rows(binlog_pb2.Entries(batch=binlog_pb2.RowBatch()))) == []
     assert len(columns(columnar_entries([]))) == 0
@@ -138,6 +158,9 @@ def corrupt(**fields: object) -> binlog_pb2.Entries:
     ({"value_offsets": b""}, r"value_offsets holds 0 bytes"),
     ({"types": bytes([0, 0, 1, 2, 9])}, r"row 4 has type 9, not a Row.Type"),
     ({"ops": bytes([0, 7, 0, 0, 2])}, r"row 1 has op 7, not an OpType"),
+    ({"min_commit_ts": b"\0" * 8}, r"min_commit_ts holds 8 bytes, expected 8 x count 5 = 40 \(or empty"),
+    ({"async_commit": bytes([1, 1, 0, 2, 0])}, r"row 3 has async_commit 2, not 0 or 1"),
+    ({"secondaries_data": b"\x01"}, r"secondaries_offsets run from 0 to 21, expected 0 to the 1 bytes"),
 ])
 def test_a_malformed_batch_is_refused_with_what_is_wrong(fields: dict, message: str) -> None:
     entries = corrupt(**fields)
@@ -185,7 +208,8 @@ def test_a_run_holds_each_events_rows_as_a_slice(events: list[tuple[list[binlog_
 
 
 @pytest.mark.parametrize("fields", [{"count": 6}, {"key_data": b"short"}, {"types": bytes([0, 0, 1, 2, 9])},
-                                    {"value_offsets": np.array([0, 3, 1, 3, 3, 3], "<i4").tobytes()}])
+                                    {"value_offsets": np.array([0, 3, 1, 3, 3, 3], "<i4").tobytes()},
+                                    {"min_commit_ts": b"\0" * 3}])
 def test_a_run_stops_before_a_malformed_event(fields: dict) -> None:
     good = columnar_entries(sample_rows())
     entries = [good, good, corrupt(**fields), good]

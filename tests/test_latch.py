@@ -164,6 +164,22 @@ def test_writer_interval_set_at_runtime_is_seen_by_every_handle(open_latch: Call
     assert writer.writer_interval() == 0.2
 
 
+def test_a_runtime_interval_lasts_until_its_writer_stops_unless_persisted(open_latch: Callable[[], Latch]) -> None:
+    writer, admin = open_latch(), open_latch()
+    first = writer.acquire_write_latch("first")
+    admin.set_writer_interval(1.0)
+    assert writer.writer_interval() == 1.0
+    writer.release(first.token)
+    second = writer.acquire_write_latch("second")  # a restart: its own --interval applies again
+    assert writer.writer_interval() is None
+    admin.set_writer_interval(0.5, persist=True)
+    admin.set_writer_interval(2.0)  # a runtime change wins over the persisted value while it lasts
+    assert writer.writer_interval() == 2.0
+    writer.release(second.token)
+    writer.acquire_write_latch("third")
+    assert writer.writer_interval() == 0.5
+
+
 def test_status_reports_holder_interval_pending_flushes_and_writer_progress(open_latch: Callable[[], Latch]) -> None:
     admin, writer = open_latch(), open_latch()
     held = writer.acquire_write_latch("w", ttl_s=30)

@@ -8,7 +8,14 @@ import pytest
 
 from pyspark_theflash.codec.tso import compose_ts, physical_ms
 from pyspark_theflash.scan.errors import ScanOptionError, SnapshotTsOutOfRangeError
-from pyspark_theflash.scan.options import ScanOptions, parse_duration_s, parse_size_bytes
+from pyspark_theflash.scan.options import (
+    HANDLE_RANGES_OPTION,
+    ScanOptions,
+    format_handle_ranges,
+    parse_duration_s,
+    parse_handle_ranges,
+    parse_size_bytes,
+)
 from pyspark_theflash.scan.snapshot import as_of_to_ts, check_snapshot_ts, requested_ts
 
 
@@ -63,3 +70,17 @@ def test_ts_outside_the_readable_range_names_the_range() -> None:
         check_snapshot_ts(safe - 1, safe, now)
     with pytest.raises(SnapshotTsOutOfRangeError, match=rf"in the future.*\[{safe}, {now}\]"):
         check_snapshot_ts(now + 1, safe, now)
+
+
+def test_the_handle_ranges_of_a_native_reads_python_half_carry_int_and_common_handles() -> None:
+    # A clustered table's handles are memcomparable bytes (any byte, 0x00 and 0xff included);
+    # JSON has no bytes, so they travel as {"hex": ...} and come back byte for byte.
+    ranges = [(None, b"\x01a\x00\xff\x03\x80"), (b"\x01a\x00\xff\x03\x80", b"\x03\x7f\xff"), (b"\xff", None)]
+    text = format_handle_ranges(ranges)
+    assert parse_handle_ranges(text) == tuple(ranges)
+    assert parse_handle_ranges(format_handle_ranges([(None, -5), (-5, 1 << 62)])) == ((None, -5), (-5, 1 << 62))
+    options = ScanOptions.from_mapping({"store": "/s", "path": "db.t", HANDLE_RANGES_OPTION: text})
+    assert options.handle_ranges == tuple(ranges)
+    for bad in ('[[1]]', '[["1", 2]]', '[[{"hex": "zz"}, null]]', '[[true, null]]'):
+        with pytest.raises(ScanOptionError, match=HANDLE_RANGES_OPTION):
+            parse_handle_ranges(bad)

@@ -132,3 +132,95 @@ def test_a_partition_read_after_gc_passed_its_expired_snapshot_says_to_reload(ri
             rows_of(p)
     finally:
         rig.start_writer()
+
+
+def test_region_pruning_maps_unsigned_bigint_handles_to_the_key_values() -> None:
+    """An UNSIGNED BIGINT key keeps its bits in the int64 handle: ids >= 2**63 are negative
+    handles, in the region below every small id. A region's handle range bounds the key
+    column by the values it maps to, never by the signed handles themselves."""
+    from pyspark_theflash.scan.planner import _might_match, key_value_ranges
+    from pyspark_theflash.schema import column, table
+
+    assert key_value_ranges(None, 100, unsigned=True) == [(2**63, 2**64 - 1), (0, 99)]
+    assert key_value_ranges(100, None, unsigned=True) == [(100, 2**63 - 1)]
+    assert key_value_ranges(-10, -2, unsigned=True) == [(2**64 - 10, 2**64 - 3)]
+    assert key_value_ranges(None, 100, unsigned=False) == [(-(2**63), 99)]
+    unsigned = table(60, "u", [column("id", "BIGINT UNSIGNED", primary_key=True), column("v", "INT")])
+    signed = table(61, "s", [column("id", "BIGINT", primary_key=True), column("v", "INT")])
+    above = col("id") > 2**63
+    assert _might_match(above, [], unsigned, None, 100)        # holds 2**64 - 5 (handle -5)
+    assert not _might_match(above, [], unsigned, 100, None)    # 100 .. 2**63 - 1 only
+    assert not _might_match(col("id") == 150, [], unsigned, None, 100)
+    assert _might_match(col("id") == 150, [], unsigned, 100, None)
+    assert not _might_match(col("id") > 2**62, [], signed, None, 100)
+
+
+# --- async commit (TiDB >= 5.0's default): the lock resolver decides through the secondaries ---------
+
+
+def _abandon(*_: object) -> None:
+    raise Abandoned()
+
+
+def balances(p) -> dict[int, int]:
+    t = rows_of(p)
+    return dict(zip(t.column("id").to_pylist(), t.column("balance").to_pylist()))
+
+
+def _restore(rig: FlashRig, ids: list[int]) -> None:
+    def body(t) -> None:
+        for i in ids:
+            t.update(TABLE, {"id": i, "balance": 10})
+
+    rig.cluster.run_txn(body)
+
+
+def test_an_async_commit_transaction_whose_client_died_after_prewriting_reads_as_committed(rig: FlashRig) -> None:
+    t = rig.cluster.txn(async_commit=True, ttl_ms=300, after_prewrite=_abandon)
+    t.update(TABLE, {"id": 4, "balance": 5})    # primary, first region
+    t.update(TABLE, {"id": 44, "balance": 15})  # secondary, fifth region
+    with pytest.raises(Abandoned):
+        t.commit()
+    assert {lk.start_ts for lk in rig.cluster.store.locks()} == {t.start_ts}  # no commit record anywhere
+    try:
+        with plan(rig.store, TABLE, rig.options()) as p:
+            assert p.ts >= t.commit_ts  # every lock written: committed at the greatest min_commit_ts
+            got = balances(p)
+            assert (got[4], got[44], sum(got.values())) == (5, 15, 10 * ROWS)
+            assert p.stats.txns_committed_for_us == 1
+        assert not [lk for lk in rig.cluster.store.locks() if lk.start_ts == t.start_ts]
+        with plan(rig.store, TABLE, rig.options(snapshot_ts=t.commit_ts - 1)) as p:
+            assert (balances(p)[4], balances(p)[44]) == (10, 10)
+    finally:
+        _restore(rig, [4, 44])
+
+
+def test_an_async_commit_transaction_whose_client_died_between_prewrites_is_rolled_back(rig: FlashRig) -> None:
+    t = rig.cluster.txn(async_commit=True, ttl_ms=300, after_prewrite_batch=_abandon)
+    t.update(TABLE, {"id": 6, "balance": 0})    # primary: prewritten
+    t.update(TABLE, {"id": 46, "balance": 20})  # secondary in another region: never prewritten
+    with pytest.raises(Abandoned):
+        t.commit()
+    assert [lk.key for lk in rig.cluster.store.locks()] == [record_key(rig.cluster.table_info("plan", "accounts"), 6)]
+    with plan(rig.store, TABLE, rig.options()) as p:
+        got = balances(p)
+        assert (got[6], got[46], sum(got.values())) == (10, 10, 10 * ROWS)
+        assert p.stats.txns_rolled_back == 1
+    assert rig.cluster.store.locks() == []
+
+
+def test_a_lock_whose_min_commit_ts_is_above_the_read_ts_is_read_past_without_waiting(rig: FlashRig) -> None:
+    t = rig.cluster.txn(async_commit=True, ttl_ms=60_000, after_prewrite=_abandon)
+    t.update(TABLE, {"id": 5, "balance": 0})
+    t.update(TABLE, {"id": 55, "balance": 20})
+    with pytest.raises(Abandoned):
+        t.commit()
+    try:
+        # at its start_ts the locks are at or below the read ts, but it commits above it: no wait
+        # for a TTL of a minute (the 1 s lock wait would time out)
+        with plan(rig.store, TABLE, rig.options(snapshot_ts=t.start_ts, lock_wait_timeout="1s")) as p:
+            assert p.stats.locks_seen == 2
+            assert (balances(p)[5], balances(p)[55]) == (10, 10)
+    finally:
+        rig.cluster.resolve_lock(t.start_ts, t.commit_ts)  # it is committed: finish it, then undo it
+        _restore(rig, [5, 55])

@@ -254,6 +254,15 @@ def test_nullability_follows_not_null() -> None:
     assert [f.nullable for f in spark_schema(t).fields] == [False, False, True]
 
 
+@pytest.mark.parametrize("sql", ["DATE", "DATETIME(6)", "TIMESTAMP"])
+def test_dates_are_nullable_even_when_not_null_as_zero_dates_read_as_null(sql: str) -> None:
+    """TiDB keeps 0000-00-00 (and 2020-00-10, 2021-02-30 under a relaxed sql_mode) in NOT NULL
+    columns; both read paths give NULL for them, so the schemas must allow it."""
+    t = table(1, "t", [column("id", "INT"), column("d", sql, not_null=True)], primary_key=["id"])
+    assert [f.nullable for f in arrow_schema(t)] == [False, True]
+    assert [f.nullable for f in spark_schema(t).fields] == [False, True]
+
+
 # ------------------------------------------------------------------ hidden columns and column selection
 
 
@@ -294,6 +303,11 @@ ORIGIN_DEFAULTS = [
     ("DECIMAL(65,30)", "1", "1." + "0" * 30),
     ("DATE", dt.date(2024, 2, 29), dt.date(2024, 2, 29)),
     ("DATE", "0000-00-00", None),
+    ("DATE", "2020-00-10", None),  # zero month, zero day, impossible day: NULL like 0000-00-00
+    ("DATETIME(6)", "2020-01-00 10:00:00", None),
+    ("TIMESTAMP", "2021-02-30 00:00:00", None),
+    ("DECIMAL(65,30)", "0", "0." + "0" * 30),  # plain digits as TiDB prints them, not 0E-30
+    ("DECIMAL(50,5)", "-1.5", "-1.50000"),
     ("DATETIME(6)", dt.datetime(2024, 1, 2, 3, 4, 5, 6), dt.datetime(2024, 1, 2, 3, 4, 5, 6)),
     ("TIMESTAMP", "2024-01-02 03:04:05", dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)),
     ("TIME(3)", dt.timedelta(hours=-1, minutes=-30, microseconds=-500), dt.timedelta(hours=-1, minutes=-30, microseconds=-500)),
@@ -324,6 +338,8 @@ def test_origin_default_is_not_the_current_default() -> None:
 def test_unreadable_origin_default_is_an_error() -> None:
     with pytest.raises(SchemaError, match="origin default 'abc' of column 'c' \\(INT\\) cannot be read"):
         origin_default_value(column("c", "INT", default="abc"))
+    with pytest.raises(SchemaError, match="origin default '2020-13-01' of column 'd'"):
+        origin_default_value(column("d", "DATE", default="2020-13-01"))
 
 
 # ------------------------------------------------------------------ versions

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import gc
+import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Iterator
@@ -16,13 +17,18 @@ from chispa import assert_df_equality
 from flash_rig import FlashRig, wait_for
 from pyspark_theflash.scan.native import split_native
 from pyspark_theflash.scan.partitions import RangeScan
-from pyspark_theflash.spark.native import parquet_frame
+from pyspark_theflash.schema import builder, spark_schema
+from pyspark_theflash.schema.table_info import TableInfo
+from pyspark_theflash.spark.native import handle_literal, parquet_frame
 from pyspark_theflash.store import Store, StoreOptions
+from pyspark_theflash.store.read import read_parts
 from pyspark_theflash.upstream.tidb import make_column, record_key
 from store_events import (
     DB,
     boundary,
     committed,
+    common_handle,
+    common_key,
     event,
     items_table,
     key,
@@ -318,4 +324,232 @@ def test_native_pieces_give_exactly_the_stores_rows_with_tombstones_and_newer_ve
                 for b in read_parts(list(parts), info, ts, (lo, hi), needed, None, (), str(tmp_path / "s"))
                 for r in b.to_pylist()]
         assert sorted(native + rest, key=repr) == sorted(expected, key=repr), ts
+    store.close()
+
+
+# --- clustered (common-handle) tables: the handle is the key's memcomparable bytes -------------
+
+# Key values on both sides of the bytes where signed and unsigned comparison part: int keys
+# around 0 (memcomparable 0x7f.. / 0x80..), strings with bytes >= 0x80 and strings that are
+# prefixes of each other.
+CLUSTERED_KEYS: dict[str, Any] = {
+    "int_int": SimpleNamespace(
+        columns=[make_column("a", "BIGINT", not_null=True), make_column("b", "INT", not_null=True)],
+        key_names=["a", "b"], key=lambda i: {"a": i // 3 - 60, "b": i % 3 - 1},
+        splits=[(-30, 0), (0, 0), (0, 1), (45, -1)],
+        updated=range(0, 160, 11), deleted=range(7, 160, 19),  # the low keys: some partitions only
+        key_filters=["a BETWEEN -5 AND 5", "b = -1 AND a < 0", "a >= 0"]),
+    "varchar_int": SimpleNamespace(
+        columns=[make_column("name", "VARCHAR(16)", not_null=True), make_column("n", "INT", not_null=True)],
+        key_names=["name", "n"], key=lambda i: {"name": ["", "a", "ab", "a\u00ff", "z", "\u00e9t\u00e9", "\u00e9", "\u65e5\u672c"][i % 8]
+                       + ("" if i % 16 < 8 else "x"), "n": i - 180},
+        splits=[("a", 0), ("ab", -1), ("z", -200), ("\u00e9", 0)],
+        updated=range(1, 400, 16), deleted=range(2, 400, 48),  # names 'a' and 'ab': some partitions only
+        key_filters=["name = 'ab' AND n > -100", "name >= '\u00e9'", "name LIKE 'a%' OR n = 0"]),
+}
+
+
+def clustered_row(kind: str, i: int) -> dict[str, Any]:
+    return {**CLUSTERED_KEYS[kind].key(i), "v": None if i % 11 == 0 else f"v-{i % 37}",
+            "amount": decimal.Decimal(i * 7 % 1000) / 100, "day": dt.date(2001, 1, 1) + dt.timedelta(days=i)}
+
+
+def compact_into_partitions(rig: FlashRig, rounds: int, **options: Any) -> None:
+    """Compaction rounds with small partitions: each round splits every oversized partition
+    at its median handle."""
+    rig.stop_writer()
+    try:
+        with Store.open(rig.store, options=StoreOptions(**options)) as store:
+            for _ in range(rounds):
+                store.compact(force=True)
+    finally:
+        rig.start_writer(interval_s=0.05)
+
+
+def upstream_rows(rig: FlashRig, table: str, ts: int, columns: list[str]) -> list[tuple[Any, ...]]:
+    return sorted((tuple(r[c] for c in columns) for r in rig.cluster.scan_table(table, ts)), key=repr)
+
+
+def rows_of(df: Any) -> list[tuple[Any, ...]]:
+    return sorted((tuple(r) for r in df.collect()), key=repr)
+
+
+def same_types(native: Any, python: Any) -> bool:
+    return [(f.name, f.dataType) for f in native.schema.fields] == [(f.name, f.dataType) for f in python.schema.fields]
+
+
+def executed_plan(df: Any) -> str:
+    return str(df._jdf.queryExecution().executedPlan().toString())
+
+
+@pytest.mark.parametrize("kind", sorted(CLUSTERED_KEYS))
+def test_a_clustered_composite_key_table_is_read_natively_like_python_and_upstream(
+        spark: Any, rig: FlashRig, kind: str) -> None:
+    spec = CLUSTERED_KEYS[kind]
+    table = f"natc.{kind}"
+    rig.cluster.create_table(table, spec.columns + [
+        make_column("v", "VARCHAR(32)"), make_column("amount", "DECIMAL(10,2)"), make_column("day", "DATE"),
+    ], primary_key=spec.key_names, clustered=True)
+    info = rig.cluster.table_info(*table.split("."))
+    assert info["is_common_handle"]
+    for split in spec.splits:
+        rig.cluster.split_at(record_key(info, split))
+    with rig.cluster.txn() as t:
+        for i in range(360):
+            t.insert(table, clustered_row(kind, i))
+    rig.wait_replicated(table)
+    loaded = rig.cluster.get_ts()
+    with rig.cluster.txn() as t:  # new keys, committed after `loaded`: in the clean parts too
+        for i in range(360, 400):
+            t.insert(table, clustered_row(kind, i))
+    before_changes = rig.cluster.get_ts()
+    assert read(spark, rig, snapshot_ts=before_changes, native_read="false").load(table).count() == 400
+    compact_into_partitions(rig, rounds=3, partition_max_rows=80, row_group_rows=16)
+    columns = read(spark, rig, native_read="false").load(table).columns
+
+    for ts, expected_rows in ((loaded, 360), (before_changes, 400)):
+        df = read(spark, rig, snapshot_ts=ts).load(table)
+        split = split_of(df)
+        assert split is not None and len(split.pieces) >= 4 and split.rest == [], split
+        assert all(p.binary_handle and (p.lo is None or isinstance(p.lo, bytes)) for p in split.pieces)
+        assert any(p.newer_than_ts for p in split.pieces) == (ts == loaded)
+        plan_text = executed_plan(df)
+        assert "FileScan parquet" in plan_text and "BatchScan theflash" not in plan_text, plan_text
+        python = read(spark, rig, snapshot_ts=ts, native_read="false").load(table)
+        assert same_types(df, python)
+        expected = upstream_rows(rig, table, ts, columns)
+        assert len(expected) == expected_rows
+        assert rows_of(df) == expected == rows_of(python)
+
+    # updates and deletes after compaction: delta parts in some partitions (their ranges go to
+    # the Python source), new versions and delete marks of keys the clean parts still hold
+    with rig.cluster.txn() as t:
+        for i in spec.updated:
+            t.update(table, {**spec.key(i), "v": f"updated-{i}"})
+        for i in spec.deleted:
+            t.delete(table, tuple(spec.key(i)[k] for k in spec.key_names))
+    changed = rig.cluster.get_ts()
+    df = read(spark, rig, snapshot_ts=changed).load(table)
+    python = read(spark, rig, snapshot_ts=changed, native_read="false").load(table)
+    split = split_of(df)
+    assert split is not None and split.pieces and split.rest, split
+    assert all(isinstance(b, bytes) for rng in split.rest for b in rng if b is not None)
+    plan_text = executed_plan(df)
+    assert "FileScan parquet" in plan_text and "BatchScan theflash" in plan_text, plan_text
+    expected = upstream_rows(rig, table, changed, columns)
+    assert len(expected) == 400 - len(spec.deleted)
+    assert sum(1 for r in expected if str(r[columns.index("v")]).startswith("updated-")) > 5
+
+    # one DataFrame, several actions with different filters (on key and other columns): each
+    # sees its own filter only
+    assert df.count() == len(expected)
+    for condition in spec.key_filters + ["v LIKE 'updated-%'", "amount > 5 AND day < DATE'2001-06-01'"]:
+        got = rows_of(df.filter(condition))
+        assert got and got == rows_of(python.filter(condition)), condition
+    assert df.count() == len(expected)
+    assert rows_of(df) == expected == rows_of(python)
+    # the handle itself, natively: the same bytes the Python source gives
+    hidden = read(spark, rig, snapshot_ts=changed, hidden="_tidb_rowid").load(table)
+    assert split_of(hidden) is not None and split_of(hidden).pieces
+    assert rows_of(hidden) == rows_of(read(spark, rig, snapshot_ts=changed, hidden="_tidb_rowid",
+                                           native_read="false").load(table))
+    # an earlier ts on the same parts: the deltas are invisible, everything is native again
+    again = read(spark, rig, snapshot_ts=before_changes).load(table)
+    assert split_of(again).rest == [] and rows_of(again) == upstream_rows(rig, table, before_changes, columns)
+
+
+def pairs_table(table_id: int = 500) -> TableInfo:
+    """``shop.pairs``: a clustered (VARBINARY, BIGINT) key: handles with any byte."""
+    cols = [builder.column("k", "VARBINARY(16)", primary_key=True), builder.column("n", "BIGINT", primary_key=True),
+            builder.column("v", "INT")]
+    return builder.table(table_id, "pairs", cols, primary_key=["k", "n"], db=DB)
+
+
+PAIR_KEYS = [(k, n) for k in (b"", b"\x00", b"a", b"a\x00", b"a\x7f", b"a\x80", b"a\xff", b"ab", b"abcdefgh",
+                              b"abcdefghi", b"\x7f", b"\x80", b"\xff", b"\xff\xff\xff\xff\xff\xff\xff\xff\xff")
+             for n in (-(1 << 63), -1, 0, 1, (1 << 63) - 1)]
+
+
+def test_binary_handle_conditions_order_as_the_store_at_the_byte_boundaries(spark: Any, tmp_path: Path) -> None:
+    # Spark compares BINARY as unsigned bytes, a proper prefix first, and prunes Parquet row
+    # groups by BINARY statistics: both must agree with Python's bytes order, in which the
+    # store cuts partitions, regions and tombstones. Handles and range bounds straddle 0x7f /
+    # 0x80 / 0xff and are prefixes of one another.
+    t = pairs_table()
+    handles = sorted(common_handle(k, n) for k, n in PAIR_KEYS)
+    bounds = sorted({h[:cut] for h in handles for cut in (1, 2, 9, len(h))} | {h + b"\x00" for h in handles[::7]}
+                    | {b"\x7f", b"\x80", b"\x03\x80", b"\x01a\x80", b"\xff"})
+    store = Store.open(tmp_path / "s", options=StoreOptions(row_group_rows=4))
+    store.put_schema(DB, table_json(t))
+    store.write([event(1, 1, [committed(common_key(t, k, n), row(t, k=k, n=n, v=i), 100 + i)
+                              for i, (k, n) in enumerate(PAIR_KEYS)])])
+    store.flush()
+    store.compact(force=True)
+    with store.snapshot() as view:
+        info = view.table(f"{DB}.pairs")
+        parts = tuple(view.parts(t.id))
+    assert len(parts) == 1 and parts[0].path.endswith(".parquet")
+    piece = split_native(SimpleNamespace(table_info=info, ts=10**6, store=str(tmp_path / "s"), partitions=[
+        SimpleNamespace(ranges=(RangeScan((1,), None, None, parts, 0),))]), ["v"]).pieces[0]
+    assert piece.binary_handle
+    # one query: every bound against every handle, as Spark orders them
+    file_df = spark.read.parquet(piece.path)
+    exprs = ["_tidb_rowid"] + [f"_tidb_rowid >= {handle_literal(b)} AS ge{i}" for i, b in enumerate(bounds)]
+    got = {bytes(r[0]): list(r[1:]) for r in file_df.selectExpr(*exprs).collect()}
+    assert sorted(got) == handles
+    assert {h: v for h, v in got.items()} == {h: [h >= b for b in bounds] for h in handles}
+    # and through the native read's own conditions, over row groups of 4 that Spark may skip by statistics
+    target = spark_schema(info, ["k", "n", "v"], ("_tidb_rowid",))
+    for lo, hi in [(None, b"\x01a\x80"), (b"\x01a\x80", b"\x01a\xff"), (b"\x01\x7f", None),
+                   (b"\x01\x7f\x00", b"\x01\x80\x01"), (handles[3] + b"\x00", handles[40][:5]),
+                   (handles[17], handles[18])]:
+        plan = SimpleNamespace(table_info=info, ts=10**6, store=str(tmp_path / "s"), partitions=[
+            SimpleNamespace(ranges=(RangeScan((1,), lo, hi, parts, 0),))])
+        split = split_native(plan, ["k", "n", "v"])
+        assert split.rest == [] and len(split.pieces) == 1, (lo, hi)
+        frame = parquet_frame(spark, 10**6, split.pieces, target)
+        # the bounds reach the Parquet reader (row groups pruned by their BINARY statistics)
+        assert re.search(r"PushedFilters: \[[^\]]*(GreaterThanOrEqual|LessThan)\(_tidb_rowid", executed_plan(frame))
+        expected = sorted(h for h in handles if (lo is None or h >= lo) and (hi is None or h < hi))
+        assert expected, (lo, hi)
+        assert sorted(bytes(r._tidb_rowid) for r in frame.collect()) == expected, (lo, hi)
+    store.close()
+
+
+def test_native_pieces_of_a_clustered_table_give_the_stores_rows_with_tombstones_and_newer_versions(
+        spark: Any, tmp_path: Path) -> None:
+    t = pairs_table(501)
+    store = Store.open(tmp_path / "s", options=StoreOptions(partition_max_rows=25, row_group_rows=8))
+    store.put_schema(DB, table_json(t))
+    keys = sorted(PAIR_KEYS, key=lambda kn: common_handle(*kn))
+    store.write([event(1, 1, [committed(common_key(t, k, n), row(t, k=k, n=n, v=i), 100 + i)
+                              for i, (k, n) in enumerate(keys)])])
+    store.flush()
+    for _ in range(3):
+        store.compact(force=True)  # partitions of at most 25 handles, split at binary medians
+    # newer versions and deletes of a few keys (a delta), then the region splits at a key in
+    # the middle and the replica loses the right half: a delete-range newer than every part
+    cut = common_key(t, *keys[47])
+    store.write([event(1, 2, [committed(common_key(t, k, n), row(t, k=k, n=n, v=-1), 500) for k, n in keys[:3]]
+                       + [committed(common_key(t, *keys[10]), None, 510)])])
+    store.write([split_event(1, 3, [region(1, b"", boundary(t, cut)), region(2, boundary(t, cut), b"")]),
+                 removed_event(2, 4)])
+    store.flush()
+    with store.snapshot() as view:
+        info = view.table(f"{DB}.pairs")
+        parts = tuple(view.parts(t.id))
+    assert len({p.partition_id for p in parts}) >= 3 and any(p.tombstones for p in parts)
+    needed = [c.name for c in info.columns]
+    target = spark_schema(info, needed, ())
+    for ts in (130, 160, 505, 600):
+        expected = sorted(tuple(r.values()) for r in store.scan_table(f"{DB}.pairs", ts).to_pylist())
+        plan = SimpleNamespace(table_info=info, ts=ts, store=str(tmp_path / "s"), partitions=[
+            SimpleNamespace(ranges=(RangeScan((1,), None, None, parts, 0),))])
+        split = split_native(plan, needed)
+        assert split.pieces, ts
+        native = [tuple(r) for r in parquet_frame(spark, ts, split.pieces, target).collect()]
+        rest = [tuple(r.values()) for lo, hi in split.rest
+                for b in read_parts(list(parts), info, ts, (lo, hi), needed, None, (), str(tmp_path / "s"))
+                for r in b.to_pylist()]
+        assert sorted(native + rest) == expected, ts
     store.close()

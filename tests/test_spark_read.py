@@ -385,3 +385,65 @@ def test_a_committed_transaction_with_pending_secondaries_is_resolved_and_read(s
     assert (balances[1], balances[8]) == (0, 209)
     assert sum(balances.values()) == sum(100 + i for i in range(10))
     assert not [lk for lk in rig.cluster.store.locks() if lk.start_ts == t.start_ts]
+
+
+def test_a_read_at_a_ts_matches_upstream_row_for_row_while_async_commit_transactions_are_half_done(
+    spark: Any, rig: FlashRig,
+) -> None:
+    """TiDB >= 5.0 commits with async commit: a transaction is committed once every lock is
+    written, and a client may die anywhere. A Spark read at ts must give exactly the rows the
+    upstream holds at ts, whatever state those transactions were left in."""
+    from pyspark_theflash.upstream.tidb import Abandoned
+
+    name = "halfasync.accounts"
+    make_table(rig, name, 40, regions=4)  # regions split at ids 10, 20, 30
+
+    def die(*_: Any) -> None:
+        raise Abandoned()
+
+    def commit_primary_then_die(t: Any) -> None:
+        rig.cluster.store.commit(list(t.mutations)[:1], t.start_ts, t.commit_ts)
+        raise Abandoned()
+
+    def left_half_done(t: Any, *changes: tuple[str, int, int]) -> Any:
+        for op, i, balance in changes:
+            if op == "update":
+                t.update(name, {"id": i, "balance": balance})
+            elif op == "insert":
+                t.insert(name, {"id": i, "balance": balance, "owner": "new"})
+            else:
+                t.delete(name, i)
+        with pytest.raises(Abandoned):
+            t.commit()
+        return t
+
+    with rig.cluster.txn(async_commit=True) as done:  # an ordinary async commit over two regions
+        done.update(name, {"id": 1, "balance": 1})
+        done.update(name, {"id": 31, "balance": 131})
+    every_lock = left_half_done(rig.cluster.txn(async_commit=True, ttl_ms=300, after_prewrite=die),
+                                ("update", 2, 0), ("update", 12, 0), ("delete", 22, 0), ("insert", 40, 7))
+    some_missing = left_half_done(rig.cluster.txn(async_commit=True, ttl_ms=300, after_prewrite_batch=die),
+                                  ("update", 3, -3), ("update", 13, -13), ("delete", 23, 0))
+    primary_only = left_half_done(rig.cluster.txn(async_commit=True, ttl_ms=300, after_prewrite=commit_primary_then_die),
+                                  ("update", 4, 44), ("update", 34, 434))
+    left_half_done(rig.cluster.txn(one_pc=False, ttl_ms=300, after_prewrite=die), ("update", 5, -5), ("update", 15, -15))
+    late = rig.cluster.txn(async_commit=True)  # starts before ts, prewrites after the read
+    late.update(name, {"id": 6, "balance": 6})
+    late.update(name, {"id": 36, "balance": 36})
+    assert {lk.start_ts for lk in rig.cluster.store.locks()} >= {every_lock.start_ts, some_missing.start_ts}
+
+    ts = rig.cluster.get_ts()
+    first = sorted((r.asDict() for r in read(spark, rig, snapshot_ts=ts).load(name).collect()), key=lambda r: r["id"])
+    assert late.commit() > ts  # its locks' min_commit_ts are above a ts already read
+    again = sorted((r.asDict() for r in read(spark, rig, snapshot_ts=ts).load(name).collect()), key=lambda r: r["id"])
+    upstream = sorted(rig.cluster.scan_table(name, ts), key=lambda r: r["id"])
+    assert first == upstream == again
+    got = {r["id"]: r["balance"] for r in first}
+    assert (got[1], got[31]) == (1, 131)                              # committed
+    assert (got[2], got[12], 22 in got, got[40]) == (0, 0, False, 7)  # every lock written: committed
+    assert (got[3], got[13], 23 in got) == (103, 113, True)           # a secondary missing: rolled back
+    assert (got[4], got[34]) == (44, 434)                             # primary committed: committed
+    assert (got[5], got[15], got[6], got[36]) == (105, 115, 106, 136)  # 2PC client died; committed after ts
+    assert every_lock.commit_ts <= ts and primary_only.commit_ts <= ts
+    assert not {lk.start_ts for lk in rig.cluster.store.locks()} & {every_lock.start_ts, some_missing.start_ts,
+                                                                     primary_only.start_ts}

@@ -109,6 +109,16 @@ def test_verify_reports_a_clean_store_clean(built, capsys) -> None:
     assert report["clean"] and report["parts_checked"] == len(live_part_files(root))
 
 
+def test_verify_knows_the_writers_pid_file(built, capsys) -> None:
+    from pyspark_theflash.writer.daemon import write_pid_file
+
+    root, *_ = built
+    write_pid_file(root)  # what a running writer keeps beside the manifest
+    code, out, _ = run_cli(capsys, "verify", str(root))
+    assert code == 0 and "clean" in out, out
+    (root / "writer.pid").unlink()
+
+
 def test_verify_reports_a_corrupted_part_with_its_file(built, capsys) -> None:
     root, *_ = built
     victim = live_part_files(root)[0]

@@ -81,6 +81,37 @@ def test_check_txn_status_and_resolve_lock_over_grpc(served) -> None:
     assert cluster.store.locks() == []
 
 
+def test_async_commit_status_over_grpc_carries_the_primary_lock_and_check_secondary_locks_decides(served) -> None:
+    cluster, client, _ = served
+    k1, k2, k3 = (encode_record_key(9998, h) for h in (1, 2, 3))
+    start = client.get_ts()
+    mc1 = cluster.store.prewrite([Mutation(PUT, k1, b"a")], k1, start, 1, async_commit=True, secondaries=[k2, k3])
+    mc2 = cluster.store.prewrite([Mutation(PUT, k2, b"b")], k1, start, 1, async_commit=True)
+    later = compose_ts(physical_ms(start) + 100, 0)
+    status = client.check_txn_status(k1, start, later, later)  # past its TTL: still locked
+    assert status == cluster.check_txn_status(k1, start, later, later)
+    assert status.state == "locked" and status.lock is not None
+    assert (status.lock.use_async_commit, status.lock.min_commit_ts, status.lock.secondaries) == (True, mc1, (k2, k3))
+    checked = client.check_secondary_locks([k2], start)
+    assert [(lk.key, lk.min_commit_ts, lk.use_async_commit) for lk in checked.locks] == [(k2, mc2, True)]
+    # k3 was never prewritten: CheckSecondaryLocks rolls it back for good
+    assert client.check_secondary_locks([k2, k3], start) == type(checked)((), 0)
+    forced = client.check_txn_status(k1, start, later, later, force_sync_commit=True)
+    assert (forced.state, forced.action) == ("rolled_back", "ttl_expire_rollback")
+    assert client.resolve_lock(start, 0) == 1 and cluster.store.locks() == []
+
+
+def test_a_read_index_over_grpc_carries_the_read_ts(served) -> None:
+    cluster, client, _ = served
+    start = cluster.get_ts()  # a transaction that prewrites after the read below
+    ts = client.get_ts()
+    client.read_index(1, ts)
+    assert cluster.store.max_ts == ts
+    k = encode_record_key(9997, 1)
+    assert cluster.store.prewrite([Mutation(PUT, k, b"x")], k, start, 3000, async_commit=True) == ts + 1
+    assert cluster.resolve_lock(start, 0) == 1
+
+
 def test_committed_status_carries_commit_ts(served) -> None:
     cluster, client, _ = served
     t = cluster.txn(one_pc=False)
@@ -159,6 +190,40 @@ def test_theflash_upstream_command_writes_a_binlog_open_source_reads(tmp_path: P
     rows = [r for e in events if e.HasField("entries") for r in iter_rows(e.entries)]
     assert len(rows) > 20
     assert any(e.HasField("resolved_ts") for e in events)
+
+
+@pytest.mark.parametrize("mode", ["async", "2pc"])
+def test_theflash_upstream_commits_with_async_commit_by_default_and_runs_gc_by_its_life_time(
+    tmp_path: Path, mode: str,
+) -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    args = [sys.executable, "-m", "pyspark_theflash", "upstream", "--data", str(tmp_path / "d"),
+            "--binlog", str(tmp_path / "b"), "--workload", "bank", "--duration", "2", "--accounts", "20",
+            "--region-split-keys", "6", "--gc-life-time", "300ms", "--gc-run-interval", "200ms"]
+    started = time.time()
+    proc = subprocess.run(args + ([] if mode == "async" else ["--txn-mode", "2pc"]),
+                          capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    with open_source(str(tmp_path / "b")) as source:
+        events = [pe.event for pe in source.read(100_000, 1.0)]
+    prewrites = [r for e in events if e.HasField("entries") for r in iter_rows(e.entries) if r.type == 0]
+    assert prewrites and all(r.use_async_commit == (mode == "async") for r in prewrites)
+    if mode == "async":  # a transfer spanning regions (one region: 1PC): its primary lists the other key
+        assert all(len(r.secondaries) == 1 for r in prewrites if r.key == r.primary)
+    cluster = MiniCluster(tmp_path / "d", tmp_path / "b", resolved_ts_interval=0)
+    try:  # GC ran every 200 ms at now - 300 ms, and the safe point was saved
+        assert physical_ms(cluster.gc_safe_point()) >= int(started * 1000)
+    finally:
+        cluster.close()
+
+
+def test_theflash_upstream_refuses_a_gc_life_time_that_is_not_a_duration(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyspark_theflash", "upstream", "--data", str(tmp_path / "d"),
+         "--binlog", str(tmp_path / "b"), "--gc-life-time", "ten minutes"],
+        capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=ROOT,
+    )
+    assert proc.returncode == 2 and "'ten minutes' is not a duration" in proc.stderr
 
 
 def test_theflash_upstream_serve_answers_over_grpc_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:

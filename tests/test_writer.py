@@ -93,6 +93,19 @@ def holds_latch(store: Path, proc: subprocess.Popen) -> bool:
     return holder is not None and holder.pid == proc.pid and status.get("token") == holder.token and status.get("state") == "running"
 
 
+def table_regions(cluster: BankCluster, qualified: str) -> list[int]:
+    """Ids of the upstream regions over a table's record range: those a reader of it waits
+    for (every table has regions of its own; a table the writer does not replicate is in
+    regions the store never holds)."""
+    from pyspark_theflash.codec import encode_region_key
+    from pyspark_theflash.upstream.tidb import record_range
+
+    info = cluster.client.table_info(*qualified.split("."))
+    lo, hi = (encode_region_key(k) for k in record_range(info["id"]))
+    return [int(r.id) for r in cluster.client.regions()
+            if (not r.end_key or r.end_key > lo) and r.start_key < hi]
+
+
 def learner_read_total(store: Path, cluster: BankCluster, ts: int | None = None) -> tuple[int, int, dict[int, int]]:
     """What a reader does: a ts, the read index of every region, a flush request that the
     writer completes once those are applied, then every region's resolved ts past ts; then
@@ -100,7 +113,7 @@ def learner_read_total(store: Path, cluster: BankCluster, ts: int | None = None)
     from pyspark_theflash.store import Store
 
     ts = ts or cluster.client.get_ts()
-    regions = [int(r.id) for r in cluster.client.regions()]
+    regions = table_regions(cluster, TABLE)
     read_index = {r: cluster.client.read_index(r) for r in regions}
     with latch_mod.connect(store) as latch:
         applied = latch.wait_flush(latch.request_flush(regions, read_index), timeout_s=30)
@@ -198,7 +211,7 @@ def test_progress_line_is_rewritten_in_place_on_a_terminal(tmp_path: Path) -> No
         proc = subprocess.Popen(
             [PY, "-m", "pyspark_theflash", "writer", "run", "--binlog", str(tmp_path / "binlog"), "--store",
              str(tmp_path / "store"), "--upstream", addresses["upstream"], "--until-caught-up"],
-            stdout=slave, stderr=subprocess.DEVNULL,
+            stdout=slave, stderr=slave,  # log lines and the progress line share the terminal
         )
         os.close(slave)
         out = b""
@@ -213,8 +226,14 @@ def test_progress_line_is_rewritten_in_place_on_a_terminal(tmp_path: Path) -> No
         os.close(master)
         assert proc.wait(30) == 0
     text = out.decode()
-    assert text.startswith("\r") and text.count("\r") >= 2 and "events/s" in text and "rows/s" in text
-    assert text.rstrip("\r\n").count("\n") == 0  # one line, rewritten in place
+    assert "events/s" in text and "rows/s" in text
+    stamp = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
+    logged = [m.start() for m in stamp.finditer(text)]
+    assert logged, text  # the writer logs (caught up, stopping ...)
+    # every log line starts a line of its own: the progress line was cleared before it
+    assert all(i == 0 or text[i - 1] in "\r\n" for i in logged), text
+    progress = [line for line in re.split(r"[\r\n]", text) if "events/s" in line]
+    assert progress and all(not stamp.match(line) for line in progress)  # rewritten in place, not logged
 
 
 def _persisted_position(store: Path) -> tuple[int, int]:
@@ -271,6 +290,11 @@ def test_interval_change_and_flush_request_take_effect_without_restart(cluster: 
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{status['metrics_port']}/metrics", timeout=10).read().decode()
     assert re.search(r'theflash_writer_applied_index\{region="\d+"\} [1-9]', metrics)
     assert "theflash_writer_rows_per_second" in metrics and "theflash_writer_last_flush_seconds" in metrics
+    # TSOs as their exact halves (a whole TSO is past float64's 53 bits of integer precision)
+    physical = [int(v) for v in re.findall(r'theflash_writer_resolved_ts_physical_ms\{region="\d+"\} (\d+)\n', metrics)]
+    assert physical and all(1_600_000_000_000 < v < 4_000_000_000_000 for v in physical), metrics
+    assert re.search(r'theflash_writer_resolved_ts_logical\{region="\d+"\} \d+\n', metrics)
+    assert "theflash_writer_resolved_ts{" not in metrics
     shown = _cli("writer", "status", "--store", str(store))
     assert shown.returncode == 0 and f"pid {writer.pid}" in shown.stdout and "interval: 0.05s" in shown.stdout
     writer.send_signal(signal.SIGINT)
@@ -303,10 +327,18 @@ def test_spark_submit_entry_applies_the_binlog_with_executor_decode(cluster: Ban
 
     entry = _cli("writer", "--spark-entry").stdout.strip()
     assert entry.endswith("spark_entry.py") and Path(entry).is_file()
-    wait_for(lambda: cluster.client.read_index(int(cluster.client.regions()[0].id)) > 40, 30, "some transfers")
+    # bank.accounts has regions of its own (the first region holds no rows): any of them will do
+    wait_for(lambda: max(cluster.client.read_index(int(r.id)) for r in cluster.client.regions()) > 40, 30,
+             "some transfers")
     final = cluster.stop_workload()
     store, log = tmp_path / "store", tmp_path / "spark-writer.log"
-    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
+    # As the README runs it, from a shell that never activated the venv: PYSPARK_PYTHON is what
+    # lets pip's spark-submit find SPARK_HOME and the executors import the package.
+    venv_bin = str(Path(sys.executable).parent)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "SPARK_HOME", "VIRTUAL_ENV")}
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin)
+    env["PYSPARK_PYTHON"] = sys.executable
     job = subprocess.run(
         [str(Path(sys.executable).parent / "spark-submit"), "--master", "local[2]", "--conf", "spark.ui.enabled=false",
          entry, "--binlog", cluster.binlog("file"), "--store", str(store), "--upstream", cluster.info["upstream"],
@@ -508,3 +540,236 @@ def test_a_failed_pipelined_flush_stops_the_writer_and_a_restart_replays_from_th
     with Store.open(str(store_dir), readonly=True) as s:
         got = {r["id"]: r["balance"] for r in s.scan_table(TABLE, ts).to_pylist()}
     assert got == expected and len(got) == 5
+
+
+def test_a_flush_request_naming_a_fresh_split_born_region_is_answered(tmp_path: Path) -> None:
+    """A table's region of its own has no entries until its first row: upstream's read index is
+    TiKV's RAFT_INIT_LOG_INDEX (5) for it; the writer answers a request for that index instead
+    of leaving it pending forever (which also made every later batch flush synchronously)."""
+    from flash_rig import FlashRig
+    from pyspark_theflash.latch import connect
+    from pyspark_theflash.upstream.tidb import make_column as column
+
+    rig = FlashRig(tmp_path)
+    try:
+        rig.start_writer()
+        rig.cluster.create_table("fresh.t", [column("id", "INT"), column("v", "INT")], primary_key=["id"])
+        with rig.cluster.txn() as t:  # the writer learns the regions from the log
+            t.insert("fresh.t", {"id": 1, "v": 1})
+        rig.cluster.create_table("fresh.empty", [column("id", "INT"), column("v", "INT")], primary_key=["id"])
+        read_index = {int(r.id): rig.cluster.read_index(int(r.id)) for r in rig.cluster.regions()}
+        assert 5 in read_index.values()  # a split-born region without entries
+        latch = connect(rig.store)
+        rig.wait_replicated("fresh.t")
+        answer = latch.wait_flush(latch.request_flush(list(read_index), read_index), timeout_s=30)
+        assert set(answer) == set(read_index)
+        assert not latch.pending_flushes()
+    finally:
+        rig.close()
+
+
+def test_until_caught_up_means_the_logs_head_over_files_and_grpc_and_damage_fails_it(tmp_path: Path) -> None:
+    """A one-shot run applies everything up to the head the log had when it started, whatever
+    the binlog's form; a damaged record with records after it stops it with an error naming
+    the segment file and offset (it used to stop there and say "caught up", rc 0)."""
+    import shutil
+
+    from pyspark_theflash.binlog import SegmentReader, serve_binlog
+    from pyspark_theflash.binlog.segment import list_segments, segment_path
+    from pyspark_theflash.store import Store
+    from pyspark_theflash.upstream.cluster import MiniCluster
+    from pyspark_theflash.upstream.tidb import make_column
+
+    binlog_dir = tmp_path / "binlog"
+    with MiniCluster(tmp_path / "cluster", binlog_dir=binlog_dir, resolved_ts_interval=0) as up:
+        addresses = up.serve()
+        up.create_table(TABLE, [make_column("id", "BIGINT", not_null=True), make_column("balance", "BIGINT")],
+                        primary_key=["id"])
+        for i in range(300):
+            up.run_txn(lambda t, i=i: t.insert(TABLE, {"id": i, "balance": i}))
+        ts = up.get_ts()
+
+        def writer(binlog: str, store: Path) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([PY, "-m", "pyspark_theflash", "writer", "run", "--binlog", binlog, "--store",
+                                   str(store), "--upstream", addresses["upstream"], "--until-caught-up",
+                                   "--batch-events", "16"], capture_output=True, text=True, timeout=120)
+
+        def applied(store: Path) -> int:
+            with Store.open(str(store), readonly=True) as s:
+                return len(s.scan_table(TABLE, ts).to_pylist())
+
+        server = serve_binlog(binlog_dir, "127.0.0.1", 0)
+        try:
+            for form, url in (("file", binlog_dir.as_uri()), ("grpc", server.url)):
+                done = writer(url, tmp_path / f"store-{form}")
+                assert done.returncode == 0, done.stderr
+                assert applied(tmp_path / f"store-{form}") == 300, form
+        finally:
+            server.stop()
+
+        damaged = tmp_path / "damaged"
+        shutil.copytree(binlog_dir, damaged, ignore=shutil.ignore_patterns("LOCK"))
+        newest = list_segments(damaged)[-1]
+        with SegmentReader(damaged) as reader:
+            records = [r for r in reader if r.position.segment == newest]
+        victim = records[len(records) // 2]
+        path = segment_path(damaged, newest)
+        data = bytearray(path.read_bytes())
+        data[victim.position.offset + 9] ^= 0x01
+        path.write_bytes(bytes(data))
+        failed = writer(damaged.as_uri(), tmp_path / "store-damaged")
+        assert failed.returncode != 0
+        assert str(path) in failed.stderr and f"offset {victim.position.offset}" in failed.stderr, failed.stderr[-2000:]
+        assert "Traceback" not in failed.stderr
+
+
+def test_a_long_poll_interval_never_throttles_a_writer_behind_a_grpc_stream(tmp_path: Path) -> None:
+    """The binlog service streams each commit as soon as it is written, a few events a message;
+    a writer polling every second used to drain only its 64-message buffer per poll and fall
+    ever further behind. The interval bounds an idle writer's latency, nothing more."""
+    import threading
+
+    from pyspark_theflash.store import Store
+    from pyspark_theflash.upstream.cluster import MiniCluster
+    from pyspark_theflash.upstream.tidb import make_column
+    from pyspark_theflash.writer.loop import Writer
+    from pyspark_theflash.writer.options import WriterOptions
+
+    with MiniCluster(tmp_path / "cluster", binlog_dir=tmp_path / "binlog", resolved_ts_interval=0.02) as up:
+        addresses = up.serve()
+        up.create_table(TABLE, [make_column("id", "BIGINT", not_null=True), make_column("balance", "BIGINT")],
+                        primary_key=["id"])
+        up.run_txn(lambda t: t.insert(TABLE, {"id": -1, "balance": 0}))
+        stop = threading.Event()
+        writer = Writer(WriterOptions(binlog=addresses["binlog"], store=str(tmp_path / "store"),
+                                      upstream=addresses["upstream"], interval_s=1.0, flush_interval_s=0.1), stop=stop)
+        thread = threading.Thread(target=writer.run, daemon=True)
+        thread.start()
+        try:
+            produced = 0
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline:  # one-row transactions, as fast as they go
+                up.run_txn(lambda t, i=produced: t.insert(TABLE, {"id": i, "balance": i}))
+                produced += 1
+            ts = up.get_ts()
+
+            def applied() -> int:
+                from pyspark_theflash.store.errors import UnknownTableNameError
+
+                with Store.open(str(tmp_path / "store"), readonly=True) as s:
+                    try:
+                        return len(s.scan_table(TABLE, ts).to_pylist())
+                    except UnknownTableNameError:  # the writer has not reached the first row yet
+                        return 0
+
+            assert produced > 300
+            # Caught up within the poll interval plus slack, not after produced / 64 polls.
+            wait_for(lambda: applied() == produced + 1, 4.0, f"the writer to apply {produced} transactions")
+        finally:
+            stop.set()
+            thread.join(30)
+
+
+def test_status_and_ctl_on_a_mistyped_store_fail_and_create_nothing(tmp_path: Path) -> None:
+    typo = tmp_path / "flsh"
+    for argv in (["status", "--store", str(typo)], ["ctl", "--store", str(typo), "--interval", "1s"]):
+        done = subprocess.run([PY, "-m", "pyspark_theflash", "writer", *argv], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and f"no store at {typo}" in done.stderr, done.stderr
+        assert not typo.exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 3 MiB file system (tmpfs) for the store: ENOSPC the way an operator meets it."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True, text=True)
+    assert done.returncode == 0, f"mounting a tmpfs needs root: {done.stderr}"
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_ends_the_writer_with_one_clear_error_and_it_resumes_once_space_is_back(
+        small_disk: Path, tmp_path: Path) -> None:
+    from pyspark_theflash.errors import StorageFailureError
+    from pyspark_theflash.scan import plan
+    from pyspark_theflash.store import Store
+    from pyspark_theflash.upstream.cluster import MiniCluster
+    from pyspark_theflash.upstream.tidb import make_column
+
+    store = small_disk / "store"
+    with MiniCluster(tmp_path / "cluster", binlog_dir=tmp_path / "binlog", resolved_ts_interval=0) as up:
+        addresses = up.serve()
+        up.create_table("big.rows", [make_column("id", "BIGINT", not_null=True), make_column("pad", "VARCHAR(2000)")],
+                        primary_key=["id"])
+        for start in range(0, 6000, 500):  # ~9 MiB of row values: three times the disk
+            up.run_txn(lambda t, s=start: [t.insert("big.rows", {"id": i, "pad": f"{i:08d}" * 190})
+                                           for i in range(s, s + 500)])
+        ts = up.get_ts()
+        run = [PY, "-m", "pyspark_theflash", "writer", "run", "--binlog", (tmp_path / "binlog").as_uri(), "--store",
+               str(store), "--upstream", addresses["upstream"], "--until-caught-up", "--flush-rows", "500"]
+        full = subprocess.run(run, capture_output=True, text=True, timeout=120)
+        assert full.returncode == 2, full.stderr[-3000:]
+        assert "the disk is full" in full.stderr and "Traceback" not in full.stderr, full.stderr[-3000:]
+        shown = _cli("writer", "status", "--store", str(store))
+        assert shown.returncode == 0, shown.stderr
+        assert "state: failed" in shown.stdout and "last error (" in shown.stdout and "disk is full" in shown.stdout, shown.stdout
+        # a read on the full disk works from the durable state or says the disk is full
+        try:
+            with plan(str(store), "big.rows", {"upstream": addresses["upstream"], "region_wait_timeout": "2s"}):
+                pass
+        except StorageFailureError as exc:
+            assert "disk is full" in str(exc)
+        except Exception as exc:  # e.g. the learner read timing out: the writer is not running
+            assert "Traceback" not in str(exc) and "OperationalError" not in repr(exc), repr(exc)
+
+        remount = subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], capture_output=True, text=True)
+        assert remount.returncode == 0, remount.stderr
+        again = subprocess.run(run, capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0, again.stderr[-3000:]
+        expected = {r["id"]: r["pad"] for r in up.scan_table("big.rows", ts)}
+    with Store.open(str(store), readonly=True) as s:
+        got = {r["id"]: r["pad"] for r in s.scan_table("big.rows", ts).to_pylist()}
+    assert got == expected and len(got) == 6000
+    shown = _cli("writer", "status", "--store", str(store))
+    assert "state: not running" in shown.stdout and "last error (" in shown.stdout  # still says what happened
+
+
+def test_a_writer_logging_to_a_file_timestamps_every_line_and_rate_limits_progress(tmp_path: Path) -> None:
+    from pyspark_theflash.upstream.cluster import MiniCluster
+    from pyspark_theflash.upstream.tidb import make_column
+
+    log = tmp_path / "writer.log"
+    with MiniCluster(tmp_path / "cluster", binlog_dir=tmp_path / "binlog", resolved_ts_interval=0) as up:
+        addresses = up.serve()
+        up.create_table(TABLE, [make_column("id", "BIGINT", not_null=True), make_column("balance", "BIGINT")],
+                        primary_key=["id"])
+        for i in range(50):
+            up.run_txn(lambda t, i=i: t.insert(TABLE, {"id": i, "balance": i}))
+        done = _cli("writer", "run", "--binlog", str(tmp_path / "binlog"), "--store", str(tmp_path / "store"),
+                    "--upstream", addresses["upstream"], "--until-caught-up", "--interval", "10ms", "--log", str(log))
+        assert done.returncode == 0, done.stderr
+    lines = log.read_text().splitlines()
+    assert lines and all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ", line) for line in lines), lines
+    progress = [line for line in lines if "events/s" in line]
+    # a short run: one line per state it went through, not one a second
+    assert 1 <= len(progress) <= 4, progress
+
+
+def test_progress_lists_only_the_stores_live_regions() -> None:
+    """A region merged away (or removed) leaves the progress line and the status."""
+    from types import SimpleNamespace
+
+    from pyspark_theflash.writer.progress import Progress, progress_line
+
+    progress = Progress()
+    progress.note_batch(3, 3, {1: 10, 2: 7})
+    progress.note_regions([SimpleNamespace(id=1, applied_index=10, resolved_ts=0),
+                           SimpleNamespace(id=2, applied_index=7, resolved_ts=0)])
+    assert set(progress.regions) == {1, 2}
+    progress.note_regions([SimpleNamespace(id=1, applied_index=12, resolved_ts=0)])  # 2 merged into 1
+    status = progress.to_status()
+    assert [r["region_id"] for r in status["regions"]] == [1]
+    assert "r2 " not in progress_line(status)

@@ -15,7 +15,7 @@ stops at the log's head.
 from __future__ import annotations
 
 import argparse
-import os
+import signal
 import sys
 import threading
 from typing import Any
@@ -89,9 +89,7 @@ def run_dump(args: argparse.Namespace) -> int:
                     break
     except BinlogError as exc:
         raise CommandError(str(exc)) from None
-    except BrokenPipeError:  # e.g. `theflash binlog dump ... | head`: the reader has enough
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's final flush quiet
-    return 0
+    return 0  # (`... | head` closing the pipe early is handled by the theflash command itself)
 
 
 def _size(n: int) -> str:
@@ -131,12 +129,23 @@ def run_serve(args: argparse.Namespace) -> int:
         server = serve_binlog(args.directory, args.host, args.port)
     except BinlogError as exc:
         raise CommandError(str(exc)) from None
+    # Until SIGINT or SIGTERM, handled explicitly: a process started in the background by a
+    # non-interactive shell inherits SIGINT as ignored, and Ctrl-C / kill must stop it anyway.
+    stopped = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        received.append(signum)
+        stopped.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
     print(f"serving {args.directory} at {server.url}", flush=True)
     try:
-        threading.Event().wait()  # until Ctrl-C (the CLI turns it into exit status 130)
+        stopped.wait()
     finally:
         server.stop()
-    return 0
+    return 128 + received[0]  # as a process ended by that signal: 130 for Ctrl-C
 
 
 def run_prune(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from pyspark_theflash.binlog.errors import BinlogError
+from pyspark_theflash.codec.txn import decode_secondaries, encode_secondaries
 from pyspark_theflash.proto import binlog_pb2
 
 Row = binlog_pb2.Row
@@ -243,6 +244,12 @@ def _join_batches(batches: Sequence[binlog_pb2.RowBatch]) -> RunColumns | None:
               binary("key", optional=False), binary("value", optional=True), binary("primary", optional=True)]
     if any(f is None for f in fields):
         return None
+    try:  # checked event by event, not joined: the store has no use for them
+        for b in batches:
+            if b.min_commit_ts or b.async_commit or b.secondaries_offsets or b.secondaries_data:
+                _check_lock_fields(b, "")
+    except MalformedRowBatchError:
+        return None
     return RunColumns(RowColumns(*fields), starts)  # type: ignore[arg-type]
 
 
@@ -252,11 +259,14 @@ def iter_rows(entries: binlog_pb2.Entries, where: str = "") -> Iterator[binlog_p
         yield from entries.rows
         return
     c = columns(entries, where)
+    lk = _batch_lock_columns(entries.batch, where)
     fields = zip(c.types.tolist(), c.ops.tolist(), c.start_ts.tolist(), c.commit_ts.tolist(), c.ttl.tolist(),
-                 c.txn_size.tolist(), c.keys.to_pylist(), c.values.to_pylist(), c.primaries.to_pylist())
-    for t, op, start_ts, commit_ts, ttl, txn_size, key, value, primary in fields:
+                 c.txn_size.tolist(), c.keys.to_pylist(), c.values.to_pylist(), c.primaries.to_pylist(),
+                 lk.min_commit_ts.tolist(), lk.use_async_commit.tolist(), lk.secondaries.to_pylist())
+    for t, op, start_ts, commit_ts, ttl, txn_size, key, value, primary, min_commit_ts, use_async, secs in fields:
         yield Row(type=t, op=op, start_ts=start_ts, commit_ts=commit_ts, key=key, value=value, primary=primary,
-                  ttl=ttl, txn_size=txn_size)
+                  ttl=ttl, txn_size=txn_size, min_commit_ts=min_commit_ts, use_async_commit=use_async,
+                  secondaries=decode_secondaries(secs) if secs else ())
 
 
 def columnar_entries(rows: Sequence[binlog_pb2.Row]) -> binlog_pb2.Entries:
@@ -266,6 +276,15 @@ def columnar_entries(rows: Sequence[binlog_pb2.Row]) -> binlog_pb2.Entries:
 
 def pack_rows(rows: Sequence[binlog_pb2.Row]) -> binlog_pb2.RowBatch:
     """``Row`` messages -> one ``RowBatch``."""
+    if not any(r.use_async_commit or r.min_commit_ts or r.secondaries for r in rows):
+        return pack_columns(
+            types=np.fromiter((r.type for r in rows), np.uint8, len(rows)),
+            ops=np.fromiter((r.op for r in rows), np.uint8, len(rows)),
+            start_ts=np.fromiter((r.start_ts for r in rows), np.uint64, len(rows)),
+            commit_ts=np.fromiter((r.commit_ts for r in rows), np.uint64, len(rows)),
+            ttl=np.fromiter((r.ttl for r in rows), np.uint64, len(rows)),
+            txn_size=np.fromiter((r.txn_size for r in rows), np.uint64, len(rows)),
+            keys=[r.key for r in rows], values=[r.value for r in rows], primaries=[r.primary for r in rows])
     return pack_columns(
         types=np.fromiter((r.type for r in rows), np.uint8, len(rows)),
         ops=np.fromiter((r.op for r in rows), np.uint8, len(rows)),
@@ -273,29 +292,37 @@ def pack_rows(rows: Sequence[binlog_pb2.Row]) -> binlog_pb2.RowBatch:
         commit_ts=np.fromiter((r.commit_ts for r in rows), np.uint64, len(rows)),
         ttl=np.fromiter((r.ttl for r in rows), np.uint64, len(rows)),
         txn_size=np.fromiter((r.txn_size for r in rows), np.uint64, len(rows)),
-        keys=[r.key for r in rows], values=[r.value for r in rows], primaries=[r.primary for r in rows])
+        keys=[r.key for r in rows], values=[r.value for r in rows], primaries=[r.primary for r in rows],
+        min_commit_ts=np.fromiter((r.min_commit_ts for r in rows), np.uint64, len(rows)),
+        use_async_commit=np.fromiter((r.use_async_commit for r in rows), np.uint8, len(rows)),
+        secondaries=[encode_secondaries(list(r.secondaries)) if r.secondaries else b"" for r in rows])
 
 
 def pack_columns(*, types: Any, ops: Any, keys: BinaryColumn, start_ts: Any = 0, commit_ts: Any = 0,
                  values: BinaryColumn | None = None, primaries: BinaryColumn | None = None, ttl: Any = 0,
-                 txn_size: Any = 0) -> binlog_pb2.RowBatch:
+                 txn_size: Any = 0, min_commit_ts: Any = 0, use_async_commit: Any = 0,
+                 secondaries: BinaryColumn | None = None) -> binlog_pb2.RowBatch:
     """Column arrays -> one ``RowBatch``. ``keys`` fixes the row count; a scalar for a
     fixed-width column applies to every row; a column that is zero (or empty) for every row
-    is left empty, as the format allows."""
+    is left empty, as the format allows. ``secondaries`` items are
+    ``codec.txn.encode_secondaries`` bytes (empty: none)."""
     n = len(keys)
     key_offsets, key_data = _binary_layout(keys, n, "keys")
     batch = binlog_pb2.RowBatch(count=n, types=_fixed(types, n, np.uint8, "types"),
                                 ops=_fixed(ops, n, np.uint8, "ops"),
                                 start_ts=_fixed(start_ts, n, np.uint64, "start_ts"),
                                 key_offsets=key_offsets, key_data=key_data)
-    for name, col in (("commit_ts", commit_ts), ("ttl", ttl), ("txn_size", txn_size)):
+    for name, col in (("commit_ts", commit_ts), ("ttl", ttl), ("txn_size", txn_size), ("min_commit_ts", min_commit_ts)):
         arr = np.broadcast_to(np.asarray(col, dtype=np.uint64), (n,))
         if arr.any():
             setattr(batch, name, _fixed(arr, n, np.uint64, name))
-    for prefix, col in (("value", values), ("primary", primaries)):
+    flags = np.broadcast_to(np.asarray(use_async_commit, dtype=np.uint8), (n,))
+    if flags.any():
+        batch.async_commit = _fixed(flags, n, np.uint8, "use_async_commit")
+    for prefix, col in (("value", values), ("primary", primaries), ("secondaries", secondaries)):
         if col is None:
             continue
-        offsets, data = _binary_layout(col, n, prefix + "s")
+        offsets, data = _binary_layout(col, n, prefix if prefix == "secondaries" else prefix + "s")
         if data:
             setattr(batch, prefix + "_offsets", offsets)
             setattr(batch, prefix + "_data", data)
@@ -331,7 +358,8 @@ def _binary_layout(col: BinaryColumn, n: int, name: str) -> tuple[bytes, bytes]:
         offsets64 = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + n + 1]
         base = int(offsets64[0]) if n else 0
         data_buf = arr.buffers()[2]
-        data = b"" if data_buf is None or not n else data_buf.to_pybytes()[base:int(offsets64[-1])]
+        # only this slice's bytes: a slice of a large array must not copy all of its buffer
+        data = b"" if data_buf is None or not n else data_buf[base:int(offsets64[-1])].to_pybytes()
         offsets64 = offsets64 - base
     else:
         items = list(col)
@@ -359,39 +387,96 @@ def _row_columns(rows: Sequence[binlog_pb2.Row]) -> RowColumns:
         primaries=pa.array([r.primary for r in rows], type=pa.binary()))
 
 
-def _batch_columns(batch: binlog_pb2.RowBatch, where: str) -> RowColumns:
+def _batch_fixed(batch: binlog_pb2.RowBatch, where: str, name: str, width: int, dtype: str,
+                 optional: bool) -> np.ndarray:
     n = int(batch.count)
+    raw = getattr(batch, name)
+    if optional and not raw:
+        return np.zeros(n, dtype=dtype)
+    if len(raw) != n * width:
+        allowed = " (or empty: 0 for every row)" if optional else ""
+        raise MalformedRowBatchError(where, f"{name} holds {len(raw)} bytes, expected {width} x count {n} = "
+                                            f"{n * width}{allowed}")
+    return np.frombuffer(raw, dtype=dtype)
 
+
+def _batch_binary(batch: binlog_pb2.RowBatch, where: str, name: str, optional: bool) -> pa.BinaryArray:
+    n = int(batch.count)
+    raw_offsets, data = getattr(batch, name + "_offsets"), getattr(batch, name + "_data")
+    if (optional or n == 0) and not raw_offsets and not data:
+        return _empty_binary(n)
+    if len(raw_offsets) != 4 * (n + 1):
+        raise MalformedRowBatchError(where, f"{name}_offsets holds {len(raw_offsets)} bytes, expected 4 x "
+                                            f"(count {n} + 1) = {4 * (n + 1)}")
+    first, last = _INT32.unpack_from(raw_offsets, 0)[0], _INT32.unpack_from(raw_offsets, 4 * n)[0]
+    if first != 0 or last != len(data):
+        raise MalformedRowBatchError(where, f"{name}_offsets run from {first} to {last}, "
+                                            f"expected 0 to the {len(data)} bytes of {name}_data")
+    arr = pa.BinaryArray.from_buffers(pa.binary(), n, [None, pa.py_buffer(raw_offsets), pa.py_buffer(data)])
+    try:
+        arr.validate(full=True)  # offsets non-decreasing (in C++; numpy only to name the row)
+    except pa.ArrowInvalid:
+        offsets = np.frombuffer(raw_offsets, dtype="<i4")
+        row = int(np.flatnonzero(np.diff(offsets) < 0)[0])
+        raise MalformedRowBatchError(where, f"{name}_offsets decrease at row {row} "
+                                            f"({int(offsets[row])} -> {int(offsets[row + 1])})") from None
+    return arr
+
+
+@dataclass(frozen=True)
+class LockColumns:
+    """The async-commit fields of an Entries event's rows (``Row`` fields 10-12), in row order.
+    A replica's store does not need them (a reader learns a transaction's async-commit state
+    from its primary upstream); the mini cluster's replay of its own log does."""
+
+    min_commit_ts: np.ndarray      # uint64
+    use_async_commit: np.ndarray   # bool
+    secondaries: pa.BinaryArray    # codec.txn.encode_secondaries bytes, empty = none
+
+
+def lock_columns(entries: binlog_pb2.Entries, where: str = "") -> LockColumns:
+    """The async-commit fields of ``entries`` (either form), validated as :func:`columns` does."""
+    if not entries.HasField("batch"):
+        rows = entries.rows
+        return LockColumns(
+            np.fromiter((r.min_commit_ts for r in rows), np.uint64, len(rows)),
+            np.fromiter((r.use_async_commit for r in rows), np.bool_, len(rows)),
+            pa.array([encode_secondaries(list(r.secondaries)) if r.secondaries else b"" for r in rows],
+                     type=pa.binary()))
+    return _batch_lock_columns(entries.batch, where)
+
+
+def _batch_lock_columns(batch: binlog_pb2.RowBatch, where: str) -> LockColumns:
+    flags = _batch_fixed(batch, where, "async_commit", 1, "u1", optional=True)
+    if flags.size and int(flags.max()) > 1:
+        row = int(np.flatnonzero(flags > 1)[0])
+        raise MalformedRowBatchError(where, f"row {row} has async_commit {int(flags[row])}, not 0 or 1")
+    return LockColumns(_batch_fixed(batch, where, "min_commit_ts", 8, "<u8", optional=True), flags.astype(np.bool_),
+                       _batch_binary(batch, where, "secondaries", optional=True))
+
+
+def _check_lock_fields(batch: binlog_pb2.RowBatch, where: str) -> None:
+    """Refuse a batch whose async-commit arrays are malformed, without building them (the
+    store's apply path has no use for them): lengths, flag values and the offsets' ends checked
+    on the raw bytes (a few microseconds); anything off is handed to ``_batch_lock_columns``
+    to name it. Offsets decreasing inside are caught where the arrays are read
+    (``lock_columns``, ``iter_rows``)."""
+    n = int(batch.count)
+    mc, flags, offsets, data = batch.min_commit_ts, batch.async_commit, batch.secondaries_offsets, batch.secondaries_data
+    ok = len(mc) in (0, 8 * n) and len(flags) in (0, n) and not flags.translate(None, b"\x00\x01")
+    if ok and (offsets or data):
+        ok = (len(offsets) == 4 * (n + 1) and _INT32.unpack_from(offsets, 0)[0] == 0
+              and _INT32.unpack_from(offsets, 4 * n)[0] == len(data))
+    if not ok:
+        _batch_lock_columns(batch, where)
+
+
+def _batch_columns(batch: binlog_pb2.RowBatch, where: str) -> RowColumns:
     def fixed(name: str, width: int, dtype: str, optional: bool) -> np.ndarray:
-        raw = getattr(batch, name)
-        if optional and not raw:
-            return np.zeros(n, dtype=dtype)
-        if len(raw) != n * width:
-            allowed = " (or empty: 0 for every row)" if optional else ""
-            raise MalformedRowBatchError(where, f"{name} holds {len(raw)} bytes, expected {width} x count {n} = "
-                                                f"{n * width}{allowed}")
-        return np.frombuffer(raw, dtype=dtype)
+        return _batch_fixed(batch, where, name, width, dtype, optional)
 
     def binary(name: str, optional: bool) -> pa.BinaryArray:
-        raw_offsets, data = getattr(batch, name + "_offsets"), getattr(batch, name + "_data")
-        if (optional or n == 0) and not raw_offsets and not data:
-            return _empty_binary(n)
-        if len(raw_offsets) != 4 * (n + 1):
-            raise MalformedRowBatchError(where, f"{name}_offsets holds {len(raw_offsets)} bytes, expected 4 x "
-                                                f"(count {n} + 1) = {4 * (n + 1)}")
-        first, last = _INT32.unpack_from(raw_offsets, 0)[0], _INT32.unpack_from(raw_offsets, 4 * n)[0]
-        if first != 0 or last != len(data):
-            raise MalformedRowBatchError(where, f"{name}_offsets run from {first} to {last}, "
-                                                f"expected 0 to the {len(data)} bytes of {name}_data")
-        arr = pa.BinaryArray.from_buffers(pa.binary(), n, [None, pa.py_buffer(raw_offsets), pa.py_buffer(data)])
-        try:
-            arr.validate(full=True)  # offsets non-decreasing (in C++; numpy only to name the row)
-        except pa.ArrowInvalid:
-            offsets = np.frombuffer(raw_offsets, dtype="<i4")
-            row = int(np.flatnonzero(np.diff(offsets) < 0)[0])
-            raise MalformedRowBatchError(where, f"{name}_offsets decrease at row {row} "
-                                                f"({int(offsets[row])} -> {int(offsets[row + 1])})") from None
-        return arr
+        return _batch_binary(batch, where, name, optional)
 
     types = fixed("types", 1, "u1", optional=False)
     ops = fixed("ops", 1, "u1", optional=False)
@@ -402,6 +487,8 @@ def _batch_columns(batch: binlog_pb2.RowBatch, where: str) -> RowColumns:
     if batch.ops.translate(None, _OP_CODES):
         row = int(np.flatnonzero(ops > _MAX_OP)[0])
         raise MalformedRowBatchError(where, f"row {row} has op {int(ops[row])}, not an OpType")
+    if batch.min_commit_ts or batch.async_commit or batch.secondaries_offsets or batch.secondaries_data:
+        _check_lock_fields(batch, where)  # a corrupt event is refused whole, these fields too
     return RowColumns(
         types=types, ops=ops,
         start_ts=fixed("start_ts", 8, "<u8", optional=False),
@@ -418,5 +505,5 @@ def _empty_binary(n: int) -> pa.BinaryArray:
     return pa.BinaryArray.from_buffers(pa.binary(), n, [None, pa.py_buffer(bytes(4 * (n + 1))), pa.py_buffer(b"")])
 
 
-__all__ = ["MalformedRowBatchError", "RowColumns", "RunColumns", "columnar_entries", "columns", "iter_rows",
-           "join_columns", "pack_columns", "pack_rows", "row_count", "run_columns"]
+__all__ = ["LockColumns", "MalformedRowBatchError", "RowColumns", "RunColumns", "columnar_entries", "columns",
+           "iter_rows", "join_columns", "lock_columns", "pack_columns", "pack_rows", "row_count", "run_columns"]

@@ -23,9 +23,14 @@ Invariants the reader relies on:
   fsync, rename). So a segment followed by a newer one never grows again, and a short record
   there is data loss (:class:`BinlogTruncatedError`), whereas a short record at the end of the
   newest segment is a write in progress or a crash mid-write: "not yet written".
-* The writer truncates a torn tail when it reopens the directory and logs what it dropped; a
-  reader never skips a record. A record with a bad checksum that is followed by more data is
-  corruption (:class:`BinlogCorruptError`, naming file and offset).
+* Only a **torn tail** ends the log early: a record at the very end of the newest segment that
+  the file ends inside (or whose frame reaches exactly to the end, or that is followed only by
+  zeros), with no valid record after it. Any record that fails its framing or checksum with a
+  valid record after it — a flipped payload byte, a length pushed past the end of the file —
+  is corruption (:class:`BinlogCorruptError`, naming file and offset) for every reader: the
+  writer, ``--until-caught-up``, ``binlog dump`` and ``binlog status``.
+* The writer truncates a torn tail when it reopens the directory and logs what it dropped, and
+  refuses to open a directory whose newest segment is corrupt; a reader never skips a record.
 * Retention deletes whole segments, oldest first, never the newest one.
 """
 from __future__ import annotations
@@ -41,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Literal, NamedTuple
 
+import numpy as np
 from google.protobuf.message import DecodeError
 
 from pyspark_theflash.binlog.errors import (
@@ -74,6 +80,7 @@ POLL_INTERVAL_S = 0.1
 _READ_CHUNK = 1 << 20
 _new_tuple = tuple.__new__
 _SCAN_RUN = 4096  # records per step when only checking (recovery, head)
+_EMPTY_RECORD_CRC = zlib.crc32(b"\0\0\0\0")
 
 FsyncPolicy = Literal["always", "rotate"]
 
@@ -275,19 +282,71 @@ class _SegmentFile:
         return self._buf
 
     def is_torn_tail(self, offset: int, bad: _Read) -> bool:
-        """Whether a bad record at ``offset`` looks like a write cut short by a crash: its frame
-        reaches exactly to the end of the file, or everything from it on is zeros (file systems
-        may extend a file with zeros before the data lands)."""
+        """Whether a short or bad record at ``offset`` is a write cut short (by a crash, or still
+        in progress) at the very end of the file rather than damage: nothing after it is a
+        record, and either its frame reaches exactly to the end of the file, or the file ends
+        inside it, or everything from it on is zeros (file systems may extend a file with zeros
+        before the data lands). A damaged length that points past the end of the file looks
+        like a short record; the valid records that follow it tell it apart."""
         size = self.size()
         if bad.kind == _BAD and bad.end == size and bad.reason.startswith("checksum"):
             return True
-        position = offset
+        if bad.kind not in (_BAD, _SHORT):
+            return False
+        if bad.kind == _BAD and not self._zeros_from(offset, size):
+            return False
+        return self.first_record_after(offset) is None
+
+    def at_log_end(self, offset: int, read: _Read) -> _Read:
+        """For a record at ``offset`` of the newest segment that is not valid (``read``): the
+        read itself when it is the end of the log (nothing there, or a torn tail), the record
+        when it has become valid since (a reader racing a write in progress may see a later page
+        of the write before an earlier one), else :class:`BinlogCorruptError`."""
+        if read.kind == _EOF or self.is_torn_tail(offset, read):
+            return read
+        self.invalidate()
+        again = self.read_at(offset)
+        if again.kind == _OK:
+            return again
+        raise BinlogCorruptError(self.path, offset, read.reason + " (valid records follow it)")
+
+    def _zeros_from(self, position: int, size: int) -> bool:
         while position < size:
             chunk = os.pread(self._fd, min(_READ_CHUNK, size - position), position)
             if not chunk or chunk.count(0) != len(chunk):
                 return False
             position += len(chunk)
         return True
+
+    def first_record_after(self, offset: int) -> int | None:
+        """The offset of the first complete, checksummed record that starts after ``offset``
+        (a resynchronisation scan, only run where the record at ``offset`` is not valid)."""
+        start = offset + 1
+        data = os.pread(self._fd, max(0, self.size() - start), start)
+        if len(data) < FRAME_BYTES:
+            return None
+        raw = np.frombuffer(data, dtype=np.uint8)
+        n = len(raw) - FRAME_BYTES + 1
+        # every byte offset's u32 little-endian length and checksum, as arrays
+        lengths = (raw[0:n].astype(np.uint64) | raw[1:n + 1].astype(np.uint64) << 8
+                   | raw[2:n + 2].astype(np.uint64) << 16 | raw[3:n + 3].astype(np.uint64) << 24)
+        fits = lengths <= (len(raw) - FRAME_BYTES) - np.arange(n, dtype=np.uint64)
+        candidates = np.flatnonzero(fits & (lengths <= MAX_RECORD_BYTES))
+        empty = candidates[lengths[candidates] == 0]
+        if len(empty):  # an empty payload's checksum is that of its 4 zero length bytes
+            crcs = (raw[empty + 4].astype(np.uint32) | raw[empty + 5].astype(np.uint32) << 8
+                    | raw[empty + 6].astype(np.uint32) << 16 | raw[empty + 7].astype(np.uint32) << 24)
+            hits = empty[crcs == _EMPTY_RECORD_CRC]
+            first_empty = int(hits[0]) if len(hits) else None
+        else:
+            first_empty = None
+        for p in candidates[lengths[candidates] > 0].tolist():
+            if first_empty is not None and p > first_empty:
+                break
+            length, crc = _FRAME.unpack_from(data, p)
+            if zlib.crc32(data[p + FRAME_BYTES:p + FRAME_BYTES + length], zlib.crc32(data[p:p + 4])) == crc:
+                return start + p
+        return None if first_empty is None else start + first_empty
 
 
 class RawRecord(NamedTuple):
@@ -368,10 +427,17 @@ class HeadTracker:
             self._offset = HEADER_BYTES
         while True:
             run = self._file.read_run(self._offset, _SCAN_RUN)
-            if not run:
-                self._file.invalidate()
-                return Position(newest, self._offset)
-            self._offset = run[-1][2]
+            if run:
+                self._offset = run[-1][2]
+                continue
+            self._file.invalidate()
+            read = self._file.read_at(self._offset)
+            if read.kind != _OK:
+                read = self._file.at_log_end(self._offset, read)
+            if read.kind == _OK:  # appended since the window was read
+                self._offset = read.end
+                continue
+            return Position(newest, self._offset)
 
     def close(self) -> None:
         if self._file is not None:
@@ -636,21 +702,22 @@ class SegmentReader:
             if read.kind != _OK:
                 file.invalidate()
                 if not any(n > segment for n in list_segments(self.directory)):
-                    if read.kind == _BAD and not file.is_torn_tail(offset, read):
+                    read = file.at_log_end(offset, read)
+                    if read.kind != _OK:
+                        return None  # at the head, or in front of a record still being written
+                else:
+                    # A newer segment exists, so this one was complete before it was created:
+                    # read once more to see records appended just before the rotation.
+                    read = file.read_at(offset)
+                    if read.kind == _EOF:
+                        self._position = Position(segment + 1, HEADER_BYTES)
+                        continue
+                    if read.kind == _SHORT:
+                        raise BinlogTruncatedError(
+                            file.path, offset, f"{read.reason}, but newer segments follow (lost bytes)"
+                        )
+                    if read.kind == _BAD:
                         raise BinlogCorruptError(file.path, offset, read.reason)
-                    return None  # at the head, or in front of a record still being written
-                # A newer segment exists, so this one was complete before it was created:
-                # read once more to see records appended just before the rotation.
-                read = file.read_at(offset)
-                if read.kind == _EOF:
-                    self._position = Position(segment + 1, HEADER_BYTES)
-                    continue
-                if read.kind == _SHORT:
-                    raise BinlogTruncatedError(
-                        file.path, offset, f"{read.reason}, but newer segments follow (lost bytes)"
-                    )
-                if read.kind == _BAD:
-                    raise BinlogCorruptError(file.path, offset, read.reason)
             start = Position(segment, offset)
             self._position = Position(segment, read.end)
             return RawRecord(start, read.payload, self._position)
@@ -731,7 +798,7 @@ class SegmentWriter:
                     continue
                 if read.kind == _EOF:
                     return number, offset
-                if read.kind == _BAD and not file.is_torn_tail(offset, read):
+                if not file.is_torn_tail(offset, read):
                     raise BinlogCorruptError(file.path, offset, read.reason + " (followed by more data)")
                 size = file.size()
                 break

@@ -393,6 +393,12 @@ class GrpcEventSource(EventSource):
 
     # -- EventSource --
 
+    def buffered(self) -> bool:
+        return bool(self._pending) or self._pending_next is not None or not self._queue.empty()
+
+    def saturated(self) -> bool:
+        return self._queue.full()
+
     def read(self, max_events: int, timeout_s: float) -> list[PositionedEvent]:
         if self._closed.is_set():
             raise BinlogSourceError(f"binlog source {self.url} is closed")

@@ -50,6 +50,16 @@ class EventSource(ABC):
     def close(self) -> None:
         """Release files, threads and connections; a blocked ``read`` returns."""
 
+    def buffered(self) -> bool:
+        """Whether events are ready to read without waiting: a push source (gRPC) buffers what
+        its server streams. A source that reads on demand (files) holds nothing back: False."""
+        return False
+
+    def saturated(self) -> bool:
+        """Whether the source has stopped taking events from its server because its buffer
+        is full: the consumer is behind and should read now, not at its next poll."""
+        return False
+
     def __enter__(self) -> "EventSource":
         return self
 

@@ -28,6 +28,7 @@ from pyspark_theflash.codec.errors import (
     BadTimeError,
     BadWriteError,
     CodecError,
+    ColumnValueOutOfRangeError,
     MalformedError,
     NonRecordKeyError,
     TruncatedError,

@@ -31,10 +31,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pyspark_theflash.codec.errors import CodecError
+from pyspark_theflash.codec.errors import CodecError, ColumnValueOutOfRangeError
 from pyspark_theflash.codec.row import (
+    FLOAT32_MAX,
     as_table_info,
     decode_row,
+    float_out_of_range,
+    int_out_of_range,
     origin_default_value,
     value_from_v2,
 )
@@ -52,6 +55,12 @@ class BatchDecodeError(BadRowError):
     """A row of a batch that cannot be decoded; the message names the row index."""
 
 
+class BatchValueOutOfRangeError(BatchDecodeError, ColumnValueOutOfRangeError):
+    """A value of a batch that its column's type cannot hold (see ``ColumnValueOutOfRangeError``):
+    names the table, the row's index and handle, the column and the value, as ``decode_row``
+    does for the same row. The decoder never writes a wrapped or zeroed value instead."""
+
+
 def decode_rows_to_arrow(values: Sequence[bytes] | pa.Array | pa.ChunkedArray, handles: Any,
                          table: TableInfo | Mapping[str, Any],
                          columns: Sequence[str] | None = None, rows: np.ndarray | None = None) -> pa.RecordBatch:
@@ -62,8 +71,25 @@ def decode_rows_to_arrow(values: Sequence[bytes] | pa.Array | pa.ChunkedArray, h
     (a selection without copying the values); `handles` then has one entry per selected row.
 
     `handles` are the int handles of the rows (used for the pk_is_handle column; may be None
-    when the table has none)."""
+    when the table has none; errors name them).
+
+    A value its column's type cannot hold raises `BatchValueOutOfRangeError` (where
+    `decode_row` raises `ColumnValueOutOfRangeError`); other bad rows `BatchDecodeError`."""
     table = as_table_info(table)
+    try:
+        return _decode_rows(values, handles, table, columns, rows)
+    except ColumnValueOutOfRangeError as e:
+        n = len(values) if rows is None else len(rows)
+        handle = None
+        if e.row is not None and handles is not None and not table.is_common_handle:
+            given = np.asarray(handles)
+            handle = int(given[e.row]) if given.shape == (n,) else None
+        raise e.located(table=f"{table.qualified_name} (id {table.id})", handle=handle, rows=n,
+                        cls=BatchValueOutOfRangeError) from None
+
+
+def _decode_rows(values: Sequence[bytes] | pa.Array | pa.ChunkedArray, handles: Any, table: TableInfo,
+                 columns: Sequence[str] | None, rows: np.ndarray | None) -> pa.RecordBatch:
     schema = arrow_schema(table, columns)
     cols = [table.column(name) for name in schema.names]
     n = len(values) if rows is None else len(rows)
@@ -90,7 +116,7 @@ def decode_rows_to_arrow(values: Sequence[bytes] | pa.Array | pa.ChunkedArray, h
     if len(fast):
         for j, (col, field) in enumerate(zip(cols, schema)):
             if handle_col is not None and col.id == handle_col.id:
-                arrays.append(_handle_column(col, field.type, handle_arr[fast]))
+                arrays.append(_handle_column(col, field.type, handle_arr[fast], fast))
                 continue
             arrays.append(_decode_column(buf, col, field.type, layout.start[j], layout.end[j],
                                          layout.state[j], fast))
@@ -102,6 +128,8 @@ def decode_rows_to_arrow(values: Sequence[bytes] | pa.Array | pa.ChunkedArray, h
         try:
             slow_rows.append(decode_row(buf[starts[i]:starts[i] + lengths[i]].tobytes(), table,
                                         None if handle_arr is None else int(handle_arr[i])))
+        except ColumnValueOutOfRangeError as e:
+            raise e.located(row=i) from None
         except CodecError as e:
             raise BatchDecodeError(f"row {i} of {n} (table {table.qualified_name}, id {table.id}): "
                                    f"{e}") from e
@@ -156,8 +184,15 @@ def _python_for_arrow(col: ColumnInfo, tp: pa.DataType, vals: list[Any]) -> list
     if pa.types.is_decimal(tp) and col.tp not in T.DECIMAL_TYPES:
         return [None if v is None else Decimal(v) for v in vals]  # uint64 and BIT(64)
     if pa.types.is_string(tp) and col.tp in T.DECIMAL_TYPES:
-        return [None if v is None else str(v) for v in vals]  # DECIMAL beyond 38 digits
+        # DECIMAL beyond 38 digits: the plain digits TiDB prints (str() would give 0E-30)
+        return [None if v is None else decimal_text(v) for v in vals]
     return vals
+
+
+def decimal_text(v: Any) -> str:
+    """A DECIMAL as TiDB prints it: plain digits, every digit of the scale ("0.000", "-1.50")."""
+    d = Decimal(v)
+    return format(d.copy_abs() if d.is_zero() else d, "f")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -402,12 +437,12 @@ def _decode_shared(buf: np.ndarray, starts: np.ndarray, shared: _SharedHeader, c
     for col, field in zip(cols, schema):
         if handle_col is not None and col.id == handle_col.id:
             assert handles is not None
-            arrays.append(_handle_column(col, field.type, handles))
+            arrays.append(_handle_column(col, field.type, handles, every))
             continue
         k = shared.pos.get(col.id)
         if k is not None and k < shared.n_nn:
             lo, hi = shared.span(k)
-            arr = _fixed_slot(rows.at(lo, hi - lo), col, field.type)
+            arr = _fixed_slot(rows.at(lo, hi - lo), col, field.type, every)
             if arr is None:
                 arr = _decode_column(buf, col, field.type, starts + lo, starts + hi,
                                      np.full(n, _VALUE, dtype=np.uint8), every)
@@ -418,7 +453,7 @@ def _decode_shared(buf: np.ndarray, starts: np.ndarray, shared: _SharedHeader, c
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def _fixed_slot(block: np.ndarray, col: ColumnInfo, tp: pa.DataType) -> pa.Array | None:
+def _fixed_slot(block: np.ndarray, col: ColumnInfo, tp: pa.DataType, rows: np.ndarray) -> pa.Array | None:
     """One column's values, not NULL and all ``block.shape[1]`` bytes wide, decoded from the
     (rows, width) bytes; None for a type or width without this path (``_decode_column`` then
     decodes, or says what is wrong)."""
@@ -429,10 +464,9 @@ def _fixed_slot(block: np.ndarray, col: ColumnInfo, tp: pa.DataType) -> pa.Array
             return None
         signed = not col.unsigned and t != T.TYPE_BIT
         v = _le(block, width, signed).reshape(-1).astype(np.int64 if signed else np.uint64, copy=False)
-        return _int_to_arrow(v, None, tp) if signed else _unsigned_to_arrow(v, None, tp)
+        return _int_to_arrow(v, None, tp, col, rows) if signed else _unsigned_to_arrow(v, None, tp, col, rows)
     if t in T.FLOAT_TYPES and width == 8:
-        f = _memcomparable_floats(block)
-        return _fixed_array(tp, f.astype(np.float32) if pa.types.is_float32(tp) else f, None)
+        return _float_array(_memcomparable_floats(block), None, tp, col, rows)
     if t in T.STRING_TYPES or t == T.TYPE_GEOMETRY:
         n = block.shape[0]
         offsets = np.arange(0, (n + 1) * width, width, dtype=np.int64) if width else np.zeros(n + 1, np.int64)
@@ -535,22 +569,53 @@ def _fixed_array(tp: pa.DataType, data: np.ndarray, valid: np.ndarray | None) ->
                                  null_count=nulls)
 
 
-def _handle_column(col: ColumnInfo, tp: pa.DataType, handles: np.ndarray) -> pa.Array:
+def _handle_column(col: ColumnInfo, tp: pa.DataType, handles: np.ndarray, rows: np.ndarray) -> pa.Array:
     if col.unsigned:
-        return _unsigned_to_arrow(handles.view(np.uint64), None, tp)
-    return _int_to_arrow(handles, None, tp)
+        return _unsigned_to_arrow(handles.view(np.uint64), None, tp, col, rows)
+    return _int_to_arrow(handles, None, tp, col, rows)
 
 
-def _int_to_arrow(v: np.ndarray, valid: np.ndarray | None, tp: pa.DataType) -> pa.Array:
-    return _fixed_array(tp, v.astype(tp.to_pandas_dtype(), copy=False), valid)
+def _int_to_arrow(v: np.ndarray, valid: np.ndarray | None, tp: pa.DataType, col: ColumnInfo,
+                  rows: np.ndarray) -> pa.Array:
+    """int64/uint64 values as ``tp`` (an Arrow int type); a value ``tp`` cannot hold raises
+    (``rows``: the batch row of each value, for the error) rather than wrapping."""
+    dtype = np.dtype(tp.to_pandas_dtype())
+    if v.dtype != dtype and len(v):
+        info = np.iinfo(dtype)
+        # invalid (NULL) slots hold 0, which every int type holds
+        if int(v.max()) > info.max or (v.dtype.kind == "i" and int(v.min()) < info.min):
+            bad = (v > info.max) if v.dtype.kind == "u" else (v < info.min) | (v > info.max)
+            if valid is not None:
+                bad &= valid
+            if bad.any():
+                k = int(np.flatnonzero(bad)[0])
+                raise int_out_of_range(col, int(v[k])).located(row=int(rows[k]))
+    return _fixed_array(tp, v.astype(dtype, copy=False), valid)
 
 
-def _unsigned_to_arrow(v: np.ndarray, valid: np.ndarray | None, tp: pa.DataType) -> pa.Array:
+def _unsigned_to_arrow(v: np.ndarray, valid: np.ndarray | None, tp: pa.DataType, col: ColumnInfo,
+                       rows: np.ndarray) -> pa.Array:
     if pa.types.is_decimal(tp):  # BIGINT UNSIGNED / BIT(64): 128-bit little-endian, high word 0
         words = np.zeros((len(v), 2), dtype=np.uint64)
         words[:, 0] = v if valid is None else np.where(valid, v, 0)
         return _fixed_array(tp, words, valid)
-    return _int_to_arrow(v, valid, tp)
+    return _int_to_arrow(v, valid, tp, col, rows)
+
+
+def _float_array(f: np.ndarray, valid: np.ndarray | None, tp: pa.DataType, col: ColumnInfo,
+                 rows: np.ndarray) -> pa.Array:
+    """float64 values as ``tp``; for float32 (FLOAT) a finite value beyond its range raises."""
+    if pa.types.is_float32(tp):
+        big = np.abs(f) > FLOAT32_MAX
+        if big.any():
+            big &= np.isfinite(f)
+            if valid is not None:
+                big &= valid
+            if big.any():
+                k = int(np.flatnonzero(big)[0])
+                raise float_out_of_range(col, float(f[k])).located(row=int(rows[k]))
+        f = f.astype(np.float32)
+    return _fixed_array(tp, f, valid)
 
 
 def _read_ints(buf: np.ndarray, start: np.ndarray, length: np.ndarray, valid: np.ndarray,
@@ -586,7 +651,7 @@ def _decode_column(buf: np.ndarray, col: ColumnInfo, tp: pa.DataType, start: np.
     if t in T.INTEGER_TYPES or t == T.TYPE_YEAR or t == T.TYPE_BIT:
         signed = not col.unsigned and t != T.TYPE_BIT
         v = _read_ints(buf, start, length, valid, signed, col, rows)
-        arr = _int_to_arrow(v, valid, tp) if signed else _unsigned_to_arrow(v, valid, tp)
+        arr = _int_to_arrow(v, valid, tp, col, rows) if signed else _unsigned_to_arrow(v, valid, tp, col, rows)
     elif t in T.FLOAT_TYPES:
         arr = _floats(buf, start, length, valid, col, rows, tp)
     elif t in (T.TYPE_DATE, T.TYPE_NEWDATE, T.TYPE_DATETIME, T.TYPE_TIMESTAMP):
@@ -631,7 +696,7 @@ def _floats(buf: np.ndarray, start: np.ndarray, length: np.ndarray, valid: np.nd
         sel = np.flatnonzero(valid)
         if len(sel):
             f[sel] = _memcomparable_floats(_gather(buf, start[sel], 8))
-    return _fixed_array(tp, f.astype(np.float32) if pa.types.is_float32(tp) else f, valid)
+    return _float_array(f, valid, tp, col, rows)
 
 
 def _memcomparable_floats(block: np.ndarray) -> np.ndarray:
@@ -822,6 +887,8 @@ def _per_value(buf: np.ndarray, start: np.ndarray, end: np.ndarray, valid: np.nd
     for k in np.flatnonzero(valid).tolist():
         try:
             vals[k] = value_from_v2(col, bytes(data[int(start[k]):int(end[k])]))
+        except ColumnValueOutOfRangeError as e:
+            raise e.located(row=int(rows[k])) from None
         except CodecError as e:
             raise BatchDecodeError(f"row {int(rows[k])}: {e}") from e
     return pa.array(_python_for_arrow(col, tp, vals), type=tp)

@@ -47,6 +47,51 @@ class ValueOutOfRangeError(CodecError):
     """A value that the requested encoding cannot represent (e.g. an int beyond int64)."""
 
 
+class ColumnValueOutOfRangeError(ValueOutOfRangeError):
+    """A stored value that its column's type cannot hold: 2**40 in an INT column (int32),
+    123456.5 in a DECIMAL(5,2), 1e300 in a FLOAT. The row was written under another schema than
+    the one decoding it (e.g. a column widened in place, INT -> BIGINT), and storing a wrapped,
+    rounded or zeroed value would change the data, so decoding stops here.
+
+    ``decode_row`` fills in the table and the handle it was given, ``decode_rows_to_arrow``
+    also the row's index in the batch; ``located`` gives a copy with more of them filled in."""
+
+    def __init__(self, column: str, column_id: int, column_type: str, value: object, holds: str,
+                 table: str | None = None, handle: object = None, row: int | None = None,
+                 rows: int | None = None) -> None:
+        self.column, self.column_id, self.column_type = column, column_id, column_type
+        self.value, self.holds = value, holds
+        self.table, self.handle, self.row, self.rows = table, handle, row, rows
+        where = []
+        if table is not None:
+            where.append(f"table {table}")
+        if row is not None:
+            where.append(f"row {row}" + (f" of {rows}" if rows is not None else ""))
+        if handle is not None:
+            where.append(f"handle {handle}")
+        prefix = ", ".join(where) + ": " if where else ""
+        super().__init__(
+            f"{prefix}column {column} (id {column_id}, {column_type}) holds {value}, which its type "
+            f"cannot hold ({holds}); the row was written under another schema than the one "
+            f"decoding it (e.g. a column widened in place): decode it with the schema version "
+            f"of its commit ts")
+
+    def located(self, *, table: str | None = None, handle: object = None, row: int | None = None,
+                rows: int | None = None, cls: type[ColumnValueOutOfRangeError] | None = None
+                ) -> ColumnValueOutOfRangeError:
+        """This error with ``table``/``handle``/``row`` filled in where it has none yet."""
+        return (cls or type(self))(
+            self.column, self.column_id, self.column_type, self.value, self.holds,
+            self.table if self.table is not None else table,
+            self.handle if self.handle is not None else handle,
+            self.row if self.row is not None else row,
+            self.rows if self.rows is not None else rows)
+
+    def __reduce__(self) -> tuple[object, ...]:  # picklable across Spark executors
+        return (type(self), (self.column, self.column_id, self.column_type, self.value, self.holds,
+                             self.table, self.handle, self.row, self.rows))
+
+
 class BadDecimalError(CodecError):
     """A DECIMAL value, precision or binary form that MyDecimal rejects."""
 

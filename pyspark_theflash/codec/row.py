@@ -20,7 +20,13 @@ Python types by TiDB type (the per-row reference for the vectorised `codec.batch
 | NULL | None |
 
 Zero dates (`0000-00-00`) and dates Python cannot hold (e.g. `2021-02-30`, stored by TiDB under a
-relaxed sql_mode) read as None, like JDBC's zeroDateTimeBehavior=convertToNull.
+relaxed sql_mode) read as None, like JDBC's zeroDateTimeBehavior=convertToNull (which is why
+DATE/DATETIME/TIMESTAMP columns are nullable in the Arrow and Spark schemas even when NOT NULL).
+
+A value its column's type cannot hold (2**40 in an INT, whose Arrow type is int32; 123456.5 in a
+DECIMAL(5,2); 1e300 in a FLOAT) raises `ColumnValueOutOfRangeError` naming the table, handle,
+column and value: the row was written under another schema (e.g. a column widened in place),
+and a wrapped or rounded value must never be stored. `codec.batch` raises the same.
 
 A column absent from the row takes its origin default (the value it had when the column was
 added), which is NULL only when that default is NULL. Column ids in the row that the schema
@@ -29,13 +35,17 @@ does not know (dropped columns) are ignored.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import math
 from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
+import pyarrow as pa
+
 from pyspark_theflash.codec import json_binary
 from pyspark_theflash.codec.datum import Datum
-from pyspark_theflash.codec.errors import MalformedError, TruncatedError
+from pyspark_theflash.codec.errors import ColumnValueOutOfRangeError, MalformedError, TruncatedError
 from pyspark_theflash.codec.row_v1 import decode_row_v1
 from pyspark_theflash.codec.row_v2 import (
     BadRowError,
@@ -48,6 +58,7 @@ from pyspark_theflash.codec.row_v2 import (
 )
 from pyspark_theflash.codec.time import unpack_time_fields
 from pyspark_theflash.schema import types as T
+from pyspark_theflash.schema.arrow import arrow_type
 from pyspark_theflash.schema.defaults import origin_default_value as schema_origin_default
 from pyspark_theflash.schema.errors import SchemaError
 from pyspark_theflash.schema.table_info import ColumnInfo, TableInfo
@@ -55,6 +66,8 @@ from pyspark_theflash.schema.table_info import ColumnInfo, TableInfo
 _UTC = dt.timezone.utc
 _DATE_TYPES = frozenset({T.TYPE_DATE, T.TYPE_NEWDATE})
 _INT_LIKE = T.INTEGER_TYPES | {T.TYPE_YEAR}
+FLOAT32_MAX = 3.4028234663852886e38
+_UINT64_MAX = (1 << 64) - 1
 
 
 def as_table_info(table_info: Mapping[str, Any] | TableInfo) -> TableInfo:
@@ -66,6 +79,13 @@ def decode_row(data: bytes, table_info: Mapping[str, Any] | TableInfo,
     """Decode one row value (v2 if its first byte is 0x80, else v1 datums) to column name ->
     Python value for every public column of the table (see the module table)."""
     table = as_table_info(table_info)
+    try:
+        return _decode_row(data, table, handle)
+    except ColumnValueOutOfRangeError as e:
+        raise e.located(table=f"{table.qualified_name} (id {table.id})", handle=handle) from None
+
+
+def _decode_row(data: bytes, table: TableInfo, handle: int | None) -> dict[str, Any]:
     handle_col = table.handle_column if table.pk_is_handle else None
     out: dict[str, Any] = {}
     if is_row_v2(data):
@@ -96,7 +116,79 @@ def handle_value(column: ColumnInfo, handle: int | None) -> int | None:
     if handle is None:
         return None
     h = int(handle)
-    return h & 0xFFFFFFFFFFFFFFFF if column.unsigned else h
+    return checked_int(column, h & _UINT64_MAX if column.unsigned else h)
+
+
+# ---------------------------------------------------------------------------------------------
+# what a column's type holds
+
+
+def int_range(column: ColumnInfo) -> tuple[int, int]:
+    """The ints an integer-valued column (TINYINT..BIGINT, YEAR, BIT) holds: its Arrow type's
+    range (int8..int64; BIGINT UNSIGNED and BIT(64) are decimal128(20,0), holding any uint64)."""
+    return _int_range(column.tp, column.flag & T.UNSIGNED_FLAG, column.flen)
+
+
+@functools.lru_cache(maxsize=None)
+def _int_range(tp: int, unsigned_flag: int, flen: int) -> tuple[int, int]:
+    arrow = arrow_type(ColumnInfo(id=0, name="", offset=0, tp=tp, flag=unsigned_flag, flen=flen))
+    if not pa.types.is_integer(arrow):
+        return 0, _UINT64_MAX
+    bits = arrow.bit_width
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def out_of_range(column: ColumnInfo, value: Any, holds: str) -> ColumnValueOutOfRangeError:
+    return ColumnValueOutOfRangeError(column.name, column.id, _sql_type(column), value, holds)
+
+
+def _sql_type(column: ColumnInfo) -> str:
+    name = column.type_name
+    if column.tp in T.DECIMAL_TYPES:
+        name += f"({decimal_precision(column)},{max(column.decimal, 0)})"
+    elif column.tp == T.TYPE_BIT:
+        name += f"({column.flen})"
+    return name + (" UNSIGNED" if column.unsigned and column.tp in _INT_LIKE else "")
+
+
+def checked_int(column: ColumnInfo, n: int) -> int:
+    lo, hi = int_range(column)
+    if not lo <= n <= hi:
+        raise int_out_of_range(column, n)
+    return n
+
+
+def int_out_of_range(column: ColumnInfo, n: int) -> ColumnValueOutOfRangeError:
+    lo, hi = int_range(column)
+    return out_of_range(column, n, f"{arrow_type(column)}: {lo}..{hi}")
+
+
+def checked_float(column: ColumnInfo, f: float) -> float:
+    """A FLOAT column is float32: a finite value beyond float32's range does not fit."""
+    if column.tp == T.TYPE_FLOAT and math.isfinite(f) and abs(f) > FLOAT32_MAX:
+        raise float_out_of_range(column, f)
+    return f
+
+
+def float_out_of_range(column: ColumnInfo, f: float) -> ColumnValueOutOfRangeError:
+    return out_of_range(column, f, f"float32: |v| <= {FLOAT32_MAX!r}")
+
+
+def decimal_precision(column: ColumnInfo) -> int:
+    return column.flen if column.flen > 0 else 65  # unspecified: MySQL's maximum
+
+
+def checked_decimal(column: ColumnInfo, d: Decimal) -> Decimal:
+    """DECIMAL(p,s) holds |v| < 10**(p-s) with no non-zero digit beyond the s-th fractional one."""
+    if d.is_finite():
+        p, s = decimal_precision(column), max(column.decimal, 0)
+        with localcontext() as ctx:
+            ctx.prec = 100
+            fits = d.copy_abs() < Decimal(10) ** (p - s) and d == d.quantize(Decimal(1).scaleb(-s))
+        if not fits:
+            raise out_of_range(column, format(d, "f"),
+                               f"DECIMAL({p},{s}): {p - s} integer and {s} fractional digit(s)")
+    return d
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,11 +200,11 @@ def value_from_v2(column: ColumnInfo, raw: bytes) -> Any:
     tp = column.tp
     try:
         if tp in _INT_LIKE:
-            return decode_uint_v2(raw) if column.unsigned else decode_int_v2(raw)
+            return checked_int(column, decode_uint_v2(raw) if column.unsigned else decode_int_v2(raw))
         if tp in T.FLOAT_TYPES:
-            return decode_float_v2(raw)
+            return checked_float(column, decode_float_v2(raw))
         if tp in T.DECIMAL_TYPES:
-            return _decimal_for(column, decode_decimal_v2(raw))
+            return checked_decimal(column, _decimal_for(column, decode_decimal_v2(raw)))
         if tp in T.TIME_TYPES:
             return time_value(column, decode_uint_v2(raw))
         if tp == T.TYPE_DURATION:
@@ -134,11 +226,11 @@ def value_from_datum(column: ColumnInfo, datum: Datum) -> Any:
     tp = column.tp
     if tp in _INT_LIKE:
         n = int(v)
-        return n & 0xFFFFFFFFFFFFFFFF if column.unsigned else n
+        return checked_int(column, n & _UINT64_MAX if column.unsigned else n)
     if tp in T.FLOAT_TYPES:
-        return float(v)
+        return checked_float(column, float(v))
     if tp in T.DECIMAL_TYPES:
-        return _decimal_for(column, Decimal(v[0] if isinstance(v, tuple) else v))
+        return checked_decimal(column, _decimal_for(column, Decimal(v[0] if isinstance(v, tuple) else v)))
     if tp in T.TIME_TYPES:
         if isinstance(v, (dt.date, dt.datetime)):
             return _time_from_python(column, v)
@@ -205,7 +297,7 @@ def _unsigned_value(column: ColumnInfo, n: int) -> Any:
         return enum_name(column, n)
     if column.tp == T.TYPE_SET:
         return set_names(column, n)
-    return n
+    return checked_int(column, n)  # BIT
 
 
 def enum_name(column: ColumnInfo, index: int) -> str:

@@ -58,6 +58,24 @@ def _short_value_bytes(value: bytes) -> bytes:
     return bytes((SHORT_VALUE_PREFIX, len(value))) + value
 
 
+def encode_secondaries(keys: list[bytes] | tuple[bytes, ...]) -> bytes:
+    """An async-commit lock's secondary keys as the Lock's 'a' field holds them:
+    var_u64(count), then each key as compact bytes."""
+    out = bytearray(encode_uvarint(len(keys)))
+    for key in keys:
+        out += encode_compact_bytes(key)
+    return bytes(out)
+
+
+def decode_secondaries(data: bytes) -> list[bytes]:
+    """The keys of :func:`encode_secondaries` bytes (all of ``data``)."""
+    r = _Reader(bytes(data), BadLockError, "secondaries")
+    keys = r.secondaries()
+    if not r.done():
+        raise r.fail(f"{len(r.data) - r.pos} byte(s) left after {len(keys)} secondary key(s)")
+    return keys
+
+
 def _last_change_bytes(last_change: tuple[int, int]) -> bytes:
     # TiKV's LastChange: (0, 0) Unknown is not written; (0, 1) NotExist; (ts, n) Exist.
     ts, versions = last_change
@@ -108,6 +126,10 @@ class _Reader:
         except CodecError as e:
             raise self.fail(f"{field_name}: {e}") from None
         return v
+
+    def secondaries(self) -> list[bytes]:
+        count = self.var_u64("secondaries count")
+        return [self.compact_bytes("secondary key") for _ in range(count)]
 
     def short_value(self) -> bytes:
         n = self.byte("short value length")
@@ -171,9 +193,7 @@ class Lock:
             out += encode_uint(self.min_commit_ts)
         if self.use_async_commit:
             out.append(_LOCK_ASYNC_COMMIT)
-            out += encode_uvarint(len(self.secondaries))
-            for key in self.secondaries:
-                out += encode_compact_bytes(key)
+            out += encode_secondaries(self.secondaries)
         if self.rollback_ts:
             out.append(_LOCK_ROLLBACK_TS)
             out += encode_uvarint(len(self.rollback_ts))
@@ -220,8 +240,7 @@ class Lock:
                 lock.min_commit_ts = r.u64("min_commit_ts")
             elif prefix == _LOCK_ASYNC_COMMIT:
                 lock.use_async_commit = True
-                count = r.var_u64("secondaries count")
-                lock.secondaries = [r.compact_bytes("secondary key") for _ in range(count)]
+                lock.secondaries = r.secondaries()
             elif prefix == _LOCK_ROLLBACK_TS:
                 count = r.var_u64("rollback_ts count")
                 lock.rollback_ts = [r.u64("rollback_ts") for _ in range(count)]

@@ -55,6 +55,12 @@ CREATE TABLE IF NOT EXISTS writer_status (
 """
 
 
+# settings keys: the poll interval set at runtime (until the writer holding the latch stops)
+# and one persisted on purpose (every later writer, over its own --interval).
+_RUNTIME_INTERVAL = "writer_interval_s"
+_PERSISTED_INTERVAL = "writer_interval_persisted_s"
+
+
 def _process_is_gone(pid: int) -> bool:
     """True when no process ``pid`` exists on this host (a dead writer's latch is free)."""
     try:
@@ -195,6 +201,8 @@ class LocalLatch(Latch):
                     f"{current.expires_at - now:.1f}s more unless renewed; stop it first "
                     f"(theflash writer stop --store {self.store_path}) or wait for its TTL to pass if it died"
                 )
+            # A runtime interval belonged to the writer that was told it; a persisted one stays.
+            db.execute("DELETE FROM settings WHERE key = ?", (_RUNTIME_INTERVAL,))
             (last_token,) = db.execute("SELECT COALESCE(MAX(token), 0) FROM write_latch").fetchone()
             taken = WriterHolder(holder, host, pid, now, now + float(ttl_s), int(last_token) + 1)
             db.execute(
@@ -301,15 +309,20 @@ class LocalLatch(Latch):
             time.sleep(WAIT_FLUSH_POLL_S)
 
     # -- admin -----------------------------------------------------------------------------
-    def set_writer_interval(self, interval_s: float) -> None:
+    def set_writer_interval(self, interval_s: float, persist: bool = False) -> None:
         if not interval_s > 0:
             raise ValueError(f"writer interval must be > 0 seconds, got {interval_s}")
         with self._write_txn() as db:
-            db.execute("INSERT OR REPLACE INTO settings (key, value) VALUES ('writer_interval_s', ?)", (repr(float(interval_s)),))
+            if persist:
+                db.execute("DELETE FROM settings WHERE key = ?", (_RUNTIME_INTERVAL,))
+            db.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)",
+                       (_PERSISTED_INTERVAL if persist else _RUNTIME_INTERVAL, repr(float(interval_s))))
 
     def writer_interval(self) -> float | None:
-        rows = self._query("SELECT value FROM settings WHERE key = 'writer_interval_s'")
-        return float(rows[0][0]) if rows else None
+        rows = dict(self._query("SELECT key, value FROM settings WHERE key IN (?, ?)",
+                                (_RUNTIME_INTERVAL, _PERSISTED_INTERVAL)))
+        value = rows.get(_RUNTIME_INTERVAL, rows.get(_PERSISTED_INTERVAL))
+        return None if value is None else float(value)
 
     def publish_writer_status(self, token: int, status: Mapping[str, Any]) -> None:
         with self._write_txn() as db:

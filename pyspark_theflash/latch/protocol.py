@@ -71,12 +71,14 @@ class Latch(abc.ABC):
 
     # -- admin ----------------------------------------------------------------------------
     @abc.abstractmethod
-    def set_writer_interval(self, interval_s: float) -> None:
-        """Change the writer's poll interval; the running writer picks it up on its next poll."""
+    def set_writer_interval(self, interval_s: float, persist: bool = False) -> None:
+        """Change the writer's poll interval; the running writer picks it up on its next poll.
+        It lasts until that writer stops, unless ``persist``: then every later writer uses it
+        over its own ``--interval`` too."""
 
     @abc.abstractmethod
     def writer_interval(self) -> float | None:
-        """The interval set at runtime, or None when the writer's own option applies."""
+        """The interval set at runtime (or persisted), or None when the writer's own option applies."""
 
     @abc.abstractmethod
     def publish_writer_status(self, token: int, status: Mapping[str, Any]) -> None:

@@ -129,7 +129,7 @@ class LatchServicer(pb_grpc.LatchServicer):
         return pb.WaitFlushResponse(applied=_indexes_pb(applied))
 
     def SetWriterInterval(self, req: pb.SetWriterIntervalRequest, ctx: grpc.ServicerContext) -> pb.Empty:
-        self._call(ctx, lambda: self.latch.set_writer_interval(req.interval_s))
+        self._call(ctx, lambda: self.latch.set_writer_interval(req.interval_s, req.persist))
         return pb.Empty()
 
     def WriterInterval(self, req: pb.WriterIntervalRequest, ctx: grpc.ServicerContext) -> pb.WriterIntervalResponse:
@@ -233,8 +233,8 @@ class RemoteLatch(Latch):
         req = pb.WaitFlushRequest(request_id=request_id, timeout_s=timeout_s)
         return _indexes(self._call("WaitFlush", req, timeout=timeout_s + self.CALL_TIMEOUT_S).applied)
 
-    def set_writer_interval(self, interval_s: float) -> None:
-        self._call("SetWriterInterval", pb.SetWriterIntervalRequest(interval_s=interval_s))
+    def set_writer_interval(self, interval_s: float, persist: bool = False) -> None:
+        self._call("SetWriterInterval", pb.SetWriterIntervalRequest(interval_s=interval_s, persist=persist))
 
     def writer_interval(self) -> float | None:
         resp = self._call("WriterInterval", pb.WriterIntervalRequest())

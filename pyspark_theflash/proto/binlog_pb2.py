@@ -25,53 +25,53 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0c\x62inlog.proto\x12\x0ftheflash.binlog\"4\n\x0bRegionEpoch\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x14\n\x0c\x63onf_version\x18\x02 \x01(\x04\"e\n\x06Region\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x11\n\tstart_key\x18\x02 \x01(\x0c\x12\x0f\n\x07\x65nd_key\x18\x03 \x01(\x0c\x12+\n\x05\x65poch\x18\x04 \x01(\x0b\x32\x1c.theflash.binlog.RegionEpoch\"\x83\x02\n\x03Row\x12\'\n\x04type\x18\x01 \x01(\x0e\x32\x19.theflash.binlog.Row.Type\x12#\n\x02op\x18\x02 \x01(\x0e\x32\x17.theflash.binlog.OpType\x12\x10\n\x08start_ts\x18\x03 \x01(\x04\x12\x11\n\tcommit_ts\x18\x04 \x01(\x04\x12\x0b\n\x03key\x18\x05 \x01(\x0c\x12\r\n\x05value\x18\x06 \x01(\x0c\x12\x0f\n\x07primary\x18\x07 \x01(\x0c\x12\x0b\n\x03ttl\x18\x08 \x01(\x04\x12\x10\n\x08txn_size\x18\t \x01(\x04\"=\n\x04Type\x12\x0c\n\x08PREWRITE\x10\x00\x12\n\n\x06\x43OMMIT\x10\x01\x12\x0c\n\x08ROLLBACK\x10\x02\x12\r\n\tCOMMITTED\x10\x03\"\xfa\x01\n\x08RowBatch\x12\r\n\x05\x63ount\x18\x01 \x01(\r\x12\r\n\x05types\x18\x02 \x01(\x0c\x12\x0b\n\x03ops\x18\x03 \x01(\x0c\x12\x10\n\x08start_ts\x18\x04 \x01(\x0c\x12\x11\n\tcommit_ts\x18\x05 \x01(\x0c\x12\x0b\n\x03ttl\x18\x06 \x01(\x0c\x12\x10\n\x08txn_size\x18\x07 \x01(\x0c\x12\x13\n\x0bkey_offsets\x18\x08 \x01(\x0c\x12\x10\n\x08key_data\x18\t \x01(\x0c\x12\x15\n\rvalue_offsets\x18\n \x01(\x0c\x12\x12\n\nvalue_data\x18\x0b \x01(\x0c\x12\x17\n\x0fprimary_offsets\x18\x0c \x01(\x0c\x12\x14\n\x0cprimary_data\x18\r \x01(\x0c\"W\n\x07\x45ntries\x12\"\n\x04rows\x18\x01 \x03(\x0b\x32\x14.theflash.binlog.Row\x12(\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x19.theflash.binlog.RowBatch\"1\n\x05Split\x12(\n\x07regions\x18\x01 \x03(\x0b\x32\x17.theflash.binlog.Region\"Y\n\x05Merge\x12\'\n\x06source\x18\x01 \x01(\x0b\x32\x17.theflash.binlog.Region\x12\'\n\x06target\x18\x02 \x01(\x0b\x32\x17.theflash.binlog.Region\"\x0f\n\rRegionRemoved\"\x93\x01\n\x05\x41\x64min\x12\'\n\x05split\x18\x01 \x01(\x0b\x32\x16.theflash.binlog.SplitH\x00\x12\'\n\x05merge\x18\x02 \x01(\x0b\x32\x16.theflash.binlog.MergeH\x00\x12\x31\n\x07removed\x18\x03 \x01(\x0b\x32\x1e.theflash.binlog.RegionRemovedH\x00\x42\x05\n\x03\x63md\"M\n\rSnapshotWrite\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x11\n\tcommit_ts\x18\x02 \x01(\x04\x12\r\n\x05write\x18\x03 \x01(\x0c\x12\r\n\x05value\x18\x04 \x01(\x0c\"8\n\x0cSnapshotLock\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x0c\n\x04lock\x18\x02 \x01(\x0c\x12\r\n\x05value\x18\x03 \x01(\x0c\"\x97\x01\n\x0eRegionSnapshot\x12\'\n\x06region\x18\x01 \x01(\x0b\x32\x17.theflash.binlog.Region\x12.\n\x06writes\x18\x02 \x03(\x0b\x32\x1e.theflash.binlog.SnapshotWrite\x12,\n\x05locks\x18\x03 \x03(\x0b\x32\x1d.theflash.binlog.SnapshotLock\"\x83\x02\n\x05\x45vent\x12\x11\n\tregion_id\x18\x01 \x01(\x04\x12\r\n\x05index\x18\x02 \x01(\x04\x12+\n\x05\x65poch\x18\x03 \x01(\x0b\x32\x1c.theflash.binlog.RegionEpoch\x12+\n\x07\x65ntries\x18\x04 \x01(\x0b\x32\x18.theflash.binlog.EntriesH\x00\x12\'\n\x05\x61\x64min\x18\x05 \x01(\x0b\x32\x16.theflash.binlog.AdminH\x00\x12\x33\n\x08snapshot\x18\x06 \x01(\x0b\x32\x1f.theflash.binlog.RegionSnapshotH\x00\x12\x15\n\x0bresolved_ts\x18\x07 \x01(\x04H\x00\x42\t\n\x07payload\"+\n\x08Position\x12\x0f\n\x07segment\x18\x01 \x01(\x04\x12\x0e\n\x06offset\x18\x02 \x01(\x04\"]\n\x0bPullRequest\x12\'\n\x04\x66rom\x18\x01 \x01(\x0b\x32\x19.theflash.binlog.Position\x12\x12\n\nregion_ids\x18\x02 \x03(\x04\x12\x11\n\tmax_batch\x18\x03 \x01(\r\"\x98\x01\n\x0cPullResponse\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.theflash.binlog.Event\x12\'\n\x04next\x18\x02 \x01(\x0b\x32\x19.theflash.binlog.Position\x12\x10\n\x08segments\x18\x03 \x03(\x04\x12\x0f\n\x07offsets\x18\x04 \x03(\x04\x12\x14\n\x0cnext_offsets\x18\x05 \x03(\x04\"\x0f\n\rStatusRequest\"b\n\x0eStatusResponse\x12\'\n\x04head\x18\x01 \x01(\x0b\x32\x19.theflash.binlog.Position\x12\'\n\x04tail\x18\x02 \x01(\x0b\x32\x19.theflash.binlog.Position*\'\n\x06OpType\x12\x07\n\x03PUT\x10\x00\x12\n\n\x06\x44\x45LETE\x10\x01\x12\x08\n\x04LOCK\x10\x02\x32\xa1\x01\n\rBinlogService\x12\x45\n\x04Pull\x12\x1c.theflash.binlog.PullRequest\x1a\x1d.theflash.binlog.PullResponse0\x01\x12I\n\x06Status\x12\x1e.theflash.binlog.StatusRequest\x1a\x1f.theflash.binlog.StatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0c\x62inlog.proto\x12\x0ftheflash.binlog\"4\n\x0bRegionEpoch\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x14\n\x0c\x63onf_version\x18\x02 \x01(\x04\"e\n\x06Region\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x11\n\tstart_key\x18\x02 \x01(\x0c\x12\x0f\n\x07\x65nd_key\x18\x03 \x01(\x0c\x12+\n\x05\x65poch\x18\x04 \x01(\x0b\x32\x1c.theflash.binlog.RegionEpoch\"\xc9\x02\n\x03Row\x12\'\n\x04type\x18\x01 \x01(\x0e\x32\x19.theflash.binlog.Row.Type\x12#\n\x02op\x18\x02 \x01(\x0e\x32\x17.theflash.binlog.OpType\x12\x10\n\x08start_ts\x18\x03 \x01(\x04\x12\x11\n\tcommit_ts\x18\x04 \x01(\x04\x12\x0b\n\x03key\x18\x05 \x01(\x0c\x12\r\n\x05value\x18\x06 \x01(\x0c\x12\x0f\n\x07primary\x18\x07 \x01(\x0c\x12\x0b\n\x03ttl\x18\x08 \x01(\x04\x12\x10\n\x08txn_size\x18\t \x01(\x04\x12\x15\n\rmin_commit_ts\x18\n \x01(\x04\x12\x18\n\x10use_async_commit\x18\x0b \x01(\x08\x12\x13\n\x0bsecondaries\x18\x0c \x03(\x0c\"=\n\x04Type\x12\x0c\n\x08PREWRITE\x10\x00\x12\n\n\x06\x43OMMIT\x10\x01\x12\x0c\n\x08ROLLBACK\x10\x02\x12\r\n\tCOMMITTED\x10\x03\"\xde\x02\n\x08RowBatch\x12\r\n\x05\x63ount\x18\x01 \x01(\r\x12\r\n\x05types\x18\x02 \x01(\x0c\x12\x0b\n\x03ops\x18\x03 \x01(\x0c\x12\x10\n\x08start_ts\x18\x04 \x01(\x0c\x12\x11\n\tcommit_ts\x18\x05 \x01(\x0c\x12\x0b\n\x03ttl\x18\x06 \x01(\x0c\x12\x10\n\x08txn_size\x18\x07 \x01(\x0c\x12\x13\n\x0bkey_offsets\x18\x08 \x01(\x0c\x12\x10\n\x08key_data\x18\t \x01(\x0c\x12\x15\n\rvalue_offsets\x18\n \x01(\x0c\x12\x12\n\nvalue_data\x18\x0b \x01(\x0c\x12\x17\n\x0fprimary_offsets\x18\x0c \x01(\x0c\x12\x14\n\x0cprimary_data\x18\r \x01(\x0c\x12\x15\n\rmin_commit_ts\x18\x0e \x01(\x0c\x12\x14\n\x0c\x61sync_commit\x18\x0f \x01(\x0c\x12\x1b\n\x13secondaries_offsets\x18\x10 \x01(\x0c\x12\x18\n\x10secondaries_data\x18\x11 \x01(\x0c\"W\n\x07\x45ntries\x12\"\n\x04rows\x18\x01 \x03(\x0b\x32\x14.theflash.binlog.Row\x12(\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x19.theflash.binlog.RowBatch\"1\n\x05Split\x12(\n\x07regions\x18\x01 \x03(\x0b\x32\x17.theflash.binlog.Region\"Y\n\x05Merge\x12\'\n\x06source\x18\x01 \x01(\x0b\x32\x17.theflash.binlog.Region\x12\'\n\x06target\x18\x02 \x01(\x0b\x32\x17.theflash.binlog.Region\"\x0f\n\rRegionRemoved\"\x93\x01\n\x05\x41\x64min\x12\'\n\x05split\x18\x01 \x01(\x0b\x32\x16.theflash.binlog.SplitH\x00\x12\'\n\x05merge\x18\x02 \x01(\x0b\x32\x16.theflash.binlog.MergeH\x00\x12\x31\n\x07removed\x18\x03 \x01(\x0b\x32\x1e.theflash.binlog.RegionRemovedH\x00\x42\x05\n\x03\x63md\"M\n\rSnapshotWrite\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x11\n\tcommit_ts\x18\x02 \x01(\x04\x12\r\n\x05write\x18\x03 \x01(\x0c\x12\r\n\x05value\x18\x04 \x01(\x0c\"8\n\x0cSnapshotLock\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x0c\n\x04lock\x18\x02 \x01(\x0c\x12\r\n\x05value\x18\x03 \x01(\x0c\"\x97\x01\n\x0eRegionSnapshot\x12\'\n\x06region\x18\x01 \x01(\x0b\x32\x17.theflash.binlog.Region\x12.\n\x06writes\x18\x02 \x03(\x0b\x32\x1e.theflash.binlog.SnapshotWrite\x12,\n\x05locks\x18\x03 \x03(\x0b\x32\x1d.theflash.binlog.SnapshotLock\"\x83\x02\n\x05\x45vent\x12\x11\n\tregion_id\x18\x01 \x01(\x04\x12\r\n\x05index\x18\x02 \x01(\x04\x12+\n\x05\x65poch\x18\x03 \x01(\x0b\x32\x1c.theflash.binlog.RegionEpoch\x12+\n\x07\x65ntries\x18\x04 \x01(\x0b\x32\x18.theflash.binlog.EntriesH\x00\x12\'\n\x05\x61\x64min\x18\x05 \x01(\x0b\x32\x16.theflash.binlog.AdminH\x00\x12\x33\n\x08snapshot\x18\x06 \x01(\x0b\x32\x1f.theflash.binlog.RegionSnapshotH\x00\x12\x15\n\x0bresolved_ts\x18\x07 \x01(\x04H\x00\x42\t\n\x07payload\"+\n\x08Position\x12\x0f\n\x07segment\x18\x01 \x01(\x04\x12\x0e\n\x06offset\x18\x02 \x01(\x04\"]\n\x0bPullRequest\x12\'\n\x04\x66rom\x18\x01 \x01(\x0b\x32\x19.theflash.binlog.Position\x12\x12\n\nregion_ids\x18\x02 \x03(\x04\x12\x11\n\tmax_batch\x18\x03 \x01(\r\"\x98\x01\n\x0cPullResponse\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.theflash.binlog.Event\x12\'\n\x04next\x18\x02 \x01(\x0b\x32\x19.theflash.binlog.Position\x12\x10\n\x08segments\x18\x03 \x03(\x04\x12\x0f\n\x07offsets\x18\x04 \x03(\x04\x12\x14\n\x0cnext_offsets\x18\x05 \x03(\x04\"\x0f\n\rStatusRequest\"b\n\x0eStatusResponse\x12\'\n\x04head\x18\x01 \x01(\x0b\x32\x19.theflash.binlog.Position\x12\'\n\x04tail\x18\x02 \x01(\x0b\x32\x19.theflash.binlog.Position*\'\n\x06OpType\x12\x07\n\x03PUT\x10\x00\x12\n\n\x06\x44\x45LETE\x10\x01\x12\x08\n\x04LOCK\x10\x02\x32\xa1\x01\n\rBinlogService\x12\x45\n\x04Pull\x12\x1c.theflash.binlog.PullRequest\x1a\x1d.theflash.binlog.PullResponse0\x01\x12I\n\x06Status\x12\x1e.theflash.binlog.StatusRequest\x1a\x1f.theflash.binlog.StatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'binlog_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OPTYPE']._serialized_start=2068
-  _globals['_OPTYPE']._serialized_end=2107
+  _globals['_OPTYPE']._serialized_start=2238
+  _globals['_OPTYPE']._serialized_end=2277
   _globals['_REGIONEPOCH']._serialized_start=33
   _globals['_REGIONEPOCH']._serialized_end=85
   _globals['_REGION']._serialized_start=87
   _globals['_REGION']._serialized_end=188
   _globals['_ROW']._serialized_start=191
-  _globals['_ROW']._serialized_end=450
-  _globals['_ROW_TYPE']._serialized_start=389
-  _globals['_ROW_TYPE']._serialized_end=450
-  _globals['_ROWBATCH']._serialized_start=453
-  _globals['_ROWBATCH']._serialized_end=703
-  _globals['_ENTRIES']._serialized_start=705
-  _globals['_ENTRIES']._serialized_end=792
-  _globals['_SPLIT']._serialized_start=794
-  _globals['_SPLIT']._serialized_end=843
-  _globals['_MERGE']._serialized_start=845
-  _globals['_MERGE']._serialized_end=934
-  _globals['_REGIONREMOVED']._serialized_start=936
-  _globals['_REGIONREMOVED']._serialized_end=951
-  _globals['_ADMIN']._serialized_start=954
-  _globals['_ADMIN']._serialized_end=1101
-  _globals['_SNAPSHOTWRITE']._serialized_start=1103
-  _globals['_SNAPSHOTWRITE']._serialized_end=1180
-  _globals['_SNAPSHOTLOCK']._serialized_start=1182
-  _globals['_SNAPSHOTLOCK']._serialized_end=1238
-  _globals['_REGIONSNAPSHOT']._serialized_start=1241
-  _globals['_REGIONSNAPSHOT']._serialized_end=1392
-  _globals['_EVENT']._serialized_start=1395
-  _globals['_EVENT']._serialized_end=1654
-  _globals['_POSITION']._serialized_start=1656
-  _globals['_POSITION']._serialized_end=1699
-  _globals['_PULLREQUEST']._serialized_start=1701
-  _globals['_PULLREQUEST']._serialized_end=1794
-  _globals['_PULLRESPONSE']._serialized_start=1797
-  _globals['_PULLRESPONSE']._serialized_end=1949
-  _globals['_STATUSREQUEST']._serialized_start=1951
-  _globals['_STATUSREQUEST']._serialized_end=1966
-  _globals['_STATUSRESPONSE']._serialized_start=1968
-  _globals['_STATUSRESPONSE']._serialized_end=2066
-  _globals['_BINLOGSERVICE']._serialized_start=2110
-  _globals['_BINLOGSERVICE']._serialized_end=2271
+  _globals['_ROW']._serialized_end=520
+  _globals['_ROW_TYPE']._serialized_start=459
+  _globals['_ROW_TYPE']._serialized_end=520
+  _globals['_ROWBATCH']._serialized_start=523
+  _globals['_ROWBATCH']._serialized_end=873
+  _globals['_ENTRIES']._serialized_start=875
+  _globals['_ENTRIES']._serialized_end=962
+  _globals['_SPLIT']._serialized_start=964
+  _globals['_SPLIT']._serialized_end=1013
+  _globals['_MERGE']._serialized_start=1015
+  _globals['_MERGE']._serialized_end=1104
+  _globals['_REGIONREMOVED']._serialized_start=1106
+  _globals['_REGIONREMOVED']._serialized_end=1121
+  _globals['_ADMIN']._serialized_start=1124
+  _globals['_ADMIN']._serialized_end=1271
+  _globals['_SNAPSHOTWRITE']._serialized_start=1273
+  _globals['_SNAPSHOTWRITE']._serialized_end=1350
+  _globals['_SNAPSHOTLOCK']._serialized_start=1352
+  _globals['_SNAPSHOTLOCK']._serialized_end=1408
+  _globals['_REGIONSNAPSHOT']._serialized_start=1411
+  _globals['_REGIONSNAPSHOT']._serialized_end=1562
+  _globals['_EVENT']._serialized_start=1565
+  _globals['_EVENT']._serialized_end=1824
+  _globals['_POSITION']._serialized_start=1826
+  _globals['_POSITION']._serialized_end=1869
+  _globals['_PULLREQUEST']._serialized_start=1871
+  _globals['_PULLREQUEST']._serialized_end=1964
+  _globals['_PULLRESPONSE']._serialized_start=1967
+  _globals['_PULLRESPONSE']._serialized_end=2119
+  _globals['_STATUSREQUEST']._serialized_start=2121
+  _globals['_STATUSREQUEST']._serialized_end=2136
+  _globals['_STATUSRESPONSE']._serialized_start=2138
+  _globals['_STATUSRESPONSE']._serialized_end=2236
+  _globals['_BINLOGSERVICE']._serialized_start=2280
+  _globals['_BINLOGSERVICE']._serialized_end=2441
 # @@protoc_insertion_point(module_scope)

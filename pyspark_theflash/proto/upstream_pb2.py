@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from . import binlog_pb2 as binlog__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0eupstream.proto\x12\x11theflash.upstream\x1a\x0c\x62inlog.proto\"\x1d\n\x0cGetTSRequest\x12\r\n\x05\x63ount\x18\x01 \x01(\r\"\x1b\n\rGetTSResponse\x12\n\n\x02ts\x18\x01 \x01(\x04\"\x13\n\x11GetRegionsRequest\">\n\x12GetRegionsResponse\x12(\n\x07regions\x18\x01 \x03(\x0b\x32\x17.theflash.binlog.Region\"%\n\x10ReadIndexRequest\x12\x11\n\tregion_id\x18\x01 \x01(\x04\"1\n\x11ReadIndexResponse\x12\r\n\x05index\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\x89\x01\n\x15\x43heckTxnStatusRequest\x12\x13\n\x0bprimary_key\x18\x01 \x01(\x0c\x12\x0f\n\x07lock_ts\x18\x02 \x01(\x04\x12\x17\n\x0f\x63\x61ller_start_ts\x18\x03 \x01(\x04\x12\x12\n\ncurrent_ts\x18\x04 \x01(\x04\x12\x1d\n\x15rollback_if_not_exist\x18\x05 \x01(\x08\"\xc5\x01\n\x16\x43heckTxnStatusResponse\x12@\n\x06status\x18\x01 \x01(\x0e\x32\x30.theflash.upstream.CheckTxnStatusResponse.Status\x12\x11\n\tcommit_ts\x18\x02 \x01(\x04\x12\x10\n\x08lock_ttl\x18\x03 \x01(\x04\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\"4\n\x06Status\x12\n\n\x06LOCKED\x10\x00\x12\r\n\tCOMMITTED\x10\x01\x12\x0f\n\x0bROLLED_BACK\x10\x02\"G\n\x12ResolveLockRequest\x12\x10\n\x08start_ts\x18\x01 \x01(\x04\x12\x11\n\tcommit_ts\x18\x02 \x01(\x04\x12\x0c\n\x04keys\x18\x03 \x03(\x0c\"6\n\x13ResolveLockResponse\x12\x10\n\x08resolved\x18\x01 \x01(\r\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\x14\n\x12GCSafePointRequest\")\n\x13GCSafePointResponse\x12\x12\n\nsafe_point\x18\x01 \x01(\x04\".\n\x18UpdateGCSafePointRequest\x12\x12\n\nsafe_point\x18\x01 \x01(\x04\"*\n\x15RegionSnapshotRequest\x12\x11\n\tregion_id\x18\x01 \x01(\x04\"\x14\n\x12\x43lusterInfoRequest\"Y\n\x13\x43lusterInfoResponse\x12\x16\n\x0estatus_address\x18\x01 \x01(\t\x12\x16\n\x0e\x62inlog_address\x18\x02 \x01(\t\x12\x12\n\ncluster_id\x18\x03 \x01(\x04\x32\xd1\x06\n\x08Upstream\x12J\n\x05GetTS\x12\x1f.theflash.upstream.GetTSRequest\x1a .theflash.upstream.GetTSResponse\x12Y\n\nGetRegions\x12$.theflash.upstream.GetRegionsRequest\x1a%.theflash.upstream.GetRegionsResponse\x12V\n\tReadIndex\x12#.theflash.upstream.ReadIndexRequest\x1a$.theflash.upstream.ReadIndexResponse\x12\x65\n\x0e\x43heckTxnStatus\x12(.theflash.upstream.CheckTxnStatusRequest\x1a).theflash.upstream.CheckTxnStatusResponse\x12\\\n\x0bResolveLock\x12%.theflash.upstream.ResolveLockRequest\x1a&.theflash.upstream.ResolveLockResponse\x12_\n\x0eGetGCSafePoint\x12%.theflash.upstream.GCSafePointRequest\x1a&.theflash.upstream.GCSafePointResponse\x12h\n\x11UpdateGCSafePoint\x12+.theflash.upstream.UpdateGCSafePointRequest\x1a&.theflash.upstream.GCSafePointResponse\x12U\n\x11GetRegionSnapshot\x12(.theflash.upstream.RegionSnapshotRequest\x1a\x16.theflash.binlog.Event\x12_\n\x0eGetClusterInfo\x12%.theflash.upstream.ClusterInfoRequest\x1a&.theflash.upstream.ClusterInfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0eupstream.proto\x12\x11theflash.upstream\x1a\x0c\x62inlog.proto\"\x1d\n\x0cGetTSRequest\x12\r\n\x05\x63ount\x18\x01 \x01(\r\"\x1b\n\rGetTSResponse\x12\n\n\x02ts\x18\x01 \x01(\x04\"\x13\n\x11GetRegionsRequest\">\n\x12GetRegionsResponse\x12(\n\x07regions\x18\x01 \x03(\x0b\x32\x17.theflash.binlog.Region\"7\n\x10ReadIndexRequest\x12\x11\n\tregion_id\x18\x01 \x01(\x04\x12\x10\n\x08start_ts\x18\x02 \x01(\x04\"1\n\x11ReadIndexResponse\x12\r\n\x05index\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\xa4\x01\n\x15\x43heckTxnStatusRequest\x12\x13\n\x0bprimary_key\x18\x01 \x01(\x0c\x12\x0f\n\x07lock_ts\x18\x02 \x01(\x04\x12\x17\n\x0f\x63\x61ller_start_ts\x18\x03 \x01(\x04\x12\x12\n\ncurrent_ts\x18\x04 \x01(\x04\x12\x1d\n\x15rollback_if_not_exist\x18\x05 \x01(\x08\x12\x19\n\x11\x66orce_sync_commit\x18\x06 \x01(\x08\"\xd9\x01\n\x08LockInfo\x12\x14\n\x0cprimary_lock\x18\x01 \x01(\x0c\x12\x14\n\x0clock_version\x18\x02 \x01(\x04\x12\x0b\n\x03key\x18\x03 \x01(\x0c\x12\x10\n\x08lock_ttl\x18\x04 \x01(\x04\x12\x10\n\x08txn_size\x18\x05 \x01(\x04\x12*\n\tlock_type\x18\x06 \x01(\x0e\x32\x17.theflash.binlog.OpType\x12\x18\n\x10use_async_commit\x18\x08 \x01(\x08\x12\x15\n\rmin_commit_ts\x18\t \x01(\x04\x12\x13\n\x0bsecondaries\x18\n \x03(\x0c\"\xf5\x01\n\x16\x43heckTxnStatusResponse\x12@\n\x06status\x18\x01 \x01(\x0e\x32\x30.theflash.upstream.CheckTxnStatusResponse.Status\x12\x11\n\tcommit_ts\x18\x02 \x01(\x04\x12\x10\n\x08lock_ttl\x18\x03 \x01(\x04\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12.\n\tlock_info\x18\x05 \x01(\x0b\x32\x1b.theflash.upstream.LockInfo\"4\n\x06Status\x12\n\n\x06LOCKED\x10\x00\x12\r\n\tCOMMITTED\x10\x01\x12\x0f\n\x0bROLLED_BACK\x10\x02\"A\n\x1a\x43heckSecondaryLocksRequest\x12\x0c\n\x04keys\x18\x01 \x03(\x0c\x12\x15\n\rstart_version\x18\x02 \x01(\x04\"k\n\x1b\x43heckSecondaryLocksResponse\x12*\n\x05locks\x18\x01 \x03(\x0b\x32\x1b.theflash.upstream.LockInfo\x12\x11\n\tcommit_ts\x18\x02 \x01(\x04\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"G\n\x12ResolveLockRequest\x12\x10\n\x08start_ts\x18\x01 \x01(\x04\x12\x11\n\tcommit_ts\x18\x02 \x01(\x04\x12\x0c\n\x04keys\x18\x03 \x03(\x0c\"6\n\x13ResolveLockResponse\x12\x10\n\x08resolved\x18\x01 \x01(\r\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\x14\n\x12GCSafePointRequest\")\n\x13GCSafePointResponse\x12\x12\n\nsafe_point\x18\x01 \x01(\x04\".\n\x18UpdateGCSafePointRequest\x12\x12\n\nsafe_point\x18\x01 \x01(\x04\"*\n\x15RegionSnapshotRequest\x12\x11\n\tregion_id\x18\x01 \x01(\x04\"\x14\n\x12\x43lusterInfoRequest\"Y\n\x13\x43lusterInfoResponse\x12\x16\n\x0estatus_address\x18\x01 \x01(\t\x12\x16\n\x0e\x62inlog_address\x18\x02 \x01(\t\x12\x12\n\ncluster_id\x18\x03 \x01(\x04\x32\xc7\x07\n\x08Upstream\x12J\n\x05GetTS\x12\x1f.theflash.upstream.GetTSRequest\x1a .theflash.upstream.GetTSResponse\x12Y\n\nGetRegions\x12$.theflash.upstream.GetRegionsRequest\x1a%.theflash.upstream.GetRegionsResponse\x12V\n\tReadIndex\x12#.theflash.upstream.ReadIndexRequest\x1a$.theflash.upstream.ReadIndexResponse\x12\x65\n\x0e\x43heckTxnStatus\x12(.theflash.upstream.CheckTxnStatusRequest\x1a).theflash.upstream.CheckTxnStatusResponse\x12t\n\x13\x43heckSecondaryLocks\x12-.theflash.upstream.CheckSecondaryLocksRequest\x1a..theflash.upstream.CheckSecondaryLocksResponse\x12\\\n\x0bResolveLock\x12%.theflash.upstream.ResolveLockRequest\x1a&.theflash.upstream.ResolveLockResponse\x12_\n\x0eGetGCSafePoint\x12%.theflash.upstream.GCSafePointRequest\x1a&.theflash.upstream.GCSafePointResponse\x12h\n\x11UpdateGCSafePoint\x12+.theflash.upstream.UpdateGCSafePointRequest\x1a&.theflash.upstream.GCSafePointResponse\x12U\n\x11GetRegionSnapshot\x12(.theflash.upstream.RegionSnapshotRequest\x1a\x16.theflash.binlog.Event\x12_\n\x0eGetClusterInfo\x12%.theflash.upstream.ClusterInfoRequest\x1a&.theflash.upstream.ClusterInfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,31 +42,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETREGIONSRESPONSE']._serialized_start=132
   _globals['_GETREGIONSRESPONSE']._serialized_end=194
   _globals['_READINDEXREQUEST']._serialized_start=196
-  _globals['_READINDEXREQUEST']._serialized_end=233
-  _globals['_READINDEXRESPONSE']._serialized_start=235
-  _globals['_READINDEXRESPONSE']._serialized_end=284
-  _globals['_CHECKTXNSTATUSREQUEST']._serialized_start=287
-  _globals['_CHECKTXNSTATUSREQUEST']._serialized_end=424
-  _globals['_CHECKTXNSTATUSRESPONSE']._serialized_start=427
-  _globals['_CHECKTXNSTATUSRESPONSE']._serialized_end=624
-  _globals['_CHECKTXNSTATUSRESPONSE_STATUS']._serialized_start=572
-  _globals['_CHECKTXNSTATUSRESPONSE_STATUS']._serialized_end=624
-  _globals['_RESOLVELOCKREQUEST']._serialized_start=626
-  _globals['_RESOLVELOCKREQUEST']._serialized_end=697
-  _globals['_RESOLVELOCKRESPONSE']._serialized_start=699
-  _globals['_RESOLVELOCKRESPONSE']._serialized_end=753
-  _globals['_GCSAFEPOINTREQUEST']._serialized_start=755
-  _globals['_GCSAFEPOINTREQUEST']._serialized_end=775
-  _globals['_GCSAFEPOINTRESPONSE']._serialized_start=777
-  _globals['_GCSAFEPOINTRESPONSE']._serialized_end=818
-  _globals['_UPDATEGCSAFEPOINTREQUEST']._serialized_start=820
-  _globals['_UPDATEGCSAFEPOINTREQUEST']._serialized_end=866
-  _globals['_REGIONSNAPSHOTREQUEST']._serialized_start=868
-  _globals['_REGIONSNAPSHOTREQUEST']._serialized_end=910
-  _globals['_CLUSTERINFOREQUEST']._serialized_start=912
-  _globals['_CLUSTERINFOREQUEST']._serialized_end=932
-  _globals['_CLUSTERINFORESPONSE']._serialized_start=934
-  _globals['_CLUSTERINFORESPONSE']._serialized_end=1023
-  _globals['_UPSTREAM']._serialized_start=1026
-  _globals['_UPSTREAM']._serialized_end=1875
+  _globals['_READINDEXREQUEST']._serialized_end=251
+  _globals['_READINDEXRESPONSE']._serialized_start=253
+  _globals['_READINDEXRESPONSE']._serialized_end=302
+  _globals['_CHECKTXNSTATUSREQUEST']._serialized_start=305
+  _globals['_CHECKTXNSTATUSREQUEST']._serialized_end=469
+  _globals['_LOCKINFO']._serialized_start=472
+  _globals['_LOCKINFO']._serialized_end=689
+  _globals['_CHECKTXNSTATUSRESPONSE']._serialized_start=692
+  _globals['_CHECKTXNSTATUSRESPONSE']._serialized_end=937
+  _globals['_CHECKTXNSTATUSRESPONSE_STATUS']._serialized_start=885
+  _globals['_CHECKTXNSTATUSRESPONSE_STATUS']._serialized_end=937
+  _globals['_CHECKSECONDARYLOCKSREQUEST']._serialized_start=939
+  _globals['_CHECKSECONDARYLOCKSREQUEST']._serialized_end=1004
+  _globals['_CHECKSECONDARYLOCKSRESPONSE']._serialized_start=1006
+  _globals['_CHECKSECONDARYLOCKSRESPONSE']._serialized_end=1113
+  _globals['_RESOLVELOCKREQUEST']._serialized_start=1115
+  _globals['_RESOLVELOCKREQUEST']._serialized_end=1186
+  _globals['_RESOLVELOCKRESPONSE']._serialized_start=1188
+  _globals['_RESOLVELOCKRESPONSE']._serialized_end=1242
+  _globals['_GCSAFEPOINTREQUEST']._serialized_start=1244
+  _globals['_GCSAFEPOINTREQUEST']._serialized_end=1264
+  _globals['_GCSAFEPOINTRESPONSE']._serialized_start=1266
+  _globals['_GCSAFEPOINTRESPONSE']._serialized_end=1307
+  _globals['_UPDATEGCSAFEPOINTREQUEST']._serialized_start=1309
+  _globals['_UPDATEGCSAFEPOINTREQUEST']._serialized_end=1355
+  _globals['_REGIONSNAPSHOTREQUEST']._serialized_start=1357
+  _globals['_REGIONSNAPSHOTREQUEST']._serialized_end=1399
+  _globals['_CLUSTERINFOREQUEST']._serialized_start=1401
+  _globals['_CLUSTERINFOREQUEST']._serialized_end=1421
+  _globals['_CLUSTERINFORESPONSE']._serialized_start=1423
+  _globals['_CLUSTERINFORESPONSE']._serialized_end=1512
+  _globals['_UPSTREAM']._serialized_start=1515
+  _globals['_UPSTREAM']._serialized_end=2482
 # @@protoc_insertion_point(module_scope)

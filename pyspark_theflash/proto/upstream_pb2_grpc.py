@@ -56,6 +56,11 @@ class UpstreamStub:
                 request_serializer=upstream__pb2.CheckTxnStatusRequest.SerializeToString,
                 response_deserializer=upstream__pb2.CheckTxnStatusResponse.FromString,
                 _registered_method=True)
+        self.CheckSecondaryLocks = channel.unary_unary(
+                '/theflash.upstream.Upstream/CheckSecondaryLocks',
+                request_serializer=upstream__pb2.CheckSecondaryLocksRequest.SerializeToString,
+                response_deserializer=upstream__pb2.CheckSecondaryLocksResponse.FromString,
+                _registered_method=True)
         self.ResolveLock = channel.unary_unary(
                 '/theflash.upstream.Upstream/ResolveLock',
                 request_serializer=upstream__pb2.ResolveLockRequest.SerializeToString,
@@ -105,6 +110,12 @@ class UpstreamServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CheckTxnStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckSecondaryLocks(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -163,6 +174,11 @@ def add_UpstreamServicer_to_server(servicer, server):
                     servicer.CheckTxnStatus,
                     request_deserializer=upstream__pb2.CheckTxnStatusRequest.FromString,
                     response_serializer=upstream__pb2.CheckTxnStatusResponse.SerializeToString,
+            ),
+            'CheckSecondaryLocks': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckSecondaryLocks,
+                    request_deserializer=upstream__pb2.CheckSecondaryLocksRequest.FromString,
+                    response_serializer=upstream__pb2.CheckSecondaryLocksResponse.SerializeToString,
             ),
             'ResolveLock': grpc.unary_unary_rpc_method_handler(
                     servicer.ResolveLock,
@@ -298,6 +314,33 @@ class Upstream:
             '/theflash.upstream.Upstream/CheckTxnStatus',
             upstream__pb2.CheckTxnStatusRequest.SerializeToString,
             upstream__pb2.CheckTxnStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckSecondaryLocks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/theflash.upstream.Upstream/CheckSecondaryLocks',
+            upstream__pb2.CheckSecondaryLocksRequest.SerializeToString,
+            upstream__pb2.CheckSecondaryLocksResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -2,9 +2,10 @@
 
 For each region overlapping the table: a region whose persisted resolved ts is at or above
 ts has everything already. Otherwise ask upstream for its read index (the raft index a
-replica must apply to serve a read now), ask the writer to flush (a flush request carrying
-the read indexes, answered within one writer poll), and poll the store's manifest until each
-region's applied index reaches its read index. Regions split while we wait show up as new
+replica must apply to serve a read now; the request carries ts, so upstream commits nothing
+prewritten after it at or below ts, as TiKV's read index does for async commit and 1PC), ask
+the writer to flush (a flush request carrying the read indexes, answered within one writer
+poll), and poll the store's manifest until each region's applied index reaches its read index. Regions split while we wait show up as new
 regions overlapping the table and get their own read index; a region upstream no longer
 knows (merged away) is replaced by the upstream regions now covering its range.
 """
@@ -72,7 +73,7 @@ class LearnerRead:
         range when upstream no longer knows it (merged, or split ranges moved)."""
         rid = region_id(region)
         try:
-            return {rid: int(self.upstream.read_index(rid))}
+            return {rid: int(self.upstream.read_index(rid, self.ts))}
         except Exception as exc:
             if not _region_not_found(exc):
                 raise
@@ -86,7 +87,7 @@ class LearnerRead:
             try:
                 for up in self.upstream.regions():
                     if ranges_overlap(bytes(up.start_key), bytes(up.end_key), start, end):
-                        out[int(up.id)] = int(self.upstream.read_index(int(up.id)))
+                        out[int(up.id)] = int(self.upstream.read_index(int(up.id), self.ts))
                 return out
             except Exception as exc:
                 if not _region_not_found(exc) or attempt == 19:

@@ -10,6 +10,14 @@ read cannot ignore it. Its primary key decides (CheckTxnStatus):
 * alive: back off with jitter and ask again until its TTL runs out, when CheckTxnStatus rolls
   it back.
 
+Async commit (TiDB >= 5.0's default), as client-go's resolver handles it: the primary lock
+CheckTxnStatus returns says so and is never rolled back by its TTL. Its min_commit_ts above ts
+means the transaction commits after ts if at all (ignore it); otherwise, once its TTL ran out,
+CheckSecondaryLocks on every secondary decides (``upstream/async_commit.py``): a key committed
+-> committed at its ts; a key missing -> rolled back (a rollback record now guards it); all
+locked -> committed at the greatest min_commit_ts. A lock that is not async on a secondary
+means the transaction fell back to 2PC: its primary is asked again with force_sync_commit.
+
 Decisions are cached per transaction (start_ts) for the life of one query.
 """
 from __future__ import annotations
@@ -21,6 +29,7 @@ from typing import Any, Callable
 
 from pyspark_theflash.scan.errors import LockResolveTimeoutError
 from pyspark_theflash.scan.learner import LearnerRead, _close
+from pyspark_theflash.upstream.async_commit import async_commit_outcome, lock_expired
 
 OP_LOCK = 2  # binlog OpType.LOCK
 BACKOFF_FIRST_S = 0.02
@@ -30,7 +39,7 @@ BACKOFF_MAX_S = 1.0
 @dataclass(frozen=True)
 class TxnDecision:
     start_ts: int
-    state: str          # committed | rolled_back
+    state: str          # committed | rolled_back | after_ts (min_commit_ts > ts: commits after ts if at all)
     commit_ts: int      # 0 unless committed
 
     def visible_at(self, ts: int) -> bool:
@@ -53,18 +62,38 @@ class LockResolver:
 
     def _check(self, lock: Any) -> TxnDecision | None:
         """The transaction's fate, or None while it is alive."""
-        status = self.upstream.check_txn_status(bytes(lock.primary), int(lock.start_ts), self.ts, self.upstream.get_ts())
+        start_ts = int(lock.start_ts)
+        now = self.upstream.get_ts()
+        status = self.upstream.check_txn_status(bytes(lock.primary), start_ts, self.ts, now)
         state = str(getattr(status, "state", status)).lower()
+        primary = getattr(status, "lock", None)
+        decided_by_secondaries = False
+        if state == "locked" and primary is not None:
+            if int(primary.min_commit_ts) > self.ts:
+                return TxnDecision(start_ts, "after_ts", 0)  # a commit below min_commit_ts is refused
+            if primary.use_async_commit:
+                if not lock_expired(start_ts, int(status.ttl_ms), now):
+                    return None
+                checked = self.upstream.check_secondary_locks(list(primary.secondaries), start_ts)
+                outcome = async_commit_outcome(primary, len(primary.secondaries), checked.locks, checked.commit_ts)
+                if outcome.state == "fallback":
+                    status = self.upstream.check_txn_status(bytes(lock.primary), start_ts, self.ts, now,
+                                                            force_sync_commit=True)
+                    state = str(status.state).lower()
+                else:
+                    state, status, decided_by_secondaries = outcome.state, outcome, True
         if state == "committed":
             commit_ts = int(status.commit_ts)
-            if commit_ts <= self.ts:
-                self.upstream.resolve_lock(int(lock.start_ts), commit_ts, None)
+            # a transaction decided by its secondaries has no commit record yet: write them
+            # (client-go does), so no later reader has to decide it again
+            if commit_ts <= self.ts or decided_by_secondaries:
+                self.upstream.resolve_lock(start_ts, commit_ts, None)
                 self.resolved += 1
-            return TxnDecision(int(lock.start_ts), "committed", commit_ts)
+            return TxnDecision(start_ts, "committed", commit_ts)
         if state in ("rolled_back", "rolledback", "rollback"):
-            self.upstream.resolve_lock(int(lock.start_ts), 0, None)
+            self.upstream.resolve_lock(start_ts, 0, None)
             self.rolled_back += 1
-            return TxnDecision(int(lock.start_ts), "rolled_back", 0)
+            return TxnDecision(start_ts, "rolled_back", 0)
         return None
 
     def run(self, view: Any, deadline: float, timeout_s: float) -> Any:

@@ -13,6 +13,13 @@ with column pruning, filter pushdown and row-group skipping, and knows the files
 reader (everything else: delta parts, partitions with several parts, old schema versions).
 The two sides never overlap: pieces are cut at TxnMergeTree partition bounds, and a handle is
 in exactly one partition.
+
+Handles are int64 (``_tidb_rowid`` BIGINT) or, for a clustered common-handle table, the
+memcomparable bytes of the key (``_tidb_rowid`` BINARY). Memcomparable bytes order as the keys
+do under unsigned lexicographic comparison, a proper prefix first; Python's ``bytes`` (which
+cut the store's partitions, regions and tombstones), Spark's BINARY comparison and Parquet's
+BINARY statistics all order that way, so a piece's range and tombstones are the same
+conditions on the file's ``_tidb_rowid`` whatever the handle's type.
 """
 from __future__ import annotations
 
@@ -24,7 +31,8 @@ from typing import Any, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pyspark_theflash.scan.partitions import HandleRange
+from pyspark_theflash.store.keyspace import Handle, HandleRange
+from pyspark_theflash.store.txn_merge_tree import ROWID
 from pyspark_theflash.store.views import intersect
 
 # Arrow types of store columns that Spark's Parquet reader gives back as exactly the Spark
@@ -45,13 +53,14 @@ class NativePiece:
     """The rows of one clean Parquet part that lie in handles [lo, hi)."""
 
     path: str                               # absolute path of the part file
-    lo: int | None
-    hi: int | None
+    lo: Handle | None
+    hi: Handle | None
     file_columns: tuple[str, ...]           # the file's name for each needed column, in order
     tombstones: tuple[HandleRange, ...]     # handle ranges deleted after the part was written
     newer_than_ts: bool                     # holds versions committed after the read's ts
     delete_marks: bool
     bytes: int
+    binary_handle: bool = False             # a common handle: ``_tidb_rowid`` is BINARY
 
 
 @dataclass
@@ -80,6 +89,11 @@ def _file_schema(path: str, mtime_ns: int) -> pa.Schema | None:
         return f.schema_arrow
 
 
+def low_end_key(lo: Handle | None) -> tuple[bool, Handle]:
+    """A sort key putting an unbounded low end first (handles of one table share a type)."""
+    return (False, 0) if lo is None else (True, lo)
+
+
 def _merge(ranges: Sequence[HandleRange]) -> list[HandleRange]:
     out: list[HandleRange] = []
     for lo, hi in ranges:
@@ -101,6 +115,9 @@ def _clean_columns(part: Any, root: str, table: Any, needed: Sequence[str]) -> t
         return None  # the Python reader reports a missing or broken part with its own error
     if schema is None:
         return None  # written with a codec Spark's Parquet reader fails on: the Python reader reads it
+    handle_type = pa.binary() if table.is_common_handle else pa.int64()
+    if schema.get_field_index(ROWID) < 0 or schema.field(ROWID).type != handle_type:
+        return None  # the range and tombstone conditions are written for this handle type
     names_by_id = dict(part.columns)
     out = []
     for name in needed:
@@ -118,11 +135,11 @@ def _clean_columns(part: Any, root: str, table: Any, needed: Sequence[str]) -> t
 def split_native(plan: Any, needed: Sequence[str]) -> NativeSplit:
     """Divide ``plan`` (a ``ScanPlan``) into clean Parquet pieces and the rest.
 
-    ``needed``: the table's columns the read returns. Clustered (common-handle) tables have
-    byte-string handles and are left whole to the Python reader."""
+    ``needed``: the table's columns the read returns."""
     table = plan.table_info
-    if table is None or getattr(table, "is_common_handle", False):
+    if table is None:
         return NativeSplit([], _merge([(rng.lo, rng.hi) for p in plan.partitions for rng in p.ranges]))
+    binary_handle = bool(table.is_common_handle)
     ts = plan.ts
     pieces: list[NativePiece] = []
     rest: list[HandleRange] = []
@@ -133,8 +150,7 @@ def split_native(plan: Any, needed: Sequence[str]) -> NativeSplit:
                 if p.rows == 0 or p.min_commit_ts is None or p.min_commit_ts > ts or not p.overlaps(rng.lo, rng.hi):
                     continue  # nothing of it is visible in the range at ts (as store.read skips it)
                 groups.setdefault(p.partition_id, []).append(p)
-            for parts in sorted(groups.values(), key=lambda ps: (ps[0].partition_lo is not None,
-                                                                  ps[0].partition_lo or 0)):
+            for parts in sorted(groups.values(), key=lambda ps: low_end_key(ps[0].partition_lo)):
                 clipped = intersect((rng.lo, rng.hi), (parts[0].partition_lo, parts[0].partition_hi))
                 if clipped is None:
                     continue  # (cannot happen: each part overlaps the range and lies in its partition)
@@ -150,5 +166,5 @@ def split_native(plan: Any, needed: Sequence[str]) -> NativeSplit:
                     path=os.path.join(plan.store, part.path), lo=lo, hi=hi, file_columns=files,
                     tombstones=tuple(part.tombstones),
                     newer_than_ts=part.max_commit_ts is None or part.max_commit_ts > ts,
-                    delete_marks=bool(part.delete_marks), bytes=int(part.bytes)))
+                    delete_marks=bool(part.delete_marks), bytes=int(part.bytes), binary_handle=binary_handle))
     return NativeSplit(pieces, _merge(rest))

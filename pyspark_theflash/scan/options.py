@@ -10,9 +10,10 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping, Optional, Sequence
 
 from pyspark_theflash.scan.errors import ScanOptionError
+from pyspark_theflash.store.keyspace import Handle
 
 # The session-level pin (``spark.conf.set("theflash.snapshot_ts", ts)``) travels to the
 # planner as this option: Spark hands a Python data source its options only, never the
@@ -47,7 +48,8 @@ OPTION_DOCS: list[tuple[str, str, str]] = [
 ]
 
 # Set by the reader hook on the Python half of a native read: the handle ranges left to the
-# Python data source (JSON list of [lo, hi], null = unbounded). Not for users.
+# Python data source (JSON list of [lo, hi], null = unbounded,
+# ``{"hex": ...}`` = a common handle's bytes). Not for users.
 HANDLE_RANGES_OPTION = "_theflash_handle_ranges"
 
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|min|h)?\s*$", re.IGNORECASE)
@@ -91,19 +93,36 @@ def parse_list(text: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in str(text).split(",") if part.strip())
 
 
-def parse_handle_ranges(text: str | None) -> tuple[tuple[int | None, int | None], ...] | None:
+HandleBound = Optional[Handle]  # None: unbounded
+
+
+def _bound_from_json(value: Any) -> HandleBound:
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return bytes.fromhex(value["hex"])
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{value!r} is neither an int handle, a {{\"hex\": ...}} common handle nor null")
+    return value
+
+
+def parse_handle_ranges(text: str | None) -> tuple[tuple[HandleBound, HandleBound], ...] | None:
+    """The option's JSON list of [lo, hi]: an int handle, ``{"hex": "..."}`` for a common
+    handle's bytes (JSON has no bytes), null for unbounded."""
     if text is None:
         return None
     try:
-        ranges = tuple((None if lo is None else int(lo), None if hi is None else int(hi))
-                       for lo, hi in json.loads(text))
-    except (ValueError, TypeError) as exc:
+        ranges = tuple((_bound_from_json(lo), _bound_from_json(hi)) for lo, hi in json.loads(text))
+    except (ValueError, TypeError, KeyError) as exc:
         raise ScanOptionError(f"option {HANDLE_RANGES_OPTION}={text!r} is not a JSON list of [lo, hi]: {exc}") from None
     return ranges
 
 
-def format_handle_ranges(ranges: "list[tuple[int | None, int | None]]") -> str:
-    return json.dumps([[lo, hi] for lo, hi in ranges])
+def format_handle_ranges(ranges: Sequence[tuple[HandleBound, HandleBound]]) -> str:
+    def bound(value: HandleBound) -> Any:
+        return {"hex": value.hex()} if isinstance(value, bytes) else value
+
+    return json.dumps([[bound(lo), bound(hi)] for lo, hi in ranges])
 
 
 @dataclass(frozen=True)
@@ -127,7 +146,7 @@ class ScanOptions:
     partition_target_bytes: int = DEFAULT_PARTITION_TARGET_BYTES
     min_partitions: int = 1
     native_read: bool = True
-    handle_ranges: tuple[tuple[int | None, int | None], ...] | None = None  # None: the whole table
+    handle_ranges: tuple[tuple[HandleBound, HandleBound], ...] | None = None  # None: the whole table
 
     @staticmethod
     def from_mapping(options: Mapping[str, str]) -> "ScanOptions":

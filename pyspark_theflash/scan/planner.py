@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+from pyspark_theflash.errors import storage_failure
 from pyspark_theflash.scan.errors import (
     ScanOptionError,
     SnapshotTsOutOfRangeError,
@@ -161,6 +162,13 @@ def plan(store_path: str, table: str | None = None, options: Mapping[str, str] |
     store = open_store(opts.store)
     try:
         return _plan(store, opts, columns, hidden, predicate, upstream, latch, started)
+    except Exception as exc:
+        # A read records a lease in the store's manifest: on a full or failing disk, say so.
+        failure = storage_failure(exc, f"reading {opts.table} from store {opts.store}",
+                                  advice="free space on that file system: a read records a read lease in the store")
+        if failure is None:
+            raise
+        raise failure from exc
     finally:
         store.close()
 
@@ -373,23 +381,51 @@ def _might_match(predicate: Any, parts: Sequence[Any], table_info: Any, lo: int 
     """Can any version of a row in handles [lo, hi) match? Exact pruning: statistics are
     merged over every version (if none matches, no chosen version does), and the range
     itself bounds the handle column of an integer primary key — so regions are pruned by
-    key even when compaction has merged their parts into one."""
+    key even when compaction has merged their parts into one.
+
+    Handles are int64 in key order; an UNSIGNED BIGINT key keeps its bits in the handle, so
+    ids >= 2**63 are the negative handles, below every small id: the handle range maps to
+    one or two ranges of the column (``key_value_ranges``), and the range can match if
+    either does."""
     from pyspark_theflash.store.predicate import ColumnStats, merge_stats
 
     try:
         stats = merge_stats(p.stats_by_name(table_info) for p in parts) if parts else {}
         handle = table_info.handle_column
-        if handle is not None and (lo is not None or hi is not None):
-            known = stats.get(handle.name)
-            low = lo if lo is not None else (known.min if known is not None else None)
-            high = hi - 1 if hi is not None else (known.max if known is not None else None)
-            if known is not None and known.min is not None and low is not None:
-                low = max(low, known.min)
-            if known is not None and known.max is not None and high is not None:
-                high = min(high, known.max)
-            if low is not None and high is not None and low > high:
-                return False
-            stats[handle.name] = ColumnStats(low, high, 0, None)
-        return bool(predicate.might_match(stats))
+        if handle is None or (lo is None and hi is None):
+            return bool(predicate.might_match(stats))
+        known = stats.get(handle.name)
+        known_min = known.min if known is not None else None
+        known_max = known.max if known is not None else None
+        for low, high in key_value_ranges(lo, hi, bool(handle.unsigned)):
+            if known_min is not None:
+                low = max(low, known_min)
+            if known_max is not None:
+                high = min(high, known_max)
+            if low > high:
+                continue
+            if predicate.might_match({**stats, handle.name: ColumnStats(low, high, 0, None)}):
+                return True
+        return False
     except Exception:  # statistics of an odd type: do not prune
         return True
+
+
+_INT64_MIN, _UINT64 = -(1 << 63), 1 << 64
+
+
+def key_value_ranges(lo: int | None, hi: int | None, unsigned: bool) -> list[tuple[int, int]]:
+    """The values [low, high] (inclusive) of an integer primary key whose rows have handles in
+    [lo, hi) (None = unbounded). Signed: one range. UNSIGNED BIGINT: the handle is the value's
+    bits as int64, so handles [0, 2**63) are values [0, 2**63) and negative handles are values
+    [2**63, 2**64): a range across 0 maps to two ranges of values."""
+    first = _INT64_MIN if lo is None else lo
+    last = (1 << 63) - 1 if hi is None else hi - 1
+    if not unsigned:
+        return [(first, last)]
+    out: list[tuple[int, int]] = []
+    if first <= min(last, -1):  # the negative handles: values from 2**63 up
+        out.append((first + _UINT64, min(last, -1) + _UINT64))
+    if max(first, 0) <= last:
+        out.append((max(first, 0), last))
+    return out

@@ -20,6 +20,7 @@ from pyspark_theflash.schema.arrow import (
     arrow_schema,
     arrow_type,
     hidden_field,
+    nullable,
 )
 from pyspark_theflash.schema.builder import column, parse_sql_type, table
 from pyspark_theflash.schema.defaults import convert_default, origin_default_value
@@ -48,6 +49,7 @@ __all__ = [
     "convert_default",
     "diff_columns",
     "hidden_field",
+    "nullable",
     "origin_default_value",
     "parse_sql_type",
     "spark_schema",

@@ -8,8 +8,10 @@ TINYINT / SMALLINT / MEDIUMINT / INT / BIGINT    int8 / int16 / int32 / int32 / 
 … UNSIGNED                                       int16 / int32 / int32 / int64 / decimal128(20,0)
 YEAR                                             int16
 FLOAT / DOUBLE                                   float32 / float64
-DECIMAL(p,s)                                     decimal128(p,s); string when p > 38
-DATE / DATETIME / TIMESTAMP                      date32 / timestamp[us] / timestamp[us, UTC]
+DECIMAL(p,s)                                     decimal128(p,s); string when p > 38 (exact
+                                                 digits as TiDB prints them: "0.000", "-1.50")
+DATE / DATETIME / TIMESTAMP                      date32 / timestamp[us] / timestamp[us, UTC];
+                                                 always nullable: zero dates read as NULL
 TIME                                             duration[us]
 CHAR, VARCHAR, TEXT (text charset)               string
 BINARY, VARBINARY, BLOB (binary charset)         binary
@@ -20,7 +22,9 @@ BIT(n)                                           int64 (n ≤ 63); decimal128(20
 Hidden columns (``HIDDEN_COLUMNS``) are added only on request: ``_tidb_rowid`` (int64, or the
 memcomparable handle bytes for a clustered common-handle table), ``_tidb_commit_ts`` (uint64
 in the store; int64 with ``toward_spark=True``, as Spark has no unsigned type) and
-``_tidb_delmark`` (bool). A column is nullable unless it is NOT NULL.
+``_tidb_delmark`` (bool). A column is nullable unless it is NOT NULL; DATE, DATETIME and
+TIMESTAMP columns are always nullable, as zero or impossible dates (``0000-00-00``,
+``2021-02-30``), which TiDB can hold even in NOT NULL columns, read as NULL (``nullable``).
 """
 from __future__ import annotations
 
@@ -97,8 +101,15 @@ def arrow_type(col: ColumnInfo) -> pa.DataType:
     )
 
 
+def nullable(col: ColumnInfo) -> bool:
+    """Whether the column's values can read as NULL: unless it is NOT NULL — and always for
+    DATE/DATETIME/TIMESTAMP, which can hold zero or impossible dates (0000-00-00, 2020-00-10,
+    2021-02-30: TiDB keeps them under a relaxed sql_mode, NOT NULL or not) that read as NULL."""
+    return not col.not_null or col.tp in T.TIME_TYPES
+
+
 def arrow_field(col: ColumnInfo) -> pa.Field:
-    return pa.field(col.name, arrow_type(col), nullable=not col.not_null)
+    return pa.field(col.name, arrow_type(col), nullable=nullable(col))
 
 
 def hidden_field(name: str, table: TableInfo, toward_spark: bool = False) -> pa.Field:

@@ -28,6 +28,7 @@ from pyspark_theflash.schema.table_info import ColumnInfo
 
 _TIME_RE = re.compile(r"^\s*(-)?(\d+):(\d{1,2}):(\d{1,2})(?:\.(\d{1,6}))?\s*$")
 _ZERO_DATE_RE = re.compile(r"^0000-00-00")
+_DATE_FIELDS_RE = re.compile(r"^\s*(\d{4})-(\d{2})-(\d{2})")
 
 
 def _bad(col: ColumnInfo, value: Any, why: str) -> SchemaError:
@@ -37,12 +38,25 @@ def _bad(col: ColumnInfo, value: Any, why: str) -> SchemaError:
 
 
 def _parse_datetime(col: ColumnInfo, text: str) -> dt.datetime | None:
+    """A default date/time; a zero or impossible one (0000-00-00, 2020-00-10, 2021-02-30, which
+    TiDB keeps under a relaxed sql_mode) is None, as such values read everywhere."""
     if _ZERO_DATE_RE.match(text):
         return None
     try:
         return dt.datetime.fromisoformat(text.strip())
     except ValueError as e:
+        m = _DATE_FIELDS_RE.match(text)
+        if m and _impossible_date(*(int(g) for g in m.groups())):
+            return None
         raise _bad(col, text, str(e)) from None
+
+
+def _impossible_date(year: int, month: int, day: int) -> bool:
+    try:
+        dt.date(year, month, day)
+    except ValueError:
+        return 0 <= year <= 9999 and 0 <= month <= 12 and 0 <= day <= 31
+    return False
 
 
 def _parse_duration(col: ColumnInfo, text: str) -> dt.timedelta:
@@ -92,7 +106,9 @@ def convert_default(col: ColumnInfo, value: Any) -> Any:
                 with localcontext() as ctx:  # DECIMAL(65,30) needs more than the default 28 digits
                     ctx.prec = 100
                     d = d.quantize(Decimal(1).scaleb(-col.decimal))
-            return str(d) if col.flen > 38 else d
+            if col.flen > 38:  # the string TiDB prints (str() would give e.g. 0E-30)
+                return format(d.copy_abs() if d.is_zero() else d, "f")
+            return d
     except (ValueError, InvalidOperation) as e:
         raise _bad(col, value, str(e) or "not a number") from None
     if tp in (T.TYPE_DATE, T.TYPE_NEWDATE):

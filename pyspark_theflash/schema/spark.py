@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from pyspark_theflash.schema.arrow import arrow_type, hidden_field, select_columns
+from pyspark_theflash.schema.arrow import arrow_type, hidden_field, nullable, select_columns
 from pyspark_theflash.schema.errors import UnsupportedTypeError
 from pyspark_theflash.schema.table_info import ColumnInfo, TableInfo
 
@@ -53,7 +53,7 @@ def spark_schema(table: TableInfo, columns: Sequence[str] | None = None, hidden:
     ``_tidb_commit_ts`` is a LongType here (Spark has no unsigned 64-bit type)."""
     from pyspark.sql import types as S
 
-    fields = [S.StructField(c.name, spark_type(c), nullable=not c.not_null) for c in select_columns(table, columns)]
+    fields = [S.StructField(c.name, spark_type(c), nullable=nullable(c)) for c in select_columns(table, columns)]
     for name in hidden:
         f = hidden_field(name, table, toward_spark=True)
         fields.append(S.StructField(f.name, spark_type_of_arrow(f.type), nullable=False))

@@ -15,27 +15,41 @@ import logging
 from dataclasses import replace
 from typing import Any, Callable, Sequence
 
-from pyspark_theflash.scan.native import NativePiece, NativeSplit, split_native
+from pyspark_theflash.scan.native import NativePiece, NativeSplit, low_end_key, split_native
 from pyspark_theflash.scan.options import (
     HANDLE_RANGES_OPTION,
     HIDDEN_READABLE,
     ScanOptions,
     format_handle_ranges,
 )
+from pyspark_theflash.store.keyspace import Handle
 
 log = logging.getLogger(__name__)
 
-# The hidden columns as Spark's Parquet reader sees them in a part file.
-_FILE_HIDDEN = "`_tidb_rowid` BIGINT, `_tidb_commit_ts` DECIMAL(20,0), `_tidb_delmark` BOOLEAN"
+
+def _file_hidden(binary_handle: bool) -> str:
+    """The hidden columns as Spark's Parquet reader sees them in a part file: the handle is
+    int64, or a common handle's memcomparable bytes."""
+    rowid = "BINARY" if binary_handle else "BIGINT"
+    return f"`_tidb_rowid` {rowid}, `_tidb_commit_ts` DECIMAL(20,0), `_tidb_delmark` BOOLEAN"
 
 
 def _quote(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def _range_sql(lo: int | None, hi: int | None) -> str | None:
-    bounds = ([f"_tidb_rowid >= {int(lo)}"] if lo is not None else []) + (
-        [f"_tidb_rowid < {int(hi)}"] if hi is not None else [])
+def handle_literal(handle: Handle) -> str:
+    """A handle as a Spark SQL literal of ``_tidb_rowid``'s type: BIGINT, or a BINARY hex
+    literal (Spark compares BINARY as unsigned bytes, a proper prefix first: memcomparable
+    order, the order the store cut its ranges in)."""
+    if isinstance(handle, bytes):
+        return f"X'{handle.hex().upper()}'"
+    return str(int(handle))
+
+
+def _range_sql(lo: Handle | None, hi: Handle | None) -> str | None:
+    bounds = ([f"_tidb_rowid >= {handle_literal(lo)}"] if lo is not None else []) + (
+        [f"_tidb_rowid < {handle_literal(hi)}"] if hi is not None else [])
     return " AND ".join(bounds) or None
 
 
@@ -52,7 +66,7 @@ def _merged(pieces: Sequence[NativePiece]) -> list[NativePiece]:
     """Adjacent pieces of one file with the same tombstones as one piece (a plan cuts a part
     at region bounds; the file does not care)."""
     out: list[NativePiece] = []
-    for p in sorted(pieces, key=lambda p: (p.path, p.lo is not None, p.lo or 0)):
+    for p in sorted(pieces, key=lambda p: (p.path, low_end_key(p.lo))):
         last = out[-1] if out else None
         if (last is not None and last.path == p.path and last.tombstones == p.tombstones
                 and last.hi is not None and last.hi == p.lo):
@@ -63,13 +77,13 @@ def _merged(pieces: Sequence[NativePiece]) -> list[NativePiece]:
 
 
 def parquet_frame(spark: Any, ts: int, pieces: Sequence[NativePiece], target: Any) -> Any:
-    """The visible rows of ``pieces`` (all with the same file column names) as ``target``.
-    Built from SQL text: each DataFrame call is a round trip to the JVM."""
+    """The visible rows of ``pieces`` (all with the same file column names and handle type)
+    as ``target``. Built from SQL text: each DataFrame call is a round trip to the JVM."""
     pieces = _merged(pieces)
     user = [f for f in target.fields if f.name not in HIDDEN_READABLE]
     file_cols = pieces[0].file_columns
     read_schema = ", ".join([f"{_quote(n)} {f.dataType.simpleString()}" for n, f in zip(file_cols, user)]
-                            + [_FILE_HIDDEN])
+                            + [_file_hidden(pieces[0].binary_handle)])
     df = spark.read.schema(read_schema).parquet(*sorted({p.path for p in pieces}))
     conds = []
     if any(p.newer_than_ts for p in pieces):
@@ -133,9 +147,9 @@ def native_read(spark: Any, options: dict[str, str], user_schema: Any,
         if not split.pieces or not _same_types(target, declared):
             scan_plan.close()
             return None
-        groups: dict[tuple[str, ...], list[NativePiece]] = {}
+        groups: dict[tuple[tuple[str, ...], bool], list[NativePiece]] = {}
         for piece in split.pieces:
-            groups.setdefault(piece.file_columns, []).append(piece)
+            groups.setdefault((piece.file_columns, piece.binary_handle), []).append(piece)
         frames = [parquet_frame(spark, scan_plan.ts, pieces, target) for pieces in groups.values()]
         if split.rest:
             rest_options = dict(options)
@@ -162,7 +176,7 @@ def _has_clean_partition(opts: ScanOptions) -> bool:
 
     with open_store(opts.store) as store, store.snapshot() as view:
         info = lookup_table(view, opts.table)
-        if info is None or info.is_common_handle:
+        if info is None:
             return False
         by_partition: dict[int, list[Any]] = {}
         for p in view.parts(int(info.id)):

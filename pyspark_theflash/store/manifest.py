@@ -21,6 +21,12 @@ from pyspark_theflash.store.errors import StoreFormatError, StoreNotFoundError
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.db"
+# Files the writer keeps at the store's root beside the manifest and the latch database (its
+# pid file while it runs, written through a temporary; the error that ended its last run):
+# part of a healthy store, never parts.
+WRITER_PID_FILE = "writer.pid"
+WRITER_ERROR_FILE = "writer.last-error"
+AUXILIARY_FILES = frozenset({WRITER_PID_FILE, WRITER_PID_FILE + ".tmp", WRITER_ERROR_FILE})
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS meta (

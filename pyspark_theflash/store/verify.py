@@ -11,8 +11,8 @@ A store is *clean* when the report holds no problem:
   delete-mark statistics equal to the manifest's, and names a schema version the manifest has;
 * every part belongs to a partition the manifest lists, partitions of a table don't overlap, and
   neither do the live regions;
-* every file under the store directory is the manifest, the latch database, or a part file the
-  manifest lists (live, or removed and awaiting deletion once no lease sees it): no temporary
+* every file under the store directory is the manifest, the latch database, the writer's pid
+  file, or a part file the manifest lists (live, or removed and awaiting deletion once no lease sees it): no temporary
   files left by an interrupted flush or compaction, no orphan files.
 
 Run it on a store whose writer is stopped, or accept that a flush in progress shows up as a
@@ -289,7 +289,7 @@ def verify_store(root: str | os.PathLike[str]) -> VerifyReport:
         for base in files:
             rel = os.path.relpath(os.path.join(dirpath, base), root_path).replace(os.sep, "/")
             report.files_seen += 1
-            if "/" not in rel and rel.endswith(_DATABASE_SUFFIXES):
+            if "/" not in rel and (rel.endswith(_DATABASE_SUFFIXES) or rel in mf.AUXILIARY_FILES):
                 continue
             if rel in listed:
                 continue

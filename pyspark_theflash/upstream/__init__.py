@@ -7,7 +7,9 @@
 * ``BankWorkload``, ``OrdersWorkload``, ``Faults`` (workloads.py).
 
 Modules: tso (PD's TSO), pd (region map, GC safe point), percolator (TiKV), tidb (catalog,
-row encoding, transactions), status_server (HTTP /schema), service (gRPC), cli.
+transactions), rows (a table's keys and row values), values (TiDB's strict-mode value checks,
+a value or a column at a time), bulk (``MiniCluster.bulk_insert``), status_server (HTTP
+/schema), service (gRPC), cli.
 """
 from __future__ import annotations
 

@@ -42,7 +42,24 @@ def register(subparsers: Any) -> None:
     p.add_argument("--region-split-keys", type=int, default=1000, help="split a region past this many keys (0 = never)")
     p.add_argument("--lock-grace", type=float, default=10.0,
                    help="roll back transactions whose locks expired this many seconds ago (negative = never)")
+    p.add_argument("--txn-mode", choices=("async", "2pc"), default="async",
+                   help="how workload transactions spanning regions commit: async commit (TiDB >= 5.0's default) "
+                        "or 2PC; one-region transactions use 1PC either way")
+    p.add_argument("--gc-life-time", type=_duration, default="10m",
+                   help="GC keeps versions this long (TiDB's tidb_gc_life_time; 500ms, 30s, 10m, 1h; default 10m)")
+    p.add_argument("--gc-run-interval", type=_duration, default="10m",
+                   help="time between GC runs (TiDB's tidb_gc_run_interval; 0 = never; default 10m)")
     p.set_defaults(func=run)
+
+
+def _duration(text: str) -> float:
+    from pyspark_theflash.scan.errors import ScanOptionError
+    from pyspark_theflash.scan.options import parse_duration_s
+
+    try:
+        return parse_duration_s("duration", text)
+    except ScanOptionError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration; write e.g. 500ms, 30s, 10m or 1h") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
             resolved_ts_interval=args.resolved_ts_interval,
             region_split_keys=args.region_split_keys or None,
             expired_lock_grace_s=args.lock_grace if args.lock_grace >= 0 else None,
+            gc_life_time_s=args.gc_life_time, gc_run_interval_s=args.gc_run_interval or None,
         )
     except TheFlashError as err:  # a binlog held by another writer, a foreign log, ...
         raise CommandError(str(err)) from err
@@ -89,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
         for i, name in enumerate(names):
             kw: dict[str, Any] = {"accounts": args.accounts} if name == "bank" else {}
             w = WORKLOADS[name](cluster, seed=args.seed + i, rate=args.rate, duration_s=args.duration,
-                                count=args.count, threads=args.threads, faults=faults, **kw)
+                                count=args.count, threads=args.threads, faults=faults,
+                                async_commit=args.txn_mode == "async", **kw)
             w.setup()
             w.start()
             workloads.append(w)

@@ -29,22 +29,70 @@ STATUS_CODES = {v: k for k, v in _STATUS_NAMES.items()}
 
 
 @dataclass(frozen=True)
+class LockInfo:
+    """A lock as TiKV's kvrpcpb.LockInfo describes it (the primary lock in a TxnStatus, the
+    locks CheckSecondaryLocks finds)."""
+
+    key: bytes
+    primary: bytes
+    start_ts: int
+    ttl_ms: int = 0
+    txn_size: int = 0
+    op: int = 0  # binlog OpType
+    use_async_commit: bool = False
+    min_commit_ts: int = 0
+    secondaries: tuple[bytes, ...] = ()
+
+    @classmethod
+    def of(cls, lock: Any) -> "LockInfo":
+        """From any lock with these attribute names (the mini cluster's LockRecord)."""
+        return cls(bytes(lock.key), bytes(lock.primary), int(lock.start_ts), int(lock.ttl_ms), int(lock.txn_size),
+                   int(lock.op), bool(lock.use_async_commit), int(lock.min_commit_ts),
+                   tuple(bytes(k) for k in lock.secondaries))
+
+    def to_proto(self) -> upstream_pb2.LockInfo:
+        return upstream_pb2.LockInfo(
+            primary_lock=self.primary, lock_version=self.start_ts, key=self.key, lock_ttl=self.ttl_ms,
+            txn_size=self.txn_size, lock_type=self.op, use_async_commit=self.use_async_commit,
+            min_commit_ts=self.min_commit_ts, secondaries=list(self.secondaries),
+        )
+
+    @classmethod
+    def from_proto(cls, p: upstream_pb2.LockInfo) -> "LockInfo":
+        return cls(p.key, p.primary_lock, p.lock_version, p.lock_ttl, p.txn_size, p.lock_type, p.use_async_commit,
+                   p.min_commit_ts, tuple(p.secondaries))
+
+
+@dataclass(frozen=True)
 class TxnStatus:
     """CheckTxnStatus's answer: 'committed' (commit_ts), 'rolled_back', or 'locked' (ttl_ms:
-    the lock's TTL, counted from the physical time of its start_ts)."""
+    the lock's TTL, counted from the physical time of its start_ts; ``lock``: the primary
+    lock, whose ``use_async_commit`` says the secondaries decide)."""
 
     state: str
     commit_ts: int = 0
     ttl_ms: int = 0
     action: str = ""  # '', 'ttl_expire_rollback', 'lock_not_exist_rollback'
+    lock: LockInfo | None = None
+
+
+@dataclass(frozen=True)
+class SecondaryLocks:
+    """CheckSecondaryLocks' answer, as TiKV gives it: one lock per key while every key is
+    locked; else ``commit_ts`` of a committed key, or neither (a key rolled back)."""
+
+    locks: tuple[LockInfo, ...] = ()
+    commit_ts: int = 0
 
 
 @runtime_checkable
 class UpstreamClient(Protocol):
     def get_ts(self) -> int: ...
     def regions(self) -> list[binlog_pb2.Region]: ...
-    def read_index(self, region_id: int) -> int: ...
-    def check_txn_status(self, primary: bytes, lock_ts: int, caller_start_ts: int, current_ts: int) -> TxnStatus: ...
+    def read_index(self, region_id: int, read_ts: int = 0) -> int: ...
+    def check_txn_status(self, primary: bytes, lock_ts: int, caller_start_ts: int, current_ts: int,
+                         force_sync_commit: bool = False) -> TxnStatus: ...
+    def check_secondary_locks(self, keys: Iterable[bytes], start_ts: int) -> SecondaryLocks: ...
     def resolve_lock(self, start_ts: int, commit_ts: int, keys: Iterable[bytes] | None = None) -> int: ...
     def gc_safe_point(self) -> int: ...
     def update_gc_safe_point(self, ts: int) -> int: ...
@@ -99,18 +147,30 @@ class GrpcUpstreamClient:
     def regions(self) -> list[binlog_pb2.Region]:
         return list(self._call("GetRegions", upstream_pb2.GetRegionsRequest()).regions)
 
-    def read_index(self, region_id: int) -> int:
-        resp = self._call("ReadIndex", upstream_pb2.ReadIndexRequest(region_id=region_id))
+    def read_index(self, region_id: int, read_ts: int = 0) -> int:
+        """The region's read index; ``read_ts``: the ts the caller reads at (the upstream
+        then commits nothing prewritten later at or below it)."""
+        resp = self._call("ReadIndex", upstream_pb2.ReadIndexRequest(region_id=region_id, start_ts=read_ts))
         if resp.error:
             raise RegionNotFoundError(region_id)
         return int(resp.index)
 
-    def check_txn_status(self, primary: bytes, lock_ts: int, caller_start_ts: int, current_ts: int) -> TxnStatus:
+    def check_txn_status(self, primary: bytes, lock_ts: int, caller_start_ts: int, current_ts: int,
+                         force_sync_commit: bool = False) -> TxnStatus:
         resp = self._call("CheckTxnStatus", upstream_pb2.CheckTxnStatusRequest(
             primary_key=primary, lock_ts=lock_ts, caller_start_ts=caller_start_ts,
-            current_ts=current_ts, rollback_if_not_exist=True,
+            current_ts=current_ts, rollback_if_not_exist=True, force_sync_commit=force_sync_commit,
         ))
-        return TxnStatus(_STATUS_NAMES[resp.status], resp.commit_ts, resp.lock_ttl, resp.action)
+        lock = LockInfo.from_proto(resp.lock_info) if resp.HasField("lock_info") else None
+        return TxnStatus(_STATUS_NAMES[resp.status], resp.commit_ts, resp.lock_ttl, resp.action, lock)
+
+    def check_secondary_locks(self, keys: Iterable[bytes], start_ts: int) -> SecondaryLocks:
+        resp = self._call("CheckSecondaryLocks", upstream_pb2.CheckSecondaryLocksRequest(
+            keys=list(keys), start_version=start_ts,
+        ))
+        if resp.error:
+            raise UpstreamError(f"CheckSecondaryLocks of the transaction started at {start_ts} failed: {resp.error}")
+        return SecondaryLocks(tuple(LockInfo.from_proto(lk) for lk in resp.locks), int(resp.commit_ts))
 
     def resolve_lock(self, start_ts: int, commit_ts: int, keys: Iterable[bytes] | None = None) -> int:
         resp = self._call("ResolveLock", upstream_pb2.ResolveLockRequest(

@@ -10,7 +10,12 @@ What survives a restart (``data_dir``), crash or not:
   and a checkpoint of the region map (ranges, epochs, raft indexes, resolved ts), the GC
   safe point, row id counters and the data (write, default and lock records in TiKV's byte
   forms) with the binlog position it corresponds to, saved by ``checkpoint()``, every
-  ``checkpoint_interval_s`` and at ``close()``;
+  ``checkpoint_interval_s`` and at ``close()``. A checkpoint is incremental: it writes only
+  the records that changed since the previous one (the store hands them over under its lock
+  in constant time; they are written to SQLite after the lock is released, so transactions
+  go on meanwhile), in one SQLite transaction with the position they correspond to. A crash
+  in the middle leaves the previous checkpoint, and the changes are still in the log after
+  its position;
 - the binlog itself is the write-ahead log: at start the events after the checkpoint's
   position (all of them when there is no checkpoint) are replayed, so a cluster killed at
   any point comes back with exactly the state its log describes, and its next events
@@ -27,17 +32,23 @@ import logging
 import sqlite3
 import threading
 import time
+from itertools import repeat
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
+
+import pyarrow as pa
 
 from pyspark_theflash.binlog import Position, SegmentReader, SegmentWriter
 from pyspark_theflash.binlog.segment import list_segments
 from pyspark_theflash.codec import decode_record_key
 from pyspark_theflash.proto import binlog_pb2
-from pyspark_theflash.upstream.client import TxnStatus
+from pyspark_theflash.upstream.async_commit import resolve_txn
+from pyspark_theflash.upstream.client import LockInfo, SecondaryLocks, TxnStatus
 from pyspark_theflash.upstream.errors import UpstreamError
+from pyspark_theflash.upstream.gc_worker import DEFAULT_GC_LIFE_TIME_S, DEFAULT_GC_RUN_INTERVAL_S, GCRun, GCWorker
 from pyspark_theflash.upstream.pd import GCSafePoint, Region, RegionMap
-from pyspark_theflash.upstream.percolator import EventSink, PercolatorStore
+from pyspark_theflash.upstream.bulk import bulk_insert
+from pyspark_theflash.upstream.percolator import PUT, SHORT_VALUE_MAX_LEN, EventSink, PercolatorStore, StoreChanges
 from pyspark_theflash.upstream.tidb import (
     DEFAULT_TTL_MS,
     Catalog,
@@ -57,10 +68,10 @@ DEFAULT_SEGMENT_BYTES = 64 << 20
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS cf_write (key BLOB NOT NULL, commit_ts INTEGER NOT NULL, write BLOB NOT NULL,
-                                     PRIMARY KEY (key, commit_ts));
+                                     PRIMARY KEY (key, commit_ts)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS cf_default (key BLOB NOT NULL, start_ts INTEGER NOT NULL, value BLOB NOT NULL,
-                                       PRIMARY KEY (key, start_ts));
-CREATE TABLE IF NOT EXISTS cf_lock (key BLOB PRIMARY KEY, lock BLOB NOT NULL, value BLOB NOT NULL);
+                                       PRIMARY KEY (key, start_ts)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cf_lock (key BLOB PRIMARY KEY, lock BLOB NOT NULL, value BLOB NOT NULL) WITHOUT ROWID;
 """
 
 
@@ -73,6 +84,15 @@ def _from_u64(v: int) -> int:
     return v + (1 << 64) if v < 0 else v
 
 
+class CheckpointResult(NamedTuple):
+    """What one checkpoint saved: ``records`` (write/default/lock records written or
+    removed), ``locked_s`` (time the store lock was held), ``seconds`` (all of it)."""
+
+    records: int
+    locked_s: float
+    seconds: float
+
+
 class MiniCluster:
     """TiDB + TiKV + PD in one process. Thread-safe.
 
@@ -82,6 +102,9 @@ class MiniCluster:
     ``advance_resolved_ts()``) drives the resolved_ts events; ``expired_lock_grace_s``
     (None = never) lets the ticker resolve locks whose TTL ran out that long ago, as TiCDC
     does for stuck regions, so abandoned transactions do not hold resolved_ts forever.
+    ``gc_life_time_s``/``gc_run_interval_s`` (None = no scheduled runs) drive the GC worker
+    (``gc_worker.py``) from the same ticker: every run interval the safe point moves to now -
+    life time, after resolving the locks below it (TiDB's defaults: 10 min and 10 min).
     """
 
     def __init__(
@@ -98,6 +121,8 @@ class MiniCluster:
         expired_lock_grace_s: float | None = None,
         lock_ttl_ms: int = DEFAULT_TTL_MS,
         checkpoint_interval_s: float | None = 60.0,
+        gc_life_time_s: float = DEFAULT_GC_LIFE_TIME_S,
+        gc_run_interval_s: float | None = DEFAULT_GC_RUN_INTERVAL_S,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -109,6 +134,7 @@ class MiniCluster:
         self._db = sqlite3.connect(self.data_dir / "cluster.sqlite", check_same_thread=False)
         self._db.executescript(_SCHEMA)
         self._db_mu = threading.Lock()
+        self._checkpoint_mu = threading.Lock()  # one checkpoint at a time: each applies on the last
         self.tso = TimestampOracle(self.data_dir / "tso.json")
         meta = dict(self._db.execute("SELECT name, value FROM meta"))
         restarted = "regions" in meta  # a checkpoint exists
@@ -131,6 +157,9 @@ class MiniCluster:
         )
         self.catalog = Catalog(self.tso, json.loads(meta["catalog"]) if "catalog" in meta else None,
                                on_change=self._save_catalog)
+        self.closed = False
+        self.gc_worker = GCWorker(self.store, self.tso, gc_life_time_s, gc_run_interval_s,
+                                  on_safe_point=self._save_gc_safe_point)
         if restarted:
             self.store.load(
                 ((bytes(k), _from_u64(ts), bytes(w)) for k, ts, w in self._db.execute("SELECT key, commit_ts, write FROM cf_write")),
@@ -155,6 +184,8 @@ class MiniCluster:
             self.store.bootstrap()  # a new log starts with every region's snapshot
             if self.binlog_dir is not None:
                 self.checkpoint()  # ties the state to this log, so a crash replays from here
+        for db, name in self.catalog.list_tables():  # a crash between a CREATE TABLE and its split
+            self._split_table(self.catalog.table(db, name)["id"])
 
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -166,7 +197,6 @@ class MiniCluster:
         self.status_address = ""
         self.upstream_address = ""
         self.binlog_address = f"file://{self.binlog_dir.resolve()}" if self.binlog_dir else ""
-        self.closed = False
 
     def _replay(self, position: Position | None) -> int:
         assert self.binlog_dir is not None
@@ -199,6 +229,7 @@ class MiniCluster:
                 if self.expired_lock_grace_s is not None:
                     self.resolve_expired_locks(int(self.expired_lock_grace_s * 1000))
                 self.store.advance_resolved_ts()
+                self.gc_worker.tick()
                 if self.checkpoint_interval_s and time.monotonic() - last_checkpoint >= self.checkpoint_interval_s:
                     self.checkpoint()  # bounds the log a restart replays
                     last_checkpoint = time.monotonic()
@@ -216,9 +247,7 @@ class MiniCluster:
         now = self.tso.get_ts()
         done = 0
         for lock in self.store.expired_locks(now, grace_ms):
-            status = self.store.check_txn_status(lock.primary, lock.start_ts, now, now)
-            if status.state != "locked":
-                self.store.resolve_lock(lock.start_ts, status.commit_ts)
+            if resolve_txn(self.store, lock.primary, lock.start_ts, now, now).state != "locked":
                 done += 1
         return done
 
@@ -231,12 +260,18 @@ class MiniCluster:
         with self.store.mu:
             return [r.to_proto() for r in self.store.regions.all()]
 
-    def read_index(self, region_id: int) -> int:
-        return self.store.read_index(region_id)
+    def read_index(self, region_id: int, read_ts: int = 0) -> int:
+        return self.store.read_index(region_id, read_ts)
 
-    def check_txn_status(self, primary: bytes, lock_ts: int, caller_start_ts: int, current_ts: int) -> TxnStatus:
-        s = self.store.check_txn_status(primary, lock_ts, caller_start_ts, current_ts)
-        return TxnStatus(s.state, s.commit_ts, s.ttl_ms, s.action)
+    def check_txn_status(self, primary: bytes, lock_ts: int, caller_start_ts: int, current_ts: int,
+                         force_sync_commit: bool = False) -> TxnStatus:
+        s = self.store.check_txn_status(primary, lock_ts, caller_start_ts, current_ts,
+                                        force_sync_commit=force_sync_commit)
+        return TxnStatus(s.state, s.commit_ts, s.ttl_ms, s.action, LockInfo.of(s.lock) if s.lock else None)
+
+    def check_secondary_locks(self, keys: Iterable[bytes], start_ts: int) -> SecondaryLocks:
+        s = self.store.check_secondary_locks(list(keys), start_ts)
+        return SecondaryLocks(tuple(LockInfo.of(lk) for lk in s.locks), s.commit_ts)
 
     def resolve_lock(self, start_ts: int, commit_ts: int, keys: Iterable[bytes] | None = None) -> int:
         return self.store.resolve_lock(start_ts, commit_ts, list(keys) if keys else None)
@@ -245,13 +280,18 @@ class MiniCluster:
         return self.gc.value
 
     def update_gc_safe_point(self, ts: int) -> int:
-        """Advance the safe point (never backwards) and drop versions below it; returns it."""
-        before = self.gc.value
-        self.store.collect_garbage(ts)
-        if self.gc.value != before and not self.closed:  # saved at once: it must never move back
+        """A GC run at ``ts`` (``gc_worker.py``): resolve the locks at or below it, then advance
+        the safe point (never backwards) and drop versions below it; returns the safe point."""
+        return self.gc_worker.run(ts).safe_point
+
+    def run_gc(self, safe_point: int | None = None) -> GCRun:
+        """A GC run now, at ``safe_point`` or now - gc_life_time."""
+        return self.gc_worker.run(safe_point)
+
+    def _save_gc_safe_point(self, value: int) -> None:
+        if not self.closed:  # saved at once: it must never move back
             with self._db_mu, self._db:
-                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('gc_safe_point', ?)", (str(self.gc.value),))
-        return self.gc.value
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('gc_safe_point', ?)", (str(value),))
 
     def region_snapshot(self, region_id: int) -> binlog_pb2.Event:
         return self.store.region_snapshot(region_id)
@@ -277,7 +317,28 @@ class MiniCluster:
         """Create ``db.table`` (the database too when missing); returns its table info."""
         db, name = split_table_name(qualified)
         self.catalog.create_database(db)
-        return self.catalog.create_table(db, name, columns, primary_key, clustered)
+        info = self.catalog.create_table(db, name, columns, primary_key, clustered)
+        self._split_table(info["id"])
+        return info
+
+    def _split_table(self, table_id: int) -> None:
+        """Give the table a region of its own, as TiDB's split-table does at CREATE TABLE:
+        split at the start and the end of its record range (no-ops where regions start
+        already), so its rows never share a region with another table's."""
+        for boundary in record_range(table_id):
+            self.store.split_at(boundary)
+
+    def bulk_insert(self, qualified: str, rows: pa.Table, *, txn_rows: int = 10_000, one_pc: bool = True) -> int:
+        """Insert the rows of an Arrow table (column names = the table's columns, in any
+        order; left-out columns take their DEFAULT) into ``db.table``, checked as TiDB's
+        INSERT checks them in strict SQL mode and encoded a column at a time, committed as
+        Percolator transactions of ``txn_rows`` rows each (1PC, or two-phase with
+        ``one_pc=False``) that reach the binlog like any transaction's. Returns the number of
+        rows inserted. A bad value (``InvalidValueError``) or a key given twice or already
+        present (``DuplicateKeyError``) is found before the first transaction commits; see
+        ``upstream.bulk``."""
+        return bulk_insert(self.catalog, self.store, self.tso, qualified, rows, txn_rows=txn_rows, one_pc=one_pc,
+                           ttl_ms=self.lock_ttl_ms)
 
     def add_column(self, qualified: str, column: Any, default: Any = None) -> dict[str, Any]:
         return self.catalog.add_column(*split_table_name(qualified), column, default)
@@ -286,14 +347,18 @@ class MiniCluster:
         return self.catalog.drop_column(*split_table_name(qualified), column)
 
     def txn(self, one_pc: bool = True, after_prewrite: Callable[[Txn], None] | None = None,
-            ttl_ms: int | None = None) -> Txn:
-        """A new optimistic transaction (``with cluster.txn() as t: ...``)."""
+            ttl_ms: int | None = None, async_commit: bool = False,
+            after_prewrite_batch: Callable[[Txn, int], None] | None = None) -> Txn:
+        """A new optimistic transaction (``with cluster.txn() as t: ...``); ``async_commit``
+        as TiDB >= 5.0 commits (the workloads' default), else 2PC; 1PC for one region."""
         return Txn(self.catalog, self.store, self.tso, one_pc=one_pc,
-                   ttl_ms=self.lock_ttl_ms if ttl_ms is None else ttl_ms, after_prewrite=after_prewrite)
+                   ttl_ms=self.lock_ttl_ms if ttl_ms is None else ttl_ms, after_prewrite=after_prewrite,
+                   async_commit=async_commit, after_prewrite_batch=after_prewrite_batch)
 
-    def run_txn(self, body: Callable[[Txn], Any], retries: int = 20, one_pc: bool = True) -> Any:
+    def run_txn(self, body: Callable[[Txn], Any], retries: int = 20, one_pc: bool = True,
+                async_commit: bool = False) -> Any:
         """Run ``body(txn)`` and commit, retrying in a new transaction on conflicts."""
-        return run_txn(lambda: self.txn(one_pc=one_pc), body, retries)
+        return run_txn(lambda: self.txn(one_pc=one_pc, async_commit=async_commit), body, retries)
 
     def scan_table(self, qualified: str, ts: int | None = None) -> list[dict[str, Any]]:
         """Every row of ``db.table`` at ``ts`` (default: now), decoded; locks are resolved."""
@@ -342,37 +407,48 @@ class MiniCluster:
 
     # ---------------------------------------------------------------- persistence
 
-    def checkpoint(self) -> None:
-        """Save regions, GC safe point, catalog and data to cluster.sqlite in one transaction."""
-        with self.store.mu:
-            position = self._writer.head if self._writer is not None else None
-            writes, defaults, locks = self.store.dump()
-            regions = [
-                {"id": r.id, "start": r.start.hex(), "end": r.end.hex(), "version": r.version,
-                 "conf_version": r.conf_version, "index": r.index, "resolved_ts": r.resolved_ts}
-                for r in self.store.regions.all()
-            ]
-            next_region_id = self.store.regions.next_id
-            catalog = self.catalog.state()
-            gc = self.gc.value
-        with self._db_mu, self._db:
-            self._db.execute("DELETE FROM cf_write")
-            self._db.execute("DELETE FROM cf_default")
-            self._db.execute("DELETE FROM cf_lock")
-            self._db.executemany("INSERT INTO cf_write VALUES (?, ?, ?)", ((k, _u64(ts), w) for k, ts, w in writes))
-            self._db.executemany("INSERT INTO cf_default VALUES (?, ?, ?)", ((k, _u64(ts), v) for k, ts, v in defaults))
-            self._db.executemany("INSERT INTO cf_lock VALUES (?, ?, ?)", locks)
-            self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
-                ("regions", json.dumps(regions)),
-                ("next_region_id", json.dumps(next_region_id)),
-                ("catalog", json.dumps(catalog)),
-                ("gc_safe_point", str(gc)),
-            ])
-            if position is not None and self.binlog_dir is not None:
-                self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
-                    ("binlog_dir", str(self.binlog_dir.resolve())),
-                    ("binlog_position", json.dumps(list(position))),
-                ])
+    def checkpoint(self) -> CheckpointResult:
+        """Save what changed since the last checkpoint (data records), and the regions, GC
+        safe point, catalog and binlog position, to cluster.sqlite in one SQLite transaction.
+        The store lock is held only to take the changes and the region map (constant time
+        and proportional to the regions); the records are written after it is released."""
+        started = time.monotonic()
+        with self._checkpoint_mu:
+            with self.store.mu:
+                locked = time.monotonic()
+                position = self._writer.head if self._writer is not None else None
+                changes = self.store.take_changes()
+                regions = [
+                    {"id": r.id, "start": r.start.hex(), "end": r.end.hex(), "version": r.version,
+                     "conf_version": r.conf_version, "index": r.index, "resolved_ts": r.resolved_ts}
+                    for r in self.store.regions.all()
+                ]
+                next_region_id = self.store.regions.next_id
+                catalog = self.catalog.state()
+                gc = self.gc.value
+                locked_s = time.monotonic() - locked
+            try:
+                with self._db_mu, self._db:
+                    _save_changes(self._db, changes)
+                    self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
+                        ("regions", json.dumps(regions)),
+                        ("next_region_id", json.dumps(next_region_id)),
+                        ("catalog", json.dumps(catalog)),
+                        ("gc_safe_point", str(gc)),
+                    ])
+                    if position is not None and self.binlog_dir is not None:
+                        self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
+                            ("binlog_dir", str(self.binlog_dir.resolve())),
+                            ("binlog_position", json.dumps(list(position))),
+                        ])
+            except BaseException:
+                self.store.restore_changes(changes)  # the next checkpoint saves them
+                raise
+        result = CheckpointResult(changes.records, locked_s, time.monotonic() - started)
+        if changes.records:
+            log.info("upstream %s: checkpoint saved %d changed record(s) in %.2fs (store lock %.3fs)",
+                     self.data_dir, result.records, result.seconds, result.locked_s)
+        return result
 
     def close(self) -> None:
         """Stop the ticker and servers, checkpoint, close the binlog. Idempotent."""
@@ -394,6 +470,25 @@ class MiniCluster:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _save_changes(db: sqlite3.Connection, changes: StoreChanges) -> None:
+    """Apply changed records to the checkpoint tables (inside the caller's transaction):
+    bulk-inserted write records first, then the per-record changes (newer than them)."""
+    for keys, commit_ts, writes in changes.new_writes:
+        db.executemany("INSERT OR REPLACE INTO cf_write VALUES (?, ?, ?)", zip(keys, repeat(_u64(commit_ts)), writes))
+    db.executemany("DELETE FROM cf_write WHERE key = ? AND commit_ts = ?",
+                   ((k, _u64(ts)) for (k, ts), w in changes.writes.items() if w is None))
+    db.executemany("INSERT OR REPLACE INTO cf_write VALUES (?, ?, ?)",
+                   ((k, _u64(ts), w) for (k, ts), w in changes.writes.items() if w is not None))
+    db.executemany("DELETE FROM cf_default WHERE key = ? AND start_ts = ?",
+                   ((k, _u64(ts)) for (k, ts), v in changes.defaults.items() if v is None))
+    db.executemany("INSERT OR REPLACE INTO cf_default VALUES (?, ?, ?)",
+                   ((k, _u64(ts), v) for (k, ts), v in changes.defaults.items() if v is not None))
+    db.executemany("DELETE FROM cf_lock WHERE key = ?", ((k,) for k, lk in changes.locks.items() if lk is None))
+    db.executemany("INSERT OR REPLACE INTO cf_lock VALUES (?, ?, ?)", (
+        (k, lk.to_bytes(), lk.value if lk.op == PUT and len(lk.value) > SHORT_VALUE_MAX_LEN else b"")
+        for k, lk in changes.locks.items() if lk is not None))
 
 
 def _region_from_saved(d: dict[str, Any]) -> Region:

@@ -57,6 +57,21 @@ class TxnRolledBackError(UpstreamError):
         self.start_ts = start_ts
 
 
+class CommitTsExpiredError(UpstreamError):
+    """A commit below the lock's min_commit_ts (TiKV's CommitTsExpired)."""
+
+    def __init__(self, key: bytes, start_ts: int, commit_ts: int, min_commit_ts: int) -> None:
+        super().__init__(
+            f"commit of key {key.hex()} of the transaction started at {start_ts} at ts {commit_ts} is below "
+            f"its lock's min_commit_ts {min_commit_ts}; commit at or above it (an async-commit transaction "
+            "commits at the greatest min_commit_ts of its locks)"
+        )
+        self.key = key
+        self.start_ts = start_ts
+        self.commit_ts = commit_ts
+        self.min_commit_ts = min_commit_ts
+
+
 class TxnNotFoundError(UpstreamError):
     def __init__(self, primary: bytes, start_ts: int) -> None:
         super().__init__(
@@ -86,8 +101,94 @@ class RowNotFoundError(UpstreamError):
 
 
 class DuplicateKeyError(UpstreamError):
-    """insert of a row whose key exists at the transaction's start_ts."""
+    """ERROR 1062 (23000): an insert of a row whose primary key exists at the transaction's
+    start_ts, or twice in one batch. ``table`` ("db.t") and ``key`` (the key columns' values,
+    or the handle) name it; ``row`` is the row's index in the input when known."""
+
+    def __init__(self, table: str, key: object, row: int | None = None, why: str = "") -> None:
+        text = "-".join(str(v) for v in key) if isinstance(key, tuple) else str(key)
+        where = f" (row index {row})" if row is not None else ""
+        super().__init__(
+            f"Duplicate entry '{text}' for key '{table.partition('.')[2]}.PRIMARY' of {table}{where}"
+            + (f": {why}" if why else "") + " (TiDB error 1062); insert each key once, or update the existing row"
+        )
+        self.table = table
+        self.key = key
+        self.row = row
 
 
 class TxnAbortedError(UpstreamError):
     """A transaction could not commit (conflict or lock) and was rolled back."""
+
+
+class AlreadyExistError(UpstreamError):
+    """TiKV's AlreadyExist: an insert's key (a Percolator Insert mutation, which must not
+    exist) has a visible value at the transaction's start_ts. The table layer turns it into
+    a DuplicateKeyError naming the table and the key's values."""
+
+    def __init__(self, key: bytes, start_ts: int) -> None:
+        super().__init__(f"key {key.hex()} already exists at ts {start_ts}; an insert must not overwrite a row")
+        self.key = key
+        self.start_ts = start_ts
+
+
+class InvalidValueError(UpstreamError):
+    """A value TiDB's strict SQL mode refuses: the statement fails and writes nothing.
+
+    ``table`` ("db.t"), ``column``, ``row`` (0-based index of the row in the input: the Arrow
+    table of a bulk insert, or the transaction's n-th written row), ``value`` and TiDB's
+    error ``code`` (MySQL error number) say exactly what to fix."""
+
+    code = 0
+    tidb_text = "Incorrect value"
+
+    def __init__(self, table: str, column: str, row: int, value: object, why: str) -> None:
+        shown = repr(value)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        super().__init__(
+            f"{self.tidb_text} for column '{column}' of {table} at row index {row} (value {shown}): {why} "
+            f"(TiDB error {self.code} in strict SQL mode)"
+        )
+        self.table = table
+        self.column = column
+        self.row = row
+        self.value = value
+
+
+class DataTooLongError(InvalidValueError):
+    """ERROR 1406 (22001): a string longer than its CHAR/VARCHAR/TEXT/BINARY column, or BIT(n)
+    bits beyond n."""
+
+    code = 1406
+    tidb_text = "Data too long"
+
+
+class OutOfRangeValueError(InvalidValueError):
+    """ERROR 1264 (22003): a number outside its integer type's range, or a DECIMAL(p,s) whose
+    integer part has more than p - s digits."""
+
+    code = 1264
+    tidb_text = "Out of range value"
+
+
+class IncorrectValueError(InvalidValueError):
+    """ERROR 1292/1366/1265: a value the column's type cannot hold at all (an ENUM or SET
+    member that is not declared, text that is not a number, a date beyond 9999, a TIMESTAMP
+    outside 1970-2038)."""
+
+    code = 1366
+    tidb_text = "Incorrect value"
+
+
+class BadNullError(InvalidValueError):
+    """ERROR 1048 (23000): NULL in a NOT NULL column."""
+
+    code = 1048
+    tidb_text = "Column cannot be null"
+
+
+class NoDefaultValueError(InvalidValueError):
+    """ERROR 1364 (HY000): an insert leaves out a NOT NULL column that has no default."""
+
+    code = 1364
+    tidb_text = "Field doesn't have a default value"

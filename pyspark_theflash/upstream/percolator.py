@@ -10,18 +10,33 @@ by one and a ``binlog_pb2.Event`` with (region_id, index, epoch) is appended to 
 One lock (``mu``) serialises all changes and covers the append, so per region the log
 order is the raft order, and a resolved_ts computed under it can never be overtaken by a
 commit it did not see.
+
+Async commit (TiKV >= 5.0): a prewrite may ask for it; each lock then carries
+``min_commit_ts`` (above ``max_ts``, the greatest ts any read, read index, resolved ts or
+status check has used, as TiKV's concurrency manager keeps it) and the primary lock lists the
+secondaries. The transaction is committed once every lock is written, at the greatest
+min_commit_ts; CheckTxnStatus never rolls such a primary back, CheckSecondaryLocks decides.
+``mu`` also plays TiKV's in-memory locks: a read index or read taken under it is ordered
+after any prewrite in flight.
 """
 from __future__ import annotations
 
 import bisect
 import threading
 from dataclasses import dataclass
-from typing import Callable, Iterable, NamedTuple, Protocol
+from functools import partial
+from itertools import repeat
+
+import pyarrow as pa
+from typing import Any, Callable, Iterable, NamedTuple, Protocol
 
 from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.codec import Lock, Write, decode_region_key
+from pyspark_theflash.codec.batch_encode import lengths_of, put_write_records
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.upstream.errors import (
+    AlreadyExistError,
+    CommitTsExpiredError,
     GCTooEarlyError,
     KeyLockedError,
     RegionError,
@@ -65,6 +80,9 @@ class LockRecord:
     op: int
     value: bytes
     txn_size: int
+    use_async_commit: bool = False
+    min_commit_ts: int = 0  # a commit below it is refused; 0 = none
+    secondaries: tuple[bytes, ...] = ()  # the primary lock of an async-commit transaction
 
     def to_bytes(self) -> bytes:
         short = self.value if self.op == PUT and len(self.value) <= SHORT_VALUE_MAX_LEN else None
@@ -72,6 +90,8 @@ class LockRecord:
             Lock(
                 lock_type=_LOCK_TYPE[self.op], primary=self.primary, start_ts=self.start_ts,
                 ttl=self.ttl_ms, short_value=short, txn_size=self.txn_size,
+                min_commit_ts=self.min_commit_ts, use_async_commit=self.use_async_commit,
+                secondaries=list(self.secondaries),
             ).to_bytes()
         )
 
@@ -82,6 +102,24 @@ class LockRecord:
         return cls(
             key=key, primary=bytes(lock.primary), start_ts=lock.start_ts, ttl_ms=lock.ttl,
             op=_OP_OF_LOCK_TYPE[lock.lock_type], value=bytes(value), txn_size=lock.txn_size,
+            use_async_commit=lock.use_async_commit, min_commit_ts=lock.min_commit_ts,
+            secondaries=tuple(bytes(k) for k in lock.secondaries),
+        )
+
+    def prewrite_row(self) -> binlog_pb2.Row:
+        """The PREWRITE row that carries this lock in the binlog."""
+        return binlog_pb2.Row(
+            type=binlog_pb2.Row.PREWRITE, op=self.op, start_ts=self.start_ts, key=self.key, value=self.value,
+            primary=self.primary, ttl=self.ttl_ms, txn_size=self.txn_size, min_commit_ts=self.min_commit_ts,
+            use_async_commit=self.use_async_commit, secondaries=self.secondaries,
+        )
+
+    @classmethod
+    def of_prewrite_row(cls, row: binlog_pb2.Row) -> "LockRecord":
+        return cls(
+            row.key, row.primary, row.start_ts, row.ttl, row.op, row.value, row.txn_size,
+            use_async_commit=row.use_async_commit, min_commit_ts=row.min_commit_ts,
+            secondaries=tuple(row.secondaries),
         )
 
 
@@ -99,10 +137,36 @@ class TxnState(NamedTuple):
     commit_ts: int
     ttl_ms: int
     action: str  # '', 'ttl_expire_rollback', 'lock_not_exist_rollback'
+    lock: LockRecord | None = None  # 'locked': the primary lock
+
+
+class SecondaryLocksState(NamedTuple):
+    """CheckSecondaryLocks' answer: every key locked by the transaction (``locks``, one per
+    key), or a key committed (``commit_ts``), or rolled back (neither)."""
+
+    locks: list[LockRecord]
+    commit_ts: int
 
 
 def write_bytes(write_type: str, start_ts: int, short_value: bytes | None) -> bytes:
     return bytes(Write(write_type=write_type, start_ts=start_ts, short_value=short_value).to_bytes())
+
+
+class StoreChanges(NamedTuple):
+    """Records changed since the last checkpoint, each with its state now (None: removed):
+    write CF ``(key, commit_ts) -> Write bytes``, default CF ``(key, start_ts) -> value``,
+    lock CF ``key -> LockRecord``. ``new_writes``: write records of bulk inserts, as
+    (keys, commit_ts, Write bytes) per transaction: kept as the lists they came in (no map
+    entry per row); saved before ``writes``, which holds any later change of them."""
+
+    writes: dict[tuple[bytes, int], bytes | None]
+    defaults: dict[tuple[bytes, int], bytes | None]
+    locks: dict[bytes, LockRecord | None]
+    new_writes: list[tuple[list[bytes], int, list[bytes]]]
+
+    @property
+    def records(self) -> int:
+        return len(self.writes) + len(self.defaults) + len(self.locks) + sum(len(k) for k, _, _ in self.new_writes)
 
 
 class PercolatorStore:
@@ -132,6 +196,15 @@ class PercolatorStore:
         self._locks_by_ts: dict[int, set[bytes]] = {}
         self._pending: list[binlog_pb2.Event] = []
         self.events_emitted = 0
+        # Records changed since the last take_changes() (a checkpoint saves only these):
+        # (key, commit_ts) -> Write bytes, (key, start_ts) -> long value, key -> lock; None = gone.
+        self._changed_writes: dict[tuple[bytes, int], bytes | None] = {}
+        self._changed_defaults: dict[tuple[bytes, int], bytes | None] = {}
+        self._changed_locks: dict[bytes, LockRecord | None] = {}
+        self._new_writes: list[tuple[list[bytes], int, list[bytes]]] = []
+        # TiKV's concurrency manager max_ts: no async-commit lock gets a min_commit_ts at or
+        # below a ts already read. A fresh TSO bounds every ts handed out before a restart.
+        self.max_ts = tso.current()
 
     # ---------------------------------------------------------------- event plumbing
 
@@ -145,6 +218,11 @@ class PercolatorStore:
     def _emit_rows(self, region: Region, rows: list[binlog_pb2.Row]) -> None:
         # The columnar form: a replica applies it with array operations (binlog/rows.py).
         self._emit(region, entries=binlog_rows.columnar_entries(rows))
+
+    def _emit_columns(self, region: Region, **columns: Any) -> None:
+        """One entries event of rows given as columns (``binlog.rows.pack_columns``), for
+        rows without async-commit fields: no Row message per row is built."""
+        self._emit(region, entries=binlog_pb2.Entries(batch=binlog_rows.pack_columns(**columns)))
 
     def _flush_events(self) -> None:
         """Append what this change emitted, still under ``mu`` (log order = raft order)."""
@@ -164,7 +242,28 @@ class PercolatorStore:
         if i == len(self._keys) or self._keys[i] != key:
             self._keys.insert(i, key)
 
+    def _touch_new_keys(self, keys: list[bytes]) -> None:
+        """Add sorted keys none of which is in ``_keys`` yet: one slice insertion when they
+        all fall between two existing keys (a load in key order), else a merge of the span."""
+        if not keys:
+            return
+        lo = bisect.bisect_left(self._keys, keys[0])
+        hi = bisect.bisect_left(self._keys, keys[-1], lo)
+        if lo == hi:
+            self._keys[lo:lo] = keys
+        else:
+            self._keys[lo:hi] = sorted(self._keys[lo:hi] + keys)
+
+    def _set_default(self, key: bytes, start_ts: int, value: bytes) -> None:
+        self._defaults[(key, start_ts)] = value
+        self._changed_defaults[(key, start_ts)] = value
+
+    def _drop_default(self, key: bytes, start_ts: int) -> None:
+        if self._defaults.pop((key, start_ts), None) is not None:
+            self._changed_defaults[(key, start_ts)] = None
+
     def _add_version(self, key: bytes, version: Version) -> None:
+        self._changed_writes[(key, version.commit_ts)] = version.write
         self._touch_key(key)
         versions = self._writes.setdefault(key, [])
         if versions and versions[0].commit_ts > version.commit_ts:
@@ -177,32 +276,59 @@ class PercolatorStore:
         self._touch_key(lock.key)
         self._locks[lock.key] = lock
         self._locks_by_ts.setdefault(lock.start_ts, set()).add(lock.key)
+        self._changed_locks[lock.key] = lock
         if lock.op == PUT and len(lock.value) > SHORT_VALUE_MAX_LEN:
-            self._defaults[(lock.key, lock.start_ts)] = lock.value
+            self._set_default(lock.key, lock.start_ts, lock.value)
 
     def _remove_lock(self, lock: LockRecord, keep_value: bool) -> None:
         del self._locks[lock.key]
+        self._changed_locks[lock.key] = None
         keys = self._locks_by_ts[lock.start_ts]
         keys.discard(lock.key)
         if not keys:
             del self._locks_by_ts[lock.start_ts]
         if not keep_value:
-            self._defaults.pop((lock.key, lock.start_ts), None)
+            self._drop_default(lock.key, lock.start_ts)
 
     def _find_version(self, key: bytes, start_ts: int) -> Version | None:
-        """The write record of the transaction started at ``start_ts`` on ``key``."""
+        """The write record of the transaction started at ``start_ts`` on ``key`` (a Rollback
+        when another transaction's commit record at that ts carries its overlapped rollback)."""
         for v in self._writes.get(key, ()):
             if v.start_ts == start_ts:
                 return v
+            if v.commit_ts == start_ts and Write.parse(v.write).has_overlapped_rollback:
+                return Version(start_ts, "R", start_ts, v.write)
             if v.commit_ts < start_ts:
                 break
         return None
+
+    def _put_rollback(self, key: bytes, start_ts: int) -> None:
+        """The Rollback record of the transaction started at ``start_ts``. Async commit and
+        1PC commit at max_ts + 1, which may be another transaction's start_ts: where a commit
+        record already sits at that ts, it is flagged instead (TiKV's overlapped rollback), so
+        each (key, commit_ts) holds one record."""
+        versions = self._writes.get(key, [])
+        for i, v in enumerate(versions):
+            if v.commit_ts == start_ts:
+                if v.write_type != "R" and v.start_ts != start_ts:
+                    w = Write.parse(v.write)
+                    w.has_overlapped_rollback = True
+                    versions[i] = v._replace(write=bytes(w.to_bytes()))
+                    self._changed_writes[(key, v.commit_ts)] = versions[i].write
+                return
+            if v.commit_ts < start_ts:
+                break
+        self._add_version(key, Version(start_ts, "R", start_ts, write_bytes("R", start_ts, None)))
 
     def _value_of(self, key: bytes, v: Version) -> bytes:
         short = Write.parse(v.write).short_value
         if short is not None:
             return bytes(short)
         return self._defaults[(key, v.start_ts)]
+
+    def _raise_max_ts(self, ts: int) -> None:
+        if ts > self.max_ts:
+            self.max_ts = ts
 
     def _check_prewrite(self, m: Mutation, start_ts: int) -> bool:
         """Raise on a conflict; False when this transaction already holds the lock."""
@@ -226,31 +352,60 @@ class PercolatorStore:
     def _commit_record(self, key: bytes, op: int, value: bytes, start_ts: int, commit_ts: int) -> None:
         short = value if op == PUT and len(value) <= SHORT_VALUE_MAX_LEN else None
         if op == PUT and short is None:
-            self._defaults[(key, start_ts)] = value
-        self._add_version(key, Version(commit_ts, _WRITE_TYPE[op], start_ts, write_bytes(_WRITE_TYPE[op], start_ts, short)))
+            self._set_default(key, start_ts, value)
+        write = Write(write_type=_WRITE_TYPE[op], start_ts=start_ts, short_value=short)
+        versions = self._writes.get(key, [])
+        for i, v in enumerate(versions):
+            if v.commit_ts == commit_ts and v.write_type == "R":
+                # another transaction's rollback at this ts: the commit takes its place, flagged (TiKV)
+                del versions[i]
+                write.has_overlapped_rollback = True
+                break
+            if v.commit_ts < commit_ts:
+                break
+        self._add_version(key, Version(commit_ts, _WRITE_TYPE[op], start_ts, bytes(write.to_bytes())))
 
     # ---------------------------------------------------------------- transactions
 
-    def prewrite(self, mutations: list[Mutation], primary: bytes, start_ts: int, ttl_ms: int) -> None:
+    def prewrite(
+        self, mutations: list[Mutation], primary: bytes, start_ts: int, ttl_ms: int, *,
+        async_commit: bool = False, secondaries: Iterable[bytes] = (),
+    ) -> int:
         """Lock every key (one raft entry per region touched). A conflict raises after the
-        regions before it were prewritten: the caller rolls back what it prewrote."""
+        regions before it were prewritten: the caller rolls back what it prewrote.
+
+        ``async_commit``: the locks carry min_commit_ts = max(max_ts, start_ts) + 1 and the
+        primary's lock (when ``primary`` is among ``mutations``) lists ``secondaries``, every
+        other key of the transaction. Returns the greatest min_commit_ts of the locks (0 for
+        an ordinary prewrite): the client commits at the greatest over all its prewrites."""
         with self.mu:
             try:
+                min_commit_ts = max(self.max_ts, start_ts) + 1 if async_commit else 0
+                result = min_commit_ts
+                secondary_keys = tuple(secondaries) if async_commit else ()
                 by_region: dict[int, list[Mutation]] = {}
                 for m in mutations:
                     by_region.setdefault(self.regions.locate(m.key).id, []).append(m)
                 for region_id, muts in by_region.items():
-                    fresh = [m for m in muts if self._check_prewrite(m, start_ts)]
+                    fresh = []
+                    for m in muts:
+                        if self._check_prewrite(m, start_ts):
+                            fresh.append(m)
+                        elif m.key in self._locks:  # our own lock, from a retried prewrite
+                            result = max(result, self._locks[m.key].min_commit_ts)
                     if not fresh:
                         continue
                     rows = []
                     for m in fresh:
-                        self._add_lock(LockRecord(m.key, primary, start_ts, ttl_ms, m.op, m.value, len(mutations)))
-                        rows.append(binlog_pb2.Row(
-                            type=binlog_pb2.Row.PREWRITE, op=m.op, start_ts=start_ts, key=m.key,
-                            value=m.value, primary=primary, ttl=ttl_ms, txn_size=len(mutations),
-                        ))
+                        lock = LockRecord(
+                            m.key, primary, start_ts, ttl_ms, m.op, m.value, len(mutations),
+                            use_async_commit=async_commit, min_commit_ts=min_commit_ts,
+                            secondaries=secondary_keys if m.key == primary else (),
+                        )
+                        self._add_lock(lock)
+                        rows.append(lock.prewrite_row())
                     self._emit_rows(self.regions.get(region_id), rows)
+                return result
             finally:
                 self._flush_events()
 
@@ -259,7 +414,7 @@ class PercolatorStore:
         with self.mu:
             try:
                 for region_id, ks in self.regions.group(keys).items():
-                    rows = []
+                    done_keys, ops = [], []
                     for key in ks:
                         lock = self._locks.get(key)
                         if lock is None or lock.start_ts != start_ts:
@@ -267,15 +422,16 @@ class PercolatorStore:
                             if v is not None and v.write_type != "R":
                                 continue  # committed before (idempotent)
                             raise TxnRolledBackError(key, start_ts)
+                        if commit_ts < lock.min_commit_ts:
+                            raise CommitTsExpiredError(key, start_ts, commit_ts, lock.min_commit_ts)
                         self._remove_lock(lock, keep_value=True)
                         self._commit_record(key, lock.op, lock.value, start_ts, commit_ts)
-                        rows.append(binlog_pb2.Row(
-                            type=binlog_pb2.Row.COMMIT, op=lock.op, start_ts=start_ts,
-                            commit_ts=commit_ts, key=key,
-                        ))
-                    if rows:
+                        done_keys.append(key)
+                        ops.append(lock.op)
+                    if done_keys:
                         region = self.regions.get(region_id)
-                        self._emit_rows(region, rows)
+                        self._emit_columns(region, types=binlog_pb2.Row.COMMIT, ops=ops, keys=done_keys,
+                                        start_ts=start_ts, commit_ts=commit_ts)
                         self._maybe_split(region)
             finally:
                 self._flush_events()
@@ -292,7 +448,7 @@ class PercolatorStore:
     def _rollback_locked(self, keys: list[bytes], start_ts: int) -> int:
         removed = 0
         for region_id, ks in self.regions.group(keys).items():
-            rows = []
+            rolled: list[bytes] = []
             for key in ks:
                 v = self._find_version(key, start_ts)
                 if v is not None:
@@ -306,10 +462,11 @@ class PercolatorStore:
                 if lock is not None and lock.start_ts == start_ts:
                     self._remove_lock(lock, keep_value=False)
                     removed += 1
-                self._add_version(key, Version(start_ts, "R", start_ts, write_bytes("R", start_ts, None)))
-                rows.append(binlog_pb2.Row(type=binlog_pb2.Row.ROLLBACK, start_ts=start_ts, key=key))
-            if rows:
-                self._emit_rows(self.regions.get(region_id), rows)
+                self._put_rollback(key, start_ts)
+                rolled.append(key)
+            if rolled:
+                self._emit_columns(self.regions.get(region_id), types=binlog_pb2.Row.ROLLBACK, ops=binlog_pb2.PUT,
+                                   keys=rolled, start_ts=start_ts)
         return removed
 
     def one_pc(self, mutations: list[Mutation], start_ts: int) -> int:
@@ -326,36 +483,171 @@ class PercolatorStore:
                 for m in mutations:
                     if not self._check_prewrite(m, start_ts):
                         raise UpstreamError(f"1PC of the transaction started at {start_ts} ran twice")
-                commit_ts = self.tso.get_ts()
-                rows = []
+                # above max_ts too, as TiKV's 1PC: never at or below a ts already read
+                commit_ts = max(self.tso.get_ts(), self.max_ts + 1)
                 for m in mutations:
                     self._commit_record(m.key, m.op, m.value, start_ts, commit_ts)
-                    rows.append(binlog_pb2.Row(
-                        type=binlog_pb2.Row.COMMITTED, op=m.op, start_ts=start_ts,
-                        commit_ts=commit_ts, key=m.key, value=m.value,
-                    ))
                 region = self.regions.get(regions.pop())
-                self._emit_rows(region, rows)
+                self._emit_columns(region, types=binlog_pb2.Row.COMMITTED, ops=[m.op for m in mutations],
+                                keys=[m.key for m in mutations], start_ts=start_ts, commit_ts=commit_ts,
+                                values=[m.value for m in mutations])
                 self._maybe_split(region)
                 return commit_ts
             finally:
                 self._flush_events()
 
+    # ---------------------------------------------------------------- bulk inserts
+
+    def _regions_of_sorted(self, keys: list[bytes]) -> list[tuple[Region, int, int]]:
+        """(region, i, j): keys[i:j] lie in region; ``keys`` sorted ascending."""
+        out = []
+        i, n = 0, len(keys)
+        while i < n:
+            region = self.regions.locate(keys[i])
+            j = bisect.bisect_left(keys, region.end, i) if region.end else n
+            out.append((region, i, j))
+            i = j
+        return out
+
+    def _any_key_between(self, first: bytes, last: bytes) -> bool:
+        """Whether any key in [first, last] has a record (a lock or a write)."""
+        return bisect.bisect_left(self._keys, first) != bisect.bisect_right(self._keys, last)
+
+    def _check_inserts(self, keys: list[bytes], start_ts: int) -> list[bool] | None:
+        """TiKV's checks of Insert mutations (the key must not exist): a lock of another
+        transaction, a commit after start_ts, or a value visible at start_ts raise. Returns
+        None when no key has any record (all fresh: the fast path, two bisections of the
+        sorted key list), else per key whether it has none. ``keys`` sorted ascending."""
+        if not self._any_key_between(keys[0], keys[-1]):
+            return None
+        fresh = []
+        for key in keys:
+            lock = self._locks.get(key)
+            if lock is not None and lock.start_ts != start_ts:
+                raise KeyLockedError(key, lock.start_ts, lock.primary, lock.ttl_ms)
+            versions = self._writes.get(key)
+            if versions:
+                if versions[0].commit_ts > start_ts:
+                    raise WriteConflictError(key, start_ts, versions[0].commit_ts)
+                if self._get_locked(key, start_ts, start_ts) is not None:
+                    raise AlreadyExistError(key, start_ts)
+            fresh.append(lock is None and not versions)
+        return fresh
+
+    def find_existing(self, keys: list[bytes], ts: int) -> int | None:
+        """Index of the first key with a value visible at ``ts`` (locks aside), or None."""
+        with self.mu:
+            if not keys or not self._any_key_between(min(keys), max(keys)):
+                return None
+            for i, key in enumerate(keys):
+                for v in self._writes.get(key, ()):
+                    if v.commit_ts > ts or v.write_type in ("L", "R"):
+                        continue
+                    if v.write_type == "P":
+                        return i
+                    break
+            return None
+
+    def one_pc_insert(self, keys: pa.Array, values: pa.Array, start_ts: int) -> int:
+        """Insert rows whose keys must not exist yet in one 1PC raft entry (TiKV's 1PC of
+        Insert mutations); returns the commit_ts. ``keys`` are sorted ascending and unique.
+        Keys spanning regions raise RegionError (use ``prewrite_insert`` and ``commit``);
+        AlreadyExistError, KeyLockedError and WriteConflictError as their names say. The
+        per-row records are built before the lock is taken; under it, the checks, the maps
+        and one event."""
+        key_list: list[bytes] = keys.to_pylist()
+        value_list: list[bytes] = values.to_pylist()
+        writes: list[bytes] = put_write_records(values, start_ts).to_pylist()
+        long_rows = [int(i) for i in (lengths_of(values) > SHORT_VALUE_MAX_LEN).nonzero()[0]]
+        with self.mu:
+            try:
+                spans = self._regions_of_sorted(key_list)
+                if len(spans) != 1:
+                    raise RegionError(
+                        f"1PC needs all keys in one region, these span regions {[r.id for r, _, _ in spans]}; use 2PC")
+                region = spans[0][0]
+                fresh = self._check_inserts(key_list, start_ts)
+                commit_ts = self.tso.get_ts()
+                self._put_versions(key_list, writes, fresh, start_ts, commit_ts)
+                for i in long_rows:
+                    self._set_default(key_list[i], start_ts, value_list[i])
+                self._emit_columns(region, types=binlog_pb2.Row.COMMITTED, ops=PUT, keys=keys, start_ts=start_ts,
+                                commit_ts=commit_ts, values=values)
+                self._maybe_split(region)
+                return commit_ts
+            finally:
+                self._flush_events()
+
+    def _put_versions(self, keys: list[bytes], writes: list[bytes], fresh: list[bool] | None,
+                      start_ts: int, commit_ts: int) -> None:
+        """Put write records of one transaction: keys without records in one go (one list
+        per key, a slice into the sorted key list), others one by one."""
+        # Built by C loops (no Python frame per row): tuple.__new__ makes the Versions,
+        # list() of 1-tuples the one-version lists.
+        versions = list(map(partial(tuple.__new__, Version),
+                            zip(repeat(commit_ts), repeat("P"), repeat(start_ts), writes)))
+        if fresh is None:
+            self._writes.update(zip(keys, map(list, zip(versions))))
+            # every (key, commit_ts) is new (commit_ts is fresh from the TSO): one log entry
+            self._new_writes.append((keys, commit_ts, writes))
+            self._touch_new_keys(keys)
+            return
+        new_keys = []
+        for key, version, is_new in zip(keys, versions, fresh):
+            if is_new:
+                self._writes[key] = [version]
+                self._changed_writes[(key, commit_ts)] = version.write
+                new_keys.append(key)
+            else:
+                self._add_version(key, version)
+        self._touch_new_keys(new_keys)
+
+    def prewrite_insert(self, keys: pa.Array, values: pa.Array, primary: bytes, start_ts: int, ttl_ms: int) -> None:
+        """Phase one of a 2PC insert: lock every key (each must not exist), one PREWRITE
+        entry per region. A conflict raises after the regions before it were prewritten:
+        the caller rolls back what it prewrote."""
+        key_list: list[bytes] = keys.to_pylist()
+        value_list: list[bytes] = values.to_pylist()
+        with self.mu:
+            try:
+                for region, i, j in self._regions_of_sorted(key_list):
+                    ks = key_list[i:j]
+                    fresh = self._check_inserts(ks, start_ts)
+                    todo = range(i, j) if fresh is None else [i + k for k, f in enumerate(fresh) if f or
+                                                                key_list[i + k] not in self._locks]
+                    for r in todo:
+                        self._add_lock(LockRecord(key_list[r], primary, start_ts, ttl_ms, PUT, value_list[r], len(key_list)))
+                    if fresh is None:
+                        cols_keys, cols_values = keys.slice(i, j - i), values.slice(i, j - i)
+                    else:
+                        cols_keys = [key_list[r] for r in todo]
+                        cols_values = [value_list[r] for r in todo]
+                    if len(cols_keys):
+                        self._emit_columns(region, types=binlog_pb2.Row.PREWRITE, ops=PUT, keys=cols_keys,
+                                        start_ts=start_ts, values=cols_values, primaries=[primary] * len(cols_keys),
+                                        ttl=ttl_ms, txn_size=len(key_list))
+            finally:
+                self._flush_events()
+
     def check_txn_status(
         self, primary: bytes, lock_ts: int, caller_start_ts: int, current_ts: int,
-        rollback_if_not_exist: bool = True,
+        rollback_if_not_exist: bool = True, force_sync_commit: bool = False,
     ) -> TxnState:
         """TiKV's CheckTxnStatus on the primary key. A lock whose TTL ran out by
         ``current_ts`` (physical time of lock_ts + ttl) is rolled back; a transaction that left
-        no trace is rolled back too (so its prewrite can never land) unless told not to."""
+        no trace is rolled back too (so its prewrite can never land) unless told not to.
+        An async-commit primary is never rolled back here (its secondaries decide, see
+        ``check_secondary_locks``) unless ``force_sync_commit`` says it fell back to 2PC."""
         with self.mu:
             try:
                 lock = self._locks.get(primary)
                 if lock is not None and lock.start_ts == lock_ts:
+                    if lock.use_async_commit and not force_sync_commit:
+                        return TxnState("locked", 0, lock.ttl_ms, "", lock)
                     if physical_ms(lock_ts) + lock.ttl_ms < physical_ms(current_ts):
                         self._rollback_locked([primary], lock_ts)
                         return TxnState("rolled_back", 0, 0, "ttl_expire_rollback")
-                    return TxnState("locked", 0, lock.ttl_ms, "")
+                    return TxnState("locked", 0, lock.ttl_ms, "", lock)
                 v = self._find_version(primary, lock_ts)
                 if v is not None:
                     if v.write_type == "R":
@@ -365,6 +657,29 @@ class PercolatorStore:
                     raise TxnNotFoundError(primary, lock_ts)
                 self._rollback_locked([primary], lock_ts)
                 return TxnState("rolled_back", 0, 0, "lock_not_exist_rollback")
+            finally:
+                self._flush_events()
+
+    def check_secondary_locks(self, keys: Iterable[bytes], start_ts: int) -> SecondaryLocksState:
+        """TiKV's CheckSecondaryLocks: each key's lock of the transaction started at
+        ``start_ts``; stops at the first key without one, which is committed (its commit_ts) or
+        rolled back — when it has no record at all a rollback record is written, so the
+        transaction's prewrite of it can never land and its status cannot change any more."""
+        with self.mu:
+            try:
+                self._raise_max_ts(start_ts)  # as TiKV: no commit may overwrite the rollback below
+                found: list[LockRecord] = []
+                for key in keys:
+                    lock = self._locks.get(key)
+                    if lock is not None and lock.start_ts == start_ts:
+                        found.append(lock)
+                        continue
+                    v = self._find_version(key, start_ts)
+                    if v is None:
+                        self._rollback_locked([key], start_ts)
+                        return SecondaryLocksState([], 0)
+                    return SecondaryLocksState([], 0 if v.write_type == "R" else v.commit_ts)
+                return SecondaryLocksState(found, 0)
             finally:
                 self._flush_events()
 
@@ -389,7 +704,9 @@ class PercolatorStore:
 
     def _get_locked(self, key: bytes, ts: int, own_start_ts: int) -> bytes | None:
         lock = self._locks.get(key)
-        if lock is not None and lock.start_ts <= ts and lock.op != LOCK and lock.start_ts != own_start_ts:
+        # a lock whose min_commit_ts is above ts commits after ts if at all: TiKV reads past it
+        if (lock is not None and lock.start_ts <= ts and lock.op != LOCK and lock.start_ts != own_start_ts
+                and lock.min_commit_ts <= ts):
             raise KeyLockedError(key, lock.start_ts, lock.primary, lock.ttl_ms)
         for v in self._writes.get(key, ()):
             if v.commit_ts > ts or v.write_type in ("L", "R"):
@@ -402,12 +719,14 @@ class PercolatorStore:
         transaction with start_ts <= ts raises KeyLockedError: its outcome decides the value."""
         with self.mu:
             self._check_read_ts(ts)
+            self._raise_max_ts(ts)
             return self._get_locked(key, ts, own_start_ts)
 
     def scan(self, start: bytes, end: bytes, ts: int, own_start_ts: int = 0) -> list[tuple[bytes, bytes]]:
         """All live (key, value) in [start, end) at ``ts``; end b"" = unbounded."""
         with self.mu:
             self._check_read_ts(ts)
+            self._raise_max_ts(ts)
             lo = bisect.bisect_left(self._keys, start)
             hi = bisect.bisect_left(self._keys, end) if end else len(self._keys)
             out = []
@@ -430,9 +749,14 @@ class PercolatorStore:
                 key=lambda lk: lk.key,
             )
 
-    def read_index(self, region_id: int) -> int:
+    def read_index(self, region_id: int, read_ts: int = 0) -> int:
+        """The region's last raft index. ``read_ts``: the ts the caller will read at; max_ts
+        rises to it, so nothing prewritten after this call commits at or below it (TiKV's
+        read index with a start_ts). Taken under ``mu``, it follows any prewrite in flight."""
         with self.mu:
-            return self.regions.get(region_id).index
+            index = self.regions.get(region_id).index
+            self._raise_max_ts(read_ts)
+            return index
 
     # ---------------------------------------------------------------- regions
 
@@ -511,16 +835,20 @@ class PercolatorStore:
         return hi - lo, nbytes
 
     def _maybe_split(self, region: Region) -> None:
-        """Split a region that grew past the configured size at its middle key."""
+        """Split a region that grew past the configured size at its middle key, and the
+        halves again while they are too big (a bulk insert can grow a region many times over)."""
         if not (self.region_split_keys or self.region_split_bytes):
             return
-        nkeys, nbytes = self._region_size(region)
-        too_big = (self.region_split_keys and nkeys > self.region_split_keys) or (
-            self.region_split_bytes and nbytes > self.region_split_bytes
-        )
-        if too_big and nkeys >= 2:
-            lo = bisect.bisect_left(self._keys, region.start)
-            self._split_locked(region.id, self._keys[lo + nkeys // 2])
+        todo = [region]
+        while todo:
+            r = todo.pop()
+            nkeys, nbytes = self._region_size(r)
+            too_big = (self.region_split_keys and nkeys > self.region_split_keys) or (
+                self.region_split_bytes and nbytes > self.region_split_bytes
+            )
+            if too_big and nkeys >= 2:
+                lo = bisect.bisect_left(self._keys, r.start)
+                todo.extend(self._split_locked(r.id, self._keys[lo + nkeys // 2]))
 
     # ---------------------------------------------------------------- resolved ts, GC
 
@@ -531,6 +859,9 @@ class PercolatorStore:
         with self.mu:
             try:
                 now = self.tso.get_ts()
+                # as TiKV's resolved-ts worker: max_ts rises to the ts it promises, so no async
+                # commit lands at or below a resolved ts emitted now
+                self._raise_max_ts(now)
                 min_lock: dict[int, int] = {}
                 for key, lock in self._locks.items():
                     rid = self.regions.locate(key).id
@@ -544,6 +875,25 @@ class PercolatorStore:
                 return emitted
             finally:
                 self._flush_events()
+
+    def txn_locks_at_or_below(self, ts: int) -> list[LockRecord]:
+        """One lock per transaction with start_ts <= ``ts`` (what TiDB's GC worker resolves
+        before it collects at safe point ``ts``); primaries preferred."""
+        with self.mu:
+            by_txn: dict[int, LockRecord] = {}
+            for lk in self._locks.values():
+                if lk.start_ts <= ts and (lk.start_ts not in by_txn or lk.key == lk.primary):
+                    by_txn[lk.start_ts] = lk
+            return list(by_txn.values())
+
+    def prewrite_batches(self, mutations: list[Mutation], max_keys: int) -> list[list[Mutation]]:
+        """``mutations`` as a client sends its prewrite requests: grouped by region, at most
+        ``max_keys`` each, the group of the first mutation (the primary) first."""
+        with self.mu:
+            by_region: dict[int, list[Mutation]] = {}
+            for m in mutations:
+                by_region.setdefault(self.regions.locate(m.key).id, []).append(m)
+        return [group[i:i + max_keys] for group in by_region.values() for i in range(0, len(group), max_keys)]
 
     def expired_locks(self, current_ts: int, grace_ms: int = 0) -> list[LockRecord]:
         """One lock per transaction whose TTL (plus ``grace_ms``) ran out by ``current_ts``
@@ -562,6 +912,7 @@ class PercolatorStore:
         dropped. GC is local (TiKV does not replicate it through the change feed)."""
         with self.mu:
             sp = self.gc.advance(safe_point)
+            self._raise_max_ts(sp)  # nothing commits at or below the safe point any more
             dropped = 0
             for key in list(self._writes):
                 versions = self._writes[key]
@@ -578,7 +929,8 @@ class PercolatorStore:
                 for v in versions:
                     if v not in keep:
                         dropped += 1
-                        self._defaults.pop((key, v.start_ts), None)
+                        self._changed_writes[(key, v.commit_ts)] = None
+                        self._drop_default(key, v.start_ts)
                 if keep:
                     self._writes[key] = keep
                 else:
@@ -616,7 +968,7 @@ class PercolatorStore:
     def _replay_row(self, row: binlog_pb2.Row) -> None:
         key = row.key
         if row.type == binlog_pb2.Row.PREWRITE:
-            self._add_lock(LockRecord(key, row.primary, row.start_ts, row.ttl, row.op, row.value, row.txn_size))
+            self._add_lock(LockRecord.of_prewrite_row(row))
         elif row.type == binlog_pb2.Row.COMMIT:
             lock = self._locks.get(key)
             if lock is not None and lock.start_ts == row.start_ts:
@@ -627,7 +979,7 @@ class PercolatorStore:
             if lock is not None and lock.start_ts == row.start_ts:
                 self._remove_lock(lock, keep_value=False)
             if self._find_version(key, row.start_ts) is None:
-                self._add_version(key, Version(row.start_ts, "R", row.start_ts, write_bytes("R", row.start_ts, None)))
+                self._put_rollback(key, row.start_ts)
         elif row.type == binlog_pb2.Row.COMMITTED:
             self._commit_record(key, row.op, row.value, row.start_ts, row.commit_ts)
 
@@ -656,12 +1008,13 @@ class PercolatorStore:
             if lock is not None:
                 self._remove_lock(lock, keep_value=False)
             for v in self._writes.pop(key, ()):
-                self._defaults.pop((key, v.start_ts), None)
+                self._changed_writes[(key, v.commit_ts)] = None
+                self._drop_default(key, v.start_ts)
         del self._keys[lo:hi]
         for w in event.snapshot.writes:
             parsed = Write.parse(w.write)
             if w.value:
-                self._defaults[(w.key, parsed.start_ts)] = w.value
+                self._set_default(w.key, parsed.start_ts, w.value)
             self._add_version(w.key, Version(w.commit_ts, parsed.write_type, parsed.start_ts, w.write))
         for lk in event.snapshot.locks:
             self._add_lock(LockRecord.parse(lk.key, lk.lock, lk.value or None))
@@ -695,3 +1048,23 @@ class PercolatorStore:
                 self._add_version(bytes(key), Version(commit_ts, w.write_type, w.start_ts, bytes(data)))
             for key, data, value in locks:
                 self._add_lock(LockRecord.parse(bytes(key), bytes(data), bytes(value) or None))
+            self.take_changes()  # what was loaded is saved already
+
+    def take_changes(self) -> StoreChanges:
+        """The records changed since the last call (what a checkpoint must save), and start
+        recording afresh. Constant time: the maps are handed over, not copied."""
+        with self.mu:
+            changes = StoreChanges(self._changed_writes, self._changed_defaults, self._changed_locks, self._new_writes)
+            self._changed_writes, self._changed_defaults, self._changed_locks, self._new_writes = {}, {}, {}, []
+            return changes
+
+    def restore_changes(self, changes: StoreChanges) -> None:
+        """Give back changes a checkpoint took but could not save: the next one saves them
+        (a record changed again since keeps its newer state)."""
+        with self.mu:
+            for older, newer in ((changes.writes, self._changed_writes), (changes.defaults, self._changed_defaults),
+                                 (changes.locks, self._changed_locks)):
+                older.update(newer)  # type: ignore[attr-defined]
+            self._changed_writes, self._changed_defaults, self._changed_locks = (
+                changes.writes, changes.defaults, changes.locks)
+            self._new_writes = changes.new_writes + self._new_writes

@@ -7,7 +7,7 @@ from typing import Any
 import grpc
 
 from pyspark_theflash.proto import binlog_pb2, upstream_pb2, upstream_pb2_grpc
-from pyspark_theflash.upstream.client import STATUS_CODES
+from pyspark_theflash.upstream.client import STATUS_CODES, LockInfo
 from pyspark_theflash.upstream.errors import RegionNotFoundError, UpstreamError
 
 CLUSTER_ID = 0x7468_6566_6C61_7368  # "theflash": one fixed id, the mini cluster is one cluster
@@ -25,7 +25,7 @@ class UpstreamServicer(upstream_pb2_grpc.UpstreamServicer):
 
     def ReadIndex(self, request: upstream_pb2.ReadIndexRequest, context: grpc.ServicerContext) -> upstream_pb2.ReadIndexResponse:
         try:
-            return upstream_pb2.ReadIndexResponse(index=self.cluster.read_index(request.region_id))
+            return upstream_pb2.ReadIndexResponse(index=self.cluster.read_index(request.region_id, request.start_ts))
         except RegionNotFoundError as err:
             return upstream_pb2.ReadIndexResponse(error=str(err))
 
@@ -33,13 +33,22 @@ class UpstreamServicer(upstream_pb2_grpc.UpstreamServicer):
         try:
             s = self.cluster.store.check_txn_status(
                 request.primary_key, request.lock_ts, request.caller_start_ts, request.current_ts,
-                rollback_if_not_exist=request.rollback_if_not_exist,
+                rollback_if_not_exist=request.rollback_if_not_exist, force_sync_commit=request.force_sync_commit,
             )
         except UpstreamError as err:
             context.abort(grpc.StatusCode.NOT_FOUND, str(err))
         return upstream_pb2.CheckTxnStatusResponse(
             status=STATUS_CODES[s.state], commit_ts=s.commit_ts, lock_ttl=s.ttl_ms, action=s.action,
+            lock_info=LockInfo.of(s.lock).to_proto() if s.lock is not None else None,
         )
+
+    def CheckSecondaryLocks(self, request: upstream_pb2.CheckSecondaryLocksRequest,
+                            context: grpc.ServicerContext) -> upstream_pb2.CheckSecondaryLocksResponse:
+        try:
+            s = self.cluster.check_secondary_locks(list(request.keys), request.start_version)
+        except UpstreamError as err:
+            return upstream_pb2.CheckSecondaryLocksResponse(error=str(err))
+        return upstream_pb2.CheckSecondaryLocksResponse(locks=[lk.to_proto() for lk in s.locks], commit_ts=s.commit_ts)
 
     def ResolveLock(self, request: upstream_pb2.ResolveLockRequest, context: grpc.ServicerContext) -> upstream_pb2.ResolveLockResponse:
         try:

@@ -35,11 +35,13 @@ from pyspark_theflash.upstream.errors import (
     UpstreamError,
     WriteConflictError,
 )
+from pyspark_theflash.upstream.async_commit import fits_async_commit, resolve_txn
 from pyspark_theflash.upstream.percolator import Mutation, PercolatorStore
+from pyspark_theflash.upstream.rows import ROWID, TableRows
 from pyspark_theflash.upstream.tso import TimestampOracle
 
-ROWID = "_tidb_rowid"
 DEFAULT_TTL_MS = 3000  # TiDB's default lock TTL for small transactions
+PREWRITE_BATCH_KEYS = 64  # keys per prewrite request of an async-commit transaction
 
 
 def _name(s: str) -> dict[str, str]:
@@ -154,6 +156,7 @@ class Catalog:
         self.schema_version = 0
         self.dbs: dict[str, Database] = {}
         self.row_ids: dict[int, int] = {}
+        self._rows: dict[tuple[str, str], TableRows] = {}  # row codecs of the current schema
         if state:
             self.next_id = state["next_id"]
             self.schema_version = state["schema_version"]
@@ -291,13 +294,33 @@ class Catalog:
         return copy.deepcopy(table)
 
     def _changed(self) -> None:
+        self._rows.clear()  # a schema change: row codecs are built afresh
         if self._on_change is not None:
             self._on_change(self.state())
+
+    def rows(self, db: str, name: str) -> TableRows:
+        """The table's row codec at the current schema version (built once, then shared:
+        treat it and its ``table`` dict as read-only)."""
+        with self._mu:
+            cache_key = (db.lower(), name.lower())
+            rows = self._rows.get(cache_key)
+            if rows is None:
+                table = copy.deepcopy(self._table_locked(db, name))
+                rows = TableRows(f"{self.dbs[db.lower()].name}.{table['name']['O']}", table)
+                self._rows[cache_key] = rows
+            return rows
 
     def alloc_row_id(self, table_id: int) -> int:
         with self._mu:
             self.row_ids[table_id] = self.row_ids.get(table_id, 0) + 1
             return self.row_ids[table_id]
+
+    def alloc_row_ids(self, table_id: int, count: int) -> int:
+        """Allocate ``count`` consecutive row ids; returns the first."""
+        with self._mu:
+            first = self.row_ids.get(table_id, 0) + 1
+            self.row_ids[table_id] = first + count - 1
+            return first
 
     def bump_row_id(self, table_id: int, at_least: int) -> None:
         """Never hand out a row id at or below ``at_least`` again (recovery)."""
@@ -324,12 +347,10 @@ class LockResolver:
         self.tso = tso
 
     def resolve(self, err: KeyLockedError, caller_ts: int) -> bool:
-        """True when the lock is gone (committed or rolled back); False while it is alive."""
-        status = self.store.check_txn_status(err.primary, err.lock_start_ts, caller_ts, self.tso.get_ts())
-        if status.state == "locked":
-            return False
-        self.store.resolve_lock(err.lock_start_ts, status.commit_ts if status.state == "committed" else 0)
-        return True
+        """True when the lock is gone (committed or rolled back); False while it is alive.
+        An async-commit transaction is decided by its secondaries (``async_commit.py``)."""
+        status = resolve_txn(self.store, err.primary, err.lock_start_ts, caller_ts, self.tso.get_ts())
+        return status.state != "locked"
 
     def retry(self, fn: Callable[[], Any], caller_ts: int, timeout_s: float = 30.0) -> Any:
         """Run ``fn`` until it meets no lock, resolving and backing off in between."""
@@ -353,7 +374,10 @@ class Txn:
     ``with cluster.txn() as t: t.insert("bank.accounts", {...})`` commits at exit (rolls
     back on an exception); a conflict raises TxnAbortedError after rolling back what was
     prewritten. ``one_pc`` commits single-region transactions in one step, as TiDB does.
-    ``after_prewrite`` runs between the phases (the fault knob for dying transactions)."""
+    ``async_commit``: TiDB >= 5.0's async commit (``_commit_async``) when the keys fit its
+    limits, else 2PC. ``after_prewrite`` runs between the phases and ``after_prewrite_batch``
+    (async commit) after each prewrite request but the last, with the number sent: the fault
+    knobs for a client dying after (or during) prewrite."""
 
     def __init__(
         self,
@@ -363,6 +387,8 @@ class Txn:
         one_pc: bool = True,
         ttl_ms: int = DEFAULT_TTL_MS,
         after_prewrite: Callable[["Txn"], None] | None = None,
+        async_commit: bool = False,
+        after_prewrite_batch: Callable[["Txn", int], None] | None = None,
     ) -> None:
         self.catalog = catalog
         self.store = store
@@ -370,12 +396,14 @@ class Txn:
         self.one_pc = one_pc
         self.ttl_ms = ttl_ms
         self.after_prewrite = after_prewrite
+        self.async_commit = async_commit
+        self.after_prewrite_batch = after_prewrite_batch
         self.resolver = LockResolver(store, tso)
         self.start_ts = tso.get_ts()
         self.commit_ts = 0
         self.mutations: dict[bytes, Mutation] = {}
-        self._tables: dict[str, dict[str, Any]] = {}
-        self._infos: dict[str, TableInfo] = {}
+        self._rows: dict[str, TableRows] = {}
+        self.rows_written = 0  # the row index named by value errors
         self.done = False
 
     def __enter__(self) -> "Txn":
@@ -389,13 +417,16 @@ class Txn:
 
     # ---- reads (snapshot at start_ts, own writes visible)
 
+    def rows(self, qualified: str) -> TableRows:
+        """The table's row codec as of this transaction's first use of it (TiDB's schema lease)."""
+        rows = self._rows.get(qualified)
+        if rows is None:
+            rows = self._rows[qualified] = self.catalog.rows(*split_table_name(qualified))
+        return rows
+
     def table(self, qualified: str) -> dict[str, Any]:
-        """The table's info as of this transaction's first use of it (TiDB's schema lease)."""
-        if qualified not in self._tables:
-            table = self.catalog.table(*split_table_name(qualified))
-            self._tables[qualified] = table
-            self._infos[qualified] = table_info_of(table)
-        return self._tables[qualified]
+        """The table's info as of this transaction's first use of it (read-only)."""
+        return self.rows(qualified).table
 
     def _read(self, key: bytes) -> bytes | None:
         if key in self.mutations:
@@ -404,48 +435,56 @@ class Txn:
         return self.resolver.retry(lambda: self.store.get(key, self.start_ts), self.start_ts)
 
     def get(self, qualified: str, handle: Any) -> dict[str, Any] | None:
-        table, info = self.table(qualified), self._infos[qualified]
-        key = record_key(table, handle, info)
+        rows = self.rows(qualified)
+        key = rows.key(handle)
         value = self._read(key)
-        return None if value is None else decode_value(table, key, value, info)
+        return None if value is None else rows.decode(key, value)
 
     # ---- writes
 
     def insert(self, qualified: str, row: Mapping[str, Any]) -> Any:
-        """Insert a row; returns its handle (the allocated _tidb_rowid for tables without one)."""
-        table, info = self.table(qualified), self._infos[qualified]
-        row = dict(row)
-        if not table.get("pk_is_handle") and not table.get("is_common_handle") and ROWID not in row:
-            row[ROWID] = self.catalog.alloc_row_id(table["id"])
-        handle = handle_of(table, row)
-        key = record_key(table, handle, info)
+        """Insert a row as TiDB's INSERT does: left-out columns take their DEFAULT, values are
+        checked in strict SQL mode (``InvalidValueError``), an existing key is a
+        ``DuplicateKeyError``. Returns the handle (the allocated _tidb_rowid for tables
+        without one)."""
+        rows = self.rows(qualified)
+        index = self.rows_written
+        if rows.kind == "rowid" and ROWID not in row:
+            row = dict(row)
+            row[ROWID] = self.catalog.alloc_row_id(rows.id)
+        handle = rows.handle(row, index)
+        key = rows.key(handle, index)
         if self._read(key) is not None:
-            raise DuplicateKeyError(f"duplicate entry {handle!r} for the primary key of {qualified}")
-        self.mutations[key] = Mutation(binlog_pb2.PUT, key, encode_value(table, row, info))
+            raise DuplicateKeyError(rows.qualified, handle, why=f"a row with this key exists at ts {self.start_ts}")
+        self.mutations[key] = Mutation(binlog_pb2.PUT, key, rows.value(row, index))
+        self.rows_written += 1
         return handle
 
     def update(self, qualified: str, row: Mapping[str, Any]) -> None:
-        """Set the given columns of the row identified by the key columns in ``row``."""
-        table, info = self.table(qualified), self._infos[qualified]
-        handle = handle_of(table, row)
-        key = record_key(table, handle, info)
+        """Set the given columns of the row identified by the key columns in ``row`` (the
+        values set are checked as ``insert`` checks them)."""
+        rows = self.rows(qualified)
+        index = self.rows_written
+        handle = rows.handle(row, index)
+        key = rows.key(handle, index)
         current = self._read(key)
         if current is None:
             raise RowNotFoundError(f"no row {handle!r} in {qualified} at ts {self.start_ts}")
-        merged = decode_value(table, key, current, info)
+        merged = rows.decode(key, current)
         merged.update(row)
-        self.mutations[key] = Mutation(binlog_pb2.PUT, key, encode_value(table, merged, info))
+        self.mutations[key] = Mutation(
+            binlog_pb2.PUT, key, rows.value(merged, index, fill_defaults=False, checked=frozenset(name.lower() for name in row)))
+        self.rows_written += 1
 
     def delete(self, qualified: str, handle: Any) -> None:
-        table, info = self.table(qualified), self._infos[qualified]
-        key = record_key(table, handle, info)
+        key = self.rows(qualified).key(handle)
         if self._read(key) is None:
             raise RowNotFoundError(f"no row {handle!r} in {qualified} at ts {self.start_ts}")
         self.mutations[key] = Mutation(binlog_pb2.DELETE, key)
 
     def lock_row(self, qualified: str, handle: Any) -> None:
         """SELECT ... FOR UPDATE without a change: a LOCK mutation."""
-        key = record_key(self.table(qualified), handle)
+        key = self.rows(qualified).key(handle)
         self.mutations.setdefault(key, Mutation(binlog_pb2.LOCK, key))
 
     # ---- commit protocol
@@ -474,7 +513,7 @@ class Txn:
             self.done = True
             return 0
         muts = list(self.mutations.values())
-        if self.one_pc and self.after_prewrite is None:
+        if self.one_pc and self.after_prewrite is None and self.after_prewrite_batch is None:
             try:
                 self.commit_ts = self.resolver.retry(
                     lambda: self.store.one_pc(muts, self.start_ts), self.start_ts, timeout_s=0.5
@@ -486,6 +525,8 @@ class Txn:
             except (KeyLockedError, WriteConflictError, TxnRolledBackError) as err:
                 self.done = True
                 raise TxnAbortedError(f"transaction started at {self.start_ts} aborted: {err}") from err
+        if self.async_commit and fits_async_commit([m.key for m in muts]):
+            return self._commit_async(muts)
         keys = self.prewrite()
         if self.after_prewrite is not None:
             self.after_prewrite(self)
@@ -500,6 +541,35 @@ class Txn:
             self.store.commit(keys[1:], self.start_ts, self.commit_ts)
         self.done = True
         return self.commit_ts
+
+    def _commit_async(self, muts: list[Mutation]) -> int:
+        """Async commit: prewrite every key with use_async_commit (the primary's lock lists
+        the secondaries), one request per region (the primary's first). Once every prewrite
+        succeeded the transaction is committed, at the greatest min_commit_ts the prewrites
+        returned, whether or not commit records follow: a reader finding the locks after this
+        client died commits them at that ts (``async_commit.py``)."""
+        keys = [m.key for m in muts]
+        primary, secondaries = keys[0], keys[1:]
+        commit_ts = 0
+        try:
+            for n, batch in enumerate(self.store.prewrite_batches(muts, PREWRITE_BATCH_KEYS)):
+                if n and self.after_prewrite_batch is not None:
+                    self.after_prewrite_batch(self, n)
+                commit_ts = max(commit_ts, self.resolver.retry(
+                    lambda b=batch: self.store.prewrite(b, primary, self.start_ts, self.ttl_ms, async_commit=True,
+                                                        secondaries=secondaries),
+                    self.start_ts, timeout_s=0.5,
+                ))
+        except (KeyLockedError, WriteConflictError, TxnRolledBackError) as err:
+            self.store.rollback(keys, self.start_ts)  # not every key locked: nobody can find it committed
+            self.done = True
+            raise TxnAbortedError(f"transaction started at {self.start_ts} aborted: {err}") from err
+        self.commit_ts = commit_ts
+        if self.after_prewrite is not None:
+            self.after_prewrite(self)
+        self.store.commit(keys, self.start_ts, commit_ts)  # idempotent where a reader committed first
+        self.done = True
+        return commit_ts
 
     def rollback(self) -> None:
         """Roll back: drop the buffer, and the locks when prewrite already ran."""

@@ -9,9 +9,14 @@ fast as it goes) and a duration or a count, and runs in threads.
   from Parquet as it is (all but TIME), values from small domains plus each type's extremes,
   NULLs; inserts, updates of a few columns (to NULL too) and deletes.
 
+Transactions commit as TiDB >= 5.0 commits them by default: 1PC when every key is in one
+region, else async commit (``async_commit=False``: 2PC instead).
+
 Fault knobs (``Faults``), each a probability per transaction (or per step):
 ``dying`` (prewrite, then the client vanishes: locks stay until their TTL expires and a
-reader or the cluster rolls them back), ``rollback`` (prewrite, then an explicit rollback),
+reader or the cluster decides them — a 2PC transaction is rolled back; an async-commit one
+dies after all its prewrites half the time, and is then committed, or after only some of them,
+and is rolled back), ``rollback`` (prewrite, then an explicit rollback),
 ``large`` (one transaction over many keys), ``split_merge`` (a region split or merge next
 to the transactions), ``schema`` (add or drop a column mid-stream; orders only).
 """
@@ -102,8 +107,10 @@ class Workload(ABC):
         count: int | None = None,
         threads: int = 1,
         faults: Faults | None = None,
+        async_commit: bool = True,
     ) -> None:
         self.cluster = cluster
+        self.async_commit = async_commit
         self.seed = seed
         self.rate = rate
         self.duration_s = duration_s
@@ -186,16 +193,23 @@ class Workload(ABC):
         f = self.faults
         fate = rng.random()
         if fate < f.dying:
-            t = self.cluster.txn(after_prewrite=_abandon, ttl_ms=f.dying_ttl_ms)
+            # an async-commit client dies after all its prewrites (committed) or between two (rolled back)
+            mid_prewrite = self.async_commit and rng.random() < 0.5
+            t = self.cluster.txn(ttl_ms=f.dying_ttl_ms, async_commit=self.async_commit,
+                                 after_prewrite=None if mid_prewrite else _abandon,
+                                 after_prewrite_batch=_abandon_batch if mid_prewrite else None)
             try:
                 body(t)
                 t.commit()
+                self.stats.add("committed")  # one prewrite request: nothing to die between
+                return True
             except Abandoned:
                 self.stats.add("dying")
             except TxnAbortedError:
                 self.stats.add("aborted")
             return False
         if fate < f.dying + f.rollback:
+            # 2PC: an async-commit transaction is committed once prewritten, too late to roll back
             t = self.cluster.txn(after_prewrite=_request_rollback)
             try:
                 body(t)
@@ -207,7 +221,7 @@ class Workload(ABC):
                 self.stats.add("aborted")
             return False
         for attempt in range(30):
-            t = self.cluster.txn()
+            t = self.cluster.txn(async_commit=self.async_commit)
             try:
                 body(t)
                 t.commit()
@@ -240,6 +254,10 @@ class Workload(ABC):
 
 
 def _abandon(_: Txn) -> None:
+    raise Abandoned()
+
+
+def _abandon_batch(_: Txn, sent: int) -> None:
     raise Abandoned()
 
 
@@ -279,7 +297,7 @@ class BankWorkload(Workload):
             make_column("owner", "VARCHAR(32)"),
         ], primary_key=["id"])
         for lo in range(0, self.accounts, 200):
-            with self.cluster.txn() as t:
+            with self.cluster.txn(async_commit=self.async_commit) as t:
                 for i in range(lo, min(lo + 200, self.accounts)):
                     t.insert(self.table, {"id": i, "balance": self.initial, "owner": f"owner-{i}"})
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import signal
@@ -105,6 +106,8 @@ def register(subparsers: Any) -> None:
     ctl.add_argument("--store", help="store directory")
     ctl.add_argument("--address", help="grpc://host:port of a latch server instead of --store")
     ctl.add_argument("--interval", required=True, help="new poll interval, e.g. 200ms")
+    ctl.add_argument("--persist", action="store_true",
+                     help="keep the interval for later writers too (default: until the running writer stops)")
     ctl.set_defaults(func=_ctl)
 
 
@@ -116,23 +119,42 @@ def _no_action(args: argparse.Namespace) -> int:
     return 2
 
 
-def setup_logging(log_file: str | None) -> None:
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+def setup_logging(log_file: str | None, display: "ProgressDisplay | None" = None) -> None:
+    """Timestamped log lines to ``log_file`` or stderr; on a terminal each line first clears the
+    progress line (``display``) so the two never share a line."""
+    handler: logging.Handler
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        handlers = [logging.FileHandler(log_file)]
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", handlers=handlers, force=True)
+        handler = logging.FileHandler(log_file)
+    else:
+        handler = _ClearingStreamHandler(sys.stderr, display)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        handlers=[handler], force=True)
+
+
+class _ClearingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    def __init__(self, stream: TextIO, display: "ProgressDisplay | None") -> None:
+        super().__init__(stream)
+        self.display = display
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.display is not None:
+            self.display.clear()
+        super().emit(record)
 
 
 class ProgressDisplay:
-    """One line rewritten with \\r on a terminal; elsewhere a line every ``every_s`` seconds."""
+    """One line rewritten with \r on a terminal. Elsewhere (a log file, a pipe, a daemon's log)
+    a timestamped log line every ``every_s`` seconds, and when the state changes."""
 
-    def __init__(self, out: TextIO, every_s: float = 5.0) -> None:
+    def __init__(self, out: TextIO, every_s: float = 30.0) -> None:
         self.out = out
         self.tty = out.isatty()
         self.every_s = every_s
-        self._last = 0.0
+        self._last = float("-inf")
+        self._state: str | None = None
         self._width = 0
+        self._log = logging.getLogger("theflash.writer.progress")
 
     def __call__(self, status: dict[str, Any]) -> None:
         from pyspark_theflash.writer.progress import progress_line
@@ -144,10 +166,16 @@ class ProgressDisplay:
             self.out.flush()
             return
         now = time.monotonic()
-        if now - self._last >= self.every_s or status.get("state") == "stopped":
-            self._last = now
-            self.out.write(line + "\n")
+        if now - self._last >= self.every_s or status.get("state") != self._state:
+            self._last, self._state = now, status.get("state")
+            self._log.info("%s", line)
+
+    def clear(self) -> None:
+        """Blank the progress line (a log line is about to be written on the terminal)."""
+        if self.tty and self._width:
+            self.out.write("\r" + " " * self._width + "\r")
             self.out.flush()
+            self._width = 0
 
     def finish(self) -> None:
         if self.tty and self._width:
@@ -169,25 +197,37 @@ def install_stop_signals(stop: threading.Event) -> None:
 def run_writer(opts: o.WriterOptions, log_file: str | None, **writer_kwargs: Any) -> int:
     """Run the writer loop in this process until a signal; shared by the CLI and spark_entry."""
     from pyspark_theflash.cli import CommandError
-    from pyspark_theflash.errors import TheFlashError
+    from pyspark_theflash.errors import TheFlashError, storage_failure
     from pyspark_theflash.latch.errors import WriteLatchHeldError
     from pyspark_theflash.writer.loop import Writer
 
-    setup_logging(log_file)
+    display = ProgressDisplay(sys.stdout)
+    setup_logging(log_file, display)
     stop = threading.Event()
     install_stop_signals(stop)
-    display = ProgressDisplay(sys.stdout, every_s=1.0 if log_file else 5.0)
     writer = Writer(opts, stop, on_progress=display, **writer_kwargs)
     try:
         writer.run()
     except WriteLatchHeldError as exc:
         raise CommandError(str(exc)) from None
-    except TheFlashError as exc:
-        logging.getLogger("theflash.writer").error("%s", exc)
+    except TheFlashError as exc:  # (the writer recorded and published it)
+        _log_to_file(log_file, exc)
         raise CommandError(str(exc)) from None
+    except Exception as exc:  # before the run began: taking the latch, the pid file
+        failure = storage_failure(exc, f"the writer of store {opts.store}")
+        if failure is None:
+            raise
+        _log_to_file(log_file, failure)
+        raise CommandError(str(failure)) from None
     finally:
         display.finish()
     return 0
+
+
+def _log_to_file(log_file: str | None, exc: BaseException) -> None:
+    """The error that ends a run, in the log file too (on stderr the command prints it once)."""
+    if log_file:
+        logging.getLogger("theflash.writer").error("%s", exc)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -252,6 +292,12 @@ def _latch(args: argparse.Namespace) -> Any:
 
     if not args.store and not args.address:
         raise CommandError("give --store DIR or --address grpc://host:port")
+    if not args.address:
+        from pyspark_theflash.store.manifest import manifest_path
+
+        if not manifest_path(args.store).exists():  # never create a mistyped store directory
+            raise CommandError(f"no store at {args.store}: {manifest_path(args.store)} does not exist "
+                               f"(a writer creates it on its first run)")
     return connect(args.store, args.address)
 
 
@@ -267,6 +313,10 @@ def _status(args: argparse.Namespace) -> int:
     interval = status.get("interval_s")
     print(f"writer: {who}  state: {status.get('state', '?')}  interval: {'-' if interval is None else f'{interval:g}s'}")
     print(f"position: {status.get('position') or '-'}  read: {status.get('read_position') or '-'}")
+    error = status.get("last_error")
+    if error:
+        at = dt.datetime.fromtimestamp(float(error["at"]), dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        print(f"last error ({at}): {error['message']}")
     last = " (last run)" if writer is None else ""
     print(f"events/s{last}: {status.get('events_per_s', 0)}  rows/s: {status.get('rows_per_s', 0)}  "
           f"flushes: {status.get('flushes', 0)} (last {status.get('last_flush_s', 0)}s)  "
@@ -287,6 +337,7 @@ def _ctl(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     with _latch(args) as latch:
-        latch.set_writer_interval(interval)
-    print(f"writer interval set to {interval:g}s (a running writer applies it at its next poll)")
+        latch.set_writer_interval(interval, persist=args.persist)
+    lasts = "for this and every later writer" if args.persist else "until the running writer stops"
+    print(f"writer interval set to {interval:g}s, {lasts} (a running writer applies it at its next poll)")
     return 0

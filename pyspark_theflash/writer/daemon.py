@@ -10,9 +10,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from pyspark_theflash.store.manifest import WRITER_PID_FILE as PID_FILE
 from pyspark_theflash.writer.errors import WriterError, WriterNotRunningError
-
-PID_FILE = "writer.pid"
 
 
 def pid_path(store: str | os.PathLike[str]) -> Path:
@@ -22,7 +21,7 @@ def pid_path(store: str | os.PathLike[str]) -> Path:
 def write_pid_file(store: str | os.PathLike[str]) -> Path:
     path = pid_path(store)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(PID_FILE + ".tmp")
     tmp.write_text(f"{os.getpid()}\n")
     tmp.replace(path)
     return path

@@ -15,12 +15,14 @@ from typing import Any, Callable, Sequence
 
 from pyspark_theflash.binlog import Position, PositionedEvent
 from pyspark_theflash.binlog import rows as binlog_rows
-from pyspark_theflash.errors import TheFlashError
+from pyspark_theflash.errors import TheFlashError, storage_failure
 from pyspark_theflash.latch.errors import WriteLatchLostError
 from pyspark_theflash.latch.local import LocalLatch
 from pyspark_theflash.latch.types import FlushRequest, WriterHolder
 from pyspark_theflash.proto import binlog_pb2
+from pyspark_theflash.upstream.pd import RAFT_INIT_LOG_INDEX
 from pyspark_theflash.writer.binlog_bounds import binlog_bounds
+from pyspark_theflash.writer import last_error
 from pyspark_theflash.writer.daemon import remove_pid_file, write_pid_file
 from pyspark_theflash.writer.errors import SchemaUnavailableError, WriterConfigError
 from pyspark_theflash.writer.options import WriterOptions
@@ -98,10 +100,12 @@ class Writer:
         from pyspark_theflash.store.store import Store, StoreOptions
 
         opts = self.options
+        failed: BaseException | None = None
         self.latch = LocalLatch(opts.store)
         self.holder = self.latch.acquire_write_latch(opts.name, opts.latch_ttl_s)
         write_pid_file(opts.store)  # only the latch holder may claim the pid file
         try:
+            self._carry_last_error()
             if opts.metrics_port is not None:
                 from pyspark_theflash.writer.metrics_http import MetricsServer
 
@@ -123,8 +127,16 @@ class Writer:
             self.holder = None
             self.store_lost = True
             raise
+        except BaseException as exc:
+            failed = exc
+            failure = storage_failure(exc, f"the writer of store {opts.store}")
+            if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                self._record_failure(failure or exc)
+            if failure is not None:
+                raise failure from exc
+            raise
         finally:
-            self._shutdown()
+            self._shutdown(failed)
 
     def _connect_upstream(self) -> None:
         opts = self.options
@@ -138,25 +150,61 @@ class Writer:
         elif opts.schema_url:
             self.schemas = HttpSchemaSource(opts.schema_url)
 
-    def _shutdown(self) -> None:
-        try:
-            # After a failed flush the store refuses writes: exit, a restart replays the binlog.
-            if self.store is not None and not self.store_lost and self.store.failure is None:
-                self._flush(force=True)
-                self.progress.state = "stopped"
-                self._publish(force=True)
-        finally:
-            if self.metrics is not None:
-                self.metrics.close()
-            if self.store is not None and hasattr(self.store, "close"):
-                self.store.close()
-            if self.upstream is not None and hasattr(self.upstream, "close"):
-                self.upstream.close()
-            if self.latch is not None:
-                if self.holder is not None:
-                    remove_pid_file(self.options.store)
-                    self.latch.release(self.holder.token)
-                self.latch.close()
+    def _shutdown(self, failed: BaseException | None = None) -> None:
+        """Flush what was applied and let go of everything. After a failure nothing more is
+        written (a restart replays the binlog from the last durable batch) and each release is
+        best effort, so the error that ended the run is the one reported."""
+        steps: list[tuple[str, Callable[[], Any]]] = []
+        # After a failed flush the store refuses writes: exit, a restart replays the binlog.
+        if failed is None and self.store is not None and not self.store_lost and self.store.failure is None:
+            steps.append(("final flush", self._final_flush))
+        if self.metrics is not None:
+            steps.append(("metrics server", self.metrics.close))
+        if self.store is not None and hasattr(self.store, "close"):
+            steps.append(("store", self.store.close))
+        if self.upstream is not None and hasattr(self.upstream, "close"):
+            steps.append(("upstream connection", self.upstream.close))
+        if self.latch is not None:
+            if self.holder is not None:
+                token = self.holder.token
+                steps.append(("pid file", lambda: remove_pid_file(self.options.store)))
+                steps.append(("write latch", lambda: self.latch.release(token)))  # type: ignore[union-attr]
+            steps.append(("latch", self.latch.close))
+        first: BaseException | None = None
+        for what, step in steps:
+            try:
+                step()
+            except Exception as exc:
+                if failed is None and first is None:
+                    first = exc
+                else:
+                    log.warning("while stopping: %s: %s", what, exc)
+        if first is not None:
+            raise first
+
+    def _final_flush(self) -> None:
+        self._flush(force=True)
+        self.progress.state = "stopped"
+        self._publish(force=True)
+
+    def _carry_last_error(self) -> None:
+        """Keep showing the last run-ending error of an earlier run of this store's writer, and
+        reserve the room to record this run's."""
+        self.progress.last_error = last_error.read(self.options.store)
+        last_error.reserve(self.options.store)
+
+    def _record_failure(self, exc: BaseException) -> None:
+        """Record the error that ends this run where `writer status` finds it after the process
+        is gone (the reserved record: written even on a full disk), and publish it. (The
+        caller reports the error itself: the CLI on stderr and in the log file.)"""
+        self.progress.state = "failed"
+        self.progress.last_error = {"message": str(exc), "kind": type(exc).__name__, "at": time.time()}
+        for what, step in (("record", lambda: last_error.record(self.options.store, self.progress.last_error or {})),
+                           ("publish", lambda: self._publish(force=True))):
+            try:
+                step()
+            except Exception as failed:
+                log.warning("could not %s the failure: %s", what, failed)
 
     # -- the loop ----------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -169,6 +217,10 @@ class Writer:
             if opts.bootstrap_snapshot or not bounds.reaches_start:
                 position = self._bootstrap_from_snapshots()
         source = binlog.open_source(opts.binlog, position)
+        # --until-caught-up: the log's head when the run starts (file and gRPC alike); a short
+        # read alone says nothing (a gRPC stream answers what it has, a damaged record ends a
+        # file read), and the head check raises on damage instead of calling it the end.
+        stop_at = source.head() if opts.until_caught_up else None
         self.progress.state = "running"
         self._note_store_state()
         try:
@@ -191,8 +243,10 @@ class Writer:
                 if pending:
                     self._last_request_seen = max(self._last_request_seen, pending[-1].request_id)
                 self._publish()
-                caught_up = len(batch) < opts.batch_events  # everything readable now is applied
-                if caught_up and opts.until_caught_up:
+                # Everything readable now is applied: a short batch, and (a push source) nothing
+                # more already buffered. While behind the loop never sleeps.
+                caught_up = len(batch) < opts.batch_events and not source.buffered()
+                if caught_up and stop_at is not None and _reached(source.position, stop_at):
                     log.info("caught up with the binlog at %s: stopping (--until-caught-up)", self.progress.read_position)
                     break
                 # Compaction runs between polls; under a backlog that never lets up it still runs
@@ -201,7 +255,7 @@ class Writer:
                 if caught_up:
                     self._settle()
                     # A reader waits for indexes not applied yet: poll the binlog again soon.
-                    self._idle(min(interval, WAITING_READER_POLL_S) if waiting else interval)
+                    self._idle(min(interval, WAITING_READER_POLL_S) if waiting else interval, source)
         finally:
             source.close()
 
@@ -218,9 +272,11 @@ class Writer:
             self.progress.interval_s = interval
         return interval
 
-    def _idle(self, interval: float) -> None:
-        """Sleep until the next poll, waking early for a flush request, a changed interval or a
-        stop signal (checked every IDLE_SLICE_S)."""
+    def _idle(self, interval: float, source: Any = None) -> None:
+        """Sleep until the next poll, waking early for a flush request, a changed interval, a
+        push source whose buffer filled up (the writer fell behind: the interval bounds the
+        latency of an idle writer, it never throttles a busy one) or a stop signal (checked
+        every IDLE_SLICE_S)."""
         deadline = time.monotonic() + interval
         while not self.stop.is_set():
             left = deadline - time.monotonic()
@@ -228,6 +284,8 @@ class Writer:
                 return
             self.stop.wait(min(IDLE_SLICE_S, left))
             if self.latch.has_pending_flush(self._last_request_seen):  # type: ignore[union-attr]
+                return
+            if source is not None and source.saturated():
                 return
             runtime = self.latch.writer_interval()  # type: ignore[union-attr]
             if runtime is not None and runtime != self.progress.interval_s:  # changed: apply it now
@@ -370,7 +428,11 @@ class Writer:
         them when no index was asked); the others stay pending until later flushes. Returns how
         many are still waiting."""
         self._settle()  # answers come from durable state only
-        applied = {r.region_id: r.applied_index for r in self.progress.regions.values()}
+        # Every region the store holds is at least at TiKV's RAFT_INIT_LOG_INDEX: upstream gives
+        # a split-born region with no entries yet that read index (a table's fresh region of its
+        # own), while the store notes no applied index before its first entry; without the
+        # floor, a request naming such a region would never be answered.
+        applied = {r.region_id: max(r.applied_index, RAFT_INIT_LOG_INDEX) for r in self.progress.regions.values()}
         waiting = 0
         for request in pending:
             if _satisfied(request, applied):
@@ -467,3 +529,8 @@ class Writer:
 
 def _satisfied(request: FlushRequest, applied: dict[int, int]) -> bool:
     return all(applied.get(region, 0) >= index for region, index in request.read_index.items())
+
+
+def _reached(position: Position | None, head: Position) -> bool:
+    """Whether a source's ``position`` is at or past ``head`` (None: nothing read yet)."""
+    return position is not None and position >= head

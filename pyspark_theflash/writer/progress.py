@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from pyspark_theflash.codec.tso import physical_ms
+from pyspark_theflash.codec.tso import logical, physical_ms
 
 RATE_WINDOW_S = 10.0
 
@@ -47,6 +47,9 @@ class Progress:
     read_position: str = ""   # just after the last event read
     interval_s: float = 0.0
     state: str = "starting"
+    # The last run-ending error of this store's writer (this run's or an earlier one's):
+    # {"message", "kind", "at" (unix seconds)}; shown by `writer status` and /metrics.
+    last_error: dict[str, Any] | None = None
     regions: dict[int, RegionProgress] = field(default_factory=dict)
     _samples: collections.deque = field(default_factory=collections.deque)
 
@@ -69,11 +72,17 @@ class Progress:
             self._samples.popleft()
 
     def note_regions(self, states: Iterable[Any]) -> None:
+        """The store's live regions: their progress, and only theirs (a region merged away or
+        removed leaves the progress line and the status instead of lagging ever more)."""
+        live = set()
         for state in states:
+            live.add(int(state.id))
             r = self.region(int(state.id))
             r.applied_index = int(state.applied_index)
             r.resolved_ts = int(state.resolved_ts)
             r.seen_index = max(r.seen_index, r.applied_index)
+        for region_id in [i for i in self.regions if i not in live]:
+            del self.regions[region_id]
 
     def rates(self) -> tuple[float, float]:
         """(events/s, rows/s) over the last RATE_WINDOW_S seconds."""
@@ -91,6 +100,7 @@ class Progress:
         now_ms = int(time.time() * 1000)
         return {
             "state": self.state,
+            "last_error": self.last_error,
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "started_at": self.started_at,
@@ -150,7 +160,12 @@ def prometheus_text(status: dict[str, Any]) -> str:
     regions = status.get("regions", [])
     per = lambda key: [(f'{{region="{r["region_id"]}"}}', r[key]) for r in regions]  # noqa: E731
     metric("applied_index", "gauge", "Raft index applied and flushed, per region.", per("applied_index"))
-    metric("resolved_ts", "gauge", "Resolved ts (TSO) applied, per region.", per("resolved_ts"))
+    # A TSO (physical ms << 18 | logical) does not fit a Prometheus sample's float64: its two
+    # halves do, exactly.
+    metric("resolved_ts_physical_ms", "gauge", "Resolved ts applied, per region: the TSO's physical ms.",
+           [(labels, physical_ms(int(v))) for labels, v in per("resolved_ts")])
+    metric("resolved_ts_logical", "gauge", "Resolved ts applied, per region: the TSO's logical part.",
+           [(labels, logical(int(v))) for labels, v in per("resolved_ts")])
     metric("lag_events", "gauge", "Events read or known upstream but not yet flushed, per region.", per("lag_events"))
     metric("lag_ms", "gauge", "Wall-clock ms behind the region's resolved ts.", per("lag_ms"))
     metric("events_total", "counter", "Binlog events applied.", [("", status["events_total"])])
@@ -163,8 +178,13 @@ def prometheus_text(status: dict[str, Any]) -> str:
     metric("compactions_total", "counter", "Compaction/GC rounds done.", [("", status["compactions"])])
     metric("compact_seconds_total", "counter", "Time spent compacting.", [("", status["compact_seconds_total"])])
     metric("last_compact_seconds", "gauge", "Duration of the last compaction/GC round.", [("", status["last_compact_s"])])
-    metric("gc_safe_point", "gauge", "Safe point of the last GC.", [("", status["gc_safe_point"])])
+    safe_point = status["gc_safe_point"]
+    metric("gc_safe_point_physical_ms", "gauge", "Safe point of the last GC: the TSO's physical ms.",
+           [("", None if safe_point is None else physical_ms(int(safe_point)))])
     metric("interval_seconds", "gauge", "Current poll interval.", [("", status["interval_s"])])
+    last_error = status.get("last_error") or {}
+    metric("last_fatal_error_timestamp_seconds", "gauge", "When the store's writer last stopped on an error.",
+           [("", last_error.get("at"))])
     seg, _, off = str(status.get("position") or "0:0").partition(":")
     metric("position_segment", "gauge", "Persisted binlog position: segment.", [("", int(seg or 0))])
     metric("position_offset", "gauge", "Persisted binlog position: offset.", [("", int(off or 0))])

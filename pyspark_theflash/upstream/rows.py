@@ -1,0 +1,215 @@
+"""One table's rows as TiDB writes them: the handle and record key of a row, its row v2 value
+(an insert fills left-out columns with their DEFAULT, as TiDB's INSERT does), values checked
+as TiDB's strict SQL mode checks them (``upstream.values``), one row at a time
+(``Txn.insert``/``update``) or a batch at a time (``encode_batch``, for bulk inserts).
+
+A ``TableRows`` is built once per table and schema version (the catalog caches it), so the
+per-row work is only what the row itself needs: the primary key columns, handle kind and
+column ids are worked out once, not on every insert.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pyspark_theflash import codec
+from pyspark_theflash.codec import batch_encode as B
+from pyspark_theflash.codec import decode_row
+from pyspark_theflash.codec.row_v2 import datum_for_column, encode_row_v2
+from pyspark_theflash.schema import ColumnInfo, TableInfo
+from pyspark_theflash.schema.errors import UnknownColumnError
+from pyspark_theflash.upstream.errors import DuplicateKeyError, SchemaError
+from pyspark_theflash.upstream.values import check_value, datum, default_value, encode_column, require_column
+
+ROWID = "_tidb_rowid"
+
+
+class TableRows:
+    """Keys and values of one table at one schema version. ``kind``: ``"int"`` (an integer
+    primary key is the handle), ``"common"`` (clustered primary key: the key columns' datums
+    are the handle) or ``"rowid"`` (the hidden ``_tidb_rowid``)."""
+
+    def __init__(self, qualified: str, table: Mapping[str, Any]) -> None:
+        self.qualified = qualified
+        self.table = table
+        self.info: TableInfo = TableInfo.from_json(dict(table))
+        self.id = self.info.id
+        self.kind = "int" if self.info.pk_is_handle else "common" if self.info.is_common_handle else "rowid"
+        self.key_columns: tuple[ColumnInfo, ...] = self.info.primary_key_columns
+        self.handle_column = self.info.handle_column
+        handle_id = self.handle_column.id if self.handle_column is not None else None
+        self.value_columns = tuple(c for c in self.info.columns if c.id != handle_id)  # stored in the row value
+        self._by_name = {c.name: c for c in self.info.columns}  # exact names: the common case, one lookup
+
+    # ------------------------------------------------------------------ one row
+
+    def column(self, name: str) -> ColumnInfo:
+        col = self._by_name.get(name)
+        if col is not None:
+            return col
+        try:
+            return self.info.column(name)  # any case, as MySQL
+        except UnknownColumnError as err:
+            raise SchemaError(str(err)) from None
+
+    def handle(self, row: Mapping[str, Any], index: int = 0) -> Any:
+        """The row's handle: an int, the tuple of key values (checked: CHAR keys trimmed), or
+        its _tidb_rowid."""
+        if self.kind == "int":
+            col = self.handle_column
+            assert col is not None
+            h = check_value(self.qualified, col, self._key_value(row, col), index)
+            return h - (1 << 64) if h >= 1 << 63 else h  # an unsigned BIGINT handle keeps its bits
+        if self.kind == "common":
+            return tuple(check_value(self.qualified, c, self._key_value(row, c), index) for c in self.key_columns)
+        return int(row[ROWID])
+
+    def _key_value(self, row: Mapping[str, Any], col: ColumnInfo) -> Any:
+        if col.name in row:
+            return row[col.name]
+        for name, value in row.items():
+            if name.lower() == col.name.lower():
+                return value
+        return default_value(self.qualified, col)
+
+    def key(self, handle: Any, index: int = 0) -> bytes:
+        """The record key of a handle (an int, or the tuple of common-handle values)."""
+        if self.kind == "common":
+            values = handle if isinstance(handle, (tuple, list)) else (handle,)
+            if len(values) != len(self.key_columns):
+                raise SchemaError(
+                    f"{self.qualified} has a {len(self.key_columns)}-column primary key "
+                    f"({', '.join(c.name for c in self.key_columns)}); got the handle {handle!r}")
+            datums = [datum(self.qualified, c, v, index) for c, v in zip(self.key_columns, values)]
+            return bytes(codec.encode_common_handle_key(self.id, datums))
+        return bytes(codec.encode_record_key(self.id, int(handle)))
+
+    def value(self, row: Mapping[str, Any], index: int = 0, *, fill_defaults: bool = True,
+              checked: frozenset[str] | None = None) -> bytes:
+        """Row v2 bytes of a row. ``fill_defaults``: columns the row leaves out take their
+        DEFAULT (an insert); otherwise they are left out (readers give them their origin
+        default). ``checked``: only these columns' values (lower-case names) are checked (an update checks what
+        it sets; the rest was checked when written); None checks all."""
+        given: dict[int, Any] = {}
+        for name, v in row.items():
+            if name != ROWID:
+                given[self.column(name).id] = v
+        cols = []
+        for col in self.value_columns:
+            if col.id in given:
+                v = given[col.id]
+            elif fill_defaults:
+                v = default_value(self.qualified, col)
+            else:
+                continue
+            if checked is None or col.name.lower() in checked:
+                cols.append((col.id, datum(self.qualified, col, v, index)))
+            else:
+                cols.append((col.id, datum_for_column(col, v)))
+        return bytes(encode_row_v2(cols))
+
+    def decode(self, key: bytes, value: bytes) -> dict[str, Any]:
+        """Column values of a stored row, with the handle column (or _tidb_rowid) from the key."""
+        if self.kind == "int":
+            _, handle = codec.decode_record_key(key)
+            return dict(decode_row(value, self.info, handle=handle))
+        row = dict(decode_row(value, self.info))
+        if self.kind == "rowid":
+            row[ROWID] = codec.decode_record_key(key)[1]
+        return row
+
+    # ------------------------------------------------------------------ a batch
+
+    def encode_batch(self, batch: pa.Table, row_ids: np.ndarray | None, row_base: int = 0) -> EncodedRows:
+        """Keys and row v2 values of every row of an Arrow table whose column names are this
+        table's (any order, any case; left-out columns take their DEFAULT). ``row_ids``: the
+        _tidb_rowid of each row of a rowid table that does not give them itself."""
+        n = batch.num_rows
+        given: dict[int, pa.Array] = {}
+        explicit_rowid: pa.Array | None = None
+        for name, arr in zip(batch.column_names, batch.columns):
+            if name == ROWID and self.kind == "rowid":
+                explicit_rowid = arr
+                continue
+            col = self.column(name)
+            if col.id in given:
+                raise SchemaError(f"column {col.name!r} of {self.qualified} appears twice in the Arrow table")
+            given[col.id] = arr
+        key_ids = {c.id for c in self.key_columns}
+        encoded = {}
+        for col in self.info.columns:
+            arr = given.get(col.id)
+            if arr is None:
+                arr = require_column(self.qualified, col, n)
+            encoded[col.id] = encode_column(self.qualified, col, arr, key=col.id in key_ids, row_base=row_base)
+        if self.kind == "int":
+            assert self.handle_column is not None
+            ints = encoded[self.handle_column.id].ints
+            assert ints is not None
+            keys = B.int_record_keys(self.id, ints.view(np.int64))  # unsigned BIGINT handles keep their bits
+        elif self.kind == "common":
+            keys = B.common_handle_record_keys(self.id, [encoded[c.id].key_datums for c in self.key_columns])
+        else:
+            if explicit_rowid is not None:
+                ids = pc.fill_null(explicit_rowid.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+            elif row_ids is not None:
+                ids = row_ids
+            else:
+                raise SchemaError(f"{self.qualified} keys rows by _tidb_rowid: allocate row ids for the batch")
+            keys = B.int_record_keys(self.id, np.asarray(ids, dtype=np.int64))
+        values = B.encode_rows_v2([c.id for c in self.value_columns], [encoded[c.id].values for c in self.value_columns])
+        pk_keys = None
+        if self.kind == "rowid" and self.key_columns:  # a nonclustered primary key is still unique
+            pk_keys = B.common_handle_record_keys(self.id, [encoded[c.id].key_datums for c in self.key_columns])
+        return EncodedRows(keys, values, pk_keys)
+
+    def key_text(self, batch: pa.Table, index: int) -> Any:
+        """The key columns' values of row ``index`` of a batch (for a duplicate-key error)."""
+        lower = {name.lower(): name for name in batch.column_names}
+        cols = self.key_columns if self.key_columns else ()
+        values = tuple(batch.column(lower[c.name.lower()])[index].as_py() if c.name.lower() in lower else None
+                       for c in cols)
+        if not values and ROWID in batch.column_names:
+            return batch.column(ROWID)[index].as_py()
+        return values[0] if len(values) == 1 else values
+
+
+@dataclass
+class EncodedRows:
+    """A batch in TiDB's bytes: ``keys`` (record keys) and ``values`` (row v2), one per row;
+    ``unique_keys``: the primary key's datums for a table whose primary key is not its
+    handle (nonclustered), to find duplicates in the batch."""
+
+    keys: pa.BinaryArray
+    values: pa.BinaryArray
+    unique_keys: pa.BinaryArray | None = None
+
+
+def first_duplicate(keys: pa.Array) -> tuple[int, int] | None:
+    """(i, j), i < j, row indexes of two equal keys, or None when all keys differ."""
+    n = len(keys)
+    if n < 2:
+        return None
+    if pc.all(pc.less(keys.slice(0, n - 1), keys.slice(1))).as_py():
+        return None  # strictly ascending: the common case of a load in key order
+    order = pc.sort_indices(keys).to_numpy()
+    ordered = keys.take(pa.array(order))
+    same = pc.equal(ordered.slice(0, n - 1), ordered.slice(1)).to_numpy(zero_copy_only=False)
+    if not same.any():
+        return None
+    at = int(np.flatnonzero(same)[0])
+    i, j = int(order[at]), int(order[at + 1])
+    return min(i, j), max(i, j)
+
+
+def duplicate_in_batch(rows: TableRows, batch: pa.Table, keys: pa.Array) -> None:
+    """Raise DuplicateKeyError for the first key that appears twice in ``keys``."""
+    pair = first_duplicate(keys)
+    if pair is not None:
+        i, j = pair
+        raise DuplicateKeyError(rows.qualified, rows.key_text(batch, j), row=j,
+                                why=f"row index {i} of the same input has the same key")
