@@ -666,7 +666,7 @@ def types_value(rng: random.Random, name: str) -> Any:
                                                                                     microseconds=rng.choice([0, 123456])),
         "ch": lambda: rng.choice(["", "a", "ab", "abc", "b_c", "b%d", "ü", "zz"]),
         "vc": lambda: rng.choice(["alpha-", "alpha-beta", "beta", "Beta", "gam'ma", "a_b", "a%b", "ünïcode ✓", " pad ",
-                                  "x" * 64, ""]) + rng.choice(["", str(rng.randrange(10))]),
+                                  "x" * 63, ""]) + rng.choice(["", str(rng.randrange(10))]),
         "txt": lambda: "note " * rng.randrange(0, 40),
         "bn": lambda: rng.choice([b"\x00" * 6, b"\xff" * 6, b"abcdef", rng.randbytes(6)]),
         "vb": lambda: rng.choice([b"", b"\x00", b"ab", b"abc", rng.randbytes(rng.randrange(1, 32))]),
