@@ -150,6 +150,8 @@ def touch_some_partitions(rig: FlashRig, seed: int, types: TypesWorkload, orders
         t.delete("kinds.every_type", first[5])
         t.update("bank.accounts", {"id": 3, "balance": 7})
         t.update("bank.accounts", {"id": 5, "balance": 2000 - 7})
+        country, customer = min((r["country"], r["customer_id"]) for r in rig.cluster.scan_table("shop.customers"))
+        t.update("shop.customers", {"country": country, "customer_id": customer, "credit": None, "tier": "gold"})
     for _ in range(10):
         orders.new_order(rng)
 
@@ -383,7 +385,7 @@ def world(spark: Any, rig: FlashRig, tmp_path_factory: pytest.TempPathFactory) -
     phase("workloads")
     ts = rig.cluster.get_ts()
     catch_up(rig, ts)
-    compact(rig, safe_point=ts, splits=3, partition_max_rows=50)  # several TxnMergeTree partitions per table
+    compact(rig, safe_point=ts, splits=3, partition_max_rows=20)  # several TxnMergeTree partitions per table
     phase("compacted")
     touch_some_partitions(rig, seed, types, orders)
     ts = rig.cluster.get_ts()
@@ -412,7 +414,7 @@ def test_the_data_covers_both_read_paths_every_type_and_nulls(world: World) -> N
     """What the differential queries run over: the hybrid reads of the types and orders tables
     have clean parts for Spark's Parquet reader and ranges left to the Python source; the
     Python path reads everything through the source; every kind of column holds NULLs."""
-    for name in ("types", "orders_nt", "bank", "items"):
+    for name in ("types", "orders_nt", "bank", "items", "customers"):
         native = getattr(world.frames["native"][name], "_theflash_native_read", None)
         assert native is not None and native.split.pieces and native.split.rest, (name, native and native.split)
         assert getattr(world.frames["python"][name], "_theflash_native_read", None) is None
