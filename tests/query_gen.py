@@ -359,7 +359,7 @@ class QueryGenerator:
     def _atom(self, table: TableModel, alias: str = "") -> str:
         r = self.rng
         c = r.choice([c for c in table.columns if c.kind != "other"])
-        name = alias + c.name
+        name = alias + (c.name.upper() if r.random() < 0.1 else c.name)  # Spark resolves names in any case
         ops = ["=", "<>", "<", "<=", ">", ">=", "in", "not_in", "is_null", "is_not_null", "between", "null_safe"]
         if c.kind == "string":
             ops += ["like", "like", "not_like"]

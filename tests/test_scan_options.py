@@ -84,3 +84,16 @@ def test_the_handle_ranges_of_a_native_reads_python_half_carry_int_and_common_ha
     for bad in ('[[1]]', '[["1", 2]]', '[[{"hex": "zz"}, null]]', '[[true, null]]'):
         with pytest.raises(ScanOptionError, match=HANDLE_RANGES_OPTION):
             parse_handle_ranges(bad)
+
+
+@pytest.mark.parametrize("typo, meant", [("isolaton", "isolation"), ("snapshotts", "snapshot_ts"), ("colums", "columns")])
+def test_a_misspelt_option_is_refused_naming_the_one_meant_not_ignored(typo: str, meant: str) -> None:
+    """Ignored, ``isolaton=RC`` or ``snapshotts=1`` read the latest data under SI: a silent
+    wrong answer. Every option a read takes is listed in the error."""
+    with pytest.raises(ScanOptionError) as err:
+        ScanOptions.from_mapping({"store": "/s", "path": "db.t", typo: "1"})
+    text = str(err.value)
+    assert f"unknown option '{typo}' (did you mean '{meant}'?)" in text
+    assert all(name in text for name in ("store", "snapshot_ts", "as_of", "isolation", "native_read"))
+    # the options Spark and the package themselves pass are known
+    ScanOptions.from_mapping({"STORE": "/s", "path": "db.t", "theflash.snapshot_ts": "5", "_theflash_handle_ranges": "[]"})

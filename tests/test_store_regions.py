@@ -258,3 +258,53 @@ def test_common_handles_of_many_tables_mixed_in_one_batch_decode(tmp_path: Path)
     assert {r["code"]: r["qty"] for r in s.scan_table("shop.codes", 100).to_pylist()} == {c_: i for i, c_ in enumerate(codes)}
     assert len(s.scan_table("shop.items", 100)) == 30
     s.close()
+
+
+def test_resolved_ts_travels_per_store_in_batches_and_reaches_every_listed_region(tmp_path: Path) -> None:
+    """TiKV's CDC sends one ResolvedTs per store per tick listing its regions, not an event
+    per region: an idle cluster of many regions logs one event a tick. The store raises every
+    listed region it knows (never past a region's own lock-bounded ts) and passes over the
+    others; a replayed batch changes nothing."""
+    from pyspark_theflash.binlog import open_source
+    from pyspark_theflash.proto import binlog_pb2
+    from pyspark_theflash.upstream.cluster import MiniCluster
+    from pyspark_theflash.upstream.tidb import make_column, record_key
+
+    with MiniCluster(tmp_path / "cluster", binlog_dir=tmp_path / "binlog", resolved_ts_interval=0) as up:
+        table = up.create_table("db.t", [make_column("id", "BIGINT", not_null=True), make_column("v", "BIGINT")],
+                                primary_key=["id"])
+        up.run_txn(lambda t: [t.insert("db.t", {"id": i, "v": i}) for i in range(60)])
+        for h in range(2, 60, 2):
+            up.split_at(record_key(table, h))
+        regions = [r.id for r in up.regions()]
+        assert len(regions) > 30
+        idle = up.advance_resolved_ts()
+        assert len(idle) == 1 and sorted(idle[0].resolved.regions) == sorted(regions)
+        # A region with an open lock resolves below it: its own event, at a lower ts (the ts
+        # taken here puts start_ts - 1 above the idle tick's, so that region moves too).
+        up.get_ts()
+        locked = up.txn(one_pc=False)
+        locked.insert("db.t", {"id": 1007, "v": 0})
+        locked.prewrite()
+        moved = up.advance_resolved_ts()
+        assert len(moved) == 2 and sorted(len(e.resolved.regions) for e in moved) == [1, len(regions) - 1]
+        low, high = sorted(moved, key=lambda e: e.resolved.ts)
+        assert low.resolved.ts < locked.start_ts < high.resolved.ts
+        locked.rollback()
+        with open_source(str(tmp_path / "binlog")) as source:
+            events = [pe.event for pe in source.read(100_000, 0.5)]
+    per_region = [e for e in events if e.WhichOneof("payload") == "resolved_ts"]
+    assert per_region == [] and sum(e.WhichOneof("payload") == "resolved" for e in events) == 3
+
+    with Store.open(tmp_path / "store") as store:
+        store.write(events)
+        store.write([binlog_pb2.Event(resolved=binlog_pb2.ResolvedTs(regions=[999_999], ts=high.resolved.ts))])
+        store.write(events)  # replayed: nothing moves
+        store.write(idle)  # an older ts never lowers a region's
+        store.flush()
+        with store.snapshot() as view:
+            states = {r.id: r.resolved_ts for r in view.regions()}
+    locked_region = low.resolved.regions[0]
+    assert set(states) == set(regions)  # the unknown region was passed over, not invented
+    assert states[locked_region] == low.resolved.ts
+    assert all(ts == high.resolved.ts for rid, ts in states.items() if rid != locked_region)

@@ -68,8 +68,11 @@ def test_every_region_log_is_in_raft_order_and_starts_with_a_snapshot_or_its_spl
     for e in run["events"]:
         kind = e.WhichOneof("payload")
         kinds[kind] += 1
-        if kind == "ddl":
-            assert e.region_id == 0 and e.index == 0  # a DDL belongs to no region's log
+        if kind in ("ddl", "resolved"):
+            assert e.region_id == 0 and e.index == 0  # a DDL, or many regions' resolved ts: no region's log
+            if kind == "resolved":
+                assert len(e.resolved.regions) == len(set(e.resolved.regions)) > 0
+                assert all(r in last or r in born_by_split for r in e.resolved.regions), "a resolved ts of an unborn region"
             continue
         if e.region_id not in last:
             assert kind == "snapshot" or e.region_id in born_by_split, f"region {e.region_id} starts with {kind}"
@@ -80,11 +83,11 @@ def test_every_region_log_is_in_raft_order_and_starts_with_a_snapshot_or_its_spl
         if kind in ("entries", "admin"):
             assert e.index == last[e.region_id] + 1, f"region {e.region_id}: index {e.index} after {last[e.region_id]}"
         else:
-            assert kind == "resolved_ts" and e.index == last[e.region_id]
+            raise AssertionError(f"region {e.region_id}: a {kind} event (resolved ts travels per store, in batches)")
         last[e.region_id] = e.index
         if kind == "admin" and e.admin.HasField("split"):
             born_by_split.update(r.id for r in e.admin.split.regions if r.id != e.region_id)
-    assert kinds["entries"] > 100 and kinds["admin"] > 0 and kinds["resolved_ts"] > 0
+    assert kinds["entries"] > 100 and kinds["admin"] > 0 and kinds["resolved"] > 0
     # The log ends at each live region's read index: every state change is in it.
     for region_id, index in run["read_indexes"].items():
         assert last.get(region_id, 5) == index  # 5: split-born, no entry yet
@@ -100,8 +103,8 @@ def test_no_event_stamped_after_a_schema_change_comes_before_it_in_the_log(run: 
         if kind == "ddl":
             assert e.ddl.commit_ts > latest, f"a {e.ddl.Type.Name(e.ddl.type)} at {e.ddl.commit_ts} follows ts {latest}"
             ddl += 1
-        elif kind == "resolved_ts":
-            latest = max(latest, e.resolved_ts)
+        elif kind == "resolved":
+            latest = max(latest, e.resolved.ts)
         elif kind == "entries":
             for row in iter_rows(e.entries):
                 if row.type in (Row.COMMIT, Row.COMMITTED):
@@ -136,15 +139,16 @@ def test_resolved_ts_never_passes_an_open_lock_or_a_later_commit(run: dict[str, 
                         del open_locks[row.key]
                 if row.type in (Row.COMMIT, Row.COMMITTED):
                     assert row.commit_ts > resolved[e.region_id], "a commit at or below a resolved_ts already sent"
-        elif kind == "resolved_ts":
-            lo, hi = ranges[e.region_id]
-            for key, start_ts in open_locks.items():
-                enc = encode_region_key(key)
-                if enc >= lo and (not hi or enc < hi):
-                    assert e.resolved_ts < start_ts, f"region {e.region_id}: resolved_ts {e.resolved_ts} >= lock {start_ts}"
-                    checked += 1
-            assert e.resolved_ts >= resolved[e.region_id]
-            resolved[e.region_id] = e.resolved_ts
+        elif kind == "resolved":
+            for region_id in e.resolved.regions:
+                lo, hi = ranges[region_id]
+                for key, start_ts in open_locks.items():
+                    enc = encode_region_key(key)
+                    if enc >= lo and (not hi or enc < hi):
+                        assert e.resolved.ts < start_ts, f"region {region_id}: resolved_ts {e.resolved.ts} >= lock {start_ts}"
+                        checked += 1
+                assert e.resolved.ts > resolved[region_id], "a region's resolved ts only moves forward"
+                resolved[region_id] = e.resolved.ts
     assert checked > 0  # some resolved_ts was computed while locks were open
 
 

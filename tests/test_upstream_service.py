@@ -189,7 +189,7 @@ def test_theflash_upstream_command_writes_a_binlog_open_source_reads(tmp_path: P
     assert events[0].HasField("snapshot") and events[0].region_id == 1
     rows = [r for e in events if e.HasField("entries") for r in iter_rows(e.entries)]
     assert len(rows) > 20
-    assert any(e.HasField("resolved_ts") for e in events)
+    assert any(e.HasField("resolved") for e in events)
 
 
 @pytest.mark.parametrize("mode", ["async", "2pc"])

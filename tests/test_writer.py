@@ -18,7 +18,7 @@ import pytest
 
 from conftest import ROOT
 from pyspark_theflash import latch as latch_mod
-from pyspark_theflash.latch.local import _process_is_gone
+from pyspark_theflash.latch.local import process_is_gone
 
 from polling import wait_for
 
@@ -314,7 +314,7 @@ def test_daemon_start_and_stop(cluster: BankCluster, tmp_path: Path) -> None:
     stopped = _cli("writer", "stop", "--store", str(store))
     assert stopped.returncode == 0, stopped.stderr
     assert not (store / "writer.pid").exists()
-    assert _process_is_gone(pid)
+    assert process_is_gone(pid)
     text = log.read_text()
     assert "signal 15" in text and "events/s" in text
     again = _cli("writer", "stop", "--store", str(store))

@@ -238,6 +238,10 @@ def format_event(record: PositionedEvent, schemas: SchemaCache | None = None) ->
             details.append(f"first locks: {shown}")
     elif payload == "resolved_ts":
         header += f" resolved_ts {describe_ts(event.resolved_ts)}"
+    elif payload == "resolved":
+        regions = list(event.resolved.regions)
+        shown = ", ".join(map(str, regions[:SNAPSHOT_KEYS_SHOWN])) + (", ..." if len(regions) > SNAPSHOT_KEYS_SHOWN else "")
+        header += f" resolved_ts {describe_ts(event.resolved.ts)} for {len(regions)} regions ({shown})"
     elif payload == "ddl":
         ddl = event.ddl
         header += (f" ddl {binlog_pb2.Ddl.Type.Name(ddl.type)} {ddl.db}.{_ddl_table_name(ddl)} (table {ddl.table_id}) "

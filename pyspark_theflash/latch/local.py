@@ -61,7 +61,7 @@ _RUNTIME_INTERVAL = "writer_interval_s"
 _PERSISTED_INTERVAL = "writer_interval_persisted_s"
 
 
-def _process_is_gone(pid: int) -> bool:
+def process_is_gone(pid: int) -> bool:
     """True when no process ``pid`` exists on this host (a dead writer's latch is free)."""
     try:
         os.kill(pid, 0)
@@ -185,7 +185,7 @@ class LocalLatch(Latch):
     def _is_live(self, holder: WriterHolder, now: float) -> bool:
         if holder.expires_at <= now:
             return False
-        return not (holder.host == socket.gethostname() and _process_is_gone(holder.pid))
+        return not (holder.host == socket.gethostname() and process_is_gone(holder.pid))
 
     def acquire_write_latch(
         self, holder: str = "writer", ttl_s: float = DEFAULT_WRITE_LATCH_TTL_S, *, host: str | None = None, pid: int | None = None

@@ -23,7 +23,7 @@ POLL_S = 0.05
 REQUEST_EVERY_S = 0.2
 
 
-def _close(view: Any) -> None:
+def close_view(view: Any) -> None:
     close = getattr(view, "close", None)
     if close is not None:
         close()
@@ -137,7 +137,7 @@ class LearnerRead:
                 if not lagging and not fresh:
                     self.read_index.update(needed)
                     return view
-                _close(view)
+                close_view(view)
                 if not lagging:
                     continue  # a split may have brought new regions into the table's range
                 now = time.monotonic()

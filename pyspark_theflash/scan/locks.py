@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from pyspark_theflash.scan.errors import LockResolveTimeoutError
-from pyspark_theflash.scan.learner import LearnerRead, _close
+from pyspark_theflash.scan.learner import LearnerRead, close_view
 from pyspark_theflash.upstream.async_commit import async_commit_outcome, lock_expired
 
 OP_LOCK = 2  # binlog OpType.LOCK
@@ -129,7 +129,7 @@ class LockResolver:
             if wait_regions:
                 # The commit reaches the store through the binlog: a fresh read index of the
                 # lock's regions covers it; then look again (the lock must be gone).
-                _close(view)
+                close_view(view)
                 view = self.learner.run(deadline, timeout_s, only=wait_regions, force=True)
                 waited.update(int(lk.start_ts) for lk in pending if int(lk.region_id) in wait_regions)
                 if not alive:
@@ -148,5 +148,5 @@ class LockResolver:
             pause = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * (2 ** attempt)) * random.uniform(0.5, 1.5)
             time.sleep(min(pause, max(0.0, deadline - now)))
             attempt += 1
-            _close(view)
+            close_view(view)
             view = self.learner.snapshot()

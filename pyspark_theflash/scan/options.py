@@ -127,6 +127,26 @@ def format_handle_ranges(ranges: Sequence[tuple[HandleBound, HandleBound]]) -> s
     return json.dumps([[bound(lo), bound(hi)] for lo, hi in ranges])
 
 
+KNOWN_OPTIONS = frozenset([name for name, _, _ in OPTION_DOCS] + ["path", SESSION_SNAPSHOT_OPTION, HANDLE_RANGES_OPTION])
+
+
+def _refuse_unknown(opts: Mapping[str, Any]) -> None:
+    """A misspelt option (``isolaton=RC``, ``snapshotts=1``) must not be ignored: the read
+    would silently answer something else than what was asked (the latest data, say)."""
+    import difflib
+
+    unknown = sorted(k for k in opts if k not in KNOWN_OPTIONS)
+    if not unknown:
+        return
+    public = sorted(name for name, _, _ in OPTION_DOCS)
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, public, n=1)
+        hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    raise ScanOptionError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(hints)}; "
+                          f"theflash reads take: {', '.join(public)}")
+
+
 @dataclass(frozen=True)
 class ScanOptions:
     """What one read asks for. Built with :meth:`from_mapping` from the user's strings."""
@@ -154,6 +174,7 @@ class ScanOptions:
     @staticmethod
     def from_mapping(options: Mapping[str, str]) -> "ScanOptions":
         opts = {str(k).lower(): v for k, v in options.items() if v is not None}
+        _refuse_unknown(opts)
         store = opts.get("store")
         if not store:
             raise ScanOptionError(

@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from pyspark_theflash.store import manifest as mf
 from pyspark_theflash.store.leases import live_leases
-from pyspark_theflash.store.read import PartRef, _Reader
+from pyspark_theflash.store.read import PartRef, PartsReader
 from pyspark_theflash.store.txn_merge_tree import (
     COMMIT_TS,
     DELMARK,
@@ -139,7 +139,7 @@ class CompactionOutput:
 def plan_compaction(store: "Store", table_id: int, partition_id: int, safe_point: int,
                     force: bool = False) -> CompactionPlan | None:
     """Step 1, a manifest read: the partition's parts, or None when there is nothing to do."""
-    conn = store._thread_conn()
+    conn = store.thread_connection()
     with StoreView(conn, owns_conn=False) as view:
         planned = _plan(view, table_id, partition_id)
         if planned is None:
@@ -172,7 +172,7 @@ def build_compaction(store: "Store", plan: CompactionPlan) -> CompactionOutput:
     """Step 2, the heavy part, with no lock held: merge, apply tombstones, GC, split if too
     big, write the stable part file(s)."""
     info = plan.info
-    reader = _Reader(store.root, info, ts=(1 << 64) - 1, handle_range=(None, None), columns=None,
+    reader = PartsReader(store.root, info, ts=(1 << 64) - 1, handle_range=(None, None), columns=None,
                      predicate=None, hidden=(), batch_rows=store.options.read_batch_rows)
     reader.user_needed = [c.name for c in info.columns]
     tables = []
@@ -203,7 +203,7 @@ def build_compaction(store: "Store", plan: CompactionPlan) -> CompactionOutput:
         else:
             h = merged.column(ROWID).to_numpy()
             cut = int(np.searchsorted(h, split_at, side="left"))
-            out.next_partition_id = _max_partition_id(store._thread_conn(), plan.table_id) + 1
+            out.next_partition_id = _max_partition_id(store.thread_connection(), plan.table_id) + 1
             for i, (piece, lo, hi) in enumerate(((merged.slice(0, cut), plan.lo, split_at),
                                                  (merged.slice(cut), split_at, plan.hi))):
                 pf = None
@@ -224,14 +224,13 @@ def commit_compaction(store: "Store", plan: CompactionPlan, out: CompactionOutpu
     in a way the outputs do not account for (an input gone; for a split, any new part or
     partition) — then the output files are deleted and False returned (the next round
     plans again)."""
-    from pyspark_theflash.store.store import insert_part
 
-    conn = store._thread_conn()
+    conn = store.thread_connection()
     table_id, partition_id, info = plan.table_id, plan.partition_id, plan.info
     # A part keeping columns of older versions lists its own columns (no version has them all).
     part_columns = [(c.id, c.name) for c in info.columns] if plan.keeps_older_columns else None
     try:
-        with store._editing():
+        with store.editing():
             with mf.edit(conn) as e:
                 live = {int(r[0]) for r in conn.execute(
                     "SELECT part_id FROM parts WHERE table_id = ? AND partition_id = ? AND removed_version IS NULL",
@@ -243,7 +242,7 @@ def commit_compaction(store: "Store", plan: CompactionPlan, out: CompactionOutpu
                              (e.version, *inputs))
                 if out.split_at is None:
                     for _pid, _lo, _hi, pf in out.outputs:
-                        insert_part(conn, table_id, partition_id, "stable", pf, int(info.schema_version),
+                        mf.insert_part(conn, table_id, partition_id, "stable", pf, int(info.schema_version),
                                     data_version=plan.version, added_version=e.version, columns=part_columns)
                 else:
                     if _max_partition_id(conn, table_id) + 1 != out.next_partition_id:
@@ -253,7 +252,7 @@ def commit_compaction(store: "Store", plan: CompactionPlan, out: CompactionOutpu
                     for new_pid, lo, hi, pf in out.outputs:
                         conn.execute("INSERT INTO partitions VALUES (?,?,?,?,?)", (table_id, new_pid, lo, hi, e.version))
                         if pf is not None:
-                            insert_part(conn, table_id, new_pid, "stable", pf, int(info.schema_version),
+                            mf.insert_part(conn, table_id, new_pid, "stable", pf, int(info.schema_version),
                                         data_version=plan.version, added_version=e.version, columns=part_columns)
                 # Tombstones no live part is older than have done their work.
                 conn.execute("DELETE FROM range_tombstones WHERE version <= COALESCE((SELECT MIN(data_version) "
@@ -293,9 +292,9 @@ def _max_partition_id(conn: Any, table_id: int) -> int:
 
 
 def _arrow_fields(info: "TableInfo") -> list[pa.Field]:
-    from pyspark_theflash.store.store import _user_fields
+    from pyspark_theflash.store.schemas import user_fields
 
-    return _user_fields(info)
+    return user_fields(info)
 
 
 def _unlink_all(root: Path, files: list[str]) -> None:
@@ -341,7 +340,7 @@ def compact_store(store: "Store", table: Any = None, force: bool = False,
 def gc_store(store: "Store", safe_point: int) -> CompactionResult:
     """Advance the safe point (bounded by the oldest live lease, never moving back), then
     compact everything with it."""
-    conn = store._thread_conn()
+    conn = store.thread_connection()
     with mf.edit(conn):  # a manifest version of its own: reads below the new safe point end here
         current = int(mf.get_meta(conn, "gc_safe_point", 0))
         leases = live_leases(conn, time.time())
@@ -358,10 +357,10 @@ def collect_retired_tables(store: "Store", safe_point: int) -> int:
     """Remove every part of the table ids retired (DROP TABLE, TRUNCATE) at or below the safe
     point: no read at a ts >= it sees them any more. Like any removed part, their files go
     once no lease pins them. Returns the tables collected."""
-    conn = store._thread_conn()
+    conn = store.thread_connection()
     if not mf.has_table(conn, "table_lifetimes"):
         return 0
-    with store._editing(), mf.edit(conn) as e:
+    with store.editing(), mf.edit(conn) as e:
         gone = [int(r[0]) for r in conn.execute(
             "SELECT DISTINCT p.table_id FROM parts p JOIN table_lifetimes l ON p.table_id = l.table_id "
             "WHERE l.retired_ts IS NOT NULL AND l.retired_ts <= ? AND p.removed_version IS NULL", (safe_point,))]
@@ -374,7 +373,7 @@ def collect_retired_tables(store: "Store", safe_point: int) -> int:
 def delete_obsolete_files(store: "Store") -> int:
     """Delete the files of removed parts that no live lease can still see: a lease with
     manifest version v sees parts removed at versions > v."""
-    conn = store._thread_conn()
+    conn = store.thread_connection()
     with mf.edit(conn, bump=False):
         conn.execute("DELETE FROM leases WHERE expires_at < ?", (time.time(),))
         pins = [v for _ts, v in live_leases(conn, time.time())]

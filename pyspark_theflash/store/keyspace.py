@@ -206,3 +206,8 @@ def describe_key(key: bytes) -> str:
     if len(key) > RECORD_PREFIX_LEN and key[:1] == b"t" and key[9:11] == b"_r":
         return f"table {_handle_of(key[1:9])} common handle {key[11:].hex()}"
     return f"key {key.hex()}"
+
+
+def ranges_overlap(s1: bytes, e1: bytes, s2: bytes, e2: bytes) -> bool:
+    """Do two PD-encoded [start, end) ranges overlap (empty end = +inf)?"""
+    return (not e1 or s2 < e1) and (not e2 or s1 < e2)

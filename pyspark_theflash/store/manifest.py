@@ -15,7 +15,7 @@ import re
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from pyspark_theflash.store.errors import StoreFormatError, StoreNotFoundError
 
@@ -280,3 +280,22 @@ def current_version(conn: sqlite3.Connection) -> int:
 
 def dumps(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def insert_part(conn: sqlite3.Connection, table_id: int, partition_id: int, kind: str, pf: Any,
+                schema_version: int, data_version: int, added_version: int,
+                columns: Sequence[tuple[int, str]] | None = None) -> None:
+    """List a part. ``columns``: its (column id, file column) when they are not its schema
+    version's (a compacted part keeping columns older versions need)."""
+    from pyspark_theflash.store.txn_merge_tree import stats_to_json
+
+    conn.execute(
+        "INSERT INTO parts(table_id, partition_id, kind, file, rows, bytes, min_handle, max_handle, "
+        "min_commit_ts, max_commit_ts, single_version, delete_marks, schema_version, data_version, "
+        "added_version, removed_version, stats, columns) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,?,?)",
+        (table_id, partition_id, kind, pf.file, pf.rows, pf.bytes, pf.min_handle, pf.max_handle,
+         pf.min_commit_ts, pf.max_commit_ts, int(pf.single_version), pf.delete_marks, schema_version,
+         data_version, added_version, json.dumps(stats_to_json(pf.stats)),
+         None if columns is None else json.dumps([[int(i), str(n)] for i, n in columns])))
+
+

@@ -139,7 +139,7 @@ def _outside_tombstones(handles: pa.ChunkedArray | pa.Array, tombstones: Sequenc
     return keep
 
 
-class _Reader:
+class PartsReader:
     def __init__(self, root: Path, table: "TableInfo", ts: int, handle_range: HandleRange,
                  columns: Sequence[str] | None, predicate: Expr | None, hidden: Sequence[str],
                  batch_rows: int) -> None:
@@ -402,7 +402,7 @@ def read_parts(parts: Sequence[PartRef], table_info: "TableInfo", ts: int,
     ``columns`` (None: all) plus the requested ``hidden`` columns, filtered by ``predicate``.
     Batches come partition by partition in handle order."""
     lo, hi = handle_range if handle_range is not None else (None, None)
-    reader = _Reader(Path(root), table_info, ts, (lo, hi), columns, predicate, hidden, batch_rows)
+    reader = PartsReader(Path(root), table_info, ts, (lo, hi), columns, predicate, hidden, batch_rows)
     groups: dict[int, list[PartRef]] = {}
     for p in parts:
         if p.rows == 0 or p.min_commit_ts is None or p.min_commit_ts > ts or not p.overlaps(lo, hi):

@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 import numpy as np
+import pyarrow as pa
 
 from pyspark_theflash.schema import ColumnInfo, TableInfo
+from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, DELMARK, ROWID
 
 
 @dataclass
@@ -144,3 +146,18 @@ def union_table(latest: TableInfo, columns: Sequence[ColumnInfo]) -> TableInfo:
     """``latest`` with exactly ``columns`` public (for a compacted part that keeps columns older
     readable versions still need)."""
     return dataclasses.replace(latest, all_columns=tuple(columns), raw={})
+
+
+def user_fields(info: "TableInfo") -> list[pa.Field]:
+    from pyspark_theflash.schema import arrow_schema
+
+    return [f for f in arrow_schema(info) if f.name not in (ROWID, COMMIT_TS, DELMARK)]
+
+
+def rowid_type(info: "TableInfo") -> pa.DataType:
+    """int64, or binary (the memcomparable key) for a clustered common-handle table."""
+    from pyspark_theflash.schema import hidden_field
+
+    return hidden_field(ROWID, info).type
+
+

@@ -860,9 +860,11 @@ class PercolatorStore:
     # ---------------------------------------------------------------- resolved ts, GC
 
     def advance_resolved_ts(self) -> list[binlog_pb2.Event]:
-        """Emit per region resolved_ts = min(start_ts of its open locks) - 1, or a fresh TSO when
-        it has none, carrying the region's last index. A value not above the region's last
-        one is not emitted (resolved_ts only moves forward)."""
+        """Advance each region's resolved ts to min(start_ts of its open locks) - 1, or a fresh
+        TSO when it has none, and emit what moved as TiKV's CDC does: one ``ResolvedTs``
+        event per distinct ts listing its regions (an idle store: one event a tick, whatever
+        its region count). A value not above the region's last one is not emitted
+        (resolved ts only moves forward)."""
         with self.mu:
             try:
                 now = self.tso.get_ts()
@@ -873,12 +875,15 @@ class PercolatorStore:
                 for key, lock in self._locks.items():
                     rid = self.regions.locate(key).id
                     min_lock[rid] = min(min_lock.get(rid, lock.start_ts), lock.start_ts)
-                emitted = []
+                moved: dict[int, list[int]] = {}
                 for region in self.regions.all():
                     ts = min_lock[region.id] - 1 if region.id in min_lock else now
                     if ts > region.resolved_ts:
                         region.resolved_ts = ts
-                        emitted.append(self._emit(region, advance=False, resolved_ts=ts))
+                        moved.setdefault(ts, []).append(region.id)
+                emitted = [binlog_pb2.Event(resolved=binlog_pb2.ResolvedTs(regions=ids, ts=ts))
+                           for ts, ids in sorted(moved.items())]
+                self._pending.extend(emitted)
                 return emitted
             finally:
                 self._flush_events()
@@ -955,6 +960,12 @@ class PercolatorStore:
             kind = event.WhichOneof("payload")
             if kind == "snapshot":
                 self._replay_snapshot(event)
+                return
+            if kind == "resolved":
+                live = {r.id: r for r in self.regions.all()}
+                for rid in event.resolved.regions:
+                    if rid in live:  # (a region merged away since is not)
+                        live[rid].resolved_ts = max(live[rid].resolved_ts, event.resolved.ts)
                 return
             region = self.regions.get(event.region_id)
             if kind == "resolved_ts":

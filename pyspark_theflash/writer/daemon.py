@@ -44,9 +44,9 @@ def read_pid(store: str | os.PathLike[str]) -> int | None:
 
 
 def _alive(pid: int) -> bool:
-    from pyspark_theflash.latch.local import _process_is_gone
+    from pyspark_theflash.latch.local import process_is_gone
 
-    return not _process_is_gone(pid)
+    return not process_is_gone(pid)
 
 
 def start_detached(run_argv: Sequence[str], store: str, log_file: str, timeout_s: float = 60.0) -> int:

@@ -10,7 +10,7 @@ version of the table; unknown ids mean "re-fetch the schema, store the new versi
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -24,15 +24,27 @@ _FLAG_LARGE = 0x01
 _KEY_HEAD = 11  # 't' + 8-byte memcomparable table id + '_r'
 
 
+def _row_runs(events: Iterable[binlog_pb2.Event]) -> Iterator[binlog_rows.RowColumns]:
+    """The rows of the Entries events, joined run by run as the store joins them (one array
+    per field for many events, not one per event). A malformed event is left out: the store
+    names it when it applies the batch."""
+    entries = [e.entries for e in events if e.WhichOneof("payload") == "entries"]
+    i = 0
+    while i < len(entries):
+        run = binlog_rows.run_columns(entries[i:], [""] * (len(entries) - i))
+        if len(run) == 0:
+            i += 1
+            continue
+        yield run.rows
+        i += len(run)
+
+
 def _rows_with_values(events: Iterable[binlog_pb2.Event]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(table id per row, value buffer, value start, value length) of the rows that carry a
-    value, from the columnar view of each Entries event (either form)."""
+    value, from the columnar view of the Entries events (either form)."""
     table_ids: list[np.ndarray] = []
     values: list[pa.Array] = []
-    for event in events:
-        if event.WhichOneof("payload") != "entries":
-            continue
-        c = binlog_rows.columns(event.entries, f"region {event.region_id} index {event.index}")
+    for c in _row_runs(events):
         has_value = pc.binary_length(c.values).to_numpy(zero_copy_only=False) > 0
         if not has_value.any():
             continue

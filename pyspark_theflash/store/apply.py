@@ -1,0 +1,631 @@
+"""The write path's hot loop: a batch of region events applied atomically to memory.
+
+Runs of entries events are joined into arrays (``binlog_rows.run_columns``), prewrites paired
+with their commits inside the run (``batch_pairs``), the rest walked through the region
+caches; the committed rows are decoded per table and schema version into ``TableBuffer``s for
+the flush pipeline (``store/flush.py``). ``ApplyPath`` is one part of ``Store``: it works on
+the store's writer state (regions, caches, buffers, schema histories).
+"""
+from __future__ import annotations
+
+import contextlib
+import gc
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from pyspark_theflash.binlog import rows as binlog_rows
+from pyspark_theflash.proto import binlog_pb2
+from pyspark_theflash.store import keyspace
+from pyspark_theflash.store.errors import (
+    CommitWithoutPrewriteError,
+    MalformedRecordKeyError,
+    UnknownRegionError,
+    UnknownTableError,
+)
+from pyspark_theflash.store.batch_pairs import EventPairs, RunPairs, RunStage, find_pairs, run_stage
+from pyspark_theflash.store.txn_merge_tree import (
+    HIDDEN_NAMES,
+    ROWID,
+    file_schema,
+)
+
+from pyspark_theflash.store.schemas import rowid_type, user_fields
+from pyspark_theflash.store.write_state import (
+    MutableRegion,
+    StagedRows,
+    TableBuffer,
+    WriteResult,
+    count_rows,
+    position_tuple,
+)
+
+if TYPE_CHECKING:
+    from pyspark_theflash.schema import TableInfo
+
+Row = binlog_pb2.Row
+PUT, DELETE, LOCK = binlog_pb2.PUT, binlog_pb2.DELETE, binlog_pb2.LOCK
+_LOCK_TYPE_OP = {"P": PUT, "D": DELETE, "L": LOCK, "S": LOCK}
+
+
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a batch is applied. An apply allocates
+    one or two objects per row (prewrites, lock keys) and creates no reference cycles; with
+    the collector on, its generation scans over the ever larger region caches cost about a third
+    of the CPU of a 2PC apply (measured with bench/ingest.py --two-phase). Reference counting
+    still frees everything; the collector resumes afterwards."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+class ApplyPath:
+    """``Store.write`` and what it needs: events → region caches → staged rows → decoded buffers."""
+
+    # --- the write path ----------------------------------------------------------------------
+    def write(self, events: Sequence[binlog_pb2.Event], position: Any = None) -> WriteResult:
+        """Apply a batch of events atomically to memory; ``position`` is where the binlog
+        continues after them. On UnknownTableError (or any error) nothing is applied."""
+        self._require_writer("write")
+        assert self._caches is not None
+        with self._write_lock, _cyclic_gc_paused():
+            for ev in events:  # the schema versions a batch's rows may need, known before decoding
+                if ev.WhichOneof("payload") == "ddl":
+                    self.apply_ddl(ev)
+            result = WriteResult(events=len(events))
+            staged = StagedRows()
+            saved_regions: dict[int, MutableRegion | None] = {}
+            self._caches.begin()
+            try:
+                at = 0
+                while at < len(events):
+                    end, run, in_run, pairs = self._pair_run(events, at)
+                    stage = run_stage(run, pairs)
+                    if stage is not None:  # every row decided inside the run: staged as arrays
+                        count_rows(run.rows.types, result)
+                    for i in range(at, end):
+                        j = in_run[i - at]
+                        if j < 0:
+                            self._apply_event(events[i], staged, saved_regions, result)
+                        else:
+                            self._apply_event(events[i], staged, saved_regions, result, run, j, pairs, stage)
+                    if end == at:  # a snapshot or admin event: a barrier no pair spans
+                        self._apply_event(events[at], staged, saved_regions, result)
+                        end += 1
+                    at = end
+                decoded = self._decode(staged)
+            except BaseException:
+                self._caches.rollback()
+                for rid, old in saved_regions.items():
+                    if old is None:
+                        self._regions.pop(rid, None)
+                    else:
+                        self._regions[rid] = old
+                raise
+            self._caches.commit()
+            # From here on nothing can fail half-way: the batch is decoded.
+            self._dirty_regions.update(saved_regions)
+            for _seq, start, end, why in staged.tombstones:
+                self._delete_range_in_buffers(start, end)
+                self._tombstones.append((start, end, why))
+            for tid, version, table in decoded:
+                buf = self._buffers.setdefault(tid, TableBuffer())
+                buf.chunks.append((version, table))
+                buf.rows += table.num_rows
+                buf.bytes += table.nbytes
+                result.rows += table.num_rows
+            for rid, writes in staged.snapshot_writes.items():
+                if writes is None:
+                    self._snapshot_writes.pop(rid, None)
+                else:
+                    self._snapshot_writes[rid] = writes
+            pos = position_tuple(position)
+            if pos is not None:
+                self._position = pos
+            if (result.applied or pos is not None) and self._dirty_since is None:
+                self._dirty_since = time.monotonic()
+            if self.buffered_rows >= self.options.flush_rows or self.buffered_bytes >= self.options.flush_bytes:
+                result.flushed = self.flush()
+            return result
+
+    @property
+    def buffered_rows(self) -> int:
+        return sum(b.rows for b in self._buffers.values())
+
+    @property
+    def buffered_bytes(self) -> int:
+        return sum(b.bytes for b in self._buffers.values())
+
+    def flush_due(self) -> bool:
+        """True when the oldest unflushed change is older than the flush deadline."""
+        return (self._dirty_since is not None
+                and time.monotonic() - self._dirty_since >= self.options.flush_deadline_s)
+
+    def _region_for_update(self, rid: int, saved: dict[int, MutableRegion | None]) -> MutableRegion:
+        """The region's state, saved for the batch's undo; a new one (no range yet) for a region
+        a snapshot or split is introducing."""
+        reg = self._regions.get(rid)
+        if rid not in saved:
+            saved[rid] = None if reg is None else replace(reg)
+        if reg is None:
+            reg = MutableRegion(rid)
+            self._regions[rid] = reg
+        return reg
+
+    def _pair_run(self, events: Sequence[binlog_pb2.Event], start: int
+                  ) -> tuple[int, binlog_rows.RunColumns, list[int], RunPairs]:
+        """The run of events from ``start`` that is applied as one: entries events (and
+        resolved ts, and events to be skipped) up to the first snapshot or admin event to be
+        applied — those clear or move cache entries, so a prewrite before one and its commit
+        after it must meet in the cache, as they do without pairing. Returns the run's end,
+        its entries events' rows joined (``binlog_rows.run_columns``), for each event of the
+        run its index among them (-1: not an entries event to apply) and the pairs found
+        (``batch_pairs``). Events at or below their region's applied index are recognised the
+        way ``_apply_event`` will skip them. The run also ends before an event whose rows do
+        not parse: applied in its turn, it raises there."""
+        caches = self._caches
+        assert caches is not None
+        applied: dict[int, int] = {}
+        region_ids: list[int] = []
+        entries: list[binlog_pb2.Entries] = []
+        wheres: list[str] = []
+        in_run: list[int] = []
+        end = start
+        while end < len(events):
+            ev = events[end]
+            kind = ev.WhichOneof("payload")
+            rid = int(ev.region_id)
+            j = -1
+            if kind not in ("resolved_ts", "resolved", "ddl"):
+                if rid not in applied:
+                    reg = self._regions.get(rid)
+                    applied[rid] = 0 if reg is None else reg.applied_index
+                if ev.index > applied[rid]:
+                    if kind in ("admin", "snapshot"):
+                        break
+                    applied[rid] = int(ev.index)
+                    if kind == "entries":
+                        j = len(entries)
+                        entries.append(ev.entries)
+                        wheres.append(f"region {rid} index {ev.index}")
+                        region_ids.append(rid)
+            in_run.append(j)
+            end += 1
+        run = binlog_rows.run_columns(entries, wheres)
+        if len(run) < len(entries):  # that event does not parse, or starts the next run
+            end = start + in_run.index(len(run))
+            del in_run[end - start:]
+            del region_ids[len(run):]
+        pairs = find_pairs(region_ids, run)
+        if pairs.count() and caches.count():
+            assert pairs.pair_regions is not None and pairs.pair_start_ts is not None
+            pair_keys = pairs.pair_keys()
+            for rid in np.unique(pairs.pair_regions).tolist():
+                sel = np.flatnonzero(pairs.pair_regions == rid)
+                caches.drop_each(rid, pair_keys.take(pa.array(sel)), pairs.pair_start_ts[sel])
+        return end, run, in_run, pairs
+
+    def _apply_event(self, ev: binlog_pb2.Event, staged: StagedRows, saved: dict[int, MutableRegion | None],
+                     result: WriteResult, run: binlog_rows.RunColumns | None = None, j: int = -1,
+                     pairs: RunPairs | None = None, stage: RunStage | None = None) -> None:
+        """One event. ``run``, ``j``: an entries event ``_pair_run`` found to apply is event
+        ``j`` of that run, whose ``pairs`` it found too, and ``stage``, what the run stages if
+        every row of it is decided inside it."""
+        assert self._caches is not None
+        kind = ev.WhichOneof("payload")
+        if kind == "ddl":  # applied before the batch (apply_ddl); no region's event
+            return
+        if kind == "resolved":
+            self._apply_resolved(ev.resolved, staged, saved, result)
+            return
+        rid = int(ev.region_id)
+        if rid not in self._regions and kind != "snapshot" and self._regions:
+            # Only a snapshot or the split creating it introduces a region (its range): never
+            # invent one. (A store that has met no region at all takes the first as a fresh
+            # cluster's bootstrap region, which covers the whole key space.) A resolved ts of
+            # an unknown region says nothing the store could use yet.
+            if kind == "resolved_ts":
+                result.skipped += 1
+                return
+            raise UnknownRegionError(rid, int(ev.index), f"an {kind} event")
+        if kind == "admin" and ev.admin.HasField("merge") and int(ev.admin.merge.source.id) not in self._regions:
+            # The source's keys join a region the store knows, but the store never had them.
+            raise UnknownRegionError(int(ev.admin.merge.source.id), int(ev.index),
+                                     f"a merge into region {rid}", snapshot_region=rid)
+        reg = self._region_for_update(rid, saved)
+        if kind == "resolved_ts":
+            self._resolve(reg, int(ev.resolved_ts), staged)
+            return
+        if ev.index <= reg.applied_index:
+            assert run is None, "_pair_run took a skipped event for an applied one"
+            result.skipped += 1
+            return
+        if ev.HasField("epoch") and kind == "entries":
+            reg.epoch_version = max(reg.epoch_version, int(ev.epoch.version))
+            reg.conf_ver = max(reg.conf_ver, int(ev.epoch.conf_version))
+        if kind == "entries":
+            if run is None:
+                run = binlog_rows.join_columns([binlog_rows.columns(ev.entries, f"region {rid} index {ev.index}")])
+                j, pairs = 0, None
+            self._apply_entries(reg, int(ev.index), run, j, staged, result, pairs, stage)
+        elif kind == "admin":
+            self._apply_admin(reg, ev.admin, staged, saved)
+        elif kind == "snapshot":
+            self._apply_snapshot(reg, int(ev.index), ev.snapshot, staged, saved)
+        reg.applied_index = int(ev.index)
+        result.applied += 1
+
+    def _apply_resolved(self, resolved: binlog_pb2.ResolvedTs, staged: StagedRows,
+                        saved: dict[int, MutableRegion | None], result: WriteResult) -> None:
+        """Many regions' resolved ts in one event (TiKV CDC's form). Regions the store does
+        not know are passed over, as their single-region events are; a store that has met
+        no region at all takes a lone one as a fresh cluster's bootstrap region."""
+        ts = int(resolved.ts)
+        if not self._regions and len(resolved.regions) == 1:
+            self._resolve(self._region_for_update(int(resolved.regions[0]), saved), ts, staged)
+            result.applied += 1
+            return
+        for rid in resolved.regions:
+            if (rid := int(rid)) in self._regions and self._regions[rid].resolved_ts < ts:
+                self._resolve(self._region_for_update(rid, saved), ts, staged)
+        result.applied += 1
+
+    @staticmethod
+    def _resolve(reg: MutableRegion, ts: int, staged: StagedRows) -> None:
+        reg.resolved_ts = max(reg.resolved_ts, ts)
+        if reg.orphan_until_ts and reg.resolved_ts >= reg.orphan_until_ts:
+            # Nothing commits at or below the resolved ts any more: no orphan can come.
+            reg.orphan_until_ts = 0
+            staged.snapshot_writes[reg.id] = None
+
+    def _apply_entries(self, reg: MutableRegion, index: int, run: binlog_rows.RunColumns, j: int, staged: StagedRows,
+                       result: WriteResult, run_pairs: RunPairs | None = None, stage: RunStage | None = None) -> None:
+        """The rows of one Entries event, event ``j`` of ``run``. Committed rows (1PC writes)
+        and rows paired inside the run (``run_pairs``: a COMMIT or ROLLBACK of a PREWRITE of
+        the same run, found by ``batch_pairs``) are handled as arrays, without a Python step
+        per row — the whole run at once (``stage``, counted by the caller) when no row of it
+        needs the cache; the other PREWRITE/COMMIT/ROLLBACK rows walk in order through the
+        region cache."""
+        rid = reg.id
+        if stage is not None:
+            # A DELETE's value is empty; LOCK rows are dropped at decode.
+            staged.add_stage_rows(rid, stage, int(stage.starts[j]), int(stage.starts[j + 1]))
+            return
+        rows = run.event(j)
+        if run.all_committed[j]:
+            staged.add_columns(rid, rows.keys, rows.values, rows.commit_ts, rows.ops)
+            result.commits += len(rows)
+            return
+        pairs = None if run_pairs is None else run_pairs.event(j)
+        types = rows.types
+        count_rows(types, result)
+        if pairs is None:
+            self._walk_rows(reg, index, rows, None, staged, result)
+            return
+        assert run_pairs is not None
+        paired = pairs.paired
+        paired_commits = np.flatnonzero(paired & (types == Row.COMMIT))
+        rest = np.flatnonzero(~paired)
+        rest_types = types[rest]
+        if not ((rest_types == Row.COMMIT) | (rest_types == Row.COMMITTED)).any():
+            # Only the paired commits stage rows: one chunk, in row order. The other rows
+            # (open prewrites, rollbacks) change the cache only.
+            if len(paired_commits):
+                staged.add_columns(rid, *run_pairs.staged_columns(rows, pairs, paired_commits))
+            if len(rest):
+                self._walk_rows(reg, index, rows, rest, staged, result)
+            return
+        # Paired and unpaired rows both stage rows: walk every row so they stage in row order.
+        self._walk_rows(reg, index, rows, np.arange(len(rows)), staged, result, run_pairs, pairs)
+
+    def _walk_rows(self, reg: MutableRegion, index: int, rows: binlog_rows.RowColumns, which: np.ndarray | None,
+                   staged: StagedRows, result: WriteResult, run: RunPairs | None = None,
+                   pairs: EventPairs | None = None) -> None:
+        """Rows ``which`` (all: None) of an event, in order, one Python step each: PREWRITE
+        into the region cache, COMMIT out of it (staging its row), ROLLBACK drops, COMMITTED
+        staged. A row ``pairs`` marks paired is decided already: a paired PREWRITE or ROLLBACK
+        is passed over, a paired COMMIT stages its prewrite's row from ``run``."""
+        caches = self._caches
+        assert caches is not None
+        rid = reg.id
+        committed_t, prewrite_t, commit_t = Row.COMMITTED, Row.PREWRITE, Row.COMMIT
+        if which is not None and len(which) == len(rows):
+            which = None
+        sub = rows if which is None else rows.take(which)
+        types = sub.types.tolist()
+        keys = sub.keys.to_pylist()
+        start_ts = sub.start_ts.tolist()
+        ops = sub.ops.tolist()
+        commit_ts = sub.commit_ts.tolist()
+        has_prewrites = prewrite_t in types
+        values = sub.values.to_pylist() if has_prewrites or committed_t in types else None
+        primaries = sub.primaries.to_pylist() if has_prewrites else None
+        ttls = sub.ttl.tolist() if has_prewrites else None
+        paired: list[bool] | None = None
+        paired_rows: dict[int, tuple[int, bytes]] = {}
+        if pairs is not None:
+            assert run is not None and run.values is not None and run.ops is not None and which is None
+            paired = pairs.paired.tolist()
+            commits_paired = np.flatnonzero(pairs.paired & (rows.types == commit_t))
+            src = pairs.prewrite_of[commits_paired]
+            paired_rows = dict(zip(commits_paired.tolist(),
+                                   zip(run.ops[src].tolist(), run.values.take(pa.array(src)).to_pylist())))
+        for i, t in enumerate(types):
+            if paired is not None and paired[i]:
+                if t == commit_t:
+                    op, value = paired_rows[i]
+                    if op == PUT:
+                        staged.add(rid, keys[i], commit_ts[i], PUT, value)
+                    elif op == DELETE:
+                        staged.add(rid, keys[i], commit_ts[i], DELETE)
+                continue
+            if t == committed_t:
+                assert values is not None
+                staged.add(rid, keys[i], commit_ts[i], ops[i], values[i])
+            elif t == prewrite_t:
+                assert values is not None and primaries is not None and ttls is not None
+                caches.prewrite(rid, keys[i], start_ts[i], ops[i], values[i], primaries[i], ttls[i])
+            elif t == commit_t:
+                key = keys[i]
+                pw = caches.take(rid, key, start_ts[i])
+                if pw is None:
+                    if self._is_orphan_commit(reg, key, start_ts[i], commit_ts[i], staged):
+                        result.orphan_commits += 1
+                        continue
+                    raise CommitWithoutPrewriteError(rid, key, keyspace.describe_key(key), start_ts[i],
+                                                     commit_ts[i], index)
+                if pw.op == PUT:
+                    staged.add(rid, key, commit_ts[i], PUT, pw.value or b"")
+                elif pw.op == DELETE:
+                    staged.add(rid, key, commit_ts[i], DELETE)
+            else:  # ROLLBACK
+                caches.drop(rid, keys[i], start_ts[i])
+
+    def _is_orphan_commit(self, reg: MutableRegion, key: bytes, start_ts: int, commit_ts: int, staged: StagedRows) -> bool:
+        """A COMMIT without a prewrite is expected after a region snapshot: its prewrite
+        predates the snapshot, and the snapshot holds either its lock (then the cache has
+        it) or its committed write (then the data is already there: skip it). Such a commit
+        is never newer than the snapshot's newest write, and none comes once the region's
+        resolved ts has passed that."""
+        if reg.orphan_until_ts == 0 or commit_ts > reg.orphan_until_ts:
+            return False
+        writes = staged.snapshot_writes.get(reg.id, self._snapshot_writes.get(reg.id))
+        if writes is None:
+            # The snapshot was applied before this process started: its write set is gone,
+            # but the snapshot was whole, so a commit it lacks the lock of is in its data.
+            return True
+        return (key, start_ts) in writes
+
+    def _apply_admin(self, reg: MutableRegion, admin: binlog_pb2.Admin, staged: StagedRows,
+                     saved: dict[int, MutableRegion | None]) -> None:
+        caches = self._caches
+        assert caches is not None
+        cmd = admin.WhichOneof("cmd")
+        if cmd == "split":
+            for r in admin.split.regions:
+                target = self._region_for_update(int(r.id), saved)
+                is_new = target is not reg and target.applied_index == 0 and target.state == "normal"
+                target.start_key, target.end_key = bytes(r.start_key), bytes(r.end_key)
+                target.epoch_version, target.conf_ver = int(r.epoch.version), int(r.epoch.conf_version)
+                target.state = "normal"
+                if target is not reg:
+                    if is_new or target.snapshot_index < reg.snapshot_index:
+                        target.snapshot_index = max(target.snapshot_index, reg.snapshot_index)
+                        target.orphan_until_ts = max(target.orphan_until_ts, reg.orphan_until_ts)
+                        writes = staged.snapshot_writes.get(reg.id, self._snapshot_writes.get(reg.id))
+                        if writes is not None:
+                            staged.snapshot_writes[target.id] = writes
+                    raw_s = keyspace.decode_region_boundary(target.start_key)
+                    raw_e = keyspace.decode_region_boundary(target.end_key)
+                    caches.move(reg.id, target.id, lambda k, s=raw_s, e=raw_e: keyspace.key_in_raw_range(k, s, e))
+        elif cmd == "merge":
+            src_msg, dst_msg = admin.merge.source, admin.merge.target
+            src = self._region_for_update(int(src_msg.id), saved)
+            dst = self._region_for_update(int(dst_msg.id), saved)
+            dst.start_key, dst.end_key = bytes(dst_msg.start_key), bytes(dst_msg.end_key)
+            dst.epoch_version, dst.conf_ver = int(dst_msg.epoch.version), int(dst_msg.epoch.conf_version)
+            dst.state = "normal"
+            if src is not dst:
+                caches.move(src.id, dst.id, lambda k: True)
+                if src.snapshot_index:
+                    dst.snapshot_index = max(dst.snapshot_index, src.snapshot_index)
+                    dst.orphan_until_ts = max(dst.orphan_until_ts, src.orphan_until_ts)
+                    a = staged.snapshot_writes.get(src.id, self._snapshot_writes.get(src.id))
+                    b = staged.snapshot_writes.get(dst.id, self._snapshot_writes.get(dst.id))
+                    if a is not None and (b is not None or dst.snapshot_index == src.snapshot_index):
+                        staged.snapshot_writes[dst.id] = set(a) | set(b or ())
+                src.state = "merged"
+                src.epoch_version = max(src.epoch_version, int(src_msg.epoch.version))
+        elif cmd == "removed":
+            staged.tombstones.append((staged.rows, reg.start_key, reg.end_key, f"region {reg.id} removed"))
+            caches.clear(reg.id)
+            reg.state = "removed"
+
+    def _apply_snapshot(self, reg: MutableRegion, index: int, snap: binlog_pb2.RegionSnapshot, staged: StagedRows,
+                        saved: dict[int, MutableRegion | None]) -> None:
+        from pyspark_theflash.codec.txn import Lock, Write
+
+        caches = self._caches
+        assert caches is not None
+        r = snap.region
+        if r.id and int(r.id) == reg.id or not r.id:
+            reg.start_key, reg.end_key = bytes(r.start_key), bytes(r.end_key)
+            if r.HasField("epoch"):
+                reg.epoch_version, reg.conf_ver = int(r.epoch.version), int(r.epoch.conf_version)
+        reg.state = "normal"
+        staged.tombstones.append((staged.rows, reg.start_key, reg.end_key,
+                                  f"region {reg.id} snapshot at index {index}"))
+        caches.clear(reg.id)
+        # The snapshot is the truth for its range. Another region this replica still lists
+        # over it missed a split or merge while behind: its shape is stale, so it is retired
+        # (its rows outside the range stay until the snapshots of the regions now holding
+        # them replace them), and no open lock of another region survives inside the range.
+        raw_s = keyspace.decode_region_boundary(reg.start_key)
+        raw_e = keyspace.decode_region_boundary(reg.end_key)
+        for other in list(self._regions.values()):
+            if other.id == reg.id or other.state != "normal":
+                continue
+            if keyspace.ranges_overlap(other.start_key, other.end_key, reg.start_key, reg.end_key):
+                stale = self._region_for_update(other.id, saved)
+                stale.state = "removed"
+                caches.clear(stale.id)
+        for rid in caches.regions():
+            if rid != reg.id:
+                caches.drop_where(rid, lambda k: keyspace.key_in_raw_range(k, raw_s, raw_e))
+        for sl in snap.locks:
+            lock = Lock.parse(sl.lock)
+            op = _LOCK_TYPE_OP.get(lock.lock_type, LOCK)
+            value = lock.short_value if lock.short_value is not None else bytes(sl.value)
+            caches.prewrite(reg.id, bytes(sl.key), int(lock.start_ts), op, value if op == PUT else b"",
+                            bytes(lock.primary), int(lock.ttl))
+        writes: set[tuple[bytes, int]] = set()
+        newest = 0
+        for sw in snap.writes:
+            w = Write.parse(sw.write)
+            writes.add((bytes(sw.key), int(w.start_ts)))
+            newest = max(newest, int(sw.commit_ts))
+            if w.write_type == "P":
+                value = w.short_value if w.short_value is not None else bytes(sw.value)
+                staged.add(reg.id, bytes(sw.key), int(sw.commit_ts), PUT, value)
+            elif w.write_type == "D":
+                staged.add(reg.id, bytes(sw.key), int(sw.commit_ts), DELETE)
+        staged.snapshot_writes[reg.id] = writes
+        reg.snapshot_index = index
+        reg.orphan_until_ts = newest if newest > reg.resolved_ts else 0
+
+    def _common_tables(self) -> set[int]:
+        return {tid for tid, info in self._schemas.items() if info.is_common_handle}
+
+    def _decode(self, staged: StagedRows) -> list[tuple[int, int, pa.Table]]:
+        """Committed rows → Arrow tables per table, vectorised; raises before anything is
+        mutated (UnknownTableError for a table without schema)."""
+        if not staged.rows:
+            return []
+        all_keys, all_values, all_commit_ts, all_ops = staged.columns()
+        rk = keyspace.split_record_keys(all_keys, self._common_tables())
+        seq = rk.index
+        if len(seq) == 0:
+            return []
+        ops = all_ops[seq]
+        if (ops == LOCK).any():  # committed LOCK rows change no data
+            data = ops != LOCK
+            rk = keyspace.RecordKeys(rk.index[data], rk.table_ids[data], rk.int_handles[data],
+                                     rk.keys.filter(pa.array(data)),
+                                     None if rk.lengths is None else rk.lengths[data])
+            seq, ops = rk.index, ops[data]
+            if len(seq) == 0:
+                return []
+        commit_ts = all_commit_ts[seq]
+        deletes = ops == DELETE
+        out: list[tuple[int, int, pa.Table]] = []
+        tids = rk.table_ids
+        one_table = bool(tids[0] == tids.min() == tids.max())
+        for tid in tids[:1] if one_table else np.unique(tids):
+            tid = int(tid)
+            if tid in self._ignored:
+                continue
+            sel = None if one_table else tids == tid  # None: every row
+            rows = np.arange(len(tids)) if sel is None else np.flatnonzero(sel)
+            history = self._histories.get(tid)
+            if history is None:
+                raise UnknownTableError(tid, staged.region_of(int(seq[rows[0]])))
+            info = history.latest
+            common = bool(info.is_common_handle)
+            if not common and not rk.int_keys_ok(sel):
+                raise MalformedRecordKeyError(tid, staged.region_of(int(seq[rows[0]])))
+            handles = rk.handles(sel, common)
+            keep = np.ones(len(rows), dtype=bool)
+            for tseq, start, end, _why in staged.tombstones:
+                # Rows staged before a delete-range in the same batch are deleted by it.
+                before = seq[rows] < tseq
+                if not before.any():
+                    continue
+                rng = keyspace.region_handle_range(start, end, tid, common)
+                if rng is not None:
+                    keep &= ~(before & keyspace.in_range(handles, rng))
+            if not keep.all():
+                rows, handles = rows[keep], handles.filter(pa.array(keep))
+            if len(rows) == 0:
+                continue
+            if len(history) == 1:
+                out.append(self._decode_version(info, rows, handles, deletes, seq, commit_ts, all_values, common))
+                continue
+            # Each row decodes with the version in force at its commit ts (a column can change
+            # type under the same id: the id alone never tells how to read a value).
+            which = history.index_at(commit_ts[rows])
+            infos = history.infos
+            for v in np.unique(which).tolist():
+                pick = np.flatnonzero(which == v)
+                sub = rows if len(pick) == len(rows) else rows[pick]
+                sub_handles = handles if len(pick) == len(rows) else handles.take(pa.array(pick))
+                out.append(self._decode_version(infos[v], sub, sub_handles, deletes, seq, commit_ts, all_values,
+                                                common))
+        return out
+
+    def _decode_version(self, info: "TableInfo", rows: np.ndarray, handles: pa.Array, deletes: np.ndarray,
+                        seq: np.ndarray, commit_ts: np.ndarray, all_values: pa.Array, common: bool
+                        ) -> tuple[int, int, pa.Table]:
+        """Rows ``rows`` (positions among the batch's record rows) of one table, all decoding
+        with schema version ``info``: their part-file table (deletes as delete marks)."""
+        from pyspark_theflash.codec.batch import decode_rows_to_arrow
+
+        schema, user = self._file_schema(info)
+        is_delete = deletes[rows]
+        value_at, ts_of = seq[rows], commit_ts[rows]  # per row of the table: its value, its commit ts
+        int_handles = None if common else handles.to_numpy()
+        pieces = []
+        for want_delete in (False, True):
+            pick = np.flatnonzero(is_delete == want_delete)
+            if len(pick) == 0:
+                continue
+            n = len(pick)
+            h = handles.take(pa.array(pick)) if int_handles is None else pa.array(int_handles[pick])
+            if want_delete:
+                cols = [pa.nulls(n, f.type) for f in user]
+            else:
+                # A common handle lives in the row value too: the int handles are unused.
+                picked_handles = np.zeros(n, dtype=np.int64) if int_handles is None else int_handles[pick]
+                if self.decode_rows is not None:
+                    batch = self.decode_rows(all_values.take(pa.array(value_at[pick])), picked_handles, info, None)
+                else:  # the selected values are read in place
+                    batch = decode_rows_to_arrow(all_values, picked_handles, info, None, rows=value_at[pick])
+                cols = [batch.column(batch.schema.get_field_index(f.name)) for f in user]
+            pieces.append(pa.Table.from_arrays(
+                cols + [h, pa.array(ts_of[pick]), pa.array(np.full(n, want_delete))], schema=schema))
+        t = pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
+        return (int(info.id), int(info.schema_version), t)
+
+    def _file_schema(self, info: "TableInfo") -> tuple[pa.Schema, list[pa.Field]]:
+        """The part-file schema of a table's schema version and its user fields (cached)."""
+        key = (int(info.id), int(info.schema_version))
+        cached = self._file_schemas.get(key)
+        if cached is None:
+            schema = file_schema(user_fields(info), rowid_type(info))
+            cached = self._file_schemas[key] = (schema, [f for f in schema if f.name not in HIDDEN_NAMES])
+        return cached
+
+    def _delete_range_in_buffers(self, start: bytes, end: bytes) -> None:
+        for tid, buf in self._buffers.items():
+            rng = keyspace.region_handle_range(start, end, tid, bool(self._schemas[tid].is_common_handle))
+            if rng is None:
+                continue
+            chunks = []
+            rows = nbytes = 0
+            for version, t in buf.chunks:
+                inside = keyspace.in_range(t.column(ROWID), rng)
+                if inside.any():
+                    t = t.filter(pa.array(~inside))
+                if t.num_rows:
+                    chunks.append((version, t))
+                    rows += t.num_rows
+                    nbytes += t.nbytes
+            buf.chunks, buf.rows, buf.bytes = chunks, rows, nbytes
+

@@ -1,0 +1,192 @@
+"""What the write path holds between events and a flush: the region states it changes
+(``MutableRegion``), the committed rows a batch stages before they decode (``StagedRows``),
+each table's decoded rows waiting for a flush (``TableBuffer``), and a write's counts
+(``WriteResult``). Shared by the apply path (``store/apply.py``) and the flush pipeline
+(``store/flush.py``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from pyspark_theflash.proto import binlog_pb2
+from pyspark_theflash.store.batch_pairs import RunStage
+from pyspark_theflash.store.views import RegionState
+
+if TYPE_CHECKING:
+    from pyspark_theflash.store.flush import FlushResult
+
+Row = binlog_pb2.Row
+
+
+@dataclass
+class WriteResult:
+    events: int = 0
+    applied: int = 0
+    skipped: int = 0             # at or below the region's applied index
+    prewrites: int = 0
+    commits: int = 0
+    rollbacks: int = 0
+    rows: int = 0                # committed rows buffered (record keys of replicated tables)
+    orphan_commits: int = 0      # commits already contained in a region snapshot
+    flushed: FlushResult | None = None
+
+
+
+@dataclass
+class MutableRegion:
+    id: int
+    start_key: bytes = b""
+    end_key: bytes = b""
+    epoch_version: int = 0
+    conf_ver: int = 0
+    applied_index: int = 0
+    resolved_ts: int = 0
+    state: str = "normal"
+    snapshot_index: int = 0
+    # Commits whose write a snapshot holds may still arrive (without their prewrite) up to
+    # this commit ts: the snapshot's newest write. 0 = none expected.
+    orphan_until_ts: int = 0
+
+    def frozen(self) -> RegionState:
+        return RegionState(self.id, self.start_key, self.end_key, self.epoch_version, self.conf_ver,
+                           self.applied_index, self.resolved_ts, self.state, self.snapshot_index)
+
+
+@dataclass
+class StagedRows:
+    """What one write() produced before it is known to decode.
+
+    Committed rows in the order they were staged, each numbered by its *seq* (0, 1, ... in
+    this batch): spans of what a run decided inside itself stages (``batch_pairs.RunStage``;
+    consecutive events of one run make one span, so such a batch is staged without copying),
+    chunks of arrays and rows staged one at a time (commits matched with their prewrite, snapshot
+    writes), which collect in lists until the next chunk closes them. Tombstones and region
+    runs refer to seqs."""
+
+    # arrays (keys, values, commit_ts, ops), or a span [lo, hi) of what a run stages
+    chunks: list[tuple[pa.Array, pa.Array, np.ndarray, np.ndarray] | StageSpan] = field(default_factory=list)
+    rows: int = 0  # rows staged so far: the seq of the next one
+    region_runs: list[tuple[int, int]] = field(default_factory=list)  # (first row seq, region id)
+    tombstones: list[tuple[int, bytes, bytes, str]] = field(default_factory=list)  # (seq, start, end, why)
+    # region -> (key, start_ts) of its snapshot's writes; None: forget the region's set
+    snapshot_writes: dict[int, set[tuple[bytes, int]] | None] = field(default_factory=dict)
+    # rows staged one at a time since the last chunk: keys, values, commit_ts, ops
+    _keys: list[bytes] = field(default_factory=list)
+    _values: list[bytes] = field(default_factory=list)
+    _commit_ts: list[int] = field(default_factory=list)
+    _ops: list[int] = field(default_factory=list)
+
+    def add(self, region_id: int, key: bytes, commit_ts: int, op: int, value: bytes = b"") -> None:
+        """One row: a PUT of ``value``, a DELETE, or a LOCK (no data: dropped at decode)."""
+        self.mark_region(region_id)
+        self._keys.append(key)
+        self._values.append(value)
+        self._commit_ts.append(commit_ts)
+        self._ops.append(op)
+        self.rows += 1
+
+    def add_columns(self, region_id: int, keys: pa.Array, values: pa.Array, commit_ts: np.ndarray,
+                    ops: np.ndarray) -> None:
+        """Many rows at once (binary arrays, uint64 commit ts, OpType per row; a LOCK row
+        changes no data and is dropped at decode)."""
+        if not len(keys):
+            return
+        self.mark_region(region_id)
+        self._close_rows()
+        self.chunks.append((keys, values, commit_ts, ops))
+        self.rows += len(keys)
+
+    def add_stage_rows(self, region_id: int, stage: RunStage, lo: int, hi: int) -> None:
+        """Rows lo..hi of what a run stages (as ``add_columns``); a span that continues the
+        previous one of the same run extends it."""
+        if hi == lo:
+            return
+        self.mark_region(region_id)
+        self._close_rows()
+        last = self.chunks[-1] if self.chunks else None
+        if isinstance(last, StageSpan) and last.stage is stage and last.hi == lo:
+            last.hi = hi
+        else:
+            self.chunks.append(StageSpan(stage, lo, hi))
+        self.rows += hi - lo
+
+    def mark_region(self, region_id: int) -> None:
+        """Rows staged from here on belong to ``region_id`` (for error messages)."""
+        if not self.region_runs or self.region_runs[-1][1] != region_id:
+            self.region_runs.append((self.rows, region_id))
+
+    def region_of(self, seq: int) -> int:
+        region = self.region_runs[0][1] if self.region_runs else 0
+        for start, rid in self.region_runs:
+            if start > seq:
+                break
+            region = rid
+        return region
+
+    def _close_rows(self) -> None:
+        if self._keys:
+            self.chunks.append((pa.array(self._keys, type=pa.binary()), pa.array(self._values, type=pa.binary()),
+                                np.array(self._commit_ts, dtype=np.uint64), np.array(self._ops, dtype=np.uint8)))
+            self._keys, self._values, self._commit_ts, self._ops = [], [], [], []
+
+    def columns(self) -> tuple[pa.Array, pa.Array, np.ndarray, np.ndarray]:
+        """Every staged row, in seq order: keys, values, commit_ts, ops."""
+        self._close_rows()
+        chunks = [c.columns() if isinstance(c, StageSpan) else c for c in self.chunks]
+        if len(chunks) == 1:
+            return chunks[0]
+        keys = concat_binary([c[0] for c in chunks])
+        values = concat_binary([c[1] for c in chunks])
+        return keys, values, np.concatenate([c[2] for c in chunks]), np.concatenate([c[3] for c in chunks])
+
+
+@dataclass
+class StageSpan:
+    """Rows lo..hi of what a run stages: key, value, commit ts, op."""
+
+    stage: RunStage
+    lo: int
+    hi: int
+
+    def columns(self) -> tuple[pa.Array, pa.Array, np.ndarray, np.ndarray]:
+        st, lo, hi = self.stage, self.lo, self.hi
+        return st.keys.slice(lo, hi - lo), st.values.slice(lo, hi - lo), st.commit_ts[lo:hi], st.ops[lo:hi]
+
+
+def count_rows(types: np.ndarray, result: WriteResult) -> None:
+    """Add rows of these types to the write's commit, prewrite and rollback counts."""
+    per_type = np.bincount(types, minlength=max(Row.COMMITTED, Row.COMMIT, Row.PREWRITE, Row.ROLLBACK) + 1)
+    result.commits += int(per_type[Row.COMMIT] + per_type[Row.COMMITTED])
+    result.prewrites += int(per_type[Row.PREWRITE])
+    result.rollbacks += int(per_type[Row.ROLLBACK])
+
+
+def concat_binary(arrays: list[pa.Array]) -> pa.Array:
+    """One binary array (large_binary when the bytes overflow int32 offsets)."""
+    try:
+        return pa.concat_arrays(arrays)
+    except pa.ArrowInvalid:  # offset overflow
+        return pa.concat_arrays([a.cast(pa.large_binary()) for a in arrays])
+
+
+@dataclass
+class TableBuffer:
+    """Committed rows of one table waiting for the next flush, by schema version."""
+
+    chunks: list[tuple[int, pa.Table]] = field(default_factory=list)
+    rows: int = 0
+    bytes: int = 0
+
+
+def position_tuple(position: Any) -> tuple[int, int] | None:
+    if position is None:
+        return None
+    if isinstance(position, binlog_pb2.Position):
+        return (int(position.segment), int(position.offset))
+    seg, off = position[0], position[1]
+    return (int(seg), int(off))
+
+
