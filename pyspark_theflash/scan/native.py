@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pyspark_theflash.scan.options import OverlayPin
+from pyspark_theflash.store.deletion_vector import can_split, deletion_vector
 from pyspark_theflash.store.keyspace import Handle, HandleRange
 from pyspark_theflash.store.txn_merge_tree import ROWID
 from pyspark_theflash.store.views import intersect
@@ -61,12 +63,17 @@ class NativePiece:
     delete_marks: bool
     bytes: int
     binary_handle: bool = False             # a common handle: ``_tidb_rowid`` is BINARY
+    # Under live writes: the handles whose rows at ts are not this part's (newer versions in
+    # the partition's deltas), sorted; the Python reader reads those (``overlay``). None: none.
+    deletion_vector: pa.Array | None = None
 
 
 @dataclass
 class NativeSplit:
     pieces: list[NativePiece]
     rest: list[HandleRange]                 # handle ranges the Python reader reads, in order
+    # The delta halves of pieces with a deletion vector, for the Python reader.
+    overlays: list[OverlayPin] = field(default_factory=list)
 
 
 # Parquet codecs Spark's own reader reads reliably. Not LZ4_RAW: parquet-java in Spark 4.2.1
@@ -143,6 +150,7 @@ def split_native(plan: Any, needed: Sequence[str]) -> NativeSplit:
     ts = plan.ts
     pieces: list[NativePiece] = []
     rest: list[HandleRange] = []
+    overlays: list[OverlayPin] = []
     for partition in plan.partitions:
         for rng in partition.ranges:
             groups: dict[int, list[Any]] = {}
@@ -155,16 +163,27 @@ def split_native(plan: Any, needed: Sequence[str]) -> NativeSplit:
                 if clipped is None:
                     continue  # (cannot happen: each part overlaps the range and lies in its partition)
                 lo, hi = clipped
-                part = parts[0]
+                part = max(parts, key=lambda p: (p.single_version, p.rows))
+                deltas = [p for p in parts if p is not part]
                 files = None
-                if len(parts) == 1 and part.single_version and str(part.path).endswith(".parquet"):
+                if (len(parts) == 1 and part.single_version and str(part.path).endswith(".parquet")
+                        or can_split(part, deltas)):
                     files = _clean_columns(part, plan.store, table, needed)
                 if files is None:
                     rest.append((lo, hi))
                     continue
+                vector = None
+                if deltas:  # merge-on-read: the part minus a deletion vector, the deltas' newer rows
+                    vector = deletion_vector(part, deltas, table, ts, (lo, hi), plan.store)
+                    if len(vector):
+                        overlays.append(OverlayPin(lo, hi, part.part_id, tuple(p.part_id for p in deltas),
+                                                   getattr(plan, "manifest_version", 0)))
+                    else:
+                        vector = None
                 pieces.append(NativePiece(
                     path=os.path.join(plan.store, part.path), lo=lo, hi=hi, file_columns=files,
                     tombstones=tuple(part.tombstones),
                     newer_than_ts=part.max_commit_ts is None or part.max_commit_ts > ts,
-                    delete_marks=bool(part.delete_marks), bytes=int(part.bytes), binary_handle=binary_handle))
-    return NativeSplit(pieces, _merge(rest))
+                    delete_marks=bool(part.delete_marks), bytes=int(part.bytes), binary_handle=binary_handle,
+                    deletion_vector=vector))
+    return NativeSplit(pieces, _merge(rest), overlays)
