@@ -224,8 +224,9 @@ def test_partitions_with_deltas_are_read_natively_minus_a_deletion_vector_and_th
     # every partition is read by Spark's Parquet reader; the ones with deltas minus the handles
     # the deltas supersede, which (and only which) the Python source reads from the deltas
     assert split is not None and split.pieces and split.rest == [] and split.overlays, split
-    vectors = sorted(h for p in split.pieces if p.deletion_vector is not None for h in p.deletion_vector.to_pylist())
-    assert vectors == [5] + list(range(10, 30))
+    vectors = sorted(h for p in split.pieces if p.deletion_vector is not None
+                     for h in p.deletion_vector.column("_tidb_rowid").to_pylist())
+    assert vectors == [5] + list(range(10, 30))  # the stable versions the deltas supersede
     plan_text = executed_plan(df)
     assert "FileScan parquet" in plan_text and "BatchScan theflash" in plan_text and "LeftAnti" in plan_text
     python = read(spark, rig, snapshot_ts=ts, native_read="false").load("nat.mixed")

@@ -14,16 +14,17 @@ import pyarrow.parquet as pq
 import pytest
 
 from pyspark_theflash.store import Store, StoreOptions, read_parts
-from pyspark_theflash.store.deletion_vector import can_split, deletion_vector, read_superseding
+from pyspark_theflash.store.deletion_vector import DeletionVector, can_split, deletion_vector, read_superseding
 from store_events import DB, committed, event, items_table, key, row
 
 T = items_table()
 HIDDEN = ["_tidb_rowid"]
 
 
-def stable_half(stable: Any, vector: pa.Array, ts: int, lo: Any, hi: Any, root: Path) -> pa.Table:
+def stable_half(stable: Any, vector: DeletionVector, ts: int, lo: Any, hi: Any, root: Path) -> pa.Table:
     """What Spark's Parquet reader reads of the stable part (as ``spark.native`` asks it to):
-    visible at ts, in [lo, hi), outside its tombstones, no delete marks, not in the vector."""
+    visible at ts, in [lo, hi), outside its tombstones, no delete marks, not a version of the
+    vector."""
     t = pq.read_table(root / stable.path)
     h = t.column("_tidb_rowid")
     keep = pc.less_equal(t.column("_tidb_commit_ts"), pa.scalar(ts, pa.uint64()))
@@ -35,9 +36,9 @@ def stable_half(stable: Any, vector: pa.Array, ts: int, lo: Any, hi: Any, root: 
         inside = pc.and_(pc.greater_equal(h, tlo if tlo is not None else -(1 << 63)),
                          pc.less(h, thi) if thi is not None else pa.scalar(True))
         keep = pc.and_(keep, pc.invert(inside))
-    keep = pc.and_(keep, pc.invert(t.column("_tidb_delmark")))
-    keep = pc.and_(keep, pc.invert(pc.is_in(h, value_set=vector)))
-    return t.filter(keep)
+    t = t.filter(keep)
+    t = t.join(vector.versions, keys=["_tidb_rowid", "_tidb_commit_ts"], join_type="left anti")
+    return t.filter(pc.invert(t.column("_tidb_delmark")))
 
 
 def names(t: pa.Table, name_column: str) -> dict[int, str]:
@@ -48,16 +49,20 @@ def split_read(store: Store, ts: int, lo: Any = None, hi: Any = None) -> dict[in
     """The partition's rows at ts read as the two halves; they must not overlap."""
     with store.snapshot() as view:
         parts = view.parts(T.id)
-    stable = max(parts, key=lambda p: (p.single_version, p.rows))
+    stable = max(parts, key=lambda p: (p.kind == "stable", p.rows))
     deltas = [p for p in parts if p is not stable]
-    assert stable.kind == "stable" and can_split(stable, deltas)
+    assert can_split(stable, deltas)
     vector = deletion_vector(stable, deltas, T, ts, (lo, hi), store.root)
-    assert vector.to_pylist() == sorted(set(vector.to_pylist()))  # sorted, distinct
-    old = names(stable_half(stable, vector, ts, lo, hi, store.root), stable.columns[1][1])
+    assert vector is not None
+    superseded = vector.superseded.to_pylist()
+    assert superseded == sorted(set(superseded))  # sorted, distinct
+    stable_rows = stable_half(stable, vector, ts, lo, hi, store.root)
+    assert len(set(stable_rows.column("_tidb_rowid").to_pylist())) == stable_rows.num_rows  # a row per handle
+    old = names(stable_rows, stable.columns[1][1])
     batches = list(read_superseding(stable, deltas, T, ts, (lo, hi), ["name"], None, HIDDEN, store.root, 1000))
     new = names(pa.Table.from_batches(batches), "name") if batches else {}
     assert not set(old) & set(new), f"both halves hold {sorted(set(old) & set(new))} at ts {ts}"
-    assert set(new) <= set(vector.to_pylist())
+    assert set(new) <= set(superseded)
     return {**old, **new}
 
 
@@ -98,31 +103,36 @@ def test_the_two_halves_are_the_mvcc_read_for_newer_versions_deletes_and_new_han
     deltas = [p for p in parts if p is not stable]
     # at 300: 3, 40, 63 and the new 100 are superseded; 41's delta version (150) is older than
     # the stable's (200), so the stable's row stands
-    assert deletion_vector(stable, deltas, T, 300, (None, None), store.root).to_pylist() == [3, 40, 63, 100]
+    at_300 = deletion_vector(stable, deltas, T, 300, (None, None), store.root)
+    assert at_300 is not None and at_300.superseded.to_pylist() == [3, 40, 63, 100]
+    assert sorted(at_300.versions.column("_tidb_rowid").to_pylist()) == [3, 40, 63]  # the stable's versions
     # at 150 the stable part has no visible version of 41: the delta's is the row
-    assert deletion_vector(stable, deltas, T, 150, (None, None), store.root).to_pylist() == [41]
+    at_150 = deletion_vector(stable, deltas, T, 150, (None, None), store.root)
+    assert at_150 is not None and at_150.superseded.to_pylist() == [41] and at_150.versions.num_rows == 0
 
 
 @pytest.mark.parametrize("seed", range(6))
 def test_random_histories_read_the_same_through_both_halves(store: Store, seed: int) -> None:
     rng = random.Random(seed)
-    handles = list(range(0, 400, 3))
+    handles = list(range(0, 1200, 3))  # 400 rows: the vectors stay under MAX_VECTOR_SHARE of them
     ts = 1000
     index = 100
     put(store, index, [(h, ts, f"s{h}") for h in handles])
     store.compact(force=True)
     stamps = [ts]
-    for _ in range(rng.randint(1, 5)):  # deltas stay smaller than the stable part (can_split)
+    for round_ in range(rng.randint(1, 5)):  # deltas stay smaller than the stable part (can_split)
+        if round_ == 2 and seed % 2:
+            store.compact(force=True)  # versions newer than the safe point stay: a multi-version stable part
         index += 1
         batch = {}
-        for h in rng.sample(handles + list(range(400, 420)), rng.randint(1, 25)):
+        for h in rng.sample(handles + list(range(1200, 1220)), rng.randint(1, 15)):
             ts += rng.randint(1, 5)
             batch[h] = (h, ts, None if rng.random() < 0.2 else f"d{h}@{ts}")
         put(store, index, list(batch.values()))
         stamps.append(ts)
     for at in sorted({rng.randint(990, ts + 2) for _ in range(12)} | set(stamps)):
-        lo = rng.choice([None, 0, 50, 201])
-        hi = rng.choice([None, 100, 300, 419])
+        lo = rng.choice([None, 0, 150, 601])
+        hi = rng.choice([None, 300, 900, 1219])
         if lo is not None and hi is not None and lo >= hi:
             lo = None
         assert split_read(store, at, lo, hi) == mvcc_read(store, at, lo, hi), (seed, at, lo, hi)
@@ -136,3 +146,20 @@ def test_a_partition_whose_deltas_outweigh_its_stable_part_is_not_split(store: S
         parts = view.parts(T.id)
     stable = next(p for p in parts if p.kind == "stable")
     assert not can_split(stable, [p for p in parts if p is not stable])  # a plain MVCC read is cheaper
+
+
+def test_a_stable_part_keeping_newer_versions_drops_the_replaced_ones(store: Store) -> None:
+    put(store, 100, [(h, 200, f"s{h}") for h in range(40)])
+    put(store, 101, [(3, 300, "u3"), (7, 310, None)])
+    store.compact(force=True)  # safe point 0: every version stays, in one stable part
+    with store.snapshot() as view:
+        (stable,) = view.parts(T.id)
+    assert not stable.single_version
+    vector = deletion_vector(stable, [], T, 400, (None, None), store.root)
+    assert vector is not None and vector.superseded.to_pylist() == []
+    assert sorted(zip(vector.versions.column("_tidb_rowid").to_pylist(),
+                      vector.versions.column("_tidb_commit_ts").to_pylist())) == [(3, 200), (7, 200)]
+    assert deletion_vector(stable, [], T, 250, (None, None), store.root).versions.num_rows == 0
+    put(store, 102, [(3, 350, "v3")])
+    for ts in (199, 200, 300, 310, 350, 400):
+        assert split_read(store, ts) == mvcc_read(store, ts), ts

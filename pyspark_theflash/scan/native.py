@@ -63,9 +63,9 @@ class NativePiece:
     delete_marks: bool
     bytes: int
     binary_handle: bool = False             # a common handle: ``_tidb_rowid`` is BINARY
-    # Under live writes: the handles whose rows at ts are not this part's (newer versions in
-    # the partition's deltas), sorted; the Python reader reads those (``overlay``). None: none.
-    deletion_vector: pa.Array | None = None
+    # Under live writes or with versions newer than the safe point: the part's versions that
+    # are no row at ts (``store.deletion_vector``; columns _tidb_rowid, _tidb_commit_ts). None: none.
+    deletion_vector: pa.Table | None = None
 
 
 @dataclass
@@ -163,27 +163,26 @@ def split_native(plan: Any, needed: Sequence[str]) -> NativeSplit:
                 if clipped is None:
                     continue  # (cannot happen: each part overlaps the range and lies in its partition)
                 lo, hi = clipped
-                part = max(parts, key=lambda p: (p.single_version, p.rows))
+                part = max(parts, key=lambda p: (p.kind == "stable", p.single_version, p.rows))
                 deltas = [p for p in parts if p is not part]
-                files = None
-                if (len(parts) == 1 and part.single_version and str(part.path).endswith(".parquet")
-                        or can_split(part, deltas)):
-                    files = _clean_columns(part, plan.store, table, needed)
+                clean = len(parts) == 1 and part.single_version and str(part.path).endswith(".parquet")
+                files = _clean_columns(part, plan.store, table, needed) if clean or can_split(part, deltas) else None
+                vector = None
+                if files is not None and not clean:
+                    # merge-on-read: the part minus a deletion vector, the deltas' newer rows
+                    vector = deletion_vector(part, deltas, table, ts, (lo, hi), plan.store)
+                    if vector is None:
+                        files = None  # the vector would cover most of the part: read it whole
                 if files is None:
                     rest.append((lo, hi))
                     continue
-                vector = None
-                if deltas:  # merge-on-read: the part minus a deletion vector, the deltas' newer rows
-                    vector = deletion_vector(part, deltas, table, ts, (lo, hi), plan.store)
-                    if len(vector):
-                        overlays.append(OverlayPin(lo, hi, part.part_id, tuple(p.part_id for p in deltas),
-                                                   getattr(plan, "manifest_version", 0)))
-                    else:
-                        vector = None
+                if vector is not None and len(vector.superseded):
+                    overlays.append(OverlayPin(lo, hi, part.part_id, tuple(p.part_id for p in deltas),
+                                               getattr(plan, "manifest_version", 0)))
                 pieces.append(NativePiece(
                     path=os.path.join(plan.store, part.path), lo=lo, hi=hi, file_columns=files,
                     tombstones=tuple(part.tombstones),
                     newer_than_ts=part.max_commit_ts is None or part.max_commit_ts > ts,
                     delete_marks=bool(part.delete_marks), bytes=int(part.bytes), binary_handle=binary_handle,
-                    deletion_vector=vector))
+                    deletion_vector=vector.versions if vector is not None and len(vector) else None))
     return NativeSplit(pieces, _merge(rest), overlays)

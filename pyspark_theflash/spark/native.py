@@ -84,23 +84,27 @@ def _joined(a: Any, b: Any) -> Any:
     import pyarrow as pa
 
     vectors = [v for v in (a, b) if v is not None]
-    return None if not vectors else vectors[0] if len(vectors) == 1 else pa.concat_arrays(vectors)
+    return None if not vectors else vectors[0] if len(vectors) == 1 else pa.concat_tables(vectors)
 
 
 def _without_deleted(spark: Any, df: Any, pieces: Sequence[NativePiece]) -> Any:
-    """``df`` (rows of the pieces' files) minus the handles of their deletion vectors: the
-    rows the partitions' deltas supersede at ts (``store.deletion_vector``). A broadcast
-    anti-join: the vectors are the deltas' size, the files the stable parts'."""
+    """``df`` (rows of the pieces' files) minus their deletion vectors: the versions that are
+    no row at ts — superseded by the partitions' deltas, or by a newer version in the same
+    file (``store.deletion_vector``). A broadcast anti-join on (handle, commit ts): the vectors
+    are the size of the recent changes, the files the stable parts'."""
     import pyarrow as pa
     from pyspark.sql.functions import broadcast
 
     vectors = [p.deletion_vector for p in pieces if p.deletion_vector is not None]
     if not vectors:
         return df
-    handles = pa.concat_arrays(vectors) if len(vectors) > 1 else vectors[0]
+    dropped = pa.concat_tables(vectors) if len(vectors) > 1 else vectors[0]
     rowid = "BINARY" if pieces[0].binary_handle else "BIGINT"
-    superseded = spark.createDataFrame(pa.table({"_tidb_superseded": handles}), schema=f"_tidb_superseded {rowid}")
-    return df.join(broadcast(superseded), df["_tidb_rowid"] == superseded["_tidb_superseded"], "left_anti")
+    dropped = pa.table({"_dv_rowid": dropped.column("_tidb_rowid"),
+                        "_dv_commit_ts": dropped.column("_tidb_commit_ts").cast(pa.decimal128(20, 0))})
+    vector = spark.createDataFrame(dropped, schema=f"_dv_rowid {rowid}, _dv_commit_ts DECIMAL(20,0)")
+    return df.join(broadcast(vector), (df["_tidb_rowid"] == vector["_dv_rowid"])
+                   & (df["_tidb_commit_ts"] == vector["_dv_commit_ts"]), "left_anti")
 
 
 def parquet_frame(spark: Any, ts: int, pieces: Sequence[NativePiece], target: Any) -> Any:
@@ -213,10 +217,10 @@ def _has_clean_partition(opts: ScanOptions) -> bool:
         for p in view.parts(int(info.id)):
             by_partition.setdefault(p.partition_id, []).append(p)
     def readable(parts: list[Any]) -> bool:
-        stable = max(parts, key=lambda p: (p.single_version, p.rows))
+        stable = max(parts, key=lambda p: (p.kind == "stable", p.single_version, p.rows))
         deltas = [p for p in parts if p is not stable]
-        return bool(stable.single_version and str(stable.path).endswith(".parquet")) and (
-            not deltas or can_split(stable, deltas))
+        return bool(len(parts) == 1 and stable.single_version and str(stable.path).endswith(".parquet")
+                    or can_split(stable, deltas))
 
     return any(readable(ps) for ps in by_partition.values())
 

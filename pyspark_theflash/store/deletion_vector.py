@@ -1,32 +1,37 @@
 """Merge-on-read of one partition as two disjoint halves: the stable part minus a deletion
-vector, and the newest delta versions of the handles in that vector.
+vector, and the newest delta versions of the handles the deltas supersede.
 
-A TxnMergeTree partition under live writes is one big stable part (one version per handle,
-Parquet, written by the last compaction) and a few small delta parts flushed since. Read at
-ts, the partition's rows split by handle:
+A TxnMergeTree partition under live writes is one big stable part (Parquet, written by the
+last compaction, sorted by handle and commit ts; one version per handle, or several where
+versions newer than the GC safe point were kept) and a few small delta parts flushed since.
+Read at ts, each handle's row is its newest version visible at ts, unless that is a delete:
 
-* a handle no delta touches at ts (or whose delta versions are not newer than the stable
-  part's) reads as the stable part's row — a reader can take those rows straight from the
-  Parquet file, with its own column pruning and filter pushdown;
-* a handle in the **deletion vector** — some delta holds a version visible at ts that is newer
-  than the stable part's visible version, or the stable part has no visible version of it —
-  reads as its newest visible delta version (or not at all, when that is a delete mark).
+* a handle whose newest visible version lies in a delta (a version newer than the stable
+  part's visible ones, or one the stable part has none of) is **superseded**: its row comes
+  from the deltas;
+* every other handle's row is its newest visible version in the stable part.
 
-So the deletion vector is the set of handles whose stable row a read must drop, and the other
-half is the deltas' chosen versions of exactly those handles: the two never overlap and
-together are the partition's MVCC snapshot. Computing the vector reads the deltas (small) and
-two integer columns of the stable part's row groups that the deltas' handles can fall in; the
-cost follows the deltas, not stable × deltas. Delta Lake's deletion vectors, Paimon's
-merge-on-read and TiFlash's DeltaTree split a read the same way.
+The **deletion vector** is the set of the stable part's visible versions — (handle, commit ts)
+pairs — that are not a row at ts: every version of a superseded handle, and every version
+that a newer visible version of the same handle in the stable part replaces. So the stable
+half is "the stable part's rows visible at ts, minus the deletion vector, minus delete marks",
+which a reader can take straight from the Parquet file with its own column pruning and filter
+pushdown, and the other half is the deltas' newest versions of the superseded handles: the two
+never overlap and together are the partition's MVCC snapshot. Computing the vector reads the
+deltas (small) and the stable part's two integer columns (handle, commit ts), of the row groups
+the deltas touch when it holds one version per handle: the cost follows the deltas, not
+stable × deltas. Delta Lake's deletion vectors, Paimon's merge-on-read and TiFlash's DeltaTree
+split a read the same way.
 
-Both halves compute the vector from the same pinned parts with :func:`deletion_vector`, so
-they agree on it exactly (``scan.native`` hands Spark the stable half; the Python source reads
-the other with :func:`read_superseding`).
+Both halves compute the vector from the same pinned parts (``deletion_vector``), so they agree
+on it exactly: ``scan.native`` hands Spark the stable half, the Python source reads the other
+with :func:`read_superseding`.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,7 +39,7 @@ import pyarrow.parquet as pq
 
 from pyspark_theflash.store.keyspace import HandleRange
 from pyspark_theflash.store.read import PartRef, PartsReader, newest_visible
-from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, ROWID
+from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, ROWID, same_as_previous, version_order
 
 if TYPE_CHECKING:
     from pyspark_theflash.schema import TableInfo
@@ -42,74 +47,110 @@ if TYPE_CHECKING:
 
 _NEWEST = COMMIT_TS + "_max"
 _STABLE = COMMIT_TS + "_stable"
+# A vector longer than this share of the stable part's rows is not worth a split: the stable
+# half would drop most of what it reads (a plain MVCC read is as cheap).
+MAX_VECTOR_SHARE = 0.25
+
+
+@dataclass(frozen=True)
+class DeletionVector:
+    """The stable part's versions a read at ts drops (``versions``: columns ``_tidb_rowid``,
+    ``_tidb_commit_ts``) and the handles whose rows come from the deltas (``superseded``,
+    sorted): the split of one partition's read in two."""
+
+    versions: pa.Table
+    superseded: pa.Array
+
+    def __len__(self) -> int:
+        return self.versions.num_rows
 
 
 def can_split(stable: PartRef, deltas: Sequence[PartRef]) -> bool:
-    """Whether ``stable`` can be read as the stable half beside ``deltas``: a one-version
-    Parquet part, bigger than the deltas together (else a plain MVCC read is as cheap)."""
-    return (stable.single_version and str(stable.path).endswith(".parquet") and bool(deltas)
+    """Whether ``stable`` may be read as the stable half beside ``deltas``: a Parquet part
+    bigger than the deltas together (else a plain MVCC read is as cheap)."""
+    return (stable.kind == "stable" and str(stable.path).endswith(".parquet")
             and stable.rows >= sum(p.rows for p in deltas))
 
 
-def _hidden_reader(root: str | Path, table: "TableInfo", ts: int, handle_range: HandleRange) -> PartsReader:
-    """A reader of the hidden columns only (handle, commit ts, delete mark)."""
-    return PartsReader(Path(root), table, ts, handle_range, [], None, (), 1 << 30)
-
-
-def _stable_versions(reader: PartsReader, stable: PartRef, root: str | Path, lo: object, hi: object) -> pa.Table:
-    """The stable part's visible (handle, commit ts) in the row groups whose handles may lie
-    in [lo, hi] (both inclusive: the deltas' smallest and largest handle)."""
+def _stable_versions(reader: PartsReader, stable: PartRef, root: str | Path, lo: Any, hi: Any,
+                     handle_type: pa.DataType) -> pa.Table:
+    """The stable part's visible (handle, commit ts), sorted, in the row groups whose handles
+    may lie in [lo, hi] (inclusive; None: unbounded)."""
     f = pq.ParquetFile(str(Path(root) / stable.path))
     md = f.metadata
     rowid = md.schema.names.index(ROWID)
     groups = []
     for rg in range(md.num_row_groups):
         st = md.row_group(rg).column(rowid).statistics
-        if st is not None and st.has_min_max and (st.max < lo or st.min > hi):
+        if st is not None and st.has_min_max and (lo is not None and st.max < lo or hi is not None and st.min > hi):
             continue
         groups.append(rg)
-    t = f.read_row_groups(groups, columns=[ROWID, COMMIT_TS]) if groups else None
-    if t is None or t.num_rows == 0:
-        return pa.table({ROWID: pa.array([], md.schema.to_arrow_schema().field(ROWID).type),
-                         _STABLE: pa.array([], pa.uint64())})
+    if not groups:
+        return pa.table({ROWID: pa.array([], handle_type), COMMIT_TS: pa.array([], pa.uint64())})
     # the reader's own visibility rule: commit ts <= ts, in range, outside the part's tombstones
-    visible = reader.visible_rows(stable, t)
-    return visible.select([ROWID, COMMIT_TS]).rename_columns([ROWID, _STABLE])
+    t = reader.visible_rows(stable, f.read_row_groups(groups, columns=[ROWID, COMMIT_TS]))
+    return t.select([ROWID, COMMIT_TS])
 
 
 def deletion_vector(stable: PartRef, deltas: Sequence[PartRef], table: "TableInfo", ts: int,
-                    handle_range: HandleRange, root: str | Path) -> pa.Array:
-    """The handles in ``handle_range`` whose row at ts is not the stable part's: those with a
-    visible delta version newer than the stable part's visible version of them (or with no
-    visible stable version). Sorted, distinct, of the handle's Arrow type."""
-    reader = _hidden_reader(root, table, ts, handle_range)
+                    handle_range: HandleRange, root: str | Path) -> DeletionVector | None:
+    """The deletion vector of ``stable`` at ts in ``handle_range`` beside ``deltas``, or None
+    when it would cover more than ``MAX_VECTOR_SHARE`` of the stable part (read it whole)."""
+    handle_type = pa.binary() if table.is_common_handle else pa.int64()
+    reader = PartsReader(Path(root), table, ts, handle_range, [], None, (), 1 << 30)  # hidden columns only
     tables = [t for t in (reader.visible_versions(p) for p in deltas) if t.num_rows]
-    if not tables:
-        return pa.array([], pa.binary() if table.is_common_handle else pa.int64())
-    touched = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-    newest = touched.group_by(ROWID).aggregate([(COMMIT_TS, "max")])
-    bounds = pc.min_max(newest.column(ROWID))
-    stable_rows = _stable_versions(reader, stable, root, bounds["min"].as_py(), bounds["max"].as_py())
-    joined = newest.join(stable_rows, keys=ROWID, join_type="left outer")
-    superseding = pc.or_kleene(pc.is_null(joined.column(_STABLE)),
-                               pc.greater(joined.column(_NEWEST), joined.column(_STABLE)))
-    handles = joined.filter(superseding).column(ROWID).combine_chunks()
-    return handles.take(pc.sort_indices(handles))
+    touched = (pa.concat_tables(tables) if len(tables) > 1 else tables[0]) if tables else None
+    if stable.single_version and touched is None:
+        return DeletionVector(pa.table({ROWID: pa.array([], handle_type), COMMIT_TS: pa.array([], pa.uint64())}),
+                              pa.array([], handle_type))
+    if stable.single_version:  # only the row groups the deltas' handles can fall in
+        bounds = pc.min_max(touched.column(ROWID))
+        stable_rows = _stable_versions(reader, stable, root, bounds["min"].as_py(), bounds["max"].as_py(), handle_type)
+        replaced = None
+    else:  # versions newer than the safe point: the stable part's own older versions go too
+        stable_rows = _stable_versions(reader, stable, root, None, None, handle_type)
+        order = version_order(stable_rows, newest_first=True)
+        stable_rows = stable_rows.take(pa.array(order))
+        later = same_as_previous(stable_rows.column(ROWID))  # not the newest of its handle
+        replaced = stable_rows.filter(pa.array(later))
+        stable_rows = stable_rows.filter(pa.array(~later))
+    if touched is not None:
+        newest = touched.group_by(ROWID).aggregate([(COMMIT_TS, "max")])
+        joined = newest.join(stable_rows.rename_columns([ROWID, _STABLE]), keys=ROWID, join_type="left outer")
+        superseding = pc.or_kleene(pc.is_null(joined.column(_STABLE)),
+                                   pc.greater(joined.column(_NEWEST), joined.column(_STABLE)))
+        superseded = joined.filter(superseding).column(ROWID).combine_chunks()
+        superseded = superseded.take(pc.sort_indices(superseded))
+    else:
+        superseded = pa.array([], handle_type)
+    if replaced is not None and len(superseded):
+        # every version of a superseded handle: the replaced ones are listed already
+        dropped = pa.concat_tables([replaced, stable_rows.filter(pc.is_in(stable_rows.column(ROWID),
+                                                                          value_set=superseded))])
+    elif replaced is not None:
+        dropped = replaced
+    else:
+        dropped = stable_rows.filter(pc.is_in(stable_rows.column(ROWID), value_set=superseded))
+    if dropped.num_rows > MAX_VECTOR_SHARE * max(1, stable.rows):
+        return None
+    return DeletionVector(dropped.combine_chunks(), superseded)
 
 
 def read_superseding(stable: PartRef, deltas: Sequence[PartRef], table: "TableInfo", ts: int,
                      handle_range: HandleRange, columns: Sequence[str] | None, predicate: "Expr | None",
                      hidden: Sequence[str], root: str | Path, batch_rows: int) -> Iterator[pa.RecordBatch]:
-    """The other half of the partition's read at ts: for each handle of the deletion vector,
-    its newest visible delta version (none for a delete mark), filtered by ``predicate``."""
+    """The other half of the partition's read at ts: for each superseded handle, its newest
+    visible delta version (none for a delete mark), filtered by ``predicate``."""
     vector = deletion_vector(stable, deltas, table, ts, handle_range, root)
-    if len(vector) == 0:
+    if vector is None:
+        raise ValueError(f"part {stable.part_id} has no deletion vector at ts {ts}: it is read whole")
+    if len(vector.superseded) == 0:
         return
     reader = PartsReader(Path(root), table, ts, handle_range, columns, predicate, hidden, batch_rows)
     tables = [t for t in (reader.visible_versions(p) for p in deltas) if t.num_rows]
     versions = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-    versions = versions.filter(pc.is_in(versions.column(ROWID), value_set=vector))
+    versions = versions.filter(pc.is_in(versions.column(ROWID), value_set=vector.superseded))
     yield from reader.finish(newest_visible(versions))
 
 
-__all__ = ["can_split", "deletion_vector", "read_superseding"]
+__all__ = ["DeletionVector", "MAX_VECTOR_SHARE", "can_split", "deletion_vector", "read_superseding"]
