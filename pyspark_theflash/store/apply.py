@@ -12,7 +12,7 @@ import contextlib
 import gc
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -26,7 +26,7 @@ from pyspark_theflash.store.errors import (
     UnknownRegionError,
     UnknownTableError,
 )
-from pyspark_theflash.store.batch_pairs import EventPairs, RunPairs, RunStage, find_pairs, run_stage
+from pyspark_theflash.store.batch_pairs import EventPairs, RunPairs, RunStage, decided_stage, find_pairs
 from pyspark_theflash.store.txn_merge_tree import (
     HIDDEN_NAMES,
     ROWID,
@@ -49,6 +49,31 @@ if TYPE_CHECKING:
 Row = binlog_pb2.Row
 PUT, DELETE, LOCK = binlog_pb2.PUT, binlog_pb2.DELETE, binlog_pb2.LOCK
 _LOCK_TYPE_OP = {"P": PUT, "D": DELETE, "L": LOCK, "S": LOCK}
+
+
+class RunEvents(NamedTuple):
+    """Per entries event of a run (event j of ``RunColumns``): its region, raft index and
+    epoch (0 where the event has none)."""
+
+    region_ids: np.ndarray
+    indexes: np.ndarray
+    epoch_versions: np.ndarray
+    conf_versions: np.ndarray
+
+
+class _EventWheres(Sequence[str]):
+    """"region R index I" of each event of a run, made only when an error message needs one."""
+
+    def __init__(self, region_ids: list[int], indexes: list[int]) -> None:
+        self._region_ids, self._indexes = region_ids, indexes
+
+    def __len__(self) -> int:
+        return len(self._region_ids)
+
+    def __getitem__(self, k: Any) -> Any:
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        return f"region {self._region_ids[k]} index {self._indexes[k]}"
 
 
 @contextlib.contextmanager
@@ -87,16 +112,34 @@ class ApplyPath:
             try:
                 at = 0
                 while at < len(events):
-                    end, run, in_run, pairs = self._pair_run(events, at)
-                    stage = run_stage(run, pairs)
-                    if stage is not None:  # every row decided inside the run: staged as arrays
-                        count_rows(run.rows.types, result)
-                    for i in range(at, end):
+                    end, run, in_run, pairs, meta = self._pair_run(events, at)
+                    # The run's decided events (every row COMMITTED or paired inside the run)
+                    # are staged as arrays, runs of them at once; the others walk the cache.
+                    stage, decided = decided_stage(run, pairs)
+                    if len(run):
+                        count_rows(run.rows.types if decided.all() else
+                                   run.rows.types[np.repeat(decided, np.diff(run.starts))], result)
+                    i = at
+                    while i < end:
                         j = in_run[i - at]
-                        if j < 0:
+                        if j >= 0 and decided[j]:
+                            k = i + 1
+                            while k < end and in_run[k - at] >= 0 and decided[in_run[k - at]]:
+                                k += 1
+                            # entries events i..k are run events j..j + (k - i), consecutively
+                            if self._apply_decided(j, j + k - i, meta, stage, staged, saved_regions, result):
+                                i = k
+                                continue
+                            for m in range(i, k):
+                                self._apply_event(events[m], staged, saved_regions, result, run, in_run[m - at],
+                                                  pairs, stage)
+                            i = k
+                        elif j < 0:
                             self._apply_event(events[i], staged, saved_regions, result)
-                        else:
-                            self._apply_event(events[i], staged, saved_regions, result, run, j, pairs, stage)
+                            i += 1
+                        else:  # rows that need the region cache: this event walks it
+                            self._apply_event(events[i], staged, saved_regions, result, run, j, pairs)
+                            i += 1
                     if end == at:  # a snapshot or admin event: a barrier no pair spans
                         self._apply_event(events[at], staged, saved_regions, result)
                         end += 1
@@ -175,8 +218,9 @@ class ApplyPath:
         assert caches is not None
         applied: dict[int, int] = {}
         region_ids: list[int] = []
+        indexes: list[int] = []
+        epochs: list[tuple[int, int]] = []
         entries: list[binlog_pb2.Entries] = []
-        wheres: list[str] = []
         in_run: list[int] = []
         end = start
         while end < len(events):
@@ -188,22 +232,26 @@ class ApplyPath:
                 if rid not in applied:
                     reg = self._regions.get(rid)
                     applied[rid] = 0 if reg is None else reg.applied_index
-                if ev.index > applied[rid]:
+                index = int(ev.index)
+                if index > applied[rid]:
                     if kind in ("admin", "snapshot"):
                         break
-                    applied[rid] = int(ev.index)
+                    applied[rid] = index
                     if kind == "entries":
                         j = len(entries)
                         entries.append(ev.entries)
-                        wheres.append(f"region {rid} index {ev.index}")
                         region_ids.append(rid)
+                        indexes.append(index)
+                        epoch = ev.epoch
+                        epochs.append((int(epoch.version), int(epoch.conf_version)))
             in_run.append(j)
             end += 1
+        wheres = _EventWheres(region_ids, indexes)
         run = binlog_rows.run_columns(entries, wheres)
         if len(run) < len(entries):  # that event does not parse, or starts the next run
             end = start + in_run.index(len(run))
             del in_run[end - start:]
-            del region_ids[len(run):]
+            del region_ids[len(run):], indexes[len(run):], epochs[len(run):]
         pairs = find_pairs(region_ids, run)
         if pairs.count() and caches.count():
             assert pairs.pair_regions is not None and pairs.pair_start_ts is not None
@@ -211,7 +259,34 @@ class ApplyPath:
             for rid in np.unique(pairs.pair_regions).tolist():
                 sel = np.flatnonzero(pairs.pair_regions == rid)
                 caches.drop_each(rid, pair_keys.take(pa.array(sel)), pairs.pair_start_ts[sel])
-        return end, run, in_run, pairs
+        epoch_arr = np.array(epochs, dtype=np.int64).reshape(len(epochs), 2)
+        meta = RunEvents(np.array(region_ids, dtype=np.int64), np.array(indexes, dtype=np.int64),
+                         epoch_arr[:, 0], epoch_arr[:, 1])
+        return end, run, in_run, pairs, meta
+
+    def _apply_decided(self, j0: int, j1: int, meta: "RunEvents", stage: RunStage, staged: StagedRows,
+                       saved: dict[int, MutableRegion | None], result: WriteResult) -> bool:
+        """Entries events j0..j1 of a run, consecutive in the batch, every row of which the run
+        decided (``decided_stage``): what ``_apply_event`` does for each, as arrays — their
+        staged rows as one span, each region's applied index and epoch moved to its last
+        event's. False (nothing done) when one of them is of a region the store does not know:
+        the event-by-event path then raises as it would."""
+        rids = meta.region_ids[j0:j1]
+        unique = np.unique(rids)
+        regions = self._regions
+        if not regions or any(rid not in regions for rid in unique.tolist()):
+            return False
+        one = len(unique) == 1
+        for rid in unique.tolist():
+            sel = slice(j0, j1) if one else j0 + np.flatnonzero(rids == rid)
+            reg = self._region_for_update(rid, saved)
+            # _pair_run took only events above the region's applied index, in increasing order
+            reg.epoch_version = max(reg.epoch_version, int(meta.epoch_versions[sel].max()))
+            reg.conf_ver = max(reg.conf_ver, int(meta.conf_versions[sel].max()))
+            reg.applied_index = int(meta.indexes[sel].max())
+        result.applied += j1 - j0
+        staged.add_stage_events(stage, j0, j1, rids)
+        return True
 
     def _apply_event(self, ev: binlog_pb2.Event, staged: StagedRows, saved: dict[int, MutableRegion | None],
                      result: WriteResult, run: binlog_rows.RunColumns | None = None, j: int = -1,

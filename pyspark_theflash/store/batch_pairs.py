@@ -122,19 +122,44 @@ class RunStage:
 def run_stage(run: RunColumns, pairs: RunPairs) -> RunStage | None:
     """The ``RunStage`` of ``run`` (with ``pairs`` from ``find_pairs``), or None when some row
     is not decided inside the run (an open prewrite, a commit of an earlier batch's prewrite)."""
+    stage, decided = decided_stage(run, pairs)
+    return stage if decided.all() else None
+
+
+def decided_stage(run: RunColumns, pairs: RunPairs) -> tuple[RunStage, np.ndarray]:
+    """What the run's *decided events* stage — events every row of which is decided inside the
+    run (COMMITTED, or one of a pair) — and which events those are (bool per event). The
+    stage holds their staged rows in row order (event j's rows ``starts[j]`` to
+    ``starts[j + 1]``; none for an undecided event, which walks the region cache instead). A
+    run cut by the batch's end (a prewrite whose commit comes in the next batch) thus still
+    stages all its other events as arrays."""
     rows = run.rows
     types = rows.types
     if pairs.paired is None:  # nothing joined: every event is COMMITTED rows only
-        return RunStage(rows.keys, rows.values, rows.commit_ts, rows.ops, run.starts)
+        return RunStage(rows.keys, rows.values, rows.commit_ts, rows.ops, run.starts), np.ones(len(run), dtype=bool)
     joined = pairs.joined_rows
-    if not (pairs.paired | ((types if joined is None else types[joined]) == _COMMITTED)).all():
-        return None
-    assert pairs.prewrite_of is not None
-    commits = np.flatnonzero(pairs.prewrite_of >= 0)  # joined rows that are paired COMMITs
+    decided_joined = pairs.paired | ((types if joined is None else types[joined]) == _COMMITTED)
+    if joined is None:
+        decided_row = decided_joined
+    else:
+        decided_row = np.ones(len(types), dtype=bool)
+        decided_row[joined] = decided_joined
+    undecided = np.zeros(len(types) + 1, dtype=np.int64)
+    np.cumsum(~decided_row, out=undecided[1:])
+    decided = undecided[run.starts[1:]] == undecided[run.starts[:-1]]
+    all_decided = bool(decided.all())
+    in_decided = None if all_decided else np.repeat(decided, np.diff(run.starts))
+    prewrite_of = pairs.prewrite_of if pairs.prewrite_of is not None else np.zeros(0, dtype=np.int64)  # no pair
+    commits = np.flatnonzero(prewrite_of >= 0)  # joined rows that are paired COMMITs
     commit_rows = commits if joined is None else joined[commits]
-    prewrites = pairs.prewrite_of[commits]
+    prewrites = prewrite_of[commits]
     prewrite_rows = prewrites if joined is None else joined[prewrites]
+    if in_decided is not None:
+        keep = in_decided[commit_rows]
+        commit_rows, prewrite_rows = commit_rows[keep], prewrite_rows[keep]
     committed = types == _COMMITTED
+    if in_decided is not None:
+        committed &= in_decided
     if committed.any():
         committed[commit_rows] = True
         staged_rows = np.flatnonzero(committed)
@@ -144,7 +169,7 @@ def run_stage(run: RunColumns, pairs: RunPairs) -> RunStage | None:
         staged_rows, source = commit_rows, prewrite_rows
     starts = np.searchsorted(staged_rows, run.starts)
     return RunStage(rows.keys.take(pa.array(staged_rows)), rows.values.take(pa.array(source)),
-                    rows.commit_ts[staged_rows], rows.ops[source], starts)
+                    rows.commit_ts[staged_rows], rows.ops[source], starts), decided
 
 
 def find_pairs(region_ids: Sequence[int], run: RunColumns) -> RunPairs:
@@ -333,4 +358,4 @@ def _two_row_groups(regions: np.ndarray, keys: pa.Array, start_ts: np.ndarray) -
     return order[two], order[two + 1]
 
 
-__all__ = ["EventPairs", "RunPairs", "RunStage", "find_pairs", "run_stage"]
+__all__ = ["EventPairs", "RunPairs", "RunStage", "decided_stage", "find_pairs", "run_stage"]

@@ -113,6 +113,30 @@ class StagedRows:
             self.chunks.append(StageSpan(stage, lo, hi))
         self.rows += hi - lo
 
+    def add_stage_events(self, stage: RunStage, j0: int, j1: int, region_ids: np.ndarray) -> None:
+        """What events j0..j1 of a run stage (``region_ids``: theirs), as ``add_stage_rows``
+        of each event in turn would add it, without a step per event."""
+        lo, hi = int(stage.starts[j0]), int(stage.starts[j1])
+        if hi == lo:
+            return
+        # each region change among the events with rows starts a region run
+        counts = np.diff(stage.starts[j0:j1 + 1])
+        with_rows = np.flatnonzero(counts)
+        rids = region_ids[with_rows]
+        change = np.ones(len(rids), dtype=bool)
+        change[1:] = rids[1:] != rids[:-1]
+        if self.region_runs and self.region_runs[-1][1] == int(rids[0]):
+            change[0] = False
+        seqs = self.rows + (stage.starts[j0:j1][with_rows] - lo)
+        self.region_runs.extend(zip(seqs[change].tolist(), rids[change].tolist()))
+        self._close_rows()
+        last = self.chunks[-1] if self.chunks else None
+        if isinstance(last, StageSpan) and last.stage is stage and last.hi == lo:
+            last.hi = hi
+        else:
+            self.chunks.append(StageSpan(stage, lo, hi))
+        self.rows += hi - lo
+
     def mark_region(self, region_id: int) -> None:
         """Rows staged from here on belong to ``region_id`` (for error messages)."""
         if not self.region_runs or self.region_runs[-1][1] != region_id:
