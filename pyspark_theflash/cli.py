@@ -20,10 +20,13 @@ class CommandError(Exception):
     """A user-facing failure: printed without a traceback, exit status 2."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with ``command`` (a name in COMMAND_MODULES), that module's
+    commands only: a command starts without importing every other box (the mini cluster,
+    pandas, ...)."""
     parser = argparse.ArgumentParser(prog="theflash", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
+    for name in COMMAND_MODULES if command is None else (command,):
         try:
             module = importlib.import_module(f"pyspark_theflash.{name}.cli")
         except ModuleNotFoundError as exc:
@@ -35,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(words[0] if words and words[0] in COMMAND_MODULES else None)
+    args = parser.parse_args(words)
     try:
         return int(args.func(args) or 0)
     except CommandError as exc:
