@@ -44,7 +44,7 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Literal, NamedTuple
+from typing import TYPE_CHECKING, Iterable, Iterator, Literal, NamedTuple
 
 import numpy as np
 from google.protobuf.message import DecodeError
@@ -60,6 +60,8 @@ from pyspark_theflash.binlog.errors import (
     BinlogTruncatedError,
 )
 from pyspark_theflash.binlog.position import Position, PositionedEvent
+if TYPE_CHECKING:
+    from pyspark_theflash.binlog.event_batch import EventBatch
 from pyspark_theflash.proto import binlog_pb2
 
 log = logging.getLogger(__name__)
@@ -276,6 +278,37 @@ class _SegmentFile:
             buf, rel, fresh_at = self._refill(offset, max(need, _READ_CHUNK)), 0, offset
         return out
 
+    def read_payloads(self, offset: int, limit: int, payloads: list[bytes], starts: list[int]) -> int:
+        """``read_run`` for a reader that wants only the payloads: up to ``limit`` of them
+        appended to ``payloads`` (their offsets to ``starts``); returns the offset after the
+        last one. No object per record besides its payload."""
+        unpack, crc32 = _FRAME.unpack_from, zlib.crc32
+        add, add_start = payloads.append, starts.append
+        buf, rel = self._buf, offset - self._buf_start
+        fresh_at = -1
+        left = limit
+        while left:
+            need = FRAME_BYTES
+            if 0 <= rel and rel + FRAME_BYTES <= len(buf):
+                length, crc = unpack(buf, rel)
+                if length > MAX_RECORD_BYTES:
+                    break
+                need += length
+                if rel + need <= len(buf):
+                    payload = buf[rel + FRAME_BYTES : rel + need]
+                    if crc32(payload, crc32(buf[rel : rel + 4])) != crc:
+                        break
+                    add(payload)
+                    add_start(offset)
+                    offset += need
+                    rel += need
+                    left -= 1
+                    continue
+            if fresh_at == offset:
+                break
+            buf, rel, fresh_at = self._refill(offset, max(need, _READ_CHUNK)), 0, offset
+        return offset
+
     def _refill(self, offset: int, count: int) -> bytes:
         self._buf = os.pread(self._fd, count, offset)
         self._buf_start = offset
@@ -480,6 +513,20 @@ def prune(directory: Path | str, before: Position) -> list[Path]:
 # The reader.
 
 
+class _Positions:
+    """The positions of records read in runs (segment, [offsets]), made one at a time."""
+
+    def __init__(self, runs: list[tuple[int, list[int]]]) -> None:
+        self._runs = runs
+
+    def __getitem__(self, i: int) -> Position:
+        for segment, offsets in self._runs:
+            if i < len(offsets):
+                return Position(segment, offsets[i])
+            i -= len(offsets)
+        raise IndexError(i)
+
+
 class SegmentReader:
     """Reads events in log order from a position; iterating yields
     ``PositionedEvent(position, event, next)`` up to the current head and stops.
@@ -671,6 +718,83 @@ class SegmentReader:
             if remaining <= 0 or (stop is not None and stop.is_set()):
                 return out
             self._signal.wait(seen, min(remaining, POLL_INTERVAL_S))
+
+    def read_decoded(
+        self,
+        max_records: int,
+        timeout_s: float,
+        region_ids: frozenset[int] | None = None,
+        stop: threading.Event | None = None,
+    ) -> tuple[EventBatch, Position] | None:
+        """``read`` decoded at once (``event_batch.decode_events``): the events and the
+        position after the last one, or None when there is none. A payload that is not an Event
+        is corruption as in ``read``: the events before it are returned, the next read raises."""
+        from pyspark_theflash.binlog.event_batch import decode_events
+
+        if region_ids is not None:  # filtered by region: read as ``read`` does
+            records = self.read_raw(max_records, timeout_s, region_ids, stop)
+            payloads = [r.payload for r in records]
+            positions = [r.position for r in records]
+        else:
+            payloads, positions = self._read_payloads(max_records, timeout_s, stop)
+        if not payloads:
+            return None
+        end = self._position
+        batch = decode_events(payloads)
+        for i in batch.parsed_indices().tolist():
+            try:
+                batch[i]
+            except DecodeError as exc:
+                at = positions[i]
+                error = BinlogCorruptError(segment_path(self.directory, at.segment), at.offset,
+                                           f"the checksum matches but the payload is not an Event ({exc})")
+                if i == 0:
+                    self._position = at
+                    raise error from None
+                self._position = end = at  # stay in front of it: the next read raises
+                self._damage_ahead = True
+                batch = decode_events(payloads[:i])
+                break
+        return batch, end
+
+    def _read_payloads(self, max_records: int, timeout_s: float, stop: threading.Event | None
+                       ) -> tuple[list[bytes], "_Positions"]:
+        """``read_raw`` of every region, as payloads and their positions (made only when asked
+        for: an error names one)."""
+        deadline = time.monotonic() + timeout_s
+        payloads: list[bytes] = []
+        runs: list[tuple[int, list[int]]] = []
+        self._damage_ahead = False
+        while True:
+            seen = self._signal.generation
+            while len(payloads) < max_records:
+                segment = self._position.segment
+                file = self._open(segment)
+                if file is not None:
+                    starts: list[int] = []
+                    end = file.read_payloads(self._position.offset, max_records - len(payloads), payloads, starts)
+                    if starts:
+                        runs.append((segment, starts))
+                        self._position = Position(segment, end)
+                        continue
+                try:  # the end of a segment, a record being written, damage: one at a time
+                    record = self._next_raw()
+                except BinlogError:
+                    if payloads:
+                        self._damage_ahead = True
+                        break
+                    raise
+                if record is None:
+                    break
+                payloads.append(record.payload)
+                runs.append((record.position.segment, [record.position.offset]))
+            if len(payloads) >= max_records or self._damage_ahead:
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or (stop is not None and stop.is_set()):
+                break
+            self._signal.wait(seen, min(remaining, POLL_INTERVAL_S))
+        return payloads, _Positions(runs)
 
     def _parsed(self, records: list[RawRecord]) -> list[PositionedEvent]:
         out = []

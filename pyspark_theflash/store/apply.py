@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from pyspark_theflash.binlog import rows as binlog_rows
+from pyspark_theflash.binlog.event_batch import EventBatch, parsed_events
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.store import keyspace
 from pyspark_theflash.store.errors import (
@@ -102,7 +103,7 @@ class ApplyPath:
         self._require_writer("write")
         assert self._caches is not None
         with self._write_lock, _cyclic_gc_paused():
-            for ev in events:  # the schema versions a batch's rows may need, known before decoding
+            for ev in parsed_events(events):  # the schema versions a batch's rows may need, known before decoding
                 if ev.WhichOneof("payload") == "ddl":
                     self.apply_ddl(ev)
             result = WriteResult(events=len(events))
@@ -220,35 +221,52 @@ class ApplyPath:
         region_ids: list[int] = []
         indexes: list[int] = []
         epochs: list[tuple[int, int]] = []
-        entries: list[binlog_pb2.Entries] = []
         in_run: list[int] = []
+        numbers: list[int] = []  # the run's entries events: their places in ``events``
+        # An EventBatch has the region, index and epoch of its columnar entries events as
+        # arrays (no message is made of them); other events are read as messages.
+        batch = events if isinstance(events, EventBatch) else None
+        if batch is not None:
+            columnar = batch.columnar[start:].tolist()
+            b_regions = batch.region_ids[start:].tolist()
+            b_indexes = batch.indexes[start:].tolist()
+            b_versions = batch.epoch_versions[start:].tolist()
+            b_confs = batch.conf_versions[start:].tolist()
         end = start
         while end < len(events):
-            ev = events[end]
-            kind = ev.WhichOneof("payload")
-            rid = int(ev.region_id)
+            if batch is not None and columnar[end - start]:
+                kind, ev = "entries", None
+                rid, index = b_regions[end - start], b_indexes[end - start]
+            else:
+                ev = events[end]
+                kind = ev.WhichOneof("payload")
+                rid, index = int(ev.region_id), int(ev.index)
             j = -1
             if kind not in ("resolved_ts", "resolved", "ddl"):
                 if rid not in applied:
                     reg = self._regions.get(rid)
                     applied[rid] = 0 if reg is None else reg.applied_index
-                index = int(ev.index)
                 if index > applied[rid]:
                     if kind in ("admin", "snapshot"):
                         break
                     applied[rid] = index
                     if kind == "entries":
-                        j = len(entries)
-                        entries.append(ev.entries)
+                        j = len(numbers)
+                        numbers.append(end)
                         region_ids.append(rid)
                         indexes.append(index)
-                        epoch = ev.epoch
-                        epochs.append((int(epoch.version), int(epoch.conf_version)))
+                        if ev is None:
+                            epochs.append((b_versions[end - start], b_confs[end - start]))
+                        else:
+                            epochs.append((int(ev.epoch.version), int(ev.epoch.conf_version)))
             in_run.append(j)
             end += 1
         wheres = _EventWheres(region_ids, indexes)
-        run = binlog_rows.run_columns(entries, wheres)
-        if len(run) < len(entries):  # that event does not parse, or starts the next run
+        run = batch.run(numbers) if batch is not None else None
+        if run is None:  # not all columnar entries events of a batch: joined from the messages
+            entries = [events[i].entries for i in numbers]
+            run = binlog_rows.run_columns(entries, wheres)
+        if len(run) < len(numbers):  # that event does not parse, or starts the next run
             end = start + in_run.index(len(run))
             del in_run[end - start:]
             del region_ids[len(run):], indexes[len(run):], epochs[len(run):]

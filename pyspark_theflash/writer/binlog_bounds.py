@@ -24,3 +24,12 @@ def binlog_bounds(url: str) -> BinlogBounds:
 
     with open_source(url) as source:
         return BinlogBounds(Position(*source.head()), Position(*source.tail()))
+
+
+def binlog_reaches_start(url: str) -> bool:
+    """Whether the binlog still holds its first segment (its tail only: finding the head reads
+    the newest segment through)."""
+    from pyspark_theflash.binlog.source import open_source
+
+    with open_source(url) as source:
+        return Position(*source.tail()).segment <= FIRST_SEGMENT

@@ -14,15 +14,19 @@ import threading
 import time
 from typing import Any, Callable, Sequence
 
-from pyspark_theflash.binlog import Position, PositionedEvent
+import numpy as np
+
+from pyspark_theflash.binlog import Position
 from pyspark_theflash.binlog import rows as binlog_rows
+from pyspark_theflash.binlog.event_batch import EventBatch, parsed_events
+from pyspark_theflash.binlog.source import ReadBatch
 from pyspark_theflash.errors import TheFlashError, storage_failure
 from pyspark_theflash.latch.errors import WriteLatchLostError
 from pyspark_theflash.latch.local import LocalLatch
 from pyspark_theflash.latch.types import FlushRequest, WriterHolder
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.upstream.pd import RAFT_INIT_LOG_INDEX
-from pyspark_theflash.writer.binlog_bounds import binlog_bounds
+from pyspark_theflash.writer.binlog_bounds import binlog_bounds, binlog_reaches_start
 from pyspark_theflash.writer import last_error
 from pyspark_theflash.writer.daemon import remove_pid_file, write_pid_file
 from pyspark_theflash.writer.errors import SchemaUnavailableError, TableGoneUpstreamError, WriterConfigError
@@ -49,7 +53,28 @@ ApplyBatch = Callable[[Any, Sequence[binlog_pb2.Event], Position], Any]
 
 
 def _store_write(store: Any, events: Sequence[binlog_pb2.Event], position: Position) -> Any:
-    return store.write(list(events), position)
+    return store.write(events, position)  # an EventBatch as it is: the store reads its arrays
+
+
+def _batch_progress(events: Sequence[binlog_pb2.Event]) -> tuple[int, dict[int, int]]:
+    """A batch's rows and each region's highest index in it, for the progress line (from the
+    arrays of an ``EventBatch``; one step per event otherwise)."""
+    rows = 0
+    seen: dict[int, int] = {}
+    if isinstance(events, EventBatch):
+        rows = events.row_count()
+        columnar = np.flatnonzero(events.columnar)
+        if len(columnar):
+            regions, indexes = events.region_ids[columnar], events.indexes[columnar]
+            order = np.lexsort((indexes, regions))
+            last = np.flatnonzero(np.append(regions[order][1:] != regions[order][:-1], True))
+            seen = dict(zip(regions[order][last].tolist(), indexes[order][last].tolist()))
+    for event in parsed_events(events):
+        if not isinstance(events, EventBatch) and event.WhichOneof("payload") == "entries":
+            rows += binlog_rows.row_count(event.entries)
+        if event.index > seen.get(event.region_id, 0):
+            seen[event.region_id] = event.index
+    return rows, seen
 
 
 class Writer:
@@ -231,10 +256,8 @@ class Writer:
 
         opts = self.options
         position = self._persisted_position()
-        if position is None:
-            bounds = binlog_bounds(opts.binlog)
-            if opts.bootstrap_snapshot or not bounds.reaches_start:
-                position = self._bootstrap_from_snapshots()
+        if position is None and (opts.bootstrap_snapshot or not binlog_reaches_start(opts.binlog)):
+            position = self._bootstrap_from_snapshots()
         source = binlog.open_source(opts.binlog, position)
         # --until-caught-up: the log's head when the run starts (file and gRPC alike); a short
         # read alone says nothing (a gRPC stream answers what it has, a damaged record ends a
@@ -246,12 +269,13 @@ class Writer:
             while not self.stop.is_set():
                 self._renew_latch()
                 interval = self._interval()
-                batch = source.read(opts.batch_events, READ_TIMEOUT_S)
+                batch = source.read_events(opts.batch_events, READ_TIMEOUT_S)
                 if batch:
                     self._apply(batch)
+                read = len(batch) if batch else 0
                 pending = self.latch.pending_flushes()  # type: ignore[union-attr]
                 # A new request, or new events that may reach an older request's read index.
-                flush_wanted = bool(pending) and (bool(batch) or pending[-1].request_id > self._last_request_seen)
+                flush_wanted = bool(pending) and (bool(read) or pending[-1].request_id > self._last_request_seen)
                 if flush_wanted or self._flush_due():
                     # By size or deadline: pipelined, made durable while the next batch is
                     # applied. A reader's request: durable before it is answered.
@@ -264,7 +288,7 @@ class Writer:
                 self._publish()
                 # Everything readable now is applied: a short batch, and (a push source) nothing
                 # more already buffered. While behind the loop never sleeps.
-                caught_up = len(batch) < opts.batch_events and not source.buffered()
+                caught_up = read < opts.batch_events and not source.buffered()
                 if caught_up and stop_at is not None and _reached(source.position, stop_at):
                     log.info("caught up with the binlog at %s: stopping (--until-caught-up)", self.progress.read_position)
                     break
@@ -321,20 +345,14 @@ class Writer:
             self._last_renew = now
 
     # -- applying ----------------------------------------------------------------------------
-    def _apply(self, batch: list[PositionedEvent]) -> None:
-        events = [pe.event for pe in batch]
-        self._write(events, batch[-1].next)
-        rows = 0
-        seen: dict[int, int] = {}
-        for event in events:  # one step per event (not per row): counts for the progress line
-            if event.WhichOneof("payload") == "entries":
-                rows += binlog_rows.row_count(event.entries)
-            if event.index > seen.get(event.region_id, 0):
-                seen[event.region_id] = event.index
+    def _apply(self, batch: ReadBatch) -> None:
+        events = batch.events
+        self._write(events, batch.next)
+        rows, seen = _batch_progress(events)
         self._unflushed_rows += rows
         self._unflushed_events += len(events)
         self.progress.note_batch(len(events), rows, seen)
-        self.progress.read_position = str(batch[-1].next)
+        self.progress.read_position = str(batch.next)
 
     def _write(self, events: Sequence[binlog_pb2.Event], position: Position) -> Any:
         """Apply one batch with the schemas it needs.
@@ -417,7 +435,7 @@ class Writer:
         """The batch's DDL events, in order: a table id met for the first time is replicated
         when --tables matches its name (else ignored from then on); the store records the
         version, in force from the DDL's commit ts, and the ids it creates or retires."""
-        for event in events:
+        for event in parsed_events(events):
             if event.WhichOneof("payload") != "ddl":
                 continue
             ddl = event.ddl

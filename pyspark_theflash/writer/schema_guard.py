@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pyspark_theflash.binlog import rows as binlog_rows
+from pyspark_theflash.binlog.event_batch import EventBatch, parsed_events
 from pyspark_theflash.proto import binlog_pb2
 
 _ROW_V2 = 0x80
@@ -28,7 +29,10 @@ def _row_runs(events: Iterable[binlog_pb2.Event]) -> Iterator[binlog_rows.RowCol
     """The rows of the Entries events, joined run by run as the store joins them (one array
     per field for many events, not one per event). A malformed event is left out: the store
     names it when it applies the batch."""
-    entries = [e.entries for e in events if e.WhichOneof("payload") == "entries"]
+    if isinstance(events, EventBatch):  # its columnar events' rows are joined already
+        if events.rows is not None and len(events.rows):
+            yield events.rows
+    entries = [e.entries for e in parsed_events(events) if e.WhichOneof("payload") == "entries"]
     i = 0
     while i < len(entries):
         run = binlog_rows.run_columns(entries[i:], [""] * (len(entries) - i))
