@@ -21,6 +21,7 @@ from pyspark_theflash.binlog import (
     SegmentWriter,
 )
 from pyspark_theflash.binlog.segment import HEADER_BYTES, encode_record, head, list_segments, segment_path, tail
+from pyspark_theflash.binlog.rows import columnar_entries
 from pyspark_theflash.proto import binlog_pb2
 
 
@@ -29,8 +30,9 @@ def record_key(table_id: int, handle: int) -> bytes:
     return b"t" + flip(table_id) + b"_r" + flip(handle)
 
 
-def sample_events(count: int, region_id: int = 1) -> list[binlog_pb2.Event]:
-    """Events of every payload kind, with distinct contents, in raft order."""
+def sample_events(count: int, region_id: int = 1, columnar: bool = False) -> list[binlog_pb2.Event]:
+    """Events of every payload kind, with distinct contents, in raft order (``columnar``: the
+    entries in the RowBatch form the upstream writes)."""
     events = []
     for i in range(count):
         event = binlog_pb2.Event(region_id=region_id, index=i + 1, epoch=binlog_pb2.RegionEpoch(version=1))
@@ -46,6 +48,8 @@ def sample_events(count: int, region_id: int = 1) -> list[binlog_pb2.Event]:
             split = event.admin.split
             split.regions.add(id=region_id, start_key=b"", end_key=b"m%d" % i)
             split.regions.add(id=1000 + i, start_key=b"m%d" % i, end_key=b"")
+        if columnar and event.WhichOneof("payload") == "entries":
+            event.entries.CopyFrom(columnar_entries(list(event.entries.rows)))
         events.append(event)
     return events
 
@@ -53,6 +57,22 @@ def sample_events(count: int, region_id: int = 1) -> list[binlog_pb2.Event]:
 def read_all(directory: Path, position: Position | None = None) -> list[PositionedEvent]:
     with SegmentReader(directory, position) as reader:
         return list(reader)
+
+
+def read_events_all(directory: Path, max_events: int = 4) -> tuple[list[binlog_pb2.Event], Position | None]:
+    """Every event through ``EventSource.read_events`` (what the writer reads), a few a read,
+    and the position after the last."""
+    from pyspark_theflash.binlog import open_source
+
+    out: list[binlog_pb2.Event] = []
+    end = None
+    with open_source(directory.as_uri()) as source:
+        while True:
+            batch = source.read_events(max_events, 0)
+            if batch is None:
+                return out, end
+            out.extend(batch.events)
+            end = batch.next
 
 
 def test_events_round_trip_across_segment_rotation(tmp_path: Path) -> None:
@@ -366,14 +386,17 @@ def damaged_copy(src: Path, dst: Path, offset: int, flip: int) -> Path:
     return dst
 
 
+@pytest.mark.parametrize("form", ["rows", "columnar"])
 @pytest.mark.parametrize("spot", sorted(FRAME_SPOTS))
-def test_a_damaged_record_with_records_after_it_is_corruption_for_every_reader(spot: str, tmp_path: Path) -> None:
+def test_a_damaged_record_with_records_after_it_is_corruption_for_every_reader(spot: str, form: str,
+                                                                               tmp_path: Path) -> None:
     from pyspark_theflash.binlog import open_source
 
-    events = sample_events(12)
+    events = sample_events(12, columnar=form == "columnar")
     with SegmentWriter(tmp_path / "good", segment_bytes=700) as writer:
         writer.append(events)
     records = read_all(tmp_path / "good")
+    assert read_events_all(tmp_path / "good") == ([r.event for r in records], records[-1].next)
     newest = [r for r in records if r.position.segment == list_segments(tmp_path / "good")[-1]]
     assert len(newest) >= 3
     for victim in newest[:-1]:
@@ -388,16 +411,19 @@ def test_a_damaged_record_with_records_after_it_is_corruption_for_every_reader(s
                 head(where)
             with open_source(where.as_uri()) as source, pytest.raises(BinlogCorruptError, match=message):
                 source.head()
+            with pytest.raises(BinlogCorruptError, match=message):
+                read_events_all(where)  # the writer's read: a read's events decoded at once
             size = segment_path(where, victim.position.segment).stat().st_size
             with pytest.raises(BinlogCorruptError, match=message):
                 SegmentWriter(where)
             assert segment_path(where, victim.position.segment).stat().st_size == size  # nothing cut off
 
 
+@pytest.mark.parametrize("form", ["rows", "columnar"])
 @pytest.mark.parametrize("spot", sorted(FRAME_SPOTS))
 def test_damage_to_the_very_last_record_is_a_torn_tail_or_corruption_never_a_shorter_log(
-        spot: str, tmp_path: Path) -> None:
-    events = sample_events(6)
+        spot: str, form: str, tmp_path: Path) -> None:
+    events = sample_events(6 if form == "rows" else 5, columnar=form == "columnar")
     with SegmentWriter(tmp_path / "good") as writer:
         writer.append(events)
     last = read_all(tmp_path / "good")[-1]
@@ -409,9 +435,12 @@ def test_damage_to_the_very_last_record_is_a_torn_tail_or_corruption_never_a_sho
             got = [r.event for r in read_all(where)]
         except BinlogCorruptError as exc:
             assert exc.offset == last.position.offset
+            with pytest.raises(BinlogCorruptError, match=f"offset {last.position.offset}"):
+                read_events_all(where)
             continue
         assert got == events[:-1]  # the crash case: the last record not yet written
         assert head(where) == last.position
+        assert read_events_all(where) == (events[:-1], last.position)
 
 
 def test_a_length_pushed_past_the_end_is_not_mistaken_for_a_write_in_progress(tmp_path: Path) -> None:

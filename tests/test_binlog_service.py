@@ -233,3 +233,28 @@ def test_a_checksummed_record_that_is_no_event_is_reported_by_both_forms(binlog_
                 assert caught.value.offset == bad_at.offset, url
                 assert caught.value.path == segment_path(binlog_dir, bad_at.segment)
                 assert "not an Event" in str(caught.value)
+
+
+def test_a_checksummed_record_that_is_no_event_stops_a_batch_read_in_front_of_it(binlog_dir: Path) -> None:
+    """The writer's read (``read_events``: a read's events decoded at once) returns the events
+    before such a record, then raises naming it — every time it is asked again."""
+    events = sample_events(3)
+    with SegmentWriter(binlog_dir) as writer:
+        writer.append(events)
+        bad_at = writer.head
+        writer.append([b"\x0a\x05\x12"])  # a valid frame around a truncated Event
+        writer.append(sample_events(2))
+    with serve_binlog(binlog_dir) as server:
+        for url, regions in ((str(binlog_dir), None), (server.url, None), (str(binlog_dir), [1])):
+            with open_source(url, region_ids=regions) as source:
+                got: list = []
+                while len(got) < 3:
+                    batch = source.read_events(10, timeout_s=5)
+                    assert batch is not None, url
+                    got.extend(batch.events)
+                assert got == events and batch.next == bad_at, url
+                for _ in range(2):
+                    with pytest.raises(BinlogCorruptError) as caught:
+                        source.read_events(10, timeout_s=5)
+                    assert caught.value.offset == bad_at.offset, url
+                    assert "not an Event" in str(caught.value)
