@@ -783,3 +783,71 @@ def test_progress_lists_only_the_stores_live_regions() -> None:
     status = progress.to_status()
     assert [r["region_id"] for r in status["regions"]] == [1]
     assert "r2 " not in progress_line(status)
+
+
+# How a storage failure is injected into a writer process (ENOSPC/EIO without a small file
+# system): os.fsync failing from its n-th call on (part files, the manifest, the pid file, ...),
+# or the latch's renewal meeting SQLite's "database or disk is full" (what a full disk did to
+# the latch database: a raw OperationalError traceback, 4 times out of 4).
+_INJECTED_FAILURES = {
+    "fsync_enospc": ("import errno, os\n"
+                     "real, calls = os.fsync, [0]\n"
+                     "def fsync(fd):\n"
+                     "    calls[0] += 1\n"
+                     "    if calls[0] >= 6:\n"
+                     "        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))\n"
+                     "    return real(fd)\n"
+                     "os.fsync = fsync\n", "the disk is full"),
+    "fsync_eio": ("import errno, os\n"
+                  "real, calls = os.fsync, [0]\n"
+                  "def fsync(fd):\n"
+                  "    calls[0] += 1\n"
+                  "    if calls[0] >= 6:\n"
+                  "        raise OSError(errno.EIO, os.strerror(errno.EIO))\n"
+                  "    return real(fd)\n"
+                  "os.fsync = fsync\n", "I/O error"),
+    "latch_renewal_sqlite_full": ("import sqlite3\n"
+                                  "from pyspark_theflash.latch.local import LocalLatch\n"
+                                  "real, calls = LocalLatch.renew, [0]\n"
+                                  "def renew(self, *a, **k):\n"
+                                  "    calls[0] += 1\n"
+                                  "    if calls[0] >= 3:\n"
+                                  "        raise sqlite3.OperationalError('database or disk is full')\n"
+                                  "    return real(self, *a, **k)\n"
+                                  "LocalLatch.renew = renew\n", "the disk is full"),
+}
+
+
+@pytest.mark.parametrize("failure", sorted(_INJECTED_FAILURES))
+def test_an_injected_storage_failure_ends_the_writer_cleanly_and_a_restart_loses_nothing(
+        failure: str, tmp_path: Path) -> None:
+    """ENOSPC or EIO from the OS (or SQLite's "disk is full") at any point of a run: exit status
+    2 with one line naming the store and what to do, no traceback; the next run resumes from the
+    last durable batch and the store ends with every row."""
+    from pyspark_theflash.store import Store
+    from pyspark_theflash.upstream.cluster import MiniCluster
+    from pyspark_theflash.upstream.tidb import make_column
+
+    inject, said = _INJECTED_FAILURES[failure]
+    store = tmp_path / "store"
+    with MiniCluster(tmp_path / "cluster", binlog_dir=tmp_path / "binlog", resolved_ts_interval=0) as up:
+        addresses = up.serve()
+        up.create_table(TABLE, [make_column("id", "BIGINT", not_null=True), make_column("balance", "BIGINT")],
+                        primary_key=["id"])
+        for start in range(0, 2000, 100):
+            up.run_txn(lambda t, s=start: [t.insert(TABLE, {"id": i, "balance": i}) for i in range(s, s + 100)])
+        ts = up.get_ts()
+        argv = ["writer", "run", "--binlog", (tmp_path / "binlog").as_uri(), "--store", str(store), "--upstream",
+                addresses["upstream"], "--until-caught-up", "--flush-rows", "100", "--batch-events", "4",
+                "--latch-ttl", "0.3s"]
+        script = inject + f"import sys\nfrom pyspark_theflash.cli import main\nsys.exit(main({argv!r}))\n"
+        failed = subprocess.run([PY, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert failed.returncode == 2, failed.stderr[-3000:]
+        assert said in failed.stderr and str(store) in failed.stderr, failed.stderr[-3000:]
+        assert "Traceback" not in failed.stderr, failed.stderr[-3000:]
+        again = _cli(*argv, timeout=120)
+        assert again.returncode == 0, again.stderr[-3000:]
+        expected = {r["id"]: r["balance"] for r in up.scan_table(TABLE, ts)}
+    with Store.open(str(store), readonly=True) as s:
+        got = {r["id"]: r["balance"] for r in s.scan_table(TABLE, ts).to_pylist()}
+    assert got == expected and len(got) == 2000
