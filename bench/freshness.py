@@ -4,7 +4,9 @@
     .venv/bin/python bench/freshness.py --rate 200 --interval 0.5
 
 A mini cluster commits one-row transactions at ``--rate`` per second while the writer applies
-the binlog to the store with poll/flush interval ``--interval``. Two latencies per commit:
+the binlog to the store with poll/flush interval ``--interval``; the writer runs in its own
+process (``theflash writer run``, as an operator runs it), so it competes with the producer for
+cores, not for one interpreter's lock. Two latencies per commit:
 
 * passive (phase 1, nobody reads): from the commit until the store's persisted state holds it
   (the region's applied index, as a reader sees it in the manifest, reaches the index upstream
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -62,7 +65,11 @@ def main() -> None:
                                         primary_key=["id"])
         with rig.cluster.txn() as t:
             t.insert(TABLE, {"id": 0, "v": 0})
-        rig.start_writer(interval_s=args.interval)
+        writer_log = work / "writer.log"
+        writer = subprocess.Popen(
+            [sys.executable, "-m", "pyspark_theflash", "writer", "run", "--binlog", rig.binlog, "--store", rig.store,
+             "--upstream", rig.upstream, "--interval", f"{args.interval}s", "--flush-interval", f"{args.interval}s",
+             "--log", str(writer_log)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         rig.wait_replicated(TABLE)
         # the table's region of its own: the commit's raft index is the region's
         region_id = rig.cluster.store.regions.locate(record_range(info["id"])[0]).id
@@ -125,8 +132,13 @@ def main() -> None:
         done.set()
         watcher.join(60)
         elapsed = phase1_s
-        status = rig._writer.status() if rig._writer is not None else {}
-        rig.stop_writer()
+        from pyspark_theflash import latch as latch_mod
+
+        with latch_mod.connect(rig.store) as latch:
+            status = latch.writer_status() or {}
+        writer.terminate()
+        if writer.wait(60) != 0:
+            print(writer_log.read_text()[-2000:], file=sys.stderr)
 
         def line(name: str, values: list[float]) -> dict[str, float]:
             p50, p99 = percentile(values, 0.5) * 1000, percentile(values, 0.99) * 1000
