@@ -13,8 +13,27 @@ a value or a column at a time), bulk (``MiniCluster.bulk_insert``), status_serve
 """
 from __future__ import annotations
 
-from pyspark_theflash.upstream.client import TxnStatus, UpstreamClient, connect
-from pyspark_theflash.upstream.cluster import MiniCluster
-from pyspark_theflash.upstream.workloads import BankWorkload, Faults, OrdersWorkload
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyspark_theflash.upstream.client import TxnStatus, UpstreamClient, connect
+    from pyspark_theflash.upstream.cluster import MiniCluster
+    from pyspark_theflash.upstream.workloads import BankWorkload, Faults, OrdersWorkload
+
+# Imported when first named (PEP 562): a module that needs only ``upstream.pd``'s constants
+# (the writer) does not load the mini cluster, the gRPC client and pandas-backed workloads.
+_LAZY = {"TxnStatus": "client", "UpstreamClient": "client", "connect": "client", "MiniCluster": "cluster",
+         "BankWorkload": "workloads", "Faults": "workloads", "OrdersWorkload": "workloads"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = ["BankWorkload", "Faults", "MiniCluster", "OrdersWorkload", "TxnStatus", "UpstreamClient", "connect"]
