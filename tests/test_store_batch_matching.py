@@ -2,7 +2,9 @@
 must end exactly where it ends when every row walks through the region cache on its own.
 
 The reference store gets each Entries event cut into one event per row (so no two rows can
-ever be paired), the store under test gets the same stream in random batches of many events.
+ever be paired), the store under test gets the same stream in random batches of many events —
+half of them as the writer reads them, an ``EventBatch`` decoded at once (its columnar events'
+rows joined and sliced by run, their regions and indexes as arrays).
 Streams come from the model's generator (2PC across regions, rollbacks, LOCK and DELETE ops,
 1PC rows, splits, merges, removed regions, lagging regions caught up by snapshots with orphan
 commits after them), reshaped to hold what pairing must get right: a prewrite and its commit
@@ -19,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from mvcc_model import DB, TABLE_NAME, StreamSpec, generate_stream, rows_from_batches
+from pyspark_theflash.binlog.event_batch import decode_events
 from pyspark_theflash.binlog.position import Position
 from pyspark_theflash.binlog.rows import columnar_entries, iter_rows
 from pyspark_theflash.codec.txn import Write
@@ -179,7 +182,8 @@ def run_both(tmp_path: Path, seed: int, spec: StreamSpec, max_batch: int) -> dic
     options = StoreOptions(prewrite_memory_bytes=300, flush_rows=40) if seed % 2 else None
     batched = Store.open(tmp_path / "batched", options=options)
     reference = Store.open(tmp_path / "reference", options=options)
-    seen = {"paired_batches": 0, "errors": 0, "checks": 0, "skipped": 0}
+    seen = {"paired_batches": 0, "errors": 0, "checks": 0, "skipped": 0, "event_batches": 0}
+    read_rng = random.Random(seed)  # which batches reach the store as an EventBatch
     totals = {k: 0 for k in COUNTERS}
     try:
         for s in (batched, reference):
@@ -208,7 +212,11 @@ def run_both(tmp_path: Path, seed: int, spec: StreamSpec, max_batch: int) -> dic
             todo = list(range(start, end))
             while True:
                 try:
-                    result = batched.write([events[p] for p in todo], Position(0, end))
+                    given = [events[p] for p in todo]
+                    if read_rng.random() < 0.5:  # as the writer reads them: decoded at once
+                        given = decode_events([ev.SerializeToString() for ev in given])  # type: ignore[assignment]
+                        seen["event_batches"] += 1
+                    result = batched.write(given, Position(0, end))
                     break
                 except StoreError as exc:
                     assert ref_errors, f"{where}: the batch failed, the reference did not: {exc}"
@@ -242,7 +250,7 @@ def run_both(tmp_path: Path, seed: int, spec: StreamSpec, max_batch: int) -> dic
 @pytest.mark.parametrize("seed", range(6))
 def test_batched_pairing_ends_where_row_by_row_apply_ends(tmp_path: Path, seed: int) -> None:
     seen = run_both(tmp_path, seed, StreamSpec(steps=220), max_batch=25)
-    assert seen["paired_batches"] and seen["checks"] and seen["skipped"], seen
+    assert seen["paired_batches"] and seen["checks"] and seen["skipped"] and seen["event_batches"], seen
     assert seen["prewrites"] and seen["rollbacks"], seen
 
 

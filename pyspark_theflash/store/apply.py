@@ -120,27 +120,30 @@ class ApplyPath:
                     if len(run):
                         count_rows(run.rows.types if decided.all() else
                                    run.rows.types[np.repeat(decided, np.diff(run.starts))], result)
+                    # ranges of consecutive decided events (bulk), and single other events
+                    js = np.asarray(in_run, dtype=np.int64)
+                    bulk = (js >= 0) & decided[np.maximum(js, 0)] if len(run) else np.zeros(len(js), dtype=bool)
+                    edges = np.flatnonzero(np.diff(np.concatenate(([False], bulk, [False])).astype(np.int8)))
+                    ranges = dict(zip(edges[0::2].tolist(), edges[1::2].tolist()))  # first -> past the last
                     i = at
                     while i < end:
-                        j = in_run[i - at]
-                        if j >= 0 and decided[j]:
-                            k = i + 1
-                            while k < end and in_run[k - at] >= 0 and decided[in_run[k - at]]:
-                                k += 1
+                        k = ranges.get(i - at)
+                        if k is not None:
+                            k += at
+                            j = in_run[i - at]
                             # entries events i..k are run events j..j + (k - i), consecutively
-                            if self._apply_decided(j, j + k - i, meta, stage, staged, saved_regions, result):
-                                i = k
-                                continue
-                            for m in range(i, k):
-                                self._apply_event(events[m], staged, saved_regions, result, run, in_run[m - at],
-                                                  pairs, stage)
+                            if not self._apply_decided(j, j + k - i, meta, stage, staged, saved_regions, result):
+                                for m in range(i, k):
+                                    self._apply_event(events[m], staged, saved_regions, result, run, in_run[m - at],
+                                                      pairs, stage)
                             i = k
-                        elif j < 0:
+                            continue
+                        j = in_run[i - at]
+                        if j < 0:
                             self._apply_event(events[i], staged, saved_regions, result)
-                            i += 1
                         else:  # rows that need the region cache: this event walks it
                             self._apply_event(events[i], staged, saved_regions, result, run, j, pairs)
-                            i += 1
+                        i += 1
                     if end == at:  # a snapshot or admin event: a barrier no pair spans
                         self._apply_event(events[at], staged, saved_regions, result)
                         end += 1
@@ -233,6 +236,8 @@ class ApplyPath:
             b_versions = batch.epoch_versions[start:].tolist()
             b_confs = batch.conf_versions[start:].tolist()
         end = start
+        if batch is not None:  # its leading columnar entries events: decided as arrays
+            end = self._columnar_prefix(batch, start, applied, in_run, numbers, region_ids, indexes, epochs)
         while end < len(events):
             if batch is not None and columnar[end - start]:
                 kind, ev = "entries", None
@@ -281,6 +286,39 @@ class ApplyPath:
         meta = RunEvents(np.array(region_ids, dtype=np.int64), np.array(indexes, dtype=np.int64),
                          epoch_arr[:, 0], epoch_arr[:, 1])
         return end, run, in_run, pairs, meta
+
+    def _columnar_prefix(self, batch: EventBatch, start: int, applied: dict[int, int], in_run: list[int],
+                         numbers: list[int], region_ids: list[int], indexes: list[int],
+                         epochs: list[tuple[int, int]]) -> int:
+        """``_pair_run``'s walk over the columnar entries events from ``start`` up to the
+        batch's first other event, as arrays: an event is taken when its index is above its
+        region's applied index and every earlier index of its region in the batch. Returns
+        where the walk goes on."""
+        columnar = batch.columnar[start:]
+        k = len(columnar) if columnar.all() else int(np.argmin(columnar))
+        if not k:
+            return start
+        rids, idx = batch.region_ids[start:start + k], batch.indexes[start:start + k]
+        take = np.zeros(k, dtype=bool)
+        for rid in np.unique(rids).tolist():
+            sel = np.flatnonzero(rids == rid)
+            if rid not in applied:
+                reg = self._regions.get(rid)
+                applied[rid] = 0 if reg is None else reg.applied_index
+            seq = idx[sel]
+            before = np.maximum.accumulate(np.concatenate(([applied[rid]], seq)))
+            take[sel] = seq > before[:-1]
+            applied[rid] = int(before[-1])
+        taken = np.flatnonzero(take)
+        js = np.full(k, -1, dtype=np.int64)
+        js[taken] = np.arange(len(taken))
+        in_run.extend(js.tolist())
+        at = start + taken
+        numbers.extend(at.tolist())
+        region_ids.extend(batch.region_ids[at].tolist())
+        indexes.extend(batch.indexes[at].tolist())
+        epochs.extend(zip(batch.epoch_versions[at].tolist(), batch.conf_versions[at].tolist()))
+        return start + k
 
     def _apply_decided(self, j0: int, j1: int, meta: "RunEvents", stage: RunStage, staged: StagedRows,
                        saved: dict[int, MutableRegion | None], result: WriteResult) -> bool:
