@@ -196,6 +196,13 @@ class ApplyPath:
         return (self._dirty_since is not None
                 and time.monotonic() - self._dirty_since >= self.options.flush_deadline_s)
 
+    def flush_due_in(self) -> float | None:
+        """Seconds until the oldest unflushed change reaches the flush deadline (at most 0:
+        due now); None when nothing is unflushed."""
+        if self._dirty_since is None:
+            return None
+        return self._dirty_since + self.options.flush_deadline_s - time.monotonic()
+
     def _region_for_update(self, rid: int, saved: dict[int, MutableRegion | None]) -> MutableRegion:
         """The region's state, saved for the batch's undo; a new one (no range yet) for a region
         a snapshot or split is introducing."""

@@ -298,7 +298,12 @@ class Writer:
                 if caught_up:
                     self._settle()
                     # A reader waits for indexes not applied yet: poll the binlog again soon.
-                    self._idle(min(interval, WAITING_READER_POLL_S) if waiting else interval, source)
+                    nap = min(interval, WAITING_READER_POLL_S) if waiting else interval
+                    # Applied rows wait for their flush deadline, not for the next poll after it.
+                    due_in = self.store.flush_due_in() if self._unflushed_events else None
+                    if due_in is not None:
+                        nap = min(nap, max(due_in, IDLE_SLICE_S))
+                    self._idle(nap, source)
         finally:
             source.close()
 
