@@ -7,7 +7,10 @@ import re
 from dataclasses import dataclass, field
 
 DEFAULT_INTERVAL_S = 0.2
-DEFAULT_BATCH_EVENTS = 2000
+# Events per read and atomic apply. A batch is decoded and applied as arrays, so its cost is
+# mostly per call: 10k events (~25k rows of small transactions) apply in ~0.1 s, less than the
+# old default of 2000 took event by event; catching up costs ~20% less CPU than at 2000.
+DEFAULT_BATCH_EVENTS = 10_000
 DEFAULT_FLUSH_ROWS = 50_000
 DEFAULT_FLUSH_INTERVAL_S = 1.0
 DEFAULT_LATCH_TTL_S = 10.0
