@@ -65,6 +65,13 @@ class DeletionVector:
         return self.versions.num_rows
 
 
+def stable_and_deltas(parts: Sequence[PartRef]) -> tuple[PartRef, list[PartRef]]:
+    """A partition's parts as (its stable part — the biggest stable one, preferring one version
+    per handle; its biggest part when none is stable — and the others)."""
+    stable = max(parts, key=lambda p: (p.kind == "stable", p.single_version, p.rows))
+    return stable, [p for p in parts if p is not stable]
+
+
 def can_split(stable: PartRef, deltas: Sequence[PartRef]) -> bool:
     """Whether ``stable`` may be read as the stable half beside ``deltas``: a Parquet part
     bigger than the deltas together (else a plain MVCC read is as cheap)."""
@@ -153,4 +160,5 @@ def read_superseding(stable: PartRef, deltas: Sequence[PartRef], table: "TableIn
     yield from reader.finish(newest_visible(versions))
 
 
-__all__ = ["DeletionVector", "MAX_VECTOR_SHARE", "can_split", "deletion_vector", "read_superseding"]
+__all__ = ["DeletionVector", "MAX_VECTOR_SHARE", "can_split", "deletion_vector", "read_superseding",
+           "stable_and_deltas"]
