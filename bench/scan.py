@@ -189,15 +189,17 @@ def main() -> None:
     from pyspark_theflash.spark.session import theflash_session
 
     work = Path(tempfile.mkdtemp(prefix="theflash-bench-scan-"))
+    # Spark's JVM first: launching it forks, and a fork while the rig's gRPC threads run can
+    # lose the gateway ("Java gateway process exited before sending its port number")
+    spark = theflash_session(master="local[2]", app_name="theflash-bench-scan",
+                             **{"spark.ui.showConsoleProgress": "false"})
+    spark.sparkContext.setLogLevel("ERROR")
     rig = FlashRig(work)
     try:
         print(f"loading {args.rows} rows ({len(columns())} columns, {args.regions} regions, {args.key} key) "
               "through mini cluster → binlog → writer → store ...", flush=True)
         rig.start_writer(interval_s=0.1)
         load_s = load(rig, args.rows, args.regions, args.chunk, args.key)
-        spark = theflash_session(master="local[2]", app_name="theflash-bench-scan",
-                                 **{"spark.ui.showConsoleProgress": "false"})
-        spark.sparkContext.setLogLevel("ERROR")
 
         def theflash(**options: Any) -> Any:
             return spark.read.format("theflash").options(**rig.options(**options))
