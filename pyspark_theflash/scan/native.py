@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pyspark_theflash.scan.options import OverlayPin
-from pyspark_theflash.store.deletion_vector import can_split, deletion_vector
+from pyspark_theflash.store.deletion_vector import can_split, deletion_vector, stable_and_deltas
 from pyspark_theflash.store.keyspace import Handle, HandleRange
 from pyspark_theflash.store.txn_merge_tree import ROWID
 from pyspark_theflash.store.views import intersect
@@ -139,6 +139,18 @@ def _clean_columns(part: Any, root: str, table: Any, needed: Sequence[str]) -> t
     return tuple(out)
 
 
+def is_clean(parts: Sequence[Any]) -> bool:
+    """A partition (its parts in a read's range) that is one one-version Parquet part: its
+    rows at ts need no MVCC at all."""
+    return len(parts) == 1 and parts[0].single_version and str(parts[0].path).endswith(".parquet")
+
+
+def natively_readable_partition(parts: Sequence[Any]) -> bool:
+    """Whether Spark's Parquet reader can read a partition's stable part: clean, or a stable
+    Parquet part bigger than its deltas, read minus a deletion vector."""
+    return is_clean(parts) or can_split(*stable_and_deltas(parts))
+
+
 def split_native(plan: Any, needed: Sequence[str]) -> NativeSplit:
     """Divide ``plan`` (a ``ScanPlan``) into clean Parquet pieces and the rest.
 
@@ -163,9 +175,8 @@ def split_native(plan: Any, needed: Sequence[str]) -> NativeSplit:
                 if clipped is None:
                     continue  # (cannot happen: each part overlaps the range and lies in its partition)
                 lo, hi = clipped
-                part = max(parts, key=lambda p: (p.kind == "stable", p.single_version, p.rows))
-                deltas = [p for p in parts if p is not part]
-                clean = len(parts) == 1 and part.single_version and str(part.path).endswith(".parquet")
+                part, deltas = stable_and_deltas(parts)
+                clean = is_clean(parts)
                 files = _clean_columns(part, plan.store, table, needed) if clean or can_split(part, deltas) else None
                 vector = None
                 if files is not None and not clean:

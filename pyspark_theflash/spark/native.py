@@ -15,7 +15,13 @@ import logging
 from dataclasses import replace
 from typing import Any, Callable, Sequence
 
-from pyspark_theflash.scan.native import NativePiece, NativeSplit, low_end_key, split_native
+from pyspark_theflash.scan.native import (
+    NativePiece,
+    NativeSplit,
+    low_end_key,
+    natively_readable_partition,
+    split_native,
+)
 from pyspark_theflash.scan.options import (
     HANDLE_RANGES_OPTION,
     HIDDEN_READABLE,
@@ -24,7 +30,6 @@ from pyspark_theflash.scan.options import (
     format_handle_ranges,
     format_overlays,
 )
-from pyspark_theflash.store.deletion_vector import can_split
 from pyspark_theflash.store.keyspace import Handle
 
 log = logging.getLogger(__name__)
@@ -216,13 +221,7 @@ def _has_clean_partition(opts: ScanOptions) -> bool:
         by_partition: dict[int, list[Any]] = {}
         for p in view.parts(int(info.id)):
             by_partition.setdefault(p.partition_id, []).append(p)
-    def readable(parts: list[Any]) -> bool:
-        stable = max(parts, key=lambda p: (p.kind == "stable", p.single_version, p.rows))
-        deltas = [p for p in parts if p is not stable]
-        return bool(len(parts) == 1 and stable.single_version and str(stable.path).endswith(".parquet")
-                    or can_split(stable, deltas))
-
-    return any(readable(ps) for ps in by_partition.values())
+    return any(natively_readable_partition(ps) for ps in by_partition.values())
 
 
 def _same_types(user_schema: Any, declared: Any) -> bool:

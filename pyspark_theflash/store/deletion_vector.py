@@ -33,13 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pyspark_theflash.store.keyspace import HandleRange
 from pyspark_theflash.store.read import PartRef, PartsReader, newest_visible
-from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, ROWID, same_as_previous, version_order
+from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, ROWID, same_as_previous
 
 if TYPE_CHECKING:
     from pyspark_theflash.schema import TableInfo
@@ -65,6 +66,13 @@ class DeletionVector:
         return self.versions.num_rows
 
 
+def stable_and_deltas(parts: Sequence[PartRef]) -> tuple[PartRef, list[PartRef]]:
+    """A partition's parts as (its stable part — the biggest stable one, preferring one version
+    per handle; its biggest part when none is stable — and the others)."""
+    stable = max(parts, key=lambda p: (p.kind == "stable", p.single_version, p.rows))
+    return stable, [p for p in parts if p is not stable]
+
+
 def can_split(stable: PartRef, deltas: Sequence[PartRef]) -> bool:
     """Whether ``stable`` may be read as the stable half beside ``deltas``: a Parquet part
     bigger than the deltas together (else a plain MVCC read is as cheap)."""
@@ -72,17 +80,23 @@ def can_split(stable: PartRef, deltas: Sequence[PartRef]) -> bool:
             and stable.rows >= sum(p.rows for p in deltas))
 
 
+def _after(handle: Any) -> Any:
+    """The least handle greater than ``handle`` (an exclusive bound just above it)."""
+    return handle + b"\x00" if isinstance(handle, bytes) else handle + 1
+
+
 def _stable_versions(reader: PartsReader, stable: PartRef, root: str | Path, lo: Any, hi: Any,
                      handle_type: pa.DataType) -> pa.Table:
-    """The stable part's visible (handle, commit ts), sorted, in the row groups whose handles
-    may lie in [lo, hi] (inclusive; None: unbounded)."""
+    """The stable part's versions visible at ts — (handle, commit ts), in the file's order
+    (handle, then commit ts, ascending) — read from the row groups whose handles may lie in
+    [lo, hi) (None: unbounded)."""
     f = pq.ParquetFile(str(Path(root) / stable.path))
     md = f.metadata
     rowid = md.schema.names.index(ROWID)
     groups = []
     for rg in range(md.num_row_groups):
         st = md.row_group(rg).column(rowid).statistics
-        if st is not None and st.has_min_max and (lo is not None and st.max < lo or hi is not None and st.min > hi):
+        if st is not None and st.has_min_max and (lo is not None and st.max < lo or hi is not None and st.min >= hi):
             continue
         groups.append(rg)
     if not groups:
@@ -90,6 +104,13 @@ def _stable_versions(reader: PartsReader, stable: PartRef, root: str | Path, lo:
     # the reader's own visibility rule: commit ts <= ts, in range, outside the part's tombstones
     t = reader.visible_rows(stable, f.read_row_groups(groups, columns=[ROWID, COMMIT_TS]))
     return t.select([ROWID, COMMIT_TS])
+
+
+def _clip(handle_range: HandleRange, lo: Any, hi: Any) -> tuple[Any, Any]:
+    """[lo, hi) narrowed to ``handle_range``."""
+    rlo, rhi = handle_range
+    return (lo if rlo is None else rlo if lo is None else max(lo, rlo),
+            hi if rhi is None else rhi if hi is None else min(hi, rhi))
 
 
 def deletion_vector(stable: PartRef, deltas: Sequence[PartRef], table: "TableInfo", ts: int,
@@ -105,13 +126,15 @@ def deletion_vector(stable: PartRef, deltas: Sequence[PartRef], table: "TableInf
                               pa.array([], handle_type))
     if stable.single_version:  # only the row groups the deltas' handles can fall in
         bounds = pc.min_max(touched.column(ROWID))
-        stable_rows = _stable_versions(reader, stable, root, bounds["min"].as_py(), bounds["max"].as_py(), handle_type)
+        lo, hi = _clip(handle_range, bounds["min"].as_py(), _after(bounds["max"].as_py()))
+        stable_rows = _stable_versions(reader, stable, root, lo, hi, handle_type)
         replaced = None
     else:  # versions newer than the safe point: the stable part's own older versions go too
-        stable_rows = _stable_versions(reader, stable, root, None, None, handle_type)
-        order = version_order(stable_rows, newest_first=True)
-        stable_rows = stable_rows.take(pa.array(order))
-        later = same_as_previous(stable_rows.column(ROWID))  # not the newest of its handle
+        stable_rows = _stable_versions(reader, stable, root, *handle_range, handle_type)
+        # the file is in (handle, commit ts) order, and so are its visible rows: a version
+        # followed by one of the same handle is not the newest visible one of its handle
+        same = same_as_previous(stable_rows.column(ROWID))
+        later = np.append(same[1:], False) if len(same) else same
         replaced = stable_rows.filter(pa.array(later))
         stable_rows = stable_rows.filter(pa.array(~later))
     if touched is not None:
@@ -153,4 +176,5 @@ def read_superseding(stable: PartRef, deltas: Sequence[PartRef], table: "TableIn
     yield from reader.finish(newest_visible(versions))
 
 
-__all__ = ["DeletionVector", "MAX_VECTOR_SHARE", "can_split", "deletion_vector", "read_superseding"]
+__all__ = ["DeletionVector", "MAX_VECTOR_SHARE", "can_split", "deletion_vector", "read_superseding",
+           "stable_and_deltas"]
