@@ -177,9 +177,9 @@ def build_compaction(store: "Store", plan: CompactionPlan) -> CompactionOutput:
     reader.user_needed = [c.name for c in info.columns]
     tables = []
     for p in plan.parts:
-        t = reader._read(p)
+        t = reader.all_versions(p)
         if p.tombstones:
-            t = reader._visible_filter(p, t, single_version=False)
+            t = reader.visible_rows(p, t)
         tables.append(t)
     from pyspark_theflash.schema import hidden_field
 

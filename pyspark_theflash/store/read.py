@@ -249,6 +249,11 @@ class PartsReader:
         t = self._read_ipc(part, cols) if is_ipc(part.path) else self._open(part).read(columns=cols)
         return self._conform(part, t, mapping)
 
+    def all_versions(self, part: PartRef) -> pa.Table:
+        """Every row of ``part`` in the reader's columns (renamed and cast to the reader's
+        schema version), whatever its commit ts or handle: what compaction merges."""
+        return self._read(part)
+
     def visible_rows(self, part: PartRef, t: pa.Table) -> pa.Table:
         """The rows of ``t`` (read from ``part``) visible at ts in the reader's range, every
         version kept (MVCC has not chosen yet)."""
