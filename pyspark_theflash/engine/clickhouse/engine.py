@@ -69,23 +69,10 @@ class ClickHouseEngine(TxnMergeTreeEngine):
             yield batch if batch.schema.equals(schema) else _conform(batch, schema)
 
     def read_partition(self, p: Any) -> Iterator[pa.RecordBatch]:
-        """A planned partition's rows at its ts (its handle ranges; its pinned parts are the
-        native engine's business), renewing its read lease while batches flow."""
-        from pyspark_theflash.scan.read import _LeaseKeeper
-        from pyspark_theflash.schema import TableInfo
-        from pyspark_theflash.store.predicate import Expr
+        """A planned partition's rows at its ts, through this engine's ClickHouse session."""
+        from pyspark_theflash.engine.clickhouse.stream_read import read_clickhouse_partition
 
-        info = TableInfo.from_json(p.table_info, db=p.db)
-        predicate = Expr.from_json(p.predicate_json) if p.predicate_json else None
-        keeper = _LeaseKeeper(p)
-        keeper.touch(force=True)
-        exists = self.tables_ch.has_table(info.id)
-        columns = list(p.columns) if p.columns is not None else None
-        for rng in p.ranges:
-            for batch in read_snapshot(self.directory, info, p.ts, (rng.lo, rng.hi), columns, predicate, p.hidden,
-                                       p.batch_rows, exists):
-                keeper.touch()
-                yield batch
+        return read_clickhouse_partition(p, self.directory)
 
     def scan(self, table: str, ts: int, handle_range: tuple[Any, Any] | None = None, region_id: int | None = None,
              columns: Sequence[str] | None = None, predicate: Any = None, hidden: Sequence[str] = (),
