@@ -9,6 +9,7 @@ ts: they must agree row for row, with the same Arrow schema.
 from __future__ import annotations
 
 import dataclasses
+import json
 import datetime as dt
 import decimal
 from pathlib import Path
@@ -205,3 +206,28 @@ def test_the_engine_the_service_opens_is_the_one_the_store_records(rig: FlashRig
             session.close()
         assert {r["id"] for r in rows} == {i for i in range(ROWS) if i % 9 != 1}
         assert {r["name"] for r in rows if r["id"] % 4 == 0} == {f"upd{i}" for i in range(0, ROWS, 4) if i % 9 != 1}
+
+
+def test_theflash_sql_aggregates_a_snapshot_inside_clickhouse(rig: FlashRig, capsys: pytest.CaptureFixture[str]) -> None:
+    from pyspark_theflash.cli import main as cli_main
+    from pyspark_theflash.engine.clickhouse.calculator import run_sql
+
+    with open_engine(rig.store, upstream=rig.upstream) as engine:
+        out = run_sql(engine, f"SELECT status, sum(price) AS total, count() AS n FROM {TABLE} GROUP BY status ORDER BY status")
+        # the same aggregate over the native engine's read of the same snapshot
+        native = engine.store.scan_table(TABLE, out.ts).to_pylist()
+    expected: dict[str, list] = {}
+    for r in native:
+        e = expected.setdefault(r["status"], [decimal.Decimal(0), 0])
+        e[0] += r["price"]
+        e[1] += 1
+    assert {r["status"]: [r["total"], r["n"]] for r in out.result.to_pylist()} == expected
+    assert out.tables == (TABLE,)
+
+    code = cli_main(["sql", "--store", rig.store, "--ts", str(out.ts), "--format", "json",
+                     f"SELECT status, count() AS n FROM {TABLE} GROUP BY status ORDER BY status"])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert [json.loads(line) for line in printed.out.splitlines()] == [
+        {"status": s, "n": expected[s][1]} for s in sorted(expected)]
+    assert f"at snapshot ts {out.ts}" in printed.err
