@@ -27,45 +27,58 @@ class SqlResult:
     seconds: float
 
 
-def run_sql(engine: Any, sql: str, snapshot_ts: int | None = None) -> SqlResult:
-    """Run ``sql`` (ClickHouse SQL naming tables as ``db.table``) over the store of ``engine``
-    (a ``ClickHouseEngine``) at one snapshot ts."""
-    import time
+_QUALIFIED = re.compile(r"`?\b([A-Za-z_][\w]*)`?\.`?([A-Za-z_][\w]*)\b`?")
 
+
+def tables_named(engine: Any, sql: str) -> list[Any]:
+    """The store's tables (``TableInfo``) that ``sql`` names as ``db.table``, in order."""
     known = {f"{t.db}.{t.name}".lower(): t for t in engine.tables()}
-    pattern = re.compile(r"`?\b([A-Za-z_][\w]*)`?\.`?([A-Za-z_][\w]*)\b`?")
-    named = []
-    for m in pattern.finditer(sql):
-        q = f"{m.group(1)}.{m.group(2)}".lower()
-        if q in known and q not in named:
-            named.append(q)
+    named: list[Any] = []
+    for m in _QUALIFIED.finditer(sql):
+        info = known.get(f"{m.group(1)}.{m.group(2)}".lower())
+        if info is not None and info not in named:
+            named.append(info)
     if not named:
         raise ClickHouseEngineError(
             f"the query names none of the store's tables ({', '.join(sorted(known)) or 'none yet'}); "
             "name them as db.table")
+    return named
+
+
+def snapshot_query(engine: Any, sql: str, ts: int) -> str:
+    """``sql`` with each ``db.table`` of the store replaced by its snapshot at ``ts``. The
+    caller holds the read leases that keep ts readable."""
+    subqueries = {}
+    for info in tables_named(engine, sql):
+        engine.tables_ch.ensure_table(info)  # a table no flush has reached yet reads as empty
+        subqueries[f"{info.db}.{info.name}".lower()] = snapshot_sql(info, ts, None, None, None, None, ())[0]
+
+    def replace(m: "re.Match[str]") -> str:
+        inner = subqueries.get(f"{m.group(1)}.{m.group(2)}".lower())
+        return m.group(0) if inner is None else f"({inner})"
+
+    return _QUALIFIED.sub(replace, sql)
+
+
+def run_sql(engine: Any, sql: str, snapshot_ts: int | None = None) -> SqlResult:
+    """Run ``sql`` (ClickHouse SQL naming tables as ``db.table``) over the store of ``engine``
+    (a ``ClickHouseEngine``) at one snapshot ts: the read sessions of the tables it names (one
+    ts, leases held while it runs, learner read, lock resolution) pick and keep the ts."""
+    import time
+
+    named = tables_named(engine, sql)
     sessions = []
     try:
         ts = snapshot_ts
-        for q in named:  # one ts for every table: the first session's
-            session = engine.open_read_session(q, snapshot_ts=ts)
+        for info in named:  # one ts for every table: the first session's
+            session = engine.open_read_session(f"{info.db}.{info.name}", snapshot_ts=ts)
             sessions.append(session)
             ts = int(session.ts)
         assert ts is not None
-        subqueries = {}
-        for q in named:
-            info = known[q]
-            for table in engine.tables_ch.table_ids():
-                if table == info.id:
-                    break
-            else:
-                engine.tables_ch.ensure_table(info)  # no row flushed yet: an empty table
-            inner, _names = snapshot_sql(info, ts, None, None, None, None, ())
-            subqueries[q] = inner
-        rewritten = pattern.sub(lambda m: f"({subqueries[f'{m.group(1)}.{m.group(2)}'.lower()]})"
-                                if f"{m.group(1)}.{m.group(2)}".lower() in subqueries else m.group(0), sql)
+        rewritten = snapshot_query(engine, sql, ts)
         t0 = time.monotonic()
         result = engine.directory.arrow(rewritten)
-        return SqlResult(ts, tuple(named), result, time.monotonic() - t0)
+        return SqlResult(ts, tuple(f"{i.db}.{i.name}" for i in named), result, time.monotonic() - t0)
     finally:
         for session in sessions:
             session.close()
