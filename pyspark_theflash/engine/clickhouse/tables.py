@@ -145,7 +145,11 @@ class ClickHouseTables:
             name = column_name(c.id)
             have = cols.get(name)
             if have is None:
-                self.directory.execute(f"ALTER TABLE {table_name(tid)} ADD COLUMN {name} {want} BEFORE {ROWID}")
+                # rows already stored were written before the column existed: they read its
+                # origin default (ClickHouse computes DEFAULT for parts that lack the column)
+                default = _origin_default_sql(info, c)
+                self.directory.execute(f"ALTER TABLE {table_name(tid)} ADD COLUMN {name} {want}"
+                                       + (f" DEFAULT {default}" if default is not None else ""))
             elif have != want:
                 self.directory.execute(f"ALTER TABLE {table_name(tid)} MODIFY COLUMN {name} {want}")
             else:
@@ -194,3 +198,31 @@ def _arrow_field(column: Any) -> pa.Field:
     from pyspark_theflash.schema.arrow import arrow_field
 
     return arrow_field(column)
+
+
+def _origin_default_sql(info: "TableInfo", column: Any) -> str | None:
+    """The column's origin default as a ClickHouse expression of its column type (None: NULL).
+    Raises ``ClickHouseTypeError`` for a non-NULL default of a type with no literal here."""
+    import datetime as dt
+    import decimal
+
+    from pyspark_theflash.engine.clickhouse.errors import ClickHouseTypeError
+    from pyspark_theflash.store.read import origin_defaults
+
+    field = _arrow_field(column)
+    value = origin_defaults(info, [column.name]).column(column.name)[0].cast(field.type).as_py()
+    if value is None:
+        return None
+    t = field.type
+    if isinstance(value, (bool, int, float, str, bytes)) and not pa.types.is_timestamp(t):
+        return sql_literal(value)
+    if isinstance(value, decimal.Decimal):
+        return f"toDecimal{128 if t.precision <= 38 else 256}('{value}', {t.scale})"
+    if isinstance(value, dt.datetime):
+        return f"toDateTime64('{value.replace(tzinfo=None).isoformat(sep=' ')}', 6, 'UTC')"
+    if isinstance(value, dt.date):
+        return f"toDate32('{value.isoformat()}')"
+    if isinstance(value, dt.timedelta):
+        return str(value // dt.timedelta(microseconds=1))
+    raise ClickHouseTypeError(f"column {column.name} of {info.db}.{info.name}: its origin default {value!r} has no "
+                              "ClickHouse literal in the ClickHouse engine; use the native engine for this table")
