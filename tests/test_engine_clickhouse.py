@@ -265,3 +265,42 @@ def test_columns_added_later_read_their_origin_default_for_older_rows(tmp_path: 
             0: ("old0", 7), 1: ("new1", 3), 2: ("late-old-form", 7)}
     finally:
         engine.close()
+
+
+def test_theflash_serve_streams_a_clickhouse_store_over_flight_and_http(rig: FlashRig) -> None:
+    """`theflash serve` in the writer's process (``writer run --serve``) opens the engine the
+    store records; Flight and HTTP clients read it as they read a native store."""
+    from service_client import FlightReader, HttpReader
+
+    from pyspark_theflash.service import serve
+
+    with serve(rig.store, upstream=rig.upstream) as running:
+        assert running.service.engine.kind == "clickhouse"
+        flight_reader, http_reader = FlightReader(running.flight_location), HttpReader(running.http_url)
+        try:
+            by_flight, session = flight_reader.read({"table": TABLE, "columns": ["id", "name", "price"],
+                                                     "filter": [["id", "<", 30]]})
+            by_http, _ = http_reader.read({"table": TABLE, "columns": ["id", "name", "price"],
+                                           "snapshot_ts": session["ts"], "filter": [["id", "<", 30]]})
+        finally:
+            flight_reader.close()
+        with open_engine(rig.store) as engine:
+            native = engine.store.scan_table(TABLE, session["ts"], columns=["id", "name", "price"],
+                                             predicate=col("id") < 30)
+        for got in (by_flight, by_http):
+            assert got.sort_by("id").to_pylist() == native.sort_by("id").to_pylist()
+        assert by_flight.num_rows == len([i for i in range(30) if i % 9 != 1])
+
+
+def test_writer_run_takes_the_engine_and_defaults_to_native() -> None:
+    from pyspark_theflash.cli import build_parser
+    from pyspark_theflash.writer.cli import _run_argv, options_from_args
+
+    parser = build_parser()
+    args = parser.parse_args(["writer", "run", "--binlog", "file:///b", "--store", "/s", "--engine", "clickhouse"])
+    assert options_from_args(args).engine == "clickhouse"
+    assert _run_argv(args)[-2:] == ["--engine", "clickhouse"]  # a daemon gets it too
+    args = parser.parse_args(["writer", "run", "--binlog", "file:///b", "--store", "/s"])
+    assert options_from_args(args).engine == "native"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["writer", "run", "--binlog", "file:///b", "--store", "/s", "--engine", "duckdb"])
