@@ -304,3 +304,59 @@ def test_writer_run_takes_the_engine_and_defaults_to_native() -> None:
     assert options_from_args(args).engine == "native"
     with pytest.raises(SystemExit):
         parser.parse_args(["writer", "run", "--binlog", "file:///b", "--store", "/s", "--engine", "duckdb"])
+
+
+def test_store_convert_copies_a_native_store_into_a_clickhouse_store_that_a_writer_continues(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import random
+
+    from engine_stores import open_store
+    from mvcc_model import DB as MDB, TABLE_NAME, MvccModel, StreamSpec, batches, generate_stream, rows_from_batches
+    from pyspark_theflash.cli import main as cli_main
+
+    stream = generate_stream(5, StreamSpec(steps=160))
+    model = MvccModel(stream.values)
+    rng = random.Random(5)
+    cut = len(stream.events) // 2
+    src, dst = tmp_path / "native", tmp_path / "ch"
+    native = Store.open(str(src))
+    native.put_schema(MDB, stream.table)
+    for start, end in batches(stream.events[:cut], rng, max_size=10):
+        native.write(stream.events[start:end], Position(0, end))
+        if rng.random() < 0.4:
+            native.flush()
+            if rng.random() < 0.3:
+                native.compact(force=True)
+    native.flush()
+    model.apply(stream.events[:cut])
+    native.close()
+
+    assert cli_main(["store", "convert", "--to", "clickhouse", str(src), str(dst)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["engine"] == "clickhouse" and summary["versions"] > 0
+
+    # a writer continues on the copy with the ClickHouse engine; the original goes on natively
+    ch = open_store(dst, "clickhouse")
+    native = Store.open(str(src))
+    try:
+        with ch.snapshot() as view:
+            assert view.position() == (0, cut)
+        for store in (ch, native):
+            store.write(stream.events[cut:], Position(0, len(stream.events)))
+            store.flush()
+        model.apply(stream.events[cut:])
+        qualified = f"{MDB}.{TABLE_NAME}"
+        for ts in sorted({stream.first_ts, stream.last_ts, *(rng.randint(stream.first_ts, stream.last_ts)
+                                                            for _ in range(6))}):
+            expected = model.read(ts)
+            assert rows_from_batches(ch.scan(qualified, ts, hidden=("_tidb_rowid",))) == expected, f"ts {ts}"
+            assert rows_from_batches(native.scan(qualified, ts, hidden=("_tidb_rowid",))) == expected
+    finally:
+        ch.close()
+        native.close()
+    reopened = Store.open(str(dst))
+    try:
+        with pytest.raises(EngineMismatchError, match="uses the clickhouse engine"):
+            open_writer_engine(reopened, "native")
+    finally:
+        reopened.close()
