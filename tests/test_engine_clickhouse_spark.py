@@ -68,3 +68,35 @@ def test_spark_reads_a_clickhouse_store_as_the_native_engine_reads_it(spark: Any
         assert by_status["void"] == len([i for i in range(0, ROWS, 5) if (i - 3) % 17 != 0])
     finally:
         rig.close()
+
+
+def test_spark_reads_a_clickhouse_store_through_the_writers_service_while_it_writes(spark: Any, tmp_path: Path) -> None:
+    """The writer (``--engine clickhouse --serve``) owns the ClickHouse directory and keeps
+    writing; Spark's Python workers read their streams through its service (advertised in the
+    store), each a session at the query's ts over its own handle ranges."""
+    rig = FlashRig(tmp_path / "rig")
+    try:
+        table = rig.cluster.create_table(TABLE, [
+            make_column("id", "BIGINT", not_null=True), make_column("status", "VARCHAR(8)"),
+            make_column("total", "DECIMAL(12,2)")], primary_key=["id"])
+        for region in (1, 2):
+            rig.cluster.split_at(record_key(table, region * ROWS // 3))
+        with rig.cluster.txn() as t:
+            for i in range(ROWS):
+                t.insert(TABLE, {"id": i, "status": ("new", "paid")[i % 2], "total": decimal.Decimal(i) / 8})
+        rig.start_writer(interval_s=0.05, engine="clickhouse", serve_port=0)
+        rig.wait_replicated(TABLE)
+        ts = rig.cluster.tso.get_ts()
+        with rig.cluster.txn() as t:  # after ts: not in the snapshot
+            t.update(TABLE, {"id": 1, "status": "late"})
+        df = spark.read.format("theflash").options(**rig.options(snapshot_ts=str(ts))).load(TABLE)
+        got = sorted(tuple(r) for r in df.collect())
+        store = Store.open(rig.store, readonly=True)
+        try:
+            native = store.scan_table(TABLE, ts).to_pylist()
+        finally:
+            store.close()
+        assert got == sorted(tuple(r.values()) for r in native)
+        assert len(got) == ROWS and ("late" not in {r[1] for r in got})
+    finally:
+        rig.close()

@@ -171,6 +171,11 @@ class Writer:
         self.service = serve(opts.store, host=opts.serve_host, port=opts.serve_port, http_port=opts.serve_http_port,
                              token_file=opts.serve_token_file, upstream=opts.upstream)
         log.info("serving read sessions: Flight %s, HTTP %s", self.service.flight_location, self.service.http_url)
+        if getattr(self.engine, "kind", None) == "clickhouse":
+            # this process owns the store's ClickHouse directory: readers elsewhere come here
+            from pyspark_theflash.engine.clickhouse.stream_read import advertise_service
+
+            advertise_service(opts.store, self.service.http_url)
 
     def _shutdown(self, failed: BaseException | None = None) -> None:
         """Flush what was applied and let go of everything. After a failure nothing more is
@@ -183,6 +188,10 @@ class Writer:
         if self.metrics is not None:
             steps.append(("metrics server", self.metrics.close))
         if self.service is not None:
+            if getattr(self.engine, "kind", None) == "clickhouse":
+                from pyspark_theflash.engine.clickhouse.stream_read import withdraw_service
+
+                steps.append(("service advertisement", lambda: withdraw_service(self.options.store)))
             steps.append(("read session service", self.service.close))
         if self.engine is not None:
             steps.append(("store", self.engine.close))  # closes the store too
