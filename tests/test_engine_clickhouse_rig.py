@@ -149,3 +149,23 @@ def test_theflash_serve_streams_a_clickhouse_store_over_flight_and_http(rig: Fla
         for got in (by_flight, by_http):
             assert got.sort_by("id").to_pylist() == native.sort_by("id").to_pylist()
         assert by_flight.num_rows == len([i for i in range(30) if i % 9 != 1])
+
+
+def test_a_flight_sql_ticket_runs_a_whole_aggregate_in_the_clickhouse_engine(rig: FlashRig) -> None:
+    import pyarrow.flight as flight
+
+    from pyspark_theflash.engine.clickhouse.calculator import run_sql
+    from pyspark_theflash.service import serve
+
+    query = f"SELECT status, count() AS n, sum(qty) AS qty FROM {TABLE} GROUP BY status ORDER BY status"
+    with open_engine(rig.store, upstream=rig.upstream) as engine:
+        expected = run_sql(engine, query)
+    with serve(rig.store, upstream=rig.upstream) as running:
+        client = flight.connect(running.flight_location)
+        try:
+            got = client.do_get(flight.Ticket(json.dumps({"sql": query, "snapshot_ts": expected.ts}).encode())).read_all()
+        finally:
+            client.close()
+    assert got.to_pylist() == expected.result.to_pylist()
+    assert sum(r["n"] for r in got.to_pylist()) == len([i for i in range(ROWS) if i % 9 != 1])
+
