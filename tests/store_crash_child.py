@@ -1,6 +1,7 @@
 """The writer that tests/test_store_crash.py kills: applies a deterministic event stream to a store.
 
     python tests/store_crash_child.py STORE_DIR --seed N [--batch B] [--flush-every F] [--compact-every C]
+                                      [--engine native|clickhouse]
 
 It opens the store, resumes from the persisted binlog position (``store.snapshot().position()``,
 whose offset is the index of the next event of the stream), and applies the rest in batches of
@@ -45,15 +46,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=6)
     parser.add_argument("--flush-every", type=int, default=3)
     parser.add_argument("--compact-every", type=int, default=2)
+    parser.add_argument("--engine", default="native", choices=("native", "clickhouse"))
     args = parser.parse_args(argv)
 
+    from engine_stores import open_store
     from pyspark_theflash.binlog.position import Position
-    from pyspark_theflash.store import Store
 
     spec = StreamSpec(**{**CRASH_SPEC.__dict__, "steps": args.steps})
     stream = generate_stream(args.seed, spec)
     commit_floor = future_commit_floor(stream.events)
-    store = Store.open(args.store)
+    store = open_store(args.store, args.engine)
     store.put_schema(DB, stream.table)
     with store.snapshot() as view:
         position = view.position()  # (segment, offset): offset is the next event's index

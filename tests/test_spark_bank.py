@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from engine_stores import ENGINES
 from flash_rig import FlashRig, wait_for
 from pyspark_theflash.upstream.workloads import BankWorkload, Faults
 
@@ -16,14 +17,17 @@ pytestmark = pytest.mark.spark
 TABLE = "bank.accounts"
 
 
-def run_bank(spark: Any, root: Path, accounts: int, snapshots: int, per_query: int, faults: Faults) -> None:
+def run_bank(spark: Any, root: Path, accounts: int, snapshots: int, per_query: int, faults: Faults,
+             engine: str = "native") -> None:
     from pyspark.sql import functions as F
 
     rig = FlashRig(root)
     try:
         bank = BankWorkload(rig.cluster, accounts=accounts, initial=1000, threads=2, seed=11, faults=faults)
         bank.setup()
-        rig.start_writer(interval_s=0.05)
+        # the ClickHouse engine's writer owns its ClickHouse directory: Spark's workers read
+        # through the service it runs (--serve)
+        rig.start_writer(interval_s=0.05, **({"engine": "clickhouse", "serve_port": 0} if engine == "clickhouse" else {}))
         rig.wait_replicated(TABLE)
         bank.start()
         checked: list[tuple[int, int, int]] = []
@@ -63,10 +67,11 @@ def run_bank(spark: Any, root: Path, accounts: int, snapshots: int, per_query: i
         rig.close()
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 def test_bank_total_is_exact_at_20_snapshots_during_transfers_dying_transactions_and_splits(
-        spark: Any, tmp_path: Path) -> None:
+        spark: Any, tmp_path: Path, engine: str) -> None:
     run_bank(spark, tmp_path, accounts=30, snapshots=20, per_query=20,
-             faults=Faults(dying=0.05, rollback=0.05, split_merge=0.1, dying_ttl_ms=300))
+             faults=Faults(dying=0.05, rollback=0.05, split_merge=0.1, dying_ttl_ms=300), engine=engine)
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ from pyspark_theflash.store import (
     StoreOptions,
     gc_versions,
 )
+from engine_stores import ENGINES, open_store
 from polling import wait_for
 from store_events import DB, committed, event, items_table, key, row
 
@@ -24,9 +25,10 @@ T = items_table()
 
 
 
-@pytest.fixture()
-def store(tmp_path: Path) -> Store:
-    s = Store.open(tmp_path / "store", options=StoreOptions(compact_min_deltas=2))
+@pytest.fixture(params=ENGINES)
+def store(tmp_path: Path, request: pytest.FixtureRequest) -> Store:
+    """A store of each engine (the ClickHouse engine: reads and GC from its ClickHouse tables)."""
+    s = open_store(tmp_path / "store", request.param, StoreOptions(compact_min_deltas=2))
     s.put_schema(DB, T.to_json())
     yield s
     s.close()
@@ -52,6 +54,12 @@ def stored_versions(store: Store) -> list[tuple[int, int, bool]]:
 
     out = []
     cols = ["_tidb_rowid", "_tidb_commit_ts", "_tidb_delmark"]
+    engine = getattr(store, "engine", None)
+    if engine is not None:  # the ClickHouse engine: the versions its table holds
+        from pyspark_theflash.engine.clickhouse.tables import table_name
+
+        t = engine.directory.arrow(f"SELECT {', '.join(cols)} FROM {table_name(T.id)}")
+        return sorted((r["_tidb_rowid"], r["_tidb_commit_ts"], r["_tidb_delmark"]) for r in t.to_pylist())
     with store.snapshot() as view:
         for p in view.parts(T.id):
             path = store.root / p.path

@@ -21,6 +21,7 @@ from pyspark_theflash.binlog.position import Position
 from pyspark_theflash.binlog.rows import iter_rows
 from pyspark_theflash.store import Store, StoreOptions, col
 from pyspark_theflash.store.verify import verify_store
+from engine_stores import ENGINES, open_store
 
 QUALIFIED = f"{DB}.{TABLE_NAME}"
 
@@ -81,8 +82,8 @@ FILTERS = [
 ]
 
 
-def run_seed(root: Path, seed: int, spec: StreamSpec, ops_check: bool = True) -> dict[str, int]:
-    """Feed one seed's stream to a fresh store and the model; return what was exercised."""
+def run_seed(root: Path, seed: int, spec: StreamSpec, ops_check: bool = True, engine: str = "native") -> dict[str, int]:
+    """Feed one seed's stream to a fresh store of ``engine`` and the model; return what was exercised."""
     stream = generate_stream(seed, spec)
     model = MvccModel(stream.values)
     commit_floor = future_commit_floor(stream.events)
@@ -90,7 +91,7 @@ def run_seed(root: Path, seed: int, spec: StreamSpec, ops_check: bool = True) ->
     # odd seeds: tiny limits, so compaction splits partitions, prewrites spill to disk and
     # write() flushes on its own
     options = StoreOptions(partition_max_rows=24, prewrite_memory_bytes=300, flush_rows=40) if seed % 2 else None
-    store = Store.open(str(root), options=options)
+    store = open_store(root, engine, options)
     store.put_schema(DB, stream.table)
     floor = stream.first_ts  # reads below the last GC safe point are not checked any more
     counts = {"flushes": 0, "compactions": 0, "gcs": 0, "reopens": 0, "checks": 0, "partitions": 0}
@@ -121,7 +122,7 @@ def run_seed(root: Path, seed: int, spec: StreamSpec, ops_check: bool = True) ->
                 where += f" and GC at {safe_point}"
             elif roll < 0.30:
                 store.close()
-                store = Store.open(str(root), options=options)
+                store = open_store(root, engine, options)
                 counts["reopens"] += 1
                 where += " and a reopen"
             check_reads(store, model, rng, floor, last, where)
@@ -134,7 +135,7 @@ def run_seed(root: Path, seed: int, spec: StreamSpec, ops_check: bool = True) ->
         with store.snapshot() as view:
             counts["partitions"] = len(view.partitions(TABLE_ID))
         # the final read at the latest ts, once more from a read-only opening
-        reader = Store.open(str(root), readonly=True)
+        reader = open_store(root, engine, readonly=True)
         try:
             assert scan_rows(reader, stream.last_ts) == model.read(stream.last_ts)
         finally:
@@ -199,9 +200,10 @@ def test_model_reads_and_gc_follow_the_mvcc_rules() -> None:
     assert model.versions == {(TABLE_ID, 5): [(30, v2)], (TABLE_ID, 7): [(20, v2), (40, None)]}
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("seed", range(4))
-def test_store_equals_model_on_random_streams(tmp_path: Path, seed: int) -> None:
-    counts = run_seed(tmp_path / "store", seed, StreamSpec(steps=100))
+def test_store_equals_model_on_random_streams(tmp_path: Path, seed: int, engine: str) -> None:
+    counts = run_seed(tmp_path / "store", seed, StreamSpec(steps=100), engine=engine)
     assert counts["checks"] > 0
 
 

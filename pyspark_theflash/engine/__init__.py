@@ -1,16 +1,35 @@
 """Store engines behind one interface (``Engine``): what the TheFlash API service and the
 writer ask of a store — apply a batch, flush, open a read session, read a stream, compact, GC,
-status. The native TxnMergeTree store is the first implementation
-(``TxnMergeTreeEngine``); another engine plugs in by implementing ``Engine``."""
+status. Two implement it: the native TxnMergeTree store (``TxnMergeTreeEngine``, engine
+``native``) and ClickHouse in-process via chdb (``ClickHouseEngine``, engine ``clickhouse``).
+A store records its engine (``engine.selection``); ``open_engine`` opens whichever it records."""
 from __future__ import annotations
 
 from pyspark_theflash.engine.interface import Engine, EngineReadOnlyError
+from pyspark_theflash.engine.selection import ENGINES, EngineMismatchError, open_writer_engine, recorded_engine
 from pyspark_theflash.engine.txn_merge_tree import TxnMergeTreeEngine
 
-__all__ = ["Engine", "EngineReadOnlyError", "TxnMergeTreeEngine", "open_engine"]
+__all__ = ["ENGINES", "Engine", "EngineMismatchError", "EngineReadOnlyError", "TxnMergeTreeEngine", "open_engine",
+           "open_writer_engine", "recorded_engine"]
 
 
-def open_engine(store: str, *, readonly: bool = True, upstream: str | None = None) -> Engine:
-    """The engine of the store directory ``store`` (the native TxnMergeTree engine: the only
-    kind today)."""
-    return TxnMergeTreeEngine.open(store, readonly=readonly, upstream=upstream)
+def open_engine(store: str, *, readonly: bool = True, upstream: str | None = None,
+                engine: str | None = None) -> Engine:
+    """The engine of the store directory ``store``: the one it records (``engine``, when
+    given, must be that one: ``EngineMismatchError`` otherwise)."""
+    from pyspark_theflash.store import Store
+
+    st = Store.open(store, readonly=readonly)
+    try:
+        recorded = recorded_engine(st)
+        if engine is not None and engine != recorded:
+            raise EngineMismatchError(f"store {store} uses the {recorded} engine, not {engine}: open it with "
+                                      f"--engine {recorded}")
+        if recorded == "clickhouse":
+            from pyspark_theflash.engine.clickhouse import ClickHouseEngine
+
+            return ClickHouseEngine(st, upstream=upstream)
+        return TxnMergeTreeEngine(st, upstream=upstream)
+    except BaseException:
+        st.close()
+        raise

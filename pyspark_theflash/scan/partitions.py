@@ -47,6 +47,7 @@ class ScanPartition:
     predicate_json: str | None
     batch_rows: int
     size_bytes: int = 0
+    engine: str = "native"          # the store's engine (engine.selection): who reads the rows
 
     @property
     def region_ids(self) -> tuple[int, ...]:

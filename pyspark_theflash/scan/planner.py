@@ -365,6 +365,7 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
             ranges.append(rng)
     predicate_json = predicate.to_json() if predicate is not None else None
     table_json = result.table_info.to_json()
+    engine = _recorded_engine(view)
     partitions: list[ScanPartition] = []
     # Like Spark's file sources: never fewer partitions than there are cores to read them
     # (while regions last), never more bytes in one than the target.
@@ -376,7 +377,7 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
             index=len(partitions), store=opts.store, latch=opts.latch, table=opts.table,
             table_info=table_json, db=result.table_info.db, ts=ts, lease_id=result.lease_id,
             lease_ttl_s=opts.lease_ttl_s, ranges=(rng,), columns=columns, hidden=hidden,
-            predicate_json=predicate_json, batch_rows=opts.batch_rows, size_bytes=rng.size_bytes,
+            predicate_json=predicate_json, batch_rows=opts.batch_rows, size_bytes=rng.size_bytes, engine=engine,
         ))
         stats.parts += len(rng.parts)
         stats.bytes += rng.size_bytes
@@ -447,3 +448,11 @@ def key_value_ranges(lo: int | None, hi: int | None, unsigned: bool) -> list[tup
     if max(first, 0) <= last:
         out.append((max(first, 0), last))
     return out
+
+
+def _recorded_engine(view: Any) -> str:
+    """The engine the store records (``engine.selection``; ``native`` without a record)."""
+    from pyspark_theflash.store import manifest as mf
+
+    value = mf.get_meta(view.conn(), "engine")
+    return str(value) if value else "native"

@@ -102,6 +102,11 @@ def read_partition(p: ScanPartition) -> Iterator[pa.RecordBatch]:
     from pyspark_theflash.schema import TableInfo
     from pyspark_theflash.store.predicate import Expr
 
+    if getattr(p, "engine", "native") == "clickhouse":
+        from pyspark_theflash.engine.clickhouse.stream_read import read_clickhouse_partition
+
+        yield from read_clickhouse_partition(p)
+        return
     table_info = TableInfo.from_json(p.table_info, db=p.db)
     predicate = Expr.from_json(p.predicate_json) if p.predicate_json else None
     keeper = _LeaseKeeper(p)

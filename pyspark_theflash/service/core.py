@@ -44,6 +44,18 @@ class ReadService:
                               "active_streams": h.active_streams, "lease_id": h.session.lease_id,
                               "lease_expires_at": h.session.lease_expires_at} for h in held]}
 
+    def sql(self, query: str, snapshot_ts: int | None = None) -> Any:
+        """A whole query computed by the store's engine at one snapshot ts (the ClickHouse
+        engine's ``theflash sql``): an ``engine.clickhouse.calculator.SqlResult``."""
+        from pyspark_theflash.service.errors import BadRequestError
+
+        if getattr(self.engine, "kind", None) != "clickhouse":
+            raise BadRequestError(f"SQL runs on the clickhouse engine; this store uses {self.engine.kind}",
+                                  code="invalid_option")
+        from pyspark_theflash.engine.clickhouse.calculator import run_sql
+
+        return run_sql(self.engine, query, snapshot_ts)
+
     def flush(self, timeout_s: float | None = None) -> dict[str, Any]:
         return self.engine.flush(DEFAULT_FLUSH_TIMEOUT_S if timeout_s is None else float(timeout_s))
 

@@ -7,7 +7,9 @@
   and answers one endpoint per stream (ticket ``{"session": id, "stream": n}``, this server's
   location), the schema, estimated records and bytes, and the session as JSON in
   ``app_metadata``.
-* ``do_get(ticket)``: the stream's record batches.
+* ``do_get(ticket)``: the stream's record batches. A ticket ``{"sql": "SELECT ...", "snapshot_ts": ts}``
+  (ts optional) runs a whole query at one snapshot ts in the store's engine (the ClickHouse
+  engine: ``theflash sql``) and streams its result.
 * actions ``renew`` / ``release`` (body ``{"session": id}``), ``flush`` (body ``{}`` or
   ``{"timeout_s": 30}``), ``status``; each answers one JSON result.
 
@@ -101,6 +103,13 @@ class FlightService(flight.FlightServerBase):
                                  app_metadata=metadata)
 
     def do_get(self, context: Any, ticket: flight.Ticket) -> flight.FlightDataStream:
+        sql = _sql_ticket(ticket.ticket)
+        if sql is not None:
+            try:
+                result = self.service.sql(*sql).result
+            except Exception as exc:
+                raise flight_error(self.service.failed(exc, FRONTEND)) from None
+            return flight.RecordBatchStream(result)
         try:
             session_id, n = _ticket(ticket.ticket)
             held = self.service.sessions.get(session_id)
@@ -168,6 +177,19 @@ def _request(descriptor: flight.FlightDescriptor) -> ReadRequest:
         return ReadRequest.from_dict({"table": ".".join(path)})
     raise BadRequestError(f"a path descriptor names a table as [\"db.table\"] or [\"db\", \"table\"], got {path}",
                           code="invalid_option")
+
+
+def _sql_ticket(raw: bytes) -> tuple[str, int | None] | None:
+    """(query, snapshot ts or None) of a ticket ``{"sql": ..., "snapshot_ts": ...}``; None for
+    any other ticket."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("sql"), str):
+        return None
+    ts = data.get("snapshot_ts")
+    return data["sql"], (int(ts) if isinstance(ts, int) and not isinstance(ts, bool) else None)
 
 
 def _ticket(raw: bytes) -> tuple[str, int]:

@@ -8,7 +8,8 @@ and checked before anything is planned.
      "isolation": "SI" | "RC",          default SI
      "schema": "current" | "as_of",     default current
      "lease_ttl": "120s", "batch_rows": 65536, "min_streams": 4, "stream_target_bytes": "64MiB",
-     "region_wait_timeout": "30s", "lock_wait_timeout": "60s"}
+     "region_wait_timeout": "30s", "lock_wait_timeout": "60s",
+     "handle_ranges": "[[0, 100], [200, null]]"}   only these handle ranges (one planned stream's)
 """
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from pyspark_theflash.scan.options import HANDLE_RANGES_OPTION
 from pyspark_theflash.service.errors import BadRequestError
 
 # request field -> the read option of scan.options it sets
 OPTION_FIELDS = {
     "schema": "schema", "lease_ttl": "lease_ttl", "batch_rows": "batch_rows", "min_streams": "min_partitions",
     "stream_target_bytes": "partition_target_bytes", "region_wait_timeout": "region_wait_timeout",
-    "lock_wait_timeout": "lock_wait_timeout",
+    "lock_wait_timeout": "lock_wait_timeout", "handle_ranges": HANDLE_RANGES_OPTION,
 }
 FIELDS = ("table", "snapshot_ts", "as_of", "columns", "filter", "isolation", *OPTION_FIELDS)
 MAX_REQUEST_BYTES = 1 << 20

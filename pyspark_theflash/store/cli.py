@@ -48,6 +48,16 @@ def register(subparsers: Any) -> None:
                    help="a TSO timestamp; versions only visible below it are removed")
     p.set_defaults(func=cmd_gc)
 
+    p = sub.add_parser("convert", help="copy a store into a new store of another engine",
+                       description="Copy a native store SRC (as of one manifest version; its writer may keep running) "
+                       "into a new store DST of the clickhouse engine: the same regions, schemas, locks and binlog "
+                       "position, so a writer started on DST with --engine clickhouse resumes where SRC's is, and "
+                       "every version SRC holds.")
+    p.add_argument("src", help="the native store directory")
+    p.add_argument("dst", help="a new, empty directory")
+    p.add_argument("--to", required=True, choices=("clickhouse",), help="the engine of the new store")
+    p.set_defaults(func=cmd_convert)
+
     p = sub.add_parser("verify", help="check every part against the manifest (exit 1 if anything is wrong)")
     p.add_argument("dir", help="the store directory")
     p.add_argument("--json", action="store_true", help="one JSON document instead of text")
@@ -344,3 +354,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
               f"{report.files_seen} file(s) checked at manifest version {report.manifest_version}",
               file=sys.stdout if report.clean else sys.stderr)
     return 0 if report.clean else 1
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    import json
+
+    from pyspark_theflash.cli import CommandError
+    from pyspark_theflash.engine.clickhouse.convert import convert_to_clickhouse, describe
+    from pyspark_theflash.errors import TheFlashError
+
+    _require_store(args.src)
+    try:
+        result = convert_to_clickhouse(args.src, args.dst)
+    except TheFlashError as exc:
+        raise CommandError(str(exc)) from None
+    print(json.dumps({"converted": args.src, "into": args.dst, "engine": args.to, **describe(result)}))
+    return 0

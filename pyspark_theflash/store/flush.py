@@ -260,7 +260,7 @@ class FlushPipeline:
         if partitions is None:
             partitions = self._read_partitions(conn)
         new_partitions: dict[int, int] = {}
-        tables: list[_BufferedRows] = []
+        tables: list[BufferedRows] = []
         for tid, buf in self._buffers.items():
             plist = partitions.get(tid)
             if not plist:
@@ -272,7 +272,7 @@ class FlushPipeline:
             for version, t in buf.chunks:
                 by_version.setdefault(version, []).append(t)
             for version, chunks in by_version.items():
-                tables.append(_BufferedRows(tid, version, chunks, plist,
+                tables.append(BufferedRows(tid, version, chunks, plist,
                                             [c.id for c in _version_columns(history, version)]))
         current_locks = {(r, k, ts) for r, k, ts, _pw in self._caches.items()}
         regions = [(reg.id, reg.start_key, reg.end_key, reg.epoch_version, reg.conf_ver, reg.applied_index,
@@ -322,6 +322,11 @@ class FlushPipeline:
                     raise _PartitionsChanged()
                 for tid, pid in p.new_partitions.items():
                     conn.execute("INSERT INTO partitions VALUES (?,?,?,?,?)", (tid, pid, None, None, e.version))
+                sink = self.row_sink
+                if sink is not None:
+                    # Before the edit commits: a crash between the two replays the batch, and
+                    # the sink takes the same committed rows again (idempotent by version).
+                    sink.write_flush(e.version, p.tables, p.tombstones)
                 for tid, pid, version, pf, kind in p.written:
                     mf.insert_part(conn, tid, pid, kind, pf, version, data_version=e.version, added_version=e.version)
                 for start, end, why in p.tombstones:
@@ -380,7 +385,7 @@ class FlushPipeline:
 
 
 @dataclass
-class _BufferedRows:
+class BufferedRows:
     """One table's rows of one schema version that a flush writes: the buffer's chunks, the
     table's partitions as read for the flush, and the ids of the version's user columns."""
 
@@ -399,7 +404,7 @@ class _PreparedFlush:
     t0: float
     partitions: dict[int, list[tuple[int, int | None, int | None]]]  # as read when the parts were split
     new_partitions: dict[int, int]
-    tables: list[_BufferedRows]
+    tables: list[BufferedRows]
     written: list[tuple[int, int, int, Any, str]]  # (table, partition, schema_version, PartFile, kind)
     tombstones: list[tuple[bytes, bytes, str]]
     regions: list[tuple[Any, ...]]                 # region rows to persist

@@ -27,6 +27,7 @@ from pyspark_theflash.store.leases import Leases
 from pyspark_theflash.store.predicate import Expr
 from pyspark_theflash.store.read import DEFAULT_BATCH_ROWS, read_parts
 from pyspark_theflash.store.region_cache import RegionCaches, SpillFile
+from pyspark_theflash.store.row_sink import RowSink
 from pyspark_theflash.store.txn_merge_tree import (
     HIDDEN_FIELDS,
 )
@@ -91,6 +92,9 @@ class Store(ApplyPath, FlushPipeline):
         # Replaces codec.batch.decode_rows_to_arrow (same signature) for the committed rows of a
         # batch, e.g. to decode large batches on Spark executors (writer/spark_decode.py).
         self.decode_rows: Any = None
+        # Receives each flush's committed rows inside its manifest edit (``store.row_sink``):
+        # the ClickHouse engine keeps its tables this way. None for the native engine.
+        self.row_sink: RowSink | None = None
         # writer state
         self._regions: dict[int, MutableRegion] = {}
         self._schemas: dict[int, "TableInfo"] = {}          # newest version of each table id

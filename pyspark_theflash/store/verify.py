@@ -97,6 +97,9 @@ _RESTORE = ("restore this file from a backup of the store; or rebuild the store:
             "aside and replay the binlog from its start (or from region snapshots)")
 
 
+# Directories of the store root an engine other than the native one owns (engine/clickhouse).
+ENGINE_DIRECTORIES = frozenset({"clickhouse"})
+
 def _read_table(path: Path) -> pa.Table:
     """A part file as an Arrow table: Parquet (stable and delta parts) or Arrow IPC."""
     with open(path, "rb") as f:
@@ -304,7 +307,10 @@ def verify_store(root: str | os.PathLike[str]) -> VerifyReport:
         _check_part(root_path, part, partitions.get((part.table_id, part.partition_id)),
                     schemas.get(part.table_id, {}), report, own_columns.get(part.part_id))
 
-    for dirpath, _dirs, files in os.walk(root_path):
+    for dirpath, dirs, files in os.walk(root_path):
+        if dirpath == str(root_path) and ENGINE_DIRECTORIES.intersection(dirs):
+            # an engine's own data (the ClickHouse engine's tables): not the manifest's to list
+            dirs[:] = [d for d in dirs if d not in ENGINE_DIRECTORIES]
         for base in files:
             rel = os.path.relpath(os.path.join(dirpath, base), root_path).replace(os.sep, "/")
             report.files_seen += 1

@@ -47,6 +47,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--serve-http-port", type=int, metavar="PORT", help="HTTP port of --serve (default: PORT+1)")
     parser.add_argument("--serve-host", default="127.0.0.1", help="interface --serve listens on (default %(default)s)")
     parser.add_argument("--serve-token-file", help="with --serve: require this bearer token (first line of the file)")
+    parser.add_argument("--engine", choices=("native", "clickhouse"), default="native",
+                        help="store engine: native (TxnMergeTree parts) or clickhouse (in-process ClickHouse via chdb); "
+                        "recorded in a new store, and a store opened with the other one is refused (default %(default)s)")
     parser.add_argument("--log", help="append log lines (and progress lines) to FILE")
     parser.add_argument("--until-caught-up", action="store_true",
                         help="exit once everything in the binlog is applied and flushed (a one-shot run)")
@@ -67,6 +70,7 @@ def options_from_args(args: argparse.Namespace) -> o.WriterOptions:
             compact_interval_s=o.parse_duration(args.compact_interval),
             latch_ttl_s=o.parse_duration(args.latch_ttl),
             metrics_port=args.metrics_port,
+            engine=args.engine,
             serve_port=args.serve,
             serve_http_port=args.serve_http_port,
             serve_host=args.serve_host,
@@ -250,7 +254,7 @@ def _run_argv(args: argparse.Namespace) -> list[str]:
     argv = ["--binlog", args.binlog, "--store", args.store, "--interval", args.interval,
             "--batch-events", str(args.batch_events), "--flush-rows", str(args.flush_rows),
             "--flush-interval", args.flush_interval, "--compact-interval", args.compact_interval,
-            "--latch-ttl", args.latch_ttl]
+            "--latch-ttl", args.latch_ttl, "--engine", args.engine]
     for flag, value in (("--upstream", args.upstream), ("--schema-url", args.schema_url), ("--tables", args.tables),
                         ("--log", args.log)):
         if value:

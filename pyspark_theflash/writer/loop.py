@@ -104,6 +104,7 @@ class Writer:
         self.latch: LocalLatch | None = None
         self.holder: WriterHolder | None = None
         self.store: Any = None
+        self.engine: Any = None  # engine.Engine over self.store (opened in run())
         self.upstream: Any = None
         self.schemas: SchemaSource | None = None
         self.metrics: Any = None
@@ -145,6 +146,10 @@ class Writer:
                 opts.store,
                 options=StoreOptions(flush_rows=2 * opts.flush_rows, flush_deadline_s=opts.flush_interval_s),
             )
+            from pyspark_theflash.engine import open_writer_engine
+
+            # the ClickHouse engine attaches itself to the store as its row sink
+            self.engine = open_writer_engine(self.store, opts.engine)
             if self.configure_store is not None:
                 self.configure_store(self.store)
             self._connect_upstream()
@@ -191,6 +196,11 @@ class Writer:
         self.service = serve(opts.store, host=opts.serve_host, port=opts.serve_port, http_port=opts.serve_http_port,
                              token_file=opts.serve_token_file, upstream=opts.upstream)
         log.info("serving read sessions: Flight %s, HTTP %s", self.service.flight_location, self.service.http_url)
+        if getattr(self.engine, "kind", None) == "clickhouse":
+            # this process owns the store's ClickHouse directory: readers elsewhere come here
+            from pyspark_theflash.engine.clickhouse.stream_read import advertise_service
+
+            advertise_service(opts.store, self.service.http_url)
 
     def _shutdown(self, failed: BaseException | None = None) -> None:
         """Flush what was applied and let go of everything. After a failure nothing more is
@@ -203,8 +213,14 @@ class Writer:
         if self.metrics is not None:
             steps.append(("metrics server", self.metrics.close))
         if self.service is not None:
+            if getattr(self.engine, "kind", None) == "clickhouse":
+                from pyspark_theflash.engine.clickhouse.stream_read import withdraw_service
+
+                steps.append(("service advertisement", lambda: withdraw_service(self.options.store)))
             steps.append(("read session service", self.service.close))
-        if self.store is not None and hasattr(self.store, "close"):
+        if self.engine is not None:
+            steps.append(("store", self.engine.close))  # closes the store too
+        elif self.store is not None and hasattr(self.store, "close"):
             steps.append(("store", self.store.close))
         if self.upstream is not None and hasattr(self.upstream, "close"):
             steps.append(("upstream connection", self.upstream.close))
@@ -560,7 +576,9 @@ class Writer:
         started = time.monotonic()
         safe_point = self._gc_safe_point()
         if safe_point:
-            self.store.gc(safe_point)  # moves the safe point (never past a live lease) and compacts
+            # moves the safe point (never past a live lease) and compacts; the ClickHouse
+            # engine then collects its own versions below it
+            (self.engine if self.engine is not None else self.store).gc(safe_point)
             with self.store.snapshot() as view:
                 self.progress.gc_safe_point = int(view.gc_safe_point())
         else:

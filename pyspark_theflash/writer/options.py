@@ -71,6 +71,8 @@ class WriterOptions:
     flush_rows: int = DEFAULT_FLUSH_ROWS
     flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S
     metrics_port: int | None = None
+    # the store engine (engine.selection): "native" (TxnMergeTree) or "clickhouse" (chdb)
+    engine: str = "native"
     # the TheFlash API service in the writer's process (theflash writer run --serve PORT)
     serve_port: int | None = None
     serve_http_port: int | None = None

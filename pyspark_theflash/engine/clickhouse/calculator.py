@@ -1,0 +1,84 @@
+"""The engine as a calculator: a whole SQL query over the store's tables at one snapshot ts,
+run by ClickHouse next to the data (``theflash sql``).
+
+Each ``db.table`` the query names becomes the table's snapshot at ts (the same SQL a read
+stream runs: newest version per handle at or below ts, delete marks dropped, columns by their
+current names). The snapshot ts comes from the read session machinery, as every read's does:
+one ts for the whole query (given, or a fresh one from upstream), a read lease per table held
+while the query runs, learner read and lock resolution.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from pyspark_theflash.engine.clickhouse.errors import ClickHouseEngineError
+from pyspark_theflash.engine.clickhouse.snapshot_read import snapshot_sql
+
+
+@dataclass(frozen=True)
+class SqlResult:
+    ts: int
+    tables: tuple[str, ...]
+    result: pa.Table
+    seconds: float
+
+
+_QUALIFIED = re.compile(r"`?\b([A-Za-z_][\w]*)`?\.`?([A-Za-z_][\w]*)\b`?")
+
+
+def tables_named(engine: Any, sql: str) -> list[Any]:
+    """The store's tables (``TableInfo``) that ``sql`` names as ``db.table``, in order."""
+    known = {f"{t.db}.{t.name}".lower(): t for t in engine.tables()}
+    named: list[Any] = []
+    for m in _QUALIFIED.finditer(sql):
+        info = known.get(f"{m.group(1)}.{m.group(2)}".lower())
+        if info is not None and info not in named:
+            named.append(info)
+    if not named:
+        raise ClickHouseEngineError(
+            f"the query names none of the store's tables ({', '.join(sorted(known)) or 'none yet'}); "
+            "name them as db.table")
+    return named
+
+
+def snapshot_query(engine: Any, sql: str, ts: int) -> str:
+    """``sql`` with each ``db.table`` of the store replaced by its snapshot at ``ts``. The
+    caller holds the read leases that keep ts readable."""
+    subqueries = {}
+    for info in tables_named(engine, sql):
+        engine.tables_ch.ensure_table(info)  # a table no flush has reached yet reads as empty
+        subqueries[f"{info.db}.{info.name}".lower()] = snapshot_sql(info, ts, None, None, None, None, ())[0]
+
+    def replace(m: "re.Match[str]") -> str:
+        inner = subqueries.get(f"{m.group(1)}.{m.group(2)}".lower())
+        return m.group(0) if inner is None else f"({inner})"
+
+    return _QUALIFIED.sub(replace, sql)
+
+
+def run_sql(engine: Any, sql: str, snapshot_ts: int | None = None) -> SqlResult:
+    """Run ``sql`` (ClickHouse SQL naming tables as ``db.table``) over the store of ``engine``
+    (a ``ClickHouseEngine``) at one snapshot ts: the read sessions of the tables it names (one
+    ts, leases held while it runs, learner read, lock resolution) pick and keep the ts."""
+    import time
+
+    named = tables_named(engine, sql)
+    sessions = []
+    try:
+        ts = snapshot_ts
+        for info in named:  # one ts for every table: the first session's
+            session = engine.open_read_session(f"{info.db}.{info.name}", snapshot_ts=ts)
+            sessions.append(session)
+            ts = int(session.ts)
+        assert ts is not None
+        rewritten = snapshot_query(engine, sql, ts)
+        t0 = time.monotonic()
+        result = engine.directory.arrow(rewritten)
+        return SqlResult(ts, tuple(f"{i.db}.{i.name}" for i in named), result, time.monotonic() - t0)
+    finally:
+        for session in sessions:
+            session.close()

@@ -1,0 +1,164 @@
+"""The ClickHouse engine: committed rows in ClickHouse MergeTree tables (chdb, in-process).
+
+What is shared with the native engine, and what is not:
+
+* Apply is the store's (``store.Store``): region caches, lock handling, prewrite–commit
+  matching, decoding, region apply state, schemas, open locks and the binlog position in the
+  manifest. The engine attaches itself as the store's row sink (``store.row_sink``): every flush
+  hands it its committed rows (hidden columns included) and range tombstones inside the flush's
+  manifest edit, so ClickHouse holds every flushed row before the manifest says the flush
+  happened. The store still writes its own delta parts too: the manifest's part list, region
+  map and compaction stay as they are (this engine mirrors, it does not yet replace the
+  TxnMergeTree files; see docs/engines.md).
+* Read sessions are ``scan.session``'s (one ts, lease, learner read, lock resolution); only
+  reading a stream is this engine's: a snapshot query per handle range (``snapshot_read``).
+* GC moves the store's safe point (never past a live lease) and then deletes, in ClickHouse,
+  the versions no read at or above it can see: per handle, every version at or below the safe
+  point but the newest, and that one too when it is a delete mark. Never ``OPTIMIZE … FINAL``.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Iterator, Sequence
+
+import pyarrow as pa
+
+from pyspark_theflash.engine.clickhouse.directory import ClickHouseDirectory
+from pyspark_theflash.engine.clickhouse.snapshot_read import read_snapshot
+from pyspark_theflash.engine.clickhouse.tables import ClickHouseTables, table_name
+from pyspark_theflash.engine.txn_merge_tree import TxnMergeTreeEngine
+from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, DELMARK, ROWID
+
+
+class ClickHouseEngine(TxnMergeTreeEngine):
+    kind = "clickhouse"
+
+    def __init__(self, store: Any, *, upstream: str | None = None, latch: Any = None) -> None:
+        super().__init__(store, upstream=upstream, latch=latch)
+        self.directory = ClickHouseDirectory.acquire(store.root)
+        self.tables_ch = ClickHouseTables(self.directory, lambda: store._histories)
+        if not store.readonly:
+            store.row_sink = self.tables_ch
+        self._closed = False
+
+    @classmethod
+    def open(cls, path: str, *, readonly: bool = True, upstream: str | None = None) -> "ClickHouseEngine":
+        from pyspark_theflash.store import Store
+
+        store = Store.open(path, readonly=readonly)
+        try:
+            return cls(store, upstream=upstream)
+        except BaseException:
+            store.close()
+            raise
+
+    # -- read ----------------------------------------------------------------------------------
+    def read_stream(self, session: Any, n: int) -> Iterator[pa.RecordBatch]:
+        from pyspark_theflash.scan.session import ReadSession, _conform
+        from pyspark_theflash.scan.errors import ScanOptionError
+
+        if isinstance(session, ReadSession):
+            if not 0 <= n < len(session.streams):
+                raise ScanOptionError(f"read session {session.id} of {session.table} has streams "
+                                      f"0..{len(session.streams) - 1}, not {n}")
+            stream = session.streams[n]
+        else:
+            stream = session
+        schema = stream.schema
+        for batch in self.read_partition(stream.partition):
+            yield batch if batch.schema.equals(schema) else _conform(batch, schema)
+
+    def read_partition(self, p: Any) -> Iterator[pa.RecordBatch]:
+        """A planned partition's rows at its ts, through this engine's ClickHouse session."""
+        from pyspark_theflash.engine.clickhouse.stream_read import read_clickhouse_partition
+
+        return read_clickhouse_partition(p, self.directory)
+
+    def scan(self, table: str, ts: int, handle_range: tuple[Any, Any] | None = None, region_id: int | None = None,
+             columns: Sequence[str] | None = None, predicate: Any = None, hidden: Sequence[str] = (),
+             schema: str = "current") -> Iterator[pa.RecordBatch]:
+        """``Store.scan`` with the rows from ClickHouse: the table's rows visible at ``ts``
+        (flushed state), under a lease held while the iterator runs."""
+        import contextlib
+        import os
+
+        from pyspark_theflash.store.store import _table_for_read
+        from pyspark_theflash.store.views import intersect
+
+        store = self._store
+        lease = store.leases.acquire(ts, store.options.scan_lease_ttl_s, holder=f"scan pid {os.getpid()}")
+        try:
+            with store.snapshot() as view:
+                info = _table_for_read(view, table, ts, schema)
+                rng: Any = handle_range or (None, None)
+                if region_id is not None:
+                    region = view.region(region_id)
+                    if region is None:
+                        return
+                    rng = intersect(rng, view.region_handle_range(region, info.id))
+                if rng is None:
+                    return
+            yield from read_snapshot(self.directory, info, ts, rng, columns, predicate, hidden,
+                                     store.options.read_batch_rows, self.tables_ch.has_table(info.id))
+        finally:
+            with contextlib.suppress(Exception):
+                store.leases.release(lease.id)
+
+    # -- upkeep --------------------------------------------------------------------------------
+    def gc(self, safe_point: int) -> Any:
+        self._writable("collect garbage")
+        result = self._store.gc(safe_point)
+        with self._store.snapshot() as view:
+            effective = int(view.gc_safe_point() or 0)
+        self.collect_versions(effective)
+        return result
+
+    def collect_versions(self, safe_point: int) -> int:
+        """Delete, in every ClickHouse table, the versions no read at ts >= ``safe_point`` sees:
+        at or below it, all but each handle's newest, and that one too when it is a delete.
+        Returns the tables touched."""
+        touched = 0
+        for tid in self.tables_ch.table_ids():
+            t = table_name(tid)
+            sp = int(safe_point)
+            stale = self.directory.scalar(
+                f"SELECT count() FROM {t} WHERE {COMMIT_TS} <= {sp}") or 0
+            if not stale:
+                continue
+            self.directory.execute(
+                f"DELETE FROM {t} WHERE {COMMIT_TS} <= {sp} AND ({ROWID}, {COMMIT_TS}) NOT IN ("
+                f"SELECT {ROWID}, max({COMMIT_TS}) FROM {t} WHERE {COMMIT_TS} <= {sp} GROUP BY {ROWID})")
+            # the newest version at or below the safe point, when a delete, hides nothing a
+            # read at ts >= safe point would otherwise see: it goes too
+            self.directory.execute(f"DELETE FROM {t} WHERE {COMMIT_TS} <= {sp} AND {DELMARK}")
+            touched += 1
+        return touched
+
+    def status(self) -> dict[str, Any]:
+        out = super().status()
+        out["engine"] = self.kind
+        t0 = time.monotonic()
+        parts = self.directory.arrow(
+            "SELECT table, count() AS parts, sum(rows) AS rows, sum(bytes_on_disk) AS bytes FROM system.parts "
+            "WHERE database = 'flash' AND active GROUP BY table ORDER BY table")
+        out["clickhouse"] = {
+            "directory": str(self.directory.path), "session_opened_in_s": round(self.directory.opened_in_s, 3),
+            "tables": parts.to_pylist(), "flushes_written": self.tables_ch.flushes_written,
+            "rows_written": self.tables_ch.rows_written, "status_query_s": round(time.monotonic() - t0, 4)}
+        return out
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if getattr(self._store, "row_sink", None) is self.tables_ch:
+            try:
+                super().close()
+            finally:
+                self._store.row_sink = None
+                self.directory.release()
+            return
+        try:
+            super().close()
+        finally:
+            self.directory.release()

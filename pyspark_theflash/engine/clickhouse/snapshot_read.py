@@ -1,0 +1,146 @@
+"""Snapshot reads in ClickHouse SQL: the rows of a table as of ts, as the store's Arrow schema.
+
+Per handle, among versions with ``_tidb_commit_ts <= ts``, the newest (``ORDER BY handle,
+commit_ts DESC LIMIT 1 BY handle``: the table is sorted by exactly that key, so ClickHouse
+reads in order), dropped if it is a delete mark. Handle ranges and ts go into the inner
+query (they select versions); a filter applies to the chosen version only, so it goes into the
+outer query — never the inner one, where dropping a newer non-matching version would bring an
+older matching one back to life. Filters that translate exactly (comparisons, IN, IS NULL,
+AND/OR/NOT of those on numeric, string and boolean columns) are pushed; the whole filter is
+evaluated again on the Arrow result, so a part that does not translate is still honoured.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+import pyarrow as pa
+
+from pyspark_theflash.engine.clickhouse.column_types import from_clickhouse
+from pyspark_theflash.engine.clickhouse.directory import ClickHouseDirectory
+from pyspark_theflash.engine.clickhouse.tables import (
+    column_name,
+    handle_range_sql,
+    quote_ident,
+    sql_literal,
+    table_name,
+)
+from pyspark_theflash.store import predicate as pr
+from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, DELMARK, ROWID
+
+if TYPE_CHECKING:
+    from pyspark_theflash.schema import TableInfo
+
+
+def snapshot_sql(info: "TableInfo", ts: int, lo: Any, hi: Any, columns: Sequence[str] | None,
+                 predicate: pr.Expr | None, hidden: Sequence[str]) -> tuple[str, list[str]]:
+    """The SQL of a snapshot read, and the names of the user columns it selects (requested
+    ones, then those only the filter needs)."""
+    by_name = {c.name: c for c in info.columns}
+    wanted = [c.name for c in info.columns] if columns is None else list(columns)
+    extra = sorted(n for n in (predicate.columns() if predicate is not None else ()) if n in by_name and n not in wanted)
+    names = wanted + extra
+    inner_cols = [f"{column_name(by_name[n].id)} AS {quote_ident(n)}" for n in names]
+    inner_cols += [ROWID, COMMIT_TS, DELMARK]
+    where = [f"{COMMIT_TS} <= {int(ts)}"] + handle_range_sql(lo, hi)
+    outer_where = [f"NOT {DELMARK}"]
+    if predicate is not None:
+        pushed = expr_sql(predicate, {n: by_name[n] for n in names})
+        if pushed is not None:
+            outer_where.append(pushed)
+    out_cols = [quote_ident(n) for n in names] + [ROWID, COMMIT_TS]
+    sql = (f"SELECT {', '.join(out_cols)} FROM (SELECT {', '.join(inner_cols)} FROM {table_name(info.id)} "
+           f"WHERE {' AND '.join(where)} ORDER BY {ROWID}, {COMMIT_TS} DESC LIMIT 1 BY {ROWID}) "
+           f"WHERE {' AND '.join(outer_where)} ORDER BY {ROWID}")
+    return sql, names
+
+
+def read_snapshot(directory: ClickHouseDirectory, info: "TableInfo", ts: int, handle_range: tuple[Any, Any],
+                  columns: Sequence[str] | None, predicate: pr.Expr | None, hidden: Sequence[str],
+                  batch_rows: int, table_exists: bool = True) -> Iterator[pa.RecordBatch]:
+    """Rows of ``info`` visible at ``ts`` in ``handle_range``, as record batches of the store's
+    output schema (``store.read.output_schema``) — the schema the native engine returns."""
+    from pyspark_theflash.store.read import output_schema
+
+    schema = output_schema(info, columns, hidden)
+    if not table_exists:
+        return
+    sql, names = snapshot_sql(info, ts, handle_range[0], handle_range[1], columns, predicate, hidden)
+    result = directory.arrow(sql)
+    if result.num_rows == 0:
+        return
+    by_name = {c.name: c for c in info.columns}
+    from pyspark_theflash.schema.arrow import arrow_field
+
+    arrays: dict[str, Any] = {}
+    for n in names:
+        arrays[n] = from_clickhouse(result.column(n), arrow_field(by_name[n]).type)
+    full = output_schema(info, names, (ROWID, COMMIT_TS))
+    arrays[ROWID] = from_clickhouse(result.column(ROWID), full.field(ROWID).type)
+    arrays[COMMIT_TS] = from_clickhouse(result.column(COMMIT_TS), full.field(COMMIT_TS).type)
+    table = pa.table([arrays[f.name] for f in full], schema=pa.schema([f.with_nullable(True) for f in full]))
+    if predicate is not None:
+        table = table.filter(predicate.to_arrow(table.schema))
+    table = table.select([f.name for f in schema]).cast(schema)
+    for batch in table.to_batches(max_chunksize=batch_rows):
+        if batch.num_rows:
+            yield batch
+
+
+_NUMERIC_OR_TEXT = (pa.types.is_integer, pa.types.is_floating, pa.types.is_string, pa.types.is_boolean)
+
+
+def _pushable_column(col: Any, value: Any = None) -> bool:
+    from pyspark_theflash.schema.arrow import arrow_field
+
+    t = arrow_field(col).type
+    if not any(f(t) for f in _NUMERIC_OR_TEXT):
+        return False
+    if value is None:
+        return True
+    if pa.types.is_string(t):
+        return isinstance(value, str)
+    if pa.types.is_boolean(t):
+        return isinstance(value, bool)
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def expr_sql(e: pr.Expr, columns: dict[str, Any]) -> str | None:
+    """``e`` as a ClickHouse condition on the chosen versions when it translates exactly
+    (NULL behaves as Arrow's filter treats it: a row whose condition is NULL is dropped);
+    for an AND, the conjunction of the children that translate (the Arrow filter does the
+    rest); None when nothing does."""
+    if isinstance(e, pr.And):
+        parts = [p for p in (expr_sql(c, columns) for c in e.children) if p is not None]
+        return " AND ".join(f"({p})" for p in parts) if parts else None
+    exact = _exact_sql(e, columns)
+    return exact
+
+
+def _exact_sql(e: pr.Expr, columns: dict[str, Any]) -> str | None:
+    if isinstance(e, pr.Comparison):
+        c = columns.get(e.column)
+        if c is None or not _pushable_column(c, e.value):
+            return None
+        op = "=" if e.op == "==" else e.op
+        return f"{quote_ident(e.column)} {op} {sql_literal(e.value)}"
+    if isinstance(e, pr.In):
+        c = columns.get(e.column)
+        values = [v for v in e.values if v is not None]
+        if c is None or not values or not all(_pushable_column(c, v) for v in values) or len(values) != len(list(e.values)):
+            return None
+        return f"{quote_ident(e.column)} IN ({', '.join(sql_literal(v) for v in values)})"
+    if isinstance(e, pr.IsNull):
+        return f"{quote_ident(e.column)} IS NULL" if e.column in columns else None
+    if isinstance(e, pr.IsNotNull):
+        return f"{quote_ident(e.column)} IS NOT NULL" if e.column in columns else None
+    if isinstance(e, (pr.And, pr.Or)):
+        parts = [_exact_sql(c, columns) for c in e.children]
+        if any(p is None for p in parts):
+            return None
+        return f" {'AND' if isinstance(e, pr.And) else 'OR'} ".join(f"({p})" for p in parts)
+    if isinstance(e, pr.Not):
+        inner = _exact_sql(e.child, columns)
+        return None if inner is None else f"NOT ({inner})"
+    if isinstance(e, pr.AlwaysTrue):
+        return "1"
+    return None

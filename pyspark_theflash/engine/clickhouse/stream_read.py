@@ -1,0 +1,164 @@
+"""Reading one planned stream (``scan.partitions.ScanPartition``) of a ClickHouse-engine store.
+
+In the process that owns the store's ClickHouse directory (the writer's, or a service's) the
+stream is read through that session. Anywhere else — a Spark Python worker, a script — the
+directory is opened for the read and closed after it, one reader process at a time (a file
+lock beside it), which works while no writer or service holds it. While the writer holds it
+and serves (``writer run --serve``), it advertises its HTTP address in
+``clickhouse/service.json`` and a stream read elsewhere is read through it: a read session at
+the stream's ts restricted to the stream's handle ranges. Without a service the error says to
+start one.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import http.client
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow as pa
+
+from pyspark_theflash.engine.clickhouse import directory as chdir
+from pyspark_theflash.engine.clickhouse.errors import ClickHouseDirectoryBusyError, ClickHouseEngineError
+from pyspark_theflash.engine.clickhouse.snapshot_read import read_snapshot
+from pyspark_theflash.engine.clickhouse.tables import ClickHouseTables
+
+_LOCAL = threading.Lock()
+SERVICE_FILE = "service.json"
+
+
+def advertise_service(store: str, http_url: str) -> None:
+    """Record, in the store's ClickHouse directory, the HTTP address of the service of the
+    process that owns it (written to a temporary name and renamed in)."""
+    path = Path(store).resolve() / chdir.DIRECTORY
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = path / (SERVICE_FILE + ".tmp")
+    tmp.write_text(json.dumps({"http": http_url, "pid": os.getpid()}))
+    os.replace(tmp, path / SERVICE_FILE)
+
+
+def withdraw_service(store: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(Path(store).resolve() / chdir.DIRECTORY / SERVICE_FILE)
+
+
+def advertised_service(store: str) -> str | None:
+    try:
+        return str(json.loads((Path(store).resolve() / chdir.DIRECTORY / SERVICE_FILE).read_text())["http"])
+    except (FileNotFoundError, ValueError, KeyError):
+        return None
+
+
+@contextlib.contextmanager
+def opened_directory(store: str) -> Iterator[chdir.ClickHouseDirectory]:
+    """The store's ClickHouse directory for a read: the session this process already has, or
+    one opened for the read under the readers' file lock."""
+    path = Path(store).resolve() / chdir.DIRECTORY
+    with chdir._MU:
+        current = chdir._OPEN
+        shared = current is not None and current.path == path
+        if shared:
+            assert current is not None
+            current._users += 1
+    if shared:
+        assert current is not None
+        try:
+            yield current
+        finally:
+            current.release()
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    with _LOCAL, open(path / "readers.lock", "a+") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            directory = chdir.ClickHouseDirectory.acquire(store)
+            try:
+                yield directory
+            finally:
+                directory.release()
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def read_clickhouse_partition(p: Any, directory: chdir.ClickHouseDirectory | None = None) -> Iterator[pa.RecordBatch]:
+    """The partition's rows at its ts (its handle ranges; its pinned parts are the native
+    engine's business), renewing its read lease while batches flow."""
+    from pyspark_theflash.scan.read import _LeaseKeeper
+    from pyspark_theflash.schema import TableInfo
+    from pyspark_theflash.store.predicate import Expr
+
+    info = TableInfo.from_json(p.table_info, db=p.db)
+    predicate = Expr.from_json(p.predicate_json) if p.predicate_json else None
+    keeper = _LeaseKeeper(p)
+    keeper.touch(force=True)
+    columns = list(p.columns) if p.columns is not None else None
+    with contextlib.ExitStack() as stack:
+        if directory is None:
+            try:
+                directory = stack.enter_context(opened_directory(p.store))
+            except ClickHouseDirectoryBusyError:
+                url = advertised_service(p.store)
+                if url is None or predicate is not None:
+                    raise
+                yield from read_through_service(p, url)
+                return
+        exists = ClickHouseTables(directory, dict).has_table(info.id)
+        batches: list[pa.RecordBatch] = []
+        for rng in p.ranges:
+            for batch in read_snapshot(directory, info, p.ts, (rng.lo, rng.hi), columns, predicate, p.hidden,
+                                       p.batch_rows, exists):
+                keeper.touch()
+                batches.append(batch)
+    # the directory is let go before the rows are handed on (a slow consumer holds no lock)
+    yield from batches
+
+
+def read_through_service(p: Any, url: str) -> Iterator[pa.RecordBatch]:
+    """The partition's rows from the service of the process that owns the store's ClickHouse
+    directory: a session at the partition's ts over exactly its handle ranges."""
+    from urllib.parse import urlparse
+
+    import pyarrow.ipc as ipc
+
+    from pyspark_theflash.scan.options import format_handle_ranges
+
+    columns = list(p.columns) if p.columns is not None else [c.name for c in _table_columns(p)]
+    request = {"table": p.table, "snapshot_ts": int(p.ts), "columns": columns + list(p.hidden),
+               "handle_ranges": format_handle_ranges([(r.lo, r.hi) for r in p.ranges]),
+               "batch_rows": int(p.batch_rows)}
+    where = urlparse(url)
+    conn = http.client.HTTPConnection(where.hostname or "127.0.0.1", where.port or 80, timeout=600)
+    try:
+        conn.request("POST", "/v1/read-sessions", body=json.dumps(request),
+                     headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        body = response.read()
+        if response.status != 201:
+            raise ClickHouseEngineError(f"the service at {url} (the process owning {p.store}'s ClickHouse directory) "
+                                        f"refused a read of {p.table} at ts {p.ts}: {response.status} {body[:500]!r}")
+        session = json.loads(body)
+        batches: list[pa.RecordBatch] = []
+        try:
+            for n in range(len(session["streams"])):
+                conn.request("GET", f"/v1/read-sessions/{session['id']}/streams/{n}")
+                response = conn.getresponse()
+                data = response.read()
+                if response.status != 200:
+                    raise ClickHouseEngineError(f"stream {n} of a read session of {url}: {response.status} {data[:500]!r}")
+                batches.extend(ipc.open_stream(data))
+        finally:
+            conn.request("DELETE", f"/v1/read-sessions/{session['id']}")
+            conn.getresponse().read()
+    finally:
+        conn.close()
+    yield from batches
+
+
+def _table_columns(p: Any) -> list[Any]:
+    from pyspark_theflash.schema import TableInfo
+
+    return list(TableInfo.from_json(p.table_info, db=p.db).columns)
