@@ -1,0 +1,66 @@
+package io.theflash.spark;
+
+import java.util.Map;
+import org.apache.spark.sql.SQLContext;
+import org.apache.spark.sql.SaveMode;
+import org.apache.spark.sql.connector.catalog.Table;
+import org.apache.spark.sql.connector.catalog.TableProvider;
+import org.apache.spark.sql.connector.expressions.Transform;
+import org.apache.spark.sql.sources.BaseRelation;
+import org.apache.spark.sql.sources.CreatableRelationProvider;
+import org.apache.spark.sql.sources.DataSourceRegister;
+import org.apache.spark.sql.types.StructType;
+import org.apache.spark.sql.util.CaseInsensitiveStringMap;
+
+/**
+ * {@code spark.read.format("theflash").option("server", "http://127.0.0.1:8816").load("bank.accounts")}:
+ * the table's schema comes from the service (GET /v1/tables), its rows from a read session.
+ */
+public final class TheFlashTableProvider implements TableProvider, DataSourceRegister, CreatableRelationProvider {
+  @Override
+  public String shortName() {
+    return "theflash";
+  }
+
+  static ReadOptions options(Map<String, String> properties) {
+    return ReadOptions.parse(properties, SessionConf.get(ReadOptions.SESSION_SERVER));
+  }
+
+  @Override
+  public StructType inferSchema(CaseInsensitiveStringMap properties) {
+    return schema(options(properties));
+  }
+
+  static StructType schema(ReadOptions options) {
+    ServiceClient client = new ServiceClient(options.server);
+    if (options.schemaAsOf()) {
+      // the table as it was at ts: the session knows that schema
+      ReadSession session = null;
+      com.fasterxml.jackson.databind.JsonNode opened = client.openSession(options.request(null, null));
+      try {
+        StructType s = ArrowTypes.sparkSchema(ArrowTypes.decodeSchema(opened.get("arrow_schema").asText()));
+        if (!options.columns.isEmpty() || !options.hidden.isEmpty()) {
+          throw new IllegalArgumentException("schema=as_of reads every column of the table as it was at ts; "
+              + "select columns with Spark instead of the columns/hidden options");
+        }
+        return s;
+      } finally {
+        client.releaseSession(opened.get("id").asText());
+      }
+    }
+    return TableSchema.require(client, options.table).select(options.columns, options.hidden);
+  }
+
+  @Override
+  public Table getTable(StructType schema, Transform[] partitioning, Map<String, String> properties) {
+    ReadOptions options = options(properties);
+    return new TheFlashTable(options.table, schema, options);
+  }
+
+  /** {@code df.write.format("theflash")}: refused. */
+  @Override
+  public BaseRelation createRelation(SQLContext sqlContext, SaveMode mode, scala.collection.immutable.Map<String, String> parameters,
+      org.apache.spark.sql.Dataset<org.apache.spark.sql.Row> data) {
+    throw new ReadOnlyReplica("writing a DataFrame");
+  }
+}
