@@ -45,9 +45,7 @@ def _run(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[str, Any]:
     try:
         return "ok", fn(_SPARK, *args)
     except BaseException as exc:  # sent back as data: Py4J errors do not pickle
-        message = getattr(exc, "getMessage", None)
-        text = message() if callable(message) else str(exc)
-        return "error", (type(exc).__name__, str(text), traceback.format_exc())
+        return "error", (type(exc).__name__, str(exc), traceback.format_exc())
 
 
 class JvmSpark:

@@ -110,3 +110,130 @@ def test_jvm_and_python_sources_read_the_same_rows_of_every_type_at_one_ts(
         assert expected.num_rows > 0 or where is not None, where
         same_rows(got, expected, f"{where} {select}")
     assert expected.column_names == ["id", "en", "i8", "i16", "u8"]
+
+
+def test_explain_shows_the_pruned_read_schema_and_the_filters_the_service_evaluates(
+        jvm_spark: JvmSpark, served: Served) -> None:
+    options = {"server": served.http_url, "snapshot_ts": str(served.fresh_ts())}
+    # i32 > 0 and the IN list go to the service; the float comparison stays with Spark (NaN)
+    plan, count = jvm_spark.call(jvm_explain, options, "i32 > 0 AND en IN ('alpha', 'gamma') AND f64 > 0",
+                                 ["id", "vc"])
+    assert count > 0
+    # the filter's columns are read only where Spark still needs them (f64)
+    assert "ReadSchema: struct<id:bigint,f64:double,vc:string>" in plan, plan
+    assert "PushedFilters: [i32 IS NOT NULL, i32 > 0, en IN ('alpha', 'gamma')]" in plan, plan
+    assert "Filter (isnotnull(f64#" in plan and "Filter (isnotnull(i32" not in plan, plan  # handled ones are gone
+
+
+def jvm_failure(spark: Any, what: str, server: str) -> str:
+    reader = spark.read.format("theflash").option("server", server)
+    if what == "typos":
+        reader.option("isolaton", "RC").option("snapshotts", "1").load(TYPES_TABLE).collect()
+    elif what == "write":
+        spark.range(1).write.format("theflash").option("server", server).mode("append").save(TYPES_TABLE)
+    elif what == "write_default":
+        spark.range(1).write.format("theflash").option("server", server).save(TYPES_TABLE)
+    elif what == "stream":
+        spark.readStream.format("theflash").option("server", server).load(TYPES_TABLE)
+    elif what == "insert":
+        spark.conf.set("theflash.server", server)
+        spark.sql(f"INSERT INTO theflash.{TYPES_TABLE} (id, tag) VALUES (1, 'x')")
+    elif what == "delete":
+        spark.conf.set("theflash.server", server)
+        spark.sql(f"DELETE FROM theflash.{TYPES_TABLE} WHERE id = 1")
+    elif what == "create":
+        spark.conf.set("theflash.server", server)
+        spark.sql("CREATE TABLE theflash.kinds.t (id bigint)")
+    elif what == "drop":
+        spark.conf.set("theflash.server", server)
+        spark.sql(f"DROP TABLE theflash.{TYPES_TABLE}")
+    elif what == "stream_catalog":
+        spark.conf.set("theflash.server", server)
+        spark.readStream.table(f"theflash.{TYPES_TABLE}").writeStream.format("console").start().processAllAvailable()
+    return "no error"
+
+
+READ_ONLY = ("theflash tables are a read-only replica of the upstream TiDB: write to the upstream, and the "
+             "changes arrive here through replication ({} is not supported)")
+KNOWN = ("as_of, batch_rows, columns, hidden, isolation, latch, lease_ttl, lock_wait_timeout, min_partitions, "
+         "native_read, partition_target_bytes, region_wait_timeout, schema, server, snapshot_ts, store, table, upstream")
+ERRORS = [
+    ("typos", "IllegalArgumentException", "unknown options 'isolaton' (did you mean 'isolation'?), 'snapshotts' "
+                                          f"(did you mean 'snapshot_ts'?); theflash reads take: {KNOWN}"),
+    ("write", "UnsupportedOperationException", READ_ONLY.format("writing a DataFrame")),
+    ("write_default", "UnsupportedOperationException", READ_ONLY.format("writing a DataFrame")),
+    ("stream", "UnsupportedOperationException", READ_ONLY.format("a streaming read")),
+    ("insert", "UnsupportedOperationException", READ_ONLY.format(f"writing to {TYPES_TABLE}")),
+    ("delete", "UnsupportedOperationException", READ_ONLY.format(f"deleting from {TYPES_TABLE}")),
+    ("create", "UnsupportedOperationException", READ_ONLY.format("CREATE TABLE")),
+    ("drop", "UnsupportedOperationException", READ_ONLY.format("DROP TABLE")),
+]
+
+
+@pytest.mark.parametrize("what,kind,message", ERRORS, ids=[e[0] for e in ERRORS])
+def test_misspelt_options_writes_ddl_and_streaming_reads_are_refused_word_for_word(
+        jvm_spark: JvmSpark, served: Served, what: str, kind: str, message: str) -> None:
+    with pytest.raises(RemoteError) as caught:
+        jvm_spark.call(jvm_failure, what, served.http_url)
+    assert (caught.value.kind, caught.value.message) == (kind, message)
+
+
+def test_a_streaming_query_of_a_catalog_table_fails_with_the_read_only_sentence(
+        jvm_spark: JvmSpark, served: Served) -> None:
+    with pytest.raises(RemoteError) as caught:
+        jvm_spark.call(jvm_failure, "stream_catalog", served.http_url)
+    assert caught.value.kind == "StreamingQueryException"
+    assert f"terminated with exception: {READ_ONLY.format('a streaming read')} SQLSTATE" in caught.value.message
+
+
+# -- the catalog: spark.sql.catalog.theflash = io.theflash.spark.TheFlashCatalog ---------------
+def jvm_sql(spark: Any, server: str, statements: list[str], pin: int | None = None) -> list[list[tuple[Any, ...]]]:
+    spark.conf.set("theflash.server", server)
+    if pin is None:
+        spark.conf.unset("theflash.snapshot_ts")
+    else:
+        spark.conf.set("theflash.snapshot_ts", str(pin))
+    try:
+        return [[tuple(r) for r in spark.sql(s).collect()] for s in statements]
+    finally:
+        spark.conf.unset("theflash.snapshot_ts")
+
+
+def jvm_read_at(spark: Any, server: str, ts: int) -> list[tuple[Any, ...]]:
+    rows = spark.read.format("theflash").option("server", server).option("snapshot_ts", str(ts)).load(TYPES_TABLE)
+    return [tuple(r) for r in rows.selectExpr(*SUMMARY).collect()]
+
+
+SUMMARY = ["count(*)", "sum(id)", "sum(i32)", "max(vc)", "sum(dec)", "max(tsz)"]
+
+
+def test_the_catalog_lists_databases_and_tables_and_describes_columns_with_their_tidb_types(
+        jvm_spark: JvmSpark, served: Served) -> None:
+    namespaces, tables, describe = jvm_spark.call(jvm_sql, served.http_url, [
+        "SHOW NAMESPACES IN theflash", "SHOW TABLES IN theflash.kinds", "DESCRIBE TABLE theflash.kinds.every_type"])
+    assert ("kinds",) in namespaces
+    assert tables == [("kinds", "every_type", False)]
+    columns = {name: (data_type, comment) for name, data_type, comment in describe}
+    assert list(columns) == [name for name, _, _ in types_columns()]
+    assert columns["dec"] == ("decimal(12,2)", "DECIMAL(12,2)")
+    assert columns["u64"] == ("decimal(20,0)", "BIGINT UNSIGNED")
+    assert columns["tsz"] == ("timestamp", "TIMESTAMP(6)")
+    assert columns["dtm"] == ("timestamp_ntz", "DATETIME(6)")
+    assert columns["en"] == ("string", "ENUM('alpha','beta','gamma')")
+    assert columns["bn"] == ("binary", "BINARY(6)")
+
+
+def test_sql_time_travel_with_version_and_timestamp_as_of_and_the_session_pin_read_that_snapshot(
+        jvm_spark: JvmSpark, served: Served) -> None:
+    from pyspark_theflash.scan.snapshot import as_of_to_ts, ts_to_datetime
+
+    ts = served.fresh_ts()
+    at = ts_to_datetime(ts).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]  # the ms of ts, UTC (the session's zone)
+    served.fresh_ts()  # more commits after ts
+    select = f"SELECT {', '.join(SUMMARY)} FROM theflash.{TYPES_TABLE}"
+    by_version, by_time, latest = jvm_spark.call(jvm_sql, served.http_url, [
+        f"{select} VERSION AS OF {ts}", f"{select} TIMESTAMP AS OF '{at}'", select])
+    pinned, = jvm_spark.call(jvm_sql, served.http_url, [select], ts)
+    assert by_version == pinned == jvm_spark.call(jvm_read_at, served.http_url, ts)
+    assert by_time == jvm_spark.call(jvm_read_at, served.http_url, as_of_to_ts(at))
+    assert by_version[0][0] > 0 and latest != by_version  # the workload kept writing after ts

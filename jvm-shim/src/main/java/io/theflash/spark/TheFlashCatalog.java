@@ -168,7 +168,7 @@ public final class TheFlashCatalog implements TableCatalog, SupportsNamespaces {
     ReadOptions options = options(table.table);
     if (ts != null || asOf != null) options = options.at(ts, asOf);
     StructType schema = TheFlashTableProvider.schema(options);
-    return new TheFlashTable(table.table, schema, options);
+    return new TheFlashTable(table.table, schema, options, true);
   }
 
   @Override

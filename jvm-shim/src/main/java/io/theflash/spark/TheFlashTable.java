@@ -24,10 +24,18 @@ final class TheFlashTable implements SupportsRead, SupportsWrite, SupportsDelete
   private final StructType schema;
   private final ReadOptions options;
 
-  TheFlashTable(String name, StructType schema, ReadOptions options) {
+  private final boolean inCatalog;
+
+  /**
+   * {@code inCatalog}: a catalog's table takes writes and streaming reads to refuse them itself
+   * (INSERT, DELETE, readStream.table); a {@code format("theflash")} table declares reads only,
+   * so Spark hands {@code df.write} and {@code readStream} to the provider, which refuses them.
+   */
+  TheFlashTable(String name, StructType schema, ReadOptions options, boolean inCatalog) {
     this.name = name;
     this.schema = schema;
     this.options = options;
+    this.inCatalog = inCatalog;
   }
 
   @Override
@@ -54,6 +62,9 @@ final class TheFlashTable implements SupportsRead, SupportsWrite, SupportsDelete
 
   @Override
   public Set<TableCapability> capabilities() {
+    if (!inCatalog) {
+      return EnumSet.of(TableCapability.BATCH_READ);
+    }
     // The write and streaming capabilities are there so Spark reaches this table's refusals
     // (newWriteBuilder, toMicroBatchStream) instead of answering with its own generic error.
     return EnumSet.of(TableCapability.BATCH_READ, TableCapability.BATCH_WRITE, TableCapability.TRUNCATE,

@@ -9,6 +9,7 @@ import org.apache.spark.sql.connector.expressions.Transform;
 import org.apache.spark.sql.sources.BaseRelation;
 import org.apache.spark.sql.sources.CreatableRelationProvider;
 import org.apache.spark.sql.sources.DataSourceRegister;
+import org.apache.spark.sql.sources.StreamSourceProvider;
 import org.apache.spark.sql.types.StructType;
 import org.apache.spark.sql.util.CaseInsensitiveStringMap;
 
@@ -16,7 +17,8 @@ import org.apache.spark.sql.util.CaseInsensitiveStringMap;
  * {@code spark.read.format("theflash").option("server", "http://127.0.0.1:8816").load("bank.accounts")}:
  * the table's schema comes from the service (GET /v1/tables), its rows from a read session.
  */
-public final class TheFlashTableProvider implements TableProvider, DataSourceRegister, CreatableRelationProvider {
+public final class TheFlashTableProvider
+    implements TableProvider, DataSourceRegister, CreatableRelationProvider, StreamSourceProvider {
   @Override
   public String shortName() {
     return "theflash";
@@ -54,7 +56,7 @@ public final class TheFlashTableProvider implements TableProvider, DataSourceReg
   @Override
   public Table getTable(StructType schema, Transform[] partitioning, Map<String, String> properties) {
     ReadOptions options = options(properties);
-    return new TheFlashTable(options.table, schema, options);
+    return new TheFlashTable(options.table, schema, options, false);
   }
 
   /** {@code df.write.format("theflash")}: refused. */
@@ -62,5 +64,18 @@ public final class TheFlashTableProvider implements TableProvider, DataSourceReg
   public BaseRelation createRelation(SQLContext sqlContext, SaveMode mode, scala.collection.immutable.Map<String, String> parameters,
       org.apache.spark.sql.Dataset<org.apache.spark.sql.Row> data) {
     throw new ReadOnlyReplica("writing a DataFrame");
+  }
+
+  /** {@code spark.readStream.format("theflash")}: refused as it is loaded. */
+  @Override
+  public scala.Tuple2<String, StructType> sourceSchema(SQLContext sqlContext, scala.Option<StructType> schema,
+      String providerName, scala.collection.immutable.Map<String, String> parameters) {
+    throw new ReadOnlyReplica("a streaming read");
+  }
+
+  @Override
+  public org.apache.spark.sql.execution.streaming.Source createSource(SQLContext sqlContext, String metadataPath,
+      scala.Option<StructType> schema, String providerName, scala.collection.immutable.Map<String, String> parameters) {
+    throw new ReadOnlyReplica("a streaming read");
   }
 }
