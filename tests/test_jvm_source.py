@@ -237,3 +237,25 @@ def test_sql_time_travel_with_version_and_timestamp_as_of_and_the_session_pin_re
     assert by_version == pinned == jvm_spark.call(jvm_read_at, served.http_url, ts)
     assert by_time == jvm_spark.call(jvm_read_at, served.http_url, as_of_to_ts(at))
     assert by_version[0][0] > 0 and latest != by_version  # the workload kept writing after ts
+
+
+def jvm_limit_and_statistics(spark: Any, options: dict[str, str]) -> tuple[str, int, int, int, int]:
+    df = spark.read.format("theflash").options(**options).load(TYPES_TABLE).select("id", "vc")
+    limited = df.limit(7)
+    plan = limited._jdf.queryExecution().executedPlan().toString()
+    stats = df._jdf.queryExecution().optimizedPlan().stats()
+    return (plan, len(limited.collect()), df.count(), int(str(stats.rowCount().get())),
+            int(str(stats.sizeInBytes())))
+
+
+def test_a_limit_reaches_the_streams_and_the_optimizer_sees_the_sessions_rows_and_bytes(
+        jvm_spark: JvmSpark, served: Served) -> None:
+    ts = served.fresh_ts()
+    plan, n, count, rows, size = jvm_spark.call(jvm_limit_and_statistics,
+                                                {"server": served.http_url, "snapshot_ts": str(ts)})
+    assert n == 7
+    assert "PushedLimit: 7, ReadSchema: struct<id:bigint,vc:string>" in plan, plan
+    # the session's estimates: every stored version counts (an upper bound), Arrow bytes of the
+    # two columns, far below Spark's default size for a source that reports nothing (8 EiB)
+    assert count <= rows, (count, rows)
+    assert 0 < size < 64 << 20
