@@ -259,3 +259,18 @@ def test_a_limit_reaches_the_streams_and_the_optimizer_sees_the_sessions_rows_an
     # two columns, far below Spark's default size for a source that reports nothing (8 EiB)
     assert count <= rows, (count, rows)
     assert 0 < size < 64 << 20
+
+
+def jvm_schema_subset(spark: Any, server: str, ts: int, schema: str) -> pa.Table:
+    return (spark.read.format("theflash").option("server", server).option("snapshot_ts", str(ts)).schema(schema)
+            .load(TYPES_TABLE).toArrow())
+
+
+def test_a_user_schema_with_a_subset_of_the_columns_reads_those_columns(
+        spark: Any, jvm_spark: JvmSpark, served: Served) -> None:
+    ts = served.fresh_ts()
+    got = jvm_spark.call(jvm_schema_subset, served.http_url, ts, "id BIGINT, dec DECIMAL(12,2), tsz TIMESTAMP")
+    same_rows(got, python_read(spark, served.rig, ts, None, ["id", "dec", "tsz"], []), "schema subset")
+    with pytest.raises(RemoteError) as caught:
+        jvm_spark.call(jvm_schema_subset, served.http_url, ts, "id INT")
+    assert caught.value.message == (f"column id of {TYPES_TABLE} is BIGINT, not INT: give its type in .schema(...)")

@@ -53,10 +53,33 @@ public final class TheFlashTableProvider
     return TableSchema.require(client, options.table).select(options.columns, options.hidden);
   }
 
+  /** A user's {@code .schema("id BIGINT, balance BIGINT")} selects those columns, as in the Python source. */
+  @Override
+  public boolean supportsExternalMetadata() {
+    return true;
+  }
+
   @Override
   public Table getTable(StructType schema, Transform[] partitioning, Map<String, String> properties) {
     ReadOptions options = options(properties);
-    return new TheFlashTable(options.table, schema, options, false);
+    StructType table = schema(options);
+    StructType chosen = new StructType();
+    for (org.apache.spark.sql.types.StructField f : schema.fields()) {
+      org.apache.spark.sql.types.StructField known = null;
+      for (org.apache.spark.sql.types.StructField t : table.fields()) {
+        if (t.name().equalsIgnoreCase(f.name())) known = t;
+      }
+      if (known == null) {
+        throw new IllegalArgumentException("table " + options.table + " has no column " + f.name() + " (columns: "
+            + String.join(", ", table.fieldNames()) + ")");
+      }
+      if (!known.dataType().equals(f.dataType())) {
+        throw new IllegalArgumentException("column " + known.name() + " of " + options.table + " is "
+            + known.dataType().sql() + ", not " + f.dataType().sql() + ": give its type in .schema(...)");
+      }
+      chosen = chosen.add(known);
+    }
+    return new TheFlashTable(options.table, chosen, options, false);
   }
 
   /** {@code df.write.format("theflash")}: refused. */
