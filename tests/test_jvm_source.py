@@ -274,3 +274,32 @@ def test_a_user_schema_with_a_subset_of_the_columns_reads_those_columns(
     with pytest.raises(RemoteError) as caught:
         jvm_spark.call(jvm_schema_subset, served.http_url, ts, "id INT")
     assert caught.value.message == (f"column id of {TYPES_TABLE} is BIGINT, not INT: give its type in .schema(...)")
+
+
+def jvm_one_dataframe_twice(spark: Any, server: str) -> tuple[list[Any], list[Any], list[Any], str]:
+    import time
+
+    df = spark.read.format("theflash").option("server", server).load(TYPES_TABLE)
+    first = [tuple(r) for r in df.selectExpr(*SUMMARY).collect()]
+    time.sleep(1.5)  # the workload commits meanwhile
+    again = [tuple(r) for r in df.selectExpr(*SUMMARY).collect()]
+    joined = df.alias("a").join(df.alias("b"), "id").selectExpr("count(*)").collect()[0][0]
+    fresh = [tuple(r) for r in spark.read.format("theflash").option("server", server).load(TYPES_TABLE)
+             .selectExpr(*SUMMARY).collect()]
+    plan = df.selectExpr("count(*)")._jdf.queryExecution().executedPlan().toString()
+    return first, again, fresh, f"{joined}|{plan}"
+
+
+def test_a_dataframe_loaded_without_a_ts_reads_one_snapshot_in_every_query_made_from_it(
+        jvm_spark: JvmSpark, served: Served) -> None:
+    first, again, fresh, joined_and_plan = jvm_spark.call(jvm_one_dataframe_twice, served.http_url)
+    joined, plan = joined_and_plan.split("|", 1)
+    assert again == first and int(joined) == first[0][0]  # a self-join sees one snapshot
+    assert fresh != first  # loading again reads the latest
+    assert " snapshot_ts=" in plan, plan
+
+
+def test_the_jvm_connector_takes_the_python_sources_options_and_server() -> None:
+    from pyspark_theflash.scan.options import OPTION_DOCS
+
+    assert KNOWN.split(", ") == sorted([name for name, _, _ in OPTION_DOCS] + ["server"])

@@ -25,10 +25,12 @@ final class TheFlashScan implements Scan, SupportsReportStatistics, Batch {
   private final List<Object> filter;
   private final List<Predicate> pushed;
   private final int limit;
+  private final TableSnapshot snapshot;
   private ReadSession session;
 
   TheFlashScan(String name, ReadOptions options, StructType readSchema, List<Object> filter, List<Predicate> pushed,
-      int limit) {
+      int limit, TableSnapshot snapshot) {
+    this.snapshot = snapshot;
     this.name = name;
     this.options = options;
     this.readSchema = readSchema;
@@ -41,7 +43,17 @@ final class TheFlashScan implements Scan, SupportsReportStatistics, Batch {
     if (session == null) {
       List<String> columns = new ArrayList<>();
       for (String c : readSchema.fieldNames()) columns.add(c);
-      session = new ReadSession(new ServiceClient(options.server).openSession(options.request(columns, filter)));
+      ServiceClient client = new ServiceClient(options.server);
+      ReadOptions read = options;
+      Long settled = snapshot == null ? null : snapshot.ts();
+      if (settled != null) read = options.at(settled, null);
+      ReadSession opened = new ReadSession(client.openSession(read.request(columns, filter)));
+      if (snapshot != null && snapshot.settle(opened.ts) != opened.ts) {
+        // another scan of the table settled first, at another ts: read at that one
+        client.releaseSession(opened.id);
+        opened = new ReadSession(client.openSession(options.at(snapshot.ts(), null).request(columns, filter)));
+      }
+      session = opened;
     }
     return session;
   }
@@ -53,8 +65,10 @@ final class TheFlashScan implements Scan, SupportsReportStatistics, Batch {
 
   @Override
   public String description() {
+    Long settled = snapshot == null ? null : snapshot.ts();
     return "TheFlashScan " + name
         + (options.snapshotTs != null ? " snapshot_ts=" + options.snapshotTs : "")
+        + (settled != null ? " snapshot_ts=" + settled : "")
         + (options.asOf != null ? " as_of=" + options.asOf : "")
         + " PushedFilters: " + FilterTranslation.describe(pushed)
         + (limit >= 0 ? ", PushedLimit: " + limit : "")

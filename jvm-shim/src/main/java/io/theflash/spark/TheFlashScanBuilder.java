@@ -23,8 +23,11 @@ final class TheFlashScanBuilder
   private final List<Predicate> pushed = new ArrayList<>();
   private final List<Object> filter = new ArrayList<>();
   private int limit = -1;
+  private final TableSnapshot snapshot;
 
-  TheFlashScanBuilder(String name, ReadOptions options, StructType tableSchema) {
+  /** {@code snapshot}: the table's settled ts, for a read without a ts of its own (else null). */
+  TheFlashScanBuilder(String name, ReadOptions options, StructType tableSchema, TableSnapshot snapshot) {
+    this.snapshot = snapshot;
     this.name = name;
     this.options = options;
     this.tableSchema = tableSchema;
@@ -70,6 +73,7 @@ final class TheFlashScanBuilder
 
   @Override
   public Scan build() {
-    return new TheFlashScan(name, options, readSchema, new ArrayList<>(filter), new ArrayList<>(pushed), limit);
+    return new TheFlashScan(name, options, readSchema, new ArrayList<>(filter), new ArrayList<>(pushed), limit,
+        snapshot);
   }
 }

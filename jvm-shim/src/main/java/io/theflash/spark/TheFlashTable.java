@@ -25,6 +25,7 @@ final class TheFlashTable implements SupportsRead, SupportsWrite, SupportsDelete
   private final ReadOptions options;
 
   private final boolean inCatalog;
+  private final TableSnapshot snapshot = new TableSnapshot();
 
   /**
    * {@code inCatalog}: a catalog's table takes writes and streaming reads to refuse them itself
@@ -74,7 +75,9 @@ final class TheFlashTable implements SupportsRead, SupportsWrite, SupportsDelete
 
   @Override
   public ScanBuilder newScanBuilder(CaseInsensitiveStringMap ignored) {
-    return new TheFlashScanBuilder(name, options.pinnedBy(SessionConf.get(ReadOptions.SESSION_SNAPSHOT)), schema);
+    ReadOptions read = options.pinnedBy(SessionConf.get(ReadOptions.SESSION_SNAPSHOT));
+    boolean ownTs = read.snapshotTs != null || read.asOf != null;
+    return new TheFlashScanBuilder(name, read, schema, ownTs ? null : snapshot);
   }
 
   @Override
