@@ -27,8 +27,8 @@ Spark can prune no column — and printed for comparison. The target (within 1.5
 applies to the first. Ends with one JSON line.
 
 ``--jvm`` times the Spark connector jar instead (``theflash_session(server=...)``: the JVM
-DataSource V2 reading ``theflash serve``'s Arrow streams over HTTP, in this process), against
-the same Parquet, with the target 1.1x; it also prints the rows/s the Arrow stream alone
+DataSource V2 reading the Arrow streams of ``theflash serve``, run in a process of its own),
+against the same Parquet, with the target 1.1x; it also prints the rows/s the Arrow stream alone
 reaches (every stream of one session read over HTTP by pyarrow) beside the rows/s of the JVM
 connector's and of Spark's own Parquet full scan. ``--live`` keeps updating rows of the table
 (one upstream transaction of ``--live-rows`` rows every ``--live-interval`` seconds) while the
@@ -133,6 +133,28 @@ def arrow_stream_rate(server: str, ts: int, rows: int) -> float:
     return got / elapsed
 
 
+class ServiceProcess:
+    """``theflash serve --store DIR --port 0`` in a process of its own, as it runs beside a writer
+    (the bench's process holds the mini cluster, the writer and the live writes)."""
+
+    def __init__(self, store: str) -> None:
+        import re
+        import subprocess
+
+        self.process = subprocess.Popen([sys.executable, "-m", "pyspark_theflash.cli", "serve", "--store", store,
+                                         "--port", "0"], stdout=subprocess.PIPE, text=True)
+        line = self.process.stdout.readline() if self.process.stdout else ""
+        found = re.search(r"http (http://\S+)", line)
+        if found is None:
+            self.process.kill()
+            raise SystemExit(f"theflash serve did not start: {line!r}")
+        self.http_url = found.group(1)
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
 class LiveWrites:
     """Updates ``per_txn`` random rows of the table upstream every ``interval`` seconds, in a
     thread, until stopped (the queries read at an earlier ts: their answers do not change)."""
@@ -195,9 +217,7 @@ def main() -> None:
         service = None
         jvm_conf: dict[str, Any] = {}
         if args.jvm:
-            from pyspark_theflash.service import serve
-
-            service = serve(rig.store, port=0)
+            service = ServiceProcess(rig.store)
             jvm_conf["server"] = service.http_url
         spark = theflash_session(master="local[2]", app_name="theflash-bench-scan", **jvm_conf,
                                  **{"spark.ui.showConsoleProgress": "false"})

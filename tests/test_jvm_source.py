@@ -303,3 +303,15 @@ def test_the_jvm_connector_takes_the_python_sources_options_and_server() -> None
     from pyspark_theflash.scan.options import OPTION_DOCS
 
     assert KNOWN.split(", ") == sorted([name for name, _, _ in OPTION_DOCS] + ["server"])
+
+
+def jvm_counts(spark: Any, server: str, ts: int) -> tuple[int, int, int]:
+    df = spark.read.format("theflash").option("server", server).option("snapshot_ts", str(ts)).load(TYPES_TABLE)
+    return df.count(), df.filter("i32 > 0").count(), df.filter("f64 > 0").count()
+
+
+def test_counts_that_read_no_column_count_every_row(spark: Any, jvm_spark: JvmSpark, served: Served) -> None:
+    ts = served.fresh_ts()
+    df = spark.read.format("theflash").options(**served.rig.options(snapshot_ts=ts)).load(TYPES_TABLE)
+    expected = (df.count(), df.filter("i32 > 0").count(), df.filter("f64 > 0").count())
+    assert jvm_spark.call(jvm_counts, served.http_url, ts) == expected and expected[0] > 0

@@ -37,7 +37,6 @@ public final class TheFlashTableProvider
     ServiceClient client = new ServiceClient(options.server);
     if (options.schemaAsOf()) {
       // the table as it was at ts: the session knows that schema
-      ReadSession session = null;
       com.fasterxml.jackson.databind.JsonNode opened = client.openSession(options.request(null, null));
       try {
         StructType s = ArrowTypes.sparkSchema(ArrowTypes.decodeSchema(opened.get("arrow_schema").asText()));
