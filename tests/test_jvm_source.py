@@ -315,3 +315,19 @@ def test_counts_that_read_no_column_count_every_row(spark: Any, jvm_spark: JvmSp
     df = spark.read.format("theflash").options(**served.rig.options(snapshot_ts=ts)).load(TYPES_TABLE)
     expected = (df.count(), df.filter("i32 > 0").count(), df.filter("f64 > 0").count())
     assert jvm_spark.call(jvm_counts, served.http_url, ts) == expected and expected[0] > 0
+
+
+def test_the_tables_resource_gives_the_arrow_schema_hidden_columns_and_tidb_types(served: Served) -> None:
+    import base64
+
+    from service_client import HttpReader
+
+    status, body = HttpReader(served.http_url).json("GET", "/v1/tables")
+    assert status == 200
+    entry = next(t for t in body["tables"] if t["table"] == TYPES_TABLE)
+    schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(entry["arrow_schema"])))
+    assert schema.names == ALL + ["_tidb_rowid", "_tidb_commit_ts"] and entry["hidden"] == ["_tidb_rowid", "_tidb_commit_ts"]
+    assert schema.field("tsz").type == pa.timestamp("us", tz="UTC") and schema.field("_tidb_commit_ts").type == pa.int64()
+    tidb = {f["name"]: f["tidb_type"] for f in entry["fields"]}
+    assert tidb == {name: definition for name, definition, _ in types_columns()}  # as the DDL wrote them
+

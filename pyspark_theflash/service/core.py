@@ -91,6 +91,6 @@ def tidb_type_text(col: Any) -> str:
         name += f"({col.decimal})"
     elif col.tp in (T.TYPE_BIT,) or (col.tp in (T.TYPE_STRING, T.TYPE_VARCHAR, T.TYPE_VAR_STRING) and col.flen > 0):
         name += f"({col.flen})"
-    if col.unsigned and col.tp not in (T.TYPE_BIT,):
+    if col.unsigned and col.tp not in (T.TYPE_BIT, T.TYPE_YEAR):  # TiDB flags YEAR unsigned too
         name += " UNSIGNED"
     return name
