@@ -16,6 +16,7 @@ from chispa import assert_df_equality
 
 from flash_rig import FlashRig, wait_for
 from pyspark_theflash.scan.native import split_native
+from pyspark_theflash.store.deletion_vector import read_superseding
 from pyspark_theflash.scan.partitions import RangeScan
 from pyspark_theflash.schema import builder, spark_schema
 from pyspark_theflash.schema.table_info import TableInfo
@@ -201,7 +202,7 @@ def test_rows_committed_after_ts_in_a_clean_part_stay_invisible(spark: Any, rig:
     assert sorted(r.id for r in read(spark, rig, snapshot_ts=after).load("nat.later").collect()) == list(range(80))
 
 
-def test_clean_partitions_natively_and_partitions_with_deltas_through_python_read_as_one(
+def test_partitions_with_deltas_are_read_natively_minus_a_deletion_vector_and_the_deltas_through_python(
         spark: Any, rig: FlashRig) -> None:
     rig.cluster.create_table("nat.mixed", [make_column("id", "BIGINT", not_null=True), make_column("v", "BIGINT"),
                                            make_column("s", "VARCHAR(16)")], primary_key=["id"])
@@ -220,16 +221,24 @@ def test_clean_partitions_natively_and_partitions_with_deltas_through_python_rea
     ts = rig.cluster.get_ts()
     df = read(spark, rig, snapshot_ts=ts).load("nat.mixed")
     split = split_of(df)
-    assert split is not None and split.pieces and split.rest, split
-    assert all(lo is None or lo < 30 for lo, _hi in split.rest)  # only what the deltas touch
+    # every partition is read by Spark's Parquet reader; the ones with deltas minus the handles
+    # the deltas supersede, which (and only which) the Python source reads from the deltas
+    assert split is not None and split.pieces and split.rest == [] and split.overlays, split
+    vectors = sorted(h for p in split.pieces if p.deletion_vector is not None
+                     for h in p.deletion_vector.column("_tidb_rowid").to_pylist())
+    assert vectors == [5] + list(range(10, 30))  # the stable versions the deltas supersede
+    plan_text = executed_plan(df)
+    assert "FileScan parquet" in plan_text and "BatchScan theflash" in plan_text and "LeftAnti" in plan_text
     python = read(spark, rig, snapshot_ts=ts, native_read="false").load("nat.mixed")
     assert_same(df, python)
     got = {r.id: r.v for r in df.collect()}
     assert len(got) == 599 and 5 not in got and got[10] == -10 and got[29] == -29 and got[599] == 599
-    # a compaction between planning and running: the Python half plans again at the same ts
-    # against the new parts, the native half reads the files its lease kept
+    assert_same(df.filter("v < 0 OR id > 590"), python.filter("v < 0 OR id > 590"))
+    assert df.filter("v < 0").count() == 20
+    # a compaction between planning and running: the Python half reads the deltas its driver
+    # pinned (the lease keeps their files), the native half the stable files, minus the vector
     planned = read(spark, rig, snapshot_ts=ts).load("nat.mixed")
-    assert split_of(planned).rest
+    assert split_of(planned).overlays
     compact(rig, partition_max_rows=150)
     assert {r.id: r.v for r in planned.collect()} == got
 
@@ -287,6 +296,15 @@ def test_native_read_false_and_tables_with_types_parquet_cannot_give_back_use_th
 
 # --- the store level: tombstones and versions, against the store's own MVCC read ---------------
 
+def overlay_rows(split: Any, parts: Any, info: Any, ts: int, needed: list[str], root: Path) -> list[tuple[Any, ...]]:
+    """What the Python half reads of the split's deletion vectors: the deltas' newer rows."""
+    by_id = {p.part_id: p for p in parts}
+    return [tuple(r.values()) for pin in split.overlays
+            for b in read_superseding(by_id[pin.stable_part], [by_id[d] for d in pin.delta_parts], info, ts,
+                                      (pin.lo, pin.hi), needed, None, (), str(root), 1000)
+            for r in b.to_pylist()]
+
+
 def test_native_pieces_give_exactly_the_stores_rows_with_tombstones_and_newer_versions(
         spark: Any, tmp_path: Path) -> None:
     t = items_table()
@@ -323,6 +341,7 @@ def test_native_pieces_give_exactly_the_stores_rows_with_tombstones_and_newer_ve
         rest = [tuple(r.values()) for lo, hi in split.rest
                 for b in read_parts(list(parts), info, ts, (lo, hi), needed, None, (), str(tmp_path / "s"))
                 for r in b.to_pylist()]
+        rest += overlay_rows(split, parts, info, ts, needed, tmp_path / "s")
         assert sorted(native + rest, key=repr) == sorted(expected, key=repr), ts
     store.close()
 
@@ -421,8 +440,9 @@ def test_a_clustered_composite_key_table_is_read_natively_like_python_and_upstre
         assert len(expected) == expected_rows
         assert rows_of(df) == expected == rows_of(python)
 
-    # updates and deletes after compaction: delta parts in some partitions (their ranges go to
-    # the Python source), new versions and delete marks of keys the clean parts still hold
+    # updates and deletes after compaction: delta parts in some partitions (read as their stable
+    # part minus a deletion vector, the deltas' rows through the Python source), new versions
+    # and delete marks of keys the clean parts still hold
     with rig.cluster.txn() as t:
         for i in spec.updated:
             t.update(table, {**spec.key(i), "v": f"updated-{i}"})
@@ -432,10 +452,11 @@ def test_a_clustered_composite_key_table_is_read_natively_like_python_and_upstre
     df = read(spark, rig, snapshot_ts=changed).load(table)
     python = read(spark, rig, snapshot_ts=changed, native_read="false").load(table)
     split = split_of(df)
-    assert split is not None and split.pieces and split.rest, split
+    assert split is not None and split.pieces and split.overlays, split
+    assert any(p.deletion_vector is not None and p.binary_handle for p in split.pieces)
     assert all(isinstance(b, bytes) for rng in split.rest for b in rng if b is not None)
     plan_text = executed_plan(df)
-    assert "FileScan parquet" in plan_text and "BatchScan theflash" in plan_text, plan_text
+    assert "FileScan parquet" in plan_text and "BatchScan theflash" in plan_text and "LeftAnti" in plan_text, plan_text
     expected = upstream_rows(rig, table, changed, columns)
     assert len(expected) == 400 - len(spec.deleted)
     assert sum(1 for r in expected if str(r[columns.index("v")]).startswith("updated-")) > 5
@@ -551,5 +572,6 @@ def test_native_pieces_of_a_clustered_table_give_the_stores_rows_with_tombstones
         rest = [tuple(r.values()) for lo, hi in split.rest
                 for b in read_parts(list(parts), info, ts, (lo, hi), needed, None, (), str(tmp_path / "s"))
                 for r in b.to_pylist()]
+        rest += overlay_rows(split, parts, info, ts, needed, tmp_path / "s")
         assert sorted(native + rest) == expected, ts
     store.close()

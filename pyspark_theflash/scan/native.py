@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pyspark_theflash.scan.options import OverlayPin
+from pyspark_theflash.store.deletion_vector import can_split, deletion_vector, stable_and_deltas
 from pyspark_theflash.store.keyspace import Handle, HandleRange
 from pyspark_theflash.store.txn_merge_tree import ROWID
 from pyspark_theflash.store.views import intersect
@@ -61,12 +63,17 @@ class NativePiece:
     delete_marks: bool
     bytes: int
     binary_handle: bool = False             # a common handle: ``_tidb_rowid`` is BINARY
+    # Under live writes or with versions newer than the safe point: the part's versions that
+    # are no row at ts (``store.deletion_vector``; columns _tidb_rowid, _tidb_commit_ts). None: none.
+    deletion_vector: pa.Table | None = None
 
 
 @dataclass
 class NativeSplit:
     pieces: list[NativePiece]
     rest: list[HandleRange]                 # handle ranges the Python reader reads, in order
+    # The delta halves of pieces with a deletion vector, for the Python reader.
+    overlays: list[OverlayPin] = field(default_factory=list)
 
 
 # Parquet codecs Spark's own reader reads reliably. Not LZ4_RAW: parquet-java in Spark 4.2.1
@@ -132,6 +139,18 @@ def _clean_columns(part: Any, root: str, table: Any, needed: Sequence[str]) -> t
     return tuple(out)
 
 
+def is_clean(parts: Sequence[Any]) -> bool:
+    """A partition (its parts in a read's range) that is one one-version Parquet part: its
+    rows at ts need no MVCC at all."""
+    return len(parts) == 1 and parts[0].single_version and str(parts[0].path).endswith(".parquet")
+
+
+def natively_readable_partition(parts: Sequence[Any]) -> bool:
+    """Whether Spark's Parquet reader can read a partition's stable part: clean, or a stable
+    Parquet part bigger than its deltas, read minus a deletion vector."""
+    return is_clean(parts) or can_split(*stable_and_deltas(parts))
+
+
 def split_native(plan: Any, needed: Sequence[str]) -> NativeSplit:
     """Divide ``plan`` (a ``ScanPlan``) into clean Parquet pieces and the rest.
 
@@ -143,6 +162,7 @@ def split_native(plan: Any, needed: Sequence[str]) -> NativeSplit:
     ts = plan.ts
     pieces: list[NativePiece] = []
     rest: list[HandleRange] = []
+    overlays: list[OverlayPin] = []
     for partition in plan.partitions:
         for rng in partition.ranges:
             groups: dict[int, list[Any]] = {}
@@ -155,16 +175,25 @@ def split_native(plan: Any, needed: Sequence[str]) -> NativeSplit:
                 if clipped is None:
                     continue  # (cannot happen: each part overlaps the range and lies in its partition)
                 lo, hi = clipped
-                part = parts[0]
-                files = None
-                if len(parts) == 1 and part.single_version and str(part.path).endswith(".parquet"):
-                    files = _clean_columns(part, plan.store, table, needed)
+                part, deltas = stable_and_deltas(parts)
+                clean = is_clean(parts)
+                files = _clean_columns(part, plan.store, table, needed) if clean or can_split(part, deltas) else None
+                vector = None
+                if files is not None and not clean:
+                    # merge-on-read: the part minus a deletion vector, the deltas' newer rows
+                    vector = deletion_vector(part, deltas, table, ts, (lo, hi), plan.store)
+                    if vector is None:
+                        files = None  # the vector would cover most of the part: read it whole
                 if files is None:
                     rest.append((lo, hi))
                     continue
+                if vector is not None and len(vector.superseded):
+                    overlays.append(OverlayPin(lo, hi, part.part_id, tuple(p.part_id for p in deltas),
+                                               getattr(plan, "manifest_version", 0)))
                 pieces.append(NativePiece(
                     path=os.path.join(plan.store, part.path), lo=lo, hi=hi, file_columns=files,
                     tombstones=tuple(part.tombstones),
                     newer_than_ts=part.max_commit_ts is None or part.max_commit_ts > ts,
-                    delete_marks=bool(part.delete_marks), bytes=int(part.bytes), binary_handle=binary_handle))
-    return NativeSplit(pieces, _merge(rest))
+                    delete_marks=bool(part.delete_marks), bytes=int(part.bytes), binary_handle=binary_handle,
+                    deletion_vector=vector.versions if vector is not None and len(vector) else None))
+    return NativeSplit(pieces, _merge(rest), overlays)

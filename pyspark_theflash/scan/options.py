@@ -54,6 +54,12 @@ OPTION_DOCS: list[tuple[str, str, str]] = [
 # ``{"hex": ...}`` = a common handle's bytes). Not for users.
 HANDLE_RANGES_OPTION = "_theflash_handle_ranges"
 
+# Set by the reader hook on the Python half of a native read under live writes: partitions
+# whose stable part Spark reads minus a deletion vector, and whose superseding delta versions
+# the Python source reads (``store.deletion_vector``). JSON ``{"version": manifest version,
+# "pieces": [[lo, hi, stable part id, [delta part ids]], ...]}``, bounds as above. Not for users.
+OVERLAYS_OPTION = "_theflash_overlays"
+
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|min|h)?\s*$", re.IGNORECASE)
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*$", re.IGNORECASE)
 
@@ -127,7 +133,42 @@ def format_handle_ranges(ranges: Sequence[tuple[HandleBound, HandleBound]]) -> s
     return json.dumps([[bound(lo), bound(hi)] for lo, hi in ranges])
 
 
-KNOWN_OPTIONS = frozenset([name for name, _, _ in OPTION_DOCS] + ["path", SESSION_SNAPSHOT_OPTION, HANDLE_RANGES_OPTION])
+@dataclass(frozen=True)
+class OverlayPin:
+    """The delta half of one partition of a native read: handles [lo, hi) whose stable part
+    (``stable_part``) Spark reads minus the deletion vector of ``delta_parts``; the parts as
+    the manifest listed them at ``manifest_version``."""
+
+    lo: HandleBound
+    hi: HandleBound
+    stable_part: int
+    delta_parts: tuple[int, ...]
+    manifest_version: int
+
+
+def parse_overlays(text: str | None) -> tuple[OverlayPin, ...]:
+    if text is None:
+        return ()
+    try:
+        doc = json.loads(text)
+        version = int(doc["version"])
+        return tuple(OverlayPin(_bound_from_json(lo), _bound_from_json(hi), int(stable), tuple(int(d) for d in deltas),
+                                version) for lo, hi, stable, deltas in doc["pieces"])
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ScanOptionError(f"option {OVERLAYS_OPTION}={text!r} is not the overlay pieces' JSON: {exc}") from None
+
+
+def format_overlays(pins: Sequence[OverlayPin]) -> str:
+    def bound(value: HandleBound) -> Any:
+        return {"hex": value.hex()} if isinstance(value, bytes) else value
+
+    version = pins[0].manifest_version if pins else 0
+    return json.dumps({"version": version, "pieces": [[bound(p.lo), bound(p.hi), p.stable_part, list(p.delta_parts)]
+                                                      for p in pins]})
+
+
+KNOWN_OPTIONS = frozenset([name for name, _, _ in OPTION_DOCS]
+                          + ["path", SESSION_SNAPSHOT_OPTION, HANDLE_RANGES_OPTION, OVERLAYS_OPTION])
 
 
 def _refuse_unknown(opts: Mapping[str, Any]) -> None:
@@ -170,6 +211,7 @@ class ScanOptions:
     native_read: bool = True
     schema: str = "current"  # "current" | "as_of": the schema a read at a past ts uses
     handle_ranges: tuple[tuple[HandleBound, HandleBound], ...] | None = None  # None: the whole table
+    overlays: tuple[OverlayPin, ...] = ()  # delta halves of a native read (reader hook only)
 
     @staticmethod
     def from_mapping(options: Mapping[str, str]) -> "ScanOptions":
@@ -241,6 +283,7 @@ class ScanOptions:
             native_read=native == "true",
             schema=schema,
             handle_ranges=parse_handle_ranges(opts.get(HANDLE_RANGES_OPTION)),
+            overlays=parse_overlays(opts.get(OVERLAYS_OPTION)),
         )
 
     @property

@@ -22,6 +22,10 @@ class RangeScan:
     hi: int | None
     parts: tuple[Any, ...]          # store.read.PartRef
     size_bytes: int
+    # Set on the Python half of a native read under live writes: read only the handles of the
+    # deletion vector of this stable part (its part id; the other parts are its deltas), as
+    # ``store.deletion_vector.read_superseding`` does. Spark's Parquet reader reads the rest.
+    overlay_of: int | None = None
 
 
 @dataclass(frozen=True)
@@ -83,14 +87,16 @@ def _prorated(parts: Sequence[Any], lo: int | bytes | None, hi: int | bytes | No
 
 def group_ranges(ranges: Sequence[RangeScan], target_bytes: int) -> list[list[RangeScan]]:
     """Consecutive contiguous ranges (sorted by handle) grouped while the group stays within
-    ``target_bytes``; a range bigger than the target is a group of its own."""
+    ``target_bytes``; a range bigger than the target is a group of its own, and so is the
+    delta half of a native read (``overlay_of``: merged, it would become a whole MVCC read)."""
     groups: list[list[RangeScan]] = []
     size = 0
     for rng in ranges:
         if groups:
             last = groups[-1][-1]
             contiguous = last.hi is not None and last.hi == rng.lo
-            if contiguous and size + rng.size_bytes <= target_bytes:
+            plain = last.overlay_of is None and rng.overlay_of is None
+            if contiguous and plain and size + rng.size_bytes <= target_bytes:
                 groups[-1].append(rng)
                 size += rng.size_bytes
                 continue

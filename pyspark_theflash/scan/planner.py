@@ -74,6 +74,7 @@ class ScanPlan:
     partitions: list[ScanPartition] = field(default_factory=list)
     stats: PlanStats = field(default_factory=PlanStats)
     lease: ReadLease | None = None
+    manifest_version: int = 0  # the store manifest's version the pinned parts were listed at
 
     @property
     def lease_id(self) -> int | None:
@@ -348,7 +349,12 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
         regions = covering_regions(view, table_id)
     stats.learner_wait_s = learner.waited_s
 
+    result.manifest_version = int(view.version)
     ranges = []
+    for pin in opts.overlays:  # the delta halves of a native read, parts as its driver pinned them
+        parts = tuple(view.parts_by_id(table_id, (pin.stable_part, *pin.delta_parts), pin.manifest_version))
+        ranges.append(RangeScan((), pin.lo, pin.hi, parts, estimate_bytes(
+            [p for p in parts if p.part_id != pin.stable_part], pin.lo, pin.hi), overlay_of=pin.stable_part))
     for region, region_range in regions:
         for lo, hi in _restricted(region_range, opts.handle_ranges):
             parts = tuple(view.parts(table_id, lo, hi))

@@ -15,12 +15,20 @@ import logging
 from dataclasses import replace
 from typing import Any, Callable, Sequence
 
-from pyspark_theflash.scan.native import NativePiece, NativeSplit, low_end_key, split_native
+from pyspark_theflash.scan.native import (
+    NativePiece,
+    NativeSplit,
+    low_end_key,
+    natively_readable_partition,
+    split_native,
+)
 from pyspark_theflash.scan.options import (
     HANDLE_RANGES_OPTION,
     HIDDEN_READABLE,
+    OVERLAYS_OPTION,
     ScanOptions,
     format_handle_ranges,
+    format_overlays,
 )
 from pyspark_theflash.store.keyspace import Handle
 
@@ -70,10 +78,38 @@ def _merged(pieces: Sequence[NativePiece]) -> list[NativePiece]:
         last = out[-1] if out else None
         if (last is not None and last.path == p.path and last.tombstones == p.tombstones
                 and last.hi is not None and last.hi == p.lo):
-            out[-1] = replace(last, hi=p.hi)
+            out[-1] = replace(last, hi=p.hi, deletion_vector=_joined(last.deletion_vector, p.deletion_vector))
         else:
             out.append(p)
     return out
+
+
+def _joined(a: Any, b: Any) -> Any:
+    """Two pieces' deletion vectors as one (None: empty)."""
+    import pyarrow as pa
+
+    vectors = [v for v in (a, b) if v is not None]
+    return None if not vectors else vectors[0] if len(vectors) == 1 else pa.concat_tables(vectors)
+
+
+def _without_deleted(spark: Any, df: Any, pieces: Sequence[NativePiece]) -> Any:
+    """``df`` (rows of the pieces' files) minus their deletion vectors: the versions that are
+    no row at ts — superseded by the partitions' deltas, or by a newer version in the same
+    file (``store.deletion_vector``). A broadcast anti-join on (handle, commit ts): the vectors
+    are the size of the recent changes, the files the stable parts'."""
+    import pyarrow as pa
+    from pyspark.sql.functions import broadcast
+
+    vectors = [p.deletion_vector for p in pieces if p.deletion_vector is not None]
+    if not vectors:
+        return df
+    dropped = pa.concat_tables(vectors) if len(vectors) > 1 else vectors[0]
+    rowid = "BINARY" if pieces[0].binary_handle else "BIGINT"
+    dropped = pa.table({"_dv_rowid": dropped.column("_tidb_rowid"),
+                        "_dv_commit_ts": dropped.column("_tidb_commit_ts").cast(pa.decimal128(20, 0))})
+    vector = spark.createDataFrame(dropped, schema=f"_dv_rowid {rowid}, _dv_commit_ts DECIMAL(20,0)")
+    return df.join(broadcast(vector), (df["_tidb_rowid"] == vector["_dv_rowid"])
+                   & (df["_tidb_commit_ts"] == vector["_dv_commit_ts"]), "left_anti")
 
 
 def parquet_frame(spark: Any, ts: int, pieces: Sequence[NativePiece], target: Any) -> Any:
@@ -95,6 +131,7 @@ def parquet_frame(spark: Any, ts: int, pieces: Sequence[NativePiece], target: An
         conds.append(" OR ".join(f"({r})" for r in ranges))
     if conds:
         df = df.where(" AND ".join(f"({c})" for c in conds))
+    df = _without_deleted(spark, df, pieces)
     by_user = dict(zip((f.name for f in user), file_cols))
     exprs = []
     for f in target.fields:
@@ -151,11 +188,13 @@ def native_read(spark: Any, options: dict[str, str], user_schema: Any,
         for piece in split.pieces:
             groups.setdefault((piece.file_columns, piece.binary_handle), []).append(piece)
         frames = [parquet_frame(spark, scan_plan.ts, pieces, target) for pieces in groups.values()]
-        if split.rest:
+        if split.rest or split.overlays:
             rest_options = dict(options)
             rest_options["snapshot_ts"] = str(scan_plan.ts)
             rest_options.pop("as_of", None)
             rest_options[HANDLE_RANGES_OPTION] = format_handle_ranges(split.rest)
+            if split.overlays:
+                rest_options[OVERLAYS_OPTION] = format_overlays(split.overlays)
             frames.append(python_load(rest_options, target))
         df = frames[0]
         for other in frames[1:]:
@@ -163,15 +202,16 @@ def native_read(spark: Any, options: dict[str, str], user_schema: Any,
     except BaseException:
         scan_plan.close()
         raise
-    log.debug("theflash %s at ts %d: %d clean part(s) read by Spark's Parquet reader, %d range(s) by the "
-              "Python source", opts.table, scan_plan.ts, len(split.pieces), len(split.rest))
+    log.debug("theflash %s at ts %d: %d clean part(s) read by Spark's Parquet reader (%d minus a deletion "
+              "vector), %d range(s) by the Python source", opts.table, scan_plan.ts, len(split.pieces),
+              len(split.overlays), len(split.rest))
     return NativeRead(df, scan_plan, split)
 
 
 def _has_clean_partition(opts: ScanOptions) -> bool:
-    """Whether some TxnMergeTree partition of the table holds nothing but one one-version
-    Parquet part (a manifest lookup). Without one nothing can be read natively, and planning
-    here would only make the Python source plan — and wait for the learner read — twice."""
+    """Whether some TxnMergeTree partition of the table holds a one-version Parquet part
+    bigger than its deltas (a manifest lookup). Without one nothing can be read natively, and
+    planning here would only make the Python source plan — and wait for the learner read — twice."""
     from pyspark_theflash.scan.planner import lookup_table, open_store
 
     with open_store(opts.store) as store, store.snapshot() as view:
@@ -181,8 +221,7 @@ def _has_clean_partition(opts: ScanOptions) -> bool:
         by_partition: dict[int, list[Any]] = {}
         for p in view.parts(int(info.id)):
             by_partition.setdefault(p.partition_id, []).append(p)
-    return any(len(ps) == 1 and ps[0].single_version and str(ps[0].path).endswith(".parquet")
-               for ps in by_partition.values())
+    return any(natively_readable_partition(ps) for ps in by_partition.values())
 
 
 def _same_types(user_schema: Any, declared: Any) -> bool:

@@ -249,6 +249,21 @@ class PartsReader:
         t = self._read_ipc(part, cols) if is_ipc(part.path) else self._open(part).read(columns=cols)
         return self._conform(part, t, mapping)
 
+    def visible_rows(self, part: PartRef, t: pa.Table) -> pa.Table:
+        """The rows of ``t`` (read from ``part``) visible at ts in the reader's range, every
+        version kept (MVCC has not chosen yet)."""
+        return self._visible_filter(part, t, single_version=False)
+
+    def visible_versions(self, part: PartRef) -> pa.Table:
+        """Every version of ``part`` visible at ts in the reader's range (delete marks and
+        older versions included: MVCC has not chosen yet), in the reader's columns."""
+        return self._visible_filter(part, self._read(part), single_version=False)
+
+    def finish(self, chosen: pa.Table) -> Iterator[pa.RecordBatch]:
+        """Chosen versions (one per handle, no delete marks) filtered by the predicate and
+        shaped to the output schema, as batches."""
+        return self._finish(chosen)
+
     # --- output -------------------------------------------------------------------------------
     def _finish(self, t: pa.Table) -> Iterator[pa.RecordBatch]:
         if self.predicate is not None and t.num_rows:

@@ -285,14 +285,34 @@ class StoreView:
     def parts(self, table_id: int, lo: int | None = None, hi: int | None = None) -> list[PartRef]:
         """Live parts of the table overlapping handles [lo, hi), each with the range
         tombstones that apply to it."""
+        return self._part_refs(table_id, "removed_version IS NULL", (), None, lo, hi)
+
+    def parts_by_id(self, table_id: int, part_ids: Sequence[int], as_of_version: int) -> list[PartRef]:
+        """The given parts as the manifest listed them at ``as_of_version`` (with the range
+        tombstones that applied then), removed since or not: a reader that planned at that
+        version and holds a lease from then finds their files still there. Raises
+        ``PartFileError`` for a part the manifest no longer has."""
+        ids = sorted({int(i) for i in part_ids})
+        refs = self._part_refs(table_id, f"part_id IN ({','.join('?' * len(ids))})", tuple(ids), as_of_version,
+                               None, None) if ids else []
+        missing = sorted(set(ids) - {r.part_id for r in refs})
+        if missing:
+            from pyspark_theflash.store.errors import PartFileError
+
+            raise PartFileError(f"parts {missing} of table {table_id}",
+                                f"gone from the manifest (their read lease of manifest version {as_of_version} expired?)")
+        return refs
+
+    def _part_refs(self, table_id: int, where: str, args: tuple[Any, ...], as_of_version: int | None,
+                   lo: int | None, hi: int | None) -> list[PartRef]:
         bounds = {p.partition_id: (p.lo, p.hi) for p in self.partitions(table_id)}
-        tombstones = self._tombstones(table_id)
+        tombstones = [(v, rng) for v, rng in self._tombstones(table_id) if as_of_version is None or v <= as_of_version]
         out: list[PartRef] = []
         rows = self._conn.execute(
             "SELECT part_id, partition_id, kind, file, rows, bytes, min_handle, max_handle, min_commit_ts, "
             "max_commit_ts, single_version, delete_marks, schema_version, data_version, added_version, stats, "
             f"{'columns' if self._part_columns else 'NULL'} "
-            "FROM parts WHERE table_id = ? AND removed_version IS NULL ORDER BY part_id", (table_id,)).fetchall()
+            f"FROM parts WHERE table_id = ? AND {where} ORDER BY part_id", (table_id, *args)).fetchall()
         for r in rows:
             plo, phi = bounds.get(int(r[1]), (None, None))
             ref_t = tuple(rng for v, rng in tombstones if v > int(r[13]) and r[6] is not None

@@ -1,0 +1,180 @@
+"""Merge-on-read of one partition as two disjoint halves: the stable part minus a deletion
+vector, and the newest delta versions of the handles the deltas supersede.
+
+A TxnMergeTree partition under live writes is one big stable part (Parquet, written by the
+last compaction, sorted by handle and commit ts; one version per handle, or several where
+versions newer than the GC safe point were kept) and a few small delta parts flushed since.
+Read at ts, each handle's row is its newest version visible at ts, unless that is a delete:
+
+* a handle whose newest visible version lies in a delta (a version newer than the stable
+  part's visible ones, or one the stable part has none of) is **superseded**: its row comes
+  from the deltas;
+* every other handle's row is its newest visible version in the stable part.
+
+The **deletion vector** is the set of the stable part's visible versions — (handle, commit ts)
+pairs — that are not a row at ts: every version of a superseded handle, and every version
+that a newer visible version of the same handle in the stable part replaces. So the stable
+half is "the stable part's rows visible at ts, minus the deletion vector, minus delete marks",
+which a reader can take straight from the Parquet file with its own column pruning and filter
+pushdown, and the other half is the deltas' newest versions of the superseded handles: the two
+never overlap and together are the partition's MVCC snapshot. Computing the vector reads the
+deltas (small) and the stable part's two integer columns (handle, commit ts), of the row groups
+the deltas touch when it holds one version per handle: the cost follows the deltas, not
+stable × deltas. Delta Lake's deletion vectors, Paimon's merge-on-read and TiFlash's DeltaTree
+split a read the same way.
+
+Both halves compute the vector from the same pinned parts (``deletion_vector``), so they agree
+on it exactly: ``scan.native`` hands Spark the stable half, the Python source reads the other
+with :func:`read_superseding`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pyspark_theflash.store.keyspace import HandleRange
+from pyspark_theflash.store.read import PartRef, PartsReader, newest_visible
+from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, ROWID, same_as_previous
+
+if TYPE_CHECKING:
+    from pyspark_theflash.schema import TableInfo
+    from pyspark_theflash.store.predicate import Expr
+
+_NEWEST = COMMIT_TS + "_max"
+_STABLE = COMMIT_TS + "_stable"
+# A vector longer than this share of the stable part's rows is not worth a split: the stable
+# half would drop most of what it reads (a plain MVCC read is as cheap).
+MAX_VECTOR_SHARE = 0.25
+
+
+@dataclass(frozen=True)
+class DeletionVector:
+    """The stable part's versions a read at ts drops (``versions``: columns ``_tidb_rowid``,
+    ``_tidb_commit_ts``) and the handles whose rows come from the deltas (``superseded``,
+    sorted): the split of one partition's read in two."""
+
+    versions: pa.Table
+    superseded: pa.Array
+
+    def __len__(self) -> int:
+        return self.versions.num_rows
+
+
+def stable_and_deltas(parts: Sequence[PartRef]) -> tuple[PartRef, list[PartRef]]:
+    """A partition's parts as (its stable part — the biggest stable one, preferring one version
+    per handle; its biggest part when none is stable — and the others)."""
+    stable = max(parts, key=lambda p: (p.kind == "stable", p.single_version, p.rows))
+    return stable, [p for p in parts if p is not stable]
+
+
+def can_split(stable: PartRef, deltas: Sequence[PartRef]) -> bool:
+    """Whether ``stable`` may be read as the stable half beside ``deltas``: a Parquet part
+    bigger than the deltas together (else a plain MVCC read is as cheap)."""
+    return (stable.kind == "stable" and str(stable.path).endswith(".parquet")
+            and stable.rows >= sum(p.rows for p in deltas))
+
+
+def _after(handle: Any) -> Any:
+    """The least handle greater than ``handle`` (an exclusive bound just above it)."""
+    return handle + b"\x00" if isinstance(handle, bytes) else handle + 1
+
+
+def _stable_versions(reader: PartsReader, stable: PartRef, root: str | Path, lo: Any, hi: Any,
+                     handle_type: pa.DataType) -> pa.Table:
+    """The stable part's versions visible at ts — (handle, commit ts), in the file's order
+    (handle, then commit ts, ascending) — read from the row groups whose handles may lie in
+    [lo, hi) (None: unbounded)."""
+    f = pq.ParquetFile(str(Path(root) / stable.path))
+    md = f.metadata
+    rowid = md.schema.names.index(ROWID)
+    groups = []
+    for rg in range(md.num_row_groups):
+        st = md.row_group(rg).column(rowid).statistics
+        if st is not None and st.has_min_max and (lo is not None and st.max < lo or hi is not None and st.min >= hi):
+            continue
+        groups.append(rg)
+    if not groups:
+        return pa.table({ROWID: pa.array([], handle_type), COMMIT_TS: pa.array([], pa.uint64())})
+    # the reader's own visibility rule: commit ts <= ts, in range, outside the part's tombstones
+    t = reader.visible_rows(stable, f.read_row_groups(groups, columns=[ROWID, COMMIT_TS]))
+    return t.select([ROWID, COMMIT_TS])
+
+
+def _clip(handle_range: HandleRange, lo: Any, hi: Any) -> tuple[Any, Any]:
+    """[lo, hi) narrowed to ``handle_range``."""
+    rlo, rhi = handle_range
+    return (lo if rlo is None else rlo if lo is None else max(lo, rlo),
+            hi if rhi is None else rhi if hi is None else min(hi, rhi))
+
+
+def deletion_vector(stable: PartRef, deltas: Sequence[PartRef], table: "TableInfo", ts: int,
+                    handle_range: HandleRange, root: str | Path) -> DeletionVector | None:
+    """The deletion vector of ``stable`` at ts in ``handle_range`` beside ``deltas``, or None
+    when it would cover more than ``MAX_VECTOR_SHARE`` of the stable part (read it whole)."""
+    handle_type = pa.binary() if table.is_common_handle else pa.int64()
+    reader = PartsReader(Path(root), table, ts, handle_range, [], None, (), 1 << 30)  # hidden columns only
+    tables = [t for t in (reader.visible_versions(p) for p in deltas) if t.num_rows]
+    touched = (pa.concat_tables(tables) if len(tables) > 1 else tables[0]) if tables else None
+    if stable.single_version and touched is None:
+        return DeletionVector(pa.table({ROWID: pa.array([], handle_type), COMMIT_TS: pa.array([], pa.uint64())}),
+                              pa.array([], handle_type))
+    if stable.single_version:  # only the row groups the deltas' handles can fall in
+        bounds = pc.min_max(touched.column(ROWID))
+        lo, hi = _clip(handle_range, bounds["min"].as_py(), _after(bounds["max"].as_py()))
+        stable_rows = _stable_versions(reader, stable, root, lo, hi, handle_type)
+        replaced = None
+    else:  # versions newer than the safe point: the stable part's own older versions go too
+        stable_rows = _stable_versions(reader, stable, root, *handle_range, handle_type)
+        # the file is in (handle, commit ts) order, and so are its visible rows: a version
+        # followed by one of the same handle is not the newest visible one of its handle
+        same = same_as_previous(stable_rows.column(ROWID))
+        later = np.append(same[1:], False) if len(same) else same
+        replaced = stable_rows.filter(pa.array(later))
+        stable_rows = stable_rows.filter(pa.array(~later))
+    if touched is not None:
+        newest = touched.group_by(ROWID).aggregate([(COMMIT_TS, "max")])
+        joined = newest.join(stable_rows.rename_columns([ROWID, _STABLE]), keys=ROWID, join_type="left outer")
+        superseding = pc.or_kleene(pc.is_null(joined.column(_STABLE)),
+                                   pc.greater(joined.column(_NEWEST), joined.column(_STABLE)))
+        superseded = joined.filter(superseding).column(ROWID).combine_chunks()
+        superseded = superseded.take(pc.sort_indices(superseded))
+    else:
+        superseded = pa.array([], handle_type)
+    if replaced is not None and len(superseded):
+        # every version of a superseded handle: the replaced ones are listed already
+        dropped = pa.concat_tables([replaced, stable_rows.filter(pc.is_in(stable_rows.column(ROWID),
+                                                                          value_set=superseded))])
+    elif replaced is not None:
+        dropped = replaced
+    else:
+        dropped = stable_rows.filter(pc.is_in(stable_rows.column(ROWID), value_set=superseded))
+    if dropped.num_rows > MAX_VECTOR_SHARE * max(1, stable.rows):
+        return None
+    return DeletionVector(dropped.combine_chunks(), superseded)
+
+
+def read_superseding(stable: PartRef, deltas: Sequence[PartRef], table: "TableInfo", ts: int,
+                     handle_range: HandleRange, columns: Sequence[str] | None, predicate: "Expr | None",
+                     hidden: Sequence[str], root: str | Path, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """The other half of the partition's read at ts: for each superseded handle, its newest
+    visible delta version (none for a delete mark), filtered by ``predicate``."""
+    vector = deletion_vector(stable, deltas, table, ts, handle_range, root)
+    if vector is None:
+        raise ValueError(f"part {stable.part_id} has no deletion vector at ts {ts}: it is read whole")
+    if len(vector.superseded) == 0:
+        return
+    reader = PartsReader(Path(root), table, ts, handle_range, columns, predicate, hidden, batch_rows)
+    tables = [t for t in (reader.visible_versions(p) for p in deltas) if t.num_rows]
+    versions = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    versions = versions.filter(pc.is_in(versions.column(ROWID), value_set=vector.superseded))
+    yield from reader.finish(newest_visible(versions))
+
+
+__all__ = ["DeletionVector", "MAX_VECTOR_SHARE", "can_split", "deletion_vector", "read_superseding",
+           "stable_and_deltas"]

@@ -1,0 +1,165 @@
+"""Merge-on-read with deletion vectors: a partition read at ts as (its stable part minus the
+deletion vector) + (the deltas' newest versions of the vector's handles) is exactly the
+partition's MVCC read, whatever the deltas hold — newer versions, deletes, versions older
+than the stable part's, handles the stable part lacks — at every ts and in any sub-range."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from pyspark_theflash.store import Store, StoreOptions, read_parts
+from pyspark_theflash.store.deletion_vector import DeletionVector, can_split, deletion_vector, read_superseding
+from store_events import DB, committed, event, items_table, key, row
+
+T = items_table()
+HIDDEN = ["_tidb_rowid"]
+
+
+def stable_half(stable: Any, vector: DeletionVector, ts: int, lo: Any, hi: Any, root: Path) -> pa.Table:
+    """What Spark's Parquet reader reads of the stable part (as ``spark.native`` asks it to):
+    visible at ts, in [lo, hi), outside its tombstones, no delete marks, not a version of the
+    vector."""
+    t = pq.read_table(root / stable.path)
+    h = t.column("_tidb_rowid")
+    keep = pc.less_equal(t.column("_tidb_commit_ts"), pa.scalar(ts, pa.uint64()))
+    if lo is not None:
+        keep = pc.and_(keep, pc.greater_equal(h, lo))
+    if hi is not None:
+        keep = pc.and_(keep, pc.less(h, hi))
+    for tlo, thi in stable.tombstones:
+        inside = pc.and_(pc.greater_equal(h, tlo if tlo is not None else -(1 << 63)),
+                         pc.less(h, thi) if thi is not None else pa.scalar(True))
+        keep = pc.and_(keep, pc.invert(inside))
+    t = t.filter(keep)
+    t = t.join(vector.versions, keys=["_tidb_rowid", "_tidb_commit_ts"], join_type="left anti")
+    return t.filter(pc.invert(t.column("_tidb_delmark")))
+
+
+def names(t: pa.Table, name_column: str) -> dict[int, str]:
+    return dict(zip(t.column("_tidb_rowid").to_pylist(), t.column(name_column).to_pylist()))
+
+
+def split_read(store: Store, ts: int, lo: Any = None, hi: Any = None) -> dict[int, str]:
+    """The partition's rows at ts read as the two halves; they must not overlap."""
+    with store.snapshot() as view:
+        parts = view.parts(T.id)
+    stable = max(parts, key=lambda p: (p.kind == "stable", p.rows))
+    deltas = [p for p in parts if p is not stable]
+    assert can_split(stable, deltas)
+    vector = deletion_vector(stable, deltas, T, ts, (lo, hi), store.root)
+    assert vector is not None
+    superseded = vector.superseded.to_pylist()
+    assert superseded == sorted(set(superseded))  # sorted, distinct
+    stable_rows = stable_half(stable, vector, ts, lo, hi, store.root)
+    assert len(set(stable_rows.column("_tidb_rowid").to_pylist())) == stable_rows.num_rows  # a row per handle
+    old = names(stable_rows, stable.columns[1][1])
+    batches = list(read_superseding(stable, deltas, T, ts, (lo, hi), ["name"], None, HIDDEN, store.root, 1000))
+    new = names(pa.Table.from_batches(batches), "name") if batches else {}
+    assert not set(old) & set(new), f"both halves hold {sorted(set(old) & set(new))} at ts {ts}"
+    assert set(new) <= set(superseded)
+    return {**old, **new}
+
+
+def mvcc_read(store: Store, ts: int, lo: Any = None, hi: Any = None) -> dict[int, str]:
+    with store.snapshot() as view:
+        parts = view.parts(T.id)
+    batches = list(read_parts(parts, T, ts, (lo, hi), ["name"], None, HIDDEN, store.root))
+    return names(pa.Table.from_batches(batches), "name") if batches else {}
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Store:
+    s = Store.open(tmp_path / "s", options=StoreOptions(row_group_rows=16))
+    s.put_schema(DB, T.to_json())
+    yield s
+    s.close()
+
+
+def put(store: Store, index: int, versions: list[tuple[int, int, str | None]]) -> None:
+    """Versions (handle, commit ts, name or None for a delete) as one flushed delta part."""
+    store.write([event(1, index, [committed(key(T, h), None if n is None else row(T, id=h, name=n), ts)
+                                  for h, ts, n in versions])])
+    store.flush()
+
+
+def test_the_two_halves_are_the_mvcc_read_for_newer_versions_deletes_and_new_handles(store: Store) -> None:
+    put(store, 100, [(h, 200, f"s{h}") for h in range(64)])
+    store.compact(force=True)
+    put(store, 101, [(3, 300, "u3"), (40, 300, None), (100, 300, "new"), (63, 250, "u63")])
+    put(store, 102, [(3, 350, "v3"), (41, 150, "old41")])  # 41: a version older than the stable's
+    for ts in (100, 149, 150, 199, 200, 250, 299, 300, 349, 350, 10**6):
+        assert split_read(store, ts) == mvcc_read(store, ts), ts
+        for lo, hi in [(0, 32), (32, 64), (40, 41), (None, 4), (60, None)]:
+            assert split_read(store, ts, lo, hi) == mvcc_read(store, ts, lo, hi), (ts, lo, hi)
+    with store.snapshot() as view:
+        parts = view.parts(T.id)
+    stable = next(p for p in parts if p.kind == "stable")
+    deltas = [p for p in parts if p is not stable]
+    # at 300: 3, 40, 63 and the new 100 are superseded; 41's delta version (150) is older than
+    # the stable's (200), so the stable's row stands
+    at_300 = deletion_vector(stable, deltas, T, 300, (None, None), store.root)
+    assert at_300 is not None and at_300.superseded.to_pylist() == [3, 40, 63, 100]
+    assert sorted(at_300.versions.column("_tidb_rowid").to_pylist()) == [3, 40, 63]  # the stable's versions
+    # at 150 the stable part has no visible version of 41: the delta's is the row
+    at_150 = deletion_vector(stable, deltas, T, 150, (None, None), store.root)
+    assert at_150 is not None and at_150.superseded.to_pylist() == [41] and at_150.versions.num_rows == 0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_histories_read_the_same_through_both_halves(store: Store, seed: int) -> None:
+    rng = random.Random(seed)
+    handles = list(range(0, 1200, 3))  # 400 rows: the vectors stay under MAX_VECTOR_SHARE of them
+    ts = 1000
+    index = 100
+    put(store, index, [(h, ts, f"s{h}") for h in handles])
+    store.compact(force=True)
+    stamps = [ts]
+    for round_ in range(rng.randint(1, 5)):  # deltas stay smaller than the stable part (can_split)
+        if round_ == 2 and seed % 2:
+            store.compact(force=True)  # versions newer than the safe point stay: a multi-version stable part
+        index += 1
+        batch = {}
+        for h in rng.sample(handles + list(range(1200, 1220)), rng.randint(1, 15)):
+            ts += rng.randint(1, 5)
+            batch[h] = (h, ts, None if rng.random() < 0.2 else f"d{h}@{ts}")
+        put(store, index, list(batch.values()))
+        stamps.append(ts)
+    for at in sorted({rng.randint(990, ts + 2) for _ in range(12)} | set(stamps)):
+        lo = rng.choice([None, 0, 150, 601])
+        hi = rng.choice([None, 300, 900, 1219])
+        if lo is not None and hi is not None and lo >= hi:
+            lo = None
+        assert split_read(store, at, lo, hi) == mvcc_read(store, at, lo, hi), (seed, at, lo, hi)
+
+
+def test_a_partition_whose_deltas_outweigh_its_stable_part_is_not_split(store: Store) -> None:
+    put(store, 100, [(h, 200, "s") for h in range(10)])
+    store.compact(force=True)
+    put(store, 101, [(h, 300, "d") for h in range(20)])
+    with store.snapshot() as view:
+        parts = view.parts(T.id)
+    stable = next(p for p in parts if p.kind == "stable")
+    assert not can_split(stable, [p for p in parts if p is not stable])  # a plain MVCC read is cheaper
+
+
+def test_a_stable_part_keeping_newer_versions_drops_the_replaced_ones(store: Store) -> None:
+    put(store, 100, [(h, 200, f"s{h}") for h in range(40)])
+    put(store, 101, [(3, 300, "u3"), (7, 310, None)])
+    store.compact(force=True)  # safe point 0: every version stays, in one stable part
+    with store.snapshot() as view:
+        (stable,) = view.parts(T.id)
+    assert not stable.single_version
+    vector = deletion_vector(stable, [], T, 400, (None, None), store.root)
+    assert vector is not None and vector.superseded.to_pylist() == []
+    assert sorted(zip(vector.versions.column("_tidb_rowid").to_pylist(),
+                      vector.versions.column("_tidb_commit_ts").to_pylist())) == [(3, 200), (7, 200)]
+    assert deletion_vector(stable, [], T, 250, (None, None), store.root).versions.num_rows == 0
+    put(store, 102, [(3, 350, "v3")])
+    for ts in (199, 200, 300, 310, 350, 400):
+        assert split_read(store, ts) == mvcc_read(store, ts), ts
