@@ -1,8 +1,9 @@
-// Builds jvm-shim/ (the Java DataSource V2 for JVM Spark) where sbt is available.
-// Our own machines cannot reach Maven Central, so there the shim is compiled with plain
-// javac against pyspark's bundled jars (see jvm-shim/README.md). The shim's sources land
-// with its issue; until then this file only names what it will build.
-ThisBuild / scalaVersion := "2.13.16"
+// Builds jvm-shim/ (the Java DataSource V2 for JVM Spark) where sbt is available: the same
+// sources (jvm-shim/src/main/java, and the DataSourceRegister service file in
+// jvm-shim/src/main/resources) that scripts/bootstrap.sh compiles with plain javac against
+// pyspark's bundled jars (pyspark_theflash/spark/jar.py), as our own machines cannot reach
+// Maven Central. The versions are those of the pinned pyspark wheel (tests/test_jvm_jar.py).
+ThisBuild / scalaVersion := "2.13.18"
 ThisBuild / organization := "io.theflash"
 
 lazy val shim = (project in file("jvm-shim"))
@@ -12,8 +13,10 @@ lazy val shim = (project in file("jvm-shim"))
     crossPaths := false,
     autoScalaLibrary := false,
     Compile / javaSource := baseDirectory.value / "src" / "main" / "java",
+    Compile / resourceDirectory := baseDirectory.value / "src" / "main" / "resources",
+    javacOptions ++= Seq("--release", "17"),
     libraryDependencies ++= Seq(
-      "org.apache.spark" %% "spark-sql" % "4.0.1" % Provided,
-      "org.apache.arrow" % "arrow-vector" % "18.1.0" % Provided,
+      "org.apache.spark" %% "spark-sql" % "4.2.1" % Provided,
+      "org.apache.arrow" % "arrow-vector" % "19.0.0" % Provided,
     ),
   )

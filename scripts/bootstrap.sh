@@ -42,3 +42,11 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 fi
 .venv/bin/python -c 'import pyspark_theflash' >/dev/null
 say "ready: .venv/bin/theflash"
+
+# The Spark connector jar (jvm-shim/), compiled with javac against pyspark's own jars; rebuilt
+# only when its sources changed (the jar carries their digest).
+if command -v javac >/dev/null 2>&1; then
+  .venv/bin/python -m pyspark_theflash.spark.jar >/dev/null && say "jar: $(.venv/bin/theflash jar)"
+else
+  say "javac not found: the Spark connector jar is not built (apt-get install openjdk-17-jdk-headless)"
+fi

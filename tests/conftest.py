@@ -42,3 +42,18 @@ def spark():
     session = theflash_session(master="local[2]", app_name="theflash-tests")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def jvm_spark():
+    """A local Spark session with the connector jar, in a worker process (tests/jvm_spark.py)."""
+    from jvm_spark import JvmSpark
+    from pyspark_theflash.spark.jar import JarError, jar_path
+
+    try:
+        jar = str(jar_path())
+    except JarError as exc:
+        pytest.fail(str(exc))
+    session = JvmSpark(jar)
+    yield session
+    session.close()

@@ -27,13 +27,24 @@ class ReadService:
         return err
 
     def tables(self) -> list[dict[str, Any]]:
+        """Each replicated table: its fields (Arrow type as text, and the TiDB column type),
+        and ``arrow_schema``, the schema as an Arrow IPC message (base64) with the readable
+        hidden columns (``hidden``) after the visible ones: what a JVM client maps to Spark
+        types without parsing type names."""
         from pyspark_theflash.schema import arrow_schema
+        from pyspark_theflash.schema.arrow import select_columns
+        from pyspark_theflash.scan.options import HIDDEN_READABLE
 
         out = []
         for info in self.engine.tables():
             schema = arrow_schema(info, toward_spark=True)
+            tidb_types = {c.name: tidb_type_text(c) for c in select_columns(info, None)}
+            full = arrow_schema(info, hidden=HIDDEN_READABLE, toward_spark=True)
             out.append({"table": f"{info.db}.{info.name}", "id": int(info.id), "schema_version": int(info.schema_version),
-                        "fields": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema]})
+                        "fields": [{"name": f.name, "type": str(f.type), "nullable": f.nullable,
+                                    "tidb_type": tidb_types.get(f.name)} for f in schema],
+                        "hidden": list(HIDDEN_READABLE),
+                        "arrow_schema": base64.b64encode(full.serialize().to_pybytes()).decode("ascii")})
         return out
 
     def status(self) -> dict[str, Any]:
@@ -72,3 +83,26 @@ class ReadService:
 
     def close(self) -> None:
         self.sessions.close()
+
+
+def tidb_type_text(col: Any) -> str:
+    """A column's type as TiDB's ``SHOW CREATE TABLE`` writes it: ``DECIMAL(12,2)``,
+    ``BIGINT UNSIGNED``, ``ENUM('a','b')``, ``VARBINARY(32)``, ``DATETIME(6)``."""
+    from pyspark_theflash.schema import types as T
+
+    name = col.type_name
+    if col.tp in T.STRING_TYPES and col.is_binary_string:
+        name = {"CHAR": "BINARY", "VARCHAR": "VARBINARY", "VAR_STRING": "VARBINARY"}.get(name, name)
+    elif col.tp in T.BLOB_TYPES or col.tp == T.TYPE_BLOB:
+        name = {"BLOB": "TEXT", "TINYBLOB": "TINYTEXT", "MEDIUMBLOB": "MEDIUMTEXT", "LONGBLOB": "LONGTEXT"}.get(name, name)
+    if col.tp in (T.TYPE_ENUM, T.TYPE_SET):
+        return name + "(" + ",".join("'" + e.replace("'", "''") + "'" for e in col.elems) + ")"
+    if col.tp in T.DECIMAL_TYPES and col.flen > 0:
+        name += f"({col.flen},{max(col.decimal, 0)})"
+    elif col.tp in (T.TYPE_DATETIME, T.TYPE_TIMESTAMP, T.TYPE_DURATION) and col.decimal > 0:
+        name += f"({col.decimal})"
+    elif col.tp in (T.TYPE_BIT,) or (col.tp in (T.TYPE_STRING, T.TYPE_VARCHAR, T.TYPE_VAR_STRING) and col.flen > 0):
+        name += f"({col.flen})"
+    if col.unsigned and col.tp not in (T.TYPE_BIT, T.TYPE_YEAR):  # TiDB flags YEAR unsigned too
+        name += " UNSIGNED"
+    return name

@@ -8,7 +8,9 @@ For a ``format("theflash")`` read, ``load()``:
 * plans the read on the driver and lets Spark's own Parquet reader read the clean stable
   parts (``spark/native.py``), unless the read sets ``native_read`` to ``false``.
 
-Everything else passes through unchanged. Without the hook (a session that never imported the
+Everything else passes through unchanged, and so does every read of a session with the
+Spark connector jar (``theflash_session(jvm=True)``, ``--jars $(theflash jar)``): there
+``format("theflash")`` is the JVM connector, which does all of this itself. Without the hook (a session that never imported the
 package, SQL ``USING theflash``) reads go wholly through the Python data source: the same
 rows, without Spark's column pruning.
 """
@@ -55,7 +57,8 @@ def install_reader_hook() -> None:
             return original["schema"](self, schema)
 
         def load(self: Any, path: Any = None, format: str | None = None, schema: Any = None, **opts: Any) -> Any:
-            if not is_theflash(format or getattr(self, "_theflash_source", None)):
+            if not is_theflash(format or getattr(self, "_theflash_source", None)) or _jvm_connector(self._spark):
+                # the JVM connector pins, prunes and pushes down by itself
                 return original["load"](self, path, format, schema, **opts)
             pinned = self._spark.conf.get(SESSION_SNAPSHOT_OPTION, None)
             if pinned:
@@ -90,6 +93,15 @@ def install_reader_hook() -> None:
             fn.__doc__ = original[name].__doc__
             setattr(DataFrameReader, name, fn)
         _installed = True
+
+
+def _jvm_connector(spark: Any) -> bool:
+    from pyspark_theflash.spark.session import has_connector_jar
+
+    try:
+        return has_connector_jar(spark)
+    except Exception:  # Spark Connect sessions have no SparkContext: the Python source it is
+        return False
 
 
 def _recorded(reader: Any) -> dict[str, Any]:

@@ -1,0 +1,240 @@
+package io.theflash.spark;
+
+import java.io.Serializable;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.TreeSet;
+
+/**
+ * The options of one theflash read: the Python source's (pyspark_theflash/scan/options.py,
+ * OPTION_DOCS) plus {@code server}, checked once. A misspelt option is an error that names the
+ * known ones: a read must never silently answer something else than what was asked.
+ */
+public final class ReadOptions implements Serializable {
+  /** The session conf that pins every read of a Spark session to one ts. */
+  public static final String SESSION_SNAPSHOT = "theflash.snapshot_ts";
+  /** The session conf naming the service when a read gives no server option. */
+  public static final String SESSION_SERVER = "theflash.server";
+
+  /** The options a user may give, as the README lists them. */
+  public static final List<String> PUBLIC = Collections.unmodifiableList(Arrays.asList(
+      "server", "store", "table", "upstream", "latch", "snapshot_ts", "as_of", "isolation",
+      "region_wait_timeout", "lock_wait_timeout", "lease_ttl", "batch_rows", "columns", "hidden",
+      "partition_target_bytes", "min_partitions", "schema", "native_read"));
+  private static final List<String> ALSO = Arrays.asList("path", "paths", SESSION_SNAPSHOT);
+  static final List<String> HIDDEN_READABLE = Arrays.asList("_tidb_rowid", "_tidb_commit_ts");
+  // read option -> the read request's field (service/request.py OPTION_FIELDS)
+  private static final Map<String, String> REQUEST_FIELDS = new LinkedHashMap<>();
+
+  static {
+    REQUEST_FIELDS.put("schema", "schema");
+    REQUEST_FIELDS.put("lease_ttl", "lease_ttl");
+    REQUEST_FIELDS.put("batch_rows", "batch_rows");
+    REQUEST_FIELDS.put("min_partitions", "min_streams");
+    REQUEST_FIELDS.put("partition_target_bytes", "stream_target_bytes");
+    REQUEST_FIELDS.put("region_wait_timeout", "region_wait_timeout");
+    REQUEST_FIELDS.put("lock_wait_timeout", "lock_wait_timeout");
+  }
+
+  public final String server;
+  public final String table;
+  public final Long snapshotTs;
+  public final String asOf;
+  public final String isolation;
+  public final List<String> columns;
+  public final List<String> hidden;
+  public final Map<String, String> requestOptions;
+  public final Map<String, String> raw;
+
+  private ReadOptions(Map<String, String> raw, String server, String table, Long snapshotTs, String asOf,
+      String isolation, List<String> columns, List<String> hidden, Map<String, String> requestOptions) {
+    this.raw = raw;
+    this.server = server;
+    this.table = table;
+    this.snapshotTs = snapshotTs;
+    this.asOf = asOf;
+    this.isolation = isolation;
+    this.columns = columns;
+    this.hidden = hidden;
+    this.requestOptions = requestOptions;
+  }
+
+  /**
+   * Parses a read's options; {@code sessionServer} is the session's {@code theflash.server}
+   * (null when unset).
+   */
+  public static ReadOptions parse(Map<String, String> options, String sessionServer) {
+    Map<String, String> opts = new LinkedHashMap<>();
+    for (Map.Entry<String, String> e : options.entrySet()) {
+      if (e.getValue() != null) {
+        opts.put(e.getKey().toLowerCase(Locale.ROOT), e.getValue());
+      }
+    }
+    refuseUnknown(opts.keySet());
+    String server = blankToNull(opts.getOrDefault("server", sessionServer));
+    if (server == null) {
+      throw new IllegalArgumentException("option \"server\" is required: the JVM connector reads through the "
+          + "theflash service (`theflash serve --store DIR` prints its HTTP address), e.g. "
+          + ".option(\"server\", \"http://127.0.0.1:8816\"), or set the session conf " + SESSION_SERVER);
+    }
+    if (!server.startsWith("http://") && !server.startsWith("https://")) {
+      throw new IllegalArgumentException("option server=" + quote(server) + " must be http://host:port");
+    }
+    String table = blankToNull(opts.getOrDefault("table", opts.get("path")));
+    if (table == null) {
+      throw new IllegalArgumentException("no table given: use .load(\"db.table\") or .option(\"table\", \"db.table\")");
+    }
+    if (!table.contains(".")) {
+      throw new IllegalArgumentException("table " + quote(table) + " must be written as db.table");
+    }
+    Long snapshotTs = ts("snapshot_ts", opts.get("snapshot_ts"));
+    String asOf = blankToNull(opts.get("as_of"));
+    if (snapshotTs != null && asOf != null) {
+      throw new IllegalArgumentException("give either snapshot_ts or as_of, not both");
+    }
+    if (snapshotTs == null && asOf == null) {
+      snapshotTs = ts(SESSION_SNAPSHOT, opts.get(SESSION_SNAPSHOT));
+    }
+    String isolation = opts.getOrDefault("isolation", "SI").trim().toUpperCase(Locale.ROOT);
+    if (!isolation.equals("SI") && !isolation.equals("RC")) {
+      throw new IllegalArgumentException("option isolation=" + quote(opts.get("isolation")) + ": use SI (default) or RC");
+    }
+    List<String> hidden = list(opts.get("hidden"));
+    for (String name : hidden) {
+      if (!HIDDEN_READABLE.contains(name)) {
+        throw new IllegalArgumentException("option hidden: " + quote(name)
+            + " is not a readable hidden column; use " + String.join(", ", HIDDEN_READABLE));
+      }
+    }
+    String nativeRead = opts.getOrDefault("native_read", "true").trim().toLowerCase(Locale.ROOT);
+    if (!nativeRead.equals("true") && !nativeRead.equals("false")) {
+      throw new IllegalArgumentException("option native_read=" + quote(opts.get("native_read"))
+          + ": use true (default) or false");
+    }
+    Map<String, String> request = new LinkedHashMap<>();
+    for (Map.Entry<String, String> e : REQUEST_FIELDS.entrySet()) {
+      if (opts.containsKey(e.getKey())) {
+        request.put(e.getValue(), opts.get(e.getKey()));
+      }
+    }
+    return new ReadOptions(opts, server, table, snapshotTs, asOf, isolation, list(opts.get("columns")), hidden,
+        request);
+  }
+
+  /**
+   * The read pinned by the session's {@code theflash.snapshot_ts} ({@code sessionTs}, null when
+   * unset) unless it names its own ts (snapshot_ts, as_of, time travel).
+   */
+  public ReadOptions pinnedBy(String sessionTs) {
+    if (snapshotTs != null || asOf != null || sessionTs == null || sessionTs.trim().isEmpty()) return this;
+    return at(ts(SESSION_SNAPSHOT, sessionTs), null);
+  }
+
+  /** The same read at another ts (SQL time travel: VERSION AS OF / TIMESTAMP AS OF). */
+  public ReadOptions at(Long snapshotTs, String asOf) {
+    return new ReadOptions(raw, server, table, snapshotTs, asOf, isolation, columns, hidden, requestOptions);
+  }
+
+  /** The read request (service/request.py) for these columns and this filter. */
+  public Map<String, Object> request(List<String> readColumns, List<Object> filter) {
+    Map<String, Object> r = new LinkedHashMap<>();
+    r.put("table", table);
+    if (snapshotTs != null) r.put("snapshot_ts", snapshotTs);
+    if (asOf != null) r.put("as_of", asOf);
+    r.put("columns", readColumns);
+    if (filter != null && !filter.isEmpty()) r.put("filter", filter);
+    r.put("isolation", isolation);
+    r.putAll(requestOptions);
+    return r;
+  }
+
+  public boolean schemaAsOf() {
+    String s = requestOptions.get("schema");
+    return s != null && s.trim().toLowerCase(Locale.ROOT).replace('-', '_').equals("as_of")
+        && (snapshotTs != null || asOf != null);
+  }
+
+  static void refuseUnknown(Iterable<String> keys) {
+    List<String> unknown = new ArrayList<>();
+    for (String k : keys) {
+      if (!PUBLIC.contains(k) && !ALSO.contains(k)) unknown.add(k);
+    }
+    if (unknown.isEmpty()) return;
+    Collections.sort(unknown);
+    List<String> hints = new ArrayList<>();
+    for (String name : unknown) {
+      String close = closest(name);
+      hints.add(quote(name) + (close == null ? "" : " (did you mean " + quote(close) + "?)"));
+    }
+    throw new IllegalArgumentException("unknown option" + (unknown.size() > 1 ? "s " : " ") + String.join(", ", hints)
+        + "; theflash reads take: " + String.join(", ", new TreeSet<>(PUBLIC)));
+  }
+
+  /** The known option nearest to a misspelt one (edit distance at most a third of its length). */
+  static String closest(String name) {
+    String best = null;
+    int bestDistance = Integer.MAX_VALUE;
+    for (String known : new TreeSet<>(PUBLIC)) {
+      int d = distance(name, known);
+      if (d < bestDistance) {
+        best = known;
+        bestDistance = d;
+      }
+    }
+    return bestDistance * 3 <= Math.max(name.length(), 3) ? best : null;
+  }
+
+  private static int distance(String a, String b) {
+    int[] prev = new int[b.length() + 1];
+    int[] cur = new int[b.length() + 1];
+    for (int j = 0; j <= b.length(); j++) prev[j] = j;
+    for (int i = 1; i <= a.length(); i++) {
+      cur[0] = i;
+      for (int j = 1; j <= b.length(); j++) {
+        int sub = prev[j - 1] + (a.charAt(i - 1) == b.charAt(j - 1) ? 0 : 1);
+        cur[j] = Math.min(sub, Math.min(prev[j] + 1, cur[j - 1] + 1));
+      }
+      int[] t = prev;
+      prev = cur;
+      cur = t;
+    }
+    return prev[b.length()];
+  }
+
+  static Long ts(String name, String raw) {
+    if (raw == null || raw.trim().isEmpty()) return null;
+    long value;
+    try {
+      value = Long.parseLong(raw.trim());
+    } catch (NumberFormatException e) {
+      throw new IllegalArgumentException("option " + name + "=" + quote(raw)
+          + " is not a TSO number (physical_ms << 18 | logical)");
+    }
+    if (value <= 0) {
+      throw new IllegalArgumentException("option " + name + "=" + quote(raw) + " must be a positive TSO number");
+    }
+    return value;
+  }
+
+  static List<String> list(String text) {
+    List<String> out = new ArrayList<>();
+    if (text == null) return out;
+    for (String part : text.split(",")) {
+      if (!part.trim().isEmpty()) out.add(part.trim());
+    }
+    return out;
+  }
+
+  private static String blankToNull(String s) {
+    return s == null || s.trim().isEmpty() ? null : s.trim();
+  }
+
+  static String quote(String s) {
+    return "'" + s + "'";
+  }
+}

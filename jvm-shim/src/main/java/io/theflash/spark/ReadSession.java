@@ -1,0 +1,24 @@
+package io.theflash.spark;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import java.util.ArrayList;
+import java.util.List;
+
+/** A read session the service opened: its ts, row and byte estimates, and its streams' URLs. */
+final class ReadSession {
+  final String id;
+  final long ts;
+  final long rows;
+  final long bytes;
+  final List<String> streamUrls = new ArrayList<>();
+
+  ReadSession(JsonNode session) {
+    this.id = session.get("id").asText();
+    this.ts = session.get("ts").asLong();
+    this.rows = session.path("rows").asLong(-1);
+    this.bytes = session.path("bytes").asLong(-1);
+    for (JsonNode s : session.get("streams")) {
+      streamUrls.add(s.get("url").asText());
+    }
+  }
+}

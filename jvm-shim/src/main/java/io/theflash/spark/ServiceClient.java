@@ -1,0 +1,139 @@
+package io.theflash.spark;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+import java.net.ConnectException;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.Map;
+
+/**
+ * The TheFlash API service's HTTP resources (docs/service.md), with the JDK's HTTP client:
+ * tables, read sessions, and a session's streams as Arrow IPC byte streams.
+ */
+public final class ServiceClient {
+  static final ObjectMapper JSON = new ObjectMapper();
+  private static volatile HttpClient shared;
+
+  private final String server;
+
+  public ServiceClient(String server) {
+    this.server = server.endsWith("/") ? server.substring(0, server.length() - 1) : server;
+  }
+
+  public String server() {
+    return server;
+  }
+
+  private static HttpClient http() {
+    HttpClient client = shared;
+    if (client == null) {
+      synchronized (ServiceClient.class) {
+        if (shared == null) {
+          shared = HttpClient.newBuilder()
+              .version(HttpClient.Version.HTTP_1_1) // the service speaks HTTP/1.1 (chunked streams)
+              .connectTimeout(Duration.ofSeconds(10))
+              .build();
+        }
+        client = shared;
+      }
+    }
+    return client;
+  }
+
+  /** GET /v1/tables: the replicated tables. */
+  public JsonNode tables() {
+    return json(HttpRequest.newBuilder(uri("/v1/tables")).GET()).get("tables");
+  }
+
+  /** POST /v1/read-sessions: opens a session (ts, lease, schema, streams). */
+  public JsonNode openSession(Map<String, Object> request) {
+    try {
+      byte[] body = JSON.writeValueAsBytes(request);
+      return json(HttpRequest.newBuilder(uri("/v1/read-sessions"))
+          .header("Content-Type", "application/json")
+          .POST(HttpRequest.BodyPublishers.ofByteArray(body)));
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  /** DELETE /v1/read-sessions/{id}: ends a session, releases its lease. */
+  public void releaseSession(String id) {
+    send(HttpRequest.newBuilder(uri("/v1/read-sessions/" + id)).DELETE(), HttpResponse.BodyHandlers.ofByteArray());
+  }
+
+  /** GET of a stream's URL: the Arrow IPC stream's bytes, read as they arrive. */
+  public InputStream openStream(String path) {
+    HttpResponse<InputStream> response =
+        send(HttpRequest.newBuilder(uri(path)).GET(), HttpResponse.BodyHandlers.ofInputStream());
+    if (response.statusCode() != 200) {
+      try (InputStream in = response.body()) {
+        throw error(response.statusCode(), in.readAllBytes());
+      } catch (IOException e) {
+        throw new UncheckedIOException(e);
+      }
+    }
+    return response.body();
+  }
+
+  private URI uri(String path) {
+    return URI.create(server + path);
+  }
+
+  private JsonNode json(HttpRequest.Builder request) {
+    HttpResponse<byte[]> response = send(request, HttpResponse.BodyHandlers.ofByteArray());
+    if (response.statusCode() / 100 != 2) {
+      throw error(response.statusCode(), response.body());
+    }
+    try {
+      return JSON.readTree(response.body());
+    } catch (IOException e) {
+      throw new IllegalStateException("theflash service " + server + " answered something that is not JSON", e);
+    }
+  }
+
+  private <T> HttpResponse<T> send(HttpRequest.Builder request, HttpResponse.BodyHandler<T> handler) {
+    String token = System.getenv("THEFLASH_TOKEN");
+    if (token != null && !token.isEmpty()) {
+      request.header("Authorization", "Bearer " + token);
+    }
+    try {
+      return http().send(request.build(), handler);
+    } catch (ConnectException e) {
+      throw new IllegalStateException("cannot reach the theflash service at " + server
+          + ": start it with `theflash serve --store DIR` and give its HTTP address as option server", e);
+    } catch (IOException e) {
+      throw new UncheckedIOException("theflash service " + server + ": " + e.getMessage(), e);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IllegalStateException("interrupted while calling the theflash service " + server, e);
+    }
+  }
+
+  private RuntimeException error(int status, byte[] body) {
+    String code = "http_" + status;
+    String message = new String(body, StandardCharsets.UTF_8);
+    try {
+      JsonNode err = JSON.readTree(body).get("error");
+      if (err != null) {
+        code = err.path("code").asText(code);
+        message = err.path("message").asText(message);
+      }
+    } catch (IOException ignored) {
+      // not JSON: keep the body as the message
+    }
+    ServiceException e = new ServiceException(server, code, status, message);
+    if (status == 400) {
+      return new IllegalArgumentException(e.getMessage(), e);
+    }
+    return e;
+  }
+}

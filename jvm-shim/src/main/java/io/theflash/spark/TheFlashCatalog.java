@@ -1,0 +1,198 @@
+package io.theflash.spark;
+
+import java.time.Instant;
+import java.time.ZoneOffset;
+import java.time.format.DateTimeFormatter;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import org.apache.spark.sql.catalyst.analysis.NoSuchNamespaceException;
+import org.apache.spark.sql.catalyst.analysis.NoSuchTableException;
+import org.apache.spark.sql.connector.catalog.Identifier;
+import org.apache.spark.sql.connector.catalog.NamespaceChange;
+import org.apache.spark.sql.connector.catalog.SupportsNamespaces;
+import org.apache.spark.sql.connector.catalog.Table;
+import org.apache.spark.sql.connector.catalog.TableCatalog;
+import org.apache.spark.sql.connector.catalog.TableChange;
+import org.apache.spark.sql.connector.catalog.TableInfo;
+import org.apache.spark.sql.connector.expressions.Transform;
+import org.apache.spark.sql.types.StructType;
+import org.apache.spark.sql.util.CaseInsensitiveStringMap;
+
+/**
+ * The replicated tables as a Spark catalog: a namespace per TiDB database.
+ *
+ * <pre>
+ * spark.sql.catalog.theflash         = io.theflash.spark.TheFlashCatalog
+ * spark.sql.catalog.theflash.server  = http://127.0.0.1:8816
+ * SELECT * FROM theflash.bank.accounts VERSION AS OF 4520...          -- a TSO
+ * SELECT * FROM theflash.bank.accounts TIMESTAMP AS OF '2026-11-21 06:00:00'
+ * </pre>
+ *
+ * Other catalog options are read options every read of the catalog takes (isolation, ...).
+ */
+public final class TheFlashCatalog implements TableCatalog, SupportsNamespaces {
+  private static final DateTimeFormatter ISO_MICROS =
+      DateTimeFormatter.ofPattern("yyyy-MM-dd'T'HH:mm:ss.SSSSSSxxx").withZone(ZoneOffset.UTC);
+
+  private String name;
+  private Map<String, String> readOptions;
+
+  @Override
+  public void initialize(String name, CaseInsensitiveStringMap options) {
+    this.name = name;
+    Map<String, String> opts = new LinkedHashMap<>();
+    for (Map.Entry<String, String> e : options.entrySet()) {
+      opts.put(e.getKey().toLowerCase(java.util.Locale.ROOT), e.getValue());
+    }
+    ReadOptions.refuseUnknown(opts.keySet());
+    this.readOptions = opts;
+  }
+
+  @Override
+  public String name() {
+    return name;
+  }
+
+  private ServiceClient client() {
+    return new ServiceClient(options(null).server);
+  }
+
+  private ReadOptions options(String table) {
+    Map<String, String> opts = new HashMap<>(readOptions);
+    opts.put("table", table == null ? "catalog.listing" : table);
+    return ReadOptions.parse(opts, SessionConf.get(ReadOptions.SESSION_SERVER));
+  }
+
+  // -- namespaces: the TiDB databases with replicated tables -------------------------------------
+  private Map<String, List<String>> databases() {
+    Map<String, List<String>> out = new LinkedHashMap<>();
+    for (String table : TableSchema.list(client()).keySet()) {
+      int dot = table.indexOf('.');
+      out.computeIfAbsent(table.substring(0, dot), k -> new ArrayList<>()).add(table.substring(dot + 1));
+    }
+    return out;
+  }
+
+  private String database(String[] namespace) {
+    if (namespace.length != 1) return null;
+    for (String db : databases().keySet()) {
+      if (db.equalsIgnoreCase(namespace[0])) return db;
+    }
+    return null;
+  }
+
+  @Override
+  public String[][] listNamespaces() {
+    Set<String> dbs = new LinkedHashSet<>(databases().keySet());
+    String[][] out = new String[dbs.size()][];
+    int i = 0;
+    for (String db : dbs) out[i++] = new String[] {db};
+    return out;
+  }
+
+  @Override
+  public String[][] listNamespaces(String[] namespace) throws NoSuchNamespaceException {
+    if (namespace.length == 0) return listNamespaces();
+    if (database(namespace) == null) throw new NoSuchNamespaceException(namespace);
+    return new String[0][];
+  }
+
+  @Override
+  public boolean namespaceExists(String[] namespace) {
+    return database(namespace) != null;
+  }
+
+  @Override
+  public Map<String, String> loadNamespaceMetadata(String[] namespace) throws NoSuchNamespaceException {
+    if (database(namespace) == null) throw new NoSuchNamespaceException(namespace);
+    return Collections.singletonMap(SupportsNamespaces.PROP_COMMENT, "TiDB database " + namespace[0]
+        + ", replicated by theflash (read-only)");
+  }
+
+  @Override
+  public void createNamespace(String[] namespace, Map<String, String> metadata) {
+    throw new ReadOnlyReplica("CREATE NAMESPACE");
+  }
+
+  @Override
+  public void alterNamespace(String[] namespace, NamespaceChange... changes) {
+    throw new ReadOnlyReplica("ALTER NAMESPACE");
+  }
+
+  @Override
+  public boolean dropNamespace(String[] namespace, boolean cascade) {
+    throw new ReadOnlyReplica("DROP NAMESPACE");
+  }
+
+  // -- tables ----------------------------------------------------------------------------------
+  @Override
+  public Identifier[] listTables(String[] namespace) throws NoSuchNamespaceException {
+    String db = database(namespace);
+    if (db == null) throw new NoSuchNamespaceException(namespace);
+    List<String> tables = databases().get(db);
+    Identifier[] out = new Identifier[tables.size()];
+    for (int i = 0; i < out.length; i++) out[i] = Identifier.of(new String[] {db}, tables.get(i));
+    return out;
+  }
+
+  @Override
+  public Table loadTable(Identifier ident) throws NoSuchTableException {
+    return load(ident, null, null);
+  }
+
+  /** {@code VERSION AS OF <tso>}: the table at that TSO timestamp. */
+  @Override
+  public Table loadTable(Identifier ident, String version) throws NoSuchTableException {
+    Long ts = ReadOptions.ts("VERSION AS OF", version);
+    return load(ident, ts, null);
+  }
+
+  /** {@code TIMESTAMP AS OF '...'}: the table as of that time (microseconds since the epoch, UTC). */
+  @Override
+  public Table loadTable(Identifier ident, long timestampMicros) throws NoSuchTableException {
+    Instant at = Instant.ofEpochSecond(Math.floorDiv(timestampMicros, 1_000_000L),
+        Math.floorMod(timestampMicros, 1_000_000L) * 1000L);
+    return load(ident, null, ISO_MICROS.format(at));
+  }
+
+  private Table load(Identifier ident, Long ts, String asOf) throws NoSuchTableException {
+    if (ident.namespace().length != 1) throw new NoSuchTableException(ident);
+    TableSchema table = TableSchema.find(client(), ident.namespace()[0] + "." + ident.name());
+    if (table == null) throw new NoSuchTableException(ident);
+    ReadOptions options = options(table.table);
+    if (ts != null || asOf != null) options = options.at(ts, asOf);
+    StructType schema = TheFlashTableProvider.schema(options);
+    return new TheFlashTable(table.table, schema, options, true);
+  }
+
+  @Override
+  public Table createTable(Identifier ident, StructType schema, Transform[] partitions, Map<String, String> properties) {
+    throw new ReadOnlyReplica("CREATE TABLE");
+  }
+
+  @Override
+  public Table createTable(Identifier ident, TableInfo info) {
+    throw new ReadOnlyReplica("CREATE TABLE");
+  }
+
+  @Override
+  public Table alterTable(Identifier ident, TableChange... changes) {
+    throw new ReadOnlyReplica("ALTER TABLE");
+  }
+
+  @Override
+  public boolean dropTable(Identifier ident) {
+    throw new ReadOnlyReplica("DROP TABLE");
+  }
+
+  @Override
+  public void renameTable(Identifier oldIdent, Identifier newIdent) {
+    throw new ReadOnlyReplica("RENAME TABLE");
+  }
+}

@@ -1,0 +1,103 @@
+package io.theflash.spark;
+
+import java.util.Map;
+import org.apache.spark.sql.SQLContext;
+import org.apache.spark.sql.SaveMode;
+import org.apache.spark.sql.connector.catalog.Table;
+import org.apache.spark.sql.connector.catalog.TableProvider;
+import org.apache.spark.sql.connector.expressions.Transform;
+import org.apache.spark.sql.sources.BaseRelation;
+import org.apache.spark.sql.sources.CreatableRelationProvider;
+import org.apache.spark.sql.sources.DataSourceRegister;
+import org.apache.spark.sql.sources.StreamSourceProvider;
+import org.apache.spark.sql.types.StructType;
+import org.apache.spark.sql.util.CaseInsensitiveStringMap;
+
+/**
+ * {@code spark.read.format("theflash").option("server", "http://127.0.0.1:8816").load("bank.accounts")}:
+ * the table's schema comes from the service (GET /v1/tables), its rows from a read session.
+ */
+public final class TheFlashTableProvider
+    implements TableProvider, DataSourceRegister, CreatableRelationProvider, StreamSourceProvider {
+  @Override
+  public String shortName() {
+    return "theflash";
+  }
+
+  static ReadOptions options(Map<String, String> properties) {
+    return ReadOptions.parse(properties, SessionConf.get(ReadOptions.SESSION_SERVER));
+  }
+
+  @Override
+  public StructType inferSchema(CaseInsensitiveStringMap properties) {
+    return schema(options(properties));
+  }
+
+  static StructType schema(ReadOptions options) {
+    ServiceClient client = new ServiceClient(options.server);
+    if (options.schemaAsOf()) {
+      // the table as it was at ts: the session knows that schema
+      com.fasterxml.jackson.databind.JsonNode opened = client.openSession(options.request(null, null));
+      try {
+        StructType s = ArrowTypes.sparkSchema(ArrowTypes.decodeSchema(opened.get("arrow_schema").asText()));
+        if (!options.columns.isEmpty() || !options.hidden.isEmpty()) {
+          throw new IllegalArgumentException("schema=as_of reads every column of the table as it was at ts; "
+              + "select columns with Spark instead of the columns/hidden options");
+        }
+        return s;
+      } finally {
+        client.releaseSession(opened.get("id").asText());
+      }
+    }
+    return TableSchema.require(client, options.table).select(options.columns, options.hidden);
+  }
+
+  /** A user's {@code .schema("id BIGINT, balance BIGINT")} selects those columns, as in the Python source. */
+  @Override
+  public boolean supportsExternalMetadata() {
+    return true;
+  }
+
+  @Override
+  public Table getTable(StructType schema, Transform[] partitioning, Map<String, String> properties) {
+    ReadOptions options = options(properties);
+    StructType table = schema(options);
+    StructType chosen = new StructType();
+    for (org.apache.spark.sql.types.StructField f : schema.fields()) {
+      org.apache.spark.sql.types.StructField known = null;
+      for (org.apache.spark.sql.types.StructField t : table.fields()) {
+        if (t.name().equalsIgnoreCase(f.name())) known = t;
+      }
+      if (known == null) {
+        throw new IllegalArgumentException("table " + options.table + " has no column " + f.name() + " (columns: "
+            + String.join(", ", table.fieldNames()) + ")");
+      }
+      if (!known.dataType().equals(f.dataType())) {
+        throw new IllegalArgumentException("column " + known.name() + " of " + options.table + " is "
+            + known.dataType().sql() + ", not " + f.dataType().sql() + ": give its type in .schema(...)");
+      }
+      chosen = chosen.add(known);
+    }
+    return new TheFlashTable(options.table, chosen, options, false);
+  }
+
+  /** {@code df.write.format("theflash")}: refused. */
+  @Override
+  public BaseRelation createRelation(SQLContext sqlContext, SaveMode mode, scala.collection.immutable.Map<String, String> parameters,
+      org.apache.spark.sql.Dataset<org.apache.spark.sql.Row> data) {
+    throw new ReadOnlyReplica("writing a DataFrame");
+  }
+
+  /** {@code spark.readStream.format("theflash")}: refused as it is loaded. */
+  @Override
+  public scala.Tuple2<String, StructType> sourceSchema(SQLContext sqlContext, scala.Option<StructType> schema,
+      String providerName, scala.collection.immutable.Map<String, String> parameters) {
+    throw new ReadOnlyReplica("a streaming read");
+  }
+
+  @Override
+  public org.apache.spark.sql.execution.streaming.Source createSource(SQLContext sqlContext, String metadataPath,
+      scala.Option<StructType> schema, String providerName, scala.collection.immutable.Map<String, String> parameters) {
+    throw new ReadOnlyReplica("a streaming read");
+  }
+}

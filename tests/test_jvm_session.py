@@ -1,0 +1,80 @@
+"""``theflash_session()`` with the connector jar: given a store it starts a service in the
+process, puts the jar on the session and sets ``theflash.server``, so ``format("theflash")``
+(with the Python source's options) and the catalog read through the JVM connector, with no
+reader hook in the way; and it leaves a session that already runs as its user set it."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from flash_rig import FlashRig, wait_for
+from pyspark_theflash.upstream.workloads import BankWorkload
+
+pytestmark = pytest.mark.spark
+
+JVM_SCRIPT = """
+import json, sys
+from pyspark_theflash.spark.session import theflash_session
+store, upstream = sys.argv[1], sys.argv[2]
+spark = theflash_session(master="local[2]", store=store, **{"spark.ui.showConsoleProgress": "false"})
+df = spark.read.format("theflash").option("store", store).option("upstream", upstream).load("bank.accounts")
+plan = df.filter("balance > 0")._jdf.queryExecution().executedPlan().toString()
+total = df.agg({"balance": "sum"}).collect()[0][0]
+tables = [tuple(r) for r in spark.sql("SHOW TABLES IN theflash.bank").collect()]
+print(json.dumps({"total": total, "plan": plan, "tables": tables, "jars": spark.conf.get("spark.jars"),
+                  "server": spark.conf.get("theflash.server")}))
+"""
+
+KEEP_SCRIPT = """
+import json
+from pyspark.sql import SparkSession
+from pyspark_theflash.spark.session import theflash_session
+SparkSession.builder.master("local[1]").config("spark.sql.shuffle.partitions", "7").getOrCreate()
+spark = theflash_session(master="local[2]")
+print(json.dumps({"shuffle": spark.conf.get("spark.sql.shuffle.partitions"),
+                  "ui": spark.sparkContext.getConf().get("spark.ui.enabled", "unset")}))
+"""
+
+
+@pytest.fixture(scope="module")
+def bank(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FlashRig, BankWorkload]]:
+    rig = FlashRig(tmp_path_factory.mktemp("jvm-session"))
+    workload = BankWorkload(rig.cluster, accounts=25, initial=1000, threads=1, seed=19)
+    try:
+        workload.setup()
+        rig.start_writer(interval_s=0.05)
+        rig.wait_replicated("bank.accounts")
+        workload.start()
+        try:
+            wait_for(lambda: workload.stats.committed > 5, 60, "the transfers to start")
+            yield rig, workload
+        finally:
+            workload.stop()
+    finally:
+        rig.close()
+
+
+def run(script: str, *args: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_theflash_session_with_a_store_reads_through_the_jar_and_an_in_process_service(
+        bank: tuple[FlashRig, BankWorkload]) -> None:
+    rig, workload = bank
+    got = run(JVM_SCRIPT, rig.store, rig.upstream)
+    assert got["total"] == workload.total
+    assert "TheFlashScan bank.accounts PushedFilters: [balance > 0]" in got["plan"], got["plan"]
+    assert got["tables"] == [["bank", "accounts", False]]
+    assert got["jars"].endswith("theflash-spark.jar") and got["server"].startswith("http://127.0.0.1:")
+
+
+def test_theflash_session_leaves_a_running_session_as_its_user_set_it() -> None:
+    assert run(KEEP_SCRIPT) == {"shuffle": "7", "ui": "unset"}
