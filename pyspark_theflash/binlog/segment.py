@@ -254,29 +254,10 @@ class _SegmentFile:
         """Up to ``limit`` consecutive valid records from ``offset`` as (offset, payload, end):
         the fast path of reading. It stops before anything that is not a complete valid record
         (end of file, a short or damaged record), which ``read_at`` then classifies."""
-        out: list[tuple[int, bytes, int]] = []
-        unpack, crc32 = _FRAME.unpack_from, zlib.crc32
-        buf, rel = self._buf, offset - self._buf_start
-        fresh_at = -1  # the offset at which this call last read the window from the file
-        while len(out) < limit:
-            need = FRAME_BYTES
-            if 0 <= rel and rel + FRAME_BYTES <= len(buf):
-                length, crc = unpack(buf, rel)
-                if length > MAX_RECORD_BYTES:
-                    break
-                need += length
-                if rel + need <= len(buf):
-                    payload = buf[rel + FRAME_BYTES : rel + need]
-                    if crc32(payload, crc32(buf[rel : rel + 4])) != crc:
-                        break
-                    out.append((offset, payload, offset + need))
-                    offset += need
-                    rel += need
-                    continue
-            if fresh_at == offset:
-                break  # the file holds no complete record here (yet)
-            buf, rel, fresh_at = self._refill(offset, max(need, _READ_CHUNK)), 0, offset
-        return out
+        payloads: list[bytes] = []
+        starts: list[int] = []
+        self.read_payloads(offset, limit, payloads, starts)
+        return [(start, payload, start + FRAME_BYTES + len(payload)) for start, payload in zip(starts, payloads)]
 
     def read_payloads(self, offset: int, limit: int, payloads: list[bytes], starts: list[int]) -> int:
         """``read_run`` for a reader that wants only the payloads: up to ``limit`` of them
