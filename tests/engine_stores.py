@@ -32,10 +32,10 @@ class ClickHouseStore:
 
     def scan_table(self, table: Any, ts: int, **kwargs: Any) -> pa.Table:
         from pyspark_theflash.store.read import output_schema
-        from pyspark_theflash.store.store import _table_for_read
+        from pyspark_theflash.store.store import table_for_read
 
         with self._store.snapshot() as view:
-            info = _table_for_read(view, table, ts, kwargs.get("schema", "current"))
+            info = table_for_read(view, table, ts, kwargs.get("schema", "current"))
         batches = list(self.engine.scan(info, ts, **kwargs))
         return pa.Table.from_batches(batches, schema=output_schema(info, kwargs.get("columns"), kwargs.get("hidden", ())))
 

@@ -40,7 +40,7 @@ def _latch(p: ScanPartition) -> Any:
         return handle
 
 
-class _LeaseKeeper:
+class LeaseKeeper:
     """Renews the partition's lease at most every third of its TTL while batches flow."""
 
     def __init__(self, p: ScanPartition) -> None:
@@ -109,7 +109,7 @@ def read_partition(p: ScanPartition) -> Iterator[pa.RecordBatch]:
         return
     table_info = TableInfo.from_json(p.table_info, db=p.db)
     predicate = Expr.from_json(p.predicate_json) if p.predicate_json else None
-    keeper = _LeaseKeeper(p)
+    keeper = LeaseKeeper(p)
     keeper.touch(force=True)
     for rng in p.ranges:
         if keeper.replaced and not _parts_present(rng, p.store):

@@ -231,10 +231,10 @@ def read_stream(source: ReadSession | ReadStream, n: int | None = None) -> Itera
         stream = source
     schema = stream.schema
     for batch in read_partition(stream.partition):
-        yield batch if batch.schema.equals(schema) else _conform(batch, schema)
+        yield batch if batch.schema.equals(schema) else conform_batch(batch, schema)
 
 
-def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+def conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     """The store's batch (the table's columns, then the hidden ones) in the session's column
     order and types (``_tidb_commit_ts`` uint64 → int64: commit timestamps stay below 2**63)."""
     arrays = []

@@ -347,7 +347,7 @@ class Store(ApplyPath, FlushPipeline):
         lease = self.leases.acquire(ts, self.options.scan_lease_ttl_s, holder=f"scan pid {os.getpid()}")
         try:
             with self.snapshot() as view:
-                info = _table_for_read(view, table, ts, schema)
+                info = table_for_read(view, table, ts, schema)
                 rng: tuple[int | None, int | None] | None = handle_range or (None, None)
                 if region_id is not None:
                     region = view.region(region_id)
@@ -368,7 +368,7 @@ class Store(ApplyPath, FlushPipeline):
         from pyspark_theflash.store.read import output_schema
 
         with self.snapshot() as view:
-            info = _table_for_read(view, table, ts, kwargs.get("schema", "current"))
+            info = table_for_read(view, table, ts, kwargs.get("schema", "current"))
         batches = list(self.scan(info, ts, **kwargs))
         schema = output_schema(info, kwargs.get("columns"), kwargs.get("hidden", ()))
         return pa.Table.from_batches(batches, schema=schema)
@@ -449,7 +449,7 @@ class Store(ApplyPath, FlushPipeline):
 
 
 
-def _table_for_read(view: StoreView, table: "str | int | TableInfo", ts: int, schema: str) -> "TableInfo":
+def table_for_read(view: StoreView, table: "str | int | TableInfo", ts: int, schema: str) -> "TableInfo":
     """The table a read at ``ts`` means, with the schema it reads with (``schema``: current | as_of)."""
     if schema == "as_of":
         return view.table_at(table, ts)

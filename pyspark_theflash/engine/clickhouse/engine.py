@@ -54,7 +54,7 @@ class ClickHouseEngine(TxnMergeTreeEngine):
 
     # -- read ----------------------------------------------------------------------------------
     def read_stream(self, session: Any, n: int) -> Iterator[pa.RecordBatch]:
-        from pyspark_theflash.scan.session import ReadSession, _conform
+        from pyspark_theflash.scan.session import ReadSession, conform_batch
         from pyspark_theflash.scan.errors import ScanOptionError
 
         if isinstance(session, ReadSession):
@@ -66,7 +66,7 @@ class ClickHouseEngine(TxnMergeTreeEngine):
             stream = session
         schema = stream.schema
         for batch in self.read_partition(stream.partition):
-            yield batch if batch.schema.equals(schema) else _conform(batch, schema)
+            yield batch if batch.schema.equals(schema) else conform_batch(batch, schema)
 
     def read_partition(self, p: Any) -> Iterator[pa.RecordBatch]:
         """A planned partition's rows at its ts, through this engine's ClickHouse session."""
@@ -82,14 +82,14 @@ class ClickHouseEngine(TxnMergeTreeEngine):
         import contextlib
         import os
 
-        from pyspark_theflash.store.store import _table_for_read
+        from pyspark_theflash.store.store import table_for_read
         from pyspark_theflash.store.views import intersect
 
         store = self._store
         lease = store.leases.acquire(ts, store.options.scan_lease_ttl_s, holder=f"scan pid {os.getpid()}")
         try:
             with store.snapshot() as view:
-                info = _table_for_read(view, table, ts, schema)
+                info = table_for_read(view, table, ts, schema)
                 rng: Any = handle_range or (None, None)
                 if region_id is not None:
                     region = view.region(region_id)

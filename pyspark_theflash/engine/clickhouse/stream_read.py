@@ -87,13 +87,13 @@ def opened_directory(store: str) -> Iterator[chdir.ClickHouseDirectory]:
 def read_clickhouse_partition(p: Any, directory: chdir.ClickHouseDirectory | None = None) -> Iterator[pa.RecordBatch]:
     """The partition's rows at its ts (its handle ranges; its pinned parts are the native
     engine's business), renewing its read lease while batches flow."""
-    from pyspark_theflash.scan.read import _LeaseKeeper
+    from pyspark_theflash.scan.read import LeaseKeeper
     from pyspark_theflash.schema import TableInfo
     from pyspark_theflash.store.predicate import Expr
 
     info = TableInfo.from_json(p.table_info, db=p.db)
     predicate = Expr.from_json(p.predicate_json) if p.predicate_json else None
-    keeper = _LeaseKeeper(p)
+    keeper = LeaseKeeper(p)
     keeper.touch(force=True)
     columns = list(p.columns) if p.columns is not None else None
     with contextlib.ExitStack() as stack:
