@@ -281,13 +281,18 @@ def test_a_user_schema_with_a_subset_of_the_columns_reads_those_columns(
 def jvm_one_dataframe_twice(spark: Any, server: str) -> tuple[list[Any], list[Any], list[Any], str]:
     import time
 
+    def latest() -> list[Any]:
+        return [tuple(r) for r in spark.read.format("theflash").option("server", server).load(TYPES_TABLE)
+                .selectExpr(*SUMMARY).collect()]
+
     df = spark.read.format("theflash").option("server", server).load(TYPES_TABLE)
     first = [tuple(r) for r in df.selectExpr(*SUMMARY).collect()]
-    time.sleep(1.5)  # the workload commits meanwhile
+    deadline = time.monotonic() + 60
+    fresh = latest()
+    while fresh == first and time.monotonic() < deadline:  # until the workload has committed since
+        fresh = latest()
     again = [tuple(r) for r in df.selectExpr(*SUMMARY).collect()]
     joined = df.alias("a").join(df.alias("b"), "id").selectExpr("count(*)").collect()[0][0]
-    fresh = [tuple(r) for r in spark.read.format("theflash").option("server", server).load(TYPES_TABLE)
-             .selectExpr(*SUMMARY).collect()]
     plan = df.selectExpr("count(*)")._jdf.queryExecution().executedPlan().toString()
     return first, again, fresh, f"{joined}|{plan}"
 
