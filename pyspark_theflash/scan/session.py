@@ -30,7 +30,7 @@ import os
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import pyarrow as pa
 
@@ -216,11 +216,14 @@ def open_read_session(store: str | os.PathLike[str] | Any, table: str | None = N
                        plan=scan_plan, lease_ttl_s=opts.lease_ttl_s)
 
 
-def read_stream(source: ReadSession | ReadStream, n: int | None = None) -> Iterator[pa.RecordBatch]:
+def read_stream(source: ReadSession | ReadStream, n: int | None = None,
+                read_partition: Callable[[Any], Iterator[pa.RecordBatch]] | None = None) -> Iterator[pa.RecordBatch]:
     """The rows of stream ``n`` of a session (or of a ``ReadStream`` handed over alone, as Spark
     does) at the session's ts, as record batches of exactly the session's schema. Renews the
-    session's lease while batches flow."""
-    from pyspark_theflash.scan.read import read_partition
+    session's lease while batches flow. ``read_partition``: how an engine reads a planned
+    partition (default: the native store's ``scan.read.read_partition``)."""
+    if read_partition is None:
+        from pyspark_theflash.scan.read import read_partition
 
     if isinstance(source, ReadSession):
         if n is None or not 0 <= n < len(source.streams):

@@ -105,13 +105,7 @@ class StagedRows:
         if hi == lo:
             return
         self.mark_region(region_id)
-        self._close_rows()
-        last = self.chunks[-1] if self.chunks else None
-        if isinstance(last, StageSpan) and last.stage is stage and last.hi == lo:
-            last.hi = hi
-        else:
-            self.chunks.append(StageSpan(stage, lo, hi))
-        self.rows += hi - lo
+        self._append_span(stage, lo, hi)
 
     def add_stage_events(self, stage: RunStage, j0: int, j1: int, region_ids: np.ndarray) -> None:
         """What events j0..j1 of a run stage (``region_ids``: theirs), as ``add_stage_rows``
@@ -129,6 +123,10 @@ class StagedRows:
             change[0] = False
         seqs = self.rows + (stage.starts[j0:j1][with_rows] - lo)
         self.region_runs.extend(zip(seqs[change].tolist(), rids[change].tolist()))
+        self._append_span(stage, lo, hi)
+
+    def _append_span(self, stage: RunStage, lo: int, hi: int) -> None:
+        """Rows lo..hi of ``stage``; a span continuing the previous one of the same stage extends it."""
         self._close_rows()
         last = self.chunks[-1] if self.chunks else None
         if isinstance(last, StageSpan) and last.stage is stage and last.hi == lo:

@@ -54,19 +54,9 @@ class ClickHouseEngine(TxnMergeTreeEngine):
 
     # -- read ----------------------------------------------------------------------------------
     def read_stream(self, session: Any, n: int) -> Iterator[pa.RecordBatch]:
-        from pyspark_theflash.scan.session import ReadSession, conform_batch
-        from pyspark_theflash.scan.errors import ScanOptionError
+        from pyspark_theflash.scan.session import read_stream
 
-        if isinstance(session, ReadSession):
-            if not 0 <= n < len(session.streams):
-                raise ScanOptionError(f"read session {session.id} of {session.table} has streams "
-                                      f"0..{len(session.streams) - 1}, not {n}")
-            stream = session.streams[n]
-        else:
-            stream = session
-        schema = stream.schema
-        for batch in self.read_partition(stream.partition):
-            yield batch if batch.schema.equals(schema) else conform_batch(batch, schema)
+        return read_stream(session, n, self.read_partition)
 
     def read_partition(self, p: Any) -> Iterator[pa.RecordBatch]:
         """A planned partition's rows at its ts, through this engine's ClickHouse session."""
