@@ -12,6 +12,7 @@ from flash_rig import FlashRig, wait_for
 from pyspark_theflash.latch import connect as connect_latch
 from pyspark_theflash.scan import LockResolveTimeoutError, plan
 from pyspark_theflash.scan.read import read_partition
+from pyspark_theflash.store import Store, StoreOptions
 from pyspark_theflash.store.predicate import col
 from pyspark_theflash.upstream.tidb import Abandoned, make_column, record_key
 
@@ -76,13 +77,35 @@ def test_the_read_lease_lives_while_the_plan_does_and_is_released_with_it(rig: F
     assert p.lease_id not in [x.lease_id for x in latch.leases()]
 
 
-def test_a_partition_read_after_its_lease_expired_takes_a_new_lease_at_the_same_ts(rig: FlashRig) -> None:
+def test_a_partition_read_after_its_lease_expired_renews_it_late_while_its_files_are_kept(rig: FlashRig) -> None:
     latch = connect_latch(rig.store)
     p = plan(rig.store, TABLE, rig.options(lease_ttl="200ms"))
     expected = rows_of(p)
     p.detach()  # as in Spark: the planner hands over to the partition readers
     wait_for(lambda: p.lease_id not in [x.lease_id for x in latch.leases()], 10, "the lease to expire")
     assert rows_of(p) == expected
+    assert [x.ts for x in latch.leases() if x.lease_id == p.lease_id] == [p.ts]  # the same lease, back
+
+
+def test_a_partition_read_whose_files_were_deleted_after_its_lease_expired_repins_at_the_same_ts(
+        rig: FlashRig) -> None:
+    latch = connect_latch(rig.store)
+    p = plan(rig.store, TABLE, rig.options(lease_ttl="200ms"))
+    expected = rows_of(p)
+    p.detach()
+    wait_for(lambda: p.lease_id not in [x.lease_id for x in latch.leases()], 10, "the lease to expire")
+    with rig.cluster.txn() as t:
+        t.update(TABLE, {"id": 7, "balance": 70})
+    rig.wait_replicated(TABLE)
+    rig.stop_writer()
+    try:
+        with Store.open(rig.store, options=StoreOptions(removed_file_retention_s=0)) as store:
+            store.compact(force=True)  # and deletes the files nothing pins, at once
+        planned = [Path(rig.store, part.path) for q in p.partitions for r in q.ranges for part in r.parts]
+        assert not all(f.exists() for f in planned)
+    finally:
+        rig.start_writer()
+    assert rows_of(p) == expected  # the old ts, read from the parts that replaced the deleted ones
     assert any(x.ts == p.ts and x.lease_id != p.lease_id for x in latch.leases())
 
 

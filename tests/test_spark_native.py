@@ -261,7 +261,8 @@ def test_the_lease_of_a_native_dataframe_keeps_its_files_through_compaction_and_
              "the update to be replicated")
     rig.stop_writer()
     try:
-        with Store.open(rig.store) as store:
+        # No retention: only the lease keeps the files.
+        with Store.open(rig.store, options=StoreOptions(removed_file_retention_s=0)) as store:
             store.gc(rig.cluster.get_ts())  # held back at the DataFrame's ts by its lease
             store.compact(force=True)
             store.delete_obsolete_files()

@@ -28,7 +28,8 @@ T = items_table()
 @pytest.fixture(params=ENGINES)
 def store(tmp_path: Path, request: pytest.FixtureRequest) -> Store:
     """A store of each engine (the ClickHouse engine: reads and GC from its ClickHouse tables)."""
-    s = open_store(tmp_path / "store", request.param, StoreOptions(compact_min_deltas=2))
+    # No file retention: these tests show what the leases alone keep.
+    s = open_store(tmp_path / "store", request.param, StoreOptions(compact_min_deltas=2, removed_file_retention_s=0))
     s.put_schema(DB, T.to_json())
     yield s
     s.close()
@@ -167,6 +168,49 @@ def test_a_live_lease_blocks_file_deletion_until_released_or_expired(store: Stor
     assert not any(f.exists() for f in old_files)
     with pytest.raises(LeaseNotFoundError):
         store.leases.renew(short.id, 60)
+
+
+def test_removed_files_outlive_their_last_pin_by_the_retention(tmp_path: Path) -> None:
+    s = Store.open(tmp_path / "s", options=StoreOptions(removed_file_retention_s=1.0))
+    s.put_schema(DB, T.to_json())
+    w = Versions(s)
+    w.write((1, 100, "a"))
+    w.write((1, 200, "b"))
+    with s.snapshot() as view:
+        old_files = [s.root / p.path for p in view.parts(T.id)]
+    assert s.compact(force=True).files_deleted == 0  # removed just now: kept, though nothing pins them
+    assert all(f.exists() for f in old_files)
+    wait_for(lambda: s.delete_obsolete_files() == 2, 10, "the retention to pass")
+    assert not any(f.exists() for f in old_files)
+    s.close()
+
+
+def test_a_late_renewal_keeps_the_lease_while_its_files_are_all_on_disk(tmp_path: Path) -> None:
+    s = Store.open(tmp_path / "s", options=StoreOptions(removed_file_retention_s=0))
+    s.put_schema(DB, T.to_json())
+    w = Versions(s)
+    w.write((1, 100, "a"))
+    w.write((1, 200, "b"))
+    late = s.leases.acquire(150, 0.2, "stalled driver")
+    gone = s.leases.acquire(150, 0.2, "dead reader")
+    wait_for(lambda: not s.leases.live(), 10, "both leases to expire")
+    # Nothing is deleted yet: a renewal that comes late gets the lease back, a strict one does not.
+    assert s.leases.renew(late.id, 60, late_ok=True).manifest_version == late.manifest_version
+    assert [x.id for x in s.leases.live()] == [late.id]
+    s.compact(force=True)
+    assert s.delete_obsolete_files() == 0  # the revived lease pins the old parts again
+    assert names_at(s, 150) == {1: "a"}
+    s.leases.release(late.id)
+    with pytest.raises(LeaseNotFoundError):
+        s.leases.renew(late.id, 60, late_ok=True)  # released: never back
+    assert s.delete_obsolete_files() == 2
+    # Files the expired lease saw are gone now: it cannot come back, and its row is dropped.
+    with pytest.raises(LeaseNotFoundError):
+        s.leases.renew(gone.id, 60, late_ok=True)
+    later = s.leases.acquire(250, 0.2, "after the deletion")
+    wait_for(lambda: not s.leases.live(), 10, "the lease to expire")
+    assert s.leases.renew(later.id, 60, late_ok=True).ts == 250  # its own version's files are all there
+    s.close()
 
 
 def test_a_partition_over_its_row_limit_splits_in_two(tmp_path: Path) -> None:

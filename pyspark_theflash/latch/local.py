@@ -158,11 +158,11 @@ class LocalLatch(Latch):
             ) from None
         return _lease_from_store(taken)
 
-    def renew_lease(self, lease_id: int, ttl_s: float = DEFAULT_LEASE_TTL_S) -> Lease:
+    def renew_lease(self, lease_id: int, ttl_s: float = DEFAULT_LEASE_TTL_S, late_ok: bool = False) -> Lease:
         from pyspark_theflash.store.errors import LeaseNotFoundError as StoreLeaseNotFound
 
         try:
-            return _lease_from_store(self._leases.leases().renew(int(lease_id), float(ttl_s)))
+            return _lease_from_store(self._leases.leases().renew(int(lease_id), float(ttl_s), late_ok))
         except StoreLeaseNotFound:
             raise LeaseNotFoundError(_lease_gone(lease_id)) from None
 

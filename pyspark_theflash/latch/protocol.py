@@ -20,8 +20,9 @@ class Latch(abc.ABC):
         """Pin ``ts``; raises LeaseRefusedError when ts is below the store's GC safe point."""
 
     @abc.abstractmethod
-    def renew_lease(self, lease_id: int, ttl_s: float = DEFAULT_LEASE_TTL_S) -> Lease:
-        """Extend a live lease; raises LeaseNotFoundError when it expired or was released."""
+    def renew_lease(self, lease_id: int, ttl_s: float = DEFAULT_LEASE_TTL_S, late_ok: bool = False) -> Lease:
+        """Extend a live lease; raises LeaseNotFoundError when it was released, or expired —
+        unless ``late_ok`` and every file it pinned is still on disk (``Leases.renew``)."""
 
     @abc.abstractmethod
     def release_lease(self, lease_id: int) -> None:

@@ -77,7 +77,7 @@ class LatchServicer(pb_grpc.LatchServicer):
         return self._call(ctx, lambda: _lease_pb(self.latch.acquire_lease(req.ts, req.ttl_s, req.holder)))
 
     def RenewLease(self, req: pb.RenewLeaseRequest, ctx: grpc.ServicerContext) -> pb.Lease:
-        return self._call(ctx, lambda: _lease_pb(self.latch.renew_lease(req.lease_id, req.ttl_s)))
+        return self._call(ctx, lambda: _lease_pb(self.latch.renew_lease(req.lease_id, req.ttl_s, req.late_ok)))
 
     def ReleaseLease(self, req: pb.ReleaseLeaseRequest, ctx: grpc.ServicerContext) -> pb.Empty:
         self._call(ctx, lambda: self.latch.release_lease(req.lease_id))
@@ -185,8 +185,8 @@ class RemoteLatch(Latch):
         holder = holder or f"{socket.gethostname()}:{os.getpid()}"
         return _lease(self._call("AcquireLease", pb.AcquireLeaseRequest(ts=ts, ttl_s=ttl_s, holder=holder)))
 
-    def renew_lease(self, lease_id: int, ttl_s: float = DEFAULT_LEASE_TTL_S) -> Lease:
-        return _lease(self._call("RenewLease", pb.RenewLeaseRequest(lease_id=lease_id, ttl_s=ttl_s)))
+    def renew_lease(self, lease_id: int, ttl_s: float = DEFAULT_LEASE_TTL_S, late_ok: bool = False) -> Lease:
+        return _lease(self._call("RenewLease", pb.RenewLeaseRequest(lease_id=lease_id, ttl_s=ttl_s, late_ok=late_ok)))
 
     def release_lease(self, lease_id: int) -> None:
         self._call("ReleaseLease", pb.ReleaseLeaseRequest(lease_id=lease_id))

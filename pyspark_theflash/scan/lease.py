@@ -2,7 +2,8 @@
 
 The latch service pins the snapshot ts (and the parts a plan lists) against GC and file
 deletion for the lease's TTL. A :class:`ReadLease` renews it every third of the TTL from a
-daemon thread that holds its owner only weakly, so the renewals stop when the plan is closed
+daemon thread (a late renewal still succeeds while the store has deleted none of the files the
+lease pinned: the store keeps removed files ``removed_file_retention_s`` past their last pin) that holds its owner only weakly, so the renewals stop when the plan is closed
 or garbage collected, and the lease then expires on its own — as it does when the driver dies.
 """
 from __future__ import annotations
@@ -41,8 +42,9 @@ class ReadLease:
         )
         self._thread.start()
 
-    def renew(self) -> None:
-        lease = self.latch.renew_lease(self.lease_id, self.ttl_s)
+    def renew(self, late_ok: bool = False) -> None:
+        """Extend the lease; ``late_ok``: also when it expired but nothing it pinned is gone."""
+        lease = self.latch.renew_lease(self.lease_id, self.ttl_s, late_ok=late_ok)
         self.expires_at = float(lease.expires_at)
 
     def release(self) -> None:
@@ -79,9 +81,12 @@ def _keep_alive(lease_ref: "weakref.ref[ReadLease]", owner_ref: "weakref.ref[Any
         if lease is None or (owner_ref is not None and owner_ref() is None):
             return
         try:
-            lease.renew()
+            # A renewal this thread makes late (the process stalled: GC pauses, a loaded machine)
+            # still holds the snapshot while the store has deleted none of its files.
+            lease.renew(late_ok=True)
         except LeaseNotFoundError:
-            log.warning("read lease %s at ts %s expired before renewal", lease.lease_id, lease.ts)
+            log.warning("read lease %s at ts %s expired before renewal and the store has since deleted "
+                        "files it pinned", lease.lease_id, lease.ts)
             return
         except Exception as exc:  # a latch hiccup: try again next interval, the TTL covers it
             log.warning("renewing read lease %s failed: %s", lease.lease_id, exc)

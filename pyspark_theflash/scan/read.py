@@ -58,7 +58,7 @@ class LeaseKeeper:
         latch = _latch(self.p)
         if self.lease_id is not None:
             try:
-                latch.renew_lease(self.lease_id, self.p.lease_ttl_s)
+                latch.renew_lease(self.lease_id, self.p.lease_ttl_s, late_ok=True)
                 self.renewed_at = now
                 return
             except LeaseNotFoundError:

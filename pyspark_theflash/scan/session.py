@@ -104,16 +104,17 @@ class ReadSession:
     def bytes(self) -> int:
         return sum(s.bytes for s in self.streams)
 
-    def renew(self) -> float:
+    def renew(self, late_ok: bool = False) -> float:
         """Extend the lease by its TTL from now; the new expiry (unix seconds). A lease that is
-        already gone raises :class:`SessionExpiredError`."""
+        already gone raises :class:`SessionExpiredError`; ``late_ok``: one that expired is
+        renewed while the store has deleted none of its files (the owner was late, not gone)."""
         from pyspark_theflash.latch import LeaseNotFoundError
 
         lease = self.plan.lease
         if self.closed or lease is None:
             raise SessionExpiredError(f"read session {self.id} of {self.table} at ts {self.ts} is closed; open a new one")
         try:
-            lease.renew()
+            lease.renew(late_ok=late_ok)
         except LeaseNotFoundError:
             raise SessionExpiredError(
                 f"read session {self.id} of {self.table} at ts {self.ts}: its read lease {lease.lease_id} expired "

@@ -157,7 +157,7 @@ class SessionRegistry:
                 expired += 1
             elif now - held.renewed_at >= held.ttl_s / 3.0:
                 try:
-                    held.session.renew()
+                    held.session.renew(late_ok=True)  # a late round (stalled service) keeps the session
                     held.renewed_at = now
                     self.metrics.add("theflash_service_lease_renewals_total")
                 except Exception as exc:  # gone (GC passed it?): the session cannot be read any more

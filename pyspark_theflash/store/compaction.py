@@ -238,8 +238,8 @@ def commit_compaction(store: "Store", plan: CompactionPlan, out: CompactionOutpu
                 inputs = {p.part_id for p in plan.parts}
                 if not inputs <= live or (out.split_at is not None and live != inputs):
                     raise _Conflict()
-                conn.execute(f"UPDATE parts SET removed_version = ? WHERE part_id IN ({','.join('?' * len(inputs))})",
-                             (e.version, *inputs))
+                conn.execute("UPDATE parts SET removed_version = ?, removed_at = ? "
+                             f"WHERE part_id IN ({','.join('?' * len(inputs))})", (e.version, time.time(), *inputs))
                 if out.split_at is None:
                     for _pid, _lo, _hi, pf in out.outputs:
                         mf.insert_part(conn, table_id, partition_id, "stable", pf, int(info.schema_version),
@@ -365,30 +365,52 @@ def collect_retired_tables(store: "Store", safe_point: int) -> int:
             "SELECT DISTINCT p.table_id FROM parts p JOIN table_lifetimes l ON p.table_id = l.table_id "
             "WHERE l.retired_ts IS NOT NULL AND l.retired_ts <= ? AND p.removed_version IS NULL", (safe_point,))]
         for table_id in gone:
-            conn.execute("UPDATE parts SET removed_version = ? WHERE table_id = ? AND removed_version IS NULL",
-                         (e.version, table_id))
+            conn.execute("UPDATE parts SET removed_version = ?, removed_at = ? WHERE table_id = ? "
+                         "AND removed_version IS NULL", (e.version, time.time(), table_id))
     return len(gone)
 
 
 def delete_obsolete_files(store: "Store") -> int:
-    """Delete the files of removed parts that no live lease can still see: a lease with
-    manifest version v sees parts removed at versions > v."""
+    """Delete the files of removed parts that no live lease can still see (a lease with
+    manifest version v sees parts removed at versions > v) and that were removed at least
+    ``removed_file_retention_s`` ago. The retention is slack for readers that hold no lease
+    for a moment: a driver whose renewal comes late (a stalled process), or Spark tasks still
+    reading files a query planned just before its lease went; within it, a late renewal finds
+    everything it pinned (``Leases.renew(late_ok=True)``)."""
     conn = store.thread_connection()
+    now = time.time()
     with mf.edit(conn, bump=False):
-        conn.execute("DELETE FROM leases WHERE expires_at < ?", (time.time(),))
-        pins = [v for _ts, v in live_leases(conn, time.time())]
-        oldest = min(pins) if pins else None
-        if oldest is None:
-            rows = conn.execute("SELECT part_id, file FROM parts WHERE removed_version IS NOT NULL").fetchall()
-        else:
-            rows = conn.execute("SELECT part_id, file FROM parts WHERE removed_version IS NOT NULL "
-                                "AND removed_version <= ?", (oldest,)).fetchall()
+        pins = [v for _ts, v in live_leases(conn, now)]
+        oldest = min(pins) if pins else 1 << 62
+        # removed_at is NULL for parts removed before it was kept: old enough.
+        rows = conn.execute(
+            "SELECT part_id, file, removed_version FROM parts WHERE removed_version IS NOT NULL "
+            "AND removed_version <= ? AND COALESCE(removed_at, 0) <= ?",
+            (oldest, now - store.options.removed_file_retention_s)).fetchall()
+        if not rows:
+            _forget_expired_leases(conn, now)
+            return 0
         # Files go first: if we crash after this, the rows remain and the next round retries.
-        for _pid, rel in rows:
+        for _pid, rel, _v in rows:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(store.root / rel)
         conn.executemany("DELETE FROM parts WHERE part_id = ?", [(r[0],) for r in rows])
+        # A store from before this was kept may have deleted files of any version up to now.
+        known = mf.get_meta(conn, mf.FILES_DELETED_THROUGH)
+        known = int(known) if known is not None else mf.current_version(conn)
+        mf.set_meta(conn, mf.FILES_DELETED_THROUGH, max(known, *(int(r[2]) for r in rows)))
+        _forget_expired_leases(conn, now)
     return len(rows)
+
+
+def _forget_expired_leases(conn: Any, now: float) -> None:
+    """Drop the expired leases a late renewal can no longer bring back: those whose manifest
+    version sees a deleted file. The others stay (they pin nothing) until then."""
+    through = mf.get_meta(conn, mf.FILES_DELETED_THROUGH)
+    if through is None:
+        conn.execute("DELETE FROM leases WHERE expires_at < ?", (now,))
+    else:
+        conn.execute("DELETE FROM leases WHERE expires_at < ? AND manifest_version < ?", (now, int(through)))
 
 
 class BackgroundCompactor:

@@ -58,13 +58,18 @@ class Leases:
             lease_id = int(cur.lastrowid or 0)
         return Lease(lease_id, int(ts), version, holder, expires)
 
-    def renew(self, lease_id: int, ttl_s: float) -> Lease:
+    def renew(self, lease_id: int, ttl_s: float, late_ok: bool = False) -> Lease:
+        """Extend a live lease by ``ttl_s`` from now. An expired one raises
+        :class:`LeaseNotFoundError` (and is dropped) — unless ``late_ok`` and nothing it pinned is
+        gone yet: no file its manifest version can see has been deleted (GC never rewrites a
+        file, so those files still hold the rows at its ts). A reader whose renewal merely came
+        late (a stalled driver) then keeps its snapshot; a released lease never comes back."""
         conn = self._conn()
         with mf.edit(conn, bump=False):
             row = conn.execute("SELECT ts, manifest_version, holder, expires_at FROM leases "
                                "WHERE lease_id = ?", (lease_id,)).fetchone()
             now = self._clock()
-            if row is None or row[3] < now:
+            if row is None or (row[3] < now and not (late_ok and _files_intact(conn, int(row[1])))):
                 # An expired lease may already have let GC pass its ts: renewing it would
                 # pin a snapshot that is no longer whole.
                 conn.execute("DELETE FROM leases WHERE lease_id = ?", (lease_id,))
@@ -96,6 +101,12 @@ class Leases:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+def _files_intact(conn: sqlite3.Connection, manifest_version: int) -> bool:
+    """Is every part file visible at ``manifest_version`` still on disk?"""
+    through = mf.get_meta(conn, mf.FILES_DELETED_THROUGH)
+    return through is not None and int(through) <= manifest_version
 
 
 def live_leases(conn: sqlite3.Connection, now: float) -> list[tuple[int, int]]:

@@ -99,7 +99,8 @@ CREATE TABLE IF NOT EXISTS parts (
     added_version   INTEGER NOT NULL,
     removed_version INTEGER,           -- NULL while live
     stats           TEXT NOT NULL,     -- {column: [min, max, null_count]} for pruning
-    columns         TEXT               -- [[id, file column], ...] when not its schema version's columns
+    columns         TEXT,              -- [[id, file column], ...] when not its schema version's columns
+    removed_at      REAL               -- unix seconds of removal (NULL while live, or removed before it was kept)
 );
 CREATE INDEX IF NOT EXISTS parts_live ON parts (table_id, partition_id, removed_version);
 CREATE TABLE IF NOT EXISTS range_tombstones (
@@ -192,6 +193,7 @@ def initialise(conn: sqlite3.Connection) -> None:
             set_meta(conn, "format_version", FORMAT_VERSION)
             set_meta(conn, "version", 0)
             set_meta(conn, "gc_safe_point", 0)
+            set_meta(conn, FILES_DELETED_THROUGH, 0)
             set_meta(conn, "created_at", time.time())
         elif int(row[0]) != FORMAT_VERSION:
             raise StoreFormatError(f"manifest format {row[0]}, this code reads {FORMAT_VERSION}; "
@@ -199,7 +201,12 @@ def initialise(conn: sqlite3.Connection) -> None:
 
 
 # Columns added to tables of format 1 since it was first written (a writer adds them on open).
-_ADDED_COLUMNS = {"parts": [("columns", "TEXT")]}
+_ADDED_COLUMNS = {"parts": [("columns", "TEXT"), ("removed_at", "REAL")]}
+
+# The highest manifest version at which a part was removed whose file has since been deleted: a
+# lease pinning version v still finds every file it can see while this is <= v (late renewal,
+# ``Leases.renew(late_ok=True)``). Absent in stores older than it: unknown, so no late renewal.
+FILES_DELETED_THROUGH = "files_deleted_through"
 
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:

@@ -55,6 +55,9 @@ class StoreOptions:
     compact_min_deltas: int = 4          # background compaction merges partitions with this many deltas
     read_batch_rows: int = DEFAULT_BATCH_ROWS
     scan_lease_ttl_s: float = 600.0
+    # Removed parts' files outlive the last lease that pins them by this long (see
+    # compaction.delete_obsolete_files): slack for a reader whose lease renewal comes late.
+    removed_file_retention_s: float = 60.0
     busy_timeout_ms: int = 30_000
 
 

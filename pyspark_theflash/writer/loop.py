@@ -144,7 +144,8 @@ class Writer:
             # (synchronous) is only the memory backstop for a batch that overshoots it far.
             self.store = Store.open(
                 opts.store,
-                options=StoreOptions(flush_rows=2 * opts.flush_rows, flush_deadline_s=opts.flush_interval_s),
+                options=StoreOptions(flush_rows=2 * opts.flush_rows, flush_deadline_s=opts.flush_interval_s,
+                                     removed_file_retention_s=opts.file_retention_s),
             )
             from pyspark_theflash.engine import open_writer_engine
 

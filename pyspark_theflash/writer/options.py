@@ -15,20 +15,22 @@ DEFAULT_FLUSH_ROWS = 50_000
 DEFAULT_FLUSH_INTERVAL_S = 1.0
 DEFAULT_LATCH_TTL_S = 10.0
 DEFAULT_COMPACT_INTERVAL_S = 30.0
+DEFAULT_FILE_RETENTION_S = 60.0  # removed parts' files outlive their last lease pin by this long
 DEFAULT_PROGRESS_INTERVAL_S = 1.0
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
-def parse_duration(text: str) -> float:
-    """``"200ms"``, ``"1.5s"``, ``"2m"``, ``"0.5"`` (seconds) → seconds (> 0)."""
+def parse_duration(text: str, allow_zero: bool = False) -> float:
+    """``"200ms"``, ``"1.5s"``, ``"2m"``, ``"0.5"`` (seconds) → seconds (> 0, or >= 0 with
+    ``allow_zero``)."""
     match = _DURATION.match(str(text))
     if not match:
         raise ValueError(f"not a duration: {text!r} (use e.g. 200ms, 1.5s, 2m)")
     seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
-    if seconds <= 0:
-        raise ValueError(f"duration must be > 0, got {text!r}")
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        raise ValueError(f"duration must be {'>=' if allow_zero else '>'} 0, got {text!r}")
     return seconds
 
 
@@ -81,6 +83,7 @@ class WriterOptions:
     bootstrap_snapshot: bool = False
     latch_ttl_s: float = DEFAULT_LATCH_TTL_S
     compact_interval_s: float = DEFAULT_COMPACT_INTERVAL_S
+    file_retention_s: float = DEFAULT_FILE_RETENTION_S
     progress_interval_s: float = DEFAULT_PROGRESS_INTERVAL_S
     name: str = "writer"
     until_caught_up: bool = False  # stop once the binlog head is applied and flushed (one-shot runs)
