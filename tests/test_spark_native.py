@@ -202,24 +202,32 @@ def test_rows_committed_after_ts_in_a_clean_part_stay_invisible(spark: Any, rig:
     assert sorted(r.id for r in read(spark, rig, snapshot_ts=after).load("nat.later").collect()) == list(range(80))
 
 
-def test_partitions_with_deltas_are_read_natively_minus_a_deletion_vector_and_the_deltas_through_python(
-        spark: Any, rig: FlashRig) -> None:
-    rig.cluster.create_table("nat.mixed", [make_column("id", "BIGINT", not_null=True), make_column("v", "BIGINT"),
+@pytest.mark.parametrize("delta_half", ["driver", "python"])
+def test_partitions_with_deltas_are_read_natively_minus_a_deletion_vector_and_the_deltas_beside(
+        spark: Any, rig: FlashRig, delta_half: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The delta halves are read on the driver into a local relation when small, else by the
+    Python source's tasks (forced here by a zero row limit)."""
+    import pyspark_theflash.spark.native as spark_native
+
+    if delta_half == "python":
+        monkeypatch.setattr(spark_native, "INLINE_DELTA_ROWS", 0)
+    table_name = f"nat.mixed_{delta_half}"
+    rig.cluster.create_table(table_name, [make_column("id", "BIGINT", not_null=True), make_column("v", "BIGINT"),
                                            make_column("s", "VARCHAR(16)")], primary_key=["id"])
-    table = rig.cluster.table_info("nat", "mixed")
+    table = rig.cluster.table_info("nat", table_name.split(".")[1])
     rig.cluster.split_at(record_key(table, 300))
     with rig.cluster.txn() as t:
         for i in range(600):
-            t.insert("nat.mixed", {"id": i, "v": i, "s": f"s{i}"})
-    rig.wait_replicated("nat.mixed")
-    read(spark, rig).load("nat.mixed").count()
+            t.insert(table_name, {"id": i, "v": i, "s": f"s{i}"})
+    rig.wait_replicated(table_name)
+    read(spark, rig).load(table_name).count()
     compact(rig, partition_max_rows=150)  # several TxnMergeTree partitions
     with rig.cluster.txn() as t:  # deltas in the partition(s) of handles 10..29
         for i in range(10, 30):
-            t.update("nat.mixed", {"id": i, "v": -i})
-        t.delete("nat.mixed", 5)
+            t.update(table_name, {"id": i, "v": -i})
+        t.delete(table_name, 5)
     ts = rig.cluster.get_ts()
-    df = read(spark, rig, snapshot_ts=ts).load("nat.mixed")
+    df = read(spark, rig, snapshot_ts=ts).load(table_name)
     split = split_of(df)
     # every partition is read by Spark's Parquet reader; the ones with deltas minus the handles
     # the deltas supersede, which (and only which) the Python source reads from the deltas
@@ -228,16 +236,21 @@ def test_partitions_with_deltas_are_read_natively_minus_a_deletion_vector_and_th
                      for h in p.deletion_vector.column("_tidb_rowid").to_pylist())
     assert vectors == [5] + list(range(10, 30))  # the stable versions the deltas supersede
     plan_text = executed_plan(df)
-    assert "FileScan parquet" in plan_text and "BatchScan theflash" in plan_text and "LeftAnti" in plan_text
-    python = read(spark, rig, snapshot_ts=ts, native_read="false").load("nat.mixed")
+    assert "FileScan parquet" in plan_text and "LeftAnti" in plan_text
+    if delta_half == "python":
+        assert "BatchScan theflash" in plan_text
+    else:  # the superseding rows themselves, read when the DataFrame was planned
+        assert "BatchScan theflash" not in plan_text and "LocalTableScan [id" in plan_text
+    python = read(spark, rig, snapshot_ts=ts, native_read="false").load(table_name)
     assert_same(df, python)
     got = {r.id: r.v for r in df.collect()}
     assert len(got) == 599 and 5 not in got and got[10] == -10 and got[29] == -29 and got[599] == 599
     assert_same(df.filter("v < 0 OR id > 590"), python.filter("v < 0 OR id > 590"))
     assert df.filter("v < 0").count() == 20
-    # a compaction between planning and running: the Python half reads the deltas its driver
-    # pinned (the lease keeps their files), the native half the stable files, minus the vector
-    planned = read(spark, rig, snapshot_ts=ts).load("nat.mixed")
+    # a compaction between planning and running: the delta half was read at planning, or the
+    # Python half reads the deltas its driver pinned (the lease keeps their files); the native
+    # half the stable files, minus the vector
+    planned = read(spark, rig, snapshot_ts=ts).load(table_name)
     assert split_of(planned).overlays
     compact(rig, partition_max_rows=150)
     assert {r.id: r.v for r in planned.collect()} == got
@@ -442,8 +455,8 @@ def test_a_clustered_composite_key_table_is_read_natively_like_python_and_upstre
         assert rows_of(df) == expected == rows_of(python)
 
     # updates and deletes after compaction: delta parts in some partitions (read as their stable
-    # part minus a deletion vector, the deltas' rows through the Python source), new versions
-    # and delete marks of keys the clean parts still hold
+    # part minus a deletion vector, the deltas' rows read on the driver), new versions and delete
+    # marks of keys the clean parts still hold
     with rig.cluster.txn() as t:
         for i in spec.updated:
             t.update(table, {**spec.key(i), "v": f"updated-{i}"})
@@ -457,7 +470,8 @@ def test_a_clustered_composite_key_table_is_read_natively_like_python_and_upstre
     assert any(p.deletion_vector is not None and p.binary_handle for p in split.pieces)
     assert all(isinstance(b, bytes) for rng in split.rest for b in rng if b is not None)
     plan_text = executed_plan(df)
-    assert "FileScan parquet" in plan_text and "BatchScan theflash" in plan_text and "LeftAnti" in plan_text, plan_text
+    assert "FileScan parquet" in plan_text and "LeftAnti" in plan_text, plan_text
+    assert ("BatchScan theflash" in plan_text) == bool(split.rest), plan_text
     expected = upstream_rows(rig, table, changed, columns)
     assert len(expected) == 400 - len(spec.deleted)
     assert sum(1 for r in expected if str(r[columns.index("v")]).startswith("updated-")) > 5

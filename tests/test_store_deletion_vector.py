@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pyspark_theflash.store import Store, StoreOptions, read_parts
+import pyspark_theflash.store.deletion_vector as dv
 from pyspark_theflash.store.deletion_vector import DeletionVector, can_split, deletion_vector, read_superseding
 from store_events import DB, committed, event, items_table, key, row
 
@@ -54,6 +55,13 @@ def split_read(store: Store, ts: int, lo: Any = None, hi: Any = None) -> dict[in
     assert can_split(stable, deltas)
     vector = deletion_vector(stable, deltas, T, ts, (lo, hi), store.root)
     assert vector is not None
+    # a one-version stable part's versions come from its cached handle index; the row-group
+    # read they replace must find the same vector
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(dv, "_handle_index", lambda path: None)
+        by_row_groups = deletion_vector(stable, deltas, T, ts, (lo, hi), store.root)
+    assert by_row_groups is not None and by_row_groups.superseded.equals(vector.superseded)
+    assert sorted(by_row_groups.versions.to_pylist(), key=str) == sorted(vector.versions.to_pylist(), key=str)
     superseded = vector.superseded.to_pylist()
     assert superseded == sorted(set(superseded))  # sorted, distinct
     stable_rows = stable_half(stable, vector, ts, lo, hi, store.root)

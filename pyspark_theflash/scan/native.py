@@ -68,12 +68,30 @@ class NativePiece:
     deletion_vector: pa.Table | None = None
 
 
+@dataclass(frozen=True)
+class DeltaHalf:
+    """The delta half of a piece read minus its deletion vector: the newest delta versions of
+    ``superseded`` in handles [lo, hi) (``store.deletion_vector.superseding_rows``)."""
+
+    lo: Handle | None
+    hi: Handle | None
+    deltas: tuple[Any, ...]                 # the partition's delta PartRefs, as planned
+    superseded: pa.Array
+
+
 @dataclass
 class NativeSplit:
     pieces: list[NativePiece]
     rest: list[HandleRange]                 # handle ranges the Python reader reads, in order
-    # The delta halves of pieces with a deletion vector, for the Python reader.
+    # The delta halves of pieces with a deletion vector: pinned for the Python reader
+    # (``overlays``), and as planned for a driver that reads them itself (``delta_halves``).
     overlays: list[OverlayPin] = field(default_factory=list)
+    delta_halves: list[DeltaHalf] = field(default_factory=list)
+
+    @property
+    def delta_half_rows(self) -> int:
+        """At most this many rows in the delta halves (one per superseded handle)."""
+        return sum(len(d.superseded) for d in self.delta_halves)
 
 
 # Parquet codecs Spark's own reader reads reliably. Not LZ4_RAW: parquet-java in Spark 4.2.1
@@ -163,6 +181,7 @@ def split_native(plan: Any, needed: Sequence[str]) -> NativeSplit:
     pieces: list[NativePiece] = []
     rest: list[HandleRange] = []
     overlays: list[OverlayPin] = []
+    halves: list[DeltaHalf] = []
     for partition in plan.partitions:
         for rng in partition.ranges:
             groups: dict[int, list[Any]] = {}
@@ -190,10 +209,11 @@ def split_native(plan: Any, needed: Sequence[str]) -> NativeSplit:
                 if vector is not None and len(vector.superseded):
                     overlays.append(OverlayPin(lo, hi, part.part_id, tuple(p.part_id for p in deltas),
                                                getattr(plan, "manifest_version", 0)))
+                    halves.append(DeltaHalf(lo, hi, tuple(deltas), vector.superseded))
                 pieces.append(NativePiece(
                     path=os.path.join(plan.store, part.path), lo=lo, hi=hi, file_columns=files,
                     tombstones=tuple(part.tombstones),
                     newer_than_ts=part.max_commit_ts is None or part.max_commit_ts > ts,
                     delete_marks=bool(part.delete_marks), bytes=int(part.bytes), binary_handle=binary_handle,
                     deletion_vector=vector.versions if vector is not None and len(vector) else None))
-    return NativeSplit(pieces, _merge(rest), overlays)
+    return NativeSplit(pieces, _merge(rest), overlays, halves)

@@ -144,6 +144,31 @@ def parquet_frame(spark: Any, ts: int, pieces: Sequence[NativePiece], target: An
     return df.selectExpr(*exprs)
 
 
+# Delta halves of at most this many rows are read on the driver when the DataFrame is planned
+# and handed to Spark as a local relation; bigger ones are read by the Python source's tasks.
+# A delta half is the recent changes, usually a few thousand rows: reading them here costs a
+# few milliseconds, where a Python-source task costs a Python worker and its planning.
+INLINE_DELTA_ROWS = 100_000
+
+
+def delta_halves_frame(spark: Any, plan: Any, split: NativeSplit, columns: Sequence[str] | None,
+                       hidden: Sequence[str], target: Any) -> Any:
+    """The delta halves of ``split`` read now, at the plan's ts, as a DataFrame of ``target``."""
+    import pyarrow as pa
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    from pyspark_theflash.spark.datasource import conform
+    from pyspark_theflash.store.deletion_vector import superseding_rows
+
+    expected = to_arrow_schema(target, timezone="UTC")
+    batches = [conform(batch, expected, pa)
+               for half in split.delta_halves
+               for batch in superseding_rows(half.superseded, half.deltas, plan.table_info, plan.ts,
+                                             (half.lo, half.hi), list(columns) if columns is not None else None,
+                                             None, tuple(hidden), plan.store, 1 << 30)]
+    return spark.createDataFrame(pa.Table.from_batches(batches, schema=expected), schema=target)
+
+
 class NativeRead:
     """A planned native read: the DataFrame and the plan whose lease it needs."""
 
@@ -188,13 +213,17 @@ def native_read(spark: Any, options: dict[str, str], user_schema: Any,
         for piece in split.pieces:
             groups.setdefault((piece.file_columns, piece.binary_handle), []).append(piece)
         frames = [parquet_frame(spark, scan_plan.ts, pieces, target) for pieces in groups.values()]
-        if split.rest or split.overlays:
+        overlays = split.overlays
+        if overlays and split.delta_half_rows <= INLINE_DELTA_ROWS:
+            frames.append(delta_halves_frame(spark, scan_plan, split, resolved, hidden, target))
+            overlays = []
+        if split.rest or overlays:
             rest_options = dict(options)
             rest_options["snapshot_ts"] = str(scan_plan.ts)
             rest_options.pop("as_of", None)
             rest_options[HANDLE_RANGES_OPTION] = format_handle_ranges(split.rest)
-            if split.overlays:
-                rest_options[OVERLAYS_OPTION] = format_overlays(split.overlays)
+            if overlays:
+                rest_options[OVERLAYS_OPTION] = format_overlays(overlays)
             frames.append(python_load(rest_options, target))
         df = frames[0]
         for other in frames[1:]:

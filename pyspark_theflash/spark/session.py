@@ -89,9 +89,15 @@ def theflash_session(master: str | None = None, app_name: str = "theflash", *, j
 
 def has_connector_jar(session: Any) -> bool:
     """Whether the session's ``spark.jars`` holds the connector jar (then ``format("theflash")``
-    is the JVM connector: a Java format name takes precedence over a Python one)."""
-    jars = session.sparkContext.getConf().get("spark.jars", "") or ""
-    return any(os.path.basename(j).startswith("theflash-spark") for j in jars.split(","))
+    is the JVM connector: a Java format name takes precedence over a Python one). A context's
+    jars are fixed when it starts: asked once per context (every theflash ``load()`` asks)."""
+    sc = session.sparkContext
+    known = getattr(sc, "_theflash_has_connector_jar", None)
+    if known is None:
+        jars = sc.getConf().get("spark.jars", "") or ""
+        known = any(os.path.basename(j).startswith("theflash-spark") for j in jars.split(","))
+        sc._theflash_has_connector_jar = known
+    return known
 
 
 def in_process_service(store: str) -> str:

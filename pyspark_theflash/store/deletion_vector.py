@@ -29,6 +29,8 @@ with :func:`read_superseding`.
 """
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -106,6 +108,55 @@ def _stable_versions(reader: PartsReader, stable: PartRef, root: str | Path, lo:
     return t.select([ROWID, COMMIT_TS])
 
 
+# The (handle, commit ts) columns of one-version int-handle stable parts, kept per process: a
+# part file never changes, and under live writes every plan computes a vector against the same
+# few stable parts. Bounded by bytes (16 per row), least recently used out first.
+HANDLE_INDEX_CACHE_BYTES = 256 << 20
+_index_cache: "OrderedDict[str, tuple[np.ndarray, np.ndarray] | None]" = OrderedDict()
+_index_cache_bytes = 0
+_index_lock = threading.Lock()
+
+
+def _handle_index(path: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """A one-version int-handle part's handles (ascending) and their commit ts, or None when
+    the file's handles are not strictly ascending (then the row-group read is used)."""
+    global _index_cache_bytes
+    with _index_lock:
+        if path in _index_cache:
+            _index_cache.move_to_end(path)
+            return _index_cache[path]
+    t = pq.read_table(path, columns=[ROWID, COMMIT_TS])
+    rowids = t.column(ROWID).to_numpy()
+    commit_ts = t.column(COMMIT_TS).to_numpy()
+    index = (rowids, commit_ts) if len(rowids) < 2 or bool(np.all(rowids[1:] > rowids[:-1])) else None
+    size = 16 * len(rowids)
+    with _index_lock:
+        if path not in _index_cache and size <= HANDLE_INDEX_CACHE_BYTES:
+            _index_cache[path] = index
+            _index_cache_bytes += size
+            while _index_cache_bytes > HANDLE_INDEX_CACHE_BYTES:
+                _old, dropped = _index_cache.popitem(last=False)
+                _index_cache_bytes -= 0 if dropped is None else 16 * len(dropped[0])
+    return index
+
+
+def _stable_versions_of(reader: PartsReader, stable: PartRef, root: str | Path,
+                        handles: pa.Array) -> pa.Table | None:
+    """The one-version int-handle stable part's versions visible at ts of ``handles``, found in
+    its cached handle index (a binary search per handle, no file read), or None without one."""
+    index = _handle_index(str(Path(root) / stable.path))
+    if index is None:
+        return None
+    rowids, commit_ts = index
+    wanted = np.unique(handles.to_numpy(zero_copy_only=False))
+    pos = np.searchsorted(rowids, wanted)
+    inside = pos < len(rowids)
+    pos, wanted = pos[inside], wanted[inside]
+    pos = pos[rowids[pos] == wanted]
+    found = pa.table({ROWID: pa.array(rowids[pos], pa.int64()), COMMIT_TS: pa.array(commit_ts[pos], pa.uint64())})
+    return reader.visible_rows(stable, found)
+
+
 def _clip(handle_range: HandleRange, lo: Any, hi: Any) -> tuple[Any, Any]:
     """[lo, hi) narrowed to ``handle_range``."""
     rlo, rhi = handle_range
@@ -124,7 +175,12 @@ def deletion_vector(stable: PartRef, deltas: Sequence[PartRef], table: "TableInf
     if stable.single_version and touched is None:
         return DeletionVector(pa.table({ROWID: pa.array([], handle_type), COMMIT_TS: pa.array([], pa.uint64())}),
                               pa.array([], handle_type))
-    if stable.single_version:  # only the row groups the deltas' handles can fall in
+    stable_rows = None
+    if stable.single_version and not table.is_common_handle:  # the deltas' handles, looked up
+        stable_rows = _stable_versions_of(reader, stable, root, touched.column(ROWID).combine_chunks())
+    if stable_rows is not None:
+        replaced = None
+    elif stable.single_version:  # only the row groups the deltas' handles can fall in
         bounds = pc.min_max(touched.column(ROWID))
         lo, hi = _clip(handle_range, bounds["min"].as_py(), _after(bounds["max"].as_py()))
         stable_rows = _stable_versions(reader, stable, root, lo, hi, handle_type)
@@ -167,14 +223,23 @@ def read_superseding(stable: PartRef, deltas: Sequence[PartRef], table: "TableIn
     vector = deletion_vector(stable, deltas, table, ts, handle_range, root)
     if vector is None:
         raise ValueError(f"part {stable.part_id} has no deletion vector at ts {ts}: it is read whole")
-    if len(vector.superseded) == 0:
+    yield from superseding_rows(vector.superseded, deltas, table, ts, handle_range, columns, predicate, hidden,
+                                root, batch_rows)
+
+
+def superseding_rows(superseded: pa.Array, deltas: Sequence[PartRef], table: "TableInfo", ts: int,
+                     handle_range: HandleRange, columns: Sequence[str] | None, predicate: "Expr | None",
+                     hidden: Sequence[str], root: str | Path, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """The newest visible delta version of each of the ``superseded`` handles (a vector's), none
+    for a delete mark, filtered by ``predicate``."""
+    if len(superseded) == 0:
         return
     reader = PartsReader(Path(root), table, ts, handle_range, columns, predicate, hidden, batch_rows)
     tables = [t for t in (reader.visible_versions(p) for p in deltas) if t.num_rows]
     versions = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-    versions = versions.filter(pc.is_in(versions.column(ROWID), value_set=vector.superseded))
+    versions = versions.filter(pc.is_in(versions.column(ROWID), value_set=superseded))
     yield from reader.finish(newest_visible(versions))
 
 
-__all__ = ["DeletionVector", "MAX_VECTOR_SHARE", "can_split", "deletion_vector", "read_superseding",
+__all__ = ["DeletionVector", "MAX_VECTOR_SHARE", "can_split", "deletion_vector", "read_superseding", "superseding_rows",
            "stable_and_deltas"]

@@ -2,6 +2,7 @@
 comes from the same manifest version) and the value types it returns."""
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from dataclasses import dataclass
@@ -317,11 +318,10 @@ class StoreView:
             plo, phi = bounds.get(int(r[1]), (None, None))
             ref_t = tuple(rng for v, rng in tombstones if v > int(r[13]) and r[6] is not None
                           and (rng[0] is None or r[7] >= rng[0]) and (rng[1] is None or r[6] < rng[1]))
-            stats = stats_from_json(json.loads(r[15]))
             ref = PartRef(int(r[0]), table_id, int(r[1]), plo, phi, r[2], r[3], int(r[4]), int(r[5]),
                           r[6], r[7], r[8], r[9], bool(r[10]), int(r[11]), int(r[12]),
                           self._columns_at(table_id, int(r[12])) if r[16] is None
-                          else tuple((int(i), str(n)) for i, n in json.loads(r[16])), tuple(sorted(stats.items())),
+                          else tuple((int(i), str(n)) for i, n in json.loads(r[16])), _stats_items(r[15]),
                           ref_t, int(r[14]))
             if lo is None and hi is None or ref.overlaps(lo, hi):
                 out.append(ref)
@@ -366,3 +366,11 @@ class StoreView:
 
 def as_region_state(r: Sequence[Any]) -> RegionState:
     return RegionState(*r)
+
+
+@functools.lru_cache(maxsize=8192)
+def _stats_items(text: str) -> tuple[tuple[int, Any], ...]:
+    """A part's statistics, parsed once per process: a part's stats never change, and a table
+    under live writes lists hundreds of parts on every plan."""
+    return tuple(sorted(stats_from_json(json.loads(text)).items()))
+
