@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable
 
 from pyspark_theflash.latch import FlushTimeoutError, Latch
 from pyspark_theflash.scan.errors import RegionWaitTimeoutError
+from pyspark_theflash.upstream.pd import RAFT_INIT_LOG_INDEX
 
 POLL_S = 0.05
 # A completed flush request that left a region short is re-issued at most this often.
@@ -47,6 +48,14 @@ def ranges_overlap(a_start: bytes, a_end: bytes, b_start: bytes, b_end: bytes) -
 
 def region_id(region: Any) -> int:
     return int(getattr(region, "region_id", None) or getattr(region, "id"))
+
+
+def _applied(region: Any) -> int:
+    """A store region's applied raft index. A region the store holds has applied at least
+    TiKV's RAFT_INIT_LOG_INDEX: a new peer's log starts there and upstream's read index of a
+    region without entries is that, while the store notes no index before its first entry (as
+    the writer's answer to flush requests counts it)."""
+    return max(int(region.applied_index), RAFT_INIT_LOG_INDEX)
 
 
 def region_is_live(region: Any) -> bool:
@@ -130,10 +139,10 @@ class LearnerRead:
                     state = states.get(rid)
                     if state is None:
                         lagging.append((rid, -1, index))
-                    elif region_is_live(state) and int(state.applied_index) < index and (
+                    elif region_is_live(state) and _applied(state) < index and (
                         force or int(state.resolved_ts) < self.ts
                     ):
-                        lagging.append((rid, int(state.applied_index), index))
+                        lagging.append((rid, _applied(state), index))
                 if not lagging and not fresh:
                     self.read_index.update(needed)
                     return view
