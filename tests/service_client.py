@@ -65,8 +65,13 @@ class HttpReader:
         return status, (json.loads(data) if data else None)
 
     def read(self, request: dict[str, Any]) -> tuple[pa.Table, dict[str, Any]]:
+        """Every stream of a new session, and the session; released after."""
         status, session = self.json("POST", "/v1/read-sessions", request)
         assert status == 201, session
+        return self.read_session(session)
+
+    def read_session(self, session: dict[str, Any]) -> tuple[pa.Table, dict[str, Any]]:
+        """Every stream of an opened session (``POST /v1/read-sessions``'s answer); released after."""
         schema = pa.ipc.read_schema(pa.py_buffer(__import__("base64").b64decode(session["arrow_schema"])))
         try:
             tables = []
