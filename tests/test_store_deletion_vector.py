@@ -171,3 +171,20 @@ def test_a_stable_part_keeping_newer_versions_drops_the_replaced_ones(store: Sto
     put(store, 102, [(3, 350, "v3")])
     for ts in (199, 200, 300, 310, 350, 400):
         assert split_read(store, ts) == mvcc_read(store, ts), ts
+
+
+def test_vectors_found_by_the_handle_index_and_by_row_groups_have_one_schema(store: Store) -> None:
+    put(store, 100, [(h, 200, f"s{h}") for h in range(64)])
+    store.compact(force=True)
+    put(store, 101, [(3, 300, "u3"), (40, 300, None)])
+    with store.snapshot() as view:
+        parts = view.parts(T.id)
+    stable = next(p for p in parts if p.kind == "stable")
+    deltas = [p for p in parts if p is not stable]
+    by_index = deletion_vector(stable, deltas, T, 300, (None, None), store.root)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(dv, "_handle_index", lambda path: None)
+        by_row_groups = deletion_vector(stable, deltas, T, 300, (None, None), store.root)
+    assert by_index is not None and by_row_groups is not None
+    assert by_index.versions.schema == by_row_groups.versions.schema
+    assert pa.concat_tables([by_index.versions, by_row_groups.versions]).num_rows == 4

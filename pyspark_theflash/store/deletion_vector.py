@@ -212,7 +212,11 @@ def deletion_vector(stable: PartRef, deltas: Sequence[PartRef], table: "TableInf
         dropped = stable_rows.filter(pc.is_in(stable_rows.column(ROWID), value_set=superseded))
     if dropped.num_rows > MAX_VECTOR_SHARE * max(1, stable.rows):
         return None
-    return DeletionVector(dropped.combine_chunks(), superseded)
+    # one schema whichever way the versions were found (vectors of several pieces concatenate)
+    dropped = dropped.select([ROWID, COMMIT_TS]).combine_chunks()
+    versions = pa.Table.from_arrays(dropped.columns, schema=pa.schema(
+        [pa.field(ROWID, handle_type, nullable=False), pa.field(COMMIT_TS, pa.uint64(), nullable=False)]))
+    return DeletionVector(versions, superseded)
 
 
 def read_superseding(stable: PartRef, deltas: Sequence[PartRef], table: "TableInfo", ts: int,
