@@ -116,7 +116,7 @@ final class TheFlashScan implements Scan, SupportsReportStatistics, Batch {
     ReadSession s = session();
     InputPartition[] parts = new InputPartition[s.streamUrls.size()];
     for (int i = 0; i < parts.length; i++) {
-      parts[i] = new StreamPartition(options.server, s.streamUrls.get(i), i);
+      parts[i] = new StreamPartition(options.server, s.id, s.streamUrls.get(i), i);
     }
     return parts;
   }
