@@ -37,13 +37,13 @@ final class StreamReader implements PartitionReader<ColumnarBatch> {
   private final long limit;
   private long rows;
 
-  StreamReader(StreamPartition partition, StructType readSchema, int limit) {
+  StreamReader(StreamPartition partition, StructType readSchema, int limit, BearerToken token) {
     this.partition = partition;
     this.limit = limit < 0 ? Long.MAX_VALUE : limit;
     this.allocator = ROOT.newChildAllocator("theflash stream " + partition.url, 0, Long.MAX_VALUE);
     Body in = null;
     try {
-      in = new Body(new ServiceClient(partition.server).openStream(partition.url));
+      in = new Body(new ServiceClient(partition.server, token).openStream(partition.url));
       this.body = in;
       this.reader = new ArrowStreamReader(in, allocator);
       this.root = readSchemaMessage();

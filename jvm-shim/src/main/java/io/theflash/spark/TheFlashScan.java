@@ -43,7 +43,7 @@ final class TheFlashScan implements Scan, SupportsReportStatistics, Batch {
     if (session == null) {
       List<String> columns = new ArrayList<>();
       for (String c : readSchema.fieldNames()) columns.add(c);
-      ServiceClient client = new ServiceClient(options.server);
+      ServiceClient client = options.client();
       ReadOptions read = options;
       Long settled = snapshot == null ? null : snapshot.ts();
       if (settled != null) read = options.at(settled, null);
@@ -123,6 +123,6 @@ final class TheFlashScan implements Scan, SupportsReportStatistics, Batch {
 
   @Override
   public PartitionReaderFactory createReaderFactory() {
-    return new StreamReaderFactory(readSchema, limit);
+    return new StreamReaderFactory(readSchema, limit, options.token);
   }
 }
