@@ -10,6 +10,8 @@ from urllib.parse import urlparse
 import pyarrow as pa
 import pyarrow.flight as flight
 
+ARROW_EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # Arrow IPC end-of-stream marker
+
 
 class FlightReader:
     def __init__(self, location: str, token: str | None = None) -> None:
@@ -76,8 +78,12 @@ class HttpReader:
         try:
             tables = []
             for stream in session["streams"]:
+                # a truncated chunked body raises http.client.IncompleteRead here
                 status, headers, data = self.request("GET", stream["url"])
                 assert status == 200 and headers["content-type"] == "application/vnd.apache.arrow.stream", data[:200]
+                # pyarrow's reader also ends quietly where the bytes stop at a message boundary:
+                # a whole stream is one that ends with the end-of-stream marker
+                assert data.endswith(ARROW_EOS), f"stream {stream['url']} ends without the Arrow end-of-stream marker"
                 tables.append(pa.ipc.open_stream(data).read_all())
         finally:
             assert self.request("DELETE", f"/v1/read-sessions/{session['id']}")[0] == 204

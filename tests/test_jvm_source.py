@@ -158,7 +158,8 @@ def jvm_failure(spark: Any, what: str, server: str) -> str:
 READ_ONLY = ("theflash tables are a read-only replica of the upstream TiDB: write to the upstream, and the "
              "changes arrive here through replication ({} is not supported)")
 KNOWN = ("as_of, batch_rows, columns, hidden, isolation, latch, lease_ttl, lock_wait_timeout, min_partitions, "
-         "native_read, partition_target_bytes, region_wait_timeout, schema, server, snapshot_ts, store, table, upstream")
+         "native_read, partition_target_bytes, region_wait_timeout, schema, server, snapshot_ts, store, table, token, "
+         "token_file, upstream")
 ERRORS = [
     ("typos", "IllegalArgumentException", "unknown options 'isolaton' (did you mean 'isolation'?), 'snapshotts' "
                                           f"(did you mean 'snapshot_ts'?); theflash reads take: {KNOWN}"),
@@ -306,10 +307,10 @@ def test_a_dataframe_loaded_without_a_ts_reads_one_snapshot_in_every_query_made_
     assert " snapshot_ts=" in plan, plan
 
 
-def test_the_jvm_connector_takes_the_python_sources_options_and_server() -> None:
+def test_the_jvm_connector_takes_the_python_sources_options_and_its_service_ones() -> None:
     from pyspark_theflash.scan.options import OPTION_DOCS
 
-    assert KNOWN.split(", ") == sorted([name for name, _, _ in OPTION_DOCS] + ["server"])
+    assert KNOWN.split(", ") == sorted([name for name, _, _ in OPTION_DOCS] + ["server", "token", "token_file"])
 
 
 def jvm_counts(spark: Any, server: str, ts: int) -> tuple[int, int, int]:

@@ -13,7 +13,8 @@ reads them with the JDK's HTTP client and the Arrow jars Spark ships).
 
 Errors answer ``{"error": {"code", "status", "message"}}`` with the status. A stream's status
 line is sent once its first batch is read, so a failing read still gets its 4xx/5xx; an error
-after that ends the chunked body without its last chunk (the client sees a truncated stream).
+after that ends the chunked body without the Arrow end-of-stream marker and without its last
+chunk (the client sees a truncated stream, never a clean end).
 """
 from __future__ import annotations
 
@@ -140,18 +141,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", ARROW_STREAM)
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            self._chunk(held.session.schema.serialize().to_pybytes())
             try:
+                self._chunk(held.session.schema.serialize().to_pybytes())
                 for batch in _chain(first, batches):
                     self._chunk(batch.serialize().to_pybytes())
             except _ClientGone:
                 raise
-            except Exception as exc:  # the status is sent: end the body without its last chunk
+            except Exception as exc:
+                # The status is sent, so no error response can follow: the body ends without the
+                # Arrow end-of-stream marker and without its last chunk, and the connection
+                # closes. A client sees a truncated stream, never a clean end.
                 self.service.failed(exc, FRONTEND)
                 log.warning("stream %d of session %s failed mid-way: %s", n, session_id, exc)
                 self.close_connection = True
                 return
-            self._chunk(_EOS)
+            self._chunk(_EOS)  # sent only when every batch was
             self._write(b"0\r\n\r\n")
         finally:
             batches.close()  # type: ignore[attr-defined]

@@ -25,7 +25,7 @@ public final class ReadOptions implements Serializable {
   public static final List<String> PUBLIC = Collections.unmodifiableList(Arrays.asList(
       "server", "store", "table", "upstream", "latch", "snapshot_ts", "as_of", "isolation",
       "region_wait_timeout", "lock_wait_timeout", "lease_ttl", "batch_rows", "columns", "hidden",
-      "partition_target_bytes", "min_partitions", "schema", "native_read"));
+      "partition_target_bytes", "min_partitions", "schema", "native_read", "token", "token_file"));
   private static final List<String> ALSO = Arrays.asList("path", "paths", SESSION_SNAPSHOT);
   static final List<String> HIDDEN_READABLE = Arrays.asList("_tidb_rowid", "_tidb_commit_ts");
   // read option -> the read request's field (service/request.py OPTION_FIELDS)
@@ -49,11 +49,16 @@ public final class ReadOptions implements Serializable {
   public final List<String> columns;
   public final List<String> hidden;
   public final Map<String, String> requestOptions;
+  /** The options as given, less {@code token}: the token is in {@link #token} only. */
   public final Map<String, String> raw;
+  /** The read's bearer token (options token, token_file), or null: each JVM's THEFLASH_TOKEN then. */
+  final BearerToken token;
 
   private ReadOptions(Map<String, String> raw, String server, String table, Long snapshotTs, String asOf,
-      String isolation, List<String> columns, List<String> hidden, Map<String, String> requestOptions) {
+      String isolation, List<String> columns, List<String> hidden, Map<String, String> requestOptions,
+      BearerToken token) {
     this.raw = raw;
+    this.token = token;
     this.server = server;
     this.table = table;
     this.snapshotTs = snapshotTs;
@@ -76,6 +81,7 @@ public final class ReadOptions implements Serializable {
       }
     }
     refuseUnknown(opts.keySet());
+    BearerToken token = BearerToken.fromOptions(opts.remove("token"), opts.get("token_file"));
     String server = blankToNull(opts.getOrDefault("server", sessionServer));
     if (server == null) {
       throw new IllegalArgumentException("option \"server\" is required: the JVM connector reads through the "
@@ -123,7 +129,7 @@ public final class ReadOptions implements Serializable {
       }
     }
     return new ReadOptions(opts, server, table, snapshotTs, asOf, isolation, list(opts.get("columns")), hidden,
-        request);
+        request, token);
   }
 
   /**
@@ -137,7 +143,12 @@ public final class ReadOptions implements Serializable {
 
   /** The same read at another ts (SQL time travel: VERSION AS OF / TIMESTAMP AS OF). */
   public ReadOptions at(Long snapshotTs, String asOf) {
-    return new ReadOptions(raw, server, table, snapshotTs, asOf, isolation, columns, hidden, requestOptions);
+    return new ReadOptions(raw, server, table, snapshotTs, asOf, isolation, columns, hidden, requestOptions, token);
+  }
+
+  /** The service's HTTP client for this read (its server and bearer token). */
+  ServiceClient client() {
+    return new ServiceClient(server, token);
   }
 
   /** The read request (service/request.py) for these columns and this filter. */

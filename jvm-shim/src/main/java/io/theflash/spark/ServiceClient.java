@@ -23,9 +23,15 @@ public final class ServiceClient {
   private static volatile HttpClient shared;
 
   private final String server;
+  private final BearerToken token;
 
-  public ServiceClient(String server) {
+  /**
+   * {@code token}: the read's own bearer token (options token / token_file), or null to send this
+   * JVM's THEFLASH_TOKEN if it is set.
+   */
+  ServiceClient(String server, BearerToken token) {
     this.server = server.endsWith("/") ? server.substring(0, server.length() - 1) : server;
+    this.token = token;
   }
 
   public String server() {
@@ -100,10 +106,15 @@ public final class ServiceClient {
     }
   }
 
+  /** The token this client sends: the read's own, else this JVM's THEFLASH_TOKEN, else none (null). */
+  private BearerToken bearer() {
+    return token != null ? token : BearerToken.fromEnvironment();
+  }
+
   private <T> HttpResponse<T> send(HttpRequest.Builder request, HttpResponse.BodyHandler<T> handler) {
-    String token = System.getenv("THEFLASH_TOKEN");
-    if (token != null && !token.isEmpty()) {
-      request.header("Authorization", "Bearer " + token);
+    BearerToken bearer = bearer();
+    if (bearer != null) {
+      request.header("Authorization", bearer.header());
     }
     try {
       return http().send(request.build(), handler);
@@ -129,6 +140,13 @@ public final class ServiceClient {
       }
     } catch (IOException ignored) {
       // not JSON: keep the body as the message
+    }
+    if (status == 401) {
+      BearerToken sent = bearer();
+      message += sent == null
+          ? "; this read sent no token: give it with option token or token_file, or set " + BearerToken.ENVIRONMENT
+              + " on the driver and the executors"
+          : "; this read sent the bearer token from " + sent.source;
     }
     ServiceException e = new ServiceException(server, code, status, message);
     if (status == 400) {

@@ -6,11 +6,13 @@ import org.apache.spark.sql.connector.read.InputPartition;
 /** One stream of a read session: where an executor reads it. */
 final class StreamPartition implements InputPartition {
   final String server;
+  final String session;
   final String url;
   final int index;
 
-  StreamPartition(String server, String url, int index) {
+  StreamPartition(String server, String session, String url, int index) {
     this.server = server;
+    this.session = session;
     this.url = url;
     this.index = index;
   }

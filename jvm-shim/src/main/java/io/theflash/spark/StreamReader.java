@@ -1,5 +1,6 @@
 package io.theflash.spark;
 
+import java.io.FilterInputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
@@ -19,29 +20,37 @@ import org.apache.spark.sql.vectorized.ColumnarBatch;
  * Reads one stream: the Arrow IPC stream from the service, decoded by Arrow's
  * ArrowStreamReader into one VectorSchemaRoot that each batch reloads, handed to Spark as a
  * ColumnarBatch of ArrowColumnVectors over those same vectors (no row conversion).
+ *
+ * <p>A stream is whole only when it ends with Arrow's end-of-stream marker. Arrow's reader also
+ * ends quietly when the bytes stop at a message boundary, so the reader checks that the body
+ * did not run out first: a stream cut short fails with {@link StreamTruncatedException}.
  */
 final class StreamReader implements PartitionReader<ColumnarBatch> {
   private static final BufferAllocator ROOT = new RootAllocator(Long.MAX_VALUE);
 
+  private final StreamPartition partition;
   private final BufferAllocator allocator;
+  private final Body body;
   private final ArrowStreamReader reader;
   private final VectorSchemaRoot root;
   private final ColumnarBatch batch;
   private final long limit;
   private long rows;
 
-  StreamReader(StreamPartition partition, StructType readSchema, int limit) {
+  StreamReader(StreamPartition partition, StructType readSchema, int limit, BearerToken token) {
+    this.partition = partition;
     this.limit = limit < 0 ? Long.MAX_VALUE : limit;
     this.allocator = ROOT.newChildAllocator("theflash stream " + partition.url, 0, Long.MAX_VALUE);
-    InputStream in = null;
+    Body in = null;
     try {
-      in = new ServiceClient(partition.server).openStream(partition.url);
+      in = new Body(new ServiceClient(partition.server, token).openStream(partition.url));
+      this.body = in;
       this.reader = new ArrowStreamReader(in, allocator);
-      this.root = reader.getVectorSchemaRoot();
+      this.root = readSchemaMessage();
     } catch (IOException | RuntimeException e) {
       closeQuietly(in);
       allocator.close();
-      if (e instanceof IOException) throw new UncheckedIOException("theflash stream " + partition.url, (IOException) e);
+      if (e instanceof IOException) throw new UncheckedIOException(e.getMessage(), (IOException) e);
       throw (RuntimeException) e;
     }
     List<FieldVector> vectors = root.getFieldVectors();
@@ -57,9 +66,35 @@ final class StreamReader implements PartitionReader<ColumnarBatch> {
     this.batch = new ColumnarBatch(columns);
   }
 
+  private VectorSchemaRoot readSchemaMessage() throws IOException {
+    try {
+      return reader.getVectorSchemaRoot();
+    } catch (IOException e) {
+      throw truncated(e);
+    } catch (RuntimeException e) {
+      if (body.exhausted()) throw truncated(e);
+      throw e;
+    }
+  }
+
   @Override
   public boolean next() throws IOException {
-    if (rows >= limit || !reader.loadNextBatch()) {
+    if (rows >= limit) {
+      return false; // enough for the pushed limit: close() leaves the rest unread
+    }
+    boolean loaded;
+    try {
+      loaded = reader.loadNextBatch();
+    } catch (IOException e) {
+      throw truncated(e);
+    } catch (RuntimeException e) {
+      if (body.exhausted()) throw truncated(e); // Arrow's decoder tripping over the cut
+      throw e;
+    }
+    if (!loaded) {
+      if (!body.endedWithMarker()) {
+        throw truncated(null);
+      }
       return false;
     }
     int n = root.getRowCount();
@@ -69,6 +104,24 @@ final class StreamReader implements PartitionReader<ColumnarBatch> {
     rows += n;
     batch.setNumRows(n);
     return true;
+  }
+
+  /** The stream broke off: {@code cause} is the read's error, or null when the body just ended. */
+  private StreamTruncatedException truncated(Throwable cause) {
+    if (cause instanceof StreamTruncatedException) return (StreamTruncatedException) cause;
+    return new StreamTruncatedException(partition, rows, cause == null ? "the body ended without it" : why(cause), cause);
+  }
+
+  /** The messages of {@code cause} and its causes ("closed: EOF reached while reading"). */
+  private static String why(Throwable cause) {
+    StringBuilder out = new StringBuilder();
+    for (Throwable t = cause; t != null && out.length() < 500; t = t.getCause()) {
+      String m = t.getMessage() == null ? t.getClass().getSimpleName() : t.getMessage();
+      if (out.indexOf(m) >= 0) continue;
+      if (out.length() > 0) out.append(": ");
+      out.append(m);
+    }
+    return out.toString();
   }
 
   @Override
@@ -91,6 +144,64 @@ final class StreamReader implements PartitionReader<ColumnarBatch> {
       in.close();
     } catch (IOException ignored) {
       // already failing
+    }
+  }
+
+  /**
+   * The HTTP body as Arrow's reader consumes it (exactly the bytes each message needs, nothing
+   * ahead), remembering whether it ran out and its last four bytes. Arrow's reader returns no
+   * batch both at the end-of-stream marker (a message length of 0) and when the body ends at a
+   * message boundary; only the first is the stream's end.
+   */
+  static final class Body extends FilterInputStream {
+    private boolean exhausted;
+    private int last4; // the last four bytes read (older ones shift out)
+    private long count;
+
+    Body(InputStream in) {
+      super(in);
+    }
+
+    @Override
+    public int read() throws IOException {
+      int b = super.read();
+      if (b < 0) {
+        exhausted = true;
+      } else {
+        saw(b);
+      }
+      return b;
+    }
+
+    @Override
+    public int read(byte[] buf, int off, int len) throws IOException {
+      int n = super.read(buf, off, len);
+      if (n < 0) {
+        exhausted = true;
+      } else {
+        for (int i = Math.max(0, n - 4); i < n; i++) saw(buf[off + i] & 0xff);
+      }
+      return n;
+    }
+
+    @Override
+    public long skip(long n) throws IOException {
+      throw new IOException("an Arrow stream body is read, not skipped");
+    }
+
+    private void saw(int b) {
+      last4 = (last4 << 8) | b;
+      count++;
+    }
+
+    /** True once the body has no more bytes (read answered -1). */
+    boolean exhausted() {
+      return exhausted;
+    }
+
+    /** True when the last bytes read are a zero message length and the body had not run out. */
+    boolean endedWithMarker() {
+      return !exhausted && count >= 4 && last4 == 0;
     }
   }
 }

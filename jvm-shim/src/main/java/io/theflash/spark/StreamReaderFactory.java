@@ -11,10 +11,12 @@ import org.apache.spark.sql.vectorized.ColumnarBatch;
 final class StreamReaderFactory implements PartitionReaderFactory {
   private final StructType readSchema;
   private final int limit;
+  private final BearerToken token; // the read's own token (null: each executor's THEFLASH_TOKEN)
 
-  StreamReaderFactory(StructType readSchema, int limit) {
+  StreamReaderFactory(StructType readSchema, int limit, BearerToken token) {
     this.readSchema = readSchema;
     this.limit = limit;
+    this.token = token;
   }
 
   @Override
@@ -24,7 +26,7 @@ final class StreamReaderFactory implements PartitionReaderFactory {
 
   @Override
   public PartitionReader<ColumnarBatch> createColumnarReader(InputPartition partition) {
-    return new StreamReader((StreamPartition) partition, readSchema, limit);
+    return new StreamReader((StreamPartition) partition, readSchema, limit, token);
   }
 
   @Override

@@ -60,7 +60,7 @@ public final class TheFlashCatalog implements TableCatalog, SupportsNamespaces {
   }
 
   private ServiceClient client() {
-    return new ServiceClient(options(null).server);
+    return options(null).client();
   }
 
   private ReadOptions options(String table) {

@@ -43,7 +43,7 @@ final class TheFlashScan implements Scan, SupportsReportStatistics, Batch {
     if (session == null) {
       List<String> columns = new ArrayList<>();
       for (String c : readSchema.fieldNames()) columns.add(c);
-      ServiceClient client = new ServiceClient(options.server);
+      ServiceClient client = options.client();
       ReadOptions read = options;
       Long settled = snapshot == null ? null : snapshot.ts();
       if (settled != null) read = options.at(settled, null);
@@ -116,13 +116,13 @@ final class TheFlashScan implements Scan, SupportsReportStatistics, Batch {
     ReadSession s = session();
     InputPartition[] parts = new InputPartition[s.streamUrls.size()];
     for (int i = 0; i < parts.length; i++) {
-      parts[i] = new StreamPartition(options.server, s.streamUrls.get(i), i);
+      parts[i] = new StreamPartition(options.server, s.id, s.streamUrls.get(i), i);
     }
     return parts;
   }
 
   @Override
   public PartitionReaderFactory createReaderFactory() {
-    return new StreamReaderFactory(readSchema, limit);
+    return new StreamReaderFactory(readSchema, limit, options.token);
   }
 }

@@ -34,7 +34,7 @@ public final class TheFlashTableProvider
   }
 
   static StructType schema(ReadOptions options) {
-    ServiceClient client = new ServiceClient(options.server);
+    ServiceClient client = options.client();
     if (options.schemaAsOf()) {
       // the table as it was at ts: the session knows that schema
       com.fasterxml.jackson.databind.JsonNode opened = client.openSession(options.request(null, null));
