@@ -200,7 +200,7 @@ def split_native(plan: Any, needed: Sequence[str]) -> NativeSplit:
                 vector = None
                 if files is not None and not clean:
                     # merge-on-read: the part minus a deletion vector, the deltas' newer rows
-                    vector = deletion_vector(part, deltas, table, ts, (lo, hi), plan.store)
+                    vector = deletion_vector(part, deltas, table, ts, (lo, hi), plan.store, cache_deltas=True)
                     if vector is None:
                         files = None  # the vector would cover most of the part: read it whole
                 if files is None:

@@ -165,7 +165,7 @@ def delta_halves_frame(spark: Any, plan: Any, split: NativeSplit, columns: Seque
                for half in split.delta_halves
                for batch in superseding_rows(half.superseded, half.deltas, plan.table_info, plan.ts,
                                              (half.lo, half.hi), list(columns) if columns is not None else None,
-                                             None, tuple(hidden), plan.store, 1 << 30)]
+                                             None, tuple(hidden), plan.store, 1 << 30, cache_deltas=True)]
     return spark.createDataFrame(pa.Table.from_batches(batches, schema=expected), schema=target)
 
 

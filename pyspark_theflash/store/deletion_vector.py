@@ -165,11 +165,14 @@ def _clip(handle_range: HandleRange, lo: Any, hi: Any) -> tuple[Any, Any]:
 
 
 def deletion_vector(stable: PartRef, deltas: Sequence[PartRef], table: "TableInfo", ts: int,
-                    handle_range: HandleRange, root: str | Path) -> DeletionVector | None:
+                    handle_range: HandleRange, root: str | Path, cache_deltas: bool = False) -> DeletionVector | None:
     """The deletion vector of ``stable`` at ts in ``handle_range`` beside ``deltas``, or None
-    when it would cover more than ``MAX_VECTOR_SHARE`` of the stable part (read it whole)."""
+    when it would cover more than ``MAX_VECTOR_SHARE`` of the stable part (read it whole).
+    ``cache_deltas``: keep the delta files open in this process (``store.read``), for a driver
+    that plans many reads of a table under live writes."""
     handle_type = pa.binary() if table.is_common_handle else pa.int64()
-    reader = PartsReader(Path(root), table, ts, handle_range, [], None, (), 1 << 30)  # hidden columns only
+    reader = PartsReader(Path(root), table, ts, handle_range, [], None, (), 1 << 30,  # hidden columns only
+                         cache_deltas=cache_deltas)
     tables = [t for t in (reader.visible_versions(p) for p in deltas) if t.num_rows]
     touched = (pa.concat_tables(tables) if len(tables) > 1 else tables[0]) if tables else None
     if stable.single_version and touched is None:
@@ -233,12 +236,14 @@ def read_superseding(stable: PartRef, deltas: Sequence[PartRef], table: "TableIn
 
 def superseding_rows(superseded: pa.Array, deltas: Sequence[PartRef], table: "TableInfo", ts: int,
                      handle_range: HandleRange, columns: Sequence[str] | None, predicate: "Expr | None",
-                     hidden: Sequence[str], root: str | Path, batch_rows: int) -> Iterator[pa.RecordBatch]:
+                     hidden: Sequence[str], root: str | Path, batch_rows: int,
+                     cache_deltas: bool = False) -> Iterator[pa.RecordBatch]:
     """The newest visible delta version of each of the ``superseded`` handles (a vector's), none
     for a delete mark, filtered by ``predicate``."""
     if len(superseded) == 0:
         return
-    reader = PartsReader(Path(root), table, ts, handle_range, columns, predicate, hidden, batch_rows)
+    reader = PartsReader(Path(root), table, ts, handle_range, columns, predicate, hidden, batch_rows,
+                         cache_deltas=cache_deltas)
     tables = [t for t in (reader.visible_versions(p) for p in deltas) if t.num_rows]
     versions = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     versions = versions.filter(pc.is_in(versions.column(ROWID), value_set=superseded))

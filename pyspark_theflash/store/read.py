@@ -25,6 +25,8 @@ version that matches come back to life. Pruning follows the same rule:
 """
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
@@ -139,11 +141,42 @@ def _outside_tombstones(handles: pa.ChunkedArray | pa.Array, tombstones: Sequenc
     return keep
 
 
+# Delta files opened (memory-mapped) by readers that ask for it, kept per process: merge-on-read
+# plans under live writes open the same few dozen small deltas for every query. Bounded by the
+# files' bytes, least recently used out first. A cached map keeps a deleted file's pages until
+# it is dropped, so only the driver-side planning of native reads asks for it (never the writer).
+DELTA_CACHE_BYTES = 128 << 20
+_delta_cache: "OrderedDict[str, tuple[pa.Table, int]]" = OrderedDict()
+_delta_cache_bytes = 0
+_delta_cache_lock = threading.Lock()
+
+
+def _cached_ipc(path: Path) -> pa.Table:
+    global _delta_cache_bytes
+    key = str(path)
+    with _delta_cache_lock:
+        hit = _delta_cache.get(key)
+        if hit is not None:
+            _delta_cache.move_to_end(key)
+            return hit[0]
+    source = pa.memory_map(key)
+    table, size = ipc.open_file(source).read_all(), source.size()
+    with _delta_cache_lock:
+        if key not in _delta_cache and size <= DELTA_CACHE_BYTES:
+            _delta_cache[key] = (table, size)
+            _delta_cache_bytes += size
+            while _delta_cache_bytes > DELTA_CACHE_BYTES:
+                _old, (_t, dropped) = _delta_cache.popitem(last=False)
+                _delta_cache_bytes -= dropped
+    return table
+
+
 class PartsReader:
     def __init__(self, root: Path, table: "TableInfo", ts: int, handle_range: HandleRange,
                  columns: Sequence[str] | None, predicate: Expr | None, hidden: Sequence[str],
-                 batch_rows: int) -> None:
+                 batch_rows: int, cache_deltas: bool = False) -> None:
         self.root = root
+        self.cache_deltas = cache_deltas
         self.table = table
         self.ts = ts
         self.lo, self.hi = handle_range
@@ -237,6 +270,8 @@ class PartsReader:
         path = self.root / part.path
         try:
             # Memory-mapped: the table's buffers are the file's pages (nothing is copied).
+            if self.cache_deltas:
+                return _cached_ipc(path).select(list(columns))
             return ipc.open_file(pa.memory_map(str(path))).read_all().select(list(columns))
         except FileNotFoundError as exc:
             raise PartFileError(str(path), "missing (deleted while a reader without a lease "
