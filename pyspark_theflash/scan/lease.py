@@ -2,9 +2,11 @@
 
 The latch service pins the snapshot ts (and the parts a plan lists) against GC and file
 deletion for the lease's TTL. A :class:`ReadLease` renews it every third of the TTL from a
-daemon thread (a late renewal still succeeds while the store has deleted none of the files the
-lease pinned: the store keeps removed files ``removed_file_retention_s`` past their last pin) that holds its owner only weakly, so the renewals stop when the plan is closed
+daemon thread that holds its owner only weakly, so the renewals stop when the plan is closed
 or garbage collected, and the lease then expires on its own — as it does when the driver dies.
+A renewal that comes late (a stalled process) still succeeds while the store has deleted none
+of the files the lease pinned; the store keeps removed files ``removed_file_retention_s`` past
+their last pin for that.
 """
 from __future__ import annotations
 

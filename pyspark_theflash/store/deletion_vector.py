@@ -29,8 +29,6 @@ with :func:`read_superseding`.
 """
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -41,6 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pyspark_theflash.store.keyspace import HandleRange
+from pyspark_theflash.store.lru import BytesLRU
 from pyspark_theflash.store.read import PartRef, PartsReader, newest_visible
 from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, ROWID, same_as_previous
 
@@ -110,34 +109,22 @@ def _stable_versions(reader: PartsReader, stable: PartRef, root: str | Path, lo:
 
 # The (handle, commit ts) columns of one-version int-handle stable parts, kept per process: a
 # part file never changes, and under live writes every plan computes a vector against the same
-# few stable parts. Bounded by bytes (16 per row), least recently used out first.
+# few stable parts. 16 bytes a row.
 HANDLE_INDEX_CACHE_BYTES = 256 << 20
-_index_cache: "OrderedDict[str, tuple[np.ndarray, np.ndarray] | None]" = OrderedDict()
-_index_cache_bytes = 0
-_index_lock = threading.Lock()
+_handle_indexes: "BytesLRU[tuple[np.ndarray, np.ndarray] | None]" = BytesLRU(HANDLE_INDEX_CACHE_BYTES)
 
 
 def _handle_index(path: str) -> tuple[np.ndarray, np.ndarray] | None:
     """A one-version int-handle part's handles (ascending) and their commit ts, or None when
     the file's handles are not strictly ascending (then the row-group read is used)."""
-    global _index_cache_bytes
-    with _index_lock:
-        if path in _index_cache:
-            _index_cache.move_to_end(path)
-            return _index_cache[path]
-    t = pq.read_table(path, columns=[ROWID, COMMIT_TS])
-    rowids = t.column(ROWID).to_numpy()
-    commit_ts = t.column(COMMIT_TS).to_numpy()
-    index = (rowids, commit_ts) if len(rowids) < 2 or bool(np.all(rowids[1:] > rowids[:-1])) else None
-    size = 16 * len(rowids)
-    with _index_lock:
-        if path not in _index_cache and size <= HANDLE_INDEX_CACHE_BYTES:
-            _index_cache[path] = index
-            _index_cache_bytes += size
-            while _index_cache_bytes > HANDLE_INDEX_CACHE_BYTES:
-                _old, dropped = _index_cache.popitem(last=False)
-                _index_cache_bytes -= 0 if dropped is None else 16 * len(dropped[0])
-    return index
+    def load() -> tuple[tuple[np.ndarray, np.ndarray] | None, int]:
+        t = pq.read_table(path, columns=[ROWID, COMMIT_TS])
+        rowids = t.column(ROWID).to_numpy()
+        commit_ts = t.column(COMMIT_TS).to_numpy()
+        ascending = len(rowids) < 2 or bool(np.all(rowids[1:] > rowids[:-1]))
+        return ((rowids, commit_ts) if ascending else None), 16 * len(rowids)
+
+    return _handle_indexes.get(path, load)
 
 
 def _stable_versions_of(reader: PartsReader, stable: PartRef, root: str | Path,

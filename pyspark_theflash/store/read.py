@@ -25,8 +25,6 @@ version that matches come back to life. Pruning follows the same rule:
 """
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
@@ -38,6 +36,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from pyspark_theflash.store.errors import PartFileError
+from pyspark_theflash.store.lru import BytesLRU
 from pyspark_theflash.store.predicate import ColumnStats, Expr, merge_stats
 from pyspark_theflash.store.txn_merge_tree import (
     COMMIT_TS,
@@ -142,33 +141,19 @@ def _outside_tombstones(handles: pa.ChunkedArray | pa.Array, tombstones: Sequenc
 
 
 # Delta files opened (memory-mapped) by readers that ask for it, kept per process: merge-on-read
-# plans under live writes open the same few dozen small deltas for every query. Bounded by the
-# files' bytes, least recently used out first. A cached map keeps a deleted file's pages until
-# it is dropped, so only the driver-side planning of native reads asks for it (never the writer).
+# plans under live writes open the same few dozen small deltas for every query. A cached map
+# keeps a deleted file's pages until it is dropped, so only the driver-side planning of native
+# reads asks for it (never the writer).
 DELTA_CACHE_BYTES = 128 << 20
-_delta_cache: "OrderedDict[str, tuple[pa.Table, int]]" = OrderedDict()
-_delta_cache_bytes = 0
-_delta_cache_lock = threading.Lock()
+_open_deltas: "BytesLRU[pa.Table]" = BytesLRU(DELTA_CACHE_BYTES)
 
 
 def _cached_ipc(path: Path) -> pa.Table:
-    global _delta_cache_bytes
-    key = str(path)
-    with _delta_cache_lock:
-        hit = _delta_cache.get(key)
-        if hit is not None:
-            _delta_cache.move_to_end(key)
-            return hit[0]
-    source = pa.memory_map(key)
-    table, size = ipc.open_file(source).read_all(), source.size()
-    with _delta_cache_lock:
-        if key not in _delta_cache and size <= DELTA_CACHE_BYTES:
-            _delta_cache[key] = (table, size)
-            _delta_cache_bytes += size
-            while _delta_cache_bytes > DELTA_CACHE_BYTES:
-                _old, (_t, dropped) = _delta_cache.popitem(last=False)
-                _delta_cache_bytes -= dropped
-    return table
+    def load() -> tuple[pa.Table, int]:
+        source = pa.memory_map(str(path))
+        return ipc.open_file(source).read_all(), source.size()
+
+    return _open_deltas.get(str(path), load)
 
 
 class PartsReader:
