@@ -170,6 +170,15 @@ def test_a_live_lease_blocks_file_deletion_until_released_or_expired(store: Stor
         store.leases.renew(short.id, 60)
 
 
+def test_lease_ids_are_never_handed_out_twice(store: Store) -> None:
+    first = store.leases.acquire(0, 60, "a")
+    store.leases.release(first.id)
+    second = store.leases.acquire(0, 60, "b")
+    assert second.id > first.id  # a late release of the first must not free the second
+    store.leases.release(first.id)
+    assert [x.id for x in store.leases.live()] == [second.id]
+
+
 def test_removed_files_outlive_their_last_pin_by_the_retention(tmp_path: Path) -> None:
     s = Store.open(tmp_path / "s", options=StoreOptions(removed_file_retention_s=1.0))
     s.put_schema(DB, T.to_json())

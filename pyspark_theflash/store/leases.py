@@ -17,6 +17,9 @@ from pyspark_theflash.store import manifest as mf
 from pyspark_theflash.store.errors import LeaseBelowSafePointError, LeaseNotFoundError
 
 
+LAST_LEASE_ID = "last_lease_id"  # meta: the last lease id handed out
+
+
 @dataclass(frozen=True)
 class Lease:
     id: int
@@ -52,10 +55,13 @@ class Leases:
                 raise LeaseBelowSafePointError(ts, safe_point)
             version = mf.current_version(conn)
             expires = self._clock() + ttl_s
-            cur = conn.execute(
-                "INSERT INTO leases(ts, manifest_version, holder, expires_at) VALUES (?,?,?,?)",
-                (int(ts), version, holder, expires))
-            lease_id = int(cur.lastrowid or 0)
+            # Ids are never reused (SQLite would hand out a deleted row's id again): a holder
+            # late to renew or release its expired lease must not touch another reader's.
+            last = conn.execute("SELECT COALESCE(MAX(lease_id), 0) FROM leases").fetchone()[0]
+            lease_id = max(int(mf.get_meta(conn, LAST_LEASE_ID, 0)), int(last)) + 1
+            mf.set_meta(conn, LAST_LEASE_ID, lease_id)
+            conn.execute("INSERT INTO leases(lease_id, ts, manifest_version, holder, expires_at) VALUES (?,?,?,?,?)",
+                         (lease_id, int(ts), version, holder, expires))
         return Lease(lease_id, int(ts), version, holder, expires)
 
     def renew(self, lease_id: int, ttl_s: float, late_ok: bool = False) -> Lease:
