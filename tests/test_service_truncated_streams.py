@@ -1,21 +1,26 @@
 """A stream cut short never reads as a short table in Python either.
 
-An HTTP client reading through ``service.stream_body`` (the tests' ``HttpReader`` and the
-ClickHouse engine's read through the writer's service) gets ``StreamTruncatedError`` naming the
-session, the stream and the rows read so far, whether the real service's engine fails
-mid-stream (the chunked body ends without its last chunk) or a server closes a body at a batch
-boundary, inside a batch or inside the end marker — which pyarrow's stream reader alone reads as
-a clean end — and reads whole streams whole, chunked or not.
+* A Flight client reading a stream whose engine fails after some batches gets a Flight error
+  whose message names the error code, the session, the stream and the rows sent — after exactly
+  the batches sent, never a clean end with fewer rows.
+* An HTTP client reading through ``service.stream_body`` (the tests' ``HttpReader`` and the
+  ClickHouse engine's read through the writer's service) gets ``StreamTruncatedError`` naming
+  the session, the stream and the rows read so far, whether the real service's engine fails
+  mid-stream (the chunked body ends without its last chunk) or a server closes a body at a
+  batch boundary, inside a batch or inside the end marker — which pyarrow's stream reader alone
+  reads as a clean end — and reads whole streams whole, chunked or not.
 
 The JVM connector's side of the same cuts is tests/test_jvm_truncated_streams.py.
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Iterator
 
 import pyarrow as pa
+import pyarrow.flight as flight
 import pytest
 
 from cut_streams import (CUTS, LOOP_TABLE, ROWS, TABLE, WHOLE, LoopbackService, StreamFailsMidWay,
@@ -25,7 +30,7 @@ from pyspark_theflash.engine.clickhouse.stream_read import read_through_service
 from pyspark_theflash.scan.session import open_read_session, read_stream
 from pyspark_theflash.service import RunningService
 from pyspark_theflash.service.stream_body import StreamTruncatedError
-from service_client import HttpReader
+from service_client import FlightReader, HttpReader
 
 
 def truncation(message: str, url: str, session: str, n: int) -> int:
@@ -56,6 +61,41 @@ def stream_1_fails(failing: tuple[FlashRig, StreamFailsMidWay, RunningService]) 
 
 
 REQUEST = {"table": TABLE, "min_streams": 2, "batch_rows": 50}
+
+
+def test_a_flight_read_of_a_stream_failing_mid_way_ends_with_a_flight_error_naming_it(
+        failing: tuple[FlashRig, StreamFailsMidWay, RunningService], stream_1_fails: StreamFailsMidWay) -> None:
+    _, engine, running = failing
+    service = running.service
+    reader = FlightReader(running.flight_location)
+    try:
+        info = reader.info(REQUEST)
+        session = json.loads(info.app_metadata)["id"]
+        assert len(info.endpoints) == 2
+        aborted = service.metrics.value("theflash_service_streams_aborted_total", frontend="flight")
+        stream = reader.client.do_get(info.endpoints[1].ticket, reader.options)
+        received = 0
+        with pytest.raises(flight.FlightInternalError) as caught:
+            while True:
+                received += stream.read_chunk().data.num_rows  # StopIteration would be a clean end: a failure
+        assert engine.session == session and engine.rows_sent == 50
+        assert received == engine.rows_sent  # the batches sent arrive, then the error
+        assert str(caught.value).startswith(
+            f"internal: stream 1 of read session {session} failed after 50 rows were sent, which are not the whole "
+            "stream: OSError: stream 1: a part file vanished mid-read (test fault)")
+        body = json.loads(caught.value.extra_info)["error"]
+        assert (body["code"], body["status"]) == ("internal", 500)
+        assert body["message"].startswith(f"stream 1 of read session {session} failed after 50 rows")
+        with pytest.raises(flight.FlightInternalError, match=f"^internal: stream 1 of read session {session} failed"):
+            reader.client.do_get(info.endpoints[1].ticket, reader.options).read_all()  # read_all too
+        assert service.metrics.value("theflash_service_streams_aborted_total", frontend="flight") == aborted + 2
+
+        engine.stream = None  # the service serves on: the same session's stream reads whole now
+        table = pa.concat_tables([reader.client.do_get(e.ticket, reader.options).read_all() for e in info.endpoints])
+        assert sorted(table.column("id").to_pylist()) == list(range(ROWS))
+        reader.action("release", {"session": session})
+    finally:
+        reader.close()
 
 
 def test_an_http_read_of_a_stream_failing_mid_way_raises_stream_truncated_naming_it(
