@@ -2,6 +2,7 @@
 with pyarrow.flight and the standard library's HTTP client."""
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 from typing import Any
@@ -10,7 +11,7 @@ from urllib.parse import urlparse
 import pyarrow as pa
 import pyarrow.flight as flight
 
-ARROW_EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # Arrow IPC end-of-stream marker
+from pyspark_theflash.service.stream_body import read_stream_body
 
 
 class FlightReader:
@@ -46,13 +47,14 @@ class HttpReader:
         self.host, self.port = parsed.hostname or "127.0.0.1", int(parsed.port or 80)
         self.token = token
 
+    def _headers(self, token: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token or self.token}"} if token or self.token else {}
+
     def request(self, method: str, path: str, body: Any = None, raw: bytes | None = None,
                 token: str | None = None) -> tuple[int, dict[str, str], bytes]:
         conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
         try:
-            headers = {}
-            if token or self.token:
-                headers["Authorization"] = f"Bearer {token or self.token}"
+            headers = self._headers(token)
             data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
             if data is not None:
                 headers["Content-Type"] = "application/json"
@@ -73,18 +75,25 @@ class HttpReader:
         return self.read_session(session)
 
     def read_session(self, session: dict[str, Any]) -> tuple[pa.Table, dict[str, Any]]:
-        """Every stream of an opened session (``POST /v1/read-sessions``'s answer); released after."""
-        schema = pa.ipc.read_schema(pa.py_buffer(__import__("base64").b64decode(session["arrow_schema"])))
+        """Every stream of an opened session (``POST /v1/read-sessions``'s answer); released after.
+        A stream cut short raises the package's ``StreamTruncatedError`` (service/stream_body.py)."""
+        schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(session["arrow_schema"])))
         try:
-            tables = []
-            for stream in session["streams"]:
-                # a truncated chunked body raises http.client.IncompleteRead here
-                status, headers, data = self.request("GET", stream["url"])
-                assert status == 200 and headers["content-type"] == "application/vnd.apache.arrow.stream", data[:200]
-                # pyarrow's reader also ends quietly where the bytes stop at a message boundary:
-                # a whole stream is one that ends with the end-of-stream marker
-                assert data.endswith(ARROW_EOS), f"stream {stream['url']} ends without the Arrow end-of-stream marker"
-                tables.append(pa.ipc.open_stream(data).read_all())
+            tables = [pa.Table.from_batches(self.read_stream(session["id"], s["index"], s["url"]), schema=schema)
+                      for s in session["streams"]]
         finally:
             assert self.request("DELETE", f"/v1/read-sessions/{session['id']}")[0] == 204
         return (pa.concat_tables(tables) if tables else schema.empty_table()), session
+
+    def read_stream(self, session: str, n: int, path: str) -> list[pa.RecordBatch]:
+        """The batches of stream ``n`` of ``session`` (at ``path``), read as they arrive."""
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+        try:
+            conn.request("GET", path, headers=self._headers())
+            resp = conn.getresponse()
+            if resp.status != 200:
+                raise AssertionError(f"GET {path}: {resp.status} {resp.read()[:200]!r}")
+            assert resp.getheader("Content-Type") == "application/vnd.apache.arrow.stream"
+            return list(read_stream_body(resp, session=session, stream=n, url=f"http://{self.host}:{self.port}{path}"))
+        finally:
+            conn.close()

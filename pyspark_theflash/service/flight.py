@@ -7,7 +7,8 @@
   and answers one endpoint per stream (ticket ``{"session": id, "stream": n}``, this server's
   location), the schema, estimated records and bytes, and the session as JSON in
   ``app_metadata``.
-* ``do_get(ticket)``: the stream's record batches. A ticket ``{"sql": "SELECT ...", "snapshot_ts": ts}``
+* ``do_get(ticket)``: the stream's record batches; a read failing mid-stream ends the call with
+  a Flight error naming the stream and the rows sent (never a clean end). A ticket ``{"sql": "SELECT ...", "snapshot_ts": ts}``
   (ts optional) runs a whole query at one snapshot ts in the store's engine (the ClickHouse
   engine: ``theflash sql``) and streams its result.
 * actions ``renew`` / ``release`` (body ``{"session": id}``), ``flush`` (body ``{}`` or
@@ -116,15 +117,24 @@ class FlightService(flight.FlightServerBase):
             batches = self.service.sessions.stream(session_id, n, FRONTEND)
         except Exception as exc:
             raise flight_error(self.service.failed(exc, FRONTEND)) from None
-        return flight.GeneratorStream(held.session.schema, self._guarded(batches))
+        return flight.GeneratorStream(held.session.schema, self._guarded(batches, session_id, n))
 
-    def _guarded(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        """The batches; an error while reading becomes a Flight error with the service's code
-        (the client's read fails with it); closing early frees the stream."""
+    def _guarded(self, batches: Iterator[pa.RecordBatch], session_id: str, n: int) -> Iterator[pa.RecordBatch]:
+        """The batches; an error while reading becomes a Flight error with the service's code,
+        naming the stream and the rows sent before it: the client's read fails with it (gRPC
+        delivers the batches sent, then the error), never ends cleanly short. Closing early
+        frees the stream."""
+        rows = 0
         try:
-            yield from batches
+            for batch in batches:
+                yield batch
+                rows += batch.num_rows
         except Exception as exc:
-            raise flight_error(self.service.failed(exc, FRONTEND)) from None
+            err = self.service.failed(exc, FRONTEND)
+            log.warning("stream %d of session %s failed mid-way: %s", n, session_id, err.message)
+            raise flight_error(ServiceError(
+                f"stream {n} of read session {session_id} failed after {rows} rows were sent, which are not the "
+                f"whole stream: {err.message}", code=err.code, status=err.status)) from None
         finally:
             batches.close()  # type: ignore[attr-defined]
 

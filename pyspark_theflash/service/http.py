@@ -31,12 +31,12 @@ import pyarrow as pa
 from pyspark_theflash.service.core import ReadService
 from pyspark_theflash.service.errors import BadRequestError, ServiceError
 from pyspark_theflash.service.request import MAX_REQUEST_BYTES, ReadRequest
+from pyspark_theflash.service.stream_body import ARROW_EOS
 
 log = logging.getLogger("theflash.service.http")
 FRONTEND = "http"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 STREAM_URL = "/v1/read-sessions/{id}/streams/{n}"
-_EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # Arrow IPC end-of-stream marker
 _SESSION = re.compile(r"^/v1/read-sessions/([0-9a-f]{1,64})$")
 _RENEW = re.compile(r"^/v1/read-sessions/([0-9a-f]{1,64})/renew$")
 _STREAM = re.compile(r"^/v1/read-sessions/([0-9a-f]{1,64})/streams/([0-9]{1,9})$")
@@ -155,7 +155,7 @@ class _Handler(BaseHTTPRequestHandler):
                 log.warning("stream %d of session %s failed mid-way: %s", n, session_id, exc)
                 self.close_connection = True
                 return
-            self._chunk(_EOS)  # sent only when every batch was
+            self._chunk(ARROW_EOS)  # sent only when every batch was
             self._write(b"0\r\n\r\n")
         finally:
             batches.close()  # type: ignore[attr-defined]

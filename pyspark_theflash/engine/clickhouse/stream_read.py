@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import http.client
 import json
+import logging
 import os
 import threading
 from pathlib import Path
@@ -27,6 +28,7 @@ from pyspark_theflash.engine.clickhouse.errors import ClickHouseDirectoryBusyErr
 from pyspark_theflash.engine.clickhouse.snapshot_read import read_snapshot
 from pyspark_theflash.engine.clickhouse.tables import ClickHouseTables
 
+log = logging.getLogger(__name__)
 _LOCAL = threading.Lock()
 SERVICE_FILE = "service.json"
 
@@ -119,43 +121,65 @@ def read_clickhouse_partition(p: Any, directory: chdir.ClickHouseDirectory | Non
 
 def read_through_service(p: Any, url: str) -> Iterator[pa.RecordBatch]:
     """The partition's rows from the service of the process that owns the store's ClickHouse
-    directory: a session at the partition's ts over exactly its handle ranges."""
+    directory: a session at the partition's ts over exactly its handle ranges. A stream whose
+    body ends before Arrow's end-of-stream marker (the service failed mid-stream, stopped, or the
+    connection was cut) raises ``StreamTruncatedError``: never fewer rows than the partition has."""
     from urllib.parse import urlparse
 
-    import pyarrow.ipc as ipc
-
     from pyspark_theflash.scan.options import format_handle_ranges
+    from pyspark_theflash.service.stream_body import read_stream_body
 
     columns = list(p.columns) if p.columns is not None else [c.name for c in _table_columns(p)]
     request = {"table": p.table, "snapshot_ts": int(p.ts), "columns": columns + list(p.hidden),
                "handle_ranges": format_handle_ranges([(r.lo, r.hi) for r in p.ranges]),
                "batch_rows": int(p.batch_rows)}
     where = urlparse(url)
-    conn = http.client.HTTPConnection(where.hostname or "127.0.0.1", where.port or 80, timeout=600)
+    host, port = where.hostname or "127.0.0.1", where.port or 80
+    # one connection per request: a stream cut mid-way leaves its connection unusable
+    conn = http.client.HTTPConnection(host, port, timeout=600)
     try:
         conn.request("POST", "/v1/read-sessions", body=json.dumps(request),
                      headers={"Content-Type": "application/json"})
         response = conn.getresponse()
         body = response.read()
-        if response.status != 201:
-            raise ClickHouseEngineError(f"the service at {url} (the process owning {p.store}'s ClickHouse directory) "
-                                        f"refused a read of {p.table} at ts {p.ts}: {response.status} {body[:500]!r}")
-        session = json.loads(body)
-        batches: list[pa.RecordBatch] = []
-        try:
-            for n in range(len(session["streams"])):
-                conn.request("GET", f"/v1/read-sessions/{session['id']}/streams/{n}")
-                response = conn.getresponse()
-                data = response.read()
-                if response.status != 200:
-                    raise ClickHouseEngineError(f"stream {n} of a read session of {url}: {response.status} {data[:500]!r}")
-                batches.extend(ipc.open_stream(data))
-        finally:
-            conn.request("DELETE", f"/v1/read-sessions/{session['id']}")
-            conn.getresponse().read()
     finally:
         conn.close()
+    if response.status != 201:
+        raise ClickHouseEngineError(f"the service at {url} (the process owning {p.store}'s ClickHouse directory) "
+                                    f"refused a read of {p.table} at ts {p.ts}: {response.status} {body[:500]!r}")
+    session = json.loads(body)
+    batches: list[pa.RecordBatch] = []
+    try:
+        for stream in session["streams"]:
+            conn = http.client.HTTPConnection(host, port, timeout=600)
+            try:
+                conn.request("GET", stream["url"])
+                response = conn.getresponse()
+                if response.status != 200:
+                    raise ClickHouseEngineError(f"stream {stream['index']} of read session {session['id']} of {url}: "
+                                                f"{response.status} {response.read()[:500]!r}")
+                batches.extend(read_stream_body(response, session=session["id"], stream=int(stream["index"]),
+                                                url=url.rstrip("/") + stream["url"]))
+            finally:
+                conn.close()
+    finally:
+        _release(host, port, session["id"])
+    # the session is released before the rows are handed on (a slow consumer holds no lease)
     yield from batches
+
+
+def _release(host: str, port: int, session_id: str) -> None:
+    """Release a read session of the service; if that fails (the service gone), its lease
+    expires by its TTL, and the read's own outcome is what the caller sees."""
+    conn = http.client.HTTPConnection(host, port, timeout=60)
+    try:
+        conn.request("DELETE", f"/v1/read-sessions/{session_id}")
+        conn.getresponse().read()
+    except (http.client.HTTPException, OSError) as exc:
+        log.warning("releasing read session %s of the service at %s:%d failed (%s); its lease expires by its TTL",
+                    session_id, host, port, exc)
+    finally:
+        conn.close()
 
 
 def _table_columns(p: Any) -> list[Any]:
