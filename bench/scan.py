@@ -183,7 +183,7 @@ def arrow_stream_rate(server: str, ts: int) -> tuple[float, int]:
     """Rows/s of one session's Arrow streams read over HTTP by pyarrow, one after another; and the rows."""
     import urllib.request
 
-    import pyarrow as pa
+    from pyspark_theflash.service.stream_body import read_stream_body
 
     body = json.dumps({"table": TABLE, "snapshot_ts": ts}).encode()
     request = urllib.request.Request(server + "/v1/read-sessions", data=body, method="POST",
@@ -191,9 +191,9 @@ def arrow_stream_rate(server: str, ts: int) -> tuple[float, int]:
     with urllib.request.urlopen(request) as answer:
         session = json.loads(answer.read())
     started, got = time.monotonic(), 0
-    for stream in session["streams"]:
-        with urllib.request.urlopen(server + stream["url"]) as answer:
-            for batch in pa.ipc.open_stream(answer):
+    for n, stream in enumerate(session["streams"]):
+        with urllib.request.urlopen(server + stream["url"]) as answer:  # a cut stream raises, never short
+            for batch in read_stream_body(answer, session=session["id"], stream=n, url=server + stream["url"]):
                 got += batch.num_rows
     elapsed = time.monotonic() - started
     urllib.request.urlopen(urllib.request.Request(server + f"/v1/read-sessions/{session['id']}", method="DELETE"))
