@@ -58,7 +58,7 @@ def split_read(store: Store, ts: int, lo: Any = None, hi: Any = None) -> dict[in
     # a one-version stable part's versions come from its cached handle index; the row-group
     # read they replace must find the same vector
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(dv, "_handle_index", lambda path: None)
+        mp.setattr(dv, "handle_index", lambda path: None)
         by_row_groups = deletion_vector(stable, deltas, T, ts, (lo, hi), store.root)
     assert by_row_groups is not None and by_row_groups.superseded.equals(vector.superseded)
     assert sorted(by_row_groups.versions.to_pylist(), key=str) == sorted(vector.versions.to_pylist(), key=str)
@@ -183,7 +183,7 @@ def test_vectors_found_by_the_handle_index_and_by_row_groups_have_one_schema(sto
     deltas = [p for p in parts if p is not stable]
     by_index = deletion_vector(stable, deltas, T, 300, (None, None), store.root)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(dv, "_handle_index", lambda path: None)
+        mp.setattr(dv, "handle_index", lambda path: None)
         by_row_groups = deletion_vector(stable, deltas, T, 300, (None, None), store.root)
     assert by_index is not None and by_row_groups is not None
     assert by_index.versions.schema == by_row_groups.versions.schema

@@ -32,7 +32,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pyspark_theflash.scan.options import OverlayPin
-from pyspark_theflash.store.deletion_vector import can_split, deletion_vector, stable_and_deltas
+from pyspark_theflash.store.deletion_vector import (
+    MAX_VECTOR_SHARE,
+    can_split,
+    deletion_vector,
+    handle_index,
+    stable_and_deltas,
+)
 from pyspark_theflash.store.keyspace import Handle, HandleRange
 from pyspark_theflash.store.txn_merge_tree import ROWID
 from pyspark_theflash.store.views import intersect
@@ -66,6 +72,11 @@ class NativePiece:
     # Under live writes or with versions newer than the safe point: the part's versions that
     # are no row at ts (``store.deletion_vector``; columns _tidb_rowid, _tidb_commit_ts). None: none.
     deletion_vector: pa.Table | None = None
+    # A one-version int-handle part: each handle is one row of the file, so the rows a read at
+    # ts drops are named by handle alone — its vector's and those committed after ts. Spark
+    # then needs no filter or join on the commit ts (DECIMAL(20,0) in Spark: a BigDecimal per
+    # row). None: filter by commit ts and join on (handle, commit ts).
+    dropped_handles: pa.Array | None = None
 
 
 @dataclass(frozen=True)
@@ -169,6 +180,26 @@ def natively_readable_partition(parts: Sequence[Any]) -> bool:
     return is_clean(parts) or can_split(*stable_and_deltas(parts))
 
 
+def _dropped_handles(path: str, newer_than_ts: bool, ts: int, vector: Any, rows: int) -> pa.Array | None:
+    """The handles a read at ts drops from a one-version int-handle part (``NativePiece``), or
+    None when they are not worth naming one by one (most of the part is newer than ts)."""
+    import numpy as np
+
+    dropped = [vector.versions.column(ROWID).combine_chunks()] if vector is not None and len(vector) else []
+    if newer_than_ts:
+        index = handle_index(path)
+        if index is None:
+            return None
+        rowids, commit_ts = index
+        newer = rowids[commit_ts > np.uint64(ts)]
+        if len(newer) > MAX_VECTOR_SHARE * max(1, rows):
+            return None
+        dropped.append(pa.array(newer, pa.int64()))
+    if not dropped:
+        return pa.array([], pa.int64())
+    return pa.concat_arrays(dropped) if len(dropped) > 1 else dropped[0]
+
+
 def split_native(plan: Any, needed: Sequence[str]) -> NativeSplit:
     """Divide ``plan`` (a ``ScanPlan``) into clean Parquet pieces and the rest.
 
@@ -210,10 +241,12 @@ def split_native(plan: Any, needed: Sequence[str]) -> NativeSplit:
                     overlays.append(OverlayPin(lo, hi, part.part_id, tuple(p.part_id for p in deltas),
                                                getattr(plan, "manifest_version", 0)))
                     halves.append(DeltaHalf(lo, hi, tuple(deltas), vector.superseded))
+                newer_than_ts = part.max_commit_ts is None or part.max_commit_ts > ts
                 pieces.append(NativePiece(
                     path=os.path.join(plan.store, part.path), lo=lo, hi=hi, file_columns=files,
-                    tombstones=tuple(part.tombstones),
-                    newer_than_ts=part.max_commit_ts is None or part.max_commit_ts > ts,
+                    tombstones=tuple(part.tombstones), newer_than_ts=newer_than_ts,
                     delete_marks=bool(part.delete_marks), bytes=int(part.bytes), binary_handle=binary_handle,
-                    deletion_vector=vector.versions if vector is not None and len(vector) else None))
+                    deletion_vector=vector.versions if vector is not None and len(vector) else None,
+                    dropped_handles=None if binary_handle or not part.single_version else _dropped_handles(
+                        os.path.join(plan.store, part.path), newer_than_ts, ts, vector, part.rows)))
     return NativeSplit(pieces, _merge(rest), overlays, halves)

@@ -78,7 +78,8 @@ def _merged(pieces: Sequence[NativePiece]) -> list[NativePiece]:
         last = out[-1] if out else None
         if (last is not None and last.path == p.path and last.tombstones == p.tombstones
                 and last.hi is not None and last.hi == p.lo):
-            out[-1] = replace(last, hi=p.hi, deletion_vector=_joined(last.deletion_vector, p.deletion_vector))
+            out[-1] = replace(last, hi=p.hi, deletion_vector=_joined(last.deletion_vector, p.deletion_vector),
+                              dropped_handles=_joined_handles(last.dropped_handles, p.dropped_handles))
         else:
             out.append(p)
     return out
@@ -90,6 +91,27 @@ def _joined(a: Any, b: Any) -> Any:
 
     vectors = [v for v in (a, b) if v is not None]
     return None if not vectors else vectors[0] if len(vectors) == 1 else pa.concat_tables(vectors)
+
+
+def _joined_handles(a: Any, b: Any) -> Any:
+    """Two pieces' dropped handles as one (None when either names none: join by version)."""
+    import pyarrow as pa
+
+    return None if a is None or b is None else pa.concat_arrays([a, b])
+
+
+def _without_dropped_handles(spark: Any, df: Any, pieces: Sequence[NativePiece]) -> Any:
+    """``df`` minus the rows of the pieces' ``dropped_handles`` (one-version int-handle parts:
+    the vector's handles and those committed after ts), a broadcast anti-join on the handle."""
+    import pyarrow as pa
+    from pyspark.sql.functions import broadcast
+
+    dropped = [p.dropped_handles for p in pieces if len(p.dropped_handles)]
+    if not dropped:
+        return df
+    handles = pa.table({"_dv_rowid": pa.concat_arrays(dropped) if len(dropped) > 1 else dropped[0]})
+    vector = spark.createDataFrame(handles, schema="_dv_rowid BIGINT")
+    return df.join(broadcast(vector), df["_tidb_rowid"] == vector["_dv_rowid"], "left_anti")
 
 
 def _without_deleted(spark: Any, df: Any, pieces: Sequence[NativePiece]) -> Any:
@@ -121,8 +143,9 @@ def parquet_frame(spark: Any, ts: int, pieces: Sequence[NativePiece], target: An
     read_schema = ", ".join([f"{_quote(n)} {f.dataType.simpleString()}" for n, f in zip(file_cols, user)]
                             + [_file_hidden(pieces[0].binary_handle)])
     df = spark.read.schema(read_schema).parquet(*sorted({p.path for p in pieces}))
+    by_handle = all(p.dropped_handles is not None for p in pieces)
     conds = []
-    if any(p.newer_than_ts for p in pieces):
+    if not by_handle and any(p.newer_than_ts for p in pieces):
         conds.append(f"_tidb_commit_ts <= CAST({int(ts)} AS DECIMAL(20,0))")
     if any(p.delete_marks for p in pieces):
         conds.append("NOT _tidb_delmark")
@@ -131,7 +154,7 @@ def parquet_frame(spark: Any, ts: int, pieces: Sequence[NativePiece], target: An
         conds.append(" OR ".join(f"({r})" for r in ranges))
     if conds:
         df = df.where(" AND ".join(f"({c})" for c in conds))
-    df = _without_deleted(spark, df, pieces)
+    df = _without_dropped_handles(spark, df, pieces) if by_handle else _without_deleted(spark, df, pieces)
     by_user = dict(zip((f.name for f in user), file_cols))
     exprs = []
     for f in target.fields:

@@ -114,7 +114,7 @@ HANDLE_INDEX_CACHE_BYTES = 256 << 20
 _handle_indexes: "BytesLRU[tuple[np.ndarray, np.ndarray] | None]" = BytesLRU(HANDLE_INDEX_CACHE_BYTES)
 
 
-def _handle_index(path: str) -> tuple[np.ndarray, np.ndarray] | None:
+def handle_index(path: str) -> tuple[np.ndarray, np.ndarray] | None:
     """A one-version int-handle part's handles (ascending) and their commit ts, or None when
     the file's handles are not strictly ascending (then the row-group read is used)."""
     def load() -> tuple[tuple[np.ndarray, np.ndarray] | None, int]:
@@ -131,7 +131,7 @@ def _stable_versions_of(reader: PartsReader, stable: PartRef, root: str | Path,
                         handles: pa.Array) -> pa.Table | None:
     """The one-version int-handle stable part's versions visible at ts of ``handles``, found in
     its cached handle index (a binary search per handle, no file read), or None without one."""
-    index = _handle_index(str(Path(root) / stable.path))
+    index = handle_index(str(Path(root) / stable.path))
     if index is None:
         return None
     rowids, commit_ts = index
@@ -237,5 +237,6 @@ def superseding_rows(superseded: pa.Array, deltas: Sequence[PartRef], table: "Ta
     yield from reader.finish(newest_visible(versions))
 
 
-__all__ = ["DeletionVector", "MAX_VECTOR_SHARE", "can_split", "deletion_vector", "read_superseding", "superseding_rows",
+__all__ = ["DeletionVector", "MAX_VECTOR_SHARE", "can_split", "deletion_vector", "handle_index", "read_superseding",
+           "superseding_rows",
            "stable_and_deltas"]
