@@ -107,24 +107,39 @@ def _stable_versions(reader: PartsReader, stable: PartRef, root: str | Path, lo:
     return t.select([ROWID, COMMIT_TS])
 
 
-# The (handle, commit ts) columns of one-version int-handle stable parts, kept per process: a
-# part file never changes, and under live writes every plan computes a vector against the same
-# few stable parts. 16 bytes a row.
+# The (handle, commit ts) columns of int-handle stable parts, kept per process: a part file
+# never changes, and under live writes every plan computes a vector against the same few stable
+# parts. 16 bytes a row.
 HANDLE_INDEX_CACHE_BYTES = 256 << 20
-_handle_indexes: "BytesLRU[tuple[np.ndarray, np.ndarray] | None]" = BytesLRU(HANDLE_INDEX_CACHE_BYTES)
+_handle_columns: "BytesLRU[tuple[np.ndarray, np.ndarray, bool]]" = BytesLRU(HANDLE_INDEX_CACHE_BYTES)
+
+
+def _handles_of(path: str) -> tuple[np.ndarray, np.ndarray, bool]:
+    """An int-handle part's handles and commit ts in file order, and whether the handles are
+    strictly ascending (one version per handle)."""
+    def load() -> tuple[tuple[np.ndarray, np.ndarray, bool], int]:
+        t = pq.read_table(path, columns=[ROWID, COMMIT_TS])
+        rowids = t.column(ROWID).to_numpy()
+        commit_ts = t.column(COMMIT_TS).to_numpy()
+        ascending = len(rowids) < 2 or bool(np.all(rowids[1:] > rowids[:-1]))
+        return (rowids, commit_ts, ascending), 16 * len(rowids)
+
+    return _handle_columns.get(path, load)
 
 
 def handle_index(path: str) -> tuple[np.ndarray, np.ndarray] | None:
     """A one-version int-handle part's handles (ascending) and their commit ts, or None when
     the file's handles are not strictly ascending (then the row-group read is used)."""
-    def load() -> tuple[tuple[np.ndarray, np.ndarray] | None, int]:
-        t = pq.read_table(path, columns=[ROWID, COMMIT_TS])
-        rowids = t.column(ROWID).to_numpy()
-        commit_ts = t.column(COMMIT_TS).to_numpy()
-        ascending = len(rowids) < 2 or bool(np.all(rowids[1:] > rowids[:-1]))
-        return ((rowids, commit_ts) if ascending else None), 16 * len(rowids)
+    rowids, commit_ts, ascending = _handles_of(path)
+    return (rowids, commit_ts) if ascending else None
 
-    return _handle_indexes.get(path, load)
+
+def _all_stable_versions(reader: PartsReader, stable: PartRef, root: str | Path) -> pa.Table:
+    """An int-handle stable part's versions visible at ts in the reader's range, in file order,
+    from its cached handle columns (what ``_stable_versions`` reads from the file)."""
+    rowids, commit_ts, _ascending = _handles_of(str(Path(root) / stable.path))
+    found = pa.table({ROWID: pa.array(rowids, pa.int64()), COMMIT_TS: pa.array(commit_ts, pa.uint64())})
+    return reader.visible_rows(stable, found)
 
 
 def _stable_versions_of(reader: PartsReader, stable: PartRef, root: str | Path,
@@ -176,7 +191,8 @@ def deletion_vector(stable: PartRef, deltas: Sequence[PartRef], table: "TableInf
         stable_rows = _stable_versions(reader, stable, root, lo, hi, handle_type)
         replaced = None
     else:  # versions newer than the safe point: the stable part's own older versions go too
-        stable_rows = _stable_versions(reader, stable, root, *handle_range, handle_type)
+        stable_rows = (_stable_versions(reader, stable, root, *handle_range, handle_type) if table.is_common_handle
+                       else _all_stable_versions(reader, stable, root))
         # the file is in (handle, commit ts) order, and so are its visible rows: a version
         # followed by one of the same handle is not the newest visible one of its handle
         same = same_as_previous(stable_rows.column(ROWID))
