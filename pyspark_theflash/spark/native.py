@@ -104,12 +104,14 @@ def _without_dropped_handles(spark: Any, df: Any, pieces: Sequence[NativePiece])
     """``df`` minus the rows of the pieces' ``dropped_handles`` (one-version int-handle parts:
     the vector's handles and those committed after ts), a broadcast anti-join on the handle."""
     import pyarrow as pa
+    import pyarrow.compute as pc
     from pyspark.sql.functions import broadcast
 
     dropped = [p.dropped_handles for p in pieces if len(p.dropped_handles)]
     if not dropped:
         return df
-    handles = pa.table({"_dv_rowid": pa.concat_arrays(dropped) if len(dropped) > 1 else dropped[0]})
+    # pieces of one file each name the file's handles committed after ts: once is enough
+    handles = pa.table({"_dv_rowid": pc.unique(pa.concat_arrays(dropped))})
     vector = spark.createDataFrame(handles, schema="_dv_rowid BIGINT")
     return df.join(broadcast(vector), df["_tidb_rowid"] == vector["_dv_rowid"], "left_anti")
 
