@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pyarrow as pa
+import pytest
 
 from flash_rig import FlashRig
 from pyspark_theflash.engine import open_engine
@@ -119,7 +120,7 @@ class LoopbackService:
             protocol_version = "HTTP/1.1"
 
             def log_message(self, format: str, *args: Any) -> None:
-                pass
+                """No access log per request: the tests' assertions say what was served."""
 
             def do_GET(self) -> None:  # noqa: N802
                 if self.path == "/v1/tables":
@@ -178,3 +179,11 @@ class LoopbackService:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+@pytest.fixture(scope="module")
+def loopback() -> Iterator[LoopbackService]:
+    """A loopback server per test module, cutting stream 1 as each test sets ``cut``."""
+    service = LoopbackService()
+    yield service
+    service.close()

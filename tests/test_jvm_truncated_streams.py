@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from cut_streams import (BATCH_ROWS, CUTS, LOOP_TABLE, ROWS, TABLE, WHOLE, LoopbackService, StreamFailsMidWay,
-                         serving_a_failing_engine, stream_batches)
+                         loopback, serving_a_failing_engine, stream_batches)  # noqa: F401 (loopback: a fixture)
 from jvm_spark import JvmSpark, RemoteError
 from pyspark_theflash.service.stream_body import StreamTruncatedError
 from service_client import HttpReader
@@ -74,13 +74,6 @@ def test_a_stream_whose_engine_fails_mid_way_fails_the_read_naming_session_strea
 
 
 # -- a loopback server that cuts stream 1 the way it is told (tests/cut_streams.py) -----------
-@pytest.fixture(scope="module")
-def loopback() -> Iterator[LoopbackService]:
-    service = LoopbackService()
-    yield service
-    service.close()
-
-
 @pytest.mark.parametrize("cut", list(CUTS))
 def test_a_stream_cut_before_the_end_marker_fails_the_read_naming_session_stream_and_rows(
         jvm_spark: JvmSpark, loopback: LoopbackService, cut: str) -> None:

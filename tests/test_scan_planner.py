@@ -87,37 +87,51 @@ def test_a_partition_read_after_its_lease_expired_renews_it_late_while_its_files
     assert [x.ts for x in latch.leases() if x.lease_id == p.lease_id] == [p.ts]  # the same lease, back
 
 
-def test_a_partition_read_whose_files_were_deleted_after_its_lease_expired_repins_at_the_same_ts(
-        tmp_path: Path) -> None:
-    rig = FlashRig(tmp_path)  # its own: the module's rig keeps its rows and files as they are
+@pytest.fixture()
+def own_rig(tmp_path: Path) -> Iterator[FlashRig]:
+    """A rig of its own (TABLE, 20 rows of balance 10, the writer running) for tests that
+    change rows and delete files: the module's rig keeps its rows and files as they are."""
+    r = FlashRig(tmp_path)
     try:
-        rig.cluster.create_table(TABLE, [make_column("id", "BIGINT", not_null=True),
-                                         make_column("balance", "BIGINT")], primary_key=["id"])
-        rig.start_writer(interval_s=0.05)
-        with rig.cluster.txn() as t:
+        r.cluster.create_table(TABLE, [make_column("id", "BIGINT", not_null=True), make_column("balance", "BIGINT")],
+                               primary_key=["id"])
+        r.start_writer(interval_s=0.05)
+        with r.cluster.txn() as t:
             for i in range(20):
                 t.insert(TABLE, {"id": i, "balance": 10})
-        rig.wait_replicated(TABLE)
-        latch = connect_latch(rig.store)
-        p = plan(rig.store, TABLE, rig.options(lease_ttl="2s"))  # the new lease must outlive the read
-        expected = rows_of(p)
-        assert expected.num_rows == 20
-        p.detach()
-        wait_for(lambda: p.lease_id not in [x.lease_id for x in latch.leases()], 10, "the lease to expire")
-        with rig.cluster.txn() as t:
-            t.update(TABLE, {"id": 7, "balance": 70})
-        with plan(rig.store, TABLE, rig.options()) as q:  # the writer has applied the update
-            assert rows_of(q).column("balance").to_pylist()[7] == 70
-        rig.stop_writer()
-        with Store.open(rig.store, options=StoreOptions(removed_file_retention_s=0)) as store:
-            store.compact(force=True)  # and deletes the files nothing pins, at once
-        planned = [Path(rig.store, part.path) for q in p.partitions for r in q.ranges for part in r.parts]
-        assert not all(f.exists() for f in planned)
-        rig.start_writer(interval_s=0.05)
-        assert rows_of(p) == expected  # the old ts, read from the parts that replaced the deleted ones
-        assert any(x.ts == p.ts and x.lease_id != p.lease_id for x in latch.leases())
+        r.wait_replicated(TABLE)
+        yield r
     finally:
-        rig.close()
+        r.close()
+
+
+def expire_then_update(rig: FlashRig, p) -> None:
+    """Hand the plan's lease to its readers and let it expire; then change a row, and wait
+    until the store has the change (so a compaction replaces the plan's parts)."""
+    latch = connect_latch(rig.store)
+    p.detach()
+    wait_for(lambda: p.lease_id not in [x.lease_id for x in latch.leases()], 10, "the lease to expire")
+    with rig.cluster.txn() as t:
+        t.update(TABLE, {"id": 7, "balance": 70})
+    with plan(rig.store, TABLE, rig.options()) as q:
+        assert rows_of(q).column("balance").to_pylist()[7] == 70
+
+
+def test_a_partition_read_whose_files_were_deleted_after_its_lease_expired_repins_at_the_same_ts(
+        own_rig: FlashRig) -> None:
+    rig = own_rig
+    p = plan(rig.store, TABLE, rig.options(lease_ttl="2s"))  # the new lease must outlive the read
+    expected = rows_of(p)
+    assert expected.num_rows == 20
+    expire_then_update(rig, p)
+    rig.stop_writer()
+    with Store.open(rig.store, options=StoreOptions(removed_file_retention_s=0)) as store:
+        store.compact(force=True)  # and deletes the files nothing pins, at once
+    planned = [Path(rig.store, part.path) for q in p.partitions for r in q.ranges for part in r.parts]
+    assert not all(f.exists() for f in planned)
+    rig.start_writer(interval_s=0.05)
+    assert rows_of(p) == expected  # the old ts, read from the parts that replaced the deleted ones
+    assert any(x.ts == p.ts and x.lease_id != p.lease_id for x in connect_latch(rig.store).leases())
 
 
 def test_rc_skips_a_live_lock_that_si_waits_for(rig: FlashRig) -> None:
@@ -151,38 +165,23 @@ def test_the_scan_command_prints_the_plan_and_reads(rig: FlashRig, capsys: pytes
 
 
 def test_a_partition_read_after_gc_passed_its_expired_snapshot_reads_while_its_files_stay_then_says_to_reload(
-        tmp_path: Path) -> None:
+        own_rig: FlashRig) -> None:
     from pyspark_theflash.scan import SnapshotExpiredError
 
-    rig = FlashRig(tmp_path)
-    try:
-        rig.cluster.create_table(TABLE, [make_column("id", "BIGINT", not_null=True),
-                                         make_column("balance", "BIGINT")], primary_key=["id"])
-        rig.start_writer(interval_s=0.05)
-        with rig.cluster.txn() as t:
-            for i in range(20):
-                t.insert(TABLE, {"id": i, "balance": 10})
-        rig.wait_replicated(TABLE)
-        latch = connect_latch(rig.store)
-        p = plan(rig.store, TABLE, rig.options(lease_ttl="200ms"))
-        expected = rows_of(p)
-        p.detach()
-        wait_for(lambda: p.lease_id not in [x.lease_id for x in latch.leases()], 10, "the lease to expire")
-        with rig.cluster.txn() as t:
-            t.update(TABLE, {"id": 7, "balance": 70})
-        with plan(rig.store, TABLE, rig.options()) as q:  # the writer has applied the update
-            assert rows_of(q).column("balance").to_pylist()[7] == 70
-        rig.stop_writer()
-        with Store.open(rig.store) as store:
-            store.gc(rig.cluster.get_ts())  # nothing pins p.ts any more; the retention keeps the files
-        assert rows_of(p) == expected  # every file it planned is there: its lease comes back late
-        wait_for(lambda: p.lease_id not in [x.lease_id for x in latch.leases()], 10, "the lease to expire again")
-        with Store.open(rig.store, options=StoreOptions(removed_file_retention_s=0)) as store:
-            assert store.delete_obsolete_files() > 0
-        with pytest.raises(SnapshotExpiredError, match=rf"at ts {p.ts}: the query's read lease expired.*load the DataFrame again"):
-            rows_of(p)
-    finally:
-        rig.close()
+    rig = own_rig
+    latch = connect_latch(rig.store)
+    p = plan(rig.store, TABLE, rig.options(lease_ttl="200ms"))
+    expected = rows_of(p)
+    expire_then_update(rig, p)
+    rig.stop_writer()
+    with Store.open(rig.store) as store:
+        store.gc(rig.cluster.get_ts())  # nothing pins p.ts any more; the retention keeps the files
+    assert rows_of(p) == expected  # every file it planned is there: its lease comes back late
+    wait_for(lambda: p.lease_id not in [x.lease_id for x in latch.leases()], 10, "the lease to expire again")
+    with Store.open(rig.store, options=StoreOptions(removed_file_retention_s=0)) as store:
+        assert store.delete_obsolete_files() > 0
+    with pytest.raises(SnapshotExpiredError, match=rf"at ts {p.ts}: the query's read lease expired.*load the DataFrame again"):
+        rows_of(p)
 
 
 def test_region_pruning_maps_unsigned_bigint_handles_to_the_key_values() -> None:

@@ -24,7 +24,7 @@ import pyarrow.flight as flight
 import pytest
 
 from cut_streams import (CUTS, LOOP_TABLE, ROWS, TABLE, WHOLE, LoopbackService, StreamFailsMidWay,
-                         serving_a_failing_engine, stream_batches)
+                         loopback, serving_a_failing_engine, stream_batches)  # noqa: F401 (loopback: a fixture)
 from flash_rig import FlashRig
 from pyspark_theflash.engine.clickhouse.stream_read import read_through_service
 from pyspark_theflash.scan.session import open_read_session, read_stream
@@ -140,13 +140,6 @@ def test_the_clickhouse_engines_read_through_a_service_failing_mid_way_raises_st
 
 
 # -- a loopback server cutting stream 1 the ways the real one never does (tests/cut_streams.py)
-@pytest.fixture(scope="module")
-def loopback() -> Iterator[LoopbackService]:
-    service = LoopbackService()
-    yield service
-    service.close()
-
-
 @pytest.mark.parametrize("cut", list(CUTS))
 def test_an_http_stream_cut_before_the_end_marker_raises_stream_truncated_naming_it(
         loopback: LoopbackService, cut: str) -> None:

@@ -179,12 +179,19 @@ def test_lease_ids_are_never_handed_out_twice(store: Store) -> None:
     assert [x.id for x in store.leases.live()] == [second.id]
 
 
-def test_removed_files_outlive_their_last_pin_by_the_retention(tmp_path: Path) -> None:
-    s = Store.open(tmp_path / "s", options=StoreOptions(removed_file_retention_s=1.0))
+def two_versions(root: Path, retention_s: float) -> Store:
+    """A native store with file retention ``retention_s`` and two delta parts of handle 1
+    (a at 100, b at 200)."""
+    s = Store.open(root, options=StoreOptions(removed_file_retention_s=retention_s))
     s.put_schema(DB, T.to_json())
     w = Versions(s)
     w.write((1, 100, "a"))
     w.write((1, 200, "b"))
+    return s
+
+
+def test_removed_files_outlive_their_last_pin_by_the_retention(tmp_path: Path) -> None:
+    s = two_versions(tmp_path / "s", 1.0)
     with s.snapshot() as view:
         old_files = [s.root / p.path for p in view.parts(T.id)]
     assert s.compact(force=True).files_deleted == 0  # removed just now: kept, though nothing pins them
@@ -195,11 +202,7 @@ def test_removed_files_outlive_their_last_pin_by_the_retention(tmp_path: Path) -
 
 
 def test_a_late_renewal_keeps_the_lease_while_its_files_are_all_on_disk(tmp_path: Path) -> None:
-    s = Store.open(tmp_path / "s", options=StoreOptions(removed_file_retention_s=0))
-    s.put_schema(DB, T.to_json())
-    w = Versions(s)
-    w.write((1, 100, "a"))
-    w.write((1, 200, "b"))
+    s = two_versions(tmp_path / "s", 0)
     late = s.leases.acquire(150, 0.2, "stalled driver")
     gone = s.leases.acquire(150, 0.2, "dead reader")
     wait_for(lambda: not s.leases.live(), 10, "both leases to expire")

@@ -80,8 +80,9 @@ class _Body:
     def seekable(self) -> bool:
         return False
 
-    def close(self) -> None:  # the caller closes the response
-        pass
+    def close(self) -> None:
+        """Nothing to do: the caller owns the HTTP response and closes it (pyarrow closes its
+        source when the reader ends, which must not close the connection under the caller)."""
 
 
 def read_stream_body(body: Readable, *, session: str, stream: int, url: str) -> Iterator[pa.RecordBatch]:
