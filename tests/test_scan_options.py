@@ -97,3 +97,47 @@ def test_a_misspelt_option_is_refused_naming_the_one_meant_not_ignored(typo: str
     assert all(name in text for name in ("store", "snapshot_ts", "as_of", "isolation", "native_read"))
     # the options Spark and the package themselves pass are known
     ScanOptions.from_mapping({"STORE": "/s", "path": "db.t", "theflash.snapshot_ts": "5", "_theflash_handle_ranges": "[]"})
+
+
+TOKEN = "scan-t0ken-5e1d"
+
+
+def test_the_token_option_beats_token_file_whose_first_line_is_the_token(tmp_path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(f"  {TOKEN}\n# the first line is the token\n")
+    base = {"store": "/s", "path": "db.t"}
+    from_file = ScanOptions.from_mapping({**base, "token_file": str(token_file)}).token
+    assert from_file is not None and from_file.header() == f"Bearer {TOKEN}"
+    assert from_file.source == f"option token_file {token_file}"
+    given = ScanOptions.from_mapping({**base, "TOKEN": "other", "token_file": str(token_file)}).token
+    assert given is not None and (given.header(), given.source) == ("Bearer other", "option token")
+    blank = ScanOptions.from_mapping({**base, "token": " ", "token_file": str(token_file)}).token
+    assert blank == from_file  # a blank token is not given
+    assert ScanOptions.from_mapping(base).token is None  # the sender's THEFLASH_TOKEN then
+    # the value is in the Authorization header only: never in a repr (a logged plan or partition)
+    options = ScanOptions.from_mapping({**base, "token_file": str(token_file)})
+    assert TOKEN not in repr(options) and f"BearerToken(from option token_file {token_file})" in repr(options)
+
+
+def test_a_token_file_that_is_missing_or_empty_or_a_token_a_header_cannot_carry_is_refused_by_name(tmp_path) -> None:
+    base = {"store": "/s", "path": "db.t"}
+    missing, empty = tmp_path / "no-such-token", tmp_path / "empty"
+    empty.write_text("\n\n")
+    with pytest.raises(ScanOptionError, match=f"^cannot read the token file {missing} \\(option token_file\\): "):
+        ScanOptions.from_mapping({**base, "token_file": str(missing)})
+    with pytest.raises(ScanOptionError) as err:
+        ScanOptions.from_mapping({**base, "token_file": str(empty)})
+    assert str(err.value) == (f"the token file {empty} (option token_file) is empty: put the bearer token on its "
+                              "first line")
+    with pytest.raises(ScanOptionError) as err:
+        ScanOptions.from_mapping({**base, "token": f"{TOKEN} x"})
+    assert str(err.value) == ("the bearer token from option token has a character at position 16 that an HTTP header "
+                              "cannot carry (a token is printable ASCII without spaces)")
+
+
+def test_token_and_token_file_are_known_options_and_a_typo_of_them_is_refused() -> None:
+    with pytest.raises(ScanOptionError) as err:
+        ScanOptions.from_mapping({"store": "/s", "path": "db.t", "tokn": TOKEN})
+    text = str(err.value)
+    assert text.startswith("unknown option 'tokn' (did you mean 'token'?); theflash reads take: ")
+    assert ", token, token_file," in text and TOKEN not in text

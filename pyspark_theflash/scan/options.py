@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
+from pyspark_theflash.scan.bearer_token import BearerToken
 from pyspark_theflash.scan.errors import ScanOptionError
 from pyspark_theflash.store.keyspace import Handle
 
@@ -47,6 +48,8 @@ OPTION_DOCS: list[tuple[str, str, str]] = [
     ("min_partitions", "CPUs of the planning machine", "small tables still get this many partitions (while regions last), as Spark's file sources do for its default parallelism"),
     ("schema", "current", "which schema a read at a past ts uses: `current` (the table's current schema and name; columns added since read their origin default, dropped ones are gone) or `as_of` (the table that had the name at ts, with the schema in force at ts, as TiDB's stale read; see docs/schema.md)"),
     ("native_read", "true", "let Spark's own Parquet reader read compacted (clean stable) parts, with column pruning and filter pushdown; `false` reads everything through the Python data source (with the package's reader hook, which `theflash_session()` installs)"),
+    ("token", "`token_file`, else the `THEFLASH_TOKEN` environment variable", "the bearer token of a service started with `--token-file` (`writer run --serve-token-file`): the JVM connector's `server`, and for a ClickHouse-engine store the service of the process that owns it, which the Python source reads through; never shown in errors, `explain()` or logs"),
+    ("token_file", "`THEFLASH_TOKEN`", "a file whose first line is that token, read by the driver"),
 ]
 
 # Set by the reader hook on the Python half of a native read: the handle ranges left to the
@@ -212,6 +215,9 @@ class ScanOptions:
     schema: str = "current"  # "current" | "as_of": the schema a read at a past ts uses
     handle_ranges: tuple[tuple[HandleBound, HandleBound], ...] | None = None  # None: the whole table
     overlays: tuple[OverlayPin, ...] = ()  # delta halves of a native read (reader hook only)
+    # options token / token_file, resolved on the driver (None: the sender's THEFLASH_TOKEN);
+    # its repr names the source only
+    token: BearerToken | None = None
 
     @staticmethod
     def from_mapping(options: Mapping[str, str]) -> "ScanOptions":
@@ -284,6 +290,7 @@ class ScanOptions:
             schema=schema,
             handle_ranges=parse_handle_ranges(opts.get(HANDLE_RANGES_OPTION)),
             overlays=parse_overlays(opts.get(OVERLAYS_OPTION)),
+            token=BearerToken.from_options(opts.get("token"), opts.get("token_file")),
         )
 
     @property
