@@ -4,17 +4,27 @@ The writer ran ``--engine clickhouse`` and has stopped (it owned the ClickHouse 
 Spark Python worker opens it for its read, one reader process at a time). Spark's read at a
 snapshot ts must equal the native engine's read of the same snapshot — the store's own
 TxnMergeTree parts, which the ClickHouse engine's row sink mirrors — row for row.
+
+While the writer runs and serves, the Python workers read through its service; served with
+``--serve-token-file``, that takes the read's bearer token (options token / token_file, else
+THEFLASH_TOKEN), and a missing or wrong one fails saying where the token came from, never what
+it is.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+import pyarrow as pa
 import pytest
 
 from flash_rig import FlashRig
+from pyspark_theflash.engine.clickhouse.errors import ServiceTokenRefusedError
+from pyspark_theflash.engine.clickhouse.stream_read import advertised_service, read_through_service
+from pyspark_theflash.scan.bearer_token import BearerToken
 from pyspark_theflash.scan.session import open_read_session, read_stream
 from pyspark_theflash.store import Store
 from pyspark_theflash.upstream.tidb import make_column, record_key
@@ -70,25 +80,33 @@ def test_spark_reads_a_clickhouse_store_as_the_native_engine_reads_it(spark: Any
         rig.close()
 
 
+def orders_served_by_the_writer(rig: FlashRig, **writer_options: Any) -> int:
+    """ROWS orders in three regions, replicated by a ClickHouse-engine writer that serves
+    (``--serve``, plus ``writer_options``); a ts that sees them all, and an update after it
+    (``id`` 1's status ``late``) that no read at ts may see."""
+    table = rig.cluster.create_table(TABLE, [
+        make_column("id", "BIGINT", not_null=True), make_column("status", "VARCHAR(8)"),
+        make_column("total", "DECIMAL(12,2)")], primary_key=["id"])
+    for region in (1, 2):
+        rig.cluster.split_at(record_key(table, region * ROWS // 3))
+    with rig.cluster.txn() as t:
+        for i in range(ROWS):
+            t.insert(TABLE, {"id": i, "status": ("new", "paid")[i % 2], "total": decimal.Decimal(i) / 4})
+    rig.start_writer(interval_s=0.05, engine="clickhouse", serve_port=0, **writer_options)
+    rig.wait_replicated(TABLE)
+    ts = rig.cluster.tso.get_ts()
+    with rig.cluster.txn() as t:  # after ts: not in the snapshot
+        t.update(TABLE, {"id": 1, "status": "late"})
+    return ts
+
+
 def test_spark_reads_a_clickhouse_store_through_the_writers_service_while_it_writes(spark: Any, tmp_path: Path) -> None:
     """The writer (``--engine clickhouse --serve``) owns the ClickHouse directory and keeps
     writing; Spark's Python workers read their streams through its service (advertised in the
     store), each a session at the query's ts over its own handle ranges."""
     rig = FlashRig(tmp_path / "rig")
     try:
-        table = rig.cluster.create_table(TABLE, [
-            make_column("id", "BIGINT", not_null=True), make_column("status", "VARCHAR(8)"),
-            make_column("total", "DECIMAL(12,2)")], primary_key=["id"])
-        for region in (1, 2):
-            rig.cluster.split_at(record_key(table, region * ROWS // 3))
-        with rig.cluster.txn() as t:
-            for i in range(ROWS):
-                t.insert(TABLE, {"id": i, "status": ("new", "paid")[i % 2], "total": decimal.Decimal(i) / 8})
-        rig.start_writer(interval_s=0.05, engine="clickhouse", serve_port=0)
-        rig.wait_replicated(TABLE)
-        ts = rig.cluster.tso.get_ts()
-        with rig.cluster.txn() as t:  # after ts: not in the snapshot
-            t.update(TABLE, {"id": 1, "status": "late"})
+        ts = orders_served_by_the_writer(rig)
         df = spark.read.format("theflash").options(**rig.options(snapshot_ts=str(ts))).load(TABLE)
         got = sorted(tuple(r) for r in df.collect())
         store = Store.open(rig.store, readonly=True)
@@ -100,3 +118,116 @@ def test_spark_reads_a_clickhouse_store_through_the_writers_service_while_it_wri
         assert len(got) == ROWS and ("late" not in {r[1] for r in got})
     finally:
         rig.close()
+
+
+# -- the writer's service needs a bearer token (writer run --serve-token-file) -----------------
+TOKEN = "ch-t0ken-3b8e41"
+WRONG = "not-the-t0ken-77d0"
+NEEDS = ("answered 401 unauthenticated: this service needs a bearer token: send the header 'Authorization: "
+         "Bearer <token>' (the token is in the server's --token-file); this read sent no token: give it with "
+         "option token or token_file, or set THEFLASH_TOKEN on the driver and the executors")
+IS_WRONG = ("answered 401 unauthenticated: the bearer token is wrong (compare it with the server's --token-file); "
+            "this read sent the bearer token from ")
+
+
+class TokenServed:
+    """A ClickHouse-engine store whose writer serves with ``--serve-token-file``, a snapshot ts
+    of its orders, and token files: the right one, a wrong one."""
+
+    def __init__(self, rig: FlashRig, ts: int, root: Path) -> None:
+        self.rig, self.ts = rig, ts
+        self.url = advertised_service(rig.store)
+        self.token_file = root / "token"
+        self.token_file.write_text(f"{TOKEN}\n# the first line is the token\n")
+        self.wrong_file = root / "wrong-token"
+        self.wrong_file.write_text(f"{WRONG}\n")
+        # every row goes through the Python source, so through the writer's service
+        self.options = rig.options(snapshot_ts=str(ts), native_read="false")
+        self.refused = (f"the service at {self.url} (the process owning {rig.store}'s ClickHouse directory) refused "
+                        f"a read of {TABLE} at ts {ts}: ")
+
+
+# the orders at the ts of orders_served_by_the_writer, as a read returns them
+EXPECTED = [(i, ("new", "paid")[i % 2], decimal.Decimal(i) / 4) for i in range(ROWS)]
+
+
+@pytest.fixture(scope="module")
+def token_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenServed]:
+    # module scope: set up after the tests above have let go of their ClickHouse directories
+    # (one per process)
+    root = tmp_path_factory.mktemp("ch-token")
+    (root / "server-token").write_text(TOKEN + "\n")
+    rig = FlashRig(root / "rig")
+    try:
+        ts = orders_served_by_the_writer(rig, serve_token_file=str(root / "server-token"))
+        served = TokenServed(rig, ts, root)
+        assert served.url is not None, "the writer did not advertise its service"
+        yield served
+    finally:
+        rig.close()
+
+
+def spark_rows(spark: Any, options: dict[str, str]) -> list[tuple[Any, ...]]:
+    return sorted(tuple(r) for r in spark.read.format("theflash").options(**options).load(TABLE).collect())
+
+
+def spark_failure(spark: Any, options: dict[str, str]) -> str:
+    with pytest.raises(Exception) as caught:
+        spark_rows(spark, options)
+    message = str(caught.value)
+    assert TOKEN not in message and WRONG not in message
+    return message
+
+
+def test_spark_reads_a_clickhouse_store_through_a_service_needing_a_token_with_the_token_or_token_file_option(
+        spark: Any, token_served: TokenServed) -> None:
+    """Spark's Python workers are not the writer's process: every stream is read through its
+    service, with the token the driver resolved from the options."""
+    options = token_served.options
+    assert spark_rows(spark, {**options, "token_file": str(token_served.token_file)}) == EXPECTED
+    assert spark_rows(spark, {**options, "token": TOKEN}) == EXPECTED
+    # token before token_file
+    assert spark_rows(spark, {**options, "token": TOKEN, "token_file": str(token_served.wrong_file)}) == EXPECTED
+    # and the token is not in the query's plan
+    df = spark.read.format("theflash").options(**options, token=TOKEN).load(TABLE)
+    assert TOKEN not in df._jdf.queryExecution().toString()
+
+
+def test_a_missing_or_wrong_token_fails_the_spark_read_saying_where_the_token_came_from(
+        spark: Any, token_served: TokenServed) -> None:
+    options, refused = token_served.options, token_served.refused
+    assert refused + NEEDS in spark_failure(spark, options)
+    assert refused + IS_WRONG + "option token" in spark_failure(spark, {**options, "token": WRONG})
+    wrong_file = str(token_served.wrong_file)
+    assert refused + IS_WRONG + f"option token_file {wrong_file}" in spark_failure(
+        spark, {**options, "token": " ", "token_file": wrong_file})
+
+
+def test_a_read_through_the_service_sends_the_environment_token_when_no_option_gives_one(
+        token_served: TokenServed, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``read_through_service`` as a Python worker runs it, in this process: THEFLASH_TOKEN
+    there is the token when the options give none, and an option's token wins over it."""
+    rig, url = token_served.rig, token_served.url
+    assert url is not None
+    with open_read_session(rig.store, TABLE, snapshot_ts=token_served.ts, options={"upstream": rig.upstream}) as s:
+        plain = s.streams[0].partition
+    with_option = dataclasses.replace(plain, token=BearerToken.from_options(TOKEN, None))
+    (lo, hi), = [(r.lo, r.hi) for r in plain.ranges]
+    expected = [r for r in EXPECTED if (lo is None or r[0] >= lo) and (hi is None or r[0] < hi)]
+
+    def rows(partition: Any) -> list[tuple[Any, ...]]:
+        table = pa.Table.from_batches(list(read_through_service(partition, url)))
+        return sorted(tuple(r.values()) for r in table.select(["id", "status", "total"]).to_pylist())
+
+    monkeypatch.setenv("THEFLASH_TOKEN", TOKEN)
+    assert rows(plain) == expected and expected
+    monkeypatch.setenv("THEFLASH_TOKEN", WRONG)
+    with pytest.raises(ServiceTokenRefusedError) as caught:
+        rows(plain)
+    assert str(caught.value) == (token_served.refused + IS_WRONG + "the THEFLASH_TOKEN environment variable")
+    assert caught.value.source == "the THEFLASH_TOKEN environment variable"
+    assert rows(with_option) == expected  # the option's token, not the environment's
+    monkeypatch.delenv("THEFLASH_TOKEN")
+    with pytest.raises(ServiceTokenRefusedError) as caught:
+        rows(plain)
+    assert str(caught.value) == token_served.refused + NEEDS and caught.value.source is None

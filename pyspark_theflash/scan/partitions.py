@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from pyspark_theflash.scan.bearer_token import BearerToken
+
 HandleRange = tuple["int | None", "int | None"]
 
 
@@ -48,6 +50,10 @@ class ScanPartition:
     batch_rows: int
     size_bytes: int = 0
     engine: str = "native"          # the store's engine (engine.selection): who reads the rows
+    # The read's bearer token (scan.bearer_token; options token / token_file), for an executor
+    # that reads through a service needing one (a ClickHouse store's owner). None: the
+    # executor's THEFLASH_TOKEN. Its repr names where it came from, never the value.
+    token: BearerToken | None = None
 
     @property
     def region_ids(self) -> tuple[int, ...]:

@@ -378,6 +378,7 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
             table_info=table_json, db=result.table_info.db, ts=ts, lease_id=result.lease_id,
             lease_ttl_s=opts.lease_ttl_s, ranges=(rng,), columns=columns, hidden=hidden,
             predicate_json=predicate_json, batch_rows=opts.batch_rows, size_bytes=rng.size_bytes, engine=engine,
+            token=opts.token,
         ))
         stats.parts += len(rng.parts)
         stats.bytes += rng.size_bytes

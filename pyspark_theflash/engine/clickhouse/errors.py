@@ -15,3 +15,14 @@ class ClickHouseTypeError(ClickHouseEngineError):
 class ClickHouseDirectoryBusyError(ClickHouseEngineError):
     """The ClickHouse data directory is owned by another chdb session (one per process, one
     process per directory)."""
+
+
+class ServiceTokenRefusedError(ClickHouseEngineError):
+    """The service of the process owning a ClickHouse directory answered 401 to a read through
+    it: the read sent no bearer token, or the wrong one. The message says where the token sent
+    came from (``source``: "option token", "option token_file PATH", "the THEFLASH_TOKEN
+    environment variable"; None: none was sent) or how to give one; never the token."""
+
+    def __init__(self, message: str, source: str | None) -> None:
+        super().__init__(message)
+        self.source = source

@@ -6,8 +6,9 @@ directory is opened for the read and closed after it, one reader process at a ti
 lock beside it), which works while no writer or service holds it. While the writer holds it
 and serves (``writer run --serve``), it advertises its HTTP address in
 ``clickhouse/service.json`` and a stream read elsewhere is read through it: a read session at
-the stream's ts restricted to the stream's handle ranges. Without a service the error says to
-start one.
+the stream's ts restricted to the stream's handle ranges, carrying the read's bearer token
+when the service needs one (``scan.bearer_token``). Without a service the error says to start
+one.
 """
 from __future__ import annotations
 
@@ -19,14 +20,21 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import pyarrow as pa
 
 from pyspark_theflash.engine.clickhouse import directory as chdir
-from pyspark_theflash.engine.clickhouse.errors import ClickHouseDirectoryBusyError, ClickHouseEngineError
+from pyspark_theflash.engine.clickhouse.errors import (
+    ClickHouseDirectoryBusyError,
+    ClickHouseEngineError,
+    ServiceTokenRefusedError,
+)
 from pyspark_theflash.engine.clickhouse.snapshot_read import read_snapshot
 from pyspark_theflash.engine.clickhouse.tables import ClickHouseTables
+
+if TYPE_CHECKING:
+    from pyspark_theflash.scan.bearer_token import BearerToken
 
 log = logging.getLogger(__name__)
 _LOCAL = threading.Lock()
@@ -123,9 +131,14 @@ def read_through_service(p: Any, url: str) -> Iterator[pa.RecordBatch]:
     """The partition's rows from the service of the process that owns the store's ClickHouse
     directory: a session at the partition's ts over exactly its handle ranges. A stream whose
     body ends before Arrow's end-of-stream marker (the service failed mid-stream, stopped, or the
-    connection was cut) raises ``StreamTruncatedError``: never fewer rows than the partition has."""
+    connection was cut) raises ``StreamTruncatedError``: never fewer rows than the partition has.
+
+    Every call carries the read's bearer token (``p.token``: options token / token_file, else
+    this process's THEFLASH_TOKEN) for a service started with a token file; a 401 raises
+    ``ServiceTokenRefusedError`` naming where the token came from."""
     from urllib.parse import urlparse
 
+    from pyspark_theflash.scan.bearer_token import sent_token
     from pyspark_theflash.scan.options import format_handle_ranges
     from pyspark_theflash.service.stream_body import read_stream_body
 
@@ -133,28 +146,36 @@ def read_through_service(p: Any, url: str) -> Iterator[pa.RecordBatch]:
     request = {"table": p.table, "snapshot_ts": int(p.ts), "columns": columns + list(p.hidden),
                "handle_ranges": format_handle_ranges([(r.lo, r.hi) for r in p.ranges]),
                "batch_rows": int(p.batch_rows)}
+    token = sent_token(p.token)
+    auth = {"Authorization": token.header()} if token is not None else {}
     where = urlparse(url)
     host, port = where.hostname or "127.0.0.1", where.port or 80
+    refused = (f"the service at {url} (the process owning {p.store}'s ClickHouse directory) refused a read of "
+               f"{p.table} at ts {p.ts}")
     # one connection per request: a stream cut mid-way leaves its connection unusable
     conn = http.client.HTTPConnection(host, port, timeout=600)
     try:
         conn.request("POST", "/v1/read-sessions", body=json.dumps(request),
-                     headers={"Content-Type": "application/json"})
+                     headers={"Content-Type": "application/json", **auth})
         response = conn.getresponse()
         body = response.read()
     finally:
         conn.close()
+    if response.status == 401:
+        raise _token_refused(refused, body, token)
     if response.status != 201:
-        raise ClickHouseEngineError(f"the service at {url} (the process owning {p.store}'s ClickHouse directory) "
-                                    f"refused a read of {p.table} at ts {p.ts}: {response.status} {body[:500]!r}")
+        raise ClickHouseEngineError(f"{refused}: {response.status} {body[:500]!r}")
     session = json.loads(body)
     batches: list[pa.RecordBatch] = []
     try:
         for stream in session["streams"]:
             conn = http.client.HTTPConnection(host, port, timeout=600)
             try:
-                conn.request("GET", stream["url"])
+                conn.request("GET", stream["url"], headers=auth)
                 response = conn.getresponse()
+                if response.status == 401:
+                    raise _token_refused(f"{refused} (stream {stream['index']} of read session {session['id']})",
+                                         response.read(), token)
                 if response.status != 200:
                     raise ClickHouseEngineError(f"stream {stream['index']} of read session {session['id']} of {url}: "
                                                 f"{response.status} {response.read()[:500]!r}")
@@ -163,17 +184,29 @@ def read_through_service(p: Any, url: str) -> Iterator[pa.RecordBatch]:
             finally:
                 conn.close()
     finally:
-        _release(host, port, session["id"])
+        _release(host, port, session["id"], auth)
     # the session is released before the rows are handed on (a slow consumer holds no lease)
     yield from batches
 
 
-def _release(host: str, port: int, session_id: str) -> None:
+def _token_refused(refused: str, body: bytes, token: BearerToken | None) -> ServiceTokenRefusedError:
+    """The error for a 401: the service's own answer, then where the token sent came from."""
+    from pyspark_theflash.scan.bearer_token import unauthenticated_advice
+
+    try:
+        answer = str(json.loads(body)["error"]["message"])
+    except (ValueError, TypeError, KeyError):
+        answer = body[:500].decode("utf-8", "replace")
+    return ServiceTokenRefusedError(f"{refused}: answered 401 unauthenticated: {answer}; "
+                                    f"{unauthenticated_advice(token)}", token.source if token is not None else None)
+
+
+def _release(host: str, port: int, session_id: str, auth: dict[str, str]) -> None:
     """Release a read session of the service; if that fails (the service gone), its lease
     expires by its TTL, and the read's own outcome is what the caller sees."""
     conn = http.client.HTTPConnection(host, port, timeout=60)
     try:
-        conn.request("DELETE", f"/v1/read-sessions/{session_id}")
+        conn.request("DELETE", f"/v1/read-sessions/{session_id}", headers=auth)
         conn.getresponse().read()
     except (http.client.HTTPException, OSError) as exc:
         log.warning("releasing read session %s of the service at %s:%d failed (%s); its lease expires by its TTL",
