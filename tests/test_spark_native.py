@@ -202,6 +202,63 @@ def test_rows_committed_after_ts_in_a_clean_part_stay_invisible(spark: Any, rig:
     assert sorted(r.id for r in read(spark, rig, snapshot_ts=after).load("nat.later").collect()) == list(range(80))
 
 
+def test_parts_store_commit_ts_signed_and_parts_written_unsigned_read_the_same(spark: Any, rig: FlashRig) -> None:
+    """Stable parts store ``_tidb_commit_ts`` as signed INT64, delta-encoded with the handle, so
+    Spark reads a BIGINT; parts an older store wrote (unsigned, read as DECIMAL(20,0)) read the
+    same rows, versions newer than ts and older ones in the same file included."""
+    import pyarrow.parquet as pq
+
+    from pyspark_theflash.store.txn_merge_tree import conform_hidden
+
+    rig.cluster.create_table("nat.versions", [make_column("id", "BIGINT", not_null=True), make_column("v", "BIGINT")],
+                             primary_key=["id"])
+    with rig.cluster.txn() as t:
+        for i in range(600):
+            t.insert("nat.versions", {"id": i, "v": i})
+    with rig.cluster.txn() as t:
+        for i in range(0, 600, 20):
+            t.update("nat.versions", {"id": i, "v": -i})
+    middle = rig.cluster.get_ts()
+    with rig.cluster.txn() as t:
+        for i in range(0, 600, 50):
+            t.update("nat.versions", {"id": i, "v": 1000 + i})
+        t.delete("nat.versions", 7)
+    latest = rig.cluster.get_ts()
+    read(spark, rig, snapshot_ts=latest).load("nat.versions").count()  # caught up
+    compact(rig)  # no GC: every version stays, several per handle in one stable part
+    expected_middle = {i: -i if i % 20 == 0 else i for i in range(600)}
+    expected_latest = {i: 1000 + i if i % 50 == 0 else -i if i % 20 == 0 else i for i in range(600) if i != 7}
+
+    files = part_names(rig, "nat.versions")
+    assert files and all(f.endswith(".parquet") for f in files)
+    for f in files:
+        meta = pq.read_metadata(f)
+        assert pq.read_schema(f).field("_tidb_commit_ts").type == "int64"
+        names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+        for hidden in ("_tidb_rowid", "_tidb_commit_ts"):
+            assert "DELTA_BINARY_PACKED" in meta.row_group(0).column(names.index(hidden)).encodings
+
+    def check(signed: bool) -> None:
+        for ts, expected in ((middle, expected_middle), (latest, expected_latest)):
+            df = read(spark, rig, snapshot_ts=ts).load("nat.versions")
+            split = split_of(df)
+            assert split is not None and split.pieces and split.rest == [], split
+            assert {p.signed_commit_ts for p in split.pieces} == {signed}
+            # several versions per handle: dropped by (handle, commit ts), not by handle alone
+            assert all(p.dropped_handles is None for p in split.pieces)
+            assert any(p.deletion_vector is not None for p in split.pieces)
+            assert {r.id: r.v for r in df.collect()} == expected
+            assert_same(df, read(spark, rig, snapshot_ts=ts, native_read="false").load("nat.versions"))
+            assert ("_tidb_commit_ts:decimal(20,0)" in executed_plan(df)) == (not signed)
+
+    check(signed=True)
+    # The same parts as a store before signed commit ts wrote them.
+    for f in files:
+        pq.write_table(conform_hidden(pq.read_table(f)), f, compression="zstd", use_dictionary=False)
+        assert pq.read_schema(f).field("_tidb_commit_ts").type == "uint64"
+    check(signed=False)
+
+
 @pytest.mark.parametrize("delta_half", ["driver", "python"])
 def test_partitions_with_deltas_are_read_natively_minus_a_deletion_vector_and_the_deltas_beside(
         spark: Any, rig: FlashRig, delta_half: str, monkeypatch: pytest.MonkeyPatch) -> None:

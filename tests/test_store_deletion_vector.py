@@ -15,6 +15,7 @@ import pytest
 
 from pyspark_theflash.store import Store, StoreOptions, read_parts
 import pyspark_theflash.store.deletion_vector as dv
+from pyspark_theflash.store.txn_merge_tree import conform_hidden
 from pyspark_theflash.store.deletion_vector import DeletionVector, can_split, deletion_vector, read_superseding
 from store_events import DB, committed, event, items_table, key, row
 
@@ -26,7 +27,7 @@ def stable_half(stable: Any, vector: DeletionVector, ts: int, lo: Any, hi: Any, 
     """What Spark's Parquet reader reads of the stable part (as ``spark.native`` asks it to):
     visible at ts, in [lo, hi), outside its tombstones, no delete marks, not a version of the
     vector."""
-    t = pq.read_table(root / stable.path)
+    t = conform_hidden(pq.read_table(root / stable.path))  # uint64 commit ts, as the vector's
     h = t.column("_tidb_rowid")
     keep = pc.less_equal(t.column("_tidb_commit_ts"), pa.scalar(ts, pa.uint64()))
     if lo is not None:

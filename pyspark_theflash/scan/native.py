@@ -40,7 +40,7 @@ from pyspark_theflash.store.deletion_vector import (
     stable_and_deltas,
 )
 from pyspark_theflash.store.keyspace import Handle, HandleRange
-from pyspark_theflash.store.txn_merge_tree import ROWID
+from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, ROWID
 from pyspark_theflash.store.views import intersect
 
 # Arrow types of store columns that Spark's Parquet reader gives back as exactly the Spark
@@ -69,6 +69,9 @@ class NativePiece:
     delete_marks: bool
     bytes: int
     binary_handle: bool = False             # a common handle: ``_tidb_rowid`` is BINARY
+    # The file stores ``_tidb_commit_ts`` as signed INT64 (Spark reads BIGINT), as parts are
+    # written now; False: unsigned, read as DECIMAL(20,0) (parts written before).
+    signed_commit_ts: bool = False
     # Under live writes or with versions newer than the safe point: the part's versions that
     # are no row at ts (``store.deletion_vector``; columns _tidb_rowid, _tidb_commit_ts). None: none.
     deletion_vector: pa.Table | None = None
@@ -140,8 +143,9 @@ def _merge(ranges: Sequence[HandleRange]) -> list[HandleRange]:
     return out
 
 
-def _clean_columns(part: Any, root: str, table: Any, needed: Sequence[str]) -> tuple[str, ...] | None:
-    """The part's file column for each needed column when the part is natively readable."""
+def _clean_columns(part: Any, root: str, table: Any, needed: Sequence[str]) -> tuple[tuple[str, ...], bool] | None:
+    """The part's file column for each needed column, and whether the file's commit ts is
+    signed, when the part is natively readable."""
     from pyspark_theflash.schema import arrow_type
 
     path = os.path.join(root, part.path)
@@ -154,6 +158,8 @@ def _clean_columns(part: Any, root: str, table: Any, needed: Sequence[str]) -> t
     handle_type = pa.binary() if table.is_common_handle else pa.int64()
     if schema.get_field_index(ROWID) < 0 or schema.field(ROWID).type != handle_type:
         return None  # the range and tombstone conditions are written for this handle type
+    if schema.get_field_index(COMMIT_TS) < 0:
+        return None
     names_by_id = dict(part.columns)
     out = []
     for name in needed:
@@ -165,7 +171,7 @@ def _clean_columns(part: Any, root: str, table: Any, needed: Sequence[str]) -> t
         if not natively_readable(tp) or tp != arrow_type(col):
             return None
         out.append(file_name)
-    return tuple(out)
+    return tuple(out), schema.field(COMMIT_TS).type == pa.int64()
 
 
 def is_clean(parts: Sequence[Any]) -> bool:
@@ -227,7 +233,8 @@ def split_native(plan: Any, needed: Sequence[str]) -> NativeSplit:
                 lo, hi = clipped
                 part, deltas = stable_and_deltas(parts)
                 clean = is_clean(parts)
-                files = _clean_columns(part, plan.store, table, needed) if clean or can_split(part, deltas) else None
+                readable = _clean_columns(part, plan.store, table, needed) if clean or can_split(part, deltas) else None
+                files, signed_commit_ts = readable if readable is not None else (None, False)
                 vector = None
                 if files is not None and not clean:
                     # merge-on-read: the part minus a deletion vector, the deltas' newer rows
@@ -246,6 +253,7 @@ def split_native(plan: Any, needed: Sequence[str]) -> NativeSplit:
                     path=os.path.join(plan.store, part.path), lo=lo, hi=hi, file_columns=files,
                     tombstones=tuple(part.tombstones), newer_than_ts=newer_than_ts,
                     delete_marks=bool(part.delete_marks), bytes=int(part.bytes), binary_handle=binary_handle,
+                    signed_commit_ts=signed_commit_ts,
                     deletion_vector=vector.versions if vector is not None and len(vector) else None,
                     dropped_handles=None if binary_handle or not part.single_version else _dropped_handles(
                         os.path.join(plan.store, part.path), newer_than_ts, ts, vector, part.rows)))

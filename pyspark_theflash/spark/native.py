@@ -35,11 +35,20 @@ from pyspark_theflash.store.keyspace import Handle
 log = logging.getLogger(__name__)
 
 
-def _file_hidden(binary_handle: bool) -> str:
+def _file_hidden(binary_handle: bool, signed_commit_ts: bool) -> str:
     """The hidden columns as Spark's Parquet reader sees them in a part file: the handle is
-    int64, or a common handle's memcomparable bytes."""
+    int64, or a common handle's memcomparable bytes; the commit ts is signed INT64 (BIGINT),
+    or unsigned in parts written before (DECIMAL(20,0))."""
     rowid = "BINARY" if binary_handle else "BIGINT"
-    return f"`_tidb_rowid` {rowid}, `_tidb_commit_ts` DECIMAL(20,0), `_tidb_delmark` BOOLEAN"
+    return f"`_tidb_rowid` {rowid}, `_tidb_commit_ts` {_commit_ts_type(signed_commit_ts)}, `_tidb_delmark` BOOLEAN"
+
+
+def _commit_ts_type(signed: bool) -> str:
+    return "BIGINT" if signed else "DECIMAL(20,0)"
+
+
+def _commit_ts_literal(ts: int, signed: bool) -> str:
+    return str(int(ts)) if signed else f"CAST({int(ts)} AS DECIMAL(20,0))"
 
 
 def _quote(name: str) -> str:
@@ -129,26 +138,33 @@ def _without_deleted(spark: Any, df: Any, pieces: Sequence[NativePiece]) -> Any:
         return df
     dropped = pa.concat_tables(vectors) if len(vectors) > 1 else vectors[0]
     rowid = "BINARY" if pieces[0].binary_handle else "BIGINT"
-    dropped = pa.table({"_dv_rowid": dropped.column("_tidb_rowid"),
-                        "_dv_commit_ts": dropped.column("_tidb_commit_ts").cast(pa.decimal128(20, 0))})
-    vector = spark.createDataFrame(dropped, schema=f"_dv_rowid {rowid}, _dv_commit_ts DECIMAL(20,0)")
-    return df.join(broadcast(vector), (df["_tidb_rowid"] == vector["_dv_rowid"])
-                   & (df["_tidb_commit_ts"] == vector["_dv_commit_ts"]), "left_anti")
+    signed = pieces[0].signed_commit_ts
+    commit_ts = dropped.column("_tidb_commit_ts").cast(pa.int64() if signed else pa.decimal128(20, 0))
+    vector = spark.createDataFrame(pa.table({"_dv_rowid": dropped.column("_tidb_rowid"), "_dv_commit_ts": commit_ts}),
+                                   schema=f"_dv_rowid {rowid}, _dv_commit_ts {_commit_ts_type(signed)}")
+    same_handle = df["_tidb_rowid"] == vector["_dv_rowid"]
+    if signed and not pieces[0].binary_handle:
+        # The commit ts as a condition on the matched rows, not a second join key: with the
+        # handle alone as its key Spark builds a LongHashedRelation (an array probed by the
+        # bigint) instead of hashing a two-column row per probe.
+        return df.join(broadcast(vector), same_handle & ((df["_tidb_commit_ts"] - vector["_dv_commit_ts"]) == 0),
+                       "left_anti")
+    return df.join(broadcast(vector), same_handle & (df["_tidb_commit_ts"] == vector["_dv_commit_ts"]), "left_anti")
 
 
 def parquet_frame(spark: Any, ts: int, pieces: Sequence[NativePiece], target: Any) -> Any:
-    """The visible rows of ``pieces`` (all with the same file column names and handle type)
-    as ``target``. Built from SQL text: each DataFrame call is a round trip to the JVM."""
+    """The visible rows of ``pieces`` (all with the same file column names, handle type and
+    commit ts type) as ``target``. Built from SQL text: each DataFrame call is a round trip to the JVM."""
     pieces = _merged(pieces)
     user = [f for f in target.fields if f.name not in HIDDEN_READABLE]
     file_cols = pieces[0].file_columns
     read_schema = ", ".join([f"{_quote(n)} {f.dataType.simpleString()}" for n, f in zip(file_cols, user)]
-                            + [_file_hidden(pieces[0].binary_handle)])
+                            + [_file_hidden(pieces[0].binary_handle, pieces[0].signed_commit_ts)])
     df = spark.read.schema(read_schema).parquet(*sorted({p.path for p in pieces}))
     by_handle = all(p.dropped_handles is not None for p in pieces)
     conds = []
     if not by_handle and any(p.newer_than_ts for p in pieces):
-        conds.append(f"_tidb_commit_ts <= CAST({int(ts)} AS DECIMAL(20,0))")
+        conds.append(f"_tidb_commit_ts <= {_commit_ts_literal(ts, pieces[0].signed_commit_ts)}")
     if any(p.delete_marks for p in pieces):
         conds.append("NOT _tidb_delmark")
     ranges = [_piece_sql(p) for p in pieces]
@@ -234,9 +250,9 @@ def native_read(spark: Any, options: dict[str, str], user_schema: Any,
         if not split.pieces or not _same_types(target, declared):
             scan_plan.close()
             return None
-        groups: dict[tuple[tuple[str, ...], bool], list[NativePiece]] = {}
+        groups: dict[tuple[tuple[str, ...], bool, bool], list[NativePiece]] = {}
         for piece in split.pieces:
-            groups.setdefault((piece.file_columns, piece.binary_handle), []).append(piece)
+            groups.setdefault((piece.file_columns, piece.binary_handle, piece.signed_commit_ts), []).append(piece)
         frames = [parquet_frame(spark, scan_plan.ts, pieces, target) for pieces in groups.values()]
         overlays = split.overlays
         if overlays and split.delta_half_rows <= INLINE_DELTA_ROWS:

@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 from pyspark_theflash.store.keyspace import HandleRange
 from pyspark_theflash.store.lru import BytesLRU
 from pyspark_theflash.store.read import PartRef, PartsReader, newest_visible
-from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, ROWID, same_as_previous
+from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, ROWID, conform_hidden, same_as_previous
 
 if TYPE_CHECKING:
     from pyspark_theflash.schema import TableInfo
@@ -103,7 +103,7 @@ def _stable_versions(reader: PartsReader, stable: PartRef, root: str | Path, lo:
     if not groups:
         return pa.table({ROWID: pa.array([], handle_type), COMMIT_TS: pa.array([], pa.uint64())})
     # the reader's own visibility rule: commit ts <= ts, in range, outside the part's tombstones
-    t = reader.visible_rows(stable, f.read_row_groups(groups, columns=[ROWID, COMMIT_TS]))
+    t = reader.visible_rows(stable, conform_hidden(f.read_row_groups(groups, columns=[ROWID, COMMIT_TS])))
     return t.select([ROWID, COMMIT_TS])
 
 
@@ -118,7 +118,7 @@ def _handles_of(path: str) -> tuple[np.ndarray, np.ndarray, bool]:
     """An int-handle part's handles and commit ts in file order, and whether the handles are
     strictly ascending (one version per handle)."""
     def load() -> tuple[tuple[np.ndarray, np.ndarray, bool], int]:
-        t = pq.read_table(path, columns=[ROWID, COMMIT_TS])
+        t = conform_hidden(pq.read_table(path, columns=[ROWID, COMMIT_TS]))
         rowids = t.column(ROWID).to_numpy()
         commit_ts = t.column(COMMIT_TS).to_numpy()
         ascending = len(rowids) < 2 or bool(np.all(rowids[1:] > rowids[:-1]))

@@ -43,6 +43,7 @@ from pyspark_theflash.store.txn_merge_tree import (
     DELMARK,
     HIDDEN_NAMES,
     ROWID,
+    conform_hidden,
     is_ipc,
     same_as_previous,
     version_order,
@@ -217,6 +218,7 @@ class PartsReader:
                     a = a.cast(target_type)
             arrays.append(a)
             fields.append(pa.field(name, target_type, nullable=True))
+        t = conform_hidden(t)
         for h in HIDDEN_NAMES:
             arrays.append(t.column(h))
             fields.append(t.schema.field(h))

@@ -2,7 +2,9 @@
 
 A *part* is one Parquet file of versions sorted by (handle, commit_ts), with the table's
 columns as of the part's schema version plus the hidden columns ``_tidb_rowid`` (int64),
-``_tidb_commit_ts`` (uint64) and ``_tidb_delmark`` (bool). Flushes write *delta* parts,
+``_tidb_commit_ts`` (uint64) and ``_tidb_delmark`` (bool). A Parquet part stores the commit
+ts as signed INT64 (see ``stored_for_parquet``); every reader of a part file sees uint64
+again through ``conform_hidden``. Flushes write *delta* parts,
 compaction writes *stable* parts (row groups of a configured size, with statistics). This
 module writes part files (temporary name, fsync, rename) and computes what the manifest
 records about them; it never touches the manifest itself.
@@ -129,6 +131,40 @@ def _fsync_dir(path: Path) -> None:
 PART_COMPRESSION = "zstd"
 
 
+# Every TSO a commit ts can be fits in a signed 64-bit integer (46 bits of milliseconds since
+# 1970 and 18 logical bits reach 2^63 only in the year 3084). Stored so, Spark's Parquet reader
+# reads the column as a BIGINT; stored as unsigned INT64 it reads DECIMAL(20,0), a BigDecimal
+# per row that made the commit-ts filter and the deletion-vector join of a native read cost
+# more than the scan. A part whose commit ts would not fit keeps uint64 (readers take both).
+_INT64_MAX = (1 << 63) - 1
+
+# The hidden columns delta-encoded in Parquet: handles ascend within a part and commit ts
+# lie close together, so each value is a few bits (the handle column shrinks ~30x) and Spark's
+# vectorized reader decodes them faster than it decompresses plain values.
+_DELTA_ENCODED = (ROWID, COMMIT_TS)
+
+
+def stored_for_parquet(table: pa.Table) -> tuple[pa.Table, dict[str, str]]:
+    """``table`` as a Parquet part stores it (commit ts signed when it fits) and the columns'
+    encodings."""
+    ts = table.column(COMMIT_TS)
+    if table.num_rows and pa.types.is_unsigned_integer(ts.type) and (pc.max(ts).as_py() or 0) <= _INT64_MAX:
+        table = table.set_column(table.schema.get_field_index(COMMIT_TS),
+                                 pa.field(COMMIT_TS, pa.int64(), nullable=False), ts.cast(pa.int64()))
+    encodings = {name: "DELTA_BINARY_PACKED" for name in _DELTA_ENCODED
+                 if pa.types.is_integer(table.schema.field(name).type)}
+    return table, encodings
+
+
+def conform_hidden(table: pa.Table) -> pa.Table:
+    """A part file's rows with the commit ts as uint64, however the file stored it."""
+    at = table.schema.get_field_index(COMMIT_TS)
+    if at < 0 or table.schema.field(at).type == pa.uint64():
+        return table
+    return table.set_column(at, pa.field(COMMIT_TS, pa.uint64(), nullable=False),
+                            table.column(at).cast(pa.uint64()))
+
+
 def temp_name(dest: Path) -> Path:
     """Where a part is written before it is fsynced and renamed to ``dest``."""
     return dest.with_name(dest.name + f".tmp-{os.getpid()}")
@@ -151,8 +187,9 @@ def write_part(root: Path, rel: str, table: pa.Table, column_ids: Sequence[int],
         # Dictionary encoding only for strings (repeated names, codes): on numbers it costs
         # time on both sides and usually grows the file.
         dictionary = [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
-        pq.write_table(table, str(tmp), row_group_size=max(1, row_group_rows), compression=compression,
-                       write_statistics=True, use_dictionary=dictionary or False)
+        stored, encodings = stored_for_parquet(table)
+        pq.write_table(stored, str(tmp), row_group_size=max(1, row_group_rows), compression=compression,
+                       write_statistics=True, use_dictionary=dictionary or False, column_encoding=encodings or None)
     if not install:
         return describe_part(rel, table, column_ids, tmp.stat().st_size)
     install_part(root, rel)
