@@ -66,6 +66,17 @@ def test_regions_read_index_and_snapshot_match_in_process(served) -> None:
         client.read_index(999)
 
 
+def test_read_indexes_asks_every_region_at_once_with_the_answers_of_one_by_one(served) -> None:
+    from pyspark_theflash.upstream.errors import RegionNotFoundError
+
+    cluster, client, _ = served
+    ids = [int(r.id) for r in client.regions()]
+    assert client.read_indexes(ids) == cluster.read_indexes(ids) == {rid: client.read_index(rid) for rid in ids}
+    assert client.read_indexes([]) == {}
+    with pytest.raises(RegionNotFoundError, match="999"):
+        client.read_indexes(ids + [999])
+
+
 def test_check_txn_status_and_resolve_lock_over_grpc(served) -> None:
     cluster, client, _ = served
     k1, k2 = encode_record_key(9999, 1), encode_record_key(9999, 2)

@@ -92,12 +92,10 @@ class LearnerRead:
         """Read indexes of the upstream regions over [start, end). The region map may change
         between listing and asking (a split or merge): then list again."""
         for attempt in range(20):
-            out: dict[int, int] = {}
             try:
-                for up in self.upstream.regions():
-                    if ranges_overlap(bytes(up.start_key), bytes(up.end_key), start, end):
-                        out[int(up.id)] = int(self.upstream.read_index(int(up.id), self.ts))
-                return out
+                return self.upstream.read_indexes([int(up.id) for up in self.upstream.regions()
+                                                   if ranges_overlap(bytes(up.start_key), bytes(up.end_key), start, end)],
+                                                  self.ts)
             except Exception as exc:
                 if not _region_not_found(exc) or attempt == 19:
                     raise

@@ -109,20 +109,31 @@ def _joined_handles(a: Any, b: Any) -> Any:
     return None if a is None or b is None else pa.concat_arrays([a, b])
 
 
+def _vector_columns(pieces: Sequence[NativePiece]) -> tuple[str, str]:
+    """Names for a vector's handle and commit ts columns that no column of the pieces' files
+    has (the join condition names each column once, unqualified)."""
+    taken = {n.lower() for n in pieces[0].file_columns}
+    prefix = "_dv"
+    while f"{prefix}_rowid" in taken or f"{prefix}_commit_ts" in taken:
+        prefix += "_"
+    return f"{prefix}_rowid", f"{prefix}_commit_ts"
+
+
 def _without_dropped_handles(spark: Any, df: Any, pieces: Sequence[NativePiece]) -> Any:
     """``df`` minus the rows of the pieces' ``dropped_handles`` (one-version int-handle parts:
     the vector's handles and those committed after ts), a broadcast anti-join on the handle."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    from pyspark.sql.functions import broadcast
+    from pyspark.sql.functions import broadcast, expr
 
     dropped = [p.dropped_handles for p in pieces if len(p.dropped_handles)]
     if not dropped:
         return df
     # pieces of one file each name the file's handles committed after ts: once is enough
-    handles = pa.table({"_dv_rowid": pc.unique(pa.concat_arrays(dropped))})
-    vector = spark.createDataFrame(handles, schema="_dv_rowid BIGINT")
-    return df.join(broadcast(vector), df["_tidb_rowid"] == vector["_dv_rowid"], "left_anti")
+    rowid, _ = _vector_columns(pieces)
+    handles = pa.table({rowid: pc.unique(pa.concat_arrays(dropped))})
+    vector = spark.createDataFrame(handles, schema=f"{rowid} BIGINT")
+    return df.join(broadcast(vector), expr(f"_tidb_rowid = {rowid}"), "left_anti")
 
 
 def _without_deleted(spark: Any, df: Any, pieces: Sequence[NativePiece]) -> Any:
@@ -131,25 +142,28 @@ def _without_deleted(spark: Any, df: Any, pieces: Sequence[NativePiece]) -> Any:
     file (``store.deletion_vector``). A broadcast anti-join on (handle, commit ts): the vectors
     are the size of the recent changes, the files the stable parts'."""
     import pyarrow as pa
-    from pyspark.sql.functions import broadcast
+    from pyspark.sql.functions import broadcast, expr
 
     vectors = [p.deletion_vector for p in pieces if p.deletion_vector is not None]
     if not vectors:
         return df
     dropped = pa.concat_tables(vectors) if len(vectors) > 1 else vectors[0]
-    rowid = "BINARY" if pieces[0].binary_handle else "BIGINT"
+    handle_type = "BINARY" if pieces[0].binary_handle else "BIGINT"
     signed = pieces[0].signed_commit_ts
-    commit_ts = dropped.column("_tidb_commit_ts").cast(pa.int64() if signed else pa.decimal128(20, 0))
-    vector = spark.createDataFrame(pa.table({"_dv_rowid": dropped.column("_tidb_rowid"), "_dv_commit_ts": commit_ts}),
-                                   schema=f"_dv_rowid {rowid}, _dv_commit_ts {_commit_ts_type(signed)}")
-    same_handle = df["_tidb_rowid"] == vector["_dv_rowid"]
+    rowid, commit_ts = _vector_columns(pieces)
+    vector = spark.createDataFrame(
+        pa.table({rowid: dropped.column("_tidb_rowid"),
+                  commit_ts: dropped.column("_tidb_commit_ts").cast(pa.int64() if signed else pa.decimal128(20, 0))}),
+        schema=f"{rowid} {handle_type}, {commit_ts} {_commit_ts_type(signed)}")
     if signed and not pieces[0].binary_handle:
         # The commit ts as a condition on the matched rows, not a second join key: with the
         # handle alone as its key Spark builds a LongHashedRelation (an array probed by the
         # bigint) instead of hashing a two-column row per probe.
-        return df.join(broadcast(vector), same_handle & ((df["_tidb_commit_ts"] - vector["_dv_commit_ts"]) == 0),
-                       "left_anti")
-    return df.join(broadcast(vector), same_handle & (df["_tidb_commit_ts"] == vector["_dv_commit_ts"]), "left_anti")
+        condition = f"_tidb_rowid = {rowid} AND _tidb_commit_ts - {commit_ts} = 0"
+    else:
+        condition = f"_tidb_rowid = {rowid} AND _tidb_commit_ts = {commit_ts}"
+    # one expression (the names are each on one side only): each Column operation is a JVM call
+    return df.join(broadcast(vector), expr(condition), "left_anti")
 
 
 def parquet_frame(spark: Any, ts: int, pieces: Sequence[NativePiece], target: Any) -> Any:

@@ -13,7 +13,7 @@ import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from typing import Any, Iterable, NamedTuple, Protocol, runtime_checkable
+from typing import Any, Iterable, NamedTuple, Protocol, Sequence, runtime_checkable
 
 import grpc
 
@@ -100,6 +100,7 @@ class UpstreamClient(Protocol):
     def get_ts(self) -> int: ...
     def regions(self) -> list[binlog_pb2.Region]: ...
     def read_index(self, region_id: int, read_ts: int = 0) -> int: ...
+    def read_indexes(self, region_ids: Sequence[int], read_ts: int = 0) -> dict[int, int]: ...
     def check_txn_status(self, primary: bytes, lock_ts: int, caller_start_ts: int, current_ts: int,
                          force_sync_commit: bool = False) -> TxnStatus: ...
     def check_secondary_locks(self, keys: Iterable[bytes], start_ts: int) -> SecondaryLocks: ...
@@ -133,10 +134,11 @@ class GrpcUpstreamClient:
         try:
             return getattr(self._stub, method)(request, timeout=self.timeout_s)
         except grpc.RpcError as err:
-            raise UpstreamError(
-                f"upstream {self.address} {method} failed: {err.code().name} {err.details()}; "
-                "is `theflash upstream --serve` running there?"
-            ) from err
+            raise self._failed(method, err) from err
+
+    def _failed(self, method: str, err: grpc.RpcError) -> UpstreamError:
+        return UpstreamError(f"upstream {self.address} {method} failed: {err.code().name} {err.details()}; "
+                             "is `theflash upstream --serve` running there?")
 
     def cluster_info(self) -> upstream_pb2.ClusterInfoResponse:
         with self._mu:
@@ -165,6 +167,23 @@ class GrpcUpstreamClient:
         if resp.error:
             raise RegionNotFoundError(region_id)
         return int(resp.index)
+
+    def read_indexes(self, region_ids: Sequence[int], read_ts: int = 0) -> dict[int, int]:
+        """``read_index`` of each region, the calls in flight together (a table of many regions
+        waits one round trip, not one per region, as TiFlash batches its read-index requests);
+        ``RegionNotFoundError`` for the first region upstream does not know."""
+        calls = [(rid, self._stub.ReadIndex.future(upstream_pb2.ReadIndexRequest(region_id=rid, start_ts=read_ts),
+                                                    timeout=self.timeout_s)) for rid in region_ids]
+        out: dict[int, int] = {}
+        for rid, call in calls:
+            try:
+                resp = call.result()
+            except grpc.RpcError as err:
+                raise self._failed("ReadIndex", err) from err
+            if resp.error:
+                raise RegionNotFoundError(rid)
+            out[rid] = int(resp.index)
+        return out
 
     def check_txn_status(self, primary: bytes, lock_ts: int, caller_start_ts: int, current_ts: int,
                          force_sync_commit: bool = False) -> TxnStatus:

@@ -315,6 +315,9 @@ class MiniCluster:
     def read_index(self, region_id: int, read_ts: int = 0) -> int:
         return self.store.read_index(region_id, read_ts)
 
+    def read_indexes(self, region_ids: Sequence[int], read_ts: int = 0) -> dict[int, int]:
+        return {rid: self.store.read_index(rid, read_ts) for rid in region_ids}
+
     def check_txn_status(self, primary: bytes, lock_ts: int, caller_start_ts: int, current_ts: int,
                          force_sync_commit: bool = False) -> TxnStatus:
         s = self.store.check_txn_status(primary, lock_ts, caller_start_ts, current_ts,
