@@ -191,3 +191,36 @@ def test_vectors_found_by_the_handle_index_and_by_row_groups_have_one_schema(sto
     assert by_index is not None and by_row_groups is not None
     assert by_index.versions.schema == by_row_groups.versions.schema
     assert pa.concat_tables([by_index.versions, by_row_groups.versions]).num_rows == 4
+
+
+def test_a_multi_version_parts_cached_versions_are_the_row_group_reads_in_every_range_and_tombstone(
+        store: Store) -> None:
+    """``_all_stable_versions`` slices the cached handle columns by binary search: the same
+    versions as the row-group read's masks, for ranges and tombstones cutting anywhere."""
+    import dataclasses
+
+    from pyspark_theflash.store.read import PartsReader
+
+    put(store, 100, [(h, 200, f"s{h}") for h in range(0, 600, 2)])
+    put(store, 101, [(h, 300, f"u{h}") for h in range(0, 600, 10)])
+    store.compact(force=True)  # safe point 0: both versions of every tenth handle stay
+    with store.snapshot() as view:
+        (stable,) = view.parts(T.id)
+    assert not stable.single_version
+    rng = random.Random(7)
+    bounds = [None, -5, 0, 1, 2, 99, 100, 301, 598, 599, 600, 700]
+    checked = 0
+    for _ in range(80):
+        tombstones = tuple((rng.choice(bounds), rng.choice(bounds)) for _ in range(rng.randint(0, 2)))
+        part = dataclasses.replace(stable, tombstones=tuple((a, b) for a, b in tombstones
+                                                            if a is None or b is None or a < b))
+        lo, hi = rng.choice(bounds), rng.choice(bounds)
+        if lo is not None and hi is not None and lo >= hi:
+            continue
+        ts = rng.choice([150, 200, 250, 300, 400])
+        reader = PartsReader(store.root, T, ts, (lo, hi), [], None, (), 1 << 30)
+        cached = dv._all_stable_versions(reader, part, store.root)
+        read = dv._stable_versions(reader, part, store.root, lo, hi, pa.int64())
+        assert cached.to_pylist() == read.to_pylist(), (ts, lo, hi, part.tombstones)
+        checked += cached.num_rows
+    assert checked > 1000

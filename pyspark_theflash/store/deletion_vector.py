@@ -136,10 +136,23 @@ def handle_index(path: str) -> tuple[np.ndarray, np.ndarray] | None:
 
 def _all_stable_versions(reader: PartsReader, stable: PartRef, root: str | Path) -> pa.Table:
     """An int-handle stable part's versions visible at ts in the reader's range, in file order,
-    from its cached handle columns (what ``_stable_versions`` reads from the file)."""
+    from its cached handle columns (what ``_stable_versions`` reads from the file). The file is
+    in (handle, commit ts) order, so the range and each tombstone are one slice of it, found
+    by binary search; only the commit ts is compared row by row."""
     rowids, commit_ts, _ascending = _handles_of(str(Path(root) / stable.path))
-    found = pa.table({ROWID: pa.array(rowids, pa.int64()), COMMIT_TS: pa.array(commit_ts, pa.uint64())})
-    return reader.visible_rows(stable, found)
+
+    def at(handle: Any, default: int) -> int:
+        return default if handle is None else int(np.searchsorted(rowids, handle, "left"))
+
+    start, end = at(reader.lo, 0), at(reader.hi, len(rowids))
+    keep = np.ones(max(0, end - start), dtype=bool)
+    if stable.max_commit_ts is None or stable.max_commit_ts > reader.ts:
+        keep &= commit_ts[start:end] <= np.uint64(reader.ts)
+    for tlo, thi in stable.tombstones:
+        a, b = at(tlo, 0) - start, at(thi, len(rowids)) - start
+        keep[max(0, a):max(0, b)] = False
+    return pa.table({ROWID: pa.array(rowids[start:end][keep], pa.int64()),
+                     COMMIT_TS: pa.array(commit_ts[start:end][keep], pa.uint64())})
 
 
 def _stable_versions_of(reader: PartsReader, stable: PartRef, root: str | Path,

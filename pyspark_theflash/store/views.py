@@ -83,6 +83,9 @@ class StoreView:
         self._histories: dict[int, TableHistory] | None = None
         self._columns: dict[tuple[int, int], tuple[tuple[int, str], ...]] = {}
         self._part_columns = mf.has_column(conn, "parts", "columns")
+        # Live parts by table, read once per view (one read transaction: they cannot change),
+        # since a planner asks for them region by region.
+        self._live_parts: dict[int, list[PartRef]] = {}
 
     def __enter__(self) -> "StoreView":
         return self
@@ -286,7 +289,12 @@ class StoreView:
     def parts(self, table_id: int, lo: int | None = None, hi: int | None = None) -> list[PartRef]:
         """Live parts of the table overlapping handles [lo, hi), each with the range
         tombstones that apply to it."""
-        return self._part_refs(table_id, "removed_version IS NULL", (), None, lo, hi)
+        live = self._live_parts.get(table_id)
+        if live is None:
+            live = self._live_parts[table_id] = self._part_refs(table_id, "removed_version IS NULL", (), None, None, None)
+        if lo is None and hi is None:
+            return list(live)
+        return [p for p in live if p.overlaps(lo, hi)]
 
     def parts_by_id(self, table_id: int, part_ids: Sequence[int], as_of_version: int) -> list[PartRef]:
         """The given parts as the manifest listed them at ``as_of_version`` (with the range
