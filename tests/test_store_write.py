@@ -252,3 +252,22 @@ def test_a_readonly_store_refuses_writes(tmp_path: Path) -> None:
     with pytest.raises(ReadOnlyStoreError):
         r.write([])
     r.close()
+
+
+@pytest.mark.parametrize("newest", [470653517890060290, (1 << 63) + 5])
+def test_parquet_parts_store_the_commit_ts_signed_when_it_fits_and_read_back_unsigned_exactly(
+        tmp_path: Path, newest: int) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pyspark_theflash.store.txn_merge_tree import HIDDEN_FIELDS, conform_hidden, write_part
+
+    t = pa.table({"_tidb_rowid": pa.array([1, 2, 3], pa.int64()),
+                  "_tidb_commit_ts": pa.array([newest - 7, newest - 1, newest], pa.uint64()),
+                  "_tidb_delmark": [False, True, False]}, schema=pa.schema(HIDDEN_FIELDS))
+    written = write_part(tmp_path, "tables/1/p1/stable-x.parquet", t, [], 16)
+    stored = pq.read_table(tmp_path / written.file)
+    fits = newest < 1 << 63
+    assert stored.schema.field("_tidb_commit_ts").type == (pa.int64() if fits else pa.uint64())
+    assert conform_hidden(stored).equals(t)
+    assert (written.min_commit_ts, written.max_commit_ts) == (newest - 7, newest)

@@ -159,7 +159,7 @@ def _clean_columns(part: Any, root: str, table: Any, needed: Sequence[str]) -> t
     if schema.get_field_index(ROWID) < 0 or schema.field(ROWID).type != handle_type:
         return None  # the range and tombstone conditions are written for this handle type
     if schema.get_field_index(COMMIT_TS) < 0:
-        return None
+        return None  # not a part as the store writes them: the Python reader reports it
     names_by_id = dict(part.columns)
     out = []
     for name in needed:

@@ -2,12 +2,12 @@
 
 A *part* is one Parquet file of versions sorted by (handle, commit_ts), with the table's
 columns as of the part's schema version plus the hidden columns ``_tidb_rowid`` (int64),
-``_tidb_commit_ts`` (uint64) and ``_tidb_delmark`` (bool). A Parquet part stores the commit
-ts as signed INT64 (see ``stored_for_parquet``); every reader of a part file sees uint64
-again through ``conform_hidden``. Flushes write *delta* parts,
-compaction writes *stable* parts (row groups of a configured size, with statistics). This
-module writes part files (temporary name, fsync, rename) and computes what the manifest
-records about them; it never touches the manifest itself.
+``_tidb_commit_ts`` (uint64) and ``_tidb_delmark`` (bool); a Parquet part stores the commit
+ts as signed INT64 (``stored_for_parquet``), and every reader of a part file sees uint64 again
+(``conform_hidden``). Flushes write *delta* parts, compaction writes *stable* parts (row
+groups of a configured size, with statistics). This module writes part files (temporary name,
+fsync, rename) and computes what the manifest records about them; it never touches the
+manifest itself.
 """
 from __future__ import annotations
 
@@ -132,7 +132,7 @@ PART_COMPRESSION = "zstd"
 
 
 # Every TSO a commit ts can be fits in a signed 64-bit integer (46 bits of milliseconds since
-# 1970 and 18 logical bits reach 2^63 only in the year 3084). Stored so, Spark's Parquet reader
+# 1970 and 18 logical bits reach 2^63 only in the year 3085). Stored so, Spark's Parquet reader
 # reads the column as a BIGINT; stored as unsigned INT64 it reads DECIMAL(20,0), a BigDecimal
 # per row that made the commit-ts filter and the deletion-vector join of a native read cost
 # more than the scan. A part whose commit ts would not fit keeps uint64 (readers take both).
@@ -148,7 +148,7 @@ def stored_for_parquet(table: pa.Table) -> tuple[pa.Table, dict[str, str]]:
     """``table`` as a Parquet part stores it (commit ts signed when it fits) and the columns'
     encodings."""
     ts = table.column(COMMIT_TS)
-    if table.num_rows and pa.types.is_unsigned_integer(ts.type) and (pc.max(ts).as_py() or 0) <= _INT64_MAX:
+    if pa.types.is_unsigned_integer(ts.type) and (pc.max(ts).as_py() or 0) <= _INT64_MAX:
         table = table.set_column(table.schema.get_field_index(COMMIT_TS),
                                  pa.field(COMMIT_TS, pa.int64(), nullable=False), ts.cast(pa.int64()))
     encodings = {name: "DELTA_BINARY_PACKED" for name in _DELTA_ENCODED
