@@ -15,12 +15,12 @@ stops at the log's head.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import threading
 from typing import Any
 
 from pyspark_theflash.cli import CommandError
+from pyspark_theflash.stop_signals import stop_on_signals
 
 
 def _position(text: str) -> Any:
@@ -134,12 +134,7 @@ def run_serve(args: argparse.Namespace) -> int:
     stopped = threading.Event()
     received: list[int] = []
 
-    def on_signal(signum: int, _frame: object) -> None:
-        received.append(signum)
-        stopped.set()
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, on_signal)
+    stop_on_signals(stopped, received.append)
     print(f"serving {args.directory} at {server.url}", flush=True)
     try:
         stopped.wait()

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import threading
 from typing import Any
+
+from pyspark_theflash.stop_signals import stop_on_signals
 
 
 def register(subparsers: Any) -> None:
@@ -29,8 +30,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     server, port, latch = serve(args.store, args.port)
     stopped = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopped.set())
+    stop_on_signals(stopped)
     print(f"latch serving grpc://127.0.0.1:{port} for store {args.store}", flush=True)
     stopped.wait()
     server.stop(grace=1.0).wait()

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import threading
 from typing import Any
+
+from pyspark_theflash.stop_signals import stop_on_signals
 
 DEFAULT_PORT = 8815  # Arrow Flight's customary port
 
@@ -42,8 +43,7 @@ def _serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CommandError(f"cannot listen on {args.host}: {exc}") from None
     stopped = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopped.set())
+    stop_on_signals(stopped)
     print(f"serving store {args.store}: flight {running.flight_location}  http {running.http_url}", flush=True)
     stopped.wait()
     running.close()

@@ -9,7 +9,6 @@ Stops cleanly on SIGINT/SIGTERM or when the workloads are done (``--duration``/`
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import threading
 import time
@@ -18,6 +17,7 @@ from typing import Any
 
 from pyspark_theflash.cli import CommandError
 from pyspark_theflash.errors import TheFlashError
+from pyspark_theflash.stop_signals import stop_on_signals
 
 
 def register(subparsers: Any) -> None:
@@ -80,12 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
     stop = threading.Event()
 
-    def on_signal(signum: int, _frame: Any) -> None:
-        stop.set()
-
-    if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
-        signal.signal(signal.SIGINT, on_signal)
-        signal.signal(signal.SIGTERM, on_signal)
+    stop_on_signals(stop)  # signals reach the main thread only: elsewhere the caller stops it
 
     try:
         cluster = MiniCluster(

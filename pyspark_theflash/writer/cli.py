@@ -5,13 +5,13 @@ import argparse
 import datetime as dt
 import json
 import logging
-import signal
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from pyspark_theflash.stop_signals import stop_on_signals
 from pyspark_theflash.writer import options as o
 from pyspark_theflash.writer.status import writer_status
 
@@ -204,12 +204,8 @@ class ProgressDisplay:
 def install_stop_signals(stop: threading.Event) -> None:
     """SIGTERM/SIGINT finish the batch in hand, flush and release the latch."""
 
-    def handler(signum: int, frame: Any) -> None:
-        logging.getLogger("theflash.writer").info("signal %d: stopping after the batch in hand", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    stop_on_signals(stop, lambda signum: logging.getLogger("theflash.writer").info(
+        "signal %d: stopping after the batch in hand", signum))
 
 
 def run_writer(opts: o.WriterOptions, log_file: str | None, **writer_kwargs: Any) -> int:
