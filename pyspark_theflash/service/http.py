@@ -37,6 +37,9 @@ log = logging.getLogger("theflash.service.http")
 FRONTEND = "http"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 STREAM_URL = "/v1/read-sessions/{id}/streams/{n}"
+# A chunk up to this size is framed in one bytes and one write; a bigger one is written as it
+# is, between its size line and CRLF (three writes, no copy).
+_FRAME_COPY_BYTES = 64 << 10
 _SESSION = re.compile(r"^/v1/read-sessions/([0-9a-f]{1,64})$")
 _RENEW = re.compile(r"^/v1/read-sessions/([0-9a-f]{1,64})/renew$")
 _STREAM = re.compile(r"^/v1/read-sessions/([0-9a-f]{1,64})/streams/([0-9]{1,9})$")
@@ -142,9 +145,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             try:
-                self._chunk(held.session.schema.serialize().to_pybytes())
+                self._chunk(held.session.schema.serialize())
                 for batch in _chain(first, batches):
-                    self._chunk(batch.serialize().to_pybytes())
+                    self._chunk(batch.serialize())
             except _ClientGone:
                 raise
             except Exception as exc:
@@ -160,11 +163,22 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             batches.close()  # type: ignore[attr-defined]
 
-    def _chunk(self, data: bytes) -> None:
-        if data:
-            self._write(b"%x\r\n" % len(data) + data + b"\r\n")
+    def _chunk(self, data: bytes | pa.Buffer) -> None:
+        """One chunk of the chunked body. A batch's serialized buffer goes to the socket as it
+        is, between its size line and CRLF: copying it into bytes, then into a framed bytes,
+        cost the stream more than reading the parts (the same session read over Flight, whose
+        C++ writes the buffers, ran 2-3x faster)."""
+        size = len(data) if isinstance(data, bytes) else data.size
+        if not size:
+            return
+        if size <= _FRAME_COPY_BYTES:
+            self._write(b"%x\r\n" % size + memoryview(data) + b"\r\n")
+        else:
+            self._write(b"%x\r\n" % size)
+            self._write(data)
+            self._write(b"\r\n")
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes | pa.Buffer) -> None:
         try:
             self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError, socket.timeout, OSError) as exc:
