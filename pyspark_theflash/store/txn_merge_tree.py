@@ -157,12 +157,15 @@ def stored_for_parquet(table: pa.Table) -> tuple[pa.Table, dict[str, str]]:
 
 
 def conform_hidden(table: pa.Table) -> pa.Table:
-    """A part file's rows with the commit ts as uint64, however the file stored it."""
+    """A part file's rows with the commit ts as uint64, however the file stored it. A signed
+    commit ts is never negative (``stored_for_parquet``), so its bits are the same uint64: each
+    chunk is reinterpreted in place, not copied, on every read of a part."""
     at = table.schema.get_field_index(COMMIT_TS)
     if at < 0 or table.schema.field(at).type == pa.uint64():
         return table
-    return table.set_column(at, pa.field(COMMIT_TS, pa.uint64(), nullable=False),
-                            table.column(at).cast(pa.uint64()))
+    column = table.column(at)
+    unsigned = pa.chunked_array([chunk.view(pa.uint64()) for chunk in column.chunks], pa.uint64())
+    return table.set_column(at, pa.field(COMMIT_TS, pa.uint64(), nullable=False), unsigned)
 
 
 def temp_name(dest: Path) -> Path:
