@@ -11,6 +11,7 @@ import pytest
 from flash_rig import FlashRig, wait_for
 from pyspark_theflash.latch import connect as connect_latch
 from pyspark_theflash.scan import LockResolveTimeoutError, plan
+from pyspark_theflash.scan.partitions import RangeScan, group_ranges
 from pyspark_theflash.scan.read import read_partition
 from pyspark_theflash.store import Store, StoreOptions
 from pyspark_theflash.store.predicate import col
@@ -57,6 +58,27 @@ def test_one_partition_per_region_or_grouped_up_to_the_target_size(rig: FlashRig
         assert rig.cluster.scan_table(TABLE, p.ts) == rows_of(p).to_pylist()
     with plan(rig.store, TABLE, rig.options(min_partitions=3)) as p:  # as many as cores, while regions last
         assert len(p.partitions) == 3 and sorted(len(part.region_ids) for part in p.partitions) == [2, 2, 2]
+
+
+def test_ranges_of_nearly_equal_size_group_into_equal_partitions() -> None:
+    # 16 regions whose prorated estimates differ by a few bytes, as they do for one compacted
+    # part: packing up to the target made 500k/500k/375k/375k/250k-row partitions for 4 cores
+    # (and 1M/875k/125k for 2), the small last one running alone after the others.
+    sizes = [3_245_520 if i % 3 else 3_246_011 for i in range(16)]
+    ranges = [RangeScan((i,), i * 10, (i + 1) * 10, (), size) for i, size in enumerate(sizes)]
+    for cores in (1, 2, 3, 4, 8, 16):
+        groups = group_ranges(ranges, -(-sum(sizes) // cores))
+        assert len(groups) == cores, cores
+        assert [r for g in groups for r in g] == ranges
+        counts = sorted(len(g) for g in groups)
+        assert counts[-1] - counts[0] <= 1, (cores, counts)
+    # not contiguous, or the delta half of a native read: never grouped with a neighbour
+    gap = [RangeScan((1,), 0, 10, (), 5), RangeScan((2,), 20, 30, (), 5),
+           RangeScan((3,), 30, 40, (), 5, overlay_of=7), RangeScan((4,), 40, 50, (), 5)]
+    assert [len(g) for g in group_ranges(gap, 1_000)] == [1, 1, 1, 1]
+    # one range over the target stands alone; its small neighbours group beside it
+    big = [RangeScan((i,), i, i + 1, (), size) for i, size in enumerate([10, 10, 100, 10, 10])]
+    assert [[r.size_bytes for r in g] for g in group_ranges(big, 40)] == [[10, 10], [100], [10, 10]]
 
 
 def test_a_filter_prunes_regions_whose_statistics_rule_it_out(rig: FlashRig) -> None:

@@ -93,22 +93,30 @@ def _prorated(parts: Sequence[Any], lo: int | bytes | None, hi: int | bytes | No
 
 
 def group_ranges(ranges: Sequence[RangeScan], target_bytes: int) -> list[list[RangeScan]]:
-    """Consecutive contiguous ranges (sorted by handle) grouped while the group stays within
-    ``target_bytes``; a range bigger than the target is a group of its own, and so is the
-    delta half of a native read (``overlay_of``: merged, it would become a whole MVCC read)."""
+    """Consecutive contiguous ranges (sorted by handle) grouped into groups of about
+    ``target_bytes``; the delta half of a native read (``overlay_of``) is always a group of its
+    own (merged, it would become a whole MVCC read).
+
+    A range joins the group whose slot, ``[k·target, (k+1)·target)`` of the bytes so far, holds
+    its middle byte. So n ranges of nearly equal estimates over ``target = total / k`` make k
+    equal groups, where packing each group up to the target would leave a small remainder
+    group that runs after the others, alone on a core, as the query's critical path. A group
+    can pass the target by at most half of each of its two end ranges."""
     groups: list[list[RangeScan]] = []
-    size = 0
+    slot = -1
+    before = 0  # bytes of the ranges before this one
     for rng in ranges:
+        rng_slot = int((before + rng.size_bytes / 2) // max(1, target_bytes))
+        before += rng.size_bytes
         if groups:
             last = groups[-1][-1]
             contiguous = last.hi is not None and last.hi == rng.lo
             plain = last.overlay_of is None and rng.overlay_of is None
-            if contiguous and plain and size + rng.size_bytes <= target_bytes:
+            if contiguous and plain and rng_slot == slot:
                 groups[-1].append(rng)
-                size += rng.size_bytes
                 continue
         groups.append([rng])
-        size = rng.size_bytes
+        slot = rng_slot
     return groups
 
 
