@@ -130,6 +130,24 @@ def _range_mask(handles: pa.Array | pa.ChunkedArray, lo: Any, hi: Any) -> Any:
     return m
 
 
+def _in_range(t: pa.Table, lo: Any, hi: Any) -> tuple[pa.Table, Any]:
+    """The rows of ``t`` (sorted by handle, as every part is) with handles in [lo, hi): for
+    integer handles a zero-copy slice found by binary search, so the rows of a part shared by
+    several regions are not copied per region, and no mask (None); for binary handles the whole
+    table and the mask to filter it by."""
+    if lo is None and hi is None:
+        return t, None
+    handles = t.column(ROWID)
+    if not pa.types.is_integer(handles.type) or handles.null_count:
+        return t, _range_mask(handles, lo, hi)
+    values = handles.to_numpy()
+    start = 0 if lo is None else int(np.searchsorted(values, lo, side="left"))
+    stop = len(values) if hi is None else int(np.searchsorted(values, hi, side="left"))
+    if start == 0 and stop == len(values):
+        return t, None
+    return t.slice(start, max(0, stop - start)), None
+
+
 def _outside_tombstones(handles: pa.ChunkedArray | pa.Array, tombstones: Sequence[HandleRange]) -> Any:
     keep = None
     for lo, hi in tombstones:
@@ -225,12 +243,10 @@ class PartsReader:
         return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
     def _visible_filter(self, part: PartRef, t: pa.Table, single_version: bool) -> pa.Table:
-        masks = []
+        t, rm = _in_range(t, self.lo, self.hi)
+        masks = [] if rm is None else [rm]
         if part.max_commit_ts is None or part.max_commit_ts > self.ts:
             masks.append(pc.less_equal(t.column(COMMIT_TS), pa.scalar(self.ts, pa.uint64())))
-        rm = _range_mask(t.column(ROWID), self.lo, self.hi)
-        if rm is not None:
-            masks.append(rm)
         tm = _outside_tombstones(t.column(ROWID), part.tombstones)
         if tm is not None:
             masks.append(tm)
