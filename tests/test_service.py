@@ -89,7 +89,7 @@ def test_flight_and_http_read_what_a_session_reads_at_one_ts(rig: FlashRig, serv
     with rig.cluster.txn() as t:  # a change the read must see
         t.update(TABLE, {"id": 5, "qty": 99})
     ts = rig.cluster.get_ts()
-    for request in ({"table": TABLE, "snapshot_ts": ts},
+    for request in ({"table": TABLE, "snapshot_ts": ts, "min_streams": 3},  # a stream per region
                     {"table": TABLE, "snapshot_ts": ts, "columns": ["price", "_tidb_rowid", "id"],
                      "filter": [["qty", ">=", 5], ["price", "<", "500.00"]], "min_streams": 3}):
         expected = direct(rig, ts, columns=request.get("columns"), filter=request.get("filter")).sort_by("id")
