@@ -3,7 +3,6 @@ package io.theflash.spark;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
-import java.io.InputStream;
 import java.io.UncheckedIOException;
 import java.net.ConnectException;
 import java.net.URI;
@@ -16,7 +15,7 @@ import java.util.Map;
 
 /**
  * The TheFlash API service's HTTP resources (docs/service.md), with the JDK's HTTP client:
- * tables, read sessions, and a session's streams as Arrow IPC byte streams.
+ * tables and read sessions; a session's streams, Arrow IPC byte streams, are read by StreamBody.
  */
 public final class ServiceClient {
   static final ObjectMapper JSON = new ObjectMapper();
@@ -76,18 +75,9 @@ public final class ServiceClient {
     send(HttpRequest.newBuilder(uri("/v1/read-sessions/" + id)).DELETE(), HttpResponse.BodyHandlers.ofByteArray());
   }
 
-  /** GET of a stream's URL: the Arrow IPC stream's bytes, read as they arrive. */
-  public InputStream openStream(String path) {
-    HttpResponse<InputStream> response =
-        send(HttpRequest.newBuilder(uri(path)).GET(), HttpResponse.BodyHandlers.ofInputStream());
-    if (response.statusCode() != 200) {
-      try (InputStream in = response.body()) {
-        throw error(response.statusCode(), in.readAllBytes());
-      } catch (IOException e) {
-        throw new UncheckedIOException(e);
-      }
-    }
-    return response.body();
+  /** GET of a stream's URL: the Arrow IPC stream's bytes, read as they arrive (StreamBody). */
+  StreamBody openStream(String path) {
+    return StreamBody.open(this, path, bearer());
   }
 
   private URI uri(String path) {
@@ -119,8 +109,7 @@ public final class ServiceClient {
     try {
       return http().send(request.build(), handler);
     } catch (ConnectException e) {
-      throw new IllegalStateException("cannot reach the theflash service at " + server
-          + ": start it with `theflash serve --store DIR` and give its HTTP address as option server", e);
+      throw unreachable(e);
     } catch (IOException e) {
       throw new UncheckedIOException("theflash service " + server + ": " + e.getMessage(), e);
     } catch (InterruptedException e) {
@@ -129,7 +118,13 @@ public final class ServiceClient {
     }
   }
 
-  private RuntimeException error(int status, byte[] body) {
+  RuntimeException unreachable(ConnectException e) {
+    return new IllegalStateException("cannot reach the theflash service at " + server
+        + ": start it with `theflash serve --store DIR` and give its HTTP address as option server", e);
+  }
+
+  /** The service's error answer ({"error": {"code", "message"}}) as the exception to raise. */
+  RuntimeException error(int status, byte[] body) {
     String code = "http_" + status;
     String message = new String(body, StandardCharsets.UTF_8);
     try {

@@ -1,8 +1,6 @@
 package io.theflash.spark;
 
-import java.io.FilterInputStream;
 import java.io.IOException;
-import java.io.InputStream;
 import java.io.UncheckedIOException;
 import java.util.List;
 import org.apache.arrow.memory.BufferAllocator;
@@ -23,14 +21,15 @@ import org.apache.spark.sql.vectorized.ColumnarBatch;
  *
  * <p>A stream is whole only when it ends with Arrow's end-of-stream marker. Arrow's reader also
  * ends quietly when the bytes stop at a message boundary, so the reader checks that the body
- * did not run out first: a stream cut short fails with {@link StreamTruncatedException}.
+ * ({@link StreamBody}) did not run out first: a stream cut short fails with
+ * {@link StreamTruncatedException}.
  */
 final class StreamReader implements PartitionReader<ColumnarBatch> {
   private static final BufferAllocator ROOT = new RootAllocator(Long.MAX_VALUE);
 
   private final StreamPartition partition;
   private final BufferAllocator allocator;
-  private final Body body;
+  private final StreamBody body;
   private final ArrowStreamReader reader;
   private final VectorSchemaRoot root;
   private final ColumnarBatch batch;
@@ -41,11 +40,11 @@ final class StreamReader implements PartitionReader<ColumnarBatch> {
     this.partition = partition;
     this.limit = limit < 0 ? Long.MAX_VALUE : limit;
     this.allocator = ROOT.newChildAllocator("theflash stream " + partition.url, 0, Long.MAX_VALUE);
-    Body in = null;
+    StreamBody in = null;
     try {
-      in = new Body(new ServiceClient(partition.server, token).openStream(partition.url));
+      in = new ServiceClient(partition.server, token).openStream(partition.url);
       this.body = in;
-      this.reader = new ArrowStreamReader(in, allocator);
+      this.reader = new ArrowStreamReader(in, allocator); // straight from the socket into the vectors
       this.root = readSchemaMessage();
     } catch (IOException | RuntimeException e) {
       closeQuietly(in);
@@ -138,70 +137,12 @@ final class StreamReader implements PartitionReader<ColumnarBatch> {
     }
   }
 
-  private static void closeQuietly(InputStream in) {
+  private static void closeQuietly(StreamBody in) {
     if (in == null) return;
     try {
       in.close();
     } catch (IOException ignored) {
       // already failing
-    }
-  }
-
-  /**
-   * The HTTP body as Arrow's reader consumes it (exactly the bytes each message needs, nothing
-   * ahead), remembering whether it ran out and its last four bytes. Arrow's reader returns no
-   * batch both at the end-of-stream marker (a message length of 0) and when the body ends at a
-   * message boundary; only the first is the stream's end.
-   */
-  static final class Body extends FilterInputStream {
-    private boolean exhausted;
-    private int last4; // the last four bytes read (older ones shift out)
-    private long count;
-
-    Body(InputStream in) {
-      super(in);
-    }
-
-    @Override
-    public int read() throws IOException {
-      int b = super.read();
-      if (b < 0) {
-        exhausted = true;
-      } else {
-        saw(b);
-      }
-      return b;
-    }
-
-    @Override
-    public int read(byte[] buf, int off, int len) throws IOException {
-      int n = super.read(buf, off, len);
-      if (n < 0) {
-        exhausted = true;
-      } else {
-        for (int i = Math.max(0, n - 4); i < n; i++) saw(buf[off + i] & 0xff);
-      }
-      return n;
-    }
-
-    @Override
-    public long skip(long n) throws IOException {
-      throw new IOException("an Arrow stream body is read, not skipped");
-    }
-
-    private void saw(int b) {
-      last4 = (last4 << 8) | b;
-      count++;
-    }
-
-    /** True once the body has no more bytes (read answered -1). */
-    boolean exhausted() {
-      return exhausted;
-    }
-
-    /** True when the last bytes read are a zero message length and the body had not run out. */
-    boolean endedWithMarker() {
-      return !exhausted && count >= 4 && last4 == 0;
     }
   }
 }
