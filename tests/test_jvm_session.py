@@ -78,3 +78,36 @@ def test_theflash_session_with_a_store_reads_through_the_jar_and_an_in_process_s
 
 def test_theflash_session_leaves_a_running_session_as_its_user_set_it() -> None:
     assert run(KEEP_SCRIPT) == {"shuffle": "7", "ui": "unset"}
+
+
+RESTART_SCRIPT = """
+import json
+from pyspark_theflash.spark.session import has_connector_jar, theflash_session
+spark = theflash_session(master="local[1]")  # the JVM starts without the jar
+without = has_connector_jar(spark)
+spark.stop()
+try:
+    theflash_session(master="local[1]", jvm=True)
+    refused = None
+except RuntimeError as exc:
+    refused = str(exc)
+print(json.dumps({"without": without, "refused": refused}))
+"""
+
+FIRST_SCRIPT = """
+import json
+from pyspark_theflash.spark.session import has_connector_jar, theflash_session
+spark = theflash_session(master="local[1]", jvm=True)
+print(json.dumps({"with": has_connector_jar(spark)}))
+"""
+
+
+def test_a_session_whose_driver_cannot_load_the_jar_is_refused_not_read_through_python() -> None:
+    # PySpark keeps the process's first JVM: a session started with the jar after one without
+    # it has the jar in spark.jars, but its driver resolves format("theflash") to the Python
+    # source (bench/scan.py --jvm timed the Python source that way).
+    got = run(RESTART_SCRIPT)
+    assert got["without"] is False
+    assert got["refused"] is not None and "cannot load the theflash connector" in got["refused"]
+    assert "driver JVM was started without the jar" in got["refused"], got["refused"]
+    assert run(FIRST_SCRIPT) == {"with": True}

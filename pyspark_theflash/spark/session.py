@@ -47,9 +47,8 @@ def theflash_session(master: str | None = None, app_name: str = "theflash", *, j
         session = SparkSession.builder.getOrCreate()
         for key, value in user.items():
             session.conf.set(key, value)
-        if jvm and not has_connector_jar(session):
-            raise RuntimeError("this Spark session runs without the theflash connector jar: stop it, or start it "
-                               "with spark.jars = $(theflash jar)")
+        if jvm:
+            _refuse_without_connector(session)
     else:
         builder = SparkSession.builder.appName(app_name)
         if master:
@@ -73,6 +72,8 @@ def theflash_session(master: str | None = None, app_name: str = "theflash", *, j
         for key, value in settings.items():
             builder = builder.config(key, value)
         session = builder.getOrCreate()
+        if jvm:
+            _refuse_without_connector(session)
     if jvm:
         if server is None and store is not None:
             server = in_process_service(store)
@@ -87,17 +88,37 @@ def theflash_session(master: str | None = None, app_name: str = "theflash", *, j
     return session
 
 
+CONNECTOR_CLASS = "io.theflash.spark.TheFlashTableProvider"
+
+
 def has_connector_jar(session: Any) -> bool:
-    """Whether the session's ``spark.jars`` holds the connector jar (then ``format("theflash")``
-    is the JVM connector: a Java format name takes precedence over a Python one). A context's
-    jars are fixed when it starts: asked once per context (every theflash ``load()`` asks)."""
+    """Whether ``format("theflash")`` is the JVM connector in this session: whether the driver
+    loads the connector's classes (a Java format name takes precedence over a Python one).
+
+    Naming the jar in ``spark.jars`` is not enough. The driver's class path is fixed when its
+    JVM starts, and PySpark keeps one JVM per Python process: a context started with the jar
+    after one without it was stopped ships the jar to executors, but the driver resolves
+    ``format("theflash")`` to the Python source. Asked once per context (every theflash
+    ``load()`` asks)."""
     sc = session.sparkContext
     known = getattr(sc, "_theflash_has_connector_jar", None)
     if known is None:
-        jars = sc.getConf().get("spark.jars", "") or ""
-        known = any(os.path.basename(j).startswith("theflash-spark") for j in jars.split(","))
+        known = bool(sc._jvm.org.apache.spark.util.Utils.classIsLoadable(CONNECTOR_CLASS))
         sc._theflash_has_connector_jar = known
     return known
+
+
+def _refuse_without_connector(session: Any) -> None:
+    if has_connector_jar(session):
+        return
+    jars = session.sparkContext.getConf().get("spark.jars", "") or ""
+    why = ("its driver JVM was started without the jar (PySpark keeps the JVM of this process's first session: "
+           "a session stopped and started again with the jar still lacks it on the driver)"
+           if any(os.path.basename(j).startswith("theflash-spark") for j in jars.split(",")) else
+           "the jar is not in spark.jars")
+    raise RuntimeError(f"this Spark session cannot load the theflash connector ({CONNECTOR_CLASS}): {why}. "
+                       "Start this process's first session with theflash_session(jvm=True) or "
+                       "spark.jars = $(theflash jar), or leave out jvm/server/store to read through the Python source")
 
 
 def in_process_service(store: str) -> str:
