@@ -245,7 +245,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="theflash-bench-scan-"))
     # Spark's JVM first: launching it forks, and a fork while the rig's gRPC threads run can
     # lose the gateway ("Java gateway process exited before sending its port number")
-    spark = theflash_session(master="local[2]", app_name="theflash-bench-scan",
+    # With --jvm the jar goes on this first session: the driver's class path is fixed when its
+    # JVM starts, and a later session in this process would read through the Python source.
+    spark = theflash_session(master="local[2]", app_name="theflash-bench-scan", jvm=args.jvm,
                              **{"spark.ui.showConsoleProgress": "false"})
     spark.sparkContext.setLogLevel("ERROR")
     rig = FlashRig(work)
@@ -255,12 +257,9 @@ def main() -> None:
               "through mini cluster → binlog → writer → store ...", flush=True)
         rig.start_writer(interval_s=0.1)
         load_s = load(rig, args.rows, args.regions, args.chunk, args.key)
-        if args.jvm:  # the jar session needs the service's address when it starts
+        if args.jvm:
             service = ServiceProcess(rig.store)
-            spark.stop()
-            spark = theflash_session(master="local[2]", app_name="theflash-bench-scan", server=service.http_url,
-                                     **{"spark.ui.showConsoleProgress": "false"})
-            spark.sparkContext.setLogLevel("ERROR")
+            spark.conf.set("theflash.server", service.http_url)
 
         def theflash(**options: Any) -> Any:
             return spark.read.format("theflash").options(**rig.options(**options))
@@ -290,6 +289,9 @@ def main() -> None:
         split = None if args.jvm else getattr(theflash(snapshot_ts=ts).load(TABLE), "_theflash_native_read", None)
         stream_rows_s = 0.0
         if service is not None:
+            plan = theflash(snapshot_ts=ts).load(TABLE)._jdf.queryExecution().executedPlan().toString()
+            if "TheFlashScan" not in plan:
+                raise SystemExit(f"--jvm: format('theflash') is not the JVM connector in this session: {plan[:400]}")
             stream_rows_s, streamed = arrow_stream_rate(service.http_url, ts)
             if streamed != args.rows:
                 raise SystemExit(f"the Arrow streams gave {streamed} rows, not {args.rows}")
