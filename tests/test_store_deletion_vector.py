@@ -15,6 +15,8 @@ import pytest
 
 from pyspark_theflash.store import Store, StoreOptions, read_parts
 import pyspark_theflash.store.deletion_vector as dv
+from pyspark_theflash.store.predicate import col
+from pyspark_theflash.store.read import PartsReader
 from pyspark_theflash.store.txn_merge_tree import conform_hidden
 from pyspark_theflash.store.deletion_vector import DeletionVector, can_split, deletion_vector, read_superseding
 from store_events import DB, committed, event, items_table, key, row
@@ -78,10 +80,19 @@ def split_read(store: Store, ts: int, lo: Any = None, hi: Any = None) -> dict[in
 
 
 def mvcc_read(store: Store, ts: int, lo: Any = None, hi: Any = None) -> dict[int, str]:
+    batches = list(plain_mvcc_read_parts(store, ts, (lo, hi), ["name"], None, HIDDEN))
+    return names(pa.Table.from_batches(batches), "name") if batches else {}
+
+
+def plain_mvcc_read_parts(store: Store, ts: int, handle_range: Any, columns: Any, predicate: Any,
+                          hidden: Any) -> list[pa.RecordBatch]:
+    """The reference: every visible version of each partition sorted and the newest chosen
+    (``_read_mvcc``), whatever the parts — no split, no overlay."""
     with store.snapshot() as view:
         parts = view.parts(T.id)
-    batches = list(read_parts(parts, T, ts, (lo, hi), ["name"], None, HIDDEN, store.root))
-    return names(pa.Table.from_batches(batches), "name") if batches else {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(PartsReader, "read_partition", lambda self, ps: self._read_mvcc(ps))
+        return list(read_parts(parts, T, ts, handle_range, columns, predicate, hidden, store.root))
 
 
 @pytest.fixture()
@@ -224,3 +235,76 @@ def test_a_multi_version_parts_cached_versions_are_the_row_group_reads_in_every_
         assert cached.to_pylist() == read.to_pylist(), (ts, lo, hi, part.tombstones)
         checked += cached.num_rows
     assert checked > 1000
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_reads_of_a_multi_version_stable_part_and_its_deltas_are_the_plain_mvcc_read(store: Store, seed: int) -> None:
+    """What every reader of the store runs (``read_parts``: the service's streams, the Python
+    source): a partition whose stable part keeps several versions of some handles, as under
+    live writes, is read as the stable half minus its deletion vector plus the deltas' newest
+    versions of the superseded handles. Row for row the plain MVCC read, in every column,
+    range, filter and ts, hidden columns included."""
+    rng = random.Random(100 + seed)
+    handles = list(range(0, 1500, 3))
+    ts = 1000
+    put(store, 100, [(h, ts, f"s{h}") for h in handles])
+    index = 101
+    for _ in range(2):  # versions newer than the safe point (0): the compacted stable part keeps them
+        index += 1
+        ts += 10
+        put(store, index, [(h, ts, None if rng.random() < 0.1 else f"m{h}@{ts}")
+                           for h in rng.sample(handles, 40)])
+    store.compact(force=True)
+    with store.snapshot() as view:
+        (stable,) = view.parts(T.id)
+    assert not stable.single_version
+    stamps = [1000, 1010, 1020]
+    for _ in range(rng.randint(1, 4)):
+        index += 1
+        batch = {}
+        for h in rng.sample(handles + list(range(1500, 1530)), rng.randint(1, 25)):
+            ts += rng.randint(1, 4)
+            batch[h] = (h, ts, None if rng.random() < 0.2 else f"d{h}@{ts}")
+        put(store, index, list(batch.values()))
+        stamps.append(ts)
+    with store.snapshot() as view:
+        parts = view.parts(T.id)
+    split_stable, deltas = dv.stable_and_deltas(parts)
+    assert split_stable.part_id == stable.part_id and dv.can_split(split_stable, deltas)
+    filters = [None, col("id") >= 600, (col("name") == "s3") | (col("id") < 90)]
+    for at in sorted({rng.randint(995, ts + 2) for _ in range(6)} | set(stamps)):
+        lo = rng.choice([None, 0, 150, 601])
+        hi = rng.choice([None, 300, 900, 1519])
+        if lo is not None and hi is not None and lo >= hi:
+            lo = None
+        for predicate in filters:
+            for columns, hidden in ((None, ("_tidb_rowid", "_tidb_commit_ts")), (["name"], ("_tidb_rowid",))):
+                with store.snapshot() as view:
+                    got = list(read_parts(view.parts(T.id), T, at, (lo, hi), columns, predicate, hidden, store.root))
+                want = plain_mvcc_read_parts(store, at, (lo, hi), columns, predicate, hidden)
+                got_t = pa.Table.from_batches(got) if got else None
+                want_t = pa.Table.from_batches(want) if want else None
+                if want_t is None or got_t is None:
+                    assert got_t is None or got_t.num_rows == 0, (seed, at, lo, hi)
+                    assert want_t is None or want_t.num_rows == 0, (seed, at, lo, hi)
+                    continue
+                assert got_t.schema == want_t.schema
+                assert got_t.sort_by("_tidb_rowid").to_pylist() == want_t.sort_by("_tidb_rowid").to_pylist(), (
+                    seed, at, lo, hi, str(predicate), columns)
+
+
+def test_the_split_read_is_taken_for_a_multi_version_stable_part(store: Store) -> None:
+    """The test above would pass on the plain MVCC read too: this one checks the split is
+    what runs, so the cost of a read follows the deltas."""
+    put(store, 100, [(h, 200, f"s{h}") for h in range(64)])
+    put(store, 101, [(3, 300, "u3")])
+    store.compact(force=True)
+    put(store, 102, [(5, 400, "u5")])
+    with store.snapshot() as view:
+        parts = view.parts(T.id)
+    assert not any(p.single_version for p in parts if p.kind == "stable")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(PartsReader, "_read_mvcc", lambda self, ps: pytest.fail("the plain MVCC read ran"))
+        got = pa.Table.from_batches(list(read_parts(parts, T, 500, None, ["name"], None, HIDDEN, store.root)))
+    rows = names(got, "name")
+    assert len(rows) == 64 and rows[3] == "u3" and rows[5] == "u5" and rows[6] == "s6"

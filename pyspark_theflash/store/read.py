@@ -51,6 +51,7 @@ from pyspark_theflash.store.txn_merge_tree import (
 
 if TYPE_CHECKING:
     from pyspark_theflash.schema import TableInfo
+    from pyspark_theflash.store.deletion_vector import DeletionVector
 
 from pyspark_theflash.store.keyspace import HandleRange
 # A v2 row with no columns: decoding it gives every column its origin default.
@@ -148,6 +149,24 @@ def _in_range(t: pa.Table, lo: Any, hi: Any) -> tuple[pa.Table, Any]:
     return t.slice(start, max(0, stop - start)), None
 
 
+def _without_versions(t: pa.Table, handles: pa.Array, versions: pa.Table) -> pa.Table:
+    """``t`` without the rows whose (handle, commit ts) is one of ``versions`` (``handles``:
+    their distinct handles). Only rows of those handles are matched pair by pair, so the
+    cost follows the vector, not the table."""
+    candidates = np.flatnonzero(pc.is_in(t.column(ROWID), value_set=handles).to_numpy(zero_copy_only=False))
+    if len(candidates) == 0:
+        return t
+    keys = pa.table({ROWID: t.column(ROWID).take(pa.array(candidates)),
+                     COMMIT_TS: t.column(COMMIT_TS).take(pa.array(candidates)),
+                     "_row": pa.array(candidates, pa.int64())})
+    hit = keys.join(versions.select([ROWID, COMMIT_TS]), keys=[ROWID, COMMIT_TS], join_type="inner")
+    if hit.num_rows == 0:
+        return t
+    keep = np.ones(t.num_rows, dtype=bool)
+    keep[hit.column("_row").to_numpy()] = False
+    return t.filter(pa.array(keep))
+
+
 def _outside_tombstones(handles: pa.ChunkedArray | pa.Array, tombstones: Sequence[HandleRange]) -> Any:
     keep = None
     for lo, hi in tombstones:
@@ -185,6 +204,7 @@ class PartsReader:
         self.ts = ts
         self.lo, self.hi = handle_range
         self.predicate = predicate
+        self.columns = None if columns is None else tuple(columns)
         self.hidden = tuple(hidden)
         self.schema = output_schema(table, columns, hidden)
         user_out = [f.name for f in self.schema if f.name not in HIDDEN_NAMES]
@@ -333,6 +353,27 @@ class PartsReader:
         if is_ipc(part.path):
             yield from self._emit_clean(part, self._read(part), overlay)
             return
+        for t in self._row_group_tables(part, overlay.may_touch if overlay is not None else None):
+            yield from self._emit_clean(part, t, overlay)
+
+    def read_stable_half(self, part: PartRef, vector: "DeletionVector") -> Iterator[pa.RecordBatch]:
+        """The stable half of a split partition read (``store.deletion_vector``): the Parquet
+        part's rows visible at ts, minus the vector's versions, minus delete marks, streamed a
+        few row groups at a time and pruned by the filter as a clean part is. The other half,
+        the deltas' newest versions of the superseded handles, is ``superseding_rows``."""
+        dropped = vector.versions
+        handles = pc.unique(dropped.column(ROWID).combine_chunks()) if dropped.num_rows else None
+        for t in self._row_group_tables(part, None):
+            t = self._visible_filter(part, t, single_version=False)
+            if handles is not None:
+                t = _without_versions(t, handles, dropped)
+            yield from self._finish(t.filter(pc.invert(t.column(DELMARK))))
+
+    def _row_group_tables(self, part: PartRef, may_touch: Any) -> Iterator[pa.Table]:
+        """The Parquet part's row groups in the reader's range that the filter may match (or
+        that ``may_touch`` says hold a handle set aside for MVCC), conformed, a few at a time:
+        one call decodes them in parallel, and memory stays bounded by CLEAN_READ_ROW_GROUPS
+        row groups."""
         f = self._open(part)
         cols, mapping = self._file_columns(part)
         md = f.metadata
@@ -345,14 +386,11 @@ class PartsReader:
                 continue
             if self.predicate is not None and not self.predicate.might_match(
                     self._row_group_stats(rgm, names_by_id, file_index)):
-                if overlay is None or not overlay.may_touch(rgm.column(file_index[ROWID]).statistics):
+                if may_touch is None or not may_touch(rgm.column(file_index[ROWID]).statistics):
                     continue
             wanted.append(rg)
-        # Row groups are read a few at a time: one call decodes them in parallel, and memory
-        # stays bounded by CLEAN_READ_ROW_GROUPS row groups.
         for i in range(0, len(wanted), CLEAN_READ_ROW_GROUPS):
-            t = self._conform(part, f.read_row_groups(wanted[i:i + CLEAN_READ_ROW_GROUPS], columns=cols), mapping)
-            yield from self._emit_clean(part, t, overlay)
+            yield self._conform(part, f.read_row_groups(wanted[i:i + CLEAN_READ_ROW_GROUPS], columns=cols), mapping)
 
     def _emit_clean(self, part: PartRef, t: pa.Table, overlay: "_Overlay | None") -> Iterator[pa.RecordBatch]:
         if overlay is None:
@@ -400,7 +438,7 @@ class PartsReader:
             return
         others = [p for p in parts if p is not base]
         if base is None or base.rows < sum(p.rows for p in others):
-            yield from self._read_mvcc(parts)
+            yield from self._read_split_or_mvcc(parts)
             return
         # A big one-version-per-handle part (the stable) and small deltas: MVCC is needed
         # only for the handles the deltas touch; every other row of the base stands alone.
@@ -414,6 +452,28 @@ class PartsReader:
         yield from self.read_clean_part(base, overlay)
         t = pa.concat_tables(overlay.contested + [delta_rows])
         yield from self._finish(newest_visible(t))
+
+    def _read_split_or_mvcc(self, parts: Sequence[PartRef]) -> Iterator[pa.RecordBatch]:
+        """A partition whose stable part keeps several versions of some handles (those newer
+        than the GC safe point at its compaction), as every partition has under live writes:
+        read as two halves by its deletion vector, so the cost follows the deltas; sorting
+        every version of the partition (``_read_mvcc``) cost stable × deltas. Falls back to
+        that when there is no stable Parquet part or the vector would be too long."""
+        from pyspark_theflash.store.deletion_vector import (can_split, deletion_vector, stable_and_deltas,
+                                                             superseding_rows)
+
+        stable, deltas = stable_and_deltas(parts)
+        vector = None
+        if can_split(stable, deltas):
+            vector = deletion_vector(stable, deltas, self.table, self.ts, (self.lo, self.hi), self.root,
+                                     cache_deltas=self.cache_deltas)
+        if vector is None:
+            yield from self._read_mvcc(parts)
+            return
+        yield from self.read_stable_half(stable, vector)
+        yield from superseding_rows(vector.superseded, deltas, self.table, self.ts, (self.lo, self.hi),
+                                    self.columns, self.predicate, self.hidden, self.root,
+                                    self.batch_rows, cache_deltas=self.cache_deltas)
 
     def _read_mvcc(self, parts: Sequence[PartRef]) -> Iterator[pa.RecordBatch]:
         tables = [self._visible_filter(p, self._read(p), single_version=False) for p in parts]
