@@ -149,22 +149,32 @@ def _in_range(t: pa.Table, lo: Any, hi: Any) -> tuple[pa.Table, Any]:
     return t.slice(start, max(0, stop - start)), None
 
 
-def _without_versions(t: pa.Table, handles: pa.Array, versions: pa.Table) -> pa.Table:
-    """``t`` without the rows whose (handle, commit ts) is one of ``versions`` (``handles``:
-    their distinct handles). Only rows of those handles are matched pair by pair, so the
-    cost follows the vector, not the table."""
+def _not_versions(t: pa.Table, handles: pa.Array, versions: pa.Table) -> Any:
+    """The mask of the rows of ``t`` whose (handle, commit ts) is not one of ``versions``
+    (``handles``: their distinct handles), or None when none is. Only rows of those handles
+    are matched pair by pair, so the cost follows the vector, not the table."""
     candidates = np.flatnonzero(pc.is_in(t.column(ROWID), value_set=handles).to_numpy(zero_copy_only=False))
     if len(candidates) == 0:
-        return t
+        return None
     keys = pa.table({ROWID: t.column(ROWID).take(pa.array(candidates)),
                      COMMIT_TS: t.column(COMMIT_TS).take(pa.array(candidates)),
                      "_row": pa.array(candidates, pa.int64())})
     hit = keys.join(versions.select([ROWID, COMMIT_TS]), keys=[ROWID, COMMIT_TS], join_type="inner")
     if hit.num_rows == 0:
-        return t
+        return None
     keep = np.ones(t.num_rows, dtype=bool)
     keep[hit.column("_row").to_numpy()] = False
-    return t.filter(pa.array(keep))
+    return pa.array(keep)
+
+
+def _filtered(t: pa.Table, mask: Any) -> pa.Table:
+    """``t`` filtered by ``mask`` (None: every row), not copied when the mask keeps every row."""
+    if mask is None:
+        return t
+    kept = pc.sum(mask).as_py() or 0
+    if kept == t.num_rows and mask.null_count == 0:
+        return t
+    return t.filter(mask)
 
 
 def _outside_tombstones(handles: pa.ChunkedArray | pa.Array, tombstones: Sequence[HandleRange]) -> Any:
@@ -263,6 +273,15 @@ class PartsReader:
         return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
     def _visible_filter(self, part: PartRef, t: pa.Table, single_version: bool) -> pa.Table:
+        t, m = self._visible_mask(part, t, single_version)
+        return _filtered(t, m)
+
+    def _visible_mask(self, part: PartRef, t: pa.Table, single_version: bool,
+                      also: Sequence[Any] = ()) -> tuple[pa.Table, Any]:
+        """``t`` cut to the reader's range (a zero-copy slice where it can be) and the mask of
+        its rows visible at ts — with delete marks dropped for a one-version part — and-ed
+        with the masks ``also``; None when every row is. One mask so the caller copies the
+        table once, whatever decides which rows go."""
         t, rm = _in_range(t, self.lo, self.hi)
         masks = [] if rm is None else [rm]
         if part.max_commit_ts is None or part.max_commit_ts > self.ts:
@@ -272,12 +291,13 @@ class PartsReader:
             masks.append(tm)
         if single_version and part.delete_marks:
             masks.append(pc.invert(t.column(DELMARK)))
+        masks.extend(x for x in also if x is not None)
         if not masks:
-            return t
+            return t, None
         m = masks[0]
         for x in masks[1:]:
             m = pc.and_(m, x)
-        return t.filter(m)
+        return t, m
 
     def _open(self, part: PartRef) -> pq.ParquetFile:
         path = self.root / part.path
@@ -364,10 +384,11 @@ class PartsReader:
         dropped = vector.versions
         handles = pc.unique(dropped.column(ROWID).combine_chunks()) if dropped.num_rows else None
         for t in self._row_group_tables(part, None):
-            t = self._visible_filter(part, t, single_version=False)
-            if handles is not None:
-                t = _without_versions(t, handles, dropped)
-            yield from self._finish(t.filter(pc.invert(t.column(DELMARK))))
+            t, _ = _in_range(t, self.lo, self.hi)  # first, so the vector's mask has the rows the others have
+            keep = _not_versions(t, handles, dropped) if handles is not None else None
+            live = pc.invert(t.column(DELMARK)) if part.delete_marks else None
+            t, m = self._visible_mask(part, t, single_version=False, also=(keep, live))
+            yield from self._finish(_filtered(t, m))
 
     def _row_group_tables(self, part: PartRef, may_touch: Any) -> Iterator[pa.Table]:
         """The Parquet part's row groups in the reader's range that the filter may match (or
@@ -396,11 +417,13 @@ class PartsReader:
         if overlay is None:
             yield from self._finish(self._visible_filter(part, t, single_version=True))
             return
-        t = self._visible_filter(part, t, single_version=False)
+        t, visible = self._visible_mask(part, t, single_version=False)
         contested = pc.is_in(t.column(ROWID), value_set=overlay.handles)
-        overlay.contested.append(t.filter(contested))
-        alone = t.filter(pc.and_(pc.invert(contested), pc.invert(t.column(DELMARK))))
-        yield from self._finish(alone)
+        overlay.contested.append(t.filter(contested if visible is None else pc.and_(visible, contested)))
+        alone = pc.invert(contested)
+        if part.delete_marks:
+            alone = pc.and_(alone, pc.invert(t.column(DELMARK)))
+        yield from self._finish(_filtered(t, alone if visible is None else pc.and_(visible, alone)))
 
     def _row_group_stats(self, rgm: Any, names_by_id: Mapping[int, str],
                          file_index: Mapping[str, int]) -> dict[str, ColumnStats]:
