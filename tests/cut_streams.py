@@ -102,7 +102,12 @@ CUTS: dict[str, tuple[bool, Any, int]] = {
     "body_closed_inside_a_batch": (False, lambda b: b[0] + b[1] + b[2][: len(b[2]) // 2], 200),
     "body_closed_inside_the_end_marker": (False, lambda b: b[0] + b[1] + b[2] + ARROW_EOS[:4], 300),
 }
-WHOLE = {"whole_chunked": True, "whole_closed_after_the_end_marker": False}
+# stream 1 answered with the service's error (a JSON body with a Content-Length), not a stream
+REFUSED = "refused_with_410"
+# how a whole stream 1 is framed: chunked (one chunk per message, or 7-byte chunks that split
+# Arrow's messages anywhere), closed after the end marker, or with a Content-Length
+WHOLE = {"whole_chunked": "chunked", "whole_in_7_byte_chunks": "small_chunks",
+         "whole_closed_after_the_end_marker": "closed", "whole_with_a_content_length": "length"}
 
 
 class LoopbackService:
@@ -130,22 +135,33 @@ class LoopbackService:
                         "arrow_schema": base64.b64encode(SCHEMA.serialize().to_pybytes()).decode()}]})
                     return
                 n = int(self.path.rsplit("/", 1)[1])
+                if n == 1 and service.cut == REFUSED:
+                    self.json(410, {"error": {"code": "session_gone", "status": 410,
+                                              "message": "read session has ended (its lease expired)"}})
+                    return
                 messages = [b.serialize().to_pybytes() for b in stream_batches(n)]
                 cut = "whole_chunked" if n == 0 else service.cut
-                chunked = WHOLE[cut] if cut in WHOLE else CUTS[cut][0]
+                framing = WHOLE[cut] if cut in WHOLE else "chunked" if CUTS[cut][0] else "closed"
+                chunked = framing in ("chunked", "small_chunks")
                 body = b"".join(messages) + ARROW_EOS if cut in WHOLE else CUTS[cut][1](messages)
+                parts = [SCHEMA.serialize().to_pybytes(), body]
+                if framing == "small_chunks":
+                    whole = b"".join(parts)
+                    parts = [whole[i:i + 7] for i in range(0, len(whole), 7)]
                 self.send_response(200)
                 self.send_header("Content-Type", "application/vnd.apache.arrow.stream")
                 if chunked:
                     self.send_header("Transfer-Encoding", "chunked")
+                elif framing == "length":
+                    self.send_header("Content-Length", str(sum(len(p) for p in parts)))
                 else:
                     self.send_header("Connection", "close")  # the body ends where the connection does
                 self.end_headers()
-                for part in [SCHEMA.serialize().to_pybytes(), body]:
+                for part in parts:
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part)
                 if chunked and cut in WHOLE:
                     self.wfile.write(b"0\r\n\r\n")
-                else:
+                elif framing != "length":
                     self.close_connection = True
 
             def do_POST(self) -> None:  # noqa: N802

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pytest
 
-from cut_streams import (BATCH_ROWS, CUTS, LOOP_TABLE, ROWS, TABLE, WHOLE, LoopbackService, StreamFailsMidWay,
+from cut_streams import (BATCH_ROWS, CUTS, LOOP_TABLE, REFUSED, ROWS, TABLE, WHOLE, LoopbackService, StreamFailsMidWay,
                          loopback, serving_a_failing_engine, stream_batches)  # noqa: F401 (loopback: a fixture)
 from jvm_spark import JvmSpark, RemoteError
 from pyspark_theflash.service.stream_body import StreamTruncatedError
@@ -95,3 +95,12 @@ def test_a_stream_ending_with_the_end_marker_reads_every_row(
     got = jvm_spark.call(jvm_read, {"server": loopback.url}, LOOP_TABLE)
     expected = pa.Table.from_batches(stream_batches(0) + stream_batches(1))
     assert got.sort_by("id").to_pylist() == expected.to_pylist()
+
+
+def test_a_stream_the_service_refuses_fails_the_read_with_the_services_answer(
+        jvm_spark: JvmSpark, loopback: LoopbackService) -> None:
+    loopback.cut = REFUSED
+    with pytest.raises(RemoteError) as caught:
+        jvm_spark.call(jvm_read, {"server": loopback.url}, LOOP_TABLE)
+    assert (f"theflash service {loopback.url} answered 410 session_gone: read session has ended (its lease expired)"
+            in caught.value.message), caught.value.message
