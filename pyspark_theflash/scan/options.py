@@ -45,7 +45,7 @@ OPTION_DOCS: list[tuple[str, str, str]] = [
     ("columns", "all", "comma list of columns to read (like a `.schema(...)` subset)"),
     ("hidden", "none", "comma list of hidden columns to add: `_tidb_rowid`, `_tidb_commit_ts`"),
     ("partition_target_bytes", "64MiB", "neighbouring small regions are grouped into one Spark partition up to this size"),
-    ("min_partitions", "CPUs of the planning machine", "small tables still get this many partitions (while regions last), as Spark's file sources do for its default parallelism"),
+    ("min_partitions", "CPUs of the planning machine", "small tables still get this many partitions of about equal size (while regions last), as Spark's file sources do for its default parallelism"),
     ("schema", "current", "which schema a read at a past ts uses: `current` (the table's current schema and name; columns added since read their origin default, dropped ones are gone) or `as_of` (the table that had the name at ts, with the schema in force at ts, as TiDB's stale read; see docs/schema.md)"),
     ("native_read", "true", "let Spark's own Parquet reader read compacted (clean stable) parts, with column pruning and filter pushdown; `false` reads everything through the Python data source (with the package's reader hook, which `theflash_session()` installs)"),
     ("token", "`token_file`, else the `THEFLASH_TOKEN` environment variable", "the bearer token of a service started with `--token-file` (`writer run --serve-token-file`): the JVM connector's `server`, and for a ClickHouse-engine store the service of the process that owns it, which the Python source reads through; never shown in errors, `explain()` or logs"),

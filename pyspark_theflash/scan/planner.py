@@ -368,7 +368,7 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
     engine = _recorded_engine(view)
     partitions: list[ScanPartition] = []
     # Like Spark's file sources: never fewer partitions than there are cores to read them
-    # (while regions last), never more bytes in one than the target.
+    # (while regions last), of about equal size, never much more than the target (group_ranges).
     total = sum(rng.size_bytes for rng in ranges)
     target = min(opts.partition_target_bytes, max(1, -(-total // max(1, opts.min_partitions))))
     for group in group_ranges(ranges, target):
