@@ -110,6 +110,18 @@ def put(store: Store, index: int, versions: list[tuple[int, int, str | None]]) -
     store.flush()
 
 
+def put_random_delta(store: Store, rng: random.Random, index: int, ts: int, candidates: list[int], most: int,
+                     step: int) -> int:
+    """One delta part of 1..``most`` changes of random ``candidates`` (a fifth of them deletes)
+    at commit ts rising from ``ts`` by 1..``step``; returns the last commit ts."""
+    batch = {}
+    for h in rng.sample(candidates, rng.randint(1, most)):
+        ts += rng.randint(1, step)
+        batch[h] = (h, ts, None if rng.random() < 0.2 else f"d{h}@{ts}")
+    put(store, index, list(batch.values()))
+    return ts
+
+
 def test_the_two_halves_are_the_mvcc_read_for_newer_versions_deletes_and_new_handles(store: Store) -> None:
     put(store, 100, [(h, 200, f"s{h}") for h in range(64)])
     store.compact(force=True)
@@ -146,11 +158,7 @@ def test_random_histories_read_the_same_through_both_halves(store: Store, seed: 
         if round_ == 2 and seed % 2:
             store.compact(force=True)  # versions newer than the safe point stay: a multi-version stable part
         index += 1
-        batch = {}
-        for h in rng.sample(handles + list(range(1200, 1220)), rng.randint(1, 15)):
-            ts += rng.randint(1, 5)
-            batch[h] = (h, ts, None if rng.random() < 0.2 else f"d{h}@{ts}")
-        put(store, index, list(batch.values()))
+        ts = put_random_delta(store, rng, index, ts, handles + list(range(1200, 1220)), most=15, step=5)
         stamps.append(ts)
     for at in sorted({rng.randint(990, ts + 2) for _ in range(12)} | set(stamps)):
         lo = rng.choice([None, 0, 150, 601])
@@ -261,11 +269,7 @@ def test_reads_of_a_multi_version_stable_part_and_its_deltas_are_the_plain_mvcc_
     stamps = [1000, 1010, 1020]
     for _ in range(rng.randint(1, 4)):
         index += 1
-        batch = {}
-        for h in rng.sample(handles + list(range(1500, 1530)), rng.randint(1, 25)):
-            ts += rng.randint(1, 4)
-            batch[h] = (h, ts, None if rng.random() < 0.2 else f"d{h}@{ts}")
-        put(store, index, list(batch.values()))
+        ts = put_random_delta(store, rng, index, ts, handles + list(range(1500, 1530)), most=25, step=4)
         stamps.append(ts)
     with store.snapshot() as view:
         parts = view.parts(T.id)
