@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -277,11 +277,11 @@ class PartsReader:
         return _filtered(t, m)
 
     def _visible_mask(self, part: PartRef, t: pa.Table, single_version: bool,
-                      also: Sequence[Any] = ()) -> tuple[pa.Table, Any]:
+                      also: Callable[[pa.Table], Sequence[Any]] | None = None) -> tuple[pa.Table, Any]:
         """``t`` cut to the reader's range (a zero-copy slice where it can be) and the mask of
         its rows visible at ts — with delete marks dropped for a one-version part — and-ed
-        with the masks ``also``; None when every row is. One mask so the caller copies the
-        table once, whatever decides which rows go."""
+        with the masks ``also`` gives for the cut table; None when every row is. One mask so
+        the caller copies the table once, whatever decides which rows go."""
         t, rm = _in_range(t, self.lo, self.hi)
         masks = [] if rm is None else [rm]
         if part.max_commit_ts is None or part.max_commit_ts > self.ts:
@@ -291,7 +291,8 @@ class PartsReader:
             masks.append(tm)
         if single_version and part.delete_marks:
             masks.append(pc.invert(t.column(DELMARK)))
-        masks.extend(x for x in also if x is not None)
+        if also is not None:
+            masks.extend(x for x in also(t) if x is not None)
         if not masks:
             return t, None
         m = masks[0]
@@ -383,11 +384,13 @@ class PartsReader:
         the deltas' newest versions of the superseded handles, is ``superseding_rows``."""
         dropped = vector.versions
         handles = pc.unique(dropped.column(ROWID).combine_chunks()) if dropped.num_rows else None
+
+        def dropped_or_deleted(t: pa.Table) -> tuple[Any, Any]:
+            return (_not_versions(t, handles, dropped) if handles is not None else None,
+                    pc.invert(t.column(DELMARK)) if part.delete_marks else None)
+
         for t in self._row_group_tables(part, None):
-            t, _ = _in_range(t, self.lo, self.hi)  # first, so the vector's mask has the rows the others have
-            keep = _not_versions(t, handles, dropped) if handles is not None else None
-            live = pc.invert(t.column(DELMARK)) if part.delete_marks else None
-            t, m = self._visible_mask(part, t, single_version=False, also=(keep, live))
+            t, m = self._visible_mask(part, t, single_version=False, also=dropped_or_deleted)
             yield from self._finish(_filtered(t, m))
 
     def _row_group_tables(self, part: PartRef, may_touch: Any) -> Iterator[pa.Table]:
