@@ -47,8 +47,6 @@ def theflash_session(master: str | None = None, app_name: str = "theflash", *, j
         session = SparkSession.builder.getOrCreate()
         for key, value in user.items():
             session.conf.set(key, value)
-        if jvm:
-            _refuse_without_connector(session)
     else:
         builder = SparkSession.builder.appName(app_name)
         if master:
@@ -72,9 +70,8 @@ def theflash_session(master: str | None = None, app_name: str = "theflash", *, j
         for key, value in settings.items():
             builder = builder.config(key, value)
         session = builder.getOrCreate()
-        if jvm:
-            _refuse_without_connector(session)
     if jvm:
+        _refuse_without_connector(session)
         if server is None and store is not None:
             server = in_process_service(store)
         if server is not None:
