@@ -26,50 +26,75 @@ class FlashRig:
         self.status = "http://" + addresses["status"].removeprefix("http://")
         self.binlog = (root / "binlog").resolve().as_uri()
         self.store = str(root / "store")
-        self._writer: Writer | None = None
-        self._writer_thread: threading.Thread | None = None
+        self._jobs: dict[str, tuple[Writer, threading.Thread]] = {}  # store path -> its writer job
         self._writer_error: list[BaseException] = []
 
     # -- the writer job ------------------------------------------------------------------------
     def start_writer(self, interval_s: float = 0.05, **options: Any) -> None:
         """The writer job in a thread; ``options``: more ``WriterOptions`` (``serve_port=0``...)."""
+        self._start_job(self.store, interval_s, **options)
+
+    def start_twin_writer(self, name: str = "native-twin", interval_s: float = 0.05, **options: Any) -> str:
+        """A second writer job applying the same binlog to a store of its own (``root/name``;
+        the native engine unless ``options`` say otherwise), e.g. beside a ClickHouse-engine
+        store: reads of both at one ts must be equal. Returns the twin store's path."""
+        path = str(self.root / name)
+        self._start_job(path, interval_s, **options)
+        return path
+
+    def _start_job(self, store: str, interval_s: float, **options: Any) -> None:
         stop = threading.Event()
         # with --upstream the writer records the address in the store: reads need no option
-        self._writer = Writer(WriterOptions(binlog=self.binlog, store=self.store, upstream=self.upstream,
-                                            interval_s=interval_s, flush_interval_s=interval_s, **options), stop=stop)
+        writer = Writer(WriterOptions(binlog=self.binlog, store=store, upstream=self.upstream,
+                                      interval_s=interval_s, flush_interval_s=interval_s, **options), stop=stop)
 
         def run() -> None:
             try:
-                self._writer.run()  # type: ignore[union-attr]
+                writer.run()
             except BaseException as exc:  # surfaced by stop_writer / check
                 self._writer_error.append(exc)
 
-        self._writer_thread = threading.Thread(target=run, name="theflash-writer", daemon=True)
-        self._writer_thread.start()
+        thread = threading.Thread(target=run, name=f"theflash-writer {Path(store).name}", daemon=True)
+        self._jobs[store] = (writer, thread)
+        thread.start()
 
-    def stop_writer(self) -> None:
-        if self._writer is None:
+    def stop_writer(self, store: str | None = None) -> None:
+        """Stop the writer job of ``store`` (default: the rig's own store)."""
+        job = self._jobs.pop(store or self.store, None)
+        if job is None:
             return
-        self._writer.stop.set()
-        assert self._writer_thread is not None
-        self._writer_thread.join(30)
-        self._writer = None
+        job[0].stop.set()
+        job[1].join(30)
         if self._writer_error:
             raise self._writer_error[0]
 
     @property
     def writer(self) -> Writer | None:
-        return self._writer
+        job = self._jobs.get(self.store)
+        return job[0] if job is not None else None
 
     @property
     def writer_running(self) -> bool:
-        return self._writer_thread is not None and self._writer_thread.is_alive()
+        job = self._jobs.get(self.store)
+        return job is not None and job[1].is_alive()
 
     def options(self, **extra: Any) -> dict[str, str]:
         """Read options for ``spark.read.format("theflash")`` of this rig's store."""
         opts = {"store": self.store, "upstream": self.upstream}
         opts.update({k: str(v) for k, v in extra.items()})
         return opts
+
+    def read_at(self, store: str, table: str, ts: int, columns: Any = None, filter: Any = None) -> Any:
+        """``table`` of ``store`` at ``ts`` as one Arrow table, by a read session (its learner
+        read waits until that store's writer has caught up to ts)."""
+        import pyarrow as pa
+
+        from pyspark_theflash.scan.session import open_read_session, read_stream
+
+        with open_read_session(store, table, snapshot_ts=ts, columns=columns, filter=filter,
+                               options={"upstream": self.upstream}) as session:
+            return pa.Table.from_batches([b for n in range(len(session.streams)) for b in read_stream(session, n)],
+                                         schema=session.schema)
 
     def wait_replicated(self, table: str, timeout_s: float = 30.0) -> None:
         """Until the store knows ``table`` (the writer fetched its schema)."""
@@ -87,6 +112,7 @@ class FlashRig:
 
     def close(self) -> None:
         try:
-            self.stop_writer()
+            for store in list(self._jobs):
+                self.stop_writer(store)
         finally:
             self.cluster.close()

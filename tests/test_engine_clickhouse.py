@@ -99,24 +99,34 @@ def test_gc_keeps_every_version_a_read_lease_still_sees(tmp_path: Path) -> None:
         engine.close()
 
 
-def test_a_clustered_common_handle_table_reads_the_same_from_clickhouse(tmp_path: Path) -> None:
-    t = se.codes_table()
+def engine_and_native_twin(tmp_path: Path) -> tuple[Store, ClickHouseEngine, Store]:
+    """A ClickHouse-engine store and a native store beside it: the same writes go to both, and
+    the native one's reads are what the ClickHouse engine's must equal."""
     store = Store.open(str(tmp_path / "s"))
     engine = open_writer_engine(store, "clickhouse")
+    return store, engine, Store.open(str(tmp_path / "native"))
+
+
+def test_a_clustered_common_handle_table_reads_the_same_from_clickhouse(tmp_path: Path) -> None:
+    t = se.codes_table()
+    store, engine, twin = engine_and_native_twin(tmp_path)
     try:
-        store.put_schema(se.DB, t.to_json())
         events = [se.snapshot_event(1, 5, se.region(1))]
         for i, (code, qty, ts) in enumerate([("b", 1, 100), ("a", 2, 110), ("b", 3, 120), ("c", 4, 130)]):
             events.append(se.event(1, 6 + i, [se.committed(se.common_key(t, code), se.row(t, code=code, qty=qty), ts)]))
-        store.write(events, Position(0, len(events)))
-        store.flush()
+        for s in (store, twin):
+            s.put_schema(se.DB, t.to_json())
+            s.write(events, Position(0, len(events)))
+            s.flush()
         for ts in (100, 115, 125, 200):
-            native = store.scan_table(f"{se.DB}.codes", ts, hidden=("_tidb_rowid",))
+            native = twin.scan_table(f"{se.DB}.codes", ts, hidden=("_tidb_rowid",))
             ours = pa.Table.from_batches(list(engine.scan(f"{se.DB}.codes", ts, hidden=("_tidb_rowid",))),
                                          schema=native.schema)
             assert ours.equals(native), f"at ts {ts}"
+        assert native.num_rows == 3
     finally:
         engine.close()
+        twin.close()
 
 
 def test_writer_run_takes_the_engine_and_defaults_to_native() -> None:
@@ -197,22 +207,22 @@ def test_columns_added_later_read_their_origin_default_for_older_rows(tmp_path: 
     v1 = se.items_table()
     v2 = se.items_table(schema_version=2, extra=[builder.column("qty", "INT", origin_default=7, default=7),
                                                  builder.column("note", "VARCHAR(8)")])
-    store = Store.open(str(tmp_path / "s"))
-    engine = open_writer_engine(store, "clickhouse")
+    store, engine, twin = engine_and_native_twin(tmp_path)
     try:
-        store.put_schema(se.DB, v1.to_json(), commit_ts=50)
-        events = [se.snapshot_event(1, 5, se.region(1))]
-        events += [se.event(1, 6 + i, [se.committed(se.key(v1, i), se.row(v1, id=i, name=f"old{i}"), 100 + i)])
-                   for i in range(3)]
-        store.write(events, Position(0, len(events)))
-        store.flush()
-        store.put_schema(se.DB, v2.to_json(), commit_ts=200)
-        events = [se.event(1, 20, [se.committed(se.key(v2, 1), se.row(v2, id=1, name="new1", qty=3, note="n"), 300)]),
-                  se.event(1, 21, [se.committed(se.key(v1, 2), se.row(v1, id=2, name="late-old-form"), 310)])]
-        store.write(events, Position(0, 99))
-        store.flush()
+        first = [se.snapshot_event(1, 5, se.region(1))]
+        first += [se.event(1, 6 + i, [se.committed(se.key(v1, i), se.row(v1, id=i, name=f"old{i}"), 100 + i)])
+                  for i in range(3)]
+        then = [se.event(1, 20, [se.committed(se.key(v2, 1), se.row(v2, id=1, name="new1", qty=3, note="n"), 300)]),
+                se.event(1, 21, [se.committed(se.key(v1, 2), se.row(v1, id=2, name="late-old-form"), 310)])]
+        for s in (store, twin):
+            s.put_schema(se.DB, v1.to_json(), commit_ts=50)
+            s.write(first, Position(0, len(first)))
+            s.flush()
+            s.put_schema(se.DB, v2.to_json(), commit_ts=200)
+            s.write(then, Position(0, 99))
+            s.flush()
         for ts in (150, 305, 400):
-            native = store.scan_table(f"{se.DB}.items", ts, hidden=("_tidb_rowid",))
+            native = twin.scan_table(f"{se.DB}.items", ts, hidden=("_tidb_rowid",))
             ours = pa.Table.from_batches(list(engine.scan(f"{se.DB}.items", ts, hidden=("_tidb_rowid",))),
                                          schema=native.schema)
             native = native.sort_by("_tidb_rowid")
@@ -221,3 +231,72 @@ def test_columns_added_later_read_their_origin_default_for_older_rows(tmp_path: 
             0: ("old0", 7), 1: ("new1", 3), 2: ("late-old-form", 7)}
     finally:
         engine.close()
+        twin.close()
+
+
+def test_a_clickhouse_store_lists_records_not_files_and_compaction_merges_them(tmp_path: Path) -> None:
+    """The ClickHouse engine keeps the rows alone: a flush lists one record per partition (its
+    statistics, no file), compaction merges the records into one whose row count is the
+    engine's, and GC's deletions show in it. Reads equal a native twin's at every step."""
+    from pyspark_theflash.store.verify import verify_store
+
+    t = se.items_table()
+    store, engine, twin = engine_and_native_twin(tmp_path)
+    flushes = [[(1, 100, "m"), (2, 100, "k")], [(1, 200, "z"), (3, 200, "a")], [(2, 300, None), (4, 300, "q")]]
+    qualified = f"{se.DB}.items"
+
+    def records() -> list:
+        with store.snapshot() as view:
+            return view.parts(t.id)
+
+    def reads_equal_the_twin(since: int = 0) -> None:
+        for ts in (t for t in (50, 100, 150, 250, 300, 350, 400) if t >= since):
+            native = twin.scan_table(qualified, ts, hidden=("_tidb_rowid",)).sort_by("_tidb_rowid")
+            ours = pa.Table.from_batches(list(engine.scan(qualified, ts, hidden=("_tidb_rowid",))), schema=native.schema)
+            assert ours.sort_by("_tidb_rowid").equals(native), f"at ts {ts}"
+
+    try:
+        index = 5
+        for s in (store, twin):
+            s.put_schema(se.DB, t.to_json())
+            s.write([se.snapshot_event(1, index, se.region(1))], Position(0, 1))
+        for n, versions in enumerate(flushes):
+            events = []
+            for handle, ts, name in versions:
+                index += 1
+                value = None if name is None else se.row(t, id=handle, name=name, price=decimal.Decimal(handle))
+                events.append(se.event(1, index, [se.committed(se.key(t, handle), value, ts)]))
+            for s in (store, twin):
+                s.write(events, Position(0, n + 2))
+                s.flush()
+        assert [p for p in store.root.glob("tables/**/*") if p.is_file()] == []
+        assert [p for p in twin.root.glob("tables/**/*") if p.is_file()]  # the native twin's parts
+        listed = records()
+        assert [(p.kind, p.in_engine, p.rows, p.min_handle, p.max_handle, p.min_commit_ts, p.max_commit_ts,
+                 p.delete_marks) for p in listed] == [
+            ("delta", True, 2, 1, 2, 100, 100, 0), ("delta", True, 2, 1, 3, 200, 200, 0),
+            ("delta", True, 2, 2, 4, 300, 300, 1)]
+        name = listed[1].stats_by_name(t)["name"]
+        assert (name.min, name.max) == ("a", "z")
+        reads_equal_the_twin()
+        assert verify_store(store.root).problems == []
+
+        engine.compact(force=True)
+        (merged,) = records()
+        assert (merged.kind, merged.in_engine, merged.rows, merged.min_handle, merged.max_handle,
+                merged.min_commit_ts, merged.max_commit_ts, merged.delete_marks) == (
+            "stable", True, 6, 1, 4, 100, 300, 1)
+        name = merged.stats_by_name(t)["name"]
+        assert (name.min, name.max) == ("a", "z")  # the union of the three
+        reads_equal_the_twin()
+
+        engine.gc(350)  # leaves 1@200 z, 3@200 a, 4@300 q in ClickHouse; the record follows
+        (collected,) = records()
+        assert collected.rows == 3 and collected.in_engine
+        assert engine.directory.scalar(f"SELECT count() FROM {table_name(t.id)}") == 3
+        twin.gc(350)
+        reads_equal_the_twin(since=350)
+        assert verify_store(store.root).problems == []
+    finally:
+        engine.close()
+        twin.close()

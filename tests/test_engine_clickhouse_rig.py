@@ -4,7 +4,6 @@ sql``, ``theflash serve`` and ``open_engine`` use the engine the store records. 
 writer, one ClickHouse directory in this process)."""
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import decimal
 import json
@@ -15,7 +14,6 @@ import pytest
 
 from flash_rig import FlashRig
 from pyspark_theflash.engine import open_engine
-from pyspark_theflash.scan.read import read_partition
 from pyspark_theflash.scan.session import open_read_session, read_stream
 from pyspark_theflash.store import col
 from pyspark_theflash.upstream.tidb import make_column, record_key
@@ -51,22 +49,25 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlashRig]:
         for i in range(1, ROWS, 9):
             t.delete(TABLE, i)
     r.start_writer(interval_s=0.05, engine="clickhouse")
+    r.twin = r.start_twin_writer()  # the native engine, applying the same binlog
     r.wait_replicated(TABLE)
     yield r
     r.close()
 
 
-def read_both_ways(session) -> tuple[pa.Table, pa.Table]:
-    """The session's streams read from ClickHouse, and the same planned streams read from the
-    store's native parts (the mirror's other half), as two tables of the session's schema."""
+def twin_read(rig: FlashRig, ts: int, columns=None, filter=None) -> pa.Table:
+    """The native twin store (the same binlog applied by a native writer) at ``ts``."""
+    return rig.read_at(rig.twin, TABLE, ts, columns, filter)
+
+
+def read_both_ways(rig: FlashRig, session, columns, filter) -> tuple[pa.Table, pa.Table]:
+    """The session's streams read from ClickHouse, and the twin's read at the session's ts with
+    the same columns and filter, as two tables of the session's schema."""
     ch = [b for n in range(len(session.streams)) for b in read_stream(session, n)]
-    native = []
-    for stream in session.streams:
-        assert stream.partition.engine == "clickhouse"
-        for b in read_partition(dataclasses.replace(stream.partition, engine="native")):
-            native.append(b if b.schema.equals(session.schema) else pa.RecordBatch.from_arrays(
-                [b.column(f.name).cast(f.type) for f in session.schema], schema=session.schema))
-    return pa.Table.from_batches(ch, schema=session.schema), pa.Table.from_batches(native, schema=session.schema)
+    assert all(stream.partition.engine == "clickhouse" for stream in session.streams)
+    native = twin_read(rig, session.ts, columns, filter)
+    assert native.schema.equals(session.schema)
+    return pa.Table.from_batches(ch, schema=session.schema), native
 
 
 @pytest.mark.parametrize("columns, filter", [
@@ -82,7 +83,7 @@ def test_read_sessions_on_the_clickhouse_engine_equal_the_native_read_of_the_sam
     with open_read_session(rig.store, TABLE, columns=columns, filter=filter,
                            options={"upstream": rig.upstream, "partition_target_bytes": 1}) as s:
         assert len(s.streams) >= 3
-        ours, native = read_both_ways(s)
+        ours, native = read_both_ways(rig, s, columns, filter)
         assert ours.schema == s.schema
         assert ours.num_rows > 0
         assert ours.sort_by("_tidb_rowid" if "_tidb_rowid" in ours.column_names else [(n, "ascending") for n in ours.column_names]).equals(
@@ -107,8 +108,8 @@ def test_theflash_sql_aggregates_a_snapshot_inside_clickhouse(rig: FlashRig, cap
 
     with open_engine(rig.store, upstream=rig.upstream) as engine:
         out = run_sql(engine, f"SELECT status, sum(price) AS total, count() AS n FROM {TABLE} GROUP BY status ORDER BY status")
-        # the same aggregate over the native engine's read of the same snapshot
-        native = engine.store.scan_table(TABLE, out.ts).to_pylist()
+    # the same aggregate over the native engine's read of the same snapshot
+    native = twin_read(rig, out.ts).to_pylist()
     expected: dict[str, list] = {}
     for r in native:
         e = expected.setdefault(r["status"], [decimal.Decimal(0), 0])
@@ -143,9 +144,7 @@ def test_theflash_serve_streams_a_clickhouse_store_over_flight_and_http(rig: Fla
                                            "snapshot_ts": session["ts"], "filter": [["id", "<", 30]]})
         finally:
             flight_reader.close()
-        with open_engine(rig.store) as engine:
-            native = engine.store.scan_table(TABLE, session["ts"], columns=["id", "name", "price"],
-                                             predicate=col("id") < 30)
+        native = twin_read(rig, session["ts"], ["id", "name", "price"], col("id") < 30)
         for got in (by_flight, by_http):
             assert got.sort_by("id").to_pylist() == native.sort_by("id").to_pylist()
         assert by_flight.num_rows == len([i for i in range(30) if i % 9 != 1])
@@ -169,3 +168,23 @@ def test_a_flight_sql_ticket_runs_a_whole_aggregate_in_the_clickhouse_engine(rig
     assert got.to_pylist() == expected.result.to_pylist()
     assert sum(r["n"] for r in got.to_pylist()) == len([i for i in range(ROWS) if i % 9 != 1])
 
+
+
+def test_the_store_keeps_no_part_files_and_plans_with_its_records(rig: FlashRig) -> None:
+    """The engine keeps the rows alone: no part file under the store, and the manifest's
+    records (statistics only) are what the planner prunes with, exactly."""
+    from pathlib import Path
+
+    from pyspark_theflash.scan import plan
+    from pyspark_theflash.scan.read import read_partition
+    from pyspark_theflash.store.verify import verify_store
+
+    assert [p for p in Path(rig.store).glob("tables/**/*") if p.is_file()] == []
+    with plan(rig.store, TABLE, rig.options(min_partitions=1), predicate=col("qty") > 1000) as p:
+        assert p.partitions == [] and p.stats.regions_pruned == p.stats.regions == 3  # qty <= 127 everywhere
+    with plan(rig.store, TABLE, rig.options(min_partitions=1), predicate=col("qty") == 127) as p:
+        assert p.stats.regions_pruned == 0 and p.stats.parts > 0
+        found = [r["id"] for part in p.partitions for b in read_partition(part) for r in b.to_pylist()]
+    assert found == [59]  # 59 * 3 - 50
+    report = verify_store(rig.store)
+    assert report.problems == [] and report.parts_checked > 0

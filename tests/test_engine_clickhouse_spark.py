@@ -2,8 +2,8 @@
 
 The writer ran ``--engine clickhouse`` and has stopped (it owned the ClickHouse directory; a
 Spark Python worker opens it for its read, one reader process at a time). Spark's read at a
-snapshot ts must equal the native engine's read of the same snapshot — the store's own
-TxnMergeTree parts, which the ClickHouse engine's row sink mirrors — row for row.
+snapshot ts must equal the native engine's read of the same snapshot — a native writer
+applying the same binlog to a twin store beside it — row for row.
 
 While the writer runs and serves, the Python workers read through its service; served with
 ``--serve-token-file``, that takes the read's bearer token (options token / token_file, else
@@ -26,7 +26,6 @@ from pyspark_theflash.engine.clickhouse.errors import ServiceTokenRefusedError
 from pyspark_theflash.engine.clickhouse.stream_read import advertised_service, read_through_service
 from pyspark_theflash.scan.bearer_token import BearerToken
 from pyspark_theflash.scan.session import open_read_session, read_stream
-from pyspark_theflash.store import Store
 from pyspark_theflash.upstream.tidb import make_column, record_key
 
 pytestmark = pytest.mark.spark
@@ -54,6 +53,7 @@ def test_spark_reads_a_clickhouse_store_as_the_native_engine_reads_it(spark: Any
             for i in range(3, ROWS, 17):
                 t.delete(TABLE, i)
         rig.start_writer(interval_s=0.05, engine="clickhouse")
+        twin = rig.start_twin_writer()
         rig.wait_replicated(TABLE)
         ts = rig.cluster.tso.get_ts()
         # a read session at ts in this process (the writer's): its learner read makes the store
@@ -64,13 +64,11 @@ def test_spark_reads_a_clickhouse_store_as_the_native_engine_reads_it(spark: Any
 
         df = spark.read.format("theflash").options(**rig.options(snapshot_ts=str(ts))).load(TABLE)
         got = sorted(tuple(r) for r in df.collect())
+        # no part files: Spark's Parquet reader has nothing to read, the engine reads every row
+        assert "FileScan parquet" not in df._jdf.queryExecution().executedPlan().toString()
         # the Python workers read the streams from ClickHouse (opened under the readers' lock)
         assert (Path(rig.store) / "clickhouse" / "readers.lock").exists()
-        store = Store.open(rig.store, readonly=True)
-        try:
-            native = store.scan_table(TABLE, ts).to_pylist()
-        finally:
-            store.close()
+        native = rig.read_at(twin, TABLE, ts).to_pylist()
         expected = sorted(tuple(r.values()) for r in native)
         assert len(got) == ROWS - len(range(3, ROWS, 17))
         assert got == expected
@@ -106,14 +104,11 @@ def test_spark_reads_a_clickhouse_store_through_the_writers_service_while_it_wri
     store), each a session at the query's ts over its own handle ranges."""
     rig = FlashRig(tmp_path / "rig")
     try:
+        twin = rig.start_twin_writer()
         ts = orders_served_by_the_writer(rig)
         df = spark.read.format("theflash").options(**rig.options(snapshot_ts=str(ts))).load(TABLE)
         got = sorted(tuple(r) for r in df.collect())
-        store = Store.open(rig.store, readonly=True)
-        try:
-            native = store.scan_table(TABLE, ts).to_pylist()
-        finally:
-            store.close()
+        native = rig.read_at(twin, TABLE, ts).to_pylist()
         assert got == sorted(tuple(r.values()) for r in native)
         assert len(got) == ROWS and ("late" not in {r[1] for r in got})
     finally:

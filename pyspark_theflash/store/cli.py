@@ -256,9 +256,10 @@ MAINTENANCE_LATCH_TTL_S = 3600.0
 
 @contextlib.contextmanager
 def _as_writer(path: str, what: str) -> Iterator[Any]:
-    """The store opened as its single writer, under the write latch (refused while a writer
-    job holds it)."""
+    """The store's engine (the one it records), opened as the store's single writer under the
+    write latch (refused while a writer job holds it)."""
     from pyspark_theflash import latch as latch_box
+    from pyspark_theflash.engine.selection import open_writer_engine, recorded_engine
     from pyspark_theflash.store import Store
 
     root = _require_store(path)
@@ -274,11 +275,16 @@ def _as_writer(path: str, what: str) -> Iterator[Any]:
             except TheFlashError as exc:
                 raise CommandError(str(exc)) from exc
             try:
-                yield store
+                engine = open_writer_engine(store, recorded_engine(store))
+            except BaseException:
+                store.close()
+                raise
+            try:
+                yield engine
             except TheFlashError as exc:
                 raise CommandError(str(exc)) from exc
             finally:
-                store.close()
+                engine.close()
         finally:
             latch.release(holder.token)
     finally:
@@ -293,13 +299,13 @@ def _parts_summary(root: str) -> tuple[int, int, int]:
 
 def cmd_compact(args: argparse.Namespace) -> int:
     before = _parts_summary(args.dir)
-    with _as_writer(args.dir, "compact") as store:
+    with _as_writer(args.dir, "compact") as engine:
         if args.table:
-            with store.snapshot() as view:
+            with engine.store.snapshot() as view:
                 table = view.table(args.table)
-            result = store.compact(table=table.id, force=True)
+            result = engine.compact(table.id, force=True)
         else:
-            result = store.compact(force=True)
+            result = engine.compact(force=True)
     after = _parts_summary(args.dir)
     print(f"compacted {args.table or 'every table'}: {before[0]} -> {after[0]} live parts, "
           f"{before[1]} -> {after[1]} row versions, {_size(before[2])} -> {_size(after[2])}")
@@ -311,8 +317,8 @@ def cmd_gc(args: argparse.Namespace) -> int:
     if args.safe_point < 0:
         raise CommandError("--safe-point must be a non-negative TSO timestamp")
     before = _parts_summary(args.dir)
-    with _as_writer(args.dir, "gc") as store:
-        result = store.gc(args.safe_point)  # moves the safe point and compacts with it
+    with _as_writer(args.dir, "gc") as engine:
+        result = engine.gc(args.safe_point)  # moves the safe point and compacts with it
     after = store_status(Path(args.dir))
     print(f"GC safe point now {after['gc_safe_point']} (asked {args.safe_point}"
           f"{'; held back by a read lease' if after['gc_safe_point'] < args.safe_point else ''}): "

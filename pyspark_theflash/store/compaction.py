@@ -20,17 +20,20 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pyarrow as pa
 
 from pyspark_theflash.store import manifest as mf
 from pyspark_theflash.store.leases import live_leases
+from pyspark_theflash.store.predicate import merge_stats
 from pyspark_theflash.store.read import PartRef, PartsReader
 from pyspark_theflash.store.txn_merge_tree import (
     COMMIT_TS,
     DELMARK,
+    IN_ENGINE,
+    PartFile,
     ROWID,
     file_schema,
     median_split_point,
@@ -171,6 +174,8 @@ def output_table(view: StoreView, table_id: int, safe_point: int) -> "TableInfo"
 def build_compaction(store: "Store", plan: CompactionPlan) -> CompactionOutput:
     """Step 2, the heavy part, with no lock held: merge, apply tombstones, GC, split if too
     big, write the stable part file(s)."""
+    if any(p.in_engine for p in plan.parts):
+        return merge_engine_records(store, plan)
     info = plan.info
     reader = PartsReader(store.root, info, ts=(1 << 64) - 1, handle_range=(None, None), columns=None,
                      predicate=None, hidden=(), batch_rows=store.options.read_batch_rows)
@@ -217,6 +222,39 @@ def build_compaction(store: "Store", plan: CompactionPlan) -> CompactionOutput:
         _unlink_all(store.root, out.files)
         raise
     return out
+
+
+def merge_engine_records(store: "Store", plan: CompactionPlan) -> CompactionOutput:
+    """Step 2 for a partition whose rows the store's engine keeps (``row_sink.keeps_rows``):
+    its records become one, with no file to write. The engine merges, applies tombstones and
+    collects garbage in its own tables; the record only has to stay true for planning.
+    Statistics are the union of the inputs' (bounds never narrower than the rows they
+    describe: pruning with them is exact), the row count the engine's, when it can tell, of
+    the versions flushed up to the plan's manifest version, and the bytes scaled with it. A
+    partition of records is never split (splitting needs the rows' median handle). Input part
+    files (a store that mirrored before its engine kept rows alone) are dropped with them."""
+    parts = plan.parts
+    rows = sum(p.rows for p in parts)
+    size = sum(p.bytes for p in parts)
+    counted = getattr(store.row_sink, "count_versions", None)
+    held = counted(plan.table_id, plan.lo, plan.hi, plan.version) if counted is not None else None
+    if held is not None and rows:
+        size = int(size * min(1.0, held / rows))
+        rows = int(held)
+    live = [p for p in parts if p.rows and p.min_handle is not None]
+    stats = merge_stats(dict(p.stats) for p in live)  # an empty input bounds nothing
+    record = PartFile(
+        IN_ENGINE, rows, size,
+        _bound(min, [p.min_handle for p in live]), _bound(max, [p.max_handle for p in live]),
+        _bound(min, [p.min_commit_ts for p in live]), _bound(max, [p.max_commit_ts for p in live]),
+        len(live) == 1 and live[0].single_version, sum(p.delete_marks for p in live), stats)
+    outputs = [(None, plan.lo, plan.hi, record)] if live else []
+    return CompactionOutput(outputs, [], None, 0, sum(p.rows for p in parts), rows if live else 0)
+
+
+def _bound(pick: Any, values: list[Any]) -> Any:
+    known = [v for v in values if v is not None]
+    return pick(known) if known else None
 
 
 def commit_compaction(store: "Store", plan: CompactionPlan, out: CompactionOutput) -> bool:
@@ -277,7 +315,7 @@ def compact_partition(store: "Store", table_id: int, partition_id: int, safe_poi
     if not commit_compaction(store, plan, out):
         return {"table_id": table_id, "partition_id": partition_id, "conflict": True}
     return {"table_id": table_id, "partition_id": partition_id, "conflict": False, "parts_in": len(plan.parts),
-            "parts_out": len(out.files), "rows_in": out.rows_in, "rows_out": out.rows_out,
+            "parts_out": sum(o[3] is not None for o in out.outputs), "rows_in": out.rows_in, "rows_out": out.rows_out,
             "split_at": out.split_at}
 
 
@@ -337,9 +375,9 @@ def compact_store(store: "Store", table: Any = None, force: bool = False,
     return result
 
 
-def gc_store(store: "Store", safe_point: int) -> CompactionResult:
+def gc_store(store: "Store", safe_point: int, collect: Callable[[int], Any] | None = None) -> CompactionResult:
     """Advance the safe point (bounded by the oldest live lease, never moving back), then
-    compact everything with it."""
+    compact everything with it (``collect(safe point)`` first, when given: ``Store.gc``)."""
     conn = store.thread_connection()
     with mf.edit(conn):  # a manifest version of its own: reads below the new safe point end here
         current = int(mf.get_meta(conn, "gc_safe_point", 0))
@@ -348,6 +386,8 @@ def gc_store(store: "Store", safe_point: int) -> CompactionResult:
         effective = max(current, effective)
         mf.set_meta(conn, "gc_safe_point", effective)
     collected = collect_retired_tables(store, effective)
+    if collect is not None:
+        collect(effective)
     result = compact_store(store, None, force=True, safe_point=effective)
     result.retired_tables_collected = collected
     return result
@@ -392,6 +432,8 @@ def delete_obsolete_files(store: "Store") -> int:
             return 0
         # Files go first: if we crash after this, the rows remain and the next round retries.
         for _pid, rel, _v in rows:
+            if rel == IN_ENGINE:
+                continue  # a record of rows the engine keeps: no file
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(store.root / rel)
         conn.executemany("DELETE FROM parts WHERE part_id = ?", [(r[0],) for r in rows])

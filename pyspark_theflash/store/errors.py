@@ -122,6 +122,15 @@ class PartFileError(StoreError):
                          "to list every damaged part")
 
 
+class RowsInEngineError(StoreError):
+    """A file read of rows the store's engine keeps (no part files to read)."""
+
+    def __init__(self, root: str, table: str) -> None:
+        super().__init__(f"store {root} keeps the rows of {table} in its engine, not in part files: read them "
+                         "through the engine (engine.open_engine(store).scan / a read session, `theflash serve`, "
+                         "or spark.read.format('theflash'))")
+
+
 class UnsupportedTableError(StoreError):
     def __init__(self, table_id: int, reason: str) -> None:
         super().__init__(f"table {table_id}: {reason}")

@@ -26,7 +26,9 @@ from pyspark_theflash.store.errors import (
     FlushFailedError,
 )
 from pyspark_theflash.store.txn_merge_tree import (
+    IN_ENGINE,
     ROWID,
+    describe_engine_rows,
     install_part,
     new_part_name,
     sort_versions,
@@ -292,6 +294,9 @@ class FlushPipeline:
         statistics, into ``p.written``. Touches only ``p`` (the buffers it holds are no longer
         the store's), so a pipelined flush runs it on its background thread. On an error the
         files written so far are removed."""
+        # An engine that keeps the rows itself (the row sink's ``keeps_rows``) gets records of
+        # their statistics instead of files: read planning estimates and prunes with them.
+        in_engine = bool(getattr(self.row_sink, "keeps_rows", False))
         try:
             for rows in p.tables:
                 t = pa.concat_tables(rows.chunks) if len(rows.chunks) > 1 else rows.chunks[0]
@@ -300,9 +305,12 @@ class FlushPipeline:
                 for i in [0] if which is None else np.unique(which).tolist():
                     part_t = t if which is None else t.filter(pa.array(which == i))
                     pid = plist[i][0]
-                    rel = new_part_name(rows.table_id, pid, "delta")
-                    pf = write_part(self.root, rel, sort_versions(part_t), rows.column_ids,
-                                    self.options.row_group_rows, compression="none", install=False)
+                    if in_engine:
+                        pf = describe_engine_rows(part_t, rows.column_ids)
+                    else:
+                        rel = new_part_name(rows.table_id, pid, "delta")
+                        pf = write_part(self.root, rel, sort_versions(part_t), rows.column_ids,
+                                        self.options.row_group_rows, compression="none", install=False)
                     p.written.append((rows.table_id, pid, rows.schema_version, pf, "delta"))
         except BaseException:
             _discard_parts(self.root, p.written)
@@ -314,9 +322,10 @@ class FlushPipeline:
         states, locks, tombstones and position. On any error the files are removed (and the
         edit rolled back): nothing of the flush is visible. Returns the edit's version."""
         try:
-            for w in p.written:
-                install_part(self.root, w[3].file)
-            sync_dirs(self.root, [w[3].file for w in p.written])
+            files = [w[3].file for w in p.written if w[3].file != IN_ENGINE]
+            for rel in files:
+                install_part(self.root, rel)
+            sync_dirs(self.root, files)
             with mf.edit(conn) as e:
                 if self._read_partitions(conn) != p.partitions:
                     raise _PartitionsChanged()
@@ -471,6 +480,8 @@ class PendingFlush:
 def _discard_parts(root: Path, written: list[tuple[int, int, int, Any, str]]) -> None:
     """Remove the files of a flush that will not be listed (temporary or renamed)."""
     for w in written:
+        if w[3].file == IN_ENGINE:
+            continue
         dest = root / w[3].file
         for path in (temp_name(dest), dest):
             with contextlib.suppress(FileNotFoundError):

@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from pyspark_theflash.store.errors import PartFileError
+from pyspark_theflash.store.errors import PartFileError, RowsInEngineError
 from pyspark_theflash.store.lru import BytesLRU
 from pyspark_theflash.store.predicate import ColumnStats, Expr, merge_stats
 from pyspark_theflash.store.txn_merge_tree import (
@@ -84,6 +84,11 @@ class PartRef:
     stats: tuple[tuple[int, ColumnStats], ...] = ()
     tombstones: tuple[HandleRange, ...] = ()  # handle ranges deleted after the part was written
     added_version: int = 0
+
+    @property
+    def in_engine(self) -> bool:
+        """A record of rows the store's engine keeps (no file to read; ``txn_merge_tree.IN_ENGINE``)."""
+        return not self.path
 
     def stats_by_name(self, table: "TableInfo") -> dict[str, ColumnStats]:
         by_id = dict(self.stats)
@@ -546,6 +551,8 @@ def read_parts(parts: Sequence[PartRef], table_info: "TableInfo", ts: int,
     ``columns`` (None: all) plus the requested ``hidden`` columns, filtered by ``predicate``.
     Batches come partition by partition in handle order."""
     lo, hi = handle_range if handle_range is not None else (None, None)
+    if any(p.in_engine for p in parts):
+        raise RowsInEngineError(str(root), table_info.qualified_name)
     reader = PartsReader(Path(root), table_info, ts, (lo, hi), columns, predicate, hidden, batch_rows)
     groups: dict[int, list[PartRef]] = {}
     for p in parts:

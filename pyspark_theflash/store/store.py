@@ -14,7 +14,7 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import pyarrow as pa
 
@@ -386,14 +386,16 @@ class Store(ApplyPath, FlushPipeline):
         self.sync()
         return compact_store(self, table, force=force)
 
-    def gc(self, safe_point: int) -> Any:
+    def gc(self, safe_point: int, collect: Callable[[int], Any] | None = None) -> Any:
         """Move the GC safe point to ``safe_point`` (never past the oldest live lease) and
-        compact every partition with it."""
+        compact every partition with it. ``collect``: called with the safe point reached,
+        before the compaction (an engine that keeps the rows drops its own versions there, so
+        the records compaction writes count what is left)."""
         from pyspark_theflash.store.compaction import gc_store
 
         self._require_writer("gc")
         self.sync()
-        return gc_store(self, safe_point)
+        return gc_store(self, safe_point, collect)
 
     def delete_obsolete_files(self) -> int:
         from pyspark_theflash.store.compaction import delete_obsolete_files

@@ -8,6 +8,10 @@ ts as signed INT64 (``stored_for_parquet``), and every reader of a part file see
 groups of a configured size, with statistics). This module writes part files (temporary name,
 fsync, rename) and computes what the manifest records about them; it never touches the
 manifest itself.
+
+An engine that keeps rows itself (the ClickHouse engine, ``store.row_sink``) gets no part files:
+its flushes and compactions list *records* (``file`` empty, ``in_engine``): a part's
+statistics without its rows, which read planning uses as it uses a file's.
 """
 from __future__ import annotations
 
@@ -32,13 +36,14 @@ HIDDEN_FIELDS = (pa.field(ROWID, pa.int64(), nullable=False),
                  pa.field(COMMIT_TS, pa.uint64(), nullable=False),
                  pa.field(DELMARK, pa.bool_(), nullable=False))
 HIDDEN_NAMES = (ROWID, COMMIT_TS, DELMARK)
+IN_ENGINE = ""  # a part's file when its rows are kept by the store's engine (no file)
 
 
 @dataclass(frozen=True)
 class PartFile:
-    """What the manifest records about a written part file."""
+    """What the manifest records about a written part file, or about rows an engine keeps."""
 
-    file: str              # relative to the store root
+    file: str              # relative to the store root; "" (``IN_ENGINE``): rows the engine keeps
     rows: int
     bytes: int
     min_handle: int | bytes | None
@@ -242,6 +247,23 @@ def describe_part(rel: str, table: pa.Table, column_ids: Sequence[int], size: in
     for cid, name in zip(column_ids, user_names):
         stats[cid] = column_stats(table.column(name))
     return PartFile(rel, n, size, h["min"], h["max"], t["min"], t["max"], single, delmarks, stats)
+
+
+def describe_engine_rows(table: pa.Table, column_ids: Sequence[int]) -> PartFile:
+    """The manifest's record of flushed rows the store's engine keeps (no file): row count,
+    in-memory bytes, handle and commit-ts bounds, delete marks and column statistics, as
+    ``describe_part`` gives them for a file. ``table`` need not be sorted, so whether a handle
+    repeats is not worked out: ``single_version`` is False for more than one row."""
+    n = table.num_rows
+    if not n:
+        return describe_part(IN_ENGINE, table, column_ids, 0)
+    handles, ts = table.column(ROWID), table.column(COMMIT_TS)
+    h, t = pc.min_max(handles).as_py(), pc.min_max(ts).as_py()
+    delmarks = int(pc.sum(table.column(DELMARK).cast(pa.int8())).as_py() or 0)
+    user_names = [f.name for f in table.schema if f.name not in HIDDEN_NAMES]
+    stats = {cid: column_stats(table.column(name)) for cid, name in zip(column_ids, user_names)}
+    return PartFile(IN_ENGINE, n, int(table.nbytes), h["min"], h["max"], t["min"], t["max"], n == 1, delmarks,
+                    stats)
 
 
 def column_stats(arr: pa.ChunkedArray | pa.Array) -> ColumnStats:

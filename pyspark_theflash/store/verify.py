@@ -15,6 +15,9 @@ A store is *clean* when the report holds no problem:
   file, or a part file the manifest lists (live, or removed and awaiting deletion once no lease sees it): no temporary
   files left by an interrupted flush or compaction, no orphan files.
 
+A store whose engine keeps the rows itself (``clickhouse``) lists records, not files: each is
+checked for its partition and schema version; its rows are the engine's to check.
+
 Run it on a store whose writer is stopped, or accept that a flush in progress shows up as a
 temporary file.
 """
@@ -33,6 +36,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from pyspark_theflash.store import manifest as mf
+from pyspark_theflash.store.txn_merge_tree import IN_ENGINE
 
 HIDDEN = ("_tidb_rowid", "_tidb_commit_ts", "_tidb_delmark")
 # SQLite files at the store's root that are not parts (the manifest and the latch database).
@@ -144,6 +148,24 @@ def _own_fields(columns: list[list[Any]], schemas: dict[int, tuple[str, str]]) -
         for col in table_info_from_row(schemas[version][1], schemas[version][0]).columns:
             by_id[col.id] = col
     return [pa.field(str(name), arrow_type(by_id[int(cid)])) for cid, name in columns]
+
+
+def _check_record(part: _PartRow, engine: str, partition: tuple[int | None, int | None] | None,
+                  schemas: dict[int, tuple[str, str]], report: VerifyReport) -> None:
+    """A record of rows the store's engine keeps: only an engine that keeps rows lists one, in
+    a partition and at a schema version the manifest has."""
+    where = f"part {part.part_id} ({part.kind}, kept by the {engine} engine) of table {part.table_id} " \
+            f"partition {part.partition_id}"
+    if engine == "native":
+        report.problems.append(Problem(mf.MANIFEST_FILE, f"{where}: the native engine keeps rows in files, but this "
+                                       "part names none", "a manifest inconsistency: rebuild the store from the binlog"))
+    if partition is None:
+        report.problems.append(Problem(mf.MANIFEST_FILE, f"{where}: its partition is not in the manifest",
+                                       "a manifest inconsistency: rebuild the store from the binlog"))
+    if part.schema_version not in schemas:
+        report.problems.append(Problem(mf.MANIFEST_FILE, f"{where}: schema version {part.schema_version} is not in "
+                                       "the manifest", "put the table's schema again (Store.put_schema) or rebuild "
+                                       "the store"))
 
 
 def _check_part(root: Path, part: _PartRow, partition: tuple[int | None, int | None] | None,
@@ -280,6 +302,7 @@ def verify_store(root: str | os.PathLike[str]) -> VerifyReport:
             for t, v, db, info in conn.execute("SELECT table_id, schema_version, db, info FROM tables"):
                 schemas.setdefault(int(t), {})[int(v)] = (db, info)
             parts = [_PartRow(*row) for row in conn.execute(f"SELECT {_PART_COLUMNS} FROM parts ORDER BY part_id")]
+            engine = str(mf.get_meta(conn, "engine") or "native")
             own_columns = {int(pid): json.loads(cols) for pid, cols in conn.execute(
                 "SELECT part_id, columns FROM parts WHERE columns IS NOT NULL")} \
                 if mf.has_column(conn, "parts", "columns") else {}
@@ -296,6 +319,12 @@ def verify_store(root: str | os.PathLike[str]) -> VerifyReport:
     _check_regions(regions, report)
     listed: dict[str, _PartRow] = {}
     for part in parts:
+        if part.file == IN_ENGINE:
+            if part.removed_version is None:
+                report.parts_checked += 1
+                _check_record(part, engine, partitions.get((part.table_id, part.partition_id)),
+                              schemas.get(part.table_id, {}), report)
+            continue
         if part.file in listed and listed[part.file].removed_version is None and part.removed_version is None:
             report.problems.append(Problem(part.file, f"parts {listed[part.file].part_id} and {part.part_id} "
                                            "are both live and share this file",

@@ -2,25 +2,26 @@
 of the ClickHouse engine, as of one manifest version of SRC.
 
 DST gets SRC's manifest (SQLite's online backup: one consistent version — regions and their
-applied index, schemas, open locks, the binlog position, the part list) and the files of its
-live parts, so a writer started on DST with ``--engine clickhouse`` resumes where SRC's
-stopped. Then every version those parts hold (range tombstones applied; columns by id under
-the current schema, origin defaults for columns added later) goes into DST's ClickHouse tables:
-reads at any ts SRC could serve read the same rows from DST. A read lease on SRC pins the
-parts while they are copied, so SRC's writer may keep running.
+applied index, schemas, open locks, the binlog position, the part list), so a writer started
+on DST with ``--engine clickhouse`` resumes where SRC's stopped. Its live parts become records
+(no file; their statistics stay for read planning), and every version those parts hold (range
+tombstones applied; columns by id under the current schema, origin defaults for columns added
+later) goes from SRC's files into DST's ClickHouse tables: reads at any ts SRC could serve
+read the same rows from DST. A read lease on SRC pins the parts while they are read, so SRC's
+writer may keep running.
 """
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 
 from pyspark_theflash.engine.clickhouse.errors import ClickHouseEngineError
+from pyspark_theflash.store.txn_merge_tree import IN_ENGINE
 
 
 @dataclass(frozen=True)
@@ -33,12 +34,9 @@ class ConversionResult:
 
 
 def convert_to_clickhouse(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> ConversionResult:
-    from pyspark_theflash.engine.clickhouse.engine import ClickHouseEngine
     from pyspark_theflash.engine.selection import META_KEY, recorded_engine
     from pyspark_theflash.store import Store
     from pyspark_theflash.store import manifest as mf
-    from pyspark_theflash.store.flush import BufferedRows
-    from pyspark_theflash.store.read import DEFAULT_BATCH_ROWS, PartsReader
 
     t0 = time.monotonic()
     src_root, dst_root = Path(src), Path(dst)
@@ -60,19 +58,27 @@ def convert_to_clickhouse(src: str | os.PathLike[str], dst: str | os.PathLike[st
                     from_conn.backup(target)
                 target.execute("DELETE FROM leases")
                 target.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (META_KEY, "clickhouse"))
-                target.commit()
-                files = [r[0] for r in target.execute("SELECT file FROM parts WHERE removed_version IS NULL")]
                 target.execute("DELETE FROM parts WHERE removed_version IS NOT NULL")
+                files = {int(pid): str(rel) for pid, rel in target.execute("SELECT part_id, file FROM parts")}
+                target.execute("UPDATE parts SET file = ?", (IN_ENGINE,))
                 target.commit()
             finally:
                 target.close()
-            for rel in files:
-                (dst_root / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(src_root / rel, dst_root / rel)
+            version, tables, parts, versions = _load_rows(src_root, dst_root, files)
         finally:
             source.leases.release(lease.id)
     finally:
         source.close()
+    return ConversionResult(version, tables, parts, versions, time.monotonic() - t0)
+
+
+def _load_rows(src_root: Path, dst_root: Path, files: dict[int, str]) -> tuple[int, int, int, int]:
+    """Every version of DST's parts, read from their files in SRC, into DST's ClickHouse
+    tables; (manifest version, tables, parts, versions)."""
+    from pyspark_theflash.engine.clickhouse.engine import ClickHouseEngine
+    from pyspark_theflash.store import Store
+    from pyspark_theflash.store.flush import BufferedRows
+    from pyspark_theflash.store.read import DEFAULT_BATCH_ROWS, PartsReader
 
     store = Store.open(dst_root)
     ch = ClickHouseEngine(store)
@@ -83,11 +89,10 @@ def convert_to_clickhouse(src: str | os.PathLike[str], dst: str | os.PathLike[st
             tables = list(view.tables())
             refs = {t.id: view.parts(t.id) for t in tables}
         for info in tables:
-            history = store._histories[info.id]
-            latest = history.latest
-            reader = PartsReader(dst_root, latest, (1 << 64) - 1, (None, None), None, None, (), DEFAULT_BATCH_ROWS)
+            latest = store._histories[info.id].latest
+            reader = PartsReader(src_root, latest, (1 << 64) - 1, (None, None), None, None, (), DEFAULT_BATCH_ROWS)
             for ref in refs[info.id]:
-                rows = reader.visible_versions(ref)
+                rows = reader.visible_versions(replace(ref, path=files[ref.part_id]))
                 parts += 1
                 if rows.num_rows == 0:
                     continue
@@ -96,7 +101,7 @@ def convert_to_clickhouse(src: str | os.PathLike[str], dst: str | os.PathLike[st
                 ch.tables_ch.write_flush(int(ref.added_version), [batch], [])
     finally:
         ch.close()
-    return ConversionResult(version, len(tables), parts, versions, time.monotonic() - t0)
+    return version, len(tables), parts, versions
 
 
 def describe(result: ConversionResult) -> dict[str, Any]:

@@ -97,11 +97,7 @@ class ClickHouseEngine(TxnMergeTreeEngine):
     # -- upkeep --------------------------------------------------------------------------------
     def gc(self, safe_point: int) -> Any:
         self._writable("collect garbage")
-        result = self._store.gc(safe_point)
-        with self._store.snapshot() as view:
-            effective = int(view.gc_safe_point() or 0)
-        self.collect_versions(effective)
-        return result
+        return self._store.gc(safe_point, collect=self.collect_versions)
 
     def collect_versions(self, safe_point: int) -> int:
         """Delete, in every ClickHouse table, the versions no read at ts >= ``safe_point`` sees:

@@ -9,7 +9,8 @@ and ``_flush_version`` (the manifest version of the flush that brought the row).
 after a crash) is the same key, which the table's background merges collapse.
 
 ``ClickHouseTables`` is the store's row sink (``store.row_sink.RowSink``): each flush's rows
-and range tombstones arrive inside the flush's manifest edit.
+and range tombstones arrive inside the flush's manifest edit. It keeps the rows (``keeps_rows``):
+the store writes no part files for them, only records of their statistics.
 """
 from __future__ import annotations
 
@@ -46,6 +47,8 @@ def quote_ident(name: str) -> str:
 class ClickHouseTables:
     """Creates and alters the per-table ClickHouse tables and writes flushed rows into them."""
 
+    keeps_rows = True
+
     def __init__(self, directory: ClickHouseDirectory, histories: Callable[[], "dict[int, TableHistory]"]) -> None:
         self.directory = directory
         self._histories = histories
@@ -65,6 +68,14 @@ class ClickHouseTables:
             for start, end, _why in tombstones:
                 self._delete_range(start, end, version, histories)
             self.flushes_written += 1
+
+    def count_versions(self, table_id: int, lo: int | bytes | None, hi: int | bytes | None,
+                       through_version: int) -> int | None:
+        if not self.has_table(table_id):
+            return 0
+        where = [f"{FLUSH_VERSION} <= {int(through_version)}"] + handle_range_sql(lo, hi)
+        return int(self.directory.scalar(f"SELECT count() FROM {table_name(table_id)} WHERE {' AND '.join(where)}")
+                   or 0)
 
     def _insert(self, history: "TableHistory", rows: "BufferedRows", version: int) -> None:
         latest = history.latest
