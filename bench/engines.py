@@ -9,7 +9,8 @@ x DOUBLE, s VARCHAR(16)), applied to a store of each engine with the writer's pi
 
 * native: the TxnMergeTree store (``Store``).
 * clickhouse: the same ``Store`` with ``ClickHouseEngine`` attached (each flush's committed rows
-  also go into a ClickHouse MergeTree table inside the flush's edit; reads come from ClickHouse).
+  go into a ClickHouse MergeTree table inside the flush's edit, and the store lists records of
+  their statistics instead of writing part files; reads come from ClickHouse).
 
 Reads at the last ts, each the best of ``--repeat``, before GC (as flushed: every version
 still there) and after ``gc(last ts)`` (native: compacted to one stable part per partition;
@@ -134,10 +135,10 @@ def run_reads(kind: str, store: Store, engine: Any, ts: int, repeat: int) -> dic
     else:
         from pyspark_theflash.engine.clickhouse.calculator import snapshot_query
         from pyspark_theflash.store.read import output_schema
-        from pyspark_theflash.store.store import _table_for_read
+        from pyspark_theflash.store.store import table_for_read
 
         with store.snapshot() as view:
-            info = _table_for_read(view, QUALIFIED, ts, "current")
+            info = table_for_read(view, QUALIFIED, ts, "current")
 
         def scan(**kw: Any) -> pa.Table:
             return pa.Table.from_batches(list(engine.scan(info, ts, **kw)),
