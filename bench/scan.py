@@ -11,8 +11,10 @@ The table's key is ``id`` as the int handle (``--key int``, the default), or the
 
 The rows go the product's whole way: mini cluster transactions → binlog files → the writer →
 the store, which is then compacted (as the writer does in the background once upstream's
-safe point moves). One snapshot ts is taken; the theflash DataFrame at that ts is written to
-Parquet once. Then each query runs ``--repeat`` times on both (a new theflash DataFrame each
+safe point moves). The mini cluster (with the live updates) and the writer each run in a
+process of their own (bench/live_rig.py), as upstream and writer run apart from Spark in
+production: only Spark's driver shares this interpreter. One snapshot ts is taken; the
+theflash DataFrame at that ts is written to Parquet once. Then each query runs ``--repeat`` times on both (a new theflash DataFrame each
 time: planning, learner read and lease included — what a user pays), best time kept:
 
 * full scan: sum of a BIGINT and a DOUBLE column over every row;
@@ -57,109 +59,13 @@ from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
-TABLE = "bench.wide"
-
-
-def columns() -> list[tuple[str, str]]:
-    cols = [("id", "BIGINT"), ("k", "INT")]
-    cols += [(f"n{i}", "BIGINT") for i in range(4)]
-    cols += [(f"x{i}", "DOUBLE") for i in range(3)]
-    cols += [(f"s{i}", "VARCHAR(32)") for i in range(3)]
-    cols += [("amount", "DECIMAL(12,2)"), ("day", "DATE"), ("at", "DATETIME"), ("flag", "TINYINT")]
-    return cols
-
-
-def load(rig: Any, rows: int, regions: int, chunk: int, key: str) -> float:
-    """Create the table, split it into ``regions`` and insert ``rows`` rows through the mini
-    cluster's columnar ``bulk_insert`` (TiDB encodings, ``chunk`` rows a transaction)."""
-    import datetime as dt
-    import decimal
-
-    import numpy as np
-    import pyarrow as pa
-
-    from pyspark_theflash.upstream.tidb import make_column, record_key
-
-    clustered = key == "clustered"
-    primary_key = ["id", "k"] if clustered else ["id"]
-    table = rig.cluster.create_table(TABLE, [make_column(n, t, not_null=(n in primary_key)) for n, t in columns()],
-                                     primary_key=primary_key, clustered=True)
-    assert bool(table["is_common_handle"]) == clustered
-    for i in range(1, regions):
-        rig.cluster.split_at(record_key(table, (rows * i // regions, 0) if clustered else rows * i // regions))
-    rng = np.random.default_rng(1)
-    started = time.monotonic()
-    step = max(chunk, 100_000)  # Arrow tables of this many rows; transactions of ``chunk`` rows
-    for lo in range(0, rows, step):
-        i = np.arange(lo, min(rows, lo + step), dtype=np.int64)
-        cents = i % 100000
-        rig.cluster.bulk_insert(TABLE, pa.table({
-            "id": i, "k": (i % 1000).astype(np.int32), "n0": i * 3, "n1": rng.integers(0, 1 << 40, len(i)),
-            "n2": -i, "n3": i % 7, "x0": i / 7.0, "x1": rng.random(len(i)), "x2": (i % 100).astype(np.float64),
-            "s0": [f"name-{v:08d}" for v in i], "s1": rng.choice(["red", "green", "blue"], len(i)),
-            "s2": [f"{v % 97:04d}-tag" for v in i],
-            "amount": pa.array([decimal.Decimal(int(c)).scaleb(-2) for c in cents], pa.decimal128(12, 2)),
-            "day": pa.array(np.datetime64("2020-01-01") + (i % 1000).astype("timedelta64[D]"), pa.date32()),
-            "at": pa.array(np.datetime64(dt.datetime(2024, 1, 1), "us") + i.astype("timedelta64[s]"), pa.timestamp("us")),
-            "flag": (i % 2).astype(np.int8),
-        }), txn_rows=chunk)
-    return time.monotonic() - started
-
-
-class LiveUpdates:
-    """Paced update transactions over random rows of the whole table, on a thread."""
-
-    def __init__(self, rig: Any, rows: int, rate: float, per_commit: int, key: str) -> None:
-        import random
-        import threading
-
-        self.rig, self.rows, self.rate, self.per_commit, self.key = rig, rows, rate, per_commit, key
-        self.rng = random.Random(7)
-        self.commits = 0
-        self.errors: list[str] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="live-updates", daemon=True)
-
-    def start(self) -> "LiveUpdates":
-        self.started = time.monotonic()
-        self.thread.start()
-        return self
-
-    def _run(self) -> None:
-        period = 1.0 / self.rate
-        due = time.monotonic()
-        while not self.stop.is_set():
-            ids = self.rng.sample(range(self.rows), self.per_commit)
-            try:
-                with self.rig.cluster.txn() as t:
-                    for i in ids:
-                        row = {"id": i, "n0": self.rng.randrange(1 << 30), "x0": self.rng.random()}
-                        if self.key == "clustered":
-                            row["k"] = i % 1000
-                        t.update(TABLE, row)
-                self.commits += 1
-            except Exception as exc:  # a conflict between two of our own commits cannot happen; say so if it does
-                self.errors.append(repr(exc))
-            due += period
-            delay = due - time.monotonic()
-            if delay > 0:
-                self.stop.wait(delay)
-            else:
-                due = time.monotonic()  # behind: no burst to catch up
-
-    def finish(self) -> float:
-        """Stop; the commits/s reached."""
-        self.stop.set()
-        self.thread.join()
-        if self.errors:
-            raise SystemExit(f"live updates failed: {self.errors[:3]}")
-        return self.commits / (time.monotonic() - self.started)
+from live_rig import TABLE, UpstreamProcess, WriterProcess, columns  # noqa: E402
 
 
 class ServiceProcess:
-    """``theflash serve --store DIR --port 0`` in a process of its own, as it runs beside a writer
-    (the bench's process holds the mini cluster, the writer and the live updates)."""
+    """``theflash serve --store DIR --port 0`` in a process of its own, as it runs beside a writer."""
 
     def __init__(self, store: str) -> None:
         import re
@@ -237,54 +143,58 @@ def main() -> None:
                         "theflash serve) against Parquet instead of the Python source")
     args = parser.parse_args()
 
-    from flash_rig import FlashRig, wait_for
+    from polling import wait_for
     from pyspark.sql import functions as F
 
     from pyspark_theflash.spark.session import theflash_session
 
     work = Path(tempfile.mkdtemp(prefix="theflash-bench-scan-"))
-    # Spark's JVM first: launching it forks, and a fork while the rig's gRPC threads run can
-    # lose the gateway ("Java gateway process exited before sending its port number")
+    # Spark's JVM first: launching it forks, and a fork while gRPC threads run can lose the
+    # gateway ("Java gateway process exited before sending its port number").
     # With --jvm the jar goes on this first session: the driver's class path is fixed when its
     # JVM starts, and a later session in this process would read through the Python source.
     spark = theflash_session(master="local[2]", app_name="theflash-bench-scan", jvm=args.jvm,
                              **{"spark.ui.showConsoleProgress": "false"})
     spark.sparkContext.setLogLevel("ERROR")
-    rig = FlashRig(work)
+    upstream = UpstreamProcess(work)  # the mini cluster and the live updates: not this interpreter
+    store_dir = str(work / "store")
+    writer: WriterProcess | None = None
     service: ServiceProcess | None = None
     try:
         print(f"loading {args.rows} rows ({len(columns())} columns, {args.regions} regions, {args.key} key) "
-              "through mini cluster → binlog → writer → store ...", flush=True)
-        rig.start_writer(interval_s=0.1)
-        load_s = load(rig, args.rows, args.regions, args.chunk, args.key)
+              "through mini cluster → binlog → writer → store (each in its own process) ...", flush=True)
+        writer = WriterProcess(upstream, store_dir)
+        load_s = upstream.load(args.rows, args.regions, args.chunk, args.key)
         if args.jvm:
-            service = ServiceProcess(rig.store)
+            service = ServiceProcess(store_dir)
             spark.conf.set("theflash.server", service.http_url)
 
         def theflash(**options: Any) -> Any:
-            return spark.read.format("theflash").options(**rig.options(**options))
+            read_options = {"store": store_dir, "upstream": upstream.upstream}
+            read_options.update({k: str(v) for k, v in options.items()})
+            return spark.read.format("theflash").options(**read_options)
 
-        ts = rig.cluster.get_ts()
+        ts = upstream.get_ts()
         wait_for(lambda: theflash(snapshot_ts=ts).load(TABLE).count() == args.rows, 600, "the writer to catch up")
-        rig.stop_writer()
+        writer.stop()
+        writer = None
         from pyspark_theflash.store import Store
 
-        with Store.open(rig.store) as store:  # what the writer's background compaction does
+        with Store.open(store_dir) as store:  # what the writer's background compaction does
             store.compact(force=True)
-        store_bytes = sum(p.stat().st_size for p in Path(rig.store).rglob("*.parquet"))
+        store_bytes = sum(p.stat().st_size for p in Path(store_dir).rglob("*.parquet"))
         parquet = str(work / "same_rows.parquet")
-        live = None
         if args.live:
-            rig.start_writer(interval_s=0.1)
-            live = LiveUpdates(rig, args.rows, args.live_rate, args.live_rows, args.key).start()
+            writer = WriterProcess(upstream, store_dir)
+            upstream.start_updates(args.rows, args.live_rate, args.live_rows, args.key)
             print(f"live: {args.live_rate:g} update commits/s of {args.live_rows} rows each; "
                   f"{args.live_warmup:g}s before the snapshot ts", flush=True)
             time.sleep(args.live_warmup)
-            ts = rig.cluster.get_ts()
+            ts = upstream.get_ts()
             theflash(snapshot_ts=ts, native_read="false").load(TABLE).write.parquet(parquet)
         else:
             theflash(snapshot_ts=ts).load(TABLE).write.parquet(parquet)
-            rig.start_writer(interval_s=0.1)  # the learner read of every theflash query asks it to flush
+            writer = WriterProcess(upstream, store_dir)  # the learner read of every theflash query asks it to flush
         parquet_bytes = sum(p.stat().st_size for p in Path(parquet).rglob("*.parquet"))
         split = None if args.jvm else getattr(theflash(snapshot_ts=ts).load(TABLE), "_theflash_native_read", None)
         stream_rows_s = 0.0
@@ -363,7 +273,7 @@ def main() -> None:
                 results[name].update({"python_only_s": round(python_s, 3),
                                       "python_only_ratio": round(python_s / parquet_s, 2)})
             print(f"{name:<24}{flash_s:>14.3f}{parquet_s:>11.3f}{ratio:>7.2f}{python_s:>15.3f}{python_s / parquet_s:>7.2f}")
-        live_rate = live.finish() if live is not None else None
+        live_rate = upstream.finish_updates() if args.live else None
         worst = max(r["ratio"] for r in results.values())
         target = (1.25 if args.live else 1.1) if args.jvm else (1.3 if args.live else 1.5)
         extra: dict[str, Any] = {}
@@ -386,7 +296,11 @@ def main() -> None:
     finally:
         if service is not None:
             service.close()
-        rig.close()
+        try:
+            if writer is not None:
+                writer.stop()
+        finally:
+            upstream.close()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 

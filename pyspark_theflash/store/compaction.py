@@ -101,7 +101,8 @@ def _needs_compaction(parts: list[PartRef], safe_point: int, store: "Store", for
     deltas = [p for p in parts if p.kind == "delta"]
     total_rows = sum(p.rows for p in parts)
     total_bytes = sum(p.bytes for p in parts)
-    if total_rows > opts.partition_max_rows or total_bytes > opts.partition_max_bytes:
+    splits = not all(p.in_engine for p in parts)  # records are merged, never split
+    if splits and (total_rows > opts.partition_max_rows or total_bytes > opts.partition_max_bytes):
         return True
     if any(p.tombstones for p in parts):
         return True
