@@ -211,7 +211,7 @@ def split_native(plan: Any, needed: Sequence[str]) -> NativeSplit:
 
     ``needed``: the table's columns the read returns."""
     table = plan.table_info
-    if table is None or any(p.engine != "native" for p in plan.partitions):
+    if table is None or any(getattr(p, "engine", "native") != "native" for p in plan.partitions):
         # Only the native engine keeps rows in part files Spark's Parquet reader can open;
         # another engine's partitions are read whole through it.
         return NativeSplit([], _merge([(rng.lo, rng.hi) for p in plan.partitions for rng in p.ranges]))
