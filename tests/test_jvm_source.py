@@ -339,3 +339,35 @@ def test_the_tables_resource_gives_the_arrow_schema_hidden_columns_and_tidb_type
     tidb = {f["name"]: f["tidb_type"] for f in entry["fields"]}
     assert tidb == {name: definition for name, definition, _ in types_columns()}  # as the DDL wrote them
 
+
+
+def test_the_jvm_connector_reads_a_clickhouse_store_as_a_native_one(spark: Any, jvm_spark: JvmSpark,
+                                                                    tmp_path: Path) -> None:
+    """The front ends do not change with the engine: the JVM connector reads a ClickHouse-engine
+    store through the service of its writer (``writer run --engine clickhouse --serve``) while
+    the types workload writes, and at one ts gets every type exactly as a native store of the
+    same binlog gives it."""
+    rig = FlashRig(tmp_path / "rig")
+    workload = TypesWorkload(rig.cluster, rows=200, seed=11, threads=1, rate=100)
+    try:
+        workload.setup()
+        rig.start_writer(interval_s=0.05, engine="clickhouse", serve_port=0)
+        twin = rig.start_twin_writer()
+        rig.wait_replicated(TYPES_TABLE)
+        where = wait_for(lambda: rig.writer.status().get("serve"), 20, "the writer to publish its service")
+        workload.start()
+        before = workload.stats.committed
+        wait_for(lambda: workload.stats.committed >= before + 20, 60, "the workload to commit")
+        ts = int(rig.cluster.get_ts())
+        got = jvm_spark.call(jvm_read, {"server": where["http"], "snapshot_ts": str(ts),
+                                        "hidden": "_tidb_rowid,_tidb_commit_ts"}, None, None)
+        expected = spark.read.format("theflash").options(
+            store=twin, upstream=rig.upstream, snapshot_ts=str(ts), hidden="_tidb_rowid,_tidb_commit_ts",
+        ).load(TYPES_TABLE).toArrow()  # the Python source, on the native twin
+        assert expected.num_rows > 0
+        same_rows(got, expected, "clickhouse store through the JVM connector")
+        workload.stop()
+        assert not workload.stats.errors, workload.stats.summary()
+    finally:
+        workload.stop()
+        rig.close()

@@ -62,8 +62,9 @@ def split_read(store: Store, ts: int, lo: Any = None, hi: Any = None) -> dict[in
     # replace must find the same vector
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(dv, "handle_index", lambda path: None)
-        mp.setattr(dv, "_all_stable_versions", lambda reader, part, root: dv._stable_versions(
-            reader, part, root, reader.lo, reader.hi, pa.int64()))
+        mp.setattr(dv, "_int_multi_version_vector", lambda reader, part, root, touched: dv._vector_from_rows(
+            part, dv._stable_versions(reader, part, root, reader.lo, reader.hi, pa.int64()), touched, pa.int64(),
+            multi_version=True))
         by_row_groups = deletion_vector(stable, deltas, T, ts, (lo, hi), store.root)
     assert by_row_groups is not None and by_row_groups.superseded.equals(vector.superseded)
     assert sorted(by_row_groups.versions.to_pylist(), key=str) == sorted(vector.versions.to_pylist(), key=str)
@@ -238,10 +239,11 @@ def test_a_multi_version_parts_cached_versions_are_the_row_group_reads_in_every_
             continue
         ts = rng.choice([150, 200, 250, 300, 400])
         reader = PartsReader(store.root, T, ts, (lo, hi), [], None, (), 1 << 30)
-        cached = dv._all_stable_versions(reader, part, store.root)
+        handles, commit_ts = dv._all_stable_versions(reader, part, store.root)
         read = dv._stable_versions(reader, part, store.root, lo, hi, pa.int64())
-        assert cached.to_pylist() == read.to_pylist(), (ts, lo, hi, part.tombstones)
-        checked += cached.num_rows
+        cached = [{"_tidb_rowid": int(h), "_tidb_commit_ts": int(c)} for h, c in zip(handles, commit_ts)]
+        assert cached == read.to_pylist(), (ts, lo, hi, part.tombstones)
+        checked += len(cached)
     assert checked > 1000
 
 
@@ -312,3 +314,38 @@ def test_the_split_read_is_taken_for_a_multi_version_stable_part(store: Store) -
         got = pa.Table.from_batches(list(read_parts(parts, T, 500, None, ["name"], None, HIDDEN, store.root)))
     rows = names(got, "name")
     assert len(rows) == 64 and rows[3] == "u3" and rows[5] == "u5" and rows[6] == "s6"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_versions_found_by_binary_search_are_those_the_hash_join_finds(seed: int) -> None:
+    """A stable part's rows minus a vector's versions: the binary search over sorted int
+    handles (runs of several versions, vector versions the part does not hold, handles below
+    and above every row) marks exactly the rows the general hash-join path marks."""
+    import numpy as np
+
+    from pyspark_theflash.store import read as store_read
+
+    rng = random.Random(seed)
+    rows = []
+    for h in sorted(rng.sample(range(-500, 500), 300)):
+        for ts in sorted(rng.sample(range(100, 200), rng.choice([1, 1, 2, 3, 5]))):
+            rows.append((h, ts))
+    t = pa.table({"_tidb_rowid": pa.array([h for h, _ in rows], pa.int64()),
+                  "_tidb_commit_ts": pa.array([ts for _, ts in rows], pa.uint64())})
+    held = rng.sample(rows, 60)
+    absent = [(rng.randrange(-600, 600), rng.randrange(100, 200)) for _ in range(40)]  # mostly not in t
+    picked = sorted(held + absent)
+    versions = pa.table({"_tidb_rowid": pa.array([h for h, _ in picked], pa.int64()),
+                         "_tidb_commit_ts": pa.array([ts for _, ts in picked], pa.uint64())})
+    fast = store_read._not_versions_sorted(t.column("_tidb_rowid").to_numpy(), t.column("_tidb_commit_ts").to_numpy(),
+                                           versions)
+    # the general path: the same table with its rows shuffled (not sorted: no binary search)
+    order = np.random.default_rng(seed).permutation(t.num_rows)
+    shuffled = t.take(pa.array(order))
+    general = store_read._not_versions(shuffled, pc.unique(versions.column("_tidb_rowid")), versions)
+    unshuffled = np.empty(t.num_rows, dtype=bool)
+    unshuffled[order] = general.to_numpy(zero_copy_only=False)
+    assert fast is not None
+    assert fast.to_numpy(zero_copy_only=False).tolist() == unshuffled.tolist()
+    dropped = {rows[i] for i in np.flatnonzero(~fast.to_numpy(zero_copy_only=False))}
+    assert dropped == set(held) | (set(absent) & set(rows))

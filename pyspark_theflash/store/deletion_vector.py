@@ -134,25 +134,64 @@ def handle_index(path: str) -> tuple[np.ndarray, np.ndarray] | None:
     return (rowids, commit_ts) if ascending else None
 
 
-def _all_stable_versions(reader: PartsReader, stable: PartRef, root: str | Path) -> pa.Table:
-    """An int-handle stable part's versions visible at ts in the reader's range, in file order,
-    from its cached handle columns (what ``_stable_versions`` reads from the file). The file is
-    in (handle, commit ts) order, so the range and each tombstone are one slice of it, found
-    by binary search; only the commit ts is compared row by row."""
+def _all_stable_versions(reader: PartsReader, stable: PartRef, root: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """An int-handle stable part's versions visible at ts in the reader's range, in file order
+    (handles, commit ts), from its cached handle columns (what ``_stable_versions`` reads from
+    the file). The file is in (handle, commit ts) order, so the range and each tombstone are
+    one slice of it, found by binary search; only the commit ts is compared row by row."""
     rowids, commit_ts, _ascending = _handles_of(str(Path(root) / stable.path))
 
     def at(handle: Any, default: int) -> int:
         return default if handle is None else int(np.searchsorted(rowids, handle, "left"))
 
     start, end = at(reader.lo, 0), at(reader.hi, len(rowids))
-    keep = np.ones(max(0, end - start), dtype=bool)
+    h, c = rowids[start:end], commit_ts[start:end]
+    keep = None
     if stable.max_commit_ts is None or stable.max_commit_ts > reader.ts:
-        keep &= commit_ts[start:end] <= np.uint64(reader.ts)
+        keep = c <= np.uint64(reader.ts)
     for tlo, thi in stable.tombstones:
+        if keep is None:
+            keep = np.ones(len(h), dtype=bool)
         a, b = at(tlo, 0) - start, at(thi, len(rowids)) - start
         keep[max(0, a):max(0, b)] = False
-    return pa.table({ROWID: pa.array(rowids[start:end][keep], pa.int64()),
-                     COMMIT_TS: pa.array(commit_ts[start:end][keep], pa.uint64())})
+    return (h, c) if keep is None or keep.all() else (h[keep], c[keep])
+
+
+def _int_multi_version_vector(reader: PartsReader, stable: PartRef, root: str | Path,
+                              touched: pa.Table | None) -> DeletionVector | None:
+    """``deletion_vector`` of an int-handle stable part holding several versions of a handle
+    (compaction keeps the versions newer than the safe point), in NumPy over the part's cached,
+    sorted handle columns: the versions a newer visible version of the same handle in the part
+    replaces, plus the newest visible version of each handle the deltas supersede. Each
+    delta handle is found by binary search, so the vector costs the range's slice and the
+    deltas' size, not a hash join over the range's rows."""
+    h, c = _all_stable_versions(reader, stable, root)
+    later = np.zeros(len(h), dtype=bool)  # a version followed by one of its handle: replaced
+    later[:-1] = h[1:] == h[:-1]
+    newest_h, newest_c = h[~later], c[~later]
+    drop = np.empty(0, dtype=np.int64)
+    superseded = np.empty(0, dtype=np.int64)
+    if touched is not None and touched.num_rows:
+        newest = touched.group_by(ROWID).aggregate([(COMMIT_TS, "max")])
+        nh = newest.column(ROWID).to_numpy()
+        nc = newest.column(_NEWEST).to_numpy()
+        pos = np.searchsorted(newest_h, nh)
+        found = np.zeros(len(nh), dtype=bool)
+        if len(newest_h):
+            at = np.minimum(pos, len(newest_h) - 1)
+            found = (pos < len(newest_h)) & (newest_h[at] == nh)
+        sup = ~found
+        sup[found] = nc[found] > newest_c[pos[found]]
+        superseded = np.sort(nh[sup])
+        drop = pos[found & sup]
+    dropped_h = np.concatenate([h[later], newest_h[drop]])
+    if len(dropped_h) > MAX_VECTOR_SHARE * max(1, stable.rows):
+        return None
+    dropped_c = np.concatenate([c[later], newest_c[drop]])
+    versions = pa.Table.from_arrays(
+        [pa.array(dropped_h, pa.int64()), pa.array(dropped_c, pa.uint64())],
+        schema=pa.schema([pa.field(ROWID, pa.int64(), nullable=False), pa.field(COMMIT_TS, pa.uint64(), nullable=False)]))
+    return DeletionVector(versions, pa.array(superseded, pa.int64()))
 
 
 def _stable_versions_of(reader: PartsReader, stable: PartRef, root: str | Path,
@@ -193,19 +232,28 @@ def deletion_vector(stable: PartRef, deltas: Sequence[PartRef], table: "TableInf
     if stable.single_version and touched is None:
         return DeletionVector(pa.table({ROWID: pa.array([], handle_type), COMMIT_TS: pa.array([], pa.uint64())}),
                               pa.array([], handle_type))
-    stable_rows = None
-    if stable.single_version and not table.is_common_handle:  # the deltas' handles, looked up
-        stable_rows = _stable_versions_of(reader, stable, root, touched.column(ROWID).combine_chunks())
-    if stable_rows is not None:
-        replaced = None
-    elif stable.single_version:  # only the row groups the deltas' handles can fall in
-        bounds = pc.min_max(touched.column(ROWID))
-        lo, hi = _clip(handle_range, bounds["min"].as_py(), _after(bounds["max"].as_py()))
-        stable_rows = _stable_versions(reader, stable, root, lo, hi, handle_type)
-        replaced = None
+    if stable.single_version:
+        # the deltas' handles, looked up; without a handle index only the row groups they can fall in
+        stable_rows = None if table.is_common_handle else _stable_versions_of(
+            reader, stable, root, touched.column(ROWID).combine_chunks())
+        if stable_rows is None:
+            bounds = pc.min_max(touched.column(ROWID))
+            lo, hi = _clip(handle_range, bounds["min"].as_py(), _after(bounds["max"].as_py()))
+            stable_rows = _stable_versions(reader, stable, root, lo, hi, handle_type)
+    elif not table.is_common_handle:  # several versions a handle, int handles: by binary search
+        return _int_multi_version_vector(reader, stable, root, touched)
     else:  # versions newer than the safe point: the stable part's own older versions go too
-        stable_rows = (_stable_versions(reader, stable, root, *handle_range, handle_type) if table.is_common_handle
-                       else _all_stable_versions(reader, stable, root))
+        stable_rows = _stable_versions(reader, stable, root, *handle_range, handle_type)
+    return _vector_from_rows(stable, stable_rows, touched, handle_type, multi_version=not stable.single_version)
+
+
+def _vector_from_rows(stable: PartRef, stable_rows: pa.Table, touched: pa.Table | None, handle_type: pa.DataType,
+                      multi_version: bool) -> DeletionVector | None:
+    """The vector from the stable part's visible versions in the range (``stable_rows``, in
+    file order; of the deltas' handles only, for a one-version part) and the deltas' visible
+    versions (``touched``)."""
+    replaced = None
+    if multi_version:
         # the file is in (handle, commit ts) order, and so are its visible rows: a version
         # followed by one of the same handle is not the newest visible one of its handle
         same = same_as_previous(stable_rows.column(ROWID))

@@ -158,6 +158,11 @@ def _not_versions(t: pa.Table, handles: pa.Array, versions: pa.Table) -> Any:
     """The mask of the rows of ``t`` whose (handle, commit ts) is not one of ``versions``
     (``handles``: their distinct handles), or None when none is. Only rows of those handles
     are matched pair by pair, so the cost follows the vector, not the table."""
+    rowid = t.column(ROWID)
+    if pa.types.is_integer(rowid.type) and t.num_rows:
+        h = rowid.to_numpy()
+        if h[0] <= h[-1] and bool(np.all(h[1:] >= h[:-1])):
+            return _not_versions_sorted(h, t.column(COMMIT_TS).to_numpy(), versions)
     candidates = np.flatnonzero(pc.is_in(t.column(ROWID), value_set=handles).to_numpy(zero_copy_only=False))
     if len(candidates) == 0:
         return None
@@ -169,6 +174,31 @@ def _not_versions(t: pa.Table, handles: pa.Array, versions: pa.Table) -> Any:
         return None
     keep = np.ones(t.num_rows, dtype=bool)
     keep[hit.column("_row").to_numpy()] = False
+    return pa.array(keep)
+
+
+def _not_versions_sorted(h: np.ndarray, ts: np.ndarray, versions: pa.Table) -> Any:
+    """``_not_versions`` for int handles ``h`` in ascending order (a part file's): each of the
+    vector's versions is looked up by binary search among the rows of its handle, so the cost
+    is the vector's size times log(rows), with no pass over the rows but the mask's."""
+    vh = versions.column(ROWID).to_numpy()
+    vts = versions.column(COMMIT_TS).to_numpy()
+    first = np.searchsorted(h, vh, side="left")
+    runs = np.searchsorted(h, vh, side="right") - first  # rows of each version's handle
+    hits = []
+    k = 0
+    while True:  # the k-th row of each handle's run: runs are a handle's few versions
+        live = np.flatnonzero(runs > k)
+        if not len(live):
+            break
+        rows = first[live] + k
+        hits.append(rows[ts[rows] == vts[live]])
+        k += 1
+    gone = np.concatenate(hits) if hits else np.empty(0, np.int64)
+    if not len(gone):
+        return None
+    keep = np.ones(len(h), dtype=bool)
+    keep[gone] = False
     return pa.array(keep)
 
 
