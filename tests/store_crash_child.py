@@ -17,6 +17,7 @@ at once, so the parent can kill it at a chosen point:
     FLUSH-BEGIN <end>        about to flush
     FLUSH-PENDING <end>      a pipelined flush returned: its edit may still be pending
     FLUSH-END <end>          flushed: the store's position is now <end>
+    MERGE-BEGIN / MERGE-END  merging each partition's deltas into one (``merge_deltas``)
     COMPACT-BEGIN / COMPACT-END
     GC-BEGIN <end> <safe point> / GC-END
     DONE <events>            every event applied and flushed
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from engine_stores import open_store
+    from pyspark_theflash.store.compaction import merge_deltas
     from pyspark_theflash.binlog.position import Position
 
     spec = StreamSpec(**{**CRASH_SPEC.__dict__, "steps": args.steps})
@@ -76,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 store.flush()
                 say("FLUSH-END", end)
+                if flushes % 3 == 0:  # the writer's frequent delta merge (a no-op for the ClickHouse engine)
+                    say("MERGE-BEGIN", end)
+                    merge_deltas(getattr(store, "_store", store), 2)
+                    say("MERGE-END", end)
             flushes += 1
             if flushes % args.compact_every == 0:
                 if (flushes // args.compact_every) % 2 == 0 and commit_floor[end // 2] - 1 > stream.first_ts:

@@ -17,6 +17,7 @@ from pyspark_theflash.store import (
     StoreOptions,
     gc_versions,
 )
+from pyspark_theflash.store.compaction import merge_deltas
 from engine_stores import ENGINES, open_store
 from polling import wait_for
 from store_events import DB, committed, event, items_table, key, row
@@ -111,6 +112,47 @@ def test_compaction_merges_deltas_into_one_stable_part_with_identical_reads(stor
         assert part.kind == "stable" and part.rows == len(HISTORY)
     assert {ts: names_at(store, ts) for ts in before} == before
     assert len(stored_versions(store)) == len(HISTORY)  # without GC no version is dropped
+
+
+def test_a_delta_merge_leaves_the_stable_part_and_reads_the_same(tmp_path: Path) -> None:
+    """``merge_deltas``: a partition's delta part files become one delta part (sorted, every
+    version kept, IPC) once there are ``delta_merge_min`` of them; the stable part is not
+    rewritten; reads at every ts are the same; the inputs' files stay while a lease sees them."""
+    store = Store.open(tmp_path / "s", options=StoreOptions(removed_file_retention_s=0))
+    try:
+        store.put_schema(DB, T.to_json())
+        w = Versions(store)
+        for v in HISTORY[:3]:
+            w.write(v)
+        store.compact(force=True)
+        with store.snapshot() as view:
+            (stable,) = view.parts(T.id)
+        for v in HISTORY[3:]:
+            w.write(v)
+        deltas = len(HISTORY) - 3
+        times = (50, 100, 150, 200, 250, 260, 300, 400)
+        before = {ts: names_at(store, ts) for ts in times}
+        assert store.merge_deltas().partitions == (1 if deltas >= store.options.delta_merge_min else 0)
+        with store.snapshot() as view:
+            old_files = [store.root / p.path for p in view.parts(T.id) if p.kind == "delta"]
+        lease = store.leases.acquire(250, 60, "reader")
+        result = merge_deltas(store, min_deltas=deltas)
+        assert (result.partitions, result.parts_in, result.parts_out, result.rows_in, result.rows_out) == (
+            1, deltas, 1, deltas, deltas)
+        with store.snapshot() as view:
+            parts = sorted(view.parts(T.id), key=lambda p: p.kind)
+        assert [(p.kind, p.part_id) for p in parts[1:]] == [("stable", stable.part_id)]
+        merged = parts[0]
+        assert merged.kind == "delta" and merged.path.endswith(".arrow") and merged.rows == deltas
+        assert {ts: names_at(store, ts) for ts in times} == before
+        assert merge_deltas(store, min_deltas=2).partitions == 0  # one delta: nothing to merge
+        assert store.delete_obsolete_files() == 0 and all(f.exists() for f in old_files)
+        store.leases.release(lease.id)
+        assert store.delete_obsolete_files() == deltas and not any(f.exists() for f in old_files)
+        store.compact(force=True)  # the merged delta goes into the stable part as any delta does
+        assert {ts: names_at(store, ts) for ts in times} == before
+    finally:
+        store.close()
 
 
 def test_gc_drops_exactly_the_versions_no_snapshot_at_or_above_the_safe_point_needs(store: Store) -> None:

@@ -5,7 +5,8 @@ recovery, at most leftover files the manifest never listed).
 
 The writer is tests/store_crash_child.py in a subprocess; it prints a line at each step and the
 parent kills it right after a randomly chosen line, so the kill lands inside the step that
-follows (a flush after FLUSH-BEGIN, a compaction after COMPACT-BEGIN, GC after GC-BEGIN, the next
+follows (a flush after FLUSH-BEGIN, a compaction after COMPACT-BEGIN, a delta merge after
+MERGE-BEGIN, GC after GC-BEGIN, the next
 write after WRITE; after FLUSH-PENDING, the next write or compaction while the pipelined flush's
 fsyncs and manifest edit may still run on its background thread). After each kill a writer opening (the recovery any restarted writer does) precedes
 ``verify``; then the child is started again and resumes from ``store.snapshot().position()``.
@@ -28,7 +29,7 @@ from pyspark_theflash.cli import main as cli_main
 from pyspark_theflash.store.verify import verify_store
 
 CHILD = ROOT / "tests" / "store_crash_child.py"
-KILL_POINTS = ("GC-BEGIN", "FLUSH-BEGIN", "COMPACT-BEGIN", "WRITE", "FLUSH-PENDING", "FLUSH-END")
+KILL_POINTS = ("GC-BEGIN", "FLUSH-BEGIN", "COMPACT-BEGIN", "MERGE-BEGIN", "WRITE", "FLUSH-PENDING", "FLUSH-END")
 
 
 def verify(store: Path) -> subprocess.CompletedProcess[str]:
@@ -130,6 +131,7 @@ def crash_and_recover(tmp_path: Path, capsys: pytest.CaptureFixture[str], seed: 
     assert any(h.startswith("FLUSH-BEGIN") for h in history), history
     assert any(h.startswith("FLUSH-PENDING") for h in history), history
     assert any(h.startswith("COMPACT-BEGIN") for h in history), history
+    assert any(h.startswith("MERGE-BEGIN") for h in history), history
     assert any(h.startswith("GC-BEGIN") for h in history), history
 
 
@@ -151,7 +153,7 @@ def assert_versions_not_doubled(engine: object) -> None:
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_writer_killed_at_random_points_loses_and_doubles_nothing(tmp_path: Path, capsys, engine: str) -> None:
-    crash_and_recover(tmp_path, capsys, seed=11, kills=6, engine=engine)
+    crash_and_recover(tmp_path, capsys, seed=11, kills=len(KILL_POINTS), engine=engine)
 
 
 @pytest.mark.slow

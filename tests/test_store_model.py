@@ -20,6 +20,7 @@ from mvcc_model import (
 from pyspark_theflash.binlog.position import Position
 from pyspark_theflash.binlog.rows import iter_rows
 from pyspark_theflash.store import Store, StoreOptions, col
+from pyspark_theflash.store.compaction import merge_deltas
 from pyspark_theflash.store.verify import verify_store
 from engine_stores import ENGINES, open_store
 
@@ -94,7 +95,8 @@ def run_seed(root: Path, seed: int, spec: StreamSpec, ops_check: bool = True, en
     store = open_store(root, engine, options)
     store.put_schema(DB, stream.table)
     floor = stream.first_ts  # reads below the last GC safe point are not checked any more
-    counts = {"flushes": 0, "compactions": 0, "gcs": 0, "reopens": 0, "checks": 0, "partitions": 0}
+    counts = {"flushes": 0, "compactions": 0, "gcs": 0, "reopens": 0, "checks": 0, "partitions": 0,
+              "delta_merges": 0}
     try:
         for start, end in batches(stream.events, rng, max_size=10):
             store.write(stream.events[start:end], Position(0, end))
@@ -120,7 +122,12 @@ def run_seed(root: Path, seed: int, spec: StreamSpec, ops_check: bool = True, en
                 floor = safe_point
                 counts["gcs"] += 1
                 where += f" and GC at {safe_point}"
-            elif roll < 0.30:
+            elif roll < 0.40:
+                # the writer's frequent delta merge: the deltas into one, the stable part alone
+                result = merge_deltas(getattr(store, "_store", store), rng.choice([2, 3, 8]))
+                counts["delta_merges"] += result.partitions
+                where += " and a delta merge"
+            elif roll < 0.45:
                 store.close()
                 store = open_store(root, engine, options)
                 counts["reopens"] += 1
@@ -205,6 +212,13 @@ def test_model_reads_and_gc_follow_the_mvcc_rules() -> None:
 def test_store_equals_model_on_random_streams(tmp_path: Path, seed: int, engine: str) -> None:
     counts = run_seed(tmp_path / "store", seed, StreamSpec(steps=100), engine=engine)
     assert counts["checks"] > 0
+
+
+def test_the_random_streams_merge_deltas(tmp_path: Path) -> None:
+    """The delta merge is exercised, not only possible: over a few seeds some partitions'
+    deltas are merged between checked reads."""
+    merged = sum(run_seed(tmp_path / f"store{seed}", seed, StreamSpec(steps=100))["delta_merges"] for seed in range(4))
+    assert merged > 0
 
 
 @pytest.mark.slow

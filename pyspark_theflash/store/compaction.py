@@ -126,6 +126,7 @@ class CompactionPlan:
     info: "TableInfo"
     safe_point: int
     keeps_older_columns: bool = False  # info is the current schema plus columns older versions need
+    kind: str = "stable"  # what it writes: "stable" (compaction) or "delta" (a delta merge)
 
 
 @dataclass
@@ -174,7 +175,7 @@ def output_table(view: StoreView, table_id: int, safe_point: int) -> "TableInfo"
 
 def build_compaction(store: "Store", plan: CompactionPlan) -> CompactionOutput:
     """Step 2, the heavy part, with no lock held: merge, apply tombstones, GC, split if too
-    big, write the stable part file(s)."""
+    big, write the stable part file(s) — or, for a delta merge, one delta part, never split."""
     if any(p.in_engine for p in plan.parts):
         return merge_engine_records(store, plan)
     info = plan.info
@@ -195,14 +196,14 @@ def build_compaction(store: "Store", plan: CompactionPlan) -> CompactionOutput:
     rows_in = merged.num_rows
     merged = gc_versions(merged, plan.safe_point)
     col_ids = [c.id for c in info.columns]
-    too_big = (merged.num_rows > store.options.partition_max_rows
-               or merged.nbytes > store.options.partition_max_bytes)
+    too_big = plan.kind == "stable" and (merged.num_rows > store.options.partition_max_rows
+                                         or merged.nbytes > store.options.partition_max_bytes)
     split_at = median_split_point(merged.column(ROWID).to_numpy()) if too_big and merged.num_rows else None
     out = CompactionOutput([], [], split_at, 0, rows_in, merged.num_rows)
     try:
         if split_at is None:
             if merged.num_rows:
-                rel = new_part_name(plan.table_id, plan.partition_id, "stable")
+                rel = new_part_name(plan.table_id, plan.partition_id, plan.kind)
                 pf = write_part(store.root, rel, merged, col_ids, store.options.row_group_rows)
                 out.files.append(rel)
                 out.outputs.append((None, plan.lo, plan.hi, pf))
@@ -223,6 +224,49 @@ def build_compaction(store: "Store", plan: CompactionPlan) -> CompactionOutput:
         _unlink_all(store.root, out.files)
         raise
     return out
+
+
+def plan_delta_merge(store: "Store", table_id: int, partition_id: int, min_deltas: int) -> CompactionPlan | None:
+    """A merge of the partition's delta part files into one delta part, when it has at least
+    ``min_deltas`` of them (the stable part is left alone), or None."""
+    conn = store.thread_connection()
+    with StoreView(conn, owns_conn=False) as view:
+        planned = _plan(view, table_id, partition_id)
+        if planned is None:
+            return None
+        parts, (plo, phi) = planned
+        deltas = [p for p in parts if p.kind == "delta" and not p.in_engine]
+        if len(deltas) < max(2, min_deltas):
+            return None
+        info = output_table(view, table_id, 0)  # every version stays: no column is dropped either
+        return CompactionPlan(table_id, partition_id, view.version, deltas, plo, phi, info, 0,
+                              keeps_older_columns=info is not view.table(table_id), kind="delta")
+
+
+def merge_deltas(store: "Store", min_deltas: int | None = None) -> CompactionResult:
+    """Every partition's delta part files into one delta part where there are at least
+    ``min_deltas`` (default ``StoreOptions.delta_merge_min``): cheap (the deltas' rows, sorted;
+    no version dropped, the stable part untouched), so a writer under steady writes runs it
+    often and a read opens a few deltas beside the stable part, not one per flush since the
+    last compaction. Tombstones are applied as compaction applies them."""
+    result = CompactionResult()
+    least = store.options.delta_merge_min if min_deltas is None else min_deltas
+    with store.snapshot() as view:
+        targets = [(tid, p.partition_id) for tid in view.table_ids_with_parts() for p in view.partitions(tid)]
+    for tid, pid in targets:
+        plan = plan_delta_merge(store, tid, pid, least)
+        if plan is None:
+            continue
+        out = build_compaction(store, plan)
+        if not commit_compaction(store, plan, out):
+            result.conflicts += 1
+            continue
+        result.partitions += 1
+        result.parts_in += len(plan.parts)
+        result.parts_out += sum(o[3] is not None for o in out.outputs)
+        result.rows_in += out.rows_in
+        result.rows_out += out.rows_out
+    return result
 
 
 def merge_engine_records(store: "Store", plan: CompactionPlan) -> CompactionOutput:
@@ -281,7 +325,7 @@ def commit_compaction(store: "Store", plan: CompactionPlan, out: CompactionOutpu
                              f"WHERE part_id IN ({','.join('?' * len(inputs))})", (e.version, time.time(), *inputs))
                 if out.split_at is None:
                     for _pid, _lo, _hi, pf in out.outputs:
-                        mf.insert_part(conn, table_id, partition_id, "stable", pf, int(info.schema_version),
+                        mf.insert_part(conn, table_id, partition_id, plan.kind, pf, int(info.schema_version),
                                     data_version=plan.version, added_version=e.version, columns=part_columns)
                 else:
                     if _max_partition_id(conn, table_id) + 1 != out.next_partition_id:

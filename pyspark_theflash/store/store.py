@@ -53,6 +53,7 @@ class StoreOptions:
     row_group_rows: int = 64 * 1024      # stable parts' Parquet row groups
     prewrite_memory_bytes: int = 256 << 20  # prewritten values beyond this spill to disk
     compact_min_deltas: int = 4          # background compaction merges partitions with this many deltas
+    delta_merge_min: int = 8             # merge_deltas() merges a partition's deltas once it has this many
     read_batch_rows: int = DEFAULT_BATCH_ROWS
     scan_lease_ttl_s: float = 600.0
     # Removed parts' files outlive the last lease that pins them by this long (see
@@ -385,6 +386,14 @@ class Store(ApplyPath, FlushPipeline):
         self._require_writer("compact")
         self.sync()
         return compact_store(self, table, force=force)
+
+    def merge_deltas(self) -> Any:
+        """Merge each partition's delta parts into one delta part once it has
+        ``delta_merge_min`` of them (``compaction.merge_deltas``); the stable part stays."""
+        from pyspark_theflash.store.compaction import merge_deltas
+
+        self._require_writer("merge deltas")
+        return merge_deltas(self)
 
     def gc(self, safe_point: int, collect: Callable[[int], Any] | None = None) -> Any:
         """Move the GC safe point to ``safe_point`` (never past the oldest live lease) and

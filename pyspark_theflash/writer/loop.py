@@ -48,6 +48,10 @@ READ_TIMEOUT_S = 0.0
 WAITING_READER_POLL_S = 0.05
 # While events keep coming, compaction waits for an idle moment up to this many intervals.
 COMPACT_OVERDUE_FACTOR = 4.0
+# How often the writer merges each partition's delta parts into one (Store.merge_deltas: cheap,
+# the stable part is left alone), whether busy or idle: between two compactions a partition
+# would otherwise gather a delta part per flush, and every read opens each of them.
+DELTA_MERGE_INTERVAL_S = 1.0
 
 ApplyBatch = Callable[[Any, Sequence[binlog_pb2.Event], Position], Any]
 
@@ -117,7 +121,7 @@ class Writer:
         self._skipped_columns: dict[int, set[int]] = {}  # column ids of no known version (dropped long ago)
         self._last_request_seen = 0  # flush requests up to this id were looked at after a flush
         now = time.monotonic()
-        self._last_flush = self._last_compact = self._last_renew = now
+        self._last_flush = self._last_compact = self._last_renew = self._last_delta_merge = now
         self._last_publish = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -312,6 +316,7 @@ class Writer:
                 # Compaction runs between polls; under a backlog that never lets up it still runs
                 # once it is well overdue, so delta parts cannot pile up without bound.
                 self._maybe_compact(COMPACT_OVERDUE_FACTOR if not caught_up else 1.0)
+                self._maybe_merge_deltas()
                 if caught_up:
                     self._settle()
                     # A reader waits for indexes not applied yet: poll the binlog again soon.
@@ -590,6 +595,15 @@ class Writer:
         self.progress.last_compact_s = took
         self.progress.compact_seconds_total += took
         self._last_compact = time.monotonic()
+
+    def _maybe_merge_deltas(self) -> None:
+        if time.monotonic() - self._last_delta_merge < DELTA_MERGE_INTERVAL_S:
+            return
+        started = time.monotonic()
+        result = self.store.merge_deltas()
+        self.progress.delta_merges += result.partitions
+        self.progress.delta_merge_seconds_total += time.monotonic() - started
+        self._last_delta_merge = time.monotonic()
 
     def _gc_safe_point(self) -> int:
         """The upstream's GC safe point, never past the oldest live read lease (the store

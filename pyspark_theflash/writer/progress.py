@@ -42,6 +42,8 @@ class Progress:
     compactions: int = 0
     last_compact_s: float = 0.0
     compact_seconds_total: float = 0.0
+    delta_merges: int = 0     # partitions whose delta parts were merged into one
+    delta_merge_seconds_total: float = 0.0
     gc_safe_point: int = 0
     position: str = ""        # persisted position (where a restart resumes)
     read_position: str = ""   # just after the last event read
@@ -118,6 +120,8 @@ class Progress:
             "compactions": self.compactions,
             "last_compact_s": round(self.last_compact_s, 4),
             "compact_seconds_total": round(self.compact_seconds_total, 4),
+            "delta_merges": self.delta_merges,
+            "delta_merge_seconds_total": round(self.delta_merge_seconds_total, 4),
             "gc_safe_point": self.gc_safe_point,
             "regions": [
                 {
@@ -178,6 +182,10 @@ def prometheus_text(status: dict[str, Any]) -> str:
     metric("compactions_total", "counter", "Compaction/GC rounds done.", [("", status["compactions"])])
     metric("compact_seconds_total", "counter", "Time spent compacting.", [("", status["compact_seconds_total"])])
     metric("last_compact_seconds", "gauge", "Duration of the last compaction/GC round.", [("", status["last_compact_s"])])
+    metric("delta_merges_total", "counter", "Partitions whose delta parts were merged into one.",
+           [("", status["delta_merges"])])
+    metric("delta_merge_seconds_total", "counter", "Time spent merging delta parts.",
+           [("", status["delta_merge_seconds_total"])])
     safe_point = status["gc_safe_point"]
     metric("gc_safe_point_physical_ms", "gauge", "Safe point of the last GC: the TSO's physical ms.",
            [("", None if safe_point is None else physical_ms(int(safe_point)))])
