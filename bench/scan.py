@@ -14,8 +14,9 @@ the store, which is then compacted (as the writer does in the background once up
 safe point moves). The mini cluster (with the live updates) and the writer each run in a
 process of their own (bench/live_rig.py), as upstream and writer run apart from Spark in
 production: only Spark's driver shares this interpreter. One snapshot ts is taken; the
-theflash DataFrame at that ts is written to Parquet once. Then each query runs ``--repeat`` times on both (a new theflash DataFrame each
-time: planning, learner read and lease included — what a user pays), best time kept:
+theflash DataFrame at that ts is written to Parquet once. Then each query runs ``--repeat``
+times on both, the runs interleaved (a new theflash DataFrame each time: planning, learner read
+and lease included — what a user pays), best time kept:
 
 * full scan: sum of a BIGINT and a DOUBLE column over every row;
 * selective filter: ``id BETWEEN a AND b`` (1% of the rows), pushed down (regions pruned);
@@ -116,14 +117,22 @@ def same_values(a: Any, b: Any) -> bool:
         for x, y in zip(tuple(a), tuple(b)))
 
 
-def best_of(repeat: int, fn: Callable[[], Any]) -> tuple[float, Any]:
-    fn()  # warm: Python workers, file cache, JIT
-    best, value = float("inf"), None
-    for _ in range(repeat):
-        started = time.monotonic()
-        value = fn()
-        best = min(best, time.monotonic() - started)
-    return best, value
+def best_of(repeat: int, *fns: Callable[[], Any]) -> list[tuple[float, Any]]:
+    """Each function's best time of ``repeat`` runs and its value, the runs interleaved (round
+    r runs them in turn, every other round in reverse): a burst of background work (the
+    writer's compaction under ``--live``) falls on the compared reads alike, not on one
+    read's whole series."""
+    for fn in fns:
+        fn()  # warm: Python workers, file cache, JIT
+    best = [float("inf")] * len(fns)
+    values: list[Any] = [None] * len(fns)
+    for r in range(repeat):
+        order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
+        for i in order:
+            started = time.monotonic()
+            values[i] = fns[i]()
+            best[i] = min(best[i], time.monotonic() - started)
+    return list(zip(best, values))
 
 
 def main() -> None:
@@ -258,12 +267,12 @@ def main() -> None:
         print(f"\n{'query':<24}{label:>14}{'parquet s':>11}{'ratio':>7}{'python-only s':>15}{'ratio':>7}")
         native_queries, python_queries = queries(), queries(native_read="false")
         for name, (flash_q, parquet_q) in native_queries.items():
-            flash_s, flash_v = best_of(args.repeat, flash_q)
-            parquet_s, parquet_v = best_of(args.repeat, parquet_q)
             if args.jvm:  # with the jar on the session, format("theflash") is the JVM connector
+                (flash_s, flash_v), (parquet_s, parquet_v) = best_of(args.repeat, flash_q, parquet_q)
                 python_s, python_v = float("nan"), parquet_v
             else:
-                python_s, python_v = best_of(args.repeat, python_queries[name][0])
+                (flash_s, flash_v), (parquet_s, parquet_v), (python_s, python_v) = best_of(
+                    args.repeat, flash_q, parquet_q, python_queries[name][0])
             if not (same_values(flash_v, parquet_v) and same_values(python_v, parquet_v)):
                 raise SystemExit(f"{name}: theflash gave {tuple(flash_v)}, python-only {tuple(python_v)}, "
                                  f"parquet {tuple(parquet_v)}")
