@@ -4,7 +4,8 @@ A flush sorts each table's buffered rows into its partitions' delta parts, write
 the files, then commits one manifest edit (parts, region states, open locks, tombstones, the
 binlog position). ``flush(wait=False)`` does the file work on a background thread while the
 writer applies the next batch; edits stay in order (see ``FlushPipeline.flush``).
-``FlushPipeline`` is one part of ``Store``.
+``FlushPipeline`` is one part of ``Store``. A store whose row sink keeps the rows itself (the
+ClickHouse engine) gets records of their statistics instead of part files (``row_sink``).
 """
 from __future__ import annotations
 

@@ -7,9 +7,9 @@ What is shared with the native engine, and what is not:
   manifest. The engine attaches itself as the store's row sink (``store.row_sink``): every flush
   hands it its committed rows (hidden columns included) and range tombstones inside the flush's
   manifest edit, so ClickHouse holds every flushed row before the manifest says the flush
-  happened. The store still writes its own delta parts too: the manifest's part list, region
-  map and compaction stay as they are (this engine mirrors, it does not yet replace the
-  TxnMergeTree files; see docs/engines.md).
+  happened. The sink keeps the rows alone (``keeps_rows``): the store writes no part files,
+  and the manifest lists records of the rows' statistics, which read planning estimates and
+  prunes with and compaction merges (docs/engines.md).
 * Read sessions are ``scan.session``'s (one ts, lease, learner read, lock resolution); only
   reading a stream is this engine's: a snapshot query per handle range (``snapshot_read``).
 * GC moves the store's safe point (never past a live lease) and then deletes, in ClickHouse,
