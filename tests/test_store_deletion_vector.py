@@ -349,3 +349,37 @@ def test_versions_found_by_binary_search_are_those_the_hash_join_finds(seed: int
     assert fast.to_numpy(zero_copy_only=False).tolist() == unshuffled.tolist()
     dropped = {rows[i] for i in np.flatnonzero(~fast.to_numpy(zero_copy_only=False))}
     assert dropped == set(held) | (set(absent) & set(rows))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_multi_version_parts_layout_gives_the_vector_the_row_group_read_gives(store: Store, seed: int) -> None:
+    """At a ts after every version of a multi-version part (a read after the compaction that
+    wrote it), the vector comes from the part's layout, worked out once and sliced per range:
+    the same versions and superseded handles as from the part's row groups, for any range."""
+    rng = random.Random(seed)
+    put(store, 100, [(h, 200, f"s{h}") for h in range(0, 2000)])
+    put(store, 101, [(h, 300 + h % 7, f"u{h}") for h in rng.sample(range(2000), 150)])
+    put(store, 102, [(h, 320 + h % 5, f"w{h}") for h in rng.sample(range(2000), 60)])
+    store.compact(force=True)  # safe point 0: every version stays in the stable part
+    ts = put_random_delta(store, rng, 103, 400, list(range(-20, 2020)), 40, 3)
+    ts = put_random_delta(store, rng, 104, ts, list(range(-20, 2020)), 40, 3)
+    with store.snapshot() as view:
+        parts = view.parts(T.id)
+    stable = next(p for p in parts if p.kind == "stable")
+    deltas = [p for p in parts if p.kind == "delta"]
+    assert not stable.single_version and stable.max_commit_ts < ts
+    bounds = [None, -5, 0, 1, 57, 100, 101, 250, 999, 1000, 1999, 2000, 2500]
+    for _ in range(30):
+        lo, hi = rng.choice(bounds), rng.choice(bounds)
+        if lo is not None and hi is not None and lo >= hi:
+            continue
+        read_ts = rng.choice([stable.max_commit_ts, ts, ts + 10])
+        by_layout = deletion_vector(stable, deltas, T, read_ts, (lo, hi), store.root)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(dv, "_int_multi_version_vector", lambda reader, part, root, touched: dv._vector_from_rows(
+                part, dv._stable_versions(reader, part, root, reader.lo, reader.hi, pa.int64()), touched, pa.int64(),
+                multi_version=True))
+            by_row_groups = deletion_vector(stable, deltas, T, read_ts, (lo, hi), store.root)
+        assert by_layout.superseded.to_pylist() == by_row_groups.superseded.to_pylist(), (lo, hi, read_ts)
+        assert sorted(by_layout.versions.to_pylist(), key=str) == sorted(by_row_groups.versions.to_pylist(), key=str)
+    assert dv._version_layouts.get(str(store.root / stable.path), lambda: pytest.fail("never cached"))

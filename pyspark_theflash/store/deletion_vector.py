@@ -157,6 +157,36 @@ def _all_stable_versions(reader: PartsReader, stable: PartRef, root: str | Path)
     return (h, c) if keep is None or keep.all() else (h[keep], c[keep])
 
 
+def _version_layout(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A multi-version int-handle part's versions split once, in file order: those a newer
+    version of the same handle in the part replaces (handles, commit ts), and each handle's
+    newest (handles, commit ts). Kept beside the handle columns (a part file never changes)."""
+    def load() -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], int]:
+        rowids, commit_ts, _ascending = _handles_of(path)
+        later = np.zeros(len(rowids), dtype=bool)
+        later[:-1] = rowids[1:] == rowids[:-1]
+        split = (rowids[later], commit_ts[later], rowids[~later], commit_ts[~later])
+        return split, 16 * len(rowids)
+
+    return _version_layouts.get(path, load)
+
+
+_version_layouts: "BytesLRU[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]" = BytesLRU(HANDLE_INDEX_CACHE_BYTES)
+
+
+def _version_layout_in(path: str, lo: Any, hi: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``_version_layout`` cut to handles [lo, hi) by binary search: views, no copies (a
+    handle's versions all lie on one side of a bound, so no run is cut)."""
+    replaced_h, replaced_c, newest_h, newest_c = _version_layout(path)
+
+    def cut(h: np.ndarray) -> slice:
+        return slice(0 if lo is None else int(np.searchsorted(h, lo, "left")),
+                     len(h) if hi is None else int(np.searchsorted(h, hi, "left")))
+
+    r, n = cut(replaced_h), cut(newest_h)
+    return replaced_h[r], replaced_c[r], newest_h[n], newest_c[n]
+
+
 def _int_multi_version_vector(reader: PartsReader, stable: PartRef, root: str | Path,
                               touched: pa.Table | None) -> DeletionVector | None:
     """``deletion_vector`` of an int-handle stable part holding several versions of a handle
@@ -165,10 +195,16 @@ def _int_multi_version_vector(reader: PartsReader, stable: PartRef, root: str | 
     replaces, plus the newest visible version of each handle the deltas supersede. Each
     delta handle is found by binary search, so the vector costs the range's slice and the
     deltas' size, not a hash join over the range's rows."""
-    h, c = _all_stable_versions(reader, stable, root)
-    later = np.zeros(len(h), dtype=bool)  # a version followed by one of its handle: replaced
-    later[:-1] = h[1:] == h[:-1]
-    newest_h, newest_c = h[~later], c[~later]
+    if not stable.tombstones and stable.max_commit_ts is not None and stable.max_commit_ts <= reader.ts:
+        # every version of the part is visible (the usual read, at a ts after the compaction
+        # that wrote it): its layout is the part's own, worked out once and sliced per range
+        replaced_h, replaced_c, newest_h, newest_c = _version_layout_in(
+            str(Path(root) / stable.path), reader.lo, reader.hi)
+    else:
+        h, c = _all_stable_versions(reader, stable, root)
+        later = np.zeros(len(h), dtype=bool)  # a version followed by one of its handle: replaced
+        later[:-1] = h[1:] == h[:-1]
+        replaced_h, replaced_c, newest_h, newest_c = h[later], c[later], h[~later], c[~later]
     drop = np.empty(0, dtype=np.int64)
     superseded = np.empty(0, dtype=np.int64)
     if touched is not None and touched.num_rows:
@@ -184,10 +220,10 @@ def _int_multi_version_vector(reader: PartsReader, stable: PartRef, root: str | 
         sup[found] = nc[found] > newest_c[pos[found]]
         superseded = np.sort(nh[sup])
         drop = pos[found & sup]
-    dropped_h = np.concatenate([h[later], newest_h[drop]])
+    dropped_h = np.concatenate([replaced_h, newest_h[drop]])
     if len(dropped_h) > MAX_VECTOR_SHARE * max(1, stable.rows):
         return None
-    dropped_c = np.concatenate([c[later], newest_c[drop]])
+    dropped_c = np.concatenate([replaced_c, newest_c[drop]])
     versions = pa.Table.from_arrays(
         [pa.array(dropped_h, pa.int64()), pa.array(dropped_c, pa.uint64())],
         schema=pa.schema([pa.field(ROWID, pa.int64(), nullable=False), pa.field(COMMIT_TS, pa.uint64(), nullable=False)]))
