@@ -40,19 +40,13 @@ import pyarrow.flight as flight
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
-TABLE = "bench.wide"
+from live_rig import TABLE, columns  # noqa: E402  (the 16-column table bench/scan.py reads too)
+
 TARGET_MB_S = 500.0
 
 
-def columns() -> list[tuple[str, str]]:
-    """16 columns: the handle, integers, doubles, strings, a decimal, a date, a datetime."""
-    cols = [("id", "BIGINT"), ("k", "INT")]
-    cols += [(f"n{i}", "BIGINT") for i in range(4)]
-    cols += [(f"x{i}", "DOUBLE") for i in range(3)]
-    cols += [(f"s{i}", "VARCHAR(32)") for i in range(3)]
-    cols += [("amount", "DECIMAL(12,2)"), ("day", "DATE"), ("at", "DATETIME"), ("flag", "TINYINT")]
-    return cols
 
 
 def rows_table(lo: int, hi: int) -> pa.Table:

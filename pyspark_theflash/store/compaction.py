@@ -144,17 +144,26 @@ class CompactionOutput:
 def plan_compaction(store: "Store", table_id: int, partition_id: int, safe_point: int,
                     force: bool = False) -> CompactionPlan | None:
     """Step 1, a manifest read: the partition's parts, or None when there is nothing to do."""
+    return _planned(store, table_id, partition_id, safe_point, "stable",
+                    lambda parts: parts if _needs_compaction(parts, safe_point, store, force) else None)
+
+
+def _planned(store: "Store", table_id: int, partition_id: int, safe_point: int, kind: str,
+             pick: Callable[[list[PartRef]], list[PartRef] | None]) -> CompactionPlan | None:
+    """A plan of the parts ``pick`` takes of the partition's live parts (None: nothing to do),
+    writing ``kind``, from one manifest read."""
     conn = store.thread_connection()
     with StoreView(conn, owns_conn=False) as view:
         planned = _plan(view, table_id, partition_id)
         if planned is None:
             return None
         parts, (plo, phi) = planned
-        if not _needs_compaction(parts, safe_point, store, force):
+        inputs = pick(parts)
+        if inputs is None:
             return None
         info = output_table(view, table_id, safe_point)
-        return CompactionPlan(table_id, partition_id, view.version, parts, plo, phi, info, safe_point,
-                              keeps_older_columns=info is not view.table(table_id))
+        return CompactionPlan(table_id, partition_id, view.version, inputs, plo, phi, info, safe_point,
+                              keeps_older_columns=info is not view.table(table_id), kind=kind)
 
 
 def output_table(view: StoreView, table_id: int, safe_point: int) -> "TableInfo":
@@ -228,19 +237,13 @@ def build_compaction(store: "Store", plan: CompactionPlan) -> CompactionOutput:
 
 def plan_delta_merge(store: "Store", table_id: int, partition_id: int, min_deltas: int) -> CompactionPlan | None:
     """A merge of the partition's delta part files into one delta part, when it has at least
-    ``min_deltas`` of them (the stable part is left alone), or None."""
-    conn = store.thread_connection()
-    with StoreView(conn, owns_conn=False) as view:
-        planned = _plan(view, table_id, partition_id)
-        if planned is None:
-            return None
-        parts, (plo, phi) = planned
-        deltas = [p for p in parts if p.kind == "delta" and not p.in_engine]
-        if len(deltas) < max(2, min_deltas):
-            return None
-        info = output_table(view, table_id, 0)  # every version stays: no column is dropped either
-        return CompactionPlan(table_id, partition_id, view.version, deltas, plo, phi, info, 0,
-                              keeps_older_columns=info is not view.table(table_id), kind="delta")
+    ``min_deltas`` of them (the stable part is left alone), or None. Safe point 0: every
+    version stays, and so does every column a version has."""
+    def deltas(parts: list[PartRef]) -> list[PartRef] | None:
+        files = [p for p in parts if p.kind == "delta" and not p.in_engine]
+        return files if len(files) >= max(2, min_deltas) else None
+
+    return _planned(store, table_id, partition_id, 0, "delta", deltas)
 
 
 def merge_deltas(store: "Store", min_deltas: int | None = None) -> CompactionResult:
