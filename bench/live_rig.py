@@ -10,6 +10,7 @@ is not slowed by their threads holding its GIL (they still share the machine's c
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -74,10 +75,9 @@ class UpstreamProcess:
 
     def close(self) -> None:
         if self.process.poll() is None:
-            try:
+            # A child that died meanwhile cannot answer; it is reaped (or killed) just below.
+            with contextlib.suppress(SystemExit, BrokenPipeError, OSError):
                 self.ask("close")
-            except (SystemExit, BrokenPipeError, OSError):
-                pass
             try:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:

@@ -179,8 +179,9 @@ def _not_versions(t: pa.Table, handles: pa.Array, versions: pa.Table) -> Any:
 
 def _not_versions_sorted(h: np.ndarray, ts: np.ndarray, versions: pa.Table) -> Any:
     """``_not_versions`` for int handles ``h`` in ascending order (a part file's): each of the
-    vector's versions is looked up by binary search among the rows of its handle, so the cost
-    is the vector's size times log(rows), with no pass over the rows but the mask's."""
+    vector's versions is looked up by binary search among the rows of its handle, so the
+    matching costs the vector's size times log(rows); the rows themselves are passed over only
+    by the caller's order check and the mask."""
     vh = versions.column(ROWID).to_numpy()
     vts = versions.column(COMMIT_TS).to_numpy()
     first = np.searchsorted(h, vh, side="left")
