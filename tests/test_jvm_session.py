@@ -1,7 +1,8 @@
-"""``theflash_session()`` with the connector jar: given a store it starts a service in the
-process, puts the jar on the session and sets ``theflash.server``, so ``format("theflash")``
-(with the Python source's options) and the catalog read through the JVM connector, with no
-reader hook in the way; and it leaves a session that already runs as its user set it."""
+"""``theflash_session()`` puts the connector jar on a new session and starts a service in its
+own process that reads whichever store a read names, so ``format("theflash")`` (with the
+Python source's options) and the catalog read through the JVM connector; ``store`` becomes the
+session's default store; ``jvm=False`` is the Python source; and it leaves a session that
+already runs as its user set it."""
 from __future__ import annotations
 
 import json
@@ -25,9 +26,28 @@ spark = theflash_session(master="local[2]", store=store, **{"spark.ui.showConsol
 df = spark.read.format("theflash").option("store", store).option("upstream", upstream).load("bank.accounts")
 plan = df.filter("balance > 0")._jdf.queryExecution().executedPlan().toString()
 total = df.agg({"balance": "sum"}).collect()[0][0]
+# no store option: the session's theflash.store
+default_total = spark.read.format("theflash").load("bank.accounts").agg({"balance": "sum"}).collect()[0][0]
 tables = [tuple(r) for r in spark.sql("SHOW TABLES IN theflash.bank").collect()]
-print(json.dumps({"total": total, "plan": plan, "tables": tables, "jars": spark.conf.get("spark.jars"),
-                  "server": spark.conf.get("theflash.server")}))
+try:
+    spark.read.format("theflash").option("store", store + "-missing").load("bank.accounts").count()
+    missing = None
+except Exception as exc:
+    missing = str(exc)
+print(json.dumps({"total": total, "default_total": default_total, "plan": plan, "tables": tables,
+                  "jars": spark.conf.get("spark.jars"), "server": spark.conf.get("theflash.server"),
+                  "store": spark.conf.get("theflash.store"), "token": bool(spark.conf.get("theflash.token")),
+                  "missing": missing}))
+"""
+
+PYTHON_SCRIPT = """
+import json, sys
+from pyspark_theflash.spark.session import has_connector_jar, theflash_session
+store, upstream = sys.argv[1], sys.argv[2]
+spark = theflash_session(master="local[1]", jvm=False)
+df = spark.read.format("theflash").option("store", store).option("upstream", upstream).load("bank.accounts")
+print(json.dumps({"with": has_connector_jar(spark), "total": df.agg({"balance": "sum"}).collect()[0][0],
+                  "server": spark.conf.get("theflash.server", None)}))
 """
 
 KEEP_SCRIPT = """
@@ -70,10 +90,17 @@ def test_theflash_session_with_a_store_reads_through_the_jar_and_an_in_process_s
         bank: tuple[FlashRig, BankWorkload]) -> None:
     rig, workload = bank
     got = run(JVM_SCRIPT, rig.store, rig.upstream)
-    assert got["total"] == workload.total
+    assert got["total"] == got["default_total"] == workload.total
     assert "TheFlashScan bank.accounts PushedFilters: [balance > 0]" in got["plan"], got["plan"]
     assert got["tables"] == [["bank", "accounts", False]]
     assert got["jars"].endswith("theflash-spark.jar") and got["server"].startswith("http://127.0.0.1:")
+    assert got["store"] == str(Path(rig.store).resolve()) and got["token"]
+    assert got["missing"] is not None and f"no store at {Path(rig.store).resolve()}-missing" in got["missing"]
+
+
+def test_theflash_session_without_the_jar_reads_through_the_python_source(bank: tuple[FlashRig, BankWorkload]) -> None:
+    rig, workload = bank
+    assert run(PYTHON_SCRIPT, rig.store, rig.upstream) == {"with": False, "total": workload.total, "server": None}
 
 
 def test_theflash_session_leaves_a_running_session_as_its_user_set_it() -> None:
@@ -83,7 +110,7 @@ def test_theflash_session_leaves_a_running_session_as_its_user_set_it() -> None:
 RESTART_SCRIPT = """
 import json
 from pyspark_theflash.spark.session import has_connector_jar, theflash_session
-spark = theflash_session(master="local[1]")  # the JVM starts without the jar
+spark = theflash_session(master="local[1]", jvm=False)  # the JVM starts without the jar
 without = has_connector_jar(spark)
 spark.stop()
 try:
@@ -97,7 +124,7 @@ print(json.dumps({"without": without, "refused": refused}))
 FIRST_SCRIPT = """
 import json
 from pyspark_theflash.spark.session import has_connector_jar, theflash_session
-spark = theflash_session(master="local[1]", jvm=True)
+spark = theflash_session(master="local[1]")
 print(json.dumps({"with": has_connector_jar(spark)}))
 """
 

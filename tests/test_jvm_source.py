@@ -158,7 +158,7 @@ def jvm_failure(spark: Any, what: str, server: str) -> str:
 READ_ONLY = ("theflash tables are a read-only replica of the upstream TiDB: write to the upstream, and the "
              "changes arrive here through replication ({} is not supported)")
 KNOWN = ("as_of, batch_rows, columns, hidden, isolation, latch, lease_ttl, lock_wait_timeout, min_partitions, "
-         "native_read, partition_target_bytes, region_wait_timeout, schema, server, snapshot_ts, store, table, token, "
+         "partition_target_bytes, region_wait_timeout, schema, server, snapshot_ts, store, table, token, "
          "token_file, upstream")
 ERRORS = [
     ("typos", "IllegalArgumentException", "unknown options 'isolaton' (did you mean 'isolation'?), 'snapshotts' "
@@ -208,6 +208,29 @@ def jvm_read_at(spark: Any, server: str, ts: int) -> list[tuple[Any, ...]]:
 
 
 SUMMARY = ["count(*)", "sum(id)", "sum(i32)", "max(vc)", "sum(dec)", "max(tsz)"]
+
+
+def jvm_pinned(spark: Any, server: str, store: str, upstream: str, ts: int) -> tuple[Any, ...]:
+    from pyspark_theflash.spark import pinned_snapshot
+
+    spark.conf.set("theflash.server", server)
+
+    def summary() -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in spark.read.format("theflash").load(TYPES_TABLE).selectExpr(*SUMMARY).collect()]
+
+    with pinned_snapshot(spark, store, ts=ts, upstream=upstream) as pinned:
+        inside = (pinned, spark.conf.get("theflash.snapshot_ts"), summary())
+    return (*inside, spark.conf.get("theflash.snapshot_ts", None))
+
+
+def test_a_pinned_snapshot_holds_every_read_of_the_block_at_its_ts(jvm_spark: JvmSpark, served: Served) -> None:
+    ts = served.fresh_ts()
+    expected = jvm_spark.call(jvm_read_at, served.http_url, ts)
+    served.fresh_ts()  # the table moves on
+    pinned, conf, inside, after = jvm_spark.call(jvm_pinned, served.http_url, served.rig.store, served.rig.upstream, ts)
+    assert (pinned, conf, after) == (ts, str(ts), None)
+    assert inside == expected
+    assert jvm_spark.call(jvm_read_at, served.http_url, served.fresh_ts()) != expected
 
 
 def test_the_catalog_lists_databases_and_tables_and_describes_columns_with_their_tidb_types(

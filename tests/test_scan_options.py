@@ -72,7 +72,7 @@ def test_ts_outside_the_readable_range_names_the_range() -> None:
         check_snapshot_ts(now + 1, safe, now)
 
 
-def test_the_handle_ranges_of_a_native_reads_python_half_carry_int_and_common_handles() -> None:
+def test_the_handle_ranges_of_one_planned_stream_carry_int_and_common_handles() -> None:
     # A clustered table's handles are memcomparable bytes (any byte, 0x00 and 0xff included);
     # JSON has no bytes, so they travel as {"hex": ...} and come back byte for byte.
     ranges = [(None, b"\x01a\x00\xff\x03\x80"), (b"\x01a\x00\xff\x03\x80", b"\x03\x7f\xff"), (b"\xff", None)]
@@ -94,7 +94,7 @@ def test_a_misspelt_option_is_refused_naming_the_one_meant_not_ignored(typo: str
         ScanOptions.from_mapping({"store": "/s", "path": "db.t", typo: "1"})
     text = str(err.value)
     assert f"unknown option '{typo}' (did you mean '{meant}'?)" in text
-    assert all(name in text for name in ("store", "snapshot_ts", "as_of", "isolation", "native_read"))
+    assert all(name in text for name in ("store", "snapshot_ts", "as_of", "isolation", "token"))
     # the options Spark and the package themselves pass are known
     ScanOptions.from_mapping({"STORE": "/s", "path": "db.t", "theflash.snapshot_ts": "5", "_theflash_handle_ranges": "[]"})
 

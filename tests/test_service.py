@@ -4,6 +4,7 @@ their streams; leases are renewed, released and expire; tokens; metrics."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 from pathlib import Path
 from typing import Iterator
@@ -164,6 +165,40 @@ def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(
     assert http_reader.read({"table": TABLE, "columns": ["id"]})[0].num_rows == ROWS
     assert metric(service, "theflash_service_errors_total", frontend="http", code="unknown_table") >= 1
     assert metric(service, "theflash_service_errors_total", frontend="flight", code="invalid_filter") >= 2
+
+
+def test_a_read_naming_another_store_is_refused_and_an_any_store_service_reads_each_store_named(
+        rig: FlashRig, service: RunningService, http_reader: HttpReader, tmp_path: Path) -> None:
+    """A service of one store must never answer a read of another store from its own; the
+    service ``theflash_session()`` starts reads whichever store a read names."""
+    ts = rig.cluster.get_ts()
+    expected = direct(rig, ts, columns=["id", "qty"]).sort_by("id")
+    got, body = http_reader.json("POST", "/v1/read-sessions", {"table": TABLE, "store": str(tmp_path)})
+    assert (got, body["error"]["code"]) == (400, "wrong_store") and str(tmp_path) in body["error"]["message"]
+    got, body = http_reader.json("GET", "/v1/tables?store=" + str(tmp_path))
+    assert (got, body["error"]["code"]) == (400, "wrong_store")
+    same = str(Path(rig.store) / ".." / Path(rig.store).name)  # the same directory, spelt otherwise
+    table, _ = http_reader.read({"table": TABLE, "store": same, "snapshot_ts": ts, "columns": ["id", "qty"]})
+    assert table.sort_by("id").equals(expected)
+
+    with serve(any_store=True, port=0, token=TOKEN) as anywhere:
+        reader = HttpReader(anywhere.http_url, token=TOKEN)
+        table, _ = reader.read({"table": TABLE, "store": rig.store, "snapshot_ts": ts, "columns": ["id", "qty"]})
+        assert table.sort_by("id").equals(expected)
+        got, body = reader.json("GET", "/v1/tables?store=" + rig.store)
+        assert got == 200 and TABLE in [t["table"] for t in body["tables"]]
+        got, body = reader.json("POST", "/v1/read-sessions", {"table": TABLE})
+        assert (got, body["error"]["code"]) == (400, "invalid_option") and "give the store" in body["error"]["message"]
+        got, body = reader.json("POST", "/v1/read-sessions", {"table": TABLE, "store": str(tmp_path / "none")})
+        assert (got, body["error"]["code"]) == (404, "unknown_store"), body
+        assert HttpReader(anywhere.http_url).json("GET", "/v1/tables?store=" + rig.store)[0] == 401
+        flight_reader = FlightReader(anywhere.flight_location, token=TOKEN)
+        try:
+            command = {"table": TABLE, "store": rig.store, "snapshot_ts": ts, "columns": ["id", "qty"]}
+            assert flight_reader.read(command)[0].sort_by("id").equals(expected)
+        finally:
+            flight_reader.close()
+        assert reader.json("GET", "/v1/status")[1]["stores"][0]["store"] == os.path.realpath(rig.store)
 
 
 def test_a_token_is_required_on_every_call_when_configured(rig: FlashRig, tmp_path: Path) -> None:

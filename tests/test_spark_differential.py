@@ -3,9 +3,11 @@ of the upstream's rows at the same ts, and the results must be equal, row for ro
 
 The data is the mini cluster's workloads (``bank.accounts``; ``shop.customers``/``orders``/
 ``order_items``; ``kinds.every_type`` with a column of every type) replicated by the real
-writer, in several regions, partly compacted (clean stable parts Spark's Parquet reader reads)
-and partly still in delta parts (read by the Python source). Each query runs on both read
-paths: the native hybrid (the default) and ``native_read=false``. Queries come from the seeded
+writer, in several regions, partly compacted (stable parts) and partly still in delta parts,
+so reads merge the two (merge-on-read with deletion vectors, ``store/deletion_vector.py``).
+Each query runs through the Python source twice: with its defaults, and with small batches and
+a Spark partition per region. (The JVM connector reads the same read sessions; its own
+differential runs are the TPC-H queries in tests/test_tpch.py.) Queries come from the seeded
 generator in ``query_gen.py``: filters on every type, projections, joins and self-joins,
 aggregations, subqueries and CTEs reading one view twice, DataFrames reused across actions,
 temporary views of both kinds, ``spark.table`` and ``CACHE TABLE``.
@@ -63,9 +65,9 @@ from query_gen import (
 pytestmark = pytest.mark.spark
 
 DEFAULT_SEED = 20260521
-# the two read paths; the Python path also hands Spark small batches (rows of one region cross
-# batch boundaries) and gives each region a Spark partition of its own
-PATHS = {"native": {}, "python": {"native_read": "false", "batch_rows": "37", "partition_target_bytes": "1"}}
+# two ways through the Python source: its defaults, and small batches (rows of one region cross
+# batch boundaries) with a Spark partition per region
+PATHS = {"python": {}, "small": {"batch_rows": "37", "partition_target_bytes": "1"}}
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,7 @@ TABLES = {
     "types": TableSpec("kinds.every_type", ("id",)),
     "bank": TableSpec("bank.accounts", ("id",)),
     "orders": TableSpec("shop.orders", ("id",)),
-    # orders without its TIME column, in an order of the user's: natively readable (TIME keeps
-    # a read on the Python source)
+    # orders without its TIME column, in an order of the user's (a user's .schema(...) subset)
     "orders_nt": TableSpec("shop.orders", ("id",), ("total", "id", "flags", "status", "country", "customer_id",
                                                    "discount", "weight", "placed_at", "trace_u64", "token")),
     "customers": TableSpec("shop.customers", ("country", "customer_id")),
@@ -413,16 +414,16 @@ class Phases:
 
 # --------------------------------------------------------------------------- tests
 
-def test_the_data_covers_both_read_paths_every_type_and_nulls(world: World) -> None:
-    """What the differential queries run over: the hybrid reads of the types and orders tables
-    have parts for Spark's Parquet reader and rows left to the Python source (whole ranges, or
-    the rows their deltas supersede); the Python path reads everything through the source;
-    every kind of column holds NULLs."""
+def live_part_kinds(rig: FlashRig, qualified: str) -> set[str]:
+    with Store.open(rig.store, readonly=True) as store, store.snapshot() as view:
+        return {p.kind for p in view.parts(view.table(qualified).id)}
+
+
+def test_the_data_covers_stable_and_delta_parts_every_type_and_nulls(world: World) -> None:
+    """What the differential queries run over: every table has stable parts and delta parts
+    (reads merge them); every kind of column holds NULLs."""
     for name in ("types", "orders_nt", "bank", "items", "customers"):
-        native = getattr(world.frames["native"][name], "_theflash_native_read", None)
-        assert native is not None and native.split.pieces and (native.split.rest or native.split.overlays), (
-            name, native and native.split)
-        assert getattr(world.frames["python"][name], "_theflash_native_read", None) is None
+        assert live_part_kinds(world.rig, TABLES[name].qualified) == {"stable", "delta"}, name
     kinds = {c.kind for c in world.models["types"].columns}
     assert {"int", "decimal", "float", "date", "ts_ntz", "ts", "string", "binary"} <= kinds
     assert "interval" in {c.kind for c in world.models["orders"].columns}
@@ -503,15 +504,15 @@ def test_the_comparison_catches_a_lost_row_and_a_float_sign_and_the_generator_re
 
 @pytest.fixture(scope="module")
 def reuse_table(spark: Any, rig: FlashRig) -> str:
-    """``diff.reuse`` (id, v = id) with ten rows, in two TxnMergeTree partitions: one clean
-    (read natively), one with a delta part (read by the Python source)."""
+    """``diff.reuse`` (id, v = id) with ten rows, in two TxnMergeTree partitions: one with a
+    stable part only, one with a delta part too."""
     rig.cluster.create_table("diff.reuse", [make_column("id", "BIGINT", not_null=True), make_column("v", "INT")],
                              primary_key=["id"])
     with rig.cluster.txn() as t:
         for i in range(10):
             t.insert("diff.reuse", {"id": i, "v": i})
     rig.wait_replicated("diff.reuse")
-    spark.read.format("theflash").options(**rig.options(native_read="false")).load("diff.reuse").count()
+    spark.read.format("theflash").options(**rig.options()).load("diff.reuse").count()
     rig.stop_writer()
     try:
         with Store.open(rig.store, options=StoreOptions(partition_max_rows=5)) as store:
@@ -520,7 +521,7 @@ def reuse_table(spark: Any, rig: FlashRig) -> str:
         rig.start_writer(interval_s=0.05)
     with rig.cluster.txn() as t:
         t.update("diff.reuse", {"id": 8, "v": 8})  # a new version of the same row: a delta part
-    wait_for(lambda: spark.read.format("theflash").options(**rig.options(native_read="false", hidden="_tidb_commit_ts"))
+    wait_for(lambda: spark.read.format("theflash").options(**rig.options(hidden="_tidb_commit_ts"))
              .load("diff.reuse").filter("id = 8").collect()[0]._tidb_commit_ts > 0, 30, "the update to be replicated")
     return "diff.reuse"
 
@@ -530,12 +531,6 @@ def test_a_filter_pushed_for_one_action_does_not_narrow_later_actions_on_the_sam
         spark: Any, rig: FlashRig, reuse_table: str, path: str) -> None:
     df = spark.read.format("theflash").option("store", rig.store).option("upstream", rig.upstream) \
         .options(**PATHS[path]).load(reuse_table)
-    native = getattr(df, "_theflash_native_read", None)
-    if path == "native":
-        # both halves of the hybrid
-        assert native is not None and native.split.pieces and (native.split.rest or native.split.overlays)
-    else:
-        assert native is None
     assert df.count() == 10
     assert df.filter("v >= 5").count() == 5
     assert df.count() == 10
@@ -602,13 +597,12 @@ def wait_for_older_leases_to_expire(rig: FlashRig, ts: int) -> None:
 @pytest.mark.slow
 def test_thousands_of_generated_queries_while_the_workloads_write(
         spark: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Rounds of generated queries, each round at a fresh ts pinned by ``snapshot_ts`` (or by
-    the session's ``theflash.snapshot_ts``) while bank, orders and types transactions keep
-    committing (with dying and rolled-back transactions and region splits and merges); each
-    result is compared with the upstream's rows at that ts. Every third round pauses the
-    workloads for a GC and a compaction up to its ts, so its DataFrames read clean parts with
-    Spark's Parquet reader while the writes go on; rounds differ in Python filter pushdown
-    and session time zone."""
+    """Rounds of generated queries, each round at a fresh ts pinned by ``snapshot_ts`` while
+    bank, orders and types transactions keep committing (with dying and rolled-back
+    transactions and region splits and merges); each result is compared with the upstream's
+    rows at that ts. Every third round pauses the workloads for a GC and a compaction up to its
+    ts, so its DataFrames read stable parts that the writes go on superseding; rounds differ in
+    Python filter pushdown and session time zone."""
     seed = seed_from_env()
     total = int(os.environ.get("THEFLASH_DIFF_QUERIES", 2000))
     per_round = 50
@@ -621,7 +615,7 @@ def test_thousands_of_generated_queries_while_the_workloads_write(
                  TypesWorkload(rig.cluster, rows=240, seed=seed, rate=20, faults=faults)]
     mismatches: list[Mismatch] = []
     timing = Timing()
-    queries = rounds = native_rounds = 0
+    queries = rounds = compacted_rounds = 0
     generator_rng = random.Random(seed)
     started = time.monotonic()
     try:
@@ -634,7 +628,6 @@ def test_thousands_of_generated_queries_while_the_workloads_write(
             rounds += 1
             tag = f"_r{rounds}"
             compacting = rounds % 3 == 1
-            pinned_by_session = rounds % 2 == 0
             world = World(spark, rig, 0, {})
             if compacting:
                 pause(workloads)
@@ -645,15 +638,13 @@ def test_thousands_of_generated_queries_while_the_workloads_write(
                     gc.collect()  # the last round's DataFrames stop renewing their leases
                     wait_for_older_leases_to_expire(rig, ts)
                     compact(rig, safe_point=ts, splits=2, partition_max_rows=60)
-                with session_conf(spark, **({"theflash__snapshot_ts": str(ts)} if pinned_by_session else {})):
-                    for path in PATHS:  # native reads are planned here, at load
-                        world.frames[path] = {n: load_theflash(spark, rig, n, path, None if pinned_by_session else ts,
-                                                               tag, lease_ttl="10s") for n in TABLES}
+                    compacted_rounds += 1
+                for path in PATHS:
+                    world.frames[path] = {n: load_theflash(spark, rig, n, path, ts, tag, lease_ttl="10s")
+                                          for n in TABLES}
             finally:
                 if compacting:
                     resume(workloads)
-            if any(getattr(df, "_theflash_native_read", None) is not None for df in world.frames["native"].values()):
-                native_rounds += 1
             for name, spec in TABLES.items():
                 schema = world.frames["python"][name].schema
                 rows = load_reference(spark, rig, name, schema, ts, root, tag)
@@ -671,12 +662,12 @@ def test_thousands_of_generated_queries_while_the_workloads_write(
                     queries += 1
             for w in workloads:
                 assert not w.stats.errors, (w.name, w.stats.errors[:3])
-            print(f"round {rounds} at ts {ts} (native reads: {'yes' if compacting else 'maybe'}): {queries} queries, "
+            print(f"round {rounds} at ts {ts} (compacted: {'yes' if compacting else 'no'}): {queries} queries, "
                   f"{timing.compared} results compared, {len(mismatches)} mismatches, "
                   f"{time.monotonic() - started:.0f}s ({timing.text()})", flush=True)
             for name in TABLES:
-                for view in (f"{name}_native{tag}_df", f"{name}_native{tag}_sql", f"{name}_python{tag}_df",
-                             f"{name}_python{tag}_sql", f"{name}_ref{tag}"):
+                for view in [f"{name}_{path}{tag}_{via}" for path in PATHS for via in ("df", "sql")] + [
+                        f"{name}_ref{tag}"]:
                     spark.catalog.dropTempView(view)
             del world, sides, reference
     finally:
@@ -684,7 +675,7 @@ def test_thousands_of_generated_queries_while_the_workloads_write(
             w.stop()
         rig.close()
     print(f"long differential: seed {seed}, {rounds} rounds, {queries} queries, {timing.compared} results compared, "
-          f"{native_rounds} round(s) with native reads ({timing.text()}); workloads: "
+          f"{compacted_rounds} round(s) after a compaction ({timing.text()}); workloads: "
           + "; ".join(f"{w.name} {w.stats.summary()}" for w in workloads))
-    assert native_rounds >= (rounds + 2) // 3
+    assert compacted_rounds >= (rounds + 2) // 3
     assert_no_mismatches(mismatches, seed, queries, timing)

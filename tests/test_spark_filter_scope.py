@@ -42,10 +42,9 @@ def pushdown(request: pytest.FixtureRequest, spark: Any) -> Iterator[str]:
         spark.conf.set(PUSHDOWN, previous)
 
 
-@pytest.mark.parametrize("native", ["true", "false"])
 def test_a_reused_dataframe_is_narrowed_only_by_each_querys_own_filter(
-        spark: Any, rig: FlashRig, pushdown: str, native: str) -> None:
-    df = read(spark, rig, native_read=native).load("scope.t")
+        spark: Any, rig: FlashRig, pushdown: str) -> None:
+    df = read(spark, rig).load("scope.t")
     assert df.count() == 10
     assert df.filter("balance >= 105").count() == 5
     assert df.count() == 10

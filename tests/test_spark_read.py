@@ -226,10 +226,9 @@ def test_filters_over_the_python_source_give_spark_results(spark: Any, rig: Flas
         rig.wait_replicated("filt.accounts")
         with plan(rig.store, "filt.accounts", rig.options()):
             pass  # a learner read: this batch is flushed (its own parts) before the next one
-    # Through the Python source (the writer's background compaction may fold these parts into
-    # a stable part, which a native read would hand to Spark's Parquet reader instead). The
-    # source takes no pushed filters (spark/datasource.py): Spark applies each to every row.
-    df = read(spark, rig, partition_target_bytes=1, native_read="false").load("filt.accounts")
+    # The Python source takes no pushed filters (spark/datasource.py): Spark applies each to
+    # every row.
+    df = read(spark, rig, partition_target_bytes=1).load("filt.accounts")
     assert df.rdd.getNumPartitions() == 10
     cases = {
         "id = 42": [42],
@@ -291,22 +290,15 @@ def test_a_ts_below_the_safe_point_or_in_the_future_is_refused_with_the_range(sp
         read(spark, rig, snapshot_ts=future).load("range.accounts").collect()
 
 
-def test_a_pinned_snapshot_is_shared_by_the_reads_of_a_block(spark: Any, rig: FlashRig) -> None:
+def test_pinning_a_session_without_the_connector_is_refused_not_ignored(spark: Any, rig: FlashRig) -> None:
+    """The Python source never sees the session conf: a pin it ignored would read the latest
+    data. (The pin through the connector: tests/test_jvm_source.py.)"""
     from pyspark_theflash.spark import pinned_snapshot
 
-    make_table(rig, "pin.a", 4)
-    make_table(rig, "pin.b", 4)
-    with pinned_snapshot(spark, rig.store, upstream=rig.upstream) as ts:
-        assert spark.conf.get("theflash.snapshot_ts") == str(ts)
-        with rig.cluster.txn() as t:  # moves 50 from pin.a to pin.b after the pin
-            t.update("pin.a", {"id": 0, "balance": 50})
-            t.update("pin.b", {"id": 0, "balance": 150})
-        a = spark.read.format("theflash").options(**rig.options()).load("pin.a").agg({"balance": "sum"}).collect()[0][0]
-        b = spark.read.format("theflash").options(**rig.options()).load("pin.b").agg({"balance": "sum"}).collect()[0][0]
-        assert (a, b) == (406, 406)
+    with pytest.raises(RuntimeError, match=r"pinned_snapshot\(\) pins reads of the connector jar.*option snapshot_ts"):
+        with pinned_snapshot(spark, rig.store, upstream=rig.upstream):
+            pass
     assert spark.conf.get("theflash.snapshot_ts", None) is None
-    after = read(spark, rig).load("pin.a").agg({"balance": "sum"}).collect()[0][0]
-    assert after == 356
 
 
 # --- learner read and locks -----------------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""TiDB types through Spark, on both read paths: the Python data source (``native_read=false``,
-and any part with deltas) and Spark's own Parquet reader of compacted parts. Values are
-compared with what was inserted into the mini cluster, not with a decoder of ours."""
+"""TiDB types through Spark's Python data source, from delta parts and from compacted stable
+parts (the store's two read paths). Values are compared with what was inserted into the mini
+cluster, not with a decoder of ours. (The JVM connector's types: tests/test_jvm_source.py.)"""
 from __future__ import annotations
 
 import datetime as dt
@@ -39,11 +39,6 @@ def compact(rig: FlashRig) -> None:
         rig.start_writer(interval_s=0.05)
 
 
-def native_split(df: Any) -> Any:
-    native = getattr(df, "_theflash_native_read", None)
-    return None if native is None else native.split
-
-
 # --- unsigned BIGINT handles ---------------------------------------------------------------------
 
 UNSIGNED_IDS = [1, 2, 50, 150, 2**64 - 5]
@@ -77,14 +72,9 @@ def test_an_unsigned_bigint_key_with_pushed_filters_reads_every_matching_id(spar
             got = sorted(int(r.id) for r in df.filter(condition).select("id").collect())
             assert got == [i for i in UNSIGNED_IDS if UNSIGNED_FILTERS[condition](i)], (path, condition)
 
-    check(read(spark, rig, snapshot_ts=ts, native_read="false").load("uns.items"), "python source",
-          list(UNSIGNED_FILTERS))
+    check(read(spark, rig, snapshot_ts=ts).load("uns.items"), "delta parts", list(UNSIGNED_FILTERS))
     compact(rig)  # one stable part per region: pruning sees the parts' statistics of id too
-    native = read(spark, rig, snapshot_ts=ts).load("uns.items")
-    assert native_split(native) is not None and native_split(native).pieces
-    check(native, "native", list(UNSIGNED_FILTERS))
-    check(read(spark, rig, snapshot_ts=ts, native_read="false").load("uns.items"), "python source, compacted",
-          ["id > 9223372036854775808", "id < 100"])
+    check(read(spark, rig, snapshot_ts=ts).load("uns.items"), "compacted", list(UNSIGNED_FILTERS))
 
 
 # --- zero and impossible dates ----------------------------------------------------------------
@@ -102,7 +92,7 @@ REAL_DATE_ROW = (4, dt.date(2024, 2, 29), dt.datetime(2024, 2, 29, 23, 59, 59, 5
                  dt.datetime(2038, 1, 19, 3, tzinfo=dt.timezone.utc))
 
 
-def test_zero_dates_in_not_null_columns_read_as_null_on_both_paths(spark: Any, rig: FlashRig) -> None:
+def test_zero_dates_in_not_null_columns_read_as_null_before_and_after_compaction(spark: Any, rig: FlashRig) -> None:
     from pyspark.sql import types as S
 
     rig.cluster.create_table("zero.dates", [
@@ -118,24 +108,20 @@ def test_zero_dates_in_not_null_columns_read_as_null_on_both_paths(spark: Any, r
 
     def rows(df: Any) -> list[tuple[Any, ...]]:
         fields = {f.name: f for f in df.schema.fields}
-        # (a native read marks every column nullable, as Spark's file sources do)
         assert [fields[n].nullable for n in ("d", "dtm", "ts")] == [True, True, True]
         assert isinstance(fields["ts"].dataType, S.TimestampType)
         got = sorted(tuple(r) for r in df.collect())
         # collect() gives Spark TIMESTAMPs as naive local times of this process
         return [(i, d, dtm, None if t is None else t.astimezone(dt.timezone.utc)) for i, d, dtm, t in got]
 
-    python = read(spark, rig, snapshot_ts=ts, native_read="false").load("zero.dates")
+    python = read(spark, rig, snapshot_ts=ts).load("zero.dates")
     assert rows(python) == expected
     assert python.filter("d IS NULL").count() == 3
     compact(rig)
-    native = read(spark, rig, snapshot_ts=ts).load("zero.dates")
-    assert native_split(native) is not None and native_split(native).pieces and not native_split(native).rest
-    assert rows(native) == expected
-    assert rows(read(spark, rig, snapshot_ts=ts, native_read="false").load("zero.dates")) == expected
+    assert rows(read(spark, rig, snapshot_ts=ts).load("zero.dates")) == expected
 
 
-# --- every type of docs/architecture.md's table, on both read paths ------------------------------
+# --- every type of docs/architecture.md's table, from delta parts and from a stable part ---------
 
 D = decimal.Decimal
 UTC = dt.timezone.utc
@@ -243,7 +229,7 @@ def assert_rows(got: list[dict[str, Any]], want: list[dict[str, Any]], path: str
             assert (type(g[name]), g[name]) == (type(w[name]), w[name]), (path, g["id"], name)
 
 
-def test_every_type_round_trips_exactly_on_both_read_paths(spark: Any, rig: FlashRig) -> None:
+def test_every_type_round_trips_exactly_from_delta_and_stable_parts(spark: Any, rig: FlashRig) -> None:
     from pyspark.sql import types as S
 
     rig.cluster.create_table("types.all", [make_column("id", "BIGINT", not_null=True)]
@@ -256,19 +242,12 @@ def test_every_type_round_trips_exactly_on_both_read_paths(spark: Any, rig: Flas
     ts = rig.cluster.get_ts()
     every = [name for name, _, _ in EVERY_TYPE]
 
-    python = read(spark, rig, snapshot_ts=ts, native_read="false").load("types.all")
+    python = read(spark, rig, snapshot_ts=ts).load("types.all")
     types = {f.name: f.dataType for f in python.schema.fields}
     assert types["dec65"] == S.StringType() and types["b64"] == S.DecimalType(20, 0)
     assert types["u64"] == S.DecimalType(20, 0) and types["u32"] == S.LongType() and types["js"] == S.StringType()
     assert_rows(collected(python), expected_rows(every), "python source, delta parts")
 
     compact(rig)
-    # TIME has no native form (Parquet keeps a duration as a plain INT64): without it, every
-    # row comes from Spark's Parquet reader
-    without_time = S.StructType([f for f in python.schema.fields if f.name != "tm"])
-    native = read(spark, rig, snapshot_ts=ts).schema(without_time).load("types.all")
-    split = native_split(native)
-    assert split is not None and split.pieces and split.rest == []
-    assert_rows(collected(native), expected_rows([n for n in every if n != "tm"]), "native")
-    assert_rows(collected(read(spark, rig, snapshot_ts=ts, native_read="false").load("types.all")),
-                expected_rows(every), "python source, stable part")
+    assert_rows(collected(read(spark, rig, snapshot_ts=ts).load("types.all")), expected_rows(every),
+                "python source, stable part")

@@ -1,20 +1,19 @@
 """TPC-H at SF 0.01, differential: the 22 queries over ``format("theflash")`` views give exactly
 the rows Spark gives over ``spark.read.parquet`` of the same snapshot (tests/tpch_rig.py).
 
-Both read paths are checked, the native hybrid (compacted parts read by Spark's own Parquet
-reader) and the Python data source alone (``native_read=false``). Each side's DataFrames are
-loaded once and reused, as views, by all 22 queries: a filter pushed while planning one query
-must not narrow what a later query reads from the same DataFrame.
+Both read paths are checked: the Spark connector jar (the JVM DataSource V2, reading through a
+service, with its column pruning and filter pushdown) and the Python data source. Each side's
+DataFrames are loaded once and reused, as views, by all 22 queries: a filter pushed while
+planning one query must not narrow what a later query reads from the same DataFrame.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import unquote, urlparse
 
 import pytest
 
 import tpch_rig
+from pyspark_theflash.service import serve
 from tpch_rig import TABLES, TpchDeployment
 
 pytestmark = pytest.mark.spark
@@ -57,52 +56,39 @@ def differences(spark: Any, queries: dict[int, str], expected: dict[int, list[tu
     return out
 
 
-def local_paths(files: list[str]) -> set[str]:
-    """Spark's ``inputFiles()`` (file: URIs) as resolved local paths."""
-    return {str(Path(unquote(urlparse(f).path)).resolve()) for f in files}
-
-
-def stable_parts(tpch: TpchDeployment) -> dict[str, set[str]]:
-    """The live stable part files of each TPC-H table."""
-    from pyspark_theflash.store import Store
-
-    root = Path(tpch.rig.store)
-    with Store.open(tpch.rig.store, readonly=True) as store, store.snapshot() as view:
-        return {name: {str((root / p.path).resolve()) for p in view.parts(view.table(tpch.qualified(name)).id)
-                       if p.kind == "stable"} for name in TABLES}
-
-
-def test_the_22_queries_on_reused_views_read_natively_equal_spark_on_parquet(
-        spark: Any, tpch: TpchDeployment, queries: dict[int, str], expected: dict[int, list[tuple[Any, ...]]]) -> None:
-    frames = tpch_rig.theflash_frames(spark, tpch)
-    assert any(frames[name].inputFiles() for name in TABLES), "no table is read by Spark's Parquet reader"
+def jvm_differences(spark: Any, store: str, server: str, token: str, ts: int, qualified: dict[str, str],
+                    queries: dict[int, str], expected: dict[int, list[tuple[Any, ...]]]) -> tuple[dict[int, str], dict]:
+    """In the Spark worker with the jar: the 22 queries over views of the JVM connector, which
+    reads through ``server`` (a service of any store, as ``theflash_session()`` starts), then
+    the reused DataFrames' row counts."""
+    spark.conf.set("theflash.server", server)
+    spark.conf.set("theflash.token", token)
+    frames = {name: spark.read.format("theflash").option("store", store).option("snapshot_ts", str(ts)).load(table)
+              for name, table in qualified.items()}
+    plan = frames["lineitem"]._jdf.queryExecution().executedPlan().toString()
+    assert "TheFlashScan" in plan, plan
     tpch_rig.register_views(frames)
+    return differences(spark, queries, expected), {name: df.count() for name, df in frames.items()}
 
-    wrong = differences(spark, queries, expected)
 
+def test_the_22_queries_on_reused_views_of_the_jvm_connector_equal_spark_on_parquet(
+        jvm_spark: Any, tpch: TpchDeployment, queries: dict[int, str], expected: dict[int, list[tuple[Any, ...]]]) -> None:
+    token = "tpch-token"
+    with serve(any_store=True, port=0, token=token) as service:
+        wrong, counts = jvm_spark.call(jvm_differences, tpch.rig.store, service.http_url, token, tpch.ts,
+                                       {name: tpch.qualified(name) for name in TABLES}, queries, expected)
     assert not wrong, f"{len(wrong)}/22 TPC-H queries differ from Parquet: {wrong}"
     # the same DataFrames, after 22 queries' filters were pushed through them, still hold everything
-    assert {name: frames[name].count() for name in TABLES} == tpch.rows
-    assert {name: spark.table(name).count() for name in TABLES} == tpch.rows
+    assert counts == tpch.rows
 
 
 def test_the_22_queries_on_reused_views_through_the_python_source_equal_spark_on_parquet(
         spark: Any, tpch: TpchDeployment, queries: dict[int, str], expected: dict[int, list[tuple[Any, ...]]]) -> None:
-    frames = tpch_rig.theflash_frames(spark, tpch, native_read="false")
-    assert not any(frames[name].inputFiles() for name in TABLES), "native_read=false read Parquet files"
+    frames = tpch_rig.theflash_frames(spark, tpch)
     tpch_rig.register_views(frames)
 
     wrong = differences(spark, queries, expected)
 
     assert not wrong, f"{len(wrong)}/22 TPC-H queries differ from Parquet: {wrong}"
     assert {name: frames[name].count() for name in TABLES} == tpch.rows
-
-
-def test_every_compacted_part_of_the_tpch_tables_is_read_by_sparks_parquet_reader(
-        spark: Any, tpch: TpchDeployment) -> None:
-    frames = tpch_rig.theflash_frames(spark, tpch)
-    parts = stable_parts(tpch)
-    assert all(parts.values()), {name: len(p) for name, p in parts.items()}  # compaction made stable parts
-    not_native = {name: sorted(Path(p).name for p in parts[name] - local_paths(frames[name].inputFiles()))
-                  for name in TABLES}
-    assert not any(not_native.values()), f"stable parts read through the Python source: {not_native}"
+    assert {name: spark.table(name).count() for name in TABLES} == tpch.rows

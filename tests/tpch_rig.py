@@ -7,7 +7,8 @@ are created in the embedded mini cluster with the TiDB types TPC-H kits for TiDB
 (``DECIMAL(15,2)``, ``DATE``, ``CHAR(n)``/``VARCHAR(n)``, ``INT``/``BIGINT``), lineitem and
 partsupp with their clustered composite primary keys (common handles), the others with an int
 handle. Rows go the product's whole way: table API transactions → binlog → the writer → the
-store, which is then compacted so the native read path has clean stable parts to hand Spark.
+store, which is then compacted (as the writer does once the safe point moves), so the reads
+meet stable parts as a quiet table has them.
 
 The reference is ``spark.read.parquet`` of the upstream's own rows at the same ts (its MVCC
 scan, checked equal to the generated rows), so both sides answer over one snapshot, in one

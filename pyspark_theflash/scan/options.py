@@ -47,21 +47,14 @@ OPTION_DOCS: list[tuple[str, str, str]] = [
     ("partition_target_bytes", "64MiB", "neighbouring small regions are grouped into one Spark partition up to this size"),
     ("min_partitions", "CPUs of the planning machine", "small tables still get this many partitions of about equal size (while regions last), as Spark's file sources do for its default parallelism"),
     ("schema", "current", "which schema a read at a past ts uses: `current` (the table's current schema and name; columns added since read their origin default, dropped ones are gone) or `as_of` (the table that had the name at ts, with the schema in force at ts, as TiDB's stale read; see docs/schema.md)"),
-    ("native_read", "true", "let Spark's own Parquet reader read compacted (clean stable) parts, with column pruning and filter pushdown; `false` reads everything through the Python data source (with the package's reader hook, which `theflash_session()` installs)"),
     ("token", "`token_file`, else the `THEFLASH_TOKEN` environment variable", "the bearer token of a service started with `--token-file` (`writer run --serve-token-file`): the JVM connector's `server`, and for a ClickHouse-engine store the service of the process that owns it, which the Python source reads through; never shown in errors, `explain()` or logs"),
     ("token_file", "`THEFLASH_TOKEN`", "a file whose first line is that token, read by the driver"),
 ]
 
-# Set by the reader hook on the Python half of a native read: the handle ranges left to the
-# Python data source (JSON list of [lo, hi], null = unbounded,
-# ``{"hex": ...}`` = a common handle's bytes). Not for users.
+# Set by the service for a client that reads one planned stream's handle ranges (the read
+# request's ``handle_ranges``): JSON list of [lo, hi], null = unbounded, ``{"hex": ...}`` = a
+# common handle's bytes. Not for users.
 HANDLE_RANGES_OPTION = "_theflash_handle_ranges"
-
-# Set by the reader hook on the Python half of a native read under live writes: partitions
-# whose stable part Spark reads minus a deletion vector, and whose superseding delta versions
-# the Python source reads (``store.deletion_vector``). JSON ``{"version": manifest version,
-# "pieces": [[lo, hi, stable part id, [delta part ids]], ...]}``, bounds as above. Not for users.
-OVERLAYS_OPTION = "_theflash_overlays"
 
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|min|h)?\s*$", re.IGNORECASE)
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*$", re.IGNORECASE)
@@ -136,42 +129,8 @@ def format_handle_ranges(ranges: Sequence[tuple[HandleBound, HandleBound]]) -> s
     return json.dumps([[bound(lo), bound(hi)] for lo, hi in ranges])
 
 
-@dataclass(frozen=True)
-class OverlayPin:
-    """The delta half of one partition of a native read: handles [lo, hi) whose stable part
-    (``stable_part``) Spark reads minus the deletion vector of ``delta_parts``; the parts as
-    the manifest listed them at ``manifest_version``."""
-
-    lo: HandleBound
-    hi: HandleBound
-    stable_part: int
-    delta_parts: tuple[int, ...]
-    manifest_version: int
-
-
-def parse_overlays(text: str | None) -> tuple[OverlayPin, ...]:
-    if text is None:
-        return ()
-    try:
-        doc = json.loads(text)
-        version = int(doc["version"])
-        return tuple(OverlayPin(_bound_from_json(lo), _bound_from_json(hi), int(stable), tuple(int(d) for d in deltas),
-                                version) for lo, hi, stable, deltas in doc["pieces"])
-    except (ValueError, TypeError, KeyError) as exc:
-        raise ScanOptionError(f"option {OVERLAYS_OPTION}={text!r} is not the overlay pieces' JSON: {exc}") from None
-
-
-def format_overlays(pins: Sequence[OverlayPin]) -> str:
-    def bound(value: HandleBound) -> Any:
-        return {"hex": value.hex()} if isinstance(value, bytes) else value
-
-    version = pins[0].manifest_version if pins else 0
-    return json.dumps({"version": version, "pieces": [[bound(p.lo), bound(p.hi), p.stable_part, list(p.delta_parts)]
-                                                      for p in pins]})
-
-
 KNOWN_OPTIONS = frozenset([name for name, _, _ in OPTION_DOCS]
-                          + ["path", SESSION_SNAPSHOT_OPTION, HANDLE_RANGES_OPTION, OVERLAYS_OPTION])
+                          + ["path", SESSION_SNAPSHOT_OPTION, HANDLE_RANGES_OPTION])
 
 
 def _refuse_unknown(opts: Mapping[str, Any]) -> None:
@@ -211,10 +170,8 @@ class ScanOptions:
     hidden: tuple[str, ...] = ()
     partition_target_bytes: int = DEFAULT_PARTITION_TARGET_BYTES
     min_partitions: int = 1
-    native_read: bool = True
     schema: str = "current"  # "current" | "as_of": the schema a read at a past ts uses
     handle_ranges: tuple[tuple[HandleBound, HandleBound], ...] | None = None  # None: the whole table
-    overlays: tuple[OverlayPin, ...] = ()  # delta halves of a native read (reader hook only)
     # options token / token_file, resolved on the driver (None: the sender's THEFLASH_TOKEN);
     # its repr names the source only
     token: BearerToken | None = None
@@ -262,9 +219,6 @@ class ScanOptions:
         schema = str(opts.get("schema", "current")).strip().lower().replace("-", "_")
         if schema not in SCHEMA_MODES:
             raise ScanOptionError(f"option schema={opts['schema']!r}: use current (default) or as_of")
-        native = str(opts.get("native_read", "true")).strip().lower()
-        if native not in ("true", "false"):
-            raise ScanOptionError(f"option native_read={opts['native_read']!r}: use true (default) or false")
         return ScanOptions(
             store=str(store),
             table=str(table),
@@ -286,10 +240,8 @@ class ScanOptions:
             if "partition_target_bytes" in opts else DEFAULT_PARTITION_TARGET_BYTES,
             min_partitions=parse_positive_int("min_partitions", opts["min_partitions"])
             if "min_partitions" in opts else (os.cpu_count() or 1),
-            native_read=native == "true",
             schema=schema,
             handle_ranges=parse_handle_ranges(opts.get(HANDLE_RANGES_OPTION)),
-            overlays=parse_overlays(opts.get(OVERLAYS_OPTION)),
             token=BearerToken.from_options(opts.get("token"), opts.get("token_file")),
         )
 

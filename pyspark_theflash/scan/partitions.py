@@ -24,10 +24,6 @@ class RangeScan:
     hi: int | None
     parts: tuple[Any, ...]          # store.read.PartRef
     size_bytes: int
-    # Set on the Python half of a native read under live writes: read only the handles of the
-    # deletion vector of this stable part (its part id; the other parts are its deltas), as
-    # ``store.deletion_vector.read_superseding`` does. Spark's Parquet reader reads the rest.
-    overlay_of: int | None = None
 
 
 @dataclass(frozen=True)
@@ -94,8 +90,7 @@ def _prorated(parts: Sequence[Any], lo: int | bytes | None, hi: int | bytes | No
 
 def group_ranges(ranges: Sequence[RangeScan], target_bytes: int) -> list[list[RangeScan]]:
     """Consecutive contiguous ranges (sorted by handle) grouped into groups of about
-    ``target_bytes``; the delta half of a native read (``overlay_of``) is always a group of its
-    own (merged, it would become a whole MVCC read).
+    ``target_bytes``.
 
     A range joins the group whose slot, ``[k·target, (k+1)·target)`` of the bytes so far, holds
     its middle byte. So n ranges of nearly equal estimates over ``target = total / k`` make k
@@ -111,8 +106,7 @@ def group_ranges(ranges: Sequence[RangeScan], target_bytes: int) -> list[list[Ra
         if groups:
             last = groups[-1][-1]
             contiguous = last.hi is not None and last.hi == rng.lo
-            plain = last.overlay_of is None and rng.overlay_of is None
-            if contiguous and plain and rng_slot == slot:
+            if contiguous and rng_slot == slot:
                 groups[-1].append(rng)
                 continue
         groups.append([rng])

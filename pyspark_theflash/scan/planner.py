@@ -351,10 +351,6 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
 
     result.manifest_version = int(view.version)
     ranges = []
-    for pin in opts.overlays:  # the delta halves of a native read, parts as its driver pinned them
-        parts = tuple(view.parts_by_id(table_id, (pin.stable_part, *pin.delta_parts), pin.manifest_version))
-        ranges.append(RangeScan((), pin.lo, pin.hi, parts, estimate_bytes(
-            [p for p in parts if p.part_id != pin.stable_part], pin.lo, pin.hi), overlay_of=pin.stable_part))
     for region, region_range in regions:
         for lo, hi in _restricted(region_range, opts.handle_ranges):
             parts = tuple(view.parts(table_id, lo, hi))
@@ -389,9 +385,8 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
 
 
 def _restricted(region_range: tuple[Any, Any], allowed: Sequence[tuple[Any, Any]] | None) -> list[tuple[Any, Any]]:
-    """The parts of a region's handle range inside ``allowed`` (None: all of it). The reader
-    hook gives the Python half of a native read the ranges Spark's Parquet reader does not
-    cover (``scan.native``)."""
+    """The parts of a region's handle range inside ``allowed`` (None: all of it): a service
+    client reading one planned stream's handle ranges (``handle_ranges``)."""
     if allowed is None:
         return [region_range]
     return [r for r in (intersect(region_range, a) for a in allowed) if r is not None]

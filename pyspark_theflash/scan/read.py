@@ -20,7 +20,6 @@ import pyarrow as pa
 from pyspark_theflash.scan.errors import SnapshotExpiredError
 from pyspark_theflash.scan.lease import default_holder
 from pyspark_theflash.scan.partitions import RangeScan, ScanPartition
-from pyspark_theflash.store.errors import PartFileError
 
 log = logging.getLogger(__name__)
 
@@ -113,28 +112,15 @@ def read_partition(p: ScanPartition) -> Iterator[pa.RecordBatch]:
     keeper.touch(force=True)
     for rng in p.ranges:
         if keeper.replaced and not _parts_present(rng, p.store):
-            if rng.overlay_of is not None:
-                raise PartFileError(", ".join(x.path for x in rng.parts), _OVERLAY_GONE.format(p=p))
             rng = _repin(p, rng, int(table_info.id))
         for batch in _read_range(rng, table_info, p, predicate):
             keeper.touch()
             yield from _rebatch(batch, p.batch_rows)
 
 
-_OVERLAY_GONE = ("deleted after the read lease of {p.table} at ts {p.ts} expired, while the Spark half of its native "
-                 "read still needed them; run the query again (a new DataFrame plans a fresh snapshot), or raise "
-                 "the option lease_ttl")
-
-
 def _read_range(rng: RangeScan, table_info: Any, p: ScanPartition, predicate: Any) -> Iterator[pa.RecordBatch]:
-    from pyspark_theflash.store.deletion_vector import read_superseding
     from pyspark_theflash.store.read import read_parts
 
     columns = list(p.columns) if p.columns is not None else None
-    if rng.overlay_of is None:
-        return read_parts(list(rng.parts), table_info, p.ts, (rng.lo, rng.hi), columns, predicate, p.hidden,
-                          p.store, p.batch_rows)
-    stable = next(x for x in rng.parts if x.part_id == rng.overlay_of)
-    deltas = [x for x in rng.parts if x.part_id != rng.overlay_of]
-    return read_superseding(stable, deltas, table_info, p.ts, (rng.lo, rng.hi), columns, predicate, p.hidden,
-                            p.store, p.batch_rows)
+    return read_parts(list(rng.parts), table_info, p.ts, (rng.lo, rng.hi), columns, predicate, p.hidden,
+                      p.store, p.batch_rows)

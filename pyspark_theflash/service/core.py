@@ -1,5 +1,6 @@
-"""What both front ends serve: one engine, its read sessions, the token check and the counters.
-The Flight and HTTP front ends only translate their protocol to these calls."""
+"""What both front ends serve: the engine of one store (or of any store a read names, see
+``service/stores.py``), its read sessions, the token check and the counters. The Flight and
+HTTP front ends only translate their protocol to these calls."""
 from __future__ import annotations
 
 import base64
@@ -9,16 +10,25 @@ from pyspark_theflash.service.auth import BearerAuth
 from pyspark_theflash.service.errors import ServiceError, classify
 from pyspark_theflash.service.metrics import ServiceMetrics
 from pyspark_theflash.service.sessions import SessionRegistry
+from pyspark_theflash.service.stores import AnyStore, OneStore
 
 DEFAULT_FLUSH_TIMEOUT_S = 30.0
 
 
 class ReadService:
-    def __init__(self, engine: Any, *, token: str | None = None, keeper_interval_s: float = 1.0) -> None:
-        self.engine = engine
+    """Serves ``engine`` (one store), or ``stores`` (a ``service.stores`` resolver: any store)."""
+
+    def __init__(self, engine: Any = None, *, stores: Any = None, token: str | None = None,
+                 keeper_interval_s: float = 1.0) -> None:
+        if (engine is None) == (stores is None):
+            raise ValueError("ReadService serves an engine or a store resolver, one of them")
+        self.stores = OneStore(engine) if stores is None else stores
+        self.engine = engine  # None when the service reads any store
         self.auth = BearerAuth(token)
         self.metrics = ServiceMetrics()
-        self.sessions = SessionRegistry(engine, self.metrics, keeper_interval_s=keeper_interval_s)
+        self.sessions = SessionRegistry(self.stores, self.metrics, keeper_interval_s=keeper_interval_s)
+        if isinstance(self.stores, AnyStore):
+            self.stores.in_use = self.sessions.reads
 
     def failed(self, exc: BaseException, frontend: str) -> ServiceError:
         """``exc`` as the service error to answer with, counted."""
@@ -26,8 +36,8 @@ class ReadService:
         self.metrics.add("theflash_service_errors_total", frontend=frontend, code=err.code)
         return err
 
-    def tables(self) -> list[dict[str, Any]]:
-        """Each replicated table: its fields (Arrow type as text, and the TiDB column type),
+    def tables(self, store: str | None = None) -> list[dict[str, Any]]:
+        """Each replicated table of the store (``store``: the one a request names): its fields (Arrow type as text, and the TiDB column type),
         and ``arrow_schema``, the schema as an Arrow IPC message (base64) with the readable
         hidden columns (``hidden``) after the visible ones: what a JVM client maps to Spark
         types without parsing type names."""
@@ -36,7 +46,7 @@ class ReadService:
         from pyspark_theflash.scan.options import HIDDEN_READABLE
 
         out = []
-        for info in self.engine.tables():
+        for info in self.stores.get(store).tables():
             schema = arrow_schema(info, toward_spark=True)
             tidb_types = {c.name: tidb_type_text(c) for c in select_columns(info, None)}
             full = arrow_schema(info, hidden=HIDDEN_READABLE, toward_spark=True)
@@ -47,9 +57,13 @@ class ReadService:
                         "arrow_schema": base64.b64encode(full.serialize().to_pybytes()).decode("ascii")})
         return out
 
-    def status(self) -> dict[str, Any]:
+    def status(self, store: str | None = None) -> dict[str, Any]:
         held = self.sessions.sessions()
-        return {"engine": self.engine.status(),
+        if store is None and isinstance(self.stores, AnyStore):
+            engines = {"stores": [{"store": str(e.root), **e.status()} for e in self.stores.engines()]}
+        else:
+            engines = {"engine": self.stores.get(store).status()}
+        return {**engines,
                 "sessions": [{"id": h.session.id, "table": h.session.table, "ts": h.session.ts,
                               "frontend": h.frontend, "streams": len(h.session.streams),
                               "active_streams": h.active_streams, "lease_id": h.session.lease_id,
@@ -60,15 +74,16 @@ class ReadService:
         engine's ``theflash sql``): an ``engine.clickhouse.calculator.SqlResult``."""
         from pyspark_theflash.service.errors import BadRequestError
 
-        if getattr(self.engine, "kind", None) != "clickhouse":
-            raise BadRequestError(f"SQL runs on the clickhouse engine; this store uses {self.engine.kind}",
+        engine = self.stores.get(None)
+        if getattr(engine, "kind", None) != "clickhouse":
+            raise BadRequestError(f"SQL runs on the clickhouse engine; this store uses {engine.kind}",
                                   code="invalid_option")
         from pyspark_theflash.engine.clickhouse.calculator import run_sql
 
-        return run_sql(self.engine, query, snapshot_ts)
+        return run_sql(engine, query, snapshot_ts)
 
-    def flush(self, timeout_s: float | None = None) -> dict[str, Any]:
-        return self.engine.flush(DEFAULT_FLUSH_TIMEOUT_S if timeout_s is None else float(timeout_s))
+    def flush(self, timeout_s: float | None = None, store: str | None = None) -> dict[str, Any]:
+        return self.stores.get(store).flush(DEFAULT_FLUSH_TIMEOUT_S if timeout_s is None else float(timeout_s))
 
     @staticmethod
     def describe(session: Any, stream_url: str | None = None) -> dict[str, Any]:
@@ -83,6 +98,7 @@ class ReadService:
 
     def close(self) -> None:
         self.sessions.close()
+        self.stores.close()
 
 
 def tidb_type_text(col: Any) -> str:

@@ -28,7 +28,7 @@ import pyarrow.flight as flight
 
 from pyspark_theflash.service.core import ReadService
 from pyspark_theflash.service.errors import BadRequestError, ServiceError, UnauthenticatedError
-from pyspark_theflash.service.request import ReadRequest
+from pyspark_theflash.service.request import ReadRequest, store_argument, timeout_argument
 
 log = logging.getLogger("theflash.service.flight")
 FRONTEND = "flight"
@@ -84,11 +84,13 @@ class FlightService(flight.FlightServerBase):
         from pyspark_theflash.schema import arrow_schema
 
         try:
-            tables = self.service.engine.tables()
+            store = store_argument(_json_object(criteria) if criteria and criteria.strip() else {})
+            tables = self.service.stores.get(store).tables()
         except Exception as exc:
             raise flight_error(self.service.failed(exc, FRONTEND)) from None
         for info in tables:
-            descriptor = flight.FlightDescriptor.for_command(json.dumps({"table": f"{info.db}.{info.name}"}))
+            command = {"table": f"{info.db}.{info.name}", **({"store": store} if store is not None else {})}
+            descriptor = flight.FlightDescriptor.for_command(json.dumps(command))
             yield flight.FlightInfo(arrow_schema(info, toward_spark=True), descriptor, [], -1, -1)
 
     def get_flight_info(self, context: Any, descriptor: flight.FlightDescriptor) -> flight.FlightInfo:
@@ -154,12 +156,9 @@ class FlightService(flight.FlightServerBase):
             raise BadRequestError(f"unknown action {kind!r}; actions: {sorted(ACTIONS)}", code="invalid_option")
         args = _json_object(body) if body.strip() else {}
         if kind == "status":
-            return self.service.status()
+            return self.service.status(store_argument(args))
         if kind == "flush":
-            timeout = args.get("timeout_s")
-            if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))):
-                raise BadRequestError(f"timeout_s must be a number of seconds, got {timeout!r}", code="invalid_option")
-            return self.service.flush(timeout)
+            return self.service.flush(timeout_argument(args), store_argument(args))
         session_id = args.get("session")
         if not isinstance(session_id, str):
             raise BadRequestError(f"action {kind} needs a body {{\"session\": id}}, got {args!r}", code="invalid_option")

@@ -23,6 +23,7 @@ import logging
 import re
 import socket
 import threading
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
 
@@ -30,7 +31,7 @@ import pyarrow as pa
 
 from pyspark_theflash.service.core import ReadService
 from pyspark_theflash.service.errors import BadRequestError, ServiceError
-from pyspark_theflash.service.request import MAX_REQUEST_BYTES, ReadRequest
+from pyspark_theflash.service.request import MAX_REQUEST_BYTES, ReadRequest, store_argument, timeout_argument
 from pyspark_theflash.service.stream_body import ARROW_EOS
 
 log = logging.getLogger("theflash.service.http")
@@ -99,15 +100,12 @@ class _Handler(BaseHTTPRequestHandler):
             if method == "GET" and path == "/metrics":
                 return self._send(200, self.service.metrics.prometheus_text().encode(), "text/plain; version=0.0.4")
             if method == "GET" and path == "/v1/tables":
-                return self._json(200, {"tables": self.service.tables()})
+                return self._json(200, {"tables": self.service.tables(self._query_store())})
             if method == "GET" and path == "/v1/status":
-                return self._json(200, self.service.status())
+                return self._json(200, self.service.status(self._query_store()))
             if method == "POST" and path == "/v1/flush":
                 args = _object(body) if body.strip() else {}
-                timeout = args.get("timeout_s")
-                if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))):
-                    raise BadRequestError(f"timeout_s must be a number of seconds, got {timeout!r}", code="invalid_option")
-                return self._json(200, self.service.flush(timeout))
+                return self._json(200, self.service.flush(timeout_argument(args), store_argument(args)))
             if method == "POST" and path == "/v1/read-sessions":
                 session = self.service.sessions.open(ReadRequest.from_json(body), FRONTEND)
                 return self._json(201, ReadService.describe(session, STREAM_URL))
@@ -137,6 +135,11 @@ class _Handler(BaseHTTPRequestHandler):
             if err.status >= 500:
                 log.warning("%s %s: %s", method, path, err.message)
             self._json(err.status, err.to_dict())
+
+    def _query_store(self) -> str | None:
+        """The ``store`` query parameter (``GET /v1/tables?store=/data/flash``), or None."""
+        query = urllib.parse.parse_qs(self.path.split("?", 1)[1]) if "?" in self.path else {}
+        return store_argument({"store": query["store"][-1]} if "store" in query else {})
 
     # -- streams -------------------------------------------------------------------------------
     def _stream(self, session_id: str, n: int) -> None:

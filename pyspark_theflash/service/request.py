@@ -2,6 +2,7 @@
 and checked before anything is planned.
 
     {"table": "bank.accounts",          required: db.table
+     "store": "/data/flash",            the store directory; a service of one store checks it
      "snapshot_ts": 4520..., | "as_of": "2026-11-21 06:00:00",   default: the latest
      "columns": ["id", "balance", "_tidb_rowid"],                default: every visible column
      "filter": [["balance", ">", 0]],   see scan/filter_json.py
@@ -26,13 +27,14 @@ OPTION_FIELDS = {
     "stream_target_bytes": "partition_target_bytes", "region_wait_timeout": "region_wait_timeout",
     "lock_wait_timeout": "lock_wait_timeout", "handle_ranges": HANDLE_RANGES_OPTION,
 }
-FIELDS = ("table", "snapshot_ts", "as_of", "columns", "filter", "isolation", *OPTION_FIELDS)
+FIELDS = ("table", "store", "snapshot_ts", "as_of", "columns", "filter", "isolation", *OPTION_FIELDS)
 MAX_REQUEST_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
 class ReadRequest:
     table: str
+    store: str | None = None
     snapshot_ts: int | None = None
     as_of: str | None = None
     columns: tuple[str, ...] | None = None
@@ -84,6 +86,22 @@ class ReadRequest:
             if isinstance(value, bool) or not isinstance(value, (str, int, float)):
                 raise BadRequestError(f"field {name} must be a string or a number, got {value!r}", code="invalid_option")
             options[option] = str(value)
-        return ReadRequest(table=table, snapshot_ts=snapshot_ts, as_of=None if as_of is None else str(as_of),
+        return ReadRequest(table=table, store=store_argument(data), snapshot_ts=snapshot_ts, as_of=None if as_of is None else str(as_of),
                            columns=None if columns is None else tuple(columns), filter=data.get("filter"),
                            isolation=isolation, options=options)
+
+
+def store_argument(args: dict[str, Any]) -> str | None:
+    """A request's ``store`` (a store directory), or None when it names none."""
+    store = args.get("store")
+    if store is not None and (not isinstance(store, str) or not store.strip()):
+        raise BadRequestError(f"field store must be a store directory, got {store!r}", code="invalid_option")
+    return store
+
+
+def timeout_argument(args: dict[str, Any]) -> float | None:
+    """A request's ``timeout_s`` (seconds), or None."""
+    timeout = args.get("timeout_s")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))):
+        raise BadRequestError(f"timeout_s must be a number of seconds, got {timeout!r}", code="invalid_option")
+    return None if timeout is None else float(timeout)

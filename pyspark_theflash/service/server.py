@@ -46,22 +46,28 @@ class RunningService:
         self.close()
 
 
-def serve(store: str | None = None, *, engine: Any = None, host: str = DEFAULT_HOST, port: int = 0,
-          http_port: int | None = None, token: str | None = None, token_file: str | None = None,
+def serve(store: str | None = None, *, engine: Any = None, any_store: bool = False, host: str = DEFAULT_HOST,
+          port: int = 0, http_port: int | None = None, token: str | None = None, token_file: str | None = None,
           upstream: str | None = None, keeper_interval_s: float = 1.0) -> RunningService:
-    """Serve the store at ``store`` (opened read-only beside its writer) or ``engine``: Flight on
-    ``port``, HTTP on ``http_port`` (default ``port + 1``; any free port when ``port`` is 0).
+    """Serve the store at ``store`` (opened read-only beside its writer), or ``engine``, or with
+    ``any_store`` each store a read names (``service/stores.py``): Flight on ``port``, HTTP on
+    ``http_port`` (default ``port + 1``; any free port when ``port`` is 0).
     ``token`` / ``token_file``: require ``Authorization: Bearer <token>`` on every call."""
     if token_file is not None:
         token = read_token_file(token_file)
-    owns_engine = engine is None
-    if engine is None:
-        if store is None:
-            raise ValueError("serve() needs a store directory or an engine")
-        from pyspark_theflash.engine import open_engine
+    if sum(x for x in (store is not None, engine is not None, any_store)) != 1:
+        raise ValueError("serve() serves a store directory, an engine, or any store: one of them")
+    owns_engine = engine is None and not any_store
+    if any_store:
+        from pyspark_theflash.service.stores import AnyStore
 
-        engine = open_engine(store, readonly=True, upstream=upstream)
-    service = ReadService(engine, token=token, keeper_interval_s=keeper_interval_s)
+        service = ReadService(stores=AnyStore(upstream=upstream), token=token, keeper_interval_s=keeper_interval_s)
+    else:
+        if engine is None:
+            from pyspark_theflash.engine import open_engine
+
+            engine = open_engine(str(store), readonly=True, upstream=upstream)
+        service = ReadService(engine, token=token, keeper_interval_s=keeper_interval_s)
     flight = http = None
     try:
         flight = FlightService(service, host, port)
@@ -76,6 +82,7 @@ def serve(store: str | None = None, *, engine: Any = None, host: str = DEFAULT_H
             engine.close()
         raise
     running = RunningService(service, flight, http, owns_engine)
-    log.info("serving store %s: Flight %s, HTTP %s%s", engine.root, running.flight_location, running.http_url,
+    log.info("serving %s: Flight %s, HTTP %s%s", "any store" if any_store else f"store {engine.root}",
+             running.flight_location, running.http_url,
              " (bearer token required)" if token else "")
     return running

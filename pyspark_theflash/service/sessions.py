@@ -29,6 +29,7 @@ class HeldSession:
     """A session with its use: when it was last touched, how many streams are being read."""
 
     session: Any                     # scan.session.ReadSession
+    engine: Any                      # the engine that opened it and reads its streams
     frontend: str
     last_used: float
     renewed_at: float
@@ -49,9 +50,9 @@ class HeldSession:
 class SessionRegistry:
     """Sessions by id; opening, renewing, releasing, streaming, expiring."""
 
-    def __init__(self, engine: Any, metrics: ServiceMetrics, *, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, stores: Any, metrics: ServiceMetrics, *, clock: Callable[[], float] = time.monotonic,
                  keeper_interval_s: float = 1.0) -> None:
-        self.engine = engine
+        self.stores = stores  # service.stores: the engine of the store a request names
         self.metrics = metrics
         self._clock = clock
         self._mu = threading.Lock()
@@ -66,12 +67,13 @@ class SessionRegistry:
 
     # -- the session's life --------------------------------------------------------------------
     def open(self, request: ReadRequest, frontend: str) -> Any:
-        session = self.engine.open_read_session(
+        engine = self.stores.get(request.store)
+        session = engine.open_read_session(
             request.table, snapshot_ts=request.snapshot_ts, as_of=request.as_of, columns=request.columns,
             filter=request.filter, isolation=request.isolation, options=dict(request.options))
         now = self._clock()
         with self._mu:
-            self._sessions[session.id] = HeldSession(session, frontend, now, now)
+            self._sessions[session.id] = HeldSession(session, engine, frontend, now, now)
         self.metrics.add("theflash_service_sessions_opened_total", frontend=frontend)
         log.info("session %s: %s at ts %d, %d stream(s), ~%d rows (%s)", session.id, session.table, session.ts,
                  len(session.streams), session.rows, frontend)
@@ -113,6 +115,10 @@ class SessionRegistry:
         with self._mu:
             return list(self._sessions.values())
 
+    def reads(self, engine: Any) -> bool:
+        """Whether a held session reads through ``engine``."""
+        return any(h.engine is engine for h in self.sessions())
+
     # -- streams -------------------------------------------------------------------------------
     def stream(self, session_id: str, n: int, frontend: str) -> Iterator[pa.RecordBatch]:
         """Stream ``n`` of a session (checked now: an unknown session or stream raises here, not
@@ -132,7 +138,7 @@ class SessionRegistry:
     def _batches(self, held: HeldSession, n: int, frontend: str) -> Iterator[pa.RecordBatch]:
         completed = False
         try:
-            for batch in self.engine.read_stream(held.session, n):
+            for batch in held.engine.read_stream(held.session, n):
                 held.touch(self._clock())
                 self.metrics.add("theflash_service_rows_total", batch.num_rows, frontend=frontend)
                 self.metrics.add("theflash_service_bytes_total", batch.nbytes, frontend=frontend)

@@ -2,8 +2,7 @@
 lives in ``scan/``, bytes in ``codec/``, MVCC in ``store/``)."""
 from __future__ import annotations
 
-from pyspark_theflash.spark.hook import install_reader_hook
-from pyspark_theflash.spark.pin import install_session_snapshot_hook, pinned_snapshot
+from pyspark_theflash.spark.pin import pinned_snapshot
 from pyspark_theflash.spark.session import theflash_session
 
-__all__ = ["install_reader_hook", "install_session_snapshot_hook", "pinned_snapshot", "theflash_session"]
+__all__ = ["pinned_snapshot", "theflash_session"]

@@ -1,11 +1,11 @@
 """Sharing one snapshot ts across reads of a Spark session.
 
 ``spark.conf.set("theflash.snapshot_ts", ts)`` makes every later ``format("theflash")``
-read of the session use ``ts`` (unless the read gives ``snapshot_ts``/``as_of`` itself).
-Spark hands a Python data source its read options only, never the session conf, so the
-reader hook (``spark/hook.py``) copies the conf into the options of each
-``format("theflash")`` read as it is built (``DataFrameReader.load``). SQL
-``CREATE TEMPORARY VIEW ... USING theflash OPTIONS (snapshot_ts '...')`` passes it directly.
+read of a session with the connector jar use ``ts`` (unless the read gives
+``snapshot_ts``/``as_of`` itself): the connector reads the session conf as it plans. The
+Python data source is handed its read options only, never the session conf, so a session
+without the jar pins nothing this way: give each read ``snapshot_ts``, or SQL
+``CREATE TEMPORARY VIEW ... USING theflash OPTIONS (snapshot_ts '...')``.
 
     with pinned_snapshot(spark, store="/data/flash") as ts:
         accounts = spark.read.format("theflash").option("store", "/data/flash").load("bank.accounts")
@@ -18,23 +18,26 @@ import contextlib
 from typing import Any, Iterator
 
 from pyspark_theflash.scan.options import SESSION_SNAPSHOT_OPTION
-from pyspark_theflash.spark.hook import install_reader_hook
 
-# The name this hook had before it also planned native reads.
-install_session_snapshot_hook = install_reader_hook
 
 @contextlib.contextmanager
 def pinned_snapshot(spark: Any, store: str, ts: int | None = None, upstream: str | None = None,
                     latch: str | None = None, lease_ttl_s: float = 120.0) -> Iterator[int]:
     """Pin one snapshot ts for a block of work: sets ``theflash.snapshot_ts`` in the session
-    and holds a read lease at it (renewed) until the block ends; yields the ts."""
+    and holds a read lease at it (renewed) until the block ends; yields the ts. The session
+    must read through the connector jar (``theflash_session()``): the Python data source
+    never sees the session conf, and a pin it ignored would read the latest data instead."""
     from pyspark_theflash.latch import connect as connect_latch
     from pyspark_theflash.scan.lease import ReadLease, default_holder
     from pyspark_theflash.scan.options import ScanOptions
     from pyspark_theflash.scan.planner import connect_upstream, open_store, upstream_address
     from pyspark_theflash.scan.snapshot import check_snapshot_ts
+    from pyspark_theflash.spark.session import has_connector_jar
 
-    install_reader_hook()
+    if not has_connector_jar(spark):
+        raise RuntimeError("pinned_snapshot() pins reads of the connector jar, and this session reads through the "
+                           "Python data source, which never sees the session conf: start the session with "
+                           "theflash_session() (the jar), or give each read option snapshot_ts")
     options = ScanOptions(store=store, table="pinned.snapshot", upstream=upstream)
     with open_store(store) as opened, opened.snapshot() as view:
         store_safe_point = int(view.gc_safe_point())

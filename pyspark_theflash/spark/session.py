@@ -1,36 +1,47 @@
-"""A SparkSession set up for TheFlash: workers run this interpreter and Arrow batches are
-passed through; with ``jvm=True`` (or a ``server``/``store``) the Spark connector jar is on the
-session and reads go through it."""
+"""A SparkSession set up for TheFlash: the Spark connector jar on the session and a service
+for its reads (or, with ``jvm=False``, the Python data source), workers running this
+interpreter."""
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import sys
 import threading
 from typing import Any
 
+log = logging.getLogger("theflash.spark")
 SERVER_CONF = "theflash.server"
-_SERVICES: dict[str, Any] = {}  # store -> the in-process service started for it
-_SERVICES_LOCK = threading.Lock()
+TOKEN_CONF = "theflash.token"  # Spark redacts conf values whose key says "token"
+STORE_CONF = "theflash.store"
+_SERVICE: Any = None  # the service in_process_service() started
+_SERVICE_LOCK = threading.Lock()
 
 
-def theflash_session(master: str | None = None, app_name: str = "theflash", *, jvm: bool = False,
+def theflash_session(master: str | None = None, app_name: str = "theflash", *, jvm: bool | None = None,
                      server: str | None = None, store: str | None = None, **conf: Any):
     """Return (or create) a SparkSession configured for ``format("theflash")``.
 
-    Without ``jvm``: the Python data source, with the package's reader hook (session pin,
-    native reads of compacted parts). With ``jvm=True``, or a ``server`` (``http://host:port``
-    of ``theflash serve``) or a ``store`` (a service is then started in this process for it):
-    the connector jar is added to ``spark.jars`` and ``theflash.server`` is set, so
-    ``format("theflash")`` and the catalog (``spark.sql.catalog.theflash``, set unless given)
-    read through the JVM connector, with no hook.
+    By default the Spark connector jar goes on a new session, so ``format("theflash")`` and the
+    catalog (``spark.sql.catalog.theflash``) are the JVM connector: column pruning, filter
+    pushdown, statistics and the ``theflash.snapshot_ts`` pin come from it. Its reads go to
+    ``server`` (``http://host:port`` of ``theflash serve``) or, when none is given, to a service
+    this function starts in this process (on loopback, with a token of its own) that reads
+    whichever store a read names. ``store`` becomes the session's default store
+    (``theflash.store``: reads and the catalog without a ``store`` option use it).
+
+    ``jvm=False`` leaves the jar out: ``format("theflash")`` is then the Python data source,
+    whose reads take their options only (no session pin, no pushdown). A session that already
+    runs without the jar stays so (PySpark keeps one JVM per process) unless ``jvm=True``
+    insists, which is an error then.
 
     A session that already runs is returned as it is, except for the settings passed here
-    (``conf``): its shuffle partitions, UI or memory are the user's. Python filter pushdown
-    (``spark.sql.python.filterPushdown.enabled``) is left as it is: the Python source takes no
-    pushed filters (see ``spark/datasource.py``).
+    (``conf``) and the theflash ones above: its shuffle partitions, UI or memory are the user's.
+    A new session gets a few defaults suited to local work (Arrow, 4 shuffle partitions, no
+    UI), each only where ``conf`` does not set it.
     """
-    jvm = jvm or server is not None or store is not None
+    if jvm is False and (server is not None or store is not None):
+        raise ValueError("server and store configure the connector jar's reads; leave them out with jvm=False")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     local = master is None or master.startswith("local")
@@ -47,6 +58,9 @@ def theflash_session(master: str | None = None, app_name: str = "theflash", *, j
         session = SparkSession.builder.getOrCreate()
         for key, value in user.items():
             session.conf.set(key, value)
+        connector = has_connector_jar(session)
+        if jvm and not connector:
+            _refuse_without_connector(session)
     else:
         builder = SparkSession.builder.appName(app_name)
         if master:
@@ -60,7 +74,8 @@ def theflash_session(master: str | None = None, app_name: str = "theflash", *, j
         }
         if local:
             settings.update({"spark.driver.bindAddress": "127.0.0.1", "spark.driver.host": "127.0.0.1"})
-        if jvm:
+        connector = jvm is not False and (jvm or _jar_built())
+        if connector:
             from pyspark_theflash.spark.jar import jar_path
 
             jars = [j for j in user.get("spark.jars", "").split(",") if j]
@@ -70,19 +85,33 @@ def theflash_session(master: str | None = None, app_name: str = "theflash", *, j
         for key, value in settings.items():
             builder = builder.config(key, value)
         session = builder.getOrCreate()
-    if jvm:
-        _refuse_without_connector(session)
-        if server is None and store is not None:
-            server = in_process_service(store)
-        if server is not None:
-            session.conf.set(SERVER_CONF, server)
-        return session
-    # Lets spark.conf.set("theflash.snapshot_ts", ts) reach theflash reads (spark/pin.py) and
-    # Spark's Parquet reader read the compacted parts (spark/native.py).
-    from pyspark_theflash.spark.hook import install_reader_hook
-
-    install_reader_hook()
+        if connector:
+            _refuse_without_connector(session)
+    if connector:
+        _connect(session, server, store, user)
     return session
+
+
+def _jar_built() -> bool:
+    from pyspark_theflash.spark.jar import JAR
+
+    if JAR.exists():
+        return True
+    log.warning("the theflash connector jar %s is not built (scripts/bootstrap.sh builds it): this session reads "
+                "through the Python data source, without pushdown or the session's snapshot pin", JAR)
+    return False
+
+
+def _connect(session: Any, server: str | None, store: str | None, user: dict[str, str]) -> None:
+    """Point the session's connector reads at ``server``, or at this process's service."""
+    if server is None and SERVER_CONF not in user and not session.conf.get(SERVER_CONF, None):
+        running = in_process_service()
+        session.conf.set(SERVER_CONF, running.http_url)
+        session.conf.set(TOKEN_CONF, running.service.auth.token)
+    elif server is not None:
+        session.conf.set(SERVER_CONF, server)
+    if store is not None:
+        session.conf.set(STORE_CONF, os.path.abspath(store))
 
 
 CONNECTOR_CLASS = "io.theflash.spark.TheFlashTableProvider"
@@ -95,8 +124,7 @@ def has_connector_jar(session: Any) -> bool:
     Naming the jar in ``spark.jars`` is not enough. The driver's class path is fixed when its
     JVM starts, and PySpark keeps one JVM per Python process: a context started with the jar
     after one without it was stopped ships the jar to executors, but the driver resolves
-    ``format("theflash")`` to the Python source. Asked once per context (every theflash
-    ``load()`` asks)."""
+    ``format("theflash")`` to the Python source. Asked once per context."""
     sc = session.sparkContext
     known = getattr(sc, "_theflash_has_connector_jar", None)
     if known is None:
@@ -114,19 +142,21 @@ def _refuse_without_connector(session: Any) -> None:
            if any(os.path.basename(j).startswith("theflash-spark") for j in jars.split(",")) else
            "the jar is not in spark.jars")
     raise RuntimeError(f"this Spark session cannot load the theflash connector ({CONNECTOR_CLASS}): {why}. "
-                       "Start this process's first session with theflash_session(jvm=True) or "
-                       "spark.jars = $(theflash jar), or leave out jvm/server/store to read through the Python source")
+                       "Start this process's first session with theflash_session() or "
+                       "spark.jars = $(theflash jar), or pass jvm=False to read through the Python source")
 
 
-def in_process_service(store: str) -> str:
-    """The HTTP address of a service for ``store`` in this process (started once, on loopback,
-    stopped at exit)."""
+def in_process_service() -> Any:
+    """This process's service for the connector (``service.serve(any_store=True)``): started
+    once, on loopback, with a random bearer token (it reads any store this process can, so
+    nobody else on the machine may call it), stopped at exit."""
+    import secrets
+
     from pyspark_theflash.service import serve
 
-    key = os.path.abspath(store)
-    with _SERVICES_LOCK:
-        running = _SERVICES.get(key)
-        if running is None:
-            running = _SERVICES[key] = serve(key, port=0)
-            atexit.register(running.close)
-        return running.http_url
+    global _SERVICE
+    with _SERVICE_LOCK:
+        if _SERVICE is None:
+            _SERVICE = serve(any_store=True, port=0, token=secrets.token_urlsafe(32))
+            atexit.register(_SERVICE.close)
+        return _SERVICE

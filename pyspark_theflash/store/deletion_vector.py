@@ -23,9 +23,8 @@ the deltas touch when it holds one version per handle: the cost follows the delt
 stable × deltas. Delta Lake's deletion vectors, Paimon's merge-on-read and TiFlash's DeltaTree
 split a read the same way.
 
-Both halves compute the vector from the same pinned parts (``deletion_vector``), so they agree
-on it exactly: ``scan.native`` hands Spark the stable half, the Python source reads the other
-with :func:`read_superseding`.
+``store.read`` reads a partition this way (``PartsReader._read_split_or_mvcc``): the stable
+half with :meth:`PartsReader.read_stable_half`, the other with :func:`superseding_rows`.
 """
 from __future__ import annotations
 
@@ -322,18 +321,6 @@ def _vector_from_rows(stable: PartRef, stable_rows: pa.Table, touched: pa.Table 
     return DeletionVector(versions, superseded)
 
 
-def read_superseding(stable: PartRef, deltas: Sequence[PartRef], table: "TableInfo", ts: int,
-                     handle_range: HandleRange, columns: Sequence[str] | None, predicate: "Expr | None",
-                     hidden: Sequence[str], root: str | Path, batch_rows: int) -> Iterator[pa.RecordBatch]:
-    """The other half of the partition's read at ts: for each superseded handle, its newest
-    visible delta version (none for a delete mark), filtered by ``predicate``."""
-    vector = deletion_vector(stable, deltas, table, ts, handle_range, root)
-    if vector is None:
-        raise ValueError(f"part {stable.part_id} has no deletion vector at ts {ts}: it is read whole")
-    yield from superseding_rows(vector.superseded, deltas, table, ts, handle_range, columns, predicate, hidden,
-                                root, batch_rows)
-
-
 def superseding_rows(superseded: pa.Array, deltas: Sequence[PartRef], table: "TableInfo", ts: int,
                      handle_range: HandleRange, columns: Sequence[str] | None, predicate: "Expr | None",
                      hidden: Sequence[str], root: str | Path, batch_rows: int,
@@ -350,6 +337,5 @@ def superseding_rows(superseded: pa.Array, deltas: Sequence[PartRef], table: "Ta
     yield from reader.finish(newest_visible(versions))
 
 
-__all__ = ["DeletionVector", "MAX_VECTOR_SHARE", "can_split", "deletion_vector", "handle_index", "read_superseding",
-           "superseding_rows",
-           "stable_and_deltas"]
+__all__ = ["DeletionVector", "MAX_VECTOR_SHARE", "can_split", "deletion_vector", "handle_index",
+           "stable_and_deltas", "superseding_rows"]

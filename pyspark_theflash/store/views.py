@@ -296,22 +296,6 @@ class StoreView:
             return list(live)
         return [p for p in live if p.overlaps(lo, hi)]
 
-    def parts_by_id(self, table_id: int, part_ids: Sequence[int], as_of_version: int) -> list[PartRef]:
-        """The given parts as the manifest listed them at ``as_of_version`` (with the range
-        tombstones that applied then), removed since or not: a reader that planned at that
-        version and holds a lease from then finds their files still there. Raises
-        ``PartFileError`` for a part the manifest no longer has."""
-        ids = sorted({int(i) for i in part_ids})
-        refs = self._part_refs(table_id, f"part_id IN ({','.join('?' * len(ids))})", tuple(ids), as_of_version,
-                               None, None) if ids else []
-        missing = sorted(set(ids) - {r.part_id for r in refs})
-        if missing:
-            from pyspark_theflash.store.errors import PartFileError
-
-            raise PartFileError(f"parts {missing} of table {table_id}",
-                                f"gone from the manifest (their read lease of manifest version {as_of_version} expired?)")
-        return refs
-
     def _part_refs(self, table_id: int, where: str, args: tuple[Any, ...], as_of_version: int | None,
                    lo: int | None, hi: int | None) -> list[PartRef]:
         bounds = {p.partition_id: (p.lo, p.hi) for p in self.partitions(table_id)}

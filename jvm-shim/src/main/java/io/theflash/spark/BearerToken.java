@@ -9,7 +9,8 @@ import java.nio.file.Paths;
 /**
  * The bearer token a read sends to a service started with {@code theflash serve --token-file}:
  * option {@code token}, else option {@code token_file} (its first line, read by the driver), else
- * the {@code THEFLASH_TOKEN} environment variable of each JVM. Only {@link #header()} gives the
+ * the session conf {@code theflash.token} (read by the driver), else the {@code THEFLASH_TOKEN}
+ * environment variable of each JVM. Only {@link #header()} gives the
  * value; {@link #toString()} and every message name where it came from, never what it is.
  */
 final class BearerToken implements Serializable {
@@ -55,6 +56,12 @@ final class BearerToken implements Serializable {
           + " (option token_file) is empty: put the bearer token on its first line");
     }
     return new BearerToken(first, source);
+  }
+
+  /** The token a session conf ({@code conf}, e.g. theflash.token) holds, or null when it is unset. */
+  static BearerToken fromSession(String value, String conf) {
+    if (value == null || value.trim().isEmpty()) return null;
+    return new BearerToken(value.trim(), "the session conf " + conf);
   }
 
   /** This JVM's {@code THEFLASH_TOKEN}, or null when it is unset or blank. */

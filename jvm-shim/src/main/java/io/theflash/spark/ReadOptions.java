@@ -20,12 +20,16 @@ public final class ReadOptions implements Serializable {
   public static final String SESSION_SNAPSHOT = "theflash.snapshot_ts";
   /** The session conf naming the service when a read gives no server option. */
   public static final String SESSION_SERVER = "theflash.server";
+  /** The session conf holding the bearer token when a read gives no token option. */
+  public static final String SESSION_TOKEN = "theflash.token";
+  /** The session conf naming the store when a read gives no store option. */
+  public static final String SESSION_STORE = "theflash.store";
 
   /** The options a user may give, as the README lists them. */
   public static final List<String> PUBLIC = Collections.unmodifiableList(Arrays.asList(
       "server", "store", "table", "upstream", "latch", "snapshot_ts", "as_of", "isolation",
       "region_wait_timeout", "lock_wait_timeout", "lease_ttl", "batch_rows", "columns", "hidden",
-      "partition_target_bytes", "min_partitions", "schema", "native_read", "token", "token_file"));
+      "partition_target_bytes", "min_partitions", "schema", "token", "token_file"));
   private static final List<String> ALSO = Arrays.asList("path", "paths", SESSION_SNAPSHOT);
   static final List<String> HIDDEN_READABLE = Arrays.asList("_tidb_rowid", "_tidb_commit_ts");
   // read option -> the read request's field (service/request.py OPTION_FIELDS)
@@ -42,6 +46,8 @@ public final class ReadOptions implements Serializable {
   }
 
   public final String server;
+  /** The store directory the read names (sent to the service, which checks it), or null. */
+  public final String store;
   public final String table;
   public final Long snapshotTs;
   public final String asOf;
@@ -54,12 +60,13 @@ public final class ReadOptions implements Serializable {
   /** The read's bearer token (options token, token_file), or null: each JVM's THEFLASH_TOKEN then. */
   final BearerToken token;
 
-  private ReadOptions(Map<String, String> raw, String server, String table, Long snapshotTs, String asOf,
-      String isolation, List<String> columns, List<String> hidden, Map<String, String> requestOptions,
+  private ReadOptions(Map<String, String> raw, String server, String store, String table, Long snapshotTs,
+      String asOf, String isolation, List<String> columns, List<String> hidden, Map<String, String> requestOptions,
       BearerToken token) {
     this.raw = raw;
     this.token = token;
     this.server = server;
+    this.store = store;
     this.table = table;
     this.snapshotTs = snapshotTs;
     this.asOf = asOf;
@@ -69,11 +76,19 @@ public final class ReadOptions implements Serializable {
     this.requestOptions = requestOptions;
   }
 
+  /** Parses a read's options with the active session's theflash.server, .token and .store. */
+  public static ReadOptions parse(Map<String, String> options) {
+    return parse(options, SessionConf.get(SESSION_SERVER), SessionConf.get(SESSION_TOKEN),
+        SessionConf.get(SESSION_STORE));
+  }
+
   /**
-   * Parses a read's options; {@code sessionServer} is the session's {@code theflash.server}
+   * Parses a read's options; {@code sessionServer}, {@code sessionToken} and {@code sessionStore}
+   * are the session's {@code theflash.server}, {@code theflash.token} and {@code theflash.store}
    * (null when unset).
    */
-  public static ReadOptions parse(Map<String, String> options, String sessionServer) {
+  public static ReadOptions parse(Map<String, String> options, String sessionServer, String sessionToken,
+      String sessionStore) {
     Map<String, String> opts = new LinkedHashMap<>();
     for (Map.Entry<String, String> e : options.entrySet()) {
       if (e.getValue() != null) {
@@ -82,11 +97,14 @@ public final class ReadOptions implements Serializable {
     }
     refuseUnknown(opts.keySet());
     BearerToken token = BearerToken.fromOptions(opts.remove("token"), opts.get("token_file"));
+    if (token == null) token = BearerToken.fromSession(sessionToken, SESSION_TOKEN);
     String server = blankToNull(opts.getOrDefault("server", sessionServer));
+    String store = blankToNull(opts.getOrDefault("store", sessionStore));
     if (server == null) {
       throw new IllegalArgumentException("option \"server\" is required: the JVM connector reads through the "
           + "theflash service (`theflash serve --store DIR` prints its HTTP address), e.g. "
-          + ".option(\"server\", \"http://127.0.0.1:8816\"), or set the session conf " + SESSION_SERVER);
+          + ".option(\"server\", \"http://127.0.0.1:8816\"), or set the session conf " + SESSION_SERVER
+          + "; from PySpark, theflash_session() starts a service in its own process and sets it");
     }
     if (!server.startsWith("http://") && !server.startsWith("https://")) {
       throw new IllegalArgumentException("option server=" + quote(server) + " must be http://host:port");
@@ -117,18 +135,13 @@ public final class ReadOptions implements Serializable {
             + " is not a readable hidden column; use " + String.join(", ", HIDDEN_READABLE));
       }
     }
-    String nativeRead = opts.getOrDefault("native_read", "true").trim().toLowerCase(Locale.ROOT);
-    if (!nativeRead.equals("true") && !nativeRead.equals("false")) {
-      throw new IllegalArgumentException("option native_read=" + quote(opts.get("native_read"))
-          + ": use true (default) or false");
-    }
     Map<String, String> request = new LinkedHashMap<>();
     for (Map.Entry<String, String> e : REQUEST_FIELDS.entrySet()) {
       if (opts.containsKey(e.getKey())) {
         request.put(e.getValue(), opts.get(e.getKey()));
       }
     }
-    return new ReadOptions(opts, server, table, snapshotTs, asOf, isolation, list(opts.get("columns")), hidden,
+    return new ReadOptions(opts, server, store, table, snapshotTs, asOf, isolation, list(opts.get("columns")), hidden,
         request, token);
   }
 
@@ -143,18 +156,20 @@ public final class ReadOptions implements Serializable {
 
   /** The same read at another ts (SQL time travel: VERSION AS OF / TIMESTAMP AS OF). */
   public ReadOptions at(Long snapshotTs, String asOf) {
-    return new ReadOptions(raw, server, table, snapshotTs, asOf, isolation, columns, hidden, requestOptions, token);
+    return new ReadOptions(raw, server, store, table, snapshotTs, asOf, isolation, columns, hidden, requestOptions,
+        token);
   }
 
   /** The service's HTTP client for this read (its server and bearer token). */
   ServiceClient client() {
-    return new ServiceClient(server, token);
+    return new ServiceClient(server, token, store);
   }
 
   /** The read request (service/request.py) for these columns and this filter. */
   public Map<String, Object> request(List<String> readColumns, List<Object> filter) {
     Map<String, Object> r = new LinkedHashMap<>();
     r.put("table", table);
+    if (store != null) r.put("store", store);
     if (snapshotTs != null) r.put("snapshot_ts", snapshotTs);
     if (asOf != null) r.put("as_of", asOf);
     r.put("columns", readColumns);

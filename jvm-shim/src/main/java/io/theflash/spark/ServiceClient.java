@@ -6,6 +6,7 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.net.ConnectException;
 import java.net.URI;
+import java.net.URLEncoder;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
@@ -23,14 +24,21 @@ public final class ServiceClient {
 
   private final String server;
   private final BearerToken token;
+  private final String store;
 
   /**
    * {@code token}: the read's own bearer token (options token / token_file), or null to send this
    * JVM's THEFLASH_TOKEN if it is set.
    */
   ServiceClient(String server, BearerToken token) {
+    this(server, token, null);
+  }
+
+  /** {@code store}: the store directory the calls name (the service checks it), or null. */
+  ServiceClient(String server, BearerToken token, String store) {
     this.server = server.endsWith("/") ? server.substring(0, server.length() - 1) : server;
     this.token = token;
+    this.store = store;
   }
 
   public String server() {
@@ -53,9 +61,10 @@ public final class ServiceClient {
     return client;
   }
 
-  /** GET /v1/tables: the replicated tables. */
+  /** GET /v1/tables: the replicated tables (of the store named, if one is). */
   public JsonNode tables() {
-    return json(HttpRequest.newBuilder(uri("/v1/tables")).GET()).get("tables");
+    String query = store == null ? "" : "?store=" + URLEncoder.encode(store, StandardCharsets.UTF_8);
+    return json(HttpRequest.newBuilder(uri("/v1/tables" + query)).GET()).get("tables");
   }
 
   /** POST /v1/read-sessions: opens a session (ts, lease, schema, streams). */

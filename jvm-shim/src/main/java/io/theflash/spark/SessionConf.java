@@ -2,7 +2,9 @@ package io.theflash.spark;
 
 import org.apache.spark.sql.SparkSession;
 
-/** The active Spark session's theflash settings (theflash.server, theflash.snapshot_ts). */
+/**
+ * The active Spark session's theflash settings (theflash.server, .token, .store, .snapshot_ts).
+ */
 final class SessionConf {
   private SessionConf() {}
 

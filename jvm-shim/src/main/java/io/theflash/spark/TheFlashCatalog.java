@@ -66,7 +66,7 @@ public final class TheFlashCatalog implements TableCatalog, SupportsNamespaces {
   private ReadOptions options(String table) {
     Map<String, String> opts = new HashMap<>(readOptions);
     opts.put("table", table == null ? "catalog.listing" : table);
-    return ReadOptions.parse(opts, SessionConf.get(ReadOptions.SESSION_SERVER));
+    return ReadOptions.parse(opts);
   }
 
   // -- namespaces: the TiDB databases with replicated tables -------------------------------------

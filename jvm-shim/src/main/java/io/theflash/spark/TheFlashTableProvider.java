@@ -25,7 +25,7 @@ public final class TheFlashTableProvider
   }
 
   static ReadOptions options(Map<String, String> properties) {
-    return ReadOptions.parse(properties, SessionConf.get(ReadOptions.SESSION_SERVER));
+    return ReadOptions.parse(properties);
   }
 
   @Override

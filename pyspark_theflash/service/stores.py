@@ -1,0 +1,105 @@
+"""Which store a request reads: the one store a service was started for (``theflash serve
+--store DIR``, the writer's ``--serve``), or any store a read names (the service
+``theflash_session()`` starts in its own process for the Spark connector).
+
+A read names its store with the request's ``store`` field (the connector sends its ``store``
+option). A service of one store refuses a read that names another: without that check a read
+would silently answer from whichever store the service happens to serve.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import OrderedDict
+from typing import Any, Callable
+
+from pyspark_theflash.service.errors import BadRequestError, ServiceError
+
+log = logging.getLogger("theflash.service")
+
+
+def same_store(a: str, b: str) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+class OneStore:
+    """The engine of the one store the service serves."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    def get(self, store: str | None) -> Any:
+        """The engine, when ``store`` (None: not named) is this service's store."""
+        if store is not None and not same_store(store, str(self.engine.root)):
+            raise BadRequestError(f"this service serves the store at {self.engine.root}, not {store}: send the read "
+                                  "to the service of that store, or leave the store out", code="wrong_store")
+        return self.engine
+
+    def close(self) -> None:
+        """The engine belongs to whoever opened it."""
+
+
+class AnyStore:
+    """Each store a read names, opened read-only on its first read and kept open while
+    reads come; at most ``max_open`` at once (the least recently used one with no session
+    open is closed first)."""
+
+    def __init__(self, *, upstream: str | None = None, max_open: int = 8,
+                 opener: Callable[[str], Any] | None = None) -> None:
+        self._upstream = upstream
+        self._max_open = max(1, int(max_open))
+        self._opener = opener or self._open
+        self._mu = threading.Lock()
+        self._engines: OrderedDict[str, Any] = OrderedDict()
+        self.in_use: Callable[[Any], bool] = lambda engine: False  # set by the service: does a session read it?
+
+    def _open(self, root: str) -> Any:
+        from pyspark_theflash.engine import open_engine
+
+        return open_engine(root, readonly=True, upstream=self._upstream)
+
+    def get(self, store: str | None) -> Any:
+        if not store:
+            raise BadRequestError("this service reads any store its reads name: give the store directory "
+                                  "(the request's store field, the connector's store option)", code="invalid_option")
+        root = os.path.realpath(store)
+        with self._mu:
+            engine = self._engines.get(root)
+            if engine is not None:
+                self._engines.move_to_end(root)
+                return engine
+            try:
+                engine = self._opener(root)
+            except ServiceError:
+                raise
+            except Exception as exc:
+                from pyspark_theflash.store.errors import StoreNotFoundError
+
+                if isinstance(exc, StoreNotFoundError):
+                    raise ServiceError(str(exc), code="unknown_store", status=404) from None
+                raise
+            self._engines[root] = engine
+            self._evict()
+            return engine
+
+    def _evict(self) -> None:
+        for root in list(self._engines):
+            if len(self._engines) <= self._max_open:
+                return
+            engine = self._engines[root]
+            if self.in_use(engine):
+                continue
+            del self._engines[root]
+            log.info("closing store %s (least recently read of %d open)", root, self._max_open + 1)
+            engine.close()
+
+    def engines(self) -> list[Any]:
+        with self._mu:
+            return list(self._engines.values())
+
+    def close(self) -> None:
+        with self._mu:
+            engines, self._engines = list(self._engines.values()), OrderedDict()
+        for engine in engines:
+            engine.close()
