@@ -23,29 +23,29 @@ and lease included — what a user pays), best time kept:
 * projection: two columns of the wide table, by ``.schema(...)`` with that subset, and by a
   ``select`` after a full-width read.
 
-``theflash`` is the read as a user gets it from ``theflash_session()``: compacted parts go
-to Spark's own Parquet reader (``native_read``, see docs/reading.md). The same queries are
-also timed with ``native_read=false`` — everything through the Python data source, where
-Spark can prune no column — and printed for comparison. The target (within 1.5x of Parquet)
-applies to the first. Ends with one JSON line.
+``--path`` chooses the theflash read:
+
+* ``session`` (default): what a user gets from ``theflash_session()``: the Spark connector jar
+  (the JVM DataSource V2: column pruning, filter pushdown, statistics) reading the Arrow
+  streams of the service that ``theflash_session()`` starts in the driver's process;
+* ``serve``: the same connector reading ``theflash serve``, run in a process of its own as it
+  runs beside a writer;
+* ``python``: ``theflash_session(jvm=False)``, the Python data source alone (what a session
+  without the jar gets: every column of every row through a Python worker, no pruning).
+
+Targets for the connector paths: 1.1x Parquet on a quiet table, 1.25x with ``--live``; the
+Python path has none (it is printed for comparison). The connector paths also print the rows/s
+the Arrow stream alone reaches (every stream of one session read over HTTP by pyarrow, one
+after another) beside the rows/s of the connector's and of Spark's own Parquet full scan.
 
 ``--live`` reads while the writer applies a steady update workload over the whole table
 (``--live-rate`` commits/s, default 200, each updating ``--live-rows`` random rows, so every
 partition carries delta parts and the writer's background compaction runs as it will): after
 ``--live-warmup`` seconds of updates the snapshot ts is taken — the deltas then hold versions
 at and after it — and the queries run at that ts while the updates go on. Parquet is that
-snapshot written out once (through the Python source, the MVCC reference). The target there is
-1.3x: Spark reads each stable part minus its deletion vector, the Python source only the rows
-the deltas supersede (docs/reading.md, "merge-on-read").
-
-``--jvm`` times the Spark connector jar instead of the Python source
-(``theflash_session(server=...)``: the JVM DataSource V2 reading the Arrow streams of
-``theflash serve``, run in a process of its own) against the same Parquet, with the targets
-1.1x (1.25x with ``--live``); no Python-only column. It also prints the rows/s the Arrow stream
-alone reaches (every stream of one session read over HTTP by pyarrow, one after another)
-beside the rows/s of the JVM connector's and of Spark's own Parquet full scan. With the jar on
-the session, ``format("theflash")`` is the JVM connector, so under ``--live`` the Parquet
-reference is written through it too.
+snapshot written out once (through the read being measured: the MVCC reference). The service
+reads each stable part minus its deletion vector and the deltas' newest versions of the rows
+they supersede (docs/reading.md, "merge-on-read").
 """
 from __future__ import annotations
 
@@ -86,24 +86,27 @@ class ServiceProcess:
         self.process.wait(30)
 
 
-def arrow_stream_rate(server: str, ts: int) -> tuple[float, int]:
+def arrow_stream_rate(server: str, token: str | None, store: str, ts: int) -> tuple[float, int]:
     """Rows/s of one session's Arrow streams read over HTTP by pyarrow, one after another; and the rows."""
     import urllib.request
 
     from pyspark_theflash.service.stream_body import read_stream_body
 
-    body = json.dumps({"table": TABLE, "snapshot_ts": ts}).encode()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    body = json.dumps({"table": TABLE, "store": store, "snapshot_ts": ts}).encode()
     request = urllib.request.Request(server + "/v1/read-sessions", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json", **headers})
     with urllib.request.urlopen(request) as answer:
         session = json.loads(answer.read())
     started, got = time.monotonic(), 0
     for n, stream in enumerate(session["streams"]):
-        with urllib.request.urlopen(server + stream["url"]) as answer:  # a cut stream raises, never short
-            for batch in read_stream_body(answer, session=session["id"], stream=n, url=server + stream["url"]):
+        url = server + stream["url"]
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers)) as answer:  # a cut stream raises
+            for batch in read_stream_body(answer, session=session["id"], stream=n, url=url):
                 got += batch.num_rows
     elapsed = time.monotonic() - started
-    urllib.request.urlopen(urllib.request.Request(server + f"/v1/read-sessions/{session['id']}", method="DELETE"))
+    urllib.request.urlopen(urllib.request.Request(server + f"/v1/read-sessions/{session['id']}", method="DELETE",
+                                                  headers=headers))
     return got / elapsed, got
 
 
@@ -148,21 +151,24 @@ def main() -> None:
     parser.add_argument("--live-rate", type=float, default=200.0, help="update commits per second (--live)")
     parser.add_argument("--live-rows", type=int, default=2, help="rows each update commit changes (--live)")
     parser.add_argument("--live-warmup", type=float, default=10.0, help="seconds of updates before the ts (--live)")
-    parser.add_argument("--jvm", action="store_true", help="time the Spark connector jar (JVM DataSource V2 over "
-                        "theflash serve) against Parquet instead of the Python source")
+    parser.add_argument("--path", choices=("session", "serve", "python"), default="session",
+                        help="the theflash read: the connector jar with theflash_session()'s service (default), "
+                        "with theflash serve in its own process, or the Python data source (see above)")
     args = parser.parse_args()
 
     from polling import wait_for
     from pyspark.sql import functions as F
 
-    from pyspark_theflash.spark.session import theflash_session
+    from pyspark_theflash.spark.session import close_in_process_service, theflash_session
 
     work = Path(tempfile.mkdtemp(prefix="theflash-bench-scan-"))
     # Spark's JVM first: launching it forks, and a fork while gRPC threads run can lose the
     # gateway ("Java gateway process exited before sending its port number").
-    # With --jvm the jar goes on this first session: the driver's class path is fixed when its
-    # JVM starts, and a later session in this process would read through the Python source.
-    spark = theflash_session(master="local[2]", app_name="theflash-bench-scan", jvm=args.jvm,
+    # The jar goes on this first session (unless --path python): the driver's class path is
+    # fixed when its JVM starts, and a later session in this process would read through the
+    # Python source.
+    connector = args.path != "python"
+    spark = theflash_session(master="local[2]", app_name="theflash-bench-scan", jvm=connector,
                              **{"spark.ui.showConsoleProgress": "false"})
     spark.sparkContext.setLogLevel("ERROR")
     upstream = UpstreamProcess(work)  # the mini cluster and the live updates: not this interpreter
@@ -174,9 +180,13 @@ def main() -> None:
               "through mini cluster → binlog → writer → store (each in its own process) ...", flush=True)
         writer = WriterProcess(upstream, store_dir)
         load_s = upstream.load(args.rows, args.regions, args.chunk, args.key)
-        if args.jvm:
+        server, token = None, None
+        if args.path == "serve":
             service = ServiceProcess(store_dir)
-            spark.conf.set("theflash.server", service.http_url)
+            server = service.http_url
+            spark.conf.set("theflash.server", server)
+        elif args.path == "session":
+            server, token = spark.conf.get("theflash.server"), spark.conf.get("theflash.token")
 
         def theflash(**options: Any) -> Any:
             read_options = {"store": store_dir, "upstream": upstream.upstream}
@@ -200,36 +210,21 @@ def main() -> None:
                   f"{args.live_warmup:g}s before the snapshot ts", flush=True)
             time.sleep(args.live_warmup)
             ts = upstream.get_ts()
-            theflash(snapshot_ts=ts, native_read="false").load(TABLE).write.parquet(parquet)
+            theflash(snapshot_ts=ts).load(TABLE).write.parquet(parquet)
         else:
             theflash(snapshot_ts=ts).load(TABLE).write.parquet(parquet)
             writer = WriterProcess(upstream, store_dir)  # the learner read of every theflash query asks it to flush
         parquet_bytes = sum(p.stat().st_size for p in Path(parquet).rglob("*.parquet"))
-        split = None if args.jvm else getattr(theflash(snapshot_ts=ts).load(TABLE), "_theflash_native_read", None)
         stream_rows_s = 0.0
-        if service is not None:
+        if server is not None:
             plan = theflash(snapshot_ts=ts).load(TABLE)._jdf.queryExecution().executedPlan().toString()
             if "TheFlashScan" not in plan:
-                raise SystemExit(f"--jvm: format('theflash') is not the JVM connector in this session: {plan[:400]}")
-            stream_rows_s, streamed = arrow_stream_rate(service.http_url, ts)
+                raise SystemExit(f"format('theflash') is not the JVM connector in this session: {plan[:400]}")
+            stream_rows_s, streamed = arrow_stream_rate(server, token, store_dir, ts)
             if streamed != args.rows:
                 raise SystemExit(f"the Arrow streams gave {streamed} rows, not {args.rows}")
-            print(f"JVM connector over {service.http_url}; the Arrow stream alone (pyarrow over HTTP, one session, "
+            print(f"JVM connector over {server}; the Arrow stream alone (pyarrow over HTTP, one session, "
                   f"streams one after another): {stream_rows_s / 1e6:.2f} M rows/s")
-        elif args.live:
-            if split is None or not split.split.pieces:
-                raise SystemExit(f"under live writes the {args.key}-key table is not read natively at all: "
-                                 f"{None if split is None else split.split}")
-            vectors = sum(len(p.deletion_vector) for p in split.split.pieces if p.deletion_vector is not None)
-            print(f"native read at ts: {len(split.split.pieces)} part piece(s), {vectors} version(s) in their "
-                  f"deletion vectors, {len(split.split.overlays)} delta half/halves and "
-                  f"{len(split.split.rest)} range(s) for the Python source")
-        else:
-            if split is None or not split.split.pieces or split.split.rest:
-                raise SystemExit(f"the compacted {args.key}-key table is not read wholly natively: "
-                                 f"{None if split is None else split.split}")
-            print(f"native read: {len(split.split.pieces)} clean part piece(s), nothing left to the Python source")
-        del split
         print(f"loaded in {load_s:.1f}s; snapshot ts {ts}; store {store_bytes / 1e6:.1f} MB, "
               f"parquet {parquet_bytes / 1e6:.1f} MB", flush=True)
 
@@ -238,57 +233,46 @@ def main() -> None:
         def pq() -> Any:
             return spark.read.parquet(parquet)
 
-        def queries(**options: Any) -> dict[str, tuple[Callable[[], Any], Callable[[], Any]]]:
-            def wide() -> Any:
-                return theflash(snapshot_ts=ts, **options).load(TABLE)
+        def wide() -> Any:
+            return theflash(snapshot_ts=ts).load(TABLE)
 
-            return {
-                "full_scan_sum": (
-                    lambda: wide().agg(F.sum("n0"), F.sum("x0")).collect()[0],
-                    lambda: pq().agg(F.sum("n0"), F.sum("x0")).collect()[0],
-                ),
-                "selective_filter": (
-                    lambda: wide().filter(F.col("id").between(lo, hi)).agg(F.count("*"), F.sum("n1")).collect()[0],
-                    lambda: pq().filter(F.col("id").between(lo, hi)).agg(F.count("*"), F.sum("n1")).collect()[0],
-                ),
-                "two_column_projection": (
-                    lambda: theflash(snapshot_ts=ts, **options).schema("id long, s0 string").load(TABLE)
-                    .agg(F.sum("id"), F.max("s0")).collect()[0],
-                    lambda: pq().select("id", "s0").agg(F.sum("id"), F.max("s0")).collect()[0],
-                ),
-                "two_column_select": (
-                    lambda: wide().select("id", "s0").agg(F.sum("id"), F.max("s0")).collect()[0],
-                    lambda: pq().select("id", "s0").agg(F.sum("id"), F.max("s0")).collect()[0],
-                ),
-            }
+        queries: dict[str, tuple[Callable[[], Any], Callable[[], Any]]] = {
+            "full_scan_sum": (
+                lambda: wide().agg(F.sum("n0"), F.sum("x0")).collect()[0],
+                lambda: pq().agg(F.sum("n0"), F.sum("x0")).collect()[0],
+            ),
+            "selective_filter": (
+                lambda: wide().filter(F.col("id").between(lo, hi)).agg(F.count("*"), F.sum("n1")).collect()[0],
+                lambda: pq().filter(F.col("id").between(lo, hi)).agg(F.count("*"), F.sum("n1")).collect()[0],
+            ),
+            "two_column_projection": (
+                lambda: theflash(snapshot_ts=ts).schema("id long, s0 string").load(TABLE)
+                .agg(F.sum("id"), F.max("s0")).collect()[0],
+                lambda: pq().select("id", "s0").agg(F.sum("id"), F.max("s0")).collect()[0],
+            ),
+            "two_column_select": (
+                lambda: wide().select("id", "s0").agg(F.sum("id"), F.max("s0")).collect()[0],
+                lambda: pq().select("id", "s0").agg(F.sum("id"), F.max("s0")).collect()[0],
+            ),
+        }
 
         results: dict[str, dict[str, float]] = {}
-        label = "theflash jvm s" if args.jvm else "theflash s"
-        print(f"\n{'query':<24}{label:>14}{'parquet s':>11}{'ratio':>7}{'python-only s':>15}{'ratio':>7}")
-        native_queries, python_queries = queries(), queries(native_read="false")
-        for name, (flash_q, parquet_q) in native_queries.items():
-            if args.jvm:  # with the jar on the session, format("theflash") is the JVM connector
-                (flash_s, flash_v), (parquet_s, parquet_v) = best_of(args.repeat, flash_q, parquet_q)
-                python_s, python_v = float("nan"), parquet_v
-            else:
-                (flash_s, flash_v), (parquet_s, parquet_v), (python_s, python_v) = best_of(
-                    args.repeat, flash_q, parquet_q, python_queries[name][0])
-            if not (same_values(flash_v, parquet_v) and same_values(python_v, parquet_v)):
-                raise SystemExit(f"{name}: theflash gave {tuple(flash_v)}, python-only {tuple(python_v)}, "
-                                 f"parquet {tuple(parquet_v)}")
+        label = f"theflash {args.path} s"
+        print(f"\n{'query':<24}{label:>20}{'parquet s':>11}{'ratio':>7}")
+        for name, (flash_q, parquet_q) in queries.items():
+            (flash_s, flash_v), (parquet_s, parquet_v) = best_of(args.repeat, flash_q, parquet_q)
+            if not same_values(flash_v, parquet_v):
+                raise SystemExit(f"{name}: theflash gave {tuple(flash_v)}, parquet {tuple(parquet_v)}")
             ratio = flash_s / parquet_s
             results[name] = {"theflash_s": round(flash_s, 3), "parquet_s": round(parquet_s, 3), "ratio": round(ratio, 2)}
-            if not args.jvm:
-                results[name].update({"python_only_s": round(python_s, 3),
-                                      "python_only_ratio": round(python_s / parquet_s, 2)})
-            print(f"{name:<24}{flash_s:>14.3f}{parquet_s:>11.3f}{ratio:>7.2f}{python_s:>15.3f}{python_s / parquet_s:>7.2f}")
+            print(f"{name:<24}{flash_s:>20.3f}{parquet_s:>11.3f}{ratio:>7.2f}")
         live_rate = upstream.finish_updates() if args.live else None
         worst = max(r["ratio"] for r in results.values())
-        target = (1.25 if args.live else 1.1) if args.jvm else (1.3 if args.live else 1.5)
-        extra: dict[str, Any] = {}
-        if args.jvm:
+        target = (1.25 if args.live else 1.1) if connector else None
+        extra: dict[str, Any] = {"path": args.path}
+        if connector:
             full = results["full_scan_sum"]
-            extra = {"path": "jvm", "arrow_stream_rows_per_s": round(stream_rows_s),
+            extra = {**extra, "arrow_stream_rows_per_s": round(stream_rows_s),
                      "jvm_full_scan_rows_per_s": round(args.rows / full["theflash_s"]),
                      "parquet_full_scan_rows_per_s": round(args.rows / full["parquet_s"])}
             print(f"\nrows/s: Arrow stream {stream_rows_s / 1e6:.2f} M, JVM connector full scan "
@@ -296,13 +280,14 @@ def main() -> None:
                   f"{extra['parquet_full_scan_rows_per_s'] / 1e6:.2f} M")
         if live_rate is not None:
             print(f"\nlive updates: {live_rate:.0f} commits/s reached while the queries ran")
-        print(f"\nworst ratio {worst:.2f} (target <= {target})")
+        print(f"\nworst ratio {worst:.2f} " + (f"(target <= {target})" if target else "(no target: the jar-less path)"))
         print(json.dumps({"bench": "scan", "key": args.key, "rows": args.rows, "columns": len(columns()), "regions": args.regions,
                           "live": args.live, "live_commits_per_s": None if live_rate is None else round(live_rate),
                           "load_s": round(load_s, 1), "store_bytes": store_bytes, "parquet_bytes": parquet_bytes,
                           **extra, "results": results, "worst_ratio": round(worst, 2), "target": target}))
         spark.stop()
     finally:
+        close_in_process_service()  # its sessions' leases, before the store goes
         if service is not None:
             service.close()
         try:

@@ -3,7 +3,7 @@ same snapshot, side by side in one Spark session.
 
     .venv/bin/python bench/tpch.py                 # SF 0.1
     .venv/bin/python bench/tpch.py --sf 0.01 --repeat 1
-    .venv/bin/python bench/tpch.py --python-source # also time native_read=false
+    .venv/bin/python bench/tpch.py --path python   # the Python data source instead of the connector jar
 
 Setup (tests/tpch_rig.py, the same as the differential test): duckdb's dbgen generates the
 tables; they are created in the mini cluster with TiDB types (lineitem and partsupp with
@@ -49,26 +49,26 @@ def main() -> None:
     parser.add_argument("--sf", type=float, default=0.1, help="TPC-H scale factor")
     parser.add_argument("--repeat", type=int, default=2, help="timed runs per query and side (best kept)")
     parser.add_argument("--txn-rows", type=int, default=5_000, help="rows per upstream transaction while loading")
-    parser.add_argument("--python-source", action="store_true", help="also time native_read=false")
+    parser.add_argument("--path", choices=("session", "python"), default="session",
+                        help="the theflash side: theflash_session()'s connector jar (default) or the Python data "
+                        "source (theflash_session(jvm=False)); one Spark JVM per process, so one per run")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
 
     import tpch_rig
 
-    from pyspark_theflash.spark.session import theflash_session
+    from pyspark_theflash.spark.session import close_in_process_service, theflash_session
 
     work = Path(tempfile.mkdtemp(prefix="theflash-bench-tpch-"))
     deployment = tpch_rig.deploy(work, args.sf, txn_rows=args.txn_rows,
                                  log=lambda m: print(m, flush=True))
     try:
-        spark = theflash_session(master="local[2]", app_name="theflash-bench-tpch",
+        spark = theflash_session(master="local[2]", app_name="theflash-bench-tpch", jvm=args.path == "session",
                                  **{"spark.ui.showConsoleProgress": "false"})
         spark.sparkContext.setLogLevel("ERROR")
         queries = tpch_rig.queries()
         sides = {"theflash": tpch_rig.theflash_frames(spark, deployment),
                  "parquet": tpch_rig.parquet_frames(spark, deployment)}
-        if args.python_source:
-            sides["python_source"] = tpch_rig.theflash_frames(spark, deployment, native_read="false")
 
         print("warm-up: the 22 queries once on every side ...", flush=True)
         for frames in sides.values():
@@ -77,9 +77,7 @@ def main() -> None:
                 tpch_rig.run_query(spark, n, text)
 
         header = f"{'query':<7}{'theflash s':>12}{'parquet s':>11}{'ratio':>7}"
-        if args.python_source:
-            header += f"{'python-source s':>17}{'ratio':>7}"
-        print("\n" + header + "  equal")
+        print(f"\ntheflash: {args.path}\n" + header + "  equal")
         results: dict[str, dict[str, Any]] = {}
         unequal: dict[int, str] = {}
         for n, text in queries.items():
@@ -96,33 +94,25 @@ def main() -> None:
             results[f"q{n}"] = {"theflash_s": round(seconds["theflash"], 3), "parquet_s": round(seconds["parquet"], 3),
                                 "ratio": round(ratio, 2), "rows": len(answers["parquet"]), "equal": not wrong}
             line = f"Q{n:<6}{seconds['theflash']:>12.3f}{seconds['parquet']:>11.3f}{ratio:>7.2f}"
-            if args.python_source:
-                py = seconds["python_source"]
-                results[f"q{n}"].update(python_source_s=round(py, 3), python_source_ratio=round(py / seconds["parquet"], 2))
-                line += f"{py:>17.3f}{py / seconds['parquet']:>7.2f}"
             print(line + ("  yes" if not wrong else "  NO"), flush=True)
 
         total = {side: sum(r[f"{side}_s"] for r in results.values()) for side in sides}
         total_ratio = total["theflash"] / total["parquet"]
         equal = 22 - len(unequal)
-        print(f"\ntotal theflash {total['theflash']:.2f}s, parquet {total['parquet']:.2f}s: ratio {total_ratio:.2f}"
-              + (f"; python source {total['python_source']:.2f}s: ratio "
-                 f"{total['python_source'] / total['parquet']:.2f}" if args.python_source else ""))
+        print(f"\ntotal theflash {total['theflash']:.2f}s, parquet {total['parquet']:.2f}s: ratio {total_ratio:.2f}")
         print(f"equal answers: {equal}/22")
         for n, why in unequal.items():
             print(f"  Q{n}: {why}")
         figures: dict[str, Any] = {
-            "bench": "tpch", "sf": args.sf, "rows": deployment.rows, "snapshot_ts": deployment.ts,
+            "bench": "tpch", "path": args.path, "sf": args.sf, "rows": deployment.rows, "snapshot_ts": deployment.ts,
             "setup_s": deployment.timings, "repeat": args.repeat,
             "queries": results, "total_theflash_s": round(total["theflash"], 3),
             "total_parquet_s": round(total["parquet"], 3), "total_ratio": round(total_ratio, 2),
             "equal": equal, "unequal": sorted(unequal)}
-        if args.python_source:
-            figures["total_python_source_s"] = round(total["python_source"], 3)
-            figures["total_python_source_ratio"] = round(total["python_source"] / total["parquet"], 2)
         print(json.dumps(figures))
         spark.stop()
     finally:
+        close_in_process_service()  # its sessions' leases, before the store goes
         deployment.close()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

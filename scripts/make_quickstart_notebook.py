@@ -29,10 +29,11 @@ print("binlog  ", cluster.binlog_address)
 print("store   ", cluster.store)"""),
 md("""## A Spark session
 
-`theflash_session()` is a normal `SparkSession` whose Python workers run this interpreter.
-The `theflash` format needs no registration: Spark finds the package because it is named `pyspark_theflash`. The session
-also hands the parts the writer has compacted to Spark's own Parquet reader (option
-`native_read`, on by default); only fresh delta parts go through the Python data source."""),
+`theflash_session()` is a normal `SparkSession` with the Spark connector jar on it: `format("theflash")`
+is a Java DataSource V2 that prunes columns and pushes filters, reading Arrow streams from a service
+`theflash_session()` starts in this process. Without the jar (`theflash_session(jvm=False)`), the same
+format is the package's Python data source, found without registration because the package is named
+`pyspark_theflash`."""),
 code("""from pyspark.sql import functions as F
 from pyspark_theflash.spark.session import theflash_session
 

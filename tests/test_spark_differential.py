@@ -5,9 +5,11 @@ The data is the mini cluster's workloads (``bank.accounts``; ``shop.customers``/
 ``order_items``; ``kinds.every_type`` with a column of every type) replicated by the real
 writer, in several regions, partly compacted (stable parts) and partly still in delta parts,
 so reads merge the two (merge-on-read with deletion vectors, ``store/deletion_vector.py``).
-Each query runs through the Python source twice: with its defaults, and with small batches and
-a Spark partition per region. (The JVM connector reads the same read sessions; its own
-differential runs are the TPC-H queries in tests/test_tpch.py.) Queries come from the seeded
+Each query runs on three read paths: the Spark connector jar (the JVM DataSource V2, with its
+column pruning and exact filter pushdown, reading through a service of any store as
+``theflash_session()`` starts one; its Spark runs in a worker process, tests/jvm_spark.py),
+and the Python source twice — with its defaults, and with small batches and a Spark
+partition per region. Queries come from the seeded
 generator in ``query_gen.py``: filters on every type, projections, joins and self-joins,
 aggregations, subqueries and CTEs reading one view twice, DataFrames reused across actions,
 temporary views of both kinds, ``spark.table`` and ``CACHE TABLE``.
@@ -260,6 +262,9 @@ class Side:
     def created(self, name: str) -> str:
         return f"{name}_{self.name}"
 
+    def clear_cache(self) -> None:
+        self.spark.catalog.clearCache()
+
     def run(self, step: Any) -> tuple[list[tuple[Any, ...]] | None, str]:
         """(canonical rows or None for a statement, the text that ran)."""
         if step.sql is not None:
@@ -280,6 +285,86 @@ def theflash_side(world: World, path: str, tag: str = "") -> Side:
         return world.spark.table(f"{frame.table}_{path}{tag}_df")
 
     return Side(path, world.spark, lambda t, via: f"{t}_{path}{tag}_{via}", base)
+
+
+# --- the connector jar's side: its Spark session runs in the jar worker (tests/jvm_spark.py) ---
+JVM = "jvm"
+_JVM_FRAMES: dict[str, dict[str, Any]] = {}  # in the worker: tag -> the loaded DataFrames
+
+
+def jvm_load(spark: Any, server: str, token: str, store: str, ts: int, tag: str,
+             tables: dict[str, tuple[str, str | None, tuple[str, ...]]], extra: dict[str, str]) -> None:
+    """In the worker: each table read by the connector at ``ts`` as the two views
+    ``load_theflash`` makes (``{name}_jvm{tag}_df`` of the DataFrame, ``..._sql`` by SQL
+    ``USING theflash``); ``tables``: name -> (db.table, a user schema as JSON or None, hidden)."""
+    import json as json_
+
+    spark.conf.set("theflash.server", server)
+    spark.conf.set("theflash.token", token)
+    options = {"store": store, "snapshot_ts": str(ts), **extra}
+    frames = {}
+    for name, (qualified, schema_json, hidden) in tables.items():
+        opts = dict(options, **({"hidden": ",".join(hidden)} if hidden else {}))
+        reader = spark.read.format("theflash").options(**opts)
+        if schema_json is not None:
+            reader = reader.schema(StructType.fromJson(json_.loads(schema_json)))
+        df = frames[name] = reader.load(qualified)
+        df.createOrReplaceTempView(f"{name}_{JVM}{tag}_df")
+        sql_options = dict(opts, table=qualified)
+        if schema_json is not None:
+            sql_options["columns"] = ",".join(f["name"] for f in json_.loads(schema_json)["fields"])
+        spark.sql(f"CREATE OR REPLACE TEMPORARY VIEW {name}_{JVM}{tag}_sql USING theflash OPTIONS "
+                  f"({', '.join(f'{k} {v!r}' for k, v in sql_options.items())})")
+    _JVM_FRAMES[tag] = frames
+
+
+def jvm_step(spark: Any, step: Step, tag: str, time_zone: str) -> tuple[Any, str]:
+    """In the worker: one step of a query on the connector's views (``Side.run``)."""
+    spark.conf.set("spark.sql.session.timeZone", time_zone)
+    frames = _JVM_FRAMES[tag]
+
+    def base(frame: Frame) -> Any:
+        return frames[frame.table] if frame.base == "df" else spark.table(f"{frame.table}_{JVM}{tag}_df")
+
+    return Side(JVM, spark, lambda t, via: f"{t}_{JVM}{tag}_{via}", base).run(step)
+
+
+def jvm_uncache(spark: Any) -> None:
+    spark.catalog.clearCache()
+
+
+def jvm_drop(spark: Any, tag: str) -> None:
+    for view in [f"{name}_{JVM}{tag}_{via}" for name in TABLES for via in ("df", "sql")]:
+        spark.catalog.dropTempView(view)
+    _JVM_FRAMES.pop(tag, None)
+
+
+@dataclass
+class JvmSide:
+    """The connector jar's read path: each step runs in the jar worker."""
+
+    worker: Any          # tests/jvm_spark.JvmSpark
+    time_zone: Any       # () -> the test session's time zone, which the worker's follows
+    tag: str = ""
+    name: str = JVM
+
+    def run(self, step: Any) -> tuple[Any, str]:
+        return self.worker.call(jvm_step, step, self.tag, self.time_zone())
+
+    def clear_cache(self) -> None:
+        self.worker.call(jvm_uncache)
+
+
+def load_jvm(world: World, worker: Any, service: Any, tag: str = "", **extra: str) -> JvmSide:
+    tables = {}
+    for name, spec in TABLES.items():
+        schema = None
+        if spec.columns is not None:
+            schema = world.frames["python"][name].schema.json()
+        tables[name] = (spec.qualified, schema, spec.hidden)
+    worker.call(jvm_load, service.http_url, service.service.auth.token, world.rig.store, world.ts, tag, tables, extra)
+    spark = world.spark
+    return JvmSide(worker, lambda: spark.conf.get("spark.sql.session.timeZone"), tag)
 
 
 def reference_side(world: World, tag: str = "") -> Side:
@@ -303,7 +388,7 @@ class Timing:
         return ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
 
 
-def run_query(query: Query, expected_side: Side, sides: list[Side], seed: int, timing: Timing) -> list[Mismatch]:
+def run_query(query: Query, expected_side: Side, sides: list[Any], seed: int, timing: Timing) -> list[Mismatch]:
     """Run ``query`` on the reference, then on each TheFlash side; one Mismatch per side whose
     results differ anywhere."""
     mismatches: list[Mismatch] = []
@@ -344,7 +429,8 @@ def run_query(query: Query, expected_side: Side, sides: list[Side], seed: int, t
                 mismatches.append(found)
     finally:
         if any(s.sql is not None and s.sql.startswith("CACHE") for s in query.steps):
-            spark.catalog.clearCache()  # whatever failed, no cached plan outlives its query
+            for side in [expected_side, *sides]:  # whatever failed, no cached plan outlives its query
+                side.clear_cache()
     return mismatches
 
 
@@ -368,6 +454,15 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlashRig]:
     r.start_writer(interval_s=0.05)
     yield r
     r.close()
+
+
+@pytest.fixture(scope="module")
+def any_store_service() -> Iterator[Any]:
+    """A service of any store, as ``theflash_session()`` starts in the driver's process."""
+    from pyspark_theflash.service import serve
+
+    with serve(any_store=True, port=0, token="differential") as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -450,14 +545,15 @@ def session_conf(spark: Any, **settings: str) -> Iterator[None]:
                 spark.conf.set(k, v)
 
 
-def test_generated_queries_give_the_references_rows_on_both_read_paths(world: World) -> None:
+def test_generated_queries_give_the_references_rows_on_every_read_path(world: World, jvm_spark: Any,
+                                                                     any_store_service: Any) -> None:
     """The generated queries, in a session time zone other than UTC (TIMESTAMP values and
     their text depend on it, on both sides alike)."""
     seed = seed_from_env()
     n = int(os.environ.get("THEFLASH_DIFF_QUERIES", 60))
     generator = QueryGenerator(seed, world.models, EDGES)
     reference = reference_side(world)
-    sides = [theflash_side(world, path) for path in PATHS]
+    sides = [load_jvm(world, jvm_spark, any_store_service)] + [theflash_side(world, path) for path in PATHS]
     mismatches: list[Mismatch] = []
     timing = Timing()
     kinds: dict[str, int] = {}
@@ -596,7 +692,7 @@ def wait_for_older_leases_to_expire(rig: FlashRig, ts: int) -> None:
 
 @pytest.mark.slow
 def test_thousands_of_generated_queries_while_the_workloads_write(
-        spark: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
+        spark: Any, jvm_spark: Any, any_store_service: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Rounds of generated queries, each round at a fresh ts pinned by ``snapshot_ts`` while
     bank, orders and types transactions keep committing (with dying and rolled-back
     transactions and region splits and merges); each result is compared with the upstream's
@@ -652,7 +748,8 @@ def test_thousands_of_generated_queries_while_the_workloads_write(
                 world.models[name] = model_table(name, schema, rows, spec.key)
             generator = QueryGenerator(generator_rng.randrange(1 << 30), world.models, EDGES)
             reference = reference_side(world, tag)
-            sides = [theflash_side(world, path, tag) for path in PATHS]
+            sides = [load_jvm(world, jvm_spark, any_store_service, tag, lease_ttl="10s")] + [
+                theflash_side(world, path, tag) for path in PATHS]
             # a user may turn Python filter pushdown on; time zones change TIMESTAMP text
             settings = {"spark__sql__python__filterPushdown__enabled": "true" if rounds % 3 == 2 else "false",
                         "spark__sql__session__timeZone": ["UTC", "Asia/Kolkata", "America/Los_Angeles"][rounds % 3]}
@@ -669,6 +766,7 @@ def test_thousands_of_generated_queries_while_the_workloads_write(
                 for view in [f"{name}_{path}{tag}_{via}" for path in PATHS for via in ("df", "sql")] + [
                         f"{name}_ref{tag}"]:
                     spark.catalog.dropTempView(view)
+            jvm_spark.call(jvm_drop, tag)
             del world, sides, reference
     finally:
         for w in workloads:

@@ -80,7 +80,7 @@ def run_demo(config: DemoConfig) -> int:
         say(f"      upstream {upstream_addr}   binlog {deployment.binlog_address}   status {deployment.status_address}")
         say(f"      store {store_dir}")
 
-        say("[3/5] Spark: starting a local session and its Python workers")
+        say("[3/5] Spark: starting a local session with the connector jar and its read service")
         began = time.monotonic()
         from pyspark.sql import functions as F
 
@@ -97,8 +97,8 @@ def run_demo(config: DemoConfig) -> int:
             # No upstream option: the writer recorded its address in the store.
             return spark.read.format("theflash").option("store", str(store_dir)).option("snapshot_ts", str(ts)).load(table)
 
-        # The first read of a session starts Spark's Python workers (data source planning and
-        # reading run there); do it here so the timed queries below measure TheFlash.
+        # The first read of a session opens the store in the session's read service and warms
+        # the JVM's code paths; do it here so the timed queries below measure TheFlash.
         read("bank.accounts", client.get_ts()).count()
         say(f"      ready in {time.monotonic() - began:.1f}s")
 

@@ -20,8 +20,7 @@ later scans of that DataFrame (a query without a pushable filter, the other side
 self-join) run that reader: a pushed filter would narrow queries it was never written in
 (``tests/test_spark_filter_scope.py`` holds the contract and a guard that fails once Spark
 scopes pushdown to the scan). So every filter stays in Spark for the rows this source hands
-over; the compacted parts a read hands to Spark's own Parquet reader (``spark/native.py``)
-get Spark's pushdown and pruning, which are scoped per scan.
+over. The connector jar (``theflash_session()``) pushes filters and prunes columns, per scan.
 """
 from __future__ import annotations
 

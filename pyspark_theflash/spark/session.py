@@ -160,3 +160,14 @@ def in_process_service() -> Any:
             _SERVICE = serve(any_store=True, port=0, token=secrets.token_urlsafe(32))
             atexit.register(_SERVICE.close)
         return _SERVICE
+
+
+def close_in_process_service() -> None:
+    """Stop this process's service, releasing its sessions' leases now (it stops at exit
+    otherwise): before deleting a store it has read, say."""
+    global _SERVICE
+    with _SERVICE_LOCK:
+        running, _SERVICE = _SERVICE, None
+    if running is not None:
+        atexit.unregister(running.close)
+        running.close()
