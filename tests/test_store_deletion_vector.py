@@ -18,7 +18,7 @@ import pyspark_theflash.store.deletion_vector as dv
 from pyspark_theflash.store.predicate import col
 from pyspark_theflash.store.read import PartsReader
 from pyspark_theflash.store.txn_merge_tree import conform_hidden
-from pyspark_theflash.store.deletion_vector import DeletionVector, can_split, deletion_vector, read_superseding
+from pyspark_theflash.store.deletion_vector import DeletionVector, can_split, deletion_vector, superseding_rows
 from store_events import DB, committed, event, items_table, key, row
 
 T = items_table()
@@ -26,9 +26,8 @@ HIDDEN = ["_tidb_rowid"]
 
 
 def stable_half(stable: Any, vector: DeletionVector, ts: int, lo: Any, hi: Any, root: Path) -> pa.Table:
-    """What Spark's Parquet reader reads of the stable part (as ``spark.native`` asks it to):
-    visible at ts, in [lo, hi), outside its tombstones, no delete marks, not a version of the
-    vector."""
+    """The stable half by its definition, computed apart from ``store.read``: visible at ts, in
+    [lo, hi), outside its tombstones, no delete marks, not a version of the vector."""
     t = conform_hidden(pq.read_table(root / stable.path))  # uint64 commit ts, as the vector's
     h = t.column("_tidb_rowid")
     keep = pc.less_equal(t.column("_tidb_commit_ts"), pa.scalar(ts, pa.uint64()))
@@ -73,7 +72,8 @@ def split_read(store: Store, ts: int, lo: Any = None, hi: Any = None) -> dict[in
     stable_rows = stable_half(stable, vector, ts, lo, hi, store.root)
     assert len(set(stable_rows.column("_tidb_rowid").to_pylist())) == stable_rows.num_rows  # a row per handle
     old = names(stable_rows, stable.columns[1][1])
-    batches = list(read_superseding(stable, deltas, T, ts, (lo, hi), ["name"], None, HIDDEN, store.root, 1000))
+    batches = list(superseding_rows(vector.superseded, deltas, T, ts, (lo, hi), ["name"], None, HIDDEN, store.root,
+                                    1000))
     new = names(pa.Table.from_batches(batches), "name") if batches else {}
     assert not set(old) & set(new), f"both halves hold {sorted(set(old) & set(new))} at ts {ts}"
     assert set(new) <= set(superseded)
