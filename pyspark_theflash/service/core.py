@@ -37,10 +37,10 @@ class ReadService:
         return err
 
     def tables(self, store: str | None = None) -> list[dict[str, Any]]:
-        """Each replicated table of the store (``store``: the one a request names): its fields (Arrow type as text, and the TiDB column type),
-        and ``arrow_schema``, the schema as an Arrow IPC message (base64) with the readable
-        hidden columns (``hidden``) after the visible ones: what a JVM client maps to Spark
-        types without parsing type names."""
+        """Each replicated table of the store (``store``: the one a request names): its fields
+        (Arrow type as text, and the TiDB column type), and ``arrow_schema``, the schema as an
+        Arrow IPC message (base64) with the readable hidden columns (``hidden``) after the
+        visible ones: what a JVM client maps to Spark types without parsing type names."""
         from pyspark_theflash.schema import arrow_schema
         from pyspark_theflash.schema.arrow import select_columns
         from pyspark_theflash.scan.options import HIDDEN_READABLE

@@ -61,6 +61,9 @@ def theflash_session(master: str | None = None, app_name: str = "theflash", *, j
         connector = has_connector_jar(session)
         if jvm and not connector:
             _refuse_without_connector(session)
+        if jvm is False and connector:
+            log.warning("this process's Spark JVM already loads the theflash connector jar, so format('theflash') "
+                        "is the connector whatever jvm says: its reads are set up as theflash_session() sets them")
     else:
         builder = SparkSession.builder.appName(app_name)
         if master:
