@@ -84,11 +84,12 @@ def run_demo(config: DemoConfig) -> int:
         began = time.monotonic()
         from pyspark.sql import functions as F
 
-        from pyspark_theflash.spark.session import theflash_session
+        from pyspark_theflash.spark.session import close_in_process_service, theflash_session
         from pyspark_theflash.upstream.client import connect
 
         spark = theflash_session(master="local[2]", app_name="theflash-demo", **{"spark.ui.showConsoleProgress": "false"})
         spark.sparkContext.setLogLevel("ERROR")
+        stack.callback(close_in_process_service)  # its sessions' leases, while the store is there
         stack.callback(spark.stop)
         client = connect(upstream_addr)
         stack.callback(client.close)

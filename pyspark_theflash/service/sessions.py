@@ -20,6 +20,7 @@ import pyarrow as pa
 from pyspark_theflash.service.errors import SessionNotFoundError, StreamNotFoundError
 from pyspark_theflash.service.metrics import ServiceMetrics
 from pyspark_theflash.service.request import ReadRequest
+from pyspark_theflash.store.errors import StoreNotFoundError
 
 log = logging.getLogger("theflash.service")
 
@@ -106,6 +107,8 @@ class SessionRegistry:
             raise SessionNotFoundError(f"no read session {session_id!r} to release (already released or expired)")
         try:
             held.session.close()
+        except StoreNotFoundError:  # the store was deleted, and its leases with it
+            log.debug("session %s: its store is gone", session_id)
         except Exception as exc:  # the lease expires by itself
             log.warning("releasing the lease of session %s failed: %s", session_id, exc)
         self.metrics.add("theflash_service_sessions_expired_total" if expired else "theflash_service_sessions_released_total")
