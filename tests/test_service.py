@@ -353,3 +353,29 @@ def test_the_readmes_flight_example_reads_one_snapshot_into_pandas_and_duckdb(se
     assert scope["total"] == sum(i % 4 for i in range(20))
     assert len(scope["frame"]) == 15
     assert metric(service, "theflash_service_sessions_active") == 0  # the example released its session
+
+
+def test_an_any_store_service_keeps_at_most_max_open_stores_closing_the_least_recent_unused(
+        rig: FlashRig, tmp_path: Path) -> None:
+    from pyspark_theflash.service.errors import ServiceError
+    from pyspark_theflash.service.stores import AnyStore
+    from pyspark_theflash.store import Store
+
+    other = tmp_path / "other"
+    Store.open(str(other)).close()  # an empty store
+    stores = AnyStore(max_open=1)
+    try:
+        first = stores.get(rig.store)
+        assert stores.get(str(Path(rig.store) / ".." / Path(rig.store).name)) is first  # one engine per directory
+        stores.in_use = lambda engine: engine is first  # a session reads the first store: it stays
+        second = stores.get(str(other))  # handed out open, though over max_open while the first is read
+        assert stores.engines() == [first, second]
+        stores.in_use = lambda engine: False  # the first store's session ended
+        assert stores.get(str(other)) is second and stores.engines() == [second]  # the first is closed now
+        again = stores.get(rig.store)  # opened again; the other store, least recently read, is closed
+        assert again is not first and stores.engines() == [again]
+        with pytest.raises(ServiceError, match="no store at") as missing:
+            stores.get(str(tmp_path / "none"))
+        assert (missing.value.code, missing.value.status) == ("unknown_store", 404)
+    finally:
+        stores.close()

@@ -295,9 +295,9 @@ def test_pinning_a_session_without_the_connector_is_refused_not_ignored(spark: A
     data. (The pin through the connector: tests/test_jvm_source.py.)"""
     from pyspark_theflash.spark import pinned_snapshot
 
+    pin = pinned_snapshot(spark, rig.store, upstream=rig.upstream)
     with pytest.raises(RuntimeError, match=r"pinned_snapshot\(\) pins reads of the connector jar.*option snapshot_ts"):
-        with pinned_snapshot(spark, rig.store, upstream=rig.upstream):
-            pass
+        pin.__enter__()  # refused on entering the block, before any read
     assert spark.conf.get("theflash.snapshot_ts", None) is None
 
 

@@ -45,19 +45,12 @@ class AnyStore:
     reads come; at most ``max_open`` at once (the least recently used one with no session
     open is closed first)."""
 
-    def __init__(self, *, upstream: str | None = None, max_open: int = 8,
-                 opener: Callable[[str], Any] | None = None) -> None:
+    def __init__(self, *, upstream: str | None = None, max_open: int = 8) -> None:
         self._upstream = upstream
         self._max_open = max(1, int(max_open))
-        self._opener = opener or self._open
         self._mu = threading.Lock()
         self._engines: OrderedDict[str, Any] = OrderedDict()
         self.in_use: Callable[[Any], bool] = lambda engine: False  # set by the service: does a session read it?
-
-    def _open(self, root: str) -> Any:
-        from pyspark_theflash.engine import open_engine
-
-        return open_engine(root, readonly=True, upstream=self._upstream)
 
     def get(self, store: str | None) -> Any:
         if not store:
@@ -66,29 +59,27 @@ class AnyStore:
         root = os.path.realpath(store)
         with self._mu:
             engine = self._engines.get(root)
-            if engine is not None:
-                self._engines.move_to_end(root)
-                return engine
-            try:
-                engine = self._opener(root)
-            except ServiceError:
-                raise
-            except Exception as exc:
+            if engine is None:
+                from pyspark_theflash.engine import open_engine
                 from pyspark_theflash.store.errors import StoreNotFoundError
 
-                if isinstance(exc, StoreNotFoundError):
+                try:
+                    engine = self._engines[root] = open_engine(root, readonly=True, upstream=self._upstream)
+                except StoreNotFoundError as exc:
                     raise ServiceError(str(exc), code="unknown_store", status=404) from None
-                raise
-            self._engines[root] = engine
-            self._evict()
+            self._engines.move_to_end(root)
+            if len(self._engines) > self._max_open:  # over: some were in use when the last one opened
+                self._evict(keep=root)
             return engine
 
-    def _evict(self) -> None:
+    def _evict(self, keep: str) -> None:
+        """Close the least recently read stores without a session down to ``max_open``; never
+        ``keep``, the one being handed out (more stay open while sessions read them all)."""
         for root in list(self._engines):
             if len(self._engines) <= self._max_open:
                 return
             engine = self._engines[root]
-            if self.in_use(engine):
+            if root == keep or self.in_use(engine):
                 continue
             del self._engines[root]
             log.info("closing store %s (least recently read of %d open)", root, self._max_open + 1)
