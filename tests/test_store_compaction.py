@@ -390,3 +390,28 @@ def test_argsort_int64_is_a_stable_argsort(values: list[int], narrow: bool) -> N
 
     arr = np.array([v % 1000 for v in values] if narrow else values, dtype=np.int64)
     assert argsort_int64(arr).tolist() == np.argsort(arr, kind="stable").tolist()
+
+
+@pytest.mark.parametrize("codec", ["lz4", "zstd"])
+def test_compaction_writes_stable_parts_with_the_stores_part_compression(tmp_path: Path, codec: str) -> None:
+    import pyarrow.parquet as pq
+
+    default = StoreOptions().part_compression
+    s = Store.open(tmp_path / "store", options=StoreOptions(part_compression=codec))
+    try:
+        s.put_schema(DB, T.to_json())
+        v = Versions(s)
+        v.write((1, 100, "a"), (2, 100, "b"))
+        v.write((1, 110, "c"))
+        s.compact(force=True)
+        with s.snapshot() as view:
+            stables = [p for p in view.parts(T.id) if p.kind == "stable"]
+        assert stables
+        for p in stables:
+            md = pq.ParquetFile(s.root / p.path).metadata
+            assert {md.row_group(0).column(i).compression for i in range(md.num_columns)} == \
+                {"LZ4" if codec == "lz4" else "ZSTD"}  # pyarrow names LZ4_RAW "LZ4"
+        assert {r["id"]: r["name"] for r in s.scan_table("shop.items", 200).to_pylist()} == {1: "c", 2: "b"}
+    finally:
+        s.close()
+    assert default == "lz4"

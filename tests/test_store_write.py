@@ -271,3 +271,28 @@ def test_parquet_parts_store_the_commit_ts_signed_when_it_fits_and_read_back_uns
     assert stored.schema.field("_tidb_commit_ts").type == (pa.int64() if fits else pa.uint64())
     assert conform_hidden(stored).equals(t)
     assert (written.min_commit_ts, written.max_commit_ts) == (newest - 7, newest)
+
+
+def test_parquet_parts_dictionary_encode_only_the_string_columns_with_repeated_values(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pyspark_theflash.store.txn_merge_tree import HIDDEN_FIELDS, conform_hidden, write_part
+
+    n = 5000
+    t = pa.table({"name": [f"name-{i:08d}" for i in range(n)],            # every value distinct
+                  "color": [("red", "green", "blue")[i % 3] for i in range(n)],
+                  "note": pa.array([None] * n, pa.string()),
+                  "_tidb_rowid": pa.array(range(n), pa.int64()),
+                  "_tidb_commit_ts": pa.array([100] * n, pa.uint64()),
+                  "_tidb_delmark": [False] * n},
+                 schema=pa.schema([pa.field("name", pa.string()), pa.field("color", pa.string()),
+                                   pa.field("note", pa.string()), *HIDDEN_FIELDS]))
+    written = write_part(tmp_path, "tables/1/p1/stable-x.parquet", t, [1, 2, 3], 1024)
+    f = pq.ParquetFile(tmp_path / written.file)
+    encodings = {f.metadata.row_group(0).column(i).path_in_schema: f.metadata.row_group(0).column(i).encodings
+                 for i in range(f.metadata.num_columns)}
+    assert "RLE_DICTIONARY" not in encodings["name"]
+    assert "RLE_DICTIONARY" in encodings["color"]
+    assert "RLE_DICTIONARY" in encodings["note"]
+    assert conform_hidden(f.read()).equals(t)

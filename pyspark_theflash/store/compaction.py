@@ -213,7 +213,8 @@ def build_compaction(store: "Store", plan: CompactionPlan) -> CompactionOutput:
         if split_at is None:
             if merged.num_rows:
                 rel = new_part_name(plan.table_id, plan.partition_id, plan.kind)
-                pf = write_part(store.root, rel, merged, col_ids, store.options.row_group_rows)
+                pf = write_part(store.root, rel, merged, col_ids, store.options.row_group_rows,
+                                compression=store.options.part_compression)
                 out.files.append(rel)
                 out.outputs.append((None, plan.lo, plan.hi, pf))
         else:
@@ -226,7 +227,8 @@ def build_compaction(store: "Store", plan: CompactionPlan) -> CompactionOutput:
                 new_pid = out.next_partition_id + i
                 if piece.num_rows:
                     rel = new_part_name(plan.table_id, new_pid, "stable")
-                    pf = write_part(store.root, rel, piece, col_ids, store.options.row_group_rows)
+                    pf = write_part(store.root, rel, piece, col_ids, store.options.row_group_rows,
+                                    compression=store.options.part_compression)
                     out.files.append(rel)
                 out.outputs.append((new_pid, lo, hi, pf))
     except BaseException:

@@ -30,6 +30,7 @@ from pyspark_theflash.store.region_cache import RegionCaches, SpillFile
 from pyspark_theflash.store.row_sink import RowSink
 from pyspark_theflash.store.txn_merge_tree import (
     HIDDEN_FIELDS,
+    PART_COMPRESSION,
 )
 from pyspark_theflash.store.schemas import TableHistory
 from pyspark_theflash.store.views import StoreView, intersect
@@ -51,6 +52,7 @@ class StoreOptions:
     partition_max_rows: int = 2_000_000  # compaction splits a partition beyond this
     partition_max_bytes: int = 256 << 20
     row_group_rows: int = 64 * 1024      # stable parts' Parquet row groups
+    part_compression: str = PART_COMPRESSION  # stable parts' Parquet codec: lz4 (fast reads) or zstd (small)
     prewrite_memory_bytes: int = 256 << 20  # prewritten values beyond this spill to disk
     compact_min_deltas: int = 4          # background compaction merges partitions with this many deltas
     delta_merge_min: int = 8             # merge_deltas() merges a partition's deltas once it has this many

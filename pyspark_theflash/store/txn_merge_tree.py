@@ -128,12 +128,14 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-# Parquet codec of stable parts. Spark's Parquet reader (parquet-java in Spark 4.2.1) reads
-# these parts natively, so the codec must be one it reads reliably: its LZ4_RAW decompressor
-# fails on large dictionary pages ("MalformedInputException: all input must be consumed",
-# parquet-java issue 3478) while dictionary-filtering a pushed string filter. ZSTD is read
-# by every Spark and compresses better than snappy at a similar speed.
-PART_COMPRESSION = "zstd"
+# Parquet codec of stable parts (``StoreOptions.part_compression``). Every read of a part is
+# the store's own (pyarrow, behind the read service), and under live writes a stream's cost is
+# mostly decoding: LZ4_RAW decompresses a part's columns about 25% faster than ZSTD (a string
+# column twice as fast) for files about twice the size, the trade TiFlash and ClickHouse make
+# by default for their column files. Spark's Parquet reader never reads parts (parquet-java
+# 1.17 in Spark 4.2.1 fails on large LZ4_RAW dictionary pages, issue 3478, which mattered while
+# it did); "zstd" is the choice for a store on a file system where bytes cost more than CPU.
+PART_COMPRESSION = "lz4"
 
 
 # Every TSO a commit ts can be fits in a signed 64-bit integer (46 bits of milliseconds since
@@ -173,6 +175,31 @@ def conform_hidden(table: pa.Table) -> pa.Table:
     return table.set_column(at, pa.field(COMMIT_TS, pa.uint64(), nullable=False), unsigned)
 
 
+# A string column is dictionary-encoded when at most this share of a sample of its values is
+# distinct. Arrow's writer keeps a dictionary until the dictionary page is full (1 MiB), so a
+# column of unique values (names, ids as text) was written as a dictionary of every value of
+# most of each row group: a bigger file that decodes twice (dictionary, then the gather) —
+# 40% slower to read than plain values. parquet-java makes the same call after the first page.
+DICTIONARY_MAX_DISTINCT = 0.5
+DICTIONARY_SAMPLE_ROWS = 1 << 16
+
+
+def dictionary_columns(table: pa.Table) -> list[str]:
+    """The string columns of ``table`` worth dictionary-encoding in a Parquet part: those with
+    repeated values (names, codes), judged on the first ``DICTIONARY_SAMPLE_ROWS`` rows. Never
+    numbers: on them a dictionary costs time on both sides and usually grows the file."""
+    sample = table.slice(0, DICTIONARY_SAMPLE_ROWS)
+    chosen = []
+    for field in table.schema:
+        if not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+            continue
+        values = sample.column(field.name)
+        present = len(values) - values.null_count
+        if present == 0 or pc.count_distinct(values).as_py() <= DICTIONARY_MAX_DISTINCT * present:
+            chosen.append(field.name)
+    return chosen
+
+
 def temp_name(dest: Path) -> Path:
     """Where a part is written before it is fsynced and renamed to ``dest``."""
     return dest.with_name(dest.name + f".tmp-{os.getpid()}")
@@ -192,9 +219,7 @@ def write_part(root: Path, rel: str, table: pa.Table, column_ids: Sequence[int],
         with ipc.new_file(str(tmp), table.schema) as w:
             w.write_table(table, max_chunksize=max(1, row_group_rows))
     else:
-        # Dictionary encoding only for strings (repeated names, codes): on numbers it costs
-        # time on both sides and usually grows the file.
-        dictionary = [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+        dictionary = dictionary_columns(table)
         stored, encodings = stored_for_parquet(table)
         pq.write_table(stored, str(tmp), row_group_size=max(1, row_group_rows), compression=compression,
                        write_statistics=True, use_dictionary=dictionary or False, column_encoding=encodings or None)

@@ -38,6 +38,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--file-retention", default=f"{o.DEFAULT_FILE_RETENTION_S:g}s",
                         help="keep a compacted-away part's file this long after the last read lease that "
                              "pins it ends: slack for readers whose renewal comes late (default %(default)s)")
+    parser.add_argument("--part-compression", choices=("lz4", "zstd"), default="lz4",
+                        help="Parquet codec of the stable parts compaction writes: lz4 reads fastest, zstd "
+                        "makes files about half the size (default %(default)s; docs/store.md)")
     parser.add_argument("--latch-ttl", default=f"{o.DEFAULT_LATCH_TTL_S:g}s",
                         help="write latch TTL: a dead writer's latch is taken over after it (default %(default)s)")
     parser.add_argument("--bootstrap-snapshot", action="store_true",
@@ -72,6 +75,7 @@ def options_from_args(args: argparse.Namespace) -> o.WriterOptions:
             flush_interval_s=o.parse_duration(args.flush_interval),
             compact_interval_s=o.parse_duration(args.compact_interval),
             file_retention_s=o.parse_duration(args.file_retention, allow_zero=True),
+            part_compression=args.part_compression,
             latch_ttl_s=o.parse_duration(args.latch_ttl),
             metrics_port=args.metrics_port,
             engine=args.engine,
@@ -254,7 +258,7 @@ def _run_argv(args: argparse.Namespace) -> list[str]:
     argv = ["--binlog", args.binlog, "--store", args.store, "--interval", args.interval,
             "--batch-events", str(args.batch_events), "--flush-rows", str(args.flush_rows),
             "--flush-interval", args.flush_interval, "--compact-interval", args.compact_interval,
-            "--file-retention", args.file_retention,
+            "--file-retention", args.file_retention, "--part-compression", args.part_compression,
             "--latch-ttl", args.latch_ttl, "--engine", args.engine]
     for flag, value in (("--upstream", args.upstream), ("--schema-url", args.schema_url), ("--tables", args.tables),
                         ("--log", args.log)):

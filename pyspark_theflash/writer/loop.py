@@ -149,7 +149,8 @@ class Writer:
             self.store = Store.open(
                 opts.store,
                 options=StoreOptions(flush_rows=2 * opts.flush_rows, flush_deadline_s=opts.flush_interval_s,
-                                     removed_file_retention_s=opts.file_retention_s),
+                                     removed_file_retention_s=opts.file_retention_s,
+                                     part_compression=opts.part_compression),
             )
             from pyspark_theflash.engine import open_writer_engine
 

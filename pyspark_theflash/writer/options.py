@@ -84,6 +84,7 @@ class WriterOptions:
     latch_ttl_s: float = DEFAULT_LATCH_TTL_S
     compact_interval_s: float = DEFAULT_COMPACT_INTERVAL_S
     file_retention_s: float = DEFAULT_FILE_RETENTION_S
+    part_compression: str = "lz4"  # stable parts' Parquet codec (StoreOptions.part_compression)
     progress_interval_s: float = DEFAULT_PROGRESS_INTERVAL_S
     name: str = "writer"
     until_caught_up: bool = False  # stop once the binlog head is applied and flushed (one-shot runs)
