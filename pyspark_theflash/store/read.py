@@ -512,11 +512,13 @@ class PartsReader:
             yield from self.read_clean_part(base)
             return
         others = [p for p in parts if p is not base]
-        if base is None or base.rows < sum(p.rows for p in others):
+        if base is None or base.rows < sum(p.rows for p in others) or not is_ipc(base.path):
+            # a compacted partition: its stable part minus a deletion vector, and the deltas
             yield from self._read_split_or_mvcc(parts)
             return
-        # A big one-version-per-handle part (the stable) and small deltas: MVCC is needed
-        # only for the handles the deltas touch; every other row of the base stands alone.
+        # A big one-version-per-handle delta (an initial load before its first compaction) and
+        # small ones: MVCC is needed only for the handles the small ones touch; every other
+        # row of the big one stands alone.
         tables = [t for t in (self._visible_filter(p, self._read(p), single_version=False) for p in others)
                   if t.num_rows]
         if not tables:
