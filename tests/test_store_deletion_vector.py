@@ -383,3 +383,49 @@ def test_a_multi_version_parts_layout_gives_the_vector_the_row_group_read_gives(
         assert by_layout.superseded.to_pylist() == by_row_groups.superseded.to_pylist(), (lo, hi, read_ts)
         assert sorted(by_layout.versions.to_pylist(), key=str) == sorted(by_row_groups.versions.to_pylist(), key=str)
     assert dv._version_layouts.get(str(store.root / stable.path), lambda: pytest.fail("never cached"))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_multi_version_parts_layout_at_an_earlier_ts_gives_the_vector_the_row_group_read_gives(
+        store: Store, seed: int) -> None:
+    """At a ts before some of a multi-version part's versions (a query's snapshot taken before
+    the compaction that wrote the part), the vector comes from the part's cached layout as it
+    stood at ts: for a handle changed after ts, its newest version visible at ts is the row,
+    and a handle created after ts has none. The same versions and superseded handles as from
+    the part's row groups, in any range."""
+    rng = random.Random(50 + seed)
+    put(store, 100, [(h, 200, f"s{h}") for h in range(0, 2000, 2)])
+    put(store, 101, [(h, 300 + h % 7, f"u{h}") for h in rng.sample(range(2000), 150)])  # odd ones: new at 300+
+    put(store, 102, [(h, 320 + h % 5, None if h % 3 == 0 else f"w{h}") for h in rng.sample(range(2000), 60)])
+    store.compact(force=True)  # safe point 0: every version stays in the stable part
+    # deltas applied after the compaction: commits at ts among the stable part's versions (a
+    # region that applies late), of handles it holds and of handles it created after ts, and later
+    put_random_delta(store, rng, 103, 140, list(range(-20, 2020)), 40, 5)
+    put_random_delta(store, rng, 104, 400, list(range(-20, 2020)), 40, 3)
+    with store.snapshot() as view:
+        parts = view.parts(T.id)
+    stable = next(p for p in parts if p.kind == "stable")
+    deltas = [p for p in parts if p.kind == "delta"]
+    assert not stable.single_version and stable.max_commit_ts > 320
+    bounds = [None, -5, 0, 1, 57, 100, 101, 250, 999, 1000, 1999, 2000, 2500]
+    earlier = [150, 200, 299, 300, 303, 306, 320, 322, stable.max_commit_ts - 1]
+    checked = 0
+    for _ in range(40):
+        lo, hi = rng.choice(bounds), rng.choice(bounds)
+        if lo is not None and hi is not None and lo >= hi:
+            continue
+        read_ts = rng.choice(earlier)
+        by_layout = deletion_vector(stable, deltas, T, read_ts, (lo, hi), store.root)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(dv, "_int_multi_version_vector", lambda reader, part, root, touched: dv._vector_from_rows(
+                part, dv._stable_versions(reader, part, root, reader.lo, reader.hi, pa.int64()), touched, pa.int64(),
+                multi_version=True))
+            by_row_groups = deletion_vector(stable, deltas, T, read_ts, (lo, hi), store.root)
+        assert (by_layout is None) == (by_row_groups is None), (lo, hi, read_ts)
+        if by_layout is None:
+            continue
+        assert by_layout.superseded.to_pylist() == by_row_groups.superseded.to_pylist(), (lo, hi, read_ts)
+        assert sorted(by_layout.versions.to_pylist(), key=str) == sorted(by_row_groups.versions.to_pylist(), key=str)
+        checked += len(by_layout)
+        assert split_read(store, read_ts, lo, hi) == mvcc_read(store, read_ts, lo, hi), (lo, hi, read_ts)
+    assert checked > 100

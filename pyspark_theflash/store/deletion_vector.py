@@ -186,6 +186,34 @@ def _version_layout_in(path: str, lo: Any, hi: Any) -> tuple[np.ndarray, np.ndar
     return replaced_h[r], replaced_c[r], newest_h[n], newest_c[n]
 
 
+def _layout_at(replaced_h: np.ndarray, replaced_c: np.ndarray, newest_h: np.ndarray, newest_c: np.ndarray,
+               ts: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A part's version layout (``_version_layout_in``) as a read at ``ts`` sees it, for a part
+    holding versions newer than ts: the replaced versions visible at ts (handles, commit ts),
+    each handle's newest commit ts visible at ts, and which handles have one. A handle's
+    versions ascend, so those visible at ts are a prefix of its run: when its newest is newer
+    than ts, its newest visible one is the last visible of its replaced versions. The work
+    follows the replaced versions and the handles changed after ts; the range's handles are
+    only compared with ts, not copied."""
+    visible = replaced_c <= np.uint64(ts)
+    late = np.flatnonzero(newest_c > np.uint64(ts))  # handles whose newest version is newer than ts
+    present = None
+    if len(late):
+        lh = newest_h[late]
+        start = np.searchsorted(replaced_h, lh, "left")
+        stop = np.searchsorted(replaced_h, lh, "right")
+        seen = np.concatenate([[0], np.cumsum(visible)])
+        count = seen[stop] - seen[start]  # visible replaced versions of each late handle
+        has = count > 0
+        promoted = (start + count - 1)[has]  # each late handle's newest version visible at ts
+        newest_c = newest_c.copy()
+        newest_c[late[has]] = replaced_c[promoted]
+        visible[promoted] = False  # the row at ts, not a replaced version
+        present = np.ones(len(newest_h), dtype=bool)
+        present[late[~has]] = False  # created after ts
+    return replaced_h[visible], replaced_c[visible], newest_c, present
+
+
 def _int_multi_version_vector(reader: PartsReader, stable: PartRef, root: str | Path,
                               touched: pa.Table | None) -> DeletionVector | None:
     """``deletion_vector`` of an int-handle stable part holding several versions of a handle
@@ -194,11 +222,15 @@ def _int_multi_version_vector(reader: PartsReader, stable: PartRef, root: str | 
     replaces, plus the newest visible version of each handle the deltas supersede. Each
     delta handle is found by binary search, so the vector costs the range's slice and the
     deltas' size, not a hash join over the range's rows."""
-    if not stable.tombstones and stable.max_commit_ts is not None and stable.max_commit_ts <= reader.ts:
-        # every version of the part is visible (the usual read, at a ts after the compaction
-        # that wrote it): its layout is the part's own, worked out once and sliced per range
+    present = None  # newest_h's handles with a version visible at ts (None: all of them)
+    if not stable.tombstones and stable.max_commit_ts is not None:
+        # the part's own layout, worked out once and sliced per range; at a ts after the
+        # compaction that wrote the part (the usual read) it is the layout at ts
         replaced_h, replaced_c, newest_h, newest_c = _version_layout_in(
             str(Path(root) / stable.path), reader.lo, reader.hi)
+        if stable.max_commit_ts > reader.ts:
+            replaced_h, replaced_c, newest_c, present = _layout_at(replaced_h, replaced_c, newest_h, newest_c,
+                                                                   reader.ts)
     else:
         h, c = _all_stable_versions(reader, stable, root)
         later = np.zeros(len(h), dtype=bool)  # a version followed by one of its handle: replaced
@@ -215,6 +247,8 @@ def _int_multi_version_vector(reader: PartsReader, stable: PartRef, root: str | 
         if len(newest_h):
             at = np.minimum(pos, len(newest_h) - 1)
             found = (pos < len(newest_h)) & (newest_h[at] == nh)
+            if present is not None:
+                found &= present[at]
         sup = ~found
         sup[found] = nc[found] > newest_c[pos[found]]
         superseded = np.sort(nh[sup])
