@@ -351,6 +351,19 @@ def test_versions_found_by_binary_search_are_those_the_hash_join_finds(seed: int
     assert dropped == set(held) | (set(absent) & set(rows))
 
 
+def vectors_by_layout_and_by_row_groups(store: Store, stable: Any, deltas: Any, ts: int, lo: Any,
+                                         hi: Any) -> tuple[Any, Any]:
+    """A multi-version int-handle part's vector at ts in [lo, hi) as reads compute it (from the
+    part's cached layout) and from its row groups (the reference)."""
+    by_layout = deletion_vector(stable, deltas, T, ts, (lo, hi), store.root)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(dv, "_int_multi_version_vector", lambda reader, part, root, touched: dv._vector_from_rows(
+            part, dv._stable_versions(reader, part, root, reader.lo, reader.hi, pa.int64()), touched, pa.int64(),
+            multi_version=True))
+        by_row_groups = deletion_vector(stable, deltas, T, ts, (lo, hi), store.root)
+    return by_layout, by_row_groups
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_a_multi_version_parts_layout_gives_the_vector_the_row_group_read_gives(store: Store, seed: int) -> None:
     """At a ts after every version of a multi-version part (a read after the compaction that
@@ -374,12 +387,7 @@ def test_a_multi_version_parts_layout_gives_the_vector_the_row_group_read_gives(
         if lo is not None and hi is not None and lo >= hi:
             continue
         read_ts = rng.choice([stable.max_commit_ts, ts, ts + 10])
-        by_layout = deletion_vector(stable, deltas, T, read_ts, (lo, hi), store.root)
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(dv, "_int_multi_version_vector", lambda reader, part, root, touched: dv._vector_from_rows(
-                part, dv._stable_versions(reader, part, root, reader.lo, reader.hi, pa.int64()), touched, pa.int64(),
-                multi_version=True))
-            by_row_groups = deletion_vector(stable, deltas, T, read_ts, (lo, hi), store.root)
+        by_layout, by_row_groups = vectors_by_layout_and_by_row_groups(store, stable, deltas, read_ts, lo, hi)
         assert by_layout.superseded.to_pylist() == by_row_groups.superseded.to_pylist(), (lo, hi, read_ts)
         assert sorted(by_layout.versions.to_pylist(), key=str) == sorted(by_row_groups.versions.to_pylist(), key=str)
     assert dv._version_layouts.get(str(store.root / stable.path), lambda: pytest.fail("never cached"))
@@ -415,12 +423,7 @@ def test_a_multi_version_parts_layout_at_an_earlier_ts_gives_the_vector_the_row_
         if lo is not None and hi is not None and lo >= hi:
             continue
         read_ts = rng.choice(earlier)
-        by_layout = deletion_vector(stable, deltas, T, read_ts, (lo, hi), store.root)
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(dv, "_int_multi_version_vector", lambda reader, part, root, touched: dv._vector_from_rows(
-                part, dv._stable_versions(reader, part, root, reader.lo, reader.hi, pa.int64()), touched, pa.int64(),
-                multi_version=True))
-            by_row_groups = deletion_vector(stable, deltas, T, read_ts, (lo, hi), store.root)
+        by_layout, by_row_groups = vectors_by_layout_and_by_row_groups(store, stable, deltas, read_ts, lo, hi)
         assert (by_layout is None) == (by_row_groups is None), (lo, hi, read_ts)
         if by_layout is None:
             continue
