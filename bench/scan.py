@@ -166,6 +166,8 @@ def main() -> None:
     parser.add_argument("--live-rate", type=float, default=200.0, help="update commits per second (--live)")
     parser.add_argument("--live-rows", type=int, default=2, help="rows each update commit changes (--live)")
     parser.add_argument("--live-warmup", type=float, default=10.0, help="seconds of updates before the ts (--live)")
+    parser.add_argument("--rounds", action="store_true",
+                        help="also print each round's pair of times (theflash, parquet) per query")
     parser.add_argument("--path", choices=("session", "serve", "python"), default="session",
                         help="the theflash read: the connector jar with theflash_session()'s service (default), "
                         "with theflash serve in its own process, or the Python data source (see above)")
@@ -282,6 +284,8 @@ def main() -> None:
             results[name] = {"theflash_s": round(flash_s, 3), "parquet_s": round(parquet_s, 3), "ratio": round(ratio, 2),
                              "paired_ratio": round(paired, 2)}
             print(f"{name:<24}{flash_s:>20.3f}{parquet_s:>11.3f}{ratio:>7.2f}{paired:>8.2f}")
+            if args.rounds:
+                print("    rounds: " + "  ".join(f"{a:.3f}/{b:.3f}" for a, b in rounds))
         live_rate = upstream.finish_updates() if args.live else None
         worst = max(r["ratio"] for r in results.values())
         worst_paired = max(r["paired_ratio"] for r in results.values())
