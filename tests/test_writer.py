@@ -851,3 +851,19 @@ def test_an_injected_storage_failure_ends_the_writer_cleanly_and_a_restart_loses
     with Store.open(str(store), readonly=True) as s:
         got = {r["id"]: r["balance"] for r in s.scan_table(TABLE, ts).to_pylist()}
     assert got == expected and len(got) == 2000
+
+
+def test_writer_run_takes_the_stable_parts_codec_and_defaults_to_lz4() -> None:
+    from pyspark_theflash.cli import build_parser
+    from pyspark_theflash.store import StoreOptions
+    from pyspark_theflash.writer.cli import _run_argv, options_from_args
+
+    parser = build_parser()
+    args = parser.parse_args(["writer", "run", "--binlog", "file:///b", "--store", "/s", "--part-compression", "zstd"])
+    assert options_from_args(args).part_compression == "zstd"
+    argv = _run_argv(args)  # a daemon gets it too
+    assert argv[argv.index("--part-compression") + 1] == "zstd"
+    args = parser.parse_args(["writer", "run", "--binlog", "file:///b", "--store", "/s"])
+    assert options_from_args(args).part_compression == "lz4" == StoreOptions().part_compression
+    with pytest.raises(SystemExit):
+        parser.parse_args(["writer", "run", "--binlog", "file:///b", "--store", "/s", "--part-compression", "gzip"])

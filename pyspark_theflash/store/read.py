@@ -18,9 +18,10 @@ version that matches come back to life. Pruning follows the same rule:
   (no version of any handle matches, so no chosen version does);
 * a single part, or a row group inside it, may be skipped only when it is the partition's
   only part and holds one version per handle (then the rows it holds are the only versions
-  of their handles: skipping them removes exactly rows the filter would remove); next to
-  small deltas, a row group of such a part may still be skipped when its handle range holds
-  none of the handles the deltas touch (its rows are still the only versions of theirs);
+  of their handles: skipping them removes exactly rows the filter would remove); beside
+  deltas, a stable part is read minus its deletion vector (``store.deletion_vector``), and
+  the rows left are each their handle's row at ts, so any row group the filter cannot match
+  may be skipped there too;
 * parts whose every version is newer than ts are skipped regardless (they are invisible).
 """
 from __future__ import annotations
@@ -415,15 +416,17 @@ class PartsReader:
                 yield b
 
     def read_clean_part(self, part: PartRef, overlay: "_Overlay | None" = None) -> Iterator[pa.RecordBatch]:
-        """A part holding one version per handle, streamed a few row groups at a time, each
-        row group pruned by the filter. With an ``overlay`` (the visible rows of the
-        partition's other parts), rows of handles the overlay touches are set aside in it
-        for MVCC, and a row group may be pruned only if it holds none of those handles."""
+        """A part holding one version per handle; a Parquet one streamed a few row groups at a
+        time, each row group pruned by the filter. With an ``overlay`` (the visible rows of the
+        partition's other parts; only beside an Arrow IPC delta, since a Parquet stable part is
+        read by its deletion vector), rows of handles the overlay touches are set aside in it
+        for MVCC."""
         if is_ipc(part.path):
             yield from self._emit_clean(part, self._read(part), overlay)
             return
-        for t in self._row_group_tables(part, overlay.may_touch if overlay is not None else None):
-            yield from self._emit_clean(part, t, overlay)
+        assert overlay is None, "a Parquet stable part beside deltas is read by its deletion vector"
+        for t in self._row_group_tables(part):
+            yield from self._emit_clean(part, t, None)
 
     def read_stable_half(self, part: PartRef, vector: "DeletionVector") -> Iterator[pa.RecordBatch]:
         """The stable half of a split partition read (``store.deletion_vector``): the Parquet
@@ -437,15 +440,14 @@ class PartsReader:
             return (_not_versions(t, handles, dropped) if handles is not None else None,
                     pc.invert(t.column(DELMARK)) if part.delete_marks else None)
 
-        for t in self._row_group_tables(part, None):
+        for t in self._row_group_tables(part):
             t, m = self._visible_mask(part, t, single_version=False, also=dropped_or_deleted)
             yield from self._finish(_filtered(self._finish_input(t), m))
 
-    def _row_group_tables(self, part: PartRef, may_touch: Any) -> Iterator[pa.Table]:
-        """The Parquet part's row groups in the reader's range that the filter may match (or
-        that ``may_touch`` says hold a handle set aside for MVCC), conformed, a few at a time:
-        one call decodes them in parallel, and memory stays bounded by CLEAN_READ_ROW_GROUPS
-        row groups."""
+    def _row_group_tables(self, part: PartRef) -> Iterator[pa.Table]:
+        """The Parquet part's row groups in the reader's range that the filter may match,
+        conformed, a few at a time: one call decodes them in parallel, and memory stays bounded
+        by CLEAN_READ_ROW_GROUPS row groups."""
         f = self._open(part)
         cols, mapping = self._file_columns(part)
         md = f.metadata
@@ -458,8 +460,7 @@ class PartsReader:
                 continue
             if self.predicate is not None and not self.predicate.might_match(
                     self._row_group_stats(rgm, names_by_id, file_index)):
-                if may_touch is None or not may_touch(rgm.column(file_index[ROWID]).statistics):
-                    continue
+                continue
             wanted.append(rg)
         for i in range(0, len(wanted), CLEAN_READ_ROW_GROUPS):
             yield self._conform(part, f.read_row_groups(wanted[i:i + CLEAN_READ_ROW_GROUPS], columns=cols), mapping)
@@ -566,15 +567,7 @@ class _Overlay:
 
     def __init__(self, handles: pa.ChunkedArray) -> None:
         self.handles = pc.unique(handles.combine_chunks())
-        mm = pc.min_max(self.handles)
-        self.min, self.max = mm["min"].as_py(), mm["max"].as_py()
         self.contested: list[pa.Table] = []
-
-    def may_touch(self, rowid_stats: Any) -> bool:
-        """May a row group with these _tidb_rowid statistics hold a touched handle?"""
-        if rowid_stats is None or not rowid_stats.has_min_max:
-            return True
-        return bool(rowid_stats.max >= self.min and rowid_stats.min <= self.max)
 
 
 def newest_visible(t: pa.Table) -> pa.Table:

@@ -38,7 +38,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--file-retention", default=f"{o.DEFAULT_FILE_RETENTION_S:g}s",
                         help="keep a compacted-away part's file this long after the last read lease that "
                              "pins it ends: slack for readers whose renewal comes late (default %(default)s)")
-    parser.add_argument("--part-compression", choices=("lz4", "zstd"), default="lz4",
+    parser.add_argument("--part-compression", choices=("lz4", "zstd"), default=o.PART_COMPRESSION,
                         help="Parquet codec of the stable parts compaction writes: lz4 reads fastest, zstd "
                         "makes files about half the size (default %(default)s; docs/store.md)")
     parser.add_argument("--latch-ttl", default=f"{o.DEFAULT_LATCH_TTL_S:g}s",

@@ -6,6 +6,8 @@ import fnmatch
 import re
 from dataclasses import dataclass, field
 
+from pyspark_theflash.store.txn_merge_tree import PART_COMPRESSION
+
 DEFAULT_INTERVAL_S = 0.2
 # Events per read and atomic apply. A batch is decoded and applied as arrays, so its cost is
 # mostly per call: 10k events (~25k rows of small transactions) apply in ~0.1 s, less than the
@@ -84,7 +86,7 @@ class WriterOptions:
     latch_ttl_s: float = DEFAULT_LATCH_TTL_S
     compact_interval_s: float = DEFAULT_COMPACT_INTERVAL_S
     file_retention_s: float = DEFAULT_FILE_RETENTION_S
-    part_compression: str = "lz4"  # stable parts' Parquet codec (StoreOptions.part_compression)
+    part_compression: str = PART_COMPRESSION  # stable parts' Parquet codec (StoreOptions.part_compression)
     progress_interval_s: float = DEFAULT_PROGRESS_INTERVAL_S
     name: str = "writer"
     until_caught_up: bool = False  # stop once the binlog head is applied and flushed (one-shot runs)
