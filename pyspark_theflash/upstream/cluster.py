@@ -47,6 +47,8 @@ from pyspark_theflash.upstream.client import LockInfo, SecondaryLocks, TableScan
 from pyspark_theflash.upstream.errors import UpstreamError
 from pyspark_theflash.upstream.gc_worker import DEFAULT_GC_LIFE_TIME_S, DEFAULT_GC_RUN_INTERVAL_S, GCRun, GCWorker
 from pyspark_theflash.upstream.pd import GCSafePoint, Region, RegionMap
+from pyspark_theflash.upstream.pd_service import ServiceSafePoints
+from pyspark_theflash.upstream.tikv_stores import Topology
 from pyspark_theflash.upstream.bulk import bulk_insert
 from pyspark_theflash.upstream.ddl import convert_value, encode_row_v1_for_table
 from pyspark_theflash.upstream.percolator import (
@@ -74,6 +76,8 @@ from pyspark_theflash.upstream.tidb import (
     table_info_of,
 )
 from pyspark_theflash.upstream.tso import TimestampOracle
+from pyspark_theflash.upstream.ddl_history import ddl_history_job
+from pyspark_theflash.upstream.service import CLUSTER_ID
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +90,7 @@ CREATE TABLE IF NOT EXISTS cf_write (key BLOB NOT NULL, commit_ts INTEGER NOT NU
 CREATE TABLE IF NOT EXISTS cf_default (key BLOB NOT NULL, start_ts INTEGER NOT NULL, value BLOB NOT NULL,
                                        PRIMARY KEY (key, start_ts)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS cf_lock (key BLOB PRIMARY KEY, lock BLOB NOT NULL, value BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ddl_jobs (id INTEGER PRIMARY KEY, job TEXT NOT NULL);  -- TiDB's DDL history
 CREATE TABLE IF NOT EXISTS schema_versions (table_id INTEGER NOT NULL, commit_ts INTEGER NOT NULL, db TEXT NOT NULL,
                                             info TEXT);  -- one row per table version; info NULL: dropped
 """
@@ -179,8 +184,13 @@ class MiniCluster:
                                                                 "ORDER BY rowid")],
         )
         self.closed = False
+        self.cluster_id = CLUSTER_ID
+        self.service_safe_points = ServiceSafePoints(self.gc)
         self.gc_worker = GCWorker(self.store, self.tso, gc_life_time_s, gc_run_interval_s,
-                                  on_safe_point=self._save_gc_safe_point)
+                                  on_safe_point=self._save_gc_safe_point,
+                                  ceiling=lambda: self.service_safe_points.minimum()[1])
+        self.topology: Topology | None = None
+        self.pd_address = ""
         if restarted:
             self.store.load(
                 ((bytes(k), _from_u64(ts), bytes(w)) for k, ts, w in self._db.execute("SELECT key, commit_ts, write FROM cf_write")),
@@ -227,6 +237,7 @@ class MiniCluster:
                 if positioned.event.WhichOneof("payload") == "ddl":
                     if self.catalog.replay_ddl(positioned.event):
                         self._save_versions(positioned.event)
+                    self._save_ddl_job(positioned.event)
                 else:
                     self.store.replay(positioned.event)
                 n += 1
@@ -253,8 +264,21 @@ class MiniCluster:
         change committed at or below R. (Commits are ordered by the schema lease too.)"""
         with self.store.mu:
             ts = commit_ts if commit_ts is not None else self.tso.get_ts()
-            self.store.append_events([make_event(ts)])
+            event = make_event(ts)
+            self.store.append_events([event])
+        self._save_ddl_job(event)
         return ts
+
+    def _save_ddl_job(self, event: binlog_pb2.Event) -> None:
+        """The schema change as a finished job of TiDB's DDL history (``/ddl/history``)."""
+        job = ddl_history_job(event.ddl, self.catalog)
+        with self._db_mu, self._db:
+            self._db.execute("INSERT OR REPLACE INTO ddl_jobs VALUES (?, ?)", (job["id"], json.dumps(job)))
+
+    def ddl_history(self) -> list[dict[str, Any]]:
+        """Every finished DDL job, newest first, as TiDB's status port lists them."""
+        with self._db_mu:
+            return [json.loads(j) for j, in self._db.execute("SELECT job FROM ddl_jobs ORDER BY id DESC")]
 
     def _save_table_versions(self, versions: list[tuple[int, Any]]) -> None:
         """The table versions a schema change makes, one row each in cluster.sqlite."""
@@ -524,13 +548,19 @@ class MiniCluster:
     # ---------------------------------------------------------------- serving
 
     def serve(self, host: str = "127.0.0.1", port: int = 0, status_port: int = 0,
-              binlog_port: int | None = 0) -> dict[str, str]:
-        """Start the HTTP status port, the Upstream gRPC service and (with a binlog
-        directory and ``binlog_port`` not None) the binlog gRPC service. Returns addresses."""
+              binlog_port: int | None = 0, pd_port: int = 0, stores: int = 1) -> dict[str, str]:
+        """Start the HTTP status port (TiDB's), PD and ``stores`` TiKV stores on the wire
+        (``pdpb.PD``; ``tikvpb.Tikv`` and ``cdcpb.ChangeData`` each), the private Upstream
+        gRPC service and (with a binlog directory and ``binlog_port`` not None) the binlog
+        gRPC service. Returns their addresses: ``pd`` (``pd://host:port``), ``status``
+        (``host:port``), ``upstream`` and ``binlog`` (``grpc://``)."""
+        from pyspark_theflash.upstream.change_feed import ChangeFeed
+        from pyspark_theflash.upstream.pd_service import PDServer
         from pyspark_theflash.upstream.service import serve_upstream
         from pyspark_theflash.upstream.status_server import StatusServer
+        from pyspark_theflash.upstream.tikv_stores import StoreServer
 
-        status = StatusServer(self.catalog, host, status_port)
+        status = StatusServer(self.catalog, host, status_port, ddl_history=self.ddl_history)
         self._servers.append(status)
         self.status_address = status.address
         if self.binlog_dir is not None and binlog_port is not None:
@@ -539,10 +569,19 @@ class MiniCluster:
             binlog_server = serve_binlog(self.binlog_dir, host, binlog_port)
             self._servers.append(binlog_server)
             self.binlog_address = binlog_server.url
+        self.topology = Topology(self, stores)
+        self.change_feed = ChangeFeed(self)
+        self.store_servers = [StoreServer(self, self.change_feed, self.topology, sid, host)
+                              for sid in self.topology.store_ids]
+        self._servers.extend(self.store_servers)
+        pd = PDServer(self, host, pd_port)
+        self._servers.append(pd)
+        self.pd_address = f"pd://{pd.address}"
         upstream = serve_upstream(self, host, port)
         self._servers.append(upstream)
         self.upstream_address = f"grpc://{upstream.address}"
-        return {"upstream": self.upstream_address, "status": self.status_address, "binlog": self.binlog_address}
+        return {"pd": self.pd_address, "status": self.status_address, "upstream": self.upstream_address,
+                "binlog": self.binlog_address}
 
     # ---------------------------------------------------------------- persistence
 

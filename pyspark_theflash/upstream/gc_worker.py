@@ -48,7 +48,8 @@ class GCWorker:
 
     def __init__(self, store: PercolatorStore, tso: TimestampOracle, life_time_s: float = DEFAULT_GC_LIFE_TIME_S,
                  run_interval_s: float | None = DEFAULT_GC_RUN_INTERVAL_S,
-                 on_safe_point: Callable[[int], None] | None = None) -> None:
+                 on_safe_point: Callable[[int], None] | None = None,
+                 ceiling: Callable[[], int] | None = None) -> None:
         if life_time_s < 0:
             raise ValueError(f"gc_life_time must be >= 0 seconds, got {life_time_s}")
         self.store = store
@@ -56,6 +57,9 @@ class GCWorker:
         self.life_time_s = life_time_s
         self.run_interval_s = run_interval_s
         self.on_safe_point = on_safe_point
+        # PD's least service safe point (capture's, a replica's readers'): no run passes it,
+        # as TiDB's GC worker takes min(now - life time, that) for its safe point.
+        self.ceiling = ceiling
         self.last_run: GCRun | None = None
         self._last_started = time.monotonic()  # the first scheduled run is one interval after start
         self._mu = threading.Lock()
@@ -71,6 +75,8 @@ class GCWorker:
         with self._mu:
             self._last_started = time.monotonic()
             sp = self.safe_point_now() if safe_point is None else int(safe_point)
+            if self.ceiling is not None:
+                sp = min(sp, self.ceiling())
             store = self.store
             with store.mu:
                 before = store.gc.value

@@ -749,6 +749,25 @@ class PercolatorStore:
             hi = bisect.bisect_left(self._keys, end) if end else len(self._keys)
             return self._keys[hi - 1] if hi and self._keys[hi - 1] >= start else None
 
+    # Reads of the raw records for the change-data feed's scan; the caller holds ``mu``.
+
+    def keys_in(self, start: bytes, end: bytes) -> list[bytes]:
+        """Every key with a record in [start, end) (raw keys; end b"" = unbounded), in order."""
+        lo = bisect.bisect_left(self._keys, start)
+        hi = bisect.bisect_left(self._keys, end) if end else len(self._keys)
+        return self._keys[lo:hi]
+
+    def versions_of(self, key: bytes) -> list[Version]:
+        """The key's write records, newest first."""
+        return self._writes.get(key, [])
+
+    def value_of(self, key: bytes, version: Version) -> bytes:
+        """The value a PUT write record stands for (its short value or the default CF's)."""
+        return self._value_of(key, version)
+
+    def lock_of(self, key: bytes) -> LockRecord | None:
+        return self._locks.get(key)
+
     def locks(self, start: bytes = b"", end: bytes = b"") -> list[LockRecord]:
         with self.mu:
             return sorted(

@@ -3,7 +3,8 @@
     GET /schema                 -> [db info, ...]
     GET /schema/{db}            -> [table info, ...]
     GET /schema/{db}/{table}    -> table info (with schema_version)
-    GET /db-table/{table_id}    -> {"db_info": {...}, "table_info": {...}}
+    GET /db-table/{table_id}    -> {"db_info": {...}, "table_info": {...}, "schema_version": N}
+    GET /ddl/history            -> [finished DDL job, ...], newest first (TiDB's model.Job JSON)
 
 Anything else is a 404 whose body says what is served.
 """
@@ -12,23 +13,31 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import unquote, urlparse
+from typing import Any, Callable
+from urllib.parse import parse_qs, unquote, urlparse
 
 from pyspark_theflash.upstream.errors import SchemaError
 from pyspark_theflash.upstream.tidb import Catalog
 
-USAGE = "served: /schema, /schema/{db}, /schema/{db}/{table}, /db-table/{table_id}"
+USAGE = "served: /schema, /schema/{db}, /schema/{db}/{table}, /db-table/{table_id}, /ddl/history"
 
 
 def _db_info(db_id: int, name: str) -> dict[str, Any]:
     return {"id": db_id, "db_name": {"O": name, "L": name.lower()}, "charset": "utf8mb4", "collate": "utf8mb4_bin", "state": 5}
 
 
-def route(catalog: Catalog, path: str) -> tuple[int, Any]:
+def route(catalog: Catalog, path: str, ddl_history: Callable[[], list[dict[str, Any]]] | None = None) -> tuple[int, Any]:
     """(HTTP status, JSON body) of a GET; a pure function so it is tested without sockets too."""
-    parts = [unquote(p) for p in urlparse(path).path.split("/") if p]
+    url = urlparse(path)
+    parts = [unquote(p) for p in url.path.split("/") if p]
     try:
+        if parts == ["ddl", "history"] and ddl_history is not None:
+            jobs = ddl_history()
+            query = parse_qs(url.query)
+            if "start_job_id" in query:
+                jobs = [j for j in jobs if j["id"] <= int(query["start_job_id"][0])]
+            limit = int(query.get("limit", ["2048"])[0])
+            return 200, jobs[:limit]
         if parts == ["schema"]:
             return 200, [_db_info(d.id, d.name) for d in catalog.databases()]
         if len(parts) == 2 and parts[0] == "schema":
@@ -43,7 +52,8 @@ def route(catalog: Catalog, path: str) -> tuple[int, Any]:
                 return 404, {"error": f"table id must be a number, got {parts[1]!r}; {USAGE}"}
             db, table = catalog.table_by_id(int(parts[1]))
             db_id = next(d.id for d in catalog.databases() if d.name == db)
-            return 200, {"db_info": _db_info(db_id, db), "table_info": table}
+            return 200, {"db_info": _db_info(db_id, db), "table_info": table,
+                         "schema_version": table.get("schema_version", 0)}
     except SchemaError as err:
         return 404, {"error": f"{err}; {USAGE}"}
     return 404, {"error": f"no such endpoint {path!r}; {USAGE}"}
@@ -52,10 +62,11 @@ def route(catalog: Catalog, path: str) -> tuple[int, Any]:
 class StatusServer:
     """A ThreadingHTTPServer on ``host:port`` (port 0 = chosen by the OS) in a daemon thread."""
 
-    def __init__(self, catalog: Catalog, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, catalog: Catalog, host: str = "127.0.0.1", port: int = 0,
+                 ddl_history: Callable[[], list[dict[str, Any]]] | None = None) -> None:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                status, body = route(catalog, self.path)
+                status, body = route(catalog, self.path, ddl_history)
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

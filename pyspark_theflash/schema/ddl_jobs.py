@@ -1,0 +1,72 @@
+"""TiDB's finished DDL jobs (``/ddl/history`` on the status port) and the binlog's ``Ddl``.
+
+A job is TiDB's ``model.Job`` JSON: ``id``, ``type`` (an ``ActionType`` number), ``schema_id``,
+``table_id``, ``schema_name``, ``table_name``, ``state`` (6 = synced, a finished job), ``query``,
+and ``binlog``: ``SchemaVersion``, ``TableInfo`` (the table after the change; for TRUNCATE the
+new table, whose id replaces ``table_id``), ``FinishedTS`` (the commit ts of the change).
+The status port lists them newest first (TiDB's ``ScanHistoryDDLJobs``).
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pyspark_theflash.proto import binlog_pb2
+
+Ddl = binlog_pb2.Ddl
+
+# TiDB's ActionType (pkg/meta/model/job.go): the table-level changes a replica follows.
+ACTION_CREATE_TABLE = 3
+ACTION_DROP_TABLE = 4
+ACTION_ADD_COLUMN = 5
+ACTION_DROP_COLUMN = 6
+ACTION_TRUNCATE_TABLE = 11
+ACTION_MODIFY_COLUMN = 12
+ACTION_RENAME_TABLE = 14
+JOB_STATE_SYNCED = 6
+JOB_STATE_DONE = 4
+
+_ACTION_OF_TYPE = {
+    Ddl.CREATE_TABLE: ACTION_CREATE_TABLE, Ddl.DROP_TABLE: ACTION_DROP_TABLE, Ddl.ADD_COLUMN: ACTION_ADD_COLUMN,
+    Ddl.DROP_COLUMN: ACTION_DROP_COLUMN, Ddl.TRUNCATE_TABLE: ACTION_TRUNCATE_TABLE,
+    Ddl.MODIFY_COLUMN: ACTION_MODIFY_COLUMN, Ddl.RENAME_TABLE: ACTION_RENAME_TABLE,
+}
+_TYPE_OF_ACTION = {a: t for t, a in _ACTION_OF_TYPE.items()}
+
+
+def job_of_ddl(ddl: Any, job_id: int, schema_id: int) -> dict[str, Any]:
+    """The finished TiDB job a binlog ``Ddl`` stands for."""
+    info = json.loads(ddl.table_info)
+    table_id = int(ddl.old_table_id) if ddl.type == Ddl.TRUNCATE_TABLE and ddl.old_table_id else int(ddl.table_id)
+    name = info.get("name")
+    return {
+        "id": job_id, "type": _ACTION_OF_TYPE.get(ddl.type, 0), "schema_id": schema_id, "table_id": table_id,
+        "schema_name": ddl.db, "table_name": name.get("O") if isinstance(name, dict) else name,
+        "state": JOB_STATE_SYNCED, "query": ddl.query, "start_ts": int(ddl.commit_ts), "real_start_ts": int(ddl.commit_ts),
+        "binlog": {"SchemaVersion": int(ddl.schema_version), "DBInfo": None, "TableInfo": info,
+                   "FinishedTS": int(ddl.commit_ts)},
+    }
+
+
+def ddl_of_job(job: dict[str, Any]) -> Any | None:
+    """The binlog ``Ddl`` of a finished table-level job; None for what a replica does not follow
+    (schemas, indexes, placement...: the table's rows do not change shape) or an unfinished job."""
+    if job.get("state") not in (JOB_STATE_SYNCED, JOB_STATE_DONE):
+        return None
+    binlog = job.get("binlog") or {}
+    info = binlog.get("TableInfo")
+    action = int(job.get("type", 0))
+    if not info or not binlog.get("FinishedTS"):
+        return None
+    info = dict(info)
+    version = int(binlog.get("SchemaVersion") or 0)
+    info.setdefault("schema_version", version)
+    kind = _TYPE_OF_ACTION.get(action)
+    if kind is None:
+        # Any other change of a table (an index, a comment, a default): the same columns under
+        # a new schema version, which a replica records like an in-place MODIFY COLUMN.
+        kind = Ddl.MODIFY_COLUMN
+    old = int(job.get("table_id") or 0) if kind == Ddl.TRUNCATE_TABLE else 0
+    return Ddl(type=kind, commit_ts=int(binlog["FinishedTS"]), schema_version=version,
+               db=str(job.get("schema_name") or ""), table_id=int(info["id"]), old_table_id=old,
+               table_info=json.dumps(info).encode(), query=str(job.get("query") or ""))
