@@ -1,0 +1,476 @@
+"""``theflash capture``: replicate a TiDB cluster's changes into the binlog.
+
+Threads:
+- one ``StoreStream`` per TiKV store: a ``cdcpb.ChangeData/EventFeed`` stream carrying the
+  registrations of the regions that store leads, its events handed to the main loop;
+- the DDL poller: a PD timestamp T, then TiDB's ``/ddl/history``; every DDL that finished at
+  or below T is then known (a read at a snapshot after T sees every commit at or below T),
+  so T becomes the *DDL frontier*;
+- the main loop (``run``), which alone owns the regions and the binlog writer.
+
+The binlog gets, in order: the DDL jobs of the captured tables; per region a ``RegionSnapshot``
+when its registration is initialised (every version TiKV still holds, and the open locks),
+then its rows in feed order; batched resolved ts. Events wait in a FIFO until every commit ts
+they hold is at or below the DDL frontier, so a row is never written before the schema change
+it was written under; a resolved ts written never passes the frontier.
+
+A region error (``not_leader``, ``epoch_not_match``, ``region_not_found``, a broken stream,
+``server_is_busy``/``congested`` after a back-off) drops the registration; the range is
+looked up in PD again and each region there is registered anew from checkpoint 0, so its
+snapshot replaces the range in the replica (docs/capture.md says what that costs).
+
+``capture-state.json`` beside the segments keeps each region's last binlog index and resolved
+ts, the last DDL written and the captured table ids, with the log position they hold at; a
+restart reads the log's events after that position too, then registers every region again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import grpc
+
+from pyspark_theflash.binlog import Position, SegmentReader, SegmentWriter
+from pyspark_theflash.capture.errors import CaptureError, GCPassedError
+from pyspark_theflash.capture.pd_client import PDClient, RegionInfo
+from pyspark_theflash.capture.region_feed import FeedProtocolError, RegionFeed, entries_event, snapshot_event
+from pyspark_theflash.capture.tidb_status import TiDBStatus
+from pyspark_theflash.codec import encode_region_key
+from pyspark_theflash.proto import binlog_pb2, cdcpb_pb2, cdcpb_pb2_grpc, metapb_pb2
+from pyspark_theflash.schema.ddl_jobs import ddl_of_job
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "capture-state.json"
+TICDC_VERSION = "8.5.0"  # what capture says it is in the feed's header (TiKV gates features by it)
+Ddl = binlog_pb2.Ddl
+_RECORD_SPAN = (bytes(encode_region_key(b"t")), bytes(encode_region_key(b"u")))  # every table's keys
+
+
+@dataclass
+class CaptureOptions:
+    pd: str
+    tidb: str
+    binlog: str
+    tables: list[str] | None = None  # "db.table" names; None = every user table
+    until_ts: int | None = None
+    serve_binlog: int | None = None
+    ddl_poll_s: float = 0.2
+    gc_ttl_s: int = 3600
+    gc_update_s: float = 10.0
+    segment_bytes: int = 64 << 20
+    retry_backoff_s: float = 0.5
+
+
+def _record_table_id(key: bytes) -> int | None:
+    """The table id of a record key (t{id}_r...), None for any other key."""
+    if len(key) >= 19 and key[:1] == b"t" and key[9:11] == b"_r":
+        return int.from_bytes(key[1:9], "big") - (1 << 63)
+    return None
+
+
+def _is_record(key: bytes) -> bool:
+    return _record_table_id(key) is not None
+
+
+class StoreStream:
+    """One EventFeed stream to one TiKV store; its responses go to ``inbound`` tagged with
+    (store id, stream generation), a broken stream as a ``stream_down`` item."""
+
+    def __init__(self, store_id: int, address: str, gen: int, inbound: queue.Queue[Any]) -> None:
+        self.store_id, self.address, self.gen = store_id, address, gen
+        self._requests: queue.Queue[Any] = queue.Queue()
+        self._inbound = inbound
+        self._channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 256 << 20)])
+        self._call: Any = None
+        self._thread = threading.Thread(target=self._run, name=f"capture-store-{store_id}", daemon=True)
+        self._thread.start()
+
+    def send(self, request: cdcpb_pb2.ChangeDataRequest) -> None:
+        self._requests.put(request)
+
+    def _run(self) -> None:
+        try:
+            self._call = cdcpb_pb2_grpc.ChangeDataStub(self._channel).EventFeed(iter(self._requests.get, None))
+            for resp in self._call:
+                self._inbound.put(("events", self.store_id, self.gen, resp))
+            reason = "the store ended the stream"
+        except grpc.RpcError as exc:
+            reason = f"{exc.code().name}: {exc.details()}"
+        except Exception as exc:  # pragma: no cover - reported like a broken stream
+            reason = repr(exc)
+        self._inbound.put(("stream_down", self.store_id, self.gen, reason))
+
+    def close(self) -> None:
+        self._requests.put(None)
+        if self._call is not None:
+            self._call.cancel()
+        self._channel.close()
+
+
+class Capture:
+    def __init__(self, opts: CaptureOptions, progress: Callable[[str], None] | None = None) -> None:
+        self.opts = opts
+        self.progress = progress or (lambda msg: log.info("%s", msg))
+        self.pd = PDClient(opts.pd)
+        self.status = TiDBStatus(opts.tidb)
+        self.dir = Path(opts.binlog)
+        self.writer = SegmentWriter(self.dir, opts.segment_bytes)
+        self.service_id = "theflash-capture-" + hashlib.sha1(str(self.dir.resolve()).encode()).hexdigest()[:12]
+        self.inbound: queue.Queue[Any] = queue.Queue()
+        self.feeds: dict[int, RegionFeed] = {}
+        self.indexes: dict[int, int] = {}
+        self.resolved: dict[int, int] = {}
+        self.streams: dict[int, StoreStream] = {}
+        self.store_addresses: dict[int, str] = {}
+        self.pending_reload: list[tuple[float, bytes, bytes]] = []
+        self.fifo: list[tuple[int, Callable[[], list[binlog_pb2.Event]]]] = []
+        self.frontier = 0
+        self.last_ddl_ts = 0
+        self.selected = {t.lower() for t in opts.tables} if opts.tables else None
+        self.table_ids: set[int] = set()
+        self._gen = 0
+        self._stop = threading.Event()
+        self.events_written = 0
+        self.rows_written = 0
+        self.fresh = self._load_state()
+
+    # ------------------------------------------------------------------ state
+
+    def _load_state(self) -> bool:
+        path = self.dir / STATE_FILE
+        if not path.exists():
+            return True
+        state = json.loads(path.read_text())
+        if state.get("cluster_id") and int(state["cluster_id"]) != self.pd.cluster_id:
+            raise CaptureError(f"binlog {self.dir} holds cluster {state['cluster_id']}'s changes, but PD "
+                               f"{self.pd.leader} serves cluster {self.pd.cluster_id}: give an empty --binlog directory")
+        self.indexes = {int(k): int(v) for k, v in state["indexes"].items()}
+        self.resolved = {int(k): int(v) for k, v in state["resolved"].items()}
+        self.last_ddl_ts = int(state["last_ddl_ts"])
+        self.table_ids = set(state["table_ids"])
+        with SegmentReader(self.dir, Position(*state["position"])) as reader:
+            for positioned in reader:  # written after the state was saved
+                self._absorb(positioned.event)
+        return False
+
+    def _absorb(self, ev: binlog_pb2.Event) -> None:
+        kind = ev.WhichOneof("payload")
+        if kind == "ddl":
+            self.last_ddl_ts = max(self.last_ddl_ts, int(ev.ddl.commit_ts))
+            self._follow_ddl(ev.ddl)
+        elif kind == "resolved":
+            for rid in ev.resolved.regions:
+                self.resolved[int(rid)] = max(self.resolved.get(int(rid), 0), int(ev.resolved.ts))
+        elif ev.region_id:
+            self.indexes[int(ev.region_id)] = max(self.indexes.get(int(ev.region_id), 0), int(ev.index))
+
+    def _save_state(self) -> None:
+        state = {"cluster_id": self.pd.cluster_id, "position": list(self.writer.head),
+                 "indexes": self.indexes, "resolved": self.resolved, "last_ddl_ts": self.last_ddl_ts,
+                 "table_ids": sorted(self.table_ids)}
+        tmp = self.dir / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, self.dir / STATE_FILE)
+
+    # ------------------------------------------------------------------ DDL
+
+    def _follow_ddl(self, ddl: Any) -> bool:
+        """Track the captured tables' ids through a DDL; whether the DDL is of a captured table."""
+        info = json.loads(ddl.table_info)
+        name = info.get("name")
+        name = name.get("O") if isinstance(name, dict) else name
+        qualified = f"{ddl.db}.{name}".lower()
+        tid = int(ddl.table_id)
+        ours = self.selected is None or qualified in self.selected or tid in self.table_ids
+        if not ours:
+            return False
+        if ddl.type == Ddl.DROP_TABLE:
+            self.table_ids.discard(tid)
+        else:
+            if self.selected is None or qualified in self.selected:
+                self.table_ids.add(tid)
+            else:
+                self.table_ids.discard(tid)  # renamed out of the selection
+        if ddl.old_table_id:
+            self.table_ids.discard(int(ddl.old_table_id))
+        return True
+
+    def _poll_ddl(self) -> None:
+        while not self._stop.is_set():
+            try:
+                frontier = self.pd.get_ts()
+                jobs = self.status.ddl_history()
+                self.inbound.put(("ddl", frontier, jobs))
+            except CaptureError as exc:
+                self.inbound.put(("warn", f"DDL poll failed, retrying: {exc}"))
+            self._stop.wait(self.opts.ddl_poll_s)
+
+    def _apply_ddl(self, frontier: int, jobs: list[dict[str, Any]]) -> None:
+        ddls = sorted((d for d in (ddl_of_job(j) for j in jobs) if d is not None and d.commit_ts > self.last_ddl_ts
+                       and d.commit_ts <= frontier), key=lambda d: (d.commit_ts, d.schema_version))
+        events = []
+        for ddl in ddls:
+            self.last_ddl_ts = int(ddl.commit_ts)
+            if self._follow_ddl(ddl):
+                events.append(binlog_pb2.Event(ddl=ddl))
+        if events:
+            self._append(events)  # before every held row: they wait for this frontier
+            self.progress(f"{len(events)} DDL job(s) up to ts {self.last_ddl_ts}")
+        self.frontier = max(self.frontier, frontier)
+
+    # ------------------------------------------------------------------ regions
+
+    def _stream(self, store_id: int) -> StoreStream:
+        stream = self.streams.get(store_id)
+        if stream is None:
+            address = self.store_addresses.get(store_id) or self.pd.store_address(store_id)
+            self.store_addresses[store_id] = address
+            self._gen += 1
+            stream = StoreStream(store_id, address, self._gen, self.inbound)
+            self.streams[store_id] = stream
+        return stream
+
+    def _register(self, info: RegionInfo) -> None:
+        old = self.feeds.get(info.id)
+        if old is not None and old.version == info.version and old.store_id == info.leader_store:
+            return  # registered already
+        self._gen += 1
+        feed = RegionFeed(info.id, info.start, info.end, info.version, info.conf_ver, info.leader_store, self._gen,
+                          resolved_ts=self.resolved.get(info.id, 0))
+        self.feeds[info.id] = feed
+        self._stream(info.leader_store).send(cdcpb_pb2.ChangeDataRequest(
+            header=cdcpb_pb2.Header(cluster_id=self.pd.cluster_id, ticdc_version=TICDC_VERSION),
+            region_id=info.id, region_epoch=metapb_pb2.RegionEpoch(conf_ver=info.conf_ver, version=info.version),
+            checkpoint_ts=0, start_key=info.start, end_key=info.end, request_id=feed.gen,
+            register=cdcpb_pb2.ChangeDataRequest.Register()))
+
+    def _load_range(self, start: bytes, end: bytes) -> None:
+        lo, hi = max(start, _RECORD_SPAN[0]), _RECORD_SPAN[1] if not end else min(end, _RECORD_SPAN[1])
+        if hi and lo >= hi:
+            return
+        for info in self.pd.scan_regions(lo, hi):
+            self._register(info)
+
+    def _drop(self, feed: RegionFeed, why: str, backoff_s: float) -> None:
+        if self.feeds.get(feed.id) is feed:
+            del self.feeds[feed.id]
+        self.pending_reload.append((time.monotonic() + backoff_s, feed.start, feed.end))
+        log.info("region %d: %s; registering its range again", feed.id, why)
+
+    def _region_error(self, feed: RegionFeed, error: cdcpb_pb2.Error) -> None:
+        which = error.WhichOneof("error") if hasattr(error, "WhichOneof") else None
+        fields = [f.name for f, _ in error.ListFields()]
+        busy = "server_is_busy" in fields or "congested" in fields
+        if "not_leader" in fields and error.not_leader.leader.store_id:
+            self.store_addresses.pop(error.not_leader.leader.store_id, None)
+        self._drop(feed, ", ".join(fields) or str(which), self.opts.retry_backoff_s * (4 if busy else 1))
+
+    # ------------------------------------------------------------------ events
+
+    def _hold(self, max_cts: int, build: Callable[[], list[binlog_pb2.Event]]) -> None:
+        self.fifo.append((max_cts, build))
+
+    def _on_events(self, store_id: int, resp: cdcpb_pb2.ChangeDataEvent) -> None:
+        for ev in resp.events:
+            feed = self.feeds.get(int(ev.region_id))
+            if feed is None or feed.gen != ev.request_id or feed.store_id != store_id:
+                continue  # an ended registration's
+            kind = ev.WhichOneof("event")
+            if kind == "error":
+                self._region_error(feed, ev.error)
+            elif kind == "entries":
+                try:
+                    rows, initialized = feed.take(ev.entries.entries, _is_record)
+                except FeedProtocolError as exc:
+                    self._drop(feed, str(exc), self.opts.retry_backoff_s)
+                    continue
+                if initialized:
+                    cts = feed.max_commit_ts()
+                    snap = feed.snapshot()
+                    self._hold(cts, lambda f=feed, s=snap: [snapshot_event(f, self._next_index(f.id),
+                                                                           self._filter_snapshot(s))])
+                if rows:
+                    cts = max((r.commit_ts for r in rows), default=0)
+                    self._hold(cts, lambda f=feed, r=rows: self._rows_event(f, r))
+        if resp.HasField("resolved_ts"):
+            r = resp.resolved_ts
+            ids = []
+            for rid in r.regions:
+                feed = self.feeds.get(int(rid))
+                if feed is not None and feed.initialized and feed.store_id == store_id and \
+                        (r.request_id == 0 or r.request_id == feed.gen):
+                    ids.append(feed.id)
+            if ids:
+                gens = [self.feeds[rid].gen for rid in ids]
+                self._hold(0, lambda ids=ids, gens=gens, ts=int(r.ts): self._resolved_event(ids, gens, ts))
+
+    def _keep_key(self, key: bytes) -> bool:
+        tid = _record_table_id(key)
+        return tid is not None and (self.selected is None or tid in self.table_ids)
+
+    def _filter_snapshot(self, snap: binlog_pb2.RegionSnapshot) -> binlog_pb2.RegionSnapshot:
+        if self.selected is None:
+            return snap
+        out = binlog_pb2.RegionSnapshot(region=snap.region)
+        out.writes.extend(w for w in snap.writes if self._keep_key(bytes(w.key)))
+        out.locks.extend(lk for lk in snap.locks if self._keep_key(bytes(lk.key)))
+        return out
+
+    def _rows_event(self, feed: RegionFeed, rows: list[binlog_pb2.Row]) -> list[binlog_pb2.Event]:
+        kept = rows if self.selected is None else [r for r in rows if self._keep_key(bytes(r.key))]
+        return [entries_event(feed, self._next_index(feed.id), kept)] if kept else []
+
+    def _next_index(self, region_id: int) -> int:
+        """The region's next binlog index: one counter per region across its registrations."""
+        index = self.indexes.get(region_id, 0) + 1
+        self.indexes[region_id] = index
+        return index
+
+    def _resolved_event(self, ids: list[int], gens: list[int], ts: int) -> list[binlog_pb2.Event]:
+        ts = min(ts, self.frontier)  # a resolved ts promises the schema changes up to it too
+        # Only a registration still current moves its region's resolved ts: one that ended
+        # (its region errored) says nothing of what its successor has not yet written.
+        moved = [rid for rid, gen in zip(ids, gens)
+                 if rid in self.feeds and self.feeds[rid].gen == gen and ts > self.feeds[rid].resolved_ts]
+        if not moved:
+            return []
+        for rid in moved:
+            self.feeds[rid].resolved_ts = ts
+        return [binlog_pb2.Event(resolved=binlog_pb2.ResolvedTs(regions=moved, ts=ts))]
+
+    def _release(self) -> None:
+        """Write the held events whose commits are all at or below the DDL frontier, in order."""
+        n = 0
+        out: list[binlog_pb2.Event] = []
+        while n < len(self.fifo) and self.fifo[n][0] <= self.frontier:
+            out.extend(self.fifo[n][1]())
+            n += 1
+        del self.fifo[:n]
+        if out:
+            self._append(out)
+
+    def _append(self, events: list[binlog_pb2.Event]) -> None:
+        self.writer.append(events)
+        for ev in events:
+            self._absorb(ev)
+            if ev.WhichOneof("payload") == "entries":
+                self.rows_written += len(ev.entries.rows) + ev.entries.batch.count
+            elif ev.WhichOneof("payload") == "snapshot":
+                self.rows_written += len(ev.snapshot.writes)
+        self.events_written += len(events)
+
+    # ------------------------------------------------------------------ GC
+
+    def _hold_gc(self, at_start: bool) -> None:
+        """Keep PD's service safe point at the oldest ts the binlog still needs."""
+        if at_start or not self.feeds:
+            needed = self.pd.gc_safe_point()
+        else:
+            needed = min((f.resolved_ts for f in self.feeds.values()), default=0)
+            if needed == 0:
+                return  # a region still initialising: keep the start's hold
+        least = self.pd.update_service_safe_point(self.service_id, self.opts.gc_ttl_s, needed)
+        if least > needed and at_start:
+            raise GCPassedError(f"PD's GC safe point {least} is past {needed}, the ts capture needs")
+
+    # ------------------------------------------------------------------ main loop
+
+    def caught_up(self, ts: int) -> bool:
+        return not self.pending_reload and bool(self.feeds) and all(
+            f.initialized and f.resolved_ts >= ts for f in self.feeds.values())
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> int:
+        """Capture until stopped (0) or, with ``until_ts``, until every region has a resolved
+        ts at or above it durable in the binlog (0)."""
+        server = None
+        if self.opts.serve_binlog is not None:
+            from pyspark_theflash.binlog import serve_binlog
+
+            server = serve_binlog(self.dir, "127.0.0.1", self.opts.serve_binlog)
+            self.progress(f"serving the binlog at {server.url}")
+        try:
+            self._hold_gc(at_start=True)
+            self._apply_ddl(self.pd.get_ts(), self.status.ddl_history())
+            self._load_range(*_RECORD_SPAN)
+            self.progress(f"capturing {len(self.feeds)} region(s) of cluster {self.pd.cluster_id} into {self.dir}")
+            threading.Thread(target=self._poll_ddl, name="capture-ddl", daemon=True).start()
+            last_gc = last_report = time.monotonic()
+            while not self._stop.is_set():
+                try:
+                    item = self.inbound.get(timeout=0.05)
+                except queue.Empty:
+                    item = None
+                while item is not None:
+                    self._handle(item)
+                    try:
+                        item = self.inbound.get_nowait()
+                    except queue.Empty:
+                        item = None
+                self._release()
+                now = time.monotonic()
+                for due, start, end in [p for p in self.pending_reload if p[0] <= now]:
+                    self.pending_reload.remove((due, start, end))
+                    try:
+                        self._load_range(start, end)
+                    except CaptureError as exc:
+                        log.warning("reloading regions failed, retrying: %s", exc)
+                        self.pending_reload.append((now + 1.0, start, end))
+                if self.events_written:
+                    self.writer.sync()
+                    self._save_state()
+                if now - last_gc >= self.opts.gc_update_s:
+                    self._hold_gc(at_start=False)
+                    last_gc = now
+                if now - last_report >= 5:
+                    self.progress(f"{self.events_written} events, {self.rows_written} rows written; "
+                                  f"{len(self.feeds)} regions; min resolved ts "
+                                  f"{min((f.resolved_ts for f in self.feeds.values()), default=0)}")
+                    last_report = now
+                if self.opts.until_ts is not None and self.caught_up(self.opts.until_ts):
+                    self.progress(f"every region resolved at or above {self.opts.until_ts}: done")
+                    return 0
+            return 0
+        finally:
+            self._stop.set()
+            for stream in self.streams.values():
+                stream.close()
+            self.writer.sync()
+            self._save_state()
+            self.writer.close()
+            if server is not None:
+                server.stop()
+            self.pd.close()
+
+    def _handle(self, item: tuple[Any, ...]) -> None:
+        kind = item[0]
+        if kind == "events":
+            _, store_id, gen, resp = item
+            stream = self.streams.get(store_id)
+            if stream is not None and stream.gen == gen:
+                self._on_events(store_id, resp)
+        elif kind == "stream_down":
+            _, store_id, gen, reason = item
+            stream = self.streams.get(store_id)
+            if stream is None or stream.gen != gen:
+                return
+            del self.streams[store_id]
+            stream.close()
+            self.store_addresses.pop(store_id, None)
+            for feed in [f for f in self.feeds.values() if f.store_id == store_id]:
+                self._drop(feed, f"store {store_id}'s stream broke ({reason})", self.opts.retry_backoff_s)
+        elif kind == "ddl":
+            self._apply_ddl(item[1], item[2])
+        elif kind == "warn":
+            log.warning("%s", item[1])

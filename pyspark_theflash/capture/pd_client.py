@@ -1,0 +1,198 @@
+"""A PD client over ``pdpb.PD``: the cluster id, TSO, stores, regions, GC safe points.
+
+It starts from the given member addresses, asks ``GetMembers`` (which needs no cluster id) for
+the cluster id and the leader, and sends every other call to the leader with the cluster id in
+the header. A call that fails with UNAVAILABLE (a leader that went away) or a PD error looks
+the leader up again among all known members and retries, until ``timeout_s``.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, NamedTuple
+
+import grpc
+
+from pyspark_theflash.capture.errors import PDError
+from pyspark_theflash.proto import metapb_pb2, pdpb_pb2, pdpb_pb2_grpc
+
+_LOGICAL_BITS = 18
+
+
+class RegionInfo(NamedTuple):
+    """A region as PD has it: PD-encoded boundaries, epoch, and the store of its leader."""
+
+    id: int
+    start: bytes
+    end: bytes
+    version: int
+    conf_ver: int
+    leader_store: int
+
+    @classmethod
+    def of(cls, region: metapb_pb2.Region, leader: metapb_pb2.Peer | None) -> "RegionInfo":
+        store = leader.store_id if leader is not None and leader.store_id else (
+            region.peers[0].store_id if region.peers else 0)
+        return cls(int(region.id), bytes(region.start_key), bytes(region.end_key),
+                   int(region.region_epoch.version), int(region.region_epoch.conf_ver), int(store))
+
+
+def parse_pd_addresses(spec: str) -> list[str]:
+    """``HOST:PORT[,HOST:PORT...]`` (``pd://`` and ``http://`` prefixes allowed) as host:port."""
+    out = []
+    for part in spec.split(","):
+        part = part.strip()
+        for prefix in ("pd://", "http://", "https://", "grpc://"):
+            if part.startswith(prefix):
+                part = part[len(prefix):]
+        part = part.rstrip("/")
+        if not part:
+            continue
+        if ":" not in part:
+            raise PDError(f"PD address {part!r} has no port: give HOST:PORT (PD's client port, 2379 by default)")
+        out.append(part)
+    if not out:
+        raise PDError(f"no PD address in {spec!r}: give --pd HOST:PORT[,HOST:PORT...]")
+    return out
+
+
+class PDClient:
+    def __init__(self, addresses: list[str] | str, timeout_s: float = 30.0) -> None:
+        self.members = parse_pd_addresses(addresses) if isinstance(addresses, str) else list(addresses)
+        self.timeout_s = timeout_s
+        self._mu = threading.Lock()
+        self._channel: grpc.Channel | None = None
+        self._stub: pdpb_pb2_grpc.PDStub | None = None
+        self.leader = ""
+        self.cluster_id = 0
+        self._connect()
+
+    # ------------------------------------------------------------------ members
+
+    def _connect(self) -> None:
+        errors = []
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            for address in list(self.members):
+                channel = grpc.insecure_channel(address)
+                try:
+                    resp = pdpb_pb2_grpc.PDStub(channel).GetMembers(pdpb_pb2.GetMembersRequest(), timeout=5)
+                except grpc.RpcError as exc:
+                    channel.close()
+                    errors.append(f"{address}: {exc.code().name} {exc.details()}")
+                    continue
+                channel.close()
+                if resp.header.error.type:
+                    errors.append(f"{address}: {resp.header.error.message}")
+                    continue
+                for m in resp.members:
+                    for url in m.client_urls:
+                        host = url.split("://", 1)[-1].rstrip("/")
+                        if host not in self.members:
+                            self.members.append(host)
+                urls = list(resp.leader.client_urls) or [f"http://{address}"]
+                leader = urls[0].split("://", 1)[-1].rstrip("/")
+                with self._mu:
+                    if self._channel is not None:
+                        self._channel.close()
+                    self.cluster_id = int(resp.header.cluster_id)
+                    self.leader = leader
+                    self._channel = grpc.insecure_channel(leader, options=[("grpc.max_receive_message_length", 64 << 20)])
+                    self._stub = pdpb_pb2_grpc.PDStub(self._channel)
+                return
+            if time.monotonic() > deadline:
+                raise PDError(f"no PD member of {', '.join(self.members)} answered GetMembers: "
+                              + "; ".join(errors[-len(self.members):]))
+            time.sleep(0.5)
+
+    def header(self) -> pdpb_pb2.RequestHeader:
+        return pdpb_pb2.RequestHeader(cluster_id=self.cluster_id, caller_id="theflash")
+
+    def _call(self, fn: Callable[[pdpb_pb2_grpc.PDStub], Any]) -> Any:
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            stub = self._stub
+            assert stub is not None
+            try:
+                resp = fn(stub)
+            except grpc.RpcError as exc:
+                if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) \
+                        or time.monotonic() > deadline:
+                    raise PDError(f"PD {self.leader}: {exc.code().name}: {exc.details()}") from None
+                time.sleep(0.2)
+                self._connect()  # the leader may have moved
+                continue
+            err = resp.header.error
+            if err.type:
+                raise PDError(f"PD {self.leader}: {pdpb_pb2.ErrorType.Name(err.type)}: {err.message}")
+            return resp
+
+    # ------------------------------------------------------------------ calls
+
+    def get_ts(self, count: int = 1) -> int:
+        """The last of ``count`` fresh timestamps from PD's Tso stream."""
+        def call(stub: pdpb_pb2_grpc.PDStub) -> Any:
+            req = pdpb_pb2.TsoRequest(header=self.header(), count=count)
+            return next(iter(stub.Tso(iter([req]), timeout=10)))
+        resp = self._call(call)
+        return (int(resp.timestamp.physical) << _LOGICAL_BITS) + int(resp.timestamp.logical)
+
+    def stores(self) -> dict[int, str]:
+        """Store id -> address of every store that is not a tombstone."""
+        resp = self._call(lambda s: s.GetAllStores(pdpb_pb2.GetAllStoresRequest(
+            header=self.header(), exclude_tombstone_stores=True), timeout=10))
+        return {int(st.id): st.address for st in resp.stores if st.state != metapb_pb2.Tombstone}
+
+    def store_address(self, store_id: int) -> str:
+        resp = self._call(lambda s: s.GetStore(pdpb_pb2.GetStoreRequest(header=self.header(), store_id=store_id), timeout=10))
+        return str(resp.store.address)
+
+    def scan_regions(self, start: bytes, end: bytes) -> list[RegionInfo]:
+        """Every region overlapping [start, end) (PD-encoded; end b"" = +inf), in key order,
+        checked to cover the range without a gap (PD's cache can be mid-update: then retried)."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            out: list[RegionInfo] = []
+            key = start
+            while True:
+                resp = self._call(lambda s: s.ScanRegions(pdpb_pb2.ScanRegionsRequest(
+                    header=self.header(), start_key=key, end_key=end, limit=256), timeout=10))
+                regions = [RegionInfo.of(r.region, r.leader) for r in resp.regions] or [
+                    RegionInfo.of(m, resp.leaders[i] if i < len(resp.leaders) else None)
+                    for i, m in enumerate(resp.region_metas)]
+                out.extend(regions)
+                if len(regions) < 256 or not regions[-1].end or (end and regions[-1].end >= end):
+                    break
+                key = regions[-1].end
+            if _covers(out, start, end):
+                return out
+            if time.monotonic() > deadline:
+                raise PDError(f"PD {self.leader}: the regions of [{start.hex()}, {end.hex()}) leave a gap")
+            time.sleep(0.2)
+
+    def gc_safe_point(self) -> int:
+        return int(self._call(lambda s: s.GetGCSafePoint(pdpb_pb2.GetGCSafePointRequest(header=self.header()),
+                                                         timeout=10)).safe_point)
+
+    def update_service_safe_point(self, service_id: str, ttl_s: int, safe_point: int) -> int:
+        """Keep ``service_id``'s safe point at ``safe_point`` for ``ttl_s`` seconds; returns PD's
+        least service safe point after the call (above ``safe_point``: the update was refused)."""
+        resp = self._call(lambda s: s.UpdateServiceGCSafePoint(pdpb_pb2.UpdateServiceGCSafePointRequest(
+            header=self.header(), service_id=service_id.encode(), TTL=ttl_s, safe_point=safe_point), timeout=10))
+        return int(resp.min_safe_point)
+
+    def close(self) -> None:
+        with self._mu:
+            if self._channel is not None:
+                self._channel.close()
+                self._channel = None
+
+
+def _covers(regions: list[RegionInfo], start: bytes, end: bytes) -> bool:
+    if not regions or regions[0].start > start:
+        return False
+    for a, b in zip(regions, regions[1:]):
+        if a.end != b.start:
+            return False
+    last = regions[-1].end
+    return not last or (bool(end) and last >= end)

@@ -1,0 +1,166 @@
+"""One region's change-data feed turned into binlog events.
+
+A registration answers with the initial scan's rows, live rows interleaved with them (TiKV
+sends both before ``INITIALIZED``: initializer.rs and channel.rs's select), then
+``INITIALIZED``, then live rows. Until ``INITIALIZED`` the rows build the region's state as a
+small MVCC machine — COMMITTED versions; PREWRITE locks; a COMMIT takes its lock's value (or
+waits for a PREWRITE the scan sends later); ROLLBACK drops a lock — and at ``INITIALIZED`` the
+state is written as one binlog ``RegionSnapshot``: every version the feed gave (registered from
+checkpoint 0, that is every version TiKV still holds) and every open lock. A COMMIT still
+waiting then is dropped, as TiCDC drops it: the scan's COMMITTED row of the same version holds
+it. The snapshot replaces the replica's range whole, so a registration that follows a region
+error or a restart never loses or doubles a row.
+
+After it, rows map one to one: PREWRITE (no primary, no TTL: TiKV's feed does not carry
+them), COMMIT (key and ts; the replica takes the value from the PREWRITE), ROLLBACK,
+COMMITTED. Only record keys of the captured tables are kept (index entries are not rows).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from pyspark_theflash.binlog import rows as binlog_rows
+from pyspark_theflash.codec.txn import SHORT_VALUE_MAX_LEN, Lock, Write
+from pyspark_theflash.proto import binlog_pb2, cdcpb_pb2
+
+Ev = cdcpb_pb2.Event
+_OP = {Ev.Row.PUT: binlog_pb2.PUT, Ev.Row.DELETE: binlog_pb2.DELETE}
+_WRITE_TYPE = {binlog_pb2.PUT: "P", binlog_pb2.DELETE: "D"}
+
+
+class FeedProtocolError(Exception):
+    """The feed broke a rule TiKV keeps (a commit at or below a resolved ts already given, a
+    COMMIT without its PREWRITE after INITIALIZED): the registration is dropped and the region
+    registered again."""
+
+
+@dataclass
+class RegionFeed:
+    """Capture's view of one registered region. ``gen`` tells this registration's events from
+    an earlier one's."""
+
+    id: int
+    start: bytes  # PD-encoded
+    end: bytes
+    version: int
+    conf_ver: int
+    store_id: int
+    gen: int
+    resolved_ts: int = 0  # the last resolved ts written for it
+    initialized: bool = False
+    _writes: dict[tuple[bytes, int], tuple[int, int, bytes]] = field(default_factory=dict)
+    _locks: dict[tuple[bytes, int], tuple[int, bytes]] = field(default_factory=dict)
+    _waiting_commits: dict[tuple[bytes, int], tuple[int, int, bytes]] = field(default_factory=dict)
+    _open: dict[tuple[bytes, int], int] = field(default_factory=dict)  # live prewrites: (key, start) -> op
+
+    def region_proto(self) -> binlog_pb2.Region:
+        return binlog_pb2.Region(id=self.id, start_key=self.start, end_key=self.end,
+                                 epoch=binlog_pb2.RegionEpoch(version=self.version, conf_version=self.conf_ver))
+
+    def epoch(self) -> binlog_pb2.RegionEpoch:
+        return binlog_pb2.RegionEpoch(version=self.version, conf_version=self.conf_ver)
+
+    # ------------------------------------------------------------------ rows
+
+    def take(self, rows: Any, keep: Callable[[bytes], bool]) -> tuple[list[binlog_pb2.Row], bool]:
+        """Rows of one event: the binlog rows to write now (live), and whether INITIALIZED came."""
+        out: list[binlog_pb2.Row] = []
+        initialized_now = False
+        for row in rows:
+            if row.type == Ev.INITIALIZED:
+                initialized_now = True
+                self.initialized = True
+                continue
+            key = bytes(row.key)
+            if not keep(key):
+                continue
+            if self.initialized:
+                r = self._live(row, key)
+                if r is not None:
+                    out.append(r)
+            else:
+                self._initial(row, key)
+        return out, initialized_now
+
+    def _initial(self, row: Any, key: bytes) -> None:
+        start, commit = int(row.start_ts), int(row.commit_ts)
+        if row.type == Ev.COMMITTED:
+            if row.op_type in _OP:
+                self._writes[(key, commit)] = (_OP[row.op_type], start, bytes(row.value))
+        elif row.type == Ev.PREWRITE:
+            if row.op_type not in _OP:
+                return
+            waiting = self._waiting_commits.pop((key, start), None)
+            if waiting is not None:
+                self._writes[(key, waiting[0])] = (_OP[row.op_type], start, bytes(row.value))
+            else:
+                self._locks[(key, start)] = (_OP[row.op_type], bytes(row.value))
+        elif row.type == Ev.COMMIT:
+            lock = self._locks.pop((key, start), None)
+            if lock is not None:
+                self._writes[(key, commit)] = (lock[0], start, lock[1])
+            else:
+                self._waiting_commits[(key, start)] = (commit, row.op_type, bytes(row.value))
+        elif row.type == Ev.ROLLBACK:
+            self._locks.pop((key, start), None)
+            self._waiting_commits.pop((key, start), None)
+
+    def _live(self, row: Any, key: bytes) -> binlog_pb2.Row | None:
+        start, commit = int(row.start_ts), int(row.commit_ts)
+        if row.type in (Ev.COMMIT, Ev.COMMITTED) and commit <= self.resolved_ts:
+            raise FeedProtocolError(f"region {self.id}: a commit at {commit} of key {key.hex()} came after resolved "
+                                    f"ts {self.resolved_ts}")
+        if row.type == Ev.PREWRITE:
+            if row.op_type not in _OP:
+                return None
+            op = _OP[row.op_type]
+            self._open[(key, start)] = op
+            return binlog_pb2.Row(type=binlog_pb2.Row.PREWRITE, op=op, start_ts=start, key=key,
+                                  value=bytes(row.value) if op == binlog_pb2.PUT else b"")
+        if row.type == Ev.COMMIT:
+            if self._open.pop((key, start), None) is None:
+                raise FeedProtocolError(f"region {self.id}: COMMIT of key {key.hex()} at start ts {start} "
+                                        "without its PREWRITE")
+            return binlog_pb2.Row(type=binlog_pb2.Row.COMMIT, start_ts=start, commit_ts=commit, key=key)
+        if row.type == Ev.ROLLBACK:
+            if self._open.pop((key, start), None) is None:
+                return None  # a rollback of a lock the replica never had (a pessimistic or LOCK one)
+            return binlog_pb2.Row(type=binlog_pb2.Row.ROLLBACK, start_ts=start, key=key)
+        if row.type == Ev.COMMITTED and row.op_type in _OP:
+            op = _OP[row.op_type]
+            return binlog_pb2.Row(type=binlog_pb2.Row.COMMITTED, op=op, start_ts=start, commit_ts=commit, key=key,
+                                  value=bytes(row.value) if op == binlog_pb2.PUT else b"")
+        return None
+
+    def snapshot(self) -> binlog_pb2.RegionSnapshot:
+        """The state the initial scan built, as the binlog's RegionSnapshot; the live rows
+        that follow are matched against its locks."""
+        writes = []
+        for (key, commit), (op, start, value) in sorted(self._writes.items()):
+            short = value if op == binlog_pb2.PUT and len(value) <= SHORT_VALUE_MAX_LEN else None
+            long_value = value if op == binlog_pb2.PUT and short is None else b""
+            writes.append(binlog_pb2.SnapshotWrite(
+                key=key, commit_ts=commit, write=bytes(Write(_WRITE_TYPE[op], start, short).to_bytes()), value=long_value))
+        locks = []
+        for (key, start), (op, value) in sorted(self._locks.items()):
+            short = value if op == binlog_pb2.PUT and len(value) <= SHORT_VALUE_MAX_LEN else None
+            locks.append(binlog_pb2.SnapshotLock(
+                key=key, lock=bytes(Lock(_WRITE_TYPE[op], b"", start, short_value=short).to_bytes()),
+                value=value if op == binlog_pb2.PUT and short is None else b""))
+            self._open[(key, start)] = op
+        self._writes, self._locks, self._waiting_commits = {}, {}, {}
+        return binlog_pb2.RegionSnapshot(region=self.region_proto(), writes=writes, locks=locks)
+
+    def max_commit_ts(self) -> int:
+        """The newest commit the initial state holds (a snapshot waits for the DDL frontier)."""
+        return max((c for _, c in self._writes), default=0)
+
+
+def entries_event(feed: RegionFeed, index: int, rows: list[binlog_pb2.Row]) -> binlog_pb2.Event:
+    return binlog_pb2.Event(region_id=feed.id, index=index, epoch=feed.epoch(),
+                            entries=binlog_rows.columnar_entries(rows))
+
+
+def snapshot_event(feed: RegionFeed, index: int, snapshot: binlog_pb2.RegionSnapshot) -> binlog_pb2.Event:
+    return binlog_pb2.Event(region_id=feed.id, index=index, epoch=feed.epoch(), snapshot=snapshot)
