@@ -13,7 +13,7 @@ import sys
 from typing import Sequence
 
 # Subpackages whose ``cli`` module adds commands, in the order of the data flow.
-COMMAND_MODULES = ("demo", "codec", "upstream", "binlog", "store", "writer", "latch", "scan", "spark", "service",
+COMMAND_MODULES = ("demo", "codec", "upstream", "capture", "binlog", "store", "writer", "latch", "scan", "spark", "service",
                    "engine")
 
 

@@ -267,12 +267,13 @@ class Capture:
         log.info("region %d: %s; registering its range again", feed.id, why)
 
     def _region_error(self, feed: RegionFeed, error: cdcpb_pb2.Error) -> None:
-        which = error.WhichOneof("error") if hasattr(error, "WhichOneof") else None
         fields = [f.name for f, _ in error.ListFields()]
         busy = "server_is_busy" in fields or "congested" in fields
+        if "cluster_id_mismatch" in fields or "compatibility" in fields:
+            raise CaptureError(f"TiKV store {feed.store_id} refused region {feed.id}'s registration: {error}")
         if "not_leader" in fields and error.not_leader.leader.store_id:
             self.store_addresses.pop(error.not_leader.leader.store_id, None)
-        self._drop(feed, ", ".join(fields) or str(which), self.opts.retry_backoff_s * (4 if busy else 1))
+        self._drop(feed, ", ".join(fields) or "an empty error", self.opts.retry_backoff_s * (4 if busy else 1))
 
     # ------------------------------------------------------------------ events
 
@@ -382,6 +383,21 @@ class Capture:
         if least > needed and at_start:
             raise GCPassedError(f"PD's GC safe point {least} is past {needed}, the ts capture needs")
 
+    def _check_tables(self) -> None:
+        """Every table named exists, and none captured is partitioned (not supported yet)."""
+        tables = {f"{db}.{(t['name']['O'] if isinstance(t['name'], dict) else t['name'])}".lower(): t
+                  for db, t in self.status.user_tables()}
+        missing = sorted(self.selected - tables.keys()) if self.selected else []
+        if missing:
+            raise CaptureError(f"--tables names {', '.join(missing)}, which TiDB at {self.status.url} does not have "
+                               f"(it has {', '.join(sorted(tables)) or 'no user table'})")
+        partitioned = sorted(q for q, t in tables.items()
+                             if t.get("partition") and (self.selected is None or q in self.selected))
+        if partitioned:
+            raise CaptureError(f"{', '.join(partitioned)} {'is' if len(partitioned) == 1 else 'are'} partitioned: "
+                               "rows of a partitioned table arrive under each partition's id, which the store "
+                               "cannot place yet; leave them out with --tables")
+
     # ------------------------------------------------------------------ main loop
 
     def caught_up(self, ts: int) -> bool:
@@ -401,6 +417,7 @@ class Capture:
             server = serve_binlog(self.dir, "127.0.0.1", self.opts.serve_binlog)
             self.progress(f"serving the binlog at {server.url}")
         try:
+            self._check_tables()
             self._hold_gc(at_start=True)
             self._apply_ddl(self.pd.get_ts(), self.status.ddl_history())
             self._load_range(*_RECORD_SPAN)

@@ -77,6 +77,11 @@ class ChangeFeed:
         self.store = cluster.store
         self._streams: list[_Stream] = []
         self.store.listeners.append(self._on_events)
+        # Answer the first registration of each region with epoch_not_match, as a TiKV does
+        # when the region split between the client's PD lookup and its registration (the
+        # client must look the range up again). Off by default; tests turn it on.
+        self.stale_first_registration = False
+        self._registered_once: set[int] = set()
 
     # ------------------------------------------------------------------ registration
 
@@ -140,6 +145,10 @@ class ChangeFeed:
         if leader != server.store_id:
             return cdcpb_pb2.Error(not_leader=errorpb_pb2.NotLeader(
                 region_id=region.id, leader=server.topology.peer(region.id, leader)))
+        if self.stale_first_registration and region.id not in self._registered_once:
+            self._registered_once.add(region.id)
+            return cdcpb_pb2.Error(epoch_not_match=errorpb_pb2.EpochNotMatch(
+                current_regions=[server.topology.meta_region(region)]))
         if req.region_epoch.version != region.version:  # TiKV compares the version only
             return cdcpb_pb2.Error(epoch_not_match=errorpb_pb2.EpochNotMatch(
                 current_regions=[server.topology.meta_region(region)]))

@@ -29,6 +29,10 @@ def register(subparsers: Any) -> None:
                    help="serve the Upstream gRPC service on PORT (0 = any) plus the binlog service and HTTP status port")
     p.add_argument("--binlog-port", type=int, default=0, help="with --serve: binlog gRPC port (default: any)")
     p.add_argument("--status-port", type=int, default=0, help="with --serve: HTTP status port (default: any)")
+    p.add_argument("--pd-port", type=int, default=0, help="with --serve: PD's gRPC port (pdpb.PD; default: any)")
+    p.add_argument("--stores", type=int, default=1,
+                   help="with --serve: TiKV stores on the wire, each a gRPC server of its own (tikvpb.Tikv, "
+                        "cdcpb.ChangeData; default: 1)")
     p.add_argument("--workload", default="", help="comma list of workloads: bank, orders, types")
     p.add_argument("--rate", type=float, default=0.0, help="transactions/s per workload (0 = as fast as possible)")
     p.add_argument("--duration", type=float, help="seconds to run the workloads (default: until a signal)")
@@ -96,9 +100,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         print(f"upstream: data {Path(args.data).resolve()}, binlog file://{binlog_dir.resolve()}", flush=True)
         if args.serve is not None:
-            addrs = cluster.serve(port=args.serve, status_port=args.status_port, binlog_port=args.binlog_port)
+            addrs = cluster.serve(port=args.serve, status_port=args.status_port, binlog_port=args.binlog_port,
+                                  pd_port=args.pd_port, stores=args.stores)
             print(f"upstream: serving upstream {addrs['upstream']}  binlog {addrs['binlog']}  "
-                  f"status http://{addrs['status']}", flush=True)
+                  f"status http://{addrs['status']}  pd {addrs['pd']}", flush=True)
         for i, name in enumerate(names):
             kw: dict[str, Any] = {"accounts": args.accounts} if name == "bank" else {}
             w = WORKLOADS[name](cluster, seed=args.seed + i, rate=args.rate, duration_s=args.duration,

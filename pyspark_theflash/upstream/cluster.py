@@ -188,7 +188,7 @@ class MiniCluster:
         self.service_safe_points = ServiceSafePoints(self.gc)
         self.gc_worker = GCWorker(self.store, self.tso, gc_life_time_s, gc_run_interval_s,
                                   on_safe_point=self._save_gc_safe_point,
-                                  ceiling=lambda: self.service_safe_points.minimum()[1])
+                                  ceiling=self.service_safe_points.ceiling)
         self.topology: Topology | None = None
         self.pd_address = ""
         if restarted:

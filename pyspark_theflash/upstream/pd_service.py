@@ -49,6 +49,19 @@ class ServiceSafePoints:
             service, (point, expires) = min(self._live(now).items(), key=lambda kv: (kv[1][0], kv[0]))
             return service, point, expires - now
 
+    def ceiling(self) -> int:
+        """The least live safe point of the services other than the GC worker: where its next
+        run must stop (MAX when there is none)."""
+        with self._mu:
+            points = [p for s, (p, _) in self._live(time.time()).items() if s != GC_WORKER_SERVICE]
+        return min(points, default=(1 << 64) - 1)
+
+    def of(self, service: bytes) -> int | None:
+        """The live safe point of ``service``, None when it has none."""
+        with self._mu:
+            entry = self._live(time.time()).get(service)
+        return None if entry is None else entry[0]
+
     def update(self, service: bytes, ttl_s: int, safe_point: int) -> tuple[bytes, int, float]:
         if service == GC_WORKER_SERVICE:
             raise UpstreamError("the service id gc_worker is TiDB's GC worker's own")
