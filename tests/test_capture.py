@@ -22,7 +22,7 @@ import pytest
 
 from pyspark_theflash.binlog import open_source
 from pyspark_theflash.capture import Capture, CaptureError, CaptureOptions
-from pyspark_theflash.capture.pd_client import PDClient
+from pyspark_theflash.upstream.pd_client import PDClient
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.store import Store
 from pyspark_theflash.upstream.cluster import MiniCluster

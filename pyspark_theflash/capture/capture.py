@@ -40,7 +40,8 @@ import grpc
 
 from pyspark_theflash.binlog import Position, SegmentReader, SegmentWriter
 from pyspark_theflash.capture.errors import CaptureError, GCPassedError
-from pyspark_theflash.capture.pd_client import PDClient, RegionInfo
+from pyspark_theflash.upstream.errors import UpstreamError
+from pyspark_theflash.upstream.pd_client import PDClient, RegionInfo
 from pyspark_theflash.capture.region_feed import FeedProtocolError, RegionFeed, entries_event, snapshot_event
 from pyspark_theflash.capture.tidb_status import TiDBStatus
 from pyspark_theflash.codec import encode_region_key
@@ -210,7 +211,7 @@ class Capture:
                 frontier = self.pd.get_ts()
                 jobs = self.status.ddl_history()
                 self.inbound.put(("ddl", frontier, jobs))
-            except CaptureError as exc:
+            except (CaptureError, UpstreamError) as exc:
                 self.inbound.put(("warn", f"DDL poll failed, retrying: {exc}"))
             self._stop.wait(self.opts.ddl_poll_s)
 
@@ -441,7 +442,7 @@ class Capture:
                     self.pending_reload.remove((due, start, end))
                     try:
                         self._load_range(start, end)
-                    except CaptureError as exc:
+                    except (CaptureError, UpstreamError) as exc:
                         log.warning("reloading regions failed, retrying: %s", exc)
                         self.pending_reload.append((now + 1.0, start, end))
                 if self.events_written:

@@ -46,6 +46,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pyspark_theflash.capture import Capture, CaptureError, CaptureOptions
+    from pyspark_theflash.upstream.errors import UpstreamError
     from pyspark_theflash.cli import CommandError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
@@ -57,11 +58,11 @@ def run(args: argparse.Namespace) -> int:
                           serve_binlog=args.serve_binlog, gc_ttl_s=args.gc_ttl, ddl_poll_s=args.ddl_poll)
     try:
         capture = Capture(opts, progress=lambda msg: print(f"capture: {msg}", flush=True))
-    except CaptureError as exc:
+    except (CaptureError, UpstreamError) as exc:
         raise CommandError(str(exc)) from None
     signal.signal(signal.SIGTERM, lambda *_: capture.stop())
     signal.signal(signal.SIGINT, lambda *_: capture.stop())
     try:
         return capture.run()
-    except CaptureError as exc:
+    except (CaptureError, UpstreamError) as exc:
         raise CommandError(str(exc)) from None

@@ -8,9 +8,5 @@ class CaptureError(TheFlashError):
     """Capture cannot go on (bad arguments, an unreachable or wrong cluster, GC past the data)."""
 
 
-class PDError(CaptureError):
-    """No PD member answered, or PD refused a call."""
-
-
 class GCPassedError(CaptureError):
     """TiDB's GC already collected versions the binlog still needs."""

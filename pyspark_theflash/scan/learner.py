@@ -106,10 +106,13 @@ class LearnerRead:
         store, or a split it has not applied): the store must hold each at its read index."""
         needed.update(self._covering_read_index(*self.key_range))
 
-    def run(self, deadline: float, timeout_s: float, only: Iterable[int] | None = None, force: bool = False) -> Any:
+    def run(self, deadline: float, timeout_s: float, only: Iterable[int] | None = None, force: bool = False,
+            resolve_locks: Callable[[Any], None] | None = None) -> Any:
         """Wait until caught up; returns the store view that is. ``only``: just these region
         ids (a lock's regions after resolving it); ``force``: take a new read index even when
         the region's resolved ts already covers ts (to see a lock resolution)."""
+        if getattr(self.upstream, "resolved_ts_reads", False):
+            return self._run_resolved(deadline, timeout_s, only, resolve_locks)
         started = time.monotonic()
         only_ids = set(only) if only is not None else None
         needed: dict[int, int] = {}
@@ -165,3 +168,54 @@ class LearnerRead:
                     time.sleep(POLL_S)
         finally:
             self.waited_s += time.monotonic() - started
+
+    def _run_resolved(self, deadline: float, timeout_s: float, only: Iterable[int] | None,
+                      resolve_locks: Callable[[Any], None] | None) -> Any:
+        """The learner read of a store fed by TiKV's change-data feed, whose indexes are not
+        raft indexes: wait until the store's regions cover the table's range and each has a
+        resolved ts at or above ts (TiKV promises no commit at or below a resolved ts is still
+        to come, and the writer makes a resolved ts durable only with the rows before it).
+        Locks at or below ts hold TiKV's resolved ts back: ``resolve_locks(view)`` decides the
+        ones the store has while we wait (a committed or rolled-back transaction's locks are
+        resolved upstream; a live one is waited for), as TiCDC resolves locks of stuck regions."""
+        started = time.monotonic()
+        only_ids = set(only) if only is not None else None
+        requested_at = 0.0
+        try:
+            while True:
+                view = self.snapshot()
+                covering = [r for r in self.covering(view) if only_ids is None or region_id(r) in only_ids]
+                lagging = [(region_id(r), int(r.resolved_ts), self.ts) for r in covering if int(r.resolved_ts) < self.ts]
+                gap = None if only_ids is not None else _first_gap(covering, *self.key_range)
+                if not lagging and gap is None:
+                    return view
+                now = time.monotonic()
+                if now >= deadline:
+                    close_view(view)
+                    if gap is not None and not lagging:
+                        lagging = [(0, -1, self.ts)]
+                    raise RegionWaitTimeoutError(self.table, self.ts, timeout_s, lagging)
+                if resolve_locks is not None:
+                    resolve_locks(view)
+                close_view(view)
+                if now - requested_at >= REQUEST_EVERY_S:
+                    self.latch.request_flush([rid for rid, _, _ in lagging])
+                    requested_at = now
+                time.sleep(POLL_S)
+        finally:
+            self.waited_s += time.monotonic() - started
+
+
+def _first_gap(regions: list[Any], start: bytes, end: bytes) -> bytes | None:
+    """Where the live store regions stop covering [start, end) (PD-encoded), None if they do."""
+    at = start
+    for r in sorted(regions, key=lambda r: bytes(r.start_key)):
+        if bytes(r.start_key) > at:
+            return at
+        r_end = bytes(r.end_key)
+        if not r_end:
+            return None
+        at = max(at, r_end)
+        if end and at >= end:
+            return None
+    return at if (not end or at < end) else None

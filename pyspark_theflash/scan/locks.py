@@ -34,6 +34,7 @@ from pyspark_theflash.upstream.async_commit import async_commit_outcome, lock_ex
 OP_LOCK = 2  # binlog OpType.LOCK
 BACKOFF_FIRST_S = 0.02
 BACKOFF_MAX_S = 1.0
+BACKOFF_ASK_AGAIN_S = 0.2  # a live transaction met while waiting on resolved ts is asked again after this
 
 
 @dataclass(frozen=True)
@@ -59,12 +60,33 @@ class LockResolver:
     resolved: int = 0        # transactions committed upstream on our behalf
     rolled_back: int = 0     # transactions rolled back (TTL expired) or found rolled back
     backoffs: int = 0
+    asked_at: dict[int, float] = field(default_factory=dict)  # decide_pending: when a live txn was asked
 
-    def _check(self, lock: Any) -> TxnDecision | None:
-        """The transaction's fate, or None while it is alive."""
+    def _check(self, lock: Any, keys: list[bytes] | None = None) -> TxnDecision | None:
+        """The transaction's fate, or None while it is alive. ``keys``: the transaction's locked
+        keys the read met, the ones resolved upstream (a TiDB cluster resolves locks region by
+        region, the keys named); None lets the mini cluster's service resolve them all."""
         start_ts = int(lock.start_ts)
+        primary_key = bytes(lock.primary)
+        if not primary_key:
+            # A lock from TiKV's change-data feed: its PREWRITE rows carry no primary. The key's
+            # own lock upstream names it (CheckSecondaryLocks answers with the lock, whatever
+            # kind it is); no lock means the key is committed (commit_ts) or rolled back.
+            found = self.upstream.check_secondary_locks([bytes(lock.key)], start_ts)
+            if found.locks:
+                primary_key = bytes(found.locks[0].primary)
+            elif int(found.commit_ts):
+                commit_ts = int(found.commit_ts)
+                if commit_ts <= self.ts:
+                    self.upstream.resolve_lock(start_ts, commit_ts, keys)
+                    self.resolved += 1
+                return TxnDecision(start_ts, "committed", commit_ts)
+            else:
+                self.upstream.resolve_lock(start_ts, 0, keys)
+                self.rolled_back += 1
+                return TxnDecision(start_ts, "rolled_back", 0)
         now = self.upstream.get_ts()
-        status = self.upstream.check_txn_status(bytes(lock.primary), start_ts, self.ts, now)
+        status = self.upstream.check_txn_status(primary_key, start_ts, self.ts, now)
         state = str(getattr(status, "state", status)).lower()
         primary = getattr(status, "lock", None)
         decided_by_secondaries = False
@@ -77,7 +99,7 @@ class LockResolver:
                 checked = self.upstream.check_secondary_locks(list(primary.secondaries), start_ts)
                 outcome = async_commit_outcome(primary, len(primary.secondaries), checked.locks, checked.commit_ts)
                 if outcome.state == "fallback":
-                    status = self.upstream.check_txn_status(bytes(lock.primary), start_ts, self.ts, now,
+                    status = self.upstream.check_txn_status(primary_key, start_ts, self.ts, now,
                                                             force_sync_commit=True)
                     state = str(status.state).lower()
                 else:
@@ -87,14 +109,40 @@ class LockResolver:
             # a transaction decided by its secondaries has no commit record yet: write them
             # (client-go does), so no later reader has to decide it again
             if commit_ts <= self.ts or decided_by_secondaries:
-                self.upstream.resolve_lock(start_ts, commit_ts, None)
+                self.upstream.resolve_lock(start_ts, commit_ts, keys)
                 self.resolved += 1
             return TxnDecision(start_ts, "committed", commit_ts)
         if state in ("rolled_back", "rolledback", "rollback"):
-            self.upstream.resolve_lock(start_ts, 0, None)
+            self.upstream.resolve_lock(start_ts, 0, keys)
             self.rolled_back += 1
             return TxnDecision(start_ts, "rolled_back", 0)
         return None
+
+    def _keys_by_txn(self, pending: list[Any]) -> dict[int, list[bytes]] | None:
+        if not getattr(self.upstream, "resolved_ts_reads", False):
+            return None
+        out: dict[int, list[bytes]] = {}
+        for lk in pending:
+            out.setdefault(int(lk.start_ts), []).append(bytes(lk.key))
+        return out
+
+    def decide_pending(self, view: Any) -> None:
+        """Ask about the transactions of the locks at or below ts in ``view`` not decided yet;
+        a decided one is resolved upstream on the way (what a learner read on resolved ts
+        needs: a lock holds TiKV's resolved ts back until it is resolved)."""
+        pending = [lk for lk in self.locks(view) if int(lk.start_ts) <= self.ts and int(lk.op) != OP_LOCK]
+        keys = self._keys_by_txn(pending)
+        asked: set[int] = set()
+        for lock in pending:
+            start_ts = int(lock.start_ts)
+            if start_ts in self.decisions or start_ts in asked or \
+                    time.monotonic() - self.asked_at.get(start_ts, 0.0) < BACKOFF_ASK_AGAIN_S:
+                continue
+            asked.add(start_ts)
+            self.asked_at[start_ts] = time.monotonic()
+            decision = self._check(lock, None if keys is None else keys[start_ts])
+            if decision is not None:
+                self.decisions[start_ts] = decision
 
     def run(self, view: Any, deadline: float, timeout_s: float) -> Any:
         """Resolve until no lock at or below ts can still change what ts sees; returns the
@@ -104,6 +152,7 @@ class LockResolver:
         while True:
             # a LOCK-type lock (SELECT ... FOR UPDATE) changes no data: reads ignore it, as TiKV's do
             pending = [lk for lk in self.locks(view) if int(lk.start_ts) <= self.ts and int(lk.op) != OP_LOCK]
+            keys = self._keys_by_txn(pending)
             alive: list[Any] = []
             alive_ts: set[int] = set()
             wait_regions: set[int] = set()
@@ -113,7 +162,7 @@ class LockResolver:
                     alive.append(lock)  # asked about this transaction a moment ago
                     continue
                 if decision is None:
-                    decision = self._check(lock)
+                    decision = self._check(lock, None if keys is None else keys[int(lock.start_ts)])
                     if decision is None:
                         alive.append(lock)
                         alive_ts.add(int(lock.start_ts))

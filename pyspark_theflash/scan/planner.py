@@ -312,7 +312,12 @@ def _catch_up_and_partition(result: ScanPlan, store: Any, upstream: Any, latch: 
         upstream=upstream, latch=latch, ts=ts, table=opts.table, key_range=table_key_range(table_id),
     )
     deadline = time.monotonic() + opts.region_wait_timeout_s
-    view = learner.run(deadline, opts.region_wait_timeout_s)
+    resolve_locks = None
+    if opts.isolation == "SI":
+        early = LockResolver(upstream=upstream, learner=learner, ts=ts,
+                             locks=lambda v: list(v.locks(table_id, None, None)))
+        resolve_locks = early.decide_pending
+    view = learner.run(deadline, opts.region_wait_timeout_s, resolve_locks=resolve_locks)
     try:
         _partition(result, learner, view, upstream, columns, hidden, predicate)
     finally:

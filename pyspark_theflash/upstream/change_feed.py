@@ -110,18 +110,15 @@ class ChangeFeed:
             reg = _Registration(rid, request_id)
             scan = self._scan(region, int(req.checkpoint_ts), reg)
             stream.regs[rid] = reg  # live events from here on
-            index = region.index
         for i in range(0, len(scan), SCAN_ROWS_PER_EVENT):
             stream.out.put(cdcpb_pb2.ChangeDataEvent(events=[Ev(
-                region_id=rid, index=index, request_id=request_id,
-                entries=Ev.Entries(entries=scan[i:i + SCAN_ROWS_PER_EVENT]))]))
+                region_id=rid, request_id=request_id, entries=Ev.Entries(entries=scan[i:i + SCAN_ROWS_PER_EVENT]))]))
         with self.store.mu:
             # INITIALIZED goes through the queue under the lock, so live events queued while
             # the scan was sent keep their place after it.
             reg.initialized = True
             stream.out.put(cdcpb_pb2.ChangeDataEvent(events=[Ev(
-                region_id=rid, index=index, request_id=request_id,
-                entries=Ev.Entries(entries=[Ev.Row(type=Ev.INITIALIZED)]))]))
+                region_id=rid, request_id=request_id, entries=Ev.Entries(entries=[Ev.Row(type=Ev.INITIALIZED)]))]))
 
     def deregister(self, stream: _Stream, req: cdcpb_pb2.ChangeDataRequest) -> None:
         with self.store.mu:
@@ -191,8 +188,8 @@ class ChangeFeed:
                     if reg is not None:
                         rows = self._rows(reg, ev.entries)
                         if rows:
-                            stream.out.put(cdcpb_pb2.ChangeDataEvent(events=[Ev(
-                                region_id=reg.region_id, index=ev.index, request_id=reg.request_id,
+                            stream.out.put(cdcpb_pb2.ChangeDataEvent(events=[Ev(  # TiKV leaves index 0 for TiDB rows
+                                region_id=reg.region_id, request_id=reg.request_id,
                                 entries=Ev.Entries(entries=rows))]))
             elif kind == "resolved":
                 self._resolved(list(ev.resolved.regions), int(ev.resolved.ts))

@@ -280,6 +280,12 @@ class GrpcUpstreamClient:
         self._channel.close()
 
 
-def connect(address: str) -> GrpcUpstreamClient:
-    """An UpstreamClient for ``grpc://host:port`` (or ``host:port``) of a served mini cluster."""
+def connect(address: str) -> Any:
+    """An UpstreamClient: ``pd://HOST:PORT[,HOST:PORT...]`` reaches a TiDB cluster (or the mini
+    cluster) through PD and TiKV (``tidb_cluster.TiDBClusterClient``); ``grpc://host:port`` (or
+    ``host:port``) the mini cluster's private Upstream service."""
+    if address.startswith("pd://"):
+        from pyspark_theflash.upstream.tidb_cluster import TiDBClusterClient
+
+        return TiDBClusterClient(address)
     return GrpcUpstreamClient(address)

@@ -192,3 +192,11 @@ class NoDefaultValueError(InvalidValueError):
 
     code = 1364
     tidb_text = "Field doesn't have a default value"
+
+
+class PDError(UpstreamError):
+    """No PD member answered, or PD refused a call."""
+
+
+class TiKVError(UpstreamError):
+    """A TiKV store refused a call or kept answering with region errors."""

@@ -13,7 +13,7 @@ from typing import Any, Callable, NamedTuple
 
 import grpc
 
-from pyspark_theflash.capture.errors import PDError
+from pyspark_theflash.upstream.errors import PDError
 from pyspark_theflash.proto import metapb_pb2, pdpb_pb2, pdpb_pb2_grpc
 
 _LOGICAL_BITS = 18
