@@ -1,6 +1,9 @@
 """A local deployment of the whole product for the demo and the notebook: the mini cluster
-(with workloads) and the writer as child processes, their logs in files, addresses parsed
-from what they print. Everything binds to 127.0.0.1."""
+(with workloads), ``theflash capture`` and the writer as child processes, their logs in files,
+addresses parsed from what they print. The path is the one a TiDB user runs: capture reads the
+mini cluster through PD, TiKV's change-data feed and TiDB's status port into a binlog
+directory, the writer applies it, and readers reach the cluster through ``pd://``. Everything
+binds to 127.0.0.1."""
 from __future__ import annotations
 
 import contextlib
@@ -23,7 +26,8 @@ class DeploymentError(TheFlashError):
 
 
 STARTUP_TIMEOUT_S = 120.0
-SERVING = re.compile(r"serving upstream (\S+)\s+binlog (\S+)\s+status (\S+)")
+SERVING = re.compile(r"serving upstream (\S+)\s+binlog (\S+)\s+status (\S+)\s+pd (\S+)")
+CAPTURING = re.compile(r"capture: capturing (\d+) region")
 
 
 class Child:
@@ -130,9 +134,10 @@ class LocalDeployment:
     region_split_keys: int = 150
     writer_interval: str = "100ms"
     tables: tuple[str, ...] = ("bank.accounts", "shop.orders", "shop.order_items")
-    upstream_address: str = ""
-    binlog_address: str = ""
-    status_address: str = ""
+    stores: int = 2
+    upstream_address: str = ""  # pd://... of the mini cluster: what readers and the writer use
+    binlog_address: str = ""  # file://... of capture's binlog directory
+    status_address: str = ""  # http://... of the mini cluster's TiDB status port
     children: list[Child] = field(default_factory=list)
 
     @property
@@ -142,13 +147,21 @@ class LocalDeployment:
     def start(self) -> "LocalDeployment":
         self.work.mkdir(parents=True, exist_ok=True)
         upstream = Child("upstream", theflash(
-            "upstream", "--data", str(self.work / "cluster"), "--serve", "0",
+            "upstream", "--data", str(self.work / "cluster"), "--serve", "0", "--stores", str(self.stores),
             "--workload", self.workloads, "--rate", str(self.rate), "--accounts", str(self.accounts),
             "--faults", self.faults, "--region-split-keys", str(self.region_split_keys), "--lock-grace", "1",
         ), self.work / "upstream.log")
         self.children.append(upstream)
         m = upstream.wait_for(SERVING, STARTUP_TIMEOUT_S)
-        self.upstream_address, self.binlog_address, self.status_address = m.group(1), m.group(2), m.group(3)
+        self.status_address, self.upstream_address = m.group(3), m.group(4)
+        binlog = self.work / "binlog"
+        capture = Child("capture", theflash(
+            "capture", "--pd", self.upstream_address.removeprefix("pd://"), "--tidb", self.status_address,
+            "--binlog", str(binlog),
+        ), self.work / "capture.log")
+        self.children.append(capture)
+        capture.wait_for(CAPTURING, STARTUP_TIMEOUT_S)
+        self.binlog_address = f"file://{binlog}"
         writer = Child("writer", theflash(
             "writer", "run", "--binlog", self.binlog_address, "--store", str(self.store),
             "--upstream", self.upstream_address, "--interval", self.writer_interval,

@@ -1,9 +1,12 @@
 """The demo: the whole product on the embedded default, as three processes and a Spark session.
 
-    upstream (mini cluster + bank and orders workloads, dying transactions, region splits)
-      └─ binlog over gRPC ─► writer (`theflash writer run`) ─► store directory
-                                                               ▲
-    this process: a local Spark session reading `format("theflash")` at fresh snapshot ts
+    upstream (mini cluster + bank and orders workloads, dying transactions, region splits),
+      serving PD, two TiKV stores and TiDB's status port on the wire
+      └─ `theflash capture` (PD, cdcpb.ChangeData, /ddl/history) ─► binlog directory
+           └─ writer (`theflash writer run`) ─► store directory
+                                                  ▲
+    this process: a local Spark session reading `format("theflash")` at fresh snapshot ts,
+    through pd:// (TSO from PD, resolved ts for the learner read, locks over TiKV's RPCs)
 
 It prints what a data engineer wants to see: every bank total exact while transfers run,
 how far the replica trails the upstream, and two tables read at one ts with no torn
@@ -74,10 +77,10 @@ def run_demo(config: DemoConfig) -> int:
             f"({config.rate:g} txn/s each; some transactions die after prewrite; regions split)")
         deployment = LocalDeployment(work, rate=config.rate, accounts=config.accounts)
         stack.callback(deployment.stop)
-        say("[2/5] writer: binlog stream -> store (poll interval 100ms)")
+        say("[2/5] capture: PD + TiKV change-data feed + TiDB status port -> binlog; writer: binlog -> store")
         deployment.start()
         upstream_addr, store_dir = deployment.upstream_address, deployment.store
-        say(f"      upstream {upstream_addr}   binlog {deployment.binlog_address}   status {deployment.status_address}")
+        say(f"      upstream {upstream_addr}   tidb status {deployment.status_address}   binlog {deployment.binlog_address}")
         say(f"      store {store_dir}")
 
         say("[3/5] Spark: starting a local session with the connector jar and its read service")
@@ -149,7 +152,7 @@ def run_demo(config: DemoConfig) -> int:
                 "(upstream now minus the oldest region's resolved ts in the store)")
         say(f"  cross-table snapshot   {'consistent' if orphans == 0 else 'TORN'}")
         if config.workdir or config.keep:
-            say(f"  logs                   {work / 'upstream.log'}, {work / 'writer.log'}")
+            say(f"  logs                   {work / 'upstream.log'}, {work / 'capture.log'}, {work / 'writer.log'}")
         if failures:
             raise DemoFailure(f"{failures} checks failed; see the logs above")
         say("DEMO PASSED")
