@@ -1,7 +1,10 @@
 """The whole read path on one machine for the scan and Spark tests: a mini cluster in this
-process (serving its upstream gRPC API and schema port on loopback, writing its binlog to
-files), the real writer job in a thread applying that binlog to a store, and the read
-options a ``format("theflash")`` read of that store needs."""
+process serving PD, TiKV (tikvpb, cdcpb) and TiDB's status port on loopback, ``theflash
+capture`` in a thread replicating it over those protocols into a binlog directory, the real
+writer job in a thread applying that binlog to a store, and the read options a
+``format("theflash")`` read of that store needs (``upstream`` = ``pd://``): the path a TiDB user
+runs. ``via="binlog"`` instead feeds the writer the mini cluster's own binlog and reads through
+its private ``grpc://`` service (tests of that log and service)."""
 from __future__ import annotations
 
 import threading
@@ -17,17 +20,39 @@ from pyspark_theflash.writer.options import WriterOptions
 
 
 class FlashRig:
-    def __init__(self, root: Path, *, resolved_ts_interval: float = 0.05, **cluster_kw: Any) -> None:
+    def __init__(self, root: Path, *, resolved_ts_interval: float = 0.05, via: str = "capture",
+                 **cluster_kw: Any) -> None:
+        if via not in ("capture", "binlog"):
+            raise ValueError(f"via must be 'capture' or 'binlog', not {via!r}")
         self.root = root
+        self.via = via
         self.cluster = MiniCluster(root / "cluster", binlog_dir=root / "binlog",
                                    resolved_ts_interval=resolved_ts_interval, **cluster_kw)
-        addresses = self.cluster.serve(binlog_port=None)
-        self.upstream = addresses["upstream"]
+        addresses = self.cluster.serve(binlog_port=None, stores=2)
         self.status = "http://" + addresses["status"].removeprefix("http://")
-        self.binlog = (root / "binlog").resolve().as_uri()
         self.store = str(root / "store")
+        self.capture: Any = None
+        if via == "capture":
+            from pyspark_theflash.capture import Capture, CaptureOptions
+
+            self.upstream = addresses["pd"]
+            self.binlog = (root / "capture-binlog").resolve().as_uri()
+            self.capture = Capture(CaptureOptions(pd=self.upstream, tidb=self.status,
+                                                  binlog=str(root / "capture-binlog"), retry_backoff_s=0.1))
+            self._capture_error: list[BaseException] = []
+            self._capture_thread = threading.Thread(target=self._run_capture, name="theflash-capture", daemon=True)
+            self._capture_thread.start()
+        else:
+            self.upstream = addresses["upstream"]
+            self.binlog = (root / "binlog").resolve().as_uri()
         self._jobs: dict[str, tuple[Writer, threading.Thread]] = {}  # store path -> its writer job
         self._writer_error: list[BaseException] = []
+
+    def _run_capture(self) -> None:
+        try:
+            self.capture.run()
+        except BaseException as exc:  # surfaced by close
+            self._capture_error.append(exc)
 
     # -- the writer job ------------------------------------------------------------------------
     def start_writer(self, interval_s: float = 0.05, **options: Any) -> None:
@@ -115,4 +140,9 @@ class FlashRig:
             for store in list(self._jobs):
                 self.stop_writer(store)
         finally:
+            if self.capture is not None:
+                self.capture.stop()
+                self._capture_thread.join(30)
             self.cluster.close()
+        if self.capture is not None and self._capture_error:
+            raise self._capture_error[0]

@@ -107,12 +107,14 @@ class LearnerRead:
         needed.update(self._covering_read_index(*self.key_range))
 
     def run(self, deadline: float, timeout_s: float, only: Iterable[int] | None = None, force: bool = False,
-            resolve_locks: Callable[[Any], None] | None = None) -> Any:
+            resolve_locks: Callable[[Any], None] | None = None,
+            held_by_lock: Callable[[Any, Any], bool] | None = None,
+            lock_wait: tuple[float, Callable[[Any], BaseException | None]] | None = None) -> Any:
         """Wait until caught up; returns the store view that is. ``only``: just these region
         ids (a lock's regions after resolving it); ``force``: take a new read index even when
         the region's resolved ts already covers ts (to see a lock resolution)."""
         if getattr(self.upstream, "resolved_ts_reads", False):
-            return self._run_resolved(deadline, timeout_s, only, resolve_locks)
+            return self._run_resolved(deadline, timeout_s, only, resolve_locks, held_by_lock, lock_wait)
         started = time.monotonic()
         only_ids = set(only) if only is not None else None
         needed: dict[int, int] = {}
@@ -170,7 +172,9 @@ class LearnerRead:
             self.waited_s += time.monotonic() - started
 
     def _run_resolved(self, deadline: float, timeout_s: float, only: Iterable[int] | None,
-                      resolve_locks: Callable[[Any], None] | None) -> Any:
+                      resolve_locks: Callable[[Any], None] | None,
+                      held_by_lock: Callable[[Any, Any], bool] | None = None,
+                      lock_wait: tuple[float, Callable[[Any], BaseException | None]] | None = None) -> Any:
         """The learner read of a store fed by TiKV's change-data feed, whose indexes are not
         raft indexes: wait until the store's regions cover the table's range and each has a
         resolved ts at or above ts (TiKV promises no commit at or below a resolved ts is still
@@ -181,15 +185,28 @@ class LearnerRead:
         started = time.monotonic()
         only_ids = set(only) if only is not None else None
         requested_at = 0.0
+        locked_since: float | None = None
         try:
             while True:
                 view = self.snapshot()
                 covering = [r for r in self.covering(view) if only_ids is None or region_id(r) in only_ids]
-                lagging = [(region_id(r), int(r.resolved_ts), self.ts) for r in covering if int(r.resolved_ts) < self.ts]
+                behind = [r for r in covering if int(r.resolved_ts) < self.ts]
+                held = [r for r in behind if held_by_lock is not None and held_by_lock(view, r)]
+                lagging = [(region_id(r), int(r.resolved_ts), self.ts) for r in behind
+                           if not (held_by_lock is not None and lock_wait is None and r in held)]
                 gap = None if only_ids is not None else _first_gap(covering, *self.key_range)
                 if not lagging and gap is None:
                     return view
                 now = time.monotonic()
+                if lock_wait is not None and behind and len(held) == len(behind) and gap is None:
+                    locked_since = now if locked_since is None else locked_since
+                    if now - locked_since >= lock_wait[0]:
+                        error = lock_wait[1](view)
+                        if error is not None:
+                            close_view(view)
+                            raise error
+                else:
+                    locked_since = None
                 if now >= deadline:
                     close_view(view)
                     if gap is not None and not lagging:

@@ -126,6 +126,22 @@ class LockResolver:
             out.setdefault(int(lk.start_ts), []).append(bytes(lk.key))
         return out
 
+    def timeout_error(self, alive: list[Any], timeout_s: float) -> LockResolveTimeoutError:
+        lock = alive[0]
+        primary = bytes(lock.primary).hex() or "not in the change-data feed"
+        return LockResolveTimeoutError(
+            f"reading {self.learner.table} at ts {self.ts}: {len(alive)} lock(s) still unresolved "
+            f"remain after {timeout_s:g}s, e.g. key {bytes(lock.key).hex()} of the transaction started "
+            f"at {lock.start_ts} (primary {primary}, ttl {lock.ttl} ms); it may still "
+            "commit at or below ts. Retry, raise lock_wait_timeout, read an older snapshot_ts, or use "
+            "isolation RC to skip lock checks"
+        )
+
+    def pending_alive(self, view: Any) -> list[Any]:
+        """The locks at or below ts in ``view`` whose transaction is not decided yet."""
+        return [lk for lk in self.locks(view) if int(lk.start_ts) <= self.ts and int(lk.op) != OP_LOCK
+                and int(lk.start_ts) not in self.decisions]
+
     def decide_pending(self, view: Any) -> None:
         """Ask about the transactions of the locks at or below ts in ``view`` not decided yet;
         a decided one is resolved upstream on the way (what a learner read on resolved ts
@@ -185,14 +201,7 @@ class LockResolver:
                     continue
             now = time.monotonic()
             if now >= deadline:
-                lock = alive[0]
-                raise LockResolveTimeoutError(
-                    f"reading {self.learner.table} at ts {self.ts}: {len(alive)} lock(s) still unresolved "
-                    f"remain after {timeout_s:g}s, e.g. key {bytes(lock.key).hex()} of the transaction started "
-                    f"at {lock.start_ts} (primary {bytes(lock.primary).hex()}, ttl {lock.ttl} ms); it may still "
-                    "commit at or below ts. Retry, raise lock_wait_timeout, read an older snapshot_ts, or use "
-                    "isolation RC to skip lock checks"
-                )
+                raise self.timeout_error(alive, timeout_s)
             self.backoffs += 1
             pause = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * (2 ** attempt)) * random.uniform(0.5, 1.5)
             time.sleep(min(pause, max(0.0, deadline - now)))

@@ -312,20 +312,35 @@ def _catch_up_and_partition(result: ScanPlan, store: Any, upstream: Any, latch: 
         upstream=upstream, latch=latch, ts=ts, table=opts.table, key_range=table_key_range(table_id),
     )
     deadline = time.monotonic() + opts.region_wait_timeout_s
-    resolve_locks = None
+    def held_by_lock(view: Any, region: Any) -> bool:
+        """The region's resolved ts waits on a transaction the store holds a lock of."""
+        rid = region_id(region)
+        return any(int(lk.region_id) == rid and int(lk.start_ts) <= int(region.resolved_ts) + 1
+                   for lk in view.locks(table_id, None, None))
+
+    resolve_locks = lock_wait = None
+    early = None
     if opts.isolation == "SI":
         early = LockResolver(upstream=upstream, learner=learner, ts=ts,
                              locks=lambda v: list(v.locks(table_id, None, None)))
         resolve_locks = early.decide_pending
-    view = learner.run(deadline, opts.region_wait_timeout_s, resolve_locks=resolve_locks)
+
+        def lock_timeout(view: Any) -> BaseException | None:
+            alive = early.pending_alive(view)
+            return early.timeout_error(alive, opts.lock_wait_timeout_s) if alive else None
+
+        lock_wait = (opts.lock_wait_timeout_s, lock_timeout)
+    view = learner.run(deadline, opts.region_wait_timeout_s, resolve_locks=resolve_locks, held_by_lock=held_by_lock,
+                       lock_wait=lock_wait)
     try:
-        _partition(result, learner, view, upstream, columns, hidden, predicate)
+        _partition(result, learner, view, upstream, columns, hidden, predicate, early)
     finally:
         view.close()
 
 
 def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
-               columns: tuple[str, ...] | None, hidden: tuple[str, ...], predicate: Any) -> None:
+               columns: tuple[str, ...] | None, hidden: tuple[str, ...], predicate: Any,
+               early: LockResolver | None = None) -> None:
     opts, ts, table_id, stats = result.options, result.ts, result.table_id, result.stats
     first_view = view
     stored = lookup_table(view, opts.table, opts, ts)
@@ -348,8 +363,9 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
 
         resolver = LockResolver(upstream=upstream, learner=learner, locks=table_locks, ts=ts)
         view = resolver.run(view, time.monotonic() + opts.lock_wait_timeout_s, opts.lock_wait_timeout_s)
-        stats.txns_committed_for_us = resolver.resolved
-        stats.txns_rolled_back = resolver.rolled_back
+        # a learner read on resolved ts resolved what held it back while it waited (early)
+        stats.txns_committed_for_us = resolver.resolved + (early.resolved if early else 0)
+        stats.txns_rolled_back = resolver.rolled_back + (early.rolled_back if early else 0)
         stats.lock_backoffs = resolver.backoffs
         regions = covering_regions(view, table_id)
     stats.learner_wait_s = learner.waited_s

@@ -82,6 +82,12 @@ class ChangeFeed:
         # client must look the range up again). Off by default; tests turn it on.
         self.stale_first_registration = False
         self._registered_once: set[int] = set()
+        # Every tick each stream hears the resolved ts of every initialised region it has, moved
+        # or not, as TiKV's endpoint broadcasts them (a region held back by a lock included).
+        self._stop = threading.Event()
+        interval = getattr(cluster, "resolved_ts_interval", 0.1) or 0.1
+        self._ticker = threading.Thread(target=self._tick, args=(interval,), name="cdc-resolved-ts", daemon=True)
+        self._ticker.start()
 
     # ------------------------------------------------------------------ registration
 
@@ -191,10 +197,6 @@ class ChangeFeed:
                             stream.out.put(cdcpb_pb2.ChangeDataEvent(events=[Ev(  # TiKV leaves index 0 for TiDB rows
                                 region_id=reg.region_id, request_id=reg.request_id,
                                 entries=Ev.Entries(entries=rows))]))
-            elif kind == "resolved":
-                self._resolved(list(ev.resolved.regions), int(ev.resolved.ts))
-            elif kind == "resolved_ts":
-                self._resolved([int(ev.region_id)], int(ev.resolved_ts))
             elif kind == "admin":
                 self._admin(ev)
 
@@ -225,18 +227,31 @@ class ChangeFeed:
                                   value=bytes(row.value) if row.op == binlog_pb2.PUT else b""))
         return out
 
-    def _resolved(self, region_ids: list[int], ts: int) -> None:
-        for stream in self._streams:
-            by_request: dict[int, list[int]] = {}
-            for rid in region_ids:
-                reg = stream.regs.get(rid)
-                if reg is not None and reg.initialized:
-                    by_request.setdefault(reg.request_id, []).append(rid)
-            if not stream.multiplexed and by_request:
-                by_request = {0: [rid for rids in by_request.values() for rid in rids]}
-            for request_id, rids in by_request.items():
-                stream.out.put(cdcpb_pb2.ChangeDataEvent(
-                    resolved_ts=cdcpb_pb2.ResolvedTs(regions=rids, ts=ts, request_id=request_id)))
+    def _tick(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            self.broadcast_resolved_ts()
+
+    def broadcast_resolved_ts(self) -> None:
+        """Each stream gets its initialised regions' resolved ts, one message per (ts, request
+        id) — under the store lock, so after every row at or below it that the stream has."""
+        with self.store.mu:
+            for stream in self._streams:
+                groups: dict[tuple[int, int], list[int]] = {}
+                for rid, reg in stream.regs.items():
+                    if not reg.initialized:
+                        continue
+                    try:
+                        ts = self.store.regions.get(rid).resolved_ts
+                    except Exception:
+                        continue  # merged away: its error is on the way
+                    if ts:
+                        groups.setdefault((ts, reg.request_id if stream.multiplexed else 0), []).append(rid)
+                for (ts, request_id), rids in sorted(groups.items()):
+                    stream.out.put(cdcpb_pb2.ChangeDataEvent(
+                        resolved_ts=cdcpb_pb2.ResolvedTs(regions=rids, ts=ts, request_id=request_id)))
+
+    def close(self) -> None:
+        self._stop.set()
 
     def _admin(self, ev: binlog_pb2.Event) -> None:
         """A split or merge ends the registrations of the regions it changed."""

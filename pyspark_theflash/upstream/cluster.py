@@ -571,6 +571,7 @@ class MiniCluster:
             self.binlog_address = binlog_server.url
         self.topology = Topology(self, stores)
         self.change_feed = ChangeFeed(self)
+        self._servers.append(self.change_feed)
         self.store_servers = [StoreServer(self, self.change_feed, self.topology, sid, host)
                               for sid in self.topology.store_ids]
         self._servers.extend(self.store_servers)
