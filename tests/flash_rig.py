@@ -38,7 +38,8 @@ class FlashRig:
             self.upstream = addresses["pd"]
             self.binlog = (root / "capture-binlog").resolve().as_uri()
             self.capture = Capture(CaptureOptions(pd=self.upstream, tidb=self.status,
-                                                  binlog=str(root / "capture-binlog"), retry_backoff_s=0.1))
+                                                  binlog=str(root / "capture-binlog"), retry_backoff_s=0.1,
+                                                  gc_update_s=0.5))
             self._capture_error: list[BaseException] = []
             self._capture_thread = threading.Thread(target=self._run_capture, name="theflash-capture", daemon=True)
             self._capture_thread.start()

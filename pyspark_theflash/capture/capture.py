@@ -142,6 +142,7 @@ class Capture:
         self._stop = threading.Event()
         self.events_written = 0
         self.rows_written = 0
+        self.gc_held = 0  # the service safe point capture holds at PD
         self.fresh = self._load_state()
 
     # ------------------------------------------------------------------ state
@@ -381,6 +382,7 @@ class Capture:
             if needed == 0:
                 return  # a region still initialising: keep the start's hold
         least = self.pd.update_service_safe_point(self.service_id, self.opts.gc_ttl_s, needed)
+        self.gc_held = needed
         if least > needed and at_start:
             raise GCPassedError(f"PD's GC safe point {least} is past {needed}, the ts capture needs")
 
@@ -420,6 +422,7 @@ class Capture:
         try:
             self._check_tables()
             self._hold_gc(at_start=True)
+            self._gc_start = self.gc_held
             self._apply_ddl(self.pd.get_ts(), self.status.ddl_history())
             self._load_range(*_RECORD_SPAN)
             self.progress(f"capturing {len(self.feeds)} region(s) of cluster {self.pd.cluster_id} into {self.dir}")
@@ -448,8 +451,10 @@ class Capture:
                 if self.events_written:
                     self.writer.sync()
                     self._save_state()
-                if now - last_gc >= self.opts.gc_update_s:
-                    self._hold_gc(at_start=False)
+                first_resolved = self.gc_held == self._gc_start and self.feeds and all(
+                    f.resolved_ts for f in self.feeds.values())
+                if now - last_gc >= self.opts.gc_update_s or first_resolved:
+                    self._hold_gc(at_start=False)  # at once when every region first resolved
                     last_gc = now
                 if now - last_report >= 5:
                     self.progress(f"{self.events_written} events, {self.rows_written} rows written; "
