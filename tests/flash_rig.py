@@ -21,14 +21,14 @@ from pyspark_theflash.writer.options import WriterOptions
 
 class FlashRig:
     def __init__(self, root: Path, *, resolved_ts_interval: float = 0.05, via: str = "capture",
-                 **cluster_kw: Any) -> None:
+                 pd_members: int = 1, **cluster_kw: Any) -> None:
         if via not in ("capture", "binlog"):
             raise ValueError(f"via must be 'capture' or 'binlog', not {via!r}")
         self.root = root
         self.via = via
         self.cluster = MiniCluster(root / "cluster", binlog_dir=root / "binlog",
                                    resolved_ts_interval=resolved_ts_interval, **cluster_kw)
-        addresses = self.cluster.serve(binlog_port=None, stores=2)
+        addresses = self.cluster.serve(binlog_port=None, stores=2, pd_members=pd_members)
         self.status = "http://" + addresses["status"].removeprefix("http://")
         self.store = str(root / "store")
         self.capture: Any = None

@@ -29,10 +29,14 @@ def default_holder(what: str) -> str:
 class ReadLease:
     """A lease at ``ts`` with a renewing thread. ``owner`` (optional): renew only while it lives."""
 
-    def __init__(self, latch: Latch, ts: int, ttl_s: float, holder: str, owner: Any = None) -> None:
+    def __init__(self, latch: Latch, ts: int, ttl_s: float, holder: str, owner: Any = None,
+                 upstream_hold: Any = None) -> None:
         self.latch = latch
         self.ts = ts
         self.ttl_s = ttl_s
+        # ``upstream_hold.update()`` after taking and each renewal: a PD service safe point at
+        # the store's least lease ts (scan/gc_hold.py), for reads of a TiDB cluster's replica
+        self.upstream_hold = upstream_hold
         lease = latch.acquire_lease(ts, ttl_s, holder)
         self.lease_id = int(lease.lease_id)
         self.expires_at = float(lease.expires_at)
@@ -42,12 +46,16 @@ class ReadLease:
             target=_keep_alive, args=(weakref.ref(self), owner_ref, self._stop, ttl_s),
             name=f"theflash-lease-{self.lease_id}", daemon=True,
         )
+        if upstream_hold is not None:
+            upstream_hold.update()
         self._thread.start()
 
     def renew(self, late_ok: bool = False) -> None:
         """Extend the lease; ``late_ok``: also when it expired but nothing it pinned is gone."""
         lease = self.latch.renew_lease(self.lease_id, self.ttl_s, late_ok=late_ok)
         self.expires_at = float(lease.expires_at)
+        if self.upstream_hold is not None:
+            self.upstream_hold.update()
 
     def release(self) -> None:
         """Stop renewing and drop the lease (idempotent)."""

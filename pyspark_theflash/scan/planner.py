@@ -290,7 +290,14 @@ def _plan_at_ts(store: Any, opts: ScanOptions, table_info: Any, read_columns: tu
     from pyspark_theflash.latch import LeaseRefusedError
 
     try:
-        result.lease = ReadLease(latch, ts, opts.lease_ttl_s, default_holder(f"scan {opts.table}"), owner=result)
+        hold = None
+        address = getattr(upstream, "address", "")
+        if getattr(upstream, "resolved_ts_reads", False) and str(address).startswith("pd://"):
+            from pyspark_theflash.scan.gc_hold import ServiceSafePointHold
+
+            hold = ServiceSafePointHold(str(address), opts.store, latch, opts.lease_ttl_s)
+        result.lease = ReadLease(latch, ts, opts.lease_ttl_s, default_holder(f"scan {opts.table}"), owner=result,
+                                 upstream_hold=hold)
     except LeaseRefusedError as exc:
         raise SnapshotTsOutOfRangeError(ts, safe_point, fresh,
                                         f"refused by the store's latch ({exc})") from exc

@@ -548,11 +548,12 @@ class MiniCluster:
     # ---------------------------------------------------------------- serving
 
     def serve(self, host: str = "127.0.0.1", port: int = 0, status_port: int = 0,
-              binlog_port: int | None = 0, pd_port: int = 0, stores: int = 1) -> dict[str, str]:
+              binlog_port: int | None = 0, pd_port: int = 0, stores: int = 1, pd_members: int = 1) -> dict[str, str]:
         """Start the HTTP status port (TiDB's), PD and ``stores`` TiKV stores on the wire
         (``pdpb.PD``; ``tikvpb.Tikv`` and ``cdcpb.ChangeData`` each), the private Upstream
         gRPC service and (with a binlog directory and ``binlog_port`` not None) the binlog
-        gRPC service. Returns their addresses: ``pd`` (``pd://host:port``), ``status``
+        gRPC service; ``pd_members`` PD members (the first leads: ``pd_server.transfer_leader()``).
+        Returns their addresses: ``pd`` (``pd://host:port[,host:port]``), ``status``
         (``host:port``), ``upstream`` and ``binlog`` (``grpc://``)."""
         from pyspark_theflash.upstream.change_feed import ChangeFeed
         from pyspark_theflash.upstream.pd_service import PDServer
@@ -575,7 +576,8 @@ class MiniCluster:
         self.store_servers = [StoreServer(self, self.change_feed, self.topology, sid, host)
                               for sid in self.topology.store_ids]
         self._servers.extend(self.store_servers)
-        pd = PDServer(self, host, pd_port)
+        pd = PDServer(self, host, pd_port, members=pd_members)
+        self.pd_server = pd
         self._servers.append(pd)
         self.pd_address = f"pd://{pd.address}"
         upstream = serve_upstream(self, host, port)

@@ -76,24 +76,48 @@ class ServiceSafePoints:
         return self.minimum()
 
 
+class PDMembers:
+    """The PD members of a mini cluster and which one leads. Only the leader serves; a
+    follower answers GetMembers (naming the leader) and refuses the rest with UNAVAILABLE,
+    so a client follows a leader change as it does with a real PD."""
+
+    def __init__(self) -> None:
+        self.addresses: list[str] = []
+        self.leader = 0
+
+    def member(self, i: int) -> pdpb_pb2.Member:
+        address = self.addresses[i]
+        return pdpb_pb2.Member(name=f"pd-{i}", member_id=i + 1, client_urls=[f"http://{address}"],
+                               peer_urls=[f"http://{address}"], binary_version="8.5.0")
+
+    def transfer_leader(self, to: int | None = None) -> int:
+        self.leader = (self.leader + 1) % len(self.addresses) if to is None else to
+        return self.leader
+
+
 class PDServicer(pdpb_pb2_grpc.PDServicer):
-    def __init__(self, cluster: Any, address: str) -> None:
+    def __init__(self, cluster: Any, members: PDMembers, index: int) -> None:
         self.cluster = cluster
-        self.address = address
+        self.members = members
+        self.index = index
 
     def _header(self) -> pdpb_pb2.ResponseHeader:
         return pdpb_pb2.ResponseHeader(cluster_id=self.cluster.cluster_id)
 
     def _check(self, request: Any, context: grpc.ServicerContext) -> None:
+        if self.members.leader != self.index:
+            context.abort(grpc.StatusCode.UNAVAILABLE,
+                          f"not leader; the leader is {self.members.addresses[self.members.leader]}")
         got = request.header.cluster_id
         if got != self.cluster.cluster_id:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                           f"mismatch cluster id, need {self.cluster.cluster_id} but got {got}")
 
     def GetMembers(self, request: pdpb_pb2.GetMembersRequest, context: grpc.ServicerContext) -> pdpb_pb2.GetMembersResponse:
-        me = pdpb_pb2.Member(name="pd-0", member_id=1, client_urls=[f"http://{self.address}"],
-                             peer_urls=[f"http://{self.address}"], binary_version="8.5.0")
-        return pdpb_pb2.GetMembersResponse(header=self._header(), members=[me], leader=me, etcd_leader=me)
+        m = self.members
+        leader = m.member(m.leader)
+        return pdpb_pb2.GetMembersResponse(header=self._header(), members=[m.member(i) for i in range(len(m.addresses))],
+                                           leader=leader, etcd_leader=leader)
 
     def Tso(self, request_iterator: Iterator[pdpb_pb2.TsoRequest], context: grpc.ServicerContext) -> Iterator[pdpb_pb2.TsoResponse]:
         for request in request_iterator:
@@ -199,16 +223,27 @@ class PDServicer(pdpb_pb2_grpc.PDServicer):
 
 
 class PDServer:
-    """The PD gRPC server of a mini cluster on ``host:port``."""
+    """The PD gRPC servers of a mini cluster: ``members`` of them on ``host``, the first on
+    ``port`` (0: any), the first leading. ``address`` lists them all (``pd://a,b``)."""
 
-    def __init__(self, cluster: Any, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="pd"))
-        self.port = self._server.add_insecure_port(f"{host}:{port}")
-        if not self.port:
-            raise UpstreamError(f"PD: cannot listen on {host}:{port}")
-        self.address = f"{host}:{self.port}"
-        pdpb_pb2_grpc.add_PDServicer_to_server(PDServicer(cluster, self.address), self._server)
-        self._server.start()
+    def __init__(self, cluster: Any, host: str = "127.0.0.1", port: int = 0, members: int = 1) -> None:
+        self.members = PDMembers()
+        self._servers: list[grpc.Server] = []
+        for i in range(max(1, members)):
+            server = grpc.server(futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix=f"pd-{i}"))
+            bound = server.add_insecure_port(f"{host}:{port if i == 0 else 0}")
+            if not bound:
+                raise UpstreamError(f"PD: cannot listen on {host}:{port}")
+            self.members.addresses.append(f"{host}:{bound}")
+            pdpb_pb2_grpc.add_PDServicer_to_server(PDServicer(cluster, self.members, i), server)
+            server.start()
+            self._servers.append(server)
+        self.address = ",".join(self.members.addresses)
+
+    def transfer_leader(self, to: int | None = None) -> str:
+        """Make another member the leader (the next one by default); returns its address."""
+        return self.members.addresses[self.members.transfer_leader(to)]
 
     def close(self) -> None:
-        self._server.stop(grace=0).wait()
+        for server in self._servers:
+            server.stop(grace=0).wait()
