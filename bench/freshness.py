@@ -59,7 +59,7 @@ def main() -> None:
     from pyspark_theflash.upstream.tidb import make_column, record_range
 
     work = Path(tempfile.mkdtemp(prefix="theflash-bench-fresh-"))
-    rig = FlashRig(work)
+    rig = FlashRig(work, via="binlog")  # the read-index path; bench/capture.py measures the capture path
     try:
         info = rig.cluster.create_table(TABLE, [make_column("id", "BIGINT", not_null=True), make_column("v", "BIGINT")],
                                         primary_key=["id"])

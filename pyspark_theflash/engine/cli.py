@@ -16,7 +16,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("query", help='e.g. "SELECT status, sum(total) FROM shop.orders GROUP BY status"')
     parser.add_argument("--store", required=True, help="store directory")
     parser.add_argument("--ts", type=int, help="snapshot ts (default: a fresh ts from the upstream TSO)")
-    parser.add_argument("--upstream", help="grpc://host:port of the upstream (default: the one the writer recorded)")
+    parser.add_argument("--upstream", help="the upstream: pd://HOST:PORT[,...] of a TiDB cluster or grpc://host:port of the mini cluster's private service (default: the one the writer recorded)")
     parser.add_argument("--format", choices=("table", "json", "csv"), default="table",
                         help="output: an aligned table, JSON lines, or CSV (default %(default)s)")
     parser.set_defaults(func=_sql)

@@ -21,7 +21,7 @@ def register(subparsers: Any) -> None:
                               description=__doc__.splitlines()[0])
     p.add_argument("table", help="db.table")
     p.add_argument("--store", required=True, help="the store directory")
-    p.add_argument("--upstream", help="grpc://host:port of the upstream (default: recorded in the store)")
+    p.add_argument("--upstream", help="the upstream: pd://HOST:PORT[,...] of a TiDB cluster or grpc://host:port of the mini cluster's private service (default: recorded in the store)")
     p.add_argument("--latch", help="grpc://host:port of the latch service (default: in-process)")
     p.add_argument("--snapshot-ts", help="read at this TSO")
     p.add_argument("--as-of", help="read as of this time (ISO-8601, UTC unless an offset is given)")

@@ -33,7 +33,7 @@ SCHEMA_MODES = ("current", "as_of")
 OPTION_DOCS: list[tuple[str, str, str]] = [
     ("store", "(required)", "the store directory the writer fills"),
     ("table", "(or the load() path)", "`db.table` to read"),
-    ("upstream", "address recorded in the store", "upstream (PD/TiKV) address `grpc://host:port`: TSO, read index, lock status"),
+    ("upstream", "address recorded in the store", "the TiDB cluster, `pd://HOST:PORT[,HOST:PORT...]` (TSO and GC from PD, lock status from TiKV, the learner read on resolved ts), or the mini cluster's private service `grpc://host:port`"),
     ("latch", "in-process on the store", "latch service address `grpc://host:port` (`theflash latch serve`)"),
     ("snapshot_ts", "a fresh ts from the upstream TSO", "read at this TSO timestamp"),
     ("as_of", "-", "read as of this time: ISO-8601 (`2026-11-21 06:00:00`, UTC unless an offset is given) or unix seconds"),

@@ -22,7 +22,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--http-port", type=int,
                         help="HTTP port (default: --port + 1; any free port when --port is 0)")
     parser.add_argument("--token-file", help="require 'Authorization: Bearer <token>' with the token on the file's first line")
-    parser.add_argument("--upstream", help="grpc://host:port of the upstream (default: the address the writer recorded)")
+    parser.add_argument("--upstream", help="the upstream: pd://HOST:PORT[,...] of a TiDB cluster or grpc://host:port of the mini cluster's private service (default: the address the writer recorded)")
     parser.set_defaults(func=_serve)
 
 

@@ -22,8 +22,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     """The options of a writer run (shared with the spark-submit entry)."""
     parser.add_argument("--binlog", required=True, help="binlog source: file:///DIR, a directory, or grpc://host:port")
     parser.add_argument("--store", required=True, help="store directory (created when missing)")
-    parser.add_argument("--upstream", help="grpc://host:port of the upstream: schemas, region snapshots, GC safe point, lag")
-    parser.add_argument("--schema-url", help="http://host:port of a TiDB status port for schemas when there is no --upstream")
+    parser.add_argument("--upstream", help="the upstream, recorded in the store for readers: pd://HOST:PORT[,...] of a TiDB cluster (schemas then come from the binlog or --schema-url) or grpc://host:port of the mini cluster's private service (schemas, region snapshots, GC safe point, lag)")
+    parser.add_argument("--schema-url", help="http://host:port of a TiDB status port for the schemas the binlog does not carry (with --upstream pd://..., or none)")
     parser.add_argument("--tables", default="", help="tables to replicate, e.g. bank.accounts,shop.* (default: all)")
     parser.add_argument("--interval", default=f"{int(o.DEFAULT_INTERVAL_S * 1000)}ms",
                         help="poll interval when caught up; changeable at runtime with `theflash writer ctl` (default %(default)s)")

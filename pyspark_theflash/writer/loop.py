@@ -184,7 +184,12 @@ class Writer:
             from pyspark_theflash.upstream.client import connect
 
             self.upstream = connect(opts.upstream)
-            self.schemas = UpstreamSchemaSource(self.upstream)
+            # A TiDB cluster's PD knows no table: its schemas travel in the binlog (capture
+            # writes the DDL jobs) or come from a TiDB status port (--schema-url).
+            if opts.schema_url:
+                self.schemas = HttpSchemaSource(opts.schema_url)
+            elif not opts.upstream.startswith("pd://"):
+                self.schemas = UpstreamSchemaSource(self.upstream)
             # Readers default to the address the writer records (the `upstream` read option).
             self.store.set_upstream(opts.upstream)
         elif opts.schema_url:
@@ -490,7 +495,8 @@ class Writer:
         if self.schemas is None:
             raise WriterConfigError(
                 f"the binlog has rows of table {table_id} the store has no schema for, and the writer has no "
-                "way to fetch it: pass --upstream grpc://host:port or --schema-url http://host:port"
+                "way to fetch it: pass --schema-url http://TIDB:STATUS_PORT (or the mini cluster's --upstream "
+                "grpc://host:port)"
             )
         try:
             db, info = self.schemas.table_info_by_id(table_id)
