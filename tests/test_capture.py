@@ -269,3 +269,40 @@ def test_capture_survives_sigkill_and_resumes_from_its_binlog(cluster: MiniClust
         while batch := source.read(10_000, 0.1):
             kinds.update(pe.event.WhichOneof("payload") for pe in batch)
     assert {"ddl", "snapshot", "resolved"} <= kinds
+
+
+def test_the_command_line_path_a_user_runs_with_a_status_port_without_ddl_history(cluster: MiniCluster,
+                                                                                  tmp_path: Path) -> None:
+    """As checked from outside: `capture --until-ts T`, then `writer run --until-caught-up`,
+    then the store read at T — against a cluster whose feed refuses each region's first
+    registration with epoch_not_match, whose COMMIT rows carry no long value, and whose status
+    port serves table infos but no /ddl/history (the binlog then carries CREATE TABLE from
+    /schema)."""
+    from pyspark_theflash.upstream.status_server import StatusServer
+
+    cluster.change_feed.stale_first_registration = True
+    cluster.create_table("app.docs", [make_column("id", "BIGINT", not_null=True), make_column("body", "TEXT"),
+                                      make_column("n", "INT")], primary_key=["id"])
+    for i in range(40):
+        cluster.run_txn(lambda t, i=i: t.insert("app.docs", {"id": i, "body": "x" * (i * 20), "n": i}), one_pc=False)
+    for i in range(0, 40, 3):
+        cluster.run_txn(lambda t, i=i: t.update("app.docs", {"id": i, "body": "y" * 400, "n": -i}), one_pc=False)
+    cluster.run_txn(lambda t: t.delete("app.docs", 7), one_pc=False)
+    status = StatusServer(cluster.catalog)  # no /ddl/history
+    try:
+        until = cluster.get_ts()
+        binlog, store = tmp_path / "binlog", tmp_path / "store"
+        theflash = [sys.executable, "-m", "pyspark_theflash"]
+        done = subprocess.run(theflash + ["capture", "--pd", cluster.pd_address.removeprefix("pd://"), "--tidb",
+                                          f"http://{status.address}", "--binlog", str(binlog), "--until-ts", str(until)],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        applied = subprocess.run(theflash + ["writer", "run", "--binlog", f"file://{binlog}", "--store", str(store),
+                                             "--until-caught-up"], capture_output=True, text=True, timeout=120)
+        assert applied.returncode == 0, applied.stderr[-2000:]
+        assert_equal_at(cluster, store, ("app.docs",), until)
+        with Store.open(str(store), readonly=True) as s:
+            rows = {r["id"]: r for r in s.scan_table("app.docs", until).to_pylist()}
+        assert 7 not in rows and rows[3]["body"] == "y" * 400 and rows[4]["body"] == "x" * 80
+    finally:
+        status.close()

@@ -43,7 +43,7 @@ from pyspark_theflash.capture.errors import CaptureError, GCPassedError
 from pyspark_theflash.upstream.errors import UpstreamError
 from pyspark_theflash.upstream.pd_client import PDClient, RegionInfo
 from pyspark_theflash.capture.region_feed import FeedProtocolError, RegionFeed, entries_event, snapshot_event
-from pyspark_theflash.capture.tidb_status import TiDBStatus
+from pyspark_theflash.capture.tidb_status import DDLHistoryUnavailableError, TiDBStatus
 from pyspark_theflash.codec import encode_region_key
 from pyspark_theflash.proto import binlog_pb2, cdcpb_pb2, cdcpb_pb2_grpc, metapb_pb2
 from pyspark_theflash.schema.ddl_jobs import ddl_of_job
@@ -140,6 +140,7 @@ class Capture:
         self.table_ids: set[int] = set()
         self._gen = 0
         self._stop = threading.Event()
+        self.ddl_unavailable = False
         self.events_written = 0
         self.rows_written = 0
         self.gc_held = 0  # the service safe point capture holds at PD
@@ -206,18 +207,30 @@ class Capture:
             self.table_ids.discard(int(ddl.old_table_id))
         return True
 
+    def _history(self) -> list[dict[str, Any]] | None:
+        """TiDB's finished DDL jobs; None where the status port has no /ddl/history (then
+        schema changes are not followed: the writer's --schema-url fills them in)."""
+        if self.ddl_unavailable:
+            return None
+        try:
+            return self.status.ddl_history()
+        except DDLHistoryUnavailableError as exc:
+            self.ddl_unavailable = True
+            log.warning("%s: schema changes will not travel in the binlog; give the writer --schema-url", exc)
+            return None
+
     def _poll_ddl(self) -> None:
         while not self._stop.is_set():
             try:
                 frontier = self.pd.get_ts()
-                jobs = self.status.ddl_history()
+                jobs = self._history()
                 self.inbound.put(("ddl", frontier, jobs))
             except (CaptureError, UpstreamError) as exc:
                 self.inbound.put(("warn", f"DDL poll failed, retrying: {exc}"))
             self._stop.wait(self.opts.ddl_poll_s)
 
-    def _apply_ddl(self, frontier: int, jobs: list[dict[str, Any]]) -> None:
-        ddls = sorted((d for d in (ddl_of_job(j) for j in jobs) if d is not None and d.commit_ts > self.last_ddl_ts
+    def _apply_ddl(self, frontier: int, jobs: list[dict[str, Any]] | None) -> None:
+        ddls = sorted((d for d in (ddl_of_job(j) for j in jobs or ()) if d is not None and d.commit_ts > self.last_ddl_ts
                        and d.commit_ts <= frontier), key=lambda d: (d.commit_ts, d.schema_version))
         events = []
         for ddl in ddls:
@@ -228,6 +241,26 @@ class Capture:
             self._append(events)  # before every held row: they wait for this frontier
             self.progress(f"{len(events)} DDL job(s) up to ts {self.last_ddl_ts}")
         self.frontier = max(self.frontier, frontier)
+
+    def _create_missing_tables(self, tables: list[tuple[str, dict[str, Any]]]) -> None:
+        """A fresh binlog: every captured table whose creation TiDB's DDL history no longer
+        lists (it keeps the newest 2048 jobs) gets a CREATE TABLE event with its current table
+        info, in force from ts 0 (rows older than it decode with it: a column added since
+        reads its origin default, as TiDB reads such rows)."""
+        events = []
+        for db, info in tables:
+            name = info["name"]["O"] if isinstance(info["name"], dict) else info["name"]
+            if int(info["id"]) in self.table_ids or (self.selected is not None and f"{db}.{name}".lower() not in self.selected):
+                continue
+            info = dict(info)
+            info.setdefault("schema_version", 0)
+            self.table_ids.add(int(info["id"]))
+            events.append(binlog_pb2.Event(ddl=Ddl(
+                type=Ddl.CREATE_TABLE, commit_ts=0, schema_version=int(info["schema_version"]), db=db,
+                table_id=int(info["id"]), table_info=json.dumps(info).encode(),
+                query=f"-- {db}.{name} as TiDB's status port serves it (its CREATE is not in the DDL history)")))
+        if events:
+            self._append(events)
 
     # ------------------------------------------------------------------ regions
 
@@ -386,10 +419,12 @@ class Capture:
         if least > needed and at_start:
             raise GCPassedError(f"PD's GC safe point {least} is past {needed}, the ts capture needs")
 
-    def _check_tables(self) -> None:
-        """Every table named exists, and none captured is partitioned (not supported yet)."""
+    def _check_tables(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every table named exists, and none captured is partitioned (not supported yet);
+        returns TiDB's user tables."""
+        listed = self.status.user_tables()
         tables = {f"{db}.{(t['name']['O'] if isinstance(t['name'], dict) else t['name'])}".lower(): t
-                  for db, t in self.status.user_tables()}
+                  for db, t in listed}
         missing = sorted(self.selected - tables.keys()) if self.selected else []
         if missing:
             raise CaptureError(f"--tables names {', '.join(missing)}, which TiDB at {self.status.url} does not have "
@@ -400,6 +435,7 @@ class Capture:
             raise CaptureError(f"{', '.join(partitioned)} {'is' if len(partitioned) == 1 else 'are'} partitioned: "
                                "rows of a partitioned table arrive under each partition's id, which the store "
                                "cannot place yet; leave them out with --tables")
+        return listed
 
     # ------------------------------------------------------------------ main loop
 
@@ -420,10 +456,12 @@ class Capture:
             server = serve_binlog(self.dir, "127.0.0.1", self.opts.serve_binlog)
             self.progress(f"serving the binlog at {server.url}")
         try:
-            self._check_tables()
+            tables = self._check_tables()
             self._hold_gc(at_start=True)
             self._gc_start = self.gc_held
-            self._apply_ddl(self.pd.get_ts(), self.status.ddl_history())
+            self._apply_ddl(self.pd.get_ts(), self._history())
+            if self.fresh:
+                self._create_missing_tables(tables)
             self._load_range(*_RECORD_SPAN)
             self.progress(f"capturing {len(self.feeds)} region(s) of cluster {self.pd.cluster_id} into {self.dir}")
             threading.Thread(target=self._poll_ddl, name="capture-ddl", daemon=True).start()

@@ -12,6 +12,10 @@ from pyspark_theflash.capture.errors import CaptureError
 SYSTEM_DATABASES = {"mysql", "information_schema", "performance_schema", "metrics_schema", "sys"}
 
 
+class DDLHistoryUnavailableError(CaptureError):
+    """The status port does not serve /ddl/history."""
+
+
 class TiDBStatus:
     def __init__(self, url: str, timeout_s: float = 10.0) -> None:
         if not url.startswith(("http://", "https://")):
@@ -49,4 +53,9 @@ class TiDBStatus:
         return out
 
     def ddl_history(self) -> list[dict[str, Any]]:
-        return list(self._get("/ddl/history"))
+        try:
+            return list(self._get("/ddl/history"))
+        except CaptureError as exc:
+            if "HTTP 4" in str(exc):
+                raise DDLHistoryUnavailableError(str(exc)) from None
+            raise

@@ -14,6 +14,10 @@ from typing import Any, Callable, NamedTuple
 import grpc
 
 from pyspark_theflash.upstream.errors import PDError
+
+
+class PDUnimplementedError(PDError):
+    """The PD does not serve that call (an older or newer PD)."""
 from pyspark_theflash.proto import metapb_pb2, pdpb_pb2, pdpb_pb2_grpc
 
 _LOGICAL_BITS = 18
@@ -65,6 +69,7 @@ class PDClient:
         self._stub: pdpb_pb2_grpc.PDStub | None = None
         self.leader = ""
         self.cluster_id = 0
+        self._no_batch_scan = False
         self._connect()
 
     # ------------------------------------------------------------------ members
@@ -116,6 +121,8 @@ class PDClient:
             try:
                 resp = fn(stub)
             except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                    raise PDUnimplementedError(f"PD {self.leader}: {exc.details()}") from None
                 if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) \
                         or time.monotonic() > deadline:
                     raise PDError(f"PD {self.leader}: {exc.code().name}: {exc.details()}") from None
@@ -144,8 +151,15 @@ class PDClient:
         return {int(st.id): st.address for st in resp.stores if st.state != metapb_pb2.Tombstone}
 
     def store_address(self, store_id: int) -> str:
-        resp = self._call(lambda s: s.GetStore(pdpb_pb2.GetStoreRequest(header=self.header(), store_id=store_id), timeout=10))
-        return str(resp.store.address)
+        try:
+            resp = self._call(lambda s: s.GetStore(pdpb_pb2.GetStoreRequest(header=self.header(), store_id=store_id),
+                                                   timeout=10))
+            return str(resp.store.address)
+        except PDUnimplementedError:
+            address = self.stores().get(store_id)
+            if address is None:
+                raise PDError(f"PD {self.leader} lists no store {store_id}") from None
+            return address
 
     def scan_regions(self, start: bytes, end: bytes) -> list[RegionInfo]:
         """Every region overlapping [start, end) (PD-encoded; end b"" = +inf), in key order,
@@ -155,11 +169,7 @@ class PDClient:
             out: list[RegionInfo] = []
             key = start
             while True:
-                resp = self._call(lambda s: s.ScanRegions(pdpb_pb2.ScanRegionsRequest(
-                    header=self.header(), start_key=key, end_key=end, limit=256), timeout=10))
-                regions = [RegionInfo.of(r.region, r.leader) for r in resp.regions] or [
-                    RegionInfo.of(m, resp.leaders[i] if i < len(resp.leaders) else None)
-                    for i, m in enumerate(resp.region_metas)]
+                regions = self._scan_page(key, end, 256)
                 out.extend(regions)
                 if len(regions) < 256 or not regions[-1].end or (end and regions[-1].end >= end):
                     break
@@ -169,6 +179,22 @@ class PDClient:
             if time.monotonic() > deadline:
                 raise PDError(f"PD {self.leader}: the regions of [{start.hex()}, {end.hex()}) leave a gap")
             time.sleep(0.2)
+
+    def _scan_page(self, start: bytes, end: bytes, limit: int) -> list[RegionInfo]:
+        """Up to ``limit`` regions from the one holding ``start``: BatchScanRegions (what PD
+        asks clients to use), ScanRegions where a PD does not have it."""
+        if not self._no_batch_scan:
+            try:
+                resp = self._call(lambda s: s.BatchScanRegions(pdpb_pb2.BatchScanRegionsRequest(
+                    header=self.header(), ranges=[pdpb_pb2.KeyRange(start_key=start, end_key=end)], limit=limit),
+                    timeout=10))
+                return [RegionInfo.of(r.region, r.leader) for r in resp.regions]
+            except PDUnimplementedError:
+                self._no_batch_scan = True
+        resp = self._call(lambda s: s.ScanRegions(pdpb_pb2.ScanRegionsRequest(
+            header=self.header(), start_key=start, end_key=end, limit=limit), timeout=10))
+        return [RegionInfo.of(r.region, r.leader) for r in resp.regions] or [
+            RegionInfo.of(m, resp.leaders[i] if i < len(resp.leaders) else None) for i, m in enumerate(resp.region_metas)]
 
     def gc_safe_point(self) -> int:
         return int(self._call(lambda s: s.GetGCSafePoint(pdpb_pb2.GetGCSafePointRequest(header=self.header()),
