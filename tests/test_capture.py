@@ -242,28 +242,38 @@ def test_pd_client_speaks_to_the_mini_clusters_pd(cluster: MiniCluster) -> None:
         pd.close()
 
 
-def test_capture_survives_sigkill_and_resumes_from_its_binlog(cluster: MiniCluster, tmp_path: Path) -> None:
-    """`theflash capture` as a process, killed with SIGKILL at random moments while the
-    workloads write, restarted each time, then run to --until-ts: the replica equals upstream."""
+def test_capture_and_the_writer_survive_sigkill_and_resume(cluster: MiniCluster, tmp_path: Path) -> None:
+    """`theflash capture` and `theflash writer run` as processes, each killed with SIGKILL at
+    random moments while the workloads write and restarted each time, then capture run to
+    --until-ts and the writer to --until-caught-up: the replica equals upstream."""
     bank, orders = run_workloads(cluster, Faults(split_merge=0.05, rollback=0.05), count=400, rate=80)
     bank.start()
     orders.start()
-    binlog = tmp_path / "binlog"
-    cmd = [sys.executable, "-m", "pyspark_theflash", "capture", "--pd", cluster.pd_address.removeprefix("pd://"),
-           "--tidb", f"http://{cluster.status_address}", "--binlog", str(binlog)]
+    binlog, store = tmp_path / "binlog", tmp_path / "store"
+    theflash = [sys.executable, "-m", "pyspark_theflash"]
+    capture = theflash + ["capture", "--pd", cluster.pd_address.removeprefix("pd://"),
+                          "--tidb", f"http://{cluster.status_address}", "--binlog", str(binlog)]
+    writer = theflash + ["writer", "run", "--binlog", f"file://{binlog}", "--store", str(store),
+                         "--interval", "50ms"]
     rng = random.Random(3)
     for _ in range(3):
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        procs = [subprocess.Popen(capture, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+        time.sleep(rng.uniform(0.5, 1.0))
+        procs.append(subprocess.Popen(writer, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(rng.uniform(1.0, 2.5))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
+        rng.shuffle(procs)
+        for proc in procs:  # in random order, a moment apart
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+            time.sleep(rng.uniform(0, 0.3))
     bank.join()
     orders.join()
     final = cluster.get_ts()
-    done = subprocess.run(cmd + ["--until-ts", str(final)], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(capture + ["--until-ts", str(final)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    apply(binlog, tmp_path / "store")
-    assert_equal_at(cluster, tmp_path / "store", TABLES, final)
+    applied = subprocess.run(writer + ["--until-caught-up"], capture_output=True, text=True, timeout=120)
+    assert applied.returncode == 0, applied.stderr[-2000:]
+    assert_equal_at(cluster, store, TABLES, final)
     kinds = set()
     with open_source(str(binlog)) as source:
         while batch := source.read(10_000, 0.1):
