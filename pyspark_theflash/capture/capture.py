@@ -45,6 +45,7 @@ from pyspark_theflash.upstream.pd_client import PDClient, RegionInfo
 from pyspark_theflash.capture.region_feed import FeedProtocolError, RegionFeed, entries_event, snapshot_event
 from pyspark_theflash.capture.tidb_status import DDLHistoryUnavailableError, TiDBStatus
 from pyspark_theflash.codec import encode_region_key
+from pyspark_theflash.codec.tso import physical_ms
 from pyspark_theflash.proto import binlog_pb2, cdcpb_pb2, cdcpb_pb2_grpc, metapb_pb2
 from pyspark_theflash.schema.ddl_jobs import ddl_of_job
 
@@ -278,6 +279,10 @@ class Capture:
         old = self.feeds.get(info.id)
         if old is not None and old.version == info.version and old.store_id == info.leader_store:
             return  # registered already
+        if old is not None and old.store_id in self.streams:  # moved or changed: end the old registration
+            self.streams[old.store_id].send(cdcpb_pb2.ChangeDataRequest(
+                header=cdcpb_pb2.Header(cluster_id=self.pd.cluster_id, ticdc_version=TICDC_VERSION),
+                region_id=old.id, request_id=old.gen, deregister=cdcpb_pb2.ChangeDataRequest.Deregister()))
         self._gen += 1
         feed = RegionFeed(info.id, info.start, info.end, info.version, info.conf_ver, info.leader_store, self._gen,
                           resolved_ts=self.resolved.get(info.id, 0))
@@ -495,9 +500,13 @@ class Capture:
                     self._hold_gc(at_start=False)  # at once when every region first resolved
                     last_gc = now
                 if now - last_report >= 5:
+                    held = f"; {len(self.fifo)} events held for the DDL frontier" if self.fifo else ""
                     self.progress(f"{self.events_written} events, {self.rows_written} rows written; "
                                   f"{len(self.feeds)} regions; min resolved ts "
-                                  f"{min((f.resolved_ts for f in self.feeds.values()), default=0)}")
+                                  f"{min((f.resolved_ts for f in self.feeds.values()), default=0)}{held}")
+                    if self.fifo and self.frontier and physical_ms(self.pd.get_ts()) - physical_ms(self.frontier) > 30_000:
+                        log.warning("the DDL frontier is over 30 s behind (is TiDB's status port %s answering?): "
+                                    "%d events wait in memory until it moves", self.status.url, len(self.fifo))
                     last_report = now
                 if self.opts.until_ts is not None and self.caught_up(self.opts.until_ts):
                     self.progress(f"every region resolved at or above {self.opts.until_ts}: done")
