@@ -100,7 +100,9 @@ CREATE TABLE IF NOT EXISTS parts (
     removed_version INTEGER,           -- NULL while live
     stats           TEXT NOT NULL,     -- {column: [min, max, null_count]} for pruning
     columns         TEXT,              -- [[id, file column], ...] when not its schema version's columns
-    removed_at      REAL               -- unix seconds of removal (NULL while live, or removed before it was kept)
+    removed_at      REAL,              -- unix seconds of removal (NULL while live, or removed before it was kept)
+    checksum        TEXT               -- crc32:xxxxxxxx of the file's bytes (store.integrity); NULL: written before
+                                       -- checksums were recorded, or a record of rows an engine keeps (no file)
 );
 CREATE INDEX IF NOT EXISTS parts_live ON parts (table_id, partition_id, removed_version);
 CREATE TABLE IF NOT EXISTS range_tombstones (
@@ -201,7 +203,7 @@ def initialise(conn: sqlite3.Connection) -> None:
 
 
 # Columns added to tables of format 1 since it was first written (a writer adds them on open).
-_ADDED_COLUMNS = {"parts": [("columns", "TEXT"), ("removed_at", "REAL")]}
+_ADDED_COLUMNS = {"parts": [("columns", "TEXT"), ("removed_at", "REAL"), ("checksum", "TEXT")]}
 
 # The highest manifest version at which a part was removed whose file has since been deleted: a
 # lease pinning version v still finds every file it can see while this is <= v (late renewal,
@@ -299,10 +301,11 @@ def insert_part(conn: sqlite3.Connection, table_id: int, partition_id: int, kind
     conn.execute(
         "INSERT INTO parts(table_id, partition_id, kind, file, rows, bytes, min_handle, max_handle, "
         "min_commit_ts, max_commit_ts, single_version, delete_marks, schema_version, data_version, "
-        "added_version, removed_version, stats, columns) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,?,?)",
+        "added_version, removed_version, stats, columns, checksum) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,?,?,?)",
         (table_id, partition_id, kind, pf.file, pf.rows, pf.bytes, pf.min_handle, pf.max_handle,
          pf.min_commit_ts, pf.max_commit_ts, int(pf.single_version), pf.delete_marks, schema_version,
          data_version, added_version, json.dumps(stats_to_json(pf.stats)),
-         None if columns is None else json.dumps([[int(i), str(n)] for i, n in columns])))
+         None if columns is None else json.dumps([[int(i), str(n)] for i, n in columns]),
+         getattr(pf, "checksum", None)))
 
 
