@@ -48,7 +48,7 @@ import pyarrow.parquet as pq
 
 from pyspark_theflash.store import manifest as mf
 from pyspark_theflash.store.errors import StoreFormatError
-from pyspark_theflash.store.integrity import file_checksum
+from pyspark_theflash.store.integrity import algorithm_of, file_checksum
 from pyspark_theflash.store.txn_merge_tree import IN_ENGINE
 
 HIDDEN = ("_tidb_rowid", "_tidb_commit_ts", "_tidb_delmark")
@@ -219,7 +219,10 @@ def _check_part(root: Path, part: _PartRow, partition: tuple[int | None, int | N
         problem(f"file is {size} bytes, the manifest says {part.bytes} (truncated or overwritten)")
     if part.checksum is not None:
         report.checksums_checked += 1
-        actual = file_checksum(path)
+        try:
+            actual = file_checksum(path, algorithm_of(part.checksum))
+        except ValueError as exc:
+            actual = str(exc)
         if actual != part.checksum:
             problem(f"checksum mismatch: the manifest recorded {part.checksum}, the file's bytes give {actual} "
                     "(the file changed on disk after it was written); reads of it fail")
