@@ -17,7 +17,12 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from pyspark_theflash.store.errors import StoreFormatError, StoreNotFoundError
+from pyspark_theflash.store.errors import (
+    ManifestDamagedError,
+    StoreFormatError,
+    StoreNotFoundError,
+    manifest_damage,
+)
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.db"
@@ -149,16 +154,29 @@ def connect(root: str | Path, *, create: bool, busy_timeout_ms: int = 30_000,
         if not create:
             raise StoreNotFoundError(str(root))
         _create_atomically(path, busy_timeout_ms)
-    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
-                           timeout=busy_timeout_ms / 1000)
-    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-    if create:
-        conn.execute("PRAGMA journal_mode = WAL")
-    # FULL: a committed edit survives power loss, not just a process crash. Lease
-    # connections pass durable=False (NORMAL: no fsync per commit): a lease lost to a power
-    # failure belongs to a reader that is gone too.
-    conn.execute("PRAGMA synchronous = FULL" if durable else "PRAGMA synchronous = NORMAL")
+    with damage_as_error(root):
+        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
+                               timeout=busy_timeout_ms / 1000)
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        if create:
+            conn.execute("PRAGMA journal_mode = WAL")
+        # FULL: a committed edit survives power loss, not just a process crash. Lease
+        # connections pass durable=False (NORMAL: no fsync per commit): a lease lost to a power
+        # failure belongs to a reader that is gone too.
+        conn.execute("PRAGMA synchronous = FULL" if durable else "PRAGMA synchronous = NORMAL")
     return conn
+
+
+@contextlib.contextmanager
+def damage_as_error(root: str | Path) -> Iterator[None]:
+    """SQLite reporting a damaged manifest ("file is not a database", "database disk image is
+    malformed") inside the block is raised as ``ManifestDamagedError`` naming the file."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        if manifest_damage(exc):
+            raise ManifestDamagedError(str(manifest_path(root)), exc) from exc
+        raise
 
 
 def _create_atomically(path: Path, busy_timeout_ms: int) -> None:
@@ -230,7 +248,8 @@ def has_table(conn: sqlite3.Connection, table: str) -> bool:
 
 def check_format(conn: sqlite3.Connection, root: str | Path) -> None:
     try:
-        row = conn.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
+        with damage_as_error(root):
+            row = conn.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
     except sqlite3.OperationalError as exc:
         raise StoreFormatError(f"{manifest_path(root)} is not a TheFlash manifest ({exc})") from exc
     if row is None or int(row[0]) != FORMAT_VERSION:

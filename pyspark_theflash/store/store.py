@@ -341,7 +341,8 @@ class Store(ApplyPath, FlushPipeline):
         after any pending pipelined flush is durable."""
         if not self.readonly:
             self.sync()
-        return StoreView(self._connect())
+        with mf.damage_as_error(self.root):
+            return StoreView(self._connect())
 
     def scan(self, table: "str | int | TableInfo", ts: int, handle_range: tuple[int | None, int | None] | None = None,
              region_id: int | None = None, columns: Sequence[str] | None = None, predicate: Expr | None = None,
@@ -350,7 +351,8 @@ class Store(ApplyPath, FlushPipeline):
         iterator runs. ``region_id`` restricts to the handles inside that region. ``schema``:
         ``"current"`` reads with the table's current schema (a name means the live table),
         ``"as_of"`` with the one in force at ts (a name means the table that had it then)."""
-        lease = self.leases.acquire(ts, self.options.scan_lease_ttl_s, holder=f"scan pid {os.getpid()}")
+        with mf.damage_as_error(self.root):
+            lease = self.leases.acquire(ts, self.options.scan_lease_ttl_s, holder=f"scan pid {os.getpid()}")
         try:
             with self.snapshot() as view:
                 info = table_for_read(view, table, ts, schema)

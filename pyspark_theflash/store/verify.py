@@ -47,7 +47,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from pyspark_theflash.store import manifest as mf
-from pyspark_theflash.store.errors import StoreFormatError
+from pyspark_theflash.store.errors import ManifestDamagedError, StoreFormatError
 from pyspark_theflash.store.integrity import algorithm_of, file_checksum
 from pyspark_theflash.store.txn_merge_tree import IN_ENGINE
 
@@ -364,7 +364,7 @@ def verify_store(root: str | os.PathLike[str], online: bool = False) -> VerifyRe
     started = time.time()
     try:
         conn = mf.connect(root_path, create=False)
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, ManifestDamagedError) as exc:
         report.problems.append(_manifest_problem(exc))
         return report
     try:
@@ -390,7 +390,7 @@ def verify_store(root: str | os.PathLike[str], online: bool = False) -> VerifyRe
                 if mf.has_column(conn, "parts", "columns") else {}
             regions = [(int(r), bytes(sk), bytes(ek)) for r, sk, ek in conn.execute(
                 "SELECT region_id, start_key, end_key FROM regions WHERE state = 'normal'")]
-    except (sqlite3.DatabaseError, StoreFormatError, ValueError, TypeError) as exc:
+    except (sqlite3.DatabaseError, StoreFormatError, ManifestDamagedError, ValueError, TypeError) as exc:
         report.problems.append(_manifest_problem(exc))
         return report
     finally:
