@@ -94,6 +94,8 @@ def classify(exc: BaseException) -> ServiceError:
     for kinds, code, status in table:
         if isinstance(exc, kinds):
             return ServiceError(message, code=code, status=status)
+    if isinstance(exc, RecursionError):
+        return ServiceError("the request nests lists or objects too deeply to read", code="malformed_json", status=400)
     if manifest_damage(exc):
         return ServiceError(str(ManifestDamagedError("the store's manifest.db", exc)), code="store_damaged", status=500)
     if isinstance(exc, TheFlashError):
