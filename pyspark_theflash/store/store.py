@@ -330,10 +330,14 @@ class Store(ApplyPath, FlushPipeline):
                 self._conn.execute("INSERT OR REPLACE INTO ignored_tables VALUES (?,?,?)", (table_id, db, name))
         self._ignored.add(table_id)
 
-    def set_upstream(self, address: str) -> None:
+    def set_upstream(self, address: str, cluster_id: int | None = None) -> None:
+        """Record the upstream's address (readers' default) and, when known, its cluster id (a
+        later ``--upstream`` of another cluster is refused by the writer)."""
         self._require_writer("set_upstream")
         with self.editing(), mf.edit(self._conn, bump=False):
             mf.set_meta(self._conn, "upstream", address)
+            if cluster_id is not None:
+                mf.set_meta(self._conn, "upstream_cluster_id", int(cluster_id))
 
     # --- reads -------------------------------------------------------------------------------
     def snapshot(self) -> StoreView:

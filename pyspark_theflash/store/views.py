@@ -349,6 +349,11 @@ class StoreView:
         v = mf.get_meta(self._conn, "upstream")
         return None if v is None else str(v)
 
+    def upstream_cluster_id(self) -> int | None:
+        """The cluster id of the upstream the writer recorded (None: not recorded, an older store)."""
+        v = mf.get_meta(self._conn, "upstream_cluster_id")
+        return None if v is None else int(v)
+
     def table_ids_with_parts(self) -> list[int]:
         return [int(r[0]) for r in self._conn.execute(
             "SELECT DISTINCT table_id FROM partitions ORDER BY table_id")]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import threading
 import time
 from typing import Any, Callable, Sequence
@@ -114,6 +116,7 @@ class Writer:
         self.metrics: Any = None
         self.service: Any = None  # the TheFlash API service in this process (--serve)
         self.store_lost = False
+        self._applied_any = False  # a batch was applied in this run
         self._unflushed_rows = 0
         self._unflushed_events = 0
         self._pending_flush: tuple[Any, float] | None = None  # (PendingFlush, started) not yet durable
@@ -130,9 +133,22 @@ class Writer:
             return dict(self._status)
 
     def run(self) -> None:
+        opts = self.options
+        # A run that fails before its first apply into a directory it created leaves nothing
+        # behind (no latch database, no empty manifest): the next run starts as this one did.
+        created = not os.path.exists(opts.store)
+        self._applied_any = False
+        try:
+            self._run(opts)
+        except BaseException:
+            if created and not self._applied_any and not self.store_lost:
+                shutil.rmtree(opts.store, ignore_errors=True)
+            raise
+
+    def _run(self, opts: Any) -> None:
+        """``run`` proper: the latch, the store, the upstream, the service, the loop."""
         from pyspark_theflash.store.store import Store, StoreOptions
 
-        opts = self.options
         failed: BaseException | None = None
         self.latch = LocalLatch(opts.store)
         self.holder = self.latch.acquire_write_latch(opts.name, opts.latch_ttl_s)
@@ -184,11 +200,35 @@ class Writer:
             from pyspark_theflash.upstream.client import connect
 
             self.upstream = connect(opts.upstream)
+            cluster_id = self._check_upstream(opts.upstream)
             self.schemas = UpstreamSchemaSource(self.upstream)
             # Readers default to the address the writer records (the `upstream` read option).
-            self.store.set_upstream(opts.upstream)
+            self.store.set_upstream(opts.upstream, cluster_id)
         elif opts.schema_url:
             self.schemas = HttpSchemaSource(opts.schema_url)
+
+    def _check_upstream(self, address: str) -> int | None:
+        """The upstream at ``address`` answers, and is the cluster the store replicates (the one
+        whose id an earlier run recorded): checked before the address is recorded, so a wrong
+        ``--upstream`` is refused, never written into the store. Returns its cluster id."""
+        from pyspark_theflash.upstream.errors import UpstreamError
+
+        info = getattr(self.upstream, "cluster_info", None)
+        if info is None:
+            return None
+        try:
+            cluster_id = int(info().cluster_id)
+        except UpstreamError as exc:
+            raise WriterConfigError(f"--upstream {address} does not answer ({exc}); nothing was recorded in store "
+                                    f"{self.options.store}: check the address (`theflash upstream --serve` and "
+                                    "`theflash capture` print it)") from exc
+        with self.store.snapshot() as view:
+            recorded_id, recorded_address = view.upstream_cluster_id(), view.upstream()
+        if recorded_id is not None and recorded_id != cluster_id:
+            raise WriterConfigError(f"--upstream {address} is cluster {cluster_id}, but store {self.options.store} "
+                                    f"replicates cluster {recorded_id} (recorded with --upstream {recorded_address}); "
+                                    "pass that cluster's address, or give this cluster a new store directory")
+        return cluster_id
 
     def _start_service(self) -> None:
         """Serve read sessions of this store from this process (``--serve``): a read-only
@@ -417,7 +457,9 @@ class Writer:
             if missing.keys() - refetched:
                 continue
             try:
-                return self.apply_batch(self.store, events, position)
+                result = self.apply_batch(self.store, events, position)
+                self._applied_any = True
+                return result
             except UnknownRegionError as exc:
                 if exc.region_id in introduced:
                     raise
