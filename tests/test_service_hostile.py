@@ -36,6 +36,7 @@ class Served(NamedTuple):
     host: str
     http_port: int
     flight: str
+    argv: list[str]  # how it was started: a test starts another like it
 
 
 @pytest.fixture(scope="module")
@@ -51,22 +52,26 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         rig.start_writer(interval_s=0.05)
         rig.wait_replicated(TABLE)
         (root / "token").write_text(TOKEN + "\n")
-        with (root / "serve.log").open("w") as log:
-            server = subprocess.Popen(
-                [sys.executable, "-m", "pyspark_theflash", "serve", "--store", rig.store, "--port", "0",
-                 "--token-file", str(root / "token"), "--upstream", rig.upstream,
-                 "--http-workers", str(WORKERS), "--http-header-timeout", str(HEADER_TIMEOUT_S),
-                 "--http-body-timeout", str(BODY_TIMEOUT_S), "--http-idle-timeout", "2"],
-                stdout=subprocess.PIPE, stderr=log, text=True)
-        line = server.stdout.readline()  # type: ignore[union-attr]
-        found = re.search(r"flight (grpc://\S+)\s+http http://([\d.]+):(\d+)", line)
-        assert found, f"theflash serve did not start: {line!r} {(root / 'serve.log').read_text()[-2000:]}"
-        yield Served(server.pid, found.group(2), int(found.group(3)), found.group(1))
+        argv = [sys.executable, "-m", "pyspark_theflash", "serve", "--store", rig.store, "--port", "0",
+                "--token-file", str(root / "token"), "--upstream", rig.upstream,
+                "--http-workers", str(WORKERS), "--http-header-timeout", str(HEADER_TIMEOUT_S),
+                "--http-body-timeout", str(BODY_TIMEOUT_S), "--http-idle-timeout", "2"]
+        server, served = start(argv, root / "serve.log")
+        yield served
     finally:
         if server is not None:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
         rig.close()
+
+
+def start(argv: list[str], log_path: Path) -> tuple[subprocess.Popen[str], Served]:
+    with log_path.open("w") as log:
+        server = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, text=True)
+    line = server.stdout.readline()  # type: ignore[union-attr]
+    found = re.search(r"flight (grpc://\S+)\s+http http://([\d.]+):(\d+)", line)
+    assert found, f"theflash serve did not start: {line!r} {log_path.read_text()[-2000:]}"
+    return server, Served(server.pid, found.group(2), int(found.group(3)), found.group(1), argv)
 
 
 def status_of(pid: int) -> dict[str, int]:
@@ -248,6 +253,26 @@ def test_a_kept_alive_connection_idle_past_its_timeout_is_closed_and_reads_go_on
     finally:
         sock.close()
     valid_reads(served)
+
+
+def test_serve_stops_at_once_on_sigterm_with_kept_alive_connections_open(served: Served, tmp_path: Path) -> None:
+    """Workers waiting on idle kept-alive connections do not hold up the process's exit."""
+    server, other = start(served.argv, tmp_path / "serve.log")
+    held: list[socket.socket] = []
+    try:
+        for _ in range(3):
+            sock = connect(other)
+            sock.sendall(b"GET /v1/tables HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN.encode() + b"\r\n\r\n")
+            assert answer(sock)[0] == 200  # answered; the connection stays open, idle
+            held.append(sock)
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=15) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(10)
+        for sock in held:
+            sock.close()
 
 
 def test_connections_past_the_pool_and_its_queue_are_answered_busy_and_the_pool_recovers(served: Served) -> None:

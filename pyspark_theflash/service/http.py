@@ -36,15 +36,15 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import re
 import socket
 import threading
 import time
 import urllib.parse
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 
@@ -124,6 +124,45 @@ _BUSY = json.dumps({"error": {"code": "busy", "status": 503, "message":
                               "the service is serving as many connections as it takes; retry shortly"}}).encode()
 
 
+class _Workers:
+    """At most ``size`` daemon threads running submitted calls in order; started as calls wait
+    (a daemon thread never holds up the process's exit, as an idle kept-alive connection's
+    worker otherwise would)."""
+
+    def __init__(self, size: int, name: str) -> None:
+        self._size = size
+        self._name = name
+        self._queue: "queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None]" = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._idle = 0
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        self._queue.put((fn, args))
+        with self._lock:
+            if self._idle == 0 and self._threads < self._size:
+                self._threads += 1
+                threading.Thread(target=self._work, name=f"{self._name}-{self._threads}", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                self._idle += 1
+            item = self._queue.get()
+            with self._lock:
+                self._idle -= 1
+            if item is None:
+                return
+            fn, args = item
+            fn(*args)
+
+    def stop(self) -> None:
+        with self._lock:
+            threads = self._threads
+        for _ in range(threads):
+            self._queue.put(None)
+
+
 class _PooledServer(HTTPServer):
     """An ``HTTPServer`` whose connections are served by a bounded pool of worker threads; a
     connection past the pool and its queue is answered 503 and closed at once."""
@@ -135,7 +174,9 @@ class _PooledServer(HTTPServer):
         self.limits = limits
         self.deadlines = _Deadlines()
         self._slots = threading.BoundedSemaphore(limits.max_workers + limits.max_queued)
-        self._pool = ThreadPoolExecutor(max_workers=limits.max_workers, thread_name_prefix="theflash-http")
+        self._workers = _Workers(limits.max_workers, "theflash-http")
+        self._open: set[socket.socket] = set()  # connections accepted and not yet closed
+        self._open_lock = threading.Lock()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
@@ -144,12 +185,9 @@ class _PooledServer(HTTPServer):
             return
         # A new connection's request line and headers must come within the header timeout.
         self.deadlines.set(request, self.limits.header_timeout_s)
-        try:
-            self._pool.submit(self._serve, request, client_address)
-        except RuntimeError:  # shutting down
-            self.deadlines.clear(request)
-            self._slots.release()
-            self.shutdown_request(request)
+        with self._open_lock:
+            self._open.add(request)
+        self._workers.submit(self._serve, request, client_address)
 
     def _serve(self, request: Any, client_address: Any) -> None:
         try:
@@ -158,6 +196,8 @@ class _PooledServer(HTTPServer):
             self.handle_error(request, client_address)
         finally:
             self.deadlines.clear(request)
+            with self._open_lock:
+                self._open.discard(request)
             self.shutdown_request(request)
             self._slots.release()
 
@@ -167,7 +207,14 @@ class _PooledServer(HTTPServer):
     def server_close(self) -> None:
         super().server_close()
         self.deadlines.stop()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._open_lock:
+            still_open = list(self._open)
+        for sock in still_open:  # a worker blocked on an idle connection ends now
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._workers.stop()
 
 
 def _refuse_busy(sock: socket.socket) -> None:
