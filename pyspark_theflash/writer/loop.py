@@ -116,7 +116,7 @@ class Writer:
         self.metrics: Any = None
         self.service: Any = None  # the TheFlash API service in this process (--serve)
         self.store_lost = False
-        self._applied_any = False  # a batch was applied in this run
+        self._apply_began = False  # a batch began to be applied in this run
         self._unflushed_rows = 0
         self._unflushed_events = 0
         self._pending_flush: tuple[Any, float] | None = None  # (PendingFlush, started) not yet durable
@@ -134,14 +134,16 @@ class Writer:
 
     def run(self) -> None:
         opts = self.options
-        # A run that fails before its first apply into a directory it created leaves nothing
-        # behind (no latch database, no empty manifest): the next run starts as this one did.
+        # A run that fails before its first apply (a wrong --upstream, an unreadable binlog) into a
+        # directory it created leaves nothing behind (no latch database, no empty manifest): the
+        # next run starts as this one did. Once an apply began, the store keeps what happened (a
+        # full disk's error, for `writer status`).
         created = not os.path.exists(opts.store)
-        self._applied_any = False
+        self._apply_began = False
         try:
             self._run(opts)
         except BaseException:
-            if created and not self._applied_any and not self.store_lost:
+            if created and not self._apply_began and not self.store_lost:
                 shutil.rmtree(opts.store, ignore_errors=True)
             raise
 
@@ -435,6 +437,7 @@ class Writer:
         retried."""
         from pyspark_theflash.store.errors import UnknownRegionError, UnknownTableError
 
+        self._apply_began = True  # from here a failure is the store's to record, not a setup error
         self._apply_ddl(events)
         introduced: set[int] = set()
         seen_columns = column_ids_by_table(events)
@@ -457,9 +460,7 @@ class Writer:
             if missing.keys() - refetched:
                 continue
             try:
-                result = self.apply_batch(self.store, events, position)
-                self._applied_any = True
-                return result
+                return self.apply_batch(self.store, events, position)
             except UnknownRegionError as exc:
                 if exc.region_id in introduced:
                     raise
@@ -499,6 +500,7 @@ class Writer:
                     except UpstreamError:
                         continue  # merged again meanwhile: the next unknown event asks again
         for snapshot in snapshots:
+            self._apply_began = True
             self.apply_batch(self.store, [snapshot], None)  # type: ignore[arg-type]
 
     def _apply_ddl(self, events: Sequence[binlog_pb2.Event]) -> None:
