@@ -270,3 +270,54 @@ def test_output_cut_short_by_head_ends_quietly(tmp_path: Path) -> None:
     done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
     assert done.stdout.startswith("binlog ") and done.stdout.count("\n") == 1
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+
+
+def _older_segments_log(tmp_path: Path) -> Path:
+    """A log of many small segments (a record or two each), so damage can sit far from the head."""
+    directory = tmp_path / "binlog"
+    with SegmentWriter(directory, segment_bytes=200) as writer:
+        for event in bank_events() * 4:
+            writer.append([event])
+    assert len(list_segments(directory)) >= 6
+    return directory
+
+
+def _flip_payload(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x01  # inside the segment's last record's payload: its checksum no longer holds
+    path.write_bytes(bytes(data))
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-5])
+
+
+# (the oldest segment deleted is a pruned log, not damage)
+@pytest.mark.parametrize("where,damage", [("oldest", "flipped byte"), ("oldest", "truncated"), ("middle", "flipped byte"),
+                                          ("middle", "truncated"), ("middle", "deleted")])
+def test_status_walks_every_segment_and_fails_as_dump_does_on_damage_away_from_the_head(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str, damage: str
+) -> None:
+    """`binlog status` checks every record of every segment (not just the head and the tail): damage
+    in an older segment makes it exit as `binlog dump` (and the writer, through the same reader) do,
+    naming the segment file. `--quick` checks the ends only and says so."""
+    from pyspark_theflash.binlog.segment import segment_path
+
+    directory = _older_segments_log(tmp_path)
+    numbers = list_segments(directory)
+    number = numbers[0] if where == "oldest" else numbers[len(numbers) // 2]
+    path = segment_path(directory, number)
+    code, out, _ = run(capsys, "binlog", "status", str(directory))
+    assert code == 0 and "checked  " in out and "every segment" in out
+    if damage == "flipped byte":
+        _flip_payload(path)
+    elif damage == "truncated":
+        _truncate(path)
+    else:
+        path.unlink()
+    status_code, _, status_err = run(capsys, "binlog", "status", str(directory))
+    dump_code, _, dump_err = run(capsys, "binlog", "dump", str(directory))
+    assert status_code == dump_code == 2, (status_code, dump_code, status_err, dump_err)
+    assert path.name in status_err and "Traceback" not in status_err, status_err
+    code, out, _ = run(capsys, "binlog", "status", str(directory), "--quick")
+    assert code == 0 and "the ends only" in out

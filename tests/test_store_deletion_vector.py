@@ -60,7 +60,7 @@ def split_read(store: Store, ts: int, lo: Any = None, hi: Any = None) -> dict[in
     # a stable part's versions come from its cached handle columns; the row-group read they
     # replace must find the same vector
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(dv, "handle_index", lambda path: None)
+        mp.setattr(dv, "handle_index", lambda path, part: None)
         mp.setattr(dv, "_int_multi_version_vector", lambda reader, part, root, touched: dv._vector_from_rows(
             part, dv._stable_versions(reader, part, root, reader.lo, reader.hi, pa.int64()), touched, pa.int64(),
             multi_version=True))
@@ -206,7 +206,7 @@ def test_vectors_found_by_the_handle_index_and_by_row_groups_have_one_schema(sto
     deltas = [p for p in parts if p is not stable]
     by_index = deletion_vector(stable, deltas, T, 300, (None, None), store.root)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(dv, "handle_index", lambda path: None)
+        mp.setattr(dv, "handle_index", lambda path, part: None)
         by_row_groups = deletion_vector(stable, deltas, T, 300, (None, None), store.root)
     assert by_index is not None and by_row_groups is not None
     assert by_index.versions.schema == by_row_groups.versions.schema

@@ -71,6 +71,13 @@ def cmd_scan(args: argparse.Namespace) -> int:
                 out["read_s"] = round(time.monotonic() - started, 3)
     except TheFlashError as exc:
         raise CommandError(str(exc)) from exc
+    except Exception as exc:
+        from pyspark_theflash.store.errors import ManifestDamagedError, manifest_damage
+        from pyspark_theflash.store.manifest import manifest_path
+
+        if manifest_damage(exc):  # met while reading, after planning
+            raise CommandError(str(ManifestDamagedError(str(manifest_path(args.store)), exc))) from exc
+        raise
     if args.json:
         print(json.dumps(out, default=str))
         return 0

@@ -63,11 +63,37 @@ class FilterFormatError(ScanOptionError):
     operator, or holds a value its column's type cannot take."""
 
 
+# A filter's JSON may nest lists and objects this deep (a conjunct list, an "or", a "not", a
+# value list: 4 levels; each further "or"/"not" 1-2 more) and hold this many JSON values in all.
+# Past either it is refused as invalid_filter before anything recurses over it.
+MAX_FILTER_DEPTH = 64
+MAX_FILTER_VALUES = 100_000
+
+
+def check_filter_limits(conjuncts: Any) -> None:
+    """Refuse a filter nested deeper than ``MAX_FILTER_DEPTH`` or holding more than
+    ``MAX_FILTER_VALUES`` JSON values (walked without recursion, so any depth is refused cleanly)."""
+    stack: list[tuple[Any, int]] = [(conjuncts, 1)]
+    values = 0
+    while stack:
+        node, depth = stack.pop()
+        values += 1
+        if values > MAX_FILTER_VALUES:
+            raise FilterFormatError(f"filter holds more than {MAX_FILTER_VALUES} values; split the read, or filter "
+                                    "on a range instead of a long list")
+        if isinstance(node, (list, dict)):
+            if depth > MAX_FILTER_DEPTH:
+                raise FilterFormatError(f"filter nests deeper than {MAX_FILTER_DEPTH} levels of lists and objects; "
+                                        "write it flatter (a list of conjuncts, \"or\" of a few)")
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+
+
 def filter_from_json(conjuncts: Any, table: Any) -> Expr | None:
     """The filter as a ``store.predicate.Expr`` (None for no filter) over the columns of
     ``table`` (a ``schema.TableInfo``), column names spelled as the table spells them."""
     if conjuncts is None:
         return None
+    check_filter_limits(conjuncts)
     if not isinstance(conjuncts, list):
         raise FilterFormatError(
             f"filter must be a JSON list of conjuncts like [[\"id\", \">=\", 100], [\"tag\", \"is_null\"]], "

@@ -161,10 +161,20 @@ def plan(store_path: str, table: str | None = None, options: Mapping[str, str] |
         if table:
             raw["table"] = table
         opts = ScanOptions.from_mapping(raw)
-    store = open_store(opts.store)
+    from pyspark_theflash.store.errors import ManifestDamagedError, manifest_damage
+    from pyspark_theflash.store.manifest import manifest_path
+
+    try:
+        store = open_store(opts.store)
+    except Exception as exc:
+        if manifest_damage(exc):
+            raise ManifestDamagedError(str(manifest_path(opts.store)), exc) from exc
+        raise
     try:
         return _plan(store, opts, columns, hidden, predicate, upstream, latch, started)
     except Exception as exc:
+        if manifest_damage(exc):
+            raise ManifestDamagedError(str(manifest_path(opts.store)), exc) from exc
         # A read records a lease in the store's manifest: on a full or failing disk, say so.
         failure = storage_failure(exc, f"reading {opts.table} from store {opts.store}",
                                   advice="free space on that file system: a read records a read lease in the store")

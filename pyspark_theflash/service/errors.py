@@ -68,7 +68,13 @@ def classify(exc: BaseException) -> ServiceError:
     )
     from pyspark_theflash.scan.filter_json import FilterFormatError
     from pyspark_theflash.scan.session import SessionExpiredError
-    from pyspark_theflash.store.errors import PredicateError, UnknownTableNameError
+    from pyspark_theflash.store.errors import (
+        ManifestDamagedError,
+        PartFileError,
+        PredicateError,
+        UnknownTableNameError,
+        manifest_damage,
+    )
 
     message = str(exc)
     table: list[tuple[type[BaseException] | tuple[type[BaseException], ...], str, int]] = [
@@ -83,10 +89,15 @@ def classify(exc: BaseException) -> ServiceError:
         ((RegionWaitTimeoutError, LockResolveTimeoutError, SchemaNotCaughtUpError, FlushTimeoutError), "timeout", 504),
         (UpstreamUnreachableError, "upstream_unavailable", 503),
         (EngineReadOnlyError, "read_only", 409),
+        ((PartFileError, ManifestDamagedError), "store_damaged", 500),
     ]
     for kinds, code, status in table:
         if isinstance(exc, kinds):
             return ServiceError(message, code=code, status=status)
+    if isinstance(exc, RecursionError):
+        return ServiceError("the request nests lists or objects too deeply to read", code="malformed_json", status=400)
+    if manifest_damage(exc):
+        return ServiceError(str(ManifestDamagedError("the store's manifest.db", exc)), code="store_damaged", status=500)
     if isinstance(exc, TheFlashError):
         return ServiceError(message, code="internal", status=500)
     return ServiceError(f"{type(exc).__name__}: {message}", code="internal", status=500)

@@ -15,17 +15,36 @@ Errors answer ``{"error": {"code", "status", "message"}}`` with the status. A st
 line is sent once its first batch is read, so a failing read still gets its 4xx/5xx; an error
 after that ends the chunked body without the Arrow end-of-stream marker and without its last
 chunk (the client sees a truncated stream, never a clean end).
+
+Hostile or broken local clients (``HttpLimits``): connections are served by a bounded pool of
+worker threads (past it and its queue a connection is answered ``503 busy`` and closed); a
+request's line and headers must arrive within ``header_timeout_s`` of the connection (or of its
+first byte on a kept-alive one, which may sit idle ``idle_timeout_s`` between requests), its body
+within ``body_timeout_s``, and a client that stops reading a stream for ``write_timeout_s`` is cut
+off: one reaper thread shuts the sockets whose deadline passed. The bearer token is checked before
+a byte of the body is read; a body needs a ``Content-Length`` (``411`` without, ``400`` when it is
+not a non-negative number) of at most ``MAX_REQUEST_BYTES`` (``413`` past it); a refused request's
+connection is closed unread.
+
+Why ``http.server`` and not a maintained ASGI server (uvicorn, hypercorn): a stream is a blocking
+generator of pyarrow batches whose buffers go to the socket without a copy, and the JDK client
+reads it with keep-alive; behind ASGI every batch would cross from a worker thread to the event loop
+as bytes (a copy and a hop per batch) for the same bounded pool. The server's own part is small
+(framing, the pool, the deadlines), and each limit above has a test (tests/test_service_hostile.py).
 """
 from __future__ import annotations
 
 import json
 import logging
+import queue
 import re
 import socket
 import threading
+import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 
@@ -50,13 +69,171 @@ class _ClientGone(Exception):
     """The client closed the connection mid-stream."""
 
 
+@dataclass(frozen=True)
+class HttpLimits:
+    """What one client may hold of the HTTP front end (docs/service.md, "Limits")."""
+
+    max_workers: int = 64           # connections served at once, one worker thread each
+    max_queued: int = 64            # connections accepted and waiting for a worker; past both: 503 busy
+    header_timeout_s: float = 10.0  # request line and headers, from the connection or the request's first byte
+    idle_timeout_s: float = 120.0   # a kept-alive connection between requests
+    body_timeout_s: float = 30.0    # the request body, once the headers are in
+    write_timeout_s: float = 300.0  # a client that reads nothing of an answer or stream for this long
+
+
+class _Deadlines:
+    """Sockets with a deadline, and one thread that shuts each whose deadline passed: a blocked read
+    of it then ends (EOF), and its worker closes the connection."""
+
+    TICK_S = 0.1
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._due: dict[socket.socket, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="theflash-http-deadlines", daemon=True)
+        self._thread.start()
+
+    def set(self, sock: socket.socket, seconds: float) -> None:
+        with self._lock:
+            self._due[sock] = time.monotonic() + seconds
+
+    def clear(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._due.pop(sock, None)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.TICK_S):
+            now = time.monotonic()
+            with self._lock:
+                late = [sock for sock, due in self._due.items() if due <= now]
+                for sock in late:
+                    del self._due[sock]
+            for sock in late:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+_BUSY = json.dumps({"error": {"code": "busy", "status": 503, "message":
+                              "the service is serving as many connections as it takes; retry shortly"}}).encode()
+
+
+class _Workers:
+    """At most ``size`` daemon threads running submitted calls in order; started as calls wait
+    (a daemon thread never holds up the process's exit, as an idle kept-alive connection's
+    worker otherwise would)."""
+
+    def __init__(self, size: int, name: str) -> None:
+        self._size = size
+        self._name = name
+        self._queue: "queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None]" = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._idle = 0
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        self._queue.put((fn, args))
+        with self._lock:
+            if self._idle == 0 and self._threads < self._size:
+                self._threads += 1
+                threading.Thread(target=self._work, name=f"{self._name}-{self._threads}", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                self._idle += 1
+            item = self._queue.get()
+            with self._lock:
+                self._idle -= 1
+            if item is None:
+                return
+            fn, args = item
+            fn(*args)
+
+    def stop(self) -> None:
+        with self._lock:
+            threads = self._threads
+        for _ in range(threads):
+            self._queue.put(None)
+
+
+class _PooledServer(HTTPServer):
+    """An ``HTTPServer`` whose connections are served by a bounded pool of worker threads; a
+    connection past the pool and its queue is answered 503 and closed at once."""
+
+    request_queue_size = 128  # the listen backlog
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], limits: HttpLimits) -> None:
+        super().__init__(address, handler)
+        self.limits = limits
+        self.deadlines = _Deadlines()
+        self._slots = threading.BoundedSemaphore(limits.max_workers + limits.max_queued)
+        self._workers = _Workers(limits.max_workers, "theflash-http")
+        self._open: set[socket.socket] = set()  # connections accepted and not yet closed
+        self._open_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            _refuse_busy(request)
+            self.shutdown_request(request)
+            return
+        # A new connection's request line and headers must come within the header timeout.
+        self.deadlines.set(request, self.limits.header_timeout_s)
+        with self._open_lock:
+            self._open.add(request)
+        self._workers.submit(self._serve, request, client_address)
+
+    def _serve(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.deadlines.clear(request)
+            with self._open_lock:
+                self._open.discard(request)
+            self.shutdown_request(request)
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("connection from %s ended with an error", client_address, exc_info=True)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.deadlines.stop()
+        with self._open_lock:
+            still_open = list(self._open)
+        for sock in still_open:  # a worker blocked on an idle connection ends now
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._workers.stop()
+
+
+def _refuse_busy(sock: socket.socket) -> None:
+    try:
+        sock.settimeout(1.0)
+        sock.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                     b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(_BUSY) + _BUSY)
+    except OSError:
+        pass
+
+
 class HttpService:
     """Serves ``service`` on ``http://host:port`` (port 0: any free one; ``.port`` says which)."""
 
-    def __init__(self, service: ReadService, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, service: ReadService, host: str = "127.0.0.1", port: int = 0,
+                 limits: HttpLimits | None = None) -> None:
         handler = type("Handler", (_Handler,), {"service": service})
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
+        self.limits = limits or HttpLimits()
+        self._server = _PooledServer((host, port), handler, self.limits)
         self.host = host
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, name="theflash-service-http", daemon=True)
@@ -75,6 +252,32 @@ class _Handler(BaseHTTPRequestHandler):
     # 40 ms: every JSON call from the JDK's pooled client took 45-50 ms instead of 2.
     disable_nagle_algorithm = True
     server_version = "theflash"
+    server: _PooledServer
+    _served = 0  # requests answered on this connection
+
+    # -- deadlines -----------------------------------------------------------------------------
+    def handle_one_request(self) -> None:
+        """One request of the connection. Before a kept-alive connection's next request: wait for its
+        first byte at most ``idle_timeout_s``, then give its line and headers ``header_timeout_s``
+        (a new connection's deadline was set when it was accepted)."""
+        limits, deadlines = self.server.limits, self.server.deadlines
+        if self._served:
+            deadlines.set(self.connection, limits.idle_timeout_s)
+            try:
+                if not self.rfile.peek(1):
+                    self.close_connection = True
+                    return
+            except OSError:
+                self.close_connection = True
+                return
+            deadlines.set(self.connection, limits.header_timeout_s)
+        self._served += 1
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        self.server.deadlines.clear(self.connection)  # the headers are in (or refused)
+        return ok
 
     # -- routing -------------------------------------------------------------------------------
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
@@ -95,8 +298,19 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, method: str) -> None:
         path = self.path.split("?", 1)[0].rstrip("/") or "/"
         try:
-            body = self._body() if method in ("POST", "PUT", "PATCH") else b""
-            self.service.auth.check(self.headers.get("Authorization"))
+            try:
+                # the token first: nobody without it makes the service read (or keep) a byte of a body
+                self.service.auth.check(self.headers.get("Authorization"))
+            except Exception:
+                if self.headers.get("Content-Length", "0").strip() != "0" or self.headers.get("Transfer-Encoding"):
+                    self.close_connection = True  # its body stays unread
+                raise
+            if method in ("POST", "PUT", "PATCH"):
+                body = self._body()
+            else:
+                body = b""
+                if self.headers.get("Content-Length", "0").strip() != "0" or self.headers.get("Transfer-Encoding"):
+                    self.close_connection = True  # a body nobody reads: the connection ends after the answer
             if method == "GET" and path == "/metrics":
                 return self._send(200, self.service.metrics.prometheus_text().encode(), "text/plain; version=0.0.4")
             if method == "GET" and path == "/v1/tables":
@@ -186,43 +400,68 @@ class _Handler(BaseHTTPRequestHandler):
             self._write(b"\r\n")
 
     def _write(self, data: bytes | pa.Buffer) -> None:
+        deadlines = self.server.deadlines
+        deadlines.set(self.connection, self.server.limits.write_timeout_s)  # a client that stops reading
         try:
             self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError, socket.timeout, OSError) as exc:
             raise _ClientGone(str(exc)) from None
+        finally:
+            deadlines.clear(self.connection)
 
     # -- plumbing ------------------------------------------------------------------------------
     def _body(self) -> bytes:
+        """The request body: a ``Content-Length`` of at most ``MAX_REQUEST_BYTES`` is required, and
+        the body must arrive within ``body_timeout_s``. A refused body is never read: the
+        connection closes after the answer."""
         length = self.headers.get("Content-Length")
         if length is None:
-            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                raise ServiceError("send the request body with a Content-Length, not chunked", code="length_required",
-                                   status=411)
-            return b""
-        try:
-            size = int(length)
-        except ValueError:
-            raise BadRequestError(f"Content-Length {length!r} is not a number") from None
+            self.close_connection = True
+            raise ServiceError(f"{self.command} needs a Content-Length (0 for no body; chunked bodies are not taken)",
+                               code="length_required", status=411)
+        if not length.strip().isdigit():
+            self.close_connection = True
+            raise BadRequestError(f"Content-Length {length!r} is not a non-negative number of bytes")
+        size = int(length)
         if size > MAX_REQUEST_BYTES:
             self.close_connection = True
-            raise ServiceError(f"request body of {size} bytes is larger than {MAX_REQUEST_BYTES}",
+            raise ServiceError(f"request body of {size} bytes is larger than {MAX_REQUEST_BYTES} (1 MiB)",
                                code="too_large", status=413)
-        return self.rfile.read(size)
+        if not size:
+            return b""
+        deadlines = self.server.deadlines
+        deadlines.set(self.connection, self.server.limits.body_timeout_s)
+        try:
+            body = self.rfile.read(size)
+        except OSError:
+            body = b""
+        finally:
+            deadlines.clear(self.connection)
+        if len(body) < size:
+            self.close_connection = True
+            raise _ClientGone(f"the body ended after {len(body)} of {size} bytes")
+        return body
 
     def _json(self, status: int, payload: Any) -> None:
         self._send(status, json.dumps(payload).encode(), "application/json")
 
     def _send(self, status: int, body: bytes, content_type: str | None) -> None:
+        deadlines = self.server.deadlines
+        deadlines.set(self.connection, self.server.limits.write_timeout_s)
         try:
             self.send_response(status)
             if content_type is not None:
                 self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
             self.end_headers()
             if body:
                 self.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError, OSError):
             self.close_connection = True
+        finally:
+            deadlines.clear(self.connection)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)

@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from pyspark_theflash.scan.filter_json import MAX_FILTER_DEPTH, FilterFormatError, check_filter_limits
 from pyspark_theflash.scan.options import HANDLE_RANGES_OPTION
 from pyspark_theflash.service.errors import BadRequestError
 
@@ -51,6 +52,13 @@ class ReadRequest:
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadRequestError(f"the read request is not JSON ({exc}); send an object like "
                                   '{"table": "db.table"}', code="malformed_json") from None
+        except RecursionError:
+            # JSON nested past the interpreter's recursion limit (its decoder refuses it cleanly)
+            raw = body.encode() if isinstance(body, str) else bytes(body)
+            code = "invalid_filter" if b'"filter"' in raw else "malformed_json"
+            raise BadRequestError("the read request nests lists or objects too deeply to read"
+                                  + (f" (a filter may nest {MAX_FILTER_DEPTH} levels)" if code == "invalid_filter" else ""),
+                                  code=code) from None
         return ReadRequest.from_dict(data)
 
     @staticmethod
@@ -75,6 +83,11 @@ class ReadRequest:
         columns = data.get("columns")
         if columns is not None and (not isinstance(columns, list) or not all(isinstance(c, str) for c in columns)):
             raise BadRequestError(f"field columns must be a list of column names, got {columns!r}", code="invalid_option")
+        if data.get("filter") is not None:
+            try:
+                check_filter_limits(data["filter"])
+            except FilterFormatError as exc:
+                raise BadRequestError(str(exc), code="invalid_filter") from None
         isolation = data.get("isolation")
         if isolation is not None and not isinstance(isolation, str):
             raise BadRequestError(f"field isolation must be \"SI\" or \"RC\", got {isolation!r}", code="invalid_option")

@@ -9,7 +9,7 @@ from typing import Any
 from pyspark_theflash.service.auth import read_token_file
 from pyspark_theflash.service.core import ReadService
 from pyspark_theflash.service.flight import FlightService
-from pyspark_theflash.service.http import HttpService
+from pyspark_theflash.service.http import HttpLimits, HttpService
 
 log = logging.getLogger("theflash.service")
 DEFAULT_HOST = "127.0.0.1"
@@ -48,11 +48,13 @@ class RunningService:
 
 def serve(store: str | None = None, *, engine: Any = None, any_store: bool = False, host: str = DEFAULT_HOST,
           port: int = 0, http_port: int | None = None, token: str | None = None, token_file: str | None = None,
-          upstream: str | None = None, keeper_interval_s: float = 1.0) -> RunningService:
+          upstream: str | None = None, keeper_interval_s: float = 1.0,
+          http_limits: HttpLimits | None = None) -> RunningService:
     """Serve the store at ``store`` (opened read-only beside its writer), or ``engine``, or with
     ``any_store`` each store a read names (``service/stores.py``): Flight on ``port``, HTTP on
     ``http_port`` (default ``port + 1``; any free port when ``port`` is 0).
-    ``token`` / ``token_file``: require ``Authorization: Bearer <token>`` on every call."""
+    ``token`` / ``token_file``: require ``Authorization: Bearer <token>`` on every call.
+    ``http_limits``: the HTTP front end's worker pool and timeouts (``service.http.HttpLimits``)."""
     if token_file is not None:
         token = read_token_file(token_file)
     if sum(x for x in (store is not None, engine is not None, any_store)) != 1:
@@ -73,7 +75,7 @@ def serve(store: str | None = None, *, engine: Any = None, any_store: bool = Fal
         flight = FlightService(service, host, port)
         if http_port is None:
             http_port = flight.port + 1 if port else 0
-        http = HttpService(service, host, http_port)
+        http = HttpService(service, host, http_port, limits=http_limits)
     except BaseException:
         if flight is not None:
             flight.shutdown()

@@ -61,6 +61,9 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("verify", help="check every part against the manifest (exit 1 if anything is wrong)")
     p.add_argument("dir", help="the store directory")
     p.add_argument("--json", action="store_true", help="one JSON document instead of text")
+    p.add_argument("--online", action="store_true",
+                   help="the store's writer runs: pass over its in-flight files (temporary files of a live "
+                   "process, parts renamed in before their edit commits, parts removed while checking)")
     p.set_defaults(func=cmd_verify)
 
 
@@ -347,7 +350,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     root = _require_store(args.dir)
     try:
-        report = verify_store(root)
+        report = verify_store(root, online=args.online)
     except TheFlashError as exc:
         raise CommandError(str(exc)) from exc
     if args.json:
@@ -356,8 +359,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         for problem in report.problems:
             print(problem)
         verdict = "clean" if report.clean else f"{len(report.problems)} problem(s)"
-        print(f"store {root}: {verdict} — {report.parts_checked} live part(s), {report.rows_checked} rows, "
-              f"{report.files_seen} file(s) checked at manifest version {report.manifest_version}",
+        unsummed = f", {report.without_checksum} written before checksums" if report.without_checksum else ""
+        flight = f", {report.in_flight} in-flight file(s) of the running writer passed over" if report.in_flight else ""
+        print(f"store {root}: {verdict} — {report.parts_checked} live part(s) ({report.checksums_checked} "
+              f"checksum(s) compared{unsummed}), {report.rows_checked} rows, "
+              f"{report.files_seen} file(s) checked at manifest version {report.manifest_version}{flight}",
               file=sys.stdout if report.clean else sys.stderr)
     return 0 if report.clean else 1
 

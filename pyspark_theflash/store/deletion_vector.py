@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from pyspark_theflash.store import integrity
 from pyspark_theflash.store.keyspace import HandleRange
 from pyspark_theflash.store.lru import BytesLRU
 from pyspark_theflash.store.read import PartRef, PartsReader, newest_visible
@@ -90,7 +90,8 @@ def _stable_versions(reader: PartsReader, stable: PartRef, root: str | Path, lo:
     """The stable part's versions visible at ts — (handle, commit ts), in the file's order
     (handle, then commit ts, ascending) — read from the row groups whose handles may lie in
     [lo, hi) (None: unbounded)."""
-    f = pq.ParquetFile(str(Path(root) / stable.path))
+    path = Path(root) / stable.path
+    f = integrity.open_parquet(path, stable)
     md = f.metadata
     rowid = md.schema.names.index(ROWID)
     groups = []
@@ -102,7 +103,11 @@ def _stable_versions(reader: PartsReader, stable: PartRef, root: str | Path, lo:
     if not groups:
         return pa.table({ROWID: pa.array([], handle_type), COMMIT_TS: pa.array([], pa.uint64())})
     # the reader's own visibility rule: commit ts <= ts, in range, outside the part's tombstones
-    t = reader.visible_rows(stable, conform_hidden(f.read_row_groups(groups, columns=[ROWID, COMMIT_TS])))
+    try:
+        read = f.read_row_groups(groups, columns=[ROWID, COMMIT_TS])
+    except (OSError, pa.ArrowInvalid, KeyError) as exc:
+        raise integrity.damaged(path, stable, exc) from exc
+    t = reader.visible_rows(stable, conform_hidden(read))
     return t.select([ROWID, COMMIT_TS])
 
 
@@ -113,11 +118,16 @@ HANDLE_INDEX_CACHE_BYTES = 256 << 20
 _handle_columns: "BytesLRU[tuple[np.ndarray, np.ndarray, bool]]" = BytesLRU(HANDLE_INDEX_CACHE_BYTES)
 
 
-def _handles_of(path: str) -> tuple[np.ndarray, np.ndarray, bool]:
+def _handles_of(path: str, part: PartRef) -> tuple[np.ndarray, np.ndarray, bool]:
     """An int-handle part's handles and commit ts in file order, and whether the handles are
-    strictly ascending (one version per handle)."""
+    strictly ascending (one version per handle). Read from the checked file (store.integrity)
+    once; what is cached is the checked file's, whatever happens to the file later."""
     def load() -> tuple[tuple[np.ndarray, np.ndarray, bool], int]:
-        t = conform_hidden(pq.read_table(path, columns=[ROWID, COMMIT_TS]))
+        f = integrity.open_parquet(path, part)
+        try:
+            t = conform_hidden(f.read(columns=[ROWID, COMMIT_TS]))
+        except (OSError, pa.ArrowInvalid, KeyError) as exc:
+            raise integrity.damaged(path, part, exc) from exc
         rowids = t.column(ROWID).to_numpy()
         commit_ts = t.column(COMMIT_TS).to_numpy()
         ascending = len(rowids) < 2 or bool(np.all(rowids[1:] > rowids[:-1]))
@@ -126,10 +136,10 @@ def _handles_of(path: str) -> tuple[np.ndarray, np.ndarray, bool]:
     return _handle_columns.get(path, load)
 
 
-def handle_index(path: str) -> tuple[np.ndarray, np.ndarray] | None:
+def handle_index(path: str, part: PartRef) -> tuple[np.ndarray, np.ndarray] | None:
     """A one-version int-handle part's handles (ascending) and their commit ts, or None when
     the file's handles are not strictly ascending (then the row-group read is used)."""
-    rowids, commit_ts, ascending = _handles_of(path)
+    rowids, commit_ts, ascending = _handles_of(path, part)
     return (rowids, commit_ts) if ascending else None
 
 
@@ -138,7 +148,7 @@ def _all_stable_versions(reader: PartsReader, stable: PartRef, root: str | Path)
     (handles, commit ts), from its cached handle columns (what ``_stable_versions`` reads from
     the file). The file is in (handle, commit ts) order, so the range and each tombstone are
     one slice of it, found by binary search; only the commit ts is compared row by row."""
-    rowids, commit_ts, _ascending = _handles_of(str(Path(root) / stable.path))
+    rowids, commit_ts, _ascending = _handles_of(str(Path(root) / stable.path), stable)
 
     def at(handle: Any, default: int) -> int:
         return default if handle is None else int(np.searchsorted(rowids, handle, "left"))
@@ -156,12 +166,12 @@ def _all_stable_versions(reader: PartsReader, stable: PartRef, root: str | Path)
     return (h, c) if keep is None or keep.all() else (h[keep], c[keep])
 
 
-def _version_layout(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _version_layout(path: str, part: PartRef) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A multi-version int-handle part's versions split once, in file order: those a newer
     version of the same handle in the part replaces (handles, commit ts), and each handle's
     newest (handles, commit ts). Kept beside the handle columns (a part file never changes)."""
     def load() -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], int]:
-        rowids, commit_ts, _ascending = _handles_of(path)
+        rowids, commit_ts, _ascending = _handles_of(path, part)
         later = np.zeros(len(rowids), dtype=bool)
         later[:-1] = rowids[1:] == rowids[:-1]
         split = (rowids[later], commit_ts[later], rowids[~later], commit_ts[~later])
@@ -173,10 +183,10 @@ def _version_layout(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
 _version_layouts: "BytesLRU[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]" = BytesLRU(HANDLE_INDEX_CACHE_BYTES)
 
 
-def _version_layout_in(path: str, lo: Any, hi: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _version_layout_in(path: str, part: PartRef, lo: Any, hi: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``_version_layout`` cut to handles [lo, hi) by binary search: views, no copies (a
     handle's versions all lie on one side of a bound, so no run is cut)."""
-    replaced_h, replaced_c, newest_h, newest_c = _version_layout(path)
+    replaced_h, replaced_c, newest_h, newest_c = _version_layout(path, part)
 
     def cut(h: np.ndarray) -> slice:
         return slice(0 if lo is None else int(np.searchsorted(h, lo, "left")),
@@ -227,7 +237,7 @@ def _int_multi_version_vector(reader: PartsReader, stable: PartRef, root: str | 
         # the part's own layout, worked out once and sliced per range; at a ts after the
         # compaction that wrote the part (the usual read) it is the layout at ts
         replaced_h, replaced_c, newest_h, newest_c = _version_layout_in(
-            str(Path(root) / stable.path), reader.lo, reader.hi)
+            str(Path(root) / stable.path), stable, reader.lo, reader.hi)
         if stable.max_commit_ts > reader.ts:
             replaced_h, replaced_c, newest_c, present = _layout_at(replaced_h, replaced_c, newest_h, newest_c,
                                                                    reader.ts)
@@ -267,7 +277,7 @@ def _stable_versions_of(reader: PartsReader, stable: PartRef, root: str | Path,
                         handles: pa.Array) -> pa.Table | None:
     """The one-version int-handle stable part's versions visible at ts of ``handles``, found in
     its cached handle index (a binary search per handle, no file read), or None without one."""
-    index = handle_index(str(Path(root) / stable.path))
+    index = handle_index(str(Path(root) / stable.path), stable)
     if index is None:
         return None
     rowids, commit_ts = index

@@ -114,12 +114,58 @@ class LeaseNotFoundError(StoreError):
 
 
 class PartFileError(StoreError):
-    """A part file listed by the manifest is missing or unreadable."""
+    """A part file listed by the manifest is missing or unreadable. ``part_id``: the manifest's
+    part (None when the caller read a file by its path alone)."""
 
-    def __init__(self, path: str, reason: str) -> None:
+    def __init__(self, path: str, reason: str, part_id: int | None = None) -> None:
         self.path = path
-        super().__init__(f"part file {path}: {reason}; run `theflash store verify <dir>` "
-                         "to list every damaged part")
+        self.part_id = part_id
+        self.reason = reason
+        part = "" if part_id is None else f" (part {part_id})"
+        super().__init__(f"part file {path}{part}: {reason}; nothing of it was returned. Run `theflash store "
+                         "verify <store>` to list every damaged part, then restore the file from a backup of the "
+                         "store or rebuild the store (move the directory aside and replay the binlog)")
+
+
+class PartMissingError(PartFileError):
+    """A part file the manifest lists live is not on disk."""
+
+
+class PartDamagedError(PartFileError):
+    """A part file is on disk but is not what was written: truncated, extended, or its bytes do not
+    parse (a damaged Parquet footer or page, an Arrow IPC file cut short)."""
+
+
+class PartChecksumError(PartDamagedError):
+    """A part file's bytes do not have the checksum its manifest edit recorded: it changed on disk
+    after it was written. ``expected``/``actual``: the recorded and the computed checksum."""
+
+    def __init__(self, path: str, part_id: int | None, expected: str, actual: str) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(path, f"checksum mismatch: the manifest recorded {expected}, the file's bytes give "
+                         f"{actual} (the file changed on disk after it was written)", part_id)
+
+
+class ManifestDamagedError(StoreError):
+    """The manifest (``manifest.db``) cannot be read as SQLite: damaged, truncated, or not a
+    database. Nothing can be read from the store until it is restored."""
+
+    def __init__(self, path: str, cause: BaseException) -> None:
+        self.path = path
+        self.cause = cause
+        super().__init__(f"the store's manifest {path} cannot be read ({cause}); nothing was read from the store. "
+                         "Restore manifest.db (with its -wal file) from a backup of the store, or rebuild the store: "
+                         "move the directory aside and replay the binlog from its start")
+
+
+def manifest_damage(exc: BaseException) -> bool:
+    """Is ``exc`` SQLite reporting a damaged database (not a busy lock or a missing table)? SQLite
+    raises its plain ``DatabaseError`` for "file is not a database" and "database disk image is
+    malformed"; its subclasses (``OperationalError`` and the rest) are about use, not damage."""
+    import sqlite3
+
+    return type(exc) is sqlite3.DatabaseError
 
 
 class RowsInEngineError(StoreError):

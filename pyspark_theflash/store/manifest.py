@@ -17,7 +17,12 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from pyspark_theflash.store.errors import StoreFormatError, StoreNotFoundError
+from pyspark_theflash.store.errors import (
+    ManifestDamagedError,
+    StoreFormatError,
+    StoreNotFoundError,
+    manifest_damage,
+)
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.db"
@@ -100,7 +105,9 @@ CREATE TABLE IF NOT EXISTS parts (
     removed_version INTEGER,           -- NULL while live
     stats           TEXT NOT NULL,     -- {column: [min, max, null_count]} for pruning
     columns         TEXT,              -- [[id, file column], ...] when not its schema version's columns
-    removed_at      REAL               -- unix seconds of removal (NULL while live, or removed before it was kept)
+    removed_at      REAL,              -- unix seconds of removal (NULL while live, or removed before it was kept)
+    checksum        TEXT               -- crc32:xxxxxxxx of the file's bytes (store.integrity); NULL: written before
+                                       -- checksums were recorded, or a record of rows an engine keeps (no file)
 );
 CREATE INDEX IF NOT EXISTS parts_live ON parts (table_id, partition_id, removed_version);
 CREATE TABLE IF NOT EXISTS range_tombstones (
@@ -147,16 +154,29 @@ def connect(root: str | Path, *, create: bool, busy_timeout_ms: int = 30_000,
         if not create:
             raise StoreNotFoundError(str(root))
         _create_atomically(path, busy_timeout_ms)
-    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
-                           timeout=busy_timeout_ms / 1000)
-    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-    if create:
-        conn.execute("PRAGMA journal_mode = WAL")
-    # FULL: a committed edit survives power loss, not just a process crash. Lease
-    # connections pass durable=False (NORMAL: no fsync per commit): a lease lost to a power
-    # failure belongs to a reader that is gone too.
-    conn.execute("PRAGMA synchronous = FULL" if durable else "PRAGMA synchronous = NORMAL")
+    with damage_as_error(root):
+        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
+                               timeout=busy_timeout_ms / 1000)
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        if create:
+            conn.execute("PRAGMA journal_mode = WAL")
+        # FULL: a committed edit survives power loss, not just a process crash. Lease
+        # connections pass durable=False (NORMAL: no fsync per commit): a lease lost to a power
+        # failure belongs to a reader that is gone too.
+        conn.execute("PRAGMA synchronous = FULL" if durable else "PRAGMA synchronous = NORMAL")
     return conn
+
+
+@contextlib.contextmanager
+def damage_as_error(root: str | Path) -> Iterator[None]:
+    """SQLite reporting a damaged manifest ("file is not a database", "database disk image is
+    malformed") inside the block is raised as ``ManifestDamagedError`` naming the file."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        if manifest_damage(exc):
+            raise ManifestDamagedError(str(manifest_path(root)), exc) from exc
+        raise
 
 
 def _create_atomically(path: Path, busy_timeout_ms: int) -> None:
@@ -201,7 +221,7 @@ def initialise(conn: sqlite3.Connection) -> None:
 
 
 # Columns added to tables of format 1 since it was first written (a writer adds them on open).
-_ADDED_COLUMNS = {"parts": [("columns", "TEXT"), ("removed_at", "REAL")]}
+_ADDED_COLUMNS = {"parts": [("columns", "TEXT"), ("removed_at", "REAL"), ("checksum", "TEXT")]}
 
 # The highest manifest version at which a part was removed whose file has since been deleted: a
 # lease pinning version v still finds every file it can see while this is <= v (late renewal,
@@ -228,7 +248,8 @@ def has_table(conn: sqlite3.Connection, table: str) -> bool:
 
 def check_format(conn: sqlite3.Connection, root: str | Path) -> None:
     try:
-        row = conn.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
+        with damage_as_error(root):
+            row = conn.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
     except sqlite3.OperationalError as exc:
         raise StoreFormatError(f"{manifest_path(root)} is not a TheFlash manifest ({exc})") from exc
     if row is None or int(row[0]) != FORMAT_VERSION:
@@ -299,10 +320,11 @@ def insert_part(conn: sqlite3.Connection, table_id: int, partition_id: int, kind
     conn.execute(
         "INSERT INTO parts(table_id, partition_id, kind, file, rows, bytes, min_handle, max_handle, "
         "min_commit_ts, max_commit_ts, single_version, delete_marks, schema_version, data_version, "
-        "added_version, removed_version, stats, columns) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,?,?)",
+        "added_version, removed_version, stats, columns, checksum) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,?,?,?)",
         (table_id, partition_id, kind, pf.file, pf.rows, pf.bytes, pf.min_handle, pf.max_handle,
          pf.min_commit_ts, pf.max_commit_ts, int(pf.single_version), pf.delete_marks, schema_version,
          data_version, added_version, json.dumps(stats_to_json(pf.stats)),
-         None if columns is None else json.dumps([[int(i), str(n)] for i, n in columns])))
+         None if columns is None else json.dumps([[int(i), str(n)] for i, n in columns]),
+         getattr(pf, "checksum", None)))
 
 

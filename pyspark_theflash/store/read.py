@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from pyspark_theflash.store.errors import PartFileError, RowsInEngineError
+from pyspark_theflash.store import integrity
+from pyspark_theflash.store.errors import RowsInEngineError
 from pyspark_theflash.store.lru import BytesLRU
 from pyspark_theflash.store.predicate import ColumnStats, Expr, merge_stats
 from pyspark_theflash.store.txn_merge_tree import (
@@ -85,6 +85,7 @@ class PartRef:
     stats: tuple[tuple[int, ColumnStats], ...] = ()
     tombstones: tuple[HandleRange, ...] = ()  # handle ranges deleted after the part was written
     added_version: int = 0
+    checksum: str | None = None               # of the file's bytes (store.integrity); None: not recorded
 
     @property
     def in_engine(self) -> bool:
@@ -233,12 +234,15 @@ DELTA_CACHE_BYTES = 128 << 20
 _open_deltas: "BytesLRU[pa.Table]" = BytesLRU(DELTA_CACHE_BYTES)
 
 
-def _cached_ipc(path: Path) -> pa.Table:
+def _cached_ipc(path: Path, part: PartRef) -> pa.Table:
+    """The delta's rows, from this process's cache while its file is unchanged: the cache is keyed
+    by the file's change stamps too, so a file written to after it was mapped (whose map would
+    show the new bytes) is checked and mapped again."""
     def load() -> tuple[pa.Table, int]:
-        source = pa.memory_map(str(path))
-        return ipc.open_file(source).read_all(), source.size()
+        t = integrity.read_ipc(path, part)
+        return t, part.bytes
 
-    return _open_deltas.get(str(path), load)
+    return _open_deltas.get((str(path), integrity.file_stamp(path, part), part.checksum), load)
 
 
 class PartsReader:
@@ -338,31 +342,29 @@ class PartsReader:
         return t, m
 
     def _open(self, part: PartRef) -> pq.ParquetFile:
-        path = self.root / part.path
-        try:
-            return pq.ParquetFile(str(path))
-        except FileNotFoundError as exc:
-            raise PartFileError(str(path), "missing (deleted while a reader without a lease "
-                                "used it?)") from exc
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise PartFileError(str(path), f"unreadable: {exc}") from exc
+        """The Parquet part, checked against its recorded size and checksum (store.integrity)."""
+        return integrity.open_parquet(self.root / part.path, part)
 
     def _read_ipc(self, part: PartRef, columns: Sequence[str]) -> pa.Table:
         path = self.root / part.path
         try:
             # Memory-mapped: the table's buffers are the file's pages (nothing is copied).
             if self.cache_deltas:
-                return _cached_ipc(path).select(list(columns))
-            return ipc.open_file(pa.memory_map(str(path))).read_all().select(list(columns))
-        except FileNotFoundError as exc:
-            raise PartFileError(str(path), "missing (deleted while a reader without a lease "
-                                "used it?)") from exc
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise PartFileError(str(path), f"unreadable: {exc}") from exc
+                return _cached_ipc(path, part).select(list(columns))
+            return integrity.read_ipc(path, part).select(list(columns))
+        except KeyError as exc:
+            raise integrity.damaged(path, part, exc) from exc
 
     def _read(self, part: PartRef) -> pa.Table:
         cols, mapping = self._file_columns(part)
-        t = self._read_ipc(part, cols) if is_ipc(part.path) else self._open(part).read(columns=cols)
+        if is_ipc(part.path):
+            t = self._read_ipc(part, cols)
+        else:
+            f = self._open(part)
+            try:
+                t = f.read(columns=cols)
+            except (OSError, pa.ArrowInvalid, KeyError) as exc:
+                raise integrity.damaged(self.root / part.path, part, exc) from exc
         return self._conform(part, t, mapping)
 
     def all_versions(self, part: PartRef) -> pa.Table:
@@ -463,7 +465,11 @@ class PartsReader:
                 continue
             wanted.append(rg)
         for i in range(0, len(wanted), CLEAN_READ_ROW_GROUPS):
-            yield self._conform(part, f.read_row_groups(wanted[i:i + CLEAN_READ_ROW_GROUPS], columns=cols), mapping)
+            try:
+                t = f.read_row_groups(wanted[i:i + CLEAN_READ_ROW_GROUPS], columns=cols)
+            except (OSError, pa.ArrowInvalid, KeyError) as exc:
+                raise integrity.damaged(self.root / part.path, part, exc) from exc
+            yield self._conform(part, t, mapping)
 
     def _emit_clean(self, part: PartRef, t: pa.Table, overlay: "_Overlay | None") -> Iterator[pa.RecordBatch]:
         if overlay is None:

@@ -330,10 +330,14 @@ class Store(ApplyPath, FlushPipeline):
                 self._conn.execute("INSERT OR REPLACE INTO ignored_tables VALUES (?,?,?)", (table_id, db, name))
         self._ignored.add(table_id)
 
-    def set_upstream(self, address: str) -> None:
+    def set_upstream(self, address: str, cluster_id: int | None = None) -> None:
+        """Record the upstream's address (readers' default) and, when known, its cluster id (a
+        later ``--upstream`` of another cluster is refused by the writer)."""
         self._require_writer("set_upstream")
         with self.editing(), mf.edit(self._conn, bump=False):
             mf.set_meta(self._conn, "upstream", address)
+            if cluster_id is not None:
+                mf.set_meta(self._conn, "upstream_cluster_id", int(cluster_id))
 
     # --- reads -------------------------------------------------------------------------------
     def snapshot(self) -> StoreView:
@@ -341,7 +345,8 @@ class Store(ApplyPath, FlushPipeline):
         after any pending pipelined flush is durable."""
         if not self.readonly:
             self.sync()
-        return StoreView(self._connect())
+        with mf.damage_as_error(self.root):
+            return StoreView(self._connect())
 
     def scan(self, table: "str | int | TableInfo", ts: int, handle_range: tuple[int | None, int | None] | None = None,
              region_id: int | None = None, columns: Sequence[str] | None = None, predicate: Expr | None = None,
@@ -350,7 +355,8 @@ class Store(ApplyPath, FlushPipeline):
         iterator runs. ``region_id`` restricts to the handles inside that region. ``schema``:
         ``"current"`` reads with the table's current schema (a name means the live table),
         ``"as_of"`` with the one in force at ts (a name means the table that had it then)."""
-        lease = self.leases.acquire(ts, self.options.scan_lease_ttl_s, holder=f"scan pid {os.getpid()}")
+        with mf.damage_as_error(self.root):
+            lease = self.leases.acquire(ts, self.options.scan_lease_ttl_s, holder=f"scan pid {os.getpid()}")
         try:
             with self.snapshot() as view:
                 info = table_for_read(view, table, ts, schema)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
+from pyspark_theflash.store.integrity import file_checksum
 from pyspark_theflash.store.predicate import ColumnStats, decode_value, encode_value
 
 ROWID = "_tidb_rowid"
@@ -53,6 +54,7 @@ class PartFile:
     single_version: bool
     delete_marks: int
     stats: dict[int, ColumnStats]   # by column id
+    checksum: str | None = None     # ``store.integrity`` checksum of the file's bytes; None: no file
 
 
 def part_dir(table_id: int, partition_id: int) -> str:
@@ -222,13 +224,17 @@ def write_part(root: Path, rel: str, table: pa.Table, column_ids: Sequence[int],
         dictionary = dictionary_columns(table)
         stored, encodings = stored_for_parquet(table)
         pq.write_table(stored, str(tmp), row_group_size=max(1, row_group_rows), compression=compression,
-                       write_statistics=True, use_dictionary=dictionary or False, column_encoding=encodings or None)
+                       write_statistics=True, use_dictionary=dictionary or False, column_encoding=encodings or None,
+                       write_page_checksum=True)
+    # The checksum of the bytes as written (read back from the page cache at memory speed), for
+    # the manifest edit that lists the part: every later read checks it (store.integrity).
+    checksum = file_checksum(tmp)
     if not install:
-        return describe_part(rel, table, column_ids, tmp.stat().st_size)
+        return replace(describe_part(rel, table, column_ids, tmp.stat().st_size), checksum=checksum)
     install_part(root, rel)
     if sync_dir:  # callers writing many parts pass False and call sync_dirs once
         _fsync_dir(dest.parent)
-    return describe_part(rel, table, column_ids, dest.stat().st_size)
+    return replace(describe_part(rel, table, column_ids, dest.stat().st_size), checksum=checksum)
 
 
 def install_part(root: Path, rel: str) -> None:

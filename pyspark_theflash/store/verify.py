@@ -4,7 +4,7 @@ Read-only: it opens the manifest in one read transaction and every live part fil
 reports each way the files and the manifest disagree, with the file and what to do about it.
 A store is *clean* when the report holds no problem:
 
-* every live part's file exists, has the size and row count the manifest records, opens as
+* every live part's file exists, has the size, checksum and row count the manifest records, opens as
   a table with the hidden columns and exactly the columns (names and Arrow types) of its schema
   version, is sorted by (``_tidb_rowid``, ``_tidb_commit_ts``) without
   duplicates, keeps its handles inside its partition's range and its handle / commit_ts /
@@ -18,14 +18,25 @@ A store is *clean* when the report holds no problem:
 A store whose engine keeps the rows itself (``clickhouse``) lists records, not files: each is
 checked for its partition and schema version; its rows are the engine's to check.
 
-Run it on a store whose writer is stopped, or accept that a flush in progress shows up as a
-temporary file.
+Content: every part whose manifest edit recorded a checksum (``store.integrity``; parts written
+before checksums were recorded have none, and are checked for size, rows and order only) is summed
+and compared, and a Parquet part's page checksums are verified as it is decoded.
+
+The manifest itself must pass SQLite's ``PRAGMA quick_check``; one that does not open, parse or pass
+is reported as ``manifest.db`` with what to do.
+
+``online=True`` (``store verify --online``) checks a store whose writer runs: the temporary files of
+a live process (``*.tmp-<pid>``), part files the writer renamed in before the edit that lists them
+commits, and parts it removed while the check ran are passed over (counted as ``in_flight``), not
+reported. Without it, run verify on a store whose writer is stopped.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +47,8 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from pyspark_theflash.store import manifest as mf
+from pyspark_theflash.store.errors import ManifestDamagedError, StoreFormatError
+from pyspark_theflash.store.integrity import algorithm_of, file_checksum
 from pyspark_theflash.store.txn_merge_tree import IN_ENGINE
 
 HIDDEN = ("_tidb_rowid", "_tidb_commit_ts", "_tidb_delmark")
@@ -60,6 +73,9 @@ class VerifyReport:
     parts_checked: int = 0
     rows_checked: int = 0
     files_seen: int = 0
+    checksums_checked: int = 0
+    without_checksum: int = 0   # live parts written before checksums were recorded (sizes and rows checked)
+    in_flight: int = 0          # --online: the running writer's files not listed yet, passed over
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -70,7 +86,8 @@ class VerifyReport:
         return {
             "root": self.root, "manifest_version": self.manifest_version, "clean": self.clean,
             "parts_checked": self.parts_checked, "rows_checked": self.rows_checked,
-            "files_seen": self.files_seen,
+            "files_seen": self.files_seen, "checksums_checked": self.checksums_checked,
+            "without_checksum": self.without_checksum, "in_flight": self.in_flight,
             "problems": [{"file": p.file, "what": p.what, "action": p.action} for p in self.problems],
         }
 
@@ -92,6 +109,7 @@ class _PartRow:
     delete_marks: int
     schema_version: int
     removed_version: int | None
+    checksum: str | None
 
 
 _PART_COLUMNS = ("part_id, table_id, partition_id, kind, file, rows, bytes, min_handle, max_handle, "
@@ -105,11 +123,12 @@ _RESTORE = ("restore this file from a backup of the store; or rebuild the store:
 ENGINE_DIRECTORIES = frozenset({"clickhouse"})
 
 def _read_table(path: Path) -> pa.Table:
-    """A part file as an Arrow table: Parquet (stable and delta parts) or Arrow IPC."""
+    """A part file as an Arrow table: Parquet (stable and delta parts; page checksums verified
+    where the file has them) or Arrow IPC."""
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic == b"PAR1":
-        return pq.read_table(path)
+        return pq.ParquetFile(path, page_checksum_verification=True).read()
     with pa.memory_map(str(path)) as source:
         if magic == b"ARRO":
             return ipc.open_file(source).read_all()
@@ -198,6 +217,18 @@ def _check_part(root: Path, part: _PartRow, partition: tuple[int | None, int | N
     size = path.stat().st_size
     if size != part.bytes:
         problem(f"file is {size} bytes, the manifest says {part.bytes} (truncated or overwritten)")
+    if part.checksum is not None:
+        report.checksums_checked += 1
+        try:
+            actual = file_checksum(path, algorithm_of(part.checksum))
+        except ValueError as exc:
+            actual = str(exc)
+        if actual != part.checksum:
+            problem(f"checksum mismatch: the manifest recorded {part.checksum}, the file's bytes give {actual} "
+                    "(the file changed on disk after it was written); reads of it fail")
+            return
+    else:
+        report.without_checksum += 1
     try:
         table = _read_table(path)
     except Exception as exc:  # any reader failure means the file cannot serve reads
@@ -285,13 +316,62 @@ def _is_temporary(name: str) -> bool:
     return base.startswith(".") or base.startswith("tmp") or ".tmp" in base or base.endswith("~")
 
 
-def verify_store(root: str | os.PathLike[str]) -> VerifyReport:
-    """Check every part of the store at ``root`` against its manifest; see the module doc."""
+_TEMP_PID = re.compile(r"\.(?:tmp|creating)-(\d+)$")
+# --online: an unlisted part file this much younger than the check's start belongs to an edit the
+# running writer has not committed yet (a flush renames its parts in just before its edit; a
+# compaction writes its output before its short edit).
+ONLINE_IN_FLIGHT_S = 300.0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _writer_pid(root: Path) -> int | None:
+    """The pid of the store's running writer (its pid file, if that process lives), or None."""
+    try:
+        pid = int((root / mf.WRITER_PID_FILE).read_text().strip() or 0)
+    except (OSError, ValueError):
+        return None
+    return pid if pid > 0 and _alive(pid) else None
+
+
+def _in_flight_temporary(rel: str) -> bool:
+    """A temporary file of a live process (``<name>.tmp-<pid>``): a part being written."""
+    m = _TEMP_PID.search(rel)
+    return m is not None and _alive(int(m.group(1)))
+
+
+def _manifest_problem(exc: BaseException) -> Problem:
+    return Problem(mf.MANIFEST_FILE, f"the manifest cannot be read: {type(exc).__name__}: {exc}",
+                   "restore manifest.db (with manifest.db-wal) from a backup of the store, or rebuild the store: "
+                   "move the directory aside and replay the binlog from its start")
+
+
+def verify_store(root: str | os.PathLike[str], online: bool = False) -> VerifyReport:
+    """Check every part of the store at ``root`` against its manifest; see the module doc.
+    ``online``: the store's writer may be running, so its in-flight files (temporary files of a live
+    process, part files renamed in just before their edit commits) and parts it removed while the
+    check ran are passed over instead of reported."""
     root_path = Path(root)
     report = VerifyReport(str(root_path))
-    conn = mf.connect(root_path, create=False)
+    started = time.time()
+    try:
+        conn = mf.connect(root_path, create=False)
+    except (sqlite3.DatabaseError, ManifestDamagedError) as exc:
+        report.problems.append(_manifest_problem(exc))
+        return report
     try:
         mf.check_format(conn, root_path)
+        damage = [r[0] for r in conn.execute("PRAGMA quick_check")]
+        if damage != ["ok"]:
+            raise sqlite3.DatabaseError("; ".join(str(d) for d in damage[:5]))
         with mf.read(conn):
             report.manifest_version = mf.current_version(conn)
             partitions = {
@@ -301,16 +381,17 @@ def verify_store(root: str | os.PathLike[str]) -> VerifyReport:
             schemas: dict[int, dict[int, tuple[str, str]]] = {}
             for t, v, db, info in conn.execute("SELECT table_id, schema_version, db, info FROM tables"):
                 schemas.setdefault(int(t), {})[int(v)] = (db, info)
-            parts = [_PartRow(*row) for row in conn.execute(f"SELECT {_PART_COLUMNS} FROM parts ORDER BY part_id")]
+            checksum = "checksum" if mf.has_column(conn, "parts", "checksum") else "NULL"
+            parts = [_PartRow(*row) for row in conn.execute(
+                f"SELECT {_PART_COLUMNS}, {checksum} FROM parts ORDER BY part_id")]
             engine = str(mf.get_meta(conn, "engine") or "native")
             own_columns = {int(pid): json.loads(cols) for pid, cols in conn.execute(
                 "SELECT part_id, columns FROM parts WHERE columns IS NOT NULL")} \
                 if mf.has_column(conn, "parts", "columns") else {}
             regions = [(int(r), bytes(sk), bytes(ek)) for r, sk, ek in conn.execute(
                 "SELECT region_id, start_key, end_key FROM regions WHERE state = 'normal'")]
-    except sqlite3.DatabaseError as exc:
-        report.problems.append(Problem(mf.MANIFEST_FILE, f"the manifest cannot be read: {exc}",
-                                       "restore manifest.db from a backup, or rebuild the store from the binlog"))
+    except (sqlite3.DatabaseError, StoreFormatError, ManifestDamagedError, ValueError, TypeError) as exc:
+        report.problems.append(_manifest_problem(exc))
         return report
     finally:
         conn.close()
@@ -318,6 +399,7 @@ def verify_store(root: str | os.PathLike[str]) -> VerifyReport:
     _check_partitions(partitions, report)
     _check_regions(regions, report)
     listed: dict[str, _PartRow] = {}
+    part_problems: dict[str, list[Problem]] = {}
     for part in parts:
         if part.file == IN_ENGINE:
             if part.removed_version is None:
@@ -333,9 +415,13 @@ def verify_store(root: str | os.PathLike[str]) -> VerifyReport:
         if part.removed_version is not None:
             continue  # removed: its file may stay until no lease sees it, or be gone already
         report.parts_checked += 1
+        before = len(report.problems)
         _check_part(root_path, part, partitions.get((part.table_id, part.partition_id)),
                     schemas.get(part.table_id, {}), report, own_columns.get(part.part_id))
+        if online and len(report.problems) > before:
+            part_problems[part.file] = report.problems[before:]
 
+    unlisted: list[str] = []
     for dirpath, dirs, files in os.walk(root_path):
         if dirpath == str(root_path) and ENGINE_DIRECTORIES.intersection(dirs):
             # an engine's own data (the ClickHouse engine's tables): not the manifest's to list
@@ -347,12 +433,55 @@ def verify_store(root: str | os.PathLike[str]) -> VerifyReport:
                 continue
             if rel in listed:
                 continue
-            if _is_temporary(rel):
-                report.problems.append(Problem(rel, "temporary file left by an interrupted flush or compaction",
-                                               "stop the writer and delete it (opening the store for writing "
-                                               "should clear it; if it does not, that is a store bug)"))
-            else:
-                report.problems.append(Problem(rel, "stray file: no part of the manifest lists it (an orphan)",
-                                               "if no writer is running, move it out of the store directory; "
-                                               "reads never use it"))
+            if online and _in_flight_temporary(rel):
+                report.in_flight += 1
+                continue
+            unlisted.append(rel)
+
+    if online and (unlisted or part_problems):
+        unlisted = _settle_online(root_path, unlisted, part_problems, started, report)
+    for rel in unlisted:
+        if _is_temporary(rel):
+            report.problems.append(Problem(rel, "temporary file left by an interrupted flush or compaction",
+                                           "stop the writer and delete it (opening the store for writing "
+                                           "should clear it; if it does not, that is a store bug)"))
+        else:
+            report.problems.append(Problem(rel, "stray file: no part of the manifest lists it (an orphan)",
+                                           "if no writer is running, move it out of the store directory; "
+                                           "reads never use it"))
     return report
+
+
+def _settle_online(root: Path, unlisted: list[str], part_problems: dict[str, list[Problem]], started: float,
+                   report: VerifyReport) -> list[str]:
+    """``verify --online``: what the running writer changed while the check ran is not damage. The
+    manifest is read again: a file it lists now was in flight (renamed in before its edit); a live
+    part's problems are dropped when the part has been removed since (compaction, then deletion
+    once no lease sees it). An unlisted file younger than the check (less ``ONLINE_IN_FLIGHT_S``)
+    while the writer runs is in flight too. Returns the files still unlisted."""
+    conn = mf.connect(root, create=False)
+    try:
+        with mf.read(conn):
+            now = {str(f): r for f, r in conn.execute("SELECT file, removed_version FROM parts")}
+    finally:
+        conn.close()
+    for rel, problems in part_problems.items():
+        if rel not in now or now[rel] is not None:
+            for p in problems:
+                report.problems.remove(p)
+    writer = _writer_pid(root) is not None
+    left = []
+    for rel in unlisted:
+        if rel in now:
+            report.in_flight += 1
+            continue
+        try:
+            young = os.stat(root / rel).st_mtime >= started - ONLINE_IN_FLIGHT_S
+        except FileNotFoundError:
+            report.in_flight += 1  # gone since the walk: a temporary renamed or a removed part deleted
+            continue
+        if writer and young:
+            report.in_flight += 1
+            continue
+        left.append(rel)
+    return left

@@ -83,6 +83,7 @@ class StoreView:
         self._histories: dict[int, TableHistory] | None = None
         self._columns: dict[tuple[int, int], tuple[tuple[int, str], ...]] = {}
         self._part_columns = mf.has_column(conn, "parts", "columns")
+        self._part_checksums = mf.has_column(conn, "parts", "checksum")
         # Live parts by table, read once per view (one read transaction: they cannot change),
         # since a planner asks for them region by region.
         self._live_parts: dict[int, list[PartRef]] = {}
@@ -304,7 +305,7 @@ class StoreView:
         rows = self._conn.execute(
             "SELECT part_id, partition_id, kind, file, rows, bytes, min_handle, max_handle, min_commit_ts, "
             "max_commit_ts, single_version, delete_marks, schema_version, data_version, added_version, stats, "
-            f"{'columns' if self._part_columns else 'NULL'} "
+            f"{'columns' if self._part_columns else 'NULL'}, {'checksum' if self._part_checksums else 'NULL'} "
             f"FROM parts WHERE table_id = ? AND {where} ORDER BY part_id", (table_id, *args)).fetchall()
         for r in rows:
             plo, phi = bounds.get(int(r[1]), (None, None))
@@ -314,7 +315,7 @@ class StoreView:
                           r[6], r[7], r[8], r[9], bool(r[10]), int(r[11]), int(r[12]),
                           self._columns_at(table_id, int(r[12])) if r[16] is None
                           else tuple((int(i), str(n)) for i, n in json.loads(r[16])), _stats_items(r[15]),
-                          ref_t, int(r[14]))
+                          ref_t, int(r[14]), r[17])
             if lo is None and hi is None or ref.overlaps(lo, hi):
                 out.append(ref)
         return out
@@ -347,6 +348,11 @@ class StoreView:
     def upstream(self) -> str | None:
         v = mf.get_meta(self._conn, "upstream")
         return None if v is None else str(v)
+
+    def upstream_cluster_id(self) -> int | None:
+        """The cluster id of the upstream the writer recorded (None: not recorded, an older store)."""
+        v = mf.get_meta(self._conn, "upstream_cluster_id")
+        return None if v is None else int(v)
 
     def table_ids_with_parts(self) -> list[int]:
         return [int(r[0]) for r in self._conn.execute(

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import threading
 import time
 from typing import Any, Callable, Sequence
@@ -114,6 +116,7 @@ class Writer:
         self.metrics: Any = None
         self.service: Any = None  # the TheFlash API service in this process (--serve)
         self.store_lost = False
+        self._apply_began = False  # a batch began to be applied in this run
         self._unflushed_rows = 0
         self._unflushed_events = 0
         self._pending_flush: tuple[Any, float] | None = None  # (PendingFlush, started) not yet durable
@@ -130,9 +133,24 @@ class Writer:
             return dict(self._status)
 
     def run(self) -> None:
+        opts = self.options
+        # A run that fails before its first apply (a wrong --upstream, an unreadable binlog) into a
+        # directory it created leaves nothing behind (no latch database, no empty manifest): the
+        # next run starts as this one did. Once an apply began, the store keeps what happened (a
+        # full disk's error, for `writer status`).
+        created = not os.path.exists(opts.store)
+        self._apply_began = False
+        try:
+            self._run(opts)
+        except BaseException:
+            if created and not self._apply_began and not self.store_lost:
+                shutil.rmtree(opts.store, ignore_errors=True)
+            raise
+
+    def _run(self, opts: Any) -> None:
+        """``run`` proper: the latch, the store, the upstream, the service, the loop."""
         from pyspark_theflash.store.store import Store, StoreOptions
 
-        opts = self.options
         failed: BaseException | None = None
         self.latch = LocalLatch(opts.store)
         self.holder = self.latch.acquire_write_latch(opts.name, opts.latch_ttl_s)
@@ -184,6 +202,7 @@ class Writer:
             from pyspark_theflash.upstream.client import connect
 
             self.upstream = connect(opts.upstream)
+            cluster_id = self._check_upstream(opts.upstream)
             # A TiDB cluster's PD knows no table: its schemas travel in the binlog (capture
             # writes the DDL jobs) or come from a TiDB status port (--schema-url).
             if opts.schema_url:
@@ -191,9 +210,33 @@ class Writer:
             elif not opts.upstream.startswith("pd://"):
                 self.schemas = UpstreamSchemaSource(self.upstream)
             # Readers default to the address the writer records (the `upstream` read option).
-            self.store.set_upstream(opts.upstream)
+            self.store.set_upstream(opts.upstream, cluster_id)
         elif opts.schema_url:
             self.schemas = HttpSchemaSource(opts.schema_url)
+
+    def _check_upstream(self, address: str) -> int | None:
+        """The upstream at ``address`` answers, and is the cluster the store replicates (the one
+        whose id an earlier run recorded): checked before the address is recorded, so a wrong
+        ``--upstream`` is refused, never written into the store. Returns its cluster id."""
+        from pyspark_theflash.upstream.errors import UpstreamError
+
+        info = getattr(self.upstream, "cluster_info", None)
+        if info is None and not hasattr(self.upstream, "cluster_id"):
+            return None
+        try:
+            # pd://: the client asked PD's GetMembers for the id when it connected
+            cluster_id = int(info().cluster_id) if info is not None else int(self.upstream.cluster_id)
+        except UpstreamError as exc:
+            raise WriterConfigError(f"--upstream {address} does not answer ({exc}); nothing was recorded in store "
+                                    f"{self.options.store}: check the address (`theflash upstream --serve` and "
+                                    "`theflash capture` print it)") from exc
+        with self.store.snapshot() as view:
+            recorded_id, recorded_address = view.upstream_cluster_id(), view.upstream()
+        if recorded_id is not None and recorded_id != cluster_id:
+            raise WriterConfigError(f"--upstream {address} is cluster {cluster_id}, but store {self.options.store} "
+                                    f"replicates cluster {recorded_id} (recorded with --upstream {recorded_address}); "
+                                    "pass that cluster's address, or give this cluster a new store directory")
+        return cluster_id
 
     def _start_service(self) -> None:
         """Serve read sessions of this store from this process (``--serve``): a read-only
@@ -400,6 +443,7 @@ class Writer:
         retried."""
         from pyspark_theflash.store.errors import UnknownRegionError, UnknownTableError
 
+        self._apply_began = True  # from here a failure is the store's to record, not a setup error
         self._apply_ddl(events)
         introduced: set[int] = set()
         seen_columns = column_ids_by_table(events)
@@ -462,6 +506,7 @@ class Writer:
                     except UpstreamError:
                         continue  # merged again meanwhile: the next unknown event asks again
         for snapshot in snapshots:
+            self._apply_began = True
             self.apply_batch(self.store, [snapshot], None)  # type: ignore[arg-type]
 
     def _apply_ddl(self, events: Sequence[binlog_pb2.Event]) -> None:

@@ -1,0 +1,277 @@
+"""Nothing damaged is ever served: a corruption sweep over every kind of file a store holds.
+
+A store of one table (100 accounts over three regions) holds one partition with a stable part
+(Parquet, the oldest), and two delta parts (Arrow IPC, the middle and the newest). Each part in turn,
+then the manifest, is damaged — one byte flipped (near the start, in the middle, near the end),
+sixteen bytes flipped, truncated, deleted — and every read path is tried on it:
+
+* the store's own read (``Store.scan_table``), a read session (``open_read_session`` / ``read_stream``,
+  what the Spark source and the service run), the HTTP and Flight front ends of ``theflash serve``,
+  ``theflash scan --read``: each fails with the store's typed error naming the file, never a row of the
+  damaged part (whatever a read returned before failing is checked row for row against the truth);
+* ``theflash store verify`` exits 1 naming the file.
+
+The file is put back after each case, and the store reads whole again."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pyarrow as pa
+import pyarrow.flight as flight
+import pytest
+
+from flash_rig import FlashRig, wait_for
+from pyspark_theflash.cli import main as theflash
+from pyspark_theflash.scan.session import open_read_session, read_stream
+from pyspark_theflash.service import serve
+from pyspark_theflash.store import ManifestDamagedError, PartFileError, Store, StoreError
+from pyspark_theflash.store import manifest as mf
+from pyspark_theflash.upstream.tidb import make_column, record_key
+from service_client import FlightReader, HttpReader
+
+TABLE = "bank.accounts"
+ACCOUNTS = 100
+
+
+@pytest.fixture(scope="module")
+def bank(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FlashRig, int, dict[int, int]]]:
+    """The rig (writer stopped), the snapshot ts every read uses, and the balances at it."""
+    rig = FlashRig(tmp_path_factory.mktemp("damage"))
+    table = rig.cluster.create_table(TABLE, [make_column("id", "BIGINT", not_null=True),
+                                             make_column("balance", "BIGINT")], primary_key=["id"])
+    for region in (1, 2):
+        rig.cluster.split_at(record_key(table, region * ACCOUNTS // 3))
+    balances = {i: 1000 for i in range(ACCOUNTS)}
+    with rig.cluster.txn() as t:
+        for i in range(ACCOUNTS):
+            t.insert(TABLE, {"id": i, "balance": balances[i]})
+    rig.start_writer(interval_s=0.05)
+    rig.wait_replicated(TABLE)
+    ts = rig.cluster.get_ts()
+    assert balances_of(rig.read_at(rig.store, TABLE, ts)) == balances
+    rig.stop_writer()
+    with Store.open(rig.store) as store:  # the initial load becomes the stable part
+        store.compact(force=True)
+    rig.start_writer(interval_s=0.05)
+    for step in range(2):  # each update is flushed as a delta part of its own
+        with rig.cluster.txn() as t:
+            for i in range(step, ACCOUNTS, 7):
+                balances[i] += 10 * (step + 1)
+                t.update(TABLE, {"id": i, "balance": balances[i]})
+        ts = rig.cluster.get_ts()
+        assert balances_of(rig.read_at(rig.store, TABLE, ts)) == balances
+    rig.stop_writer()
+    kinds = [p[1] for p in live_parts(rig.store)]
+    assert kinds == ["stable", "delta", "delta"], kinds
+    yield rig, ts, balances
+    rig.close()
+
+
+def balances_of(t: pa.Table) -> dict[int, int]:
+    return dict(zip(t.column("id").to_pylist(), t.column("balance").to_pylist()))
+
+
+def live_parts(store: str) -> list[tuple[str, str]]:
+    conn = mf.connect(store, create=False)
+    try:
+        return [(str(f), str(k)) for f, k in conn.execute(
+            "SELECT file, kind FROM parts WHERE removed_version IS NULL ORDER BY part_id")]
+    finally:
+        conn.close()
+
+
+# -- damage ----------------------------------------------------------------------------------------
+
+def flip(at: Callable[[int], int], count: int = 1) -> Callable[[Path], None]:
+    def damage(path: Path) -> None:
+        data = bytearray(path.read_bytes())
+        start = at(len(data))
+        for i in range(start, min(len(data), start + count)):
+            data[i] ^= 0x5A
+        with open(path, "r+b") as f:  # in place, as a disk or a stray write would
+            f.write(bytes(data))
+    return damage
+
+
+def truncate(path: Path) -> None:
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size * 2 // 3)
+
+
+def delete(path: Path) -> None:
+    path.unlink()
+
+
+PART_DAMAGE: dict[str, Callable[[Path], None]] = {
+    "one byte near the start": flip(lambda n: 9),
+    "one byte in the middle": flip(lambda n: n // 2),
+    "one byte near the end": flip(lambda n: n - 12),
+    "sixteen bytes in the middle": flip(lambda n: n // 2, 16),
+    "truncated": truncate,
+    "deleted": delete,
+}
+
+
+@contextlib.contextmanager
+def damaged(path: Path, damage: Callable[[Path], None]) -> Iterator[None]:
+    original = path.read_bytes()
+    damage(path)
+    try:
+        yield
+    finally:
+        path.write_bytes(original)
+
+
+# -- read paths --------------------------------------------------------------------------------------
+
+def rows_before_failure(batches: Iterator[pa.RecordBatch], expect: type[BaseException]) -> tuple[list[pa.RecordBatch], BaseException]:
+    got: list[pa.RecordBatch] = []
+    with pytest.raises(expect) as failure:
+        for b in batches:
+            got.append(b)
+    return got, failure.value
+
+
+def assert_true_rows(batches: list[pa.RecordBatch], balances: dict[int, int]) -> None:
+    """Rows a read returned before it failed are rows of the truth, never of the damaged part."""
+    for b in batches:
+        for i, balance in balances_of(pa.Table.from_batches([b])).items():
+            assert balances[i] == balance, (i, balance)
+
+
+def store_read(rig: FlashRig, ts: int) -> Iterator[pa.RecordBatch]:
+    with Store.open(rig.store, readonly=True) as store:
+        yield from store.scan(TABLE, ts)
+
+
+def session_read(rig: FlashRig, ts: int) -> Iterator[pa.RecordBatch]:
+    with open_read_session(rig.store, TABLE, snapshot_ts=ts, options={"upstream": rig.upstream}) as s:
+        for n in range(len(s.streams)):
+            yield from read_stream(s, n)
+
+
+def cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = theflash(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def check_every_read_path(rig: FlashRig, ts: int, balances: dict[int, int], service: Any, rel: str,
+                          error: type[BaseException]) -> None:
+    name = Path(rel).name
+    for read in (store_read, session_read):
+        got, exc = rows_before_failure(read(rig, ts), error)
+        assert name in str(exc), str(exc)
+        assert_true_rows(got, balances)
+    # HTTP: the session opens (or fails typed), each stream answers the typed error, never a row
+    http = HttpReader(service.http_url)
+    status, session = http.json("POST", "/v1/read-sessions", {"table": TABLE, "snapshot_ts": ts, "store": rig.store})
+    if status == 201:
+        for s in session["streams"]:
+            code, _, body = http.request("GET", s["url"])
+            assert code == 500, (code, body[:300])
+            answer = json.loads(body)["error"]
+            assert answer["code"] == "store_damaged" and name in answer["message"], answer
+        assert http.request("DELETE", f"/v1/read-sessions/{session['id']}")[0] == 204
+    else:
+        assert status == 500 and session["error"]["code"] == "store_damaged", session
+        assert name in session["error"]["message"], session
+    # Flight
+    reader = FlightReader(service.flight_location)
+    try:
+        with pytest.raises(flight.FlightError) as failure:
+            reader.read({"table": TABLE, "snapshot_ts": ts, "store": rig.store})
+        assert str(failure.value).startswith("store_damaged") and name in str(failure.value), str(failure.value)
+    finally:
+        reader.close()
+    code, _out, err = cli("scan", TABLE, "--store", rig.store, "--snapshot-ts", str(ts), "--read",
+                          "--upstream", rig.upstream)
+    assert code == 2 and name in err and "Traceback" not in err, err
+    code, out, err = cli("store", "verify", rig.store)
+    assert code == 1 and rel in out, out + err
+
+
+@pytest.fixture(scope="module")
+def service(bank: tuple[FlashRig, int, dict[int, int]]) -> Iterator[Any]:
+    rig = bank[0]
+    with serve(any_store=True, upstream=rig.upstream) as running:
+        yield running
+
+
+@pytest.mark.parametrize("which", ["oldest (stable, Parquet)", "middle (delta, Arrow IPC)", "newest (delta, Arrow IPC)"])
+@pytest.mark.parametrize("how", list(PART_DAMAGE))
+def test_a_damaged_part_fails_every_read_path_typed_and_verify_names_it(bank, service, which: str, how: str) -> None:
+    rig, ts, balances = bank
+    rel = live_parts(rig.store)[["oldest", "middle", "newest"].index(which.split()[0])][0]
+    with damaged(Path(rig.store) / rel, PART_DAMAGE[how]):
+        check_every_read_path(rig, ts, balances, service, rel, PartFileError)
+    assert balances_of(rig.read_at(rig.store, TABLE, ts)) == balances  # put back: whole again
+    assert cli("store", "verify", rig.store)[0] == 0
+
+
+def checkpoint(store: str) -> None:
+    """Fold the manifest's write-ahead log into manifest.db, so the damage below is the whole manifest."""
+    conn = sqlite3.connect(str(Path(store) / mf.MANIFEST_FILE))
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+
+
+MANIFEST_DAMAGE: dict[str, Callable[[Path], None]] = {
+    "one byte of the header": flip(lambda n: 3),
+    "one byte of the first page's b-tree": flip(lambda n: 100),
+    "truncated": lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 3]),
+}
+
+
+@pytest.mark.parametrize("how", list(MANIFEST_DAMAGE))
+def test_a_damaged_manifest_fails_every_read_path_typed_and_verify_names_it(bank, service, how: str) -> None:
+    rig, ts, balances = bank
+    checkpoint(rig.store)
+    with damaged(Path(rig.store) / mf.MANIFEST_FILE, MANIFEST_DAMAGE[how]):
+        for read in (store_read, session_read):
+            with pytest.raises(StoreError) as failure:
+                list(read(rig, ts))
+            assert mf.MANIFEST_FILE in str(failure.value), str(failure.value)
+        status, answer = HttpReader(service.http_url).json(
+            "POST", "/v1/read-sessions", {"table": TABLE, "snapshot_ts": ts, "store": rig.store})
+        assert status == 500 and answer["error"]["code"] == "store_damaged", answer
+        assert mf.MANIFEST_FILE in answer["error"]["message"]
+        code, _out, err = cli("scan", TABLE, "--store", rig.store, "--snapshot-ts", str(ts), "--read",
+                              "--upstream", rig.upstream)
+        assert code == 2 and mf.MANIFEST_FILE in err and "Traceback" not in err, err
+        code, out, err = cli("store", "verify", rig.store)
+        assert code == 1 and mf.MANIFEST_FILE in out, out + err
+    assert balances_of(rig.read_at(rig.store, TABLE, ts)) == balances
+
+
+def test_a_part_written_before_checksums_reads_and_verifies_as_before(bank) -> None:
+    """A store whose parts have no recorded checksum (written before they were recorded) reads
+    whole, and verify checks it for size, rows and order."""
+    rig, ts, balances = bank
+    conn = sqlite3.connect(str(Path(rig.store) / mf.MANIFEST_FILE))
+    try:
+        saved = conn.execute("SELECT part_id, checksum FROM parts").fetchall()
+        conn.execute("UPDATE parts SET checksum = NULL")
+        conn.commit()
+        assert balances_of(pa.Table.from_batches(list(store_read(rig, ts)))) == balances
+        code, out, _ = cli("store", "verify", rig.store, "--json")
+        report = json.loads(out)
+        assert code == 0 and report["without_checksum"] == 3 and report["checksums_checked"] == 0
+        # a size change is still caught without a checksum
+        rel = live_parts(rig.store)[1][0]
+        with damaged(Path(rig.store) / rel, truncate):
+            with pytest.raises(PartFileError, match="bytes, the manifest recorded"):
+                list(store_read(rig, ts))
+    finally:
+        conn.executemany("UPDATE parts SET checksum = ? WHERE part_id = ?", [(c, p) for p, c in saved])
+        conn.commit()
+        conn.close()
