@@ -109,6 +109,11 @@ def _conjunct(c: Any, types: Mapping[str, tuple[str, pa.DataType]], table: Any) 
     name, op = c[0], c[1].strip().lower()
     known = types.get(name.lower())
     if known is None:
+        if name.lower() in table.uncomputable_columns:
+            try:
+                table.column(name)
+            except Exception as exc:  # which VIRTUAL generated column, and why it is not read
+                raise FilterFormatError(f"filter on {name!r}: {exc}") from None
         visible = [col.name for col in table.columns] + list(HIDDEN_READABLE)
         raise FilterFormatError(f"filter on {name!r}: table {table.db}.{table.name} has no such column; "
                                 f"its columns are {visible}")

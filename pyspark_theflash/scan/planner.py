@@ -262,6 +262,12 @@ def _resolve_columns(table_info: Any, opts: ScanOptions, columns: Sequence[str] 
     # TiDB column names are case-insensitive; Spark's may come in any case.
     known = {c.name.lower(): c.name for c in table_info.columns}
     unknown = [c for c in read_columns if c.lower() not in known]
+    for name in unknown:
+        if name.lower() in table_info.uncomputable_columns:
+            try:
+                table_info.column(name)
+            except Exception as exc:  # the sentence that says which VIRTUAL column and why
+                raise ScanOptionError(str(exc)) from None
     if unknown:
         raise ScanOptionError(
             f"table {opts.table} has no column(s) {unknown}; its columns are {[c.name for c in table_info.columns]}"

@@ -212,8 +212,13 @@ def column(
     elems: Sequence[str] | None = None,
     charset: str | None = None,
     collate: str | None = None,
+    generated: str | None = None,
+    stored: bool = False,
 ) -> ColumnInfo:
     """A column definition from a SQL type string; ``table`` assigns its id and offset.
+
+    ``generated``: the expression of a generated column as TiDB keeps it
+    (``generated_expr_string``, e.g. ``"`a` + 1"``), VIRTUAL unless ``stored``.
 
     ``default`` is the column's DEFAULT (a Python value or TiDB's string form); the origin
     default (what rows written before the column existed read as) is the same unless given.
@@ -237,6 +242,9 @@ def column(
     if default is _UNSET:
         flag |= T.NO_DEFAULT_VALUE_FLAG
         default = None
+    if generated:
+        fields["generated_expr"] = generated
+        fields["generated_stored"] = bool(stored)
     col = ColumnInfo(id=0, name=name, offset=0, flag=flag, **fields)
     default_json = default_text(default, col)
     origin = default_json if origin_default is _UNSET else default_text(origin_default, col)
