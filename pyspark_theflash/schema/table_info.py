@@ -58,6 +58,10 @@ class ColumnInfo:
     state: int = T.STATE_PUBLIC
     generated_expr: str = ""
     generated_stored: bool = False
+    # TiDB's ColumnInfo.Version: 0 for columns made by TiDB before 2.1, whose TIMESTAMP defaults
+    # are in the TiDB server's system time zone; 1 and up keep them in UTC. A table info without
+    # it is taken as today's (2).
+    version: int = T.CURRENT_COLUMN_INFO_VERSION
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     # --- flags and derived facts
@@ -121,6 +125,7 @@ class ColumnInfo:
             state=int(d.get("state", T.STATE_PUBLIC)),
             generated_expr=str(d.get("generated_expr_string") or ""),
             generated_stored=bool(d.get("generated_stored", False)),
+            version=int(d["version"]) if d.get("version") is not None else T.CURRENT_COLUMN_INFO_VERSION,
             raw=copy.deepcopy(dict(d)),
         )
 
@@ -133,6 +138,7 @@ class ColumnInfo:
             origin_default=self.origin_default,
             default=self.default,
             state=self.state,
+            version=self.version,
         )
         if self.origin_default_bit is not None or "origin_default_bit" in out:
             out["origin_default_bit"] = self.origin_default_bit
