@@ -105,6 +105,30 @@ def test_flight_and_http_read_what_a_session_reads_at_one_ts(rig: FlashRig, serv
     assert metric(service, "theflash_service_sessions_active") == 0
 
 
+@pytest.mark.parametrize("conjunct, keeps", [
+    (["qty", "=", 1.5], lambda q, p: False),                      # no integer is 1.5
+    (["qty", "<", {"float": "1.5"}], lambda q, p: q <= 1),       # 1 < 1.5
+    (["qty", ">=", {"decimal": "1.5"}], lambda q, p: q >= 2),
+    (["qty", "!=", "1.5"], lambda q, p: True),
+    (["qty", "<", 2 ** 40], lambda q, p: True),                  # beyond INT: above every row
+    (["price", "=", {"decimal": "25.005"}], lambda q, p: False),  # DECIMAL(10,2) holds no 25.005
+    (["price", "<", {"decimal": "25.005"}], lambda q, p: p <= 25),
+    (["qty", "not_in", [1, None]], lambda q, p: False),           # NULL for every q != 1
+    ({"not": ["qty", "in", [2, None]]}, lambda q, p: False),
+    (["qty", "in", [1, None]], lambda q, p: q == 1),
+    (["qty", "not_in", [1, 2]], lambda q, p: q not in (1, 2)),
+])
+def test_filters_have_sql_semantics_over_flight_and_http(flight_reader: FlightReader, http_reader: HttpReader,
+                                                       conjunct: list, keeps) -> None:
+    """A NULL in an in/not_in list makes non-matches NULL; a literal the column cannot hold is
+    compared exactly, not truncated (tests/test_filter_semantics.py holds the property test)."""
+    request = {"table": TABLE, "columns": ["id", "qty", "price"], "filter": [conjunct]}
+    want = sorted(i for i in range(ROWS) if keeps(i % 7, i * 25))
+    for reader in (flight_reader, http_reader):
+        got, _ = reader.read(request)
+        assert sorted(got.column("id").to_pylist()) == want, f"{type(reader).__name__}: {conjunct}"
+
+
 def test_list_flights_and_the_tables_resource_name_the_replicated_tables(
         service: RunningService, flight_reader: FlightReader, http_reader: HttpReader) -> None:
     infos = list(flight_reader.client.list_flights(options=flight_reader.options))

@@ -23,7 +23,15 @@ BIGINT UNSIGNED as a number or a string of digits (``"12.50"``: exact); DATE as
 ``"2024-02-29"``; DATETIME as ``"2024-02-29 23:59:59.000005"``; TIMESTAMP likewise, UTC
 unless an offset is given; TIME as ``"-838:59:59.000000"`` or microseconds; binary columns as
 ``{"base64": "..."}``, ``{"hex": "..."}`` or a string (its UTF-8 bytes). Comparing with NULL
-is never true: use ``is_null``. Columns are the table's (any case) and the hidden
+is never true: use ``is_null``.
+
+Semantics are SQL's, on every engine (``store.predicate``): a NULL column makes a comparison
+or ``in`` NULL, and a ``null`` in an ``in``/``not_in`` list makes every non-matching row NULL
+(``not_in`` with a ``null`` in its list keeps no row). A literal the column's type cannot hold
+is compared exactly, never truncated: ``["i32", "=", 1.5]`` matches no row, ``["i32", "<",
+1.5]`` keeps 1, ``["d2", "=", "1.005"]`` on a DECIMAL(10,2) matches none, a value beyond an
+integer type's range is above or below every row. FLOAT columns compare as doubles (as Spark
+widens a FloatType column): ``["f32", "=", 0.1]`` matches no row, since 0.1f is not 0.1. Columns are the table's (any case) and the hidden
 ``_tidb_rowid`` and ``_tidb_commit_ts``.
 """
 from __future__ import annotations
@@ -127,6 +135,11 @@ def _conjunct(c: Any, types: Mapping[str, tuple[str, pa.DataType]], table: Any) 
     name, op = c[0], c[1].strip().lower()
     known = types.get(name.lower())
     if known is None:
+        if name.lower() in table.uncomputable_columns:
+            try:
+                table.column(name)
+            except Exception as exc:  # which VIRTUAL generated column, and why it is not read
+                raise FilterFormatError(f"filter on {name!r}: {exc}") from None
         visible = [col.name for col in table.columns] + list(HIDDEN_READABLE)
         raise FilterFormatError(f"filter on {name!r}: table {table.db}.{table.name} has no such column; "
                                 f"its columns are {visible}")
@@ -146,7 +159,7 @@ def _conjunct(c: Any, types: Mapping[str, tuple[str, pa.DataType]], table: Any) 
     if op in ("in", "not_in"):
         if not isinstance(value, list):
             raise FilterFormatError(f"filter [{name!r}, {op!r}, ...] needs a list of values, not {_short(value)}")
-        expr: Expr = In(column, [_value(v, typ, column) for v in value if v is not None])
+        expr: Expr = In(column, [None if v is None else _value(v, typ, column) for v in value])
         return Not(expr) if op == "not_in" else expr
     if op == "starts_with":
         prefix = _value(value, typ, column)
@@ -176,10 +189,17 @@ def _kind(typ: pa.DataType) -> str:
     return "string"
 
 
-def _int(v: Any, typ: pa.DataType) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, str)):
-        raise TypeError("want an integer")
-    return int(v)
+def _int(v: Any, typ: pa.DataType) -> int | float | decimal.Decimal:
+    """An integer; a fractional number (``1.5``, ``"1.5"``) is kept as it is and compared
+    exactly (``store.predicate``: ``= 1.5`` holds for no integer, ``< 1.5`` keeps 1)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise TypeError("want a number")
+    if isinstance(v, str):
+        try:
+            return int(v)
+        except ValueError:
+            return _decimal(v, typ)
+    return v
 
 
 def _float(v: Any, typ: pa.DataType) -> float:

@@ -46,7 +46,7 @@ OPTION_DOCS: list[tuple[str, str, str]] = [
     ("hidden", "none", "comma list of hidden columns to add: `_tidb_rowid`, `_tidb_commit_ts`"),
     ("partition_target_bytes", "64MiB", "neighbouring small regions are grouped into one Spark partition up to this size"),
     ("min_partitions", "CPUs of the planning machine", "small tables still get this many partitions of about equal size (while regions last), as Spark's file sources do for its default parallelism"),
-    ("schema", "current", "which schema a read at a past ts uses: `current` (the table's current schema and name; columns added since read their origin default, dropped ones are gone) or `as_of` (the table that had the name at ts, with the schema in force at ts, as TiDB's stale read; see docs/schema.md)"),
+    ("schema", "as_of", "which table and schema a read at a past ts (`snapshot_ts`, `as_of`, a session pin, SQL `VERSION`/`TIMESTAMP AS OF`) uses: `as_of` (the table that had the name at ts, with the schema in force at ts, as TiDB's stale read: across TRUNCATE, DROP + CREATE and MODIFY COLUMN it returns the rows the table had; a name no table had at ts is refused, saying when the table was created) or `current` (the table that has the name now, with its current schema; columns added since read their origin default, dropped ones are gone); a read at the latest ts is the same either way; see docs/schema.md"),
     ("token", "`token_file`, else the `THEFLASH_TOKEN` environment variable", "the bearer token of a service started with `--token-file` (`writer run --serve-token-file`): the JVM connector's `server`, and for a ClickHouse-engine store the service of the process that owns it, which the Python source reads through; never shown in errors, `explain()` or logs"),
     ("token_file", "`THEFLASH_TOKEN`", "a file whose first line is that token, read by the driver"),
 ]
@@ -170,7 +170,7 @@ class ScanOptions:
     hidden: tuple[str, ...] = ()
     partition_target_bytes: int = DEFAULT_PARTITION_TARGET_BYTES
     min_partitions: int = 1
-    schema: str = "current"  # "current" | "as_of": the schema a read at a past ts uses
+    schema: str = "as_of"  # "as_of" | "current": the table and schema a read at a past ts uses
     handle_ranges: tuple[tuple[HandleBound, HandleBound], ...] | None = None  # None: the whole table
     # options token / token_file, resolved on the driver (None: the sender's THEFLASH_TOKEN);
     # its repr names the source only
@@ -216,9 +216,9 @@ class ScanOptions:
         as_of = opts.get("as_of") or None
         if snapshot_ts is not None and as_of is not None:
             raise ScanOptionError("give either snapshot_ts or as_of, not both")
-        schema = str(opts.get("schema", "current")).strip().lower().replace("-", "_")
+        schema = str(opts.get("schema") or "as_of").strip().lower().replace("-", "_")
         if schema not in SCHEMA_MODES:
-            raise ScanOptionError(f"option schema={opts['schema']!r}: use current (default) or as_of")
+            raise ScanOptionError(f"option schema={opts['schema']!r}: use as_of (default) or current")
         return ScanOptions(
             store=str(store),
             table=str(table),

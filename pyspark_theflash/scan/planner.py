@@ -191,14 +191,15 @@ def _plan(store: Any, opts: ScanOptions, columns: Sequence[str] | None, hidden: 
         table_info = lookup_table(view, opts.table, opts)
         store_safe_point = int(view.gc_safe_point())
         recorded_upstream = upstream_address(opts, view)
+        no_table = (no_table_at_ts_message(view, opts, int(requested_ts(opts) or 0))
+                    if table_info is None and opts.schema == "as_of" and requested_ts(opts) else None)
     own_upstream = upstream is None
     if upstream is None:
         upstream = connect_upstream(opts, recorded_upstream)
     try:
-        if table_info is None and opts.schema == "as_of" and requested_ts(opts):
-            raise TableNotReplicatedError(
-                f"store {opts.store} has no table {opts.table} at ts {requested_ts(opts)} (schema=as_of): no table "
-                "had that name then, or the writer does not replicate it")
+        if no_table is not None:
+            check_requested_ts(upstream, opts, store_safe_point)  # a ts out of range says so first
+            raise TableNotReplicatedError(no_table)
         if table_info is None:
             # A table the writer has not stored yet (a fresh store): the learner read below
             # brings its schema in, if the writer replicates it.
@@ -213,6 +214,43 @@ def _plan(store: Any, opts: ScanOptions, columns: Sequence[str] | None, hidden: 
             upstream.close()
 
 
+def check_requested_ts(upstream: Any, opts: ScanOptions, store_safe_point: int = 0) -> None:
+    """Refuse the ts the user asked for when it is below the GC safe point or ahead of the
+    upstream's TSO (``SnapshotTsOutOfRangeError``)."""
+    at = requested_ts(opts)
+    if not at:
+        return
+    try:
+        fresh = upstream.get_ts()
+        gc_upstream = int(upstream.gc_safe_point())
+    except Exception as exc:
+        raise UpstreamUnreachableError(f"reading {opts.table}: the upstream did not answer: {exc}") from exc
+    check_snapshot_ts(int(at), max(gc_upstream, store_safe_point), fresh)
+
+
+def no_table_at_ts_message(view: Any, opts: ScanOptions, ts: int) -> str:
+    """Why a read at ``ts`` (schema=as_of) finds no table of the name: when the table that has
+    the name now was created, if the store knows one."""
+    from pyspark_theflash.codec.tso import ts_to_datetime
+    from pyspark_theflash.store.errors import UnknownTableNameError
+
+    def when(t: int) -> str:
+        return f"ts {t} ({ts_to_datetime(t).strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]} UTC)"
+
+    head = f"table {opts.table} did not exist at {when(ts)}"
+    try:
+        now = view.table(opts.table)
+    except UnknownTableNameError:
+        return (f"{head}: no table had that name then, and store {opts.store} has no table of that name now "
+                "(or the writer does not replicate it); check the name and the ts")
+    created = view.histories().get(int(now.id))
+    if created is not None and created.created_ts > ts:
+        return (f"{head}: the table of that name was created at {when(created.created_ts)} (table id {now.id}); "
+                f"read at or after that ts, or with schema=current to read today's table at ts")
+    return (f"{head}: no table had that name then (store {opts.store}); read with schema=current to read "
+            f"today's table {opts.table} at ts")
+
+
 def lookup_table(view: Any, table: str, options: ScanOptions | None = None, ts: int | None = None) -> Any:
     """The store's schema of ``db.table`` a read uses, or None when the store does not have it:
     the current one, or with option ``schema=as_of`` the one in force at ``ts`` (default: the
@@ -221,10 +259,9 @@ def lookup_table(view: Any, table: str, options: ScanOptions | None = None, ts: 
     from pyspark_theflash.store.errors import UnknownTableNameError
 
     try:
-        if options is not None and options.schema == "as_of":
-            at = ts or requested_ts(options)
-            if at:
-                return table_as_of(view, table, at, options)
+        # as_of means something only for a ts the user named; a fresh ts reads the current table
+        if options is not None and options.schema == "as_of" and requested_ts(options):
+            return table_as_of(view, table, ts or int(requested_ts(options) or 0), options)
         return view.table(table)
     except UnknownTableNameError:
         return None
@@ -272,6 +309,12 @@ def _resolve_columns(table_info: Any, opts: ScanOptions, columns: Sequence[str] 
     # TiDB column names are case-insensitive; Spark's may come in any case.
     known = {c.name.lower(): c.name for c in table_info.columns}
     unknown = [c for c in read_columns if c.lower() not in known]
+    for name in unknown:
+        if name.lower() in table_info.uncomputable_columns:
+            try:
+                table_info.column(name)
+            except Exception as exc:  # the sentence that says which VIRTUAL column and why
+                raise ScanOptionError(str(exc)) from None
     if unknown:
         raise ScanOptionError(
             f"table {opts.table} has no column(s) {unknown}; its columns are {[c.name for c in table_info.columns]}"

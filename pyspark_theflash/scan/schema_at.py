@@ -24,6 +24,7 @@ def table_as_of(view: Any, table: str, ts: int, options: ScanOptions) -> Any:
     ``UnknownTableNameError`` when no table had the name then."""
     if view.schema_changes_seen_until() >= ts:
         return view.table_at(table, ts)
+    _refuse_out_of_range(view, ts, options)  # a ts in the future would never be seen: say so now
     from pyspark_theflash.latch import FlushTimeoutError
     from pyspark_theflash.latch import connect as connect_latch
     from pyspark_theflash.store import Store
@@ -45,3 +46,17 @@ def table_as_of(view: Any, table: str, ts: int, options: ScanOptions) -> Any:
             except FlushTimeoutError:
                 pass
             time.sleep(POLL_S)
+
+
+def _refuse_out_of_range(view: Any, ts: int, options: ScanOptions) -> None:
+    from pyspark_theflash.scan.planner import check_requested_ts, connect_upstream, upstream_address
+
+    try:
+        upstream = connect_upstream(options, upstream_address(options, view))
+    except Exception:
+        return  # no upstream to ask: the wait below says what it saw
+    try:
+        check_requested_ts(upstream, options, int(view.gc_safe_point()))
+    finally:
+        if hasattr(upstream, "close"):
+            upstream.close()

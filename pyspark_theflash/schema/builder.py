@@ -177,8 +177,10 @@ def default_text(value: Any, col: ColumnInfo) -> Any:
     if isinstance(value, float):
         return repr(value)
     if isinstance(value, dt.datetime):
-        if value.tzinfo is not None:  # TIMESTAMP defaults are kept in UTC (column version 2)
-            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        if value.tzinfo is not None:  # TIMESTAMP defaults: UTC (column version >= 1) or the system zone
+            from pyspark_theflash.schema.defaults import timestamp_default_zone
+
+            value = value.astimezone(timestamp_default_zone(col)).replace(tzinfo=None)
         return value.isoformat(sep=" ", timespec="microseconds" if value.microsecond or col.decimal else "seconds")
     if isinstance(value, dt.date):
         return value.isoformat()
@@ -212,8 +214,16 @@ def column(
     elems: Sequence[str] | None = None,
     charset: str | None = None,
     collate: str | None = None,
+    generated: str | None = None,
+    stored: bool = False,
+    version: int = T.CURRENT_COLUMN_INFO_VERSION,
 ) -> ColumnInfo:
     """A column definition from a SQL type string; ``table`` assigns its id and offset.
+
+    ``generated``: the expression of a generated column as TiDB keeps it
+    (``generated_expr_string``, e.g. ``"`a` + 1"``), VIRTUAL unless ``stored``. ``version``: TiDB's
+    column info version (0: a column made before TiDB 2.1, TIMESTAMP defaults in the server's
+    system time zone; ``schema.defaults``).
 
     ``default`` is the column's DEFAULT (a Python value or TiDB's string form); the origin
     default (what rows written before the column existed read as) is the same unless given.
@@ -237,7 +247,10 @@ def column(
     if default is _UNSET:
         flag |= T.NO_DEFAULT_VALUE_FLAG
         default = None
-    col = ColumnInfo(id=0, name=name, offset=0, flag=flag, **fields)
+    if generated:
+        fields["generated_expr"] = generated
+        fields["generated_stored"] = bool(stored)
+    col = ColumnInfo(id=0, name=name, offset=0, flag=flag, version=version, **fields)
     default_json = default_text(default, col)
     origin = default_json if origin_default is _UNSET else default_text(origin_default, col)
     origin_bit = None

@@ -8,8 +8,12 @@ so ``pa.array([value], arrow_type(col))`` holds it:
 
 * integers, YEAR, BIT(<64): ``int``; BIGINT UNSIGNED and BIT(64): ``Decimal``
 * FLOAT/DOUBLE: ``float``; DECIMAL: ``Decimal`` (``str`` beyond 38 digits)
-* DATE: ``date``; DATETIME: naive ``datetime``; TIMESTAMP: aware UTC ``datetime``
-  (TiDB keeps TIMESTAMP defaults in UTC); a zero date reads as ``None``, as in codec.time
+* DATE: ``date``; DATETIME: naive ``datetime``; TIMESTAMP: aware UTC ``datetime``; a zero
+  date reads as ``None``, as in codec.time. TiDB keeps a TIMESTAMP default in UTC only for
+  columns of ``version`` >= 1; a column of version 0 (made by TiDB before 2.1) keeps it in the
+  TiDB server's system time zone, which TheFlash takes from the environment variable
+  ``THEFLASH_TIDB_SYSTEM_TIME_ZONE`` (an IANA name, ``SELECT @@system_time_zone`` upstream):
+  TiDB's ``getColDefaultValue`` reads it the same way
 * TIME: ``timedelta``; text, ENUM, SET, JSON: ``str``; binary strings: ``bytes``
 
 BIT defaults are taken from ``origin_default_bit`` (base64 of the bytes) when present.
@@ -29,6 +33,34 @@ from pyspark_theflash.schema.table_info import ColumnInfo
 _TIME_RE = re.compile(r"^\s*(-)?(\d+):(\d{1,2}):(\d{1,2})(?:\.(\d{1,6}))?\s*$")
 _ZERO_DATE_RE = re.compile(r"^0000-00-00")
 _DATE_FIELDS_RE = re.compile(r"^\s*(\d{4})-(\d{2})-(\d{2})")
+
+
+SYSTEM_TIME_ZONE_ENV = "THEFLASH_TIDB_SYSTEM_TIME_ZONE"
+
+
+def timestamp_default_zone(col: ColumnInfo) -> dt.tzinfo:
+    """The zone a TIMESTAMP column's default text is written in: UTC for a column of version >= 1,
+    the TiDB server's system time zone for version 0 (``THEFLASH_TIDB_SYSTEM_TIME_ZONE``)."""
+    import os
+
+    if col.version >= T.COLUMN_INFO_VERSION_UTC_TIMESTAMP_DEFAULTS:
+        return dt.timezone.utc
+    name = os.environ.get(SYSTEM_TIME_ZONE_ENV, "").strip()
+    if not name:
+        raise SchemaError(
+            f"TIMESTAMP column {col.name!r} has column info version {col.version}: TiDB keeps its default "
+            f"{col.origin_default!r} in the TiDB server's system time zone, not UTC. Set "
+            f"{SYSTEM_TIME_ZONE_ENV} to that zone (SELECT @@system_time_zone on TiDB, e.g. Asia/Shanghai) "
+            "for the writer and every reader")
+    if name.upper() in ("UTC", "Z", "+00:00", "SYSTEM_UTC"):
+        return dt.timezone.utc
+    try:
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(name)
+    except Exception as exc:
+        raise SchemaError(f"{SYSTEM_TIME_ZONE_ENV}={name!r} is not a time zone name ({exc}); "
+                          "use an IANA name such as Asia/Shanghai") from None
 
 
 def _bad(col: ColumnInfo, value: Any, why: str) -> SchemaError:
@@ -118,7 +150,11 @@ def convert_default(col: ColumnInfo, value: Any) -> Any:
         return _parse_datetime(col, str(value))
     if tp == T.TYPE_TIMESTAMP:
         parsed = _parse_datetime(col, str(value))
-        return None if parsed is None else parsed.replace(tzinfo=dt.timezone.utc)
+        if parsed is None:
+            return None
+        if parsed.tzinfo is not None:
+            return parsed.astimezone(dt.timezone.utc)
+        return parsed.replace(tzinfo=timestamp_default_zone(col)).astimezone(dt.timezone.utc)
     if tp == T.TYPE_DURATION:
         return _parse_duration(col, str(value))
     if tp in T.STRING_TYPES:

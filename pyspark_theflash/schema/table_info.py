@@ -58,6 +58,10 @@ class ColumnInfo:
     state: int = T.STATE_PUBLIC
     generated_expr: str = ""
     generated_stored: bool = False
+    # TiDB's ColumnInfo.Version: 0 for columns made by TiDB before 2.1, whose TIMESTAMP defaults
+    # are in the TiDB server's system time zone; 1 and up keep them in UTC. A table info without
+    # it is taken as today's (2).
+    version: int = T.CURRENT_COLUMN_INFO_VERSION
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     # --- flags and derived facts
@@ -121,6 +125,7 @@ class ColumnInfo:
             state=int(d.get("state", T.STATE_PUBLIC)),
             generated_expr=str(d.get("generated_expr_string") or ""),
             generated_stored=bool(d.get("generated_stored", False)),
+            version=int(d["version"]) if d.get("version") is not None else T.CURRENT_COLUMN_INFO_VERSION,
             raw=copy.deepcopy(dict(d)),
         )
 
@@ -133,6 +138,7 @@ class ColumnInfo:
             origin_default=self.origin_default,
             default=self.default,
             state=self.state,
+            version=self.version,
         )
         if self.origin_default_bit is not None or "origin_default_bit" in out:
             out["origin_default_bit"] = self.origin_default_bit
@@ -169,14 +175,49 @@ class TableInfo:
 
     def __post_init__(self) -> None:
         public = tuple(sorted((c for c in self.all_columns if c.is_public), key=lambda c: c.offset))
-        object.__setattr__(self, "_public", public)
-        object.__setattr__(self, "_by_name", {c.name.lower(): c for c in public})
+        object.__setattr__(self, "_all_public", public)
+        object.__setattr__(self, "_all_by_name", {c.name.lower(): c for c in public})
         object.__setattr__(self, "_by_id", {c.id: c for c in self.all_columns})
+        if any(c.is_virtual_generated for c in public):
+            object.__setattr__(self, "_public", None)  # worked out on first use (schema.generated)
+        else:
+            object.__setattr__(self, "_public", public)
+            object.__setattr__(self, "_by_name", self._all_by_name)  # type: ignore[attr-defined]
+            object.__setattr__(self, "_uncomputable", {})
+
+    def _readable(self) -> tuple[ColumnInfo, ...]:
+        if self._public is None:  # type: ignore[attr-defined]
+            from pyspark_theflash.schema.generated import UnsupportedExpressionError, compile_column
+
+            uncomputable: dict[str, str] = {}
+            for c in self._all_public:  # type: ignore[attr-defined]
+                if c.is_virtual_generated:
+                    try:
+                        compile_column(self, c)
+                    except UnsupportedExpressionError as exc:
+                        uncomputable[c.name.lower()] = str(exc)
+            public = tuple(c for c in self._all_public if c.name.lower() not in uncomputable)  # type: ignore[attr-defined]
+            object.__setattr__(self, "_uncomputable", uncomputable)
+            object.__setattr__(self, "_by_name", {c.name.lower(): c for c in public})
+            object.__setattr__(self, "_public", public)
+        return self._public  # type: ignore[attr-defined,no-any-return]
 
     @property
     def columns(self) -> tuple[ColumnInfo, ...]:
-        """Public columns in offset (``SELECT *``) order."""
-        return self._public  # type: ignore[attr-defined,no-any-return]
+        """Public columns in offset (``SELECT *``) order — the columns a read can return: a
+        VIRTUAL generated column whose expression TheFlash does not compute
+        (``schema.generated``) is left out, as ``uncomputable_columns`` lists."""
+        return self._readable()
+
+    @property
+    def uncomputable_columns(self) -> dict[str, str]:
+        """lower-case name -> why: public VIRTUAL generated columns left out of ``columns``."""
+        self._readable()
+        return dict(self._uncomputable)  # type: ignore[attr-defined]
+
+    def column_any(self, name: str) -> ColumnInfo | None:
+        """The public column called ``name``, readable or not (generated expressions see all)."""
+        return self._all_by_name.get(name.lower())  # type: ignore[attr-defined,no-any-return]
 
     @property
     def column_names(self) -> list[str]:
@@ -188,15 +229,25 @@ class TableInfo:
 
     def column(self, name: str) -> ColumnInfo:
         """The public column called ``name`` (case-insensitive, as in MySQL)."""
+        self._readable()
         try:
             return self._by_name[name.lower()]  # type: ignore[attr-defined,no-any-return]
         except KeyError:
+            why = self._uncomputable.get(name.lower())  # type: ignore[attr-defined]
+            if why is not None:
+                c = self._all_by_name[name.lower()]  # type: ignore[attr-defined]
+                raise UnknownColumnError(
+                    f"column {c.name!r} of {self.qualified_name} is a VIRTUAL generated column "
+                    f"({c.generated_expr}) that TiDB never stores and TheFlash does not compute: {why}. "
+                    f"Leave it out of the read (its readable columns are {', '.join(self.column_names)}), "
+                    f"or make it STORED upstream") from None
             raise UnknownColumnError(
                 f"table {self.qualified_name} (id {self.id}, schema version {self.schema_version}) has no "
                 f"column {name!r}; its columns are {', '.join(self.column_names)}"
             ) from None
 
     def has_column(self, name: str) -> bool:
+        self._readable()
         return name.lower() in self._by_name  # type: ignore[attr-defined]
 
     def column_by_id(self, column_id: int) -> ColumnInfo:

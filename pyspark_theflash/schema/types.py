@@ -157,3 +157,10 @@ NumFlag = NUM_FLAG
 def type_name(tp: int) -> str:
     """The SQL name of a type code, or ``type 0x..`` for one TiDB does not define."""
     return TYPE_NAMES.get(tp, f"type 0x{tp:02x}")
+
+
+# TiDB's model.ColumnInfo.Version: ColumnInfoVersion0 (TIMESTAMP defaults in the TiDB server's
+# system time zone), ColumnInfoVersion1 (TIMESTAMP defaults in UTC), ColumnInfoVersion2 (charset
+# fix; the latest, CurrLatestColumnInfoVersion).
+COLUMN_INFO_VERSION_UTC_TIMESTAMP_DEFAULTS = 1
+CURRENT_COLUMN_INFO_VERSION = 2

@@ -45,9 +45,15 @@ def _table_info(options: ScanOptions) -> Any:
     stored it yet (a fresh store: the read's learner read will bring it in)."""
     from pyspark_theflash.scan.planner import connect_upstream, lookup_table, open_store, upstream_address, upstream_table
 
+    from pyspark_theflash.scan.errors import TableNotReplicatedError
+    from pyspark_theflash.scan.planner import no_table_at_ts_message
+    from pyspark_theflash.scan.snapshot import requested_ts
+
     with open_store(options.store) as store, store.snapshot() as view:
         info = lookup_table(view, options.table, options)
         address = upstream_address(options, view)
+        if info is None and options.schema == "as_of" and requested_ts(options):
+            raise TableNotReplicatedError(no_table_at_ts_message(view, options, int(requested_ts(options) or 0)))
     if info is not None:
         return info
     client = connect_upstream(options, address)

@@ -157,13 +157,13 @@ class Comparison(Expr):
     def __repr__(self) -> str:
         return f"(col({self.column!r}) {self.op} {self.value!r})"
 
+    def bound(self, typ: pa.DataType | None) -> "BoundComparison":
+        """This comparison against a column of Arrow type ``typ`` in the form every engine
+        evaluates the same way (see ``BoundComparison``)."""
+        return bind_comparison(self.column, self.op, self.value, typ)
+
     def to_arrow(self, schema: pa.Schema | None = None) -> pc.Expression:
-        f = pc.field(self.column)
-        v = _literal(self.value, schema, self.column)
-        return {
-            "==": lambda: f == v, "!=": lambda: f != v, "<": lambda: f < v,
-            "<=": lambda: f <= v, ">": lambda: f > v, ">=": lambda: f >= v,
-        }[self.op]()
+        return self.bound(_column_type(schema, self.column)).to_arrow()
 
     def might_match(self, stats: Mapping[str, ColumnStats]) -> bool:
         s = _stats_of(stats, self.column)
@@ -197,23 +197,24 @@ class Comparison(Expr):
 
 
 class In(Expr):
+    """``column IN (values)`` with SQL's three values: true where the column equals a value;
+    NULL where the column is NULL, and also for every other row when the list holds a NULL
+    (``x IN (1, NULL)`` is NULL for x = 2, so ``NOT`` of it keeps no row); else false."""
+
     def __init__(self, column: str, values: Iterable[Any]) -> None:
         self.column = column
-        self.values = tuple(v for v in values if v is not None)
+        given = tuple(values)
+        self.values = tuple(v for v in given if v is not None)
+        self.has_null = len(self.values) != len(given)
 
     def __repr__(self) -> str:
-        return f"In({self.column!r}, {self.values!r})"
+        return f"In({self.column!r}, {self.values + ((None,) if self.has_null else ())!r})"
+
+    def bound(self, typ: pa.DataType | None) -> "BoundIn":
+        return bind_in(self.column, self.values, self.has_null, typ)
 
     def to_arrow(self, schema: pa.Schema | None = None) -> pc.Expression:
-        if not self.values:
-            return pc.scalar(False)
-        typ = _column_type(schema, self.column)
-        if typ is not None:
-            try:
-                return pc.field(self.column).isin(pa.array(list(self.values), type=typ))
-            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
-                pass
-        return pc.field(self.column).isin(pa.array(list(self.values)))
+        return self.bound(_column_type(schema, self.column)).to_arrow()
 
     def might_match(self, stats: Mapping[str, ColumnStats]) -> bool:
         s = _stats_of(stats, self.column)
@@ -232,7 +233,8 @@ class In(Expr):
         return frozenset([self.column])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"in": self.column, "values": [encode_value(v) for v in self.values]}
+        values = list(self.values) + ([None] if self.has_null else [])
+        return {"in": self.column, "values": [encode_value(v) for v in values]}
 
 
 class IsNull(Expr):
@@ -430,16 +432,176 @@ def _column_type(schema: pa.Schema | None, column: str) -> pa.DataType | None:
     return schema.field(column).type
 
 
-def _literal(value: Any, schema: pa.Schema | None, column: str) -> Any:
-    """A literal as an Arrow scalar of its column's type when that conversion is exact
-    enough to compare; otherwise as Arrow infers it."""
-    typ = _column_type(schema, column)
+def _literal(value: Any, typ: pa.DataType | None) -> Any:
+    """A (non-numeric) literal as an Arrow scalar of its column's type when that conversion
+    holds it; otherwise as Arrow infers it."""
     if typ is not None:
         try:
             return pa.scalar(value, type=typ)
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
             pass
     return pa.scalar(value) if isinstance(value, (bytes, decimal.Decimal)) else value
+
+
+# --- binding a literal to its column's type: one comparison semantics for every engine --------
+#
+# A comparison means what SQL means by it: the column's value against the literal's value,
+# exactly, never after converting the literal to the column's type (pyarrow's
+# ``pa.scalar(1.5, pa.int32())`` is 1). So, for a column of an exact number type (integers,
+# DECIMAL(p, s)) and a numeric literal v (a float is the decimal number it prints as: 0.1 is
+# 0.1):
+#   * v the column can hold (s or fewer fractional digits, inside the type's range): compared
+#     as that value of the column's type;
+#   * v between two values the column can hold: ``=`` holds for no row, ``!=`` for every
+#     non-NULL row, ``< v`` / ``<= v`` become ``<= floor(v)``, ``> v`` / ``>= v`` become
+#     ``> floor(v)`` (floor at the column's scale): ``i32 < 1.5`` keeps 1, ``>= 1.5`` starts at 2;
+#   * v beyond the type's range: the answer is the same for every non-NULL row.
+# A FLOAT or DOUBLE column is compared as a double with the literal as a double, as Spark
+# compares a FloatType column with a double literal (it widens the float): a FLOAT holding
+# 0.1f is 0.10000000149011612, so ``f32 = 0.1`` holds for no row, and ``f32 = 0.5`` does.
+# Whatever the literal, a NULL column makes the comparison NULL (dropped; NULL under NOT too).
+
+_CMP_TEXT = {"==": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+_NULL_BOOL = pa.scalar(None, pa.bool_())
+
+
+@dataclass(frozen=True)
+class BoundComparison:
+    """A comparison bound to its column's type. ``constant`` None: ``column op value``, a
+    value the column's type ``type`` holds (``widen``: the column is read as a double first,
+    ``value`` a float). ``constant`` True/False: the answer for every non-NULL row (NULL rows:
+    NULL)."""
+
+    column: str
+    op: str
+    value: Any
+    type: pa.DataType | None = None
+    constant: bool | None = None
+    widen: bool = False
+
+    def to_arrow(self) -> pc.Expression:
+        f = pc.field(self.column)
+        if self.constant is not None:
+            return _constant_unless_null(f, self.constant)
+        if self.widen:
+            f = f.cast(pa.float64())
+        v = self.value if self.widen else _literal(self.value, self.type)
+        return {
+            "==": lambda: f == v, "!=": lambda: f != v, "<": lambda: f < v,
+            "<=": lambda: f <= v, ">": lambda: f > v, ">=": lambda: f >= v,
+        }[self.op]()
+
+
+@dataclass(frozen=True)
+class BoundIn:
+    """``column IN values`` bound to the column's type: ``values`` are the list's values the
+    column can equal (as an Arrow array of the column's type, or with ``widen`` of doubles, the
+    column read as a double and -0.0 as 0.0);
+    ``has_null``: the list held a NULL."""
+
+    column: str
+    values: pa.Array
+    has_null: bool
+    widen: bool = False
+
+    def to_arrow(self) -> pc.Expression:
+        f = pc.field(self.column)
+        if self.widen:
+            f = f.cast(pa.float64()) + 0.0
+        if len(self.values) == 0:
+            return pc.scalar(_NULL_BOOL) if self.has_null else _constant_unless_null(f, False)
+        found = f.isin(self.values)  # false (not NULL) for a NULL column: fixed below
+        if self.has_null:
+            return found | _NULL_BOOL            # true, else NULL
+        return found | (f.is_null() & _NULL_BOOL)  # true/false, NULL for a NULL column
+
+
+def _constant_unless_null(f: pc.Expression, answer: bool) -> pc.Expression:
+    # Kleene logic: valid | NULL is true/NULL; null & NULL is NULL/false.
+    return (f.is_valid() | _NULL_BOOL) if answer else (f.is_null() & _NULL_BOOL)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float, decimal.Decimal)) and not isinstance(v, bool)
+
+
+def exact_number_range(typ: pa.DataType) -> tuple[decimal.Decimal, decimal.Decimal, int] | None:
+    """(lowest, highest, scale) of an integer or decimal Arrow type; None for other types."""
+    if pa.types.is_integer(typ):
+        bits = typ.bit_width
+        if pa.types.is_unsigned_integer(typ):
+            return decimal.Decimal(0), decimal.Decimal(2 ** bits - 1), 0
+        return decimal.Decimal(-(2 ** (bits - 1))), decimal.Decimal(2 ** (bits - 1) - 1), 0
+    if pa.types.is_decimal(typ):
+        top = decimal.Decimal(10) ** (typ.precision - typ.scale) - decimal.Decimal(1).scaleb(-typ.scale)
+        return -top, top, typ.scale
+    return None
+
+
+_EXACT = decimal.Context(prec=200, rounding=decimal.ROUND_FLOOR)
+
+
+def as_exact_number(v: Any) -> decimal.Decimal:
+    """A numeric literal as an exact decimal (a float as the number it prints as)."""
+    if isinstance(v, decimal.Decimal):
+        return v
+    if isinstance(v, float):
+        return decimal.Decimal(repr(v))
+    return decimal.Decimal(int(v))
+
+
+def bind_comparison(column: str, op: str, value: Any, typ: pa.DataType | None) -> BoundComparison:
+    """``column op value`` for a column of Arrow type ``typ`` (None: unknown, compared as
+    Arrow compares) in the form every engine evaluates the same way."""
+    if typ is not None and _is_number(value):
+        if pa.types.is_floating(typ):
+            widen = not pa.types.is_float64(typ)
+            return BoundComparison(column, op, float(value), None if widen else typ, widen=widen)
+        rng = exact_number_range(typ)
+        if rng is not None:
+            return _bind_exact(column, op, as_exact_number(value), typ, *rng)
+    return BoundComparison(column, op, value, typ)
+
+
+def _bind_exact(column: str, op: str, v: decimal.Decimal, typ: pa.DataType,
+                lo: decimal.Decimal, hi: decimal.Decimal, scale: int) -> BoundComparison:
+    if v.is_nan():
+        raise PredicateError(f"comparison {column} {op} NaN: column {column} ({typ}) holds no NaN")
+    if v < lo or v > hi:
+        below = v < lo  # every value of the column is above v
+        answer = {"==": False, "!=": True, "<": not below, "<=": not below, ">": below, ">=": below}[op]
+        return BoundComparison(column, op, None, typ, constant=answer)
+    q = v.quantize(decimal.Decimal(1).scaleb(-scale), context=_EXACT)
+    if q != v:  # between two values the column can hold
+        if op in ("==", "!="):
+            return BoundComparison(column, op, None, typ, constant=op == "!=")
+        op = "<=" if op in ("<", "<=") else ">"
+    return BoundComparison(column, op, int(q) if scale == 0 else q, typ)
+
+
+def bind_in(column: str, values: tuple[Any, ...], has_null: bool, typ: pa.DataType | None) -> BoundIn:
+    """``column IN values`` for a column of Arrow type ``typ``: values the column cannot equal
+    (1.5 for an integer column, beyond its range) are left out; they never match."""
+    if typ is not None and values and all(_is_number(v) for v in values):
+        if pa.types.is_floating(typ):
+            # as doubles, and -0.0 as 0.0 on both sides: a set lookup hashes them apart, SQL's = does not
+            return BoundIn(column, pa.array([float(v) + 0.0 for v in values], pa.float64()), has_null, widen=True)
+        rng = exact_number_range(typ)
+        if rng is not None:
+            lo, hi, scale = rng
+            kept = []
+            for v in values:
+                d = as_exact_number(v)
+                if d.is_nan() or d < lo or d > hi or d.quantize(decimal.Decimal(1).scaleb(-scale), context=_EXACT) != d:
+                    continue
+                kept.append(int(d) if scale == 0 else d)
+            return BoundIn(column, pa.array(kept, type=typ), has_null)
+    if typ is not None:
+        try:
+            return BoundIn(column, pa.array(list(values), type=typ), has_null)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+            pass
+    return BoundIn(column, pa.array(list(values)), has_null)
 
 
 # --- values in JSON -------------------------------------------------------------------------
@@ -534,6 +696,7 @@ def merge_stats(many: Iterable[Mapping[str, ColumnStats]]) -> dict[str, ColumnSt
 
 
 __all__ = [
-    "AlwaysTrue", "And", "Col", "ColumnStats", "Comparison", "Expr", "In", "IsNotNull", "IsNull",
-    "Not", "Or", "StartsWith", "col", "decode_value", "encode_value", "expr_from_dict", "merge_stats",
+    "AlwaysTrue", "And", "BoundComparison", "BoundIn", "Col", "ColumnStats", "Comparison", "Expr", "In",
+    "IsNotNull", "IsNull", "Not", "Or", "StartsWith", "bind_comparison", "bind_in", "col", "decode_value",
+    "encode_value", "exact_number_range", "expr_from_dict", "merge_stats",
 ]

@@ -93,8 +93,8 @@ class PartRef:
         return not self.path
 
     def stats_by_name(self, table: "TableInfo") -> dict[str, ColumnStats]:
-        by_id = dict(self.stats)
-        return {c.name: by_id[c.id] for c in table.columns if c.id in by_id}
+        by_id = dict(self.stats)  # a VIRTUAL column's are of the NULLs stored for it: never prune by them
+        return {c.name: by_id[c.id] for c in table.columns if c.id in by_id and not c.is_virtual_generated}
 
     def overlaps(self, lo: int | bytes | None, hi: int | bytes | None) -> bool:
         if self.min_handle is None or self.max_handle is None:
@@ -594,7 +594,17 @@ def read_parts(parts: Sequence[PartRef], table_info: "TableInfo", ts: int,
     """The rows of ``table_info`` visible at ``ts`` in ``parts`` (live parts of one table,
     as planned by ``StoreView.parts``), restricted to ``handle_range`` [lo, hi), with
     ``columns`` (None: all) plus the requested ``hidden`` columns, filtered by ``predicate``.
-    Batches come partition by partition in handle order."""
+    Batches come partition by partition in handle order. VIRTUAL generated columns are
+    computed from the stored ones (``store.virtual_columns``)."""
+    from pyspark_theflash.store.virtual_columns import read_computing_virtual
+
+    return read_computing_virtual(table_info, columns, predicate, hidden, lambda cols, pred: _read_parts(
+        parts, table_info, ts, handle_range, cols, pred, hidden, root, batch_rows))
+
+
+def _read_parts(parts: Sequence[PartRef], table_info: "TableInfo", ts: int, handle_range: HandleRange | None,
+                columns: Sequence[str] | None, predicate: Expr | None, hidden: Sequence[str], root: str | Path,
+                batch_rows: int) -> Iterator[pa.RecordBatch]:
     lo, hi = handle_range if handle_range is not None else (None, None)
     if any(p.in_engine for p in parts):
         raise RowsInEngineError(str(root), table_info.qualified_name)

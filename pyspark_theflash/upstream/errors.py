@@ -155,6 +155,14 @@ class InvalidValueError(UpstreamError):
         self.value = value
 
 
+class GeneratedValueError(InvalidValueError):
+    """ERROR 3105 (HY000): a value given for a generated column, or a generated column whose
+    expression gives a value its type cannot hold (TiDB computes them on insert and update)."""
+
+    code = 3105
+    tidb_text = "Value not allowed"
+
+
 class DataTooLongError(InvalidValueError):
     """ERROR 1406 (22001): a string longer than its CHAR/VARCHAR/TEXT/BINARY column, or BIT(n)
     bits beyond n."""

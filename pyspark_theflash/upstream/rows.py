@@ -23,7 +23,7 @@ from pyspark_theflash.codec.row_v1 import encode_row_v1
 from pyspark_theflash.codec.row_v2 import datum_for_column, encode_row_v2
 from pyspark_theflash.schema import ColumnInfo, TableInfo
 from pyspark_theflash.schema.errors import UnknownColumnError
-from pyspark_theflash.upstream.errors import DuplicateKeyError, SchemaError
+from pyspark_theflash.upstream.errors import DuplicateKeyError, GeneratedValueError, SchemaError
 from pyspark_theflash.upstream.values import check_value, datum, default_value, encode_column, require_column
 
 ROWID = "_tidb_rowid"
@@ -44,7 +44,9 @@ class TableRows:
         self.key_columns: tuple[ColumnInfo, ...] = self.info.primary_key_columns
         self.handle_column = self.info.handle_column
         handle_id = self.handle_column.id if self.handle_column is not None else None
-        self.value_columns = tuple(c for c in self.info.columns if c.id != handle_id)  # stored in the row value
+        # stored in the row value: every column but the handle and VIRTUAL generated ones (TiDB never stores those)
+        self.value_columns = tuple(c for c in self.info.columns if c.id != handle_id and not c.is_virtual_generated)
+        self.generated = tuple(c for c in self.info.columns if c.generated_expr)
         self._by_name = {c.name: c for c in self.info.columns}  # exact names: the common case, one lookup
 
     # ------------------------------------------------------------------ one row
@@ -99,9 +101,17 @@ class TableRows:
         given: dict[int, Any] = {}
         for name, v in row.items():
             if name != ROWID:
-                given[self.column(name).id] = v
+                col = self.column(name)
+                if col.generated_expr:
+                    if checked is None or name.lower() in checked:
+                        raise GeneratedValueError(self.qualified, col.name, index, v,
+                                                  f"it is generated ({col.generated_expr}); leave it out")
+                    continue  # an update's merged row carries the old values: recomputed below
+                given[col.id] = v
         cols = []
         for col in self.value_columns:
+            if col.generated_expr:
+                continue
             if col.id in given:
                 v = given[col.id]
             elif fill_defaults:
@@ -112,7 +122,44 @@ class TableRows:
                 cols.append((col.id, datum(self.qualified, col, v, index)))
             else:
                 cols.append((col.id, datum_for_column(col, v)))
+        if self.generated:
+            cols += self._generated_datums(cols, index)
         return bytes(encode_row_v1(cols) if self.row_format == 1 else encode_row_v2(cols))
+
+    def _generated_datums(self, cols: list[tuple[int, Any]], index: int) -> list[tuple[int, Any]]:
+        """TiDB's insert computes every generated column and checks it in strict mode: a value
+        its type cannot hold fails the statement. STORED ones go into the row; VIRTUAL ones are
+        only checked (never stored)."""
+        from pyspark_theflash.codec.batch import decode_rows_to_arrow
+        from pyspark_theflash.schema.generated import GeneratedColumnError, compile_column
+
+        base = encode_row_v2(cols)
+        handle = np.zeros(1, dtype=np.int64)
+        arrays = decode_rows_to_arrow([bytes(base)], handle, self.info,
+                                      [c.name for c in self.info.columns if not c.generated_expr])
+        values = {name: arrays.column(name) for name in arrays.schema.names}
+        out = []
+        for col in self.generated:
+            try:
+                v = compile_column(self.info, col).compute(values, 1)
+            except GeneratedColumnError as exc:
+                raise GeneratedValueError(self.qualified, col.name, index, None, str(exc)) from None
+            values[col.name] = v
+            d = datum(self.qualified, col, v[0].as_py(), index)
+            if col.generated_stored:
+                out.append((col.id, d))
+        return out
+
+    def computed_virtual(self, decoded: pa.RecordBatch) -> dict[str, list[Any]]:
+        """The VIRTUAL generated columns' values of decoded rows (what TiDB's SELECT computes)."""
+        from pyspark_theflash.schema.generated import virtual_columns
+
+        values = {name: decoded.column(name) for name in decoded.schema.names}
+        out: dict[str, list[Any]] = {}
+        for vc in virtual_columns(self.info):
+            values[vc.name] = vc.compute(values, decoded.num_rows)
+            out[vc.name] = values[vc.name].to_pylist()
+        return out
 
     def decode(self, key: bytes, value: bytes) -> dict[str, Any]:
         """Column values of a stored row, with the handle column (or _tidb_rowid) from the key."""
@@ -131,6 +178,9 @@ class TableRows:
         table's (any order, any case; left-out columns take their DEFAULT). ``row_ids``: the
         _tidb_rowid of each row of a rowid table that does not give them itself."""
         n = batch.num_rows
+        if any(c.generated_stored for c in self.generated):
+            raise SchemaError(f"{self.qualified} has STORED generated columns: the mini cluster computes them "
+                              "for inserts in transactions (Txn.insert), not for bulk inserts")
         given: dict[int, pa.Array] = {}
         explicit_rowid: pa.Array | None = None
         for name, arr in zip(batch.column_names, batch.columns):
@@ -144,6 +194,11 @@ class TableRows:
         key_ids = {c.id for c in self.key_columns}
         encoded = {}
         for col in self.info.columns:
+            if col.is_virtual_generated:
+                if col.id in given:
+                    raise GeneratedValueError(self.qualified, col.name, 0, None,
+                                              f"it is generated ({col.generated_expr}); leave it out")
+                continue
             arr = given.get(col.id)
             if arr is None:
                 arr = require_column(self.qualified, col, n)

@@ -844,7 +844,22 @@ def decode_records(table: Mapping[str, Any], pairs: Sequence[tuple[bytes, bytes]
     """Rows as ``{column: value}`` (``codec.decode_row``'s values, the handle column or
     ``_tidb_rowid`` from the key) of records of ``table``."""
     info = table_info_of(table)
-    return [decode_value(table, k, v, info) for k, v in pairs]
+    import numpy as np
+
+    rows = [decode_value(table, k, v, info) for k, v in pairs]
+    if rows and any(c.is_virtual_generated for c in info.columns):
+        # TiDB computes VIRTUAL generated columns as it reads (it never stores them)
+        from pyspark_theflash.codec.batch import decode_rows_to_arrow
+        from pyspark_theflash.upstream.rows import TableRows
+
+        handles = np.array([codec.decode_record_key(k)[1] if not info.is_common_handle else 0 for k, _ in pairs],
+                           dtype=np.int64)
+        stored = [c.name for c in info.columns if not c.is_virtual_generated]
+        decoded = decode_rows_to_arrow([v for _, v in pairs], handles, info, stored)
+        for name, values in TableRows(info.qualified_name, table).computed_virtual(decoded).items():
+            for row, v in zip(rows, values):
+                row[name] = v
+    return rows
 
 
 def scan_table(

@@ -58,7 +58,17 @@ def read_snapshot(directory: ClickHouseDirectory, info: "TableInfo", ts: int, ha
                   columns: Sequence[str] | None, predicate: pr.Expr | None, hidden: Sequence[str],
                   batch_rows: int, table_exists: bool = True) -> Iterator[pa.RecordBatch]:
     """Rows of ``info`` visible at ``ts`` in ``handle_range``, as record batches of the store's
-    output schema (``store.read.output_schema``) — the schema the native engine returns."""
+    output schema (``store.read.output_schema``) — the schema the native engine returns, VIRTUAL
+    generated columns computed as the native engine computes them (``store.virtual_columns``)."""
+    from pyspark_theflash.store.virtual_columns import read_computing_virtual
+
+    return read_computing_virtual(info, columns, predicate, hidden, lambda cols, pred: _read_snapshot(
+        directory, info, ts, handle_range, cols, pred, hidden, batch_rows, table_exists))
+
+
+def _read_snapshot(directory: ClickHouseDirectory, info: "TableInfo", ts: int, handle_range: tuple[Any, Any],
+                   columns: Sequence[str] | None, predicate: pr.Expr | None, hidden: Sequence[str],
+                   batch_rows: int, table_exists: bool = True) -> Iterator[pa.RecordBatch]:
     from pyspark_theflash.store.read import output_schema
 
     schema = output_schema(info, columns, hidden)
@@ -89,14 +99,17 @@ def read_snapshot(directory: ClickHouseDirectory, info: "TableInfo", ts: int, ha
 _NUMERIC_OR_TEXT = (pa.types.is_integer, pa.types.is_floating, pa.types.is_string, pa.types.is_boolean)
 
 
-def _pushable_column(col: Any, value: Any = None) -> bool:
+def _arrow_type(col: Any) -> pa.DataType:
     from pyspark_theflash.schema.arrow import arrow_field
 
-    t = arrow_field(col).type
-    if not any(f(t) for f in _NUMERIC_OR_TEXT):
-        return False
-    if value is None:
-        return True
+    return arrow_field(col).type
+
+
+def _pushable_type(t: pa.DataType) -> bool:
+    return any(f(t) for f in _NUMERIC_OR_TEXT)
+
+
+def _pushable_value(t: pa.DataType, value: Any) -> bool:
     if pa.types.is_string(t):
         return isinstance(value, str)
     if pa.types.is_boolean(t):
@@ -104,9 +117,41 @@ def _pushable_column(col: Any, value: Any = None) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+# Kleene logic in ClickHouse as in Arrow: ``x OR NULL`` is true or NULL, ``x AND NULL`` false or NULL.
+def _constant_unless_null_sql(column: str, answer: bool) -> str:
+    c = quote_ident(column)
+    return f"(({c} IS NOT NULL) OR NULL)" if answer else f"(({c} IS NULL) AND NULL)"
+
+
+def _comparison_sql(b: pr.BoundComparison) -> str | None:
+    if b.constant is not None:
+        return _constant_unless_null_sql(b.column, b.constant)
+    if b.type is None and not b.widen:
+        return None
+    if not b.widen and not _pushable_value(b.type, b.value):
+        return None
+    c = f"toFloat64({quote_ident(b.column)})" if b.widen else quote_ident(b.column)
+    op = "=" if b.op == "==" else b.op
+    return f"{c} {op} {sql_literal(b.value)}"
+
+
+def _in_sql(b: pr.BoundIn) -> str | None:
+    values = b.values.to_pylist()
+    if not all(_pushable_value(pa.float64() if b.widen else b.values.type, v) for v in values):
+        return None
+    if not values:
+        return "NULL" if b.has_null else _constant_unless_null_sql(b.column, False)
+    c = f"(toFloat64({quote_ident(b.column)}) + 0.)" if b.widen else quote_ident(b.column)
+    found = f"({c} IN ({', '.join(sql_literal(v) for v in values)}))"
+    if b.has_null:
+        return f"({found} OR NULL)"
+    return f"({found} OR ({quote_ident(b.column)} IS NULL AND NULL))"
+
+
 def expr_sql(e: pr.Expr, columns: dict[str, Any]) -> str | None:
-    """``e`` as a ClickHouse condition on the chosen versions when it translates exactly
-    (NULL behaves as Arrow's filter treats it: a row whose condition is NULL is dropped);
+    """``e`` as a ClickHouse condition on the chosen versions when it translates exactly, with
+    the semantics of ``store.predicate`` (SQL's three values; literals bound to the column's
+    type first, so ``i32 < 1.5`` is ``i32 <= 1`` and a FLOAT compares as a double);
     for an AND, the conjunction of the children that translate (the Arrow filter does the
     rest); None when nothing does."""
     if isinstance(e, pr.And):
@@ -117,18 +162,16 @@ def expr_sql(e: pr.Expr, columns: dict[str, Any]) -> str | None:
 
 
 def _exact_sql(e: pr.Expr, columns: dict[str, Any]) -> str | None:
-    if isinstance(e, pr.Comparison):
+    if isinstance(e, (pr.Comparison, pr.In)):
         c = columns.get(e.column)
-        if c is None or not _pushable_column(c, e.value):
+        if c is None:
             return None
-        op = "=" if e.op == "==" else e.op
-        return f"{quote_ident(e.column)} {op} {sql_literal(e.value)}"
-    if isinstance(e, pr.In):
-        c = columns.get(e.column)
-        values = [v for v in e.values if v is not None]
-        if c is None or not values or not all(_pushable_column(c, v) for v in values) or len(values) != len(list(e.values)):
+        t = _arrow_type(c)
+        if not _pushable_type(t):
             return None
-        return f"{quote_ident(e.column)} IN ({', '.join(sql_literal(v) for v in values)})"
+        if isinstance(e, pr.Comparison):
+            return _comparison_sql(e.bound(t))
+        return _in_sql(e.bound(t))
     if isinstance(e, pr.IsNull):
         return f"{quote_ident(e.column)} IS NULL" if e.column in columns else None
     if isinstance(e, pr.IsNotNull):

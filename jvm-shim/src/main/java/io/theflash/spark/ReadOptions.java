@@ -179,10 +179,30 @@ public final class ReadOptions implements Serializable {
     return r;
   }
 
+  /**
+   * Does this read take the table and schema it had at its ts: a read at a ts the user named
+   * (snapshot_ts, as_of, the session pin, VERSION/TIMESTAMP AS OF) unless the option
+   * {@code schema} says {@code current} (the service's default is as_of too).
+   */
   public boolean schemaAsOf() {
     String s = requestOptions.get("schema");
-    return s != null && s.trim().toLowerCase(Locale.ROOT).replace('-', '_').equals("as_of")
-        && (snapshotTs != null || asOf != null);
+    boolean asOfMode = s == null || s.trim().isEmpty()
+        || s.trim().toLowerCase(Locale.ROOT).replace('-', '_').equals("as_of");
+    return asOfMode && (snapshotTs != null || asOf != null);
+  }
+
+  /**
+   * The same read at the ts an earlier scan of the DataFrame settled on: that is "the latest"
+   * the user asked for, so the table is the current one (schema=current unless the user chose).
+   */
+  public ReadOptions settledAt(long ts) {
+    ReadOptions r = at(ts, null);
+    if (!requestOptions.containsKey("schema")) {
+      Map<String, String> request = new LinkedHashMap<>(requestOptions);
+      request.put("schema", "current");
+      r = new ReadOptions(raw, server, store, table, ts, null, isolation, columns, hidden, request, token);
+    }
+    return r;
   }
 
   static void refuseUnknown(Iterable<String> keys) {

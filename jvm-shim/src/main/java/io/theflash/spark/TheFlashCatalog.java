@@ -167,7 +167,8 @@ public final class TheFlashCatalog implements TableCatalog, SupportsNamespaces {
     if (table == null) throw new NoSuchTableException(ident);
     ReadOptions options = options(table.table);
     if (ts != null || asOf != null) options = options.at(ts, asOf);
-    StructType schema = TheFlashTableProvider.schema(options);
+    // a session pin is a read at a past ts too: the table and columns it had then (schema=as_of)
+    StructType schema = TheFlashTableProvider.schema(options.pinnedBy(SessionConf.get(ReadOptions.SESSION_SNAPSHOT)));
     return new TheFlashTable(table.table, schema, options, true);
   }
 

@@ -46,12 +46,12 @@ final class TheFlashScan implements Scan, SupportsReportStatistics, Batch {
       ServiceClient client = options.client();
       ReadOptions read = options;
       Long settled = snapshot == null ? null : snapshot.ts();
-      if (settled != null) read = options.at(settled, null);
+      if (settled != null) read = options.settledAt(settled);
       ReadSession opened = new ReadSession(client.openSession(read.request(columns, filter)));
       if (snapshot != null && snapshot.settle(opened.ts) != opened.ts) {
         // another scan of the table settled first, at another ts: read at that one
         client.releaseSession(opened.id);
-        opened = new ReadSession(client.openSession(options.at(snapshot.ts(), null).request(columns, filter)));
+        opened = new ReadSession(client.openSession(options.settledAt(snapshot.ts()).request(columns, filter)));
       }
       session = opened;
     }

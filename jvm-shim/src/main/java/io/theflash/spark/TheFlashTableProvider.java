@@ -33,18 +33,19 @@ public final class TheFlashTableProvider
     return schema(options(properties));
   }
 
-  static StructType schema(ReadOptions options) {
+  static StructType schema(ReadOptions given) {
+    ReadOptions options = given.pinnedBy(SessionConf.get(ReadOptions.SESSION_SNAPSHOT));
     ServiceClient client = options.client();
     if (options.schemaAsOf()) {
       // the table as it was at ts: the session knows that schema
-      com.fasterxml.jackson.databind.JsonNode opened = client.openSession(options.request(null, null));
+      java.util.List<String> named = null;  // the columns/hidden options, as the session returns them
+      if (!options.columns.isEmpty() || !options.hidden.isEmpty()) {
+        named = new java.util.ArrayList<>(options.columns);
+        named.addAll(options.hidden);
+      }
+      com.fasterxml.jackson.databind.JsonNode opened = client.openSession(options.request(named, null));
       try {
-        StructType s = ArrowTypes.sparkSchema(ArrowTypes.decodeSchema(opened.get("arrow_schema").asText()));
-        if (!options.columns.isEmpty() || !options.hidden.isEmpty()) {
-          throw new IllegalArgumentException("schema=as_of reads every column of the table as it was at ts; "
-              + "select columns with Spark instead of the columns/hidden options");
-        }
-        return s;
+        return ArrowTypes.sparkSchema(ArrowTypes.decodeSchema(opened.get("arrow_schema").asText()));
       } finally {
         client.releaseSession(opened.get("id").asText());
       }
