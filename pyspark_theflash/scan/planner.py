@@ -342,14 +342,20 @@ def _plan_bounded(store: Any, opts: ScanOptions, table_info: Any, columns: Seque
     raise StalenessBoundExceededError(opts.table, bound, resolved.ts, now_ts, why)
 
 
-def _unreachable(exc: BaseException) -> bool:
-    """A gRPC failure to reach the upstream (UNAVAILABLE, DEADLINE_EXCEEDED)."""
-    code = getattr(exc, "code", None)
-    try:
-        name = str(code().name) if callable(code) else ""
-    except Exception:
-        name = ""
-    return name in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
+def _unreachable(exc: BaseException | None) -> bool:
+    """A failure to reach the upstream: a gRPC UNAVAILABLE or DEADLINE_EXCEEDED, raised as it is
+    or as the cause of the upstream client's error."""
+    seen = 0
+    while exc is not None and seen < 5:
+        code = getattr(exc, "code", None)
+        try:
+            name = str(code().name) if callable(code) else ""
+        except Exception:
+            name = ""
+        if name in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
+            return True
+        exc, seen = exc.__cause__, seen + 1
+    return False
 
 
 def lookup_table(view: Any, table: str, options: ScanOptions | None = None, ts: int | None = None) -> Any:
