@@ -133,6 +133,11 @@ def jvm_snapshot_shapes(spark: Any, server: str) -> dict[str, Any]:
     joined = sorted(plan_ts(items.join(orders, items.order_id == orders.id)))
     again = sorted(plan_ts(orders.groupBy().count()))
     out["read_then_joined"] = (first, joined, again)
+    # Delta's and Iceberg's option names: a fixed ts, which the query's ts leaves alone
+    pinned = first[0] - 1
+    aliased = spark.read.format("theflash").option("server", server).option("versionAsOf", str(pinned)).load(
+        "shop.orders")
+    out["version_as_of"] = (pinned, sorted(plan_ts(aliased.join(items, items.order_id == aliased.id))))
     return out
 
 
@@ -140,6 +145,8 @@ def test_every_shape_of_query_reads_one_ts_and_a_dataframe_already_read_lends_it
         jvm_spark: JvmSpark, orders_rig: tuple[FlashRig, Any, str]) -> None:
     shapes = jvm_spark.call(jvm_snapshot_shapes, orders_rig[2])
     first, joined, again = shapes.pop("read_then_joined")
+    pinned, both = shapes.pop("version_as_of")
+    assert both == sorted({pinned, first[0]}), (pinned, both)  # the alias pins orders; items keep the query's
     for name, stamps in shapes.items():
         assert len(stamps) == 1, (name, stamps)
     assert len({s[0] for s in shapes.values()}) == len(shapes), f"each query took its own fresh ts: {shapes}"
