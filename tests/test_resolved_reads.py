@@ -24,11 +24,13 @@ from pyspark_theflash.scan import plan
 from pyspark_theflash.scan.errors import RegionWaitTimeoutError, StalenessBoundExceededError
 from pyspark_theflash.scan.planner import lookup_table
 from pyspark_theflash.scan.resolved import table_resolved_ts
+from pyspark_theflash.scan.snapshot import query_snapshot_ts
 from pyspark_theflash.service import serve
 from pyspark_theflash.store import Store
 from pyspark_theflash.upstream.workloads import BankWorkload, TwoTableBankWorkload
 
 TABLES = ("bank.accounts", "bank.checking", "bank.savings")
+TWO = ("bank.accounts", "bank.checking")  # a query over two tables, one of them written to
 
 
 def store_resolved_ts(store: str, tables: tuple[str, ...] = TABLES) -> int:
@@ -108,12 +110,16 @@ def test_max_staleness_reads_fresh_while_the_writer_keeps_up_then_resolved_then_
     try:
         bank = BankWorkload(rig.cluster, accounts=20, seed=5, threads=1, rate=50)
         bank.setup()
+        TwoTableBankWorkload(rig.cluster, accounts=5).setup()
         rig.start_writer(interval_s=0.05)
-        rig.wait_replicated("bank.accounts")
+        for table in TWO:
+            rig.wait_replicated(table)
         bank.start()
         wait_for(lambda: bank.stats.committed > 10, 60, "the transfers to commit")
         with plan(rig.store, "bank.accounts", {"max_staleness": "5s"}) as fresh:
             assert fresh.stats.snapshot == "fresh" and fresh.stats.upstream_calls
+        # the query-wide choice the jar asks for (POST /v1/snapshots) decides the same way
+        assert query_snapshot_ts(rig.store, list(TWO), {"max_staleness": "5s"})["snapshot"] == "fresh"
         rig.stop_writer()  # the writer lags from here on; transfers go on upstream
         resolved = store_resolved_ts(rig.store, ("bank.accounts",))
         before = bank.stats.committed
@@ -123,10 +129,14 @@ def test_max_staleness_reads_fresh_while_the_writer_keeps_up_then_resolved_then_
             assert stale.stats.snapshot == "resolved" and stale.ts == resolved
             assert sum(int(r["balance"]) for r in rig.cluster.scan_table("bank.accounts", stale.ts)) == bank.total
         assert time.monotonic() - started < 10, "waited for the fresh ts no longer than region_wait_timeout"
+        query = query_snapshot_ts(rig.store, list(TWO), {"max_staleness": "60s", "region_wait_timeout": "500ms"})
+        assert query == {"ts": store_resolved_ts(rig.store, TWO), "snapshot": "resolved", "tables": list(TWO)}
         wait_for(lambda: physical_ms(int(rig.cluster.get_ts())) - physical_ms(resolved) > 1500, 10,
                  "the resolved ts to be over 1.5s old")
         with pytest.raises(StalenessBoundExceededError) as refused:
             plan(rig.store, "bank.accounts", {"max_staleness": "1s"})
+        with pytest.raises(StalenessBoundExceededError):
+            query_snapshot_ts(rig.store, list(TWO), {"max_staleness": "1s", "region_wait_timeout": "300ms"})
         message = str(refused.value)
         assert f"max_staleness=1s" in message and str(resolved) in message, message
         assert "raise max_staleness, or read snapshot=resolved" in message, message

@@ -90,6 +90,7 @@ def query_snapshot_ts(store: str, tables: list[str], options: dict[str, str] | N
         RegionWaitTimeoutError,
         ScanError,
         StalenessBoundExceededError,
+        TableNotReplicatedError,
         UpstreamUnreachableError,
     )
     from pyspark_theflash.scan.planner import (
@@ -116,8 +117,8 @@ def query_snapshot_ts(store: str, tables: list[str], options: dict[str, str] | N
             for o in opts:
                 info = lookup_table(view, o.table)
                 if info is None:
-                    raise ScanError(f"store {store} has no table {o.table}: the store alone cannot serve it "
-                                    "(is the writer replicating it? theflash writer --tables ...)")
+                    raise TableNotReplicatedError(f"store {store} has no table {o.table}: the store alone cannot "
+                                                  "serve it (is the writer replicating it? theflash writer --tables ...)")
                 found.append(table_resolved_ts(view, info, o.table))
         return min(r.ts for r in found), found
 
