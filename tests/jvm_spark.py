@@ -35,7 +35,8 @@ def _start(jar: str, conf: dict[str, str]) -> None:
     settings = {"spark.jars": jar, "spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "4",
                 "spark.driver.bindAddress": "127.0.0.1", "spark.driver.host": "127.0.0.1",
                 "spark.sql.session.timeZone": "UTC", "spark.driver.memory": "1g",
-                "spark.sql.catalog.theflash": "io.theflash.spark.TheFlashCatalog", **conf}
+                "spark.sql.catalog.theflash": "io.theflash.spark.TheFlashCatalog",
+                "spark.sql.extensions": "io.theflash.spark.TheFlashExtensions", **conf}
     for key, value in settings.items():
         builder = builder.config(key, value)
     _SPARK = builder.getOrCreate()

@@ -6,6 +6,7 @@ already runs as its user set it."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,7 +38,7 @@ except Exception as exc:
 print(json.dumps({"total": total, "default_total": default_total, "plan": plan, "tables": tables,
                   "jars": spark.conf.get("spark.jars"), "server": spark.conf.get("theflash.server"),
                   "store": spark.conf.get("theflash.store"), "token": bool(spark.conf.get("theflash.token")),
-                  "missing": missing}))
+                  "extensions": spark.conf.get("spark.sql.extensions"), "missing": missing}))
 """
 
 PYTHON_SCRIPT = """
@@ -91,7 +92,9 @@ def test_theflash_session_with_a_store_reads_through_the_jar_and_an_in_process_s
     rig, workload = bank
     got = run(JVM_SCRIPT, rig.store, rig.upstream)
     assert got["total"] == got["default_total"] == workload.total
-    assert "TheFlashScan bank.accounts PushedFilters: [balance > 0]" in got["plan"], got["plan"]
+    # the session's extension settles the query's one ts as it plans: explain() shows it
+    assert re.search(r"TheFlashScan bank\.accounts snapshot_ts=\d+ PushedFilters: \[balance > 0\]", got["plan"]), got["plan"]
+    assert got["extensions"] == "io.theflash.spark.TheFlashExtensions"
     assert got["tables"] == [["bank", "accounts", False]]
     assert got["jars"].endswith("theflash-spark.jar") and got["server"].startswith("http://127.0.0.1:")
     assert got["store"] == str(Path(rig.store).resolve()) and got["token"]

@@ -157,9 +157,9 @@ def jvm_failure(spark: Any, what: str, server: str) -> str:
 
 READ_ONLY = ("theflash tables are a read-only replica of the upstream TiDB: write to the upstream, and the "
              "changes arrive here through replication ({} is not supported)")
-KNOWN = ("as_of, batch_rows, columns, hidden, isolation, latch, lease_ttl, lock_wait_timeout, min_partitions, "
-         "partition_target_bytes, region_wait_timeout, schema, server, snapshot_ts, store, table, token, "
-         "token_file, upstream")
+KNOWN = ("as_of, batch_rows, columns, hidden, isolation, latch, lease_ttl, lock_wait_timeout, max_staleness, "
+         "min_partitions, partition_target_bytes, region_wait_timeout, schema, server, snapshot, snapshot_ts, store, "
+         "table, timestampAsOf, token, token_file, upstream, versionAsOf")
 ERRORS = [
     ("typos", "IllegalArgumentException", "unknown options 'isolaton' (did you mean 'isolation'?), 'snapshotts' "
                                           f"(did you mean 'snapshot_ts'?); theflash reads take: {KNOWN}"),

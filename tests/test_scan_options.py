@@ -3,6 +3,7 @@ nor a Spark session."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 
@@ -141,3 +142,30 @@ def test_token_and_token_file_are_known_options_and_a_typo_of_them_is_refused() 
     text = str(err.value)
     assert text.startswith("unknown option 'tokn' (did you mean 'token'?); theflash reads take: ")
     assert ", token, token_file," in text and TOKEN not in text
+
+
+def test_version_as_of_and_timestamp_as_of_are_delta_and_icebergs_names_of_snapshot_ts_and_as_of() -> None:
+    by_alias = ScanOptions.from_mapping({"store": "/s", "path": "db.t", "versionAsOf": "4520"})
+    assert by_alias.snapshot_ts == 4520 and requested_ts(by_alias) == 4520
+    at = ScanOptions.from_mapping({"store": "/s", "path": "db.t", "timestampAsOf": "2026-11-21 06:00:00"})
+    assert at.as_of == "2026-11-21 06:00:00"
+    same = ScanOptions.from_mapping({"store": "/s", "path": "db.t", "versionasof": "7", "snapshot_ts": "7"})
+    assert same.snapshot_ts == 7
+    with pytest.raises(ScanOptionError, match="option snapshot_ts='7' and its alias versionasof='8' disagree"):
+        ScanOptions.from_mapping({"store": "/s", "path": "db.t", "versionAsOf": "8", "snapshot_ts": "7"})
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"snapshot": "stale"}, "option snapshot='stale': use fresh (default) or resolved"),
+    ({"max_staleness": "soon"}, "option max_staleness='soon' is not a duration"),
+    ({"max_staleness": "0s"}, "must be a positive duration"),
+    ({"snapshot": "resolved", "snapshot_ts": "5"}, "give one or the other"),
+    ({"max_staleness": "5s", "as_of": "2026-11-21"}, "give one or the other"),
+    ({"snapshot": "resolved", "max_staleness": "5s"}, "snapshot=resolved reads the resolved ts whatever its age"),
+])
+def test_snapshot_modes_and_max_staleness_are_checked(options: dict, message: str) -> None:
+    with pytest.raises(ScanOptionError, match=re.escape(message)):
+        ScanOptions.from_mapping({"store": "/s", "path": "db.t", **options})
+    parsed = ScanOptions.from_mapping({"store": "/s", "path": "db.t", "max_staleness": "1.5s"})
+    assert (parsed.snapshot, parsed.max_staleness_s) == ("fresh", 1.5)
+    assert ScanOptions.from_mapping({"store": "/s", "path": "db.t", "snapshot": "Resolved"}).snapshot == "resolved"

@@ -403,3 +403,25 @@ def test_an_any_store_service_keeps_at_most_max_open_stores_closing_the_least_re
         assert (missing.value.code, missing.value.status) == ("unknown_store", 404)
     finally:
         stores.close()
+
+
+def test_a_query_snapshot_is_one_ts_for_several_tables_and_a_bad_request_says_what_to_send(
+        rig: FlashRig, http_reader: HttpReader) -> None:
+    before = int(rig.cluster.get_ts())
+    status, fresh = http_reader.json("POST", "/v1/snapshots", {"tables": [TABLE, TABLE]})
+    assert status == 200 and fresh["snapshot"] == "fresh" and fresh["ts"] > before, fresh
+    # the store answers for the table once the writer applied its regions (missing_regions before)
+    status, resolved = wait_for(lambda: (lambda got: got if got[0] != 503 else None)(
+        http_reader.json("POST", "/v1/snapshots", {"tables": [TABLE], "snapshot": "resolved"})), 30,
+        "the store to hold the table's regions")
+    assert status == 200 and resolved["snapshot"] == "resolved" and 0 < resolved["ts"] <= int(rig.cluster.get_ts())
+    table, session = http_reader.read({"table": TABLE, "snapshot_ts": resolved["ts"]})
+    assert session["ts"] == resolved["ts"] and table.num_rows == direct(rig, resolved["ts"]).num_rows
+    for body, code, text in [
+        ({"tables": []}, "invalid_option", "field tables must be a non-empty list"),
+        ({"tables": [TABLE], "snapshot_ts": 5}, "invalid_option", "unknown field(s) ['snapshot_ts']"),
+        ({"tables": [TABLE], "snapshot": "stale"}, "invalid_option", "use fresh (default) or resolved"),
+        ({"tables": ["svc.nope"], "snapshot": "resolved"}, "unknown_table", "has no table svc.nope"),
+    ]:
+        status, answer = http_reader.json("POST", "/v1/snapshots", body)
+        assert answer["error"]["code"] == code and text in answer["error"]["message"], answer

@@ -82,6 +82,18 @@ class TxnMergeTreeEngine(Engine):
                                  upstream=self._upstream_client(opts.get("upstream")), latch=self.latch(),
                                  keep_alive=False)
 
+    def query_snapshot(self, tables: Sequence[str], options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The one snapshot ts of a query over ``tables`` (``scan.snapshot.query_snapshot_ts``):
+        fresh, the store's resolved ts (no upstream call), or bounded by ``max_staleness``."""
+        from pyspark_theflash.scan.snapshot import query_snapshot_ts
+
+        opts = {k: str(v) for k, v in dict(options or {}).items()}
+        if self._upstream_address and "upstream" not in opts:
+            opts["upstream"] = self._upstream_address
+        resolved = str(opts.get("snapshot", "")).strip().lower() == "resolved"
+        upstream = None if resolved else self._upstream_client(opts.get("upstream"))
+        return query_snapshot_ts(self.root, list(tables), opts, upstream=upstream, latch=self.latch())
+
     def read_stream(self, session: Any, n: int) -> Iterator[pa.RecordBatch]:
         from pyspark_theflash.scan.session import read_stream
 

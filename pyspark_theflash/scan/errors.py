@@ -37,6 +37,10 @@ class TableNotReplicatedError(ScanError):
     """The store has no schema for the table the user asked for."""
 
 
+# A message names at most this many regions, then how many others there are.
+REGIONS_SHOWN = 5
+
+
 class RegionWaitTimeoutError(ScanError):
     """The learner read did not see every region reach its read index in time."""
 
@@ -44,18 +48,54 @@ class RegionWaitTimeoutError(ScanError):
         shown = ", ".join(
             f"region {rid}: applied {applied} < needed {needed} (lag {needed - applied} entries)"
             if applied >= 0 else f"region {rid}: not in the store yet, needs index {needed}"
-            for rid, applied, needed in lagging[:20]
+            for rid, applied, needed in lagging[:REGIONS_SHOWN]
         )
-        more = f" and {len(lagging) - 20} more" if len(lagging) > 20 else ""
+        more = f" and {len(lagging) - REGIONS_SHOWN} other region(s)" if len(lagging) > REGIONS_SHOWN else ""
         super().__init__(
             f"reading {table} at ts {ts}: {len(lagging)} region(s) did not catch up within "
-            f"{timeout_s:g}s ({shown}{more}); is the writer running and keeping up "
-            "(theflash writer status)? Raise the option region_wait_timeout to wait longer, "
-            "or read an older snapshot_ts"
+            f"{timeout_s:g}s ({shown}{more}). Wait longer (option region_wait_timeout), read what the store "
+            "already has (option snapshot=resolved, or max_staleness=5s to take it only while it is recent), "
+            "or check that the writer is running and keeping up (theflash writer status)"
         )
         self.table = table
         self.ts = ts
         self.lagging = lagging
+
+
+class MissingRegionsError(ScanError):
+    """A read that needs no upstream (``snapshot=resolved``, or a ts at or below the store's
+    resolved ts) found key ranges of the table that no region of the store holds: the writer
+    never saw the regions there, so the store cannot answer for them."""
+
+    def __init__(self, table: str, store: str, gaps: list[str]) -> None:
+        shown = "; ".join(gaps[:REGIONS_SHOWN])
+        more = f"; and {len(gaps) - REGIONS_SHOWN} other range(s)" if len(gaps) > REGIONS_SHOWN else ""
+        super().__init__(
+            f"reading {table} from store {store} without the upstream: no region of the store holds {shown}{more}. "
+            "The writer never applied the regions there: start it (theflash writer run) and wait until "
+            "`theflash writer status` shows them, or read with snapshot=fresh while the upstream is reachable"
+        )
+        self.table = table
+        self.gaps = gaps
+
+
+class StalenessBoundExceededError(ScanError):
+    """``max_staleness``: the store served neither a fresh ts in time nor a resolved ts within the bound."""
+
+    def __init__(self, table: str, bound_s: float, resolved_ts: int, now_ts: int, why: str) -> None:
+        from pyspark_theflash.codec.tso import physical_ms
+        from pyspark_theflash.scan.snapshot import describe_ts
+
+        age_s = max(0, physical_ms(now_ts) - physical_ms(resolved_ts)) / 1000.0 if resolved_ts > 0 else float("inf")
+        super().__init__(
+            f"reading {table} with max_staleness={bound_s:g}s: {why}, and the newest ts the store has resolved, "
+            f"{resolved_ts} ({describe_ts(resolved_ts)}), is {age_s:.1f}s old. Wait for the writer to catch up "
+            "(theflash writer status), raise max_staleness, or read snapshot=resolved (any age)"
+        )
+        self.table = table
+        self.bound_s = bound_s
+        self.resolved_ts = resolved_ts
+        self.age_s = age_s
 
 
 class LockResolveTimeoutError(ScanError):

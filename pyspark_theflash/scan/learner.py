@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from pyspark_theflash.latch import FlushTimeoutError, Latch
-from pyspark_theflash.scan.errors import RegionWaitTimeoutError
+from pyspark_theflash.scan.errors import RegionWaitTimeoutError, ScanError
 from pyspark_theflash.upstream.pd import RAFT_INIT_LOG_INDEX
 
 POLL_S = 0.05
@@ -81,6 +81,11 @@ class LearnerRead:
         """The read index of a store region, or of the upstream regions now covering its
         range when upstream no longer knows it (merged, or split ranges moved)."""
         rid = region_id(region)
+        if self.upstream is None:
+            raise ScanError(
+                f"reading {self.table} at ts {self.ts} from the store alone: region {rid} has resolved only up to "
+                f"ts {int(region.resolved_ts)} and the upstream would have to say what it still needs; read at "
+                "snapshot=resolved, or while the upstream is reachable")
         try:
             return {rid: int(self.upstream.read_index(rid, self.ts))}
         except Exception as exc:
@@ -120,7 +125,7 @@ class LearnerRead:
         needed: dict[int, int] = {}
         request_id: int | None = None
         requested_at = 0.0
-        if only_ids is None:
+        if only_ids is None and self.upstream is not None:
             self._upstream_regions(needed)
         try:
             while True:

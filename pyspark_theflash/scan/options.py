@@ -20,6 +20,9 @@ from pyspark_theflash.store.keyspace import Handle
 # planner as this option: Spark hands a Python data source its options only, never the
 # session's conf, so the session helper copies the conf into the reader's options.
 SESSION_SNAPSHOT_OPTION = "theflash.snapshot_ts"
+# Spark users type Delta's and Iceberg's names for time travel: the same options.
+OPTION_ALIASES = {"versionasof": "snapshot_ts", "timestampasof": "as_of"}
+SNAPSHOT_MODES = ("fresh", "resolved")
 
 HIDDEN_READABLE = ("_tidb_rowid", "_tidb_commit_ts")
 
@@ -37,6 +40,10 @@ OPTION_DOCS: list[tuple[str, str, str]] = [
     ("latch", "in-process on the store", "latch service address `grpc://host:port` (`theflash latch serve`)"),
     ("snapshot_ts", "a fresh ts from the upstream TSO", "read at this TSO timestamp"),
     ("as_of", "-", "read as of this time: ISO-8601 (`2026-11-21 06:00:00`, UTC unless an offset is given) or unix seconds"),
+    ("versionAsOf", "-", "Delta's and Iceberg's name of `snapshot_ts`"),
+    ("timestampAsOf", "-", "Delta's and Iceberg's name of `as_of`"),
+    ("snapshot", "fresh", "without `snapshot_ts`/`as_of`: `fresh` reads at a fresh ts from the upstream TSO (learner read, lock resolution); `resolved` reads at the newest ts every region of the table has resolved in the store, with no call to the upstream (a stopped writer's store, a copy of one, a lagging writer)"),
+    ("max_staleness", "none", "bounded staleness (`5s`): a fresh ts if the store catches up to it within the bound (or `region_wait_timeout`, if shorter), else the resolved ts if it is no older than the bound, else `StalenessBoundExceededError`"),
     ("isolation", "SI", "`SI`: resolve locks of transactions that may have committed at or below ts; `RC`: skip lock checks"),
     ("region_wait_timeout", "30s", "how long the learner read waits for lagging regions (`500ms`, `30s`, `2m`)"),
     ("lock_wait_timeout", "60s", "how long to back off on a live lock before failing"),
@@ -129,7 +136,7 @@ def format_handle_ranges(ranges: Sequence[tuple[HandleBound, HandleBound]]) -> s
     return json.dumps([[bound(lo), bound(hi)] for lo, hi in ranges])
 
 
-KNOWN_OPTIONS = frozenset([name for name, _, _ in OPTION_DOCS]
+KNOWN_OPTIONS = frozenset([name.lower() for name, _, _ in OPTION_DOCS]
                           + ["path", SESSION_SNAPSHOT_OPTION, HANDLE_RANGES_OPTION])
 
 
@@ -141,7 +148,7 @@ def _refuse_unknown(opts: Mapping[str, Any]) -> None:
     unknown = sorted(k for k in opts if k not in KNOWN_OPTIONS)
     if not unknown:
         return
-    public = sorted(name for name, _, _ in OPTION_DOCS)
+    public = sorted(name.lower() for name, _, _ in OPTION_DOCS)
     hints = []
     for name in unknown:
         close = difflib.get_close_matches(name, public, n=1)
@@ -171,6 +178,8 @@ class ScanOptions:
     partition_target_bytes: int = DEFAULT_PARTITION_TARGET_BYTES
     min_partitions: int = 1
     schema: str = "as_of"  # "as_of" | "current": the table and schema a read at a past ts uses
+    snapshot: str = "fresh"  # "fresh" | "resolved": the ts of a read that names none
+    max_staleness_s: float | None = None  # bounded staleness; None: off
     handle_ranges: tuple[tuple[HandleBound, HandleBound], ...] | None = None  # None: the whole table
     # options token / token_file, resolved on the driver (None: the sender's THEFLASH_TOKEN);
     # its repr names the source only
@@ -180,6 +189,12 @@ class ScanOptions:
     def from_mapping(options: Mapping[str, str]) -> "ScanOptions":
         opts = {str(k).lower(): v for k, v in options.items() if v is not None}
         _refuse_unknown(opts)
+        for alias, name in OPTION_ALIASES.items():
+            if alias in opts:
+                if name in opts and str(opts[name]) != str(opts[alias]):
+                    raise ScanOptionError(f"option {name}={opts[name]!r} and its alias {alias}={opts[alias]!r} "
+                                          "disagree: give one of them")
+                opts[name] = opts.pop(alias)
         store = opts.get("store")
         if not store:
             raise ScanOptionError(
@@ -219,6 +234,20 @@ class ScanOptions:
         schema = str(opts.get("schema") or "as_of").strip().lower().replace("-", "_")
         if schema not in SCHEMA_MODES:
             raise ScanOptionError(f"option schema={opts['schema']!r}: use as_of (default) or current")
+        snapshot = str(opts.get("snapshot") or "fresh").strip().lower()
+        if snapshot not in SNAPSHOT_MODES:
+            raise ScanOptionError(f"option snapshot={opts['snapshot']!r}: use fresh (default) or resolved")
+        max_staleness_s = None
+        if str(opts.get("max_staleness") or "").strip():
+            max_staleness_s = parse_duration_s("max_staleness", opts["max_staleness"])
+            if max_staleness_s <= 0:
+                raise ScanOptionError(f"option max_staleness={opts['max_staleness']!r} must be a positive duration")
+        if (snapshot_ts is not None or as_of is not None) and (snapshot != "fresh" or max_staleness_s is not None):
+            raise ScanOptionError("snapshot_ts / as_of name the ts of a read; snapshot=resolved and max_staleness "
+                                  "choose one: give one or the other")
+        if snapshot == "resolved" and max_staleness_s is not None:
+            raise ScanOptionError("snapshot=resolved reads the resolved ts whatever its age; max_staleness chooses "
+                                  "between a fresh and the resolved ts: give one or the other")
         return ScanOptions(
             store=str(store),
             table=str(table),
@@ -241,6 +270,8 @@ class ScanOptions:
             min_partitions=parse_positive_int("min_partitions", opts["min_partitions"])
             if "min_partitions" in opts else (os.cpu_count() or 1),
             schema=schema,
+            snapshot=snapshot,
+            max_staleness_s=max_staleness_s,
             handle_ranges=parse_handle_ranges(opts.get(HANDLE_RANGES_OPTION)),
             token=BearerToken.from_options(opts.get("token"), opts.get("token_file")),
         )

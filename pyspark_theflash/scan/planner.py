@@ -17,8 +17,12 @@ from typing import Any, Mapping, Sequence
 
 from pyspark_theflash.errors import storage_failure
 from pyspark_theflash.scan.errors import (
+    MissingRegionsError,
+    RegionWaitTimeoutError,
+    ScanError,
     ScanOptionError,
     SnapshotTsOutOfRangeError,
+    StalenessBoundExceededError,
     TableNotReplicatedError,
     UpstreamUnreachableError,
 )
@@ -33,6 +37,7 @@ from pyspark_theflash.scan.partitions import (
     group_ranges,
     merge_group,
 )
+from pyspark_theflash.scan.resolved import table_resolved_ts
 from pyspark_theflash.scan.schema_at import table_as_of
 from pyspark_theflash.scan.snapshot import check_snapshot_ts, requested_ts
 from pyspark_theflash.store.views import intersect
@@ -54,6 +59,8 @@ class PlanStats:
     lock_backoffs: int = 0
     partitions: int = 0
     regions_pruned: int = 0             # the filter cannot match there (key range, part statistics)
+    snapshot: str = "fresh"             # how ts was chosen: fresh (TSO), resolved (the store's), requested
+    upstream_calls: bool = True         # False: planned from the store alone (ts at or below its resolved ts)
     parts: int = 0
     bytes: int = 0
     plan_s: float = 0.0
@@ -193,6 +200,28 @@ def _plan(store: Any, opts: ScanOptions, columns: Sequence[str] | None, hidden: 
         recorded_upstream = upstream_address(opts, view)
         no_table = (no_table_at_ts_message(view, opts, int(requested_ts(opts) or 0))
                     if table_info is None and opts.schema == "as_of" and requested_ts(opts) else None)
+        resolved = table_resolved_ts(view, table_info, opts.table) if table_info is not None else None
+    requested = requested_ts(opts)
+    if table_info is not None and resolved is not None:
+        # A ts the store has resolved over the table is served from the store alone: no
+        # upstream call at all (a stopped writer's store, a copy of one, a lagging writer).
+        if requested is None and opts.snapshot == "resolved":
+            if not resolved.servable:
+                _refuse_unresolved(opts, resolved)
+            return _plan_from_store(store, opts, table_info, resolved.ts, "resolved", columns, hidden, predicate,
+                                    latch, store_safe_point, started)
+        if requested is not None and resolved.servable and requested <= resolved.ts:
+            store_safe_point = max(store_safe_point,
+                                   _upstream_safe_point(opts, upstream, recorded_upstream, requested, resolved.ts))
+            return _plan_from_store(store, opts, table_info, requested, "requested", columns, hidden, predicate,
+                                    latch, store_safe_point, started, readable_until=resolved.ts)
+    elif requested is None and opts.snapshot == "resolved":
+        raise TableNotReplicatedError(
+            f"store {opts.store} has no table {opts.table}: snapshot=resolved reads what the store holds, and the "
+            "writer has not stored this table (is it replicating it? theflash writer --tables ...)")
+    if requested is None and opts.max_staleness_s is not None and table_info is not None:
+        return _plan_bounded(store, opts, table_info, columns, hidden, predicate, upstream, latch, recorded_upstream,
+                             store_safe_point, started)
     own_upstream = upstream is None
     if upstream is None:
         upstream = connect_upstream(opts, recorded_upstream)
@@ -249,6 +278,132 @@ def no_table_at_ts_message(view: Any, opts: ScanOptions, ts: int) -> str:
                 f"read at or after that ts, or with schema=current to read today's table at ts")
     return (f"{head}: no table had that name then (store {opts.store}); read with schema=current to read "
             f"today's table {opts.table} at ts")
+
+
+def _upstream_safe_point(opts: ScanOptions, upstream: Any, address: str | None, ts: int, resolved_ts: int) -> int:
+    """The upstream's GC safe point when it answers (a read below it is refused, as TiDB
+    refuses one), else 0: a store whose upstream is gone still serves what it has resolved."""
+    own = upstream is None
+    try:
+        if own:
+            if not address:
+                return 0
+            upstream = connect_upstream(opts, address)
+        return int(upstream.gc_safe_point())
+    except Exception as exc:
+        if isinstance(exc, UpstreamUnreachableError) or _unreachable(exc):
+            log.info("reading %s at ts %s from the store alone: the upstream is unreachable (%s)", opts.table, ts, exc)
+            return 0
+        raise
+    finally:
+        if own and upstream is not None and hasattr(upstream, "close"):
+            upstream.close()
+
+
+def _refuse_unresolved(opts: ScanOptions, resolved: Any) -> None:
+    if resolved.gaps:
+        raise MissingRegionsError(opts.table, opts.store, list(resolved.gaps))
+    raise ScanError(
+        f"reading {opts.table} with snapshot=resolved: the store has resolved no ts over it yet (its regions "
+        f"{list(resolved.regions)} have no resolved ts): wait until the writer has applied the upstream's resolved "
+        "ts (theflash writer status), or read snapshot=fresh")
+
+
+def _plan_from_store(store: Any, opts: ScanOptions, table_info: Any, ts: int, how: str,
+                     columns: Sequence[str] | None, hidden: Sequence[str] | None, predicate: Any, latch: Any,
+                     store_safe_point: int, started: float, readable_until: int = 0) -> ScanPlan:
+    """Plan a read at ``ts`` <= the store's resolved ts over the table: every region already
+    holds every commit at or below ts and no undecided lock, so no upstream is asked."""
+    if ts < store_safe_point:
+        raise SnapshotTsOutOfRangeError(ts, store_safe_point, readable_until or ts,
+                                        "below the GC safe point (older versions may be gone)")
+    read_columns = _resolve_columns(table_info, opts, columns)
+    predicate = _with_table_names(predicate, table_info)
+    read_hidden = tuple(hidden) if hidden is not None else opts.hidden
+    result = _leased_plan(opts, table_info, ts, latch, store_safe_point, ts)
+    result.stats.snapshot = how
+    result.stats.upstream_calls = False
+    try:
+        _catch_up_and_partition(result, store, None, result_latch(result, latch, opts), read_columns, read_hidden,
+                                predicate)
+    except BaseException:
+        result.close()
+        raise
+    result.stats.plan_s = time.monotonic() - started
+    return result
+
+
+def result_latch(result: ScanPlan, latch: Any, opts: ScanOptions) -> Any:
+    """The latch the plan's lease was taken on (connected by ``_leased_plan`` when none was given)."""
+    return result.lease.latch if result.lease is not None else latch
+
+
+def _plan_bounded(store: Any, opts: ScanOptions, table_info: Any, columns: Sequence[str] | None,
+                  hidden: Sequence[str] | None, predicate: Any, upstream: Any, latch: Any,
+                  recorded_upstream: str | None, store_safe_point: int, started: float) -> ScanPlan:
+    """``max_staleness``: a fresh ts if the store catches up to it within the bound, else the
+    store's resolved ts if it is no older than the bound, else ``StalenessBoundExceededError``."""
+    from dataclasses import replace
+
+    bound = float(opts.max_staleness_s or 0.0)
+    wait = min(bound, opts.region_wait_timeout_s)
+    now_ts = 0
+    why = ""
+    own_upstream = upstream is None
+    try:
+        if upstream is None:
+            upstream = connect_upstream(opts, recorded_upstream)
+        now_ts = int(upstream.get_ts())
+        fresh_opts = replace(opts, max_staleness_s=None, region_wait_timeout_s=wait)
+        read_columns = _resolve_columns(table_info, opts, columns)
+        try:
+            planned = _plan_at_ts(store, fresh_opts, table_info, read_columns,
+                                  tuple(hidden) if hidden is not None else opts.hidden,
+                                  _with_table_names(predicate, table_info), upstream, latch, store_safe_point, started)
+        except RegionWaitTimeoutError as exc:
+            why = f"the store did not catch up to a fresh ts within {wait:g}s ({len(exc.lagging)} region(s) behind)"
+        else:
+            planned.options = opts
+            return planned
+    except UpstreamUnreachableError as exc:
+        why = f"the upstream cannot give a fresh ts ({exc})"
+    except Exception as exc:
+        if not _unreachable(exc):
+            raise
+        why = f"the upstream cannot give a fresh ts ({exc})"
+    finally:
+        if own_upstream and upstream is not None and hasattr(upstream, "close"):
+            upstream.close()
+    if not now_ts:
+        from pyspark_theflash.codec.tso import compose_ts
+
+        now_ts = compose_ts(int(time.time() * 1000), 0)  # no TSO: this machine's clock says how old
+    with store.snapshot() as view:
+        resolved = table_resolved_ts(view, table_info, opts.table)
+    from pyspark_theflash.codec.tso import physical_ms
+
+    if resolved.servable and physical_ms(now_ts) - physical_ms(resolved.ts) <= bound * 1000:
+        return _plan_from_store(store, opts, table_info, resolved.ts, "resolved", columns, hidden, predicate, latch,
+                                store_safe_point, started)
+    if resolved.gaps:
+        why += f"; no region of the store holds {resolved.gaps[0]}"
+    raise StalenessBoundExceededError(opts.table, bound, resolved.ts, now_ts, why)
+
+
+def _unreachable(exc: BaseException | None) -> bool:
+    """A failure to reach the upstream: a gRPC UNAVAILABLE or DEADLINE_EXCEEDED, raised as it is
+    or as the cause of the upstream client's error."""
+    seen = 0
+    while exc is not None and seen < 5:
+        code = getattr(exc, "code", None)
+        try:
+            name = str(code().name) if callable(code) else ""
+        except Exception:
+            name = ""
+        if name in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
+            return True
+        exc, seen = exc.__cause__, seen + 1
+    return False
 
 
 def lookup_table(view: Any, table: str, options: ScanOptions | None = None, ts: int | None = None) -> Any:
@@ -334,12 +489,26 @@ def _plan_at_ts(store: Any, opts: ScanOptions, table_info: Any, read_columns: tu
     ts = requested_ts(opts) or fresh
     safe_point = max(gc_upstream, store_safe_point)
     check_snapshot_ts(ts, safe_point, fresh)
+    result = _leased_plan(opts, table_info, ts, latch, safe_point, fresh)
+    result.stats.snapshot = "requested" if requested_ts(opts) else "fresh"
+    try:
+        _catch_up_and_partition(result, store, upstream, result_latch(result, latch, opts), read_columns, read_hidden,
+                                predicate)
+    except BaseException:
+        result.close()
+        raise
+    result.stats.plan_s = time.monotonic() - started
+    return result
 
+
+def _leased_plan(opts: ScanOptions, table_info: Any, ts: int, latch: Any, safe_point: int, now_ts: int) -> ScanPlan:
+    """The plan at ``ts`` holding its read lease (refused below the safe point)."""
     if latch is None:
         from pyspark_theflash.latch import connect as connect_latch
 
         latch = connect_latch(opts.store, opts.latch)
-    result = ScanPlan(store=opts.store, table=opts.table, table_id=table_id, ts=ts, options=opts, table_info=table_info)
+    result = ScanPlan(store=opts.store, table=opts.table, table_id=int(table_info.id), ts=ts, options=opts,
+                      table_info=table_info)
     from pyspark_theflash.latch import LeaseRefusedError
 
     try:
@@ -352,14 +521,8 @@ def _plan_at_ts(store: Any, opts: ScanOptions, table_info: Any, read_columns: tu
         result.lease = ReadLease(latch, ts, opts.lease_ttl_s, default_holder(f"scan {opts.table}"), owner=result,
                                  upstream_hold=hold)
     except LeaseRefusedError as exc:
-        raise SnapshotTsOutOfRangeError(ts, safe_point, fresh,
+        raise SnapshotTsOutOfRangeError(ts, safe_point, now_ts,
                                         f"refused by the store's latch ({exc})") from exc
-    try:
-        _catch_up_and_partition(result, store, upstream, latch, read_columns, read_hidden, predicate)
-    except BaseException:
-        result.close()
-        raise
-    result.stats.plan_s = time.monotonic() - started
     return result
 
 
@@ -415,7 +578,14 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
     stats.regions_read_index = len(learner.read_index)
     stats.regions_resolved_ts = stats.regions - len([r for r, _ in regions if region_id(r) in learner.read_index])
 
-    if opts.isolation == "SI":
+    if opts.isolation == "SI" and upstream is None:
+        undecided = [lk for lk in view.locks(table_id, None, None) if int(lk.start_ts) <= ts and int(lk.op) != 2]
+        if undecided:
+            raise ScanError(
+                f"reading {opts.table} at ts {ts} from the store alone: {len(undecided)} lock(s) at or below ts "
+                f"(region {undecided[0].region_id}, start_ts {undecided[0].start_ts}) need the upstream to decide "
+                "them; read while the upstream is reachable (snapshot=fresh), or an older ts")
+    elif opts.isolation == "SI":
         def table_locks(v: Any) -> list[Any]:
             found = list(v.locks(table_id, None, None))
             stats.locks_seen = max(stats.locks_seen, len([lk for lk in found if int(lk.start_ts) <= ts]))

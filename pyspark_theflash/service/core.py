@@ -82,6 +82,15 @@ class ReadService:
 
         return run_sql(engine, query, snapshot_ts)
 
+    def query_snapshot(self, tables: list[str], store: str | None, options: dict[str, str]) -> dict[str, Any]:
+        """The one snapshot ts of a query over ``tables`` (``POST /v1/snapshots``)."""
+        from pyspark_theflash.scan.errors import ScanOptionError
+
+        engine = self.stores.get(store)
+        if not hasattr(engine, "query_snapshot"):
+            raise ScanOptionError(f"the {getattr(engine, 'kind', 'store')} engine chooses no query snapshot")
+        return engine.query_snapshot(tables, options)
+
     def flush(self, timeout_s: float | None = None, store: str | None = None) -> dict[str, Any]:
         return self.stores.get(store).flush(DEFAULT_FLUSH_TIMEOUT_S if timeout_s is None else float(timeout_s))
 

@@ -58,7 +58,9 @@ def classify(exc: BaseException) -> ServiceError:
     from pyspark_theflash.latch.errors import FlushTimeoutError, LeaseRefusedError
     from pyspark_theflash.scan.errors import (
         LockResolveTimeoutError,
+        MissingRegionsError,
         RegionWaitTimeoutError,
+        StalenessBoundExceededError,
         SchemaNotCaughtUpError,
         ScanOptionError,
         SnapshotExpiredError,
@@ -88,6 +90,8 @@ def classify(exc: BaseException) -> ServiceError:
         (ScanOptionError, "invalid_option", 400),
         ((RegionWaitTimeoutError, LockResolveTimeoutError, SchemaNotCaughtUpError, FlushTimeoutError), "timeout", 504),
         (UpstreamUnreachableError, "upstream_unavailable", 503),
+        (MissingRegionsError, "missing_regions", 503),
+        (StalenessBoundExceededError, "staleness_bound_exceeded", 503),
         (EngineReadOnlyError, "read_only", 409),
         ((PartFileError, ManifestDamagedError), "store_damaged", 500),
     ]

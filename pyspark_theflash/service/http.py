@@ -7,6 +7,7 @@ reads them with the JDK's HTTP client and the Arrow jars Spark ships).
     POST   /v1/read-sessions/{id}/renew            renew its lease → {"session", "lease_expires_at"}
     DELETE /v1/read-sessions/{id}                  end it, release its lease → 204
     GET    /v1/read-sessions/{id}/streams/{n}      the stream: application/vnd.apache.arrow.stream, chunked
+    POST   /v1/snapshots                           body {"tables": [...], "snapshot", "max_staleness"}: a query's one ts
     POST   /v1/flush                               body {} or {"timeout_s": 30}: the writer flushes
     GET    /v1/status                              engine status and sessions
     GET    /metrics                                Prometheus text
@@ -50,7 +51,13 @@ import pyarrow as pa
 
 from pyspark_theflash.service.core import ReadService
 from pyspark_theflash.service.errors import BadRequestError, ServiceError
-from pyspark_theflash.service.request import MAX_REQUEST_BYTES, ReadRequest, store_argument, timeout_argument
+from pyspark_theflash.service.request import (
+    MAX_REQUEST_BYTES,
+    ReadRequest,
+    snapshot_request,
+    store_argument,
+    timeout_argument,
+)
 from pyspark_theflash.service.stream_body import ARROW_EOS
 
 log = logging.getLogger("theflash.service.http")
@@ -320,6 +327,8 @@ class _Handler(BaseHTTPRequestHandler):
             if method == "POST" and path == "/v1/flush":
                 args = _object(body) if body.strip() else {}
                 return self._json(200, self.service.flush(timeout_argument(args), store_argument(args)))
+            if method == "POST" and path == "/v1/snapshots":
+                return self._json(200, self.service.query_snapshot(*snapshot_request(_object(body))))
             if method == "POST" and path == "/v1/read-sessions":
                 session = self.service.sessions.open(ReadRequest.from_json(body), FRONTEND)
                 return self._json(201, ReadService.describe(session, STREAM_URL))
@@ -337,7 +346,7 @@ class _Handler(BaseHTTPRequestHandler):
             if m and method == "GET":
                 return self._stream(m.group(1), int(m.group(2)))
             known = any(r.match(path) for r in (_SESSION, _RENEW, _STREAM)) or path in (
-                "/metrics", "/v1/tables", "/v1/status", "/v1/flush", "/v1/read-sessions")
+                "/metrics", "/v1/tables", "/v1/status", "/v1/flush", "/v1/read-sessions", "/v1/snapshots")
             if known:
                 raise ServiceError(f"{method} is not allowed on {path}", code="method_not_allowed", status=405)
             raise ServiceError(f"no such resource {path}; see docs/service.md (POST /v1/read-sessions, ...)",

@@ -27,7 +27,10 @@ OPTION_FIELDS = {
     "schema": "schema", "lease_ttl": "lease_ttl", "batch_rows": "batch_rows", "min_streams": "min_partitions",
     "stream_target_bytes": "partition_target_bytes", "region_wait_timeout": "region_wait_timeout",
     "lock_wait_timeout": "lock_wait_timeout", "handle_ranges": HANDLE_RANGES_OPTION,
+    "snapshot": "snapshot", "max_staleness": "max_staleness",
 }
+# the fields of POST /v1/snapshots (the one ts of a query over several tables)
+SNAPSHOT_FIELDS = ("tables", "store", "snapshot", "max_staleness", "region_wait_timeout")
 FIELDS = ("table", "store", "snapshot_ts", "as_of", "columns", "filter", "isolation", *OPTION_FIELDS)
 MAX_REQUEST_BYTES = 1 << 20
 
@@ -118,3 +121,28 @@ def timeout_argument(args: dict[str, Any]) -> float | None:
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))):
         raise BadRequestError(f"timeout_s must be a number of seconds, got {timeout!r}", code="invalid_option")
     return None if timeout is None else float(timeout)
+
+
+def snapshot_request(data: Any) -> tuple[list[str], str | None, dict[str, str]]:
+    """``POST /v1/snapshots``'s body: ``{"tables": ["db.t", ...], "store", "snapshot": "fresh" |
+    "resolved", "max_staleness": "5s", "region_wait_timeout": "30s"}`` → (tables, store, options)."""
+    if not isinstance(data, dict):
+        raise BadRequestError('the snapshot request must be a JSON object like {"tables": ["db.table"]}',
+                              code="malformed_json")
+    unknown = sorted(set(data) - set(SNAPSHOT_FIELDS))
+    if unknown:
+        raise BadRequestError(f"unknown field(s) {unknown} in the snapshot request; known: {list(SNAPSHOT_FIELDS)}",
+                              code="invalid_option")
+    tables = data.get("tables")
+    if not isinstance(tables, list) or not tables or not all(isinstance(t, str) and "." in t for t in tables):
+        raise BadRequestError(f"field tables must be a non-empty list of \"db.table\", got {tables!r}",
+                              code="invalid_option")
+    options = {}
+    for name in ("snapshot", "max_staleness", "region_wait_timeout"):
+        value = data.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise BadRequestError(f"field {name} must be a string or a number, got {value!r}", code="invalid_option")
+        options[name] = str(value)
+    return list(tables), store_argument(data), options

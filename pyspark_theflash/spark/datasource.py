@@ -9,7 +9,9 @@ When Spark calls what (PySpark 4.2):
 * Query planning → another worker calls ``reader(schema)`` and ``partitions()``: a read
   session (``scan.session``; snapshot ts, read lease, learner read, lock resolution, pinned
   parts) is opened there, on the driver's machine, and each of its streams is one partition. Spark keeps the result with the loaded DataFrame, so repeated
-  actions on one DataFrame read the same snapshot; load again for a fresh one.
+  actions on one DataFrame read the same snapshot; load again for a fresh one. That worker
+  sees this read's options only, never the query around it: each table of a query takes its
+  own ts here (the connector jar's session extension gives a query one ts; docs/reading.md).
 * Execution → each executor task calls ``read(partition)``, which reads its stream
   (``read_stream``: renews the lease, reads the pinned parts) into Arrow batches of exactly
   the schema Spark expects.

@@ -83,6 +83,10 @@ def theflash_session(master: str | None = None, app_name: str = "theflash", *, j
 
             jars = [j for j in user.get("spark.jars", "").split(",") if j]
             settings["spark.sql.catalog.theflash"] = "io.theflash.spark.TheFlashCatalog"
+            # one snapshot ts per query across every theflash table it reads (QuerySnapshotRule)
+            extensions = [e for e in user.get("spark.sql.extensions", "").split(",") if e.strip()]
+            if EXTENSIONS_CLASS not in extensions:
+                user["spark.sql.extensions"] = ",".join(extensions + [EXTENSIONS_CLASS])
             user["spark.jars"] = ",".join(jars + [str(jar_path())])
         settings.update(user)
         for key, value in settings.items():
@@ -118,6 +122,7 @@ def _connect(session: Any, server: str | None, store: str | None, user: dict[str
 
 
 CONNECTOR_CLASS = "io.theflash.spark.TheFlashTableProvider"
+EXTENSIONS_CLASS = "io.theflash.spark.TheFlashExtensions"
 
 
 def has_connector_jar(session: Any) -> bool:

@@ -3,6 +3,8 @@ fast as it goes) and a duration or a count, and runs in threads.
 
 - ``BankWorkload``: N accounts, concurrent transfers between random accounts; the total
   balance is constant at every ts (``verify(ts)``).
+- ``TwoTableBankWorkload``: transfers between accounts of bank.checking and bank.savings;
+  the sum over both tables is constant at every ts.
 - ``OrdersWorkload``: customers (clustered common handle), orders (int handle) and
   order_items (no primary key: _tidb_rowid), with every TiDB type the codec handles and NULLs.
 - ``TypesWorkload``: one int-handle table with a column of every type a Spark read returns
@@ -352,6 +354,70 @@ class BankWorkload(Workload):
                 f"bank invariant broken at ts {ts}: {len(balances)} accounts (want {self.accounts}), "
                 f"total {total} (want {self.total})"
             )
+        return total
+
+
+CHECKING_TABLE = "bank.checking"
+SAVINGS_TABLE = "bank.savings"
+
+
+class TwoTableBankWorkload(Workload):
+    """A bank over two tables: ``accounts`` rows in bank.checking and as many in bank.savings
+    (id BIGINT primary key, balance BIGINT), ``initial`` each. Each step moves a random amount
+    between two random accounts of either table (checking to savings, savings to checking, or
+    within one), in one transaction: the sum over both tables is constant at every ts
+    (``verify(ts)``), which a read that takes each table at its own ts breaks."""
+
+    name = "bank2"
+
+    def __init__(self, cluster: Any, accounts: int = 50, initial: int = 1000, **kw: Any) -> None:
+        super().__init__(cluster, **kw)
+        self.accounts = accounts
+        self.initial = initial
+        self.tables = (CHECKING_TABLE, SAVINGS_TABLE)
+
+    @property
+    def total(self) -> int:
+        return 2 * self.accounts * self.initial
+
+    def setup(self) -> None:
+        existing = set(self.cluster.list_tables())
+        for table in self.tables:
+            if tuple(table.split(".", 1)) in existing:
+                continue
+            self.cluster.create_table(table, [
+                make_column("id", "BIGINT"),
+                make_column("balance", "BIGINT", not_null=True),
+            ], primary_key=["id"])
+            with self.cluster.txn(async_commit=self.async_commit) as t:
+                for i in range(self.accounts):
+                    t.insert(table, {"id": i, "balance": self.initial})
+
+    def random_key(self, rng: random.Random) -> bytes | None:
+        table_id = self.cluster.table_info(*rng.choice(self.tables).split(".", 1))["id"]
+        return bytes(encode_record_key(table_id, rng.randrange(1, self.accounts)))
+
+    def step(self, rng: random.Random) -> None:
+        source, sink = rng.choice(self.tables), rng.choice(self.tables)
+        a, b = rng.randrange(self.accounts), rng.randrange(self.accounts)
+        if source == sink and a == b:
+            b = (a + 1) % self.accounts
+        amount = rng.randint(1, max(1, self.initial // 10))
+
+        def transfer(t: Txn) -> None:
+            ra = t.get(source, a)
+            moved = min(amount, ra["balance"])
+            t.update(source, {"id": a, "balance": ra["balance"] - moved})
+            rb = t.get(sink, b)
+            t.update(sink, {"id": b, "balance": rb["balance"] + moved})
+
+        self.commit(rng, transfer)
+
+    def verify(self, ts: int) -> int:
+        """The sum over both tables at ``ts``; raises AssertionError when it is not the constant."""
+        total = sum(r["balance"] for table in self.tables for r in self.cluster.scan_table(table, ts))
+        if total != self.total:
+            raise AssertionError(f"two-table bank invariant broken at ts {ts}: total {total} (want {self.total})")
         return total
 
 

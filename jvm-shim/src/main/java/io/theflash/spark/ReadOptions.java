@@ -24,13 +24,25 @@ public final class ReadOptions implements Serializable {
   public static final String SESSION_TOKEN = "theflash.token";
   /** The session conf naming the store when a read gives no store option. */
   public static final String SESSION_STORE = "theflash.store";
+  /** The session conf choosing how a read without a ts takes one: fresh (default) or resolved. */
+  public static final String SESSION_SNAPSHOT_MODE = "theflash.snapshot";
+  /** The session conf bounding the staleness of a read without a ts (max_staleness). */
+  public static final String SESSION_MAX_STALENESS = "theflash.max_staleness";
 
   /** The options a user may give, as the README lists them. */
   public static final List<String> PUBLIC = Collections.unmodifiableList(Arrays.asList(
-      "server", "store", "table", "upstream", "latch", "snapshot_ts", "as_of", "isolation",
+      "server", "store", "table", "upstream", "latch", "snapshot_ts", "as_of", "versionAsOf", "timestampAsOf",
+      "snapshot", "max_staleness", "isolation",
       "region_wait_timeout", "lock_wait_timeout", "lease_ttl", "batch_rows", "columns", "hidden",
       "partition_target_bytes", "min_partitions", "schema", "token", "token_file"));
   private static final List<String> ALSO = Arrays.asList("path", "paths", SESSION_SNAPSHOT);
+  /** Delta's and Iceberg's names for time travel (lower case, as options arrive): the same options. */
+  private static final Map<String, String> ALIASES = new LinkedHashMap<>();
+
+  static {
+    ALIASES.put("versionasof", "snapshot_ts");
+    ALIASES.put("timestampasof", "as_of");
+  }
   static final List<String> HIDDEN_READABLE = Arrays.asList("_tidb_rowid", "_tidb_commit_ts");
   // read option -> the read request's field (service/request.py OPTION_FIELDS)
   private static final Map<String, String> REQUEST_FIELDS = new LinkedHashMap<>();
@@ -52,6 +64,10 @@ public final class ReadOptions implements Serializable {
   public final Long snapshotTs;
   public final String asOf;
   public final String isolation;
+  /** How a read without a ts takes one: "fresh" or "resolved"; null: the session's theflash.snapshot. */
+  public final String snapshot;
+  /** The staleness bound of a read without a ts ("5s"), or null: the session's theflash.max_staleness. */
+  public final String maxStaleness;
   public final List<String> columns;
   public final List<String> hidden;
   public final Map<String, String> requestOptions;
@@ -61,9 +77,11 @@ public final class ReadOptions implements Serializable {
   final BearerToken token;
 
   private ReadOptions(Map<String, String> raw, String server, String store, String table, Long snapshotTs,
-      String asOf, String isolation, List<String> columns, List<String> hidden, Map<String, String> requestOptions,
-      BearerToken token) {
+      String asOf, String isolation, String snapshot, String maxStaleness, List<String> columns, List<String> hidden,
+      Map<String, String> requestOptions, BearerToken token) {
     this.raw = raw;
+    this.snapshot = snapshot;
+    this.maxStaleness = maxStaleness;
     this.token = token;
     this.server = server;
     this.store = store;
@@ -96,6 +114,16 @@ public final class ReadOptions implements Serializable {
       }
     }
     refuseUnknown(opts.keySet());
+    for (Map.Entry<String, String> alias : ALIASES.entrySet()) {
+      String value = opts.remove(alias.getKey());
+      if (value == null) continue;
+      String given = opts.get(alias.getValue());
+      if (given != null && !given.trim().equals(value.trim())) {
+        throw new IllegalArgumentException("option " + alias.getValue() + "=" + quote(given) + " and its alias "
+            + alias.getKey() + "=" + quote(value) + " disagree: give one of them");
+      }
+      opts.put(alias.getValue(), value);
+    }
     BearerToken token = BearerToken.fromOptions(opts.remove("token"), opts.get("token_file"));
     if (token == null) token = BearerToken.fromSession(sessionToken, SESSION_TOKEN);
     String server = blankToNull(opts.getOrDefault("server", sessionServer));
@@ -124,6 +152,17 @@ public final class ReadOptions implements Serializable {
     if (snapshotTs == null && asOf == null) {
       snapshotTs = ts(SESSION_SNAPSHOT, opts.get(SESSION_SNAPSHOT));
     }
+    String snapshot = blankToNull(opts.get("snapshot"));
+    if (snapshot != null) snapshot = snapshotMode("snapshot", snapshot);
+    String maxStaleness = blankToNull(opts.get("max_staleness"));
+    if (("resolved".equals(snapshot) || maxStaleness != null) && (opts.get("snapshot_ts") != null || asOf != null)) {
+      throw new IllegalArgumentException("snapshot_ts / as_of name the ts of a read; snapshot=resolved and "
+          + "max_staleness choose one: give one or the other");
+    }
+    if ("resolved".equals(snapshot) && maxStaleness != null) {
+      throw new IllegalArgumentException("snapshot=resolved reads the resolved ts whatever its age; max_staleness "
+          + "chooses between a fresh and the resolved ts: give one or the other");
+    }
     String isolation = opts.getOrDefault("isolation", "SI").trim().toUpperCase(Locale.ROOT);
     if (!isolation.equals("SI") && !isolation.equals("RC")) {
       throw new IllegalArgumentException("option isolation=" + quote(opts.get("isolation")) + ": use SI (default) or RC");
@@ -141,8 +180,8 @@ public final class ReadOptions implements Serializable {
         request.put(e.getValue(), opts.get(e.getKey()));
       }
     }
-    return new ReadOptions(opts, server, store, table, snapshotTs, asOf, isolation, list(opts.get("columns")), hidden,
-        request, token);
+    return new ReadOptions(opts, server, store, table, snapshotTs, asOf, isolation, snapshot, maxStaleness,
+        list(opts.get("columns")), hidden, request, token);
   }
 
   /**
@@ -151,13 +190,55 @@ public final class ReadOptions implements Serializable {
    */
   public ReadOptions pinnedBy(String sessionTs) {
     if (snapshotTs != null || asOf != null || sessionTs == null || sessionTs.trim().isEmpty()) return this;
+    if (snapshot != null || maxStaleness != null) return this; // the read's own choice beats the session's pin
     return at(ts(SESSION_SNAPSHOT, sessionTs), null);
   }
 
   /** The same read at another ts (SQL time travel: VERSION AS OF / TIMESTAMP AS OF). */
   public ReadOptions at(Long snapshotTs, String asOf) {
-    return new ReadOptions(raw, server, store, table, snapshotTs, asOf, isolation, columns, hidden, requestOptions,
-        token);
+    return new ReadOptions(raw, server, store, table, snapshotTs, asOf, isolation, snapshot, maxStaleness, columns,
+        hidden, requestOptions, token);
+  }
+
+  /** Whether the read names its own ts (snapshot_ts, as_of, time travel). */
+  public boolean fixedTs() {
+    return snapshotTs != null || asOf != null;
+  }
+
+  /** How a read without a ts takes one: the option, else the session's theflash.snapshot, else fresh. */
+  public String snapshotMode() {
+    if (snapshot != null) return snapshot;
+    if (maxStaleness != null) return "fresh";
+    String session = blankToNull(SessionConf.get(SESSION_SNAPSHOT_MODE));
+    return session == null ? "fresh" : snapshotMode(SESSION_SNAPSHOT_MODE, session);
+  }
+
+  /** The staleness bound of a read without a ts: the option, else the session's theflash.max_staleness. */
+  public String staleness() {
+    if (maxStaleness != null || snapshot != null) return maxStaleness;
+    return blankToNull(SessionConf.get(SESSION_MAX_STALENESS));
+  }
+
+  private static String snapshotMode(String name, String value) {
+    String mode = value.trim().toLowerCase(Locale.ROOT);
+    if (!mode.equals("fresh") && !mode.equals("resolved")) {
+      throw new IllegalArgumentException("option " + name + "=" + quote(value) + ": use fresh (default) or resolved");
+    }
+    return mode;
+  }
+
+  /** The fields of POST /v1/snapshots choosing the ts of a query reading {@code tables}. */
+  Map<String, Object> snapshotRequest(List<String> tables) {
+    Map<String, Object> r = new LinkedHashMap<>();
+    r.put("tables", tables);
+    if (store != null) r.put("store", store);
+    r.put("snapshot", snapshotMode());
+    String bound = staleness();
+    if (bound != null && !"resolved".equals(snapshotMode())) r.put("max_staleness", bound);
+    if (requestOptions.containsKey("region_wait_timeout")) {
+      r.put("region_wait_timeout", requestOptions.get("region_wait_timeout"));
+    }
+    return r;
   }
 
   /** The service's HTTP client for this read (its server and bearer token). */
@@ -175,6 +256,11 @@ public final class ReadOptions implements Serializable {
     r.put("columns", readColumns);
     if (filter != null && !filter.isEmpty()) r.put("filter", filter);
     r.put("isolation", isolation);
+    if (snapshotTs == null && asOf == null) {
+      r.put("snapshot", snapshotMode());
+      String bound = staleness();
+      if (bound != null && !"resolved".equals(snapshotMode())) r.put("max_staleness", bound);
+    }
     r.putAll(requestOptions);
     return r;
   }
@@ -200,7 +286,8 @@ public final class ReadOptions implements Serializable {
     if (!requestOptions.containsKey("schema")) {
       Map<String, String> request = new LinkedHashMap<>(requestOptions);
       request.put("schema", "current");
-      r = new ReadOptions(raw, server, store, table, ts, null, isolation, columns, hidden, request, token);
+      r = new ReadOptions(raw, server, store, table, ts, null, isolation, snapshot, maxStaleness, columns, hidden,
+          request, token);
     }
     return r;
   }
@@ -208,7 +295,7 @@ public final class ReadOptions implements Serializable {
   static void refuseUnknown(Iterable<String> keys) {
     List<String> unknown = new ArrayList<>();
     for (String k : keys) {
-      if (!PUBLIC.contains(k) && !ALSO.contains(k)) unknown.add(k);
+      if (!known(k)) unknown.add(k);
     }
     if (unknown.isEmpty()) return;
     Collections.sort(unknown);
@@ -219,6 +306,14 @@ public final class ReadOptions implements Serializable {
     }
     throw new IllegalArgumentException("unknown option" + (unknown.size() > 1 ? "s " : " ") + String.join(", ", hints)
         + "; theflash reads take: " + String.join(", ", new TreeSet<>(PUBLIC)));
+  }
+
+  private static boolean known(String key) {
+    if (ALSO.contains(key)) return true;
+    for (String name : PUBLIC) {
+      if (name.equalsIgnoreCase(key)) return true;
+    }
+    return false;
   }
 
   /** The known option nearest to a misspelt one (edit distance at most a third of its length). */

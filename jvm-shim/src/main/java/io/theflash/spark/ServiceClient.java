@@ -79,6 +79,18 @@ public final class ServiceClient {
     }
   }
 
+  /** POST /v1/snapshots: the one ts of a query over several tables ({"ts", "snapshot", "tables"}). */
+  public JsonNode querySnapshot(Map<String, Object> request) {
+    try {
+      byte[] body = JSON.writeValueAsBytes(request);
+      return json(HttpRequest.newBuilder(uri("/v1/snapshots"))
+          .header("Content-Type", "application/json")
+          .POST(HttpRequest.BodyPublishers.ofByteArray(body)));
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
   /** DELETE /v1/read-sessions/{id}: ends a session, releases its lease. */
   public void releaseSession(String id) {
     send(HttpRequest.newBuilder(uri("/v1/read-sessions/" + id)).DELETE(), HttpResponse.BodyHandlers.ofByteArray());

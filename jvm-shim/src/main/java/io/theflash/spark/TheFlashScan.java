@@ -47,6 +47,7 @@ final class TheFlashScan implements Scan, SupportsReportStatistics, Batch {
       ReadOptions read = options;
       Long settled = snapshot == null ? null : snapshot.ts();
       if (settled != null) read = options.settledAt(settled);
+      if (snapshot != null && settled == null) QueryWithoutExtension.warnOnce(name);
       ReadSession opened = new ReadSession(client.openSession(read.request(columns, filter)));
       if (snapshot != null && snapshot.settle(opened.ts) != opened.ts) {
         // another scan of the table settled first, at another ts: read at that one

@@ -76,8 +76,21 @@ final class TheFlashTable implements SupportsRead, SupportsWrite, SupportsDelete
   @Override
   public ScanBuilder newScanBuilder(CaseInsensitiveStringMap ignored) {
     ReadOptions read = options.pinnedBy(SessionConf.get(ReadOptions.SESSION_SNAPSHOT));
-    boolean ownTs = read.snapshotTs != null || read.asOf != null;
-    return new TheFlashScanBuilder(name, read, schema, ownTs ? null : snapshot);
+    return new TheFlashScanBuilder(name, read, schema, read.fixedTs() ? null : snapshot);
+  }
+
+  /**
+   * The snapshot this table's reads settle on when they name no ts of their own (no snapshot_ts,
+   * as_of, time travel or session pin), for {@link QuerySnapshotRule} to settle with every other
+   * table of the query; null when the read names its ts.
+   */
+  TableSnapshot querySnapshot() {
+    return options.pinnedBy(SessionConf.get(ReadOptions.SESSION_SNAPSHOT)).fixedTs() ? null : snapshot;
+  }
+
+  /** The read's options (server, store, snapshot mode), as the query's snapshot is asked for. */
+  ReadOptions readOptions() {
+    return options;
   }
 
   @Override

@@ -1,0 +1,180 @@
+"""Reads that need no live upstream (``snapshot=resolved``) and bounded-staleness reads
+(``max_staleness``), with the real mini cluster, writer, store, service and Spark.
+
+* A store whose writer stopped and whose upstream is gone reads every table at its resolved ts,
+  through the Python source and through the jar, with the values the upstream had at that ts
+  (captured before the upstream went away).
+* ``max_staleness``: a fresh ts while the writer keeps up; the resolved ts when the writer lags
+  and the resolved ts is recent enough; ``StalenessBoundExceededError`` when it is not.
+* A read still missing regions names at most five, counts the others, and says what to do.
+"""
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flash_rig import FlashRig, wait_for
+from jvm_spark import JvmSpark
+from pyspark_theflash.codec.tso import physical_ms
+from pyspark_theflash.scan import plan
+from pyspark_theflash.scan.errors import RegionWaitTimeoutError, StalenessBoundExceededError
+from pyspark_theflash.scan.planner import lookup_table
+from pyspark_theflash.scan.resolved import table_resolved_ts
+from pyspark_theflash.scan.snapshot import query_snapshot_ts
+from pyspark_theflash.service import serve
+from pyspark_theflash.store import Store
+from pyspark_theflash.upstream.workloads import BankWorkload, TwoTableBankWorkload
+
+TABLES = ("bank.accounts", "bank.checking", "bank.savings")
+TWO = ("bank.accounts", "bank.checking")  # a query over two tables, one of them written to
+
+
+def store_resolved_ts(store: str, tables: tuple[str, ...] = TABLES) -> int:
+    """The newest ts every region of every table has resolved in the store."""
+    with Store.open(store, readonly=True) as opened, opened.snapshot() as view:
+        return min(table_resolved_ts(view, lookup_table(view, t), t).ts for t in tables)
+
+
+def rows_of(records: list[Any]) -> list[tuple[int, int]]:
+    return sorted((int(r["id"]), int(r["balance"])) for r in records)
+
+
+def jvm_resolved_rows(spark: Any, server: str) -> dict[str, Any]:
+    """Every table read with snapshot=resolved: by option on format("theflash"), and in one SQL
+    query over the catalog with the session's theflash.snapshot; the ts the plans show."""
+    spark.conf.set("theflash.server", server)
+    out: dict[str, Any] = {}
+    for table in TABLES:
+        df = spark.read.format("theflash").option("snapshot", "resolved").load(table)
+        out[table] = sorted((int(r["id"]), int(r["balance"])) for r in df.select("id", "balance").collect())
+        out[table + " ts"] = re.findall(r"snapshot_ts=(\d+)", df._jdf.queryExecution().executedPlan().toString())
+    spark.conf.set("theflash.snapshot", "resolved")
+    try:
+        sql = spark.sql("SELECT (SELECT sum(balance) FROM theflash.bank.checking) + "
+                        "(SELECT sum(balance) FROM theflash.bank.savings)")
+        out["sql"] = int(sql.collect()[0][0])
+        out["sql ts"] = re.findall(r"snapshot_ts=(\d+)", sql._jdf.queryExecution().executedPlan().toString())
+    finally:
+        spark.conf.unset("theflash.snapshot")
+    return out
+
+
+@pytest.mark.spark
+def test_a_store_whose_writer_stopped_and_upstream_is_gone_reads_every_table_at_its_resolved_ts(
+        spark: Any, jvm_spark: JvmSpark, tmp_path: Path) -> None:
+    rig = FlashRig(tmp_path)
+    try:
+        bank = BankWorkload(rig.cluster, accounts=20, seed=3, threads=1, rate=100)
+        two = TwoTableBankWorkload(rig.cluster, accounts=10, seed=4, threads=1, rate=100)
+        bank.setup()
+        two.setup()
+        rig.start_writer(interval_s=0.05)
+        for table in TABLES:
+            rig.wait_replicated(table)
+        bank.start()
+        two.start()
+        wait_for(lambda: bank.stats.committed > 20 and two.stats.committed > 20, 60, "the transfers to commit")
+        began = store_resolved_ts(rig.store)
+        wait_for(lambda: store_resolved_ts(rig.store) > began, 30, "the store's resolved ts to move")
+        rig.stop_writer()  # while the transfers go on: the store keeps what it had resolved
+        bank.stop()
+        two.stop()
+        resolved = store_resolved_ts(rig.store)
+        expected = {t: rows_of(rig.cluster.scan_table(t, resolved)) for t in TABLES}
+        assert sum(b for _, b in expected["bank.checking"] + expected["bank.savings"]) == two.total
+        rig.cluster.close()  # the upstream is gone
+
+        python = {t: sorted((int(r["id"]), int(r["balance"])) for r in
+                            spark.read.format("theflash").options(**rig.options(snapshot="resolved")).load(t)
+                            .select("id", "balance").collect()) for t in TABLES}
+        assert python == expected
+        with serve(rig.store, port=0) as running:
+            got = jvm_spark.call(jvm_resolved_rows, running.http_url)
+        assert {t: got[t] for t in TABLES} == expected
+        assert all(got[t + " ts"] == [str(resolved)] for t in TABLES), got
+        assert got["sql"] == two.total and set(got["sql ts"]) == {str(resolved)}, got
+        # a ts below the resolved one needs no upstream either
+        with plan(rig.store, "bank.accounts", {"snapshot_ts": str(resolved - 1)}) as at_ts:
+            assert at_ts.stats.upstream_calls is False and at_ts.ts == resolved - 1
+    finally:
+        rig.close()
+
+
+def test_max_staleness_reads_fresh_while_the_writer_keeps_up_then_resolved_then_refuses_past_the_bound(
+        tmp_path: Path) -> None:
+    rig = FlashRig(tmp_path)
+    try:
+        bank = BankWorkload(rig.cluster, accounts=20, seed=5, threads=1, rate=50)
+        bank.setup()
+        TwoTableBankWorkload(rig.cluster, accounts=5).setup()
+        rig.start_writer(interval_s=0.05)
+        for table in TWO:
+            rig.wait_replicated(table)
+        bank.start()
+        wait_for(lambda: bank.stats.committed > 10, 60, "the transfers to commit")
+        with plan(rig.store, "bank.accounts", {"max_staleness": "5s"}) as fresh:
+            assert fresh.stats.snapshot == "fresh" and fresh.stats.upstream_calls
+        # the query-wide choice the jar asks for (POST /v1/snapshots) decides the same way
+        assert query_snapshot_ts(rig.store, list(TWO), {"max_staleness": "5s"})["snapshot"] == "fresh"
+        rig.stop_writer()  # the writer lags from here on; transfers go on upstream
+        resolved = store_resolved_ts(rig.store, ("bank.accounts",))
+        before = bank.stats.committed
+        wait_for(lambda: bank.stats.committed > before + 3, 30, "transfers the store does not have")
+        started = time.monotonic()
+        with plan(rig.store, "bank.accounts", {"max_staleness": "60s", "region_wait_timeout": "500ms"}) as stale:
+            assert stale.stats.snapshot == "resolved" and stale.ts == resolved
+            assert sum(int(r["balance"]) for r in rig.cluster.scan_table("bank.accounts", stale.ts)) == bank.total
+        assert time.monotonic() - started < 10, "waited for the fresh ts no longer than region_wait_timeout"
+        query = query_snapshot_ts(rig.store, list(TWO), {"max_staleness": "60s", "region_wait_timeout": "500ms"})
+        assert query == {"ts": store_resolved_ts(rig.store, TWO), "snapshot": "resolved", "tables": list(TWO)}
+        wait_for(lambda: physical_ms(int(rig.cluster.get_ts())) - physical_ms(resolved) > 1500, 10,
+                 "the resolved ts to be over 1.5s old")
+        with pytest.raises(StalenessBoundExceededError) as refused:
+            plan(rig.store, "bank.accounts", {"max_staleness": "1s"})
+        with pytest.raises(StalenessBoundExceededError):
+            query_snapshot_ts(rig.store, list(TWO), {"max_staleness": "1s", "region_wait_timeout": "300ms"})
+        message = str(refused.value)
+        assert f"max_staleness=1s" in message and str(resolved) in message, message
+        assert "raise max_staleness, or read snapshot=resolved" in message, message
+        bank.stop()
+    finally:
+        rig.close()
+
+
+def test_a_read_missing_regions_names_five_counts_the_others_and_says_what_to_do(tmp_path: Path) -> None:
+    from pyspark_theflash.codec import encode_record_key
+
+    rig = FlashRig(tmp_path)
+    try:
+        bank = BankWorkload(rig.cluster, accounts=80, seed=6, threads=1, rate=100)
+        bank.setup()
+        table_id = rig.cluster.table_info("bank", "accounts")["id"]
+        for handle in range(10, 80, 10):
+            rig.cluster.split_at(bytes(encode_record_key(table_id, handle)))
+        rig.start_writer(interval_s=0.05)
+        rig.wait_replicated("bank.accounts")
+        wait_for(lambda: len(opened_regions(rig.store)) >= 8, 30, "the store to hold the split regions")
+        rig.stop_writer()
+        bank.start()  # every region gets writes the stopped writer never applies
+        wait_for(lambda: bank.stats.committed > 60, 60, "transfers over every region")
+        bank.stop()
+        with pytest.raises(RegionWaitTimeoutError) as lagging:
+            plan(rig.store, "bank.accounts", {"region_wait_timeout": "300ms"})
+        message = str(lagging.value)
+        named = re.findall(r"region \d+: ", message)
+        assert len(lagging.value.lagging) > 5 and len(named) == 5, message
+        assert f"and {len(lagging.value.lagging) - 5} other region(s)" in message, message
+        for advice in ("region_wait_timeout", "snapshot=resolved", "theflash writer status"):
+            assert advice in message, message
+    finally:
+        rig.close()
+
+
+def opened_regions(store: str) -> list[Any]:
+    with Store.open(store, readonly=True) as opened, opened.snapshot() as view:
+        table = lookup_table(view, "bank.accounts")
+        return list(table_resolved_ts(view, table, "bank.accounts").regions) if table is not None else []
