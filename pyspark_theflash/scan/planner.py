@@ -489,7 +489,7 @@ def _plan_at_ts(store: Any, opts: ScanOptions, table_info: Any, read_columns: tu
     ts = requested_ts(opts) or fresh
     safe_point = max(gc_upstream, store_safe_point)
     check_snapshot_ts(ts, safe_point, fresh)
-    result = _leased_plan(opts, table_info, ts, latch, safe_point, fresh)
+    result = _leased_plan(opts, table_info, ts, latch, safe_point, fresh, upstream)
     result.stats.snapshot = "requested" if requested_ts(opts) else "fresh"
     try:
         _catch_up_and_partition(result, store, upstream, result_latch(result, latch, opts), read_columns, read_hidden,
@@ -501,8 +501,10 @@ def _plan_at_ts(store: Any, opts: ScanOptions, table_info: Any, read_columns: tu
     return result
 
 
-def _leased_plan(opts: ScanOptions, table_info: Any, ts: int, latch: Any, safe_point: int, now_ts: int) -> ScanPlan:
-    """The plan at ``ts`` holding its read lease (refused below the safe point)."""
+def _leased_plan(opts: ScanOptions, table_info: Any, ts: int, latch: Any, safe_point: int, now_ts: int,
+                 upstream: Any = None) -> ScanPlan:
+    """The plan at ``ts`` holding its read lease (refused below the safe point); with a
+    ``pd://`` upstream the lease also holds PD's service safe point (``scan/gc_hold.py``)."""
     if latch is None:
         from pyspark_theflash.latch import connect as connect_latch
 
