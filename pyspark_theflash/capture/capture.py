@@ -45,7 +45,6 @@ from pyspark_theflash.upstream.pd_client import PDClient, RegionInfo
 from pyspark_theflash.capture.region_feed import FeedProtocolError, RegionFeed, entries_event, snapshot_event
 from pyspark_theflash.capture.tidb_status import DDLHistoryUnavailableError, TiDBStatus
 from pyspark_theflash.codec import encode_region_key
-from pyspark_theflash.codec.tso import physical_ms
 from pyspark_theflash.proto import binlog_pb2, cdcpb_pb2, cdcpb_pb2_grpc, metapb_pb2
 from pyspark_theflash.schema.ddl_jobs import ddl_of_job
 
@@ -136,6 +135,7 @@ class Capture:
         self.pending_reload: list[tuple[float, bytes, bytes]] = []
         self.fifo: list[tuple[int, Callable[[], list[binlog_pb2.Event]]]] = []
         self.frontier = 0
+        self.frontier_moved_at = time.monotonic()
         self.last_ddl_ts = 0
         self.selected = {t.lower() for t in opts.tables} if opts.tables else None
         self.table_ids: set[int] = set()
@@ -241,7 +241,9 @@ class Capture:
         if events:
             self._append(events)  # before every held row: they wait for this frontier
             self.progress(f"{len(events)} DDL job(s) up to ts {self.last_ddl_ts}")
-        self.frontier = max(self.frontier, frontier)
+        if frontier > self.frontier:
+            self.frontier = frontier
+            self.frontier_moved_at = time.monotonic()
 
     def _create_missing_tables(self, tables: list[tuple[str, dict[str, Any]]]) -> None:
         """A fresh binlog: every captured table whose creation TiDB's DDL history no longer
@@ -497,15 +499,18 @@ class Capture:
                 first_resolved = self.gc_held == self._gc_start and self.feeds and all(
                     f.resolved_ts for f in self.feeds.values())
                 if now - last_gc >= self.opts.gc_update_s or first_resolved:
-                    self._hold_gc(at_start=False)  # at once when every region first resolved
+                    try:
+                        self._hold_gc(at_start=False)  # at once when every region first resolved
+                    except UpstreamError as exc:  # PD away: the hold's TTL covers the outage; retried
+                        log.warning("renewing the PD service safe point failed, retrying: %s", exc)
                     last_gc = now
                 if now - last_report >= 5:
                     held = f"; {len(self.fifo)} events held for the DDL frontier" if self.fifo else ""
                     self.progress(f"{self.events_written} events, {self.rows_written} rows written; "
                                   f"{len(self.feeds)} regions; min resolved ts "
                                   f"{min((f.resolved_ts for f in self.feeds.values()), default=0)}{held}")
-                    if self.fifo and self.frontier and physical_ms(self.pd.get_ts()) - physical_ms(self.frontier) > 30_000:
-                        log.warning("the DDL frontier is over 30 s behind (is TiDB's status port %s answering?): "
+                    if self.fifo and now - self.frontier_moved_at > 30:
+                        log.warning("the DDL frontier has not moved for 30 s (are PD and TiDB's status port %s answering?): "
                                     "%d events wait in memory until it moves", self.status.url, len(self.fifo))
                     last_report = now
                 if self.opts.until_ts is not None and self.caught_up(self.opts.until_ts):

@@ -44,12 +44,19 @@ REGIONS_SHOWN = 5
 class RegionWaitTimeoutError(ScanError):
     """The learner read did not see every region reach its read index in time."""
 
-    def __init__(self, table: str, ts: int, timeout_s: float, lagging: list[tuple[int, int, int]]) -> None:
-        shown = ", ".join(
-            f"region {rid}: applied {applied} < needed {needed} (lag {needed - applied} entries)"
-            if applied >= 0 else f"region {rid}: not in the store yet, needs index {needed}"
-            for rid, applied, needed in lagging[:REGIONS_SHOWN]
-        )
+    def __init__(self, table: str, ts: int, timeout_s: float, lagging: list[tuple[int, int, int]],
+                 by_resolved_ts: bool = False) -> None:
+        if by_resolved_ts:  # a learner read through pd://: (region, its resolved ts, the read ts)
+            shown = ", ".join(
+                f"region {rid}: resolved ts {resolved} < {needed}" if rid else
+                "a key range of the table no region of the store holds yet"
+                for rid, resolved, needed in lagging[:REGIONS_SHOWN])
+        else:
+            shown = ", ".join(
+                f"region {rid}: applied {applied} < needed {needed} (lag {needed - applied} entries)"
+                if applied >= 0 else f"region {rid}: not in the store yet, needs index {needed}"
+                for rid, applied, needed in lagging[:REGIONS_SHOWN]
+            )
         more = f" and {len(lagging) - REGIONS_SHOWN} other region(s)" if len(lagging) > REGIONS_SHOWN else ""
         super().__init__(
             f"reading {table} at ts {ts}: {len(lagging)} region(s) did not catch up within "

@@ -216,7 +216,7 @@ class LearnerRead:
                     close_view(view)
                     if gap is not None and not lagging:
                         lagging = [(0, -1, self.ts)]
-                    raise RegionWaitTimeoutError(self.table, self.ts, timeout_s, lagging)
+                    raise RegionWaitTimeoutError(self.table, self.ts, timeout_s, lagging, by_resolved_ts=True)
                 if resolve_locks is not None:
                     resolve_locks(view)
                 close_view(view)

@@ -21,6 +21,7 @@ from pyspark_theflash.scan.errors import (
     RegionWaitTimeoutError,
     ScanError,
     ScanOptionError,
+    SchemaNotCaughtUpError,
     SnapshotTsOutOfRangeError,
     StalenessBoundExceededError,
     TableNotReplicatedError,
@@ -362,6 +363,8 @@ def _plan_bounded(store: Any, opts: ScanOptions, table_info: Any, columns: Seque
                                   _with_table_names(predicate, table_info), upstream, latch, store_safe_point, started)
         except RegionWaitTimeoutError as exc:
             why = f"the store did not catch up to a fresh ts within {wait:g}s ({len(exc.lagging)} region(s) behind)"
+        except SchemaNotCaughtUpError:
+            why = f"the store did not catch up to a fresh ts within {wait:g}s (its schema changes up to it)"
         else:
             planned.options = opts
             return planned
@@ -393,8 +396,12 @@ def _plan_bounded(store: Any, opts: ScanOptions, table_info: Any, columns: Seque
 def _unreachable(exc: BaseException | None) -> bool:
     """A failure to reach the upstream: a gRPC UNAVAILABLE or DEADLINE_EXCEEDED, raised as it is
     or as the cause of the upstream client's error."""
+    from pyspark_theflash.upstream.pd_client import PDUnavailableError
+
     seen = 0
     while exc is not None and seen < 5:
+        if isinstance(exc, PDUnavailableError):  # pd://: no PD member answered
+            return True
         code = getattr(exc, "code", None)
         try:
             name = str(code().name) if callable(code) else ""

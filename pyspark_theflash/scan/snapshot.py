@@ -89,6 +89,7 @@ def query_snapshot_ts(store: str, tables: list[str], options: dict[str, str] | N
         MissingRegionsError,
         RegionWaitTimeoutError,
         ScanError,
+        SchemaNotCaughtUpError,
         StalenessBoundExceededError,
         TableNotReplicatedError,
         UpstreamUnreachableError,
@@ -165,6 +166,9 @@ def query_snapshot_ts(store: str, tables: list[str], options: dict[str, str] | N
             except RegionWaitTimeoutError as exc:
                 why = (f"{exc.table} did not catch up to a fresh ts within {min(bound, first.region_wait_timeout_s):g}s "
                        f"({len(exc.lagging)} region(s) behind)")
+            except SchemaNotCaughtUpError as exc:  # schema=as_of: the schema changes up to the fresh ts are not in
+                why = (f"{exc.table} did not catch up to a fresh ts within {min(bound, first.region_wait_timeout_s):g}s "
+                       "(its schema changes up to it are not in the store yet)")
             except UpstreamUnreachableError as exc:
                 why = f"the upstream cannot give a fresh ts ({exc})"
             except Exception as exc:

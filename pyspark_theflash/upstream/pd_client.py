@@ -16,6 +16,10 @@ import grpc
 from pyspark_theflash.upstream.errors import PDError
 
 
+class PDUnavailableError(PDError):
+    """No PD member answered: the cluster is down or unreachable from here."""
+
+
 class PDUnimplementedError(PDError):
     """The PD does not serve that call (an older or newer PD)."""
 from pyspark_theflash.proto import metapb_pb2, pdpb_pb2, pdpb_pb2_grpc
@@ -61,7 +65,8 @@ def parse_pd_addresses(spec: str) -> list[str]:
 
 
 class PDClient:
-    def __init__(self, addresses: list[str] | str, timeout_s: float = 30.0) -> None:
+    def __init__(self, addresses: list[str] | str, timeout_s: float = 30.0, lazy: bool = False,
+                 connect_timeout_s: float | None = None) -> None:
         self.members = parse_pd_addresses(addresses) if isinstance(addresses, str) else list(addresses)
         self.timeout_s = timeout_s
         self._mu = threading.Lock()
@@ -70,13 +75,20 @@ class PDClient:
         self.leader = ""
         self.cluster_id = 0
         self._no_batch_scan = False
-        self._connect()
+        # how long to look for a leader when none answers (a reader falls back sooner)
+        self.connect_timeout_s = timeout_s if connect_timeout_s is None else connect_timeout_s
+        if not lazy:
+            self._connect()
 
     # ------------------------------------------------------------------ members
 
+    def _ensure(self) -> None:
+        if self._stub is None:
+            self._connect()
+
     def _connect(self) -> None:
         errors = []
-        deadline = time.monotonic() + self.timeout_s
+        deadline = time.monotonic() + self.connect_timeout_s
         while True:
             for address in list(self.members):
                 channel = grpc.insecure_channel(address)
@@ -106,14 +118,21 @@ class PDClient:
                     self._stub = pdpb_pb2_grpc.PDStub(self._channel)
                 return
             if time.monotonic() > deadline:
-                raise PDError(f"no PD member of {', '.join(self.members)} answered GetMembers: "
-                              + "; ".join(errors[-len(self.members):]))
+                raise PDUnavailableError(f"no PD member of {', '.join(self.members)} answered GetMembers: "
+                                         + "; ".join(errors[-len(self.members):]))
             time.sleep(0.5)
+
+    @property
+    def cluster(self) -> int:
+        """The cluster id, connecting first when the client is lazy."""
+        self._ensure()
+        return self.cluster_id
 
     def header(self) -> pdpb_pb2.RequestHeader:
         return pdpb_pb2.RequestHeader(cluster_id=self.cluster_id, caller_id="theflash")
 
     def _call(self, fn: Callable[[pdpb_pb2_grpc.PDStub], Any]) -> Any:
+        self._ensure()
         deadline = time.monotonic() + self.timeout_s
         while True:
             stub = self._stub

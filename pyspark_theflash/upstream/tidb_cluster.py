@@ -98,7 +98,9 @@ class TiDBClusterClient:
 
     def __init__(self, address: str, timeout_s: float = 30.0) -> None:
         self.address = address
-        self.pd = PDClient(parse_pd_addresses(address), timeout_s=timeout_s)
+        # lazy: a reader of a replica whose upstream is gone still plans reads the store alone
+        # can serve; the first call that needs PD finds out within connect_timeout_s
+        self.pd = PDClient(parse_pd_addresses(address), timeout_s=timeout_s, lazy=True, connect_timeout_s=3.0)
         self.timeout_s = timeout_s
         self.tso = TsoBatcher(self.pd)
         self._mu = threading.Lock()
@@ -107,7 +109,7 @@ class TiDBClusterClient:
 
     @property
     def cluster_id(self) -> int:
-        return self.pd.cluster_id
+        return self.pd.cluster
 
     # ------------------------------------------------------------------ PD
 
