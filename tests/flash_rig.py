@@ -30,6 +30,9 @@ class FlashRig:
                                    resolved_ts_interval=resolved_ts_interval, **cluster_kw)
         addresses = self.cluster.serve(binlog_port=None, stores=2, pd_members=pd_members)
         self.status = "http://" + addresses["status"].removeprefix("http://")
+        # the mini cluster's private service: the differential tests' reference (its ScanTable
+        # is TiDB's stale read at a ts), whatever path the replica takes
+        self.reference = addresses["upstream"]
         self.store = str(root / "store")
         self.capture: Any = None
         if via == "capture":

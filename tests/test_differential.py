@@ -42,7 +42,7 @@ def _run(spark: Any, tmp_path: Path, *, seconds: float, timestamps: int, rate: f
          during: bool) -> None:
     # GC keeps every version of the run (the ts compared reach back to its start)
     rig = FlashRig(tmp_path, expired_lock_grace_s=0.5, gc_life_time_s=3 * 3600)
-    upstream = connect(rig.upstream)
+    upstream = connect(rig.reference)  # the upstream's own stale read, over its private service
     try:
         workloads = _workloads(rig.cluster, seconds, rate, seed)
         for workload in workloads:

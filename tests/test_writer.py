@@ -551,7 +551,7 @@ def test_a_flush_request_naming_a_fresh_split_born_region_is_answered(tmp_path: 
     from pyspark_theflash.latch import connect
     from pyspark_theflash.upstream.tidb import make_column as column
 
-    rig = FlashRig(tmp_path)
+    rig = FlashRig(tmp_path, via="binlog")  # flush requests carry raft read indexes: the mini cluster's own log
     try:
         rig.start_writer()
         rig.cluster.create_table("fresh.t", [column("id", "INT"), column("v", "INT")], primary_key=["id"])
