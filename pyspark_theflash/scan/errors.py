@@ -55,7 +55,7 @@ class RegionWaitTimeoutError(ScanError):
             f"reading {table} at ts {ts}: {len(lagging)} region(s) did not catch up within "
             f"{timeout_s:g}s ({shown}{more}). Wait longer (option region_wait_timeout), read what the store "
             "already has (option snapshot=resolved, or max_staleness=5s to take it only while it is recent), "
-            "or check that the writer is running and keeping up (theflash writer status)"
+            "or check the writer: is the writer running and keeping up (theflash writer status)?"
         )
         self.table = table
         self.ts = ts
