@@ -62,11 +62,28 @@ class RegionWaitTimeoutError(ScanError):
             f"reading {table} at ts {ts}: {len(lagging)} region(s) did not catch up within "
             f"{timeout_s:g}s ({shown}{more}). Wait longer (option region_wait_timeout), read what the store "
             "already has (option snapshot=resolved, or max_staleness=5s to take it only while it is recent), "
-            "or check that the writer is running and keeping up (theflash writer status)"
+            "or check the writer: is the writer running and keeping up (theflash writer status)?"
         )
         self.table = table
         self.ts = ts
         self.lagging = lagging
+
+
+class UnresolvedRegionsError(ScanError):
+    """A read from the store alone (its ts at or below the store's resolved ts when planning
+    began) met regions whose resolved ts stayed below ts for the whole wait."""
+
+    def __init__(self, table: str, ts: int, timeout_s: float, regions: list[tuple[int, int]]) -> None:
+        shown = ", ".join(f"region {rid}: resolved up to {resolved}" for rid, resolved in regions[:REGIONS_SHOWN])
+        more = f" and {len(regions) - REGIONS_SHOWN} other region(s)" if len(regions) > REGIONS_SHOWN else ""
+        super().__init__(
+            f"reading {table} at ts {ts} from the store alone: {len(regions)} region(s) did not resolve ts within "
+            f"{timeout_s:g}s ({shown}{more}). Wait longer (option region_wait_timeout), read an older ts "
+            "(snapshot=resolved takes the newest the store has), or check the writer: is the writer running and "
+            "keeping up (theflash writer status)?")
+        self.table = table
+        self.ts = ts
+        self.regions = regions
 
 
 class MissingRegionsError(ScanError):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from pyspark_theflash.latch import FlushTimeoutError, Latch
-from pyspark_theflash.scan.errors import RegionWaitTimeoutError, ScanError
+from pyspark_theflash.scan.errors import RegionWaitTimeoutError, UnresolvedRegionsError
 from pyspark_theflash.upstream.pd import RAFT_INIT_LOG_INDEX
 
 POLL_S = 0.05
@@ -81,11 +81,6 @@ class LearnerRead:
         """The read index of a store region, or of the upstream regions now covering its
         range when upstream no longer knows it (merged, or split ranges moved)."""
         rid = region_id(region)
-        if self.upstream is None:
-            raise ScanError(
-                f"reading {self.table} at ts {self.ts} from the store alone: region {rid} has resolved only up to "
-                f"ts {int(region.resolved_ts)} and the upstream would have to say what it still needs; read at "
-                "snapshot=resolved, or while the upstream is reachable")
         try:
             return {rid: int(self.upstream.read_index(rid, self.ts))}
         except Exception as exc:
@@ -140,6 +135,16 @@ class LearnerRead:
                     if not force and int(r.resolved_ts) >= self.ts:
                         continue
                     fresh.append(r)
+                if self.upstream is None and fresh:
+                    # From the store alone: wait for the store's own resolved ts to cover ts (a
+                    # region split off while we read starts without one until the writer applies
+                    # the next resolved event), never for an upstream read index.
+                    close_view(view)
+                    if time.monotonic() >= deadline:
+                        raise UnresolvedRegionsError(self.table, self.ts, timeout_s,
+                                                     [(region_id(r), int(r.resolved_ts)) for r in fresh])
+                    time.sleep(POLL_S)
+                    continue
                 for r in fresh:
                     needed.update(self._read_index_of(r))
                 lagging = []

@@ -38,7 +38,7 @@ from pyspark_theflash.scan.partitions import (
     group_ranges,
     merge_group,
 )
-from pyspark_theflash.scan.resolved import table_resolved_ts
+from pyspark_theflash.scan.resolved import settled_resolved_ts, table_resolved_ts
 from pyspark_theflash.scan.schema_at import table_as_of
 from pyspark_theflash.scan.snapshot import check_snapshot_ts, requested_ts
 from pyspark_theflash.store.views import intersect
@@ -207,6 +207,8 @@ def _plan(store: Any, opts: ScanOptions, columns: Sequence[str] | None, hidden: 
         # A ts the store has resolved over the table is served from the store alone: no
         # upstream call at all (a stopped writer's store, a copy of one, a lagging writer).
         if requested is None and opts.snapshot == "resolved":
+            if not resolved.servable:
+                resolved = settled_resolved_ts(store.snapshot, table_info, opts.table, opts.region_wait_timeout_s)
             if not resolved.servable:
                 _refuse_unresolved(opts, resolved)
             return _plan_from_store(store, opts, table_info, resolved.ts, "resolved", columns, hidden, predicate,
@@ -381,8 +383,7 @@ def _plan_bounded(store: Any, opts: ScanOptions, table_info: Any, columns: Seque
         from pyspark_theflash.codec.tso import compose_ts
 
         now_ts = compose_ts(int(time.time() * 1000), 0)  # no TSO: this machine's clock says how old
-    with store.snapshot() as view:
-        resolved = table_resolved_ts(view, table_info, opts.table)
+    resolved = settled_resolved_ts(store.snapshot, table_info, opts.table, min(1.0, opts.region_wait_timeout_s))
     from pyspark_theflash.codec.tso import physical_ms
 
     if resolved.servable and physical_ms(now_ts) - physical_ms(resolved.ts) <= bound * 1000:
@@ -587,6 +588,11 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
     stats.regions_read_index = len(learner.read_index)
     stats.regions_resolved_ts = stats.regions - len([r for r, _ in regions if region_id(r) in learner.read_index])
 
+    if upstream is None:
+        # from the store alone: the regions of the view this read uses must cover the table
+        gaps = table_resolved_ts(view, result.table_info, opts.table).gaps
+        if gaps:
+            raise MissingRegionsError(opts.table, opts.store, list(gaps))
     if opts.isolation == "SI" and upstream is None:
         undecided = [lk for lk in view.locks(table_id, None, None) if int(lk.start_ts) <= ts and int(lk.op) != 2]
         if undecided:

@@ -14,6 +14,7 @@ regions there) cannot be served this way: they are returned as gaps, which a rea
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,3 +76,17 @@ def _describe_gap(lo: bytes, hi: bytes, table_info: Any, table: str) -> str:
         return value.hex() if isinstance(value, bytes) else str(value)
 
     return f"handles [{bound(rng[0], '-inf')}, {bound(rng[1], '+inf')}) of {table}"
+
+
+def settled_resolved_ts(snapshot: Any, table_info: Any, table: str, timeout_s: float,
+                        poll_s: float = 0.05) -> ResolvedTs:
+    """``table_resolved_ts`` of a fresh store view (``snapshot()``), waiting up to ``timeout_s``
+    while a region of the table has no resolved ts yet (one split off a moment ago starts
+    without one until the writer applies the next resolved event); gaps are returned at once."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with snapshot() as view:
+            resolved = table_resolved_ts(view, table_info, table)
+        if resolved.servable or resolved.gaps or not resolved.regions or time.monotonic() >= deadline:
+            return resolved
+        time.sleep(poll_s)

@@ -102,7 +102,7 @@ def query_snapshot_ts(store: str, tables: list[str], options: dict[str, str] | N
         plan,
         upstream_address,
     )
-    from pyspark_theflash.scan.resolved import table_resolved_ts
+    from pyspark_theflash.scan.resolved import settled_resolved_ts
 
     if not tables:
         raise ScanOptionError("a query snapshot needs the tables the query reads (field tables: [\"db.table\", ...])")
@@ -112,19 +112,20 @@ def query_snapshot_ts(store: str, tables: list[str], options: dict[str, str] | N
     if requested_ts(first) is not None:
         raise ScanOptionError("a query snapshot is chosen for reads that name no ts: leave snapshot_ts / as_of out")
 
-    def resolved_now() -> tuple[int, list[Any]]:
-        with open_store(store) as opened, opened.snapshot() as view:
+    def resolved_now(wait_s: float) -> tuple[int, list[Any]]:
+        with open_store(store) as opened:
             found = []
             for o in opts:
-                info = lookup_table(view, o.table)
+                with opened.snapshot() as view:
+                    info = lookup_table(view, o.table)
                 if info is None:
                     raise TableNotReplicatedError(f"store {store} has no table {o.table}: the store alone cannot "
                                                   "serve it (is the writer replicating it? theflash writer --tables ...)")
-                found.append(table_resolved_ts(view, info, o.table))
+                found.append(settled_resolved_ts(opened.snapshot, info, o.table, wait_s))
         return min(r.ts for r in found), found
 
     def resolved_answer() -> dict[str, Any]:
-        ts, found = resolved_now()
+        ts, found = resolved_now(first.region_wait_timeout_s)
         for r in found:
             if r.gaps:
                 raise MissingRegionsError(r.table, store, list(r.gaps))
@@ -185,7 +186,7 @@ def query_snapshot_ts(store: str, tables: list[str], options: dict[str, str] | N
     bound = float(first.max_staleness_s or 0.0)
     if not now_ts:
         now_ts = compose_ts(int(time.time() * 1000), 0)  # no TSO: this machine's clock says how old
-    ts, found = resolved_now()
+    ts, found = resolved_now(min(1.0, first.region_wait_timeout_s))
     servable = all(r.servable for r in found)
     if servable and physical_ms(now_ts) - physical_ms(ts) <= bound * 1000:
         return {"ts": ts, "snapshot": "resolved", "tables": list(tables)}

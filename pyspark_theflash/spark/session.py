@@ -24,7 +24,8 @@ def theflash_session(master: str | None = None, app_name: str = "theflash", *, j
 
     By default the Spark connector jar goes on a new session, so ``format("theflash")`` and the
     catalog (``spark.sql.catalog.theflash``) are the JVM connector: column pruning, filter
-    pushdown, statistics and the ``theflash.snapshot_ts`` pin come from it. Its reads go to
+    pushdown, statistics and the ``theflash.snapshot_ts`` pin come from it, and its session
+    extension (``spark.sql.extensions``) reads every table of one query at one snapshot ts. Its reads go to
     ``server`` (``http://host:port`` of ``theflash serve``) or, when none is given, to a service
     this function starts in this process (on loopback, with a token of its own) that reads
     whichever store a read names. ``store`` becomes the session's default store
@@ -61,6 +62,11 @@ def theflash_session(master: str | None = None, app_name: str = "theflash", *, j
         connector = has_connector_jar(session)
         if jvm and not connector:
             _refuse_without_connector(session)
+        if connector and EXTENSIONS_CLASS not in (session.conf.get("spark.sql.extensions", "") or ""):
+            log.warning("this Spark session was started without spark.sql.extensions=%s (a session's extensions "
+                        "are fixed when it starts): each theflash table of a query takes its own snapshot ts. "
+                        "Start the process's first session with theflash_session() for one ts per query",
+                        EXTENSIONS_CLASS)
         if jvm is False and connector:
             log.warning("this process's Spark JVM already loads the theflash connector jar, so format('theflash') "
                         "is the connector whatever jvm says: its reads are set up as theflash_session() sets them")
