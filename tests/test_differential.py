@@ -19,7 +19,81 @@ from pyspark_theflash.upstream.client import connect
 from pyspark_theflash.upstream.workloads import (BANK_TABLE, TYPES_TABLE, BankWorkload, Faults, OrdersWorkload,
                                                  TypesWorkload, Workload)
 
-TABLES = ("shop.orders", "shop.customers", "shop.order_items", "shop.audit", BANK_TABLE, TYPES_TABLE)
+GENERATED_TABLE = "gen.items"
+TABLES = ("shop.orders", "shop.customers", "shop.order_items", "shop.audit", BANK_TABLE, TYPES_TABLE, GENERATED_TABLE)
+
+
+class GeneratedColumnsWorkload(Workload):
+    """A table with STORED and VIRTUAL generated columns (and one VIRTUAL column TheFlash does
+    not compute, which both sides leave out), under inserts, updates, deletes and schema
+    changes: a VIRTUAL column added, the column it reads widened in place, a plain column added."""
+
+    name = "generated"
+
+    def setup(self) -> None:
+        from pyspark_theflash.upstream.tidb import make_column
+
+        self.cluster.create_database("gen")
+        self.cluster.create_table(GENERATED_TABLE, [
+            make_column("id", "BIGINT", not_null=True),
+            make_column("a", "INT"),
+            make_column("s", "VARCHAR(16)"),
+            make_column("j", "JSON"),
+            make_column("d", "DECIMAL(8,2)"),
+            make_column("g", "BIGINT", generated="`a` + 1"),
+            make_column("c", "VARCHAR(48)", generated="concat(upper(`s`), _utf8mb4'-', `a` * 2)", stored=True),
+            make_column("k", "VARCHAR(16)", generated="json_unquote(json_extract(`j`, _utf8mb4'$.k'))"),
+            make_column("dg", "DECIMAL(10,1)", generated="`d` * 3 - `a` DIV 7"),
+            make_column("sub", "VARCHAR(8)", generated="substring(lower(`s`), 2, 3)"),
+            make_column("today", "DATE", generated="curdate()"),
+        ], primary_key=["id"])
+        self.next_id = 0
+        self.changes = 0
+
+    def _row(self, rng: random.Random) -> dict[str, Any]:
+        import decimal
+        import json
+
+        def maybe(v: Any) -> Any:
+            return None if rng.random() < 0.15 else v
+
+        return {"a": maybe(rng.randint(-1000, 1000)), "s": maybe(rng.choice(["Hello", "wOrLd", "x", "", "éCole"])),
+                "j": maybe(json.dumps(rng.choice([{"k": "v"}, {"k": 7}, {"z": [1]}, {"k": None}]))),
+                "d": maybe(decimal.Decimal(rng.randint(-99999, 99999)).scaleb(-2))}
+
+    def step(self, rng: random.Random) -> None:
+        from pyspark_theflash.upstream.tidb import make_column
+
+        if self.faults.schema and rng.random() < self.faults.schema and self.changes < 3:
+            self.changes += 1
+            if self.changes == 1:
+                self.cluster.add_column(GENERATED_TABLE, make_column("h", "BIGINT", generated="`g` * 3 + `a`"))
+            elif self.changes == 2:
+                self.cluster.modify_column(GENERATED_TABLE, "a", make_column("a", "BIGINT"))  # in place
+            else:
+                self.cluster.add_column(GENERATED_TABLE, make_column("extra", "INT"), default=5)
+            self.stats.add("schema_changes")
+            return
+        op = rng.random()
+        if op < 0.6 or self.next_id < 5:
+            self.next_id += 1
+            row = {"id": self.next_id, **self._row(rng)}
+            self.commit(rng, lambda t: t.insert(GENERATED_TABLE, row))
+        elif op < 0.9:
+            target = rng.randint(1, self.next_id)
+            change = {"id": target, **{k: v for k, v in self._row(rng).items() if rng.random() < 0.5}}
+
+            def update(t: Any) -> None:
+                if t.get(GENERATED_TABLE, target) is not None:
+                    t.update(GENERATED_TABLE, change)
+            self.commit(rng, update)
+        else:
+            target = rng.randint(1, self.next_id)
+
+            def delete(t: Any) -> None:
+                if t.get(GENERATED_TABLE, target) is not None:
+                    t.delete(GENERATED_TABLE, target)
+            self.commit(rng, delete)
 # Two cores shared with Spark and the workload: the writer may be tens of seconds behind.
 READ_WAIT = "180s"
 
@@ -35,6 +109,7 @@ def _workloads(cluster: Any, seconds: float, rate: float, seed: int) -> list[Wor
         OrdersWorkload(cluster, rate=rate * 0.5, threads=2, faults=_faults(schema=0.03), **common),
         BankWorkload(cluster, rate=rate * 0.3, faults=_faults(large=0.05), **common),
         TypesWorkload(cluster, rate=rate * 0.2, rows=50, faults=_faults(), **common),
+        GeneratedColumnsWorkload(cluster, rate=rate * 0.2, faults=_faults(schema=0.03), **common),
     ]
 
 
@@ -83,6 +158,8 @@ def _run(spark: Any, tmp_path: Path, *, seconds: float, timestamps: int, rate: f
         compared = {r.ts for r in results}  # (at an "absent" one both sides had no table of the name)
         assert len(compared) >= timestamps, f"compared at {len(compared)} timestamps"
         assert sum(r.rows for r in results) > 0
+        assert sum(r.rows for r in results if r.table == GENERATED_TABLE) > 0  # generated columns compared
+        assert workloads[-1].stats.schema_changes >= 1, workloads[-1].stats.summary()
     finally:
         upstream.close()
         rig.close()

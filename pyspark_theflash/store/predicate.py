@@ -171,9 +171,10 @@ class Comparison(Expr):
             return True
         if _all_null(s):
             return False  # a comparison with NULL is never true
-        lo, hi, v = s.min, s.max, self.value
+        lo, hi = s.min, s.max
         if lo is None or hi is None:
             return True
+        v = _as_stats_value(self.value, lo)
         try:
             if self.op == "==":
                 return bool(lo <= v <= hi)
@@ -225,7 +226,7 @@ class In(Expr):
         if s.min is None or s.max is None:
             return True
         try:
-            return any(s.min <= v <= s.max for v in self.values)
+            return any(s.min <= _as_stats_value(v, s.min) <= s.max for v in self.values)
         except TypeError:
             return True
 
@@ -424,6 +425,20 @@ class AlwaysTrue(Expr):
 
     def to_dict(self) -> dict[str, Any]:
         return {"true": True}
+
+
+def _as_stats_value(v: Any, like: Any) -> Any:
+    """A literal as the bound comparison sees it, for comparing with statistics like ``like``:
+    against doubles (FLOAT/DOUBLE columns) a double; a float against exact numbers (integer and
+    DECIMAL columns) the decimal it prints as. Pruning must never rule out a row the filter keeps
+    (``d2 = 0.01`` keeps a DECIMAL 0.01, which the float 0.01's exact value is not)."""
+    if not _is_number(v) or isinstance(like, bool):
+        return v
+    if isinstance(like, float):
+        return float(v)
+    if isinstance(like, (int, decimal.Decimal)) and isinstance(v, float):
+        return as_exact_number(v)
+    return v
 
 
 def _column_type(schema: pa.Schema | None, column: str) -> pa.DataType | None:

@@ -103,16 +103,17 @@ final class FilterTranslation {
         List<Object> values = new ArrayList<>();
         for (int i = 1; i < c.length; i++) {
           if (!(c[i] instanceof Literal)) return null;
-          Object v = value(f.dataType(), ((Literal<?>) c[i]).value());
-          if (v == null) return null; // a NULL in the list, or a value the filter cannot carry
+          Object literal = ((Literal<?>) c[i]).value();
+          if (literal == null) {
+            values.add(null); // the service's `in` keeps SQL's three values: NULL makes non-matches NULL
+            continue;
+          }
+          Object v = value(f.dataType(), literal);
+          if (v == null) return null; // a value the filter cannot carry
           values.add(v);
         }
-        if (!negated) return Arrays.asList(f.name(), "in", values);
-        // Under NOT, a NULL value must stay unknown (and be dropped): the service's `in` answers
-        // false for it, so write the list as ORed equalities, which keep SQL's three values.
-        List<Object> eqs = new ArrayList<>();
-        for (Object v : values) eqs.add(Arrays.asList(f.name(), "=", v));
-        return Collections.singletonMap("or", eqs);
+        // NULL in, NULL out, under NOT too (store/predicate.py In): the same rows Spark keeps
+        return Arrays.asList(f.name(), "in", values);
       }
       default:
         break;

@@ -277,6 +277,12 @@ public final class ReadOptions implements Serializable {
     return asOfMode && (snapshotTs != null || asOf != null);
   }
 
+  /** The same read without the hidden columns option. */
+  ReadOptions withoutHidden() {
+    return new ReadOptions(raw, server, store, table, snapshotTs, asOf, isolation, columns,
+        Collections.<String>emptyList(), requestOptions, token);
+  }
+
   /**
    * The same read at the ts an earlier scan of the DataFrame settled on: that is "the latest"
    * the user asked for, so the table is the current one (schema=current unless the user chose).

@@ -39,8 +39,13 @@ public final class TheFlashTableProvider
     if (options.schemaAsOf()) {
       // the table as it was at ts: the session knows that schema
       java.util.List<String> named = null;  // the columns/hidden options, as the session returns them
-      if (!options.columns.isEmpty() || !options.hidden.isEmpty()) {
+      if (!options.columns.isEmpty()) {
         named = new java.util.ArrayList<>(options.columns);
+        named.addAll(options.hidden);
+      } else if (!options.hidden.isEmpty()) {
+        // every column the table had at ts, then the hidden ones: ask for the columns first
+        StructType all = schema(options.withoutHidden());
+        named = new java.util.ArrayList<>(java.util.Arrays.asList(all.fieldNames()));
         named.addAll(options.hidden);
       }
       com.fasterxml.jackson.databind.JsonNode opened = client.openSession(options.request(named, null));
