@@ -142,14 +142,16 @@ class _Workers:
         self._queue: "queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None]" = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads = 0
-        self._idle = 0
+        self._idle = 0     # threads waiting for a call
+        self._pending = 0  # calls submitted and not yet taken
 
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
-        self._queue.put((fn, args))
         with self._lock:
-            if self._idle == 0 and self._threads < self._size:
+            self._pending += 1
+            if self._pending > self._idle and self._threads < self._size:  # no thread waits for this call
                 self._threads += 1
                 threading.Thread(target=self._work, name=f"{self._name}-{self._threads}", daemon=True).start()
+        self._queue.put((fn, args))
 
     def _work(self) -> None:
         while True:
@@ -158,6 +160,8 @@ class _Workers:
             item = self._queue.get()
             with self._lock:
                 self._idle -= 1
+                if item is not None:
+                    self._pending -= 1
             if item is None:
                 return
             fn, args = item

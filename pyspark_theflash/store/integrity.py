@@ -181,6 +181,7 @@ def read_ipc(path: str | Path, part: PartLike) -> pa.Table:
     try:
         return ipc.open_file(source).read_all()
     except (OSError, pa.ArrowInvalid) as exc:
+        source.close()
         raise PartDamagedError(str(path), f"not a readable Arrow IPC file: {exc}", part.part_id) from exc
 
 
@@ -192,6 +193,7 @@ def open_parquet(path: str | Path, part: PartLike) -> pq.ParquetFile:
     try:
         return pq.ParquetFile(source, page_checksum_verification=True)
     except (OSError, pa.ArrowInvalid) as exc:
+        source.close()
         raise PartDamagedError(str(path), f"not a readable Parquet file: {exc}", part.part_id) from exc
 
 
