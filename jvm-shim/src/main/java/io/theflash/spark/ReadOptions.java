@@ -279,7 +279,7 @@ public final class ReadOptions implements Serializable {
 
   /** The same read without the hidden columns option. */
   ReadOptions withoutHidden() {
-    return new ReadOptions(raw, server, store, table, snapshotTs, asOf, isolation, columns,
+    return new ReadOptions(raw, server, store, table, snapshotTs, asOf, isolation, snapshot, maxStaleness, columns,
         Collections.<String>emptyList(), requestOptions, token);
   }
 
