@@ -70,8 +70,18 @@ class LockResolver:
         primary_key = bytes(lock.primary)
         if not primary_key:
             # A lock from TiKV's change-data feed: its PREWRITE rows carry no primary. The key's
-            # own lock upstream names it (CheckSecondaryLocks answers with the lock, whatever
-            # kind it is); no lock means the key is committed (commit_ts) or rolled back.
+            # own lock upstream names it: KvScanLock over the key (a TiDB cluster), or
+            # CheckSecondaryLocks, which answers with the lock whatever kind it is. No lock
+            # left means the key is committed (CheckSecondaryLocks gives the commit ts) or
+            # rolled back.
+            scan = getattr(self.upstream, "scan_locks", None)
+            key = bytes(lock.key)
+            if scan is not None:
+                found_locks = [lk for lk in scan(key, key + b"\x00", start_ts)
+                               if bytes(lk.key) == key and int(lk.start_ts) == start_ts]
+                if found_locks:
+                    primary_key = bytes(found_locks[0].primary)
+        if not primary_key:
             found = self.upstream.check_secondary_locks([bytes(lock.key)], start_ts)
             if found.locks:
                 primary_key = bytes(found.locks[0].primary)
