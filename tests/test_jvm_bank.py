@@ -33,7 +33,7 @@ def jvm_totals(spark: Any, server: str, stamps: list[int]) -> list[tuple[int, in
 def test_bank_total_is_exact_through_the_jvm_connector_during_transfers_dying_transactions_and_splits(
         jvm_spark: JvmSpark, tmp_path: Path) -> None:
     accounts, snapshots, per_query = 30, 20, 10
-    rig = FlashRig(tmp_path)
+    rig = FlashRig(tmp_path, via="capture")  # the bank through capture and pd://
     try:
         bank = BankWorkload(rig.cluster, accounts=accounts, initial=1000, threads=2, seed=13,
                             faults=Faults(dying=0.05, rollback=0.05, split_merge=0.1, dying_ttl_ms=300))

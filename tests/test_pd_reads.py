@@ -28,7 +28,7 @@ def balances(p: Any) -> dict[int, int]:
 
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[FlashRig]:
-    r = FlashRig(tmp_path, pd_members=2, region_split_keys=20, expired_lock_grace_s=0.5)
+    r = FlashRig(tmp_path, via="capture", pd_members=2, region_split_keys=20, expired_lock_grace_s=0.5)
     try:
         yield r
     finally:
@@ -81,7 +81,7 @@ def test_a_read_of_a_feed_lock_finds_its_primary_and_resolves_it_over_tikv(rig: 
 
 
 def test_a_long_read_holds_pds_service_safe_point_under_a_short_gc_life_time(tmp_path: Path) -> None:
-    rig = FlashRig(tmp_path, gc_life_time_s=0.5, gc_run_interval_s=0.2)
+    rig = FlashRig(tmp_path, via="capture", gc_life_time_s=0.5, gc_run_interval_s=0.2)
     try:
         bank = BankWorkload(rig.cluster, accounts=10, initial=100, seed=1, count=1, threads=1)
         bank.setup()

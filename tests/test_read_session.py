@@ -23,7 +23,7 @@ REGIONS = 4
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlashRig]:
-    r = FlashRig(tmp_path_factory.mktemp("session"))
+    r = FlashRig(tmp_path_factory.mktemp("session"), via="capture")
     table = r.cluster.create_table(TABLE, [
         make_column("id", "BIGINT", not_null=True), make_column("name", "VARCHAR(16)"),
         make_column("price", "DECIMAL(10,2)"), make_column("day", "DATE"), make_column("at", "TIMESTAMP(6)"),

@@ -17,7 +17,7 @@ TABLE = "bank.accounts"
 
 
 def run_bank(root: Path, accounts: int, snapshots: int, faults: Faults) -> None:
-    rig = FlashRig(root)
+    rig = FlashRig(root, via="capture")
     try:
         bank = BankWorkload(rig.cluster, accounts=accounts, initial=1000, threads=2, seed=17, faults=faults)
         bank.setup()

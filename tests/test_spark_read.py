@@ -282,8 +282,16 @@ def test_a_ts_below_the_safe_point_or_in_the_future_is_refused_with_the_range(sp
     make_table(rig, "range.accounts", 2)
     old = rig.cluster.get_ts()
     safe = rig.cluster.get_ts()
-    # capture's PD service safe point holds GC at the replica's resolved ts until that passes safe
-    wait_for(lambda: rig.cluster.update_gc_safe_point(safe) >= safe, 20, "GC to reach the safe point")
+    # capture's PD service safe point holds GC at the replica's resolved ts: drop it for this
+    # test (capture sets it again, but PD ignores a safe point below the one GC reached)
+    capture_id = rig.capture.service_id.encode() if rig.capture is not None else None
+
+    def gc_to_safe() -> bool:
+        if capture_id is not None:
+            rig.cluster.service_safe_points.update(capture_id, 0, 0)
+        return rig.cluster.update_gc_safe_point(safe) >= safe
+
+    wait_for(gc_to_safe, 20, "GC to reach the safe point")
     with pytest.raises(Exception, match=rf"snapshot ts {old} .* below the GC safe point.*readable snapshots are \[{safe}, \d+\]"):
         read(spark, rig, snapshot_ts=old).load("range.accounts").collect()
     future = compose_ts(physical_ms(rig.cluster.get_ts()) + 3_600_000, 0)
@@ -340,8 +348,8 @@ def test_a_read_times_out_naming_the_lagging_regions_when_the_writer_is_stopped(
         with rig.cluster.txn() as t:
             t.insert("stall.accounts", {"id": 50, "balance": 1})
         # through pd:// the learner read waits on each region's resolved ts
-        with pytest.raises(Exception, match=r"did not catch up within 1s \(region \d+: resolved ts \d+ < \d+\)"
-                                            r".*the writer is running"):
+        with pytest.raises(Exception, match=r"did not catch up within 1s \(region \d+: (applied \d+ < needed \d+ \(lag \d+ entries\)|resolved ts \d+ < \d+)\)"
+                                            r".*writer (is )?running"):
             read(spark, rig, region_wait_timeout="1s").load("stall.accounts").collect()
     finally:
         rig.start_writer()
