@@ -29,7 +29,7 @@ BIG_ROWS = 20_000
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlashRig]:
-    r = FlashRig(tmp_path_factory.mktemp("service"), via="capture")
+    r = FlashRig(tmp_path_factory.mktemp("service"))
     table = r.cluster.create_table(TABLE, [
         make_column("id", "BIGINT", not_null=True), make_column("name", "VARCHAR(16)"), make_column("qty", "INT"),
         make_column("price", "DECIMAL(10,2)"),

@@ -132,7 +132,8 @@ def test_flight_reads_at_a_past_ts_return_the_old_rows(rig: Any) -> None:
 @pytest.mark.spark
 def test_the_python_spark_source_reads_the_old_rows_with_snapshot_ts_and_as_of(spark: Any, rig: Any) -> None:
     r, h, _ = rig
-    at = ts_to_datetime(h.before).strftime("%Y-%m-%d %H:%M:%S.%f")
+    # an explicit offset: the shared JVM session's time zone is whatever an earlier test left
+    at = ts_to_datetime(h.before).strftime("%Y-%m-%d %H:%M:%S.%f") + "+00:00"
     for table in (TRUNC, DROPPED, REORG):
         by_ts = spark.read.format("theflash").options(**r.options(snapshot_ts=h.before)).load(table)
         assert sorted(map(lambda x: x.asDict(), by_ts.collect()), key=lambda x: x["id"]) == AT_BEFORE[table]
@@ -163,7 +164,8 @@ def jvm_sql_error(spark: Any, server: str, statement: str) -> str:
 def test_sql_version_and_timestamp_as_of_and_the_session_pin_read_the_old_rows_through_the_jar(
         jvm_spark: Any, rig: Any) -> None:
     r, h, running = rig
-    at = ts_to_datetime(h.before).strftime("%Y-%m-%d %H:%M:%S.%f")
+    # an explicit offset: the shared JVM session's time zone is whatever an earlier test left
+    at = ts_to_datetime(h.before).strftime("%Y-%m-%d %H:%M:%S.%f") + "+00:00"
     for table in (TRUNC, DROPPED, REORG):
         want = [tuple(x.values()) for x in AT_BEFORE[table]]
         cols = ", ".join(AT_BEFORE[table][0])
