@@ -136,6 +136,8 @@ def test_capture_replicates_history_and_changes_with_splits_merges_ddl_and_dying
     assert bank.stats.errors == [] and orders.stats.errors == []
     final = cluster.get_ts()
     running.wait_caught_up(final)
+    # the stores serve EventFeedV2: capture probed it and multiplexes its registrations on it
+    assert {s.method for s in running.capture.streams.values()} == {"EventFeedV2"}
     running.stop()
     apply(tmp_path / "binlog", tmp_path / "store")
     rng = random.Random(7)
@@ -176,6 +178,7 @@ def test_a_long_transaction_holds_resolved_ts_and_its_commit_arrives(cluster: Mi
 
 def test_regions_answering_epoch_not_match_at_first_and_a_restarted_store(cluster: MiniCluster, tmp_path: Path) -> None:
     cluster.change_feed.stale_first_registration = True
+    cluster.change_feed.event_feed_v2 = False  # stores as a TiKV before 7.5: EventFeed only
     bank, orders = run_workloads(cluster, Faults(split_merge=0.1), count=150)
     bank.start()
     orders.start()
@@ -188,6 +191,7 @@ def test_regions_answering_epoch_not_match_at_first_and_a_restarted_store(cluste
     orders.join()
     final = cluster.get_ts()
     running.wait_caught_up(final)
+    assert {s.method for s in running.capture.streams.values()} == {"EventFeed"}  # the probe fell back
     running.stop()
     apply(tmp_path / "binlog", tmp_path / "store")
     assert_equal_at(cluster, tmp_path / "store", TABLES, final)

@@ -116,7 +116,7 @@ def _workloads(cluster: Any, seconds: float, rate: float, seed: int) -> list[Wor
 def _run(spark: Any, tmp_path: Path, *, seconds: float, timestamps: int, rate: float, seed: int,
          during: bool) -> None:
     # GC keeps every version of the run (the ts compared reach back to its start)
-    rig = FlashRig(tmp_path, expired_lock_grace_s=0.5, gc_life_time_s=3 * 3600)
+    rig = FlashRig(tmp_path, via="capture", expired_lock_grace_s=0.5, gc_life_time_s=3 * 3600)
     upstream = connect(rig.reference)  # the upstream's own stale read, over its private service
     try:
         workloads = _workloads(rig.cluster, seconds, rate, seed)

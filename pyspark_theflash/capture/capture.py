@@ -82,12 +82,35 @@ def _is_record(key: bytes) -> bool:
     return _record_table_id(key) is not None
 
 
+_MULTIPLEXING = (("features", "stream-multiplexing"),)
+
+
+def _has_stream_multiplexing(stub: cdcpb_pb2_grpc.ChangeDataStub) -> bool:
+    """Whether the store serves ``EventFeedV2`` with stream multiplexing, probed as TiCDC
+    probes it (tiflow ``cdc/kv/sharedconn``): open the stream with the ``features`` header and
+    close the sending side at once; a stream that then ends cleanly has it, ``UNIMPLEMENTED``
+    (a TiKV before 7.5 has no ``EventFeedV2``; a newer one refuses a feature it does not know)
+    means ``EventFeed``. Any other error is the store's, raised as a broken stream."""
+    try:
+        for _ in stub.EventFeedV2(iter(()), metadata=_MULTIPLEXING, timeout=10):
+            pass
+        return True
+    except grpc.RpcError as exc:
+        if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+            return False
+        raise
+
+
 class StoreStream:
-    """One EventFeed stream to one TiKV store; its responses go to ``inbound`` tagged with
-    (store id, stream generation), a broken stream as a ``stream_down`` item."""
+    """One change-data stream to one TiKV store (``EventFeedV2`` with stream multiplexing where
+    the store has it, else ``EventFeed``); its responses go to ``inbound`` tagged with (store
+    id, stream generation), a broken stream as a ``stream_down`` item. Each registration has its
+    own request id either way, so a batched resolved ts names its registration on a
+    multiplexed stream and carries request id 0 on the other."""
 
     def __init__(self, store_id: int, address: str, gen: int, inbound: queue.Queue[Any]) -> None:
         self.store_id, self.address, self.gen = store_id, address, gen
+        self.method = ""  # the RPC the stream runs, once it is open
         self._requests: queue.Queue[Any] = queue.Queue()
         self._inbound = inbound
         self._channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 256 << 20)])
@@ -100,7 +123,13 @@ class StoreStream:
 
     def _run(self) -> None:
         try:
-            self._call = cdcpb_pb2_grpc.ChangeDataStub(self._channel).EventFeed(iter(self._requests.get, None))
+            stub = cdcpb_pb2_grpc.ChangeDataStub(self._channel)
+            if _has_stream_multiplexing(stub):
+                self.method = "EventFeedV2"
+                self._call = stub.EventFeedV2(iter(self._requests.get, None), metadata=_MULTIPLEXING)
+            else:
+                self.method = "EventFeed"
+                self._call = stub.EventFeed(iter(self._requests.get, None))
             for resp in self._call:
                 self._inbound.put(("events", self.store_id, self.gen, resp))
             reason = "the store ended the stream"

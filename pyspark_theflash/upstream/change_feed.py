@@ -81,6 +81,9 @@ class ChangeFeed:
         # when the region split between the client's PD lookup and its registration (the
         # client must look the range up again). Off by default; tests turn it on.
         self.stale_first_registration = False
+        # Whether the stores serve EventFeedV2 (TiKV 7.5+ does; a test turns it off to play an
+        # older store, whose answer to the method is UNIMPLEMENTED).
+        self.event_feed_v2 = True
         self._registered_once: set[int] = set()
         # Every tick each stream hears the resolved ts of every initialised region it has, moved
         # or not, as TiKV's endpoint broadcasts them (a region held back by a lock included).
@@ -297,7 +300,12 @@ class ChangeDataServicer(cdcpb_pb2_grpc.ChangeDataServicer):
 
     def EventFeedV2(self, request_iterator: Iterator[cdcpb_pb2.ChangeDataRequest],
                     context: grpc.ServicerContext) -> Iterator[cdcpb_pb2.ChangeDataEvent]:
-        features = dict(context.invocation_metadata()).get("features", "")
+        if not self.feed.event_feed_v2:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not found: cdcpb.ChangeData/EventFeedV2")
+        features = {f.strip() for f in dict(context.invocation_metadata()).get("features", "").split(",") if f.strip()}
+        unknown = sorted(features - {"stream-multiplexing"})
+        if unknown:  # as TiKV's service.rs refuses a feature it does not know
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, f"the cluster does not support these features: {unknown}")
         return self._feed(request_iterator, context, multiplexed="stream-multiplexing" in features)
 
     def _feed(self, request_iterator: Iterator[cdcpb_pb2.ChangeDataRequest], context: grpc.ServicerContext,
