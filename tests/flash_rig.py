@@ -4,8 +4,7 @@ capture`` in a thread replicating it over those protocols into a binlog director
 writer job in a thread applying that binlog to a store, and the read options a
 ``format("theflash")`` read of that store needs (``upstream`` = ``pd://``): the path a TiDB user
 runs, with ``via="capture"``. The default, ``via="binlog"``, feeds the writer the mini
-cluster's own binlog and reads through its private ``grpc://`` service: the long Spark suites
-stay on it until capture turns splits into admin events (docs/capture.md, "Not done yet")."""
+cluster's own binlog and reads through its private ``grpc://`` service."""
 from __future__ import annotations
 
 import threading

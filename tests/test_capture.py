@@ -81,6 +81,14 @@ def apply(binlog: Path, store: Path) -> None:
                          until_caught_up=True)).run()
 
 
+def binlog_events(binlog: Path) -> list[binlog_pb2.Event]:
+    events = []
+    with open_source(str(binlog)) as source:
+        while batch := source.read(10_000, 0.1):
+            events.extend(pe.event for pe in batch)
+    return events
+
+
 def _canonical(v: Any) -> str:
     if isinstance(v, datetime.datetime) and v.tzinfo is not None:
         v = v.astimezone(datetime.timezone.utc)  # ZoneInfo("UTC") and timezone.utc are one instant
@@ -139,6 +147,8 @@ def test_capture_replicates_history_and_changes_with_splits_merges_ddl_and_dying
     # the stores serve EventFeedV2: capture probed it and multiplexes its registrations on it
     assert {s.method for s in running.capture.streams.values()} == {"EventFeedV2"}
     running.stop()
+    admin = [ev.admin.WhichOneof("cmd") for ev in binlog_events(tmp_path / "binlog") if ev.HasField("admin")]
+    assert admin.count("split") > 0 and admin.count("merge") > 0, admin  # the cluster's shape, as PD showed it
     apply(tmp_path / "binlog", tmp_path / "store")
     rng = random.Random(7)
     stamps = before + sorted(rng.randrange(before[0], final) for _ in range(4)) + [final]
@@ -221,12 +231,8 @@ def test_tables_selects_and_bad_names_are_refused(cluster: MiniCluster, tmp_path
     final = cluster.get_ts()
     running.wait_caught_up(final)
     running.stop()
-    tables_in_log = set()
-    with open_source(str(tmp_path / "binlog")) as source:
-        while batch := source.read(10_000, 0.1):
-            for pe in batch:
-                if pe.event.WhichOneof("payload") == "ddl":
-                    tables_in_log.add(json.loads(pe.event.ddl.table_info)["name"]["O"])
+    tables_in_log = {json.loads(ev.ddl.table_info)["name"]["O"] for ev in binlog_events(tmp_path / "binlog")
+                     if ev.HasField("ddl")}
     assert tables_in_log == {"accounts"}
     apply(tmp_path / "binlog", tmp_path / "store")
     assert_equal_at(cluster, tmp_path / "store", ("bank.accounts",), final)
@@ -278,10 +284,7 @@ def test_capture_and_the_writer_survive_sigkill_and_resume(cluster: MiniCluster,
     applied = subprocess.run(writer + ["--until-caught-up"], capture_output=True, text=True, timeout=120)
     assert applied.returncode == 0, applied.stderr[-2000:]
     assert_equal_at(cluster, store, TABLES, final)
-    kinds = set()
-    with open_source(str(binlog)) as source:
-        while batch := source.read(10_000, 0.1):
-            kinds.update(pe.event.WhichOneof("payload") for pe in batch)
+    kinds = {ev.WhichOneof("payload") for ev in binlog_events(binlog)}
     assert {"ddl", "snapshot", "resolved"} <= kinds
 
 

@@ -101,6 +101,18 @@ def _has_stream_multiplexing(stub: cdcpb_pb2_grpc.ChangeDataStub) -> bool:
         raise
 
 
+def _tiles(regions: list[RegionInfo], start: bytes, end: bytes) -> bool:
+    """Whether ``regions`` (in key order) cover [start, end) exactly, without gap or overlap
+    (PD-encoded keys; b"" is -inf as a start and +inf as an end)."""
+    if not regions or regions[0].start != start or regions[-1].end != end:
+        return False
+    return all(a.end == b.start for a, b in zip(regions, regions[1:]))
+
+
+def _covers_range(region: RegionInfo, start: bytes, end: bytes) -> bool:
+    return region.start <= start and (not region.end or (bool(end) and end <= region.end))
+
+
 class StoreStream:
     """One change-data stream to one TiKV store (``EventFeedV2`` with stream multiplexing where
     the store has it, else ``EventFeed``); its responses go to ``inbound`` tagged with (store
@@ -161,13 +173,18 @@ class Capture:
         self.resolved: dict[int, int] = {}
         self.streams: dict[int, StoreStream] = {}
         self.store_addresses: dict[int, str] = {}
-        self.pending_reload: list[tuple[float, bytes, bytes]] = []
+        # (due, start, end, the dropped registration or None): ranges to look up in PD again
+        self.pending_reload: list[tuple[float, bytes, bytes, RegionFeed | None]] = []
         self.fifo: list[tuple[int, Callable[[], list[binlog_pb2.Event]]]] = []
         self.frontier = 0
         self.frontier_moved_at = time.monotonic()
         self.last_ddl_ts = 0
         self.selected = {t.lower() for t in opts.tables} if opts.tables else None
         self.table_ids: set[int] = set()
+        # The regions the binlog has introduced to a replica (by a snapshot or a split) and not
+        # merged away: only these can be named in a split or merge the writer applies.
+        self.introduced: set[int] = set()
+        self.ranges: dict[int, tuple[bytes, bytes]] = {}  # each region's range when last registered
         self._gen = 0
         self._stop = threading.Event()
         self.ddl_unavailable = False
@@ -190,6 +207,7 @@ class Capture:
         self.resolved = {int(k): int(v) for k, v in state["resolved"].items()}
         self.last_ddl_ts = int(state["last_ddl_ts"])
         self.table_ids = set(state["table_ids"])
+        self.introduced = set(state.get("introduced", ()))
         with SegmentReader(self.dir, Position(*state["position"])) as reader:
             for positioned in reader:  # written after the state was saved
                 self._absorb(positioned.event)
@@ -205,11 +223,17 @@ class Capture:
                 self.resolved[int(rid)] = max(self.resolved.get(int(rid), 0), int(ev.resolved.ts))
         elif ev.region_id:
             self.indexes[int(ev.region_id)] = max(self.indexes.get(int(ev.region_id), 0), int(ev.index))
+            if kind == "snapshot":
+                self.introduced.add(int(ev.region_id))
+            elif kind == "admin" and ev.admin.HasField("split"):
+                self.introduced.update(int(r.id) for r in ev.admin.split.regions)
+            elif kind == "admin" and ev.admin.HasField("merge"):
+                self.introduced.discard(int(ev.admin.merge.source.id))
 
     def _save_state(self) -> None:
         state = {"cluster_id": self.pd.cluster_id, "position": list(self.writer.head),
                  "indexes": self.indexes, "resolved": self.resolved, "last_ddl_ts": self.last_ddl_ts,
-                 "table_ids": sorted(self.table_ids)}
+                 "table_ids": sorted(self.table_ids), "introduced": sorted(self.introduced)}
         tmp = self.dir / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps(state))
         os.replace(tmp, self.dir / STATE_FILE)
@@ -315,8 +339,12 @@ class Capture:
                 header=cdcpb_pb2.Header(cluster_id=self.pd.cluster_id, ticdc_version=TICDC_VERSION),
                 region_id=old.id, request_id=old.gen, deregister=cdcpb_pb2.ChangeDataRequest.Deregister()))
         self._gen += 1
+        # A region's resolved ts speaks of its range: one whose range changed (or that this
+        # process has not registered yet) starts from 0, as the store resets it (store/apply.py).
+        same_range = self.ranges.get(info.id) == (info.start, info.end)
+        self.ranges[info.id] = (info.start, info.end)
         feed = RegionFeed(info.id, info.start, info.end, info.version, info.conf_ver, info.leader_store, self._gen,
-                          resolved_ts=self.resolved.get(info.id, 0))
+                          resolved_ts=self.resolved.get(info.id, 0) if same_range else 0)
         self.feeds[info.id] = feed
         self._stream(info.leader_store).send(cdcpb_pb2.ChangeDataRequest(
             header=cdcpb_pb2.Header(cluster_id=self.pd.cluster_id, ticdc_version=TICDC_VERSION),
@@ -324,17 +352,66 @@ class Capture:
             checkpoint_ts=0, start_key=info.start, end_key=info.end, request_id=feed.gen,
             register=cdcpb_pb2.ChangeDataRequest.Register()))
 
-    def _load_range(self, start: bytes, end: bytes) -> None:
+    def _load_range(self, start: bytes, end: bytes, dropped: RegionFeed | None = None) -> None:
+        """Register every region PD has over [start, end) that holds table keys; where the range
+        is a dropped registration's, first write the split or merge PD shows it went through."""
         lo, hi = max(start, _RECORD_SPAN[0]), _RECORD_SPAN[1] if not end else min(end, _RECORD_SPAN[1])
-        if hi and lo >= hi:
+        if dropped is not None:
+            infos = self.pd.scan_regions(start, end)
+            self._topology_event(dropped, infos)
+        elif hi and lo >= hi:
             return
-        for info in self.pd.scan_regions(lo, hi):
-            self._register(info)
+        else:
+            infos = self.pd.scan_regions(lo, hi)
+        for info in infos:
+            if (not info.end or info.end > lo) and (not hi or info.start < hi):
+                self._register(info)
+
+    def _topology_event(self, old: RegionFeed, now: list[RegionInfo]) -> None:
+        """The binlog's ``Admin`` event for what became of a dropped registration's region, as PD
+        shows it, so the replica's regions take the cluster's shape at once (TiKV's feed sends
+        no admin events: tikv ``delegate.rs``; the epoch and PD are what tell a split from a
+        merge, as TiCDC's region worker learns them). Each region is then registered anew,
+        and its snapshot replaces its range. Nothing is written where PD's answer is neither
+        a clean split nor a clean merge, or names a region no replica knows: the snapshots
+        alone then set the shape.
+        - split: the old region, now younger, and its new siblings tile the old range exactly;
+        - merge: the old region is gone and one region the binlog introduced covers its range."""
+        if old.id not in self.introduced:
+            return
+        ids = {i.id for i in now}
+        mine = next((i for i in now if i.id == old.id), None)
+        if mine is not None:
+            if mine.version <= old.version or len(now) < 2 or not _tiles(now, old.start, old.end):
+                return
+            regions = [binlog_pb2.Region(id=i.id, start_key=i.start, end_key=i.end,
+                                         epoch=binlog_pb2.RegionEpoch(version=i.version, conf_version=i.conf_ver))
+                       for i in now]
+            self._hold(0, lambda rid=old.id, epoch=regions[[i.id for i in now].index(old.id)].epoch, regions=regions: [
+                binlog_pb2.Event(region_id=rid, index=self._next_index(rid), epoch=epoch,
+                                 admin=binlog_pb2.Admin(split=binlog_pb2.Split(regions=regions)))])
+            log.info("region %d split into regions %s", old.id, sorted(ids))
+            return
+        if len(now) != 1 or not _covers_range(now[0], old.start, old.end):
+            return
+        target = now[0]
+        current = self.feeds.get(target.id)
+        if target.id not in self.introduced or (current is not None and current.version == target.version
+                                                and current.initialized):
+            return  # the target's snapshot of the merged range is written already
+        source = old.region_proto()
+        merged = binlog_pb2.Region(id=target.id, start_key=target.start, end_key=target.end,
+                                   epoch=binlog_pb2.RegionEpoch(version=target.version, conf_version=target.conf_ver))
+        self._hold(0, lambda tid=target.id, source=source, merged=merged: [
+            binlog_pb2.Event(region_id=tid, index=self._next_index(tid), epoch=merged.epoch,
+                             admin=binlog_pb2.Admin(merge=binlog_pb2.Merge(source=source, target=merged)))])
+        log.info("region %d merged into region %d", old.id, target.id)
 
     def _drop(self, feed: RegionFeed, why: str, backoff_s: float) -> None:
-        if self.feeds.get(feed.id) is feed:
-            del self.feeds[feed.id]
-        self.pending_reload.append((time.monotonic() + backoff_s, feed.start, feed.end))
+        if self.feeds.get(feed.id) is not feed:
+            return  # dropped already (its range waits for a reload), or registered anew since
+        del self.feeds[feed.id]
+        self.pending_reload.append((time.monotonic() + backoff_s, feed.start, feed.end, feed))
         log.info("region %d: %s; registering its range again", feed.id, why)
 
     def _region_error(self, feed: RegionFeed, error: cdcpb_pb2.Error) -> None:
@@ -515,13 +592,13 @@ class Capture:
                         item = None
                 self._release()
                 now = time.monotonic()
-                for due, start, end in [p for p in self.pending_reload if p[0] <= now]:
-                    self.pending_reload.remove((due, start, end))
+                for reload in [p for p in self.pending_reload if p[0] <= now]:
+                    self.pending_reload.remove(reload)
                     try:
-                        self._load_range(start, end)
+                        self._load_range(*reload[1:])
                     except (CaptureError, UpstreamError) as exc:
                         log.warning("reloading regions failed, retrying: %s", exc)
-                        self.pending_reload.append((now + 1.0, start, end))
+                        self.pending_reload.append((now + 1.0, *reload[1:]))
                 if self.events_written:
                     self.writer.sync()
                     self._save_state()

@@ -555,6 +555,10 @@ class ApplyPath:
                 target.epoch_version, target.conf_ver = int(r.epoch.version), int(r.epoch.conf_version)
                 target.state = "normal"
                 if target is not reg:
+                    if is_new:
+                        # Every commit at or below the parent's resolved ts was applied to
+                        # its range, this part of it included: the promise holds for the part.
+                        target.resolved_ts = max(target.resolved_ts, reg.resolved_ts)
                     if is_new or target.snapshot_index < reg.snapshot_index:
                         target.snapshot_index = max(target.snapshot_index, reg.snapshot_index)
                         target.orphan_until_ts = max(target.orphan_until_ts, reg.orphan_until_ts)
@@ -572,6 +576,10 @@ class ApplyPath:
             dst.epoch_version, dst.conf_ver = int(dst_msg.epoch.version), int(dst_msg.epoch.conf_version)
             dst.state = "normal"
             if src is not dst:
+                # The target's resolved ts promised nothing of the source's keys: a lock the
+                # source held may commit below it after the merge. The merged range is
+                # resolved as far as both were.
+                dst.resolved_ts = min(dst.resolved_ts, src.resolved_ts)
                 caches.move(src.id, dst.id, lambda k: True)
                 if src.snapshot_index:
                     dst.snapshot_index = max(dst.snapshot_index, src.snapshot_index)
@@ -595,6 +603,10 @@ class ApplyPath:
         assert caches is not None
         r = snap.region
         if r.id and int(r.id) == reg.id or not r.id:
+            if (bytes(r.start_key), bytes(r.end_key)) != (reg.start_key, reg.end_key):
+                # A region whose range changed (a merge or split the store did not see as an
+                # admin event): its resolved ts spoke of the old range only.
+                reg.resolved_ts = 0
             reg.start_key, reg.end_key = bytes(r.start_key), bytes(r.end_key)
             if r.HasField("epoch"):
                 reg.epoch_version, reg.conf_ver = int(r.epoch.version), int(r.epoch.conf_version)
