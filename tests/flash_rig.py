@@ -3,8 +3,9 @@ process serving PD, TiKV (tikvpb, cdcpb) and TiDB's status port on loopback, ``t
 capture`` in a thread replicating it over those protocols into a binlog directory, the real
 writer job in a thread applying that binlog to a store, and the read options a
 ``format("theflash")`` read of that store needs (``upstream`` = ``pd://``): the path a TiDB user
-runs, with ``via="capture"``. The default, ``via="binlog"``, feeds the writer the mini
-cluster's own binlog and reads through its private ``grpc://`` service."""
+runs, and the default. ``via="binlog"`` feeds the writer the mini cluster's own binlog and
+reads through its private ``grpc://`` service instead, for the tests of that log itself (raft
+read indexes in flush requests, region introduction)."""
 from __future__ import annotations
 
 import threading
@@ -20,7 +21,7 @@ from pyspark_theflash.writer.options import WriterOptions
 
 
 class FlashRig:
-    def __init__(self, root: Path, *, resolved_ts_interval: float = 0.05, via: str = "binlog",
+    def __init__(self, root: Path, *, resolved_ts_interval: float = 0.05, via: str = "capture",
                  pd_members: int = 1, **cluster_kw: Any) -> None:
         if via not in ("capture", "binlog"):
             raise ValueError(f"via must be 'capture' or 'binlog', not {via!r}")
@@ -42,7 +43,8 @@ class FlashRig:
             self.binlog = (root / "capture-binlog").resolve().as_uri()
             self.capture = Capture(CaptureOptions(pd=self.upstream, tidb=self.status,
                                                   binlog=str(root / "capture-binlog"), retry_backoff_s=0.1,
-                                                  gc_update_s=0.5))
+                                                  gc_update_s=0.5, resolve_locks_after_s=1.0,
+                                                  resolve_locks_interval_s=2.0))
             self._capture_error: list[BaseException] = []
             self._capture_thread = threading.Thread(target=self._run_capture, name="theflash-capture", daemon=True)
             self._capture_thread.start()

@@ -186,6 +186,42 @@ def test_a_long_transaction_holds_resolved_ts_and_its_commit_arrives(cluster: Mi
         assert {r["id"]: r["v"] for r in s.scan_table("t.long", final).to_pylist()} == {1: "b", 2: "x" * 300}
 
 
+def test_capture_resolves_the_locks_of_an_abandoned_transaction_that_hold_a_region_back(tmp_path: Path) -> None:
+    """A client dies after prewrite: nothing upstream resolves its locks (this cluster, as
+    TiKV, leaves them to readers and GC), so the region's resolved ts stops at them until
+    capture, as TiCDC, decides the transaction (rolled back: its TTL ran out)."""
+    from pyspark_theflash.upstream.tidb import Abandoned
+
+    cluster = MiniCluster(tmp_path / "up", tmp_path / "upstream-log", resolved_ts_interval=0.05,
+                          expired_lock_grace_s=None, gc_run_interval_s=None)
+    cluster.serve(stores=2)
+    try:
+        cluster.create_table("t.dead", [make_column("id", "BIGINT", not_null=True), make_column("v", "INT")],
+                             primary_key=["id"])
+        cluster.run_txn(lambda t: (t.insert("t.dead", {"id": 1, "v": 1}), t.insert("t.dead", {"id": 2, "v": 2})))
+        dying = cluster.txn(one_pc=False, ttl_ms=200, after_prewrite=lambda _t: (_ for _ in ()).throw(Abandoned()))
+        dying.update("t.dead", {"id": 1, "v": 10})
+        dying.update("t.dead", {"id": 2, "v": 20})
+        with pytest.raises(Abandoned):
+            dying.commit()
+        cluster.run_txn(lambda t: t.insert("t.dead", {"id": 3, "v": 3}))
+        after = cluster.get_ts()
+        assert cluster.store.txn_locks_at_or_below(after)  # left behind: nobody upstream resolves them
+        running = Running(options(cluster, tmp_path / "binlog", resolve_locks_after_s=0.5, resolve_locks_interval_s=1.0))
+        try:
+            running.wait_caught_up(after, timeout_s=30)  # only if the abandoned locks were resolved
+            assert running.capture.lock_resolver is not None and running.capture.lock_resolver.resolved_txns >= 1
+        finally:
+            running.stop()
+        apply(tmp_path / "binlog", tmp_path / "store")
+        assert_equal_at(cluster, tmp_path / "store", ("t.dead",), after)
+        with Store.open(str(tmp_path / "store"), readonly=True) as s:
+            assert {r["id"]: r["v"] for r in s.scan_table("t.dead", after).to_pylist()} == {1: 1, 2: 2, 3: 3}
+        assert cluster.store.txn_locks_at_or_below(after) == []  # capture rolled them back upstream
+    finally:
+        cluster.close()
+
+
 def test_regions_answering_epoch_not_match_at_first_and_a_restarted_store(cluster: MiniCluster, tmp_path: Path) -> None:
     cluster.change_feed.stale_first_registration = True
     cluster.change_feed.event_feed_v2 = False  # stores as a TiKV before 7.5: EventFeed only

@@ -24,7 +24,7 @@ REGIONS = 6
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlashRig]:
-    r = FlashRig(tmp_path_factory.mktemp("planner"), via="capture")
+    r = FlashRig(tmp_path_factory.mktemp("planner"))
     table = r.cluster.create_table(TABLE, [make_column("id", "BIGINT", not_null=True), make_column("balance", "BIGINT")],
                                    primary_key=["id"])
     for region in range(1, REGIONS):

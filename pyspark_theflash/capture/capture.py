@@ -40,6 +40,7 @@ import grpc
 
 from pyspark_theflash.binlog import Position, SegmentReader, SegmentWriter
 from pyspark_theflash.capture.errors import CaptureError, GCPassedError
+from pyspark_theflash.capture.lock_resolution import LaggingRegion, StuckRegionResolver
 from pyspark_theflash.upstream.errors import UpstreamError
 from pyspark_theflash.upstream.pd_client import PDClient, RegionInfo
 from pyspark_theflash.capture.region_feed import FeedProtocolError, RegionFeed, entries_event, snapshot_event
@@ -69,6 +70,10 @@ class CaptureOptions:
     gc_update_s: float = 10.0
     segment_bytes: int = 64 << 20
     retry_backoff_s: float = 0.5
+    # TiCDC's resolution of stuck regions (capture/lock_resolution.py): a region whose resolved
+    # ts lags PD's clock this long has its locks looked at, at most once per interval; 0 = off
+    resolve_locks_after_s: float = 4.0
+    resolve_locks_interval_s: float = 10.0
 
 
 def _record_table_id(key: bytes) -> int | None:
@@ -191,6 +196,7 @@ class Capture:
         self.events_written = 0
         self.rows_written = 0
         self.gc_held = 0  # the service safe point capture holds at PD
+        self.lock_resolver: StuckRegionResolver | None = None
         self.fresh = self._load_state()
 
     # ------------------------------------------------------------------ state
@@ -297,6 +303,9 @@ class Capture:
         if frontier > self.frontier:
             self.frontier = frontier
             self.frontier_moved_at = time.monotonic()
+        if self.lock_resolver is not None:  # the frontier is a fresh PD ts: how far each region lags it
+            self.lock_resolver.lagging(frontier, [LaggingRegion(f.id, f.start, f.end, f.resolved_ts)
+                                                  for f in self.feeds.values() if f.initialized and f.resolved_ts])
 
     def _create_missing_tables(self, tables: list[tuple[str, dict[str, Any]]]) -> None:
         """A fresh binlog: every captured table whose creation TiDB's DDL history no longer
@@ -377,13 +386,17 @@ class Capture:
         alone then set the shape.
         - split: the old region, now younger, and its new siblings tile the old range exactly;
         - merge: the old region is gone and one region the binlog introduced covers its range."""
-        if old.id not in self.introduced:
+        if old.id not in self.introduced or old.id in self.feeds:
+            # A newer registration of the region is current (another range's reload found it):
+            # its own events still come and speak for it; its own error, if any, follows.
             return
         ids = {i.id for i in now}
         mine = next((i for i in now if i.id == old.id), None)
         if mine is not None:
             if mine.version <= old.version or len(now) < 2 or not _tiles(now, old.start, old.end):
                 return
+            if any(i.id != old.id and (i.id in self.feeds or i.id in self.introduced) for i in now):
+                return  # a sibling registered through another range already: its snapshot sets it
             regions = [binlog_pb2.Region(id=i.id, start_key=i.start, end_key=i.end,
                                          epoch=binlog_pb2.RegionEpoch(version=i.version, conf_version=i.conf_ver))
                        for i in now]
@@ -576,6 +589,9 @@ class Capture:
             if self.fresh:
                 self._create_missing_tables(tables)
             self._load_range(*_RECORD_SPAN)
+            if self.opts.resolve_locks_after_s > 0:
+                self.lock_resolver = StuckRegionResolver(self.opts.pd, self.opts.resolve_locks_after_s,
+                                                         self.opts.resolve_locks_interval_s)
             self.progress(f"capturing {len(self.feeds)} region(s) of cluster {self.pd.cluster_id} into {self.dir}")
             threading.Thread(target=self._poll_ddl, name="capture-ddl", daemon=True).start()
             last_gc = last_report = time.monotonic()
@@ -627,6 +643,8 @@ class Capture:
             self._stop.set()
             for stream in self.streams.values():
                 stream.close()
+            if self.lock_resolver is not None:
+                self.lock_resolver.close()
             self.writer.sync()
             self._save_state()
             self.writer.close()

@@ -41,6 +41,10 @@ def register(sub: Any) -> None:
                    help="TTL of capture's PD service GC safe point, renewed every 10 s (default: 3600)")
     p.add_argument("--ddl-poll", type=float, default=0.2, metavar="SECONDS",
                    help="how often /ddl/history is read; rows wait at most about this long for it (default: 0.2)")
+    p.add_argument("--resolve-locks-after", type=float, default=4.0, metavar="SECONDS",
+                   help="resolve the locks of a region whose resolved ts lags PD's clock this long, as TiCDC does "
+                        "for stuck regions (KvScanLock, then client-go's lock resolver rules), at most every 10 s per "
+                        "region; 0 = never (default: 4)")
     p.set_defaults(func=run)
 
 
@@ -55,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         if t.count(".") != 1:
             raise CommandError(f"--tables wants db.table names, got {t!r}")
     opts = CaptureOptions(pd=args.pd, tidb=args.tidb, binlog=args.binlog, tables=tables, until_ts=args.until_ts,
-                          serve_binlog=args.serve_binlog, gc_ttl_s=args.gc_ttl, ddl_poll_s=args.ddl_poll)
+                          serve_binlog=args.serve_binlog, gc_ttl_s=args.gc_ttl, ddl_poll_s=args.ddl_poll,
+                          resolve_locks_after_s=args.resolve_locks_after)
     try:
         capture = Capture(opts, progress=lambda msg: print(f"capture: {msg}", flush=True))
     except (CaptureError, UpstreamError) as exc:

@@ -181,6 +181,14 @@ class LearnerRead:
         finally:
             self.waited_s += time.monotonic() - started
 
+    def regions_over_range(self, view: Any) -> list[Any]:
+        """Every live region of ``view`` over the table's key range: a dropped or truncated
+        table's range is still held by regions (they outlive it), which ``covering`` may not
+        list. (A region may hold other tables' keys too.)"""
+        live = [r for r in _all_regions(view) if region_is_live(r)
+                and ranges_overlap(bytes(r.start_key), bytes(r.end_key), *self.key_range)]
+        return live or list(self.covering(view))
+
     def _run_resolved(self, deadline: float, timeout_s: float, only: Iterable[int] | None,
                       resolve_locks: Callable[[Any], None] | None,
                       held_by_lock: Callable[[Any, Any], bool] | None = None,
@@ -199,11 +207,7 @@ class LearnerRead:
         try:
             while True:
                 view = self.snapshot()
-                # every live region over the table's key range: a dropped or truncated table's
-                # range is still held by regions (they outlive it), which ``covering`` may not list
-                live = [r for r in _all_regions(view) if region_is_live(r)
-                        and ranges_overlap(bytes(r.start_key), bytes(r.end_key), *self.key_range)]
-                covering = [r for r in (live or self.covering(view)) if only_ids is None or region_id(r) in only_ids]
+                covering = [r for r in self.regions_over_range(view) if only_ids is None or region_id(r) in only_ids]
                 behind = [r for r in covering if int(r.resolved_ts) < self.ts]
                 held = [r for r in behind if held_by_lock is not None and held_by_lock(view, r)]
                 lagging = [(region_id(r), int(r.resolved_ts), self.ts) for r in behind

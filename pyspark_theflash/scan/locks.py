@@ -50,7 +50,8 @@ class TxnDecision:
 @dataclass
 class LockResolver:
     """Resolves the locks a snapshot read at ``ts`` meets. ``locks(view)`` lists the locks
-    in the table's range of a store view."""
+    of a store view it is to decide: the table's (what the read sees), or while a read on
+    resolved ts waits, every lock of the regions over the table's range (what holds them)."""
 
     upstream: Any
     learner: LearnerRead

@@ -545,17 +545,23 @@ def _catch_up_and_partition(result: ScanPlan, store: Any, upstream: Any, latch: 
         upstream=upstream, latch=latch, ts=ts, table=opts.table, key_range=table_key_range(table_id),
     )
     deadline = time.monotonic() + opts.region_wait_timeout_s
+
+    def region_locks(view: Any) -> list[Any]:
+        """The locks of the regions over the table's range, whatever table they lock: any of
+        them holds its region's resolved ts back (a region may span several tables)."""
+        ids = {region_id(r) for r in learner.regions_over_range(view)}
+        return [lk for lk in view.locks() if int(lk.region_id) in ids]
+
     def held_by_lock(view: Any, region: Any) -> bool:
         """The region's resolved ts waits on a transaction the store holds a lock of."""
         rid = region_id(region)
         return any(int(lk.region_id) == rid and int(lk.start_ts) <= int(region.resolved_ts) + 1
-                   for lk in view.locks(table_id, None, None))
+                   for lk in region_locks(view))
 
     resolve_locks = lock_wait = None
     early = None
     if opts.isolation == "SI":
-        early = LockResolver(upstream=upstream, learner=learner, ts=ts,
-                             locks=lambda v: list(v.locks(table_id, None, None)))
+        early = LockResolver(upstream=upstream, learner=learner, ts=ts, locks=region_locks)
         resolve_locks = early.decide_pending
 
         def lock_timeout(view: Any) -> BaseException | None:

@@ -1,0 +1,109 @@
+"""Resolve the locks that hold a region's resolved ts back, as TiCDC does for stuck regions.
+
+TiKV's resolved ts of a region stops at the oldest lock in it. A transaction whose client died
+leaves its locks until a reader meets them or TiDB's GC resolves locks (every
+``tidb_gc_run_interval``, 10 min by default), so without help a replica's regions would lag by
+minutes. TiCDC's puller asks for resolution when a table's resolved ts lags PD's clock by 4 s
+or more: for each region whose resolved ts is below ``min(now, resolved + 4 s)`` — at most once
+per 10 s per region — it scans the region's locks at or below that ts (``KvScanLock``) and
+hands them to client-go's lock resolver (tiflow ``cdc/puller/multiplexing_puller.go``,
+``pkg/txnutil/lock_resolver.go``). We do the same, deciding each transaction by the reader's
+rules (``scan/locks.py``: ``KvCheckTxnStatus`` on the primary, ``KvCheckSecondaryLocks`` for
+async commit, ``KvResolveLock`` on the keys met). A live transaction is left to finish: its
+lock holds resolved ts back, which is what the replica must wait for.
+
+The work runs in its own thread; the capture loop only hands it the regions that lag.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import Any, NamedTuple
+
+from pyspark_theflash.store.keyspace import decode_region_boundary
+from pyspark_theflash.upstream.errors import UpstreamError
+
+log = logging.getLogger(__name__)
+
+_LOGICAL_BITS = 18
+
+
+def physical_ms(ts: int) -> int:
+    return ts >> _LOGICAL_BITS
+
+
+class LaggingRegion(NamedTuple):
+    id: int
+    start: bytes  # PD-encoded
+    end: bytes
+    resolved_ts: int
+
+
+class StuckRegionResolver:
+    """Decides the transactions whose locks hold lagging regions back. ``lag_s``: how far a
+    region's resolved ts may lag PD's clock before its locks are looked at (TiCDC: 4 s);
+    ``interval_s``: how often one region is looked at, at most (TiCDC: 10 s)."""
+
+    def __init__(self, pd_address: str, lag_s: float = 4.0, interval_s: float = 10.0) -> None:
+        from pyspark_theflash.upstream.tidb_cluster import TiDBClusterClient
+
+        self.lag_ms = int(lag_s * 1000)
+        self.interval_s = interval_s
+        self.client = TiDBClusterClient(pd_address if pd_address.startswith("pd://") else f"pd://{pd_address}")
+        self._asked: dict[int, float] = {}  # region id -> when its locks were last looked at
+        self._todo: queue.Queue[Any] = queue.Queue()
+        self.resolved_txns = 0  # transactions committed or rolled back here
+        self._thread = threading.Thread(target=self._run, name="capture-lock-resolver", daemon=True)
+        self._thread.start()
+
+    def lagging(self, now_ts: int, regions: list[LaggingRegion]) -> None:
+        """Hand over the regions whose resolved ts lags ``now_ts`` by ``lag_s`` or more."""
+        due = time.monotonic()
+        stuck = [r for r in regions if physical_ms(now_ts) - physical_ms(r.resolved_ts) >= self.lag_ms
+                 and due - self._asked.get(r.id, float("-inf")) >= self.interval_s]
+        for r in stuck:
+            self._asked[r.id] = due
+        if stuck:
+            self._todo.put((now_ts, stuck))
+
+    def _run(self) -> None:
+        while True:
+            item = self._todo.get()
+            if item is None:
+                return
+            now_ts, regions = item
+            for region in regions:
+                try:
+                    self._resolve(region, now_ts)
+                except UpstreamError as exc:  # the region moved or a store is away: asked again later
+                    log.info("resolving the locks of region %d: %s", region.id, exc)
+                except Exception:  # never the capture's death: the next lag asks again
+                    log.exception("resolving the locks of region %d failed", region.id)
+
+    def _resolve(self, region: LaggingRegion, now_ts: int) -> None:
+        from pyspark_theflash.scan.locks import LockResolver
+
+        # TiCDC's target: min(now, resolved + lag) — the locks that hold the next step back
+        target = min(now_ts, ((physical_ms(region.resolved_ts) + self.lag_ms) << _LOGICAL_BITS))
+        locks = self.client.scan_locks(decode_region_boundary(region.start), decode_region_boundary(region.end), target)
+        by_txn: dict[int, list[Any]] = {}
+        for lock in locks:
+            by_txn.setdefault(int(lock.start_ts), []).append(lock)
+        if not by_txn:
+            return
+        # decided as a reader at now decides them: a transaction committed at any ts up to now
+        # has its locks resolved; a live one is left alone (its lock still holds the region)
+        deciding = LockResolver(upstream=self.client, learner=None, locks=lambda view: [], ts=now_ts)  # type: ignore[arg-type]
+        for start_ts, txn_locks in sorted(by_txn.items()):
+            decision = deciding._check(txn_locks[0], [bytes(lk.key) for lk in txn_locks])
+            if decision is not None and decision.state in ("committed", "rolled_back"):
+                self.resolved_txns += 1
+        log.info("region %d: %d lock(s) of %d transaction(s) at or below %d looked at; %d decided so far",
+                 region.id, len(locks), len(by_txn), target, self.resolved_txns)
+
+    def close(self) -> None:
+        self._todo.put(None)
+        self._thread.join(5)
+        self.client.close()
