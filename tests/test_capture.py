@@ -26,7 +26,7 @@ from pyspark_theflash.upstream.pd_client import PDClient
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.store import Store
 from pyspark_theflash.upstream.cluster import MiniCluster
-from pyspark_theflash.upstream.tidb import make_column
+from pyspark_theflash.upstream.tidb import make_column, record_key
 from pyspark_theflash.upstream.workloads import BankWorkload, Faults, OrdersWorkload
 from pyspark_theflash.writer.loop import Writer
 from pyspark_theflash.writer.options import WriterOptions
@@ -147,12 +147,41 @@ def test_capture_replicates_history_and_changes_with_splits_merges_ddl_and_dying
     # the stores serve EventFeedV2: capture probed it and multiplexes its registrations on it
     assert {s.method for s in running.capture.streams.values()} == {"EventFeedV2"}
     running.stop()
-    admin = [ev.admin.WhichOneof("cmd") for ev in binlog_events(tmp_path / "binlog") if ev.HasField("admin")]
-    assert admin.count("split") > 0 and admin.count("merge") > 0, admin  # the cluster's shape, as PD showed it
     apply(tmp_path / "binlog", tmp_path / "store")
     rng = random.Random(7)
     stamps = before + sorted(rng.randrange(before[0], final) for _ in range(4)) + [final]
     assert sum(assert_equal_at(cluster, tmp_path / "store", TABLES, ts) for ts in stamps) > 0
+
+
+def test_a_split_and_a_merge_reach_the_binlog_as_admin_events_from_pd(cluster: MiniCluster, tmp_path: Path) -> None:
+    table = cluster.create_table("t.sm", [make_column("id", "BIGINT", not_null=True), make_column("v", "INT")],
+                                 primary_key=["id"])
+    cluster.run_txn(lambda t: [t.insert("t.sm", {"id": i, "v": i}) for i in range(20)])
+    running = Running(options(cluster, tmp_path / "binlog"))
+    try:
+        running.wait_caught_up(cluster.get_ts())
+        before = {r.id for r in cluster.regions()}
+        assert cluster.split_at(record_key(table, 10))
+        (born,) = {r.id for r in cluster.regions()} - before
+        parent = next(r.id for r in cluster.regions() if r.id in before and r.end_key == next(
+            b.start_key for b in cluster.regions() if b.id == born))
+        cluster.run_txn(lambda t: t.update("t.sm", {"id": 15, "v": 150}))
+        running.wait_caught_up(cluster.get_ts())
+        cluster.merge_regions(born, parent)
+        cluster.run_txn(lambda t: t.update("t.sm", {"id": 16, "v": 160}))
+        final = cluster.get_ts()
+        running.wait_caught_up(final)
+    finally:
+        running.stop()
+    admin = [ev for ev in binlog_events(tmp_path / "binlog") if ev.HasField("admin")]
+    splits = [ev for ev in admin if ev.admin.HasField("split") and ev.region_id == parent]
+    assert splits and {r.id for r in splits[0].admin.split.regions} == {parent, born}
+    merges = [ev for ev in admin if ev.admin.HasField("merge")]
+    assert [(m.admin.merge.source.id, m.admin.merge.target.id, m.region_id) for m in merges] == [(born, parent, parent)]
+    apply(tmp_path / "binlog", tmp_path / "store")
+    assert_equal_at(cluster, tmp_path / "store", ("t.sm",), final)
+    with Store.open(str(tmp_path / "store"), readonly=True) as s:
+        assert {r["id"]: r["v"] for r in s.scan_table("t.sm", final).to_pylist()}[16] == 160
 
 
 def test_a_long_transaction_holds_resolved_ts_and_its_commit_arrives(cluster: MiniCluster, tmp_path: Path) -> None:
