@@ -568,6 +568,9 @@ class ApplyPath:
                     raw_s = keyspace.decode_region_boundary(target.start_key)
                     raw_e = keyspace.decode_region_boundary(target.end_key)
                     caches.move(reg.id, target.id, lambda k, s=raw_s, e=raw_e: keyspace.key_in_raw_range(k, s, e))
+            born = {int(r.id) for r in admin.split.regions}
+            for r in admin.split.regions:
+                self._retire_overlapping(born, bytes(r.start_key), bytes(r.end_key), saved)
         elif cmd == "merge":
             src_msg, dst_msg = admin.merge.source, admin.merge.target
             src = self._region_for_update(int(src_msg.id), saved)
@@ -590,10 +593,26 @@ class ApplyPath:
                         staged.snapshot_writes[dst.id] = set(a) | set(b or ())
                 src.state = "merged"
                 src.epoch_version = max(src.epoch_version, int(src_msg.epoch.version))
+            self._retire_overlapping({src.id, dst.id}, dst.start_key, dst.end_key, saved)
         elif cmd == "removed":
             staged.tombstones.append((staged.rows, reg.start_key, reg.end_key, f"region {reg.id} removed"))
             caches.clear(reg.id)
             reg.state = "removed"
+
+    def _retire_overlapping(self, keep: set[int], start: bytes, end: bytes,
+                            saved: dict[int, MutableRegion | None]) -> None:
+        """Retire every live region but ``keep`` over [start, end): a region the log now says
+        holds that range replaces any other the store still lists there, whose shape is stale
+        (it missed a split or merge while behind). Two live regions over one key would each
+        serve its rows to a read."""
+        assert self._caches is not None
+        for other in list(self._regions.values()):
+            if other.id in keep or other.state != "normal":
+                continue
+            if keyspace.ranges_overlap(other.start_key, other.end_key, start, end):
+                stale = self._region_for_update(other.id, saved)
+                stale.state = "removed"
+                self._caches.clear(stale.id)
 
     def _apply_snapshot(self, reg: MutableRegion, index: int, snap: binlog_pb2.RegionSnapshot, staged: StagedRows,
                         saved: dict[int, MutableRegion | None]) -> None:
@@ -620,13 +639,7 @@ class ApplyPath:
         # them replace them), and no open lock of another region survives inside the range.
         raw_s = keyspace.decode_region_boundary(reg.start_key)
         raw_e = keyspace.decode_region_boundary(reg.end_key)
-        for other in list(self._regions.values()):
-            if other.id == reg.id or other.state != "normal":
-                continue
-            if keyspace.ranges_overlap(other.start_key, other.end_key, reg.start_key, reg.end_key):
-                stale = self._region_for_update(other.id, saved)
-                stale.state = "removed"
-                caches.clear(stale.id)
+        self._retire_overlapping({reg.id}, reg.start_key, reg.end_key, saved)
         for rid in caches.regions():
             if rid != reg.id:
                 caches.drop_where(rid, lambda k: keyspace.key_in_raw_range(k, raw_s, raw_e))
