@@ -38,9 +38,9 @@ class ResolvedTs:
 
 def table_resolved_ts(view: Any, table_info: Any, table: str) -> ResolvedTs:
     """The newest ts every live region of ``view`` over the table's records has resolved."""
-    from pyspark_theflash.scan.planner import table_key_range
+    from pyspark_theflash.scan.planner import physical_key_range
 
-    start, end = table_key_range(int(table_info.id))
+    start, end = physical_key_range(table_info)
     regions = sorted((r for r in view.regions() if region_is_live(r)
                       and ranges_overlap(bytes(r.start_key), bytes(r.end_key), start, end)),
                      key=lambda r: bytes(r.start_key))
