@@ -256,7 +256,7 @@ class Partitioning:
             prev: Any = lowest
             for i, lt in enumerate(bounds):
                 hi = lt[0]
-                stats = {name: ColumnStats(prev, hi if hi is not None else _highest(col),
+                stats = {name: ColumnStats(prev, _just_below(hi) if hi is not None else _highest(col),
                                            None if i == 0 else 0, None)}
                 if prev is None or (hi is None and _highest(col) is None):
                     keep.append(True)  # an open side of a type without bounds: cannot tell
@@ -326,6 +326,20 @@ def _tuple_less(point: Sequence[Any], lt: Sequence[Any]) -> bool:
         if v > b:
             return False
     return False
+
+
+def _just_below(bound: Any) -> Any:
+    """The greatest value below a RANGE bound (bounds are exclusive), where the type has one;
+    else the bound (pruning then keeps the partition for a filter equal to it: conservative)."""
+    if isinstance(bound, bool):
+        return bound
+    if isinstance(bound, int):
+        return bound - 1
+    if isinstance(bound, dt.datetime):
+        return bound - dt.timedelta(microseconds=1)
+    if isinstance(bound, dt.date):
+        return bound - dt.timedelta(days=1)
+    return bound
 
 
 def _lowest(col: "ColumnInfo") -> Any:

@@ -382,19 +382,22 @@ class Store(ApplyPath, FlushPipeline):
         with mf.damage_as_error(self.root):
             lease = self.leases.acquire(ts, self.options.scan_lease_ttl_s, holder=f"scan pid {os.getpid()}")
         try:
+            reads = []
             with self.snapshot() as view:
                 info = table_for_read(view, table, ts, schema)
-                rng: tuple[int | None, int | None] | None = handle_range or (None, None)
-                if region_id is not None:
-                    region = view.region(region_id)
-                    if region is None:
-                        return
-                    rng = intersect(rng, view.region_handle_range(region, info.id))  # type: ignore[arg-type]
-                if rng is None:
-                    return
-                parts = view.parts(info.id, rng[0], rng[1])
-            yield from read_parts(parts, info, ts, rng, columns, predicate, hidden, self.root,
-                                  self.options.read_batch_rows)
+                # a partitioned table's rows live under its partitions' ids (its info at ts lists them)
+                for table_id in info.physical_ids:
+                    rng: tuple[int | None, int | None] | None = handle_range or (None, None)
+                    if region_id is not None:
+                        region = view.region(region_id)
+                        if region is None:
+                            return
+                        rng = intersect(rng, view.region_handle_range(region, table_id))  # type: ignore[arg-type]
+                    if rng is not None:
+                        reads.append((view.parts(table_id, rng[0], rng[1]), rng))
+            for parts, rng in reads:
+                yield from read_parts(parts, info, ts, rng, columns, predicate, hidden, self.root,
+                                      self.options.read_batch_rows)
         finally:
             with contextlib.suppress(Exception):
                 self.leases.release(lease.id)
