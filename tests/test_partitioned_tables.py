@@ -102,6 +102,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FlashRig, Hi
     try:
         history = History(r)
         r.start_writer(interval_s=0.05)
+        r.clickhouse = r.start_twin_writer("clickhouse", engine="clickhouse")  # type: ignore[attr-defined]
         for name in (*TABLES, NT):
             r.wait_replicated(name)
         with serve(r.store, port=0) as running:
@@ -210,6 +211,15 @@ def test_a_read_returns_the_whole_table_now_and_as_it_was_before_the_partition_d
     assert ids(r.read_at(r.store, table, h.before)) != ids(r.read_at(r.store, table, h.after)) or table in (HSH, KEY)
 
 
+def test_the_clickhouse_engine_reads_partitioned_tables_as_the_native_one(rig: Any) -> None:
+    r, h, _ = rig
+    for table in TABLES:
+        for ts in (h.before, h.after):
+            got = r.read_at(r.clickhouse, table, ts, filter=col("id") < 200)
+            want = [x for x in reference(r, table, ts) if x["id"] < 200]
+            assert sorted(got.to_pylist(), key=lambda x: x["id"]) == want, (table, ts == h.after)
+
+
 def test_the_plan_names_the_partitions_a_filter_pruned(rig: Any) -> None:
     r, h, _ = rig
     from pyspark_theflash.scan.session import open_read_session, read_stream
@@ -266,6 +276,28 @@ def test_sql_through_the_jar_reads_partitioned_tables_and_explains_the_pruning(j
                                f"SELECT id FROM theflash.{RNG} VERSION AS OF {h.before} WHERE id < 100 ORDER BY id")
     assert [x[0] for x in got] == [x["id"] for x in reference(r, RNG, h.before) if x["id"] < 100]
     assert "Partitions: [p0], PrunedPartitions: [p1, p2]" in plan, plan
+
+
+def test_a_writer_meeting_a_partitions_rows_without_their_ddl_learns_the_table_from_the_upstream(
+        rig: Any, tmp_path: Path) -> None:
+    """A log that starts after the CREATE (a store started mid-stream): the rows carry partition
+    ids; the writer asks the upstream for that id and gets the partitioned table (TiDB's status
+    port answers /db-table/{partition id} with it), instead of stopping with SchemaUnavailableError."""
+    from pyspark_theflash.binlog.segment import SegmentReader, SegmentWriter
+    from pyspark_theflash.store import Store
+    from pyspark_theflash.writer.loop import Writer
+    from pyspark_theflash.writer.options import TableFilter, WriterOptions
+
+    r, h, _ = rig
+    writer = SegmentWriter(tmp_path / "log")
+    with SegmentReader(r.root / "binlog") as reader:
+        writer.append([pe.event for pe in reader if pe.event.WhichOneof("payload") != "ddl"])
+    writer.close()
+    Writer(WriterOptions(binlog=f"file://{tmp_path / 'log'}", store=str(tmp_path / "store"), upstream=r.upstream,
+                         flush_interval_s=0.0, until_caught_up=True, tables=TableFilter.parse(RNG))).run()
+    with Store.open(str(tmp_path / "store"), readonly=True) as s:
+        got = sorted(x["id"] for x in s.scan_table(RNG, h.after).to_pylist())
+    assert got == ids(reference(r, RNG, h.after))
 
 
 # ------------------------------------------------------------------------------------ capture
