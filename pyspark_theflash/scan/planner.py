@@ -142,11 +142,9 @@ def table_key_range(table_id: int) -> tuple[bytes, bytes]:
     return encode_region_key(prefix), encode_region_key(prefix[:-1] + b"s")
 
 
-def physical_key_range(table_info: Any) -> tuple[bytes, bytes]:
-    """The PD-encoded key span a read of the table waits on: its own records, or for a
-    partitioned table every partition's (``t{min id}_r`` to past ``t{max id}_r``)."""
-    ids = [int(table_info.id), *getattr(table_info, "physical_ids", ())]
-    return table_key_range(min(ids))[0], table_key_range(max(ids))[1]
+def physical_key_ranges(table_info: Any) -> list[tuple[bytes, bytes]]:
+    """The PD-encoded key ranges of the table's records: its own, or each partition's."""
+    return [table_key_range(i) for i in getattr(table_info, "physical_ids", (int(table_info.id),))]
 
 
 def covering_physical(view: Any, table_ids: Sequence[int]) -> list[Any]:
@@ -577,7 +575,8 @@ def _catch_up_and_partition(result: ScanPlan, store: Any, upstream: Any, latch: 
     learner = LearnerRead(
         snapshot=store.snapshot,
         covering=lambda v: covering_physical(v, ids),
-        upstream=upstream, latch=latch, ts=ts, table=opts.table, key_range=physical_key_range(result.table_info),
+        upstream=upstream, latch=latch, ts=ts, table=opts.table, key_range=table_key_range(result.table_id),
+        key_ranges=tuple(table_key_range(i) for i in ids) if result.table_info.partitioning is not None else (),
     )
     deadline = time.monotonic() + opts.region_wait_timeout_s
     def held_by_lock(view: Any, region: Any) -> bool:

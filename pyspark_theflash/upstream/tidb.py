@@ -629,7 +629,7 @@ class Catalog:
                         del d.tables[key]
             if ddl.type != DDL.DROP_TABLE:
                 database.tables[info["name"]["L"]] = info
-            self.next_id = max(self.next_id, int(info["id"]))
+            self.next_id = max(self.next_id, int(info["id"]), *physical_ids(info))  # partitions' ids too
             self.schema_version = int(ddl.schema_version)
             if ddl.old_table_id:
                 self.versions.setdefault(int(ddl.old_table_id), []).append((ddl.commit_ts, ddl.db, None))
