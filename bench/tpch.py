@@ -52,6 +52,8 @@ def main() -> None:
     parser.add_argument("--path", choices=("session", "python"), default="session",
                         help="the theflash side: theflash_session()'s connector jar (default) or the Python data "
                         "source (theflash_session(jvm=False)); one Spark JVM per process, so one per run")
+    parser.add_argument("--partitioned", action="store_true",
+                        help="lineitem and orders PARTITION BY RANGE COLUMNS on their date, a year a partition")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
 
@@ -60,7 +62,7 @@ def main() -> None:
     from pyspark_theflash.spark.session import close_in_process_service, theflash_session
 
     work = Path(tempfile.mkdtemp(prefix="theflash-bench-tpch-"))
-    deployment = tpch_rig.deploy(work, args.sf, txn_rows=args.txn_rows,
+    deployment = tpch_rig.deploy(work, args.sf, txn_rows=args.txn_rows, partitioned=args.partitioned,
                                  log=lambda m: print(m, flush=True))
     try:
         spark = theflash_session(master="local[2]", app_name="theflash-bench-tpch", jvm=args.path == "session",

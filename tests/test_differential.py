@@ -20,7 +20,9 @@ from pyspark_theflash.upstream.workloads import (BANK_TABLE, TYPES_TABLE, BankWo
                                                  TypesWorkload, Workload)
 
 GENERATED_TABLE = "gen.items"
-TABLES = ("shop.orders", "shop.customers", "shop.order_items", "shop.audit", BANK_TABLE, TYPES_TABLE, GENERATED_TABLE)
+PARTITIONED_TABLE = "part.events"
+TABLES = ("shop.orders", "shop.customers", "shop.order_items", "shop.audit", BANK_TABLE, TYPES_TABLE, GENERATED_TABLE,
+          PARTITIONED_TABLE)
 
 
 class GeneratedColumnsWorkload(Workload):
@@ -94,6 +96,66 @@ class GeneratedColumnsWorkload(Workload):
                 if t.get(GENERATED_TABLE, target) is not None:
                     t.delete(GENERATED_TABLE, target)
             self.commit(rng, delete)
+class PartitionedWorkload(Workload):
+    """A table PARTITION BY RANGE, with generated columns, under inserts, updates, deletes and
+    partition DDL: TRUNCATE, ADD, REORGANIZE and DROP PARTITION, and a column added."""
+
+    name = "partitioned"
+    CHANGES = 5
+
+    def setup(self) -> None:
+        from pyspark_theflash.upstream.tidb import make_column
+
+        self.cluster.create_database("part")
+        self.cluster.create_table(PARTITIONED_TABLE, [
+            make_column("id", "BIGINT", not_null=True),
+            make_column("a", "INT"),
+            make_column("s", "VARCHAR(16)"),
+            make_column("g", "BIGINT", generated="`a` * 2 + `id`"),                       # VIRTUAL
+            make_column("c", "VARCHAR(40)", generated="concat(`s`, _utf8mb4'-', `a`)", stored=True),
+        ], primary_key=["id"], partition={"type": "RANGE", "expr": "`id`", "definitions": [
+            {"name": "p0", "less_than": ["40"]}, {"name": "p1", "less_than": ["120"]},
+            {"name": "p2", "less_than": ["1000000"]}]})
+        self.next_id = 0
+        self.changes = 0
+
+    def step(self, rng: random.Random) -> None:
+        from pyspark_theflash.upstream.tidb import make_column
+
+        if self.faults.schema and rng.random() < self.faults.schema and self.changes < self.CHANGES:
+            self.changes += 1
+            c, table = self.cluster, PARTITIONED_TABLE
+            if self.changes == 1:
+                c.truncate_partitions(table, ["p0"])
+            elif self.changes == 2:
+                c.add_partitions(table, [{"name": "p3", "less_than": ["2000000"]}])
+            elif self.changes == 3:
+                c.reorganize_partitions(table, ["p2"], [{"name": "p2a", "less_than": ["200"]},
+                                                         {"name": "p2b", "less_than": ["1000000"]}])
+            elif self.changes == 4:
+                c.add_column(table, make_column("extra", "INT"), default=7)
+            else:
+                c.drop_partitions(table, ["p1"])
+            self.stats.add("schema_changes")
+            return
+        op = rng.random()
+        row = {"a": None if rng.random() < 0.15 else rng.randint(-500, 500), "s": rng.choice(["x", "Yz", "", None])}
+        if op < 0.6 or self.next_id < 5:
+            self.next_id += 1
+            new = {"id": self.next_id, **row}
+            self.commit(rng, lambda t: t.insert(PARTITIONED_TABLE, new))
+            return
+        target = rng.randint(1, self.next_id)
+
+        def change(t: Any) -> None:
+            if t.get(PARTITIONED_TABLE, target) is not None:
+                if op < 0.9:
+                    t.update(PARTITIONED_TABLE, {"id": target, **row})
+                else:
+                    t.delete(PARTITIONED_TABLE, target)
+        self.commit(rng, change)
+
+
 # Two cores shared with Spark and the workload: the writer may be tens of seconds behind.
 READ_WAIT = "180s"
 
@@ -110,6 +172,7 @@ def _workloads(cluster: Any, seconds: float, rate: float, seed: int) -> list[Wor
         BankWorkload(cluster, rate=rate * 0.3, faults=_faults(large=0.05), **common),
         TypesWorkload(cluster, rate=rate * 0.2, rows=50, faults=_faults(), **common),
         GeneratedColumnsWorkload(cluster, rate=rate * 0.2, faults=_faults(schema=0.03), **common),
+        PartitionedWorkload(cluster, rate=rate * 0.2, faults=_faults(schema=0.05), **common),
     ]
 
 
@@ -159,7 +222,8 @@ def _run(spark: Any, tmp_path: Path, *, seconds: float, timestamps: int, rate: f
         assert len(compared) >= timestamps, f"compared at {len(compared)} timestamps"
         assert sum(r.rows for r in results) > 0
         assert sum(r.rows for r in results if r.table == GENERATED_TABLE) > 0  # generated columns compared
-        assert workloads[-1].stats.schema_changes >= 1, workloads[-1].stats.summary()
+        assert sum(r.rows for r in results if r.table == PARTITIONED_TABLE) > 0  # partitioned table compared
+        assert all(w.stats.schema_changes >= 1 for w in workloads[-2:]), [w.stats.summary() for w in workloads[-2:]]
     finally:
         upstream.close()
         rig.close()

@@ -1,5 +1,8 @@
 """TPC-H at SF 0.01, differential: the 22 queries over ``format("theflash")`` views give exactly
-the rows Spark gives over ``spark.read.parquet`` of the same snapshot (tests/tpch_rig.py).
+the rows Spark gives over ``spark.read.parquet`` of the same snapshot (tests/tpch_rig.py), with
+``lineitem`` and ``orders`` partitioned by date range as TiDB users partition them (a year a
+partition, ``tpch_rig.PARTITIONS``): their rows live under the partitions' ids, and the date
+filters of the queries prune partitions.
 
 Both read paths are checked: the Spark connector jar (the JVM DataSource V2, reading through a
 service, with its column pruning and filter pushdown) and the Python data source. Each side's
@@ -23,7 +26,8 @@ SF = 0.01
 
 @pytest.fixture(scope="module")
 def tpch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TpchDeployment]:
-    deployment = tpch_rig.deploy(tmp_path_factory.mktemp("tpch"), SF)
+    deployment = tpch_rig.deploy(tmp_path_factory.mktemp("tpch"), SF, partitioned=True)
+    assert len(deployment.rig.cluster.table_info(tpch_rig.DB, "lineitem")["partition"]["definitions"]) == 8
     yield deployment
     deployment.close()
 

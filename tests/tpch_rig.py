@@ -66,6 +66,24 @@ PRIMARY_KEYS: dict[str, list[str]] = {
     "lineitem": ["l_orderkey", "l_linenumber"],
 }
 CLUSTERED_COMMON_HANDLE = ("lineitem", "partsupp")
+# ``partitioned=True``: lineitem and orders PARTITION BY RANGE COLUMNS on their date, a year a
+# partition, as TiDB users partition fact tables. TiDB wants every unique key to include the
+# partitioning column, so their keys gain it (and orders' becomes a clustered common handle).
+_YEARS = [f"'{y}-01-01'" for y in range(1993, 2000)] + ["MAXVALUE"]
+PARTITIONS: dict[str, tuple[str, list[str]]] = {
+    "lineitem": ("l_shipdate", ["l_orderkey", "l_linenumber", "l_shipdate"]),
+    "orders": ("o_orderdate", ["o_orderkey", "o_orderdate"]),
+}
+
+
+def partition_spec(table: str) -> dict[str, Any]:
+    column = PARTITIONS[table][0]
+    return {"type": "RANGE COLUMNS", "columns": [column],
+            "definitions": [{"name": f"p{y[1:5] if y != 'MAXVALUE' else 'max'}", "less_than": [y]} for y in _YEARS]}
+
+
+def primary_key(table: str, partitioned: bool) -> list[str]:
+    return PARTITIONS[table][1] if partitioned and table in PARTITIONS else PRIMARY_KEYS[table]
 
 # Regions per table beyond the table's own (the big ones are split, as a TiDB table of this
 # size would be by its split-table or by region size).
@@ -139,16 +157,20 @@ def queries() -> dict[int, str]:
 # ------------------------------------------------------------------------------ the mini cluster
 
 
-def create_tables(cluster: Any, db: str = DB) -> dict[str, dict[str, Any]]:
-    """CREATE TABLE each TPC-H table in ``db``; returns the table infos."""
+def create_tables(cluster: Any, db: str = DB, partitioned: bool = False) -> dict[str, dict[str, Any]]:
+    """CREATE TABLE each TPC-H table in ``db`` (``partitioned``: lineitem and orders by date
+    range, see PARTITIONS); returns the table infos."""
     from pyspark_theflash.upstream.tidb import make_column
 
     infos = {}
     for name, cols in TABLES.items():
-        key = PRIMARY_KEYS[name]
+        key = primary_key(name, partitioned)
+        spec = partition_spec(name) if partitioned and name in PARTITIONS else None
         infos[name] = cluster.create_table(
             f"{db}.{name}", [make_column(c, sql, not_null=(c in key)) for c, sql in cols], primary_key=key,
-            clustered=True)
+            clustered=True, partition=spec)
+        if spec is not None:
+            continue  # a clustered composite key: a common handle in each partition
         if bool(infos[name].get("is_common_handle")) != (name in CLUSTERED_COMMON_HANDLE):
             raise AssertionError(f"{db}.{name}: is_common_handle is {infos[name].get('is_common_handle')}")
     return infos
@@ -161,6 +183,8 @@ def split_regions(cluster: Any, infos: Mapping[str, Mapping[str, Any]], data: Ma
 
     splits = 0
     for name, info in infos.items():
+        if info.get("partition"):
+            continue  # a region per partition already (CREATE TABLE splits at each one's range)
         splits += bool(cluster.split_at(record_range(info["id"])[0]))
         n = REGIONS.get(name, 1)
         rows = data[name]
@@ -188,11 +212,12 @@ def upstream_rows(cluster: Any, qualified: str, table: str, ts: int) -> pa.Table
     row by row (``scan_table`` takes minutes at SF 0.1)."""
     from pyspark_theflash.codec.batch import decode_rows_to_arrow
     from pyspark_theflash.codec.keys import decode_record_keys
-    from pyspark_theflash.upstream.tidb import LockResolver, record_range, split_table_name
+    from pyspark_theflash.upstream.tidb import LockResolver, physical_ids, record_range, split_table_name
 
     info = cluster.table_info(*split_table_name(qualified))
-    start, end = record_range(info["id"])
-    pairs = LockResolver(cluster.store, cluster.tso).retry(lambda: cluster.store.scan(start, end, ts), ts)
+    resolver = LockResolver(cluster.store, cluster.tso)
+    pairs = [pair for start, end in map(record_range, physical_ids(info))  # every partition's records
+             for pair in resolver.retry(lambda: cluster.store.scan(start, end, ts), ts)]
     handles = decode_record_keys([k for k, _v in pairs])[1] if info.get("pk_is_handle") else None
     batch = decode_rows_to_arrow(pa.array([v for _k, v in pairs], pa.binary()), handles, info)
     rows = pa.Table.from_batches([batch]).cast(arrow_schema_of(table))
@@ -254,7 +279,7 @@ def compact_store(rig: FlashRig) -> None:
         rig.start_writer(interval_s=0.05)
 
 
-def deploy(root: Path, sf: float, *, db: str = DB, txn_rows: int = 5_000,
+def deploy(root: Path, sf: float, *, db: str = DB, txn_rows: int = 5_000, partitioned: bool = False,
            log: Callable[[str], None] = lambda _m: None) -> TpchDeployment:
     """Generate TPC-H at ``sf``; create, split and load its tables in a new mini cluster with a
     writer; wait until the store holds them at one ts; compact; write the upstream's own rows
@@ -266,7 +291,7 @@ def deploy(root: Path, sf: float, *, db: str = DB, txn_rows: int = 5_000,
     rig = FlashRig(root / "flash")
     try:
         rig.start_writer(interval_s=0.05)
-        infos = create_tables(rig.cluster, db)
+        infos = create_tables(rig.cluster, db, partitioned)
         split_regions(rig.cluster, infos, data)
 
         def load_all() -> None:

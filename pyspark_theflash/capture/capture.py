@@ -39,6 +39,7 @@ from typing import Any, Callable
 import grpc
 
 from pyspark_theflash.binlog import Position, SegmentReader, SegmentWriter
+from pyspark_theflash.capture.partition_map import PartitionMap
 from pyspark_theflash.capture.errors import CaptureError, GCPassedError
 from pyspark_theflash.capture.lock_resolution import LaggingRegion, StuckRegionResolver
 from pyspark_theflash.upstream.errors import UpstreamError
@@ -190,6 +191,7 @@ class Capture:
         # merged away: only these can be named in a split or merge the writer applies.
         self.introduced: set[int] = set()
         self.ranges: dict[int, tuple[bytes, bytes]] = {}  # each region's range when last registered
+        self.partitions = PartitionMap()  # a partition's physical id -> its table's id
         self._gen = 0
         self._stop = threading.Event()
         self.ddl_unavailable = False
@@ -214,6 +216,7 @@ class Capture:
         self.last_ddl_ts = int(state["last_ddl_ts"])
         self.table_ids = set(state["table_ids"])
         self.introduced = set(state.get("introduced", ()))
+        self.partitions = PartitionMap(state.get("partitions"))
         with SegmentReader(self.dir, Position(*state["position"])) as reader:
             for positioned in reader:  # written after the state was saved
                 self._absorb(positioned.event)
@@ -239,7 +242,8 @@ class Capture:
     def _save_state(self) -> None:
         state = {"cluster_id": self.pd.cluster_id, "position": list(self.writer.head),
                  "indexes": self.indexes, "resolved": self.resolved, "last_ddl_ts": self.last_ddl_ts,
-                 "table_ids": sorted(self.table_ids), "introduced": sorted(self.introduced)}
+                 "table_ids": sorted(self.table_ids), "introduced": sorted(self.introduced),
+                 "partitions": self.partitions.state()}
         tmp = self.dir / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps(state))
         os.replace(tmp, self.dir / STATE_FILE)
@@ -258,7 +262,9 @@ class Capture:
             return False
         if ddl.type == Ddl.DROP_TABLE:
             self.table_ids.discard(tid)
+            self.partitions.forget(tid)
         else:
+            self.partitions.learn(info)  # its partitions' ids as of this change
             if self.selected is None or qualified in self.selected:
                 self.table_ids.add(tid)
             else:
@@ -320,6 +326,7 @@ class Capture:
             info = dict(info)
             info.setdefault("schema_version", 0)
             self.table_ids.add(int(info["id"]))
+            self.partitions.learn(info)
             events.append(binlog_pb2.Event(ddl=Ddl(
                 type=Ddl.CREATE_TABLE, commit_ts=0, schema_version=int(info["schema_version"]), db=db,
                 table_id=int(info["id"]), table_info=json.dumps(info).encode(),
@@ -477,7 +484,7 @@ class Capture:
 
     def _keep_key(self, key: bytes) -> bool:
         tid = _record_table_id(key)
-        return tid is not None and (self.selected is None or tid in self.table_ids)
+        return tid is not None and (self.selected is None or self.partitions.logical(tid) in self.table_ids)
 
     def _filter_snapshot(self, snap: binlog_pb2.RegionSnapshot) -> binlog_pb2.RegionSnapshot:
         if self.selected is None:
@@ -546,8 +553,7 @@ class Capture:
             raise GCPassedError(f"PD's GC safe point {least} is past {needed}, the ts capture needs")
 
     def _check_tables(self) -> list[tuple[str, dict[str, Any]]]:
-        """Every table named exists, and none captured is partitioned (not supported yet);
-        returns TiDB's user tables."""
+        """Every table named exists; returns TiDB's user tables (their partitions' ids learned)."""
         listed = self.status.user_tables()
         tables = {f"{db}.{(t['name']['O'] if isinstance(t['name'], dict) else t['name'])}".lower(): t
                   for db, t in listed}
@@ -555,12 +561,9 @@ class Capture:
         if missing:
             raise CaptureError(f"--tables names {', '.join(missing)}, which TiDB at {self.status.url} does not have "
                                f"(it has {', '.join(sorted(tables)) or 'no user table'})")
-        partitioned = sorted(q for q, t in tables.items()
-                             if t.get("partition") and (self.selected is None or q in self.selected))
-        if partitioned:
-            raise CaptureError(f"{', '.join(partitioned)} {'is' if len(partitioned) == 1 else 'are'} partitioned: "
-                               "rows of a partitioned table arrive under each partition's id, which the store "
-                               "cannot place yet; leave them out with --tables")
+        for _, t in listed:
+            if t.get("partition"):
+                self.partitions.learn(t)
         return listed
 
     # ------------------------------------------------------------------ main loop

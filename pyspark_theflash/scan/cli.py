@@ -88,6 +88,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
           f"(committed for us {s['txns_committed_for_us']}, rolled back {s['txns_rolled_back']}, backoffs {s['lock_backoffs']})")
     print(f"  regions pruned by the filter {s['regions_pruned']}; partitions {s['partitions']}, parts {s['parts']}, "
           f"{s['bytes']} bytes")
+    if s.get("table_partitions") or s.get("table_partitions_pruned"):
+        print(f"  table partitions read {s['table_partitions']}; pruned by the filter {s['table_partitions_pruned']}")
     for part in out["partitions"]:
         print(f"    #{part['index']}: regions {part['regions']} handles {part['ranges']} parts {part['parts']} "
               f"~{part['bytes']} bytes")

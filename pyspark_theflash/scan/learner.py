@@ -74,6 +74,8 @@ class LearnerRead:
     ts: int
     table: str
     key_range: tuple[bytes, bytes] = (b"", b"")  # the table's records, PD-encoded
+    # a partitioned table: the records of each partition read (then ``key_range`` is unused)
+    key_ranges: tuple[tuple[bytes, bytes], ...] = ()
     read_index: dict[int, int] = field(default_factory=dict)
     waited_s: float = 0.0
 
@@ -104,7 +106,12 @@ class LearnerRead:
     def _upstream_regions(self, needed: dict[int, int]) -> None:
         """Regions upstream has over the table that the store may not know yet (a fresh
         store, or a split it has not applied): the store must hold each at its read index."""
-        needed.update(self._covering_read_index(*self.key_range))
+        for start, end in self.ranges:
+            needed.update(self._covering_read_index(start, end))
+
+    @property
+    def ranges(self) -> tuple[tuple[bytes, bytes], ...]:
+        return self.key_ranges or (self.key_range,)
 
     def run(self, deadline: float, timeout_s: float, only: Iterable[int] | None = None, force: bool = False,
             resolve_locks: Callable[[Any], None] | None = None,
@@ -186,7 +193,7 @@ class LearnerRead:
         table's range is still held by regions (they outlive it), which ``covering`` may not
         list. (A region may hold other tables' keys too.)"""
         live = [r for r in _all_regions(view) if region_is_live(r)
-                and ranges_overlap(bytes(r.start_key), bytes(r.end_key), *self.key_range)]
+                and any(ranges_overlap(bytes(r.start_key), bytes(r.end_key), *rng) for rng in self.ranges)]
         return live or list(self.covering(view))
 
     def _run_resolved(self, deadline: float, timeout_s: float, only: Iterable[int] | None,
@@ -212,7 +219,8 @@ class LearnerRead:
                 held = [r for r in behind if held_by_lock is not None and held_by_lock(view, r)]
                 lagging = [(region_id(r), int(r.resolved_ts), self.ts) for r in behind
                            if not (held_by_lock is not None and lock_wait is None and r in held)]
-                gap = None if only_ids is not None else _first_gap(covering, *self.key_range)
+                gap = None if only_ids is not None else next(
+                    (g for g in (_first_gap(covering, *rng) for rng in self.ranges) if g is not None), None)
                 if not lagging and gap is None:
                     return view
                 now = time.monotonic()

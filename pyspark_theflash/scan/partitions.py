@@ -24,6 +24,9 @@ class RangeScan:
     hi: int | None
     parts: tuple[Any, ...]          # store.read.PartRef
     size_bytes: int
+    # The physical table the range is of: a partition's id for a partitioned table (its rows
+    # live under that id), None for the table's own id.
+    table_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,7 @@ def group_ranges(ranges: Sequence[RangeScan], target_bytes: int) -> list[list[Ra
         before += rng.size_bytes
         if groups:
             last = groups[-1][-1]
-            contiguous = last.hi is not None and last.hi == rng.lo
+            contiguous = last.hi is not None and last.hi == rng.lo and last.table_id == rng.table_id
             if contiguous and rng_slot == slot:
                 groups[-1].append(rng)
                 continue
@@ -125,5 +128,5 @@ def merge_group(group: Sequence[RangeScan]) -> RangeScan:
     return RangeScan(
         region_ids=tuple(r for rng in group for r in rng.region_ids),
         lo=group[0].lo, hi=group[-1].hi, parts=tuple(seen.values()),
-        size_bytes=sum(rng.size_bytes for rng in group),
+        size_bytes=sum(rng.size_bytes for rng in group), table_id=group[0].table_id,
     )

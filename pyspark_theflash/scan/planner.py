@@ -60,6 +60,9 @@ class PlanStats:
     lock_backoffs: int = 0
     partitions: int = 0
     regions_pruned: int = 0             # the filter cannot match there (key range, part statistics)
+    # a partitioned table (TiDB's PARTITION BY): partitions read and pruned by the filter, by name
+    table_partitions: list[str] = field(default_factory=list)
+    table_partitions_pruned: list[str] = field(default_factory=list)
     snapshot: str = "fresh"             # how ts was chosen: fresh (TSO), resolved (the store's), requested
     upstream_calls: bool = True         # False: planned from the store alone (ts at or below its resolved ts)
     parts: int = 0
@@ -83,6 +86,7 @@ class ScanPlan:
     stats: PlanStats = field(default_factory=PlanStats)
     lease: ReadLease | None = None
     manifest_version: int = 0  # the store manifest's version the pinned parts were listed at
+    pruned_partitions: list[str] = field(default_factory=list)  # partitions the filter ruled out (names)
 
     @property
     def lease_id(self) -> int | None:
@@ -136,6 +140,33 @@ def table_key_range(table_id: int) -> tuple[bytes, bytes]:
 
     prefix = record_prefix(table_id)
     return encode_region_key(prefix), encode_region_key(prefix[:-1] + b"s")
+
+
+def physical_key_ranges(table_info: Any) -> list[tuple[bytes, bytes]]:
+    """The PD-encoded key ranges of the table's records: its own, or each partition's."""
+    return [table_key_range(i) for i in getattr(table_info, "physical_ids", (int(table_info.id),))]
+
+
+def covering_physical(view: Any, table_ids: Sequence[int]) -> list[Any]:
+    """Live regions overlapping any of ``table_ids``' records, each once."""
+    seen: dict[int, Any] = {}
+    for tid in table_ids:
+        for r, _ in covering_regions(view, tid):
+            seen.setdefault(region_id(r), r)
+    return list(seen.values())
+
+
+def locks_of(view: Any, table_ids: Sequence[int]) -> list[Any]:
+    return [lk for tid in table_ids for lk in view.locks(tid, None, None)]
+
+
+def pruned_partitions(table_info: Any, predicate: Any) -> tuple[list[int], list[str]]:
+    """(physical ids to read, names of partitions the filter prunes); an unpartitioned table
+    reads its own id."""
+    partitioning = getattr(table_info, "partitioning", None)
+    if partitioning is None:
+        return [int(table_info.id)], []
+    return partitioning.prune(table_info, predicate)
 
 
 def covering_regions(view: Any, table_id: int) -> list[tuple[Any, tuple[int | None, int | None]]]:
@@ -538,19 +569,22 @@ def _leased_plan(opts: ScanOptions, table_info: Any, ts: int, latch: Any, safe_p
 
 def _catch_up_and_partition(result: ScanPlan, store: Any, upstream: Any, latch: Any,
                             columns: tuple[str, ...] | None, hidden: tuple[str, ...], predicate: Any) -> None:
-    opts, ts, table_id = result.options, result.ts, result.table_id
+    opts, ts = result.options, result.ts
+    # a partitioned table's rows live under its partitions' ids: the ones the filter can match
+    ids, result.pruned_partitions = pruned_partitions(result.table_info, predicate)
     learner = LearnerRead(
         snapshot=store.snapshot,
-        covering=lambda v: [r for r, _ in covering_regions(v, table_id)],
-        upstream=upstream, latch=latch, ts=ts, table=opts.table, key_range=table_key_range(table_id),
+        covering=lambda v: covering_physical(v, ids),
+        upstream=upstream, latch=latch, ts=ts, table=opts.table, key_range=table_key_range(result.table_id),
+        key_ranges=tuple(table_key_range(i) for i in ids) if result.table_info.partitioning is not None else (),
     )
     deadline = time.monotonic() + opts.region_wait_timeout_s
 
     def region_locks(view: Any) -> list[Any]:
         """The locks of the regions over the table's range, whatever table they lock: any of
         them holds its region's resolved ts back (a region may span several tables)."""
-        ids = {region_id(r) for r in learner.regions_over_range(view)}
-        return [lk for lk in view.locks() if int(lk.region_id) in ids]
+        over = {region_id(r) for r in learner.regions_over_range(view)}
+        return [lk for lk in view.locks() if int(lk.region_id) in over]
 
     def held_by_lock(view: Any, region: Any) -> bool:
         """The region's resolved ts waits on a transaction the store holds a lock of."""
@@ -589,10 +623,14 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
             "replicating it (theflash writer --tables ...)?"
         )
     result.table_info = stored
-    regions = covering_regions(view, table_id)
+    ids, result.pruned_partitions = pruned_partitions(stored, predicate)
+    if stored.partitioning is not None:
+        stats.table_partitions = [stored.partitioning.definition(i).name for i in ids]
+        stats.table_partitions_pruned = list(result.pruned_partitions)
+    regions = covering_physical(view, ids)
     stats.regions = len(regions)
     stats.regions_read_index = len(learner.read_index)
-    stats.regions_resolved_ts = stats.regions - len([r for r, _ in regions if region_id(r) in learner.read_index])
+    stats.regions_resolved_ts = stats.regions - len([r for r in regions if region_id(r) in learner.read_index])
 
     if upstream is None:
         # from the store alone: the regions of the view this read uses must cover the table
@@ -600,7 +638,7 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
         if gaps:
             raise MissingRegionsError(opts.table, opts.store, list(gaps))
     if opts.isolation == "SI" and upstream is None:
-        undecided = [lk for lk in view.locks(table_id, None, None) if int(lk.start_ts) <= ts and int(lk.op) != 2]
+        undecided = [lk for lk in locks_of(view, ids) if int(lk.start_ts) <= ts and int(lk.op) != 2]
         if undecided:
             raise ScanError(
                 f"reading {opts.table} at ts {ts} from the store alone: {len(undecided)} lock(s) at or below ts "
@@ -608,7 +646,7 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
                 "them; read while the upstream is reachable (snapshot=fresh), or an older ts")
     elif opts.isolation == "SI":
         def table_locks(v: Any) -> list[Any]:
-            found = list(v.locks(table_id, None, None))
+            found = locks_of(v, ids)
             stats.locks_seen = max(stats.locks_seen, len([lk for lk in found if int(lk.start_ts) <= ts]))
             return found
 
@@ -618,19 +656,20 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
         stats.txns_committed_for_us = resolver.resolved + (early.resolved if early else 0)
         stats.txns_rolled_back = resolver.rolled_back + (early.rolled_back if early else 0)
         stats.lock_backoffs = resolver.backoffs
-        regions = covering_regions(view, table_id)
     stats.learner_wait_s = learner.waited_s
 
     result.manifest_version = int(view.version)
     ranges = []
-    for region, region_range in regions:
-        for lo, hi in _restricted(region_range, opts.handle_ranges):
-            parts = tuple(view.parts(table_id, lo, hi))
-            rng = RangeScan((region_id(region),), lo, hi, parts, estimate_bytes(parts, lo, hi))
-            if predicate is not None and not _might_match(predicate, parts, result.table_info, lo, hi):
-                stats.regions_pruned += 1
-                continue
-            ranges.append(rng)
+    for tid in ids:
+        physical = None if tid == table_id else tid
+        for region, region_range in covering_regions(view, tid):
+            for lo, hi in _restricted(region_range, opts.handle_ranges):
+                parts = tuple(view.parts(tid, lo, hi))
+                rng = RangeScan((region_id(region),), lo, hi, parts, estimate_bytes(parts, lo, hi), physical)
+                if predicate is not None and not _might_match(predicate, parts, result.table_info, lo, hi):
+                    stats.regions_pruned += 1
+                    continue
+                ranges.append(rng)
     predicate_json = predicate.to_json() if predicate is not None else None
     table_json = result.table_info.to_json()
     engine = _recorded_engine(view)

@@ -37,27 +37,31 @@ class ResolvedTs:
 
 
 def table_resolved_ts(view: Any, table_info: Any, table: str) -> ResolvedTs:
-    """The newest ts every live region of ``view`` over the table's records has resolved."""
-    from pyspark_theflash.scan.planner import table_key_range
+    """The newest ts every live region of ``view`` over the table's records (a partitioned
+    table: every partition's) has resolved."""
+    from pyspark_theflash.scan.planner import physical_key_ranges
 
-    start, end = table_key_range(int(table_info.id))
-    regions = sorted((r for r in view.regions() if region_is_live(r)
-                      and ranges_overlap(bytes(r.start_key), bytes(r.end_key), start, end)),
-                     key=lambda r: bytes(r.start_key))
+    live = [r for r in view.regions() if region_is_live(r)]
+    found: dict[int, Any] = {}
     gaps: list[tuple[bytes, bytes]] = []
-    cursor: bytes | None = start
-    for r in regions:
-        if cursor is None:
-            break
-        r_start, r_end = bytes(r.start_key), bytes(r.end_key)
-        if r_start > cursor:
-            gaps.append((cursor, r_start))
-        if not r_end:
-            cursor = None
-        elif r_end > cursor:
-            cursor = r_end
-    if cursor is not None and cursor < end:
-        gaps.append((cursor, end))
+    for start, end in physical_key_ranges(table_info):
+        regions = sorted((r for r in live if ranges_overlap(bytes(r.start_key), bytes(r.end_key), start, end)),
+                         key=lambda r: bytes(r.start_key))
+        cursor: bytes | None = start
+        for r in regions:
+            found.setdefault(region_id(r), r)
+            if cursor is None:
+                break
+            r_start, r_end = bytes(r.start_key), bytes(r.end_key)
+            if r_start > cursor:
+                gaps.append((cursor, r_start))
+            if not r_end:
+                cursor = None
+            elif r_end > cursor:
+                cursor = r_end
+        if cursor is not None and cursor < end:
+            gaps.append((cursor, end))
+    regions = sorted(found.values(), key=lambda r: bytes(r.start_key))
     ts = min((int(r.resolved_ts) for r in regions), default=0)
     return ResolvedTs(table=table, ts=ts, regions=tuple(region_id(r) for r in regions),
                       gaps=tuple(_describe_gap(lo, hi, table_info, table) for lo, hi in gaps))

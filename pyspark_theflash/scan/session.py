@@ -153,7 +153,9 @@ class ReadSession:
             "rows": self.rows, "bytes": self.bytes, "streams": [s.to_dict() for s in self.streams],
             "plan": {"regions": self.stats.regions, "regions_pruned": self.stats.regions_pruned,
                      "regions_read_index": self.stats.regions_read_index, "learner_wait_s": self.stats.learner_wait_s,
-                     "locks_seen": self.stats.locks_seen, "plan_s": self.stats.plan_s},
+                     "locks_seen": self.stats.locks_seen, "plan_s": self.stats.plan_s,
+                     "table_partitions": list(self.stats.table_partitions),
+                     "table_partitions_pruned": list(self.stats.table_partitions_pruned)},
         }
 
     def __enter__(self) -> "ReadSession":

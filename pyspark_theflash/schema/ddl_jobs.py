@@ -23,7 +23,22 @@ ACTION_DROP_COLUMN = 6
 ACTION_TRUNCATE_TABLE = 11
 ACTION_MODIFY_COLUMN = 12
 ACTION_RENAME_TABLE = 14
+ACTION_ADD_TABLE_PARTITION = 19
+ACTION_DROP_TABLE_PARTITION = 20
+ACTION_TRUNCATE_TABLE_PARTITION = 23
+ACTION_EXCHANGE_TABLE_PARTITION = 42
+ACTION_REORGANIZE_PARTITION = 64
 JOB_STATE_SYNCED = 6
+
+# The binlog has no partition DDL types: a partition change is the table info after it (its
+# partitions' ids), which a replica records like any other change of the table. The job
+# TiDB lists for it has its own action, told here by the statement.
+_PARTITION_ACTIONS = (
+    (" ADD PARTITION", ACTION_ADD_TABLE_PARTITION), (" DROP PARTITION", ACTION_DROP_TABLE_PARTITION),
+    (" TRUNCATE PARTITION", ACTION_TRUNCATE_TABLE_PARTITION),
+    (" EXCHANGE PARTITION", ACTION_EXCHANGE_TABLE_PARTITION),
+    (" REORGANIZE PARTITION", ACTION_REORGANIZE_PARTITION),
+)
 JOB_STATE_DONE = 4
 
 _ACTION_OF_TYPE = {
@@ -39,8 +54,11 @@ def job_of_ddl(ddl: Any, job_id: int, schema_id: int) -> dict[str, Any]:
     info = json.loads(ddl.table_info)
     table_id = int(ddl.old_table_id) if ddl.type == Ddl.TRUNCATE_TABLE and ddl.old_table_id else int(ddl.table_id)
     name = info.get("name")
+    action = _ACTION_OF_TYPE.get(ddl.type, 0)
+    if ddl.type == Ddl.MODIFY_COLUMN:
+        action = next((a for words, a in _PARTITION_ACTIONS if words in ddl.query.upper()), action)
     return {
-        "id": job_id, "type": _ACTION_OF_TYPE.get(ddl.type, 0), "schema_id": schema_id, "table_id": table_id,
+        "id": job_id, "type": action, "schema_id": schema_id, "table_id": table_id,
         "schema_name": ddl.db, "table_name": name.get("O") if isinstance(name, dict) else name,
         "state": JOB_STATE_SYNCED, "query": ddl.query, "start_ts": int(ddl.commit_ts), "real_start_ts": int(ddl.commit_ts),
         "binlog": {"SchemaVersion": int(ddl.schema_version), "DBInfo": None, "TableInfo": info,

@@ -17,10 +17,13 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyspark_theflash.schema import types as T
 from pyspark_theflash.schema.errors import SchemaError, UnknownColumnError
+
+if TYPE_CHECKING:
+    from pyspark_theflash.schema.partitioning import Partitioning
 
 
 def parse_name(value: Any, what: str) -> str:
@@ -275,6 +278,38 @@ class TableInfo:
     @property
     def primary_key_columns(self) -> tuple[ColumnInfo, ...]:
         return tuple(self.column(n) for n in self.primary_key)
+
+    # --- partitioned tables (``schema.partitioning``)
+    @property
+    def partitioning(self) -> "Partitioning | None":
+        """The table's ``partition`` info (its partitions and their physical ids), or None."""
+        d = self.raw.get("partition")
+        if not d:
+            return None
+        from pyspark_theflash.schema.partitioning import Partitioning
+
+        return Partitioning.from_json(d)
+
+    @property
+    def partition_of(self) -> int | None:
+        """For one partition's physical table as the store keeps it: the logical table's id."""
+        d = self.raw.get("partition_of")
+        return int(d["id"]) if d else None
+
+    @property
+    def physical_ids(self) -> tuple[int, ...]:
+        """The table ids that hold the table's rows: its partitions' ids, or its own id."""
+        p = self.partitioning
+        return p.physical_ids if p is not None else (self.id,)
+
+    def physical_tables(self) -> list["TableInfo"]:
+        """One table info per partition (``partitioning.physical_table_json``); [] unpartitioned."""
+        if self.partitioning is None:
+            return []
+        from pyspark_theflash.schema.partitioning import physical_table_json
+
+        raw = self.to_json()
+        return [TableInfo.from_json(physical_table_json(raw, pid), db=self.db) for pid in self.physical_ids]
 
     # --- JSON
     @classmethod

@@ -404,7 +404,7 @@ def compact_store(store: "Store", table: Any = None, force: bool = False,
     with store.snapshot() as view:
         sp = view.gc_safe_point() if safe_point is None else safe_point
         targets = [(tid, p.partition_id) for tid in
-                   (view.table_ids_with_parts() if table is None else [view.table(table).id])
+                   (view.table_ids_with_parts() if table is None else view.table(table).physical_ids)
                    for p in view.partitions(tid)]
     result.safe_point = sp
     for tid, pid in targets:

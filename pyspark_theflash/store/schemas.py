@@ -133,6 +133,8 @@ def resolve_name(histories: Iterable[TableHistory], name: str, ts: int | None = 
     want = name.lower()
 
     def named(info: TableInfo) -> bool:
+        if info.partition_of is not None:
+            return False  # one partition's rows: the logical table has the name
         return f"{info.db}.{info.name}".lower() == want or ("." not in want and info.name.lower() == want)
 
     if ts is None:

@@ -244,11 +244,27 @@ class Store(ApplyPath, FlushPipeline):
         with self.editing():
             with mf.edit(self._conn) as e:
                 self._put_version(e, db, info, commit_ts, exact=not estimate)
+                partitions = self._put_partitions(e, db, info, commit_ts, exact=not estimate)
         if estimate and known:
             self._ignored.discard(info.id)
         else:
             self._learn_version(info, commit_ts)
+        for part in partitions:
+            self._learn_version(part, commit_ts)
         return int(info.schema_version)
+
+    def _put_partitions(self, e: "mf.Edit", db: str, info: "TableInfo", commit_ts: int,
+                        exact: bool = True) -> list["TableInfo"]:
+        """A partitioned table's version also as one version per partition id (the physical
+        tables its rows arrive under, ``schema.partitioning``); returns those not known yet."""
+        out = []
+        for part in info.physical_tables():
+            history = self._histories.get(part.id)
+            if history is not None and history.has(part.schema_version, commit_ts):
+                continue
+            self._put_version(e, db, part, commit_ts, exact=exact)
+            out.append(part)
+        return out
 
     def _put_version(self, e: "mf.Edit", db: str, info: "TableInfo", commit_ts: int, exact: bool = True) -> None:
         """One table version in the manifest; ``exact``: its commit ts replaces an estimate."""
@@ -288,14 +304,18 @@ class Store(ApplyPath, FlushPipeline):
         old = self._histories.get(retire) if retire else None
         new_retire = old is not None and old.retired_ts is None
         new_life = created and tid not in self._ignored and (history is None or history.created_ts != ts)
-        if not (new_version or new_retire or new_life):
+        partitioned = info.partitioning is not None and tid not in self._ignored and ddl.type != Ddl.DROP_TABLE
+        if not (new_version or new_retire or new_life or partitioned):
             return False
+        partitions: list["TableInfo"] = []
         why = {Ddl.DROP_TABLE: "dropped", Ddl.TRUNCATE_TABLE: f"truncated (the name is table {tid} now)"}
         with self.editing():
             with mf.edit(self._conn) as e:
                 conn = e.conn
                 if new_version:
                     self._put_version(e, ddl.db, info, ts)
+                if partitioned:
+                    partitions = self._put_partitions(e, ddl.db, info, ts)
                 if new_life:
                     conn.execute("INSERT INTO table_lifetimes(table_id, created_ts) VALUES (?, ?) ON CONFLICT(table_id) "
                                  "DO UPDATE SET created_ts = excluded.created_ts", (tid, ts))
@@ -306,6 +326,10 @@ class Store(ApplyPath, FlushPipeline):
                                  (retire, ts, why.get(ddl.type, "retired"), e.version))
         if new_version:
             self._learn_version(info, ts)
+        for part in partitions:
+            self._learn_version(part, ts)
+        if not (new_version or new_retire or new_life or partitions):
+            return False
         if new_life:
             self._histories[tid].created_ts = ts
         if new_retire and old is not None:
@@ -358,19 +382,22 @@ class Store(ApplyPath, FlushPipeline):
         with mf.damage_as_error(self.root):
             lease = self.leases.acquire(ts, self.options.scan_lease_ttl_s, holder=f"scan pid {os.getpid()}")
         try:
+            reads = []
             with self.snapshot() as view:
                 info = table_for_read(view, table, ts, schema)
-                rng: tuple[int | None, int | None] | None = handle_range or (None, None)
-                if region_id is not None:
-                    region = view.region(region_id)
-                    if region is None:
-                        return
-                    rng = intersect(rng, view.region_handle_range(region, info.id))  # type: ignore[arg-type]
-                if rng is None:
-                    return
-                parts = view.parts(info.id, rng[0], rng[1])
-            yield from read_parts(parts, info, ts, rng, columns, predicate, hidden, self.root,
-                                  self.options.read_batch_rows)
+                # a partitioned table's rows live under its partitions' ids (its info at ts lists them)
+                for table_id in info.physical_ids:
+                    rng: tuple[int | None, int | None] | None = handle_range or (None, None)
+                    if region_id is not None:
+                        region = view.region(region_id)
+                        if region is None:
+                            return
+                        rng = intersect(rng, view.region_handle_range(region, table_id))  # type: ignore[arg-type]
+                    if rng is not None:
+                        reads.append((view.parts(table_id, rng[0], rng[1]), rng))
+            for parts, rng in reads:
+                yield from read_parts(parts, info, ts, rng, columns, predicate, hidden, self.root,
+                                      self.options.read_batch_rows)
         finally:
             with contextlib.suppress(Exception):
                 self.leases.release(lease.id)

@@ -148,7 +148,7 @@ class StoreView:
 
     def tables(self) -> list["TableInfo"]:
         """The live tables (a dropped or truncated table id is not listed)."""
-        return [t for tid, t in self._latest_tables().items() if not self.is_retired(tid)]
+        return [t for tid, t in self._latest_tables().items() if not self.is_retired(tid) and t.partition_of is None]
 
     def table(self, name_or_id: "str | int | TableInfo") -> "TableInfo":
         """The current schema of a table: by id (any id the store holds, retired ones too) or by
@@ -162,7 +162,7 @@ class StoreView:
                 return t
         elif isinstance(name_or_id, str):
             want = name_or_id.lower()
-            matches = [t for tid, t in tables.items() if not self.is_retired(tid) and
+            matches = [t for tid, t in tables.items() if not self.is_retired(tid) and t.partition_of is None and
                        (f"{t.db}.{t.name}".lower() == want or ("." not in want and t.name.lower() == want))]
             if matches:
                 # Two live tables of one name: the store missed a DROP (it started mid-stream);

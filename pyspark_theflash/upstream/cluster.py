@@ -27,6 +27,7 @@ all ranges and contents.
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import sqlite3
@@ -68,6 +69,7 @@ from pyspark_theflash.upstream.tidb import (
     decode_value,
     encode_value,
     get_row,
+    physical_ids,
     record_range,
     run_txn,
     scan_records,
@@ -76,6 +78,7 @@ from pyspark_theflash.upstream.tidb import (
     table_info_of,
 )
 from pyspark_theflash.upstream.tso import TimestampOracle
+from pyspark_theflash.schema.partitioning import Partitioning, definition_json
 from pyspark_theflash.upstream.ddl_history import ddl_history_job
 from pyspark_theflash.upstream.service import CLUSTER_ID
 
@@ -391,15 +394,16 @@ class MiniCluster:
 
     def create_table(
         self, qualified: str, columns: Sequence[Any], primary_key: Sequence[str] | None = None,
-        clustered: bool = True, row_format: int = 2,
+        clustered: bool = True, row_format: int = 2, partition: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Create ``db.table`` (the database too when missing); returns its table info.
         ``row_format`` 1 writes its rows in TiDB's old datum format (as clusters upgraded from
-        TiDB before 4.0 do), 2 in row format v2."""
+        TiDB before 4.0 do), 2 in row format v2. ``partition``: PARTITION BY (``Catalog.create_table``)."""
         db, name = split_table_name(qualified)
         self.catalog.create_database(db)
-        info = self.catalog.create_table(db, name, columns, primary_key, clustered, row_format)
-        self._split_table(info["id"])
+        info = self.catalog.create_table(db, name, columns, primary_key, clustered, row_format, partition)
+        for table_id in physical_ids(info):
+            self._split_table(table_id)
         return info
 
     def _split_table(self, table_id: int) -> None:
@@ -452,9 +456,9 @@ class MiniCluster:
         old_info, new_info = table_info_of(before), table_info_of(after)
         old_col, new_col = old_info.column(column), new_info.column(column)
         start_ts = self.tso.get_ts()
-        lo, hi = record_range(before["id"])
         resolver = LockResolver(self.store, self.tso)
-        pairs = resolver.retry(lambda: self.store.scan(lo, hi, start_ts), start_ts, timeout_s=60)
+        pairs = [pair for lo, hi in map(record_range, physical_ids(before))
+                 for pair in resolver.retry(lambda: self.store.scan(lo, hi, start_ts), start_ts, timeout_s=60)]
         v1 = self.catalog.row_format(before["id"]) == 1
         muts = []
         for key, value in pairs:
@@ -476,6 +480,84 @@ class MiniCluster:
             if len(keys) > 1:
                 self.store.commit(keys[1:], start_ts, commit_ts)
         return info
+
+    # Partition changes (``Catalog.add_partitions`` ...): one DDL event each, the table info
+    # after it naming the partitions' ids.
+
+    def add_partitions(self, qualified: str, definitions: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """``ALTER TABLE ADD PARTITION`` (RANGE, LIST): ``[{"name": "p9", "less_than": ["900"]}]``."""
+        info = self.catalog.add_partitions(*split_table_name(qualified), definitions)
+        self._split_new_partitions(info)
+        return info
+
+    def drop_partitions(self, qualified: str, names: Sequence[str]) -> dict[str, Any]:
+        """``ALTER TABLE DROP PARTITION``: the partitions' rows go with them."""
+        return self.catalog.drop_partitions(*split_table_name(qualified), names)
+
+    def truncate_partitions(self, qualified: str, names: Sequence[str]) -> dict[str, Any]:
+        """``ALTER TABLE TRUNCATE PARTITION``: each named partition gets a new, empty id."""
+        info = self.catalog.truncate_partitions(*split_table_name(qualified), names)
+        self._split_new_partitions(info)
+        return info
+
+    def exchange_partition(self, qualified: str, partition: str, other: str) -> dict[str, Any]:
+        """``ALTER TABLE EXCHANGE PARTITION partition WITH TABLE other`` (WITH VALIDATION: every
+        row of ``other`` must belong in the partition)."""
+        def rows_fit(pt: dict[str, Any], nt: dict[str, Any], pid: int) -> None:
+            from pyspark_theflash.upstream.rows import TableRows
+
+            rows = TableRows(qualified, pt)
+            for row in scan_table(self.store, self.tso, nt, self.tso.get_ts()):
+                if rows.physical_id(row) != pid:
+                    raise UpstreamError(f"Found a row that does not match the partition {partition} in {other}: {row}")
+
+        return self.catalog.exchange_partition(*split_table_name(qualified), partition, *split_table_name(other),
+                                               rows_fit)
+
+    def reorganize_partitions(self, qualified: str, names: Sequence[str],
+                              definitions: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """``ALTER TABLE REORGANIZE PARTITION names INTO (definitions)``: new partition ids; the
+        old partitions' rows are copied into them, committed at the DDL's commit ts (the event
+        goes first), as TiDB's reorg backfills before the new partitions become public."""
+        from pyspark_theflash.upstream.rows import TableRows
+
+        db, name = split_table_name(qualified)
+        with self.catalog.lease.exclusive():
+            before = self.catalog.table(db, name)
+            part = Partitioning.from_json(before.get("partition") or {"definitions": []})
+            old_ids = [part.by_name(n).id for n in names]
+            definitions = [dict(d, id=self.catalog.alloc_id()) for d in definitions]
+            for d in definitions:
+                self._split_table(int(d["id"]))
+            after = copy.deepcopy(before)
+            kept = [d for d in after["partition"]["definitions"] if d["id"] not in old_ids]
+            after["partition"]["definitions"] = kept + [definition_json(d, int(d["id"])) for d in definitions]
+            rows = TableRows(qualified, after)  # routes into the new partitions (order does not matter)
+            start_ts = self.tso.get_ts()
+            resolver = LockResolver(self.store, self.tso)
+            pairs = [pair for lo, hi in map(record_range, old_ids)
+                     for pair in resolver.retry(lambda: self.store.scan(lo, hi, start_ts), start_ts, timeout_s=60)]
+            muts = []
+            for key, value in pairs:
+                row = decode_value(before, key, value)
+                handle = rows.handle(row) if rows.kind != "rowid" else decode_record_key(key)[1]
+                muts.append(Mutation(binlog_pb2.PUT, rows.key(handle, 0, rows.physical_id(row)), value))
+            keys = [m.key for m in muts]
+            if muts:
+                resolver.retry(lambda: self.store.prewrite(muts, keys[0], start_ts, max(self.lock_ttl_ms, 60_000)),
+                               start_ts, timeout_s=60)
+            with self.store.mu:  # the commit ts, the DDL event, then the rows: nothing stamped later in between
+                commit_ts = self.tso.get_ts()
+                info = self.catalog.reorganize_partitions(db, name, names, definitions, commit_ts=commit_ts)
+                if keys:
+                    self.store.commit(keys[:1], start_ts, commit_ts)
+                if len(keys) > 1:
+                    self.store.commit(keys[1:], start_ts, commit_ts)
+            return info
+
+    def _split_new_partitions(self, info: dict[str, Any]) -> None:
+        for table_id in physical_ids(info):
+            self._split_table(table_id)
 
     def rename_table(self, qualified: str, new_qualified: str) -> dict[str, Any]:
         """``RENAME TABLE``: same table id and rows under a new name."""

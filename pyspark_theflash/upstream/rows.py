@@ -48,6 +48,28 @@ class TableRows:
         self.value_columns = tuple(c for c in self.info.columns if c.id != handle_id and not c.is_virtual_generated)
         self.generated = tuple(c for c in self.info.columns if c.generated_expr)
         self._by_name = {c.name: c for c in self.info.columns}  # exact names: the common case, one lookup
+        # PARTITION BY: rows go under their partition's physical id (``schema.partitioning``)
+        self.partitioning = self.info.partitioning
+        self._route = self.partitioning.router(self.info) if self.partitioning is not None else None
+        self.physical_ids = self.info.physical_ids
+
+    def physical_id(self, row: Mapping[str, Any]) -> int:
+        """The table id a row's record key carries: its partition's, or the table's own."""
+        if self._route is None:
+            return self.id
+        assert self.partitioning is not None
+        values = []
+        for name in self.partitioning.key_columns():
+            col = self.column(name)
+            given = any(k.lower() == col.name.lower() for k in row)
+            value = self._key_value(row, col) if given else default_value(self.qualified, col)
+            values.append(None if value is None else check_value(self.qualified, col, value, 0))
+        return self._route(values)
+
+    def keys(self, handle: Any, index: int = 0) -> list[bytes]:
+        """Every record key a handle may have: one per partition (a partitioned table's row
+        with a handle lives in exactly one), or the one key."""
+        return [self.key(handle, index, pid) for pid in self.physical_ids]
 
     # ------------------------------------------------------------------ one row
 
@@ -80,8 +102,10 @@ class TableRows:
                 return value
         return default_value(self.qualified, col)
 
-    def key(self, handle: Any, index: int = 0) -> bytes:
-        """The record key of a handle (an int, or the tuple of common-handle values)."""
+    def key(self, handle: Any, index: int = 0, physical_id: int | None = None) -> bytes:
+        """The record key of a handle (an int, or the tuple of common-handle values), under
+        ``physical_id`` (a partition's) or the table's id."""
+        table_id = self.id if physical_id is None else int(physical_id)
         if self.kind == "common":
             values = handle if isinstance(handle, (tuple, list)) else (handle,)
             if len(values) != len(self.key_columns):
@@ -89,8 +113,8 @@ class TableRows:
                     f"{self.qualified} has a {len(self.key_columns)}-column primary key "
                     f"({', '.join(c.name for c in self.key_columns)}); got the handle {handle!r}")
             datums = [datum(self.qualified, c, v, index) for c, v in zip(self.key_columns, values)]
-            return bytes(codec.encode_common_handle_key(self.id, datums))
-        return bytes(codec.encode_record_key(self.id, int(handle)))
+            return bytes(codec.encode_common_handle_key(table_id, datums))
+        return bytes(codec.encode_record_key(table_id, int(handle)))
 
     def value(self, row: Mapping[str, Any], index: int = 0, *, fill_defaults: bool = True,
               checked: frozenset[str] | None = None) -> bytes:
@@ -207,9 +231,12 @@ class TableRows:
             assert self.handle_column is not None
             ints = encoded[self.handle_column.id].ints
             assert ints is not None
-            keys = B.int_record_keys(self.id, ints.view(np.int64))  # unsigned BIGINT handles keep their bits
+            handles = ints.view(np.int64)  # unsigned BIGINT handles keep their bits
+            keys = self._routed(batch, lambda tid, pick: B.int_record_keys(tid, handles[pick]))
         elif self.kind == "common":
-            keys = B.common_handle_record_keys(self.id, [encoded[c.id].key_datums for c in self.key_columns])
+            datums = [encoded[c.id].key_datums for c in self.key_columns]
+            keys = self._routed(batch, lambda tid, pick: B.common_handle_record_keys(
+                tid, [d.take(pa.array(pick)) for d in datums]))
         else:
             if explicit_rowid is not None:
                 ids = pc.fill_null(explicit_rowid.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
@@ -217,12 +244,38 @@ class TableRows:
                 ids = row_ids
             else:
                 raise SchemaError(f"{self.qualified} keys rows by _tidb_rowid: allocate row ids for the batch")
-            keys = B.int_record_keys(self.id, np.asarray(ids, dtype=np.int64))
+            rowids = np.asarray(ids, dtype=np.int64)
+            keys = self._routed(batch, lambda tid, pick: B.int_record_keys(tid, rowids[pick]))
         values = B.encode_rows_v2([c.id for c in self.value_columns], [encoded[c.id].values for c in self.value_columns])
         pk_keys = None
         if self.kind == "rowid" and self.key_columns:  # a nonclustered primary key is still unique
             pk_keys = B.common_handle_record_keys(self.id, [encoded[c.id].key_datums for c in self.key_columns])
         return EncodedRows(keys, values, pk_keys)
+
+    def _routed(self, batch: pa.Table, keys_of: Any) -> pa.BinaryArray:
+        """Record keys of every row of ``batch``: ``keys_of(table id, row indexes)`` under the
+        table's id, or per partition under each row's partition id (in row order)."""
+        n = batch.num_rows
+        if self._route is None:
+            return keys_of(self.id, np.arange(n))
+        assert self.partitioning is not None
+        lower = {name.lower(): name for name in batch.column_names}
+        columns = []
+        for name in self.partitioning.key_columns():
+            col = self.column(name)
+            given = lower.get(col.name.lower())
+            columns.append(batch.column(given).to_pylist() if given is not None else
+                           [default_value(self.qualified, col)] * n)
+        pids = np.fromiter((self._route(values) for values in zip(*columns)), dtype=np.int64, count=n)
+        chunks, order = [], []
+        for pid in np.unique(pids):
+            pick = np.flatnonzero(pids == pid)
+            chunks.append(keys_of(int(pid), pick))
+            order.append(pick)
+        where = np.concatenate(order)
+        back = np.empty(n, dtype=np.int64)
+        back[where] = np.arange(n)
+        return pa.concat_arrays([c.cast(pa.binary()) for c in chunks]).take(pa.array(back))
 
     def key_text(self, batch: pa.Table, index: int) -> Any:
         """The key columns' values of row ``index`` of a batch (for a duplicate-key error)."""

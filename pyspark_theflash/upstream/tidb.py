@@ -25,6 +25,15 @@ from pyspark_theflash.schema import ColumnInfo, TableInfo, column
 from pyspark_theflash.schema import table as build_table
 from pyspark_theflash.schema import types as T
 from pyspark_theflash.schema.builder import default_text
+from pyspark_theflash.schema.partitioning import (
+    HASH,
+    KEY,
+    RANGE,
+    Partitioning,
+    build_partition_json,
+    definition_json,
+    partition_clause,
+)
 from pyspark_theflash.upstream.errors import (
     DuplicateKeyError,
     KeyLockedError,
@@ -208,6 +217,13 @@ class Catalog:
         self.next_id += 1
         return self.next_id
 
+    def alloc_id(self) -> int:
+        """A new table (or partition) id, as TiDB's meta allocates them."""
+        with self._mu:
+            id_ = self._alloc_id()
+            self._changed()
+            return id_
+
     def create_database(self, name: str, if_not_exists: bool = True) -> int:
         with self._mu:
             existing = self.dbs.get(name.lower())
@@ -229,8 +245,12 @@ class Catalog:
         primary_key: Sequence[str] | None = None,
         clustered: bool = True,
         row_format: int = 2,
+        partition: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Create ``db.name`` and return its table info. ``columns`` are schema-box columns or
+        """Create ``db.name`` and return its table info. ``partition``: PARTITION BY, as
+        ``{"type": "RANGE COLUMNS", "columns": ["d"], "definitions": [{"name": "p0",
+        "less_than": ["'1995-01-01'"]}, ...]}`` (``schema.partitioning.build_partition_json``);
+        each partition gets a physical id of its own. ``columns`` are schema-box columns or
         TiDB column dicts; ``primary_key`` names the key columns (or take those flagged as
         primary key). A clustered single integer key is the handle; another clustered key is
         a common handle; a non-clustered key (or none) gives the table a _tidb_rowid.
@@ -254,9 +274,37 @@ class Catalog:
                 raise SchemaError(f"cannot create table {db}.{name}: {err}") from err
             self._alloc_id()
             info = dict(built.to_json())
+            if partition is not None:
+                info["partition"] = self._partition_json(info, partition, f"{db}.{name}")
             self.row_formats[int(info["id"])] = row_format
             database.tables[name.lower()] = info
-            return self._ddl_locked(DDL.CREATE_TABLE, database.name, info, query=f"CREATE TABLE {db}.{name}")
+            query = f"CREATE TABLE {db}.{name}"
+            if partition is not None:
+                query += " " + partition_clause(info["partition"])
+            return self._ddl_locked(DDL.CREATE_TABLE, database.name, info, query=query)
+
+    def _partition_json(self, info: Mapping[str, Any], spec: Mapping[str, Any], qualified: str) -> dict[str, Any]:
+        """TiDB's ``partition`` object of a new table, checked as TiDB checks it: the columns
+        exist and every unique key (the primary key) includes them (error 1503)."""
+        try:
+            built = build_partition_json(
+                str(spec.get("type", "RANGE")), expr=str(spec.get("expr") or ""), columns=spec.get("columns") or (),
+                definitions=spec.get("definitions") or (), num=int(spec.get("num") or 0), alloc_id=lambda: 0)
+            parsed = Partitioning.from_json(built)
+            table = TableInfo.from_json(dict(info))
+            for c in parsed.key_columns():
+                if table.column_any(c) is None:
+                    raise SchemaError(f"unknown column {c!r} in the partitioning of {qualified}")
+            pk = {n.lower() for n in table.primary_key}
+            if pk and not {c.lower() for c in parsed.key_columns()} <= pk:
+                raise SchemaError(f"A PRIMARY KEY must include all columns in the table's partitioning function "
+                                  f"({qualified}: key {sorted(pk)}, partitioned by {list(parsed.key_columns())})")
+            parsed.bounds(table)  # the bounds parse as the columns' values
+        except TheFlashError as err:
+            raise SchemaError(f"cannot partition {qualified}: {err}") from err
+        for d in built["definitions"]:
+            d["id"] = self._alloc_id()
+        return built
 
     def table(self, db: str, name: str) -> dict[str, Any]:
         with self._mu:
@@ -275,7 +323,7 @@ class Catalog:
         with self._mu:
             for d in self.dbs.values():
                 for t in d.tables.values():
-                    if t["id"] == table_id:
+                    if t["id"] == table_id or (t.get("partition") and table_id in physical_ids(t)):
                         return d.name, copy.deepcopy(t)
         raise SchemaError(f"unknown table id {table_id}")
 
@@ -424,6 +472,117 @@ class Catalog:
             return self._ddl_locked(DDL.TRUNCATE_TABLE, database.name, new, retire=old_id,
                                     query=f"TRUNCATE TABLE {db}.{name}")
 
+    # ---- partition changes (TiDB's ADD/DROP/TRUNCATE/EXCHANGE/REORGANIZE PARTITION): each one
+    # DDL event carrying the table info after it; a partition's rows live under its id, so
+    # a partition dropped or truncated takes its rows with it.
+
+    def _partitioned_locked(self, db: str, name: str) -> tuple[dict[str, Any], Partitioning]:
+        table = self._table_locked(db, name)
+        if not table.get("partition"):
+            raise SchemaError(f"{db}.{name} is not partitioned")
+        return table, Partitioning.from_json(table["partition"])
+
+    def add_partitions(self, db: str, name: str, definitions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """``ALTER TABLE ADD PARTITION (...)`` of a RANGE or LIST table: new, empty partitions
+        (a RANGE one above the last bound)."""
+        with self.lease.exclusive(), self._mu:
+            table, part = self._partitioned_locked(db, name)
+            if part.type not in (RANGE, 3):
+                raise SchemaError(f"ADD PARTITION of {db}.{name}: the mini cluster adds RANGE and LIST partitions "
+                                  f"({part.type_name} is partitioned by {part.type_name}); use REORGANIZE")
+            names = {p.name.lower() for p in part.definitions}
+            new = []
+            for d in definitions:
+                if str(d["name"]).lower() in names:
+                    raise SchemaError(f"Duplicate partition name {d['name']} in {db}.{name}")
+                new.append(definition_json(d, 0))
+            after = copy.deepcopy(table)
+            after["partition"]["definitions"] += new
+            after["partition"]["num"] = len(after["partition"]["definitions"])
+            check = Partitioning.from_json(after["partition"])
+            bounds = check.bounds(TableInfo.from_json(after))
+            if check.type == RANGE and any(not _ascending(a, b) for a, b in zip(bounds, bounds[1:])):
+                raise SchemaError(f"VALUES LESS THAN value must be strictly increasing for each partition of {db}.{name}")
+            for d in new:
+                d["id"] = self._alloc_id()
+            table["partition"] = after["partition"]
+            return self._ddl_locked(DDL.MODIFY_COLUMN, self.dbs[db.lower()].name, table,
+                                    query=f"ALTER TABLE {db}.{name} ADD PARTITION ({', '.join(d['name']['O'] for d in new)})")
+
+    def drop_partitions(self, db: str, name: str, names: Sequence[str]) -> dict[str, Any]:
+        """``ALTER TABLE DROP PARTITION``: the partitions and their rows are gone."""
+        with self.lease.exclusive(), self._mu:
+            table, part = self._partitioned_locked(db, name)
+            if part.type not in (RANGE, 3):
+                raise SchemaError(f"DROP PARTITION can only be used on RANGE/LIST partitions ({db}.{name} is {part.type_name})")
+            gone = {part.by_name(n).id for n in names}
+            if len(gone) == len(part.definitions):
+                raise SchemaError(f"Cannot remove all partitions of {db}.{name}, use DROP TABLE instead")
+            table["partition"]["definitions"] = [d for d in table["partition"]["definitions"] if d["id"] not in gone]
+            table["partition"]["num"] = len(table["partition"]["definitions"])
+            return self._ddl_locked(DDL.MODIFY_COLUMN, self.dbs[db.lower()].name, table,
+                                    query=f"ALTER TABLE {db}.{name} DROP PARTITION {', '.join(names)}")
+
+    def truncate_partitions(self, db: str, name: str, names: Sequence[str]) -> dict[str, Any]:
+        """``ALTER TABLE TRUNCATE PARTITION``: each named partition gets a new, empty id."""
+        with self.lease.exclusive(), self._mu:
+            table, part = self._partitioned_locked(db, name)
+            targets = {part.by_name(n).id for n in names}
+            for d in table["partition"]["definitions"]:
+                if d["id"] in targets:
+                    d["id"] = self._alloc_id()
+            return self._ddl_locked(DDL.MODIFY_COLUMN, self.dbs[db.lower()].name, table,
+                                    query=f"ALTER TABLE {db}.{name} TRUNCATE PARTITION {', '.join(names)}")
+
+    def exchange_partition(self, db: str, name: str, partition: str, nt_db: str, nt_name: str,
+                           rows_fit: Callable[[dict[str, Any], dict[str, Any], int], None]) -> dict[str, Any]:
+        """``ALTER TABLE EXCHANGE PARTITION p WITH TABLE nt``: the two swap ids, so the
+        partition's rows are nt's and nt's rows the partition's. ``rows_fit(pt, nt, pid)``
+        raises when a row of nt does not belong in the partition (WITH VALIDATION). Two DDL
+        events: the partitioned table, then nt under its new id."""
+        with self.lease.exclusive(), self._mu:
+            table, part = self._partitioned_locked(db, name)
+            nt = self._table_locked(nt_db, nt_name)
+            if nt.get("partition"):
+                raise SchemaError(f"{nt_db}.{nt_name} is partitioned: exchange needs a non-partitioned table")
+            shape = [(c["name"]["L"], c["type"]["Tp"], c["type"]["Flag"]) for c in table["cols"]]
+            if shape != [(c["name"]["L"], c["type"]["Tp"], c["type"]["Flag"]) for c in nt["cols"]] or \
+                    bool(table.get("pk_is_handle")) != bool(nt.get("pk_is_handle")) or \
+                    bool(table.get("is_common_handle")) != bool(nt.get("is_common_handle")):
+                raise SchemaError(f"Tables have different definitions: {db}.{name} and {nt_db}.{nt_name}")
+            pid, nt_id = part.by_name(partition).id, int(nt["id"])
+            rows_fit(table, nt, pid)
+            for d in table["partition"]["definitions"]:
+                if d["id"] == pid:
+                    d["id"] = nt_id
+            query = f"ALTER TABLE {db}.{name} EXCHANGE PARTITION {partition} WITH TABLE {nt_db}.{nt_name}"
+            out = self._ddl_locked(DDL.MODIFY_COLUMN, self.dbs[db.lower()].name, table, query=query)
+            nt["id"] = pid
+            top = max(self.row_ids.get(int(table["id"]), 0), self.row_ids.get(nt_id, 0), self.row_ids.get(pid, 0))
+            self.row_ids[int(table["id"])] = self.row_ids[pid] = top  # no _tidb_rowid is handed out twice
+            self.row_formats[pid] = self.row_formats.get(nt_id, 2)
+            self._ddl_locked(DDL.MODIFY_COLUMN, self.dbs[nt_db.lower()].name, nt, retire=nt_id, query=query)
+            return out
+
+    def reorganize_partitions(self, db: str, name: str, names: Sequence[str],
+                              definitions: Sequence[Mapping[str, Any]], commit_ts: int | None = None) -> dict[str, Any]:
+        """``ALTER TABLE REORGANIZE PARTITION names INTO (definitions)`` (the table info after
+        it): the new partitions get new ids; ``MiniCluster.reorganize_partitions`` copies the
+        rows into them at the DDL's commit ts."""
+        with self.lease.exclusive(), self._mu:
+            table, part = self._partitioned_locked(db, name)
+            old = [part.by_name(n) for n in names]
+            positions = sorted(part.definitions.index(p) for p in old)
+            if positions != list(range(positions[0], positions[0] + len(positions))):
+                raise SchemaError(f"REORGANIZE PARTITION of {db}.{name}: the partitions must be consecutive")
+            new = [definition_json(d, int(d.get("id") or self._alloc_id())) for d in definitions]
+            defs = table["partition"]["definitions"]
+            table["partition"]["definitions"] = defs[:positions[0]] + new + defs[positions[-1] + 1:]
+            table["partition"]["num"] = len(table["partition"]["definitions"])
+            return self._ddl_locked(DDL.MODIFY_COLUMN, self.dbs[db.lower()].name, table, commit_ts=commit_ts,
+                                    query=f"ALTER TABLE {db}.{name} REORGANIZE PARTITION {', '.join(names)} INTO "
+                                          f"({', '.join(d['name']['O'] for d in new)})")
+
     def _ddl_locked(self, kind: int, db: str, table: dict[str, Any], *, retire: int = 0, query: str = "",
                     commit_ts: int | None = None) -> dict[str, Any]:
         """One finished schema change of ``table`` (already changed in place; for DROP TABLE the
@@ -470,7 +629,7 @@ class Catalog:
                         del d.tables[key]
             if ddl.type != DDL.DROP_TABLE:
                 database.tables[info["name"]["L"]] = info
-            self.next_id = max(self.next_id, int(info["id"]))
+            self.next_id = max(self.next_id, int(info["id"]), *physical_ids(info))  # partitions' ids too
             self.schema_version = int(ddl.schema_version)
             if ddl.old_table_id:
                 self.versions.setdefault(int(ddl.old_table_id), []).append((ddl.commit_ts, ddl.db, None))
@@ -531,6 +690,18 @@ class Catalog:
         """Never hand out a row id at or below ``at_least`` again (recovery)."""
         with self._mu:
             self.row_ids[table_id] = max(self.row_ids.get(table_id, 0), at_least)
+
+
+def _ascending(a: Sequence[Any], b: Sequence[Any]) -> bool:
+    """RANGE bounds ``a`` < ``b`` (None = MAXVALUE, above everything)."""
+    for x, y in zip(a, b):
+        if x is None:
+            return False
+        if y is None or x < y:
+            return True
+        if x > y:
+            return False
+    return False
 
 
 def _version_at(versions: Sequence[TableVersion], ts: int) -> TableVersion | None:
@@ -652,10 +823,19 @@ class Txn:
             return m.value if m.op == binlog_pb2.PUT else None
         return self.resolver.retry(lambda: self.store.get(key, self.start_ts), self.start_ts)
 
+    def _find(self, rows: TableRows, handle: Any, index: int = 0) -> tuple[bytes, bytes | None]:
+        """The record key of a handle and its value at start_ts; a partitioned table's row is
+        looked for in each partition (its key carries the partition's id)."""
+        keys = rows.keys(handle, index)
+        for key in keys:
+            value = self._read(key)
+            if value is not None:
+                return key, value
+        return keys[0], None
+
     def get(self, qualified: str, handle: Any) -> dict[str, Any] | None:
         rows = self.rows(qualified)
-        key = rows.key(handle)
-        value = self._read(key)
+        key, value = self._find(rows, handle)
         return None if value is None else rows.decode(key, value)
 
     # ---- writes
@@ -671,8 +851,8 @@ class Txn:
             row = dict(row)
             row[ROWID] = self.catalog.alloc_row_id(rows.id)
         handle = rows.handle(row, index)
-        key = rows.key(handle, index)
-        if self._read(key) is not None:
+        key = rows.key(handle, index, rows.physical_id(row))
+        if self._find(rows, handle, index)[1] is not None:
             raise DuplicateKeyError(rows.qualified, handle, why=f"a row with this key exists at ts {self.start_ts}")
         self.mutations[key] = Mutation(binlog_pb2.PUT, key, rows.value(row, index))
         self.rows_written += 1
@@ -684,25 +864,28 @@ class Txn:
         rows = self.rows(qualified)
         index = self.rows_written
         handle = rows.handle(row, index)
-        key = rows.key(handle, index)
-        current = self._read(key)
+        key, current = self._find(rows, handle, index)
         if current is None:
             raise RowNotFoundError(f"no row {handle!r} in {qualified} at ts {self.start_ts}")
         merged = rows.decode(key, current)
         merged.update(row)
+        moved = rows.key(handle, index, rows.physical_id(merged))
+        if moved != key:  # a changed partitioning value moves the row to another partition
+            self.mutations[key] = Mutation(binlog_pb2.DELETE, key)
+            key = moved
         self.mutations[key] = Mutation(
             binlog_pb2.PUT, key, rows.value(merged, index, fill_defaults=False, checked=frozenset(name.lower() for name in row)))
         self.rows_written += 1
 
     def delete(self, qualified: str, handle: Any) -> None:
-        key = self.rows(qualified).key(handle)
-        if self._read(key) is None:
+        key, value = self._find(self.rows(qualified), handle)
+        if value is None:
             raise RowNotFoundError(f"no row {handle!r} in {qualified} at ts {self.start_ts}")
         self.mutations[key] = Mutation(binlog_pb2.DELETE, key)
 
     def lock_row(self, qualified: str, handle: Any) -> None:
         """SELECT ... FOR UPDATE without a change: a LOCK mutation."""
-        key = self.rows(qualified).key(handle)
+        key = self._find(self.rows(qualified), handle)[0]
         self.mutations.setdefault(key, Mutation(binlog_pb2.LOCK, key))
 
     # ---- commit protocol
@@ -835,9 +1018,20 @@ def scan_records(
 ) -> list[tuple[bytes, bytes]]:
     """Every (record key, row value) of a table at ts, in key order (locks met are resolved
     as a reader would)."""
-    start, end = record_range(table["id"])
     resolver = LockResolver(store, tso)
-    return list(resolver.retry(lambda: store.scan(start, end, ts), ts))
+    out: list[tuple[bytes, bytes]] = []
+    for table_id in physical_ids(table):
+        start, end = record_range(table_id)
+        out.extend(resolver.retry(lambda: store.scan(start, end, ts), ts))
+    return out
+
+
+def physical_ids(table: Mapping[str, Any]) -> list[int]:
+    """The ids a table's rows are keyed under: its partitions' (PARTITION BY) or its own."""
+    part = table.get("partition")
+    if part:
+        return [int(d["id"]) for d in part.get("definitions") or ()]
+    return [int(table["id"])]
 
 
 def decode_records(table: Mapping[str, Any], pairs: Sequence[tuple[bytes, bytes]]) -> list[dict[str, Any]]:

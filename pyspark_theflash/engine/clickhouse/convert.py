@@ -87,6 +87,8 @@ def _load_rows(src_root: Path, dst_root: Path, files: dict[int, str]) -> tuple[i
         with store.snapshot() as view:
             version = int(view.version)
             tables = list(view.tables())
+            # a partitioned table's rows are its partitions' (every one it had, for reads at past ts)
+            tables += [h.latest for h in view.histories().values() if h.latest.partition_of is not None]
             refs = {t.id: view.parts(t.id) for t in tables}
         for info in tables:
             latest = store._histories[info.id].latest

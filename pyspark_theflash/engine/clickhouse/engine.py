@@ -70,6 +70,7 @@ class ClickHouseEngine(TxnMergeTreeEngine):
         """``Store.scan`` with the rows from ClickHouse: the table's rows visible at ``ts``
         (flushed state), under a lease held while the iterator runs."""
         import contextlib
+        import dataclasses
         import os
 
         from pyspark_theflash.store.store import table_for_read
@@ -78,18 +79,22 @@ class ClickHouseEngine(TxnMergeTreeEngine):
         store = self._store
         lease = store.leases.acquire(ts, store.options.scan_lease_ttl_s, holder=f"scan pid {os.getpid()}")
         try:
+            reads = []
             with store.snapshot() as view:
                 info = table_for_read(view, table, ts, schema)
-                rng: Any = handle_range or (None, None)
-                if region_id is not None:
-                    region = view.region(region_id)
-                    if region is None:
-                        return
-                    rng = intersect(rng, view.region_handle_range(region, info.id))
-                if rng is None:
-                    return
-            yield from read_snapshot(self.directory, info, ts, rng, columns, predicate, hidden,
-                                     store.options.read_batch_rows, self.tables_ch.has_table(info.id))
+                # a partitioned table: each partition's rows are in the ClickHouse table of its id
+                for physical in ([info] if info.partitioning is None else info.physical_tables()):
+                    rng: Any = handle_range or (None, None)
+                    if region_id is not None:
+                        region = view.region(region_id)
+                        if region is None:
+                            return
+                        rng = intersect(rng, view.region_handle_range(region, physical.id))
+                    if rng is not None:
+                        reads.append((dataclasses.replace(info, id=physical.id), rng))
+            for physical_info, rng in reads:
+                yield from read_snapshot(self.directory, physical_info, ts, rng, columns, predicate, hidden,
+                                         store.options.read_batch_rows, self.tables_ch.has_table(physical_info.id))
         finally:
             with contextlib.suppress(Exception):
                 store.leases.release(lease.id)

@@ -13,6 +13,7 @@ one.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import http.client
 import json
@@ -112,15 +113,20 @@ def read_clickhouse_partition(p: Any, directory: chdir.ClickHouseDirectory | Non
                 directory = stack.enter_context(opened_directory(p.store))
             except ClickHouseDirectoryBusyError:
                 url = advertised_service(p.store)
-                if url is None or predicate is not None:
+                # a partition's stream names its handles, not its partition: the service would
+                # read them from every partition
+                if url is None or predicate is not None or any(getattr(r, "table_id", None) is not None
+                                                               for r in p.ranges):
                     raise
                 yield from read_through_service(p, url)
                 return
-        exists = ClickHouseTables(directory, dict).has_table(info.id)
+        tables = ClickHouseTables(directory, dict)
         batches: list[pa.RecordBatch] = []
         for rng in p.ranges:
-            for batch in read_snapshot(directory, info, p.ts, (rng.lo, rng.hi), columns, predicate, p.hidden,
-                                       p.batch_rows, exists):
+            # a partition's range: its rows are in the ClickHouse table of the partition's id
+            physical = info if getattr(rng, "table_id", None) is None else dataclasses.replace(info, id=rng.table_id)
+            for batch in read_snapshot(directory, physical, p.ts, (rng.lo, rng.hi), columns, predicate, p.hidden,
+                                       p.batch_rows, tables.has_table(physical.id)):
                 keeper.touch()
                 batches.append(batch)
     # the directory is let go before the rows are handed on (a slow consumer holds no lock)

@@ -11,6 +11,9 @@ final class ReadSession {
   final long rows;
   final long bytes;
   final List<String> streamUrls = new ArrayList<>();
+  /** A partitioned table's partitions the session reads and the ones its filter pruned. */
+  final List<String> tablePartitions = new ArrayList<>();
+  final List<String> tablePartitionsPruned = new ArrayList<>();
 
   ReadSession(JsonNode session) {
     this.id = session.get("id").asText();
@@ -20,5 +23,7 @@ final class ReadSession {
     for (JsonNode s : session.get("streams")) {
       streamUrls.add(s.get("url").asText());
     }
+    for (JsonNode p : session.path("plan").path("table_partitions")) tablePartitions.add(p.asText());
+    for (JsonNode p : session.path("plan").path("table_partitions_pruned")) tablePartitionsPruned.add(p.asText());
   }
 }

@@ -73,7 +73,16 @@ final class TheFlashScan implements Scan, SupportsReportStatistics, Batch {
         + (options.asOf != null ? " as_of=" + options.asOf : "")
         + " PushedFilters: " + FilterTranslation.describe(pushed)
         + (limit >= 0 ? ", PushedLimit: " + limit : "")
-        + ", ReadSchema: " + readSchema.catalogString();
+        + ", ReadSchema: " + readSchema.catalogString()
+        + partitionsRead();
+  }
+
+  /** A partitioned table: the partitions read and those the pushed filters pruned, once the
+   * session is planned (the optimizer asks for statistics first, which opens it). */
+  private synchronized String partitionsRead() {
+    if (session == null || (session.tablePartitions.isEmpty() && session.tablePartitionsPruned.isEmpty())) return "";
+    return ", Partitions: [" + String.join(", ", session.tablePartitions) + "], PrunedPartitions: ["
+        + String.join(", ", session.tablePartitionsPruned) + "]";
   }
 
   @Override
