@@ -42,6 +42,7 @@ from pyspark_theflash.binlog import Position, SegmentReader, SegmentWriter
 from pyspark_theflash.capture.partition_map import PartitionMap
 from pyspark_theflash.capture.errors import CaptureError, GCPassedError
 from pyspark_theflash.capture.lock_resolution import LaggingRegion, StuckRegionResolver
+from pyspark_theflash.capture.range_claims import RangeClaims
 from pyspark_theflash.upstream.errors import UpstreamError
 from pyspark_theflash.upstream.pd_client import PDClient, RegionInfo
 from pyspark_theflash.capture.region_feed import FeedProtocolError, RegionFeed, entries_event, snapshot_event
@@ -191,6 +192,7 @@ class Capture:
         # merged away: only these can be named in a split or merge the writer applies.
         self.introduced: set[int] = set()
         self.ranges: dict[int, tuple[bytes, bytes]] = {}  # each region's range when last registered
+        self.claims = RangeClaims()  # which region's registration speaks for a key range
         self.partitions = PartitionMap()  # a partition's physical id -> its table's id
         self._gen = 0
         self._stop = threading.Event()
@@ -216,6 +218,7 @@ class Capture:
         self.last_ddl_ts = int(state["last_ddl_ts"])
         self.table_ids = set(state["table_ids"])
         self.introduced = set(state.get("introduced", ()))
+        self.claims = RangeClaims(state.get("claims"))
         self.partitions = PartitionMap(state.get("partitions"))
         with SegmentReader(self.dir, Position(*state["position"])) as reader:
             for positioned in reader:  # written after the state was saved
@@ -232,18 +235,24 @@ class Capture:
                 self.resolved[int(rid)] = max(self.resolved.get(int(rid), 0), int(ev.resolved.ts))
         elif ev.region_id:
             self.indexes[int(ev.region_id)] = max(self.indexes.get(int(ev.region_id), 0), int(ev.index))
+            claimed: list[binlog_pb2.Region] = []
             if kind == "snapshot":
                 self.introduced.add(int(ev.region_id))
+                claimed = [ev.snapshot.region]
             elif kind == "admin" and ev.admin.HasField("split"):
                 self.introduced.update(int(r.id) for r in ev.admin.split.regions)
+                claimed = list(ev.admin.split.regions)
             elif kind == "admin" and ev.admin.HasField("merge"):
                 self.introduced.discard(int(ev.admin.merge.source.id))
+                claimed = [ev.admin.merge.target]
+            for r in claimed:
+                self.claims.claim(int(r.id), bytes(r.start_key), bytes(r.end_key), int(r.epoch.version))
 
     def _save_state(self) -> None:
         state = {"cluster_id": self.pd.cluster_id, "position": list(self.writer.head),
                  "indexes": self.indexes, "resolved": self.resolved, "last_ddl_ts": self.last_ddl_ts,
                  "table_ids": sorted(self.table_ids), "introduced": sorted(self.introduced),
-                 "partitions": self.partitions.state()}
+                 "partitions": self.partitions.state(), "claims": self.claims.state()}
         tmp = self.dir / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps(state))
         os.replace(tmp, self.dir / STATE_FILE)
@@ -465,8 +474,7 @@ class Capture:
                 if initialized:
                     cts = feed.max_commit_ts()
                     snap = feed.snapshot()
-                    self._hold(cts, lambda f=feed, s=snap: [snapshot_event(f, self._next_index(f.id),
-                                                                           self._filter_snapshot(s))])
+                    self._hold(cts, lambda f=feed, s=snap: self._snapshot_events(f, s))
                 if rows:
                     cts = max((r.commit_ts for r in rows), default=0)
                     self._hold(cts, lambda f=feed, r=rows: self._rows_event(f, r))
@@ -494,7 +502,29 @@ class Capture:
         out.locks.extend(lk for lk in snap.locks if self._keep_key(bytes(lk.key)))
         return out
 
+    def _snapshot_events(self, feed: RegionFeed, snap: binlog_pb2.RegionSnapshot) -> list[binlog_pb2.Event]:
+        """The registration's snapshot, unless a region of a newer epoch has spoken for some of
+        its keys already (capture/range_claims.py): then it is stale, and the range is looked
+        up again."""
+        if feed.discarded:
+            return []
+        newer = self.claims.newer(feed.id, feed.start, feed.end, feed.version)
+        if newer:
+            feed.discarded = True
+            self._drop(feed, f"its snapshot (epoch version {feed.version}) is older than region {newer[0].region_id}'s "
+                             f"(version {newer[0].version}) over the same keys", self.opts.retry_backoff_s)
+            return []
+        # claimed now too, not only when written (_absorb): a later snapshot of this release is
+        # checked against it
+        self.claims.claim(feed.id, feed.start, feed.end, feed.version)
+        return [snapshot_event(feed, self._next_index(feed.id), self._filter_snapshot(snap))]
+
     def _rows_event(self, feed: RegionFeed, rows: list[binlog_pb2.Row]) -> list[binlog_pb2.Event]:
+        if feed.discarded:
+            return []
+        newer = self.claims.newer(feed.id, feed.start, feed.end, feed.version)
+        if newer:  # keys a newer region holds now: its snapshot has these versions and locks
+            rows = [r for r in rows if not RangeClaims.covers_key(newer, bytes(r.key))]
         kept = rows if self.selected is None else [r for r in rows if self._keep_key(bytes(r.key))]
         return [entries_event(feed, self._next_index(feed.id), kept)] if kept else []
 

@@ -1,0 +1,57 @@
+"""Which registration speaks for a key range: the one of the newest region epoch, as TiCDC's
+region range lock decides it (tiflow ``cdc/kv/regionlock/region_range_lock.go``).
+
+A split gives both halves a higher epoch ``version`` than the region had; a merge gives the
+target one above both. So along a key's history the regions holding it have ever higher
+versions. Two registrations can still overlap in what reaches capture: the streams of two
+stores are not ordered with each other, so a registration that began before a split or merge
+may deliver its snapshot after the region that holds those keys now (with a higher version)
+has delivered its own, and newer commits. Written in that order, the older snapshot would
+replace newer versions in the replica. Capture therefore writes a snapshot only if no region
+of a higher version has claimed an overlapping range, and drops a row whose key a region of a
+higher version has claimed since (that region's snapshot holds it).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from pyspark_theflash.codec import encode_region_key
+
+
+class Claim(NamedTuple):
+    region_id: int
+    start: bytes  # PD-encoded
+    end: bytes    # PD-encoded; b"" = +inf
+    version: int
+
+
+def _overlap(a_start: bytes, a_end: bytes, b_start: bytes, b_end: bytes) -> bool:
+    return (not a_end or b_start < a_end) and (not b_end or a_start < b_end)
+
+
+class RangeClaims:
+    def __init__(self, saved: list[list] | None = None) -> None:
+        self._claims: list[Claim] = [Claim(int(r), bytes.fromhex(s), bytes.fromhex(e), int(v))
+                                     for r, s, e, v in (saved or ())]
+
+    def state(self) -> list[list]:
+        return [[c.region_id, c.start.hex(), c.end.hex(), c.version] for c in self._claims]
+
+    def newer(self, region_id: int, start: bytes, end: bytes, version: int) -> list[Claim]:
+        """The claims of other regions over [start, end) with a higher version."""
+        return [c for c in self._claims if c.region_id != region_id and c.version > version
+                and _overlap(c.start, c.end, start, end)]
+
+    def claim(self, region_id: int, start: bytes, end: bytes, version: int) -> None:
+        """``region_id`` at ``version`` speaks for [start, end) from now on; the claims of no
+        higher version it covers whole give way (one it covers in part still guards the rest)."""
+        def covered(c: Claim) -> bool:
+            return start <= c.start and (not end or (bool(c.end) and c.end <= end))
+
+        self._claims = [c for c in self._claims if not (c.version <= version and covered(c))]
+        self._claims.append(Claim(region_id, start, end, version))
+
+    @staticmethod
+    def covers_key(claims: list[Claim], raw_key: bytes) -> bool:
+        pd_key = bytes(encode_region_key(raw_key))
+        return any(c.start <= pd_key and (not c.end or pd_key < c.end) for c in claims)
