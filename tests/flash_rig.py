@@ -76,6 +76,10 @@ class FlashRig:
     def _start_job(self, store: str, interval_s: float, **options: Any) -> None:
         stop = threading.Event()
         # with --upstream the writer records the address in the store: reads need no option
+        # through capture, as a user runs it: a table whose CREATE TiDB's DDL history no longer
+        # lists comes from the status port (writer run --schema-url)
+        if self.via == "capture":
+            options.setdefault("schema_url", self.status)
         writer = Writer(WriterOptions(binlog=self.binlog, store=store, upstream=self.upstream,
                                       interval_s=interval_s, flush_interval_s=interval_s, **options), stop=stop)
 
