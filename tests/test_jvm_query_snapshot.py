@@ -90,7 +90,7 @@ def orders_rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Flash
 def check_orphans(jvm_spark: JvmSpark, orders_rig: tuple[FlashRig, Any, str], runs: int) -> None:
     rig, workload, server = orders_rig
     committed = workload.stats.committed
-    seen = jvm_spark.call(jvm_orphans, server, runs)
+    seen = jvm_spark.call(jvm_orphans, server, runs, timeout=max(600, 60 * runs))  # 4 queries a run
     wrong = [s for s in seen if s[1] != 0]
     assert not wrong, f"{len(wrong)} of {len(seen)} queries saw items without their order: {wrong[:5]}"
     several = [s for s in seen if len(s[2]) != 1]
@@ -186,7 +186,7 @@ def check_bank_totals(jvm_spark: JvmSpark, root: Path, runs: int) -> None:
             try:
                 before = bank.stats.committed
                 wait_for(lambda: bank.stats.committed > before + 20, 60, "the bank to commit transfers")
-                seen = jvm_spark.call(jvm_bank_totals, running.http_url, runs)
+                seen = jvm_spark.call(jvm_bank_totals, running.http_url, runs, timeout=max(600, 30 * runs))
                 during = bank.stats.committed - before
             finally:
                 bank.stop()
