@@ -29,6 +29,8 @@ SMOKE = [
     ("freshness.py", ["--rate", "50", "--seconds", "2"], {"bench": "freshness"}, ["read_your_commit", "passive"]),
     ("load.py", ["--sf", "0.01", "--sample", "200"], {"bench": "load", "sf": 0.01}, ["ratio", "bulk_rows_per_s"]),
     ("flight.py", ["--rows", "20000", "--repeat", "1"], {"bench": "flight", "rows": 20000}, ["ratio", "plain_mb_s"]),
+    ("gc_stall.py", ["--seconds", "3", "--gc-every", "1s", "--gc-life", "0s", "--accounts", "50"], {"bench": "gc_stall"},
+     ["max_stall_ms", "gc_runs_seen", "GetTS", "ReadIndex", "ScanTable"]),
     ("capture.py", ["--seconds", "2", "--rate", "50", "--probes", "3", "--accounts", "50"], {"bench": "capture"},
      ["ratio", "capture_rows_per_s", "freshness_p99_ms", "plan_p99_ms", "initial_copy_rows_per_s"]),
 ]

@@ -15,11 +15,16 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import decimal
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 import pyarrow as pa
 import pytest
+from pyspark.sql import functions as F
 
 from flash_rig import FlashRig
 from pyspark_theflash.engine.clickhouse.errors import ServiceTokenRefusedError
@@ -109,6 +114,61 @@ def test_spark_reads_a_clickhouse_store_through_the_writers_service_while_it_wri
         native = rig.read_at(twin, TABLE, ts).to_pylist()
         assert got == sorted(tuple(r.values()) for r in native)
         assert len(got) == ROWS and ("late" not in {r[1] for r in got})
+    finally:
+        rig.close()
+
+
+# -- theflash sql beside a Spark read of the same store ---------------------------------------
+def theflash_sql(*args: str) -> "subprocess.CompletedProcess[str]":
+    """``theflash sql ...`` in a process of its own, as a user runs it beside a notebook."""
+    return subprocess.run([sys.executable, "-m", "pyspark_theflash", "sql", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def theflash_sql_here(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``theflash sql ...`` through the CLI's entry point in this process: (exit code, out, err)."""
+    from pyspark_theflash.cli import main as cli_main
+
+    code = cli_main(["sql", *args])
+    printed = capsys.readouterr()
+    return code, printed.out, printed.err
+
+
+def test_theflash_sql_through_the_writers_service_next_to_a_spark_read_of_the_same_clickhouse_store(
+        spark: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The writer (``--engine clickhouse --serve``, in this process) holds the store's ClickHouse
+    directory. ``theflash sql`` without ``--server`` is refused naming the holder and ``--server``;
+    with ``--server`` it runs in the writer's ClickHouse and answers what a Spark read of the
+    same store at the same ts says. On a native store it is refused naming ``store convert``."""
+    rig = FlashRig(tmp_path / "rig")
+    try:
+        twin = rig.start_twin_writer()
+        ts = orders_served_by_the_writer(rig)
+        url = advertised_service(rig.store)
+        assert url is not None
+        query = f"SELECT status, count() AS n, sum(total) AS total FROM {TABLE} GROUP BY status ORDER BY status"
+
+        busy = theflash_sql("--store", rig.store, "--ts", str(ts), query)
+        assert busy.returncode != 0 and "Traceback" not in busy.stderr, busy.stderr
+        assert f"process {os.getpid()}" in busy.stderr and url in busy.stderr, busy.stderr
+        assert "theflash sql --server" in busy.stderr, busy.stderr
+
+        code, out, err = theflash_sql_here(capsys, "--server", url, "--store", rig.store, "--ts", str(ts),
+                                           "--format", "json", query)
+        assert code == 0, err
+        by_sql = [json.loads(line) for line in out.splitlines()]
+        assert f"at snapshot ts {ts} ({TABLE})" in err, err
+
+        df = spark.read.format("theflash").options(**rig.options(snapshot_ts=str(ts))).load(TABLE)
+        by_spark = [{"status": r["status"], "n": r["n"], "total": str(r["total"])} for r in
+                    df.groupBy("status").agg(F.count("*").alias("n"), F.sum("total").alias("total"))
+                    .orderBy("status").collect()]
+        assert [{**r, "total": str(decimal.Decimal(r["total"]))} for r in by_sql] == by_spark
+        assert sum(r["n"] for r in by_sql) == ROWS and {r["status"] for r in by_sql} == {"new", "paid"}
+
+        code, _, err = theflash_sql_here(capsys, "--store", twin, "--ts", str(ts), query)
+        assert code != 0 and "Traceback" not in err, err
+        assert "theflash store convert --to clickhouse" in err, err
     finally:
         rig.close()
 

@@ -178,3 +178,92 @@ def opened_regions(store: str) -> list[Any]:
     with Store.open(store, readonly=True) as opened, opened.snapshot() as view:
         table = lookup_table(view, "bank.accounts")
         return list(table_resolved_ts(view, table, "bank.accounts").regions) if table is not None else []
+
+
+# -- max_staleness through Spark: the Python source's option, the jar's option and session conf --
+MARKS = "marks.m"
+
+
+def jvm_staleness_reads(spark: Any, server: str, bound: str, wait: str | None) -> dict[str, Any]:
+    """``marks.m`` read through the jar with ``max_staleness=bound``: by option on format("theflash")
+    and by the session conf theflash.max_staleness; the ids each read saw and the ts its plan
+    shows, or the error's message."""
+    spark.conf.set("theflash.server", server)
+    out: dict[str, Any] = {}
+
+    def attempt(name: str, df_of: Any) -> None:
+        try:
+            df = df_of()
+            out[name] = sorted(int(r["id"]) for r in df.select("id").collect())
+            out[name + " ts"] = sorted({int(t) for t in re.findall(
+                r"snapshot_ts=(\d+)", df._jdf.queryExecution().executedPlan().toString())})
+        except Exception as exc:  # the read's error, as a user sees it
+            out[name] = "error: " + str(exc)
+
+    def reader() -> Any:
+        r = spark.read.format("theflash")
+        return r.option("region_wait_timeout", wait) if wait else r
+
+    attempt("option", lambda: reader().option("max_staleness", bound).load(MARKS))
+    spark.conf.set("theflash.max_staleness", bound)
+    try:
+        attempt("session conf", lambda: reader().load(MARKS))
+    finally:
+        spark.conf.unset("theflash.max_staleness")
+    return out
+
+
+@pytest.mark.spark
+def test_max_staleness_through_spark_reads_fresh_then_resolved_then_refuses_with_the_python_source_and_the_jar(
+        spark: Any, jvm_spark: JvmSpark, tmp_path: Path) -> None:
+    from pyspark_theflash.upstream.tidb import make_column
+
+    rig = FlashRig(tmp_path)
+    try:
+        rig.cluster.create_table(MARKS, [make_column("id", "BIGINT", not_null=True)], primary_key=["id"])
+
+        def mark(n: int) -> int:
+            with rig.cluster.txn() as t:
+                t.insert(MARKS, {"id": n})
+            return int(rig.cluster.get_ts())
+
+        def python_read(**options: str) -> list[int]:
+            df = spark.read.format("theflash").options(**rig.options(**options)).load(MARKS)
+            return sorted(int(r["id"]) for r in df.collect())
+
+        mark(1)
+        rig.start_writer(interval_s=0.05)
+        rig.wait_replicated(MARKS)
+        with serve(rig.store, port=0) as running:
+            # 1. the writer keeps up: a fresh ts, which sees the row committed just before the read
+            committed = mark(2)
+            assert python_read(max_staleness="5s") == [1, 2]
+            committed = mark(3)
+            fresh = jvm_spark.call(jvm_staleness_reads, running.http_url, "5s", None)
+            assert fresh["option"] == [1, 2, 3] and fresh["session conf"] == [1, 2, 3], fresh
+            assert fresh["option ts"][0] > committed and fresh["session conf ts"][0] > committed, fresh
+
+            # 2. the writer stops, the upstream goes on: the resolved ts, no older than the bound
+            rig.stop_writer()
+            resolved = store_resolved_ts(rig.store, (MARKS,))
+            mark(4)  # upstream only: a fresh ts can no longer be served
+            assert python_read(max_staleness="60s", region_wait_timeout="500ms") == [1, 2, 3]
+            stale = jvm_spark.call(jvm_staleness_reads, running.http_url, "60s", "500ms")
+            assert stale["option"] == [1, 2, 3] and stale["session conf"] == [1, 2, 3], stale
+            assert stale["option ts"] == [resolved] and stale["session conf ts"] == [resolved], (resolved, stale)
+            assert sorted(int(r["id"]) for r in rig.cluster.scan_table(MARKS, resolved)) == [1, 2, 3]
+
+            # 3. the resolved ts is older than the bound: a clear error, no rows
+            wait_for(lambda: physical_ms(int(rig.cluster.get_ts())) - physical_ms(resolved) > 1500, 10,
+                     "the resolved ts to be over 1.5s old")
+            with pytest.raises(Exception) as refused:
+                python_read(max_staleness="1s", region_wait_timeout="300ms")
+            message = str(refused.value)
+            assert "max_staleness=1s" in message and "raise max_staleness, or read snapshot=resolved" in message, \
+                message[-2000:]
+            too_old = jvm_spark.call(jvm_staleness_reads, running.http_url, "1s", "300ms")
+            for way in ("option", "session conf"):
+                assert isinstance(too_old[way], str) and too_old[way].startswith("error: "), too_old
+                assert "max_staleness=1s" in too_old[way] and "snapshot=resolved" in too_old[way], too_old[way][-2000:]
+    finally:
+        rig.close()

@@ -91,6 +91,23 @@ def test_merge_moves_the_source_locks_into_the_target(store: Store) -> None:
     assert names_at(store, T.id, 310) == {6: "six"}
 
 
+def test_a_merged_region_resolves_no_further_than_its_source_did(store: Store) -> None:
+    """The source's open lock (start_ts 300) moves into the target, whose resolved ts was 500:
+    the merged region promises 299 until a later resolved ts says more. Otherwise a read at
+    400 would count the region resolved and read the store alone past an undecided lock."""
+    store.write([split_event(1, 2, [region(1, b"", boundary(T, 5), 2), region(7, boundary(T, 5), b"", 2)])])
+    store.write([event(7, 6, [prewrite(key(T, 6), row(T, id=6, name="six"), 300)]), resolved_ts(7, 7, 299),
+                 resolved_ts(1, 3, 500)])
+    store.write([merge_event(1, 4, region(7, boundary(T, 5), b"", 3), region(1, b"", b"", 3))])
+    store.flush()
+    with store.snapshot() as view:
+        assert [(r.id, r.resolved_ts) for r in view.regions()] == [(1, 299)]
+    store.write([event(1, 5, [commit(key(T, 6), 300, 310)]), resolved_ts(1, 6, 600)])
+    store.flush()
+    with store.snapshot() as view:
+        assert [(r.id, r.resolved_ts) for r in view.regions()] == [(1, 600)]
+
+
 def test_a_removed_region_has_its_range_deleted_for_every_table(store: Store) -> None:
     seed(store, range(10))
     store.write([split_event(1, 2, [region(1, b"", boundary(T, 5), 2), region(7, boundary(T, 5), boundary(U, 3), 2)]),

@@ -50,6 +50,7 @@ from pyspark_theflash.capture.tidb_status import DDLHistoryUnavailableError, TiD
 from pyspark_theflash.codec import encode_region_key
 from pyspark_theflash.proto import binlog_pb2, cdcpb_pb2, cdcpb_pb2_grpc, metapb_pb2
 from pyspark_theflash.schema.ddl_jobs import ddl_of_job
+from pyspark_theflash.upstream.channels import upstream_channel
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ class StoreStream:
         self.method = ""  # the RPC the stream runs, once it is open
         self._requests: queue.Queue[Any] = queue.Queue()
         self._inbound = inbound
-        self._channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 256 << 20)])
+        self._channel = upstream_channel(address, ("grpc.max_receive_message_length", 256 << 20))
         self._call: Any = None
         self._thread = threading.Thread(target=self._run, name=f"capture-store-{store_id}", daemon=True)
         self._thread.start()

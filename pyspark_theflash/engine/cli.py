@@ -12,9 +12,16 @@ def register(subparsers: Any) -> None:
         "sql", help="run a SQL query over a ClickHouse-engine store at one snapshot ts",
         description="Run a query (ClickHouse SQL; tables named db.table) over a store whose engine is clickhouse, "
         "at one snapshot ts (--ts, or a fresh one from the upstream), next to the data. The store's ClickHouse "
-        "directory must not be held by another process (stop its writer, or ask its service).")
+        "directory belongs to one process at a time: while its writer (writer run --serve), a `theflash serve` or a "
+        "Spark driver's service holds it, send the query to that service with --server.")
     parser.add_argument("query", help='e.g. "SELECT status, sum(total) FROM shop.orders GROUP BY status"')
-    parser.add_argument("--store", required=True, help="store directory")
+    parser.add_argument("--store", help="store directory (required without --server; with it, the store to ask a "
+                        "service that reads any store about, e.g. theflash_session()'s)")
+    parser.add_argument("--server", help="http://host:port of the TheFlash service holding the store (theflash serve, "
+                        "writer run --serve, or spark.conf.get('theflash.server') of a theflash_session()): the query "
+                        "runs there (POST /v1/sql)")
+    parser.add_argument("--token-file", help="with --server: the service's bearer token, on the file's first line "
+                        "(default: the THEFLASH_TOKEN environment variable)")
     parser.add_argument("--ts", type=int, help="snapshot ts (default: a fresh ts from the upstream TSO)")
     parser.add_argument("--upstream", help="the upstream: pd://HOST:PORT[,...] of a TiDB cluster or grpc://host:port of the mini cluster's private service (default: the one the writer recorded)")
     parser.add_argument("--format", choices=("table", "json", "csv"), default="table",
@@ -24,24 +31,13 @@ def register(subparsers: Any) -> None:
 
 def _sql(args: argparse.Namespace) -> int:
     from pyspark_theflash.cli import CommandError
-    from pyspark_theflash.engine import open_engine
-    from pyspark_theflash.engine.clickhouse.calculator import run_sql
-    from pyspark_theflash.errors import TheFlashError
 
-    try:
-        engine = open_engine(args.store, readonly=True, upstream=args.upstream)
-    except TheFlashError as exc:
-        raise CommandError(str(exc)) from None
-    try:
-        if engine.kind != "clickhouse":
-            raise CommandError(f"store {args.store} uses the {engine.kind} engine: `theflash sql` runs on the "
-                               "clickhouse engine (a writer started with --engine clickhouse)")
-        try:
-            out = run_sql(engine, args.query, args.ts)
-        except TheFlashError as exc:
-            raise CommandError(str(exc)) from None
-    finally:
-        engine.close()
+    if args.server:
+        out = _sql_through_service(args)
+    elif not args.store:
+        raise CommandError("give the store (--store DIR), or the service that holds it (--server http://host:port)")
+    else:
+        out = _sql_here(args)
     rows = out.result.to_pylist()
     if args.format == "json":
         for r in rows:
@@ -63,3 +59,83 @@ def _sql(args: argparse.Namespace) -> int:
     print(f"-- {len(rows)} rows at snapshot ts {out.ts} ({', '.join(out.tables)}), {out.seconds * 1000:.1f} ms in "
           "ClickHouse", file=sys.stderr)
     return 0
+
+
+def _sql_here(args: argparse.Namespace) -> Any:
+    """The query in this process, which opens the store's ClickHouse directory."""
+    from pyspark_theflash.cli import CommandError
+    from pyspark_theflash.engine import open_engine
+    from pyspark_theflash.engine.clickhouse.calculator import run_sql
+    from pyspark_theflash.engine.clickhouse.errors import ClickHouseDirectoryBusyError
+    from pyspark_theflash.errors import TheFlashError
+
+    try:
+        engine = open_engine(args.store, readonly=True, upstream=args.upstream)
+    except ClickHouseDirectoryBusyError as exc:
+        raise CommandError(f"{exc}\nRun the query through that process's service instead: theflash sql --server "
+                           f"http://HOST:PORT --store {args.store} \"...\" (the address it serves at; a Spark "
+                           "driver's theflash_session() has it in spark.conf.get('theflash.server'), its token "
+                           "in 'theflash.token')") from None
+    except TheFlashError as exc:
+        raise CommandError(str(exc)) from None
+    try:
+        if engine.kind != "clickhouse":
+            raise CommandError(f"store {args.store} uses the {engine.kind} engine: `theflash sql` runs on the "
+                               "clickhouse engine. Copy the store into one with `theflash store convert --to "
+                               f"clickhouse {args.store} DST` and run its writer with --engine clickhouse on DST")
+        try:
+            return run_sql(engine, args.query, args.ts)
+        except TheFlashError as exc:
+            raise CommandError(str(exc)) from None
+    finally:
+        engine.close()
+
+
+def _sql_through_service(args: argparse.Namespace) -> Any:
+    """The query sent to the service at ``--server`` (``POST /v1/sql``), its answer as
+    ``run_sql`` gives it."""
+    import http.client
+    import os
+    from urllib.parse import urlparse
+
+    import pyarrow as pa
+
+    from pyspark_theflash.cli import CommandError
+    from pyspark_theflash.engine.clickhouse.calculator import SqlResult
+    from pyspark_theflash.scan.bearer_token import BearerToken
+
+    url = urlparse(args.server if "://" in args.server else "http://" + args.server)
+    if url.scheme != "http" or not url.hostname:
+        raise CommandError(f"--server {args.server!r}: give the service's HTTP address, http://host:port")
+    try:
+        token = BearerToken.from_options(None, args.token_file) or BearerToken.from_environment()
+    except Exception as exc:  # an unreadable token file
+        raise CommandError(str(exc)) from None
+    body: dict[str, Any] = {"sql": args.query}
+    if args.ts is not None:
+        body["snapshot_ts"] = args.ts
+    if args.store:
+        body["store"] = os.path.abspath(args.store)
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = token.header()
+    conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=600)
+    try:
+        conn.request("POST", "/v1/sql", body=json.dumps(body).encode(), headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+    except OSError as exc:
+        raise CommandError(f"the service at {args.server} did not answer: {exc}; is it running?") from None
+    finally:
+        conn.close()
+    if resp.status != 200:
+        try:
+            err = json.loads(data)
+            detail = f"{err.get('code')}: {err.get('message')}"
+        except ValueError:
+            detail = data[:500].decode(errors="replace")
+        raise CommandError(f"the service at {args.server} answered {resp.status} {detail}")
+    result = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+    tables = resp.getheader("X-TheFlash-Tables") or ""
+    return SqlResult(int(resp.getheader("X-TheFlash-Snapshot-Ts") or 0), tuple(t for t in tables.split(",") if t),
+                     result, float(resp.getheader("X-TheFlash-Seconds") or 0.0))

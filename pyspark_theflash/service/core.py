@@ -69,18 +69,21 @@ class ReadService:
                               "active_streams": h.active_streams, "lease_id": h.session.lease_id,
                               "lease_expires_at": h.session.lease_expires_at} for h in held]}
 
-    def sql(self, query: str, snapshot_ts: int | None = None) -> Any:
+    def sql(self, query: str, snapshot_ts: int | None = None, store: str | None = None) -> Any:
         """A whole query computed by the store's engine at one snapshot ts (the ClickHouse
-        engine's ``theflash sql``): an ``engine.clickhouse.calculator.SqlResult``."""
+        engine's ``theflash sql``): an ``engine.clickhouse.calculator.SqlResult``. ``store``
+        names the store where the service reads any (``theflash_session()``'s)."""
         from pyspark_theflash.service.errors import BadRequestError
 
-        engine = self.stores.get(None)
-        if getattr(engine, "kind", None) != "clickhouse":
-            raise BadRequestError(f"SQL runs on the clickhouse engine; this store uses {engine.kind}",
-                                  code="invalid_option")
-        from pyspark_theflash.engine.clickhouse.calculator import run_sql
+        with self.stores.hold(store) as engine:
+            if getattr(engine, "kind", None) != "clickhouse":
+                raise BadRequestError(
+                    f"SQL runs on the clickhouse engine; the store at {engine.root} uses {engine.kind}: copy it into "
+                    "a ClickHouse-engine store with `theflash store convert --to clickhouse SRC DST` and run a writer "
+                    "on DST with --engine clickhouse", code="invalid_option")
+            from pyspark_theflash.engine.clickhouse.calculator import run_sql
 
-        return run_sql(engine, query, snapshot_ts)
+            return run_sql(engine, query, snapshot_ts)
 
     def query_snapshot(self, tables: list[str], store: str | None, options: dict[str, str]) -> dict[str, Any]:
         """The one snapshot ts of a query over ``tables`` (``POST /v1/snapshots``)."""

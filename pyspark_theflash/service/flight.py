@@ -188,9 +188,9 @@ def _request(descriptor: flight.FlightDescriptor) -> ReadRequest:
                           code="invalid_option")
 
 
-def _sql_ticket(raw: bytes) -> tuple[str, int | None] | None:
-    """(query, snapshot ts or None) of a ticket ``{"sql": ..., "snapshot_ts": ...}``; None for
-    any other ticket."""
+def _sql_ticket(raw: bytes) -> tuple[str, int | None, str | None] | None:
+    """(query, snapshot ts or None, store or None) of a ticket ``{"sql": ..., "snapshot_ts": ...,
+    "store": ...}``; None for any other ticket."""
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
@@ -198,7 +198,9 @@ def _sql_ticket(raw: bytes) -> tuple[str, int | None] | None:
     if not isinstance(data, dict) or not isinstance(data.get("sql"), str):
         return None
     ts = data.get("snapshot_ts")
-    return data["sql"], (int(ts) if isinstance(ts, int) and not isinstance(ts, bool) else None)
+    store = data.get("store")
+    return (data["sql"], (int(ts) if isinstance(ts, int) and not isinstance(ts, bool) else None),
+            store if isinstance(store, str) and store else None)
 
 
 def _ticket(raw: bytes) -> tuple[str, int]:

@@ -8,6 +8,8 @@ reads them with the JDK's HTTP client and the Arrow jars Spark ships).
     DELETE /v1/read-sessions/{id}                  end it, release its lease → 204
     GET    /v1/read-sessions/{id}/streams/{n}      the stream: application/vnd.apache.arrow.stream, chunked
     POST   /v1/snapshots                           body {"tables": [...], "snapshot", "max_staleness"}: a query's one ts
+    POST   /v1/sql                                 body {"sql", "snapshot_ts"?, "store"?}: a whole query in the
+                                                   ClickHouse engine, its result as one Arrow IPC stream
     POST   /v1/flush                               body {} or {"timeout_s": 30}: the writer flushes
     GET    /v1/status                              engine status and sessions
     GET    /metrics                                Prometheus text
@@ -333,6 +335,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._json(200, self.service.flush(timeout_argument(args), store_argument(args)))
             if method == "POST" and path == "/v1/snapshots":
                 return self._json(200, self.service.query_snapshot(*snapshot_request(_object(body))))
+            if method == "POST" and path == "/v1/sql":
+                return self._sql(_object(body))
             if method == "POST" and path == "/v1/read-sessions":
                 session = self.service.sessions.open(ReadRequest.from_json(body), FRONTEND)
                 return self._json(201, ReadService.describe(session, STREAM_URL))
@@ -350,7 +354,7 @@ class _Handler(BaseHTTPRequestHandler):
             if m and method == "GET":
                 return self._stream(m.group(1), int(m.group(2)))
             known = any(r.match(path) for r in (_SESSION, _RENEW, _STREAM)) or path in (
-                "/metrics", "/v1/tables", "/v1/status", "/v1/flush", "/v1/read-sessions", "/v1/snapshots")
+                "/metrics", "/v1/tables", "/v1/status", "/v1/flush", "/v1/read-sessions", "/v1/snapshots", "/v1/sql")
             if known:
                 raise ServiceError(f"{method} is not allowed on {path}", code="method_not_allowed", status=405)
             raise ServiceError(f"no such resource {path}; see docs/service.md (POST /v1/read-sessions, ...)",
@@ -362,6 +366,24 @@ class _Handler(BaseHTTPRequestHandler):
             if err.status >= 500:
                 log.warning("%s %s: %s", method, path, err.message)
             self._json(err.status, err.to_dict())
+
+    def _sql(self, request: dict[str, Any]) -> None:
+        """``POST /v1/sql``: the query's result as one Arrow IPC stream; its snapshot ts, the
+        tables it read and ClickHouse's time in the X-TheFlash-* headers."""
+        query, ts = request.get("sql"), request.get("snapshot_ts")
+        if not isinstance(query, str) or not query.strip():
+            raise BadRequestError('POST /v1/sql takes {"sql": "SELECT ...", "snapshot_ts": ts (optional), '
+                                  '"store": dir (optional)}', code="invalid_option")
+        if ts is not None and (isinstance(ts, bool) or not isinstance(ts, int) or ts <= 0):
+            raise BadRequestError(f"snapshot_ts must be a positive integer TSO timestamp, got {ts!r}",
+                                  code="invalid_option")
+        out = self.service.sql(query, ts, store_argument(request))
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, out.result.schema) as writer:
+            writer.write_table(out.result)
+        self._send(200, sink.getvalue().to_pybytes(), ARROW_STREAM, {
+            "X-TheFlash-Snapshot-Ts": str(out.ts), "X-TheFlash-Tables": ",".join(out.tables),
+            "X-TheFlash-Seconds": f"{out.seconds:.6f}"})
 
     def _query_store(self) -> str | None:
         """The ``store`` query parameter (``GET /v1/tables?store=/data/flash``), or None."""
@@ -458,13 +480,15 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, payload: Any) -> None:
         self._send(status, json.dumps(payload).encode(), "application/json")
 
-    def _send(self, status: int, body: bytes, content_type: str | None) -> None:
+    def _send(self, status: int, body: bytes, content_type: str | None, headers: dict[str, str] | None = None) -> None:
         deadlines = self.server.deadlines
         deadlines.set(self.connection, self.server.limits.write_timeout_s)
         try:
             self.send_response(status)
             if content_type is not None:
                 self.send_header("Content-Type", content_type)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
             if self.close_connection:
                 self.send_header("Connection", "close")

@@ -68,13 +68,13 @@ class SessionRegistry:
 
     # -- the session's life --------------------------------------------------------------------
     def open(self, request: ReadRequest, frontend: str) -> Any:
-        engine = self.stores.get(request.store)
-        session = engine.open_read_session(
-            request.table, snapshot_ts=request.snapshot_ts, as_of=request.as_of, columns=request.columns,
-            filter=request.filter, isolation=request.isolation, options=dict(request.options))
-        now = self._clock()
-        with self._mu:
-            self._sessions[session.id] = HeldSession(session, engine, frontend, now, now)
+        with self.stores.hold(request.store) as engine:
+            session = engine.open_read_session(
+                request.table, snapshot_ts=request.snapshot_ts, as_of=request.as_of, columns=request.columns,
+                filter=request.filter, isolation=request.isolation, options=dict(request.options))
+            now = self._clock()
+            with self._mu:
+                self._sessions[session.id] = HeldSession(session, engine, frontend, now, now)
         self.metrics.add("theflash_service_sessions_opened_total", frontend=frontend)
         log.info("session %s: %s at ts %d, %d stream(s), ~%d rows (%s)", session.id, session.table, session.ts,
                  len(session.streams), session.rows, frontend)
@@ -179,6 +179,9 @@ class SessionRegistry:
         while not self._stop.wait(self._interval()):
             try:
                 self.keep()
+                let_go_idle = getattr(self.stores, "let_go_idle", None)
+                if let_go_idle is not None:
+                    let_go_idle()
             except Exception as exc:  # keep serving; the next round tries again
                 log.warning("session upkeep failed: %s", exc)
 

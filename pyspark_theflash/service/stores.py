@@ -8,11 +8,13 @@ would silently answer from whichever store the service happens to serve.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from pyspark_theflash.service.errors import BadRequestError, ServiceError
 
@@ -36,6 +38,11 @@ class OneStore:
                                   "to the service of that store, or leave the store out", code="wrong_store")
         return self.engine
 
+    @contextlib.contextmanager
+    def hold(self, store: str | None) -> Iterator[Any]:
+        """``get`` for a request that uses the engine for a while (planning a session, a query)."""
+        yield self.get(store)
+
     def close(self) -> None:
         """The engine belongs to whoever opened it."""
 
@@ -43,13 +50,20 @@ class OneStore:
 class AnyStore:
     """Each store a read names, opened read-only on its first read and kept open while
     reads come; at most ``max_open`` at once (the least recently used one with no session
-    open is closed first)."""
+    open is closed first).
 
-    def __init__(self, *, upstream: str | None = None, max_open: int = 8) -> None:
+    A ClickHouse-engine store is let go as soon as nothing reads it (``let_go_idle``, from the
+    service's upkeep): its ClickHouse directory belongs to one process at a time, so holding
+    it between reads would shut out ``theflash sql``, a writer or another service."""
+
+    def __init__(self, *, upstream: str | None = None, max_open: int = 8, idle_grace_s: float = 1.0) -> None:
         self._upstream = upstream
         self._max_open = max(1, int(max_open))
+        self._idle_grace_s = idle_grace_s  # a get() this recent may still be using the engine
         self._mu = threading.Lock()
         self._engines: OrderedDict[str, Any] = OrderedDict()
+        self._holders: dict[str, int] = {}  # root -> requests holding its engine (hold())
+        self._last_get: dict[str, float] = {}
         self.in_use: Callable[[Any], bool] = lambda engine: False  # set by the service: does a session read it?
 
     def get(self, store: str | None) -> Any:
@@ -68,9 +82,41 @@ class AnyStore:
                 except StoreNotFoundError as exc:
                     raise ServiceError(str(exc), code="unknown_store", status=404) from None
             self._engines.move_to_end(root)
+            self._last_get[root] = time.monotonic()
             if len(self._engines) > self._max_open:  # over: some were in use when the last one opened
                 self._evict(keep=root)
             return engine
+
+    @contextlib.contextmanager
+    def hold(self, store: str | None) -> Iterator[Any]:
+        """``get`` for a request that uses the engine for a while (planning a session, a
+        query): the engine is not let go before the request is done."""
+        engine = self.get(store)
+        root = os.path.realpath(str(store))
+        with self._mu:
+            self._holders[root] = self._holders.get(root, 0) + 1
+        try:
+            yield engine
+        finally:
+            with self._mu:
+                self._holders[root] -= 1
+                self._last_get[root] = time.monotonic()
+
+    def let_go_idle(self) -> list[str]:
+        """Close the ClickHouse-engine stores that no request holds and no session reads (and
+        that no ``get`` touched within the grace); returns their roots."""
+        now = time.monotonic()
+        closing = []
+        with self._mu:
+            for root, engine in list(self._engines.items()):
+                if (getattr(engine, "kind", None) == "clickhouse" and not self._holders.get(root)
+                        and now - self._last_get.get(root, 0.0) >= self._idle_grace_s and not self.in_use(engine)):
+                    del self._engines[root]
+                    closing.append((root, engine))
+        for root, engine in closing:
+            log.info("letting go of the ClickHouse store %s: nothing reads it", root)
+            engine.close()
+        return [root for root, _ in closing]
 
     def _evict(self, keep: str) -> None:
         """Close the least recently read stores without a session down to ``max_open``; never

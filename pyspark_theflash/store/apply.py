@@ -584,6 +584,9 @@ class ApplyPath:
                 # resolved as far as both were.
                 dst.resolved_ts = min(dst.resolved_ts, src.resolved_ts)
                 caches.move(src.id, dst.id, lambda k: True)
+                # the source's locks are the target's now: its resolved ts may promise no more
+                # than the source's did (the upstream's merge takes the least of the two too)
+                dst.resolved_ts = min(dst.resolved_ts, src.resolved_ts)
                 if src.snapshot_index:
                     dst.snapshot_index = max(dst.snapshot_index, src.snapshot_index)
                     dst.orphan_until_ts = max(dst.orphan_until_ts, src.orphan_until_ts)

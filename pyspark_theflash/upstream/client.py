@@ -19,6 +19,7 @@ import grpc
 
 from pyspark_theflash.proto import binlog_pb2, upstream_pb2, upstream_pb2_grpc
 from pyspark_theflash.upstream.errors import RegionNotFoundError, SchemaError, UpstreamError
+from pyspark_theflash.upstream.channels import upstream_channel
 
 _STATUS_NAMES = {
     upstream_pb2.CheckTxnStatusResponse.LOCKED: "locked",
@@ -125,7 +126,7 @@ class GrpcUpstreamClient:
     def __init__(self, address: str, timeout_s: float = 10.0) -> None:
         self.address = parse_address(address)
         self.timeout_s = timeout_s
-        self._channel = grpc.insecure_channel(self.address)
+        self._channel = upstream_channel(self.address)
         self._stub = upstream_pb2_grpc.UpstreamStub(self._channel)
         self._info: upstream_pb2.ClusterInfoResponse | None = None
         self._mu = threading.Lock()

@@ -127,8 +127,9 @@ class MiniCluster:
     (None = never) lets the ticker resolve locks whose TTL ran out that long ago, as TiCDC
     does for stuck regions, so abandoned transactions do not hold resolved_ts forever.
     ``gc_life_time_s``/``gc_run_interval_s`` (None = no scheduled runs) drive the GC worker
-    (``gc_worker.py``) from the same ticker: every run interval the safe point moves to now -
-    life time, after resolving the locks below it (TiDB's defaults: 10 min and 10 min).
+    (``gc_worker.py``) from the same ticker, each run in its own thread: every run interval the
+    safe point moves to now - life time, after resolving the locks below it (TiDB's defaults:
+    10 min and 10 min).
     """
 
     def __init__(
@@ -723,6 +724,7 @@ class MiniCluster:
         self._stop.set()
         if self._ticker is not None:
             self._ticker.join()
+        self.gc_worker.join()
         for server in reversed(self._servers):
             (getattr(server, "close", None) or server.stop)()
         self.checkpoint()

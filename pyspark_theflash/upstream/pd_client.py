@@ -23,6 +23,7 @@ class PDUnavailableError(PDError):
 class PDUnimplementedError(PDError):
     """The PD does not serve that call (an older or newer PD)."""
 from pyspark_theflash.proto import metapb_pb2, pdpb_pb2, pdpb_pb2_grpc
+from pyspark_theflash.upstream.channels import upstream_channel
 
 _LOGICAL_BITS = 18
 
@@ -91,7 +92,7 @@ class PDClient:
         deadline = time.monotonic() + self.connect_timeout_s
         while True:
             for address in list(self.members):
-                channel = grpc.insecure_channel(address)
+                channel = upstream_channel(address)
                 try:
                     resp = pdpb_pb2_grpc.PDStub(channel).GetMembers(pdpb_pb2.GetMembersRequest(), timeout=5)
                 except grpc.RpcError as exc:
@@ -114,7 +115,7 @@ class PDClient:
                         self._channel.close()
                     self.cluster_id = int(resp.header.cluster_id)
                     self.leader = leader
-                    self._channel = grpc.insecure_channel(leader, options=[("grpc.max_receive_message_length", 64 << 20)])
+                    self._channel = upstream_channel(leader, ("grpc.max_receive_message_length", 64 << 20))
                     self._stub = pdpb_pb2_grpc.PDStub(self._channel)
                 return
             if time.monotonic() > deadline:

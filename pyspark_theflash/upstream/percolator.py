@@ -937,16 +937,31 @@ class PercolatorStore:
                     by_txn.setdefault(lk.start_ts, lk)
             return list(by_txn.values())
 
-    def collect_garbage(self, safe_point: int) -> int:
+    def refuse_commits_at_or_below(self, ts: int) -> None:
+        """Raise max_ts to ``ts``: no async-commit or 1PC transaction gets a commit ts at or
+        below it from here on (GC fences its safe point before it decides the locks there)."""
+        with self.mu:
+            self._raise_max_ts(ts)
+
+    def keys_with_versions(self) -> list[bytes]:
+        """Every key with a write record now (what a GC run walks, a slice at a time)."""
+        with self.mu:
+            return list(self._writes)
+
+    def collect_garbage(self, safe_point: int, keys: Iterable[bytes] | None = None) -> int:
         """Advance the GC safe point and drop versions no read at or above it can see: keep
-        every version newer than it and the newest Put at or below it. Returns versions
-        dropped. GC is local (TiKV does not replicate it through the change feed)."""
+        every version newer than it and the newest Put at or below it, of ``keys`` (default:
+        every key). Returns versions dropped. GC is local (TiKV does not replicate it through
+        the change feed). A key's versions are judged alone, so a run may collect its keys a
+        slice per call and let other work take the lock in between (``gc_worker.py``)."""
         with self.mu:
             sp = self.gc.advance(safe_point)
             self._raise_max_ts(sp)  # nothing commits at or below the safe point any more
             dropped = 0
-            for key in list(self._writes):
-                versions = self._writes[key]
+            for key in list(self._writes) if keys is None else keys:
+                versions = self._writes.get(key)
+                if not versions:
+                    continue  # dropped since the caller listed it
                 keep: list[Version] = []
                 found_visible = False
                 for v in versions:

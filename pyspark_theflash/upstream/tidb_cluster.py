@@ -32,6 +32,7 @@ from pyspark_theflash.proto import binlog_pb2, kvrpcpb_pb2, metapb_pb2, pdpb_pb2
 from pyspark_theflash.upstream.client import LockInfo, SecondaryLocks, TxnStatus
 from pyspark_theflash.upstream.errors import PDError, SchemaError, TiKVError, UpstreamError
 from pyspark_theflash.upstream.pd_client import PDClient, RegionInfo, parse_pd_addresses
+from pyspark_theflash.upstream.channels import upstream_channel
 
 _LOGICAL_BITS = 18
 _OP_OF_LOCK_TYPE = {kvrpcpb_pb2.Put: binlog_pb2.PUT, kvrpcpb_pb2.Del: binlog_pb2.DELETE, kvrpcpb_pb2.Lock: binlog_pb2.LOCK}
@@ -142,7 +143,7 @@ class TiDBClusterClient:
             self._stores[store_id] = address
             entry = self._stubs.get(address)
             if entry is None:
-                channel = grpc.insecure_channel(address)
+                channel = upstream_channel(address)
                 entry = (channel, tikvpb_pb2_grpc.TikvStub(channel))
                 self._stubs[address] = entry
             return entry[1]

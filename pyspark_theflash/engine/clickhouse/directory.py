@@ -20,6 +20,7 @@ from pyspark_theflash.engine.clickhouse.errors import ClickHouseDirectoryBusyErr
 
 DIRECTORY = "clickhouse"
 DATABASE = "flash"
+OWNER_FILE = "owner.json"  # the process that has the directory open: its pid and command line
 
 _MU = threading.Lock()
 _OPEN: "ClickHouseDirectory | None" = None
@@ -55,9 +56,10 @@ class ClickHouseDirectory:
                     session = chdb_session.Session(str(path))
                 except RuntimeError as exc:
                     raise ClickHouseDirectoryBusyError(
-                        f"cannot open the ClickHouse directory {path}: another process owns it (the store's writer, or "
-                        f"a `theflash serve` of it). Read the store through that process's service (`theflash serve` / "
-                        f"`theflash writer run --serve PORT`), or stop it first. chdb said: {exc}") from exc
+                        f"cannot open the ClickHouse directory {path}: {holder_of(path)} owns it. Read the store "
+                        f"through that process's service (`theflash serve` / `theflash writer run --serve PORT`), or "
+                        f"stop it first. chdb said: {exc}") from exc
+                _record_owner(path)
                 _OPEN = cls(path, session, time.monotonic() - t0)
                 _OPEN.execute(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
             _OPEN._users += 1
@@ -73,6 +75,7 @@ class ClickHouseDirectory:
                 _OPEN = None
             with self._query_mu:
                 self._session.close()
+            _forget_owner(self.path)
 
     def execute(self, sql: str, theflash_input: pa.Table | None = None) -> None:
         """A statement with no result. ``theflash_input``: an Arrow table the SQL reads as
@@ -95,3 +98,43 @@ class ClickHouseDirectory:
                 return self._session.query(sql, fmt)
             except RuntimeError as exc:
                 raise ClickHouseEngineError(f"ClickHouse ({self.path}) failed: {exc}\nSQL: {sql[:1500]}") from exc
+
+
+def _record_owner(path: Path) -> None:
+    """Say, beside the data, which process has the directory open (for the error another
+    process gets when it tries)."""
+    import json
+    import sys
+
+    tmp = path / (OWNER_FILE + ".tmp")
+    tmp.write_text(json.dumps({"pid": os.getpid(), "command": " ".join(sys.argv)[:300]}))
+    os.replace(tmp, path / OWNER_FILE)
+
+
+def _forget_owner(path: Path) -> None:
+    import contextlib
+    import json
+
+    with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+        if json.loads((path / OWNER_FILE).read_text())["pid"] == os.getpid():
+            os.unlink(path / OWNER_FILE)
+
+
+def holder_of(path: Path) -> str:
+    """Who has the ClickHouse directory ``path`` open, as a user can find it: "process PID
+    (COMMAND)" and the service it advertises, or "another process" when it did not say."""
+    import json
+
+    from pyspark_theflash.engine.clickhouse.stream_read import SERVICE_FILE
+
+    try:
+        owner = json.loads((path / OWNER_FILE).read_text())
+        who = f"process {int(owner['pid'])} ({owner.get('command') or 'command unknown'})"
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        who = "another process (the store's writer, a `theflash serve` of it, or a Spark driver's service)"
+    try:
+        service = json.loads((path / SERVICE_FILE).read_text())
+        who += f", serving at {service['http']}"
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        pass
+    return who
