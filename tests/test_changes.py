@@ -86,6 +86,10 @@ def test_each_commit_is_an_insert_an_update_pair_or_a_delete_with_the_values_it_
     assert sorted(kinds(read_changes(rig, ITEMS, t1, t2, net=True), "id", "qty")) == [
         ("delete", 1, 1), ("delete", 2, 2), ("insert", 3, 10)]
     assert read_changes(rig, ITEMS, t2, c.get_ts()).num_rows == 0
+    # from 0: the rows at to_ts as inserts, each with the commit ts of its version (a stream's first batch)
+    snapshot = read_changes(rig, ITEMS, 0, t1)
+    assert kinds(snapshot, "id", "qty") == [("insert", 1, 1), ("insert", 2, 2)]
+    assert snapshot.column("_commit_ts").to_pylist() == [ts[0], ts[0]]
 
 
 def test_a_clustered_key_update_is_a_delete_and_an_insert_and_rows_without_a_key_carry_their_rowid(
@@ -151,3 +155,37 @@ def test_changes_are_the_same_after_compaction_and_gc_and_a_range_below_the_safe
     with pytest.raises(ChangesBelowSafePointError) as err:
         read_changes(rig, ITEMS, t0, t2)
     assert str(t0) in str(err.value) and str(t2) in str(err.value) and str(t1) in str(err.value)
+
+
+def test_flight_and_http_serve_change_reads_and_refuse_a_range_below_the_safe_point(rig: FlashRig) -> None:
+    from pyspark_theflash.service import serve
+    from service_client import FlightReader, HttpReader
+
+    c = rig.cluster
+    t0 = c.get_ts()
+    with c.txn() as t:
+        t.insert(ITEMS, {"id": 500, "name": "svc", "qty": 1})
+    with c.txn() as t:
+        t.update(ITEMS, {"id": 500, "qty": 2})
+    t1 = c.get_ts()
+    expected = read_changes(rig, ITEMS, t0, t1)
+    assert kinds(expected, "id", "qty") == [("insert", 500, 1), ("update_preimage", 500, 1),
+                                            ("update_postimage", 500, 2)]
+    running = serve(rig.store, port=0, keeper_interval_s=0.05)
+    flight_reader = FlightReader(running.flight_location)
+    try:
+        http_reader = HttpReader(running.http_url)
+        request = {"table": ITEMS, "snapshot_ts": t1, "changes_from": t0}
+        got_flight, session = flight_reader.read(request)
+        got_http, _ = http_reader.read(request)
+        assert session["changes"] == {"from_ts": t0, "to_ts": t1, "net": False}
+        assert got_flight.schema == got_http.schema == expected.schema
+        assert got_flight.to_pylist() == got_http.to_pylist() == expected.to_pylist()
+        net, _ = http_reader.read({**request, "changes": "net"})
+        assert kinds(net, "id", "qty") == [("insert", 500, 2)]
+        status, body = http_reader.json("POST", "/v1/read-sessions", {**request, "changes_from": 1 << 18})
+        assert status == 400 and body["error"]["code"] == "changes_below_safe_point", body
+        assert str(1 << 18) in body["error"]["message"] and str(t1) in body["error"]["message"]
+    finally:
+        flight_reader.close()
+        running.close()

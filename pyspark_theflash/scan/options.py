@@ -193,8 +193,9 @@ class ScanOptions:
     @property
     def lease_ts(self) -> int | None:
         """The ts a read's lease pins: a change read needs the versions above changes_from and
-        the one each row had at it, which a lease at changes_from keeps from GC."""
-        return self.changes_from
+        the one each row had at it, which a lease at changes_from keeps from GC (a read from 0,
+        the snapshot as inserts, needs the rows at snapshot_ts only)."""
+        return self.changes_from or None
 
     @staticmethod
     def from_mapping(options: Mapping[str, str]) -> "ScanOptions":
@@ -259,7 +260,9 @@ class ScanOptions:
         if snapshot == "resolved" and max_staleness_s is not None:
             raise ScanOptionError("snapshot=resolved reads the resolved ts whatever its age; max_staleness chooses "
                                   "between a fresh and the resolved ts: give one or the other")
-        changes_from = ts_option("changes_from")
+        # changes_from=0: the rows at snapshot_ts as inserts (net changes from nothing), the first
+        # batch of a change stream
+        changes_from = 0 if str(opts.get("changes_from", "")).strip() == "0" else ts_option("changes_from")
         changes_mode = str(opts.get("changes") or "all").strip().lower()
         if changes_mode not in ("all", "net"):
             raise ScanOptionError(f"option changes={opts['changes']!r}: use all (default) or net")
@@ -270,6 +273,8 @@ class ScanOptions:
             if changes_from >= snapshot_ts:
                 raise ScanOptionError(f"changes_from={changes_from} must be below snapshot_ts={snapshot_ts}: the "
                                       "range is (changes_from, snapshot_ts]")
+            if changes_from == 0:
+                changes_mode = "net"  # from nothing, every version folds to the row at snapshot_ts
         elif "changes" in opts:
             raise ScanOptionError("option changes (all/net) applies to a change read: give changes_from too")
         return ScanOptions(

@@ -57,7 +57,7 @@ class ScanPartition:
 
     @property
     def lease_ts(self) -> int:
-        return self.ts if self.changes_from is None else self.changes_from
+        return self.changes_from or self.ts
 
     @property
     def region_ids(self) -> tuple[int, ...]:

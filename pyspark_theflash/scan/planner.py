@@ -523,8 +523,6 @@ def _leased_plan(opts: ScanOptions, table_info: Any, ts: int, latch: Any, safe_p
     from pyspark_theflash.latch import LeaseRefusedError
 
     lease_ts = ts if opts.lease_ts is None else opts.lease_ts
-    if opts.changes_from is not None and opts.changes_from < safe_point:
-        raise ChangesBelowSafePointError(opts.table, opts.changes_from, ts, safe_point)
     try:
         hold = None
         address = getattr(upstream, "address", "")
@@ -536,7 +534,11 @@ def _leased_plan(opts: ScanOptions, table_info: Any, ts: int, latch: Any, safe_p
                                  upstream_hold=hold)
     except LeaseRefusedError as exc:
         if opts.changes_from is not None:
-            raise ChangesBelowSafePointError(opts.table, opts.changes_from, ts, safe_point, str(exc)) from exc
+            # a change read needs the store's versions, which its own safe point bounds (the
+            # upstream's may be higher: the store keeps versions for its leases)
+            with open_store(opts.store) as store, store.snapshot() as view:
+                store_safe_point = int(view.gc_safe_point())
+            raise ChangesBelowSafePointError(opts.table, opts.changes_from, ts, store_safe_point) from exc
         raise SnapshotTsOutOfRangeError(ts, safe_point, now_ts,
                                         f"refused by the store's latch ({exc})") from exc
     return result
