@@ -201,8 +201,14 @@ def open_read_session(store: str | os.PathLike[str] | Any, table: str | None = N
         twice = sorted({c for c in columns if [x.lower() for x in columns].count(c.lower()) > 1})
         if twice:
             raise ScanOptionError(f"columns {list(columns)} name {twice} more than once")
-        read_columns = tuple(c for c in columns if c not in HIDDEN_READABLE)
-        hidden = tuple(c for c in columns if c in HIDDEN_READABLE)
+        if opts.changes_from is not None:  # a change read: the change columns come whatever is asked
+            from pyspark_theflash.store.changes import CHANGE_COLUMNS
+
+            read_columns = tuple(c for c in columns if c not in CHANGE_COLUMNS)
+            hidden = ()
+        else:
+            read_columns = tuple(c for c in columns if c not in HIDDEN_READABLE)
+            hidden = tuple(c for c in columns if c in HIDDEN_READABLE)
     if opts.changes_from is not None and filter is not None:
         raise ScanOptionError("a change read (changes_from) takes no filter: a filter on the versions would drop "
                               "preimages and postimages apart; filter the changes it returns")
@@ -216,6 +222,9 @@ def open_read_session(store: str | os.PathLike[str] | Any, table: str | None = N
             from pyspark_theflash.store.changes import change_schema
 
             schema = change_schema(scan_plan.table_info, read_columns)
+            if columns is not None:  # in the order asked for (a JVM scan's pruned columns)
+                by_lower = {f.name.lower(): f for f in schema}
+                schema = pa.schema([by_lower[c.lower()] for c in columns if c.lower() in by_lower])
         else:
             schema = _schema(scan_plan, columns, hidden if hidden is not None else opts.hidden)
         streams = tuple(

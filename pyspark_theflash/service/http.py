@@ -8,6 +8,8 @@ reads them with the JDK's HTTP client and the Arrow jars Spark ships).
     DELETE /v1/read-sessions/{id}                  end it, release its lease → 204
     GET    /v1/read-sessions/{id}/streams/{n}      the stream: application/vnd.apache.arrow.stream, chunked
     POST   /v1/snapshots                           body {"tables": [...], "snapshot", "max_staleness"}: a query's one ts
+    POST   /v1/change-streams/offset               body {"table", "options", "start", "max_rows"}: a change stream's next offset
+    POST   /v1/change-streams/commit               body {"table", "options", "end"}: hold its lease at a committed offset
     POST   /v1/flush                               body {} or {"timeout_s": 30}: the writer flushes
     GET    /v1/status                              engine status and sessions
     GET    /metrics                                Prometheus text
@@ -333,6 +335,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._json(200, self.service.flush(timeout_argument(args), store_argument(args)))
             if method == "POST" and path == "/v1/snapshots":
                 return self._json(200, self.service.query_snapshot(*snapshot_request(_object(body))))
+            if method == "POST" and path in ("/v1/change-streams/offset", "/v1/change-streams/commit"):
+                return self._json(200, self.service.change_stream(_object(body), path.endswith("/commit")))
             if method == "POST" and path == "/v1/read-sessions":
                 session = self.service.sessions.open(ReadRequest.from_json(body), FRONTEND)
                 return self._json(201, ReadService.describe(session, STREAM_URL))
@@ -350,7 +354,8 @@ class _Handler(BaseHTTPRequestHandler):
             if m and method == "GET":
                 return self._stream(m.group(1), int(m.group(2)))
             known = any(r.match(path) for r in (_SESSION, _RENEW, _STREAM)) or path in (
-                "/metrics", "/v1/tables", "/v1/status", "/v1/flush", "/v1/read-sessions", "/v1/snapshots")
+                "/metrics", "/v1/tables", "/v1/status", "/v1/flush", "/v1/read-sessions", "/v1/snapshots",
+                "/v1/change-streams/offset", "/v1/change-streams/commit")
             if known:
                 raise ServiceError(f"{method} is not allowed on {path}", code="method_not_allowed", status=405)
             raise ServiceError(f"no such resource {path}; see docs/service.md (POST /v1/read-sessions, ...)",

@@ -77,12 +77,24 @@ class TheFlashDataSource(DataSource):
 
         options = ScanOptions.from_mapping(self.options)
         info = _table_info(options)
-        if options.changes_from is not None:  # a change read: the table's columns, then the change columns
+        if options.changes_from is not None or "starting_ts" in {k.lower() for k in self.options}:
+            # a change read or a stream (spark/stream.py): the table's columns, then the change columns
             return change_spark_schema(info, list(options.columns) or None)
         return spark_schema(info, list(options.columns) or None, tuple(options.hidden))
 
     def reader(self, schema: StructType) -> DataSourceReader:
+        streaming = sorted({"starting_ts", "max_rows_per_trigger"} & {k.lower() for k in self.options})
+        if streaming:
+            from pyspark_theflash.scan.errors import ScanOptionError
+
+            raise ScanOptionError(f"option(s) {streaming} are for spark.readStream; a batch read of changes takes "
+                                  "changes_from and snapshot_ts")
         return TheFlashReader(self.options, schema)
+
+    def streamReader(self, schema: StructType) -> Any:
+        from pyspark_theflash.spark.stream import TheFlashStreamReader
+
+        return TheFlashStreamReader(self.options, schema)
 
 
 class TheFlashReader(DataSourceReader):
@@ -92,11 +104,9 @@ class TheFlashReader(DataSourceReader):
         self.options = dict(options)
         self.schema = schema
         names = [f.name for f in schema.fields]
-        if self.options.get("changes_from") is not None:
-            from pyspark_theflash.store.changes import CHANGE_COLUMNS
-
+        if "changes_from" in {str(k).lower() for k in self.options}:  # a change read: the session takes them all
             self.hidden: tuple[str, ...] = ()
-            self.columns = tuple(n for n in names if n not in CHANGE_COLUMNS)
+            self.columns = tuple(names)
             return
         self.hidden = tuple(n for n in names if n in HIDDEN_READABLE)
         self.columns = tuple(n for n in names if n not in HIDDEN_READABLE)

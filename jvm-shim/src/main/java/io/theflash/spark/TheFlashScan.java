@@ -104,7 +104,10 @@ final class TheFlashScan implements Scan, SupportsReportStatistics, Batch {
 
   @Override
   public MicroBatchStream toMicroBatchStream(String checkpointLocation) {
-    throw new ReadOnlyReplica("a streaming read");
+    if (!options.changeStream()) {
+      throw new IllegalArgumentException(TheFlashMicroBatchStream.NEEDS_START);
+    }
+    return new TheFlashMicroBatchStream(name, options, readSchema, checkpointLocation);
   }
 
   @Override
