@@ -189,3 +189,22 @@ def test_flight_and_http_serve_change_reads_and_refuse_a_range_below_the_safe_po
     finally:
         flight_reader.close()
         running.close()
+
+
+def test_a_change_stream_refuses_to_cross_a_truncate(rig: FlashRig) -> None:
+    from pyspark_theflash.scan.change_stream import ChangeStream, StreamExpiredError
+
+    c = rig.cluster
+    c.create_table("chg.trunc", [make_column("id", "BIGINT", not_null=True)], primary_key=["id"])
+    with c.txn() as t:
+        t.insert("chg.trunc", {"id": 1})
+    rig.wait_replicated("chg.trunc")
+    stream = ChangeStream(rig.store, "chg.trunc", {"upstream": rig.upstream, "lease_ttl": "30s"})
+    first = stream.latest_offset(stream.initial_offset())
+    c.truncate_table("chg.trunc")
+    with c.txn() as t:
+        t.insert("chg.trunc", {"id": 2})
+    done = c.get_ts()
+    wait_for(lambda: stream.resolved_ts() >= done, 30, "the store to resolve the truncate")
+    with pytest.raises(StreamExpiredError, match="truncated or dropped"):
+        stream.latest_offset(first)

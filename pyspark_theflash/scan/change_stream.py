@@ -169,10 +169,29 @@ class ChangeStream:
             # newest resolved ts (every commit at or below it is in the store)
             idle = self.newest_commit_ts() <= start.ts
             end = start if resolved <= start.ts or idle else StreamOffset(resolved)
+            if end.ts > start.ts:
+                self._refuse_new_table(start.ts, end.ts)
             if max_rows is not None and end.ts > start.ts:
                 end = StreamOffset(self._cut(start.ts, end.ts, max_rows))
         self.latest_seen = end
         return end
+
+    def _refuse_new_table(self, from_ts: int, to_ts: int) -> None:
+        """A TRUNCATE or DROP + CREATE between the offsets gives the name a new table id, whose
+        rows start from nothing: the old rows' deletes are no change of the new table, so a
+        stream across it would miss them. It fails instead, naming when."""
+        from pyspark_theflash.scan.planner import open_store
+
+        with open_store(self.store) as store, store.snapshot() as view:
+            try:
+                before, after = view.table_at(self.table, from_ts), view.table_at(self.table, to_ts)
+            except Exception:
+                return  # a name the store cannot place at both ts: the change read says what is wrong
+        if int(before.id) != int(after.id):
+            raise StreamExpiredError(
+                f"{self.table} is another table (id {after.id}, was {before.id}) between ts {from_ts} and {to_ts}: it "
+                "was truncated or dropped and created again; a change stream does not cross that (its old rows' "
+                "deletes are no change of the new table): start a new stream from a snapshot")
 
     def _cut(self, from_ts: int, to_ts: int, limit: int) -> int:
         """The highest commit ts c in (from_ts, to_ts] with at most ``limit`` changes in

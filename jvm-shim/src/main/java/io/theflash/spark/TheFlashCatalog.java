@@ -210,10 +210,9 @@ public final class TheFlashCatalog implements TableCatalog, SupportsNamespaces {
     }
     boolean net = context.deduplicationMode()
         == org.apache.spark.sql.connector.catalog.ChangelogContext.DeduplicationMode.NET_CHANGES;
+    // the catalog's read options; the statement's own (WITH (...)) are Spark's changelog options,
+    // which the context carries
     java.util.Map<String, String> raw = new HashMap<>(readOptions);
-    for (java.util.Map.Entry<String, String> e : options.entrySet()) {
-      raw.put(e.getKey().toLowerCase(java.util.Locale.ROOT), e.getValue());
-    }
     raw.put("table", table.table);
     raw.put("snapshot_ts", Long.toString(to));
     raw.put("changes_from", Long.toString(from));

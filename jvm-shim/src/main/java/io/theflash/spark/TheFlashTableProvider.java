@@ -112,13 +112,20 @@ public final class TheFlashTableProvider
   }
 
   /**
-   * {@code spark.readStream.format("theflash")} without starting_ts: Spark falls back here (the
-   * table declares micro-batch reads only with it), and is told to name it.
+   * {@code spark.readStream.format("theflash")}: Spark asks a {@code StreamSourceProvider} for its
+   * schema as it loads any stream, even one it then reads through the table's
+   * {@code MicroBatchStream}: with starting_ts, the change stream's schema; without it (the
+   * table then declares no micro-batch reads and Spark falls back here), the read is told to
+   * name it.
    */
   @Override
   public scala.Tuple2<String, StructType> sourceSchema(SQLContext sqlContext, scala.Option<StructType> schema,
       String providerName, scala.collection.immutable.Map<String, String> parameters) {
-    throw new IllegalArgumentException(TheFlashMicroBatchStream.NEEDS_START);
+    ReadOptions options = options(scala.jdk.javaapi.CollectionConverters.asJava(parameters));
+    if (!options.changeStream()) {
+      throw new IllegalArgumentException(TheFlashMicroBatchStream.NEEDS_START);
+    }
+    return new scala.Tuple2<>(shortName(), schema(options));
   }
 
   @Override
