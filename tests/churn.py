@@ -11,9 +11,10 @@ class Churn:
 
     def __init__(self, rig: Any, table: str, rate: float = 40.0, seed: int = 5) -> None:
         self.rig, self.table, self.rate, self.rng = rig, table, rate, random.Random(seed)
-        self.live: set[int] = set(range(50))
-        self.next_id = 50
+        self.live: set[int] = {int(r["id"]) for r in rig.cluster.scan_table(table)}  # the rows there now
+        self.next_id = max(self.live, default=0) + 1000
         self.commits = 0
+        self.error: BaseException | None = None
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -35,9 +36,12 @@ class Churn:
         self.commits += 1
 
     def _run(self) -> None:
-        while not self.stop_event.is_set():
-            self._step()
-            self.stop_event.wait(1.0 / self.rate)
+        try:
+            while not self.stop_event.is_set():
+                self._step()
+                self.stop_event.wait(1.0 / self.rate)
+        except BaseException as exc:  # raised again by __exit__
+            self.error = exc
 
     def __enter__(self) -> "Churn":
         self.thread.start()
@@ -46,6 +50,8 @@ class Churn:
     def __exit__(self, *exc: object) -> None:
         self.stop_event.set()
         self.thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 def create_churn_table(cluster: Any, table: str, rows: int = 50) -> None:

@@ -208,3 +208,27 @@ def test_a_change_stream_refuses_to_cross_a_truncate(rig: FlashRig) -> None:
     wait_for(lambda: stream.resolved_ts() >= done, 30, "the store to resolve the truncate")
     with pytest.raises(StreamExpiredError, match="truncated or dropped"):
         stream.latest_offset(first)
+
+
+def test_a_change_streams_read_limit_cuts_batches_at_a_commit_and_keeps_each_commit_whole(rig: FlashRig) -> None:
+    from pyspark_theflash.scan.change_stream import ChangeStream
+
+    c = rig.cluster
+    c.create_table("chg.limit", [make_column("id", "BIGINT", not_null=True)], primary_key=["id"])
+    rig.wait_replicated("chg.limit")
+    stream = ChangeStream(rig.store, "chg.limit", {"upstream": rig.upstream, "lease_ttl": "30s"})
+    first = stream.latest_offset(stream.initial_offset())
+    commits = []
+    for ids in ([1], [2, 3], [4]):
+        with c.txn() as t:
+            for i in ids:
+                t.insert("chg.limit", {"id": i})
+        commits.append(c.get_ts())
+    wait_for(lambda: stream.resolved_ts() >= commits[-1], 30, "the store to resolve the inserts")
+    changes = read_changes(rig, "chg.limit", first.ts, commits[-1])
+    a, b, _, c_ts = changes.column("_commit_ts").to_pylist()
+    assert stream.latest_offset(first, max_rows=1).ts == a
+    assert stream.latest_offset(first, max_rows=2).ts == a  # the 2-row commit goes whole, next batch
+    assert stream.latest_offset(first, max_rows=3).ts == b
+    assert stream.latest_offset(first, max_rows=100).ts >= c_ts
+    assert stream.latest_offset(first).ts >= c_ts

@@ -144,8 +144,6 @@ def test_a_checkpointed_jar_stream_restarted_several_times_writes_each_change_on
     rig = served.rig
     sink, checkpoint = str(tmp_path / "sink"), str(tmp_path / "checkpoint")
     with Churn(rig, TABLE, seed=9) as churn:
-        churn.live = {i for i in range(50) if i != 4} | {1000}
-        churn.next_id = 2000
         for round_ in range(3):
             jvm_spark.call(jvm_stream_rounds, served.http_url, sink, checkpoint, 0.2, False)
             if round_ == 1:

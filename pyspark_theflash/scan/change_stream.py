@@ -202,7 +202,8 @@ class ChangeStream:
         from pyspark_theflash.scan.session import open_change_session, read_stream
 
         commit_ts = []
-        with open_change_session(self.store, self.table, from_ts, to_ts, columns=[], options=self.read_options) as s:
+        with open_change_session(self.store, self.table, from_ts, to_ts, columns=["_commit_ts"],
+                                 options=self.read_options) as s:
             for n in range(len(s.streams)):
                 commit_ts += [b.column("_commit_ts") for b in read_stream(s, n)]
         if not commit_ts:
