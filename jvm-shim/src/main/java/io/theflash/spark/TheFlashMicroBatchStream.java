@@ -108,14 +108,14 @@ final class TheFlashMicroBatchStream implements MicroBatchStream, SupportsAdmiss
   @Override
   public Offset latestOffset(Offset start, ReadLimit limit) {
     Long rows = limit instanceof ReadMaxRows ? ((ReadMaxRows) limit).maxRows() : null;
-    latest = TheFlashOffset.of(offsetCall((TheFlashOffset) start, rows).get("offset"));
+    latest = TheFlashOffset.of(offsetCall(TheFlashOffset.from(start), rows).get("offset"));
     return latest;
   }
 
   @Override
   public InputPartition[] planInputPartitions(Offset start, Offset end) {
-    TheFlashOffset from = (TheFlashOffset) start;
-    TheFlashOffset to = (TheFlashOffset) end;
+    TheFlashOffset from = TheFlashOffset.from(start);
+    TheFlashOffset to = TheFlashOffset.from(end);
     if (!from.snapshot && to.ts <= from.ts) return new InputPartition[0];
     Map<String, Object> request = options.request(Arrays.asList(schema.fieldNames()), null);
     request.remove("snapshot");
@@ -145,7 +145,7 @@ final class TheFlashMicroBatchStream implements MicroBatchStream, SupportsAdmiss
   @Override
   public void commit(Offset end) {
     Map<String, Object> body = body();
-    body.put("end", ((TheFlashOffset) end).toMap());
+    body.put("end", TheFlashOffset.from(end).toMap());
     options.client().changeStream("commit", body);
   }
 
@@ -157,7 +157,7 @@ final class TheFlashMicroBatchStream implements MicroBatchStream, SupportsAdmiss
   @Override
   public Map<String, String> metrics(Optional<Offset> latestConsumedOffset) {
     Map<String, String> out = new HashMap<>();
-    TheFlashOffset consumed = latestConsumedOffset.isPresent() ? (TheFlashOffset) latestConsumedOffset.get() : null;
+    TheFlashOffset consumed = latestConsumedOffset.isPresent() ? TheFlashOffset.from(latestConsumedOffset.get()) : null;
     if (consumed != null) {
       out.put("offsetTs", Long.toString(consumed.ts));
       out.put("lagMs", Long.toString(Math.max(0L, System.currentTimeMillis() - (consumed.ts >> 18))));

@@ -28,6 +28,11 @@ final class TheFlashOffset extends Offset {
     return new TheFlashOffset(node.get("ts").asLong(), node.path("snapshot").asBoolean(false));
   }
 
+  /** Spark hands a restarted query's offsets back as it read them from the checkpoint (SerializedOffset). */
+  static TheFlashOffset from(Offset offset) {
+    return offset instanceof TheFlashOffset ? (TheFlashOffset) offset : parse(offset.json());
+  }
+
   static TheFlashOffset parse(String json) {
     try {
       return of(ServiceClient.JSON.readTree(json));
