@@ -44,12 +44,12 @@ def test_a_checkpointed_stream_restarted_several_times_writes_each_change_once(
 
     def start() -> Any:
         df = (spark.readStream.format("theflash")
-              .options(store=rig.store, upstream=rig.upstream, starting_ts="latest", max_rows_per_trigger="40",
+              .options(store=rig.store, upstream=rig.upstream, starting_ts="latest", max_rows_per_trigger="400",
                        lease_ttl="60s").load(TABLE))
         return (df.writeStream.format("parquet").option("path", sink).option("checkpointLocation", checkpoint)
                 .trigger(processingTime="300 milliseconds").start())
 
-    with Churn(rig, TABLE) as churn:
+    with Churn(rig, TABLE, rate=20.0) as churn:
         for round_ in range(3):
             query = start()
             # until two batches with rows are done (a loaded machine starts Python workers slowly)

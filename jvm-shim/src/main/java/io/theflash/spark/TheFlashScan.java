@@ -78,6 +78,21 @@ final class TheFlashScan implements Scan, SupportsReportStatistics, Batch {
 
   @Override
   public Statistics estimateStatistics() {
+    if (options.changeStream()) {
+      // a stream's scan has no one session to measure (each micro-batch opens its own); Spark
+      // asks anyway when it plans a batch's DataFrame (foreachBatch)
+      return new Statistics() {
+        @Override
+        public OptionalLong sizeInBytes() {
+          return OptionalLong.empty();
+        }
+
+        @Override
+        public OptionalLong numRows() {
+          return OptionalLong.empty();
+        }
+      };
+    }
     ReadSession s = session();
     return new Statistics() {
       @Override
