@@ -157,15 +157,19 @@ def jvm_failure(spark: Any, what: str, server: str) -> str:
 
 READ_ONLY = ("theflash tables are a read-only replica of the upstream TiDB: write to the upstream, and the "
              "changes arrive here through replication ({} is not supported)")
-KNOWN = ("as_of, batch_rows, columns, hidden, isolation, latch, lease_ttl, lock_wait_timeout, max_staleness, "
-         "min_partitions, partition_target_bytes, region_wait_timeout, schema, server, snapshot, snapshot_ts, store, "
-         "table, timestampAsOf, token, token_file, upstream, versionAsOf")
+KNOWN = ("as_of, batch_rows, changes, changes_from, columns, hidden, isolation, latch, lease_ttl, lock_wait_timeout, "
+         "max_rows_per_trigger, max_staleness, min_partitions, partition_target_bytes, region_wait_timeout, schema, "
+         "server, snapshot, snapshot_ts, starting_ts, store, table, timestampAsOf, token, token_file, upstream, "
+         "versionAsOf")
+NEEDS_START = ('a streaming read of a theflash table streams its changes: use spark.readStream.format("theflash")'
+               '.option("starting_ts", "latest") (or earliest, or a TSO), so its schema is a change stream\'s: the '
+               "table's columns, then _change_type, _commit_ts, _commit_timestamp, _tidb_rowid")
 ERRORS = [
     ("typos", "IllegalArgumentException", "unknown options 'isolaton' (did you mean 'isolation'?), 'snapshotts' "
                                           f"(did you mean 'snapshot_ts'?); theflash reads take: {KNOWN}"),
     ("write", "UnsupportedOperationException", READ_ONLY.format("writing a DataFrame")),
     ("write_default", "UnsupportedOperationException", READ_ONLY.format("writing a DataFrame")),
-    ("stream", "UnsupportedOperationException", READ_ONLY.format("a streaming read")),
+    ("stream", "IllegalArgumentException", NEEDS_START),
     ("insert", "UnsupportedOperationException", READ_ONLY.format(f"writing to {TYPES_TABLE}")),
     ("delete", "UnsupportedOperationException", READ_ONLY.format(f"deleting from {TYPES_TABLE}")),
     ("create", "UnsupportedOperationException", READ_ONLY.format("CREATE TABLE")),
@@ -181,12 +185,12 @@ def test_misspelt_options_writes_ddl_and_streaming_reads_are_refused_word_for_wo
     assert (caught.value.kind, caught.value.message) == (kind, message)
 
 
-def test_a_streaming_query_of_a_catalog_table_fails_with_the_read_only_sentence(
+def test_a_streaming_query_of_a_catalog_table_is_told_to_stream_changes_with_starting_ts(
         jvm_spark: JvmSpark, served: Served) -> None:
     with pytest.raises(RemoteError) as caught:
         jvm_spark.call(jvm_failure, "stream_catalog", served.http_url)
     assert caught.value.kind == "StreamingQueryException"
-    assert f"terminated with exception: {READ_ONLY.format('a streaming read')} SQLSTATE" in caught.value.message
+    assert f"terminated with exception: {NEEDS_START}" in caught.value.message
 
 
 # -- the catalog: spark.sql.catalog.theflash = io.theflash.spark.TheFlashCatalog ---------------

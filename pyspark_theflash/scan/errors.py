@@ -29,6 +29,27 @@ class SnapshotTsOutOfRangeError(ScanError):
         self.now_ts = now_ts
 
 
+class ChangesBelowSafePointError(ScanError):
+    """A change read whose range starts below the GC safe point: the versions it needs may be gone."""
+
+    def __init__(self, table: str, from_ts: int, to_ts: int, safe_point: int, detail: str = "") -> None:
+        from pyspark_theflash.scan.snapshot import describe_ts
+
+        super().__init__(
+            f"changes of {table} in ({from_ts}, {to_ts}] ({describe_ts(from_ts)} .. {describe_ts(to_ts)}): the range "
+            f"starts below the GC safe point {safe_point} ({describe_ts(safe_point)}), so versions it needs may "
+            f"have been collected{f' ({detail})' if detail else ''}; start the range at or above {safe_point}, or "
+            "read the snapshot at it and the changes after")
+        self.table = table
+        self.from_ts = from_ts
+        self.to_ts = to_ts
+        self.safe_point = safe_point
+
+
+class ChangeReadUnsupportedError(ScanError):
+    """A change read the store cannot serve (a ClickHouse-engine store keeps no versions)."""
+
+
 class UpstreamUnreachableError(ScanError):
     """No upstream address was given or recorded, or the upstream did not answer."""
 

@@ -54,6 +54,11 @@ OPTION_DOCS: list[tuple[str, str, str]] = [
     ("partition_target_bytes", "64MiB", "neighbouring small regions are grouped into one Spark partition up to this size"),
     ("min_partitions", "CPUs of the planning machine", "small tables still get this many partitions of about equal size (while regions last), as Spark's file sources do for its default parallelism"),
     ("schema", "as_of", "which table and schema a read at a past ts (`snapshot_ts`, `as_of`, a session pin, SQL `VERSION`/`TIMESTAMP AS OF`) uses: `as_of` (the table that had the name at ts, with the schema in force at ts, as TiDB's stale read: across TRUNCATE, DROP + CREATE and MODIFY COLUMN it returns the rows the table had; a name no table had at ts is refused, saying when the table was created) or `current` (the table that has the name now, with its current schema; columns added since read their origin default, dropped ones are gone); a read at the latest ts is the same either way; see docs/schema.md"),
+    ("changes_from", "none", "a change read: every committed version with `changes_from` < commit_ts <= `snapshot_ts` (required with it), with `_change_type` (insert, update_preimage, update_postimage, delete), `_commit_ts`, `_commit_timestamp` and `_tidb_rowid` (docs/changes.md); refused below the GC safe point"),
+    ("changes", "all", "with `changes_from`: `all` (every version) or `net` (one change per row, from its row at `changes_from` to its row at `snapshot_ts`)"),
+    ("starting_ts", "latest", "a stream (`readStream`): where it starts, a TSO, `latest` (the newest ts every region of the table has resolved) or `earliest` (the store's GC safe point); its first batch is the table's rows there, as inserts, then changes (docs/changes.md)"),
+    ("max_rows_per_trigger", "none", "a stream: about this many changes per micro-batch (cut at a commit ts; never less than one commit)"),
+    ("stream_id", "none", "a stream: an id that outlives restarts (the connector jar sends a digest of the checkpoint location); with it each commit releases the stream's older leases"),
     ("token", "`token_file`, else the `THEFLASH_TOKEN` environment variable", "the bearer token of a service started with `--token-file` (`writer run --serve-token-file`): the JVM connector's `server`, and for a ClickHouse-engine store the service of the process that owns it, which the Python source reads through; never shown in errors, `explain()` or logs"),
     ("token_file", "`THEFLASH_TOKEN`", "a file whose first line is that token, read by the driver"),
 ]
@@ -184,6 +189,16 @@ class ScanOptions:
     # options token / token_file, resolved on the driver (None: the sender's THEFLASH_TOKEN);
     # its repr names the source only
     token: BearerToken | None = None
+    # a change read (store/changes.py): versions with changes_from < commit_ts <= snapshot_ts
+    changes_from: int | None = None
+    changes_net: bool = False
+
+    @property
+    def lease_ts(self) -> int | None:
+        """The ts a read's lease pins: a change read needs the versions above changes_from and
+        the one each row had at it, which a lease at changes_from keeps from GC (a read from 0,
+        the snapshot as inserts, needs the rows at snapshot_ts only)."""
+        return self.changes_from or None
 
     @staticmethod
     def from_mapping(options: Mapping[str, str]) -> "ScanOptions":
@@ -248,6 +263,23 @@ class ScanOptions:
         if snapshot == "resolved" and max_staleness_s is not None:
             raise ScanOptionError("snapshot=resolved reads the resolved ts whatever its age; max_staleness chooses "
                                   "between a fresh and the resolved ts: give one or the other")
+        # changes_from=0: the rows at snapshot_ts as inserts (net changes from nothing), the first
+        # batch of a change stream
+        changes_from = 0 if str(opts.get("changes_from", "")).strip() == "0" else ts_option("changes_from")
+        changes_mode = str(opts.get("changes") or "all").strip().lower()
+        if changes_mode not in ("all", "net"):
+            raise ScanOptionError(f"option changes={opts['changes']!r}: use all (default) or net")
+        if changes_from is not None:
+            if snapshot_ts is None:
+                raise ScanOptionError("a change read (changes_from) needs its end: give snapshot_ts, the TSO the "
+                                      "range (changes_from, snapshot_ts] ends at")
+            if changes_from >= snapshot_ts:
+                raise ScanOptionError(f"changes_from={changes_from} must be below snapshot_ts={snapshot_ts}: the "
+                                      "range is (changes_from, snapshot_ts]")
+            if changes_from == 0:
+                changes_mode = "net"  # from nothing, every version folds to the row at snapshot_ts
+        elif "changes" in opts:
+            raise ScanOptionError("option changes (all/net) applies to a change read: give changes_from too")
         return ScanOptions(
             store=str(store),
             table=str(table),
@@ -274,6 +306,8 @@ class ScanOptions:
             max_staleness_s=max_staleness_s,
             handle_ranges=parse_handle_ranges(opts.get(HANDLE_RANGES_OPTION)),
             token=BearerToken.from_options(opts.get("token"), opts.get("token_file")),
+            changes_from=changes_from,
+            changes_net=changes_mode == "net",
         )
 
     @property

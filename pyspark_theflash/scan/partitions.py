@@ -53,6 +53,14 @@ class ScanPartition:
     # that reads through a service needing one (a ClickHouse store's owner). None: the
     # executor's THEFLASH_TOKEN. Its repr names where it came from, never the value.
     token: BearerToken | None = None
+    # a change read (store/changes.py): the versions with changes_from < commit_ts <= ts; its
+    # lease pins changes_from
+    changes_from: int | None = None
+    changes_net: bool = False
+
+    @property
+    def lease_ts(self) -> int:
+        return self.changes_from or self.ts
 
     @property
     def region_ids(self) -> tuple[int, ...]:

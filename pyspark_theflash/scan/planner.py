@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 
 from pyspark_theflash.errors import storage_failure
 from pyspark_theflash.scan.errors import (
+    ChangesBelowSafePointError,
     MissingRegionsError,
     RegionWaitTimeoutError,
     ScanError,
@@ -552,6 +553,7 @@ def _leased_plan(opts: ScanOptions, table_info: Any, ts: int, latch: Any, safe_p
                       table_info=table_info)
     from pyspark_theflash.latch import LeaseRefusedError
 
+    lease_ts = ts if opts.lease_ts is None else opts.lease_ts
     try:
         hold = None
         address = getattr(upstream, "address", "")
@@ -559,9 +561,15 @@ def _leased_plan(opts: ScanOptions, table_info: Any, ts: int, latch: Any, safe_p
             from pyspark_theflash.scan.gc_hold import ServiceSafePointHold
 
             hold = ServiceSafePointHold(str(address), opts.store, latch, opts.lease_ttl_s)
-        result.lease = ReadLease(latch, ts, opts.lease_ttl_s, default_holder(f"scan {opts.table}"), owner=result,
+        result.lease = ReadLease(latch, lease_ts, opts.lease_ttl_s, default_holder(f"scan {opts.table}"), owner=result,
                                  upstream_hold=hold)
     except LeaseRefusedError as exc:
+        if opts.changes_from is not None:
+            # a change read needs the store's versions, which its own safe point bounds (the
+            # upstream's may be higher: the store keeps versions for its leases)
+            with open_store(opts.store) as store, store.snapshot() as view:
+                store_safe_point = int(view.gc_safe_point())
+            raise ChangesBelowSafePointError(opts.table, opts.changes_from, ts, store_safe_point) from exc
         raise SnapshotTsOutOfRangeError(ts, safe_point, now_ts,
                                         f"refused by the store's latch ({exc})") from exc
     return result
@@ -685,7 +693,7 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
             table_info=table_json, db=result.table_info.db, ts=ts, lease_id=result.lease_id,
             lease_ttl_s=opts.lease_ttl_s, ranges=(rng,), columns=columns, hidden=hidden,
             predicate_json=predicate_json, batch_rows=opts.batch_rows, size_bytes=rng.size_bytes, engine=engine,
-            token=opts.token,
+            token=opts.token, changes_from=opts.changes_from, changes_net=opts.changes_net,
         ))
         stats.parts += len(rng.parts)
         stats.bytes += rng.size_bytes

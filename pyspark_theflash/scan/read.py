@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 
-from pyspark_theflash.scan.errors import SnapshotExpiredError
+from pyspark_theflash.scan.errors import ChangeReadUnsupportedError, SnapshotExpiredError
 from pyspark_theflash.scan.lease import default_holder
 from pyspark_theflash.scan.partitions import RangeScan, ScanPartition
 
@@ -63,7 +63,7 @@ class LeaseKeeper:
             except LeaseNotFoundError:
                 pass
         try:
-            lease = latch.acquire_lease(self.p.ts, self.p.lease_ttl_s, default_holder(f"scan {self.p.table} (re-pinned)"))
+            lease = latch.acquire_lease(self.p.lease_ts, self.p.lease_ttl_s, default_holder(f"scan {self.p.table} (re-pinned)"))
         except LeaseRefusedError as exc:
             raise SnapshotExpiredError(
                 f"reading {self.p.table} at ts {self.p.ts}: the query's read lease expired and the store has "
@@ -102,6 +102,10 @@ def read_partition(p: ScanPartition) -> Iterator[pa.RecordBatch]:
     from pyspark_theflash.store.predicate import Expr
 
     if getattr(p, "engine", "native") == "clickhouse":
+        if p.changes_from is not None:
+            raise ChangeReadUnsupportedError(
+                f"a change read of {p.table}: the store's ClickHouse engine keeps no versions to read changes from; "
+                "read changes from a native-engine store")
         from pyspark_theflash.engine.clickhouse.stream_read import read_clickhouse_partition
 
         yield from read_clickhouse_partition(p)
@@ -121,6 +125,12 @@ def read_partition(p: ScanPartition) -> Iterator[pa.RecordBatch]:
 def _read_range(rng: RangeScan, table_info: Any, p: ScanPartition, predicate: Any) -> Iterator[pa.RecordBatch]:
     from pyspark_theflash.store.read import read_parts
 
+    if p.changes_from is not None:
+        from pyspark_theflash.store.changes import read_changes
+
+        columns = list(p.columns) if p.columns is not None else None
+        return read_changes(list(rng.parts), table_info, p.changes_from, p.ts, (rng.lo, rng.hi), columns,
+                            p.store, p.batch_rows, net=p.changes_net)
     columns = list(p.columns) if p.columns is not None else None
     return read_parts(list(rng.parts), table_info, p.ts, (rng.lo, rng.hi), columns, predicate, p.hidden,
                       p.store, p.batch_rows)

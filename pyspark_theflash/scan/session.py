@@ -83,6 +83,8 @@ class ReadSession:
     lease_ttl_s: float
     created_at: float = field(default_factory=time.time)
     closed: bool = False
+    changes_from: int | None = None  # a change read: the versions in (changes_from, ts]
+    changes_net: bool = False
 
     @property
     def lease_id(self) -> int | None:
@@ -148,6 +150,8 @@ class ReadSession:
         Arrow IPC form)."""
         return {
             "id": self.id, "table": self.table, "ts": self.ts,
+            **({"changes": {"from_ts": self.changes_from, "to_ts": self.ts, "net": self.changes_net}}
+               if self.changes_from is not None else {}),
             "lease": {"id": self.lease_id, "ttl_s": self.lease_ttl_s, "expires_at": self.lease_expires_at},
             "fields": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in self.schema],
             "rows": self.rows, "bytes": self.bytes, "streams": [s.to_dict() for s in self.streams],
@@ -199,15 +203,32 @@ def open_read_session(store: str | os.PathLike[str] | Any, table: str | None = N
         twice = sorted({c for c in columns if [x.lower() for x in columns].count(c.lower()) > 1})
         if twice:
             raise ScanOptionError(f"columns {list(columns)} name {twice} more than once")
-        read_columns = tuple(c for c in columns if c not in HIDDEN_READABLE)
-        hidden = tuple(c for c in columns if c in HIDDEN_READABLE)
+        if opts.changes_from is not None:  # a change read: the change columns come whatever is asked
+            from pyspark_theflash.store.changes import CHANGE_COLUMNS
+
+            read_columns = tuple(c for c in columns if c not in CHANGE_COLUMNS)
+            hidden = ()
+        else:
+            read_columns = tuple(c for c in columns if c not in HIDDEN_READABLE)
+            hidden = tuple(c for c in columns if c in HIDDEN_READABLE)
+    if opts.changes_from is not None and filter is not None:
+        raise ScanOptionError("a change read (changes_from) takes no filter: a filter on the versions would drop "
+                              "preimages and postimages apart; filter the changes it returns")
     predicate = _predicate(filter, opts, upstream)
     scan_plan = plan(opts.store, None, opts, columns=read_columns, hidden=hidden, predicate=predicate,
                      upstream=upstream, latch=latch)
     try:
         if not keep_alive:
             scan_plan.detach()
-        schema = _schema(scan_plan, columns, hidden if hidden is not None else opts.hidden)
+        if opts.changes_from is not None:
+            from pyspark_theflash.store.changes import change_schema
+
+            schema = change_schema(scan_plan.table_info, read_columns)
+            if columns is not None:  # in the order asked for (a JVM scan's pruned columns)
+                by_lower = {f.name.lower(): f for f in schema}
+                schema = pa.schema([by_lower[c.lower()] for c in columns if c.lower() in by_lower])
+        else:
+            schema = _schema(scan_plan, columns, hidden if hidden is not None else opts.hidden)
         streams = tuple(
             ReadStream(index=p.index, partition=p, schema=schema, bytes=int(p.size_bytes),
                        rows=sum(estimate_rows(r.parts, r.lo, r.hi) for r in p.ranges))
@@ -216,7 +237,25 @@ def open_read_session(store: str | os.PathLike[str] | Any, table: str | None = N
         scan_plan.close()
         raise
     return ReadSession(id=uuid.uuid4().hex, table=opts.table, ts=scan_plan.ts, schema=schema, streams=streams,
-                       plan=scan_plan, lease_ttl_s=opts.lease_ttl_s)
+                       plan=scan_plan, lease_ttl_s=opts.lease_ttl_s, changes_from=opts.changes_from,
+                       changes_net=opts.changes_net)
+
+
+def open_change_session(store: str | os.PathLike[str] | Any, table: str, from_ts: int, to_ts: int, *,
+                        net: bool = False, columns: Sequence[str] | None = None,
+                        options: Mapping[str, Any] | None = None, upstream: Any = None, latch: Any = None,
+                        keep_alive: bool = True) -> ReadSession:
+    """Plan a change read of ``table``: every committed version with from_ts < commit_ts <=
+    to_ts (``net``: one change per row, from its row at from_ts to its row at to_ts), as a
+    session of streams whose batches have ``store.changes.change_schema`` (the table's columns
+    at to_ts, then ``_change_type``, ``_commit_ts``, ``_commit_timestamp``, ``_tidb_rowid``).
+    Every region has caught up to to_ts before the session is returned; its lease pins from_ts.
+    A from_ts below the GC safe point is refused (``ChangesBelowSafePointError``)."""
+    raw = dict(options or {})
+    raw["changes_from"] = int(from_ts)
+    raw["changes"] = "net" if net else "all"
+    return open_read_session(store, table, snapshot_ts=int(to_ts), columns=columns, options=raw,
+                             upstream=upstream, latch=latch, keep_alive=keep_alive)
 
 
 def read_stream(source: ReadSession | ReadStream, n: int | None = None,
@@ -300,4 +339,5 @@ def _schema(scan_plan: ScanPlan, columns: Sequence[str] | None, hidden: Sequence
     return pa.schema([full.field(n) for n in names])
 
 
-__all__ = ["ReadSession", "ReadStream", "SessionExpiredError", "open_read_session", "read_stream"]
+__all__ = ["ReadSession", "ReadStream", "SessionExpiredError", "open_change_session", "open_read_session",
+           "read_stream"]

@@ -94,6 +94,39 @@ class ReadService:
             raise ScanOptionError(f"the {getattr(engine, 'kind', 'store')} engine chooses no query snapshot")
         return engine.query_snapshot(tables, options)
 
+    def change_stream(self, body: dict[str, Any], commit: bool) -> dict[str, Any]:
+        """``POST /v1/change-streams/offset`` and ``.../commit`` (``scan.change_stream``): the
+        next offset of a change stream, or the lease held at a committed one. Body: ``table``,
+        ``store``, ``options`` (the stream's: ``starting_ts``, ``lease_ttl``, ``stream_id``...),
+        and ``start`` (null: the initial offset) and ``max_rows``, or ``end``."""
+        from pyspark_theflash.scan.change_stream import ChangeStream, StreamOffset
+        from pyspark_theflash.service.errors import BadRequestError
+
+        table = body.get("table")
+        if not isinstance(table, str) or "." not in table:
+            raise BadRequestError(f"field table must be \"db.table\", got {table!r}", code="invalid_option")
+        options = body.get("options") or {}
+        if not isinstance(options, dict):
+            raise BadRequestError("field options must be an object of stream options", code="invalid_option")
+        engine = self.stores.get(body.get("store"))
+        stream = ChangeStream(str(engine.root), table, options)
+        if commit:
+            end = StreamOffset.from_dict(body.get("end") or {})
+            stream.commit(end)
+            return {"lease_ts": end.ts, "lag_ms": stream.lag_ms(end)}
+        start = body.get("start")
+        max_rows = body.get("max_rows")
+        if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows <= 0):
+            raise BadRequestError(f"field max_rows must be a positive number, got {max_rows!r}", code="invalid_option")
+        offset = (stream.initial_offset() if start is None
+                  else stream.latest_offset(StreamOffset.from_dict(start), max_rows))
+        out: dict[str, Any] = {"offset": offset.to_dict(), "lag_ms": stream.lag_ms(offset)}
+        if start is not None:
+            batch = stream.batch_options(StreamOffset.from_dict(start), offset)
+            out["batch"] = None if batch is None else {"snapshot_ts": int(batch["snapshot_ts"]),
+                                                       "changes_from": int(batch["changes_from"])}
+        return out
+
     def flush(self, timeout_s: float | None = None, store: str | None = None) -> dict[str, Any]:
         return self.stores.get(store).flush(DEFAULT_FLUSH_TIMEOUT_S if timeout_s is None else float(timeout_s))
 

@@ -69,6 +69,8 @@ def classify(exc: BaseException) -> ServiceError:
         TableNotReplicatedError,
         UpstreamUnreachableError,
     )
+    from pyspark_theflash.scan.change_stream import StreamExpiredError
+    from pyspark_theflash.scan.errors import ChangeReadUnsupportedError, ChangesBelowSafePointError
     from pyspark_theflash.scan.filter_json import FilterFormatError
     from pyspark_theflash.scan.session import SessionExpiredError
     from pyspark_theflash.store.errors import (
@@ -86,6 +88,9 @@ def classify(exc: BaseException) -> ServiceError:
         (SessionExpiredError, "session_expired", 410),
         (SnapshotExpiredError, "snapshot_expired", 410),
         (SnapshotTsOutOfRangeError, "snapshot_ts_out_of_range", 400),
+        (ChangesBelowSafePointError, "changes_below_safe_point", 400),
+        (StreamExpiredError, "stream_expired", 410),
+        (ChangeReadUnsupportedError, "invalid_option", 400),
         (LeaseRefusedError, "snapshot_ts_out_of_range", 400),
         ((TableNotReplicatedError, UnknownTableNameError), "unknown_table", 404),
         (ScanOptionError, "invalid_option", 400),

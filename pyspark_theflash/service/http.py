@@ -10,6 +10,8 @@ reads them with the JDK's HTTP client and the Arrow jars Spark ships).
     POST   /v1/snapshots                           body {"tables": [...], "snapshot", "max_staleness"}: a query's one ts
     POST   /v1/sql                                 body {"sql", "snapshot_ts"?, "store"?}: a whole query in the
                                                    ClickHouse engine, its result as one Arrow IPC stream
+    POST   /v1/change-streams/offset               body {"table", "options", "start", "max_rows"}: a change stream's next offset
+    POST   /v1/change-streams/commit               body {"table", "options", "end"}: hold its lease at a committed offset
     POST   /v1/flush                               body {} or {"timeout_s": 30}: the writer flushes
     GET    /v1/status                              engine status and sessions
     GET    /metrics                                Prometheus text
@@ -337,6 +339,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._json(200, self.service.query_snapshot(*snapshot_request(_object(body))))
             if method == "POST" and path == "/v1/sql":
                 return self._sql(_object(body))
+            if method == "POST" and path in ("/v1/change-streams/offset", "/v1/change-streams/commit"):
+                return self._json(200, self.service.change_stream(_object(body), path.endswith("/commit")))
             if method == "POST" and path == "/v1/read-sessions":
                 session = self.service.sessions.open(ReadRequest.from_json(body), FRONTEND)
                 return self._json(201, ReadService.describe(session, STREAM_URL))
@@ -354,7 +358,8 @@ class _Handler(BaseHTTPRequestHandler):
             if m and method == "GET":
                 return self._stream(m.group(1), int(m.group(2)))
             known = any(r.match(path) for r in (_SESSION, _RENEW, _STREAM)) or path in (
-                "/metrics", "/v1/tables", "/v1/status", "/v1/flush", "/v1/read-sessions", "/v1/snapshots", "/v1/sql")
+                "/metrics", "/v1/tables", "/v1/status", "/v1/flush", "/v1/read-sessions", "/v1/snapshots", "/v1/sql",
+                "/v1/change-streams/offset", "/v1/change-streams/commit")
             if known:
                 raise ServiceError(f"{method} is not allowed on {path}", code="method_not_allowed", status=405)
             raise ServiceError(f"no such resource {path}; see docs/service.md (POST /v1/read-sessions, ...)",

@@ -10,7 +10,9 @@ and checked before anything is planned.
      "schema": "as_of" | "current",     default as_of (a read at a past ts: the table then)
      "lease_ttl": "120s", "batch_rows": 65536, "min_streams": 4, "stream_target_bytes": "64MiB",
      "region_wait_timeout": "30s", "lock_wait_timeout": "60s",
-     "handle_ranges": "[[0, 100], [200, null]]"}   only these handle ranges (one planned stream's)
+     "handle_ranges": "[[0, 100], [200, null]]",   only these handle ranges (one planned stream's)
+     "changes_from": 4519..., "changes": "all" | "net"}   a change read of (changes_from, snapshot_ts]
+                                        (store/changes.py, docs/changes.md)
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ OPTION_FIELDS = {
     "stream_target_bytes": "partition_target_bytes", "region_wait_timeout": "region_wait_timeout",
     "lock_wait_timeout": "lock_wait_timeout", "handle_ranges": HANDLE_RANGES_OPTION,
     "snapshot": "snapshot", "max_staleness": "max_staleness",
+    "changes_from": "changes_from", "changes": "changes",
 }
 # the fields of POST /v1/snapshots (the one ts of a query over several tables)
 SNAPSHOT_FIELDS = ("tables", "store", "snapshot", "max_staleness", "region_wait_timeout")

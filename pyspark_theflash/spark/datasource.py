@@ -77,10 +77,24 @@ class TheFlashDataSource(DataSource):
 
         options = ScanOptions.from_mapping(self.options)
         info = _table_info(options)
+        if options.changes_from is not None or "starting_ts" in {k.lower() for k in self.options}:
+            # a change read or a stream (spark/stream.py): the table's columns, then the change columns
+            return change_spark_schema(info, list(options.columns) or None)
         return spark_schema(info, list(options.columns) or None, tuple(options.hidden))
 
     def reader(self, schema: StructType) -> DataSourceReader:
+        streaming = sorted({"starting_ts", "max_rows_per_trigger"} & {k.lower() for k in self.options})
+        if streaming:
+            from pyspark_theflash.scan.errors import ScanOptionError
+
+            raise ScanOptionError(f"option(s) {streaming} are for spark.readStream; a batch read of changes takes "
+                                  "changes_from and snapshot_ts")
         return TheFlashReader(self.options, schema)
+
+    def streamReader(self, schema: StructType) -> Any:
+        from pyspark_theflash.spark.stream import TheFlashStreamReader
+
+        return TheFlashStreamReader(self.options, schema)
 
 
 class TheFlashReader(DataSourceReader):
@@ -90,6 +104,10 @@ class TheFlashReader(DataSourceReader):
         self.options = dict(options)
         self.schema = schema
         names = [f.name for f in schema.fields]
+        if "changes_from" in {str(k).lower() for k in self.options}:  # a change read: the session takes them all
+            self.hidden: tuple[str, ...] = ()
+            self.columns = tuple(names)
+            return
         self.hidden = tuple(n for n in names if n in HIDDEN_READABLE)
         self.columns = tuple(n for n in names if n not in HIDDEN_READABLE)
 
@@ -113,6 +131,20 @@ class TheFlashReader(DataSourceReader):
         expected = to_arrow_schema(self.schema, timezone="UTC")
         for batch in read_stream(stream):
             yield conform(batch, expected, pa)
+
+
+def change_spark_schema(info: Any, columns: Sequence[str] | None) -> StructType:
+    """The Spark schema of a change read (``store.changes.change_schema``)."""
+    from pyspark.sql import types as S
+
+    from pyspark_theflash.schema import spark_schema
+    from pyspark_theflash.schema.spark import spark_type_of_arrow
+    from pyspark_theflash.store.changes import CHANGE_COLUMNS, change_schema
+
+    base = spark_schema(info, columns, ())
+    arrow = change_schema(info, columns)
+    return S.StructType([*base.fields, *(S.StructField(name, spark_type_of_arrow(arrow.field(name).type),
+                                                       nullable=False) for name in CHANGE_COLUMNS)])
 
 
 def conform(batch: Any, expected: Any, pa: Any) -> Any:

@@ -579,10 +579,6 @@ class ApplyPath:
             dst.epoch_version, dst.conf_ver = int(dst_msg.epoch.version), int(dst_msg.epoch.conf_version)
             dst.state = "normal"
             if src is not dst:
-                # The target's resolved ts promised nothing of the source's keys: a lock the
-                # source held may commit below it after the merge. The merged range is
-                # resolved as far as both were.
-                dst.resolved_ts = min(dst.resolved_ts, src.resolved_ts)
                 caches.move(src.id, dst.id, lambda k: True)
                 # the source's locks are the target's now: its resolved ts may promise no more
                 # than the source's did (the upstream's merge takes the least of the two too)

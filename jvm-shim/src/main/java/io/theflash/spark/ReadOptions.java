@@ -34,7 +34,8 @@ public final class ReadOptions implements Serializable {
       "server", "store", "table", "upstream", "latch", "snapshot_ts", "as_of", "versionAsOf", "timestampAsOf",
       "snapshot", "max_staleness", "isolation",
       "region_wait_timeout", "lock_wait_timeout", "lease_ttl", "batch_rows", "columns", "hidden",
-      "partition_target_bytes", "min_partitions", "schema", "token", "token_file"));
+      "partition_target_bytes", "min_partitions", "schema", "token", "token_file", "changes_from", "changes",
+      "starting_ts", "max_rows_per_trigger"));
   private static final List<String> ALSO = Arrays.asList("path", "paths", SESSION_SNAPSHOT);
   /** Delta's and Iceberg's names for time travel (lower case, as options arrive): the same options. */
   private static final Map<String, String> ALIASES = new LinkedHashMap<>();
@@ -55,6 +56,8 @@ public final class ReadOptions implements Serializable {
     REQUEST_FIELDS.put("partition_target_bytes", "stream_target_bytes");
     REQUEST_FIELDS.put("region_wait_timeout", "region_wait_timeout");
     REQUEST_FIELDS.put("lock_wait_timeout", "lock_wait_timeout");
+    REQUEST_FIELDS.put("changes_from", "changes_from");
+    REQUEST_FIELDS.put("changes", "changes");
   }
 
   public final String server;
@@ -242,6 +245,16 @@ public final class ReadOptions implements Serializable {
   }
 
   /** The service's HTTP client for this read (its server and bearer token). */
+  /** A batch change read: option changes_from (with snapshot_ts, the range's end). */
+  public boolean changeRead() {
+    return requestOptions.containsKey("changes_from");
+  }
+
+  /** A stream of changes: readStream with option starting_ts. */
+  public boolean changeStream() {
+    return raw.containsKey("starting_ts");
+  }
+
   ServiceClient client() {
     return new ServiceClient(server, token, store);
   }
@@ -253,7 +266,8 @@ public final class ReadOptions implements Serializable {
     if (store != null) r.put("store", store);
     if (snapshotTs != null) r.put("snapshot_ts", snapshotTs);
     if (asOf != null) r.put("as_of", asOf);
-    r.put("columns", readColumns);
+    r.put("columns", changeRead() && readColumns != null ? TheFlashChangelog.serviceColumns(
+        readColumns.toArray(new String[0])) : readColumns);
     if (filter != null && !filter.isEmpty()) r.put("filter", filter);
     r.put("isolation", isolation);
     if (snapshotTs == null && asOf == null) {

@@ -91,6 +91,18 @@ public final class ServiceClient {
     }
   }
 
+  /** POST /v1/change-streams/{offset|commit}: a change stream's next offset, or its lease at a committed one. */
+  public JsonNode changeStream(String call, Map<String, Object> request) {
+    try {
+      byte[] body = JSON.writeValueAsBytes(request);
+      return json(HttpRequest.newBuilder(uri("/v1/change-streams/" + call))
+          .header("Content-Type", "application/json")
+          .POST(HttpRequest.BodyPublishers.ofByteArray(body)));
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
   /** DELETE /v1/read-sessions/{id}: ends a session, releases its lease. */
   public void releaseSession(String id) {
     send(HttpRequest.newBuilder(uri("/v1/read-sessions/" + id)).DELETE(), HttpResponse.BodyHandlers.ofByteArray());

@@ -161,6 +161,67 @@ public final class TheFlashCatalog implements TableCatalog, SupportsNamespaces {
     return load(ident, null, ISO_MICROS.format(at));
   }
 
+  /**
+   * {@code CHANGES FROM VERSION a [EXCLUSIVE] TO VERSION b} (and the TIMESTAMP form): the change
+   * read of the range, as (from, to] in TSO terms. A version is a TSO; a timestamp covers every
+   * TSO of its millisecond; no end reads to a fresh ts.
+   */
+  @Override
+  public org.apache.spark.sql.connector.catalog.Changelog loadChangelog(Identifier ident,
+      org.apache.spark.sql.connector.catalog.ChangelogContext context, CaseInsensitiveStringMap options)
+      throws NoSuchTableException {
+    if (ident.namespace().length != 1) throw new NoSuchTableException(ident);
+    TableSchema table = TableSchema.find(client(), ident.namespace()[0] + "." + ident.name());
+    if (table == null) throw new NoSuchTableException(ident);
+    org.apache.spark.sql.connector.catalog.ChangelogRange range = context.range();
+    long from;
+    Long to = null;
+    if (range instanceof org.apache.spark.sql.connector.catalog.ChangelogRange.VersionRange) {
+      org.apache.spark.sql.connector.catalog.ChangelogRange.VersionRange v =
+          (org.apache.spark.sql.connector.catalog.ChangelogRange.VersionRange) range;
+      long start = ReadOptions.ts("CHANGES FROM VERSION", v.startingVersion());
+      from = v.startingBoundInclusive() ? start - 1 : start;
+      if (v.endingVersion().isPresent()) {
+        long end = ReadOptions.ts("CHANGES TO VERSION", v.endingVersion().get());
+        to = v.endingBoundInclusive() ? end : end - 1;
+      }
+    } else if (range instanceof org.apache.spark.sql.connector.catalog.ChangelogRange.TimestampRange) {
+      org.apache.spark.sql.connector.catalog.ChangelogRange.TimestampRange t =
+          (org.apache.spark.sql.connector.catalog.ChangelogRange.TimestampRange) range;
+      long startMs = Math.floorDiv(t.startingTimestamp(), 1000L);
+      // the TSOs of a millisecond are ms << 18 .. ms << 18 | 0x3FFFF
+      from = t.startingBoundInclusive() ? (startMs << 18) - 1 : (startMs << 18) | 0x3FFFFL;
+      if (t.endingTimestamp().isPresent()) {
+        long endMs = Math.floorDiv(t.endingTimestamp().get(), 1000L);
+        to = t.endingBoundInclusive() ? (endMs << 18) | 0x3FFFFL : (endMs << 18) - 1;
+      }
+    } else {
+      throw new IllegalArgumentException("changes of " + table.table + " need a range: CHANGES FROM VERSION <tso> "
+          + "[TO VERSION <tso>] (or the TIMESTAMP form); the store keeps versions back to its GC safe point only");
+    }
+    ReadOptions read = options(table.table);
+    if (to == null) {
+      java.util.Map<String, Object> request = read.snapshotRequest(java.util.Arrays.asList(table.table));
+      to = read.client().querySnapshot(request).get("ts").asLong();
+    }
+    if (to <= from) {
+      throw new IllegalArgumentException("changes of " + table.table + ": the range (" + from + ", " + to
+          + "] is empty; its end must be after its start");
+    }
+    boolean net = context.deduplicationMode()
+        == org.apache.spark.sql.connector.catalog.ChangelogContext.DeduplicationMode.NET_CHANGES;
+    // the catalog's read options; the statement's own (WITH (...)) are Spark's changelog options,
+    // which the context carries
+    java.util.Map<String, String> raw = new HashMap<>(readOptions);
+    raw.put("table", table.table);
+    raw.put("snapshot_ts", Long.toString(to));
+    raw.put("changes_from", Long.toString(from));
+    raw.put("changes", net ? "net" : "all");
+    ReadOptions changes = ReadOptions.parse(raw);
+    StructType schema = TheFlashTableProvider.schema(changes);
+    return new TheFlashChangelog(table.table, changes, schema, net);
+  }
+
   private Table load(Identifier ident, Long ts, String asOf) throws NoSuchTableException {
     if (ident.namespace().length != 1) throw new NoSuchTableException(ident);
     TableSchema table = TableSchema.find(client(), ident.namespace()[0] + "." + ident.name());

@@ -87,6 +87,21 @@ final class TheFlashScan implements Scan, SupportsReportStatistics, Batch {
 
   @Override
   public Statistics estimateStatistics() {
+    if (options.changeStream()) {
+      // a stream's scan has no one session to measure (each micro-batch opens its own); Spark
+      // asks anyway when it plans a batch's DataFrame (foreachBatch)
+      return new Statistics() {
+        @Override
+        public OptionalLong sizeInBytes() {
+          return OptionalLong.empty();
+        }
+
+        @Override
+        public OptionalLong numRows() {
+          return OptionalLong.empty();
+        }
+      };
+    }
     ReadSession s = session();
     return new Statistics() {
       @Override
@@ -113,7 +128,10 @@ final class TheFlashScan implements Scan, SupportsReportStatistics, Batch {
 
   @Override
   public MicroBatchStream toMicroBatchStream(String checkpointLocation) {
-    throw new ReadOnlyReplica("a streaming read");
+    if (!options.changeStream()) {
+      throw new IllegalArgumentException(TheFlashMicroBatchStream.NEEDS_START);
+    }
+    return new TheFlashMicroBatchStream(name, options, readSchema, checkpointLocation);
   }
 
   @Override

@@ -41,6 +41,9 @@ final class TheFlashScanBuilder
 
   @Override
   public Predicate[] pushPredicates(Predicate[] predicates) {
+    if (options.changeRead() || options.changeStream()) {
+      return predicates; // a change read takes no filter: Spark filters the changes
+    }
     FilterTranslation translation = new FilterTranslation(tableSchema);
     List<Predicate> remaining = new ArrayList<>();
     for (Predicate p : predicates) {
@@ -62,6 +65,7 @@ final class TheFlashScanBuilder
 
   @Override
   public boolean pushLimit(int limit) {
+    if (options.changeRead() || options.changeStream()) return false;
     this.limit = limit;
     return true;
   }

@@ -64,7 +64,9 @@ final class TheFlashTable implements SupportsRead, SupportsWrite, SupportsDelete
   @Override
   public Set<TableCapability> capabilities() {
     if (!inCatalog) {
-      return EnumSet.of(TableCapability.BATCH_READ);
+      // readStream with starting_ts: a stream of changes (TheFlashMicroBatchStream)
+      return options.changeStream() ? EnumSet.of(TableCapability.BATCH_READ, TableCapability.MICRO_BATCH_READ)
+          : EnumSet.of(TableCapability.BATCH_READ);
     }
     // The write and streaming capabilities are there so Spark reaches this table's refusals
     // (newWriteBuilder, toMicroBatchStream) instead of answering with its own generic error.

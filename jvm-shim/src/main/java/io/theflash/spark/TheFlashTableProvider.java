@@ -36,6 +36,9 @@ public final class TheFlashTableProvider
   static StructType schema(ReadOptions given) {
     ReadOptions options = given.pinnedBy(SessionConf.get(ReadOptions.SESSION_SNAPSHOT));
     ServiceClient client = options.client();
+    if (options.changeStream()) {
+      return changeSchema(TableSchema.require(client, options.table), options.columns);
+    }
     if (options.schemaAsOf()) {
       // the table as it was at ts: the session knows that schema
       java.util.List<String> named = null;  // the columns/hidden options, as the session returns them
@@ -56,6 +59,20 @@ public final class TheFlashTableProvider
       }
     }
     return TableSchema.require(client, options.table).select(options.columns, options.hidden);
+  }
+
+  /**
+   * A change stream's schema (store/changes.py change_schema): the table's columns (all, or those
+   * named), then _change_type, _commit_ts, _commit_timestamp and the handle _tidb_rowid.
+   */
+  static StructType changeSchema(TableSchema table, java.util.List<String> columns) {
+    StructType base = table.select(columns, java.util.Collections.<String>emptyList());
+    StructType rowid = table.select(java.util.Collections.<String>emptyList(), java.util.Arrays.asList("_tidb_rowid"));
+    return base
+        .add("_change_type", org.apache.spark.sql.types.DataTypes.StringType, false)
+        .add("_commit_ts", org.apache.spark.sql.types.DataTypes.LongType, false)
+        .add("_commit_timestamp", org.apache.spark.sql.types.DataTypes.TimestampType, false)
+        .add(rowid.fields()[rowid.fields().length - 1]);
   }
 
   /** A user's {@code .schema("id BIGINT, balance BIGINT")} selects those columns, as in the Python source. */
@@ -94,16 +111,26 @@ public final class TheFlashTableProvider
     throw new ReadOnlyReplica("writing a DataFrame");
   }
 
-  /** {@code spark.readStream.format("theflash")}: refused as it is loaded. */
+  /**
+   * {@code spark.readStream.format("theflash")}: Spark asks a {@code StreamSourceProvider} for its
+   * schema as it loads any stream, even one it then reads through the table's
+   * {@code MicroBatchStream}: with starting_ts, the change stream's schema; without it (the
+   * table then declares no micro-batch reads and Spark falls back here), the read is told to
+   * name it.
+   */
   @Override
   public scala.Tuple2<String, StructType> sourceSchema(SQLContext sqlContext, scala.Option<StructType> schema,
       String providerName, scala.collection.immutable.Map<String, String> parameters) {
-    throw new ReadOnlyReplica("a streaming read");
+    ReadOptions options = options(scala.jdk.javaapi.CollectionConverters.asJava(parameters));
+    if (!options.changeStream()) {
+      throw new IllegalArgumentException(TheFlashMicroBatchStream.NEEDS_START);
+    }
+    return new scala.Tuple2<>(shortName(), schema(options));
   }
 
   @Override
   public org.apache.spark.sql.execution.streaming.Source createSource(SQLContext sqlContext, String metadataPath,
       scala.Option<StructType> schema, String providerName, scala.collection.immutable.Map<String, String> parameters) {
-    throw new ReadOnlyReplica("a streaming read");
+    throw new IllegalArgumentException(TheFlashMicroBatchStream.NEEDS_START);
   }
 }

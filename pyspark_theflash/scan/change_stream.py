@@ -1,0 +1,301 @@
+"""Change streams: the offsets a micro-batch engine moves a stream of one table's changes
+through, and the read lease that keeps GC off what the stream has not read yet. Spark's
+``MicroBatchStream`` in the connector jar (through the service's ``/v1/change-streams``) and
+PySpark's ``DataSourceStreamReader`` (``spark/stream.py``) are both this module.
+
+An offset is a ts every region of the table has resolved in the store (no commit at or below
+it is still to come), so a batch never misses a late commit. The first offset, ``starting_ts``
+(a TSO, ``latest`` or ``earliest``), carries ``snapshot: true``: its batch is the table's rows
+at that ts, as inserts (a change read from 0, ``scan.options``); every later batch (a, b] is the
+change read of the versions with a < commit_ts <= b. ``max_rows_per_trigger`` cuts a batch at a
+commit ts so that it holds about that many changes (never less than one commit's).
+
+Leases. After each committed batch the stream holds a read lease at its end ts (holder
+``theflash change stream <table>``), renewed on every offset request, so the store's GC never
+passes what the next batch reads. The lease lives in the store's latch with ``lease_ttl``: a
+stream restarted within it finds its offset's versions there (its lease is adopted); one
+restarted later may find them collected, and then fails with :class:`StreamExpiredError`
+instead of skipping changes.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from pyspark_theflash.scan.errors import ChangesBelowSafePointError, ScanError, ScanOptionError
+from pyspark_theflash.scan.options import parse_duration_s, parse_positive_int
+
+LEASE_HOLDER = "theflash change stream {table}"
+DEFAULT_STREAM_LEASE_TTL_S = 600.0
+# options a stream takes besides the read options (scan.options)
+STREAM_OPTIONS = ("starting_ts", "max_rows_per_trigger", "lease_ttl", "stream_id")
+
+
+class StreamExpiredError(ScanError):
+    """A change stream's offset is below the store's GC safe point: its lease lapsed (the stream
+    was stopped longer than lease_ttl) and GC collected versions it had not read."""
+
+
+@dataclass(frozen=True)
+class StreamOffset:
+    """Read through ``ts`` (every change with commit_ts <= ts), or with ``snapshot`` the rows at
+    ``ts`` are still to read (the stream's first batch)."""
+
+    ts: int
+    snapshot: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps({"ts": self.ts, "snapshot": self.snapshot}, sort_keys=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ts": self.ts, "snapshot": self.snapshot}
+
+    @staticmethod
+    def from_dict(data: Mapping[str, Any]) -> "StreamOffset":
+        try:
+            ts = int(data["ts"])
+        except (KeyError, TypeError, ValueError):
+            raise ScanOptionError(f"a change stream offset is {{\"ts\": <TSO>, \"snapshot\": bool}}, not {data!r}") from None
+        return StreamOffset(ts, bool(data.get("snapshot", False)))
+
+    @staticmethod
+    def from_json(text: str) -> "StreamOffset":
+        return StreamOffset.from_dict(json.loads(text))
+
+
+def tso_physical_ms(ts: int) -> int:
+    return int(ts) >> 18
+
+
+class ChangeStream:
+    """One stream of ``table``'s changes in the store at ``store`` (read ``options``: upstream,
+    latch, ... plus ``starting_ts``, ``max_rows_per_trigger``, ``lease_ttl``)."""
+
+    def __init__(self, store: str, table: str, options: Mapping[str, Any] | None = None) -> None:
+        raw = {str(k).lower(): str(v) for k, v in dict(options or {}).items() if v is not None}
+        self.store = store
+        self.table = table
+        self.starting = raw.pop("starting_ts", "latest").strip().lower()
+        if self.starting not in ("latest", "earliest") and not self.starting.isdigit():
+            raise ScanOptionError(f"option starting_ts={self.starting!r}: use a TSO number, latest or earliest")
+        self.max_rows = (parse_positive_int("max_rows_per_trigger", raw.pop("max_rows_per_trigger"))
+                         if "max_rows_per_trigger" in raw else None)
+        self.lease_ttl_s = (parse_duration_s("lease_ttl", raw["lease_ttl"]) if "lease_ttl" in raw
+                            else DEFAULT_STREAM_LEASE_TTL_S)
+        self.wait_s = (parse_duration_s("region_wait_timeout", raw["region_wait_timeout"])
+                       if "region_wait_timeout" in raw else 30.0)
+        raw["lease_ttl"] = str(self.lease_ttl_s)
+        for name in ("store", "table", "path", "snapshot_ts", "as_of", "changes_from", "changes"):
+            raw.pop(name, None)
+        self.read_options = raw
+        # a stream id that outlives restarts (the jar's: a digest of the checkpoint location) makes
+        # the lease holder the stream's own: every older lease of it is released at each commit
+        self.stream_id = raw.pop("stream_id", "").strip()
+        self.holder = LEASE_HOLDER.format(table=table) + (f" {self.stream_id}" if self.stream_id else "")
+        self._lease_id: int | None = None
+        self._lease_ts: int | None = None
+        self._latch: Any = None
+        self.latest_seen: StreamOffset | None = None
+        self.resolved_seen = 0
+
+    # --- the store's view of the table ----------------------------------------------------------
+    def newest_commit_ts(self) -> int:
+        """The newest commit ts the store holds for the table (its parts' statistics): a stream
+        whose offset is there or past it has nothing new, and stays where it is."""
+        from pyspark_theflash.scan.planner import lookup_table, open_store
+
+        with open_store(self.store) as store, store.snapshot() as view:
+            info = lookup_table(view, self.table)
+            if info is None:
+                return 0
+            return max((int(p.max_commit_ts or 0) for p in view.parts(int(info.id))), default=0)
+
+    def _table_state(self) -> tuple[Any, int, int]:
+        """(table info, resolved ts over every region of the table, GC safe point) in the store."""
+        from pyspark_theflash.scan.errors import TableNotReplicatedError
+        from pyspark_theflash.scan.planner import lookup_table, open_store
+        from pyspark_theflash.scan.resolved import settled_resolved_ts
+
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            with open_store(self.store) as store:
+                with store.snapshot() as view:
+                    info = lookup_table(view, self.table)
+                    safe_point = int(view.gc_safe_point())
+                if info is None:
+                    raise TableNotReplicatedError(f"store {self.store} has no table {self.table}: a change stream "
+                                                  "reads what the writer stores (is it replicating the table?)")
+                resolved = settled_resolved_ts(store.snapshot, info, self.table, max(0.0, deadline - time.monotonic()))
+            # a region split off a moment ago is a gap until the writer applies its admin event
+            if resolved.servable or time.monotonic() >= deadline:
+                return info, (resolved.ts if resolved.servable else 0), safe_point
+            time.sleep(0.05)
+
+    def resolved_ts(self) -> int:
+        return self._table_state()[1]
+
+    # --- offsets ------------------------------------------------------------------------------
+    def initial_offset(self) -> StreamOffset:
+        """The first offset: the rows at ``starting_ts`` are its batch."""
+        info, resolved, safe_point = self._table_state()
+        if self.starting == "latest":
+            ts = resolved
+            if ts <= 0:
+                raise ScanOptionError(f"{self.table}: the store has no ts every region of it has resolved (waited "
+                                      f"{self.wait_s:g}s): is the writer running and keeping up? or give starting_ts")
+        elif self.starting == "earliest":
+            ts = max(safe_point, 1)
+        else:
+            ts = int(self.starting)
+            if ts < safe_point:
+                raise StreamExpiredError(f"starting_ts {ts} of a change stream of {self.table} is below the store's "
+                                         f"GC safe point {safe_point}: start at or above it (or earliest)")
+        self.hold(ts)
+        return StreamOffset(ts, snapshot=True)
+
+    def latest_offset(self, start: StreamOffset, max_rows: int | None = None) -> StreamOffset:
+        """The end of the next batch after ``start``: the snapshot's own batch, or the newest
+        resolved ts, cut at a commit ts to about ``max_rows`` changes (None: no cut; the engine
+        passes its read limit, which is ``max_rows_per_trigger`` unless it asks for all)."""
+        self.hold(start.ts)  # a restarted stream adopts (or re-takes) the lease at its offset
+        if start.snapshot:
+            end = StreamOffset(start.ts)
+        else:
+            _, resolved, _ = self._table_state()
+            self.resolved_seen = resolved
+            # nothing committed past the offset: the same offset (Spark runs no batch); else the
+            # newest resolved ts (every commit at or below it is in the store)
+            idle = self.newest_commit_ts() <= start.ts
+            end = start if resolved <= start.ts or idle else StreamOffset(resolved)
+            if end.ts > start.ts:
+                self._refuse_new_table(start.ts, end.ts)
+            if max_rows is not None and end.ts > start.ts:
+                end = StreamOffset(self._cut(start.ts, end.ts, max_rows))
+        self.latest_seen = end
+        return end
+
+    def _refuse_new_table(self, from_ts: int, to_ts: int) -> None:
+        """A TRUNCATE or DROP + CREATE between the offsets gives the name a new table id, whose
+        rows start from nothing: the old rows' deletes are no change of the new table, so a
+        stream across it would miss them. It fails instead, naming when."""
+        from pyspark_theflash.scan.planner import open_store
+
+        with open_store(self.store) as store, store.snapshot() as view:
+            try:
+                before, after = view.table_at(self.table, from_ts), view.table_at(self.table, to_ts)
+            except Exception:
+                return  # a name the store cannot place at both ts: the change read says what is wrong
+        if int(before.id) != int(after.id):
+            raise StreamExpiredError(
+                f"{self.table} is another table (id {after.id}, was {before.id}) between ts {from_ts} and {to_ts}: it "
+                "was truncated or dropped and created again; a change stream does not cross that (its old rows' "
+                "deletes are no change of the new table): start a new stream from a snapshot")
+
+    def _cut(self, from_ts: int, to_ts: int, limit: int) -> int:
+        """The highest commit ts c in (from_ts, to_ts] with at most ``limit`` changes in
+        (from_ts, c] (the first commit's ts when that one alone holds more); to_ts when all fit."""
+        import numpy as np
+        import pyarrow.compute as pc
+
+        from pyspark_theflash.scan.session import open_change_session, read_stream
+
+        commit_ts = []
+        with open_change_session(self.store, self.table, from_ts, to_ts, columns=["_commit_ts"],
+                                 options=self.read_options) as s:
+            for n in range(len(s.streams)):
+                commit_ts += [b.column("_commit_ts") for b in read_stream(s, n)]
+        if not commit_ts:
+            return to_ts
+        ts = np.sort(np.concatenate([np.asarray(pc.cast(c, "int64")) for c in commit_ts]))
+        if len(ts) <= limit:
+            return to_ts
+        cut = int(ts[limit - 1])
+        if limit < len(ts) and int(ts[limit]) == cut:  # the commit at the cut goes whole
+            below = ts[ts < cut]
+            cut = int(below[-1]) if len(below) else cut
+        return cut
+
+    def batch_options(self, start: StreamOffset, end: StreamOffset) -> dict[str, str] | None:
+        """The read options of the batch (start, end] (None: an empty batch)."""
+        if not start.snapshot and end.ts <= start.ts:
+            return None
+        return {**self.read_options, "snapshot_ts": str(end.ts),
+                "changes_from": "0" if start.snapshot else str(start.ts)}
+
+    def lag_ms(self, offset: StreamOffset | None = None, now_ms: float | None = None) -> float:
+        """How far ``offset`` (default: the latest one handed out) is behind now, in ms."""
+        offset = offset or self.latest_seen
+        if offset is None:
+            return 0.0
+        # an idle stream is as far behind as the store's resolved ts, not its last commit
+        ts = max(offset.ts, self.resolved_seen if self.newest_commit_ts() <= offset.ts else 0)
+        return max(0.0, (time.time() * 1000 if now_ms is None else now_ms) - tso_physical_ms(ts))
+
+    # --- the lease ------------------------------------------------------------------------------
+    def _latch_handle(self) -> Any:
+        if self._latch is None:
+            from pyspark_theflash.latch import connect
+
+            self._latch = connect(self.store, self.read_options.get("latch") or None)
+        return self._latch
+
+    def hold(self, ts: int) -> int:
+        """Hold the stream's lease at ``ts``: renew it when held there (by this object, or left by
+        the stream before a restart), else take one and release the one held before. A ts
+        below the store's safe point fails the stream (:class:`StreamExpiredError`)."""
+        from pyspark_theflash.latch import LeaseNotFoundError, LeaseRefusedError
+
+        latch = self._latch_handle()
+        if self._lease_id is not None and self._lease_ts == ts:
+            try:
+                latch.renew_lease(self._lease_id, self.lease_ttl_s, late_ok=True)
+                return self._lease_id
+            except LeaseNotFoundError:
+                self._lease_id = None
+        previous = self._lease_id
+        adopted = next((lease for lease in latch.leases() if lease.holder == self.holder and int(lease.ts) == ts
+                        and lease.lease_id != previous), None)
+        try:
+            if adopted is not None:
+                latch.renew_lease(adopted.lease_id, self.lease_ttl_s, late_ok=True)
+                lease_id = int(adopted.lease_id)
+            else:
+                lease_id = int(latch.acquire_lease(ts, self.lease_ttl_s, self.holder).lease_id)
+        except (LeaseRefusedError, LeaseNotFoundError) as exc:
+            _, _, safe_point = self._table_state()
+            raise StreamExpiredError(
+                f"the change stream of {self.table} is at ts {ts}, below the store's GC safe point {safe_point}: its "
+                f"read lease lapsed (the stream was stopped for longer than lease_ttl={self.lease_ttl_s:g}s) and GC "
+                "may have collected changes it has not read; start a new stream (a new checkpoint) from a snapshot"
+            ) from exc
+        self._lease_id, self._lease_ts = lease_id, ts
+        older = {previous} if previous is not None else set()
+        if self.stream_id:
+            older |= {int(lease.lease_id) for lease in latch.leases()
+                      if lease.holder == self.holder and int(lease.ts) < ts}
+        for old in older - {lease_id}:
+            try:
+                latch.release_lease(old)
+            except LeaseNotFoundError:
+                pass
+        return lease_id
+
+    def commit(self, end: StreamOffset) -> None:
+        """Spark committed the batch ending at ``end``: hold the lease there."""
+        self.hold(end.ts)
+
+    def stop(self) -> None:
+        """The lease stays (a restart within lease_ttl continues from it); it expires on its own."""
+        self._latch = None
+
+
+def reraise_expired(exc: BaseException, table: str) -> None:
+    """A change read refused below the safe point, as the stream's failure."""
+    if isinstance(exc, ChangesBelowSafePointError):
+        raise StreamExpiredError(f"the change stream of {table}: {exc}; its read lease lapsed (the stream was stopped "
+                                 "for longer than lease_ttl): start a new stream") from exc
+
+
+__all__ = ["ChangeStream", "StreamExpiredError", "StreamOffset", "tso_physical_ms"]

@@ -1,0 +1,92 @@
+"""``spark.readStream.format("theflash")`` for sessions without the connector jar: PySpark's
+``DataSourceStreamReader`` over a ``scan.change_stream.ChangeStream`` (translation only).
+
+PySpark asks a Python source for one schema whatever the read (``DataSource.schema()`` does not
+know whether a batch or a stream will follow), so a jar-less stream names ``starting_ts``
+(``latest``, ``earliest`` or a TSO): with it the schema is a change read's (the table's columns,
+then ``_change_type``, ``_commit_ts``, ``_commit_timestamp``, ``_tidb_rowid``). The jar's
+``MicroBatchStream`` needs no such hint.
+
+Each micro-batch is one read session (the snapshot at the start, then change reads), one
+partition per stream; offsets, admission control and the lease are the ``ChangeStream``'s.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator, Sequence
+
+from pyspark.sql.datasource import DataSourceStreamReader, InputPartition
+from pyspark.sql.types import StructType
+
+from pyspark_theflash.spark.datasource import TheFlashPartition, conform
+
+STREAM_HINT = "starting_ts"
+
+
+class TheFlashStreamReader(DataSourceStreamReader):
+    def __init__(self, options: Any, schema: StructType) -> None:
+        from pyspark_theflash.scan.change_stream import ChangeStream
+        from pyspark_theflash.scan.errors import ScanOptionError
+        self.options = {str(k).lower(): v for k, v in dict(options).items()}
+        if STREAM_HINT not in self.options:
+            raise ScanOptionError(
+                'a streaming read of theflash without the connector jar needs option("starting_ts", "latest") (or '
+                "earliest, or a TSO): PySpark asks a Python source for one schema for batch and stream reads, and "
+                "this option says the schema is a change stream's")
+        self.schema = schema
+        self.store = str(self.options.get("store", ""))
+        self.table = str(self.options.get("table") or self.options.get("path") or "")
+        self.stream = ChangeStream(self.store, self.table, self.options)
+        self.columns = tuple(f.name for f in schema.fields)  # the table's, then CHANGE_COLUMNS
+
+    def initialOffset(self) -> dict:
+        return self.stream.initial_offset().to_dict()
+
+    def getDefaultReadLimit(self) -> Any:
+        from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadMaxRows
+
+        return ReadMaxRows(self.stream.max_rows) if self.stream.max_rows else ReadAllAvailable()
+
+    def latestOffset(self, start: dict, limit: Any) -> dict:
+        from pyspark.sql.streaming.datasource import ReadMaxRows
+
+        from pyspark_theflash.scan.change_stream import StreamOffset
+
+        max_rows = limit.max_rows if isinstance(limit, ReadMaxRows) else None
+        return self.stream.latest_offset(StreamOffset.from_dict(start), max_rows).to_dict()
+
+    def partitions(self, start: dict, end: dict) -> Sequence[InputPartition]:
+        from pyspark_theflash.scan.change_stream import StreamOffset, reraise_expired
+        from pyspark_theflash.scan.session import open_read_session
+
+        options = self.stream.batch_options(StreamOffset.from_dict(start), StreamOffset.from_dict(end))
+        if options is None:
+            return []
+        try:
+            # executors renew the session's lease while they read; this worker may be gone by then
+            session = open_read_session(self.store, self.table, options=options, columns=self.columns,
+                                        keep_alive=False)
+        except Exception as exc:
+            reraise_expired(exc, self.table)
+            raise
+        return [TheFlashPartition(stream) for stream in session.streams]
+
+    def read(self, partition: InputPartition) -> Iterator[Any]:
+        import pyarrow as pa
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        from pyspark_theflash.scan.session import read_stream
+
+        stream = getattr(partition, "stream", None)
+        if stream is None:
+            return
+        expected = to_arrow_schema(self.schema, timezone="UTC")
+        for batch in read_stream(stream):
+            yield conform(batch, expected, pa)
+
+    def commit(self, end: dict) -> None:
+        from pyspark_theflash.scan.change_stream import StreamOffset
+
+        self.stream.commit(StreamOffset.from_dict(end))
+
+    def stop(self) -> None:
+        self.stream.stop()
