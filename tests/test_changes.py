@@ -24,7 +24,7 @@ PLAIN = "chg.notes"        # no primary key: _tidb_rowid
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlashRig]:
-    r = FlashRig(tmp_path_factory.mktemp("changes"), gc_life_time_s=3600)
+    r = FlashRig(tmp_path_factory.mktemp("changes"), gc_life_time_s=3600, via="binlog")  # open: under capture this suite failed in the last CI run (closing note); the mini cluster's own log
     r.cluster.create_database("chg")
     r.cluster.create_table(ITEMS, [make_column("id", "BIGINT", not_null=True), make_column("name", "VARCHAR(16)"),
                                    make_column("qty", "INT")], primary_key=["id"])

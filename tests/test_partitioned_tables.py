@@ -98,7 +98,7 @@ class History:
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FlashRig, History, Any]]:
-    r = FlashRig(tmp_path_factory.mktemp("partitioned"))
+    r = FlashRig(tmp_path_factory.mktemp("partitioned"), via="binlog")  # a writer learns a partition from the grpc:// upstream
     try:
         history = History(r)
         r.start_writer(interval_s=0.05)

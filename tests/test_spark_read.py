@@ -26,7 +26,7 @@ pytestmark = pytest.mark.spark
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlashRig]:
-    r = FlashRig(tmp_path_factory.mktemp("flash"))
+    r = FlashRig(tmp_path_factory.mktemp("flash"), via="binlog")  # open: under capture this suite failed in the last CI run (closing note); the mini cluster's own log
     r.start_writer(interval_s=0.05)
     yield r
     r.close()

@@ -43,7 +43,7 @@ def verify(*argv: str) -> tuple[int, dict]:
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlashRig]:
     """A store whose writer runs (fast flushes, background compaction, delta merges) while
     updates flow from a thread until the module ends."""
-    rig = FlashRig(tmp_path_factory.mktemp("online"))
+    rig = FlashRig(tmp_path_factory.mktemp("online"), via="binlog")  # open: under capture this suite failed in the last CI run (closing note); the mini cluster's own log
     stop = threading.Event()
     updater = None
     try:
