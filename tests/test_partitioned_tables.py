@@ -98,7 +98,7 @@ class History:
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FlashRig, History, Any]]:
-    r = FlashRig(tmp_path_factory.mktemp("partitioned"), via="binlog")  # a writer learns a partition from the grpc:// upstream
+    r = FlashRig(tmp_path_factory.mktemp("partitioned"))
     try:
         history = History(r)
         r.start_writer(interval_s=0.05)
@@ -293,7 +293,7 @@ def test_a_writer_meeting_a_partitions_rows_without_their_ddl_learns_the_table_f
     with SegmentReader(r.root / "binlog") as reader:
         writer.append([pe.event for pe in reader if pe.event.WhichOneof("payload") != "ddl"])
     writer.close()
-    Writer(WriterOptions(binlog=f"file://{tmp_path / 'log'}", store=str(tmp_path / "store"), upstream=r.upstream,
+    Writer(WriterOptions(binlog=f"file://{tmp_path / 'log'}", store=str(tmp_path / "store"), upstream=r.reference,
                          flush_interval_s=0.0, until_caught_up=True, tables=TableFilter.parse(RNG))).run()
     with Store.open(str(tmp_path / "store"), readonly=True) as s:
         got = sorted(x["id"] for x in s.scan_table(RNG, h.after).to_pylist())
