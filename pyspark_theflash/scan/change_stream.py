@@ -26,6 +26,7 @@ from typing import Any, Mapping
 
 from pyspark_theflash.scan.errors import ChangesBelowSafePointError, ScanError, ScanOptionError
 from pyspark_theflash.scan.options import parse_duration_s, parse_positive_int
+from pyspark_theflash.store.errors import UnknownTableNameError
 
 LEASE_HOLDER = "theflash change stream {table}"
 DEFAULT_STREAM_LEASE_TTL_S = 600.0
@@ -136,15 +137,33 @@ class ChangeStream:
     def resolved_ts(self) -> int:
         return self._table_state()[1]
 
+    def _named_at(self, ts: int) -> bool:
+        """Whether the store holds a table of the stream's name at ``ts``."""
+        from pyspark_theflash.scan.planner import open_store
+
+        with open_store(self.store) as store, store.snapshot() as view:
+            try:
+                view.table_at(self.table, ts)
+            except UnknownTableNameError:
+                return False
+        return True
+
     # --- offsets ------------------------------------------------------------------------------
     def initial_offset(self) -> StreamOffset:
         """The first offset: the rows at ``starting_ts`` are its batch."""
         info, resolved, safe_point = self._table_state()
         if self.starting == "latest":
+            # a table created a moment ago is in the store before its regions' resolved ts passes
+            # its creation: the stream starts once the name means the table at that ts
+            deadline = time.monotonic() + self.wait_s
+            while resolved > 0 and not self._named_at(resolved) and time.monotonic() < deadline:
+                time.sleep(0.05)
+                info, resolved, safe_point = self._table_state()
             ts = resolved
-            if ts <= 0:
-                raise ScanOptionError(f"{self.table}: the store has no ts every region of it has resolved (waited "
-                                      f"{self.wait_s:g}s): is the writer running and keeping up? or give starting_ts")
+            if ts <= 0 or not self._named_at(ts):
+                raise ScanOptionError(f"{self.table}: the store has no ts every region of it has resolved since the "
+                                      f"table was created (waited {self.wait_s:g}s): is the writer running and "
+                                      "keeping up? or give starting_ts")
         elif self.starting == "earliest":
             ts = max(safe_point, 1)
         else:
@@ -165,12 +184,14 @@ class ChangeStream:
         else:
             _, resolved, _ = self._table_state()
             self.resolved_seen = resolved
+            # a TRUNCATE past the offset is refused even before the new table has rows: the old
+            # rows' deletes are changes no batch of the new table id would carry
+            if resolved > start.ts:
+                self._refuse_new_table(start.ts, resolved)
             # nothing committed past the offset: the same offset (Spark runs no batch); else the
             # newest resolved ts (every commit at or below it is in the store)
             idle = self.newest_commit_ts() <= start.ts
             end = start if resolved <= start.ts or idle else StreamOffset(resolved)
-            if end.ts > start.ts:
-                self._refuse_new_table(start.ts, end.ts)
             if max_rows is not None and end.ts > start.ts:
                 end = StreamOffset(self._cut(start.ts, end.ts, max_rows))
         self.latest_seen = end
