@@ -251,6 +251,40 @@ def test_capture_resolves_the_locks_of_an_abandoned_transaction_that_hold_a_regi
         cluster.close()
 
 
+def test_a_region_the_replica_retires_has_its_registration_ended_not_fed(cluster: MiniCluster, tmp_path: Path) -> None:
+    """The writer retires every region a snapshot, split or merge overlaps in part (store/apply.py).
+    Capture mirrors that rule: a registration whose region was retired writes no more rows (its
+    keys outside the newer region's claim would reach a region without its locks: a COMMIT
+    without PREWRITE) and its range is looked up again; a split naming it is no longer written."""
+    from pyspark_theflash.capture.region_feed import RegionFeed
+    from pyspark_theflash.codec import encode_region_key
+
+    def k(raw: bytes) -> bytes:
+        return bytes(encode_region_key(raw))
+
+    capture = Capture(options(cluster, tmp_path / "binlog"))
+    try:
+        old = RegionFeed(70, k(b"b"), k(b"f"), version=5, conf_ver=1, store_id=1, gen=1, initialized=True)
+        capture.feeds[70] = old
+        for ev in capture._snapshot_events(old, binlog_pb2.RegionSnapshot(region=old.region_proto())):
+            capture._absorb(ev)  # as _release takes in each event it writes
+        assert old.written and 70 in capture.introduced
+        # region 71 (split off 70 upstream, a newer epoch) writes its snapshot over [d, f) first
+        born = RegionFeed(71, k(b"d"), k(b"f"), version=6, conf_ver=1, store_id=2, gen=2, initialized=True)
+        capture.feeds[71] = born
+        (snap,) = capture._snapshot_events(born, binlog_pb2.RegionSnapshot(region=born.region_proto()))
+        capture._absorb(snap)
+        assert old.discarded and 70 not in capture.feeds and 70 not in capture.introduced
+        assert [r[3] for r in capture.pending_reload] == [old]  # its range is looked up again
+        # a COMMIT of a key at b..d (no newer claim covers it) of the ended registration: not written
+        row = binlog_pb2.Row(type=binlog_pb2.Row.COMMIT, start_ts=10, commit_ts=11, key=b"c")
+        assert capture._rows_event(old, [row]) == []
+        assert 71 in capture.introduced and capture.feeds[71] is born and not born.discarded
+    finally:  # never run: its binlog writer and PD client are all it opened
+        capture.writer.close()
+        capture.pd.close()
+
+
 def test_regions_answering_epoch_not_match_at_first_and_a_restarted_store(cluster: MiniCluster, tmp_path: Path) -> None:
     cluster.change_feed.stale_first_registration = True
     cluster.change_feed.event_feed_v2 = False  # stores as a TiKV before 7.5: EventFeed only

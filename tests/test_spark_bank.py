@@ -21,7 +21,7 @@ def run_bank(spark: Any, root: Path, accounts: int, snapshots: int, per_query: i
              engine: str = "native") -> None:
     from pyspark.sql import functions as F
 
-    rig = FlashRig(root, via="binlog")  # open: under capture this suite failed in the last CI run (closing note); the mini cluster's own log
+    rig = FlashRig(root)
     try:
         bank = BankWorkload(rig.cluster, accounts=accounts, initial=1000, threads=2, seed=11, faults=faults)
         bank.setup()

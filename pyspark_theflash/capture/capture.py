@@ -42,7 +42,7 @@ from pyspark_theflash.binlog import Position, SegmentReader, SegmentWriter
 from pyspark_theflash.capture.partition_map import PartitionMap
 from pyspark_theflash.capture.errors import CaptureError, GCPassedError
 from pyspark_theflash.capture.lock_resolution import LaggingRegion, StuckRegionResolver
-from pyspark_theflash.capture.range_claims import RangeClaims
+from pyspark_theflash.capture.range_claims import RangeClaims, ranges_overlap as _ranges_overlap
 from pyspark_theflash.upstream.errors import UpstreamError
 from pyspark_theflash.upstream.pd_client import PDClient, RegionInfo
 from pyspark_theflash.capture.region_feed import FeedProtocolError, RegionFeed, entries_event, snapshot_event
@@ -190,8 +190,9 @@ class Capture:
         self.selected = {t.lower() for t in opts.tables} if opts.tables else None
         self.table_ids: set[int] = set()
         # The regions the binlog has introduced to a replica (by a snapshot or a split) and not
-        # merged away: only these can be named in a split or merge the writer applies.
-        self.introduced: set[int] = set()
+        # merged away or retired, with their range there: only these can be named in a split or
+        # merge the writer applies.
+        self.introduced: dict[int, tuple[bytes, bytes]] = {}
         self.ranges: dict[int, tuple[bytes, bytes]] = {}  # each region's range when last registered
         self.claims = RangeClaims()  # which region's registration speaks for a key range
         self.partitions = PartitionMap()  # a partition's physical id -> its table's id
@@ -218,7 +219,9 @@ class Capture:
         self.resolved = {int(k): int(v) for k, v in state["resolved"].items()}
         self.last_ddl_ts = int(state["last_ddl_ts"])
         self.table_ids = set(state["table_ids"])
-        self.introduced = set(state.get("introduced", ()))
+        # (a state file of an older release lists ids only: their ranges are learned again)
+        self.introduced = {int(r[0]): (bytes.fromhex(r[1]), bytes.fromhex(r[2])) if len(r) == 3 else None
+                           for r in ([x] if isinstance(x, int) else x for x in state.get("introduced", ()))}
         self.claims = RangeClaims(state.get("claims"))
         self.partitions = PartitionMap(state.get("partitions"))
         with SegmentReader(self.dir, Position(*state["position"])) as reader:
@@ -237,22 +240,45 @@ class Capture:
         elif ev.region_id:
             self.indexes[int(ev.region_id)] = max(self.indexes.get(int(ev.region_id), 0), int(ev.index))
             claimed: list[binlog_pb2.Region] = []
+            keep: set[int] = set()
             if kind == "snapshot":
-                self.introduced.add(int(ev.region_id))
-                claimed = [ev.snapshot.region]
+                claimed, keep = [ev.snapshot.region], {int(ev.region_id)}
             elif kind == "admin" and ev.admin.HasField("split"):
-                self.introduced.update(int(r.id) for r in ev.admin.split.regions)
                 claimed = list(ev.admin.split.regions)
+                keep = {int(r.id) for r in claimed}
             elif kind == "admin" and ev.admin.HasField("merge"):
-                self.introduced.discard(int(ev.admin.merge.source.id))
+                self.introduced.pop(int(ev.admin.merge.source.id), None)
                 claimed = [ev.admin.merge.target]
+                keep = {int(ev.admin.merge.source.id), int(ev.admin.merge.target.id)}
             for r in claimed:
                 self.claims.claim(int(r.id), bytes(r.start_key), bytes(r.end_key), int(r.epoch.version))
+                self._retire_overlapping(keep, bytes(r.start_key), bytes(r.end_key))
+            for r in claimed:
+                self.introduced[int(r.id)] = (bytes(r.start_key), bytes(r.end_key))
+
+    def _retire_overlapping(self, keep: set[int], start: bytes, end: bytes) -> None:
+        """The writer's rule (store/apply.py ``_retire_overlapping``): a snapshot, split or merge
+        over [start, end) retires every other region the replica lists over any part of it,
+        caches and all. A registration of such a region whose snapshot was written would go on
+        writing rows of its keys outside [start, end) (they are no newer region's claim) to a
+        region the replica has retired: a COMMIT whose PREWRITE the retirement dropped. So it
+        ends here too, and its range is looked up again; its next snapshot brings it back."""
+        for rid, rng in list(self.introduced.items()):
+            if rid in keep or rng is None or not _ranges_overlap(rng[0], rng[1], start, end):
+                continue
+            del self.introduced[rid]
+            feed = self.feeds.get(rid)
+            if feed is not None and feed.written and not feed.discarded:
+                feed.discarded = True
+                self._drop(feed, "a snapshot, split or merge over part of its range retired it in the replica",
+                           self.opts.retry_backoff_s)
 
     def _save_state(self) -> None:
         state = {"cluster_id": self.pd.cluster_id, "position": list(self.writer.head),
                  "indexes": self.indexes, "resolved": self.resolved, "last_ddl_ts": self.last_ddl_ts,
-                 "table_ids": sorted(self.table_ids), "introduced": sorted(self.introduced),
+                 "table_ids": sorted(self.table_ids),
+                 "introduced": [[rid, *(rng[0].hex(), rng[1].hex())] if rng is not None else [rid]
+                                for rid, rng in sorted(self.introduced.items())],
                  "partitions": self.partitions.state(), "claims": self.claims.state()}
         tmp = self.dir / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps(state))
@@ -515,9 +541,7 @@ class Capture:
             self._drop(feed, f"its snapshot (epoch version {feed.version}) is older than region {newer[0].region_id}'s "
                              f"(version {newer[0].version}) over the same keys", self.opts.retry_backoff_s)
             return []
-        # claimed now too, not only when written (_absorb): a later snapshot of this release is
-        # checked against it
-        self.claims.claim(feed.id, feed.start, feed.end, feed.version)
+        feed.written = True
         return [snapshot_event(feed, self._next_index(feed.id), self._filter_snapshot(snap))]
 
     def _rows_event(self, feed: RegionFeed, rows: list[binlog_pb2.Row]) -> list[binlog_pb2.Event]:
@@ -552,16 +576,21 @@ class Capture:
         n = 0
         out: list[binlog_pb2.Event] = []
         while n < len(self.fifo) and self.fifo[n][0] <= self.frontier:
-            out.extend(self.fifo[n][1]())
+            # each event is taken in as it is built: a later one of this release is built
+            # against the claims and retirements of the ones before it
+            for ev in self.fifo[n][1]():
+                self._absorb(ev)
+                out.append(ev)
             n += 1
         del self.fifo[:n]
         if out:
-            self._append(out)
+            self._append(out, absorbed=True)
 
-    def _append(self, events: list[binlog_pb2.Event]) -> None:
+    def _append(self, events: list[binlog_pb2.Event], absorbed: bool = False) -> None:
         self.writer.append(events)
         for ev in events:
-            self._absorb(ev)
+            if not absorbed:
+                self._absorb(ev)
             if ev.WhichOneof("payload") == "entries":
                 self.rows_written += len(ev.entries.rows) + ev.entries.batch.count
             elif ev.WhichOneof("payload") == "snapshot":

@@ -25,7 +25,7 @@ class Claim(NamedTuple):
     version: int
 
 
-def _overlap(a_start: bytes, a_end: bytes, b_start: bytes, b_end: bytes) -> bool:
+def ranges_overlap(a_start: bytes, a_end: bytes, b_start: bytes, b_end: bytes) -> bool:
     return (not a_end or b_start < a_end) and (not b_end or a_start < b_end)
 
 
@@ -40,7 +40,7 @@ class RangeClaims:
     def newer(self, region_id: int, start: bytes, end: bytes, version: int) -> list[Claim]:
         """The claims of other regions over [start, end) with a higher version."""
         return [c for c in self._claims if c.region_id != region_id and c.version > version
-                and _overlap(c.start, c.end, start, end)]
+                and ranges_overlap(c.start, c.end, start, end)]
 
     def claim(self, region_id: int, start: bytes, end: bytes, version: int) -> None:
         """``region_id`` at ``version`` speaks for [start, end) from now on; the claims of no

@@ -50,6 +50,7 @@ class RegionFeed:
     resolved_ts: int = 0  # the last resolved ts written for it
     initialized: bool = False
     discarded: bool = False  # its snapshot was older than a newer region's: nothing more of it is written
+    written: bool = False  # its snapshot is in the binlog: its rows go to the region the replica holds
     _writes: dict[tuple[bytes, int], tuple[int, int, bytes]] = field(default_factory=dict)
     _locks: dict[tuple[bytes, int], tuple[int, bytes]] = field(default_factory=dict)
     _waiting_commits: dict[tuple[bytes, int], tuple[int, int, bytes]] = field(default_factory=dict)
