@@ -267,3 +267,45 @@ def test_max_staleness_through_spark_reads_fresh_then_resolved_then_refuses_with
                 assert "max_staleness=1s" in too_old[way] and "snapshot=resolved" in too_old[way], too_old[way][-2000:]
     finally:
         rig.close()
+
+
+def test_a_lock_prewritten_after_the_resolved_ts_passed_its_start_ts_does_not_hold_a_read_from_the_store(
+        tmp_path: Path) -> None:
+    """TiKV's resolved ts promises that nothing commits at or below it; a transaction that
+    started below it may still prewrite after it (and commit above it). A read at a ts the store
+    has resolved, served from the store alone, reads past such a lock instead of refusing."""
+    from pyspark_theflash.scan.planner import locks_of
+    from pyspark_theflash.upstream.tidb import Abandoned, make_column
+
+    rig = FlashRig(tmp_path)
+    try:
+        c = rig.cluster
+        c.create_table("late.t", [make_column("id", "BIGINT", not_null=True), make_column("v", "INT")],
+                       primary_key=["id"])
+        with c.txn() as t:
+            t.insert("late.t", {"id": 1, "v": 1})
+        rig.start_writer(interval_s=0.05)
+        rig.wait_replicated("late.t")
+
+        def die(*_: Any) -> None:
+            raise Abandoned()
+
+        late = c.txn(ttl_ms=120_000, after_prewrite=die)  # alive for the whole test: nobody rolls it back
+        late.update("late.t", {"id": 1, "v": 2})
+        wait_for(lambda: store_resolved_ts(rig.store, ("late.t",)) > late.start_ts, 30,
+                 "the store to resolve past the transaction's start ts")
+        with pytest.raises(Abandoned):
+            late.commit()  # its lock (start ts below the store's resolved ts) reaches the store
+
+        def lock_stored() -> bool:
+            with Store.open(rig.store, readonly=True) as s, s.snapshot() as view:
+                info = lookup_table(view, "late.t")
+                return any(int(lk.start_ts) == late.start_ts for lk in locks_of(view, [int(info.id)]))
+
+        wait_for(lock_stored, 30, "the writer to apply the prewrite")
+        ts = store_resolved_ts(rig.store, ("late.t",))
+        assert ts > late.start_ts
+        got = rig.read_at(rig.store, "late.t", ts)
+        assert got.select(["id", "v"]).to_pylist() == [{"id": 1, "v": 1}]
+    finally:
+        rig.close()

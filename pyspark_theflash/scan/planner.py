@@ -645,14 +645,11 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
         gaps = table_resolved_ts(view, result.table_info, opts.table).gaps
         if gaps:
             raise MissingRegionsError(opts.table, opts.store, list(gaps))
-    if opts.isolation == "SI" and upstream is None:
-        undecided = [lk for lk in locks_of(view, ids) if int(lk.start_ts) <= ts and int(lk.op) != 2]
-        if undecided:
-            raise ScanError(
-                f"reading {opts.table} at ts {ts} from the store alone: {len(undecided)} lock(s) at or below ts "
-                f"(region {undecided[0].region_id}, start_ts {undecided[0].start_ts}) need the upstream to decide "
-                "them; read while the upstream is reachable (snapshot=fresh), or an older ts")
-    elif opts.isolation == "SI":
+    # From the store alone the ts is at or below every region's resolved ts, so no lock there
+    # can commit at or below it (one the store holds with an older start ts was prewritten
+    # after the resolved ts passed it, and commits above it, as TiKV's resolved ts promises):
+    # nothing is left to decide. Otherwise the locks at or below ts are decided upstream.
+    if opts.isolation == "SI" and upstream is not None:
         def table_locks(v: Any) -> list[Any]:
             found = locks_of(v, ids)
             stats.locks_seen = max(stats.locks_seen, len([lk for lk in found if int(lk.start_ts) <= ts]))

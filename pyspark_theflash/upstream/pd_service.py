@@ -42,6 +42,12 @@ class ServiceSafePoints:
         points[GC_WORKER_SERVICE] = (self._gc.value, float("inf"))
         return points
 
+    def live(self) -> dict[bytes, tuple[int, float]]:
+        """Every live service safe point (the GC worker's included): service -> (safe point,
+        expiry as a time.time())."""
+        with self._mu:
+            return self._live(time.time())
+
     def minimum(self) -> tuple[bytes, int, float]:
         """(service id, safe point, seconds left) of the least live service safe point."""
         with self._mu:
