@@ -100,6 +100,8 @@ def main() -> None:
     from pyspark_theflash.upstream.workloads import BankWorkload
 
     work = Path(tempfile.mkdtemp(prefix="theflash-bench-capture-"))
+    # each child's output goes to a file in the work directory, shown if the run fails
+    logs = {"capture": work / "capture.log", "writer": work / "writer.log"}
     children: list[subprocess.Popen[bytes]] = []
     cluster = MiniCluster(work / "cluster", work / "own-binlog", resolved_ts_interval=0.1, region_split_keys=1000)
     try:
@@ -111,11 +113,13 @@ def main() -> None:
         theflash = [sys.executable, "-m", "pyspark_theflash"]
         live_dir, store = work / "live-binlog", str(work / "store")
         capture = subprocess.Popen(theflash + ["capture", "--pd", pd, "--tidb", status, "--binlog", str(live_dir)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                   stdout=logs["capture"].open("wb"), stderr=subprocess.STDOUT)
         children.append(capture)
+        # the writer refuses a binlog directory that does not exist yet: capture creates it
+        wait_until(lambda: live_dir.is_dir() or capture.poll() is not None, 60, "capture to create its binlog")
         writer = subprocess.Popen(theflash + ["writer", "run", "--binlog", f"file://{live_dir}", "--store", store,
                                               "--upstream", pd, "--interval", "50ms", "--flush-interval", "50ms"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                  stdout=logs["writer"].open("wb"), stderr=subprocess.STDOUT)
         children.append(writer)
         wait_until(lambda: min_resolved(store, table_id) > 0, 120, "the replica's first resolved ts")
         own_before = log_counts(work / "own-binlog")
@@ -160,6 +164,12 @@ def main() -> None:
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
         copy_s = time.monotonic() - copy_started
         copy_events, copy_rows = log_counts(copy_dir)
+    except BaseException:
+        for name, path in logs.items():
+            if path.exists():
+                tail = path.read_text(errors="replace").splitlines()[-15:]
+                print(f"--- the last lines of {name}'s output:", *tail, sep="\n", file=sys.stderr)
+        raise
     finally:
         for child in children:
             child.kill()

@@ -64,6 +64,25 @@ def advertised_service(store: str) -> str | None:
         return None
 
 
+def _owned_elsewhere(store: str) -> bool:
+    """Whether a live process other than this one advertises the directory's service: then it
+    owns the directory, and opening it here would only fail (chdb prints a lock error to
+    stderr for every try)."""
+    try:
+        pid = int(json.loads((Path(store).resolve() / chdir.DIRECTORY / SERVICE_FILE).read_text())["pid"])
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False  # a stale advertisement: its process is gone
+    except PermissionError:
+        return True  # alive, another user's
+    return True
+
+
 @contextlib.contextmanager
 def opened_directory(store: str) -> Iterator[chdir.ClickHouseDirectory]:
     """The store's ClickHouse directory for a read: the session this process already has, or
@@ -107,16 +126,20 @@ def read_clickhouse_partition(p: Any, directory: chdir.ClickHouseDirectory | Non
     keeper = LeaseKeeper(p)
     keeper.touch(force=True)
     columns = list(p.columns) if p.columns is not None else None
+    # a partition's stream names its handles, not its partition: the service would read them
+    # from every partition; and it takes no predicate
+    by_service = predicate is None and not any(getattr(r, "table_id", None) is not None for r in p.ranges)
     with contextlib.ExitStack() as stack:
         if directory is None:
+            url = advertised_service(p.store) if by_service else None
+            if url is not None and _owned_elsewhere(p.store):
+                yield from read_through_service(p, url)
+                return
             try:
                 directory = stack.enter_context(opened_directory(p.store))
             except ClickHouseDirectoryBusyError:
                 url = advertised_service(p.store)
-                # a partition's stream names its handles, not its partition: the service would
-                # read them from every partition
-                if url is None or predicate is not None or any(getattr(r, "table_id", None) is not None
-                                                               for r in p.ranges):
+                if url is None or not by_service:
                     raise
                 yield from read_through_service(p, url)
                 return
