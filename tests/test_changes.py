@@ -236,3 +236,46 @@ def test_a_change_streams_read_limit_cuts_batches_at_a_commit_and_keeps_each_com
     assert stream.latest_offset(first, max_rows=3).ts == b
     assert stream.latest_offset(first, max_rows=100).ts >= c_ts
     assert stream.latest_offset(first).ts >= c_ts
+
+
+def test_a_change_stream_ends_its_batch_before_an_added_column_and_then_asks_for_a_restart(rig: FlashRig) -> None:
+    """Spark fixes a stream's schema at the start: a batch never spans a schema change, and the
+    first batch under a schema with a column the stream lacks is refused (its values would be
+    dropped); the restarted stream, with the column, reads on from the same offset."""
+    import json
+
+    from pyspark_theflash.scan.change_stream import ChangeStream, StreamSchemaChangedError
+    from pyspark_theflash.store.changes import CHANGE_COLUMNS
+
+    c = rig.cluster
+    name = "chg.evolve"
+    c.create_table(name, [make_column("id", "BIGINT", not_null=True), make_column("v", "INT")], primary_key=["id"])
+    with c.txn() as t:
+        t.insert(name, {"id": 1, "v": 1})
+    rig.wait_replicated(name)
+
+    def stream_of(*columns: str) -> ChangeStream:
+        return ChangeStream(rig.store, name, {"upstream": rig.upstream, "lease_ttl": "30s",
+                                              "stream_columns": json.dumps([*columns, *CHANGE_COLUMNS])})
+
+    stream = stream_of("id", "v")
+    first = stream.latest_offset(stream.initial_offset())
+    with c.txn() as t:
+        t.insert(name, {"id": 2, "v": 2})
+    before_ddl = c.get_ts()
+    c.add_column(name, make_column("w", "INT"), default=9)
+    with c.txn() as t:
+        t.insert(name, {"id": 3, "v": 3, "w": 30})
+    done = c.get_ts()
+    wait_for(lambda: stream.resolved_ts() >= done, 30, "the store to resolve the insert after the DDL")
+    end = stream.latest_offset(first)
+    assert before_ddl <= end.ts < done  # cut before the ADD COLUMN
+    assert kinds(read_changes(rig, name, first.ts, end.ts), "id") == [("insert", 2)]
+    with pytest.raises(StreamSchemaChangedError, match=r"column\(s\) w since ts \d+.*restart the query"):
+        stream.latest_offset(end)
+    restarted = stream_of("id", "v", "w")
+    again = restarted.latest_offset(end)
+    assert again.ts >= done
+    assert [(r["id"], r["w"]) for r in read_changes(rig, name, end.ts, again.ts).to_pylist()] == [(3, 30)]
+    # a stream whose schema has the column from the start reads across (older rows: its default)
+    assert stream_of("id", "v", "w").latest_offset(first).ts < done  # still one schema per batch

@@ -337,8 +337,10 @@ def test_a_dataframe_loaded_without_a_ts_reads_one_snapshot_in_every_query_made_
 def test_the_jvm_connector_takes_the_python_sources_options_and_its_service_ones() -> None:
     from pyspark_theflash.scan.options import OPTION_DOCS
 
-    # stream_id: the jar sends its own (a digest of the checkpoint location), no user option of it
-    assert KNOWN.split(", ") == sorted([name for name, _, _ in OPTION_DOCS if name != "stream_id"] + ["server"])
+    # stream_id, stream_columns: the jar sends its own (a digest of the checkpoint location, its
+    # schema's columns), no user option of them
+    assert KNOWN.split(", ") == sorted([name for name, _, _ in OPTION_DOCS
+                                        if name not in ("stream_id", "stream_columns")] + ["server"])
 
 
 def jvm_counts(spark: Any, server: str, ts: int) -> tuple[int, int, int]:

@@ -39,6 +39,11 @@ class StreamExpiredError(ScanError):
     was stopped longer than lease_ttl) and GC collected versions it had not read."""
 
 
+class StreamSchemaChangedError(ScanError):
+    """The table gained a column the running stream's schema lacks (Spark fixes a stream's
+    schema when the query starts): restarting the query resumes from its checkpoint with it."""
+
+
 @dataclass(frozen=True)
 class StreamOffset:
     """Read through ``ts`` (every change with commit_ts <= ts), or with ``snapshot`` the rows at
@@ -94,12 +99,27 @@ class ChangeStream:
         # a stream id that outlives restarts (the jar's: a digest of the checkpoint location) makes
         # the lease holder the stream's own: every older lease of it is released at each commit
         self.stream_id = raw.pop("stream_id", "").strip()
+        # the column names of the schema the engine fixed for this stream (the jar and the Python
+        # reader send them, a JSON list): a column the table gains later is not in it
+        self.stream_columns = self._parse_columns(raw.pop("stream_columns", None))
         self.holder = LEASE_HOLDER.format(table=table) + (f" {self.stream_id}" if self.stream_id else "")
         self._lease_id: int | None = None
         self._lease_ts: int | None = None
         self._latch: Any = None
         self.latest_seen: StreamOffset | None = None
         self.resolved_seen = 0
+
+    @staticmethod
+    def _parse_columns(text: str | None) -> frozenset[str] | None:
+        if text is None:
+            return None
+        try:
+            names = json.loads(text)
+        except ValueError:
+            names = None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ScanOptionError(f"option stream_columns is a JSON list of column names, not {text!r}")
+        return frozenset(n.lower() for n in names)
 
     # --- the store's view of the table ----------------------------------------------------------
     def newest_commit_ts(self) -> int:
@@ -188,6 +208,7 @@ class ChangeStream:
             # rows' deletes are changes no batch of the new table id would carry
             if resolved > start.ts:
                 self._refuse_new_table(start.ts, resolved)
+                resolved = self._within_the_streams_columns(start.ts, resolved)
             # nothing committed past the offset: the same offset (Spark runs no batch); else the
             # newest resolved ts (every commit at or below it is in the store)
             idle = self.newest_commit_ts() <= start.ts
@@ -213,6 +234,37 @@ class ChangeStream:
                 f"{self.table} is another table (id {after.id}, was {before.id}) between ts {from_ts} and {to_ts}: it "
                 "was truncated or dropped and created again; a change stream does not cross that (its old rows' "
                 "deletes are no change of the new table): start a new stream from a snapshot")
+
+    def _within_the_streams_columns(self, from_ts: int, to_ts: int) -> int:
+        """The end of the batch (from_ts, to_ts], cut before the first schema change in it, so
+        a batch's commits share one schema; refused when the schema in force from from_ts + 1
+        has a column the stream's lacks and the table still has (the stream would drop its
+        values). A column dropped since, or one the stream has and an older schema lacks (read
+        as null), passes: that is how the batch read projects every schema onto the stream's."""
+        from pyspark_theflash.scan.planner import open_store
+
+        if self.stream_columns is None:
+            return to_ts
+        with open_store(self.store) as store, store.snapshot() as view:
+            try:
+                current = view.table_at(self.table, to_ts)
+            except UnknownTableNameError:
+                return to_ts
+            history = view.histories().get(int(current.id))
+        if history is None:
+            return to_ts
+        changes = [ts for ts in history.commit_ts if from_ts + 1 < ts <= to_ts]
+        era = history.at(from_ts + 1)
+        live = {c.name.lower() for c in history.latest.columns}
+        missing = [c.name for c in era.columns if c.name.lower() not in self.stream_columns and c.name.lower() in live]
+        if missing:
+            since = max((ts for ts in history.commit_ts if ts <= from_ts + 1), default=from_ts + 1)
+            raise StreamSchemaChangedError(
+                f"{self.table} has column(s) {', '.join(missing)} since ts {since}, which this stream's schema lacks "
+                "(Spark fixes a stream's schema when the query starts, and the stream would drop their values): "
+                f"restart the query; it resumes from its checkpoint (offset ts {from_ts}) with the table's columns "
+                "now")
+        return min(changes) - 1 if changes else to_ts
 
     def _cut(self, from_ts: int, to_ts: int, limit: int) -> int:
         """The highest commit ts c in (from_ts, to_ts] with at most ``limit`` changes in

@@ -59,6 +59,7 @@ OPTION_DOCS: list[tuple[str, str, str]] = [
     ("starting_ts", "latest", "a stream (`readStream`): where it starts, a TSO, `latest` (the newest ts every region of the table has resolved) or `earliest` (the store's GC safe point); its first batch is the table's rows there, as inserts, then changes (docs/changes.md)"),
     ("max_rows_per_trigger", "none", "a stream: about this many changes per micro-batch (cut at a commit ts; never less than one commit)"),
     ("stream_id", "none", "a stream: an id that outlives restarts (the connector jar sends a digest of the checkpoint location); with it each commit releases the stream's older leases"),
+    ("stream_columns", "none", "a stream: the column names of the schema Spark fixed for it, a JSON list (the connector jar and the Python reader send it); a batch whose schema has a column the table gained since is refused, asking for a restart"),
     ("token", "`token_file`, else the `THEFLASH_TOKEN` environment variable", "the bearer token of a service started with `--token-file` (`writer run --serve-token-file`): the JVM connector's `server`, and for a ClickHouse-engine store the service of the process that owns it, which the Python source reads through; never shown in errors, `explain()` or logs"),
     ("token_file", "`THEFLASH_TOKEN`", "a file whose first line is that token, read by the driver"),
 ]

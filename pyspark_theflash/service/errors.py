@@ -69,7 +69,7 @@ def classify(exc: BaseException) -> ServiceError:
         TableNotReplicatedError,
         UpstreamUnreachableError,
     )
-    from pyspark_theflash.scan.change_stream import StreamExpiredError
+    from pyspark_theflash.scan.change_stream import StreamExpiredError, StreamSchemaChangedError
     from pyspark_theflash.scan.errors import ChangeReadUnsupportedError, ChangesBelowSafePointError
     from pyspark_theflash.scan.filter_json import FilterFormatError
     from pyspark_theflash.scan.session import SessionExpiredError
@@ -90,6 +90,7 @@ def classify(exc: BaseException) -> ServiceError:
         (SnapshotTsOutOfRangeError, "snapshot_ts_out_of_range", 400),
         (ChangesBelowSafePointError, "changes_below_safe_point", 400),
         (StreamExpiredError, "stream_expired", 410),
+        (StreamSchemaChangedError, "stream_schema_changed", 409),
         (ChangeReadUnsupportedError, "invalid_option", 400),
         (LeaseRefusedError, "snapshot_ts_out_of_range", 400),
         ((TableNotReplicatedError, UnknownTableNameError), "unknown_table", 404),

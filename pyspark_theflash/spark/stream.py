@@ -12,6 +12,7 @@ partition per stream; offsets, admission control and the lease are the ``ChangeS
 """
 from __future__ import annotations
 
+import json
 from typing import Any, Iterator, Sequence
 
 from pyspark.sql.datasource import DataSourceStreamReader, InputPartition
@@ -35,8 +36,8 @@ class TheFlashStreamReader(DataSourceStreamReader):
         self.schema = schema
         self.store = str(self.options.get("store", ""))
         self.table = str(self.options.get("table") or self.options.get("path") or "")
-        self.stream = ChangeStream(self.store, self.table, self.options)
         self.columns = tuple(f.name for f in schema.fields)  # the table's, then CHANGE_COLUMNS
+        self.stream = ChangeStream(self.store, self.table, {**self.options, "stream_columns": json.dumps(self.columns)})
 
     def initialOffset(self) -> dict:
         return self.stream.initial_offset().to_dict()

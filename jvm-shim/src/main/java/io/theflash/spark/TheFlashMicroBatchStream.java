@@ -1,5 +1,6 @@
 package io.theflash.spark;
 
+import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
@@ -58,6 +59,13 @@ final class TheFlashMicroBatchStream implements MicroBatchStream, SupportsAdmiss
       if (value != null) streamOptions.put(key, value);
     }
     streamOptions.put("stream_id", digest(checkpointLocation));
+    // the columns Spark fixed for this query: the service refuses a batch whose schema has a
+    // column the table gained since (the stream would drop its values), asking for a restart
+    try {
+      streamOptions.put("stream_columns", ServiceClient.JSON.writeValueAsString(Arrays.asList(schema.fieldNames())));
+    } catch (JsonProcessingException e) {
+      throw new IllegalStateException(e);
+    }
     String rows = options.raw.get("max_rows_per_trigger");
     this.maxRows = rows == null ? null : Long.parseLong(rows.trim());
   }
