@@ -192,7 +192,7 @@ class Capture:
         # The regions the binlog has introduced to a replica (by a snapshot or a split) and not
         # merged away or retired, with their range there: only these can be named in a split or
         # merge the writer applies.
-        self.introduced: dict[int, tuple[bytes, bytes]] = {}
+        self.introduced: dict[int, tuple[bytes, bytes] | None] = {}
         self.ranges: dict[int, tuple[bytes, bytes]] = {}  # each region's range when last registered
         self.claims = RangeClaims()  # which region's registration speaks for a key range
         self.partitions = PartitionMap()  # a partition's physical id -> its table's id
@@ -277,7 +277,7 @@ class Capture:
         state = {"cluster_id": self.pd.cluster_id, "position": list(self.writer.head),
                  "indexes": self.indexes, "resolved": self.resolved, "last_ddl_ts": self.last_ddl_ts,
                  "table_ids": sorted(self.table_ids),
-                 "introduced": [[rid, *(rng[0].hex(), rng[1].hex())] if rng is not None else [rid]
+                 "introduced": [[rid, rng[0].hex(), rng[1].hex()] if rng is not None else [rid]
                                 for rid, rng in sorted(self.introduced.items())],
                  "partitions": self.partitions.state(), "claims": self.claims.state()}
         tmp = self.dir / (STATE_FILE + ".tmp")
