@@ -89,7 +89,7 @@ def jvm_stream_rounds(spark: Any, server: str, sink: str, checkpoint: str, secon
 
 
 def jvm_read_sink(spark: Any, sink: str) -> pa.Table:
-    return spark.read.parquet(sink).toArrow()
+    return spark.read.option("mergeSchema", "true").parquet(sink).toArrow()  # files of restarts may add columns
 
 
 # -- tests -----------------------------------------------------------------------------------
@@ -163,3 +163,57 @@ def test_a_checkpointed_jar_stream_restarted_several_times_writes_each_change_on
     assert len(keys) == len(set(keys)), "a change is in the sink twice"
     changes = [(r["_tidb_rowid"], r["_commit_ts"], r["_change_type"], {c: r[c] for c in COLUMNS}) for r in rows]
     assert apply_changes({}, changes) == upstream_snapshot(rig.cluster, TABLE, end.ts, end.ts)
+
+
+_RUNNING: dict[str, Any] = {}  # queries left running between calls (the worker process keeps them)
+
+
+def jvm_start_stream(spark: Any, server: str, table: str, sink: str, checkpoint: str) -> None:
+    """Start the checkpointed query and leave it running once it processed what is there."""
+    df = spark.readStream.format("theflash").option("server", server).option("starting_ts", "latest").load(table)
+    query = (df.writeStream.format("parquet").option("path", sink).option("checkpointLocation", checkpoint)
+             .trigger(processingTime="200 milliseconds").start())
+    query.processAllAvailable()
+    _RUNNING[checkpoint] = query
+
+
+def jvm_end_stream(spark: Any, checkpoint: str, wait_s: float) -> str | None:
+    """Wait up to ``wait_s`` for the running query to fail, or stop it then: the message of the
+    exception that ended it, or None."""
+    query = _RUNNING.pop(checkpoint)
+    try:
+        query.awaitTermination(wait_s)
+    except Exception as exc:  # the StreamingQueryException of the failed batch
+        return str(exc)
+    finally:
+        query.stop()
+    return None
+
+
+def test_a_jar_stream_across_an_added_column_asks_for_a_restart_and_the_restart_writes_the_column(
+        jvm_spark: JvmSpark, served: Served, tmp_path: Path) -> None:
+    """A running query's schema is fixed: the first batch under a schema with a column it lacks
+    fails it, naming the column; restarted on the checkpoint it writes the column's values."""
+    from pyspark_theflash.upstream.tidb import make_column
+
+    rig, c, table = served.rig, served.rig.cluster, "jc.evolving"
+    c.create_table(table, [make_column("id", "BIGINT", not_null=True), make_column("v", "INT")], primary_key=["id"])
+    with c.txn() as t:
+        t.insert(table, {"id": 1, "v": 1})
+    rig.wait_replicated(table)
+    sink, checkpoint = str(tmp_path / "sink"), str(tmp_path / "checkpoint")
+    jvm_spark.call(jvm_start_stream, served.http_url, table, sink, checkpoint)  # the snapshot, then running
+    with c.txn() as t:
+        t.insert(table, {"id": 2, "v": 2})
+    c.add_column(table, make_column("w", "INT"), default=9)
+    with c.txn() as t:
+        t.insert(table, {"id": 3, "v": 3, "w": 30})
+    failed = jvm_spark.call(jvm_end_stream, checkpoint, 60)
+    assert failed is not None and "column(s) w since ts" in failed and "restart the query" in failed, failed
+    done = c.get_ts()
+    wait_for(lambda: ChangeStream(rig.store, table, {"upstream": rig.upstream}).resolved_ts() >= done, 60,
+             "the store to resolve the insert after the DDL")
+    jvm_spark.call(jvm_start_stream, served.http_url, table, sink, checkpoint)  # restarted: the columns now
+    assert jvm_spark.call(jvm_end_stream, checkpoint, 0.5) is None
+    rows = sorted((r["id"], r.get("w"), r["_change_type"]) for r in jvm_spark.call(jvm_read_sink, sink).to_pylist())
+    assert rows == [(1, None, "insert"), (2, None, "insert"), (3, 30, "insert")]

@@ -94,7 +94,8 @@ def test_a_stream_holds_its_lease_at_the_committed_offset_and_fails_clearly_once
     stream.commit(first)
     nxt = stream.latest_offset(first)
     assert nxt.ts >= commit and stream.batch_options(first, nxt) == {**stream.read_options, "snapshot_ts": str(nxt.ts),
-                                                                      "changes_from": str(first.ts)}
+                                                                      "changes_from": str(first.ts),
+                                                                      "schema": "current"}
     assert 0 <= stream.lag_ms(nxt) < 60_000
     latch = connect_latch(rig.store)
     held = [lease for lease in latch.leases() if lease.holder == stream.holder]

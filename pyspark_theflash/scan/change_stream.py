@@ -237,11 +237,14 @@ class ChangeStream:
 
     def _within_the_streams_columns(self, from_ts: int, to_ts: int) -> int:
         """The end of the batch (from_ts, to_ts], cut before the first schema change in it, so
-        a batch's commits share one schema; refused when the schema in force from from_ts + 1
-        has a column the stream's lacks and the table still has (the stream would drop its
-        values). A column dropped since, or one the stream has and an older schema lacks (read
-        as null), passes: that is how the batch read projects every schema onto the stream's."""
+        a batch's commits share one schema. Batches are read with the table's current schema
+        (``batch_options``: a version from before a column was added reads its origin default,
+        as TiDB reads such a row today), so the stream's columns must be the table's now: a
+        batch is refused when the schema in force over it has a column the stream lacks and
+        the table still has (the stream would drop its values), or when the stream has a column
+        the table no longer has. A restarted query takes the table's columns now."""
         from pyspark_theflash.scan.planner import open_store
+        from pyspark_theflash.store.changes import CHANGE_COLUMNS
 
         if self.stream_columns is None:
             return to_ts
@@ -256,14 +259,16 @@ class ChangeStream:
         changes = [ts for ts in history.commit_ts if from_ts + 1 < ts <= to_ts]
         era = history.at(from_ts + 1)
         live = {c.name.lower() for c in history.latest.columns}
-        missing = [c.name for c in era.columns if c.name.lower() not in self.stream_columns and c.name.lower() in live]
-        if missing:
+        added = [c.name for c in era.columns if c.name.lower() not in self.stream_columns and c.name.lower() in live]
+        dropped = sorted(self.stream_columns - live - {c.lower() for c in CHANGE_COLUMNS})
+        if added or dropped:
             since = max((ts for ts in history.commit_ts if ts <= from_ts + 1), default=from_ts + 1)
+            what = (f"has column(s) {', '.join(added)} since ts {since}, which this stream's schema lacks (the "
+                    "stream would drop their values)" if added else
+                    f"no longer has column(s) {', '.join(dropped)} of this stream's schema")
             raise StreamSchemaChangedError(
-                f"{self.table} has column(s) {', '.join(missing)} since ts {since}, which this stream's schema lacks "
-                "(Spark fixes a stream's schema when the query starts, and the stream would drop their values): "
-                f"restart the query; it resumes from its checkpoint (offset ts {from_ts}) with the table's columns "
-                "now")
+                f"{self.table} {what}: Spark fixes a stream's schema when the query starts; restart the query: it "
+                f"resumes from its checkpoint (offset ts {from_ts}) with the table's columns now")
         return min(changes) - 1 if changes else to_ts
 
     def _cut(self, from_ts: int, to_ts: int, limit: int) -> int:
@@ -294,8 +299,11 @@ class ChangeStream:
         """The read options of the batch (start, end] (None: an empty batch)."""
         if not start.snapshot and end.ts <= start.ts:
             return None
+        # the table's current schema: a stream's columns are the table's now (see
+        # _within_the_streams_columns), and a version from before a column was added reads its
+        # origin default, as TiDB reads such a row today
         return {**self.read_options, "snapshot_ts": str(end.ts),
-                "changes_from": "0" if start.snapshot else str(start.ts)}
+                "changes_from": "0" if start.snapshot else str(start.ts), "schema": "current"}
 
     def lag_ms(self, offset: StreamOffset | None = None, now_ms: float | None = None) -> float:
         """How far ``offset`` (default: the latest one handed out) is behind now, in ms."""

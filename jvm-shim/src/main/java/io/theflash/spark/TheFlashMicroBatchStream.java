@@ -131,6 +131,9 @@ final class TheFlashMicroBatchStream implements MicroBatchStream, SupportsAdmiss
     request.remove("as_of");
     request.put("snapshot_ts", to.ts);
     request.put("changes_from", from.snapshot ? 0L : from.ts);
+    // the table's current schema: the stream's columns are the table's now (the service refuses
+    // a batch otherwise), and a version from before a column was added reads its origin default
+    request.put("schema", "current");
     ServiceClient client = options.client();
     ReadSession session = new ReadSession(client.openSession(request));
     InputPartition[] parts = new InputPartition[session.streamUrls.size()];
