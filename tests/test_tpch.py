@@ -11,6 +11,7 @@ planning one query must not narrow what a later query reads from the same DataFr
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Iterator
 
 import pytest
@@ -86,13 +87,21 @@ def test_the_22_queries_on_reused_views_of_the_jvm_connector_equal_spark_on_parq
     assert counts == tpch.rows
 
 
+# The Python source runs all 22 in the slow run; by default seven that between them take every
+# table and the shapes the 22 have: aggregates over a date range (1), joins with date filters
+# (3), a six-way join (5), LIKE over a join (9), an outer join with NOT LIKE (13), an IN
+# subquery with GROUP BY ... HAVING (18), EXISTS and NOT EXISTS (21). The jar runs all 22 always.
+PYTHON_DEFAULT = (1, 3, 5, 9, 13, 18, 21)
+
+
 def test_the_22_queries_on_reused_views_through_the_python_source_equal_spark_on_parquet(
         spark: Any, tpch: TpchDeployment, queries: dict[int, str], expected: dict[int, list[tuple[Any, ...]]]) -> None:
     frames = tpch_rig.theflash_frames(spark, tpch)
     tpch_rig.register_views(frames)
+    chosen = queries if os.environ.get("THEFLASH_SLOW") else {n: queries[n] for n in PYTHON_DEFAULT}
 
-    wrong = differences(spark, queries, expected)
+    wrong = differences(spark, chosen, expected)
 
-    assert not wrong, f"{len(wrong)}/22 TPC-H queries differ from Parquet: {wrong}"
+    assert not wrong, f"{len(wrong)}/{len(chosen)} TPC-H queries differ from Parquet: {wrong}"
     assert {name: frames[name].count() for name in TABLES} == tpch.rows
     assert {name: spark.table(name).count() for name in TABLES} == tpch.rows

@@ -634,6 +634,7 @@ class Capture:
 
     def stop(self) -> None:
         self._stop.set()
+        self.pd.interrupt()  # a PD call retrying while PD is away must not hold the stop up
 
     def run(self) -> int:
         """Capture until stopped (0) or, with ``until_ts``, until every region has a resolved

@@ -78,6 +78,8 @@ class PDClient:
         self._no_batch_scan = False
         # how long to look for a leader when none answers (a reader falls back sooner)
         self.connect_timeout_s = timeout_s if connect_timeout_s is None else connect_timeout_s
+        # set by interrupt(): the retry loops (up to timeout_s while PD is away) end at once
+        self._interrupted = threading.Event()
         if not lazy:
             self._connect()
 
@@ -118,10 +120,10 @@ class PDClient:
                     self._channel = upstream_channel(leader, ("grpc.max_receive_message_length", 64 << 20))
                     self._stub = pdpb_pb2_grpc.PDStub(self._channel)
                 return
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or self._interrupted.is_set():
                 raise PDUnavailableError(f"no PD member of {', '.join(self.members)} answered GetMembers: "
                                          + "; ".join(errors[-len(self.members):]))
-            time.sleep(0.5)
+            self._interrupted.wait(0.5)
 
     @property
     def cluster(self) -> int:
@@ -144,9 +146,9 @@ class PDClient:
                 if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
                     raise PDUnimplementedError(f"PD {self.leader}: {exc.details()}") from None
                 if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) \
-                        or time.monotonic() > deadline:
+                        or time.monotonic() > deadline or self._interrupted.is_set():
                     raise PDError(f"PD {self.leader}: {exc.code().name}: {exc.details()}") from None
-                time.sleep(0.2)
+                self._interrupted.wait(0.2)
                 self._connect()  # the leader may have moved
                 continue
             err = resp.header.error
@@ -226,6 +228,11 @@ class PDClient:
         resp = self._call(lambda s: s.UpdateServiceGCSafePoint(pdpb_pb2.UpdateServiceGCSafePointRequest(
             header=self.header(), service_id=service_id.encode(), TTL=ttl_s, safe_point=safe_point), timeout=10))
         return int(resp.min_safe_point)
+
+    def interrupt(self) -> None:
+        """End every retry loop now (a call in one fails instead of waiting out PD's absence):
+        for a process that is stopping."""
+        self._interrupted.set()
 
     def close(self) -> None:
         with self._mu:
