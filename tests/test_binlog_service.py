@@ -229,7 +229,7 @@ def test_a_checksummed_record_that_is_no_event_is_reported_by_both_forms(binlog_
             with open_source(url, region_ids=regions) as source:
                 assert [r.event for r in read_count(source, 3)] == events
                 with pytest.raises(BinlogCorruptError) as caught:
-                    source.read(10, timeout_s=5)
+                    source.read(10, timeout_s=0.5)
                 assert caught.value.offset == bad_at.offset, url
                 assert caught.value.path == segment_path(binlog_dir, bad_at.segment)
                 assert "not an Event" in str(caught.value)
@@ -249,12 +249,12 @@ def test_a_checksummed_record_that_is_no_event_stops_a_batch_read_in_front_of_it
             with open_source(url, region_ids=regions) as source:
                 got: list = []
                 while len(got) < 3:
-                    batch = source.read_events(10, timeout_s=5)
+                    batch = source.read_events(10, timeout_s=0.5)  # a file read waits this out for 10
                     assert batch is not None, url
                     got.extend(batch.events)
                 assert got == events and batch.next == bad_at, url
                 for _ in range(2):
                     with pytest.raises(BinlogCorruptError) as caught:
-                        source.read_events(10, timeout_s=5)
+                        source.read_events(10, timeout_s=0.5)
                     assert caught.value.offset == bad_at.offset, url
                     assert "not an Event" in str(caught.value)
