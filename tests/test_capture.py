@@ -351,6 +351,41 @@ def test_pd_client_speaks_to_the_mini_clusters_pd(cluster: MiniCluster) -> None:
         pd.close()
 
 
+def test_pd_calls_in_flight_survive_another_thread_moving_to_a_new_leader(cluster: MiniCluster) -> None:
+    """A thread that reconnects (the leader moved, or PD timed out) closes the old channel:
+    calls other threads have in flight on it fail CANCELLED and are retried on the new one,
+    not raised (a service's reads failed with "CANCELLED: Channel closed!")."""
+    pd = PDClient(cluster.pd_address)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    stamps: list[int] = []
+
+    def ask() -> None:
+        while not stop.is_set():
+            try:
+                stamps.append(pd.get_ts())
+                pd.stores()
+            except BaseException as exc:  # noqa: BLE001 - the test reports any
+                errors.append(exc)
+                return
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(40):
+            pd.leader = "moved-away:1"  # makes _connect swap channels, as a leader change does
+            pd._connect()
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+        pd.close()
+    assert not errors, errors[:3]
+    assert len(stamps) > 40 and len(set(stamps)) == len(stamps)  # every call answered, each ts fresh
+
+
 def test_capture_and_the_writer_survive_sigkill_and_resume(cluster: MiniCluster, tmp_path: Path) -> None:
     """`theflash capture` and `theflash writer run` as processes, each killed with SIGKILL at
     random moments while the workloads write and restarted each time, then capture run to

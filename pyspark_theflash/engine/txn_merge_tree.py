@@ -23,8 +23,9 @@ class TxnMergeTreeEngine(Engine):
         upstream address sessions use (default: the one the writer recorded in the store)."""
         self._store = store
         self._upstream_address = upstream
-        self._upstream: Any = None
-        self._upstream_for: str | None = None
+        # one client per upstream address, kept for the engine's life: sessions on other
+        # threads may be mid-call on any of them, so none is closed before close()
+        self._upstreams: dict[str, Any] = {}
         self._latch = latch
         self._mu = threading.Lock()
 
@@ -113,9 +114,9 @@ class TxnMergeTreeEngine(Engine):
 
     def close(self) -> None:
         with self._mu:
-            upstream, self._upstream = self._upstream, None
+            upstreams, self._upstreams = list(self._upstreams.values()), {}
             latch, self._latch = self._latch, None
-        for thing in (upstream, latch):
+        for thing in (*upstreams, latch):
             if thing is not None and hasattr(thing, "close"):
                 thing.close()
         self._store.close()
@@ -139,13 +140,12 @@ class TxnMergeTreeEngine(Engine):
         if not address:
             return None
         with self._mu:
-            if self._upstream is None or self._upstream_for != address:
+            client = self._upstreams.get(address)
+            if client is None:
                 from pyspark_theflash.upstream.client import connect
 
-                if self._upstream is not None:
-                    self._upstream.close()
-                self._upstream, self._upstream_for = connect(address), address
-            return self._upstream
+                client = self._upstreams[address] = connect(address)
+            return client
 
     def _writable(self, what: str) -> None:
         if self.readonly:

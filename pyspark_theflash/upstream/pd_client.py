@@ -113,12 +113,19 @@ class PDClient:
                 urls = list(resp.leader.client_urls) or [f"http://{address}"]
                 leader = urls[0].split("://", 1)[-1].rstrip("/")
                 with self._mu:
-                    if self._channel is not None:
-                        self._channel.close()
                     self.cluster_id = int(resp.header.cluster_id)
+                    if self._channel is not None and leader == self.leader:
+                        # the same leader: its channel reconnects by itself, and closing it
+                        # would cancel the calls other threads have in flight on it
+                        return
+                    old = self._channel
                     self.leader = leader
                     self._channel = upstream_channel(leader, ("grpc.max_receive_message_length", 64 << 20))
                     self._stub = pdpb_pb2_grpc.PDStub(self._channel)
+                    if old is not None:
+                        # closed after the new stub is in place: a call in flight on the old
+                        # channel fails and _call, seeing the stub changed, retries on the new one
+                        old.close()
                 return
             if time.monotonic() > deadline or self._interrupted.is_set():
                 raise PDUnavailableError(f"no PD member of {', '.join(self.members)} answered GetMembers: "
@@ -142,7 +149,13 @@ class PDClient:
             assert stub is not None
             try:
                 resp = fn(stub)
-            except grpc.RpcError as exc:
+            except (grpc.RpcError, ValueError) as exc:
+                if self._stub is not stub and not self._interrupted.is_set():
+                    # another thread moved to a new leader and closed this channel under the
+                    # call (CANCELLED in flight, ValueError on a call begun after the close)
+                    continue
+                if isinstance(exc, ValueError):
+                    raise
                 if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
                     raise PDUnimplementedError(f"PD {self.leader}: {exc.details()}") from None
                 if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) \
