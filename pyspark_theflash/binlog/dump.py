@@ -228,7 +228,8 @@ def format_event(record: PositionedEvent, schemas: SchemaCache | None = None) ->
             details.append("target " + describe_region(event.admin.merge.target))
     elif payload == "snapshot":
         snapshot = event.snapshot
-        header += f" snapshot ({len(snapshot.writes)} writes, {len(snapshot.locks)} locks)"
+        since = f", versions above {describe_ts(snapshot.since_ts)} only" if snapshot.since_ts else ""
+        header += f" snapshot ({len(snapshot.writes)} writes, {len(snapshot.locks)} locks{since})"
         details.append(describe_region(snapshot.region))
         if snapshot.writes:
             shown = ", ".join(describe_key(w.key) for w in snapshot.writes[:SNAPSHOT_KEYS_SHOWN])

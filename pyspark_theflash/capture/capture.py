@@ -39,6 +39,7 @@ from typing import Any, Callable
 import grpc
 
 from pyspark_theflash.binlog import Position, SegmentReader, SegmentWriter
+from pyspark_theflash.capture.coverage import Coverage, inherit
 from pyspark_theflash.capture.partition_map import PartitionMap
 from pyspark_theflash.capture.errors import CaptureError, GCPassedError
 from pyspark_theflash.capture.lock_resolution import LaggingRegion, StuckRegionResolver
@@ -195,6 +196,10 @@ class Capture:
         self.introduced: dict[int, tuple[bytes, bytes] | None] = {}
         self.ranges: dict[int, tuple[bytes, bytes]] = {}  # each region's range when last registered
         self.claims = RangeClaims()  # which region's registration speaks for a key range
+        # the coverages of ended registrations whose snapshot was written (capture/coverage.py):
+        # a range registered again starts from what they say the replica holds
+        self.ended_coverage: list[Coverage] = []
+        self.rows_skipped = 0  # versions a registration's scan gave that the replica held already
         self.partitions = PartitionMap()  # a partition's physical id -> its table's id
         self._gen = 0
         self._stop = threading.Event()
@@ -386,6 +391,8 @@ class Capture:
         old = self.feeds.get(info.id)
         if old is not None and old.version == info.version and old.store_id == info.leader_store:
             return  # registered already
+        if old is not None:
+            self._end_coverage(old)
         if old is not None and old.store_id in self.streams:  # moved or changed: end the old registration
             self.streams[old.store_id].send(cdcpb_pb2.ChangeDataRequest(
                 header=cdcpb_pb2.Header(cluster_id=self.pd.cluster_id, ticdc_version=TICDC_VERSION),
@@ -395,14 +402,54 @@ class Capture:
         # process has not registered yet) starts from 0, as the store resets it (store/apply.py).
         same_range = self.ranges.get(info.id) == (info.start, info.end)
         self.ranges[info.id] = (info.start, info.end)
+        # Where capture knows what the replica holds of the range, the feed starts there
+        # (TiKV's incremental scan) instead of rescanning every version TiKV holds.
+        pieces = self._coverage_over(info.start, info.end)
+        known = inherit(pieces, info.start, info.end)
+        since = known.least_floor() if known is not None else 0
         feed = RegionFeed(info.id, info.start, info.end, info.version, info.conf_ver, info.leader_store, self._gen,
-                          resolved_ts=self.resolved.get(info.id, 0) if same_range else 0)
+                          resolved_ts=max(since, self.resolved.get(info.id, 0) if same_range else 0),
+                          since_ts=since, inherited=pieces if since else [])
         self.feeds[info.id] = feed
         self._stream(info.leader_store).send(cdcpb_pb2.ChangeDataRequest(
             header=cdcpb_pb2.Header(cluster_id=self.pd.cluster_id, ticdc_version=TICDC_VERSION),
             region_id=info.id, region_epoch=metapb_pb2.RegionEpoch(conf_ver=info.conf_ver, version=info.version),
-            checkpoint_ts=0, start_key=info.start, end_key=info.end, request_id=feed.gen,
+            checkpoint_ts=since, start_key=info.start, end_key=info.end, request_id=feed.gen,
             register=cdcpb_pb2.ChangeDataRequest.Register()))
+
+    def _coverage_over(self, start: bytes, end: bytes, but: RegionFeed | None = None) -> list[Coverage]:
+        """Every coverage capture knows over any part of [start, end): ended registrations' and
+        written live ones' (each a true statement of what the replica holds)."""
+        pieces = [c for c in self.ended_coverage if _ranges_overlap(c.start, c.end, start, end)]
+        pieces += [f.coverage for f in self.feeds.values() if f.coverage is not None and f is not but
+                   and _ranges_overlap(f.start, f.end, start, end)]
+        return pieces
+
+    def _end_coverage(self, feed: RegionFeed) -> None:
+        """An ended registration's coverage stays known until registrations written since
+        cover its range (the versions it wrote stay in the replica)."""
+        if feed.coverage is not None and feed.coverage not in self.ended_coverage:
+            self.ended_coverage.append(feed.coverage)
+
+    def _forget_covered(self) -> None:
+        """Drop the ended coverages whose table keys written registrations cover now: each
+        of those inherited what it said."""
+        if not self.ended_coverage:
+            return
+        live = sorted((f.start, f.end) for f in self.feeds.values() if f.coverage is not None)
+
+        def covered(c: Coverage) -> bool:
+            lo = max(c.start, _RECORD_SPAN[0])
+            hi = _RECORD_SPAN[1] if not c.end else min(c.end, _RECORD_SPAN[1])
+            for s, e in live:
+                if s > lo:
+                    return False
+                if not e or e >= hi:
+                    return True
+                lo = max(lo, e)
+            return False
+
+        self.ended_coverage = [c for c in self.ended_coverage if not covered(c)]
 
     def _load_range(self, start: bytes, end: bytes, dropped: RegionFeed | None = None) -> None:
         """Register every region PD has over [start, end) that holds table keys; where the range
@@ -467,6 +514,7 @@ class Capture:
         if self.feeds.get(feed.id) is not feed:
             return  # dropped already (its range waits for a reload), or registered anew since
         del self.feeds[feed.id]
+        self._end_coverage(feed)
         self.pending_reload.append((time.monotonic() + backoff_s, feed.start, feed.end, feed))
         log.info("region %d: %s; registering its range again", feed.id, why)
 
@@ -542,7 +590,35 @@ class Capture:
                              f"(version {newer[0].version}) over the same keys", self.opts.retry_backoff_s)
             return []
         feed.written = True
-        return [snapshot_event(feed, self._next_index(feed.id), self._filter_snapshot(snap))]
+        snap = self._filter_snapshot(snap)
+        if feed.since_ts:
+            # an incremental scan: only the versions above since_ts, of which the replica may
+            # hold some already (written by the registrations before, above their resolved ts)
+            # what was known at registration, and what was learned since: a registration
+            # that ended before its own snapshot was written, say, has its coverage now
+            pieces = feed.inherited + [c for c in self._coverage_over(feed.start, feed.end, but=feed)
+                                       if all(c is not p for p in feed.inherited)]
+            known = inherit(pieces, feed.start, feed.end)
+            assert known is not None, "a coverage only gains"
+            fresh = [w for w in snap.writes if not known.holds(bytes(w.key), int(w.commit_ts))]
+            self.rows_skipped += len(snap.writes) - len(fresh)
+            del snap.writes[:]
+            snap.writes.extend(fresh)
+            snap.since_ts = feed.since_ts
+            for w in fresh:
+                known.add(bytes(w.key), int(w.commit_ts))
+            feed.coverage, feed.inherited = known, []
+        else:
+            # the snapshot replaces the range whole (the replica may hold versions TiKV has
+            # collected since): what ended registrations said of it no longer counts
+            self.ended_coverage = [c for c in self.ended_coverage
+                                   if not _ranges_overlap(c.start, c.end, feed.start, feed.end)]
+            feed.coverage = Coverage([(feed.start, feed.end, 0)])
+            feed.coverage.add_later(snap.writes)
+        if self.feeds.get(feed.id) is not feed:
+            self._end_coverage(feed)  # ended while its snapshot waited to be written
+        self._forget_covered()
+        return [snapshot_event(feed, self._next_index(feed.id), snap)]
 
     def _rows_event(self, feed: RegionFeed, rows: list[binlog_pb2.Row]) -> list[binlog_pb2.Event]:
         if feed.discarded:
@@ -551,6 +627,10 @@ class Capture:
         if newer:  # keys a newer region holds now: its snapshot has these versions and locks
             rows = [r for r in rows if not RangeClaims.covers_key(newer, bytes(r.key))]
         kept = rows if self.selected is None else [r for r in rows if self._keep_key(bytes(r.key))]
+        if feed.coverage is not None:
+            for r in kept:
+                if r.type in (binlog_pb2.Row.COMMIT, binlog_pb2.Row.COMMITTED):
+                    feed.coverage.add(bytes(r.key), int(r.commit_ts))
         return [entries_event(feed, self._next_index(feed.id), kept)] if kept else []
 
     def _next_index(self, region_id: int) -> int:
@@ -568,7 +648,10 @@ class Capture:
         if not moved:
             return []
         for rid in moved:
-            self.feeds[rid].resolved_ts = ts
+            feed = self.feeds[rid]
+            feed.resolved_ts = ts
+            if feed.coverage is not None:
+                feed.coverage.raise_floor(ts)
         return [binlog_pb2.Event(resolved=binlog_pb2.ResolvedTs(regions=moved, ts=ts))]
 
     def _release(self) -> None:
@@ -607,6 +690,8 @@ class Capture:
             needed = min((f.resolved_ts for f in self.feeds.values()), default=0)
             if needed == 0:
                 return  # a region still initialising: keep the start's hold
+            # a range waiting to be registered again is scanned from its ended coverage's floor
+            needed = min([needed, *(c.least_floor() for c in self.ended_coverage if c.least_floor())])
         least = self.pd.update_service_safe_point(self.service_id, self.opts.gc_ttl_s, needed)
         self.gc_held = needed
         if least > needed and at_start:

@@ -5,11 +5,13 @@ sends both before ``INITIALIZED``: initializer.rs and channel.rs's select), then
 ``INITIALIZED``, then live rows. Until ``INITIALIZED`` the rows build the region's state as a
 small MVCC machine — COMMITTED versions; PREWRITE locks; a COMMIT takes its lock's value (or
 waits for a PREWRITE the scan sends later); ROLLBACK drops a lock — and at ``INITIALIZED`` the
-state is written as one binlog ``RegionSnapshot``: every version the feed gave (registered from
-checkpoint 0, that is every version TiKV still holds) and every open lock. A COMMIT still
-waiting then is dropped, as TiCDC drops it: the scan's COMMITTED row of the same version holds
-it. The snapshot replaces the replica's range whole, so a registration that follows a region
-error or a restart never loses or doubles a row.
+state is written as one binlog ``RegionSnapshot``: every version the feed gave and every open
+lock. Registered from checkpoint 0, that is every version TiKV still holds, and the snapshot
+replaces the replica's range whole; registered from a ts capture knows the replica holds the
+range up to (capture/coverage.py), the versions above it, of which capture keeps those the
+replica lacks (``since_ts``). A COMMIT still waiting at ``INITIALIZED`` is dropped, as TiCDC
+drops it: the scan's COMMITTED row of the same version holds it. So a registration that
+follows a region error or a restart never loses or doubles a row.
 
 After it, rows map one to one: PREWRITE (no primary, no TTL: TiKV's feed does not carry
 them), COMMIT (key and ts; the replica takes the value from the PREWRITE), ROLLBACK,
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from pyspark_theflash.binlog import rows as binlog_rows
+from pyspark_theflash.capture.coverage import Coverage
 from pyspark_theflash.codec.txn import SHORT_VALUE_MAX_LEN, Lock, Write
 from pyspark_theflash.proto import binlog_pb2, cdcpb_pb2
 
@@ -51,6 +54,11 @@ class RegionFeed:
     initialized: bool = False
     discarded: bool = False  # its snapshot was older than a newer region's: nothing more of it is written
     written: bool = False  # its snapshot is in the binlog: its rows go to the region the replica holds
+    # registered from since_ts > 0 (capture/coverage.py): the feed's initial scan holds the
+    # versions above it only, and ``inherited`` says which of those the replica holds already
+    since_ts: int = 0
+    inherited: list[Coverage] = field(default_factory=list)
+    coverage: Coverage | None = None  # what the replica holds of its range, once its snapshot is written
     _writes: dict[tuple[bytes, int], tuple[int, int, bytes]] = field(default_factory=dict)
     _locks: dict[tuple[bytes, int], tuple[int, bytes]] = field(default_factory=dict)
     _waiting_commits: dict[tuple[bytes, int], tuple[int, int, bytes]] = field(default_factory=dict)

@@ -629,8 +629,11 @@ class ApplyPath:
             if r.HasField("epoch"):
                 reg.epoch_version, reg.conf_ver = int(r.epoch.version), int(r.epoch.conf_version)
         reg.state = "normal"
-        staged.tombstones.append((staged.rows, reg.start_key, reg.end_key,
-                                  f"region {reg.id} snapshot at index {index}"))
+        if not snap.since_ts:
+            # a whole snapshot replaces the range's versions; an incremental one (since_ts)
+            # adds the versions above since_ts the replica lacks, and deletes nothing
+            staged.tombstones.append((staged.rows, reg.start_key, reg.end_key,
+                                      f"region {reg.id} snapshot at index {index}"))
         caches.clear(reg.id)
         # The snapshot is the truth for its range. Another region this replica still lists
         # over it missed a split or merge while behind: its shape is stale, so it is retired

@@ -1,0 +1,153 @@
+"""What the replica holds of a key range, as capture has written it: every version committed
+at or below a *floor* ts (which may differ along the range), and the versions above the floor
+written one by one since. Only versions are counted: a committed version, once in the binlog,
+stays in the replica (its GC removes only versions below the safe point that a newer one
+replaces, and capture's PD service safe point stays below every floor).
+
+A region registered again over a range capture has covered (a region error, a leader move,
+a split or a merge) asks TiKV's feed only for the versions above the range's least floor
+(``checkpoint_ts``: TiKV's incremental scan, ``DeltaScanner`` from that ts, gives those and
+every open lock) and writes, as a ``RegionSnapshot`` with ``since_ts``, the versions the
+replica does not hold yet and the open locks. TiCDC re-registers a region from its checkpoint
+the same way (tiflow ``cdc/kv/shared_client.go``, the range lock's resolved ts). Without a
+coverage (a fresh capture, a restarted one: coverage lives in memory only) the registration
+starts from 0 and its snapshot replaces the range whole.
+"""
+from __future__ import annotations
+
+import heapq
+from typing import Any, Iterable, Sequence
+
+from pyspark_theflash.capture.range_claims import ranges_overlap
+from pyspark_theflash.codec import encode_region_key
+
+Floor = tuple[bytes, bytes, int]  # (start, end, ts): PD-encoded range, end b"" = +inf
+
+
+def _clip(start: bytes, end: bytes, lo: bytes, hi: bytes) -> tuple[bytes, bytes] | None:
+    s = max(start, lo)
+    if not end:
+        e = hi
+    elif not hi:
+        e = end
+    else:
+        e = min(end, hi)
+    return (s, e) if not e or s < e else None
+
+
+def _pd_key(raw_key: bytes) -> bytes:
+    return bytes(encode_region_key(raw_key))
+
+
+class Coverage:
+    """One registration's coverage of its range (``floors`` tile it, in key order)."""
+
+    def __init__(self, floors: list[Floor]) -> None:
+        self.floors = floors
+        self._above: set[tuple[bytes, int]] = set()  # (raw key, commit ts) above the floor there
+        self._by_ts: list[tuple[int, bytes]] = []    # the same, a heap by commit ts (for pruning)
+        # a whole snapshot's versions, counted when the floor first rises (most are at or
+        # below it then): a big region's snapshot is not copied into a set to be pruned at once
+        self._pending: list[Sequence[Any]] = []  # of binlog SnapshotWrite
+
+    @property
+    def start(self) -> bytes:
+        return self.floors[0][0]
+
+    @property
+    def end(self) -> bytes:
+        return self.floors[-1][1]
+
+    def least_floor(self) -> int:
+        return min(ts for _, _, ts in self.floors)
+
+    def floor(self, pd_key: bytes) -> int:
+        for s, e, ts in self.floors:
+            if s <= pd_key and (not e or pd_key < e):
+                return ts
+        return 0
+
+    def holds(self, raw_key: bytes, commit_ts: int) -> bool:
+        """Does the replica hold this version, as far as capture wrote it?"""
+        return (raw_key, commit_ts) in self._above or commit_ts <= self.floor(_pd_key(raw_key))
+
+    def add(self, raw_key: bytes, commit_ts: int) -> None:
+        """A version written to the binlog for this range."""
+        if commit_ts > self.least_floor() and (raw_key, commit_ts) not in self._above:
+            self._above.add((raw_key, commit_ts))
+            heapq.heappush(self._by_ts, (commit_ts, raw_key))
+
+    def add_later(self, writes: Sequence[Any]) -> None:
+        """A snapshot's versions (``SnapshotWrite``), counted when the floor next rises."""
+        self._pending.append(writes)
+
+    def raise_floor(self, ts: int) -> None:
+        """The range's resolved ts reached ``ts``: every version at or below it is in the
+        binlog (written before the resolved ts that says so)."""
+        if ts <= self.least_floor():
+            return
+        pending, self._pending = self._pending, []
+        floors: list[Floor] = []
+        for s, e, f in self.floors:
+            f = max(f, ts)
+            if floors and floors[-1][2] == f and floors[-1][1] == s:
+                floors[-1] = (floors[-1][0], e, f)
+            else:
+                floors.append((s, e, f))
+        self.floors = floors
+        least = self.least_floor()
+        while self._by_ts and self._by_ts[0][0] <= least:
+            cts, key = heapq.heappop(self._by_ts)
+            self._above.discard((key, cts))
+        for writes in pending:
+            for w in writes:
+                if w.commit_ts > least:
+                    self.add(bytes(w.key), int(w.commit_ts))
+
+    def above_in(self, lo: bytes, hi: bytes) -> Iterable[tuple[bytes, int]]:
+        pending = ((bytes(w.key), int(w.commit_ts)) for writes in self._pending for w in writes)
+        for key, cts in [*self._above, *pending]:
+            pd = _pd_key(key)
+            if lo <= pd and (not hi or pd < hi):
+                yield key, cts
+
+    def __len__(self) -> int:
+        return len(self._above)
+
+
+def inherit(pieces: list[Coverage], start: bytes, end: bytes) -> Coverage | None:
+    """The coverage of [start, end) that ``pieces`` (each a true statement of what the replica
+    holds) give together: per key the highest floor any piece has, and every version any
+    piece counts above it. None where some key of the range has no piece (or a floor of 0):
+    the range is then registered from 0."""
+    clipped: list[Floor] = []
+    for piece in pieces:
+        for s, e, ts in piece.floors:
+            c = _clip(s, e, start, end)
+            if c is not None and ts > 0:
+                clipped.append((c[0], c[1], ts))
+    if not clipped:
+        return None
+    # cut the range at every boundary, then take the highest floor over each cut
+    bounds = sorted({start, *(s for s, _, _ in clipped), *(e for _, e, _ in clipped if e)} - {b""} | {start})
+    floors: list[Floor] = []
+    for i, lo in enumerate(bounds):
+        hi = bounds[i + 1] if i + 1 < len(bounds) else end
+        if hi and lo >= hi:
+            continue
+        ts = max((f for s, e, f in clipped if ranges_overlap(s, e, lo, hi) and s <= lo and (not e or (hi and e >= hi))),
+                 default=0)
+        if ts == 0:
+            return None  # a gap: some keys of the range are not covered
+        if floors and floors[-1][2] == ts and floors[-1][1] == lo:
+            floors[-1] = (floors[-1][0], hi, ts)
+        else:
+            floors.append((lo, hi, ts))
+    if not floors or floors[0][0] != start or floors[-1][1] != end:
+        return None
+    out = Coverage(floors)
+    for piece in pieces:
+        for key, cts in piece.above_in(start, end):
+            if cts > out.floor(_pd_key(key)):
+                out.add(key, cts)
+    return out
