@@ -33,6 +33,9 @@ SMOKE = [
      ["max_stall_ms", "gc_runs_seen", "GetTS", "ReadIndex", "ScanTable"]),
     ("capture.py", ["--seconds", "2", "--rate", "50", "--probes", "3", "--accounts", "50"], {"bench": "capture"},
      ["ratio", "capture_rows_per_s", "freshness_p99_ms", "plan_p99_ms", "initial_copy_rows_per_s"]),
+    ("capture_rescan.py", ["--commits", "60", "--rate", "60", "--split-merge", "0.2"],
+     {"bench": "capture_rescan", "from_zero_exact": True, "incremental_exact": True},
+     ["ratio_snapshot_rows", "ratio_rows", "incremental_snapshot_rows"]),
 ]
 
 

@@ -16,8 +16,10 @@ it was written under; a resolved ts written never passes the frontier.
 
 A region error (``not_leader``, ``epoch_not_match``, ``region_not_found``, a broken stream,
 ``server_is_busy``/``congested`` after a back-off) drops the registration; the range is
-looked up in PD again and each region there is registered anew from checkpoint 0, so its
-snapshot replaces the range in the replica (docs/capture.md says what that costs).
+looked up in PD again and each region there is registered anew: from the ts up to which
+capture knows the replica holds the range (capture/coverage.py; an incremental snapshot adds
+the versions it lacks), or from checkpoint 0 where it does not know (a snapshot that
+replaces the range).
 
 ``capture-state.json`` beside the segments keeps each region's last binlog index and resolved
 ts, the last DDL written and the captured table ids, with the log position they hold at; a
@@ -78,6 +80,10 @@ class CaptureOptions:
     # ts lags PD's clock this long has its locks looked at, at most once per interval; 0 = off
     resolve_locks_after_s: float = 4.0
     resolve_locks_interval_s: float = 10.0
+    # register a region again from what the replica holds of its range (capture/coverage.py);
+    # False: every registration from checkpoint 0, its snapshot replacing the range (the
+    # baseline bench/capture_rescan.py measures against)
+    incremental: bool = True
 
 
 def _record_table_id(key: bytes) -> int | None:
@@ -405,7 +411,7 @@ class Capture:
         # Where capture knows what the replica holds of the range, the feed starts there
         # (TiKV's incremental scan) instead of rescanning every version TiKV holds.
         pieces = self._coverage_over(info.start, info.end)
-        known = inherit(pieces, info.start, info.end)
+        known = inherit(pieces, info.start, info.end) if self.opts.incremental else None
         since = known.least_floor() if known is not None else 0
         feed = RegionFeed(info.id, info.start, info.end, info.version, info.conf_ver, info.leader_store, self._gen,
                           resolved_ts=max(since, self.resolved.get(info.id, 0) if same_range else 0),
