@@ -598,14 +598,15 @@ class Capture:
         feed.written = True
         snap = self._filter_snapshot(snap)
         if feed.since_ts:
-            # an incremental scan: only the versions above since_ts, of which the replica may
-            # hold some already (written by the registrations before, above their resolved ts)
-            # what was known at registration, and what was learned since: a registration
-            # that ended before its own snapshot was written, say, has its coverage now
+            # An incremental scan: the versions above since_ts, of which the replica may hold
+            # some already (written by the registrations before, above their resolved ts).
+            # What is known of them is what was known at registration and what was learned
+            # since (a registration that ended before its own snapshot was written has its
+            # coverage only now).
             pieces = feed.inherited + [c for c in self._coverage_over(feed.start, feed.end, but=feed)
                                        if all(c is not p for p in feed.inherited)]
-            known = inherit(pieces, feed.start, feed.end)
-            assert known is not None, "a coverage only gains"
+            # (coverages only gain, so this is never None; the fallback says only what since_ts did)
+            known = inherit(pieces, feed.start, feed.end) or Coverage([(feed.start, feed.end, feed.since_ts)])
             fresh = [w for w in snap.writes if not known.holds(bytes(w.key), int(w.commit_ts))]
             self.rows_skipped += len(snap.writes) - len(fresh)
             del snap.writes[:]
