@@ -1,5 +1,6 @@
 """notebooks/quickstart.ipynb runs top to bottom, headless, so it never rots: its own cells
-assert the bank total at every snapshot and that two tables read at one ts are consistent."""
+assert the bank total at every snapshot, that two tables read at one ts are consistent, and
+that the change stream's Parquet sink, replayed, equals the snapshot at the stream's offset."""
 from __future__ import annotations
 
 import pytest
@@ -21,4 +22,7 @@ def test_quickstart_notebook_executes_and_its_checks_hold(tmp_path) -> None:
     assert not [o for o in outputs if o.output_type == "error"]
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "items without their order 0" in text
-    assert any("image/png" in o.get("data", {}) for o in outputs), "the freshness/throughput plot was not drawn"
+    plots = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(plots) == 2, "the freshness/throughput plot and the stream's lag plot were not both drawn"
+    assert "differences from the snapshot at the offset 0" in text
+    assert "_change_type" in text  # the SQL CHANGES query's table
