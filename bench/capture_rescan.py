@@ -36,7 +36,7 @@ def main() -> None:
                                                                      "merge; default 0.05")
     args = ap.parse_args()
 
-    from test_capture import Running, _binlog_versions, binlog_events, options, run_workloads
+    from test_capture import Running, binlog_versions, binlog_events, options, run_workloads, upstream_versions
 
     from pyspark_theflash.upstream.cluster import MiniCluster
     from pyspark_theflash.upstream.workloads import Faults
@@ -63,10 +63,7 @@ def main() -> None:
         written = {name: (run.capture.rows_written, run.capture.events_written) for name, run in runs.items()}
         for run in runs.values():
             run.stop()
-        start, end = b"t", b"u"
-        with cluster.store.mu:
-            upstream = {(k, v.commit_ts) for k, versions in cluster.store._writes.items() if start <= k < end
-                        for v in versions if v.write_type in ("P", "D") and v.commit_ts <= final}
+        upstream = upstream_versions(cluster, final)
         figures: dict[str, object] = {"bench": "capture_rescan", "commits": bank.stats.committed + orders.stats.committed,
                                       "splits_and_merges": bank.stats.splits + bank.stats.merges
                                       + orders.stats.splits + orders.stats.merges,
@@ -74,7 +71,7 @@ def main() -> None:
         for name in runs:
             events = binlog_events(tmp / name)
             snaps = [ev.snapshot for ev in events if ev.WhichOneof("payload") == "snapshot"]
-            held, doubled = _binlog_versions(events)
+            held, doubled = binlog_versions(events)
             figures[f"{name}_snapshots"] = len(snaps)
             figures[f"{name}_snapshot_rows"] = sum(len(s.writes) for s in snaps)
             figures[f"{name}_rows"] = written[name][0]
