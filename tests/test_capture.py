@@ -20,6 +20,8 @@ from typing import Any, Iterator
 
 import pytest
 
+from polling import wait_for
+
 from pyspark_theflash.binlog import open_source
 from pyspark_theflash.capture import Capture, CaptureError, CaptureOptions
 from pyspark_theflash.upstream.pd_client import PDClient
@@ -459,9 +461,11 @@ def test_pd_calls_in_flight_survive_another_thread_moving_to_a_new_leader(cluste
         t.start()
     try:
         for _ in range(40):
+            answered = len(stamps)
             pd.leader = "moved-away:1"  # makes _connect swap channels, as a leader change does
             pd._connect()
-            time.sleep(0.01)
+            # the next swap once a call was answered on the new channel (or a thread failed)
+            wait_for(lambda: len(stamps) > answered or bool(errors), 10, "a call on the new channel")
     finally:
         stop.set()
         for t in threads:

@@ -155,11 +155,22 @@ def test_the_writer_on_capture_asks_tikv_for_no_read_index(rig: FlashRig) -> Non
     bank.start()
     bank.join()
     rig.wait_replicated("bank.accounts")
+    writer = rig.writer
+    assert writer is not None
+    rounds: list[float] = []
+    refresh = writer._refresh_upstream_lag
+
+    def counted_round() -> None:
+        refresh()
+        rounds.append(time.monotonic())
+
     store.read_index = counting  # the real server's answer, counted from here on
+    writer._refresh_upstream_lag = counted_round  # type: ignore[method-assign]
     try:
-        time.sleep(0.5)  # ten status rounds at the 0.05 s interval
+        wait_for(lambda: len(rounds) >= 10, 30, "ten rounds of the writer's status loop")
     finally:
         store.read_index = real
+        writer._refresh_upstream_lag = refresh  # type: ignore[method-assign]
     published = rig.writer.progress.to_status()  # type: ignore[union-attr]
     assert published["state"] == "running" and published["regions"]
     assert asked == []
