@@ -66,11 +66,12 @@ class RegionWaitTimeoutError(ScanError):
     """The learner read did not see every region reach its read index in time."""
 
     def __init__(self, table: str, ts: int, timeout_s: float, lagging: list[tuple[int, int, int]],
-                 by_resolved_ts: bool = False) -> None:
+                 by_resolved_ts: bool = False, gap: bytes | None = None) -> None:
         if by_resolved_ts:  # a learner read through pd://: (region, its resolved ts, the read ts)
+            where = f" from key {gap.hex()}" if gap is not None else ""
             shown = ", ".join(
                 f"region {rid}: resolved ts {resolved} < {needed}" if rid else
-                "a key range of the table no region of the store holds yet"
+                f"a key range of the table no region of the store holds yet{where}"
                 for rid, resolved, needed in lagging[:REGIONS_SHOWN])
         else:
             shown = ", ".join(
@@ -88,6 +89,7 @@ class RegionWaitTimeoutError(ScanError):
         self.table = table
         self.ts = ts
         self.lagging = lagging
+        self.gap = gap  # PD-encoded key where the store's live regions stop covering the table
 
 
 class UnresolvedRegionsError(ScanError):

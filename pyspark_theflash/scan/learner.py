@@ -235,9 +235,10 @@ class LearnerRead:
                     locked_since = None
                 if now >= deadline:
                     close_view(view)
-                    if gap is not None and not lagging:
-                        lagging = [(0, -1, self.ts)]
-                    raise RegionWaitTimeoutError(self.table, self.ts, timeout_s, lagging, by_resolved_ts=True)
+                    if gap is not None:  # the missing range first: no region there is even behind
+                        lagging = [(0, -1, self.ts)] + lagging
+                    raise RegionWaitTimeoutError(self.table, self.ts, timeout_s, lagging, by_resolved_ts=True,
+                                                 gap=gap)
                 if resolve_locks is not None:
                     resolve_locks(view)
                 close_view(view)
