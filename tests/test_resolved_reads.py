@@ -174,6 +174,35 @@ def test_a_read_missing_regions_names_five_counts_the_others_and_says_what_to_do
         rig.close()
 
 
+def test_a_read_waiting_on_a_key_range_no_region_holds_names_the_key_where_coverage_stops(tmp_path: Path) -> None:
+    """A snapshot of a newer region over part of a region's range retires the region whole in the
+    store; until its remainder's own snapshot comes no region holds it. A read timing out there
+    names the key where the store's regions stop, before the regions that are only behind."""
+    from pyspark_theflash.codec import encode_record_key
+    from store_events import boundary, region, snapshot_event
+
+    rig = FlashRig(tmp_path)
+    try:
+        BankWorkload(rig.cluster, accounts=80, seed=6, threads=1, rate=100).setup()
+        table_id = rig.cluster.table_info("bank", "accounts")["id"]
+        rig.cluster.split_at(bytes(encode_record_key(table_id, 40)))
+        rig.start_writer(interval_s=0.05)
+        rig.wait_replicated("bank.accounts")
+        wait_for(lambda: len(opened_regions(rig.store)) >= 2, 30, "the store to hold both halves")
+        rig.stop_writer()
+        newer = region(9999, boundary(table_id, 20), boundary(table_id, 40), version=10_000)
+        with Store.open(rig.store) as store:
+            store.write([snapshot_event(9999, 1, newer)])
+            store.flush()
+        with pytest.raises(RegionWaitTimeoutError) as missing:
+            plan(rig.store, "bank.accounts", {"region_wait_timeout": "300ms"})
+        gap, message = missing.value.gap, str(missing.value)
+        assert gap is not None and boundary(table_id) <= gap < boundary(table_id, 20), message
+        assert message.index(f"no region of the store holds yet from key {gap.hex()}") < message.index("region 9999"), message
+    finally:
+        rig.close()
+
+
 def opened_regions(store: str) -> list[Any]:
     with Store.open(store, readonly=True) as opened, opened.snapshot() as view:
         table = lookup_table(view, "bank.accounts")
