@@ -546,3 +546,30 @@ def test_the_command_line_path_a_user_runs_with_a_status_port_without_ddl_histor
         assert 7 not in rows and rows[3]["body"] == "y" * 400 and rows[4]["body"] == "x" * 80
     finally:
         status.close()
+
+
+def test_regions_waiting_for_a_lock_look_are_each_held_once_with_the_newest_word_most_lagging_first() -> None:
+    """The lock resolver's to-do list cannot grow past the regions capture follows, however far
+    looking lags behind the capture loop's offers (a queue of offers made the resolver decide a
+    dying transaction's locks ~30 s after it was asked, failing a reader's 30 s wait)."""
+    from pyspark_theflash.capture.lock_resolution import LaggingRegion, LaggingSet
+
+    def ts(ms: int) -> int:
+        return ms << 18
+
+    waiting = LaggingSet(lag_ms=1000, interval_s=2.0)
+    regions = {rid: LaggingRegion(rid, b"", b"", ts(10_000 + rid * 100)) for rid in (1, 2, 3)}
+    for tick in range(500):  # the capture loop offers far more often than anyone takes
+        waiting.offer(ts(20_000 + tick), list(regions.values()), at=float(tick) / 1000)
+    assert len(waiting) == 3
+    now_ts, first = waiting.take(at=1.0)
+    assert first.id == 1 and now_ts == ts(20_499)  # the most lagging, with the newest now
+    regions[2] = LaggingRegion(2, b"", b"", ts(20_400))  # caught up: within lag_ms of now
+    waiting.offer(ts(20_500), list(regions.values()), at=1.1)
+    assert len(waiting) == 1  # region 1 was looked at 0.1 s ago; region 2 caught up
+    waiting.offer(ts(20_600), [regions[1]], at=1.2)  # region 3 no longer followed (dropped)
+    assert len(waiting) == 0 and waiting.take(timeout_s=0.05) is None
+    waiting.offer(ts(23_000), [regions[1]], at=3.0)  # its interval passed: waiting again
+    assert [r.id for _, r in [waiting.take(at=3.0)]] == [1]
+    waiting.close()
+    assert waiting.take() is None

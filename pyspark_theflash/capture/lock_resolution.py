@@ -17,7 +17,6 @@ The work runs in its own thread; the capture loop only hands it the regions that
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from typing import Any, NamedTuple
@@ -41,6 +40,59 @@ class LaggingRegion(NamedTuple):
     resolved_ts: int
 
 
+class LaggingSet:
+    """The regions waiting for their locks to be looked at: one entry per region, the newest
+    word on it, handed out most-lagging first. A queue of every batch the capture loop hands
+    over would grow whenever looking lags behind lagging (dozens of regions behind on a busy
+    machine, each a few RPCs): the resolver would work through what the regions were tens of
+    seconds ago while a region's lock held a reader back that long (issue 27's 1,000 runs)."""
+
+    def __init__(self, lag_ms: int, interval_s: float) -> None:
+        self.lag_ms = lag_ms
+        self.interval_s = interval_s
+        self._pending: dict[int, tuple[int, LaggingRegion]] = {}  # region id -> (now_ts, region)
+        self._asked: dict[int, float] = {}  # region id -> when its locks were last looked at
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def offer(self, now_ts: int, regions: list[LaggingRegion], at: float) -> None:
+        """``regions``: every region capture follows now. Those that lag ``now_ts`` by ``lag_ms``
+        or more and were not looked at in the last ``interval_s`` wait; a region already waiting
+        has its entry replaced; one that caught up or is no longer followed leaves."""
+        with self._cond:
+            following = {r.id for r in regions}
+            for rid in [rid for rid in self._pending if rid not in following]:
+                del self._pending[rid]
+            if len(self._asked) > 4 * len(following) + 64:  # forget the looks that no longer hold a region back
+                self._asked = {rid: t for rid, t in self._asked.items() if at - t < self.interval_s}
+            for r in regions:
+                if physical_ms(now_ts) - physical_ms(r.resolved_ts) < self.lag_ms:
+                    self._pending.pop(r.id, None)
+                elif at - self._asked.get(r.id, float("-inf")) >= self.interval_s:
+                    self._pending[r.id] = (now_ts, r)
+            if self._pending:
+                self._cond.notify()
+
+    def take(self, at: float | None = None, timeout_s: float | None = None) -> tuple[int, LaggingRegion] | None:
+        """The waiting region whose resolved ts is oldest (None once closed, or after
+        ``timeout_s`` with none); it counts as looked at from ``at``."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._pending or self._closed, timeout_s) or self._closed:
+                return None
+            rid = min(self._pending, key=lambda i: self._pending[i][1].resolved_ts)
+            self._asked[rid] = time.monotonic() if at is None else at
+            return self._pending.pop(rid)
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._pending)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
 class StuckRegionResolver:
     """Decides the transactions whose locks hold lagging regions back. ``lag_s``: how far a
     region's resolved ts may lag PD's clock before its locks are looked at (TiCDC: 4 s);
@@ -49,44 +101,35 @@ class StuckRegionResolver:
     def __init__(self, pd_address: str, lag_s: float = 4.0, interval_s: float = 10.0) -> None:
         from pyspark_theflash.upstream.tidb_cluster import TiDBClusterClient
 
-        self.lag_ms = int(lag_s * 1000)
-        self.interval_s = interval_s
         self.client = TiDBClusterClient(pd_address if pd_address.startswith("pd://") else f"pd://{pd_address}")
-        self._asked: dict[int, float] = {}  # region id -> when its locks were last looked at
-        self._todo: queue.Queue[Any] = queue.Queue()
+        self.waiting = LaggingSet(int(lag_s * 1000), interval_s)
         self.resolved_txns = 0  # transactions committed or rolled back here
         self._thread = threading.Thread(target=self._run, name="capture-lock-resolver", daemon=True)
         self._thread.start()
 
     def lagging(self, now_ts: int, regions: list[LaggingRegion]) -> None:
-        """Hand over the regions whose resolved ts lags ``now_ts`` by ``lag_s`` or more."""
-        due = time.monotonic()
-        stuck = [r for r in regions if physical_ms(now_ts) - physical_ms(r.resolved_ts) >= self.lag_ms
-                 and due - self._asked.get(r.id, float("-inf")) >= self.interval_s]
-        for r in stuck:
-            self._asked[r.id] = due
-        if stuck:
-            self._todo.put((now_ts, stuck))
+        """Hand over the regions, of which those lagging ``now_ts`` by ``lag_s`` or more wait
+        for a look (the newest word on each)."""
+        self.waiting.offer(now_ts, regions, time.monotonic())
 
     def _run(self) -> None:
         while True:
-            item = self._todo.get()
+            item = self.waiting.take()
             if item is None:
                 return
-            now_ts, regions = item
-            for region in regions:
-                try:
-                    self._resolve(region, now_ts)
-                except UpstreamError as exc:  # the region moved or a store is away: asked again later
-                    log.info("resolving the locks of region %d: %s", region.id, exc)
-                except Exception:  # never the capture's death: the next lag asks again
-                    log.exception("resolving the locks of region %d failed", region.id)
+            now_ts, region = item
+            try:
+                self._resolve(region, now_ts)
+            except UpstreamError as exc:  # the region moved or a store is away: asked again later
+                log.info("resolving the locks of region %d: %s", region.id, exc)
+            except Exception:  # never the capture's death: the next lag asks again
+                log.exception("resolving the locks of region %d failed", region.id)
 
     def _resolve(self, region: LaggingRegion, now_ts: int) -> None:
         from pyspark_theflash.scan.locks import LockResolver
 
         # TiCDC's target: min(now, resolved + lag) — the locks that hold the next step back
-        target = min(now_ts, ((physical_ms(region.resolved_ts) + self.lag_ms) << _LOGICAL_BITS))
+        target = min(now_ts, ((physical_ms(region.resolved_ts) + self.waiting.lag_ms) << _LOGICAL_BITS))
         locks = self.client.scan_locks(decode_region_boundary(region.start), decode_region_boundary(region.end), target)
         by_txn: dict[int, list[Any]] = {}
         for lock in locks:
@@ -104,6 +147,6 @@ class StuckRegionResolver:
                  region.id, len(locks), len(by_txn), target, self.resolved_txns)
 
     def close(self) -> None:
-        self._todo.put(None)
+        self.waiting.close()
         self._thread.join(5)
         self.client.close()
