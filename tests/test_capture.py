@@ -548,28 +548,32 @@ def test_the_command_line_path_a_user_runs_with_a_status_port_without_ddl_histor
         status.close()
 
 
-def test_regions_waiting_for_a_lock_look_are_each_held_once_with_the_newest_word_most_lagging_first() -> None:
+def test_regions_waiting_for_a_lock_look_are_each_held_once_with_the_newest_word_longest_stalled_first() -> None:
     """The lock resolver's to-do list cannot grow past the regions capture follows, however far
     looking lags behind the capture loop's offers (a queue of offers made the resolver decide a
-    dying transaction's locks ~30 s after it was asked, failing a reader's 30 s wait)."""
+    dying transaction's locks ~30 s after it was asked, failing a reader's 30 s wait), and a
+    region a lock holds still comes before regions that lag more but move."""
     from pyspark_theflash.capture.lock_resolution import LaggingRegion, LaggingSet
 
     def ts(ms: int) -> int:
         return ms << 18
 
     waiting = LaggingSet(lag_ms=1000, interval_s=2.0)
-    regions = {rid: LaggingRegion(rid, b"", b"", ts(10_000 + rid * 100)) for rid in (1, 2, 3)}
+    held = LaggingRegion(3, b"", b"", ts(15_000))  # a lock holds it: its resolved ts stands still
     for tick in range(500):  # the capture loop offers far more often than anyone takes
-        waiting.offer(ts(20_000 + tick), list(regions.values()), at=float(tick) / 1000)
+        moving = [LaggingRegion(rid, b"", b"", ts(10_000 + tick * 10 + rid)) for rid in (1, 2)]
+        waiting.offer(ts(20_000 + tick * 10), moving + [held], at=tick / 100)
     assert len(waiting) == 3
-    now_ts, first = waiting.take(at=1.0)
-    assert first.id == 1 and now_ts == ts(20_499)  # the most lagging, with the newest now
-    regions[2] = LaggingRegion(2, b"", b"", ts(20_400))  # caught up: within lag_ms of now
-    waiting.offer(ts(20_500), list(regions.values()), at=1.1)
-    assert len(waiting) == 1  # region 1 was looked at 0.1 s ago; region 2 caught up
-    waiting.offer(ts(20_600), [regions[1]], at=1.2)  # region 3 no longer followed (dropped)
+    now_ts, first = waiting.take(at=5.0)
+    assert first == held and now_ts == ts(24_990)  # stalled longest, though 1 and 2 lag more; the newest now
+    now_ts, second = waiting.take(at=5.0)
+    assert second.id == 1 and second.resolved_ts == ts(15_000 - 10 + 1)  # then the most lagging, its newest word
+    caught_up = LaggingRegion(2, b"", b"", ts(24_500))  # within lag_ms of now
+    waiting.offer(ts(25_000), [LaggingRegion(1, b"", b"", ts(15_000)), caught_up, held], at=5.1)
+    assert len(waiting) == 0  # 1 and 3 were looked at 0.1 s ago; 2 caught up
+    waiting.offer(ts(25_100), [held], at=5.2)  # 1 and 2 no longer followed (dropped)
     assert len(waiting) == 0 and waiting.take(timeout_s=0.05) is None
-    waiting.offer(ts(23_000), [regions[1]], at=3.0)  # its interval passed: waiting again
-    assert [r.id for _, r in [waiting.take(at=3.0)]] == [1]
+    waiting.offer(ts(28_000), [held], at=8.0)  # its interval passed: waiting again
+    assert waiting.take(at=8.0) == (ts(28_000), held)
     waiting.close()
     assert waiting.take() is None

@@ -42,16 +42,20 @@ class LaggingRegion(NamedTuple):
 
 class LaggingSet:
     """The regions waiting for their locks to be looked at: one entry per region, the newest
-    word on it, handed out most-lagging first. A queue of every batch the capture loop hands
-    over would grow whenever looking lags behind lagging (dozens of regions behind on a busy
+    word on it, the longest stalled first. A queue of every batch the capture loop hands over
+    would grow whenever looking lags behind lagging (dozens of regions behind on a busy
     machine, each a few RPCs): the resolver would work through what the regions were tens of
-    seconds ago while a region's lock held a reader back that long (issue 27's 1,000 runs)."""
+    seconds ago while a region's lock held a reader back that long (issue 27's 1,000 runs).
+    And most lagging first would starve a region a lock holds still behind regions that lag
+    more but move: a lock stops a region's resolved ts dead, so the region whose resolved ts
+    has stood still longest is the likeliest to be held by one (then the most lagging)."""
 
     def __init__(self, lag_ms: int, interval_s: float) -> None:
         self.lag_ms = lag_ms
         self.interval_s = interval_s
         self._pending: dict[int, tuple[int, LaggingRegion]] = {}  # region id -> (now_ts, region)
         self._asked: dict[int, float] = {}  # region id -> when its locks were last looked at
+        self._still: dict[int, tuple[int, float]] = {}  # region id -> (resolved ts, offered with it since)
         self._cond = threading.Condition()
         self._closed = False
 
@@ -63,9 +67,13 @@ class LaggingSet:
             following = {r.id for r in regions}
             for rid in [rid for rid in self._pending if rid not in following]:
                 del self._pending[rid]
+            for rid in [rid for rid in self._still if rid not in following]:
+                del self._still[rid]
             if len(self._asked) > 4 * len(following) + 64:  # forget the looks that no longer hold a region back
                 self._asked = {rid: t for rid, t in self._asked.items() if at - t < self.interval_s}
             for r in regions:
+                if self._still.get(r.id, (None,))[0] != r.resolved_ts:
+                    self._still[r.id] = (r.resolved_ts, at)
                 if physical_ms(now_ts) - physical_ms(r.resolved_ts) < self.lag_ms:
                     self._pending.pop(r.id, None)
                 elif at - self._asked.get(r.id, float("-inf")) >= self.interval_s:
@@ -74,12 +82,12 @@ class LaggingSet:
                 self._cond.notify()
 
     def take(self, at: float | None = None, timeout_s: float | None = None) -> tuple[int, LaggingRegion] | None:
-        """The waiting region whose resolved ts is oldest (None once closed, or after
-        ``timeout_s`` with none); it counts as looked at from ``at``."""
+        """The waiting region whose resolved ts has stood still longest, then the oldest (None
+        once closed, or after ``timeout_s`` with none); it counts as looked at from ``at``."""
         with self._cond:
             if not self._cond.wait_for(lambda: self._pending or self._closed, timeout_s) or self._closed:
                 return None
-            rid = min(self._pending, key=lambda i: self._pending[i][1].resolved_ts)
+            rid = min(self._pending, key=lambda i: (self._still[i][1], self._pending[i][1].resolved_ts))
             self._asked[rid] = time.monotonic() if at is None else at
             return self._pending.pop(rid)
 
