@@ -43,6 +43,7 @@ Ev = cdcpb_pb2.Event
 _OP = {binlog_pb2.PUT: Ev.Row.PUT, binlog_pb2.DELETE: Ev.Row.DELETE}
 SCAN_ROWS_PER_EVENT = 1024  # rows per Entries event of an initial scan
 _END = object()
+_TICK_SENT = object()  # queued after a tick's resolved ts: the sender has passed them
 
 
 @dataclass
@@ -66,6 +67,11 @@ class _Stream:
         self.out: queue.Queue[Any] = queue.Queue()
         self.regs: dict[int, _Registration] = {}  # region id -> registration (the store's lock guards it)
         self.closed = False
+        # A tick's resolved ts are queued behind the stream's rows; until the sender has passed
+        # them (the _TICK_SENT mark after them), the next tick skips this stream. Without it a
+        # client slower than the ticks (one message per request id per region and tick) meets
+        # an ever longer backlog: resolved ts seconds old behind thousands of stale ones.
+        self.tick_in_flight = False
 
 
 class ChangeFeed:
@@ -236,9 +242,12 @@ class ChangeFeed:
 
     def broadcast_resolved_ts(self) -> None:
         """Each stream gets its initialised regions' resolved ts, one message per (ts, request
-        id) — under the store lock, so after every row at or below it that the stream has."""
+        id) — under the store lock, so after every row at or below it that the stream has. A
+        stream still sending the last tick's is passed over: its next tick carries newer ts."""
         with self.store.mu:
             for stream in self._streams:
+                if stream.tick_in_flight:
+                    continue
                 groups: dict[tuple[int, int], list[int]] = {}
                 for rid, reg in stream.regs.items():
                     if not reg.initialized:
@@ -252,6 +261,9 @@ class ChangeFeed:
                 for (ts, request_id), rids in sorted(groups.items()):
                     stream.out.put(cdcpb_pb2.ChangeDataEvent(
                         resolved_ts=cdcpb_pb2.ResolvedTs(regions=rids, ts=ts, request_id=request_id)))
+                if groups:
+                    stream.tick_in_flight = True
+                    stream.out.put(_TICK_SENT)
 
     def close(self) -> None:
         self._stop.set()
@@ -330,7 +342,7 @@ class ChangeDataServicer(cdcpb_pb2_grpc.ChangeDataServicer):
         threading.Thread(target=requests, name="cdc-requests", daemon=True).start()
         context.add_callback(lambda: self.feed.close_stream(stream))
         while True:
-            item = stream.out.get()
+            item = self._take(stream, block=True)
             if item is _END:
                 return
             # Coalesce what is queued into one message where it carries events only.
@@ -338,7 +350,7 @@ class ChangeDataServicer(cdcpb_pb2_grpc.ChangeDataServicer):
                 events = list(item.events)
                 while len(events) < 256:
                     try:
-                        nxt = stream.out.get_nowait()
+                        nxt = self._take(stream, block=False)
                     except queue.Empty:
                         break
                     if nxt is _END or not nxt.events:
@@ -354,4 +366,12 @@ class ChangeDataServicer(cdcpb_pb2_grpc.ChangeDataServicer):
                     continue
             yield item
 
-
+    @staticmethod
+    def _take(stream: _Stream, block: bool) -> Any:
+        """The stream's next queued item (``queue.Empty`` when ``block`` is False and none is);
+        a tick's end mark on the way frees the stream for the next tick."""
+        while True:
+            item = stream.out.get(block)
+            if item is not _TICK_SENT:
+                return item
+            stream.tick_in_flight = False
