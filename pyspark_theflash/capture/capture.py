@@ -58,6 +58,7 @@ from pyspark_theflash.upstream.channels import upstream_channel
 log = logging.getLogger(__name__)
 
 STATE_FILE = "capture-state.json"
+STATE_SAVE_EVERY_S = 1.0  # the state file is rewritten at most this often (and on stop)
 TICDC_VERSION = "8.5.0"  # what capture says it is in the feed's header (TiKV gates features by it)
 Ddl = binlog_pb2.Ddl
 _RECORD_SPAN = (bytes(encode_region_key(b"t")), bytes(encode_region_key(b"u")))  # every table's keys
@@ -750,7 +751,8 @@ class Capture:
                                                          self.opts.resolve_locks_interval_s)
             self.progress(f"capturing {len(self.feeds)} region(s) of cluster {self.pd.cluster_id} into {self.dir}")
             threading.Thread(target=self._poll_ddl, name="capture-ddl", daemon=True).start()
-            last_gc = last_report = time.monotonic()
+            last_gc = last_report = last_save = time.monotonic()
+            synced = saved = 0  # events_written when the log was last synced, the state last saved
             while not self._stop.is_set():
                 try:
                     item = self.inbound.get(timeout=0.05)
@@ -771,9 +773,15 @@ class Capture:
                     except (CaptureError, UpstreamError) as exc:
                         log.warning("reloading regions failed, retrying: %s", exc)
                         self.pending_reload.append((now + 1.0, *reload[1:]))
-                if self.events_written:
+                if self.events_written != synced:
                     self.writer.sync()
+                    synced = self.events_written
+                if saved != synced and now - last_save >= STATE_SAVE_EVERY_S:
+                    # a restart reads the log from the saved position on (_load_state), so a
+                    # state a second old costs a second of replay; saved on every loop, its
+                    # JSON (every region, claim and index) took most of this thread's time
                     self._save_state()
+                    saved, last_save = synced, now
                 first_resolved = self.gc_held == self._gc_start and self.feeds and all(
                     f.resolved_ts for f in self.feeds.values())
                 if now - last_gc >= self.opts.gc_update_s or first_resolved:
