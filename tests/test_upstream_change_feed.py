@@ -54,6 +54,7 @@ def test_a_client_slower_than_the_resolved_ts_ticks_meets_one_tick_of_them_not_a
                 while not stop.is_set():
                     cluster.run_txn(lambda t, h=h: t.insert("db.t", {"id": h}))
                     h += 1
+                    time.sleep(TICK_S)
 
             writer = threading.Thread(target=commit, daemon=True)
             writer.start()
@@ -61,8 +62,11 @@ def test_a_client_slower_than_the_resolved_ts_ticks_meets_one_tick_of_them_not_a
             stop.set()
             writer.join(10)
             (stream,) = cluster.change_feed._streams
-            # at most one tick's messages (one per region) and its end mark wait to be sent
-            assert stream.out.qsize() <= len(regions) + 1, stream.out.qsize()
+            # the rows wait to be sent, every one; of the resolved ts, at most one tick's (one
+            # message per region)
+            waiting = list(stream.out.queue)
+            ticks = [m for m in waiting if isinstance(m, cdcpb_pb2.ChangeDataEvent) and m.HasField("resolved_ts")]
+            assert len(ticks) <= len(regions), f"{len(ticks)} resolved ts messages wait of {len(waiting)} in all"
 
             # reading on, every region reaches a resolved ts taken after the pause within a
             # few ticks' messages, not behind thousands of stale ones
