@@ -192,7 +192,7 @@ class LearnerRead:
         """Every live region of ``view`` over the table's key range: a dropped or truncated
         table's range is still held by regions (they outlive it), which ``covering`` may not
         list. (A region may hold other tables' keys too.)"""
-        live = [r for r in _all_regions(view) if region_is_live(r)
+        live = [r for r in view.regions() if region_is_live(r)
                 and any(ranges_overlap(bytes(r.start_key), bytes(r.end_key), *rng) for rng in self.ranges)]
         return live or list(self.covering(view))
 

@@ -217,19 +217,20 @@ class StoreView:
                 self._conn.execute("SELECT table_id, db, name FROM ignored_tables ORDER BY table_id")]
 
     # --- regions and locks ------------------------------------------------------------------
+    _REGION_COLUMNS = ("SELECT region_id, start_key, end_key, epoch_version, conf_ver, applied_index, resolved_ts, "
+                       "state, snapshot_index FROM regions")
+
     def regions(self, include_gone: bool = False) -> list[RegionState]:
-        rows = self._conn.execute(
-            "SELECT region_id, start_key, end_key, epoch_version, conf_ver, applied_index, resolved_ts, "
-            "state, snapshot_index FROM regions ORDER BY start_key").fetchall()
-        out = [RegionState(int(r[0]), bytes(r[1]), bytes(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]),
-                           r[7], int(r[8])) for r in rows]
-        return out if include_gone else [r for r in out if r.state == "normal"]
+        """The live regions in key order; ``include_gone``: the merged and removed ones too
+        (they stay listed, and under splits and merges outnumber the live ones many times:
+        a reader polls this, so the live ones are picked in SQL)."""
+        where = "" if include_gone else " WHERE state = 'normal'"
+        rows = self._conn.execute(f"{self._REGION_COLUMNS}{where} ORDER BY start_key").fetchall()
+        return [_region_state(r) for r in rows]
 
     def region(self, region_id: int) -> RegionState | None:
-        for r in self.regions(include_gone=True):
-            if r.id == region_id:
-                return r
-        return None
+        row = self._conn.execute(f"{self._REGION_COLUMNS} WHERE region_id = ?", (region_id,)).fetchone()
+        return None if row is None else _region_state(row)
 
     def _is_common(self, table_id: int) -> bool:
         t = self._latest_tables().get(table_id)
@@ -372,3 +373,6 @@ def _stats_items(text: str) -> tuple[tuple[int, Any], ...]:
     under live writes lists hundreds of parts on every plan."""
     return tuple(sorted(stats_from_json(json.loads(text)).items()))
 
+
+def _region_state(r: Any) -> RegionState:
+    return RegionState(int(r[0]), bytes(r[1]), bytes(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]), r[7], int(r[8]))
