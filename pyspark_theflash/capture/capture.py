@@ -751,8 +751,12 @@ class Capture:
                                                          self.opts.resolve_locks_interval_s)
             self.progress(f"capturing {len(self.feeds)} region(s) of cluster {self.pd.cluster_id} into {self.dir}")
             threading.Thread(target=self._poll_ddl, name="capture-ddl", daemon=True).start()
-            last_gc = last_report = last_save = time.monotonic()
-            synced = saved = 0  # events_written when the log was last synced, the state last saved
+            last_gc = last_report = time.monotonic()
+            # events_written when the log was last synced and the state last saved. The first
+            # save is at once: a restart that finds no state file takes the binlog as fresh
+            # and numbers every region's events from 1 again, below what the writer applied.
+            synced = saved = 0
+            last_save = float("-inf")
             while not self._stop.is_set():
                 try:
                     item = self.inbound.get(timeout=0.05)
