@@ -9,6 +9,8 @@ from pathlib import Path
 
 import grpc
 
+from polling import wait_for
+
 from pyspark_theflash.proto import cdcpb_pb2, cdcpb_pb2_grpc, metapb_pb2
 from pyspark_theflash.upstream.cluster import MiniCluster
 from pyspark_theflash.upstream.tidb import make_column, record_key
@@ -54,11 +56,13 @@ def test_a_client_slower_than_the_resolved_ts_ticks_meets_one_tick_of_them_not_a
                 while not stop.is_set():
                     cluster.run_txn(lambda t, h=h: t.insert("db.t", {"id": h}))
                     h += 1
-                    time.sleep(TICK_S)
 
             writer = threading.Thread(target=commit, daemon=True)
             writer.start()
-            time.sleep(200 * TICK_S)
+            # the store ticks on until its regions have resolved a second (200 ticks) past the pause
+            target = cluster.tso.get_ts() + (1000 << 18)
+            wait_for(lambda: min(r.resolved_ts for r in cluster.store.regions.all()) >= target, 30,
+                     "the store's regions to resolve a second past the pause")
             stop.set()
             writer.join(10)
             (stream,) = cluster.change_feed._streams
