@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -39,6 +41,12 @@ SNAPSHOT_TS = re.compile(r"snapshot_ts=(\d+)")
 SLOW_RUNS = int(os.environ.get("THEFLASH_QUERY_RUNS", "1000"))
 
 
+def progress(label: str, done: int, runs: int, started: float) -> None:
+    """A line every 50 runs of a long loop (seen with ``pytest -s``): a 1,000-run test takes an hour."""
+    if runs >= 100 and done % 50 == 0:
+        print(f"[{label}] {done}/{runs} runs, {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+
+
 def plan_ts(df: Any) -> set[int]:
     """The snapshot ts values ``explain()`` of ``df`` shows (its executed plan, subqueries too)."""
     return {int(m) for m in SNAPSHOT_TS.findall(df._jdf.queryExecution().executedPlan().toString())}
@@ -49,7 +57,9 @@ def jvm_orphans(spark: Any, server: str, runs: int) -> list[tuple[str, int, list
     spark.conf.set("theflash.server", server)
     spark.conf.unset("theflash.snapshot_ts")
     out = []
-    for _ in range(runs):
+    started = time.monotonic()
+    for run in range(runs):
+        progress("orders", run, runs, started)
         sql = spark.sql(ANTI_JOIN)
         out.append(("sql", sql.collect()[0][0], sorted(plan_ts(sql))))
         items = spark.read.format("theflash").option("server", server).load("shop.order_items")
@@ -161,7 +171,9 @@ def jvm_bank_totals(spark: Any, server: str, runs: int) -> list[tuple[str, int, 
     spark.conf.set("theflash.server", server)
     spark.conf.unset("theflash.snapshot_ts")
     out = []
-    for _ in range(runs):
+    started = time.monotonic()
+    for run in range(runs):
+        progress("bank", run, runs, started)
         sql = spark.sql("SELECT (SELECT sum(balance) FROM theflash.bank.checking) + "
                         "(SELECT sum(balance) FROM theflash.bank.savings)")
         out.append(("sql", int(sql.collect()[0][0]), sorted(plan_ts(sql))))
