@@ -22,7 +22,7 @@ import pytest
 
 from polling import wait_for
 
-from pyspark_theflash.binlog import open_source
+from pyspark_theflash.binlog import Position, open_source, prune
 from pyspark_theflash.capture import Capture, CaptureError, CaptureOptions
 from pyspark_theflash.upstream.pd_client import PDClient
 from pyspark_theflash.proto import binlog_pb2
@@ -509,6 +509,57 @@ def test_capture_and_the_writer_survive_sigkill_and_resume(cluster: MiniCluster,
     assert_equal_at(cluster, store, TABLES, final)
     kinds = {ev.WhichOneof("payload") for ev in binlog_events(binlog)}
     assert {"ddl", "snapshot", "resolved"} <= kinds
+
+
+def region_indexes_in_log_order(binlog: Path) -> dict[int, list[int]]:
+    indexes: dict[int, list[int]] = {}
+    for ev in binlog_events(binlog):
+        if ev.region_id:
+            indexes.setdefault(int(ev.region_id), []).append(int(ev.index))
+    return indexes
+
+
+def test_a_capture_restarted_without_its_state_file_numbers_each_region_on_from_what_its_binlog_holds(
+        cluster: MiniCluster, tmp_path: Path) -> None:
+    """A capture killed before its first state save, or whose capture-state.json was lost, reads
+    its binlog from the first event to learn each region's last index: the events it writes next
+    are above what the writer applied, so the writer applies them and the replica equals
+    upstream (numbered from 1 again, the writer took them as applied and skipped them)."""
+    cluster.create_table("t.restart", [make_column("id", "BIGINT", not_null=True), make_column("v", "INT")],
+                         primary_key=["id"])
+    cluster.run_txn(lambda t: [t.insert("t.restart", {"id": i, "v": i}) for i in range(40)])
+    binlog, store = tmp_path / "binlog", tmp_path / "store"
+    first = Running(options(cluster, binlog))
+    first.wait_caught_up(cluster.get_ts())
+    first.stop()
+    apply(binlog, store)
+    (binlog / "capture-state.json").unlink()
+    cluster.run_txn(lambda t: [t.update("t.restart", {"id": i, "v": -i}) for i in range(0, 40, 3)])
+    final = cluster.get_ts()
+    second = Running(options(cluster, binlog))
+    second.wait_caught_up(final)
+    second.stop()
+    apply(binlog, store)
+    for rid, seen in region_indexes_in_log_order(binlog).items():
+        assert all(a < b for a, b in zip(seen, seen[1:])), f"region {rid}'s events are numbered {seen}"
+    assert_equal_at(cluster, store, ("t.restart",), final)
+
+
+def test_a_capture_without_its_state_file_on_a_pruned_binlog_is_refused(cluster: MiniCluster, tmp_path: Path) -> None:
+    """Without the state file, the pruned segments held indexes capture can no longer learn."""
+    cluster.create_table("t.pruned", [make_column("id", "BIGINT", not_null=True), make_column("v", "VARCHAR(200)")],
+                         primary_key=["id"])
+    cluster.run_txn(lambda t: [t.insert("t.pruned", {"id": i, "v": "x" * 200}) for i in range(60)])
+    binlog = tmp_path / "binlog"
+    running = Running(options(cluster, binlog, segment_bytes=4096))
+    running.wait_caught_up(cluster.get_ts())
+    running.stop()
+    newest = max(int(p.stem) for p in binlog.glob("*.binlog"))
+    assert newest > 1, "the binlog rotated"
+    assert prune(binlog, Position(newest, 0))
+    (binlog / "capture-state.json").unlink()
+    with pytest.raises(CaptureError, match="capture-state.json.*pruned"):
+        Capture(options(cluster, binlog))
 
 
 def test_the_command_line_path_a_user_runs_with_a_status_port_without_ddl_history(cluster: MiniCluster,

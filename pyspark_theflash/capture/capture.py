@@ -23,7 +23,8 @@ replaces the range).
 
 ``capture-state.json`` beside the segments keeps each region's last binlog index and resolved
 ts, the last DDL written and the captured table ids, with the log position they hold at; a
-restart reads the log's events after that position too, then registers every region again.
+restart reads the log's events after that position too (without the file, the whole log), then
+registers every region again.
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ from typing import Any, Callable
 import grpc
 
 from pyspark_theflash.binlog import Position, SegmentReader, SegmentWriter
+from pyspark_theflash.binlog.segment import HEADER_BYTES
 from pyspark_theflash.capture.coverage import Coverage, inherit
 from pyspark_theflash.capture.partition_map import PartitionMap
 from pyspark_theflash.capture.errors import CaptureError, GCPassedError
@@ -220,26 +222,43 @@ class Capture:
     # ------------------------------------------------------------------ state
 
     def _load_state(self) -> bool:
+        """Restore what capture knows of the binlog; whether the binlog is fresh (its tables'
+        creations may still be missing: no region's event is written yet).
+
+        The state file holds it as of a log position, and the events after that position are
+        read again. A binlog with events but no state file (a capture killed before its first
+        save, or a state file lost) is read from its first event: numbering its regions' events
+        from 1 again would put them below what a writer has applied, which skips them."""
         path = self.dir / STATE_FILE
-        if not path.exists():
-            return True
-        state = json.loads(path.read_text())
-        if state.get("cluster_id") and int(state["cluster_id"]) != self.pd.cluster_id:
-            raise CaptureError(f"binlog {self.dir} holds cluster {state['cluster_id']}'s changes, but PD "
-                               f"{self.pd.leader} serves cluster {self.pd.cluster_id}: give an empty --binlog directory")
-        self.indexes = {int(k): int(v) for k, v in state["indexes"].items()}
-        self.resolved = {int(k): int(v) for k, v in state["resolved"].items()}
-        self.last_ddl_ts = int(state["last_ddl_ts"])
-        self.table_ids = set(state["table_ids"])
-        # (a state file of an older release lists ids only: their ranges are learned again)
-        self.introduced = {int(r[0]): (bytes.fromhex(r[1]), bytes.fromhex(r[2])) if len(r) == 3 else None
-                           for r in ([x] if isinstance(x, int) else x for x in state.get("introduced", ()))}
-        self.claims = RangeClaims(state.get("claims"))
-        self.partitions = PartitionMap(state.get("partitions"))
-        with SegmentReader(self.dir, Position(*state["position"])) as reader:
-            for positioned in reader:  # written after the state was saved
+        start: Position | None = None
+        if path.exists():
+            state = json.loads(path.read_text())
+            if state.get("cluster_id") and int(state["cluster_id"]) != self.pd.cluster_id:
+                raise CaptureError(f"binlog {self.dir} holds cluster {state['cluster_id']}'s changes, but PD "
+                                   f"{self.pd.leader} serves cluster {self.pd.cluster_id}: give an empty --binlog directory")
+            self.indexes = {int(k): int(v) for k, v in state["indexes"].items()}
+            self.resolved = {int(k): int(v) for k, v in state["resolved"].items()}
+            self.last_ddl_ts = int(state["last_ddl_ts"])
+            self.table_ids = set(state["table_ids"])
+            # (a state file of an older release lists ids only: their ranges are learned again)
+            self.introduced = {int(r[0]): (bytes.fromhex(r[1]), bytes.fromhex(r[2])) if len(r) == 3 else None
+                               for r in ([x] if isinstance(x, int) else x for x in state.get("introduced", ()))}
+            self.claims = RangeClaims(state.get("claims"))
+            self.partitions = PartitionMap(state.get("partitions"))
+            start = Position(*state["position"])
+        elif self.writer.head == self.writer.tail == Position(1, HEADER_BYTES):
+            return True  # nothing written yet
+        elif self.writer.tail.segment != 1:
+            raise CaptureError(f"binlog {self.dir} has no {STATE_FILE} and its segments before "
+                               f"{self.writer.tail.segment} are pruned, so capture cannot learn which events it "
+                               f"wrote: restore {STATE_FILE}, or give an empty --binlog directory (and an empty store)")
+        else:
+            log.warning("binlog %s has events but no %s: reading it from its first event to learn what "
+                        "capture wrote", self.dir, STATE_FILE)
+        with SegmentReader(self.dir, start) as reader:
+            for positioned in reader:  # written after the state was saved (or ever, without one)
                 self._absorb(positioned.event)
-        return False
+        return start is None and not self.indexes
 
     def _absorb(self, ev: binlog_pb2.Event) -> None:
         kind = ev.WhichOneof("payload")
@@ -753,8 +772,7 @@ class Capture:
             threading.Thread(target=self._poll_ddl, name="capture-ddl", daemon=True).start()
             last_gc = last_report = time.monotonic()
             # events_written when the log was last synced and the state last saved. The first
-            # save is at once: a restart that finds no state file takes the binlog as fresh
-            # and numbers every region's events from 1 again, below what the writer applied.
+            # save is at once: a restart without a state file must read the whole log again.
             synced = saved = 0
             last_save = float("-inf")
             while not self._stop.is_set():
