@@ -44,10 +44,15 @@ print(json.dumps({"total": total, "default_total": default_total, "plan": plan, 
 PYTHON_SCRIPT = """
 import json, sys
 from pyspark_theflash.spark.session import has_connector_jar, theflash_session
-store, upstream = sys.argv[1], sys.argv[2]
+store, upstream, ts = sys.argv[1], sys.argv[2], sys.argv[3]
 spark = theflash_session(master="local[1]", jvm=False)
-df = spark.read.format("theflash").option("store", store).option("upstream", upstream).load("bank.accounts")
-print(json.dumps({"with": has_connector_jar(spark), "total": df.agg({"balance": "sum"}).collect()[0][0],
+read = lambda **o: spark.read.format("theflash").option("store", store).option("upstream", upstream).options(**o).load(
+    "bank.accounts")
+total = read().agg({"balance": "sum"}).collect()[0][0]
+pinned = read(snapshot_ts=ts).join(read(snapshot_ts=ts), "id").count()  # one ts: nothing to say
+print("--- two fresh reads joined", file=sys.stderr, flush=True)
+joins = [read().join(read(), "id").count() for _ in range(2)]  # each read its own ts: said once
+print(json.dumps({"with": has_connector_jar(spark), "total": total, "joins": [pinned] + joins,
                   "server": spark.conf.get("theflash.server", None)}))
 """
 
@@ -80,11 +85,15 @@ def bank(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FlashRig, B
         rig.close()
 
 
-def run(script: str, *args: str) -> dict:
+def run_with_stderr(script: str, *args: str) -> tuple[dict, str]:
     out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=300,
                          cwd=Path(__file__).resolve().parent.parent)
     assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return json.loads(out.stdout.strip().splitlines()[-1]), out.stderr
+
+
+def run(script: str, *args: str) -> dict:
+    return run_with_stderr(script, *args)[0]
 
 
 def test_theflash_session_with_a_store_reads_through_the_jar_and_an_in_process_service(
@@ -101,9 +110,19 @@ def test_theflash_session_with_a_store_reads_through_the_jar_and_an_in_process_s
     assert got["missing"] is not None and f"no store at {Path(rig.store).resolve()}-missing" in got["missing"]
 
 
-def test_theflash_session_without_the_jar_reads_through_the_python_source(bank: tuple[FlashRig, BankWorkload]) -> None:
+def test_theflash_session_without_the_jar_reads_through_the_python_source_and_warns_once_of_a_query_at_two_ts(
+        bank: tuple[FlashRig, BankWorkload]) -> None:
+    """Jar-less, each read of a query takes its own ts (the Python source cannot see the query):
+    the first query seen reading two ts says so on the console, once; reads that share a
+    snapshot_ts say nothing."""
     rig, workload = bank
-    assert run(PYTHON_SCRIPT, rig.store, rig.upstream) == {"with": False, "total": workload.total, "server": None}
+    got, stderr = run_with_stderr(PYTHON_SCRIPT, rig.store, rig.upstream, str(rig.cluster.get_ts()))
+    assert got == {"with": False, "total": workload.total, "joins": [25, 25, 25], "server": None}
+    before, _, after = stderr.partition("--- two fresh reads joined")
+    assert "different snapshot ts" not in before, before[-2000:]
+    warnings = re.findall(r"theflash: one Spark query read bank\.accounts at different snapshot ts "
+                          r"\(bank\.accounts at \d+, bank\.accounts at \d+\)", after)
+    assert len(warnings) == 1, after[-3000:]
 
 
 def test_theflash_session_leaves_a_running_session_as_its_user_set_it() -> None:

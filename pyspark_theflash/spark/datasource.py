@@ -11,7 +11,8 @@ When Spark calls what (PySpark 4.2):
   parts) is opened there, on the driver's machine, and each of its streams is one partition. Spark keeps the result with the loaded DataFrame, so repeated
   actions on one DataFrame read the same snapshot; load again for a fresh one. That worker
   sees this read's options only, never the query around it: each table of a query takes its
-  own ts here (the connector jar's session extension gives a query one ts; docs/reading.md).
+  own ts here (the connector jar's session extension gives a query one ts; docs/reading.md),
+  and the first query of an application seen reading two ts warns (``spark/plan_journal.py``).
 * Execution → each executor task calls ``read(partition)``, which reads its stream
   (``read_stream``: renews the lease, reads the pinned parts) into Arrow batches of exactly
   the schema Spark expects.
@@ -112,11 +113,17 @@ class TheFlashReader(DataSourceReader):
         self.columns = tuple(n for n in names if n not in HIDDEN_READABLE)
 
     def partitions(self) -> Sequence[InputPartition]:
-        from pyspark_theflash.scan.session import open_read_session
+        import time
 
+        from pyspark_theflash.scan.session import open_read_session
+        from pyspark_theflash.spark.plan_journal import record_planning
+
+        started = time.time()
         # Executors renew the lease while they read; this planner worker may be gone by then.
         session = open_read_session(self.options.get("store", ""), None, options=self.options,
                                     columns=self.columns + self.hidden, keep_alive=False)
+        # one query, several snapshots: this source cannot prevent it, so it says so (once)
+        record_planning(session.table, session.ts, started)
         return [TheFlashPartition(stream) for stream in session.streams]
 
     def read(self, partition: InputPartition) -> Iterator[Any]:
