@@ -70,14 +70,13 @@ def record_planning(table: str, ts: int, started: float, ended: float | None = N
         others = [p for p in _recent(path) if p != mine and p.ts != mine.ts and p.overlaps(mine)]
         if not others or (directory / WARNED).exists():
             return None
-        fd = os.open(directory / WARNED, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        together = sorted({(p.table, p.ts) for p in others} | {(mine.table, mine.ts)}, key=lambda p: p[1])
+        message = MESSAGE.format(tables=", ".join(sorted({t for t, _ in together})),
+                                 stamps=", ".join(f"{t} at {ts}" for t, ts in together))
+        with open(directory / WARNED, "x", encoding="utf-8") as marker:  # the application's first to warn
+            marker.write(message + "\n")
     except OSError:  # another planning warned first (FileExistsError), or the directory is gone
         return None
-    together = sorted({(p.table, p.ts) for p in others} | {(mine.table, mine.ts)}, key=lambda p: p[1])
-    message = MESSAGE.format(tables=", ".join(sorted({t for t, _ in together})),
-                             stamps=", ".join(f"{t} at {ts}" for t, ts in together))
-    with os.fdopen(fd, "w", encoding="utf-8") as marker:
-        marker.write(message + "\n")
     log.warning("%s", message)
     return message
 
