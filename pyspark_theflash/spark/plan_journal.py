@@ -90,9 +90,9 @@ def _recent(path: Path) -> list[Planning]:
         lines = lines[1:]  # the first may be cut
     plannings = []
     for raw in lines:
-        try:
+        try:  # a line torn by a full disk, or not ours, is passed over
             table, ts, started, ended = json.loads(raw)
-        except ValueError:
+            plannings.append(Planning(str(table), int(ts), float(started), float(ended)))
+        except (ValueError, TypeError):
             continue
-        plannings.append(Planning(str(table), int(ts), float(started), float(ended)))
     return plannings
