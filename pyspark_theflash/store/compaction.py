@@ -35,6 +35,7 @@ from pyspark_theflash.store.txn_merge_tree import (
     IN_ENGINE,
     PartFile,
     ROWID,
+    drop_repeated_versions,
     file_schema,
     median_split_point,
     same_as_previous,
@@ -201,8 +202,8 @@ def build_compaction(store: "Store", plan: CompactionPlan) -> CompactionOutput:
 
     schema = file_schema(_arrow_fields(info), hidden_field(ROWID, info).type)
     merged = pa.concat_tables([t.cast(schema) for t in tables]) if tables else schema.empty_table()
-    merged = sort_versions(merged)
     rows_in = merged.num_rows
+    merged = drop_repeated_versions(sort_versions(merged))
     merged = gc_versions(merged, plan.safe_point)
     col_ids = [c.id for c in info.columns]
     too_big = plan.kind == "stable" and (merged.num_rows > store.options.partition_max_rows

@@ -117,6 +117,24 @@ def sort_versions(table: pa.Table) -> pa.Table:
     return table.take(pa.array(version_order(table)))
 
 
+def drop_repeated_versions(table: pa.Table) -> pa.Table:
+    """Of rows in version order (``sort_versions``), one per (handle, commit_ts). TiKV's change
+    feed delivers at least once (a region registered again rescans versions above its
+    checkpoint that live rows already gave), so one version can reach the store twice; it is
+    one version, and a part must hold it once: a stable part's deletion vector names versions
+    by (handle, commit_ts), and would take every copy of a repeated newest version away."""
+    n = table.num_rows
+    if n < 2:
+        return table
+    same = same_as_previous(table.column(ROWID))
+    if not same.any():
+        return table
+    ts = table.column(COMMIT_TS).to_numpy()
+    repeated = np.zeros(n, dtype=bool)
+    repeated[1:] = same[1:] & (ts[1:] == ts[:-1])
+    return table.filter(pa.array(~repeated)) if repeated.any() else table
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(str(path), os.O_RDONLY)
