@@ -44,7 +44,8 @@ import pyarrow as pa
 from pyspark_theflash.store.errors import RowsInEngineError
 from pyspark_theflash.store.keyspace import HandleRange
 from pyspark_theflash.store.read import DEFAULT_BATCH_ROWS, PartRef, PartsReader
-from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, DELMARK, ROWID, same_as_previous, version_order
+from pyspark_theflash.store.txn_merge_tree import (COMMIT_TS, DELMARK, ROWID, drop_repeated_versions,
+                                                    same_as_previous, version_order)
 
 if TYPE_CHECKING:
     from pyspark_theflash.schema import TableInfo
@@ -88,20 +89,13 @@ def commit_timestamps(commit_ts: np.ndarray) -> pa.Array:
 
 def _versions(reader: PartsReader, parts: Sequence[PartRef]) -> pa.Table | None:
     """Every version with commit_ts <= to_ts of ``parts`` in the reader's range, in handle then
-    commit_ts order, each (handle, commit_ts) once (a version is in one part, but a compaction
-    racing a pinned part list must not show one twice)."""
+    commit_ts order, each (handle, commit_ts) once (a compaction racing a pinned part list, or the feed
+    delivering a version twice, must not show one twice)."""
     tables = [t for t in (reader.visible_versions(p) for p in parts) if t.num_rows]
     if not tables:
         return None
     t = pa.concat_tables(tables, promote_options="none") if len(tables) > 1 else tables[0]
-    t = t.take(pa.array(version_order(t)))
-    same = same_as_previous(t.column(ROWID))
-    ts = t.column(COMMIT_TS).to_numpy()
-    dup = same.copy()
-    dup[1:] &= ts[1:] == ts[:-1]
-    if dup.any():
-        t = t.filter(pa.array(~dup))
-    return t
+    return drop_repeated_versions(t.take(pa.array(version_order(t))))
 
 
 def _changes_of(t: pa.Table, from_ts: int, net: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
