@@ -43,7 +43,7 @@ import grpc
 
 from pyspark_theflash.binlog import Position, SegmentReader, SegmentWriter
 from pyspark_theflash.binlog.segment import HEADER_BYTES
-from pyspark_theflash.capture.coverage import Coverage, inherit
+from pyspark_theflash.capture.coverage import Coverage, inherit, known_at_snapshot
 from pyspark_theflash.capture.partition_map import PartitionMap
 from pyspark_theflash.capture.errors import CaptureError, GCPassedError
 from pyspark_theflash.capture.lock_resolution import LaggingRegion, StuckRegionResolver
@@ -625,8 +625,7 @@ class Capture:
             # coverage only now).
             pieces = feed.inherited + [c for c in self._coverage_over(feed.start, feed.end, but=feed)
                                        if all(c is not p for p in feed.inherited)]
-            # (coverages only gain, so this is never None; the fallback says only what since_ts did)
-            known = inherit(pieces, feed.start, feed.end) or Coverage([(feed.start, feed.end, feed.since_ts)])
+            known = known_at_snapshot(pieces, feed.start, feed.end, feed.since_ts)
             fresh = [w for w in snap.writes if not known.holds(bytes(w.key), int(w.commit_ts))]
             self.rows_skipped += len(snap.writes) - len(fresh)
             del snap.writes[:]

@@ -111,7 +111,10 @@ class Coverage:
             if lo <= pd and (not hi or pd < hi):
                 yield key, cts
 
-    def __len__(self) -> int:
+    def counted_above(self) -> int:
+        """How many versions above the floor are counted one by one. (Not ``__len__``: a
+        coverage that counts none still says what the replica holds up to its floors, and
+        must not test false.)"""
         return len(self._above)
 
 
@@ -151,3 +154,11 @@ def inherit(pieces: list[Coverage], start: bytes, end: bytes) -> Coverage | None
             if cts > out.floor(_pd_key(key)):
                 out.add(key, cts)
     return out
+
+
+def known_at_snapshot(pieces: list[Coverage], start: bytes, end: bytes, since_ts: int) -> Coverage:
+    """What the replica holds of [start, end) when an incremental snapshot registered from
+    ``since_ts`` is written: what ``pieces`` say together, and at least every version at or
+    below ``since_ts`` (the registration's pieces said that much, and coverages only gain)."""
+    known = inherit(pieces, start, end)
+    return known if known is not None else Coverage([(start, end, since_ts)])
