@@ -338,3 +338,114 @@ def test_a_lock_prewritten_after_the_resolved_ts_passed_its_start_ts_does_not_ho
         assert got.select(["id", "v"]).to_pylist() == [{"id": 1, "v": 1}]
     finally:
         rig.close()
+
+
+def split_in_flight(tmp_path: Path) -> tuple[FlashRig, int, int, list[tuple[int, int]], Any]:
+    """A store whose writer stopped at resolved ts R over ``bank.accounts`` (two regions, split
+    at handle 40), then met what a writer applying a split meets: the snapshot of a newer region
+    over handles [20, 40) retired the region over [.., 40) whole, so no region holds handles
+    below 20 until the next region's snapshot. Returns (rig, table id, R, the rows at R, a
+    function that applies that next snapshot, bringing handles below 20 back at R)."""
+    from pyspark_theflash.codec import encode_record_key
+    from store_events import boundary, region, resolved_ts, snapshot_event
+
+    rig = FlashRig(tmp_path)
+    BankWorkload(rig.cluster, accounts=60, seed=6, threads=1, rate=100).setup()
+    table_id = rig.cluster.table_info("bank", "accounts")["id"]
+    rig.cluster.split_at(bytes(encode_record_key(table_id, 40)))
+    rig.start_writer(interval_s=0.05)
+    rig.wait_replicated("bank.accounts")
+    wait_for(lambda: len(opened_regions(rig.store)) >= 2 and store_resolved_ts(rig.store, ("bank.accounts",)) > 0,
+             30, "the store to hold both halves, resolved")
+    rig.stop_writer()
+    at = store_resolved_ts(rig.store, ("bank.accounts",))
+    expected = rows_of(rig.cluster.scan_table("bank.accounts", at))
+
+    def incremental(region_id: int, start: bytes, end: bytes) -> list[Any]:
+        ev = snapshot_event(region_id, 1, region(region_id, start, end, version=10_000))
+        ev.snapshot.since_ts = at  # the replica holds every version at or below R: nothing is replaced
+        return [ev, resolved_ts(region_id, 2, at)]
+
+    with Store.open(rig.store) as store:
+        store.write(incremental(9999, boundary(table_id, 20), boundary(table_id, 40)))
+        store.flush()
+
+    def close_the_gap() -> None:
+        with Store.open(rig.store) as store:
+            store.write(incremental(9998, boundary(table_id), boundary(table_id, 20)))
+            store.flush()
+
+    return rig, table_id, at, expected, close_the_gap
+
+
+def resolved_rows(store: str, options: dict[str, str]) -> tuple[int, list[tuple[int, int]]]:
+    import pyarrow as pa
+
+    from pyspark_theflash.scan.session import open_read_session, read_stream
+
+    with open_read_session(store, "bank.accounts", options=options) as session:
+        table = pa.Table.from_batches([b for n in range(len(session.streams)) for b in read_stream(session, n)],
+                                      schema=session.schema)
+        return session.ts, rows_of(table.to_pylist())
+
+
+def test_a_resolved_read_waits_out_a_split_in_flight_while_a_writer_holds_the_store(tmp_path: Path) -> None:
+    """A gap in the store's regions is a split or merge in flight while a writer applies the
+    store, and a read from the store alone waits for it (bounded by region_wait_timeout); in a
+    stopped store, or a copy, nothing will close it and the read names it at once."""
+    import threading
+
+    from pyspark_theflash.latch import connect as connect_latch
+    from pyspark_theflash.scan.errors import MissingRegionsError
+
+    rig, _, at, expected, close_the_gap = split_in_flight(tmp_path)
+    try:
+        started = time.monotonic()
+        with pytest.raises(MissingRegionsError, match=r"handles \[-inf, 20\) of bank.accounts"):
+            resolved_rows(rig.store, {"snapshot": "resolved", "region_wait_timeout": "20s"})
+        assert time.monotonic() - started < 10, "a stopped store's gap is named at once, not waited for"
+
+        latch = connect_latch(rig.store)
+        holder = latch.acquire_write_latch("a writer applying the split")  # a live writer, as the read sees one
+        try:
+            closer = threading.Timer(0.5, close_the_gap)
+            closer.start()
+            ts, rows = resolved_rows(rig.store, {"snapshot": "resolved", "region_wait_timeout": "20s"})
+            closer.join()
+        finally:
+            latch.release(holder.token)
+            latch.close()
+        assert (ts, rows) == (at, expected)
+    finally:
+        rig.close()
+
+
+def test_a_store_alone_learner_read_waits_for_its_regions_to_cover_the_table_again(tmp_path: Path) -> None:
+    """The race a pinned read meets: the store had resolved the ts when the read chose to serve
+    it alone, and the learner's next view of the store has a gap (the writer retired a stale
+    region a moment before the snapshot of the region holding the rest). The learner waits for
+    the store to cover the table again instead of handing the read a view it cannot serve."""
+    import threading
+
+    from pyspark_theflash.scan.learner import LearnerRead, _first_gap
+    from pyspark_theflash.scan.planner import covering_physical, table_key_range
+
+    rig, table_id, at, _, close_the_gap = split_in_flight(tmp_path)
+    try:
+        with Store.open(rig.store, readonly=True) as store:
+            learner = LearnerRead(snapshot=store.snapshot, covering=lambda v: covering_physical(v, [table_id]),
+                                  upstream=None, latch=None, ts=at, table="bank.accounts",
+                                  key_range=table_key_range(table_id))
+            with store.snapshot() as view:
+                assert _first_gap(learner.regions_over_range(view), *learner.key_range) is not None
+            closer = threading.Timer(0.5, close_the_gap)
+            closer.start()
+            view = learner.run(time.monotonic() + 20, 20)
+            closer.join()
+            try:
+                assert _first_gap(learner.regions_over_range(view), *learner.key_range) is None
+                assert min(int(r.resolved_ts) for r in learner.regions_over_range(view)) >= at
+            finally:
+                view.close()
+    finally:
+        rig.close()

@@ -112,15 +112,16 @@ class UnresolvedRegionsError(ScanError):
 class MissingRegionsError(ScanError):
     """A read that needs no upstream (``snapshot=resolved``, or a ts at or below the store's
     resolved ts) found key ranges of the table that no region of the store holds: the writer
-    never saw the regions there, so the store cannot answer for them."""
+    never saw the regions there (or a split or merge it applies outlasted the read's wait), so
+    the store cannot answer for them."""
 
     def __init__(self, table: str, store: str, gaps: list[str]) -> None:
         shown = "; ".join(gaps[:REGIONS_SHOWN])
         more = f"; and {len(gaps) - REGIONS_SHOWN} other range(s)" if len(gaps) > REGIONS_SHOWN else ""
         super().__init__(
             f"reading {table} from store {store} without the upstream: no region of the store holds {shown}{more}. "
-            "The writer never applied the regions there: start it (theflash writer run) and wait until "
-            "`theflash writer status` shows them, or read with snapshot=fresh while the upstream is reachable"
+            "The writer has not applied the regions there: start it if it is stopped (theflash writer run) and "
+            "wait until `theflash writer status` shows them, or read with snapshot=fresh while the upstream is reachable"
         )
         self.table = table
         self.gaps = gaps

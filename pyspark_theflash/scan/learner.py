@@ -142,14 +142,23 @@ class LearnerRead:
                     if not force and int(r.resolved_ts) >= self.ts:
                         continue
                     fresh.append(r)
-                if self.upstream is None and fresh:
+                if self.upstream is None:
                     # From the store alone: wait for the store's own resolved ts to cover ts (a
                     # region split off while we read starts without one until the writer applies
-                    # the next resolved event), never for an upstream read index.
-                    close_view(view)
+                    # the next resolved event), and for its regions to cover the table again (a
+                    # region's snapshot retires a stale one whole before the snapshots of the
+                    # regions now holding the rest come), never for an upstream read index.
+                    gap = only_ids is None and any(_first_gap(self.regions_over_range(view), *rng) is not None
+                                                   for rng in self.ranges)
+                    if not fresh and not gap:
+                        return view
                     if time.monotonic() >= deadline:
+                        if not fresh:
+                            return view  # the caller names the key ranges no region holds
+                        close_view(view)
                         raise UnresolvedRegionsError(self.table, self.ts, timeout_s,
                                                      [(region_id(r), int(r.resolved_ts)) for r in fresh])
+                    close_view(view)
                     time.sleep(POLL_S)
                     continue
                 for r in fresh:

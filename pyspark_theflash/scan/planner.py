@@ -39,7 +39,7 @@ from pyspark_theflash.scan.partitions import (
     group_ranges,
     merge_group,
 )
-from pyspark_theflash.scan.resolved import settled_resolved_ts, table_resolved_ts
+from pyspark_theflash.scan.resolved import settled_resolved_ts, table_resolved_ts, writer_live_on
 from pyspark_theflash.scan.schema_at import table_as_of
 from pyspark_theflash.scan.snapshot import check_snapshot_ts, requested_ts
 from pyspark_theflash.store.views import intersect
@@ -240,7 +240,8 @@ def _plan(store: Any, opts: ScanOptions, columns: Sequence[str] | None, hidden: 
         # upstream call at all (a stopped writer's store, a copy of one, a lagging writer).
         if requested is None and opts.snapshot == "resolved":
             if not resolved.servable:
-                resolved = settled_resolved_ts(store.snapshot, table_info, opts.table, opts.region_wait_timeout_s)
+                resolved = settled_resolved_ts(store.snapshot, table_info, opts.table, opts.region_wait_timeout_s,
+                                               writer_live=writer_live_on(opts.store, opts.latch))
             if not resolved.servable:
                 _refuse_unresolved(opts, resolved)
             return _plan_from_store(store, opts, table_info, resolved.ts, "resolved", columns, hidden, predicate,
@@ -415,7 +416,8 @@ def _plan_bounded(store: Any, opts: ScanOptions, table_info: Any, columns: Seque
         from pyspark_theflash.codec.tso import compose_ts
 
         now_ts = compose_ts(int(time.time() * 1000), 0)  # no TSO: this machine's clock says how old
-    resolved = settled_resolved_ts(store.snapshot, table_info, opts.table, min(1.0, opts.region_wait_timeout_s))
+    resolved = settled_resolved_ts(store.snapshot, table_info, opts.table, min(1.0, opts.region_wait_timeout_s),
+                                   writer_live=writer_live_on(opts.store, opts.latch))
     from pyspark_theflash.codec.tso import physical_ms
 
     if resolved.servable and physical_ms(now_ts) - physical_ms(resolved.ts) <= bound * 1000:

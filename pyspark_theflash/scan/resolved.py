@@ -8,15 +8,18 @@ it). That is how a store whose writer stopped, or a copy of one, answers without
 upstream, and how a read tolerates a lagging writer (``snapshot=resolved``,
 ``max_staleness``).
 
-The key ranges of a table that no live region of the store holds (the writer never saw the
-regions there) cannot be served this way: they are returned as gaps, which a read names in
-``MissingRegionsError``.
+The key ranges of a table that no live region of the store holds cannot be served this way:
+they are returned as gaps. In a stopped store, or a copy of one, a gap is where the writer
+never saw the regions, and a read names it at once (``MissingRegionsError``). While a writer
+applies the store a gap is usually a split or merge in flight (the snapshot of a region
+retires a stale one whole before the snapshots of the regions holding the rest come), so a
+read waits for it, bounded by its ``region_wait_timeout``.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from pyspark_theflash.scan.learner import ranges_overlap, region_id, region_is_live
 
@@ -83,14 +86,37 @@ def _describe_gap(lo: bytes, hi: bytes, table_info: Any, table: str) -> str:
 
 
 def settled_resolved_ts(snapshot: Any, table_info: Any, table: str, timeout_s: float,
-                        poll_s: float = 0.05) -> ResolvedTs:
+                        poll_s: float = 0.05, writer_live: Callable[[], bool] | None = None) -> ResolvedTs:
     """``table_resolved_ts`` of a fresh store view (``snapshot()``), waiting up to ``timeout_s``
     while a region of the table has no resolved ts yet (one split off a moment ago starts
-    without one until the writer applies the next resolved event); gaps are returned at once."""
+    without one until the writer applies the next resolved event). Gaps are returned at once
+    unless ``writer_live()`` says a writer is applying the store: then a gap is a split or merge
+    in flight (a region's snapshot retired a stale one before its siblings' snapshots came) and
+    is waited for too. A stopped store, or a copy of one, never closes a gap."""
     deadline = time.monotonic() + timeout_s
+    live: bool | None = None
     while True:
         with snapshot() as view:
             resolved = table_resolved_ts(view, table_info, table)
-        if resolved.servable or resolved.gaps or not resolved.regions or time.monotonic() >= deadline:
+        if resolved.servable or time.monotonic() >= deadline:
             return resolved
+        if resolved.gaps:
+            if live is None:
+                live = writer_live is not None and writer_live()
+            if not live:
+                return resolved
         time.sleep(poll_s)
+
+
+def writer_live_on(store: str, latch_address: str | None = None) -> Callable[[], bool]:
+    """Whether a writer holds the write latch of ``store`` now (asked when called)."""
+    def live() -> bool:
+        from pyspark_theflash.latch import connect as connect_latch
+
+        latch = connect_latch(store, latch_address)
+        try:
+            return latch.holder() is not None
+        finally:
+            latch.close()
+
+    return live

@@ -102,7 +102,7 @@ def query_snapshot_ts(store: str, tables: list[str], options: dict[str, str] | N
         plan,
         upstream_address,
     )
-    from pyspark_theflash.scan.resolved import settled_resolved_ts
+    from pyspark_theflash.scan.resolved import settled_resolved_ts, writer_live_on
 
     if not tables:
         raise ScanOptionError("a query snapshot needs the tables the query reads (field tables: [\"db.table\", ...])")
@@ -121,7 +121,8 @@ def query_snapshot_ts(store: str, tables: list[str], options: dict[str, str] | N
                 if info is None:
                     raise TableNotReplicatedError(f"store {store} has no table {o.table}: the store alone cannot "
                                                   "serve it (is the writer replicating it? theflash writer --tables ...)")
-                found.append(settled_resolved_ts(opened.snapshot, info, o.table, wait_s))
+                found.append(settled_resolved_ts(opened.snapshot, info, o.table, wait_s,
+                                                  writer_live=writer_live_on(store, o.latch)))
         return min(r.ts for r in found), found
 
     def resolved_answer() -> dict[str, Any]:
