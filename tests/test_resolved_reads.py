@@ -347,35 +347,38 @@ def split_in_flight(tmp_path: Path) -> tuple[FlashRig, int, int, list[tuple[int,
     below 20 until the next region's snapshot. Returns (rig, table id, R, the rows at R, a
     function that applies that next snapshot, bringing handles below 20 back at R)."""
     from pyspark_theflash.codec import encode_record_key
-    from store_events import boundary, region, resolved_ts, snapshot_event
+    from store_events import boundary
 
     rig = FlashRig(tmp_path)
-    BankWorkload(rig.cluster, accounts=60, seed=6, threads=1, rate=100).setup()
-    table_id = rig.cluster.table_info("bank", "accounts")["id"]
-    rig.cluster.split_at(bytes(encode_record_key(table_id, 40)))
-    rig.start_writer(interval_s=0.05)
-    rig.wait_replicated("bank.accounts")
-    wait_for(lambda: len(opened_regions(rig.store)) >= 2 and store_resolved_ts(rig.store, ("bank.accounts",)) > 0,
-             30, "the store to hold both halves, resolved")
-    rig.stop_writer()
-    at = store_resolved_ts(rig.store, ("bank.accounts",))
-    expected = rows_of(rig.cluster.scan_table("bank.accounts", at))
+    try:
+        BankWorkload(rig.cluster, accounts=60, seed=6, threads=1, rate=100).setup()
+        table_id = rig.cluster.table_info("bank", "accounts")["id"]
+        rig.cluster.split_at(bytes(encode_record_key(table_id, 40)))
+        rig.start_writer(interval_s=0.05)
+        rig.wait_replicated("bank.accounts")
+        wait_for(lambda: len(opened_regions(rig.store)) >= 2 and store_resolved_ts(rig.store, ("bank.accounts",)) > 0,
+                 30, "the store to hold both halves, resolved")
+        rig.stop_writer()
+        at = store_resolved_ts(rig.store, ("bank.accounts",))
+        expected = rows_of(rig.cluster.scan_table("bank.accounts", at))
+        apply_incremental_snapshot(rig.store, 9999, boundary(table_id, 20), boundary(table_id, 40), at)
+    except BaseException:
+        rig.close()
+        raise
+    return rig, table_id, at, expected, lambda: apply_incremental_snapshot(
+        rig.store, 9998, boundary(table_id), boundary(table_id, 20), at)
 
-    def incremental(region_id: int, start: bytes, end: bytes) -> list[Any]:
-        ev = snapshot_event(region_id, 1, region(region_id, start, end, version=10_000))
-        ev.snapshot.since_ts = at  # the replica holds every version at or below R: nothing is replaced
-        return [ev, resolved_ts(region_id, 2, at)]
 
-    with Store.open(rig.store) as store:
-        store.write(incremental(9999, boundary(table_id, 20), boundary(table_id, 40)))
+def apply_incremental_snapshot(store_path: str, region_id: int, start: bytes, end: bytes, at: int) -> None:
+    """Region ``region_id`` over [start, end) introduced by an incremental snapshot from ``at``
+    (the replica holds every version at or below it: nothing is replaced), resolved at ``at``."""
+    from store_events import region, resolved_ts, snapshot_event
+
+    ev = snapshot_event(region_id, 1, region(region_id, start, end, version=10_000))
+    ev.snapshot.since_ts = at
+    with Store.open(store_path) as store:
+        store.write([ev, resolved_ts(region_id, 2, at)])
         store.flush()
-
-    def close_the_gap() -> None:
-        with Store.open(rig.store) as store:
-            store.write(incremental(9998, boundary(table_id), boundary(table_id, 20)))
-            store.flush()
-
-    return rig, table_id, at, expected, close_the_gap
 
 
 def resolved_rows(store: str, options: dict[str, str]) -> tuple[int, list[tuple[int, int]]]:
