@@ -18,6 +18,7 @@ import signal
 import threading
 from pathlib import Path
 
+from pyspark_theflash.stop_signals import set_from_handler
 from pyspark_theflash.upstream.cluster import MiniCluster
 from pyspark_theflash.upstream.tidb import make_column, record_key
 
@@ -91,11 +92,12 @@ def main() -> None:
     worker.start()
 
     def on_usr1(*_: object) -> None:
-        stop_workload.set()
+        set_from_handler(stop_workload)
 
     stopped = threading.Event()
     signal.signal(signal.SIGUSR1, on_usr1)
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    # Event.set inside a handler can deadlock the main thread waiting on it (stop_signals.py)
+    signal.signal(signal.SIGTERM, lambda *_: set_from_handler(stopped))
     while not stopped.is_set():
         if stop_workload.is_set() and finished.wait(0.05) and not Path(args.ready + ".final").exists():
             ts = cluster.get_ts()

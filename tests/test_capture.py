@@ -628,3 +628,36 @@ def test_regions_waiting_for_a_lock_look_are_each_held_once_with_the_newest_word
     assert waiting.take(at=8.0) == (ts(28_000), held)
     waiting.close()
     assert waiting.take() is None
+
+
+def test_capture_stops_on_every_sigterm_it_gets_while_it_runs(cluster: MiniCluster, tmp_path: Path) -> None:
+    """`theflash capture` stops on SIGTERM and exits 0, however the signal lands: its handler
+    sets the stop from a thread of its own (stop_signals.py: Event.set inside a handler can
+    deadlock the main thread waiting on that event). Ten runs, each stopped at a different
+    moment of its loop."""
+    import signal
+    import time
+
+    from pyspark_theflash.upstream.status_server import StatusServer
+
+    cluster.create_table("app.ticks", [make_column("id", "BIGINT", not_null=True)], primary_key=["id"])
+    cluster.run_txn(lambda t: t.insert("app.ticks", {"id": 1}))
+    status = StatusServer(cluster.catalog)
+    try:
+        for run in range(10):
+            binlog = tmp_path / f"binlog-{run}"
+            proc = subprocess.Popen([sys.executable, "-m", "pyspark_theflash", "capture", "--pd",
+                                     cluster.pd_address.removeprefix("pd://"), "--tidb", f"http://{status.address}",
+                                     "--binlog", str(binlog)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            try:
+                wait_for(lambda: (binlog / "capture-state.json").exists() or proc.poll() is not None, 60,
+                         "capture to write its first state")
+                time.sleep(0.01 * run)
+                proc.send_signal(signal.SIGTERM)
+                assert proc.wait(30) == 0, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+    finally:
+        status.close()

@@ -5,6 +5,7 @@ import argparse
 import logging
 import signal
 import sys
+import threading
 from typing import Any
 
 EPILOG = """\
@@ -65,8 +66,13 @@ def run(args: argparse.Namespace) -> int:
         capture = Capture(opts, progress=lambda msg: print(f"capture: {msg}", flush=True))
     except (CaptureError, UpstreamError) as exc:
         raise CommandError(str(exc)) from None
-    signal.signal(signal.SIGTERM, lambda *_: capture.stop())
-    signal.signal(signal.SIGINT, lambda *_: capture.stop())
+    def on_stop_signal(*_: Any) -> None:
+        # capture.stop() sets an Event the main thread waits on: from a thread of its own, never
+        # inside the handler (Event.set there can deadlock the main thread: stop_signals.py)
+        threading.Thread(target=capture.stop, name="capture-stop", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_stop_signal)
+    signal.signal(signal.SIGINT, on_stop_signal)
     try:
         return capture.run()
     except (CaptureError, UpstreamError) as exc:
