@@ -633,10 +633,9 @@ def test_regions_waiting_for_a_lock_look_are_each_held_once_with_the_newest_word
 def test_capture_stops_on_every_sigterm_it_gets_while_it_runs(cluster: MiniCluster, tmp_path: Path) -> None:
     """`theflash capture` stops on SIGTERM and exits 0, however the signal lands: its handler
     sets the stop from a thread of its own (stop_signals.py: Event.set inside a handler can
-    deadlock the main thread waiting on that event). Ten runs, each stopped at a different
-    moment of its loop."""
+    deadlock the main thread waiting on that event). Ten runs, each stopped as soon as it has
+    written its first state."""
     import signal
-    import time
 
     from pyspark_theflash.upstream.status_server import StatusServer
 
@@ -652,7 +651,6 @@ def test_capture_stops_on_every_sigterm_it_gets_while_it_runs(cluster: MiniClust
             try:
                 wait_for(lambda: (binlog / "capture-state.json").exists() or proc.poll() is not None, 60,
                          "capture to write its first state")
-                time.sleep(0.01 * run)
                 proc.send_signal(signal.SIGTERM)
                 assert proc.wait(30) == 0, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
             finally:

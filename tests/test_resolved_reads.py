@@ -178,18 +178,11 @@ def test_a_read_waiting_on_a_key_range_no_region_holds_names_the_key_where_cover
     """A snapshot of a newer region over part of a region's range retires the region whole in the
     store; until its remainder's own snapshot comes no region holds it. A read timing out there
     names the key where the store's regions stop, before the regions that are only behind."""
-    from pyspark_theflash.codec import encode_record_key
     from store_events import boundary, region, snapshot_event
 
     rig = FlashRig(tmp_path)
     try:
-        BankWorkload(rig.cluster, accounts=80, seed=6, threads=1, rate=100).setup()
-        table_id = rig.cluster.table_info("bank", "accounts")["id"]
-        rig.cluster.split_at(bytes(encode_record_key(table_id, 40)))
-        rig.start_writer(interval_s=0.05)
-        rig.wait_replicated("bank.accounts")
-        wait_for(lambda: len(opened_regions(rig.store)) >= 2, 30, "the store to hold both halves")
-        rig.stop_writer()
+        table_id = stopped_with_two_halves(rig)
         newer = region(9999, boundary(table_id, 20), boundary(table_id, 40), version=10_000)
         with Store.open(rig.store) as store:
             store.write([snapshot_event(9999, 1, newer)])
@@ -201,6 +194,22 @@ def test_a_read_waiting_on_a_key_range_no_region_holds_names_the_key_where_cover
         assert message.index(f"no region of the store holds yet from key {gap.hex()}") < message.index("region 9999"), message
     finally:
         rig.close()
+
+
+def stopped_with_two_halves(rig: FlashRig) -> int:
+    """``bank.accounts`` (80 accounts) split at handle 40, both halves in the store with a
+    resolved ts, then the writer stopped; returns the table's id."""
+    from pyspark_theflash.codec import encode_record_key
+
+    BankWorkload(rig.cluster, accounts=80, seed=6, threads=1, rate=100).setup()
+    table_id = rig.cluster.table_info("bank", "accounts")["id"]
+    rig.cluster.split_at(bytes(encode_record_key(table_id, 40)))
+    rig.start_writer(interval_s=0.05)
+    rig.wait_replicated("bank.accounts")
+    wait_for(lambda: len(opened_regions(rig.store)) >= 2 and store_resolved_ts(rig.store, ("bank.accounts",)) > 0,
+             30, "the store to hold both halves, resolved")
+    rig.stop_writer()
+    return table_id
 
 
 def opened_regions(store: str) -> list[Any]:
@@ -346,19 +355,11 @@ def split_in_flight(tmp_path: Path) -> tuple[FlashRig, int, int, list[tuple[int,
     over handles [20, 40) retired the region over [.., 40) whole, so no region holds handles
     below 20 until the next region's snapshot. Returns (rig, table id, R, the rows at R, a
     function that applies that next snapshot, bringing handles below 20 back at R)."""
-    from pyspark_theflash.codec import encode_record_key
     from store_events import boundary
 
     rig = FlashRig(tmp_path)
     try:
-        BankWorkload(rig.cluster, accounts=60, seed=6, threads=1, rate=100).setup()
-        table_id = rig.cluster.table_info("bank", "accounts")["id"]
-        rig.cluster.split_at(bytes(encode_record_key(table_id, 40)))
-        rig.start_writer(interval_s=0.05)
-        rig.wait_replicated("bank.accounts")
-        wait_for(lambda: len(opened_regions(rig.store)) >= 2 and store_resolved_ts(rig.store, ("bank.accounts",)) > 0,
-                 30, "the store to hold both halves, resolved")
-        rig.stop_writer()
+        table_id = stopped_with_two_halves(rig)
         at = store_resolved_ts(rig.store, ("bank.accounts",))
         expected = rows_of(rig.cluster.scan_table("bank.accounts", at))
         apply_incremental_snapshot(rig.store, 9999, boundary(table_id, 20), boundary(table_id, 40), at)
@@ -392,15 +393,30 @@ def resolved_rows(store: str, options: dict[str, str]) -> tuple[int, list[tuple[
         return session.ts, rows_of(table.to_pylist())
 
 
-def test_a_resolved_read_waits_out_a_split_in_flight_while_a_writer_holds_the_store(tmp_path: Path) -> None:
+def test_a_resolved_read_waits_out_a_split_in_flight_while_a_writer_holds_the_store(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A gap in the store's regions is a split or merge in flight while a writer applies the
     store, and a read from the store alone waits for it (bounded by region_wait_timeout); in a
     stopped store, or a copy, nothing will close it and the read names it at once."""
     import threading
 
     from pyspark_theflash.latch import connect as connect_latch
+    from pyspark_theflash.scan import planner
     from pyspark_theflash.scan.errors import MissingRegionsError
 
+    asked = threading.Event()  # the read met the gap and asks whether a writer applies the store
+
+    def writer_live_on(store: str, latch_address: Any = None) -> Any:
+        live = real_writer_live_on(store, latch_address)
+
+        def asking() -> bool:
+            answer = live()
+            asked.set()
+            return answer
+        return asking
+
+    real_writer_live_on = planner.writer_live_on
+    monkeypatch.setattr(planner, "writer_live_on", writer_live_on)
     rig, _, at, expected, close_the_gap = split_in_flight(tmp_path)
     try:
         started = time.monotonic()
@@ -411,10 +427,12 @@ def test_a_resolved_read_waits_out_a_split_in_flight_while_a_writer_holds_the_st
         latch = connect_latch(rig.store)
         holder = latch.acquire_write_latch("a writer applying the split")  # a live writer, as the read sees one
         try:
-            closer = threading.Timer(0.5, close_the_gap)
+            asked.clear()
+            closer = threading.Thread(target=lambda: asked.wait(20) and close_the_gap())
             closer.start()
             ts, rows = resolved_rows(rig.store, {"snapshot": "resolved", "region_wait_timeout": "20s"})
             closer.join()
+            assert asked.is_set(), "the read met the gap and waited for it"
         finally:
             latch.release(holder.token)
             latch.close()
@@ -436,15 +454,26 @@ def test_a_store_alone_learner_read_waits_for_its_regions_to_cover_the_table_aga
     rig, table_id, at, _, close_the_gap = split_in_flight(tmp_path)
     try:
         with Store.open(rig.store, readonly=True) as store:
-            learner = LearnerRead(snapshot=store.snapshot, covering=lambda v: covering_physical(v, [table_id]),
+            views = []
+
+            def snapshot() -> Any:
+                views.append(store.snapshot())
+                return views[-1]
+
+            learner = LearnerRead(snapshot=snapshot, covering=lambda v: covering_physical(v, [table_id]),
                                   upstream=None, latch=None, ts=at, table="bank.accounts",
                                   key_range=table_key_range(table_id))
             with store.snapshot() as view:
                 assert _first_gap(learner.regions_over_range(view), *learner.key_range) is not None
-            closer = threading.Timer(0.5, close_the_gap)
+            def close_once_seen() -> None:  # the learner saw the gap and looks again
+                wait_for(lambda: len(views) >= 2, 20, "the learner to look at the store again")
+                close_the_gap()
+
+            closer = threading.Thread(target=close_once_seen)
             closer.start()
             view = learner.run(time.monotonic() + 20, 20)
             closer.join()
+            assert len(views) >= 3, "the learner waited for the gap to close"
             try:
                 assert _first_gap(learner.regions_over_range(view), *learner.key_range) is None
                 assert min(int(r.resolved_ts) for r in learner.regions_over_range(view)) >= at
