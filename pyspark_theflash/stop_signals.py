@@ -18,9 +18,15 @@ from typing import Any, Callable
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+def run_from_handler(stop: Callable[[], Any]) -> None:
+    """Call ``stop`` (which sets an Event the main thread may wait on) from a thread of its own:
+    safe inside a signal handler (see the module's docstring)."""
+    threading.Thread(target=stop, name="stop-signal", daemon=True).start()
+
+
 def set_from_handler(event: threading.Event) -> None:
     """``event.set()`` that is safe inside a signal handler (see the module's docstring)."""
-    threading.Thread(target=event.set, name="stop-signal", daemon=True).start()
+    run_from_handler(event.set)
 
 
 def stop_on_signals(stop: threading.Event, note: Callable[[int], Any] | None = None) -> None:

@@ -5,7 +5,6 @@ import argparse
 import logging
 import signal
 import sys
-import threading
 from typing import Any
 
 EPILOG = """\
@@ -66,13 +65,11 @@ def run(args: argparse.Namespace) -> int:
         capture = Capture(opts, progress=lambda msg: print(f"capture: {msg}", flush=True))
     except (CaptureError, UpstreamError) as exc:
         raise CommandError(str(exc)) from None
-    def on_stop_signal(*_: Any) -> None:
-        # capture.stop() sets an Event the main thread waits on: from a thread of its own, never
-        # inside the handler (Event.set there can deadlock the main thread: stop_signals.py)
-        threading.Thread(target=capture.stop, name="capture-stop", daemon=True).start()
+    # capture.stop() sets an Event the main thread waits on: never inside the handler itself
+    from pyspark_theflash.stop_signals import run_from_handler
 
-    signal.signal(signal.SIGTERM, on_stop_signal)
-    signal.signal(signal.SIGINT, on_stop_signal)
+    signal.signal(signal.SIGTERM, lambda *_: run_from_handler(capture.stop))
+    signal.signal(signal.SIGINT, lambda *_: run_from_handler(capture.stop))
     try:
         return capture.run()
     except (CaptureError, UpstreamError) as exc:
