@@ -14,6 +14,12 @@ import pyarrow.flight as flight
 from pyspark_theflash.service.stream_body import read_stream_body
 
 
+def rows_of(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
+    """The streams' tables as one. Not ``pa.concat_tables``: of tables with no column (a read of
+    no column, as a ``count(*)``) it makes a table of no row (pyarrow 26)."""
+    return pa.Table.from_batches([b for t in tables for b in t.to_batches()], schema=schema)
+
+
 class FlightReader:
     def __init__(self, location: str, token: str | None = None) -> None:
         self.client = flight.connect(location)
@@ -31,7 +37,7 @@ class FlightReader:
             tables = [self.client.do_get(e.ticket, self.options).read_all() for e in info.endpoints]
         finally:
             self.action("release", {"session": session["id"]})
-        return (pa.concat_tables(tables) if tables else info.schema.empty_table()), session
+        return rows_of(tables, info.schema), session
 
     def action(self, kind: str, body: dict[str, Any] | None = None) -> Any:
         results = list(self.client.do_action(flight.Action(kind, json.dumps(body or {}).encode()), self.options))
@@ -83,7 +89,7 @@ class HttpReader:
                       for s in session["streams"]]
         finally:
             assert self.request("DELETE", f"/v1/read-sessions/{session['id']}")[0] == 204
-        return (pa.concat_tables(tables) if tables else schema.empty_table()), session
+        return rows_of(tables, schema), session
 
     def read_stream(self, session: str, n: int, path: str) -> list[pa.RecordBatch]:
         """The batches of stream ``n`` of ``session`` (at ``path``), read as they arrive."""

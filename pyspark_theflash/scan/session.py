@@ -281,7 +281,13 @@ def read_stream(source: ReadSession | ReadStream, n: int | None = None,
 
 def conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     """The store's batch (the table's columns, then the hidden ones) in the session's column
-    order and types (``_tidb_commit_ts`` uint64 → int64: commit timestamps stay below 2**63)."""
+    order and types (``_tidb_commit_ts`` uint64 → int64: commit timestamps stay below 2**63).
+
+    A session of no column (Spark prunes every column for ``count(*)``) keeps the batch's row
+    count: one row per row, or per change, with nothing in it. Arrow's ``from_arrays`` of no
+    array makes a batch of no row, so that case takes ``select([])``."""
+    if len(schema) == 0:
+        return batch.select([])
     arrays = []
     for f in schema:
         a = batch.column(f.name)

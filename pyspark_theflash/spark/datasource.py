@@ -157,9 +157,12 @@ def change_spark_schema(info: Any, columns: Sequence[str] | None) -> StructType:
 def conform(batch: Any, expected: Any, pa: Any) -> Any:
     """The batch with exactly Spark's Arrow schema: columns in Spark's order, named as
     Spark names them, of Spark's types and nullability (a cast only where the user's
-    ``.schema(...)`` asked for another type)."""
+    ``.schema(...)`` asked for another type). No column keeps the batch's row count
+    (``scan.session.conform_batch``)."""
     if batch.schema.equals(expected):
         return batch
+    if len(expected) == 0:
+        return batch.select([])
     by_lower = {name.lower(): i for i, name in enumerate(batch.schema.names)}
     arrays = []
     for field in expected:
