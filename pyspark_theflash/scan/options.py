@@ -54,9 +54,9 @@ OPTION_DOCS: list[tuple[str, str, str]] = [
     ("partition_target_bytes", "64MiB", "neighbouring small regions are grouped into one Spark partition up to this size"),
     ("min_partitions", "CPUs of the planning machine", "small tables still get this many partitions of about equal size (while regions last), as Spark's file sources do for its default parallelism"),
     ("schema", "as_of", "which table and schema a read at a past ts (`snapshot_ts`, `as_of`, a session pin, SQL `VERSION`/`TIMESTAMP AS OF`) uses: `as_of` (the table that had the name at ts, with the schema in force at ts, as TiDB's stale read: across TRUNCATE, DROP + CREATE and MODIFY COLUMN it returns the rows the table had; a name no table had at ts is refused, saying when the table was created) or `current` (the table that has the name now, with its current schema; columns added since read their origin default, dropped ones are gone); a read at the latest ts is the same either way; see docs/schema.md"),
-    ("changes_from", "none", "a change read: every committed version with `changes_from` < commit_ts <= `snapshot_ts` (required with it), with `_change_type` (insert, update_preimage, update_postimage, delete), `_commit_ts`, `_commit_timestamp` and `_tidb_rowid` (docs/changes.md); refused below the GC safe point"),
-    ("changes", "all", "with `changes_from`: `all` (every version) or `net` (one change per row, from its row at `changes_from` to its row at `snapshot_ts`)"),
-    ("starting_ts", "latest", "a stream (`readStream`): where it starts, a TSO, `latest` (the newest ts every region of the table has resolved) or `earliest` (the store's GC safe point); its first batch is the table's rows there, as inserts, then changes (docs/changes.md)"),
+    ("changes_from", "none", "a change read: every committed version with `changes_from` < commit_ts <= `snapshot_ts` (required with it), with `_change_type` (insert, update_preimage, update_postimage, delete), `_commit_ts`, `_commit_timestamp` and `_tidb_rowid` (docs/changes.md); refused below the GC safe point, and refused, naming the option, without `snapshot_ts` or beside `as_of`, `snapshot=resolved`, `max_staleness`, `hidden`, `starting_ts` or `max_rows_per_trigger`"),
+    ("changes", "all", "with `changes_from` (refused without it): `all` (every version) or `net` (one change per row, from its row at `changes_from` to its row at `snapshot_ts`)"),
+    ("starting_ts", "latest", "a stream (`readStream`): where it starts, a TSO, `latest` (the newest ts every region of the table has resolved) or `earliest` (the store's GC safe point); its first batch is the table's rows there, as inserts, then changes (docs/changes.md); refused beside `changes_from`, `changes`, `snapshot_ts`, `as_of`, `snapshot=resolved`, `max_staleness` or `hidden`"),
     ("max_rows_per_trigger", "none", "a stream: about this many changes per micro-batch (cut at a commit ts; never less than one commit)"),
     ("stream_id", "none", "a stream: an id that outlives restarts (the connector jar sends a digest of the checkpoint location); with it each commit releases the stream's older leases"),
     ("stream_columns", "none", "a stream: the column names of the schema Spark fixed for it, a JSON list (the connector jar and the Python reader send it); a batch whose schema has a column the table gained since is refused, asking for a restart"),
@@ -163,6 +163,56 @@ def _refuse_unknown(opts: Mapping[str, Any]) -> None:
                           f"theflash reads take: {', '.join(public)}")
 
 
+# a stream's own options (scan/change_stream.py): a batch change read names its range instead
+STREAM_ONLY_OPTIONS = ("starting_ts", "max_rows_per_trigger")
+
+
+def refuse_incomplete_change_read(opts: Mapping[str, Any]) -> None:
+    """A change read's options (lower-case names, aliases resolved) are a range, and only one:
+    ``changes_from`` with ``snapshot_ts``, its end. Refused, naming the option, before anything
+    is planned: an end given another way (``as_of``, ``snapshot=resolved``, ``max_staleness``, a
+    session pin) or none, a stream's ``starting_ts`` beside it, ``changes`` without it, or
+    ``hidden`` (a change has ``_tidb_rowid`` and ``_commit_ts`` already). A stream
+    (``starting_ts``) has no end and no ``changes_from``: it reads its batches' ranges itself.
+    The connector jar checks the same (ReadOptions.java)."""
+    def given(name: str) -> bool:
+        value = str(opts.get(name) or "").strip().lower()
+        # snapshot=fresh is the default, which a named ts overrides (as in a snapshot read)
+        return value != "" and not (name == "snapshot" and value == "fresh")
+
+    if given("starting_ts"):
+        for name in ("changes_from", "changes", "snapshot_ts", "as_of", "snapshot", "max_staleness", "hidden"):
+            if given(name):
+                raise ScanOptionError(
+                    f"option {name} does not go with starting_ts: a stream (spark.readStream with starting_ts) starts "
+                    f"there and follows the table, choosing each batch's range itself, and every change has "
+                    f"_tidb_rowid and _commit_ts; a batch change read (spark.read) takes changes_from and "
+                    f"snapshot_ts, without starting_ts")
+    if not given("changes_from"):
+        if given("changes"):
+            raise ScanOptionError("option changes (all/net) applies to a change read: give changes_from too (and "
+                                  "snapshot_ts, the range (changes_from, snapshot_ts] ends at)")
+        return
+    for name in STREAM_ONLY_OPTIONS:
+        if given(name):
+            raise ScanOptionError(f"option {name} is a stream's (spark.readStream); a batch change read (changes_from) "
+                                  f"reads the range (changes_from, snapshot_ts]: drop {name}, or drop changes_from "
+                                  f"and read a stream")
+    if given("as_of"):
+        raise ScanOptionError("a change read (changes_from) ends at snapshot_ts, a TSO: option as_of (timestampAsOf) "
+                              "is not taken with it; give snapshot_ts instead")
+    for name in ("snapshot", "max_staleness"):
+        if given(name):
+            raise ScanOptionError(f"option {name}={opts[name]!r} chooses the ts of a snapshot read; a change read "
+                                  f"(changes_from) ends at the snapshot_ts it names: drop {name}")
+    if given("hidden"):
+        raise ScanOptionError(f"option hidden={opts['hidden']!r} does not go with changes_from: every change has "
+                              "_tidb_rowid and _commit_ts (its commit TSO) already; drop hidden")
+    if not given("snapshot_ts"):
+        raise ScanOptionError("a change read (changes_from) needs its end: give option snapshot_ts, the TSO the range "
+                              "(changes_from, snapshot_ts] ends at (a session's pinned ts is not taken for it)")
+
+
 @dataclass(frozen=True)
 class ScanOptions:
     """What one read asks for. Built with :meth:`from_mapping` from the user's strings."""
@@ -243,6 +293,7 @@ class ScanOptions:
                 raise ScanOptionError(f"option {name}={raw!r} must be a positive TSO number")
             return value
 
+        refuse_incomplete_change_read(opts)
         snapshot_ts = ts_option("snapshot_ts")
         as_of = opts.get("as_of") or None
         if snapshot_ts is not None and as_of is not None:
@@ -271,16 +322,12 @@ class ScanOptions:
         if changes_mode not in ("all", "net"):
             raise ScanOptionError(f"option changes={opts['changes']!r}: use all (default) or net")
         if changes_from is not None:
-            if snapshot_ts is None:
-                raise ScanOptionError("a change read (changes_from) needs its end: give snapshot_ts, the TSO the "
-                                      "range (changes_from, snapshot_ts] ends at")
+            assert snapshot_ts is not None  # refuse_incomplete_change_read
             if changes_from >= snapshot_ts:
                 raise ScanOptionError(f"changes_from={changes_from} must be below snapshot_ts={snapshot_ts}: the "
                                       "range is (changes_from, snapshot_ts]")
             if changes_from == 0:
                 changes_mode = "net"  # from nothing, every version folds to the row at snapshot_ts
-        elif "changes" in opts:
-            raise ScanOptionError("option changes (all/net) applies to a change read: give changes_from too")
         return ScanOptions(
             store=str(store),
             table=str(table),

@@ -127,6 +127,7 @@ public final class ReadOptions implements Serializable {
       }
       opts.put(alias.getValue(), value);
     }
+    refuseIncompleteChangeRead(opts);
     BearerToken token = BearerToken.fromOptions(opts.remove("token"), opts.get("token_file"));
     if (token == null) token = BearerToken.fromSession(sessionToken, SESSION_TOKEN);
     String server = blankToNull(opts.getOrDefault("server", sessionServer));
@@ -244,7 +245,84 @@ public final class ReadOptions implements Serializable {
     return r;
   }
 
-  /** The service's HTTP client for this read (its server and bearer token). */
+  /** A stream's own options: a batch change read names its range instead. */
+  static final List<String> STREAM_ONLY = Arrays.asList("starting_ts", "max_rows_per_trigger");
+
+  /**
+   * A change read's options (lower case, aliases resolved) are one range: changes_from with
+   * snapshot_ts, its end. Refused, naming the option, before anything is read: an end given
+   * another way (as_of, snapshot=resolved, max_staleness, the session's pin) or none, a stream's
+   * starting_ts beside it, changes without it, or hidden (a change has _tidb_rowid and _commit_ts
+   * already). A stream (starting_ts) has no end and no changes_from: it chooses each batch's
+   * range. The same rules as the Python source's (scan/options.py refuse_incomplete_change_read).
+   */
+  static void refuseIncompleteChangeRead(Map<String, String> opts) {
+    if (given(opts, "starting_ts")) {
+      for (String name : Arrays.asList("changes_from", "changes", "snapshot_ts", "as_of", "snapshot", "max_staleness",
+          "hidden")) {
+        if (given(opts, name)) {
+          throw new IllegalArgumentException("option " + name + " does not go with starting_ts: a stream "
+              + "(spark.readStream with starting_ts) starts there and follows the table, choosing each batch's range "
+              + "itself, and every change has _tidb_rowid and _commit_ts; a batch change read (spark.read) takes "
+              + "changes_from and snapshot_ts, without starting_ts");
+        }
+      }
+    }
+    if (!given(opts, "changes_from")) {
+      if (given(opts, "changes")) {
+        throw new IllegalArgumentException("option changes (all/net) applies to a change read: give changes_from too "
+            + "(and snapshot_ts, the range (changes_from, snapshot_ts] ends at)");
+      }
+      return;
+    }
+    for (String name : STREAM_ONLY) {
+      if (given(opts, name)) {
+        throw new IllegalArgumentException("option " + name + " is a stream's (spark.readStream); a batch change read "
+            + "(changes_from) reads the range (changes_from, snapshot_ts]: drop " + name + ", or drop changes_from and "
+            + "read a stream");
+      }
+    }
+    if (given(opts, "as_of")) {
+      throw new IllegalArgumentException("a change read (changes_from) ends at snapshot_ts, a TSO: option as_of "
+          + "(timestampAsOf) is not taken with it; give snapshot_ts instead");
+    }
+    for (String name : Arrays.asList("snapshot", "max_staleness")) {
+      if (given(opts, name)) {
+        throw new IllegalArgumentException("option " + name + "=" + quote(opts.get(name)) + " chooses the ts of a "
+            + "snapshot read; a change read (changes_from) ends at the snapshot_ts it names: drop " + name);
+      }
+    }
+    if (given(opts, "hidden")) {
+      throw new IllegalArgumentException("option hidden=" + quote(opts.get("hidden")) + " does not go with "
+          + "changes_from: every change has _tidb_rowid and _commit_ts (its commit TSO) already; drop hidden");
+    }
+    if (!given(opts, "snapshot_ts")) {
+      throw new IllegalArgumentException("a change read (changes_from) needs its end: give option snapshot_ts, the TSO "
+          + "the range (changes_from, snapshot_ts] ends at (a session's pinned ts is not taken for it)");
+    }
+    String from = opts.get("changes_from").trim();
+    long start = from.equals("0") ? 0L : ts("changes_from", from); // 0: the rows at snapshot_ts, as inserts
+    long end = ts("snapshot_ts", opts.get("snapshot_ts"));
+    if (start >= end) {
+      throw new IllegalArgumentException("changes_from=" + start + " must be below snapshot_ts=" + end
+          + ": the range is (changes_from, snapshot_ts]");
+    }
+    String mode = opts.get("changes");
+    if (mode != null && !mode.trim().isEmpty()) {
+      String m = mode.trim().toLowerCase(Locale.ROOT);
+      if (!m.equals("all") && !m.equals("net")) {
+        throw new IllegalArgumentException("option changes=" + quote(mode) + ": use all (default) or net");
+      }
+    }
+  }
+
+  /** Whether {@code name} is given (snapshot=fresh is the default, which a named ts overrides). */
+  private static boolean given(Map<String, String> opts, String name) {
+    String value = opts.get(name);
+    if (value == null || value.trim().isEmpty()) return false;
+    return !(name.equals("snapshot") && value.trim().equalsIgnoreCase("fresh"));
+  }
+
   /** A batch change read: option changes_from (with snapshot_ts, the range's end). */
   public boolean changeRead() {
     return requestOptions.containsKey("changes_from");
@@ -255,6 +333,7 @@ public final class ReadOptions implements Serializable {
     return raw.containsKey("starting_ts");
   }
 
+  /** The service's HTTP client for this read (its server and bearer token). */
   ServiceClient client() {
     return new ServiceClient(server, token, store);
   }

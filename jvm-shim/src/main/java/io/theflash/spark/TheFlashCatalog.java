@@ -213,6 +213,11 @@ public final class TheFlashCatalog implements TableCatalog, SupportsNamespaces {
     // the catalog's read options; the statement's own (WITH (...)) are Spark's changelog options,
     // which the context carries
     java.util.Map<String, String> raw = new HashMap<>(readOptions);
+    // the statement names the range: the catalog's choice of a snapshot read's ts is not the end
+    for (String ts : java.util.Arrays.asList("snapshot", "max_staleness", "as_of", "timestampasof", "versionasof",
+        ReadOptions.SESSION_SNAPSHOT)) {
+      raw.remove(ts);
+    }
     raw.put("table", table.table);
     raw.put("snapshot_ts", Long.toString(to));
     raw.put("changes_from", Long.toString(from));
