@@ -148,10 +148,12 @@ class PartChecksumError(PartDamagedError):
 
 
 class ManifestDamagedError(StoreError):
-    """The manifest (``manifest.db``) cannot be read as SQLite: damaged, truncated, or not a
-    database. Nothing can be read from the store until it is restored."""
+    """The manifest (``manifest.db``) cannot be read as the store's manifest: damaged, truncated, not
+    a database, or its schema is not the one this code writes (a damaged schema page). Nothing can be
+    read from the store until it is restored. ``cause``: SQLite's error, or what the schema check
+    found."""
 
-    def __init__(self, path: str, cause: BaseException) -> None:
+    def __init__(self, path: str, cause: BaseException | str) -> None:
         self.path = path
         self.cause = cause
         super().__init__(f"the store's manifest {path} cannot be read ({cause}); nothing was read from the store. "
@@ -159,13 +161,31 @@ class ManifestDamagedError(StoreError):
                          "move the directory aside and replay the binlog from its start")
 
 
+# SQLite's result codes for a database file that is not what it wrote (``sqlite3.Error.sqlite_errorname``).
+_DAMAGE_CODES = ("SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_IOERR_SHORT_READ")
+# What SQLite says when a statement of this code meets a manifest whose schema lost a table or a
+# column this code created, or whose header names a schema format SQLite never writes: only a
+# damaged schema page or header does that to a manifest that opened.
+_SCHEMA_DAMAGE = ("no such table", "no such column", "has no column named", "malformed database schema",
+                  "unsupported file format")
+
+
 def manifest_damage(exc: BaseException) -> bool:
-    """Is ``exc`` SQLite reporting a damaged database (not a busy lock or a missing table)? SQLite
-    raises its plain ``DatabaseError`` for "file is not a database" and "database disk image is
-    malformed"; its subclasses (``OperationalError`` and the rest) are about use, not damage."""
+    """Is ``exc`` SQLite reporting a damaged manifest, not a busy lock, a full disk or a read-only
+    file? SQLite raises its plain ``DatabaseError`` for "file is not a database" and "database disk
+    image is malformed"; a result code of corruption (``SQLITE_CORRUPT*``, ``SQLITE_NOTADB``, a short
+    read) is damage whatever class carries it; and an ``OperationalError`` naming a table or column
+    the manifest should have (``table leases has no column named expires_at``) is a damaged schema."""
     import sqlite3
 
-    return type(exc) is sqlite3.DatabaseError
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    if type(exc) is sqlite3.DatabaseError:
+        return True
+    code = str(getattr(exc, "sqlite_errorname", "") or "")
+    if code.startswith(_DAMAGE_CODES):
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and any(m in str(exc) for m in _SCHEMA_DAMAGE)
 
 
 class RowsInEngineError(StoreError):

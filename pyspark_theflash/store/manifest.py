@@ -9,11 +9,13 @@ are described in docs/store.md.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
 import sqlite3
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -164,6 +166,12 @@ def connect(root: str | Path, *, create: bool, busy_timeout_ms: int = 30_000,
         # connections pass durable=False (NORMAL: no fsync per commit): a lease lost to a power
         # failure belongs to a reader that is gone too.
         conn.execute("PRAGMA synchronous = FULL" if durable else "PRAGMA synchronous = NORMAL")
+    if not create:  # a writer's (create=True) is checked by initialise, after it adds new columns
+        try:
+            check_schema(conn, root)
+        except BaseException:
+            conn.close()
+            raise
     return conn
 
 
@@ -203,6 +211,11 @@ def _create_atomically(path: Path, busy_timeout_ms: int) -> None:
 
 def initialise(conn: sqlite3.Connection) -> None:
     with edit(conn, bump=False):
+        # An existing manifest's schema is checked before anything is created in it: a table a
+        # damaged schema page lost must not come back empty (an empty ``parts`` would have the
+        # writer delete every part file as unlisted).
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'").fetchone() is not None:
+            _refuse_other_schema(conn, database_path(conn))
         no_comments = re.sub(r"--[^\n]*", "", SCHEMA_SQL)
         for stmt in no_comments.split(";"):
             if stmt.strip():
@@ -250,11 +263,109 @@ def check_format(conn: sqlite3.Connection, root: str | Path) -> None:
     try:
         with damage_as_error(root):
             row = conn.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
-    except sqlite3.OperationalError as exc:
+    except sqlite3.OperationalError as exc:  # not damage (that raised above): not a manifest at all
         raise StoreFormatError(f"{manifest_path(root)} is not a TheFlash manifest ({exc})") from exc
-    if row is None or int(row[0]) != FORMAT_VERSION:
-        raise StoreFormatError(f"{manifest_path(root)}: manifest format {row and row[0]}, this "
+    # Every manifest is created with its format version in one transaction: a manifest of the right
+    # schema without one, or with one that is not a number, is damaged, not of another format.
+    if row is None or not isinstance(row[0], (int, str)) or not str(row[0]).isdigit():
+        raise ManifestDamagedError(str(manifest_path(root)), "its meta table holds no format version "
+                                   f"(found {row and row[0]!r})")
+    if int(row[0]) != FORMAT_VERSION:
+        raise StoreFormatError(f"{manifest_path(root)}: manifest format {row[0]}, this "
                                f"code reads {FORMAT_VERSION}")
+
+
+# --- the manifest's own schema, checked at open ---------------------------------------------------
+
+# Tables (column None) and columns of format 1 younger than its first stores, which readers of
+# those stores do without (views.py asks ``has_table`` / ``has_column``); a writer adds them.
+_ADDED_SINCE_FIRST_WRITTEN: frozenset[tuple[str, str | None]] = frozenset({
+    ("table_versions", None), ("table_lifetimes", None), ("regions", "orphan_until_ts")})
+
+
+@dataclass(frozen=True)
+class _ExpectedSchema:
+    columns: dict[str, dict[str, tuple[str, int, int]]]  # table -> column -> (declared type, notnull, pk)
+    indexes: dict[str, str]                               # index -> its table
+
+
+@functools.lru_cache(maxsize=1)
+def _expected_schema() -> _ExpectedSchema:
+    """The tables, columns and indexes ``SCHEMA_SQL`` makes, as SQLite itself reads them back."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.executescript(re.sub(r"--[^\n]*", "", SCHEMA_SQL))
+        return _ExpectedSchema(_columns_of(conn), _indexes_of(conn))
+    finally:
+        conn.close()
+
+
+def _columns_of(conn: sqlite3.Connection) -> dict[str, dict[str, tuple[str, int, int]]]:
+    out: dict[str, dict[str, tuple[str, int, int]]] = {}
+    for table, column, sql_type, notnull, pk in conn.execute(
+            "SELECT m.name, c.name, c.type, c.\"notnull\", c.pk FROM sqlite_master AS m "
+            "JOIN pragma_table_info(m.name) AS c WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'"):
+        out.setdefault(str(table), {})[str(column)] = (str(sql_type).upper(), int(notnull), int(pk))
+    return out
+
+
+def _indexes_of(conn: sqlite3.Connection) -> dict[str, str]:
+    return {str(name): str(table) for name, table in conn.execute(
+        "SELECT name, tbl_name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
+
+
+def schema_differences(conn: sqlite3.Connection) -> list[str]:
+    """How the manifest's schema differs from the one this code writes (empty: it is the same).
+    Tables and columns added to format 1 since it was first written may be missing (a store no
+    newer writer has opened); nothing else may be missing, extra or of another type. One
+    query over SQLite's schema, which SQLite has parsed anyway: cheap enough for every open."""
+    expected = _expected_schema()
+    have = _columns_of(conn)
+    optional = {(t, c) for t, cols in _ADDED_COLUMNS.items() for c, _ in cols} | _ADDED_SINCE_FIRST_WRITTEN
+    found = [f"table {table} is not one this code writes" for table in have.keys() - expected.columns.keys()]
+    for table, columns in expected.columns.items():
+        actual = have.get(table)
+        if actual is None:
+            if (table, None) not in optional:
+                found.append(f"table {table} is missing")
+            continue
+        for column, shape in columns.items():
+            if column not in actual:
+                if (table, column) not in optional:
+                    found.append(f"table {table} has no column {column}")
+            elif actual[column] != shape:
+                found.append(f"column {table}.{column} is {actual[column]}, this code writes {shape}")
+        for column in actual.keys() - columns.keys():
+            found.append(f"table {table} has a column {column} this code never writes")
+    indexes = _indexes_of(conn)
+    for index, table in expected.indexes.items():
+        if indexes.get(index) != table:
+            found.append(f"index {index} on {table} is missing")
+    return found
+
+
+def check_schema(conn: sqlite3.Connection, root: str | Path) -> None:
+    """Refuse a manifest whose schema is not this code's (a damaged schema page) with
+    ``ManifestDamagedError`` naming the file; a database with none of the manifest's tables is
+    not a manifest (``StoreFormatError``)."""
+    with damage_as_error(root):
+        _refuse_other_schema(conn, str(manifest_path(root)))
+
+
+def _refuse_other_schema(conn: sqlite3.Connection, path: str) -> None:
+    differences = schema_differences(conn)
+    if not differences:
+        return
+    if not _columns_of(conn).keys() & _expected_schema().columns.keys():
+        raise StoreFormatError(f"{path} is not a TheFlash manifest (none of its tables is there)")
+    more = f" (and {len(differences) - 5} more)" if len(differences) > 5 else ""
+    raise ManifestDamagedError(path, "its schema is not the one this code writes: "
+                               + "; ".join(differences[:5]) + more)
+
+
+def database_path(conn: sqlite3.Connection) -> str:
+    """The file of the manifest ``conn`` has open, to name in an error."""
+    return next((str(r[2]) for r in conn.execute("PRAGMA database_list") if r[1] == "main"), MANIFEST_FILE)
 
 
 def get_meta(conn: sqlite3.Connection, key: str, default: Any = None) -> Any:

@@ -88,10 +88,15 @@ class Store(ApplyPath, FlushPipeline):
         self._failure: BaseException | None = None         # a pipelined flush failed: no more writes
         self._failure_reported = False
         self._conn = self._connect(create=not readonly)
-        if readonly:
-            mf.check_format(self._conn, root)
-        else:
-            mf.initialise(self._conn)
+        try:
+            if readonly:
+                mf.check_format(self._conn, root)
+            else:
+                with mf.damage_as_error(root):
+                    mf.initialise(self._conn)
+        except BaseException:
+            self._conn.close()
+            raise
         self.leases = Leases(lambda: mf.connect(root, create=False, busy_timeout_ms=options.busy_timeout_ms,
                                                 durable=False))
         self._background: Any = None
@@ -117,7 +122,8 @@ class Store(ApplyPath, FlushPipeline):
         self._dirty_since: float | None = None
         self._caches: RegionCaches | None = None
         if not readonly:
-            self._load_writer_state()
+            with mf.damage_as_error(root):
+                self._load_writer_state()
 
     # --- opening -----------------------------------------------------------------------------
     @classmethod
@@ -378,9 +384,15 @@ class Store(ApplyPath, FlushPipeline):
         """Rows of ``table`` visible at ``ts`` (flushed state), under a lease held while the
         iterator runs. ``region_id`` restricts to the handles inside that region. ``schema``:
         ``"current"`` reads with the table's current schema (a name means the live table),
-        ``"as_of"`` with the one in force at ts (a name means the table that had it then)."""
+        ``"as_of"`` with the one in force at ts (a name means the table that had it then). A
+        damaged manifest met anywhere in it raises ``ManifestDamagedError`` naming the file."""
         with mf.damage_as_error(self.root):
-            lease = self.leases.acquire(ts, self.options.scan_lease_ttl_s, holder=f"scan pid {os.getpid()}")
+            yield from self._scan(table, ts, handle_range, region_id, columns, predicate, hidden, schema)
+
+    def _scan(self, table: "str | int | TableInfo", ts: int, handle_range: tuple[int | None, int | None] | None,
+              region_id: int | None, columns: Sequence[str] | None, predicate: Expr | None,
+              hidden: Sequence[str], schema: str) -> Iterator[pa.RecordBatch]:
+        lease = self.leases.acquire(ts, self.options.scan_lease_ttl_s, holder=f"scan pid {os.getpid()}")
         try:
             reads = []
             with self.snapshot() as view:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from pyspark_theflash.store import keyspace
 from pyspark_theflash.store import manifest as mf
-from pyspark_theflash.store.errors import UnknownTableNameError
+from pyspark_theflash.store.errors import ManifestDamagedError, UnknownTableNameError
 from pyspark_theflash.store.read import PartRef
 from pyspark_theflash.store.schemas import TableHistory, resolve_name
 from pyspark_theflash.store.txn_merge_tree import stats_from_json
@@ -52,10 +52,16 @@ class PartitionInfo:
     hi: int | bytes | None
 
 
-def table_info_from_row(info_json: str, db: str) -> "TableInfo":
+def table_info_from_row(info_json: str, db: str, conn: sqlite3.Connection | None = None) -> "TableInfo":
+    """A ``tables`` row's table info. One that does not parse was damaged in the manifest (SQLite
+    keeps no checksum of a row's values): ``ManifestDamagedError`` naming the manifest of ``conn``."""
     from pyspark_theflash.schema import TableInfo
 
-    return TableInfo.from_json(json.loads(info_json), db=db)
+    try:
+        return TableInfo.from_json(json.loads(info_json), db=db)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        path = mf.database_path(conn) if conn is not None else mf.MANIFEST_FILE
+        raise ManifestDamagedError(path, f"a table info of {db!r} does not parse: {type(exc).__name__}: {exc}") from exc
 
 
 def intersect(a: HandleRange, b: HandleRange | None) -> HandleRange | None:
@@ -112,7 +118,7 @@ class StoreView:
                 "SELECT t.table_id, t.db, t.info FROM tables t JOIN (SELECT table_id, MAX(schema_version) v "
                 "FROM tables GROUP BY table_id) m ON t.table_id = m.table_id AND t.schema_version = m.v "
                 "ORDER BY t.table_id").fetchall()
-            self._tables = {int(r[0]): table_info_from_row(r[2], r[1]) for r in rows}
+            self._tables = {int(r[0]): table_info_from_row(r[2], r[1], self._conn) for r in rows}
         return self._tables
 
     def _lifetimes(self) -> dict[int, tuple[int, int | None, str]]:
@@ -138,7 +144,7 @@ class StoreView:
                 if h is None:
                     created, retired, reason = self._lifetimes().get(int(tid), (0, None, ""))
                     h = out[int(tid)] = TableHistory(int(tid), db, created, retired, reason)
-                h.add(table_info_from_row(info, db), commit_ts.get((int(tid), int(version)), 0))
+                h.add(table_info_from_row(info, db, self._conn), commit_ts.get((int(tid), int(version)), 0))
             self._histories = out
         return self._histories
 
@@ -193,7 +199,7 @@ class StoreView:
                                  (table_id, version)).fetchone()
         if row is None:
             raise UnknownTableNameError(f"{table_id}@schema_version {version}", [])
-        return table_info_from_row(row[1], row[0])
+        return table_info_from_row(row[1], row[0], self._conn)
 
     def schema_changes_seen_until(self) -> int:
         """A ts at or below which every schema change (DDL event) is in the store: the highest
@@ -284,7 +290,7 @@ class StoreView:
         if key not in self._columns:
             row = self._conn.execute("SELECT db, info FROM tables WHERE table_id = ? AND schema_version = ?",
                                      (table_id, schema_version)).fetchone()
-            info = table_info_from_row(row[1], row[0])
+            info = table_info_from_row(row[1], row[0], self._conn)
             self._columns[key] = tuple((c.id, c.name) for c in info.columns)
         return self._columns[key]
 
