@@ -22,8 +22,10 @@ Content: every part whose manifest edit recorded a checksum (``store.integrity``
 before checksums were recorded have none, and are checked for size, rows and order only) is summed
 and compared, and a Parquet part's page checksums are verified as it is decoded.
 
-The manifest itself must pass SQLite's ``PRAGMA quick_check``; one that does not open, parse or pass
-is reported as ``manifest.db`` with what to do.
+The manifest itself must pass SQLite's ``PRAGMA integrity_check`` (its pages, b-trees, and every
+index against its table) and have the schema this code writes (every table, column and index;
+``manifest.schema_differences``); one that does not open, parse or pass is reported as
+``manifest.db`` with what to do.
 
 ``online=True`` (``store verify --online``) checks a store whose writer runs: the temporary files of
 a live process (``*.tmp-<pid>``), part files the writer renamed in before the edit that lists them
@@ -284,6 +286,22 @@ def _check_part(root: Path, part: _PartRow, partition: tuple[int | None, int | N
         problem(f"file holds {marks} delete marks, the manifest says {part.delete_marks}")
 
 
+def _check_table_infos(schemas: dict[int, dict[int, tuple[str, str]]], report: VerifyReport) -> None:
+    """Every table info the manifest keeps parses (SQLite checks a row's structure, not its values)."""
+    from pyspark_theflash.store.views import table_info_from_row
+
+    for table_id, versions in sorted(schemas.items()):
+        for version, (db, info) in sorted(versions.items()):
+            try:
+                table_info_from_row(info, db)
+            except Exception as exc:  # any failure: readers of this version fail the same way
+                report.problems.append(Problem(
+                    mf.MANIFEST_FILE, f"table {table_id} schema version {version}: its table info cannot be read "
+                    f"({type(exc).__name__}: {exc})",
+                    "restore manifest.db (with manifest.db-wal) from a backup of the store, or rebuild the store: "
+                    "move the directory aside and replay the binlog from its start"))
+
+
 def _check_partitions(partitions: dict[tuple[int, int], tuple[int | None, int | None]], report: VerifyReport) -> None:
     by_table: dict[int, list[tuple[int | None, int | None, int]]] = {}
     for (table_id, partition_id), (lo, hi) in partitions.items():
@@ -369,7 +387,7 @@ def verify_store(root: str | os.PathLike[str], online: bool = False) -> VerifyRe
         return report
     try:
         mf.check_format(conn, root_path)
-        damage = [r[0] for r in conn.execute("PRAGMA quick_check")]
+        damage = [r[0] for r in conn.execute("PRAGMA integrity_check")]
         if damage != ["ok"]:
             raise sqlite3.DatabaseError("; ".join(str(d) for d in damage[:5]))
         with mf.read(conn):
@@ -396,6 +414,7 @@ def verify_store(root: str | os.PathLike[str], online: bool = False) -> VerifyRe
     finally:
         conn.close()
 
+    _check_table_infos(schemas, report)
     _check_partitions(partitions, report)
     _check_regions(regions, report)
     listed: dict[str, _PartRow] = {}
