@@ -275,3 +275,136 @@ def test_a_part_written_before_checksums_reads_and_verifies_as_before(bank) -> N
         conn.executemany("UPDATE parts SET checksum = ? WHERE part_id = ?", [(c, p) for p, c in saved])
         conn.commit()
         conn.close()
+
+
+# -- every page of the manifest ----------------------------------------------------------------------
+#
+# A copy of the compacted store, with four bytes of manifest.db flipped: on every page at the places
+# SQLite's own structure lives (the b-tree page header, its cell pointer array, the start of its first
+# cell; an overflow or freelist page's pointers), on page 1 in the database header and inside the
+# schema's text (the `leases` table's `expires_at`, issue 38's case), and in the middle of every page
+# (often unused space, or a row's value). `store verify` must name manifest.db for every structural
+# flip; every reader fails with ManifestDamagedError naming the file, or - a flip that neither SQLite's
+# integrity_check nor the schema check can see, and that no read meets - returns exactly the rows of
+# the undamaged copy.
+
+FLIPPED = 4
+
+
+def structural_offsets(data: bytes, page_size: int) -> list[tuple[int, str]]:
+    """(offset, what) of the places on each page of ``data`` that SQLite's own structure holds."""
+    out: list[tuple[int, str]] = [(0, "page 1: the file's magic string"), (28, "page 1: the database size in pages"),
+                                  (44, "page 1: the schema format")]
+    leases = data.find(b"CREATE TABLE leases")
+    out.append((data.find(b"expires_at", leases), "the schema's text: leases.expires_at"))
+    for page in range(len(data) // page_size):
+        base = page * page_size
+        header = base + (100 if page == 0 else 0)
+        kind = data[header]
+        label = f"page {page + 1}"
+        if kind in (2, 5, 10, 13):  # a b-tree page: interior (12-byte header) or leaf (8)
+            pointers = header + (12 if kind in (2, 5) else 8)
+            cells = int.from_bytes(data[header + 3:header + 5], "big")
+            out.append((header, f"{label}: b-tree page header"))
+            if cells:
+                out.append((pointers, f"{label}: cell pointer array"))
+                out.append((base + int.from_bytes(data[pointers:pointers + 2], "big"), f"{label}: its first cell"))
+        else:  # an overflow page (next page, then content) or a freelist page (next trunk, count, leaves)
+            out.append((base, f"{label}: next-page pointer"))
+    return out
+
+
+def middle_offsets(data: bytes, page_size: int) -> list[tuple[int, str]]:
+    return [(page * page_size + page_size // 2, f"page {page + 1}: its middle")
+            for page in range(len(data) // page_size)]
+
+
+def damaged_copy(source: Path, manifest: bytes, at: int, into: Path, mask: int = 0x5A) -> Path:
+    """A copy of the store at ``source`` whose manifest.db is ``manifest`` with FLIPPED bytes at ``at``
+    flipped by ``mask`` (a directory of its own: SQLite shares open files of one path within a process)."""
+    shutil.copytree(source, into, ignore=shutil.ignore_patterns(f"{mf.MANIFEST_FILE}*"))
+    data = bytearray(manifest)
+    for i in range(at, min(len(data), at + FLIPPED)):
+        data[i] ^= mask
+    (into / mf.MANIFEST_FILE).write_bytes(bytes(data))
+    return into
+
+
+def reads_of(store: str, rig: FlashRig, ts: int) -> dict[str, Callable[[], dict[int, int]]]:
+    """Every reader of the store, each returning the balances it read."""
+    def whole(batches: Iterator[pa.RecordBatch]) -> dict[int, int]:
+        return balances_of(pa.Table.from_batches(list(batches)))
+
+    def store_scan() -> dict[int, int]:
+        with Store.open(store, readonly=True) as opened:
+            return whole(opened.scan(TABLE, ts))
+
+    def read_session() -> dict[int, int]:
+        with open_read_session(store, TABLE, snapshot_ts=ts, options={"upstream": rig.upstream}) as s:
+            return whole(b for n in range(len(s.streams)) for b in read_stream(s, n))
+
+    return {"Store.scan": store_scan, "read session": read_session}
+
+
+@pytest.mark.xfail(strict=True, reason="issue 38, left open: a damaged index page (e.g. sqlite_autoindex_table_versions_1's "
+                   "cell pointers) is walked by SQLite without an error and hands readers NULLs from NOT NULL columns "
+                   "(TypeError in StoreView.histories) or hides rows; verify names it (integrity_check), readers do not")
+def test_bytes_flipped_on_any_page_of_the_manifest_are_named_by_verify_and_never_read(bank, tmp_path) -> None:
+    rig, ts, balances = bank
+    checkpoint(rig.store)
+    source = tmp_path / "compacted"
+    shutil.copytree(rig.store, source)
+    manifest = (source / mf.MANIFEST_FILE).read_bytes()
+    page_size = int.from_bytes(manifest[16:18], "big")
+    assert len(manifest) // page_size >= 10 and not (source / f"{mf.MANIFEST_FILE}-wal").stat().st_size
+    total = str(sum(balances.values()))
+    cases = [(at, what, True) for at, what in structural_offsets(manifest, page_size)] + \
+            [(at, what, False) for at, what in middle_offsets(manifest, page_size)]
+    for n, (at, what, structural) in enumerate(cases):
+        store = str(damaged_copy(source, manifest, at, tmp_path / f"case-{n}"))
+        named = str(Path(store) / mf.MANIFEST_FILE)
+        code, out, err = cli("store", "verify", store)
+        assert code in (0, 1) and "Traceback" not in err, (what, out + err)
+        found = code == 1
+        assert not found or f"{mf.MANIFEST_FILE}: " in out, (what, out)
+        assert found or not structural, (what, "verify passed a structural flip", out + err)
+        for reader, read in reads_of(store, rig, ts).items():
+            try:
+                got = read()
+            except ManifestDamagedError as exc:
+                assert named in str(exc), (what, reader, str(exc))
+                assert found, (what, reader, "a reader met damage that verify passed", str(exc))
+                continue
+            except StoreError as exc:
+                # a damaged index SQLite walks without noticing can hide a row (the table's name):
+                # the reader's own typed error, never rows; verify names the manifest
+                assert found, (what, reader, "a reader met damage that verify passed", str(exc))
+                continue
+            assert got == balances, (what, reader, "read other rows than the undamaged copy")
+        code, out, err = cli("scan", TABLE, "--store", store, "--snapshot-ts", str(ts), "--read",
+                             "--sum", "balance", "--json", "--upstream", rig.upstream)
+        assert "Traceback" not in err, (what, err)
+        if code == 0:
+            answer = json.loads(out)
+            assert (answer["rows"], answer["sum"]) == (ACCOUNTS, total), (what, answer)
+        else:
+            assert code == 2 and found and err.startswith("theflash scan: "), (what, err)
+            assert named in err or "manifest" not in err, (what, err)
+        shutil.rmtree(store)
+
+
+def test_the_schema_check_names_what_a_damaged_schema_page_lost(bank, tmp_path) -> None:
+    """Issue 38's case: the schema's text of `leases` renamed its `expires_at`: SQLite opens the
+    manifest and runs every query that does not name the column; the schema check refuses it."""
+    rig, ts, _ = bank
+    checkpoint(rig.store)
+    manifest = (Path(rig.store) / mf.MANIFEST_FILE).read_bytes()
+    at = manifest.find(b"expires_at", manifest.find(b"CREATE TABLE leases"))
+    store = damaged_copy(Path(rig.store), manifest, at, tmp_path / "copy", mask=0x01)  # still letters: it parses
+    with pytest.raises(ManifestDamagedError, match="table leases has no column expires_at") as failure:
+        Store.open(str(store), readonly=True)
+    assert str(store / mf.MANIFEST_FILE) in str(failure.value)
+    with pytest.raises(ManifestDamagedError, match="table leases has no column expires_at"):
+        Store.open(str(store))  # a writer neither: it would create what is missing, empty
+    code, out, _ = cli("store", "verify", str(store))
+    assert code == 1 and "manifest.db: " in out and "expires_at" in out, out
