@@ -46,7 +46,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Literal, NamedTuple
 
-import numpy as np
 from google.protobuf.message import DecodeError
 
 from pyspark_theflash.binlog.errors import (
@@ -60,6 +59,7 @@ from pyspark_theflash.binlog.errors import (
     BinlogTruncatedError,
 )
 from pyspark_theflash.binlog.position import Position, PositionedEvent
+from pyspark_theflash.binlog.resync import first_valid_frame
 if TYPE_CHECKING:
     from pyspark_theflash.binlog.event_batch import EventBatch
 from pyspark_theflash.proto import binlog_pb2
@@ -82,7 +82,6 @@ POLL_INTERVAL_S = 0.1
 _READ_CHUNK = 1 << 20
 _new_tuple = tuple.__new__
 _SCAN_RUN = 4096  # records per step when only checking (recovery, head)
-_EMPTY_RECORD_CRC = zlib.crc32(b"\0\0\0\0")
 
 FsyncPolicy = Literal["always", "rotate"]
 
@@ -334,33 +333,12 @@ class _SegmentFile:
 
     def first_record_after(self, offset: int) -> int | None:
         """The offset of the first complete, checksummed record that starts after ``offset``
-        (a resynchronisation scan, only run where the record at ``offset`` is not valid)."""
+        (a resynchronisation scan, only run where the record at ``offset`` is not valid), in
+        time linear in the bytes after it (see :mod:`.resync`)."""
         start = offset + 1
         data = os.pread(self._fd, max(0, self.size() - start), start)
-        if len(data) < FRAME_BYTES:
-            return None
-        raw = np.frombuffer(data, dtype=np.uint8)
-        n = len(raw) - FRAME_BYTES + 1
-        # every byte offset's u32 little-endian length and checksum, as arrays
-        lengths = (raw[0:n].astype(np.uint64) | raw[1:n + 1].astype(np.uint64) << 8
-                   | raw[2:n + 2].astype(np.uint64) << 16 | raw[3:n + 3].astype(np.uint64) << 24)
-        fits = lengths <= (len(raw) - FRAME_BYTES) - np.arange(n, dtype=np.uint64)
-        candidates = np.flatnonzero(fits & (lengths <= MAX_RECORD_BYTES))
-        empty = candidates[lengths[candidates] == 0]
-        if len(empty):  # an empty payload's checksum is that of its 4 zero length bytes
-            crcs = (raw[empty + 4].astype(np.uint32) | raw[empty + 5].astype(np.uint32) << 8
-                    | raw[empty + 6].astype(np.uint32) << 16 | raw[empty + 7].astype(np.uint32) << 24)
-            hits = empty[crcs == _EMPTY_RECORD_CRC]
-            first_empty = int(hits[0]) if len(hits) else None
-        else:
-            first_empty = None
-        for p in candidates[lengths[candidates] > 0].tolist():
-            if first_empty is not None and p > first_empty:
-                break
-            length, crc = _FRAME.unpack_from(data, p)
-            if zlib.crc32(data[p + FRAME_BYTES:p + FRAME_BYTES + length], zlib.crc32(data[p:p + 4])) == crc:
-                return start + p
-        return None if first_empty is None else start + first_empty
+        found = first_valid_frame(data, MAX_RECORD_BYTES)
+        return None if found is None else start + found
 
 
 class RawRecord(NamedTuple):
