@@ -29,6 +29,12 @@ Invariants the reader relies on:
   valid record after it — a flipped payload byte, a length pushed past the end of the file —
   is corruption (:class:`BinlogCorruptError`, naming file and offset) for every reader: the
   writer, ``--until-caught-up``, ``binlog dump`` and ``binlog status``.
+* While a SegmentWriter holds the directory (its LOCK is flock()ed: :func:`writer_active`), a
+  record the newest segment ends inside is a **write in progress**: the writer checked that
+  segment when it opened it and is the only one appending. Readers wait in front of it and
+  never scan the bytes after it, whatever its size. Without a writer, telling a torn tail from
+  a damaged length takes a scan for valid records after it: linear in the bytes scanned
+  (:mod:`.resync`), run once per file size, and given up when the reader is stopped.
 * The writer truncates a torn tail when it reopens the directory and logs what it dropped, and
   refuses to open a directory whose newest segment is corrupt; a reader never skips a record.
 * Retention deletes whole segments, oldest first, never the newest one.
@@ -44,7 +50,7 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator, Literal, NamedTuple
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Literal, NamedTuple
 
 from google.protobuf.message import DecodeError
 
@@ -59,7 +65,7 @@ from pyspark_theflash.binlog.errors import (
     BinlogTruncatedError,
 )
 from pyspark_theflash.binlog.position import Position, PositionedEvent
-from pyspark_theflash.binlog.resync import first_valid_frame
+from pyspark_theflash.binlog.resync import ResyncStopped, Stop, first_valid_frame
 if TYPE_CHECKING:
     from pyspark_theflash.binlog.event_batch import EventBatch
 from pyspark_theflash.proto import binlog_pb2
@@ -82,6 +88,9 @@ POLL_INTERVAL_S = 0.1
 _READ_CHUNK = 1 << 20
 _new_tuple = tuple.__new__
 _SCAN_RUN = 4096  # records per step when only checking (recovery, head)
+# A SegmentWriter opening the directory retries its lock this long: a reader probing whether a
+# writer is alive (``writer_active``) holds a shared lock on LOCK for a moment.
+LOCK_RETRY_S = 0.5
 
 FsyncPolicy = Literal["always", "rotate"]
 
@@ -201,6 +210,7 @@ class _SegmentFile:
         self._fd = os.open(path, os.O_RDONLY)
         self._buf = b""
         self._buf_start = 0
+        self._torn: tuple[int, int, bool] | None = None  # (offset, file size, verdict) of the last scan
         try:
             check_header(path, os.pread(self._fd, HEADER_BYTES, 0), number)
         except BaseException:
@@ -294,13 +304,16 @@ class _SegmentFile:
         self._buf_start = offset
         return self._buf
 
-    def is_torn_tail(self, offset: int, bad: _Read) -> bool:
+    def is_torn_tail(self, offset: int, bad: _Read, stop: Stop | None = None) -> bool:
         """Whether a short or bad record at ``offset`` is a write cut short (by a crash, or still
         in progress) at the very end of the file rather than damage: nothing after it is a
         record, and either its frame reaches exactly to the end of the file, or the file ends
         inside it, or everything from it on is zeros (file systems may extend a file with zeros
         before the data lands). A damaged length that points past the end of the file looks
-        like a short record; the valid records that follow it tell it apart."""
+        like a short record; the valid records that follow it tell it apart.
+
+        The scan for them is linear in the bytes after ``offset``, and run once for a file of
+        the same size: a reader polling in front of a crash's torn tail does not repeat it."""
         size = self.size()
         if bad.kind == _BAD and bad.end == size and bad.reason.startswith("checksum"):
             return True
@@ -308,14 +321,29 @@ class _SegmentFile:
             return False
         if bad.kind == _BAD and not self._zeros_from(offset, size):
             return False
-        return self.first_record_after(offset) is None
+        if self._torn is not None and self._torn[:2] == (offset, size):
+            return self._torn[2]
+        torn = self.first_record_after(offset, stop) is None
+        self._torn = (offset, size, torn)
+        return torn
 
-    def at_log_end(self, offset: int, read: _Read) -> _Read:
+    def at_log_end(self, offset: int, read: _Read, writing: Callable[[], bool] | None = None,
+                   stop: Stop | None = None) -> _Read:
         """For a record at ``offset`` of the newest segment that is not valid (``read``): the
-        read itself when it is the end of the log (nothing there, or a torn tail), the record
-        when it has become valid since (a reader racing a write in progress may see a later page
-        of the write before an earlier one), else :class:`BinlogCorruptError`."""
-        if read.kind == _EOF or self.is_torn_tail(offset, read):
+        read itself when it is the end of the log (nothing there, a record being written, or a
+        torn tail), the record when it has become valid since (a reader racing a write in
+        progress may see a later page of the write before an earlier one), else
+        :class:`BinlogCorruptError`.
+
+        A record the file ends inside while ``writing()`` (a SegmentWriter holds the directory)
+        is a write in progress: the writer checked the segment when it opened it and is the only
+        one appending, so the record is returned as not yet written without scanning the bytes
+        after it, however large it is."""
+        if read.kind == _EOF:
+            return read
+        if read.kind == _SHORT and writing is not None and writing():
+            return read
+        if self.is_torn_tail(offset, read, stop):
             return read
         self.invalidate()
         again = self.read_at(offset)
@@ -331,13 +359,14 @@ class _SegmentFile:
             position += len(chunk)
         return True
 
-    def first_record_after(self, offset: int) -> int | None:
+    def first_record_after(self, offset: int, stop: Stop | None = None) -> int | None:
         """The offset of the first complete, checksummed record that starts after ``offset``
         (a resynchronisation scan, only run where the record at ``offset`` is not valid), in
-        time linear in the bytes after it (see :mod:`.resync`)."""
+        time linear in the bytes after it (see :mod:`.resync`). Raises ``ResyncStopped`` when
+        ``stop`` says so before it is done."""
         start = offset + 1
         data = os.pread(self._fd, max(0, self.size() - start), start)
-        found = first_valid_frame(data, MAX_RECORD_BYTES)
+        found = first_valid_frame(data, MAX_RECORD_BYTES, stop)
         return None if found is None else start + found
 
 
@@ -403,6 +432,26 @@ def tail(directory: Path | str) -> Position:
     return Position(numbers[0] if numbers else 1, HEADER_BYTES)
 
 
+def writer_active(directory: Path | str) -> bool:
+    """Whether a :class:`SegmentWriter` holds ``directory`` now (in any process): its LOCK file
+    is flock()ed. Probed with a shared lock released at once (a writer opening the directory
+    meanwhile retries for ``LOCK_RETRY_S``); no LOCK file, or one that cannot be locked, means
+    no writer. A reader uses it to tell a record being written from a torn tail or damage."""
+    try:
+        fd = os.open(Path(directory) / LOCK_NAME, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # (releases the probe's lock)
+    return False
+
+
 class HeadTracker:
     """Finds the head of a directory (the position just after its last complete record),
     checking only the bytes appended since the previous call."""
@@ -429,7 +478,7 @@ class HeadTracker:
             self._file.invalidate()
             read = self._file.read_at(self._offset)
             if read.kind != _OK:
-                read = self._file.at_log_end(self._offset, read)
+                read = self._file.at_log_end(self._offset, read, lambda: writer_active(self.directory))
             if read.kind == _OK:  # appended since the window was read
                 self._offset = read.end
                 continue
@@ -502,6 +551,7 @@ class SegmentReader:
         self._signal = append_signal(self.directory)
         self._file: _SegmentFile | None = None
         self._damage_ahead = False  # the last read_batch stopped in front of a damaged record
+        self._stop: threading.Event | None = None  # the stop of the read in progress
         self._position = self._resolve_start(position)
 
     @property
@@ -651,6 +701,20 @@ class SegmentReader:
         eager: bool = False,
     ) -> list[RawRecord]:
         """``read`` without parsing the events."""
+        self._stop = stop
+        try:
+            return self._read_raw(max_records, timeout_s, region_ids, stop, eager)
+        finally:
+            self._stop = None
+
+    def _read_raw(
+        self,
+        max_records: int,
+        timeout_s: float,
+        region_ids: frozenset[int] | None,
+        stop: threading.Event | None,
+        eager: bool,
+    ) -> list[RawRecord]:
         deadline = time.monotonic() + timeout_s
         out: list[RawRecord] = []
         start = self._position
@@ -720,6 +784,14 @@ class SegmentReader:
                        ) -> tuple[list[bytes], "_Positions"]:
         """``read_raw`` of every region, as payloads and their positions (made only when asked
         for: an error names one)."""
+        self._stop = stop
+        try:
+            return self._read_payloads_until(max_records, timeout_s, stop)
+        finally:
+            self._stop = None
+
+    def _read_payloads_until(self, max_records: int, timeout_s: float, stop: threading.Event | None
+                             ) -> tuple[list[bytes], "_Positions"]:
         deadline = time.monotonic() + timeout_s
         payloads: list[bytes] = []
         runs: list[tuple[int, list[int]]] = []
@@ -789,7 +861,12 @@ class SegmentReader:
             if read.kind != _OK:
                 file.invalidate()
                 if not any(n > segment for n in list_segments(self.directory)):
-                    read = file.at_log_end(offset, read)
+                    stop = self._stop
+                    try:
+                        read = file.at_log_end(offset, read, lambda: writer_active(self.directory),
+                                               None if stop is None else stop.is_set)
+                    except ResyncStopped:
+                        return None  # stopping: whether it is a torn tail or damage can wait
                     if read.kind != _OK:
                         return None  # at the head, or in front of a record still being written
                 else:
@@ -848,9 +925,15 @@ class SegmentWriter:
         self._mutex = threading.Lock()
         self._signal = append_signal(self.directory)
         self._lock_fd = os.open(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        deadline = time.monotonic() + LOCK_RETRY_S
+        while True:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:  # maybe a reader probing (writer_active)
+                    time.sleep(0.005)
+                    continue
             os.close(self._lock_fd)
             raise BinlogLockedError(
                 f"binlog directory {self.directory} is held by another SegmentWriter "
