@@ -150,12 +150,14 @@ class PartChecksumError(PartDamagedError):
 class ManifestDamagedError(StoreError):
     """The manifest (``manifest.db``) cannot be read as the store's manifest: damaged, truncated, not
     a database, or its schema is not the one this code writes (a damaged schema page). Nothing can be
-    read from the store until it is restored. ``cause``: SQLite's error, or what the schema check
-    found."""
+    read from the store until it is restored. ``found``: SQLite's error, or what a check of the
+    manifest found (its schema, its pages); ``cause``: SQLite's error, None when a check found it
+    (an exception only: error chains are walked through ``cause``, ``pyspark_theflash.errors``)."""
 
     def __init__(self, path: str, cause: BaseException | str) -> None:
         self.path = path
-        self.cause = cause
+        self.found = str(cause)
+        self.cause: BaseException | None = cause if isinstance(cause, BaseException) else None
         super().__init__(f"the store's manifest {path} cannot be read ({cause}); nothing was read from the store. "
                          "Restore manifest.db (with its -wal file) from a backup of the store, or rebuild the store: "
                          "move the directory aside and replay the binlog from its start")
