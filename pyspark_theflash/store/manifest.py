@@ -363,6 +363,58 @@ def _refuse_other_schema(conn: sqlite3.Connection, path: str) -> None:
                                + "; ".join(differences[:5]) + more)
 
 
+# --- the manifest's pages, checked before a view reads them ---------------------------------------
+#
+# SQLite keeps no checksum of a page: a flipped cell pointer of a table or an index page can be
+# walked without an error, and the walk then hides rows (a live part, a table's name, a region) or
+# hands back NULL from a NOT NULL column; one flipped byte of an index entry's row id (a well-formed
+# b-tree) has ``parts_live`` list a removed part instead of a live one. A reader then reads a wrong
+# answer, or fails as if the store held other rows, and no check of the rows it reads can see a row
+# that is not there. SQLite's ``PRAGMA integrity_check`` reads every page, checks each b-tree's
+# structure (cell bounds, page links, overlaps, NOT NULL) and every index against its table;
+# ``quick_check`` skips the last, which is the row-id case above. So every view runs integrity_check
+# once per state of ``manifest.db`` and process: a pass is remembered by the file's (device, inode)
+# and (size, mtime, ctime), taken before the check, so any write through the file system (a
+# checkpoint, a stray write, a restored copy) has the next view check again. The file's clock is
+# coarse: a pass of a file written in the last _RACY_NS is checked once more after that (git's
+# "racily clean" rule), not at every view. A writer's commits and readers' leases go to
+# ``manifest.db-wal`` (frames checksummed by SQLite, checked here once a checkpoint copies them into
+# manifest.db): keying on the WAL too would check at every view. Damage that changes no stat (media
+# decay under the file system) is met at the file's next write, or by ``store verify``.
+
+_PAGES_PASSED: dict[tuple[int, int], tuple[tuple[int, int, int], bool]] = {}  # -> (state, racy)
+_RACY_NS = 2_000_000_000
+
+
+def check_pages(conn: sqlite3.Connection) -> None:
+    """Refuse, with ``ManifestDamagedError`` naming the file, a manifest whose pages fail SQLite's
+    ``PRAGMA integrity_check``; a no-op (one ``stat``) for a state of the file this process passed.
+    Run inside the read transaction it vouches for. SQLite errors it meets (a page that does not
+    even parse) propagate for ``damage_as_error`` to translate."""
+    path = database_path(conn)
+    try:
+        st = os.stat(path)
+    except OSError:  # an in-memory or vanished file: nothing to key a pass on; check anyway
+        key, state = None, None
+    else:
+        key, state = (st.st_dev, st.st_ino), (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        passed = _PAGES_PASSED.get(key)
+        if passed is not None and passed[0] == state and not (passed[1] and not _written_lately(state)):
+            return
+    found = [str(r[0]) for r in conn.execute("PRAGMA integrity_check(5)")]
+    if found != ["ok"]:
+        raise ManifestDamagedError(path, "SQLite's integrity_check of its pages found: "
+                                   + "; ".join(" ".join(f.split()) for f in found))
+    if key is not None and state is not None:
+        _PAGES_PASSED[key] = (state, _written_lately(state))
+
+
+def _written_lately(state: tuple[int, int, int]) -> bool:
+    """Was the file of ``state`` (size, mtime, ctime) written in the last _RACY_NS? A pass of such
+    a state holds until that window is over; then the file is checked once more."""
+    return time.time_ns() - max(state[1], state[2]) <= _RACY_NS
+
+
 def database_path(conn: sqlite3.Connection) -> str:
     """The file of the manifest ``conn`` has open, to name in an error."""
     return next((str(r[2]) for r in conn.execute("PRAGMA database_list") if r[1] == "main"), MANIFEST_FILE)

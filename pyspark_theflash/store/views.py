@@ -2,6 +2,7 @@
 comes from the same manifest version) and the value types it returns."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sqlite3
@@ -83,6 +84,16 @@ class StoreView:
         self._conn = conn
         self._owns = owns_conn
         conn.execute("BEGIN")
+        try:
+            # SQLite walks some damaged pages without an error (a hidden row, a NULL where none
+            # can be): the view's pages are checked before it reads them (manifest.check_pages)
+            mf.check_pages(conn)
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):  # the check's error is the one to raise
+                conn.execute("ROLLBACK")
+            if owns_conn:
+                conn.close()
+            raise
         self.version = mf.current_version(conn)
         self._tables: dict[int, "TableInfo"] | None = None
         self._lifes: dict[int, tuple[int, int | None, str]] | None = None
