@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import struct
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -167,6 +168,23 @@ def test_a_damaged_length_in_front_of_20_mb_of_records_is_found_in_linear_time(
     assert path.stat().st_size == len(data), "nothing was cut off"
 
 
+def test_a_stopped_reader_gives_up_the_scan_and_the_next_read_makes_it(tmp_path: Path) -> None:
+    with SegmentWriter(tmp_path) as writer:
+        start = writer.append(small_events(1))
+        writer.append(small_events(4, first_index=2))
+    path = segment_path(tmp_path, start.segment)
+    data = bytearray(path.read_bytes())
+    data[start.offset + 2] ^= 0x10  # a length pushed 1 MiB past the end, valid records after it
+    path.write_bytes(bytes(data))
+    stopped = threading.Event()
+    stopped.set()
+    with SegmentReader(tmp_path, start) as reader:
+        assert reader.read(10, timeout_s=5, stop=stopped) == []  # at once: the scan gave up
+        assert reader.position == start
+        with pytest.raises(BinlogCorruptError, match=f"offset {start.offset}.*valid records follow"):
+            reader.read(10, timeout_s=0)
+
+
 def test_reopening_a_segment_writer_on_a_20_mb_torn_tail_truncates_it_quickly(
         tmp_path: Path, big: binlog_pb2.Event) -> None:
     record = encode_record(big.SerializeToString())
@@ -182,3 +200,61 @@ def test_reopening_a_segment_writer_on_a_20_mb_torn_tail_truncates_it_quickly(
     with SegmentReader(tmp_path) as reader:
         assert [(e.position, e.event) for e in reader] == [(Position(1, 24), small_events(1)[0]), (end, big)]
         assert reader.position == after
+
+
+# --- stopping a writer that waits there ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tail", ["being written", "torn by a crash"])
+def test_sigterm_stops_a_writer_waiting_at_a_20_mb_record_within_a_second(
+        tail: str, tmp_path: Path, big: binlog_pb2.Event) -> None:
+    """`theflash writer run` follows a binlog whose newest segment ends inside a 20 MB record:
+    one capture is writing (the directory is held), or one a crash left (a copy without a
+    writer). Once the writer has applied everything before it, SIGTERM stops it within 1 s."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    from polling import wait_for
+    from pyspark_theflash import latch as latch_mod
+    from pyspark_theflash.binlog.segment import head, list_segments
+    from pyspark_theflash.upstream.cluster import MiniCluster
+    from pyspark_theflash.upstream.tidb import make_column
+
+    with MiniCluster(tmp_path / "cluster", binlog_dir=tmp_path / "binlog", resolved_ts_interval=0) as up:
+        addresses = up.serve()
+        up.create_table("app.t", [make_column("id", "BIGINT", not_null=True)], primary_key=["id"])
+        up.run_txn(lambda t: t.insert("app.t", {"id": 1}))
+        binlog = tmp_path / "binlog"
+        if tail == "torn by a crash":
+            binlog = tmp_path / "crashed"
+            shutil.copytree(tmp_path / "binlog", binlog, ignore=shutil.ignore_patterns("LOCK"))
+        end = head(binlog)
+        record = encode_record(big.SerializeToString())
+        append_raw(segment_path(binlog, list_segments(binlog)[-1]), record[: len(record) * 3 // 4])
+        assert writer_active(binlog) == (tail == "being written")
+        store = tmp_path / "store"
+        with open(tmp_path / "writer.out", "wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "pyspark_theflash", "writer", "run", "--binlog",
+                                     str(binlog), "--store", str(store), "--upstream", addresses["upstream"],
+                                     "--interval", "50ms"], stdout=out, stderr=subprocess.STDOUT)
+        try:
+            def waiting_at_the_record() -> bool:
+                if proc.poll() is not None:
+                    raise AssertionError((tmp_path / "writer.out").read_text()[-3000:])
+                with latch_mod.connect(store) as latch:
+                    status = latch.writer_status() or {}
+                return status.get("state") == "running" and status.get("read_position") == str(end)
+
+            wait_for(waiting_at_the_record, 60, f"the writer to apply the binlog up to {end}")
+            signalled = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(30)
+            stopped_in = time.monotonic() - signalled
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert code == 0, (tmp_path / "writer.out").read_text()[-3000:]
+    assert stopped_in < 1.0, f"the writer took {stopped_in:.2f} s to stop"

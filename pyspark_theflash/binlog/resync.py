@@ -29,6 +29,9 @@ import numpy as np
 FRAME_BYTES = 8
 _EMPTY_RECORD_CRC = zlib.crc32(b"\0\0\0\0")  # an empty payload's checksum: that of its length bytes
 _MIN_BLOCK_SHIFT = 8  # prefix CRCs: blocks of at least 256 bytes, stepped through in parallel
+_COLUMNS = 64  # prefix CRCs: block bytes transposed this many at a time
+_SLICE = 1 << 18  # candidates checked this many at a time
+_WINDOW = 1 << 22  # candidate offsets filtered this many at a time (bounds the scan's memory)
 
 Stop = Callable[[], bool]  # asked now and then during a long scan: give up?
 
@@ -142,11 +145,6 @@ def prefix_crcs(data: bytes, positions: np.ndarray, stop: Stop | None = None) ->
             columns = np.ascontiguousarray(grid[:, step:step + _COLUMNS].T)
         registers = (registers >> 8) ^ table[(registers ^ columns[step % _COLUMNS]) & 0xFF]
     return out
-
-
-_COLUMNS = 64  # prefix CRCs: block bytes transposed this many at a time
-_SLICE = 1 << 18  # candidates checked this many at a time
-_WINDOW = 1 << 22  # candidate offsets filtered this many at a time (bounds the scan's memory)
 
 
 @functools.lru_cache(maxsize=1)
