@@ -1,0 +1,618 @@
+"""`theflash capture` against a wire-level TiKV + PD that costs almost nothing: the ceiling.
+
+    .venv/bin/python bench/capture_ceiling.py                     # 200k txns of 10 rows, 20k of 100, 2M rows copied
+    .venv/bin/python bench/capture_ceiling.py --txns 20000 --copy-rows 200000 --latency-seconds 5
+
+The rig (this process) serves, from the project's protos: PD (``pdpb.PD``: members, TSO,
+stores, region scans, GC safe points), one or more TiKV stores (``cdcpb.ChangeData/EventFeed``
+only; ``EventFeedV2`` is UNIMPLEMENTED, so capture takes the plain feed) and TiDB's status port
+(one table, ``bench.kv``, ``/ddl/history`` empty). The feed's rows are encoded with NumPy before
+any clock starts; only each event's header (region id, index, the registration's request id)
+is written when a registration arrives, so the rig serves at gRPC's line rate and capture,
+in its own process as an operator runs it, is the bottleneck. Measured in one run:
+
+* **capture, live** (10-row and 100-row 2PC transactions over ``--regions`` regions): a PREWRITE
+  event and a COMMIT event (short values: TiKV puts them in the COMMIT row too) per transaction
+  per region, blocks of ``--block`` transactions per message with a batched resolved ts after each;
+  committed rows/s from the first message sent to capture's exit with ``--until-ts`` (every
+  region's resolved ts past the last commit, synced in the binlog);
+* **the writer alone** on the 10-row binlog (``writer run --until-caught-up``; from its log's
+  first line to its last, as bench/writer.py reads it);
+* **capture + writer at once**: a fresh capture of the same feed and a writer following its
+  binlog, until the store's regions all hold a resolved ts past the last commit (readable);
+* **initial copy**: ``--copy-rows`` rows as TiKV's initial scan sends them (COMMITTED rows, then
+  INITIALIZED) through capture, then applied by the writer;
+* **commit -> readable** at ``--latency-rate`` commits/s for ``--latency-seconds``: the feed is
+  written as it goes (a resolved ts every ``--resolved-every`` s, as TiKV's ``min-ts-interval``),
+  capture and writer follow it, and each probe is the time from the COMMIT's send to the store's
+  regions all resolved past it;
+* beside them, the store's own apply rate in the same run (bench/ingest.py ``--skip-delta``, with
+  ``--two-phase`` for the live figures), the baseline each ratio is taken against.
+
+Prints the figures and ends with one JSON line.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent import futures
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import grpc  # noqa: E402
+
+from ingest import DB, TABLE, TABLE_ID, ROW_VALUE_BYTES, Batch, record_keys, row_values_v2, table_info  # noqa: E402
+from pyspark_theflash.codec import encode_region_key  # noqa: E402
+from pyspark_theflash.proto import cdcpb_pb2, metapb_pb2, pdpb_pb2, pdpb_pb2_grpc  # noqa: E402
+
+CLUSTER_ID = 7_000_001
+SPAN = 1 << 40  # handles per region
+LOGICAL_BITS = 18
+PREWRITE, COMMIT, ROLLBACK, COMMITTED, INITIALIZED = 1, 2, 3, 4, 5
+PUT = 1
+
+
+def varint(v: int) -> bytes:
+    out = bytearray()
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def _varint_matrix(values: np.ndarray) -> np.ndarray:
+    """(n, 9) uint8: the varints of uint64 values that all take 9 bytes (2^56 <= v < 2^63)."""
+    v = values.astype(np.uint64)
+    assert ((v >= np.uint64(1 << 56)) & (v < np.uint64(1 << 63))).all(), "ts outside the 9-byte varint range"
+    out = np.empty((len(v), 9), np.uint8)
+    for i in range(9):
+        b = (v >> np.uint64(7 * i)) & np.uint64(0x7F)
+        out[:, i] = b | (np.uint64(0x80) if i < 8 else np.uint64(0))
+    return out
+
+
+def encode_rows(kind: int, start: np.ndarray, commit: np.ndarray | None, keys: np.ndarray,
+                values: np.ndarray | None) -> np.ndarray:
+    """(n, W) uint8: each row an Entries field (0x0a len Row), cdcpb.Event.Row of one layout."""
+    n = len(start)
+    parts: list[np.ndarray] = [np.full((n, 1), 0x08, np.uint8), _varint_matrix(start)]
+    if commit is not None:
+        parts += [np.full((n, 1), 0x10, np.uint8), _varint_matrix(commit)]
+    parts += [np.tile(np.array([0x18, kind, 0x20, PUT, 0x2A, keys.shape[1]], np.uint8), (n, 1)), keys]
+    if values is not None:
+        parts += [np.tile(np.array([0x32, values.shape[1]], np.uint8), (n, 1)), values]
+    row = np.concatenate(parts, axis=1)
+    assert row.shape[1] < 128
+    return np.concatenate([np.tile(np.array([0x0A, row.shape[1]], np.uint8), (n, 1)), row], axis=1)
+
+
+INITIALIZED_ROW = bytes([0x0A, 2, 0x18, INITIALIZED])
+
+
+def event_bytes(region_id: int, index: int, request_id: int, entries: bytes) -> bytes:
+    ev = b"\x08" + varint(region_id) + b"\x10" + varint(index) + b"\x1a" + varint(len(entries)) + entries + \
+        b"\x38" + varint(request_id)
+    return b"\x0a" + varint(len(ev)) + ev
+
+
+def resolved_bytes(regions: list[int], ts: int) -> bytes:
+    packed = b"".join(varint(r) for r in regions)
+    body = b"\x0a" + varint(len(packed)) + packed + b"\x10" + varint(ts)
+    return b"\x12" + varint(len(body)) + body
+
+
+def region_bound(i: int, regions: int) -> bytes:
+    if i <= 0 or i >= regions:
+        return b""
+    return bytes(encode_region_key(bytes(record_keys(np.array([i * SPAN], np.int64))[0])))
+
+
+def _values(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    b = Batch(ids=np.zeros(n, np.int64), deleted=np.zeros(n, bool), v=rng.integers(2**31, 2**62, n, dtype=np.int64),
+              x=np.round(rng.normal(size=n) * 1000, 3), s=rng.integers(97, 123, size=(n, 16), dtype=np.uint8))
+    return row_values_v2(b)
+
+
+class Feed:
+    """What the stores send: per region a list of (Entries bytes) blocks, in feed order, and the
+    resolved ts to send after each block. Each region's blocks are sent interleaved with the
+    others', a block at a time (``plan``: (region, block) in send order)."""
+
+    def __init__(self, regions: int) -> None:
+        self.regions = regions
+        self.blocks: list[list[bytes]] = [[] for _ in range(regions)]  # entries payloads (one event each)
+        self.plan: list[list[tuple[int, int]]] = []  # messages: each a list of (region index, block number)
+        self.resolved_after: list[int] = []  # the resolved ts after message m (0: none)
+        self.initial = False
+        self.rows = 0
+        self.committed = 0
+        self.last_ts = 0
+
+
+def live_feed(txns: int, txn_rows: int, regions: int, block: int, base_ts: int) -> Feed:
+    """``txns`` 2PC transactions of ``txn_rows`` rows, transaction t in region t % regions; per
+    message ``block`` transactions: their PREWRITE events, then their COMMIT events."""
+    feed = Feed(regions)
+    values = _values(txn_rows * min(txns, 4096), 11)
+    ts = base_ts
+    for lo in range(0, txns, block):
+        hi = min(txns, lo + block)
+        t = np.arange(lo, hi)
+        n = len(t) * txn_rows
+        region = np.repeat(t % regions, txn_rows)
+        handles = region.astype(np.int64) * SPAN + np.repeat(t // regions, txn_rows) * txn_rows + np.tile(
+            np.arange(txn_rows), len(t))
+        starts = np.repeat(ts + 1 + 2 * (t - lo), txn_rows).astype(np.uint64)
+        commits = starts + np.uint64(1)
+        keys = record_keys(handles)
+        vals = values[np.arange(n) % len(values)]
+        pre = encode_rows(PREWRITE, starts, None, keys, vals)
+        com = encode_rows(COMMIT, starts, commits, keys, vals)
+        msg: list[tuple[int, int]] = []
+        for mat in (pre, com):
+            for j in range(len(t)):
+                r = int(t[j] % regions)
+                feed.blocks[r].append(mat[j * txn_rows:(j + 1) * txn_rows].tobytes())
+                msg.append((r, len(feed.blocks[r]) - 1))
+        feed.plan.append(msg)
+        ts += 2 * len(t)
+        feed.resolved_after.append(ts)
+        feed.rows += 2 * n
+        feed.committed += n
+    feed.last_ts = ts
+    return feed
+
+
+def copy_feed(rows: int, regions: int, batch: int, base_ts: int) -> Feed:
+    """An initial scan: ``rows`` COMMITTED rows spread over the regions, ``batch`` a message per
+    region, then INITIALIZED; then one resolved ts past every commit."""
+    feed = Feed(regions)
+    feed.initial = True
+    per = -(-rows // regions)
+    values = _values(min(rows, 65536), 13)
+    ts = base_ts
+    for r in range(regions):
+        n = min(per, rows - r * per)
+        for lo in range(0, n, batch):
+            k = min(batch, n - lo)
+            handles = r * SPAN + np.arange(lo, lo + k, dtype=np.int64)
+            starts = np.full(k, ts + 1, np.uint64) + np.arange(k, dtype=np.uint64) % np.uint64(1000) * np.uint64(2)
+            mat = encode_rows(COMMITTED, starts, starts + np.uint64(1), record_keys(handles),
+                              values[np.arange(lo, lo + k) % len(values)])
+            feed.blocks[r].append(mat.tobytes())
+        feed.blocks[r].append(INITIALIZED_ROW)
+        feed.rows += n
+        feed.committed += n
+    # per message one block of each region in turn, as a store's scans interleave
+    most = max(len(b) for b in feed.blocks)
+    for j in range(most):
+        feed.plan.append([(r, j) for r in range(regions) if j < len(feed.blocks[r])])
+        feed.resolved_after.append(0)
+    feed.last_ts = ts + 2000
+    feed.resolved_after[-1] = feed.last_ts
+    return feed
+
+
+class Rig:
+    """PD + TiKV stores + TiDB status port on loopback, serving one Feed at a time."""
+
+    def __init__(self, regions: int) -> None:
+        self.regions = regions
+        self.region_ids = list(range(1, regions + 1))
+        self.feed: Feed | None = None
+        self.live: queue.Queue[bytes | None] | None = None  # a feed written as it goes (latency)
+        self.first_send = self.last_send = 0.0
+        self.safe_points: dict[bytes, int] = {}
+        self._mu = threading.Lock()
+        self._ts = 0
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=16),
+                                  options=[("grpc.max_send_message_length", 256 << 20)])
+        pdpb_pb2_grpc.add_PDServicer_to_server(_PD(self), self.server)
+        handler = grpc.stream_stream_rpc_method_handler(self._event_feed, request_deserializer=
+                                                        cdcpb_pb2.ChangeDataRequest.FromString, response_serializer=None)
+        self.server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("cdcpb.ChangeData",
+                                                                                   {"EventFeed": handler})])
+        port = self.server.add_insecure_port("127.0.0.1:0")
+        self.address = f"127.0.0.1:{port}"
+        self.server.start()
+        info = table_info()
+        rig = self
+
+        class Status(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                path = self.path.split("?")[0].rstrip("/")
+                body: Any = {"/schema": [{"id": 1, "db_name": {"O": DB, "L": DB}, "state": 5}],
+                             f"/schema/{DB}": [info], f"/schema/{DB}/{TABLE}": info, "/ddl/history": []}.get(path)
+                data = json.dumps(body).encode()
+                self.send_response(200 if body is not None else 404)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Status)
+        self.http.daemon_threads = True
+        self.status = f"http://127.0.0.1:{self.http.server_address[1]}"
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+        del rig
+
+    def get_ts(self, count: int = 1) -> int:
+        with self._mu:
+            self._ts = max(self._ts + count, int(time.time() * 1000) << LOGICAL_BITS)
+            return self._ts
+
+    def meta_region(self, i: int) -> metapb_pb2.Region:
+        return metapb_pb2.Region(id=i + 1, start_key=region_bound(i, self.regions), end_key=region_bound(i + 1, self.regions),
+                                 region_epoch=metapb_pb2.RegionEpoch(conf_ver=1, version=1),
+                                 peers=[metapb_pb2.Peer(id=1000 + i, store_id=1)])
+
+    def _event_feed(self, requests: Iterator[cdcpb_pb2.ChangeDataRequest], context: Any) -> Iterator[bytes]:
+        registered: dict[int, int] = {}  # region index -> request id
+        arrived = threading.Condition()
+
+        def read() -> None:
+            try:
+                for req in requests:
+                    if req.WhichOneof("request") in (None, "register"):
+                        with arrived:
+                            registered[int(req.region_id) - 1] = int(req.request_id)
+                            arrived.notify_all()
+            except grpc.RpcError:
+                return  # the client ended the stream
+
+        threading.Thread(target=read, daemon=True).start()
+        with arrived:
+            arrived.wait_for(lambda: len(registered) == self.regions, timeout=60)
+        if self.live is not None:
+            yield from self._follow(registered)
+            return
+        feed = self.feed
+        assert feed is not None
+        index = [0] * self.regions
+        if not feed.initial:  # an empty table: every region initialised at once
+            yield b"".join(event_bytes(r + 1, 0, registered[r], INITIALIZED_ROW) for r in range(self.regions))
+        self.first_send = time.monotonic()
+        for m, msg in enumerate(feed.plan):
+            parts = []
+            for r, j in msg:
+                index[r] += 1
+                parts.append(event_bytes(r + 1, index[r], registered[r], feed.blocks[r][j]))
+            if feed.resolved_after[m]:
+                parts.append(resolved_bytes(self.region_ids, feed.resolved_after[m]))
+            yield b"".join(parts)
+        self.last_send = time.monotonic()
+        while context.is_active():
+            time.sleep(0.1)
+
+    def _follow(self, registered: dict[int, int]) -> Iterator[bytes]:
+        """The latency feed: messages built as the workload commits, request ids patched in."""
+        assert self.live is not None
+        index = [0] * self.regions
+        yield b"".join(event_bytes(r + 1, 0, registered[r], INITIALIZED_ROW) for r in range(self.regions))
+        while True:
+            item = self.live.get()
+            if item is None:
+                return
+            parts = []
+            for r, payload in item:  # type: ignore[misc]
+                if r < 0:
+                    parts.append(payload)
+                    continue
+                index[r] += 1
+                parts.append(event_bytes(r + 1, index[r], registered[r], payload))
+            yield b"".join(parts)
+
+    def close(self) -> None:
+        self.server.stop(0)
+        self.http.shutdown()
+
+
+class _PD(pdpb_pb2_grpc.PDServicer):
+    def __init__(self, rig: Rig) -> None:
+        self.rig = rig
+
+    def _h(self) -> pdpb_pb2.ResponseHeader:
+        return pdpb_pb2.ResponseHeader(cluster_id=CLUSTER_ID)
+
+    def GetMembers(self, request: Any, context: Any) -> Any:  # noqa: N802
+        m = pdpb_pb2.Member(name="pd-0", member_id=1, client_urls=[f"http://{self.rig.address}"])
+        return pdpb_pb2.GetMembersResponse(header=self._h(), members=[m], leader=m, etcd_leader=m)
+
+    def Tso(self, request_iterator: Any, context: Any) -> Any:  # noqa: N802
+        for req in request_iterator:
+            ts = self.rig.get_ts(max(1, req.count))
+            yield pdpb_pb2.TsoResponse(header=self._h(), count=max(1, req.count), timestamp=pdpb_pb2.Timestamp(
+                physical=ts >> LOGICAL_BITS, logical=ts & ((1 << LOGICAL_BITS) - 1)))
+
+    def GetStore(self, request: Any, context: Any) -> Any:  # noqa: N802
+        return pdpb_pb2.GetStoreResponse(header=self._h(), store=metapb_pb2.Store(
+            id=1, address=self.rig.address, state=metapb_pb2.Up, version="8.5.0", node_state=metapb_pb2.Serving))
+
+    def ScanRegions(self, request: Any, context: Any) -> Any:  # noqa: N802
+        regions = [pdpb_pb2.Region(region=self.rig.meta_region(i), leader=self.rig.meta_region(i).peers[0])
+                   for i in range(self.rig.regions)]
+        return pdpb_pb2.ScanRegionsResponse(header=self._h(), regions=regions)
+
+    def GetGCSafePoint(self, request: Any, context: Any) -> Any:  # noqa: N802
+        return pdpb_pb2.GetGCSafePointResponse(header=self._h(), safe_point=0)
+
+    def UpdateServiceGCSafePoint(self, request: Any, context: Any) -> Any:  # noqa: N802
+        return pdpb_pb2.UpdateServiceGCSafePointResponse(header=self._h(), service_id=request.service_id,
+                                                         min_safe_point=0, TTL=request.TTL)
+
+
+THEFLASH = [sys.executable, "-m", "pyspark_theflash"]
+
+
+def run_capture(rig: Rig, feed: Feed, binlog: Path, log: Path) -> dict[str, float]:
+    rig.feed, rig.live = feed, None
+    rig.first_send = rig.last_send = 0.0
+    cmd = THEFLASH + ["capture", "--pd", rig.address, "--tidb", rig.status, "--binlog", str(binlog),
+                      "--until-ts", str(feed.last_ts), "--resolve-locks-after", "0"]
+    with log.open("wb") as out:
+        done = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, timeout=1800)
+    ended = time.monotonic()
+    if done.returncode != 0:
+        raise SystemExit(f"capture failed:\n{log.read_text()[-3000:]}")
+    took = ended - rig.first_send
+    return {"s": took, "rows_per_s": feed.rows / took, "committed_per_s": feed.committed / took}
+
+
+def run_writer(binlog: Path, store: Path, log: Path, committed: int) -> dict[str, float]:
+    from writer import _logged_seconds  # bench/writer.py: the writer's first log line to its last
+
+    shutil.rmtree(store, ignore_errors=True)
+    cmd = THEFLASH + ["writer", "run", "--binlog", binlog.as_uri(), "--store", str(store), "--until-caught-up",
+                      "--log", str(log)]
+    started = time.monotonic()
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    wall = time.monotonic() - started
+    if done.returncode != 0:
+        raise SystemExit(f"writer failed:\n{done.stderr[-3000:]}")
+    apply_s = _logged_seconds(log)
+    return {"wall_s": wall, "apply_s": apply_s, "committed_per_s": committed / max(apply_s, 1e-6)}
+
+
+def min_resolved(store: Path) -> int:
+    from pyspark_theflash.scan.planner import covering_regions
+    from pyspark_theflash.store import Store
+
+    try:
+        with Store.open(str(store), readonly=True) as s, s.snapshot() as view:
+            regions = [r for r, _ in covering_regions(view, TABLE_ID)]
+            return min((int(r.resolved_ts) for r in regions), default=0)
+    except Exception:
+        return 0
+
+
+def start_writer(binlog: Path, store: Path, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(THEFLASH + ["writer", "run", "--binlog", binlog.as_uri(), "--store", str(store),
+                                        "--interval", "20ms", "--flush-interval", "50ms"],
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+
+def run_together(rig: Rig, feed: Feed, work: Path) -> dict[str, float]:
+    """Capture and writer at once, until the store's regions are all resolved past the feed."""
+    binlog, store = work / "together-binlog", work / "together-store"
+    rig.feed, rig.live = feed, None
+    rig.first_send = 0.0
+    capture = subprocess.Popen(THEFLASH + ["capture", "--pd", rig.address, "--tidb", rig.status, "--binlog",
+                                           str(binlog), "--resolve-locks-after", "0"],
+                               stdout=(work / "together-capture.log").open("wb"), stderr=subprocess.STDOUT)
+    try:
+        while not binlog.is_dir():
+            time.sleep(0.02)
+        writer = start_writer(binlog, store, work / "together-writer.log")
+        try:
+            deadline = time.monotonic() + 1800
+            while min_resolved(store) < feed.last_ts:
+                if time.monotonic() > deadline or capture.poll() is not None or writer.poll() is not None:
+                    raise SystemExit("capture + writer did not make the feed readable")
+                time.sleep(0.05)
+            took = time.monotonic() - rig.first_send
+        finally:
+            writer.terminate()
+            writer.wait(60)
+    finally:
+        capture.terminate()
+        capture.wait(60)
+    return {"s": took, "committed_per_s": feed.committed / took}
+
+
+def run_latency(rig: Rig, work: Path, rate: float, seconds: float, txn_rows: int, resolved_every: float,
+                probes_per_s: float = 10.0) -> dict[str, float]:
+    """Commits at ``rate``/s written as they happen; probes: COMMIT sent -> store resolved past it."""
+    binlog, store = work / "latency-binlog", work / "latency-store"
+    rig.feed, rig.live = None, queue.Queue()
+    live = rig.live
+    capture = subprocess.Popen(THEFLASH + ["capture", "--pd", rig.address, "--tidb", rig.status, "--binlog",
+                                           str(binlog), "--resolve-locks-after", "0"],
+                               stdout=(work / "latency-capture.log").open("wb"), stderr=subprocess.STDOUT)
+    writer = None
+    lat: list[float] = []
+    try:
+        while not binlog.is_dir():
+            time.sleep(0.02)
+        writer = start_writer(binlog, store, work / "latency-writer.log")
+        first = rig.get_ts()
+        deadline = time.monotonic() + 120
+        # the first resolved ts (regions initialised, writer applying) before the clock starts
+        while min_resolved(store) < first:
+            live.put([(-1, resolved_bytes(rig.region_ids, rig.get_ts()))])
+            time.sleep(0.1)
+            if time.monotonic() > deadline:
+                raise SystemExit("the latency feed never became readable")
+        values = _values(txn_rows * 256, 17)
+        sent: list[tuple[float, int]] = []  # (when a COMMIT was sent, its commit ts)
+        stop = threading.Event()
+
+        def produce() -> None:
+            t = 0
+            tick = 0.01
+            began = time.monotonic()
+            last_resolved = began
+            while not stop.is_set():
+                due = int((time.monotonic() - began) * rate) - t
+                msg: list[tuple[int, bytes]] = []
+                if due > 0:
+                    ts0 = rig.get_ts(2 * due)
+                    tt = np.arange(t, t + due)
+                    region = np.repeat(tt % rig.regions, txn_rows)
+                    handles = region.astype(np.int64) * SPAN + np.repeat(tt // rig.regions, txn_rows) * txn_rows + \
+                        np.tile(np.arange(txn_rows), due)
+                    starts = np.repeat(ts0 - 2 * due + 1 + 2 * np.arange(due), txn_rows).astype(np.uint64)
+                    keys = record_keys(handles)
+                    vals = values[np.arange(len(handles)) % len(values)]
+                    pre = encode_rows(PREWRITE, starts, None, keys, vals)
+                    com = encode_rows(COMMIT, starts, starts + np.uint64(1), keys, vals)
+                    for mat in (pre, com):
+                        for j in range(due):
+                            msg.append((int(tt[j] % rig.regions), mat[j * txn_rows:(j + 1) * txn_rows].tobytes()))
+                    t += due
+                    sent.append((time.monotonic(), ts0))
+                now = time.monotonic()
+                if now - last_resolved >= resolved_every:
+                    msg.append((-1, resolved_bytes(rig.region_ids, rig.get_ts())))
+                    last_resolved = now
+                if msg:
+                    live.put(msg)
+                time.sleep(tick)
+
+        producer = threading.Thread(target=produce, daemon=True)
+        producer.start()
+        began = time.monotonic()
+        while time.monotonic() - began < seconds:
+            time.sleep(1 / probes_per_s)
+            if not sent:
+                continue
+            at, cts = sent[-1]
+            while min_resolved(store) < cts:
+                if time.monotonic() - at > 30:
+                    raise SystemExit("a commit did not become readable within 30 s")
+                time.sleep(0.005)
+            lat.append((time.monotonic() - at) * 1000)
+        stop.set()
+        producer.join()
+        live.put(None)
+    finally:
+        if writer is not None:
+            writer.terminate()
+            writer.wait(60)
+        capture.terminate()
+        capture.wait(60)
+    lat.sort()
+    return {"p50_ms": lat[len(lat) // 2], "p99_ms": lat[min(len(lat) - 1, int(0.99 * len(lat)))], "probes": len(lat)}
+
+
+def store_apply(rows: int, two_phase: bool) -> float:
+    """bench/ingest.py --skip-delta in the same run: the store alone applying columnar batches."""
+    cmd = [sys.executable, str(ROOT / "bench" / "ingest.py"), "--skip-delta", "--rows", str(rows),
+           "--keys", str(max(rows // 2, 1000)), "--batch", str(min(50_000, max(rows // 2, 1000)))]
+    if two_phase:
+        cmd += ["--two-phase", "--txn-rows", "100"]  # (ingest checks the first event holds >= 25 rows)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        raise SystemExit(f"bench/ingest.py failed:\n{done.stderr[-3000:]}")
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["theflash_rows_per_s"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--txns", type=int, default=200_000, help="10-row transactions of the live feed")
+    parser.add_argument("--big-txns", type=int, default=20_000, help="100-row transactions of the second live feed")
+    parser.add_argument("--copy-rows", type=int, default=2_000_000, help="rows of the initial scan")
+    parser.add_argument("--regions", type=int, default=8)
+    parser.add_argument("--block", type=int, default=64, help="transactions per feed message")
+    parser.add_argument("--latency-rate", type=float, default=5000.0, help="commits/s of the latency run")
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--resolved-every", type=float, default=0.05, help="s between the latency feed's resolved ts")
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: live,big,writer,together,copy,latency")
+    args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+
+    work = Path(tempfile.mkdtemp(prefix="theflash-bench-ceiling-"))
+    rig = Rig(args.regions)
+    fig: dict[str, Any] = {"bench": "capture_ceiling", "txns": args.txns, "regions": args.regions}
+    try:
+        base = rig.get_ts() - (1 << 30)  # below PD's clock: the DDL frontier never holds the feed back
+        built = time.monotonic()
+        small = live_feed(args.txns, 10, args.regions, args.block, base)
+        big = live_feed(args.big_txns, 100, args.regions, max(1, args.block // 10), base)
+        copy = copy_feed(args.copy_rows, args.regions, 1024, base)
+        print(f"feeds encoded in {time.monotonic() - built:.1f}s (not timed): {small.rows} + {big.rows} live rows, "
+              f"{copy.rows} copy rows", flush=True)
+        fig["store_apply_2pc_rows_per_s"] = round(store_apply(max(args.txns * 10, 2000), True))
+        fig["store_apply_committed_rows_per_s"] = round(store_apply(max(args.copy_rows, 2000), False))
+        print(f"store alone (bench/ingest.py): 2PC {fig['store_apply_2pc_rows_per_s']:,} committed rows/s, "
+              f"1PC/COMMITTED {fig['store_apply_committed_rows_per_s']:,} rows/s (the baselines)", flush=True)
+        if "live" not in skip:
+            r = run_capture(rig, small, work / "live-binlog", work / "live.log")
+            fig["capture_10row_committed_per_s"] = round(r["committed_per_s"])
+            fig["capture_10row_feed_rows_per_s"] = round(r["rows_per_s"])
+            print(f"capture, 10-row txns:   {r['committed_per_s']:>12,.0f} committed rows/s "
+                  f"({r['rows_per_s']:,.0f} feed rows/s, {r['s']:.1f}s; target 500k)", flush=True)
+            if "writer" not in skip:
+                w = run_writer(work / "live-binlog", work / "live-store", work / "live-writer.log", small.committed)
+                fig["writer_alone_committed_per_s"] = round(w["committed_per_s"])
+                fig["writer_alone_ratio_to_store"] = round(w["committed_per_s"] / fig["store_apply_2pc_rows_per_s"], 3)
+                print(f"writer alone on it:     {w['committed_per_s']:>12,.0f} committed rows/s from its first read "
+                      f"({w['apply_s']:.1f}s; {w['wall_s']:.1f}s wall; {fig['writer_alone_ratio_to_store']}x the store "
+                      "alone; target 1M)", flush=True)
+        if "big" not in skip:
+            r = run_capture(rig, big, work / "big-binlog", work / "big.log")
+            fig["capture_100row_committed_per_s"] = round(r["committed_per_s"])
+            print(f"capture, 100-row txns:  {r['committed_per_s']:>12,.0f} committed rows/s ({r['s']:.1f}s)", flush=True)
+        if "together" not in skip:
+            r = run_together(rig, small, work)
+            fig["together_committed_per_s"] = round(r["committed_per_s"])
+            print(f"capture + writer:       {r['committed_per_s']:>12,.0f} committed rows/s readable "
+                  f"({r['s']:.1f}s; target 300k over 60 s)", flush=True)
+        if "copy" not in skip:
+            r = run_capture(rig, copy, work / "copy-binlog", work / "copy.log")
+            fig["copy_capture_rows_per_s"] = round(r["rows_per_s"])
+            w = run_writer(work / "copy-binlog", work / "copy-store", work / "copy-writer.log", copy.committed)
+            fig["copy_writer_rows_per_s"] = round(w["committed_per_s"])
+            fig["copy_writer_ratio_to_store"] = round(w["committed_per_s"] / fig["store_apply_committed_rows_per_s"], 3)
+            print(f"initial copy: capture   {r['rows_per_s']:>12,.0f} rows/s ({r['s']:.1f}s; target 1M); writer "
+                  f"{w['committed_per_s']:,.0f} rows/s ({fig['copy_writer_ratio_to_store']}x the store alone; "
+                  "target 800k)", flush=True)
+        if "latency" not in skip:
+            r = run_latency(rig, work, args.latency_rate, args.latency_seconds, 10, args.resolved_every)
+            fig["latency_rate"] = args.latency_rate
+            fig["latency_p50_ms"], fig["latency_p99_ms"] = round(r["p50_ms"], 1), round(r["p99_ms"], 1)
+            print(f"commit -> readable at {args.latency_rate:g} commits/s: p50 {r['p50_ms']:.0f} ms, p99 "
+                  f"{r['p99_ms']:.0f} ms ({r['probes']} probes; resolved ts every {args.resolved_every:g}s; "
+                  "target p99 300 ms)", flush=True)
+    except BaseException:
+        for log in sorted(work.glob("*.log")):
+            print(f"--- the last lines of {log.name}:", *log.read_text(errors="replace").splitlines()[-10:],
+                  sep="\n", file=sys.stderr)
+        raise
+    finally:
+        rig.close()
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(fig))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
