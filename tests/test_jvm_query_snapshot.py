@@ -143,7 +143,9 @@ def jvm_snapshot_shapes(spark: Any, server: str) -> dict[str, Any]:
     orders.count()
     first = sorted(plan_ts(orders.groupBy().count()))
     items = spark.read.format("theflash").option("server", server).load("shop.order_items")
-    joined = sorted(plan_ts(items.join(orders, items.order_id == orders.id)))
+    joined_df = items.join(orders, items.order_id == orders.id)
+    joined_df.count()  # a read (planning alone fixes no ts): items now reads at orders' ts
+    joined = sorted(plan_ts(joined_df))
     again = sorted(plan_ts(orders.groupBy().count()))
     out["read_then_joined"] = (first, joined, again)
     # Delta's and Iceberg's option names: a fixed ts, which the query's ts leaves alone
@@ -164,6 +166,144 @@ def test_every_shape_of_query_reads_one_ts_and_a_dataframe_already_read_lends_it
         assert len(stamps) == 1, (name, stamps)
     assert len({s[0] for s in shapes.values()}) == len(shapes), f"each query took its own fresh ts: {shapes}"
     assert len(first) == 1 and joined == first and again == first, (first, joined, again)
+
+
+# -- every way Spark users write a query ------------------------------------------------------
+# Each shape counts the items without their order: 0 at any one ts. (a, b) are fresh reads.
+VIEW_SHAPES = {
+    "temp_views_sql": "SELECT count(*) FROM i LEFT ANTI JOIN o ON i.order_id = o.id",
+    "cte_and_in_subquery": "WITH x AS (SELECT order_id FROM i) SELECT count(*) FROM x WHERE order_id NOT IN "
+                           "(SELECT id FROM o)",
+    "scalar_subqueries": "SELECT (SELECT count(*) FROM i) - (SELECT count(*) FROM i LEFT SEMI JOIN o "
+                         "ON i.order_id = o.id)",
+    "union_and_self_join": "SELECT count(*) FROM (SELECT a.order_id FROM i a JOIN i b ON a.order_id = b.order_id "
+                           "AND a.sku = b.sku UNION ALL SELECT order_id FROM i) u LEFT ANTI JOIN o "
+                           "ON u.order_id = o.id",
+}
+
+
+def jvm_query_shapes(spark: Any, server: str, runs: int) -> dict[str, Any]:
+    """``runs`` times each shape of issue 38 over fresh reads: (shape, orphans, the ts its plan
+    shows); then DataFrames read apart, joined: refused by default, two ts when allowed."""
+    spark.conf.set("theflash.server", server)
+    spark.conf.unset("theflash.snapshot_ts")
+    spark.conf.unset("theflash.mixed_snapshots")
+    seen: list[tuple[str, int, list[int]]] = []
+
+    def load(table: str) -> Any:
+        return spark.read.format("theflash").option("server", server).load(table)
+
+    def anti(items: Any, orders: Any) -> Any:
+        return items.join(orders, items.order_id == orders.id, "left_anti").groupBy().count()
+
+    def record(shape: str, df: Any) -> None:
+        seen.append((shape, df.collect()[0][0], sorted(plan_ts(df))))
+
+    def views() -> tuple[Any, Any]:
+        orders, items = load("shop.orders"), load("shop.order_items")
+        orders.createOrReplaceTempView("o")
+        items.createOrReplaceTempView("i")
+        return orders, items
+
+    for _ in range(runs):
+        orders, items = views()
+        time.sleep(0.05)  # the workload commits between the views and the query
+        for shape, sql in VIEW_SHAPES.items():
+            if shape != "temp_views_sql":
+                orders, items = views()
+            record(shape, spark.sql(sql))
+        orders, items = views()
+        record("views_in_sql_twice", spark.sql(VIEW_SHAPES["temp_views_sql"]))
+        record("views_in_sql_twice", spark.sql(VIEW_SHAPES["temp_views_sql"]))
+        record("views_by_spark_table", anti(spark.table("i"), spark.table("o")))
+        record("dataframes_after_their_views", anti(items, orders))
+        spark.sql(f"CREATE OR REPLACE TEMPORARY VIEW uo USING theflash OPTIONS (server '{server}', "
+                  "path 'shop.orders')")
+        spark.sql(f"CREATE OR REPLACE TEMPORARY VIEW ui USING theflash OPTIONS (server '{server}', "
+                  "path 'shop.order_items')")
+        record("create_temp_view_using", spark.sql("SELECT count(*) FROM ui LEFT ANTI JOIN uo ON ui.order_id = uo.id"))
+        load("shop.orders").createOrReplaceGlobalTempView("go")
+        load("shop.order_items").createOrReplaceGlobalTempView("gi")
+        time.sleep(0.05)
+        record("global_temp_views", spark.sql("SELECT count(*) FROM global_temp.gi i LEFT ANTI JOIN global_temp.go o "
+                                              "ON i.order_id = o.id"))
+        record("catalog_by_spark_table", anti(spark.table("theflash.shop.order_items"), spark.table("theflash.shop.orders")))
+        orders, items = load("shop.orders"), load("shop.order_items")
+        record("transform", items.transform(lambda d: d.join(orders, d.order_id == orders.id, "left_anti"))
+               .groupBy().count())
+        cached = load("shop.orders").cache()
+        time.sleep(0.05)
+        record("cached_orders", anti(load("shop.order_items"), cached))
+        record("cached_orders", anti(load("shop.order_items"), cached))
+        cached.unpersist()
+        load("shop.orders").createOrReplaceTempView("oc")
+        spark.sql("CACHE TABLE oc")
+        load("shop.order_items").createOrReplaceTempView("ic")
+        record("cache_table", spark.sql("SELECT count(*) FROM ic LEFT ANTI JOIN oc ON ic.order_id = oc.id"))
+        spark.sql("UNCACHE TABLE oc")
+
+    orders = load("shop.orders")
+    orders.count()
+    time.sleep(0.1)
+    items = load("shop.order_items")
+    items.count()
+    out: dict[str, Any] = {"seen": seen}
+    try:
+        anti(items, orders).collect()
+        out["refused"] = None
+    except Exception as exc:  # the jar's MixedSnapshotsException: PySpark's IllegalArgumentException
+        out["refused"] = f"{type(exc).__name__}: {exc}"
+    apart_orders, apart_items = load("shop.orders").cache(), load("shop.order_items").cache()
+    try:
+        anti(apart_items, apart_orders).collect()
+        out["refused_caches"] = None
+    except Exception as exc:
+        out["refused_caches"] = str(exc)
+    spark.catalog.clearCache()
+    spark.conf.set("theflash.mixed_snapshots", "allow")
+    try:
+        allowed = anti(items, orders)
+        out["allowed"] = (allowed.collect()[0][0], sorted(plan_ts(allowed)))
+    finally:
+        spark.conf.unset("theflash.mixed_snapshots")
+    return out
+
+
+def test_every_way_of_writing_a_query_reads_one_ts_and_tables_read_apart_are_refused_not_torn(
+        jvm_spark: JvmSpark, orders_rig: tuple[FlashRig, Any, str]) -> None:
+    """Issue 38: views (temporary, global, USING), spark.table, subqueries, CTEs, unions,
+    self-joins, transform and caches read one ts while orders commit; making a view or a cache
+    is not a read; DataFrames read apart are refused by default."""
+    rig, workload, server = orders_rig
+    committed = workload.stats.committed
+    runs = 3
+    got = jvm_spark.call(jvm_query_shapes, server, runs, timeout=1200)
+    seen = got["seen"]
+    wrong = [s for s in seen if s[1] != 0]
+    assert not wrong, f"{len(wrong)} of {len(seen)} queries saw items without their order: {wrong[:5]}"
+    several = [s for s in seen if len(s[2]) != 1]
+    assert not several, f"a query read other than one snapshot_ts: {several[:5]}"
+    by_shape: dict[str, list[int]] = {}
+    for shape, _, stamps in seen:
+        by_shape.setdefault(shape, []).append(stamps[0])
+    assert len(by_shape) == 13, sorted(by_shape)
+    # a DataFrame reads one snapshot: the same views queried twice, by SQL and spark.table, and
+    # the DataFrames behind them, all read at the first query's ts; a cache keeps its ts
+    for shape in ("views_by_spark_table", "dataframes_after_their_views"):
+        assert by_shape[shape] == by_shape["views_in_sql_twice"][::2], (shape, by_shape)
+    assert by_shape["views_in_sql_twice"][::2] == by_shape["views_in_sql_twice"][1::2], by_shape
+    assert by_shape["cached_orders"][::2] == by_shape["cached_orders"][1::2], by_shape
+    # fresh DataFrames in each run: a fresh ts each run
+    assert all(len(set(stamps)) >= runs for shape, stamps in by_shape.items()), by_shape
+    assert got["refused"] is not None, "DataFrames read at two ts were joined without a word"
+    assert got["refused"].startswith("IllegalArgumentException: this query reads theflash tables that were already "
+                                     "read at different snapshots"), got["refused"]
+    assert "shop.orders at snapshot_ts=" in got["refused"] and "shop.order_items at snapshot_ts=" in got["refused"]
+    assert "theflash.mixed_snapshots=allow" in got["refused"], got["refused"]
+    assert got["refused_caches"] is not None and "(cached)" in got["refused_caches"], got["refused_caches"]
+    orphans, stamps = got["allowed"]
+    assert len(stamps) == 2, got["allowed"]  # allowed: each DataFrame keeps the ts it was read at
+    assert workload.stats.committed > committed and not workload.stats.errors, workload.stats.errors[:3]
 
 
 # -- the two-table bank ---------------------------------------------------------------------

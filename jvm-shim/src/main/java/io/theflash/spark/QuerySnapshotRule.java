@@ -4,15 +4,20 @@ import java.util.ArrayList;
 import java.util.Collections;
 import java.util.IdentityHashMap;
 import java.util.LinkedHashMap;
-import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.TreeMap;
 import java.util.WeakHashMap;
 import org.apache.spark.sql.catalyst.QueryPlanningTracker;
+import org.apache.spark.sql.catalyst.plans.QueryPlan;
 import org.apache.spark.sql.catalyst.plans.logical.LogicalPlan;
 import org.apache.spark.sql.catalyst.rules.Rule;
 import org.apache.spark.sql.connector.catalog.Table;
+import org.apache.spark.sql.connector.read.Scan;
+import org.apache.spark.sql.execution.SparkPlan;
+import org.apache.spark.sql.execution.columnar.InMemoryRelation;
+import org.apache.spark.sql.execution.datasources.v2.BatchScanExec;
 import org.apache.spark.sql.execution.datasources.v2.DataSourceV2Relation;
 import org.apache.spark.sql.execution.datasources.v2.DataSourceV2ScanRelation;
 import org.slf4j.Logger;
@@ -21,23 +26,42 @@ import org.slf4j.LoggerFactory;
 /**
  * One snapshot ts per Spark query. For each query the optimizer plans, this rule finds every
  * theflash table read without a ts of its own (no snapshot_ts, as_of, time travel or session
- * pin), in the plan and in its subqueries, and settles them all on one ts that it asks the
- * service for once ({@code POST /v1/snapshots}: fresh from the upstream TSO, the store's
- * resolved ts, or bounded by max_staleness). The rule changes no plan node: it settles the
- * tables' {@link TableSnapshot}s before any scan of them opens a read session, and the scans
- * read at the settled ts.
+ * pin), in the plan, its subqueries and the cached plans it reads, and plans them all at one ts:
+ *
+ * <ul>
+ *   <li>the ts at which some of them were already read (a DataFrame reads one snapshot, and lends
+ *       it to the tables joined to it), or at which a cached DataFrame the query reads was planned
+ *       (cached data is one snapshot);
+ *   <li>else a ts it asks the service for once ({@code POST /v1/snapshots}: fresh from the
+ *       upstream TSO, the store's resolved ts, or bounded by max_staleness).
+ * </ul>
+ *
+ * <p>Tables already read at two different ts cannot share one: the query is refused with
+ * {@link MixedSnapshotsException}, unless the session conf {@value #MIXED_SNAPSHOTS} is
+ * {@code allow}, when each keeps its own ts and a warning says so.
+ *
+ * <p>The rule changes no plan node: it plans each table's {@link TableSnapshot} for this query,
+ * and the table's scans, built later in the same optimizer run, read at that ts. Planning is not
+ * reading: a table's ts is fixed when a scan of it starts reading, so creating a view of a
+ * DataFrame, caching it or explaining it fixes nothing, and a plan that only names a query
+ * (CREATE VIEW's, CACHE TABLE's) is not looked into.
  *
  * <p>A query is one {@link QueryPlanningTracker}: Spark optimizes a query's subqueries in
  * nested runs of the optimizer before the outer plan, all under the query's tracker, so the
  * ts is kept per tracker and every run of the query uses it.
- *
- * <p>A table settles once: later actions on the same DataFrame (or on DataFrames made from it)
- * read its settled ts, as before. A query over a DataFrame already read takes that DataFrame's
- * ts for its other tables; two DataFrames already read at different ts keep theirs (a warning
- * says so: load them again, or pin theflash.snapshot_ts, to read them at one ts).
  */
 final class QuerySnapshotRule extends Rule<LogicalPlan> {
+  /** The session conf saying what a query over tables already read at different ts does. */
+  static final String MIXED_SNAPSHOTS = "theflash.mixed_snapshots";
+
   private static final Logger LOG = LoggerFactory.getLogger(QuerySnapshotRule.class);
+  /**
+   * The analyzed plan of each query being planned in this JVM: the optimizer plans a query's
+   * subqueries in nested runs before the outer plan, and each run must see every table of the
+   * whole query to choose its ts (a table read before, in another subquery, lends it).
+   */
+  private static final Map<QueryPlanningTracker, LogicalPlan> ANALYZED =
+      Collections.synchronizedMap(new WeakHashMap<>());
   /** The ts of each query planned in this JVM, per group of tables (service, store, snapshot mode). */
   private static final Map<QueryPlanningTracker, Map<String, Long>> QUERIES =
       Collections.synchronizedMap(new WeakHashMap<>());
@@ -47,52 +71,69 @@ final class QuerySnapshotRule extends Rule<LogicalPlan> {
     return "theflash.QuerySnapshotRule";
   }
 
+  /**
+   * Keeps the analyzed plan of the query this thread is planning (a check rule: Spark runs it on
+   * every analyzed plan, under the query's tracker). Nothing is asked of the service here: a
+   * DataFrame is analyzed as it is made, and most are never read.
+   */
+  static void noteAnalyzed(LogicalPlan analyzed) {
+    scala.Option<QueryPlanningTracker> tracker = QueryPlanningTracker.get();
+    if (tracker.isDefined()) ANALYZED.put(tracker.get(), analyzed);
+  }
+
   @Override
   public LogicalPlan apply(LogicalPlan plan) {
-    Map<TheFlashTable, Boolean> found = new IdentityHashMap<>();
-    collect(plan, found, Collections.newSetFromMap(new IdentityHashMap<>()));
-    Map<String, List<TheFlashTable>> groups = new LinkedHashMap<>();
-    for (TheFlashTable table : found.keySet()) {
-      TableSnapshot snapshot = table.querySnapshot();
-      if (snapshot == null) continue;
-      groups.computeIfAbsent(groupKey(table.readOptions()), k -> new ArrayList<>()).add(table);
-    }
-    if (groups.isEmpty()) return plan;
+    Found found = new Found();
     scala.Option<QueryPlanningTracker> tracker = QueryPlanningTracker.get();
+    Set<QueryPlan<?>> seen = Collections.newSetFromMap(new IdentityHashMap<>());
+    LogicalPlan whole = tracker.isDefined() ? ANALYZED.get(tracker.get()) : null;
+    if (whole != null) collect(whole, found, seen);
+    collect(plan, found, seen);
+    if (found.groups.isEmpty()) return plan;
     Map<String, Long> query = tracker.isDefined()
         ? QUERIES.computeIfAbsent(tracker.get(), k -> Collections.synchronizedMap(new LinkedHashMap<>()))
         : new LinkedHashMap<>();
-    for (Map.Entry<String, List<TheFlashTable>> group : groups.entrySet()) {
-      settle(group.getValue(), query.computeIfAbsent(group.getKey(), k -> queryTs(group.getValue())));
+    for (Map.Entry<String, Group> entry : found.groups.entrySet()) {
+      Group group = entry.getValue();
+      if (group.tables.isEmpty()) continue; // only cached scans: nothing left to plan
+      long ts = query.computeIfAbsent(entry.getKey(), k -> queryTs(group));
+      if (!tracker.isDefined()) continue;
+      for (TheFlashTable table : group.tables) {
+        if (table.querySnapshot().read() == null) table.querySnapshot().plan(tracker.get(), ts);
+      }
     }
     return plan;
   }
 
-  /** The query's ts for a group: the one its tables already read at, else a new one from the service. */
-  private static long queryTs(List<TheFlashTable> tables) {
-    Set<Long> settled = new LinkedHashSet<>();
-    for (TheFlashTable t : tables) {
-      Long ts = t.querySnapshot().ts();
-      if (ts != null) settled.add(ts);
+  /**
+   * The query's ts for a group: the one its tables were already read at (or its cached scans
+   * planned at), else a new one from the service. Two of those: refused, unless allowed.
+   */
+  private static long queryTs(Group group) {
+    Map<Long, List<String>> read = new TreeMap<>();
+    for (TheFlashTable t : group.tables) {
+      Long ts = t.querySnapshot().read();
+      if (ts != null) read.computeIfAbsent(ts, k -> new ArrayList<>()).add(t.name());
     }
-    if (!settled.isEmpty()) return settled.iterator().next();
-    Set<String> names = new LinkedHashSet<>();
-    for (TheFlashTable t : tables) names.add(t.readOptions().table);
-    ReadOptions options = tables.get(0).readOptions();
-    return options.client().querySnapshot(options.snapshotRequest(new ArrayList<>(names))).get("ts").asLong();
-  }
-
-  private static void settle(List<TheFlashTable> tables, long ts) {
-    List<String> apart = new ArrayList<>();
-    for (TheFlashTable t : tables) {
-      long settled = t.querySnapshot().settle(ts);
-      if (settled != ts) apart.add(t.name() + " at " + settled);
+    for (TheFlashScan s : group.scans) {
+      Long ts = s.querySnapshotTs();
+      if (ts != null) read.computeIfAbsent(ts, k -> new ArrayList<>()).add(s.tableName() + " (cached)");
     }
-    if (!apart.isEmpty()) {
-      LOG.warn("this query reads its theflash tables at snapshot_ts={}, except DataFrames already read at another "
-          + "snapshot, which keep theirs ({}): a DataFrame reads one snapshot; load them again, or set the session "
-          + "conf theflash.snapshot_ts, to read every table at one ts", ts, String.join(", ", apart));
+    if (read.size() > 1) {
+      String apart = MixedSnapshotsException.describe(read);
+      if (!"allow".equalsIgnoreCase(String.valueOf(SessionConf.get(MIXED_SNAPSHOTS)).trim())) {
+        throw new MixedSnapshotsException(apart);
+      }
+      LOG.warn("this query reads theflash tables already read at different snapshots ({}), as {}=allow lets it: "
+          + "each keeps its own ts", apart, MIXED_SNAPSHOTS);
     }
+    if (!read.isEmpty()) return read.keySet().iterator().next();
+    List<String> names = new ArrayList<>();
+    for (TheFlashTable t : group.tables) {
+      if (!names.contains(t.readOptions().table)) names.add(t.readOptions().table);
+    }
+    ReadOptions options = group.tables.get(0).readOptions();
+    return options.client().querySnapshot(options.snapshotRequest(names)).get("ts").asLong();
   }
 
   /** Tables of one service and store, read the same way, share a ts. */
@@ -102,24 +143,55 @@ final class QuerySnapshotRule extends Rule<LogicalPlan> {
         + (bound == null ? "" : bound);
   }
 
-  /** Every theflash table of the plan, of its subqueries and of its inner plans. */
-  private static void collect(LogicalPlan plan, Map<TheFlashTable, Boolean> found, Set<LogicalPlan> seen) {
+  /** The theflash tables a query reads without a ts of their own, and the scans already planned, by group. */
+  private static final class Found {
+    final Map<String, Group> groups = new LinkedHashMap<>();
+
+    Group group(ReadOptions options) {
+      return groups.computeIfAbsent(groupKey(options), k -> new Group());
+    }
+  }
+
+  private static final class Group {
+    final List<TheFlashTable> tables = new ArrayList<>();
+    final List<TheFlashScan> scans = new ArrayList<>();
+  }
+
+  /**
+   * Every theflash table and planned scan the query reads: in the plan, its subqueries, and the
+   * physical plans of the cached data it reads. A logical plan's other inner plans (the query
+   * CREATE VIEW or CACHE TABLE names) are not read by this query: they are planned when read.
+   */
+  private static void collect(QueryPlan<?> plan, Found found, Set<QueryPlan<?>> seen) {
     if (!seen.add(plan)) return;
     Table table = null;
+    Scan scan = null;
     if (plan instanceof DataSourceV2Relation) {
       table = ((DataSourceV2Relation) plan).table();
     } else if (plan instanceof DataSourceV2ScanRelation) {
-      table = ((DataSourceV2ScanRelation) plan).relation().table();
+      scan = ((DataSourceV2ScanRelation) plan).scan();
+    } else if (plan instanceof BatchScanExec) {
+      scan = ((BatchScanExec) plan).scan();
     }
-    if (table instanceof TheFlashTable) found.put((TheFlashTable) table, Boolean.TRUE);
-    scala.collection.Iterator<LogicalPlan> children = plan.children().iterator();
-    while (children.hasNext()) collect(children.next(), found, seen);
-    scala.collection.Iterator<LogicalPlan> subqueries = plan.subqueries().iterator();
-    while (subqueries.hasNext()) collect(subqueries.next(), found, seen);
-    scala.collection.Iterator<org.apache.spark.sql.catalyst.plans.QueryPlan<?>> inner = plan.innerChildren().iterator();
-    while (inner.hasNext()) {
-      Object child = inner.next();
-      if (child instanceof LogicalPlan) collect((LogicalPlan) child, found, seen);
+    if (table instanceof TheFlashTable && ((TheFlashTable) table).querySnapshot() != null) {
+      TheFlashTable t = (TheFlashTable) table;
+      List<TheFlashTable> tables = found.group(t.readOptions()).tables;
+      if (!tables.contains(t)) tables.add(t);
+    }
+    if (scan instanceof TheFlashScan && ((TheFlashScan) scan).querySnapshotTs() != null) {
+      found.group(((TheFlashScan) scan).readOptions()).scans.add((TheFlashScan) scan);
+    }
+    for (scala.collection.Iterator<?> it = plan.children().iterator(); it.hasNext(); ) {
+      collect((QueryPlan<?>) it.next(), found, seen);
+    }
+    for (scala.collection.Iterator<?> it = plan.subqueries().iterator(); it.hasNext(); ) {
+      collect((QueryPlan<?>) it.next(), found, seen);
+    }
+    if (plan instanceof InMemoryRelation || plan instanceof SparkPlan) {
+      for (scala.collection.Iterator<?> it = plan.innerChildren().iterator(); it.hasNext(); ) {
+        Object inner = it.next();
+        if (inner instanceof QueryPlan) collect((QueryPlan<?>) inner, found, seen);
+      }
     }
   }
 }

@@ -1,21 +1,51 @@
 package io.theflash.spark;
 
+import java.util.Map;
+import java.util.WeakHashMap;
+import org.apache.spark.sql.catalyst.QueryPlanningTracker;
+
 /**
- * The ts a table read without a ts of its own settles on: the first scan's session's ts, which
- * every later scan of the same table object reuses. A DataFrame (and every DataFrame made from
- * it: filters, self-joins, repeated actions) and one SQL query (Spark loads a table once per
- * query) thus read one snapshot; load the table again for a fresh one.
+ * The snapshot of one theflash table read without a ts of its own (no snapshot_ts, as_of, time
+ * travel or session pin). It keeps two kinds of ts apart, because planning a table is not reading
+ * it:
+ *
+ * <ul>
+ *   <li><b>planned</b>: the ts {@link QuerySnapshotRule} chose for the table in one query being
+ *       planned (one per {@link QueryPlanningTracker}). Creating a view of a DataFrame, caching it
+ *       or explaining it plans the table, and fixes nothing beyond that one plan.
+ *   <li><b>read</b>: the ts of the first query that actually read the table (one of its scans
+ *       started reading). Every later query of this table object reads at it: a DataFrame, every
+ *       DataFrame made from it and every view of it read one snapshot.
+ * </ul>
  */
 final class TableSnapshot {
-  private Long ts;
+  private Long read;
+  private final Map<QueryPlanningTracker, Long> planned = new WeakHashMap<>();
 
-  synchronized Long ts() {
-    return ts;
+  /** The ts the table was first read at, or null while no query has read it. */
+  synchronized Long read() {
+    return read;
   }
 
-  /** Settles on {@code opened} unless a ts is already settled; returns the settled one. */
-  synchronized long settle(long opened) {
-    if (ts == null) ts = opened;
-    return ts;
+  /** The query planned on {@code query} reads this table at {@code ts}. */
+  synchronized void plan(QueryPlanningTracker query, long ts) {
+    planned.put(query, ts);
+  }
+
+  /**
+   * The ts a scan built now reads at: the ts the table was read at, else the one planned for the
+   * query this thread is planning, else null (no rule planned it: the session runs without the
+   * connector's extension, and the first read fixes the ts).
+   */
+  synchronized Long forScan() {
+    if (read != null) return read;
+    scala.Option<QueryPlanningTracker> query = QueryPlanningTracker.get();
+    return query.isDefined() ? planned.get(query.get()) : null;
+  }
+
+  /** A scan at {@code ts} starts reading: the first fixes the table's ts. Returns the table's ts. */
+  synchronized long settle(long ts) {
+    if (read == null) read = ts;
+    return read;
   }
 }

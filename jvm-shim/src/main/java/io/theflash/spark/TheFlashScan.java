@@ -13,12 +13,20 @@ import org.apache.spark.sql.connector.read.SupportsReportStatistics;
 import org.apache.spark.sql.connector.read.streaming.MicroBatchStream;
 import org.apache.spark.sql.connector.read.streaming.ContinuousStream;
 import org.apache.spark.sql.types.StructType;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * One planned scan: a read session opened on first need (statistics or partitions), so the
  * optimizer plans with the session's row and byte estimates and the batch reads its streams.
+ *
+ * <p>A scan of a table read without a ts of its own reads at the ts {@link QuerySnapshotRule}
+ * planned for its query (or the one the table was already read at). Planning is not reading: the
+ * table's ts is fixed only when the scan starts reading ({@link #createReaderFactory}), so a view,
+ * a cache or an explain of a DataFrame leaves the DataFrame's ts to the first query that reads it.
  */
 final class TheFlashScan implements Scan, SupportsReportStatistics, Batch {
+  private static final Logger LOG = LoggerFactory.getLogger(TheFlashScan.class);
   private final String name;
   private final ReadOptions options;
   private final StructType readSchema;
@@ -26,11 +34,17 @@ final class TheFlashScan implements Scan, SupportsReportStatistics, Batch {
   private final List<Predicate> pushed;
   private final int limit;
   private final TableSnapshot snapshot;
+  private final Long plannedTs;
   private ReadSession session;
 
+  /**
+   * {@code snapshot}: the table's snapshot when the read names no ts of its own (else null);
+   * {@code plannedTs}: the ts planned for this scan's query, null when no rule planned one.
+   */
   TheFlashScan(String name, ReadOptions options, StructType readSchema, List<Object> filter, List<Predicate> pushed,
-      int limit, TableSnapshot snapshot) {
+      int limit, TableSnapshot snapshot, Long plannedTs) {
     this.snapshot = snapshot;
+    this.plannedTs = plannedTs;
     this.name = name;
     this.options = options;
     this.readSchema = readSchema;
@@ -44,19 +58,38 @@ final class TheFlashScan implements Scan, SupportsReportStatistics, Batch {
       List<String> columns = new ArrayList<>();
       for (String c : readSchema.fieldNames()) columns.add(c);
       ServiceClient client = options.client();
-      ReadOptions read = options;
-      Long settled = snapshot == null ? null : snapshot.ts();
-      if (settled != null) read = options.settledAt(settled);
-      if (snapshot != null && settled == null) QueryWithoutExtension.warnOnce(name);
-      ReadSession opened = new ReadSession(client.openSession(read.request(columns, filter)));
-      if (snapshot != null && snapshot.settle(opened.ts) != opened.ts) {
-        // another scan of the table settled first, at another ts: read at that one
+      Long ts = plannedTs != null ? plannedTs : snapshot == null ? null : snapshot.read();
+      if (snapshot != null && ts == null) QueryWithoutExtension.warnOnce(name);
+      ReadSession opened = new ReadSession(client.openSession(
+          (ts == null ? options : options.settledAt(ts)).request(columns, filter)));
+      if (snapshot != null && ts == null && snapshot.settle(opened.ts) != opened.ts) {
+        // no rule planned the query, and another scan of the table read first, at another ts
         client.releaseSession(opened.id);
-        opened = new ReadSession(client.openSession(options.settledAt(snapshot.ts()).request(columns, filter)));
+        opened = new ReadSession(client.openSession(options.settledAt(snapshot.read()).request(columns, filter)));
       }
       session = opened;
     }
     return session;
+  }
+
+  /**
+   * The ts this scan reads at when the query chose it (the read names no ts of its own), once
+   * known without asking the service; null otherwise. {@link QuerySnapshotRule} takes it from
+   * scans already planned, such as those of a cached DataFrame.
+   */
+  synchronized Long querySnapshotTs() {
+    if (snapshot == null) return null;
+    if (plannedTs != null) return plannedTs;
+    return session == null ? snapshot.read() : Long.valueOf(session.ts);
+  }
+
+  /** The read's options, as the query's snapshot is asked for. */
+  ReadOptions readOptions() {
+    return options;
+  }
+
+  String tableName() {
+    return name;
   }
 
   @Override
@@ -66,7 +99,7 @@ final class TheFlashScan implements Scan, SupportsReportStatistics, Batch {
 
   @Override
   public String description() {
-    Long settled = snapshot == null ? null : snapshot.ts();
+    Long settled = querySnapshotTs();
     return "TheFlashScan " + name
         + (options.snapshotTs != null ? " snapshot_ts=" + options.snapshotTs : "")
         + (settled != null ? " snapshot_ts=" + settled : "")
@@ -149,8 +182,19 @@ final class TheFlashScan implements Scan, SupportsReportStatistics, Batch {
     return parts;
   }
 
+  /** The scan starts reading (Spark asks for the reader factory as it executes, never as it plans). */
   @Override
   public PartitionReaderFactory createReaderFactory() {
+    if (snapshot != null) {
+      long read = session().ts;
+      long table = snapshot.settle(read);
+      if (table != read) {
+        // two queries of one DataFrame planned at once and the other read first: this query
+        // still reads one ts across its tables, the one it was planned at
+        LOG.warn("theflash table {} is read at snapshot_ts={} by this query, planned before another query of the "
+            + "same DataFrame read it at snapshot_ts={}", name, read, table);
+      }
+    }
     return new StreamReaderFactory(readSchema, limit, options.token);
   }
 }

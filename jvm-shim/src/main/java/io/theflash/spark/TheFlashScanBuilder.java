@@ -25,7 +25,7 @@ final class TheFlashScanBuilder
   private int limit = -1;
   private final TableSnapshot snapshot;
 
-  /** {@code snapshot}: the table's settled ts, for a read without a ts of its own (else null). */
+  /** {@code snapshot}: the table's snapshot, for a read without a ts of its own (else null). */
   TheFlashScanBuilder(String name, ReadOptions options, StructType tableSchema, TableSnapshot snapshot) {
     this.snapshot = snapshot;
     this.name = name;
@@ -77,7 +77,8 @@ final class TheFlashScanBuilder
 
   @Override
   public Scan build() {
+    // built while the optimizer plans a query: the ts QuerySnapshotRule planned for it, if any
     return new TheFlashScan(name, options, readSchema, new ArrayList<>(filter), new ArrayList<>(pushed), limit,
-        snapshot);
+        snapshot, snapshot == null ? null : snapshot.forScan());
   }
 }

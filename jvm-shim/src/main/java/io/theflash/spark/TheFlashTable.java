@@ -82,8 +82,8 @@ final class TheFlashTable implements SupportsRead, SupportsWrite, SupportsDelete
   }
 
   /**
-   * The snapshot this table's reads settle on when they name no ts of their own (no snapshot_ts,
-   * as_of, time travel or session pin), for {@link QuerySnapshotRule} to settle with every other
+   * The snapshot this table's reads share when they name no ts of their own (no snapshot_ts,
+   * as_of, time travel or session pin), for {@link QuerySnapshotRule} to plan with every other
    * table of the query; null when the read names its ts.
    */
   TableSnapshot querySnapshot() {
