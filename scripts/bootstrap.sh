@@ -29,8 +29,17 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv || { say "venv failed; installing python3-venv"; apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && "$PYTHON" -m venv .venv; }
 fi
 
+# The compiled pieces (pyproject.toml ext-modules: pyspark_theflash/_native/*.c) need a C
+# compiler and Python's headers.
+if ! command -v gcc >/dev/null 2>&1 || [ ! -f "$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ]; then
+  say "gcc or Python's headers not found; installing gcc and python3-dev with apt-get"
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq gcc python3-dev >/dev/null
+fi
+
 stamp=.venv/.theflash-installed
-want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml pyspark_theflash/_native/*.c | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   say "installing pinned dependencies into .venv (first run downloads ~450 MB, mostly pyspark)"
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
@@ -40,7 +49,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install -q -e '.[test]' --config-settings editable_mode=compat
   echo "$want" > "$stamp"
 fi
-.venv/bin/python -c 'import pyspark_theflash' >/dev/null
+.venv/bin/python -c 'import pyspark_theflash; from pyspark_theflash._native import load; load("cdc_wire")' >/dev/null
 say "ready: .venv/bin/theflash"
 
 # The Spark connector jar (jvm-shim/), compiled with javac against pyspark's own jars; rebuilt
