@@ -40,8 +40,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import grpc
+import numpy as np
+import pyarrow as pa
 
 from pyspark_theflash.binlog import Position, SegmentReader, SegmentWriter
+from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.binlog.segment import HEADER_BYTES
 from pyspark_theflash.capture.coverage import Coverage, inherit, known_at_snapshot
 from pyspark_theflash.capture.partition_map import PartitionMap
@@ -51,6 +54,7 @@ from pyspark_theflash.capture.range_claims import RangeClaims, ranges_overlap as
 from pyspark_theflash.upstream.errors import UpstreamError
 from pyspark_theflash.upstream.pd_client import PDClient, RegionInfo
 from pyspark_theflash.capture.region_feed import FeedProtocolError, RegionFeed, entries_event, snapshot_event
+from pyspark_theflash.capture import feed_columns
 from pyspark_theflash.capture.tidb_status import DDLHistoryUnavailableError, TiDBStatus
 from pyspark_theflash.codec import encode_region_key
 from pyspark_theflash.proto import binlog_pb2, cdcpb_pb2, cdcpb_pb2_grpc, metapb_pb2
@@ -154,12 +158,13 @@ class StoreStream:
     def _run(self) -> None:
         try:
             stub = cdcpb_pb2_grpc.ChangeDataStub(self._channel)
-            if _has_stream_multiplexing(stub):
-                self.method = "EventFeedV2"
-                self._call = stub.EventFeedV2(iter(self._requests.get, None), metadata=_MULTIPLEXING)
-            else:
-                self.method = "EventFeed"
-                self._call = stub.EventFeed(iter(self._requests.get, None))
+            multiplexed = _has_stream_multiplexing(stub)
+            self.method = "EventFeedV2" if multiplexed else "EventFeed"
+            # the responses' wire bytes, decoded into columns by the main loop (capture/feed_columns.py)
+            raw = self._channel.stream_stream(f"/cdcpb.ChangeData/{self.method}",
+                                              request_serializer=cdcpb_pb2.ChangeDataRequest.SerializeToString,
+                                              response_deserializer=None)
+            self._call = raw(iter(self._requests.get, None), metadata=_MULTIPLEXING if multiplexed else None)
             for resp in self._call:
                 self._inbound.put(("events", self.store_id, self.gen, resp))
             reason = "the store ended the stream"
@@ -558,15 +563,28 @@ class Capture:
     def _hold(self, max_cts: int, build: Callable[[], list[binlog_pb2.Event]]) -> None:
         self.fifo.append((max_cts, build))
 
-    def _on_events(self, store_id: int, resp: cdcpb_pb2.ChangeDataEvent) -> None:
-        for ev in resp.events:
-            feed = self.feeds.get(int(ev.region_id))
-            if feed is None or feed.gen != ev.request_id or feed.store_id != store_id:
+    def _on_events(self, store_id: int, raw: bytes) -> None:
+        """One ChangeDataEvent's wire bytes. An initialised registration's rows are decoded into
+        columns and matched as columns (capture/feed_columns.py), its events of one message
+        coalesced into one binlog event; a registration's events before INITIALIZED (the
+        initial scan) and errors are parsed as messages."""
+        msg = feed_columns.decode_change_data(raw)
+        live: dict[int, list[tuple[int, int]]] = {}  # region -> row ranges of its live rows, in order
+        for i, (rid, _, request_id, kind, lo, hi, _, _) in enumerate(msg.events.tolist()):
+            feed = self.feeds.get(rid)
+            if feed is None or feed.gen != request_id or feed.store_id != store_id:
                 continue  # an ended registration's
-            kind = ev.WhichOneof("event")
-            if kind == "error":
+            if kind == feed_columns.KIND_ENTRIES and feed.initialized:
+                live.setdefault(rid, []).append((lo, hi))
+                continue
+            if rid in live:
+                self._on_live_rows(feed, msg.rows, live.pop(rid))
+            if kind not in (feed_columns.KIND_ENTRIES, feed_columns.KIND_ERROR) or self.feeds.get(rid) is not feed:
+                continue
+            ev = cdcpb_pb2.Event.FromString(msg.event_bytes(i))
+            if kind == feed_columns.KIND_ERROR:
                 self._region_error(feed, ev.error)
-            elif kind == "entries":
+            else:
                 try:
                     rows, initialized = feed.take(ev.entries.entries, _is_record)
                 except FeedProtocolError as exc:
@@ -579,8 +597,13 @@ class Capture:
                 if rows:
                     cts = max((r.commit_ts for r in rows), default=0)
                     self._hold(cts, lambda f=feed, r=rows: self._rows_event(f, r))
-        if resp.HasField("resolved_ts"):
-            r = resp.resolved_ts
+        for rid, spans in live.items():
+            feed = self.feeds.get(rid)
+            if feed is not None:
+                self._on_live_rows(feed, msg.rows, spans)
+        resolved = msg.resolved_bytes()
+        if resolved is not None:
+            r = cdcpb_pb2.ResolvedTs.FromString(resolved)
             ids = []
             for rid in r.regions:
                 feed = self.feeds.get(int(rid))
@@ -590,6 +613,60 @@ class Capture:
             if ids:
                 gens = [self.feeds[rid].gen for rid in ids]
                 self._hold(0, lambda ids=ids, gens=gens, ts=int(r.ts): self._resolved_event(ids, gens, ts))
+
+    def _on_live_rows(self, feed: RegionFeed, rows: feed_columns.FeedRows, spans: list[tuple[int, int]]) -> None:
+        """An initialised registration's rows of one message (its events joined), as one binlog event."""
+        which = np.concatenate([np.arange(lo, hi) for lo, hi in spans]) if len(spans) > 1 else np.arange(*spans[0])
+        if not len(which):
+            return
+        # record keys only (index entries are not rows); the selection is applied when the
+        # event is built, after the DDL frontier passed its commits (a table created since)
+        tids = feed_columns.record_table_ids(rows.keys.slice(int(which[0]), len(which)) if len(spans) == 1 else
+                                             rows.keys.take(pa.array(which)))
+        which = which[tids != np.iinfo(np.int64).min]
+        if not len(which):
+            return
+        try:
+            cols = feed.take_columns(rows.take(which))
+        except FeedProtocolError as exc:
+            self._drop(feed, str(exc), self.opts.retry_backoff_s)
+            return
+        if cols is not None:
+            self._hold(int(cols["commit_ts"].max()), lambda f=feed, c=cols: self._columns_event(f, c))
+
+    def _captured(self, table_ids: np.ndarray) -> np.ndarray:
+        """Per row, whether its table id (record_table_ids) is a captured table's (or a partition's)."""
+        record = table_ids != np.iinfo(np.int64).min
+        if self.selected is None:
+            return record
+        unique = np.unique(table_ids[record])
+        ours = [t for t in unique.tolist() if self.partitions.logical(t) in self.table_ids]
+        return record & np.isin(table_ids, np.array(ours, np.int64))
+
+    def _columns_event(self, feed: RegionFeed, cols: dict[str, Any]) -> list[binlog_pb2.Event]:
+        """_rows_event for live rows in columns."""
+        if feed.discarded:
+            return []
+        newer = self.claims.newer(feed.id, feed.start, feed.end, feed.version)
+        if newer:  # keys a newer region holds now: its snapshot has these versions and locks
+            keep = np.array([not RangeClaims.covers_key(newer, k) for k in cols["keys"].to_pylist()], bool)
+            if not keep.any():
+                return []
+            idx = pa.array(np.flatnonzero(keep))
+            cols = {k: (v.take(idx) if isinstance(v, pa.Array) else v[keep]) for k, v in cols.items()}
+        if self.selected is not None:  # a table may have left the selection while the rows waited
+            keep = self._captured(feed_columns.record_table_ids(cols["keys"]))
+            if not keep.any():
+                return []
+            if not keep.all():
+                idx = pa.array(np.flatnonzero(keep))
+                cols = {k: (v.take(idx) if isinstance(v, pa.Array) else v[keep]) for k, v in cols.items()}
+        if feed.coverage is not None:
+            committed = np.flatnonzero(cols["commit_ts"] != 0)
+            if len(committed):
+                feed.coverage.add_columns(cols["keys"].take(pa.array(committed)), cols["commit_ts"][committed])
+        return [binlog_pb2.Event(region_id=feed.id, index=self._next_index(feed.id), epoch=feed.epoch(),
+                                 entries=binlog_pb2.Entries(batch=binlog_rows.pack_columns(**cols)))]
 
     def _keep_key(self, key: bytes) -> bool:
         tid = _record_table_id(key)

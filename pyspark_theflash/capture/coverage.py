@@ -16,7 +16,7 @@ starts from 0 and its snapshot replaces the range whole.
 from __future__ import annotations
 
 import heapq
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 from pyspark_theflash.capture.range_claims import ranges_overlap
 from pyspark_theflash.codec import encode_region_key
@@ -81,6 +81,12 @@ class Coverage:
         """A snapshot's versions (``SnapshotWrite``), counted when the floor next rises."""
         self._pending.append(writes)
 
+    def add_columns(self, raw_keys: Any, commit_ts: Any) -> None:
+        """Live versions written to the binlog, as columns (an Arrow binary array of raw keys and
+        a uint64 array): counted, like a snapshot's, when the floor next rises (most are at or
+        below it then), so no Python object is made per row."""
+        self._pending.append(_Versions(raw_keys, commit_ts))
+
     def raise_floor(self, ts: int) -> None:
         """The range's resolved ts reached ``ts``: every version at or below it is in the
         binlog (written before the resolved ts that says so)."""
@@ -100,6 +106,8 @@ class Coverage:
             cts, key = heapq.heappop(self._by_ts)
             self._above.discard((key, cts))
         for writes in pending:
+            if isinstance(writes, _Versions):
+                writes = writes.above(least)
             for w in writes:
                 if w.commit_ts > least:
                     self.add(bytes(w.key), int(w.commit_ts))
@@ -116,6 +124,33 @@ class Coverage:
         coverage that counts none still says what the replica holds up to its floors, and
         must not test false.)"""
         return len(self._above)
+
+
+class _Version(NamedTuple):
+    key: bytes
+    commit_ts: int
+
+
+class _Versions(Sequence[_Version]):
+    """Versions as columns (Coverage.add_columns), read as SnapshotWrite-like items."""
+
+    def __init__(self, raw_keys: Any, commit_ts: Any) -> None:
+        self.keys, self.commit_ts = raw_keys, commit_ts
+
+    def above(self, ts: int) -> "_Versions":
+        import numpy as np
+        import pyarrow as pa
+
+        which = np.flatnonzero(self.commit_ts > ts)
+        return _Versions(self.keys.take(pa.array(which)), self.commit_ts[which])
+
+    def __len__(self) -> int:
+        return len(self.commit_ts)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return _Version(self.keys[i].as_py(), int(self.commit_ts[i]))
 
 
 def inherit(pieces: list[Coverage], start: bytes, end: bytes) -> Coverage | None:

@@ -22,7 +22,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import pyarrow as pa
+
 from pyspark_theflash.binlog import rows as binlog_rows
+from pyspark_theflash.capture import feed_columns
 from pyspark_theflash.capture.coverage import Coverage
 from pyspark_theflash.codec.txn import SHORT_VALUE_MAX_LEN, Lock, Write
 from pyspark_theflash.proto import binlog_pb2, cdcpb_pb2
@@ -63,6 +66,8 @@ class RegionFeed:
     _locks: dict[tuple[bytes, int], tuple[int, bytes]] = field(default_factory=dict)
     _waiting_commits: dict[tuple[bytes, int], tuple[int, int, bytes]] = field(default_factory=dict)
     _open: dict[tuple[bytes, int], int] = field(default_factory=dict)  # live prewrites: (key, start) -> op
+    # the same once rows arrive as columns: 8-byte start ts + key per open prewrite (feed_columns.py)
+    _open_ids: Any = field(default_factory=lambda: feed_columns.EMPTY_OPEN)
 
     def region_proto(self) -> binlog_pb2.Region:
         return binlog_pb2.Region(id=self.id, start_key=self.start, end_key=self.end,
@@ -142,6 +147,19 @@ class RegionFeed:
             return binlog_pb2.Row(type=binlog_pb2.Row.COMMITTED, op=op, start_ts=start, commit_ts=commit, key=key,
                                   value=bytes(row.value) if op == binlog_pb2.PUT else b"")
         return None
+
+    def take_columns(self, rows: feed_columns.FeedRows) -> dict[str, Any] | None:
+        """Live rows (after INITIALIZED; record keys only) as columns: ``_live``'s rules applied
+        as array operations (capture/feed_columns.py); the binlog columns to write, or None."""
+        if self._open:  # pairs the per-row path opened: the snapshot's locks, rows after INITIALIZED in its event
+            pairs = feed_columns.open_pairs(list(self._open))
+            self._open_ids = pa.concat_arrays([self._open_ids, pairs]) if len(self._open_ids) else pairs
+            self._open = {}
+        try:
+            cols, self._open_ids = feed_columns.match_live(rows, self._open_ids, self.resolved_ts)
+        except feed_columns.LiveFeedError as exc:
+            raise FeedProtocolError(f"region {self.id}: {exc}") from None
+        return cols if len(cols["types"]) else None
 
     def snapshot(self) -> binlog_pb2.RegionSnapshot:
         """The state the initial scan built, as the binlog's RegionSnapshot; the live rows
