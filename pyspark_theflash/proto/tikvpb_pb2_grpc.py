@@ -65,6 +65,86 @@ class TikvStub:
                 request_serializer=kvrpcpb__pb2.ResolveLockRequest.SerializeToString,
                 response_deserializer=kvrpcpb__pb2.ResolveLockResponse.FromString,
                 _registered_method=True)
+        self.KvPrewrite = channel.unary_unary(
+                '/tikvpb.Tikv/KvPrewrite',
+                request_serializer=kvrpcpb__pb2.PrewriteRequest.SerializeToString,
+                response_deserializer=kvrpcpb__pb2.PrewriteResponse.FromString,
+                _registered_method=True)
+        self.KvPessimisticLock = channel.unary_unary(
+                '/tikvpb.Tikv/KvPessimisticLock',
+                request_serializer=kvrpcpb__pb2.PessimisticLockRequest.SerializeToString,
+                response_deserializer=kvrpcpb__pb2.PessimisticLockResponse.FromString,
+                _registered_method=True)
+        self.KVPessimisticRollback = channel.unary_unary(
+                '/tikvpb.Tikv/KVPessimisticRollback',
+                request_serializer=kvrpcpb__pb2.PessimisticRollbackRequest.SerializeToString,
+                response_deserializer=kvrpcpb__pb2.PessimisticRollbackResponse.FromString,
+                _registered_method=True)
+        self.KvTxnHeartBeat = channel.unary_unary(
+                '/tikvpb.Tikv/KvTxnHeartBeat',
+                request_serializer=kvrpcpb__pb2.TxnHeartBeatRequest.SerializeToString,
+                response_deserializer=kvrpcpb__pb2.TxnHeartBeatResponse.FromString,
+                _registered_method=True)
+        self.KvCommit = channel.unary_unary(
+                '/tikvpb.Tikv/KvCommit',
+                request_serializer=kvrpcpb__pb2.CommitRequest.SerializeToString,
+                response_deserializer=kvrpcpb__pb2.CommitResponse.FromString,
+                _registered_method=True)
+        self.KvCleanup = channel.unary_unary(
+                '/tikvpb.Tikv/KvCleanup',
+                request_serializer=kvrpcpb__pb2.CleanupRequest.SerializeToString,
+                response_deserializer=kvrpcpb__pb2.CleanupResponse.FromString,
+                _registered_method=True)
+        self.KvBatchGet = channel.unary_unary(
+                '/tikvpb.Tikv/KvBatchGet',
+                request_serializer=kvrpcpb__pb2.BatchGetRequest.SerializeToString,
+                response_deserializer=kvrpcpb__pb2.BatchGetResponse.FromString,
+                _registered_method=True)
+        self.KvBatchRollback = channel.unary_unary(
+                '/tikvpb.Tikv/KvBatchRollback',
+                request_serializer=kvrpcpb__pb2.BatchRollbackRequest.SerializeToString,
+                response_deserializer=kvrpcpb__pb2.BatchRollbackResponse.FromString,
+                _registered_method=True)
+        self.RawGet = channel.unary_unary(
+                '/tikvpb.Tikv/RawGet',
+                request_serializer=kvrpcpb__pb2.RawGetRequest.SerializeToString,
+                response_deserializer=kvrpcpb__pb2.RawGetResponse.FromString,
+                _registered_method=True)
+        self.RawBatchGet = channel.unary_unary(
+                '/tikvpb.Tikv/RawBatchGet',
+                request_serializer=kvrpcpb__pb2.RawBatchGetRequest.SerializeToString,
+                response_deserializer=kvrpcpb__pb2.RawBatchGetResponse.FromString,
+                _registered_method=True)
+        self.RawPut = channel.unary_unary(
+                '/tikvpb.Tikv/RawPut',
+                request_serializer=kvrpcpb__pb2.RawPutRequest.SerializeToString,
+                response_deserializer=kvrpcpb__pb2.RawPutResponse.FromString,
+                _registered_method=True)
+        self.RawBatchPut = channel.unary_unary(
+                '/tikvpb.Tikv/RawBatchPut',
+                request_serializer=kvrpcpb__pb2.RawBatchPutRequest.SerializeToString,
+                response_deserializer=kvrpcpb__pb2.RawBatchPutResponse.FromString,
+                _registered_method=True)
+        self.RawDelete = channel.unary_unary(
+                '/tikvpb.Tikv/RawDelete',
+                request_serializer=kvrpcpb__pb2.RawDeleteRequest.SerializeToString,
+                response_deserializer=kvrpcpb__pb2.RawDeleteResponse.FromString,
+                _registered_method=True)
+        self.RawBatchDelete = channel.unary_unary(
+                '/tikvpb.Tikv/RawBatchDelete',
+                request_serializer=kvrpcpb__pb2.RawBatchDeleteRequest.SerializeToString,
+                response_deserializer=kvrpcpb__pb2.RawBatchDeleteResponse.FromString,
+                _registered_method=True)
+        self.RawScan = channel.unary_unary(
+                '/tikvpb.Tikv/RawScan',
+                request_serializer=kvrpcpb__pb2.RawScanRequest.SerializeToString,
+                response_deserializer=kvrpcpb__pb2.RawScanResponse.FromString,
+                _registered_method=True)
+        self.RawDeleteRange = channel.unary_unary(
+                '/tikvpb.Tikv/RawDeleteRange',
+                request_serializer=kvrpcpb__pb2.RawDeleteRangeRequest.SerializeToString,
+                response_deserializer=kvrpcpb__pb2.RawDeleteRangeResponse.FromString,
+                _registered_method=True)
         self.ReadIndex = channel.unary_unary(
                 '/tikvpb.Tikv/ReadIndex',
                 request_serializer=kvrpcpb__pb2.ReadIndexRequest.SerializeToString,
@@ -111,6 +191,102 @@ class TikvServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def KvPrewrite(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def KvPessimisticLock(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def KVPessimisticRollback(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def KvTxnHeartBeat(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def KvCommit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def KvCleanup(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def KvBatchGet(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def KvBatchRollback(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RawGet(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RawBatchGet(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RawPut(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RawBatchPut(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RawDelete(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RawBatchDelete(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RawScan(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RawDeleteRange(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ReadIndex(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -149,6 +325,86 @@ def add_TikvServicer_to_server(servicer, server):
                     servicer.KvResolveLock,
                     request_deserializer=kvrpcpb__pb2.ResolveLockRequest.FromString,
                     response_serializer=kvrpcpb__pb2.ResolveLockResponse.SerializeToString,
+            ),
+            'KvPrewrite': grpc.unary_unary_rpc_method_handler(
+                    servicer.KvPrewrite,
+                    request_deserializer=kvrpcpb__pb2.PrewriteRequest.FromString,
+                    response_serializer=kvrpcpb__pb2.PrewriteResponse.SerializeToString,
+            ),
+            'KvPessimisticLock': grpc.unary_unary_rpc_method_handler(
+                    servicer.KvPessimisticLock,
+                    request_deserializer=kvrpcpb__pb2.PessimisticLockRequest.FromString,
+                    response_serializer=kvrpcpb__pb2.PessimisticLockResponse.SerializeToString,
+            ),
+            'KVPessimisticRollback': grpc.unary_unary_rpc_method_handler(
+                    servicer.KVPessimisticRollback,
+                    request_deserializer=kvrpcpb__pb2.PessimisticRollbackRequest.FromString,
+                    response_serializer=kvrpcpb__pb2.PessimisticRollbackResponse.SerializeToString,
+            ),
+            'KvTxnHeartBeat': grpc.unary_unary_rpc_method_handler(
+                    servicer.KvTxnHeartBeat,
+                    request_deserializer=kvrpcpb__pb2.TxnHeartBeatRequest.FromString,
+                    response_serializer=kvrpcpb__pb2.TxnHeartBeatResponse.SerializeToString,
+            ),
+            'KvCommit': grpc.unary_unary_rpc_method_handler(
+                    servicer.KvCommit,
+                    request_deserializer=kvrpcpb__pb2.CommitRequest.FromString,
+                    response_serializer=kvrpcpb__pb2.CommitResponse.SerializeToString,
+            ),
+            'KvCleanup': grpc.unary_unary_rpc_method_handler(
+                    servicer.KvCleanup,
+                    request_deserializer=kvrpcpb__pb2.CleanupRequest.FromString,
+                    response_serializer=kvrpcpb__pb2.CleanupResponse.SerializeToString,
+            ),
+            'KvBatchGet': grpc.unary_unary_rpc_method_handler(
+                    servicer.KvBatchGet,
+                    request_deserializer=kvrpcpb__pb2.BatchGetRequest.FromString,
+                    response_serializer=kvrpcpb__pb2.BatchGetResponse.SerializeToString,
+            ),
+            'KvBatchRollback': grpc.unary_unary_rpc_method_handler(
+                    servicer.KvBatchRollback,
+                    request_deserializer=kvrpcpb__pb2.BatchRollbackRequest.FromString,
+                    response_serializer=kvrpcpb__pb2.BatchRollbackResponse.SerializeToString,
+            ),
+            'RawGet': grpc.unary_unary_rpc_method_handler(
+                    servicer.RawGet,
+                    request_deserializer=kvrpcpb__pb2.RawGetRequest.FromString,
+                    response_serializer=kvrpcpb__pb2.RawGetResponse.SerializeToString,
+            ),
+            'RawBatchGet': grpc.unary_unary_rpc_method_handler(
+                    servicer.RawBatchGet,
+                    request_deserializer=kvrpcpb__pb2.RawBatchGetRequest.FromString,
+                    response_serializer=kvrpcpb__pb2.RawBatchGetResponse.SerializeToString,
+            ),
+            'RawPut': grpc.unary_unary_rpc_method_handler(
+                    servicer.RawPut,
+                    request_deserializer=kvrpcpb__pb2.RawPutRequest.FromString,
+                    response_serializer=kvrpcpb__pb2.RawPutResponse.SerializeToString,
+            ),
+            'RawBatchPut': grpc.unary_unary_rpc_method_handler(
+                    servicer.RawBatchPut,
+                    request_deserializer=kvrpcpb__pb2.RawBatchPutRequest.FromString,
+                    response_serializer=kvrpcpb__pb2.RawBatchPutResponse.SerializeToString,
+            ),
+            'RawDelete': grpc.unary_unary_rpc_method_handler(
+                    servicer.RawDelete,
+                    request_deserializer=kvrpcpb__pb2.RawDeleteRequest.FromString,
+                    response_serializer=kvrpcpb__pb2.RawDeleteResponse.SerializeToString,
+            ),
+            'RawBatchDelete': grpc.unary_unary_rpc_method_handler(
+                    servicer.RawBatchDelete,
+                    request_deserializer=kvrpcpb__pb2.RawBatchDeleteRequest.FromString,
+                    response_serializer=kvrpcpb__pb2.RawBatchDeleteResponse.SerializeToString,
+            ),
+            'RawScan': grpc.unary_unary_rpc_method_handler(
+                    servicer.RawScan,
+                    request_deserializer=kvrpcpb__pb2.RawScanRequest.FromString,
+                    response_serializer=kvrpcpb__pb2.RawScanResponse.SerializeToString,
+            ),
+            'RawDeleteRange': grpc.unary_unary_rpc_method_handler(
+                    servicer.RawDeleteRange,
+                    request_deserializer=kvrpcpb__pb2.RawDeleteRangeRequest.FromString,
+                    response_serializer=kvrpcpb__pb2.RawDeleteRangeResponse.SerializeToString,
             ),
             'ReadIndex': grpc.unary_unary_rpc_method_handler(
                     servicer.ReadIndex,
@@ -318,6 +574,438 @@ class Tikv:
             '/tikvpb.Tikv/KvResolveLock',
             kvrpcpb__pb2.ResolveLockRequest.SerializeToString,
             kvrpcpb__pb2.ResolveLockResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def KvPrewrite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tikvpb.Tikv/KvPrewrite',
+            kvrpcpb__pb2.PrewriteRequest.SerializeToString,
+            kvrpcpb__pb2.PrewriteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def KvPessimisticLock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tikvpb.Tikv/KvPessimisticLock',
+            kvrpcpb__pb2.PessimisticLockRequest.SerializeToString,
+            kvrpcpb__pb2.PessimisticLockResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def KVPessimisticRollback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tikvpb.Tikv/KVPessimisticRollback',
+            kvrpcpb__pb2.PessimisticRollbackRequest.SerializeToString,
+            kvrpcpb__pb2.PessimisticRollbackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def KvTxnHeartBeat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tikvpb.Tikv/KvTxnHeartBeat',
+            kvrpcpb__pb2.TxnHeartBeatRequest.SerializeToString,
+            kvrpcpb__pb2.TxnHeartBeatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def KvCommit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tikvpb.Tikv/KvCommit',
+            kvrpcpb__pb2.CommitRequest.SerializeToString,
+            kvrpcpb__pb2.CommitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def KvCleanup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tikvpb.Tikv/KvCleanup',
+            kvrpcpb__pb2.CleanupRequest.SerializeToString,
+            kvrpcpb__pb2.CleanupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def KvBatchGet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tikvpb.Tikv/KvBatchGet',
+            kvrpcpb__pb2.BatchGetRequest.SerializeToString,
+            kvrpcpb__pb2.BatchGetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def KvBatchRollback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tikvpb.Tikv/KvBatchRollback',
+            kvrpcpb__pb2.BatchRollbackRequest.SerializeToString,
+            kvrpcpb__pb2.BatchRollbackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RawGet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tikvpb.Tikv/RawGet',
+            kvrpcpb__pb2.RawGetRequest.SerializeToString,
+            kvrpcpb__pb2.RawGetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RawBatchGet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tikvpb.Tikv/RawBatchGet',
+            kvrpcpb__pb2.RawBatchGetRequest.SerializeToString,
+            kvrpcpb__pb2.RawBatchGetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RawPut(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tikvpb.Tikv/RawPut',
+            kvrpcpb__pb2.RawPutRequest.SerializeToString,
+            kvrpcpb__pb2.RawPutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RawBatchPut(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tikvpb.Tikv/RawBatchPut',
+            kvrpcpb__pb2.RawBatchPutRequest.SerializeToString,
+            kvrpcpb__pb2.RawBatchPutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RawDelete(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tikvpb.Tikv/RawDelete',
+            kvrpcpb__pb2.RawDeleteRequest.SerializeToString,
+            kvrpcpb__pb2.RawDeleteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RawBatchDelete(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tikvpb.Tikv/RawBatchDelete',
+            kvrpcpb__pb2.RawBatchDeleteRequest.SerializeToString,
+            kvrpcpb__pb2.RawBatchDeleteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RawScan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tikvpb.Tikv/RawScan',
+            kvrpcpb__pb2.RawScanRequest.SerializeToString,
+            kvrpcpb__pb2.RawScanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RawDeleteRange(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tikvpb.Tikv/RawDeleteRange',
+            kvrpcpb__pb2.RawDeleteRangeRequest.SerializeToString,
+            kvrpcpb__pb2.RawDeleteRangeResponse.FromString,
             options,
             channel_credentials,
             insecure,
