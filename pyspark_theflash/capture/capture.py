@@ -22,9 +22,10 @@ the versions it lacks), or from checkpoint 0 where it does not know (a snapshot 
 replaces the range).
 
 ``capture-state.json`` beside the segments keeps each region's last binlog index and resolved
-ts, the last DDL written and the captured table ids, with the log position they hold at; a
-restart reads the log's events after that position too (without the file, the whole log), then
-registers every region again.
+ts, the last DDL written, the captured table ids and what the binlog is proved to hold per key
+range (capture/resume.py), with the log position they hold at; a restart reads the log's events
+after that position too (without the file, the whole log), then registers every region from
+what its range is proved to hold (from 0 where nothing is, or GC has passed it).
 """
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ from pyspark_theflash.capture.partition_map import PartitionMap
 from pyspark_theflash.capture.errors import CaptureError, GCPassedError
 from pyspark_theflash.capture.lock_resolution import LaggingRegion, StuckRegionResolver
 from pyspark_theflash.capture.range_claims import RangeClaims, ranges_overlap as _ranges_overlap
+from pyspark_theflash.capture.resume import ResumePoints
 from pyspark_theflash.upstream.errors import UpstreamError
 from pyspark_theflash.upstream.pd_client import PDClient, RegionInfo
 from pyspark_theflash.capture.region_feed import FeedProtocolError, RegionFeed, entries_event, snapshot_event
@@ -214,6 +216,9 @@ class Capture:
         # a range registered again starts from what they say the replica holds
         self.ended_coverage: list[Coverage] = []
         self.rows_skipped = 0  # versions a registration's scan gave that the replica held already
+        # what the binlog is proved to hold per key range (capture/resume.py): a restart
+        # registers each region from there
+        self.resume = ResumePoints(self._selection())
         self.partitions = PartitionMap()  # a partition's physical id -> its table's id
         self._gen = 0
         self._stop = threading.Event()
@@ -250,6 +255,7 @@ class Capture:
                                for r in ([x] if isinstance(x, int) else x for x in state.get("introduced", ()))}
             self.claims = RangeClaims(state.get("claims"))
             self.partitions = PartitionMap(state.get("partitions"))
+            self.resume = ResumePoints.from_state(state.get("resume"))
             start = Position(*state["position"])
         elif self.writer.head == self.writer.tail == Position(1, HEADER_BYTES):
             return True  # nothing written yet
@@ -260,10 +266,17 @@ class Capture:
         else:
             log.warning("binlog %s has events but no %s: reading it from its first event to learn what "
                         "capture wrote", self.dir, STATE_FILE)
+            self.resume = ResumePoints.from_state(None)  # which tables it was written for is not known
         with SegmentReader(self.dir, start) as reader:
             for positioned in reader:  # written after the state was saved (or ever, without one)
                 self._absorb(positioned.event)
+                self.resume.absorb(positioned.event)
+        if not self.resume.speaks_for(self._selection()):
+            self.resume = ResumePoints(self._selection())
         return start is None and not self.indexes
+
+    def _selection(self) -> list[str] | None:
+        return sorted(self.selected) if self.selected is not None else None
 
     def _absorb(self, ev: binlog_pb2.Event) -> None:
         kind = ev.WhichOneof("payload")
@@ -315,7 +328,8 @@ class Capture:
                  "table_ids": sorted(self.table_ids),
                  "introduced": [[rid, rng[0].hex(), rng[1].hex()] if rng is not None else [rid]
                                 for rid, rng in sorted(self.introduced.items())],
-                 "partitions": self.partitions.state(), "claims": self.claims.state()}
+                 "partitions": self.partitions.state(), "claims": self.claims.state(),
+                 "resume": self.resume.state()}
         tmp = self.dir / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps(state))
         os.replace(tmp, self.dir / STATE_FILE)
@@ -775,6 +789,7 @@ class Capture:
     def _append(self, events: list[binlog_pb2.Event], absorbed: bool = False) -> None:
         self.writer.append(events)
         for ev in events:
+            self.resume.absorb(ev)  # what is written only: an event built but not written proves nothing
             if not absorbed:
                 self._absorb(ev)
             if ev.WhichOneof("payload") == "entries":
@@ -799,6 +814,18 @@ class Capture:
         self.gc_held = needed
         if least > needed and at_start:
             raise GCPassedError(f"PD's GC safe point {least} is past {needed}, the ts capture needs")
+
+    def _resume_from_binlog(self) -> None:
+        """A restarted capture registers each region from what its binlog is proved to hold of
+        the region's range (capture/resume.py), at or above the GC safe point it holds: TiKV's
+        incremental scan from there gives the versions committed since and the open locks."""
+        if not self.opts.incremental:
+            return
+        self.ended_coverage = self.resume.coverages(self.gc_held)
+        if self.ended_coverage:
+            least = min(c.least_floor() for c in self.ended_coverage)
+            self.progress(f"resuming {sum(len(c.floors) for c in self.ended_coverage)} key range(s) from the "
+                          f"resolved ts the binlog holds (the least {least}); any other range is scanned whole")
 
     def _check_tables(self) -> list[tuple[str, dict[str, Any]]]:
         """Every table named exists; returns TiDB's user tables (their partitions' ids learned)."""
@@ -837,6 +864,7 @@ class Capture:
             tables = self._check_tables()
             self._hold_gc(at_start=True)
             self._gc_start = self.gc_held
+            self._resume_from_binlog()
             self._apply_ddl(self.pd.get_ts(), self._history())
             if self.fresh:
                 self._create_missing_tables(tables)

@@ -9,9 +9,10 @@ a split or a merge) asks TiKV's feed only for the versions above the range's lea
 (``checkpoint_ts``: TiKV's incremental scan, ``DeltaScanner`` from that ts, gives those and
 every open lock) and writes, as a ``RegionSnapshot`` with ``since_ts``, the versions the
 replica does not hold yet and the open locks. TiCDC re-registers a region from its checkpoint
-the same way (tiflow ``cdc/kv/shared_client.go``, the range lock's resolved ts). Without a
-coverage (a fresh capture, a restarted one: coverage lives in memory only) the registration
-starts from 0 and its snapshot replaces the range whole.
+the same way (tiflow ``cdc/kv/shared_client.go``, the range lock's resolved ts). A restarted
+capture starts from the floors its binlog proves (capture/resume.py; the versions counted above
+them are not kept). Without a coverage (a fresh capture, a range nothing is proved of) the
+registration starts from 0 and its snapshot replaces the range whole.
 """
 from __future__ import annotations
 

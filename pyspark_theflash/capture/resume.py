@@ -1,0 +1,156 @@
+"""What a restarted capture can prove its binlog holds of each key range, so that it registers
+each region from there (TiKV's incremental scan) instead of copying the cluster's history
+again. TiCDC resumes a changefeed from its checkpoint the same way.
+
+The proof, per key range, from the binlog's events alone (so a restart that reads them again,
+from the state file's position or from the first event, learns the same):
+
+- a region's ``ResolvedTs`` event at ts T is written only for its current registration, only
+  once that registration's ``RegionSnapshot`` is written (the snapshot is queued when the feed
+  says INITIALIZED, before any resolved ts it takes), and after every row that registration
+  gave before TiKV's resolved ts (one FIFO, released in order; a resolved ts is clamped to the
+  DDL frontier, and rows wait for that frontier too). TiKV promises no commit at or below T
+  comes later. So after it, every version committed at or below T of the keys of that
+  snapshot's range is in the binlog: in the snapshot (every version TiKV held, or those above
+  its ``since_ts`` besides what was proved before) or in a row written before T.
+- a whole snapshot (``since_ts`` 0) replaces its range in the replica: nothing is proved of the
+  range until its region's next resolved ts; an incremental one (``since_ts`` S) proves every
+  version at or below S (capture registered it from a floor proved so) and deletes nothing.
+  Either way every other region over the range is retired (by the writer and by capture: its
+  registration ends, and writes no resolved ts), so what was proved of the range under other
+  regions gives way to the new registration's floor.
+- a split or merge event ends the registrations it names: their floors stay proved, but no
+  resolved ts raises them until their regions' next snapshots (a merge's target may still have
+  its old registration, whose resolved ts speaks of its old range only: that is what it raises).
+
+Floors are kept by key range (PD-encoded), not by region id, so regions that split or merged
+while capture was down resume from the floors over their new ranges (``coverage.inherit``:
+per key the highest floor; a range with a key no floor covers is scanned whole). A floor below
+the cluster's GC safe point is no proof of what TiKV still holds above it (GC may have
+collected versions, and deletions, between the two), so such ranges are scanned whole too.
+
+Versions written above a floor before the restart (rows after the last resolved ts) are not
+counted: the incremental scan gives them again and the replica keeps one copy of a version
+(store/txn_merge_tree.py ``drop_repeated_versions``).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pyspark_theflash.capture.coverage import Coverage, Floor
+from pyspark_theflash.capture.range_claims import ranges_overlap
+from pyspark_theflash.proto import binlog_pb2
+
+
+def _outside(pieces: list[Floor], start: bytes, end: bytes) -> list[Floor]:
+    """``pieces`` without the keys of [start, end)."""
+    out: list[Floor] = []
+    for s, e, ts in pieces:
+        if not ranges_overlap(s, e, start, end):
+            out.append((s, e, ts))
+            continue
+        if s < start:
+            out.append((s, start, ts))
+        if end and (not e or end < e):
+            out.append((end, e, ts))
+    return out
+
+
+class ResumePoints:
+    """Per key range, the ts at or below which the binlog holds every version (``floors``),
+    learned from the events written (``absorb``) and kept in capture's state file."""
+
+    def __init__(self, selection: list[str] | None = None) -> None:
+        # the captured tables the floors speak of (``--tables``; None = every table): a restart
+        # that selects other tables has no floor for the ones it adds
+        self.selection = selection
+        self.selection_known = True  # False: the binlog was written for tables no state file names
+        self._live: dict[int, list[Floor]] = {}  # region -> its registration's range; its resolved ts raise it
+        self._ended: list[Floor] = []  # ranges of registrations that ended: proved, raised by none
+
+    # ------------------------------------------------------------------ events
+
+    def absorb(self, ev: binlog_pb2.Event) -> None:
+        kind = ev.WhichOneof("payload")
+        if kind == "resolved":
+            ts = int(ev.resolved.ts)
+            for rid in ev.resolved.regions:
+                pieces = self._live.get(int(rid))
+                if pieces is not None:
+                    self._live[int(rid)] = [(s, e, max(f, ts)) for s, e, f in pieces]
+        elif kind == "snapshot":
+            r, rid = ev.snapshot.region, int(ev.region_id)
+            start, end = bytes(r.start_key), bytes(r.end_key)
+            # its own earlier registration and every other over the range are retired
+            for other in [rid, *(o for o, ps in self._live.items() if any(ranges_overlap(s, e, start, end)
+                                                                          for s, e, _ in ps))]:
+                self._end(other)
+            self._ended = _outside(self._ended, start, end)
+            self._live[rid] = [(start, end, int(ev.snapshot.since_ts))]
+        elif kind == "admin" and ev.admin.HasField("split"):
+            for r in ev.admin.split.regions:
+                self._end(int(r.id))
+        elif kind == "admin" and ev.admin.HasField("merge"):
+            self._end(int(ev.admin.merge.source.id))
+
+    def _end(self, region_id: int) -> None:
+        self._ended.extend(self._live.pop(region_id, ()))
+
+    # ------------------------------------------------------------------ restart
+
+    def floors(self) -> list[Floor]:
+        """Every proved floor above 0, in key order, equal neighbours joined (the pieces never
+        overlap: each snapshot takes its range from every other)."""
+        pieces = sorted(p for p in [*self._ended, *(p for ps in self._live.values() for p in ps)] if p[2] > 0)
+        out: list[Floor] = []
+        for s, e, ts in pieces:
+            if out and out[-1][1] == s and out[-1][2] == ts:
+                out[-1] = (out[-1][0], e, ts)
+            else:
+                out.append((s, e, ts))
+        return out
+
+    def coverages(self, gc_safe_point: int) -> list[Coverage]:
+        """What a restarted capture knows the replica holds: one coverage per run of adjacent
+        floors at or above ``gc_safe_point`` (TiKV holds every version above such a floor)."""
+        runs: list[list[Floor]] = []
+        for s, e, ts in self.floors():
+            if ts < gc_safe_point:
+                continue
+            if runs and runs[-1][-1][1] == s:
+                runs[-1].append((s, e, ts))
+            else:
+                runs.append([(s, e, ts)])
+        return [Coverage(run) for run in runs]
+
+    # ------------------------------------------------------------------ state file
+
+    def state(self) -> dict[str, Any]:
+        def enc(pieces: list[Floor]) -> list[list[Any]]:
+            return [[s.hex(), e.hex(), ts] for s, e, ts in pieces]
+
+        return {"selection": self.selection, "ended": enc(self._ended),
+                "live": [[rid, enc(pieces)] for rid, pieces in sorted(self._live.items())]}
+
+    @classmethod
+    def from_state(cls, saved: dict[str, Any] | None) -> "ResumePoints":
+        """The points a state file kept, as of its position (the events after it are absorbed
+        next). A state file without them (an older release) proves nothing of the tables it
+        selected: ``speaks_for`` is then false."""
+        if saved is None:
+            points = cls()
+            points.selection_known = False
+            return points
+        points = cls(saved.get("selection"))
+
+        def dec(pieces: list[list[Any]]) -> list[Floor]:
+            return [(bytes.fromhex(s), bytes.fromhex(e), int(ts)) for s, e, ts in pieces]
+
+        points._ended = dec(saved["ended"])
+        points._live = {int(rid): dec(pieces) for rid, pieces in saved["live"]}
+        return points
+
+    def speaks_for(self, selection: list[str] | None) -> bool:
+        """Whether these floors hold for the tables ``selection`` names: the binlog's rows are
+        those of the tables it was written for, and a table a restart adds has none below them."""
+        return self.selection_known and self.selection == selection
