@@ -11,6 +11,8 @@ FAILED_PRECONDITION, as PD refuses it.
 """
 from __future__ import annotations
 
+import bisect
+
 import threading
 import time
 from concurrent import futures
@@ -18,7 +20,7 @@ from typing import Any, Iterator
 
 import grpc
 
-from pyspark_theflash.codec.keys import decode_region_key
+from pyspark_theflash.upstream.pd import encode_region_key
 from pyspark_theflash.proto import pdpb_pb2, pdpb_pb2_grpc
 from pyspark_theflash.upstream.errors import UpstreamError
 
@@ -155,9 +157,12 @@ class PDServicer(pdpb_pb2_grpc.PDServicer):
 
     def GetRegion(self, request: pdpb_pb2.GetRegionRequest, context: grpc.ServicerContext) -> pdpb_pb2.GetRegionResponse:
         self._check(request, context)
-        raw = decode_region_key(bytes(request.region_key)) if request.region_key else b""
+        key = bytes(request.region_key)
         with self.cluster.store.mu:
-            return self._region_response(self.cluster.store.regions.locate(raw))
+            regions = self.cluster.store.regions.all()
+            # PD compares bytes: a transactional client sends encoded keys, a raw client raw ones
+            i = bisect.bisect_right(regions, key, key=lambda r: encode_region_key(r.start)) - 1
+            return self._region_response(regions[max(i, 0)])
 
     def GetRegionByID(self, request: pdpb_pb2.GetRegionByIDRequest, context: grpc.ServicerContext) -> pdpb_pb2.GetRegionResponse:
         self._check(request, context)
@@ -168,15 +173,13 @@ class PDServicer(pdpb_pb2_grpc.PDServicer):
                 return pdpb_pb2.GetRegionResponse(header=self._header())  # no region: PD leaves it empty
 
     def _scan(self, start_key: bytes, end_key: bytes, limit: int) -> list[pdpb_pb2.Region]:
-        start = decode_region_key(start_key) if start_key else b""
-        end = decode_region_key(end_key) if end_key else b""
         topology = self.cluster.topology
         out = []
         with self.cluster.store.mu:
-            for region in self.cluster.store.regions.all():
-                if region.end and region.end <= start:
+            for region in self.cluster.store.regions.all():  # by byte comparison, as PD
+                if region.end and encode_region_key(region.end) <= start_key:
                     continue
-                if end and region.start >= end:
+                if end_key and encode_region_key(region.start) >= end_key:
                     break
                 meta = topology.meta_region(region)
                 out.append(pdpb_pb2.Region(region=meta, leader=meta.peers[0]))

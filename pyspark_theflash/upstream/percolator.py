@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import bisect
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from itertools import repeat
 
@@ -337,8 +337,10 @@ class PercolatorStore:
         if ts > self.max_ts:
             self.max_ts = ts
 
-    def _check_prewrite(self, m: Mutation, start_ts: int) -> bool:
-        """Raise on a conflict; False when this transaction already holds the lock."""
+    def _check_prewrite(self, m: Mutation, start_ts: int, check_conflict: bool = True) -> bool:
+        """Raise on a conflict; False when this transaction already holds the lock.
+        ``check_conflict`` False: the key is pessimistically locked by this transaction, so no
+        commit after start_ts can be newer than the lock (TiKV skips the write-conflict check)."""
         lock = self._locks.get(m.key)
         if lock is not None:
             if lock.start_ts == start_ts:
@@ -347,7 +349,7 @@ class PercolatorStore:
         versions = self._writes.get(m.key)
         if versions:
             newest = versions[0]
-            if newest.commit_ts > start_ts:
+            if check_conflict and newest.commit_ts > start_ts:
                 raise WriteConflictError(m.key, start_ts, newest.commit_ts)
             own = self._find_version(m.key, start_ts)
             if own is not None:
@@ -377,6 +379,7 @@ class PercolatorStore:
     def prewrite(
         self, mutations: list[Mutation], primary: bytes, start_ts: int, ttl_ms: int, *,
         async_commit: bool = False, secondaries: Iterable[bytes] = (),
+        pessimistic_keys: frozenset[bytes] = frozenset(), min_commit_ts: int = 0,
     ) -> int:
         """Lock every key (one raft entry per region touched). A conflict raises after the
         regions before it were prewritten: the caller rolls back what it prewrote.
@@ -384,10 +387,12 @@ class PercolatorStore:
         ``async_commit``: the locks carry min_commit_ts = max(max_ts, start_ts) + 1 and the
         primary's lock (when ``primary`` is among ``mutations``) lists ``secondaries``, every
         other key of the transaction. Returns the greatest min_commit_ts of the locks (0 for
-        an ordinary prewrite): the client commits at the greatest over all its prewrites."""
+        an ordinary prewrite): the client commits at the greatest over all its prewrites.
+        ``pessimistic_keys``: keys this transaction holds pessimistic locks on (no write-conflict
+        check); ``min_commit_ts``: a lower bound the client asks for (kvproto's PrewriteRequest)."""
         with self.mu:
             try:
-                min_commit_ts = max(self.max_ts, start_ts) + 1 if async_commit else 0
+                min_commit_ts = max(self.max_ts + 1, start_ts + 1, min_commit_ts) if async_commit else 0
                 result = min_commit_ts
                 secondary_keys = tuple(secondaries) if async_commit else ()
                 by_region: dict[int, list[Mutation]] = {}
@@ -396,7 +401,7 @@ class PercolatorStore:
                 for region_id, muts in by_region.items():
                     fresh = []
                     for m in muts:
-                        if self._check_prewrite(m, start_ts):
+                        if self._check_prewrite(m, start_ts, m.key not in pessimistic_keys):
                             fresh.append(m)
                         elif m.key in self._locks:  # our own lock, from a retried prewrite
                             result = max(result, self._locks[m.key].min_commit_ts)
@@ -689,6 +694,20 @@ class PercolatorStore:
                 return SecondaryLocksState(found, 0)
             finally:
                 self._flush_events()
+
+    def heartbeat(self, primary: bytes, start_ts: int, advise_ttl_ms: int) -> int:
+        """TiKV's TxnHeartBeat: the primary lock's TTL rises to ``advise_ttl_ms`` (never falls);
+        returns the TTL now. A lock's TTL is not in the change feed (TiKV's CDC leaves it out
+        too), so nothing is emitted. TxnNotFoundError when the lock is gone."""
+        with self.mu:
+            lock = self._locks.get(primary)
+            if lock is None or lock.start_ts != start_ts:
+                raise TxnNotFoundError(primary, start_ts)
+            if advise_ttl_ms > lock.ttl_ms:
+                lock = replace(lock, ttl_ms=advise_ttl_ms)
+                self._locks[primary] = lock
+                self._changed_locks[primary] = lock
+            return lock.ttl_ms
 
     def resolve_lock(self, start_ts: int, commit_ts: int, keys: Iterable[bytes] | None = None) -> int:
         """Commit (commit_ts > 0) or roll back (0) the transaction's remaining locks, all of

@@ -7,8 +7,9 @@ any other gets ``not_leader`` naming the leader, as TiKV does. A store server ca
 and started again on the same port (a TiKV restart); ``transfer_leader`` moves a region to
 another store (its feed registrations end with ``not_leader``).
 
-The transactional calls are the ones a replica's reader makes (client-go's lock resolver and
-read index): KvCheckTxnStatus, KvCheckSecondaryLocks, KvResolveLock, KvScanLock, ReadIndex.
+The transactional calls here are the ones a replica's reader makes (client-go's lock resolver
+and read index): KvCheckTxnStatus, KvCheckSecondaryLocks, KvResolveLock, KvScanLock, ReadIndex;
+those TiKV's own clients make for transactions and the raw API are in ``client_calls.py``.
 Each checks the request's region context first: unknown region → ``region_not_found``, stale
 epoch version → ``epoch_not_match`` with the region as it is, another leader → ``not_leader``.
 """
@@ -22,6 +23,7 @@ import grpc
 
 from pyspark_theflash.proto import cdcpb_pb2, cdcpb_pb2_grpc, errorpb_pb2, kvrpcpb_pb2, metapb_pb2, tikvpb_pb2_grpc
 from pyspark_theflash.upstream.change_feed import ChangeDataServicer, ChangeFeed
+from pyspark_theflash.upstream.client_calls import ClientCalls, PessimisticLocks, RawKeyspace
 from pyspark_theflash.upstream.errors import RegionNotFoundError, UpstreamError
 from pyspark_theflash.upstream.pd import encode_region_key
 
@@ -44,6 +46,9 @@ class Topology:
         self.addresses: dict[int, str] = {}
         self._moved: dict[int, int] = {}
         self._mu = threading.Lock()
+        # What the stores share beside the Percolator store (client_calls.py)
+        self.pessimistic_locks = PessimisticLocks()
+        self.raw_keyspace = RawKeyspace()
 
     def leader_store(self, region_id: int) -> int:
         with self._mu:
@@ -71,8 +76,9 @@ class Topology:
                                 version=TIKV_VERSION, node_state=metapb_pb2.Serving)
 
 
-class TikvServicer(tikvpb_pb2_grpc.TikvServicer):
-    """``tikvpb.Tikv``'s lock and read-index calls of one store."""
+class TikvServicer(ClientCalls, tikvpb_pb2_grpc.TikvServicer):
+    """``tikvpb.Tikv`` of one store: the lock and read-index calls here, a TiKV client's
+    transactional and raw calls in ``client_calls.ClientCalls``."""
 
     def __init__(self, cluster: Any, server: "StoreServer") -> None:
         self.cluster = cluster
@@ -103,6 +109,10 @@ class TikvServicer(tikvpb_pb2_grpc.TikvServicer):
         _, err = self._region(request.context)
         if err is not None:
             return kvrpcpb_pb2.CheckTxnStatusResponse(region_error=err)
+        with self.cluster.store.mu:
+            pessimistic = self.pessimistic_status(request)
+        if pessimistic is not None:
+            return pessimistic
         try:
             s = self.cluster.store.check_txn_status(
                 bytes(request.primary_key), request.lock_ts, request.caller_start_ts, request.current_ts,
@@ -138,6 +148,9 @@ class TikvServicer(tikvpb_pb2_grpc.TikvServicer):
         for start_ts, commit_ts in txns:
             keys = [bytes(k) for k in request.keys] or [
                 lk.key for lk in store.locks(region.start, region.end) if lk.start_ts == start_ts]
+            if not commit_ts:
+                with store.mu:
+                    self._pessimistic.release_txn(start_ts, [bytes(k) for k in request.keys] or None)
             if keys:
                 store.resolve_lock(start_ts, commit_ts, keys)
         return kvrpcpb_pb2.ResolveLockResponse()
