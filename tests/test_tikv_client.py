@@ -1,0 +1,221 @@
+"""TiKV's own client (PyPI ``tikv-client``: tikv/client-py over tikv/client-rust) against the
+mini cluster: its transactions (optimistic and pessimistic, concurrent, across regions on two
+stores while regions split and merge) keep a bank's total, its raw API reads what it wrote, and
+the replica capture builds from what it wrote equals its own snapshot at a ts, row for row.
+
+tikv-client ships one wheel, cp311 manylinux x86_64, so these tests run only there (the test
+extra installs it there only); elsewhere they are skipped."""
+from __future__ import annotations
+
+import asyncio
+import platform
+import sys
+
+import grpc
+import pytest
+
+if not (sys.platform == "linux" and platform.machine() == "x86_64" and sys.version_info[:2] == (3, 11)):
+    pytest.skip("tikv-client has a wheel for CPython 3.11 on Linux x86_64 only", allow_module_level=True)
+tikv_client = pytest.importorskip("tikv_client")
+asynchronous = pytest.importorskip("tikv_client.asynchronous")
+
+from flash_rig import FlashRig, wait_for  # noqa: E402
+from pyspark_theflash.codec.keys import decode_record_key, encode_record_key  # noqa: E402
+from pyspark_theflash.codec.row import decode_row  # noqa: E402
+from pyspark_theflash.codec.row_v2 import encode_row_for_table  # noqa: E402
+from pyspark_theflash.proto import kvrpcpb_pb2, tikvpb_pb2_grpc  # noqa: E402
+from pyspark_theflash.upstream.tidb import make_column, table_info_of  # noqa: E402
+
+TABLE = "bank.accounts"
+ACCOUNTS = 12
+START_BALANCE = 100
+
+
+@pytest.fixture
+def rig(tmp_path):
+    rig = FlashRig(tmp_path)
+    try:
+        yield rig
+    finally:
+        rig.close()
+
+
+class Bank:
+    """Accounts as TiDB rows (record keys, row format v2) written by the client."""
+
+    def __init__(self, rig: FlashRig) -> None:
+        self.rig = rig
+        info = rig.cluster.create_table(TABLE, [make_column("id", "BIGINT", not_null=True),
+                                                make_column("balance", "BIGINT")], primary_key=["id"])
+        self.info = table_info_of(info)
+        self.table_id = info["id"]
+        self.pd = [rig.upstream.removeprefix("pd://")]
+
+    def key(self, account: int) -> bytes:
+        return encode_record_key(self.table_id, account)
+
+    def row(self, account: int, balance: int) -> bytes:
+        return encode_row_for_table(self.info, {"id": account, "balance": balance})
+
+    def balance_of(self, value: bytes) -> int:
+        return int(decode_row(value, self.info)["balance"])
+
+    @property
+    def span(self) -> tuple[bytes, bytes]:
+        return encode_record_key(self.table_id, 0), encode_record_key(self.table_id, 1 << 40)
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    return loop
+
+
+def test_the_client_raw_api_puts_gets_and_scans_apart_from_transactions(rig: FlashRig) -> None:
+    pd = [rig.upstream.removeprefix("pd://")]
+    _loop()
+    raw = tikv_client.RawClient.connect(pd)
+    raw.put(b"k1", b"v1")
+    raw.batch_put({b"k2": b"v2", b"k3": b"v3", b"zz": b"last"})
+    assert raw.get(b"k1") == b"v1"
+    assert raw.get(b"nope") is None
+    assert sorted(raw.batch_get([b"k1", b"k3", b"nope"])) == [(b"k1", b"v1"), (b"k3", b"v3")]
+    assert raw.scan(b"k", b"l", 10) == [(b"k1", b"v1"), (b"k2", b"v2"), (b"k3", b"v3")]
+    assert raw.scan(b"k", b"l", 2) == [(b"k1", b"v1"), (b"k2", b"v2")]
+    raw.delete(b"k2")
+    assert raw.scan(b"k", b"l", 10) == [(b"k1", b"v1"), (b"k3", b"v3")]
+    raw.delete_range(b"k", b"l")
+    assert raw.scan(b"", b"\xff", 10) == [(b"zz", b"last")]
+    # the raw keyspace is apart from the transactional one
+    txn = tikv_client.TransactionClient.connect(pd)
+    assert txn.snapshot(txn.current_timestamp(), False).get(b"zz") is None
+
+
+async def _transfers(bank: Bank, workers: int, rounds: int, pessimistic: bool, seed: int) -> tuple[int, int]:
+    import random
+
+    client = await asynchronous.TransactionClient.connect(bank.pd)
+    done = retried = 0
+
+    async def worker(w: int) -> None:
+        nonlocal done, retried
+        rng = random.Random(seed * 100 + w)
+        for _ in range(rounds):
+            a, b = rng.sample(range(ACCOUNTS), 2)
+            for _attempt in range(50):
+                txn = await client.begin(pessimistic)
+                try:
+                    read = txn.get_for_update if pessimistic else txn.get
+                    va, vb = await read(bank.key(a)), await read(bank.key(b))
+                    ba, bb = bank.balance_of(va), bank.balance_of(vb)
+                    amount = rng.randint(0, 10)
+                    await txn.put(bank.key(a), bank.row(a, ba - amount))
+                    await txn.put(bank.key(b), bank.row(b, bb + amount))
+                    await txn.commit()
+                    done += 1
+                    break
+                except Exception:  # a conflict: the transaction retries with a new start_ts
+                    retried += 1
+                    try:
+                        await txn.rollback()
+                    except Exception:
+                        pass
+            else:
+                raise AssertionError(f"transfer {a} -> {b} did not commit in 50 attempts")
+
+    await asyncio.gather(*(worker(w) for w in range(workers)))
+    return done, retried
+
+
+def _snapshot_rows(bank: Bank, ts: int) -> dict[int, int]:
+    client = tikv_client.TransactionClient.connect(bank.pd)
+    lo, hi = bank.span
+    pairs = client.snapshot(ts, False).scan(lo, hi, 10_000)
+    return {decode_record_key(k)[1]: bank.balance_of(v) for k, v in pairs}
+
+
+def _seed(bank: Bank) -> None:
+    client = tikv_client.TransactionClient.connect(bank.pd)
+    txn = client.begin()
+    for i in range(ACCOUNTS):
+        txn.put(bank.key(i), bank.row(i, START_BALANCE))
+    txn.commit()
+
+
+def test_bank_transfers_by_the_client_keep_the_total_and_the_replica_equals_its_snapshot(rig: FlashRig) -> None:
+    """Optimistic and pessimistic transfers at once, over accounts in regions on both stores
+    while regions split and merge; the client's snapshots keep the total at every ts, and the
+    replica read at those ts equals them row for row."""
+    _loop()
+    bank = Bank(rig)
+    _seed(bank)
+    rig.start_writer()
+    mid = bank.key(ACCOUNTS // 2)
+    rig.cluster.split_at(mid)  # two regions, led by two stores
+
+    import threading
+
+    stop = threading.Event()
+
+    def reshape() -> None:  # splits and merges during the transactions
+        quarter = bank.key(ACCOUNTS // 4)
+        while not stop.is_set():
+            parts = rig.cluster.store.split_at(quarter)
+            stop.wait(0.05)
+            if parts is not None:
+                left, right = parts
+                rig.cluster.merge_regions(right.id, left.id)
+            stop.wait(0.05)
+
+    shaper = threading.Thread(target=reshape, daemon=True)
+    shaper.start()
+    checkpoints = []
+    try:
+        loop = asyncio.get_event_loop()
+        for seed, pessimistic in enumerate([False, True, False, True]):
+            done, _ = loop.run_until_complete(asyncio.gather(
+                _transfers(bank, 3, 6, pessimistic, seed), _transfers(bank, 3, 6, not pessimistic, seed + 10)))[0]
+            ts = tikv_client.TransactionClient.connect(bank.pd).current_timestamp()
+            rows = _snapshot_rows(bank, ts)
+            assert sum(rows.values()) == ACCOUNTS * START_BALANCE
+            checkpoints.append((ts, rows))
+    finally:
+        stop.set()
+        shaper.join(10)
+    for ts, rows in checkpoints:
+        replica = rig.read_at(rig.store, TABLE, ts).to_pydict()
+        assert dict(zip(replica["id"], replica["balance"])) == rows, f"replica at {ts}"
+
+
+def test_locks_of_a_client_that_died_mid_commit_are_resolved_by_the_next_client_and_capture(rig: FlashRig) -> None:
+    """A client prewrote two accounts (in two regions) and died before committing: the next
+    client's read meets its locks, rolls them back once their TTL ran out and reads the old
+    balances; capture resolves them too, so the replica equals the client's snapshot."""
+    _loop()
+    bank = Bank(rig)
+    _seed(bank)
+    rig.start_writer()
+    rig.cluster.split_at(bank.key(ACCOUNTS // 2))
+    cluster = rig.cluster
+    # the client commits secondaries after commit() returns, as client-go and client-rust do
+    wait_for(lambda: not cluster.store.locks(), 30, "the seeding transaction's secondaries to commit")
+    start_ts = cluster.tso.get_ts()
+    a, b = 1, ACCOUNTS - 1
+    for account, balance in ((a, 0), (b, 2 * START_BALANCE)):  # the dying client's prewrites
+        key = bank.key(account)
+        region = cluster.store.regions.locate(key)
+        meta = cluster.topology.meta_region(region)
+        address = cluster.topology.addresses[cluster.topology.leader_store(region.id)]
+        with grpc.insecure_channel(address) as channel:
+            resp = tikvpb_pb2_grpc.TikvStub(channel).KvPrewrite(kvrpcpb_pb2.PrewriteRequest(
+                context=kvrpcpb_pb2.Context(region_id=region.id, region_epoch=meta.region_epoch, peer=meta.peers[0]),
+                mutations=[kvrpcpb_pb2.Mutation(op=kvrpcpb_pb2.Put, key=key, value=bank.row(account, balance))],
+                primary_lock=bank.key(a), start_version=start_ts, lock_ttl=50, txn_size=2))
+        assert not resp.errors and not resp.HasField("region_error"), resp
+    assert len(cluster.store.locks()) == 2
+    ts = tikv_client.TransactionClient.connect(bank.pd).current_timestamp()
+    rows = wait_for(lambda: _snapshot_rows(bank, ts), 30, "the client to resolve the dead client's locks")
+    assert rows == {i: START_BALANCE for i in range(ACCOUNTS)}
+    wait_for(lambda: not cluster.store.locks(), 30, "the locks to be gone")
+    replica = rig.read_at(rig.store, TABLE, ts).to_pydict()
+    assert dict(zip(replica["id"], replica["balance"])) == rows
