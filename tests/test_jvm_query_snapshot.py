@@ -269,15 +269,10 @@ def jvm_query_shapes(spark: Any, server: str, runs: int) -> dict[str, Any]:
     return out
 
 
-def test_every_way_of_writing_a_query_reads_one_ts_and_tables_read_apart_are_refused_not_torn(
-        jvm_spark: JvmSpark, orders_rig: tuple[FlashRig, Any, str]) -> None:
-    """Issue 38: views (temporary, global, USING), spark.table, subqueries, CTEs, unions,
-    self-joins, transform and caches read one ts while orders commit; making a view or a cache
-    is not a read; DataFrames read apart are refused by default."""
+def check_query_shapes(jvm_spark: JvmSpark, orders_rig: tuple[FlashRig, Any, str], runs: int) -> None:
     rig, workload, server = orders_rig
     committed = workload.stats.committed
-    runs = 3
-    got = jvm_spark.call(jvm_query_shapes, server, runs, timeout=1200)
+    got = jvm_spark.call(jvm_query_shapes, server, runs, timeout=max(1200, 60 * runs))
     seen = got["seen"]
     wrong = [s for s in seen if s[1] != 0]
     assert not wrong, f"{len(wrong)} of {len(seen)} queries saw items without their order: {wrong[:5]}"
@@ -304,6 +299,20 @@ def test_every_way_of_writing_a_query_reads_one_ts_and_tables_read_apart_are_ref
     orphans, stamps = got["allowed"]
     assert len(stamps) == 2, got["allowed"]  # allowed: each DataFrame keeps the ts it was read at
     assert workload.stats.committed > committed and not workload.stats.errors, workload.stats.errors[:3]
+
+
+def test_every_way_of_writing_a_query_reads_one_ts_and_tables_read_apart_are_refused_not_torn(
+        jvm_spark: JvmSpark, orders_rig: tuple[FlashRig, Any, str]) -> None:
+    """Issue 38: views (temporary, global, USING), spark.table, subqueries, CTEs, unions,
+    self-joins, transform and caches read one ts while orders commit; making a view or a cache
+    is not a read; DataFrames read apart are refused by default."""
+    check_query_shapes(jvm_spark, orders_rig, runs=3)
+
+
+@pytest.mark.slow
+def test_every_way_of_writing_a_query_reads_one_ts_over_many_queries(
+        jvm_spark: JvmSpark, orders_rig: tuple[FlashRig, Any, str]) -> None:
+    check_query_shapes(jvm_spark, orders_rig, runs=max(3, SLOW_RUNS // 20))  # 13 shapes a run
 
 
 # -- the two-table bank ---------------------------------------------------------------------
