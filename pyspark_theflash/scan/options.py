@@ -55,6 +55,11 @@ OPTION_DOCS: list[tuple[str, str, str]] = [
     ("min_partitions", "CPUs of the planning machine", "small tables still get this many partitions of about equal size (while regions last), as Spark's file sources do for its default parallelism"),
     ("schema", "as_of", "which table and schema a read at a past ts (`snapshot_ts`, `as_of`, a session pin, SQL `VERSION`/`TIMESTAMP AS OF`) uses: `as_of` (the table that had the name at ts, with the schema in force at ts, as TiDB's stale read: across TRUNCATE, DROP + CREATE and MODIFY COLUMN it returns the rows the table had; a name no table had at ts is refused, saying when the table was created) or `current` (the table that has the name now, with its current schema; columns added since read their origin default, dropped ones are gone); a read at the latest ts is the same either way; see docs/schema.md"),
     ("changes_from", "none", "a change read: every committed version with `changes_from` < commit_ts <= `snapshot_ts` (required with it), with `_change_type` (insert, update_preimage, update_postimage, delete), `_commit_ts`, `_commit_timestamp` and `_tidb_rowid` (docs/changes.md); refused below the GC safe point, and refused, naming the option, without `snapshot_ts` or beside `as_of`, `snapshot=resolved`, `max_staleness`, `hidden`, `starting_ts` or `max_rows_per_trigger`"),
+    ("readChangeFeed", "false", "Delta's change data feed: `true` makes the read a change read whose range `startingVersion`/`startingTimestamp` (required) and `endingVersion`/`endingTimestamp` name, as Delta's; with `spark.read` `changes_from` = start - 1 and `snapshot_ts` = the end (without an end: the latest, a fresh ts at planning, or the session's pinned ts); with `spark.readStream` (no end) a stream with `starting_ts` = start - 1 (its first batch is the rows there, as inserts); refused beside `changes_from`, `snapshot_ts`/`versionAsOf`, `as_of`/`timestampAsOf` or `starting_ts`"),
+    ("startingVersion", "-", "with `readChangeFeed`: the first commit TSO to read, inclusive (`changes_from` = startingVersion - 1)"),
+    ("startingTimestamp", "-", "with `readChangeFeed`: the first time to read, inclusive, written as `as_of` is (`changes_from` = the first TSO of that millisecond - 1)"),
+    ("endingVersion", "-", "with `readChangeFeed` and `spark.read`: the last commit TSO to read, inclusive (`snapshot_ts` = endingVersion)"),
+    ("endingTimestamp", "-", "with `readChangeFeed` and `spark.read`: the last time to read, inclusive, written as `as_of` is (`snapshot_ts` = the last TSO of that millisecond)"),
     ("changes", "all", "with `changes_from` (refused without it): `all` (every version) or `net` (one change per row, from its row at `changes_from` to its row at `snapshot_ts`)"),
     ("starting_ts", "latest", "a stream (`readStream`): where it starts, a TSO, `latest` (the newest ts every region of the table has resolved) or `earliest` (the store's GC safe point); its first batch is the table's rows there, as inserts, then changes (docs/changes.md); refused beside `changes_from`, `changes`, `snapshot_ts`, `as_of`, `snapshot=resolved`, `max_staleness` or `hidden`"),
     ("max_rows_per_trigger", "none", "a stream: about this many changes per micro-batch (cut at a commit ts; never less than one commit)"),
@@ -163,6 +168,94 @@ def _refuse_unknown(opts: Mapping[str, Any]) -> None:
                           f"theflash reads take: {', '.join(public)}")
 
 
+# Delta's change data feed options (lower case, as they arrive) and how users spell them
+CHANGE_FEED_NAMES = {"readchangefeed": "readChangeFeed", "startingversion": "startingVersion",
+                     "startingtimestamp": "startingTimestamp", "endingversion": "endingVersion",
+                     "endingtimestamp": "endingTimestamp"}
+# the marker a batch change feed without an end leaves in the options: its end is the read's ts
+CHANGES_TO_LATEST = "readchangefeed"
+TSO_LOGICAL_BITS = 18
+
+
+def change_feed_options(opts: Mapping[str, Any], stream: bool = False) -> dict[str, Any]:
+    """Delta's change data feed names (lower case) turned into ours, Delta's semantics mapped
+    exactly: startingVersion v is inclusive (``changes_from`` = v - 1), endingVersion inclusive
+    (``snapshot_ts`` = v); startingTimestamp/endingTimestamp are times (as ``as_of`` parses them)
+    taken from the first/last TSO of their millisecond. A batch read (``stream=False``) becomes
+    ``changes_from`` (+ ``snapshot_ts``; without an end, the marker ``readchangefeed`` stays and
+    the read ends at its planned ts); a stream becomes ``starting_ts``. Contradictions are
+    refused naming the options (``ScanOptionError``); options without Delta's names pass as
+    they are. The connector jar maps the same (ReadOptions.java changeFeed)."""
+    given = {k: str(opts[k]).strip() for k in CHANGE_FEED_NAMES if k in opts and str(opts[k]).strip() != ""}
+    out = {k: v for k, v in opts.items() if k not in CHANGE_FEED_NAMES}
+    if not given:
+        return out
+    flag = given.get("readchangefeed", "false").lower()
+    if flag not in ("true", "false"):
+        raise ScanOptionError(f"option readChangeFeed={given['readchangefeed']!r}: use true or false")
+    range_names = [CHANGE_FEED_NAMES[k] for k in CHANGE_FEED_NAMES if k in given and k != "readchangefeed"]
+    if flag != "true":
+        if range_names:
+            raise ScanOptionError(f"option {', '.join(range_names)} names the range of a change read: add "
+                                  "readChangeFeed=true (Delta's change data feed), or give changes_from and snapshot_ts")
+        return out
+    for ours, shown in (("changes_from", "changes_from"), ("snapshot_ts", "snapshot_ts (versionAsOf)"),
+                        ("as_of", "as_of (timestampAsOf)"), ("starting_ts", "starting_ts")):
+        if str(out.get(ours) or "").strip():
+            raise ScanOptionError(f"option {shown} does not go with readChangeFeed: readChangeFeed takes its range from "
+                                  "startingVersion/startingTimestamp and endingVersion/endingTimestamp; give Delta's "
+                                  "names or ours (changes_from with snapshot_ts, or starting_ts for a stream), not both")
+    if "startingversion" in given and "startingtimestamp" in given:
+        raise ScanOptionError("give startingVersion or startingTimestamp, not both: each is where the change read starts")
+    if "endingversion" in given and "endingtimestamp" in given:
+        raise ScanOptionError("give endingVersion or endingTimestamp, not both: each is where the change read ends")
+    from pyspark_theflash.scan.snapshot import as_of_to_ts
+
+    def version(key: str) -> int:
+        try:
+            value = int(given[key])
+        except ValueError:
+            raise ScanOptionError(f"option {CHANGE_FEED_NAMES[key]}={given[key]!r} is not a version: a version of a "
+                                  "theflash table is a commit TSO (physical_ms << 18 | logical); for a time give "
+                                  f"{CHANGE_FEED_NAMES[key].replace('Version', 'Timestamp')}") from None
+        if value <= 1:
+            raise ScanOptionError(f"option {CHANGE_FEED_NAMES[key]}={given[key]!r} is not a commit TSO "
+                                  "(physical_ms << 18 | logical)")
+        return value
+
+    if "startingversion" in given:
+        start_name, start = "startingVersion", version("startingversion") - 1
+    elif "startingtimestamp" in given:
+        ms = as_of_to_ts(given["startingtimestamp"], "startingTimestamp") >> TSO_LOGICAL_BITS
+        start_name, start = "startingTimestamp", (ms << TSO_LOGICAL_BITS) - 1
+    else:
+        raise ScanOptionError("readChangeFeed=true needs where the changes start: give startingVersion (a commit TSO) or "
+                              "startingTimestamp (a time); for a stream of the table from now, drop readChangeFeed "
+                              "and give starting_ts=latest")
+    end: int | None = None
+    end_name = ""
+    if "endingversion" in given:
+        end_name, end = "endingVersion", version("endingversion")
+    elif "endingtimestamp" in given:
+        end_name, end = "endingTimestamp", as_of_to_ts(given["endingtimestamp"], "endingTimestamp")
+    if end is not None and start >= end:
+        raise ScanOptionError(f"{start_name}={given[start_name.lower()]!r} is after {end_name}="
+                              f"{given[end_name.lower()]!r}: the change read's range runs from its start to its end, "
+                              "both inclusive")
+    if stream:
+        if end is not None:
+            raise ScanOptionError(f"option {end_name} ends a batch change read (spark.read); a stream follows the table "
+                                  f"with no end: drop {end_name}, or read with spark.read")
+        out["starting_ts"] = str(start)
+        return out
+    out["changes_from"] = str(start)
+    if end is not None:
+        out["snapshot_ts"] = str(end)
+    else:
+        out[CHANGES_TO_LATEST] = "true"
+    return out
+
+
 # a stream's own options (scan/change_stream.py): a batch change read names its range instead
 STREAM_ONLY_OPTIONS = ("starting_ts", "max_rows_per_trigger")
 
@@ -208,7 +301,7 @@ def refuse_incomplete_change_read(opts: Mapping[str, Any]) -> None:
     if given("hidden"):
         raise ScanOptionError(f"option hidden={opts['hidden']!r} does not go with changes_from: every change has "
                               "_tidb_rowid and _commit_ts (its commit TSO) already; drop hidden")
-    if not given("snapshot_ts"):
+    if not given("snapshot_ts") and not given(CHANGES_TO_LATEST):
         raise ScanOptionError("a change read (changes_from) needs its end: give option snapshot_ts, the TSO the range "
                               "(changes_from, snapshot_ts] ends at (a session's pinned ts is not taken for it)")
 
@@ -261,6 +354,7 @@ class ScanOptions:
                     raise ScanOptionError(f"option {name}={opts[name]!r} and its alias {alias}={opts[alias]!r} "
                                           "disagree: give one of them")
                 opts[name] = opts.pop(alias)
+        opts = change_feed_options(opts)
         store = opts.get("store")
         if not store:
             raise ScanOptionError(
@@ -322,8 +416,8 @@ class ScanOptions:
         if changes_mode not in ("all", "net"):
             raise ScanOptionError(f"option changes={opts['changes']!r}: use all (default) or net")
         if changes_from is not None:
-            assert snapshot_ts is not None  # refuse_incomplete_change_read
-            if changes_from >= snapshot_ts:
+            # without snapshot_ts (readChangeFeed without an end) the read ends at its planned ts
+            if snapshot_ts is not None and changes_from >= snapshot_ts:
                 raise ScanOptionError(f"changes_from={changes_from} must be below snapshot_ts={snapshot_ts}: the "
                                       "range is (changes_from, snapshot_ts]")
             if changes_from == 0:

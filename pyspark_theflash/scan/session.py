@@ -218,6 +218,11 @@ def open_read_session(store: str | os.PathLike[str] | Any, table: str | None = N
     scan_plan = plan(opts.store, None, opts, columns=read_columns, hidden=hidden, predicate=predicate,
                      upstream=upstream, latch=latch)
     try:
+        if opts.changes_from is not None and opts.changes_from >= scan_plan.ts:
+            # readChangeFeed without an end: the range ends at the read's ts, which is not past its start
+            raise ScanOptionError(f"the change read starts after its end: changes_from={opts.changes_from} (from "
+                                  f"startingVersion/startingTimestamp) is not below the read's ts {scan_plan.ts}; "
+                                  "start earlier, or give endingVersion/endingTimestamp")
         if not keep_alive:
             scan_plan.detach()
         if opts.changes_from is not None:

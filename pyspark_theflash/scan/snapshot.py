@@ -30,7 +30,7 @@ def describe_ts(ts: int) -> str:
         return f"physical {physical_ms(ts)} ms"
 
 
-def as_of_to_ts(text: str) -> int:
+def as_of_to_ts(text: str, name: str = "as_of") -> int:
     """The TSO of a point in time: ISO-8601 (naive = UTC) or unix seconds. The logical part is
     the largest, so every commit stamped within that millisecond is visible."""
     raw = str(text).strip()
@@ -45,7 +45,7 @@ def as_of_to_ts(text: str) -> int:
             moment = _dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
         except ValueError:
             raise ScanOptionError(
-                f"option as_of={text!r} is not a time: write ISO-8601 like '2026-11-21 06:00:00' "
+                f"option {name}={text!r} is not a time: write ISO-8601 like '2026-11-21 06:00:00' "
                 "(UTC unless an offset such as +08:00 is given) or unix seconds"
             ) from None
     return datetime_to_ts(moment, (1 << 18) - 1)

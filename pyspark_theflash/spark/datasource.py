@@ -105,7 +105,7 @@ class TheFlashReader(DataSourceReader):
         self.options = dict(options)
         self.schema = schema
         names = [f.name for f in schema.fields]
-        if "changes_from" in {str(k).lower() for k in self.options}:  # a change read: the session takes them all
+        if ScanOptions.from_mapping(self.options).changes_from is not None:  # a change read: the session takes them all
             self.hidden: tuple[str, ...] = ()
             self.columns = tuple(names)
             return

@@ -27,7 +27,10 @@ class TheFlashStreamReader(DataSourceStreamReader):
     def __init__(self, options: Any, schema: StructType) -> None:
         from pyspark_theflash.scan.change_stream import ChangeStream
         from pyspark_theflash.scan.errors import ScanOptionError
-        self.options = {str(k).lower(): v for k, v in dict(options).items()}
+        from pyspark_theflash.scan.options import change_feed_options
+
+        # Delta's readChangeFeed + startingVersion/startingTimestamp: a stream from there (starting_ts)
+        self.options = change_feed_options({str(k).lower(): v for k, v in dict(options).items()}, stream=True)
         if STREAM_HINT not in self.options:
             raise ScanOptionError(
                 'a streaming read of theflash without the connector jar needs option("starting_ts", "latest") (or '

@@ -35,7 +35,8 @@ public final class ReadOptions implements Serializable {
       "snapshot", "max_staleness", "isolation",
       "region_wait_timeout", "lock_wait_timeout", "lease_ttl", "batch_rows", "columns", "hidden",
       "partition_target_bytes", "min_partitions", "schema", "token", "token_file", "changes_from", "changes",
-      "starting_ts", "max_rows_per_trigger"));
+      "starting_ts", "max_rows_per_trigger", "readChangeFeed", "startingVersion", "startingTimestamp",
+      "endingVersion", "endingTimestamp"));
   private static final List<String> ALSO = Arrays.asList("path", "paths", SESSION_SNAPSHOT);
   /** Delta's and Iceberg's names for time travel (lower case, as options arrive): the same options. */
   private static final Map<String, String> ALIASES = new LinkedHashMap<>();
@@ -78,10 +79,16 @@ public final class ReadOptions implements Serializable {
   public final Map<String, String> raw;
   /** The read's bearer token (options token, token_file), or null: each JVM's THEFLASH_TOKEN then. */
   final BearerToken token;
+  /**
+   * readChangeFeed with a start and no end: the change read's changes_from (a batch read ends at
+   * its ts, a fresh one at planning; a stream starts at starting_ts, the same value), or null.
+   */
+  final Long feedFrom;
 
   private ReadOptions(Map<String, String> raw, String server, String store, String table, Long snapshotTs,
       String asOf, String isolation, String snapshot, String maxStaleness, List<String> columns, List<String> hidden,
-      Map<String, String> requestOptions, BearerToken token) {
+      Map<String, String> requestOptions, BearerToken token, Long feedFrom) {
+    this.feedFrom = feedFrom;
     this.raw = raw;
     this.snapshot = snapshot;
     this.maxStaleness = maxStaleness;
@@ -127,6 +134,7 @@ public final class ReadOptions implements Serializable {
       }
       opts.put(alias.getValue(), value);
     }
+    Long feedFrom = changeFeed(opts);
     refuseIncompleteChangeRead(opts);
     BearerToken token = BearerToken.fromOptions(opts.remove("token"), opts.get("token_file"));
     if (token == null) token = BearerToken.fromSession(sessionToken, SESSION_TOKEN);
@@ -185,7 +193,7 @@ public final class ReadOptions implements Serializable {
       }
     }
     return new ReadOptions(opts, server, store, table, snapshotTs, asOf, isolation, snapshot, maxStaleness,
-        list(opts.get("columns")), hidden, request, token);
+        list(opts.get("columns")), hidden, request, token, feedFrom);
   }
 
   /**
@@ -201,7 +209,7 @@ public final class ReadOptions implements Serializable {
   /** The same read at another ts (SQL time travel: VERSION AS OF / TIMESTAMP AS OF). */
   public ReadOptions at(Long snapshotTs, String asOf) {
     return new ReadOptions(raw, server, store, table, snapshotTs, asOf, isolation, snapshot, maxStaleness, columns,
-        hidden, requestOptions, token);
+        hidden, requestOptions, token, feedFrom);
   }
 
   /** Whether the read names its own ts (snapshot_ts, as_of, time travel). */
@@ -243,6 +251,152 @@ public final class ReadOptions implements Serializable {
       r.put("region_wait_timeout", requestOptions.get("region_wait_timeout"));
     }
     return r;
+  }
+
+  /** Delta's change data feed options (lower case, as they arrive) and how users spell them. */
+  private static final Map<String, String> FEED_NAMES = new LinkedHashMap<>();
+
+  static {
+    FEED_NAMES.put("readchangefeed", "readChangeFeed");
+    FEED_NAMES.put("startingversion", "startingVersion");
+    FEED_NAMES.put("startingtimestamp", "startingTimestamp");
+    FEED_NAMES.put("endingversion", "endingVersion");
+    FEED_NAMES.put("endingtimestamp", "endingTimestamp");
+  }
+
+  /**
+   * Delta's change data feed names turned into ours in {@code opts} (lower case), Delta's
+   * semantics mapped exactly: startingVersion v is inclusive (changes_from = v - 1), endingVersion
+   * inclusive (snapshot_ts = v); startingTimestamp/endingTimestamp are times (as as_of is written)
+   * taken from the first/last TSO of their millisecond. With an end the read is a batch change
+   * read (changes_from, snapshot_ts); without one it is starting_ts = start - 1 for a stream, and
+   * the returned start for a batch read, which ends at its ts (fresh at planning). The same as
+   * the Python source's (scan/options.py change_feed_options).
+   */
+  static Long changeFeed(Map<String, String> opts) {
+    Map<String, String> given = new LinkedHashMap<>();
+    for (String key : FEED_NAMES.keySet()) {
+      String value = opts.remove(key);
+      if (value != null && !value.trim().isEmpty()) given.put(key, value.trim());
+    }
+    if (given.isEmpty()) return null;
+    String flag = given.getOrDefault("readchangefeed", "false").toLowerCase(Locale.ROOT);
+    if (!flag.equals("true") && !flag.equals("false")) {
+      throw new IllegalArgumentException("option readChangeFeed=" + quote(given.get("readchangefeed"))
+          + ": use true or false");
+    }
+    List<String> rangeNames = new ArrayList<>();
+    for (String key : given.keySet()) {
+      if (!key.equals("readchangefeed")) rangeNames.add(FEED_NAMES.get(key));
+    }
+    if (!flag.equals("true")) {
+      if (!rangeNames.isEmpty()) {
+        throw new IllegalArgumentException("option " + String.join(", ", rangeNames) + " names the range of a change "
+            + "read: add readChangeFeed=true (Delta's change data feed), or give changes_from and snapshot_ts");
+      }
+      return null;
+    }
+    String[][] ours = {{"changes_from", "changes_from"}, {"snapshot_ts", "snapshot_ts (versionAsOf)"},
+        {"as_of", "as_of (timestampAsOf)"}, {"starting_ts", "starting_ts"}};
+    for (String[] o : ours) {
+      if (given(opts, o[0])) {
+        throw new IllegalArgumentException("option " + o[1] + " does not go with readChangeFeed: readChangeFeed takes "
+            + "its range from startingVersion/startingTimestamp and endingVersion/endingTimestamp; give Delta's names "
+            + "or ours (changes_from with snapshot_ts, or starting_ts for a stream), not both");
+      }
+    }
+    if (given.containsKey("startingversion") && given.containsKey("startingtimestamp")) {
+      throw new IllegalArgumentException("give startingVersion or startingTimestamp, not both: each is where the "
+          + "change read starts");
+    }
+    if (given.containsKey("endingversion") && given.containsKey("endingtimestamp")) {
+      throw new IllegalArgumentException("give endingVersion or endingTimestamp, not both: each is where the change "
+          + "read ends");
+    }
+    String startName;
+    long start;
+    if (given.containsKey("startingversion")) {
+      startName = "startingversion";
+      start = version(given, "startingversion") - 1;
+    } else if (given.containsKey("startingtimestamp")) {
+      startName = "startingtimestamp";
+      start = ((timeToTs("startingTimestamp", given.get("startingtimestamp")) >> 18) << 18) - 1;
+    } else {
+      throw new IllegalArgumentException("readChangeFeed=true needs where the changes start: give startingVersion (a "
+          + "commit TSO) or startingTimestamp (a time); for a stream of the table from now, drop readChangeFeed and "
+          + "give starting_ts=latest");
+    }
+    String endName = null;
+    Long end = null;
+    if (given.containsKey("endingversion")) {
+      endName = "endingversion";
+      end = version(given, "endingversion");
+    } else if (given.containsKey("endingtimestamp")) {
+      endName = "endingtimestamp";
+      end = timeToTs("endingTimestamp", given.get("endingtimestamp"));
+    }
+    if (end != null && start >= end) {
+      throw new IllegalArgumentException(FEED_NAMES.get(startName) + "=" + quote(given.get(startName)) + " is after "
+          + FEED_NAMES.get(endName) + "=" + quote(given.get(endName)) + ": the change read's range runs from its start "
+          + "to its end, both inclusive");
+    }
+    if (end != null) {
+      opts.put("changes_from", Long.toString(start));
+      opts.put("snapshot_ts", Long.toString(end));
+      return null;
+    }
+    // no end: a stream from start (starting_ts), or a batch change read to the read's ts
+    opts.put("starting_ts", Long.toString(start));
+    return start;
+  }
+
+  private static long version(Map<String, String> given, String key) {
+    String name = FEED_NAMES.get(key);
+    long value;
+    try {
+      value = Long.parseLong(given.get(key));
+    } catch (NumberFormatException e) {
+      throw new IllegalArgumentException("option " + name + "=" + quote(given.get(key)) + " is not a version: a "
+          + "version of a theflash table is a commit TSO (physical_ms << 18 | logical); for a time give "
+          + name.replace("Version", "Timestamp"));
+    }
+    if (value <= 1) {
+      throw new IllegalArgumentException("option " + name + "=" + quote(given.get(key))
+          + " is not a commit TSO (physical_ms << 18 | logical)");
+    }
+    return value;
+  }
+
+  /**
+   * The last TSO of the millisecond a time names, as the service parses option as_of
+   * (scan/snapshot.py as_of_to_ts): ISO-8601 (UTC unless an offset is given) or unix seconds.
+   */
+  static long timeToTs(String name, String text) {
+    String raw = text.trim();
+    long ms;
+    try {
+      ms = new java.math.BigDecimal(raw).movePointRight(3).setScale(0, java.math.RoundingMode.FLOOR).longValueExact();
+    } catch (NumberFormatException | ArithmeticException notSeconds) {
+      String iso = raw.replace("Z", "+00:00");
+      if (iso.length() > 10 && iso.charAt(10) == ' ') iso = iso.substring(0, 10) + "T" + iso.substring(11);
+      java.time.Instant at = null;
+      try {
+        at = java.time.OffsetDateTime.parse(iso).toInstant();
+      } catch (java.time.format.DateTimeParseException e1) {
+        try {
+          at = java.time.LocalDateTime.parse(iso).toInstant(java.time.ZoneOffset.UTC);
+        } catch (java.time.format.DateTimeParseException e2) {
+          try {
+            at = java.time.LocalDate.parse(iso).atStartOfDay().toInstant(java.time.ZoneOffset.UTC);
+          } catch (java.time.format.DateTimeParseException e3) {
+            throw new IllegalArgumentException("option " + name + "=" + quote(text) + " is not a time: write ISO-8601 "
+                + "like '2026-11-21 06:00:00' (UTC unless an offset such as +08:00 is given) or unix seconds");
+          }
+        }
+      }
+      ms = at.toEpochMilli();
+    }
+    return (ms << 18) | ((1L << 18) - 1);
   }
 
   /** A stream's own options: a batch change read names its range instead. */
@@ -325,7 +479,7 @@ public final class ReadOptions implements Serializable {
 
   /** A batch change read: option changes_from (with snapshot_ts, the range's end). */
   public boolean changeRead() {
-    return requestOptions.containsKey("changes_from");
+    return requestOptions.containsKey("changes_from") || feedFrom != null;
   }
 
   /** A stream of changes: readStream with option starting_ts. */
@@ -355,7 +509,27 @@ public final class ReadOptions implements Serializable {
       if (bound != null && !"resolved".equals(snapshotMode())) r.put("max_staleness", bound);
     }
     r.putAll(requestOptions);
+    if (feedFrom != null) {
+      // readChangeFeed without an end, read as a batch: the changes up to the read's ts (the
+      // session's pin or the query's, else a fresh one now, at planning)
+      r.put("changes_from", feedFrom);
+      r.put("snapshot_ts", snapshotTs != null ? snapshotTs
+          : client().querySnapshot(snapshotRequest(Collections.singletonList(table))).get("ts").asLong());
+      r.remove("snapshot");
+      r.remove("max_staleness");
+      r.remove("as_of");
+    }
     return r;
+  }
+
+  /** The read request of one micro-batch of a stream (its range is the caller's to set). */
+  Map<String, Object> streamRequest(List<String> readColumns) {
+    return withoutFeed().request(readColumns, null);
+  }
+
+  private ReadOptions withoutFeed() {
+    return new ReadOptions(raw, server, store, table, snapshotTs, asOf, isolation, snapshot, maxStaleness, columns,
+        hidden, requestOptions, token, null);
   }
 
   /**
@@ -373,7 +547,7 @@ public final class ReadOptions implements Serializable {
   /** The same read without the hidden columns option. */
   ReadOptions withoutHidden() {
     return new ReadOptions(raw, server, store, table, snapshotTs, asOf, isolation, snapshot, maxStaleness, columns,
-        Collections.<String>emptyList(), requestOptions, token);
+        Collections.<String>emptyList(), requestOptions, token, feedFrom);
   }
 
   /**
@@ -386,7 +560,7 @@ public final class ReadOptions implements Serializable {
       Map<String, String> request = new LinkedHashMap<>(requestOptions);
       request.put("schema", "current");
       r = new ReadOptions(raw, server, store, table, ts, null, isolation, snapshot, maxStaleness, columns, hidden,
-          request, token);
+          request, token, feedFrom);
     }
     return r;
   }

@@ -125,7 +125,7 @@ final class TheFlashMicroBatchStream implements MicroBatchStream, SupportsAdmiss
     TheFlashOffset from = TheFlashOffset.from(start);
     TheFlashOffset to = TheFlashOffset.from(end);
     if (!from.snapshot && to.ts <= from.ts) return new InputPartition[0];
-    Map<String, Object> request = options.request(Arrays.asList(schema.fieldNames()), null);
+    Map<String, Object> request = options.streamRequest(Arrays.asList(schema.fieldNames()));
     request.remove("snapshot");
     request.remove("max_staleness");
     request.remove("as_of");
