@@ -24,6 +24,7 @@ from pyspark_theflash.binlog.errors import (
     BinlogPositionGoneError,
     BinlogSourceError,
     BinlogTruncatedError,
+    BinlogVersionError,
 )
 from pyspark_theflash.binlog.position import Position, PositionedEvent
 from pyspark_theflash.binlog.segment import SegmentReader, SegmentWriter, prune
@@ -58,6 +59,7 @@ __all__ = [
     "BinlogPositionGoneError",
     "BinlogSourceError",
     "BinlogTruncatedError",
+    "BinlogVersionError",
     "EventSource",
     "FileEventSource",
     "GrpcEventSource",

@@ -229,14 +229,23 @@ def format_event(record: PositionedEvent, schemas: SchemaCache | None = None) ->
     elif payload == "snapshot":
         snapshot = event.snapshot
         since = f", versions above {describe_ts(snapshot.since_ts)} only" if snapshot.since_ts else ""
-        header += f" snapshot ({len(snapshot.writes)} writes, {len(snapshot.locks)} locks{since})"
+        if snapshot.HasField("batch"):  # the columnar form (format 2)
+            from pyspark_theflash.binlog.snapshot_batch import snapshot_columns
+
+            cols = snapshot_columns(snapshot)
+            write_keys = cols.versions.keys.slice(0, SNAPSHOT_KEYS_SHOWN).to_pylist()
+            lock_keys = cols.locks.keys.slice(0, SNAPSHOT_KEYS_SHOWN).to_pylist()
+            counts, form = (len(cols.versions), len(cols.locks)), ", columns"
+        else:
+            write_keys = [w.key for w in snapshot.writes[:SNAPSHOT_KEYS_SHOWN]]
+            lock_keys = [lock.key for lock in snapshot.locks[:SNAPSHOT_KEYS_SHOWN]]
+            counts, form = (len(snapshot.writes), len(snapshot.locks)), ""
+        header += f" snapshot ({counts[0]} writes, {counts[1]} locks{since}{form})"
         details.append(describe_region(snapshot.region))
-        if snapshot.writes:
-            shown = ", ".join(describe_key(w.key) for w in snapshot.writes[:SNAPSHOT_KEYS_SHOWN])
-            details.append(f"first writes: {shown}")
-        if snapshot.locks:
-            shown = ", ".join(describe_key(lock.key) for lock in snapshot.locks[:SNAPSHOT_KEYS_SHOWN])
-            details.append(f"first locks: {shown}")
+        if write_keys:
+            details.append(f"first writes: {', '.join(describe_key(k) for k in write_keys)}")
+        if lock_keys:
+            details.append(f"first locks: {', '.join(describe_key(k) for k in lock_keys)}")
     elif payload == "resolved_ts":
         header += f" resolved_ts {describe_ts(event.resolved_ts)}"
     elif payload == "resolved":

@@ -45,6 +45,20 @@ class BinlogFormatError(BinlogError):
         super().__init__(f"{self.path} is not a TheFlash binlog segment: {reason}; check the binlog directory")
 
 
+class BinlogVersionError(BinlogFormatError):
+    """A binlog segment of a format version this code does not read (written by a newer
+    TheFlash, or damaged)."""
+
+    def __init__(self, path: Path | str, version: int, readable: tuple[int, ...]) -> None:
+        self.version = version
+        newer = version > max(readable)
+        what = ("upgrade TheFlash where this process runs to the version that wrote it (capture and writer "
+                "must read the same binlog format)" if newer else "the file is damaged or not written by TheFlash")
+        BinlogError.__init__(self, f"{Path(path)} is a binlog segment of format version {version}; this code reads "
+                                   f"versions {', '.join(map(str, readable))}: {what}")
+        self.path, self.reason = Path(path), f"format version {version}"
+
+
 class BinlogPositionGoneError(BinlogError):
     """The requested position lies in a segment that retention already deleted."""
 

@@ -471,6 +471,12 @@ def _check_lock_fields(batch: binlog_pb2.RowBatch, where: str) -> None:
         _batch_lock_columns(batch, where)
 
 
+def batch_columns(batch: binlog_pb2.RowBatch, where: str = "") -> RowColumns:
+    """The rows of one ``RowBatch`` (an Entries event's or a region snapshot's) as columns,
+    validated and mapped without a copy."""
+    return _batch_columns(batch, where)
+
+
 def _batch_columns(batch: binlog_pb2.RowBatch, where: str) -> RowColumns:
     def fixed(name: str, width: int, dtype: str, optional: bool) -> np.ndarray:
         return _batch_fixed(batch, where, name, width, dtype, optional)
@@ -505,5 +511,6 @@ def _empty_binary(n: int) -> pa.BinaryArray:
     return pa.BinaryArray.from_buffers(pa.binary(), n, [None, pa.py_buffer(bytes(4 * (n + 1))), pa.py_buffer(b"")])
 
 
-__all__ = ["LockColumns", "MalformedRowBatchError", "RowColumns", "RunColumns", "columnar_entries", "columns",
+__all__ = ["LockColumns", "MalformedRowBatchError", "RowColumns", "RunColumns", "batch_columns", "columnar_entries",
+           "columns",
            "iter_rows", "join_columns", "lock_columns", "pack_columns", "pack_rows", "row_count", "run_columns"]

@@ -8,8 +8,14 @@ A binlog directory holds::
 
 A segment file is a header and then records, all integers little-endian::
 
-    header  (24 bytes)  b"TFBINLOG" | u32 format version (1) | u64 segment number | u32 CRC-32
+    header  (24 bytes)  b"TFBINLOG" | u32 format version | u64 segment number | u32 CRC-32
                         of the 20 bytes before it
+
+Format versions: 1, region snapshots as one message per version and lock (``SnapshotWrite``,
+``SnapshotLock``); 2 (written now), a snapshot may instead carry its versions and locks as one
+columnar ``RowBatch`` (protos/binlog.proto, ``RegionSnapshot.batch``). This code reads both;
+code that reads version 1 only refuses a version 2 segment rather than read its snapshots as
+empty.
     record              u32 payload length | u32 CRC-32 | payload (a serialized binlog_pb2.Event)
 
 The checksum is CRC-32 with the IEEE 802.3 polynomial, i.e. ``zlib.crc32`` (as gzip and PNG
@@ -63,6 +69,7 @@ from pyspark_theflash.binlog.errors import (
     BinlogPositionGoneError,
     BinlogSourceError,
     BinlogTruncatedError,
+    BinlogVersionError,
 )
 from pyspark_theflash.binlog.position import Position, PositionedEvent
 from pyspark_theflash.binlog.resync import ResyncStopped, Stop, first_valid_frame
@@ -73,7 +80,8 @@ from pyspark_theflash.proto import binlog_pb2
 log = logging.getLogger(__name__)
 
 MAGIC = b"TFBINLOG"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # written; read: READ_VERSIONS
+READ_VERSIONS = (1, 2)
 _HEADER = struct.Struct("<8sIQI")
 HEADER_BYTES = _HEADER.size  # 24: the offset of a segment's first record
 _FRAME = struct.Struct("<II")
@@ -130,8 +138,8 @@ def check_header(path: Path, data: bytes, number: int) -> None:
         raise BinlogFormatError(path, f"starts with {magic!r}, not {MAGIC!r}")
     if crc != zlib.crc32(data[: HEADER_BYTES - 4]):
         raise BinlogFormatError(path, "the header checksum does not match")
-    if version != FORMAT_VERSION:
-        raise BinlogFormatError(path, f"format version {version}; this code reads version {FORMAT_VERSION}")
+    if version not in READ_VERSIONS:
+        raise BinlogVersionError(path, version, READ_VERSIONS)
     if found != number:
         raise BinlogFormatError(path, f"the header says segment {found} but the file is named for segment {number}")
 

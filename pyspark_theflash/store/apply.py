@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.binlog.event_batch import EventBatch, parsed_events
+from pyspark_theflash.binlog.snapshot_batch import snapshot_columns
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.store import keyspace
 from pyspark_theflash.store.errors import (
@@ -37,6 +38,7 @@ from pyspark_theflash.store.txn_merge_tree import (
 from pyspark_theflash.store.schemas import rowid_type, user_fields
 from pyspark_theflash.store.write_state import (
     MutableRegion,
+    SnapshotWrites,
     StagedRows,
     TableBuffer,
     WriteResult,
@@ -49,7 +51,6 @@ if TYPE_CHECKING:
 
 Row = binlog_pb2.Row
 PUT, DELETE, LOCK = binlog_pb2.PUT, binlog_pb2.DELETE, binlog_pb2.LOCK
-_LOCK_TYPE_OP = {"P": PUT, "D": DELETE, "L": LOCK, "S": LOCK}
 
 
 class RunEvents(NamedTuple):
@@ -589,7 +590,7 @@ class ApplyPath:
                     a = staged.snapshot_writes.get(src.id, self._snapshot_writes.get(src.id))
                     b = staged.snapshot_writes.get(dst.id, self._snapshot_writes.get(dst.id))
                     if a is not None and (b is not None or dst.snapshot_index == src.snapshot_index):
-                        staged.snapshot_writes[dst.id] = set(a) | set(b or ())
+                        staged.snapshot_writes[dst.id] = a.union(b)
                 src.state = "merged"
                 src.epoch_version = max(src.epoch_version, int(src_msg.epoch.version))
             self._retire_overlapping({src.id, dst.id}, dst.start_key, dst.end_key, saved)
@@ -615,10 +616,12 @@ class ApplyPath:
 
     def _apply_snapshot(self, reg: MutableRegion, index: int, snap: binlog_pb2.RegionSnapshot, staged: StagedRows,
                         saved: dict[int, MutableRegion | None]) -> None:
-        from pyspark_theflash.codec.txn import Lock, Write
-
+        """A region snapshot, as columns (binlog/snapshot_batch.py; either form): its locks into
+        the region cache, its versions staged as one chunk, their (key, start ts) kept for the
+        COMMITs that may follow without a prewrite."""
         caches = self._caches
         assert caches is not None
+        cols = snapshot_columns(snap, f"region {reg.id} snapshot at index {index}")
         r = snap.region
         if r.id and int(r.id) == reg.id or not r.id:
             if (bytes(r.start_key), bytes(r.end_key)) != (reg.start_key, reg.end_key):
@@ -645,24 +648,17 @@ class ApplyPath:
         for rid in caches.regions():
             if rid != reg.id:
                 caches.drop_where(rid, lambda k: keyspace.key_in_raw_range(k, raw_s, raw_e))
-        for sl in snap.locks:
-            lock = Lock.parse(sl.lock)
-            op = _LOCK_TYPE_OP.get(lock.lock_type, LOCK)
-            value = lock.short_value if lock.short_value is not None else bytes(sl.value)
-            caches.prewrite(reg.id, bytes(sl.key), int(lock.start_ts), op, value if op == PUT else b"",
-                            bytes(lock.primary), int(lock.ttl))
-        writes: set[tuple[bytes, int]] = set()
-        newest = 0
-        for sw in snap.writes:
-            w = Write.parse(sw.write)
-            writes.add((bytes(sw.key), int(w.start_ts)))
-            newest = max(newest, int(sw.commit_ts))
-            if w.write_type == "P":
-                value = w.short_value if w.short_value is not None else bytes(sw.value)
-                staged.add(reg.id, bytes(sw.key), int(sw.commit_ts), PUT, value)
-            elif w.write_type == "D":
-                staged.add(reg.id, bytes(sw.key), int(sw.commit_ts), DELETE)
-        staged.snapshot_writes[reg.id] = writes
+        locks = cols.locks
+        if len(locks):  # open transactions: few, and the cache holds them one by one
+            for key, start_ts, op, value, primary, ttl in zip(
+                    locks.keys.to_pylist(), locks.start_ts.tolist(), locks.ops.tolist(), locks.values.to_pylist(),
+                    locks.primaries.to_pylist(), locks.ttl.tolist()):
+                caches.prewrite(reg.id, key, start_ts, op, value if op == PUT else b"", primary, ttl)
+        versions = cols.versions
+        # a DELETE's value is empty, a LOCK row (a lock or rollback record) is dropped at decode
+        staged.add_columns(reg.id, versions.keys, versions.values, versions.commit_ts, versions.ops)
+        staged.snapshot_writes[reg.id] = SnapshotWrites.of(versions.keys, versions.start_ts)
+        newest = int(versions.commit_ts.max()) if len(versions) else 0
         reg.snapshot_index = index
         reg.orphan_until_ts = newest if newest > reg.resolved_ts else 0
 

@@ -37,7 +37,7 @@ from pyspark_theflash.store.views import StoreView, intersect
 
 from pyspark_theflash.store.apply import ApplyPath
 from pyspark_theflash.store.flush import FlushPipeline, FlushResult, PendingFlush
-from pyspark_theflash.store.write_state import MutableRegion, TableBuffer, WriteResult
+from pyspark_theflash.store.write_state import MutableRegion, SnapshotWrites, TableBuffer, WriteResult
 
 if TYPE_CHECKING:
     from pyspark_theflash.schema import TableInfo
@@ -114,7 +114,7 @@ class Store(ApplyPath, FlushPipeline):
         self._ignored: set[int] = set()
         self._buffers: dict[int, TableBuffer] = {}
         self._tombstones: list[tuple[bytes, bytes, str]] = []
-        self._snapshot_writes: dict[int, set[tuple[bytes, int]]] = {}
+        self._snapshot_writes: dict[int, SnapshotWrites] = {}
         self._persisted_locks: set[tuple[int, bytes, int]] = set()
         self._dirty_regions: set[int] = set()      # regions changed since the last flush
         self._position: tuple[int, int] | None = None

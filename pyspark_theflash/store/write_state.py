@@ -55,6 +55,34 @@ class MutableRegion:
                            self.applied_index, self.resolved_ts, self.state, self.snapshot_index)
 
 
+class SnapshotWrites:
+    """The (key, start ts) of a region snapshot's versions, kept as the snapshot's columns: a
+    COMMIT the store finds no prewrite for is looked up here (``in``) only until the region's
+    resolved ts passes the snapshot's newest commit, and most snapshots see no such lookup, so
+    the Python set is made at the first one, not per snapshot."""
+
+    def __init__(self, parts: list[tuple[pa.Array, np.ndarray]]) -> None:
+        self._parts = [p for p in parts if len(p[1])]
+        self._set: set[tuple[bytes, int]] | None = None
+
+    @classmethod
+    def of(cls, keys: pa.Array, start_ts: np.ndarray) -> "SnapshotWrites":
+        return cls([(keys, start_ts)])
+
+    def __contains__(self, item: object) -> bool:
+        if self._set is None:
+            self._set = set()
+            for keys, start_ts in self._parts:
+                self._set.update(zip(keys.to_pylist(), start_ts.tolist()))
+        return item in self._set
+
+    def __len__(self) -> int:
+        return sum(len(s) for _, s in self._parts)
+
+    def union(self, other: "SnapshotWrites | None") -> "SnapshotWrites":
+        return SnapshotWrites(self._parts + ([] if other is None else other._parts))
+
+
 @dataclass
 class StagedRows:
     """What one write() produced before it is known to decode.
@@ -72,7 +100,7 @@ class StagedRows:
     region_runs: list[tuple[int, int]] = field(default_factory=list)  # (first row seq, region id)
     tombstones: list[tuple[int, bytes, bytes, str]] = field(default_factory=list)  # (seq, start, end, why)
     # region -> (key, start_ts) of its snapshot's writes; None: forget the region's set
-    snapshot_writes: dict[int, set[tuple[bytes, int]] | None] = field(default_factory=dict)
+    snapshot_writes: dict[int, SnapshotWrites | None] = field(default_factory=dict)
     # rows staged one at a time since the last chunk: keys, values, commit_ts, ops
     _keys: list[bytes] = field(default_factory=list)
     _values: list[bytes] = field(default_factory=list)
