@@ -267,6 +267,7 @@ def binlog_versions(events: list[binlog_pb2.Event]) -> tuple[set[tuple[bytes, in
     applies them (a whole snapshot replaces its range's, an incremental one adds), and every
     version that reached the log a second time while the replica held it."""
     from pyspark_theflash.binlog.rows import iter_rows
+    from pyspark_theflash.binlog.snapshot_batch import snapshot_columns
     from pyspark_theflash.codec import encode_region_key
 
     held: set[tuple[bytes, int]] = set()
@@ -283,8 +284,8 @@ def binlog_versions(events: list[binlog_pb2.Event]) -> tuple[set[tuple[bytes, in
                     return lo <= pd and (not hi or pd < hi)
 
                 held = {v for v in held if not inside(v[0])}
-            for w in snap.writes:
-                v = (bytes(w.key), int(w.commit_ts))
+            versions = snapshot_columns(snap).versions  # either form of the binlog
+            for v in zip(versions.keys.to_pylist(), versions.commit_ts.tolist()):
                 if v in held:
                     doubled.append(v)
                 held.add(v)

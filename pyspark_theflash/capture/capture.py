@@ -47,6 +47,7 @@ import pyarrow as pa
 from pyspark_theflash.binlog import Position, SegmentReader, SegmentWriter
 from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.binlog.segment import HEADER_BYTES
+from pyspark_theflash.binlog.snapshot_batch import SnapshotColumns, snapshot_columns
 from pyspark_theflash.capture.coverage import Coverage, inherit, known_at_snapshot
 from pyspark_theflash.capture.partition_map import PartitionMap
 from pyspark_theflash.capture.errors import CaptureError, GCPassedError
@@ -102,11 +103,8 @@ def _record_table_id(key: bytes) -> int | None:
     return None
 
 
-def _is_record(key: bytes) -> bool:
-    return _record_table_id(key) is not None
-
-
 _MULTIPLEXING = (("features", "stream-multiplexing"),)
+COMMITTED_TYPE = bytes([binlog_pb2.Row.COMMITTED])  # a RowBatch's type byte of a version
 
 
 def _has_stream_multiplexing(stub: cdcpb_pb2_grpc.ChangeDataStub) -> bool:
@@ -578,10 +576,11 @@ class Capture:
         self.fifo.append((max_cts, build))
 
     def _on_events(self, store_id: int, raw: bytes) -> None:
-        """One ChangeDataEvent's wire bytes. An initialised registration's rows are decoded into
-        columns and matched as columns (capture/feed_columns.py), its events of one message
-        coalesced into one binlog event; a registration's events before INITIALIZED (the
-        initial scan) and errors are parsed as messages."""
+        """One ChangeDataEvent's wire bytes, decoded into columns (capture/feed_columns.py). An
+        initialised registration's rows are matched as columns, its events of one message
+        coalesced into one binlog event; a registration's rows before INITIALIZED (the initial
+        scan) build its snapshot as columns (``RegionFeed.take_initial_columns``); errors are
+        parsed as messages."""
         msg = feed_columns.decode_change_data(raw)
         live: dict[int, list[tuple[int, int]]] = {}  # region -> row ranges of its live rows, in order
         for i, (rid, _, request_id, kind, lo, hi, _, _) in enumerate(msg.events.tolist()):
@@ -595,22 +594,17 @@ class Capture:
                 self._on_live_rows(feed, msg.rows, live.pop(rid))
             if kind not in (feed_columns.KIND_ENTRIES, feed_columns.KIND_ERROR) or self.feeds.get(rid) is not feed:
                 continue
-            ev = cdcpb_pb2.Event.FromString(msg.event_bytes(i))
             if kind == feed_columns.KIND_ERROR:
-                self._region_error(feed, ev.error)
-            else:
-                try:
-                    rows, initialized = feed.take(ev.entries.entries, _is_record)
-                except FeedProtocolError as exc:
-                    self._drop(feed, str(exc), self.opts.retry_backoff_s)
-                    continue
-                if initialized:
-                    cts = feed.max_commit_ts()
-                    snap = feed.snapshot()
-                    self._hold(cts, lambda f=feed, s=snap: self._snapshot_events(f, s))
-                if rows:
-                    cts = max((r.commit_ts for r in rows), default=0)
-                    self._hold(cts, lambda f=feed, r=rows: self._rows_event(f, r))
+                self._region_error(feed, cdcpb_pb2.Event.FromString(msg.event_bytes(i)).error)
+                continue
+            # the initial scan's rows, as columns (RegionFeed.take_initial_columns)
+            after = feed.take_initial_columns(msg.rows.slice(lo, hi))
+            if after is not None:
+                cts = feed.max_commit_ts()
+                snap = feed.snapshot_columns()
+                self._hold(cts, lambda f=feed, s=snap: self._snapshot_events(f, s))
+                if lo + after < hi:  # live rows after INITIALIZED in the same event
+                    self._on_live_rows(feed, msg.rows, [(lo + after, hi)])
         for rid, spans in live.items():
             feed = self.feeds.get(rid)
             if feed is not None:
@@ -658,7 +652,7 @@ class Capture:
         return record & np.isin(table_ids, np.array(ours, np.int64))
 
     def _columns_event(self, feed: RegionFeed, cols: dict[str, Any]) -> list[binlog_pb2.Event]:
-        """_rows_event for live rows in columns."""
+        """Live rows in columns (``take_columns``) as one entries event."""
         if feed.discarded:
             return []
         newer = self.claims.newer(feed.id, feed.start, feed.end, feed.version)
@@ -686,18 +680,20 @@ class Capture:
         tid = _record_table_id(key)
         return tid is not None and (self.selected is None or self.partitions.logical(tid) in self.table_ids)
 
-    def _filter_snapshot(self, snap: binlog_pb2.RegionSnapshot) -> binlog_pb2.RegionSnapshot:
+    def _filter_snapshot(self, snap: SnapshotColumns) -> SnapshotColumns:
         if self.selected is None:
             return snap
-        out = binlog_pb2.RegionSnapshot(region=snap.region)
-        out.writes.extend(w for w in snap.writes if self._keep_key(bytes(w.key)))
-        out.locks.extend(lk for lk in snap.locks if self._keep_key(bytes(lk.key)))
-        return out
+        return snap.where(self._captured(feed_columns.record_table_ids(snap.versions.keys)),
+                          self._captured(feed_columns.record_table_ids(snap.locks.keys)))
 
-    def _snapshot_events(self, feed: RegionFeed, snap: binlog_pb2.RegionSnapshot) -> list[binlog_pb2.Event]:
-        """The registration's snapshot, unless a region of a newer epoch has spoken for some of
-        its keys already (capture/range_claims.py): then it is stale, and the range is looked
-        up again."""
+    def _snapshot_events(self, feed: RegionFeed, snap: SnapshotColumns | binlog_pb2.RegionSnapshot
+                         ) -> list[binlog_pb2.Event]:
+        """The registration's snapshot (``RegionFeed.snapshot_columns``; a ``RegionSnapshot`` is
+        taken as columns), unless a region of a newer epoch has spoken for some of its keys
+        already (capture/range_claims.py): then it is stale, and the range is looked up again.
+        It is written in the binlog's columnar form."""
+        if isinstance(snap, binlog_pb2.RegionSnapshot):
+            snap = snapshot_columns(snap)
         if feed.discarded:
             return []
         newer = self.claims.newer(feed.id, feed.start, feed.end, feed.version)
@@ -717,13 +713,13 @@ class Capture:
             pieces = feed.inherited + [c for c in self._coverage_over(feed.start, feed.end, but=feed)
                                        if all(c is not p for p in feed.inherited)]
             known = known_at_snapshot(pieces, feed.start, feed.end, feed.since_ts)
-            fresh = [w for w in snap.writes if not known.holds(bytes(w.key), int(w.commit_ts))]
-            self.rows_skipped += len(snap.writes) - len(fresh)
-            del snap.writes[:]
-            snap.writes.extend(fresh)
-            snap.since_ts = feed.since_ts
-            for w in fresh:
-                known.add(bytes(w.key), int(w.commit_ts))
+            keys, cts = snap.versions.keys.to_pylist(), snap.versions.commit_ts.tolist()
+            fresh = np.array([not known.holds(k, c) for k, c in zip(keys, cts)], bool)
+            self.rows_skipped += len(fresh) - int(fresh.sum())
+            snap = snap.where(fresh)
+            for k, c, f in zip(keys, cts, fresh.tolist()):
+                if f:
+                    known.add(k, c)
             feed.coverage, feed.inherited = known, []
         else:
             # the snapshot replaces the range whole (the replica may hold versions TiKV has
@@ -731,11 +727,11 @@ class Capture:
             self.ended_coverage = [c for c in self.ended_coverage
                                    if not _ranges_overlap(c.start, c.end, feed.start, feed.end)]
             feed.coverage = Coverage([(feed.start, feed.end, 0)])
-            feed.coverage.add_later(snap.writes)
+            feed.coverage.add_columns(snap.versions.keys, snap.versions.commit_ts)
         if self.feeds.get(feed.id) is not feed:
             self._end_coverage(feed)  # ended while its snapshot waited to be written
         self._forget_covered()
-        return [snapshot_event(feed, self._next_index(feed.id), snap)]
+        return [snapshot_event(feed, self._next_index(feed.id), snap, since_ts=feed.since_ts)]
 
     def _rows_event(self, feed: RegionFeed, rows: list[binlog_pb2.Row]) -> list[binlog_pb2.Event]:
         if feed.discarded:
@@ -794,8 +790,8 @@ class Capture:
                 self._absorb(ev)
             if ev.WhichOneof("payload") == "entries":
                 self.rows_written += len(ev.entries.rows) + ev.entries.batch.count
-            elif ev.WhichOneof("payload") == "snapshot":
-                self.rows_written += len(ev.snapshot.writes)
+            elif ev.WhichOneof("payload") == "snapshot":  # versions, not locks (either form)
+                self.rows_written += len(ev.snapshot.writes) + ev.snapshot.batch.types.count(COMMITTED_TYPE)
         self.events_written += len(events)
 
     # ------------------------------------------------------------------ GC

@@ -66,6 +66,11 @@ class FeedRows:
     def __len__(self) -> int:
         return len(self.types)
 
+    def slice(self, lo: int, hi: int) -> "FeedRows":
+        """Rows lo..hi, without a copy."""
+        return FeedRows(self.types[lo:hi], self.ops[lo:hi], self.start_ts[lo:hi], self.commit_ts[lo:hi],
+                        self.keys.slice(lo, hi - lo), self.values.slice(lo, hi - lo))
+
     def take(self, which: np.ndarray) -> "FeedRows":
         idx = pa.array(which, pa.int64())
         return FeedRows(self.types[which], self.ops[which], self.start_ts[which], self.commit_ts[which],
@@ -146,6 +151,38 @@ def open_pairs(pairs: list[tuple[bytes, int]]) -> pa.BinaryArray:
     if not pairs:
         return EMPTY_OPEN
     return txn_keys(np.array([s for _, s in pairs], np.uint64), pa.array([k for k, _ in pairs], pa.binary()))
+
+
+def binlog_ops(ops: np.ndarray) -> np.ndarray:
+    """cdcpb OpType -> binlog OpType (PUT for Put, DELETE for Delete; 0 for any other)."""
+    return _OP[ops]
+
+
+def first_versions(keys: pa.BinaryArray, commit_ts: np.ndarray) -> np.ndarray | None:
+    """Positions of the first row of each (key, commit ts), in order; None when no two rows
+    share one. TiKV's initial scan gives a region's versions in key order, so that is checked
+    first (two comparisons of neighbours, no hashing); only a feed out of that order (live rows
+    during the scan) is sorted to find them."""
+    n = len(keys)
+    if n < 2:
+        return None
+    head, tail = keys.slice(0, n - 1), keys.slice(1)
+    if pc.all(pc.less_equal(head, tail)).as_py():
+        same_key = pc.equal(head, tail).to_numpy(zero_copy_only=False)
+        if not same_key.any():
+            return None
+        a, b = commit_ts[:-1][same_key], commit_ts[1:][same_key]
+        if (a > b).all() or (a < b).all():  # each key's versions strictly ordered: none twice
+            return None
+    order = pc.sort_indices(pa.table({"k": keys, "c": commit_ts, "i": np.arange(n)}),
+                            [("k", "ascending"), ("c", "ascending"), ("i", "ascending")]).to_numpy()
+    sk = keys.take(pa.array(order))
+    dup = np.zeros(n, bool)
+    dup[1:] = pc.equal(sk.slice(0, n - 1), sk.slice(1)).to_numpy(zero_copy_only=False) & \
+        (commit_ts[order[:-1]] == commit_ts[order[1:]])
+    if not dup.any():
+        return None
+    return np.sort(order[~dup])
 
 
 class LiveFeedError(Exception):

@@ -22,9 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pyspark_theflash.binlog import rows as binlog_rows
+from pyspark_theflash.binlog import snapshot_batch
 from pyspark_theflash.capture import feed_columns
 from pyspark_theflash.capture.coverage import Coverage
 from pyspark_theflash.codec.txn import SHORT_VALUE_MAX_LEN, Lock, Write
@@ -68,6 +71,9 @@ class RegionFeed:
     _open: dict[tuple[bytes, int], int] = field(default_factory=dict)  # live prewrites: (key, start) -> op
     # the same once rows arrive as columns: 8-byte start ts + key per open prewrite (feed_columns.py)
     _open_ids: Any = field(default_factory=lambda: feed_columns.EMPTY_OPEN)
+    # the initial scan's COMMITTED rows as they came in columns (take_initial_columns):
+    # (keys, ops, start ts, commit ts, values) per message, in feed order
+    _scan: list[tuple[Any, Any, Any, Any, Any]] = field(default_factory=list)
 
     def region_proto(self) -> binlog_pb2.Region:
         return binlog_pb2.Region(id=self.id, start_key=self.start, end_key=self.end,
@@ -99,27 +105,65 @@ class RegionFeed:
         return out, initialized_now
 
     def _initial(self, row: Any, key: bytes) -> None:
-        start, commit = int(row.start_ts), int(row.commit_ts)
-        if row.type == Ev.COMMITTED:
-            if row.op_type in _OP:
-                self._writes[(key, commit)] = (_OP[row.op_type], start, bytes(row.value))
-        elif row.type == Ev.PREWRITE:
-            if row.op_type not in _OP:
+        self._initial_row(row.type, row.op_type, int(row.start_ts), int(row.commit_ts), key, bytes(row.value))
+
+    def _initial_row(self, row_type: int, op_type: int, start: int, commit: int, key: bytes, value: bytes) -> None:
+        if row_type == Ev.COMMITTED:
+            if op_type in _OP:
+                self._writes[(key, commit)] = (_OP[op_type], start, value)
+        elif row_type == Ev.PREWRITE:
+            if op_type not in _OP:
                 return
             waiting = self._waiting_commits.pop((key, start), None)
             if waiting is not None:
-                self._writes[(key, waiting[0])] = (_OP[row.op_type], start, bytes(row.value))
+                self._writes[(key, waiting[0])] = (_OP[op_type], start, value)
             else:
-                self._locks[(key, start)] = (_OP[row.op_type], bytes(row.value))
-        elif row.type == Ev.COMMIT:
+                self._locks[(key, start)] = (_OP[op_type], value)
+        elif row_type == Ev.COMMIT:
             lock = self._locks.pop((key, start), None)
             if lock is not None:
                 self._writes[(key, commit)] = (lock[0], start, lock[1])
             else:
-                self._waiting_commits[(key, start)] = (commit, row.op_type, bytes(row.value))
-        elif row.type == Ev.ROLLBACK:
+                self._waiting_commits[(key, start)] = (commit, op_type, value)
+        elif row_type == Ev.ROLLBACK:
             self._locks.pop((key, start), None)
             self._waiting_commits.pop((key, start), None)
+
+    def take_initial_columns(self, rows: feed_columns.FeedRows) -> int | None:
+        """Rows of one event of a registration not yet initialised, as columns (the feed
+        decoder's): ``_initial``'s rules, the initial scan's COMMITTED rows kept as arrays and
+        the others (locks, and the live rows TiKV sends during the scan: few) one by one. Only
+        the captured tables' record keys count, as in ``take``. Returns None, or, when the
+        event holds INITIALIZED, the position of the first row after it (live rows:
+        ``take_columns``'s)."""
+        init = np.flatnonzero(rows.types == feed_columns.INITIALIZED)
+        after = None
+        if len(init):
+            after = int(init[0]) + 1
+            rows = rows.take(np.arange(int(init[0])))
+            self.initialized = True
+        if not len(rows):
+            return after
+        record = feed_columns.record_table_ids(rows.keys) != np.iinfo(np.int64).min
+        t, op = rows.types, rows.ops
+        scan = record & (t == feed_columns.COMMITTED) & ((op == feed_columns.OP_PUT) | (op == feed_columns.OP_DELETE))
+        others = np.flatnonzero(record & ~scan & (t != feed_columns.COMMITTED))
+        if scan.all():
+            part = rows
+        else:
+            part = rows.take(np.flatnonzero(scan))
+        if len(part):
+            ops = feed_columns.binlog_ops(part.ops)
+            values = part.values
+            if (ops == binlog_pb2.DELETE).any():  # a DELETE's version holds no value
+                values = pc.if_else(pa.array(ops == binlog_pb2.PUT), values, pa.scalar(b"", pa.binary()))
+            self._scan.append((part.keys, ops, part.start_ts, part.commit_ts, values))
+        if len(others):
+            sub = rows.take(others)
+            for row in zip(sub.types.tolist(), sub.ops.tolist(), sub.start_ts.tolist(), sub.commit_ts.tolist(),
+                           sub.keys.to_pylist(), sub.values.to_pylist()):
+                self._initial_row(*row)
+        return after
 
     def _live(self, row: Any, key: bytes) -> binlog_pb2.Row | None:
         start, commit = int(row.start_ts), int(row.commit_ts)
@@ -161,9 +205,58 @@ class RegionFeed:
             raise FeedProtocolError(f"region {self.id}: {exc}") from None
         return cols if len(cols["types"]) else None
 
+    def snapshot_columns(self) -> snapshot_batch.SnapshotColumns:
+        """The state the initial scan built, as columns (binlog/snapshot_batch.py): every
+        version once, and every open lock; the live rows that follow are matched against its
+        locks."""
+        binary = pa.binary()
+        parts = list(self._scan)
+        if self._writes:  # versions the per-row rules made (a COMMIT of a scanned lock, a take())
+            items = list(self._writes.items())
+            parts.append((pa.array([k for (k, _), _ in items], binary),
+                          np.array([op for _, (op, _, _) in items], np.uint8),
+                          np.array([s for _, (_, s, _) in items], np.uint64),
+                          np.array([c for (_, c), _ in items], np.uint64),
+                          pa.array([v if op == binlog_pb2.PUT else b"" for _, (op, _, v) in items], binary)))
+        if len(parts) == 1:
+            keys, ops, start_ts, commit_ts, values = parts[0]
+        elif parts:
+            keys = pa.concat_arrays([p[0] for p in parts])
+            values = pa.concat_arrays([p[4] for p in parts])
+            ops, start_ts, commit_ts = (np.concatenate([p[i] for p in parts]) for i in (1, 2, 3))
+        else:
+            keys, values = pa.array([], binary), pa.array([], binary)
+            ops, start_ts, commit_ts = np.zeros(0, np.uint8), np.zeros(0, np.uint64), np.zeros(0, np.uint64)
+        keep = feed_columns.first_versions(keys, commit_ts)  # a version the scan and a live row both gave
+        if keep is not None:
+            idx = pa.array(keep)
+            keys, values, ops, start_ts, commit_ts = keys.take(idx), values.take(idx), ops[keep], start_ts[keep], \
+                commit_ts[keep]
+        n = len(keys)
+        versions = binlog_rows.RowColumns(np.full(n, binlog_pb2.Row.COMMITTED, np.uint8), ops, start_ts, commit_ts,
+                                          np.zeros(n, np.uint64), np.zeros(n, np.uint64), keys, values,
+                                          _empty_binary(n))
+        lock_items = sorted(self._locks.items())
+        m = len(lock_items)
+        locks = binlog_rows.RowColumns(
+            np.full(m, binlog_pb2.Row.PREWRITE, np.uint8), np.array([op for _, (op, _) in lock_items], np.uint8),
+            np.array([s for (_, s), _ in lock_items], np.uint64), np.zeros(m, np.uint64), np.zeros(m, np.uint64),
+            np.zeros(m, np.uint64), pa.array([k for (k, _), _ in lock_items], binary),
+            pa.array([v if op == binlog_pb2.PUT else b"" for _, (op, v) in lock_items], binary), _empty_binary(m))
+        for (key, start), (op, _) in lock_items:
+            self._open[(key, start)] = op
+        self._writes, self._locks, self._waiting_commits, self._scan = {}, {}, {}, []
+        return snapshot_batch.SnapshotColumns(versions, locks)
+
     def snapshot(self) -> binlog_pb2.RegionSnapshot:
-        """The state the initial scan built, as the binlog's RegionSnapshot; the live rows
-        that follow are matched against its locks."""
+        """The same state in binlog format version 1's form (a ``Write``/``Lock`` record per
+        version and lock), as capture wrote it before snapshots were columns; kept to check the
+        columnar form against (tests/test_snapshot_batch.py)."""
+        for keys, ops, start_ts, commit_ts, values in self._scan:
+            for key, op, start, commit, value in zip(keys.to_pylist(), ops.tolist(), start_ts.tolist(),
+                                                     commit_ts.tolist(), values.to_pylist()):
+                self._writes[(key, commit)] = (op, start, value)
+        self._scan = []
         writes = []
         for (key, commit), (op, start, value) in sorted(self._writes.items()):
             short = value if op == binlog_pb2.PUT and len(value) <= SHORT_VALUE_MAX_LEN else None
@@ -182,7 +275,12 @@ class RegionFeed:
 
     def max_commit_ts(self) -> int:
         """The newest commit the initial state holds (a snapshot waits for the DDL frontier)."""
-        return max((c for _, c in self._writes), default=0)
+        scanned = max((int(c[3].max()) for c in self._scan if len(c[3])), default=0)
+        return max(max((c for _, c in self._writes), default=0), scanned)
+
+
+def _empty_binary(n: int) -> pa.BinaryArray:
+    return pa.BinaryArray.from_buffers(pa.binary(), n, [None, pa.py_buffer(bytes(4 * (n + 1))), pa.py_buffer(b"")])
 
 
 def entries_event(feed: RegionFeed, index: int, rows: list[binlog_pb2.Row]) -> binlog_pb2.Event:
@@ -190,5 +288,10 @@ def entries_event(feed: RegionFeed, index: int, rows: list[binlog_pb2.Row]) -> b
                             entries=binlog_rows.columnar_entries(rows))
 
 
-def snapshot_event(feed: RegionFeed, index: int, snapshot: binlog_pb2.RegionSnapshot) -> binlog_pb2.Event:
+def snapshot_event(feed: RegionFeed, index: int, snapshot: binlog_pb2.RegionSnapshot | snapshot_batch.SnapshotColumns,
+                   since_ts: int = 0) -> binlog_pb2.Event:
+    """The snapshot's event: columns (``snapshot_columns``) in binlog format 2's columnar form;
+    a ``RegionSnapshot`` as it is."""
+    if isinstance(snapshot, snapshot_batch.SnapshotColumns):
+        snapshot = binlog_pb2.RegionSnapshot(region=feed.region_proto(), batch=snapshot.pack(), since_ts=since_ts)
     return binlog_pb2.Event(region_id=feed.id, index=index, epoch=feed.epoch(), snapshot=snapshot)
