@@ -13,6 +13,8 @@
   engine: ``theflash sql``) and streams its result.
 * actions ``renew`` / ``release`` (body ``{"session": id}``), ``flush`` (body ``{}`` or
   ``{"timeout_s": 30}``), ``status``; each answers one JSON result.
+* Arrow Flight SQL (``service/flight_sql.py``): a command, ticket or action body that is a Flight
+  SQL message in a protobuf ``Any`` goes there; everything else is the service's JSON.
 
 Errors are Flight errors whose message starts with the service's error code
 (``unknown_table: ...``) and whose ``extra_info`` is the same JSON the HTTP front end answers.
@@ -28,6 +30,8 @@ import pyarrow.flight as flight
 
 from pyspark_theflash.service.core import ReadService
 from pyspark_theflash.service.errors import BadRequestError, ServiceError, UnauthenticatedError
+from pyspark_theflash.service.flight_sql import ACTIONS as FLIGHT_SQL_ACTIONS
+from pyspark_theflash.service.flight_sql import CallOptionsFactory, FlightSqlEndpoint, flight_sql_command
 from pyspark_theflash.service.request import ReadRequest, store_argument, timeout_argument
 
 log = logging.getLogger("theflash.service.flight")
@@ -54,6 +58,14 @@ def flight_error(err: ServiceError) -> flight.FlightError:
     return flight.FlightServerError(text, extra)
 
 
+def flight_sql_error(err: ServiceError) -> Exception:
+    """A Flight SQL client's error: a request at fault (4xx) is gRPC's INVALID_ARGUMENT (ADBC's
+    ``ProgrammingError``), with the same text; the rest as :func:`flight_error`."""
+    if 400 <= err.status < 500 and err.status != 401:
+        return pa.ArrowInvalid(f"{err.code}: {err.message}")
+    return flight_error(err)
+
+
 class _BearerMiddlewareFactory(flight.ServerMiddlewareFactory):
     def __init__(self, service: ReadService) -> None:
         super().__init__()
@@ -72,12 +84,14 @@ class FlightService(flight.FlightServerBase):
     """Serves ``service`` on ``grpc://host:port`` (port 0: any free one; ``.port`` says which)."""
 
     def __init__(self, service: ReadService, host: str = "127.0.0.1", port: int = 0) -> None:
-        super().__init__(f"grpc://{host}:{port}", middleware={"bearer": _BearerMiddlewareFactory(service)})
+        super().__init__(f"grpc://{host}:{port}", middleware={"bearer": _BearerMiddlewareFactory(service),
+                                                              CallOptionsFactory.KEY: CallOptionsFactory()})
         self.service = service
         self.host = host
         # Endpoints name this server unless it listens on every interface (then a client uses
         # the location it connected to: an endpoint without locations means "here").
         self.locations = [] if host in ("0.0.0.0", "::", "") else [flight.Location.for_grpc_tcp(host, self.port)]
+        self.sql = FlightSqlEndpoint(self)
 
     # -- reading -------------------------------------------------------------------------------
     def list_flights(self, context: Any, criteria: bytes) -> Iterator[flight.FlightInfo]:
@@ -95,6 +109,13 @@ class FlightService(flight.FlightServerBase):
 
     def get_flight_info(self, context: Any, descriptor: flight.FlightDescriptor) -> flight.FlightInfo:
         try:
+            command = (flight_sql_command(descriptor.command)
+                       if descriptor.descriptor_type == flight.DescriptorType.CMD else None)
+            if command is not None:
+                return self.sql.flight_info(context, descriptor, command)
+        except Exception as exc:
+            raise flight_sql_error(self.service.failed(exc, FRONTEND)) from None
+        try:
             request = _request(descriptor)
             session = self.service.sessions.open(request, FRONTEND)
         except Exception as exc:
@@ -106,6 +127,12 @@ class FlightService(flight.FlightServerBase):
                                  app_metadata=metadata)
 
     def do_get(self, context: Any, ticket: flight.Ticket) -> flight.FlightDataStream:
+        try:
+            command = flight_sql_command(ticket.ticket)
+            if command is not None:
+                return self.sql.do_get(context, command)
+        except Exception as exc:
+            raise flight_sql_error(self.service.failed(exc, FRONTEND)) from None
         sql = _sql_ticket(ticket.ticket)
         if sql is not None:
             try:
@@ -119,9 +146,9 @@ class FlightService(flight.FlightServerBase):
             batches = self.service.sessions.stream(session_id, n, FRONTEND)
         except Exception as exc:
             raise flight_error(self.service.failed(exc, FRONTEND)) from None
-        return flight.GeneratorStream(held.session.schema, self._guarded(batches, session_id, n))
+        return flight.GeneratorStream(held.session.schema, self.guarded(batches, session_id, n))
 
-    def _guarded(self, batches: Iterator[pa.RecordBatch], session_id: str, n: int) -> Iterator[pa.RecordBatch]:
+    def guarded(self, batches: Iterator[pa.RecordBatch], session_id: str, n: int) -> Iterator[pa.RecordBatch]:
         """The batches; an error while reading becomes a Flight error with the service's code,
         naming the stream and the rows sent before it: the client's read fails with it (gRPC
         delivers the batches sent, then the error), never ends cleanly short. Closing early
@@ -142,9 +169,15 @@ class FlightService(flight.FlightServerBase):
 
     # -- actions -------------------------------------------------------------------------------
     def list_actions(self, context: Any) -> list[tuple[str, str]]:
-        return list(ACTIONS.items())
+        return list(ACTIONS.items()) + list(FLIGHT_SQL_ACTIONS.items())
 
     def do_action(self, context: Any, action: flight.Action) -> Iterator[flight.Result]:
+        if action.type in FLIGHT_SQL_ACTIONS:
+            try:
+                body = action.body.to_pybytes() if action.body is not None else b""
+                return iter([flight.Result(r) for r in self.sql.action(context, action.type, body)])
+            except Exception as exc:
+                raise flight_sql_error(self.service.failed(exc, FRONTEND)) from None
         try:
             result = self._action(action.type, action.body.to_pybytes() if action.body is not None else b"")
         except Exception as exc:
