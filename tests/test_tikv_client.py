@@ -8,8 +8,13 @@ extra installs it there only); elsewhere they are skipped."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import platform
+import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -26,6 +31,7 @@ from pyspark_theflash.codec.row_v2 import encode_row_for_table  # noqa: E402
 from pyspark_theflash.proto import kvrpcpb_pb2, tikvpb_pb2_grpc  # noqa: E402
 from pyspark_theflash.upstream.tidb import make_column, table_info_of  # noqa: E402
 
+ROOT = Path(__file__).resolve().parent.parent
 TABLE = "bank.accounts"
 ACCOUNTS = 12
 START_BALANCE = 100
@@ -40,13 +46,21 @@ def rig(tmp_path):
         rig.close()
 
 
+def digest(account: int, balance: int) -> int:
+    """A per-row hash of (id, balance) the client writes beside them: ``theflash scan --read
+    --sum digest`` (which counts rows and sums one column) then checks the rows, not only their
+    number."""
+    return ((account * 1_000_003) ^ (balance * 2_654_435_761)) * 0x9E3779B1 % (1 << 31)
+
+
 class Bank:
     """Accounts as TiDB rows (record keys, row format v2) written by the client."""
 
     def __init__(self, rig: FlashRig) -> None:
         self.rig = rig
         info = rig.cluster.create_table(TABLE, [make_column("id", "BIGINT", not_null=True),
-                                                make_column("balance", "BIGINT")], primary_key=["id"])
+                                                make_column("balance", "BIGINT"), make_column("digest", "BIGINT")],
+                                          primary_key=["id"])
         self.info = table_info_of(info)
         self.table_id = info["id"]
         self.pd = [rig.upstream.removeprefix("pd://")]
@@ -55,7 +69,8 @@ class Bank:
         return encode_record_key(self.table_id, account)
 
     def row(self, account: int, balance: int) -> bytes:
-        return encode_row_for_table(self.info, {"id": account, "balance": balance})
+        return encode_row_for_table(self.info, {"id": account, "balance": balance,
+                                                "digest": digest(account, balance)})
 
     def balance_of(self, value: bytes) -> int:
         return int(decode_row(value, self.info)["balance"])
@@ -142,10 +157,29 @@ def _seed(bank: Bank) -> None:
     txn.commit()
 
 
-def test_bank_transfers_by_the_client_keep_the_total_and_the_replica_equals_its_snapshot(rig: FlashRig) -> None:
+def _spark_rows(spark: Any, rig: FlashRig, ts: int) -> dict[int, int]:
+    rows = spark.read.format("theflash").options(**rig.options(snapshot_ts=ts)).load(TABLE).collect()
+    assert all(r.digest == digest(r.id, r.balance) for r in rows)
+    return {r.id: r.balance for r in rows}
+
+
+def _cli_scan(rig: FlashRig, ts: int, column: str) -> dict:
+    """``theflash scan TABLE --store S --snapshot-ts ts --read --sum column --json``, as a user runs it."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyspark_theflash", "scan", TABLE, "--store", rig.store, "--snapshot-ts", str(ts),
+         "--read", "--sum", column, "--json"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_bank_transfers_by_the_client_keep_the_total_and_the_replica_equals_its_snapshot(
+    rig: FlashRig, spark: Any,
+) -> None:
     """Optimistic and pessimistic transfers at once, over accounts in regions on both stores
     while regions split and merge; the client's snapshots keep the total at every ts, and the
-    replica read at those ts equals them row for row."""
+    replica read at those ts equals them row for row: by a read session, through Spark, and
+    through ``theflash scan --read`` (its row count and the sum of each row's digest)."""
     _loop()
     bank = Bank(rig)
     _seed(bank)
@@ -182,9 +216,14 @@ def test_bank_transfers_by_the_client_keep_the_total_and_the_replica_equals_its_
     finally:
         stop.set()
         shaper.join(10)
+    assert len({tuple(sorted(rows.items())) for _, rows in checkpoints}) > 1  # the ts read different rows
     for ts, rows in checkpoints:
         replica = rig.read_at(rig.store, TABLE, ts).to_pydict()
         assert dict(zip(replica["id"], replica["balance"])) == rows, f"replica at {ts}"
+        assert _spark_rows(spark, rig, ts) == rows, f"Spark at {ts}"
+        scanned = _cli_scan(rig, ts, "digest")
+        assert scanned["ts"] == ts
+        assert (scanned["rows"], int(scanned["sum"])) == (len(rows), sum(digest(i, b) for i, b in rows.items()))
 
 
 def test_locks_of_a_client_that_died_mid_commit_are_resolved_by_the_next_client_and_capture(rig: FlashRig) -> None:
