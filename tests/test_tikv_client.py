@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -258,3 +259,84 @@ def test_locks_of_a_client_that_died_mid_commit_are_resolved_by_the_next_client_
     wait_for(lambda: not cluster.store.locks(), 30, "the locks to be gone")
     replica = rig.read_at(rig.store, TABLE, ts).to_pydict()
     assert dict(zip(replica["id"], replica["balance"])) == rows
+
+
+# The dying client: a process of its own that begins one transaction over every given key
+# (pessimistic: locking them all first), says "committing" and commits; the test SIGKILLs it
+# while that commit is in flight.
+DYING_CLIENT = r"""
+import asyncio, json, sys
+import tikv_client
+asyncio.set_event_loop(asyncio.new_event_loop())
+pd, pessimistic, path = json.loads(sys.argv[1]), sys.argv[2] == "pessimistic", sys.argv[3]
+pairs = [(bytes.fromhex(k), bytes.fromhex(v)) for k, v in json.load(open(path))]
+txn = tikv_client.TransactionClient.connect(pd).begin(pessimistic)
+if pessimistic:
+    txn.batch_get_for_update([k for k, _ in pairs])
+for k, v in pairs:
+    txn.put(k, v)
+print("committing", flush=True)
+txn.commit()
+print("committed", flush=True)
+"""
+
+
+@pytest.mark.parametrize("mode", ["optimistic", "pessimistic"])
+def test_a_client_process_killed_mid_commit_leaves_all_or_nothing_and_the_replica_equals_the_next_snapshot(
+    rig: FlashRig, tmp_path: Path, mode: str,
+) -> None:
+    """A client process commits one transaction moving 1 from every even account to the next
+    odd one, over accounts in four regions led by both stores, and is SIGKILLed once its
+    prewrite locks are in the store (before or after its primary committed: the kill races the
+    commit, as a crash does). The next client reads through the dead transaction's locks: all of
+    it or none of it, never a part; capture resolves the locks too, and the replica at that ts
+    equals the client's snapshot row for row."""
+    _loop()
+    accounts = 1200
+    bank = Bank(rig)
+    client = tikv_client.TransactionClient.connect(bank.pd)
+    seed = client.begin()
+    for i in range(accounts):
+        seed.put(bank.key(i), bank.row(i, START_BALANCE))
+    seed.commit()
+    rig.start_writer()
+    cluster = rig.cluster
+    for q in (1, 2, 3):
+        cluster.split_at(bank.key(q * accounts // 4))
+    wait_for(lambda: not cluster.store.locks(), 30, "the seeding transaction's secondaries to commit")
+    moved = {i: START_BALANCE + (1 if i % 2 else -1) for i in range(accounts)}
+    pairs = tmp_path / "pairs.json"
+    pairs.write_text(json.dumps([(bank.key(i).hex(), bank.row(i, b).hex()) for i, b in moved.items()]))
+    before = client.current_timestamp()
+    child = subprocess.Popen([sys.executable, "-c", DYING_CLIENT, json.dumps(bank.pd), mode, str(pairs)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline()  # blocks until the child is about to commit (or dies)
+        assert line.strip() == "committing", (line, child.stderr.read() if child.stderr else "")
+        locks = wait_for(lambda: cluster.store.locks(), 30, "the dying client's prewrite locks", interval_s=0.001)
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+    regions = {cluster.store.regions.locate(lk.key).id for lk in locks}
+    assert child.returncode == -signal.SIGKILL
+    ts = tikv_client.TransactionClient.connect(bank.pd).current_timestamp()
+
+    def read_through_locks() -> dict[int, int] | None:
+        try:
+            return _snapshot_rows(bank, ts)
+        except Exception:  # the dead transaction's locks have not expired yet
+            return None
+
+    rows = wait_for(read_through_locks, 45, "the next client to read through the dead client's locks", 0.2)
+    committed = rows == moved
+    assert committed or rows == {i: START_BALANCE for i in range(accounts)}, "a part of the transaction"
+    assert _snapshot_rows(bank, before) == {i: START_BALANCE for i in range(accounts)}
+    wait_for(lambda: not cluster.store.locks(), 30, "the dead client's locks to be gone")
+    replica = rig.read_at(rig.store, TABLE, ts).to_pydict()
+    assert dict(zip(replica["id"], replica["balance"])) == rows
+    print(f"{mode}: killed with {len(locks)} locks in {len(regions)} regions; "
+          f"the transaction {'committed' if committed else 'rolled back'}")
