@@ -23,6 +23,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--token-file", help="with --server: the service's bearer token, on the file's first line "
                         "(default: the THEFLASH_TOKEN environment variable)")
     parser.add_argument("--ts", type=int, help="snapshot ts (default: a fresh ts from the upstream TSO)")
+    parser.add_argument("--snapshot", choices=["fresh", "resolved"], default=None,
+                        help="without --ts: fresh (default) asks the upstream for a ts; resolved reads at the newest ts "
+                        "every table has resolved in the store, without the upstream (a stopped writer's store)")
+    parser.add_argument("--max-staleness", help="without --ts: bounded staleness (5s): a fresh ts if the store catches "
+                        "up within it, else the resolved ts if no older than it")
     parser.add_argument("--upstream", help="the upstream: pd://HOST:PORT[,...] of a TiDB cluster or grpc://host:port of the mini cluster's private service (default: the one the writer recorded)")
     parser.add_argument("--format", choices=("table", "json", "csv"), default="table",
                         help="output: an aligned table, JSON lines, or CSV (default %(default)s)")
@@ -84,11 +89,23 @@ def _sql_here(args: argparse.Namespace) -> Any:
                                "clickhouse engine. Copy the store into one with `theflash store convert --to "
                                f"clickhouse {args.store} DST` and run its writer with --engine clickhouse on DST")
         try:
-            return run_sql(engine, args.query, args.ts)
+            return run_sql(engine, args.query, args.ts, _snapshot_choice(args))
         except TheFlashError as exc:
             raise CommandError(str(exc)) from None
     finally:
         engine.close()
+
+
+def _snapshot_choice(args: argparse.Namespace) -> dict[str, str]:
+    """--snapshot / --max-staleness as the read options snapshot / max_staleness."""
+    from pyspark_theflash.cli import CommandError
+
+    if args.ts is not None and (args.snapshot or args.max_staleness):
+        raise CommandError("--ts names the snapshot; --snapshot and --max-staleness choose one: give one or the other")
+    if args.snapshot == "resolved" and args.max_staleness:
+        raise CommandError("--snapshot resolved reads the resolved ts whatever its age; --max-staleness chooses between "
+                           "a fresh and the resolved ts: give one or the other")
+    return {k: v for k, v in (("snapshot", args.snapshot), ("max_staleness", args.max_staleness)) if v}
 
 
 def _sql_through_service(args: argparse.Namespace) -> Any:
@@ -114,6 +131,7 @@ def _sql_through_service(args: argparse.Namespace) -> Any:
     body: dict[str, Any] = {"sql": args.query}
     if args.ts is not None:
         body["snapshot_ts"] = args.ts
+    body.update(_snapshot_choice(args))
     if args.store:
         body["store"] = os.path.abspath(args.store)
     headers = {"Content-Type": "application/json"}
@@ -131,10 +149,13 @@ def _sql_through_service(args: argparse.Namespace) -> Any:
     if resp.status != 200:
         try:
             err = json.loads(data)
-            detail = f"{err.get('code')}: {err.get('message')}"
+            err = err.get("error", err) if isinstance(err, dict) else {}  # {"error": {"code", "status", "message"}}
+            detail = f"{err.get('message')} ({err.get('code')})"
         except ValueError:
             detail = data[:500].decode(errors="replace")
-        raise CommandError(f"the service at {args.server} answered {resp.status} {detail}")
+        if 400 <= resp.status < 500:  # the query's to fix: the message says how
+            raise CommandError(detail)
+        raise CommandError(f"the service at {args.server} answered {resp.status}: {detail}")
     result = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
     tables = resp.getheader("X-TheFlash-Tables") or ""
     return SqlResult(int(resp.getheader("X-TheFlash-Snapshot-Ts") or 0), tuple(t for t in tables.split(",") if t),

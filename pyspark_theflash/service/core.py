@@ -69,7 +69,8 @@ class ReadService:
                               "active_streams": h.active_streams, "lease_id": h.session.lease_id,
                               "lease_expires_at": h.session.lease_expires_at} for h in held]}
 
-    def sql(self, query: str, snapshot_ts: int | None = None, store: str | None = None) -> Any:
+    def sql(self, query: str, snapshot_ts: int | None = None, store: str | None = None,
+            options: dict[str, str] | None = None) -> Any:
         """A whole query computed by the store's engine at one snapshot ts (the ClickHouse
         engine's ``theflash sql``): an ``engine.clickhouse.calculator.SqlResult``. ``store``
         names the store where the service reads any (``theflash_session()``'s)."""
@@ -83,7 +84,7 @@ class ReadService:
                     "on DST with --engine clickhouse", code="invalid_option")
             from pyspark_theflash.engine.clickhouse.calculator import run_sql
 
-            return run_sql(engine, query, snapshot_ts)
+            return run_sql(engine, query, snapshot_ts, options)
 
     def query_snapshot(self, tables: list[str], store: str | None, options: dict[str, str]) -> dict[str, Any]:
         """The one snapshot ts of a query over ``tables`` (``POST /v1/snapshots``)."""

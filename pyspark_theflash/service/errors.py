@@ -81,8 +81,11 @@ def classify(exc: BaseException) -> ServiceError:
         manifest_damage,
     )
 
+    from pyspark_theflash.engine.clickhouse.errors import SqlQueryError
+
     message = str(exc)
     table: list[tuple[type[BaseException] | tuple[type[BaseException], ...], str, int]] = [
+        (SqlQueryError, "invalid_query", 400),  # POST /v1/sql: a query the user can fix
         (FilterFormatError, "invalid_filter", 400),
         (PredicateError, "invalid_filter", 400),
         (SessionExpiredError, "session_expired", 410),

@@ -382,7 +382,8 @@ class _Handler(BaseHTTPRequestHandler):
         if ts is not None and (isinstance(ts, bool) or not isinstance(ts, int) or ts <= 0):
             raise BadRequestError(f"snapshot_ts must be a positive integer TSO timestamp, got {ts!r}",
                                   code="invalid_option")
-        out = self.service.sql(query, ts, store_argument(request))
+        choice = {k: request[k] for k in ("snapshot", "max_staleness") if isinstance(request.get(k), str)}
+        out = self.service.sql(query, ts, store_argument(request), choice)
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, out.result.schema) as writer:
             writer.write_table(out.result)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from pyspark_theflash.engine.clickhouse.errors import ClickHouseEngineError
+from pyspark_theflash.engine.clickhouse.errors import ClickHouseEngineError, SqlQueryError
 from pyspark_theflash.engine.clickhouse.snapshot_read import snapshot_sql
 
 
@@ -39,10 +39,34 @@ def tables_named(engine: Any, sql: str) -> list[Any]:
         if info is not None and info not in named:
             named.append(info)
     if not named:
-        raise ClickHouseEngineError(
-            f"the query names none of the store's tables ({', '.join(sorted(known)) or 'none yet'}); "
-            "name them as db.table")
+        import difflib
+
+        written = [f"{m.group(1)}.{m.group(2)}" for m in _QUALIFIED.finditer(sql)]
+        hints = [f"{w} (did you mean {close[0]}?)" for w in written
+                 for close in [difflib.get_close_matches(w.lower(), list(known), n=1)] if close]
+        raise SqlQueryError(
+            f"the query names none of the store's tables{': ' + ', '.join(hints) if hints else ''}; "
+            f"its tables are {', '.join(sorted(known)) or 'none yet'}, named as db.table")
     return named
+
+
+_READ_ONLY = re.compile(r"^\s*(\(\s*)*(select|with|explain|show|describe|desc)\b", re.IGNORECASE)
+
+
+def refuse_writes(sql: str) -> None:
+    """The store is a replica of TiDB: ``theflash sql`` runs queries (SELECT, WITH, ...) only."""
+    if not _READ_ONLY.match(sql):
+        word = (sql.strip().split() or ["(empty)"])[0]
+        raise SqlQueryError(f"theflash sql runs read-only queries (SELECT ... FROM db.table); {word!r} is not one: "
+                            "the store is a replica of a TiDB table, change the table in TiDB")
+
+
+def clickhouse_refusal(exc: ClickHouseEngineError) -> SqlQueryError:
+    """ClickHouse's error on a rewritten query as one line, without the rewritten SQL."""
+    text = str(exc.__cause__ or exc).strip().splitlines()[0] if str(exc.__cause__ or exc).strip() else str(exc)
+    text = re.sub(r"\s*\(version [^)]*\)\s*$", "", text)
+    text = re.sub(r"^.*?(Code: \d+\.)", r"\1", text)
+    return SqlQueryError(f"ClickHouse refused the query: {text[:400]}")
 
 
 def snapshot_query(engine: Any, sql: str, ts: int) -> str:
@@ -60,16 +84,22 @@ def snapshot_query(engine: Any, sql: str, ts: int) -> str:
     return _QUALIFIED.sub(replace, sql)
 
 
-def run_sql(engine: Any, sql: str, snapshot_ts: int | None = None) -> SqlResult:
+def run_sql(engine: Any, sql: str, snapshot_ts: int | None = None,
+            options: dict[str, Any] | None = None) -> SqlResult:
     """Run ``sql`` (ClickHouse SQL naming tables as ``db.table``) over the store of ``engine``
     (a ``ClickHouseEngine``) at one snapshot ts: the read sessions of the tables it names (one
     ts, leases held while it runs, learner read, lock resolution) pick and keep the ts."""
     import time
 
+    refuse_writes(sql)
     named = tables_named(engine, sql)
     sessions = []
     try:
         ts = snapshot_ts
+        # --snapshot resolved / --max-staleness: one ts for every table, chosen as a query's is
+        choice = {k: v for k, v in dict(options or {}).items() if k in ("snapshot", "max_staleness") and v}
+        if ts is None and choice:
+            ts = int(engine.query_snapshot([f"{i.db}.{i.name}" for i in named], choice)["ts"])
         for info in named:  # one ts for every table: the first session's
             session = engine.open_read_session(f"{info.db}.{info.name}", snapshot_ts=ts)
             sessions.append(session)
@@ -77,7 +107,10 @@ def run_sql(engine: Any, sql: str, snapshot_ts: int | None = None) -> SqlResult:
         assert ts is not None
         rewritten = snapshot_query(engine, sql, ts)
         t0 = time.monotonic()
-        result = engine.directory.arrow(rewritten)
+        try:
+            result = engine.directory.arrow(rewritten)
+        except ClickHouseEngineError as exc:
+            raise clickhouse_refusal(exc) from exc
         return SqlResult(ts, tuple(f"{i.db}.{i.name}" for i in named), result, time.monotonic() - t0)
     finally:
         for session in sessions:

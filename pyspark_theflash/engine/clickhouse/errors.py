@@ -8,6 +8,12 @@ class ClickHouseEngineError(TheFlashError):
     """The ClickHouse engine cannot do what was asked."""
 
 
+class SqlQueryError(ClickHouseEngineError):
+    """A ``theflash sql`` query the user can fix: it names no table of the store (with the
+    nearest names), is not a read-only query, or ClickHouse refused it (its first line, without
+    the snapshot subqueries the query was rewritten with)."""
+
+
 class ClickHouseTypeError(ClickHouseEngineError):
     """A column type the ClickHouse engine cannot store exactly."""
 
