@@ -61,8 +61,16 @@ def run(args: argparse.Namespace) -> int:
     opts = CaptureOptions(pd=args.pd, tidb=args.tidb, binlog=args.binlog, tables=tables, until_ts=args.until_ts,
                           serve_binlog=args.serve_binlog, gc_ttl_s=args.gc_ttl, ddl_poll_s=args.ddl_poll,
                           resolve_locks_after_s=args.resolve_locks_after)
+    from pyspark_theflash.binlog.errors import BinlogLockedError
+
+    def locked(exc: BinlogLockedError) -> CommandError:
+        return CommandError(f"{exc}: another `theflash capture` (or a writer) already appends to --binlog "
+                            f"{args.binlog}; stop it first, or give this capture another --binlog directory")
+
     try:
         capture = Capture(opts, progress=lambda msg: print(f"capture: {msg}", flush=True))
+    except BinlogLockedError as exc:
+        raise locked(exc) from None
     except (CaptureError, UpstreamError) as exc:
         raise CommandError(str(exc)) from None
     # capture.stop() sets an Event the main thread waits on: never inside the handler itself
@@ -72,5 +80,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: run_from_handler(capture.stop))
     try:
         return capture.run()
+    except BinlogLockedError as exc:
+        raise locked(exc) from None
     except (CaptureError, UpstreamError) as exc:
         raise CommandError(str(exc)) from None
