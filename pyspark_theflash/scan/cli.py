@@ -25,6 +25,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--latch", help="grpc://host:port of the latch service (default: in-process)")
     p.add_argument("--snapshot-ts", help="read at this TSO")
     p.add_argument("--as-of", help="read as of this time (ISO-8601, UTC unless an offset is given)")
+    p.add_argument("--snapshot", choices=["fresh", "resolved"], default=None,
+                   help="without --snapshot-ts/--as-of: fresh (default) asks the upstream for a ts; resolved reads at "
+                        "the newest ts the store has resolved, without the upstream (a stopped writer's store)")
+    p.add_argument("--max-staleness", help="bounded staleness (5s): a fresh ts if the store catches up within it, "
+                                           "else the resolved ts if no older than it")
     p.add_argument("--isolation", choices=["SI", "RC"], default="SI")
     p.add_argument("--region-wait-timeout", default="30s")
     p.add_argument("--partition-target-bytes", default=None)
@@ -43,7 +48,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
     options = {"upstream": args.upstream, "latch": args.latch, "snapshot_ts": args.snapshot_ts,
                "as_of": args.as_of, "isolation": args.isolation, "region_wait_timeout": args.region_wait_timeout,
-               "partition_target_bytes": args.partition_target_bytes}
+               "partition_target_bytes": args.partition_target_bytes, "snapshot": args.snapshot,
+               "max_staleness": args.max_staleness}
     try:
         with plan(args.store, args.table, {k: v for k, v in options.items() if v is not None}) as p:
             out: dict[str, Any] = {"table": p.table, "ts": p.ts, "time": describe_ts(p.ts), "stats": vars(p.stats),
