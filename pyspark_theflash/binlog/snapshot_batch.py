@@ -36,16 +36,17 @@ class SnapshotColumns:
     versions: RowColumns
     locks: RowColumns
 
-    def pack(self) -> binlog_pb2.RowBatch:
-        """The ``RegionSnapshot.batch`` of these rows: the versions, then the locks."""
+    def pack(self, out: binlog_pb2.RowBatch | None = None) -> binlog_pb2.RowBatch:
+        """The ``RegionSnapshot.batch`` of these rows: the versions, then the locks (``out``:
+        filled in place, as ``rows.pack_columns``)."""
         v, lk = self.versions, self.locks
         if not len(lk):
             return binlog_rows.pack_columns(types=Row.COMMITTED, ops=v.ops, start_ts=v.start_ts, commit_ts=v.commit_ts,
-                                            keys=v.keys, values=v.values)
+                                            keys=v.keys, values=v.values, out=out)
         joined = binlog_rows.join_columns([v, lk]).rows
         return binlog_rows.pack_columns(types=joined.types, ops=joined.ops, start_ts=joined.start_ts,
                                         commit_ts=joined.commit_ts, keys=joined.keys, values=joined.values,
-                                        primaries=joined.primaries, ttl=joined.ttl)
+                                        primaries=joined.primaries, ttl=joined.ttl, out=out)
 
     def where(self, versions: np.ndarray | None = None, locks: np.ndarray | None = None) -> "SnapshotColumns":
         """Only the versions and locks whose mask is true (None: all)."""

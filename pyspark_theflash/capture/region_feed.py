@@ -293,5 +293,10 @@ def snapshot_event(feed: RegionFeed, index: int, snapshot: binlog_pb2.RegionSnap
     """The snapshot's event: columns (``snapshot_columns``) in binlog format 2's columnar form;
     a ``RegionSnapshot`` as it is."""
     if isinstance(snapshot, snapshot_batch.SnapshotColumns):
-        snapshot = binlog_pb2.RegionSnapshot(region=feed.region_proto(), batch=snapshot.pack(), since_ts=since_ts)
+        # filled in place: a sub-message given to a constructor is copied (slowly, for megabytes)
+        event = binlog_pb2.Event(region_id=feed.id, index=index, epoch=feed.epoch())
+        event.snapshot.region.CopyFrom(feed.region_proto())
+        event.snapshot.since_ts = since_ts
+        snapshot.pack(out=event.snapshot.batch)
+        return event
     return binlog_pb2.Event(region_id=feed.id, index=index, epoch=feed.epoch(), snapshot=snapshot)
