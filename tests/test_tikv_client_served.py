@@ -44,11 +44,13 @@ class Served:
 
     def __init__(self, data: Path, *extra: str) -> None:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pyspark_theflash", "upstream", "--data", str(data), "--serve", "0",
-             "--stores", "2", "--workload", "bank", "--accounts", "40", "--rate", "40", "--region-split-keys", "8",
-             *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+        self.stderr = data.parent / "upstream.stderr"  # a file: a full pipe would stall the cluster
+        with self.stderr.open("w") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "pyspark_theflash", "upstream", "--data", str(data), "--serve", "0",
+                 "--stores", "2", "--workload", "bank", "--accounts", "40", "--rate", "40",
+                 "--region-split-keys", "8", *extra],
+                stdout=subprocess.PIPE, stderr=err, text=True, env=env, cwd=ROOT)
         self.lines: list[str] = []
         serving = self._until(lambda line: "serving upstream" in line, 60)
         self.pd = serving.split(" pd pd://")[1].split()[0]
@@ -72,7 +74,7 @@ class Served:
         if not box:
             self.proc.kill()
             raise AssertionError(f"the mini cluster printed no addresses in {timeout_s}s: "
-                                 f"{''.join(self.lines)} {self.proc.stderr.read() if self.proc.stderr else ''}")
+                                 f"{''.join(self.lines)} {self.stderr.read_text()}")
         return box[0]
 
     def _read_rest(self) -> None:
@@ -80,13 +82,15 @@ class Served:
             self.lines.append(line)
 
     def stop(self) -> tuple[int, str]:
+        """SIGINT; the exit code and stderr once it exited and its stdout is all in ``lines``."""
         self.proc.send_signal(signal.SIGINT)
         try:
-            _, err = self.proc.communicate(timeout=30)
+            self.proc.wait(30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            _, err = self.proc.communicate()
-        return self.proc.returncode, err
+            self.proc.wait(10)
+        self._drain.join(10)  # the only reader of stdout: it ends at the pipe's end
+        return self.proc.returncode, self.stderr.read_text()
 
 
 @pytest.fixture
@@ -196,7 +200,7 @@ def test_the_client_runs_transactions_and_raw_calls_against_theflash_upstream_se
     assert conflicts > 0
     assert all(CONFLICT.search(e) for e in errors), [e for e in errors if not CONFLICT.search(e)][:3]
     # the mini cluster's own workload ran beside the client the whole time, and stops cleanly
-    assert served.proc.poll() is None, served.proc.stderr.read() if served.proc.stderr else ""
+    assert served.proc.poll() is None, served.stderr.read_text()
     code, err = served.stop()
     out = "".join(served.lines)
     assert code == 0, err
