@@ -303,6 +303,9 @@ def test_a_client_process_killed_mid_commit_leaves_all_or_nothing_and_the_replic
     cluster = rig.cluster
     for q in (1, 2, 3):
         cluster.split_at(bank.key(q * accounts // 4))
+    lo, hi = bank.span
+    spanned = [r for r in cluster.store.regions.all() if r.start < hi and (not r.end or r.end > lo)]
+    assert len(spanned) == 4 and len({cluster.topology.leader_store(r.id) for r in spanned}) == 2
     wait_for(lambda: not cluster.store.locks(), 30, "the seeding transaction's secondaries to commit")
     moved = {i: START_BALANCE + (1 if i % 2 else -1) for i in range(accounts)}
     pairs = tmp_path / "pairs.json"
