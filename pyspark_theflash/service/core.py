@@ -57,6 +57,20 @@ class ReadService:
                         "arrow_schema": base64.b64encode(full.serialize().to_pybytes()).decode("ascii")})
         return out
 
+    def table_metadata(self, table: str, kind: str, store: str | None = None) -> dict[str, Any]:
+        """One metadata table of ``table`` (``GET /v1/tables/{db.t}/{kind}``, ``store.history``):
+        ``{"table", "kind", "columns": [{"name", "type"}], "rows": [{column: value}]}``."""
+        from pyspark_theflash.store.history import COLUMNS, store_table_metadata
+
+        if kind not in COLUMNS:
+            from pyspark_theflash.service.errors import BadRequestError
+
+            raise BadRequestError(f"no metadata table {kind!r}; there are {', '.join(COLUMNS)}", code="invalid_option")
+        with self.stores.hold(store) as engine:
+            meta = store_table_metadata(engine.root, table)
+        return {"table": meta["history"][0]["table"], "kind": kind,
+                "columns": [{"name": n, "type": t} for n, t in COLUMNS[kind]], "rows": meta[kind]}
+
     def status(self, store: str | None = None) -> dict[str, Any]:
         held = self.sessions.sessions()
         if store is None and isinstance(self.stores, AnyStore):

@@ -74,6 +74,7 @@ _FRAME_COPY_BYTES = 64 << 10
 _SESSION = re.compile(r"^/v1/read-sessions/([0-9a-f]{1,64})$")
 _RENEW = re.compile(r"^/v1/read-sessions/([0-9a-f]{1,64})/renew$")
 _STREAM = re.compile(r"^/v1/read-sessions/([0-9a-f]{1,64})/streams/([0-9]{1,9})$")
+_METADATA = re.compile(r"^/v1/tables/([^/]{1,400})/(history|schemas|regions|parts)$")
 
 
 class _ClientGone(Exception):
@@ -344,6 +345,10 @@ class _Handler(BaseHTTPRequestHandler):
             if method == "POST" and path == "/v1/read-sessions":
                 session = self.service.sessions.open(ReadRequest.from_json(body), FRONTEND)
                 return self._json(201, ReadService.describe(session, STREAM_URL))
+            m = _METADATA.match(path)
+            if m and method == "GET":
+                table = urllib.parse.unquote(m.group(1))
+                return self._json(200, self.service.table_metadata(table, m.group(2), self._query_store()))
             m = _SESSION.match(path)
             if m and method == "GET":
                 return self._json(200, ReadService.describe(self.service.sessions.get(m.group(1)).session, STREAM_URL))
@@ -357,7 +362,7 @@ class _Handler(BaseHTTPRequestHandler):
             m = _STREAM.match(path)
             if m and method == "GET":
                 return self._stream(m.group(1), int(m.group(2)))
-            known = any(r.match(path) for r in (_SESSION, _RENEW, _STREAM)) or path in (
+            known = any(r.match(path) for r in (_SESSION, _RENEW, _STREAM, _METADATA)) or path in (
                 "/metrics", "/v1/tables", "/v1/status", "/v1/flush", "/v1/read-sessions", "/v1/snapshots", "/v1/sql",
                 "/v1/change-streams/offset", "/v1/change-streams/commit")
             if known:

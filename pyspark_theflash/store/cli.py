@@ -3,6 +3,9 @@
 * ``status``: regions (range, epoch, applied index, resolved ts, open locks), tables (schema
   versions, partitions, delta and stable parts, rows, bytes), the binlog position and the GC
   safe point; human-readable, or ``--json``.
+* ``history [table]``: a table's readable range (GC safe point to resolved ts), schema versions
+  (commit ts, DDL), regions (resolved ts, lag) and parts (``store.history``); every table's
+  when none is named; human-readable, or ``--json``.
 * ``compact [--table db.t]``: merge delta parts into stable parts (and apply GC and deleted
   ranges) now, instead of waiting for the writer's background compaction.
 * ``gc --safe-point TS``: move the store's GC safe point (never past a live read lease) and
@@ -11,7 +14,7 @@
   anything is wrong, with each problem's file and what to do.
 
 ``compact`` and ``gc`` open the store as its writer under the store's write latch, so they refuse
-to run while a writer job holds it. ``status`` and ``verify`` only read.
+to run while a writer job holds it. ``status``, ``history`` and ``verify`` only read.
 """
 from __future__ import annotations
 
@@ -36,6 +39,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("dir", help="the store directory")
     p.add_argument("--json", action="store_true", help="one JSON document instead of text")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("history", help="a table's readable ts range, schema versions, regions and parts")
+    p.add_argument("dir", help="the store directory")
+    p.add_argument("table", nargs="?", help="db.table (default: every live table)")
+    p.add_argument("--json", action="store_true", help="one JSON document instead of text")
+    p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("compact", help="merge delta parts into stable parts now")
     p.add_argument("dir", help="the store directory")
@@ -245,6 +254,81 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(status, indent=2, sort_keys=True))
     else:
         print_status(status)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# history
+# ---------------------------------------------------------------------------------------------
+
+def store_history(root: Path, table: str | None) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """``store.history.table_metadata`` of ``table`` (or of every live table), by table name."""
+    from pyspark_theflash.store import manifest as mf
+    from pyspark_theflash.store.history import table_metadata
+    from pyspark_theflash.store.views import StoreView
+
+    conn = mf.connect(root, create=False)
+    try:
+        mf.check_format(conn, root)
+        view = StoreView(conn, owns_conn=False)
+        try:
+            names = [table] if table else [f"{t.db}.{t.name}" for t in view.tables()]
+            out = {}
+            for name in names:
+                meta = table_metadata(view, name)
+                out[meta["history"][0]["table"]] = meta
+            return out
+        finally:
+            view.close()
+    except sqlite3.DatabaseError as exc:
+        raise CommandError(f"{mf.manifest_path(root)} cannot be read: {exc}; run `theflash store verify`") from exc
+    except TheFlashError as exc:
+        raise CommandError(str(exc)) from exc
+    finally:
+        conn.close()
+
+
+def print_history(tables: dict[str, dict[str, list[dict[str, Any]]]]) -> None:
+    for i, (name, meta) in enumerate(tables.items()):
+        if i:
+            print()
+        h = meta["history"][0]
+        lag = "" if h["lag_ms"] is None else f" ({h['lag_ms'] / 1000:.1f}s behind the clock)"
+        print(f"table {name} (id {h['table_id']}, schema version {h['schema_version']}, manifest version "
+              f"{h['manifest_version']})")
+        if h["readable_to"] and h["readable_to"] >= h["readable_from"]:
+            created = f", created at {h['created_ts']}" if h["created_ts"] > h["gc_safe_point"] else ""
+            print(f"readable ts range [{h['readable_from']}, {h['readable_to']}]: GC safe point {h['gc_safe_point']}"
+                  f"{created} to the resolved ts of its {h['regions']} region(s){lag}")
+        else:
+            print(f"nothing readable from the store alone yet: resolved ts {h['resolved_ts']}, GC safe point "
+                  f"{h['gc_safe_point']}{'; no region holds ' + h['gaps'] if h['gaps'] else ''}")
+        print("schema versions:")
+        for s in meta["schemas"]:
+            print(f"  {s['schema_version']:>5} from ts {s['commit_ts']:<20} {s['change']}"
+                  f"{'  (current)' if s['current'] else ''}")
+            print(f"        {s['ddl']}")
+        print(f"regions ({len(meta['regions'])}):")
+        print(f"  {'id':>6} {'epoch':>5} {'applied':>9} {'resolved ts':>20} {'lag':>9} {'locks':>5}  range")
+        for r in meta["regions"]:
+            lag_s = "-" if r["lag_ms"] is None else f"{r['lag_ms'] / 1000:.1f}s"
+            print(f"  {r['region_id']:>6} {r['epoch_version']:>5} {r['applied_index']:>9} {r['resolved_ts']:>20} "
+                  f"{lag_s:>9} {r['open_locks']:>5}  {r['range']}")
+        parts = meta["parts"]
+        print(f"parts ({len(parts)}: {sum(p['rows'] for p in parts)} row versions, "
+              f"{_size(sum(p['bytes'] for p in parts))}):")
+        print(f"  {'part':>6} {'partition':>9} {'kind':6} {'rows':>8} {'bytes':>10} {'deletes':>7}  commit ts")
+        for p in parts:
+            print(f"  {p['part_id']:>6} {p['partition_id']:>9} {p['kind']:6} {p['rows']:>8} {_size(p['bytes']):>10} "
+                  f"{p['delete_marks']:>7}  [{p['min_commit_ts']}, {p['max_commit_ts']}]")
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    tables = store_history(_require_store(args.dir), args.table)
+    if args.json:
+        print(json.dumps(tables, indent=2, sort_keys=True))
+    else:
+        print_history(tables)
     return 0
 
 
