@@ -67,6 +67,13 @@ public final class ServiceClient {
     return json(HttpRequest.newBuilder(uri("/v1/tables" + query)).GET()).get("tables");
   }
 
+  /** GET /v1/tables/{db.t}/{kind}: a metadata table of a replicated table ({"table", "kind", "columns", "rows"}). */
+  public JsonNode tableMetadata(String table, String kind) {
+    String query = store == null ? "" : "?store=" + URLEncoder.encode(store, StandardCharsets.UTF_8);
+    return json(HttpRequest.newBuilder(uri("/v1/tables/" + URLEncoder.encode(table, StandardCharsets.UTF_8) + "/"
+        + kind + query)).GET());
+  }
+
   /** POST /v1/read-sessions: opens a session (ts, lease, schema, streams). */
   public JsonNode openSession(Map<String, Object> request) {
     try {

@@ -32,6 +32,7 @@ import org.apache.spark.sql.util.CaseInsensitiveStringMap;
  * spark.sql.catalog.theflash.server  = http://127.0.0.1:8816
  * SELECT * FROM theflash.bank.accounts VERSION AS OF 4520...          -- a TSO
  * SELECT * FROM theflash.bank.accounts TIMESTAMP AS OF '2026-11-21 06:00:00'
+ * SELECT * FROM theflash.bank.accounts.history   -- the readable ts range; also .schemas, .regions, .parts
  * </pre>
  *
  * Other catalog options are read options every read of the catalog takes (isolation, ...).
@@ -228,6 +229,18 @@ public final class TheFlashCatalog implements TableCatalog, SupportsNamespaces {
   }
 
   private Table load(Identifier ident, Long ts, String asOf) throws NoSuchTableException {
+    if (ident.namespace().length == 2 && TheFlashMetadataTable.KINDS.contains(ident.name().toLowerCase(
+        java.util.Locale.ROOT))) {
+      // Iceberg's form: db.t.history is the metadata table "history" of the table db.t
+      TableSchema table = TableSchema.find(client(), ident.namespace()[0] + "." + ident.namespace()[1]);
+      if (table == null) throw new NoSuchTableException(ident);
+      if (ts != null || asOf != null) {
+        throw new IllegalArgumentException(table.table + "." + ident.name() + " is a metadata table: it has no "
+            + "VERSION or TIMESTAMP AS OF (it lists what the store holds now)");
+      }
+      return TheFlashMetadataTable.load(options(table.table).client(), table.table,
+          ident.name().toLowerCase(java.util.Locale.ROOT));
+    }
     if (ident.namespace().length != 1) throw new NoSuchTableException(ident);
     TableSchema table = TableSchema.find(client(), ident.namespace()[0] + "." + ident.name());
     if (table == null) throw new NoSuchTableException(ident);
