@@ -75,8 +75,12 @@ class TheFlashDataSource(DataSource):
 
     def schema(self) -> StructType:
         from pyspark_theflash.schema import spark_schema
+        from pyspark_theflash.spark import service_read
 
-        options = ScanOptions.from_mapping(self.options)
+        server = service_read.server_of(self.options)
+        options = ScanOptions.from_mapping(service_read.scan_options(self.options))
+        if server is not None and not _store_visible(options.store):
+            return _service_spark_schema(server, self.options, options)
         info = _table_info(options)
         if options.changes_from is not None or "starting_ts" in {k.lower() for k in self.options}:
             # a change read or a stream (spark/stream.py): the table's columns, then the change columns
@@ -102,10 +106,13 @@ class TheFlashReader(DataSourceReader):
     """Plans once (``partitions``), reads each partition (``read``)."""
 
     def __init__(self, options: Any, schema: StructType) -> None:
+        from pyspark_theflash.spark import service_read
+
         self.options = dict(options)
         self.schema = schema
+        self.server = service_read.server_of(self.options)
         names = [f.name for f in schema.fields]
-        if ScanOptions.from_mapping(self.options).changes_from is not None:  # a change read: the session takes them all
+        if ScanOptions.from_mapping(service_read.scan_options(self.options)).changes_from is not None:  # a change read: the session takes them all
             self.hidden: tuple[str, ...] = ()
             self.columns = tuple(names)
             return
@@ -119,6 +126,14 @@ class TheFlashReader(DataSourceReader):
         from pyspark_theflash.spark.plan_journal import record_planning
 
         started = time.time()
+        if self.server is not None:
+            from pyspark_theflash.spark import service_read
+
+            # the service holds the session's lease: executors read its streams over HTTP
+            streams = service_read.open_session(self.server, self.options, self.columns + self.hidden)
+            if streams:
+                record_planning(streams[0].table, streams[0].ts, started)
+            return [TheFlashPartition(stream) for stream in streams]
         # Executors renew the lease while they read; this planner worker may be gone by then.
         session = open_read_session(self.options.get("store", ""), None, options=self.options,
                                     columns=self.columns + self.hidden, keep_alive=False)
@@ -136,8 +151,43 @@ class TheFlashReader(DataSourceReader):
         if stream is None:
             return  # no regions (Spark's placeholder partition for an empty plan)
         expected = to_arrow_schema(self.schema, timezone="UTC")
+        if self.server is not None:
+            from pyspark_theflash.spark import service_read
+
+            for batch in service_read.read_stream(stream):
+                yield conform(batch, expected, pa)
+            return
         for batch in read_stream(stream):
             yield conform(batch, expected, pa)
+
+
+def _store_visible(store: str) -> bool:
+    import os
+
+    return bool(store) and os.path.exists(os.path.join(store, "manifest.db"))
+
+
+def _service_spark_schema(server: str, raw: Any, options: ScanOptions) -> StructType:
+    """The read's Spark schema from the service's Arrow schema of the table (a planning machine
+    that does not see the store): its visible columns (or ``columns``), then ``hidden``."""
+    from pyspark.sql import types as S
+
+    from pyspark_theflash.scan.errors import ScanOptionError
+    from pyspark_theflash.schema.spark import spark_type_of_arrow
+    from pyspark_theflash.spark import service_read
+
+    if options.changes_from is not None or "starting_ts" in {str(k).lower() for k in raw}:
+        raise ScanOptionError("a change read or a stream through option server needs the store visible where "
+                              "Spark plans (for its change schema); give .schema(...) or read with the connector jar")
+    arrow = service_read.table_schema(server, raw)
+    by_lower = {f.name.lower(): f for f in arrow}
+    names = list(options.columns) or [f.name for f in arrow if f.name not in HIDDEN_READABLE]
+    names += [h for h in options.hidden if h not in names]
+    missing = [n for n in names if n.lower() not in by_lower]
+    if missing:
+        raise ScanOptionError(f"column(s) {missing} are not in {options.table} (the service at {server})")
+    return S.StructType([S.StructField(by_lower[n.lower()].name, spark_type_of_arrow(by_lower[n.lower()].type),
+                                       nullable=by_lower[n.lower()].nullable) for n in names])
 
 
 def change_spark_schema(info: Any, columns: Sequence[str] | None) -> StructType:
