@@ -158,6 +158,8 @@ class ReadSession:
             "plan": {"regions": self.stats.regions, "regions_pruned": self.stats.regions_pruned,
                      "regions_read_index": self.stats.regions_read_index, "learner_wait_s": self.stats.learner_wait_s,
                      "locks_seen": self.stats.locks_seen, "plan_s": self.stats.plan_s,
+                     "locks_resolved": self.stats.txns_committed_for_us + self.stats.txns_rolled_back,
+                     "parts": self.stats.parts, "part_bytes": self.stats.bytes,
                      "table_partitions": list(self.stats.table_partitions),
                      "table_partitions_pruned": list(self.stats.table_partitions_pruned)},
         }

@@ -150,6 +150,18 @@ final class TheFlashScan implements Scan, SupportsReportStatistics, Batch {
   }
 
   @Override
+  public org.apache.spark.sql.connector.metric.CustomMetric[] supportedCustomMetrics() {
+    return ScanMetrics.supported();
+  }
+
+  /** The session's planning figures, once it is planned (Spark asks after planning the partitions). */
+  @Override
+  public synchronized org.apache.spark.sql.connector.metric.CustomTaskMetric[] reportDriverMetrics() {
+    if (session == null) return new org.apache.spark.sql.connector.metric.CustomTaskMetric[0];
+    return ScanMetrics.of(session);
+  }
+
+  @Override
   public ColumnarSupportMode columnarSupportMode() {
     return ColumnarSupportMode.SUPPORTED;
   }
