@@ -39,7 +39,7 @@ def spark():
     """One local Spark session for the whole run (starting one costs seconds)."""
     from pyspark_theflash.spark.session import theflash_session
 
-    session = theflash_session(master="local[2]", app_name="theflash-tests", jvm=False)
+    session = theflash_session(master="local[2]", app_name="theflash-tests", jvm=False, ui=False)
     yield session
     session.stop()
 

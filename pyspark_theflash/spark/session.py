@@ -19,7 +19,7 @@ _SERVICE_LOCK = threading.Lock()
 
 
 def theflash_session(master: str | None = None, app_name: str = "theflash", *, jvm: bool | None = None,
-                     server: str | None = None, store: str | None = None, **conf: Any):
+                     server: str | None = None, store: str | None = None, ui: bool = True, **conf: Any):
     """Return (or create) a SparkSession configured for ``format("theflash")``.
 
     By default the Spark connector jar goes on a new session, so ``format("theflash")`` and the
@@ -38,8 +38,9 @@ def theflash_session(master: str | None = None, app_name: str = "theflash", *, j
 
     A session that already runs is returned as it is, except for the settings passed here
     (``conf``) and the theflash ones above: its shuffle partitions, UI or memory are the user's.
-    A new session gets a few defaults suited to local work (Arrow, 4 shuffle partitions, no
-    UI), each only where ``conf`` does not set it.
+    A new session gets a few defaults suited to local work (Arrow, 4 shuffle partitions), each
+    only where ``conf`` does not set it; its Spark UI is on (the scan node's theflash metrics
+    show there) unless ``ui=False``.
     """
     if jvm is False and (server is not None or store is not None):
         raise ValueError("server and store configure the connector jar's reads; leave them out with jvm=False")
@@ -76,7 +77,7 @@ def theflash_session(master: str | None = None, app_name: str = "theflash", *, j
             builder = builder.master(master)
         settings = {
             "spark.sql.execution.arrow.pyspark.enabled": "true",
-            "spark.ui.enabled": "false",
+            "spark.ui.enabled": "true" if ui else "false",
             "spark.sql.shuffle.partitions": "4",
             "spark.driver.memory": "2g",
             "spark.python.worker.reuse": "true",
