@@ -14,7 +14,8 @@ log = logging.getLogger("theflash.spark")
 SERVER_CONF = "theflash.server"
 TOKEN_CONF = "theflash.token"  # Spark redacts conf values whose key says "token"
 STORE_CONF = "theflash.store"
-_SERVICE: Any = None  # the service in_process_service() started
+_SERVICE: Any = None  # the loopback service in_process_service() started
+_SERVICES: dict[str, Any] = {}  # in_process_service()'s services by the address each binds
 _SERVICE_LOCK = threading.Lock()
 
 
@@ -41,6 +42,14 @@ def theflash_session(master: str | None = None, app_name: str = "theflash", *, j
     A new session gets a few defaults suited to local work (Arrow, 4 shuffle partitions), each
     only where ``conf`` does not set it; its Spark UI is on (the scan node's theflash metrics
     show there) unless ``ui=False``.
+
+    With a cluster master (``spark://``, ``yarn``, ``k8s://``) executors run on other hosts: for
+    ``spark://`` the driver's address (``spark.driver.host``) defaults to this machine's address
+    on the route to the master, and the service this function starts binds
+    ``spark.driver.bindAddress`` (else ``spark.driver.host``) and is advertised at
+    ``spark.driver.host`` in ``theflash.server``; its bearer token, which every call must carry,
+    is in the session conf ``theflash.token`` (redacted by Spark) and reaches executors inside
+    the planned partitions, never on a command line. One log line says where it serves.
     """
     if jvm is False and (server is not None or store is not None):
         raise ValueError("server and store configure the connector jar's reads; leave them out with jvm=False")
@@ -84,6 +93,12 @@ def theflash_session(master: str | None = None, app_name: str = "theflash", *, j
         }
         if local:
             settings.update({"spark.driver.bindAddress": "127.0.0.1", "spark.driver.host": "127.0.0.1"})
+        elif "spark.driver.host" not in user and master is not None:
+            # executors call the driver back at this address: the one this machine reaches the
+            # master from (Spark's default, the host name, may resolve to loopback)
+            host = address_towards(master)
+            if host is not None:
+                settings["spark.driver.host"] = host
         connector = jvm is not False and (jvm or _jar_built())
         if connector:
             from pyspark_theflash.spark.jar import jar_path
@@ -119,9 +134,13 @@ def _jar_built() -> bool:
 def _connect(session: Any, server: str | None, store: str | None, user: dict[str, str]) -> None:
     """Point the session's connector reads at ``server``, or at this process's service."""
     if server is None and SERVER_CONF not in user and not session.conf.get(SERVER_CONF, None):
-        running = in_process_service()
-        session.conf.set(SERVER_CONF, running.http_url)
-        session.conf.set(TOKEN_CONF, running.service.auth.token)
+        bind, advertised = service_address(session)
+        running = in_process_service(bind)
+        url = f"http://{_url_host(advertised)}:{running.http.port}"
+        session.conf.set(SERVER_CONF, url)
+        session.conf.set(TOKEN_CONF, running.service.auth.token)  # executors get it in the planned partitions
+        log.info("theflash: this session's read service serves %s (bound to %s:%d), requiring the bearer token "
+                 "in the session conf %s", url, bind, running.http.port, TOKEN_CONF)
     elif server is not None:
         session.conf.set(SERVER_CONF, server)
     if store is not None:
@@ -161,20 +180,63 @@ def _refuse_without_connector(session: Any) -> None:
                        "spark.jars = $(theflash jar), or pass jvm=False to read through the Python source")
 
 
-def in_process_service() -> Any:
-    """This process's service for the connector (``service.serve(any_store=True)``): started
-    once, on loopback, with a random bearer token (it reads any store this process can, so
-    nobody else on the machine may call it), stopped at exit."""
+def address_towards(master: str) -> str | None:
+    """This machine's address on the route to the master of ``spark://host:port[,host:port]``
+    (a UDP socket's local address after ``connect``: no packet is sent), or None for a master
+    that names no host (``yarn``, ``k8s://`` leave the driver's address to Spark)."""
+    import socket
+    from urllib.parse import urlparse
+
+    if not master.startswith("spark://"):
+        return None
+    first = master[len("spark://"):].split(",")[0]
+    where = urlparse("spark://" + first)
+    if not where.hostname:
+        return None
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in where.hostname else socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((where.hostname, where.port or 7077))
+            return str(probe.getsockname()[0])
+    except OSError as exc:
+        log.warning("cannot find this machine's address towards the Spark master %s (%s): set spark.driver.host",
+                    master, exc)
+        return None
+
+
+def service_address(session: Any) -> tuple[str, str]:
+    """Where this process's service for ``session`` listens and what executors call: loopback
+    for a local master; else Spark's ``spark.driver.bindAddress`` (bound) and
+    ``spark.driver.host`` (advertised), the addresses executors already reach the driver at."""
+    conf = session.sparkContext.getConf()
+    master = conf.get("spark.master", "local") or "local"
+    if master.startswith("local"):
+        return "127.0.0.1", "127.0.0.1"
+    host = conf.get("spark.driver.host", None) or address_towards(master) or "127.0.0.1"
+    return conf.get("spark.driver.bindAddress", None) or host, host
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def in_process_service(host: str = "127.0.0.1") -> Any:
+    """This process's service for the connector (``service.serve(any_store=True)``) on ``host``
+    (loopback unless the session's executors run elsewhere): started once per address, with a
+    random bearer token that every call must carry (it reads any store this process can), stopped
+    at exit."""
     import secrets
 
     from pyspark_theflash.service import serve
 
     global _SERVICE
     with _SERVICE_LOCK:
-        if _SERVICE is None:
-            _SERVICE = serve(any_store=True, port=0, token=secrets.token_urlsafe(32))
-            atexit.register(_SERVICE.close)
-        return _SERVICE
+        running = _SERVICES.get(host)
+        if running is None:
+            running = _SERVICES[host] = serve(any_store=True, host=host, port=0, token=secrets.token_urlsafe(32))
+            atexit.register(running.close)
+        if host == "127.0.0.1":
+            _SERVICE = running
+        return running
 
 
 def close_in_process_service() -> None:
@@ -182,7 +244,9 @@ def close_in_process_service() -> None:
     otherwise): before deleting a store it has read, say."""
     global _SERVICE
     with _SERVICE_LOCK:
-        running, _SERVICE = _SERVICE, None
-    if running is not None:
+        stopping = list(_SERVICES.values())
+        _SERVICES.clear()
+        _SERVICE = None
+    for running in stopping:
         atexit.unregister(running.close)
         running.close()
