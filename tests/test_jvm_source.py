@@ -157,9 +157,10 @@ def jvm_failure(spark: Any, what: str, server: str) -> str:
 
 READ_ONLY = ("theflash tables are a read-only replica of the upstream TiDB: write to the upstream, and the "
              "changes arrive here through replication ({} is not supported)")
-KNOWN = ("as_of, batch_rows, changes, changes_from, columns, hidden, isolation, latch, lease_ttl, lock_wait_timeout, "
-         "max_rows_per_trigger, max_staleness, min_partitions, partition_target_bytes, region_wait_timeout, schema, "
-         "server, snapshot, snapshot_ts, starting_ts, store, table, timestampAsOf, token, token_file, upstream, "
+KNOWN = ("as_of, batch_rows, changes, changes_from, columns, endingTimestamp, endingVersion, hidden, isolation, "
+         "latch, lease_ttl, lock_wait_timeout, max_rows_per_trigger, max_staleness, min_partitions, "
+         "partition_target_bytes, readChangeFeed, region_wait_timeout, schema, server, snapshot, snapshot_ts, "
+         "startingTimestamp, startingVersion, starting_ts, store, table, timestampAsOf, token, token_file, upstream, "
          "versionAsOf")
 NEEDS_START = ('a streaming read of a theflash table streams its changes: use spark.readStream.format("theflash")'
                '.option("starting_ts", "latest") (or earliest, or a TSO), so its schema is a change stream\'s: the '
