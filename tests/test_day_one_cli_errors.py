@@ -42,3 +42,41 @@ def test_a_second_capture_on_the_same_binlog_says_so_in_one_line(cluster: MiniCl
     finally:
         first.terminate()
         first.wait(timeout=60)
+
+
+def _capture(pd: str, tidb: str, binlog: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pyspark_theflash", "capture", "--pd", pd, "--tidb", tidb,
+                           "--binlog", str(binlog)], capture_output=True, text=True, timeout=120)
+
+
+def _one_line(stderr: str, command: str) -> str:
+    assert "Traceback" not in stderr, stderr
+    lines = [line for line in stderr.splitlines() if line.startswith(f"theflash {command}:")]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def test_capture_given_the_status_port_as_pd_names_the_mix_up_at_once(cluster: MiniCluster, tmp_path: Path) -> None:
+    started = time.monotonic()
+    done = _capture(cluster.status_address, f"http://{cluster.status_address}", tmp_path / "binlog")
+    took = time.monotonic() - started
+    assert done.returncode != 0
+    line = _one_line(done.stderr, "capture")
+    assert cluster.status_address in line and "HTTP/1" in line and "status port" in line and "2379" in line, line
+    assert "SETTINGS frame" not in line, line
+    assert took < 15, took  # no 30 s of retries against a port that will never speak gRPC
+
+
+def test_capture_with_nothing_at_pd_names_the_address_within_seconds(cluster: MiniCluster, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        free = f"127.0.0.1:{s.getsockname()[1]}"
+    started = time.monotonic()
+    done = _capture(free, f"http://{cluster.status_address}", tmp_path / "binlog")
+    took = time.monotonic() - started
+    assert done.returncode != 0
+    line = _one_line(done.stderr, "capture")
+    assert f"could not reach PD at {free} (connection refused)" in line and "2379" in line, line
+    assert took < 20, took

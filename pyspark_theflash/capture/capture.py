@@ -94,6 +94,9 @@ class CaptureOptions:
     # False: every registration from checkpoint 0, its snapshot replacing the range (the
     # baseline bench/capture_rescan.py measures against)
     incremental: bool = True
+    # how long the start looks for a PD member before it gives up (None: PDClient's 30 s); the
+    # command line gives a few seconds, so a wrong --pd is reported at once
+    pd_first_connect_timeout_s: float | None = None
 
 
 def _record_table_id(key: bytes) -> int | None:
@@ -185,7 +188,7 @@ class Capture:
     def __init__(self, opts: CaptureOptions, progress: Callable[[str], None] | None = None) -> None:
         self.opts = opts
         self.progress = progress or (lambda msg: log.info("%s", msg))
-        self.pd = PDClient(opts.pd)
+        self.pd = PDClient(opts.pd, first_connect_timeout_s=opts.pd_first_connect_timeout_s)
         self.status = TiDBStatus(opts.tidb)
         self.dir = Path(opts.binlog)
         self.writer = SegmentWriter(self.dir, opts.segment_bytes)

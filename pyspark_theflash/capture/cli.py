@@ -28,7 +28,9 @@ def register(sub: Any) -> None:
                        description=__doc__.splitlines()[0], epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pd", required=True, metavar="HOST:PORT[,HOST:PORT...]",
-                   help="PD members' client addresses (pd:// prefix allowed)")
+                   help="PD members' client addresses, the gRPC client port (2379 by default; pd:// prefix allowed)")
+    p.add_argument("--pd-timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="how long the start waits for a PD member to answer before it exits (default: 5)")
     p.add_argument("--tidb", required=True, metavar="http://HOST:STATUS_PORT",
                    help="a TiDB server's status port (10080 by default): table infos and DDL history")
     p.add_argument("--binlog", required=True, metavar="DIR", help="binlog segment directory to write (created)")
@@ -60,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(f"--tables wants db.table names, got {t!r}")
     opts = CaptureOptions(pd=args.pd, tidb=args.tidb, binlog=args.binlog, tables=tables, until_ts=args.until_ts,
                           serve_binlog=args.serve_binlog, gc_ttl_s=args.gc_ttl, ddl_poll_s=args.ddl_poll,
-                          resolve_locks_after_s=args.resolve_locks_after)
+                          resolve_locks_after_s=args.resolve_locks_after,
+                          pd_first_connect_timeout_s=args.pd_timeout)
     from pyspark_theflash.binlog.errors import BinlogLockedError
 
     def locked(exc: BinlogLockedError) -> CommandError:

@@ -20,6 +20,11 @@ class PDUnavailableError(PDError):
     """No PD member answered: the cluster is down or unreachable from here."""
 
 
+class PDNotGrpcError(PDUnavailableError):
+    """Every PD address answered in HTTP/1: an HTTP port (TiDB's status port, say), not PD's
+    client port, which serves gRPC."""
+
+
 class PDUnimplementedError(PDError):
     """The PD does not serve that call (an older or newer PD)."""
 from pyspark_theflash.proto import metapb_pb2, pdpb_pb2, pdpb_pb2_grpc
@@ -65,9 +70,26 @@ def parse_pd_addresses(spec: str) -> list[str]:
     return out
 
 
+_HTTP1 = "an HTTP/1 server answered, not gRPC"
+
+
+def _why_unreachable(exc: grpc.RpcError) -> str:
+    """A short reason for a failed GetMembers, from gRPC's status."""
+    details = str(exc.details() or "")
+    if "Failed parsing HTTP/2" in details or "Expected SETTINGS frame" in details:
+        return _HTTP1
+    if "Connection refused" in details:
+        return "connection refused"
+    if "resolving" in details or "DNS" in details or "lookup" in details:
+        return "host name not found"
+    if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return "no answer"
+    return f"{exc.code().name}: {details}"
+
+
 class PDClient:
     def __init__(self, addresses: list[str] | str, timeout_s: float = 30.0, lazy: bool = False,
-                 connect_timeout_s: float | None = None) -> None:
+                 connect_timeout_s: float | None = None, first_connect_timeout_s: float | None = None) -> None:
         self.members = parse_pd_addresses(addresses) if isinstance(addresses, str) else list(addresses)
         self.timeout_s = timeout_s
         self._mu = threading.Lock()
@@ -81,7 +103,9 @@ class PDClient:
         # set by interrupt(): the retry loops (up to timeout_s while PD is away) end at once
         self._interrupted = threading.Event()
         if not lazy:
-            self._connect()
+            # a command line's first contact: a wrong address is reported in seconds, while a
+            # running client keeps looking for a moved leader for connect_timeout_s
+            self._connect(first_connect_timeout_s)
 
     # ------------------------------------------------------------------ members
 
@@ -89,9 +113,10 @@ class PDClient:
         if self._stub is None:
             self._connect()
 
-    def _connect(self) -> None:
-        errors = []
-        deadline = time.monotonic() + self.connect_timeout_s
+    def _connect(self, timeout_s: float | None = None) -> None:
+        wait_s = self.connect_timeout_s if timeout_s is None else timeout_s
+        errors: dict[str, str] = {}  # the last failure of each address
+        deadline = time.monotonic() + wait_s
         while True:
             for address in list(self.members):
                 channel = upstream_channel(address)
@@ -99,11 +124,11 @@ class PDClient:
                     resp = pdpb_pb2_grpc.PDStub(channel).GetMembers(pdpb_pb2.GetMembersRequest(), timeout=5)
                 except grpc.RpcError as exc:
                     channel.close()
-                    errors.append(f"{address}: {exc.code().name} {exc.details()}")
+                    errors[address] = _why_unreachable(exc)
                     continue
                 channel.close()
                 if resp.header.error.type:
-                    errors.append(f"{address}: {resp.header.error.message}")
+                    errors[address] = resp.header.error.message
                     continue
                 for m in resp.members:
                     for url in m.client_urls:
@@ -127,9 +152,16 @@ class PDClient:
                         # channel fails and _call, seeing the stub changed, retries on the new one
                         old.close()
                 return
+            if errors and all(why == _HTTP1 for why in errors.values()):
+                # not a PD that is down, which may come back: the wrong port, at once
+                raise PDNotGrpcError(
+                    f"{', '.join(errors)} answered in HTTP/1, not gRPC: an HTTP port (TiDB's status port, "
+                    f"10080 by default?) given as PD's address; give PD's client port (HOST:2379 by default)")
             if time.monotonic() > deadline or self._interrupted.is_set():
-                raise PDUnavailableError(f"no PD member of {', '.join(self.members)} answered GetMembers: "
-                                         + "; ".join(errors[-len(self.members):]))
+                raise PDUnavailableError(
+                    f"could not reach PD at {'; '.join(f'{a} ({w})' for a, w in errors.items())} within "
+                    f"{wait_s:g} s: give PD's client address HOST:PORT (2379 by default) and check that PD "
+                    f"runs there and is reachable from this host")
             self._interrupted.wait(0.5)
 
     @property
