@@ -80,3 +80,36 @@ def test_capture_with_nothing_at_pd_names_the_address_within_seconds(cluster: Mi
     line = _one_line(done.stderr, "capture")
     assert f"could not reach PD at {free} (connection refused)" in line and "2379" in line, line
     assert took < 20, took
+
+
+def test_scan_against_a_stopped_writer_names_the_flags_it_takes(tmp_path: Path) -> None:
+    from flash_rig import FlashRig
+    from pyspark_theflash.upstream.tidb import make_column
+
+    rig = FlashRig(tmp_path / "rig", via="binlog")
+    try:
+        rig.cluster.create_database("day1")
+        rig.cluster.create_table("day1.t", [make_column("id", "BIGINT", not_null=True)], ["id"])
+        with rig.cluster.txn() as t:
+            t.insert("day1.t", {"id": 1})
+        rig.start_writer()
+        rig.wait_replicated("day1.t")
+        rig.stop_writer()
+        with rig.cluster.txn() as t:  # the upstream moves on without the writer
+            t.insert("day1.t", {"id": 2})
+        scan = [sys.executable, "-m", "pyspark_theflash", "scan", "day1.t", "--store", rig.store,
+                "--upstream", rig.upstream, "--region-wait-timeout", "1s"]
+        done = subprocess.run(scan, capture_output=True, text=True, timeout=120)
+        assert done.returncode != 0
+        line = _one_line(done.stderr, "scan")
+        assert "--snapshot resolved" in line and "--max-staleness 5s" in line and "--region-wait-timeout" in line, line
+        assert "snapshot=resolved" not in line and "max_staleness=" not in line, line
+        stale = subprocess.run(scan + ["--max-staleness", "1s"], capture_output=True, text=True, timeout=120)
+        if stale.returncode != 0:  # the store's resolved ts is older than 1 s by now
+            line = _one_line(stale.stderr, "scan")
+            assert "--max-staleness 1s" in line and "--snapshot resolved" in line, line
+            assert "max_staleness=" not in line and "snapshot=resolved" not in line, line
+        resolved = subprocess.run(scan + ["--snapshot", "resolved"], capture_output=True, text=True, timeout=120)
+        assert resolved.returncode == 0, resolved.stderr  # the remedy works
+    finally:
+        rig.close()

@@ -7,6 +7,11 @@ import sys
 from typing import Any
 
 
+# the read options this command takes, as its flags (an error's remedy names these)
+FLAGS = {"snapshot_ts": "--ts", "as_of": "--ts", "snapshot": "--snapshot", "max_staleness": "--max-staleness",
+         "upstream": "--upstream"}
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "sql", help="run a SQL query over a ClickHouse-engine store at one snapshot ts",
@@ -73,6 +78,7 @@ def _sql_here(args: argparse.Namespace) -> Any:
     from pyspark_theflash.engine.clickhouse.calculator import run_sql
     from pyspark_theflash.engine.clickhouse.errors import ClickHouseDirectoryBusyError
     from pyspark_theflash.errors import TheFlashError
+    from pyspark_theflash.scan.errors import ScanError, as_flags
 
     try:
         engine = open_engine(args.store, readonly=True, upstream=args.upstream)
@@ -90,6 +96,8 @@ def _sql_here(args: argparse.Namespace) -> Any:
                                f"clickhouse {args.store} DST` and run its writer with --engine clickhouse on DST")
         try:
             return run_sql(engine, args.query, args.ts, _snapshot_choice(args))
+        except ScanError as exc:  # its remedy in this command's flags
+            raise CommandError(exc.phrased(as_flags(FLAGS))) from None
         except TheFlashError as exc:
             raise CommandError(str(exc)) from None
     finally:

@@ -14,6 +14,12 @@ from typing import Any
 
 from pyspark_theflash.cli import CommandError
 from pyspark_theflash.errors import TheFlashError
+from pyspark_theflash.scan.errors import ScanError, as_flags
+
+# the read options this command takes, as its flags (an error's remedy names these)
+FLAGS = {"upstream": "--upstream", "snapshot_ts": "--snapshot-ts", "as_of": "--as-of", "snapshot": "--snapshot",
+         "max_staleness": "--max-staleness", "isolation": "--isolation",
+         "region_wait_timeout": "--region-wait-timeout", "partition_target_bytes": "--partition-target-bytes"}
 
 
 def register(subparsers: Any) -> None:
@@ -75,6 +81,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
                 if args.sum:
                     out["sum"] = str(total)
                 out["read_s"] = round(time.monotonic() - started, 3)
+    except ScanError as exc:  # its remedy in this command's flags
+        raise CommandError(exc.phrased(as_flags(FLAGS))) from exc
     except TheFlashError as exc:
         raise CommandError(str(exc)) from exc
     except Exception as exc:

@@ -2,11 +2,35 @@
 what the user can do about it."""
 from __future__ import annotations
 
+from typing import Callable, Mapping
+
 from pyspark_theflash.errors import TheFlashError
+
+# How a front end writes a read option in a remedy: (option, value or None) -> its spelling, or
+# None when that front end has no such option (the remedy's clause is left out).
+OptionSpelling = Callable[[str, "str | None"], "str | None"]
+
+
+def as_read_option(name: str, value: str | None = None) -> str | None:
+    """The Python source's, the jar's and the service's spelling: ``snapshot=resolved``."""
+    return name if value is None else f"{name}={value}"
+
+
+def as_flags(flags: Mapping[str, str]) -> OptionSpelling:
+    """A command line's spelling, ``flags`` from option to flag: ``--snapshot resolved``."""
+    def spell(name: str, value: str | None = None) -> str | None:
+        flag = flags.get(name)
+        return None if flag is None else flag if value is None else f"{flag} {value}"
+    return spell
 
 
 class ScanError(TheFlashError):
     """Base class of the scan planner's errors."""
+
+    def phrased(self, spell: OptionSpelling) -> str:
+        """The message with the read options of its remedy written as ``spell`` writes them
+        (a command line's flags); the message is the read options' phrasing."""
+        return str(self)
 
 
 class ScanOptionError(ScanError):
@@ -80,16 +104,19 @@ class RegionWaitTimeoutError(ScanError):
                 for rid, applied, needed in lagging[:REGIONS_SHOWN]
             )
         more = f" and {len(lagging) - REGIONS_SHOWN} other region(s)" if len(lagging) > REGIONS_SHOWN else ""
-        super().__init__(
-            f"reading {table} at ts {ts}: {len(lagging)} region(s) did not catch up within "
-            f"{timeout_s:g}s ({shown}{more}). Wait longer (option region_wait_timeout), read what the store "
-            "already has (option snapshot=resolved, or max_staleness=5s to take it only while it is recent), "
-            "or check the writer: is the writer running and keeping up (theflash writer status)?"
-        )
+        self._what = (f"reading {table} at ts {ts}: {len(lagging)} region(s) did not catch up within "
+                      f"{timeout_s:g}s ({shown}{more})")
+        super().__init__(self.phrased(as_read_option))
         self.table = table
         self.ts = ts
         self.lagging = lagging
         self.gap = gap  # PD-encoded key where the store's live regions stop covering the table
+
+    def phrased(self, spell: OptionSpelling) -> str:
+        wait = spell("region_wait_timeout", None)
+        return (f"{self._what}. {f'Wait longer ({wait}), read' if wait else 'Read'} what the store already has "
+                f"({spell('snapshot', 'resolved')}, or {spell('max_staleness', '5s')} to take it only while it is "
+                "recent), or check the writer: is the writer running and keeping up (theflash writer status)?")
 
 
 class UnresolvedRegionsError(ScanError):
@@ -99,14 +126,18 @@ class UnresolvedRegionsError(ScanError):
     def __init__(self, table: str, ts: int, timeout_s: float, regions: list[tuple[int, int]]) -> None:
         shown = ", ".join(f"region {rid}: resolved up to {resolved}" for rid, resolved in regions[:REGIONS_SHOWN])
         more = f" and {len(regions) - REGIONS_SHOWN} other region(s)" if len(regions) > REGIONS_SHOWN else ""
-        super().__init__(
-            f"reading {table} at ts {ts} from the store alone: {len(regions)} region(s) did not resolve ts within "
-            f"{timeout_s:g}s ({shown}{more}). Wait longer (option region_wait_timeout), read an older ts "
-            "(snapshot=resolved takes the newest the store has), or check the writer: is the writer running and "
-            "keeping up (theflash writer status)?")
+        self._what = (f"reading {table} at ts {ts} from the store alone: {len(regions)} region(s) did not resolve "
+                      f"ts within {timeout_s:g}s ({shown}{more})")
+        super().__init__(self.phrased(as_read_option))
         self.table = table
         self.ts = ts
         self.regions = regions
+
+    def phrased(self, spell: OptionSpelling) -> str:
+        wait = spell("region_wait_timeout", None)
+        return (f"{self._what}. {f'Wait longer ({wait}), read' if wait else 'Read'} an older ts "
+                f"({spell('snapshot', 'resolved')} takes the newest the store has), or check the writer: is the "
+                "writer running and keeping up (theflash writer status)?")
 
 
 class MissingRegionsError(ScanError):
@@ -135,15 +166,18 @@ class StalenessBoundExceededError(ScanError):
         from pyspark_theflash.scan.snapshot import describe_ts
 
         age_s = max(0, physical_ms(now_ts) - physical_ms(resolved_ts)) / 1000.0 if resolved_ts > 0 else float("inf")
-        super().__init__(
-            f"reading {table} with max_staleness={bound_s:g}s: {why}, and the newest ts the store has resolved, "
-            f"{resolved_ts} ({describe_ts(resolved_ts)}), is {age_s:.1f}s old. Wait for the writer to catch up "
-            "(theflash writer status), raise max_staleness, or read snapshot=resolved (any age)"
-        )
+        self._facts = (f"{why}, and the newest ts the store has resolved, {resolved_ts} "
+                       f"({describe_ts(resolved_ts)}), is {age_s:.1f}s old")
         self.table = table
         self.bound_s = bound_s
         self.resolved_ts = resolved_ts
         self.age_s = age_s
+        super().__init__(self.phrased(as_read_option))
+
+    def phrased(self, spell: OptionSpelling) -> str:
+        return (f"reading {self.table} with {spell('max_staleness', f'{self.bound_s:g}s')}: {self._facts}. Wait for "
+                f"the writer to catch up (theflash writer status), raise {spell('max_staleness', None)}, or read "
+                f"{spell('snapshot', 'resolved')} (any age)")
 
 
 class LockResolveTimeoutError(ScanError):
