@@ -113,3 +113,13 @@ def test_scan_against_a_stopped_writer_names_the_flags_it_takes(tmp_path: Path) 
         assert resolved.returncode == 0, resolved.stderr  # the remedy works
     finally:
         rig.close()
+
+
+def test_a_missing_store_names_the_writer_command_that_creates_it(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-store"
+    done = subprocess.run([sys.executable, "-m", "pyspark_theflash", "scan", "db.t", "--store", str(missing)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    line = _one_line(done.stderr, "scan")
+    assert f"no store at {missing}" in line and f"theflash writer run --binlog ... --store {missing}" in line, line
+    assert "Store.open" not in line, line

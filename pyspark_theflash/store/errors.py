@@ -88,8 +88,8 @@ class StoreFormatError(StoreError):
 
 class StoreNotFoundError(StoreError):
     def __init__(self, path: str) -> None:
-        super().__init__(f"no store at {path} (no manifest.db); a writer creates it with "
-                         "Store.open(path), or pass the right directory")
+        super().__init__(f"no store at {path} (no manifest.db): check the path, or create the store by "
+                         f"running its writer, `theflash writer run --binlog ... --store {path}`")
 
 
 class UnknownTableNameError(StoreError):
