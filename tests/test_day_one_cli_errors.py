@@ -123,3 +123,32 @@ def test_a_missing_store_names_the_writer_command_that_creates_it(tmp_path: Path
     line = _one_line(done.stderr, "scan")
     assert f"no store at {missing}" in line and f"theflash writer run --binlog ... --store {missing}" in line, line
     assert "Store.open" not in line, line
+
+
+def test_a_wrong_table_gets_the_closest_names_from_scan_and_the_python_source(tmp_path: Path) -> None:
+    from flash_rig import FlashRig
+    from pyspark_theflash.scan import plan
+    from pyspark_theflash.scan.errors import TableNotReplicatedError
+    from pyspark_theflash.store import Store, UnknownTableNameError
+    from pyspark_theflash.upstream.tidb import make_column
+
+    rig = FlashRig(tmp_path / "rig", via="binlog")
+    try:
+        rig.cluster.create_table("shop.orders", [make_column("id", "BIGINT", not_null=True)], ["id"])
+        rig.start_writer()
+        rig.wait_replicated("shop.orders")
+        scan = [sys.executable, "-m", "pyspark_theflash", "scan", "shop.order", "--store", rig.store,
+                "--upstream", rig.upstream]
+        for extra in ([], ["--snapshot", "resolved"]):
+            done = subprocess.run(scan + extra, capture_output=True, text=True, timeout=120)
+            assert done.returncode != 0
+            line = _one_line(done.stderr, "scan")
+            assert "shop.order" in line and "did you mean shop.orders?" in line, (extra, line)
+        with pytest.raises(TableNotReplicatedError, match=r"did you mean shop\.orders\?"):
+            with plan(rig.store, "shop.order", {"upstream": rig.upstream}):
+                pass
+        with Store.open(rig.store, readonly=True) as store, store.snapshot() as view:
+            with pytest.raises(UnknownTableNameError, match=r"did you mean shop\.orders\?"):
+                view.table("shop.ordres")
+    finally:
+        rig.close()

@@ -42,6 +42,7 @@ from pyspark_theflash.scan.partitions import (
 from pyspark_theflash.scan.resolved import settled_resolved_ts, table_resolved_ts, writer_live_on
 from pyspark_theflash.scan.schema_at import table_as_of
 from pyspark_theflash.scan.snapshot import check_snapshot_ts, requested_ts
+from pyspark_theflash.store.errors import did_you_mean
 from pyspark_theflash.store.views import intersect
 
 log = logging.getLogger(__name__)
@@ -234,6 +235,8 @@ def _plan(store: Any, opts: ScanOptions, columns: Sequence[str] | None, hidden: 
         no_table = (no_table_at_ts_message(view, opts, int(requested_ts(opts) or 0))
                     if table_info is None and opts.schema == "as_of" and requested_ts(opts) else None)
         resolved = table_resolved_ts(view, table_info, opts.table) if table_info is not None else None
+        # the store's tables a wrong name is closest to (did you mean ...?)
+        hint = did_you_mean(opts.table, [f"{t.db}.{t.name}" for t in view.tables()]) if table_info is None else ""
     requested = requested_ts(opts)
     if table_info is not None and resolved is not None:
         # A ts the store has resolved over the table is served from the store alone: no
@@ -253,8 +256,8 @@ def _plan(store: Any, opts: ScanOptions, columns: Sequence[str] | None, hidden: 
                                     latch, store_safe_point, started, readable_until=resolved.ts)
     elif requested is None and opts.snapshot == "resolved":
         raise TableNotReplicatedError(
-            f"store {opts.store} has no table {opts.table}: snapshot=resolved reads what the store holds, and the "
-            "writer has not stored this table (is it replicating it? theflash writer --tables ...)")
+            f"store {opts.store} has no table {opts.table}{hint}: snapshot=resolved reads what the store holds, and "
+            "the writer has not stored this table (is it replicating it? theflash writer --tables ...)")
     if requested is None and opts.max_staleness_s is not None and table_info is not None:
         return _plan_bounded(store, opts, table_info, columns, hidden, predicate, upstream, latch, recorded_upstream,
                              store_safe_point, started)
@@ -472,8 +475,18 @@ def upstream_table(upstream: Any, opts: ScanOptions) -> Any:
         return TableInfo.from_json(upstream.table_info(db, name), db=db)
     except Exception as exc:
         raise TableNotReplicatedError(
-            f"table {opts.table} is neither in store {opts.store} nor known upstream ({exc}); check the name"
+            f"table {opts.table} is neither in store {opts.store} nor known upstream ({exc})"
+            f"{store_hint(opts) or '; check the name'}"
         ) from exc
+
+
+def store_hint(opts: ScanOptions) -> str:
+    """``"; did you mean db.t?"`` with the store's tables closest to the option ``table``, or ""."""
+    try:
+        with open_store(opts.store) as store, store.snapshot() as view:
+            return did_you_mean(opts.table, [f"{t.db}.{t.name}" for t in view.tables()])
+    except Exception:  # a hint only: the error it adds to says what went wrong
+        return ""
 
 
 _COLUMN_KEYS = ("col", "in", "is_null", "is_not_null", "starts_with")

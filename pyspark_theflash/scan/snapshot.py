@@ -112,14 +112,17 @@ def query_snapshot_ts(store: str, tables: list[str], options: dict[str, str] | N
     if requested_ts(first) is not None:
         raise ScanOptionError("a query snapshot is chosen for reads that name no ts: leave snapshot_ts / as_of out")
 
+    from pyspark_theflash.store.errors import did_you_mean
+
     def resolved_now(wait_s: float) -> tuple[int, list[Any]]:
         with open_store(store) as opened:
             found = []
             for o in opts:
                 with opened.snapshot() as view:
                     info = lookup_table(view, o.table)
+                    hint = did_you_mean(o.table, [f"{t.db}.{t.name}" for t in view.tables()]) if info is None else ""
                 if info is None:
-                    raise TableNotReplicatedError(f"store {store} has no table {o.table}: the store alone cannot "
+                    raise TableNotReplicatedError(f"store {store} has no table {o.table}{hint}: the store alone cannot "
                                                   "serve it (is the writer replicating it? theflash writer --tables ...)")
                 found.append(settled_resolved_ts(opened.snapshot, info, o.table, wait_s,
                                                   writer_live=writer_live_on(store, o.latch)))

@@ -92,11 +92,35 @@ class StoreNotFoundError(StoreError):
                          f"running its writer, `theflash writer run --binlog ... --store {path}`")
 
 
+def closest_tables(name: object, known: "list[str]", n: int = 3) -> "list[str]":
+    """The names in ``known`` (db.table) closest to ``name``, best first: a misspelt table, or
+    the table part alone when the database is left out or wrong."""
+    import difflib
+
+    want = str(name).split(" at ts ")[0].strip().lower()
+    by_lower = {k.lower(): k for k in known}
+    found = difflib.get_close_matches(want, list(by_lower), n=n, cutoff=0.8)
+    if not found:
+        bare = want.rsplit(".", 1)[-1]
+        tails = {k.rsplit(".", 1)[-1] for k in by_lower}
+        for tail in difflib.get_close_matches(bare, sorted(tails), n=n, cutoff=0.6):
+            found += sorted(k for k in by_lower if k.rsplit(".", 1)[-1] == tail)
+    return [by_lower[k] for k in found[:n]]
+
+
+def did_you_mean(name: object, known: "list[str]") -> str:
+    """``"; did you mean a.b or a.c?"`` for the closest of ``known``, or ``""``."""
+    close = closest_tables(name, known)
+    return f"; did you mean {' or '.join(close)}?" if close else ""
+
+
 class UnknownTableNameError(StoreError):
     def __init__(self, name: object, known: list[str]) -> None:
         shown = ", ".join(known[:20]) or "none"
-        super().__init__(f"table {name!r} is not in the store (tables: {shown}); use "
+        super().__init__(f"table {name!r} is not in the store{did_you_mean(name, known)} (tables: {shown}); use "
                          "'db.table' or the numeric table id")
+        self.name = name
+        self.closest = closest_tables(name, known)
 
 
 class LeaseBelowSafePointError(StoreError):
