@@ -152,3 +152,17 @@ def test_a_wrong_table_gets_the_closest_names_from_scan_and_the_python_source(tm
                 view.table("shop.ordres")
     finally:
         rig.close()
+
+
+def test_a_wrong_version_as_of_is_reported_by_the_name_the_user_gave() -> None:
+    from pyspark_theflash.scan.errors import ScanOptionError
+    from pyspark_theflash.scan.options import ScanOptions
+
+    for given, says in (({"versionAsOf": "yesterday"}, "option versionAsOf='yesterday' is not a TSO number"),
+                        ({"versionAsOf": "-3"}, "option versionAsOf='-3' must be a positive"),
+                        ({"versionAsOf": "5", "timestampAsOf": "2026-01-01"}, "give either versionAsOf or "
+                                                                                 "timestampAsOf, not both"),
+                        ({"snapshot_ts": "x"}, "option snapshot_ts='x' is not a TSO number")):
+        with pytest.raises(ScanOptionError) as err:
+            ScanOptions.from_mapping({"store": "/nowhere", "table": "db.t", **given})
+        assert says in str(err.value), str(err.value)

@@ -348,6 +348,9 @@ class ScanOptions:
     def from_mapping(options: Mapping[str, str]) -> "ScanOptions":
         opts = {str(k).lower(): v for k, v in options.items() if v is not None}
         _refuse_unknown(opts)
+        # the name the user gave each option by, for its errors: versionAsOf, not snapshot_ts
+        given = {name: next(str(k) for k in options if str(k).lower() == alias)
+                 for alias, name in OPTION_ALIASES.items() if alias in opts}
         for alias, name in OPTION_ALIASES.items():
             if alias in opts:
                 if name in opts and str(opts[name]) != str(opts[alias]):
@@ -382,16 +385,18 @@ class ScanOptions:
             try:
                 value = int(str(raw).strip())
             except ValueError:
-                raise ScanOptionError(f"option {name}={raw!r} is not a TSO number (physical_ms << 18 | logical)") from None
+                raise ScanOptionError(f"option {given.get(name, name)}={raw!r} is not a TSO number "
+                                      "(physical_ms << 18 | logical)") from None
             if value <= 0:
-                raise ScanOptionError(f"option {name}={raw!r} must be a positive TSO number")
+                raise ScanOptionError(f"option {given.get(name, name)}={raw!r} must be a positive TSO number")
             return value
 
         refuse_incomplete_change_read(opts)
         snapshot_ts = ts_option("snapshot_ts")
         as_of = opts.get("as_of") or None
         if snapshot_ts is not None and as_of is not None:
-            raise ScanOptionError("give either snapshot_ts or as_of, not both")
+            raise ScanOptionError(f"give either {given.get('snapshot_ts', 'snapshot_ts')} or "
+                                  f"{given.get('as_of', 'as_of')}, not both")
         schema = str(opts.get("schema") or "as_of").strip().lower().replace("-", "_")
         if schema not in SCHEMA_MODES:
             raise ScanOptionError(f"option schema={opts['schema']!r}: use as_of (default) or current")
