@@ -92,8 +92,16 @@ def test_scan_against_a_stopped_writer_names_the_flags_it_takes(tmp_path: Path) 
         rig.cluster.create_table("day1.t", [make_column("id", "BIGINT", not_null=True)], ["id"])
         with rig.cluster.txn() as t:
             t.insert("day1.t", {"id": 1})
+        written = rig.cluster.get_ts()
         rig.start_writer()
         rig.wait_replicated("day1.t")
+        # the store resolves the table past its first row before the writer stops: the remedy
+        # (--snapshot resolved) then has a ts to read at
+        from flash_rig import wait_for
+        from pyspark_theflash.scan.change_stream import ChangeStream
+
+        wait_for(lambda: ChangeStream(rig.store, "day1.t", {"upstream": rig.upstream}).resolved_ts() >= written, 60,
+                 "the store to resolve day1.t past its first row")
         rig.stop_writer()
         with rig.cluster.txn() as t:  # the upstream moves on without the writer
             t.insert("day1.t", {"id": 2})
