@@ -207,7 +207,6 @@ def jvm_query_shapes(spark: Any, server: str, runs: int) -> dict[str, Any]:
 
     for _ in range(runs):
         orders, items = views()
-        time.sleep(0.05)  # the workload commits between the views and the query
         for shape, sql in VIEW_SHAPES.items():
             if shape != "temp_views_sql":
                 orders, items = views()
@@ -224,7 +223,6 @@ def jvm_query_shapes(spark: Any, server: str, runs: int) -> dict[str, Any]:
         record("create_temp_view_using", spark.sql("SELECT count(*) FROM ui LEFT ANTI JOIN uo ON ui.order_id = uo.id"))
         load("shop.orders").createOrReplaceGlobalTempView("go")
         load("shop.order_items").createOrReplaceGlobalTempView("gi")
-        time.sleep(0.05)
         record("global_temp_views", spark.sql("SELECT count(*) FROM global_temp.gi i LEFT ANTI JOIN global_temp.go o "
                                               "ON i.order_id = o.id"))
         record("catalog_by_spark_table", anti(spark.table("theflash.shop.order_items"), spark.table("theflash.shop.orders")))
@@ -232,7 +230,6 @@ def jvm_query_shapes(spark: Any, server: str, runs: int) -> dict[str, Any]:
         record("transform", items.transform(lambda d: d.join(orders, d.order_id == orders.id, "left_anti"))
                .groupBy().count())
         cached = load("shop.orders").cache()
-        time.sleep(0.05)
         record("cached_orders", anti(load("shop.order_items"), cached))
         record("cached_orders", anti(load("shop.order_items"), cached))
         cached.unpersist()
@@ -244,7 +241,6 @@ def jvm_query_shapes(spark: Any, server: str, runs: int) -> dict[str, Any]:
 
     orders = load("shop.orders")
     orders.count()
-    time.sleep(0.1)
     items = load("shop.order_items")
     items.count()
     out: dict[str, Any] = {"seen": seen}
