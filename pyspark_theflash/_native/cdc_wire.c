@@ -1,4 +1,5 @@
-/* cdcpb.ChangeDataEvent wire bytes -> columns, in one pass, without a Python object per row.
+/* cdcpb.ChangeDataEvent wire bytes -> columns, in one pass, without a Python object per row;
+ * and a registration's live rows matched into the binlog's columns (match_live, further down).
  *
  * decode(buf) -> (n_events, events, n_rows, types, ops, start_ts, commit_ts,
  *                 key_offsets, key_data, value_offsets, value_data, resolved_lo, resolved_hi)
@@ -177,10 +178,319 @@ static PyObject *decode(PyObject *self, PyObject *arg) {
     return res;
 }
 
+
+/* ------------------------------------------------------------------ live rows: matching
+ *
+ * OpenSet: a registration's open (key, start ts) pairs — the PREWRITEs seen without their
+ * COMMIT or ROLLBACK yet — as a hash set (open addressing, linear probing, backward-shift
+ * deletion), so matching a row costs one probe and no Python object.
+ *
+ * match_live(open_set, columns, spans, resolved_ts, type_map, op_map) applies RegionFeed._live's
+ * rules (capture/region_feed.py) row by row in feed order to the rows of ``spans`` that are
+ * record keys (``t{8}_r...``), and returns the binlog columns to write:
+ *   (0, -1, n, types, ops, start_ts, commit_ts, key_offsets, key_data, value_offsets, value_data)
+ * or, where the feed broke a rule, (1, row) for a commit at or below resolved_ts and (2, row) for
+ * a COMMIT without its PREWRITE (the open set is then left part-way: the caller drops the
+ * registration). columns: the decoder's (types, ops, start_ts, commit_ts, key_offsets, key_data,
+ * value_offsets, value_data) buffers; type_map, op_map: 256 bytes each, cdcpb code -> binlog code.
+ */
+
+/* A slot's key lives inside it when short (a record key is 19 bytes), else on the heap. */
+#define INLINE_KEY 24
+typedef struct {
+    uint64_t hash, start;
+    uint32_t klen, used;
+    union { uint8_t inl[INLINE_KEY]; uint8_t *heap; } k;
+} Slot;
+
+static const uint8_t *slot_key(const Slot *e) { return e->klen <= INLINE_KEY ? e->k.inl : e->k.heap; }
+static void slot_free(Slot *e) { if (e->used && e->klen > INLINE_KEY) free(e->k.heap); e->used = 0; }
+
+typedef struct {
+    PyObject_HEAD
+    Slot *slots;
+    size_t cap, n;  /* cap a power of two */
+} OpenSet;
+
+static uint64_t mix64(uint64_t h) {
+    h ^= h >> 33; h *= 0xFF51AFD7ED558CCDULL; h ^= h >> 33; h *= 0xC4CEB9FE1A85EC53ULL; h ^= h >> 33;
+    return h;
+}
+
+/* a word at a time: a record key is three loads */
+static uint64_t pair_hash(const uint8_t *k, size_t n, uint64_t start) {
+    uint64_t h = mix64(start ^ ((uint64_t)n << 56));
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w; memcpy(&w, k + i, 8);
+        h = mix64(h ^ w) + 0x9E3779B97F4A7C15ULL;
+    }
+    if (i < n) {
+        uint64_t w = 0; memcpy(&w, k + i, n - i);
+        h = mix64(h ^ w);
+    }
+    return h;
+}
+
+static size_t os_find(const OpenSet *s, uint64_t h, const uint8_t *k, size_t n, uint64_t start) {
+    size_t mask = s->cap - 1, i = (size_t)h & mask;
+    for (;; i = (i + 1) & mask) {
+        const Slot *e = &s->slots[i];
+        if (!e->used) return i;
+        if (e->hash == h && e->start == start && e->klen == n && memcmp(slot_key(e), k, n) == 0) return i;
+    }
+}
+
+static int os_grow(OpenSet *s) {
+    size_t cap = s->cap ? s->cap * 2 : 64;
+    Slot *old = s->slots, *slots = (Slot *)calloc(cap, sizeof(Slot));
+    if (!slots) return -1;
+    size_t old_cap = s->cap;
+    s->slots = slots; s->cap = cap;
+    for (size_t i = 0; i < old_cap; i++) {
+        if (!old[i].used) continue;
+        size_t j = (size_t)old[i].hash & (cap - 1);
+        while (slots[j].used) j = (j + 1) & (cap - 1);
+        slots[j] = old[i];
+    }
+    free(old);
+    return 0;
+}
+
+/* 1 added, 0 already there, -1 out of memory */
+static int os_add(OpenSet *s, const uint8_t *k, size_t n, uint64_t start) {
+    if ((s->n + 1) * 4 > s->cap * 3 && os_grow(s)) return -1;
+    uint64_t h = pair_hash(k, n, start);
+    size_t i = os_find(s, h, k, n, start);
+    Slot *e = &s->slots[i];
+    if (e->used) return 0;
+    if (n > INLINE_KEY) {
+        if (!(e->k.heap = (uint8_t *)malloc(n))) return -1;
+        memcpy(e->k.heap, k, n);
+    } else if (n) {
+        memcpy(e->k.inl, k, n);
+    }
+    e->hash = h; e->start = start; e->klen = (uint32_t)n; e->used = 1;
+    s->n++;
+    return 1;
+}
+
+/* 1 removed, 0 absent */
+static int os_remove(OpenSet *s, const uint8_t *k, size_t n, uint64_t start) {
+    if (!s->n) return 0;
+    size_t mask = s->cap - 1, i = os_find(s, pair_hash(k, n, start), k, n, start);
+    if (!s->slots[i].used) return 0;
+    slot_free(&s->slots[i]);
+    s->n--;
+    /* backward shift: move up every entry of the probe run after i that may sit at i */
+    for (size_t j = (i + 1) & mask; s->slots[j].used; j = (j + 1) & mask) {
+        size_t home = (size_t)s->slots[j].hash & mask;
+        int movable = (i <= j) ? (home <= i || home > j) : (home <= i && home > j);
+        if (movable) { s->slots[i] = s->slots[j]; s->slots[j].used = 0; i = j; }
+    }
+    return 1;
+}
+
+static void os_clear(OpenSet *s) {
+    for (size_t i = 0; i < s->cap; i++) slot_free(&s->slots[i]);
+    free(s->slots);
+    s->slots = NULL; s->cap = s->n = 0;
+}
+
+static void OpenSet_dealloc(OpenSet *s) { os_clear(s); Py_TYPE(s)->tp_free((PyObject *)s); }
+
+static Py_ssize_t OpenSet_len(OpenSet *s) { return (Py_ssize_t)s->n; }
+
+static int pair_args(PyObject *args, Py_buffer *key, unsigned long long *start) {
+    return PyArg_ParseTuple(args, "y*K", key, start) ? 0 : -1;
+}
+
+static PyObject *OpenSet_add(OpenSet *s, PyObject *args) {
+    Py_buffer key; unsigned long long start;
+    if (pair_args(args, &key, &start)) return NULL;
+    int rc = key.len > UINT32_MAX ? -1 : os_add(s, (const uint8_t *)key.buf, (size_t)key.len, start);
+    PyBuffer_Release(&key);
+    if (rc < 0) return PyErr_NoMemory();
+    return PyBool_FromLong(rc);
+}
+
+static PyObject *OpenSet_discard(OpenSet *s, PyObject *args) {
+    Py_buffer key; unsigned long long start;
+    if (pair_args(args, &key, &start)) return NULL;
+    int rc = os_remove(s, (const uint8_t *)key.buf, (size_t)key.len, start);
+    PyBuffer_Release(&key);
+    return PyBool_FromLong(rc);
+}
+
+static PyObject *OpenSet_contains_pair(OpenSet *s, PyObject *args) {
+    Py_buffer key; unsigned long long start;
+    if (pair_args(args, &key, &start)) return NULL;
+    int found = 0;
+    if (s->n) {
+        uint64_t h = pair_hash((const uint8_t *)key.buf, (size_t)key.len, start);
+        found = s->slots[os_find(s, h, (const uint8_t *)key.buf, (size_t)key.len, start)].used;
+    }
+    PyBuffer_Release(&key);
+    return PyBool_FromLong(found);
+}
+
+static PyObject *OpenSet_pairs(OpenSet *s, PyObject *unused) {
+    PyObject *out = PyList_New(0);
+    if (!out) return NULL;
+    for (size_t i = 0; i < s->cap; i++) {
+        if (!s->slots[i].used) continue;
+        PyObject *t = Py_BuildValue("(y#K)", (const char *)slot_key(&s->slots[i]), (Py_ssize_t)s->slots[i].klen,
+                                    (unsigned long long)s->slots[i].start);
+        if (!t || PyList_Append(out, t)) { Py_XDECREF(t); Py_DECREF(out); return NULL; }
+        Py_DECREF(t);
+    }
+    return out;
+}
+
+static PyMethodDef OpenSet_methods[] = {
+    {"add", (PyCFunction)OpenSet_add, METH_VARARGS, "add(key, start_ts) -> whether it was new"},
+    {"discard", (PyCFunction)OpenSet_discard, METH_VARARGS, "discard(key, start_ts) -> whether it was there"},
+    {"holds", (PyCFunction)OpenSet_contains_pair, METH_VARARGS, "holds(key, start_ts) -> bool"},
+    {"pairs", (PyCFunction)OpenSet_pairs, METH_NOARGS, "[(key, start_ts)] in no order"},
+    {NULL, NULL, 0, NULL}};
+
+static PySequenceMethods OpenSet_seq = {.sq_length = (lenfunc)OpenSet_len};
+
+static PyTypeObject OpenSetType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pyspark_theflash._native.cdc_wire.OpenSet",
+    .tp_basicsize = sizeof(OpenSet),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A registration's open (key, start ts) pairs (see match_live).",
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)OpenSet_dealloc,
+    .tp_methods = OpenSet_methods,
+    .tp_as_sequence = &OpenSet_seq,
+};
+
+enum { CDC_PREWRITE = 1, CDC_COMMIT = 2, CDC_ROLLBACK = 3, CDC_COMMITTED = 4, CDC_PUT = 1, CDC_DELETE = 2 };
+
+static int is_record_key(const uint8_t *k, size_t n) {
+    return n >= 19 && k[0] == 't' && k[9] == '_' && k[10] == 'r';
+}
+
+typedef struct { Buf types, ops, start, commit, koff, kdata, voff, vdata; uint64_t rows; } LiveOut;
+
+static void live_free(LiveOut *o) {
+    free(o->types.p); free(o->ops.p); free(o->start.p); free(o->commit.p);
+    free(o->koff.p); free(o->kdata.p); free(o->voff.p); free(o->vdata.p);
+}
+
+static int live_put(LiveOut *o, uint8_t type, uint8_t op, uint64_t start, uint64_t commit,
+                    const uint8_t *k, size_t kl, const uint8_t *v, size_t vl) {
+    if (o->kdata.n + kl > INT32_MAX || o->vdata.n + vl > INT32_MAX) return -2;
+    if (buf_put(&o->types, &type, 1) || buf_put(&o->ops, &op, 1) || put_u64(&o->start, start) ||
+        put_u64(&o->commit, commit) || buf_put(&o->kdata, k, kl) || buf_put(&o->vdata, v, vl)) return -3;
+    int32_t ko = (int32_t)o->kdata.n, vo = (int32_t)o->vdata.n;
+    if (buf_put(&o->koff, &ko, 4) || buf_put(&o->voff, &vo, 4)) return -3;
+    o->rows++;
+    return 0;
+}
+
+static PyObject *match_live(PyObject *self, PyObject *args) {
+    PyObject *set_obj, *cols, *spans;
+    unsigned long long resolved;
+    Py_buffer tmap, omap;
+    if (!PyArg_ParseTuple(args, "O!OOKy*y*", &OpenSetType, &set_obj, &cols, &spans, &resolved, &tmap, &omap))
+        return NULL;
+    Py_buffer b[8];
+    int got = 0, rc = 0;
+    long long bad_row = -1;
+    PyObject *span_fast = NULL, *res = NULL;
+    LiveOut o; memset(&o, 0, sizeof o);
+    if (tmap.len != 256 || omap.len != 256) {
+        PyErr_SetString(PyExc_ValueError, "type_map and op_map are 256 bytes each"); goto done;
+    }
+    if (!PyTuple_Check(cols) || PyTuple_GET_SIZE(cols) != 8) {
+        PyErr_SetString(PyExc_TypeError, "columns: a tuple of the decoder's 8 row buffers"); goto done;
+    }
+    for (; got < 8; got++)
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(cols, got), &b[got], PyBUF_SIMPLE) < 0) goto done;
+    Py_ssize_t n_rows = b[0].len;
+    if (b[1].len != n_rows || b[2].len != 8 * n_rows || b[3].len != 8 * n_rows || b[4].len != 4 * (n_rows + 1) ||
+        b[6].len != 4 * (n_rows + 1)) {
+        PyErr_SetString(PyExc_ValueError, "columns of unequal lengths"); goto done;
+    }
+    span_fast = PySequence_Fast(spans, "spans: a sequence of (lo, hi)");
+    if (!span_fast) goto done;
+    Py_ssize_t n_spans = PySequence_Fast_GET_SIZE(span_fast);
+    Py_ssize_t *lohi = (Py_ssize_t *)PyMem_Malloc(sizeof(Py_ssize_t) * 2 * (size_t)(n_spans ? n_spans : 1));
+    if (!lohi) { PyErr_NoMemory(); goto done; }
+    for (Py_ssize_t i = 0; i < n_spans; i++) {
+        PyObject *sp = PySequence_Fast_GET_ITEM(span_fast, i);
+        if (!PyArg_ParseTuple(sp, "nn", &lohi[2 * i], &lohi[2 * i + 1])) { PyMem_Free(lohi); goto done; }
+        if (lohi[2 * i] < 0 || lohi[2 * i] > lohi[2 * i + 1] || lohi[2 * i + 1] > n_rows) {
+            PyMem_Free(lohi); PyErr_SetString(PyExc_IndexError, "a span outside the rows"); goto done;
+        }
+    }
+    OpenSet *open = (OpenSet *)set_obj;
+    const uint8_t *types = b[0].buf, *ops = b[1].buf, *tm = tmap.buf, *om = omap.buf;
+    const uint8_t *starts = b[2].buf, *commits = b[3].buf, *kd = b[5].buf, *vd = b[7].buf;
+    const int32_t *ko = b[4].buf, *vo = b[6].buf;
+    int32_t zero = 0;
+    Py_BEGIN_ALLOW_THREADS
+    if (buf_put(&o.koff, &zero, 4) || buf_put(&o.voff, &zero, 4)) rc = -3;
+    for (Py_ssize_t s = 0; !rc && s < n_spans; s++) {
+        for (Py_ssize_t r = lohi[2 * s]; r < lohi[2 * s + 1]; r++) {
+            const uint8_t *k = kd + ko[r];
+            size_t kl = (size_t)(ko[r + 1] - ko[r]);
+            if (!is_record_key(k, kl)) continue;  /* index entries are not rows */
+            uint8_t t = types[r], op = ops[r];
+            uint64_t start, commit;
+            memcpy(&start, starts + 8 * r, 8); memcpy(&commit, commits + 8 * r, 8);
+            int data_op = op == CDC_PUT || op == CDC_DELETE;
+            if ((t == CDC_COMMIT || t == CDC_COMMITTED) && commit <= resolved) { rc = 1; bad_row = r; break; }
+            if (t == CDC_PREWRITE) {
+                if (!data_op) continue;  /* a Lock or pessimistic prewrite is not a row */
+                if (os_add(open, k, kl, start) < 0) { rc = -3; break; }
+                rc = live_put(&o, tm[t], om[op], start, 0, k, kl, vd + vo[r], op == CDC_PUT ? (size_t)(vo[r + 1] - vo[r]) : 0);
+            } else if (t == CDC_COMMIT) {
+                if (!os_remove(open, k, kl, start)) { rc = 2; bad_row = r; break; }
+                rc = live_put(&o, tm[t], 0, start, commit, k, kl, NULL, 0);  /* the value is the PREWRITE's */
+            } else if (t == CDC_ROLLBACK) {
+                if (!os_remove(open, k, kl, start)) continue;  /* a lock the replica never had */
+                rc = live_put(&o, tm[t], 0, start, 0, k, kl, NULL, 0);
+            } else if (t == CDC_COMMITTED && data_op) {
+                rc = live_put(&o, tm[t], om[op], start, commit, k, kl, vd + vo[r], op == CDC_PUT ? (size_t)(vo[r + 1] - vo[r]) : 0);
+            }
+        }
+        if (rc) break;
+    }
+    Py_END_ALLOW_THREADS
+    PyMem_Free(lohi);
+    if (rc == -3) { PyErr_NoMemory(); goto done; }
+    if (rc == -2) { PyErr_SetString(PyExc_ValueError, "a poll's keys or values exceed 2 GiB"); goto done; }
+    if (rc > 0) { res = Py_BuildValue("(iL)", rc, bad_row); goto done; }
+    res = Py_BuildValue("(iLnNNNNNNNN)", 0, -1LL, (Py_ssize_t)o.rows, as_bytes(&o.types), as_bytes(&o.ops),
+                        as_bytes(&o.start), as_bytes(&o.commit), as_bytes(&o.koff), as_bytes(&o.kdata),
+                        as_bytes(&o.voff), as_bytes(&o.vdata));
+done:
+    live_free(&o);
+    Py_XDECREF(span_fast);
+    for (int i = 0; i < got; i++) PyBuffer_Release(&b[i]);
+    PyBuffer_Release(&tmap); PyBuffer_Release(&omap);
+    return res;
+}
+
 static PyMethodDef methods[] = {
     {"decode", decode, METH_O, "cdcpb.ChangeDataEvent bytes -> columns (see the module's source)"},
+    {"match_live", match_live, METH_VARARGS, "a registration's live rows -> binlog columns (see the source)"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "cdc_wire", NULL, -1, methods};
 
-PyMODINIT_FUNC PyInit_cdc_wire(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit_cdc_wire(void) {
+    if (PyType_Ready(&OpenSetType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    Py_INCREF(&OpenSetType);
+    if (PyModule_AddObject(m, "OpenSet", (PyObject *)&OpenSetType) < 0) {
+        Py_DECREF(&OpenSetType); Py_DECREF(m); return NULL;
+    }
+    return m;
+}

@@ -359,8 +359,10 @@ def _binary_layout(col: BinaryColumn, n: int, name: str) -> tuple[bytes, bytes]:
             raise ValueError(f"{name}: {len(arr)} items for {n} rows")
         if arr.null_count:
             raise ValueError(f"{name}: NULL items (a key or value is bytes, maybe empty)")
-        arr = arr.cast(pa.large_binary())
-        offsets64 = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + n + 1]
+        if arr.type != pa.binary():  # int32 offsets are read as they are; others widened first
+            arr = arr.cast(pa.large_binary())
+        width = np.int32 if arr.type == pa.binary() else np.int64
+        offsets64 = np.frombuffer(arr.buffers()[1], dtype=width)[arr.offset:arr.offset + n + 1].astype(np.int64)
         base = int(offsets64[0]) if n else 0
         data_buf = arr.buffers()[2]
         # only this slice's bytes: a slice of a large array must not copy all of its buffer

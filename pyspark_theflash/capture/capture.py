@@ -68,6 +68,13 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "capture-state.json"
 STATE_SAVE_EVERY_S = 1.0  # the state file is rewritten at most this often (and on stop)
+# Messages received and not yet handled, at most: a store's stream waits when capture is
+# behind, so gRPC's flow control holds TiKV back (TiKV buffers, then reports Congested)
+# instead of capture's memory growing without bound.
+INBOUND_MESSAGES = 64
+# The main loop writes what it has matched at least this often while messages keep coming: a
+# saturated feed must not hold every event in memory until the inbound queue first runs dry.
+RELEASE_EVERY_S = 0.05
 TICDC_VERSION = "8.5.0"  # what capture says it is in the feed's header (TiKV gates features by it)
 Ddl = binlog_pb2.Ddl
 _RECORD_SPAN = (bytes(encode_region_key(b"t")), bytes(encode_region_key(b"u")))  # every table's keys
@@ -193,7 +200,7 @@ class Capture:
         self.dir = Path(opts.binlog)
         self.writer = SegmentWriter(self.dir, opts.segment_bytes)
         self.service_id = "theflash-capture-" + hashlib.sha1(str(self.dir.resolve()).encode()).hexdigest()[:12]
-        self.inbound: queue.Queue[Any] = queue.Queue()
+        self.inbound: queue.Queue[Any] = queue.Queue(maxsize=INBOUND_MESSAGES)
         self.feeds: dict[int, RegionFeed] = {}
         self.indexes: dict[int, int] = {}
         self.resolved: dict[int, int] = {}
@@ -585,6 +592,7 @@ class Capture:
         scan) build its snapshot as columns (``RegionFeed.take_initial_columns``); errors are
         parsed as messages."""
         msg = feed_columns.decode_change_data(raw)
+        buffers = feed_columns.row_buffers(msg.rows)
         live: dict[int, list[tuple[int, int]]] = {}  # region -> row ranges of its live rows, in order
         for i, (rid, _, request_id, kind, lo, hi, _, _) in enumerate(msg.events.tolist()):
             feed = self.feeds.get(rid)
@@ -594,7 +602,7 @@ class Capture:
                 live.setdefault(rid, []).append((lo, hi))
                 continue
             if rid in live:
-                self._on_live_rows(feed, msg.rows, live.pop(rid))
+                self._on_live_rows(feed, buffers, live.pop(rid))
             if kind not in (feed_columns.KIND_ENTRIES, feed_columns.KIND_ERROR) or self.feeds.get(rid) is not feed:
                 continue
             if kind == feed_columns.KIND_ERROR:
@@ -607,11 +615,11 @@ class Capture:
                 snap = feed.snapshot_columns()
                 self._hold(cts, lambda f=feed, s=snap: self._snapshot_events(f, s))
                 if lo + after < hi:  # live rows after INITIALIZED in the same event
-                    self._on_live_rows(feed, msg.rows, [(lo + after, hi)])
+                    self._on_live_rows(feed, buffers, [(lo + after, hi)])
         for rid, spans in live.items():
             feed = self.feeds.get(rid)
             if feed is not None:
-                self._on_live_rows(feed, msg.rows, spans)
+                self._on_live_rows(feed, buffers, spans)
         resolved = msg.resolved_bytes()
         if resolved is not None:
             r = cdcpb_pb2.ResolvedTs.FromString(resolved)
@@ -625,20 +633,13 @@ class Capture:
                 gens = [self.feeds[rid].gen for rid in ids]
                 self._hold(0, lambda ids=ids, gens=gens, ts=int(r.ts): self._resolved_event(ids, gens, ts))
 
-    def _on_live_rows(self, feed: RegionFeed, rows: feed_columns.FeedRows, spans: list[tuple[int, int]]) -> None:
-        """An initialised registration's rows of one message (its events joined), as one binlog event."""
-        which = np.concatenate([np.arange(lo, hi) for lo, hi in spans]) if len(spans) > 1 else np.arange(*spans[0])
-        if not len(which):
-            return
-        # record keys only (index entries are not rows); the selection is applied when the
-        # event is built, after the DDL frontier passed its commits (a table created since)
-        tids = feed_columns.record_table_ids(rows.keys.slice(int(which[0]), len(which)) if len(spans) == 1 else
-                                             rows.keys.take(pa.array(which)))
-        which = which[tids != np.iinfo(np.int64).min]
-        if not len(which):
-            return
+    def _on_live_rows(self, feed: RegionFeed, buffers: tuple[Any, ...], spans: list[tuple[int, int]]) -> None:
+        """An initialised registration's rows of one message (its events' ``spans`` of the
+        message's ``row_buffers``), matched in C, as one binlog event. Record keys only (index
+        entries are not rows); the selection is applied when the event is built, after the DDL
+        frontier passed its commits (a table created since)."""
         try:
-            cols = feed.take_columns(rows.take(which))
+            cols = feed.take_columns(buffers, spans)
         except FeedProtocolError as exc:
             self._drop(feed, str(exc), self.opts.retry_backoff_s)
             return
@@ -672,12 +673,12 @@ class Capture:
             if not keep.all():
                 idx = pa.array(np.flatnonzero(keep))
                 cols = {k: (v.take(idx) if isinstance(v, pa.Array) else v[keep]) for k, v in cols.items()}
-        if feed.coverage is not None:
-            committed = np.flatnonzero(cols["commit_ts"] != 0)
-            if len(committed):
-                feed.coverage.add_columns(cols["keys"].take(pa.array(committed)), cols["commit_ts"][committed])
-        return [binlog_pb2.Event(region_id=feed.id, index=self._next_index(feed.id), epoch=feed.epoch(),
-                                 entries=binlog_pb2.Entries(batch=binlog_rows.pack_columns(**cols)))]
+        if feed.coverage is not None:  # versions only: a row without a commit ts is never above a floor
+            feed.coverage.add_columns(cols["keys"], cols["commit_ts"])
+        # filled in place: a sub-message given to a constructor is copied
+        event = binlog_pb2.Event(region_id=feed.id, index=self._next_index(feed.id), epoch=feed.epoch())
+        binlog_rows.pack_columns(**cols, out=event.entries.batch)
+        return [event]
 
     def _keep_key(self, key: bytes) -> bool:
         tid = _record_table_id(key)
@@ -883,8 +884,11 @@ class Capture:
                     item = self.inbound.get(timeout=0.05)
                 except queue.Empty:
                     item = None
+                drain_until = time.monotonic() + RELEASE_EVERY_S
                 while item is not None:
                     self._handle(item)
+                    if time.monotonic() >= drain_until:
+                        break
                     try:
                         item = self.inbound.get_nowait()
                     except queue.Empty:

@@ -85,7 +85,8 @@ class Coverage:
     def add_columns(self, raw_keys: Any, commit_ts: Any) -> None:
         """Live versions written to the binlog, as columns (an Arrow binary array of raw keys and
         a uint64 array): counted, like a snapshot's, when the floor next rises (most are at or
-        below it then), so no Python object is made per row."""
+        below it then), so no Python object is made per row. A row whose commit ts is 0 (a
+        PREWRITE, a ROLLBACK) is not a version and is never counted."""
         self._pending.append(_Versions(raw_keys, commit_ts))
 
     def raise_floor(self, ts: int) -> None:
@@ -114,7 +115,8 @@ class Coverage:
                     self.add(bytes(w.key), int(w.commit_ts))
 
     def above_in(self, lo: bytes, hi: bytes) -> Iterable[tuple[bytes, int]]:
-        pending = ((bytes(w.key), int(w.commit_ts)) for writes in self._pending for w in writes)
+        pending = ((bytes(w.key), int(w.commit_ts)) for writes in self._pending
+                   for w in (writes.above(0) if isinstance(writes, _Versions) else writes))
         for key, cts in [*self._above, *pending]:
             pd = _pd_key(key)
             if lo <= pd and (not hi or pd < hi):

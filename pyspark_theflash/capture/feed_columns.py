@@ -1,28 +1,29 @@
 """TiKV's change feed as columns: a ``cdcpb.ChangeDataEvent``'s wire bytes decoded in one pass
 (``_native/cdc_wire.c``, built by the install step) into per-row arrays, and a registration's
-live rows matched and turned into the binlog's ``RowBatch`` with array operations — no Python
-object per row (DESIGN.md section 6).
+live rows matched and turned into the binlog's ``RowBatch`` columns in C — no Python object per
+row (DESIGN.md section 6).
 
-The rules are those of ``RegionFeed._live`` (capture/region_feed.py), row for row:
+The rules are those of ``RegionFeed._live`` (capture/region_feed.py), row for row, in feed order:
 
 * a COMMIT or COMMITTED at or below the resolved ts already written breaks the feed's contract
   (``FeedProtocolError``);
 * a PREWRITE of a Put or Delete opens its (key, start ts) and is written with its value (none
   for a Delete); a PREWRITE of any other op (Lock, pessimistic) is not a row;
 * a COMMIT must find its (key, start ts) open — opened by a PREWRITE earlier in the feed,
-  in this batch or a poll before, or by the lock of the registration's snapshot — and closes it;
+  in this message or one before, or by the lock of the registration's snapshot — and closes it;
   one that does not is ``FeedProtocolError``. TiKV's COMMIT row carries the value only for a
   short value; the replica takes it from its PREWRITE, so none is written;
 * a ROLLBACK closes an open (key, start ts) and is written; one of a lock the replica never had
   is not;
 * a COMMITTED of a Put or Delete (1PC) is written with its value.
 
-The open (key, start ts) pairs of a registration are an Arrow binary array of 8-byte big-endian
-start ts + key. A batch's rows that name a pair are sorted by (pair, position): a row finds
-the pair open exactly when the row before it in its group is a PREWRITE, or, first in its
-group, when the pair was open before the batch. So one sort and one hash lookup decide every
-row, whatever the batch holds (a pair prewritten and committed in the same poll, a retried
-PREWRITE, a ROLLBACK after a COMMIT).
+The open (key, start ts) pairs of a registration are a hash set in C (``OpenSet``): matching is
+one probe per row, in order, so it is exact whatever a message holds (a pair prewritten and
+committed in the same poll, a retried PREWRITE, a ROLLBACK after a COMMIT). Why C and not
+NumPy: the same rules as array operations (sort the rows by pair, compare neighbours, look the
+first of each group up in the open set) took some 40 NumPy/Arrow calls per region per message,
+about 0.55 ms, which held capture near 130k committed rows/s; in C a message's rows of a region
+cost a few microseconds plus about 20 ns a row (bench/capture_ceiling.py; docs/capture.md).
 """
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ _TYPE[[PREWRITE, COMMIT, ROLLBACK, COMMITTED]] = [binlog_pb2.Row.PREWRITE, binlo
                                                   binlog_pb2.Row.ROLLBACK, binlog_pb2.Row.COMMITTED]
 _OP = np.zeros(256, np.uint8)
 _OP[[OP_PUT, OP_DELETE]] = [binlog_pb2.PUT, binlog_pb2.DELETE]
+_TYPE_MAP, _OP_MAP = _TYPE.tobytes(), _OP.tobytes()  # as match_live takes them
 
 
 @dataclass(frozen=True)
@@ -125,32 +127,7 @@ def record_table_ids(keys: pa.BinaryArray) -> np.ndarray:
     return np.where(ok, tid, np.iinfo(np.int64).min)
 
 
-def txn_keys(start_ts: np.ndarray, keys: pa.BinaryArray) -> pa.BinaryArray:
-    """Per row, 8 bytes of big-endian start ts + the key: one binary value per (key, start ts)."""
-    n = len(keys)
-    offsets = np.frombuffer(keys.buffers()[1], np.int32)[keys.offset:keys.offset + n + 1].astype(np.int64)
-    data_buf = keys.buffers()[2]
-    data = np.frombuffer(data_buf, np.uint8)[offsets[0]:offsets[-1]] if data_buf is not None and n else \
-        np.zeros(0, np.uint8)
-    lens = offsets[1:] - offsets[:-1]
-    out_off = np.zeros(n + 1, np.int64)
-    np.cumsum(lens + 8, out=out_off[1:])
-    out = np.empty(int(out_off[-1]), np.uint8)
-    out[(out_off[:-1, None] + np.arange(8)).ravel()] = np.ascontiguousarray(
-        start_ts.astype(">u8")).view(np.uint8)
-    row_of = np.repeat(np.arange(n, dtype=np.int64), lens)
-    out[np.arange(len(data), dtype=np.int64) + 8 * (row_of + 1)] = data
-    return pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(out_off.astype(np.int32)), pa.py_buffer(out)])
-
-
-EMPTY_OPEN = pa.array([], pa.binary())
-
-
-def open_pairs(pairs: list[tuple[bytes, int]]) -> pa.BinaryArray:
-    """(key, start ts) pairs (a snapshot's locks) as the open set's values."""
-    if not pairs:
-        return EMPTY_OPEN
-    return txn_keys(np.array([s for _, s in pairs], np.uint64), pa.array([k for k, _ in pairs], pa.binary()))
+OpenSet = _wire.OpenSet  # a registration's open (key, start ts) pairs, in C (match_live)
 
 
 def binlog_ops(ops: np.ndarray) -> np.ndarray:
@@ -189,56 +166,42 @@ class LiveFeedError(Exception):
     """What ``match_live`` found broken, with the row's key and ts for the message."""
 
 
-def match_live(rows: FeedRows, open_set: pa.BinaryArray, resolved_ts: int) -> tuple[dict[str, Any], pa.BinaryArray]:
-    """A registration's live rows (already only the captured tables' record keys) -> the binlog
-    columns to write (``pack_columns`` keywords) and the open set after them. Raises
-    :class:`LiveFeedError` where ``RegionFeed._live`` raises ``FeedProtocolError``."""
-    t, op = rows.types, rows.ops
-    is_commit = (t == COMMIT) | (t == COMMITTED)
-    late = is_commit & (rows.commit_ts <= np.uint64(resolved_ts))
-    if late.any():
-        i = int(np.flatnonzero(late)[0])
-        raise LiveFeedError(f"a commit at {int(rows.commit_ts[i])} of key {rows.keys[i].as_py().hex()} came after "
-                            f"resolved ts {resolved_ts}")
-    data_op = (op == OP_PUT) | (op == OP_DELETE)
-    keep = ((t == PREWRITE) & data_op) | (t == COMMIT) | (t == ROLLBACK) | ((t == COMMITTED) & data_op)
-    paired = np.flatnonzero(keep & (t != COMMITTED))  # rows that open or close a (key, start ts)
-    if len(paired):
-        ids = txn_keys(rows.start_ts[paired], rows.keys.take(pa.array(paired)))
-        order = pc.sort_indices(pa.table({"id": ids, "pos": paired}), [("id", "ascending"), ("pos", "ascending")])
-        order_np = order.to_numpy()
-        sids = ids.take(order)
-        st = t[paired][order_np]
-        same = np.zeros(len(paired), bool)
-        if len(paired) > 1:
-            same[1:] = pc.equal(sids.slice(1), sids.slice(0, len(paired) - 1)).to_numpy(zero_copy_only=False)
-        was_open = pc.is_in(sids, value_set=open_set).to_numpy(zero_copy_only=False) if len(open_set) else \
-            np.zeros(len(paired), bool)
-        prev_prewrite = np.zeros(len(paired), bool)
-        prev_prewrite[1:] = st[:-1] == PREWRITE
-        open_before = np.where(same, prev_prewrite, was_open)
-        bad = (st == COMMIT) & ~open_before
-        if bad.any():
-            j = int(paired[order_np[np.flatnonzero(bad)[0]]])
-            raise LiveFeedError(f"COMMIT of key {rows.keys[j].as_py().hex()} at start ts {int(rows.start_ts[j])} "
-                                "without its PREWRITE")
-        lost_rollback = (st == ROLLBACK) & ~open_before
-        if lost_rollback.any():  # a rollback of a lock the replica never had (a pessimistic or LOCK one)
-            keep[paired[order_np[lost_rollback]]] = False
-        last = np.ones(len(paired), bool)
-        last[:-1] = ~same[1:]
-        still_open = sids.filter(pa.array(last & (st == PREWRITE)))
-        if len(open_set):
-            open_set = open_set.filter(pc.invert(pc.is_in(open_set, value_set=sids)))
-            open_set = pa.concat_arrays([open_set, still_open]) if len(still_open) else open_set
-        else:
-            open_set = still_open
-    which = np.flatnonzero(keep)
-    out = rows.take(which) if len(which) != len(rows) else rows
-    ot = out.types
-    with_value = ((ot == PREWRITE) | (ot == COMMITTED)) & (out.ops == OP_PUT)
-    values = out.values if with_value.all() else pc.if_else(pa.array(with_value), out.values, pa.scalar(b"", pa.binary()))
-    commit_ts = np.where((ot == COMMIT) | (ot == COMMITTED), out.commit_ts, np.uint64(0))
-    columns = {"types": _TYPE[ot], "ops": np.where((ot == PREWRITE) | (ot == COMMITTED), _OP[out.ops], 0),
-               "start_ts": out.start_ts, "commit_ts": commit_ts, "keys": out.keys, "values": values}
-    return columns, open_set
+def row_buffers(rows: FeedRows) -> tuple[Any, ...]:
+    """The rows' columns as the 8 buffers ``match_live`` reads (positions 0..len-1 in each; no copy
+    of a decoded message's columns)."""
+    n = len(rows)
+
+    def binary(arr: pa.BinaryArray) -> tuple[np.ndarray, Any]:
+        offsets = np.frombuffer(arr.buffers()[1], np.int32)[arr.offset:arr.offset + n + 1] if n else \
+            np.zeros(1, np.int32)
+        data = arr.buffers()[2]
+        return np.ascontiguousarray(offsets), (data if data is not None else b"")
+
+    koff, kdata = binary(rows.keys)
+    voff, vdata = binary(rows.values)
+    return (np.ascontiguousarray(rows.types), np.ascontiguousarray(rows.ops), np.ascontiguousarray(rows.start_ts),
+            np.ascontiguousarray(rows.commit_ts), koff, kdata, voff, vdata)
+
+
+def match_live(buffers: tuple[Any, ...], spans: list[tuple[int, int]], open_set: OpenSet,
+               resolved_ts: int) -> dict[str, Any] | None:
+    """A registration's live rows — the record keys among ``spans`` of a message's rows
+    (``row_buffers``) — matched in feed order against ``open_set`` (changed in place), as the
+    binlog columns to write (``pack_columns`` keywords), or None when no row is written. In C (``_native/cdc_wire.c``): one probe of a hash set per row, no Python
+    object per row. Raises :class:`LiveFeedError` where ``RegionFeed._live`` raises
+    ``FeedProtocolError`` (the open set is then left part-way: the registration is dropped)."""
+    out = _wire.match_live(open_set, buffers, spans, resolved_ts, _TYPE_MAP, _OP_MAP)
+    if out[0]:
+        row = int(out[1])
+        key = bytes(buffers[5][int(buffers[4][row]):int(buffers[4][row + 1])]).hex()
+        start, commit = int(buffers[2][row]), int(buffers[3][row])
+        if out[0] == 1:
+            raise LiveFeedError(f"a commit at {commit} of key {key} came after resolved ts {resolved_ts}")
+        raise LiveFeedError(f"COMMIT of key {key} at start ts {start} without its PREWRITE")
+    (_, _, n, types, ops, start_ts, commit_ts, koff, kdata, voff, vdata) = out
+    if not n:
+        return None
+    return {"types": np.frombuffer(types, np.uint8), "ops": np.frombuffer(ops, np.uint8),
+            "start_ts": np.frombuffer(start_ts, np.uint64), "commit_ts": np.frombuffer(commit_ts, np.uint64),
+            "keys": pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(koff), pa.py_buffer(kdata)]),
+            "values": pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(voff), pa.py_buffer(vdata)])}

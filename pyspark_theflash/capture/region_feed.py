@@ -69,8 +69,8 @@ class RegionFeed:
     _locks: dict[tuple[bytes, int], tuple[int, bytes]] = field(default_factory=dict)
     _waiting_commits: dict[tuple[bytes, int], tuple[int, int, bytes]] = field(default_factory=dict)
     _open: dict[tuple[bytes, int], int] = field(default_factory=dict)  # live prewrites: (key, start) -> op
-    # the same once rows arrive as columns: 8-byte start ts + key per open prewrite (feed_columns.py)
-    _open_ids: Any = field(default_factory=lambda: feed_columns.EMPTY_OPEN)
+    # the same once rows arrive as columns, as a hash set in C (feed_columns.match_live)
+    _open_set: Any = field(default_factory=lambda: feed_columns.OpenSet())
     # the initial scan's COMMITTED rows as they came in columns (take_initial_columns):
     # (keys, ops, start ts, commit ts, values) per message, in feed order
     _scan: list[tuple[Any, Any, Any, Any, Any]] = field(default_factory=list)
@@ -192,18 +192,21 @@ class RegionFeed:
                                   value=bytes(row.value) if op == binlog_pb2.PUT else b"")
         return None
 
-    def take_columns(self, rows: feed_columns.FeedRows) -> dict[str, Any] | None:
-        """Live rows (after INITIALIZED; record keys only) as columns: ``_live``'s rules applied
-        as array operations (capture/feed_columns.py); the binlog columns to write, or None."""
+    def take_columns(self, rows: feed_columns.FeedRows | tuple[Any, ...],
+                     spans: list[tuple[int, int]] | None = None) -> dict[str, Any] | None:
+        """Live rows (after INITIALIZED) as columns: ``_live``'s rules applied in C
+        (capture/feed_columns.py) to the record keys of ``rows`` (or of ``spans`` of a
+        message's ``row_buffers``); the binlog columns to write, or None."""
         if self._open:  # pairs the per-row path opened: the snapshot's locks, rows after INITIALIZED in its event
-            pairs = feed_columns.open_pairs(list(self._open))
-            self._open_ids = pa.concat_arrays([self._open_ids, pairs]) if len(self._open_ids) else pairs
+            for key, start in self._open:
+                self._open_set.add(key, start)
             self._open = {}
+        if isinstance(rows, feed_columns.FeedRows):
+            rows, spans = feed_columns.row_buffers(rows), [(0, len(rows))]
         try:
-            cols, self._open_ids = feed_columns.match_live(rows, self._open_ids, self.resolved_ts)
+            return feed_columns.match_live(rows, spans or [], self._open_set, self.resolved_ts)
         except feed_columns.LiveFeedError as exc:
             raise FeedProtocolError(f"region {self.id}: {exc}") from None
-        return cols if len(cols["types"]) else None
 
     def snapshot_columns(self) -> snapshot_batch.SnapshotColumns:
         """The state the initial scan built, as columns (binlog/snapshot_batch.py): every
