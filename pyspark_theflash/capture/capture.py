@@ -88,7 +88,10 @@ class CaptureOptions:
     tables: list[str] | None = None  # "db.table" names; None = every user table
     until_ts: int | None = None
     serve_binlog: int | None = None
+    # /ddl/history is read every ddl_poll_s while nothing waits for the DDL frontier, and as
+    # soon as rows wait for it, but never within ddl_poll_min_s of the read before
     ddl_poll_s: float = 0.2
+    ddl_poll_min_s: float = 0.05
     gc_ttl_s: int = 3600
     gc_update_s: float = 10.0
     segment_bytes: int = 64 << 20
@@ -230,6 +233,7 @@ class Capture:
         self.partitions = PartitionMap()  # a partition's physical id -> its table's id
         self._gen = 0
         self._stop = threading.Event()
+        self._frontier_wanted = threading.Event()  # events wait for the DDL frontier (_poll_ddl)
         self.ddl_unavailable = False
         self.events_written = 0
         self.rows_written = 0
@@ -380,14 +384,22 @@ class Capture:
             return None
 
     def _poll_ddl(self) -> None:
+        """The DDL frontier: a PD ts, then the DDL jobs finished by it. Events wait for it (a
+        row must follow the schema change it was written under), so it is read as soon as the
+        main loop holds events for it (``_frontier_wanted``) — a commit's wait is then one PD
+        call and one status-port read, not half the poll period — and every ``ddl_poll_s``
+        otherwise; never within ``ddl_poll_min_s`` of the read before, to spare TiDB."""
         while not self._stop.is_set():
+            began = time.monotonic()
+            self._frontier_wanted.clear()
             try:
                 frontier = self.pd.get_ts()
                 jobs = self._history()
                 self.inbound.put(("ddl", frontier, jobs))
             except (CaptureError, UpstreamError) as exc:
                 self.inbound.put(("warn", f"DDL poll failed, retrying: {exc}"))
-            self._stop.wait(self.opts.ddl_poll_s)
+            self._stop.wait(max(0.0, self.opts.ddl_poll_min_s - (time.monotonic() - began)))
+            self._frontier_wanted.wait(max(0.0, self.opts.ddl_poll_s - (time.monotonic() - began)))
 
     def _apply_ddl(self, frontier: int, jobs: list[dict[str, Any]] | None) -> None:
         ddls = sorted((d for d in (ddl_of_job(j) for j in jobs or ()) if d is not None and d.commit_ts > self.last_ddl_ts
@@ -849,6 +861,7 @@ class Capture:
 
     def stop(self) -> None:
         self._stop.set()
+        self._frontier_wanted.set()
         self.pd.interrupt()  # a PD call retrying while PD is away must not hold the stop up
 
     def run(self) -> int:
@@ -894,6 +907,8 @@ class Capture:
                     except queue.Empty:
                         item = None
                 self._release()
+                if self.fifo:  # events wait for the DDL frontier: have it read now
+                    self._frontier_wanted.set()
                 now = time.monotonic()
                 for reload in [p for p in self.pending_reload if p[0] <= now]:
                     self.pending_reload.remove(reload)
@@ -934,6 +949,7 @@ class Capture:
             return 0
         finally:
             self._stop.set()
+            self._frontier_wanted.set()
             for stream in self.streams.values():
                 stream.close()
             if self.lock_resolver is not None:

@@ -42,7 +42,11 @@ def register(sub: Any) -> None:
     p.add_argument("--gc-ttl", type=int, default=3600, metavar="SECONDS",
                    help="TTL of capture's PD service GC safe point, renewed every 10 s (default: 3600)")
     p.add_argument("--ddl-poll", type=float, default=0.2, metavar="SECONDS",
-                   help="how often /ddl/history is read; rows wait at most about this long for it (default: 0.2)")
+                   help="how often /ddl/history (with a PD ts: the DDL frontier) is read while no row waits for it "
+                        "(default: 0.2)")
+    p.add_argument("--ddl-poll-min", type=float, default=0.05, metavar="SECONDS",
+                   help="while rows wait for the DDL frontier it is read again at once, but at most this often "
+                        "(default: 0.05); rows wait about this long for it under a steady feed")
     p.add_argument("--resolve-locks-after", type=float, default=4.0, metavar="SECONDS",
                    help="resolve the locks of a region whose resolved ts lags PD's clock this long, as TiCDC does "
                         "for stuck regions (KvScanLock, then client-go's lock resolver rules), at most every 10 s per "
@@ -60,8 +64,12 @@ def run(args: argparse.Namespace) -> int:
     for t in tables or ():
         if t.count(".") != 1:
             raise CommandError(f"--tables wants db.table names, got {t!r}")
+    if args.ddl_poll <= 0 or args.ddl_poll_min < 0:
+        raise CommandError(f"--ddl-poll wants seconds > 0 and --ddl-poll-min seconds >= 0, got {args.ddl_poll} "
+                           f"and {args.ddl_poll_min}")
     opts = CaptureOptions(pd=args.pd, tidb=args.tidb, binlog=args.binlog, tables=tables, until_ts=args.until_ts,
                           serve_binlog=args.serve_binlog, gc_ttl_s=args.gc_ttl, ddl_poll_s=args.ddl_poll,
+                          ddl_poll_min_s=args.ddl_poll_min,
                           resolve_locks_after_s=args.resolve_locks_after,
                           pd_first_connect_timeout_s=args.pd_timeout)
     from pyspark_theflash.binlog.errors import BinlogLockedError
