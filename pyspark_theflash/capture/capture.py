@@ -56,6 +56,7 @@ from pyspark_theflash.capture.range_claims import RangeClaims, ranges_overlap as
 from pyspark_theflash.capture.resume import ResumePoints
 from pyspark_theflash.upstream.errors import UpstreamError
 from pyspark_theflash.upstream.pd_client import PDClient, RegionInfo
+from pyspark_theflash.capture.progress import ProgressLine
 from pyspark_theflash.capture.region_feed import FeedProtocolError, RegionFeed, entries_event, snapshot_event
 from pyspark_theflash.capture import feed_columns
 from pyspark_theflash.capture.tidb_status import DDLHistoryUnavailableError, TiDBStatus
@@ -75,6 +76,7 @@ INBOUND_MESSAGES = 64
 # The main loop writes what it has matched at least this often while messages keep coming: a
 # saturated feed must not hold every event in memory until the inbound queue first runs dry.
 RELEASE_EVERY_S = 0.05
+PROGRESS_EVERY_S = 5.0  # a progress line (capture/progress.py) at most this often
 TICDC_VERSION = "8.5.0"  # what capture says it is in the feed's header (TiKV gates features by it)
 Ddl = binlog_pb2.Ddl
 _RECORD_SPAN = (bytes(encode_region_key(b"t")), bytes(encode_region_key(b"u")))  # every table's keys
@@ -227,6 +229,7 @@ class Capture:
         # a range registered again starts from what they say the replica holds
         self.ended_coverage: list[Coverage] = []
         self.rows_skipped = 0  # versions a registration's scan gave that the replica held already
+        self.rows_scanned = 0  # rows of registrations' initial scans received (the progress line)
         # what the binlog is proved to hold per key range (capture/resume.py): a restart
         # registers each region from there
         self.resume = ResumePoints(self._selection())
@@ -621,6 +624,7 @@ class Capture:
                 self._region_error(feed, cdcpb_pb2.Event.FromString(msg.event_bytes(i)).error)
                 continue
             # the initial scan's rows, as columns (RegionFeed.take_initial_columns)
+            self.rows_scanned += hi - lo
             after = feed.take_initial_columns(msg.rows.slice(lo, hi))
             if after is not None:
                 cts = feed.max_commit_ts()
@@ -888,6 +892,7 @@ class Capture:
             self.progress(f"capturing {len(self.feeds)} region(s) of cluster {self.pd.cluster_id} into {self.dir}")
             threading.Thread(target=self._poll_ddl, name="capture-ddl", daemon=True).start()
             last_gc = last_report = time.monotonic()
+            report = ProgressLine(last_report)
             # events_written when the log was last synced and the state last saved. The first
             # save is at once: a restart without a state file must read the whole log again.
             synced = saved = 0
@@ -934,11 +939,13 @@ class Capture:
                     except UpstreamError as exc:  # PD away: the hold's TTL covers the outage; retried
                         log.warning("renewing the PD service safe point failed, retrying: %s", exc)
                     last_gc = now
-                if now - last_report >= 5:
-                    held = f"; {len(self.fifo)} events held for the DDL frontier" if self.fifo else ""
-                    self.progress(f"{self.events_written} events, {self.rows_written} rows written; "
-                                  f"{len(self.feeds)} regions; min resolved ts "
-                                  f"{min((f.resolved_ts for f in self.feeds.values()), default=0)}{held}")
+                if now - last_report >= PROGRESS_EVERY_S:
+                    self.progress(report.line(
+                        now, regions=len(self.feeds), initialised=sum(f.initialized for f in self.feeds.values()),
+                        rows_scanned=self.rows_scanned, rows_written=self.rows_written,
+                        events_written=self.events_written,
+                        min_resolved_ts=min((f.resolved_ts for f in self.feeds.values()), default=0),
+                        frontier_ts=self.frontier, held_events=len(self.fifo)))
                     if self.fifo and now - self.frontier_moved_at > 30:
                         log.warning("the DDL frontier has not moved for 30 s (are PD and TiDB's status port %s answering?): "
                                     "%d events wait in memory until it moves", self.status.url, len(self.fifo))
