@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/capture_ceiling.py                     # 200k txns of 10 rows, 20k of 100, 2M rows copied
     .venv/bin/python bench/capture_ceiling.py --txns 20000 --copy-rows 200000 --latency-seconds 5
+    .venv/bin/python bench/capture_ceiling.py --skip live,big,latency --together-txns 2000000 --copy-rows 10000000
 
 The rig (this process) serves, from the project's protos: PD (``pdpb.PD``: members, TSO,
 stores, region scans, GC safe points), one or more TiKV stores (``cdcpb.ChangeData/EventFeed``
@@ -21,7 +22,9 @@ in its own process as an operator runs it, is the bottleneck. Measured in one ru
 * **capture + writer at once**: a fresh capture of the same feed and a writer following its
   binlog, until the store's regions all hold a resolved ts past the last commit (readable);
 * **initial copy**: ``--copy-rows`` rows as TiKV's initial scan sends them (COMMITTED rows, then
-  INITIALIZED) through capture, then applied by the writer;
+  INITIALIZED) through capture, then applied by the writer; each one's peak RSS (the kernel's
+  rusage), and the store's table read back at the copy's ts against the feed (every handle once,
+  the sum of a column);
 * **commit -> readable** at ``--latency-rate`` commits/s for ``--latency-seconds``: the feed is
   written as it goes (a resolved ts every ``--resolved-every`` s, as TiKV's ``min-ts-interval``),
   capture and writer follow it, and each probe is the time from the COMMIT's send to the store's
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import queue
 import shutil
 import statistics
@@ -124,10 +128,15 @@ def region_bound(i: int, regions: int) -> bytes:
 
 
 def _values(n: int, seed: int) -> np.ndarray:
+    return _values_and_v(n, seed)[0]
+
+
+def _values_and_v(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` encoded row values (TiDB's row format v2) and their ``v`` column (a checksum's)."""
     rng = np.random.default_rng(seed)
     b = Batch(ids=np.zeros(n, np.int64), deleted=np.zeros(n, bool), v=rng.integers(2**31, 2**62, n, dtype=np.int64),
               x=np.round(rng.normal(size=n) * 1000, 3), s=rng.integers(97, 123, size=(n, 16), dtype=np.uint8))
-    return row_values_v2(b)
+    return row_values_v2(b), b.v
 
 
 class Feed:
@@ -144,6 +153,10 @@ class Feed:
         self.rows = 0
         self.committed = 0
         self.last_ts = 0
+        # an initial copy's table, to check the store against: per region its handle count,
+        # and the sum of column v (mod 2**64) over every row
+        self.region_rows: list[int] = []
+        self.v_sum = 0
 
 
 def live_feed(txns: int, txn_rows: int, regions: int, block: int, base_ts: int) -> Feed:
@@ -186,10 +199,13 @@ def copy_feed(rows: int, regions: int, batch: int, base_ts: int) -> Feed:
     feed = Feed(regions)
     feed.initial = True
     per = -(-rows // regions)
-    values = _values(min(rows, 65536), 13)
+    values, v = _values_and_v(min(rows, 65536), 13)
     ts = base_ts
     for r in range(regions):
         n = min(per, rows - r * per)
+        feed.region_rows.append(n)
+        full, tail = divmod(n, len(v))  # row i of a region has value i % len(values)
+        feed.v_sum = (feed.v_sum + full * int(v.sum()) + int(v[:tail].sum())) % (1 << 64)
         for lo in range(0, n, batch):
             k = min(batch, n - lo)
             handles = r * SPAN + np.arange(lo, lo + k, dtype=np.int64)
@@ -363,18 +379,26 @@ class _PD(pdpb_pb2_grpc.PDServicer):
 THEFLASH = [sys.executable, "-m", "pyspark_theflash"]
 
 
+def run_measured(cmd: list[str], out: Any) -> tuple[int, float]:
+    """Run ``cmd`` to its end: (exit code, its peak RSS in MiB, from the kernel's rusage)."""
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_maxrss / 1024  # ru_maxrss: KiB on Linux
+
+
 def run_capture(rig: Rig, feed: Feed, binlog: Path, log: Path) -> dict[str, float]:
     rig.feed, rig.live = feed, None
     rig.first_send = rig.last_send = 0.0
     cmd = THEFLASH + ["capture", "--pd", rig.address, "--tidb", rig.status, "--binlog", str(binlog),
                       "--until-ts", str(feed.last_ts), "--resolve-locks-after", "0"]
     with log.open("wb") as out:
-        done = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, timeout=1800)
+        code, rss_mb = run_measured(cmd, out)
     ended = time.monotonic()
-    if done.returncode != 0:
+    if code != 0:
         raise SystemExit(f"capture failed:\n{log.read_text()[-3000:]}")
     took = ended - rig.first_send
-    return {"s": took, "rows_per_s": feed.rows / took, "committed_per_s": feed.committed / took}
+    return {"s": took, "rows_per_s": feed.rows / took, "committed_per_s": feed.committed / took, "rss_mb": rss_mb}
 
 
 def run_writer(binlog: Path, store: Path, log: Path, committed: int) -> dict[str, float]:
@@ -384,12 +408,30 @@ def run_writer(binlog: Path, store: Path, log: Path, committed: int) -> dict[str
     cmd = THEFLASH + ["writer", "run", "--binlog", binlog.as_uri(), "--store", str(store), "--until-caught-up",
                       "--log", str(log)]
     started = time.monotonic()
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    with (log.parent / (log.name + ".out")).open("wb") as out:
+        code, rss_mb = run_measured(cmd, out)
     wall = time.monotonic() - started
-    if done.returncode != 0:
-        raise SystemExit(f"writer failed:\n{done.stderr[-3000:]}")
+    if code != 0:
+        raise SystemExit(f"writer failed:\n{(log.parent / (log.name + '.out')).read_text()[-3000:]}")
     apply_s = _logged_seconds(log)
-    return {"wall_s": wall, "apply_s": apply_s, "committed_per_s": committed / max(apply_s, 1e-6)}
+    return {"wall_s": wall, "apply_s": apply_s, "committed_per_s": committed / max(apply_s, 1e-6), "rss_mb": rss_mb}
+
+
+def check_copy(store: Path, feed: Feed) -> str:
+    """The store's table at the copy's last ts against the feed: every handle once, and the sum
+    of column v. Raises SystemExit on a difference; returns what was compared."""
+    from pyspark_theflash.store import Store
+
+    with Store.open(str(store), readonly=True) as s:
+        got = s.scan_table(f"{DB}.{TABLE}", feed.last_ts, columns=["id", "v"])
+    ids = np.sort(got.column("id").to_numpy())
+    want = np.concatenate([r * SPAN + np.arange(n, dtype=np.int64) for r, n in enumerate(feed.region_rows)])
+    if not np.array_equal(ids, want):
+        raise SystemExit(f"the copied table differs: {len(ids):,} rows read, {len(want):,} copied")
+    v_sum = int(got.column("v").to_numpy().astype(np.uint64).sum(dtype=np.uint64))
+    if v_sum != feed.v_sum:
+        raise SystemExit(f"the copied table's values differ: sum(v) {v_sum} != {feed.v_sum}")
+    return f"{len(ids):,} rows read back equal (every handle once, sum(v) equal)"
 
 
 def min_resolved(store: Path) -> int:
@@ -539,6 +581,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--txns", type=int, default=200_000, help="10-row transactions of the live feed")
     parser.add_argument("--big-txns", type=int, default=20_000, help="100-row transactions of the second live feed")
+    parser.add_argument("--together-txns", type=int, default=None,
+                        help="10-row transactions of the capture + writer run (default: --txns; 2000000 for ~60 s)")
     parser.add_argument("--copy-rows", type=int, default=2_000_000, help="rows of the initial scan")
     parser.add_argument("--regions", type=int, default=8)
     parser.add_argument("--block", type=int, default=64, help="transactions per feed message")
@@ -547,6 +591,8 @@ def main() -> int:
     parser.add_argument("--resolved-every", type=float, default=0.05, help="s between the latency feed's resolved ts")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: live,big,writer,together,copy,latency")
     args = parser.parse_args()
+    if args.together_txns is None:
+        args.together_txns = args.txns
     skip = set(filter(None, args.skip.split(",")))
 
     work = Path(tempfile.mkdtemp(prefix="theflash-bench-ceiling-"))
@@ -582,19 +628,27 @@ def main() -> int:
             fig["capture_100row_committed_per_s"] = round(r["committed_per_s"])
             print(f"capture, 100-row txns:  {r['committed_per_s']:>12,.0f} committed rows/s ({r['s']:.1f}s)", flush=True)
         if "together" not in skip:
-            r = run_together(rig, small, work)
+            together = small if args.together_txns == args.txns else \
+                live_feed(args.together_txns, 10, args.regions, args.block, base)
+            r = run_together(rig, together, work)
+            del together
             fig["together_committed_per_s"] = round(r["committed_per_s"])
+            fig["together_s"] = round(r["s"], 1)
             print(f"capture + writer:       {r['committed_per_s']:>12,.0f} committed rows/s readable "
-                  f"({r['s']:.1f}s; target 300k over 60 s)", flush=True)
+                  f"({r['s']:.1f}s; target 300k over 60 s: --together-txns 2000000)", flush=True)
         if "copy" not in skip:
             r = run_capture(rig, copy, work / "copy-binlog", work / "copy.log")
             fig["copy_capture_rows_per_s"] = round(r["rows_per_s"])
             w = run_writer(work / "copy-binlog", work / "copy-store", work / "copy-writer.log", copy.committed)
             fig["copy_writer_rows_per_s"] = round(w["committed_per_s"])
             fig["copy_writer_ratio_to_store"] = round(w["committed_per_s"] / fig["store_apply_committed_rows_per_s"], 3)
+            fig["copy_rows"] = copy.rows
+            fig["copy_capture_peak_rss_mb"], fig["copy_writer_peak_rss_mb"] = round(r["rss_mb"]), round(w["rss_mb"])
             print(f"initial copy: capture   {r['rows_per_s']:>12,.0f} rows/s ({r['s']:.1f}s; target 1M); writer "
                   f"{w['committed_per_s']:,.0f} rows/s ({fig['copy_writer_ratio_to_store']}x the store alone; "
                   "target 800k)", flush=True)
+            print(f"              peak RSS: capture {r['rss_mb']:,.0f} MiB, writer {w['rss_mb']:,.0f} MiB; "
+                  f"{check_copy(work / 'copy-store', copy)}", flush=True)
         if "latency" not in skip:
             r = run_latency(rig, work, args.latency_rate, args.latency_seconds, 10, args.resolved_every)
             fig["latency_rate"] = args.latency_rate
