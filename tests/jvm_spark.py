@@ -25,8 +25,10 @@ class RemoteError(Exception):
         self.kind, self.message, self.trace = kind, message, trace
 
 
-def _start(jar: str, conf: dict[str, str]) -> None:
+def _start(jar: str, conf: dict[str, str], log: str | None = None) -> None:
     global _SPARK
+    if log is not None:  # the driver JVM inherits this process's standard error: its log goes there
+        os.dup2(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644), 2)
     os.environ["PYSPARK_PYTHON"] = sys.executable
     os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
     from pyspark.sql import SparkSession
@@ -50,9 +52,11 @@ def _run(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[str, Any]:
 
 
 class JvmSpark:
-    def __init__(self, jar: str, conf: dict[str, str] | None = None) -> None:
+    """``conf``: more Spark settings; ``log``: a file the driver's log (its standard error) goes to."""
+
+    def __init__(self, jar: str, conf: dict[str, str] | None = None, log: str | None = None) -> None:
         self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_start,
-                                         initargs=(jar, dict(conf or {})))
+                                         initargs=(jar, dict(conf or {}), log))
 
     def call(self, fn: Callable[..., Any], *args: Any, timeout: float = 600) -> Any:
         status, value = self._pool.submit(_run, fn, args).result(timeout)

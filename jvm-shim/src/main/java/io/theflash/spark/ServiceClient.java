@@ -153,9 +153,22 @@ public final class ServiceClient {
     } catch (IOException e) {
       throw new UncheckedIOException("theflash service " + server + ": " + e.getMessage(), e);
     } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      throw new IllegalStateException("interrupted while calling the theflash service " + server, e);
+      throw interrupted(e);
     }
+  }
+
+  /**
+   * The thread was interrupted during a call: {@code query.stop()} on a stream, a cancelled job.
+   * The interrupt stays set, and the exception is one Spark knows for an interruption (an
+   * {@code InterruptedIOException} inside an {@code UncheckedIOException}, which its streaming
+   * engine unwraps): a stopped query then ends quietly instead of failing with an ERROR log.
+   */
+  RuntimeException interrupted(InterruptedException e) {
+    Thread.currentThread().interrupt();
+    java.io.InterruptedIOException cause = new java.io.InterruptedIOException(
+        "interrupted while calling the theflash service " + server);
+    cause.initCause(e);
+    return new UncheckedIOException(cause.getMessage(), cause);
   }
 
   RuntimeException unreachable(ConnectException e) {

@@ -75,7 +75,11 @@ final class StreamBody implements ReadableByteChannel {
       throw client.unreachable(e);
     } catch (IOException e) {
       closeQuietly(socket);
-      throw new UncheckedIOException("theflash service " + client.server() + ": GET " + path + ": " + e.getMessage(), e);
+      // ClosedByInterruptException has no message: a cancelled task or a stopped query
+      String why = e.getMessage() != null ? e.getMessage()
+          : e instanceof java.nio.channels.ClosedByInterruptException ? "interrupted (the task was cancelled)"
+          : e.getClass().getSimpleName();
+      throw new UncheckedIOException("theflash service " + client.server() + ": GET " + path + ": " + why, e);
     } catch (RuntimeException e) {
       closeQuietly(socket);
       throw e;
