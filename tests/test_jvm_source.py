@@ -149,6 +149,12 @@ def jvm_failure(spark: Any, what: str, server: str) -> str:
     elif what == "drop":
         spark.conf.set("theflash.server", server)
         spark.sql(f"DROP TABLE theflash.{TYPES_TABLE}")
+    elif what == "version_malformed":
+        reader.option("versionAsOf", "yesterday").load(TYPES_TABLE).collect()
+    elif what == "version_negative":
+        reader.option("versionAsOf", "-3").load(TYPES_TABLE).collect()
+    elif what == "version_and_time":
+        reader.option("versionAsOf", "5").option("timestampAsOf", "2026-01-01").load(TYPES_TABLE).collect()
     elif what == "stream_catalog":
         spark.conf.set("theflash.server", server)
         spark.readStream.table(f"theflash.{TYPES_TABLE}").writeStream.format("console").start().processAllAvailable()
@@ -175,6 +181,11 @@ ERRORS = [
     ("delete", "UnsupportedOperationException", READ_ONLY.format(f"deleting from {TYPES_TABLE}")),
     ("create", "UnsupportedOperationException", READ_ONLY.format("CREATE TABLE")),
     ("drop", "UnsupportedOperationException", READ_ONLY.format("DROP TABLE")),
+    # Delta's names are reported as given (the Python source's too), not as snapshot_ts/as_of
+    ("version_malformed", "IllegalArgumentException",
+     "option versionAsOf='yesterday' is not a TSO number (physical_ms << 18 | logical)"),
+    ("version_negative", "IllegalArgumentException", "option versionAsOf='-3' must be a positive TSO number"),
+    ("version_and_time", "IllegalArgumentException", "give either versionAsOf or timestampAsOf, not both"),
 ]
 
 

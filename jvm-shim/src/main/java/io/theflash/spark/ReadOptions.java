@@ -124,18 +124,21 @@ public final class ReadOptions implements Serializable {
       }
     }
     refuseUnknown(opts.keySet());
+    // the name each option was given by, for its errors: versionAsOf, not snapshot_ts
+    Map<String, String> givenAs = new LinkedHashMap<>();
     for (Map.Entry<String, String> alias : ALIASES.entrySet()) {
       String value = opts.remove(alias.getKey());
       if (value == null) continue;
       String given = opts.get(alias.getValue());
       if (given != null && !given.trim().equals(value.trim())) {
         throw new IllegalArgumentException("option " + alias.getValue() + "=" + quote(given) + " and its alias "
-            + alias.getKey() + "=" + quote(value) + " disagree: give one of them");
+            + publicName(alias.getKey()) + "=" + quote(value) + " disagree: give one of them");
       }
+      if (given == null) givenAs.put(alias.getValue(), publicName(alias.getKey()));
       opts.put(alias.getValue(), value);
     }
     Long feedFrom = changeFeed(opts);
-    refuseIncompleteChangeRead(opts);
+    refuseIncompleteChangeRead(opts, givenAs);
     BearerToken token = BearerToken.fromOptions(opts.remove("token"), opts.get("token_file"));
     if (token == null) token = BearerToken.fromSession(sessionToken, SESSION_TOKEN);
     String server = blankToNull(opts.getOrDefault("server", sessionServer));
@@ -156,10 +159,11 @@ public final class ReadOptions implements Serializable {
     if (!table.contains(".")) {
       throw new IllegalArgumentException("table " + quote(table) + " must be written as db.table");
     }
-    Long snapshotTs = ts("snapshot_ts", opts.get("snapshot_ts"));
+    Long snapshotTs = ts(givenAs.getOrDefault("snapshot_ts", "snapshot_ts"), opts.get("snapshot_ts"));
     String asOf = blankToNull(opts.get("as_of"));
     if (snapshotTs != null && asOf != null) {
-      throw new IllegalArgumentException("give either snapshot_ts or as_of, not both");
+      throw new IllegalArgumentException("give either " + givenAs.getOrDefault("snapshot_ts", "snapshot_ts") + " or "
+          + givenAs.getOrDefault("as_of", "as_of") + ", not both");
     }
     if (snapshotTs == null && asOf == null) {
       snapshotTs = ts(SESSION_SNAPSHOT, opts.get(SESSION_SNAPSHOT));
@@ -409,13 +413,16 @@ public final class ReadOptions implements Serializable {
    * starting_ts beside it, changes without it, or hidden (a change has _tidb_rowid and _commit_ts
    * already). A stream (starting_ts) has no end and no changes_from: it chooses each batch's
    * range. The same rules as the Python source's (scan/options.py refuse_incomplete_change_read).
+   * {@code givenAs}: the name an aliased option was given by (versionAsOf for snapshot_ts), for
+   * the messages.
    */
-  static void refuseIncompleteChangeRead(Map<String, String> opts) {
+  static void refuseIncompleteChangeRead(Map<String, String> opts, Map<String, String> givenAs) {
     if (given(opts, "starting_ts")) {
       for (String name : Arrays.asList("changes_from", "changes", "snapshot_ts", "as_of", "snapshot", "max_staleness",
           "hidden")) {
         if (given(opts, name)) {
-          throw new IllegalArgumentException("option " + name + " does not go with starting_ts: a stream "
+          throw new IllegalArgumentException("option " + givenAs.getOrDefault(name, name) + " does not go with "
+              + "starting_ts: a stream "
               + "(spark.readStream with starting_ts) starts there and follows the table, choosing each batch's range "
               + "itself, and every change has _tidb_rowid and _commit_ts; a batch change read (spark.read) takes "
               + "changes_from and snapshot_ts, without starting_ts");
@@ -456,7 +463,7 @@ public final class ReadOptions implements Serializable {
     }
     String from = opts.get("changes_from").trim();
     long start = from.equals("0") ? 0L : ts("changes_from", from); // 0: the rows at snapshot_ts, as inserts
-    long end = ts("snapshot_ts", opts.get("snapshot_ts"));
+    long end = ts(givenAs.getOrDefault("snapshot_ts", "snapshot_ts"), opts.get("snapshot_ts"));
     if (start >= end) {
       throw new IllegalArgumentException("changes_from=" + start + " must be below snapshot_ts=" + end
           + ": the range is (changes_from, snapshot_ts]");
@@ -579,6 +586,14 @@ public final class ReadOptions implements Serializable {
     }
     throw new IllegalArgumentException("unknown option" + (unknown.size() > 1 ? "s " : " ") + String.join(", ", hints)
         + "; theflash reads take: " + String.join(", ", new TreeSet<>(PUBLIC)));
+  }
+
+  /** An option's name as the README spells it ("versionAsOf" for "versionasof", as options arrive). */
+  static String publicName(String key) {
+    for (String name : PUBLIC) {
+      if (name.equalsIgnoreCase(key)) return name;
+    }
+    return key;
   }
 
   private static boolean known(String key) {
