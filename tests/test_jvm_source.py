@@ -155,6 +155,12 @@ def jvm_failure(spark: Any, what: str, server: str) -> str:
         reader.option("versionAsOf", "-3").load(TYPES_TABLE).collect()
     elif what == "version_and_time":
         reader.option("versionAsOf", "5").option("timestampAsOf", "2026-01-01").load(TYPES_TABLE).collect()
+    elif what == "catalog_table_typo":
+        spark.conf.set("theflash.server", server)
+        spark.sql("SELECT * FROM theflash.kinds.every_typ").collect()
+    elif what == "catalog_metadata_typo":
+        spark.conf.set("theflash.server", server)
+        spark.sql(f"SELECT * FROM theflash.{TYPES_TABLE}.histroy").collect()
     elif what == "stream_catalog":
         spark.conf.set("theflash.server", server)
         spark.readStream.table(f"theflash.{TYPES_TABLE}").writeStream.format("console").start().processAllAvailable()
@@ -186,11 +192,20 @@ ERRORS = [
      "option versionAsOf='yesterday' is not a TSO number (physical_ms << 18 | logical)"),
     ("version_negative", "IllegalArgumentException", "option versionAsOf='-3' must be a positive TSO number"),
     ("version_and_time", "IllegalArgumentException", "give either versionAsOf or timestampAsOf, not both"),
+    # Spark's condition and SQLSTATE, with the store's closest tables (as store/errors.py closest_tables)
+    ("catalog_table_typo", "AnalysisException",
+     "[TABLE_OR_VIEW_NOT_FOUND] The table or view `theflash`.`kinds`.`every_typ` cannot be found: the theflash "
+     "store has no table kinds.every_typ; did you mean theflash.kinds.every_type? (its tables: kinds.every_type). "
+     "SQLSTATE: 42P01"),
+    ("catalog_metadata_typo", "AnalysisException",
+     f"[TABLE_OR_VIEW_NOT_FOUND] The table or view `theflash`.`kinds`.`every_type`.`histroy` cannot be found: "
+     f"table {TYPES_TABLE} has no metadata table histroy; did you mean theflash.{TYPES_TABLE}.history? (its metadata "
+     "tables: history, schemas, regions, parts). SQLSTATE: 42P01"),
 ]
 
 
 @pytest.mark.parametrize("what,kind,message", ERRORS, ids=[e[0] for e in ERRORS])
-def test_misspelt_options_writes_ddl_and_streaming_reads_are_refused_word_for_word(
+def test_misspelt_options_and_tables_writes_ddl_and_streaming_reads_are_refused_word_for_word(
         jvm_spark: JvmSpark, served: Served, what: str, kind: str, message: str) -> None:
     with pytest.raises(RemoteError) as caught:
         jvm_spark.call(jvm_failure, what, served.http_url)

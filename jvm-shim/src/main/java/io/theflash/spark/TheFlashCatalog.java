@@ -171,9 +171,9 @@ public final class TheFlashCatalog implements TableCatalog, SupportsNamespaces {
   public org.apache.spark.sql.connector.catalog.Changelog loadChangelog(Identifier ident,
       org.apache.spark.sql.connector.catalog.ChangelogContext context, CaseInsensitiveStringMap options)
       throws NoSuchTableException {
-    if (ident.namespace().length != 1) throw new NoSuchTableException(ident);
+    if (ident.namespace().length != 1) throw unchecked(notFound(ident));
     TableSchema table = TableSchema.find(client(), ident.namespace()[0] + "." + ident.name());
-    if (table == null) throw new NoSuchTableException(ident);
+    if (table == null) throw unchecked(notFound(ident));
     org.apache.spark.sql.connector.catalog.ChangelogRange range = context.range();
     long from;
     Long to = null;
@@ -228,12 +228,88 @@ public final class TheFlashCatalog implements TableCatalog, SupportsNamespaces {
     return new TheFlashChangelog(table.table, changes, schema, net);
   }
 
+  /** Whether the table (or metadata table) exists: false, never an error, for one that does not. */
+  @Override
+  public boolean tableExists(Identifier ident) {
+    String[] ns = ident.namespace();
+    if (ns.length == 1) return TableSchema.find(client(), ns[0] + "." + ident.name()) != null;
+    return ns.length == 2 && TheFlashMetadataTable.KINDS.contains(ident.name().toLowerCase(java.util.Locale.ROOT))
+        && TableSchema.find(client(), ns[0] + "." + ns[1]) != null;
+  }
+
+  /**
+   * The refusal of a name the store has no table for: Spark's TABLE_OR_VIEW_NOT_FOUND (its
+   * condition and SQLSTATE, for code that looks for them) with the store's closest tables
+   * (did you mean, chosen as the Python side chooses them) and the ones it has, where Spark's
+   * own message would name neither. Thrown from loadTable: a NoSuchTableException would be
+   * turned into Spark's generic message; {@link #tableExists} answers false for such names.
+   */
+  private org.apache.spark.sql.AnalysisException notFound(Identifier ident) {
+    List<String> parts = new ArrayList<>();
+    parts.add(name);
+    parts.addAll(java.util.Arrays.asList(ident.namespace()));
+    parts.add(ident.name());
+    StringBuilder relation = new StringBuilder();
+    for (String p : parts) {
+      if (relation.length() > 0) relation.append('.');
+      relation.append('`').append(p.replace("`", "``")).append('`');
+    }
+    List<String> known = new ArrayList<>(TableSchema.list(client()).keySet());
+    String[] ns = ident.namespace();
+    String reason;
+    if (ns.length == 2 && find(known, ns[0] + "." + ns[1]) != null) {
+      // db.t.x: db.t exists, x is no metadata table of it
+      String table = find(known, ns[0] + "." + ns[1]);
+      List<String> close = ClosestNames.closeMatches(ident.name().toLowerCase(java.util.Locale.ROOT),
+          TheFlashMetadataTable.KINDS, 3, 0.6);
+      List<String> named = new ArrayList<>();
+      for (String kind : close) named.add(name + "." + table + "." + kind);
+      reason = "table " + table + " has no metadata table " + ident.name()
+          + (named.isEmpty() ? "" : "; did you mean " + String.join(" or ", named) + "?") + " (its metadata tables: "
+          + String.join(", ", TheFlashMetadataTable.KINDS) + ")";
+    } else {
+      String wanted = ns.length == 2 && TheFlashMetadataTable.KINDS.contains(ident.name().toLowerCase(
+          java.util.Locale.ROOT)) ? ns[0] + "." + ns[1] : String.join(".", parts.subList(1, parts.size()));
+      String suffix = wanted.equals(String.join(".", parts.subList(1, parts.size()))) ? "" : "." + ident.name();
+      List<String> named = new ArrayList<>();
+      for (String t : ClosestNames.tables(wanted, known, 3)) named.add(name + "." + t + suffix);
+      List<String> shown = known.subList(0, Math.min(20, known.size()));
+      reason = "the theflash store has no table " + wanted
+          + (named.isEmpty() ? "" : "; did you mean " + String.join(" or ", named) + "?") + " (its tables: "
+          + (shown.isEmpty() ? "none" : String.join(", ", shown) + (known.size() > shown.size() ? ", ..." : "")) + ")";
+    }
+    Map<String, String> params = new LinkedHashMap<>();
+    params.put("relationName", relation.toString());
+    params.put("reason", reason);
+    return new org.apache.spark.sql.AnalysisException("TABLE_OR_VIEW_NOT_FOUND", "42P01",
+        "The table or view <relationName> cannot be found: <reason>.",
+        scala.collection.immutable.Map.from(scala.jdk.javaapi.CollectionConverters.asScala(params)),
+        scala.Option.<Throwable>empty(), scala.Option.<String>empty());
+  }
+
+  /**
+   * {@code throw unchecked(e)} throws the checked {@code e} where the Java interface declares
+   * only NoSuchTableException: Spark, written in Scala, throws AnalysisException from any
+   * catalog method, and so may a catalog written in Java.
+   */
+  @SuppressWarnings("unchecked")
+  private static <E extends Throwable> RuntimeException unchecked(Throwable e) throws E {
+    throw (E) e;
+  }
+
+  private static String find(List<String> known, String table) {
+    for (String t : known) {
+      if (t.equalsIgnoreCase(table)) return t;
+    }
+    return null;
+  }
+
   private Table load(Identifier ident, Long ts, String asOf) throws NoSuchTableException {
     if (ident.namespace().length == 2 && TheFlashMetadataTable.KINDS.contains(ident.name().toLowerCase(
         java.util.Locale.ROOT))) {
       // Iceberg's form: db.t.history is the metadata table "history" of the table db.t
       TableSchema table = TableSchema.find(client(), ident.namespace()[0] + "." + ident.namespace()[1]);
-      if (table == null) throw new NoSuchTableException(ident);
+      if (table == null) throw unchecked(notFound(ident));
       if (ts != null || asOf != null) {
         throw new IllegalArgumentException(table.table + "." + ident.name() + " is a metadata table: it has no "
             + "VERSION or TIMESTAMP AS OF (it lists what the store holds now)");
@@ -241,9 +317,9 @@ public final class TheFlashCatalog implements TableCatalog, SupportsNamespaces {
       return TheFlashMetadataTable.load(options(table.table).client(), table.table,
           ident.name().toLowerCase(java.util.Locale.ROOT));
     }
-    if (ident.namespace().length != 1) throw new NoSuchTableException(ident);
+    if (ident.namespace().length != 1) throw unchecked(notFound(ident));
     TableSchema table = TableSchema.find(client(), ident.namespace()[0] + "." + ident.name());
-    if (table == null) throw new NoSuchTableException(ident);
+    if (table == null) throw unchecked(notFound(ident));
     ReadOptions options = options(table.table);
     if (ts != null || asOf != null) options = options.at(ts, asOf);
     // a session pin is a read at a past ts too: the table and columns it had then (schema=as_of)
