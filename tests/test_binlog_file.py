@@ -450,3 +450,30 @@ def test_a_length_pushed_past_the_end_is_not_mistaken_for_a_write_in_progress(tm
     where = damaged_copy(tmp_path / "good", tmp_path / "bad", victim.position.offset + 2, 0x10)  # +1 MiB
     with pytest.raises(BinlogCorruptError, match=f"offset {victim.position.offset}.*valid records follow"):
         read_all(where)
+
+
+def test_a_batch_read_stops_at_its_byte_budget_and_says_more_is_there(tmp_path: Path, monkeypatch) -> None:
+    """A writer following a large initial copy must hold a snapshot or two at a time, not a
+    batch's count of them: a read of payloads stops once READ_BYTES_MAX is crossed, the source
+    says more is ready (so the writer reads again at once), and every event still arrives once,
+    in order, across segments."""
+    from pyspark_theflash.binlog import segment
+    from pyspark_theflash.binlog.source import FileEventSource
+
+    events = sample_events(200)
+    with SegmentWriter(tmp_path, segment_bytes=4096) as writer:
+        writer.append(events)
+    sizes = [len(ev.SerializeToString()) for ev in events]
+    monkeypatch.setattr(segment, "READ_BYTES_MAX", 5 * max(sizes))
+    source = FileEventSource(tmp_path)
+    got, reads = [], []
+    while True:
+        batch = source.read_events(10_000, 0)
+        if batch is None:
+            break
+        reads.append((len(batch), source.buffered()))
+        got += [batch.events[i] for i in range(len(batch))]
+    assert got == events
+    assert len(reads) > 5 and all(more for _, more in reads[:-1]) and not reads[-1][1]
+    # each read crossed the budget by at most its last record
+    assert all(n <= 6 * max(sizes) // min(sizes) + 1 for n, _ in reads)

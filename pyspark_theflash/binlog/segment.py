@@ -93,6 +93,10 @@ LOCK_NAME = "LOCK"
 # How often a waiting reader re-checks the files when no in-process writer wakes it up
 # (the writer may live in another process).
 POLL_INTERVAL_S = 0.1
+# A reader of payloads stops once it holds this many bytes (the record that crosses it is the
+# last): a writer following a large initial copy holds a region snapshot or two at a time, not
+# the thousands of events a batch may count (a 10M-row copy read whole took 5 GiB).
+READ_BYTES_MAX = 64 << 20
 _READ_CHUNK = 1 << 20
 _new_tuple = tuple.__new__
 _SCAN_RUN = 4096  # records per step when only checking (recovery, head)
@@ -276,16 +280,19 @@ class _SegmentFile:
         self.read_payloads(offset, limit, payloads, starts)
         return [(start, payload, start + FRAME_BYTES + len(payload)) for start, payload in zip(starts, payloads)]
 
-    def read_payloads(self, offset: int, limit: int, payloads: list[bytes], starts: list[int]) -> int:
+    def read_payloads(self, offset: int, limit: int, payloads: list[bytes], starts: list[int],
+                      max_bytes: int | None = None) -> int:
         """``read_run`` for a reader that wants only the payloads: up to ``limit`` of them
-        appended to ``payloads`` (their offsets to ``starts``); returns the offset after the
-        last one. No object per record besides its payload."""
+        appended to ``payloads`` (their offsets to ``starts``), and no more once ``max_bytes``
+        of payload are read (the record that crosses it is the last); returns the offset after
+        the last one. No object per record besides its payload."""
         unpack, crc32 = _FRAME.unpack_from, zlib.crc32
         add, add_start = payloads.append, starts.append
         buf, rel = self._buf, offset - self._buf_start
         fresh_at = -1
         left = limit
-        while left:
+        budget = max_bytes if max_bytes is not None else -1
+        while left and budget:
             need = FRAME_BYTES
             if 0 <= rel and rel + FRAME_BYTES <= len(buf):
                 length, crc = unpack(buf, rel)
@@ -301,6 +308,8 @@ class _SegmentFile:
                     offset += need
                     rel += need
                     left -= 1
+                    if budget > 0:
+                        budget = max(0, budget - length)
                     continue
             if fresh_at == offset:
                 break
@@ -559,6 +568,7 @@ class SegmentReader:
         self._signal = append_signal(self.directory)
         self._file: _SegmentFile | None = None
         self._damage_ahead = False  # the last read_batch stopped in front of a damaged record
+        self.cut_short = False  # the last read of payloads stopped at READ_BYTES_MAX: more is there
         self._stop: threading.Event | None = None  # the stop of the read in progress
         self._position = self._resolve_start(position)
 
@@ -804,15 +814,23 @@ class SegmentReader:
         payloads: list[bytes] = []
         runs: list[tuple[int, list[int]]] = []
         self._damage_ahead = False
+        self.cut_short = False
+        size = 0
         while True:
             seen = self._signal.generation
             while len(payloads) < max_records:
+                if size >= READ_BYTES_MAX:  # more may be there: the caller reads again at once
+                    self.cut_short = True
+                    break
                 segment = self._position.segment
                 file = self._open(segment)
                 if file is not None:
                     starts: list[int] = []
-                    end = file.read_payloads(self._position.offset, max_records - len(payloads), payloads, starts)
+                    before = len(payloads)
+                    end = file.read_payloads(self._position.offset, max_records - len(payloads), payloads, starts,
+                                             READ_BYTES_MAX - size)
                     if starts:
+                        size += sum(map(len, payloads[before:]))
                         runs.append((segment, starts))
                         self._position = Position(segment, end)
                         continue
@@ -826,8 +844,9 @@ class SegmentReader:
                 if record is None:
                     break
                 payloads.append(record.payload)
+                size += len(record.payload)
                 runs.append((record.position.segment, [record.position.offset]))
-            if len(payloads) >= max_records or self._damage_ahead:
+            if len(payloads) >= max_records or self._damage_ahead or self.cut_short:
                 break
             remaining = deadline - time.monotonic()
             if remaining <= 0 or (stop is not None and stop.is_set()):

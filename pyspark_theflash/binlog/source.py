@@ -114,6 +114,11 @@ class FileEventSource(EventSource):
             read = self._reader.read_decoded(max_events, timeout_s, self._region_ids, stop=self._closed)
         return None if read is None else ReadBatch(*read)
 
+    def buffered(self) -> bool:
+        """The last read stopped at its byte budget (binlog/segment.py READ_BYTES_MAX): more is
+        ready to read now."""
+        return self._reader.cut_short
+
     @property
     def position(self) -> Position:
         return self._reader.position
