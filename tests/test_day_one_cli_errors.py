@@ -6,11 +6,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import pytest
 
 from pyspark_theflash.upstream.cluster import MiniCluster
+
+if TYPE_CHECKING:
+    from flash_rig import FlashRig
 
 
 @pytest.fixture
@@ -174,3 +177,66 @@ def test_a_wrong_version_as_of_is_reported_by_the_name_the_user_gave() -> None:
         with pytest.raises(ScanOptionError) as err:
             ScanOptions.from_mapping({"store": "/nowhere", "table": "db.t", **given})
         assert says in str(err.value), str(err.value)
+
+
+@pytest.fixture
+def served_store(tmp_path: Path) -> Iterator[FlashRig]:
+    """A store its writer filled from a mini cluster (which it records as the store's upstream)."""
+    from flash_rig import FlashRig
+    from pyspark_theflash.upstream.tidb import make_column
+
+    rig = FlashRig(tmp_path / "rig", via="binlog")
+    try:
+        rig.cluster.create_table("day1.t", [make_column("id", "BIGINT", not_null=True)], ["id"])
+        rig.start_writer()
+        rig.wait_replicated("day1.t")
+        yield rig
+    finally:
+        rig.close()
+
+
+def _serve(store: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "pyspark_theflash", "serve", "--store", store, "--port", "0", *extra]
+
+
+def test_serve_refuses_an_upstream_that_does_not_answer_or_is_another_cluster_in_one_line(
+        served_store: FlashRig, cluster: MiniCluster) -> None:
+    import socket
+
+    store = served_store.store
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        free = f"127.0.0.1:{s.getsockname()[1]}"
+    started = time.monotonic()
+    done = subprocess.run(_serve(store, "--upstream", f"pd://{free}", "--upstream-timeout", "2"),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and time.monotonic() - started < 30
+    line = _one_line(done.stderr, "serve")
+    assert f"--upstream pd://{free}: could not reach PD at {free} (connection refused) within 2 s" in line, line
+    # a PD that answers, of another cluster than the one the store replicates: its reads would take
+    # that cluster's timestamps
+    cluster.cluster_id = 4242
+    done = subprocess.run(_serve(store, "--upstream", cluster.pd_address), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    line = _one_line(done.stderr, "serve")
+    assert (f"--upstream {cluster.pd_address} is cluster 4242, but store {store} replicates cluster "
+            f"{served_store.cluster.cluster_id} (its writer ran with --upstream {served_store.upstream}): give that "
+            "cluster's address") in line, line
+
+
+def test_serve_with_stop_on_stdin_close_stops_when_its_input_closes(served_store: FlashRig) -> None:
+    rig = served_store
+    served = subprocess.Popen(_serve(rig.store, "--upstream", rig.upstream, "--stop-on-stdin-close"),
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert served.stdout is not None and served.stdin is not None
+        assert "http http://127.0.0.1:" in served.stdout.readline()
+        time.sleep(1.0)
+        assert served.poll() is None  # serving while its input is open
+        served.stdin.close()
+        assert served.wait(timeout=30) == 0
+    finally:
+        if served.poll() is None:
+            served.kill()
+            served.wait()

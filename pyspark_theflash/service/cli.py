@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import threading
 from typing import Any
 
@@ -22,7 +23,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--http-port", type=int,
                         help="HTTP port (default: --port + 1; any free port when --port is 0)")
     parser.add_argument("--token-file", help="require 'Authorization: Bearer <token>' with the token on the file's first line")
-    parser.add_argument("--upstream", help="the upstream: pd://HOST:PORT[,...] of a TiDB cluster or grpc://host:port of the mini cluster's private service (default: the address the writer recorded)")
+    parser.add_argument("--upstream", help="the upstream: pd://HOST:PORT[,...] of a TiDB cluster or grpc://host:port of the mini cluster's private service (default: the address the writer recorded); checked at start: it must answer and be the cluster the store replicates")
+    parser.add_argument("--upstream-timeout", type=float, default=5.0, metavar="S",
+                        help="seconds the start waits for --upstream to answer before it exits (default %(default)s)")
+    parser.add_argument("--stop-on-stdin-close", action="store_true",
+                        help="also stop when standard input closes: a parent process holding the pipe (the JVM "
+                        "catalog that started this service) ends it by exiting, even when it is killed")
     add_http_limit_arguments(parser)
     parser.set_defaults(func=_serve)
 
@@ -64,6 +70,8 @@ def _serve(args: argparse.Namespace) -> int:
         raise CommandError(f"no store at {args.store}: {manifest_path(args.store)} does not exist "
                            "(a writer creates it on its first run)")
     try:
+        if args.upstream:
+            check_upstream(args.store, args.upstream, args.upstream_timeout)
         running = serve(args.store, host=args.host, port=args.port, http_port=args.http_port,
                         token_file=args.token_file, upstream=args.upstream, http_limits=http_limits(args))
     except TheFlashError as exc:
@@ -72,7 +80,55 @@ def _serve(args: argparse.Namespace) -> int:
         raise CommandError(f"cannot listen on {args.host}: {exc}") from None
     stopped = threading.Event()
     stop_on_signals(stopped)
+    if args.stop_on_stdin_close:
+        threading.Thread(target=_stop_at_end_of_input, args=(stopped,), name="stdin-close", daemon=True).start()
     print(f"serving store {args.store}: flight {running.flight_location}  http {running.http_url}", flush=True)
     stopped.wait()
     running.close()
     return 0
+
+
+def _stop_at_end_of_input(stopped: threading.Event) -> None:
+    """Set ``stopped`` once standard input reaches its end: the pipe's other end closed, its
+    holder (the process that started this one) exited or was killed."""
+    try:
+        while sys.stdin.buffer.read1(1 << 16):
+            pass
+    except (OSError, ValueError):
+        pass
+    stopped.set()
+
+
+def check_upstream(store: str, address: str, timeout_s: float) -> int:
+    """The upstream at ``address`` answers within ``timeout_s`` and is the cluster the store at
+    ``store`` replicates (the id its writer recorded): a wrong address is refused at start in
+    one line, never found out by a read, nor read at another cluster's timestamps. Returns the
+    cluster's id."""
+    from pyspark_theflash.cli import CommandError
+    from pyspark_theflash.store import Store
+    from pyspark_theflash.upstream.errors import UpstreamError
+
+    try:
+        if address.startswith("pd://"):
+            from pyspark_theflash.upstream.pd_client import PDClient
+
+            pd = PDClient(address[len("pd://"):], first_connect_timeout_s=timeout_s)
+            cluster_id = pd.cluster_id
+            pd.close()
+        else:
+            from pyspark_theflash.upstream.client import GrpcUpstreamClient
+
+            client = GrpcUpstreamClient(address, timeout_s=timeout_s)
+            try:
+                cluster_id = int(client.cluster_info().cluster_id)
+            finally:
+                client.close()
+    except UpstreamError as exc:
+        raise CommandError(f"--upstream {address}: {exc}") from None
+    with Store.open(store, readonly=True) as opened, opened.snapshot() as view:
+        recorded_id, recorded_address = view.upstream_cluster_id(), view.upstream()
+    if recorded_id is not None and recorded_id != cluster_id:
+        raise CommandError(f"--upstream {address} is cluster {cluster_id}, but store {store} replicates cluster "
+                           f"{recorded_id} (its writer ran with --upstream {recorded_address}): give that cluster's "
+                           "address")
+    return cluster_id
