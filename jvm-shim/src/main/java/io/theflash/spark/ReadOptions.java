@@ -573,19 +573,27 @@ public final class ReadOptions implements Serializable {
   }
 
   static void refuseUnknown(Iterable<String> keys) {
+    refuseUnknown(keys, Collections.<String>emptyList());
+  }
+
+  /** Refuses the keys that are neither read options nor {@code catalog}'s (the catalog's own options). */
+  static void refuseUnknown(Iterable<String> keys, List<String> catalog) {
     List<String> unknown = new ArrayList<>();
     for (String k : keys) {
-      if (!known(k)) unknown.add(k);
+      if (!known(k) && !catalog.contains(k)) unknown.add(k);
     }
     if (unknown.isEmpty()) return;
     Collections.sort(unknown);
+    TreeSet<String> names = new TreeSet<>(PUBLIC);
+    names.addAll(catalog);
     List<String> hints = new ArrayList<>();
     for (String name : unknown) {
-      String close = closest(name);
+      String close = closest(name, names);
       hints.add(quote(name) + (close == null ? "" : " (did you mean " + quote(close) + "?)"));
     }
     throw new IllegalArgumentException("unknown option" + (unknown.size() > 1 ? "s " : " ") + String.join(", ", hints)
-        + "; theflash reads take: " + String.join(", ", new TreeSet<>(PUBLIC)));
+        + "; theflash reads take: " + String.join(", ", new TreeSet<>(PUBLIC))
+        + (catalog.isEmpty() ? "" : "; the catalog also takes: " + String.join(", ", catalog)));
   }
 
   /** An option's name as the README spells it ("versionAsOf" for "versionasof", as options arrive). */
@@ -606,9 +614,13 @@ public final class ReadOptions implements Serializable {
 
   /** The known option nearest to a misspelt one (edit distance at most a third of its length). */
   static String closest(String name) {
+    return closest(name, new TreeSet<>(PUBLIC));
+  }
+
+  private static String closest(String name, TreeSet<String> names) {
     String best = null;
     int bestDistance = Integer.MAX_VALUE;
-    for (String known : new TreeSet<>(PUBLIC)) {
+    for (String known : names) {
       int d = distance(name, known);
       if (d < bestDistance) {
         best = known;

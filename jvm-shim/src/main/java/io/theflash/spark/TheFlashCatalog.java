@@ -29,20 +29,27 @@ import org.apache.spark.sql.util.CaseInsensitiveStringMap;
  *
  * <pre>
  * spark.sql.catalog.theflash         = io.theflash.spark.TheFlashCatalog
- * spark.sql.catalog.theflash.server  = http://127.0.0.1:8816
+ * spark.sql.catalog.theflash.server  = http://127.0.0.1:8816     -- a running `theflash serve`, or:
+ * spark.sql.catalog.theflash.pd      = pd0:2379                  -- the catalog starts its own service
+ * spark.sql.catalog.theflash.store   = /data/flash               --   of this store (ServiceProcess)
  * SELECT * FROM theflash.bank.accounts VERSION AS OF 4520...          -- a TSO
  * SELECT * FROM theflash.bank.accounts TIMESTAMP AS OF '2026-11-21 06:00:00'
  * SELECT * FROM theflash.bank.accounts.history   -- the readable ts range; also .schemas, .regions, .parts
  * </pre>
  *
- * Other catalog options are read options every read of the catalog takes (isolation, ...).
+ * Other catalog options are read options every read of the catalog takes (isolation, ...), or
+ * the catalog's own: {@code pd}, {@code python}, {@code start_timeout}.
  */
 public final class TheFlashCatalog implements TableCatalog, SupportsNamespaces {
   private static final DateTimeFormatter ISO_MICROS =
       DateTimeFormatter.ofPattern("yyyy-MM-dd'T'HH:mm:ss.SSSSSSxxx").withZone(ZoneOffset.UTC);
+  /** The catalog's own options, beside the read options: the service it starts from PD. */
+  static final List<String> CATALOG_OPTIONS = java.util.Arrays.asList("pd", "python", "start_timeout");
 
   private String name;
   private Map<String, String> readOptions;
+  /** The service this catalog starts ({@code pd} without {@code server}), or null. */
+  private ServiceProcess.Settings service;
 
   @Override
   public void initialize(String name, CaseInsensitiveStringMap options) {
@@ -51,13 +58,45 @@ public final class TheFlashCatalog implements TableCatalog, SupportsNamespaces {
     for (Map.Entry<String, String> e : options.entrySet()) {
       opts.put(e.getKey().toLowerCase(java.util.Locale.ROOT), e.getValue());
     }
-    ReadOptions.refuseUnknown(opts.keySet());
+    ReadOptions.refuseUnknown(opts.keySet(), CATALOG_OPTIONS);
+    String pd = opts.remove("pd");
+    String python = opts.remove("python");
+    String startTimeout = opts.remove("start_timeout");
+    if (pd != null) {
+      if (opts.get("server") != null && !opts.get("server").trim().isEmpty()) {
+        throw new IllegalArgumentException(conf("server") + " and " + conf("pd") + " are both set: give server to "
+            + "read through a running `theflash serve`, or pd with store for the catalog to start its own service");
+      }
+      if (opts.get("upstream") != null) {
+        throw new IllegalArgumentException(conf("upstream") + " beside " + conf("pd") + ": pd is the upstream of "
+            + "the service this catalog starts; drop upstream");
+      }
+      String store = opts.get("store");
+      if (store == null || store.trim().isEmpty()) store = SessionConf.get(ReadOptions.SESSION_STORE);
+      if (store == null || store.trim().isEmpty()) {
+        throw new IllegalArgumentException("catalog " + name + " starts its theflash service from " + conf("pd")
+            + " and a store: set " + conf("store") + " to the store directory the writer fills (`theflash writer "
+            + "run --store DIR`)");
+      }
+      service = ServiceProcess.settings(name, pd, store, python, startTimeout);
+      opts.put("store", service.store);
+      opts.remove("token");
+      opts.remove("token_file");
+    } else if (python != null || startTimeout != null) {
+      throw new IllegalArgumentException(conf(python != null ? "python" : "start_timeout") + " configures the "
+          + "service this catalog starts from " + conf("pd") + " (with " + conf("store") + "): set pd too, or drop it");
+    }
     this.readOptions = opts;
+    if (service != null) ServiceProcess.obtain(service);  // started now: a wrong pd or store fails here
   }
 
   @Override
   public String name() {
     return name;
+  }
+
+  private String conf(String option) {
+    return "spark.sql.catalog." + name + "." + option;
   }
 
   private ServiceClient client() {
@@ -67,6 +106,17 @@ public final class TheFlashCatalog implements TableCatalog, SupportsNamespaces {
   private ReadOptions options(String table) {
     Map<String, String> opts = new HashMap<>(readOptions);
     opts.put("table", table == null ? "catalog.listing" : table);
+    if (service != null) {
+      ServiceProcess running = ServiceProcess.obtain(service);
+      opts.put("server", running.url);
+      opts.put("token", running.token);
+    } else if (opts.get("server") == null && SessionConf.get(ReadOptions.SESSION_SERVER) == null) {
+      throw new IllegalArgumentException("catalog " + name + " has no theflash service to read through: set "
+          + conf("pd") + " (PD's client address, host:2379) and " + conf("store") + " (the writer's store directory) "
+          + "for the catalog to start one, or " + conf("server") + " to the HTTP address of a running `theflash "
+          + "serve`; from PySpark, theflash_session() starts a service and sets the session conf "
+          + ReadOptions.SESSION_SERVER);
+    }
     return ReadOptions.parse(opts);
   }
 
