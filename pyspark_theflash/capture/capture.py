@@ -36,6 +36,7 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -76,6 +77,7 @@ INBOUND_MESSAGES = 64
 # The main loop writes what it has matched at least this often while messages keep coming: a
 # saturated feed must not hold every event in memory until the inbound queue first runs dry.
 RELEASE_EVERY_S = 0.05
+RELEASE_BYTES = 32 << 20  # held events are written in appends of about this many bytes (_release)
 PROGRESS_EVERY_S = 5.0  # a progress line (capture/progress.py) at most this often
 TICDC_VERSION = "8.5.0"  # what capture says it is in the feed's header (TiKV gates features by it)
 Ddl = binlog_pb2.Ddl
@@ -217,7 +219,7 @@ class Capture:
         self.store_addresses: dict[int, str] = {}
         # (due, start, end, the dropped registration or None): ranges to look up in PD again
         self.pending_reload: list[tuple[float, bytes, bytes, RegionFeed | None]] = []
-        self.fifo: list[tuple[int, Callable[[], list[binlog_pb2.Event]]]] = []
+        self.fifo: deque[tuple[int, Callable[[], list[binlog_pb2.Event]]]] = deque()
         self.frontier = 0
         self.frontier_moved_at = time.monotonic()
         self.last_ddl_ts = 0
@@ -791,17 +793,23 @@ class Capture:
         return [binlog_pb2.Event(resolved=binlog_pb2.ResolvedTs(regions=moved, ts=ts))]
 
     def _release(self) -> None:
-        """Write the held events whose commits are all at or below the DDL frontier, in order."""
-        n = 0
+        """Write the held events whose commits are all at or below the DDL frontier, in order,
+        appended in pieces of about RELEASE_BYTES: an initial copy releases every region's
+        snapshot at once, and holding them all built before the first write doubled capture's
+        peak memory."""
         out: list[binlog_pb2.Event] = []
-        while n < len(self.fifo) and self.fifo[n][0] <= self.frontier:
+        size = 0
+        while self.fifo and self.fifo[0][0] <= self.frontier:
+            _, build = self.fifo.popleft()  # its columns are freed once its events are written
             # each event is taken in as it is built: a later one of this release is built
             # against the claims and retirements of the ones before it
-            for ev in self.fifo[n][1]():
+            for ev in build():
                 self._absorb(ev)
                 out.append(ev)
-            n += 1
-        del self.fifo[:n]
+                size += ev.ByteSize()
+            if size >= RELEASE_BYTES:
+                self._append(out, absorbed=True)
+                out, size = [], 0
         if out:
             self._append(out, absorbed=True)
 
