@@ -170,6 +170,33 @@ def test_a_flight_sql_ticket_runs_a_whole_aggregate_in_the_clickhouse_engine(rig
 
 
 
+def test_adbc_flight_sql_runs_a_clickhouse_query_at_the_snapshot_it_names(rig: FlashRig) -> None:
+    """A BI tool's Flight SQL client (``adbc_driver_flightsql``) on a ClickHouse-engine store:
+    any ClickHouse query runs inside the engine at the snapshot ts the call names (the
+    ``x-theflash-snapshot-ts`` header), and the tables are listed as on a native store."""
+    adbc_flightsql = pytest.importorskip("adbc_driver_flightsql.dbapi")
+
+    from pyspark_theflash.engine.clickhouse.calculator import run_sql
+    from pyspark_theflash.service import serve
+
+    query = f"SELECT status, count() AS n, sum(qty) AS qty FROM {TABLE} GROUP BY status ORDER BY status"
+    with open_engine(rig.store, upstream=rig.upstream) as engine:
+        expected = run_sql(engine, query)
+    with serve(rig.store, upstream=rig.upstream) as running, \
+            adbc_flightsql.connect(running.flight_location, autocommit=True) as conn:
+        with conn.cursor() as cur:
+            cur.adbc_statement.set_options(
+                **{"adbc.flight.sql.rpc.call_header.x-theflash-snapshot-ts": str(expected.ts)})
+            cur.execute(query)
+            got = cur.fetch_arrow_table()
+        objects = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
+    assert got.to_pylist() == expected.result.to_pylist() != []
+    db, name = TABLE.split(".")
+    listed = {(c["catalog_name"], s["db_schema_name"], t["table_name"])
+              for c in objects for s in c["catalog_db_schemas"] for t in s["db_schema_tables"]}
+    assert any(schema == db and table == name for _, schema, table in listed), listed
+
+
 def test_the_store_keeps_no_part_files_and_plans_with_its_records(rig: FlashRig) -> None:
     """The engine keeps the rows alone: no part file under the store, and the manifest's
     records (statistics only) are what the planner prunes with, exactly."""
