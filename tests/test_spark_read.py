@@ -451,3 +451,58 @@ def test_a_read_at_a_ts_matches_upstream_row_for_row_while_async_commit_transact
     assert every_lock.commit_ts <= ts and primary_only.commit_ts <= ts
     assert not {lk.start_ts for lk in rig.cluster.store.locks()} & {every_lock.start_ts, some_missing.start_ts,
                                                                      primary_only.start_ts}
+
+
+def test_the_python_sources_own_errors_reach_the_user_without_a_traceback_through_the_package(
+        spark: Any, rig: FlashRig) -> None:
+    """An unknown table, a bad option, a snapshot in the future: Spark wraps the worker's
+    traceback into its exception; of TheFlash's frames only the method Spark called is left
+    (spark/user_errors.py), and the message says what to do."""
+    make_table(rig, "plain.accounts", 2)
+    future = compose_ts(physical_ms(rig.cluster.get_ts()) + 3_600_000, 0)
+    for attempt, says in (
+            (lambda: read(spark, rig).load("plain.acounts").schema, r"did you mean plain\.accounts\?"),
+            (lambda: read(spark, rig, snapshot_ts="yesterday").load("plain.accounts").collect(), "snapshot_ts"),
+            (lambda: read(spark, rig, snapshot_ts=future).load("plain.accounts").collect(), "in the future")):
+        with pytest.raises(Exception, match=says) as caught:
+            attempt()
+        text = str(caught.value)
+        ours = [line for line in text.splitlines() if "pyspark_theflash" in line and line.strip().startswith("File ")]
+        assert len(ours) <= 1, text
+        assert "During handling of the above exception" not in text and "The above exception was the direct cause" \
+            not in text, text
+
+
+def test_said_plainly_cuts_theflash_errors_to_one_frame_and_leaves_other_exceptions_whole() -> None:
+    import traceback
+
+    from pyspark_theflash.errors import TheFlashError
+    from pyspark_theflash.spark.user_errors import said_plainly
+
+    def deep(n: int, exc: BaseException) -> None:
+        if n:
+            deep(n - 1, exc)
+        try:
+            raise KeyError("inner")
+        except KeyError:
+            raise exc
+
+    @said_plainly
+    def planned(exc: BaseException) -> None:
+        deep(5, exc)
+
+    @said_plainly
+    def rows(exc: BaseException) -> Any:
+        yield 1
+        deep(5, exc)
+
+    for call in (lambda e: planned(e), lambda e: list(rows(e))):
+        with pytest.raises(TheFlashError) as ours:
+            call(TheFlashError("no table x.y; did you mean x.z?"))
+        frames = traceback.extract_tb(ours.value.__traceback__)
+        assert [f.name for f in frames if f.filename.endswith("user_errors.py")] and \
+            not [f for f in frames if f.name == "deep"]
+        assert ours.value.__cause__ is None and ours.value.__suppress_context__
+        with pytest.raises(ValueError) as bug:
+            call(ValueError("a bug"))
+        assert len([f for f in traceback.extract_tb(bug.value.__traceback__) if f.name == "deep"]) == 6

@@ -33,6 +33,7 @@ from pyspark.sql.datasource import DataSource, DataSourceReader, InputPartition
 from pyspark.sql.types import StructType
 
 from pyspark_theflash.scan.options import HIDDEN_READABLE, ScanOptions
+from pyspark_theflash.spark.user_errors import said_plainly
 
 
 class TheFlashPartition(InputPartition):
@@ -73,6 +74,7 @@ class TheFlashDataSource(DataSource):
     def name(cls) -> str:
         return "theflash"
 
+    @said_plainly
     def schema(self) -> StructType:
         from pyspark_theflash.schema import spark_schema
         from pyspark_theflash.spark import service_read
@@ -87,6 +89,7 @@ class TheFlashDataSource(DataSource):
             return change_spark_schema(info, list(options.columns) or None)
         return spark_schema(info, list(options.columns) or None, tuple(options.hidden))
 
+    @said_plainly
     def reader(self, schema: StructType) -> DataSourceReader:
         streaming = sorted({"starting_ts", "max_rows_per_trigger"} & {k.lower() for k in self.options})
         if streaming:
@@ -96,6 +99,7 @@ class TheFlashDataSource(DataSource):
                                   "changes_from and snapshot_ts")
         return TheFlashReader(self.options, schema)
 
+    @said_plainly
     def streamReader(self, schema: StructType) -> Any:
         from pyspark_theflash.spark.stream import TheFlashStreamReader
 
@@ -119,6 +123,7 @@ class TheFlashReader(DataSourceReader):
         self.hidden = tuple(n for n in names if n in HIDDEN_READABLE)
         self.columns = tuple(n for n in names if n not in HIDDEN_READABLE)
 
+    @said_plainly
     def partitions(self) -> Sequence[InputPartition]:
         import time
 
@@ -141,6 +146,7 @@ class TheFlashReader(DataSourceReader):
         record_planning(session.table, session.ts, started)
         return [TheFlashPartition(stream) for stream in session.streams]
 
+    @said_plainly
     def read(self, partition: InputPartition) -> Iterator[Any]:
         import pyarrow as pa
         from pyspark.sql.pandas.types import to_arrow_schema

@@ -19,6 +19,7 @@ from pyspark.sql.datasource import DataSourceStreamReader, InputPartition
 from pyspark.sql.types import StructType
 
 from pyspark_theflash.spark.datasource import TheFlashPartition, conform
+from pyspark_theflash.spark.user_errors import said_plainly
 
 STREAM_HINT = "starting_ts"
 
@@ -42,6 +43,7 @@ class TheFlashStreamReader(DataSourceStreamReader):
         self.columns = tuple(f.name for f in schema.fields)  # the table's, then CHANGE_COLUMNS
         self.stream = ChangeStream(self.store, self.table, {**self.options, "stream_columns": json.dumps(self.columns)})
 
+    @said_plainly
     def initialOffset(self) -> dict:
         return self.stream.initial_offset().to_dict()
 
@@ -50,6 +52,7 @@ class TheFlashStreamReader(DataSourceStreamReader):
 
         return ReadMaxRows(self.stream.max_rows) if self.stream.max_rows else ReadAllAvailable()
 
+    @said_plainly
     def latestOffset(self, start: dict, limit: Any) -> dict:
         from pyspark.sql.streaming.datasource import ReadMaxRows
 
@@ -58,6 +61,7 @@ class TheFlashStreamReader(DataSourceStreamReader):
         max_rows = limit.max_rows if isinstance(limit, ReadMaxRows) else None
         return self.stream.latest_offset(StreamOffset.from_dict(start), max_rows).to_dict()
 
+    @said_plainly
     def partitions(self, start: dict, end: dict) -> Sequence[InputPartition]:
         from pyspark_theflash.scan.change_stream import StreamOffset, reraise_expired
         from pyspark_theflash.scan.session import open_read_session
@@ -74,6 +78,7 @@ class TheFlashStreamReader(DataSourceStreamReader):
             raise
         return [TheFlashPartition(stream) for stream in session.streams]
 
+    @said_plainly
     def read(self, partition: InputPartition) -> Iterator[Any]:
         import pyarrow as pa
         from pyspark.sql.pandas.types import to_arrow_schema
@@ -87,6 +92,7 @@ class TheFlashStreamReader(DataSourceStreamReader):
         for batch in read_stream(stream):
             yield conform(batch, expected, pa)
 
+    @said_plainly
     def commit(self, end: dict) -> None:
         from pyspark_theflash.scan.change_stream import StreamOffset
 

@@ -1,0 +1,42 @@
+"""TheFlash's own errors as a Spark user sees them from the Python data source: one message,
+not a traceback through the package.
+
+Spark runs the source's methods in Python workers and puts the worker's formatted traceback into
+the ``AnalysisException`` (or task failure) it raises on the driver; PySpark's simplified
+traceback drops its own frames but keeps every frame of ours, 10-23 lines for an unknown table
+or a bad option. An error TheFlash raises on purpose (``TheFlashError``) already says what failed
+and what to do, so it leaves the source with its traceback cut to the method Spark called and
+its chain dropped; any other exception (a bug) keeps its whole traceback.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Callable, Iterator, TypeVar
+
+from pyspark_theflash.errors import TheFlashError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def said_plainly(method: F) -> F:
+    """Wrap a data source method (a generator's too: ``read``) so a ``TheFlashError`` leaves it
+    with no frames below this one."""
+    if inspect.isgeneratorfunction(method):
+        @functools.wraps(method)
+        def generator(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            try:
+                yield from method(*args, **kwargs)
+            except TheFlashError as exc:
+                raise exc.with_traceback(None) from None
+
+        return generator  # type: ignore[return-value]
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except TheFlashError as exc:
+            raise exc.with_traceback(None) from None
+
+    return call  # type: ignore[return-value]
