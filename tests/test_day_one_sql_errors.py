@@ -39,6 +39,25 @@ def test_theflash_sql_user_errors_through_the_service_are_one_actionable_line(
         code, _, err = theflash_sql_here(capsys, "--server", url, "--store", rig.store, "--snapshot", "resolved",
                                          f"SELECT count() AS n FROM {TABLE}")
         assert code == 0, err
+        # A writer that stopped keeping up: the service's wait for the regions ends in the
+        # error a read raises then, and its remedy names this command's flags, not the read
+        # options (the service's own phrasing). The service's query is made to meet it at once.
+        from pyspark_theflash.scan.errors import RegionWaitTimeoutError
+
+        service = rig.writer.service.service  # type: ignore[union-attr]
+        real_sql = service.sql
+
+        def stopped_writer(*args: Any, **kwargs: Any) -> Any:
+            raise RegionWaitTimeoutError(TABLE, ts, 30.0, [(2, 5, 9)])
+
+        service.sql = stopped_writer
+        try:
+            code, _, err = theflash_sql_here(capsys, "--server", url, "--store", rig.store, f"SELECT 1 FROM {TABLE}")
+        finally:
+            service.sql = real_sql
+        assert code != 0 and "did not catch up within 30s" in err, err
+        assert "--snapshot resolved" in err and "--max-staleness 5s" in err, err
+        assert "snapshot=resolved" not in err and "max_staleness=" not in err, err
         code, _, err = theflash_sql_here(capsys, "--server", url, "--store", rig.store, "--ts", str(ts),
                                          "--snapshot", "resolved", f"SELECT count() FROM {TABLE}")
         assert code != 0 and "give one or the other" in err, err

@@ -8,7 +8,8 @@ reads them with the JDK's HTTP client and the Arrow jars Spark ships).
     DELETE /v1/read-sessions/{id}                  end it, release its lease → 204
     GET    /v1/read-sessions/{id}/streams/{n}      the stream: application/vnd.apache.arrow.stream, chunked
     POST   /v1/snapshots                           body {"tables": [...], "snapshot", "max_staleness"}: a query's one ts
-    POST   /v1/sql                                 body {"sql", "snapshot_ts"?, "store"?}: a whole query in the
+    POST   /v1/sql                                 body {"sql", "snapshot_ts"?, "store"?, "snapshot"?,
+                                                   "max_staleness"?, "option_flags"?}: a whole query in the
                                                    ClickHouse engine, its result as one Arrow IPC stream
     POST   /v1/change-streams/offset               body {"table", "options", "start", "max_rows"}: a change stream's next offset
     POST   /v1/change-streams/commit               body {"table", "options", "end"}: hold its lease at a committed offset
@@ -54,7 +55,8 @@ from typing import Any, Callable, Iterator
 import pyarrow as pa
 
 from pyspark_theflash.service.core import ReadService
-from pyspark_theflash.service.errors import BadRequestError, ServiceError
+from pyspark_theflash.scan.errors import ScanError, as_flags
+from pyspark_theflash.service.errors import BadRequestError, ServiceError, classify
 from pyspark_theflash.service.request import (
     MAX_REQUEST_BYTES,
     ReadRequest,
@@ -388,7 +390,20 @@ class _Handler(BaseHTTPRequestHandler):
             raise BadRequestError(f"snapshot_ts must be a positive integer TSO timestamp, got {ts!r}",
                                   code="invalid_option")
         choice = {k: request[k] for k in ("snapshot", "max_staleness") if isinstance(request.get(k), str)}
-        out = self.service.sql(query, ts, store_argument(request), choice)
+        flags = request.get("option_flags")
+        if flags is not None and not (isinstance(flags, dict) and all(
+                isinstance(k, str) and isinstance(v, str) for k, v in flags.items())):
+            raise BadRequestError("option_flags: an object from read option to the caller's flag, e.g. "
+                                  '{"snapshot": "--snapshot"}', code="invalid_option")
+        try:
+            out = self.service.sql(query, ts, store_argument(request), choice)
+        except ScanError as exc:
+            if not flags:
+                raise
+            # a command line sent the query: its remedy names the command's flags
+            # (--snapshot resolved), not the read options (snapshot=resolved)
+            err = classify(exc)
+            raise ServiceError(exc.phrased(as_flags(flags)), code=err.code, status=err.status) from exc
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, out.result.schema) as writer:
             writer.write_table(out.result)
