@@ -46,9 +46,14 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   # editable_mode=compat puts this checkout on sys.path through a .pth file. The default
   # (an import-hook finder) is invisible to pkgutil.iter_modules(), which is how Spark's
   # Python workers discover pyspark_* data sources: format("theflash") would not be found.
-  .venv/bin/python -m pip install -q -e '.[test]' --config-settings editable_mode=compat
+  # test: the suite's own dependencies; notebook: JupyterLab and nbconvert, to open notebooks/
+  .venv/bin/python -m pip install -q -e '.[test,notebook]' --config-settings editable_mode=compat
   echo "$want" > "$stamp"
 fi
+# JupyterLab refuses to start as root (containers, CI machines) unless allowed. This venv's
+# JupyterLab serves this checkout's notebooks on localhost only: allow it here, not machine-wide.
+mkdir -p .venv/etc/jupyter
+printf '{"ServerApp": {"allow_root": true}}\n' > .venv/etc/jupyter/jupyter_server_config.json
 .venv/bin/python -c 'import pyspark_theflash; from pyspark_theflash._native import load; load("cdc_wire")' >/dev/null
 say "ready: .venv/bin/theflash"
 
