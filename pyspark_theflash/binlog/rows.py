@@ -318,11 +318,13 @@ def pack_columns(*, types: Any, ops: Any, keys: BinaryColumn, start_ts: Any = 0,
     batch.start_ts = _fixed(start_ts, n, np.uint64, "start_ts")
     batch.key_offsets, batch.key_data = key_offsets, key_data
     for name, col in (("commit_ts", commit_ts), ("ttl", ttl), ("txn_size", txn_size), ("min_commit_ts", min_commit_ts)):
+        if isinstance(col, int) and col == 0:  # the default: the column is left empty
+            continue
         arr = np.broadcast_to(np.asarray(col, dtype=np.uint64), (n,))
         if arr.any():
             setattr(batch, name, _fixed(arr, n, np.uint64, name))
     flags = np.broadcast_to(np.asarray(use_async_commit, dtype=np.uint8), (n,))
-    if flags.any():
+    if not (isinstance(use_async_commit, int) and use_async_commit == 0) and flags.any():
         batch.async_commit = _fixed(flags, n, np.uint8, "use_async_commit")
     for prefix, col in (("value", values), ("primary", primaries), ("secondaries", secondaries)):
         if col is None:

@@ -109,6 +109,8 @@ class Coverage:
             self._above.discard((key, cts))
         for writes in pending:
             if isinstance(writes, _Versions):
+                if writes.newest <= least:  # the usual case: every version is at or below the floor
+                    continue
                 writes = writes.above(least)
             for w in writes:
                 if w.commit_ts > least:
@@ -139,6 +141,7 @@ class _Versions(Sequence[_Version]):
 
     def __init__(self, raw_keys: Any, commit_ts: Any) -> None:
         self.keys, self.commit_ts = raw_keys, commit_ts
+        self.newest = int(commit_ts.max()) if len(commit_ts) else 0
 
     def above(self, ts: int) -> "_Versions":
         import numpy as np
