@@ -16,14 +16,18 @@ machine, with nothing but this package installed:
 2. the **writer** consumes its change log (the binlog, streamed over gRPC) into a store directory;
 3. **Spark** reads the store with `spark.read.format("theflash")`.
 
-Every process binds to 127.0.0.1 and lives in a temporary directory."""),
-code("""import tempfile, time
+Every process binds to 127.0.0.1 and lives in a temporary directory, which the last cell
+removes (and so does the kernel's exit, should a cell fail before it)."""),
+code("""import atexit, shutil, tempfile, time
 from pathlib import Path
 
 from pyspark_theflash.demo.deployment import LocalDeployment, store_lag_ms
 
 work = Path(tempfile.mkdtemp(prefix="theflash-quickstart-"))
-cluster = LocalDeployment(work, rate=40, accounts=200).start()
+atexit.register(shutil.rmtree, work, ignore_errors=True)
+cluster = LocalDeployment(work, rate=40, accounts=200)
+atexit.register(cluster.stop)  # at exit, last registered runs first: the processes stop, then their files go
+cluster.start()
 print("upstream", cluster.upstream_address)
 print("binlog  ", cluster.binlog_address)
 print("store   ", cluster.store)"""),
@@ -163,7 +167,8 @@ spark.sql(f"SELECT _change_type, count(*) AS changes, sum(balance) AS balance "
 md("""## Clean up"""),
 code("""spark.stop()
 upstream.close()
-cluster.stop()"""),
+cluster.stop()
+shutil.rmtree(work)  # the mini cluster's data, the binlog and the store"""),
 ]
 for i, cell in enumerate(nb.cells):  # stable ids: regenerating gives the same file
     cell["id"] = f"cell-{i:02d}"

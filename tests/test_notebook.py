@@ -1,8 +1,8 @@
 """notebooks/quickstart.ipynb runs top to bottom, headless, so it never rots: its own cells
 assert the bank total at every snapshot, that two tables read at one ts are consistent, and
 that the change stream's Parquet sink, replayed, equals the snapshot at the stream's offset.
-README's command that opens it in JupyterLab starts and serves it; nbconvert is installed
-beside it."""
+It leaves nothing in its temporary directory. README's command that opens it in JupyterLab
+starts and serves it; nbconvert is installed beside it."""
 from __future__ import annotations
 
 import json
@@ -22,13 +22,15 @@ from polling import wait_for
 pytestmark = pytest.mark.spark
 
 
-def test_quickstart_notebook_executes_and_its_checks_hold(tmp_path) -> None:
+def test_quickstart_notebook_executes_its_checks_hold_and_it_leaves_nothing_behind(tmp_path: Path) -> None:
     import nbformat
     from nbclient import NotebookClient
 
+    kernel_tmp = tmp_path / "tmp"  # the kernel's TMPDIR: where tempfile puts the notebook's directory
+    kernel_tmp.mkdir()
     notebook = nbformat.read(ROOT / "notebooks" / "quickstart.ipynb", as_version=4)
     client = NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
-    client.execute()
+    client.execute(env={**os.environ, "TMPDIR": str(kernel_tmp)})
 
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
@@ -38,6 +40,30 @@ def test_quickstart_notebook_executes_and_its_checks_hold(tmp_path) -> None:
     assert len(plots) == 2, "the freshness/throughput plot and the stream's lag plot were not both drawn"
     assert "differences from the snapshot at the offset 0" in text
     assert "_change_type" in text  # the SQL CHANGES query's table
+
+    store = re.search(r"^store\s+(\S+)", text, re.M)
+    assert store and Path(store.group(1)).is_relative_to(kernel_tmp), "the notebook's directory was not made in TMPDIR"
+    assert not list(kernel_tmp.iterdir()), f"left behind in {kernel_tmp}: {sorted(p.name for p in kernel_tmp.iterdir())}"
+
+
+def test_a_cell_failing_after_the_first_leaves_nothing_behind_when_the_kernel_exits(tmp_path: Path) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    kernel_tmp = tmp_path / "tmp"
+    kernel_tmp.mkdir()
+    notebook = nbformat.read(ROOT / "notebooks" / "quickstart.ipynb", as_version=4)
+    first = next(cell for cell in notebook.cells if cell.cell_type == "code")
+    notebook.cells = [first, nbformat.v4.new_code_cell("raise RuntimeError('a cell fails')")]
+    client = NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    with pytest.raises(CellExecutionError, match="a cell fails"):
+        client.execute(env={**os.environ, "TMPDIR": str(kernel_tmp)})
+
+    printed = "".join(o.get("text", "") for o in notebook.cells[0].get("outputs", []))
+    assert f"store    {kernel_tmp}" in printed, printed  # the deployment was started, in TMPDIR
+    # execute() returns once the kernel has exited: its atexit handlers have run
+    assert not list(kernel_tmp.iterdir()), f"left behind in {kernel_tmp}: {sorted(p.name for p in kernel_tmp.iterdir())}"
 
 
 def jupyter_command() -> str:

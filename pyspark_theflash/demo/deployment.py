@@ -53,6 +53,10 @@ class Child:
             with self._seen:
                 self._lines.append(line)
                 self._seen.notify_all()
+        # Its output ended: reap it as it exits, so that it leaves no zombie behind. A Jupyter
+        # kernel shutting down signals its children until none is left, zombies included, and
+        # is killed (before its atexit handlers run) when that takes longer than it is given.
+        self.proc.wait()
         with self._seen:
             self._seen.notify_all()
 
