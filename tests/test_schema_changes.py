@@ -281,3 +281,33 @@ def test_a_read_as_of_a_ts_the_store_has_not_seen_the_schema_changes_of_waits_th
         assert table_as_of(view, "shop.items", 100, options).id == t.id
         with pytest.raises(SchemaNotCaughtUpError, match="only up to ts 100"):
             table_as_of(view, "shop.items", 101, options)  # no writer moves the resolved ts on
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_schema_guard_finds_every_column_id_of_every_table_in_a_mixed_batch(seed: int) -> None:
+    """Rows of several tables, each mostly of one column set with a few of others (added,
+    dropped, reorganised columns; small and large ids; v1 and v2 rows; deletes): the ids found
+    per table are exactly the union of what its rows carry."""
+    import random
+
+    from pyspark_theflash.codec.datum import Datum
+    from pyspark_theflash.codec.row_v1 import encode_row_v1
+    from pyspark_theflash.codec.row_v2 import encode_row_v2
+    from pyspark_theflash.writer.schema_guard import column_ids_by_table
+    from store_events import committed, event, key
+
+    rng = random.Random(seed)
+    want: dict[int, set[int]] = {}
+    rows = []
+    for h in range(400):
+        tid = rng.choice([100, 100, 100, 101, 102])
+        usual = {100: [1, 2, 3], 101: [1, 4, 300], 102: [1, 2]}[tid]
+        ids = usual if rng.random() < 0.9 else sorted(rng.sample(range(1, 70000 if rng.random() < 0.3 else 60), 3))
+        if rng.random() < 0.05:
+            rows.append(committed(key(tid, h), None, 10))  # a delete carries no value
+            continue
+        encode = encode_row_v1 if rng.random() < 0.1 else encode_row_v2
+        rows.append(committed(key(tid, h), encode([(i, Datum("int", i * 7)) for i in ids]), 10))
+        want.setdefault(tid, set()).update(ids)
+    seen = column_ids_by_table([event(1, 6, rows)])
+    assert {t: set(ids.tolist()) for t, ids in seen.items()} == want

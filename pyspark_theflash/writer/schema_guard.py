@@ -106,11 +106,18 @@ def column_ids_by_table(events: Iterable[binlog_pb2.Event]) -> dict[int, np.ndar
         k, w = int(key & 0xFFFFFFFF), 4 if key >> 32 else 1
         if k == 0:
             continue
-        block = buf[(s[sel] + 6)[:, None] + np.arange(k * w)].reshape(-1, k, w).astype(np.int64)
-        ids = (block << (8 * np.arange(w))).sum(axis=2)  # little-endian ids, (rows, k)
-        for tid in np.unique(table_ids[rows[sel]]):
-            per_table = ids[table_ids[rows[sel]] == tid]
-            found.setdefault(int(tid), set()).update(np.unique(per_table).tolist())
+        raw = buf[(s[sel] + 6)[:, None] + np.arange(k * w)]  # (rows, k * w): each row's id bytes
+        tids = table_ids[rows[sel]]
+        for tid in np.unique(tids):
+            per_table = raw if len(tids) == 1 or tids.min() == tids.max() else raw[tids == tid]
+            # rows of one table nearly always carry the same ids: compare with the first row
+            # and decode only the distinct ones (no sort of every row's ids)
+            other = ~(per_table == per_table[0]).all(axis=1)
+            distinct = np.concatenate([per_table[:1], np.unique(per_table[other], axis=0)]) if other.any() \
+                else per_table[:1]
+            block = distinct.reshape(-1, k, w).astype(np.int64)
+            ids = (block << (8 * np.arange(w))).sum(axis=2)  # little-endian ids, (distinct rows, k)
+            found.setdefault(int(tid), set()).update(np.unique(ids).tolist())
     return {tid: np.array(sorted(ids), dtype=np.int64) for tid, ids in found.items()}
 
 
