@@ -258,3 +258,34 @@ def test_a_checksummed_record_that_is_no_event_stops_a_batch_read_in_front_of_it
                         source.read_events(10, timeout_s=0.5)
                     assert caught.value.offset == bad_at.offset, url
                     assert "not an Event" in str(caught.value)
+
+
+def test_the_stream_form_carries_the_segments_format_version_and_a_client_refuses_one_it_cannot_read(
+        binlog_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every Pull response names the format version of its events' segments; a writer pulling
+    from a newer capture's service is refused with the upgrade remedy instead of reading a newer
+    event form as empty (a file reader refuses such a segment by its header already)."""
+    from pyspark_theflash.binlog import BinlogVersionError
+    from pyspark_theflash.binlog import service as binlog_service
+    from pyspark_theflash.binlog.segment import FORMAT_VERSION
+
+    events = mixed_region_events(10)
+    with SegmentWriter(binlog_dir, segment_bytes=1500) as writer, serve_binlog(binlog_dir) as server:
+        writer.append(events)
+        stub = binlog_pb2_grpc.BinlogServiceStub(grpc.insecure_channel(server.url.removeprefix("grpc://")))
+        call = stub.Pull(binlog_pb2.PullRequest(max_batch=4), timeout=5)
+        versions = []
+        for response in call:
+            versions.append(response.format_version)
+            if len(versions) >= 3:
+                call.cancel()
+                break
+        assert versions == [FORMAT_VERSION] * 3
+        with open_source(server.url) as stream:
+            assert [r.event for r in read_to_head(stream)] == events
+        # a service of a newer TheFlash: its segments are of a version this code does not read
+        monkeypatch.setattr(binlog_service, "_format_version", lambda directory, number: FORMAT_VERSION + 1)
+        with open_source(server.url) as stream:
+            with pytest.raises(BinlogVersionError, match=rf"format version {FORMAT_VERSION + 1}; this code reads "
+                                                         r"versions 1, 2: upgrade TheFlash"):
+                read_to_head(stream)

@@ -134,6 +134,15 @@ def encode_header(number: int) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
+def segment_format_version(directory: Path | str, number: int) -> int:
+    """The format version in segment ``number``'s header (checked as a reader checks it)."""
+    path = segment_path(Path(directory), number)
+    with open(path, "rb") as f:
+        data = f.read(HEADER_BYTES)
+    check_header(path, data, number)
+    return int(_HEADER.unpack(data[:HEADER_BYTES])[1])
+
+
 def check_header(path: Path, data: bytes, number: int) -> None:
     if len(data) < HEADER_BYTES:
         raise BinlogFormatError(path, f"only {len(data)} bytes, shorter than the {HEADER_BYTES}-byte header")

@@ -19,6 +19,7 @@ just after the last event it received, so no event is lost or repeated.
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import queue
 import threading
@@ -38,9 +39,11 @@ from pyspark_theflash.binlog.errors import (
     BinlogPositionGoneError,
     BinlogSourceError,
     BinlogTruncatedError,
+    BinlogVersionError,
 )
 from pyspark_theflash.binlog.position import Position, PositionedEvent
-from pyspark_theflash.binlog.segment import HeadTracker, RawRecord, SegmentReader, append_signal, segment_path, tail
+from pyspark_theflash.binlog.segment import (FORMAT_VERSION, READ_VERSIONS, HeadTracker, RawRecord, SegmentReader,
+                                             append_signal, segment_format_version, segment_path, tail)
 from pyspark_theflash.binlog.source import EventSource
 from pyspark_theflash.proto import binlog_pb2, binlog_pb2_grpc
 
@@ -122,8 +125,9 @@ def _varint(value: int) -> bytes:
 _EVENTS_TAG = b"\x0a"  # PullResponse.events: field 1, length-delimited
 
 
-def _response(records: list[RawRecord], next_position: Position) -> binlog_pb2.PullResponse:
-    """A response of the records' events as stored (their bytes are spliced in, not re-encoded)."""
+def _response(records: list[RawRecord], next_position: Position, directory: Path) -> binlog_pb2.PullResponse:
+    """A response of the records' events as stored (their bytes are spliced in, not re-encoded),
+    with the format version of the segments they come from."""
     response = binlog_pb2.PullResponse.FromString(
         b"".join(_EVENTS_TAG + _varint(len(r.payload)) + r.payload for r in records)
     )
@@ -131,7 +135,23 @@ def _response(records: list[RawRecord], next_position: Position) -> binlog_pb2.P
     response.offsets.extend([r.position.offset for r in records])
     response.next_offsets.extend([r.next.offset for r in records])
     response.next.segment, response.next.offset = next_position
+    segments = {r.position.segment for r in records} or {next_position.segment}
+    response.format_version = max(_format_version(directory, n) for n in segments)
     return response
+
+
+@functools.lru_cache(maxsize=1024)
+def _format_version_cached(directory: str, number: int) -> int:
+    return segment_format_version(directory, number)
+
+
+def _format_version(directory: Path, number: int) -> int:
+    """A segment's format version (its header never changes: cached); the version this code
+    writes for a segment not created yet (a stream's position at the head)."""
+    try:
+        return _format_version_cached(str(directory), number)
+    except FileNotFoundError:
+        return FORMAT_VERSION
 
 
 def _responses(records: list[RawRecord], next_position: Position, directory: Path) -> Iterator[binlog_pb2.PullResponse]:
@@ -150,7 +170,7 @@ def _responses(records: list[RawRecord], next_position: Position, directory: Pat
 
 def _checked_response(records: list[RawRecord], next_position: Position, directory: Path) -> binlog_pb2.PullResponse:
     try:
-        return _response(records, next_position)
+        return _response(records, next_position, directory)
     except DecodeError:
         pass
     for i, record in enumerate(records):  # find the culprit
@@ -207,7 +227,7 @@ class BinlogServicer(binlog_pb2_grpc.BinlogServiceServicer):
                 _abort(context, exc)
             assert reader is not None
             sent = reader.position
-            yield binlog_pb2.PullResponse(next=sent.to_proto())  # where this stream starts
+            yield _response([], sent, self.directory)  # where this stream starts
             while not done.is_set() and context.is_active():
                 try:
                     records = reader.read_raw(max_batch, _FOLLOW_WAIT_S, region_ids, stop=done, eager=True)
@@ -219,7 +239,7 @@ class BinlogServicer(binlog_pb2_grpc.BinlogServiceServicer):
                         yield from _responses(records, sent, self.directory)
                     except _NotAnEvent as damaged:
                         if damaged.good:
-                            yield _response(damaged.good, damaged.good[-1].next)
+                            yield _response(damaged.good, damaged.good[-1].next, self.directory)
                         _abort(context, damaged.error)
         finally:
             with self._streams_lock:
@@ -352,6 +372,11 @@ class GrpcEventSource(EventSource):
                     call.cancel()
                 for response in call:
                     delay = self._backoff[0]
+                    version = response.format_version or 1  # a server before the field wrote version 1
+                    if version not in READ_VERSIONS:
+                        self._put(BinlogVersionError(f"{self.url} (segment {response.next.segment})", version,
+                                                     READ_VERSIONS))
+                        return
                     chunk = _Chunk(
                         [
                             PositionedEvent(Position(s, o), e, Position(s, n))
