@@ -434,15 +434,25 @@ def check_copy(store: Path, feed: Feed) -> str:
     return f"{len(ids):,} rows read back equal (every handle once, sum(v) equal)"
 
 
+_OPEN_STORES: dict[str, Any] = {}  # a probe opens the store once, then takes a fresh snapshot each time
+
+
 def min_resolved(store: Path) -> int:
+    """The least resolved ts of the store's regions of the table (0 before there is one)."""
     from pyspark_theflash.scan.planner import covering_regions
     from pyspark_theflash.store import Store
 
     try:
-        with Store.open(str(store), readonly=True) as s, s.snapshot() as view:
+        s = _OPEN_STORES.get(str(store))
+        if s is None:
+            s = _OPEN_STORES[str(store)] = Store.open(str(store), readonly=True)
+        with s.snapshot() as view:
             regions = [r for r, _ in covering_regions(view, TABLE_ID)]
             return min((int(r.resolved_ts) for r in regions), default=0)
     except Exception:
+        stale = _OPEN_STORES.pop(str(store), None)
+        if stale is not None:
+            stale.close()
         return 0
 
 
