@@ -22,9 +22,9 @@ in its own process as an operator runs it, is the bottleneck. Measured in one ru
 * **capture + writer at once**: a fresh capture of the same feed and a writer following its
   binlog, until the store's regions all hold a resolved ts past the last commit (readable);
 * **initial copy**: ``--copy-rows`` rows as TiKV's initial scan sends them (COMMITTED rows, then
-  INITIALIZED) through capture, then applied by the writer; each one's peak RSS (the kernel's
-  rusage), and the store's table read back at the copy's ts against the feed (every handle once,
-  the sum of a column);
+  INITIALIZED) through capture, then applied by the writer; each one's peak RSS (VmHWM), and
+  the store's table read back at the copy's ts against the feed (every handle once, the sum of
+  a column);
 * **commit -> readable** at ``--latency-rate`` commits/s for ``--latency-seconds``: the feed is
   written as it goes (a resolved ts every ``--resolved-every`` s, as TiKV's ``min-ts-interval``),
   capture and writer follow it, and each probe is the time from the COMMIT's send to the store's
@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import queue
 import shutil
 import statistics
@@ -380,11 +379,22 @@ THEFLASH = [sys.executable, "-m", "pyspark_theflash"]
 
 
 def run_measured(cmd: list[str], out: Any) -> tuple[int, float]:
-    """Run ``cmd`` to its end: (exit code, its peak RSS in MiB, from the kernel's rusage)."""
+    """Run ``cmd`` to its end: (exit code, its peak RSS in MiB). The peak is the kernel's
+    high-water mark of the program's own memory (VmHWM in /proc/PID/status, polled until it
+    exits), not rusage's ru_maxrss, which also counts the pages the child shared with this
+    process between fork and exec (this process holds the pre-encoded feeds: gigabytes)."""
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, usage.ru_maxrss / 1024  # ru_maxrss: KiB on Linux
+    peak_kib = 0
+    status_file = Path(f"/proc/{proc.pid}/status")
+    while proc.poll() is None:
+        try:
+            for line in status_file.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak_kib = max(peak_kib, int(line.split()[1]))
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    return proc.returncode, peak_kib / 1024
 
 
 def run_capture(rig: Rig, feed: Feed, binlog: Path, log: Path) -> dict[str, float]:
