@@ -17,6 +17,13 @@ When Spark calls what (PySpark 4.2):
   (``read_stream``: renews the lease, reads the pinned parts) into Arrow batches of exactly
   the schema Spark expects.
 
+Where the store's files are not visible (an executor on another host), the read goes through a
+read service (``spark/service_read.py``): always with option ``server``; without it, through the
+session's service (``theflash_session()``'s, ``THEFLASH_SERVER``) wherever the store is not at the
+read's path: a planner that does not see the store opens the session at the service, and an
+executor that does not see it reads its stream's route there (the stream's handle ranges at its
+ts) instead of the files.
+
 The reader does not implement ``pushFilters``. PySpark 4.2.1 keeps the reader planned during
 filter pushdown on the data source object that every scan of one loaded DataFrame shares, and
 later scans of that DataFrame (a query without a pushable filter, the other side of a
@@ -37,11 +44,49 @@ from pyspark_theflash.spark.user_errors import said_plainly
 
 
 class TheFlashPartition(InputPartition):
-    """One stream of a read session (a ``scan.session.ReadStream``)."""
+    """One stream of a read session: a ``scan.session.ReadStream`` of the store's files, with its
+    ``route`` through the session's service when there is one (``service_read.StreamRoute``), or
+    a stream of a service's session (``service_read.ServiceStream``)."""
 
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: Any, route: Any = None) -> None:
         super().__init__(stream.index)
         self.stream = stream
+        self.route = route
+
+
+def planned_partitions(session: Any, service: Any, options: Any) -> list[TheFlashPartition]:
+    """The partitions of a read session planned on the store's files; with the session's
+    ``service``, each carries its route there for an executor that does not see the store (a
+    partitioned table's streams, which no handle range names, are planned again at the service,
+    at the same ts)."""
+    from pyspark_theflash.spark import service_read
+
+    if service is None or not session.streams:
+        return [TheFlashPartition(stream) for stream in session.streams]
+    routes = service_read.routes(session.streams, service, options)
+    if routes is not None:
+        return [TheFlashPartition(stream, route) for stream, route in zip(session.streams, routes)]
+    streams = service_read.open_at_ts(service, session.streams, options)
+    session.close()  # the service's session holds the ts now
+    return [TheFlashPartition(stream) for stream in streams]
+
+
+def partition_batches(partition: InputPartition) -> Iterator[Any]:
+    """The rows of a planned partition (executor side): a service's stream over HTTP; a stream
+    of the store's files from the files where this process sees the store, else by its route
+    through the session's service."""
+    from pyspark_theflash.scan.session import read_stream
+    from pyspark_theflash.spark import service_read
+
+    stream = getattr(partition, "stream", None)
+    if stream is None:
+        return iter(())  # no regions (Spark's placeholder partition for an empty plan)
+    if isinstance(stream, service_read.ServiceStream):
+        return service_read.read_stream(stream)
+    route = getattr(partition, "route", None)
+    if route is not None and not service_read.sees_store(stream.partition.store):
+        return service_read.read_routed(route)
+    return read_stream(stream)
 
 
 def _table_info(options: ScanOptions) -> Any:
@@ -80,8 +125,11 @@ class TheFlashDataSource(DataSource):
         from pyspark_theflash.spark import service_read
 
         server = service_read.server_of(self.options)
+        service = None if server is not None else service_read.session_service(self.options)
         options = ScanOptions.from_mapping(service_read.scan_options(self.options))
-        if server is not None and not _store_visible(options.store):
+        if service is not None and not service_read.sees_store(options.store):
+            return _service_spark_schema(service.server, self.options, options, service.token)
+        if server is not None and not service_read.sees_store(options.store):
             return _service_spark_schema(server, self.options, options)
         info = _table_info(options)
         if options.changes_from is not None or "starting_ts" in {k.lower() for k in self.options}:
@@ -128,72 +176,68 @@ class TheFlashReader(DataSourceReader):
         import time
 
         from pyspark_theflash.scan.session import open_read_session
+        from pyspark_theflash.spark import service_read
         from pyspark_theflash.spark.plan_journal import record_planning
 
         started = time.time()
-        if self.server is not None:
-            from pyspark_theflash.spark import service_read
-
+        service = None if self.server is not None else service_read.session_service(self.options)
+        store = str(service_read.scan_options(self.options).get("store", ""))
+        server = self.server
+        if service is not None and not service_read.sees_store(store):
+            server = service.server  # the planner does not see the store: the session's service plans
+        if server is not None:
             # the service holds the session's lease: executors read its streams over HTTP
-            streams = service_read.open_session(self.server, self.options, self.columns + self.hidden)
+            streams = service_read.open_session(server, self.options, self.columns + self.hidden, service)
             if streams:
                 record_planning(streams[0].table, streams[0].ts, started)
             return [TheFlashPartition(stream) for stream in streams]
         # Executors renew the lease while they read; this planner worker may be gone by then.
-        session = open_read_session(self.options.get("store", ""), None, options=self.options,
-                                    columns=self.columns + self.hidden, keep_alive=False)
+        session = open_read_session(store, None, options=self.options, columns=self.columns + self.hidden,
+                                    keep_alive=False)
         # one query, several snapshots: this source cannot prevent it, so it says so (once)
         record_planning(session.table, session.ts, started)
-        return [TheFlashPartition(stream) for stream in session.streams]
+        return planned_partitions(session, service, self.options)
 
     @said_plainly
     def read(self, partition: InputPartition) -> Iterator[Any]:
         import pyarrow as pa
         from pyspark.sql.pandas.types import to_arrow_schema
 
-        from pyspark_theflash.scan.session import read_stream
-
-        stream = getattr(partition, "stream", None)
-        if stream is None:
-            return  # no regions (Spark's placeholder partition for an empty plan)
         expected = to_arrow_schema(self.schema, timezone="UTC")
-        if self.server is not None:
-            from pyspark_theflash.spark import service_read
-
-            for batch in service_read.read_stream(stream):
-                yield conform(batch, expected, pa)
-            return
-        for batch in read_stream(stream):
+        for batch in partition_batches(partition):
             yield conform(batch, expected, pa)
 
 
-def _store_visible(store: str) -> bool:
-    import os
-
-    return bool(store) and os.path.exists(os.path.join(store, "manifest.db"))
-
-
-def _service_spark_schema(server: str, raw: Any, options: ScanOptions) -> StructType:
+def _service_spark_schema(server: str, raw: Any, options: ScanOptions, token: Any = None) -> StructType:
     """The read's Spark schema from the service's Arrow schema of the table (a planning machine
-    that does not see the store): its visible columns (or ``columns``), then ``hidden``."""
+    that does not see the store): its visible columns (or ``columns``), then ``hidden``; a change
+    read's or a stream's, the table's columns then the change columns
+    (``store.changes.change_schema``: ``_tidb_rowid`` of the table's handle type)."""
+    import pyarrow as pa
     from pyspark.sql import types as S
 
     from pyspark_theflash.scan.errors import ScanOptionError
     from pyspark_theflash.schema.spark import spark_type_of_arrow
     from pyspark_theflash.spark import service_read
+    from pyspark_theflash.store.changes import (CHANGE_COLUMNS, CHANGE_COMMIT_TIMESTAMP, CHANGE_COMMIT_TS,
+                                                CHANGE_TYPE, ROWID)
 
-    if options.changes_from is not None or "starting_ts" in {str(k).lower() for k in raw}:
-        raise ScanOptionError("a change read or a stream through option server needs the store visible where "
-                              "Spark plans (for its change schema); give .schema(...) or read with the connector jar")
-    arrow = service_read.table_schema(server, raw)
+    arrow = service_read.table_schema(server, raw, token)
     by_lower = {f.name.lower(): f for f in arrow}
+    changes = options.changes_from is not None or "starting_ts" in {str(k).lower() for k in raw}
     names = list(options.columns) or [f.name for f in arrow if f.name not in HIDDEN_READABLE]
-    names += [h for h in options.hidden if h not in names]
+    if not changes:
+        names += [h for h in options.hidden if h not in names]
     missing = [n for n in names if n.lower() not in by_lower]
     if missing:
         raise ScanOptionError(f"column(s) {missing} are not in {options.table} (the service at {server})")
-    return S.StructType([S.StructField(by_lower[n.lower()].name, spark_type_of_arrow(by_lower[n.lower()].type),
-                                       nullable=by_lower[n.lower()].nullable) for n in names])
+    fields = [S.StructField(by_lower[n.lower()].name, spark_type_of_arrow(by_lower[n.lower()].type),
+                            nullable=by_lower[n.lower()].nullable) for n in names]
+    if changes:
+        types = {CHANGE_TYPE: pa.string(), CHANGE_COMMIT_TS: pa.int64(),
+                 CHANGE_COMMIT_TIMESTAMP: pa.timestamp("us", tz="UTC"), ROWID: by_lower[ROWID].type}
+        fields += [S.StructField(n, spark_type_of_arrow(types[n]), nullable=False) for n in CHANGE_COLUMNS]
+    return S.StructType(fields)
 
 
 def change_spark_schema(info: Any, columns: Sequence[str] | None) -> StructType:

@@ -9,6 +9,9 @@ then ``_change_type``, ``_commit_ts``, ``_commit_timestamp``, ``_tidb_rowid``). 
 
 Each micro-batch is one read session (the snapshot at the start, then change reads), one
 partition per stream; offsets, admission control and the lease are the ``ChangeStream``'s.
+Through a read service (option ``server``, or the session's service where the store is not
+visible: ``spark/service_read.py``) they are the service's (``ServiceChangeStream``), and each
+micro-batch is a read session there, as the connector jar's stream is.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from typing import Any, Iterator, Sequence
 from pyspark.sql.datasource import DataSourceStreamReader, InputPartition
 from pyspark.sql.types import StructType
 
-from pyspark_theflash.spark.datasource import TheFlashPartition, conform
+from pyspark_theflash.spark.datasource import TheFlashPartition, conform, partition_batches, planned_partitions
 from pyspark_theflash.spark.user_errors import said_plainly
 
 STREAM_HINT = "starting_ts"
@@ -37,11 +40,24 @@ class TheFlashStreamReader(DataSourceStreamReader):
                 'a streaming read of theflash without the connector jar needs option("starting_ts", "latest") (or '
                 "earliest, or a TSO): PySpark asks a Python source for one schema for batch and stream reads, and "
                 "this option says the schema is a change stream's")
+        from pyspark_theflash.spark import service_read
+
         self.schema = schema
         self.store = str(self.options.get("store", ""))
         self.table = str(self.options.get("table") or self.options.get("path") or "")
         self.columns = tuple(f.name for f in schema.fields)  # the table's, then CHANGE_COLUMNS
-        self.stream = ChangeStream(self.store, self.table, {**self.options, "stream_columns": json.dumps(self.columns)})
+        server = service_read.server_of(self.options)
+        self.service = None if server is not None else service_read.session_service(self.options)
+        if self.service is not None and not service_read.sees_store(self.store):
+            server = self.service.server  # the planner does not see the store: the session's service streams
+        self.remote: service_read.ServiceChangeStream | None = None
+        if server is not None:
+            self.remote = service_read.ServiceChangeStream(server, self.table, self.options, self.columns,
+                                                           self.service)
+            self.stream: Any = self.remote
+        else:
+            self.stream = ChangeStream(self.store, self.table,
+                                       {**self.options, "stream_columns": json.dumps(self.columns)})
 
     @said_plainly
     def initialOffset(self) -> dict:
@@ -69,6 +85,8 @@ class TheFlashStreamReader(DataSourceStreamReader):
         options = self.stream.batch_options(StreamOffset.from_dict(start), StreamOffset.from_dict(end))
         if options is None:
             return []
+        if self.remote is not None:  # the service's read session; it holds the lease
+            return [TheFlashPartition(stream) for stream in self.remote.open_batch(options, self.columns)]
         try:
             # executors renew the session's lease while they read; this worker may be gone by then
             session = open_read_session(self.store, self.table, options=options, columns=self.columns,
@@ -76,20 +94,15 @@ class TheFlashStreamReader(DataSourceStreamReader):
         except Exception as exc:
             reraise_expired(exc, self.table)
             raise
-        return [TheFlashPartition(stream) for stream in session.streams]
+        return planned_partitions(session, self.service, options)
 
     @said_plainly
     def read(self, partition: InputPartition) -> Iterator[Any]:
         import pyarrow as pa
         from pyspark.sql.pandas.types import to_arrow_schema
 
-        from pyspark_theflash.scan.session import read_stream
-
-        stream = getattr(partition, "stream", None)
-        if stream is None:
-            return
         expected = to_arrow_schema(self.schema, timezone="UTC")
-        for batch in read_stream(stream):
+        for batch in partition_batches(partition):
             yield conform(batch, expected, pa)
 
     @said_plainly
