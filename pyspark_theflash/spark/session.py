@@ -35,7 +35,12 @@ def theflash_session(master: str | None = None, app_name: str = "theflash", *, j
     ``jvm=False`` leaves the jar out: ``format("theflash")`` is then the Python data source,
     whose reads take their options only (no session pin, no pushdown). A session that already
     runs without the jar stays so (PySpark keeps one JVM per process) unless ``jvm=True``
-    insists, which is an error then.
+    insists, which is an error then. Such a session's service (``server``, or with a cluster
+    master one this function starts as below) is where the Python source reads whenever the
+    store is not visible at the read's path (an executor on another host): PySpark hands a
+    Python source its options only, so the service's address and token go into this process's
+    environment (``THEFLASH_SERVER``, ``THEFLASH_SERVER_TOKEN``) before Spark's JVM starts, and
+    Spark's driver-side Python workers find them there (``spark/service_read.py``).
 
     A session that already runs is returned as it is, except for the settings passed here
     (``conf``) and the theflash ones above: its shuffle partitions, UI or memory are the user's.
@@ -51,8 +56,9 @@ def theflash_session(master: str | None = None, app_name: str = "theflash", *, j
     is in the session conf ``theflash.token`` (redacted by Spark) and reaches executors inside
     the planned partitions, never on a command line. One log line says where it serves.
     """
-    if jvm is False and (server is not None or store is not None):
-        raise ValueError("server and store configure the connector jar's reads; leave them out with jvm=False")
+    if jvm is False and store is not None:
+        raise ValueError("store is the connector jar's default store; with jvm=False give the Python source "
+                         "option store on each read")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     local = master is None or master.startswith("local")
@@ -80,6 +86,11 @@ def theflash_session(master: str | None = None, app_name: str = "theflash", *, j
         if jvm is False and connector:
             log.warning("this process's Spark JVM already loads the theflash connector jar, so format('theflash') "
                         "is the connector whatever jvm says: its reads are set up as theflash_session() sets them")
+        from pyspark_theflash.spark.service_read import SERVER_ENVIRONMENT
+
+        if not connector and server is not None and os.environ.get(SERVER_ENVIRONMENT) != server:
+            log.warning("server=%s reaches the Python source through the environment of Spark's JVM, which started "
+                        "before: give option server on its reads", server)
     else:
         builder = SparkSession.builder.appName(app_name)
         if master:
@@ -111,14 +122,53 @@ def theflash_session(master: str | None = None, app_name: str = "theflash", *, j
                 user["spark.sql.extensions"] = ",".join(extensions + [EXTENSIONS_CLASS])
             user["spark.jars"] = ",".join(jars + [str(jar_path())])
         settings.update(user)
+        # the Python source learns its service from the environment Spark's JVM starts with
+        python_source = None if connector else _serve_python_source(master, settings, server, local)
         for key, value in settings.items():
             builder = builder.config(key, value)
         session = builder.getOrCreate()
         if connector:
             _refuse_without_connector(session)
+        elif python_source is not None:
+            session.conf.set(SERVER_CONF, python_source[0])
+            if python_source[1] is not None:
+                session.conf.set(TOKEN_CONF, python_source[1])
     if connector:
         _connect(session, server, store, user)
     return session
+
+
+def _serve_python_source(master: str | None, conf: dict[str, str], server: str | None,
+                         local: bool) -> tuple[str, str | None] | None:
+    """The Python source's service for a session about to start: ``server``, or with a cluster
+    master a service in this process bound as the connector's is (``spark.driver.bindAddress``,
+    else ``spark.driver.host``, which executors call), put in
+    this process's environment (``THEFLASH_SERVER``, ``THEFLASH_SERVER_TOKEN``) for Spark's JVM
+    and its Python workers to inherit. (url, token), or None: a local session's executors see
+    the store."""
+    from pyspark_theflash.spark.service_read import SERVER_ENVIRONMENT, SERVER_TOKEN_ENVIRONMENT
+
+    if server is not None:
+        os.environ[SERVER_ENVIRONMENT] = server
+        os.environ.pop(SERVER_TOKEN_ENVIRONMENT, None)  # its token: option token, or THEFLASH_TOKEN
+        return server, None
+    if local or master is None:
+        return None
+    host = conf.get("spark.driver.host") or address_towards(master)
+    if host is None:
+        log.warning("theflash: no service for the Python source: set spark.driver.host (the address executors reach "
+                    "this driver at) for one in this process, or give option server to reads whose executors do "
+                    "not see the store")
+        return None
+    bind = conf.get("spark.driver.bindAddress") or host
+    running = in_process_service(bind)
+    url = f"http://{_url_host(host)}:{running.http.port}"
+    os.environ[SERVER_ENVIRONMENT] = url
+    os.environ[SERVER_TOKEN_ENVIRONMENT] = running.service.auth.token
+    log.info("theflash: this session's read service serves %s (bound to %s:%d), requiring the bearer token in the "
+             "session conf %s; the Python source reads through it where the store is not visible", url, bind,
+             running.http.port, TOKEN_CONF)
+    return url, running.service.auth.token
 
 
 def _jar_built() -> bool:
