@@ -6,8 +6,11 @@ reading bank.accounts at one ts through one read path; prints ``RESULT=<json>``.
 MODE ``session``: ``theflash_session(master=...)`` (the jar, the in-driver service; no driver
 host set by hand), then a stream (``readStream``) from TS. ``jars``: a plain SparkSession with
 ``spark.jars`` and option ``server``. ``python``: a plain SparkSession without the jar, the
-Python source with option ``server``. The bearer token of SERVER comes from THEFLASH_TOKEN
-(this process's environment), never from the command line.
+Python source with option ``server``. ``python-auto``: ``theflash_session(master=...,
+jvm=False)``, the Python source with no ``server``: planned on the store's files here, its
+executors (which do not see the store) read through the session's service by themselves; then
+a stream from TS the same way. The bearer token of SERVER comes from THEFLASH_TOKEN (this
+process's environment), never from the command line.
 
 Every mode also asks the executors where they run and whether they see STORE.
 """
@@ -27,16 +30,52 @@ BOTH_WORKERS = {"spark.executor.memory": "512m", "spark.scheduler.minRegisteredR
 def executors_view(spark, store: str) -> list[list]:
     """Each task's address (its route towards the driver's network) and whether it sees the store."""
     towards = os.environ["THEFLASH_TEST_LAN_HOST"]
+    # with several workers, long enough that one executor does not take every task while another starts
+    pause = float(os.environ.get("THEFLASH_TEST_PROBE_PAUSE", "0"))
 
     def probe(_):
         import os as o
         import socket as s
+        import time as t
 
+        t.sleep(pause)
         with s.socket(s.AF_INET, s.SOCK_DGRAM) as u:
             u.connect((towards, 9))
             yield [u.getsockname()[0], o.path.exists(store)]
 
     return sorted(spark.sparkContext.parallelize(range(8), 8).mapPartitions(probe).collect())
+
+
+def service_sessions(spark) -> dict:
+    """Read sessions the session's service (this process's) opened and released, from its metrics."""
+    import urllib.request
+
+    request = urllib.request.Request(spark.conf.get("theflash.server") + "/metrics",
+                                     headers={"Authorization": "Bearer " + spark.conf.get("theflash.token")})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        text = response.read().decode()
+    counts = {"opened": 0, "released": 0}
+    for line in text.splitlines():
+        for key in counts:
+            if line.startswith(f"theflash_service_sessions_{key}_total"):
+                counts[key] += int(float(line.split()[-1]))
+    return counts
+
+
+def first_batch_of_stream(spark, table: str, ts: str, options: dict) -> list:
+    """The rows of a stream's first micro-batch (the rows at ts, as inserts)."""
+    first: list = []
+
+    def keep(batch, batch_id: int) -> None:
+        if batch_id == 0:
+            first.extend([int(r.id), int(r.balance)] for r in batch.select("id", "balance").collect())
+
+    stream = spark.readStream.format("theflash").options(**options).option("starting_ts", ts).load(table)
+    query = stream.writeStream.foreachBatch(keep).trigger(availableNow=True).start()
+    query.awaitTermination(240)
+    if query.exception() is not None:
+        raise RuntimeError(str(query.exception()))
+    return sorted(first)
 
 
 def main() -> None:
@@ -52,6 +91,13 @@ def main() -> None:
         out["driver_host"] = spark.conf.get("spark.driver.host")
         out["ui"] = spark.sparkContext.uiWebUrl
         df = spark.read.format("theflash").option("snapshot_ts", ts).load(table)
+    elif mode == "python-auto":
+        from pyspark_theflash.spark.session import theflash_session
+
+        spark = theflash_session(master=master, app_name="theflash-cluster-python-auto", jvm=False, **BOTH_WORKERS)
+        out["server"] = spark.conf.get("theflash.server")
+        out["planner_sees_store"] = os.path.exists(store)
+        df = spark.read.format("theflash").option("store", store).option("snapshot_ts", ts).load(table)
     else:
         from pyspark.sql import SparkSession
 
@@ -68,20 +114,13 @@ def main() -> None:
               .option("store", store).option("snapshot_ts", ts).load(table))
     out["executors"] = executors_view(spark, store)
     out["rows"] = sorted([int(r.id), int(r.balance)] for r in df.select("id", "balance").collect())
+    if mode == "python-auto":  # each executor's stream read through a session of its own, then released
+        out["service_sessions"] = service_sessions(spark)
     out["partitions"] = df.rdd.getNumPartitions()
     if mode == "session":
-        first: list = []
-
-        def keep(batch, batch_id: int) -> None:
-            if batch_id == 0:
-                first.extend([int(r.id), int(r.balance)] for r in batch.select("id", "balance").collect())
-
-        stream = spark.readStream.format("theflash").option("starting_ts", ts).load(table)
-        query = stream.writeStream.foreachBatch(keep).trigger(availableNow=True).start()
-        query.awaitTermination(240)
-        if query.exception() is not None:
-            raise RuntimeError(str(query.exception()))
-        out["stream_first_batch"] = sorted(first)
+        out["stream_first_batch"] = first_batch_of_stream(spark, table, ts, {})
+    if mode == "python-auto" and os.environ.get("THEFLASH_TEST_STREAM"):
+        out["stream_first_batch"] = first_batch_of_stream(spark, table, ts, {"store": store})
     print("RESULT=" + json.dumps(out), flush=True)
     spark.stop()
 
