@@ -442,3 +442,30 @@ def test_a_version_delivered_twice_reads_once_before_and_after_compaction(store:
     assert names_at(store, 500) == {1: "b", **others, 2: "y"}
     handles = store.scan_table("shop.items", 500, hidden=["_tidb_rowid"]).column("_tidb_rowid").to_pylist()
     assert sorted(handles) == list(range(1, 200))  # each once
+
+
+def test_steady_delta_merges_rewrite_each_row_a_few_times_not_once_per_flush(tmp_path: Path) -> None:
+    """A writer merges deltas every second under steady writes. Each round used to rewrite
+    the partition's merged delta whole, so a merge took longer with every flush until the next
+    compaction; now a round takes the newest deltas back to one more than twice their size, so
+    a row is rewritten about log2(flushes) times, the deltas stay few, and reads are the same."""
+    store = Store.open(tmp_path / "s", options=StoreOptions(removed_file_retention_s=0))
+    try:
+        store.put_schema(DB, T.to_json())
+        flushes, per = 48, 50
+        rewritten = 0
+        for i in range(flushes):
+            store.write([event(1, i + 1, [committed(key(T, h), row(T, id=h, name=f"n{h}"), 100 + i)
+                                          for h in range(i * per, (i + 1) * per)])])
+            store.flush()
+            rewritten += merge_deltas(store, min_deltas=2, small_bytes=0).rows_in
+            with store.snapshot() as view:
+                deltas = [p for p in view.parts(T.id) if p.kind == "delta"]
+            assert len(deltas) <= 2 + (i + 1).bit_length(), [p.rows for p in deltas]
+        every_round = sum(k * per for k in range(2, flushes + 1))  # the merged delta rewritten each time
+        assert rewritten <= every_round // 3, (rewritten, every_round)
+        got = store.scan_table(f"{DB}.{T.name}", 1000).sort_by("id")
+        assert got.column("id").to_pylist() == list(range(flushes * per))
+        assert got.column("name").to_pylist() == [f"n{h}" for h in range(flushes * per)]
+    finally:
+        store.close()

@@ -238,18 +238,38 @@ def build_compaction(store: "Store", plan: CompactionPlan) -> CompactionOutput:
     return out
 
 
-def plan_delta_merge(store: "Store", table_id: int, partition_id: int, min_deltas: int) -> CompactionPlan | None:
-    """A merge of the partition's delta part files into one delta part, when it has at least
-    ``min_deltas`` of them (the stable part is left alone), or None. Safe point 0: every
+# A delta this small is always merged with the newer ones, whatever their size (a run of tiny
+# flushes is not kept apart from a merged delta of a few hundred kilobytes).
+DELTA_MERGE_SMALL_BYTES = 1 << 20
+
+
+def plan_delta_merge(store: "Store", table_id: int, partition_id: int, min_deltas: int,
+                     small_bytes: int = DELTA_MERGE_SMALL_BYTES) -> CompactionPlan | None:
+    """A merge of the partition's newest delta part files into one delta part, when at least
+    ``min_deltas`` of them are taken (the stable part is left alone), or None. Safe point 0: every
     version stays, and so does every column a version has."""
     def deltas(parts: list[PartRef]) -> list[PartRef] | None:
-        files = [p for p in parts if p.kind == "delta" and not p.in_engine]
-        return files if len(files) >= max(2, min_deltas) else None
+        files = sorted((p for p in parts if p.kind == "delta" and not p.in_engine),
+                       key=lambda p: (p.added_version, p.part_id))
+        # The newest deltas, back to the first one more than twice as big as those taken: a
+        # steady writer's merged delta is rewritten only once the new rows reach half its
+        # size, not every round (it grew with every flush until compaction: each merge took
+        # longer, and the writer's loop waited for it). A contiguous run of the newest deltas
+        # keeps the parts' order as it was.
+        taken = [files[-1]] if files else []
+        size = taken[0].bytes if taken else 0
+        for part in reversed(files[:-1]):
+            if part.bytes > 2 * size + small_bytes:
+                break
+            taken.append(part)
+            size += part.bytes
+        return taken[::-1] if len(taken) >= max(2, min_deltas) else None
 
     return _planned(store, table_id, partition_id, 0, "delta", deltas)
 
 
-def merge_deltas(store: "Store", min_deltas: int | None = None) -> CompactionResult:
+def merge_deltas(store: "Store", min_deltas: int | None = None,
+                 small_bytes: int = DELTA_MERGE_SMALL_BYTES) -> CompactionResult:
     """Every partition's delta part files into one delta part where there are at least
     ``min_deltas`` (default ``StoreOptions.delta_merge_min``): cheap (the deltas' rows, sorted;
     no version dropped, the stable part untouched), so a writer under steady writes runs it
@@ -260,7 +280,7 @@ def merge_deltas(store: "Store", min_deltas: int | None = None) -> CompactionRes
     with store.snapshot() as view:
         targets = [(tid, p.partition_id) for tid in view.table_ids_with_parts() for p in view.partitions(tid)]
     for tid, pid in targets:
-        plan = plan_delta_merge(store, tid, pid, least)
+        plan = plan_delta_merge(store, tid, pid, least, small_bytes)
         if plan is None:
             continue
         out = build_compaction(store, plan)
