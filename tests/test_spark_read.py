@@ -461,7 +461,7 @@ def test_the_python_sources_own_errors_reach_the_user_without_a_traceback_throug
     make_table(rig, "plain.accounts", 2)
     future = compose_ts(physical_ms(rig.cluster.get_ts()) + 3_600_000, 0)
     for attempt, says in (
-            (lambda: read(spark, rig).load("plain.acounts").schema, r"did you mean plain\.accounts\?"),
+            (lambda: read(spark, rig).load("plain.acounts").schema, r"did you mean plain\.accounts\b"),
             (lambda: read(spark, rig, snapshot_ts="yesterday").load("plain.accounts").collect(), "snapshot_ts"),
             (lambda: read(spark, rig, snapshot_ts=future).load("plain.accounts").collect(), "in the future")):
         with pytest.raises(Exception, match=says) as caught:
