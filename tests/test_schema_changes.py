@@ -311,3 +311,17 @@ def test_the_schema_guard_finds_every_column_id_of_every_table_in_a_mixed_batch(
         want.setdefault(tid, set()).update(ids)
     seen = column_ids_by_table([event(1, 6, rows)])
     assert {t: set(ids.tolist()) for t, ids in seen.items()} == want
+
+
+def test_the_schema_guard_reads_table_ids_of_record_keys_only() -> None:
+    from pyspark_theflash.writer.schema_guard import _table_ids
+
+    def key(table: int, rest: bytes) -> bytes:
+        return b"t" + ((table ^ (1 << 63)) & ((1 << 64) - 1)).to_bytes(8, "big") + rest
+
+    keys = pa.array([key(500, b"_r" + bytes(8)), b"", b"x", key(7, b"_i" + bytes(8)), key(42, b"_r\x01"),
+                     b"m\x00abc", key(-3, b"_r")], pa.binary())
+    assert _table_ids(keys).tolist() == [500, -1, -1, -1, 42, -1, -3]
+    assert _table_ids(keys.slice(3, 3)).tolist() == [-1, 42, -1]  # a slice: offsets from its own start
+    assert _table_ids(pa.array([b"ab"], pa.binary())).tolist() == [-1]
+    assert _table_ids(pa.array([], pa.binary())).tolist() == []
