@@ -392,7 +392,7 @@ def run_measured(cmd: list[str], out: Any) -> tuple[int, float]:
                 if line.startswith("VmHWM:"):
                     peak_kib = max(peak_kib, int(line.split()[1]))
         except (OSError, ValueError):
-            pass
+            pass  # it exited between the poll and the read: its peak is the last one read
         time.sleep(0.05)
     return proc.returncode, peak_kib / 1024
 

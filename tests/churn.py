@@ -1,9 +1,11 @@
 """A small load for the change-stream tests: inserts, updates and deletes from a thread."""
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator
 
 
 class Churn:
@@ -64,3 +66,19 @@ def create_churn_table(cluster: Any, table: str, rows: int = 50) -> None:
     with cluster.txn() as t:
         for i in range(rows):
             t.insert(table, {"id": i, "name": f"n{i}", "qty": i})
+
+
+@contextlib.contextmanager
+def churn_rig(root: Path, table: str, rows: int = 50) -> Iterator[Any]:
+    """A FlashRig (through capture) whose store holds ``table`` (create_churn_table) replicated,
+    its writer running; closed on exit."""
+    from flash_rig import FlashRig
+
+    rig = FlashRig(root)
+    try:
+        create_churn_table(rig.cluster, table, rows)
+        rig.start_writer(interval_s=0.05)
+        rig.wait_replicated(table)
+        yield rig
+    finally:
+        rig.close()

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from change_reference import changes_as_tuples, upstream_changes
-from churn import create_churn_table
+from churn import churn_rig
 from flash_rig import FlashRig, wait_for
 from jvm_spark import JvmSpark
 from pyspark_theflash.codec.tso import compose_ts
@@ -89,15 +89,8 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    rig = FlashRig(tmp_path_factory.mktemp("change-feed"))
-    try:
-        create_churn_table(rig.cluster, TABLE)
-        rig.start_writer(interval_s=0.05)
-        rig.wait_replicated(TABLE)
-        with serve(rig.store, port=0) as running:
-            yield Served(rig, running.http_url)
-    finally:
-        rig.close()
+    with churn_rig(tmp_path_factory.mktemp("change-feed"), TABLE) as rig, serve(rig.store, port=0) as running:
+        yield Served(rig, running.http_url)
 
 
 @pytest.fixture(scope="module")

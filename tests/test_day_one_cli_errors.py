@@ -32,10 +32,12 @@ def test_a_second_capture_on_the_same_binlog_says_so_in_one_line(cluster: MiniCl
     first = subprocess.Popen(capture, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert first.stdout is not None
-        deadline = time.monotonic() + 60
-        while not (tmp_path / "binlog").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(1.0)
+        from polling import wait_for
+        from pyspark_theflash.binlog.segment import writer_active
+
+        # the first capture holds the binlog (its SegmentWriter's LOCK) before the second starts
+        wait_for(lambda: (tmp_path / "binlog").is_dir() and writer_active(tmp_path / "binlog"), 60,
+                 "the first capture to hold its binlog")
         second = subprocess.run(capture, capture_output=True, text=True, timeout=120)
         assert second.returncode != 0
         assert "Traceback" not in second.stderr, second.stderr
@@ -231,9 +233,15 @@ def test_serve_with_stop_on_stdin_close_stops_when_its_input_closes(served_store
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert served.stdout is not None and served.stdin is not None
-        assert "http http://127.0.0.1:" in served.stdout.readline()
-        time.sleep(1.0)
-        assert served.poll() is None  # serving while its input is open
+        line = served.stdout.readline()
+        assert "http http://127.0.0.1:" in line
+        import re
+        import urllib.request
+
+        url = re.search(r"http (http://127\.0\.0\.1:\d+)", line).group(1)
+        with urllib.request.urlopen(f"{url}/v1/status", timeout=30) as resp:  # serving while its input is open
+            assert resp.status == 200
+        assert served.poll() is None
         served.stdin.close()
         assert served.wait(timeout=30) == 0
     finally:

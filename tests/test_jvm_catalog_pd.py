@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from churn import Churn, create_churn_table
+from churn import Churn, churn_rig
 from flash_rig import FlashRig, wait_for
 from jvm_spark import JvmSpark, RemoteError
 
@@ -26,14 +26,8 @@ TABLE = "jc.items"
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlashRig]:
-    rig = FlashRig(tmp_path_factory.mktemp("jvm-catalog-pd"))  # through capture, over PD's wire
-    try:
-        create_churn_table(rig.cluster, TABLE)
-        rig.start_writer(interval_s=0.05)
-        rig.wait_replicated(TABLE)
+    with churn_rig(tmp_path_factory.mktemp("jvm-catalog-pd"), TABLE) as rig:  # through capture, over PD's wire
         yield rig
-    finally:
-        rig.close()
 
 
 def pd_only(rig: FlashRig) -> dict[str, str]:

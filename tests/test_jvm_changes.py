@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from change_reference import apply_changes, changes_as_tuples, upstream_changes, upstream_snapshot
-from churn import Churn, create_churn_table
+from churn import Churn, churn_rig
 from flash_rig import FlashRig, wait_for
 from jvm_spark import JvmSpark
 from pyspark_theflash.scan.change_stream import ChangeStream, StreamOffset
@@ -38,15 +38,8 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    rig = FlashRig(tmp_path_factory.mktemp("jvm-changes"))
-    try:
-        create_churn_table(rig.cluster, TABLE)
-        rig.start_writer(interval_s=0.05)
-        rig.wait_replicated(TABLE)
-        with serve(rig.store, port=0) as running:
-            yield Served(rig, running.http_url)
-    finally:
-        rig.close()
+    with churn_rig(tmp_path_factory.mktemp("jvm-changes"), TABLE) as rig, serve(rig.store, port=0) as running:
+        yield Served(rig, running.http_url)
 
 
 def _resolved_past(rig: FlashRig, ts: int) -> bool:

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from churn import Churn, create_churn_table
+from churn import Churn, churn_rig
 from flash_rig import FlashRig, wait_for
 from jvm_spark import JvmSpark
 
@@ -61,8 +61,7 @@ def jvm_stop_during_a_call(spark: Any, store: str, upstream: str, log: str) -> d
             batches = len([p for p in query.recentProgress if p["numInputRows"]])
             before = Path(log).stat().st_size
             engine.waiting.set()
-            entered = engine.entered.wait(60)
-            time.sleep(0.5)  # the driver waits in POST /v1/read-sessions now
+            entered = engine.entered.wait(60)  # the driver waits in POST /v1/read-sessions now
             query.stop()
             with open(log, errors="replace") as f:
                 f.seek(before)
@@ -75,14 +74,8 @@ def jvm_stop_during_a_call(spark: Any, store: str, upstream: str, log: str) -> d
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlashRig]:
-    rig = FlashRig(tmp_path_factory.mktemp("jvm-stream-stop"))
-    try:
-        create_churn_table(rig.cluster, TABLE)
-        rig.start_writer(interval_s=0.05)
-        rig.wait_replicated(TABLE)
+    with churn_rig(tmp_path_factory.mktemp("jvm-stream-stop"), TABLE) as rig:  # through capture, over PD's wire
         yield rig
-    finally:
-        rig.close()
 
 
 def test_stopping_a_stream_while_the_driver_calls_the_service_ends_it_quietly(rig: FlashRig, tmp_path: Path) -> None:

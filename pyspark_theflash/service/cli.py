@@ -93,9 +93,9 @@ def _stop_at_end_of_input(stopped: threading.Event) -> None:
     holder (the process that started this one) exited or was killed."""
     try:
         while sys.stdin.buffer.read1(1 << 16):
-            pass
+            pass  # what the parent writes means nothing: only the end of input counts
     except (OSError, ValueError):
-        pass
+        pass  # a closed or broken input is an end too
     stopped.set()
 
 
