@@ -16,7 +16,7 @@ import pytest
 from pyspark_theflash.store import Store, StoreOptions, read_parts
 import pyspark_theflash.store.deletion_vector as dv
 from pyspark_theflash.store.predicate import col
-from pyspark_theflash.store.read import PartsReader
+from pyspark_theflash.store.read import PartsReader, ReadStats
 from pyspark_theflash.store.txn_merge_tree import conform_hidden
 from pyspark_theflash.store.deletion_vector import DeletionVector, can_split, deletion_vector, superseding_rows
 from store_events import DB, committed, event, items_table, key, row
@@ -432,3 +432,38 @@ def test_a_multi_version_parts_layout_at_an_earlier_ts_gives_the_vector_the_row_
         checked += len(by_layout)
         assert split_read(store, read_ts, lo, hi) == mvcc_read(store, read_ts, lo, hi), (lo, hi, read_ts)
     assert checked > 100
+
+
+def read_stats(store: Store, ts: int, predicate: Any = None) -> tuple[int, int, int]:
+    """(rows, deletion-vector rows, fresh-tail rows) of the table's read at ts."""
+    with store.snapshot() as view:
+        parts = view.parts(T.id)
+    stats = ReadStats()
+    rows = sum(b.num_rows for b in read_parts(parts, T, ts, None, ["name"], predicate, HIDDEN, store.root,
+                                              stats=stats))
+    return rows, stats.deletion_vector_rows, stats.fresh_tail_rows
+
+
+def test_a_split_read_counts_the_vectors_versions_and_the_rows_the_deltas_give(store: Store) -> None:
+    put(store, 100, [(h, 200, f"s{h}") for h in range(64)])
+    store.compact(force=True)
+    assert read_stats(store, 10**6) == (64, 0, 0)  # the stable part alone
+    put(store, 101, [(3, 300, "u3"), (40, 300, None), (100, 300, "new"), (63, 250, "u63")])
+    put(store, 102, [(3, 350, "v3"), (41, 150, "old41")])
+    # the stable versions of 3, 40 (deleted) and 63 are dropped; 3, 63 and the new 100 come from
+    # the deltas; 41's delta version is older than the stable's, which stands
+    assert read_stats(store, 10**6) == (64 - 1 + 1, 3, 3)
+    assert read_stats(store, 260) == (64, 1, 1)  # only 63 changed by then
+    # a filter narrows the rows returned, not the vector
+    assert read_stats(store, 10**6, col("name") == "new") == (1, 3, 1)
+
+
+def test_reads_without_a_split_count_the_rows_of_delta_parts(store: Store) -> None:
+    put(store, 100, [(h, 200, f"d{h}") for h in range(30)])
+    assert read_stats(store, 10**6) == (30, 0, 30)  # never compacted: one delta, read whole
+    put(store, 101, [(2, 300, "u2"), (5, 300, None), (50, 300, "new")])
+    assert read_stats(store, 10**6) == (30, 0, 30)  # the overlay read of a big delta: every row a delta's
+    store.compact(force=True)  # safe point 0: the stable part keeps 2's and 5's first versions, its vector drops them
+    assert read_stats(store, 10**6) == (30, 2, 0)
+    put(store, 102, [(h, 400, f"e{h}") for h in range(100, 160)])  # deltas outweigh the stable part: MVCC
+    assert read_stats(store, 10**6) == (90, 0, 60)

@@ -62,8 +62,10 @@ class Engine(abc.ABC):
         streams are read and by ``session.renew()``, released by ``session.close()``."""
 
     @abc.abstractmethod
-    def read_stream(self, session: Any, n: int) -> Iterator[pa.RecordBatch]:
-        """Stream ``n`` of ``session`` as record batches of ``session.schema``."""
+    def read_stream(self, session: Any, n: int, stats: Any = None) -> Iterator[pa.RecordBatch]:
+        """Stream ``n`` of ``session`` as record batches of ``session.schema``. ``stats`` (a
+        ``store.read.ReadStats``, or None): what the read did besides its rows is added to it,
+        as far as the engine knows (the service sends it at the stream's end)."""
 
     # -- upkeep --------------------------------------------------------------------------------
     @abc.abstractmethod

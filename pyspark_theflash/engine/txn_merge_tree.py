@@ -95,10 +95,10 @@ class TxnMergeTreeEngine(Engine):
         upstream = None if resolved else self._upstream_client(opts.get("upstream"))
         return query_snapshot_ts(self.root, list(tables), opts, upstream=upstream, latch=self.latch())
 
-    def read_stream(self, session: Any, n: int) -> Iterator[pa.RecordBatch]:
+    def read_stream(self, session: Any, n: int, stats: Any = None) -> Iterator[pa.RecordBatch]:
         from pyspark_theflash.scan.session import read_stream
 
-        return read_stream(session, n)
+        return read_stream(session, n, stats=stats)
 
     # -- upkeep --------------------------------------------------------------------------------
     def compact(self, table: str | None = None, force: bool = False) -> Any:

@@ -13,13 +13,16 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import pyarrow as pa
 
 from pyspark_theflash.scan.errors import ChangeReadUnsupportedError, SnapshotExpiredError
 from pyspark_theflash.scan.lease import default_holder
 from pyspark_theflash.scan.partitions import RangeScan, ScanPartition
+
+if TYPE_CHECKING:
+    from pyspark_theflash.store.read import ReadStats
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +98,11 @@ def _rebatch(batch: pa.RecordBatch, rows: int) -> Iterator[pa.RecordBatch]:
         yield batch.slice(start, rows)
 
 
-def read_partition(p: ScanPartition) -> Iterator[pa.RecordBatch]:
+def read_partition(p: ScanPartition, stats: "ReadStats | None" = None) -> Iterator[pa.RecordBatch]:
     """The partition's rows at its ts, as Arrow batches of the store's Arrow schema for the
-    partition's columns (see ``schema.arrow_schema``)."""
+    partition's columns (see ``schema.arrow_schema``). ``stats``: the read's deletion-vector
+    rows and fresh-tail rows are added to it (``store.read.ReadStats``; a change read and the
+    ClickHouse engine add none)."""
     from pyspark_theflash.schema import TableInfo
     from pyspark_theflash.store.predicate import Expr
 
@@ -117,12 +122,13 @@ def read_partition(p: ScanPartition) -> Iterator[pa.RecordBatch]:
     for rng in p.ranges:
         if keeper.replaced and not _parts_present(rng, p.store):
             rng = _repin(p, rng, int(table_info.id))
-        for batch in _read_range(rng, table_info, p, predicate):
+        for batch in _read_range(rng, table_info, p, predicate, stats):
             keeper.touch()
             yield from _rebatch(batch, p.batch_rows)
 
 
-def _read_range(rng: RangeScan, table_info: Any, p: ScanPartition, predicate: Any) -> Iterator[pa.RecordBatch]:
+def _read_range(rng: RangeScan, table_info: Any, p: ScanPartition, predicate: Any,
+                stats: "ReadStats | None") -> Iterator[pa.RecordBatch]:
     from pyspark_theflash.store.read import read_parts
 
     if p.changes_from is not None:
@@ -133,4 +139,4 @@ def _read_range(rng: RangeScan, table_info: Any, p: ScanPartition, predicate: An
                             p.store, p.batch_rows, net=p.changes_net)
     columns = list(p.columns) if p.columns is not None else None
     return read_parts(list(rng.parts), table_info, p.ts, (rng.lo, rng.hi), columns, predicate, p.hidden,
-                      p.store, p.batch_rows)
+                      p.store, p.batch_rows, stats=stats)

@@ -30,7 +30,7 @@ import os
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import pyarrow as pa
 
@@ -38,6 +38,9 @@ from pyspark_theflash.scan.errors import ScanOptionError
 from pyspark_theflash.scan.options import HIDDEN_READABLE, ScanOptions, format_handle_ranges
 from pyspark_theflash.scan.partitions import ScanPartition, estimate_rows
 from pyspark_theflash.scan.planner import PlanStats, ScanPlan
+
+if TYPE_CHECKING:
+    from pyspark_theflash.store.read import ReadStats
 
 
 class SessionExpiredError(ScanOptionError):
@@ -266,13 +269,19 @@ def open_change_session(store: str | os.PathLike[str] | Any, table: str, from_ts
 
 
 def read_stream(source: ReadSession | ReadStream, n: int | None = None,
-                read_partition: Callable[[Any], Iterator[pa.RecordBatch]] | None = None) -> Iterator[pa.RecordBatch]:
+                read_partition: Callable[[Any], Iterator[pa.RecordBatch]] | None = None,
+                stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:
     """The rows of stream ``n`` of a session (or of a ``ReadStream`` handed over alone, as Spark
     does) at the session's ts, as record batches of exactly the session's schema. Renews the
     session's lease while batches flow. ``read_partition``: how an engine reads a planned
-    partition (default: the native store's ``scan.read.read_partition``)."""
+    partition (default: the native store's ``scan.read.read_partition``, which adds the read's
+    deletion-vector and fresh-tail rows to ``stats``, a ``store.read.ReadStats``)."""
     if read_partition is None:
-        from pyspark_theflash.scan.read import read_partition
+        import functools
+
+        from pyspark_theflash.scan.read import read_partition as read_native
+
+        read_partition = functools.partial(read_native, stats=stats)
 
     if isinstance(source, ReadSession):
         if n is None or not 0 <= n < len(source.streams):

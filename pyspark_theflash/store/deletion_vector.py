@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 from pyspark_theflash.store import integrity
 from pyspark_theflash.store.keyspace import HandleRange
 from pyspark_theflash.store.lru import BytesLRU
-from pyspark_theflash.store.read import PartRef, PartsReader, newest_visible
+from pyspark_theflash.store.read import PartRef, PartsReader, ReadStats, tag_from_delta, newest_visible
 from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, ROWID, conform_hidden, same_as_previous
 
 if TYPE_CHECKING:
@@ -368,14 +368,14 @@ def _vector_from_rows(stable: PartRef, stable_rows: pa.Table, touched: pa.Table 
 def superseding_rows(superseded: pa.Array, deltas: Sequence[PartRef], table: "TableInfo", ts: int,
                      handle_range: HandleRange, columns: Sequence[str] | None, predicate: "Expr | None",
                      hidden: Sequence[str], root: str | Path, batch_rows: int,
-                     cache_deltas: bool = False) -> Iterator[pa.RecordBatch]:
+                     cache_deltas: bool = False, stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:
     """The newest visible delta version of each of the ``superseded`` handles (a vector's), none
-    for a delete mark, filtered by ``predicate``."""
+    for a delete mark, filtered by ``predicate``; they count in ``stats`` as the fresh tail's."""
     if len(superseded) == 0:
         return
     reader = PartsReader(Path(root), table, ts, handle_range, columns, predicate, hidden, batch_rows,
-                         cache_deltas=cache_deltas)
-    tables = [t for t in (reader.visible_versions(p) for p in deltas) if t.num_rows]
+                         cache_deltas=cache_deltas, stats=stats)
+    tables = [tag_from_delta(t, p) for p, t in ((p, reader.visible_versions(p)) for p in deltas) if t.num_rows]
     versions = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     versions = versions.filter(pc.is_in(versions.column(ROWID), value_set=superseded))
     yield from reader.finish(newest_visible(versions))

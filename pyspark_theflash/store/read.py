@@ -102,6 +102,36 @@ class PartRef:
         return (lo is None or self.max_handle >= lo) and (hi is None or self.min_handle < hi)
 
 
+@dataclass
+class ReadStats:
+    """What a read did besides its rows, added up over everything it read (a stream, a scan):
+
+    * ``deletion_vector_rows``: the stable-part versions its deletion vectors dropped — each a
+      version a newer one in a delta (or, in a multi-version stable part, a newer one beside it)
+      supersedes at ts (``store.deletion_vector``), whether or not a filter would have kept it;
+    * ``fresh_tail_rows``: the rows it returned from delta parts, the fresh tail the writer
+      flushed since the partition's last compaction (the whole partition before its first).
+
+    The service sends them at the end of a stream and the JVM connector shows them as the scan
+    node's Spark metrics (docs/reading.md). A row a filter on a VIRTUAL column removes after the
+    read still counts."""
+
+    deletion_vector_rows: int = 0
+    fresh_tail_rows: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {"deletion_vector_rows": self.deletion_vector_rows, "fresh_tail_rows": self.fresh_tail_rows}
+
+
+# The column a merge adds to its versions to say which came from delta parts (dropped before output).
+FROM_DELTA = "_theflash_from_delta"
+
+
+def tag_from_delta(t: pa.Table, part: PartRef) -> pa.Table:
+    """``t`` (rows of ``part``) with ``FROM_DELTA`` saying whether ``part`` is a delta."""
+    return t.append_column(FROM_DELTA, pa.array(np.full(t.num_rows, part.kind == "delta"), pa.bool_()))
+
+
 def output_schema(table: "TableInfo", columns: Sequence[str] | None, hidden: Sequence[str]) -> pa.Schema:
     from pyspark_theflash.schema import arrow_schema
 
@@ -248,8 +278,9 @@ def _cached_ipc(path: Path, part: PartRef) -> pa.Table:
 class PartsReader:
     def __init__(self, root: Path, table: "TableInfo", ts: int, handle_range: HandleRange,
                  columns: Sequence[str] | None, predicate: Expr | None, hidden: Sequence[str],
-                 batch_rows: int, cache_deltas: bool = False) -> None:
+                 batch_rows: int, cache_deltas: bool = False, stats: ReadStats | None = None) -> None:
         self.root = root
+        self.stats = stats
         self.cache_deltas = cache_deltas
         self.table = table
         self.ts = ts
@@ -384,7 +415,8 @@ class PartsReader:
 
     def finish(self, chosen: pa.Table) -> Iterator[pa.RecordBatch]:
         """Chosen versions (one per handle, no delete marks) filtered by the predicate and
-        shaped to the output schema, as batches."""
+        shaped to the output schema, as batches; rows tagged ``FROM_DELTA`` count in the
+        reader's ``stats`` as the fresh tail's."""
         return self._finish(chosen)
 
     # --- output -------------------------------------------------------------------------------
@@ -400,11 +432,18 @@ class PartsReader:
             return t
         return t.select([name for name in t.column_names if name in wanted])
 
-    def _finish(self, t: pa.Table) -> Iterator[pa.RecordBatch]:
+    def _finish(self, t: pa.Table, from_delta: bool = False) -> Iterator[pa.RecordBatch]:
+        """``from_delta``: every row of ``t`` comes from a delta part; else a ``FROM_DELTA``
+        column, where ``t`` has one, says which do (either counts in ``stats``)."""
         if self.predicate is not None and t.num_rows:
             t = t.filter(self.predicate.to_arrow(t.schema))
         if t.num_rows == 0:
             return
+        if self.stats is not None:
+            if from_delta:
+                self.stats.fresh_tail_rows += t.num_rows
+            elif FROM_DELTA in t.column_names:
+                self.stats.fresh_tail_rows += pc.sum(t.column(FROM_DELTA)).as_py() or 0
         if len(self.schema) == 0:
             out = t.select([])  # keeps the row count with no columns (a count(*) asks for none)
         else:
@@ -444,7 +483,7 @@ class PartsReader:
 
         for t in self._row_group_tables(part):
             t, m = self._visible_mask(part, t, single_version=False, also=dropped_or_deleted)
-            yield from self._finish(_filtered(self._finish_input(t), m))
+            yield from self._finish(_filtered(self._finish_input(t), m), from_delta=part.kind == "delta")
 
     def _row_group_tables(self, part: PartRef) -> Iterator[pa.Table]:
         """The Parquet part's row groups in the reader's range that the filter may match,
@@ -472,17 +511,20 @@ class PartsReader:
             yield self._conform(part, t, mapping)
 
     def _emit_clean(self, part: PartRef, t: pa.Table, overlay: "_Overlay | None") -> Iterator[pa.RecordBatch]:
+        from_delta = part.kind == "delta"
         if overlay is None:
             t, m = self._visible_mask(part, t, single_version=True)
-            yield from self._finish(_filtered(self._finish_input(t), m))
+            yield from self._finish(_filtered(self._finish_input(t), m), from_delta=from_delta)
             return
         t, visible = self._visible_mask(part, t, single_version=False)
         contested = pc.is_in(t.column(ROWID), value_set=overlay.handles)
-        overlay.contested.append(t.filter(contested if visible is None else pc.and_(visible, contested)))
+        overlay.contested.append(tag_from_delta(t.filter(contested if visible is None else pc.and_(visible, contested)),
+                                         part))
         alone = pc.invert(contested)
         if part.delete_marks:
             alone = pc.and_(alone, pc.invert(t.column(DELMARK)))
-        yield from self._finish(_filtered(t, alone if visible is None else pc.and_(visible, alone)))
+        yield from self._finish(_filtered(t, alone if visible is None else pc.and_(visible, alone)),
+                                from_delta=from_delta)
 
     def _row_group_stats(self, rgm: Any, names_by_id: Mapping[int, str],
                          file_index: Mapping[str, int]) -> dict[str, ColumnStats]:
@@ -526,8 +568,8 @@ class PartsReader:
         # A big one-version-per-handle delta (an initial load before its first compaction) and
         # small ones: MVCC is needed only for the handles the small ones touch; every other
         # row of the big one stands alone.
-        tables = [t for t in (self._visible_filter(p, self._read(p), single_version=False) for p in others)
-                  if t.num_rows]
+        tables = [tag_from_delta(t, p) for p, t in ((p, self._visible_filter(p, self._read(p), single_version=False))
+                                             for p in others) if t.num_rows]
         if not tables:
             yield from self.read_clean_part(base)
             return
@@ -554,14 +596,16 @@ class PartsReader:
         if vector is None:
             yield from self._read_mvcc(parts)
             return
+        if self.stats is not None:
+            self.stats.deletion_vector_rows += len(vector)
         yield from self.read_stable_half(stable, vector)
         yield from superseding_rows(vector.superseded, deltas, self.table, self.ts, (self.lo, self.hi),
                                     self.columns, self.predicate, self.hidden, self.root,
-                                    self.batch_rows, cache_deltas=self.cache_deltas)
+                                    self.batch_rows, cache_deltas=self.cache_deltas, stats=self.stats)
 
     def _read_mvcc(self, parts: Sequence[PartRef]) -> Iterator[pa.RecordBatch]:
-        tables = [self._visible_filter(p, self._read(p), single_version=False) for p in parts]
-        tables = [t for t in tables if t.num_rows]
+        tables = [tag_from_delta(t, p) for p, t in ((p, self._visible_filter(p, self._read(p), single_version=False))
+                                             for p in parts) if t.num_rows]
         if not tables:
             return
         t = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
@@ -590,25 +634,26 @@ def newest_visible(t: pa.Table) -> pa.Table:
 def read_parts(parts: Sequence[PartRef], table_info: "TableInfo", ts: int,
                handle_range: HandleRange | None = None, columns: Sequence[str] | None = None,
                predicate: Expr | None = None, hidden: Sequence[str] = (), root: str | Path = ".",
-               batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+               batch_rows: int = DEFAULT_BATCH_ROWS, stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:
     """The rows of ``table_info`` visible at ``ts`` in ``parts`` (live parts of one table,
     as planned by ``StoreView.parts``), restricted to ``handle_range`` [lo, hi), with
     ``columns`` (None: all) plus the requested ``hidden`` columns, filtered by ``predicate``.
     Batches come partition by partition in handle order. VIRTUAL generated columns are
-    computed from the stored ones (``store.virtual_columns``)."""
+    computed from the stored ones (``store.virtual_columns``). ``stats``: what the read did
+    besides its rows is added to it (``ReadStats``)."""
     from pyspark_theflash.store.virtual_columns import read_computing_virtual
 
     return read_computing_virtual(table_info, columns, predicate, hidden, lambda cols, pred: _read_parts(
-        parts, table_info, ts, handle_range, cols, pred, hidden, root, batch_rows))
+        parts, table_info, ts, handle_range, cols, pred, hidden, root, batch_rows, stats))
 
 
 def _read_parts(parts: Sequence[PartRef], table_info: "TableInfo", ts: int, handle_range: HandleRange | None,
                 columns: Sequence[str] | None, predicate: Expr | None, hidden: Sequence[str], root: str | Path,
-                batch_rows: int) -> Iterator[pa.RecordBatch]:
+                batch_rows: int, stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:
     lo, hi = handle_range if handle_range is not None else (None, None)
     if any(p.in_engine for p in parts):
         raise RowsInEngineError(str(root), table_info.qualified_name)
-    reader = PartsReader(Path(root), table_info, ts, (lo, hi), columns, predicate, hidden, batch_rows)
+    reader = PartsReader(Path(root), table_info, ts, (lo, hi), columns, predicate, hidden, batch_rows, stats=stats)
     groups: dict[int, list[PartRef]] = {}
     for p in parts:
         if p.rows == 0 or p.min_commit_ts is None or p.min_commit_ts > ts or not p.overlaps(lo, hi):
@@ -620,4 +665,4 @@ def _read_parts(parts: Sequence[PartRef], table_info: "TableInfo", ts: int, hand
         yield from reader.read_partition(group)
 
 
-__all__ = ["PartRef", "newest_visible", "origin_defaults", "output_schema", "read_parts"]
+__all__ = ["PartRef", "ReadStats", "newest_visible", "origin_defaults", "output_schema", "read_parts"]

@@ -53,7 +53,9 @@ class ClickHouseEngine(TxnMergeTreeEngine):
             raise
 
     # -- read ----------------------------------------------------------------------------------
-    def read_stream(self, session: Any, n: int) -> Iterator[pa.RecordBatch]:
+    def read_stream(self, session: Any, n: int, stats: Any = None) -> Iterator[pa.RecordBatch]:
+        """``stats`` stays as it is: ClickHouse merges a part's versions itself, so neither a
+        deletion vector nor the fresh tail is seen here."""
         from pyspark_theflash.scan.session import read_stream
 
         return read_stream(session, n, self.read_partition)
