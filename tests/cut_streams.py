@@ -48,9 +48,9 @@ class StreamFailsMidWay:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._engine, name)
 
-    def read_stream(self, session: Any, n: int) -> Iterator[pa.RecordBatch]:
+    def read_stream(self, session: Any, n: int, stats: Any = None) -> Iterator[pa.RecordBatch]:
         sent = 0
-        for i, batch in enumerate(self._engine.read_stream(session, n)):
+        for i, batch in enumerate(self._engine.read_stream(session, n, stats=stats)):
             if n == self.stream and i == 1:
                 self.rows_sent, self.session = sent, session.id
                 raise OSError(f"stream {n}: a part file vanished mid-read (test fault)")

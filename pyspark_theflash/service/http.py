@@ -6,7 +6,8 @@ reads them with the JDK's HTTP client and the Arrow jars Spark ships).
     GET    /v1/read-sessions/{id}                  the session
     POST   /v1/read-sessions/{id}/renew            renew its lease → {"session", "lease_expires_at"}
     DELETE /v1/read-sessions/{id}                  end it, release its lease → 204
-    GET    /v1/read-sessions/{id}/streams/{n}      the stream: application/vnd.apache.arrow.stream, chunked
+    GET    /v1/read-sessions/{id}/streams/{n}      the stream: application/vnd.apache.arrow.stream, chunked;
+                                                   with TE: trailers, STREAM_TRAILERS after its last chunk
     POST   /v1/snapshots                           body {"tables": [...], "snapshot", "max_staleness"}: a query's one ts
     POST   /v1/sql                                 body {"sql", "snapshot_ts"?, "store"?, "snapshot"?,
                                                    "max_staleness"?, "option_flags"?}: a whole query in the
@@ -65,10 +66,15 @@ from pyspark_theflash.service.request import (
     timeout_argument,
 )
 from pyspark_theflash.service.stream_body import ARROW_EOS
+from pyspark_theflash.store.read import ReadStats
 
 log = logging.getLogger("theflash.service.http")
 FRONTEND = "http"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
+# What a stream's read did besides its rows (store.read.ReadStats), as trailer fields after its
+# last chunk for a client that sent TE: trailers (the JVM connector's scan metrics)
+STREAM_TRAILERS = {"deletion_vector_rows": "X-TheFlash-Deletion-Vector-Rows",
+                   "fresh_tail_rows": "X-TheFlash-Fresh-Tail-Rows"}
 STREAM_URL = "/v1/read-sessions/{id}/streams/{n}"
 # A chunk up to this size is framed in one bytes and one write; a bigger one is written as it
 # is, between its size line and CRLF (three writes, no copy).
@@ -419,12 +425,17 @@ class _Handler(BaseHTTPRequestHandler):
     # -- streams -------------------------------------------------------------------------------
     def _stream(self, session_id: str, n: int) -> None:
         held = self.service.sessions.get(session_id)
-        batches = self.service.sessions.stream(session_id, n, FRONTEND)
+        # a client that takes trailers (TE: trailers, RFC 9110 10.1.4) gets what the read did
+        # besides its rows after the last chunk (STREAM_TRAILERS), once every batch was sent
+        stats = ReadStats() if "trailers" in self.headers.get("TE", "").lower() else None
+        batches = self.service.sessions.stream(session_id, n, FRONTEND, stats)
         try:
             first = next(batches, None)  # errors before any byte is sent get a status of their own
             self.send_response(200)
             self.send_header("Content-Type", ARROW_STREAM)
             self.send_header("Transfer-Encoding", "chunked")
+            if stats is not None:
+                self.send_header("Trailer", ", ".join(STREAM_TRAILERS.values()))
             self.end_headers()
             try:
                 self._chunk(held.session.schema.serialize())
@@ -441,7 +452,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 return
             self._chunk(ARROW_EOS)  # sent only when every batch was
-            self._write(b"0\r\n\r\n")
+            self._write(b"0\r\n" + (b"" if stats is None else _trailers(stats)) + b"\r\n")
         finally:
             batches.close()  # type: ignore[attr-defined]
 
@@ -538,6 +549,12 @@ def _object(body: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BadRequestError(f"the body must be a JSON object, not {type(data).__name__}", code="malformed_json")
     return data
+
+
+def _trailers(stats: ReadStats) -> bytes:
+    """The trailer fields of a whole stream: ``X-TheFlash-Deletion-Vector-Rows: 15`` CRLF ..."""
+    values = stats.to_dict()
+    return b"".join(f"{name}: {values[key]}\r\n".encode("ascii") for key, name in STREAM_TRAILERS.items())
 
 
 def _chain(first: pa.RecordBatch | None, rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:

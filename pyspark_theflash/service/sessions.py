@@ -21,6 +21,7 @@ from pyspark_theflash.service.errors import SessionNotFoundError, StreamNotFound
 from pyspark_theflash.service.metrics import ServiceMetrics
 from pyspark_theflash.service.request import ReadRequest
 from pyspark_theflash.store.errors import StoreNotFoundError
+from pyspark_theflash.store.read import ReadStats
 
 log = logging.getLogger("theflash.service")
 
@@ -123,10 +124,11 @@ class SessionRegistry:
         return any(h.engine is engine for h in self.sessions())
 
     # -- streams -------------------------------------------------------------------------------
-    def stream(self, session_id: str, n: int, frontend: str) -> Iterator[pa.RecordBatch]:
+    def stream(self, session_id: str, n: int, frontend: str, stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:
         """Stream ``n`` of a session (checked now: an unknown session or stream raises here, not
         at the first batch). The read counts as use of the session until it ends; closing the
-        iterator early (a client gone) frees it."""
+        iterator early (a client gone) frees it. ``stats``: the read's deletion-vector and
+        fresh-tail rows are added to it as it goes (whole once the iterator is exhausted)."""
         held = self.get(session_id)
         streams = held.session.streams
         if not 0 <= n < len(streams):
@@ -136,12 +138,13 @@ class SessionRegistry:
             held.active_streams += 1
             held.touch(self._clock())
         self.metrics.add("theflash_service_streams_started_total", frontend=frontend)
-        return self._batches(held, n, frontend)
+        return self._batches(held, n, frontend, stats)
 
-    def _batches(self, held: HeldSession, n: int, frontend: str) -> Iterator[pa.RecordBatch]:
+    def _batches(self, held: HeldSession, n: int, frontend: str,
+                 stats: ReadStats | None) -> Iterator[pa.RecordBatch]:
         completed = False
         try:
-            for batch in held.engine.read_stream(held.session, n):
+            for batch in held.engine.read_stream(held.session, n, stats=stats):
                 held.touch(self._clock())
                 self.metrics.add("theflash_service_rows_total", batch.num_rows, frontend=frontend)
                 self.metrics.add("theflash_service_bytes_total", batch.nbytes, frontend=frontend)
