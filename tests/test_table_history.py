@@ -3,7 +3,8 @@
 (``.schemas``, ``.regions``, ``.parts``) answer the readable ts range, the schema versions with
 their ts and DDL, the regions with their resolved ts, and the parts, of a store a bank workload
 built with a column added, regions split and a compaction; and the connector's scan node reports
-its read session's figures as Spark metrics."""
+its read session's figures as Spark metrics, and its streams' (the rows deletion vectors dropped,
+the rows from the fresh tail) as task metrics Spark sums."""
 from __future__ import annotations
 
 import json
@@ -13,6 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
+import pyarrow as pa
 import pytest
 
 from flash_rig import FlashRig, wait_for
@@ -24,6 +26,12 @@ from pyspark_theflash.upstream.tidb import make_column, record_key
 from pyspark_theflash.upstream.workloads import BankWorkload
 
 TABLE = "bank.accounts"
+# A table compacted into a stable part of LEDGER_ROWS rows, then changed in a delta part: its
+# read drops the stable versions of the deleted and updated rows (the deletion vector) and takes
+# the updated and inserted ones from the delta (the fresh tail)
+LEDGER = "bank.ledger"
+LEDGER_ROWS = 200
+DELETED, UPDATED, INSERTED = range(0, 5), range(10, 20), range(1000, 1007)
 
 
 class Built:
@@ -45,6 +53,11 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     workload = BankWorkload(rig.cluster, accounts=40, initial=1000, threads=1, seed=41)
     try:
         workload.setup()
+        rig.cluster.create_table(LEDGER, [make_column("id", "BIGINT", not_null=True), make_column("v", "BIGINT")],
+                                 primary_key=["id"])
+        rig.cluster.bulk_insert(LEDGER, pa.table({"id": pa.array(range(LEDGER_ROWS), pa.int64()),
+                                                  "v": pa.array(range(LEDGER_ROWS), pa.int64())}))
+        loaded = rig.cluster.get_ts()
         rig.start_writer(interval_s=0.05)
         rig.wait_replicated(TABLE)
         workload.start()
@@ -60,9 +73,19 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
             workload.stop()
         wait_for(lambda: len(_history(rig.store)["regions"]) >= 3 and len(_history(rig.store)["schemas"]) >= 2, 60,
                  "the splits and the DDL in the store")
+        assert rig.read_at(rig.store, LEDGER, loaded).num_rows == LEDGER_ROWS  # in the store, to be compacted
         rig.stop_writer()
         assert main(["store", "compact", rig.store]) == 0
-        rig.start_writer(interval_s=0.05)
+        rig.start_writer(interval_s=0.05, compact_interval_s=3600)  # the ledger's changes stay in a delta
+        with rig.cluster.txn() as t:
+            for h in DELETED:
+                t.delete(LEDGER, h)
+            for h in UPDATED:
+                t.update(LEDGER, {"id": h, "v": -h})
+            for h in INSERTED:
+                t.insert(LEDGER, {"id": h, "v": h})
+        changed = rig.cluster.get_ts()
+        assert rig.read_at(rig.store, LEDGER, changed).num_rows == LEDGER_ROWS - len(DELETED) + len(INSERTED)
         with serve(rig.store, port=0) as running:
             yield Built(rig, running.http_url, workload)
     finally:
@@ -151,6 +174,19 @@ def jvm_scan_metrics(spark: Any, server: str) -> dict[str, Any]:
     return out
 
 
+def jvm_stream_metrics(spark: Any, server: str) -> dict[str, Any]:
+    """The ledger read through the catalog: its rows, and its scan node's metrics (QueryExecution's)."""
+    spark.conf.set("spark.sql.catalog.theflash.server", server)
+    df = spark.sql(f"SELECT id, v FROM theflash.{LEDGER}")
+    rows = sorted(tuple(r) for r in df.collect())
+    node = df._jdf.queryExecution().executedPlan()
+    while "BatchScanExec" not in node.getClass().getSimpleName():
+        node = node.child() if node.children().size() == 1 else node.executedPlan()
+    metrics = node.metrics()
+    names = ("deletion_vector_rows", "fresh_tail_rows", "numOutputRows", "parts")
+    return {"rows": rows, **{n: int(metrics.apply(n).value()) for n in names}}
+
+
 @pytest.fixture(scope="module")
 def jvm(built: Built) -> Iterator[JvmSpark]:
     from pyspark_theflash.spark.jar import jar_path
@@ -200,6 +236,67 @@ def test_the_scan_node_reports_its_read_sessions_figures_as_spark_metrics(built:
     assert got["regions"] == len(meta["regions"])  # the splits' regions, each read
     assert got["parts"] >= 1 and got["part_bytes"] > 0
     assert got["resolved_wait_ms"] >= 0 and got["locks_resolved"] >= 0
+
+
+@pytest.mark.spark
+def test_the_scan_node_sums_its_streams_deletion_vector_rows_and_fresh_tail_rows(built: Built, jvm: JvmSpark) -> None:
+    got = jvm.call(jvm_stream_metrics, built.http_url)
+    kept = [h for h in range(LEDGER_ROWS) if h not in DELETED]
+    assert got["rows"] == sorted([(h, -h if h in UPDATED else h) for h in kept] + [(h, h) for h in INSERTED])
+    assert got["numOutputRows"] == len(got["rows"])
+    # the stable part's versions of the deleted and updated rows are dropped by the deletion vector;
+    # the updated and inserted rows come from the delta part (the deleted ones are no row)
+    assert got["deletion_vector_rows"] == len(DELETED) + len(UPDATED)
+    assert got["fresh_tail_rows"] == len(UPDATED) + len(INSERTED)
+    assert got["parts"] == 2  # the stable part and the delta
+
+
+def test_a_stream_read_with_te_trailers_ends_with_its_reads_figures(built: Built) -> None:
+    """The service's side of those metrics: the trailer fields after a whole stream's last chunk."""
+    import http.client
+
+    request = json.dumps({"table": LEDGER}).encode()
+    with urllib.request.urlopen(urllib.request.Request(f"{built.http_url}/v1/read-sessions", data=request,
+                                                       method="POST")) as r:
+        session = json.load(r)
+    host, port = built.http_url.removeprefix("http://").split(":")
+    trailers: dict[str, int] = {}
+    try:
+        for stream in session["streams"]:
+            conn = http.client.HTTPConnection(host, int(port), timeout=60)
+            conn.putrequest("GET", stream["url"])
+            conn.putheader("TE", "trailers")
+            conn.putheader("Connection", "TE")
+            conn.endheaders()
+            response = conn.getresponse()
+            assert response.status == 200
+            assert response.getheader("Trailer") == "X-TheFlash-Deletion-Vector-Rows, X-TheFlash-Fresh-Tail-Rows"
+            raw = _chunked_body_and_trailers(response)
+            conn.close()
+            for name, value in raw.items():
+                trailers[name] = trailers.get(name, 0) + int(value)
+    finally:
+        urllib.request.urlopen(urllib.request.Request(f"{built.http_url}/v1/read-sessions/{session['id']}",
+                                                      method="DELETE")).close()
+    assert trailers == {"X-TheFlash-Deletion-Vector-Rows": len(DELETED) + len(UPDATED),
+                        "X-TheFlash-Fresh-Tail-Rows": len(UPDATED) + len(INSERTED)}
+
+
+def _chunked_body_and_trailers(response: Any) -> dict[str, str]:
+    """Reads a chunked body off ``response``'s buffered file by hand (http.client drops
+    trailers) and answers its trailer fields."""
+    f = response.fp
+    while True:
+        size = int(f.readline().split(b";")[0].strip(), 16)
+        if size == 0:
+            break
+        f.read(size)
+        assert f.readline() == b"\r\n"
+    out = {}
+    for line in iter(f.readline, b"\r\n"):
+        name, _, value = line.decode("ascii").partition(":")
+        out[name.strip()] = value.strip()
+    return out
 
 
 UI_SCRIPT = """

@@ -8,16 +8,28 @@ import org.apache.spark.sql.connector.metric.CustomTaskMetric;
  * What a {@link TheFlashScan}'s read session planned, as the scan node's metrics in the Spark
  * UI (the SQL tab) and in {@code BatchScanExec.metrics()}: the snapshot ts, the regions read,
  * the time waited for them to catch up to the ts (read index / resolved ts), the locks resolved,
- * and the live parts and their bytes the session reads. Reported by the driver once the session
- * is planned. Spark makes each metric from its class name in the UI, so each is a public class
- * with a no-argument constructor.
+ * and the live parts and their bytes the session reads, reported by the driver once the session
+ * is planned; and what reading its streams did, reported by each task ({@link StreamReader}) and
+ * summed by Spark: the rows deletion vectors dropped and the rows from the fresh tail (delta
+ * parts). Spark makes each metric from its class name in the UI, so each is a public class with
+ * a no-argument constructor.
  */
 final class ScanMetrics {
   private ScanMetrics() {}
 
   static CustomMetric[] supported() {
     return new CustomMetric[] {new SnapshotTs(), new Regions(), new WaitMs(), new LocksResolved(), new Parts(),
-        new PartBytes()};
+        new PartBytes(), new DeletionVectorRows(), new FreshTailRows()};
+  }
+
+  /** The trailers of a whole stream that carry its task metrics (service/http.py STREAM_TRAILERS). */
+  static final String DELETION_VECTOR_ROWS_TRAILER = "X-TheFlash-Deletion-Vector-Rows";
+  static final String FRESH_TAIL_ROWS_TRAILER = "X-TheFlash-Fresh-Tail-Rows";
+
+  /** One stream's task metrics, under the names of {@link #supported()}. */
+  static CustomTaskMetric[] ofStream(long deletionVectorRows, long freshTailRows) {
+    return new CustomTaskMetric[] {value(DeletionVectorRows.NAME, deletionVectorRows),
+        value(FreshTailRows.NAME, freshTailRows)};
   }
 
   /** The session's figures, under the names of {@link #supported()}. */
@@ -130,6 +142,36 @@ final class ScanMetrics {
     @Override
     public String description() {
       return "bytes of the parts read";
+    }
+  }
+
+  /** Stable-part versions the streams' deletion vectors dropped: versions a newer one supersedes at the ts. */
+  public static final class DeletionVectorRows extends CustomSumMetric {
+    static final String NAME = "deletion_vector_rows";
+
+    @Override
+    public String name() {
+      return NAME;
+    }
+
+    @Override
+    public String description() {
+      return "rows dropped by deletion vectors";
+    }
+  }
+
+  /** Rows the streams returned from delta parts: what the writer flushed since the last compaction. */
+  public static final class FreshTailRows extends CustomSumMetric {
+    static final String NAME = "fresh_tail_rows";
+
+    @Override
+    public String name() {
+      return NAME;
+    }
+
+    @Override
+    public String description() {
+      return "rows from the fresh tail (delta parts)";
     }
   }
 }

@@ -10,7 +10,9 @@ import java.nio.ByteBuffer;
 import java.nio.channels.ReadableByteChannel;
 import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
+import java.util.HashMap;
 import java.util.Locale;
+import java.util.Map;
 
 /**
  * One stream's HTTP body, read off its own socket as a {@link ReadableByteChannel} that Arrow's
@@ -26,6 +28,9 @@ import java.util.Locale;
  * bytes than its length) reads as ended ({@link #exhausted()}), which the caller reports as a
  * cut: Arrow's own end-of-stream marker decides whether a stream is whole
  * ({@link #endedWithMarker()}).
+ *
+ * <p>It asks for trailers ({@code TE: trailers}): after a whole stream's last chunk the service
+ * sends what the read did besides its rows (docs/service.md), which {@link #finish()} reads.
  */
 final class StreamBody implements ReadableByteChannel {
   private static final int CONNECT_TIMEOUT_MS = 10_000;
@@ -42,6 +47,7 @@ final class StreamBody implements ReadableByteChannel {
   private boolean exhausted; // read answered -1: the body ended, whole or cut
   private int last4; // the last four payload bytes (older ones shift out)
   private long count;
+  private final Map<String, String> trailers = new HashMap<>(); // lower-case names, after the last chunk
 
   private StreamBody(SocketChannel socket) {
     this.socket = socket;
@@ -90,7 +96,7 @@ final class StreamBody implements ReadableByteChannel {
     StringBuilder head = new StringBuilder()
         .append("GET ").append(uri.getRawPath()).append(uri.getRawQuery() == null ? "" : "?" + uri.getRawQuery())
         .append(" HTTP/1.1\r\nHost: ").append(uri.getHost()).append(':').append(port)
-        .append("\r\nAccept: application/vnd.apache.arrow.stream\r\nConnection: close\r\n");
+        .append("\r\nAccept: application/vnd.apache.arrow.stream\r\nTE: trailers\r\nConnection: close, TE\r\n");
     if (bearer != null) {
       head.append("Authorization: ").append(bearer.header()).append("\r\n");
     }
@@ -197,8 +203,11 @@ final class StreamBody implements ReadableByteChannel {
     }
     if (left > 0) return true;
     try {
-      while (!line().isEmpty()) {
-        // trailers: none are sent; skip them to the final CRLF
+      for (String trailer = line(); !trailer.isEmpty(); trailer = line()) {
+        int colon = trailer.indexOf(':');
+        if (colon > 0 && trailers.size() < 64) {
+          trailers.put(trailer.substring(0, colon).trim().toLowerCase(Locale.ROOT), trailer.substring(colon + 1).trim());
+        }
       }
       done = true;
     } catch (IOException e) {
@@ -260,6 +269,19 @@ final class StreamBody implements ReadableByteChannel {
   /** True when the last payload bytes are a zero message length and the body had not run out. */
   boolean endedWithMarker() {
     return !exhausted() && count >= 4 && last4 == 0;
+  }
+
+  /**
+   * Reads what follows the payload a reader took (the last chunk and its trailers) and answers
+   * the trailers, names in lower case: empty when the body ends without them. For a stream
+   * Arrow's reader found whole; a payload byte past the marker is not the service's answer.
+   */
+  Map<String, String> finish() throws IOException {
+    ByteBuffer rest = ByteBuffer.allocate(64);
+    while (read(rest.clear()) >= 0) {
+      if (rest.position() > 0) throw new IOException("bytes after the stream's end-of-stream marker");
+    }
+    return trailers;
   }
 
   @Override

@@ -23,6 +23,10 @@ import org.apache.spark.sql.vectorized.ColumnarBatch;
  * ends quietly when the bytes stop at a message boundary, so the reader checks that the body
  * ({@link StreamBody}) did not run out first: a stream cut short fails with
  * {@link StreamTruncatedException}.
+ *
+ * <p>A whole stream ends with the trailers saying what its read did besides its rows: the
+ * deletion-vector rows it dropped and the rows it took from the fresh tail, which the reader
+ * reports as task metrics ({@link #currentMetricsValues}) that Spark sums into the scan node's.
  */
 final class StreamReader implements PartitionReader<ColumnarBatch> {
   private static final BufferAllocator ROOT = new RootAllocator(Long.MAX_VALUE);
@@ -35,6 +39,8 @@ final class StreamReader implements PartitionReader<ColumnarBatch> {
   private final ColumnarBatch batch;
   private final long limit;
   private long rows;
+  private long deletionVectorRows;
+  private long freshTailRows;
 
   StreamReader(StreamPartition partition, StructType readSchema, int limit, BearerToken token) {
     this.partition = partition;
@@ -94,6 +100,7 @@ final class StreamReader implements PartitionReader<ColumnarBatch> {
       if (!body.endedWithMarker()) {
         throw truncated(null);
       }
+      readTrailers();
       return false;
     }
     int n = root.getRowCount();
@@ -103,6 +110,30 @@ final class StreamReader implements PartitionReader<ColumnarBatch> {
     rows += n;
     batch.setNumRows(n);
     return true;
+  }
+
+  /** The read's figures from the trailers of a whole stream (none from a service that sends none). */
+  private void readTrailers() throws IOException {
+    java.util.Map<String, String> trailers = body.finish();
+    deletionVectorRows = count(trailers, ScanMetrics.DELETION_VECTOR_ROWS_TRAILER);
+    freshTailRows = count(trailers, ScanMetrics.FRESH_TAIL_ROWS_TRAILER);
+  }
+
+  private long count(java.util.Map<String, String> trailers, String name) {
+    String value = trailers.get(name.toLowerCase(java.util.Locale.ROOT));
+    if (value == null) return 0;
+    try {
+      return Long.parseLong(value);
+    } catch (NumberFormatException e) {
+      throw new IllegalStateException("theflash stream " + partition.url + ": trailer " + name + " is not a count: "
+          + value);
+    }
+  }
+
+  /** The deletion-vector and fresh-tail rows of the stream, once it was read whole (0 before). */
+  @Override
+  public org.apache.spark.sql.connector.metric.CustomTaskMetric[] currentMetricsValues() {
+    return ScanMetrics.ofStream(deletionVectorRows, freshTailRows);
   }
 
   /** The stream broke off: {@code cause} is the read's error, or null when the body just ended. */
