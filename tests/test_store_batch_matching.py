@@ -454,19 +454,21 @@ def pair_runs(draw: st.DrawFn) -> tuple[list[int], list[RowColumns | None], bool
     event, later its COMMIT event with the same keys), with the odd one out: a commit of
     other keys or order, a rollback, a prewrite or commit delivered twice, a start_ts shared by
     two transactions, duplicate keys, mixed events, COMMITTED rows, keys of other widths or
-    tables, an event not applied."""
+    tables, an event not applied. Half the runs have a region's neighbouring events written as
+    one, as capture writes a region's transactions of one poll (an event of many spans)."""
     handles = st.integers(0, 30)
     n_txn = draw(st.integers(1, 6))
     usual = draw(st.booleans())
     region_ids: list[int] = []
-    events: list[RowColumns | None] = []
+    events: list[dict[str, Any] | None] = []
     pending: list[tuple[int, int, list[bytes]]] = []
 
     def add(region: int, types: Any, keys: list[bytes], ts: int, ops: Any = binlog_pb2.PUT) -> None:
+        n = len(keys)
         region_ids.append(region)
-        events.append(row_columns(binlog_pb2.Entries(batch=pack_columns(
-            types=types, ops=ops, keys=keys, start_ts=ts, commit_ts=ts + 1,
-            values=[b"v%d" % i for i in range(len(keys))]))))
+        events.append({"types": np.broadcast_to(np.asarray(types, np.uint8), (n,)).tolist(),
+                       "ops": [int(ops)] * n, "keys": list(keys), "start_ts": [ts] * n,
+                       "commit_ts": [ts + 1] * n, "values": [b"v%d" % i for i in range(n)]})
 
     for t in range(n_txn):
         region = draw(st.integers(1, 2))
@@ -498,7 +500,19 @@ def pair_runs(draw: st.DrawFn) -> tuple[list[int], list[RowColumns | None], bool
             add(region, types, keys, ts)
             if how == "twice":
                 add(region, Row.COMMIT, keys, ts)
-    return region_ids, events, usual
+    if draw(st.booleans()):  # neighbours of one region as one event
+        merged_ids: list[int] = []
+        merged: list[Any] = []
+        for region, ev in zip(region_ids, events):
+            if merged and ev is not None and merged[-1] is not None and merged_ids[-1] == region:
+                for name, column in ev.items():
+                    merged[-1][name] = merged[-1][name] + column
+            else:
+                merged_ids.append(region)
+                merged.append(None if ev is None else dict(ev))
+        region_ids, events = merged_ids, merged
+    built = [None if ev is None else row_columns(binlog_pb2.Entries(batch=pack_columns(**ev))) for ev in events]
+    return region_ids, built, usual
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -537,12 +551,26 @@ def test_the_usual_shape_is_paired_without_the_join() -> None:
     types = np.concatenate([c.types for c in cols])
     start_ts = np.concatenate([c.start_ts for c in cols])
     keys_run = pa.concat_arrays([c.keys for c in cols])
-    found = batch_pairs._whole_event_pairs([1, 1], starts, types, start_ts, keys_run)
+    found = batch_pairs._span_pairs([1, 1], starts, types, start_ts, keys_run)
     assert found is not None
     assert found[0].tolist() == [0, 1, 2] and found[1].tolist() == [3, 4, 5]
     pairs = batch_pairs.find_pairs([1, 1], join_columns(events))
     assert pairs.event(0) is not None and pairs.event(0).prewrite_of.tolist() == [-1, -1, -1]
     assert pairs.event(1) is not None and pairs.event(1).prewrite_of.tolist() == [0, 1, 2]
+    # capture's shape: a region's transactions of one poll in one event (here P1 C1 P2 | C2)
+    k2 = [encode_record_key(7, h) for h in (4, 2)]
+    coalesced = [row_columns(binlog_pb2.Entries(batch=pack_columns(
+        types=[Row.PREWRITE] * 3 + [Row.COMMIT] * 3 + [Row.PREWRITE] * 2, ops=binlog_pb2.PUT, keys=keys + keys + k2,
+        start_ts=[40] * 6 + [50] * 2, commit_ts=[41] * 6 + [51] * 2, values=[b"v"] * 8))),
+        row_columns(binlog_pb2.Entries(batch=pack_columns(types=Row.COMMIT, ops=binlog_pb2.PUT, keys=k2, start_ts=50,
+                                                          commit_ts=51, values=[b"w"] * 2)))]
+    run = join_columns(coalesced)
+    found = batch_pairs._span_pairs([1, 1], np.array([0, 8, 10]), run.rows.types, run.rows.start_ts, run.rows.keys)
+    assert found is not None, "spans inside an event are the usual shape too"
+    assert found[0].tolist() == [0, 1, 2, 6, 7] and found[1].tolist() == [3, 4, 5, 8, 9]
+    pairs = batch_pairs.find_pairs([1, 1], run)
+    assert pairs.event(0) is not None and pairs.event(0).prewrite_of.tolist() == [-1, -1, -1, 0, 1, 2, -1, -1]
+    assert pairs.event(1) is not None and pairs.event(1).prewrite_of.tolist() == [6, 7]
     # the same keys twice in the prewrite: not the usual shape; the join pairs nothing
     dup = [keys[0], keys[0], keys[1]]
     events = [row_columns(binlog_pb2.Entries(batch=pack_columns(types=t, ops=binlog_pb2.PUT, keys=dup, start_ts=40,

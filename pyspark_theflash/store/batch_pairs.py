@@ -23,7 +23,7 @@ prewrite would have replaced it and the commit taken it, so the store drops it
 
 How: the upstream's usual run — each transaction's rows in a region as one PREWRITE event and,
 later, one COMMIT event with the same keys in the same order — is recognised per event with
-array comparisons (``_whole_event_pairs``: row i pairs with row i once the prewrite's keys are
+array comparisons (``_span_pairs``: row i pairs with row i once the prewrite's keys are
 known to be distinct, checked on record keys by sorting their 8-byte handles as uint64). Any
 other run takes the join: dictionary-encoded keys sorted with region and start_ts
 (``_joined_pairs``). Both report the same pairs, ordered by prewrite row.
@@ -190,7 +190,7 @@ def find_pairs(region_ids: Sequence[int], run: RunColumns) -> RunPairs:
     out.joined_rows = which
     joined_ids = joined.tolist()
     regions = np.repeat(np.array([region_ids[j] for j in joined_ids], dtype=np.int64), lengths)
-    found = _whole_event_pairs([region_ids[j] for j in joined_ids], starts, types, start_ts, keys)
+    found = _span_pairs([region_ids[j] for j in joined_ids], starts, types, start_ts, keys)
     first, second = found if found is not None else _joined_pairs(types, regions, keys, start_ts)
     paired = out.paired = np.zeros(len(types), dtype=bool)
     if not len(first):
@@ -229,61 +229,66 @@ def _joined_pairs(types: np.ndarray, regions: np.ndarray, keys: pa.Array,
     return first[order], second[order]
 
 
-def _whole_event_pairs(regions: list[int], starts: np.ndarray, types: np.ndarray,
+def _span_pairs(regions: list[int], starts: np.ndarray, types: np.ndarray,
                        start_ts: np.ndarray, keys: pa.Array) -> tuple[np.ndarray, np.ndarray] | None:
     """The pairs of a run in the upstream's usual shape, found without a join; None when the
     run has another shape (then ``_joined_pairs`` decides). ``types``, ``start_ts``, ``keys``:
     the run's joined rows (event j holds rows starts[j]..starts[j + 1]).
 
-    The shape: every event is all PREWRITE or all COMMIT rows of one start_ts (one
-    transaction's rows in one region), and the events of one (region, start_ts) are a
-    PREWRITE event alone, a COMMIT event alone, or a PREWRITE event followed by a COMMIT event
-    with the same keys in the same order, the prewrite's keys distinct. Then every
-    (region, key, start_ts) of a run row lies in one such group, and it holds exactly two rows,
-    a PREWRITE then a COMMIT, iff the group is a prewrite–commit pair of events: row i of the
-    prewrite pairs with row i of the commit — what the join finds."""
-    first_rows = starts[:-1]
-    event_types, event_ts = types[first_rows], start_ts[first_rows]
-    if not ((event_types == _PREWRITE) | (event_types == _COMMIT)).all():
-        return None
-    # type and start_ts change only where an event starts
+    The shape, in *spans* (the stretches of one event's rows with one type and start_ts: one
+    transaction's rows in one region; capture writes a region's transactions of one poll as
+    one event, so an event holds many spans): every span is all PREWRITE or all COMMIT rows,
+    and the spans of one (region, start_ts) are a PREWRITE span alone, a COMMIT span alone,
+    or a PREWRITE span followed by a COMMIT span with the same keys in the same order, the
+    prewrite's keys distinct. Then every (region, key, start_ts) of a run row lies in one
+    such group, and it holds exactly two rows, a PREWRITE then a COMMIT, iff the group is a
+    prewrite–commit pair of spans: row i of the prewrite pairs with row i of the commit —
+    what the join finds."""
+    # type and start_ts change only where a span starts
     change = np.flatnonzero((types[1:] != types[:-1]) | (start_ts[1:] != start_ts[:-1])) + 1
+    span_regions = np.asarray(regions, dtype=np.int64)
     is_start = np.zeros(len(types) + 1, dtype=bool)
     is_start[starts] = True
-    if not is_start[change].all():
+    if not is_start[change].all():  # spans inside events: split the events at them
+        is_start[change] = True
+        spans = np.flatnonzero(is_start)
+        span_regions = span_regions[np.searchsorted(starts, spans[:-1], side="right") - 1]
+        starts = spans
+    first_rows = starts[:-1]
+    span_types, span_ts = types[first_rows], start_ts[first_rows]
+    if not ((span_types == _PREWRITE) | (span_types == _COMMIT)).all():
         return None
-    # the events of each (region, start_ts), in event order: one alone makes no pair (its rows
-    # are all of one type); two must be a PREWRITE event then a COMMIT event; more: another shape
-    n_events = len(first_rows)
-    event_regions = np.asarray(regions, dtype=np.int64)
-    order = np.lexsort((np.arange(n_events), event_ts, event_regions))
-    r, t = event_regions[order], event_ts[order]
-    opens = np.ones(n_events, dtype=bool)
+    # the spans of each (region, start_ts), in row order: one alone makes no pair (its rows
+    # are all of one type); two must be a PREWRITE span then a COMMIT span; more: another shape
+    n_spans = len(first_rows)
+    order = np.lexsort((np.arange(n_spans), span_ts, span_regions))
+    r, t = span_regions[order], span_ts[order]
+    opens = np.ones(n_spans, dtype=bool)
     opens[1:] = (r[1:] != r[:-1]) | (t[1:] != t[:-1])
     group_starts = np.flatnonzero(opens)
-    sizes = np.diff(np.append(group_starts, n_events))
+    sizes = np.diff(np.append(group_starts, n_spans))
     if (sizes > 2).any():
         return None
     twos = group_starts[sizes == 2]
-    prewrite_events, commit_events = order[twos], order[twos + 1]
-    if not ((event_types[prewrite_events] == _PREWRITE) & (event_types[commit_events] == _COMMIT)).all():
+    prewrite_spans, commit_spans = order[twos], order[twos + 1]
+    if not ((span_types[prewrite_spans] == _PREWRITE) & (span_types[commit_spans] == _COMMIT)).all():
         return None
     if not len(twos):
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    by_prewrite = np.argsort(prewrite_events)
-    prewrite_events, commit_events = prewrite_events[by_prewrite], commit_events[by_prewrite]
-    lengths = starts[prewrite_events + 1] - starts[prewrite_events]
-    if (starts[commit_events + 1] - starts[commit_events] != lengths).any():
+    by_prewrite = np.argsort(prewrite_spans)
+    prewrite_spans, commit_spans = prewrite_spans[by_prewrite], commit_spans[by_prewrite]
+    lengths = starts[prewrite_spans + 1] - starts[prewrite_spans]
+    if (starts[commit_spans + 1] - starts[commit_spans] != lengths).any():
         return None
-    first, second = _rows_of(starts[prewrite_events], lengths), _rows_of(starts[commit_events], lengths)
+    first, second = _rows_of(starts[prewrite_spans], lengths), _rows_of(starts[commit_spans], lengths)
     tails = _record_key_tails(keys)
     if tails is not None:  # record keys of one table: equal iff their handles' bytes are
         if not (tails[first] == tails[second]).all():
             return None
     elif not all(keys.slice(p, n).equals(keys.slice(c, n)) for p, c, n in
-                 zip(starts[prewrite_events].tolist(), starts[commit_events].tolist(), lengths.tolist())):
+                 zip(starts[prewrite_spans].tolist(), starts[commit_spans].tolist(), lengths.tolist())):
         return None
-    if not _distinct_in_events(keys, starts[prewrite_events], lengths, first, tails):
+    if not _distinct_in_spans(keys, starts[prewrite_spans], lengths, first, tails):
         return None
     return first, second
 
@@ -294,7 +299,7 @@ def _rows_of(lo: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.repeat(lo - before, lengths) + np.arange(int(lengths.sum()), dtype=np.int64)
 
 
-def _distinct_in_events(keys: pa.Array, span_starts: np.ndarray, span_lengths: np.ndarray, rows: np.ndarray,
+def _distinct_in_spans(keys: pa.Array, span_starts: np.ndarray, span_lengths: np.ndarray, rows: np.ndarray,
                         tails: np.ndarray | None) -> bool:
     """Whether no two keys of one span of ``keys`` (``span_lengths[i]`` rows from
     ``span_starts[i]``) are equal (``rows``: the spans' rows, concatenated). Keys of one width that share all but their last 8 bytes (record keys
@@ -346,7 +351,9 @@ def _two_row_groups(regions: np.ndarray, keys: pa.Array, start_ts: np.ndarray) -
     n = len(regions)
     if n < 2:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    key_ids = pc.dictionary_encode(keys).indices.to_numpy().astype(np.int64)
+    # record keys of one table compare as their handles' bytes: no hashing of every key
+    tails = _record_key_tails(keys)
+    key_ids = tails if tails is not None else pc.dictionary_encode(keys).indices.to_numpy().astype(np.int64)
     order = np.lexsort((start_ts, key_ids, regions))  # stable: a group's rows stay in input order
     r, k, s = regions[order], key_ids[order], start_ts[order]
     new = np.empty(n, dtype=bool)
