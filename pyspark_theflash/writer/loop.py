@@ -21,6 +21,7 @@ import numpy as np
 from pyspark_theflash.binlog import Position
 from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.binlog.event_batch import EventBatch, parsed_events
+from pyspark_theflash.binlog.read_ahead import ReadAhead
 from pyspark_theflash.binlog.source import ReadBatch
 from pyspark_theflash.errors import TheFlashError, storage_failure
 from pyspark_theflash.latch.errors import WriteLatchLostError
@@ -60,6 +61,10 @@ ApplyBatch = Callable[[Any, Sequence[binlog_pb2.Event], Position], Any]
 
 def _store_write(store: Any, events: Sequence[binlog_pb2.Event], position: Position) -> Any:
     return store.write(events, position)  # an EventBatch as it is: the store reads its arrays
+
+
+def _column_ids(batch: ReadBatch) -> dict[int, np.ndarray]:
+    return column_ids_by_table(batch.events)
 
 
 def _batch_progress(events: Sequence[binlog_pb2.Event]) -> tuple[int, dict[int, int]]:
@@ -328,7 +333,9 @@ class Writer:
         position = self._persisted_position()
         if position is None and (opts.bootstrap_snapshot or not binlog_reaches_start(opts.binlog)):
             position = self._bootstrap_from_snapshots()
-        source = binlog.open_source(opts.binlog, position)
+        # Behind the log, the next batch is read and decoded while this one is applied.
+        # The schema guard's scan of the rows' column ids needs only the events: done there too.
+        source = ReadAhead(binlog.open_source(opts.binlog, position), prepare=_column_ids)
         # --until-caught-up: the log's head when the run starts (file and gRPC alike); a short
         # read alone says nothing (a gRPC stream answers what it has, a damaged record ends a
         # file read), and the head check raises on damage instead of calling it the end.
@@ -339,9 +346,10 @@ class Writer:
             while not self.stop.is_set():
                 self._renew_latch()
                 interval = self._interval()
-                batch = source.read_events(opts.batch_events, READ_TIMEOUT_S)
-                if batch:
-                    self._apply(batch)
+                read_batch = source.read_prepared(opts.batch_events, READ_TIMEOUT_S)
+                batch = None if read_batch is None else read_batch[0]
+                if read_batch is not None:
+                    self._apply(*read_batch)
                 read = len(batch) if batch else 0
                 pending = self.latch.pending_flushes()  # type: ignore[union-attr]
                 # A new request, or new events that may reach an older request's read index.
@@ -421,16 +429,17 @@ class Writer:
             self._last_renew = now
 
     # -- applying ----------------------------------------------------------------------------
-    def _apply(self, batch: ReadBatch) -> None:
+    def _apply(self, batch: ReadBatch, seen_columns: dict[int, np.ndarray] | None = None) -> None:
         events = batch.events
-        self._write(events, batch.next)
+        self._write(events, batch.next, seen_columns)
         rows, seen = _batch_progress(events)
         self._unflushed_rows += rows
         self._unflushed_events += len(events)
         self.progress.note_batch(len(events), rows, seen)
         self.progress.read_position = str(batch.next)
 
-    def _write(self, events: Sequence[binlog_pb2.Event], position: Position) -> Any:
+    def _write(self, events: Sequence[binlog_pb2.Event], position: Position,
+               seen_columns: dict[int, np.ndarray] | None = None) -> Any:
         """Apply one batch with the schemas it needs.
 
         DDL events first: each makes a table version, in force from its commit ts (a table the
@@ -446,7 +455,8 @@ class Writer:
         self._apply_began = True  # from here a failure is the store's to record, not a setup error
         self._apply_ddl(events)
         introduced: set[int] = set()
-        seen_columns = column_ids_by_table(events)
+        if seen_columns is None:
+            seen_columns = column_ids_by_table(events)
         resolved: set[int] = set()
         refetched: set[int] = set()
         while True:
