@@ -167,7 +167,7 @@ def test_a_wrong_table_gets_the_closest_names_from_scan_and_the_python_source(tm
         rig.close()
 
 
-def test_a_wrong_version_as_of_is_reported_by_the_name_the_user_gave() -> None:
+def test_a_wrong_version_or_timestamp_as_of_is_reported_by_the_name_the_user_gave() -> None:
     from pyspark_theflash.scan.errors import ScanOptionError
     from pyspark_theflash.scan.options import ScanOptions
 
@@ -175,7 +175,10 @@ def test_a_wrong_version_as_of_is_reported_by_the_name_the_user_gave() -> None:
                         ({"versionAsOf": "-3"}, "option versionAsOf='-3' must be a positive"),
                         ({"versionAsOf": "5", "timestampAsOf": "2026-01-01"}, "give either versionAsOf or "
                                                                                  "timestampAsOf, not both"),
-                        ({"snapshot_ts": "x"}, "option snapshot_ts='x' is not a TSO number")):
+                        ({"snapshot_ts": "x"}, "option snapshot_ts='x' is not a TSO number"),
+                        ({"timestampAsOf": "yesterday"}, "option timestampAsOf='yesterday' is not a time: write "
+                                                         "ISO-8601"),
+                        ({"as_of": "x"}, "option as_of='x' is not a time")):
         with pytest.raises(ScanOptionError) as err:
             ScanOptions.from_mapping({"store": "/nowhere", "table": "db.t", **given})
         assert says in str(err.value), str(err.value)

@@ -394,6 +394,10 @@ class ScanOptions:
         refuse_incomplete_change_read(opts)
         snapshot_ts = ts_option("snapshot_ts")
         as_of = opts.get("as_of") or None
+        if as_of is not None:
+            from pyspark_theflash.scan.snapshot import as_of_to_ts
+
+            as_of_to_ts(as_of, given.get("as_of", "as_of"))  # a malformed time, under the name it was given by
         if snapshot_ts is not None and as_of is not None:
             raise ScanOptionError(f"give either {given.get('snapshot_ts', 'snapshot_ts')} or "
                                   f"{given.get('as_of', 'as_of')}, not both")
