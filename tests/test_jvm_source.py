@@ -153,11 +153,19 @@ def jvm_failure(spark: Any, what: str, server: str) -> str:
         reader.option("versionAsOf", "yesterday").load(TYPES_TABLE).collect()
     elif what == "version_negative":
         reader.option("versionAsOf", "-3").load(TYPES_TABLE).collect()
+    elif what == "time_malformed":
+        reader.option("timestampAsOf", "yesterday").load(TYPES_TABLE).collect()
     elif what == "version_and_time":
         reader.option("versionAsOf", "5").option("timestampAsOf", "2026-01-01").load(TYPES_TABLE).collect()
     elif what == "catalog_table_typo":
         spark.conf.set("theflash.server", server)
         spark.sql("SELECT * FROM theflash.kinds.every_typ").collect()
+    elif what == "catalog_database_typo":
+        spark.conf.set("theflash.server", server)
+        spark.sql("SHOW TABLES IN theflash.kind").collect()
+    elif what == "catalog_database_unknown":
+        spark.conf.set("theflash.server", server)
+        spark.sql("SHOW TABLES IN theflash.nope").collect()
     elif what == "catalog_metadata_typo":
         spark.conf.set("theflash.server", server)
         spark.sql(f"SELECT * FROM theflash.{TYPES_TABLE}.histroy").collect()
@@ -192,11 +200,21 @@ ERRORS = [
      "option versionAsOf='yesterday' is not a TSO number (physical_ms << 18 | logical)"),
     ("version_negative", "IllegalArgumentException", "option versionAsOf='-3' must be a positive TSO number"),
     ("version_and_time", "IllegalArgumentException", "give either versionAsOf or timestampAsOf, not both"),
+    ("time_malformed", "IllegalArgumentException",
+     "option timestampAsOf='yesterday' is not a time: write ISO-8601 like '2026-11-21 06:00:00' (UTC unless an "
+     "offset such as +08:00 is given) or unix seconds"),
     # Spark's condition and SQLSTATE, with the store's closest tables (as store/errors.py closest_tables)
     ("catalog_table_typo", "AnalysisException",
      "[TABLE_OR_VIEW_NOT_FOUND] The table or view `theflash`.`kinds`.`every_typ` cannot be found: the theflash "
      "store has no table kinds.every_typ; did you mean theflash.kinds.every_type? (its tables: kinds.every_type). "
      "SQLSTATE: 42P01"),
+    # a wrong database: Spark's SCHEMA_NOT_FOUND, with the store's closest databases and the ones it has
+    ("catalog_database_typo", "AnalysisException",
+     "[SCHEMA_NOT_FOUND] The schema `theflash`.`kind` cannot be found: the theflash store has no database kind; "
+     "did you mean theflash.kinds? (its databases: kinds). SQLSTATE: 42704"),
+    ("catalog_database_unknown", "AnalysisException",
+     "[SCHEMA_NOT_FOUND] The schema `theflash`.`nope` cannot be found: the theflash store has no database nope "
+     "(its databases: kinds). SQLSTATE: 42704"),
     ("catalog_metadata_typo", "AnalysisException",
      f"[TABLE_OR_VIEW_NOT_FOUND] The table or view `theflash`.`kinds`.`every_type`.`histroy` cannot be found: "
      f"table {TYPES_TABLE} has no metadata table histroy; did you mean theflash.{TYPES_TABLE}.history? (its metadata "

@@ -161,6 +161,9 @@ public final class ReadOptions implements Serializable {
     }
     Long snapshotTs = ts(givenAs.getOrDefault("snapshot_ts", "snapshot_ts"), opts.get("snapshot_ts"));
     String asOf = blankToNull(opts.get("as_of"));
+    if (asOf != null) {
+      timeToTs(givenAs.getOrDefault("as_of", "as_of"), asOf); // a malformed time, under the name it was given by
+    }
     if (snapshotTs != null && asOf != null) {
       throw new IllegalArgumentException("give either " + givenAs.getOrDefault("snapshot_ts", "snapshot_ts") + " or "
           + givenAs.getOrDefault("as_of", "as_of") + ", not both");

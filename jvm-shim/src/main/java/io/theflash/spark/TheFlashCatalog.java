@@ -150,7 +150,7 @@ public final class TheFlashCatalog implements TableCatalog, SupportsNamespaces {
   @Override
   public String[][] listNamespaces(String[] namespace) throws NoSuchNamespaceException {
     if (namespace.length == 0) return listNamespaces();
-    if (database(namespace) == null) throw new NoSuchNamespaceException(namespace);
+    if (database(namespace) == null) throw unchecked(noSuchDatabase(namespace));
     return new String[0][];
   }
 
@@ -161,7 +161,7 @@ public final class TheFlashCatalog implements TableCatalog, SupportsNamespaces {
 
   @Override
   public Map<String, String> loadNamespaceMetadata(String[] namespace) throws NoSuchNamespaceException {
-    if (database(namespace) == null) throw new NoSuchNamespaceException(namespace);
+    if (database(namespace) == null) throw unchecked(noSuchDatabase(namespace));
     return Collections.singletonMap(SupportsNamespaces.PROP_COMMENT, "TiDB database " + namespace[0]
         + ", replicated by theflash (read-only)");
   }
@@ -185,7 +185,7 @@ public final class TheFlashCatalog implements TableCatalog, SupportsNamespaces {
   @Override
   public Identifier[] listTables(String[] namespace) throws NoSuchNamespaceException {
     String db = database(namespace);
-    if (db == null) throw new NoSuchNamespaceException(namespace);
+    if (db == null) throw unchecked(noSuchDatabase(namespace));
     List<String> tables = databases().get(db);
     Identifier[] out = new Identifier[tables.size()];
     for (int i = 0; i < out.length; i++) out[i] = Identifier.of(new String[] {db}, tables.get(i));
@@ -333,6 +333,36 @@ public final class TheFlashCatalog implements TableCatalog, SupportsNamespaces {
     params.put("reason", reason);
     return new org.apache.spark.sql.AnalysisException("TABLE_OR_VIEW_NOT_FOUND", "42P01",
         "The table or view <relationName> cannot be found: <reason>.",
+        scala.collection.immutable.Map.from(scala.jdk.javaapi.CollectionConverters.asScala(params)),
+        scala.Option.<Throwable>empty(), scala.Option.<String>empty());
+  }
+
+  /**
+   * The refusal of a namespace the store has no database for ({@code SHOW TABLES IN
+   * theflash.nope}): Spark's SCHEMA_NOT_FOUND (its condition and SQLSTATE) with the store's
+   * closest databases (did you mean, chosen as a misspelt table's database part is) and the ones
+   * it has, where Spark's own message would name neither.
+   */
+  private org.apache.spark.sql.AnalysisException noSuchDatabase(String[] namespace) {
+    StringBuilder schema = new StringBuilder("`").append(name.replace("`", "``")).append('`');
+    for (String p : namespace) schema.append(".`").append(p.replace("`", "``")).append('`');
+    String wanted = String.join(".", namespace);
+    List<String> dbs = new ArrayList<>(databases().keySet());
+    Map<String, String> byLower = new LinkedHashMap<>();
+    for (String db : dbs) byLower.put(db.toLowerCase(java.util.Locale.ROOT), db);
+    List<String> named = new ArrayList<>();
+    for (String db : ClosestNames.closeMatches(wanted.toLowerCase(java.util.Locale.ROOT), byLower.keySet(), 3, 0.6)) {
+      named.add(name + "." + byLower.get(db));
+    }
+    List<String> shown = dbs.subList(0, Math.min(20, dbs.size()));
+    String reason = "the theflash store has no database " + wanted
+        + (named.isEmpty() ? "" : "; did you mean " + String.join(" or ", named) + "?") + " (its databases: "
+        + (shown.isEmpty() ? "none" : String.join(", ", shown) + (dbs.size() > shown.size() ? ", ..." : "")) + ")";
+    Map<String, String> params = new LinkedHashMap<>();
+    params.put("schemaName", schema.toString());
+    params.put("reason", reason);
+    return new org.apache.spark.sql.AnalysisException("SCHEMA_NOT_FOUND", "42704",
+        "The schema <schemaName> cannot be found: <reason>.",
         scala.collection.immutable.Map.from(scala.jdk.javaapi.CollectionConverters.asScala(params)),
         scala.Option.<Throwable>empty(), scala.Option.<String>empty());
   }
