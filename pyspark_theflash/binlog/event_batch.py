@@ -270,8 +270,8 @@ def _gather(buf: np.ndarray, src: np.ndarray, lengths: np.ndarray) -> np.ndarray
     items = pa.LargeBinaryArray.from_buffers(pa.large_binary(), 2 * n - 1,
                                              [None, pa.py_buffer(bounds), pa.py_buffer(buf)])
     taken = items.take(pa.array(np.arange(0, 2 * n, 2, dtype=np.int64)))
-    data = taken.buffers()[2]
-    return np.frombuffer(data, dtype=np.uint8, count=total).copy()
+    # a view of Arrow's buffer (it stays alive with the array): read-only, and no second copy
+    return np.frombuffer(taken.buffers()[2], dtype=np.uint8, count=total)
 
 
 def _join(buf: np.ndarray, batch: _Fields, counts: np.ndarray, ok: np.ndarray
