@@ -285,7 +285,7 @@ def test_a_read_as_of_a_ts_the_store_has_not_seen_the_schema_changes_of_waits_th
 
 @pytest.mark.parametrize("seed", range(8))
 def test_the_schema_guard_finds_every_column_id_of_every_table_in_a_mixed_batch(seed: int) -> None:
-    """Rows of several tables, each mostly of one column set with a few of others (added,
+    """Rows of many tables, each mostly of one column set with a few of others (added,
     dropped, reorganised columns; small and large ids; v1 and v2 rows; deletes): the ids found
     per table are exactly the union of what its rows carry."""
     import random
@@ -300,8 +300,9 @@ def test_the_schema_guard_finds_every_column_id_of_every_table_in_a_mixed_batch(
     want: dict[int, set[int]] = {}
     rows = []
     for h in range(400):
-        tid = rng.choice([100, 100, 100, 101, 102])
-        usual = {100: [1, 2, 3], 101: [1, 4, 300], 102: [1, 2]}[tid]
+        # more tables than the pass keeps recent id blocks of (16), interleaved
+        tid = rng.choice([100, 100, 100, 101, 102, rng.randrange(200, 240)])
+        usual = {100: [1, 2, 3], 101: [1, 4, 300], 102: [1, 2]}.get(tid, [1, tid % 7 + 2])
         ids = usual if rng.random() < 0.9 else sorted(rng.sample(range(1, 70000 if rng.random() < 0.3 else 60), 3))
         if rng.random() < 0.05:
             rows.append(committed(key(tid, h), None, 10))  # a delete carries no value
@@ -313,15 +314,29 @@ def test_the_schema_guard_finds_every_column_id_of_every_table_in_a_mixed_batch(
     assert {t: set(ids.tolist()) for t, ids in seen.items()} == want
 
 
-def test_the_schema_guard_reads_table_ids_of_record_keys_only() -> None:
-    from pyspark_theflash.writer.schema_guard import _table_ids
+def test_the_schema_guard_reads_rows_of_record_keys_only() -> None:
+    """A row counts when its key is a record key of a table id that is not negative; index
+    keys, short keys and other keys carry no column ids. Slices are read from their own start."""
+    from pyspark_theflash.binlog.rows import RowColumns
+    from pyspark_theflash.codec.datum import Datum
+    from pyspark_theflash.codec.row_v2 import encode_row_v2
+    from pyspark_theflash.writer import schema_guard
 
     def key(table: int, rest: bytes) -> bytes:
         return b"t" + ((table ^ (1 << 63)) & ((1 << 64) - 1)).to_bytes(8, "big") + rest
 
-    keys = pa.array([key(500, b"_r" + bytes(8)), b"", b"x", key(7, b"_i" + bytes(8)), key(42, b"_r\x01"),
-                     b"m\x00abc", key(-3, b"_r")], pa.binary())
-    assert _table_ids(keys).tolist() == [500, -1, -1, -1, 42, -1, -3]
-    assert _table_ids(keys.slice(3, 3)).tolist() == [-1, 42, -1]  # a slice: offsets from its own start
-    assert _table_ids(pa.array([b"ab"], pa.binary())).tolist() == [-1]
-    assert _table_ids(pa.array([], pa.binary())).tolist() == []
+    keys = [key(500, b"_r" + bytes(8)), b"", b"x", key(7, b"_i" + bytes(8)), key(42, b"_r\x01"),
+            b"m\x00abc", key(-3, b"_r")]
+    values = [encode_row_v2([(10 + i, Datum("int", i))]) for i in range(len(keys))]
+    n = len(keys)
+
+    def seen(lo: int, hi: int) -> dict[int, list[int]]:
+        """The ids of rows lo..hi, the keys and values slices at different offsets."""
+        m, zeros = hi - lo, np.zeros(hi - lo, dtype=np.uint64)
+        rows = RowColumns(np.full(m, 4, np.uint8), np.ones(m, np.uint8), zeros, zeros, zeros, zeros,
+                          pa.array(keys, pa.binary()).slice(lo, m),
+                          pa.array([b"pad"] + values, pa.binary()).slice(lo + 1, m), pa.array([b""] * m, pa.binary()))
+        return {t: sorted(ids) for t, ids in schema_guard._ids_of_rows(rows).items()}
+
+    assert seen(0, n) == {500: [10], 42: [14]}
+    assert seen(3, 6) == {42: [14]}

@@ -1,6 +1,7 @@
 """Compiled pieces, built by the install step (``scripts/bootstrap.sh``: ``pip install -e .``).
 
 ``cdc_wire``: cdcpb ``ChangeDataEvent`` wire bytes -> columns in one pass (capture/feed_columns.py).
+``row_ids``: the column ids TiDB rows carry, per table, in one pass (writer/schema_guard.py).
 """
 from __future__ import annotations
 
