@@ -135,22 +135,20 @@ class StagedRows:
         self.mark_region(region_id)
         self._append_span(stage, lo, hi)
 
-    def add_stage_events(self, stage: RunStage, j0: int, j1: int, region_ids: np.ndarray) -> None:
+    def add_stage_events(self, stage: RunStage, j0: int, j1: int, region_ids: list[int]) -> None:
         """What events j0..j1 of a run stage (``region_ids``: theirs), as ``add_stage_rows``
-        of each event in turn would add it, without a step per event."""
-        lo, hi = int(stage.starts[j0]), int(stage.starts[j1])
+        of each event in turn would add it (a few events at a time: a step per event in Python
+        costs less than NumPy's per-call overhead)."""
+        starts = stage.starts[j0:j1 + 1].tolist()
+        lo, hi = starts[0], starts[-1]
         if hi == lo:
             return
         # each region change among the events with rows starts a region run
-        counts = np.diff(stage.starts[j0:j1 + 1])
-        with_rows = np.flatnonzero(counts)
-        rids = region_ids[with_rows]
-        change = np.ones(len(rids), dtype=bool)
-        change[1:] = rids[1:] != rids[:-1]
-        if self.region_runs and self.region_runs[-1][1] == int(rids[0]):
-            change[0] = False
-        seqs = self.rows + (stage.starts[j0:j1][with_rows] - lo)
-        self.region_runs.extend(zip(seqs[change].tolist(), rids[change].tolist()))
+        last = self.region_runs[-1][1] if self.region_runs else None
+        for rid, first, end in zip(region_ids, starts, starts[1:]):
+            if end > first and rid != last:
+                self.region_runs.append((self.rows + first - lo, rid))
+                last = rid
         self._append_span(stage, lo, hi)
 
     def _append_span(self, stage: RunStage, lo: int, hi: int) -> None:
