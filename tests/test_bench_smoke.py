@@ -41,6 +41,9 @@ SMOKE = [
     ("capture_rescan.py", ["--commits", "60", "--rate", "60", "--split-merge", "0.2"],
      {"bench": "capture_rescan", "from_zero_exact": True, "incremental_exact": True},
      ["ratio_snapshot_rows", "ratio_rows", "incremental_snapshot_rows"]),
+    ("capture_restarts.py", ["--rows", "20000", "--regions", "4", "--restarts", "2", "--up", "0.2,0.5", "--down", "0.2"],
+     {"bench": "capture_restarts", "rows": 20000, "restarts": 2, "replica_equal": True},
+     ["copy_bytes", "restart_bytes_median", "restart_ratio_median", "copy_capture_peak_rss_mb", "writer_peak_rss_mb"]),
 ]
 
 
