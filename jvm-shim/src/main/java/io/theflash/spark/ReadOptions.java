@@ -161,8 +161,8 @@ public final class ReadOptions implements Serializable {
     }
     Long snapshotTs = ts(givenAs.getOrDefault("snapshot_ts", "snapshot_ts"), opts.get("snapshot_ts"));
     String asOf = blankToNull(opts.get("as_of"));
-    if (asOf != null) {
-      timeToTs(givenAs.getOrDefault("as_of", "as_of"), asOf); // a malformed time, under the name it was given by
+    if (asOf != null) { // a malformed time, under the name it was given by, as the Python source reads it
+      timeToTs(givenAs.getOrDefault("as_of", "as_of"), opts.get("as_of"));
     }
     if (snapshotTs != null && asOf != null) {
       throw new IllegalArgumentException("give either " + givenAs.getOrDefault("snapshot_ts", "snapshot_ts") + " or "
@@ -284,7 +284,8 @@ public final class ReadOptions implements Serializable {
     Map<String, String> given = new LinkedHashMap<>();
     for (String key : FEED_NAMES.keySet()) {
       String value = opts.remove(key);
-      if (value != null && !value.trim().isEmpty()) given.put(key, value.trim());
+      // blank and stripped as Python's str.strip() has it (the Python source's change_feed_options)
+      if (value != null && !AsOfTime.strip(value).isEmpty()) given.put(key, AsOfTime.strip(value));
     }
     if (given.isEmpty()) return null;
     String flag = given.getOrDefault("readchangefeed", "false").toLowerCase(Locale.ROOT);
@@ -375,35 +376,13 @@ public final class ReadOptions implements Serializable {
   }
 
   /**
-   * The last TSO of the millisecond a time names, as the service parses option as_of
-   * (scan/snapshot.py as_of_to_ts): ISO-8601 (UTC unless an offset is given) or unix seconds.
+   * The last TSO of the millisecond a time names, as the service and the Python source read
+   * options as_of, startingTimestamp and endingTimestamp (scan/snapshot.py as_of_to_ts; the
+   * forms are {@link AsOfTime}'s); a malformed time is refused under {@code name}, the option's
+   * name as the user gave it.
    */
   static long timeToTs(String name, String text) {
-    String raw = text.trim();
-    long ms;
-    try {
-      ms = new java.math.BigDecimal(raw).movePointRight(3).setScale(0, java.math.RoundingMode.FLOOR).longValueExact();
-    } catch (NumberFormatException | ArithmeticException notSeconds) {
-      String iso = raw.replace("Z", "+00:00");
-      if (iso.length() > 10 && iso.charAt(10) == ' ') iso = iso.substring(0, 10) + "T" + iso.substring(11);
-      java.time.Instant at = null;
-      try {
-        at = java.time.OffsetDateTime.parse(iso).toInstant();
-      } catch (java.time.format.DateTimeParseException e1) {
-        try {
-          at = java.time.LocalDateTime.parse(iso).toInstant(java.time.ZoneOffset.UTC);
-        } catch (java.time.format.DateTimeParseException e2) {
-          try {
-            at = java.time.LocalDate.parse(iso).atStartOfDay().toInstant(java.time.ZoneOffset.UTC);
-          } catch (java.time.format.DateTimeParseException e3) {
-            throw new IllegalArgumentException("option " + name + "=" + quote(text) + " is not a time: write ISO-8601 "
-                + "like '2026-11-21 06:00:00' (UTC unless an offset such as +08:00 is given) or unix seconds");
-          }
-        }
-      }
-      ms = at.toEpochMilli();
-    }
-    return (ms << 18) | ((1L << 18) - 1);
+    return AsOfTime.toTs(name, text);
   }
 
   /** A stream's own options: a batch change read names its range instead. */
