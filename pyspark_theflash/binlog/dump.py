@@ -19,6 +19,7 @@ from typing import Any
 from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.binlog.errors import BinlogError
 from pyspark_theflash.binlog.position import PositionedEvent
+from pyspark_theflash.codec import tso
 from pyspark_theflash.proto import binlog_pb2
 
 HEX_LIMIT = 64  # bytes of a value or key shown in hex before eliding the rest
@@ -136,15 +137,9 @@ def describe_region(region: binlog_pb2.Region) -> str:
     )
 
 
-def describe_ts(ts: int) -> str:
-    """A TSO as its number and its physical part (ts >> 18 milliseconds) in UTC."""
-    ms, logical = ts >> 18, ts & ((1 << 18) - 1)
-    try:
-        when = dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)
-        text = when.strftime("%Y-%m-%d %H:%M:%S.") + f"{when.microsecond // 1000:03d} UTC"
-    except (OverflowError, OSError, ValueError):
-        text = f"physical {ms} ms"
-    return f"{ts} ({text}, logical {logical})"
+def ts_with_logical(ts: int) -> str:
+    """A TSO as its number, its physical part in UTC (``codec.tso.describe_ts``) and its logical part."""
+    return f"{ts} ({tso.describe_ts(ts)}, logical {tso.logical(ts)})"
 
 
 def value_text(value: Any) -> str:
@@ -228,7 +223,7 @@ def format_event(record: PositionedEvent, schemas: SchemaCache | None = None) ->
             details.append("target " + describe_region(event.admin.merge.target))
     elif payload == "snapshot":
         snapshot = event.snapshot
-        since = f", versions above {describe_ts(snapshot.since_ts)} only" if snapshot.since_ts else ""
+        since = f", versions above {ts_with_logical(snapshot.since_ts)} only" if snapshot.since_ts else ""
         if snapshot.HasField("batch"):  # the columnar form (format 2)
             from pyspark_theflash.binlog.snapshot_batch import snapshot_columns
 
@@ -247,15 +242,15 @@ def format_event(record: PositionedEvent, schemas: SchemaCache | None = None) ->
         if lock_keys:
             details.append(f"first locks: {', '.join(describe_key(k) for k in lock_keys)}")
     elif payload == "resolved_ts":
-        header += f" resolved_ts {describe_ts(event.resolved_ts)}"
+        header += f" resolved_ts {ts_with_logical(event.resolved_ts)}"
     elif payload == "resolved":
         regions = list(event.resolved.regions)
         shown = ", ".join(map(str, regions[:SNAPSHOT_KEYS_SHOWN])) + (", ..." if len(regions) > SNAPSHOT_KEYS_SHOWN else "")
-        header += f" resolved_ts {describe_ts(event.resolved.ts)} for {len(regions)} regions ({shown})"
+        header += f" resolved_ts {ts_with_logical(event.resolved.ts)} for {len(regions)} regions ({shown})"
     elif payload == "ddl":
         ddl = event.ddl
         header += (f" ddl {binlog_pb2.Ddl.Type.Name(ddl.type)} {ddl.db}.{_ddl_table_name(ddl)} (table {ddl.table_id}) "
-                   f"schema version {ddl.schema_version} at {describe_ts(ddl.commit_ts)}")
+                   f"schema version {ddl.schema_version} at {ts_with_logical(ddl.commit_ts)}")
         if ddl.old_table_id:
             details.append(f"retires table {ddl.old_table_id}")
         if ddl.query:

@@ -40,3 +40,13 @@ def datetime_to_ts(value: _dt.datetime, logical_part: int = 0) -> int:
     if value.tzinfo is None:
         value = value.replace(tzinfo=_dt.timezone.utc)
     return compose_ts((value - _EPOCH) // _dt.timedelta(milliseconds=1), logical_part)
+
+
+def describe_ts(ts: int) -> str:
+    """A TSO as a readable UTC time (``2026-11-21 06:00:00.123 UTC``); ``the beginning`` for 0."""
+    if ts <= 0:
+        return "the beginning"
+    try:
+        return ts_to_datetime(ts).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+    except (OverflowError, ValueError):
+        return f"physical {physical_ms(ts)} ms"

@@ -50,7 +50,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
     from pyspark_theflash.scan import plan
     from pyspark_theflash.scan.read import read_partition
-    from pyspark_theflash.scan.snapshot import describe_ts
+    from pyspark_theflash.codec.tso import describe_ts
 
     options = {"upstream": args.upstream, "latch": args.latch, "snapshot_ts": args.snapshot_ts,
                "as_of": args.as_of, "isolation": args.isolation, "region_wait_timeout": args.region_wait_timeout,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Mapping
 
+from pyspark_theflash.codec.tso import describe_ts, physical_ms
 from pyspark_theflash.errors import TheFlashError
 
 # How a front end writes a read option in a remedy: (option, value or None) -> its spelling, or
@@ -41,8 +42,6 @@ class SnapshotTsOutOfRangeError(ScanError):
     """The requested snapshot ts is below the GC safe point or ahead of the upstream TSO."""
 
     def __init__(self, ts: int, safe_point: int, now_ts: int, reason: str) -> None:
-        from pyspark_theflash.scan.snapshot import describe_ts
-
         super().__init__(
             f"snapshot ts {ts} ({describe_ts(ts)}) is {reason}; readable snapshots are "
             f"[{safe_point}, {now_ts}] ({describe_ts(safe_point)} .. {describe_ts(now_ts)}): "
@@ -57,8 +56,6 @@ class ChangesBelowSafePointError(ScanError):
     """A change read whose range starts below the GC safe point: the versions it needs may be gone."""
 
     def __init__(self, table: str, from_ts: int, to_ts: int, safe_point: int, detail: str = "") -> None:
-        from pyspark_theflash.scan.snapshot import describe_ts
-
         super().__init__(
             f"changes of {table} in ({from_ts}, {to_ts}] ({describe_ts(from_ts)} .. {describe_ts(to_ts)}): the range "
             f"starts below the GC safe point {safe_point} ({describe_ts(safe_point)}), so versions it needs may "
@@ -163,8 +160,6 @@ class StalenessBoundExceededError(ScanError):
 
     def __init__(self, table: str, bound_s: float, resolved_ts: int, now_ts: int, why: str) -> None:
         from pyspark_theflash.codec.tso import physical_ms
-        from pyspark_theflash.scan.snapshot import describe_ts
-
         age_s = max(0, physical_ms(now_ts) - physical_ms(resolved_ts)) / 1000.0 if resolved_ts > 0 else float("inf")
         self._facts = (f"{why}, and the newest ts the store has resolved, {resolved_ts} "
                        f"({describe_ts(resolved_ts)}), is {age_s:.1f}s old")

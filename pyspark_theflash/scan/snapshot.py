@@ -22,16 +22,6 @@ class TimestampSource(Protocol):
     def get_ts(self) -> int: ...
 
 
-def describe_ts(ts: int) -> str:
-    """A TSO as a readable UTC time (``2026-11-21 06:00:00.123 UTC``)."""
-    if ts <= 0:
-        return "the beginning"
-    try:
-        return ts_to_datetime(ts).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
-    except (OverflowError, ValueError):
-        return f"physical {physical_ms(ts)} ms"
-
-
 NOT_A_TIME = ("is not a time: write ISO-8601 like '2026-11-21 06:00:00' (UTC unless an offset such as +08:00 is "
               "given) or unix seconds")
 OUTSIDE_TSO = "is outside the times a TSO holds: from 1970-01-01 00:00:00 to 4199-11-24 01:22:57.663 UTC"
