@@ -446,3 +446,109 @@ def test_the_jvm_connector_reads_a_clickhouse_store_as_a_native_one(spark: Any, 
     finally:
         workload.stop()
         rig.close()
+
+
+# -- times: as_of / timestampAsOf, startingTimestamp, endingTimestamp --------------------------
+# Every form the Python side reads (scan/snapshot.py as_of_to_ts: unix seconds as float() reads
+# them, else datetime.fromisoformat; naive = UTC), each read by the jar (AsOfTime.java) too.
+TIME_FORMS = [
+    "2026-11-21", "2026-11-21 06:00:00", "2026-11-21T06:00:00", "2026-11-21T06", "2026-11-21T06:30",
+    "2026-11-21T0630", "2026-11-21T063015", "2026-11-21T06:30:15.123", "2026-11-21T06:30:15,5",
+    "2026-11-21T06:30:15.123456789", "2026-11-21T06:30:15Z", "2026-11-21T14:30:15+08:00", "2026-11-21T14:30:15+0800",
+    "2026-11-21T14:30:15+08", "2026-11-20T22:30:15-08:00", "2026-11-21T12:00:15+05:29:60.5", "20261121T063015",
+    "20261121T063015.25Z", "2026-11-21x06:30", "2026-W47-6", "2026W476T06", "2026-W47", "1763706615", "1763706615.123",
+    "1.763706615e9", "1_763_706_615", "1763706615.9999996", "１７６３７０６６１５", " 2026-11-21 06:00:00\u3000",
+]
+TIME_NAMES = ["timestampAsOf", "as_of", "startingTimestamp", "endingTimestamp"]
+# refused by both, word for word under the name given: malformed, or outside what a TSO holds
+BAD_TIMES = ["yesterday", "2026-11-21T6:00", "2026-11-21T24:00", "2026-11-21T06:00+24:00", "2026-11-21 06:00:00.",
+             "2026-11", "inf", "1969-12-31", "-1", "4200-01-01"]
+
+
+def time_options(name: str, text: str) -> dict[str, str]:
+    if name == "startingTimestamp":
+        return {"readChangeFeed": "true", "startingTimestamp": text, "endingVersion": str(1 << 62)}
+    if name == "endingTimestamp":
+        return {"readChangeFeed": "true", "startingVersion": "2", "endingTimestamp": text}
+    return {name: text}
+
+
+def jvm_times(spark: Any, name: str, texts: list[str]) -> list[tuple[str, Any]]:
+    """What the jar makes of each time given as option ``name``: ("as_of", the text it sends the
+    service), ("ts", the ts it reads at / changes_from) or ("refused", the message)."""
+    from py4j.java_gateway import get_field
+    from pyspark.errors import IllegalArgumentException
+
+    out: list[tuple[str, Any]] = []
+    for text in texts:
+        options = spark._jvm.java.util.HashMap()
+        for key, value in {"server": "http://127.0.0.1:9", "table": TYPES_TABLE, **time_options(name, text)}.items():
+            options.put(key, value)
+        try:
+            read = spark._jvm.io.theflash.spark.ReadOptions.parse(options, None, None, None)
+        except IllegalArgumentException as exc:  # PySpark's, for the JVM's
+            out.append(("refused", str(exc)))
+            continue
+        if name in ("as_of", "timestampAsOf"):
+            out.append(("as_of", str(get_field(read, "asOf"))))
+        else:
+            request = read.request(None, None)
+            out.append(("ts", int(request.get("changes_from" if name == "startingTimestamp" else "snapshot_ts"))))
+    return out
+
+
+def python_time(name: str, text: str) -> tuple[str, Any]:
+    """The same through the Python source's options: ("ts", ts) or ("refused", the message)."""
+    from pyspark_theflash.scan.errors import ScanOptionError
+    from pyspark_theflash.scan.options import ScanOptions
+    from pyspark_theflash.scan.snapshot import requested_ts
+
+    try:
+        options = ScanOptions.from_mapping({"store": "/nowhere", "table": TYPES_TABLE, **time_options(name, text)})
+    except ScanOptionError as exc:
+        return "refused", str(exc)
+    if name == "startingTimestamp":
+        return "ts", options.changes_from
+    return "ts", requested_ts(options)
+
+
+@pytest.mark.parametrize("name", TIME_NAMES)
+def test_the_jar_reads_every_time_the_python_source_reads_to_the_same_ts(jvm_spark: JvmSpark, name: str) -> None:
+    from pyspark_theflash.scan.snapshot import as_of_to_ts
+
+    got = jvm_spark.call(jvm_times, name, TIME_FORMS)
+    for text, (kind, value) in zip(TIME_FORMS, got):
+        expected = python_time(name, text)
+        assert expected[0] == "ts", (text, expected)
+        if kind == "as_of":  # the jar sends the time; the service reads it as the Python source does
+            kind, value = "ts", as_of_to_ts(value)
+        assert (kind, value) == expected, text
+
+
+@pytest.mark.parametrize("name", TIME_NAMES)
+def test_a_bad_time_is_refused_by_the_jar_and_the_python_source_alike_under_the_name_given(
+        jvm_spark: JvmSpark, name: str) -> None:
+    got = jvm_spark.call(jvm_times, name, BAD_TIMES)
+    for text, jar in zip(BAD_TIMES, got):
+        expected = python_time(name, text)
+        assert jar == expected, text
+        assert expected[0] == "refused" and expected[1].startswith(f"option {name}={text!r} is "), expected
+
+
+def jvm_summary(spark: Any, options: dict[str, str]) -> list[tuple[Any, ...]]:
+    rows = spark.read.format("theflash").options(**options).load(TYPES_TABLE)
+    return [tuple(r) for r in rows.selectExpr(*SUMMARY).collect()]
+
+
+def test_a_jar_read_as_of_a_compact_time_with_a_colonless_offset_reads_its_ts(
+        jvm_spark: JvmSpark, served: Served) -> None:
+    import datetime as dt
+
+    from pyspark_theflash.scan.snapshot import as_of_to_ts, ts_to_datetime
+
+    ts = served.fresh_ts()
+    at = (ts_to_datetime(ts) + dt.timedelta(hours=8)).strftime("%Y%m%dT%H%M%S.%f")[:-3] + "+0800"
+    served.fresh_ts()  # more commits after it
+    got = jvm_spark.call(jvm_summary, {"server": served.http_url, "timestampAsOf": at})
+    assert got == jvm_spark.call(jvm_read_at, served.http_url, as_of_to_ts(at))
+    assert got != jvm_spark.call(jvm_summary, {"server": served.http_url})  # not the latest
