@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
+from pyspark_theflash.scan.as_of import as_of_to_ts
 from pyspark_theflash.scan.bearer_token import BearerToken
 from pyspark_theflash.scan.errors import ScanOptionError
 from pyspark_theflash.store.keyspace import Handle
@@ -39,7 +40,7 @@ OPTION_DOCS: list[tuple[str, str, str]] = [
     ("upstream", "address recorded in the store", "the TiDB cluster, `pd://HOST:PORT[,HOST:PORT...]` (TSO and GC from PD, lock status from TiKV, the learner read on resolved ts), or the mini cluster's private service `grpc://host:port`"),
     ("latch", "in-process on the store", "latch service address `grpc://host:port` (`theflash latch serve`)"),
     ("snapshot_ts", "a fresh ts from the upstream TSO", "read at this TSO timestamp"),
-    ("as_of", "-", "read as of this time: ISO-8601 (`2026-11-21 06:00:00`, UTC unless an offset is given) or unix seconds"),
+    ("as_of", "-", "read as of this time: ISO-8601 (`2026-11-21 06:00:00`, UTC unless an offset is given) or unix seconds; the forms taken (`+0800`, `20261121T06`, week dates, ...) are listed once in docs/reading.md (Times)"),
     ("versionAsOf", "-", "Delta's and Iceberg's name of `snapshot_ts`"),
     ("timestampAsOf", "-", "Delta's and Iceberg's name of `as_of`"),
     ("snapshot", "fresh", "without `snapshot_ts`/`as_of`: `fresh` reads at a fresh ts from the upstream TSO (learner read, lock resolution); `resolved` reads at the newest ts every region of the table has resolved in the store, with no call to the upstream (a stopped writer's store, a copy of one, a lagging writer)"),
@@ -209,8 +210,6 @@ def change_feed_options(opts: Mapping[str, Any], stream: bool = False) -> dict[s
         raise ScanOptionError("give startingVersion or startingTimestamp, not both: each is where the change read starts")
     if "endingversion" in given and "endingtimestamp" in given:
         raise ScanOptionError("give endingVersion or endingTimestamp, not both: each is where the change read ends")
-    from pyspark_theflash.scan.snapshot import as_of_to_ts
-
     def version(key: str) -> int:
         try:
             value = int(given[key])
@@ -395,8 +394,6 @@ class ScanOptions:
         snapshot_ts = ts_option("snapshot_ts")
         as_of = opts.get("as_of") or None
         if as_of is not None:
-            from pyspark_theflash.scan.snapshot import as_of_to_ts
-
             as_of_to_ts(as_of, given.get("as_of", "as_of"))  # a malformed time, under the name it was given by
         if snapshot_ts is not None and as_of is not None:
             raise ScanOptionError(f"give either {given.get('snapshot_ts', 'snapshot_ts')} or "
@@ -465,3 +462,12 @@ class ScanOptions:
     def db_and_name(self) -> tuple[str, str]:
         db, _, name = self.table.partition(".")
         return db, name
+
+    def requested_ts(self) -> int | None:
+        """The ts the user asked for (``snapshot_ts``, ``as_of``, the session's pin), or None
+        for "the latest": ``scan.snapshot`` chooses one then."""
+        if self.snapshot_ts is not None:
+            return self.snapshot_ts
+        if self.as_of is not None:
+            return as_of_to_ts(self.as_of)
+        return self.session_snapshot_ts
