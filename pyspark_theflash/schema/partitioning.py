@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from pyspark_theflash.schema import types as T
+from pyspark_theflash.schema.column_stats import ColumnStats
 from pyspark_theflash.schema.errors import SchemaError
 
 if TYPE_CHECKING:
@@ -232,8 +233,6 @@ class Partitioning:
                 [p.name for p, k in zip(self.definitions, keep) if not k])
 
     def _keep(self, table: "TableInfo", predicate: Any) -> list[bool]:
-        from pyspark_theflash.store.predicate import ColumnStats
-
         n = len(self.definitions)
         keys = self.key_columns()
         plain = bool(self.columns) or _COLUMN_RE.match(self.expr) is not None
@@ -244,7 +243,7 @@ class Partitioning:
             return [True] * n
         name = col.name
         if self.type == HASH:
-            wanted = equal_values(predicate, name)
+            wanted = predicate.pinned_values(name)
             if wanted is None:
                 return [True] * n
             hit = {self.locate(table, {name: v}) for v in wanted}
@@ -279,25 +278,6 @@ class Partitioning:
             else:
                 keep.append(bool(predicate.might_match(stats)))
         return keep
-
-
-def equal_values(predicate: Any, column: str) -> list[Any] | None:
-    """The values ``column`` must equal for ``predicate`` to hold (``=`` or IN, possibly under
-    AND), or None when the filter does not pin it."""
-    from pyspark_theflash.store.predicate import And, Comparison, In
-
-    if isinstance(predicate, Comparison) and predicate.op == "==" and predicate.column.lower() == column.lower():
-        return [predicate.value] if isinstance(predicate.value, int) and not isinstance(predicate.value, bool) else None
-    if isinstance(predicate, In) and predicate.column.lower() == column.lower():
-        if all(isinstance(v, int) and not isinstance(v, bool) for v in predicate.values):
-            return list(predicate.values)
-        return None
-    if isinstance(predicate, And):
-        for part in predicate.children:
-            found = equal_values(part, column)
-            if found is not None:
-                return found
-    return None
 
 
 def _get(row: Mapping[str, Any], name: str) -> Any:

@@ -1,5 +1,6 @@
 """The store engine: region caches, TxnMergeTree partitions and parts, MVCC snapshot reads,
 compaction and GC, under a SQLite manifest. See docs/store.md."""
+from pyspark_theflash.schema.column_stats import ColumnStats
 from pyspark_theflash.store.compaction import CompactionResult, gc_versions
 from pyspark_theflash.store.errors import (
     CommitWithoutPrewriteError,
@@ -22,7 +23,7 @@ from pyspark_theflash.store.errors import (
     UnsupportedTableError,
 )
 from pyspark_theflash.store.leases import Lease, Leases
-from pyspark_theflash.store.predicate import ColumnStats, Expr, col
+from pyspark_theflash.store.predicate import Expr, col
 from pyspark_theflash.store.read import PartRef, newest_visible, read_parts
 from pyspark_theflash.store.store import FlushResult, PendingFlush, Store, StoreOptions, WriteResult
 from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, DELMARK, ROWID

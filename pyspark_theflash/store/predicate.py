@@ -25,22 +25,16 @@ from typing import Any, Iterable, Mapping
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pyspark_theflash.schema.column_stats import ColumnStats
 from pyspark_theflash.store.errors import PredicateError
-
-
-@dataclass(frozen=True)
-class ColumnStats:
-    """Min/max statistics of one column over some rows. ``min``/``max`` are None when
-    unknown (or when every value is null)."""
-
-    min: Any
-    max: Any
-    null_count: int | None
-    row_count: int | None
 
 
 _COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
 _NEGATED = {"==": "!=", "!=": "==", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _compare(a: Any, op: str, b: Any) -> bool:
@@ -82,6 +76,11 @@ class Expr(ABC):
     @abstractmethod
     def columns(self) -> frozenset[str]:
         """The columns the filter reads."""
+
+    def pinned_values(self, column: str) -> list[Any] | None:
+        """The integers ``column`` must equal for the filter to hold (``=`` or IN, possibly
+        under AND), or None when the filter does not pin it (hash partition pruning)."""
+        return None
 
     @abstractmethod
     def to_dict(self) -> dict[str, Any]:
@@ -165,6 +164,11 @@ class Comparison(Expr):
     def to_arrow(self, schema: pa.Schema | None = None) -> pc.Expression:
         return self.bound(_column_type(schema, self.column)).to_arrow()
 
+    def pinned_values(self, column: str) -> list[Any] | None:
+        if self.op == "==" and self.column.lower() == column.lower() and _is_int(self.value):
+            return [self.value]
+        return None
+
     def might_match(self, stats: Mapping[str, ColumnStats]) -> bool:
         s = _stats_of(stats, self.column)
         if s is None:
@@ -213,6 +217,11 @@ class In(Expr):
 
     def bound(self, typ: pa.DataType | None) -> "BoundIn":
         return bind_in(self.column, self.values, self.has_null, typ)
+
+    def pinned_values(self, column: str) -> list[Any] | None:
+        if self.column.lower() == column.lower() and all(_is_int(v) for v in self.values):
+            return list(self.values)
+        return None
 
     def to_arrow(self, schema: pa.Schema | None = None) -> pc.Expression:
         return self.bound(_column_type(schema, self.column)).to_arrow()
@@ -338,6 +347,13 @@ class And(Expr):
 
     def might_match(self, stats: Mapping[str, ColumnStats]) -> bool:
         return all(c.might_match(stats) for c in self.children)
+
+    def pinned_values(self, column: str) -> list[Any] | None:
+        for part in self.children:
+            found = part.pinned_values(column)
+            if found is not None:
+                return found
+        return None
 
     def columns(self) -> frozenset[str]:
         return frozenset().union(*(c.columns() for c in self.children))

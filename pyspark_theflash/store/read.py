@@ -38,7 +38,8 @@ import pyarrow.parquet as pq
 from pyspark_theflash.store import integrity
 from pyspark_theflash.store.errors import RowsInEngineError
 from pyspark_theflash.store.lru import BytesLRU
-from pyspark_theflash.store.predicate import ColumnStats, Expr, merge_stats
+from pyspark_theflash.schema.column_stats import ColumnStats
+from pyspark_theflash.store.predicate import Expr, merge_stats
 from pyspark_theflash.store.txn_merge_tree import (
     COMMIT_TS,
     DELMARK,

@@ -28,7 +28,8 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from pyspark_theflash.store.integrity import file_checksum
-from pyspark_theflash.store.predicate import ColumnStats, decode_value, encode_value
+from pyspark_theflash.schema.column_stats import ColumnStats
+from pyspark_theflash.store.predicate import decode_value, encode_value
 
 ROWID = "_tidb_rowid"
 COMMIT_TS = "_tidb_commit_ts"
