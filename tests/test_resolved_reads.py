@@ -22,9 +22,9 @@ from jvm_spark import JvmSpark
 from pyspark_theflash.codec.tso import physical_ms
 from pyspark_theflash.scan import plan
 from pyspark_theflash.scan.errors import RegionWaitTimeoutError, StalenessBoundExceededError
-from pyspark_theflash.scan.planner import lookup_table
+from pyspark_theflash.scan.schema_at import lookup_table
 from pyspark_theflash.scan.resolved import table_resolved_ts
-from pyspark_theflash.scan.snapshot import query_snapshot_ts
+from pyspark_theflash.scan.planner import query_snapshot_ts
 from pyspark_theflash.service import serve
 from pyspark_theflash.store import Store
 from pyspark_theflash.upstream.workloads import BankWorkload, TwoTableBankWorkload
@@ -312,7 +312,7 @@ def test_a_lock_prewritten_after_the_resolved_ts_passed_its_start_ts_does_not_ho
     """TiKV's resolved ts promises that nothing commits at or below it; a transaction that
     started below it may still prewrite after it (and commit above it). A read at a ts the store
     has resolved, served from the store alone, reads past such a lock instead of refusing."""
-    from pyspark_theflash.scan.planner import locks_of
+    from pyspark_theflash.scan.context import locks_of
     from pyspark_theflash.upstream.tidb import Abandoned, make_column
 
     rig = FlashRig(tmp_path)
@@ -449,7 +449,7 @@ def test_a_store_alone_learner_read_waits_for_its_regions_to_cover_the_table_aga
     import threading
 
     from pyspark_theflash.scan.learner import LearnerRead, _first_gap
-    from pyspark_theflash.scan.planner import covering_physical, table_key_range
+    from pyspark_theflash.scan.context import covering_physical, table_key_range
 
     rig, table_id, at, _, close_the_gap = split_in_flight(tmp_path)
     try:

@@ -84,9 +84,9 @@ class TxnMergeTreeEngine(Engine):
                                  keep_alive=False)
 
     def query_snapshot(self, tables: Sequence[str], options: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The one snapshot ts of a query over ``tables`` (``scan.snapshot.query_snapshot_ts``):
+        """The one snapshot ts of a query over ``tables`` (``scan.planner.query_snapshot_ts``):
         fresh, the store's resolved ts (no upstream call), or bounded by ``max_staleness``."""
-        from pyspark_theflash.scan.snapshot import query_snapshot_ts
+        from pyspark_theflash.scan.planner import query_snapshot_ts
 
         opts = {k: str(v) for k, v in dict(options or {}).items()}
         if self._upstream_address and "upstream" not in opts:

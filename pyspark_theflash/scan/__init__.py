@@ -15,7 +15,7 @@ from pyspark_theflash.scan.errors import (
 from pyspark_theflash.scan.options import OPTION_DOCS, ScanOptions
 from pyspark_theflash.scan.partitions import RangeScan, ScanPartition
 from pyspark_theflash.scan.planner import PlanStats, ScanPlan, plan
-from pyspark_theflash.scan.snapshot import as_of_to_ts
+from pyspark_theflash.scan.as_of import as_of_to_ts
 
 __all__ = [
     "LockResolveTimeoutError", "OPTION_DOCS", "PlanStats", "RangeScan", "RegionWaitTimeoutError",

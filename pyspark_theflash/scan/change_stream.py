@@ -125,7 +125,8 @@ class ChangeStream:
     def newest_commit_ts(self) -> int:
         """The newest commit ts the store holds for the table (its parts' statistics): a stream
         whose offset is there or past it has nothing new, and stays where it is."""
-        from pyspark_theflash.scan.planner import lookup_table, open_store
+        from pyspark_theflash.scan.context import open_store
+        from pyspark_theflash.scan.schema_at import lookup_table
 
         with open_store(self.store) as store, store.snapshot() as view:
             info = lookup_table(view, self.table)
@@ -136,7 +137,8 @@ class ChangeStream:
     def _table_state(self) -> tuple[Any, int, int]:
         """(table info, resolved ts over every region of the table, GC safe point) in the store."""
         from pyspark_theflash.scan.errors import TableNotReplicatedError
-        from pyspark_theflash.scan.planner import lookup_table, open_store
+        from pyspark_theflash.scan.context import open_store
+        from pyspark_theflash.scan.schema_at import lookup_table
         from pyspark_theflash.scan.resolved import settled_resolved_ts
 
         deadline = time.monotonic() + self.wait_s
@@ -159,7 +161,7 @@ class ChangeStream:
 
     def _named_at(self, ts: int) -> bool:
         """Whether the store holds a table of the stream's name at ``ts``."""
-        from pyspark_theflash.scan.planner import open_store
+        from pyspark_theflash.scan.context import open_store
 
         with open_store(self.store) as store, store.snapshot() as view:
             try:
@@ -222,7 +224,7 @@ class ChangeStream:
         """A TRUNCATE or DROP + CREATE between the offsets gives the name a new table id, whose
         rows start from nothing: the old rows' deletes are no change of the new table, so a
         stream across it would miss them. It fails instead, naming when."""
-        from pyspark_theflash.scan.planner import open_store
+        from pyspark_theflash.scan.context import open_store
 
         with open_store(self.store) as store, store.snapshot() as view:
             try:
@@ -243,7 +245,7 @@ class ChangeStream:
         batch is refused when the schema in force over it has a column the stream lacks and
         the table still has (the stream would drop its values), or when the stream has a column
         the table no longer has. A restarted query takes the table's columns now."""
-        from pyspark_theflash.scan.planner import open_store
+        from pyspark_theflash.scan.context import open_store
         from pyspark_theflash.store.changes import CHANGE_COLUMNS
 
         if self.stream_columns is None:

@@ -12,23 +12,31 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 from pyspark_theflash.errors import storage_failure
+from pyspark_theflash.scan.catch_up import catch_up
+from pyspark_theflash.scan.context import (
+    check_requested_ts,
+    close_upstream,
+    connect_upstream,
+    covering_physical,
+    covering_regions,
+    locks_of,
+    open_store,
+    physical_key_ranges,
+    upstream_address,
+    upstream_table,
+)
 from pyspark_theflash.scan.errors import (
     ChangesBelowSafePointError,
     MissingRegionsError,
-    RegionWaitTimeoutError,
-    ScanError,
     ScanOptionError,
-    SchemaNotCaughtUpError,
     SnapshotTsOutOfRangeError,
-    StalenessBoundExceededError,
     TableNotReplicatedError,
-    UpstreamUnreachableError,
 )
-from pyspark_theflash.scan.learner import LearnerRead, region_id, region_is_live
+from pyspark_theflash.scan.learner import LearnerRead, region_id
 from pyspark_theflash.scan.lease import ReadLease, default_holder
 from pyspark_theflash.scan.locks import LockResolver
 from pyspark_theflash.scan.options import ScanOptions
@@ -40,10 +48,22 @@ from pyspark_theflash.scan.partitions import (
     merge_group,
 )
 from pyspark_theflash.scan.resolved import settled_resolved_ts, table_resolved_ts, writer_live_on
-from pyspark_theflash.scan.schema_at import table_as_of
-from pyspark_theflash.scan.snapshot import check_snapshot_ts, requested_ts
+from pyspark_theflash.scan.schema_at import lookup_table, no_table_at_ts_message
+from pyspark_theflash.scan.snapshot import (
+    SnapshotKind,
+    StalenessChoice,
+    fresh_or_requested,
+    query_snapshot,
+    store_choice,
+    upstream_safe_point,
+    within_staleness,
+)
 from pyspark_theflash.store.errors import did_you_mean
 from pyspark_theflash.store.views import intersect
+
+# store/history.py and benches read these here
+__all__ = ["PlanStats", "ScanPlan", "covering_regions", "key_value_ranges", "lookup_table", "physical_key_ranges",
+           "plan", "query_snapshot_ts"]
 
 log = logging.getLogger(__name__)
 
@@ -111,57 +131,6 @@ class ScanPlan:
         self.close()
 
 
-def open_store(path: str) -> Any:
-    from pyspark_theflash.store import Store
-
-    return Store.open(path, readonly=True)
-
-
-def upstream_address(options: ScanOptions, view: Any) -> str | None:
-    """The ``upstream`` option, else the address the writer recorded in the store."""
-    if options.upstream:
-        return options.upstream
-    recorded = view.upstream() if hasattr(view, "upstream") else None
-    return str(recorded) if recorded else None
-
-
-def connect_upstream(options: ScanOptions, address: str | None) -> Any:
-    if not address:
-        raise UpstreamUnreachableError(
-            f"reading {options.table}: no upstream address; give .option('upstream', 'grpc://host:port') "
-            "(the address `theflash upstream --serve` prints), or let the writer record it in the store"
-        )
-    from pyspark_theflash.upstream.client import connect
-
-    return connect(address)
-
-
-def table_key_range(table_id: int) -> tuple[bytes, bytes]:
-    """The table's record keys [t{id}_r, t{id}_s) in PD's encoded form (region boundaries)."""
-    from pyspark_theflash.codec.keys import encode_region_key, record_prefix
-
-    prefix = record_prefix(table_id)
-    return encode_region_key(prefix), encode_region_key(prefix[:-1] + b"s")
-
-
-def physical_key_ranges(table_info: Any) -> list[tuple[bytes, bytes]]:
-    """The PD-encoded key ranges of the table's records: its own, or each partition's."""
-    return [table_key_range(i) for i in getattr(table_info, "physical_ids", (int(table_info.id),))]
-
-
-def covering_physical(view: Any, table_ids: Sequence[int]) -> list[Any]:
-    """Live regions overlapping any of ``table_ids``' records, each once."""
-    seen: dict[int, Any] = {}
-    for tid in table_ids:
-        for r, _ in covering_regions(view, tid):
-            seen.setdefault(region_id(r), r)
-    return list(seen.values())
-
-
-def locks_of(view: Any, table_ids: Sequence[int]) -> list[Any]:
-    return [lk for tid in table_ids for lk in view.locks(tid, None, None)]
-
-
 def pruned_partitions(table_info: Any, predicate: Any) -> tuple[list[int], list[str]]:
     """(physical ids to read, names of partitions the filter prunes); an unpartitioned table
     reads its own id."""
@@ -169,19 +138,6 @@ def pruned_partitions(table_info: Any, predicate: Any) -> tuple[list[int], list[
     if partitioning is None:
         return [int(table_info.id)], []
     return partitioning.prune(table_info, predicate)
-
-
-def covering_regions(view: Any, table_id: int) -> list[tuple[Any, tuple[int | None, int | None]]]:
-    """Live regions of ``view`` overlapping the table, with their handle ranges, in handle order."""
-    out = []
-    for r in view.regions():
-        if not region_is_live(r):
-            continue
-        hr = view.region_handle_range(r, table_id)
-        if hr is not None:
-            out.append((r, hr))
-    out.sort(key=lambda item: (item[1][0] is not None, item[1][0] or 0))
-    return out
 
 
 def plan(store_path: str, table: str | None = None, options: Mapping[str, str] | ScanOptions | None = None, *,
@@ -226,39 +182,28 @@ def plan(store_path: str, table: str | None = None, options: Mapping[str, str] |
         store.close()
 
 
+
 def _plan(store: Any, opts: ScanOptions, columns: Sequence[str] | None, hidden: Sequence[str] | None,
           predicate: Any, upstream: Any, latch: Any, started: float) -> ScanPlan:
     with store.snapshot() as view:
         table_info = lookup_table(view, opts.table, opts)
         store_safe_point = int(view.gc_safe_point())
         recorded_upstream = upstream_address(opts, view)
-        no_table = (no_table_at_ts_message(view, opts, int(requested_ts(opts) or 0))
-                    if table_info is None and opts.schema == "as_of" and requested_ts(opts) else None)
+        no_table = (no_table_at_ts_message(view, opts, int(opts.requested_ts() or 0))
+                    if table_info is None and opts.schema == "as_of" and opts.requested_ts() else None)
         resolved = table_resolved_ts(view, table_info, opts.table) if table_info is not None else None
         # the store's tables a wrong name is closest to (did you mean ...?)
         hint = did_you_mean(opts.table, [f"{t.db}.{t.name}" for t in view.tables()]) if table_info is None else ""
-    requested = requested_ts(opts)
-    if table_info is not None and resolved is not None:
-        # A ts the store has resolved over the table is served from the store alone: no
-        # upstream call at all (a stopped writer's store, a copy of one, a lagging writer).
-        if requested is None and opts.snapshot == "resolved":
-            if not resolved.servable:
-                resolved = settled_resolved_ts(store.snapshot, table_info, opts.table, opts.region_wait_timeout_s,
-                                               writer_live=writer_live_on(opts.store, opts.latch))
-            if not resolved.servable:
-                _refuse_unresolved(opts, resolved)
-            return _plan_from_store(store, opts, table_info, resolved.ts, "resolved", columns, hidden, predicate,
-                                    latch, store_safe_point, started)
-        if requested is not None and resolved.servable and requested <= resolved.ts:
-            store_safe_point = max(store_safe_point,
-                                   _upstream_safe_point(opts, upstream, recorded_upstream, requested, resolved.ts))
-            return _plan_from_store(store, opts, table_info, requested, "requested", columns, hidden, predicate,
-                                    latch, store_safe_point, started, readable_until=resolved.ts)
-    elif requested is None and opts.snapshot == "resolved":
-        raise TableNotReplicatedError(
-            f"store {opts.store} has no table {opts.table}{hint}: snapshot=resolved reads what the store holds, and "
-            "the writer has not stored this table (is it replicating it? theflash writer --tables ...)")
-    if requested is None and opts.max_staleness_s is not None and table_info is not None:
+    # 1. choose the snapshot ts (scan.snapshot): from the store alone, within max_staleness, or upstream's
+    from_store = store_choice(
+        opts, table_info is not None, resolved, hint, store_safe_point,
+        settle=lambda: settled_resolved_ts(store.snapshot, table_info, opts.table, opts.region_wait_timeout_s,
+                                           writer_live=writer_live_on(opts.store, opts.latch)),
+        safe_point_upstream=lambda at, until: upstream_safe_point(opts, upstream, recorded_upstream, at, until))
+    if from_store is not None:
+        return _plan_from_store(store, opts, table_info, from_store.ts, from_store.how, columns, hidden, predicate,
+                                latch, from_store.safe_point, started, readable_until=from_store.readable_until)
+    if opts.requested_ts() is None and opts.max_staleness_s is not None and table_info is not None:
         return _plan_bounded(store, opts, table_info, columns, hidden, predicate, upstream, latch, recorded_upstream,
                              store_safe_point, started)
     own_upstream = upstream is None
@@ -278,77 +223,11 @@ def _plan(store: Any, opts: ScanOptions, columns: Sequence[str] | None, hidden: 
         return _plan_at_ts(store, opts, table_info, read_columns, read_hidden, predicate, upstream, latch,
                            store_safe_point, started)
     finally:
-        if own_upstream and hasattr(upstream, "close"):
-            upstream.close()
+        if own_upstream:
+            close_upstream(upstream)
 
 
-def check_requested_ts(upstream: Any, opts: ScanOptions, store_safe_point: int = 0) -> None:
-    """Refuse the ts the user asked for when it is below the GC safe point or ahead of the
-    upstream's TSO (``SnapshotTsOutOfRangeError``)."""
-    at = requested_ts(opts)
-    if not at:
-        return
-    try:
-        fresh = upstream.get_ts()
-        gc_upstream = int(upstream.gc_safe_point())
-    except Exception as exc:
-        raise UpstreamUnreachableError(f"reading {opts.table}: the upstream did not answer: {exc}") from exc
-    check_snapshot_ts(int(at), max(gc_upstream, store_safe_point), fresh)
-
-
-def no_table_at_ts_message(view: Any, opts: ScanOptions, ts: int) -> str:
-    """Why a read at ``ts`` (schema=as_of) finds no table of the name: when the table that has
-    the name now was created, if the store knows one."""
-    from pyspark_theflash.codec.tso import ts_to_datetime
-    from pyspark_theflash.store.errors import UnknownTableNameError
-
-    def when(t: int) -> str:
-        return f"ts {t} ({ts_to_datetime(t).strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]} UTC)"
-
-    head = f"table {opts.table} did not exist at {when(ts)}"
-    try:
-        now = view.table(opts.table)
-    except UnknownTableNameError:
-        return (f"{head}: no table had that name then, and store {opts.store} has no table of that name now "
-                "(or the writer does not replicate it); check the name and the ts")
-    created = view.histories().get(int(now.id))
-    if created is not None and created.created_ts > ts:
-        return (f"{head}: the table of that name was created at {when(created.created_ts)} (table id {now.id}); "
-                f"read at or after that ts, or with schema=current to read today's table at ts")
-    return (f"{head}: no table had that name then (store {opts.store}); read with schema=current to read "
-            f"today's table {opts.table} at ts")
-
-
-def _upstream_safe_point(opts: ScanOptions, upstream: Any, address: str | None, ts: int, resolved_ts: int) -> int:
-    """The upstream's GC safe point when it answers (a read below it is refused, as TiDB
-    refuses one), else 0: a store whose upstream is gone still serves what it has resolved."""
-    own = upstream is None
-    try:
-        if own:
-            if not address:
-                return 0
-            upstream = connect_upstream(opts, address)
-        return int(upstream.gc_safe_point())
-    except Exception as exc:
-        if isinstance(exc, UpstreamUnreachableError) or _unreachable(exc):
-            log.info("reading %s at ts %s from the store alone: the upstream is unreachable (%s)", opts.table, ts, exc)
-            return 0
-        raise
-    finally:
-        if own and upstream is not None and hasattr(upstream, "close"):
-            upstream.close()
-
-
-def _refuse_unresolved(opts: ScanOptions, resolved: Any) -> None:
-    if resolved.gaps:
-        raise MissingRegionsError(opts.table, opts.store, list(resolved.gaps))
-    raise ScanError(
-        f"reading {opts.table} with snapshot=resolved: the store has resolved no ts over it yet (its regions "
-        f"{list(resolved.regions)} have no resolved ts): wait until the writer has applied the upstream's resolved "
-        "ts (theflash writer status), or read snapshot=fresh")
-
-
-def _plan_from_store(store: Any, opts: ScanOptions, table_info: Any, ts: int, how: str,
+def _plan_from_store(store: Any, opts: ScanOptions, table_info: Any, ts: int, how: SnapshotKind,
                      columns: Sequence[str] | None, hidden: Sequence[str] | None, predicate: Any, latch: Any,
                      store_safe_point: int, started: float, readable_until: int = 0) -> ScanPlan:
     """Plan a read at ``ts`` <= the store's resolved ts over the table: every region already
@@ -380,114 +259,47 @@ def result_latch(result: ScanPlan, latch: Any, opts: ScanOptions) -> Any:
 def _plan_bounded(store: Any, opts: ScanOptions, table_info: Any, columns: Sequence[str] | None,
                   hidden: Sequence[str] | None, predicate: Any, upstream: Any, latch: Any,
                   recorded_upstream: str | None, store_safe_point: int, started: float) -> ScanPlan:
-    """``max_staleness``: a fresh ts if the store catches up to it within the bound, else the
-    store's resolved ts if it is no older than the bound, else ``StalenessBoundExceededError``."""
-    from dataclasses import replace
-
+    """``max_staleness`` (``scan.snapshot.within_staleness``): the plan at a fresh ts if the
+    store catches up to it within the bound, else the plan at the store's resolved ts."""
     bound = float(opts.max_staleness_s or 0.0)
     wait = min(bound, opts.region_wait_timeout_s)
-    now_ts = 0
-    why = ""
-    own_upstream = upstream is None
-    try:
-        if upstream is None:
-            upstream = connect_upstream(opts, recorded_upstream)
-        now_ts = int(upstream.get_ts())
+
+    def at_fresh_ts(client: Any, now_ts: int) -> ScanPlan:
         fresh_opts = replace(opts, max_staleness_s=None, region_wait_timeout_s=wait)
         read_columns = _resolve_columns(table_info, opts, columns)
-        try:
-            planned = _plan_at_ts(store, fresh_opts, table_info, read_columns,
-                                  tuple(hidden) if hidden is not None else opts.hidden,
-                                  _with_table_names(predicate, table_info), upstream, latch, store_safe_point, started)
-        except RegionWaitTimeoutError as exc:
-            why = f"the store did not catch up to a fresh ts within {wait:g}s ({len(exc.lagging)} region(s) behind)"
-        except SchemaNotCaughtUpError:
-            why = f"the store did not catch up to a fresh ts within {wait:g}s (its schema changes up to it)"
-        else:
-            planned.options = opts
-            return planned
-    except UpstreamUnreachableError as exc:
-        why = f"the upstream cannot give a fresh ts ({exc})"
-    except Exception as exc:
-        if not _unreachable(exc):
-            raise
-        why = f"the upstream cannot give a fresh ts ({exc})"
-    finally:
-        if own_upstream and upstream is not None and hasattr(upstream, "close"):
-            upstream.close()
-    if not now_ts:
-        from pyspark_theflash.codec.tso import compose_ts
+        return _plan_at_ts(store, fresh_opts, table_info, read_columns,
+                           tuple(hidden) if hidden is not None else opts.hidden,
+                           _with_table_names(predicate, table_info), client, latch, store_safe_point, started)
 
-        now_ts = compose_ts(int(time.time() * 1000), 0)  # no TSO: this machine's clock says how old
-    resolved = settled_resolved_ts(store.snapshot, table_info, opts.table, min(1.0, opts.region_wait_timeout_s),
-                                   writer_live=writer_live_on(opts.store, opts.latch))
-    from pyspark_theflash.codec.tso import physical_ms
-
-    if resolved.servable and physical_ms(now_ts) - physical_ms(resolved.ts) <= bound * 1000:
-        return _plan_from_store(store, opts, table_info, resolved.ts, "resolved", columns, hidden, predicate, latch,
-                                store_safe_point, started)
-    if resolved.gaps:
-        why += f"; no region of the store holds {resolved.gaps[0]}"
-    raise StalenessBoundExceededError(opts.table, bound, resolved.ts, now_ts, why)
+    choice: StalenessChoice[ScanPlan] = within_staleness(
+        opts.table, bound, wait, upstream, lambda: connect_upstream(opts, recorded_upstream),
+        lambda client: int(client.get_ts()), at_fresh_ts, lambda table: "the store",
+        lambda wait_s: [settled_resolved_ts(store.snapshot, table_info, opts.table, wait_s,
+                                            writer_live=writer_live_on(opts.store, opts.latch))],
+        min(1.0, opts.region_wait_timeout_s))
+    if choice.caught_up is not None:
+        planned = choice.caught_up
+        planned.options = opts
+        return planned
+    return _plan_from_store(store, opts, table_info, choice.ts, choice.how, columns, hidden, predicate, latch,
+                            store_safe_point, started)
 
 
-def _unreachable(exc: BaseException | None) -> bool:
-    """A failure to reach the upstream: a gRPC UNAVAILABLE or DEADLINE_EXCEEDED, raised as it is
-    or as the cause of the upstream client's error."""
-    from pyspark_theflash.upstream.pd_client import PDUnavailableError
+def query_snapshot_ts(store: str, tables: list[str], options: Mapping[str, str] | None = None, *,
+                      upstream: Any = None, latch: Any = None) -> dict[str, Any]:
+    """The one snapshot ts of a query over ``tables`` of ``store`` (``scan.snapshot.query_snapshot``),
+    with ``max_staleness``'s catch-up the planner's: each table planned at the fresh ts
+    (isolation RC: no lock is decided) within what is left of the wait."""
 
-    seen = 0
-    while exc is not None and seen < 5:
-        if isinstance(exc, PDUnavailableError):  # pd://: no PD member answered
-            return True
-        code = getattr(exc, "code", None)
-        try:
-            name = str(code().name) if callable(code) else ""
-        except Exception:
-            name = ""
-        if name in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
-            return True
-        exc, seen = exc.__cause__, seen + 1
-    return False
+    def catch_up_tables(opts: Sequence[ScanOptions], client: Any, ts: int, wait_s: float) -> None:
+        deadline = time.monotonic() + wait_s
+        for o in opts:
+            # the learner read of each table at the fresh ts, within what is left of the wait
+            left = max(0.001, deadline - time.monotonic())
+            checked = replace(o, snapshot_ts=ts, max_staleness_s=None, region_wait_timeout_s=left, isolation="RC")
+            plan(store, options=checked, upstream=client, latch=latch).close()
 
-
-def lookup_table(view: Any, table: str, options: ScanOptions | None = None, ts: int | None = None) -> Any:
-    """The store's schema of ``db.table`` a read uses, or None when the store does not have it:
-    the current one, or with option ``schema=as_of`` the one in force at ``ts`` (default: the
-    ts the options ask for; none asked: the current one), once the store has every schema
-    change up to it (``scan.schema_at``)."""
-    from pyspark_theflash.store.errors import UnknownTableNameError
-
-    try:
-        # as_of means something only for a ts the user named; a fresh ts reads the current table
-        if options is not None and options.schema == "as_of" and requested_ts(options):
-            return table_as_of(view, table, ts or int(requested_ts(options) or 0), options)
-        return view.table(table)
-    except UnknownTableNameError:
-        return None
-
-
-def upstream_table(upstream: Any, opts: ScanOptions) -> Any:
-    from pyspark_theflash.schema import TableInfo
-
-    db, name = opts.db_and_name
-    try:
-        return TableInfo.from_json(upstream.table_info(db, name), db=db)
-    except Exception as exc:
-        raise TableNotReplicatedError(
-            f"table {opts.table} is neither in store {opts.store} nor known upstream ({exc})"
-            f"{store_hint(opts) or '; check the name'}"
-        ) from exc
-
-
-def store_hint(opts: ScanOptions) -> str:
-    """``"; did you mean db.t?"`` with the store's tables closest to the option ``table``, or ""."""
-    try:
-        with open_store(opts.store) as store, store.snapshot() as view:
-            return did_you_mean(opts.table, [f"{t.db}.{t.name}" for t in view.tables()])
-    except Exception:  # a hint only: the error it adds to says what went wrong
-        return ""
-
+    return query_snapshot(store, tables, options, upstream=upstream, latch=latch, catch_up=catch_up_tables)
 
 _COLUMN_KEYS = ("col", "in", "is_null", "is_not_null", "starts_with")
 
@@ -532,20 +344,13 @@ def _resolve_columns(table_info: Any, opts: ScanOptions, columns: Sequence[str] 
     return tuple(known[c.lower()] for c in read_columns)
 
 
+
 def _plan_at_ts(store: Any, opts: ScanOptions, table_info: Any, read_columns: tuple[str, ...] | None,
                 read_hidden: tuple[str, ...], predicate: Any, upstream: Any, latch: Any,
                 store_safe_point: int, started: float) -> ScanPlan:
-    table_id = int(table_info.id)
-    try:
-        fresh = upstream.get_ts()
-        gc_upstream = int(upstream.gc_safe_point())
-    except Exception as exc:
-        raise UpstreamUnreachableError(f"reading {opts.table}: the upstream did not answer: {exc}") from exc
-    ts = requested_ts(opts) or fresh
-    safe_point = max(gc_upstream, store_safe_point)
-    check_snapshot_ts(ts, safe_point, fresh)
+    ts, safe_point, fresh = fresh_or_requested(upstream, opts, store_safe_point)
     result = _leased_plan(opts, table_info, ts, latch, safe_point, fresh, upstream)
-    result.stats.snapshot = "requested" if requested_ts(opts) else "fresh"
+    result.stats.snapshot = "requested" if opts.requested_ts() else "fresh"
     try:
         _catch_up_and_partition(result, store, upstream, result_latch(result, latch, opts), read_columns, read_hidden,
                                 predicate)
@@ -592,46 +397,14 @@ def _leased_plan(opts: ScanOptions, table_info: Any, ts: int, latch: Any, safe_p
 
 def _catch_up_and_partition(result: ScanPlan, store: Any, upstream: Any, latch: Any,
                             columns: tuple[str, ...] | None, hidden: tuple[str, ...], predicate: Any) -> None:
-    opts, ts = result.options, result.ts
     # a partitioned table's rows live under its partitions' ids: the ones the filter can match
     ids, result.pruned_partitions = pruned_partitions(result.table_info, predicate)
-    learner = LearnerRead(
-        snapshot=store.snapshot,
-        covering=lambda v: covering_physical(v, ids),
-        upstream=upstream, latch=latch, ts=ts, table=opts.table, key_range=table_key_range(result.table_id),
-        key_ranges=tuple(table_key_range(i) for i in ids) if result.table_info.partitioning is not None else (),
-    )
-    deadline = time.monotonic() + opts.region_wait_timeout_s
-
-    def region_locks(view: Any) -> list[Any]:
-        """The locks of the regions over the table's range, whatever table they lock: any of
-        them holds its region's resolved ts back (a region may span several tables)."""
-        over = {region_id(r) for r in learner.regions_over_range(view)}
-        return [lk for lk in view.locks() if int(lk.region_id) in over]
-
-    def held_by_lock(view: Any, region: Any) -> bool:
-        """The region's resolved ts waits on a transaction the store holds a lock of."""
-        rid = region_id(region)
-        return any(int(lk.region_id) == rid and int(lk.start_ts) <= int(region.resolved_ts) + 1
-                   for lk in region_locks(view))
-
-    resolve_locks = lock_wait = None
-    early = None
-    if opts.isolation == "SI":
-        early = LockResolver(upstream=upstream, learner=learner, ts=ts, locks=region_locks)
-        resolve_locks = early.decide_pending
-
-        def lock_timeout(view: Any) -> BaseException | None:
-            alive = early.pending_alive(view)
-            return early.timeout_error(alive, opts.lock_wait_timeout_s) if alive else None
-
-        lock_wait = (opts.lock_wait_timeout_s, lock_timeout)
-    view = learner.run(deadline, opts.region_wait_timeout_s, resolve_locks=resolve_locks, held_by_lock=held_by_lock,
-                       lock_wait=lock_wait)
+    caught = catch_up(store.snapshot, upstream, latch, result.ts, result.options, result.table_id, ids,
+                      result.table_info.partitioning is not None)
     try:
-        _partition(result, learner, view, upstream, columns, hidden, predicate, early)
+        _partition(result, caught.learner, caught.view, upstream, columns, hidden, predicate, caught.early)
     finally:
-        view.close()
+        caught.view.close()
 
 
 def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,

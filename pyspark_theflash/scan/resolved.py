@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from pyspark_theflash.scan.context import physical_key_ranges
 from pyspark_theflash.scan.learner import ranges_overlap, region_id, region_is_live
 
 
@@ -42,8 +43,6 @@ class ResolvedTs:
 def table_resolved_ts(view: Any, table_info: Any, table: str) -> ResolvedTs:
     """The newest ts every live region of ``view`` over the table's records (a partitioned
     table: every partition's) has resolved."""
-    from pyspark_theflash.scan.planner import physical_key_ranges
-
     live = [r for r in view.regions() if region_is_live(r)]
     found: dict[int, Any] = {}
     gaps: list[tuple[bytes, bytes]] = []

@@ -10,15 +10,58 @@ store in which some region's resolved ts reached ts has applied every DDL at or 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
+from pyspark_theflash.codec.tso import ts_to_datetime
+from pyspark_theflash.scan.context import check_requested_ts, close_upstream, connect_upstream, upstream_address
 from pyspark_theflash.scan.errors import SchemaNotCaughtUpError
 from pyspark_theflash.scan.options import ScanOptions
+from pyspark_theflash.store.errors import UnknownTableNameError
+
+if TYPE_CHECKING:
+    from pyspark_theflash.schema import TableInfo
+    from pyspark_theflash.store.views import StoreView
 
 POLL_S = 0.05
 
 
-def table_as_of(view: Any, table: str, ts: int, options: ScanOptions) -> Any:
+def lookup_table(view: StoreView, table: str, options: ScanOptions | None = None,
+                 ts: int | None = None) -> TableInfo | None:
+    """The store's schema of ``db.table`` a read uses, or None when the store does not have it:
+    the current one, or with option ``schema=as_of`` the one in force at ``ts`` (default: the
+    ts the options ask for; none asked: the current one), once the store has every schema
+    change up to it (``table_as_of``)."""
+    try:
+        # as_of means something only for a ts the user named; a fresh ts reads the current table
+        if options is not None and options.schema == "as_of" and options.requested_ts():
+            return table_as_of(view, table, ts or int(options.requested_ts() or 0), options)
+        return view.table(table)
+    except UnknownTableNameError:
+        return None
+
+
+def no_table_at_ts_message(view: StoreView, opts: ScanOptions, ts: int) -> str:
+    """Why a read at ``ts`` (schema=as_of) finds no table of the name: when the table that has
+    the name now was created, if the store knows one."""
+
+    def when(t: int) -> str:
+        return f"ts {t} ({ts_to_datetime(t).strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]} UTC)"
+
+    head = f"table {opts.table} did not exist at {when(ts)}"
+    try:
+        now = view.table(opts.table)
+    except UnknownTableNameError:
+        return (f"{head}: no table had that name then, and store {opts.store} has no table of that name now "
+                "(or the writer does not replicate it); check the name and the ts")
+    created = view.histories().get(int(now.id))
+    if created is not None and created.created_ts > ts:
+        return (f"{head}: the table of that name was created at {when(created.created_ts)} (table id {now.id}); "
+                f"read at or after that ts, or with schema=current to read today's table at ts")
+    return (f"{head}: no table had that name then (store {opts.store}); read with schema=current to read "
+            f"today's table {opts.table} at ts")
+
+
+def table_as_of(view: StoreView, table: str, ts: int, options: ScanOptions) -> TableInfo:
     """``view.table_at(table, ts)`` once the store knows every schema change at or below ts
     (waiting for the writer up to the read's region_wait_timeout); raises
     ``UnknownTableNameError`` when no table had the name then."""
@@ -48,9 +91,7 @@ def table_as_of(view: Any, table: str, ts: int, options: ScanOptions) -> Any:
             time.sleep(POLL_S)
 
 
-def _refuse_out_of_range(view: Any, ts: int, options: ScanOptions) -> None:
-    from pyspark_theflash.scan.planner import check_requested_ts, connect_upstream, upstream_address
-
+def _refuse_out_of_range(view: StoreView, ts: int, options: ScanOptions) -> None:
     try:
         upstream = connect_upstream(options, upstream_address(options, view))
     except Exception:
@@ -58,5 +99,4 @@ def _refuse_out_of_range(view: Any, ts: int, options: ScanOptions) -> None:
     try:
         check_requested_ts(upstream, options, int(view.gc_safe_point()))
     finally:
-        if hasattr(upstream, "close"):
-            upstream.close()
+        close_upstream(upstream)

@@ -325,13 +325,8 @@ def _predicate(filter: Any, opts: ScanOptions, upstream: Any) -> Any:
     if isinstance(filter, Expr):
         return filter
     from pyspark_theflash.scan.filter_json import filter_from_json
-    from pyspark_theflash.scan.planner import (
-        connect_upstream,
-        lookup_table,
-        open_store,
-        upstream_address,
-        upstream_table,
-    )
+    from pyspark_theflash.scan.context import connect_upstream, open_store, upstream_address, upstream_table
+    from pyspark_theflash.scan.schema_at import lookup_table
 
     with open_store(opts.store) as st, st.snapshot() as view:
         info = lookup_table(view, opts.table, opts)

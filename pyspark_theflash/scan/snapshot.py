@@ -1,80 +1,222 @@
-"""Choosing the one snapshot ts of a query and checking that it can be served.
+"""Choosing the one snapshot ts of a read or a query: the only place a snapshot ts is chosen.
 
 The ts comes from, in order: the ``snapshot_ts`` option, the ``as_of`` option, the session's
 pinned ts (``theflash.snapshot_ts``), else a fresh ts from the upstream TSO. A ts below the
 GC safe point (old versions may be gone) or ahead of the TSO (commits at or below it may
 still come) is refused with the readable range in the message.
+
+Besides a fresh or requested ts, the store can serve a ts on its own (``scan.resolved``):
+
+* ``snapshot=resolved``: the newest ts every region of the read has resolved in the store;
+* a requested ts at or below that resolved ts: served without asking the upstream for more
+  than its safe point;
+* ``max_staleness``: a fresh ts if the store catches up to it within the bound (or
+  ``region_wait_timeout`` if shorter), else the resolved ts if no older than the bound, else
+  ``StalenessBoundExceededError``.
+
+Catching up to a fresh ts is the learner read, a step of the plan above this module: the
+choosers that need it take it as a function (``catch_up``), and the planner hands its own.
+
+    store_choice(...)        a read's ts from the store alone, or None (the planner)
+    fresh_or_requested(...)  a read's ts from the upstream (the planner)
+    within_staleness(...)    max_staleness (the planner and query_snapshot)
+    query_snapshot(...)      one ts for every table of a query (the service's POST /v1/snapshots)
+    pinned_ts(...)           a session's pin (spark.pin.pinned_snapshot)
 """
 from __future__ import annotations
 
-import datetime as _dt
-import math
+import logging
 import time
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, Literal, Mapping, Sequence, TypeVar
 
-from pyspark_theflash.codec.errors import ValueOutOfRangeError
-from pyspark_theflash.codec.tso import datetime_to_ts, physical_ms, ts_to_datetime
-from pyspark_theflash.scan.errors import ScanOptionError, SnapshotTsOutOfRangeError
+from pyspark_theflash.codec.tso import compose_ts, physical_ms, ts_to_datetime
+from pyspark_theflash.scan.as_of import as_of_to_ts
+from pyspark_theflash.scan.context import (
+    Upstream,
+    check_snapshot_ts,
+    close_upstream,
+    connect_upstream,
+    open_store,
+    unreachable,
+    upstream_address,
+    upstream_range,
+)
+from pyspark_theflash.scan.errors import (
+    MissingRegionsError,
+    RegionWaitTimeoutError,
+    ScanError,
+    ScanOptionError,
+    SchemaNotCaughtUpError,
+    StalenessBoundExceededError,
+    TableNotReplicatedError,
+    UpstreamUnreachableError,
+)
 from pyspark_theflash.scan.options import ScanOptions
+from pyspark_theflash.scan.resolved import ResolvedTs, settled_resolved_ts, writer_live_on
+from pyspark_theflash.scan.schema_at import lookup_table
+from pyspark_theflash.store.errors import did_you_mean
 
+__all__ = ["SnapshotKind", "StoreChoice", "StalenessChoice", "as_of_to_ts", "check_snapshot_ts",
+           "fresh_or_requested", "pinned_ts", "query_snapshot", "requested_ts", "store_choice", "ts_to_datetime",
+           "upstream_safe_point", "within_staleness"]
 
-class TimestampSource(Protocol):
-    def get_ts(self) -> int: ...
+log = logging.getLogger(__name__)
 
-
-NOT_A_TIME = ("is not a time: write ISO-8601 like '2026-11-21 06:00:00' (UTC unless an offset such as +08:00 is "
-              "given) or unix seconds")
-OUTSIDE_TSO = "is outside the times a TSO holds: from 1970-01-01 00:00:00 to 4199-11-24 01:22:57.663 UTC"
-
-
-def as_of_to_ts(text: str, name: str = "as_of") -> int:
-    """The TSO of a point in time: unix seconds (what ``float()`` reads), else ISO-8601 as
-    ``datetime.fromisoformat`` reads it (naive = UTC). The logical part is the largest, so every
-    commit stamped within that millisecond is visible. A malformed time, or one no TSO holds, is
-    refused under ``name``, the option's name as the user gave it. The connector jar reads the
-    same (jvm-shim AsOfTime.java; tests/test_jvm_source.py runs both over the same texts)."""
-    raw = str(text).strip()
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = None
-    if seconds is not None:
-        if not math.isfinite(seconds):
-            raise ScanOptionError(f"option {name}={text!r} {NOT_A_TIME}")
-        try:
-            moment = _dt.datetime.fromtimestamp(seconds, _dt.timezone.utc)
-        except (OverflowError, ValueError, OSError):
-            raise ScanOptionError(f"option {name}={text!r} {OUTSIDE_TSO}") from None
-    else:
-        try:
-            moment = _dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        except ValueError:
-            raise ScanOptionError(f"option {name}={text!r} {NOT_A_TIME}") from None
-    try:
-        return datetime_to_ts(moment, (1 << 18) - 1)
-    except ValueOutOfRangeError:
-        raise ScanOptionError(f"option {name}={text!r} {OUTSIDE_TSO}") from None
+# how a ts was chosen: a fresh TSO, the store's resolved ts, or the one the user asked for
+SnapshotKind = Literal["fresh", "resolved", "requested"]
+T = TypeVar("T")
 
 
 def requested_ts(options: ScanOptions) -> int | None:
     """The ts the user asked for, or None for "the latest"."""
-    if options.snapshot_ts is not None:
-        return options.snapshot_ts
-    if options.as_of is not None:
-        return as_of_to_ts(options.as_of)
-    return options.session_snapshot_ts
+    return options.requested_ts()
 
 
-def check_snapshot_ts(ts: int, safe_point: int, now_ts: int) -> None:
-    """Refuse a ts outside [safe_point, now_ts]."""
-    if ts < safe_point:
-        raise SnapshotTsOutOfRangeError(ts, safe_point, now_ts, "below the GC safe point (older versions may be gone)")
-    if ts > now_ts:
-        raise SnapshotTsOutOfRangeError(ts, safe_point, now_ts, "in the future (ahead of the upstream TSO)")
+# -- one table's read -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StoreChoice:
+    """A ts the store serves alone: every region holds every commit at or below it and no
+    undecided lock. ``safe_point``: what the ts is checked against; ``readable_until``: the
+    store's resolved ts (the top of the readable range an error names; 0: ``ts``)."""
+
+    ts: int
+    how: SnapshotKind
+    safe_point: int
+    readable_until: int = 0
 
 
-def query_snapshot_ts(store: str, tables: list[str], options: dict[str, str] | None = None, *,
-                      upstream: Any = None, latch: Any = None) -> dict[str, Any]:
+def store_choice(opts: ScanOptions, has_table: bool, resolved: ResolvedTs | None, hint: str,
+                 store_safe_point: int, settle: Callable[[], ResolvedTs],
+                 safe_point_upstream: Callable[[int, int], int]) -> StoreChoice | None:
+    """The ts a read of one table takes from the store alone, or None when it needs the
+    upstream. ``resolved``: the store's resolved ts over the table (None when the store has
+    no such table; ``hint``: the names it is closest to); ``settle()`` waits for a resolved
+    ts a split in flight holds back; ``safe_point_upstream(ts, resolved_ts)``: the upstream's
+    GC safe point, 0 when it does not answer."""
+    requested = opts.requested_ts()
+    if has_table and resolved is not None:
+        # A ts the store has resolved over the table is served from the store alone: no
+        # upstream call at all (a stopped writer's store, a copy of one, a lagging writer).
+        if requested is None and opts.snapshot == "resolved":
+            if not resolved.servable:
+                resolved = settle()
+            if not resolved.servable:
+                refuse_unresolved(opts, resolved)
+            return StoreChoice(resolved.ts, "resolved", store_safe_point)
+        if requested is not None and resolved.servable and requested <= resolved.ts:
+            safe_point = max(store_safe_point, safe_point_upstream(requested, resolved.ts))
+            return StoreChoice(requested, "requested", safe_point, readable_until=resolved.ts)
+    elif requested is None and opts.snapshot == "resolved":
+        raise TableNotReplicatedError(
+            f"store {opts.store} has no table {opts.table}{hint}: snapshot=resolved reads what the store holds, and "
+            "the writer has not stored this table (is it replicating it? theflash writer --tables ...)")
+    return None
+
+
+def refuse_unresolved(opts: ScanOptions, resolved: ResolvedTs) -> None:
+    if resolved.gaps:
+        raise MissingRegionsError(opts.table, opts.store, list(resolved.gaps))
+    raise ScanError(
+        f"reading {opts.table} with snapshot=resolved: the store has resolved no ts over it yet (its regions "
+        f"{list(resolved.regions)} have no resolved ts): wait until the writer has applied the upstream's resolved "
+        "ts (theflash writer status), or read snapshot=fresh")
+
+
+def upstream_safe_point(opts: ScanOptions, upstream: Any, address: str | None, ts: int, resolved_ts: int) -> int:
+    """The upstream's GC safe point when it answers (a read below it is refused, as TiDB
+    refuses one), else 0: a store whose upstream is gone still serves what it has resolved."""
+    own = upstream is None
+    try:
+        if own:
+            if not address:
+                return 0
+            upstream = connect_upstream(opts, address)
+        return int(upstream.gc_safe_point())
+    except Exception as exc:
+        if isinstance(exc, UpstreamUnreachableError) or unreachable(exc):
+            log.info("reading %s at ts %s from the store alone: the upstream is unreachable (%s)", opts.table, ts, exc)
+            return 0
+        raise
+    finally:
+        if own:
+            close_upstream(upstream)
+
+
+def fresh_or_requested(upstream: Upstream, opts: ScanOptions, store_safe_point: int) -> tuple[int, int, int]:
+    """(ts, safe point, the upstream's TSO now) of a read the upstream serves: the ts asked
+    for, else a fresh one; refused outside [safe point, now]."""
+    fresh, gc_upstream = upstream_range(upstream, opts.table)
+    ts = opts.requested_ts() or fresh
+    safe_point = max(gc_upstream, store_safe_point)
+    check_snapshot_ts(ts, safe_point, fresh)
+    return ts, safe_point, fresh
+
+
+# -- bounded staleness ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StalenessChoice(Generic[T]):
+    """``max_staleness``'s choice: ``fresh`` with what catching up to it made (``caught_up``),
+    or the store's ``resolved`` ts."""
+
+    ts: int
+    how: SnapshotKind
+    caught_up: T | None = None
+
+
+def within_staleness(what: str, bound_s: float, wait_s: float, upstream: Any, connect: Callable[[], Any],
+                     fresh_ts: Callable[[Any], int], catch_up: Callable[[Any, int], T], behind: Callable[[str], str],
+                     resolved: Callable[[float], Sequence[ResolvedTs]], resolved_wait_s: float) -> StalenessChoice[T]:
+    """A fresh ts if ``catch_up(upstream, ts)`` reaches it (within ``wait_s``, its business),
+    else the newest ts ``resolved(wait)`` says the store has resolved over every table of
+    ``what``, if it is no older than ``bound_s``; else ``StalenessBoundExceededError``.
+    ``upstream``: a client, or None to ``connect()`` one (closed here); ``fresh_ts``: the TSO
+    (an ``UpstreamUnreachableError`` or a gRPC UNAVAILABLE means there is none); ``behind(table)``:
+    who did not catch up, as the error says it."""
+    now_ts = 0
+    why = ""
+    own = upstream is None
+    try:
+        if upstream is None:
+            upstream = connect()
+        now_ts = fresh_ts(upstream)
+        try:
+            caught_up = catch_up(upstream, now_ts)
+        except RegionWaitTimeoutError as exc:
+            why = (f"{behind(exc.table)} did not catch up to a fresh ts within {wait_s:g}s "
+                   f"({len(exc.lagging)} region(s) behind)")
+        except SchemaNotCaughtUpError as exc:  # schema=as_of: the schema changes up to the fresh ts are not in
+            why = (f"{behind(exc.table)} did not catch up to a fresh ts within {wait_s:g}s "
+                   "(its schema changes up to it are not in the store yet)")
+        else:
+            return StalenessChoice(now_ts, "fresh", caught_up)
+    except UpstreamUnreachableError as exc:
+        why = f"the upstream cannot give a fresh ts ({exc})"
+    except Exception as exc:
+        if not unreachable(exc):
+            raise
+        why = f"the upstream cannot give a fresh ts ({exc})"
+    finally:
+        if own:
+            close_upstream(upstream)
+    if not now_ts:
+        now_ts = compose_ts(int(time.time() * 1000), 0)  # no TSO: this machine's clock says how old
+    found = resolved(resolved_wait_s)
+    ts = min(r.ts for r in found)
+    if all(r.servable for r in found) and physical_ms(now_ts) - physical_ms(ts) <= bound_s * 1000:
+        return StalenessChoice(ts, "resolved")
+    gaps = [g for r in found for g in r.gaps]
+    if gaps:
+        why += f"; no region of the store holds {gaps[0]}"
+    raise StalenessBoundExceededError(what, bound_s, ts, now_ts, why)
+
+
+# -- a query over several tables ------------------------------------------------------------------
+QueryCatchUp = Callable[[Sequence[ScanOptions], Any, int, float], None]
+
+
+def query_snapshot(store: str, tables: list[str], options: Mapping[str, str] | None, *, upstream: Any,
+                   latch: Any, catch_up: QueryCatchUp) -> dict[str, Any]:
     """The one snapshot ts of a query over ``tables`` of ``store`` (the JVM connector asks
     once per Spark query, ``POST /v1/snapshots``), chosen as ``options`` say:
 
@@ -83,43 +225,19 @@ def query_snapshot_ts(store: str, tables: list[str], options: dict[str, str] | N
     * ``snapshot=resolved``: the newest ts every region of every table has resolved in the
       store (the least of the tables' resolved ts), with no upstream call.
     * ``max_staleness``: a fresh ts if every table catches up to it within the bound (or
-      ``region_wait_timeout`` if shorter), else the resolved ts if it is no older than the
-      bound, else ``StalenessBoundExceededError``.
+      ``region_wait_timeout`` if shorter: ``catch_up(tables' options, upstream, ts, wait)``),
+      else the resolved ts if it is no older than the bound, else ``StalenessBoundExceededError``.
 
     Returns ``{"ts", "snapshot": "fresh" | "resolved", "tables"}``."""
-    from dataclasses import replace
-
-    from pyspark_theflash.codec.tso import compose_ts
-    from pyspark_theflash.scan.errors import (
-        MissingRegionsError,
-        RegionWaitTimeoutError,
-        ScanError,
-        SchemaNotCaughtUpError,
-        StalenessBoundExceededError,
-        TableNotReplicatedError,
-        UpstreamUnreachableError,
-    )
-    from pyspark_theflash.scan.planner import (
-        _unreachable,
-        connect_upstream,
-        lookup_table,
-        open_store,
-        plan,
-        upstream_address,
-    )
-    from pyspark_theflash.scan.resolved import settled_resolved_ts, writer_live_on
-
     if not tables:
         raise ScanOptionError("a query snapshot needs the tables the query reads (field tables: [\"db.table\", ...])")
     base = {k: v for k, v in dict(options or {}).items() if v is not None}
     opts = [ScanOptions.from_mapping({**base, "store": store, "table": t}) for t in tables]
     first = opts[0]
-    if requested_ts(first) is not None:
+    if first.requested_ts() is not None:
         raise ScanOptionError("a query snapshot is chosen for reads that name no ts: leave snapshot_ts / as_of out")
 
-    from pyspark_theflash.store.errors import did_you_mean
-
-    def resolved_now(wait_s: float) -> tuple[int, list[Any]]:
+    def resolved_now(wait_s: float) -> list[ResolvedTs]:
         with open_store(store) as opened:
             found = []
             for o in opts:
@@ -130,76 +248,71 @@ def query_snapshot_ts(store: str, tables: list[str], options: dict[str, str] | N
                     raise TableNotReplicatedError(f"store {store} has no table {o.table}{hint}: the store alone cannot "
                                                   "serve it (is the writer replicating it? theflash writer --tables ...)")
                 found.append(settled_resolved_ts(opened.snapshot, info, o.table, wait_s,
-                                                  writer_live=writer_live_on(store, o.latch)))
-        return min(r.ts for r in found), found
+                                                 writer_live=writer_live_on(store, o.latch)))
+        return found
 
-    def resolved_answer() -> dict[str, Any]:
-        ts, found = resolved_now(first.region_wait_timeout_s)
+    def answer(ts: int, how: SnapshotKind) -> dict[str, Any]:
+        return {"ts": ts, "snapshot": how, "tables": list(tables)}
+
+    if first.snapshot == "resolved":
+        found = resolved_now(first.region_wait_timeout_s)
         for r in found:
             if r.gaps:
                 raise MissingRegionsError(r.table, store, list(r.gaps))
             if r.ts <= 0:
                 raise ScanError(f"reading {r.table} with snapshot=resolved: the store has resolved no ts over it yet; "
                                 "wait for the writer (theflash writer status), or read snapshot=fresh")
-        return {"ts": ts, "snapshot": "resolved", "tables": list(tables)}
+        return answer(min(r.ts for r in found), "resolved")
 
-    if first.snapshot == "resolved":
-        return resolved_answer()
-    own_upstream = upstream is None
-    now_ts = 0
-    why = ""
-    try:
-        if upstream is None:
-            with open_store(store) as opened, opened.snapshot() as view:
-                address = upstream_address(first, view)
-            upstream = connect_upstream(first, address)
+    def connect() -> Any:
+        with open_store(store) as opened, opened.snapshot() as view:
+            address = upstream_address(first, view)
+        return connect_upstream(first, address)
+
+    if first.max_staleness_s is None:
+        own = upstream is None
         try:
-            now_ts = int(upstream.get_ts())
-        except Exception as exc:
-            if first.max_staleness_s is None:
+            if upstream is None:
+                upstream = connect()
+            try:
+                return answer(int(upstream.get_ts()), "fresh")
+            except Exception as exc:
                 raise UpstreamUnreachableError(f"choosing the snapshot of a query over {', '.join(tables)}: the "
                                                f"upstream did not answer: {exc}") from exc
-            why = f"the upstream cannot give a fresh ts ({exc})"
-        if now_ts and first.max_staleness_s is None:
-            return {"ts": now_ts, "snapshot": "fresh", "tables": list(tables)}
-        if now_ts:
-            bound = float(first.max_staleness_s or 0.0)
-            deadline = time.monotonic() + min(bound, first.region_wait_timeout_s)
-            try:
-                for o in opts:
-                    # the learner read of each table at the fresh ts, within what is left of the wait
-                    left = max(0.001, deadline - time.monotonic())
-                    checked = replace(o, snapshot_ts=now_ts, max_staleness_s=None, region_wait_timeout_s=left,
-                                      isolation="RC")
-                    plan(store, options=checked, upstream=upstream, latch=latch).close()
-                return {"ts": now_ts, "snapshot": "fresh", "tables": list(tables)}
-            except RegionWaitTimeoutError as exc:
-                why = (f"{exc.table} did not catch up to a fresh ts within {min(bound, first.region_wait_timeout_s):g}s "
-                       f"({len(exc.lagging)} region(s) behind)")
-            except SchemaNotCaughtUpError as exc:  # schema=as_of: the schema changes up to the fresh ts are not in
-                why = (f"{exc.table} did not catch up to a fresh ts within {min(bound, first.region_wait_timeout_s):g}s "
-                       "(its schema changes up to it are not in the store yet)")
-            except UpstreamUnreachableError as exc:
-                why = f"the upstream cannot give a fresh ts ({exc})"
-            except Exception as exc:
-                if not _unreachable(exc):
-                    raise
-                why = f"the upstream cannot give a fresh ts ({exc})"
-    except UpstreamUnreachableError as exc:
-        if first.max_staleness_s is None:
-            raise
-        why = f"the upstream cannot give a fresh ts ({exc})"
+        finally:
+            if own:
+                close_upstream(upstream)
+
+    def tso(client: Any) -> int:
+        try:
+            return int(client.get_ts())
+        except Exception as exc:  # any failure: the store's resolved ts may still do
+            raise UpstreamUnreachableError(str(exc)) from exc
+
+    bound = float(first.max_staleness_s)
+    wait = min(bound, first.region_wait_timeout_s)
+    choice: StalenessChoice[None] = within_staleness(
+        ", ".join(tables), bound, wait, upstream, connect, tso,
+        lambda client, ts: catch_up(opts, client, ts, wait), lambda table: table,
+        resolved_now, min(1.0, first.region_wait_timeout_s))
+    return answer(choice.ts, choice.how)
+
+
+# -- a session's pin ------------------------------------------------------------------------------
+def pinned_ts(store: str, ts: int | None = None, upstream: str | None = None) -> int:
+    """The ts a session pins (``spark.pin.pinned_snapshot``): ``ts``, else a fresh one;
+    refused outside [the upstream's and the store's GC safe point, the upstream's TSO]."""
+    options = ScanOptions(store=store, table="pinned.snapshot", upstream=upstream)
+    with open_store(store) as opened, opened.snapshot() as view:
+        store_safe_point = int(view.gc_safe_point())
+        address = upstream_address(options, view)
+    client = connect_upstream(options, address)
+    try:
+        now = int(client.get_ts())
+        upstream_safe_point = int(client.gc_safe_point())
     finally:
-        if own_upstream and upstream is not None and hasattr(upstream, "close"):
-            upstream.close()
-    bound = float(first.max_staleness_s or 0.0)
-    if not now_ts:
-        now_ts = compose_ts(int(time.time() * 1000), 0)  # no TSO: this machine's clock says how old
-    ts, found = resolved_now(min(1.0, first.region_wait_timeout_s))
-    servable = all(r.servable for r in found)
-    if servable and physical_ms(now_ts) - physical_ms(ts) <= bound * 1000:
-        return {"ts": ts, "snapshot": "resolved", "tables": list(tables)}
-    gaps = [g for r in found for g in r.gaps]
-    if gaps:
-        why += f"; no region of the store holds {gaps[0]}"
-    raise StalenessBoundExceededError(", ".join(tables), bound, ts, now_ts, why)
+        client.close()
+    if ts is None:
+        ts = now
+    check_snapshot_ts(int(ts), max(upstream_safe_point, store_safe_point), now)
+    return int(ts)

@@ -29,28 +29,14 @@ def pinned_snapshot(spark: Any, store: str, ts: int | None = None, upstream: str
     never sees the session conf, and a pin it ignored would read the latest data instead."""
     from pyspark_theflash.latch import connect as connect_latch
     from pyspark_theflash.scan.lease import ReadLease, default_holder
-    from pyspark_theflash.scan.options import ScanOptions
-    from pyspark_theflash.scan.planner import connect_upstream, open_store, upstream_address
-    from pyspark_theflash.scan.snapshot import check_snapshot_ts
+    from pyspark_theflash.scan.snapshot import pinned_ts
     from pyspark_theflash.spark.session import has_connector_jar
 
     if not has_connector_jar(spark):
         raise RuntimeError("pinned_snapshot() pins reads of the connector jar, and this session reads through the "
                            "Python data source, which never sees the session conf: start the session with "
                            "theflash_session() (the jar), or give each read option snapshot_ts")
-    options = ScanOptions(store=store, table="pinned.snapshot", upstream=upstream)
-    with open_store(store) as opened, opened.snapshot() as view:
-        store_safe_point = int(view.gc_safe_point())
-        address = upstream_address(options, view)
-    client = connect_upstream(options, address)
-    try:
-        now = int(client.get_ts())
-        upstream_safe_point = int(client.gc_safe_point())
-    finally:
-        client.close()
-    if ts is None:
-        ts = now
-    check_snapshot_ts(int(ts), max(upstream_safe_point, store_safe_point), now)
+    ts = pinned_ts(store, ts, upstream)
     lease = ReadLease(connect_latch(store, latch), int(ts), lease_ttl_s, default_holder("pinned_snapshot"))
     previous = spark.conf.get(SESSION_SNAPSHOT_OPTION, None)
     spark.conf.set(SESSION_SNAPSHOT_OPTION, str(ts))

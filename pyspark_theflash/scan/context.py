@@ -1,0 +1,197 @@
+"""What a read knows of its store and its upstream, below every step of a plan.
+
+A read opens the store read-only, finds the upstream (the ``upstream`` option, else the
+address the writer recorded), maps the table to the PD-encoded key ranges of its records and
+to the live regions over them, and checks a ts against the readable range
+[GC safe point, the upstream's TSO]. The snapshot chooser (``scan.snapshot``), the learner read
+(``scan.catch_up``) and the planner (``scan.planner``) all ask here; nothing here imports them.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any, Iterator, Protocol, Sequence
+
+from pyspark_theflash.codec.keys import encode_region_key, record_prefix
+from pyspark_theflash.scan.errors import (
+    SnapshotTsOutOfRangeError,
+    TableNotReplicatedError,
+    UpstreamUnreachableError,
+)
+from pyspark_theflash.scan.learner import region_id, region_is_live
+from pyspark_theflash.scan.options import ScanOptions
+from pyspark_theflash.store.errors import did_you_mean
+
+if TYPE_CHECKING:
+    from pyspark_theflash.schema import TableInfo
+    from pyspark_theflash.store import Store
+    from pyspark_theflash.store.views import LockInfo, RegionState, StoreView
+
+HandleBound = Any  # an int64 handle, or a clustered common handle's key bytes; None = unbounded
+
+
+class Upstream(Protocol):
+    """What a read asks of its upstream before the learner read: the TSO, the GC safe point and
+    a table's schema (``upstream.connect`` gives one; tests pass their own)."""
+
+    def get_ts(self) -> int: ...
+
+    def gc_safe_point(self) -> int: ...
+
+    def table_info(self, db: str, table: str) -> dict[str, Any]: ...
+
+
+def open_store(path: str) -> Store:
+    from pyspark_theflash.store import Store
+
+    return Store.open(path, readonly=True)
+
+
+def upstream_address(options: ScanOptions, view: StoreView) -> str | None:
+    """The ``upstream`` option, else the address the writer recorded in the store."""
+    if options.upstream:
+        return options.upstream
+    recorded = view.upstream() if hasattr(view, "upstream") else None
+    return str(recorded) if recorded else None
+
+
+def connect_upstream(options: ScanOptions, address: str | None) -> Any:
+    if not address:
+        raise UpstreamUnreachableError(
+            f"reading {options.table}: no upstream address; give .option('upstream', 'grpc://host:port') "
+            "(the address `theflash upstream --serve` prints), or let the writer record it in the store"
+        )
+    from pyspark_theflash.upstream.client import connect
+
+    return connect(address)
+
+
+def close_upstream(upstream: object) -> None:
+    """Close a client this read connected itself (a client handed in is its giver's)."""
+    if upstream is not None and hasattr(upstream, "close"):
+        upstream.close()
+
+
+@contextlib.contextmanager
+def recorded_upstream(options: ScanOptions, upstream: Any = None) -> Iterator[Any]:
+    """``upstream`` if given, else a client of the store's upstream, closed after the block."""
+    if upstream is not None:
+        yield upstream
+        return
+    with open_store(options.store) as opened, opened.snapshot() as view:
+        address = upstream_address(options, view)
+    client = connect_upstream(options, address)
+    try:
+        yield client
+    finally:
+        close_upstream(client)
+
+
+def unreachable(exc: BaseException | None) -> bool:
+    """A failure to reach the upstream: a gRPC UNAVAILABLE or DEADLINE_EXCEEDED, raised as it is
+    or as the cause of the upstream client's error."""
+    from pyspark_theflash.upstream.pd_client import PDUnavailableError
+
+    seen = 0
+    while exc is not None and seen < 5:
+        if isinstance(exc, PDUnavailableError):  # pd://: no PD member answered
+            return True
+        code = getattr(exc, "code", None)
+        try:
+            name = str(code().name) if callable(code) else ""
+        except Exception:
+            name = ""
+        if name in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
+            return True
+        exc, seen = exc.__cause__, seen + 1
+    return False
+
+
+# -- the readable range --------------------------------------------------------------------------
+def check_snapshot_ts(ts: int, safe_point: int, now_ts: int) -> None:
+    """Refuse a ts outside [safe_point, now_ts]."""
+    if ts < safe_point:
+        raise SnapshotTsOutOfRangeError(ts, safe_point, now_ts, "below the GC safe point (older versions may be gone)")
+    if ts > now_ts:
+        raise SnapshotTsOutOfRangeError(ts, safe_point, now_ts, "in the future (ahead of the upstream TSO)")
+
+
+def upstream_range(upstream: Upstream, table: str) -> tuple[int, int]:
+    """(a fresh TSO, the upstream's GC safe point); ``UpstreamUnreachableError`` naming the read
+    of ``table`` when the upstream does not answer."""
+    try:
+        fresh = upstream.get_ts()
+        gc_upstream = int(upstream.gc_safe_point())
+    except Exception as exc:
+        raise UpstreamUnreachableError(f"reading {table}: the upstream did not answer: {exc}") from exc
+    return fresh, gc_upstream
+
+
+def check_requested_ts(upstream: Upstream, opts: ScanOptions, store_safe_point: int = 0) -> None:
+    """Refuse the ts the user asked for when it is below the GC safe point or ahead of the
+    upstream's TSO (``SnapshotTsOutOfRangeError``)."""
+    at = opts.requested_ts()
+    if not at:
+        return
+    fresh, gc_upstream = upstream_range(upstream, opts.table)
+    check_snapshot_ts(int(at), max(gc_upstream, store_safe_point), fresh)
+
+
+# -- the table's keys and regions ----------------------------------------------------------------
+def table_key_range(table_id: int) -> tuple[bytes, bytes]:
+    """The table's record keys [t{id}_r, t{id}_s) in PD's encoded form (region boundaries)."""
+    prefix = record_prefix(table_id)
+    return encode_region_key(prefix), encode_region_key(prefix[:-1] + b"s")
+
+
+def physical_key_ranges(table_info: TableInfo) -> list[tuple[bytes, bytes]]:
+    """The PD-encoded key ranges of the table's records: its own, or each partition's."""
+    return [table_key_range(i) for i in getattr(table_info, "physical_ids", (int(table_info.id),))]
+
+
+def covering_regions(view: StoreView, table_id: int) -> list[tuple[RegionState, tuple[HandleBound, HandleBound]]]:
+    """Live regions of ``view`` overlapping the table, with their handle ranges, in handle order."""
+    out = []
+    for r in view.regions():
+        if not region_is_live(r):
+            continue
+        hr = view.region_handle_range(r, table_id)
+        if hr is not None:
+            out.append((r, hr))
+    out.sort(key=lambda item: (item[1][0] is not None, item[1][0] or 0))
+    return out
+
+
+def covering_physical(view: StoreView, table_ids: Sequence[int]) -> list[RegionState]:
+    """Live regions overlapping any of ``table_ids``' records, each once."""
+    seen: dict[int, RegionState] = {}
+    for tid in table_ids:
+        for r, _ in covering_regions(view, tid):
+            seen.setdefault(region_id(r), r)
+    return list(seen.values())
+
+
+def locks_of(view: StoreView, table_ids: Sequence[int]) -> list[LockInfo]:
+    return [lk for tid in table_ids for lk in view.locks(tid, None, None)]
+
+
+# -- the table's schema --------------------------------------------------------------------------
+def upstream_table(upstream: Upstream, opts: ScanOptions) -> TableInfo:
+    from pyspark_theflash.schema import TableInfo
+
+    db, name = opts.db_and_name
+    try:
+        return TableInfo.from_json(upstream.table_info(db, name), db=db)
+    except Exception as exc:
+        raise TableNotReplicatedError(
+            f"table {opts.table} is neither in store {opts.store} nor known upstream ({exc})"
+            f"{store_hint(opts) or '; check the name'}"
+        ) from exc
+
+
+def store_hint(opts: ScanOptions) -> str:
+    """``"; did you mean db.t?"`` with the store's tables closest to the option ``table``, or ""."""
+    try:
+        with open_store(opts.store) as store, store.snapshot() as view:
+            return did_you_mean(opts.table, [f"{t.db}.{t.name}" for t in view.tables()])
+    except Exception:  # a hint only: the error it adds to says what went wrong
+        return ""
