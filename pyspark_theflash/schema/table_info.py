@@ -103,6 +103,27 @@ class ColumnInfo:
         return T.type_name(self.tp)
 
     # --- JSON
+    @property
+    def type_text(self) -> str:
+        """The type as TiDB's ``SHOW CREATE TABLE`` writes it: ``DECIMAL(12,2)``,
+        ``BIGINT UNSIGNED``, ``ENUM('a','b')``, ``VARBINARY(32)``, ``DATETIME(6)``."""
+        name = self.type_name
+        if self.tp in T.STRING_TYPES and self.is_binary_string:
+            name = {"CHAR": "BINARY", "VARCHAR": "VARBINARY", "VAR_STRING": "VARBINARY"}.get(name, name)
+        elif self.tp in T.BLOB_TYPES or self.tp == T.TYPE_BLOB:
+            name = {"BLOB": "TEXT", "TINYBLOB": "TINYTEXT", "MEDIUMBLOB": "MEDIUMTEXT", "LONGBLOB": "LONGTEXT"}.get(name, name)
+        if self.tp in (T.TYPE_ENUM, T.TYPE_SET):
+            return name + "(" + ",".join("'" + e.replace("'", "''") + "'" for e in self.elems) + ")"
+        if self.tp in T.DECIMAL_TYPES and self.flen > 0:
+            name += f"({self.flen},{max(self.decimal, 0)})"
+        elif self.tp in (T.TYPE_DATETIME, T.TYPE_TIMESTAMP, T.TYPE_DURATION) and self.decimal > 0:
+            name += f"({self.decimal})"
+        elif self.tp in (T.TYPE_BIT,) or (self.tp in (T.TYPE_STRING, T.TYPE_VARCHAR, T.TYPE_VAR_STRING) and self.flen > 0):
+            name += f"({self.flen})"
+        if self.unsigned and self.tp not in (T.TYPE_BIT, T.TYPE_YEAR):  # TiDB flags YEAR unsigned too
+            name += " UNSIGNED"
+        return name
+
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> ColumnInfo:
         name = parse_name(d.get("name"), "column")

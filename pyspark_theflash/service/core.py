@@ -48,7 +48,7 @@ class ReadService:
         out = []
         for info in self.stores.get(store).tables():
             schema = arrow_schema(info, toward_spark=True)
-            tidb_types = {c.name: tidb_type_text(c) for c in select_columns(info, None)}
+            tidb_types = {c.name: c.type_text for c in select_columns(info, None)}
             full = arrow_schema(info, hidden=HIDDEN_READABLE, toward_spark=True)
             out.append({"table": f"{info.db}.{info.name}", "id": int(info.id), "schema_version": int(info.schema_version),
                         "fields": [{"name": f.name, "type": str(f.type), "nullable": f.nullable,
@@ -159,26 +159,3 @@ class ReadService:
     def close(self) -> None:
         self.sessions.close()
         self.stores.close()
-
-
-def tidb_type_text(col: Any) -> str:
-    """A column's type as TiDB's ``SHOW CREATE TABLE`` writes it: ``DECIMAL(12,2)``,
-    ``BIGINT UNSIGNED``, ``ENUM('a','b')``, ``VARBINARY(32)``, ``DATETIME(6)``."""
-    from pyspark_theflash.schema import types as T
-
-    name = col.type_name
-    if col.tp in T.STRING_TYPES and col.is_binary_string:
-        name = {"CHAR": "BINARY", "VARCHAR": "VARBINARY", "VAR_STRING": "VARBINARY"}.get(name, name)
-    elif col.tp in T.BLOB_TYPES or col.tp == T.TYPE_BLOB:
-        name = {"BLOB": "TEXT", "TINYBLOB": "TINYTEXT", "MEDIUMBLOB": "MEDIUMTEXT", "LONGBLOB": "LONGTEXT"}.get(name, name)
-    if col.tp in (T.TYPE_ENUM, T.TYPE_SET):
-        return name + "(" + ",".join("'" + e.replace("'", "''") + "'" for e in col.elems) + ")"
-    if col.tp in T.DECIMAL_TYPES and col.flen > 0:
-        name += f"({col.flen},{max(col.decimal, 0)})"
-    elif col.tp in (T.TYPE_DATETIME, T.TYPE_TIMESTAMP, T.TYPE_DURATION) and col.decimal > 0:
-        name += f"({col.decimal})"
-    elif col.tp in (T.TYPE_BIT,) or (col.tp in (T.TYPE_STRING, T.TYPE_VARCHAR, T.TYPE_VAR_STRING) and col.flen > 0):
-        name += f"({col.flen})"
-    if col.unsigned and col.tp not in (T.TYPE_BIT, T.TYPE_YEAR):  # TiDB flags YEAR unsigned too
-        name += " UNSIGNED"
-    return name

@@ -146,12 +146,10 @@ def _handle_text(handle: Any) -> str | None:
 def create_table_text(info: Any) -> str:
     """The table at one schema version as TiDB's ``SHOW CREATE TABLE`` would write it (columns,
     primary key; no indexes or options, which the replica does not keep)."""
-    from pyspark_theflash.service.core import tidb_type_text
-
     cols = []
     for c in info.columns:
         if getattr(c, "is_public", True):
-            cols.append(f"`{c.name}` {tidb_type_text(c)}{' NOT NULL' if c.not_null else ''}")
+            cols.append(f"`{c.name}` {c.type_text}{' NOT NULL' if c.not_null else ''}")
     pk = list(info.primary_key)
     if pk:
         cols.append("PRIMARY KEY (" + ", ".join(f"`{n}`" for n in pk) + ")")
@@ -160,8 +158,6 @@ def create_table_text(info: Any) -> str:
 
 def schema_change(before: Any, after: Any) -> str:
     """What changed from ``before`` to ``after`` as DDL clauses (``CREATE TABLE`` for the first)."""
-    from pyspark_theflash.service.core import tidb_type_text
-
     if before is None:
         return "CREATE TABLE"
     changes = []
@@ -171,8 +167,8 @@ def schema_change(before: Any, after: Any) -> str:
     new = {c.id: c for c in after.columns}
     for cid, c in new.items():
         if cid not in old:
-            changes.append(f"ADD COLUMN `{c.name}` {tidb_type_text(c)}")
-        elif old[cid].name != c.name or tidb_type_text(old[cid]) != tidb_type_text(c):
-            changes.append(f"CHANGE COLUMN `{old[cid].name}` `{c.name}` {tidb_type_text(c)}")
+            changes.append(f"ADD COLUMN `{c.name}` {c.type_text}")
+        elif old[cid].name != c.name or old[cid].type_text != c.type_text:
+            changes.append(f"CHANGE COLUMN `{old[cid].name}` `{c.name}` {c.type_text}")
     changes += [f"DROP COLUMN `{c.name}`" for cid, c in old.items() if cid not in new]
     return ", ".join(changes) or "no column change (index, option or partition DDL)"
