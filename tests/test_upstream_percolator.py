@@ -13,7 +13,7 @@ from pyspark_theflash.codec import Lock, Write, encode_record_key
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.upstream.cluster import MiniCluster
 from pyspark_theflash.upstream.async_commit import resolve_txn
-from pyspark_theflash.upstream.client import SecondaryLocks
+from pyspark_theflash.txn.status import SecondaryLocks, TxnAction, TxnFate
 from pyspark_theflash.upstream.errors import (
     CommitTsExpiredError,
     GCTooEarlyError,
@@ -133,12 +133,12 @@ def test_killed_after_prewrite_transaction_is_rolled_back_by_check_txn_status_af
     # The client dies here. Before the TTL runs out the transaction counts as alive ...
     within_ttl = compose_ts(physical_ms(start) + 10, 0)
     status = cluster.check_txn_status(K[1], start, within_ttl, within_ttl)
-    assert (status.state, status.ttl_ms) == ("locked", 50)
+    assert (status.fate, status.ttl_ms) == (TxnFate.LOCKED, 50)
     # ... after it, CheckTxnStatus rolls the primary back and says so.
     after_ttl = compose_ts(physical_ms(start) + 51, 0)
     status = cluster.check_txn_status(K[1], start, after_ttl, after_ttl)
-    assert (status.state, status.action) == ("rolled_back", "ttl_expire_rollback")
-    assert cluster.check_txn_status(K[1], start, after_ttl, after_ttl).state == "rolled_back"
+    assert (status.fate, status.action) == (TxnFate.ROLLED_BACK, TxnAction.TTL_EXPIRE_ROLLBACK)
+    assert cluster.check_txn_status(K[1], start, after_ttl, after_ttl).fate == TxnFate.ROLLED_BACK
     assert [r.key for r in sink.rows(binlog_pb2.Row.ROLLBACK)] == [K[1]]
     # The secondary is still locked until a reader resolves it.
     assert [lk.key for lk in cluster.store.locks()] == [K[2]]
@@ -151,14 +151,14 @@ def test_check_txn_status_reports_commit_ts_of_a_committed_transaction(cluster: 
     start, commit = two_pc(cluster, [Mutation(PUT, K[1], b"a"), Mutation(PUT, K[2], b"b")])
     now = cluster.get_ts()
     status = cluster.check_txn_status(K[1], start, now, now)
-    assert (status.state, status.commit_ts) == ("committed", commit)
+    assert (status.fate, status.commit_ts) == (TxnFate.COMMITTED, commit)
 
 
 def test_check_txn_status_of_an_unknown_transaction_rolls_it_back_so_it_cannot_land(cluster: MiniCluster) -> None:
     start = cluster.get_ts()
     now = cluster.get_ts()
     status = cluster.check_txn_status(K[5], start, now, now)
-    assert (status.state, status.action) == ("rolled_back", "lock_not_exist_rollback")
+    assert (status.fate, status.action) == (TxnFate.ROLLED_BACK, TxnAction.LOCK_NOT_EXIST_ROLLBACK)
     with pytest.raises(TxnRolledBackError):
         cluster.store.prewrite([Mutation(PUT, K[5], b"late")], K[5], start, 3000)
 
@@ -319,7 +319,7 @@ def test_async_commit_primary_is_not_rolled_back_by_its_ttl_and_every_lock_writt
     # the client dies here, before any commit record: the transaction is committed all the same
     after_ttl = compose_ts(physical_ms(start) + 50, 0)
     status = cluster.check_txn_status(K[1], start, after_ttl, after_ttl)
-    assert status.state == "locked" and status.lock is not None and status.lock.use_async_commit
+    assert status.fate == TxnFate.LOCKED and status.lock is not None and status.lock.use_async_commit
     assert status.lock.secondaries == (K[2],) and not sink.rows(binlog_pb2.Row.ROLLBACK)
     checked = cluster.check_secondary_locks([K[2]], start)
     assert [lk.key for lk in checked.locks] == [K[2]] and checked.commit_ts == 0
@@ -327,7 +327,7 @@ def test_async_commit_primary_is_not_rolled_back_by_its_ttl_and_every_lock_writt
     with pytest.raises(KeyLockedError):
         cluster.store.get(K[2], commit)
     decided = resolve_txn(cluster.store, K[1], start, commit, after_ttl)
-    assert (decided.state, decided.commit_ts) == ("committed", commit)
+    assert (decided.fate, decided.commit_ts) == (TxnFate.COMMITTED, commit)
     assert cluster.store.locks() == []
     assert cluster.store.get(K[2], commit) == b"s" and cluster.store.get(K[2], commit - 1) is None
     assert cluster.check_txn_status(K[1], start, after_ttl, after_ttl).commit_ts == commit
@@ -344,7 +344,7 @@ def test_async_commit_with_a_secondary_never_prewritten_is_rolled_back_and_its_l
     with pytest.raises(TxnRolledBackError):
         cluster.store.prewrite([Mutation(PUT, K[2], b"s")], K[1], start, 1, async_commit=True)
     after_ttl = compose_ts(physical_ms(start) + 50, 0)
-    assert resolve_txn(cluster.store, K[1], start, after_ttl, after_ttl).state == "rolled_back"
+    assert resolve_txn(cluster.store, K[1], start, after_ttl, after_ttl).fate == TxnFate.ROLLED_BACK
     assert cluster.store.locks() == [] and cluster.store.get(K[1], cluster.get_ts()) is None
 
 
@@ -466,7 +466,7 @@ def test_an_async_commit_at_another_transactions_start_ts_shares_the_record_with
     with pytest.raises(TxnRolledBackError):
         cluster.store.prewrite([Mutation(PUT, K[1], b"late")], K[1], other, 3000)
     now = cluster.get_ts()
-    assert cluster.check_txn_status(K[1], other, now, now).state == "rolled_back"
+    assert cluster.check_txn_status(K[1], other, now, now).fate == TxnFate.ROLLED_BACK
     assert cluster.check_txn_status(K[1], start, now, now).commit_ts == commit
     cluster.checkpoint()  # (key, commit_ts) is unique in the saved write CF
 

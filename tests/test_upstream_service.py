@@ -16,6 +16,7 @@ import pytest
 from pyspark_theflash.binlog import open_source
 from pyspark_theflash.binlog.rows import iter_rows
 from pyspark_theflash.codec import encode_record_key
+from pyspark_theflash.txn.status import TxnAction, TxnFate
 from pyspark_theflash.upstream.client import UpstreamClient, connect
 from pyspark_theflash.upstream.cluster import MiniCluster
 from pyspark_theflash.upstream.errors import SchemaError
@@ -84,10 +85,10 @@ def test_check_txn_status_and_resolve_lock_over_grpc(served) -> None:
     cluster.store.prewrite([Mutation(PUT, k1, b"a"), Mutation(PUT, k2, b"b")], k1, start, 100)
     now = compose_ts(physical_ms(start) + 1, 0)
     status = client.check_txn_status(k1, start, now, now)
-    assert (status.state, status.ttl_ms) == ("locked", 100)
+    assert (status.fate, status.ttl_ms) == (TxnFate.LOCKED, 100)
     later = compose_ts(physical_ms(start) + 101, 0)
     status = client.check_txn_status(k1, start, later, later)
-    assert (status.state, status.action) == ("rolled_back", "ttl_expire_rollback")
+    assert (status.fate, status.action) == (TxnFate.ROLLED_BACK, TxnAction.TTL_EXPIRE_ROLLBACK)
     assert client.resolve_lock(start, 0) == 1
     assert cluster.store.locks() == []
 
@@ -101,14 +102,14 @@ def test_async_commit_status_over_grpc_carries_the_primary_lock_and_check_second
     later = compose_ts(physical_ms(start) + 100, 0)
     status = client.check_txn_status(k1, start, later, later)  # past its TTL: still locked
     assert status == cluster.check_txn_status(k1, start, later, later)
-    assert status.state == "locked" and status.lock is not None
+    assert status.fate == TxnFate.LOCKED and status.lock is not None
     assert (status.lock.use_async_commit, status.lock.min_commit_ts, status.lock.secondaries) == (True, mc1, (k2, k3))
     checked = client.check_secondary_locks([k2], start)
     assert [(lk.key, lk.min_commit_ts, lk.use_async_commit) for lk in checked.locks] == [(k2, mc2, True)]
     # k3 was never prewritten: CheckSecondaryLocks rolls it back for good
     assert client.check_secondary_locks([k2, k3], start) == type(checked)((), 0)
     forced = client.check_txn_status(k1, start, later, later, force_sync_commit=True)
-    assert (forced.state, forced.action) == ("rolled_back", "ttl_expire_rollback")
+    assert (forced.fate, forced.action) == (TxnFate.ROLLED_BACK, TxnAction.TTL_EXPIRE_ROLLBACK)
     assert client.resolve_lock(start, 0) == 1 and cluster.store.locks() == []
 
 
@@ -132,7 +133,7 @@ def test_committed_status_carries_commit_ts(served) -> None:
     now = client.get_ts()
     key = encode_record_key(cluster.table_info("bank", "accounts")["id"], 1)
     status = client.check_txn_status(key, t.start_ts, now, now)
-    assert (status.state, status.commit_ts) == ("committed", commit_ts)
+    assert (status.fate, status.commit_ts) == (TxnFate.COMMITTED, commit_ts)
 
 
 def test_gc_safe_point_only_moves_forward(served) -> None:

@@ -7,9 +7,9 @@ minutes. TiCDC's puller asks for resolution when a table's resolved ts lags PD's
 or more: for each region whose resolved ts is below ``min(now, resolved + 4 s)`` — at most once
 per 10 s per region — it scans the region's locks at or below that ts (``KvScanLock``) and
 hands them to client-go's lock resolver (tiflow ``cdc/puller/multiplexing_puller.go``,
-``pkg/txnutil/lock_resolver.go``). We do the same, deciding each transaction by the reader's
-rules (``scan/locks.py``: ``KvCheckTxnStatus`` on the primary, ``KvCheckSecondaryLocks`` for
-async commit, ``KvResolveLock`` on the keys met). A live transaction is left to finish: its
+``pkg/txnutil/lock_resolver.go``). We do the same, deciding each transaction with the resolver
+the replica's reads use (``txn/resolver.py``: ``KvCheckTxnStatus`` on the primary,
+``KvCheckSecondaryLocks`` for async commit, ``KvResolveLock`` on the keys met). A live transaction is left to finish: its
 lock holds resolved ts back, which is what the replica must wait for.
 
 The work runs in its own thread; the capture loop only hands it the regions that lag.
@@ -19,9 +19,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from pyspark_theflash.store.keyspace import decode_region_boundary
+from pyspark_theflash.txn.resolver import TxnResolver
+from pyspark_theflash.txn.status import LockInfo
 from pyspark_theflash.upstream.errors import UpstreamError
 
 log = logging.getLogger(__name__)
@@ -111,6 +113,7 @@ class StuckRegionResolver:
 
         self.client = TiDBClusterClient(pd_address if pd_address.startswith("pd://") else f"pd://{pd_address}")
         self.waiting = LaggingSet(int(lag_s * 1000), interval_s)
+        self.txns = TxnResolver(self.client)
         self.resolved_txns = 0  # transactions committed or rolled back here
         self._thread = threading.Thread(target=self._run, name="capture-lock-resolver", daemon=True)
         self._thread.start()
@@ -134,22 +137,18 @@ class StuckRegionResolver:
                 log.exception("resolving the locks of region %d failed", region.id)
 
     def _resolve(self, region: LaggingRegion, now_ts: int) -> None:
-        from pyspark_theflash.scan.locks import LockResolver
-
         # TiCDC's target: min(now, resolved + lag) — the locks that hold the next step back
         target = min(now_ts, ((physical_ms(region.resolved_ts) + self.waiting.lag_ms) << _LOGICAL_BITS))
         locks = self.client.scan_locks(decode_region_boundary(region.start), decode_region_boundary(region.end), target)
-        by_txn: dict[int, list[Any]] = {}
+        by_txn: dict[int, list[LockInfo]] = {}
         for lock in locks:
             by_txn.setdefault(int(lock.start_ts), []).append(lock)
         if not by_txn:
             return
         # decided as a reader at now decides them: a transaction committed at any ts up to now
         # has its locks resolved; a live one is left alone (its lock still holds the region)
-        deciding = LockResolver(upstream=self.client, learner=None, locks=lambda view: [], ts=now_ts)  # type: ignore[arg-type]
-        for start_ts, txn_locks in sorted(by_txn.items()):
-            decision = deciding._check(txn_locks[0], [bytes(lk.key) for lk in txn_locks])
-            if decision is not None and decision.state in ("committed", "rolled_back"):
+        for _, txn_locks in sorted(by_txn.items()):
+            if self.txns.decide(txn_locks[0], now_ts, [bytes(lk.key) for lk in txn_locks]).decided:
                 self.resolved_txns += 1
         log.info("region %d: %d lock(s) of %d transaction(s) at or below %d looked at; %d decided so far",
                  region.id, len(locks), len(by_txn), target, self.resolved_txns)

@@ -1,24 +1,18 @@
 """Lock resolution for a snapshot read (Percolator, as TiDB's lock resolver does it).
 
 A lock with start_ts <= ts belongs to a transaction that may commit at or below ts, so the
-read cannot ignore it. Its primary key decides (CheckTxnStatus):
+read cannot ignore it. ``txn.TxnResolver`` decides its transaction by the rules every caller
+shares (``txn/resolver.py``: the primary's CheckTxnStatus; an async commit past its TTL decided
+by CheckSecondaryLocks on its secondaries), and this module acts on the answer:
 
-* committed at commit_ts <= ts: commit the rest of its locks upstream (ResolveLock), then
-  wait until the store has applied that commit — the read must see the data;
-* committed after ts, or rolled back: invisible at ts; ignore (a rolled-back transaction's
-  leftover locks are cleaned up upstream on the way);
+* committed at commit_ts <= ts: its locks are committed upstream (ResolveLock); wait until the
+  store has applied that commit — the read must see the data;
+* committed after ts, rolled back, or locked with a min_commit_ts above ts: invisible at ts;
+  ignore it (a rolled-back transaction's leftover locks are cleaned up upstream on the way);
 * alive: back off with jitter and ask again until its TTL runs out, when CheckTxnStatus rolls
-  it back.
+  it back (or, for async commit, its secondaries decide).
 
-Async commit (TiDB >= 5.0's default), as client-go's resolver handles it: the primary lock
-CheckTxnStatus returns says so and is never rolled back by its TTL. Its min_commit_ts above ts
-means the transaction commits after ts if at all (ignore it); otherwise, once its TTL ran out,
-CheckSecondaryLocks on every secondary decides (``upstream/async_commit.py``): a key committed
--> committed at its ts; a key missing -> rolled back (a rollback record now guards it); all
-locked -> committed at the greatest min_commit_ts. A lock that is not async on a secondary
-means the transaction fell back to 2PC: its primary is asked again with force_sync_commit.
-
-Decisions are cached per transaction (start_ts) for the life of one query.
+Fates are cached per transaction (start_ts) for the life of one query.
 """
 from __future__ import annotations
 
@@ -29,22 +23,13 @@ from typing import Any, Callable
 
 from pyspark_theflash.scan.errors import LockResolveTimeoutError
 from pyspark_theflash.scan.learner import LearnerRead, close_view
-from pyspark_theflash.upstream.async_commit import async_commit_outcome, lock_expired
+from pyspark_theflash.txn.resolver import TxnResolver
+from pyspark_theflash.txn.status import TxnStatus
 
 OP_LOCK = 2  # binlog OpType.LOCK
 BACKOFF_FIRST_S = 0.02
 BACKOFF_MAX_S = 1.0
 BACKOFF_ASK_AGAIN_S = 0.2  # a live transaction met while waiting on resolved ts is asked again after this
-
-
-@dataclass(frozen=True)
-class TxnDecision:
-    start_ts: int
-    state: str          # committed | rolled_back | after_ts (min_commit_ts > ts: commits after ts if at all)
-    commit_ts: int      # 0 unless committed
-
-    def visible_at(self, ts: int) -> bool:
-        return self.state == "committed" and 0 < self.commit_ts <= ts
 
 
 @dataclass
@@ -57,77 +42,29 @@ class LockResolver:
     learner: LearnerRead
     locks: Callable[[Any], list[Any]]
     ts: int
-    decisions: dict[int, TxnDecision] = field(default_factory=dict)
-    resolved: int = 0        # transactions committed upstream on our behalf
-    rolled_back: int = 0     # transactions rolled back (TTL expired) or found rolled back
+    decisions: dict[int, TxnStatus] = field(default_factory=dict)  # start_ts -> a fate settled for ts
     backoffs: int = 0
     asked_at: dict[int, float] = field(default_factory=dict)  # decide_pending: when a live txn was asked
+    txns: TxnResolver = field(init=False)
 
-    def _check(self, lock: Any, keys: list[bytes] | None = None) -> TxnDecision | None:
-        """The transaction's fate, or None while it is alive. ``keys``: the transaction's locked
-        keys the read met, the ones resolved upstream (a TiDB cluster resolves locks region by
-        region, the keys named); None lets the mini cluster's service resolve them all."""
-        start_ts = int(lock.start_ts)
-        primary_key = bytes(lock.primary)
-        if not primary_key:
-            # A lock from TiKV's change-data feed: its PREWRITE rows carry no primary. The key's
-            # own lock upstream names it: KvScanLock over the key (a TiDB cluster), or
-            # CheckSecondaryLocks, which answers with the lock whatever kind it is. No lock
-            # left means the key is committed (CheckSecondaryLocks gives the commit ts) or
-            # rolled back.
-            scan = getattr(self.upstream, "scan_locks", None)
-            key = bytes(lock.key)
-            if scan is not None:
-                found_locks = [lk for lk in scan(key, key + b"\x00", start_ts)
-                               if bytes(lk.key) == key and int(lk.start_ts) == start_ts]
-                if found_locks:
-                    primary_key = bytes(found_locks[0].primary)
-        if not primary_key:
-            found = self.upstream.check_secondary_locks([bytes(lock.key)], start_ts)
-            if found.locks:
-                primary_key = bytes(found.locks[0].primary)
-            elif int(found.commit_ts):
-                commit_ts = int(found.commit_ts)
-                if commit_ts <= self.ts:
-                    self.upstream.resolve_lock(start_ts, commit_ts, keys)
-                    self.resolved += 1
-                return TxnDecision(start_ts, "committed", commit_ts)
-            else:
-                self.upstream.resolve_lock(start_ts, 0, keys)
-                self.rolled_back += 1
-                return TxnDecision(start_ts, "rolled_back", 0)
-        now = self.upstream.get_ts()
-        status = self.upstream.check_txn_status(primary_key, start_ts, self.ts, now)
-        state = str(getattr(status, "state", status)).lower()
-        primary = getattr(status, "lock", None)
-        decided_by_secondaries = False
-        if state == "locked" and primary is not None:
-            if int(primary.min_commit_ts) > self.ts:
-                return TxnDecision(start_ts, "after_ts", 0)  # a commit below min_commit_ts is refused
-            if primary.use_async_commit:
-                if not lock_expired(start_ts, int(status.ttl_ms), now):
-                    return None
-                checked = self.upstream.check_secondary_locks(list(primary.secondaries), start_ts)
-                outcome = async_commit_outcome(primary, len(primary.secondaries), checked.locks, checked.commit_ts)
-                if outcome.state == "fallback":
-                    status = self.upstream.check_txn_status(primary_key, start_ts, self.ts, now,
-                                                            force_sync_commit=True)
-                    state = str(status.state).lower()
-                else:
-                    state, status, decided_by_secondaries = outcome.state, outcome, True
-        if state == "committed":
-            commit_ts = int(status.commit_ts)
-            # a transaction decided by its secondaries has no commit record yet: write them
-            # (client-go does), so no later reader has to decide it again
-            if commit_ts <= self.ts or decided_by_secondaries:
-                self.upstream.resolve_lock(start_ts, commit_ts, keys)
-                self.resolved += 1
-            return TxnDecision(start_ts, "committed", commit_ts)
-        if state in ("rolled_back", "rolledback", "rollback"):
-            self.upstream.resolve_lock(start_ts, 0, keys)
-            self.rolled_back += 1
-            return TxnDecision(start_ts, "rolled_back", 0)
-        return None
+    def __post_init__(self) -> None:
+        self.txns = TxnResolver(self.upstream)
+
+    @property
+    def resolved(self) -> int:
+        """Transactions committed upstream on our behalf."""
+        return self.txns.committed
+
+    @property
+    def rolled_back(self) -> int:
+        """Transactions rolled back (TTL expired) or found rolled back."""
+        return self.txns.rolled_back
+
+    def _fate(self, lock: Any, keys: list[bytes] | None = None) -> TxnStatus | None:
+        """The transaction's fate as far as ts sees it, or None while it is alive. ``keys``: the
+        transaction's locked keys the read met, the ones resolved upstream (None: all of them)."""
+        status = self.txns.decide(lock, self.ts, keys)
+        return status if status.settled_for(self.ts) else None
 
     def _keys_by_txn(self, pending: list[Any]) -> dict[int, list[bytes]] | None:
         if not getattr(self.upstream, "resolved_ts_reads", False):
@@ -167,7 +104,7 @@ class LockResolver:
                 continue
             asked.add(start_ts)
             self.asked_at[start_ts] = time.monotonic()
-            decision = self._check(lock, None if keys is None else keys[start_ts])
+            decision = self._fate(lock, None if keys is None else keys[start_ts])
             if decision is not None:
                 self.decisions[start_ts] = decision
 
@@ -189,14 +126,14 @@ class LockResolver:
                     alive.append(lock)  # asked about this transaction a moment ago
                     continue
                 if decision is None:
-                    decision = self._check(lock, None if keys is None else keys[int(lock.start_ts)])
+                    decision = self._fate(lock, None if keys is None else keys[int(lock.start_ts)])
                     if decision is None:
                         alive.append(lock)
                         alive_ts.add(int(lock.start_ts))
                         continue
-                    self.decisions[decision.start_ts] = decision
+                    self.decisions[int(lock.start_ts)] = decision
                 if decision.visible_at(self.ts):
-                    if decision.start_ts in waited:
+                    if int(lock.start_ts) in waited:
                         alive.append(lock)  # still in the store after a catch-up: back off, look again
                     else:
                         wait_regions.add(int(lock.region_id))

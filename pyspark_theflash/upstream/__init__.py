@@ -17,7 +17,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pyspark_theflash.upstream.client import TxnStatus, UpstreamClient, connect
+    from pyspark_theflash.txn.status import TxnStatus
+    from pyspark_theflash.upstream.client import UpstreamClient, connect
     from pyspark_theflash.upstream.cluster import MiniCluster
     from pyspark_theflash.upstream.workloads import BankWorkload, Faults, OrdersWorkload
 

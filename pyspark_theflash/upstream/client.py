@@ -12,78 +12,48 @@ import json
 import threading
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from typing import Any, Iterable, NamedTuple, Protocol, Sequence, runtime_checkable
 
 import grpc
 
 from pyspark_theflash.proto import binlog_pb2, upstream_pb2, upstream_pb2_grpc
+from pyspark_theflash.txn.status import LockInfo, SecondaryLocks, TxnAction, TxnFate, TxnStatus
 from pyspark_theflash.upstream.errors import RegionNotFoundError, SchemaError, UpstreamError
 from pyspark_theflash.upstream.channels import upstream_channel
 
-_STATUS_NAMES = {
-    upstream_pb2.CheckTxnStatusResponse.LOCKED: "locked",
-    upstream_pb2.CheckTxnStatusResponse.COMMITTED: "committed",
-    upstream_pb2.CheckTxnStatusResponse.ROLLED_BACK: "rolled_back",
+_FATE_OF_STATUS = {
+    upstream_pb2.CheckTxnStatusResponse.LOCKED: TxnFate.LOCKED,
+    upstream_pb2.CheckTxnStatusResponse.COMMITTED: TxnFate.COMMITTED,
+    upstream_pb2.CheckTxnStatusResponse.ROLLED_BACK: TxnFate.ROLLED_BACK,
 }
-STATUS_CODES = {v: k for k, v in _STATUS_NAMES.items()}
+STATUS_OF_FATE = {v: k for k, v in _FATE_OF_STATUS.items()}
 
 
-@dataclass(frozen=True)
-class LockInfo:
-    """A lock as TiKV's kvrpcpb.LockInfo describes it (the primary lock in a TxnStatus, the
-    locks CheckSecondaryLocks finds)."""
-
-    key: bytes
-    primary: bytes
-    start_ts: int
-    ttl_ms: int = 0
-    txn_size: int = 0
-    op: int = 0  # binlog OpType
-    use_async_commit: bool = False
-    min_commit_ts: int = 0
-    secondaries: tuple[bytes, ...] = ()
-
-    @classmethod
-    def of(cls, lock: Any) -> "LockInfo":
-        """From any lock with these attribute names (the mini cluster's LockRecord)."""
-        return cls(bytes(lock.key), bytes(lock.primary), int(lock.start_ts), int(lock.ttl_ms), int(lock.txn_size),
-                   int(lock.op), bool(lock.use_async_commit), int(lock.min_commit_ts),
-                   tuple(bytes(k) for k in lock.secondaries))
-
-    def to_proto(self) -> upstream_pb2.LockInfo:
-        return upstream_pb2.LockInfo(
-            primary_lock=self.primary, lock_version=self.start_ts, key=self.key, lock_ttl=self.ttl_ms,
-            txn_size=self.txn_size, lock_type=self.op, use_async_commit=self.use_async_commit,
-            min_commit_ts=self.min_commit_ts, secondaries=list(self.secondaries),
-        )
-
-    @classmethod
-    def from_proto(cls, p: upstream_pb2.LockInfo) -> "LockInfo":
-        return cls(p.key, p.primary_lock, p.lock_version, p.lock_ttl, p.txn_size, p.lock_type, p.use_async_commit,
-                   p.min_commit_ts, tuple(p.secondaries))
+def lock_to_proto(lock: LockInfo) -> upstream_pb2.LockInfo:
+    """A lock as the mini cluster's Upstream service sends it."""
+    return upstream_pb2.LockInfo(
+        primary_lock=lock.primary, lock_version=lock.start_ts, key=lock.key, lock_ttl=lock.ttl_ms,
+        txn_size=lock.txn_size, lock_type=lock.op, use_async_commit=lock.use_async_commit,
+        min_commit_ts=lock.min_commit_ts, secondaries=list(lock.secondaries),
+    )
 
 
-@dataclass(frozen=True)
-class TxnStatus:
-    """CheckTxnStatus's answer: 'committed' (commit_ts), 'rolled_back', or 'locked' (ttl_ms:
-    the lock's TTL, counted from the physical time of its start_ts; ``lock``: the primary
-    lock, whose ``use_async_commit`` says the secondaries decide)."""
-
-    state: str
-    commit_ts: int = 0
-    ttl_ms: int = 0
-    action: str = ""  # '', 'ttl_expire_rollback', 'lock_not_exist_rollback'
-    lock: LockInfo | None = None
+def lock_from_proto(p: upstream_pb2.LockInfo) -> LockInfo:
+    return LockInfo(p.key, p.primary_lock, p.lock_version, p.lock_ttl, p.txn_size, p.lock_type, p.use_async_commit,
+                    p.min_commit_ts, tuple(p.secondaries))
 
 
-@dataclass(frozen=True)
-class SecondaryLocks:
-    """CheckSecondaryLocks' answer, as TiKV gives it: one lock per key while every key is
-    locked; else ``commit_ts`` of a committed key, or neither (a key rolled back)."""
+def status_to_proto(status: TxnStatus) -> upstream_pb2.CheckTxnStatusResponse:
+    """CheckTxnStatus' answer as the mini cluster's Upstream service sends it."""
+    return upstream_pb2.CheckTxnStatusResponse(
+        status=STATUS_OF_FATE[status.fate], commit_ts=status.commit_ts, lock_ttl=status.ttl_ms,
+        action=status.action.value, lock_info=lock_to_proto(status.lock) if status.lock is not None else None,
+    )
 
-    locks: tuple[LockInfo, ...] = ()
-    commit_ts: int = 0
+
+def status_from_proto(resp: upstream_pb2.CheckTxnStatusResponse) -> TxnStatus:
+    lock = lock_from_proto(resp.lock_info) if resp.HasField("lock_info") else None
+    return TxnStatus(_FATE_OF_STATUS[resp.status], resp.commit_ts, resp.lock_ttl, TxnAction.named(resp.action), lock)
 
 
 class TableScan(NamedTuple):
@@ -192,8 +162,7 @@ class GrpcUpstreamClient:
             primary_key=primary, lock_ts=lock_ts, caller_start_ts=caller_start_ts,
             current_ts=current_ts, rollback_if_not_exist=True, force_sync_commit=force_sync_commit,
         ))
-        lock = LockInfo.from_proto(resp.lock_info) if resp.HasField("lock_info") else None
-        return TxnStatus(_STATUS_NAMES[resp.status], resp.commit_ts, resp.lock_ttl, resp.action, lock)
+        return status_from_proto(resp)
 
     def check_secondary_locks(self, keys: Iterable[bytes], start_ts: int) -> SecondaryLocks:
         resp = self._call("CheckSecondaryLocks", upstream_pb2.CheckSecondaryLocksRequest(
@@ -201,7 +170,7 @@ class GrpcUpstreamClient:
         ))
         if resp.error:
             raise UpstreamError(f"CheckSecondaryLocks of the transaction started at {start_ts} failed: {resp.error}")
-        return SecondaryLocks(tuple(LockInfo.from_proto(lk) for lk in resp.locks), int(resp.commit_ts))
+        return SecondaryLocks(tuple(lock_from_proto(lk) for lk in resp.locks), int(resp.commit_ts))
 
     def resolve_lock(self, start_ts: int, commit_ts: int, keys: Iterable[bytes] | None = None) -> int:
         resp = self._call("ResolveLock", upstream_pb2.ResolveLockRequest(

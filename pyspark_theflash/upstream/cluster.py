@@ -43,8 +43,9 @@ from pyspark_theflash.binlog import Position, SegmentReader, SegmentWriter
 from pyspark_theflash.binlog.segment import list_segments
 from pyspark_theflash.codec import decode_record_key
 from pyspark_theflash.proto import binlog_pb2
+from pyspark_theflash.txn.status import SecondaryLocks, TxnStatus
 from pyspark_theflash.upstream.async_commit import resolve_txn
-from pyspark_theflash.upstream.client import LockInfo, SecondaryLocks, TableScan, TxnStatus
+from pyspark_theflash.upstream.client import TableScan
 from pyspark_theflash.upstream.errors import UpstreamError
 from pyspark_theflash.upstream.gc_worker import DEFAULT_GC_LIFE_TIME_S, DEFAULT_GC_RUN_INTERVAL_S, GCRun, GCWorker
 from pyspark_theflash.upstream.pd import GCSafePoint, Region, RegionMap
@@ -327,7 +328,7 @@ class MiniCluster:
         now = self.tso.get_ts()
         done = 0
         for lock in self.store.expired_locks(now, grace_ms):
-            if resolve_txn(self.store, lock.primary, lock.start_ts, now, now).state != "locked":
+            if resolve_txn(self.store, lock.primary, lock.start_ts, now, now).decided:
                 done += 1
         return done
 
@@ -348,13 +349,11 @@ class MiniCluster:
 
     def check_txn_status(self, primary: bytes, lock_ts: int, caller_start_ts: int, current_ts: int,
                          force_sync_commit: bool = False) -> TxnStatus:
-        s = self.store.check_txn_status(primary, lock_ts, caller_start_ts, current_ts,
-                                        force_sync_commit=force_sync_commit)
-        return TxnStatus(s.state, s.commit_ts, s.ttl_ms, s.action, LockInfo.of(s.lock) if s.lock else None)
+        return self.store.check_txn_status(primary, lock_ts, caller_start_ts, current_ts,
+                                           force_sync_commit=force_sync_commit)
 
     def check_secondary_locks(self, keys: Iterable[bytes], start_ts: int) -> SecondaryLocks:
-        s = self.store.check_secondary_locks(list(keys), start_ts)
-        return SecondaryLocks(tuple(LockInfo.of(lk) for lk in s.locks), s.commit_ts)
+        return self.store.check_secondary_locks(list(keys), start_ts)
 
     def resolve_lock(self, start_ts: int, commit_ts: int, keys: Iterable[bytes] | None = None) -> int:
         return self.store.resolve_lock(start_ts, commit_ts, list(keys) if keys else None)

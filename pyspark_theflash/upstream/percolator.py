@@ -34,6 +34,7 @@ from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.codec import Lock, Write, decode_region_key
 from pyspark_theflash.codec.batch_encode import lengths_of, put_write_records
 from pyspark_theflash.proto import binlog_pb2
+from pyspark_theflash.txn.status import LockInfo, SecondaryLocks, TxnAction, TxnStatus
 from pyspark_theflash.upstream.errors import (
     AlreadyExistError,
     CommitTsExpiredError,
@@ -130,22 +131,6 @@ class Version(NamedTuple):
     write_type: str  # 'P', 'D', 'L', 'R' (parsed from ``write`` once, for reads)
     start_ts: int
     write: bytes  # txn_types Write bytes
-
-
-class TxnState(NamedTuple):
-    state: str  # 'committed' | 'rolled_back' | 'locked'
-    commit_ts: int
-    ttl_ms: int
-    action: str  # '', 'ttl_expire_rollback', 'lock_not_exist_rollback'
-    lock: LockRecord | None = None  # 'locked': the primary lock
-
-
-class SecondaryLocksState(NamedTuple):
-    """CheckSecondaryLocks' answer: every key locked by the transaction (``locks``, one per
-    key), or a key committed (``commit_ts``), or rolled back (neither)."""
-
-    locks: list[LockRecord]
-    commit_ts: int
 
 
 def write_bytes(write_type: str, start_ts: int, short_value: bytes | None) -> bytes:
@@ -644,7 +629,7 @@ class PercolatorStore:
     def check_txn_status(
         self, primary: bytes, lock_ts: int, caller_start_ts: int, current_ts: int,
         rollback_if_not_exist: bool = True, force_sync_commit: bool = False,
-    ) -> TxnState:
+    ) -> TxnStatus:
         """TiKV's CheckTxnStatus on the primary key. A lock whose TTL ran out by
         ``current_ts`` (physical time of lock_ts + ttl) is rolled back; a transaction that left
         no trace is rolled back too (so its prewrite can never land) unless told not to.
@@ -655,24 +640,24 @@ class PercolatorStore:
                 lock = self._locks.get(primary)
                 if lock is not None and lock.start_ts == lock_ts:
                     if lock.use_async_commit and not force_sync_commit:
-                        return TxnState("locked", 0, lock.ttl_ms, "", lock)
+                        return TxnStatus.locked(lock.ttl_ms, LockInfo.of(lock))
                     if physical_ms(lock_ts) + lock.ttl_ms < physical_ms(current_ts):
                         self._rollback_locked([primary], lock_ts)
-                        return TxnState("rolled_back", 0, 0, "ttl_expire_rollback")
-                    return TxnState("locked", 0, lock.ttl_ms, "", lock)
+                        return TxnStatus.rolled_back(TxnAction.TTL_EXPIRE_ROLLBACK)
+                    return TxnStatus.locked(lock.ttl_ms, LockInfo.of(lock))
                 v = self._find_version(primary, lock_ts)
                 if v is not None:
                     if v.write_type == "R":
-                        return TxnState("rolled_back", 0, 0, "")
-                    return TxnState("committed", v.commit_ts, 0, "")
+                        return TxnStatus.rolled_back()
+                    return TxnStatus.committed(v.commit_ts)
                 if not rollback_if_not_exist:
                     raise TxnNotFoundError(primary, lock_ts)
                 self._rollback_locked([primary], lock_ts)
-                return TxnState("rolled_back", 0, 0, "lock_not_exist_rollback")
+                return TxnStatus.rolled_back(TxnAction.LOCK_NOT_EXIST_ROLLBACK)
             finally:
                 self._flush_events()
 
-    def check_secondary_locks(self, keys: Iterable[bytes], start_ts: int) -> SecondaryLocksState:
+    def check_secondary_locks(self, keys: Iterable[bytes], start_ts: int) -> SecondaryLocks:
         """TiKV's CheckSecondaryLocks: each key's lock of the transaction started at
         ``start_ts``; stops at the first key without one, which is committed (its commit_ts) or
         rolled back — when it has no record at all a rollback record is written, so the
@@ -689,9 +674,9 @@ class PercolatorStore:
                     v = self._find_version(key, start_ts)
                     if v is None:
                         self._rollback_locked([key], start_ts)
-                        return SecondaryLocksState([], 0)
-                    return SecondaryLocksState([], 0 if v.write_type == "R" else v.commit_ts)
-                return SecondaryLocksState(found, 0)
+                        return SecondaryLocks((), 0)
+                    return SecondaryLocks((), 0 if v.write_type == "R" else v.commit_ts)
+                return SecondaryLocks(tuple(LockInfo.of(lk) for lk in found), 0)
             finally:
                 self._flush_events()
 

@@ -8,7 +8,7 @@ from typing import Any, Iterator
 import grpc
 
 from pyspark_theflash.proto import binlog_pb2, upstream_pb2, upstream_pb2_grpc
-from pyspark_theflash.upstream.client import STATUS_CODES, LockInfo
+from pyspark_theflash.upstream.client import lock_to_proto, status_to_proto
 from pyspark_theflash.upstream.errors import RegionNotFoundError, SchemaError, UpstreamError
 
 SCAN_CHUNK_ROWS = 4096  # rows per ScanTable response (gRPC messages stay far below 4 MiB for TiDB-sized rows)
@@ -39,10 +39,7 @@ class UpstreamServicer(upstream_pb2_grpc.UpstreamServicer):
             )
         except UpstreamError as err:
             context.abort(grpc.StatusCode.NOT_FOUND, str(err))
-        return upstream_pb2.CheckTxnStatusResponse(
-            status=STATUS_CODES[s.state], commit_ts=s.commit_ts, lock_ttl=s.ttl_ms, action=s.action,
-            lock_info=LockInfo.of(s.lock).to_proto() if s.lock is not None else None,
-        )
+        return status_to_proto(s)
 
     def CheckSecondaryLocks(self, request: upstream_pb2.CheckSecondaryLocksRequest,
                             context: grpc.ServicerContext) -> upstream_pb2.CheckSecondaryLocksResponse:
@@ -50,7 +47,7 @@ class UpstreamServicer(upstream_pb2_grpc.UpstreamServicer):
             s = self.cluster.check_secondary_locks(list(request.keys), request.start_version)
         except UpstreamError as err:
             return upstream_pb2.CheckSecondaryLocksResponse(error=str(err))
-        return upstream_pb2.CheckSecondaryLocksResponse(locks=[lk.to_proto() for lk in s.locks], commit_ts=s.commit_ts)
+        return upstream_pb2.CheckSecondaryLocksResponse(locks=[lock_to_proto(lk) for lk in s.locks], commit_ts=s.commit_ts)
 
     def ResolveLock(self, request: upstream_pb2.ResolveLockRequest, context: grpc.ServicerContext) -> upstream_pb2.ResolveLockResponse:
         try:

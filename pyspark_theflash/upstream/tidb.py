@@ -733,9 +733,9 @@ class LockResolver:
 
     def resolve(self, err: KeyLockedError, caller_ts: int) -> bool:
         """True when the lock is gone (committed or rolled back); False while it is alive.
-        An async-commit transaction is decided by its secondaries (``async_commit.py``)."""
+        An async-commit transaction is decided by its secondaries (``txn/resolver.py``)."""
         status = resolve_txn(self.store, err.primary, err.lock_start_ts, caller_ts, self.tso.get_ts())
-        return status.state != "locked"
+        return status.decided
 
     def retry(self, fn: Callable[[], Any], caller_ts: int, timeout_s: float = 30.0) -> Any:
         """Run ``fn`` until it meets no lock, resolving and backing off in between."""

@@ -29,16 +29,20 @@ import grpc
 
 from pyspark_theflash.codec import encode_region_key
 from pyspark_theflash.proto import binlog_pb2, kvrpcpb_pb2, metapb_pb2, pdpb_pb2, pdpb_pb2_grpc, tikvpb_pb2_grpc
-from pyspark_theflash.upstream.client import LockInfo, SecondaryLocks, TxnStatus
+from pyspark_theflash.txn.status import LockInfo, SecondaryLocks, TxnAction, TxnStatus
 from pyspark_theflash.upstream.errors import PDError, SchemaError, TiKVError, UpstreamError
 from pyspark_theflash.upstream.pd_client import PDClient, RegionInfo, parse_pd_addresses
 from pyspark_theflash.upstream.channels import upstream_channel
 
 _LOGICAL_BITS = 18
 _OP_OF_LOCK_TYPE = {kvrpcpb_pb2.Put: binlog_pb2.PUT, kvrpcpb_pb2.Del: binlog_pb2.DELETE, kvrpcpb_pb2.Lock: binlog_pb2.LOCK}
-_ACTION_NAMES = {kvrpcpb_pb2.NoAction: "", kvrpcpb_pb2.TTLExpireRollback: "ttl_expire_rollback",
-                 kvrpcpb_pb2.LockNotExistRollback: "lock_not_exist_rollback",
-                 kvrpcpb_pb2.MinCommitTSPushed: "min_commit_ts_pushed"}
+_ACTION_OF_CODE = {
+    kvrpcpb_pb2.NoAction: TxnAction.NO_ACTION, kvrpcpb_pb2.TTLExpireRollback: TxnAction.TTL_EXPIRE_ROLLBACK,
+    kvrpcpb_pb2.LockNotExistRollback: TxnAction.LOCK_NOT_EXIST_ROLLBACK,
+    kvrpcpb_pb2.MinCommitTSPushed: TxnAction.MIN_COMMIT_TS_PUSHED,
+    kvrpcpb_pb2.TTLExpirePessimisticRollback: TxnAction.TTL_EXPIRE_PESSIMISTIC_ROLLBACK,
+    kvrpcpb_pb2.LockNotExistDoNothing: TxnAction.LOCK_NOT_EXIST_DO_NOTHING,
+}
 REGION_RETRIES = 20
 
 
@@ -204,15 +208,16 @@ class TiDBClusterClient:
             context=ctx, primary_key=primary, lock_ts=lock_ts, caller_start_ts=caller_start_ts, current_ts=current_ts,
             rollback_if_not_exist=True, force_sync_commit=force_sync_commit, verify_is_primary=True),
             timeout=self.timeout_s), "KvCheckTxnStatus")
-        action = _ACTION_NAMES.get(resp.action, "")
+        # kvrpcpb's three fates: locked (lock_ttl > 0), committed (commit_version > 0), rolled back (neither)
+        action = _ACTION_OF_CODE.get(resp.action, TxnAction.NO_ACTION)
         if resp.HasField("error") and resp.error.HasField("txn_not_found"):
-            return TxnStatus("rolled_back", 0, 0, "lock_not_exist_rollback", None)
+            return TxnStatus.rolled_back(TxnAction.LOCK_NOT_EXIST_ROLLBACK)
         if resp.lock_ttl:
-            return TxnStatus("locked", 0, int(resp.lock_ttl), action,
-                             _lock(resp.lock_info) if resp.HasField("lock_info") else None)
+            return TxnStatus.locked(int(resp.lock_ttl), _lock(resp.lock_info) if resp.HasField("lock_info") else None,
+                                    action)
         if resp.commit_version:
-            return TxnStatus("committed", int(resp.commit_version), 0, action, None)
-        return TxnStatus("rolled_back", 0, 0, action, None)
+            return TxnStatus.committed(int(resp.commit_version), action)
+        return TxnStatus.rolled_back(action)
 
     def check_secondary_locks(self, keys: Iterable[bytes], start_ts: int) -> SecondaryLocks:
         locks: list[LockInfo] = []

@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 
 from pyspark_theflash.proto import cdcpb_pb2, cdcpb_pb2_grpc, errorpb_pb2, kvrpcpb_pb2, metapb_pb2, tikvpb_pb2_grpc
+from pyspark_theflash.txn.status import TxnAction, TxnFate
 from pyspark_theflash.upstream.change_feed import ChangeDataServicer, ChangeFeed
 from pyspark_theflash.upstream.client_calls import ClientCalls, PessimisticLocks, RawKeyspace
 from pyspark_theflash.upstream.errors import RegionNotFoundError, UpstreamError
@@ -30,8 +31,11 @@ from pyspark_theflash.upstream.pd import encode_region_key
 TIKV_VERSION = "8.5.0"  # what the stores report to PD: the newest LTS the wire matches
 _LOCK_OP = {0: kvrpcpb_pb2.Put, 1: kvrpcpb_pb2.Del, 2: kvrpcpb_pb2.Lock}
 _ACTION = {
-    "": kvrpcpb_pb2.NoAction, "ttl_expire_rollback": kvrpcpb_pb2.TTLExpireRollback,
-    "lock_not_exist_rollback": kvrpcpb_pb2.LockNotExistRollback, "min_commit_ts_pushed": kvrpcpb_pb2.MinCommitTSPushed,
+    TxnAction.NO_ACTION: kvrpcpb_pb2.NoAction, TxnAction.TTL_EXPIRE_ROLLBACK: kvrpcpb_pb2.TTLExpireRollback,
+    TxnAction.LOCK_NOT_EXIST_ROLLBACK: kvrpcpb_pb2.LockNotExistRollback,
+    TxnAction.MIN_COMMIT_TS_PUSHED: kvrpcpb_pb2.MinCommitTSPushed,
+    TxnAction.TTL_EXPIRE_PESSIMISTIC_ROLLBACK: kvrpcpb_pb2.TTLExpirePessimisticRollback,
+    TxnAction.LOCK_NOT_EXIST_DO_NOTHING: kvrpcpb_pb2.LockNotExistDoNothing,
 }
 
 
@@ -122,9 +126,9 @@ class TikvServicer(ClientCalls, tikvpb_pb2_grpc.TikvServicer):
                 txn_not_found=kvrpcpb_pb2.TxnNotFound(start_ts=request.lock_ts, primary_key=request.primary_key),
                 abort=str(exc)))
         resp = kvrpcpb_pb2.CheckTxnStatusResponse(action=_ACTION.get(s.action, kvrpcpb_pb2.NoAction))
-        if s.state == "committed":
+        if s.fate is TxnFate.COMMITTED:
             resp.commit_version = s.commit_ts
-        elif s.state == "locked":
+        elif s.fate is TxnFate.LOCKED:
             resp.lock_ttl = max(1, s.ttl_ms)
             if s.lock is not None:
                 resp.lock_info.CopyFrom(lock_info(s.lock))
