@@ -20,7 +20,7 @@ from pyspark_theflash.binlog import (
     serve_binlog,
 )
 from pyspark_theflash.binlog.segment import HEADER_BYTES, list_segments, segment_path
-from pyspark_theflash.binlog.source import parse_source_url
+from pyspark_theflash.binlog.open import parse_source_url
 from pyspark_theflash.proto import binlog_pb2, binlog_pb2_grpc
 from test_binlog_file import sample_events
 

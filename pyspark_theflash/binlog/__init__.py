@@ -26,9 +26,10 @@ from pyspark_theflash.binlog.errors import (
     BinlogTruncatedError,
     BinlogVersionError,
 )
+from pyspark_theflash.binlog.open import open_source
 from pyspark_theflash.binlog.position import Position, PositionedEvent
 from pyspark_theflash.binlog.segment import SegmentReader, SegmentWriter, prune
-from pyspark_theflash.binlog.source import EventSource, FileEventSource, open_source
+from pyspark_theflash.binlog.source import EventSource, FileEventSource
 
 if TYPE_CHECKING:
     from pyspark_theflash.binlog.service import BinlogServer, GrpcEventSource

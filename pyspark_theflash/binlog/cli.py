@@ -78,7 +78,7 @@ def register(subparsers: Any) -> None:
 def run_dump(args: argparse.Namespace) -> int:
     from pyspark_theflash.binlog.dump import SchemaCache, format_event
     from pyspark_theflash.binlog.errors import BinlogError
-    from pyspark_theflash.binlog.source import open_source
+    from pyspark_theflash.binlog.open import open_source
 
     if args.limit is not None and args.limit < 0:
         raise CommandError("--limit must be 0 or more")
@@ -111,7 +111,7 @@ def _size(n: int) -> str:
 def run_status(args: argparse.Namespace) -> int:
     from pyspark_theflash.binlog import segment
     from pyspark_theflash.binlog.errors import BinlogError
-    from pyspark_theflash.binlog.source import open_source, parse_source_url
+    from pyspark_theflash.binlog.open import open_source, parse_source_url
 
     try:
         kind, where = parse_source_url(args.source)
@@ -143,7 +143,7 @@ def _walk(url: str, kind: str, where: str) -> int:
     directory's records by framing and checksum, without parsing; a gRPC source's events pulled
     through it). Damage raises the same ``BinlogError``; returns how many records there were."""
     from pyspark_theflash.binlog.segment import SegmentReader
-    from pyspark_theflash.binlog.source import open_source
+    from pyspark_theflash.binlog.open import open_source
 
     records = 0
     if kind == "file":

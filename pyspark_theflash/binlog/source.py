@@ -1,9 +1,6 @@
-"""One way for consumers to read the change log, whatever its form.
-
-``open_source(url, position)`` returns an :class:`EventSource` for
-
-* ``file:///abs/dir`` or a bare directory path: the segment files, read in this process;
-* ``grpc://host:port``: a ``BinlogService`` (see :mod:`.service`), reconnecting on its own.
+"""One way for consumers to read the change log, whatever its form: :class:`EventSource`,
+and its form over the segment files read in this process, :class:`FileEventSource` (the
+gRPC form is :mod:`.service`'s; ``binlog.open.open_source`` picks one for a URL).
 
 Both deliver the same events with the same positions, so a consumer may persist
 ``PositionedEvent.next`` and later resume from it through either form.
@@ -14,7 +11,6 @@ import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Iterable, NamedTuple, Sequence
-from urllib.parse import unquote, urlparse
 
 from pyspark_theflash.binlog.errors import BinlogSourceError
 from pyspark_theflash.binlog.position import Position, PositionedEvent
@@ -139,37 +135,3 @@ class FileEventSource(EventSource):
             self._reader.close()
         with self._head_lock:
             self._head.close()
-
-
-def parse_source_url(url: str) -> tuple[str, str]:
-    """``("file", directory)`` or ``("grpc", "host:port")``."""
-    text = str(url)
-    if "://" not in text:
-        return "file", text
-    parsed = urlparse(text)
-    if parsed.scheme == "file":
-        if parsed.netloc not in ("", "localhost"):
-            raise BinlogSourceError(
-                f"binlog URL {url!r}: a file URL needs an absolute path (file:///data/binlog), "
-                f"not host {parsed.netloc!r}"
-            )
-        return "file", unquote(parsed.path)
-    if parsed.scheme == "grpc":
-        if not parsed.hostname or not parsed.port or parsed.path not in ("", "/"):
-            raise BinlogSourceError(f"binlog URL {url!r}: expected grpc://host:port")
-        host = f"[{parsed.hostname}]" if ":" in parsed.hostname else parsed.hostname
-        return "grpc", f"{host}:{parsed.port}"
-    raise BinlogSourceError(f"binlog URL {url!r}: use file:///dir, a directory path or grpc://host:port")
-
-
-def open_source(
-    url: str | Path, position: Position | None = None, region_ids: Iterable[int] | None = None
-) -> EventSource:
-    """Open the binlog at ``url`` for reading from ``position`` (None: the oldest available),
-    delivering only events of ``region_ids`` when given."""
-    kind, where = parse_source_url(str(url))
-    if kind == "file":
-        return FileEventSource(where, position, region_ids)
-    from pyspark_theflash.binlog.service import GrpcEventSource  # grpc is imported only when used
-
-    return GrpcEventSource(where, position, region_ids)

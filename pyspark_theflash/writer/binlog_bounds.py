@@ -20,7 +20,7 @@ class BinlogBounds(NamedTuple):
 
 
 def binlog_bounds(url: str) -> BinlogBounds:
-    from pyspark_theflash.binlog.source import open_source
+    from pyspark_theflash.binlog.open import open_source
 
     with open_source(url) as source:
         return BinlogBounds(Position(*source.head()), Position(*source.tail()))
@@ -29,7 +29,7 @@ def binlog_bounds(url: str) -> BinlogBounds:
 def binlog_reaches_start(url: str) -> bool:
     """Whether the binlog still holds its first segment (its tail only: finding the head reads
     the newest segment through)."""
-    from pyspark_theflash.binlog.source import open_source
+    from pyspark_theflash.binlog.open import open_source
 
     with open_source(url) as source:
         return Position(*source.tail()).segment <= FIRST_SEGMENT
