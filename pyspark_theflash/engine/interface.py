@@ -2,8 +2,11 @@
 
 Write side: ``apply_batch`` (one atomic apply of binlog events up to a position) and
 ``flush`` (everything applied so far becomes readable). Read side: ``open_read_session`` (one
-snapshot ts, a lease, streams; ``scan.session``) and ``read_stream``. Upkeep: ``compact``,
-``gc``, ``status``; ``tables`` lists what a reader may ask for.
+snapshot ts, a lease, streams; ``scan.session``), ``read_stream`` and ``read_partition``: an
+engine owns how its planned partitions (``scan.partitions.ScanPartition``) are read; nobody
+above it names an engine (``engine.readers`` maps a partition's recorded engine to its reader
+where no engine is open). Upkeep: ``compact``, ``gc``, ``status``; ``tables`` lists what a
+reader may ask for.
 
 An engine opened read-only (a server process beside the writer) refuses ``apply_batch``,
 ``compact`` and ``gc`` with :class:`EngineReadOnlyError`; its ``flush`` asks the store's writer
@@ -12,11 +15,15 @@ to flush (the latch's flush request) and waits for it.
 from __future__ import annotations
 
 import abc
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import pyarrow as pa
 
 from pyspark_theflash.errors import TheFlashError
+
+if TYPE_CHECKING:
+    from pyspark_theflash.scan.partitions import ScanPartition
+    from pyspark_theflash.store.read import ReadStats
 
 
 class EngineReadOnlyError(TheFlashError):
@@ -62,7 +69,13 @@ class Engine(abc.ABC):
         streams are read and by ``session.renew()``, released by ``session.close()``."""
 
     @abc.abstractmethod
-    def read_stream(self, session: Any, n: int, stats: Any = None) -> Iterator[pa.RecordBatch]:
+    def read_partition(self, p: ScanPartition, stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:
+        """A planned partition's rows at its ts, as record batches of the store's Arrow schema
+        for its columns, renewing the read's lease while batches flow (``scan.lease.LeaseKeeper``).
+        ``stats``: what the read did besides its rows, as far as the engine knows."""
+
+    @abc.abstractmethod
+    def read_stream(self, session: Any, n: int, stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:
         """Stream ``n`` of ``session`` as record batches of ``session.schema``. ``stats`` (a
         ``store.read.ReadStats``, or None): what the read did besides its rows is added to it,
         as far as the engine knows (the service sends it at the stream's end)."""

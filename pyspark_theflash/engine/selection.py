@@ -1,35 +1,26 @@
-"""Which engine a store uses: recorded once in the manifest (meta ``engine``), checked on
-every opening. ``native`` (TxnMergeTree) is the default and what a store without the record
-(made before engines were switchable) uses."""
+"""Which engine a store uses: recorded once in the manifest (meta ``engine``, ``engine.kinds``),
+checked on every opening; the writer's engine opened by the name recorded."""
 from __future__ import annotations
 
 import os
 from typing import Any
 
+from pyspark_theflash.engine.kinds import (
+    DEFAULT_ENGINE,
+    ENGINES,
+    META_KEY,
+    check_engine_name,
+    engine_of_view,
+    recorded_engine,
+)
 from pyspark_theflash.errors import TheFlashError
 
-ENGINES = ("native", "clickhouse")
-DEFAULT_ENGINE = "native"
-META_KEY = "engine"
+__all__ = ["DEFAULT_ENGINE", "ENGINES", "META_KEY", "EngineMismatchError", "check_engine_name", "engine_of_view",
+           "engine_of_directory", "open_writer_engine", "record_engine", "recorded_engine"]
 
 
 class EngineMismatchError(TheFlashError):
     """A store opened with an engine other than the one it records."""
-
-
-def check_engine_name(kind: str) -> str:
-    if kind not in ENGINES:
-        raise ValueError(f"unknown engine {kind!r}: use one of {', '.join(ENGINES)}")
-    return kind
-
-
-def recorded_engine(store: Any) -> str:
-    """The engine recorded in an open ``store.Store`` (``native`` when none is)."""
-    from pyspark_theflash.store import manifest as mf
-
-    with store.snapshot() as view:
-        value = mf.get_meta(view.conn(), META_KEY)
-    return str(value) if value else DEFAULT_ENGINE
 
 
 def record_engine(store: Any, kind: str) -> None:

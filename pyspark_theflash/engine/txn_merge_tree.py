@@ -7,12 +7,18 @@ are kept for every session of the engine.
 """
 from __future__ import annotations
 
+import functools
 import threading
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import pyarrow as pa
 
 from pyspark_theflash.engine.interface import Engine, EngineReadOnlyError
+from pyspark_theflash.engine.native_read import read_native_partition
+
+if TYPE_CHECKING:
+    from pyspark_theflash.scan.partitions import ScanPartition
+    from pyspark_theflash.store.read import ReadStats
 
 
 class TxnMergeTreeEngine(Engine):
@@ -95,10 +101,13 @@ class TxnMergeTreeEngine(Engine):
         upstream = None if resolved else self._upstream_client(opts.get("upstream"))
         return query_snapshot_ts(self.root, list(tables), opts, upstream=upstream, latch=self.latch())
 
-    def read_stream(self, session: Any, n: int, stats: Any = None) -> Iterator[pa.RecordBatch]:
+    def read_partition(self, p: ScanPartition, stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:
+        return read_native_partition(p, stats)
+
+    def read_stream(self, session: Any, n: int, stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:
         from pyspark_theflash.scan.session import read_stream
 
-        return read_stream(session, n, stats=stats)
+        return read_stream(session, n, functools.partial(self.read_partition, stats=stats))
 
     # -- upkeep --------------------------------------------------------------------------------
     def compact(self, table: str | None = None, force: bool = False) -> Any:

@@ -14,10 +14,14 @@ import logging
 import os
 import socket
 import threading
+import time
 import weakref
 from typing import Any
 
-from pyspark_theflash.latch import Latch, LeaseNotFoundError
+from pyspark_theflash.latch import Latch, LeaseNotFoundError, LeaseRefusedError
+from pyspark_theflash.latch import connect as connect_latch
+from pyspark_theflash.scan.errors import SnapshotExpiredError
+from pyspark_theflash.scan.partitions import ScanPartition
 
 log = logging.getLogger(__name__)
 
@@ -102,3 +106,54 @@ def _keep_alive(lease_ref: "weakref.ref[ReadLease]", owner_ref: "weakref.ref[Any
             log.warning("renewing read lease %s failed: %s", lease.lease_id, exc)
         finally:
             del lease
+
+
+# -- a planned partition's lease, renewed by its reader (an executor, a service thread) ------------
+_LATCHES: dict[tuple[str, str | None], Latch] = {}
+_LATCHES_MU = threading.Lock()
+
+
+def _latch(p: ScanPartition) -> Latch:
+    """One latch handle per (store, address) per process: executors read many partitions."""
+    key = (p.store, p.latch)
+    with _LATCHES_MU:
+        handle = _LATCHES.get(key)
+        if handle is None:
+            handle = _LATCHES[key] = connect_latch(p.store, p.latch)
+        return handle
+
+
+class LeaseKeeper:
+    """Renews a planned partition's lease at most every third of its TTL while batches flow;
+    a lease that expired is taken again at the same ts (``replaced``), refused with
+    ``SnapshotExpiredError`` when GC has passed ts since. Every engine's partition reader keeps one."""
+
+    def __init__(self, p: ScanPartition) -> None:
+        self.p = p
+        self.lease_id = p.lease_id
+        self.renewed_at = 0.0
+        self.replaced = False
+
+    def touch(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.renewed_at < self.p.lease_ttl_s / 3.0:
+            return
+        latch = _latch(self.p)
+        if self.lease_id is not None:
+            try:
+                latch.renew_lease(self.lease_id, self.p.lease_ttl_s, late_ok=True)
+                self.renewed_at = now
+                return
+            except LeaseNotFoundError:
+                pass
+        try:
+            lease = latch.acquire_lease(self.p.lease_ts, self.p.lease_ttl_s, default_holder(f"scan {self.p.table} (re-pinned)"))
+        except LeaseRefusedError as exc:
+            raise SnapshotExpiredError(
+                f"reading {self.p.table} at ts {self.p.ts}: the query's read lease expired and the store has "
+                f"garbage-collected past ts since ({exc}); re-run the query (load the DataFrame again) for a "
+                "fresh snapshot, or raise the option lease_ttl"
+            ) from exc
+        self.lease_id = int(lease.lease_id)
+        self.renewed_at = now
+        self.replaced = True

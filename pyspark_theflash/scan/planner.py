@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
+from pyspark_theflash.engine.kinds import engine_of_view
 from pyspark_theflash.errors import storage_failure
 from pyspark_theflash.scan.catch_up import catch_up
 from pyspark_theflash.scan.context import (
@@ -465,7 +466,7 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
                 ranges.append(rng)
     predicate_json = predicate.to_json() if predicate is not None else None
     table_json = result.table_info.to_json()
-    engine = _recorded_engine(view)
+    engine = engine_of_view(view)
     partitions: list[ScanPartition] = []
     # Like Spark's file sources: never fewer partitions than there are cores to read them
     # (while regions last), of about equal size, never much more than the target (group_ranges).
@@ -549,10 +550,3 @@ def key_value_ranges(lo: int | None, hi: int | None, unsigned: bool) -> list[tup
         out.append((max(first, 0), last))
     return out
 
-
-def _recorded_engine(view: Any) -> str:
-    """The engine the store records (``engine.selection``; ``native`` without a record)."""
-    from pyspark_theflash.store import manifest as mf
-
-    value = mf.get_meta(view.conn(), "engine")
-    return str(value) if value else "native"

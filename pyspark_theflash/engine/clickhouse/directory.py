@@ -21,6 +21,7 @@ from pyspark_theflash.engine.clickhouse.errors import ClickHouseDirectoryBusyErr
 DIRECTORY = "clickhouse"
 DATABASE = "flash"
 OWNER_FILE = "owner.json"  # the process that has the directory open: its pid and command line
+SERVICE_FILE = "service.json"  # the HTTP address of that process's service (engine.clickhouse.stream_read)
 
 _MU = threading.Lock()
 _OPEN: "ClickHouseDirectory | None" = None
@@ -124,8 +125,6 @@ def holder_of(path: Path) -> str:
     """Who has the ClickHouse directory ``path`` open, as a user can find it: "process PID
     (COMMAND)" and the service it advertises, or "another process" when it did not say."""
     import json
-
-    from pyspark_theflash.engine.clickhouse.stream_read import SERVICE_FILE
 
     try:
         owner = json.loads((path / OWNER_FILE).read_text())

@@ -19,15 +19,20 @@ What is shared with the native engine, and what is not:
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import pyarrow as pa
 
 from pyspark_theflash.engine.clickhouse.directory import ClickHouseDirectory
 from pyspark_theflash.engine.clickhouse.snapshot_read import read_snapshot
+from pyspark_theflash.engine.clickhouse.stream_read import read_clickhouse_partition
 from pyspark_theflash.engine.clickhouse.tables import ClickHouseTables, table_name
 from pyspark_theflash.engine.txn_merge_tree import TxnMergeTreeEngine
 from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, DELMARK, ROWID
+
+if TYPE_CHECKING:
+    from pyspark_theflash.scan.partitions import ScanPartition
+    from pyspark_theflash.store.read import ReadStats
 
 
 class ClickHouseEngine(TxnMergeTreeEngine):
@@ -53,17 +58,15 @@ class ClickHouseEngine(TxnMergeTreeEngine):
             raise
 
     # -- read ----------------------------------------------------------------------------------
-    def read_stream(self, session: Any, n: int, stats: Any = None) -> Iterator[pa.RecordBatch]:
+    def read_stream(self, session: Any, n: int, stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:
         """``stats`` stays as it is: ClickHouse merges a part's versions itself, so neither a
         deletion vector nor the fresh tail is seen here."""
         from pyspark_theflash.scan.session import read_stream
 
         return read_stream(session, n, self.read_partition)
 
-    def read_partition(self, p: Any) -> Iterator[pa.RecordBatch]:
+    def read_partition(self, p: ScanPartition, stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:
         """A planned partition's rows at its ts, through this engine's ClickHouse session."""
-        from pyspark_theflash.engine.clickhouse.stream_read import read_clickhouse_partition
-
         return read_clickhouse_partition(p, self.directory)
 
     def scan(self, table: str, ts: int, handle_range: tuple[Any, Any] | None = None, region_id: int | None = None,

@@ -33,13 +33,17 @@ from pyspark_theflash.engine.clickhouse.errors import (
 )
 from pyspark_theflash.engine.clickhouse.snapshot_read import read_snapshot
 from pyspark_theflash.engine.clickhouse.tables import ClickHouseTables
+from pyspark_theflash.scan.errors import ChangeReadUnsupportedError
+from pyspark_theflash.scan.lease import LeaseKeeper
+from pyspark_theflash.scan.partitions import ScanPartition
 
 if TYPE_CHECKING:
     from pyspark_theflash.scan.bearer_token import BearerToken
+    from pyspark_theflash.store.read import ReadStats
 
 log = logging.getLogger(__name__)
 _LOCAL = threading.Lock()
-SERVICE_FILE = "service.json"
+SERVICE_FILE = chdir.SERVICE_FILE
 
 
 def advertise_service(store: str, http_url: str) -> None:
@@ -114,10 +118,21 @@ def opened_directory(store: str) -> Iterator[chdir.ClickHouseDirectory]:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
-def read_clickhouse_partition(p: Any, directory: chdir.ClickHouseDirectory | None = None) -> Iterator[pa.RecordBatch]:
+def read_clickhouse_stream(p: ScanPartition, stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:
+    """A planned partition read where no engine is open (a Spark executor, a script):
+    ``read_clickhouse_partition``. ``stats`` stays as it is: ClickHouse merges a part's
+    versions itself. A change read is refused: this engine keeps no versions to read changes from."""
+    if p.changes_from is not None:
+        raise ChangeReadUnsupportedError(
+            f"a change read of {p.table}: the store's ClickHouse engine keeps no versions to read changes from; "
+            "read changes from a native-engine store")
+    yield from read_clickhouse_partition(p)
+
+
+def read_clickhouse_partition(p: ScanPartition,
+                              directory: chdir.ClickHouseDirectory | None = None) -> Iterator[pa.RecordBatch]:
     """The partition's rows at its ts (its handle ranges; its pinned parts are the native
     engine's business), renewing its read lease while batches flow."""
-    from pyspark_theflash.scan.read import LeaseKeeper
     from pyspark_theflash.schema import TableInfo
     from pyspark_theflash.store.predicate import Expr
 
