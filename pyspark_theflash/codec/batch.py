@@ -115,7 +115,7 @@ def _decode_rows(values: Sequence[bytes] | pa.Array | pa.ChunkedArray, handles: 
     arrays: list[pa.Array] = []
     if len(fast):
         for j, (col, field) in enumerate(zip(cols, schema)):
-            if handle_col is not None and col.id == handle_col.id:
+            if handle_col is not None and handle_arr is not None and col.id == handle_col.id:
                 arrays.append(_handle_column(col, field.type, handle_arr[fast], fast))
                 continue
             arrays.append(_decode_column(buf, col, field.type, layout.start[j], layout.end[j],
@@ -293,11 +293,11 @@ def _parse_layouts(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
             else np.zeros((len(rows_g), 0), dtype=np.int64)
         # validate: offsets non-decreasing, values (+ checksum) end exactly at the row's end
         last = offs[:, -1] if n_nn else np.zeros(len(rows_g), dtype=np.int64)
-        good = np.ones(len(rows_g), bool)
+        good: np.ndarray = np.ones(len(rows_g), bool)
         if n_nn > 1:
             down = offs[:, 1:] < offs[:, :-1]
             if down.any():
-                good = ~down.any(axis=1)
+                good = np.logical_not(down.any(axis=1))
         expect = values_start + last
         has_ck = (flags_g & FLAG_CHECKSUM) != 0
         if has_ck.any():
@@ -321,16 +321,16 @@ def _parse_layouts(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
             # Every row has this one layout (so rows_g is 0..n-1): each column's value bounds
             # are rows of one (n_nn + 1, n) array of absolute offsets, nothing to scatter.
             return _one_layout(layouts[0], n_nn, s_g + values_start, offs, col_ids)
-        if state is None:
+        if state is None or start is None or end is None:  # all three or none
             state = np.full((ncols, n), _NOT_FAST, dtype=np.uint8)
             start = np.zeros((ncols, n), dtype=np.int64)
             end = np.zeros((ncols, n), dtype=np.int64)
         for li, id_row in enumerate(layouts):
             lsel = np.flatnonzero(layout_of == li) if layout_of is not None else slice(None)
-            rows_l, base = rows_g[lsel], s_g[lsel] + values_start
+            rows_sel, base = rows_g[lsel], s_g[lsel] + values_start
             offs_l = offs[lsel]
-            if len(rows_l) == n:  # every row (rows_l is then 0..n-1): slices, not fancy indexing
-                rows_l = slice(None)
+            # every row (rows_sel is then 0..n-1): slices, not fancy indexing
+            rows_l: np.ndarray | slice = slice(None) if len(rows_sel) == n else rows_sel
             pos = {int(cid): k for k, cid in enumerate(id_row.tolist())}
             for j, cid in enumerate(col_ids.tolist()):
                 k = pos.get(cid)
@@ -342,7 +342,7 @@ def _parse_layouts(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
                     state[j, rows_l] = _VALUE
                     start[j, rows_l] = base + (offs_l[:, k - 1] if k else 0)
                     end[j, rows_l] = base + offs_l[:, k]
-    if state is None:  # no row has a fast layout
+    if state is None or start is None or end is None:  # no row has a fast layout
         empty = np.zeros(0, dtype=np.int64)
         return _Layouts(empty, [empty] * ncols, [empty] * ncols, [np.zeros(0, np.uint8)] * ncols)
     if ncols == 0:
@@ -422,7 +422,8 @@ class _RowBytes:
             return np.ndarray((k, width), dtype=np.uint8, buffer=buf, offset=int(self.starts[0]) + offset,
                               strides=(self.step, 1))
         items = np.ndarray((len(buf) - width + 1,), dtype=f"V{width}", buffer=buf, strides=(1,))
-        return items[self.starts + offset if offset else self.starts].view(np.uint8).reshape(k, width)
+        out: np.ndarray = items[self.starts + offset if offset else self.starts].view(np.uint8).reshape(k, width)
+        return out
 
 
 def _decode_shared(buf: np.ndarray, starts: np.ndarray, shared: _SharedHeader, cols: Sequence[ColumnInfo],
@@ -779,7 +780,8 @@ def _days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
     mp = (m + 9) % 12
     doy = (153 * mp + 2) // 5 + d - 1
     doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
+    days: np.ndarray = era * 146097 + doe - 719468
+    return days
 
 
 def _enums(idx: np.ndarray, valid: np.ndarray, col: ColumnInfo, rows: np.ndarray) -> pa.Array:
@@ -882,7 +884,7 @@ def _mul_add_u128(hi: np.ndarray, lo: np.ndarray, m: int, w: np.ndarray) -> tupl
 def _per_value(buf: np.ndarray, start: np.ndarray, end: np.ndarray, valid: np.ndarray,
                col: ColumnInfo, tp: pa.DataType, rows: np.ndarray) -> pa.Array:
     """Rare types (JSON, wide or re-scaled DECIMAL): decode each value with codec.row."""
-    data = buf.tobytes() if len(buf) < 1 << 16 else memoryview(buf)
+    data = buf.tobytes() if len(buf) < 1 << 16 else buf.data  # ndarray.data: memoryview(buf)
     vals: list[Any] = [None] * len(start)
     for k in np.flatnonzero(valid).tolist():
         try:

@@ -67,7 +67,8 @@ def ragged_binary(matrix: np.ndarray, lengths: np.ndarray, valid: np.ndarray | N
 
 def lengths_of(arr: pa.Array) -> np.ndarray:
     """Byte length of each item of a binary/string array (0 for NULL), as int64."""
-    return pc.fill_null(pc.binary_length(arr), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    lengths: np.ndarray = pc.fill_null(pc.binary_length(arr), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    return lengths
 
 
 def _le_bytes(values: np.ndarray, width: int = 8) -> np.ndarray:
@@ -228,7 +229,8 @@ def encode_rows_v2(ids: Sequence[int], values: Sequence[pa.Array]) -> pa.BinaryA
 def _valid_mask(arr: pa.Array) -> np.ndarray:
     if arr.null_count == 0:
         return np.ones(len(arr), dtype=bool)
-    return arr.is_valid().to_numpy(zero_copy_only=False)
+    valid: np.ndarray = arr.is_valid().to_numpy(zero_copy_only=False)
+    return valid
 
 
 def _join(prefix: pa.Array, cols: Sequence[pa.Array]) -> pa.BinaryArray:
@@ -408,7 +410,8 @@ def _pack(year: np.ndarray, month: np.ndarray, day: np.ndarray, hms: np.ndarray 
         bad = int(np.flatnonzero((year < 0) | (year > 9999))[0])
         raise ValueOutOfRangeError(f"time #{bad} has year {int(year[bad])}, outside [0, 9999]")
     ymd = ((year * 13 + month) << 5) | day
-    return (((ymd << 17) | hms) << 24 | micros).astype(np.uint64)
+    packed: np.ndarray = (((ymd << 17) | hms) << 24 | micros).astype(np.uint64)
+    return packed
 
 
 def pack_dates(days: np.ndarray) -> np.ndarray:

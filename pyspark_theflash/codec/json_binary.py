@@ -137,7 +137,7 @@ def encode_json_value(value: Any) -> tuple[int, bytes]:
     return type_code, bytes(buf)
 
 
-def parse_json_text(text: str | bytes) -> bytes:
+def parse_json_text(text: str | bytes | bytearray) -> bytes:
     """Parse JSON text the way TiDB does (ParseBinaryJSONFromString) and encode it.
 
     Numbers follow TiDB's appendBinaryNumber: an integer literal is int64 if it fits, else
