@@ -95,9 +95,10 @@ class LearnerRead:
         between listing and asking (a split or merge): then list again."""
         for attempt in range(20):
             try:
-                return self.upstream.read_indexes([int(up.id) for up in self.upstream.regions()
-                                                   if ranges_overlap(bytes(up.start_key), bytes(up.end_key), start, end)],
-                                                  self.ts)
+                indexes: dict[int, int] = self.upstream.read_indexes(
+                    [int(up.id) for up in self.upstream.regions()
+                     if ranges_overlap(bytes(up.start_key), bytes(up.end_key), start, end)], self.ts)
+                return indexes
             except Exception as exc:
                 if not _region_not_found(exc) or attempt == 19:
                     raise

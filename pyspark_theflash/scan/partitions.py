@@ -7,7 +7,7 @@ wraps it in an ``InputPartition``; an executor reads it with :func:`scan.read.re
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 from pyspark_theflash.scan.bearer_token import BearerToken
 
@@ -37,7 +37,7 @@ class ScanPartition:
     store: str                      # store root
     latch: str | None               # latch address, None = in-process on the store
     table: str                      # db.table, for messages
-    table_info: dict                # TiDB table info JSON (the schema version read)
+    table_info: dict[str, Any]      # TiDB table info JSON (the schema version read)
     db: str
     ts: int
     lease_id: int | None
@@ -89,7 +89,7 @@ def _prorated(parts: Sequence[Any], lo: int | bytes | None, hi: int | bytes | No
             total += size
             continue
         if isinstance(pmin, bytes):
-            if (lo is None or pmax >= lo) and (hi is None or pmin < hi):
+            if (lo is None or pmax >= lo) and (hi is None or pmin < cast(bytes, hi)):
                 total += size
             continue
         a = pmin if lo is None else max(pmin, lo)

@@ -138,7 +138,8 @@ def pruned_partitions(table_info: Any, predicate: Any) -> tuple[list[int], list[
     partitioning = getattr(table_info, "partitioning", None)
     if partitioning is None:
         return [int(table_info.id)], []
-    return partitioning.prune(table_info, predicate)
+    pruned: tuple[list[int], list[str]] = partitioning.prune(table_info, predicate)
+    return pruned
 
 
 def plan(store_path: str, table: str | None = None, options: Mapping[str, str] | ScanOptions | None = None, *,

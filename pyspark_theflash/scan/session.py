@@ -312,7 +312,7 @@ def conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
 
 
 def _store_root(store: Any) -> str:
-    root = getattr(store, "root", store)
+    root: str | os.PathLike[str] = getattr(store, "root", store)
     return os.fspath(root)
 
 

@@ -162,7 +162,7 @@ def read_clickhouse_partition(p: ScanPartition,
         batches: list[pa.RecordBatch] = []
         for rng in p.ranges:
             # a partition's range: its rows are in the ClickHouse table of the partition's id
-            physical = info if getattr(rng, "table_id", None) is None else dataclasses.replace(info, id=rng.table_id)
+            physical = info if rng.table_id is None else dataclasses.replace(info, id=rng.table_id)
             for batch in read_snapshot(directory, physical, p.ts, (rng.lo, rng.hi), columns, predicate, p.hidden,
                                        p.batch_rows, tables.has_table(physical.id)):
                 keeper.touch()

@@ -142,10 +142,10 @@ class ClickHouseTables:
             if not existing:
                 handle = "String" if (handle_type is not None and pa.types.is_binary(handle_type)) or (
                     handle_type is None and info.is_common_handle) else "Int64"
-                cols = [f"{column_name(c.id)} {clickhouse_type(_arrow_field(c).type)}" for c in info.columns]
-                cols += [f"{ROWID} {handle}", f"{COMMIT_TS} UInt64", f"{DELMARK} Bool", f"{FLUSH_VERSION} UInt64"]
+                ddl = [f"{column_name(c.id)} {clickhouse_type(_arrow_field(c).type)}" for c in info.columns]
+                ddl += [f"{ROWID} {handle}", f"{COMMIT_TS} UInt64", f"{DELMARK} Bool", f"{FLUSH_VERSION} UInt64"]
                 self.directory.execute(
-                    f"CREATE TABLE IF NOT EXISTS {table_name(tid)} ({', '.join(cols)}) "
+                    f"CREATE TABLE IF NOT EXISTS {table_name(tid)} ({', '.join(ddl)}) "
                     f"ENGINE = ReplacingMergeTree ORDER BY ({ROWID}, {COMMIT_TS}) "
                     "SETTINGS fsync_after_insert = 1, fsync_part_directory = 1")
                 existing = self._existing_columns(tid)
