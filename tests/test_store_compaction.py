@@ -469,3 +469,27 @@ def test_steady_delta_merges_rewrite_each_row_a_few_times_not_once_per_flush(tmp
         assert got.column("name").to_pylist() == [f"n{h}" for h in range(flushes * per)]
     finally:
         store.close()
+
+
+def test_no_delta_merge_makes_a_delta_bigger_than_its_cap(tmp_path: Path) -> None:
+    """A merge holds its deltas' rows in memory: it stops before the merged delta would pass
+    ``max_bytes`` (bigger deltas are compaction's), and reads are the same."""
+    store = Store.open(tmp_path / "s", options=StoreOptions(removed_file_retention_s=0))
+    try:
+        store.put_schema(DB, T.to_json())
+        for i in range(12):
+            store.write([event(1, i + 1, [committed(key(T, h), row(T, id=h, name="x" * 40), 100 + i)
+                                          for h in range(i * 200, (i + 1) * 200)])])
+            store.flush()
+        with store.snapshot() as view:
+            sizes = [p.bytes for p in view.parts(T.id) if p.kind == "delta"]
+        cap = 3 * max(sizes)
+        merge_deltas(store, min_deltas=2, small_bytes=cap, max_bytes=cap)  # small_bytes: size alone decides
+        with store.snapshot() as view:
+            merged = [p for p in view.parts(T.id) if p.kind == "delta"]
+        assert all(p.bytes <= cap for p in merged), ([p.bytes for p in merged], cap)
+        assert 1 < len(merged) < len(sizes), "merged, but not into one delta over the cap"
+        got = store.scan_table(f"{DB}.{T.name}", 1000).sort_by("id")
+        assert got.column("id").to_pylist() == list(range(12 * 200))
+    finally:
+        store.close()

@@ -241,13 +241,19 @@ def build_compaction(store: "Store", plan: CompactionPlan) -> CompactionOutput:
 # A delta this small is always merged with the newer ones, whatever their size (a run of tiny
 # flushes is not kept apart from a merged delta of a few hundred kilobytes).
 DELTA_MERGE_SMALL_BYTES = 1 << 20
+# No merge makes a delta bigger than this: a merge holds its deltas' rows in memory at once, and
+# deltas this big are compaction's (into the stable part, split by size). Without it a writer
+# applying a large copy merged gigabytes of one partition's deltas at its end (4.9 GiB peak RSS
+# applying a 10M-row table's copy; bench/capture_restarts.py).
+DELTA_MERGE_MAX_BYTES = 64 << 20
 
 
 def plan_delta_merge(store: "Store", table_id: int, partition_id: int, min_deltas: int,
-                     small_bytes: int = DELTA_MERGE_SMALL_BYTES) -> CompactionPlan | None:
-    """A merge of the partition's newest delta part files into one delta part, when at least
-    ``min_deltas`` of them are taken (the stable part is left alone), or None. Safe point 0: every
-    version stays, and so does every column a version has."""
+                     small_bytes: int = DELTA_MERGE_SMALL_BYTES,
+                     max_bytes: int = DELTA_MERGE_MAX_BYTES) -> CompactionPlan | None:
+    """A merge of the partition's newest delta part files into one delta part of at most
+    ``max_bytes``, when at least ``min_deltas`` of them are taken (the stable part is left alone),
+    or None. Safe point 0: every version stays, and so does every column a version has."""
     def deltas(parts: list[PartRef]) -> list[PartRef] | None:
         files = sorted((p for p in parts if p.kind == "delta" and not p.in_engine),
                        key=lambda p: (p.added_version, p.part_id))
@@ -259,7 +265,7 @@ def plan_delta_merge(store: "Store", table_id: int, partition_id: int, min_delta
         taken = [files[-1]] if files else []
         size = taken[0].bytes if taken else 0
         for part in reversed(files[:-1]):
-            if part.bytes > 2 * size + small_bytes:
+            if part.bytes > 2 * size + small_bytes or size + part.bytes > max_bytes:
                 break
             taken.append(part)
             size += part.bytes
@@ -268,8 +274,8 @@ def plan_delta_merge(store: "Store", table_id: int, partition_id: int, min_delta
     return _planned(store, table_id, partition_id, 0, "delta", deltas)
 
 
-def merge_deltas(store: "Store", min_deltas: int | None = None,
-                 small_bytes: int = DELTA_MERGE_SMALL_BYTES) -> CompactionResult:
+def merge_deltas(store: "Store", min_deltas: int | None = None, small_bytes: int = DELTA_MERGE_SMALL_BYTES,
+                 max_bytes: int = DELTA_MERGE_MAX_BYTES) -> CompactionResult:
     """Every partition's delta part files into one delta part where there are at least
     ``min_deltas`` (default ``StoreOptions.delta_merge_min``): cheap (the deltas' rows, sorted;
     no version dropped, the stable part untouched), so a writer under steady writes runs it
@@ -280,7 +286,7 @@ def merge_deltas(store: "Store", min_deltas: int | None = None,
     with store.snapshot() as view:
         targets = [(tid, p.partition_id) for tid in view.table_ids_with_parts() for p in view.partitions(tid)]
     for tid, pid in targets:
-        plan = plan_delta_merge(store, tid, pid, least, small_bytes)
+        plan = plan_delta_merge(store, tid, pid, least, small_bytes, max_bytes)
         if plan is None:
             continue
         out = build_compaction(store, plan)
