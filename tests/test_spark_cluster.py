@@ -9,7 +9,9 @@ says so and skips.
   through the jar; only hosts, the port and the store path are this machine's), its output the
   bank's total; then the Python source with no ``server`` (``theflash_session(master=...,
   jvm=False)``): planned on the store's files on the driver, read by the executor through the
-  session's service, equal to the upstream at one ts while the bank workload transfers.
+  session's service, and a ``readStream`` of it; then the jar by ``spark.jars`` through a
+  ``theflash serve`` on the driver's host: each equal to the upstream at one ts while the bank
+  workload transfers. The three read paths and a stream, on one worker.
 * The slow run: two workers; the jar via ``theflash_session(master=...)`` (and a stream) and via
   ``spark.jars`` + ``server``, the Python source via ``server`` and by itself (and a stream),
   each equal to the upstream at one ts.
@@ -354,7 +356,7 @@ def plain_env() -> dict[str, str]:
     return env
 
 
-def test_the_readmes_cluster_commands_run_and_an_executor_on_another_host_reads_through_the_jar_and_the_python_source(
+def test_the_readmes_cluster_commands_run_and_an_executor_on_another_host_reads_through_each_read_path_and_a_stream(
         tmp_path: Path) -> None:
     accounts = 10
     rig = FlashRig(tmp_path / "flash")
@@ -378,11 +380,22 @@ def test_the_readmes_cluster_commands_run_and_an_executor_on_another_host_reads_
             before = bank.stats.committed
             wait_for(lambda: bank.stats.committed > before, 30, "the workload to commit")
             ts = int(rig.cluster.get_ts())
-            got = run_driver("python-auto", cluster.master, rig.store, ts, "", "", lan)
-            check_read(got, lan, upstream_at(rig, ts), bank, accounts, ts)
+            got = run_driver("python-auto", cluster.master, rig.store, ts, "", "", lan, stream=True)
+            upstream = upstream_at(rig, ts)
+            check_read(got, lan, upstream, bank, accounts, ts)
             check_routed(got, lan)
+            assert got["stream_first_batch"] == upstream  # readStream through the service: the rows at ts
+            python = time.monotonic()
+            # the jar named by spark.jars, reading through a `theflash serve` on the driver's host
+            token = secrets.token_urlsafe(24)
+            with serve(rig.store, host=lan.host, port=0, token=token) as served:
+                before = bank.stats.committed
+                wait_for(lambda: bank.stats.committed > before, 30, "the workload to commit")
+                ts = int(rig.cluster.get_ts())
+                got = run_driver("jars", cluster.master, rig.store, ts, served.http_url, token, lan)
+                check_read(got, lan, upstream_at(rig, ts), bank, accounts, ts)
             print(f"README's cluster up in {up - started:.0f}s, its driver {readme - up:.0f}s, the Python source's "
-                  f"driver {time.monotonic() - readme:.0f}s")
+                  f"driver (and stream) {python - readme:.0f}s, the jar's with a server {time.monotonic() - python:.0f}s")
             bank.stop()
             assert not bank.stats.errors, bank.stats.errors[:3]
     finally:
