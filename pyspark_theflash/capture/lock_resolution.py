@@ -21,18 +21,18 @@ import threading
 import time
 from typing import NamedTuple
 
-from pyspark_theflash.store.keyspace import decode_region_boundary
+from pyspark_theflash.codec.keys import decode_region_key
+from pyspark_theflash.codec.tso import LOGICAL_BITS, physical_ms
 from pyspark_theflash.txn.resolver import TxnResolver
 from pyspark_theflash.txn.status import LockInfo
 from pyspark_theflash.upstream.errors import UpstreamError
 
 log = logging.getLogger(__name__)
 
-_LOGICAL_BITS = 18
 
-
-def physical_ms(ts: int) -> int:
-    return ts >> _LOGICAL_BITS
+def _raw_key(pd_key: bytes) -> bytes:
+    """A PD-encoded region boundary as the raw key KvScanLock takes (empty: unbounded, stays empty)."""
+    return decode_region_key(pd_key) if pd_key else b""
 
 
 class LaggingRegion(NamedTuple):
@@ -138,8 +138,8 @@ class StuckRegionResolver:
 
     def _resolve(self, region: LaggingRegion, now_ts: int) -> None:
         # TiCDC's target: min(now, resolved + lag) — the locks that hold the next step back
-        target = min(now_ts, ((physical_ms(region.resolved_ts) + self.waiting.lag_ms) << _LOGICAL_BITS))
-        locks = self.client.scan_locks(decode_region_boundary(region.start), decode_region_boundary(region.end), target)
+        target = min(now_ts, ((physical_ms(region.resolved_ts) + self.waiting.lag_ms) << LOGICAL_BITS))
+        locks = self.client.scan_locks(_raw_key(region.start), _raw_key(region.end), target)
         by_txn: dict[int, list[LockInfo]] = {}
         for lock in locks:
             by_txn.setdefault(int(lock.start_ts), []).append(lock)
