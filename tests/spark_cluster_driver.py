@@ -96,6 +96,8 @@ def main() -> None:
 
         spark = theflash_session(master=master, app_name="theflash-cluster-python-auto", jvm=False, **BOTH_WORKERS)
         out["server"] = spark.conf.get("theflash.server")
+        out["driver_host"] = spark.conf.get("spark.driver.host")
+        out["ui"] = spark.sparkContext.uiWebUrl
         out["planner_sees_store"] = os.path.exists(store)
         df = spark.read.format("theflash").option("store", store).option("snapshot_ts", ts).load(table)
     else:

@@ -385,6 +385,8 @@ def test_the_readmes_cluster_commands_run_and_an_executor_on_another_host_reads_
             check_read(got, lan, upstream, bank, accounts, ts)
             check_routed(got, lan)
             assert got["stream_first_batch"] == upstream  # readStream through the service: the rows at ts
+            # theflash_session(master=...) found the address executors reach it at, and left the UI on
+            assert got["driver_host"] == lan.host and got["ui"], got
             python = time.monotonic()
             # the jar named by spark.jars, reading through a `theflash serve` on the driver's host
             token = secrets.token_urlsafe(24)
