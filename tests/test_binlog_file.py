@@ -477,3 +477,45 @@ def test_a_batch_read_stops_at_its_byte_budget_and_says_more_is_there(tmp_path: 
     assert len(reads) > 5 and all(more for _, more in reads[:-1]) and not reads[-1][1]
     # each read crossed the budget by at most its last record
     assert all(n <= 6 * max(sizes) // min(sizes) + 1 for n, _ in reads)
+
+
+def test_one_append_of_more_records_than_a_writev_takes_lands_whole_and_in_order(tmp_path: Path) -> None:
+    """An append writes frames and payloads as they are, a bounded number of buffers a call:
+    thousands of records in one append, across a rotation, read back as appended."""
+    events = sample_events(1500)
+    with SegmentWriter(tmp_path, segment_bytes=64 << 10) as writer:
+        end = writer.append(events)
+        assert end == writer.head
+    assert len(list_segments(tmp_path)) >= 2, "the append rotated"
+    assert [r.event for r in read_all(tmp_path)] == events
+    assert read_all(tmp_path)[-1].next == end
+
+
+def test_an_append_the_disk_refuses_half_way_leaves_no_partial_record(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from pyspark_theflash.binlog import segment as segment_module
+
+    events = sample_events(40)
+    with SegmentWriter(tmp_path) as writer:
+        writer.append(events[:10])
+        before = writer.head
+        real_writev = os.writev
+        calls = 0
+
+        def full_after_some(fd: int, buffers: list) -> int:  # writes part of the first call, then the disk is full
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                return real_writev(fd, [memoryview(buffers[0])[:3]])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(segment_module.os, "writev", full_after_some)
+        with pytest.raises(OSError, match="No space"):
+            writer.append(events[10:30])
+        monkeypatch.undo()
+        assert writer.head == before
+        assert segment_path(tmp_path, before.segment).stat().st_size == before.offset
+        writer.append(events[10:])
+    assert [r.event for r in read_all(tmp_path)] == events

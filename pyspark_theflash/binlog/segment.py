@@ -86,6 +86,7 @@ _HEADER = struct.Struct("<8sIQI")
 HEADER_BYTES = _HEADER.size  # 24: the offset of a segment's first record
 _FRAME = struct.Struct("<II")
 FRAME_BYTES = _FRAME.size  # 8: length and checksum in front of every payload
+_IOV_MAX = 512  # buffers a writev takes at once (Linux allows 1024)
 MAX_RECORD_BYTES = 512 << 20  # larger lengths can only be damage (a region snapshot is ~100 MiB)
 DEFAULT_SEGMENT_BYTES = 64 << 20
 SEGMENT_SUFFIX = ".binlog"
@@ -159,10 +160,15 @@ def check_header(path: Path, data: bytes, number: int) -> None:
 
 def encode_record(payload: bytes) -> bytes:
     """One framed record: length, checksum (over length bytes and payload), payload."""
+    return record_frame(payload) + payload
+
+
+def record_frame(payload: bytes) -> bytes:
+    """The frame in front of ``payload`` in its record: its length and checksum."""
     if len(payload) > MAX_RECORD_BYTES:
         raise BinlogError(f"an event of {len(payload)} bytes exceeds the record limit of {MAX_RECORD_BYTES} bytes")
     length = struct.pack("<I", len(payload))
-    return length + struct.pack("<I", zlib.crc32(payload, zlib.crc32(length))) + payload
+    return length + struct.pack("<I", zlib.crc32(payload, zlib.crc32(length)))
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -1055,34 +1061,48 @@ class SegmentWriter:
     def append(self, events: Iterable[binlog_pb2.Event | bytes]) -> Position:
         """Append events (or already serialized events) in order, contiguously even when other
         threads append; returns the position just after the last one."""
-        records = [encode_record(e if isinstance(e, bytes) else e.SerializeToString()) for e in events]
+        # Frames and payloads go to the file as they are (writev): no copy of a payload into
+        # its record, nor of the records into one buffer (capture appends ~32 MiB at a time).
+        payloads = [e if isinstance(e, bytes) else e.SerializeToString() for e in events]
+        frames = [record_frame(p) for p in payloads]
         with self._mutex:
             self._check_open()
             pending: list[bytes] = []
             pending_bytes = 0
-            for record in records:
+            for frame, payload in zip(frames, payloads):
                 used = self._size + pending_bytes
-                if used + len(record) > self.segment_bytes and used > HEADER_BYTES:
-                    self._write(b"".join(pending))
+                size = FRAME_BYTES + len(payload)
+                if used + size > self.segment_bytes and used > HEADER_BYTES:
+                    self._write(pending)
                     pending, pending_bytes = [], 0
                     self._rotate()
-                pending.append(record)
-                pending_bytes += len(record)
+                pending += (frame, payload)
+                pending_bytes += size
             if pending:
-                self._write(b"".join(pending))
+                self._write(pending)
                 if self.fsync == "always":
                     os.fdatasync(self._fd)
             end = Position(self._segment, self._size)
-        if records:
+        if payloads:
             self._signal.notify()
         return end
 
-    def _write(self, data: bytes) -> None:
-        view = memoryview(data)
+    def _write(self, parts: list[bytes]) -> None:
+        """``parts`` one after the other at the end of the segment (all of them, or none: a
+        failed write is cut off)."""
+        total = sum(map(len, parts))
         written = 0
+        at, skip = 0, 0  # the first part not wholly written, and how much of it is
         try:
-            while written < len(data):
-                written += os.write(self._fd, view[written:])
+            while written < total:
+                batch = [memoryview(parts[at])[skip:], *parts[at + 1:at + _IOV_MAX]]
+                n = os.writev(self._fd, batch)
+                written += n
+                n += skip
+                while at < len(parts) and n >= len(parts[at]):
+                    n -= len(parts[at])
+                    at += 1
+                skip = n
         except BaseException:
             # Leave no partial record behind (e.g. the disk filled up): readers would wait
             # in front of it and the next append would land after it.
