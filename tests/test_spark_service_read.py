@@ -161,7 +161,7 @@ def test_a_stream_through_the_service_where_the_store_is_not_visible_equals_the_
 HIDDEN_READER = r"""
 import json, pickle, sys
 from pyspark_theflash.spark import service_read
-from pyspark_theflash.spark.datasource import partition_batches
+from pyspark_theflash.spark.partitions import partition_batches
 partitions = pickle.load(open(sys.argv[1], "rb"))
 rows = [row for p in partitions for b in partition_batches(p) for row in b.to_pylist()]
 print("RESULT=" + json.dumps({"sees_store": service_read.sees_store(partitions[0].stream.partition.store),

@@ -21,7 +21,7 @@ from typing import Any, Iterator, Sequence
 from pyspark.sql.datasource import DataSourceStreamReader, InputPartition
 from pyspark.sql.types import StructType
 
-from pyspark_theflash.spark.datasource import TheFlashPartition, conform, partition_batches, planned_partitions
+from pyspark_theflash.spark.partitions import TheFlashPartition, conform, partition_batches, planned_partitions
 from pyspark_theflash.spark.user_errors import said_plainly
 
 STREAM_HINT = "starting_ts"
