@@ -4,8 +4,10 @@ never passes an open lock nor a later commit; and replaying the log (decoded wit
 gives exactly the rows the cluster holds."""
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -263,3 +265,29 @@ def test_a_cluster_killed_mid_workload_comes_back_as_its_log_describes(tmp_path:
         assert all(index == last_index.get(rid, 5) + 1 for rid, index in new_entries.items())
     finally:
         cluster.close()
+
+
+def test_a_schema_change_is_stamped_above_a_commit_at_a_ts_the_tso_has_not_handed_out(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An async-commit (or 1PC) commit ts is max_ts + 1, which the TSO may not have handed out
+    yet: a schema change logged after that commit must be stamped above it, not with the
+    TSO's next ts (which is that very ts within one millisecond: a DROP TABLE was once logged
+    at the ts of a commit before it). The clock is held still, as in that millisecond."""
+    from pyspark_theflash.upstream import tso as tso_module
+    from pyspark_theflash.upstream.tidb import make_column
+
+    cluster = MiniCluster(tmp_path / "data", tmp_path / "binlog", resolved_ts_interval=0)  # no ticker takes a ts
+    try:
+        cluster.create_table("t.a", [make_column("id", "BIGINT", not_null=True), make_column("v", "BIGINT")],
+                             primary_key=["id"])
+        txn = cluster.txn(one_pc=False, async_commit=True)
+        txn.insert("t.a", {"id": 1, "v": 1})
+        frozen = time.time()
+        monkeypatch.setattr(tso_module, "time", SimpleNamespace(time=lambda: frozen))  # the TSO's clock only
+        cluster.store.refuse_commits_at_or_below(cluster.tso.current())  # a read at the TSO's last ts
+        commit_ts = txn.commit()  # min_commit_ts = max_ts + 1: the TSO's next ts
+        assert commit_ts == cluster.tso.current() + 1
+        ddl_ts = cluster._ddl_ts()  # what a schema change logged now is stamped with
+    finally:
+        cluster.close()
+    assert ddl_ts > commit_ts

@@ -268,10 +268,19 @@ class MiniCluster:
         after it in the log, so a replica that applied a resolved ts of R knows every schema
         change committed at or below R. (Commits are ordered by the schema lease too.)"""
         with self.store.mu:
-            ts = commit_ts if commit_ts is not None else self.tso.get_ts()
+            ts = commit_ts if commit_ts is not None else self._ddl_ts()
             event = make_event(ts)
             self.store.append_events([event])
         self._save_ddl_job(event)
+        return ts
+
+    def _ddl_ts(self) -> int:
+        """A TSO above every commit already logged (under the store lock). An async-commit or 1PC
+        commit ts is max_ts + 1, which the TSO may not have handed out yet: the next TSO can be
+        that very ts, and a schema change stamped with it would follow a commit at its own ts."""
+        ts = self.tso.get_ts()
+        while ts <= self.store.max_ts + 1:
+            ts = self.tso.get_ts()
         return ts
 
     def _save_ddl_job(self, event: binlog_pb2.Event) -> None:
