@@ -44,9 +44,6 @@ KNOWN_UPWARD = {P + edge for edge in (
     "engine.native_read -> " + P + "scan.partitions", "engine.readers -> " + P + "scan.partitions",
     "engine.txn_merge_tree -> " + P + "latch", "engine.txn_merge_tree -> " + P + "scan.partitions",
     "engine.txn_merge_tree -> " + P + "scan.planner", "engine.txn_merge_tree -> " + P + "scan.session",
-    # the history tables (readable range, regions' lag) are a read-side view: scan/ or service/
-    "store.history -> " + P + "scan.learner", "store.history -> " + P + "scan.planner",
-    "store.history -> " + P + "scan.resolved",
 )}
 KNOWN_CIRCLES = {" <-> ".join(P + m for m in circle) for circle in (
     # TableInfo compiles its partitioning and generated columns lazily

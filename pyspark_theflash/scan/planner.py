@@ -62,7 +62,7 @@ from pyspark_theflash.scan.snapshot import (
 from pyspark_theflash.store.errors import did_you_mean
 from pyspark_theflash.store.views import intersect
 
-# store/history.py and benches read these here
+# benches read these here
 __all__ = ["PlanStats", "ScanPlan", "covering_regions", "key_value_ranges", "lookup_table", "physical_key_ranges",
            "plan", "query_snapshot_ts"]
 

@@ -58,9 +58,9 @@ class ReadService:
         return out
 
     def table_metadata(self, table: str, kind: str, store: str | None = None) -> dict[str, Any]:
-        """One metadata table of ``table`` (``GET /v1/tables/{db.t}/{kind}``, ``store.history``):
+        """One metadata table of ``table`` (``GET /v1/tables/{db.t}/{kind}``, ``service.history``):
         ``{"table", "kind", "columns": [{"name", "type"}], "rows": [{column: value}]}``."""
-        from pyspark_theflash.store.history import COLUMNS, store_table_metadata
+        from pyspark_theflash.service.history import COLUMNS, store_table_metadata
 
         if kind not in COLUMNS:
             from pyspark_theflash.service.errors import BadRequestError

@@ -4,7 +4,7 @@
   versions, partitions, delta and stable parts, rows, bytes), the binlog position and the GC
   safe point; human-readable, or ``--json``.
 * ``history [table]``: a table's readable range (GC safe point to resolved ts), schema versions
-  (commit ts, DDL), regions (resolved ts, lag) and parts (``store.history``); every table's
+  (commit ts, DDL), regions (resolved ts, lag) and parts (``service.history``); every table's
   when none is named; human-readable, or ``--json``.
 * ``compact [--table db.t]``: merge delta parts into stable parts (and apply GC and deleted
   ranges) now, instead of waiting for the writer's background compaction.
@@ -262,9 +262,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------
 
 def store_history(root: Path, table: str | None) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """``store.history.table_metadata`` of ``table`` (or of every live table), by table name."""
+    """``service.history.table_metadata`` of ``table`` (or of every live table), by table name."""
     from pyspark_theflash.store import manifest as mf
-    from pyspark_theflash.store.history import table_metadata
+    from pyspark_theflash.service.history import table_metadata
     from pyspark_theflash.store.views import StoreView
 
     conn = mf.connect(root, create=False)

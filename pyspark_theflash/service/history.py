@@ -52,8 +52,8 @@ def tso_lag_ms(ts: int, now_ms: float | None = None) -> int:
 
 def table_metadata(view: "StoreView", table: str) -> dict[str, list[dict[str, Any]]]:
     """The four metadata tables of ``table`` (``db.t``, or its id) in ``view``."""
+    from pyspark_theflash.scan.context import physical_key_ranges
     from pyspark_theflash.scan.learner import ranges_overlap, region_id, region_is_live
-    from pyspark_theflash.scan.planner import physical_key_ranges
     from pyspark_theflash.scan.resolved import table_resolved_ts
 
     info = view.table(table)
