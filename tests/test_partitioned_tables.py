@@ -22,7 +22,7 @@ import pytest
 
 from flash_rig import FlashRig, wait_for
 from pyspark_theflash.schema import TableInfo, column
-from pyspark_theflash.schema.partitioning import NoPartitionError, Partitioning, build_partition_json
+from pyspark_theflash.schema.partitioning import NoPartitionError, Partitioning, build_partition_json, partitioning_of
 from pyspark_theflash.service import serve
 from pyspark_theflash.store.predicate import col
 from pyspark_theflash.upstream.errors import SchemaError
@@ -139,27 +139,27 @@ def _table(kind: dict[str, Any], pk: list[str]) -> TableInfo:
 
 def test_rows_go_to_the_partition_tidb_puts_them_in() -> None:
     t = _table(RANGE_ID, ["id"])
-    p = t.partitioning
+    p = partitioning_of(t)
     assert p is not None and p.type_name == "RANGE" and p.physical_ids == (11, 12, 13)
     assert [p.locate(t, {"id": i}) for i in (-5, 99, 100, 299)] == [11, 11, 12, 13]
     with pytest.raises(NoPartitionError, match="no partition for value 300"):
         p.locate(t, {"id": 300})
     t = _table(RANGE_D, [])
-    assert t.partitioning is not None and t.partitioning.type_name == "RANGE COLUMNS"
-    assert [t.partitioning.locate(t, {"d": d}) for d in (None, dt.date(1995, 12, 31), dt.date(1996, 1, 1),
+    assert partitioning_of(t) is not None and partitioning_of(t).type_name == "RANGE COLUMNS"
+    assert [partitioning_of(t).locate(t, {"d": d}) for d in (None, dt.date(1995, 12, 31), dt.date(1996, 1, 1),
                                                           dt.date(2030, 1, 1))] == [11, 11, 12, 13]
     t = _table(HASH_ID, ["id"])
     # TiDB: abs(id % num); NULL into the first
-    assert [t.partitioning.locate(t, {"id": i}) - 11 for i in (0, 5, -5, -8, None)] == [0, 1, 1, 0, 0]  # type: ignore[union-attr]
+    assert [partitioning_of(t).locate(t, {"id": i}) - 11 for i in (0, 5, -5, -8, None)] == [0, 1, 1, 0, 0]  # type: ignore[union-attr]
     t = _table(LIST_K, [])
-    assert [t.partitioning.locate(t, {"k": k}) for k in (2, 4, None)] == [11, 12, 12]  # type: ignore[union-attr]
+    assert [partitioning_of(t).locate(t, {"k": k}) for k in (2, 4, None)] == [11, 12, 12]  # type: ignore[union-attr]
     with pytest.raises(NoPartitionError, match="no partition for value 7"):
-        t.partitioning.locate(t, {"k": 7})  # type: ignore[union-attr]
+        partitioning_of(t).locate(t, {"k": 7})  # type: ignore[union-attr]
 
 
 def test_a_filter_prunes_exactly_the_partitions_it_cannot_match() -> None:
     t = _table(RANGE_ID, ["id"])
-    p = t.partitioning
+    p = partitioning_of(t)
     assert p is not None
     assert p.prune(t, col("id") < 100)[1] == ["p1", "p2"]
     assert p.prune(t, col("id") <= 100)[1] == ["p2"]
@@ -167,15 +167,15 @@ def test_a_filter_prunes_exactly_the_partitions_it_cannot_match() -> None:
     assert p.prune(t, col("id").isin([5, 250]))[1] == ["p1"]
     assert p.prune(t, col("id") != 5)[1] == []
     t = _table(RANGE_D, [])
-    assert t.partitioning.prune(t, col("d") >= dt.date(1996, 1, 1))[1] == ["y1995"]  # type: ignore[union-attr]
-    assert t.partitioning.prune(t, col("d").is_null())[1] == ["y1996", "ylater"]  # type: ignore[union-attr]
+    assert partitioning_of(t).prune(t, col("d") >= dt.date(1996, 1, 1))[1] == ["y1995"]  # type: ignore[union-attr]
+    assert partitioning_of(t).prune(t, col("d").is_null())[1] == ["y1996", "ylater"]  # type: ignore[union-attr]
     t = _table(HASH_ID, ["id"])
-    assert t.partitioning.prune(t, col("id") == 6)[1] == ["p0", "p1", "p3"]  # type: ignore[union-attr]
-    assert t.partitioning.prune(t, col("id") > 6)[1] == []  # type: ignore[union-attr]
+    assert partitioning_of(t).prune(t, col("id") == 6)[1] == ["p0", "p1", "p3"]  # type: ignore[union-attr]
+    assert partitioning_of(t).prune(t, col("id") > 6)[1] == []  # type: ignore[union-attr]
     t = _table(LIST_K, [])
-    assert t.partitioning.prune(t, col("k") == 3)[1] == ["small"]  # type: ignore[union-attr]
+    assert partitioning_of(t).prune(t, col("k") == 3)[1] == ["small"]  # type: ignore[union-attr]
     t = _table(KEY_ID, ["id"])
-    assert t.partitioning.prune(t, col("id") == 6)[1] == []  # type: ignore[union-attr]  # KEY: never pruned
+    assert partitioning_of(t).prune(t, col("id") == 6)[1] == []  # type: ignore[union-attr]  # KEY: never pruned
 
 
 def test_the_partition_json_is_tidbs(rig: Any) -> None:

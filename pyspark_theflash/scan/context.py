@@ -19,6 +19,7 @@ from pyspark_theflash.scan.errors import (
 )
 from pyspark_theflash.scan.learner import region_id, region_is_live
 from pyspark_theflash.scan.options import ScanOptions
+from pyspark_theflash.schema.partitioning import physical_ids_of
 from pyspark_theflash.store.errors import did_you_mean
 
 if TYPE_CHECKING:
@@ -145,7 +146,7 @@ def table_key_range(table_id: int) -> tuple[bytes, bytes]:
 
 def physical_key_ranges(table_info: TableInfo) -> list[tuple[bytes, bytes]]:
     """The PD-encoded key ranges of the table's records: its own, or each partition's."""
-    return [table_key_range(i) for i in getattr(table_info, "physical_ids", (int(table_info.id),))]
+    return [table_key_range(i) for i in physical_ids_of(table_info)]
 
 
 def covering_regions(view: StoreView, table_id: int) -> list[tuple[RegionState, tuple[HandleBound, HandleBound]]]:

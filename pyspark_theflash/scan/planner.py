@@ -59,6 +59,8 @@ from pyspark_theflash.scan.snapshot import (
     upstream_safe_point,
     within_staleness,
 )
+from pyspark_theflash.schema.partitioning import partitioning_of
+from pyspark_theflash.schema.table_info import TableInfo
 from pyspark_theflash.store.errors import did_you_mean
 from pyspark_theflash.store.views import intersect
 
@@ -132,10 +134,10 @@ class ScanPlan:
         self.close()
 
 
-def pruned_partitions(table_info: Any, predicate: Any) -> tuple[list[int], list[str]]:
+def pruned_partitions(table_info: TableInfo, predicate: Any) -> tuple[list[int], list[str]]:
     """(physical ids to read, names of partitions the filter prunes); an unpartitioned table
     reads its own id."""
-    partitioning = getattr(table_info, "partitioning", None)
+    partitioning = partitioning_of(table_info)
     if partitioning is None:
         return [int(table_info.id)], []
     pruned: tuple[list[int], list[str]] = partitioning.prune(table_info, predicate)
@@ -402,7 +404,7 @@ def _catch_up_and_partition(result: ScanPlan, store: Any, upstream: Any, latch: 
     # a partitioned table's rows live under its partitions' ids: the ones the filter can match
     ids, result.pruned_partitions = pruned_partitions(result.table_info, predicate)
     caught = catch_up(store.snapshot, upstream, latch, result.ts, result.options, result.table_id, ids,
-                      result.table_info.partitioning is not None)
+                      partitioning_of(result.table_info) is not None)
     try:
         _partition(result, caught.learner, caught.view, upstream, columns, hidden, predicate, caught.early)
     finally:
@@ -422,8 +424,9 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
         )
     result.table_info = stored
     ids, result.pruned_partitions = pruned_partitions(stored, predicate)
-    if stored.partitioning is not None:
-        stats.table_partitions = [stored.partitioning.definition(i).name for i in ids]
+    partitioning = partitioning_of(stored)
+    if partitioning is not None:
+        stats.table_partitions = [partitioning.definition(i).name for i in ids]
         stats.table_partitions_pruned = list(result.pruned_partitions)
     regions = covering_physical(view, ids)
     stats.regions = len(regions)

@@ -7,6 +7,9 @@
 * ``spark``       ``spark_schema`` (imports PySpark lazily)
 * ``defaults``    the origin default: the value of a column absent from a row
 * ``versions``    ``SchemaHistory``: a table's versions side by side
+* ``generated``   VIRTUAL generated columns compiled; it judges which ones ``TableInfo.columns``
+                  holds (set here, on import of the package: ``table_info`` sits below it)
+* ``partitioning`` a partitioned table's partitions: ``partitioning_of(table)``, ``physical_ids_of``
 """
 from __future__ import annotations
 
@@ -26,9 +29,17 @@ from pyspark_theflash.schema.builder import column, parse_sql_type, table
 from pyspark_theflash.schema.defaults import convert_default, origin_default_value
 from pyspark_theflash.schema.errors import SchemaError, UnknownColumnError, UnsupportedTypeError
 from pyspark_theflash.schema.spark import spark_schema, spark_type  # PySpark is imported on call
-from pyspark_theflash.schema.table_info import ColumnInfo, TableInfo
+from pyspark_theflash.schema.table_info import ColumnInfo, TableInfo, judge_virtual_columns_with
 from pyspark_theflash.schema.versions import SchemaChange, SchemaHistory, diff_columns
 
+
+def _why_uncomputable(table: TableInfo, column: ColumnInfo) -> str | None:
+    from pyspark_theflash.schema.generated import why_uncomputable  # pyarrow.compute: on first use
+
+    return why_uncomputable(table, column)
+
+
+judge_virtual_columns_with(_why_uncomputable)
 
 __all__ = [
     "COMMIT_TS",

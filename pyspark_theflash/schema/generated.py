@@ -544,12 +544,18 @@ def compile_column(table: "TableInfo", column: "ColumnInfo") -> VirtualColumn:
     return VirtualColumn(column.name, tuple(compiler.deps), compute)
 
 
-def computable(table: "TableInfo", column: "ColumnInfo") -> bool:
+def why_uncomputable(table: "TableInfo", column: "ColumnInfo") -> str | None:
+    """Why the column's expression is not one this module evaluates, or None if it is: what
+    decides ``TableInfo.columns`` (the ``schema`` package sets it as the table's judge)."""
     try:
         compile_column(table, column)
-        return True
-    except UnsupportedExpressionError:
-        return False
+        return None
+    except UnsupportedExpressionError as exc:
+        return str(exc)
+
+
+def computable(table: "TableInfo", column: "ColumnInfo") -> bool:
+    return why_uncomputable(table, column) is None
 
 
 def virtual_columns(table: "TableInfo", names: Sequence[str] | None = None) -> list[VirtualColumn]:
@@ -576,4 +582,4 @@ def virtual_columns(table: "TableInfo", names: Sequence[str] | None = None) -> l
 
 
 __all__ = ["GeneratedColumnError", "UnsupportedExpressionError", "VirtualColumn", "compile_column", "computable",
-           "parse_expression", "virtual_columns"]
+           "parse_expression", "virtual_columns", "why_uncomputable"]

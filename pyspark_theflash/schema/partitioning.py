@@ -11,7 +11,7 @@ a partition under ``t{id}_r{handle}`` and the logical table id holds no rows.
 
 TheFlash keeps one physical table per partition id in its store, each a ``TableInfo`` with the
 logical table's columns, the partition's id, and ``partition_of`` naming the logical table
-(``physical_table_json``). A read of the logical table at ts reads the partitions its info at
+(``physical_table_json``, ``physical_tables_of``). A read of the logical table at ts reads the partitions its info at
 ts lists: what TiDB's stale read at ts reads. ``Partitioning.prune`` keeps the partitions a
 pushed filter can match.
 
@@ -29,14 +29,12 @@ import decimal
 import re
 import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from pyspark_theflash.schema import types as T
 from pyspark_theflash.schema.column_stats import ColumnStats
 from pyspark_theflash.schema.errors import SchemaError
-
-if TYPE_CHECKING:
-    from pyspark_theflash.schema.table_info import ColumnInfo, TableInfo
+from pyspark_theflash.schema.table_info import ColumnInfo, TableInfo
 
 RANGE, HASH, LIST, KEY = 1, 2, 3, 4
 TYPE_NAMES = {RANGE: "RANGE", HASH: "HASH", LIST: "LIST", KEY: "KEY"}
@@ -368,6 +366,27 @@ def parse_literal(text: str, col: "ColumnInfo | None") -> Any:
     if col.tp in (T.TYPE_FLOAT, T.TYPE_DOUBLE):
         return float(s)
     return s
+
+
+def partitioning_of(table: TableInfo) -> Partitioning | None:
+    """The table's ``partition`` info (its partitions and their physical ids), or None."""
+    d = table.raw.get("partition")
+    return Partitioning.from_json(d) if d else None
+
+
+def physical_ids_of(table: TableInfo) -> tuple[int, ...]:
+    """The table ids that hold the table's rows: its partitions' ids, or its own id."""
+    p = partitioning_of(table)
+    return p.physical_ids if p is not None else (table.id,)
+
+
+def physical_tables_of(table: TableInfo) -> list[TableInfo]:
+    """One table info per partition (``physical_table_json``); [] unpartitioned."""
+    p = partitioning_of(table)
+    if p is None:
+        return []
+    raw = table.to_json()
+    return [TableInfo.from_json(physical_table_json(raw, pid), db=table.db) for pid in p.physical_ids]
 
 
 def physical_table_json(logical: Mapping[str, Any], physical_id: int) -> dict[str, Any]:

@@ -11,19 +11,21 @@ strings, ``cols`` with a ``type`` object (``Tp``, ``Flag``, ``Flen``, ``Decimal`
 already being dropped (``state`` other than public) stay in ``all_columns`` and ``raw`` but are
 not visible to readers, as in TiDB. ``to_json`` gives TiDB-shaped JSON back; keys this module
 does not model are carried through from ``raw`` unchanged.
+
+This module is the bottom of ``schema/``: the data, nothing computed from it. Whether a VIRTUAL
+generated column is readable is decided by a ``VirtualColumnJudge`` (``schema.generated``, which
+the ``schema`` package sets on import: ``judge_virtual_columns_with``); a table's partitioning
+is read with ``schema.partitioning`` (``partitioning_of``, ``physical_ids_of``).
 """
 from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pyspark_theflash.schema import types as T
 from pyspark_theflash.schema.errors import SchemaError, UnknownColumnError
-
-if TYPE_CHECKING:
-    from pyspark_theflash.schema.partitioning import Partitioning
 
 
 def parse_name(value: Any, what: str) -> str:
@@ -183,6 +185,22 @@ class ColumnInfo:
         return out
 
 
+class VirtualColumnJudge(Protocol):
+    """Why a VIRTUAL generated column of ``table`` cannot be computed on read, or None if it can."""
+
+    def __call__(self, table: TableInfo, column: ColumnInfo, /) -> str | None: ...
+
+
+_judge: VirtualColumnJudge | None = None
+
+
+def judge_virtual_columns_with(judge: VirtualColumnJudge) -> None:
+    """Set what decides which VIRTUAL generated columns a read can return (the ``schema``
+    package sets ``schema.generated``'s on import, before any table is read)."""
+    global _judge
+    _judge = judge
+
+
 @dataclass(frozen=True)
 class TableInfo:
     """One TiDB table at one schema version."""
@@ -211,15 +229,16 @@ class TableInfo:
 
     def _readable(self) -> tuple[ColumnInfo, ...]:
         if self._public is None:  # type: ignore[attr-defined]
-            from pyspark_theflash.schema.generated import UnsupportedExpressionError, compile_column
-
+            judge = _judge
+            if judge is None:
+                raise SchemaError(f"table {self.qualified_name} has VIRTUAL generated columns and nothing "
+                                  "judges them: import pyspark_theflash.schema, which sets schema.generated's")
             uncomputable: dict[str, str] = {}
             for c in self._all_public:  # type: ignore[attr-defined]
                 if c.is_virtual_generated:
-                    try:
-                        compile_column(self, c)
-                    except UnsupportedExpressionError as exc:
-                        uncomputable[c.name.lower()] = str(exc)
+                    why = judge(self, c)
+                    if why is not None:
+                        uncomputable[c.name.lower()] = why
             public = tuple(c for c in self._all_public if c.name.lower() not in uncomputable)  # type: ignore[attr-defined]
             object.__setattr__(self, "_uncomputable", uncomputable)
             object.__setattr__(self, "_by_name", {c.name.lower(): c for c in public})
@@ -300,37 +319,12 @@ class TableInfo:
     def primary_key_columns(self) -> tuple[ColumnInfo, ...]:
         return tuple(self.column(n) for n in self.primary_key)
 
-    # --- partitioned tables (``schema.partitioning``)
-    @property
-    def partitioning(self) -> "Partitioning | None":
-        """The table's ``partition`` info (its partitions and their physical ids), or None."""
-        d = self.raw.get("partition")
-        if not d:
-            return None
-        from pyspark_theflash.schema.partitioning import Partitioning
-
-        return Partitioning.from_json(d)
-
+    # --- partitioned tables (their partitions: ``schema.partitioning``)
     @property
     def partition_of(self) -> int | None:
         """For one partition's physical table as the store keeps it: the logical table's id."""
         d = self.raw.get("partition_of")
         return int(d["id"]) if d else None
-
-    @property
-    def physical_ids(self) -> tuple[int, ...]:
-        """The table ids that hold the table's rows: its partitions' ids, or its own id."""
-        p = self.partitioning
-        return p.physical_ids if p is not None else (self.id,)
-
-    def physical_tables(self) -> list["TableInfo"]:
-        """One table info per partition (``partitioning.physical_table_json``); [] unpartitioned."""
-        if self.partitioning is None:
-            return []
-        from pyspark_theflash.schema.partitioning import physical_table_json
-
-        raw = self.to_json()
-        return [TableInfo.from_json(physical_table_json(raw, pid), db=self.db) for pid in self.physical_ids]
 
     # --- JSON
     @classmethod

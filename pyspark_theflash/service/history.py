@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pyspark_theflash.schema.partitioning import physical_ids_of
+
 if TYPE_CHECKING:
     from pyspark_theflash.store.views import StoreView
 
@@ -60,7 +62,7 @@ def table_metadata(view: "StoreView", table: str) -> dict[str, list[dict[str, An
     name = f"{info.db}.{info.name}"
     now_ms = time.time() * 1000
     ranges = physical_key_ranges(info)
-    physical = tuple(getattr(info, "physical_ids", (int(info.id),)))
+    physical = physical_ids_of(info)
     resolved = table_resolved_ts(view, info, name)
     history = view.histories().get(int(info.id))
     created = history.created_ts if history is not None else 0

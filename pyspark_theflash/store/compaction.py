@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import pyarrow as pa
 
+from pyspark_theflash.schema.partitioning import physical_ids_of
 from pyspark_theflash.store import manifest as mf
 from pyspark_theflash.store.leases import live_leases
 from pyspark_theflash.store.predicate import merge_stats
@@ -431,7 +432,7 @@ def compact_store(store: "Store", table: Any = None, force: bool = False,
     with store.snapshot() as view:
         sp = view.gc_safe_point() if safe_point is None else safe_point
         targets = [(tid, p.partition_id) for tid in
-                   (view.table_ids_with_parts() if table is None else view.table(table).physical_ids)
+                   (view.table_ids_with_parts() if table is None else physical_ids_of(view.table(table)))
                    for p in view.partitions(tid)]
     result.safe_point = sp
     for tid, pid in targets:

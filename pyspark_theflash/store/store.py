@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 import pyarrow as pa
 
 from pyspark_theflash.proto import binlog_pb2
+from pyspark_theflash.schema.partitioning import partitioning_of, physical_ids_of, physical_tables_of
 from pyspark_theflash.store import manifest as mf
 from pyspark_theflash.store.errors import (
     ReadOnlyStoreError,
@@ -264,7 +265,7 @@ class Store(ApplyPath, FlushPipeline):
         """A partitioned table's version also as one version per partition id (the physical
         tables its rows arrive under, ``schema.partitioning``); returns those not known yet."""
         out = []
-        for part in info.physical_tables():
+        for part in physical_tables_of(info):
             history = self._histories.get(part.id)
             if history is not None and history.has(part.schema_version, commit_ts):
                 continue
@@ -310,7 +311,7 @@ class Store(ApplyPath, FlushPipeline):
         old = self._histories.get(retire) if retire else None
         new_retire = old is not None and old.retired_ts is None
         new_life = created and tid not in self._ignored and (history is None or history.created_ts != ts)
-        partitioned = info.partitioning is not None and tid not in self._ignored and ddl.type != Ddl.DROP_TABLE
+        partitioned = partitioning_of(info) is not None and tid not in self._ignored and ddl.type != Ddl.DROP_TABLE
         if not (new_version or new_retire or new_life or partitioned):
             return False
         partitions: list["TableInfo"] = []
@@ -398,7 +399,7 @@ class Store(ApplyPath, FlushPipeline):
             with self.snapshot() as view:
                 info = table_for_read(view, table, ts, schema)
                 # a partitioned table's rows live under its partitions' ids (its info at ts lists them)
-                for table_id in info.physical_ids:
+                for table_id in physical_ids_of(info):
                     rng: tuple[int | None, int | None] | None = handle_range or (None, None)
                     if region_id is not None:
                         region = view.region(region_id)

@@ -23,6 +23,7 @@ from pyspark_theflash.codec.row_v1 import encode_row_v1
 from pyspark_theflash.codec.row_v2 import datum_for_column, encode_row_v2
 from pyspark_theflash.schema import ColumnInfo, TableInfo
 from pyspark_theflash.schema.errors import UnknownColumnError
+from pyspark_theflash.schema.partitioning import partitioning_of
 from pyspark_theflash.upstream.errors import DuplicateKeyError, GeneratedValueError, SchemaError
 from pyspark_theflash.upstream.values import check_value, datum, default_value, encode_column, require_column
 
@@ -49,9 +50,9 @@ class TableRows:
         self.generated = tuple(c for c in self.info.columns if c.generated_expr)
         self._by_name = {c.name: c for c in self.info.columns}  # exact names: the common case, one lookup
         # PARTITION BY: rows go under their partition's physical id (``schema.partitioning``)
-        self.partitioning = self.info.partitioning
+        self.partitioning = partitioning_of(self.info)
         self._route = self.partitioning.router(self.info) if self.partitioning is not None else None
-        self.physical_ids = self.info.physical_ids
+        self.physical_ids = self.partitioning.physical_ids if self.partitioning is not None else (self.id,)
 
     def physical_id(self, row: Mapping[str, Any]) -> int:
         """The table id a row's record key carries: its partition's, or the table's own."""

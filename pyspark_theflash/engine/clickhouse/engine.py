@@ -28,6 +28,7 @@ from pyspark_theflash.engine.clickhouse.snapshot_read import read_snapshot
 from pyspark_theflash.engine.clickhouse.stream_read import read_clickhouse_partition
 from pyspark_theflash.engine.clickhouse.tables import ClickHouseTables, table_name
 from pyspark_theflash.engine.txn_merge_tree import TxnMergeTreeEngine
+from pyspark_theflash.schema.partitioning import partitioning_of, physical_tables_of
 from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, DELMARK, ROWID
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ class ClickHouseEngine(TxnMergeTreeEngine):
             with store.snapshot() as view:
                 info = table_for_read(view, table, ts, schema)
                 # a partitioned table: each partition's rows are in the ClickHouse table of its id
-                for physical in ([info] if info.partitioning is None else info.physical_tables()):
+                for physical in ([info] if partitioning_of(info) is None else physical_tables_of(info)):
                     rng: Any = handle_range or (None, None)
                     if region_id is not None:
                         region = view.region(region_id)
