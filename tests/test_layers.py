@@ -52,7 +52,6 @@ KNOWN_CIRCLES = {" <-> ".join(P + m for m in circle) for circle in (
     ("store.apply", "store.compaction", "store.flush", "store.row_sink", "store.store", "store.write_state"),
     # PartsReader applies deletion vectors, which read parts with PartsReader
     ("store.deletion_vector", "store.read", "store.virtual_columns"),
-    ("upstream.change_feed", "upstream.client_calls", "upstream.tikv_stores"),
 )}
 
 

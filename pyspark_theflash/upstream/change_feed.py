@@ -26,7 +26,7 @@ import logging
 import queue
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator, Protocol
 
 import grpc
 
@@ -34,10 +34,16 @@ from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.codec.txn import SHORT_VALUE_MAX_LEN
 from pyspark_theflash.proto import binlog_pb2, cdcpb_pb2, cdcpb_pb2_grpc, errorpb_pb2
 
-if TYPE_CHECKING:
-    from pyspark_theflash.upstream.tikv_stores import StoreServer
+from pyspark_theflash.upstream.topology import Topology
 
 log = logging.getLogger(__name__)
+
+
+class StoreOfFeed(Protocol):
+    """What the feed needs of the store server it serves for (tikv_stores.StoreServer)."""
+
+    store_id: int
+    topology: Topology
 
 Ev = cdcpb_pb2.Event
 _OP = {binlog_pb2.PUT: Ev.Row.PUT, binlog_pb2.DELETE: Ev.Row.DELETE}
@@ -113,7 +119,7 @@ class ChangeFeed:
                 self._streams.remove(stream)
         stream.out.put(_END)
 
-    def register(self, stream: _Stream, req: cdcpb_pb2.ChangeDataRequest, server: "StoreServer") -> None:
+    def register(self, stream: _Stream, req: cdcpb_pb2.ChangeDataRequest, server: StoreOfFeed) -> None:
         """Answer one Register: an error at once, or the scan, INITIALIZED, then live changes."""
         rid, request_id = int(req.region_id), int(req.request_id)
         with self.store.mu:
@@ -141,7 +147,7 @@ class ChangeFeed:
             if reg is not None and (not req.request_id or reg.request_id == req.request_id):
                 del stream.regs[int(req.region_id)]
 
-    def _check(self, req: cdcpb_pb2.ChangeDataRequest, server: "StoreServer") -> cdcpb_pb2.Error | None:
+    def _check(self, req: cdcpb_pb2.ChangeDataRequest, server: StoreOfFeed) -> cdcpb_pb2.Error | None:
         cluster_id = self.cluster.cluster_id
         if req.header.cluster_id and req.header.cluster_id != cluster_id:
             return cdcpb_pb2.Error(cluster_id_mismatch=cdcpb_pb2.ClusterIDMismatch(
@@ -302,7 +308,7 @@ class ChangeFeed:
 class ChangeDataServicer(cdcpb_pb2_grpc.ChangeDataServicer):
     """``cdcpb.ChangeData`` of one store server."""
 
-    def __init__(self, feed: ChangeFeed, server: "StoreServer") -> None:
+    def __init__(self, feed: ChangeFeed, server: StoreOfFeed) -> None:
         self.feed = feed
         self.server = server
 

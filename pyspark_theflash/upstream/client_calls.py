@@ -123,10 +123,20 @@ class RawKeyspace:
             return [(k, self._values[k]) for k in keys]
 
 
+_LOCK_OP = {0: kvrpcpb_pb2.Put, 1: kvrpcpb_pb2.Del, 2: kvrpcpb_pb2.Lock}
+
+
+def lock_info(lock: Any) -> kvrpcpb_pb2.LockInfo:
+    """A Percolator lock as TiKV reports it (``LockInfo``)."""
+    return kvrpcpb_pb2.LockInfo(
+        primary_lock=lock.primary, lock_version=lock.start_ts, key=lock.key, lock_ttl=lock.ttl_ms,
+        txn_size=lock.txn_size, lock_type=_LOCK_OP.get(lock.op, kvrpcpb_pb2.Put), use_async_commit=lock.use_async_commit,
+        min_commit_ts=lock.min_commit_ts, secondaries=list(lock.secondaries))
+
+
 def key_error(exc: Exception, store: Any, pessimistic: PessimisticLocks | None = None) -> kvrpcpb_pb2.KeyError:
     """A store error as TiKV fills kvrpcpb.KeyError."""
     if isinstance(exc, KeyLockedError):
-        from pyspark_theflash.upstream.tikv_stores import lock_info
         lock = store.lock_of(exc.key)
         if lock is not None and lock.start_ts == exc.lock_start_ts:
             return kvrpcpb_pb2.KeyError(locked=lock_info(lock))

@@ -50,7 +50,7 @@ from pyspark_theflash.upstream.errors import UpstreamError
 from pyspark_theflash.upstream.gc_worker import DEFAULT_GC_LIFE_TIME_S, DEFAULT_GC_RUN_INTERVAL_S, GCRun, GCWorker
 from pyspark_theflash.upstream.pd import GCSafePoint, Region, RegionMap
 from pyspark_theflash.upstream.pd_service import ServiceSafePoints
-from pyspark_theflash.upstream.tikv_stores import Topology
+from pyspark_theflash.upstream.topology import Topology
 from pyspark_theflash.upstream.bulk import bulk_insert
 from pyspark_theflash.upstream.ddl import convert_value, encode_row_v1_for_table
 from pyspark_theflash.upstream.percolator import (

@@ -15,21 +15,18 @@ epoch version â†’ ``epoch_not_match`` with the region as it is, another leader â
 """
 from __future__ import annotations
 
-import threading
 from concurrent import futures
 from typing import Any
 
 import grpc
 
-from pyspark_theflash.proto import cdcpb_pb2, cdcpb_pb2_grpc, errorpb_pb2, kvrpcpb_pb2, metapb_pb2, tikvpb_pb2_grpc
+from pyspark_theflash.proto import cdcpb_pb2, cdcpb_pb2_grpc, errorpb_pb2, kvrpcpb_pb2, tikvpb_pb2_grpc
 from pyspark_theflash.txn.status import TxnAction, TxnFate
 from pyspark_theflash.upstream.change_feed import ChangeDataServicer, ChangeFeed
-from pyspark_theflash.upstream.client_calls import ClientCalls, PessimisticLocks, RawKeyspace
+from pyspark_theflash.upstream.client_calls import ClientCalls, lock_info
 from pyspark_theflash.upstream.errors import RegionNotFoundError, UpstreamError
-from pyspark_theflash.upstream.pd import encode_region_key
+from pyspark_theflash.upstream.topology import Topology
 
-TIKV_VERSION = "8.5.0"  # what the stores report to PD: the newest LTS the wire matches
-_LOCK_OP = {0: kvrpcpb_pb2.Put, 1: kvrpcpb_pb2.Del, 2: kvrpcpb_pb2.Lock}
 _ACTION = {
     TxnAction.NO_ACTION: kvrpcpb_pb2.NoAction, TxnAction.TTL_EXPIRE_ROLLBACK: kvrpcpb_pb2.TTLExpireRollback,
     TxnAction.LOCK_NOT_EXIST_ROLLBACK: kvrpcpb_pb2.LockNotExistRollback,
@@ -37,47 +34,6 @@ _ACTION = {
     TxnAction.TTL_EXPIRE_PESSIMISTIC_ROLLBACK: kvrpcpb_pb2.TTLExpirePessimisticRollback,
     TxnAction.LOCK_NOT_EXIST_DO_NOTHING: kvrpcpb_pb2.LockNotExistDoNothing,
 }
-
-
-class Topology:
-    """Which store leads which region. Region r starts on store ((r - 1) mod n) + 1."""
-
-    def __init__(self, cluster: Any, stores: int) -> None:
-        if stores < 1:
-            raise ValueError(f"a cluster needs at least one TiKV store, got {stores}")
-        self.cluster = cluster
-        self.store_ids = list(range(1, stores + 1))
-        self.addresses: dict[int, str] = {}
-        self._moved: dict[int, int] = {}
-        self._mu = threading.Lock()
-        # What the stores share beside the Percolator store (client_calls.py)
-        self.pessimistic_locks = PessimisticLocks()
-        self.raw_keyspace = RawKeyspace()
-
-    def leader_store(self, region_id: int) -> int:
-        with self._mu:
-            return self._moved.get(region_id, (region_id - 1) % len(self.store_ids) + 1)
-
-    def transfer_leader(self, region_id: int, store_id: int) -> None:
-        if store_id not in self.store_ids:
-            raise ValueError(f"no store {store_id}; stores are {self.store_ids}")
-        with self._mu:
-            self._moved[region_id] = store_id
-
-    @staticmethod
-    def peer(region_id: int, store_id: int) -> metapb_pb2.Peer:
-        return metapb_pb2.Peer(id=region_id * 1000 + store_id, store_id=store_id)
-
-    def meta_region(self, region: Any) -> metapb_pb2.Region:
-        """A region as PD and TiKV describe it: encoded keys, epoch, its one peer."""
-        return metapb_pb2.Region(
-            id=region.id, start_key=encode_region_key(region.start), end_key=encode_region_key(region.end),
-            region_epoch=metapb_pb2.RegionEpoch(conf_ver=region.conf_version, version=region.version),
-            peers=[self.peer(region.id, self.leader_store(region.id))])
-
-    def meta_store(self, store_id: int) -> metapb_pb2.Store:
-        return metapb_pb2.Store(id=store_id, address=self.addresses.get(store_id, ""), state=metapb_pb2.Up,
-                                version=TIKV_VERSION, node_state=metapb_pb2.Serving)
 
 
 class TikvServicer(ClientCalls, tikvpb_pb2_grpc.TikvServicer):
@@ -181,14 +137,6 @@ class TikvServicer(ClientCalls, tikvpb_pb2_grpc.TikvServicer):
         return kvrpcpb_pb2.ReadIndexResponse(read_index=self.cluster.store.read_index(region.id, request.start_ts))
 
 
-def lock_info(lock: Any) -> kvrpcpb_pb2.LockInfo:
-    """A Percolator lock as TiKV reports it (``LockInfo``)."""
-    return kvrpcpb_pb2.LockInfo(
-        primary_lock=lock.primary, lock_version=lock.start_ts, key=lock.key, lock_ttl=lock.ttl_ms,
-        txn_size=lock.txn_size, lock_type=_LOCK_OP.get(lock.op, kvrpcpb_pb2.Put), use_async_commit=lock.use_async_commit,
-        min_commit_ts=lock.min_commit_ts, secondaries=list(lock.secondaries))
-
-
 class StoreServer:
     """One TiKV store on the wire: a gRPC server with Tikv and ChangeData on ``host:port``."""
 
@@ -230,4 +178,4 @@ class StoreServer:
     close = stop
 
 
-__all__ = ["StoreServer", "Topology", "TikvServicer", "lock_info", "cdcpb_pb2"]
+__all__ = ["StoreServer", "Topology", "TikvServicer", "cdcpb_pb2"]
