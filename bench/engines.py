@@ -134,7 +134,7 @@ def run_reads(kind: str, store: Store, engine: Any, ts: int, repeat: int) -> dic
             return arrow_group_by(scan(columns=["s", "x"]))
     else:
         from pyspark_theflash.engine.clickhouse.calculator import snapshot_query
-        from pyspark_theflash.store.read import output_schema
+        from pyspark_theflash.store.parts import output_schema
         from pyspark_theflash.store.store import table_for_read
 
         with store.snapshot() as view:

@@ -31,7 +31,7 @@ class ClickHouseStore:
         return self.engine.scan(table, ts, **kwargs)
 
     def scan_table(self, table: Any, ts: int, **kwargs: Any) -> pa.Table:
-        from pyspark_theflash.store.read import output_schema
+        from pyspark_theflash.store.parts import output_schema
         from pyspark_theflash.store.store import table_for_read
 
         with self._store.snapshot() as view:

@@ -16,7 +16,8 @@ import pytest
 from pyspark_theflash.store import Store, StoreOptions, read_parts
 import pyspark_theflash.store.deletion_vector as dv
 from pyspark_theflash.store.predicate import col
-from pyspark_theflash.store.read import PartsReader, ReadStats
+from pyspark_theflash.store.parts import PartsReader, ReadStats
+from pyspark_theflash.store.read import SnapshotReader
 from pyspark_theflash.store.txn_merge_tree import conform_hidden
 from pyspark_theflash.store.deletion_vector import DeletionVector, can_split, deletion_vector, superseding_rows
 from store_events import DB, committed, event, items_table, key, row
@@ -92,7 +93,7 @@ def plain_mvcc_read_parts(store: Store, ts: int, handle_range: Any, columns: Any
     with store.snapshot() as view:
         parts = view.parts(T.id)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(PartsReader, "read_partition", lambda self, ps: self._read_mvcc(ps))
+        mp.setattr(SnapshotReader, "read_partition", lambda self, ps: self._read_mvcc(ps))
         return list(read_parts(parts, T, ts, handle_range, columns, predicate, hidden, store.root))
 
 
@@ -219,8 +220,6 @@ def test_a_multi_version_parts_cached_versions_are_the_row_group_reads_in_every_
     versions as the row-group read's masks, for ranges and tombstones cutting anywhere."""
     import dataclasses
 
-    from pyspark_theflash.store.read import PartsReader
-
     put(store, 100, [(h, 200, f"s{h}") for h in range(0, 600, 2)])
     put(store, 101, [(h, 300, f"u{h}") for h in range(0, 600, 10)])
     store.compact(force=True)  # safe point 0: both versions of every tenth handle stay
@@ -310,7 +309,7 @@ def test_the_split_read_is_taken_for_a_multi_version_stable_part(store: Store) -
         parts = view.parts(T.id)
     assert not any(p.single_version for p in parts if p.kind == "stable")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(PartsReader, "_read_mvcc", lambda self, ps: pytest.fail("the plain MVCC read ran"))
+        mp.setattr(SnapshotReader, "_read_mvcc", lambda self, ps: pytest.fail("the plain MVCC read ran"))
         got = pa.Table.from_batches(list(read_parts(parts, T, 500, None, ["name"], None, HIDDEN, store.root)))
     rows = names(got, "name")
     assert len(rows) == 64 and rows[3] == "u3" and rows[5] == "u5" and rows[6] == "s6"

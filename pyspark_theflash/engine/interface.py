@@ -23,7 +23,7 @@ from pyspark_theflash.errors import TheFlashError
 
 if TYPE_CHECKING:
     from pyspark_theflash.scan.partitions import ScanPartition
-    from pyspark_theflash.store.read import ReadStats
+    from pyspark_theflash.store.parts import ReadStats
 
 
 class EngineReadOnlyError(TheFlashError):
@@ -77,7 +77,7 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def read_stream(self, session: Any, n: int, stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:
         """Stream ``n`` of ``session`` as record batches of ``session.schema``. ``stats`` (a
-        ``store.read.ReadStats``, or None): what the read did besides its rows is added to it,
+        ``store.parts.ReadStats``, or None): what the read did besides its rows is added to it,
         as far as the engine knows (the service sends it at the stream's end)."""
 
     # -- upkeep --------------------------------------------------------------------------------

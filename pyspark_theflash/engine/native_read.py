@@ -21,13 +21,13 @@ from pyspark_theflash.scan.partitions import RangeScan, ScanPartition
 if TYPE_CHECKING:
     from pyspark_theflash.schema import TableInfo
     from pyspark_theflash.store.predicate import Expr
-    from pyspark_theflash.store.read import ReadStats
+    from pyspark_theflash.store.parts import ReadStats
 
 
 def read_native_partition(p: ScanPartition, stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:
     """The partition's rows at its ts, as Arrow batches of the store's Arrow schema for the
     partition's columns (see ``schema.arrow_schema``). ``stats``: the read's deletion-vector
-    rows and fresh-tail rows are added to it (``store.read.ReadStats``; a change read adds none)."""
+    rows and fresh-tail rows are added to it (``store.parts.ReadStats``; a change read adds none)."""
     from pyspark_theflash.schema import TableInfo
     from pyspark_theflash.store.predicate import Expr
 

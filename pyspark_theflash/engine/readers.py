@@ -14,7 +14,7 @@ from pyspark_theflash.engine.kinds import DEFAULT_ENGINE
 
 if TYPE_CHECKING:
     from pyspark_theflash.scan.partitions import ScanPartition
-    from pyspark_theflash.store.read import ReadStats
+    from pyspark_theflash.store.parts import ReadStats
 
 
 class PartitionReader(Protocol):

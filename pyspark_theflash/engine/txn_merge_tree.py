@@ -18,7 +18,7 @@ from pyspark_theflash.engine.native_read import read_native_partition
 
 if TYPE_CHECKING:
     from pyspark_theflash.scan.partitions import ScanPartition
-    from pyspark_theflash.store.read import ReadStats
+    from pyspark_theflash.store.parts import ReadStats
 
 
 class TxnMergeTreeEngine(Engine):

@@ -22,7 +22,7 @@ class RangeScan:
     region_ids: tuple[int, ...]
     lo: int | None
     hi: int | None
-    parts: tuple[Any, ...]          # store.read.PartRef
+    parts: tuple[Any, ...]          # store.parts.PartRef
     size_bytes: int
     # The physical table the range is of: a partition's id for a partitioned table (its rows
     # live under that id), None for the table's own id.

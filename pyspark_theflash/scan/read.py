@@ -16,7 +16,7 @@ from pyspark_theflash.scan.lease import LeaseKeeper
 from pyspark_theflash.scan.partitions import ScanPartition
 
 if TYPE_CHECKING:
-    from pyspark_theflash.store.read import ReadStats
+    from pyspark_theflash.store.parts import ReadStats
 
 __all__ = ["LeaseKeeper", "read_partition"]
 
@@ -24,6 +24,6 @@ __all__ = ["LeaseKeeper", "read_partition"]
 def read_partition(p: ScanPartition, stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:
     """The partition's rows at its ts, as Arrow batches of the store's Arrow schema for the
     partition's columns (see ``schema.arrow_schema``). ``stats``: the read's deletion-vector
-    rows and fresh-tail rows are added to it (``store.read.ReadStats``; a change read and the
+    rows and fresh-tail rows are added to it (``store.parts.ReadStats``; a change read and the
     ClickHouse engine add none)."""
     yield from partition_reader(p.engine)(p, stats)

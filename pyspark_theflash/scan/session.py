@@ -40,7 +40,7 @@ from pyspark_theflash.scan.partitions import ScanPartition, estimate_rows
 from pyspark_theflash.scan.planner import PlanStats, ScanPlan
 
 if TYPE_CHECKING:
-    from pyspark_theflash.store.read import ReadStats
+    from pyspark_theflash.store.parts import ReadStats
 
 
 class SessionExpiredError(ScanOptionError):
@@ -275,7 +275,7 @@ def read_stream(source: ReadSession | ReadStream, n: int | None = None,
     does) at the session's ts, as record batches of exactly the session's schema. Renews the
     session's lease while batches flow. ``read_partition``: how an engine reads a planned
     partition (default: the native store's ``scan.read.read_partition``, which adds the read's
-    deletion-vector and fresh-tail rows to ``stats``, a ``store.read.ReadStats``)."""
+    deletion-vector and fresh-tail rows to ``stats``, a ``store.parts.ReadStats``)."""
     if read_partition is None:
         import functools
 

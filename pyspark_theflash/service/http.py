@@ -66,12 +66,12 @@ from pyspark_theflash.service.request import (
     timeout_argument,
 )
 from pyspark_theflash.service.stream_body import ARROW_EOS
-from pyspark_theflash.store.read import ReadStats
+from pyspark_theflash.store.parts import ReadStats
 
 log = logging.getLogger("theflash.service.http")
 FRONTEND = "http"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
-# What a stream's read did besides its rows (store.read.ReadStats), as trailer fields after its
+# What a stream's read did besides its rows (store.parts.ReadStats), as trailer fields after its
 # last chunk for a client that sent TE: trailers (the JVM connector's scan metrics)
 STREAM_TRAILERS = {"deletion_vector_rows": "X-TheFlash-Deletion-Vector-Rows",
                    "fresh_tail_rows": "X-TheFlash-Fresh-Tail-Rows"}

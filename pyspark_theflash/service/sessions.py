@@ -21,7 +21,7 @@ from pyspark_theflash.service.errors import SessionNotFoundError, StreamNotFound
 from pyspark_theflash.service.metrics import ServiceMetrics
 from pyspark_theflash.service.request import ReadRequest
 from pyspark_theflash.store.errors import StoreNotFoundError
-from pyspark_theflash.store.read import ReadStats
+from pyspark_theflash.store.parts import ReadStats
 
 log = logging.getLogger("theflash.service")
 

@@ -29,7 +29,7 @@ from pyspark_theflash.schema.partitioning import physical_ids_of
 from pyspark_theflash.store import manifest as mf
 from pyspark_theflash.store.leases import live_leases
 from pyspark_theflash.store.predicate import merge_stats
-from pyspark_theflash.store.read import PartRef, PartsReader
+from pyspark_theflash.store.parts import PartRef, PartsReader
 from pyspark_theflash.store.txn_merge_tree import (
     COMMIT_TS,
     DELMARK,

@@ -23,8 +23,8 @@ the deltas touch when it holds one version per handle: the cost follows the delt
 stable × deltas. Delta Lake's deletion vectors, Paimon's merge-on-read and TiFlash's DeltaTree
 split a read the same way.
 
-``store.read`` reads a partition this way (``PartsReader._read_split_or_mvcc``): the stable
-half with :meth:`PartsReader.read_stable_half`, the other with :func:`superseding_rows`.
+``store.read`` reads a partition this way (``SnapshotReader._read_split_or_mvcc``): the stable
+half with :meth:`SnapshotReader.read_stable_half`, the other with :func:`superseding_rows`.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 from pyspark_theflash.store import integrity
 from pyspark_theflash.store.keyspace import HandleRange
 from pyspark_theflash.store.lru import BytesLRU
-from pyspark_theflash.store.read import PartRef, PartsReader, ReadStats, tag_from_delta, newest_visible
+from pyspark_theflash.store.parts import PartRef, PartsReader, ReadStats, newest_visible, tag_from_delta
 from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, ROWID, conform_hidden, same_as_previous
 
 if TYPE_CHECKING:
@@ -301,7 +301,7 @@ def deletion_vector(stable: PartRef, deltas: Sequence[PartRef], table: "TableInf
                     handle_range: HandleRange, root: str | Path, cache_deltas: bool = False) -> DeletionVector | None:
     """The deletion vector of ``stable`` at ts in ``handle_range`` beside ``deltas``, or None
     when it would cover more than ``MAX_VECTOR_SHARE`` of the stable part (read it whole).
-    ``cache_deltas``: keep the delta files open in this process (``store.read``), for a driver
+    ``cache_deltas``: keep the delta files open in this process (``store.parts``), for a driver
     that plans many reads of a table under live writes."""
     handle_type = pa.binary() if table.is_common_handle else pa.int64()
     reader = PartsReader(Path(root), table, ts, handle_range, [], None, (), 1 << 30,  # hidden columns only

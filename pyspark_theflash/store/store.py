@@ -26,7 +26,8 @@ from pyspark_theflash.store.errors import (
 )
 from pyspark_theflash.store.leases import Leases
 from pyspark_theflash.store.predicate import Expr
-from pyspark_theflash.store.read import DEFAULT_BATCH_ROWS, read_parts
+from pyspark_theflash.store.parts import DEFAULT_BATCH_ROWS
+from pyspark_theflash.store.read import read_parts
 from pyspark_theflash.store.region_cache import RegionCaches, SpillFile
 from pyspark_theflash.store.row_sink import RowSink
 from pyspark_theflash.store.txn_merge_tree import (
@@ -417,7 +418,7 @@ class Store(ApplyPath, FlushPipeline):
 
     def scan_table(self, table: "str | int | TableInfo", ts: int, **kwargs: Any) -> pa.Table:
         """``scan`` collected into one table (with the output schema even when empty)."""
-        from pyspark_theflash.store.read import output_schema
+        from pyspark_theflash.store.parts import output_schema
 
         with self.snapshot() as view:
             info = table_for_read(view, table, ts, kwargs.get("schema", "current"))

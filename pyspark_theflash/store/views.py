@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from pyspark_theflash.store import keyspace
 from pyspark_theflash.store import manifest as mf
 from pyspark_theflash.store.errors import ManifestDamagedError, UnknownTableNameError
-from pyspark_theflash.store.read import PartRef
+from pyspark_theflash.store.parts import PartRef
 from pyspark_theflash.store.schemas import TableHistory, resolve_name
 from pyspark_theflash.store.txn_merge_tree import stats_from_json
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import pyarrow as pa
 
+from pyspark_theflash.store.parts import output_schema
 from pyspark_theflash.store.predicate import And, Expr
 
 if TYPE_CHECKING:
@@ -26,7 +27,6 @@ Read = Callable[[list[str], "Expr | None"], Iterator[pa.RecordBatch]]
 def read_computing_virtual(info: "TableInfo", columns: Sequence[str] | None, predicate: Expr | None,
                            hidden: Sequence[str], read: Read) -> Iterator[pa.RecordBatch]:
     from pyspark_theflash.schema.generated import virtual_columns
-    from pyspark_theflash.store.read import output_schema
 
     virtual = {c.name for c in info.columns if c.is_virtual_generated}
     wanted = [c.name for c in info.columns] if columns is None else [info.column(n).name for n in columns]

@@ -78,7 +78,7 @@ def _load_rows(src_root: Path, dst_root: Path, files: dict[int, str]) -> tuple[i
     from pyspark_theflash.engine.clickhouse.engine import ClickHouseEngine
     from pyspark_theflash.store import Store
     from pyspark_theflash.store.flush import BufferedRows
-    from pyspark_theflash.store.read import DEFAULT_BATCH_ROWS, PartsReader
+    from pyspark_theflash.store.parts import DEFAULT_BATCH_ROWS, PartsReader
 
     store = Store.open(dst_root)
     ch = ClickHouseEngine(store)

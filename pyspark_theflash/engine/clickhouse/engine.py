@@ -33,7 +33,7 @@ from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, DELMARK, ROWID
 
 if TYPE_CHECKING:
     from pyspark_theflash.scan.partitions import ScanPartition
-    from pyspark_theflash.store.read import ReadStats
+    from pyspark_theflash.store.parts import ReadStats
 
 
 class ClickHouseEngine(TxnMergeTreeEngine):

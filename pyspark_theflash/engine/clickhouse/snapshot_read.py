@@ -58,7 +58,7 @@ def read_snapshot(directory: ClickHouseDirectory, info: "TableInfo", ts: int, ha
                   columns: Sequence[str] | None, predicate: pr.Expr | None, hidden: Sequence[str],
                   batch_rows: int, table_exists: bool = True) -> Iterator[pa.RecordBatch]:
     """Rows of ``info`` visible at ``ts`` in ``handle_range``, as record batches of the store's
-    output schema (``store.read.output_schema``) — the schema the native engine returns, VIRTUAL
+    output schema (``store.parts.output_schema``) — the schema the native engine returns, VIRTUAL
     generated columns computed as the native engine computes them (``store.virtual_columns``)."""
     from pyspark_theflash.store.virtual_columns import read_computing_virtual
 
@@ -69,7 +69,7 @@ def read_snapshot(directory: ClickHouseDirectory, info: "TableInfo", ts: int, ha
 def _read_snapshot(directory: ClickHouseDirectory, info: "TableInfo", ts: int, handle_range: tuple[Any, Any],
                    columns: Sequence[str] | None, predicate: pr.Expr | None, hidden: Sequence[str],
                    batch_rows: int, table_exists: bool = True) -> Iterator[pa.RecordBatch]:
-    from pyspark_theflash.store.read import output_schema
+    from pyspark_theflash.store.parts import output_schema
 
     schema = output_schema(info, columns, hidden)
     if not table_exists:

@@ -39,7 +39,7 @@ from pyspark_theflash.scan.partitions import ScanPartition
 
 if TYPE_CHECKING:
     from pyspark_theflash.scan.bearer_token import BearerToken
-    from pyspark_theflash.store.read import ReadStats
+    from pyspark_theflash.store.parts import ReadStats
 
 log = logging.getLogger(__name__)
 _LOCAL = threading.Lock()

@@ -101,7 +101,7 @@ class ClickHouseTables:
             else:
                 missing.append(c.name)
         if missing:  # rows of an older version: columns added since take their origin default
-            from pyspark_theflash.store.read import origin_defaults
+            from pyspark_theflash.store.parts import origin_defaults
 
             defaults = origin_defaults(latest, missing)
             for name in missing:
@@ -218,7 +218,7 @@ def _origin_default_sql(info: "TableInfo", column: Any) -> str | None:
     import decimal
 
     from pyspark_theflash.engine.clickhouse.errors import ClickHouseTypeError
-    from pyspark_theflash.store.read import origin_defaults
+    from pyspark_theflash.store.parts import origin_defaults
 
     field = _arrow_field(column)
     value = origin_defaults(info, [column.name]).column(column.name)[0].cast(field.type).as_py()
