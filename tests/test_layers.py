@@ -46,12 +46,8 @@ KNOWN_UPWARD = {P + edge for edge in (
     "engine.txn_merge_tree -> " + P + "scan.planner", "engine.txn_merge_tree -> " + P + "scan.session",
 )}
 KNOWN_CIRCLES = {" <-> ".join(P + m for m in circle) for circle in (
-    # TableInfo compiles its partitioning and generated columns lazily
-    ("schema.arrow", "schema.generated", "schema.partitioning", "schema.table_info"),
     # Store is ApplyPath + FlushPipeline mixins sharing its fields (composition, not mixins)
     ("store.apply", "store.compaction", "store.flush", "store.row_sink", "store.store", "store.write_state"),
-    # PartsReader applies deletion vectors, which read parts with PartsReader
-    ("store.deletion_vector", "store.read", "store.virtual_columns"),
 )}
 
 
