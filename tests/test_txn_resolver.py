@@ -2,7 +2,6 @@
 reader at ts decides of a lock's transaction, and what it resolves upstream on the way."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -10,9 +9,11 @@ import pytest
 
 from pyspark_theflash.codec import encode_record_key
 from pyspark_theflash.txn import LockInfo, TxnAction, TxnFate, TxnResolver, TxnStatus, txn_status
-from pyspark_theflash.txn.resolver import LockScanner
+from pyspark_theflash.txn.resolver import LockScanner, lock_expired
 from pyspark_theflash.upstream.cluster import MiniCluster
 from pyspark_theflash.upstream.percolator import PUT, Mutation
+
+from polling import wait_for
 
 K = [encode_record_key(43, h) for h in range(6)]
 
@@ -26,6 +27,11 @@ def cluster(tmp_path: Path) -> Iterator[MiniCluster]:
 
 def locked_keys(c: MiniCluster) -> list[bytes]:
     return sorted(lk.key for lk in c.store.locks())
+
+
+def ttl_runs_out(c: MiniCluster, start_ts: int, ttl_ms: int) -> None:
+    """Until the cluster's clock is past a lock's TTL (counted from its start_ts)."""
+    wait_for(lambda: lock_expired(start_ts, ttl_ms, c.get_ts()), 10, f"a {ttl_ms} ms TTL to run out")
 
 
 def met(key: bytes, primary: bytes, start_ts: int) -> LockInfo:
@@ -61,7 +67,7 @@ def test_a_live_transaction_is_left_alone_until_its_ttl_runs_out_then_rolled_bac
     resolver = TxnResolver(cluster)
     alive = resolver.decide(met(K[2], K[1], start), cluster.get_ts())
     assert (alive.fate, alive.ttl_ms) == (TxnFate.LOCKED, 50) and locked_keys(cluster) == [K[1], K[2]]
-    time.sleep(0.1)
+    ttl_runs_out(cluster, start, 50)
     gone = resolver.decide(met(K[2], K[1], start), cluster.get_ts())
     assert gone.fate is TxnFate.ROLLED_BACK and locked_keys(cluster) == [] and resolver.rolled_back == 1
 
@@ -75,7 +81,7 @@ def test_an_async_commit_whose_client_died_is_committed_by_its_secondaries_and_i
     cluster.read_index(cluster.regions()[0].id, reader)  # the secondary's min_commit_ts comes above the reader's ts
     commit = cluster.store.prewrite([Mutation(PUT, K[2], b"s")], K[1], start, 1, async_commit=True)
     assert commit > reader
-    time.sleep(0.01)  # its TTL runs out: no commit record anywhere, yet every lock is written
+    ttl_runs_out(cluster, start, 1)  # no commit record anywhere, yet every lock is written
     resolver = TxnResolver(cluster)
     status = resolver.decide(met(K[2], K[1], start), reader)
     # committed after the reader's ts, but decided here: its locks are committed all the same
@@ -87,7 +93,7 @@ def test_an_async_commit_whose_client_died_is_committed_by_its_secondaries_and_i
 def test_an_async_commit_with_a_secondary_never_prewritten_is_rolled_back(cluster: MiniCluster) -> None:
     start = cluster.get_ts()
     cluster.store.prewrite([Mutation(PUT, K[1], b"p")], K[1], start, 1, async_commit=True, secondaries=[K[2]])
-    time.sleep(0.01)
+    ttl_runs_out(cluster, start, 1)
     status = TxnResolver(cluster).decide(met(K[1], K[1], start), cluster.get_ts())
     assert (status.fate, status.by_secondaries) == (TxnFate.ROLLED_BACK, True) and locked_keys(cluster) == []
 
@@ -99,7 +105,7 @@ def test_a_primary_whose_min_commit_ts_is_above_ts_commits_after_ts_and_nothing_
     min_commit = cluster.store.prewrite([Mutation(PUT, K[1], b"p")], K[1], start, 1, async_commit=True,
                                         secondaries=[K[2]])
     cluster.store.prewrite([Mutation(PUT, K[2], b"s")], K[1], start, 1, async_commit=True)
-    time.sleep(0.01)
+    ttl_runs_out(cluster, start, 1)
     status = TxnResolver(cluster).decide(met(K[2], K[1], start), min_commit - 1)
     assert status.fate is TxnFate.LOCKED and status.commits_after(min_commit - 1)
     assert locked_keys(cluster) == [K[1], K[2]]
@@ -123,7 +129,7 @@ def test_an_async_commit_that_fell_back_to_2pc_is_decided_by_its_primary_alone(c
     start = cluster.get_ts()
     cluster.store.prewrite([Mutation(PUT, K[1], b"p")], K[1], start, 1, async_commit=True, secondaries=[K[2]])
     cluster.store.prewrite([Mutation(PUT, K[2], b"s")], K[1], start, 1)  # not async: the client fell back to 2PC
-    time.sleep(0.01)
+    ttl_runs_out(cluster, start, 1)
     status = TxnResolver(cluster).decide(met(K[2], K[1], start), cluster.get_ts())
     assert (status.fate, status.action, status.by_secondaries) == (TxnFate.ROLLED_BACK, TxnAction.TTL_EXPIRE_ROLLBACK,
                                                                    False)
