@@ -55,39 +55,22 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from live_rig import TABLE, LiveUpdates, load  # noqa: E402
+from live_rig import TABLE, JsonLinesChild, LiveUpdates, load  # noqa: E402
 
 THEFLASH = [sys.executable, "-m", "pyspark_theflash"]
 
 
 # -- the upstream's process ---------------------------------------------------------------------
-class Upstream:
+class Upstream(JsonLinesChild):
     """The mini cluster in a child process (this file with ``--serve ROOT``); JSON lines on its
     stdin and stdout, as bench/live_rig.py's ``UpstreamProcess``."""
 
     def __init__(self, root: Path, stores: int) -> None:
-        self.process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve", str(root),
-                                         "--stores", str(stores)],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        super().__init__([sys.executable, str(Path(__file__).resolve()), "--serve", str(root), "--stores", str(stores)])
         hello = self._answer()
         self.pd: str = hello["pd"]
         self.status: str = hello["status"]
 
-    def _answer(self) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if not line:
-            raise SystemExit(f"the upstream process ended (rc {self.process.wait()})")
-        answer = json.loads(line)
-        if "error" in answer:
-            raise SystemExit(f"the upstream process failed: {answer['error']}")
-        return answer
-
-    def ask(self, op: str, **args: Any) -> dict[str, Any]:
-        assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps({"op": op, **args}) + "\n")
-        self.process.stdin.flush()
-        return self._answer()
 
     def get_ts(self) -> int:
         return int(self.ask("ts")["ts"])
@@ -195,7 +178,7 @@ def vm_hwm_mb(pid: int) -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     except (OSError, ValueError):
-        pass
+        pass  # it exited, or its status changed shape: no reading to give
     return 0.0
 
 

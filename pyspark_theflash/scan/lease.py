@@ -145,7 +145,7 @@ class LeaseKeeper:
                 self.renewed_at = now
                 return
             except LeaseNotFoundError:
-                pass
+                pass  # its lease is gone (expired, or GC took it): acquire a new one at the same ts below
         try:
             lease = latch.acquire_lease(self.p.lease_ts, self.p.lease_ttl_s, default_holder(f"scan {self.p.table} (re-pinned)"))
         except LeaseRefusedError as exc:
