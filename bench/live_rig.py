@@ -33,16 +33,12 @@ def columns() -> list[tuple[str, str]]:
 
 
 # -- the benchmark's side -----------------------------------------------------------------------
-class UpstreamProcess:
-    """The mini cluster in a child process; each method is one request."""
+class JsonLinesChild:
+    """A child process spoken to in JSON lines: one request a line on its stdin, one answer a
+    line on its stdout (``{"error": ...}`` when it failed); the first line is its hello."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), str(root)],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
-        hello = self._answer()
-        self.upstream: str = hello["upstream"]
-        self.binlog: str = hello["binlog"]
+    def __init__(self, argv: list[str]) -> None:
+        self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
 
     def _answer(self) -> dict[str, Any]:
         assert self.process.stdout is not None
@@ -59,6 +55,18 @@ class UpstreamProcess:
         self.process.stdin.write(json.dumps({"op": op, **args}) + "\n")
         self.process.stdin.flush()
         return self._answer()
+
+
+class UpstreamProcess(JsonLinesChild):
+    """The mini cluster in a child process; each method is one request."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        super().__init__([sys.executable, str(Path(__file__).resolve()), str(root)])
+        hello = self._answer()
+        self.upstream: str = hello["upstream"]
+        self.binlog: str = hello["binlog"]
+
 
     def load(self, rows: int, regions: int, chunk: int, key: str) -> float:
         return float(self.ask("load", rows=rows, regions=regions, chunk=chunk, key=key)["seconds"])
