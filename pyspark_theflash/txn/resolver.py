@@ -31,7 +31,7 @@ from __future__ import annotations
 from typing import Iterable, Protocol, runtime_checkable
 
 from pyspark_theflash.codec.tso import MAX_TS, physical_ms
-from pyspark_theflash.txn.status import LockInfo, SecondaryLocks, TxnFate, TxnStatus
+from pyspark_theflash.txn.status import LockInfo, MetLock, SecondaryLocks, TxnFate, TxnStatus
 
 
 class TxnRpcs(Protocol):
@@ -56,18 +56,6 @@ class LockScanner(Protocol):
     """An upstream that lists the locks of a key range (TiKV's KvScanLock: a TiDB cluster)."""
 
     def scan_locks(self, start_key: bytes, end_key: bytes, max_ts: int) -> list[LockInfo]: ...
-
-
-class MetLock(Protocol):
-    """A lock a reader met: the store's ``LockInfo`` or one of TiKV's (empty ``primary``: a
-    PREWRITE row of TiKV's change-data feed, which carries none)."""
-
-    @property
-    def key(self) -> bytes: ...
-    @property
-    def primary(self) -> bytes: ...
-    @property
-    def start_ts(self) -> int: ...
 
 
 def lock_expired(start_ts: int, ttl_ms: int, current_ts: int) -> bool:

@@ -46,8 +46,9 @@ class TxnAction(Enum):
 _ACTION_OF_NAME = {a.value: a for a in TxnAction}
 
 
-class LockFields(Protocol):
-    """Anything shaped like a Percolator lock (the mini cluster's ``LockRecord``, a lock of TiKV)."""
+class MetLock(Protocol):
+    """A lock a reader met: the store's ``LockInfo`` or one of TiKV's (empty ``primary``: a
+    PREWRITE row of TiKV's change-data feed, which carries none)."""
 
     @property
     def key(self) -> bytes: ...
@@ -55,6 +56,11 @@ class LockFields(Protocol):
     def primary(self) -> bytes: ...
     @property
     def start_ts(self) -> int: ...
+
+
+class LockFields(MetLock, Protocol):
+    """Anything shaped like a Percolator lock (the mini cluster's ``LockRecord``, a lock of TiKV)."""
+
     @property
     def ttl_ms(self) -> int: ...
     @property

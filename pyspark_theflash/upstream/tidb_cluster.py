@@ -33,16 +33,10 @@ from pyspark_theflash.txn.status import LockInfo, SecondaryLocks, TxnAction, Txn
 from pyspark_theflash.upstream.errors import PDError, SchemaError, TiKVError, UpstreamError
 from pyspark_theflash.upstream.pd_client import PDClient, RegionInfo, parse_pd_addresses
 from pyspark_theflash.upstream.channels import upstream_channel
+from pyspark_theflash.upstream.txn_actions import ACTION_OF_KVRPC
 
 _LOGICAL_BITS = 18
 _OP_OF_LOCK_TYPE = {kvrpcpb_pb2.Put: binlog_pb2.PUT, kvrpcpb_pb2.Del: binlog_pb2.DELETE, kvrpcpb_pb2.Lock: binlog_pb2.LOCK}
-_ACTION_OF_CODE = {
-    kvrpcpb_pb2.NoAction: TxnAction.NO_ACTION, kvrpcpb_pb2.TTLExpireRollback: TxnAction.TTL_EXPIRE_ROLLBACK,
-    kvrpcpb_pb2.LockNotExistRollback: TxnAction.LOCK_NOT_EXIST_ROLLBACK,
-    kvrpcpb_pb2.MinCommitTSPushed: TxnAction.MIN_COMMIT_TS_PUSHED,
-    kvrpcpb_pb2.TTLExpirePessimisticRollback: TxnAction.TTL_EXPIRE_PESSIMISTIC_ROLLBACK,
-    kvrpcpb_pb2.LockNotExistDoNothing: TxnAction.LOCK_NOT_EXIST_DO_NOTHING,
-}
 REGION_RETRIES = 20
 
 
@@ -209,7 +203,7 @@ class TiDBClusterClient:
             rollback_if_not_exist=True, force_sync_commit=force_sync_commit, verify_is_primary=True),
             timeout=self.timeout_s), "KvCheckTxnStatus")
         # kvrpcpb's three fates: locked (lock_ttl > 0), committed (commit_version > 0), rolled back (neither)
-        action = _ACTION_OF_CODE.get(resp.action, TxnAction.NO_ACTION)
+        action = ACTION_OF_KVRPC.get(resp.action, TxnAction.NO_ACTION)
         if resp.HasField("error") and resp.error.HasField("txn_not_found"):
             return TxnStatus.rolled_back(TxnAction.LOCK_NOT_EXIST_ROLLBACK)
         if resp.lock_ttl:

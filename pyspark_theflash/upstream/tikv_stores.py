@@ -21,19 +21,12 @@ from typing import Any
 import grpc
 
 from pyspark_theflash.proto import cdcpb_pb2, cdcpb_pb2_grpc, errorpb_pb2, kvrpcpb_pb2, tikvpb_pb2_grpc
-from pyspark_theflash.txn.status import TxnAction, TxnFate
+from pyspark_theflash.txn.status import TxnFate
 from pyspark_theflash.upstream.change_feed import ChangeDataServicer, ChangeFeed
 from pyspark_theflash.upstream.client_calls import ClientCalls, lock_info
 from pyspark_theflash.upstream.errors import RegionNotFoundError, UpstreamError
 from pyspark_theflash.upstream.topology import Topology
-
-_ACTION = {
-    TxnAction.NO_ACTION: kvrpcpb_pb2.NoAction, TxnAction.TTL_EXPIRE_ROLLBACK: kvrpcpb_pb2.TTLExpireRollback,
-    TxnAction.LOCK_NOT_EXIST_ROLLBACK: kvrpcpb_pb2.LockNotExistRollback,
-    TxnAction.MIN_COMMIT_TS_PUSHED: kvrpcpb_pb2.MinCommitTSPushed,
-    TxnAction.TTL_EXPIRE_PESSIMISTIC_ROLLBACK: kvrpcpb_pb2.TTLExpirePessimisticRollback,
-    TxnAction.LOCK_NOT_EXIST_DO_NOTHING: kvrpcpb_pb2.LockNotExistDoNothing,
-}
+from pyspark_theflash.upstream.txn_actions import KVRPC_OF_ACTION
 
 
 class TikvServicer(ClientCalls, tikvpb_pb2_grpc.TikvServicer):
@@ -81,7 +74,7 @@ class TikvServicer(ClientCalls, tikvpb_pb2_grpc.TikvServicer):
             return kvrpcpb_pb2.CheckTxnStatusResponse(error=kvrpcpb_pb2.KeyError(
                 txn_not_found=kvrpcpb_pb2.TxnNotFound(start_ts=request.lock_ts, primary_key=request.primary_key),
                 abort=str(exc)))
-        resp = kvrpcpb_pb2.CheckTxnStatusResponse(action=_ACTION.get(s.action, kvrpcpb_pb2.NoAction))
+        resp = kvrpcpb_pb2.CheckTxnStatusResponse(action=KVRPC_OF_ACTION.get(s.action, kvrpcpb_pb2.NoAction))
         if s.fate is TxnFate.COMMITTED:
             resp.commit_version = s.commit_ts
         elif s.fate is TxnFate.LOCKED:
