@@ -24,24 +24,20 @@ import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from pyspark_theflash.scan.errors import ChangesBelowSafePointError, ScanError, ScanOptionError
+from pyspark_theflash.scan.errors import (
+    ChangesBelowSafePointError,
+    ScanOptionError,
+    StreamExpiredError,
+    StreamSchemaChangedError,
+)
 from pyspark_theflash.scan.options import parse_duration_s, parse_positive_int
+from pyspark_theflash.scan.snapshot import TableResolved, stream_start_ts, table_resolved
 from pyspark_theflash.store.errors import UnknownTableNameError
 
 LEASE_HOLDER = "theflash change stream {table}"
 DEFAULT_STREAM_LEASE_TTL_S = 600.0
 # options a stream takes besides the read options (scan.options)
 STREAM_OPTIONS = ("starting_ts", "max_rows_per_trigger", "lease_ttl", "stream_id")
-
-
-class StreamExpiredError(ScanError):
-    """A change stream's offset is below the store's GC safe point: its lease lapsed (the stream
-    was stopped longer than lease_ttl) and GC collected versions it had not read."""
-
-
-class StreamSchemaChangedError(ScanError):
-    """The table gained a column the running stream's schema lacks (Spark fixes a stream's
-    schema when the query starts): restarting the query resumes from its checkpoint with it."""
 
 
 @dataclass(frozen=True)
@@ -134,65 +130,17 @@ class ChangeStream:
                 return 0
             return max((int(p.max_commit_ts or 0) for p in view.parts(int(info.id))), default=0)
 
-    def _table_state(self) -> tuple[Any, int, int]:
-        """(table info, resolved ts over every region of the table, GC safe point) in the store."""
-        from pyspark_theflash.scan.errors import TableNotReplicatedError
-        from pyspark_theflash.scan.context import open_store
-        from pyspark_theflash.scan.schema_at import lookup_table
-        from pyspark_theflash.scan.resolved import settled_resolved_ts
-
-        deadline = time.monotonic() + self.wait_s
-        while True:
-            with open_store(self.store) as store:
-                with store.snapshot() as view:
-                    info = lookup_table(view, self.table)
-                    safe_point = int(view.gc_safe_point())
-                if info is None:
-                    raise TableNotReplicatedError(f"store {self.store} has no table {self.table}: a change stream "
-                                                  "reads what the writer stores (is it replicating the table?)")
-                resolved = settled_resolved_ts(store.snapshot, info, self.table, max(0.0, deadline - time.monotonic()))
-            # a region split off a moment ago is a gap until the writer applies its admin event
-            if resolved.servable or time.monotonic() >= deadline:
-                return info, (resolved.ts if resolved.servable else 0), safe_point
-            time.sleep(0.05)
+    def _table_state(self) -> TableResolved:
+        return table_resolved(self.store, self.table, self.wait_s)
 
     def resolved_ts(self) -> int:
-        return self._table_state()[1]
-
-    def _named_at(self, ts: int) -> bool:
-        """Whether the store holds a table of the stream's name at ``ts``."""
-        from pyspark_theflash.scan.context import open_store
-
-        with open_store(self.store) as store, store.snapshot() as view:
-            try:
-                view.table_at(self.table, ts)
-            except UnknownTableNameError:
-                return False
-        return True
+        return self._table_state().ts
 
     # --- offsets ------------------------------------------------------------------------------
     def initial_offset(self) -> StreamOffset:
-        """The first offset: the rows at ``starting_ts`` are its batch."""
-        info, resolved, safe_point = self._table_state()
-        if self.starting == "latest":
-            # a table created a moment ago is in the store before its regions' resolved ts passes
-            # its creation: the stream starts once the name means the table at that ts
-            deadline = time.monotonic() + self.wait_s
-            while resolved > 0 and not self._named_at(resolved) and time.monotonic() < deadline:
-                time.sleep(0.05)
-                info, resolved, safe_point = self._table_state()
-            ts = resolved
-            if ts <= 0 or not self._named_at(ts):
-                raise ScanOptionError(f"{self.table}: the store has no ts every region of it has resolved since the "
-                                      f"table was created (waited {self.wait_s:g}s): is the writer running and "
-                                      "keeping up? or give starting_ts")
-        elif self.starting == "earliest":
-            ts = max(safe_point, 1)
-        else:
-            ts = int(self.starting)
-            if ts < safe_point:
-                raise StreamExpiredError(f"starting_ts {ts} of a change stream of {self.table} is below the store's "
-                                         f"GC safe point {safe_point}: start at or above it (or earliest)")
+        """The first offset: the rows at ``starting_ts`` are its batch (``scan.snapshot``
+        chooses that ts, as every snapshot ts of a read)."""
+        ts = stream_start_ts(self.store, self.table, self.starting, self.wait_s)
         self.hold(ts)
         return StreamOffset(ts, snapshot=True)
 
@@ -204,7 +152,7 @@ class ChangeStream:
         if start.snapshot:
             end = StreamOffset(start.ts)
         else:
-            _, resolved, _ = self._table_state()
+            resolved = self._table_state().ts
             self.resolved_seen = resolved
             # a TRUNCATE past the offset is refused even before the new table has rows: the old
             # rows' deletes are changes no batch of the new table id would carry
@@ -347,7 +295,7 @@ class ChangeStream:
             else:
                 lease_id = int(latch.acquire_lease(ts, self.lease_ttl_s, self.holder).lease_id)
         except (LeaseRefusedError, LeaseNotFoundError) as exc:
-            _, _, safe_point = self._table_state()
+            safe_point = self._table_state().safe_point
             raise StreamExpiredError(
                 f"the change stream of {self.table} is at ts {ts}, below the store's GC safe point {safe_point}: its "
                 f"read lease lapsed (the stream was stopped for longer than lease_ttl={self.lease_ttl_s:g}s) and GC "

@@ -197,3 +197,13 @@ class SchemaNotCaughtUpError(ScanError):
         self.table = table
         self.ts = ts
         self.seen_until = seen_until
+
+
+class StreamExpiredError(ScanError):
+    """A change stream's offset is below the store's GC safe point: its lease lapsed (the stream
+    was stopped longer than lease_ttl) and GC collected versions it had not read."""
+
+
+class StreamSchemaChangedError(ScanError):
+    """The table gained a column the running stream's schema lacks (Spark fixes a stream's
+    schema when the query starts): restarting the query resumes from its checkpoint with it."""

@@ -22,6 +22,8 @@ choosers that need it take it as a function (``catch_up``), and the planner hand
     within_staleness(...)    max_staleness (the planner and query_snapshot)
     query_snapshot(...)      one ts for every table of a query (the service's POST /v1/snapshots)
     pinned_ts(...)           a session's pin (spark.pin.pinned_snapshot)
+    table_resolved(...)      a change stream's newest end: its table's resolved ts (scan.change_stream)
+    stream_start_ts(...)     a change stream's first snapshot: latest, earliest or a given ts
 """
 from __future__ import annotations
 
@@ -49,17 +51,19 @@ from pyspark_theflash.scan.errors import (
     ScanOptionError,
     SchemaNotCaughtUpError,
     StalenessBoundExceededError,
+    StreamExpiredError,
     TableNotReplicatedError,
     UpstreamUnreachableError,
 )
 from pyspark_theflash.scan.options import ScanOptions
 from pyspark_theflash.scan.resolved import ResolvedTs, settled_resolved_ts, writer_live_on
 from pyspark_theflash.scan.schema_at import lookup_table
-from pyspark_theflash.store.errors import did_you_mean
+from pyspark_theflash.schema.table_info import TableInfo
+from pyspark_theflash.store.errors import UnknownTableNameError, did_you_mean
 
 __all__ = ["SnapshotKind", "StoreChoice", "StalenessChoice", "as_of_to_ts", "check_snapshot_ts",
-           "fresh_or_requested", "pinned_ts", "query_snapshot", "requested_ts", "store_choice", "ts_to_datetime",
-           "upstream_safe_point", "within_staleness"]
+           "fresh_or_requested", "pinned_ts", "query_snapshot", "requested_ts", "store_choice", "stream_start_ts",
+           "table_resolved", "ts_to_datetime", "upstream_safe_point", "within_staleness", "TableResolved"]
 
 log = logging.getLogger(__name__)
 
@@ -316,3 +320,69 @@ def pinned_ts(store: str, ts: int | None = None, upstream: str | None = None) ->
         ts = now
     check_snapshot_ts(int(ts), max(upstream_safe_point, store_safe_point), now)
     return int(ts)
+
+
+# -- a change stream ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TableResolved:
+    """What a change stream's offsets are chosen from: the table's schema in the store, the
+    newest ts every region of it has resolved there (0: none yet), and the store's safe point."""
+
+    info: TableInfo
+    ts: int
+    safe_point: int
+
+
+def table_resolved(store: str, table: str, wait_s: float) -> TableResolved:
+    """The newest ts every region of ``table`` has resolved in ``store``, waiting up to ``wait_s``
+    for a region split off a moment ago (a gap until the writer applies its admin event)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        with open_store(store) as opened:
+            with opened.snapshot() as view:
+                info = lookup_table(view, table)
+                safe_point = int(view.gc_safe_point())
+            if info is None:
+                raise TableNotReplicatedError(f"store {store} has no table {table}: a change stream reads what the "
+                                              "writer stores (is it replicating the table?)")
+            resolved = settled_resolved_ts(opened.snapshot, info, table, max(0.0, deadline - time.monotonic()))
+        if resolved.servable or time.monotonic() >= deadline:
+            return TableResolved(info, resolved.ts if resolved.servable else 0, safe_point)
+        time.sleep(0.05)
+
+
+def _named_at(store: str, table: str, ts: int) -> bool:
+    """Whether ``store`` holds a table named ``table`` at ``ts``."""
+    with open_store(store) as opened, opened.snapshot() as view:
+        try:
+            view.table_at(table, ts)
+        except UnknownTableNameError:
+            return False
+    return True
+
+
+def stream_start_ts(store: str, table: str, starting: str, wait_s: float) -> int:
+    """The ts of a change stream's first batch (the rows at it) as ``starting_ts`` says:
+
+    * ``latest``: the table's resolved ts, once the name means the table there (a table
+      created a moment ago is in the store before its regions' resolved ts passes its creation);
+    * ``earliest``: the store's GC safe point;
+    * a TSO number: that ts, refused below the safe point (:class:`StreamExpiredError`)."""
+    now = table_resolved(store, table, wait_s)
+    if starting == "earliest":
+        return max(now.safe_point, 1)
+    if starting != "latest":
+        ts = int(starting)
+        if ts < now.safe_point:
+            raise StreamExpiredError(f"starting_ts {ts} of a change stream of {table} is below the store's GC safe "
+                                     f"point {now.safe_point}: start at or above it (or earliest)")
+        return ts
+    deadline = time.monotonic() + wait_s
+    while now.ts > 0 and not _named_at(store, table, now.ts) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = table_resolved(store, table, wait_s)
+    if now.ts <= 0 or not _named_at(store, table, now.ts):
+        raise ScanOptionError(f"{table}: the store has no ts every region of it has resolved since the table was "
+                              f"created (waited {wait_s:g}s): is the writer running and keeping up? or give "
+                              "starting_ts")
+    return now.ts

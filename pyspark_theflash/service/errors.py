@@ -69,8 +69,12 @@ def classify(exc: BaseException) -> ServiceError:
         TableNotReplicatedError,
         UpstreamUnreachableError,
     )
-    from pyspark_theflash.scan.change_stream import StreamExpiredError, StreamSchemaChangedError
-    from pyspark_theflash.scan.errors import ChangeReadUnsupportedError, ChangesBelowSafePointError
+    from pyspark_theflash.scan.errors import (
+        ChangeReadUnsupportedError,
+        ChangesBelowSafePointError,
+        StreamExpiredError,
+        StreamSchemaChangedError,
+    )
     from pyspark_theflash.scan.filter_json import FilterFormatError
     from pyspark_theflash.scan.session import SessionExpiredError
     from pyspark_theflash.store.errors import (
