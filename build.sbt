@@ -2,7 +2,7 @@
 // sources (jvm-shim/src/main/java, and the DataSourceRegister service file in
 // jvm-shim/src/main/resources) that scripts/bootstrap.sh compiles with plain javac against
 // pyspark's bundled jars (pyspark_theflash/spark/jar.py), as our own machines cannot reach
-// Maven Central. The versions are those of the pinned pyspark wheel (tests/test_jvm_jar.py).
+// Maven Central. The versions are those of the pinned pyspark wheel (tests/spark/test_jvm_jar.py).
 ThisBuild / scalaVersion := "2.13.18"
 ThisBuild / organization := "io.theflash"
 

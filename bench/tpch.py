@@ -5,7 +5,7 @@ same snapshot, side by side in one Spark session.
     .venv/bin/python bench/tpch.py --sf 0.01 --repeat 1
     .venv/bin/python bench/tpch.py --path python   # the Python data source instead of the connector jar
 
-Setup (tests/tpch_rig.py, the same as the differential test): duckdb's dbgen generates the
+Setup (tests/support/tpch_rig.py, the same as the differential test): duckdb's dbgen generates the
 tables; they are created in the mini cluster with TiDB types (lineitem and partsupp with
 clustered composite keys), split into regions, loaded through the table API (its columnar
 ``bulk_insert`` where the cluster has one), replicated by the writer, and compacted. One

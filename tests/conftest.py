@@ -1,4 +1,9 @@
-"""Shared fixtures: the TiDB vectors, a local Spark session, and the slow-test switch."""
+"""Shared fixtures: the TiDB vectors, a local Spark session, the tiers and the slow-test switch.
+
+The suite is three tiers, a folder each: tests/unit (one process, no server, no Spark),
+tests/integration (the mini cluster, servers and child processes on loopback) and tests/spark
+(a local Spark session, the connector jar, the notebook and the README's blocks). Rigs, models
+and child programs the tiers share are in tests/support (on the path: ``import flash_rig``)."""
 from __future__ import annotations
 
 import json
@@ -16,8 +21,17 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
 
+TIERS = ("unit", "integration", "spark")  # the folders under tests/, each a marker of the same name
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Slow tests run with `-m slow` or THEFLASH_SLOW=1; the default run stays fast."""
+    """Each test carries its tier's marker (``-m unit``, ``-m "not spark"``); slow tests run
+    with ``-m slow`` or THEFLASH_SLOW=1, so the default run stays fast."""
+    for item in items:
+        tier = Path(str(item.fspath)).relative_to(ROOT / "tests").parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: a test lives in one of tests/{{{','.join(TIERS)}}}/")
+        item.add_marker(getattr(pytest.mark, tier))
     if os.environ.get("THEFLASH_SLOW") or "slow" in (config.getoption("-m") or ""):
         return
     skip = pytest.mark.skip(reason="slow: run with THEFLASH_SLOW=1 or -m slow")
@@ -46,7 +60,7 @@ def spark():
 
 @pytest.fixture(scope="session")
 def jvm_spark():
-    """A local Spark session with the connector jar, in a worker process (tests/jvm_spark.py)."""
+    """A local Spark session with the connector jar, in a worker process (tests/support/jvm_spark.py)."""
     from jvm_spark import JvmSpark
     from pyspark_theflash.spark.jar import JarError, jar_path
 

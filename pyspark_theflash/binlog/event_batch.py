@@ -20,7 +20,7 @@ yields is an :class:`EventBatch`:
 
 Nothing is decided differently: an event the array reader does not take is exactly the
 message ``FromString`` makes of it, and a columnar entries event's rows are exactly what
-``rows.run_columns`` makes of its parsed form (tests/test_binlog_event_batch.py checks both
+``rows.run_columns`` makes of its parsed form (tests/unit/test_binlog_event_batch.py checks both
 on random and damaged events).
 """
 from __future__ import annotations

@@ -254,7 +254,7 @@ class RegionFeed:
     def snapshot(self) -> binlog_pb2.RegionSnapshot:
         """The same state in binlog format version 1's form (a ``Write``/``Lock`` record per
         version and lock), as capture wrote it before snapshots were columns; kept to check the
-        columnar form against (tests/test_snapshot_batch.py)."""
+        columnar form against (tests/unit/test_snapshot_batch.py)."""
         for keys, ops, start_ts, commit_ts, values in self._scan:
             for key, op, start, commit, value in zip(keys.to_pylist(), ops.tolist(), start_ts.tolist(),
                                                      commit_ts.tolist(), values.to_pylist()):

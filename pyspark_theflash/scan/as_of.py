@@ -19,7 +19,7 @@ def as_of_to_ts(text: str, name: str = "as_of") -> int:
     ``datetime.fromisoformat`` reads it (naive = UTC). The logical part is the largest, so every
     commit stamped within that millisecond is visible. A malformed time, or one no TSO holds, is
     refused under ``name``, the option's name as the user gave it. The connector jar reads the
-    same (jvm-shim AsOfTime.java; tests/test_jvm_source.py runs both over the same texts)."""
+    same (jvm-shim AsOfTime.java; tests/spark/test_jvm_source.py runs both over the same texts)."""
     raw = str(text).strip()
     try:
         seconds = float(raw)

@@ -37,7 +37,7 @@ Why ``http.server`` and not a maintained ASGI server (uvicorn, hypercorn): a str
 generator of pyarrow batches whose buffers go to the socket without a copy, and the JDK client
 reads it with keep-alive; behind ASGI every batch would cross from a worker thread to the event loop
 as bytes (a copy and a hop per batch) for the same bounded pool. The server's own part is small
-(framing, the pool, the deadlines), and each limit above has a test (tests/test_service_hostile.py).
+(framing, the pool, the deadlines), and each limit above has a test (tests/integration/test_service_hostile.py).
 """
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ The reader does not implement ``pushFilters``. PySpark 4.2.1 keeps the reader pl
 filter pushdown on the data source object that every scan of one loaded DataFrame shares, and
 later scans of that DataFrame (a query without a pushable filter, the other side of a
 self-join) run that reader: a pushed filter would narrow queries it was never written in
-(``tests/test_spark_filter_scope.py`` holds the contract and a guard that fails once Spark
+(``tests/spark/test_spark_filter_scope.py`` holds the contract and a guard that fails once Spark
 scopes pushdown to the scan). So every filter stays in Spark for the rows this source hands
 over. The connector jar (``theflash_session()``) pushes filters and prunes columns, per scan.
 """

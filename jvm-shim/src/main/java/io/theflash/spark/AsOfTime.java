@@ -22,7 +22,7 @@ import java.util.regex.Pattern;
  * </ul>
  * The TSO is the last of the time's millisecond (the microseconds floored to it); a time outside
  * what a TSO holds (before 1970, after its 46 bits of milliseconds) is refused, as Python refuses it.
- * tests/test_jvm_source.py runs both parsers over the same texts.
+ * tests/spark/test_jvm_source.py runs both parsers over the same texts.
  */
 final class AsOfTime {
   private AsOfTime() {}

@@ -1,0 +1,132 @@
+"""The package's boxes form one order (DESIGN.md, "Layering and speed"): a module imports only
+from boxes below its own, and no modules import each other in a circle. Imports are read
+statically, those inside functions and under TYPE_CHECKING included. Entry points (a box's
+``cli`` module, ``spark_entry``, ``__main__``, the package's ``__init__``) sit above every box:
+they assemble commands and jobs from anything.
+
+What is still wrong is listed below, exactly: a new upward import or circle fails, and so
+does one that is gone but still listed (the lists only shrink)."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[2] / "pyspark_theflash"
+
+# lowest first; boxes on one line may not import each other
+ORDER = [
+    {"errors", "stop_signals", "proto", "_native"},
+    {"codec"}, {"schema"}, {"txn"}, {"binlog"},
+    {"upstream"}, {"capture"},  # beside the binlog: the mini cluster, and capture into the binlog
+    {"store"}, {"engine"}, {"latch"}, {"scan"}, {"service"}, {"writer"}, {"spark"}, {"demo"},
+]
+RANK = {box: i for i, boxes in enumerate(ORDER) for box in boxes}
+ENTRY = len(ORDER)
+ENTRY_MODULES = {"cli", "__main__", "spark_entry"}
+
+P = "pyspark_theflash."
+KNOWN_UPWARD = {P + edge for edge in (
+    # codec's row decoders take a schema (TableInfo, types, defaults): they belong above schema/
+    "codec.batch -> " + P + "schema.arrow", "codec.batch -> " + P + "schema.table_info",
+    "codec.batch -> " + P + "schema.types", "codec.row -> " + P + "schema.arrow",
+    "codec.row -> " + P + "schema.defaults", "codec.row -> " + P + "schema.errors",
+    "codec.row -> " + P + "schema.table_info", "codec.row -> " + P + "schema.types",
+    "codec.row_v2 -> " + P + "schema", "codec.row_v2 -> " + P + "schema.types",
+    # the planned partition (scan.partitions) belongs below the engines that read it; the native
+    # engine's sessions call the planner back (txn_merge_tree -> scan.session, scan.planner)
+    "engine.clickhouse.engine -> " + P + "scan.partitions", "engine.clickhouse.engine -> " + P + "scan.session",
+    "engine.clickhouse.stream_read -> " + P + "scan.bearer_token",
+    "engine.clickhouse.stream_read -> " + P + "scan.errors", "engine.clickhouse.stream_read -> " + P + "scan.lease",
+    "engine.clickhouse.stream_read -> " + P + "scan.options",
+    "engine.clickhouse.stream_read -> " + P + "scan.partitions",
+    "engine.clickhouse.stream_read -> " + P + "service.stream_body",
+    "engine.interface -> " + P + "scan.partitions", "engine.native_read -> " + P + "scan.lease",
+    "engine.native_read -> " + P + "scan.partitions", "engine.readers -> " + P + "scan.partitions",
+    "engine.txn_merge_tree -> " + P + "latch", "engine.txn_merge_tree -> " + P + "scan.partitions",
+    "engine.txn_merge_tree -> " + P + "scan.planner", "engine.txn_merge_tree -> " + P + "scan.session",
+)}
+KNOWN_CIRCLES = {" <-> ".join(P + m for m in circle) for circle in (
+    # Store is ApplyPath + FlushPipeline mixins sharing its fields (composition, not mixins)
+    ("store.apply", "store.compaction", "store.flush", "store.row_sink", "store.store", "store.write_state"),
+)}
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return out
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """The package's modules that ``name`` imports (a name imported from a package is its
+    submodule when it is one, else the package)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(up + ([node.module] if node.module else []))
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+        else:
+            continue
+        found.update(t for t in targets if t in modules and t != name)
+    return found
+
+
+def _rank(module: str) -> int:
+    parts = module.split(".")
+    if len(parts) == 1 or parts[-1] in ENTRY_MODULES:
+        return ENTRY
+    return RANK.get(parts[1], -1)
+
+
+def test_every_box_imports_only_from_below() -> None:
+    modules = _modules()
+    unknown = sorted({m.split(".")[1] for m in modules if _rank(m) < 0})
+    assert not unknown, f"boxes not in ORDER (place them in DESIGN.md's order): {unknown}"
+    upward = {f"{m} -> {t}" for m, p in modules.items() for t in _imports(m, p, modules)
+              if _rank(m) < ENTRY and t.split(".")[:2] != m.split(".")[:2] and _rank(t) >= _rank(m)}
+    assert not upward - KNOWN_UPWARD, "imports of a box at or above the importer's:\n" + "\n".join(
+        sorted(upward - KNOWN_UPWARD))
+    assert not KNOWN_UPWARD - upward, f"gone: take them out of KNOWN_UPWARD: {sorted(KNOWN_UPWARD - upward)}"
+
+
+def test_no_modules_import_each_other_in_a_circle() -> None:
+    modules = _modules()
+    graph = {m: _imports(m, p, modules) for m, p in modules.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[str] = []
+
+    def visit(m: str) -> None:  # Tarjan's strongly connected components
+        index[m] = low[m] = len(index)
+        stack.append(m)
+        for t in graph[m]:
+            if t not in index:
+                visit(t)
+                low[m] = min(low[m], low[t])
+            elif t in stack:
+                low[m] = min(low[m], index[t])
+        if low[m] == index[m]:
+            component = []
+            while True:
+                top = stack.pop()
+                component.append(top)
+                if top == m:
+                    break
+            if len(component) > 1:
+                circles.append(" <-> ".join(sorted(component)))
+
+    for m in sorted(graph):
+        if m not in index:
+            visit(m)
+    found = set(circles)
+    assert not found - KNOWN_CIRCLES, "import circles:\n" + "\n".join(sorted(found - KNOWN_CIRCLES))
+    assert not KNOWN_CIRCLES - found, f"gone: take them out of KNOWN_CIRCLES: {sorted(KNOWN_CIRCLES - found)}"
