@@ -39,8 +39,7 @@ def record_engine(store: Any, kind: str) -> None:
             f"store {store.root} uses the {recorded} engine, not {kind}: open it with --engine {recorded} "
             f"(or copy it into a new store directory for the {kind} engine)")
     if value is None:
-        with store.editing(), mf.edit(store._conn, bump=False):
-            mf.set_meta(store._conn, META_KEY, kind)
+        store.commit(mf.ManifestEdit(bump=False, meta=((META_KEY, kind),)))
 
 
 def open_writer_engine(store: Any, kind: str = DEFAULT_ENGINE) -> Any:

@@ -3,16 +3,17 @@
 Runs of entries events are joined into arrays (``binlog_rows.run_columns``), prewrites paired
 with their commits inside the run (``batch_pairs``), the rest walked through the region
 caches; the committed rows are decoded per table and schema version into ``TableBuffer``s for
-the flush pipeline (``store/flush.py``). ``ApplyPath`` is one part of ``Store``: it works on
-the store's writer state (regions, caches, buffers, schema histories).
+the flush pipeline (``store/flush.py``). ``Applier`` works on the writer's memory
+(``WriteState``: regions, caches, buffers) and tables (``TableCatalog``: schema histories, a
+batch's DDL), and hands a batch past the flush thresholds to the ``FlushPipeline``.
 """
 from __future__ import annotations
 
 import contextlib
 import gc
 import time
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Iterator, NamedTuple, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -29,6 +30,9 @@ from pyspark_theflash.store.errors import (
     UnknownTableError,
 )
 from pyspark_theflash.store.batch_pairs import EventPairs, RunPairs, RunStage, decided_stage, find_pairs
+from pyspark_theflash.store.catalog import TableCatalog
+from pyspark_theflash.store.flush import FlushPipeline, FlushResult
+from pyspark_theflash.store.options import StoreOptions
 from pyspark_theflash.store.txn_merge_tree import (
     HIDDEN_NAMES,
     ROWID,
@@ -41,8 +45,7 @@ from pyspark_theflash.store.write_state import (
     SnapshotWrites,
     StagedRows,
     TableBuffer,
-    WriteResult,
-    count_rows,
+    WriteState,
     position_tuple,
 )
 
@@ -51,6 +54,27 @@ if TYPE_CHECKING:
 
 Row = binlog_pb2.Row
 PUT, DELETE, LOCK = binlog_pb2.PUT, binlog_pb2.DELETE, binlog_pb2.LOCK
+
+
+@dataclass
+class WriteResult:
+    events: int = 0
+    applied: int = 0
+    skipped: int = 0             # at or below the region's applied index
+    prewrites: int = 0
+    commits: int = 0
+    rollbacks: int = 0
+    rows: int = 0                # committed rows buffered (record keys of replicated tables)
+    orphan_commits: int = 0      # commits already contained in a region snapshot
+    flushed: FlushResult | None = None
+
+
+def count_rows(types: np.ndarray, result: WriteResult) -> None:
+    """Add rows of these types to the write's commit, prewrite and rollback counts."""
+    per_type = np.bincount(types, minlength=max(Row.COMMITTED, Row.COMMIT, Row.PREWRITE, Row.ROLLBACK) + 1)
+    result.commits += int(per_type[Row.COMMIT] + per_type[Row.COMMITTED])
+    result.prewrites += int(per_type[Row.PREWRITE])
+    result.rollbacks += int(per_type[Row.ROLLBACK])
 
 
 class RunEvents(NamedTuple):
@@ -94,23 +118,36 @@ def _cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-class ApplyPath:
+class Applier:
     """``Store.write`` and what it needs: events → region caches → staged rows → decoded buffers."""
+
+    def __init__(self, options: StoreOptions, state: WriteState, catalog: TableCatalog,
+                 pipeline: FlushPipeline) -> None:
+        self.options = options
+        self.state = state
+        self.catalog = catalog
+        self.pipeline = pipeline  # a write past the flush thresholds flushes through it
+        self._file_schemas: dict[tuple[int, int], tuple[pa.Schema, list[pa.Field]]] = {}
+        # Replaces codec.batch.decode_rows_to_arrow (same signature) for the committed rows of a
+        # batch, e.g. to decode large batches on Spark executors (writer/spark_decode.py).
+        self.decode_rows: Callable[..., pa.RecordBatch] | None = None
 
     # --- the write path ----------------------------------------------------------------------
     def write(self, events: Sequence[binlog_pb2.Event], position: Any = None) -> WriteResult:
         """Apply a batch of events atomically to memory; ``position`` is where the binlog
-        continues after them. On UnknownTableError (or any error) nothing is applied."""
-        self._require_writer("write")
-        assert self._caches is not None
-        with self._write_lock, _cyclic_gc_paused():
+        continues after them. On UnknownTableError (or any error) nothing is applied (the
+        batch's DDL stays learned and staged: replaying it changes nothing)."""
+        state = self.state
+        caches = state.caches
+        assert caches is not None
+        with state.lock, _cyclic_gc_paused():
             for ev in parsed_events(events):  # the schema versions a batch's rows may need, known before decoding
                 if ev.WhichOneof("payload") == "ddl":
-                    self.apply_ddl(ev)
+                    self.catalog.apply_ddl(ev)
             result = WriteResult(events=len(events))
             staged = StagedRows()
             saved_regions: dict[int, MutableRegion | None] = {}
-            self._caches.begin()
+            caches.begin()
             try:
                 at = 0
                 while at < len(events):
@@ -151,68 +188,48 @@ class ApplyPath:
                     at = end
                 decoded = self._decode(staged)
             except BaseException:
-                self._caches.rollback()
+                caches.rollback()
                 for rid, old in saved_regions.items():
                     if old is None:
-                        self._regions.pop(rid, None)
+                        state.regions.pop(rid, None)
                     else:
-                        self._regions[rid] = old
+                        state.regions[rid] = old
                 raise
-            self._caches.commit()
+            caches.commit()
             # From here on nothing can fail half-way: the batch is decoded.
-            self._dirty_regions.update(saved_regions)
+            state.dirty_regions.update(saved_regions)
             for _seq, start, end, why in staged.tombstones:
                 self._delete_range_in_buffers(start, end)
-                self._tombstones.append((start, end, why))
+                state.tombstones.append((start, end, why))
             for tid, version, table in decoded:
-                buf = self._buffers.setdefault(tid, TableBuffer())
+                buf = state.buffers.setdefault(tid, TableBuffer())
                 buf.chunks.append((version, table))
                 buf.rows += table.num_rows
                 buf.bytes += table.nbytes
                 result.rows += table.num_rows
             for rid, writes in staged.snapshot_writes.items():
                 if writes is None:
-                    self._snapshot_writes.pop(rid, None)
+                    state.snapshot_writes.pop(rid, None)
                 else:
-                    self._snapshot_writes[rid] = writes
+                    state.snapshot_writes[rid] = writes
             pos = position_tuple(position)
             if pos is not None:
-                self._position = pos
-            if (result.applied or pos is not None) and self._dirty_since is None:
-                self._dirty_since = time.monotonic()
-            if self.buffered_rows >= self.options.flush_rows or self.buffered_bytes >= self.options.flush_bytes:
-                result.flushed = self.flush()
+                state.position = pos
+            if (result.applied or pos is not None) and state.dirty_since is None:
+                state.dirty_since = time.monotonic()
+            if state.buffered_rows >= self.options.flush_rows or state.buffered_bytes >= self.options.flush_bytes:
+                result.flushed = self.pipeline.flush()
             return result
-
-    @property
-    def buffered_rows(self) -> int:
-        return sum(b.rows for b in self._buffers.values())
-
-    @property
-    def buffered_bytes(self) -> int:
-        return sum(b.bytes for b in self._buffers.values())
-
-    def flush_due(self) -> bool:
-        """True when the oldest unflushed change is older than the flush deadline."""
-        return (self._dirty_since is not None
-                and time.monotonic() - self._dirty_since >= self.options.flush_deadline_s)
-
-    def flush_due_in(self) -> float | None:
-        """Seconds until the oldest unflushed change reaches the flush deadline (at most 0:
-        due now); None when nothing is unflushed."""
-        if self._dirty_since is None:
-            return None
-        return self._dirty_since + self.options.flush_deadline_s - time.monotonic()
 
     def _region_for_update(self, rid: int, saved: dict[int, MutableRegion | None]) -> MutableRegion:
         """The region's state, saved for the batch's undo; a new one (no range yet) for a region
         a snapshot or split is introducing."""
-        reg = self._regions.get(rid)
+        reg = self.state.regions.get(rid)
         if rid not in saved:
             saved[rid] = None if reg is None else replace(reg)
         if reg is None:
             reg = MutableRegion(rid)
-            self._regions[rid] = reg
+            self.state.regions[rid] = reg
         return reg
 
     def _pair_run(self, events: Sequence[binlog_pb2.Event], start: int
@@ -226,7 +243,7 @@ class ApplyPath:
         (``batch_pairs``). Events at or below their region's applied index are recognised the
         way ``_apply_event`` will skip them. The run also ends before an event whose rows do
         not parse: applied in its turn, it raises there."""
-        caches = self._caches
+        caches = self.state.caches
         assert caches is not None
         applied: dict[int, int] = {}
         region_ids: list[int] = []
@@ -257,7 +274,7 @@ class ApplyPath:
             j = -1
             if kind not in ("resolved_ts", "resolved", "ddl"):
                 if rid not in applied:
-                    reg = self._regions.get(rid)
+                    reg = self.state.regions.get(rid)
                     applied[rid] = 0 if reg is None else reg.applied_index
                 if index > applied[rid]:
                     if kind in ("admin", "snapshot"):
@@ -311,7 +328,7 @@ class ApplyPath:
         for rid in np.unique(rids).tolist():
             sel = np.flatnonzero(rids == rid)
             if rid not in applied:
-                reg = self._regions.get(rid)
+                reg = self.state.regions.get(rid)
                 applied[rid] = 0 if reg is None else reg.applied_index
             seq = idx[sel]
             before = np.maximum.accumulate(np.concatenate(([applied[rid]], seq)))
@@ -338,7 +355,7 @@ class ApplyPath:
         # A range is a few events between the upstream's resolved ts events (thousands of calls a
         # batch): Python over the events' lists costs less than NumPy's per-call overhead.
         rids = meta.region_ids[j0:j1].tolist()
-        regions = self._regions
+        regions = self.state.regions
         if not regions or any(rid not in regions for rid in set(rids)):
             return False
         tops: dict[int, list[int]] = {}  # region -> [max epoch version, max conf version, last index]
@@ -365,7 +382,7 @@ class ApplyPath:
         """One event. ``run``, ``j``: an entries event ``_pair_run`` found to apply is event
         ``j`` of that run, whose ``pairs`` it found too, and ``stage``, what the run stages if
         every row of it is decided inside it."""
-        assert self._caches is not None
+        assert self.state.caches is not None
         kind = ev.WhichOneof("payload")
         if kind == "ddl":  # applied before the batch (apply_ddl); no region's event
             return
@@ -373,7 +390,7 @@ class ApplyPath:
             self._apply_resolved(ev.resolved, staged, saved, result)
             return
         rid = int(ev.region_id)
-        if rid not in self._regions and kind != "snapshot" and self._regions:
+        if rid not in self.state.regions and kind != "snapshot" and self.state.regions:
             # Only a snapshot or the split creating it introduces a region (its range): never
             # invent one. (A store that has met no region at all takes the first as a fresh
             # cluster's bootstrap region, which covers the whole key space.) A resolved ts of
@@ -382,7 +399,7 @@ class ApplyPath:
                 result.skipped += 1
                 return
             raise UnknownRegionError(rid, int(ev.index), f"an {kind} event")
-        if kind == "admin" and ev.admin.HasField("merge") and int(ev.admin.merge.source.id) not in self._regions:
+        if kind == "admin" and ev.admin.HasField("merge") and int(ev.admin.merge.source.id) not in self.state.regions:
             # The source's keys join a region the store knows, but the store never had them.
             raise UnknownRegionError(int(ev.admin.merge.source.id), int(ev.index),
                                      f"a merge into region {rid}", snapshot_region=rid)
@@ -415,12 +432,12 @@ class ApplyPath:
         not know are passed over, as their single-region events are; a store that has met
         no region at all takes a lone one as a fresh cluster's bootstrap region."""
         ts = int(resolved.ts)
-        if not self._regions and len(resolved.regions) == 1:
+        if not self.state.regions and len(resolved.regions) == 1:
             self._resolve(self._region_for_update(int(resolved.regions[0]), saved), ts, staged)
             result.applied += 1
             return
         for rid in resolved.regions:
-            if (rid := int(rid)) in self._regions and self._regions[rid].resolved_ts < ts:
+            if (rid := int(rid)) in self.state.regions and self.state.regions[rid].resolved_ts < ts:
                 self._resolve(self._region_for_update(rid, saved), ts, staged)
         result.applied += 1
 
@@ -479,7 +496,7 @@ class ApplyPath:
         into the region cache, COMMIT out of it (staging its row), ROLLBACK drops, COMMITTED
         staged. A row ``pairs`` marks paired is decided already: a paired PREWRITE or ROLLBACK
         is passed over, a paired COMMIT stages its prewrite's row from ``run``."""
-        caches = self._caches
+        caches = self.state.caches
         assert caches is not None
         rid = reg.id
         committed_t, prewrite_t, commit_t = Row.COMMITTED, Row.PREWRITE, Row.COMMIT
@@ -543,7 +560,7 @@ class ApplyPath:
         resolved ts has passed that."""
         if reg.orphan_until_ts == 0 or commit_ts > reg.orphan_until_ts:
             return False
-        writes = staged.snapshot_writes.get(reg.id, self._snapshot_writes.get(reg.id))
+        writes = staged.snapshot_writes.get(reg.id, self.state.snapshot_writes.get(reg.id))
         if writes is None:
             # The snapshot was applied before this process started: its write set is gone,
             # but the snapshot was whole, so a commit it lacks the lock of is in its data.
@@ -552,7 +569,7 @@ class ApplyPath:
 
     def _apply_admin(self, reg: MutableRegion, admin: binlog_pb2.Admin, staged: StagedRows,
                      saved: dict[int, MutableRegion | None]) -> None:
-        caches = self._caches
+        caches = self.state.caches
         assert caches is not None
         cmd = admin.WhichOneof("cmd")
         if cmd == "split":
@@ -570,7 +587,7 @@ class ApplyPath:
                     if is_new or target.snapshot_index < reg.snapshot_index:
                         target.snapshot_index = max(target.snapshot_index, reg.snapshot_index)
                         target.orphan_until_ts = max(target.orphan_until_ts, reg.orphan_until_ts)
-                        writes = staged.snapshot_writes.get(reg.id, self._snapshot_writes.get(reg.id))
+                        writes = staged.snapshot_writes.get(reg.id, self.state.snapshot_writes.get(reg.id))
                         if writes is not None:
                             staged.snapshot_writes[target.id] = writes
                     raw_s = keyspace.decode_region_boundary(target.start_key)
@@ -594,8 +611,8 @@ class ApplyPath:
                 if src.snapshot_index:
                     dst.snapshot_index = max(dst.snapshot_index, src.snapshot_index)
                     dst.orphan_until_ts = max(dst.orphan_until_ts, src.orphan_until_ts)
-                    a = staged.snapshot_writes.get(src.id, self._snapshot_writes.get(src.id))
-                    b = staged.snapshot_writes.get(dst.id, self._snapshot_writes.get(dst.id))
+                    a = staged.snapshot_writes.get(src.id, self.state.snapshot_writes.get(src.id))
+                    b = staged.snapshot_writes.get(dst.id, self.state.snapshot_writes.get(dst.id))
                     if a is not None and (b is not None or dst.snapshot_index == src.snapshot_index):
                         staged.snapshot_writes[dst.id] = a.union(b)
                 src.state = "merged"
@@ -612,21 +629,21 @@ class ApplyPath:
         holds that range replaces any other the store still lists there, whose shape is stale
         (it missed a split or merge while behind). Two live regions over one key would each
         serve its rows to a read."""
-        assert self._caches is not None
-        for other in list(self._regions.values()):
+        assert self.state.caches is not None
+        for other in list(self.state.regions.values()):
             if other.id in keep or other.state != "normal":
                 continue
             if keyspace.ranges_overlap(other.start_key, other.end_key, start, end):
                 stale = self._region_for_update(other.id, saved)
                 stale.state = "removed"
-                self._caches.clear(stale.id)
+                self.state.caches.clear(stale.id)
 
     def _apply_snapshot(self, reg: MutableRegion, index: int, snap: binlog_pb2.RegionSnapshot, staged: StagedRows,
                         saved: dict[int, MutableRegion | None]) -> None:
         """A region snapshot, as columns (binlog/snapshot_batch.py; either form): its locks into
         the region cache, its versions staged as one chunk, their (key, start ts) kept for the
         COMMITs that may follow without a prewrite."""
-        caches = self._caches
+        caches = self.state.caches
         assert caches is not None
         cols = snapshot_columns(snap, f"region {reg.id} snapshot at index {index}")
         r = snap.region
@@ -669,16 +686,13 @@ class ApplyPath:
         reg.snapshot_index = index
         reg.orphan_until_ts = newest if newest > reg.resolved_ts else 0
 
-    def _common_tables(self) -> set[int]:
-        return {tid for tid, info in self._schemas.items() if info.is_common_handle}
-
     def _decode(self, staged: StagedRows) -> list[tuple[int, int, pa.Table]]:
         """Committed rows → Arrow tables per table, vectorised; raises before anything is
         mutated (UnknownTableError for a table without schema)."""
         if not staged.rows:
             return []
         all_keys, all_values, all_commit_ts, all_ops = staged.columns()
-        rk = keyspace.split_record_keys(all_keys, self._common_tables())
+        rk = keyspace.split_record_keys(all_keys, self.catalog.common_handle_tables())
         seq = rk.index
         if len(seq) == 0:
             return []
@@ -698,11 +712,11 @@ class ApplyPath:
         one_table = bool(tids[0] == tids.min() == tids.max())
         for tid in tids[:1] if one_table else np.unique(tids):
             tid = int(tid)
-            if tid in self._ignored:
+            if tid in self.catalog.ignored:
                 continue
             sel = None if one_table else tids == tid  # None: every row
             rows = np.arange(len(tids)) if sel is None else np.flatnonzero(sel)
-            history = self._histories.get(tid)
+            history = self.catalog.histories.get(tid)
             if history is None:
                 raise UnknownTableError(tid, staged.region_of(int(seq[rows[0]])))
             info = history.latest
@@ -781,8 +795,8 @@ class ApplyPath:
         return cached
 
     def _delete_range_in_buffers(self, start: bytes, end: bytes) -> None:
-        for tid, buf in self._buffers.items():
-            rng = keyspace.region_handle_range(start, end, tid, bool(self._schemas[tid].is_common_handle))
+        for tid, buf in self.state.buffers.items():
+            rng = keyspace.region_handle_range(start, end, tid, bool(self.catalog.latest[tid].is_common_handle))
             if rng is None:
                 continue
             chunks = []

@@ -6,7 +6,11 @@ Each compaction is: (1) plan from a manifest snapshot at version V, (2) merge an
 new files with no lock held (the writer keeps applying and flushing meanwhile), (3) one short
 edit that removes the inputs and adds the outputs — after checking the inputs are still live
 (and, for a split, that no flush added a part to the partition since V). The outputs carry
-``data_version = V``: a range tombstone recorded after V still applies to them.
+``data_version = V``: a range tombstone recorded after V still applies to them. Each edit is a
+``manifest.ManifestEdit`` whose expectations say what the plan assumed.
+
+Compaction works on a ``CompactingStore``: the seams of ``Store`` it needs (its options and
+root, a manifest connection per thread, a snapshot, the edit lock, the row sink).
 
 GC keeps every version newer than the safe point plus the newest at or below it unless that
 one is a delete mark. The safe point never passes the oldest live lease. Removed parts' files
@@ -20,14 +24,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Protocol
 
 import numpy as np
 import pyarrow as pa
 
 from pyspark_theflash.schema.partitioning import physical_ids_of
 from pyspark_theflash.store import manifest as mf
-from pyspark_theflash.store.leases import live_leases
+from pyspark_theflash.store.errors import EditConflictError
+from pyspark_theflash.store.options import StoreOptions
 from pyspark_theflash.store.predicate import merge_stats
 from pyspark_theflash.store.parts import PartRef, PartsReader
 from pyspark_theflash.store.txn_merge_tree import (
@@ -44,11 +49,30 @@ from pyspark_theflash.store.txn_merge_tree import (
     sort_versions,
     write_part,
 )
+from pyspark_theflash.store.row_sink import RowSink
 from pyspark_theflash.store.views import StoreView
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from pyspark_theflash.schema import TableInfo
-    from pyspark_theflash.store.store import Store
+
+
+class CompactingStore(Protocol):
+    """What compaction and GC use of a store (``store.Store`` is one)."""
+
+    root: Path
+    options: StoreOptions
+
+    @property
+    def row_sink(self) -> RowSink | None: ...
+
+    def thread_connection(self) -> "sqlite3.Connection": ...
+
+    def snapshot(self) -> StoreView: ...
+
+    def editing(self) -> ContextManager[None]: ...
+
 
 
 @dataclass
@@ -96,7 +120,7 @@ def _plan(view: StoreView, table_id: int, partition_id: int) -> tuple[list[PartR
     return [p for p in view.parts(table_id) if p.partition_id == partition_id], bounds[partition_id]
 
 
-def _needs_compaction(parts: list[PartRef], safe_point: int, store: "Store", force: bool) -> bool:
+def _needs_compaction(parts: list[PartRef], safe_point: int, store: CompactingStore, force: bool) -> bool:
     if not parts:
         return False
     opts = store.options
@@ -143,14 +167,14 @@ class CompactionOutput:
     rows_out: int
 
 
-def plan_compaction(store: "Store", table_id: int, partition_id: int, safe_point: int,
+def plan_compaction(store: CompactingStore, table_id: int, partition_id: int, safe_point: int,
                     force: bool = False) -> CompactionPlan | None:
     """Step 1, a manifest read: the partition's parts, or None when there is nothing to do."""
     return _planned(store, table_id, partition_id, safe_point, "stable",
                     lambda parts: parts if _needs_compaction(parts, safe_point, store, force) else None)
 
 
-def _planned(store: "Store", table_id: int, partition_id: int, safe_point: int, kind: str,
+def _planned(store: CompactingStore, table_id: int, partition_id: int, safe_point: int, kind: str,
              pick: Callable[[list[PartRef]], list[PartRef] | None]) -> CompactionPlan | None:
     """A plan of the parts ``pick`` takes of the partition's live parts (None: nothing to do),
     writing ``kind``, from one manifest read."""
@@ -184,7 +208,7 @@ def output_table(view: StoreView, table_id: int, safe_point: int) -> "TableInfo"
     return union_table(info, columns)
 
 
-def build_compaction(store: "Store", plan: CompactionPlan) -> CompactionOutput:
+def build_compaction(store: CompactingStore, plan: CompactionPlan) -> CompactionOutput:
     """Step 2, the heavy part, with no lock held: merge, apply tombstones, GC, split if too
     big, write the stable part file(s) — or, for a delta merge, one delta part, never split."""
     if any(p.in_engine for p in plan.parts):
@@ -222,7 +246,7 @@ def build_compaction(store: "Store", plan: CompactionPlan) -> CompactionOutput:
         else:
             h = merged.column(ROWID).to_numpy()
             cut = int(np.searchsorted(h, split_at, side="left"))
-            out.next_partition_id = _max_partition_id(store.thread_connection(), plan.table_id) + 1
+            out.next_partition_id = mf.max_partition_id(store.thread_connection(), plan.table_id) + 1
             for i, (piece, lo, hi) in enumerate(((merged.slice(0, cut), plan.lo, split_at),
                                                  (merged.slice(cut), split_at, plan.hi))):
                 pf = None
@@ -249,7 +273,7 @@ DELTA_MERGE_SMALL_BYTES = 1 << 20
 DELTA_MERGE_MAX_BYTES = 64 << 20
 
 
-def plan_delta_merge(store: "Store", table_id: int, partition_id: int, min_deltas: int,
+def plan_delta_merge(store: CompactingStore, table_id: int, partition_id: int, min_deltas: int,
                      small_bytes: int = DELTA_MERGE_SMALL_BYTES,
                      max_bytes: int = DELTA_MERGE_MAX_BYTES) -> CompactionPlan | None:
     """A merge of the partition's newest delta part files into one delta part of at most
@@ -275,7 +299,7 @@ def plan_delta_merge(store: "Store", table_id: int, partition_id: int, min_delta
     return _planned(store, table_id, partition_id, 0, "delta", deltas)
 
 
-def merge_deltas(store: "Store", min_deltas: int | None = None, small_bytes: int = DELTA_MERGE_SMALL_BYTES,
+def merge_deltas(store: CompactingStore, min_deltas: int | None = None, small_bytes: int = DELTA_MERGE_SMALL_BYTES,
                  max_bytes: int = DELTA_MERGE_MAX_BYTES) -> CompactionResult:
     """Every partition's delta part files into one delta part where there are at least
     ``min_deltas`` (default ``StoreOptions.delta_merge_min``): cheap (the deltas' rows, sorted;
@@ -302,7 +326,7 @@ def merge_deltas(store: "Store", min_deltas: int | None = None, small_bytes: int
     return result
 
 
-def merge_engine_records(store: "Store", plan: CompactionPlan) -> CompactionOutput:
+def merge_engine_records(store: CompactingStore, plan: CompactionPlan) -> CompactionOutput:
     """Step 2 for a partition whose rows the store's engine keeps (``row_sink.keeps_rows``):
     its records become one, with no file to write. The engine merges, applies tombstones and
     collects garbage in its own tables; the record only has to stay true for planning.
@@ -335,7 +359,7 @@ def _bound(pick: Any, values: list[Any]) -> Any:
     return pick(known) if known else None
 
 
-def commit_compaction(store: "Store", plan: CompactionPlan, out: CompactionOutput) -> bool:
+def commit_compaction(store: CompactingStore, plan: CompactionPlan, out: CompactionOutput) -> bool:
     """Step 3, one short edit: swap the inputs for the outputs, unless the partition changed
     in a way the outputs do not account for (an input gone; for a split, any new part or
     partition) — then the output files are deleted and False returned (the next round
@@ -344,36 +368,28 @@ def commit_compaction(store: "Store", plan: CompactionPlan, out: CompactionOutpu
     conn = store.thread_connection()
     table_id, partition_id, info = plan.table_id, plan.partition_id, plan.info
     # A part keeping columns of older versions lists its own columns (no version has them all).
-    part_columns = [(c.id, c.name) for c in info.columns] if plan.keeps_older_columns else None
+    part_columns = tuple((c.id, c.name) for c in info.columns) if plan.keeps_older_columns else None
+    inputs = frozenset(p.part_id for p in plan.parts)
+    version = int(info.schema_version)
+    if out.split_at is None:
+        edit = mf.ManifestEdit(
+            expect=(mf.PartsLive(table_id, partition_id, inputs),), parts_removed=tuple(sorted(inputs)),
+            parts_added=tuple(mf.NewPart(table_id, partition_id, plan.kind, pf, version, plan.version, part_columns)
+                              for _pid, _lo, _hi, pf in out.outputs),
+            prune_tombstones=True)
+    else:  # a split: nothing else may have come to the partition, nor a partition to the table
+        edit = mf.ManifestEdit(
+            expect=(mf.PartsLive(table_id, partition_id, inputs, only=True),
+                    mf.NextPartitionId(table_id, out.next_partition_id)),
+            parts_removed=tuple(sorted(inputs)), partitions_removed=((table_id, partition_id),),
+            partitions_added=tuple((table_id, new_pid, lo, hi) for new_pid, lo, hi, _pf in out.outputs),
+            parts_added=tuple(mf.NewPart(table_id, new_pid, "stable", pf, version, plan.version, part_columns)
+                              for new_pid, _lo, _hi, pf in out.outputs if pf is not None),
+            prune_tombstones=True)
     try:
         with store.editing():
-            with mf.edit(conn) as e:
-                live = {int(r[0]) for r in conn.execute(
-                    "SELECT part_id FROM parts WHERE table_id = ? AND partition_id = ? AND removed_version IS NULL",
-                    (table_id, partition_id))}
-                inputs = {p.part_id for p in plan.parts}
-                if not inputs <= live or (out.split_at is not None and live != inputs):
-                    raise _Conflict()
-                conn.execute("UPDATE parts SET removed_version = ?, removed_at = ? "
-                             f"WHERE part_id IN ({','.join('?' * len(inputs))})", (e.version, time.time(), *inputs))
-                if out.split_at is None:
-                    for _pid, _lo, _hi, pf in out.outputs:
-                        mf.insert_part(conn, table_id, partition_id, plan.kind, pf, int(info.schema_version),
-                                    data_version=plan.version, added_version=e.version, columns=part_columns)
-                else:
-                    if _max_partition_id(conn, table_id) + 1 != out.next_partition_id:
-                        raise _Conflict()
-                    conn.execute("DELETE FROM partitions WHERE table_id = ? AND partition_id = ?",
-                                 (table_id, partition_id))
-                    for new_pid, lo, hi, pf in out.outputs:
-                        conn.execute("INSERT INTO partitions VALUES (?,?,?,?,?)", (table_id, new_pid, lo, hi, e.version))
-                        if pf is not None:
-                            mf.insert_part(conn, table_id, new_pid, "stable", pf, int(info.schema_version),
-                                        data_version=plan.version, added_version=e.version, columns=part_columns)
-                # Tombstones no live part is older than have done their work.
-                conn.execute("DELETE FROM range_tombstones WHERE version <= COALESCE((SELECT MIN(data_version) "
-                             "FROM parts WHERE removed_version IS NULL), 1 << 62)")
-    except _Conflict:
+            mf.apply_edit(conn, edit)
+    except EditConflictError:
         _unlink_all(store.root, out.files)
         return False
     except BaseException:
@@ -382,7 +398,7 @@ def commit_compaction(store: "Store", plan: CompactionPlan, out: CompactionOutpu
     return True
 
 
-def compact_partition(store: "Store", table_id: int, partition_id: int, safe_point: int,
+def compact_partition(store: CompactingStore, table_id: int, partition_id: int, safe_point: int,
                       force: bool = False) -> dict[str, Any] | None:
     """Compact one partition (plan, build, commit); returns what was done, or None when
     there was nothing to do."""
@@ -397,16 +413,6 @@ def compact_partition(store: "Store", table_id: int, partition_id: int, safe_poi
             "split_at": out.split_at}
 
 
-class _Conflict(Exception):
-    """The partition's parts changed while this compaction ran: it is dropped and its files
-    removed; a later compaction starts from the new parts."""
-
-
-def _max_partition_id(conn: Any, table_id: int) -> int:
-    return int(conn.execute("SELECT COALESCE(MAX(partition_id), 0) FROM partitions WHERE table_id = ?",
-                            (table_id,)).fetchone()[0])
-
-
 def _arrow_fields(info: "TableInfo") -> list[pa.Field]:
     from pyspark_theflash.store.schemas import user_fields
 
@@ -419,14 +425,14 @@ def _unlink_all(root: Path, files: list[str]) -> None:
             os.unlink(root / rel)
 
 
-def _table_ids(store: "Store", table: Any) -> list[int]:
+def _table_ids(store: CompactingStore, table: Any) -> list[int]:
     with store.snapshot() as view:
         if table is None:
             return view.table_ids_with_parts()
         return [view.table(table).id]
 
 
-def compact_store(store: "Store", table: Any = None, force: bool = False,
+def compact_store(store: CompactingStore, table: Any = None, force: bool = False,
                   safe_point: int | None = None) -> CompactionResult:
     result = CompactionResult()
     with store.snapshot() as view:
@@ -453,16 +459,14 @@ def compact_store(store: "Store", table: Any = None, force: bool = False,
     return result
 
 
-def gc_store(store: "Store", safe_point: int, collect: Callable[[int], Any] | None = None) -> CompactionResult:
+def gc_store(store: CompactingStore, safe_point: int, collect: Callable[[int], Any] | None = None) -> CompactionResult:
     """Advance the safe point (bounded by the oldest live lease, never moving back), then
     compact everything with it (``collect(safe point)`` first, when given: ``Store.gc``)."""
     conn = store.thread_connection()
-    with mf.edit(conn):  # a manifest version of its own: reads below the new safe point end here
-        current = int(mf.get_meta(conn, "gc_safe_point", 0))
-        leases = live_leases(conn, time.time())
-        effective = min([int(safe_point)] + [ts for ts, _v in leases])
-        effective = max(current, effective)
-        mf.set_meta(conn, "gc_safe_point", effective)
+    # a manifest version of its own: reads below the new safe point end here
+    mf.apply_edit(conn, mf.ManifestEdit(gc_safe_point=int(safe_point)))
+    with mf.read(conn):
+        effective = int(mf.get_meta(conn, "gc_safe_point", 0))
     collected = collect_retired_tables(store, effective)
     if collect is not None:
         collect(effective)
@@ -471,24 +475,24 @@ def gc_store(store: "Store", safe_point: int, collect: Callable[[int], Any] | No
     return result
 
 
-def collect_retired_tables(store: "Store", safe_point: int) -> int:
+def collect_retired_tables(store: CompactingStore, safe_point: int) -> int:
     """Remove every part of the table ids retired (DROP TABLE, TRUNCATE) at or below the safe
     point: no read at a ts >= it sees them any more. Like any removed part, their files go
     once no lease pins them. Returns the tables collected."""
     conn = store.thread_connection()
     if not mf.has_table(conn, "table_lifetimes"):
         return 0
-    with store.editing(), mf.edit(conn) as e:
-        gone = [int(r[0]) for r in conn.execute(
-            "SELECT DISTINCT p.table_id FROM parts p JOIN table_lifetimes l ON p.table_id = l.table_id "
-            "WHERE l.retired_ts IS NOT NULL AND l.retired_ts <= ? AND p.removed_version IS NULL", (safe_point,))]
-        for table_id in gone:
-            conn.execute("UPDATE parts SET removed_version = ?, removed_at = ? WHERE table_id = ? "
-                         "AND removed_version IS NULL", (e.version, time.time(), table_id))
+    with store.editing():
+        with mf.read(conn):
+            gone = [int(r[0]) for r in conn.execute(
+                "SELECT DISTINCT p.table_id FROM parts p JOIN table_lifetimes l ON p.table_id = l.table_id "
+                "WHERE l.retired_ts IS NOT NULL AND l.retired_ts <= ? AND p.removed_version IS NULL", (safe_point,))]
+        # Under the edit lock no other edit of this writer comes between the read and the edit.
+        mf.apply_edit(conn, mf.ManifestEdit(tables_removed=tuple(gone)))
     return len(gone)
 
 
-def delete_obsolete_files(store: "Store") -> int:
+def delete_obsolete_files(store: CompactingStore) -> int:
     """Delete the files of removed parts that no live lease can still see (a lease with
     manifest version v sees parts removed at versions > v) and that were removed at least
     ``removed_file_retention_s`` ago. The retention is slack for readers that hold no lease
@@ -497,8 +501,8 @@ def delete_obsolete_files(store: "Store") -> int:
     everything it pinned (``Leases.renew(late_ok=True)``)."""
     conn = store.thread_connection()
     now = time.time()
-    with mf.edit(conn, bump=False):
-        pins = [v for _ts, v in live_leases(conn, now)]
+    with mf.transaction(conn, bump=False) as e:
+        pins = [v for _ts, v in mf.live_leases(conn, now)]
         oldest = min(pins) if pins else 1 << 62
         # removed_at is NULL for parts removed before it was kept: old enough.
         rows = conn.execute(
@@ -514,11 +518,13 @@ def delete_obsolete_files(store: "Store") -> int:
                 continue  # a record of rows the engine keeps: no file
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(store.root / rel)
-        conn.executemany("DELETE FROM parts WHERE part_id = ?", [(r[0],) for r in rows])
         # A store from before this was kept may have deleted files of any version up to now.
         known = mf.get_meta(conn, mf.FILES_DELETED_THROUGH)
         known = int(known) if known is not None else mf.current_version(conn)
-        mf.set_meta(conn, mf.FILES_DELETED_THROUGH, max(known, *(int(r[2]) for r in rows)))
+        # Its reads, the deletions and the edit in one transaction: a lease taken meanwhile
+        # sees the rows gone with the files.
+        mf.write_edit(e, mf.ManifestEdit(bump=False, parts_forgotten=tuple(int(r[0]) for r in rows), meta=(
+            (mf.FILES_DELETED_THROUGH, max(known, *(int(r[2]) for r in rows))),)))
         _forget_expired_leases(conn, now)
     return len(rows)
 
@@ -537,7 +543,7 @@ class BackgroundCompactor:
     """A daemon thread that compacts partitions with enough deltas (or too big), deletes
     unpinned files, every ``interval_s`` seconds."""
 
-    def __init__(self, store: "Store", interval_s: float) -> None:
+    def __init__(self, store: CompactingStore, interval_s: float) -> None:
         self.store = store
         self.interval_s = interval_s
         self._stop = threading.Event()

@@ -86,6 +86,12 @@ class StoreFormatError(StoreError):
     """The directory is not a store of a version this code can read."""
 
 
+class EditConflictError(StoreError):
+    """A manifest edit found the manifest other than it assumed (``ManifestEdit.expect``): a
+    part it replaces is gone, a partition changed under it. Nothing of it was applied; the
+    caller plans again (compaction) or takes its partitions again (flush)."""
+
+
 class StoreNotFoundError(StoreError):
     def __init__(self, path: str) -> None:
         super().__init__(f"no store at {path} (no manifest.db): check the path, or create the store by "

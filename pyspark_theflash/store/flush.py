@@ -4,8 +4,10 @@ A flush sorts each table's buffered rows into its partitions' delta parts, write
 the files, then commits one manifest edit (parts, region states, open locks, tombstones, the
 binlog position). ``flush(wait=False)`` does the file work on a background thread while the
 writer applies the next batch; edits stay in order (see ``FlushPipeline.flush``).
-``FlushPipeline`` is one part of ``Store``. A store whose row sink keeps the rows itself (the
-ClickHouse engine) gets records of their statistics instead of part files (``row_sink``).
+``FlushPipeline`` works on the writer's memory (``WriteState``) and tables (``TableCatalog``,
+whose staged schema changes a flush's edit carries), commits through the store's
+``EditLock``. A store whose row sink keeps the rows itself (the ClickHouse engine) gets
+records of their statistics instead of part files (``row_sink``).
 """
 from __future__ import annotations
 
@@ -16,16 +18,21 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Literal, overload
+from typing import Any, Callable, Iterator, Literal, overload
 
 import numpy as np
 import pyarrow as pa
 
 from pyspark_theflash.store import keyspace
 from pyspark_theflash.store import manifest as mf
+from pyspark_theflash.store.catalog import TableCatalog
+from pyspark_theflash.store.edit_lock import EditLock
 from pyspark_theflash.store.errors import (
+    EditConflictError,
     FlushFailedError,
 )
+from pyspark_theflash.store.options import StoreOptions
+from pyspark_theflash.store.row_sink import BufferedRows, RowSink
 from pyspark_theflash.store.txn_merge_tree import (
     IN_ENGINE,
     ROWID,
@@ -39,11 +46,7 @@ from pyspark_theflash.store.txn_merge_tree import (
     write_part,
 )
 from pyspark_theflash.store.schemas import TableHistory
-
-
-if TYPE_CHECKING:
-    from pyspark_theflash.store.store import Store
-
+from pyspark_theflash.store.write_state import WriteState
 
 
 @dataclass(frozen=True)
@@ -60,12 +63,6 @@ class FlushResult:
 
 
 
-
-class _PartitionsChanged(Exception):
-    pass
-
-
-
 def _version_columns(history: TableHistory, version: int) -> list[Any]:
     """Columns of the table at ``version`` (the buffer's rows were decoded with it)."""
     info = history.by_version(version)
@@ -77,6 +74,22 @@ def _version_columns(history: TableHistory, version: int) -> list[Any]:
 
 class FlushPipeline:
     """``Store.flush`` and ``Store.sync``: buffered rows → part files → one manifest edit."""
+
+    def __init__(self, root: Path, options: StoreOptions, state: WriteState, catalog: TableCatalog,
+                 edit_lock: EditLock, conn: sqlite3.Connection,
+                 connect: Callable[[], sqlite3.Connection]) -> None:
+        self.root = root
+        self.options = options
+        self.state = state
+        self.catalog = catalog
+        self.edit_lock = edit_lock
+        self._conn = conn                                  # the writer's manifest connection
+        self._connect = connect
+        self._pending: PendingFlush | None = None          # the last pipelined flush
+        self._flush_conn: sqlite3.Connection | None = None  # the pipelined flushes' manifest connection
+        # Receives each flush's committed rows inside its manifest edit (``store.row_sink``):
+        # the ClickHouse engine keeps its tables this way. None for the native engine.
+        self.row_sink: RowSink | None = None
 
     # --- flush -------------------------------------------------------------------------------
     @overload
@@ -102,14 +115,13 @@ class FlushPipeline:
         for it, and so do ``sync()``, ``snapshot()``, ``compact()``, ``gc()``, ``status()`` and
         ``close()``. If the background step fails, the next call raises ``FlushFailedError``
         and the store refuses further writes."""
-        self._require_writer("flush")
-        with self._write_lock:
-            pred = None if wait or not self._has_unflushed() else self._follow_pending()
+        with self.state.lock:
+            pred = None if wait or not self.has_unflushed() else self._follow_pending()
             if pred is None:
-                self._edit_lock.acquire()
+                self.edit_lock.lock.acquire()
             handed_over = False
             try:
-                self._raise_failure()  # the previous pipelined flush may have failed meanwhile
+                self.edit_lock.raise_failure()  # the previous pipelined flush may have failed meanwhile
                 if wait:
                     return self._flush_locked()
                 t0 = time.monotonic()
@@ -119,24 +131,25 @@ class FlushPipeline:
                 self._forget_flushed(prepared)
                 if self._flush_conn is None:
                     self._flush_conn = self._connect()
-                pending = PendingFlush(self, pred, prepared.partitions_after())
+                pending = PendingFlush(self.edit_lock, pred, prepared.partitions_after())
                 self._pending = pending
                 thread = threading.Thread(target=self._make_durable_in_background, args=(prepared, pending),
                                           name="theflash-flush")
                 try:
                     thread.start()
                 except BaseException as exc:  # memory has moved past this flush: refuse writes from now on
-                    self._failure = FlushFailedError(str(self.root), prepared.position, exc)
-                    self._failure_reported = True
-                    pending._error = self._failure
+                    failure = FlushFailedError(str(self.root), prepared.position, exc)
+                    self.edit_lock.failure = failure
+                    self.edit_lock.failure_reported = True
+                    pending._error = failure
                     pending._done.set()
-                    raise self._failure from exc
+                    raise failure from exc
                 handed_over = True  # its thread releases the edit lock (or hands it on) once its edit is done
                 return pending
             finally:
                 if not handed_over:
                     if pred is None:
-                        self._edit_lock.release()
+                        self.edit_lock.lock.release()
                     else:
                         self._unfollow(pred)
 
@@ -146,18 +159,29 @@ class FlushPipeline:
         one) failed."""
         pending = self._pending
         result = None if pending is None else pending.wait()
-        self._raise_failure()
+        self.edit_lock.raise_failure()
         return result
 
-    @property
-    def failure(self) -> BaseException | None:
-        """The ``FlushFailedError`` of a failed pipelined flush (the store then refuses writes)."""
-        return self._failure
+    def close(self) -> None:
+        """Drain a pending pipelined flush; close the pipelined flushes' connection."""
+        if self._pending is not None:
+            self._pending._done.wait()
+        if self._flush_conn is not None:
+            self._flush_conn.close()
+            self._flush_conn = None
 
-    def _raise_failure(self) -> None:
-        if self._failure is not None:
-            self._failure_reported = True
-            raise self._failure
+    def flush_due(self) -> bool:
+        """True when the oldest unflushed change is older than the flush deadline."""
+        since = self.state.dirty_since
+        return since is not None and time.monotonic() - since >= self.options.flush_deadline_s
+
+    def flush_due_in(self) -> float | None:
+        """Seconds until the oldest unflushed change reaches the flush deadline (at most 0:
+        due now); None when nothing is unflushed."""
+        since = self.state.dirty_since
+        if since is None:
+            return None
+        return since + self.options.flush_deadline_s - time.monotonic()
 
     def _follow_pending(self) -> "PendingFlush | None":
         """The pending pipelined flush this one may follow without taking the edit lock (its
@@ -171,8 +195,8 @@ class FlushPipeline:
         before = pending._predecessor
         if before is not None:
             before._done.wait()
-        with self._chain_mutex:
-            if pending._finished or self._edit_waiters:
+        with self.edit_lock.chain_mutex:
+            if pending._finished or self.edit_lock.waiters:
                 return None
             pending._successor = True
             return pending
@@ -180,11 +204,11 @@ class FlushPipeline:
     def _unfollow(self, pred: "PendingFlush") -> None:
         """Undo ``_follow_pending`` when no flush follows after all: if ``pred`` finished
         meanwhile, the lock it handed on is released here."""
-        with self._chain_mutex:
+        with self.edit_lock.chain_mutex:
             pred._successor = False
             owned = pred._finished
         if owned:
-            self._edit_lock.release()
+            self.edit_lock.lock.release()
 
     def _make_durable_in_background(self, prepared: "_PreparedFlush", pending: "PendingFlush") -> None:
         conn = self._flush_conn
@@ -196,12 +220,12 @@ class FlushPipeline:
                 if before is not None:  # edits commit in order: the flush this one follows first
                     before._done.wait()
                     pending._predecessor = None  # done: no chain of finished flushes is kept alive
-                    if self._failure is not None:
+                    if self.edit_lock.failure is not None:
                         _discard_parts(self.root, prepared.written)
-                        pending._error = self._failure
+                        pending._error = self.edit_lock.failure
                         return
                 version = self._commit_flush(prepared, conn)
-            except _PartitionsChanged:
+            except EditConflictError:
                 raise RuntimeError("the store's partitions changed under a pipelined flush (another writer "
                                    "process?)") from None
             pending._result = prepared.result(version)
@@ -211,20 +235,21 @@ class FlushPipeline:
                     conn.execute("ROLLBACK")
             failure = FlushFailedError(str(self.root), prepared.position, exc)
             failure.__cause__ = exc
-            self._failure = failure
+            self.edit_lock.failure = failure
             pending._error = failure
         finally:
-            with self._chain_mutex:
+            with self.edit_lock.chain_mutex:
                 pending._finished = True
                 hand_on = pending._successor
             if not hand_on:
-                self._edit_lock.release()
+                self.edit_lock.lock.release()
             pending._done.set()
 
     def _empty_flush(self, t0: float) -> FlushResult:
         # Nothing applied since the last flush: no edit (version 0 says so).
-        self._dirty_since = None
-        return FlushResult(0, 0, 0, 0, 0, len(self._persisted_locks), self._position, time.monotonic() - t0)
+        self.state.dirty_since = None
+        return FlushResult(0, 0, 0, 0, 0, len(self.state.persisted_locks), self.state.position,
+                           time.monotonic() - t0)
 
     def _flush_locked(self) -> FlushResult:
         t0 = time.monotonic()
@@ -236,16 +261,16 @@ class FlushPipeline:
             try:
                 self._write_parts(prepared)
                 version = self._commit_flush(prepared, conn)
-            except _PartitionsChanged:
+            except EditConflictError:
                 continue
             self._forget_flushed(prepared)
             return prepared.result(version)
         raise RuntimeError("flush: partitions kept changing under the flush (another writer process?)")
 
-    def _has_unflushed(self) -> bool:
-        """Was anything applied (rows, tombstones, region states, position) since the last flush?"""
-        return bool(self._buffers or self._tombstones or self._dirty_regions
-                    or self._position != self._persisted_position)
+    def has_unflushed(self) -> bool:
+        """Was anything applied (rows, tombstones, region states, position, a schema change)
+        since the last flush?"""
+        return self.state.has_unflushed() or bool(self.catalog.staged)
 
     def _prepare_flush(self, conn: sqlite3.Connection, t0: float,
                        partitions: dict[int, list[tuple[int, int | None, int | None]]] | None = None
@@ -257,37 +282,40 @@ class FlushPipeline:
         in memory; ``_write_parts`` then does the CPU work, in the background for a pipelined
         flush. ``partitions``: the partitions as they will be when the edit commits (a flush
         following a pending one: as that one leaves them); by default as the manifest has them."""
-        assert self._caches is not None
-        if not self._has_unflushed():
+        state = self.state
+        assert state.caches is not None
+        if not self.has_unflushed():
             return None
         if partitions is None:
-            partitions = self._read_partitions(conn)
+            partitions = mf.read_partitions(conn)
         new_partitions: dict[int, int] = {}
         tables: list[BufferedRows] = []
-        for tid, buf in self._buffers.items():
+        for tid, buf in state.buffers.items():
             plist = partitions.get(tid)
             if not plist:
                 pid = 1
                 new_partitions[tid] = pid
                 plist = [(pid, None, None)]
-            history = self._histories[tid]
+            history = self.catalog.histories[tid]
             by_version: dict[int, list[pa.Table]] = {}
             for version, t in buf.chunks:
                 by_version.setdefault(version, []).append(t)
             for version, chunks in by_version.items():
                 tables.append(BufferedRows(tid, version, chunks, plist,
                                             [c.id for c in _version_columns(history, version)]))
-        current_locks = {(r, k, ts) for r, k, ts, _pw in self._caches.items()}
+        current_locks = {(r, k, ts) for r, k, ts, _pw in state.caches.items()}
         regions = [(reg.id, reg.start_key, reg.end_key, reg.epoch_version, reg.conf_ver, reg.applied_index,
                     reg.resolved_ts, reg.state, reg.snapshot_index, reg.orphan_until_ts)
-                   for reg in (self._regions[r] for r in self._dirty_regions if r in self._regions)]
+                   for reg in (state.regions[r] for r in state.dirty_regions if r in state.regions)]
+        staged, schema_edit = self.catalog.take_staged()
         return _PreparedFlush(
             t0=t0, partitions=partitions, new_partitions=new_partitions, tables=tables, written=[],
-            tombstones=list(self._tombstones), regions=regions,
-            gone_locks=list(self._persisted_locks - current_locks),
-            new_locks=list(self._lock_rows(current_locks - self._persisted_locks)),
-            current_locks=current_locks, position=self._position,
-            rows=sum(b.rows for b in self._buffers.values()), n_regions=len(self._dirty_regions))
+            tombstones=list(state.tombstones), regions=regions,
+            gone_locks=list(state.persisted_locks - current_locks),
+            new_locks=list(self._lock_rows(current_locks - state.persisted_locks)),
+            current_locks=current_locks, position=state.position,
+            rows=state.buffered_rows, n_regions=len(state.dirty_regions),
+            schema_edit=schema_edit, staged=staged)
 
     def _write_parts(self, p: "_PreparedFlush") -> None:
         """The CPU part of a flush: split each table's buffered rows by partition, sort them and
@@ -320,57 +348,44 @@ class FlushPipeline:
     def _commit_flush(self, p: "_PreparedFlush", conn: sqlite3.Connection) -> int:
         """The durable part of a flush, under the edit lock: fsync each part file and rename it
         in, fsync their directories, then the one manifest edit that lists them with the region
-        states, locks, tombstones and position. On any error the files are removed (and the
-        edit rolled back): nothing of the flush is visible. Returns the edit's version."""
+        states, locks, tombstones, position and the batch's schema changes. On any error the
+        files are removed (and the edit rolled back): nothing of the flush is visible; an
+        ``EditConflictError`` says the partitions changed since ``p`` was taken. Returns the
+        edit's version."""
         try:
             files = [w[3].file for w in p.written if w[3].file != IN_ENGINE]
             for rel in files:
                 install_part(self.root, rel)
             sync_dirs(self.root, files)
-            with mf.edit(conn) as e:
-                if self._read_partitions(conn) != p.partitions:
-                    raise _PartitionsChanged()
-                for tid, pid in p.new_partitions.items():
-                    conn.execute("INSERT INTO partitions VALUES (?,?,?,?,?)", (tid, pid, None, None, e.version))
-                sink = self.row_sink
-                if sink is not None:
-                    # Before the edit commits: a crash between the two replays the batch, and
-                    # the sink takes the same committed rows again (idempotent by version).
-                    sink.write_flush(e.version, p.tables, p.tombstones)
-                for tid, pid, version, pf, kind in p.written:
-                    mf.insert_part(conn, tid, pid, kind, pf, version, data_version=e.version, added_version=e.version)
-                for start, end, why in p.tombstones:
-                    conn.execute("INSERT INTO range_tombstones(start_key, end_key, version, reason) "
-                                 "VALUES (?,?,?,?)", (start, end, e.version, why))
-                conn.executemany("INSERT OR REPLACE INTO regions(region_id, start_key, end_key, epoch_version, "
-                                 "conf_ver, applied_index, resolved_ts, state, snapshot_index, orphan_until_ts) "
-                                 "VALUES (?,?,?,?,?,?,?,?,?,?)", p.regions)
-                conn.executemany("DELETE FROM locks WHERE region_id = ? AND key = ? AND start_ts = ?", p.gone_locks)
-                conn.executemany("INSERT OR REPLACE INTO locks VALUES (?,?,?,?,?,?,?,?,?)", p.new_locks)
-                if p.position is not None:
-                    mf.set_meta(conn, "position_segment", p.position[0])
-                    mf.set_meta(conn, "position_offset", p.position[1])
-                return e.version
+            edit = p.edit()
+            sink = self.row_sink
+            if sink is None:
+                return mf.apply_edit(conn, edit)
+            # Before the edit commits: a crash between the two replays the batch, and the sink
+            # takes the same committed rows again (idempotent by version).
+            return mf.apply_edit(conn, edit, inside=lambda version: sink.write_flush(version, p.tables, p.tombstones))
         except BaseException:
             _discard_parts(self.root, p.written)
             raise
 
     def _forget_flushed(self, p: "_PreparedFlush") -> None:
         """What ``p`` persists is no longer pending in memory."""
-        self._buffers.clear()
-        self._tombstones.clear()
-        self._persisted_locks = p.current_locks
-        self._persisted_position = p.position
-        self._dirty_since = None
-        self._dirty_regions.clear()
+        state = self.state
+        state.buffers.clear()
+        state.tombstones.clear()
+        state.persisted_locks = p.current_locks
+        state.persisted_position = p.position
+        state.dirty_since = None
+        state.dirty_regions.clear()
+        self.catalog.forget_staged(p.staged)
 
     def _lock_rows(self, keys: set[tuple[int, bytes, int]]) -> Iterator[tuple[Any, ...]]:
-        caches = self._caches
+        caches = self.state.caches
         assert caches is not None
         if not keys:
             return
         ordered = sorted(keys)
-        common = self._common_tables()
+        common = self.catalog.common_handle_tables()
         rk = keyspace.split_record_keys([k for _r, k, _t in ordered], common)
         decoded: dict[int, tuple[int, Any]] = {}
         for j, i in enumerate(rk.index.tolist()):
@@ -384,26 +399,6 @@ class FlushPipeline:
             tid, handle = decoded.get(i, (None, None))
             yield (rid, key, start_ts, pw.primary, pw.op, pw.ttl, caches.value_of(rid, key, start_ts, pw),
                    tid, handle)
-
-    @staticmethod
-    def _read_partitions(conn: sqlite3.Connection) -> dict[int, list[tuple[int, int | None, int | None]]]:
-        out: dict[int, list[tuple[int, int | None, int | None]]] = {}
-        for tid, pid, lo, hi in conn.execute("SELECT table_id, partition_id, lo, hi FROM partitions "
-                                             "ORDER BY table_id, lo IS NOT NULL, lo"):
-            out.setdefault(int(tid), []).append((int(pid), lo, hi))
-        return out
-
-
-@dataclass
-class BufferedRows:
-    """One table's rows of one schema version that a flush writes: the buffer's chunks, the
-    table's partitions as read for the flush, and the ids of the version's user columns."""
-
-    table_id: int
-    schema_version: int
-    chunks: list[pa.Table]
-    partitions: list[tuple[int, int | None, int | None]]
-    column_ids: list[int]
 
 
 @dataclass
@@ -424,6 +419,21 @@ class _PreparedFlush:
     position: tuple[int, int] | None
     rows: int
     n_regions: int
+    schema_edit: mf.ManifestEdit | None  # the batch's DDL: table versions, lifetimes, ignored tables
+    staged: int                          # how many of the catalog's staged changes it carries
+
+    def edit(self) -> mf.ManifestEdit:
+        """The flush's manifest edit: the batch's schema changes, then its parts, tombstones,
+        region states, lock-set difference and position, assuming the partitions it split by."""
+        meta = () if self.position is None else (("position_segment", self.position[0]),
+                                                 ("position_offset", self.position[1]))
+        flushed = mf.ManifestEdit(
+            expect=(mf.PartitionsAre(self.partitions),),
+            partitions_added=tuple((tid, pid, None, None) for tid, pid in self.new_partitions.items()),
+            parts_added=tuple(mf.NewPart(tid, pid, kind, pf, version) for tid, pid, version, pf, kind in self.written),
+            tombstones=tuple(self.tombstones), regions=self.regions, locks_removed=self.gone_locks,
+            locks_added=self.new_locks, meta=meta)
+        return flushed if self.schema_edit is None else self.schema_edit.then(flushed)
 
     def result(self, version: int) -> FlushResult:
         return FlushResult(version, len(self.written), self.rows, sum(w[3].bytes for w in self.written),
@@ -441,9 +451,9 @@ class PendingFlush:
     """A pipelined flush (``Store.flush(wait=False)``): ``wait()`` returns its ``FlushResult``
     once its edit has committed, or raises ``FlushFailedError``."""
 
-    def __init__(self, store: "Store | None" = None, predecessor: "PendingFlush | None" = None,
+    def __init__(self, edit_lock: EditLock | None = None, predecessor: "PendingFlush | None" = None,
                  partitions_after: dict[int, list[tuple[int, int | None, int | None]]] | None = None) -> None:
-        self._store = store
+        self._edit_lock = edit_lock
         self._done = threading.Event()
         self._result: FlushResult | None = None
         self._error: BaseException | None = None
@@ -452,7 +462,7 @@ class PendingFlush:
         self._predecessor = predecessor  # cleared once it is done
         self._followed = predecessor is not None
         self._partitions_after = partitions_after or {}
-        # Under Store._chain_mutex: a flush follows this one (it takes over the edit lock);
+        # Under EditLock.chain_mutex: a flush follows this one (it takes over the edit lock);
         # this one's thread is done with the lock.
         self._successor = False
         self._finished = False
@@ -471,8 +481,8 @@ class PendingFlush:
         if not self._done.wait(timeout):
             raise TimeoutError(f"the flush is not durable after {timeout}s")
         if self._error is not None:
-            if self._store is not None:
-                self._store._failure_reported = True  # close() need not raise it again
+            if self._edit_lock is not None:
+                self._edit_lock.failure_reported = True  # close() need not raise it again
             raise self._error
         assert self._result is not None
         return self._result

@@ -49,7 +49,7 @@ class Leases:
         """Pin ``ts`` (and the current manifest version) for ``ttl_s`` seconds. Refused below
         the GC safe point: versions there may already be gone."""
         conn = self._conn()
-        with mf.edit(conn, bump=False):
+        with mf.transaction(conn, bump=False):
             safe_point = int(mf.get_meta(conn, "gc_safe_point", 0))
             if ts < safe_point:
                 raise LeaseBelowSafePointError(ts, safe_point)
@@ -71,7 +71,7 @@ class Leases:
         file, so those files still hold the rows at its ts). A reader whose renewal merely came
         late (a stalled driver) then keeps its snapshot; a released lease never comes back."""
         conn = self._conn()
-        with mf.edit(conn, bump=False):
+        with mf.transaction(conn, bump=False):
             row = conn.execute("SELECT ts, manifest_version, holder, expires_at FROM leases "
                                "WHERE lease_id = ?", (lease_id,)).fetchone()
             now = self._clock()
@@ -86,7 +86,7 @@ class Leases:
 
     def release(self, lease_id: int) -> None:
         conn = self._conn()
-        with mf.edit(conn, bump=False):
+        with mf.transaction(conn, bump=False):
             conn.execute("DELETE FROM leases WHERE lease_id = ?", (lease_id,))
 
     def live(self) -> list[Lease]:
@@ -98,7 +98,7 @@ class Leases:
     def expire(self) -> int:
         """Delete expired leases; returns how many."""
         conn = self._conn()
-        with mf.edit(conn, bump=False):
+        with mf.transaction(conn, bump=False):
             cur = conn.execute("DELETE FROM leases WHERE expires_at < ?", (self._clock(),))
             return cur.rowcount
 
@@ -113,9 +113,3 @@ def _files_intact(conn: sqlite3.Connection, manifest_version: int) -> bool:
     """Is every part file visible at ``manifest_version`` still on disk?"""
     through = mf.get_meta(conn, mf.FILES_DELETED_THROUGH)
     return through is not None and int(through) <= manifest_version
-
-
-def live_leases(conn: sqlite3.Connection, now: float) -> list[tuple[int, int]]:
-    """(ts, manifest_version) of every live lease, read inside the caller's transaction."""
-    return [(int(r[0]), int(r[1])) for r in
-            conn.execute("SELECT ts, manifest_version FROM leases WHERE expires_at >= ?", (now,))]

@@ -2,9 +2,11 @@
 ``<store>/manifest.db``.
 
 Every change of persisted state — a flush, a compaction, a partition split, GC, a schema —
-is one *edit*: one SQLite write transaction that also bumps the manifest version. Readers
-take a consistent view by reading inside one SQLite read transaction. Layout and invariants
-are described in docs/store.md.
+is one *edit*: a ``ManifestEdit`` value (parts added and removed, partitions, region states,
+locks, tombstones, table versions, counters), applied by ``apply_edit`` in one SQLite write
+transaction that also bumps the manifest version, as LevelDB's ``VersionEdit`` is applied by
+``LogAndApply``. Readers take a consistent view by reading inside one SQLite read
+transaction. Layout and invariants are described in docs/store.md.
 """
 from __future__ import annotations
 
@@ -17,9 +19,10 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, Union
 
 from pyspark_theflash.store.errors import (
+    EditConflictError,
     ManifestDamagedError,
     StoreFormatError,
     StoreNotFoundError,
@@ -210,7 +213,7 @@ def _create_atomically(path: Path, busy_timeout_ms: int) -> None:
 
 
 def initialise(conn: sqlite3.Connection) -> None:
-    with edit(conn, bump=False):
+    with transaction(conn, bump=False):
         # An existing manifest's schema is checked before anything is created in it: a table a
         # damaged schema page lost must not come back empty (an empty ``parts`` would have the
         # writer delete every part file as unlisted).
@@ -431,7 +434,7 @@ def set_meta(conn: sqlite3.Connection, key: str, value: Any) -> None:
 
 
 class Edit:
-    """An open edit: ``version`` is the manifest version this edit creates."""
+    """An open write transaction: ``version`` is the manifest version it creates (0: none)."""
 
     def __init__(self, conn: sqlite3.Connection, version: int) -> None:
         self.conn = conn
@@ -439,9 +442,10 @@ class Edit:
 
 
 @contextlib.contextmanager
-def edit(conn: sqlite3.Connection, bump: bool = True) -> Iterator[Edit]:
-    """One manifest edit: BEGIN IMMEDIATE (takes SQLite's write lock up front so the edit
-    never fails half-way on a lock upgrade), bump the version, commit; roll back on error."""
+def transaction(conn: sqlite3.Connection, bump: bool = True) -> Iterator[Edit]:
+    """One write transaction: BEGIN IMMEDIATE (takes SQLite's write lock up front so it never
+    fails half-way on a lock upgrade), bump the version, commit; roll back on error. Manifest
+    edits go through ``apply_edit``; leases and the manifest's creation use it directly."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         version = 0
@@ -473,21 +477,281 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
-def insert_part(conn: sqlite3.Connection, table_id: int, partition_id: int, kind: str, pf: Any,
-                schema_version: int, data_version: int, added_version: int,
-                columns: Sequence[tuple[int, str]] | None = None) -> None:
-    """List a part. ``columns``: its (column id, file column) when they are not its schema
-    version's (a compacted part keeping columns older versions need)."""
+def live_leases(conn: sqlite3.Connection, now: float) -> list[tuple[int, int]]:
+    """(ts, manifest_version) of every live lease, read inside the caller's transaction."""
+    return [(int(r[0]), int(r[1])) for r in
+            conn.execute("SELECT ts, manifest_version FROM leases WHERE expires_at >= ?", (now,))]
+
+
+Partitions = dict[int, list[tuple[int, int | None, int | None]]]  # table -> [(partition, lo, hi)], by lo
+
+
+def read_partitions(conn: sqlite3.Connection) -> Partitions:
+    """Every table's partitions, (-inf first) in handle order."""
+    out: Partitions = {}
+    for tid, pid, lo, hi in conn.execute("SELECT table_id, partition_id, lo, hi FROM partitions "
+                                         "ORDER BY table_id, lo IS NOT NULL, lo"):
+        out.setdefault(int(tid), []).append((int(pid), lo, hi))
+    return out
+
+
+def max_partition_id(conn: sqlite3.Connection, table_id: int) -> int:
+    return int(conn.execute("SELECT COALESCE(MAX(partition_id), 0) FROM partitions WHERE table_id = ?",
+                            (table_id,)).fetchone()[0])
+
+
+# --- edits as values ------------------------------------------------------------------------------
+#
+# An edit says what changes, not how: the rows it adds and removes, the counters it sets, and what
+# it assumes of the manifest it applies to. ``apply_edit`` is the one place an edit becomes SQL, in
+# one transaction: a flush's edit (with the table versions its batch's DDL made), a compaction's, a
+# schema's, GC's. Values stamped with the edit's own version (a part's added_version, a retirement's
+# version) are filled in there, since only the transaction knows it.
+
+
+@dataclass(frozen=True)
+class TableVersion:
+    """A schema version of a table, in force from ``commit_ts``; ``exact``: that commit ts is a
+    DDL's (it replaces an estimate the schema endpoint gave). Un-ignores the table."""
+
+    table_id: int
+    schema_version: int
+    db: str
+    name: str
+    info: str  # TiDB table info JSON
+    commit_ts: int
+    exact: bool = True
+
+
+@dataclass(frozen=True)
+class TableIgnored:
+    """Rows of the table are dropped (not replicated)."""
+
+    table_id: int
+    db: str
+    name: str
+
+
+@dataclass(frozen=True)
+class TableCreated:
+    """CREATE TABLE / TRUNCATE made the table id at ``ts``."""
+
+    table_id: int
+    ts: int
+
+
+@dataclass(frozen=True)
+class TableRetired:
+    """DROP TABLE / TRUNCATE retired the table id at ``ts`` (at this edit's version)."""
+
+    table_id: int
+    ts: int
+    reason: str
+
+
+TableChange = Union[TableVersion, TableIgnored, TableCreated, TableRetired]
+
+
+@dataclass(frozen=True)
+class NewPart:
+    """A part the edit lists. ``data_version``: range tombstones newer than it apply to the part
+    (None: the edit's own version, a flush's part); ``columns``: its (column id, file column)
+    when they are not its schema version's (a compacted part keeping older versions' columns)."""
+
+    table_id: int
+    partition_id: int
+    kind: str  # delta | stable
+    file: Any  # txn_merge_tree.PartFile: the file written (or a record of rows an engine keeps)
+    schema_version: int
+    data_version: int | None = None
+    columns: tuple[tuple[int, str], ...] | None = None
+
+
+class Expectation:
+    """What an edit assumes of the manifest it applies to, checked inside its transaction."""
+
+    def holds(self, conn: sqlite3.Connection) -> bool:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class PartitionsAre(Expectation):
+    """The partitions are these (a flush split its rows by them)."""
+
+    partitions: Partitions
+
+    def holds(self, conn: sqlite3.Connection) -> bool:
+        return read_partitions(conn) == self.partitions
+
+
+@dataclass(frozen=True)
+class PartsLive(Expectation):
+    """These parts of the partition are live; ``only``: and no other part of it is."""
+
+    table_id: int
+    partition_id: int
+    part_ids: frozenset[int]
+    only: bool = False
+
+    def holds(self, conn: sqlite3.Connection) -> bool:
+        live = {int(r[0]) for r in conn.execute(
+            "SELECT part_id FROM parts WHERE table_id = ? AND partition_id = ? AND removed_version IS NULL",
+            (self.table_id, self.partition_id))}
+        return live == self.part_ids if self.only else self.part_ids <= live
+
+
+@dataclass(frozen=True)
+class NextPartitionId(Expectation):
+    """The table's next partition id is ``partition_id`` (no partition was added meanwhile)."""
+
+    table_id: int
+    partition_id: int
+
+    def holds(self, conn: sqlite3.Connection) -> bool:
+        return max_partition_id(conn, self.table_id) + 1 == self.partition_id
+
+
+@dataclass(frozen=True)
+class ManifestEdit:
+    """One change of the manifest, as a value. Applied by ``apply_edit``, all or nothing."""
+
+    bump: bool = True  # a new manifest version (False: bookkeeping no view's contents depend on)
+    expect: tuple[Expectation, ...] = ()
+    tables: tuple[TableChange, ...] = ()  # applied in order
+    partitions_removed: tuple[tuple[int, int], ...] = ()  # (table, partition)
+    partitions_added: tuple[tuple[int, int, int | None, int | None], ...] = ()  # (table, partition, lo, hi)
+    parts_removed: tuple[int, ...] = ()  # part ids, removed at this version
+    tables_removed: tuple[int, ...] = ()  # every live part of these table ids, removed at this version
+    parts_added: tuple[NewPart, ...] = ()
+    parts_forgotten: tuple[int, ...] = ()  # rows of removed parts whose files are deleted
+    tombstones: tuple[tuple[bytes, bytes, str], ...] = ()  # (start key, end key, why), at this version
+    prune_tombstones: bool = False  # drop the tombstones no live part is older than
+    regions: Sequence[tuple[Any, ...]] = ()  # whole region rows (the regions table's columns)
+    locks_removed: Sequence[tuple[int, bytes, int]] = ()  # (region, key, start ts)
+    locks_added: Sequence[tuple[Any, ...]] = ()  # whole lock rows (the locks table's columns)
+    meta: tuple[tuple[str, Any], ...] = ()  # counters and settings: position, upstream, engine
+    # The GC safe point moves toward this: never backwards, never past the oldest live lease.
+    gc_safe_point: int | None = None
+
+    def then(self, later: "ManifestEdit") -> "ManifestEdit":
+        """This edit and ``later`` as one (``later``'s meta wins a key both set)."""
+        if later.gc_safe_point is not None and self.gc_safe_point is not None:
+            raise ValueError("two GC safe points in one edit")
+        return ManifestEdit(
+            bump=self.bump or later.bump, expect=self.expect + later.expect, tables=self.tables + later.tables,
+            partitions_removed=self.partitions_removed + later.partitions_removed,
+            partitions_added=self.partitions_added + later.partitions_added,
+            parts_removed=self.parts_removed + later.parts_removed,
+            tables_removed=self.tables_removed + later.tables_removed,
+            parts_added=self.parts_added + later.parts_added,
+            parts_forgotten=self.parts_forgotten + later.parts_forgotten,
+            tombstones=self.tombstones + later.tombstones,
+            prune_tombstones=self.prune_tombstones or later.prune_tombstones,
+            regions=[*self.regions, *later.regions], locks_removed=[*self.locks_removed, *later.locks_removed],
+            locks_added=[*self.locks_added, *later.locks_added], meta=self.meta + later.meta,
+            gc_safe_point=later.gc_safe_point if later.gc_safe_point is not None else self.gc_safe_point)
+
+    @classmethod
+    def combined(cls, edits: Sequence["ManifestEdit"]) -> "ManifestEdit":
+        out = edits[0] if edits else cls(bump=False)
+        for e in edits[1:]:
+            out = out.then(e)
+        return out
+
+
+def apply_edit(conn: sqlite3.Connection, edit: ManifestEdit,
+               inside: Callable[[int], None] | None = None) -> int:
+    """Apply ``edit`` in one SQLite transaction (``transaction``): its expectations checked first
+    (``EditConflictError``, nothing applied, when one fails), then every change. ``inside``:
+    called with the edit's version inside the transaction, before its rows are written (an
+    engine keeping the rows takes a flush's there: a crash before the commit replays them).
+    Returns the edit's version (0: ``bump`` is False)."""
+    with transaction(conn, edit.bump) as e:
+        write_edit(e, edit, inside)
+        return e.version
+
+
+def write_edit(e: "Edit", edit: ManifestEdit, inside: Callable[[int], None] | None = None) -> None:
+    """``apply_edit`` inside a transaction the caller opened (``transaction``): for the
+    one edit that must follow reads and file deletions in its own transaction (deleting
+    obsolete files)."""
+    conn, version = e.conn, e.version
+    for expectation in edit.expect:
+        if not expectation.holds(conn):
+            raise EditConflictError(f"the manifest changed under an edit: {expectation} no longer holds")
+    if inside is not None:
+        inside(version)
+    for change in edit.tables:
+        _apply_table_change(conn, change, version)
+    for table_id, partition_id in edit.partitions_removed:
+        conn.execute("DELETE FROM partitions WHERE table_id = ? AND partition_id = ?", (table_id, partition_id))
+    for table_id, partition_id, lo, hi in edit.partitions_added:
+        conn.execute("INSERT INTO partitions VALUES (?,?,?,?,?)", (table_id, partition_id, lo, hi, version))
+    now = time.time()
+    if edit.parts_removed:
+        conn.execute("UPDATE parts SET removed_version = ?, removed_at = ? "
+                     f"WHERE part_id IN ({','.join('?' * len(edit.parts_removed))})",
+                     (version, now, *edit.parts_removed))
+    for table_id in edit.tables_removed:
+        conn.execute("UPDATE parts SET removed_version = ?, removed_at = ? WHERE table_id = ? "
+                     "AND removed_version IS NULL", (version, now, table_id))
+    for part in edit.parts_added:
+        _insert_part(conn, part, version)
+    if edit.parts_forgotten:
+        conn.executemany("DELETE FROM parts WHERE part_id = ?", [(p,) for p in edit.parts_forgotten])
+    for start, end, why in edit.tombstones:
+        conn.execute("INSERT INTO range_tombstones(start_key, end_key, version, reason) VALUES (?,?,?,?)",
+                     (start, end, version, why))
+    if edit.prune_tombstones:
+        # Tombstones no live part is older than have done their work.
+        conn.execute("DELETE FROM range_tombstones WHERE version <= COALESCE((SELECT MIN(data_version) "
+                     "FROM parts WHERE removed_version IS NULL), 1 << 62)")
+    if edit.regions:
+        conn.executemany("INSERT OR REPLACE INTO regions(region_id, start_key, end_key, epoch_version, "
+                         "conf_ver, applied_index, resolved_ts, state, snapshot_index, orphan_until_ts) "
+                         "VALUES (?,?,?,?,?,?,?,?,?,?)", edit.regions)
+    if edit.locks_removed:
+        conn.executemany("DELETE FROM locks WHERE region_id = ? AND key = ? AND start_ts = ?", edit.locks_removed)
+    if edit.locks_added:
+        conn.executemany("INSERT OR REPLACE INTO locks VALUES (?,?,?,?,?,?,?,?,?)", edit.locks_added)
+    for key, value in edit.meta:
+        set_meta(conn, key, value)
+    if edit.gc_safe_point is not None:
+        current = int(get_meta(conn, "gc_safe_point", 0))
+        bound = min([int(edit.gc_safe_point)] + [ts for ts, _v in live_leases(conn, now)])
+        set_meta(conn, "gc_safe_point", max(current, bound))
+
+
+def _apply_table_change(conn: sqlite3.Connection, change: TableChange, version: int) -> None:
+    if isinstance(change, TableVersion):
+        conn.execute("INSERT OR IGNORE INTO tables VALUES (?,?,?,?,?,?)",
+                     (change.table_id, change.schema_version, change.db, change.name, change.info, version))
+        conn.execute("INSERT INTO table_versions VALUES (?,?,?) ON CONFLICT(table_id, schema_version) "
+                     + ("DO UPDATE SET commit_ts = excluded.commit_ts" if change.exact else "DO NOTHING"),
+                     (change.table_id, change.schema_version, change.commit_ts))
+        conn.execute("DELETE FROM ignored_tables WHERE table_id = ?", (change.table_id,))
+    elif isinstance(change, TableIgnored):
+        conn.execute("INSERT OR REPLACE INTO ignored_tables VALUES (?,?,?)", (change.table_id, change.db, change.name))
+    elif isinstance(change, TableCreated):
+        conn.execute("INSERT INTO table_lifetimes(table_id, created_ts) VALUES (?, ?) ON CONFLICT(table_id) "
+                     "DO UPDATE SET created_ts = excluded.created_ts", (change.table_id, change.ts))
+    else:
+        conn.execute("INSERT INTO table_lifetimes(table_id, created_ts, retired_ts, reason, retired_version) "
+                     "VALUES (?, 0, ?, ?, ?) ON CONFLICT(table_id) DO UPDATE SET retired_ts = "
+                     "excluded.retired_ts, reason = excluded.reason, retired_version = excluded.retired_version",
+                     (change.table_id, change.ts, change.reason, version))
+
+
+def _insert_part(conn: sqlite3.Connection, part: NewPart, version: int) -> None:
     from pyspark_theflash.store.txn_merge_tree import stats_to_json
 
+    pf = part.file
     conn.execute(
         "INSERT INTO parts(table_id, partition_id, kind, file, rows, bytes, min_handle, max_handle, "
         "min_commit_ts, max_commit_ts, single_version, delete_marks, schema_version, data_version, "
         "added_version, removed_version, stats, columns, checksum) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,?,?,?)",
-        (table_id, partition_id, kind, pf.file, pf.rows, pf.bytes, pf.min_handle, pf.max_handle,
-         pf.min_commit_ts, pf.max_commit_ts, int(pf.single_version), pf.delete_marks, schema_version,
-         data_version, added_version, json.dumps(stats_to_json(pf.stats)),
-         None if columns is None else json.dumps([[int(i), str(n)] for i, n in columns]),
+        (part.table_id, part.partition_id, part.kind, pf.file, pf.rows, pf.bytes, pf.min_handle, pf.max_handle,
+         pf.min_commit_ts, pf.max_commit_ts, int(pf.single_version), pf.delete_marks, part.schema_version,
+         version if part.data_version is None else part.data_version, version, json.dumps(stats_to_json(pf.stats)),
+         None if part.columns is None else json.dumps([[int(i), str(n)] for i, n in part.columns]),
          getattr(pf, "checksum", None)))
-
-

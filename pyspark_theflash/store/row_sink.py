@@ -19,17 +19,29 @@ grouped in other flushes: same handle, same commit ts, same values). Raising abo
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, Sequence
+from dataclasses import dataclass
+from typing import Protocol, Sequence
 
-if TYPE_CHECKING:
-    from pyspark_theflash.store.flush import BufferedRows
+import pyarrow as pa
+
+
+@dataclass
+class BufferedRows:
+    """One table's rows of one schema version that a flush writes: the buffer's chunks, the
+    table's partitions as read for the flush, and the ids of the version's user columns."""
+
+    table_id: int
+    schema_version: int
+    chunks: list[pa.Table]
+    partitions: list[tuple[int, int | None, int | None]]
+    column_ids: list[int]
 
 
 class RowSink(Protocol):
     #: True: the sink holds the rows and the store writes no part files for them
     keeps_rows: bool
 
-    def write_flush(self, version: int, tables: "Sequence[BufferedRows]",
+    def write_flush(self, version: int, tables: Sequence[BufferedRows],
                     tombstones: Sequence[tuple[bytes, bytes, str]]) -> None:
         """Take one flush's rows (``tables``) and range tombstones (start key, end key, why;
         each deletes rows of earlier flushes in that key range) as manifest version ``version``."""

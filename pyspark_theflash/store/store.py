@@ -8,87 +8,62 @@ log. See docs/store.md for files, edits and invariants.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sqlite3
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Mapping, Sequence, overload
 
 import pyarrow as pa
 
 from pyspark_theflash.proto import binlog_pb2
-from pyspark_theflash.schema.partitioning import partitioning_of, physical_ids_of, physical_tables_of
+from pyspark_theflash.schema.partitioning import physical_ids_of
 from pyspark_theflash.store import manifest as mf
+from pyspark_theflash.store.apply import Applier, WriteResult
+from pyspark_theflash.store.catalog import TableCatalog
+from pyspark_theflash.store.compaction import (
+    BackgroundCompactor,
+    CompactionResult,
+    compact_store,
+    delete_obsolete_files,
+    gc_store,
+    merge_deltas,
+)
+from pyspark_theflash.store.edit_lock import EditLock
 from pyspark_theflash.store.errors import (
     ReadOnlyStoreError,
 )
+from pyspark_theflash.store.flush import FlushPipeline, FlushResult, PendingFlush
 from pyspark_theflash.store.leases import Leases
+from pyspark_theflash.store.options import StoreOptions
+from pyspark_theflash.store.parts import output_schema
 from pyspark_theflash.store.predicate import Expr
-from pyspark_theflash.store.parts import DEFAULT_BATCH_ROWS
 from pyspark_theflash.store.read import read_parts
 from pyspark_theflash.store.region_cache import RegionCaches, SpillFile
 from pyspark_theflash.store.row_sink import RowSink
-from pyspark_theflash.store.txn_merge_tree import (
-    HIDDEN_FIELDS,
-    PART_COMPRESSION,
-)
 from pyspark_theflash.store.schemas import TableHistory
+from pyspark_theflash.store.txn_merge_tree import HIDDEN_FIELDS
 from pyspark_theflash.store.views import StoreView, intersect
-
-from pyspark_theflash.store.apply import ApplyPath
-from pyspark_theflash.store.flush import FlushPipeline, FlushResult, PendingFlush
-from pyspark_theflash.store.write_state import MutableRegion, SnapshotWrites, TableBuffer, WriteResult
+from pyspark_theflash.store.write_state import WriteState
 
 if TYPE_CHECKING:
     from pyspark_theflash.schema import TableInfo
 
 
-
-@dataclass(frozen=True)
-class StoreOptions:
-    flush_rows: int = 500_000            # write() flushes when this many committed rows wait
-    flush_bytes: int = 128 << 20         # ... or this many bytes of them
-    flush_deadline_s: float = 2.0        # flush_due() once the oldest unflushed change is this old
-    partition_max_rows: int = 2_000_000  # compaction splits a partition beyond this
-    partition_max_bytes: int = 256 << 20
-    row_group_rows: int = 64 * 1024      # stable parts' Parquet row groups
-    part_compression: str = PART_COMPRESSION  # stable parts' Parquet codec: lz4 (fast reads) or zstd (small)
-    prewrite_memory_bytes: int = 256 << 20  # prewritten values beyond this spill to disk
-    compact_min_deltas: int = 4          # background compaction merges partitions with this many deltas
-    delta_merge_min: int = 8             # merge_deltas() merges a partition's deltas once it has this many
-    read_batch_rows: int = DEFAULT_BATCH_ROWS
-    scan_lease_ttl_s: float = 600.0
-    # Removed parts' files outlive the last lease that pins them by this long (see
-    # compaction.delete_obsolete_files): slack for a reader whose lease renewal comes late.
-    removed_file_retention_s: float = 60.0
-    busy_timeout_ms: int = 30_000
-
-
-
-
-class Store(ApplyPath, FlushPipeline):
+class Store:
     """A TheFlash store directory. ``Store.open(path)`` for the single writer,
-    ``Store.open(path, readonly=True)`` for readers in any process."""
+    ``Store.open(path, readonly=True)`` for readers in any process.
+
+    Assembled from parts, each with its own state: the writer's memory (``WriteState``), its
+    tables (``TableCatalog``), the order of its manifest edits (``EditLock``), the flush
+    pipeline (``FlushPipeline``) and the apply path (``Applier``, which flushes through the
+    pipeline); the public methods delegate to them."""
 
     def __init__(self, root: Path, readonly: bool, options: StoreOptions) -> None:
         self.root = root
         self.readonly = readonly
         self.options = options
         self._local = threading.local()
-        self._write_lock = threading.RLock()   # write(), flush(): the single writer
-        # Flush and compaction commits, in order. A pipelined flush takes it in the caller and
-        # its background thread releases it once the edit is done (a threading.Lock may be
-        # released by any thread): no other edit comes between its partition read and its commit.
-        self._edit_lock = threading.Lock()
-        # Pipelined flushes in flight: who holds or hands on the edit lock, who waits for it.
-        self._chain_mutex = threading.Lock()
-        self._edit_waiters = 0
-        self._pending: PendingFlush | None = None          # the last pipelined flush
-        self._flush_conn: sqlite3.Connection | None = None  # the pipelined flushes' manifest connection
-        self._failure: BaseException | None = None         # a pipelined flush failed: no more writes
-        self._failure_reported = False
         self._conn = self._connect(create=not readonly)
         try:
             if readonly:
@@ -101,28 +76,13 @@ class Store(ApplyPath, FlushPipeline):
             raise
         self.leases = Leases(lambda: mf.connect(root, create=False, busy_timeout_ms=options.busy_timeout_ms,
                                                 durable=False))
-        self._background: Any = None
-        # Replaces codec.batch.decode_rows_to_arrow (same signature) for the committed rows of a
-        # batch, e.g. to decode large batches on Spark executors (writer/spark_decode.py).
-        self.decode_rows: Any = None
-        # Receives each flush's committed rows inside its manifest edit (``store.row_sink``):
-        # the ClickHouse engine keeps its tables this way. None for the native engine.
-        self.row_sink: RowSink | None = None
-        # writer state
-        self._regions: dict[int, MutableRegion] = {}
-        self._schemas: dict[int, "TableInfo"] = {}          # newest version of each table id
-        self._histories: dict[int, TableHistory] = {}       # every version, by commit ts
-        self._file_schemas: dict[tuple[int, int], tuple[pa.Schema, list[pa.Field]]] = {}
-        self._ignored: set[int] = set()
-        self._buffers: dict[int, TableBuffer] = {}
-        self._tombstones: list[tuple[bytes, bytes, str]] = []
-        self._snapshot_writes: dict[int, SnapshotWrites] = {}
-        self._persisted_locks: set[tuple[int, bytes, int]] = set()
-        self._dirty_regions: set[int] = set()      # regions changed since the last flush
-        self._position: tuple[int, int] | None = None
-        self._persisted_position: tuple[int, int] | None = None
-        self._dirty_since: float | None = None
-        self._caches: RegionCaches | None = None
+        self._background: BackgroundCompactor | None = None
+        self.edit_lock = EditLock()
+        self.catalog = TableCatalog()
+        self.state = WriteState()
+        self.pipeline = FlushPipeline(root, options, self.state, self.catalog, self.edit_lock, self._conn,
+                                      self._connect)
+        self.applier = Applier(options, self.state, self.catalog, self.pipeline)
         if not readonly:
             with mf.damage_as_error(root):
                 self._load_writer_state()
@@ -149,26 +109,9 @@ class Store(ApplyPath, FlushPipeline):
         return conn
 
     def _load_writer_state(self) -> None:
-        conn = self._conn
-        with StoreView(conn, owns_conn=False) as view:
-            self._histories = view.histories()
-        self._schemas = {tid: h.latest for tid, h in self._histories.items()}
-        with mf.read(conn):
-            for r in conn.execute("SELECT region_id, start_key, end_key, epoch_version, conf_ver, applied_index, "
-                                  "resolved_ts, state, snapshot_index, orphan_until_ts FROM regions"):
-                self._regions[int(r[0])] = MutableRegion(int(r[0]), bytes(r[1]), bytes(r[2]), int(r[3]), int(r[4]),
-                                                   int(r[5]), int(r[6]), r[7], int(r[8]), int(r[9]))
-            self._ignored = {int(r[0]) for r in conn.execute("SELECT table_id FROM ignored_tables")}
-            seg = mf.get_meta(conn, "position_segment")
-            if seg is not None:
-                self._position = (int(seg), int(mf.get_meta(conn, "position_offset")))
-                self._persisted_position = self._position
-            locks = conn.execute("SELECT region_id, key, start_ts, primary_key, op, ttl, value FROM locks").fetchall()
-        self._caches = RegionCaches(SpillFile(self.root / "spill.db"), self.options.prewrite_memory_bytes)
-        for region_id, key, start_ts, primary, op, ttl, value in locks:
-            self._caches.prewrite(int(region_id), bytes(key), int(start_ts), int(op), bytes(value or b""),
-                                  bytes(primary), int(ttl))
-            self._persisted_locks.add((int(region_id), bytes(key), int(start_ts)))
+        with StoreView(self._conn, owns_conn=False) as view:
+            self.catalog.load(view)
+        self.state.load(self._conn, RegionCaches(SpillFile(self.root / "spill.db"), self.options.prewrite_memory_bytes))
         self._remove_unlisted_files()
 
     def _remove_unlisted_files(self) -> None:
@@ -189,21 +132,17 @@ class Store(ApplyPath, FlushPipeline):
         """Drain a pending pipelined flush, then release everything. A failure of that flush
         no call has reported yet is raised here (after closing)."""
         self.stop_background()
-        if self._pending is not None:
-            self._pending._done.wait()
-        if self._caches is not None:
-            self._caches.close()
+        self.pipeline.close()
+        if self.state.caches is not None:
+            self.state.caches.close()
         self.leases.close()
         self._conn.close()
-        if self._flush_conn is not None:
-            self._flush_conn.close()
-            self._flush_conn = None
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
             self._local.conn = None
-        if self._failure is not None and not self._failure_reported:
-            self._raise_failure()
+        if self.edit_lock.failure is not None and not self.edit_lock.failure_reported:
+            self.edit_lock.raise_failure()
 
     def __enter__(self) -> "Store":
         return self
@@ -214,27 +153,97 @@ class Store(ApplyPath, FlushPipeline):
     def _require_writer(self, operation: str) -> None:
         if self.readonly:
             raise ReadOnlyStoreError(str(self.root), operation)
-        self._raise_failure()
+        self.edit_lock.raise_failure()
 
-    @contextlib.contextmanager
-    def editing(self) -> Iterator[None]:
+    def editing(self) -> contextlib.AbstractContextManager[None]:
         """The edit lock (after any pending pipelined flush), refusing if that flush failed."""
-        with self._chain_mutex:
-            self._edit_waiters += 1  # no further pipelined flush follows the pending one
-        try:
-            self._edit_lock.acquire()
-        finally:
-            with self._chain_mutex:
-                self._edit_waiters -= 1
-        try:
-            self._raise_failure()
-            yield
-        finally:
-            self._edit_lock.release()
+        return self.edit_lock.editing()
+
+    def commit(self, edit: mf.ManifestEdit) -> int:
+        """Apply a manifest edit now (after any pending pipelined flush), with the schema
+        changes staged ahead of it, in one transaction; returns its version."""
+        self._require_writer("commit")
+        with self.editing():
+            staged, schema_edit = self.catalog.take_staged()
+            version = mf.apply_edit(self._conn, edit if schema_edit is None else schema_edit.then(edit))
+            self.catalog.forget_staged(staged)
+        return version
+
+    # --- writing -----------------------------------------------------------------------------
+    def write(self, events: Sequence[binlog_pb2.Event], position: Any = None) -> WriteResult:
+        """Apply a batch of events atomically to memory; ``position`` is where the binlog
+        continues after them. On UnknownTableError (or any error) nothing is applied. Its DDL
+        events are applied first (``apply_ddl``): their edit is the next flush's."""
+        self._require_writer("write")
+        return self.applier.write(events, position)
+
+    @overload
+    def flush(self) -> FlushResult: ...
+    @overload
+    def flush(self, wait: Literal[True]) -> FlushResult: ...
+    @overload
+    def flush(self, wait: Literal[False]) -> PendingFlush: ...
+    @overload
+    def flush(self, wait: bool) -> FlushResult | PendingFlush: ...
+
+    def flush(self, wait: bool = True) -> FlushResult | PendingFlush:
+        """Persist everything applied so far in one manifest edit (``FlushPipeline.flush``);
+        ``wait=False``: pipelined, a ``PendingFlush``."""
+        self._require_writer("flush")
+        return self.pipeline.flush(wait)
+
+    def sync(self) -> FlushResult | None:
+        """Wait until the last pipelined flush that had something to persist is durable;
+        its result (None if there was none). Raises ``FlushFailedError`` if it (or an earlier
+        one) failed."""
+        return self.pipeline.sync()
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The ``FlushFailedError`` of a failed pipelined flush (the store then refuses writes)."""
+        return self.edit_lock.failure
+
+    def flush_due(self) -> bool:
+        """True when the oldest unflushed change is older than the flush deadline."""
+        return self.pipeline.flush_due()
+
+    def flush_due_in(self) -> float | None:
+        """Seconds until the oldest unflushed change reaches the flush deadline (at most 0:
+        due now); None when nothing is unflushed."""
+        return self.pipeline.flush_due_in()
+
+    @property
+    def buffered_rows(self) -> int:
+        return self.state.buffered_rows
+
+    @property
+    def buffered_bytes(self) -> int:
+        return self.state.buffered_bytes
+
+    @property
+    def row_sink(self) -> RowSink | None:
+        """Receives each flush's committed rows inside its manifest edit (``store.row_sink``):
+        the ClickHouse engine keeps its tables this way. None for the native engine."""
+        return self.pipeline.row_sink
+
+    @row_sink.setter
+    def row_sink(self, sink: RowSink | None) -> None:
+        self.pipeline.row_sink = sink
+
+    @property
+    def decode_rows(self) -> Callable[..., pa.RecordBatch] | None:
+        """Replaces codec.batch.decode_rows_to_arrow (same signature) for the committed rows of
+        a batch, e.g. to decode large batches on Spark executors (writer/spark_decode.py)."""
+        return self.applier.decode_rows
+
+    @decode_rows.setter
+    def decode_rows(self, decode: Callable[..., pa.RecordBatch] | None) -> None:
+        self.applier.decode_rows = decode
 
     # --- schemas -----------------------------------------------------------------------------
     def put_schema(self, db: str, table_info: dict[str, Any], commit_ts: int | None = None) -> int:
-        """Record a schema version of a table (idempotent); returns its schema version.
+        """Record a schema version of a table (idempotent), in an edit of its own; returns its
+        schema version.
 
         ``commit_ts``: the commit ts of the DDL that made it (a binlog DDL event's); rows
         committed from then on decode with it. None: learned from the schema endpoint — in force
@@ -244,132 +253,51 @@ class Store(ApplyPath, FlushPipeline):
 
         self._require_writer("put_schema")
         info = TableInfo.from_json(table_info, db=db)
-        history = self._histories.get(info.id)
-        known = history is not None and history.by_version(info.schema_version) is not None
-        estimate = commit_ts is None
-        if commit_ts is None:
-            commit_ts = int(info.raw.get("update_timestamp") or 0)
-        with self.editing():
-            with mf.edit(self._conn) as e:
-                self._put_version(e, db, info, commit_ts, exact=not estimate)
-                partitions = self._put_partitions(e, db, info, commit_ts, exact=not estimate)
-        if estimate and known:
-            self._ignored.discard(info.id)
-        else:
-            self._learn_version(info, commit_ts)
-        for part in partitions:
-            self._learn_version(part, commit_ts)
+        changes, learn = self.catalog.schema_changes(db, info, commit_ts)
+        self.commit(mf.ManifestEdit(tables=tuple(changes)))
+        self.catalog.ignored.discard(info.id)
+        for version, ts in learn:
+            self.catalog.learn(version, ts)
         return int(info.schema_version)
-
-    def _put_partitions(self, e: "mf.Edit", db: str, info: "TableInfo", commit_ts: int,
-                        exact: bool = True) -> list["TableInfo"]:
-        """A partitioned table's version also as one version per partition id (the physical
-        tables its rows arrive under, ``schema.partitioning``); returns those not known yet."""
-        out = []
-        for part in physical_tables_of(info):
-            history = self._histories.get(part.id)
-            if history is not None and history.has(part.schema_version, commit_ts):
-                continue
-            self._put_version(e, db, part, commit_ts, exact=exact)
-            out.append(part)
-        return out
-
-    def _put_version(self, e: "mf.Edit", db: str, info: "TableInfo", commit_ts: int, exact: bool = True) -> None:
-        """One table version in the manifest; ``exact``: its commit ts replaces an estimate."""
-        conn = e.conn
-        conn.execute("INSERT OR IGNORE INTO tables VALUES (?,?,?,?,?,?)",
-                     (info.id, info.schema_version, db, info.name, mf.dumps(info.to_json()), e.version))
-        conn.execute("INSERT INTO table_versions VALUES (?,?,?) ON CONFLICT(table_id, schema_version) "
-                     + ("DO UPDATE SET commit_ts = excluded.commit_ts" if exact else "DO NOTHING"),
-                     (info.id, info.schema_version, commit_ts))
-        conn.execute("DELETE FROM ignored_tables WHERE table_id = ?", (info.id,))
-
-    def _learn_version(self, info: "TableInfo", commit_ts: int) -> None:
-        history = self._histories.setdefault(info.id, TableHistory(info.id, info.db))
-        history.add(info, commit_ts)
-        self._schemas[info.id] = history.latest
-        self._ignored.discard(info.id)
 
     def apply_ddl(self, event: binlog_pb2.Event) -> bool:
         """A binlog DDL event (``binlog_pb2.Ddl``): the table version it makes, in force from its
-        commit ts, and the table ids it creates or retires (DROP TABLE, TRUNCATE), in one
-        manifest edit. A DDL of an ignored table changes nothing (TRUNCATE passes the ignoring
-        on to the new id). Idempotent; False when it changed nothing."""
-        from pyspark_theflash.schema import TableInfo
-
+        commit ts, and the table ids it creates or retires (DROP TABLE, TRUNCATE), known at once
+        and persisted by the next flush's edit (the edit of the batch carrying it). A DDL of an
+        ignored table changes nothing (TRUNCATE passes the ignoring on to the new id).
+        Idempotent; False when it changed nothing."""
         self._require_writer("apply_ddl")
-        ddl = event.ddl
-        Ddl = binlog_pb2.Ddl
-        info = TableInfo.from_json(json.loads(ddl.table_info), db=ddl.db)
-        tid, ts = int(ddl.table_id), int(ddl.commit_ts)
-        retire = tid if ddl.type == Ddl.DROP_TABLE else int(ddl.old_table_id)
-        created = ddl.type in (Ddl.CREATE_TABLE, Ddl.TRUNCATE_TABLE)
-        if ddl.type == Ddl.TRUNCATE_TABLE and retire in self._ignored and tid not in self._ignored:
-            self.ignore_table(tid, ddl.db, info.name)
-        history = self._histories.get(tid)
-        new_version = ddl.type != Ddl.DROP_TABLE and tid not in self._ignored and (
-            history is None or not history.has(info.schema_version, ts))
-        old = self._histories.get(retire) if retire else None
-        new_retire = old is not None and old.retired_ts is None
-        new_life = created and tid not in self._ignored and (history is None or history.created_ts != ts)
-        partitioned = partitioning_of(info) is not None and tid not in self._ignored and ddl.type != Ddl.DROP_TABLE
-        if not (new_version or new_retire or new_life or partitioned):
-            return False
-        partitions: list["TableInfo"] = []
-        why = {Ddl.DROP_TABLE: "dropped", Ddl.TRUNCATE_TABLE: f"truncated (the name is table {tid} now)"}
-        with self.editing():
-            with mf.edit(self._conn) as e:
-                conn = e.conn
-                if new_version:
-                    self._put_version(e, ddl.db, info, ts)
-                if partitioned:
-                    partitions = self._put_partitions(e, ddl.db, info, ts)
-                if new_life:
-                    conn.execute("INSERT INTO table_lifetimes(table_id, created_ts) VALUES (?, ?) ON CONFLICT(table_id) "
-                                 "DO UPDATE SET created_ts = excluded.created_ts", (tid, ts))
-                if new_retire:
-                    conn.execute("INSERT INTO table_lifetimes(table_id, created_ts, retired_ts, reason, retired_version) "
-                                 "VALUES (?, 0, ?, ?, ?) ON CONFLICT(table_id) DO UPDATE SET retired_ts = "
-                                 "excluded.retired_ts, reason = excluded.reason, retired_version = excluded.retired_version",
-                                 (retire, ts, why.get(ddl.type, "retired"), e.version))
-        if new_version:
-            self._learn_version(info, ts)
-        for part in partitions:
-            self._learn_version(part, ts)
-        if not (new_version or new_retire or new_life or partitions):
-            return False
-        if new_life:
-            self._histories[tid].created_ts = ts
-        if new_retire and old is not None:
-            old.retired_ts, old.retired_reason = ts, why.get(ddl.type, "retired")
-        return True
+        with self.state.lock:
+            return self.catalog.apply_ddl(event)
 
     def replicates(self, table_id: int) -> bool | None:
         """True: the store holds the table's schema; False: it ignores the table; None: neither."""
-        if int(table_id) in self._ignored:
-            return False
-        return True if int(table_id) in self._histories else None
+        return self.catalog.replicates(table_id)
 
     def known_column_ids(self) -> dict[int, set[int]]:
         """Per replicated table id: the ids of every column any stored version has."""
-        return {tid: h.column_ids() for tid, h in self._histories.items()}
+        return self.catalog.known_column_ids()
+
+    def histories(self) -> Mapping[int, TableHistory]:
+        """The writer's schema versions of every replicated table id (its memory: a batch's DDL
+        is here before the flush that persists it)."""
+        return self.catalog.histories
 
     def ignore_table(self, table_id: int, db: str, name: str) -> None:
-        """Rows of this table are dropped by write() from now on (not replicated)."""
+        """Rows of this table are dropped by write() from now on (not replicated); persisted by
+        the next flush's edit."""
         self._require_writer("ignore_table")
-        with self.editing():
-            with mf.edit(self._conn, bump=False):
-                self._conn.execute("INSERT OR REPLACE INTO ignored_tables VALUES (?,?,?)", (table_id, db, name))
-        self._ignored.add(table_id)
+        with self.state.lock:
+            self.catalog.ignore(table_id, db, name)
 
     def set_upstream(self, address: str, cluster_id: int | None = None) -> None:
         """Record the upstream's address (readers' default) and, when known, its cluster id (a
         later ``--upstream`` of another cluster is refused by the writer)."""
         self._require_writer("set_upstream")
-        with self.editing(), mf.edit(self._conn, bump=False):
-            mf.set_meta(self._conn, "upstream", address)
-            if cluster_id is not None:
-                mf.set_meta(self._conn, "upstream_cluster_id", int(cluster_id))
+        meta: tuple[tuple[str, Any], ...] = (("upstream", address),)
+        if cluster_id is not None:
+            meta += (("upstream_cluster_id", int(cluster_id)),)
+        self.commit(mf.ManifestEdit(bump=False, meta=meta))
 
     # --- reads -------------------------------------------------------------------------------
     def snapshot(self) -> StoreView:
@@ -418,8 +346,6 @@ class Store(ApplyPath, FlushPipeline):
 
     def scan_table(self, table: "str | int | TableInfo", ts: int, **kwargs: Any) -> pa.Table:
         """``scan`` collected into one table (with the output schema even when empty)."""
-        from pyspark_theflash.store.parts import output_schema
-
         with self.snapshot() as view:
             info = table_for_read(view, table, ts, kwargs.get("schema", "current"))
         batches = list(self.scan(info, ts, **kwargs))
@@ -427,44 +353,34 @@ class Store(ApplyPath, FlushPipeline):
         return pa.Table.from_batches(batches, schema=schema)
 
     # --- compaction, GC, background ---------------------------------------------------------
-    def compact(self, table: "str | int | TableInfo | None" = None, force: bool = False) -> Any:
+    def compact(self, table: "str | int | TableInfo | None" = None, force: bool = False) -> CompactionResult:
         """Merge every partition's delta parts (and stable part) into a new stable part,
         dropping versions below the GC safe point; splits oversized partitions."""
-        from pyspark_theflash.store.compaction import compact_store
-
         self._require_writer("compact")
         self.sync()
         return compact_store(self, table, force=force)
 
-    def merge_deltas(self) -> Any:
+    def merge_deltas(self) -> CompactionResult:
         """Merge each partition's delta parts into one delta part once it has
         ``delta_merge_min`` of them (``compaction.merge_deltas``); the stable part stays."""
-        from pyspark_theflash.store.compaction import merge_deltas
-
         self._require_writer("merge deltas")
         return merge_deltas(self)
 
-    def gc(self, safe_point: int, collect: Callable[[int], Any] | None = None) -> Any:
+    def gc(self, safe_point: int, collect: Callable[[int], Any] | None = None) -> CompactionResult:
         """Move the GC safe point to ``safe_point`` (never past the oldest live lease) and
         compact every partition with it. ``collect``: called with the safe point reached,
         before the compaction (an engine that keeps the rows drops its own versions there, so
         the records compaction writes count what is left)."""
-        from pyspark_theflash.store.compaction import gc_store
-
         self._require_writer("gc")
         self.sync()
         return gc_store(self, safe_point, collect)
 
     def delete_obsolete_files(self) -> int:
-        from pyspark_theflash.store.compaction import delete_obsolete_files
-
         self._require_writer("delete_obsolete_files")
         self.sync()
         return delete_obsolete_files(self)
 
     def start_background(self, compaction_interval_s: float = 10.0) -> None:
-        from pyspark_theflash.store.compaction import BackgroundCompactor
-
         self._require_writer("start_background")
         if self._background is None:
             self._background = BackgroundCompactor(self, compaction_interval_s)
@@ -499,11 +415,12 @@ class Store(ApplyPath, FlushPipeline):
                    "removed_parts_awaiting_deletion": {"parts": int(removed[0]), "bytes": int(removed[1])},
                    "leases": len(self.leases.live())}
         if not self.readonly:
-            assert self._caches is not None
+            caches = self.state.caches
+            assert caches is not None
             out["buffered_rows"] = self.buffered_rows
             out["buffered_bytes"] = self.buffered_bytes
-            out["open_prewrites"] = self._caches.count()
-            out["prewrite_memory_bytes"] = self._caches.memory_bytes
+            out["open_prewrites"] = caches.count()
+            out["prewrite_memory_bytes"] = caches.memory_bytes
             bg = self._background
             out["background_compaction"] = None if bg is None else {
                 "interval_s": bg.interval_s, "rounds": bg.rounds,

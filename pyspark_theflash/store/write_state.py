@@ -1,37 +1,24 @@
-"""What the write path holds between events and a flush: the region states it changes
-(``MutableRegion``), the committed rows a batch stages before they decode (``StagedRows``),
-each table's decoded rows waiting for a flush (``TableBuffer``), and a write's counts
-(``WriteResult``). Shared by the apply path (``store/apply.py``) and the flush pipeline
-(``store/flush.py``)."""
+"""What the write path holds between events and a flush (``WriteState``): the region states
+it changes (``MutableRegion``), the open prewrites (the region caches), each table's decoded
+rows waiting for a flush (``TableBuffer``), tombstones, the lock set and binlog position last
+persisted; and the committed rows a batch stages before they decode (``StagedRows``). The
+apply path (``store/apply.py``) changes it, the flush pipeline (``store/flush.py``) takes
+from it what a flush persists."""
 from __future__ import annotations
 
+import sqlite3
+import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from pyspark_theflash.proto import binlog_pb2
+from pyspark_theflash.store import manifest as mf
 from pyspark_theflash.store.batch_pairs import RunStage
+from pyspark_theflash.store.region_cache import RegionCaches
 from pyspark_theflash.store.views import RegionState
-
-if TYPE_CHECKING:
-    from pyspark_theflash.store.flush import FlushResult
-
-Row = binlog_pb2.Row
-
-
-@dataclass
-class WriteResult:
-    events: int = 0
-    applied: int = 0
-    skipped: int = 0             # at or below the region's applied index
-    prewrites: int = 0
-    commits: int = 0
-    rollbacks: int = 0
-    rows: int = 0                # committed rows buffered (record keys of replicated tables)
-    orphan_commits: int = 0      # commits already contained in a region snapshot
-    flushed: FlushResult | None = None
 
 
 
@@ -204,14 +191,6 @@ class StageSpan:
         return st.keys.slice(lo, hi - lo), st.values.slice(lo, hi - lo), st.commit_ts[lo:hi], st.ops[lo:hi]
 
 
-def count_rows(types: np.ndarray, result: WriteResult) -> None:
-    """Add rows of these types to the write's commit, prewrite and rollback counts."""
-    per_type = np.bincount(types, minlength=max(Row.COMMITTED, Row.COMMIT, Row.PREWRITE, Row.ROLLBACK) + 1)
-    result.commits += int(per_type[Row.COMMIT] + per_type[Row.COMMITTED])
-    result.prewrites += int(per_type[Row.PREWRITE])
-    result.rollbacks += int(per_type[Row.ROLLBACK])
-
-
 def concat_binary(arrays: list[pa.Array]) -> pa.Array:
     """One binary array (large_binary when the bytes overflow int32 offsets)."""
     try:
@@ -238,3 +217,50 @@ def position_tuple(position: Any) -> tuple[int, int] | None:
     return (int(seg), int(off))
 
 
+class WriteState:
+    """The single writer's memory between a write and the flush that persists it."""
+
+    def __init__(self, caches: RegionCaches | None = None) -> None:
+        # write(), flush(): one at a time (re-entrant: a write past the thresholds flushes)
+        self.lock = threading.RLock()
+        self.caches = caches  # open prewrites per region; None in a read-only store
+        self.regions: dict[int, MutableRegion] = {}
+        self.buffers: dict[int, TableBuffer] = {}
+        self.tombstones: list[tuple[bytes, bytes, str]] = []
+        self.snapshot_writes: dict[int, SnapshotWrites] = {}
+        self.persisted_locks: set[tuple[int, bytes, int]] = set()
+        self.dirty_regions: set[int] = set()      # regions changed since the last flush
+        self.position: tuple[int, int] | None = None
+        self.persisted_position: tuple[int, int] | None = None
+        self.dirty_since: float | None = None     # monotonic time of the oldest unflushed change
+
+    def load(self, conn: sqlite3.Connection, caches: RegionCaches) -> None:
+        """The persisted regions, position and open locks (into ``caches``), as a writer opens."""
+        with mf.read(conn):
+            for r in conn.execute("SELECT region_id, start_key, end_key, epoch_version, conf_ver, applied_index, "
+                                  "resolved_ts, state, snapshot_index, orphan_until_ts FROM regions"):
+                self.regions[int(r[0])] = MutableRegion(int(r[0]), bytes(r[1]), bytes(r[2]), int(r[3]), int(r[4]),
+                                                        int(r[5]), int(r[6]), r[7], int(r[8]), int(r[9]))
+            seg = mf.get_meta(conn, "position_segment")
+            if seg is not None:
+                self.position = (int(seg), int(mf.get_meta(conn, "position_offset")))
+                self.persisted_position = self.position
+            locks = conn.execute("SELECT region_id, key, start_ts, primary_key, op, ttl, value FROM locks").fetchall()
+        self.caches = caches
+        for region_id, key, start_ts, primary, op, ttl, value in locks:
+            caches.prewrite(int(region_id), bytes(key), int(start_ts), int(op), bytes(value or b""),
+                            bytes(primary), int(ttl))
+            self.persisted_locks.add((int(region_id), bytes(key), int(start_ts)))
+
+    @property
+    def buffered_rows(self) -> int:
+        return sum(b.rows for b in self.buffers.values())
+
+    @property
+    def buffered_bytes(self) -> int:
+        return sum(b.bytes for b in self.buffers.values())
+
+    def has_unflushed(self) -> bool:
+        """Was anything applied (rows, tombstones, region states, position) since the last flush?"""
+        return bool(self.buffers or self.tombstones or self.dirty_regions
+                    or self.position != self.persisted_position)

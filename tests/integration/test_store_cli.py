@@ -107,7 +107,7 @@ def record_as_written(root: Path, victim: Path) -> None:
 
     conn = mf.connect(root, create=False)
     try:
-        with mf.edit(conn):
+        with mf.transaction(conn):
             conn.execute("UPDATE parts SET bytes = ?, checksum = ? WHERE file = ?",
                          (victim.stat().st_size, file_checksum(victim), victim.relative_to(root).as_posix()))
     finally:
@@ -255,7 +255,7 @@ def test_verify_finds_overlapping_regions_in_the_manifest(built, capsys) -> None
     root, *_ = built
     conn = mf.connect(root, create=False)
     try:
-        with mf.edit(conn):
+        with mf.transaction(conn):
             (rid,) = conn.execute("SELECT region_id FROM regions WHERE state = 'normal' AND end_key != x'' "
                                   "ORDER BY start_key LIMIT 1").fetchone()
             conn.execute("UPDATE regions SET end_key = x'' WHERE region_id = ?", (rid,))

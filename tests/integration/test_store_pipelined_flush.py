@@ -234,7 +234,7 @@ def test_a_flush_does_not_follow_while_another_edit_waits(tmp_path: Path, manife
         first = store.flush(wait=False)
         schema = threading.Thread(target=store.put_schema, args=(DB, STREAM.table))
         schema.start()
-        wait_for(lambda: store._edit_waiters == 1, what="the schema change to wait for the edit lock")
+        wait_for(lambda: store.edit_lock.waiters == 1, what="the schema change to wait for the edit lock")
         write_batch(store, 2)
         second: list[Any] = []
         flusher = threading.Thread(target=lambda: second.append(store.flush(wait=False)))

@@ -45,10 +45,7 @@ KNOWN_UPWARD = {P + edge for edge in (
     "engine.txn_merge_tree -> " + P + "latch", "engine.txn_merge_tree -> " + P + "scan.partitions",
     "engine.txn_merge_tree -> " + P + "scan.planner", "engine.txn_merge_tree -> " + P + "scan.session",
 )}
-KNOWN_CIRCLES = {" <-> ".join(P + m for m in circle) for circle in (
-    # Store is ApplyPath + FlushPipeline mixins sharing its fields (composition, not mixins)
-    ("store.apply", "store.compaction", "store.flush", "store.row_sink", "store.store", "store.write_state"),
-)}
+KNOWN_CIRCLES: set[str] = set()
 
 
 def _modules() -> dict[str, Path]:

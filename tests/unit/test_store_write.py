@@ -1,11 +1,13 @@
 """The store's write path: Percolator matching, atomic batches, idempotent replay, flush."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from pyspark_theflash.codec.keys import encode_index_key
+from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.store import (
     CommitWithoutPrewriteError,
     ReadOnlyStoreError,
@@ -178,6 +180,35 @@ def test_rows_of_ignored_tables_and_index_keys_are_dropped(store: Store) -> None
     assert result.rows == 1
     store.flush()
     assert names_at(store, 100) == {1: "kept"}
+
+
+def manifest_version(store: Store) -> int:
+    with store.snapshot() as view:
+        return int(view.version)
+
+
+def test_a_batch_carrying_a_ddl_commits_once_with_its_ddl_inside_the_flushs_edit(tmp_path: Path) -> None:
+    s = Store.open(tmp_path / "s")
+    try:
+        s.write([event(1, 1, [])], (0, 1))
+        s.flush()
+        before = manifest_version(s)
+        new = items_table(200, name="fresh")
+        ddl = binlog_pb2.Event(ddl=binlog_pb2.Ddl(
+            type=binlog_pb2.Ddl.CREATE_TABLE, commit_ts=90, schema_version=7, db=DB, table_id=new.id,
+            table_info=json.dumps(new.to_json()).encode()))
+        result = s.write([ddl, event(1, 2, [committed(key(new, 1), row(new, id=1, name="a"), 100)])], (0, 2))
+        assert result.rows == 1 and s.replicates(new.id)  # the DDL is known to the batch's rows at once
+        assert manifest_version(s) == before  # and not committed ahead of them
+        with s.snapshot() as view:
+            assert new.id not in view.histories()
+        assert s.flush().version == before + 1  # one edit: the table, its lifetime, its rows, the position
+        with s.snapshot() as view:
+            assert view.histories()[new.id].created_ts == 90 and view.position() == (0, 2)
+        assert {h: r["name"] for h, r in rows_by_id(s.scan_table("shop.fresh", 100, hidden=["_tidb_rowid"])).items()} \
+            == {1: "a"}
+    finally:
+        s.close()
 
 
 def test_resolved_ts_only_moves_forward_whatever_its_index(store: Store) -> None:

@@ -77,7 +77,7 @@ def _load_rows(src_root: Path, dst_root: Path, files: dict[int, str]) -> tuple[i
     tables; (manifest version, tables, parts, versions)."""
     from pyspark_theflash.engine.clickhouse.engine import ClickHouseEngine
     from pyspark_theflash.store import Store
-    from pyspark_theflash.store.flush import BufferedRows
+    from pyspark_theflash.store.row_sink import BufferedRows
     from pyspark_theflash.store.parts import DEFAULT_BATCH_ROWS, PartsReader
 
     store = Store.open(dst_root)
@@ -91,7 +91,7 @@ def _load_rows(src_root: Path, dst_root: Path, files: dict[int, str]) -> tuple[i
             tables += [h.latest for h in view.histories().values() if h.latest.partition_of is not None]
             refs = {t.id: view.parts(t.id) for t in tables}
         for info in tables:
-            latest = store._histories[info.id].latest
+            latest = store.histories()[info.id].latest
             reader = PartsReader(src_root, latest, (1 << 64) - 1, (None, None), None, None, (), DEFAULT_BATCH_ROWS)
             for ref in refs[info.id]:
                 rows = reader.visible_versions(replace(ref, path=files[ref.part_id]))

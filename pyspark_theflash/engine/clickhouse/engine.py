@@ -42,7 +42,7 @@ class ClickHouseEngine(TxnMergeTreeEngine):
     def __init__(self, store: Any, *, upstream: str | None = None, latch: Any = None) -> None:
         super().__init__(store, upstream=upstream, latch=latch)
         self.directory = ClickHouseDirectory.acquire(store.root)
-        self.tables_ch = ClickHouseTables(self.directory, lambda: store._histories)
+        self.tables_ch = ClickHouseTables(self.directory, store.histories)
         if not store.readonly:
             store.row_sink = self.tables_ch
         self._closed = False

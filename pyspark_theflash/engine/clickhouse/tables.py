@@ -15,7 +15,7 @@ the store writes no part files for them, only records of their statistics.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import pyarrow as pa
 
@@ -26,7 +26,7 @@ from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, DELMARK, ROWID
 
 if TYPE_CHECKING:
     from pyspark_theflash.schema import TableInfo
-    from pyspark_theflash.store.flush import BufferedRows
+    from pyspark_theflash.store.row_sink import BufferedRows
     from pyspark_theflash.store.schemas import TableHistory
 
 FLUSH_VERSION = "_flush_version"
@@ -49,7 +49,7 @@ class ClickHouseTables:
 
     keeps_rows = True
 
-    def __init__(self, directory: ClickHouseDirectory, histories: Callable[[], "dict[int, TableHistory]"]) -> None:
+    def __init__(self, directory: ClickHouseDirectory, histories: Callable[[], "Mapping[int, TableHistory]"]) -> None:
         self.directory = directory
         self._histories = histories
         self._columns: dict[int, dict[str, str]] = {}  # table id -> ClickHouse column -> type
@@ -119,7 +119,7 @@ class ClickHouseTables:
                                "SELECT * FROM Python(theflash_input)", theflash_input)
         self.rows_written += n
 
-    def _delete_range(self, start: bytes, end: bytes, version: int, histories: "dict[int, TableHistory]") -> None:
+    def _delete_range(self, start: bytes, end: bytes, version: int, histories: "Mapping[int, TableHistory]") -> None:
         """A range tombstone: rows of earlier flushes in the key range are gone (a region
         removed from this replica, or replaced by a snapshot)."""
         for tid in list(self._columns):
