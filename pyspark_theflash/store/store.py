@@ -362,6 +362,17 @@ class Store(ApplyPath, FlushPipeline):
                 self._conn.execute("INSERT OR REPLACE INTO ignored_tables VALUES (?,?,?)", (table_id, db, name))
         self._ignored.add(table_id)
 
+    def table_histories(self) -> dict[int, TableHistory]:
+        """Every version of every replicated table, by table id, as this writer knows them now
+        (the live map: a row sink reads it at each flush)."""
+        return self._histories
+
+    def record_meta(self, key: str, value: str | int) -> None:
+        """Record ``key`` in the manifest's meta table, as one edit of its own (writer only)."""
+        self._require_writer("record_meta")
+        with self.editing(), mf.edit(self._conn, bump=False):
+            mf.set_meta(self._conn, key, value)
+
     def set_upstream(self, address: str, cluster_id: int | None = None) -> None:
         """Record the upstream's address (readers' default) and, when known, its cluster id (a
         later ``--upstream`` of another cluster is refused by the writer)."""
