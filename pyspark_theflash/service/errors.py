@@ -54,7 +54,7 @@ def classify(exc: BaseException) -> ServiceError:
     code and an HTTP status; anything unexpected is a 500 naming its type)."""
     if isinstance(exc, ServiceError):
         return exc
-    from pyspark_theflash.engine import EngineReadOnlyError
+    from pyspark_theflash.engine import ChangeReadUnsupportedError, EngineReadOnlyError
     from pyspark_theflash.latch.errors import FlushTimeoutError, LeaseRefusedError
     from pyspark_theflash.scan.errors import (
         LockResolveTimeoutError,
@@ -70,7 +70,7 @@ def classify(exc: BaseException) -> ServiceError:
         UpstreamUnreachableError,
     )
     from pyspark_theflash.scan.change_stream import StreamExpiredError, StreamSchemaChangedError
-    from pyspark_theflash.scan.errors import ChangeReadUnsupportedError, ChangesBelowSafePointError
+    from pyspark_theflash.scan.errors import ChangesBelowSafePointError
     from pyspark_theflash.scan.filter_json import FilterFormatError
     from pyspark_theflash.scan.session import SessionExpiredError
     from pyspark_theflash.store.errors import (
