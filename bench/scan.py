@@ -93,7 +93,7 @@ def arrow_stream_rate(server: str, token: str | None, store: str, ts: int) -> tu
     """Rows/s of one session's Arrow streams read over HTTP by pyarrow, one after another; and the rows."""
     import urllib.request
 
-    from pyspark_theflash.service.stream_body import read_stream_body
+    from pyspark_theflash.scan.stream_body import read_stream_body
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     body = json.dumps({"table": TABLE, "store": store, "snapshot_ts": ts}).encode()

@@ -2,21 +2,31 @@
 writer ask of a store — apply a batch, flush, open a read session, read a stream, compact, GC,
 status. Two implement it: the native TxnMergeTree store (``TxnMergeTreeEngine``, engine
 ``native``) and ClickHouse in-process via chdb (``ClickHouseEngine``, engine ``clickhouse``).
-A store records its engine (``engine.selection``); ``open_engine`` opens whichever it records."""
+A store records its engine (``engine.selection``); ``open_engine`` opens whichever it records.
+Read sessions are the planner's: an engine opened for them is handed ``ReadSessions``
+(``scan.engine_sessions.PlannedSessions``)."""
 from __future__ import annotations
 
-from pyspark_theflash.engine.interface import Engine, EngineReadOnlyError
+from pyspark_theflash.engine.interface import (
+    ChangeReadUnsupportedError,
+    Engine,
+    EngineReadOnlyError,
+    NoReadSessionsError,
+    ReadSessions,
+)
 from pyspark_theflash.engine.selection import ENGINES, EngineMismatchError, open_writer_engine, recorded_engine
 from pyspark_theflash.engine.txn_merge_tree import TxnMergeTreeEngine
 
-__all__ = ["ENGINES", "Engine", "EngineMismatchError", "EngineReadOnlyError", "TxnMergeTreeEngine", "open_engine",
-           "open_writer_engine", "recorded_engine"]
+__all__ = ["ENGINES", "ChangeReadUnsupportedError", "Engine", "EngineMismatchError", "EngineReadOnlyError",
+           "NoReadSessionsError", "ReadSessions", "TxnMergeTreeEngine", "open_engine", "open_writer_engine",
+           "recorded_engine"]
 
 
-def open_engine(store: str, *, readonly: bool = True, upstream: str | None = None,
-                engine: str | None = None) -> Engine:
+def open_engine(store: str, *, readonly: bool = True, engine: str | None = None,
+                sessions: ReadSessions | None = None) -> Engine:
     """The engine of the store directory ``store``: the one it records (``engine``, when
-    given, must be that one: ``EngineMismatchError`` otherwise)."""
+    given, must be that one: ``EngineMismatchError`` otherwise). ``sessions``: how it opens
+    read sessions (``scan.engine_sessions.PlannedSessions``; closed with the engine)."""
     from pyspark_theflash.store import Store
 
     st = Store.open(store, readonly=readonly)
@@ -28,8 +38,8 @@ def open_engine(store: str, *, readonly: bool = True, upstream: str | None = Non
         if recorded == "clickhouse":
             from pyspark_theflash.engine.clickhouse import ClickHouseEngine
 
-            return ClickHouseEngine(st, upstream=upstream)
-        return TxnMergeTreeEngine(st, upstream=upstream)
+            return ClickHouseEngine(st, sessions=sessions)
+        return TxnMergeTreeEngine(st, sessions=sessions)
     except BaseException:
         st.close()
         raise

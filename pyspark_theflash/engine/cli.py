@@ -78,10 +78,11 @@ def _sql_here(args: argparse.Namespace) -> Any:
     from pyspark_theflash.engine.clickhouse.calculator import run_sql
     from pyspark_theflash.engine.clickhouse.errors import ClickHouseDirectoryBusyError
     from pyspark_theflash.errors import TheFlashError
+    from pyspark_theflash.scan.engine_sessions import PlannedSessions
     from pyspark_theflash.scan.errors import ScanError, as_flags
 
     try:
-        engine = open_engine(args.store, readonly=True, upstream=args.upstream)
+        engine = open_engine(args.store, readonly=True, sessions=PlannedSessions(upstream=args.upstream))
     except ClickHouseDirectoryBusyError as exc:
         raise CommandError(f"{exc}\nRun the query through that process's service instead: theflash sql --server "
                            f"http://HOST:PORT --store {args.store} \"...\" (the address it serves at; a Spark "

@@ -1,28 +1,30 @@
 """The ``Engine`` interface: the store's Write/Scan surface as the service and the writer use it.
 
 Write side: ``apply_batch`` (one atomic apply of binlog events up to a position) and
-``flush`` (everything applied so far becomes readable). Read side: ``open_read_session`` (one
-snapshot ts, a lease, streams; ``scan.session``), ``read_stream`` and ``read_partition``: an
-engine owns how its planned partitions (``scan.partitions.ScanPartition``) are read; nobody
+``flush`` (everything applied so far becomes readable). Read side: ``read_partition``: an
+engine owns how its planned partitions (``engine.partition.ScanPartition``) are read; nobody
 above it names an engine (``engine.readers`` maps a partition's recorded engine to its reader
-where no engine is open). Upkeep: ``compact``, ``gc``, ``status``; ``tables`` lists what a
-reader may ask for.
+where no engine is open). Read sessions (``open_read_session``, ``read_stream``,
+``query_snapshot``) are the planner's, above the engines: an engine opened for them is handed
+:class:`ReadSessions` (``scan.engine_sessions.PlannedSessions``) and passes itself to it.
+Upkeep: ``compact``, ``gc``, ``status``; ``tables`` lists what a reader may ask for.
 
 An engine opened read-only (a server process beside the writer) refuses ``apply_batch``,
 ``compact`` and ``gc`` with :class:`EngineReadOnlyError`; its ``flush`` asks the store's writer
-to flush (the latch's flush request) and waits for it.
+to flush (through its ``ReadSessions``: the latch's flush request) and waits for it.
 """
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Protocol, Sequence
 
 import pyarrow as pa
 
 from pyspark_theflash.errors import TheFlashError
 
+from pyspark_theflash.engine.partition import LeaseRenewal, ScanPartition
+
 if TYPE_CHECKING:
-    from pyspark_theflash.scan.partitions import ScanPartition
     from pyspark_theflash.store.parts import ReadStats
 
 
@@ -30,10 +32,41 @@ class EngineReadOnlyError(TheFlashError):
     """A write-side call on an engine opened read-only."""
 
 
+class NoReadSessionsError(TheFlashError):
+    """A read session asked of an engine opened without ``ReadSessions`` (a writer's, a copy's)."""
+
+
+class ChangeReadUnsupportedError(TheFlashError):
+    """A change read the store cannot serve (a ClickHouse-engine store keeps no versions)."""
+
+
+class ReadSessions(Protocol):
+    """What an engine's read sessions need from the boxes above it (the planner: one snapshot
+    ts, a lease, learner read, lock resolution; the latch), handed to the engine by whoever
+    opens it for reading (``scan.engine_sessions.PlannedSessions``). Each call names the engine,
+    whose ``read_partition`` reads the planned streams."""
+
+    def open_read_session(self, engine: Engine, table: str, *, snapshot_ts: int | None, as_of: str | None,
+                          columns: Sequence[str] | None, filter: Any, isolation: str | None,
+                          options: Mapping[str, Any] | None) -> Any: ...
+
+    def read_stream(self, engine: Engine, session: Any, n: int,
+                    stats: ReadStats | None) -> Iterator[pa.RecordBatch]: ...
+
+    def query_snapshot(self, engine: Engine, tables: Sequence[str],
+                       options: Mapping[str, Any] | None) -> dict[str, Any]: ...
+
+    def writer_flush(self, engine: Engine, regions: Sequence[int], timeout_s: float) -> dict[int, int]:
+        """Ask the store's writer to flush ``regions`` and wait: {region: applied index}."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class Engine(abc.ABC):
     """One store, as the service and the writer see it."""
 
-    #: a short name for status pages and metrics ("txn_merge_tree")
+    #: a short name for status pages and metrics ("txn_merge_tree", "clickhouse")
     kind: str = "engine"
 
     @property
@@ -69,10 +102,20 @@ class Engine(abc.ABC):
         streams are read and by ``session.renew()``, released by ``session.close()``."""
 
     @abc.abstractmethod
-    def read_partition(self, p: ScanPartition, stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:
+    def read_partition(self, p: ScanPartition, lease: LeaseRenewal,
+                       stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:
         """A planned partition's rows at its ts, as record batches of the store's Arrow schema
-        for its columns, renewing the read's lease while batches flow (``scan.lease.LeaseKeeper``).
+        for its columns, renewing the read's ``lease`` while batches flow (``scan.lease.LeaseKeeper``).
         ``stats``: what the read did besides its rows, as far as the engine knows."""
+
+    @abc.abstractmethod
+    def query_snapshot(self, tables: Sequence[str], options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The one snapshot ts of a query over ``tables``: fresh, the store's resolved ts, or
+        bounded by ``max_staleness`` (``scan.planner.query_snapshot_ts``)."""
+
+    @abc.abstractmethod
+    def recorded_upstream(self) -> str | None:
+        """The upstream address the store's writer recorded (None: none yet)."""
 
     @abc.abstractmethod
     def read_stream(self, session: Any, n: int, stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:
@@ -92,6 +135,14 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def status(self) -> dict[str, Any]:
         """JSON-able state: tables, regions, parts, leases, position."""
+
+    def advertise_service(self, http_url: str) -> None:
+        """This process serves the store at ``http_url``: an engine whose files only this
+        process can read (the ClickHouse engine's directory) tells readers elsewhere to come
+        here; one whose files any process reads has nothing to say."""
+
+    def withdraw_service(self) -> None:
+        """This process no longer serves the store (``advertise_service`` undone)."""
 
     def close(self) -> None:
         """Let go of files, connections and clients (idempotent)."""

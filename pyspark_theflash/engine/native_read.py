@@ -2,11 +2,11 @@
 partition (``store.read.read_parts`` over its pinned parts), run on a Spark executor or a
 service thread. No Spark imports.
 
-Before and while reading, the query's read lease is renewed (``scan.lease.LeaseKeeper``) so GC
-and compaction keep what the snapshot needs. If the lease has already expired (a DataFrame
-re-used long after it was planned), the read takes a new lease at the same ts — refused if GC
-has passed ts, which is then reported — and re-pins the parts from the current manifest when a
-pinned part file has been compacted away since planning.
+Before and while reading, the query's read lease is renewed (the ``LeaseRenewal`` the caller
+hands in: ``scan.lease.LeaseKeeper``) so GC and compaction keep what the snapshot needs. If the
+lease has already expired (a DataFrame re-used long after it was planned), the read takes a new
+lease at the same ts — refused if GC has passed ts, which is then reported — and re-pins the
+parts from the current manifest when a pinned part file has been compacted away since planning.
 """
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import pyarrow as pa
 
-from pyspark_theflash.scan.lease import LeaseKeeper
-from pyspark_theflash.scan.partitions import RangeScan, ScanPartition
+from pyspark_theflash.engine.partition import LeaseRenewal, RangeScan, ScanPartition
 
 if TYPE_CHECKING:
     from pyspark_theflash.schema import TableInfo
@@ -24,22 +23,23 @@ if TYPE_CHECKING:
     from pyspark_theflash.store.parts import ReadStats
 
 
-def read_native_partition(p: ScanPartition, stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:
+def read_native_partition(p: ScanPartition, lease: LeaseRenewal,
+                          stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:
     """The partition's rows at its ts, as Arrow batches of the store's Arrow schema for the
-    partition's columns (see ``schema.arrow_schema``). ``stats``: the read's deletion-vector
+    partition's columns (see ``schema.arrow_schema``), renewing the read's ``lease`` while
+    batches flow. ``stats``: the read's deletion-vector
     rows and fresh-tail rows are added to it (``store.parts.ReadStats``; a change read adds none)."""
     from pyspark_theflash.schema import TableInfo
     from pyspark_theflash.store.predicate import Expr
 
     table_info = TableInfo.from_json(p.table_info, db=p.db)
     predicate = Expr.from_json(p.predicate_json) if p.predicate_json else None
-    keeper = LeaseKeeper(p)
-    keeper.touch(force=True)
+    lease.touch(force=True)
     for rng in p.ranges:
-        if keeper.replaced and not _parts_present(rng, p.store):
+        if lease.replaced and not _parts_present(rng, p.store):
             rng = _repin(p, rng, int(table_info.id))
         for batch in _read_range(rng, table_info, p, predicate, stats):
-            keeper.touch()
+            lease.touch()
             yield from _rebatch(batch, p.batch_rows)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from pyspark_theflash.engine.interface import Engine
 from pyspark_theflash.engine.kinds import (
     DEFAULT_ENGINE,
     ENGINES,
@@ -42,9 +43,10 @@ def record_engine(store: Any, kind: str) -> None:
         store.commit(mf.ManifestEdit(bump=False, meta=((META_KEY, kind),)))
 
 
-def open_writer_engine(store: Any, kind: str = DEFAULT_ENGINE) -> Any:
+def open_writer_engine(store: Any, kind: str = DEFAULT_ENGINE) -> Engine:
     """The engine of the writer's open ``store.Store``: the engine recorded (or ``kind`` for a
-    new store), attached to the store (the ClickHouse engine as its row sink)."""
+    new store), attached to the store (the ClickHouse engine as its row sink). It opens no read
+    sessions: the writer serves them from an engine of their own (``service.serve``)."""
     record_engine(store, kind)
     if kind == "clickhouse":
         from pyspark_theflash.engine.clickhouse import ClickHouseEngine

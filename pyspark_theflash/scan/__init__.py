@@ -13,12 +13,11 @@ from pyspark_theflash.scan.errors import (
     UpstreamUnreachableError,
 )
 from pyspark_theflash.scan.options import OPTION_DOCS, ScanOptions
-from pyspark_theflash.scan.partitions import RangeScan, ScanPartition
 from pyspark_theflash.scan.planner import PlanStats, ScanPlan, plan
 from pyspark_theflash.scan.as_of import as_of_to_ts
 
 __all__ = [
-    "LockResolveTimeoutError", "OPTION_DOCS", "PlanStats", "RangeScan", "RegionWaitTimeoutError",
-    "ScanError", "ScanOptionError", "ScanOptions", "ScanPartition", "ScanPlan", "SnapshotExpiredError",
+    "LockResolveTimeoutError", "OPTION_DOCS", "PlanStats", "RegionWaitTimeoutError",
+    "ScanError", "ScanOptionError", "ScanOptions", "ScanPlan", "SnapshotExpiredError",
     "SnapshotTsOutOfRangeError", "TableNotReplicatedError", "UpstreamUnreachableError", "as_of_to_ts", "plan",
 ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pyspark_theflash.engine.partition import ServiceToken
 from pyspark_theflash.scan.errors import ScanOptionError
 
 TOKEN_ENVIRONMENT = "THEFLASH_TOKEN"
@@ -83,12 +84,12 @@ class BearerToken:
         self._value, self.source = state
 
 
-def sent_token(given: BearerToken | None) -> BearerToken | None:
+def sent_token(given: ServiceToken | None) -> ServiceToken | None:
     """The token a call sends: the read's own (its options'), else this process's
     ``THEFLASH_TOKEN``, else none."""
     return given if given is not None else BearerToken.from_environment()
 
 
-def unauthenticated_advice(sent: BearerToken | None) -> str:
+def unauthenticated_advice(sent: ServiceToken | None) -> str:
     """What to add to a service's 401: where the token sent came from, or how to give one."""
     return NO_TOKEN_ADVICE if sent is None else f"this read sent the bearer token from {sent.source}"

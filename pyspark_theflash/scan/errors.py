@@ -67,10 +67,6 @@ class ChangesBelowSafePointError(ScanError):
         self.safe_point = safe_point
 
 
-class ChangeReadUnsupportedError(ScanError):
-    """A change read the store cannot serve (a ClickHouse-engine store keeps no versions)."""
-
-
 class UpstreamUnreachableError(ScanError):
     """No upstream address was given or recorded, or the upstream did not answer."""
 

@@ -18,10 +18,10 @@ import time
 import weakref
 from typing import Any
 
+from pyspark_theflash.engine.partition import ScanPartition
 from pyspark_theflash.latch import Latch, LeaseNotFoundError, LeaseRefusedError
 from pyspark_theflash.latch import connect as connect_latch
 from pyspark_theflash.scan.errors import SnapshotExpiredError
-from pyspark_theflash.scan.partitions import ScanPartition
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,8 @@ def _latch(p: ScanPartition) -> Latch:
 class LeaseKeeper:
     """Renews a planned partition's lease at most every third of its TTL while batches flow;
     a lease that expired is taken again at the same ts (``replaced``), refused with
-    ``SnapshotExpiredError`` when GC has passed ts since. Every engine's partition reader keeps one."""
+    ``SnapshotExpiredError`` when GC has passed ts since. Every engine's partition reader is
+    handed one (``engine.partition.LeaseRenewal``)."""
 
     def __init__(self, p: ScanPartition) -> None:
         self.p = p

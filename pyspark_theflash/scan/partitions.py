@@ -1,70 +1,15 @@
-"""Spark partitions of a planned scan: one per region, small neighbours grouped.
+"""Planning a scan's partitions: one per region, small neighbours grouped, sized by the
+bytes and rows of their pinned parts.
 
-A partition is plain picklable data (no Spark types here): the snapshot ts, the lease that
-pins it, and one or more handle ranges each with the part list pinned for it. The Spark layer
-wraps it in an ``InputPartition``; an executor reads it with :func:`scan.read.read_partition`.
+The partition itself (``engine.partition``: ``ScanPartition``, ``RangeScan``) is the contract
+with the engines that read it, so it lives below them; an executor reads one with
+:func:`scan.read.read_partition`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Sequence, cast
 
-from pyspark_theflash.scan.bearer_token import BearerToken
-
-HandleRange = tuple["int | None", "int | None"]
-
-
-@dataclass(frozen=True)
-class RangeScan:
-    """One contiguous handle range [lo, hi) of the table (one region, or several adjacent
-    ones) with the parts pinned for it."""
-
-    region_ids: tuple[int, ...]
-    lo: int | None
-    hi: int | None
-    parts: tuple[Any, ...]          # store.parts.PartRef
-    size_bytes: int
-    # The physical table the range is of: a partition's id for a partitioned table (its rows
-    # live under that id), None for the table's own id.
-    table_id: int | None = None
-
-
-@dataclass(frozen=True)
-class ScanPartition:
-    """Everything an executor needs to read its share of a snapshot."""
-
-    index: int
-    store: str                      # store root
-    latch: str | None               # latch address, None = in-process on the store
-    table: str                      # db.table, for messages
-    table_info: dict[str, Any]      # TiDB table info JSON (the schema version read)
-    db: str
-    ts: int
-    lease_id: int | None
-    lease_ttl_s: float
-    ranges: tuple[RangeScan, ...]
-    columns: tuple[str, ...] | None  # None: all visible columns
-    hidden: tuple[str, ...]
-    predicate_json: str | None
-    batch_rows: int
-    size_bytes: int = 0
-    engine: str = "native"          # the store's engine (engine.selection): who reads the rows
-    # The read's bearer token (scan.bearer_token; options token / token_file), for an executor
-    # that reads through a service needing one (a ClickHouse store's owner). None: the
-    # executor's THEFLASH_TOKEN. Its repr names where it came from, never the value.
-    token: BearerToken | None = None
-    # a change read (store/changes.py): the versions with changes_from < commit_ts <= ts; its
-    # lease pins changes_from
-    changes_from: int | None = None
-    changes_net: bool = False
-
-    @property
-    def lease_ts(self) -> int:
-        return self.changes_from or self.ts
-
-    @property
-    def region_ids(self) -> tuple[int, ...]:
-        return tuple(r for rng in self.ranges for r in rng.region_ids)
+from pyspark_theflash.engine.partition import RangeScan
 
 
 def estimate_bytes(parts: Sequence[Any], lo: int | bytes | None, hi: int | bytes | None) -> int:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 from pyspark_theflash.engine.kinds import engine_of_view
+from pyspark_theflash.engine.partition import RangeScan, ScanPartition
 from pyspark_theflash.errors import storage_failure
 from pyspark_theflash.scan.catch_up import catch_up
 from pyspark_theflash.scan.context import (
@@ -41,13 +42,7 @@ from pyspark_theflash.scan.learner import LearnerRead, region_id
 from pyspark_theflash.scan.lease import ReadLease, default_holder
 from pyspark_theflash.scan.locks import LockResolver
 from pyspark_theflash.scan.options import ScanOptions
-from pyspark_theflash.scan.partitions import (
-    RangeScan,
-    ScanPartition,
-    estimate_bytes,
-    group_ranges,
-    merge_group,
-)
+from pyspark_theflash.scan.partitions import estimate_bytes, group_ranges, merge_group
 from pyspark_theflash.scan.resolved import settled_resolved_ts, table_resolved_ts, writer_live_on
 from pyspark_theflash.scan.schema_at import lookup_table, no_table_at_ts_message
 from pyspark_theflash.scan.snapshot import (

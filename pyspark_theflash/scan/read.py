@@ -2,8 +2,9 @@
 
 A partition names the engine of its store (``ScanPartition.engine``, recorded in the store's
 manifest), and that engine reads it (``engine.readers``): the native engine reads its pinned
-parts (``engine.native_read``), the ClickHouse engine queries ClickHouse. Either renews the
-query's read lease while batches flow (``scan.lease.LeaseKeeper``).
+parts (``engine.native_read``), the ClickHouse engine queries ClickHouse, or reads through the
+service of the process that owns its directory (``scan.through_service``). Either renews the
+query's read lease while batches flow, with the ``scan.lease.LeaseKeeper`` handed to it.
 """
 from __future__ import annotations
 
@@ -11,14 +12,15 @@ from typing import TYPE_CHECKING, Iterator
 
 import pyarrow as pa
 
+from pyspark_theflash.engine.partition import ScanPartition
 from pyspark_theflash.engine.readers import partition_reader
 from pyspark_theflash.scan.lease import LeaseKeeper
-from pyspark_theflash.scan.partitions import ScanPartition
+from pyspark_theflash.scan.through_service import read_through_service
 
 if TYPE_CHECKING:
     from pyspark_theflash.store.parts import ReadStats
 
-__all__ = ["LeaseKeeper", "read_partition"]
+__all__ = ["read_partition"]
 
 
 def read_partition(p: ScanPartition, stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:
@@ -26,4 +28,4 @@ def read_partition(p: ScanPartition, stats: ReadStats | None = None) -> Iterator
     partition's columns (see ``schema.arrow_schema``). ``stats``: the read's deletion-vector
     rows and fresh-tail rows are added to it (``store.parts.ReadStats``; a change read and the
     ClickHouse engine add none)."""
-    yield from partition_reader(p.engine)(p, stats)
+    yield from partition_reader(p.engine, through_service=read_through_service)(p, LeaseKeeper(p), stats)

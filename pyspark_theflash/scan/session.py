@@ -34,9 +34,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import pyarrow as pa
 
+from pyspark_theflash.engine.partition import ScanPartition
 from pyspark_theflash.scan.errors import ScanOptionError
 from pyspark_theflash.scan.options import HIDDEN_READABLE, ScanOptions, format_handle_ranges
-from pyspark_theflash.scan.partitions import ScanPartition, estimate_rows
+from pyspark_theflash.scan.partitions import estimate_rows
 from pyspark_theflash.scan.planner import PlanStats, ScanPlan
 
 if TYPE_CHECKING:

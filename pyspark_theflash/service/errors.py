@@ -54,7 +54,7 @@ def classify(exc: BaseException) -> ServiceError:
     code and an HTTP status; anything unexpected is a 500 naming its type)."""
     if isinstance(exc, ServiceError):
         return exc
-    from pyspark_theflash.engine import EngineReadOnlyError
+    from pyspark_theflash.engine import ChangeReadUnsupportedError, EngineReadOnlyError
     from pyspark_theflash.latch.errors import FlushTimeoutError, LeaseRefusedError
     from pyspark_theflash.scan.errors import (
         LockResolveTimeoutError,
@@ -70,7 +70,6 @@ def classify(exc: BaseException) -> ServiceError:
         UpstreamUnreachableError,
     )
     from pyspark_theflash.scan.errors import (
-        ChangeReadUnsupportedError,
         ChangesBelowSafePointError,
         StreamExpiredError,
         StreamSchemaChangedError,

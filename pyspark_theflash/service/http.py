@@ -65,7 +65,7 @@ from pyspark_theflash.service.request import (
     store_argument,
     timeout_argument,
 )
-from pyspark_theflash.service.stream_body import ARROW_EOS
+from pyspark_theflash.scan.stream_body import ARROW_EOS
 from pyspark_theflash.store.parts import ReadStats
 
 log = logging.getLogger("theflash.service.http")

@@ -67,8 +67,9 @@ def serve(store: str | None = None, *, engine: Any = None, any_store: bool = Fal
     else:
         if engine is None:
             from pyspark_theflash.engine import open_engine
+            from pyspark_theflash.scan.engine_sessions import PlannedSessions
 
-            engine = open_engine(str(store), readonly=True, upstream=upstream)
+            engine = open_engine(str(store), readonly=True, sessions=PlannedSessions(upstream=upstream))
         service = ReadService(engine, token=token, keeper_interval_s=keeper_interval_s)
     flight = http = None
     try:

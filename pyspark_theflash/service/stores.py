@@ -75,10 +75,12 @@ class AnyStore:
             engine = self._engines.get(root)
             if engine is None:
                 from pyspark_theflash.engine import open_engine
+                from pyspark_theflash.scan.engine_sessions import PlannedSessions
                 from pyspark_theflash.store.errors import StoreNotFoundError
 
                 try:
-                    engine = self._engines[root] = open_engine(root, readonly=True, upstream=self._upstream)
+                    engine = self._engines[root] = open_engine(
+                        root, readonly=True, sessions=PlannedSessions(upstream=self._upstream))
                 except StoreNotFoundError as exc:
                     raise ServiceError(str(exc), code="unknown_store", status=404) from None
             self._engines.move_to_end(root)

@@ -191,7 +191,7 @@ def open_session(server: str, options: Mapping[str, Any], columns: Sequence[str]
 def read_stream(stream: ServiceStream) -> Iterator[pa.RecordBatch]:
     """The stream's record batches as they arrive (``StreamTruncatedError`` when its body ends
     before Arrow's end-of-stream marker: never fewer rows than the stream has)."""
-    from pyspark_theflash.service.stream_body import read_stream_body
+    from pyspark_theflash.scan.stream_body import read_stream_body
 
     token = sent_token(stream.token)
     conn = _connection(stream.server, timeout=600)

@@ -23,6 +23,7 @@ from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.binlog.event_batch import EventBatch, parsed_events
 from pyspark_theflash.binlog.read_ahead import ReadAhead
 from pyspark_theflash.binlog.source import ReadBatch
+from pyspark_theflash.engine.interface import Engine
 from pyspark_theflash.errors import TheFlashError, storage_failure
 from pyspark_theflash.latch.errors import WriteLatchLostError
 from pyspark_theflash.latch.local import LocalLatch
@@ -115,7 +116,7 @@ class Writer:
         self.latch: LocalLatch | None = None
         self.holder: WriterHolder | None = None
         self.store: Any = None
-        self.engine: Any = None  # engine.Engine over self.store (opened in run())
+        self.engine: Engine | None = None  # over self.store (opened in run())
         self.upstream: Any = None
         self.schemas: SchemaSource | None = None
         self.metrics: Any = None
@@ -255,11 +256,10 @@ class Writer:
         self.service = serve(opts.store, host=opts.serve_host, port=opts.serve_port, http_port=opts.serve_http_port,
                              token_file=opts.serve_token_file, upstream=opts.upstream)
         log.info("serving read sessions: Flight %s, HTTP %s", self.service.flight_location, self.service.http_url)
-        if getattr(self.engine, "kind", None) == "clickhouse":
-            # this process owns the store's ClickHouse directory: readers elsewhere come here
-            from pyspark_theflash.engine.clickhouse.stream_read import advertise_service
-
-            advertise_service(opts.store, self.service.http_url)
+        # an engine whose files only this process reads (ClickHouse's directory) sends readers
+        # elsewhere here
+        if self.engine is not None:
+            self.engine.advertise_service(self.service.http_url)
 
     def _shutdown(self, failed: BaseException | None = None) -> None:
         """Flush what was applied and let go of everything. After a failure nothing more is
@@ -272,10 +272,8 @@ class Writer:
         if self.metrics is not None:
             steps.append(("metrics server", self.metrics.close))
         if self.service is not None:
-            if getattr(self.engine, "kind", None) == "clickhouse":
-                from pyspark_theflash.engine.clickhouse.stream_read import withdraw_service
-
-                steps.append(("service advertisement", lambda: withdraw_service(self.options.store)))
+            if self.engine is not None:
+                steps.append(("service advertisement", self.engine.withdraw_service))
             steps.append(("read session service", self.service.close))
         if self.engine is not None:
             steps.append(("store", self.engine.close))  # closes the store too

@@ -14,6 +14,7 @@ import pytest
 
 from flash_rig import FlashRig
 from pyspark_theflash.engine import open_engine
+from pyspark_theflash.scan.engine_sessions import PlannedSessions
 from pyspark_theflash.scan.session import open_read_session, read_stream
 from pyspark_theflash.store import col
 from pyspark_theflash.upstream.tidb import make_column, record_key
@@ -91,7 +92,8 @@ def test_read_sessions_on_the_clickhouse_engine_equal_the_native_read_of_the_sam
 
 
 def test_the_engine_the_service_opens_is_the_one_the_store_records(rig: FlashRig) -> None:
-    with open_engine(rig.store, upstream=rig.upstream) as engine:  # in the writer's process: shares its session
+    # in the writer's process: shares its session
+    with open_engine(rig.store, sessions=PlannedSessions(upstream=rig.upstream)) as engine:
         assert engine.kind == "clickhouse"
         session = engine.open_read_session(TABLE, columns=["id", "name"])
         try:
@@ -106,7 +108,7 @@ def test_theflash_sql_aggregates_a_snapshot_inside_clickhouse(rig: FlashRig, cap
     from pyspark_theflash.cli import main as cli_main
     from pyspark_theflash.engine.clickhouse.calculator import run_sql
 
-    with open_engine(rig.store, upstream=rig.upstream) as engine:
+    with open_engine(rig.store, sessions=PlannedSessions(upstream=rig.upstream)) as engine:
         out = run_sql(engine, f"SELECT status, sum(price) AS total, count() AS n FROM {TABLE} GROUP BY status ORDER BY status")
     # the same aggregate over the native engine's read of the same snapshot
     native = twin_read(rig, out.ts).to_pylist()
@@ -157,7 +159,7 @@ def test_a_flight_sql_ticket_runs_a_whole_aggregate_in_the_clickhouse_engine(rig
     from pyspark_theflash.service import serve
 
     query = f"SELECT status, count() AS n, sum(qty) AS qty FROM {TABLE} GROUP BY status ORDER BY status"
-    with open_engine(rig.store, upstream=rig.upstream) as engine:
+    with open_engine(rig.store, sessions=PlannedSessions(upstream=rig.upstream)) as engine:
         expected = run_sql(engine, query)
     with serve(rig.store, upstream=rig.upstream) as running:
         client = flight.connect(running.flight_location)
@@ -180,7 +182,7 @@ def test_adbc_flight_sql_runs_a_clickhouse_query_at_the_snapshot_it_names(rig: F
     from pyspark_theflash.service import serve
 
     query = f"SELECT status, count() AS n, sum(qty) AS qty FROM {TABLE} GROUP BY status ORDER BY status"
-    with open_engine(rig.store, upstream=rig.upstream) as engine:
+    with open_engine(rig.store, sessions=PlannedSessions(upstream=rig.upstream)) as engine:
         expected = run_sql(engine, query)
     with serve(rig.store, upstream=rig.upstream) as running, \
             adbc_flightsql.connect(running.flight_location, autocommit=True) as conn:

@@ -11,7 +11,8 @@ import pytest
 from flash_rig import FlashRig, wait_for
 from pyspark_theflash.latch import connect as connect_latch
 from pyspark_theflash.scan import LockResolveTimeoutError, plan
-from pyspark_theflash.scan.partitions import RangeScan, group_ranges
+from pyspark_theflash.engine.partition import RangeScan
+from pyspark_theflash.scan.partitions import group_ranges
 from pyspark_theflash.scan.read import read_partition
 from pyspark_theflash.store import Store, StoreOptions
 from pyspark_theflash.store.predicate import col

@@ -3,7 +3,7 @@
 * A Flight client reading a stream whose engine fails after some batches gets a Flight error
   whose message names the error code, the session, the stream and the rows sent — after exactly
   the batches sent, never a clean end with fewer rows.
-* An HTTP client reading through ``service.stream_body`` (the tests' ``HttpReader`` and the
+* An HTTP client reading through ``scan.stream_body`` (the tests' ``HttpReader`` and the
   ClickHouse engine's read through the writer's service) gets ``StreamTruncatedError`` naming
   the session, the stream and the rows read so far, whether the real service's engine fails
   mid-stream (the chunked body ends without its last chunk) or a server closes a body at a
@@ -26,10 +26,10 @@ import pytest
 from cut_streams import (CUTS, LOOP_TABLE, ROWS, TABLE, WHOLE, LoopbackService, StreamFailsMidWay,
                          loopback, serving_a_failing_engine, stream_batches)  # noqa: F401 (loopback: a fixture)
 from flash_rig import FlashRig
-from pyspark_theflash.engine.clickhouse.stream_read import read_through_service
+from pyspark_theflash.scan.through_service import read_through_service
 from pyspark_theflash.scan.session import open_read_session, read_stream
 from pyspark_theflash.service import RunningService
-from pyspark_theflash.service.stream_body import StreamTruncatedError
+from pyspark_theflash.scan.stream_body import StreamTruncatedError
 from service_client import FlightReader, HttpReader
 
 

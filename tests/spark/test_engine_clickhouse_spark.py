@@ -28,7 +28,8 @@ from pyspark.sql import functions as F
 
 from flash_rig import FlashRig
 from pyspark_theflash.engine.clickhouse.errors import ServiceTokenRefusedError
-from pyspark_theflash.engine.clickhouse.stream_read import advertised_service, read_through_service
+from pyspark_theflash.engine.clickhouse.stream_read import advertised_service
+from pyspark_theflash.scan.through_service import read_through_service
 from pyspark_theflash.scan.bearer_token import BearerToken
 from pyspark_theflash.scan.session import open_read_session, read_stream
 from pyspark_theflash.upstream.tidb import make_column, record_key

@@ -46,9 +46,10 @@ class SessionsThatWait:
 # -- run in the Spark worker with the jar (tests/support/jvm_spark.py), beside a service of its own ----
 def jvm_stop_during_a_call(spark: Any, store: str, upstream: str, log: str) -> dict[str, Any]:
     from pyspark_theflash.engine import open_engine
+    from pyspark_theflash.scan.engine_sessions import PlannedSessions
     from pyspark_theflash.service import serve
 
-    engine = SessionsThatWait(open_engine(store, upstream=upstream))
+    engine = SessionsThatWait(open_engine(store, sessions=PlannedSessions(upstream=upstream)))
     try:
         with serve(engine=engine, port=0) as running:
             df = (spark.readStream.format("theflash").option("server", running.http_url)

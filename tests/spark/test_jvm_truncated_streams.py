@@ -16,7 +16,7 @@ import pytest
 from cut_streams import (BATCH_ROWS, CUTS, LOOP_TABLE, REFUSED, ROWS, TABLE, WHOLE, LoopbackService, StreamFailsMidWay,
                          loopback, serving_a_failing_engine, stream_batches)  # noqa: F401 (loopback: a fixture)
 from jvm_spark import JvmSpark, RemoteError
-from pyspark_theflash.service.stream_body import StreamTruncatedError
+from pyspark_theflash.scan.stream_body import StreamTruncatedError
 from service_client import HttpReader
 
 pytestmark = pytest.mark.spark

@@ -25,8 +25,9 @@ import pytest
 
 from flash_rig import FlashRig
 from pyspark_theflash.engine import open_engine
+from pyspark_theflash.scan.engine_sessions import PlannedSessions
 from pyspark_theflash.service import RunningService, serve
-from pyspark_theflash.service.stream_body import ARROW_EOS
+from pyspark_theflash.scan.stream_body import ARROW_EOS
 from pyspark_theflash.upstream.tidb import make_column, record_key
 
 # -- the real service, its engine failing one stream mid-way -----------------------------------
@@ -72,7 +73,7 @@ def serving_a_failing_engine(root: Path) -> Iterator[tuple[FlashRig, StreamFails
                                                  "name": [f"n{i}" for i in range(ROWS)]}))
         rig.start_writer(interval_s=0.05)
         rig.wait_replicated(TABLE)
-        engine = StreamFailsMidWay(open_engine(rig.store, readonly=True))
+        engine = StreamFailsMidWay(open_engine(rig.store, readonly=True, sessions=PlannedSessions()))
         try:
             with serve(engine=engine, port=0) as running:
                 yield rig, engine, running

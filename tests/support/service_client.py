@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from pyspark_theflash.service.stream_body import read_stream_body
+from pyspark_theflash.scan.stream_body import read_stream_body
 
 
 def rows_of(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
@@ -82,7 +82,7 @@ class HttpReader:
 
     def read_session(self, session: dict[str, Any]) -> tuple[pa.Table, dict[str, Any]]:
         """Every stream of an opened session (``POST /v1/read-sessions``'s answer); released after.
-        A stream cut short raises the package's ``StreamTruncatedError`` (service/stream_body.py)."""
+        A stream cut short raises the package's ``StreamTruncatedError`` (scan/stream_body.py)."""
         schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(session["arrow_schema"])))
         try:
             tables = [pa.Table.from_batches(self.read_stream(session["id"], s["index"], s["url"]), schema=schema)

@@ -32,18 +32,6 @@ KNOWN_UPWARD = {P + edge for edge in (
     "codec.row -> " + P + "schema.defaults", "codec.row -> " + P + "schema.errors",
     "codec.row -> " + P + "schema.table_info", "codec.row -> " + P + "schema.types",
     "codec.row_v2 -> " + P + "schema", "codec.row_v2 -> " + P + "schema.types",
-    # the planned partition (scan.partitions) belongs below the engines that read it; the native
-    # engine's sessions call the planner back (txn_merge_tree -> scan.session, scan.planner)
-    "engine.clickhouse.engine -> " + P + "scan.partitions", "engine.clickhouse.engine -> " + P + "scan.session",
-    "engine.clickhouse.stream_read -> " + P + "scan.bearer_token",
-    "engine.clickhouse.stream_read -> " + P + "scan.errors", "engine.clickhouse.stream_read -> " + P + "scan.lease",
-    "engine.clickhouse.stream_read -> " + P + "scan.options",
-    "engine.clickhouse.stream_read -> " + P + "scan.partitions",
-    "engine.clickhouse.stream_read -> " + P + "service.stream_body",
-    "engine.interface -> " + P + "scan.partitions", "engine.native_read -> " + P + "scan.lease",
-    "engine.native_read -> " + P + "scan.partitions", "engine.readers -> " + P + "scan.partitions",
-    "engine.txn_merge_tree -> " + P + "latch", "engine.txn_merge_tree -> " + P + "scan.partitions",
-    "engine.txn_merge_tree -> " + P + "scan.planner", "engine.txn_merge_tree -> " + P + "scan.session",
 )}
 KNOWN_CIRCLES: set[str] = set()
 

@@ -10,8 +10,9 @@ What is shared with the native engine, and what is not:
   happened. The sink keeps the rows alone (``keeps_rows``): the store writes no part files,
   and the manifest lists records of the rows' statistics, which read planning estimates and
   prunes with and compaction merges (docs/engines.md).
-* Read sessions are ``scan.session``'s (one ts, lease, learner read, lock resolution); only
-  reading a stream is this engine's: a snapshot query per handle range (``snapshot_read``).
+* Read sessions are the planner's (``ReadSessions``: one ts, lease, learner read, lock
+  resolution); only reading a planned partition is this engine's: a snapshot query per handle
+  range (``snapshot_read``).
 * GC moves the store's safe point (never past a live lease) and then deletes, in ClickHouse,
   the versions no read at or above it can see: per handle, every version at or below the safe
   point but the newest, and that one too when it is a delete mark. Never ``OPTIMIZE … FINAL``.
@@ -26,21 +27,23 @@ import pyarrow as pa
 from pyspark_theflash.engine.clickhouse.directory import ClickHouseDirectory
 from pyspark_theflash.engine.clickhouse.snapshot_read import read_snapshot
 from pyspark_theflash.engine.clickhouse.stream_read import read_clickhouse_partition
+from pyspark_theflash.engine.clickhouse.stream_read import advertise_service, withdraw_service
 from pyspark_theflash.engine.clickhouse.tables import ClickHouseTables, table_name
+from pyspark_theflash.engine.interface import ReadSessions
+from pyspark_theflash.engine.partition import LeaseRenewal, ScanPartition
 from pyspark_theflash.engine.txn_merge_tree import TxnMergeTreeEngine
 from pyspark_theflash.schema.partitioning import partitioning_of, physical_tables_of
 from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, DELMARK, ROWID
 
 if TYPE_CHECKING:
-    from pyspark_theflash.scan.partitions import ScanPartition
     from pyspark_theflash.store.parts import ReadStats
 
 
 class ClickHouseEngine(TxnMergeTreeEngine):
     kind = "clickhouse"
 
-    def __init__(self, store: Any, *, upstream: str | None = None, latch: Any = None) -> None:
-        super().__init__(store, upstream=upstream, latch=latch)
+    def __init__(self, store: Any, *, sessions: ReadSessions | None = None) -> None:
+        super().__init__(store, sessions=sessions)
         self.directory = ClickHouseDirectory.acquire(store.root)
         self.tables_ch = ClickHouseTables(self.directory, store.histories)
         if not store.readonly:
@@ -48,27 +51,23 @@ class ClickHouseEngine(TxnMergeTreeEngine):
         self._closed = False
 
     @classmethod
-    def open(cls, path: str, *, readonly: bool = True, upstream: str | None = None) -> "ClickHouseEngine":
+    def open(cls, path: str, *, readonly: bool = True, sessions: ReadSessions | None = None) -> "ClickHouseEngine":
         from pyspark_theflash.store import Store
 
         store = Store.open(path, readonly=readonly)
         try:
-            return cls(store, upstream=upstream)
+            return cls(store, sessions=sessions)
         except BaseException:
             store.close()
             raise
 
     # -- read ----------------------------------------------------------------------------------
-    def read_stream(self, session: Any, n: int, stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:
-        """``stats`` stays as it is: ClickHouse merges a part's versions itself, so neither a
+    def read_partition(self, p: ScanPartition, lease: LeaseRenewal,
+                       stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:
+        """A planned partition's rows at its ts, through this engine's ClickHouse session.
+        ``stats`` stays as it is: ClickHouse merges a part's versions itself, so neither a
         deletion vector nor the fresh tail is seen here."""
-        from pyspark_theflash.scan.session import read_stream
-
-        return read_stream(session, n, self.read_partition)
-
-    def read_partition(self, p: ScanPartition, stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:
-        """A planned partition's rows at its ts, through this engine's ClickHouse session."""
-        return read_clickhouse_partition(p, self.directory)
+        return read_clickhouse_partition(p, lease, self.directory)
 
     def scan(self, table: str, ts: int, handle_range: tuple[Any, Any] | None = None, region_id: int | None = None,
              columns: Sequence[str] | None = None, predicate: Any = None, hidden: Sequence[str] = (),
@@ -143,6 +142,13 @@ class ClickHouseEngine(TxnMergeTreeEngine):
             "tables": parts.to_pylist(), "flushes_written": self.tables_ch.flushes_written,
             "rows_written": self.tables_ch.rows_written, "status_query_s": round(time.monotonic() - t0, 4)}
         return out
+
+    def advertise_service(self, http_url: str) -> None:
+        """This process owns the store's ClickHouse directory: readers elsewhere come here."""
+        advertise_service(self.root, http_url)
+
+    def withdraw_service(self) -> None:
+        withdraw_service(self.root)
 
     def close(self) -> None:
         if self._closed:
