@@ -8,6 +8,7 @@
 * ``keys``                 record/index keys, index values, region boundaries
 * ``row_v1`` / ``row_v2``  the old and the current row formats; ``json_binary`` binary JSON
 * ``txn``                  TiKV Percolator ``Lock`` and ``Write`` records
+* ``column_types``         MySQL column type codes and flags (how a column's bytes read)
 
 No module here knows about Spark, files or the store.
 """

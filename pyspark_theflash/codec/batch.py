@@ -42,7 +42,7 @@ from pyspark_theflash.codec.row import (
     value_from_v2,
 )
 from pyspark_theflash.codec.row_v2 import BadRowError, CODEC_VER, FLAG_CHECKSUM, FLAG_LARGE
-from pyspark_theflash.schema import types as T
+from pyspark_theflash.codec import column_types as T
 from pyspark_theflash.schema.arrow import arrow_schema
 from pyspark_theflash.schema.table_info import ColumnInfo, TableInfo
 

@@ -57,7 +57,7 @@ from pyspark_theflash.codec.row_v2 import (
     is_row_v2,
 )
 from pyspark_theflash.codec.time import unpack_time_fields
-from pyspark_theflash.schema import types as T
+from pyspark_theflash.codec import column_types as T
 from pyspark_theflash.schema.arrow import arrow_type
 from pyspark_theflash.schema.defaults import origin_default_value as schema_origin_default
 from pyspark_theflash.schema.errors import SchemaError

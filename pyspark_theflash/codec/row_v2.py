@@ -284,7 +284,7 @@ def encode_row_v2(cols: Sequence[tuple[int, Datum]]) -> bytes:
 
 def datum_for_column(column: ColumnInfo, value: Any) -> Datum:
     """Convert a Python value to the datum TiDB would store for `column`."""
-    from pyspark_theflash.schema import types as T
+    from pyspark_theflash.codec import column_types as T
 
     if value is None:
         return Datum("null", None)

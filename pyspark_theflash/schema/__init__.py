@@ -1,7 +1,6 @@
 """schema: TiDB table info JSON → ``TableInfo``; TiDB type → Arrow type → Spark type; versions.
 
 * ``table_info``  ``TableInfo`` / ``ColumnInfo`` parsed from (and back to) TiDB's JSON
-* ``types``       MySQL type codes and column flags
 * ``builder``     ``column("price", "DECIMAL(10,2)")`` / ``table(...)`` from SQL type strings
 * ``arrow``       ``arrow_type`` / ``arrow_schema`` and the hidden columns
 * ``spark``       ``spark_schema`` (imports PySpark lazily)
@@ -10,10 +9,12 @@
 * ``generated``   VIRTUAL generated columns compiled; it judges which ones ``TableInfo.columns``
                   holds (set here, on import of the package: ``table_info`` sits below it)
 * ``partitioning`` a partitioned table's partitions: ``partitioning_of(table)``, ``physical_ids_of``
+
+MySQL's type codes and column flags are the codec's (``codec.column_types``): they say how a
+value's bytes read, below any schema.
 """
 from __future__ import annotations
 
-from pyspark_theflash.schema import types
 from pyspark_theflash.schema.arrow import (
     COMMIT_TS,
     DELMARK,
@@ -66,5 +67,4 @@ __all__ = [
     "spark_schema",
     "spark_type",
     "table",
-    "types",
 ]

@@ -17,14 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from pyspark_theflash import codec
+from pyspark_theflash.codec import column_types as T
 from pyspark_theflash.codec import decode_row, encode_int, encode_row_for_table
 from pyspark_theflash.codec.row_v2 import datum_for_column
 from pyspark_theflash.errors import TheFlashError
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.schema import ColumnInfo, TableInfo, column
 from pyspark_theflash.schema import table as build_table
-from pyspark_theflash.schema import types as T
 from pyspark_theflash.schema.builder import default_text
+from pyspark_theflash.schema.table_info import STATE_PUBLIC
 from pyspark_theflash.schema.partitioning import (
     HASH,
     KEY,
@@ -363,7 +364,7 @@ class Catalog:
             table["max_col_id"] += 1
             col["id"], col["offset"] = table["max_col_id"], len(table["cols"])
             col["name"] = _name(_col_name(col))
-            col.setdefault("state", T.STATE_PUBLIC)
+            col.setdefault("state", STATE_PUBLIC)
             col.setdefault("version", 2)
             if default is not None:
                 stored = default_text(default, ColumnInfo.from_json(col))
@@ -407,7 +408,7 @@ class Catalog:
             in_place = changes_in_place(old, new_col)
             after = copy.deepcopy(table)
             col = dict(new_json, name=copy.deepcopy(old_json["name"]), offset=old_json["offset"],
-                       state=T.STATE_PUBLIC, version=old_json.get("version", 2))
+                       state=STATE_PUBLIC, version=old_json.get("version", 2))
             if in_place:
                 col["id"] = old.id
                 col["origin_default"] = old_json.get("origin_default")  # rows without it read what they read
