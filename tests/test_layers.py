@@ -26,12 +26,6 @@ ENTRY_MODULES = {"cli", "__main__", "spark_entry"}
 
 P = "pyspark_theflash."
 KNOWN_UPWARD = {P + edge for edge in (
-    # codec's row decoders take a schema (TableInfo, defaults): they belong above schema/
-    "codec.batch -> " + P + "schema.arrow", "codec.batch -> " + P + "schema.table_info",
-    "codec.row -> " + P + "schema.arrow",
-    "codec.row -> " + P + "schema.defaults", "codec.row -> " + P + "schema.errors",
-    "codec.row -> " + P + "schema.table_info",
-    "codec.row_v2 -> " + P + "schema",
     # the planned partition (scan.partitions) belongs below the engines that read it; the native
     # engine's sessions call the planner back (txn_merge_tree -> scan.session, scan.planner)
     "engine.clickhouse.engine -> " + P + "scan.partitions", "engine.clickhouse.engine -> " + P + "scan.session",

@@ -5,6 +5,7 @@
 * ``arrow``       ``arrow_type`` / ``arrow_schema`` and the hidden columns
 * ``spark``       ``spark_schema`` (imports PySpark lazily)
 * ``defaults``    the origin default: the value of a column absent from a row
+* ``row_columns`` ``row_columns(table, columns)``: the columns the row codec reads (``codec.row_columns``)
 * ``versions``    ``SchemaHistory``: a table's versions side by side
 * ``generated``   VIRTUAL generated columns compiled; it judges which ones ``TableInfo.columns``
                   holds (set here, on import of the package: ``table_info`` sits below it)
@@ -29,6 +30,7 @@ from pyspark_theflash.schema.arrow import (
 from pyspark_theflash.schema.builder import column, parse_sql_type, table
 from pyspark_theflash.schema.defaults import convert_default, origin_default_value
 from pyspark_theflash.schema.errors import SchemaError, UnknownColumnError, UnsupportedTypeError
+from pyspark_theflash.schema.row_columns import row_columns
 from pyspark_theflash.schema.spark import spark_schema, spark_type  # PySpark is imported on call
 from pyspark_theflash.schema.table_info import ColumnInfo, TableInfo, judge_virtual_columns_with
 from pyspark_theflash.schema.versions import SchemaChange, SchemaHistory, diff_columns
@@ -64,6 +66,7 @@ __all__ = [
     "nullable",
     "origin_default_value",
     "parse_sql_type",
+    "row_columns",
     "spark_schema",
     "spark_type",
     "table",

@@ -744,6 +744,7 @@ class ApplyPath:
         """Rows ``rows`` (positions among the batch's record rows) of one table, all decoding
         with schema version ``info``: their part-file table (deletes as delete marks)."""
         from pyspark_theflash.codec.batch import decode_rows_to_arrow
+        from pyspark_theflash.schema.row_columns import row_columns
 
         schema, user = self._file_schema(info)
         is_delete = deletes[rows]
@@ -764,7 +765,7 @@ class ApplyPath:
                 if self.decode_rows is not None:
                     batch = self.decode_rows(all_values.take(pa.array(value_at[pick])), picked_handles, info, None)
                 else:  # the selected values are read in place
-                    batch = decode_rows_to_arrow(all_values, picked_handles, info, None, rows=value_at[pick])
+                    batch = decode_rows_to_arrow(all_values, picked_handles, row_columns(info), rows=value_at[pick])
                 cols = [batch.column(batch.schema.get_field_index(f.name)) for f in user]
             pieces.append(pa.Table.from_arrays(
                 cols + [h, pa.array(ts_of[pick]), pa.array(np.full(n, want_delete))], schema=schema))

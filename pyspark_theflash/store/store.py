@@ -102,8 +102,9 @@ class Store(ApplyPath, FlushPipeline):
         self.leases = Leases(lambda: mf.connect(root, create=False, busy_timeout_ms=options.busy_timeout_ms,
                                                 durable=False))
         self._background: Any = None
-        # Replaces codec.batch.decode_rows_to_arrow (same signature) for the committed rows of a
-        # batch, e.g. to decode large batches on Spark executors (writer/spark_decode.py).
+        # Decodes the committed rows of a batch instead of codec.batch.decode_rows_to_arrow:
+        # (values, handles, table info, columns) -> RecordBatch, e.g. on Spark executors for
+        # large batches (writer/spark_decode.py).
         self.decode_rows: Any = None
         # Receives each flush's committed rows inside its manifest edit (``store.row_sink``):
         # the ClickHouse engine keeps its tables this way. None for the native engine.
