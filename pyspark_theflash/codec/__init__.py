@@ -36,6 +36,7 @@ from pyspark_theflash.codec.errors import (
     NonRecordKeyError,
     TruncatedError,
     UnknownFlagError,
+    UnknownRowColumnError,
     ValueOutOfRangeError,
 )
 from pyspark_theflash.codec.keys import (

@@ -296,10 +296,10 @@ def set_names(column: RowColumn, mask: int) -> str:
 def origin_default_value(column: RowColumn) -> Any:
     """The Python value of the column's origin default, typed as `decode_row` types values.
 
-    The column's ``origin_default`` gives a value of its Arrow type (schema.defaults parses
+    The column's ``origin_default_value()`` is a value of its Arrow type (schema.defaults parses
     TiDB's text form; one that cannot be read raises ``BadRowError``); here BIGINT UNSIGNED and
     BIT(64) (Decimal for Arrow) become int again, wide DECIMALs Decimal, and JSON its TiDB text."""
-    v = column.origin_default()
+    v = column.origin_default_value()
     if v is None:
         return None
     tp = column.tp

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from pyspark_theflash.codec import column_types as T
-from pyspark_theflash.codec.errors import CodecError
+from pyspark_theflash.codec.errors import UnknownRowColumnError
 
 _UINT64_MAX = (1 << 64) - 1
 
@@ -55,7 +55,7 @@ class RowColumn:
     arrow_field: pa.Field
     # The origin default as a value of the Arrow type (None: NULL), worked out when a row
     # lacks the column, so a default that cannot be read fails only such rows (``BadRowError``).
-    origin_default: Callable[[], Any] = field(compare=False, repr=False)
+    origin_default_value: Callable[[], Any] = field(compare=False, repr=False)
     # the ints the column holds, for an integer-valued one (its Arrow type's range); set below
     int_range: tuple[int, int] = field(init=False, compare=False, repr=False)
 
@@ -79,13 +79,6 @@ class RowColumn:
     @property
     def type_name(self) -> str:
         return T.type_name(self.tp)
-
-
-class UnknownRowColumnError(CodecError, KeyError):
-    """A column name that the columns being read or written do not have."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,7 @@ def _row_column(col: ColumnInfo) -> RowColumn:
         elems=col.elems,
         is_binary_string=col.is_binary_string,
         arrow_field=arrow_field(col),
-        origin_default=functools.partial(_origin_default, col),
+        origin_default_value=functools.partial(_origin_default, col),
     )
 
 
