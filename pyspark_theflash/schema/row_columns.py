@@ -23,7 +23,8 @@ from pyspark_theflash.schema.defaults import origin_default_value
 from pyspark_theflash.schema.errors import SchemaError
 from pyspark_theflash.schema.table_info import ColumnInfo, TableInfo
 
-# id(table) -> {selected names (None: all) -> RowColumns}; an entry leaves with its table
+# id(table) -> {selected names (None: all) -> RowColumns}; an entry leaves with its table. Kept
+# beside the tables, not in them: a TableInfo pickled to an executor carries none of it.
 _built: dict[int, dict[tuple[str, ...] | None, RowColumns]] = {}
 _lock = threading.Lock()
 
