@@ -142,6 +142,7 @@ def dump_table(cluster: Any, ts: int, path: Path, chunk: int = 1_000_000) -> dic
 
     from pyspark_theflash.codec.batch import decode_rows_to_arrow
     from pyspark_theflash.codec.keys import decode_record_keys
+    from pyspark_theflash.schema import row_columns
     from pyspark_theflash.upstream.tidb import LockResolver, record_key, record_range
 
     started = time.monotonic()
@@ -159,7 +160,7 @@ def dump_table(cluster: Any, ts: int, path: Path, chunk: int = 1_000_000) -> dic
             if not pairs:
                 continue
             _, handles = decode_record_keys([k for k, _ in pairs])
-            batch = decode_rows_to_arrow(pa.array([v for _, v in pairs], pa.binary()), handles, table)
+            batch = decode_rows_to_arrow(pa.array([v for _, v in pairs], pa.binary()), handles, row_columns(table))
             if writer is None:
                 writer = pa.ipc.new_file(sink, batch.schema)
             writer.write_batch(batch)

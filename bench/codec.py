@@ -20,7 +20,7 @@ from decimal import Decimal
 from pyspark_theflash.codec.batch import decode_rows_to_arrow, record_batch_from_rows
 from pyspark_theflash.codec.row import decode_row
 from pyspark_theflash.codec.row_v2 import encode_row_for_table
-from pyspark_theflash.schema import TableInfo, column, table
+from pyspark_theflash.schema import TableInfo, column, row_columns, table
 
 
 def bench_table() -> TableInfo:
@@ -45,6 +45,7 @@ def make_rows(t: TableInfo, n: int, seed: int) -> tuple[list[bytes], list[int]]:
     base = dt.datetime(2020, 1, 1)
     states = ["new", "paid", "shipped", "done"]
     values, handles = [], []
+    columns = row_columns(t)
     for i in range(n):
         row = {
             "tiny": rng.randint(-128, 127),
@@ -59,7 +60,7 @@ def make_rows(t: TableInfo, n: int, seed: int) -> tuple[list[bytes], list[int]]:
             "state": rng.choice(states),
             "note": None if rng.random() < 0.1 else "n" * rng.randint(0, 20),
         }
-        values.append(encode_row_for_table(t, row))
+        values.append(encode_row_for_table(columns, row))
         handles.append(i)
     return values, handles
 
@@ -77,14 +78,15 @@ def main() -> None:
     print(f"encoded {args.rows} rows ({sum(map(len, values)) / args.rows:.1f} B/row) "
           f"in {time.perf_counter() - t0:.1f}s")
 
+    columns = row_columns(t)
     t0 = time.perf_counter()
-    per_row = record_batch_from_rows([decode_row(v, t, h) for v, h in zip(values, handles)], t)
+    per_row = record_batch_from_rows([decode_row(v, columns, h) for v, h in zip(values, handles)], columns)
     per_row_s = time.perf_counter() - t0
 
     vec_s = float("inf")
     for _ in range(args.repeat):
         t0 = time.perf_counter()
-        vec = decode_rows_to_arrow(values, handles, t)
+        vec = decode_rows_to_arrow(values, handles, columns)
         vec_s = min(vec_s, time.perf_counter() - t0)
     if not vec.equals(per_row):
         raise SystemExit("the vectorised batch differs from the per-row batch")

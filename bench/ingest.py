@@ -213,7 +213,7 @@ def check_events(b: Batch, events: list[binlog_pb2.Event], info: dict[str, Any])
     """The rows the first events carry are byte for byte what the codec writes for them."""
     from pyspark_theflash.codec import encode_record_key
     from pyspark_theflash.codec.row_v2 import encode_row_for_table
-    from pyspark_theflash.schema import TableInfo
+    from pyspark_theflash.schema import TableInfo, row_columns
 
     table = TableInfo.from_json(info, db=DB)
     by_id = {int(h): i for i, h in enumerate(b.ids)}
@@ -225,7 +225,7 @@ def check_events(b: Batch, events: list[binlog_pb2.Event], info: dict[str, Any])
             i = by_id[int.from_bytes(row.key[11:19], "big") - (1 << 63)]  # memcomparable int64 handle
             assert row.key == encode_record_key(TABLE_ID, int(b.ids[i]))
             expected = b"" if b.deleted[i] else encode_row_for_table(
-                table, {"v": int(b.v[i]), "x": float(b.x[i]), "s": bytes(b.s[i]).decode()})
+                row_columns(table), {"v": int(b.v[i]), "x": float(b.x[i]), "s": bytes(b.s[i]).decode()})
             assert row.value == expected, (i, row.value.hex(), expected.hex())
             checked += 1
             if checked % 25 == 0:
@@ -237,13 +237,13 @@ def check_encoding(b: Batch, info: dict[str, Any]) -> None:
     """The NumPy row values and keys are byte for byte what the codec writes."""
     from pyspark_theflash.codec import encode_record_key
     from pyspark_theflash.codec.row_v2 import encode_row_for_table
-    from pyspark_theflash.schema import TableInfo
+    from pyspark_theflash.schema import TableInfo, row_columns
 
     table = TableInfo.from_json(info, db=DB)
     values, keys = row_values_v2(b), record_keys(b.ids)
     for i in range(min(50, len(b.ids))):
         row = {"v": int(b.v[i]), "x": float(b.x[i]), "s": bytes(b.s[i]).decode()}
-        expected = encode_row_for_table(table, row)
+        expected = encode_row_for_table(row_columns(table), row)
         assert bytes(values[i]) == expected, (i, bytes(values[i]).hex(), expected.hex())
         assert bytes(keys[i]) == encode_record_key(TABLE_ID, int(b.ids[i]))
 

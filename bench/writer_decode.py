@@ -31,7 +31,7 @@ def main() -> int:
     from pyspark.sql import SparkSession
 
     from pyspark_theflash.codec.batch import decode_rows_to_arrow
-    from pyspark_theflash.schema import TableInfo
+    from pyspark_theflash.schema import TableInfo, row_columns
     from pyspark_theflash.upstream.tidb import Catalog, encode_value, make_column
     from pyspark_theflash.upstream.tso import TimestampOracle
     from pyspark_theflash.writer.spark_decode import ExecutorRowDecoder
@@ -44,7 +44,7 @@ def main() -> int:
     values = [encode_value(table, {"id": i, "v": i * 3, "s": f"name-{i}", "d": Decimal("12.34")}) for i in range(args.rows)]
     handles = np.arange(args.rows, dtype=np.int64)
     started = time.perf_counter()
-    on_driver = decode_rows_to_arrow(values, handles, info, None)
+    on_driver = decode_rows_to_arrow(values, handles, row_columns(info))
     driver_s = time.perf_counter() - started
     spark = SparkSession.builder.master(args.master).config("spark.ui.enabled", "false").getOrCreate()
     decoder = ExecutorRowDecoder(spark.sparkContext, 1)

@@ -164,6 +164,7 @@ def describe_value(key: bytes, value: bytes, schemas: SchemaCache | None) -> str
         from pyspark_theflash.codec.errors import CodecError
         from pyspark_theflash.codec.number import decode_int_at
         from pyspark_theflash.codec.row import decode_row
+        from pyspark_theflash.schema.row_columns import row_columns
     except ImportError:
         return plain
     if not K.is_record_key(key):
@@ -174,7 +175,7 @@ def describe_value(key: bytes, value: bytes, schemas: SchemaCache | None) -> str
     if table is None:
         return f"{plain} (table {table_id} unknown to the schema endpoint)"
     try:
-        row = decode_row(value, table, handle=handle)
+        row = decode_row(value, row_columns(table), handle=handle)
     except (CodecError, ValueError, KeyError) as exc:
         return f"{plain} (cannot decode with the schema of {table.qualified_name}: {exc})"
     return f"{table.qualified_name}: " + ", ".join(f"{name}={value_text(v)}" for name, v in row.items())

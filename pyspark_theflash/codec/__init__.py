@@ -7,7 +7,10 @@
 * ``datum``                flag-prefixed datums: ``encode_key`` / ``encode_value``
 * ``keys``                 record/index keys, index values, region boundaries
 * ``row_v1`` / ``row_v2``  the old and the current row formats; ``json_binary`` binary JSON
+* ``row_columns``          the columns a row is read into (``schema.row_columns(table)`` builds them);
+                           ``row`` reads one row by them, ``batch`` many into Arrow
 * ``txn``                  TiKV Percolator ``Lock`` and ``Write`` records
+* ``column_types``         MySQL column type codes and flags (how a column's bytes read)
 
 No module here knows about Spark, files or the store.
 """
@@ -33,6 +36,7 @@ from pyspark_theflash.codec.errors import (
     NonRecordKeyError,
     TruncatedError,
     UnknownFlagError,
+    UnknownRowColumnError,
     ValueOutOfRangeError,
 )
 from pyspark_theflash.codec.keys import (
@@ -91,6 +95,7 @@ from pyspark_theflash.codec.json_binary import (
     json_to_text,
     parse_json_text,
 )
+from pyspark_theflash.codec.row_columns import RowColumn, RowColumns
 from pyspark_theflash.codec.row_v2 import decode_row_v2, encode_row_for_table, encode_row_v2
 from pyspark_theflash.codec.row import decode_row
 from pyspark_theflash.codec.batch import decode_rows_to_arrow, record_batch_from_rows

@@ -18,8 +18,10 @@ words in int64, ENUM/SET through a dictionary. JSON, wide DECIMALs, v1 rows and 
 header does not parse take the per-row path (`codec.row.decode_row`) and are merged back in
 their original order; that path also raises the errors, naming the row index.
 
-Types are exactly `schema.arrow_schema(table, columns)`; values equal what `decode_row`
-gives, converted by `record_batch_from_rows` (the per-row reference).
+The columns read are a `codec.row_columns.RowColumns` (`schema.row_columns(table, columns)`
+builds it from a table's schema). Types are exactly its `schema` (`schema.arrow_schema(table,
+columns)`); values equal what `decode_row` gives, converted by `record_batch_from_rows` (the
+per-row reference).
 """
 from __future__ import annotations
 
@@ -31,20 +33,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pyspark_theflash.codec import column_types as T
 from pyspark_theflash.codec.errors import CodecError, ColumnValueOutOfRangeError
 from pyspark_theflash.codec.row import (
     FLOAT32_MAX,
-    as_table_info,
     decode_row,
     float_out_of_range,
     int_out_of_range,
     origin_default_value,
     value_from_v2,
 )
+from pyspark_theflash.codec.row_columns import RowColumn, RowColumns
 from pyspark_theflash.codec.row_v2 import BadRowError, CODEC_VER, FLAG_CHECKSUM, FLAG_LARGE
-from pyspark_theflash.schema import types as T
-from pyspark_theflash.schema.arrow import arrow_schema
-from pyspark_theflash.schema.table_info import ColumnInfo, TableInfo
 
 _DIG2BYTES = (0, 1, 1, 2, 2, 3, 3, 4, 4, 4)
 _VALUE, _NULL, _ABSENT, _NOT_FAST = 0, 1, 2, 3
@@ -62,44 +62,40 @@ class BatchValueOutOfRangeError(BatchDecodeError, ColumnValueOutOfRangeError):
 
 
 def decode_rows_to_arrow(values: Sequence[bytes] | pa.Array | pa.ChunkedArray, handles: Any,
-                         table: TableInfo | Mapping[str, Any],
-                         columns: Sequence[str] | None = None, rows: np.ndarray | None = None) -> pa.RecordBatch:
-    """Decode row values (v2 or v1) of `table` into a RecordBatch of `arrow_schema(table, columns)`.
+                         columns: RowColumns, rows: np.ndarray | None = None) -> pa.RecordBatch:
+    """Decode row values (v2 or v1) into a RecordBatch of `columns.schema`.
 
     `values` are bytes objects or a pyarrow binary array (read in place, without a copy).
     `rows`, when given, are the positions in `values` of the rows to decode, in output order
     (a selection without copying the values); `handles` then has one entry per selected row.
 
-    `handles` are the int handles of the rows (used for the pk_is_handle column; may be None
-    when the table has none; errors name them).
+    `handles` are the int handles of the rows (used for the handle column, `columns.handle_id`;
+    may be None when the table has none; errors name them).
 
     A value its column's type cannot hold raises `BatchValueOutOfRangeError` (where
     `decode_row` raises `ColumnValueOutOfRangeError`); other bad rows `BatchDecodeError`."""
-    table = as_table_info(table)
     try:
-        return _decode_rows(values, handles, table, columns, rows)
+        return _decode_rows(values, handles, columns, rows)
     except ColumnValueOutOfRangeError as e:
         n = len(values) if rows is None else len(rows)
         handle = None
-        if e.row is not None and handles is not None and not table.is_common_handle:
+        if e.row is not None and handles is not None and not columns.common_handle:
             given = np.asarray(handles)
             handle = int(given[e.row]) if given.shape == (n,) else None
-        raise e.located(table=f"{table.qualified_name} (id {table.id})", handle=handle, rows=n,
-                        cls=BatchValueOutOfRangeError) from None
+        raise e.located(table=columns.label, handle=handle, rows=n, cls=BatchValueOutOfRangeError) from None
 
 
-def _decode_rows(values: Sequence[bytes] | pa.Array | pa.ChunkedArray, handles: Any, table: TableInfo,
-                 columns: Sequence[str] | None, rows: np.ndarray | None) -> pa.RecordBatch:
-    schema = arrow_schema(table, columns)
-    cols = [table.column(name) for name in schema.names]
+def _decode_rows(values: Sequence[bytes] | pa.Array | pa.ChunkedArray, handles: Any, columns: RowColumns,
+                 rows: np.ndarray | None) -> pa.RecordBatch:
+    schema, cols = columns.schema, columns.columns
     n = len(values) if rows is None else len(rows)
     if n == 0:
         return pa.RecordBatch.from_arrays([pa.array([], type=f.type) for f in schema],
                                           schema=schema)
     if not cols:  # e.g. count(*): n rows of no columns
         return pa.RecordBatch.from_struct_array(pa.nulls(n, pa.struct([])))
-    handle_col = table.handle_column if table.pk_is_handle else None
-    handle_arr = _handles_array(handles, n) if handle_col is not None else None
+    handle_id = columns.handle_id
+    handle_arr = _handles_array(handles, n) if handle_id is not None else None
 
     buf, starts, lengths = _row_buffer(values)
     if rows is not None:
@@ -107,7 +103,7 @@ def _decode_rows(values: Sequence[bytes] | pa.Array | pa.ChunkedArray, handles: 
 
     shared = _shared_header(buf, starts, lengths)
     if shared is not None:
-        return _decode_shared(buf, starts, shared, cols, schema, handle_col, handle_arr)
+        return _decode_shared(buf, starts, shared, cols, schema, handle_id, handle_arr)
     layout = _parse_layouts(buf, starts, lengths, cols)
     fast = layout.rows  # indices of rows decoded vectorised
     slow = np.setdiff1d(np.arange(n), fast, assume_unique=True) if len(fast) < n else fast[:0]
@@ -115,7 +111,7 @@ def _decode_rows(values: Sequence[bytes] | pa.Array | pa.ChunkedArray, handles: 
     arrays: list[pa.Array] = []
     if len(fast):
         for j, (col, field) in enumerate(zip(cols, schema)):
-            if handle_col is not None and handle_arr is not None and col.id == handle_col.id:
+            if handle_arr is not None and col.id == handle_id:
                 arrays.append(_handle_column(col, field.type, handle_arr[fast], fast))
                 continue
             arrays.append(_decode_column(buf, col, field.type, layout.start[j], layout.end[j],
@@ -126,14 +122,14 @@ def _decode_rows(values: Sequence[bytes] | pa.Array | pa.ChunkedArray, handles: 
     slow_rows = []
     for i in slow.tolist():
         try:
-            slow_rows.append(decode_row(buf[starts[i]:starts[i] + lengths[i]].tobytes(), table,
+            slow_rows.append(decode_row(buf[starts[i]:starts[i] + lengths[i]].tobytes(), columns,
                                         None if handle_arr is None else int(handle_arr[i])))
         except ColumnValueOutOfRangeError as e:
             raise e.located(row=i) from None
         except CodecError as e:
-            raise BatchDecodeError(f"row {i} of {n} (table {table.qualified_name}, id {table.id}): "
+            raise BatchDecodeError(f"row {i} of {n} (table {columns.table_name}, id {columns.table_id}): "
                                    f"{e}") from e
-    slow_batch = record_batch_from_rows(slow_rows, table, columns)
+    slow_batch = record_batch_from_rows(slow_rows, columns)
     if not len(fast):
         return slow_batch
     order = np.empty(n, dtype=np.int64)
@@ -166,20 +162,17 @@ def _row_buffer(values: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.frombuffer(b"".join(values), dtype=np.uint8), starts, lengths
 
 
-def record_batch_from_rows(rows: Sequence[Mapping[str, Any]], table: TableInfo | Mapping[str, Any],
-                           columns: Sequence[str] | None = None) -> pa.RecordBatch:
-    """The per-row path: `decode_row` dicts -> RecordBatch of `arrow_schema(table, columns)`."""
-    table = as_table_info(table)
-    schema = arrow_schema(table, columns)
+def record_batch_from_rows(rows: Sequence[Mapping[str, Any]], columns: RowColumns) -> pa.RecordBatch:
+    """The per-row path: `decode_row` dicts -> RecordBatch of `columns.schema`."""
+    schema = columns.schema
     arrays = []
-    for field in schema:
-        col = table.column(field.name)
+    for col, field in zip(columns.columns, schema):
         vals = [r[field.name] for r in rows]
         arrays.append(pa.array(_python_for_arrow(col, field.type, vals), type=field.type))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def _python_for_arrow(col: ColumnInfo, tp: pa.DataType, vals: list[Any]) -> list[Any]:
+def _python_for_arrow(col: RowColumn, tp: pa.DataType, vals: list[Any]) -> list[Any]:
     """decode_row's Python values -> what pa.array accepts for the column's Arrow type."""
     if pa.types.is_decimal(tp) and col.tp not in T.DECIMAL_TYPES:
         return [None if v is None else Decimal(v) for v in vals]  # uint64 and BIT(64)
@@ -244,7 +237,7 @@ def _rows_equal_first(block: np.ndarray) -> bool:
 
 
 def _parse_layouts(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
-                   cols: Sequence[ColumnInfo]) -> _Layouts:
+                   cols: Sequence[RowColumn]) -> _Layouts:
     n = len(starts)
     cand = np.flatnonzero(lengths >= 6) if not (lengths >= 6).all() else np.arange(n)
     s = starts[cand]
@@ -426,8 +419,8 @@ class _RowBytes:
         return out
 
 
-def _decode_shared(buf: np.ndarray, starts: np.ndarray, shared: _SharedHeader, cols: Sequence[ColumnInfo],
-                   schema: pa.Schema, handle_col: ColumnInfo | None, handles: np.ndarray | None) -> pa.RecordBatch:
+def _decode_shared(buf: np.ndarray, starts: np.ndarray, shared: _SharedHeader, cols: Sequence[RowColumn],
+                   schema: pa.Schema, handle_id: int | None, handles: np.ndarray | None) -> pa.RecordBatch:
     """Rows sharing one header: each column's values sit at one distance from the row start
     and have one width, so a column of a fixed-width type is read from one strided view and
     needs no per-row bounds, states or validity; the other columns take ``_decode_column``."""
@@ -436,7 +429,7 @@ def _decode_shared(buf: np.ndarray, starts: np.ndarray, shared: _SharedHeader, c
     every = np.arange(n)
     arrays: list[pa.Array] = []
     for col, field in zip(cols, schema):
-        if handle_col is not None and col.id == handle_col.id:
+        if col.id == handle_id:
             assert handles is not None
             arrays.append(_handle_column(col, field.type, handles, every))
             continue
@@ -454,7 +447,7 @@ def _decode_shared(buf: np.ndarray, starts: np.ndarray, shared: _SharedHeader, c
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def _fixed_slot(block: np.ndarray, col: ColumnInfo, tp: pa.DataType, rows: np.ndarray) -> pa.Array | None:
+def _fixed_slot(block: np.ndarray, col: RowColumn, tp: pa.DataType, rows: np.ndarray) -> pa.Array | None:
     """One column's values, not NULL and all ``block.shape[1]`` bytes wide, decoded from the
     (rows, width) bytes; None for a type or width without this path (``_decode_column`` then
     decodes, or says what is wrong)."""
@@ -570,13 +563,13 @@ def _fixed_array(tp: pa.DataType, data: np.ndarray, valid: np.ndarray | None) ->
                                  null_count=nulls)
 
 
-def _handle_column(col: ColumnInfo, tp: pa.DataType, handles: np.ndarray, rows: np.ndarray) -> pa.Array:
+def _handle_column(col: RowColumn, tp: pa.DataType, handles: np.ndarray, rows: np.ndarray) -> pa.Array:
     if col.unsigned:
         return _unsigned_to_arrow(handles.view(np.uint64), None, tp, col, rows)
     return _int_to_arrow(handles, None, tp, col, rows)
 
 
-def _int_to_arrow(v: np.ndarray, valid: np.ndarray | None, tp: pa.DataType, col: ColumnInfo,
+def _int_to_arrow(v: np.ndarray, valid: np.ndarray | None, tp: pa.DataType, col: RowColumn,
                   rows: np.ndarray) -> pa.Array:
     """int64/uint64 values as ``tp`` (an Arrow int type); a value ``tp`` cannot hold raises
     (``rows``: the batch row of each value, for the error) rather than wrapping."""
@@ -594,7 +587,7 @@ def _int_to_arrow(v: np.ndarray, valid: np.ndarray | None, tp: pa.DataType, col:
     return _fixed_array(tp, v.astype(dtype, copy=False), valid)
 
 
-def _unsigned_to_arrow(v: np.ndarray, valid: np.ndarray | None, tp: pa.DataType, col: ColumnInfo,
+def _unsigned_to_arrow(v: np.ndarray, valid: np.ndarray | None, tp: pa.DataType, col: RowColumn,
                        rows: np.ndarray) -> pa.Array:
     if pa.types.is_decimal(tp):  # BIGINT UNSIGNED / BIT(64): 128-bit little-endian, high word 0
         words = np.zeros((len(v), 2), dtype=np.uint64)
@@ -603,7 +596,7 @@ def _unsigned_to_arrow(v: np.ndarray, valid: np.ndarray | None, tp: pa.DataType,
     return _int_to_arrow(v, valid, tp, col, rows)
 
 
-def _float_array(f: np.ndarray, valid: np.ndarray | None, tp: pa.DataType, col: ColumnInfo,
+def _float_array(f: np.ndarray, valid: np.ndarray | None, tp: pa.DataType, col: RowColumn,
                  rows: np.ndarray) -> pa.Array:
     """float64 values as ``tp``; for float32 (FLOAT) a finite value beyond its range raises."""
     if pa.types.is_float32(tp):
@@ -620,7 +613,7 @@ def _float_array(f: np.ndarray, valid: np.ndarray | None, tp: pa.DataType, col: 
 
 
 def _read_ints(buf: np.ndarray, start: np.ndarray, length: np.ndarray, valid: np.ndarray,
-               signed: bool, col: ColumnInfo, rows: np.ndarray) -> np.ndarray:
+               signed: bool, col: RowColumn, rows: np.ndarray) -> np.ndarray:
     """Ints stored little-endian in 1/2/4/8 bytes -> int64 (signed) or uint64."""
     all_valid = bool(valid.all())
     if all_valid and len(length):
@@ -644,7 +637,7 @@ def _read_ints(buf: np.ndarray, start: np.ndarray, length: np.ndarray, valid: np
     return out
 
 
-def _decode_column(buf: np.ndarray, col: ColumnInfo, tp: pa.DataType, start: np.ndarray,
+def _decode_column(buf: np.ndarray, col: RowColumn, tp: pa.DataType, start: np.ndarray,
                    end: np.ndarray, state: np.ndarray, rows: np.ndarray) -> pa.Array:
     valid = state == _VALUE
     length = end - start
@@ -684,7 +677,7 @@ def _decode_column(buf: np.ndarray, col: ColumnInfo, tp: pa.DataType, start: np.
 
 
 def _floats(buf: np.ndarray, start: np.ndarray, length: np.ndarray, valid: np.ndarray,
-            col: ColumnInfo, rows: np.ndarray, tp: pa.DataType) -> pa.Array:
+            col: RowColumn, rows: np.ndarray, tp: pa.DataType) -> pa.Array:
     bad = valid & (length != 8)
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
@@ -712,7 +705,7 @@ def _memcomparable_floats(block: np.ndarray) -> np.ndarray:
 
 
 def _strings(buf: np.ndarray, start: np.ndarray, length: np.ndarray, valid: np.ndarray,
-             col: ColumnInfo, tp: pa.DataType) -> pa.Array:
+             col: RowColumn, tp: pa.DataType) -> pa.Array:
     lens = np.where(valid, length, 0)
     offsets = np.zeros(len(lens) + 1, dtype=np.int64)
     np.cumsum(lens, out=offsets[1:])
@@ -749,7 +742,7 @@ def _binary_as(data: np.ndarray, offsets: np.ndarray, validity: pa.Buffer | None
         return pa.array(vals, type=tp)
 
 
-def _times(packed: np.ndarray, valid: np.ndarray, col: ColumnInfo, tp: pa.DataType) -> pa.Array:
+def _times(packed: np.ndarray, valid: np.ndarray, col: RowColumn, tp: pa.DataType) -> pa.Array:
     p = packed.astype(np.uint64)
     us = (p & np.uint64(0xFFFFFF)).astype(np.int64)
     ymdhms = p >> np.uint64(24)
@@ -784,7 +777,7 @@ def _days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
     return days
 
 
-def _enums(idx: np.ndarray, valid: np.ndarray, col: ColumnInfo, rows: np.ndarray) -> pa.Array:
+def _enums(idx: np.ndarray, valid: np.ndarray, col: RowColumn, rows: np.ndarray) -> pa.Array:
     bad = valid & (idx > len(col.elems))
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
@@ -795,7 +788,7 @@ def _enums(idx: np.ndarray, valid: np.ndarray, col: ColumnInfo, rows: np.ndarray
     return pa.DictionaryArray.from_arrays(indices, dictionary).dictionary_decode()
 
 
-def _sets(mask: np.ndarray, valid: np.ndarray, col: ColumnInfo, rows: np.ndarray) -> pa.Array:
+def _sets(mask: np.ndarray, valid: np.ndarray, col: RowColumn, rows: np.ndarray) -> pa.Array:
     n_el = len(col.elems)
     bad = valid & ((mask >> np.uint64(n_el)) != 0) if n_el < 64 else np.zeros(len(mask), bool)
     if bad.any():
@@ -809,7 +802,7 @@ def _sets(mask: np.ndarray, valid: np.ndarray, col: ColumnInfo, rows: np.ndarray
 
 
 def _decimals(buf: np.ndarray, start: np.ndarray, length: np.ndarray, valid: np.ndarray,
-              col: ColumnInfo, tp: pa.DataType, rows: np.ndarray) -> pa.Array:
+              col: RowColumn, tp: pa.DataType, rows: np.ndarray) -> pa.Array:
     """DECIMAL(p<=38, s) stored with the column's own precision and frac: the MyDecimal words
     combined into the unscaled value (int64 for p <= 18, else a (hi, lo) uint64 pair), written
     as decimal128's little-endian two's complement; other rows go per value."""
@@ -882,7 +875,7 @@ def _mul_add_u128(hi: np.ndarray, lo: np.ndarray, m: int, w: np.ndarray) -> tupl
 
 
 def _per_value(buf: np.ndarray, start: np.ndarray, end: np.ndarray, valid: np.ndarray,
-               col: ColumnInfo, tp: pa.DataType, rows: np.ndarray) -> pa.Array:
+               col: RowColumn, tp: pa.DataType, rows: np.ndarray) -> pa.Array:
     """Rare types (JSON, wide or re-scaled DECIMAL): decode each value with codec.row."""
     data = buf.tobytes() if len(buf) < 1 << 16 else buf.data  # ndarray.data: memoryview(buf)
     vals: list[Any] = [None] * len(start)

@@ -43,6 +43,13 @@ class MalformedError(CodecError):
     """Bytes of the right length whose content breaks the format's rules."""
 
 
+class UnknownRowColumnError(CodecError, KeyError):
+    """A column name that the columns a row is read or written by (``RowColumns``) do not have."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 class ValueOutOfRangeError(CodecError):
     """A value that the requested encoding cannot represent (e.g. an int beyond int64)."""
 

@@ -1,4 +1,5 @@
-"""One TiDB row value (format v2 or v1) -> {column name: Python value}, by the table's schema.
+"""One TiDB row value (format v2 or v1) -> {column name: Python value}, for the columns asked
+for (``codec.row_columns.RowColumns``, which ``schema.row_columns(table)`` builds).
 
 Python types by TiDB type (the per-row reference for the vectorised `codec.batch`):
 
@@ -35,17 +36,15 @@ does not know (dropped columns) are ignored.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import math
-from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
-import pyarrow as pa
-
+from pyspark_theflash.codec import column_types as T
 from pyspark_theflash.codec import json_binary
 from pyspark_theflash.codec.datum import Datum
 from pyspark_theflash.codec.errors import ColumnValueOutOfRangeError, MalformedError, TruncatedError
+from pyspark_theflash.codec.row_columns import RowColumn, RowColumns
 from pyspark_theflash.codec.row_v1 import decode_row_v1
 from pyspark_theflash.codec.row_v2 import (
     BadRowError,
@@ -57,11 +56,6 @@ from pyspark_theflash.codec.row_v2 import (
     is_row_v2,
 )
 from pyspark_theflash.codec.time import unpack_time_fields
-from pyspark_theflash.schema import types as T
-from pyspark_theflash.schema.arrow import arrow_type
-from pyspark_theflash.schema.defaults import origin_default_value as schema_origin_default
-from pyspark_theflash.schema.errors import SchemaError
-from pyspark_theflash.schema.table_info import ColumnInfo, TableInfo
 
 _UTC = dt.timezone.utc
 _DATE_TYPES = frozenset({T.TYPE_DATE, T.TYPE_NEWDATE})
@@ -70,28 +64,22 @@ FLOAT32_MAX = 3.4028234663852886e38
 _UINT64_MAX = (1 << 64) - 1
 
 
-def as_table_info(table_info: Mapping[str, Any] | TableInfo) -> TableInfo:
-    return table_info if isinstance(table_info, TableInfo) else TableInfo.from_json(table_info)
-
-
-def decode_row(data: bytes, table_info: Mapping[str, Any] | TableInfo,
-               handle: int | None = None) -> dict[str, Any]:
+def decode_row(data: bytes, columns: RowColumns, handle: int | None = None) -> dict[str, Any]:
     """Decode one row value (v2 if its first byte is 0x80, else v1 datums) to column name ->
-    Python value for every public column of the table (see the module table)."""
-    table = as_table_info(table_info)
+    Python value for every column of ``columns`` (see the module table)."""
     try:
-        return _decode_row(data, table, handle)
+        return _decode_row(data, columns, handle)
     except ColumnValueOutOfRangeError as e:
-        raise e.located(table=f"{table.qualified_name} (id {table.id})", handle=handle) from None
+        raise e.located(table=columns.label, handle=handle) from None
 
 
-def _decode_row(data: bytes, table: TableInfo, handle: int | None) -> dict[str, Any]:
-    handle_col = table.handle_column if table.pk_is_handle else None
+def _decode_row(data: bytes, columns: RowColumns, handle: int | None) -> dict[str, Any]:
+    handle_id = columns.handle_id
     out: dict[str, Any] = {}
     if is_row_v2(data):
         raw = decode_row_v2(data)
-        for col in table.columns:
-            if handle_col is not None and col.id == handle_col.id:
+        for col in columns.columns:
+            if col.id == handle_id:
                 out[col.name] = handle_value(col, handle)
             elif col.id in raw:
                 v = raw[col.id]
@@ -100,8 +88,8 @@ def _decode_row(data: bytes, table: TableInfo, handle: int | None) -> dict[str, 
                 out[col.name] = origin_default_value(col)
         return out
     datums = decode_row_v1(data)
-    for col in table.columns:
-        if handle_col is not None and col.id == handle_col.id:
+    for col in columns.columns:
+        if col.id == handle_id:
             out[col.name] = handle_value(col, handle)
         elif col.id in datums:
             out[col.name] = value_from_datum(col, datums[col.id])
@@ -110,7 +98,7 @@ def _decode_row(data: bytes, table: TableInfo, handle: int | None) -> dict[str, 
     return out
 
 
-def handle_value(column: ColumnInfo, handle: int | None) -> int | None:
+def handle_value(column: RowColumn, handle: int | None) -> int | None:
     """The int handle as the primary key column's value (an unsigned BIGINT handle is stored as
     the int64 with the same bits)."""
     if handle is None:
@@ -123,26 +111,11 @@ def handle_value(column: ColumnInfo, handle: int | None) -> int | None:
 # what a column's type holds
 
 
-def int_range(column: ColumnInfo) -> tuple[int, int]:
-    """The ints an integer-valued column (TINYINT..BIGINT, YEAR, BIT) holds: its Arrow type's
-    range (int8..int64; BIGINT UNSIGNED and BIT(64) are decimal128(20,0), holding any uint64)."""
-    return _int_range(column.tp, column.flag & T.UNSIGNED_FLAG, column.flen)
-
-
-@functools.lru_cache(maxsize=None)
-def _int_range(tp: int, unsigned_flag: int, flen: int) -> tuple[int, int]:
-    arrow = arrow_type(ColumnInfo(id=0, name="", offset=0, tp=tp, flag=unsigned_flag, flen=flen))
-    if not pa.types.is_integer(arrow):
-        return 0, _UINT64_MAX
-    bits = arrow.bit_width
-    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-
-
-def out_of_range(column: ColumnInfo, value: Any, holds: str) -> ColumnValueOutOfRangeError:
+def out_of_range(column: RowColumn, value: Any, holds: str) -> ColumnValueOutOfRangeError:
     return ColumnValueOutOfRangeError(column.name, column.id, _sql_type(column), value, holds)
 
 
-def _sql_type(column: ColumnInfo) -> str:
+def _sql_type(column: RowColumn) -> str:
     name = column.type_name
     if column.tp in T.DECIMAL_TYPES:
         name += f"({decimal_precision(column)},{max(column.decimal, 0)})"
@@ -151,34 +124,34 @@ def _sql_type(column: ColumnInfo) -> str:
     return name + (" UNSIGNED" if column.unsigned and column.tp in _INT_LIKE else "")
 
 
-def checked_int(column: ColumnInfo, n: int) -> int:
-    lo, hi = int_range(column)
+def checked_int(column: RowColumn, n: int) -> int:
+    lo, hi = column.int_range
     if not lo <= n <= hi:
         raise int_out_of_range(column, n)
     return n
 
 
-def int_out_of_range(column: ColumnInfo, n: int) -> ColumnValueOutOfRangeError:
-    lo, hi = int_range(column)
-    return out_of_range(column, n, f"{arrow_type(column)}: {lo}..{hi}")
+def int_out_of_range(column: RowColumn, n: int) -> ColumnValueOutOfRangeError:
+    lo, hi = column.int_range
+    return out_of_range(column, n, f"{column.arrow_type}: {lo}..{hi}")
 
 
-def checked_float(column: ColumnInfo, f: float) -> float:
+def checked_float(column: RowColumn, f: float) -> float:
     """A FLOAT column is float32: a finite value beyond float32's range does not fit."""
     if column.tp == T.TYPE_FLOAT and math.isfinite(f) and abs(f) > FLOAT32_MAX:
         raise float_out_of_range(column, f)
     return f
 
 
-def float_out_of_range(column: ColumnInfo, f: float) -> ColumnValueOutOfRangeError:
+def float_out_of_range(column: RowColumn, f: float) -> ColumnValueOutOfRangeError:
     return out_of_range(column, f, f"float32: |v| <= {FLOAT32_MAX!r}")
 
 
-def decimal_precision(column: ColumnInfo) -> int:
+def decimal_precision(column: RowColumn) -> int:
     return column.flen if column.flen > 0 else 65  # unspecified: MySQL's maximum
 
 
-def checked_decimal(column: ColumnInfo, d: Decimal) -> Decimal:
+def checked_decimal(column: RowColumn, d: Decimal) -> Decimal:
     """DECIMAL(p,s) holds |v| < 10**(p-s) with no non-zero digit beyond the s-th fractional one."""
     if d.is_finite():
         p, s = decimal_precision(column), max(column.decimal, 0)
@@ -195,7 +168,7 @@ def checked_decimal(column: ColumnInfo, d: Decimal) -> Decimal:
 # logical value (int / float / Decimal / bytes / JSON) -> Python value of the column's type
 
 
-def value_from_v2(column: ColumnInfo, raw: bytes) -> Any:
+def value_from_v2(column: RowColumn, raw: bytes) -> Any:
     """One not-null v2 value of `column` as its Python value."""
     tp = column.tp
     try:
@@ -218,7 +191,7 @@ def value_from_v2(column: ColumnInfo, raw: bytes) -> Any:
     return string_value(column, raw)
 
 
-def value_from_datum(column: ColumnInfo, datum: Datum) -> Any:
+def value_from_datum(column: RowColumn, datum: Datum) -> Any:
     """One v1 datum of `column` as its Python value (kinds come back as their flags say)."""
     kind, v = datum.kind, datum.value
     if kind in ("null", "max") or v is None:
@@ -250,13 +223,13 @@ def value_from_datum(column: ColumnInfo, datum: Datum) -> Any:
     return string_value(column, bytes(v))
 
 
-def string_value(column: ColumnInfo, raw: bytes) -> str | bytes:
+def string_value(column: RowColumn, raw: bytes) -> str | bytes:
     if column.is_binary_string or column.tp not in T.STRING_TYPES:
         return bytes(raw)
     return bytes(raw).decode("utf-8", errors="replace")
 
 
-def time_value(column: ColumnInfo, packed: int) -> dt.date | dt.datetime | None:
+def time_value(column: RowColumn, packed: int) -> dt.date | dt.datetime | None:
     """A packed DATE/DATETIME/TIMESTAMP; zero or impossible dates are None."""
     y, mo, d, h, mi, s, us = unpack_time_fields(packed)
     try:
@@ -268,7 +241,7 @@ def time_value(column: ColumnInfo, packed: int) -> dt.date | dt.datetime | None:
         return None
 
 
-def _time_from_python(column: ColumnInfo, v: dt.date) -> dt.date | dt.datetime:
+def _time_from_python(column: RowColumn, v: dt.date) -> dt.date | dt.datetime:
     if column.tp in _DATE_TYPES:
         return v.date() if isinstance(v, dt.datetime) else v
     if not isinstance(v, dt.datetime):
@@ -284,7 +257,7 @@ def duration_value(nanos: int) -> dt.timedelta:
     return dt.timedelta(microseconds=-micros if nanos < 0 else micros)
 
 
-def _decimal_for(column: ColumnInfo, d: Decimal) -> Decimal:
+def _decimal_for(column: RowColumn, d: Decimal) -> Decimal:
     if 0 <= column.decimal <= 30 and d.is_finite():
         with localcontext() as ctx:  # DECIMAL(65,30) needs more than the default 28 digits
             ctx.prec = 100
@@ -292,7 +265,7 @@ def _decimal_for(column: ColumnInfo, d: Decimal) -> Decimal:
     return d
 
 
-def _unsigned_value(column: ColumnInfo, n: int) -> Any:
+def _unsigned_value(column: RowColumn, n: int) -> Any:
     if column.tp == T.TYPE_ENUM:
         return enum_name(column, n)
     if column.tp == T.TYPE_SET:
@@ -300,7 +273,7 @@ def _unsigned_value(column: ColumnInfo, n: int) -> Any:
     return checked_int(column, n)  # BIT
 
 
-def enum_name(column: ColumnInfo, index: int) -> str:
+def enum_name(column: RowColumn, index: int) -> str:
     if index == 0:
         return ""
     if not 1 <= index <= len(column.elems):
@@ -309,7 +282,7 @@ def enum_name(column: ColumnInfo, index: int) -> str:
     return column.elems[index - 1]
 
 
-def set_names(column: ColumnInfo, mask: int) -> str:
+def set_names(column: RowColumn, mask: int) -> str:
     if mask >> len(column.elems):
         raise BadRowError(f"SET column {column.name} (id {column.id}) holds bitmask {mask:#x}, "
                           f"beyond its {len(column.elems)} element(s); the schema is not the row's")
@@ -320,16 +293,13 @@ def set_names(column: ColumnInfo, mask: int) -> str:
 # origin defaults
 
 
-def origin_default_value(column: ColumnInfo) -> Any:
+def origin_default_value(column: RowColumn) -> Any:
     """The Python value of the column's origin default, typed as `decode_row` types values.
 
-    schema.defaults parses TiDB's text form for the column's Arrow type; here BIGINT UNSIGNED
-    and BIT(64) (Decimal for Arrow) become int again, wide DECIMALs Decimal, and JSON its
-    TiDB text."""
-    try:
-        v = schema_origin_default(column)
-    except SchemaError as e:
-        raise BadRowError(f"{e}; rows without column {column.name} cannot be read") from e
+    The column's ``origin_default_value()`` is a value of its Arrow type (schema.defaults parses
+    TiDB's text form; one that cannot be read raises ``BadRowError``); here BIGINT UNSIGNED and
+    BIT(64) (Decimal for Arrow) become int again, wide DECIMALs Decimal, and JSON its TiDB text."""
+    v = column.origin_default_value()
     if v is None:
         return None
     tp = column.tp

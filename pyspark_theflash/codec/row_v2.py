@@ -20,8 +20,9 @@ import datetime as dt
 import struct
 from collections.abc import Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal, localcontext
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
+from pyspark_theflash.codec import column_types as T
 from pyspark_theflash.codec import json_binary
 from pyspark_theflash.codec.datum import Datum
 from pyspark_theflash.codec.decimal import (
@@ -31,6 +32,7 @@ from pyspark_theflash.codec.decimal import (
     precision_and_frac,
 )
 from pyspark_theflash.codec.number import cmp_uint64_to_float, encode_float
+from pyspark_theflash.codec.row_columns import ColumnType, RowColumns
 from pyspark_theflash.codec.time import duration_to_ns, pack_datetime
 from pyspark_theflash.codec.errors import (
     MalformedError,
@@ -38,9 +40,6 @@ from pyspark_theflash.codec.errors import (
     UnknownFlagError,
     ValueOutOfRangeError,
 )
-
-if TYPE_CHECKING:
-    from pyspark_theflash.schema import ColumnInfo, TableInfo
 
 CODEC_VER = 0x80
 FLAG_LARGE = 0x01
@@ -282,10 +281,8 @@ def encode_row_v2(cols: Sequence[tuple[int, Datum]]) -> bytes:
 # Python values -> datums by column type (for the mini cluster's table API)
 
 
-def datum_for_column(column: ColumnInfo, value: Any) -> Datum:
+def datum_for_column(column: ColumnType, value: Any) -> Datum:
     """Convert a Python value to the datum TiDB would store for `column`."""
-    from pyspark_theflash.schema import types as T
-
     if value is None:
         return Datum("null", None)
     tp = column.tp
@@ -325,7 +322,7 @@ def datum_for_column(column: ColumnInfo, value: Any) -> Datum:
     return Datum("bytes", bytes(value))
 
 
-def _enum_index(column: ColumnInfo, value: Any) -> int:
+def _enum_index(column: ColumnType, value: Any) -> int:
     if isinstance(value, int):
         return value
     if value == "":
@@ -338,7 +335,7 @@ def _enum_index(column: ColumnInfo, value: Any) -> int:
             f"({', '.join(column.elems)})") from None
 
 
-def _set_mask(column: ColumnInfo, value: Any) -> int:
+def _set_mask(column: ColumnType, value: Any) -> int:
     if isinstance(value, int):
         return value
     names = value if isinstance(value, (set, frozenset, list, tuple)) else \
@@ -355,16 +352,16 @@ def _set_mask(column: ColumnInfo, value: Any) -> int:
     return mask
 
 
-def encode_row_for_table(table_info: TableInfo, values: Mapping[str, Any]) -> bytes:
-    """Encode a row of `table_info` from column name -> Python value, as TiDB would.
+def encode_row_for_table(columns: RowColumns, values: Mapping[str, Any]) -> bytes:
+    """Encode a row of a table (its `columns`, `schema.row_columns(table)`) from column name ->
+    Python value, as TiDB would.
 
     Columns missing from `values` are left out of the row (readers give them their origin
     default); the int handle column of a pk_is_handle table lives in the key, not the row."""
-    handle = table_info.handle_column if table_info.pk_is_handle else None
     cols: list[tuple[int, Datum]] = []
     for name, value in values.items():
-        column = table_info.column(name)
-        if handle is not None and column.id == handle.id:
+        column = columns.column(name)
+        if column.id == columns.handle_id:
             continue
         cols.append((column.id, datum_for_column(column, value)))
     return encode_row_v2(cols)

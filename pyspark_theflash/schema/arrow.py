@@ -32,7 +32,7 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
-from pyspark_theflash.schema import types as T
+from pyspark_theflash.codec import column_types as T
 from pyspark_theflash.schema.errors import SchemaError, UnsupportedTypeError
 from pyspark_theflash.schema.table_info import ColumnInfo, TableInfo
 

@@ -17,9 +17,16 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from pyspark_theflash.schema import types as T
+from pyspark_theflash.codec import column_types as T
 from pyspark_theflash.schema.errors import SchemaError
-from pyspark_theflash.schema.table_info import ColumnInfo, TableInfo, name_json, primary_index_json
+from pyspark_theflash.schema.table_info import (
+    CURRENT_COLUMN_INFO_VERSION,
+    STATE_PUBLIC,
+    ColumnInfo,
+    TableInfo,
+    name_json,
+    primary_index_json,
+)
 
 _UNSET: Any = object()
 
@@ -216,7 +223,7 @@ def column(
     collate: str | None = None,
     generated: str | None = None,
     stored: bool = False,
-    version: int = T.CURRENT_COLUMN_INFO_VERSION,
+    version: int = CURRENT_COLUMN_INFO_VERSION,
 ) -> ColumnInfo:
     """A column definition from a SQL type string; ``table`` assigns its id and offset.
 
@@ -293,7 +300,7 @@ def table(
         flag = c.flag
         if c.name.lower() in key_lower:
             flag |= T.PRI_KEY_FLAG | T.NOT_NULL_FLAG
-        cols.append(dataclasses.replace(c, id=i + 1, offset=i, flag=flag, state=T.STATE_PUBLIC))
+        cols.append(dataclasses.replace(c, id=i + 1, offset=i, flag=flag, state=STATE_PUBLIC))
     key_cols = [cols[names.index(k.lower())] for k in key]
     pk_is_handle = clustered and len(key_cols) == 1 and key_cols[0].tp in T.INTEGER_TYPES
     is_common_handle = clustered and bool(key_cols) and not pk_is_handle
@@ -307,7 +314,7 @@ def table(
         "pk_is_handle": pk_is_handle,
         "is_common_handle": is_common_handle,
         "common_handle_version": 1 if is_common_handle else 0,
-        "state": T.STATE_PUBLIC,
+        "state": STATE_PUBLIC,
         "max_col_id": len(cols),
         "max_idx_id": 1 if key_cols and not pk_is_handle else 0,
         "schema_version": schema_version,

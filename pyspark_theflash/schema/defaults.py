@@ -26,9 +26,9 @@ import re
 from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
 
-from pyspark_theflash.schema import types as T
+from pyspark_theflash.codec import column_types as T
 from pyspark_theflash.schema.errors import SchemaError
-from pyspark_theflash.schema.table_info import ColumnInfo
+from pyspark_theflash.schema.table_info import COLUMN_INFO_VERSION_UTC_TIMESTAMP_DEFAULTS, ColumnInfo
 
 _TIME_RE = re.compile(r"^\s*(-)?(\d+):(\d{1,2}):(\d{1,2})(?:\.(\d{1,6}))?\s*$")
 _ZERO_DATE_RE = re.compile(r"^0000-00-00")
@@ -43,7 +43,7 @@ def timestamp_default_zone(col: ColumnInfo) -> dt.tzinfo:
     the TiDB server's system time zone for version 0 (``THEFLASH_TIDB_SYSTEM_TIME_ZONE``)."""
     import os
 
-    if col.version >= T.COLUMN_INFO_VERSION_UTC_TIMESTAMP_DEFAULTS:
+    if col.version >= COLUMN_INFO_VERSION_UTC_TIMESTAMP_DEFAULTS:
         return dt.timezone.utc
     name = os.environ.get(SYSTEM_TIME_ZONE_ENV, "").strip()
     if not name:

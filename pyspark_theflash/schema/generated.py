@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pyspark_theflash.schema import types as T
+from pyspark_theflash.codec import column_types as T
 from pyspark_theflash.schema.errors import SchemaError
 
 if TYPE_CHECKING:

@@ -31,7 +31,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from pyspark_theflash.schema import types as T
+from pyspark_theflash.codec import column_types as T
 from pyspark_theflash.schema.column_stats import ColumnStats
 from pyspark_theflash.schema.errors import SchemaError
 from pyspark_theflash.schema.table_info import ColumnInfo, TableInfo

@@ -24,8 +24,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pyspark_theflash.schema import types as T
+from pyspark_theflash.codec import column_types as T
 from pyspark_theflash.schema.errors import SchemaError, UnknownColumnError
+
+# column/table states (model.SchemaState); only public columns are visible to readers
+STATE_NONE = 0
+STATE_DELETE_ONLY = 1
+STATE_WRITE_ONLY = 2
+STATE_WRITE_REORGANIZATION = 3
+STATE_DELETE_REORGANIZATION = 4
+STATE_PUBLIC = 5
+
+# TiDB's model.ColumnInfo.Version: ColumnInfoVersion0 (TIMESTAMP defaults in the TiDB server's
+# system time zone), ColumnInfoVersion1 (TIMESTAMP defaults in UTC), ColumnInfoVersion2 (charset
+# fix; the latest, CurrLatestColumnInfoVersion).
+COLUMN_INFO_VERSION_UTC_TIMESTAMP_DEFAULTS = 1
+CURRENT_COLUMN_INFO_VERSION = 2
 
 
 def parse_name(value: Any, what: str) -> str:
@@ -60,13 +74,13 @@ class ColumnInfo:
     origin_default: Any = None
     default: Any = None
     origin_default_bit: str | None = None  # base64 of a BIT column's origin default bytes
-    state: int = T.STATE_PUBLIC
+    state: int = STATE_PUBLIC
     generated_expr: str = ""
     generated_stored: bool = False
     # TiDB's ColumnInfo.Version: 0 for columns made by TiDB before 2.1, whose TIMESTAMP defaults
     # are in the TiDB server's system time zone; 1 and up keep them in UTC. A table info without
     # it is taken as today's (2).
-    version: int = T.CURRENT_COLUMN_INFO_VERSION
+    version: int = CURRENT_COLUMN_INFO_VERSION
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     # --- flags and derived facts
@@ -84,7 +98,7 @@ class ColumnInfo:
 
     @property
     def is_public(self) -> bool:
-        return self.state == T.STATE_PUBLIC
+        return self.state == STATE_PUBLIC
 
     @property
     def is_virtual_generated(self) -> bool:
@@ -148,10 +162,10 @@ class ColumnInfo:
             origin_default=d.get("origin_default"),
             default=d.get("default"),
             origin_default_bit=d.get("origin_default_bit"),
-            state=int(d.get("state", T.STATE_PUBLIC)),
+            state=int(d.get("state", STATE_PUBLIC)),
             generated_expr=str(d.get("generated_expr_string") or ""),
             generated_stored=bool(d.get("generated_stored", False)),
-            version=int(d["version"]) if d.get("version") is not None else T.CURRENT_COLUMN_INFO_VERSION,
+            version=int(d["version"]) if d.get("version") is not None else CURRENT_COLUMN_INFO_VERSION,
             raw=copy.deepcopy(dict(d)),
         )
 
@@ -392,7 +406,7 @@ def primary_index_json(table_columns: Sequence[ColumnInfo], index_id: int = 1) -
         "idx_cols": [
             {"name": name_json(c.name), "offset": c.offset, "length": T.UNSPECIFIED_LENGTH} for c in table_columns
         ],
-        "state": T.STATE_PUBLIC,
+        "state": STATE_PUBLIC,
         "unique": True,
         "primary": True,
         "index_type": 1,

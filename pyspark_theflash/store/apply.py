@@ -128,8 +128,9 @@ class Applier:
         self.catalog = catalog
         self.pipeline = pipeline  # a write past the flush thresholds flushes through it
         self._file_schemas: dict[tuple[int, int], tuple[pa.Schema, list[pa.Field]]] = {}
-        # Replaces codec.batch.decode_rows_to_arrow (same signature) for the committed rows of a
-        # batch, e.g. to decode large batches on Spark executors (writer/spark_decode.py).
+        # Decodes the committed rows of a batch instead of codec.batch.decode_rows_to_arrow:
+        # (values, handles, table info, columns) -> RecordBatch, e.g. on Spark executors for
+        # large batches (writer/spark_decode.py).
         self.decode_rows: Callable[..., pa.RecordBatch] | None = None
 
     # --- the write path ----------------------------------------------------------------------
@@ -758,6 +759,7 @@ class Applier:
         """Rows ``rows`` (positions among the batch's record rows) of one table, all decoding
         with schema version ``info``: their part-file table (deletes as delete marks)."""
         from pyspark_theflash.codec.batch import decode_rows_to_arrow
+        from pyspark_theflash.schema.row_columns import row_columns
 
         schema, user = self._file_schema(info)
         is_delete = deletes[rows]
@@ -778,7 +780,7 @@ class Applier:
                 if self.decode_rows is not None:
                     batch = self.decode_rows(all_values.take(pa.array(value_at[pick])), picked_handles, info, None)
                 else:  # the selected values are read in place
-                    batch = decode_rows_to_arrow(all_values, picked_handles, info, None, rows=value_at[pick])
+                    batch = decode_rows_to_arrow(all_values, picked_handles, row_columns(info), rows=value_at[pick])
                 cols = [batch.column(batch.schema.get_field_index(f.name)) for f in user]
             pieces.append(pa.Table.from_arrays(
                 cols + [h, pa.array(ts_of[pick]), pa.array(np.full(n, want_delete))], schema=schema))

@@ -125,8 +125,9 @@ def origin_defaults(table: "TableInfo", names: Sequence[str]) -> pa.RecordBatch:
     """One row holding each named column's origin default (the value a row written before
     the column existed has), decoded by the codec exactly as an absent column would be."""
     from pyspark_theflash.codec.batch import decode_rows_to_arrow
+    from pyspark_theflash.schema.row_columns import row_columns
 
-    return decode_rows_to_arrow([EMPTY_ROW_V2], np.zeros(1, dtype=np.int64), table, list(names))
+    return decode_rows_to_arrow([EMPTY_ROW_V2], np.zeros(1, dtype=np.int64), row_columns(table, list(names)))
 
 
 def _cast_column(a: Any, target: pa.DataType) -> Any:

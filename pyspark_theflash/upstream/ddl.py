@@ -19,11 +19,11 @@ from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterator, Mapping
 
+from pyspark_theflash.codec import column_types as T
 from pyspark_theflash.codec.row_v1 import encode_row_v1
 from pyspark_theflash.codec.row_v2 import datum_for_column
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.schema import ColumnInfo, TableInfo
-from pyspark_theflash.schema import types as T
 from pyspark_theflash.upstream.errors import SchemaError
 
 DDL = binlog_pb2.Ddl

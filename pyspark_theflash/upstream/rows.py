@@ -21,7 +21,7 @@ from pyspark_theflash.codec import batch_encode as B
 from pyspark_theflash.codec import decode_row
 from pyspark_theflash.codec.row_v1 import encode_row_v1
 from pyspark_theflash.codec.row_v2 import datum_for_column, encode_row_v2
-from pyspark_theflash.schema import ColumnInfo, TableInfo
+from pyspark_theflash.schema import ColumnInfo, TableInfo, row_columns
 from pyspark_theflash.schema.errors import UnknownColumnError
 from pyspark_theflash.schema.partitioning import partitioning_of
 from pyspark_theflash.upstream.errors import DuplicateKeyError, GeneratedValueError, SchemaError
@@ -160,8 +160,8 @@ class TableRows:
 
         base = encode_row_v2(cols)
         handle = np.zeros(1, dtype=np.int64)
-        arrays = decode_rows_to_arrow([bytes(base)], handle, self.info,
-                                      [c.name for c in self.info.columns if not c.generated_expr])
+        arrays = decode_rows_to_arrow([bytes(base)], handle, row_columns(
+            self.info, [c.name for c in self.info.columns if not c.generated_expr]))
         values = {name: arrays.column(name) for name in arrays.schema.names}
         out = []
         for col in self.generated:
@@ -190,8 +190,8 @@ class TableRows:
         """Column values of a stored row, with the handle column (or _tidb_rowid) from the key."""
         if self.kind == "int":
             _, handle = codec.decode_record_key(key)
-            return dict(decode_row(value, self.info, handle=handle))
-        row = dict(decode_row(value, self.info))
+            return dict(decode_row(value, row_columns(self.info), handle=handle))
+        row = dict(decode_row(value, row_columns(self.info)))
         if self.kind == "rowid":
             row[ROWID] = codec.decode_record_key(key)[1]
         return row

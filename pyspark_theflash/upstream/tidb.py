@@ -17,14 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from pyspark_theflash import codec
+from pyspark_theflash.codec import column_types as T
 from pyspark_theflash.codec import decode_row, encode_int, encode_row_for_table
 from pyspark_theflash.codec.row_v2 import datum_for_column
 from pyspark_theflash.errors import TheFlashError
 from pyspark_theflash.proto import binlog_pb2
-from pyspark_theflash.schema import ColumnInfo, TableInfo, column
+from pyspark_theflash.schema import ColumnInfo, TableInfo, column, row_columns
 from pyspark_theflash.schema import table as build_table
-from pyspark_theflash.schema import types as T
 from pyspark_theflash.schema.builder import default_text
+from pyspark_theflash.schema.table_info import STATE_PUBLIC
 from pyspark_theflash.schema.partitioning import (
     HASH,
     KEY,
@@ -129,15 +130,15 @@ def encode_value(table: Mapping[str, Any], row: Mapping[str, Any], info: TableIn
     values = {k: v for k, v in row.items() if k != ROWID}
     if table.get("pk_is_handle"):
         values.pop(_col_name(_pk_columns(table)[0]), None)
-    return bytes(encode_row_for_table(info or table_info_of(table), values))
+    return bytes(encode_row_for_table(row_columns(info or table_info_of(table)), values))
 
 
 def decode_value(table: Mapping[str, Any], key: bytes, value: bytes, info: TableInfo | None = None) -> dict[str, Any]:
     """Column values of a stored row, with the handle column (or _tidb_rowid) filled from the key."""
     if table.get("pk_is_handle"):
         _, handle = codec.decode_record_key(key)
-        return dict(decode_row(value, info or table_info_of(table), handle=handle))
-    row = dict(decode_row(value, info or table_info_of(table)))
+        return dict(decode_row(value, row_columns(info or table_info_of(table)), handle=handle))
+    row = dict(decode_row(value, row_columns(info or table_info_of(table))))
     if not table.get("is_common_handle"):
         _, handle = codec.decode_record_key(key)
         row[ROWID] = handle
@@ -363,7 +364,7 @@ class Catalog:
             table["max_col_id"] += 1
             col["id"], col["offset"] = table["max_col_id"], len(table["cols"])
             col["name"] = _name(_col_name(col))
-            col.setdefault("state", T.STATE_PUBLIC)
+            col.setdefault("state", STATE_PUBLIC)
             col.setdefault("version", 2)
             if default is not None:
                 stored = default_text(default, ColumnInfo.from_json(col))
@@ -407,7 +408,7 @@ class Catalog:
             in_place = changes_in_place(old, new_col)
             after = copy.deepcopy(table)
             col = dict(new_json, name=copy.deepcopy(old_json["name"]), offset=old_json["offset"],
-                       state=T.STATE_PUBLIC, version=old_json.get("version", 2))
+                       state=STATE_PUBLIC, version=old_json.get("version", 2))
             if in_place:
                 col["id"] = old.id
                 col["origin_default"] = old_json.get("origin_default")  # rows without it read what they read
@@ -1049,7 +1050,7 @@ def decode_records(table: Mapping[str, Any], pairs: Sequence[tuple[bytes, bytes]
         handles = np.array([codec.decode_record_key(k)[1] if not info.is_common_handle else 0 for k, _ in pairs],
                            dtype=np.int64)
         stored = [c.name for c in info.columns if not c.is_virtual_generated]
-        decoded = decode_rows_to_arrow([v for _, v in pairs], handles, info, stored)
+        decoded = decode_rows_to_arrow([v for _, v in pairs], handles, row_columns(info, stored))
         for name, values in TableRows(info.qualified_name, table).computed_virtual(decoded).items():
             for row, v in zip(rows, values):
                 row[name] = v

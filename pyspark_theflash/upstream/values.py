@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pyspark_theflash.codec import batch_encode as B
+from pyspark_theflash.codec import column_types as T
 from pyspark_theflash.codec.datum import NULL as _NULL
 from pyspark_theflash.codec.datum import Datum, encode_key
 from pyspark_theflash.codec.decimal import DecimalValue
@@ -44,7 +45,6 @@ from pyspark_theflash.codec.errors import CodecError
 from pyspark_theflash.codec.row_v2 import datum_for_column, encode_value_v2
 from pyspark_theflash.codec.time import MAX_DURATION_NS
 from pyspark_theflash.schema import ColumnInfo
-from pyspark_theflash.schema import types as T
 from pyspark_theflash.schema.defaults import convert_default
 from pyspark_theflash.upstream.errors import (
     BadNullError,

@@ -36,8 +36,8 @@ from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any, Callable
 
+from pyspark_theflash.codec import column_types as T
 from pyspark_theflash.codec import encode_record_key
-from pyspark_theflash.schema import types as T
 from pyspark_theflash.upstream.errors import SchemaError, TxnAbortedError, UpstreamError
 from pyspark_theflash.upstream.tidb import Abandoned, Txn, make_column
 

@@ -19,10 +19,10 @@ DEFAULT_MIN_ROWS = 20_000
 def decode_chunk(table_json: str, db: str, columns: Sequence[str] | None, values: list[bytes], handles: list[int]) -> bytes:
     """Executor side: decode one chunk; returns it as an Arrow IPC stream."""
     from pyspark_theflash.codec.batch import decode_rows_to_arrow
-    from pyspark_theflash.schema import TableInfo
+    from pyspark_theflash.schema import TableInfo, row_columns
 
     info = TableInfo.from_json(json.loads(table_json), db=db)
-    batch = decode_rows_to_arrow(values, np.asarray(handles, dtype=np.int64), info, columns)
+    batch = decode_rows_to_arrow(values, np.asarray(handles, dtype=np.int64), row_columns(info, columns))
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, batch.schema) as out:
         out.write_batch(batch)
@@ -30,8 +30,8 @@ def decode_chunk(table_json: str, db: str, columns: Sequence[str] | None, values
 
 
 class ExecutorRowDecoder:
-    """A drop-in for ``decode_rows_to_arrow(values, handles, table, columns)`` that sends large
-    inputs to the executors of ``spark_context``."""
+    """The store's ``decode_rows``: ``decode_rows_to_arrow(values, handles, row_columns(table,
+    columns))``, sending large inputs to the executors of ``spark_context``."""
 
     def __init__(self, spark_context: Any, min_rows: int = DEFAULT_MIN_ROWS, partitions: int = 0) -> None:
         self.sc = spark_context
@@ -43,10 +43,11 @@ class ExecutorRowDecoder:
     def __call__(self, values: Sequence[bytes] | pa.Array, handles: Any, table: Any,
                  columns: Sequence[str] | None = None) -> pa.RecordBatch:
         from pyspark_theflash.codec.batch import decode_rows_to_arrow
+        from pyspark_theflash.schema import row_columns
 
         n = len(values)
         if n < self.min_rows:
-            return decode_rows_to_arrow(values, handles, table, columns)
+            return decode_rows_to_arrow(values, handles, row_columns(table, columns))
         handles = np.asarray(handles, dtype=np.int64)
         bounds = np.linspace(0, n, self.partitions + 1, dtype=np.int64)
         if isinstance(values, (pa.Array, pa.ChunkedArray)):  # the store passes Arrow binary

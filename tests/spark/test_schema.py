@@ -12,6 +12,7 @@ import pytest
 from pyspark.sql import types as S
 from pyspark.sql.pandas.types import from_arrow_type
 
+from pyspark_theflash.codec import column_types as T
 from pyspark_theflash.schema import (
     COMMIT_TS,
     DELMARK,
@@ -29,7 +30,6 @@ from pyspark_theflash.schema import (
     spark_type,
     table,
 )
-from pyspark_theflash.schema import types as T
 
 # (SQL type, Arrow type, Spark type) — the table in docs/architecture.md, row by row
 TYPE_MAPPING = [

@@ -40,7 +40,7 @@ from pyspark.sql.types import StructType
 from flash_rig import FlashRig, wait_for
 from pyspark_theflash.codec.batch import record_batch_from_rows
 from pyspark_theflash.scan.planner import plan
-from pyspark_theflash.schema import TableInfo, spark_schema
+from pyspark_theflash.schema import TableInfo, row_columns, spark_schema
 from pyspark_theflash.store import Store, StoreOptions
 from pyspark_theflash.upstream.tidb import make_column, record_key
 from pyspark_theflash.upstream.workloads import (
@@ -206,7 +206,7 @@ def load_reference(spark: Any, rig: FlashRig, name: str, schema: Any, ts: int, r
     spec = TABLES[name]
     info = TableInfo.from_json(rig.cluster.table_info(*spec.qualified.split(".")))
     rows = rig.cluster.scan_table(spec.qualified, ts)
-    batch = record_batch_from_rows(rows, info, [n for n in schema.names if n not in spec.hidden])
+    batch = record_batch_from_rows(rows, row_columns(info, [n for n in schema.names if n not in spec.hidden]))
     for hidden in spec.hidden:  # the upstream's handle of a table without a primary key
         batch = batch.append_column(hidden, pa.array([r[hidden] for r in rows], pa.int64()))
     batch = batch.select(list(schema.names))

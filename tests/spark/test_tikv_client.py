@@ -30,6 +30,7 @@ from pyspark_theflash.codec.keys import decode_record_key, encode_record_key  # 
 from pyspark_theflash.codec.row import decode_row  # noqa: E402
 from pyspark_theflash.codec.row_v2 import encode_row_for_table  # noqa: E402
 from pyspark_theflash.proto import kvrpcpb_pb2, tikvpb_pb2_grpc  # noqa: E402
+from pyspark_theflash.schema import row_columns  # noqa: E402
 from pyspark_theflash.upstream.tidb import make_column, table_info_of  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,11 +71,11 @@ class Bank:
         return encode_record_key(self.table_id, account)
 
     def row(self, account: int, balance: int) -> bytes:
-        return encode_row_for_table(self.info, {"id": account, "balance": balance,
+        return encode_row_for_table(row_columns(self.info), {"id": account, "balance": balance,
                                                 "digest": digest(account, balance)})
 
     def balance_of(self, value: bytes) -> int:
-        return int(decode_row(value, self.info)["balance"])
+        return int(decode_row(value, row_columns(self.info))["balance"])
 
     @property
     def span(self) -> tuple[bytes, bytes]:

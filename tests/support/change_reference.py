@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from pyspark_theflash.codec.batch import record_batch_from_rows
 from pyspark_theflash.codec.keys import decode_record_key
-from pyspark_theflash.schema import TableInfo
+from pyspark_theflash.schema import TableInfo, row_columns
 from pyspark_theflash.upstream.tidb import decode_records, record_range, scan_records
 
 ROWID = "_tidb_rowid"
@@ -32,7 +32,7 @@ def _as_arrow_values(table: dict[str, Any], rows: list[dict[str, Any]]) -> list[
     """Decoded rows as the values Arrow (and so a change read) gives back for them."""
     if not rows:
         return []
-    return record_batch_from_rows(rows, table, None).to_pylist()
+    return record_batch_from_rows(rows, row_columns(table)).to_pylist()
 
 
 def upstream_changes(cluster: Any, qualified: str, from_ts: int, to_ts: int,

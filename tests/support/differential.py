@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow as pa
 
 from pyspark_theflash.codec.batch import record_batch_from_rows
-from pyspark_theflash.schema import TableInfo
+from pyspark_theflash.schema import TableInfo, row_columns
 
 ROWID = "_tidb_rowid"
 
@@ -57,7 +57,7 @@ def compare_at(spark: Any, upstream: Any, options: dict[str, str], table: str, t
         out.differences.append(f"upstream has no {table} at ts {ts}, the replica read {got.num_rows} rows")
         return out
     keys = [ROWID] if hidden else list(info.primary_key)
-    expected_batch = record_batch_from_rows(scan.rows, info, None)
+    expected_batch = record_batch_from_rows(scan.rows, row_columns(info))
     if hidden:
         rowids = pa.array([r[ROWID] for r in scan.rows], type=pa.int64())
         expected_batch = pa.RecordBatch.from_arrays([*expected_batch.columns, rowids],

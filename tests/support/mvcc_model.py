@@ -449,8 +449,9 @@ class StreamGenerator:
 
             self._table_info = TableInfo.from_json(self.table, db=DB)
         from pyspark_theflash.codec.row_v2 import encode_row_for_table
+        from pyspark_theflash.schema import row_columns
 
-        data = bytes(encode_row_for_table(self._table_info, values))
+        data = bytes(encode_row_for_table(row_columns(self._table_info), values))
         self.values[data] = values
         return data
 

@@ -16,7 +16,7 @@ from pyspark_theflash.codec.keys import encode_common_handle_key, encode_record_
 from pyspark_theflash.codec.row_v2 import encode_row_for_table
 from pyspark_theflash.codec.txn import Lock, Write
 from pyspark_theflash.proto import binlog_pb2
-from pyspark_theflash.schema import builder
+from pyspark_theflash.schema import builder, row_columns
 from pyspark_theflash.schema.table_info import TableInfo
 
 Row = binlog_pb2.Row
@@ -43,7 +43,7 @@ def table_json(table: TableInfo) -> dict[str, Any]:
 
 def row(table: TableInfo, **values: Any) -> bytes:
     """A row value (format v2) of ``table``."""
-    return encode_row_for_table(table, values)
+    return encode_row_for_table(row_columns(table), values)
 
 
 def codes_table(table_id: int = 400, schema_version: int = 1) -> TableInfo:

@@ -211,6 +211,7 @@ def upstream_rows(cluster: Any, qualified: str, table: str, ts: int) -> pa.Table
     ``MiniCluster.scan_table`` does), the row values decoded in one vectorised pass instead of
     row by row (``scan_table`` takes minutes at SF 0.1)."""
     from pyspark_theflash.codec.batch import decode_rows_to_arrow
+    from pyspark_theflash.schema import row_columns
     from pyspark_theflash.codec.keys import decode_record_keys
     from pyspark_theflash.upstream.tidb import LockResolver, physical_ids, record_range, split_table_name
 
@@ -219,7 +220,7 @@ def upstream_rows(cluster: Any, qualified: str, table: str, ts: int) -> pa.Table
     pairs = [pair for start, end in map(record_range, physical_ids(info))  # every partition's records
              for pair in resolver.retry(lambda: cluster.store.scan(start, end, ts), ts)]
     handles = decode_record_keys([k for k, _v in pairs])[1] if info.get("pk_is_handle") else None
-    batch = decode_rows_to_arrow(pa.array([v for _k, v in pairs], pa.binary()), handles, info)
+    batch = decode_rows_to_arrow(pa.array([v for _k, v in pairs], pa.binary()), handles, row_columns(info))
     rows = pa.Table.from_batches([batch]).cast(arrow_schema_of(table))
     return rows.sort_by([(k, "ascending") for k in PRIMARY_KEYS[table]])
 

@@ -26,7 +26,7 @@ from pyspark_theflash.codec.row import decode_row
 from pyspark_theflash.codec.row_v1 import encode_row_v1
 from pyspark_theflash.codec.row_v2 import FLAG_CHECKSUM, datum_for_column, encode_row_for_table, encode_row_v2
 from pyspark_theflash.codec.time import pack_time_fields
-from pyspark_theflash.schema import TableInfo, arrow_schema, column, table
+from pyspark_theflash.schema import TableInfo, arrow_schema, column, row_columns, table
 
 UTC = dt.timezone.utc
 text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
@@ -106,7 +106,7 @@ def table_and_rows(draw: st.DrawFn) -> tuple[TableInfo, list[bytes], list[int]]:
 
 
 def per_row(values: list[bytes], handles: list[int], t: TableInfo, columns: list[str] | None = None) -> pa.RecordBatch:
-    return record_batch_from_rows([decode_row(v, t, h) for v, h in zip(values, handles)], t, columns)
+    return record_batch_from_rows([decode_row(v, row_columns(t), h) for v, h in zip(values, handles)], row_columns(t, columns))
 
 
 def assert_same(got: pa.RecordBatch, want: pa.RecordBatch) -> None:
@@ -120,7 +120,7 @@ def assert_same(got: pa.RecordBatch, want: pa.RecordBatch) -> None:
 @given(table_and_rows())
 def test_vectorised_equals_per_row_for_random_tables(case: tuple[TableInfo, list[bytes], list[int]]) -> None:
     t, values, handles = case
-    assert_same(decode_rows_to_arrow(values, handles, t), per_row(values, handles, t))
+    assert_same(decode_rows_to_arrow(values, handles, row_columns(t)), per_row(values, handles, t))
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -130,16 +130,16 @@ def test_selected_columns_in_any_order(case: tuple[TableInfo, list[bytes], list[
     names = list(t.column_names)
     rnd.shuffle(names)
     chosen = names[: rnd.randint(1, len(names))]
-    got = decode_rows_to_arrow(values, np.array(handles), t, chosen)
+    got = decode_rows_to_arrow(values, np.array(handles), row_columns(t, chosen))
     assert got.schema == arrow_schema(t, chosen)
     assert_same(got, per_row(values, handles, t, chosen))
 
 
 def test_empty_input_gives_an_empty_batch_of_the_schema() -> None:
     t = table(1, "e", [column("id", "BIGINT", primary_key=True), column("v", "VARCHAR(3)")])
-    got = decode_rows_to_arrow([], [], t)
+    got = decode_rows_to_arrow([], [], row_columns(t))
     assert got.num_rows == 0 and got.schema == arrow_schema(t)
-    assert decode_rows_to_arrow([], None, t, ["v"]).schema == arrow_schema(t, ["v"])
+    assert decode_rows_to_arrow([], None, row_columns(t, ["v"])).schema == arrow_schema(t, ["v"])
 
 
 def test_arrow_types_and_values_of_a_mixed_table() -> None:
@@ -147,11 +147,11 @@ def test_arrow_types_and_values_of_a_mixed_table() -> None:
                        column("ts", "TIMESTAMP"), column("day", "DATE"), column("tm", "TIME"),
                        column("m", "DECIMAL(12,2)"), column("e", "ENUM('new','done')"), column("n", "INT", default=4)])
     when = dt.datetime(2024, 2, 29, 23, 59, 59, 999999)
-    values = [encode_row_for_table(t, {"d": when, "ts": when.replace(tzinfo=UTC), "day": when.date(),
+    values = [encode_row_for_table(row_columns(t), {"d": when, "ts": when.replace(tzinfo=UTC), "day": when.date(),
                                        "tm": dt.timedelta(seconds=-1, microseconds=1), "m": Decimal("-0.05"),
                                        "e": "done", "n": 1}),
               encode_row_v2([])]
-    got = decode_rows_to_arrow(values, np.array([-1, 5]), t)
+    got = decode_rows_to_arrow(values, np.array([-1, 5]), row_columns(t))
     assert got.schema.field("id").type == pa.decimal128(20, 0)
     assert got.to_pylist() == [
         {"id": Decimal(2**64 - 1), "d": when, "ts": when.replace(tzinfo=UTC), "day": when.date(),
@@ -166,7 +166,7 @@ def test_zero_and_impossible_dates_are_null_in_both_paths() -> None:
               encode_row_v2([(1, Datum("datetime", pack_time_fields(2020, 0, 1))), (2, Datum("datetime", 0))]),
               encode_row_v2([(1, Datum("datetime", pack_time_fields(2000, 2, 29, 1))),
                              (2, Datum("datetime", pack_time_fields(1, 1, 1)))])]
-    got = decode_rows_to_arrow(values, None, t)
+    got = decode_rows_to_arrow(values, None, row_columns(t))
     assert got.to_pylist() == [{"d": None, "day": None}, {"d": None, "day": None},
                                {"d": dt.datetime(2000, 2, 29, 1), "day": dt.date(1, 1, 1)}]
     assert_same(got, per_row(values, [0, 0, 0], t))
@@ -175,50 +175,50 @@ def test_zero_and_impossible_dates_are_null_in_both_paths() -> None:
 def test_decimal_stored_with_another_precision_takes_the_per_value_path() -> None:
     t = table(4, "d", [column("m", "DECIMAL(10,2)")])
     natural = encode_row_v2([(1, Datum("decimal", Decimal("1.5")))])  # precision 2, frac 1
-    exact = encode_row_for_table(t, {"m": Decimal("-7.25")})
-    got = decode_rows_to_arrow([natural, exact], None, t)
+    exact = encode_row_for_table(row_columns(t), {"m": Decimal("-7.25")})
+    got = decode_rows_to_arrow([natural, exact], None, row_columns(t))
     assert got.column("m").to_pylist() == [Decimal("1.50"), Decimal("-7.25")]
 
 
 def test_invalid_utf8_in_text_is_replaced_like_decode_row() -> None:
     t = table(5, "s", [column("s", "VARCHAR(10)")])
     values = [encode_row_v2([(1, Datum("bytes", b"ok"))]), encode_row_v2([(1, Datum("bytes", b"a\xffb"))])]
-    got = decode_rows_to_arrow(values, None, t)
+    got = decode_rows_to_arrow(values, None, row_columns(t))
     assert got.column("s").to_pylist() == ["ok", "a\ufffdb"]
     # rows of one length share one header: the strided path replaces alike
     values = [encode_row_v2([(1, Datum("bytes", b"ok!"))]), encode_row_v2([(1, Datum("bytes", b"a\xffb"))])]
-    got = decode_rows_to_arrow(values, None, t)
+    got = decode_rows_to_arrow(values, None, row_columns(t))
     assert got.column("s").to_pylist() == ["ok!", "a\ufffdb"]
 
 
 def test_bad_row_error_names_the_row_index() -> None:
     t = table(6, "b", [column("a", "INT"), column("s", "VARCHAR(4)")])
-    good = encode_row_for_table(t, {"a": 1, "s": "x"})
+    good = encode_row_for_table(row_columns(t), {"a": 1, "s": "x"})
     truncated = good[:-1]
     with pytest.raises(BatchDecodeError, match=r"row 2 of 3"):
-        decode_rows_to_arrow([good, good, truncated], None, t)
+        decode_rows_to_arrow([good, good, truncated], None, row_columns(t))
     bad_flag = bytes([0x80, 0x40]) + good[2:]
     with pytest.raises(BatchDecodeError, match=r"row 1 of 2.*0x40"):
-        decode_rows_to_arrow([good, bad_flag], None, t)
+        decode_rows_to_arrow([good, bad_flag], None, row_columns(t))
     bad_width = b"\x80\x00\x01\x00\x00\x00\x01\x03\x00abc"
     with pytest.raises(BatchDecodeError, match=r"row 1: column a \(id 1, INT\) has a 3-byte integer"):
-        decode_rows_to_arrow([good, bad_width], None, t)
+        decode_rows_to_arrow([good, bad_width], None, row_columns(t))
 
 
 def test_handles_are_required_for_a_pk_is_handle_table() -> None:
     t = table(7, "h", [column("id", "INT", primary_key=True), column("v", "INT")])
-    row = encode_row_for_table(t, {"id": 1, "v": 2})
+    row = encode_row_for_table(row_columns(t), {"id": 1, "v": 2})
     with pytest.raises(BatchDecodeError, match="handles"):
-        decode_rows_to_arrow([row], None, t)
+        decode_rows_to_arrow([row], None, row_columns(t))
     with pytest.raises(BatchDecodeError, match="1 handle"):
-        decode_rows_to_arrow([row, row], [1], t)
-    assert decode_rows_to_arrow([row], [9], t).to_pylist() == [{"id": 9, "v": 2}]
+        decode_rows_to_arrow([row, row], [1], row_columns(t))
+    assert decode_rows_to_arrow([row], [9], row_columns(t)).to_pylist() == [{"id": 9, "v": 2}]
 
 
 def test_no_columns_gives_one_empty_row_per_value() -> None:
     t = table(8, "c", [column("a", "INT")])
-    row = encode_row_for_table(t, {"a": 1})
-    got = decode_rows_to_arrow([row, row, row], None, t, [])
+    row = encode_row_for_table(row_columns(t), {"a": 1})
+    got = decode_rows_to_arrow([row, row, row], None, row_columns(t, []))
     assert got.num_rows == 3 and got.num_columns == 0
 
 
@@ -230,25 +230,25 @@ def test_wide_decimals_across_the_64_bit_boundary(sql: str) -> None:
     unscaled = [0, 1, 2**63 - 1, 2**63, 2**64 - 1, 2**64, 2**64 + 5, 2**65 + 3, 10**digits - 1]
     unscaled = [u for u in unscaled if u < 10**digits]
     values = [Decimal(sign * u).scaleb(-scale, Context(prec=100)) for u in unscaled for sign in (1, -1)]
-    rows = [encode_row_for_table(t, {"m": v}) for v in values]
-    got = decode_rows_to_arrow(rows, None, t)
+    rows = [encode_row_for_table(row_columns(t), {"m": v}) for v in values]
+    got = decode_rows_to_arrow(rows, None, row_columns(t))
     assert got.column("m").to_pylist() == values
     assert_same(got, per_row(rows, [0] * len(rows), t))
 
 
 def test_a_pyarrow_binary_array_of_values_is_read_in_place() -> None:
     t = table(10, "p", [column("id", "BIGINT", primary_key=True), column("s", "VARCHAR(8)"), column("n", "INT")])
-    rows = [encode_row_for_table(t, {"s": f"v{i}", "n": i}) for i in range(6)]
+    rows = [encode_row_for_table(row_columns(t), {"s": f"v{i}", "n": i}) for i in range(6)]
     rows[3] = encode_row_v1([(2, Datum("bytes", b"old")), (3, Datum("int", -3))])  # v1 goes per row
     handles = np.arange(6, dtype=np.int64)
     want = per_row(rows, list(range(6)), t)
     for arr in (pa.array(rows, pa.binary()), pa.array(rows, pa.large_binary()),
                 pa.chunked_array([rows[:2], rows[2:]], pa.binary())):
-        assert_same(decode_rows_to_arrow(arr, handles, t), want)
+        assert_same(decode_rows_to_arrow(arr, handles, row_columns(t)), want)
     sliced = pa.array(rows, pa.binary()).slice(2, 3)
-    assert_same(decode_rows_to_arrow(sliced, handles[2:5], t), per_row(rows[2:5], [2, 3, 4], t))
+    assert_same(decode_rows_to_arrow(sliced, handles[2:5], row_columns(t)), per_row(rows[2:5], [2, 3, 4], t))
     with pytest.raises(BatchDecodeError, match="row 1 of 2 has a NULL"):
-        decode_rows_to_arrow(pa.array([rows[0], None], pa.binary()), handles[:2], t)
+        decode_rows_to_arrow(pa.array([rows[0], None], pa.binary()), handles[:2], row_columns(t))
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -257,18 +257,18 @@ def test_selected_rows_decode_as_the_taken_values(case: tuple[TableInfo, list[by
     """``rows=`` picks values by position (any order, repeats allowed) without copying them."""
     t, values, handles = case
     picked = [rnd.randrange(len(values)) for _ in range(rnd.randint(0, 2 * len(values)))] if values else []
-    got = decode_rows_to_arrow(pa.array(values, pa.binary()), np.array([handles[i] for i in picked], np.int64), t,
+    got = decode_rows_to_arrow(pa.array(values, pa.binary()), np.array([handles[i] for i in picked], np.int64), row_columns(t),
                                rows=np.array(picked, dtype=np.int64))
     assert_same(got, per_row([values[i] for i in picked], [handles[i] for i in picked], t))
 
 
 def test_fixed_width_and_mixed_width_strings_decode_alike() -> None:
     t = table(11, "w", [column("id", "BIGINT", primary_key=True), column("s", "VARCHAR(8)")])
-    same = [encode_row_for_table(t, {"s": f"ab{i}"}) for i in range(5)]            # all 3 bytes wide
-    mixed = same + [encode_row_for_table(t, {"s": "longer"}), encode_row_for_table(t, {"s": None})]
+    same = [encode_row_for_table(row_columns(t), {"s": f"ab{i}"}) for i in range(5)]            # all 3 bytes wide
+    mixed = same + [encode_row_for_table(row_columns(t), {"s": "longer"}), encode_row_for_table(row_columns(t), {"s": None})]
     for rows in (same, mixed):
         handles = list(range(len(rows)))
-        assert_same(decode_rows_to_arrow(rows, handles, t), per_row(rows, handles, t))
+        assert_same(decode_rows_to_arrow(rows, handles, row_columns(t)), per_row(rows, handles, t))
 
 
 # Rows that all share one layout (the common case: one writer, one schema version) take the
@@ -326,8 +326,8 @@ def one_layout_rows(draw: st.DrawFn, fixed_width: bool) -> tuple[TableInfo, list
 def test_rows_sharing_one_layout_decode_as_per_row(case: tuple[TableInfo, list[bytes], list[int]]) -> None:
     t, values, handles = case
     want = per_row(values, handles, t)
-    assert_same(decode_rows_to_arrow(values, handles, t), want)
-    assert_same(decode_rows_to_arrow(pa.array(values, pa.binary()), handles, t), want)
+    assert_same(decode_rows_to_arrow(values, handles, row_columns(t)), want)
+    assert_same(decode_rows_to_arrow(pa.array(values, pa.binary()), handles, row_columns(t)), want)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -347,7 +347,7 @@ def test_selected_rows_of_one_length_decode_as_per_row(case: tuple[TableInfo, li
     arr = pa.array(interleaved, pa.binary())
     for picked in (list(range(len(values))), list(range(0, len(values), 2)), list(range(len(values)))[::-1],
                    rnd.sample(range(len(values)), len(values))):
-        got = decode_rows_to_arrow(arr, np.array([handles[i] for i in picked], np.int64), t,
+        got = decode_rows_to_arrow(arr, np.array([handles[i] for i in picked], np.int64), row_columns(t),
                                    rows=np.array([at[i] for i in picked], np.int64))
         assert_same(got, per_row([values[i] for i in picked], [handles[i] for i in picked], t))
 
@@ -456,18 +456,18 @@ def test_a_value_its_column_cannot_hold_is_the_same_named_error_in_both_decoders
     t, values, handles, bad = case
     for i, (v, h) in enumerate(zip(values, handles)):
         if not bad[i]:
-            decode_row(v, t, h)
+            decode_row(v, row_columns(t), h)
             continue
         with pytest.raises(ColumnValueOutOfRangeError) as row_error:
-            decode_row(v, t, h)
+            decode_row(v, row_columns(t), h)
         assert _reported(row_error.value, bad[i]), (row_error.value, bad[i])
         assert row_error.value.handle == h and "ranges" in str(row_error.value.table)
     if not any(bad):
-        assert_same(decode_rows_to_arrow(values, handles, t), per_row(values, handles, t))
+        assert_same(decode_rows_to_arrow(values, handles, row_columns(t)), per_row(values, handles, t))
         return
     for given_values in (values, pa.array(values, pa.binary())):
         with pytest.raises(BatchValueOutOfRangeError) as caught:
-            decode_rows_to_arrow(given_values, np.array(handles, np.int64), t)
+            decode_rows_to_arrow(given_values, np.array(handles, np.int64), row_columns(t))
         e = caught.value
         assert isinstance(e, BatchDecodeError) and isinstance(e, ColumnValueOutOfRangeError)
         assert e.row is not None and _reported(e, bad[e.row]), (e, bad)
@@ -484,15 +484,15 @@ def test_an_int_beyond_its_column_in_every_row_is_an_error_not_zero() -> None:
     t = table(53, "shop.items", [column("id", "BIGINT", primary_key=True), column("qty", "INT"),
                                  column("note", "VARCHAR(8)")])
     widened = encode_row_v2([(2, Datum("int", 2**40 + 5)), (3, Datum("bytes", b"ab"))])
-    fitting = encode_row_for_table(t, {"qty": 7, "note": "abc"})
+    fitting = encode_row_for_table(row_columns(t), {"qty": 7, "note": "abc"})
     for rows, bad_row in (([widened, widened], 0), ([fitting, widened, fitting], 1)):
         handles = np.arange(100, 100 + len(rows), dtype=np.int64)
         with pytest.raises(BatchValueOutOfRangeError, match=rf"table shop.items \(id 53\), row {bad_row} of "
                            rf"{len(rows)}, handle {100 + bad_row}: column qty \(id 2, INT\) holds 1099511627781"):
-            decode_rows_to_arrow(rows, handles, t)
+            decode_rows_to_arrow(rows, handles, row_columns(t))
         with pytest.raises(ColumnValueOutOfRangeError, match=r"handle 101: column qty .* holds 1099511627781"):
-            decode_row(widened, t, 101)
+            decode_row(widened, row_columns(t), 101)
     # a pk_is_handle INT column whose handle went beyond int32 (the key was widened)
     k = table(54, "k", [column("id", "INT", primary_key=True), column("v", "INT")])
     with pytest.raises(BatchValueOutOfRangeError, match=r"row 1 of 2, handle 1099511627776: column id"):
-        decode_rows_to_arrow([encode_row_for_table(k, {"v": 1})] * 2, [1, 2**40], k)
+        decode_rows_to_arrow([encode_row_for_table(row_columns(k), {"v": 1})] * 2, [1, 2**40], row_columns(k))

@@ -25,7 +25,7 @@ from pyspark_theflash.codec.row_v2 import (
     parse_row_v2,
 )
 from pyspark_theflash.codec.time import pack_time_fields
-from pyspark_theflash.schema import ColumnInfo, TableInfo, column, table
+from pyspark_theflash.schema import ColumnInfo, TableInfo, column, row_columns, table
 
 UTC = dt.timezone.utc
 _SQL_OF_TAG = {"int": "BIGINT", "uint": "BIGINT UNSIGNED", "bytes": "VARCHAR(20)", "float": "DOUBLE",
@@ -65,7 +65,7 @@ def test_rowcodec_v2_vectors_encode_and_decode_to_their_inputs(tidb_vectors: lis
         data = bytes.fromhex(vec["expected_hex"])
         assert encode_row_v2([(cid, vector_datum(tag, v)) for cid, tag, v in cols]) == data
         t = table_with_ids([(cid, column(f"c{cid}", _SQL_OF_TAG[tag])) for cid, tag, _ in cols])
-        assert decode_row(data, t) == {f"c{cid}": expected_python(tag, v) for cid, tag, v in cols}
+        assert decode_row(data, row_columns(t)) == {f"c{cid}": expected_python(tag, v) for cid, tag, v in cols}
 
 
 def test_old_row_vectors_decode_to_their_inputs(tidb_vectors: list[dict]) -> None:
@@ -73,12 +73,12 @@ def test_old_row_vectors_decode_to_their_inputs(tidb_vectors: list[dict]) -> Non
     assert len(vectors) == 3
     t = table_with_ids([(1, column("a", "TINYINT")), (2, column("b", "INT", default=5))])
     empty = next(v for d, v in vectors.items() if "empty" in d)
-    assert decode_row(bytes.fromhex(empty["expected_hex"]), t) == {"a": None, "b": 5}
+    assert decode_row(bytes.fromhex(empty["expected_hex"]), row_columns(t)) == {"a": None, "b": 5}
     tiny = next(v for d, v in vectors.items() if "TINYINT" in d)
-    assert decode_row(bytes.fromhex(tiny["expected_hex"]), t) == {"a": 127, "b": 5}
+    assert decode_row(bytes.fromhex(tiny["expected_hex"]), row_columns(t)) == {"a": 127, "b": 5}
     when = next(v for d, v in vectors.items() if "DATETIME" in d)
     td = table_with_ids([(1, column("at", "DATETIME"))])
-    assert decode_row(bytes.fromhex(when["expected_hex"]), td) == {"at": dt.datetime(2009, 2, 14, 7, 31, 30)}
+    assert decode_row(bytes.fromhex(when["expected_hex"]), row_columns(td)) == {"at": dt.datetime(2009, 2, 14, 7, 31, 30)}
 
 
 def test_small_layout_uses_byte_ids_and_u16_offsets() -> None:
@@ -96,22 +96,22 @@ def test_large_layout_for_big_ids_and_big_values() -> None:
     assert by_size[1] == FLAG_LARGE
     assert decode_row_v2(by_size) == {1: big}
     t = table_with_ids([(256, column("a", "INT")), (1, column("b", "INT"))])
-    assert decode_row(by_id, t) == {"a": 5, "b": None}
+    assert decode_row(by_id, row_columns(t)) == {"a": 5, "b": None}
 
 
 def test_null_column_is_none_but_absent_column_takes_its_origin_default() -> None:
     t = table(1, "d", [column("id", "INT"), column("n", "INT", default=7),
                        column("s", "VARCHAR(5)", default="dflt"), column("z", "INT")])
     only_id = encode_row_v2([(1, Datum("int", 1))])
-    assert decode_row(only_id, t) == {"id": 1, "n": 7, "s": "dflt", "z": None}
+    assert decode_row(only_id, row_columns(t)) == {"id": 1, "n": 7, "s": "dflt", "z": None}
     explicit_null = encode_row_v2([(1, Datum("int", 1)), (2, Datum("null")), (3, Datum("null"))])
-    assert decode_row(explicit_null, t) == {"id": 1, "n": None, "s": None, "z": None}
+    assert decode_row(explicit_null, row_columns(t)) == {"id": 1, "n": None, "s": None, "z": None}
 
 
 def test_origin_default_is_the_add_column_default_not_the_current_one() -> None:
     col = column("n", "INT", default=9, origin_default=3)
     t = table_with_ids([(1, column("id", "INT")), (2, col)])
-    assert decode_row(encode_row_v2([(1, Datum("int", 1))]), t) == {"id": 1, "n": 3}
+    assert decode_row(encode_row_v2([(1, Datum("int", 1))]), row_columns(t)) == {"id": 1, "n": 3}
 
 
 @pytest.mark.parametrize("suffix_header,suffix_len", [(0x00, 4), (0x01, 4), (0x02, 4), (0x09, 8)])
@@ -144,28 +144,28 @@ def test_v1_rows_decode_by_schema() -> None:
         (6, Datum("enum", 2)), (7, Datum("set", 3)), (8, Datum("json", {"k": [1, 2]})),
         (9, Datum("decimal", Decimal("-1.50"))), (10, Datum("bytes", b"\x00\x01")), (11, Datum("float", 0.5)),
     ])
-    assert decode_row(data, t, handle=42) == {
+    assert decode_row(data, row_columns(t), handle=42) == {
         "id": 42, "a": 4_000_000_000, "d": when, "ts": dt.datetime(2020, 1, 1, tzinfo=UTC),
         "t": dt.timedelta(seconds=-90), "e": "y", "s": "p,q", "j": '{"k": [1, 2]}',
         "m": Decimal("-1.50"), "b": b"\x00\x01", "f": 0.5, "n": 11}
-    assert decode_row(data, t.raw, handle=42)["d"] == when  # table info JSON works as well
+    assert decode_row(data, row_columns(t.raw), handle=42)["d"] == when  # table info JSON works as well
 
 
 def test_pk_is_handle_column_takes_the_handle() -> None:
     t = table(3, "h", [column("id", "BIGINT", primary_key=True), column("v", "INT")])
     assert t.pk_is_handle
-    data = encode_row_for_table(t, {"id": 99, "v": 5})
+    data = encode_row_for_table(row_columns(t), {"id": 99, "v": 5})
     assert decode_row_v2(data) == {2: b"\x05"}  # the handle lives in the key
-    assert decode_row(data, t, handle=99) == {"id": 99, "v": 5}
+    assert decode_row(data, row_columns(t), handle=99) == {"id": 99, "v": 5}
     tu = table(4, "hu", [column("id", "BIGINT UNSIGNED", primary_key=True), column("v", "INT")])
-    assert decode_row(data, tu, handle=-1)["id"] == 2**64 - 1
+    assert decode_row(data, row_columns(tu), handle=-1)["id"] == 2**64 - 1
 
 
 def test_dropped_column_ids_are_ignored() -> None:
     t = table_with_ids([(1, column("a", "INT")), (5, column("c", "INT"))])
     data = encode_row_v2([(1, Datum("int", 1)), (3, Datum("bytes", b"gone")), (4, Datum("null")),
                           (5, Datum("int", 5))])
-    assert decode_row(data, t) == {"a": 1, "c": 5}
+    assert decode_row(data, row_columns(t)) == {"a": 1, "c": 5}
 
 
 def full_table() -> TableInfo:
@@ -193,7 +193,7 @@ FULL_VALUES: dict[str, Any] = {
 
 def test_every_type_decodes_to_the_documented_python_type() -> None:
     t = full_table()
-    got = decode_row(encode_row_for_table(t, FULL_VALUES), t, handle=1)
+    got = decode_row(encode_row_for_table(row_columns(t), FULL_VALUES), row_columns(t), handle=1)
     expected = dict(FULL_VALUES, j='{"a": null, "b": [1, 2.5, "s"]}')
     assert got == expected
     kinds = {name: type(v) for name, v in got.items()}
@@ -205,32 +205,32 @@ def test_every_type_decodes_to_the_documented_python_type() -> None:
 
 def test_decimal_scale_is_the_columns_and_rounds_half_up_on_encode() -> None:
     t = table(6, "m", [column("m", "DECIMAL(6,2)")])
-    assert decode_row(encode_row_for_table(t, {"m": "1.005"}), t) == {"m": Decimal("1.01")}
-    assert decode_row(encode_row_for_table(t, {"m": 3}), t) == {"m": Decimal("3.00")}
+    assert decode_row(encode_row_for_table(row_columns(t), {"m": "1.005"}), row_columns(t)) == {"m": Decimal("1.01")}
+    assert decode_row(encode_row_for_table(row_columns(t), {"m": 3}), row_columns(t)) == {"m": Decimal("3.00")}
 
 
 def test_zero_and_impossible_dates_read_as_none() -> None:
     t = table_with_ids([(1, column("d", "DATETIME")), (2, column("e", "DATE"))])
     zero = encode_row_v2([(1, Datum("datetime", 0)), (2, Datum("datetime", pack_time_fields(2021, 2, 30)))])
-    assert decode_row(zero, t) == {"d": None, "e": None}
+    assert decode_row(zero, row_columns(t)) == {"d": None, "e": None}
 
 
 def test_enum_zero_is_empty_string_and_set_zero_is_empty() -> None:
     t = table(8, "es", [column("e", "ENUM('a','b')"), column("s", "SET('a','b')")])
     data = encode_row_v2([(1, Datum("enum", 0)), (2, Datum("set", 0))])
-    assert decode_row(data, t) == {"e": "", "s": ""}
+    assert decode_row(data, row_columns(t)) == {"e": "", "s": ""}
     with pytest.raises(BadRowError, match="ENUM column e"):
-        decode_row(encode_row_v2([(1, Datum("enum", 3))]), t)
+        decode_row(encode_row_v2([(1, Datum("enum", 3))]), row_columns(t))
     with pytest.raises(BadRowError, match="SET column s"):
-        decode_row(encode_row_v2([(2, Datum("set", 4))]), t)
+        decode_row(encode_row_v2([(2, Datum("set", 4))]), row_columns(t))
 
 
 def test_encode_row_for_table_rejects_unknown_elements() -> None:
     t = table(9, "es", [column("e", "ENUM('a','b')"), column("s", "SET('a','b')")])
     with pytest.raises(CodecError, match="not an element of ENUM column e"):
-        encode_row_for_table(t, {"e": "zz"})
+        encode_row_for_table(row_columns(t), {"e": "zz"})
     with pytest.raises(CodecError, match="not an element of SET column s"):
-        encode_row_for_table(t, {"s": "a,zz"})
+        encode_row_for_table(row_columns(t), {"s": "a,zz"})
 
 
 @pytest.mark.parametrize("data,error,needle", [
@@ -253,12 +253,12 @@ def test_bad_value_width_names_the_column() -> None:
     t = table_with_ids([(1, column("a", "INT"))])
     data = b"\x80\x00\x01\x00\x00\x00\x01\x03\x00abc"
     with pytest.raises(BadRowError, match=r"column a \(id 1, INT\)"):
-        decode_row(data, t)
+        decode_row(data, row_columns(t))
 
 
 def test_bad_v1_row_is_an_error() -> None:
     t = table_with_ids([(1, column("a", "INT"))])
     with pytest.raises(CodecError):
-        decode_row(b"\x08\x02\x08", t)  # column id 1 without a value
+        decode_row(b"\x08\x02\x08", row_columns(t))  # column id 1 without a value
     with pytest.raises(CodecError):
-        decode_row(b"\x63", t)  # unknown datum flag
+        decode_row(b"\x63", row_columns(t))  # unknown datum flag

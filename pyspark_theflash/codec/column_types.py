@@ -1,5 +1,7 @@
-"""MySQL type codes and column flags as TiDB writes them in table info JSON (``type.Tp``,
-``type.Flag``); values from TiDB's ``parser/mysql/type.go`` and ``const.go``.
+"""MySQL column type codes and flags (a column's field type: ``type.Tp``, ``type.Flag``,
+``Flen``, ``Charset`` in TiDB's table info JSON); values from TiDB's ``parser/mysql/type.go``
+and ``const.go``. They are facts of the wire, not of a schema: a row value's bytes are read by
+its column's type code and flags, so the codec owns them and ``schema`` reads them from here.
 
 Names are given in Python style (``TYPE_NEWDECIMAL``) and, for readers of TiDB's source,
 in TiDB's own spelling (``TypeNewDecimal``).
@@ -100,14 +102,6 @@ BINARY_COLLATE = "binary"
 DEFAULT_CHARSET = "utf8mb4"
 DEFAULT_COLLATE = "utf8mb4_bin"
 
-# column/table states (model.SchemaState); only public columns are visible to readers
-STATE_NONE = 0
-STATE_DELETE_ONLY = 1
-STATE_WRITE_ONLY = 2
-STATE_WRITE_REORGANIZATION = 3
-STATE_DELETE_REORGANIZATION = 4
-STATE_PUBLIC = 5
-
 # ----------------------------------------------------------------- TiDB's spelling
 TypeDecimal = TYPE_DECIMAL
 TypeTiny = TYPE_TINY
@@ -157,10 +151,3 @@ NumFlag = NUM_FLAG
 def type_name(tp: int) -> str:
     """The SQL name of a type code, or ``type 0x..`` for one TiDB does not define."""
     return TYPE_NAMES.get(tp, f"type 0x{tp:02x}")
-
-
-# TiDB's model.ColumnInfo.Version: ColumnInfoVersion0 (TIMESTAMP defaults in the TiDB server's
-# system time zone), ColumnInfoVersion1 (TIMESTAMP defaults in UTC), ColumnInfoVersion2 (charset
-# fix; the latest, CurrLatestColumnInfoVersion).
-COLUMN_INFO_VERSION_UTC_TIMESTAMP_DEFAULTS = 1
-CURRENT_COLUMN_INFO_VERSION = 2
