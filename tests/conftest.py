@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
@@ -22,6 +25,26 @@ os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
 
 TIERS = ("unit", "integration", "spark")  # the folders under tests/, each a marker of the same name
+
+
+def _refuse(what: str) -> Callable[..., Any]:
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"a unit test {what}: it belongs in tests/integration (the unit tier is one process, "
+                             "no server)")
+    return refused
+
+
+@pytest.fixture(autouse=True)
+def _unit_tier_rule(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unit tier's rule, checked: a unit test runs in this one process, and starts no child
+    process and no server (no socket bound, no gRPC server)."""
+    if request.node.get_closest_marker("unit") is None:
+        return
+    import grpc
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", _refuse("starts a child process"))
+    monkeypatch.setattr(socket.socket, "bind", _refuse("binds a socket"))
+    monkeypatch.setattr(grpc, "server", _refuse("starts a gRPC server"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
