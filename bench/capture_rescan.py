@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
                                                                      "merge; default 0.05")
     args = ap.parse_args()
 
-    from test_capture import Running, binlog_versions, binlog_events, options, run_workloads, upstream_versions
+    from capture_rig import Running, binlog_versions, binlog_events, options, run_workloads, upstream_versions
 
     from pyspark_theflash.upstream.cluster import MiniCluster
     from pyspark_theflash.upstream.workloads import Faults

@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.flight as flight
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from live_rig import TABLE, columns  # noqa: E402  (the 16-column table bench/scan.py reads too)

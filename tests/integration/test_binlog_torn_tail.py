@@ -146,7 +146,9 @@ def test_a_20_mb_torn_tail_without_a_writer_is_told_from_damage_once_and_quickly
         started = time.monotonic()
         assert [e.event for e in reader.read_batch(10)] == small_events(1)
         assert reader.read_batch(10) == [] and reader.position == end
-        assert time.monotonic() - started < 5.0  # a linear scan (the quadratic one: ~10 minutes)
+        # a linear scan takes well under a second; the quadratic one ~10 minutes (the bound
+        # leaves room for a machine busy with other tests)
+        assert time.monotonic() - started < 60.0
 
 
 def test_a_damaged_length_in_front_of_20_mb_of_records_is_found_in_linear_time(
@@ -164,7 +166,7 @@ def test_a_damaged_length_in_front_of_20_mb_of_records_is_found_in_linear_time(
         list(reader)
     with pytest.raises(BinlogCorruptError, match=f"offset {start.offset}"):
         SegmentWriter(tmp_path)
-    assert time.monotonic() - started < 10.0  # two linear scans of 20 MB
+    assert time.monotonic() - started < 60.0  # two linear scans of 20 MB (a quadratic one: minutes)
     assert path.stat().st_size == len(data), "nothing was cut off"
 
 
@@ -194,7 +196,7 @@ def test_reopening_a_segment_writer_on_a_20_mb_torn_tail_truncates_it_quickly(
     append_raw(path, record[: len(record) - 1])  # capture crashed with one byte to go
     started = time.monotonic()
     with SegmentWriter(tmp_path) as writer:  # capture's restart
-        assert time.monotonic() - started < 5.0
+        assert time.monotonic() - started < 60.0  # a linear scan back (a quadratic one: minutes)
         assert writer.head == end and path.stat().st_size == end.offset
         after = writer.append([big])
     with SegmentReader(tmp_path) as reader:

@@ -14,7 +14,7 @@ from typing import Iterator
 
 import pytest
 
-from test_capture import Running, apply, assert_equal_at, binlog_events, binlog_versions, options, \
+from capture_rig import Running, apply, assert_equal_at, binlog_events, binlog_versions, options, \
     region_indexes_in_log_order, upstream_versions
 
 from pyspark_theflash.binlog import Position, open_source

@@ -17,7 +17,7 @@ last batch each reader's read returns exactly the bank's balances.
   latest ts: the manifest and part files, read beside the writer.
 * ``clickhouse``: the store's ClickHouse directory belongs to the writer's process (chdb runs
   one data directory per process), so readers read through the TheFlash API service that
-  process serves (``serve(engine=...)``, as ``writer run --serve`` does): a read session at a
+  process serves (``serve(store)``, as ``writer run --serve`` does): a read session at a
   fresh ts per read (snapshot ts, lease, learner read against the mini cluster, lock
   resolution), over Arrow Flight and over HTTP.
 """
@@ -249,7 +249,7 @@ def run_bank(tmp_path: Path, engine: str, batches: int, readers: int, seed: int)
         else:
             from pyspark_theflash.service import serve
 
-            service = serve(engine=writer.engine, port=0)
+            service = serve(str(root), port=0, upstream=upstream)  # as `writer run --serve` does
             where = [("flight", service.flight_location) if i % 2 == 0 else ("http", service.http_url)
                      for i in range(readers)]
         outs = [tmp_path / f"reader{i}.json" for i in range(readers)]
