@@ -68,6 +68,9 @@ class Engine(abc.ABC):
 
     #: a short name for status pages and metrics ("txn_merge_tree", "clickhouse")
     kind: str = "engine"
+    #: whether the engine computes a whole SQL query itself (``run_sql``); readers of any other
+    #: engine compute queries in Spark over ``read_partition``'s rows
+    runs_sql: bool = False
 
     @property
     @abc.abstractmethod
@@ -112,6 +115,12 @@ class Engine(abc.ABC):
     def query_snapshot(self, tables: Sequence[str], options: dict[str, Any] | None = None) -> dict[str, Any]:
         """The one snapshot ts of a query over ``tables``: fresh, the store's resolved ts, or
         bounded by ``max_staleness`` (``scan.planner.query_snapshot_ts``)."""
+
+    def run_sql(self, query: str, snapshot_ts: int | None = None,
+                options: dict[str, Any] | None = None) -> Any:
+        """A whole query computed by the engine at one snapshot ts (``theflash sql``, Flight SQL,
+        ``POST /v1/sql``) when ``runs_sql``: its result (the ClickHouse engine's ``SqlResult``)."""
+        raise NotImplementedError(f"the {self.kind} engine computes no SQL of its own (runs_sql is False)")
 
     @abc.abstractmethod
     def recorded_upstream(self) -> str | None:

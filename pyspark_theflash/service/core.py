@@ -91,23 +91,16 @@ class ReadService:
         from pyspark_theflash.service.errors import BadRequestError
 
         with self.stores.hold(store) as engine:
-            if getattr(engine, "kind", None) != "clickhouse":
+            if not engine.runs_sql:
                 raise BadRequestError(
                     f"SQL runs on the clickhouse engine; the store at {engine.root} uses {engine.kind}: copy it into "
                     "a ClickHouse-engine store with `theflash store convert --to clickhouse SRC DST` and run a writer "
                     "on DST with --engine clickhouse", code="invalid_option")
-            from pyspark_theflash.engine.clickhouse.calculator import run_sql
-
-            return run_sql(engine, query, snapshot_ts, options)
+            return engine.run_sql(query, snapshot_ts, options)
 
     def query_snapshot(self, tables: list[str], store: str | None, options: dict[str, str]) -> dict[str, Any]:
         """The one snapshot ts of a query over ``tables`` (``POST /v1/snapshots``)."""
-        from pyspark_theflash.scan.errors import ScanOptionError
-
-        engine = self.stores.get(store)
-        if not hasattr(engine, "query_snapshot"):
-            raise ScanOptionError(f"the {getattr(engine, 'kind', 'store')} engine chooses no query snapshot")
-        return engine.query_snapshot(tables, options)
+        return self.stores.get(store).query_snapshot(tables, options)
 
     def change_stream(self, body: dict[str, Any], commit: bool) -> dict[str, Any]:
         """``POST /v1/change-streams/offset`` and ``.../commit`` (``scan.change_stream``): the

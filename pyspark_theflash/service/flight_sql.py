@@ -174,7 +174,7 @@ class FlightSqlEndpoint:
         options = _call_options(context)
         store = options.value(STORE_HEADER)
         engine = self.service.stores.get(store)
-        if getattr(engine, "kind", None) == "clickhouse":
+        if engine.runs_sql:
             ts = options.value(SNAPSHOT_TS_HEADER)
             result = self.service.sql(query, _ts_header(ts), store).result
             handle = uuid.uuid4().hex
@@ -291,7 +291,7 @@ class FlightSqlEndpoint:
         from pyspark_theflash.schema import arrow_schema
 
         engine = self.service.stores.get(_call_options(context).value(STORE_HEADER))
-        if getattr(engine, "kind", None) == "clickhouse":
+        if engine.runs_sql:
             return None
         statement = parse_select(query)
         db, name = statement.table.split(".", 1)

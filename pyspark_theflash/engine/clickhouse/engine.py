@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import pyarrow as pa
 
+from pyspark_theflash.engine.clickhouse.calculator import SqlResult, run_sql
 from pyspark_theflash.engine.clickhouse.directory import ClickHouseDirectory
 from pyspark_theflash.engine.clickhouse.snapshot_read import read_snapshot
 from pyspark_theflash.engine.clickhouse.stream_read import read_clickhouse_partition
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 
 class ClickHouseEngine(TxnMergeTreeEngine):
     kind = "clickhouse"
+    runs_sql = True
 
     def __init__(self, store: Any, *, sessions: ReadSessions | None = None) -> None:
         super().__init__(store, sessions=sessions)
@@ -142,6 +144,11 @@ class ClickHouseEngine(TxnMergeTreeEngine):
             "tables": parts.to_pylist(), "flushes_written": self.tables_ch.flushes_written,
             "rows_written": self.tables_ch.rows_written, "status_query_s": round(time.monotonic() - t0, 4)}
         return out
+
+    def run_sql(self, query: str, snapshot_ts: int | None = None,
+                options: dict[str, Any] | None = None) -> SqlResult:
+        """ClickHouse SQL over the store's tables at one snapshot ts (``calculator.run_sql``)."""
+        return run_sql(self, query, snapshot_ts, options)
 
     def advertise_service(self, http_url: str) -> None:
         """This process owns the store's ClickHouse directory: readers elsewhere come here."""
