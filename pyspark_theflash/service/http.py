@@ -81,6 +81,9 @@ STREAM_URL = "/v1/read-sessions/{id}/streams/{n}"
 _FRAME_COPY_BYTES = 64 << 10
 _SESSION = re.compile(r"^/v1/read-sessions/([0-9a-f]{1,64})$")
 _RENEW = re.compile(r"^/v1/read-sessions/([0-9a-f]{1,64})/renew$")
+# serve_forever checks for shutdown() once per poll interval: the default 0.5 s made every
+# close wait about that long; a few wakeups a second cost nothing
+SHUTDOWN_POLL_S = 0.05
 _STREAM = re.compile(r"^/v1/read-sessions/([0-9a-f]{1,64})/streams/([0-9]{1,9})$")
 _METADATA = re.compile(r"^/v1/tables/([^/]{1,400})/(history|schemas|regions|parts)$")
 
@@ -260,7 +263,8 @@ class HttpService:
         self._server = _PooledServer((host, port), handler, self.limits)
         self.host = host
         self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, name="theflash-service-http", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="theflash-service-http", daemon=True,
+                                        kwargs={"poll_interval": SHUTDOWN_POLL_S})
         self._thread.start()
 
     def close(self) -> None:

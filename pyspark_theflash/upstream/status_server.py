@@ -19,6 +19,9 @@ from urllib.parse import parse_qs, unquote, urlparse
 from pyspark_theflash.upstream.errors import SchemaError
 from pyspark_theflash.upstream.tidb import Catalog
 
+# serve_forever checks for shutdown() once per poll interval: the default 0.5 s made every
+# close wait about that long; a few wakeups a second cost nothing
+SHUTDOWN_POLL_S = 0.05
 USAGE = "served: /schema, /schema/{db}, /schema/{db}/{table}, /db-table/{table_id}, /ddl/history"
 
 
@@ -80,7 +83,8 @@ class StatusServer:
         self._httpd = ThreadingHTTPServer((host, port), Handler)
         self._httpd.daemon_threads = True
         self.address = f"{host}:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="upstream-status", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="upstream-status", daemon=True,
+                                        kwargs={"poll_interval": SHUTDOWN_POLL_S})
         self._thread.start()
 
     def close(self) -> None:

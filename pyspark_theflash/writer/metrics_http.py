@@ -9,6 +9,10 @@ from typing import Any, Callable
 
 from pyspark_theflash.writer.progress import prometheus_text
 
+# serve_forever checks for shutdown() once per poll interval: the default 0.5 s made every
+# close wait about that long; a few wakeups a second cost nothing
+SHUTDOWN_POLL_S = 0.05
+
 
 class MetricsServer:
     def __init__(self, status: Callable[[], dict[str, Any]], port: int = 0, host: str = "127.0.0.1") -> None:
@@ -35,7 +39,8 @@ class MetricsServer:
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, name="writer-metrics", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="writer-metrics", daemon=True,
+                                        kwargs={"poll_interval": SHUTDOWN_POLL_S})
         self._thread.start()
 
     def close(self) -> None:

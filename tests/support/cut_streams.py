@@ -190,7 +190,8 @@ class LoopbackService:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="loopback-service", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="loopback-service", daemon=True,
+                                        kwargs={"poll_interval": 0.05})
         self._thread.start()
 
     def close(self) -> None:
