@@ -40,6 +40,10 @@ class ChangeReadUnsupportedError(TheFlashError):
     """A change read the store cannot serve (a ClickHouse-engine store keeps no versions)."""
 
 
+class SqlUnsupportedError(TheFlashError):
+    """A whole SQL query asked of an engine that computes none itself (``Engine.runs_sql``)."""
+
+
 class ReadSessions(Protocol):
     """What an engine's read sessions need from the boxes above it (the planner: one snapshot
     ts, a lease, learner read, lock resolution; the latch), handed to the engine by whoever
@@ -120,7 +124,8 @@ class Engine(abc.ABC):
                 options: dict[str, Any] | None = None) -> Any:
         """A whole query computed by the engine at one snapshot ts (``theflash sql``, Flight SQL,
         ``POST /v1/sql``) when ``runs_sql``: its result (the ClickHouse engine's ``SqlResult``)."""
-        raise NotImplementedError(f"the {self.kind} engine computes no SQL of its own (runs_sql is False)")
+        raise SqlUnsupportedError(f"the {self.kind} engine computes no SQL of its own: queries over its store run "
+                                  "in Spark (or on a ClickHouse-engine store: theflash store convert --to clickhouse)")
 
     @abc.abstractmethod
     def recorded_upstream(self) -> str | None:

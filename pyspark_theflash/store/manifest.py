@@ -10,6 +10,7 @@ transaction. Layout and invariants are described in docs/store.md.
 """
 from __future__ import annotations
 
+import abc
 import contextlib
 import functools
 import json
@@ -567,11 +568,12 @@ class NewPart:
     columns: tuple[tuple[int, str], ...] | None = None
 
 
-class Expectation:
+class Expectation(abc.ABC):
     """What an edit assumes of the manifest it applies to, checked inside its transaction."""
 
+    @abc.abstractmethod
     def holds(self, conn: sqlite3.Connection) -> bool:
-        raise NotImplementedError
+        """Whether the manifest, as ``conn`` sees it inside the edit's transaction, is as assumed."""
 
 
 @dataclass(frozen=True)
