@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import queue
+import random
 import threading
 import time
 from collections import deque
@@ -50,6 +51,7 @@ from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.binlog.segment import HEADER_BYTES
 from pyspark_theflash.binlog.snapshot_batch import SnapshotColumns, snapshot_columns
 from pyspark_theflash.capture.coverage import Coverage, inherit, known_at_snapshot
+from pyspark_theflash.capture.held_ranges import describe as describe_range, gaps as range_gaps
 from pyspark_theflash.capture.partition_map import PartitionMap
 from pyspark_theflash.capture.errors import CaptureError, GCPassedError
 from pyspark_theflash.capture.lock_resolution import LaggingRegion, StuckRegionResolver
@@ -100,6 +102,10 @@ class CaptureOptions:
     gc_update_s: float = 10.0
     segment_bytes: int = 64 << 20
     retry_backoff_s: float = 0.5
+    # a range is looked up again after retry_backoff_s times 1 + up to this fraction, drawn at
+    # random: regions a store restart ended together do not come back to PD and TiKV together
+    retry_jitter: float = 0.5
+    jitter_seed: int | None = None  # the draws' seed (tests replay an interleaving); None: any
     # TiCDC's resolution of stuck regions (capture/lock_resolution.py): a region whose resolved
     # ts lags PD's clock this long has its locks looked at, at most once per interval; 0 = off
     resolve_locks_after_s: float = 4.0
@@ -219,6 +225,13 @@ class Capture:
         self.store_addresses: dict[int, str] = {}
         # (due, start, end, the dropped registration or None): ranges to look up in PD again
         self.pending_reload: list[tuple[float, bytes, bytes, RegionFeed | None]] = []
+        # Registrations began or ended since the invariant was last checked (_check_followed):
+        # every key of the captured span is a current registration's or a pending reload's.
+        self._registrations_changed = False
+        # Ranges the check found followed by nothing (each a bug of capture's, reported and
+        # looked up again); tests assert there are none.
+        self.unfollowed: list[tuple[bytes, bytes]] = []
+        self._jitter = random.Random(opts.jitter_seed)
         self.fifo: deque[tuple[int, Callable[[], list[binlog_pb2.Event]]]] = deque()
         self.frontier = 0
         self.frontier_moved_at = time.monotonic()
@@ -467,10 +480,18 @@ class Capture:
             return  # registered already
         if old is not None:
             self._end_coverage(old)
+            # PD's answer for another range (a stale reload's) can be this region at a newer
+            # epoch, narrower than the registration it replaces: it split since. The keys the old
+            # registration followed and this one does not are a sibling's now, which nothing else
+            # will register (the old registration's own epoch error, the only thing that would
+            # have looked its range up, is an ended registration's from here on): look them up.
+            for lo, hi in range_gaps([(info.start, info.end)], old.start, old.end):
+                self._reload_later(lo, hi, None, self.opts.retry_backoff_s)
         if old is not None and old.store_id in self.streams:  # moved or changed: end the old registration
             self.streams[old.store_id].send(cdcpb_pb2.ChangeDataRequest(
                 header=cdcpb_pb2.Header(cluster_id=self.pd.cluster_id, ticdc_version=TICDC_VERSION),
                 region_id=old.id, request_id=old.gen, deregister=cdcpb_pb2.ChangeDataRequest.Deregister()))
+        self._registrations_changed = True
         self._gen += 1
         # A region's resolved ts speaks of its range: one whose range changed (or that this
         # process has not registered yet) starts from 0, as the store resets it (store/apply.py).
@@ -589,8 +610,37 @@ class Capture:
             return  # dropped already (its range waits for a reload), or registered anew since
         del self.feeds[feed.id]
         self._end_coverage(feed)
-        self.pending_reload.append((time.monotonic() + backoff_s, feed.start, feed.end, feed))
+        self._reload_later(feed.start, feed.end, feed, backoff_s)
         log.info("region %d: %s; registering its range again", feed.id, why)
+
+    def _reload_later(self, start: bytes, end: bytes, dropped: RegionFeed | None, backoff_s: float) -> None:
+        """Look [start, end) up in PD again after ``backoff_s`` and a random part of it more
+        (``retry_jitter``), and register the regions there."""
+        due = time.monotonic() + backoff_s * (1.0 + self._jitter.random() * self.opts.retry_jitter)
+        self.pending_reload.append((due, start, end, dropped))
+        self._registrations_changed = True
+
+    def _followed_gaps(self, with_reloads: bool) -> list[tuple[bytes, bytes]]:
+        """The keys of the captured span that no current registration (and, ``with_reloads``,
+        no pending reload) follows (capture/held_ranges.py)."""
+        spans = [(f.start, f.end) for f in list(self.feeds.values())]
+        if with_reloads:
+            spans += [(p[1], p[2]) for p in list(self.pending_reload)]
+        return range_gaps(spans, *_RECORD_SPAN)
+
+    def _check_followed(self) -> None:
+        """The invariant, checked after registrations began or ended: every key of the captured
+        span is a current registration's or a pending reload's. A range in neither would lose
+        its rows while capture says it is caught up; it is reported by name, as the bug it is,
+        and looked up in PD again (the regions there register from what the replica holds)."""
+        if not self._registrations_changed:
+            return
+        self._registrations_changed = False
+        for lo, hi in self._followed_gaps(with_reloads=True):
+            self.unfollowed.append((lo, hi))
+            log.error("capture followed no region over keys %s (a bug: no registration and no pending "
+                      "lookup held them); looking the range up in PD again", describe_range(lo, hi))
+            self._reload_later(lo, hi, None, 0.0)
 
     def _region_error(self, feed: RegionFeed, error: cdcpb_pb2.Error) -> None:
         fields = [f.name for f, _ in error.ListFields()]
@@ -871,8 +921,12 @@ class Capture:
     # ------------------------------------------------------------------ main loop
 
     def caught_up(self, ts: int) -> bool:
-        return not self.pending_reload and bool(self.feeds) and all(
-            f.initialized and f.resolved_ts >= ts for f in self.feeds.values())
+        """Whether every key of the captured span is followed by an initialised registration
+        whose resolved ts is at or above ``ts``. A range no registration follows is never
+        caught up, whatever the regions around it say."""
+        feeds = list(self.feeds.values())
+        return not self.pending_reload and bool(feeds) and all(
+            f.initialized and f.resolved_ts >= ts for f in feeds) and not self._followed_gaps(with_reloads=False)
 
     def stop(self) -> None:
         self._stop.set()
@@ -933,6 +987,7 @@ class Capture:
                     except (CaptureError, UpstreamError) as exc:
                         log.warning("reloading regions failed, retrying: %s", exc)
                         self.pending_reload.append((now + 1.0, *reload[1:]))
+                self._check_followed()
                 if self.events_written != synced:
                     self.writer.sync()
                     synced = self.events_written
