@@ -158,10 +158,14 @@ class Feed:
         self.v_sum = 0
 
 
-def live_feed(txns: int, txn_rows: int, regions: int, block: int, base_ts: int) -> Feed:
+def live_feed(txns: int, txn_rows: int, regions: int, block: int, base_ts: int, resolved_txns: int = 0) -> Feed:
     """``txns`` 2PC transactions of ``txn_rows`` rows, transaction t in region t % regions; per
-    message ``block`` transactions: their PREWRITE events, then their COMMIT events."""
+    message ``block`` transactions: their PREWRITE events, then their COMMIT events. A resolved
+    ts listing every region follows each ``resolved_txns`` transactions (0: every message) and
+    the last message, as TiKV sends one ``ResolvedTs`` for all of a connection's regions every
+    ``min-ts-interval``."""
     feed = Feed(regions)
+    resolved_at = resolved_txns
     values = _values(txn_rows * min(txns, 4096), 11)
     ts = base_ts
     for lo in range(0, txns, block):
@@ -185,7 +189,11 @@ def live_feed(txns: int, txn_rows: int, regions: int, block: int, base_ts: int) 
                 msg.append((r, len(feed.blocks[r]) - 1))
         feed.plan.append(msg)
         ts += 2 * len(t)
-        feed.resolved_after.append(ts)
+        if not resolved_txns or hi >= resolved_at or hi == txns:
+            feed.resolved_after.append(ts)
+            resolved_at = hi + resolved_txns
+        else:
+            feed.resolved_after.append(0)
         feed.rows += 2 * n
         feed.committed += n
     feed.last_ts = ts
@@ -606,6 +614,9 @@ def main() -> int:
     parser.add_argument("--copy-rows", type=int, default=2_000_000, help="rows of the initial scan")
     parser.add_argument("--regions", type=int, default=8)
     parser.add_argument("--block", type=int, default=64, help="transactions per feed message")
+    parser.add_argument("--resolved-txns", type=int, default=0,
+                        help="transactions between the live feeds' resolved ts, each listing every region "
+                             "(0: after every message; the regions issue measured 5000)")
     parser.add_argument("--latency-rate", type=float, default=5000.0, help="commits/s of the latency run")
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--resolved-every", type=float, default=0.05, help="s between the latency feed's resolved ts")
@@ -617,12 +628,13 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="theflash-bench-ceiling-"))
     rig = Rig(args.regions)
-    fig: dict[str, Any] = {"bench": "capture_ceiling", "txns": args.txns, "regions": args.regions}
+    fig: dict[str, Any] = {"bench": "capture_ceiling", "txns": args.txns, "regions": args.regions,
+                           "resolved_txns": args.resolved_txns}
     try:
         base = rig.get_ts() - (1 << 30)  # below PD's clock: the DDL frontier never holds the feed back
         built = time.monotonic()
-        small = live_feed(args.txns, 10, args.regions, args.block, base)
-        big = live_feed(args.big_txns, 100, args.regions, max(1, args.block // 10), base)
+        small = live_feed(args.txns, 10, args.regions, args.block, base, args.resolved_txns)
+        big = live_feed(args.big_txns, 100, args.regions, max(1, args.block // 10), base, args.resolved_txns)
         copy = copy_feed(args.copy_rows, args.regions, 1024, base)
         print(f"feeds encoded in {time.monotonic() - built:.1f}s (not timed): {small.rows} + {big.rows} live rows, "
               f"{copy.rows} copy rows", flush=True)
@@ -649,7 +661,7 @@ def main() -> int:
             print(f"capture, 100-row txns:  {r['committed_per_s']:>12,.0f} committed rows/s ({r['s']:.1f}s)", flush=True)
         if "together" not in skip:
             together = small if args.together_txns == args.txns else \
-                live_feed(args.together_txns, 10, args.regions, args.block, base)
+                live_feed(args.together_txns, 10, args.regions, args.block, base, args.resolved_txns)
             r = run_together(rig, together, work)
             del together
             fig["together_committed_per_s"] = round(r["committed_per_s"])

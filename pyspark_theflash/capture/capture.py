@@ -52,6 +52,7 @@ from pyspark_theflash.binlog.segment import HEADER_BYTES
 from pyspark_theflash.binlog.snapshot_batch import SnapshotColumns, snapshot_columns
 from pyspark_theflash.capture.coverage import Coverage, inherit, known_at_snapshot
 from pyspark_theflash.capture.held_ranges import describe as describe_range, gaps as range_gaps
+from pyspark_theflash.capture.key_ranges import RegionRanges
 from pyspark_theflash.capture.partition_map import PartitionMap
 from pyspark_theflash.capture.errors import CaptureError, GCPassedError
 from pyspark_theflash.capture.lock_resolution import LaggingRegion, StuckRegionResolver
@@ -241,7 +242,7 @@ class Capture:
         # The regions the binlog has introduced to a replica (by a snapshot or a split) and not
         # merged away or retired, with their range there: only these can be named in a split or
         # merge the writer applies.
-        self.introduced: dict[int, tuple[bytes, bytes] | None] = {}
+        self.introduced = RegionRanges()
         self.ranges: dict[int, tuple[bytes, bytes]] = {}  # each region's range when last registered
         self.claims = RangeClaims()  # which region's registration speaks for a key range
         # the coverages of ended registrations whose snapshot was written (capture/coverage.py):
@@ -285,8 +286,8 @@ class Capture:
             self.last_ddl_ts = int(state["last_ddl_ts"])
             self.table_ids = set(state["table_ids"])
             # (a state file of an older release lists ids only: their ranges are learned again)
-            self.introduced = {int(r[0]): (bytes.fromhex(r[1]), bytes.fromhex(r[2])) if len(r) == 3 else None
-                               for r in ([x] if isinstance(x, int) else x for x in state.get("introduced", ()))}
+            for r in ([x] if isinstance(x, int) else x for x in state.get("introduced", ())):
+                self.introduced.set(int(r[0]), (bytes.fromhex(r[1]), bytes.fromhex(r[2])) if len(r) == 3 else None)
             self.claims = RangeClaims(state.get("claims"))
             self.partitions = PartitionMap(state.get("partitions"))
             self.resume = ResumePoints.from_state(state.get("resume"))
@@ -330,14 +331,14 @@ class Capture:
                 claimed = list(ev.admin.split.regions)
                 keep = {int(r.id) for r in claimed}
             elif kind == "admin" and ev.admin.HasField("merge"):
-                self.introduced.pop(int(ev.admin.merge.source.id), None)
+                self.introduced.pop(int(ev.admin.merge.source.id))
                 claimed = [ev.admin.merge.target]
                 keep = {int(ev.admin.merge.source.id), int(ev.admin.merge.target.id)}
             for r in claimed:
                 self.claims.claim(int(r.id), bytes(r.start_key), bytes(r.end_key), int(r.epoch.version))
                 self._retire_overlapping(keep, bytes(r.start_key), bytes(r.end_key))
             for r in claimed:
-                self.introduced[int(r.id)] = (bytes(r.start_key), bytes(r.end_key))
+                self.introduced.set(int(r.id), (bytes(r.start_key), bytes(r.end_key)))
 
     def _retire_overlapping(self, keep: set[int], start: bytes, end: bytes) -> None:
         """The writer's rule (store/apply.py ``_retire_overlapping``): a snapshot, split or merge
@@ -346,10 +347,10 @@ class Capture:
         writing rows of its keys outside [start, end) (they are no newer region's claim) to a
         region the replica has retired: a COMMIT whose PREWRITE the retirement dropped. So it
         ends here too, and its range is looked up again; its next snapshot brings it back."""
-        for rid, rng in list(self.introduced.items()):
-            if rid in keep or rng is None or not _ranges_overlap(rng[0], rng[1], start, end):
+        for rid in self.introduced.overlapping(start, end):
+            if rid in keep:
                 continue
-            del self.introduced[rid]
+            self.introduced.pop(rid)
             feed = self.feeds.get(rid)
             if feed is not None and feed.written and not feed.discarded:
                 feed.discarded = True

@@ -13,8 +13,9 @@ higher version has claimed since (that region's snapshot holds it).
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from pyspark_theflash.capture.key_ranges import DisjointRanges
 from pyspark_theflash.codec import encode_region_key
 
 
@@ -30,26 +31,33 @@ def ranges_overlap(a_start: bytes, a_end: bytes, b_start: bytes, b_end: bytes) -
 
 
 class RangeClaims:
-    def __init__(self, saved: list[list] | None = None) -> None:
-        self._claims: list[Claim] = [Claim(int(r), bytes.fromhex(s), bytes.fromhex(e), int(v))
-                                     for r, s, e, v in (saved or ())]
+    """Per key, the claim of the highest version made over it (TiCDC's range lock keeps the same),
+    as disjoint pieces in key order (capture/key_ranges.py): a query costs a bisection and the
+    pieces it meets, whatever the number of regions."""
 
-    def state(self) -> list[list]:
-        return [[c.region_id, c.start.hex(), c.end.hex(), c.version] for c in self._claims]
+    def __init__(self, saved: list[list[Any]] | None = None) -> None:
+        self._pieces: DisjointRanges[tuple[int, int]] = DisjointRanges()  # (region id, version)
+        for r, s, e, v in (saved or ()):  # (an older release kept overlapping claims: claimed in turn)
+            self.claim(int(r), bytes.fromhex(s), bytes.fromhex(e), int(v))
+
+    def state(self) -> list[list[Any]]:
+        return [[rid, s.hex(), e.hex(), v] for s, e, (rid, v) in self._pieces]
 
     def newer(self, region_id: int, start: bytes, end: bytes, version: int) -> list[Claim]:
-        """The claims of other regions over [start, end) with a higher version."""
-        return [c for c in self._claims if c.region_id != region_id and c.version > version
-                and ranges_overlap(c.start, c.end, start, end)]
+        """The claims of other regions over [start, end) with a higher version (each the part of
+        its range where it is the newest)."""
+        return [Claim(rid, s, e, v) for s, e, (rid, v) in self._pieces.overlapping(start, end)
+                if rid != region_id and v > version]
 
     def claim(self, region_id: int, start: bytes, end: bytes, version: int) -> None:
-        """``region_id`` at ``version`` speaks for [start, end) from now on; the claims of no
-        higher version it covers whole give way (one it covers in part still guards the rest)."""
-        def covered(c: Claim) -> bool:
-            return start <= c.start and (not end or (bool(c.end) and c.end <= end))
-
-        self._claims = [c for c in self._claims if not (c.version <= version and covered(c))]
-        self._claims.append(Claim(region_id, start, end, version))
+        """``region_id`` at ``version`` speaks for [start, end) from now on, except where a claim of
+        a higher version was made (that one goes on speaking there)."""
+        higher = [p for p in self._pieces.overlapping(start, end) if p[2][1] > version]
+        self._pieces.assign(start, end, (region_id, version))
+        for s, e, value in higher:  # back, over their parts inside [start, end)
+            lo = max(s, start)
+            hi = end if not e else (e if not end else min(e, end))
+            self._pieces.assign(lo, hi, value)
 
     @staticmethod
     def covers_key(claims: list[Claim], raw_key: bytes) -> bool:

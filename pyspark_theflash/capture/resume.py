@@ -38,22 +38,8 @@ from __future__ import annotations
 from typing import Any
 
 from pyspark_theflash.capture.coverage import Coverage, Floor
-from pyspark_theflash.capture.range_claims import ranges_overlap
+from pyspark_theflash.capture.key_ranges import DisjointRanges
 from pyspark_theflash.proto import binlog_pb2
-
-
-def _outside(pieces: list[Floor], start: bytes, end: bytes) -> list[Floor]:
-    """``pieces`` without the keys of [start, end)."""
-    out: list[Floor] = []
-    for s, e, ts in pieces:
-        if not ranges_overlap(s, e, start, end):
-            out.append((s, e, ts))
-            continue
-        if s < start:
-            out.append((s, start, ts))
-        if end and (not e or end < e):
-            out.append((end, e, ts))
-    return out
 
 
 class ResumePoints:
@@ -66,7 +52,8 @@ class ResumePoints:
         self.selection = selection
         self.selection_known = True  # False: the binlog was written for tables no state file names
         self._live: dict[int, list[Floor]] = {}  # region -> its registration's range; its resolved ts raise it
-        self._ended: list[Floor] = []  # ranges of registrations that ended: proved, raised by none
+        self._live_ranges: DisjointRanges[int] = DisjointRanges()  # the same ranges -> region (which overlap a snapshot)
+        self._ended: DisjointRanges[int] = DisjointRanges()  # ranges of ended registrations -> floor: raised by none
 
     # ------------------------------------------------------------------ events
 
@@ -82,19 +69,25 @@ class ResumePoints:
             r, rid = ev.snapshot.region, int(ev.region_id)
             start, end = bytes(r.start_key), bytes(r.end_key)
             # its own earlier registration and every other over the range are retired
-            for other in [rid, *(o for o, ps in self._live.items() if any(ranges_overlap(s, e, start, end)
-                                                                          for s, e, _ in ps))]:
+            for other in [rid, *(o for _, _, o in self._live_ranges.overlapping(start, end))]:
                 self._end(other)
-            self._ended = _outside(self._ended, start, end)
-            self._live[rid] = [(start, end, int(ev.snapshot.since_ts))]
+            self._ended.cut(start, end)
+            self._set_live(rid, [(start, end, int(ev.snapshot.since_ts))])
         elif kind == "admin" and ev.admin.HasField("split"):
             for r in ev.admin.split.regions:
                 self._end(int(r.id))
         elif kind == "admin" and ev.admin.HasField("merge"):
             self._end(int(ev.admin.merge.source.id))
 
+    def _set_live(self, region_id: int, pieces: list[Floor]) -> None:
+        self._live[region_id] = pieces
+        for s, e, _ in pieces:
+            self._live_ranges.assign(s, e, region_id)
+
     def _end(self, region_id: int) -> None:
-        self._ended.extend(self._live.pop(region_id, ()))
+        for s, e, ts in self._live.pop(region_id, ()):
+            self._live_ranges.cut(s, e)
+            self._ended.assign(s, e, ts)
 
     # ------------------------------------------------------------------ restart
 
@@ -129,7 +122,7 @@ class ResumePoints:
         def enc(pieces: list[Floor]) -> list[list[Any]]:
             return [[s.hex(), e.hex(), ts] for s, e, ts in pieces]
 
-        return {"selection": self.selection, "ended": enc(self._ended),
+        return {"selection": self.selection, "ended": enc(list(self._ended)),
                 "live": [[rid, enc(pieces)] for rid, pieces in sorted(self._live.items())]}
 
     @classmethod
@@ -146,8 +139,9 @@ class ResumePoints:
         def dec(pieces: list[list[Any]]) -> list[Floor]:
             return [(bytes.fromhex(s), bytes.fromhex(e), int(ts)) for s, e, ts in pieces]
 
-        points._ended = dec(saved["ended"])
-        points._live = {int(rid): dec(pieces) for rid, pieces in saved["live"]}
+        points._ended = DisjointRanges(dec(saved["ended"]))
+        for rid, pieces in saved["live"]:
+            points._set_live(int(rid), dec(pieces))
         return points
 
     def speaks_for(self, selection: list[str] | None) -> bool:

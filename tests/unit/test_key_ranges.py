@@ -1,0 +1,71 @@
+"""capture/key_ranges.DisjointRanges and the RangeClaims built on it, against a brute force that
+keeps a value per key of a small alphabet."""
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pyspark_theflash.capture.key_ranges import DisjointRanges
+from pyspark_theflash.capture.range_claims import RangeClaims
+
+KEYS = [bytes([c]) for c in range(1, 14)]
+bound = st.sampled_from([b""] + KEYS)
+
+
+def _inside(key: bytes, start: bytes, end: bytes) -> bool:
+    return start <= key and (not end or key < end)
+
+
+def _ranges() -> Any:
+    return st.tuples(bound, bound).filter(lambda r: not r[1] or r[0] < r[1])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["assign", "cut"]), _ranges(), st.integers(0, 5)), max_size=12),
+       _ranges())
+def test_disjoint_ranges_hold_the_value_last_given_to_each_key(ops: list[Any], query: tuple[bytes, bytes]) -> None:
+    ranges: DisjointRanges[int] = DisjointRanges()
+    model: dict[bytes, int] = {}
+    for op, (s, e), v in ops:
+        if op == "assign":
+            ranges.assign(s, e, v)
+        else:
+            ranges.cut(s, e)
+        for key in [b"", *KEYS]:
+            if _inside(key, s, e):
+                if op == "assign":
+                    model[key] = v
+                else:
+                    model.pop(key, None)
+    pieces = list(ranges)
+    for (s1, e1, _), (s2, _, _) in zip(pieces, pieces[1:]):
+        assert e1 and e1 <= s2  # disjoint, in key order
+    for key in [b"", *KEYS]:
+        held = ranges.at(key)
+        assert (held[2] if held else None) == model.get(key), key
+    got = ranges.overlapping(*query)
+    assert got == [p for p in pieces if (not query[1] or p[0] < query[1]) and (not p[1] or query[0] < p[1])]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 4), _ranges(), st.integers(1, 6)), max_size=10),
+       st.integers(1, 4), _ranges(), st.integers(0, 6))
+def test_claims_name_per_key_the_region_of_the_highest_version(
+        claims_made: list[Any], rid: int, query: tuple[bytes, bytes], version: int) -> None:
+    claims = RangeClaims()
+    model: dict[bytes, tuple[int, int]] = {}  # key -> (region, version) speaking for it
+    for r, (s, e), v in claims_made:
+        # (encode_region_key is what claims hold; these small keys stand in for PD keys as is)
+        claims.claim(r, s, e, v)
+        for key in [b"", *KEYS]:
+            if _inside(key, s, e) and (key not in model or model[key][1] <= v):
+                model[key] = (r, v)
+    newer = claims.newer(rid, query[0], query[1], version)
+    for key in [b"", *KEYS]:
+        if not _inside(key, *query):
+            continue
+        want = key in model and model[key][0] != rid and model[key][1] > version
+        assert want == any(_inside(key, c.start, c.end) for c in newer), (key, model.get(key), newer)
+    assert RangeClaims(claims.state()).state() == claims.state()
