@@ -73,6 +73,7 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "capture-state.json"
 STATE_SAVE_EVERY_S = 1.0  # the state file is rewritten at most this often (and on stop)
+STATE_SAVE_SHARE = 0.05  # and saving it takes at most this share of the main loop's time
 # Messages received and not yet handled, at most: a store's stream waits when capture is
 # behind, so gRPC's flow control holds TiKV back (TiKV buffers, then reports Congested)
 # instead of capture's memory growing without bound.
@@ -963,6 +964,7 @@ class Capture:
             # save is at once: a restart without a state file must read the whole log again.
             synced = saved = 0
             last_save = float("-inf")
+            save_every = STATE_SAVE_EVERY_S
             while not self._stop.is_set():
                 try:
                     item = self.inbound.get(timeout=0.05)
@@ -992,11 +994,15 @@ class Capture:
                 if self.events_written != synced:
                     self.writer.sync()
                     synced = self.events_written
-                if saved != synced and now - last_save >= STATE_SAVE_EVERY_S:
+                if saved != synced and now - last_save >= save_every:
                     # a restart reads the log from the saved position on (_load_state), so a
                     # state a second old costs a second of replay; saved on every loop, its
-                    # JSON (every region, claim and index) took most of this thread's time
+                    # JSON (every region, claim and index) took most of this thread's time. With
+                    # many regions the JSON grows with them: the state is then saved at most
+                    # every STATE_SAVE_SHARE-th of the time (10,000 regions: ~0.1 s a save)
                     self._save_state()
+                    took = time.monotonic() - now
+                    save_every = max(STATE_SAVE_EVERY_S, took / STATE_SAVE_SHARE)
                     saved, last_save = synced, now
                 first_resolved = self.gc_held == self._gc_start and self.feeds and all(
                     f.resolved_ts for f in self.feeds.values())
