@@ -12,6 +12,8 @@ import signal
 import sys
 from typing import Sequence
 
+from pyspark_theflash.errors import PortInUseError
+
 # Subpackages whose ``cli`` module adds commands, in the order of the data flow.
 COMMAND_MODULES = ("demo", "codec", "upstream", "capture", "binlog", "store", "writer", "latch", "scan", "spark", "service",
                    "engine")
@@ -46,6 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except CommandError as exc:
         print(f"theflash {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except PortInUseError as exc:  # one line naming the command's own option (pyspark_theflash/ports.py)
+        option = getattr(args, "port_options", {}).get(exc.server)
+        print(f"theflash {args.command}: {exc.for_option(option) if option else exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

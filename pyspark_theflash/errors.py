@@ -10,6 +10,22 @@ class TheFlashError(Exception):
     """Base class of every error TheFlash raises on purpose."""
 
 
+class PortInUseError(TheFlashError):
+    """A server could not listen: another process holds its port (or the address is not this
+    host's). ``server`` names it as a command's options do (``"PD"``, ``"Arrow Flight"``)."""
+
+    def __init__(self, server: str, host: str, port: int, detail: str = "") -> None:
+        self.server, self.host, self.port = server, host, port
+        why = f" ({detail})" if detail else ""
+        super().__init__(f"{server} cannot listen on {host}:{port}: the port is in use by another process{why}; "
+                         "stop that process or choose another port (0 picks a free one)")
+
+    def for_option(self, option: str) -> str:
+        """The message a command prints, naming the option that set the port."""
+        return (f"{self.server} cannot listen on {self.host}:{self.port} ({option} {self.port}): the port is in use "
+                f"by another process; stop that process or give {option} another port (0 picks a free one)")
+
+
 class StorageFailureError(TheFlashError):
     """The file system under a store failed a write: full (ENOSPC, EDQUOT, SQLite's FULL) or an
     I/O error (EIO, SQLite's IOERR). Nothing half-written becomes visible; the store's last

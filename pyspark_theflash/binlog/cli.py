@@ -67,7 +67,7 @@ def register(subparsers: Any) -> None:
     serve.add_argument("directory")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=0, help="0 = chosen by the OS (printed)")
-    serve.set_defaults(func=run_serve)
+    serve.set_defaults(func=run_serve, port_options={"the binlog service": "--port"})
 
     prune = sub.add_parser("prune", help="delete whole segments before a position (never the newest)")
     prune.add_argument("directory")

@@ -24,13 +24,13 @@ import logging
 import queue
 import threading
 import time
-from concurrent import futures
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 
 import grpc
 from google.protobuf.message import DecodeError
 
+from pyspark_theflash.ports import bind_grpc, grpc_server
 from pyspark_theflash.binlog.errors import (
     BinlogCorruptError,
     BinlogError,
@@ -295,13 +295,10 @@ def serve_binlog(directory: Path | str, host: str = "127.0.0.1", port: int = 0, 
     directory = Path(directory)
     if not directory.is_dir():
         raise BinlogSourceError(f"binlog directory {directory} does not exist (or is not a directory)")
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="binlog-service"),
-                         options=_UNLIMITED)
+    server = grpc_server(max_workers, "binlog-service", _UNLIMITED)
     servicer = BinlogServicer(directory)
     binlog_pb2_grpc.add_BinlogServiceServicer_to_server(servicer, server)
-    bound = server.add_insecure_port(f"{host}:{port}")
-    if bound == 0:
-        raise BinlogSourceError(f"cannot listen on {host}:{port} for the binlog service (port in use?)")
+    bound = bind_grpc(server, "the binlog service", host, port)
     server.start()
     log.info("binlog service for %s listening on %s:%d", directory, host, bound)
     return BinlogServer(server, servicer, host, bound)

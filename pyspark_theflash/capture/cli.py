@@ -51,7 +51,7 @@ def register(sub: Any) -> None:
                    help="resolve the locks of a region whose resolved ts lags PD's clock this long, as TiCDC does "
                         "for stuck regions (KvScanLock, then client-go's lock resolver rules), at most every 10 s per "
                         "region; 0 = never (default: 4)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, port_options={"the binlog service": "--serve-binlog"})
 
 
 def run(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ def register(subparsers: Any) -> None:
     serve = sub.add_parser("serve", help="serve a store's latch over gRPC on 127.0.0.1 until SIGTERM/SIGINT")
     serve.add_argument("--store", required=True, help="store directory")
     serve.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (default 0: the OS picks one)")
-    serve.set_defaults(func=_serve)
+    serve.set_defaults(func=_serve, port_options={"the latch service": "--port"})
 
     status = sub.add_parser("status", help="print the latch status (writer, leases, flushes) as JSON")
     status.add_argument("--store", help="store directory (in-process)")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import os
 import socket
-from concurrent import futures
 from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 import grpc
 
+from pyspark_theflash.ports import PortInUseError, bind_grpc, grpc_server
 from pyspark_theflash.latch.errors import ERROR_TYPES, LatchError
 from pyspark_theflash.latch.local import LocalLatch
 from pyspark_theflash.latch.protocol import DEFAULT_LEASE_TTL_S, DEFAULT_WRITE_LATCH_TTL_S, Latch
@@ -147,11 +147,13 @@ class LatchServicer(pb_grpc.LatchServicer):
 def serve(store_path: str, port: int = 0, host: str = "127.0.0.1", max_workers: int = 16) -> tuple[grpc.Server, int, LocalLatch]:
     """Start a latch server for the store at ``store_path``; returns (server, bound port, latch)."""
     latch = LocalLatch(store_path)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="latch"))
+    server = grpc_server(max_workers, "latch")
     pb_grpc.add_LatchServicer_to_server(LatchServicer(latch), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
-    if bound == 0:
-        raise OSError(f"latch server could not bind {host}:{port}")
+    try:
+        bound = bind_grpc(server, "the latch service", host, port)
+    except PortInUseError:
+        latch.close()
+        raise
     server.start()
     return server, bound, latch
 

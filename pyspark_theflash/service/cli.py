@@ -30,7 +30,7 @@ def register(subparsers: Any) -> None:
                         help="also stop when standard input closes: a parent process holding the pipe (the JVM "
                         "catalog that started this service) ends it by exiting, even when it is killed")
     add_http_limit_arguments(parser)
-    parser.set_defaults(func=_serve)
+    parser.set_defaults(func=_serve, port_options={"Arrow Flight": "--port", "the HTTP read service": "--http-port"})
 
 
 def add_http_limit_arguments(parser: argparse.ArgumentParser, prefix: str = "") -> None:
@@ -62,7 +62,7 @@ def http_limits(args: argparse.Namespace, prefix: str = "") -> Any:
 
 def _serve(args: argparse.Namespace) -> int:
     from pyspark_theflash.cli import CommandError
-    from pyspark_theflash.errors import TheFlashError
+    from pyspark_theflash.errors import PortInUseError, TheFlashError
     from pyspark_theflash.service import serve
     from pyspark_theflash.store.manifest import manifest_path
 
@@ -74,6 +74,8 @@ def _serve(args: argparse.Namespace) -> int:
             check_upstream(args.store, args.upstream, args.upstream_timeout)
         running = serve(args.store, host=args.host, port=args.port, http_port=args.http_port,
                         token_file=args.token_file, upstream=args.upstream, http_limits=http_limits(args))
+    except PortInUseError:
+        raise  # theflash's main names the option
     except TheFlashError as exc:
         raise CommandError(str(exc)) from None
     except OSError as exc:

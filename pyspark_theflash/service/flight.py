@@ -28,6 +28,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pyarrow.flight as flight
 
+from pyspark_theflash.ports import PortInUseError, check_free
 from pyspark_theflash.service.core import ReadService
 from pyspark_theflash.service.errors import BadRequestError, ServiceError, UnauthenticatedError
 from pyspark_theflash.service.flight_sql import ACTIONS as FLIGHT_SQL_ACTIONS
@@ -84,8 +85,14 @@ class FlightService(flight.FlightServerBase):
     """Serves ``service`` on ``grpc://host:port`` (port 0: any free one; ``.port`` says which)."""
 
     def __init__(self, service: ReadService, host: str = "127.0.0.1", port: int = 0) -> None:
-        super().__init__(f"grpc://{host}:{port}", middleware={"bearer": _BearerMiddlewareFactory(service),
-                                                              CallOptionsFactory.KEY: CallOptionsFactory()})
+        # Flight's gRPC server turns SO_REUSEPORT on, which would share a port another process
+        # holds: the port is tried first (pyspark_theflash/ports.py)
+        check_free("Arrow Flight", host, port)
+        try:
+            super().__init__(f"grpc://{host}:{port}", middleware={"bearer": _BearerMiddlewareFactory(service),
+                                                                  CallOptionsFactory.KEY: CallOptionsFactory()})
+        except pa.ArrowException as exc:  # "Server did not start properly": taken between the check and here
+            raise PortInUseError("Arrow Flight", host, port, str(exc)) from exc
         self.service = service
         self.host = host
         # Endpoints name this server unless it listens on every interface (then a client uses

@@ -41,6 +41,7 @@ as bytes (a copy and a hop per batch) for the same bounded pool. The server's ow
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import queue
@@ -55,6 +56,7 @@ from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 
+from pyspark_theflash.ports import PortInUseError
 from pyspark_theflash.service.core import ReadService
 from pyspark_theflash.scan.errors import ScanError, as_flags
 from pyspark_theflash.service.errors import BadRequestError, ServiceError, classify
@@ -197,13 +199,14 @@ class _PooledServer(HTTPServer):
     request_queue_size = 128  # the listen backlog
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], limits: HttpLimits) -> None:
-        super().__init__(address, handler)
+        # before the bind: a port in use makes socketserver call server_close, which stops these
         self.limits = limits
         self.deadlines = _Deadlines()
         self._slots = threading.BoundedSemaphore(limits.max_workers + limits.max_queued)
         self._workers = _Workers(limits.max_workers, "theflash-http")
         self._open: set[socket.socket] = set()  # connections accepted and not yet closed
         self._open_lock = threading.Lock()
+        super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
@@ -260,7 +263,12 @@ class HttpService:
                  limits: HttpLimits | None = None) -> None:
         handler = type("Handler", (_Handler,), {"service": service})
         self.limits = limits or HttpLimits()
-        self._server = _PooledServer((host, port), handler, self.limits)
+        try:
+            self._server = _PooledServer((host, port), handler, self.limits)
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+                raise PortInUseError("the HTTP read service", host, port, exc.strerror or "") from exc
+            raise
         self.host = host
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, name="theflash-service-http", daemon=True,

@@ -53,7 +53,8 @@ def register(subparsers: Any) -> None:
                    help="GC keeps versions this long (TiDB's tidb_gc_life_time; 500ms, 30s, 10m, 1h; default 10m)")
     p.add_argument("--gc-run-interval", type=_duration, default="10m",
                    help="time between GC runs (TiDB's tidb_gc_run_interval; 0 = never; default 10m)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, port_options={"the Upstream service": "--serve", "PD": "--pd-port",
+                                           "TiDB's status port": "--status-port", "the binlog service": "--binlog-port"})
 
 
 def _duration(text: str) -> float:

@@ -15,11 +15,11 @@ import bisect
 
 import threading
 import time
-from concurrent import futures
 from typing import Any, Iterator
 
 import grpc
 
+from pyspark_theflash.ports import bind_grpc, grpc_server
 from pyspark_theflash.upstream.pd import encode_region_key
 from pyspark_theflash.proto import pdpb_pb2, pdpb_pb2_grpc
 from pyspark_theflash.upstream.errors import UpstreamError
@@ -239,10 +239,8 @@ class PDServer:
         self.members = PDMembers()
         self._servers: list[grpc.Server] = []
         for i in range(max(1, members)):
-            server = grpc.server(futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix=f"pd-{i}"))
-            bound = server.add_insecure_port(f"{host}:{port if i == 0 else 0}")
-            if not bound:
-                raise UpstreamError(f"PD: cannot listen on {host}:{port}")
+            server = grpc_server(16, f"pd-{i}")
+            bound = bind_grpc(server, "PD", host, port if i == 0 else 0)
             self.members.addresses.append(f"{host}:{bound}")
             pdpb_pb2_grpc.add_PDServicer_to_server(PDServicer(cluster, self.members, i), server)
             server.start()

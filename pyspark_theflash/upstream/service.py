@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import json
-from concurrent import futures
 from typing import Any, Iterator
 
 import grpc
 
+from pyspark_theflash.ports import bind_grpc, grpc_server
 from pyspark_theflash.proto import binlog_pb2, upstream_pb2, upstream_pb2_grpc
 from pyspark_theflash.upstream.client import lock_to_proto, status_to_proto
 from pyspark_theflash.upstream.errors import RegionNotFoundError, SchemaError, UpstreamError
@@ -100,10 +100,8 @@ class UpstreamServer:
 
 def serve_upstream(cluster: Any, host: str = "127.0.0.1", port: int = 0, workers: int = 8) -> UpstreamServer:
     """Serve ``cluster`` over gRPC on host:port (0 = a port chosen by the OS)."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="upstream-grpc"))
+    server = grpc_server(workers, "upstream-grpc")
     upstream_pb2_grpc.add_UpstreamServicer_to_server(UpstreamServicer(cluster), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
-    if bound == 0:
-        raise UpstreamError(f"cannot bind the Upstream gRPC service to {host}:{port}; pick a free port")
+    bound = bind_grpc(server, "the Upstream service", host, port)
     server.start()
     return UpstreamServer(server, f"{host}:{bound}")

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlparse
 
+from pyspark_theflash.ports import http_server
 from pyspark_theflash.upstream.errors import SchemaError
 from pyspark_theflash.upstream.tidb import Catalog
 
@@ -80,7 +81,7 @@ class StatusServer:
             def log_message(self, format: str, *args: Any) -> None:
                 return  # quiet: the cluster logs what matters
 
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
+        self._httpd = http_server("TiDB's status port", host, port, Handler)
         self._httpd.daemon_threads = True
         self.address = f"{host}:{self._httpd.server_address[1]}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="upstream-status", daemon=True,

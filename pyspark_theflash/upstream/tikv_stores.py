@@ -15,11 +15,11 @@ epoch version â†’ ``epoch_not_match`` with the region as it is, another leader â
 """
 from __future__ import annotations
 
-from concurrent import futures
 from typing import Any
 
 import grpc
 
+from pyspark_theflash.ports import bind_grpc, grpc_server
 from pyspark_theflash.proto import cdcpb_pb2, cdcpb_pb2_grpc, errorpb_pb2, kvrpcpb_pb2, tikvpb_pb2_grpc
 from pyspark_theflash.txn.status import TxnFate
 from pyspark_theflash.upstream.change_feed import ChangeDataServicer, ChangeFeed
@@ -147,14 +147,10 @@ class StoreServer:
 
     def start(self) -> None:
         """Start serving (again, on the same port after ``stop``)."""
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix=f"tikv-{self.store_id}"),
-                             options=[("grpc.max_send_message_length", 64 << 20),
-                                      ("grpc.so_reuseport", 0)])
+        server = grpc_server(16, f"tikv-{self.store_id}", [("grpc.max_send_message_length", 64 << 20)])
         tikvpb_pb2_grpc.add_TikvServicer_to_server(TikvServicer(self.cluster, self), server)
         cdcpb_pb2_grpc.add_ChangeDataServicer_to_server(ChangeDataServicer(self.feed, self), server)
-        port = server.add_insecure_port(f"{self.host}:{self.port}")
-        if not port:
-            raise UpstreamError(f"TiKV store {self.store_id}: cannot listen on {self.host}:{self.port}")
+        port = bind_grpc(server, f"TiKV store {self.store_id}", self.host, self.port)
         self.port = port
         self.topology.addresses[self.store_id] = self.address
         server.start()

@@ -106,7 +106,7 @@ def register(subparsers: Any) -> None:
     run = sub.add_parser("run", help="run the writer in the foreground with a live progress line")
     add_run_options(run)
     run.add_argument("--daemon", action="store_true", help="detach (same as `start`)")
-    run.set_defaults(func=_run)
+    run.set_defaults(func=_run, port_options={"Arrow Flight": "--serve", "the HTTP read service": "--serve-http-port", "the metrics endpoint": "--metrics-port"})
 
     start = sub.add_parser("start", help="start the writer in the background (pid file in the store directory)")
     add_run_options(start)
@@ -188,6 +188,8 @@ class ProgressDisplay:
             self.out.flush()
             return
         now = time.monotonic()
+        if self._state is None and status.get("state") == "failed":
+            return  # failed before its first line (a port in use, a store refused): the error's line says it
         if now - self._last >= self.every_s or status.get("state") != self._state:
             self._last, self._state = now, status.get("state")
             self._log.info("%s", line)
@@ -215,7 +217,7 @@ def install_stop_signals(stop: threading.Event) -> None:
 def run_writer(opts: o.WriterOptions, log_file: str | None, **writer_kwargs: Any) -> int:
     """Run the writer loop in this process until a signal; shared by the CLI and spark_entry."""
     from pyspark_theflash.cli import CommandError
-    from pyspark_theflash.errors import TheFlashError, storage_failure
+    from pyspark_theflash.errors import PortInUseError, TheFlashError, storage_failure
     from pyspark_theflash.latch.errors import WriteLatchHeldError
     from pyspark_theflash.writer.loop import Writer
 
@@ -228,6 +230,9 @@ def run_writer(opts: o.WriterOptions, log_file: str | None, **writer_kwargs: Any
         writer.run()
     except WriteLatchHeldError as exc:
         raise CommandError(str(exc)) from None
+    except PortInUseError as exc:
+        _log_to_file(log_file, exc)
+        raise  # theflash's main names the option
     except TheFlashError as exc:  # (the writer recorded and published it)
         _log_to_file(log_file, exc)
         raise CommandError(str(exc)) from None

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable
 
+from pyspark_theflash.ports import http_server
 from pyspark_theflash.writer.progress import prometheus_text
 
 # serve_forever checks for shutdown() once per poll interval: the default 0.5 s made every
@@ -36,7 +37,7 @@ class MetricsServer:
             def log_message(self, *args: Any) -> None:  # scrapes are not news
                 return
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server = http_server("the metrics endpoint", host, port, Handler)
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, name="writer-metrics", daemon=True,
