@@ -63,7 +63,7 @@ class TableChange:
     why: str = ""
 
     def describe(self) -> str:
-        """"a commit at ts 451..." / "a schema change at ts ..." / what the store cannot tell."""
+        """"a commit at ts 451..." / "a schema change at ts ..." / why the store cannot tell."""
         if self.kind is ChangeKind.ROWS:
             return f"a commit at ts {self.commit_ts}"
         if self.kind is ChangeKind.SCHEMA:
@@ -71,7 +71,7 @@ class TableChange:
         if self.kind is ChangeKind.TABLE:
             return ("a TRUNCATE or DROP and CREATE" if self.commit_ts is None
                     else f"a TRUNCATE or DROP and CREATE at ts {self.commit_ts}")
-        return f"changes the store cannot date ({self.why})"
+        return f"the store cannot tell ({self.why})"
 
 
 class _Unreadable(Exception):

@@ -30,13 +30,15 @@ public final class MixedSnapshotsException extends IllegalArgumentException {
 
   /**
    * "shop.orders changed between snapshot_ts=451... and 452...: a commit at ts 4515...": each
-   * table the service found changed since its read ({@code POST /v1/snapshots}' changed).
+   * table the service found changed since its read ({@code POST /v1/snapshots}' changed), or
+   * that may have, when the store cannot tell (below its GC safe point).
    */
   static String describeChanges(JsonNode changed, long newest) {
     List<String> parts = new ArrayList<>();
     for (JsonNode c : changed) {
-      parts.add(c.get("table").asText() + " changed between snapshot_ts=" + c.get("read_ts").asLong() + " and "
-          + newest + ": " + c.get("change").asText());
+      boolean known = !"unknown".equals(c.path("kind").asText());
+      parts.add(c.get("table").asText() + (known ? " changed" : " may have changed") + " between snapshot_ts="
+          + c.get("read_ts").asLong() + " and " + newest + ": " + c.get("change").asText());
     }
     return String.join("; ", parts);
   }
