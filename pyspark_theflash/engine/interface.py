@@ -57,8 +57,8 @@ class ReadSessions(Protocol):
     def read_stream(self, engine: Engine, session: Any, n: int,
                     stats: ReadStats | None) -> Iterator[pa.RecordBatch]: ...
 
-    def query_snapshot(self, engine: Engine, tables: Sequence[str],
-                       options: Mapping[str, Any] | None) -> dict[str, Any]: ...
+    def query_snapshot(self, engine: Engine, tables: Sequence[str], options: Mapping[str, Any] | None,
+                       read: Sequence[tuple[str, int]] = ()) -> dict[str, Any]: ...
 
     def writer_flush(self, engine: Engine, regions: Sequence[int], timeout_s: float) -> dict[int, int]:
         """Ask the store's writer to flush ``regions`` and wait: {region: applied index}."""
@@ -116,9 +116,12 @@ class Engine(abc.ABC):
         ``stats``: what the read did besides its rows, as far as the engine knows."""
 
     @abc.abstractmethod
-    def query_snapshot(self, tables: Sequence[str], options: dict[str, Any] | None = None) -> dict[str, Any]:
+    def query_snapshot(self, tables: Sequence[str], options: dict[str, Any] | None = None,
+                       read: Sequence[tuple[str, int]] = ()) -> dict[str, Any]:
         """The one snapshot ts of a query over ``tables``: fresh, the store's resolved ts, or
-        bounded by ``max_staleness`` (``scan.planner.query_snapshot_ts``)."""
+        bounded by ``max_staleness``; or, when some were already ``read`` ((table, ts) pairs), the
+        newest of those ts and the tables changed since they were read
+        (``scan.planner.query_snapshot_ts``)."""
 
     def run_sql(self, query: str, snapshot_ts: int | None = None,
                 options: dict[str, Any] | None = None) -> Any:

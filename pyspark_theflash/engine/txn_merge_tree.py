@@ -76,8 +76,9 @@ class TxnMergeTreeEngine(Engine):
             self, table, snapshot_ts=snapshot_ts, as_of=as_of, columns=columns, filter=filter, isolation=isolation,
             options=options)
 
-    def query_snapshot(self, tables: Sequence[str], options: dict[str, Any] | None = None) -> dict[str, Any]:
-        return self._read_sessions("choose a query's snapshot").query_snapshot(self, tables, options)
+    def query_snapshot(self, tables: Sequence[str], options: dict[str, Any] | None = None,
+                       read: Sequence[tuple[str, int]] = ()) -> dict[str, Any]:
+        return self._read_sessions("choose a query's snapshot").query_snapshot(self, tables, options, read)
 
     def read_partition(self, p: ScanPartition, lease: LeaseRenewal,
                        stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:

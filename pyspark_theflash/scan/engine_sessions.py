@@ -54,14 +54,15 @@ class PlannedSessions:
 
         return read_stream(session, n, read)
 
-    def query_snapshot(self, engine: Engine, tables: Sequence[str],
-                       options: Mapping[str, Any] | None) -> dict[str, Any]:
+    def query_snapshot(self, engine: Engine, tables: Sequence[str], options: Mapping[str, Any] | None,
+                       read: Sequence[tuple[str, int]] = ()) -> dict[str, Any]:
         opts = {k: str(v) for k, v in dict(options or {}).items()}
         if self._upstream_address and "upstream" not in opts:
             opts["upstream"] = self._upstream_address
         resolved = str(opts.get("snapshot", "")).strip().lower() == "resolved"
         upstream = None if resolved else self._upstream_client(engine, opts.get("upstream"))
-        return query_snapshot_ts(engine.root, list(tables), opts, upstream=upstream, latch=self.latch(engine))
+        return query_snapshot_ts(engine.root, list(tables), opts, upstream=upstream, latch=self.latch(engine),
+                                 read=read)
 
     def writer_flush(self, engine: Engine, regions: Sequence[int], timeout_s: float) -> dict[int, int]:
         latch = self.latch(engine)

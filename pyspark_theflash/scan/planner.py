@@ -56,6 +56,7 @@ from pyspark_theflash.scan.snapshot import (
 )
 from pyspark_theflash.schema.partitioning import partitioning_of
 from pyspark_theflash.schema.table_info import TableInfo
+from pyspark_theflash.store.commit_history import TableChange, first_change
 from pyspark_theflash.store.errors import did_you_mean
 from pyspark_theflash.store.views import intersect
 
@@ -285,10 +286,16 @@ def _plan_bounded(store: Any, opts: ScanOptions, table_info: Any, columns: Seque
 
 
 def query_snapshot_ts(store: str, tables: list[str], options: Mapping[str, str] | None = None, *,
-                      upstream: Any = None, latch: Any = None) -> dict[str, Any]:
+                      upstream: Any = None, latch: Any = None,
+                      read: Sequence[tuple[str, int]] = ()) -> dict[str, Any]:
     """The one snapshot ts of a query over ``tables`` of ``store`` (``scan.snapshot.query_snapshot``),
     with ``max_staleness``'s catch-up the planner's: each table planned at the fresh ts
-    (isolation RC: no lock is decided) within what is left of the wait."""
+    (isolation RC: no lock is decided) within what is left of the wait. ``read``: (table, ts)
+    of the tables earlier queries already read; each read before the newest of those ts is
+    checked for changes up to it (``table_change_since``)."""
+
+    def changed(o: ScanOptions, after: int, through: int) -> TableChange | None:
+        return table_change_since(store, o, after, through, upstream=upstream, latch=latch)
 
     def catch_up_tables(opts: Sequence[ScanOptions], client: Any, ts: int, wait_s: float) -> None:
         deadline = time.monotonic() + wait_s
@@ -298,7 +305,23 @@ def query_snapshot_ts(store: str, tables: list[str], options: Mapping[str, str] 
             checked = replace(o, snapshot_ts=ts, max_staleness_s=None, region_wait_timeout_s=left, isolation="RC")
             plan(store, options=checked, upstream=client, latch=latch).close()
 
-    return query_snapshot(store, tables, options, upstream=upstream, latch=latch, catch_up=catch_up_tables)
+    return query_snapshot(store, tables, options, upstream=upstream, latch=latch, catch_up=catch_up_tables,
+                          read=read, first_change=changed)
+
+
+def table_change_since(store: str, opts: ScanOptions, after: int, through: int, *, upstream: Any = None,
+                       latch: Any = None) -> TableChange | None:
+    """The first change of ``opts.table`` in (after, through] (``store.commit_history``), or None
+    when a read at ``through`` returns what a read at ``after`` did. The table is planned at
+    ``through`` first, as its read there would be: the learner read brings every commit at or
+    below it into the store and the locks at or below it are decided (a store that has resolved
+    ``through`` already needs no upstream for either); the plan's lease pins the parts looked at."""
+    checked = replace(opts, snapshot_ts=through, as_of=None, session_snapshot_ts=None, snapshot="fresh",
+                      max_staleness_s=None, isolation="SI", columns=(), hidden=(), handle_ranges=None)
+    with plan(store, options=checked, upstream=upstream, latch=latch) as planned:
+        parts = [part for p in planned.partitions for rng in p.ranges for part in rng.parts]
+        with open_store(store) as opened, opened.snapshot() as view:
+            return first_change(view, store, opts.table, parts, after, through)
 
 _COLUMN_KEYS = ("col", "in", "is_null", "is_not_null", "starts_with")
 

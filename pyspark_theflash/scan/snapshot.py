@@ -20,7 +20,8 @@ choosers that need it take it as a function (``catch_up``), and the planner hand
     store_choice(...)        a read's ts from the store alone, or None (the planner)
     fresh_or_requested(...)  a read's ts from the upstream (the planner)
     within_staleness(...)    max_staleness (the planner and query_snapshot)
-    query_snapshot(...)      one ts for every table of a query (the service's POST /v1/snapshots)
+    query_snapshot(...)      one ts for every table of a query (the service's POST /v1/snapshots):
+                             fresh, resolved, or the newest its tables were already read at
     pinned_ts(...)           a session's pin (spark.pin.pinned_snapshot)
     table_resolved(...)      a change stream's newest end: its table's resolved ts (scan.change_stream)
     stream_start_ts(...)     a change stream's first snapshot: latest, earliest or a given ts
@@ -59,6 +60,7 @@ from pyspark_theflash.scan.options import ScanOptions
 from pyspark_theflash.scan.resolved import ResolvedTs, settled_resolved_ts, writer_live_on
 from pyspark_theflash.scan.schema_at import lookup_table
 from pyspark_theflash.schema.table_info import TableInfo
+from pyspark_theflash.store.commit_history import TableChange
 from pyspark_theflash.store.errors import UnknownTableNameError, did_you_mean
 
 __all__ = ["SnapshotKind", "StoreChoice", "StalenessChoice", "as_of_to_ts", "check_snapshot_ts",
@@ -217,10 +219,13 @@ def within_staleness(what: str, bound_s: float, wait_s: float, upstream: Any, co
 
 # -- a query over several tables ------------------------------------------------------------------
 QueryCatchUp = Callable[[Sequence[ScanOptions], Any, int, float], None]
+# (a table's read options, after, through) -> its first change in (after, through], or None
+FirstChange = Callable[[ScanOptions, int, int], "TableChange | None"]
 
 
 def query_snapshot(store: str, tables: list[str], options: Mapping[str, str] | None, *, upstream: Any,
-                   latch: Any, catch_up: QueryCatchUp) -> dict[str, Any]:
+                   latch: Any, catch_up: QueryCatchUp, read: Sequence[tuple[str, int]] = (),
+                   first_change: FirstChange | None = None) -> dict[str, Any]:
     """The one snapshot ts of a query over ``tables`` of ``store`` (the JVM connector asks
     once per Spark query, ``POST /v1/snapshots``), chosen as ``options`` say:
 
@@ -232,7 +237,17 @@ def query_snapshot(store: str, tables: list[str], options: Mapping[str, str] | N
       ``region_wait_timeout`` if shorter: ``catch_up(tables' options, upstream, ts, wait)``),
       else the resolved ts if it is no older than the bound, else ``StalenessBoundExceededError``.
 
-    Returns ``{"ts", "snapshot": "fresh" | "resolved", "tables"}``."""
+    Unless some of them were already read: ``read`` lists (table, ts) of the query's tables
+    that earlier queries read (a DataFrame reads one snapshot). Then the query's ts is the
+    newest of those ts, and each table read at an older ts is checked for changes in between
+    (``first_change(table's options, its ts, newest)``): a table nobody wrote in between reads
+    the same at the newest ts, so the query can read it there. ``changed`` lists the others,
+    each with its first change (``{"table", "read_ts", "kind", "commit_ts", "change"}``): the
+    query cannot be one snapshot while it is not empty, and the caller refuses it (or, asked
+    to, reads each table at its own ts).
+
+    Returns ``{"ts", "snapshot": "fresh" | "resolved" | "read", "tables"}`` (``read``: the
+    newest ts the tables were read at, with ``changed``)."""
     if not tables:
         raise ScanOptionError("a query snapshot needs the tables the query reads (field tables: [\"db.table\", ...])")
     base = {k: v for k, v in dict(options or {}).items() if v is not None}
@@ -240,6 +255,10 @@ def query_snapshot(store: str, tables: list[str], options: Mapping[str, str] | N
     first = opts[0]
     if first.requested_ts() is not None:
         raise ScanOptionError("a query snapshot is chosen for reads that name no ts: leave snapshot_ts / as_of out")
+    if read:
+        if first_change is None:
+            raise ScanOptionError("this service cannot tell whether the tables changed since they were read")
+        return _newest_read(store, base, tables, read, first_change)
 
     def resolved_now(wait_s: float) -> list[ResolvedTs]:
         with open_store(store) as opened:
@@ -300,6 +319,22 @@ def query_snapshot(store: str, tables: list[str], options: Mapping[str, str] | N
         lambda client, ts: catch_up(opts, client, ts, wait), lambda table: table,
         resolved_now, min(1.0, first.region_wait_timeout_s))
     return answer(choice.ts, choice.how)
+
+
+def _newest_read(store: str, base: Mapping[str, str], tables: list[str], read: Sequence[tuple[str, int]],
+                 first_change: FirstChange) -> dict[str, Any]:
+    """The newest ts of ``read`` as the query's, and the tables read before it that changed
+    since (``query_snapshot``)."""
+    newest = max(int(ts) for _, ts in read)
+    changed = []
+    for table, ts in sorted({(t, int(ts)) for t, ts in read}, key=lambda r: (r[1], r[0])):
+        if ts >= newest:
+            continue
+        change = first_change(ScanOptions.from_mapping({**base, "store": store, "table": table}), ts, newest)
+        if change is not None:
+            changed.append({"table": table, "read_ts": ts, "kind": change.kind.value, "commit_ts": change.commit_ts,
+                            "change": change.describe()})
+    return {"ts": newest, "snapshot": "read", "tables": list(tables), "changed": changed}
 
 
 # -- a session's pin ------------------------------------------------------------------------------

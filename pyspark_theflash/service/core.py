@@ -98,9 +98,11 @@ class ReadService:
                     "on DST with --engine clickhouse", code="invalid_option")
             return engine.run_sql(query, snapshot_ts, options)
 
-    def query_snapshot(self, tables: list[str], store: str | None, options: dict[str, str]) -> dict[str, Any]:
-        """The one snapshot ts of a query over ``tables`` (``POST /v1/snapshots``)."""
-        return self.stores.get(store).query_snapshot(tables, options)
+    def query_snapshot(self, tables: list[str], store: str | None, options: dict[str, str],
+                       read: list[tuple[str, int]] | None = None) -> dict[str, Any]:
+        """The one snapshot ts of a query over ``tables`` (``POST /v1/snapshots``); ``read``:
+        (table, ts) of those earlier queries already read."""
+        return self.stores.get(store).query_snapshot(tables, options, read or ())
 
     def change_stream(self, body: dict[str, Any], commit: bool) -> dict[str, Any]:
         """``POST /v1/change-streams/offset`` and ``.../commit`` (``scan.change_stream``): the

@@ -8,7 +8,7 @@ reads them with the JDK's HTTP client and the Arrow jars Spark ships).
     DELETE /v1/read-sessions/{id}                  end it, release its lease → 204
     GET    /v1/read-sessions/{id}/streams/{n}      the stream: application/vnd.apache.arrow.stream, chunked;
                                                    with TE: trailers, STREAM_TRAILERS after its last chunk
-    POST   /v1/snapshots                           body {"tables": [...], "snapshot", "max_staleness"}: a query's one ts
+    POST   /v1/snapshots                           body {"tables": [...], "snapshot", "max_staleness", "read"}: a query's one ts
     POST   /v1/sql                                 body {"sql", "snapshot_ts"?, "store"?, "snapshot"?,
                                                    "max_staleness"?, "option_flags"?}: a whole query in the
                                                    ClickHouse engine, its result as one Arrow IPC stream

@@ -33,7 +33,7 @@ OPTION_FIELDS = {
     "changes_from": "changes_from", "changes": "changes",
 }
 # the fields of POST /v1/snapshots (the one ts of a query over several tables)
-SNAPSHOT_FIELDS = ("tables", "store", "snapshot", "max_staleness", "region_wait_timeout")
+SNAPSHOT_FIELDS = ("tables", "store", "snapshot", "max_staleness", "region_wait_timeout", "read")
 FIELDS = ("table", "store", "snapshot_ts", "as_of", "columns", "filter", "isolation", *OPTION_FIELDS)
 MAX_REQUEST_BYTES = 1 << 20
 
@@ -126,9 +126,11 @@ def timeout_argument(args: dict[str, Any]) -> float | None:
     return None if timeout is None else float(timeout)
 
 
-def snapshot_request(data: Any) -> tuple[list[str], str | None, dict[str, str]]:
+def snapshot_request(data: Any) -> tuple[list[str], str | None, dict[str, str], list[tuple[str, int]]]:
     """``POST /v1/snapshots``'s body: ``{"tables": ["db.t", ...], "store", "snapshot": "fresh" |
-    "resolved", "max_staleness": "5s", "region_wait_timeout": "30s"}`` → (tables, store, options)."""
+    "resolved", "max_staleness": "5s", "region_wait_timeout": "30s", "read": [{"table": "db.t",
+    "ts": 451...}, ...]}`` → (tables, store, options, read). ``read``: the query's tables earlier
+    queries already read, each with the ts it was read at."""
     if not isinstance(data, dict):
         raise BadRequestError('the snapshot request must be a JSON object like {"tables": ["db.table"]}',
                               code="malformed_json")
@@ -148,4 +150,10 @@ def snapshot_request(data: Any) -> tuple[list[str], str | None, dict[str, str]]:
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise BadRequestError(f"field {name} must be a string or a number, got {value!r}", code="invalid_option")
         options[name] = str(value)
-    return list(tables), store_argument(data), options
+    read = data.get("read") or []
+    if not isinstance(read, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("table"), str) and "." in r["table"]
+            and isinstance(r.get("ts"), int) and not isinstance(r.get("ts"), bool) and r["ts"] > 0 for r in read):
+        raise BadRequestError(f"field read must be a list of {{\"table\": \"db.table\", \"ts\": ts}}, got {read!r}",
+                              code="invalid_option")
+    return list(tables), store_argument(data), options, [(r["table"], int(r["ts"])) for r in read]

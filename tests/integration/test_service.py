@@ -405,6 +405,56 @@ def test_an_any_store_service_keeps_at_most_max_open_stores_closing_the_least_re
         stores.close()
 
 
+def test_a_query_over_tables_read_apart_takes_the_newest_ts_unless_one_changed_in_between_and_names_its_first_commit(
+        rig: FlashRig, http_reader: HttpReader) -> None:
+    """POST /v1/snapshots with ``read``: the tables a query's DataFrames were already read at.
+    A dimension table nobody wrote since its read is read at the newest ts; a fact table written
+    in between is named with its first commit after its read (rows, then a schema change)."""
+    dim, fact = "mix.dim", "mix.fact"
+    for name in (dim, fact):
+        rig.cluster.create_table(name, [make_column("id", "BIGINT", not_null=True), make_column("v", "INT")],
+                                 primary_key=["id"])
+        rig.cluster.bulk_insert(name, pa.table({"id": pa.array(range(50), pa.int64()),
+                                                "v": pa.array(range(50), pa.int32())}))
+        rig.wait_replicated(name)
+    read_dim = rig.cluster.get_ts()
+    with rig.cluster.txn() as update:
+        update.update(fact, {"id": 7, "v": -7})
+    with rig.cluster.txn() as delete:
+        delete.delete(fact, 8)
+    read_fact = rig.cluster.get_ts()
+
+    def ask(read: list[tuple[str, int]]) -> dict:
+        status, answer = http_reader.json("POST", "/v1/snapshots", {
+            "tables": [dim, fact], "read": [{"table": t, "ts": ts} for t, ts in read]})
+        assert status == 200, answer
+        return answer
+
+    # the dimension read at the older ts, unchanged since: the query reads both at the newest
+    answer = ask([(dim, read_dim), (fact, read_fact)])
+    assert (answer["ts"], answer["snapshot"], answer["changed"]) == (read_fact, "read", []), answer
+    table, _ = http_reader.read({"table": dim, "snapshot_ts": answer["ts"]})
+    assert sorted(table.column("v").to_pylist()) == list(range(50))
+    # the fact table read at the older ts, written since: named, with the first commit after its read
+    answer = ask([(fact, read_dim), (dim, read_fact)])
+    [changed] = answer["changed"]
+    assert (changed["table"], changed["read_ts"], changed["kind"]) == (fact, read_dim, "rows"), answer
+    assert read_dim < update.commit_ts == changed["commit_ts"] < delete.commit_ts < read_fact, (changed, update.commit_ts)
+    assert changed["change"] == f"a commit at ts {update.commit_ts}"
+    # read after the update: the delete is the first change
+    [changed] = ask([(fact, update.commit_ts), (dim, read_fact)])["changed"]
+    assert changed["commit_ts"] == delete.commit_ts, changed
+    # ... the same table read twice, apart: its later read is past the commits
+    assert ask([(fact, read_fact), (fact, read_fact + 1)])["changed"] == []
+    # a schema change counts as a change: ADD COLUMN on the dimension
+    rig.cluster.add_column(dim, make_column("w", "INT"))
+    after_ddl = rig.cluster.get_ts()
+    [changed] = ask([(dim, read_fact), (fact, after_ddl)])["changed"]
+    assert changed["table"] == dim and changed["kind"] == "schema" and read_fact < changed["commit_ts"] <= after_ddl
+    status, answer = http_reader.json("POST", "/v1/snapshots", {"tables": [dim], "read": [{"table": dim}]})
+    assert status == 400 and "field read must be a list" in answer["error"]["message"], answer
+
+
 def test_a_query_snapshot_is_one_ts_for_several_tables_and_a_bad_request_says_what_to_send(
         rig: FlashRig, http_reader: HttpReader) -> None:
     before = int(rig.cluster.get_ts())

@@ -241,6 +241,7 @@ def jvm_query_shapes(spark: Any, server: str, runs: int) -> dict[str, Any]:
 
     orders = load("shop.orders")
     orders.count()
+    time.sleep(0.5)  # the workload (50 commits/s) writes orders between the two reads
     items = load("shop.order_items")
     items.count()
     out: dict[str, Any] = {"seen": seen}
@@ -249,7 +250,9 @@ def jvm_query_shapes(spark: Any, server: str, runs: int) -> dict[str, Any]:
         out["refused"] = None
     except Exception as exc:  # the jar's MixedSnapshotsException: PySpark's IllegalArgumentException
         out["refused"] = f"{type(exc).__name__}: {exc}"
-    apart_orders, apart_items = load("shop.orders").cache(), load("shop.order_items").cache()
+    apart_orders = load("shop.orders").cache()
+    time.sleep(0.5)
+    apart_items = load("shop.order_items").cache()
     try:
         anti(apart_items, apart_orders).collect()
         out["refused_caches"] = None
@@ -290,8 +293,11 @@ def check_query_shapes(jvm_spark: JvmSpark, orders_rig: tuple[FlashRig, Any, str
     assert got["refused"].startswith("IllegalArgumentException: this query reads theflash tables that were already "
                                      "read at different snapshots"), got["refused"]
     assert "shop.orders at snapshot_ts=" in got["refused"] and "shop.order_items at snapshot_ts=" in got["refused"]
+    # orders, read first, changed before order_items was read: named with its first commit since
+    assert re.search(r"shop\.orders changed between snapshot_ts=\d+ and \d+: a commit at ts \d+", got["refused"])
     assert "theflash.mixed_snapshots=allow" in got["refused"], got["refused"]
     assert got["refused_caches"] is not None and "(cached)" in got["refused_caches"], got["refused_caches"]
+    assert "shop.orders changed between" in got["refused_caches"], got["refused_caches"]
     orphans, stamps = got["allowed"]
     assert len(stamps) == 2, got["allowed"]  # allowed: each DataFrame keeps the ts it was read at
     assert workload.stats.committed > committed and not workload.stats.errors, workload.stats.errors[:3]
@@ -301,7 +307,7 @@ def test_every_way_of_writing_a_query_reads_one_ts_and_tables_read_apart_are_ref
         jvm_spark: JvmSpark, orders_rig: tuple[FlashRig, Any, str]) -> None:
     """Issue 38: views (temporary, global, USING), spark.table, subqueries, CTEs, unions,
     self-joins, transform and caches read one ts while orders commit; making a view or a cache
-    is not a read; DataFrames read apart are refused by default."""
+    is not a read; DataFrames read apart, orders written in between, are refused by default."""
     check_query_shapes(jvm_spark, orders_rig, runs=3)
 
 
@@ -364,3 +370,132 @@ def test_the_sum_over_checking_and_savings_is_exact_in_every_query_while_transfe
 @pytest.mark.slow
 def test_the_sum_over_checking_and_savings_is_exact_over_many_queries(jvm_spark: JvmSpark, tmp_path: Path) -> None:
     check_bank_totals(jvm_spark, tmp_path, runs=SLOW_RUNS)  # SLOW_RUNS queries each way (SQL, DataFrames)
+
+
+# -- tables read apart: the newest ts unless one changed in between (issue 49) ------------------
+# A star: a dimension nobody writes and a fact table written between reads. The worker keeps its
+# DataFrames between calls (one Spark worker process), so the test writes between their reads.
+DIM, FACT = "star.dim", "star.fact"
+DIM_ROWS, FACT_ROWS = 20, 100
+_FRAMES: dict[str, Any] = {}
+
+
+@pytest.fixture(scope="module")
+def star_rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FlashRig, str]]:
+    import pyarrow as pa
+
+    from pyspark_theflash.upstream.tidb import make_column
+
+    rig = FlashRig(tmp_path_factory.mktemp("star"))
+    try:
+        rig.cluster.create_table(DIM, [make_column("id", "BIGINT", not_null=True), make_column("name", "VARCHAR(16)")],
+                                 primary_key=["id"])
+        rig.cluster.create_table(FACT, [make_column("id", "BIGINT", not_null=True), make_column("dim_id", "BIGINT"),
+                                        make_column("v", "BIGINT")], primary_key=["id"])
+        rig.cluster.bulk_insert(DIM, pa.table({"id": pa.array(range(DIM_ROWS), pa.int64()),
+                                               "name": [f"d{i}" for i in range(DIM_ROWS)]}))
+        rig.cluster.bulk_insert(FACT, pa.table({"id": pa.array(range(FACT_ROWS), pa.int64()),
+                                                "dim_id": pa.array([i % DIM_ROWS for i in range(FACT_ROWS)], pa.int64()),
+                                                "v": pa.array(range(FACT_ROWS), pa.int64())}))
+        rig.start_writer(interval_s=0.05)
+        for table in (DIM, FACT):
+            rig.wait_replicated(table)
+        with serve(rig.store, port=0) as running:
+            yield rig, running.http_url
+    finally:
+        rig.close()
+
+
+def jvm_read(spark: Any, server: str, name: str, table: str) -> tuple[int, list[int]]:
+    """Load ``table`` as the DataFrame ``name`` and count it: it is read, at a ts of its own."""
+    spark.conf.unset("theflash.snapshot_ts")
+    spark.conf.unset("theflash.mixed_snapshots")
+    df = spark.read.format("theflash").option("server", server).load(table)
+    _FRAMES[name] = df
+    return df.count(), sorted(plan_ts(df))
+
+
+def jvm_star_join(spark: Any, fact: str, dim: str) -> dict[str, Any]:
+    """The fact DataFrame joined to the dimension DataFrame: (id, v, name) rows and the ts its plan
+    shows, or the refusal's message."""
+    f, d = _FRAMES[fact], _FRAMES[dim]
+    joined = f.join(d, f.dim_id == d.id).select(f.id, f.v, d.name)
+    try:
+        rows = sorted(tuple(r) for r in joined.collect())
+    except Exception as exc:  # the jar's MixedSnapshotsException: PySpark's IllegalArgumentException
+        return {"refused": f"{type(exc).__name__}: {exc}"}
+    return {"rows": rows, "ts": sorted(plan_ts(joined))}
+
+
+def jvm_rows(spark: Any, name: str) -> tuple[list[tuple[Any, ...]], list[int]]:
+    """A DataFrame's rows again, and the ts its plan shows."""
+    df = _FRAMES[name]
+    return sorted(tuple(r) for r in df.collect()), sorted(plan_ts(df))
+
+
+def star_rows(rig: FlashRig, ts: int) -> list[tuple[int, int, str]]:
+    """The join's rows as the upstream has them at ``ts``."""
+    names = {r["id"]: r["name"] for r in rig.cluster.scan_table(DIM, ts)}
+    return sorted((r["id"], r["v"], names[r["dim_id"]]) for r in rig.cluster.scan_table(FACT, ts))
+
+
+def test_a_dimension_read_before_a_fact_table_and_unchanged_since_is_read_at_the_fact_tables_ts(
+        jvm_spark: JvmSpark, star_rig: tuple[FlashRig, str]) -> None:
+    """All unchanged: the dimension counted first, the fact table written and then counted; the
+    join reads both at the fact table's ts (the dimension's rows there are the ones it read), with
+    the fact table's write in it. The dimension's own later answers stay those of its read."""
+    rig, server = star_rig
+    assert jvm_spark.call(jvm_read, server, "dim_a", DIM)[0] == DIM_ROWS
+    with rig.cluster.txn() as t:
+        t.update(FACT, {"id": 3, "v": -3})
+    count, fact_ts = jvm_spark.call(jvm_read, server, "fact_a", FACT)
+    assert count == FACT_ROWS and len(fact_ts) == 1
+    dim_rows, dim_ts = jvm_spark.call(jvm_rows, "dim_a")
+    assert dim_ts[0] < fact_ts[0]
+
+    got = jvm_spark.call(jvm_star_join, "fact_a", "dim_a")
+
+    assert "refused" not in got, got
+    assert got["ts"] == fact_ts, got["ts"]  # one ts: the newest
+    assert got["rows"] == star_rows(rig, fact_ts[0]) and (3, -3, "d3") in got["rows"]
+    # the dimension changes now; its DataFrame still answers as read (its ts, its rows)
+    with rig.cluster.txn() as t:
+        t.update(DIM, {"id": 0, "name": "changed"})
+        t.insert(DIM, {"id": DIM_ROWS, "name": "new"})
+    assert jvm_spark.call(jvm_rows, "dim_a") == (dim_rows, dim_ts)
+    assert dim_rows == sorted((i, f"d{i}") for i in range(DIM_ROWS))
+    with rig.cluster.txn() as t:  # as it was, for the other test
+        t.update(DIM, {"id": 0, "name": "d0"})
+        t.delete(DIM, DIM_ROWS)
+
+
+def test_a_fact_table_written_between_its_read_and_the_dimensions_is_refused_naming_its_first_commit(
+        jvm_spark: JvmSpark, star_rig: tuple[FlashRig, str]) -> None:
+    """One changed: the fact table counted first, then written, then the dimension counted: the
+    join is refused in one line naming the fact table, its read ts, the first commit after it and
+    the way out; the fact table loaded again joins the same dimension DataFrame at one ts."""
+    rig, server = star_rig
+    _, first_ts = jvm_spark.call(jvm_read, server, "fact_b", FACT)
+    with rig.cluster.txn() as first:
+        first.update(FACT, {"id": 5, "v": -5})
+    with rig.cluster.txn() as t:
+        t.delete(FACT, 6)
+    _, dim_ts = jvm_spark.call(jvm_read, server, "dim_b", DIM)
+
+    got = jvm_spark.call(jvm_star_join, "fact_b", "dim_b")
+
+    refused = got.get("refused")
+    assert refused is not None, f"a fact table written between two reads was joined without a word: {got}"
+    line = refused.splitlines()[0]
+    assert line.startswith("IllegalArgumentException: this query reads theflash tables that were already read at "
+                           "different snapshots"), line
+    assert (f"{FACT} changed between snapshot_ts={first_ts[0]} and {dim_ts[0]}: a commit at ts {first.commit_ts}"
+            in line), line
+    assert f"{DIM} at snapshot_ts={dim_ts[0]}" in line and DIM + " changed" not in line, line
+    assert "Load the DataFrame again" in line and "theflash.mixed_snapshots=allow" in line, line
+    # the way out: the fact table loaded again (read after the dimension, which did not change since)
+    _, again_ts = jvm_spark.call(jvm_read, server, "fact_b", FACT)
+    got = jvm_spark.call(jvm_star_join, "fact_b", "dim_b")
+    assert got.get("ts") == again_ts, got
+    assert got["rows"] == star_rows(rig, again_ts[0]) and (5, -5, "d5") in got["rows"]
+    assert not [r for r in got["rows"] if r[0] == 6]

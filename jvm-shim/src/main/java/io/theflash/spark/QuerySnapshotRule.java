@@ -1,5 +1,6 @@
 package io.theflash.spark;
 
+import com.fasterxml.jackson.databind.JsonNode;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.IdentityHashMap;
@@ -36,9 +37,15 @@ import org.slf4j.LoggerFactory;
  *       upstream TSO, the store's resolved ts, or bounded by max_staleness).
  * </ul>
  *
- * <p>Tables already read at two different ts cannot share one: the query is refused with
- * {@link MixedSnapshotsException}, unless the session conf {@value #MIXED_SNAPSHOTS} is
- * {@code allow}, when each keeps its own ts and a warning says so.
+ * <p>Tables already read at different ts: the query reads every table at the newest of those ts
+ * when no table read at an older one changed in between, for a table nobody wrote since its read
+ * reads the same at a later ts (the usual case: each view of a database counted, then queried).
+ * The service says which changed, in the same one request ({@code POST /v1/snapshots} with the
+ * tables already read, each with its ts). A DataFrame read before keeps its own ts for its own
+ * later queries; only this query reads it at the newer one. A table that changed in between
+ * cannot be read at one ts with the others: the query is refused with {@link
+ * MixedSnapshotsException}, naming it and its first change, unless the session conf {@value
+ * #MIXED_SNAPSHOTS} is {@code allow}, when each keeps its own ts and a warning says so.
  *
  * <p>The rule changes no plan node: it plans each table's {@link TableSnapshot} for this query,
  * and the table's scans, built later in the same optimizer run, read at that ts. Planning is not
@@ -63,7 +70,7 @@ final class QuerySnapshotRule extends Rule<LogicalPlan> {
   private static final Map<QueryPlanningTracker, LogicalPlan> ANALYZED =
       Collections.synchronizedMap(new WeakHashMap<>());
   /** The ts of each query planned in this JVM, per group of tables (service, store, snapshot mode). */
-  private static final Map<QueryPlanningTracker, Map<String, Long>> QUERIES =
+  private static final Map<QueryPlanningTracker, Map<String, QueryTs>> QUERIES =
       Collections.synchronizedMap(new WeakHashMap<>());
 
   @Override
@@ -90,50 +97,90 @@ final class QuerySnapshotRule extends Rule<LogicalPlan> {
     if (whole != null) collect(whole, found, seen);
     collect(plan, found, seen);
     if (found.groups.isEmpty()) return plan;
-    Map<String, Long> query = tracker.isDefined()
+    Map<String, QueryTs> query = tracker.isDefined()
         ? QUERIES.computeIfAbsent(tracker.get(), k -> Collections.synchronizedMap(new LinkedHashMap<>()))
         : new LinkedHashMap<>();
     for (Map.Entry<String, Group> entry : found.groups.entrySet()) {
       Group group = entry.getValue();
       if (group.tables.isEmpty()) continue; // only cached scans: nothing left to plan
-      long ts = query.computeIfAbsent(entry.getKey(), k -> queryTs(group));
+      QueryTs q = query.computeIfAbsent(entry.getKey(), k -> queryTs(group));
       if (!tracker.isDefined()) continue;
       for (TheFlashTable table : group.tables) {
-        if (table.querySnapshot().read() == null) table.querySnapshot().plan(tracker.get(), ts);
+        TableSnapshot snapshot = table.querySnapshot();
+        Long read = snapshot.read();
+        if (read == null) {
+          snapshot.plan(tracker.get(), q.ts);
+        } else if (q.everyTable && read != q.ts) {
+          snapshot.sameThrough(q.ts); // unchanged since its read: its rows at q.ts are the ones it read
+          snapshot.plan(tracker.get(), q.ts);
+        }
       }
     }
     return plan;
   }
 
+  /** A group's ts in one query, and whether its tables read before at an older ts read at it too. */
+  private static final class QueryTs {
+    final long ts;
+    final boolean everyTable;
+
+    QueryTs(long ts, boolean everyTable) {
+      this.ts = ts;
+      this.everyTable = everyTable;
+    }
+  }
+
   /**
    * The query's ts for a group: the one its tables were already read at (or its cached scans
-   * planned at), else a new one from the service. Two of those: refused, unless allowed.
+   * planned at), else a new one from the service. Several of those: the newest, if the service
+   * finds that none of the tables read at an older one changed since; else refused, unless allowed.
    */
-  private static long queryTs(Group group) {
+  private static QueryTs queryTs(Group group) {
     Map<Long, List<String>> read = new TreeMap<>();
-    for (TheFlashTable t : group.tables) {
-      Long ts = t.querySnapshot().read();
-      if (ts != null) read.computeIfAbsent(ts, k -> new ArrayList<>()).add(t.name());
-    }
-    for (TheFlashScan s : group.scans) {
-      Long ts = s.querySnapshotTs();
-      if (ts != null) read.computeIfAbsent(ts, k -> new ArrayList<>()).add(s.tableName() + " (cached)");
-    }
-    if (read.size() > 1) {
-      String apart = MixedSnapshotsException.describe(read);
-      if (!"allow".equalsIgnoreCase(String.valueOf(SessionConf.get(MIXED_SNAPSHOTS)).trim())) {
-        throw new MixedSnapshotsException(apart);
-      }
-      LOG.warn("this query reads theflash tables already read at different snapshots ({}), as {}=allow lets it: "
-          + "each keeps its own ts", apart, MIXED_SNAPSHOTS);
-    }
-    if (!read.isEmpty()) return read.keySet().iterator().next();
+    List<Map<String, Object>> readByTable = new ArrayList<>();
     List<String> names = new ArrayList<>();
     for (TheFlashTable t : group.tables) {
       if (!names.contains(t.readOptions().table)) names.add(t.readOptions().table);
+      Long ts = t.querySnapshot().read();
+      if (ts == null) continue;
+      read.computeIfAbsent(ts, k -> new ArrayList<>()).add(t.name());
+      readByTable.add(readAt(t.readOptions().table, ts));
+    }
+    for (TheFlashScan s : group.scans) {
+      Long ts = s.querySnapshotTs();
+      if (ts == null) continue;
+      read.computeIfAbsent(ts, k -> new ArrayList<>()).add(s.tableName() + " (cached)");
+      readByTable.add(readAt(s.readOptions().table, ts));
+      if (!names.contains(s.readOptions().table)) names.add(s.readOptions().table);
     }
     ReadOptions options = group.tables.get(0).readOptions();
-    return options.client().querySnapshot(options.snapshotRequest(names)).get("ts").asLong();
+    if (read.size() > 1) {
+      Map<String, Object> request = options.snapshotRequest(names);
+      request.put("read", readByTable);
+      JsonNode answer = options.client().querySnapshot(request);
+      JsonNode changed = answer.get("changed");
+      if (changed == null || !changed.isArray()) {
+        throw new IllegalStateException("the theflash service at " + options.server + " does not say whether the "
+            + "tables changed since they were read (POST /v1/snapshots with read): upgrade it");
+      }
+      if (changed.size() == 0) return new QueryTs(answer.get("ts").asLong(), true);
+      String apart = MixedSnapshotsException.describe(read);
+      String changes = MixedSnapshotsException.describeChanges(changed, answer.get("ts").asLong());
+      if (!"allow".equalsIgnoreCase(String.valueOf(SessionConf.get(MIXED_SNAPSHOTS)).trim())) {
+        throw new MixedSnapshotsException(apart, changes);
+      }
+      LOG.warn("this query reads theflash tables already read at different snapshots ({}), and {}; as {}=allow "
+          + "lets it, each keeps its own ts", apart, changes, MIXED_SNAPSHOTS);
+    }
+    if (!read.isEmpty()) return new QueryTs(read.keySet().iterator().next(), false);
+    return new QueryTs(options.client().querySnapshot(options.snapshotRequest(names)).get("ts").asLong(), false);
+  }
+
+  private static Map<String, Object> readAt(String table, long ts) {
+    Map<String, Object> r = new LinkedHashMap<>();
+    r.put("table", table);
+    r.put("ts", ts);
+    return r;
   }
 
   /** Tables of one service and store, read the same way, share a ts. */

@@ -200,7 +200,7 @@ final class TheFlashScan implements Scan, SupportsReportStatistics, Batch {
     if (snapshot != null) {
       long read = session().ts;
       long table = snapshot.settle(read);
-      if (table != read) {
+      if (table != read && !snapshot.readsAlike(read)) {
         // two queries of one DataFrame planned at once and the other read first: this query
         // still reads one ts across its tables, the one it was planned at
         LOG.warn("theflash table {} is read at snapshot_ts={} by this query, planned before another query of the "
