@@ -190,7 +190,8 @@ static PyObject *decode(PyObject *self, PyObject *arg) {
  * match_live(open_set, columns, spans, resolved_ts, type_map, op_map) applies RegionFeed._live's
  * rules (capture/region_feed.py) row by row in feed order to the rows of ``spans`` that are
  * record keys (``t{8}_r...``), and returns the binlog columns to write:
- *   (0, -1, n, types, ops, start_ts, commit_ts, key_offsets, key_data, value_offsets, value_data)
+ *   (0, -1, n, types, ops, start_ts, commit_ts, key_offsets, key_data, value_offsets, value_data,
+ *    the greatest commit ts among them)
  * or, where the feed broke a rule, (1, row) for a commit at or below resolved_ts and (2, row) for
  * a COMMIT without its PREWRITE (the open set is then left part-way: the caller drops the
  * registration). columns: the decoder's (types, ops, start_ts, commit_ts, key_offsets, key_data,
@@ -440,6 +441,7 @@ static PyObject *match_live(PyObject *self, PyObject *args) {
      * beside it cost far more than that (py-spy at 10,000 regions: a third of the main loop). */
     Py_ssize_t n_match = 0;
     for (Py_ssize_t s = 0; s < n_spans; s++) n_match += lohi[2 * s + 1] - lohi[2 * s];
+    uint64_t newest = 0;  /* the greatest commit ts written: what the rows wait for (the DDL frontier) */
     PyThreadState *released = n_match >= MATCH_RELEASE_ROWS ? PyEval_SaveThread() : NULL;
     if (buf_put(&o.koff, &zero, 4) || buf_put(&o.voff, &zero, 4)) rc = -3;
     for (Py_ssize_t s = 0; !rc && s < n_spans; s++) {
@@ -458,11 +460,13 @@ static PyObject *match_live(PyObject *self, PyObject *args) {
                 rc = live_put(&o, tm[t], om[op], start, 0, k, kl, vd + vo[r], op == CDC_PUT ? (size_t)(vo[r + 1] - vo[r]) : 0);
             } else if (t == CDC_COMMIT) {
                 if (!os_remove(open, k, kl, start)) { rc = 2; bad_row = r; break; }
+                if (commit > newest) newest = commit;
                 rc = live_put(&o, tm[t], 0, start, commit, k, kl, NULL, 0);  /* the value is the PREWRITE's */
             } else if (t == CDC_ROLLBACK) {
                 if (!os_remove(open, k, kl, start)) continue;  /* a lock the replica never had */
                 rc = live_put(&o, tm[t], 0, start, 0, k, kl, NULL, 0);
             } else if (t == CDC_COMMITTED && data_op) {
+                if (commit > newest) newest = commit;
                 rc = live_put(&o, tm[t], om[op], start, commit, k, kl, vd + vo[r], op == CDC_PUT ? (size_t)(vo[r + 1] - vo[r]) : 0);
             }
         }
@@ -473,9 +477,9 @@ static PyObject *match_live(PyObject *self, PyObject *args) {
     if (rc == -3) { PyErr_NoMemory(); goto done; }
     if (rc == -2) { PyErr_SetString(PyExc_ValueError, "a poll's keys or values exceed 2 GiB"); goto done; }
     if (rc > 0) { res = Py_BuildValue("(iL)", rc, bad_row); goto done; }
-    res = Py_BuildValue("(iLnNNNNNNNN)", 0, -1LL, (Py_ssize_t)o.rows, as_bytes(&o.types), as_bytes(&o.ops),
+    res = Py_BuildValue("(iLnNNNNNNNNK)", 0, -1LL, (Py_ssize_t)o.rows, as_bytes(&o.types), as_bytes(&o.ops),
                         as_bytes(&o.start), as_bytes(&o.commit), as_bytes(&o.koff), as_bytes(&o.kdata),
-                        as_bytes(&o.voff), as_bytes(&o.vdata));
+                        as_bytes(&o.voff), as_bytes(&o.vdata), (unsigned long long)newest);
 done:
     live_free(&o);
     Py_XDECREF(span_fast);

@@ -132,6 +132,12 @@ _MULTIPLEXING = (("features", "stream-multiplexing"),)
 COMMITTED_TYPE = bytes([binlog_pb2.Row.COMMITTED])  # a RowBatch's type byte of a version
 
 
+def _rows_where(cols: dict[str, Any], keep: np.ndarray) -> dict[str, Any]:
+    """The rows of ``cols`` (pack_columns keywords) where ``keep`` is true."""
+    idx = pa.array(np.flatnonzero(keep))
+    return {k: (v.take(idx) if isinstance(v, pa.Array) else v[keep]) for k, v in cols.items()}
+
+
 def _has_stream_multiplexing(stub: cdcpb_pb2_grpc.ChangeDataStub) -> bool:
     """Whether the store serves ``EventFeedV2`` with stream multiplexing, probed as TiCDC
     probes it (tiflow ``cdc/kv/sharedconn``): open the stream with the ``features`` header and
@@ -717,7 +723,7 @@ class Capture:
             self._drop(feed, str(exc), self.opts.retry_backoff_s)
             return
         if cols is not None:
-            self._hold(int(cols["commit_ts"].max()), lambda f=feed, c=cols: self._columns_event(f, c))
+            self._hold(cols.max_commit_ts, lambda f=feed, c=cols: self._columns_event(f, c))
 
     def _captured(self, table_ids: np.ndarray) -> np.ndarray:
         """Per row, whether its table id (record_table_ids) is a captured table's (or a partition's)."""
@@ -728,29 +734,35 @@ class Capture:
         ours = [t for t in unique.tolist() if self.partitions.logical(t) in self.table_ids]
         return record & np.isin(table_ids, np.array(ours, np.int64))
 
-    def _columns_event(self, feed: RegionFeed, cols: dict[str, Any]) -> list[binlog_pb2.Event]:
-        """Live rows in columns (``take_columns``) as one entries event."""
+    def _columns_event(self, feed: RegionFeed, rows: feed_columns.LiveBatch) -> list[binlog_pb2.Event]:
+        """Live rows (``take_columns``) as one entries event: the C match's bytes as they are,
+        or, where a newer region or the table selection leaves rows out, the rows kept."""
         if feed.discarded:
             return []
+        cols: dict[str, Any] | None = None  # the rows kept, where some are left out
         newer = self.claims.newer(feed.id, feed.start, feed.end, feed.version)
         if newer:  # keys a newer region holds now: its snapshot has these versions and locks
-            keep = np.array([not RangeClaims.covers_key(newer, k) for k in cols["keys"].to_pylist()], bool)
+            keep = np.array([not RangeClaims.covers_key(newer, k) for k in rows.keys.to_pylist()], bool)
             if not keep.any():
                 return []
-            idx = pa.array(np.flatnonzero(keep))
-            cols = {k: (v.take(idx) if isinstance(v, pa.Array) else v[keep]) for k, v in cols.items()}
+            cols = _rows_where(rows.columns(), keep)
         if self.selected is not None:  # a table may have left the selection while the rows waited
-            keep = self._captured(feed_columns.record_table_ids(cols["keys"]))
+            keys = cols["keys"] if cols is not None else rows.keys
+            keep = self._captured(feed_columns.record_table_ids(keys))
             if not keep.any():
                 return []
             if not keep.all():
-                idx = pa.array(np.flatnonzero(keep))
-                cols = {k: (v.take(idx) if isinstance(v, pa.Array) else v[keep]) for k, v in cols.items()}
-        if feed.coverage is not None:  # versions only: a row without a commit ts is never above a floor
-            feed.coverage.add_columns(cols["keys"], cols["commit_ts"])
+                cols = _rows_where(cols if cols is not None else rows.columns(), keep)
         # filled in place: a sub-message given to a constructor is copied
         event = binlog_pb2.Event(region_id=feed.id, index=self._next_index(feed.id), epoch=feed.epoch())
-        binlog_rows.pack_columns(**cols, out=event.entries.batch)
+        if cols is None:
+            if feed.coverage is not None:  # versions only: a row without a commit ts is never above a floor
+                feed.coverage.add_batch(rows)
+            rows.fill(event.entries.batch)
+        else:
+            if feed.coverage is not None:
+                feed.coverage.add_columns(cols["keys"], cols["commit_ts"])
+            binlog_rows.pack_columns(**cols, out=event.entries.batch)
         return [event]
 
     def _keep_key(self, key: bytes) -> bool:

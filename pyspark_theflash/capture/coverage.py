@@ -89,6 +89,11 @@ class Coverage:
         PREWRITE, a ROLLBACK) is not a version and is never counted."""
         self._pending.append(_Versions(raw_keys, commit_ts))
 
+    def add_batch(self, rows: Any) -> None:
+        """Live versions as the C match wrote them (feed_columns.LiveBatch): as ``add_columns``,
+        their keys made an array only if some stay above the floor when it rises."""
+        self._pending.append(_BatchVersions(rows))
+
     def raise_floor(self, ts: int) -> None:
         """The range's resolved ts reached ``ts``: every version at or below it is in the
         binlog (written before the resolved ts that says so)."""
@@ -108,7 +113,7 @@ class Coverage:
             cts, key = heapq.heappop(self._by_ts)
             self._above.discard((key, cts))
         for writes in pending:
-            if isinstance(writes, _Versions):
+            if isinstance(writes, (_Versions, _BatchVersions)):
                 if writes.newest <= least:  # the usual case: every version is at or below the floor
                     continue
                 writes = writes.above(least)
@@ -118,7 +123,7 @@ class Coverage:
 
     def above_in(self, lo: bytes, hi: bytes) -> Iterable[tuple[bytes, int]]:
         pending = ((bytes(w.key), int(w.commit_ts)) for writes in self._pending
-                   for w in (writes.above(0) if isinstance(writes, _Versions) else writes))
+                   for w in (writes.above(0) if isinstance(writes, (_Versions, _BatchVersions)) else writes))
         for key, cts in [*self._above, *pending]:
             pd = _pd_key(key)
             if lo <= pd and (not hi or pd < hi):
@@ -134,6 +139,18 @@ class Coverage:
 class _Version(NamedTuple):
     key: bytes
     commit_ts: int
+
+
+class _BatchVersions:
+    """A LiveBatch's versions, pending: its newest commit ts known, its columns built only if
+    some of them stay above the floor (``above``)."""
+
+    def __init__(self, rows: Any) -> None:
+        self.rows = rows
+        self.newest = int(rows.max_commit_ts)
+
+    def above(self, ts: int) -> "_Versions":
+        return _Versions(self.rows.keys, self.rows.commit_ts).above(ts)
 
 
 class _Versions(Sequence[_Version]):

@@ -183,13 +183,64 @@ def row_buffers(rows: FeedRows) -> tuple[Any, ...]:
             np.ascontiguousarray(rows.commit_ts), koff, kdata, voff, vdata)
 
 
+class LiveBatch:
+    """A registration's matched live rows (``match_live``) as the binlog's ``RowBatch`` fields,
+    in the bytes the C match wrote: an event is filled from them as they are (``fill``), with no
+    array built and no column packed again per region and message. The columns as arrays
+    (``keys``, ``commit_ts``, ``columns()``) are built on demand, for the rows a newer region or
+    the table selection leaves out and for a coverage counting versions above its floor."""
+
+    __slots__ = ("count", "types", "ops", "start_ts", "commit_ts_bytes", "key_offsets", "key_data",
+                 "value_offsets", "value_data", "max_commit_ts", "_keys", "_commit_ts")
+
+    def __init__(self, count: int, types: bytes, ops: bytes, start_ts: bytes, commit_ts: bytes, key_offsets: bytes,
+                 key_data: bytes, value_offsets: bytes, value_data: bytes, max_commit_ts: int) -> None:
+        self.count, self.types, self.ops, self.start_ts = count, types, ops, start_ts
+        self.commit_ts_bytes, self.key_offsets, self.key_data = commit_ts, key_offsets, key_data
+        self.value_offsets, self.value_data, self.max_commit_ts = value_offsets, value_data, max_commit_ts
+        self._keys: pa.BinaryArray | None = None
+        self._commit_ts: np.ndarray | None = None
+
+    @property
+    def keys(self) -> pa.BinaryArray:
+        if self._keys is None:
+            self._keys = pa.Array.from_buffers(pa.binary(), self.count, [None, pa.py_buffer(self.key_offsets),
+                                                                          pa.py_buffer(self.key_data)])
+        return self._keys
+
+    @property
+    def commit_ts(self) -> np.ndarray:
+        if self._commit_ts is None:
+            self._commit_ts = np.frombuffer(self.commit_ts_bytes, np.uint64)
+        return self._commit_ts
+
+    def columns(self) -> dict[str, Any]:
+        """The rows as ``binlog.rows.pack_columns`` keywords."""
+        return {"types": np.frombuffer(self.types, np.uint8), "ops": np.frombuffer(self.ops, np.uint8),
+                "start_ts": np.frombuffer(self.start_ts, np.uint64), "commit_ts": self.commit_ts, "keys": self.keys,
+                "values": pa.Array.from_buffers(pa.binary(), self.count, [None, pa.py_buffer(self.value_offsets),
+                                                                           pa.py_buffer(self.value_data)])}
+
+    def fill(self, out: binlog_pb2.RowBatch) -> None:
+        """Fill ``out`` (empty, inside its event) with these rows: what ``pack_columns`` writes
+        for the same columns, byte for byte (a column zero in every row is left empty)."""
+        out.count = self.count
+        out.types, out.ops, out.start_ts = self.types, self.ops, self.start_ts
+        out.key_offsets, out.key_data = self.key_offsets, self.key_data
+        if self.max_commit_ts:
+            out.commit_ts = self.commit_ts_bytes
+        if len(self.value_data):
+            out.value_offsets, out.value_data = self.value_offsets, self.value_data
+
+
 def match_live(buffers: tuple[Any, ...], spans: list[tuple[int, int]], open_set: OpenSet,
-               resolved_ts: int) -> dict[str, Any] | None:
+               resolved_ts: int) -> LiveBatch | None:
     """A registration's live rows — the record keys among ``spans`` of a message's rows
     (``row_buffers``) — matched in feed order against ``open_set`` (changed in place), as the
-    binlog columns to write (``pack_columns`` keywords), or None when no row is written. In C (``_native/cdc_wire.c``): one probe of a hash set per row, no Python
-    object per row. Raises :class:`LiveFeedError` where ``RegionFeed._live`` raises
-    ``FeedProtocolError`` (the open set is then left part-way: the registration is dropped)."""
+    binlog rows to write, or None when no row is written. In C (``_native/cdc_wire.c``): one
+    probe of a hash set per row, no Python object per row. Raises :class:`LiveFeedError` where
+    ``RegionFeed._live`` raises ``FeedProtocolError`` (the open set is then left part-way: the
+    registration is dropped)."""
     out = _wire.match_live(open_set, buffers, spans, resolved_ts, _TYPE_MAP, _OP_MAP)
     if out[0]:
         row = int(out[1])
@@ -198,10 +249,7 @@ def match_live(buffers: tuple[Any, ...], spans: list[tuple[int, int]], open_set:
         if out[0] == 1:
             raise LiveFeedError(f"a commit at {commit} of key {key} came after resolved ts {resolved_ts}")
         raise LiveFeedError(f"COMMIT of key {key} at start ts {start} without its PREWRITE")
-    (_, _, n, types, ops, start_ts, commit_ts, koff, kdata, voff, vdata) = out
+    (_, _, n, types, ops, start_ts, commit_ts, koff, kdata, voff, vdata, newest) = out
     if not n:
         return None
-    return {"types": np.frombuffer(types, np.uint8), "ops": np.frombuffer(ops, np.uint8),
-            "start_ts": np.frombuffer(start_ts, np.uint64), "commit_ts": np.frombuffer(commit_ts, np.uint64),
-            "keys": pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(koff), pa.py_buffer(kdata)]),
-            "values": pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(voff), pa.py_buffer(vdata)])}
+    return LiveBatch(n, types, ops, start_ts, commit_ts, koff, kdata, voff, vdata, int(newest))

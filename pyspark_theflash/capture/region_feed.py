@@ -193,10 +193,10 @@ class RegionFeed:
         return None
 
     def take_columns(self, rows: feed_columns.FeedRows | tuple[Any, ...],
-                     spans: list[tuple[int, int]] | None = None) -> dict[str, Any] | None:
+                     spans: list[tuple[int, int]] | None = None) -> feed_columns.LiveBatch | None:
         """Live rows (after INITIALIZED) as columns: ``_live``'s rules applied in C
         (capture/feed_columns.py) to the record keys of ``rows`` (or of ``spans`` of a
-        message's ``row_buffers``); the binlog columns to write, or None."""
+        message's ``row_buffers``); the binlog rows to write, or None."""
         if self._open:  # pairs the per-row path opened: the snapshot's locks, rows after INITIALIZED in its event
             for key, start in self._open:
                 self._open_set.add(key, start)

@@ -58,7 +58,11 @@ def columnar(feed: RegionFeed, events: list[list[Ev.Row]], polls: int) -> list[t
             decoded = decode_change_data(msg.SerializeToString())
             cols = feed.take_columns(decoded.rows)
             if cols is not None:
-                out += rows_of(binlog_rows.pack_columns(**cols))
+                packed = binlog_rows.pack_columns(**cols.columns())
+                filled = binlog_pb2.RowBatch()
+                cols.fill(filled)  # the C match's bytes as they are: what capture writes
+                assert filled.SerializeToString() == packed.SerializeToString()
+                out += rows_of(packed)
     except FeedProtocolError as exc:
         return str(exc)
     return out
