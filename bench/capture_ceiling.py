@@ -3,6 +3,7 @@
     .venv/bin/python bench/capture_ceiling.py                     # 200k txns of 10 rows, 20k of 100, 2M rows copied
     .venv/bin/python bench/capture_ceiling.py --txns 20000 --copy-rows 200000 --latency-seconds 5
     .venv/bin/python bench/capture_ceiling.py --skip live,big,latency --together-txns 2000000 --copy-rows 10000000
+    .venv/bin/python bench/capture_ceiling.py --sweep 8,1000,10000,100000 --resolved-txns 5000   # rate and memory by regions
 
 The rig (this process) serves, from the project's protos: PD (``pdpb.PD``: members, TSO,
 stores, region scans, GC safe points), one or more TiKV stores (``cdcpb.ChangeData/EventFeed``
@@ -605,6 +606,46 @@ def store_apply(rows: int, two_phase: bool) -> float:
     return float(json.loads(done.stdout.strip().splitlines()[-1])["theflash_rows_per_s"])
 
 
+def sweep(counts: list[int], args: argparse.Namespace) -> int:
+    """Capture's live rate and its memory per region at each region count: the rate of
+    ``--txns`` 10-row transactions spread over the regions (TiKV's batching: ``--block``
+    transactions of many regions per message, a resolved ts of every region each
+    ``--resolved-txns``), and the peak RSS of a capture whose regions are all registered and
+    idle (one message of rows), per region beyond the first count's (the process's own memory is
+    the first count's RSS). Beside them the store's own apply rate."""
+    fig: dict[str, Any] = {"bench": "capture_ceiling_sweep", "txns": args.txns, "block": args.block,
+                           "resolved_txns": args.resolved_txns,
+                           "store_apply_2pc_rows_per_s": round(store_apply(max(args.txns * 10, 2000), True))}
+    print(f"store alone (bench/ingest.py): 2PC {fig['store_apply_2pc_rows_per_s']:,} committed rows/s (the baseline)",
+          flush=True)
+    print(f"{'regions':>8} {'committed rows/s':>17} {'x store':>8} {'peak RSS idle':>14} {'per region':>11}", flush=True)
+    first: tuple[int, float] | None = None  # (regions, idle RSS) of the first count: the process's own
+    for n in counts:
+        work = Path(tempfile.mkdtemp(prefix="theflash-bench-sweep-"))
+        rig = Rig(n)
+        try:
+            base = rig.get_ts() - (1 << 30)
+            idle = live_feed(min(args.block, n), 10, n, args.block, base)
+            rest = run_capture(rig, idle, work / "idle-binlog", work / "idle.log")
+            del idle
+            feed = live_feed(args.txns, 10, n, args.block, base, args.resolved_txns)
+            live = run_capture(rig, feed, work / "live-binlog", work / "live.log")
+        finally:
+            rig.close()
+            shutil.rmtree(work, ignore_errors=True)
+        ratio = live["committed_per_s"] / fig["store_apply_2pc_rows_per_s"]
+        # memory per region: what the regions beyond the first count's added to the idle RSS
+        per = (rest["rss_mb"] - first[1]) * 1024 / (n - first[0]) if first and n > first[0] else None
+        first = first or (n, rest["rss_mb"])
+        fig[f"regions_{n}"] = {"committed_per_s": round(live["committed_per_s"]), "ratio_to_store": round(ratio, 3),
+                               "idle_rss_mb": round(rest["rss_mb"]),
+                               "idle_rss_kib_per_region": round(per, 2) if per is not None else None}
+        shown = f"{per:>7,.1f} KiB" if per is not None else "      -"
+        print(f"{n:>8,} {live['committed_per_s']:>17,.0f} {ratio:>8.3f} {rest['rss_mb']:>11,.0f} MiB {shown}", flush=True)
+    print(json.dumps(fig))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--txns", type=int, default=200_000, help="10-row transactions of the live feed")
@@ -621,11 +662,17 @@ def main() -> int:
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--resolved-every", type=float, default=0.05, help="s between the latency feed's resolved ts")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: live,big,writer,together,copy,latency")
+    parser.add_argument("--sweep", default="",
+                        help="comma-separated region counts (e.g. 8,1000,10000,100000): for each, live capture of "
+                             "--txns 10-row txns and capture's peak RSS with every region registered and idle; "
+                             "then the other parts are skipped")
     args = parser.parse_args()
     if args.together_txns is None:
         args.together_txns = args.txns
     skip = set(filter(None, args.skip.split(",")))
 
+    if args.sweep:
+        return sweep([int(n) for n in args.sweep.split(",")], args)
     work = Path(tempfile.mkdtemp(prefix="theflash-bench-ceiling-"))
     rig = Rig(args.regions)
     fig: dict[str, Any] = {"bench": "capture_ceiling", "txns": args.txns, "regions": args.regions,
