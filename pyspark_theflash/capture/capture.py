@@ -52,7 +52,7 @@ from pyspark_theflash.binlog.segment import HEADER_BYTES
 from pyspark_theflash.binlog.snapshot_batch import SnapshotColumns, snapshot_columns
 from pyspark_theflash.capture.coverage import Coverage, inherit, known_at_snapshot
 from pyspark_theflash.capture.held_ranges import describe as describe_range, gaps as range_gaps
-from pyspark_theflash.capture.key_ranges import RegionRanges
+from pyspark_theflash.capture.key_ranges import RangeMembers, RegionRanges
 from pyspark_theflash.capture.partition_map import PartitionMap
 from pyspark_theflash.capture.errors import CaptureError, GCPassedError
 from pyspark_theflash.capture.lock_resolution import LaggingRegion, StuckRegionResolver
@@ -252,6 +252,8 @@ class Capture:
         self.introduced = RegionRanges()
         self.ranges: dict[int, tuple[bytes, bytes]] = {}  # each region's range when last registered
         self.claims = RangeClaims()  # which region's registration speaks for a key range
+        # the current registrations whose snapshot is written (each has a coverage), by range
+        self._written = RangeMembers()
         # the coverages of ended registrations whose snapshot was written (capture/coverage.py):
         # a range registered again starts from what they say the replica holds
         self.ended_coverage: list[Coverage] = []
@@ -513,6 +515,7 @@ class Capture:
         feed = RegionFeed(info.id, info.start, info.end, info.version, info.conf_ver, info.leader_store, self._gen,
                           resolved_ts=max(since, self.resolved.get(info.id, 0) if same_range else 0),
                           since_ts=since, inherited=pieces if since else [])
+        self._written.discard(info.id)  # (the registration this one replaces, if it was written)
         self.feeds[info.id] = feed
         self._stream(info.leader_store).send(cdcpb_pb2.ChangeDataRequest(
             header=cdcpb_pb2.Header(cluster_id=self.pd.cluster_id, ticdc_version=TICDC_VERSION),
@@ -524,8 +527,9 @@ class Capture:
         """Every coverage capture knows over any part of [start, end): ended registrations' and
         written live ones' (each a true statement of what the replica holds)."""
         pieces = [c for c in self.ended_coverage if _ranges_overlap(c.start, c.end, start, end)]
-        pieces += [f.coverage for f in self.feeds.values() if f.coverage is not None and f is not but
-                   and _ranges_overlap(f.start, f.end, start, end)]
+        written = (self.feeds.get(rid) for rid in self._written.overlapping(start, end))
+        pieces += sorted((f.coverage for f in written if f is not None and f is not but and f.coverage is not None),
+                         key=lambda c: c.start)
         return pieces
 
     def _end_coverage(self, feed: RegionFeed) -> None:
@@ -539,18 +543,11 @@ class Capture:
         of those inherited what it said."""
         if not self.ended_coverage:
             return
-        live = sorted((f.start, f.end) for f in self.feeds.values() if f.coverage is not None)
 
         def covered(c: Coverage) -> bool:
             lo = max(c.start, _RECORD_SPAN[0])
             hi = _RECORD_SPAN[1] if not c.end else min(c.end, _RECORD_SPAN[1])
-            for s, e in live:
-                if s > lo:
-                    return False
-                if not e or e >= hi:
-                    return True
-                lo = max(lo, e)
-            return False
+            return lo < hi and not range_gaps(self._written.spans(lo, hi), lo, hi)
 
         self.ended_coverage = [c for c in self.ended_coverage if not covered(c)]
 
@@ -617,6 +614,7 @@ class Capture:
         if self.feeds.get(feed.id) is not feed:
             return  # dropped already (its range waits for a reload), or registered anew since
         del self.feeds[feed.id]
+        self._written.discard(feed.id)
         self._end_coverage(feed)
         self._reload_later(feed.start, feed.end, feed, backoff_s)
         log.info("region %d: %s; registering its range again", feed.id, why)
@@ -819,6 +817,8 @@ class Capture:
             feed.coverage.add_columns(snap.versions.keys, snap.versions.commit_ts)
         if self.feeds.get(feed.id) is not feed:
             self._end_coverage(feed)  # ended while its snapshot waited to be written
+        else:
+            self._written.add(feed.id, feed.start, feed.end)
         self._forget_covered()
         return [snapshot_event(feed, self._next_index(feed.id), snap, since_ts=feed.since_ts)]
 

@@ -127,3 +127,69 @@ class RegionRanges:
     def overlapping(self, start: bytes, end: bytes) -> list[int]:
         """The regions whose ranges overlap [start, end), in key order."""
         return [rid for _, _, rid in self._by_range.overlapping(start, end)]
+
+
+class RangeMembers:
+    """Ranges that may overlap, each of a member (an id), found by key range: the key space is
+    cut into disjoint pieces, each holding the ids whose ranges cover it. Registrations are
+    nearly disjoint (one current region per key, a stale one beside it for a while), so the
+    pieces are about as many as the members and a query costs a bisection."""
+
+    def __init__(self) -> None:
+        self._pieces: DisjointRanges[frozenset[int]] = DisjointRanges()
+        self._ranges: dict[int, tuple[bytes, bytes]] = {}
+
+    def __len__(self) -> int:
+        return len(self._ranges)
+
+    def __contains__(self, member: object) -> bool:
+        return member in self._ranges
+
+    def add(self, member: int, start: bytes, end: bytes) -> None:
+        self.discard(member)
+        self._ranges[member] = (start, end)
+        old = self._pieces.overlapping(start, end)
+        self._pieces.cut(start, end)  # (the old pieces' parts outside [start, end) stay as they were)
+        # [start, end): the parts the old pieces held, with ``member`` added; the rest ``member`` alone
+        at, to_inf = start, False  # [start, at) is assigned; to_inf: all of it is
+        for s, e, ids in old:
+            lo, hi = max(s, start), _min_end(e, end)
+            if at < lo:
+                self._pieces.assign(at, lo, frozenset((member,)))
+            self._pieces.assign(lo, hi, ids | {member})
+            at, to_inf = hi, not hi
+            if to_inf:
+                break
+        if not to_inf and (not end or at < end):
+            self._pieces.assign(at, end, frozenset((member,)))
+
+    def discard(self, member: int) -> None:
+        rng = self._ranges.pop(member, None)
+        if rng is None:
+            return
+        for s, e, ids in self._pieces.overlapping(*rng):
+            if member not in ids:
+                continue
+            self._pieces.cut(s, e)
+            if len(ids) > 1:
+                self._pieces.assign(s, e, ids - {member})
+
+    def overlapping(self, start: bytes, end: bytes) -> set[int]:
+        """The members whose ranges overlap [start, end)."""
+        out: set[int] = set()
+        for _, _, ids in self._pieces.overlapping(start, end):
+            out |= ids
+        return out
+
+    def spans(self, start: bytes, end: bytes) -> list[tuple[bytes, bytes]]:
+        """The parts of [start, end) some member covers (pieces clipped to it)."""
+        return [(max(s, start), _min_end(e, end)) for s, e, _ in self._pieces.overlapping(start, end)]
+
+
+def _min_end(a: bytes, b: bytes) -> bytes:
+    """The lesser of two ends, where b"" is +inf."""
+    if not a:
+        return b
+    if not b:
+        return a
+    return min(a, b)

@@ -69,3 +69,26 @@ def test_claims_name_per_key_the_region_of_the_highest_version(
         want = key in model and model[key][0] != rid and model[key][1] > version
         assert want == any(_inside(key, c.start, c.end) for c in newer), (key, model.get(key), newer)
     assert RangeClaims(claims.state()).state() == claims.state()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["add", "discard"]), st.integers(0, 5), _ranges()), max_size=14), _ranges())
+def test_range_members_find_every_member_over_a_range(ops: list[Any], query: tuple[bytes, bytes]) -> None:
+    from pyspark_theflash.capture.key_ranges import RangeMembers
+
+    members = RangeMembers()
+    model: dict[int, tuple[bytes, bytes]] = {}
+    for op, member, (s, e) in ops:
+        if op == "add":
+            members.add(member, s, e)
+            model[member] = (s, e)
+        else:
+            members.discard(member)
+            model.pop(member, None)
+    want = {m for m, (s, e) in model.items() if (not e or query[0] < e) and (not query[1] or s < query[1])}
+    assert members.overlapping(*query) == want
+    assert len(members) == len(model)
+    for key in [b"", *KEYS]:  # every key some member covers is in a span, and no other
+        if _inside(key, *query):
+            covered = any(_inside(key, s, e) for s, e in model.values())
+            assert covered == any(_inside(key, s, e) for s, e in members.spans(*query)), key
