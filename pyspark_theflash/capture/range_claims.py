@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from pyspark_theflash.capture.key_ranges import DisjointRanges
+from pyspark_theflash.capture.key_ranges import RangeMembers
 from pyspark_theflash.codec import encode_region_key
 
 
@@ -31,33 +31,43 @@ def ranges_overlap(a_start: bytes, a_end: bytes, b_start: bytes, b_end: bytes) -
 
 
 class RangeClaims:
-    """Per key, the claim of the highest version made over it (TiCDC's range lock keeps the same),
-    as disjoint pieces in key order (capture/key_ranges.py): a query costs a bisection and the
-    pieces it meets, whatever the number of regions."""
+    """The claims made, found by key range (capture/key_ranges.RangeMembers: a bisection and
+    the pieces met, whatever the number of regions). A claim gives way only to one of an equal
+    or higher version that covers it whole; one covered in part still guards the rest."""
 
     def __init__(self, saved: list[list[Any]] | None = None) -> None:
-        self._pieces: DisjointRanges[tuple[int, int]] = DisjointRanges()  # (region id, version)
-        for r, s, e, v in (saved or ()):  # (an older release kept overlapping claims: claimed in turn)
-            self.claim(int(r), bytes.fromhex(s), bytes.fromhex(e), int(v))
+        self._claims: dict[int, Claim] = {}  # by the order claimed
+        self._by_range = RangeMembers()
+        self._next = 0
+        for r, s, e, v in (saved or ()):
+            self._add(Claim(int(r), bytes.fromhex(s), bytes.fromhex(e), int(v)))
+
+    def _add(self, claim: Claim) -> None:
+        self._claims[self._next] = claim
+        self._by_range.add(self._next, claim.start, claim.end)
+        self._next += 1
+
+    def _over(self, start: bytes, end: bytes) -> list[tuple[int, Claim]]:
+        return sorted((i, self._claims[i]) for i in self._by_range.overlapping(start, end))
 
     def state(self) -> list[list[Any]]:
-        return [[rid, s.hex(), e.hex(), v] for s, e, (rid, v) in self._pieces]
+        return [[c.region_id, c.start.hex(), c.end.hex(), c.version] for c in self._claims.values()]
 
     def newer(self, region_id: int, start: bytes, end: bytes, version: int) -> list[Claim]:
-        """The claims of other regions over [start, end) with a higher version (each the part of
-        its range where it is the newest)."""
-        return [Claim(rid, s, e, v) for s, e, (rid, v) in self._pieces.overlapping(start, end)
-                if rid != region_id and v > version]
+        """The claims of other regions over [start, end) with a higher version."""
+        return [c for _, c in self._over(start, end) if c.region_id != region_id and c.version > version]
 
     def claim(self, region_id: int, start: bytes, end: bytes, version: int) -> None:
-        """``region_id`` at ``version`` speaks for [start, end) from now on, except where a claim of
-        a higher version was made (that one goes on speaking there)."""
-        higher = [p for p in self._pieces.overlapping(start, end) if p[2][1] > version]
-        self._pieces.assign(start, end, (region_id, version))
-        for s, e, value in higher:  # back, over their parts inside [start, end)
-            lo = max(s, start)
-            hi = end if not e else (e if not end else min(e, end))
-            self._pieces.assign(lo, hi, value)
+        """``region_id`` at ``version`` speaks for [start, end) from now on; the claims of no
+        higher version it covers whole give way (one it covers in part still guards the rest)."""
+        def covered(c: Claim) -> bool:
+            return start <= c.start and (not end or (bool(c.end) and c.end <= end))
+
+        for i, c in self._over(start, end):
+            if c.version <= version and covered(c):
+                del self._claims[i]
+                self._by_range.discard(i)
+        self._add(Claim(region_id, start, end, version))
 
     @staticmethod
     def covers_key(claims: list[Claim], raw_key: bytes) -> bool:

@@ -49,25 +49,33 @@ def test_disjoint_ranges_hold_the_value_last_given_to_each_key(ops: list[Any], q
     assert got == [p for p in pieces if (not query[1] or p[0] < query[1]) and (not p[1] or query[0] < p[1])]
 
 
+class _ClaimList:
+    """The reference: every claim in a list, walked (what RangeClaims did before its index)."""
+
+    def __init__(self) -> None:
+        self.claims: list[tuple[int, bytes, bytes, int]] = []
+
+    def claim(self, r: int, s: bytes, e: bytes, v: int) -> None:
+        def covered(c: tuple[int, bytes, bytes, int]) -> bool:
+            return s <= c[1] and (not e or (bool(c[2]) and c[2] <= e))
+
+        self.claims = [c for c in self.claims if not (c[3] <= v and covered(c))] + [(r, s, e, v)]
+
+    def newer(self, r: int, s: bytes, e: bytes, v: int) -> list[tuple[int, bytes, bytes, int]]:
+        return [c for c in self.claims if c[0] != r and c[3] > v and (not c[2] or s < c[2]) and (not e or c[1] < e)]
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.integers(1, 4), _ranges(), st.integers(1, 6)), max_size=10),
        st.integers(1, 4), _ranges(), st.integers(0, 6))
-def test_claims_name_per_key_the_region_of_the_highest_version(
+def test_claims_found_by_range_are_the_claims_a_walk_finds(
         claims_made: list[Any], rid: int, query: tuple[bytes, bytes], version: int) -> None:
-    claims = RangeClaims()
-    model: dict[bytes, tuple[int, int]] = {}  # key -> (region, version) speaking for it
+    claims, reference = RangeClaims(), _ClaimList()
     for r, (s, e), v in claims_made:
-        # (encode_region_key is what claims hold; these small keys stand in for PD keys as is)
         claims.claim(r, s, e, v)
-        for key in [b"", *KEYS]:
-            if _inside(key, s, e) and (key not in model or model[key][1] <= v):
-                model[key] = (r, v)
-    newer = claims.newer(rid, query[0], query[1], version)
-    for key in [b"", *KEYS]:
-        if not _inside(key, *query):
-            continue
-        want = key in model and model[key][0] != rid and model[key][1] > version
-        assert want == any(_inside(key, c.start, c.end) for c in newer), (key, model.get(key), newer)
+        reference.claim(r, s, e, v)
+    assert [tuple(c) for c in claims.newer(rid, query[0], query[1], version)] == \
+        reference.newer(rid, query[0], query[1], version)
     assert RangeClaims(claims.state()).state() == claims.state()
 
 
