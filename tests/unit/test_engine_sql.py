@@ -19,3 +19,46 @@ def test_the_native_engine_runs_no_sql_and_refuses_a_query_by_name(tmp_path: Pat
         with pytest.raises(SqlUnsupportedError, match="engine computes no SQL of its own: queries over its store "
                                                       "run in Spark"):
             engine.run_sql("SELECT 1")
+
+
+def test_a_query_result_prints_every_type_in_every_format() -> None:
+    """``theflash sql``'s output (engine/cli.py write_result): bytes as 0x hex in every format,
+    DECIMAL with its digits (a JSON string), times in ISO 8601, TIME as [-]HH:MM:SS[.ffffff]."""
+    import csv
+    import datetime as dt
+    import decimal
+    import io
+    import json
+    import re
+
+    import pyarrow as pa
+
+    from pyspark_theflash.engine.cli import write_result
+
+    result = pa.table({
+        "n": pa.array([7, None], pa.int64()), "ok": pa.array([True, None]), "f": pa.array([0.5, None]),
+        "price": pa.array([decimal.Decimal("-12.30"), None], pa.decimal128(10, 2)),
+        "token": pa.array([b"\xe2\x00\xff", None], pa.binary()), "doc": pa.array(['{"a": 1}', None]),
+        "status": pa.array(["new", None]), "at": pa.array([dt.datetime(2024, 1, 2, 3, 4, 5, 600), None], pa.timestamp("us")),
+        "tz": pa.array([dt.datetime(2024, 1, 2, 3, 4, 5), None], pa.timestamp("us", "UTC")),
+        "day": pa.array([dt.date(2024, 1, 2), None]),
+        "dur": pa.array([dt.timedelta(hours=26, microseconds=5), None], pa.duration("us")),
+    })
+    text = ["7", "true", "0.5", "-12.30", "0xe200ff", '{"a": 1}', "new", "2024-01-02 03:04:05.000600",
+            "2024-01-02 03:04:05+00:00", "2024-01-02", "26:00:00.000005"]
+
+    def printed(fmt: str) -> str:
+        out = io.StringIO()
+        write_result(result, fmt, out)
+        return out.getvalue()
+
+    assert list(csv.reader(printed("csv").splitlines())) == [result.column_names, text, ["", *[""] * 10]]
+    rows = [json.loads(line) for line in printed("json").splitlines()]
+    assert rows == [dict(zip(result.column_names, [7, True, 0.5, *text[3:]])), dict.fromkeys(result.column_names)]
+    lines = printed("table").splitlines()
+    assert lines[0].split() == result.column_names
+    assert re.split(r"  +", lines[1]) == text
+    assert lines[2].split() == ["NULL"] * 11
+    empty = io.StringIO()
+    write_result(pa.table({"token": pa.array([], pa.binary())}), "table", empty)
+    assert empty.getvalue() == "token\n"

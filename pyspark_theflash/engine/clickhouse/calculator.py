@@ -69,6 +69,52 @@ def clickhouse_refusal(exc: ClickHouseEngineError) -> SqlQueryError:
     return SqlQueryError(f"ClickHouse refused the query: {text[:400]}")
 
 
+def store_typed(result: pa.Table, named: list[Any]) -> pa.Table:
+    """ClickHouse's answer with the store's types back where ClickHouse has no twin for them.
+
+    ClickHouse keeps BINARY/BLOB as String and TIME as Int64: a result column named as a column
+    of the tables the query reads (one type among them) that comes back in that stored form is
+    cast back to the column's type (bytes, duration, zone-less timestamp). Any other String
+    column whose values are not all UTF-8 (``SELECT token AS t``, ``substring(token, 1, 2)``)
+    is bytes too, for the whole column: text that is not UTF-8 cannot be printed as text."""
+    from pyspark_theflash.engine.clickhouse.column_types import from_clickhouse
+    from pyspark_theflash.schema.arrow import arrow_field
+
+    stored: dict[str, set[pa.DataType]] = {}
+    for info in named:
+        for c in info.columns:
+            stored.setdefault(c.name, set()).add(arrow_field(c).type)
+    columns = []
+    for name, column in zip(result.column_names, result.columns):
+        types = stored.get(name, set())
+        t = next(iter(types)) if len(types) == 1 else None
+        if t is not None and _stored_form(column.type, t):
+            column = from_clickhouse(column, t)
+        elif pa.types.is_string(column.type) and not _all_utf8(column):
+            column = column.cast(pa.binary())
+        columns.append(column)
+    return pa.table(columns, names=result.column_names)
+
+
+def _stored_form(got: pa.DataType, t: pa.DataType) -> bool:
+    """``got`` is how ClickHouse gives back a column the store types as ``t``."""
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        return pa.types.is_string(got)
+    if pa.types.is_duration(t) or pa.types.is_time32(t) or pa.types.is_time64(t):
+        return pa.types.is_int64(got)
+    if pa.types.is_timestamp(t):
+        return pa.types.is_timestamp(got) and got.unit == t.unit
+    return False
+
+
+def _all_utf8(column: pa.ChunkedArray) -> bool:
+    try:
+        column.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
 def snapshot_query(engine: Any, sql: str, ts: int) -> str:
     """``sql`` with each ``db.table`` of the store replaced by its snapshot at ``ts``. The
     caller holds the read leases that keep ts readable."""
@@ -111,7 +157,8 @@ def run_sql(engine: Any, sql: str, snapshot_ts: int | None = None,
             result = engine.directory.arrow(rewritten)
         except ClickHouseEngineError as exc:
             raise clickhouse_refusal(exc) from exc
-        return SqlResult(ts, tuple(f"{i.db}.{i.name}" for i in named), result, time.monotonic() - t0)
+        seconds = time.monotonic() - t0
+        return SqlResult(ts, tuple(f"{i.db}.{i.name}" for i in named), store_typed(result, named), seconds)
     finally:
         for session in sessions:
             session.close()
