@@ -103,7 +103,10 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=_no_action, writer_parser=parser)
     sub = parser.add_subparsers(dest="writer_command", metavar="ACTION")
 
-    run = sub.add_parser("run", help="run the writer in the foreground with a live progress line")
+    run = sub.add_parser("run", help="run the writer in the foreground with a live progress line",
+                         description="Apply the binlog to the store in the foreground until SIGINT/SIGTERM, with a "
+                         "live progress line: the store's write latch is taken first (one writer per store), "
+                         "then batches are applied, flushed and compacted; --serve also serves reads.")
     add_run_options(run)
     run.add_argument("--daemon", action="store_true", help="detach (same as `start`)")
     run.set_defaults(func=_run, port_options={"Arrow Flight": "--serve", "the HTTP read service": "--serve-http-port", "the metrics endpoint": "--metrics-port"})
@@ -114,7 +117,7 @@ def register(subparsers: Any) -> None:
     start.set_defaults(func=_start)
 
     stop = sub.add_parser("stop", help="SIGTERM the store's background writer and wait for it to exit")
-    stop.add_argument("--store", required=True)
+    stop.add_argument("--store", required=True, help="store directory of the writer to stop")
     stop.add_argument("--timeout", default="60s", help="how long to wait (default %(default)s)")
     stop.set_defaults(func=_stop)
 
