@@ -62,3 +62,29 @@ def test_a_query_result_prints_every_type_in_every_format() -> None:
     empty = io.StringIO()
     write_result(pa.table({"token": pa.array([], pa.binary())}), "table", empty)
     assert empty.getvalue() == "token\n"
+
+
+@pytest.mark.parametrize("query, says", [
+    ("SELEC 1", "the query is not a valid SELECT: it begins with 'SELEC'"),
+    ("", "the query is not a valid SELECT: it begins with '(empty)'"),
+    ("  (( frob", "the query is not a valid SELECT: it begins with 'frob'"),
+    ("DROP TABLE shop.orders", "read-only queries (SELECT ... FROM db.table); 'DROP' is not one: the store is a "
+                               "replica of a TiDB table, change the table in TiDB"),
+    ("insert into shop.orders values (1)", "'insert' is not one"),
+])
+def test_a_statement_that_is_no_query_is_refused_as_a_write_only_when_it_is_one(query: str, says: str) -> None:
+    from pyspark_theflash.engine.clickhouse.calculator import refuse_writes
+    from pyspark_theflash.engine.clickhouse.errors import SqlQueryError
+
+    with pytest.raises(SqlQueryError) as refused:
+        refuse_writes(query)
+    assert says in str(refused.value)
+    if "valid SELECT" in says:
+        assert "change the table in TiDB" not in str(refused.value)
+
+
+def test_queries_pass_the_write_check() -> None:
+    from pyspark_theflash.engine.clickhouse.calculator import refuse_writes
+
+    for query in ("SELECT 1", "  with x AS (SELECT 1) SELECT * FROM x", "(SELECT 1)", "EXPLAIN SELECT 1", "show tables"):
+        refuse_writes(query)

@@ -53,12 +53,23 @@ def tables_named(engine: Any, sql: str) -> list[Any]:
 _READ_ONLY = re.compile(r"^\s*(\(\s*)*(select|with|explain|show|describe|desc)\b", re.IGNORECASE)
 
 
+# Statements that change data or the schema: refused as writes (the store is a replica).
+_WRITES = frozenset(("insert", "update", "delete", "replace", "upsert", "merge", "alter", "create", "drop", "truncate",
+                     "rename", "optimize", "attach", "detach", "exchange", "move", "grant", "revoke", "set", "system",
+                     "kill", "use", "load", "backup", "restore", "undrop", "check"))
+
+
 def refuse_writes(sql: str) -> None:
-    """The store is a replica of TiDB: ``theflash sql`` runs queries (SELECT, WITH, ...) only."""
-    if not _READ_ONLY.match(sql):
-        word = (sql.strip().split() or ["(empty)"])[0]
+    """The store is a replica of TiDB: ``theflash sql`` runs queries (SELECT, WITH, ...) only.
+    A write is refused as a write; anything else that is no query (``SELEC 1``) as no valid SELECT."""
+    if _READ_ONLY.match(sql):
+        return
+    word = (re.findall(r"[A-Za-z_]+|\S", sql.lstrip("( \t\r\n")) or ["(empty)"])[0]
+    if word.lower() in _WRITES:
         raise SqlQueryError(f"theflash sql runs read-only queries (SELECT ... FROM db.table); {word!r} is not one: "
                             "the store is a replica of a TiDB table, change the table in TiDB")
+    raise SqlQueryError(f"the query is not a valid SELECT: it begins with {word!r}; theflash sql runs SELECT (or WITH, "
+                        "EXPLAIN, SHOW, DESCRIBE) queries, e.g. \"SELECT status, count() FROM shop.orders GROUP BY status\"")
 
 
 def clickhouse_refusal(exc: ClickHouseEngineError) -> SqlQueryError:
