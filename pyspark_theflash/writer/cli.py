@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from pyspark_theflash.stop_signals import stop_on_signals
 from pyspark_theflash.writer import options as o
-from pyspark_theflash.writer.status import writer_status
+from pyspark_theflash.writer.status import REGIONS_SHOWN, region_summary, worst_regions, writer_status
 
 SPARK_ENTRY = Path(__file__).resolve().parent / "spark_entry.py"
 
@@ -124,7 +124,9 @@ def register(subparsers: Any) -> None:
     status = sub.add_parser("status", help="applied index, resolved ts and lag per region, position, rates")
     status.add_argument("--store", help="store directory")
     status.add_argument("--address", help="grpc://host:port of a latch server instead of --store")
-    status.add_argument("--json", action="store_true", help="print JSON")
+    status.add_argument("--json", action="store_true", help="print JSON (every region)")
+    status.add_argument("--regions", action="store_true",
+                        help="list every region (default: the summary line and the 10 regions furthest behind)")
     status.set_defaults(func=_status)
 
     ctl = sub.add_parser("ctl", help="change a running writer's settings (takes effect without restart)")
@@ -345,6 +347,9 @@ def _status(args: argparse.Namespace) -> int:
     who = f"{writer['name']} pid {writer['pid']} on {writer['host']}" if writer else "none"
     interval = status.get("interval_s")
     print(f"writer: {who}  state: {status.get('state', '?')}  interval: {'-' if interval is None else f'{interval:g}s'}")
+    regions = status.get("regions", [])
+    now_ms = int(time.time() * 1000)
+    print(region_summary(regions, now_ms))
     print(f"position: {status.get('position') or '-'}  read: {status.get('read_position') or '-'}")
     error = status.get("last_error")
     if error:
@@ -354,11 +359,18 @@ def _status(args: argparse.Namespace) -> int:
     print(f"events/s{last}: {status.get('events_per_s', 0)}  rows/s: {status.get('rows_per_s', 0)}  "
           f"flushes: {status.get('flushes', 0)} (last {status.get('last_flush_s', 0)}s)  "
           f"compactions: {status.get('compactions', 0)} (last {status.get('last_compact_s', 0)}s)")
-    print(f"{'region':>8} {'applied':>10} {'resolved_ts':>20} {'lag_events':>10} {'lag_ms':>10}")
-    for r in status.get("regions", []):
+    if not regions:
+        return 0
+    shown = worst_regions(regions, now_ms, None if args.regions else REGIONS_SHOWN)
+    left = len(regions) - len(shown)
+    print(f"{'region':>8} {'applied':>10} {'resolved_ts':>20} {'lag_events':>10} {'lag_ms':>10}"
+          f"{'  (the furthest behind)' if left else ''}")
+    for r in shown:
         lag_events = "-" if r.get("lag_events") is None else r["lag_events"]
         lag_ms = "-" if r.get("lag_ms") is None else r["lag_ms"]
         print(f"{r['region_id']:>8} {r['applied_index']:>10} {r['resolved_ts']:>20} {lag_events:>10} {lag_ms:>10}")
+    if left:
+        print(f"... and {left} more region(s): --regions lists every one")
     return 0
 
 
