@@ -75,11 +75,11 @@ def write_result(result: Any, fmt: str, out: TextIO) -> None:
         w.writerow(names)
         w.writerows([["" if v is None else v for v in row] for row in rows])
     else:
-        cells = [["NULL" if v is None else v for v in row] for row in rows]
-        widths = [max([len(n)] + [len(row[i]) for row in cells]) for i, n in enumerate(names)]
+        cells: list[list[str]] = [["NULL" if v is None else v for v in row] for row in rows]
+        widths = [max([len(n)] + [len(line[i]) for line in cells]) for i, n in enumerate(names)]
         out.write("  ".join(n.ljust(w) for n, w in zip(names, widths)).rstrip() + "\n")
-        for row in cells:
-            out.write("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() + "\n")
+        for line in cells:
+            out.write("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() + "\n")
 
 
 def _json_number(t: Any) -> bool:
@@ -87,7 +87,7 @@ def _json_number(t: Any) -> bool:
     round it)."""
     import pyarrow as pa
 
-    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+    return bool(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t))
 
 
 def _cell(v: Any) -> str | None:

@@ -110,11 +110,11 @@ def store_typed(result: pa.Table, named: list[Any]) -> pa.Table:
 def _stored_form(got: pa.DataType, t: pa.DataType) -> bool:
     """``got`` is how ClickHouse gives back a column the store types as ``t``."""
     if pa.types.is_binary(t) or pa.types.is_large_binary(t):
-        return pa.types.is_string(got)
+        return bool(pa.types.is_string(got))
     if pa.types.is_duration(t) or pa.types.is_time32(t) or pa.types.is_time64(t):
-        return pa.types.is_int64(got)
+        return bool(pa.types.is_int64(got))
     if pa.types.is_timestamp(t):
-        return pa.types.is_timestamp(got) and got.unit == t.unit
+        return bool(pa.types.is_timestamp(got) and got.unit == t.unit)
     return False
 
 
