@@ -60,9 +60,14 @@ def built_digest(jar: Path = JAR) -> str | None:
 
 
 def package_version() -> str:
-    from pyspark_theflash import __version__
+    """The installed package's version (its metadata: the package's own ``__version__`` is a box
+    above this one)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return __version__
+    try:
+        return version("pyspark-theflash")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def built_version(jar: Path = JAR) -> str | None:
