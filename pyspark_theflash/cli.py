@@ -23,11 +23,25 @@ class CommandError(Exception):
     """A user-facing failure: printed without a traceback, exit status 2."""
 
 
+class _PrintVersion(argparse.Action):
+    """``--version``: the package's version and the connector jar's, then exit."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        from pyspark_theflash.spark.jar import describe, package_version
+
+        print(f"theflash {package_version()} (pyspark_theflash, Python {sys.version.split()[0]})")
+        print(describe())
+        parser.exit()
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The whole command line; with ``command`` (a name in COMMAND_MODULES), that module's
     commands only: a command starts without importing every other box (the mini cluster,
     pandas, ...)."""
     parser = argparse.ArgumentParser(prog="theflash", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action=_PrintVersion, nargs=0,
+                        help="print the version of theflash and of its Spark connector jar, and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES if command is None else (command,):
         try:
@@ -37,7 +51,25 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                 raise
             continue
         module.register(sub)
+    _as_help_text(parser)
     return parser
+
+
+def _as_help_text(parser: argparse.ArgumentParser) -> None:
+    """Descriptions come from docstrings: shown as plain text (``x`` as `x`), and a subcommand
+    registered with a help only is described by it at the top of its own --help."""
+    for text in ("description", "epilog"):
+        if getattr(parser, text):
+            setattr(parser, text, getattr(parser, text).replace("``", "`"))
+    for action in parser._actions:
+        if action.help and action.help is not argparse.SUPPRESS:
+            action.help = action.help.replace("``", "`")
+        if isinstance(action, argparse._SubParsersAction):
+            listed = {a.dest: a.help for a in action._get_subactions()}
+            for name, child in action.choices.items():
+                if not child.description and listed.get(name):
+                    child.description = listed[name]
+                _as_help_text(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

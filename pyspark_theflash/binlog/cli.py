@@ -64,14 +64,15 @@ def register(subparsers: Any) -> None:
     status.set_defaults(func=run_status)
 
     serve = sub.add_parser("serve", help="serve a binlog directory over gRPC until interrupted")
-    serve.add_argument("directory")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=0, help="0 = chosen by the OS (printed)")
+    serve.add_argument("directory", help="the binlog directory to serve")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    serve.add_argument("--port", type=int, default=0, help="port to listen on; 0: the OS chooses one, printed (default %(default)s)")
     serve.set_defaults(func=run_serve, port_options={"the binlog service": "--port"})
 
     prune = sub.add_parser("prune", help="delete whole segments before a position (never the newest)")
-    prune.add_argument("directory")
-    prune.add_argument("--before", type=_position, required=True, metavar="S:O")
+    prune.add_argument("directory", help="the binlog directory to prune")
+    prune.add_argument("--before", type=_position, required=True, metavar="S:O",
+                       help="delete the segments wholly before this position (segment:offset, as dump prints it)")
     prune.set_defaults(func=run_prune)
 
 

@@ -33,7 +33,7 @@ def register(subparsers: Any) -> None:
     )
     sub = p.add_subparsers(dest="codec_command", metavar="SUBCOMMAND", required=True)
     key = sub.add_parser("key", help="decode a record or index key")
-    key.add_argument("hex")
+    key.add_argument("hex", help="the key's bytes in hex (spaces and a 0x prefix allowed)")
     key.add_argument("--encoded", action="store_true", help="the key is PD's encoded form (region boundary)")
     key.set_defaults(func=run_key)
     for name, helptext, func in (
@@ -43,13 +43,13 @@ def register(subparsers: Any) -> None:
         ("write", "decode a TiKV write CF value", run_write),
     ):
         sp = sub.add_parser(name, help=helptext)
-        sp.add_argument("hex")
+        sp.add_argument("hex", help="the bytes in hex (spaces and a 0x prefix allowed)")
         sp.set_defaults(func=func)
     ts = sub.add_parser("ts", help="split a TSO timestamp")
-    ts.add_argument("tso", type=int)
+    ts.add_argument("tso", type=int, help="a TSO timestamp (a decimal uint64)")
     ts.set_defaults(func=run_ts)
     packed = sub.add_parser("time", help="unpack a packed DATE/DATETIME/TIMESTAMP")
-    packed.add_argument("packed", type=int)
+    packed.add_argument("packed", type=int, help="a packed DATE/DATETIME/TIMESTAMP value (a decimal uint64)")
     packed.set_defaults(func=run_time)
 
 

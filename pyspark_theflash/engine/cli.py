@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 
 # the read options this command takes, as its flags (an error's remedy names these)
@@ -48,27 +48,70 @@ def _sql(args: argparse.Namespace) -> int:
         raise CommandError("give the store (--store DIR), or the service that holds it (--server http://host:port)")
     else:
         out = _sql_here(args)
-    rows = out.result.to_pylist()
-    if args.format == "json":
-        for r in rows:
-            print(json.dumps(r, default=str))
-    elif args.format == "csv":
-        import csv
-
-        w = csv.writer(sys.stdout)
-        w.writerow(out.result.column_names)
-        for r in rows:
-            w.writerow([r[c] for c in out.result.column_names])
-    else:
-        names = out.result.column_names
-        cells = [[("NULL" if r[c] is None else str(r[c])) for c in names] for r in rows]
-        widths = [max([len(n)] + [len(row[i]) for row in cells]) for i, n in enumerate(names)]
-        print("  ".join(n.ljust(w) for n, w in zip(names, widths)))
-        for row in cells:
-            print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
-    print(f"-- {len(rows)} rows at snapshot ts {out.ts} ({', '.join(out.tables)}), {out.seconds * 1000:.1f} ms in "
+    write_result(out.result, args.format, sys.stdout)
+    print(f"-- {out.result.num_rows} rows at snapshot ts {out.ts} ({', '.join(out.tables)}), {out.seconds * 1000:.1f} ms in "
           "ClickHouse", file=sys.stderr)
     return 0
+
+
+def write_result(result: Any, fmt: str, out: TextIO) -> None:
+    """A query's result (an Arrow table) as ``fmt``: ``table`` (aligned columns, NULL for a
+    null), ``csv`` (a header line; a null is an empty field) or ``json`` (one object a row; a
+    null is null). Bytes (BINARY, BLOB) are hexadecimal, ``0x`` then two digits a byte, in
+    every format; DECIMAL keeps its digits (a JSON string, not a float); dates and times are
+    ISO 8601 (TIME as [-]HH:MM:SS[.ffffff]); JSON columns are their JSON text."""
+    names = result.column_names
+    columns = [[_cell(v) for v in column.to_pylist()] for column in result.columns]
+    rows = [[c[i] for c in columns] for i in range(result.num_rows)]
+    if fmt == "json":
+        numeric = [_json_number(f.type) for f in result.schema]
+        for row in rows:
+            out.write(json.dumps({n: (v if v is None or not isinstance(v, str) or not num else json.loads(v))
+                                  for n, v, num in zip(names, row, numeric)}, ensure_ascii=False) + "\n")
+    elif fmt == "csv":
+        import csv
+
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow(names)
+        w.writerows([["" if v is None else v for v in row] for row in rows])
+    else:
+        cells: list[list[str]] = [["NULL" if v is None else v for v in row] for row in rows]
+        widths = [max([len(n)] + [len(line[i]) for line in cells]) for i, n in enumerate(names)]
+        out.write("  ".join(n.ljust(w) for n, w in zip(names, widths)).rstrip() + "\n")
+        for line in cells:
+            out.write("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() + "\n")
+
+
+def _json_number(t: Any) -> bool:
+    """Whether a column's values are JSON numbers or booleans (DECIMAL is not: a float would
+    round it)."""
+    import pyarrow as pa
+
+    return bool(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t))
+
+
+def _cell(v: Any) -> str | None:
+    """One value as text (None for a null)."""
+    import datetime
+
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return "0x" + bytes(v).hex()
+    if isinstance(v, float):
+        return repr(v) if v == v and v not in (float("inf"), float("-inf")) else json.dumps(v)
+    if isinstance(v, datetime.timedelta):
+        micros = abs(v) // datetime.timedelta(microseconds=1)
+        seconds, us = divmod(micros, 1_000_000)
+        text = f"{'-' if v < datetime.timedelta(0) else ''}{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+        return text + (f".{us:06d}" if us else "")
+    if isinstance(v, (datetime.datetime, datetime.date, datetime.time)):
+        return v.isoformat(sep=" ") if isinstance(v, datetime.datetime) else v.isoformat()
+    if isinstance(v, (list, dict)):  # ClickHouse arrays, tuples and maps
+        return json.dumps(v, default=lambda x: _cell(x), ensure_ascii=False)
+    return str(v)
 
 
 def _sql_here(args: argparse.Namespace) -> Any:

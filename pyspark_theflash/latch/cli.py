@@ -11,7 +11,11 @@ from pyspark_theflash.stop_signals import stop_on_signals
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("latch", help="read leases, the write latch and flush requests of a store")
+    parser = subparsers.add_parser(
+        "latch", help="read leases, the write latch and flush requests of a store",
+        description="The latch of a store: the read leases that pin its snapshots, the write latch its one writer "
+        "holds, and readers' flush requests. `serve` offers it over gRPC (for readers on other machines); `status` "
+        "prints it as JSON.")
     sub = parser.add_subparsers(dest="latch_command", metavar="ACTION", required=True)
 
     serve = sub.add_parser("serve", help="serve a store's latch over gRPC on 127.0.0.1 until SIGTERM/SIGINT")

@@ -19,7 +19,8 @@ from pyspark_theflash.scan.errors import ScanError, as_flags
 # the read options this command takes, as its flags (an error's remedy names these)
 FLAGS = {"upstream": "--upstream", "snapshot_ts": "--snapshot-ts", "as_of": "--as-of", "snapshot": "--snapshot",
          "max_staleness": "--max-staleness", "isolation": "--isolation",
-         "region_wait_timeout": "--region-wait-timeout", "partition_target_bytes": "--partition-target-bytes"}
+         "region_wait_timeout": "--region-wait-timeout", "partition_target_bytes": "--partition-target-bytes",
+         "schema": "--schema"}
 
 
 def register(subparsers: Any) -> None:
@@ -36,9 +37,17 @@ def register(subparsers: Any) -> None:
                         "the newest ts the store has resolved, without the upstream (a stopped writer's store)")
     p.add_argument("--max-staleness", help="bounded staleness (5s): a fresh ts if the store catches up within it, "
                                            "else the resolved ts if no older than it")
-    p.add_argument("--isolation", choices=["SI", "RC"], default="SI")
-    p.add_argument("--region-wait-timeout", default="30s")
-    p.add_argument("--partition-target-bytes", default=None)
+    p.add_argument("--schema", choices=["as_of", "current"], default=None,
+                   help="with --snapshot-ts/--as-of: as_of (default) reads the table that had the name at that ts, "
+                        "with its schema then; current reads today's table of the name at that ts")
+    p.add_argument("--isolation", choices=["SI", "RC"], default="SI",
+                   help="SI resolves the locks of transactions that may have committed at or below ts; RC skips "
+                        "lock checks (default %(default)s)")
+    p.add_argument("--region-wait-timeout", default="30s",
+                   help="how long the learner read waits for lagging regions: 500ms, 30s, 2m (default %(default)s)")
+    p.add_argument("--partition-target-bytes", default=None,
+                   help="group neighbouring small regions into one partition up to this size, e.g. 64MiB "
+                        "(default: the read option's, 64MiB)")
     p.add_argument("--read", action="store_true", help="also read every partition and count the rows")
     p.add_argument("--sum", metavar="COLUMN", help="with --read: the sum of this column")
     p.add_argument("--json", action="store_true", help="one JSON document instead of text")
@@ -55,7 +64,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     options = {"upstream": args.upstream, "latch": args.latch, "snapshot_ts": args.snapshot_ts,
                "as_of": args.as_of, "isolation": args.isolation, "region_wait_timeout": args.region_wait_timeout,
                "partition_target_bytes": args.partition_target_bytes, "snapshot": args.snapshot,
-               "max_staleness": args.max_staleness}
+               "max_staleness": args.max_staleness, "schema": args.schema}
     try:
         with plan(args.store, args.table, {k: v for k, v in options.items() if v is not None}) as p:
             out: dict[str, Any] = {"table": p.table, "ts": p.ts, "time": describe_ts(p.ts), "stats": vars(p.stats),

@@ -184,15 +184,31 @@ class SchemaNotCaughtUpError(ScanError):
     store had not applied the binlog that far in time."""
 
     def __init__(self, table: str, ts: int, seen_until: int, timeout_s: float) -> None:
-        super().__init__(
-            f"reading {table} with schema=as_of at ts {ts}: within {timeout_s:g}s the store saw the binlog's "
-            f"schema changes only up to ts {seen_until} (no region's resolved ts reached {ts}); is the writer "
-            "running and keeping up (theflash writer status)? Raise the option region_wait_timeout, or read "
-            "with schema=current"
-        )
+        self._what = (f"reading {table} with schema=as_of at ts {ts}: within {timeout_s:g}s the store saw the binlog's "
+                      f"schema changes only up to ts {seen_until} (no region's resolved ts reached {ts}); is the writer "
+                      "running and keeping up (theflash writer status)?")
+        super().__init__(self.phrased(as_read_option))
         self.table = table
         self.ts = ts
         self.seen_until = seen_until
+
+    def phrased(self, spell: OptionSpelling) -> str:
+        remedies = [f"Raise {wait}" for wait in [spell("region_wait_timeout", None)] if wait]
+        remedies += [f"read with {current} (today's table at ts)" for current in [spell("schema", "current")] if current]
+        return self._what + (f" {', or '.join(remedies)}" if remedies else "")
+
+
+class TableNotAtTsError(TableNotReplicatedError):
+    """A read with ``schema=as_of`` at a ts when no table had the name (``schema_at``)."""
+
+    def __init__(self, what: str, today_table: bool = True) -> None:
+        self._what = what
+        self._today_table = today_table  # a table has the name now: schema=current reads it
+        super().__init__(self.phrased(as_read_option))
+
+    def phrased(self, spell: OptionSpelling) -> str:
+        current = spell("schema", "current") if self._today_table else None
+        return self._what + (f", or read with {current} to read today's table at ts" if current else "")
 
 
 class StreamExpiredError(ScanError):

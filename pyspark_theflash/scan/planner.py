@@ -44,7 +44,7 @@ from pyspark_theflash.scan.locks import LockResolver
 from pyspark_theflash.scan.options import ScanOptions
 from pyspark_theflash.scan.partitions import estimate_bytes, group_ranges, merge_group
 from pyspark_theflash.scan.resolved import settled_resolved_ts, table_resolved_ts, writer_live_on
-from pyspark_theflash.scan.schema_at import lookup_table, no_table_at_ts_message
+from pyspark_theflash.scan.schema_at import lookup_table, no_table_at_ts
 from pyspark_theflash.scan.snapshot import (
     SnapshotKind,
     StalenessChoice,
@@ -189,7 +189,7 @@ def _plan(store: Any, opts: ScanOptions, columns: Sequence[str] | None, hidden: 
         table_info = lookup_table(view, opts.table, opts)
         store_safe_point = int(view.gc_safe_point())
         recorded_upstream = upstream_address(opts, view)
-        no_table = (no_table_at_ts_message(view, opts, int(opts.requested_ts() or 0))
+        no_table = (no_table_at_ts(view, opts, int(opts.requested_ts() or 0))
                     if table_info is None and opts.schema == "as_of" and opts.requested_ts() else None)
         resolved = table_resolved_ts(view, table_info, opts.table) if table_info is not None else None
         # the store's tables a wrong name is closest to (did you mean ...?)
@@ -212,7 +212,7 @@ def _plan(store: Any, opts: ScanOptions, columns: Sequence[str] | None, hidden: 
     try:
         if no_table is not None:
             check_requested_ts(upstream, opts, store_safe_point)  # a ts out of range says so first
-            raise TableNotReplicatedError(no_table)
+            raise no_table
         if table_info is None:
             # A table the writer has not stored yet (a fresh store): the learner read below
             # brings its schema in, if the writer replicates it.

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from pyspark_theflash.codec.tso import ts_to_datetime
 from pyspark_theflash.scan.context import check_requested_ts, close_upstream, connect_upstream, upstream_address
-from pyspark_theflash.scan.errors import SchemaNotCaughtUpError
+from pyspark_theflash.scan.errors import SchemaNotCaughtUpError, TableNotAtTsError
 from pyspark_theflash.scan.options import ScanOptions
 from pyspark_theflash.store.errors import UnknownTableNameError
 
@@ -40,7 +40,7 @@ def lookup_table(view: StoreView, table: str, options: ScanOptions | None = None
         return None
 
 
-def no_table_at_ts_message(view: StoreView, opts: ScanOptions, ts: int) -> str:
+def no_table_at_ts(view: StoreView, opts: ScanOptions, ts: int) -> TableNotAtTsError:
     """Why a read at ``ts`` (schema=as_of) finds no table of the name: when the table that has
     the name now was created, if the store knows one."""
 
@@ -51,14 +51,13 @@ def no_table_at_ts_message(view: StoreView, opts: ScanOptions, ts: int) -> str:
     try:
         now = view.table(opts.table)
     except UnknownTableNameError:
-        return (f"{head}: no table had that name then, and store {opts.store} has no table of that name now "
-                "(or the writer does not replicate it); check the name and the ts")
+        return TableNotAtTsError(f"{head}: no table had that name then, and store {opts.store} has no table of that "
+                                 "name now (or the writer does not replicate it); check the name and the ts", today_table=False)
     created = view.histories().get(int(now.id))
     if created is not None and created.created_ts > ts:
-        return (f"{head}: the table of that name was created at {when(created.created_ts)} (table id {now.id}); "
-                f"read at or after that ts, or with schema=current to read today's table at ts")
-    return (f"{head}: no table had that name then (store {opts.store}); read with schema=current to read "
-            f"today's table {opts.table} at ts")
+        return TableNotAtTsError(f"{head}: the table of that name was created at {when(created.created_ts)} "
+                                 f"(table id {now.id}); read at or after that ts")
+    return TableNotAtTsError(f"{head}: no table had that name then (store {opts.store})")
 
 
 def table_as_of(view: StoreView, table: str, ts: int, options: ScanOptions) -> TableInfo:

@@ -48,14 +48,13 @@ def _table_info(options: ScanOptions) -> Any:
     """The store's schema of the table (current, or at the read's ts with ``schema=as_of``); the upstream's when the writer has not
     stored it yet (a fresh store: the read's learner read will bring it in)."""
     from pyspark_theflash.scan.context import connect_upstream, open_store, upstream_address, upstream_table
-    from pyspark_theflash.scan.errors import TableNotReplicatedError
-    from pyspark_theflash.scan.schema_at import lookup_table, no_table_at_ts_message
+    from pyspark_theflash.scan.schema_at import lookup_table, no_table_at_ts
 
     with open_store(options.store) as store, store.snapshot() as view:
         info = lookup_table(view, options.table, options)
         address = upstream_address(options, view)
         if info is None and options.schema == "as_of" and options.requested_ts():
-            raise TableNotReplicatedError(no_table_at_ts_message(view, options, int(options.requested_ts() or 0)))
+            raise no_table_at_ts(view, options, int(options.requested_ts() or 0))
     if info is not None:
         return info
     client = connect_upstream(options, address)

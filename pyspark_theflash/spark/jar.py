@@ -59,6 +59,49 @@ def built_digest(jar: Path = JAR) -> str | None:
             return None
 
 
+def package_version() -> str:
+    """The installed package's version (its metadata: the package's own ``__version__`` is a box
+    above this one)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pyspark-theflash")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def built_version(jar: Path = JAR) -> str | None:
+    """The package version the jar was built from (its manifest's Implementation-Version), or
+    None (no jar, or a jar built before the manifest recorded it)."""
+    if not jar.exists():
+        return None
+    with zipfile.ZipFile(jar) as z:
+        try:
+            manifest = z.read("META-INF/MANIFEST.MF").decode(errors="replace")
+        except KeyError:
+            return None
+    for line in manifest.splitlines():
+        if line.startswith("Implementation-Version:"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+def describe(jar: Path = JAR) -> str:
+    """One line on the connector jar for ``theflash --version``: its version, and whether it is
+    built from the sources beside it."""
+    if not jar.exists():
+        return f"connector jar: not built ({jar}); build it with scripts/bootstrap.sh or python -m pyspark_theflash.spark.jar"
+    version = built_version(jar) or "(version not recorded: built before jars recorded theirs)"
+    digest = built_digest(jar)
+    if not SOURCES.exists():
+        state = f"sources sha256 {digest[:12]}" if digest else "no sources stamp"
+    elif digest == sources_digest():
+        state = "current with the sources in jvm-shim/"
+    else:
+        state = "stale: jvm-shim/ changed since; rebuild with python -m pyspark_theflash.spark.jar"
+    return f"connector jar: theflash-spark {version}, {jar} ({state})"
+
+
 def is_current() -> bool:
     return SOURCES.exists() and built_digest() == sources_digest()
 
@@ -75,7 +118,7 @@ def build(force: bool = False) -> Path:
     if not SOURCES.exists():
         raise JarError(f"{SOURCES} is missing: the jar is built from a checkout of the repository")
     digest = sources_digest()
-    if not force and built_digest() == digest:
+    if not force and built_digest() == digest and built_version() == package_version():
         return JAR
     javac = shutil.which("javac")
     if javac is None:
@@ -92,7 +135,8 @@ def build(force: bool = False) -> Path:
         JAR.parent.mkdir(parents=True, exist_ok=True)
         partial = JAR.with_suffix(".jar.partial")
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as z:
-            z.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nCreated-By: pyspark_theflash.spark.jar\n\n")
+            z.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nCreated-By: pyspark_theflash.spark.jar\n"
+                       f"Implementation-Title: theflash-spark\nImplementation-Version: {package_version()}\n\n")
             for p in sorted(classes.rglob("*.class")):
                 z.write(p, p.relative_to(classes).as_posix())
             resources = SOURCES / "resources"

@@ -72,7 +72,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="one JSON document instead of text")
     p.add_argument("--online", action="store_true",
                    help="the store's writer runs: pass over its in-flight files (temporary files of a live "
-                   "process, parts renamed in before their edit commits, parts removed while checking)")
+                   "process, parts renamed in before their edit commits, parts removed while checking); without it, "
+                   "verify refuses while a writer holds the store's write latch")
     p.set_defaults(func=cmd_verify)
 
 
@@ -433,6 +434,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from pyspark_theflash.store.verify import verify_store
 
     root = _require_store(args.dir)
+    if not args.online:
+        writer = _live_writer(root)
+        if writer is not None:
+            raise CommandError(f"store {root} has a running writer, {writer.describe()}: the files it is writing "
+                               f"would be reported as problems; check it while it runs with theflash store verify "
+                               f"--online {root}, or stop the writer first (theflash writer stop --store {root})")
     try:
         report = verify_store(root, online=args.online)
     except TheFlashError as exc:
@@ -450,6 +457,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
               f"{report.files_seen} file(s) checked at manifest version {report.manifest_version}{flight}",
               file=sys.stdout if report.clean else sys.stderr)
     return 0 if report.clean else 1
+
+
+def _live_writer(root: Any) -> Any:
+    """Who holds the store's write latch (a writer job, or a store compact/gc), if anyone does
+    now: the latch's own liveness rule (an unexpired latch whose process, on this host, lives)."""
+    from pyspark_theflash import latch as latch_box
+    from pyspark_theflash.latch.local import LATCH_DB
+
+    if not (Path(root) / LATCH_DB).exists():  # no writer ever ran here
+        return None
+    latch = latch_box.connect(str(root))
+    try:
+        return latch.holder()
+    finally:
+        latch.close()
 
 
 def cmd_convert(args: argparse.Namespace) -> int:

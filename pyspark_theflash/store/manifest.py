@@ -163,6 +163,7 @@ def connect(root: str | Path, *, create: bool, busy_timeout_ms: int = 30_000,
     with damage_as_error(root):
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
                                timeout=busy_timeout_ms / 1000)
+        conn.text_factory = manifest_text
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         if create:
             conn.execute("PRAGMA journal_mode = WAL")
@@ -177,6 +178,19 @@ def connect(root: str | Path, *, create: bool, busy_timeout_ms: int = 30_000,
             conn.close()
             raise
     return conn
+
+
+def manifest_text(value: bytes) -> str:
+    """A TEXT value of the manifest as ``str`` (the connection's ``text_factory``). The manifest
+    writes only UTF-8 text: a value that is not is a damaged page, raised as SQLite's own
+    ``DatabaseError`` (which ``damage_as_error`` and every read boundary name as a damaged
+    manifest), never a ``UnicodeDecodeError`` out of the middle of a read."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise sqlite3.DatabaseError(f"a text value in it is not UTF-8 (byte 0x{value[exc.start]:02x} at offset "
+                                    f"{exc.start} of a value of {len(value)} bytes): database disk image is "
+                                    "malformed") from None
 
 
 @contextlib.contextmanager

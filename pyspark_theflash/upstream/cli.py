@@ -33,22 +33,25 @@ def register(subparsers: Any) -> None:
     p.add_argument("--stores", type=int, default=1,
                    help="with --serve: TiKV stores on the wire, each a gRPC server of its own (tikvpb.Tikv, "
                         "cdcpb.ChangeData; default: 1)")
-    p.add_argument("--workload", default="", help="comma list of workloads: bank, orders, types")
-    p.add_argument("--rate", type=float, default=0.0, help="transactions/s per workload (0 = as fast as possible)")
+    p.add_argument("--workload", default="", help="comma list of workloads: bank, orders, types (default: none, the cluster only)")
+    p.add_argument("--rate", type=float, default=0.0, help="transactions/s per workload (0 = as fast as possible; default %(default)s)")
     p.add_argument("--duration", type=float, help="seconds to run the workloads (default: until a signal)")
     p.add_argument("--count", type=int, help="transactions per workload (default: unlimited)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2, help="threads per workload")
-    p.add_argument("--accounts", type=int, default=100, help="bank: number of accounts")
-    p.add_argument("--faults", default="", help="comma list: dying, rollback, large, split_merge, schema (name=probability)")
-    p.add_argument("--segment-bytes", type=int, default=64 << 20)
-    p.add_argument("--resolved-ts-interval", type=float, default=0.1, help="seconds between resolved_ts events")
-    p.add_argument("--region-split-keys", type=int, default=1000, help="split a region past this many keys (0 = never)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed of the workloads (the i-th workload uses seed + i; default %(default)s)")
+    p.add_argument("--threads", type=int, default=2, help="threads per workload (default %(default)s)")
+    p.add_argument("--accounts", type=int, default=100, help="bank: number of accounts (default %(default)s)")
+    p.add_argument("--faults", default="", help="comma list: dying, rollback, large, split_merge, schema (name=probability; default: none)")
+    p.add_argument("--segment-bytes", type=int, default=64 << 20,
+                   help="start a new binlog segment file past this many bytes (default %(default)s, 64 MiB)")
+    p.add_argument("--resolved-ts-interval", type=float, default=0.1, help="seconds between resolved_ts events (default %(default)s)")
+    p.add_argument("--region-split-keys", type=int, default=1000, help="split a region past this many keys (0 = never; default %(default)s)")
     p.add_argument("--lock-grace", type=float, default=10.0,
-                   help="roll back transactions whose locks expired this many seconds ago (negative = never)")
+                   help="roll back transactions whose locks expired this many seconds ago (negative = never; "
+                        "default %(default)s)")
     p.add_argument("--txn-mode", choices=("async", "2pc"), default="async",
                    help="how workload transactions spanning regions commit: async commit (TiDB >= 5.0's default) "
-                        "or 2PC; one-region transactions use 1PC either way")
+                        "or 2PC; one-region transactions use 1PC either way (default %(default)s)")
     p.add_argument("--gc-life-time", type=_duration, default="10m",
                    help="GC keeps versions this long (TiDB's tidb_gc_life_time; 500ms, 30s, 10m, 1h; default 10m)")
     p.add_argument("--gc-run-interval", type=_duration, default="10m",

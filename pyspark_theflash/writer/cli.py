@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from pyspark_theflash.stop_signals import stop_on_signals
 from pyspark_theflash.writer import options as o
-from pyspark_theflash.writer.status import writer_status
+from pyspark_theflash.writer.status import REGIONS_SHOWN, region_summary, worst_regions, writer_status
 
 SPARK_ENTRY = Path(__file__).resolve().parent / "spark_entry.py"
 
@@ -103,7 +103,10 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=_no_action, writer_parser=parser)
     sub = parser.add_subparsers(dest="writer_command", metavar="ACTION")
 
-    run = sub.add_parser("run", help="run the writer in the foreground with a live progress line")
+    run = sub.add_parser("run", help="run the writer in the foreground with a live progress line",
+                         description="Apply the binlog to the store in the foreground until SIGINT/SIGTERM, with a "
+                         "live progress line: the store's write latch is taken first (one writer per store), "
+                         "then batches are applied, flushed and compacted; --serve also serves reads.")
     add_run_options(run)
     run.add_argument("--daemon", action="store_true", help="detach (same as `start`)")
     run.set_defaults(func=_run, port_options={"Arrow Flight": "--serve", "the HTTP read service": "--serve-http-port", "the metrics endpoint": "--metrics-port"})
@@ -114,14 +117,16 @@ def register(subparsers: Any) -> None:
     start.set_defaults(func=_start)
 
     stop = sub.add_parser("stop", help="SIGTERM the store's background writer and wait for it to exit")
-    stop.add_argument("--store", required=True)
+    stop.add_argument("--store", required=True, help="store directory of the writer to stop")
     stop.add_argument("--timeout", default="60s", help="how long to wait (default %(default)s)")
     stop.set_defaults(func=_stop)
 
     status = sub.add_parser("status", help="applied index, resolved ts and lag per region, position, rates")
     status.add_argument("--store", help="store directory")
     status.add_argument("--address", help="grpc://host:port of a latch server instead of --store")
-    status.add_argument("--json", action="store_true", help="print JSON")
+    status.add_argument("--json", action="store_true", help="print JSON (every region)")
+    status.add_argument("--regions", action="store_true",
+                        help="list every region (default: the summary line and the 10 regions furthest behind)")
     status.set_defaults(func=_status)
 
     ctl = sub.add_parser("ctl", help="change a running writer's settings (takes effect without restart)")
@@ -342,6 +347,9 @@ def _status(args: argparse.Namespace) -> int:
     who = f"{writer['name']} pid {writer['pid']} on {writer['host']}" if writer else "none"
     interval = status.get("interval_s")
     print(f"writer: {who}  state: {status.get('state', '?')}  interval: {'-' if interval is None else f'{interval:g}s'}")
+    regions = status.get("regions", [])
+    now_ms = int(time.time() * 1000)
+    print(region_summary(regions, now_ms))
     print(f"position: {status.get('position') or '-'}  read: {status.get('read_position') or '-'}")
     error = status.get("last_error")
     if error:
@@ -351,11 +359,18 @@ def _status(args: argparse.Namespace) -> int:
     print(f"events/s{last}: {status.get('events_per_s', 0)}  rows/s: {status.get('rows_per_s', 0)}  "
           f"flushes: {status.get('flushes', 0)} (last {status.get('last_flush_s', 0)}s)  "
           f"compactions: {status.get('compactions', 0)} (last {status.get('last_compact_s', 0)}s)")
-    print(f"{'region':>8} {'applied':>10} {'resolved_ts':>20} {'lag_events':>10} {'lag_ms':>10}")
-    for r in status.get("regions", []):
+    if not regions:
+        return 0
+    shown = worst_regions(regions, now_ms, None if args.regions else REGIONS_SHOWN)
+    left = len(regions) - len(shown)
+    print(f"{'region':>8} {'applied':>10} {'resolved_ts':>20} {'lag_events':>10} {'lag_ms':>10}"
+          f"{'  (the furthest behind)' if left else ''}")
+    for r in shown:
         lag_events = "-" if r.get("lag_events") is None else r["lag_events"]
         lag_ms = "-" if r.get("lag_ms") is None else r["lag_ms"]
         print(f"{r['region_id']:>8} {r['applied_index']:>10} {r['resolved_ts']:>20} {lag_events:>10} {lag_ms:>10}")
+    if left:
+        print(f"... and {left} more region(s): --regions lists every one")
     return 0
 
 

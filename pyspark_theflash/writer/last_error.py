@@ -12,6 +12,10 @@ from typing import Any
 from pyspark_theflash.store.manifest import WRITER_ERROR_FILE
 
 RECORD_BYTES = 4096
+# What the reserved record says until a run ends on an error (padded with spaces to its size):
+# a reader of the file sees text, not 4,096 NUL bytes.
+NO_ERROR = (b"no error: no writer run of this store has ended on an error. This file keeps its 4096 bytes "
+            b"reserved so that a run ending on a full disk can still record why, here, as JSON.\n")
 
 
 def path(store: str | os.PathLike[str]) -> Path:
@@ -19,14 +23,20 @@ def path(store: str | os.PathLike[str]) -> Path:
 
 
 def reserve(store: str | os.PathLike[str]) -> None:
-    """Make sure the record's blocks exist (called while the disk still has room)."""
+    """Make sure the record's blocks exist (called while the disk still has room); a new record
+    (or one reserved as NUL bytes by an older writer) says there is no error."""
     p = path(store)
-    if p.exists() and p.stat().st_size == RECORD_BYTES:
-        return
-    with open(p, "ab") as f:
-        f.truncate(RECORD_BYTES)
-        os.posix_fallocate(f.fileno(), 0, RECORD_BYTES)
-        os.fsync(f.fileno())
+    if p.exists() and p.stat().st_size == RECORD_BYTES and p.read_bytes().strip(b"\0"):
+        return  # reserved, and holding the last run's error or the no-error text
+    fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)  # not O_APPEND: Linux's pwrite would append
+    try:
+        os.ftruncate(fd, RECORD_BYTES)
+        os.posix_fallocate(fd, 0, RECORD_BYTES)
+        if not os.pread(fd, RECORD_BYTES, 0).strip(b"\0 "):
+            os.pwrite(fd, NO_ERROR.ljust(RECORD_BYTES, b" "), 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def record(store: str | os.PathLike[str], error: dict[str, Any]) -> None:
@@ -48,7 +58,7 @@ def read(store: str | os.PathLike[str]) -> dict[str, Any] | None:
         text = path(store).read_bytes().strip(b" \0")
     except FileNotFoundError:
         return None
-    if not text:
+    if not text.startswith(b"{"):  # NO_ERROR, or an older writer's NUL bytes
         return None
     try:
         found = json.loads(text)

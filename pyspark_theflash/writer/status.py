@@ -34,3 +34,52 @@ def writer_status(store: str | None, latch_status: dict[str, Any]) -> dict[str, 
                 ]
             s.close()
     return result
+
+
+# A region is lagging when its resolved ts is further than this behind now, or events read for
+# it wait to be applied.
+LAGGING_MS = 5000
+# `writer status` lists this many regions, the furthest behind first, unless asked for all.
+REGIONS_SHOWN = 10
+
+
+def region_summary(regions: list[dict[str, Any]], now_ms: int) -> str:
+    """One line over every region: how many, the least resolved ts (its region, time and lag),
+    and how many lag (``LAGGING_MS``)."""
+    from pyspark_theflash.codec.tso import describe_ts, physical_ms
+
+    if not regions:
+        return "regions: none yet"
+    least = min(regions, key=lambda r: int(r["resolved_ts"]))
+    lagging = sum(1 for r in regions if _lag_ms(r, now_ms) > LAGGING_MS or (r.get("lag_events") or 0) > 0)
+    ts = int(least["resolved_ts"])
+    when = f" ({describe_ts(ts)}, {_age(now_ms - physical_ms(ts))} behind now)" if ts else " (none resolved yet)"
+    return (f"regions: {len(regions)}  least resolved ts: {ts}{when} in region {least['region_id']}  "
+            f"lagging (resolved ts over {LAGGING_MS // 1000}s behind, or events unapplied): {lagging}")
+
+
+def worst_regions(regions: list[dict[str, Any]], now_ms: int, limit: int | None) -> list[dict[str, Any]]:
+    """The regions furthest behind first (least resolved ts, then most unapplied events); the
+    first ``limit`` of them (None: all, by region id)."""
+    if limit is None or len(regions) <= limit:
+        return sorted(regions, key=lambda r: int(r["region_id"]))
+    return sorted(regions, key=lambda r: (int(r["resolved_ts"]), -(r.get("lag_events") or 0),
+                                          int(r["region_id"])))[:limit]
+
+
+def _lag_ms(region: dict[str, Any], now_ms: int) -> int:
+    from pyspark_theflash.codec.tso import physical_ms
+
+    return max(0, now_ms - physical_ms(int(region["resolved_ts"]))) if int(region["resolved_ts"]) else now_ms
+
+
+def _age(ms: int) -> str:
+    ms = max(0, ms)
+    if ms < 10_000:
+        return f"{ms / 1000:.1f}s"
+    seconds = ms // 1000
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds // 60 % 60:02d}m"
+    return f"{seconds // 86400}d{seconds // 3600 % 24:02d}h"

@@ -300,3 +300,53 @@ def test_a_clickhouse_store_lists_records_not_files_and_compaction_merges_them(t
     finally:
         engine.close()
         twin.close()
+
+
+def test_theflash_sql_prints_every_column_type_in_every_format(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """BINARY comes back from ClickHouse as a String that is not UTF-8 (the demo's
+    ``token BINARY(8)`` ended ``theflash sql`` in a UnicodeDecodeError): it prints as 0x hex,
+    TIME as [-]HH:MM:SS, DECIMAL with its digits, JSON as its text, a null as NULL/empty/null."""
+    import csv
+    import datetime as dt
+    import re
+
+    from pyspark_theflash.cli import main as cli_main
+    from pyspark_theflash.schema import builder
+
+    store = Store.open(str(tmp_path / "s"))
+    engine = open_writer_engine(store, "clickhouse")
+    t = se.items_table(extra=[builder.column("token", "BINARY(8)"), builder.column("doc", "JSON"),
+                              builder.column("status", "ENUM('new','paid')"), builder.column("at", "DATETIME(6)"),
+                              builder.column("day", "DATE"), builder.column("dur", "TIME(6)")])
+    store.put_schema(se.DB, t.to_json())
+    full = se.row(t, id=1, name="a", price=decimal.Decimal("1.20"), token=b"\xe2\x00\xffabcde", doc={"k": [1, "x"]},
+                  status="paid", at=dt.datetime(2024, 5, 6, 7, 8, 9, 123456), day=dt.date(2024, 5, 6),
+                  dur=dt.timedelta(hours=-1, seconds=-5))
+    events = [se.snapshot_event(1, 5, se.region(1)), se.event(1, 6, [se.committed(se.key(t, 1), full, 100)]),
+              se.event(1, 7, [se.committed(se.key(t, 2), se.row(t, id=2), 100)]), se.resolved_ts(1, 8, 300)]
+    store.write(events, Position(0, len(events)))
+    store.flush()
+    engine.close()
+    query = ("SELECT id, name, price, token, substring(token, 1, 2) AS head, doc, status, at, day, dur "
+             "FROM shop.items ORDER BY id")
+    printed = {}
+    for fmt in ("table", "csv", "json"):
+        code = cli_main(["sql", "--store", str(tmp_path / "s"), "--ts", "200", "--format", fmt, query])
+        out = capsys.readouterr()
+        assert code == 0, out.err
+        printed[fmt] = out.out
+
+    first = ["1", "a", "1.20", "0xe200ff6162636465", "0xe200", '{"k": [1, "x"]}', "paid", "2024-05-06 07:08:09.123456",
+             "2024-05-06", "-01:00:05"]
+    table = printed["table"].splitlines()
+    assert table[0].split() == ["id", "name", "price", "token", "head", "doc", "status", "at", "day", "dur"]
+    assert re.split(r"  +", table[1]) == first
+    assert table[2].split() == ["2"] + ["NULL"] * 9
+    assert list(csv.reader(printed["csv"].splitlines())) == [
+        ["id", "name", "price", "token", "head", "doc", "status", "at", "day", "dur"], first, ["2"] + [""] * 9]
+    rows = [json.loads(line) for line in printed["json"].splitlines()]
+    assert rows[0] == {"id": 1, "name": "a", "price": "1.20", "token": "0xe200ff6162636465", "head": "0xe200",
+                       "doc": '{"k": [1, "x"]}', "status": "paid", "at": "2024-05-06 07:08:09.123456",
+                       "day": "2024-05-06", "dur": "-01:00:05"}
+    assert rows[1] == {"id": 2, **{k: None for k in rows[0] if k != "id"}}

@@ -472,3 +472,32 @@ def test_a_manifest_damaged_after_a_reader_passed_it_is_refused_at_its_next_view
         with pytest.raises(ManifestDamagedError, match="integrity_check") as failure:
             list(opened.scan(TABLE, ts))
         assert str(store / mf.MANIFEST_FILE) in str(failure.value)
+
+
+def test_a_text_value_of_the_manifest_that_is_no_longer_utf8_is_a_damaged_manifest(bank, tmp_path) -> None:
+    """Issue 52's case: four bytes flipped inside a table info (the table's name in its JSON) leave
+    SQLite's pages whole, but the value is no longer UTF-8. `store verify` and `scan --read` ended in
+    a UnicodeDecodeError; each must say, in one line naming manifest.db, that the manifest is damaged."""
+    rig, ts, _balances = bank
+    checkpoint(rig.store)
+    source = tmp_path / "clean"
+    shutil.copytree(rig.store, source)
+    manifest = (source / mf.MANIFEST_FILE).read_bytes()
+    with sqlite3.connect(str(source / mf.MANIFEST_FILE)) as conn:  # the value the flip lands in is a table info
+        infos = [info for (info,) in conn.execute("SELECT info FROM tables")]
+    assert any('"accounts"' in info for info in infos), infos
+    at = manifest.find(b'"accounts"') + 1
+    assert at > 0
+    store = damaged_copy(source, manifest, at, tmp_path / "flipped", mask=0x80)  # ASCII to lone UTF-8 lead bytes
+    named = str(store / mf.MANIFEST_FILE)
+    with pytest.raises(ManifestDamagedError, match="not UTF-8") as failure:
+        with Store.open(str(store), readonly=True) as opened:
+            list(opened.scan(TABLE, ts))
+    assert named in str(failure.value)
+    code, out, err = cli("store", "verify", str(store))
+    assert code == 1 and "Traceback" not in err, out + err
+    assert [line for line in out.splitlines() if mf.MANIFEST_FILE in line and "not UTF-8" in line], out
+    code, out, err = cli("scan", TABLE, "--store", str(store), "--snapshot-ts", str(ts), "--read",
+                         "--upstream", rig.upstream)
+    assert code == 2 and "Traceback" not in err, err
+    assert err.startswith("theflash scan: ") and named in err and len(err.strip().splitlines()) == 1, err

@@ -220,3 +220,19 @@ def test_schema_versions_survive_a_restart(tmp_path: Path) -> None:
     with MiniCluster(tmp_path / "data", tmp_path / "binlog", resolved_ts_interval=0) as c:
         assert c.scan_table("d.t", before) == [{"id": 1, "n": 5}]
         assert c.scan_table("d.t") == [{"id": 1, "n": "5"}]
+
+
+def test_new_and_updated_orders_have_totals_of_one_plausible_range(cluster: MiniCluster) -> None:
+    """The demo sums totals by status: a new order's total is drawn as an updated one's is
+    (0.00 to 9,999.99), never to 10^10 beside a few thousand."""
+    from decimal import Decimal
+
+    orders = OrdersWorkload(cluster, seed=3, count=60, threads=1)
+    orders.setup()
+    rng = random.Random(5)
+    totals = [orders._order_row(rng, n, ("FR", n))["total"] for n in range(200)]
+    assert all(t is None or Decimal(0) <= t < Decimal(10_000) for t in totals), max(t for t in totals if t is not None)
+    orders.run()
+    rows = cluster.scan_table("shop.orders")
+    assert rows and {r["status"] for r in rows} > {"new"}
+    assert all(r["total"] is None or r["total"] < Decimal(10_000) for r in rows)

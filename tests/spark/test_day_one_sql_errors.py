@@ -26,7 +26,7 @@ def test_theflash_sql_user_errors_through_the_service_are_one_actionable_line(
         db, name = TABLE.split(".")
         cases = {
             f"SELECT count() FROM {db}.{name}x": f"did you mean {TABLE}?",
-            "SELEC 1": "theflash sql runs read-only queries",
+            "SELEC 1": "the query is not a valid SELECT: it begins with 'SELEC'",
             f"DROP TABLE {TABLE}": "'DROP' is not one",
             f"SELECT nosuchcolumn FROM {TABLE}": "ClickHouse refused the query: Code:",
         }

@@ -169,3 +169,23 @@ def test_snapshot_modes_and_max_staleness_are_checked(options: dict, message: st
     parsed = ScanOptions.from_mapping({"store": "/s", "path": "db.t", "max_staleness": "1.5s"})
     assert (parsed.snapshot, parsed.max_staleness_s) == ("fresh", 1.5)
     assert ScanOptions.from_mapping({"store": "/s", "path": "db.t", "snapshot": "Resolved"}).snapshot == "resolved"
+
+
+def test_a_schema_remedy_names_the_flag_of_the_command_that_met_it() -> None:
+    """A read at a past ts that needs ``schema=current`` says so in the caller's own words: the
+    read option to a Spark or service reader, ``--schema current`` to ``theflash scan``, nothing
+    to a command without such a flag (``theflash sql``)."""
+    from pyspark_theflash.engine.cli import FLAGS as SQL_FLAGS
+    from pyspark_theflash.scan.cli import FLAGS as SCAN_FLAGS
+    from pyspark_theflash.scan.errors import SchemaNotCaughtUpError, TableNotAtTsError, as_flags
+
+    late = SchemaNotCaughtUpError("shop.items", 200, 0, 30.0)
+    assert str(late).endswith("Raise region_wait_timeout, or read with schema=current (today's table at ts)")
+    assert late.phrased(as_flags(SCAN_FLAGS)).endswith(
+        "Raise --region-wait-timeout, or read with --schema current (today's table at ts)")
+    assert late.phrased(as_flags(SQL_FLAGS)).endswith("(theflash writer status)?")
+    missing = TableNotAtTsError("table shop.items did not exist at ts 5: no table had that name then")
+    assert missing.phrased(as_flags(SCAN_FLAGS)).endswith(", or read with --schema current to read today's table at ts")
+    assert str(missing).endswith(", or read with schema=current to read today's table at ts")
+    gone = TableNotAtTsError("table shop.items did not exist at ts 5: check the name and the ts", today_table=False)
+    assert gone.phrased(as_flags(SCAN_FLAGS)).endswith("check the name and the ts")

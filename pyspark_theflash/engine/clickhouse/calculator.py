@@ -53,12 +53,23 @@ def tables_named(engine: Any, sql: str) -> list[Any]:
 _READ_ONLY = re.compile(r"^\s*(\(\s*)*(select|with|explain|show|describe|desc)\b", re.IGNORECASE)
 
 
+# Statements that change data or the schema: refused as writes (the store is a replica).
+_WRITES = frozenset(("insert", "update", "delete", "replace", "upsert", "merge", "alter", "create", "drop", "truncate",
+                     "rename", "optimize", "attach", "detach", "exchange", "move", "grant", "revoke", "set", "system",
+                     "kill", "use", "load", "backup", "restore", "undrop", "check"))
+
+
 def refuse_writes(sql: str) -> None:
-    """The store is a replica of TiDB: ``theflash sql`` runs queries (SELECT, WITH, ...) only."""
-    if not _READ_ONLY.match(sql):
-        word = (sql.strip().split() or ["(empty)"])[0]
+    """The store is a replica of TiDB: ``theflash sql`` runs queries (SELECT, WITH, ...) only.
+    A write is refused as a write; anything else that is no query (``SELEC 1``) as no valid SELECT."""
+    if _READ_ONLY.match(sql):
+        return
+    word = (re.findall(r"[A-Za-z_]+|\S", sql.lstrip("( \t\r\n")) or ["(empty)"])[0]
+    if word.lower() in _WRITES:
         raise SqlQueryError(f"theflash sql runs read-only queries (SELECT ... FROM db.table); {word!r} is not one: "
                             "the store is a replica of a TiDB table, change the table in TiDB")
+    raise SqlQueryError(f"the query is not a valid SELECT: it begins with {word!r}; theflash sql runs SELECT (or WITH, "
+                        "EXPLAIN, SHOW, DESCRIBE) queries, e.g. \"SELECT status, count() FROM shop.orders GROUP BY status\"")
 
 
 def clickhouse_refusal(exc: ClickHouseEngineError) -> SqlQueryError:
@@ -67,6 +78,52 @@ def clickhouse_refusal(exc: ClickHouseEngineError) -> SqlQueryError:
     text = re.sub(r"\s*\(version [^)]*\)\s*$", "", text)
     text = re.sub(r"^.*?(Code: \d+\.)", r"\1", text)
     return SqlQueryError(f"ClickHouse refused the query: {text[:400]}")
+
+
+def store_typed(result: pa.Table, named: list[Any]) -> pa.Table:
+    """ClickHouse's answer with the store's types back where ClickHouse has no twin for them.
+
+    ClickHouse keeps BINARY/BLOB as String and TIME as Int64: a result column named as a column
+    of the tables the query reads (one type among them) that comes back in that stored form is
+    cast back to the column's type (bytes, duration, zone-less timestamp). Any other String
+    column whose values are not all UTF-8 (``SELECT token AS t``, ``substring(token, 1, 2)``)
+    is bytes too, for the whole column: text that is not UTF-8 cannot be printed as text."""
+    from pyspark_theflash.engine.clickhouse.column_types import from_clickhouse
+    from pyspark_theflash.schema.arrow import arrow_field
+
+    stored: dict[str, set[pa.DataType]] = {}
+    for info in named:
+        for c in info.columns:
+            stored.setdefault(c.name, set()).add(arrow_field(c).type)
+    columns = []
+    for name, column in zip(result.column_names, result.columns):
+        types = stored.get(name, set())
+        t = next(iter(types)) if len(types) == 1 else None
+        if t is not None and _stored_form(column.type, t):
+            column = from_clickhouse(column, t)
+        elif pa.types.is_string(column.type) and not _all_utf8(column):
+            column = column.cast(pa.binary())
+        columns.append(column)
+    return pa.table(columns, names=result.column_names)
+
+
+def _stored_form(got: pa.DataType, t: pa.DataType) -> bool:
+    """``got`` is how ClickHouse gives back a column the store types as ``t``."""
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        return bool(pa.types.is_string(got))
+    if pa.types.is_duration(t) or pa.types.is_time32(t) or pa.types.is_time64(t):
+        return bool(pa.types.is_int64(got))
+    if pa.types.is_timestamp(t):
+        return bool(pa.types.is_timestamp(got) and got.unit == t.unit)
+    return False
+
+
+def _all_utf8(column: pa.ChunkedArray) -> bool:
+    try:
+        column.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
 
 
 def snapshot_query(engine: Any, sql: str, ts: int) -> str:
@@ -111,7 +168,8 @@ def run_sql(engine: Any, sql: str, snapshot_ts: int | None = None,
             result = engine.directory.arrow(rewritten)
         except ClickHouseEngineError as exc:
             raise clickhouse_refusal(exc) from exc
-        return SqlResult(ts, tuple(f"{i.db}.{i.name}" for i in named), result, time.monotonic() - t0)
+        seconds = time.monotonic() - t0
+        return SqlResult(ts, tuple(f"{i.db}.{i.name}" for i in named), store_typed(result, named), seconds)
     finally:
         for session in sessions:
             session.close()

@@ -1,0 +1,63 @@
+"""`theflash writer status` on a store of hundreds of regions: a summary line (how many regions,
+the least resolved ts and how far behind now it is, how many lag), then the ten regions furthest
+behind; --regions lists every one, --json keeps them all."""
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from typing import Any, Iterator
+
+import pytest
+
+from pyspark_theflash.cli import main
+from pyspark_theflash.codec.tso import compose_ts
+from pyspark_theflash.writer import cli as writer_cli
+from pyspark_theflash.writer.status import region_summary, worst_regions
+
+NOW_MS = 1_780_000_000_000
+
+
+def regions(now_ms: int) -> list[dict[str, Any]]:
+    """285 regions 0.5s behind now, but three: 20s, 40s and 60s behind (regions 7, 8, 9)."""
+    behind = {7: 20_000, 8: 40_000, 9: 60_000}
+    return [{"region_id": rid, "applied_index": 10 + rid, "resolved_ts": compose_ts(now_ms - behind.get(rid, 500)),
+             "lag_events": 0, "lag_ms": behind.get(rid, 500)} for rid in range(1, 286)]
+
+
+def test_the_summary_names_the_least_resolved_ts_its_lag_and_the_lagging_regions() -> None:
+    line = region_summary(regions(NOW_MS), NOW_MS)
+    ts = compose_ts(NOW_MS - 60_000)
+    assert line.startswith(f"regions: 285  least resolved ts: {ts} (")
+    assert "1m00s behind now) in region 9" in line and line.endswith("events unapplied): 3")
+    assert region_summary([], NOW_MS) == "regions: none yet"
+    worst = worst_regions(regions(NOW_MS), NOW_MS, 10)
+    assert [r["region_id"] for r in worst[:3]] == [9, 8, 7] and len(worst) == 10
+
+
+@pytest.fixture
+def store_of_285_regions(monkeypatch: pytest.MonkeyPatch) -> None:
+    @contextlib.contextmanager
+    def latch(args: Any) -> Iterator[Any]:
+        yield type("Latch", (), {"status": lambda self: {}})()
+
+    now_ms = int(time.time() * 1000)
+    monkeypatch.setattr(writer_cli, "_latch", latch)
+    monkeypatch.setattr(writer_cli, "writer_status", lambda store, latch_status: {
+        "writer": None, "state": "not running", "position": "3:1024", "regions": regions(now_ms)})
+
+
+def test_writer_status_prints_a_summary_and_the_ten_regions_furthest_behind(
+        store_of_285_regions: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["writer", "status", "--store", "/nowhere"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("regions: 285  least resolved ts: ") and "in region 9" in lines[1]
+    table = lines[lines.index(next(line for line in lines if line.lstrip().startswith("region "))) + 1:]
+    assert [int(line.split()[0]) for line in table[:10]][:3] == [9, 8, 7]
+    assert table[10] == "... and 275 more region(s): --regions lists every one" and len(table) == 11
+
+    assert main(["writer", "status", "--store", "/nowhere", "--regions"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len([line for line in lines if line.split() and line.split()[0].isdigit()]) == 285
+    assert main(["writer", "status", "--store", "/nowhere", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["regions"]) == 285
