@@ -52,7 +52,7 @@ from pyspark_theflash.binlog.segment import HEADER_BYTES
 from pyspark_theflash.binlog.snapshot_batch import SnapshotColumns, snapshot_columns
 from pyspark_theflash.capture.coverage import Coverage, inherit, known_at_snapshot
 from pyspark_theflash.capture.held_ranges import describe as describe_range, gaps as range_gaps
-from pyspark_theflash.capture.key_ranges import RangeMembers, RegionRanges
+from pyspark_theflash.codec.key_ranges import RangeMembers, RegionRanges
 from pyspark_theflash.capture.partition_map import PartitionMap
 from pyspark_theflash.capture.errors import CaptureError, GCPassedError
 from pyspark_theflash.capture.lock_resolution import LaggingRegion, StuckRegionResolver

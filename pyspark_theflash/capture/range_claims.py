@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from pyspark_theflash.capture.key_ranges import RangeMembers
+from pyspark_theflash.codec.key_ranges import RangeMembers
 from pyspark_theflash.codec import encode_region_key
 
 
@@ -31,7 +31,7 @@ def ranges_overlap(a_start: bytes, a_end: bytes, b_start: bytes, b_end: bytes) -
 
 
 class RangeClaims:
-    """The claims made, found by key range (capture/key_ranges.RangeMembers: a bisection and
+    """The claims made, found by key range (codec/key_ranges.RangeMembers: a bisection and
     the pieces met, whatever the number of regions). A claim gives way only to one of an equal
     or higher version that covers it whole; one covered in part still guards the rest."""
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 from typing import Any
 
 from pyspark_theflash.capture.coverage import Coverage, Floor
-from pyspark_theflash.capture.key_ranges import DisjointRanges
+from pyspark_theflash.codec.key_ranges import DisjointRanges
 from pyspark_theflash.proto import binlog_pb2
 
 

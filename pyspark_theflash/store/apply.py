@@ -21,6 +21,7 @@ import pyarrow as pa
 from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.binlog.event_batch import EventBatch, parsed_events
 from pyspark_theflash.binlog.snapshot_batch import snapshot_columns
+from pyspark_theflash.codec.key_ranges import RangeMembers
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.store import keyspace
 from pyspark_theflash.store.errors import (
@@ -125,6 +126,10 @@ class Applier:
                  pipeline: FlushPipeline) -> None:
         self.options = options
         self.state = state
+        # the live ("normal") regions by range, for _retire_overlapping: built from the regions
+        # when first asked (None: to be built), kept as each region's range or state changes
+        self._live: RangeMembers | None = None
+        self._live_of: dict[int, MutableRegion] | None = None
         self.catalog = catalog
         self.pipeline = pipeline  # a write past the flush thresholds flushes through it
         self._file_schemas: dict[tuple[int, int], tuple[pa.Schema, list[pa.Field]]] = {}
@@ -195,6 +200,7 @@ class Applier:
                         state.regions.pop(rid, None)
                     else:
                         state.regions[rid] = old
+                self._live = None  # the regions are the batch's undo now: built again when asked
                 raise
             caches.commit()
             # From here on nothing can fail half-way: the batch is decoded.
@@ -231,7 +237,26 @@ class Applier:
         if reg is None:
             reg = MutableRegion(rid)
             self.state.regions[rid] = reg
+            self._note_region(reg)
         return reg
+
+    def _note_region(self, reg: MutableRegion) -> None:
+        """Keep the index of live regions in step with ``reg``'s range and state."""
+        if self._live is None:
+            return
+        if reg.state == "normal":
+            self._live.add(reg.id, reg.start_key, reg.end_key)
+        else:
+            self._live.discard(reg.id)
+
+    def _live_regions(self) -> RangeMembers:
+        if self._live is None or self._live_of is not self.state.regions:
+            live = RangeMembers()
+            for r in self.state.regions.values():
+                if r.state == "normal":
+                    live.add(r.id, r.start_key, r.end_key)
+            self._live, self._live_of = live, self.state.regions
+        return self._live
 
     def _pair_run(self, events: Sequence[binlog_pb2.Event], start: int
                   ) -> tuple[int, binlog_rows.RunColumns, list[int], RunPairs]:
@@ -580,6 +605,7 @@ class Applier:
                 target.start_key, target.end_key = bytes(r.start_key), bytes(r.end_key)
                 target.epoch_version, target.conf_ver = int(r.epoch.version), int(r.epoch.conf_version)
                 target.state = "normal"
+                self._note_region(target)
                 if target is not reg:
                     if is_new:
                         # Every commit at or below the parent's resolved ts was applied to
@@ -604,6 +630,7 @@ class Applier:
             dst.start_key, dst.end_key = bytes(dst_msg.start_key), bytes(dst_msg.end_key)
             dst.epoch_version, dst.conf_ver = int(dst_msg.epoch.version), int(dst_msg.epoch.conf_version)
             dst.state = "normal"
+            self._note_region(dst)
             if src is not dst:
                 caches.move(src.id, dst.id, lambda k: True)
                 # the source's locks are the target's now: its resolved ts may promise no more
@@ -617,12 +644,14 @@ class Applier:
                     if a is not None and (b is not None or dst.snapshot_index == src.snapshot_index):
                         staged.snapshot_writes[dst.id] = a.union(b)
                 src.state = "merged"
+                self._note_region(src)
                 src.epoch_version = max(src.epoch_version, int(src_msg.epoch.version))
             self._retire_overlapping({src.id, dst.id}, dst.start_key, dst.end_key, saved)
         elif cmd == "removed":
             staged.tombstones.append((staged.rows, reg.start_key, reg.end_key, f"region {reg.id} removed"))
             caches.clear(reg.id)
             reg.state = "removed"
+            self._note_region(reg)
 
     def _retire_overlapping(self, keep: set[int], start: bytes, end: bytes,
                             saved: dict[int, MutableRegion | None]) -> None:
@@ -631,12 +660,14 @@ class Applier:
         (it missed a split or merge while behind). Two live regions over one key would each
         serve its rows to a read."""
         assert self.state.caches is not None
-        for other in list(self.state.regions.values()):
-            if other.id in keep or other.state != "normal":
+        for rid in sorted(self._live_regions().overlapping(start, end)):
+            other = self.state.regions.get(rid)
+            if other is None or other.id in keep or other.state != "normal":
                 continue
             if keyspace.ranges_overlap(other.start_key, other.end_key, start, end):
                 stale = self._region_for_update(other.id, saved)
                 stale.state = "removed"
+                self._note_region(stale)
                 self.state.caches.clear(stale.id)
 
     def _apply_snapshot(self, reg: MutableRegion, index: int, snap: binlog_pb2.RegionSnapshot, staged: StagedRows,
@@ -657,6 +688,7 @@ class Applier:
             if r.HasField("epoch"):
                 reg.epoch_version, reg.conf_ver = int(r.epoch.version), int(r.epoch.conf_version)
         reg.state = "normal"
+        self._note_region(reg)
         if not snap.since_ts:
             # a whole snapshot replaces the range's versions; an incremental one (since_ts)
             # adds the versions above since_ts the replica lacks, and deletes nothing

@@ -1,4 +1,4 @@
-"""capture/key_ranges.DisjointRanges and the RangeClaims built on it, against a brute force that
+"""codec/key_ranges.DisjointRanges and the RangeClaims built on it, against a brute force that
 keeps a value per key of a small alphabet."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyspark_theflash.capture.key_ranges import DisjointRanges
+from pyspark_theflash.codec.key_ranges import DisjointRanges
 from pyspark_theflash.capture.range_claims import RangeClaims
 
 KEYS = [bytes([c]) for c in range(1, 14)]
@@ -82,7 +82,7 @@ def test_claims_found_by_range_are_the_claims_a_walk_finds(
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["add", "discard"]), st.integers(0, 5), _ranges()), max_size=14), _ranges())
 def test_range_members_find_every_member_over_a_range(ops: list[Any], query: tuple[bytes, bytes]) -> None:
-    from pyspark_theflash.capture.key_ranges import RangeMembers
+    from pyspark_theflash.codec.key_ranges import RangeMembers
 
     members = RangeMembers()
     model: dict[int, tuple[bytes, bytes]] = {}

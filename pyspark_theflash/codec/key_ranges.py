@@ -1,11 +1,12 @@
-"""Disjoint key ranges with a value each, kept in key order: what capture asks of its regions'
-ranges ("which of them overlap [start, end)?") answered by bisection, not by a walk over every
-region. Capture follows tens of thousands of regions, and each snapshot, split or merge asks
-it; a walk made a cluster's first registration quadratic in its regions (10,000 regions: a
-hundred million range comparisons before the first live row).
+"""Key ranges with a value each, kept in key order, and the question asked of region ranges —
+"which of them overlap [start, end)?" — answered by bisection, not by a walk over every region.
+Capture follows, and the writer applies, tens of thousands of regions, and each snapshot, split
+or merge asks it; a walk made a cluster's first registration (capture) and its first snapshots
+(the writer) quadratic in its regions (10,000 regions: a hundred million range comparisons).
 
-Keys are PD-encoded region keys; an end of ``b""`` is +inf. ``assign`` gives [start, end) one
-value, cutting the ranges it overlaps down to their parts outside it.
+Keys are PD-encoded region keys; an end of ``b""`` is +inf. ``DisjointRanges.assign`` gives
+[start, end) one value, cutting the ranges it overlaps down to their parts outside it;
+``RangeMembers`` keeps ranges that may overlap.
 """
 from __future__ import annotations
 
