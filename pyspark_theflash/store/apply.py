@@ -237,7 +237,8 @@ class Applier:
         if reg is None:
             reg = MutableRegion(rid)
             self.state.regions[rid] = reg
-            self._note_region(reg)
+            # (not in the live index until its range is set: a snapshot, split or merge making it
+            # sets it before any other region is retired, and keeps it from being retired itself)
         return reg
 
     def _note_region(self, reg: MutableRegion) -> None:
