@@ -16,6 +16,11 @@ from typing import Any, Callable
 
 import pytest
 
+# First, before any test module imports grpc: the package turns gRPC's fork support off then
+# (pyspark_theflash/grpc_fork.py), which gRPC reads once, when it is imported. This process
+# serves gRPC (rigs, mini clusters) and forks children that run Python before exec (PySpark's JVM).
+import pyspark_theflash  # noqa: F401,E402
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("THEFLASH_SHARED", ROOT.parent / "shared"))
 

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "pyspark_theflash"
 
 # lowest first; boxes on one line may not import each other
 ORDER = [
-    {"errors", "stop_signals", "proto", "_native"},
+    {"errors", "stop_signals", "grpc_fork", "proto", "_native"},
     {"codec"}, {"schema"}, {"txn"}, {"binlog"},
     {"upstream"}, {"capture"},  # beside the binlog: the mini cluster, and capture into the binlog
     {"store"}, {"engine"}, {"latch"}, {"scan"}, {"service"}, {"writer"}, {"spark"}, {"demo"},
