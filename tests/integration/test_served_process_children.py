@@ -54,3 +54,14 @@ def test_the_package_turns_grpcs_fork_support_off_before_grpc_is_imported() -> N
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60,
                           check=True)
     assert done.stdout.split() == ["false", "True"]
+
+
+def test_importing_grpc_before_the_package_is_warned_about() -> None:
+    """gRPC reads its fork setting when first imported: the package cannot turn it off after."""
+    env = {k: v for k, v in os.environ.items() if k != "GRPC_ENABLE_FORK_SUPPORT"}
+    late = subprocess.run([sys.executable, "-c", "import grpc, pyspark_theflash"], capture_output=True, text=True,
+                          env=env, timeout=60, check=True)
+    assert "grpc was imported before pyspark_theflash" in late.stderr
+    first = subprocess.run([sys.executable, "-c", "import pyspark_theflash, grpc"], capture_output=True, text=True,
+                           env=env, timeout=60, check=True)
+    assert first.stderr == ""
