@@ -1,14 +1,16 @@
 """A fresh process that serves the mini cluster's gRPC services (PD, TiKV, upstream) and then
 starts child processes, as a user who embeds the mini cluster does (issue 55):
 
-    python tests/support/served_process_child.py ROOT [--forks N] [--writer] [--spark]
+    python tests/support/served_process_child.py ROOT [--forks N] [--writer] [--spark [--catalog]]
 
 ``--forks N``: N children fork()ed the way PySpark starts its JVM (``Popen`` with a
 ``preexec_fn``: CPython forks and runs Python in the child before exec); ``--writer``: the
 product's background writer (``writer.daemon.start_detached``), then stopped; ``--spark``:
-``theflash_session(master="local[2]")`` and a count through it. Prints one JSON line:
-{"forked": N, "died": [exit statuses of forked children that did not exit 0], "writer": pid,
-"count": n}. gRPC's fork handlers used to abort (SIGABRT, -6) about one such child in 30,
+``theflash_session(master="local[2]")`` and a count through it; ``--catalog`` (with
+``--writer``): the session's catalog configured with PD and the writer's store, so that the JVM
+starts the catalog's service (``theflash serve``) itself, and its namespaces listed. Prints one
+JSON line: {"forked": N, "died": [exit statuses of forked children that did not exit 0],
+"writer": pid, "count": n, "namespaces": [...]}. gRPC's fork handlers used to abort (SIGABRT, -6) about one such child in 30,
 and PySpark reported JAVA_GATEWAY_EXITED.
 """
 from __future__ import annotations
@@ -35,6 +37,8 @@ def main() -> None:
     parser.add_argument("--forks", type=int, default=0)
     parser.add_argument("--writer", action="store_true")
     parser.add_argument("--spark", action="store_true")
+    parser.add_argument("--catalog", action="store_true", help="with --writer and --spark: the session's catalog "
+                        "starts its own service (theflash serve, a child of the JVM) from PD and the writer's store")
     args = parser.parse_args()
     root = Path(args.root)
     out: dict[str, Any] = {}
@@ -55,9 +59,15 @@ def main() -> None:
         if args.spark:
             from pyspark_theflash.spark import theflash_session
 
-            spark = theflash_session(master="local[2]", ui=False)
+            conf = {}
+            if args.catalog:
+                conf = {"spark.sql.catalog.theflash.pd": addresses["pd"].removeprefix("pd://"),
+                        "spark.sql.catalog.theflash.store": str(root / "store")}
+            spark = theflash_session(master="local[2]", ui=False, **conf)
             try:
                 out["count"] = spark.range(3).count()
+                if args.catalog:
+                    out["namespaces"] = [tuple(row) for row in spark.sql("SHOW NAMESPACES IN theflash").collect()]
             finally:
                 spark.stop()
     finally:
