@@ -10,8 +10,8 @@ product's background writer (``writer.daemon.start_detached``), then stopped; ``
 ``--writer``): the session's catalog configured with PD and the writer's store, so that the JVM
 starts the catalog's service (``theflash serve``) itself, and its namespaces listed. Prints one
 JSON line: {"forked": N, "died": [exit statuses of forked children that did not exit 0],
-"writer": pid, "count": n, "namespaces": [...]}. gRPC's fork handlers used to abort (SIGABRT, -6) about one such child in 30,
-and PySpark reported JAVA_GATEWAY_EXITED.
+"writer": pid, "count": n, "namespaces": [...]}. gRPC's fork handlers used to abort (SIGABRT,
+-6) about one such child in 30, and PySpark reported JAVA_GATEWAY_EXITED.
 """
 from __future__ import annotations
 
