@@ -3,10 +3,19 @@
 ``spark.read.format("theflash")`` finds this package without registration: Spark looks for
 importable packages named ``pyspark_*`` that expose ``DefaultSource``. The data source is
 imported lazily so that the CLI, the writer and the codec never pay for importing PySpark.
+
+gRPC's fork support is off in every process that imports this package (before it imports
+``grpc``; see ``grpc_fork.py``): a process that serves gRPC (the mini cluster, capture, the
+writer) also starts child processes with fork() + exec (PySpark's JVM), and gRPC's fork
+handlers kill such a child (SIGABRT) now and then.
 """
 from __future__ import annotations
 
 from typing import Any
+
+from pyspark_theflash.grpc_fork import disable_grpc_fork_support
+
+disable_grpc_fork_support()
 
 __version__ = "0.1.0"
 __all__ = ["DefaultSource", "__version__"]

@@ -16,6 +16,11 @@ from typing import Any, Callable
 
 import pytest
 
+# First, before any test module imports grpc: the package turns gRPC's fork support off then
+# (pyspark_theflash/grpc_fork.py), which gRPC reads once, when it is imported. This process
+# serves gRPC (rigs, mini clusters) and forks children that run Python before exec (PySpark's JVM).
+import pyspark_theflash  # noqa: F401,E402
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("THEFLASH_SHARED", ROOT.parent / "shared"))
 
@@ -71,12 +76,25 @@ def tidb_vectors() -> list[dict]:
     return json.loads(path.read_text())
 
 
+# Low descriptors kept free for the ``spark`` fixture's session, which a full run starts late, when
+# this process may hold over 1024 descriptors: py4j's callback server (foreachBatch) watches its
+# socket with select(), which cannot watch a descriptor >= 1024, and a foreachBatch stream would
+# then hang (pyspark_theflash/spark/callback_server.py). Released just before the session starts.
+_LOW_DESCRIPTORS = [os.open(os.devnull, os.O_RDONLY) for _ in range(32)]
+
+
 @pytest.fixture(scope="session")
 def spark():
     """One local Spark session for the whole run (starting one costs seconds)."""
+    from pyspark_theflash.spark.callback_server import FD_SETSIZE, start_callback_server
     from pyspark_theflash.spark.session import theflash_session
 
+    while _LOW_DESCRIPTORS:
+        os.close(_LOW_DESCRIPTORS.pop())
     session = theflash_session(master="local[2]", app_name="theflash-tests", jvm=False, ui=False)
+    descriptor = start_callback_server(session)  # theflash_session started it: this says where
+    if descriptor >= FD_SETSIZE:
+        pytest.fail(f"py4j's callback server listens on descriptor {descriptor}: foreachBatch would hang")
     yield session
     session.stop()
 

@@ -55,6 +55,11 @@ def theflash_session(master: str | None = None, app_name: str = "theflash", *, j
     ``spark.driver.host`` in ``theflash.server``; its bearer token, which every call must carry,
     is in the session conf ``theflash.token`` (redacted by Spark) and reaches executors inside
     the planned partitions, never on a command line. One log line says where it serves.
+
+    py4j's callback server (``foreachBatch``, streaming query listeners) is started with the
+    session rather than on first use, so that it listens on a low descriptor: started once the
+    process holds 1024 descriptors it could not accept the JVM's calls and a ``foreachBatch``
+    stream would hang (``spark/callback_server.py``).
     """
     if jvm is False and store is not None:
         raise ValueError("store is the connector jar's default store; with jvm=False give the Python source "
@@ -135,6 +140,9 @@ def theflash_session(master: str | None = None, app_name: str = "theflash", *, j
                 session.conf.set(TOKEN_CONF, python_source[1])
     if connector:
         _connect(session, server, store, user)
+    from pyspark_theflash.spark.callback_server import start_callback_server
+
+    start_callback_server(session)  # now, while this process's descriptors are few (callback_server.py)
     return session
 
 

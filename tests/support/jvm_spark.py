@@ -42,6 +42,9 @@ def _start(jar: str, conf: dict[str, str], log: str | None = None) -> None:
     for key, value in settings.items():
         builder = builder.config(key, value)
     _SPARK = builder.getOrCreate()
+    from pyspark_theflash.spark.callback_server import start_callback_server
+
+    start_callback_server(_SPARK)  # foreachBatch's, on a low descriptor while this worker is young
 
 
 def _run(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[str, Any]:

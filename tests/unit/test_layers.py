@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "pyspark_theflash"
 
 # lowest first; boxes on one line may not import each other
 ORDER = [
-    {"errors", "stop_signals", "proto", "_native"},
+    {"errors", "stop_signals", "grpc_fork", "proto", "_native"},
     {"ports"},  # every server's listening socket (pyspark_theflash/ports.py)
     {"codec"}, {"schema"}, {"txn"}, {"binlog"},
     {"upstream"}, {"capture"},  # beside the binlog: the mini cluster, and capture into the binlog
