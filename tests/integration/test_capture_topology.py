@@ -26,6 +26,7 @@ from typing import Any, Iterator
 import pytest
 
 from capture_rig import Running, apply, assert_equal_at, binlog_events, binlog_versions, options, upstream_versions
+from polling import wait_for
 
 from pyspark_theflash.codec import encode_region_key
 from pyspark_theflash.upstream.cluster import MiniCluster
@@ -117,11 +118,8 @@ def test_a_region_split_off_during_a_stale_reload_is_registered_and_loses_no_row
         capture._load_range = forced_load_range  # type: ignore[method-assign]
         capture.pd.scan_regions = forced_scan_regions  # type: ignore[method-assign]
         cluster.merge_regions(b.id, a.id)
-        deadline = time.monotonic() + 30
-        while len(looked_up) < 2:
-            assert running.error is None, running.error
-            assert time.monotonic() < deadline, f"the lookups did not run: {looked_up}"
-            time.sleep(0.01)
+        wait_for(lambda: running.error is not None or len(looked_up) == 2, 30, "both lookups to run")
+        assert running.error is None, running.error
         split_now()  # after both lookups, where it did not fall before
         with cluster.txn() as t:
             for i in range(5, 25):  # the split-off keys among them: 15..19
@@ -195,7 +193,7 @@ def _topology_run(root: Path, seed: int) -> None:
                         with cluster.txn() as t:
                             for i in wr.sample(range(rows), 3):
                                 t.update(TABLE, {"id": i, "v": wr.randrange(1 << 20)})
-                        time.sleep(0.005)
+                        time.sleep(0.005)  # pacing: the load, not a wait for anything
                 except BaseException as exc:  # noqa: BLE001 - reported below
                     errors.append(exc)
 

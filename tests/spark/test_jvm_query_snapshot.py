@@ -239,9 +239,17 @@ def jvm_query_shapes(spark: Any, server: str, runs: int) -> dict[str, Any]:
         record("cache_table", spark.sql("SELECT count(*) FROM ic LEFT ANTI JOIN oc ON ic.order_id = oc.id"))
         spark.sql("UNCACHE TABLE oc")
 
+    def after_new_orders(seen: Any) -> None:
+        """Return once the workload has committed orders since ``seen`` was read (a fresh read
+        counts other orders than ``seen``, which keeps its own snapshot)."""
+        n = seen.count()
+        deadline = time.monotonic() + 30
+        while load("shop.orders").count() == n:
+            assert time.monotonic() < deadline, "the orders workload committed no order in 30 s"
+            time.sleep(0.05)
+
     orders = load("shop.orders")
-    orders.count()
-    time.sleep(0.5)  # the workload (50 commits/s) writes orders between the two reads
+    after_new_orders(orders)  # orders are written between the two reads
     items = load("shop.order_items")
     items.count()
     out: dict[str, Any] = {"seen": seen}
@@ -251,7 +259,7 @@ def jvm_query_shapes(spark: Any, server: str, runs: int) -> dict[str, Any]:
     except Exception as exc:  # the jar's MixedSnapshotsException: PySpark's IllegalArgumentException
         out["refused"] = f"{type(exc).__name__}: {exc}"
     apart_orders = load("shop.orders").cache()
-    time.sleep(0.5)
+    after_new_orders(apart_orders)
     apart_items = load("shop.order_items").cache()
     try:
         anti(apart_items, apart_orders).collect()
