@@ -25,9 +25,17 @@ import grpc
 
 from pyspark_theflash.errors import PortInUseError
 
-__all__ = ["PortInUseError", "bind_grpc", "check_free", "grpc_server", "http_server"]
+__all__ = ["PortInUseError", "bind_grpc", "check_free", "grpc_server", "http_server", "refused"]
 
 NO_REUSEPORT = ("grpc.so_reuseport", 0)
+
+
+_NOT_OURS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)  # a bind's errors that mean "not this port"
+
+
+def refused(server_name: str, host: str, port: int, exc: OSError) -> PortInUseError | None:
+    """The PortInUseError a failed bind means, or None for any other OSError."""
+    return PortInUseError(server_name, host, port, exc.strerror or "") if exc.errno in _NOT_OURS else None
 
 
 def grpc_server(workers: int, name: str, options: Sequence[tuple[str, object]] = ()) -> grpc.Server:
@@ -61,9 +69,7 @@ def check_free(server_name: str, host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as exc:
-            if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
-                raise PortInUseError(server_name, host, port, exc.strerror or "") from exc
-            raise
+            raise refused(server_name, host, port, exc) or exc
 
 
 def http_server(server_name: str, host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
@@ -71,6 +77,4 @@ def http_server(server_name: str, host: str, port: int, handler: type[BaseHTTPRe
     try:
         return ThreadingHTTPServer((host, port), handler)
     except OSError as exc:
-        if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
-            raise PortInUseError(server_name, host, port, exc.strerror or "") from exc
-        raise
+        raise refused(server_name, host, port, exc) or exc

@@ -41,7 +41,6 @@ as bytes (a copy and a hop per batch) for the same bounded pool. The server's ow
 """
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import queue
@@ -56,7 +55,7 @@ from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 
-from pyspark_theflash.ports import PortInUseError
+from pyspark_theflash.ports import refused
 from pyspark_theflash.service.core import ReadService
 from pyspark_theflash.scan.errors import ScanError, as_flags
 from pyspark_theflash.service.errors import BadRequestError, ServiceError, classify
@@ -266,9 +265,7 @@ class HttpService:
         try:
             self._server = _PooledServer((host, port), handler, self.limits)
         except OSError as exc:
-            if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
-                raise PortInUseError("the HTTP read service", host, port, exc.strerror or "") from exc
-            raise
+            raise refused("the HTTP read service", host, port, exc) or exc
         self.host = host
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, name="theflash-service-http", daemon=True,
