@@ -395,6 +395,77 @@ static int live_put(LiveOut *o, uint8_t type, uint8_t op, uint64_t start, uint64
     return 0;
 }
 
+/* The decoder's row columns, as match_rows reads them. */
+typedef struct {
+    const uint8_t *types, *ops, *starts, *commits, *kd, *vd, *tm, *om;
+    const int32_t *ko, *vo;
+    Py_ssize_t n_rows;
+} Rows;
+
+/* Rows lo..hi matched against `open` in feed order into `o` (RegionFeed._live's rules; see
+ * capture/feed_columns.py). 0, or 1 (a commit at or below `resolved`) / 2 (a COMMIT without
+ * its PREWRITE) with *bad_row set, or -2 / -3 (2 GiB of keys or values; no memory).
+ * *newest: the greatest commit ts written so far. */
+static int match_rows(OpenSet *open, const Rows *c, Py_ssize_t lo, Py_ssize_t hi, uint64_t resolved, LiveOut *o,
+                      uint64_t *newest, long long *bad_row) {
+    int rc = 0;
+    for (Py_ssize_t r = lo; r < hi; r++) {
+        const uint8_t *k = c->kd + c->ko[r];
+        size_t kl = (size_t)(c->ko[r + 1] - c->ko[r]);
+        if (!is_record_key(k, kl)) continue;  /* index entries are not rows */
+        uint8_t t = c->types[r], op = c->ops[r];
+        uint64_t start, commit;
+        memcpy(&start, c->starts + 8 * r, 8); memcpy(&commit, c->commits + 8 * r, 8);
+        int data_op = op == CDC_PUT || op == CDC_DELETE;
+        size_t vl = op == CDC_PUT ? (size_t)(c->vo[r + 1] - c->vo[r]) : 0;
+        if ((t == CDC_COMMIT || t == CDC_COMMITTED) && commit <= resolved) { *bad_row = r; return 1; }
+        if (t == CDC_PREWRITE) {
+            if (!data_op) continue;  /* a Lock or pessimistic prewrite is not a row */
+            if (os_add(open, k, kl, start) < 0) return -3;
+            rc = live_put(o, c->tm[t], c->om[op], start, 0, k, kl, c->vd + c->vo[r], vl);
+        } else if (t == CDC_COMMIT) {
+            if (!os_remove(open, k, kl, start)) { *bad_row = r; return 2; }
+            if (commit > *newest) *newest = commit;
+            rc = live_put(o, c->tm[t], 0, start, commit, k, kl, NULL, 0);  /* the value is the PREWRITE's */
+        } else if (t == CDC_ROLLBACK) {
+            if (!os_remove(open, k, kl, start)) continue;  /* a lock the replica never had */
+            rc = live_put(o, c->tm[t], 0, start, 0, k, kl, NULL, 0);
+        } else if (t == CDC_COMMITTED && data_op) {
+            if (commit > *newest) *newest = commit;
+            rc = live_put(o, c->tm[t], c->om[op], start, commit, k, kl, c->vd + c->vo[r], vl);
+        }
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* The decoder's 8 row buffers and the two 256-byte code maps, checked, into `c`. */
+static int rows_from(PyObject *cols, Py_buffer *b, int *got, Py_buffer *tmap, Py_buffer *omap, Rows *c) {
+    if (tmap->len != 256 || omap->len != 256) {
+        PyErr_SetString(PyExc_ValueError, "type_map and op_map are 256 bytes each"); return -1;
+    }
+    if (!PyTuple_Check(cols) || PyTuple_GET_SIZE(cols) != 8) {
+        PyErr_SetString(PyExc_TypeError, "columns: a tuple of the decoder's 8 row buffers"); return -1;
+    }
+    for (; *got < 8; (*got)++)
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(cols, *got), &b[*got], PyBUF_SIMPLE) < 0) return -1;
+    Py_ssize_t n_rows = b[0].len;
+    if (b[1].len != n_rows || b[2].len != 8 * n_rows || b[3].len != 8 * n_rows || b[4].len != 4 * (n_rows + 1) ||
+        b[6].len != 4 * (n_rows + 1)) {
+        PyErr_SetString(PyExc_ValueError, "columns of unequal lengths"); return -1;
+    }
+    c->types = b[0].buf; c->ops = b[1].buf; c->starts = b[2].buf; c->commits = b[3].buf;
+    c->ko = b[4].buf; c->kd = b[5].buf; c->vo = b[6].buf; c->vd = b[7].buf;
+    c->tm = tmap->buf; c->om = omap->buf; c->n_rows = n_rows;
+    return 0;
+}
+
+static PyObject *live_rows_tuple(LiveOut *o) {
+    return Py_BuildValue("nNNNNNNNN", (Py_ssize_t)o->rows, as_bytes(&o->types), as_bytes(&o->ops),
+                         as_bytes(&o->start), as_bytes(&o->commit), as_bytes(&o->koff), as_bytes(&o->kdata),
+                         as_bytes(&o->voff), as_bytes(&o->vdata));
+}
+
 static PyObject *match_live(PyObject *self, PyObject *args) {
     PyObject *set_obj, *cols, *spans;
     unsigned long long resolved;
@@ -406,19 +477,8 @@ static PyObject *match_live(PyObject *self, PyObject *args) {
     long long bad_row = -1;
     PyObject *span_fast = NULL, *res = NULL;
     LiveOut o; memset(&o, 0, sizeof o);
-    if (tmap.len != 256 || omap.len != 256) {
-        PyErr_SetString(PyExc_ValueError, "type_map and op_map are 256 bytes each"); goto done;
-    }
-    if (!PyTuple_Check(cols) || PyTuple_GET_SIZE(cols) != 8) {
-        PyErr_SetString(PyExc_TypeError, "columns: a tuple of the decoder's 8 row buffers"); goto done;
-    }
-    for (; got < 8; got++)
-        if (PyObject_GetBuffer(PyTuple_GET_ITEM(cols, got), &b[got], PyBUF_SIMPLE) < 0) goto done;
-    Py_ssize_t n_rows = b[0].len;
-    if (b[1].len != n_rows || b[2].len != 8 * n_rows || b[3].len != 8 * n_rows || b[4].len != 4 * (n_rows + 1) ||
-        b[6].len != 4 * (n_rows + 1)) {
-        PyErr_SetString(PyExc_ValueError, "columns of unequal lengths"); goto done;
-    }
+    Rows c;
+    if (rows_from(cols, b, &got, &tmap, &omap, &c) < 0) goto done;
     span_fast = PySequence_Fast(spans, "spans: a sequence of (lo, hi)");
     if (!span_fast) goto done;
     Py_ssize_t n_spans = PySequence_Fast_GET_SIZE(span_fast);
@@ -427,14 +487,10 @@ static PyObject *match_live(PyObject *self, PyObject *args) {
     for (Py_ssize_t i = 0; i < n_spans; i++) {
         PyObject *sp = PySequence_Fast_GET_ITEM(span_fast, i);
         if (!PyArg_ParseTuple(sp, "nn", &lohi[2 * i], &lohi[2 * i + 1])) { PyMem_Free(lohi); goto done; }
-        if (lohi[2 * i] < 0 || lohi[2 * i] > lohi[2 * i + 1] || lohi[2 * i + 1] > n_rows) {
+        if (lohi[2 * i] < 0 || lohi[2 * i] > lohi[2 * i + 1] || lohi[2 * i + 1] > c.n_rows) {
             PyMem_Free(lohi); PyErr_SetString(PyExc_IndexError, "a span outside the rows"); goto done;
         }
     }
-    OpenSet *open = (OpenSet *)set_obj;
-    const uint8_t *types = b[0].buf, *ops = b[1].buf, *tm = tmap.buf, *om = omap.buf;
-    const uint8_t *starts = b[2].buf, *commits = b[3].buf, *kd = b[5].buf, *vd = b[7].buf;
-    const int32_t *ko = b[4].buf, *vo = b[6].buf;
     int32_t zero = 0;
     /* The GIL is let go only for a large match: a region's share of a message is a few dozen
      * rows (a microsecond of work), and taking the GIL back from the stream threads decoding
@@ -444,42 +500,14 @@ static PyObject *match_live(PyObject *self, PyObject *args) {
     uint64_t newest = 0;  /* the greatest commit ts written: what the rows wait for (the DDL frontier) */
     PyThreadState *released = n_match >= MATCH_RELEASE_ROWS ? PyEval_SaveThread() : NULL;
     if (buf_put(&o.koff, &zero, 4) || buf_put(&o.voff, &zero, 4)) rc = -3;
-    for (Py_ssize_t s = 0; !rc && s < n_spans; s++) {
-        for (Py_ssize_t r = lohi[2 * s]; r < lohi[2 * s + 1]; r++) {
-            const uint8_t *k = kd + ko[r];
-            size_t kl = (size_t)(ko[r + 1] - ko[r]);
-            if (!is_record_key(k, kl)) continue;  /* index entries are not rows */
-            uint8_t t = types[r], op = ops[r];
-            uint64_t start, commit;
-            memcpy(&start, starts + 8 * r, 8); memcpy(&commit, commits + 8 * r, 8);
-            int data_op = op == CDC_PUT || op == CDC_DELETE;
-            if ((t == CDC_COMMIT || t == CDC_COMMITTED) && commit <= resolved) { rc = 1; bad_row = r; break; }
-            if (t == CDC_PREWRITE) {
-                if (!data_op) continue;  /* a Lock or pessimistic prewrite is not a row */
-                if (os_add(open, k, kl, start) < 0) { rc = -3; break; }
-                rc = live_put(&o, tm[t], om[op], start, 0, k, kl, vd + vo[r], op == CDC_PUT ? (size_t)(vo[r + 1] - vo[r]) : 0);
-            } else if (t == CDC_COMMIT) {
-                if (!os_remove(open, k, kl, start)) { rc = 2; bad_row = r; break; }
-                if (commit > newest) newest = commit;
-                rc = live_put(&o, tm[t], 0, start, commit, k, kl, NULL, 0);  /* the value is the PREWRITE's */
-            } else if (t == CDC_ROLLBACK) {
-                if (!os_remove(open, k, kl, start)) continue;  /* a lock the replica never had */
-                rc = live_put(&o, tm[t], 0, start, 0, k, kl, NULL, 0);
-            } else if (t == CDC_COMMITTED && data_op) {
-                if (commit > newest) newest = commit;
-                rc = live_put(&o, tm[t], om[op], start, commit, k, kl, vd + vo[r], op == CDC_PUT ? (size_t)(vo[r + 1] - vo[r]) : 0);
-            }
-        }
-        if (rc) break;
-    }
+    for (Py_ssize_t s = 0; !rc && s < n_spans; s++)
+        rc = match_rows((OpenSet *)set_obj, &c, lohi[2 * s], lohi[2 * s + 1], resolved, &o, &newest, &bad_row);
     if (released) PyEval_RestoreThread(released);
     PyMem_Free(lohi);
     if (rc == -3) { PyErr_NoMemory(); goto done; }
     if (rc == -2) { PyErr_SetString(PyExc_ValueError, "a poll's keys or values exceed 2 GiB"); goto done; }
     if (rc > 0) { res = Py_BuildValue("(iL)", rc, bad_row); goto done; }
-    res = Py_BuildValue("(iLnNNNNNNNNK)", 0, -1LL, (Py_ssize_t)o.rows, as_bytes(&o.types), as_bytes(&o.ops),
-                        as_bytes(&o.start), as_bytes(&o.commit), as_bytes(&o.koff), as_bytes(&o.kdata),
-                        as_bytes(&o.voff), as_bytes(&o.vdata), (unsigned long long)newest);
+    res = Py_BuildValue("(iLNK)", 0, -1LL, live_rows_tuple(&o), (unsigned long long)newest);
 done:
     live_free(&o);
     Py_XDECREF(span_fast);
@@ -488,9 +516,105 @@ done:
     return res;
 }
 
+/* match_live over many registrations of one message at once: one call per ChangeDataEvent, not
+ * one per region in it.
+ *
+ * match_live_many(sets, resolved, columns, spans, type_map, op_map)
+ *   sets: a tuple of OpenSet, one per registration ("slot"); resolved: uint64 LE per slot;
+ *   spans: int64 LE triples (row_lo, row_hi, slot), a slot's spans consecutive and in feed order.
+ * -> (rows, slot_rows, slot_newest, errors): rows as match_live's, every slot's rows together in
+ *   the order its spans come; slot_rows int64 LE per slot (its rows' count), slot_newest uint64 LE
+ *   per slot (its greatest commit ts written); errors a list of (slot, code, row) for each slot
+ *   whose rows broke the feed's rules (codes as match_live's): nothing of that slot is written
+ *   and its open set is left part-way (its registration is dropped). */
+static PyObject *match_live_many(PyObject *self, PyObject *args) {
+    PyObject *sets, *cols;
+    Py_buffer resolved_buf, span_buf, tmap, omap;
+    if (!PyArg_ParseTuple(args, "O!y*Oy*y*y*", &PyTuple_Type, &sets, &resolved_buf, &cols, &span_buf, &tmap, &omap))
+        return NULL;
+    Py_buffer b[8];
+    int got = 0, rc = 0;
+    PyObject *res = NULL, *errors = NULL;
+    LiveOut o; memset(&o, 0, sizeof o);
+    Buf slot_rows = {0}, slot_newest = {0};
+    Rows c;
+    if (rows_from(cols, b, &got, &tmap, &omap, &c) < 0) goto done;
+    Py_ssize_t n_slots = PyTuple_GET_SIZE(sets);
+    if (resolved_buf.len != 8 * n_slots || span_buf.len % 24) {
+        PyErr_SetString(PyExc_ValueError, "resolved: 8 bytes a slot; spans: 24 bytes a span"); goto done;
+    }
+    for (Py_ssize_t i = 0; i < n_slots; i++)
+        if (!PyObject_TypeCheck(PyTuple_GET_ITEM(sets, i), &OpenSetType)) {
+            PyErr_SetString(PyExc_TypeError, "sets: a tuple of OpenSet"); goto done;
+        }
+    const int64_t *sp = span_buf.buf;
+    Py_ssize_t n_spans = span_buf.len / 24, n_match = 0;
+    for (Py_ssize_t i = 0; i < n_spans; i++) {
+        int64_t lo = sp[3 * i], hi = sp[3 * i + 1], slot = sp[3 * i + 2];
+        if (lo < 0 || lo > hi || hi > c.n_rows || slot < 0 || slot >= n_slots ||
+            (i && slot != sp[3 * i - 1] && slot < sp[3 * i - 1])) {
+            PyErr_SetString(PyExc_IndexError, "a span outside the rows or the slots, or slots out of order"); goto done;
+        }
+        n_match += hi - lo;
+    }
+    if (!(errors = PyList_New(0))) goto done;
+    const uint64_t *resolved = resolved_buf.buf;
+    int32_t zero = 0;
+    /* every slot's count and newest, in slot order (a slot without spans: 0 rows) */
+    for (Py_ssize_t s = 0; s < n_slots; s++) {
+        int64_t z = 0;
+        if (buf_put(&slot_rows, &z, 8) || buf_put(&slot_newest, &z, 8)) { PyErr_NoMemory(); goto done; }
+    }
+    int64_t *counts = (int64_t *)slot_rows.p;
+    uint64_t *newest = (uint64_t *)slot_newest.p;
+    PyThreadState *released = n_match >= MATCH_RELEASE_ROWS ? PyEval_SaveThread() : NULL;
+    if (buf_put(&o.koff, &zero, 4) || buf_put(&o.voff, &zero, 4)) rc = -3;
+    Py_ssize_t i = 0;
+    while (!rc && i < n_spans) {
+        int64_t slot = sp[3 * i + 2];
+        /* where the slot's rows begin: undone to here if they break the rules */
+        LiveOut mark = o;
+        long long bad_row = -1;
+        int code = 0;
+        for (; i < n_spans && sp[3 * i + 2] == slot; i++)
+            if (!code)
+                code = match_rows((OpenSet *)PyTuple_GET_ITEM(sets, slot), &c, sp[3 * i], sp[3 * i + 1],
+                                  resolved[slot], &o, &newest[slot], &bad_row);
+        if (code < 0) { rc = code; break; }
+        if (code > 0) {
+            o.types.n = mark.types.n; o.ops.n = mark.ops.n; o.start.n = mark.start.n; o.commit.n = mark.commit.n;
+            o.koff.n = mark.koff.n; o.kdata.n = mark.kdata.n; o.voff.n = mark.voff.n; o.vdata.n = mark.vdata.n;
+            o.rows = mark.rows;
+            newest[slot] = 0;
+            if (released) PyEval_RestoreThread(released);
+            PyObject *e = Py_BuildValue("(LiL)", (long long)slot, code, bad_row);
+            int bad = !e || PyList_Append(errors, e) < 0;
+            Py_XDECREF(e);
+            released = n_match >= MATCH_RELEASE_ROWS ? PyEval_SaveThread() : NULL;
+            if (bad) { rc = -4; break; }
+            continue;
+        }
+        counts[slot] = (int64_t)(o.rows - mark.rows);
+    }
+    if (released) PyEval_RestoreThread(released);
+    if (rc == -4) goto done;
+    if (rc == -3) { PyErr_NoMemory(); goto done; }
+    if (rc == -2) { PyErr_SetString(PyExc_ValueError, "a poll's keys or values exceed 2 GiB"); goto done; }
+    res = Py_BuildValue("(NNNO)", live_rows_tuple(&o), as_bytes(&slot_rows), as_bytes(&slot_newest), errors);
+done:
+    live_free(&o);
+    free(slot_rows.p); free(slot_newest.p);
+    Py_XDECREF(errors);
+    for (int k = 0; k < got; k++) PyBuffer_Release(&b[k]);
+    PyBuffer_Release(&resolved_buf); PyBuffer_Release(&span_buf);
+    PyBuffer_Release(&tmap); PyBuffer_Release(&omap);
+    return res;
+}
+
 static PyMethodDef methods[] = {
     {"decode", decode, METH_O, "cdcpb.ChangeDataEvent bytes -> columns (see the module's source)"},
     {"match_live", match_live, METH_VARARGS, "a registration's live rows -> binlog columns (see the source)"},
+    {"match_live_many", match_live_many, METH_VARARGS, "many registrations' live rows of one message -> binlog columns"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "cdc_wire", NULL, -1, methods};

@@ -16,6 +16,7 @@ import urllib.request
 from decimal import Decimal
 from typing import Any
 
+from pyspark_theflash.binlog import region_runs
 from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.binlog.errors import BinlogError
 from pyspark_theflash.binlog.position import PositionedEvent
@@ -209,7 +210,15 @@ def format_event(record: PositionedEvent, schemas: SchemaCache | None = None) ->
     )
     details: list[str] = []
     payload = event.WhichOneof("payload")
-    if payload == "entries":
+    if region_runs.has_runs(event):  # the rows of many regions: each run as its region's event
+        runs = region_runs.split(event, f"{record.position}")
+        count = binlog_rows.row_count(event.entries)
+        header += f" entries of {len(runs)} region{'' if len(runs) == 1 else 's'} ({count} row{'' if count == 1 else 's'})"
+        for run in runs:
+            details.append(f"region {run.region_id} index {run.index} epoch {run.epoch.version}.{run.epoch.conf_version}")
+            for row in binlog_rows.iter_rows(run.entries, f"region {run.region_id} index {run.index}"):
+                details.extend(_INDENT + line for line in describe_row(row, schemas))
+    elif payload == "entries":
         count = binlog_rows.row_count(event.entries)
         header += f" entries ({count} row{'' if count == 1 else 's'})"
         for row in binlog_rows.iter_rows(event.entries, f"region {event.region_id} index {event.index}"):

@@ -29,7 +29,9 @@ from typing import Iterator, Sequence, overload
 
 import numpy as np
 import pyarrow as pa
+from google.protobuf.message import DecodeError
 
+from pyspark_theflash.binlog import region_runs
 from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.proto import binlog_pb2
 
@@ -42,7 +44,7 @@ _VARINT, _LEN = 0, 2
 # Event fields the array reader takes: region_id (1), index (2), epoch (3), entries (4).
 _EVENT_FIELDS = {1: _VARINT, 2: _VARINT, 3: _LEN, 4: _LEN}
 _EPOCH_FIELDS = {1: _VARINT, 2: _VARINT}
-_ENTRIES_FIELDS = {2: _LEN}  # batch; rows (1) is the row form: parsed as before
+_ENTRIES_FIELDS = {2: _LEN, 3: _LEN}  # batch, runs; rows (1) is the row form: parsed as before
 # RowBatch: count (1) and the store's arrays (2..13); the async-commit fields (14..17) are
 # left to the parser (their events are parsed as before).
 _BATCH_FIELDS = {1: _VARINT, **{f: _LEN for f in range(2, 14)}}
@@ -54,8 +56,14 @@ class EventBatch(Sequence[binlog_pb2.Event]):
 
     def __init__(self, payloads: Sequence[bytes], region_ids: np.ndarray,
                  indexes: np.ndarray, epoch_versions: np.ndarray, conf_versions: np.ndarray, columnar: np.ndarray,
-                 rows: binlog_rows.RowColumns | None, row_starts: np.ndarray) -> None:
+                 rows: binlog_rows.RowColumns | None, row_starts: np.ndarray,
+                 sources: np.ndarray | None = None, runs: dict[int, int] | None = None) -> None:
         self._payloads = payloads
+        # the payload each event comes from: itself, but for the runs of an event of many
+        # regions (binlog/region_runs.py), which are events of their own here
+        self.sources = np.arange(len(columnar), dtype=np.int64) if sources is None else sources
+        self._runs = runs or {}  # event -> its run number, for the runs of an event of many regions
+        self._split: dict[int, list[binlog_pb2.Event]] = {}  # such a payload split (region_runs.split)
         self.region_ids = region_ids        # int64 per event (columnar events only; else 0)
         self.indexes = indexes              # int64 idem
         self.epoch_versions = epoch_versions  # int64 idem (0: no epoch)
@@ -83,7 +91,17 @@ class EventBatch(Sequence[binlog_pb2.Event]):
         if event is None:
             if not 0 <= i < len(self):
                 raise IndexError(i)
-            event = self._parsed[i] = binlog_pb2.Event.FromString(self._payloads[i])
+            source = int(self.sources[i])
+            run = self._runs.get(i)
+            if run is None:
+                event = binlog_pb2.Event.FromString(self._payloads[source])
+            else:  # one run of an event of many regions, as the single-region event it means
+                split = self._split.get(source)
+                if split is None:
+                    split = self._split[source] = region_runs.split(
+                        binlog_pb2.Event.FromString(self._payloads[source]))
+                event = split[run]
+            self._parsed[i] = event
         return event
 
     def __iter__(self) -> Iterator[binlog_pb2.Event]:
@@ -151,11 +169,57 @@ def decode_events(payloads: Sequence[bytes]) -> EventBatch:
     counts = batch.value(1)
     big = np.uint64(1 << 63)  # beyond int64: left to the parser
     ok &= (counts <= _INT32_MAX) & (region_ids < big) & (indexes < big) & (epoch_versions < big) & (conf_versions < big)
+    many = entries.present(3)  # an event of many regions (binlog/region_runs.py): no region or index of its own
+    ok &= ~many | ((region_ids == 0) & (indexes == 0) & ~ev.present(3))
     rows, row_starts = _join(buf, batch, counts, ok)
     region_ids[~ok] = indexes[~ok] = epoch_versions[~ok] = conf_versions[~ok] = 0
-    return EventBatch(payloads, region_ids.astype(np.int64),
-                      indexes.astype(np.int64), epoch_versions.astype(np.int64), conf_versions.astype(np.int64), ok,
-                      rows, row_starts)
+    out = EventBatch(payloads, region_ids.astype(np.int64),
+                     indexes.astype(np.int64), epoch_versions.astype(np.int64), conf_versions.astype(np.int64), ok,
+                     rows, row_starts)
+    if many.any():
+        out = _expand_runs(out, buf, entries, many, counts)
+    return out
+
+
+def _expand_runs(batch: EventBatch, buf: np.ndarray, entries: _Fields, many: np.ndarray,
+                 counts: np.ndarray) -> EventBatch:
+    """``batch`` with each event of many regions made the events of its runs: columnar ones,
+    their rows the run's slice of the joined rows, where the event's batch took the array path;
+    events parsed (split) when asked for otherwise."""
+    n = len(batch.columnar)
+    per = np.ones(n, dtype=np.int64)
+    arrays: dict[int, region_runs.RunsArrays] = {}
+    spans = entries.span(3)
+    for i in np.flatnonzero(many).tolist():
+        message = binlog_pb2.RegionRuns()
+        try:
+            message.ParseFromString(buf[int(spans[0][i]):int(spans[1][i])].tobytes())
+            arrays[i] = region_runs.runs_arrays(message, int(counts[i]))
+        except region_runs.MalformedRegionRunsError:  # split when asked for, which raises naming what is wrong
+            batch.columnar[i] = False
+            continue
+        except DecodeError:
+            batch.columnar[i] = False
+            continue
+        per[i] = len(arrays[i])
+    sources = np.repeat(np.arange(n, dtype=np.int64), per)
+    first = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(per, out=first[1:])
+    region_ids, indexes = batch.region_ids[sources], batch.indexes[sources]
+    epochs, confs, columnar = batch.epoch_versions[sources], batch.conf_versions[sources], batch.columnar[sources]
+    starts = batch.row_starts[:-1][sources]
+    runs: dict[int, int] = {int(first[i]): 0 for i in np.flatnonzero(many).tolist() if i not in arrays}
+    for i, a in arrays.items():
+        at = slice(int(first[i]), int(first[i + 1]))
+        region_ids[at], indexes[at], epochs[at], confs[at] = a.region_ids, a.indexes, a.epoch_versions, a.conf_versions
+        if columnar[at.start] if len(a) else False:
+            starts[at] = batch.row_starts[i] + a.row_offsets[:-1]
+        else:  # not on the array path (or no runs): no rows here, read from its split
+            region_ids[at] = indexes[at] = epochs[at] = confs[at] = 0
+        runs.update(zip(range(at.start, at.stop), range(len(a))))
+    row_starts = np.append(starts, batch.row_starts[-1])
+    return EventBatch(batch._payloads, region_ids, indexes, epochs, confs, columnar, batch.rows, row_starts,
+                      sources, runs)
 
 
 class _Fields:

@@ -12,10 +12,12 @@ A segment file is a header and then records, all integers little-endian::
                         of the 20 bytes before it
 
 Format versions: 1, region snapshots as one message per version and lock (``SnapshotWrite``,
-``SnapshotLock``); 2 (written now), a snapshot may instead carry its versions and locks as one
-columnar ``RowBatch`` (protos/binlog.proto, ``RegionSnapshot.batch``). This code reads both;
-code that reads version 1 only refuses a version 2 segment rather than read its snapshots as
-empty.
+``SnapshotLock``); 2, a snapshot may instead carry its versions and locks as one columnar
+``RowBatch`` (protos/binlog.proto, ``RegionSnapshot.batch``); 3 (written now), an Entries event
+may carry the rows of many regions (``RegionRuns``, binlog/region_runs.py). This code reads all
+three; code that reads only older versions refuses a newer segment rather than read its events
+as empty or as rows of no region. A writer opening a binlog whose last segment is of an older
+version starts a new segment: it never appends the newer form under an older header.
     record              u32 payload length | u32 CRC-32 | payload (a serialized binlog_pb2.Event)
 
 The checksum is CRC-32 with the IEEE 802.3 polynomial, i.e. ``zlib.crc32`` (as gzip and PNG
@@ -71,6 +73,7 @@ from pyspark_theflash.binlog.errors import (
     BinlogTruncatedError,
     BinlogVersionError,
 )
+from pyspark_theflash.binlog import region_runs
 from pyspark_theflash.binlog.position import Position, PositionedEvent
 from pyspark_theflash.binlog.resync import ResyncStopped, Stop, first_valid_frame
 if TYPE_CHECKING:
@@ -80,8 +83,8 @@ from pyspark_theflash.proto import binlog_pb2
 log = logging.getLogger(__name__)
 
 MAGIC = b"TFBINLOG"
-FORMAT_VERSION = 2  # written; read: READ_VERSIONS
-READ_VERSIONS = (1, 2)
+FORMAT_VERSION = 3  # written; read: READ_VERSIONS
+READ_VERSIONS = (1, 2, 3)
 _HEADER = struct.Struct("<8sIQI")
 HEADER_BYTES = _HEADER.size  # 24: the offset of a segment's first record
 _FRAME = struct.Struct("<II")
@@ -416,6 +419,19 @@ class RawRecord(NamedTuple):
 
 # The region id of events that belong to no region (DDL): delivered whatever the region filter.
 NO_REGION = 0
+
+
+def _runs_of(record: RawRecord, region_ids: frozenset[int]) -> list[RawRecord]:
+    """A record of no region as a region-filtered read gives it: an event of many regions as the
+    single-region events of its runs of ``region_ids`` (binlog/region_runs.py), each but the last
+    continuing at the record itself (reading on from one gives the others again: a reader skips
+    a region's events at or below the index it applied); any other (DDL) as it is."""
+    event = binlog_pb2.Event.FromString(record.payload)
+    if not region_runs.has_runs(event):
+        return [record]
+    runs = [e for e in region_runs.split(event) if e.region_id in region_ids]
+    return [RawRecord(record.position, e.SerializeToString(), record.next if i == len(runs) - 1 else record.position)
+            for i, e in enumerate(runs)]
 
 
 def region_of(payload: bytes) -> int:
@@ -768,8 +784,10 @@ class SegmentReader:
                     except DecodeError:
                         self._position = record.position  # stay in front of it: _parsed raises
                         return out + [record]
-                    if region in region_ids or region == NO_REGION:  # DDL: every reader needs it
+                    if region in region_ids:
                         out.append(record)
+                    elif region == NO_REGION:  # DDL (every reader needs it), or the rows of many regions
+                        out.extend(_runs_of(record, region_ids))
             if len(out) >= max_records or (eager and (out or self._position != start)) or self._damage_ahead:
                 return out  # (with damage ahead: the next call raises)
             if len(batch) == wanted:
@@ -804,16 +822,18 @@ class SegmentReader:
         for i in batch.parsed_indices().tolist():
             try:
                 batch[i]
-            except DecodeError as exc:
-                at = positions[i]
+            except (DecodeError, BinlogError) as exc:  # not an Event, or an event of many regions that is malformed
+                source = int(batch.sources[i])
+                at = positions[source]
+                what = "not an Event" if isinstance(exc, DecodeError) else "a malformed event"
                 error = BinlogCorruptError(segment_path(self.directory, at.segment), at.offset,
-                                           f"the checksum matches but the payload is not an Event ({exc})")
-                if i == 0:
+                                           f"the checksum matches but the payload is {what} ({exc})")
+                if source == 0:
                     self._position = at
                     raise error from None
                 self._position = end = at  # stay in front of it: the next read raises
                 self._damage_ahead = True
-                batch = decode_events(payloads[:i])
+                batch = decode_events(payloads[:source])
                 break
         return batch, end
 
@@ -990,6 +1010,15 @@ class SegmentWriter:
             numbers = list_segments(self.directory)
             if numbers:
                 self._segment, self._size = self._recover(numbers[-1])
+                if segment_format_version(self.directory, self._segment) < FORMAT_VERSION:
+                    # what this code appends may be of the newer form (an event of many regions):
+                    # never into a segment whose header promises an older reader it can read it
+                    fd = os.open(segment_path(self.directory, self._segment), os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+                    self._segment, self._size = self._create_segment(self._segment + 1), HEADER_BYTES
             else:
                 self._segment, self._size = self._create_segment(1), HEADER_BYTES
             self._fd = os.open(segment_path(self.directory, self._segment), os.O_WRONLY | os.O_APPEND)

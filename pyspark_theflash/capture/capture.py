@@ -47,6 +47,7 @@ import numpy as np
 import pyarrow as pa
 
 from pyspark_theflash.binlog import Position, SegmentReader, SegmentWriter
+from pyspark_theflash.binlog import region_runs
 from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.binlog.segment import HEADER_BYTES
 from pyspark_theflash.binlog.snapshot_batch import SnapshotColumns, snapshot_columns
@@ -56,12 +57,13 @@ from pyspark_theflash.codec.key_ranges import RangeMembers, RegionRanges
 from pyspark_theflash.capture.partition_map import PartitionMap
 from pyspark_theflash.capture.errors import CaptureError, GCPassedError
 from pyspark_theflash.capture.lock_resolution import LaggingRegion, StuckRegionResolver
-from pyspark_theflash.capture.range_claims import RangeClaims, ranges_overlap as _ranges_overlap
+from pyspark_theflash.capture.range_claims import Claim, RangeClaims, ranges_overlap as _ranges_overlap
 from pyspark_theflash.capture.resume import ResumePoints
 from pyspark_theflash.upstream.errors import UpstreamError
 from pyspark_theflash.upstream.pd_client import PDClient, RegionInfo
 from pyspark_theflash.capture.progress import ProgressLine
 from pyspark_theflash.capture.region_feed import FeedProtocolError, RegionFeed, entries_event, snapshot_event
+from pyspark_theflash.capture.region_table import RegionTable
 from pyspark_theflash.capture import feed_columns
 from pyspark_theflash.capture.tidb_status import DDLHistoryUnavailableError, TiDBStatus
 from pyspark_theflash.codec import encode_region_key
@@ -82,6 +84,9 @@ INBOUND_MESSAGES = 64
 # saturated feed must not hold every event in memory until the inbound queue first runs dry.
 RELEASE_EVERY_S = 0.05
 RELEASE_BYTES = 32 << 20  # held events are written in appends of about this many bytes (_release)
+# a registration's coverage is raised to its resolved ts once this many live batches wait in it
+# (capture/coverage.py): not at every resolved ts, which lists every region
+COVERAGE_RAISE_PENDING = 64
 PROGRESS_EVERY_S = 5.0  # a progress line (capture/progress.py) at most this often
 TICDC_VERSION = "8.5.0"  # what capture says it is in the feed's header (TiKV gates features by it)
 Ddl = binlog_pb2.Ddl
@@ -228,7 +233,9 @@ class Capture:
         self.inbound: queue.Queue[Any] = queue.Queue(maxsize=INBOUND_MESSAGES)
         self.feeds: dict[int, RegionFeed] = {}
         self.indexes: dict[int, int] = {}
-        self.resolved: dict[int, int] = {}
+        self.resolved: dict[int, int] = {}  # read through _written_resolved
+        self._resolved_written: list[tuple[np.ndarray, int]] = []  # (region ids, ts) not yet in ``resolved``
+        self.table = RegionTable()  # the registrations as arrays (a resolved ts is checked against them)
         self.streams: dict[int, StoreStream] = {}
         self.store_addresses: dict[int, str] = {}
         # (due, start, end, the dropped registration or None): ranges to look up in PD again
@@ -328,8 +335,12 @@ class Capture:
             self.last_ddl_ts = max(self.last_ddl_ts, int(ev.ddl.commit_ts))
             self._follow_ddl(ev.ddl)
         elif kind == "resolved":
-            for rid in ev.resolved.regions:
-                self.resolved[int(rid)] = max(self.resolved.get(int(rid), 0), int(ev.resolved.ts))
+            self._resolved_written.append((np.array(ev.resolved.regions, np.uint64).astype(np.int64),
+                                           int(ev.resolved.ts)))
+        elif kind == "entries" and ev.entries.HasField("runs"):  # many regions' rows
+            runs = region_runs.runs_arrays(ev.entries.runs, int(ev.entries.batch.count))
+            for rid, index in zip(runs.region_ids.tolist(), runs.indexes.tolist()):
+                self.indexes[rid] = max(self.indexes.get(rid, 0), index)
         elif ev.region_id:
             self.indexes[int(ev.region_id)] = max(self.indexes.get(int(ev.region_id), 0), int(ev.index))
             claimed: list[binlog_pb2.Region] = []
@@ -368,7 +379,7 @@ class Capture:
 
     def _save_state(self) -> None:
         state = {"cluster_id": self.pd.cluster_id, "position": list(self.writer.head),
-                 "indexes": self.indexes, "resolved": self.resolved, "last_ddl_ts": self.last_ddl_ts,
+                 "indexes": self.indexes, "resolved": self._written_resolved(), "last_ddl_ts": self.last_ddl_ts,
                  "table_ids": sorted(self.table_ids),
                  "introduced": [[rid, rng[0].hex(), rng[1].hex()] if rng is not None else [rid]
                                 for rid, rng in sorted(self.introduced.items())],
@@ -513,10 +524,11 @@ class Capture:
         known = inherit(pieces, info.start, info.end) if self.opts.incremental else None
         since = known.least_floor() if known is not None else 0
         feed = RegionFeed(info.id, info.start, info.end, info.version, info.conf_ver, info.leader_store, self._gen,
-                          resolved_ts=max(since, self.resolved.get(info.id, 0) if same_range else 0),
+                          resolved_ts=max(since, self._written_resolved().get(info.id, 0) if same_range else 0),
                           since_ts=since, inherited=pieces if since else [])
         self._written.discard(info.id)  # (the registration this one replaces, if it was written)
         self.feeds[info.id] = feed
+        self.table.changed()
         self._stream(info.leader_store).send(cdcpb_pb2.ChangeDataRequest(
             header=cdcpb_pb2.Header(cluster_id=self.pd.cluster_id, ticdc_version=TICDC_VERSION),
             region_id=info.id, region_epoch=metapb_pb2.RegionEpoch(conf_ver=info.conf_ver, version=info.version),
@@ -528,15 +540,16 @@ class Capture:
         written live ones' (each a true statement of what the replica holds)."""
         pieces = [c for c in self.ended_coverage if _ranges_overlap(c.start, c.end, start, end)]
         written = (self.feeds.get(rid) for rid in self._written.overlapping(start, end))
-        pieces += sorted((f.coverage for f in written if f is not None and f is not but and f.coverage is not None),
-                         key=lambda c: c.start)
+        current = (f.current_coverage() for f in written if f is not None and f is not but)
+        pieces += sorted((c for c in current if c is not None), key=lambda c: c.start)
         return pieces
 
     def _end_coverage(self, feed: RegionFeed) -> None:
         """An ended registration's coverage stays known until registrations written since
         cover its range (the versions it wrote stay in the replica)."""
-        if feed.coverage is not None and feed.coverage not in self.ended_coverage:
-            self.ended_coverage.append(feed.coverage)
+        coverage = feed.current_coverage()
+        if coverage is not None and coverage not in self.ended_coverage:
+            self.ended_coverage.append(coverage)
 
     def _forget_covered(self) -> None:
         """Drop the ended coverages whose table keys written registrations cover now: each
@@ -614,6 +627,7 @@ class Capture:
         if self.feeds.get(feed.id) is not feed:
             return  # dropped already (its range waits for a reload), or registered anew since
         del self.feeds[feed.id]
+        self.table.changed()
         self._written.discard(feed.id)
         self._end_coverage(feed)
         self._reload_later(feed.start, feed.end, feed, backoff_s)
@@ -663,12 +677,55 @@ class Capture:
         self.fifo.append((max_cts, build))
 
     def _on_events(self, store_id: int, msg: feed_columns.FeedMessage) -> None:
-        """One ChangeDataEvent, decoded into columns by its stream (capture/feed_columns.py). An
-        initialised registration's rows are matched as columns, its events of one message
-        coalesced into one binlog event; a registration's rows before INITIALIZED (the initial
-        scan) build its snapshot as columns (``RegionFeed.take_initial_columns``); errors are
-        parsed as messages."""
-        buffers = feed_columns.row_buffers(msg.rows)
+        """One ChangeDataEvent, decoded into columns by its stream (capture/feed_columns.py).
+        A message of live rows only (initialised registrations' entries: what a busy cluster
+        sends) is matched in one call and written as one event of many regions
+        (``_on_live_message``); any other is taken event by event (``_on_each_event``). Then its
+        resolved ts."""
+        if not self._on_live_message(store_id, msg):
+            self._on_each_event(store_id, msg)
+        self._on_resolved(store_id, msg)
+
+    def _on_live_message(self, store_id: int, msg: feed_columns.FeedMessage) -> bool:
+        """A message whose every event is live rows of a current, initialised registration (or of
+        an ended one: passed over), matched for all its regions in one C call
+        (``feed_columns.match_live_many``) and held as one binlog event (``_runs_event``). False,
+        with nothing done, for a message with any other event: the initial scan's rows, an
+        error, an admin event."""
+        feeds = self.feeds
+        slot_of: dict[int, int] = {}
+        slots: list[RegionFeed] = []
+        spans: list[tuple[int, int, int]] = []
+        for rid, _, request_id, kind, lo, hi, _, _ in msg.events.tolist():
+            feed = feeds.get(rid)
+            if feed is None or feed.gen != request_id or feed.store_id != store_id:
+                continue  # an ended registration's
+            if kind != feed_columns.KIND_ENTRIES or not feed.initialized:
+                return False
+            slot = slot_of.get(rid)
+            if slot is None:
+                slot = slot_of[rid] = len(slots)
+                slots.append(feed)
+            spans.append((lo, hi, slot))
+        if not spans:
+            return True
+        table = np.array(spans, dtype=np.int64)
+        table = table[np.argsort(table[:, 2], kind="stable")]  # a region's spans together, in feed order
+        runs = feed_columns.match_live_many(msg.row_buffers(), table,
+                                            tuple(f.open_set() for f in slots),
+                                            np.fromiter((f.resolved_ts for f in slots), np.uint64, len(slots)))
+        for slot, exc in runs.errors.items():
+            self._drop(slots[slot], f"region {slots[slot].id}: {exc}", self.opts.retry_backoff_s)
+        if runs.rows.count:
+            self._hold(int(runs.rows.max_commit_ts), lambda f=slots, r=runs: self._runs_event(f, r))
+        return True
+
+    def _on_each_event(self, store_id: int, msg: feed_columns.FeedMessage) -> None:
+        """A message event by event: an initialised registration's rows are matched as columns,
+        its events of one message coalesced into one binlog event; a registration's rows before
+        INITIALIZED (the initial scan) build its snapshot as columns
+        (``RegionFeed.take_initial_columns``); errors are parsed as messages."""
+        buffers = msg.row_buffers()
         live: dict[int, list[tuple[int, int]]] = {}  # region -> row ranges of its live rows, in order
         for i, (rid, _, request_id, kind, lo, hi, _, _) in enumerate(msg.events.tolist()):
             feed = self.feeds.get(rid)
@@ -688,6 +745,7 @@ class Capture:
             self.rows_scanned += hi - lo
             after = feed.take_initial_columns(msg.rows.slice(lo, hi))
             if after is not None:
+                self.table.changed()  # initialised: its resolved ts may move now
                 cts = feed.max_commit_ts()
                 snap = feed.snapshot_columns()
                 self._hold(cts, lambda f=feed, s=snap: self._snapshot_events(f, s))
@@ -697,18 +755,28 @@ class Capture:
             feed = self.feeds.get(rid)
             if feed is not None:
                 self._on_live_rows(feed, buffers, spans)
+
+    def _on_resolved(self, store_id: int, msg: feed_columns.FeedMessage) -> None:
+        """The message's resolved ts, for the current initialised registrations it lists: the
+        ids found in the region table (capture/region_table.py) as arrays, held with the
+        generation each had (a registration that ends before it is written is not moved)."""
         resolved = msg.resolved_bytes()
-        if resolved is not None:
-            r = cdcpb_pb2.ResolvedTs.FromString(resolved)
-            ids = []
-            for rid in r.regions:
-                feed = self.feeds.get(int(rid))
-                if feed is not None and feed.initialized and feed.store_id == store_id and \
-                        (r.request_id == 0 or r.request_id == feed.gen):
-                    ids.append(feed.id)
-            if ids:
-                gens = [self.feeds[rid].gen for rid in ids]
-                self._hold(0, lambda ids=ids, gens=gens, ts=int(r.ts): self._resolved_event(ids, gens, ts))
+        if resolved is None:
+            return
+        r = cdcpb_pb2.ResolvedTs.FromString(resolved)
+        rids = np.array(r.regions, dtype=np.uint64)
+        if not len(rids):
+            return
+        rids = rids.astype(np.int64)  # (region ids are below 2^63: PD allocates them from 1 up)
+        table = self.table
+        table.refresh(self.feeds)
+        pos, found = table.find(rids)
+        ok = found & table.ready[pos] & (table.stores[pos] == store_id)
+        if r.request_id:
+            ok &= table.gens[pos] == int(r.request_id)
+        if ok.any():
+            ids, gens = rids[ok], table.gens[pos[ok]]
+            self._hold(0, lambda ids=ids, gens=gens, ts=int(r.ts): self._resolved_event(ids, gens, ts))
 
     def _on_live_rows(self, feed: RegionFeed, buffers: tuple[Any, ...], spans: list[tuple[int, int]]) -> None:
         """An initialised registration's rows of one message (its events' ``spans`` of the
@@ -761,7 +829,86 @@ class Capture:
             if feed.coverage is not None:
                 feed.coverage.add_columns(cols["keys"], cols["commit_ts"])
             binlog_rows.pack_columns(**cols, out=event.entries.batch)
+        if feed.coverage is not None and feed.coverage.pending() >= COVERAGE_RAISE_PENDING:
+            feed.current_coverage()  # its batches at or below the resolved ts written are let go
         return [event]
+
+    def _runs_event(self, slots: list[RegionFeed], runs: feed_columns.LiveRuns) -> list[binlog_pb2.Event]:
+        """Many registrations' live rows of one message (``_on_live_message``) as one entries
+        event of many regions (binlog/region_runs.py), built when released: each region's rows
+        kept by ``_columns_event``'s rules (none of a discarded registration; not those a newer
+        region holds now; only the selection's tables), its coverage told, its next index taken.
+        One region's rows: a plain event of that region."""
+        rows = runs.rows
+        counts = runs.counts
+        ends = np.cumsum(counts)
+        keep: np.ndarray | None = None  # per row, where some are left out
+        for slot, feed in enumerate(slots):
+            n = int(counts[slot])
+            if not n:
+                continue
+            lo = int(ends[slot]) - n
+            newer = self._newer_claims(feed)
+            if feed.discarded or newer:
+                if keep is None:
+                    keep = np.ones(rows.count, dtype=bool)
+                if feed.discarded:
+                    keep[lo:lo + n] = False
+                else:  # keys a newer region holds now: its snapshot has these versions and locks
+                    keys = rows.keys.slice(lo, n).to_pylist()
+                    keep[lo:lo + n] = [not RangeClaims.covers_key(newer, k) for k in keys]
+        if self.selected is not None:  # a table may have left the selection while the rows waited
+            captured = self._captured(feed_columns.record_table_ids(rows.keys))
+            keep = captured if keep is None else keep & captured
+        if keep is not None and keep.all():
+            keep = None
+        if keep is None:
+            kept = counts
+        else:
+            if not keep.any():
+                return []
+            upto = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))
+            kept = upto[ends] - upto[ends - counts]
+        at = np.flatnonzero(kept)
+        ids, indexes, epochs, confs = [], [], [], []
+        row_lo = ends - counts
+        for slot in at.tolist():
+            feed = slots[slot]
+            if feed.coverage is not None:  # versions only: a row without a commit ts is never above a floor
+                lo, n = int(row_lo[slot]), int(counts[slot])
+                if keep is None:
+                    feed.coverage.add_batch(feed_columns.LiveSlice(rows, lo, n, int(runs.newest[slot])))
+                else:
+                    which = np.flatnonzero(keep[lo:lo + n]) + lo
+                    feed.coverage.add_columns(rows.keys.take(pa.array(which)), rows.commit_ts[which])
+                if feed.coverage.pending() >= COVERAGE_RAISE_PENDING:
+                    feed.current_coverage()  # its batches at or below the resolved ts written are let go
+            ids.append(feed.id)
+            indexes.append(self._next_index(feed.id))
+            epochs.append(feed.version)
+            confs.append(feed.conf_ver)
+        event = binlog_pb2.Event()
+        if keep is None:
+            rows.fill(event.entries.batch)
+        else:
+            cols = _rows_where(rows.columns(), keep)
+            binlog_rows.pack_columns(**cols, out=event.entries.batch)
+        if len(ids) == 1:  # one region: its own event, as a reader of any version reads it
+            event.region_id, event.index = ids[0], indexes[0]
+            event.epoch.version, event.epoch.conf_version = epochs[0], confs[0]
+            return [event]
+        offsets = np.zeros(len(ids) + 1, dtype=np.int64)
+        np.cumsum(kept[at], out=offsets[1:])
+        region_runs.pack_runs(np.array(ids), np.array(indexes), np.array(epochs), np.array(confs), offsets,
+                              out=event.entries.runs)
+        return [event]
+
+    def _newer_claims(self, feed: RegionFeed) -> list[Claim]:
+        """``claims.newer`` for the registration, asked again only when a claim was made since."""
+        if feed.claims_seen != self.claims.changes:
+            feed.newer = self.claims.newer(feed.id, feed.start, feed.end, feed.version)
+            feed.claims_seen = self.claims.changes
+        return feed.newer
 
     def _keep_key(self, key: bytes) -> bool:
         tid = _record_table_id(key)
@@ -841,20 +988,45 @@ class Capture:
         self.indexes[region_id] = index
         return index
 
-    def _resolved_event(self, ids: list[int], gens: list[int], ts: int) -> list[binlog_pb2.Event]:
+    def _resolved_event(self, ids: np.ndarray, gens: np.ndarray, ts: int) -> list[binlog_pb2.Event]:
+        """Regions' resolved ts (``_on_resolved``) as one event, built when released: of the
+        registrations still current (one that ended — its region errored — says nothing of
+        what its successor has not yet written) whose resolved ts it moves. As arrays; each
+        moved registration's ``resolved_ts`` and ``covered_ts`` set (its coverage's floors are
+        raised to it when next consulted: ``RegionFeed.current_coverage``)."""
         ts = min(ts, self.frontier)  # a resolved ts promises the schema changes up to it too
-        # Only a registration still current moves its region's resolved ts: one that ended
-        # (its region errored) says nothing of what its successor has not yet written.
-        moved = [rid for rid, gen in zip(ids, gens)
-                 if rid in self.feeds and self.feeds[rid].gen == gen and ts > self.feeds[rid].resolved_ts]
-        if not moved:
+        table = self.table
+        table.refresh(self.feeds)
+        pos, found = table.find(ids)
+        moved = found & (table.gens[pos] == gens) & (table.resolved[pos] < np.uint64(ts))
+        if not moved.any():
             return []
-        for rid in moved:
-            feed = self.feeds[rid]
-            feed.resolved_ts = ts
-            if feed.coverage is not None:
-                feed.coverage.raise_floor(ts)
-        return [binlog_pb2.Event(resolved=binlog_pb2.ResolvedTs(regions=moved, ts=ts))]
+        at = pos[moved]
+        table.resolved[at] = ts
+        for feed in table.feeds[at].tolist():
+            feed.resolved_ts = feed.covered_ts = ts
+        moved_ids = ids[moved]
+        self._resolved_written.append((moved_ids, ts))
+        event = binlog_pb2.Event()
+        event.resolved.ts = ts
+        event.resolved.regions.extend(moved_ids.tolist())
+        return [event]
+
+    def _written_resolved(self) -> dict[int, int]:
+        """Each region's greatest resolved ts written (the resolved ts events since the last ask
+        folded in at once: per region, not per region and event)."""
+        if self._resolved_written:
+            ids = np.concatenate([i for i, _ in self._resolved_written])
+            tss = np.concatenate([np.full(len(i), t, np.int64) for i, t in self._resolved_written])
+            self._resolved_written = []
+            order = np.lexsort((tss, ids))
+            ids, tss = ids[order], tss[order]
+            last = np.append(ids[1:] != ids[:-1], True)
+            known = self.resolved
+            for rid, ts in zip(ids[last].tolist(), tss[last].tolist()):
+                if ts > known.get(rid, 0):
+                    known[rid] = ts
+        return self.resolved
 
     def _release(self) -> None:
         """Write the held events whose commits are all at or below the DDL frontier, in order,
@@ -868,7 +1040,8 @@ class Capture:
             # each event is taken in as it is built: a later one of this release is built
             # against the claims and retirements of the ones before it
             for ev in build():
-                self._absorb(ev)
+                if ev.WhichOneof("payload") not in ("entries", "resolved"):  # (recorded as they were built)
+                    self._absorb(ev)
                 out.append(ev)
                 size += ev.ByteSize()
             if size >= RELEASE_BYTES:

@@ -23,6 +23,7 @@ from pyspark_theflash.capture.range_claims import ranges_overlap
 from pyspark_theflash.codec import encode_region_key
 
 Floor = tuple[bytes, bytes, int]  # (start, end, ts): PD-encoded range, end b"" = +inf
+PENDING_MAX = 256  # batches kept uncounted above the floor before they are counted one by one
 
 
 def _clip(start: bytes, end: bytes, lo: bytes, hi: bytes) -> tuple[bytes, bytes] | None:
@@ -50,6 +51,9 @@ class Coverage:
         # a whole snapshot's versions, counted when the floor first rises (most are at or
         # below it then): a big region's snapshot is not copied into a set to be pruned at once
         self._pending: list[Sequence[Any]] = []  # of binlog SnapshotWrite
+        # batches that went through a rise with versions still above the floor: counted when
+        # asked (_settle), or dropped by a later rise past them
+        self._kept: list[Any] = []
 
     @property
     def start(self) -> bytes:
@@ -70,7 +74,13 @@ class Coverage:
 
     def holds(self, raw_key: bytes, commit_ts: int) -> bool:
         """Does the replica hold this version, as far as capture wrote it?"""
+        self._settle()
         return (raw_key, commit_ts) in self._above or commit_ts <= self.floor(_pd_key(raw_key))
+
+    def pending(self) -> int:
+        """Batches of versions not yet counted one by one (``raise_floor`` drops those at or
+        below the floor; a caller raises it when they pile up)."""
+        return len(self._pending)
 
     def add(self, raw_key: bytes, commit_ts: int) -> None:
         """A version written to the binlog for this range."""
@@ -112,17 +122,36 @@ class Coverage:
         while self._by_ts and self._by_ts[0][0] <= least:
             cts, key = heapq.heappop(self._by_ts)
             self._above.discard((key, cts))
+        # Batches with versions above the floor stay batches (most of theirs are at or below it
+        # by the next rise): counted one by one only when asked (``_settle``), or when they pile
+        # up, so that what is kept stays bounded.
+        batches = (_Versions, _BatchVersions)
+        self._kept = [w for w in [*self._kept, *pending] if isinstance(w, batches) and w.newest > least]
         for writes in pending:
-            if isinstance(writes, (_Versions, _BatchVersions)):
-                if writes.newest <= least:  # the usual case: every version is at or below the floor
-                    continue
-                writes = writes.above(least)
-            for w in writes:
-                if w.commit_ts > least:
-                    self.add(bytes(w.key), int(w.commit_ts))
+            if not isinstance(writes, batches):
+                self._count(writes, least)
+        if len(self._kept) > PENDING_MAX:
+            self._settle()
+
+    def _settle(self) -> None:
+        """The kept batches' versions above the floor, counted one by one."""
+        kept, self._kept = self._kept, []
+        least = self.least_floor()
+        for writes in kept:
+            self._count(writes, least)
+
+    def _count(self, writes: Sequence[Any], least: int) -> None:
+        """Versions above ``least`` of a batch or a snapshot's writes, one by one."""
+        if isinstance(writes, (_Versions, _BatchVersions)):
+            if writes.newest <= least:  # the usual case: every version is at or below the floor
+                return
+            writes = writes.above(least)
+        for w in writes:
+            if w.commit_ts > least:
+                self.add(bytes(w.key), int(w.commit_ts))
 
     def above_in(self, lo: bytes, hi: bytes) -> Iterable[tuple[bytes, int]]:
-        pending = ((bytes(w.key), int(w.commit_ts)) for writes in self._pending
+        pending = ((bytes(w.key), int(w.commit_ts)) for writes in [*self._kept, *self._pending]
                    for w in (writes.above(0) if isinstance(writes, (_Versions, _BatchVersions)) else writes))
         for key, cts in [*self._above, *pending]:
             pd = _pd_key(key)
@@ -133,6 +162,7 @@ class Coverage:
         """How many versions above the floor are counted one by one. (Not ``__len__``: a
         coverage that counts none still says what the replica holds up to its floors, and
         must not test false.)"""
+        self._settle()
         return len(self._above)
 
 

@@ -89,6 +89,10 @@ class FeedMessage:
     events: np.ndarray  # (n, 8) uint64
     rows: FeedRows
     resolved: tuple[int, int] | None
+    buffers: tuple[Any, ...] = ()  # the rows as ``row_buffers`` gives them, as the decoder wrote them
+
+    def row_buffers(self) -> tuple[Any, ...]:
+        return self.buffers or row_buffers(self.rows)
 
     def event_bytes(self, i: int) -> bytes:
         return self.raw[int(self.events[i, 6]):int(self.events[i, 7])]
@@ -104,7 +108,9 @@ def decode_change_data(raw: bytes) -> FeedMessage:
     values = pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(voff), pa.py_buffer(vdata)])
     rows = FeedRows(np.frombuffer(types, np.uint8), np.frombuffer(ops, np.uint8), np.frombuffer(start, "<u8"),
                     np.frombuffer(commit, "<u8"), keys, values)
-    return FeedMessage(raw, np.frombuffer(ev, "<u8").reshape(n_ev, 8), rows, None if rlo < 0 else (rlo, rhi))
+    buffers = (rows.types, rows.ops, rows.start_ts, rows.commit_ts, np.frombuffer(koff, np.int32), kdata,
+               np.frombuffer(voff, np.int32), vdata)
+    return FeedMessage(raw, np.frombuffer(ev, "<u8").reshape(n_ev, 8), rows, None if rlo < 0 else (rlo, rhi), buffers)
 
 
 def record_table_ids(keys: pa.BinaryArray) -> np.ndarray:
@@ -243,13 +249,62 @@ def match_live(buffers: tuple[Any, ...], spans: list[tuple[int, int]], open_set:
     registration is dropped)."""
     out = _wire.match_live(open_set, buffers, spans, resolved_ts, _TYPE_MAP, _OP_MAP)
     if out[0]:
-        row = int(out[1])
-        key = bytes(buffers[5][int(buffers[4][row]):int(buffers[4][row + 1])]).hex()
-        start, commit = int(buffers[2][row]), int(buffers[3][row])
-        if out[0] == 1:
-            raise LiveFeedError(f"a commit at {commit} of key {key} came after resolved ts {resolved_ts}")
-        raise LiveFeedError(f"COMMIT of key {key} at start ts {start} without its PREWRITE")
-    (_, _, n, types, ops, start_ts, commit_ts, koff, kdata, voff, vdata, newest) = out
-    if not n:
+        raise _live_error(buffers, int(out[0]), int(out[1]), resolved_ts)
+    (_, _, rows, newest) = out
+    if not rows[0]:
         return None
-    return LiveBatch(n, types, ops, start_ts, commit_ts, koff, kdata, voff, vdata, int(newest))
+    return LiveBatch(*rows, int(newest))
+
+
+class LiveSlice:
+    """Rows lo..lo + n of a ``LiveBatch`` as a coverage counts them (``Coverage.add_batch``): the
+    greatest commit ts known, the keys and commit ts made arrays only if asked for."""
+
+    __slots__ = ("_rows", "_lo", "_n", "max_commit_ts")
+
+    def __init__(self, rows: LiveBatch, lo: int, n: int, max_commit_ts: int) -> None:
+        self._rows, self._lo, self._n, self.max_commit_ts = rows, lo, n, max_commit_ts
+
+    @property
+    def keys(self) -> pa.BinaryArray:
+        return self._rows.keys.slice(self._lo, self._n)
+
+    @property
+    def commit_ts(self) -> np.ndarray:
+        return self._rows.commit_ts[self._lo:self._lo + self._n]
+
+
+@dataclass(frozen=True)
+class LiveRuns:
+    """Many registrations' live rows of one message (``match_live_many``): every slot's rows,
+    one slot after another in ``rows``, ``counts`` and ``newest`` per slot (the greatest commit
+    ts among them, 0 if none), and the slots whose rows broke the feed's rules, each with its
+    ``LiveFeedError``."""
+
+    rows: LiveBatch
+    counts: np.ndarray  # int64 per slot
+    newest: np.ndarray  # uint64 per slot
+    errors: dict[int, LiveFeedError]
+
+
+def match_live_many(buffers: tuple[Any, ...], spans: np.ndarray, open_sets: tuple[OpenSet, ...],
+                    resolved_ts: np.ndarray) -> LiveRuns:
+    """``match_live`` for many registrations of one message in one call: ``spans`` an (n, 3)
+    int64 array of (row_lo, row_hi, slot), a slot's spans together and in feed order, slot i's
+    rows matched against ``open_sets[i]`` above ``resolved_ts[i]``. A slot whose rows break the
+    rules has none written (``errors``); the other slots' rows are written as ever."""
+    spans = np.ascontiguousarray(spans, dtype="<i8")
+    resolved = np.ascontiguousarray(resolved_ts, dtype="<u8")
+    rows, counts, newest, errors = _wire.match_live_many(open_sets, resolved, buffers, spans, _TYPE_MAP, _OP_MAP)
+    newest_ts = np.frombuffer(newest, "<u8")
+    batch = LiveBatch(*rows, int(newest_ts.max()) if len(newest_ts) else 0)
+    return LiveRuns(batch, np.frombuffer(counts, "<i8"), newest_ts,
+                    {int(slot): _live_error(buffers, code, row, int(resolved[slot])) for slot, code, row in errors})
+
+
+def _live_error(buffers: tuple[Any, ...], code: int, row: int, resolved_ts: int) -> LiveFeedError:
+    key = bytes(buffers[5][int(buffers[4][row]):int(buffers[4][row + 1])]).hex()
+    start, commit = int(buffers[2][row]), int(buffers[3][row])
+    if code == 1:
+        return LiveFeedError(f"a commit at {commit} of key {key} came after resolved ts {resolved_ts}")
+    return LiveFeedError(f"COMMIT of key {key} at start ts {start} without its PREWRITE")

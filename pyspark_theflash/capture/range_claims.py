@@ -39,10 +39,12 @@ class RangeClaims:
         self._claims: dict[int, Claim] = {}  # by the order claimed
         self._by_range = RangeMembers()
         self._next = 0
+        self.changes = 0  # claims made so far: an answer of ``newer`` holds until it moves
         for r, s, e, v in (saved or ()):
             self._add(Claim(int(r), bytes.fromhex(s), bytes.fromhex(e), int(v)))
 
     def _add(self, claim: Claim) -> None:
+        self.changes += 1
         self._claims[self._next] = claim
         self._by_range.add(self._next, claim.start, claim.end)
         self._next += 1

@@ -65,6 +65,9 @@ class RegionFeed:
     since_ts: int = 0
     inherited: list[Coverage] = field(default_factory=list)
     coverage: Coverage | None = None  # what the replica holds of its range, once its snapshot is written
+    # the last resolved ts written for it by a resolved ts event: its coverage's floors rise to
+    # it when the coverage is next consulted (current_coverage), not at every resolved ts
+    covered_ts: int = 0
     _writes: dict[tuple[bytes, int], tuple[int, int, bytes]] = field(default_factory=dict)
     _locks: dict[tuple[bytes, int], tuple[int, bytes]] = field(default_factory=dict)
     _waiting_commits: dict[tuple[bytes, int], tuple[int, int, bytes]] = field(default_factory=dict)
@@ -74,6 +77,9 @@ class RegionFeed:
     # the initial scan's COMMITTED rows as they came in columns (take_initial_columns):
     # (keys, ops, start ts, commit ts, values) per message, in feed order
     _scan: list[tuple[Any, Any, Any, Any, Any]] = field(default_factory=list)
+    # the newer regions' claims over its range (RangeClaims.newer), as of claim number claims_seen
+    claims_seen: int = -1
+    newer: list[Any] = field(default_factory=list)
 
     def region_proto(self) -> binlog_pb2.Region:
         return binlog_pb2.Region(id=self.id, start_key=self.start, end_key=self.end,
@@ -197,16 +203,27 @@ class RegionFeed:
         """Live rows (after INITIALIZED) as columns: ``_live``'s rules applied in C
         (capture/feed_columns.py) to the record keys of ``rows`` (or of ``spans`` of a
         message's ``row_buffers``); the binlog rows to write, or None."""
-        if self._open:  # pairs the per-row path opened: the snapshot's locks, rows after INITIALIZED in its event
-            for key, start in self._open:
-                self._open_set.add(key, start)
-            self._open = {}
         if isinstance(rows, feed_columns.FeedRows):
             rows, spans = feed_columns.row_buffers(rows), [(0, len(rows))]
         try:
-            return feed_columns.match_live(rows, spans or [], self._open_set, self.resolved_ts)
+            return feed_columns.match_live(rows, spans or [], self.open_set(), self.resolved_ts)
         except feed_columns.LiveFeedError as exc:
             raise FeedProtocolError(f"region {self.id}: {exc}") from None
+
+    def current_coverage(self) -> Coverage | None:
+        """Its coverage with the floors raised to the resolved ts written since (``covered_ts``)."""
+        if self.coverage is not None and self.covered_ts:
+            self.coverage.raise_floor(self.covered_ts)
+        return self.coverage
+
+    def open_set(self) -> feed_columns.OpenSet:
+        """The open (key, start ts) pairs its live rows are matched against, in C (with those the
+        per-row path opened: the snapshot's locks, rows after INITIALIZED in its event)."""
+        if self._open:
+            for key, start in self._open:
+                self._open_set.add(key, start)
+            self._open = {}
+        return self._open_set
 
     def snapshot_columns(self) -> snapshot_batch.SnapshotColumns:
         """The state the initial scan built, as columns (binlog/snapshot_batch.py): every

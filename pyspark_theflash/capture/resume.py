@@ -37,6 +37,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from pyspark_theflash.capture.coverage import Coverage, Floor
 from pyspark_theflash.codec.key_ranges import DisjointRanges
 from pyspark_theflash.proto import binlog_pb2
@@ -54,18 +56,19 @@ class ResumePoints:
         self._live: dict[int, list[Floor]] = {}  # region -> its registration's range; its resolved ts raise it
         self._live_ranges: DisjointRanges[int] = DisjointRanges()  # the same ranges -> region (which overlap a snapshot)
         self._ended: DisjointRanges[int] = DisjointRanges()  # ranges of ended registrations -> floor: raised by none
+        self._raised: list[tuple[np.ndarray, int]] = []  # resolved ts absorbed, not yet in ``_live`` (_settle)
 
     # ------------------------------------------------------------------ events
 
     def absorb(self, ev: binlog_pb2.Event) -> None:
         kind = ev.WhichOneof("payload")
-        if kind == "resolved":
-            ts = int(ev.resolved.ts)
-            for rid in ev.resolved.regions:
-                pieces = self._live.get(int(rid))
-                if pieces is not None:
-                    self._live[int(rid)] = [(s, e, max(f, ts)) for s, e, f in pieces]
-        elif kind == "snapshot":
+        if kind == "resolved":  # kept as arrays, folded in when next needed (_settle)
+            self._raised.append((np.array(ev.resolved.regions, np.uint64), int(ev.resolved.ts)))
+            return
+        if kind not in ("snapshot", "admin"):
+            return
+        self._settle()
+        if kind == "snapshot":
             r, rid = ev.snapshot.region, int(ev.region_id)
             start, end = bytes(r.start_key), bytes(r.end_key)
             # its own earlier registration and every other over the range are retired
@@ -78,6 +81,23 @@ class ResumePoints:
                 self._end(int(r.id))
         elif kind == "admin" and ev.admin.HasField("merge"):
             self._end(int(ev.admin.merge.source.id))
+
+    def _settle(self) -> None:
+        """The resolved ts absorbed since the last time, folded into the live floors: each
+        region's greatest once (a resolved ts lists every region, several a second)."""
+        if not self._raised:
+            return
+        ids = np.concatenate([i for i, _ in self._raised])
+        tss = np.concatenate([np.full(len(i), t, np.uint64) for i, t in self._raised])
+        self._raised = []
+        order = np.lexsort((tss, ids))
+        ids, tss = ids[order], tss[order]
+        last = np.append(ids[1:] != ids[:-1], True)
+        live = self._live
+        for rid, ts in zip(ids[last].tolist(), tss[last].tolist()):
+            pieces = live.get(rid)
+            if pieces is not None:
+                live[rid] = [(s, e, max(f, ts)) for s, e, f in pieces]
 
     def _set_live(self, region_id: int, pieces: list[Floor]) -> None:
         self._live[region_id] = pieces
@@ -94,6 +114,7 @@ class ResumePoints:
     def floors(self) -> list[Floor]:
         """Every proved floor above 0, in key order, equal neighbours joined (the pieces never
         overlap: each snapshot takes its range from every other)."""
+        self._settle()
         pieces = sorted(p for p in [*self._ended, *(p for ps in self._live.values() for p in ps)] if p[2] > 0)
         out: list[Floor] = []
         for s, e, ts in pieces:
@@ -122,6 +143,7 @@ class ResumePoints:
         def enc(pieces: list[Floor]) -> list[list[Any]]:
             return [[s.hex(), e.hex(), ts] for s, e, ts in pieces]
 
+        self._settle()
         return {"selection": self.selection, "ended": enc(list(self._ended)),
                 "live": [[rid, enc(pieces)] for rid, pieces in sorted(self._live.items())]}
 

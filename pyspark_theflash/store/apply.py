@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple, Sequence
 import numpy as np
 import pyarrow as pa
 
+from pyspark_theflash.binlog import region_runs
 from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.binlog.event_batch import EventBatch, parsed_events
 from pyspark_theflash.binlog.snapshot_batch import snapshot_columns
@@ -146,6 +147,8 @@ class Applier:
         state = self.state
         caches = state.caches
         assert caches is not None
+        if not isinstance(events, EventBatch):  # (a batch read from the binlog has its runs as events already)
+            events = region_runs.expand(events)
         with state.lock, _cyclic_gc_paused():
             for ev in parsed_events(events):  # the schema versions a batch's rows may need, known before decoding
                 if ev.WhichOneof("payload") == "ddl":

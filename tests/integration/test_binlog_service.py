@@ -287,5 +287,5 @@ def test_the_stream_form_carries_the_segments_format_version_and_a_client_refuse
         monkeypatch.setattr(binlog_service, "_format_version", lambda directory, number: FORMAT_VERSION + 1)
         with open_source(server.url) as stream:
             with pytest.raises(BinlogVersionError, match=rf"format version {FORMAT_VERSION + 1}; this code reads "
-                                                         r"versions 1, 2: upgrade TheFlash"):
+                                                         r"versions 1, 2, 3: upgrade TheFlash"):
                 read_to_head(stream)

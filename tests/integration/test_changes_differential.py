@@ -20,6 +20,7 @@ from pyspark_theflash.scan.errors import ChangesBelowSafePointError
 from pyspark_theflash.scan.session import open_change_session, read_stream
 from pyspark_theflash.schema import TableInfo
 from pyspark_theflash.store import Store
+from pyspark_theflash.upstream.errors import SchemaError
 from pyspark_theflash.upstream.workloads import (BANK_TABLE, TYPES_TABLE, BankWorkload, Faults, OrdersWorkload,
                                                  TypesWorkload)
 
@@ -115,8 +116,11 @@ def test_changes_between_random_ts_pairs_equal_the_upstream_history_through_sche
         for i in range(12):
             table = TABLES[i % len(TABLES)]
             from_ts, to_ts = sorted(rng.sample(later, 2))
-            if rig.cluster.table_info_at(table, from_ts)["id"] != rig.cluster.table_info_at(table, to_ts)["id"]:
-                continue  # a TRUNCATE or DROP + CREATE between: another table
+            try:
+                if rig.cluster.table_info_at(table, from_ts)["id"] != rig.cluster.table_info_at(table, to_ts)["id"]:
+                    continue  # a TRUNCATE or DROP + CREATE between: another table
+            except SchemaError:
+                continue  # no table of that name at one end (renamed away, not yet created again)
             compared += _check_pair(rig, table, from_ts, to_ts)
             pairs += 1
         assert pairs >= 8 and compared > 100, (pairs, compared)

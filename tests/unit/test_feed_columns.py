@@ -155,3 +155,59 @@ def test_the_open_set_holds_exactly_what_a_python_set_holds_through_adds_and_rem
             assert all(ours.holds(*p) for p in model)
     assert sorted(ours.pairs()) == sorted(model)
     assert not ours.holds(b"", 0) and not ours.discard(b"", 0)
+
+
+def many_regions(events_by_region: list[list[list[Ev.Row]]], rng: random.Random) -> list[list[tuple] | str]:
+    """Each region's events interleaved into messages (a region's in order, 1-8 events a message,
+    as TiKV's batcher packs them), matched by ``match_live_many`` one message at a time: per region,
+    the rows written, or the refusal (after which nothing more of it is matched: dropped)."""
+    from pyspark_theflash.capture.feed_columns import match_live_many, row_buffers
+
+    feeds = [fresh() for _ in events_by_region]
+    for f in feeds:
+        f.take_columns(decode_change_data(b"").rows)  # the snapshot's lock into the C open set
+    queues = [list(evs) for evs in events_by_region]
+    out: list[list[tuple] | str] = [[] for _ in feeds]
+    while any(queues):
+        picked = []  # (region, its rows) in message order
+        for _ in range(rng.randint(1, 8)):
+            ready = [r for r, q in enumerate(queues) if q]
+            if not ready:
+                break
+            r = rng.choice(ready)
+            picked.append((r, queues[r].pop(0)))
+        msg = cdcpb_pb2.ChangeDataEvent(events=[Ev(region_id=r + 1, request_id=1, entries=Ev.Entries(entries=rows))
+                                                for r, rows in picked])
+        decoded = decode_change_data(msg.SerializeToString())
+        live = [r for r in range(len(feeds)) if not isinstance(out[r], str)]
+        slot = {r: i for i, r in enumerate(live)}
+        spans = sorted(((int(lo), int(hi), slot[int(rid) - 1]) for rid, _, _, _, lo, hi, _, _ in decoded.events.tolist()
+                        if int(rid) - 1 in slot), key=lambda s: s[2])  # stable: a region's spans in feed order
+        runs = match_live_many(row_buffers(decoded.rows), np.array(spans, np.int64).reshape(-1, 3),
+                               tuple(feeds[r]._open_set for r in live), np.array([10] * len(live), np.uint64))
+        at = 0
+        for r in live:
+            n = int(runs.counts[slot[r]])
+            if slot[r] in runs.errors:
+                assert n == 0
+                out[r] = str(FeedProtocolError(f"region 1: {runs.errors[slot[r]]}"))
+                continue
+            if n:
+                whole = binlog_pb2.RowBatch()
+                runs.rows.fill(whole)
+                part = binlog_pb2.RowBatch()
+                from pyspark_theflash.binlog import region_runs
+                region_runs.slice_batch(whole, at, at + n, part)
+                out[r] += rows_of(part)  # type: ignore[operator]
+                assert int(runs.newest[slot[r]]) == max((row[3] for row in rows_of(part)), default=0)
+            at += n
+        assert at == runs.rows.count
+    return out
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_many_regions_in_one_call_give_what_each_region_alone_gives(seed: int) -> None:
+    rng = random.Random(seed)
+    by_region = [random_feed(rng, rng.randint(1, 12)) for _ in range(rng.randint(1, 6))]
+    expected = [per_row(fresh(), events) for events in by_region]
+    assert many_regions(by_region, rng) == expected
