@@ -65,7 +65,7 @@ def snapshot_columns(snap: binlog_pb2.RegionSnapshot, where: str = "") -> Snapsh
                                                 f"{len(snap.locks)} locks and a RowBatch; a snapshot uses one form")
         cols = binlog_rows.batch_columns(snap.batch, where)
         if snap.batch.types.translate(None, bytes([Row.COMMITTED])) == b"":
-            return SnapshotColumns(cols, cols.take(np.zeros(0, np.int64)))
+            return SnapshotColumns(cols, cols.slice(0, 0))  # (no locks: an empty view, no copy)
         is_version = cols.types == Row.COMMITTED
         bad = ~is_version & (cols.types != Row.PREWRITE)
         if bad.any():

@@ -696,6 +696,7 @@ class Capture:
         slot_of: dict[int, int] = {}
         slots: list[RegionFeed] = []
         spans: list[tuple[int, int, int]] = []
+        grouped = True  # each region's spans already together (its events one after another)
         for rid, _, request_id, kind, lo, hi, _, _ in msg.events.tolist():
             feed = feeds.get(rid)
             if feed is None or feed.gen != request_id or feed.store_id != store_id:
@@ -706,11 +707,14 @@ class Capture:
             if slot is None:
                 slot = slot_of[rid] = len(slots)
                 slots.append(feed)
+            elif slot != len(slots) - 1:
+                grouped = False
             spans.append((lo, hi, slot))
         if not spans:
             return True
         table = np.array(spans, dtype=np.int64)
-        table = table[np.argsort(table[:, 2], kind="stable")]  # a region's spans together, in feed order
+        if not grouped:  # a region's spans together, in feed order
+            table = table[np.argsort(table[:, 2], kind="stable")]
         runs = feed_columns.match_live_many(msg.row_buffers(), table,
                                             tuple(f.open_set() for f in slots),
                                             np.fromiter((f.resolved_ts for f in slots), np.uint64, len(slots)))
@@ -843,11 +847,12 @@ class Capture:
         counts = runs.counts
         ends = np.cumsum(counts)
         keep: np.ndarray | None = None  # per row, where some are left out
-        for slot, feed in enumerate(slots):
-            n = int(counts[slot])
-            if not n:
+        # (one pass of plain Python over the message's regions: a few attribute reads each)
+        changes = self.claims.changes
+        for slot, feed, n, end in zip(range(len(slots)), slots, counts.tolist(), ends.tolist()):
+            if not n or (not feed.discarded and feed.claims_seen == changes and not feed.newer):
                 continue
-            lo = int(ends[slot]) - n
+            lo = end - n
             newer = self._newer_claims(feed)
             if feed.discarded or newer:
                 if keep is None:
@@ -871,20 +876,26 @@ class Capture:
             kept = upto[ends] - upto[ends - counts]
         at = np.flatnonzero(kept)
         ids, indexes, epochs, confs = [], [], [], []
-        row_lo = ends - counts
+        row_lo = (ends - counts).tolist()
+        counts_l, newest = counts.tolist(), runs.newest.tolist()
+        next_index = self.indexes
         for slot in at.tolist():
             feed = slots[slot]
-            if feed.coverage is not None:  # versions only: a row without a commit ts is never above a floor
-                lo, n = int(row_lo[slot]), int(counts[slot])
+            coverage = feed.coverage
+            if coverage is not None:  # versions only: a row without a commit ts is never above a floor
+                lo, n = row_lo[slot], counts_l[slot]
                 if keep is None:
-                    feed.coverage.add_batch(feed_columns.LiveSlice(rows, lo, n, int(runs.newest[slot])))
+                    coverage.add_batch(feed_columns.LiveSlice(rows, lo, n, newest[slot]))
                 else:
                     which = np.flatnonzero(keep[lo:lo + n]) + lo
-                    feed.coverage.add_columns(rows.keys.take(pa.array(which)), rows.commit_ts[which])
-                if feed.coverage.pending() >= COVERAGE_RAISE_PENDING:
+                    coverage.add_columns(rows.keys.take(pa.array(which)), rows.commit_ts[which])
+                if coverage.pending() >= COVERAGE_RAISE_PENDING:
                     feed.current_coverage()  # its batches at or below the resolved ts written are let go
-            ids.append(feed.id)
-            indexes.append(self._next_index(feed.id))
+            rid = feed.id
+            index = next_index.get(rid, 0) + 1  # (_next_index, inline: one counter per region)
+            next_index[rid] = index
+            ids.append(rid)
+            indexes.append(index)
             epochs.append(feed.version)
             confs.append(feed.conf_ver)
         event = binlog_pb2.Event()

@@ -175,9 +175,11 @@ class _BatchVersions:
     """A LiveBatch's versions, pending: its newest commit ts known, its columns built only if
     some of them stay above the floor (``above``)."""
 
+    __slots__ = ("rows", "newest")
+
     def __init__(self, rows: Any) -> None:
         self.rows = rows
-        self.newest = int(rows.max_commit_ts)
+        self.newest = rows.max_commit_ts
 
     def above(self, ts: int) -> "_Versions":
         return _Versions(self.rows.keys, self.rows.commit_ts).above(ts)

@@ -10,6 +10,7 @@ batch's DDL), and hands a batch past the flush thresholds to the ``FlushPipeline
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import time
 from dataclasses import dataclass, replace
@@ -118,6 +119,41 @@ def _cyclic_gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+@functools.lru_cache(maxsize=1)
+def _empty_run() -> binlog_rows.RunColumns:
+    """A run of no entries event (its arrays are never written to)."""
+    return binlog_rows.run_columns([], [])
+
+
+def _above_running_max(group: np.ndarray, values: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per item, whether its value is above its group's ``base`` and every earlier value of its
+    group; and per group, the greatest of its base and values. As arrays (a running maximum per
+    group: values ranked, each group's ranks lifted above the groups before it)."""
+    g = len(base)
+    if not len(values):
+        return np.zeros(0, dtype=bool), base.copy()
+    # each group's base first, then its values in order
+    groups = np.concatenate((np.arange(g), group))
+    vals = np.concatenate((base, values))
+    order = np.lexsort((np.concatenate((np.full(g, -1), np.arange(len(values)))), groups))
+    _, rank = np.unique(vals, return_inverse=True)
+    lifted = groups[order] * (len(vals) + 1) + rank[order]
+    running = np.maximum.accumulate(lifted)
+    before = np.empty_like(running)
+    before[1:] = running[:-1]
+    before[0] = -1
+    is_value = order >= g
+    take = np.zeros(len(values), dtype=bool)
+    take[order[is_value] - g] = lifted[is_value] > before[is_value]
+    last = np.append(groups[order][1:] != groups[order][:-1], True)
+    top_rank = running[last] - groups[order][last] * (len(vals) + 1)
+    by_rank = np.empty(int(rank.max()) + 1, dtype=vals.dtype)
+    by_rank[rank] = vals
+    top = np.empty(g, dtype=vals.dtype)
+    top[groups[order][last]] = by_rank[top_rank]
+    return take, top
 
 
 class Applier:
@@ -286,21 +322,16 @@ class Applier:
         batch = events if isinstance(events, EventBatch) else None
         if batch is not None:
             columnar = batch.columnar[start:].tolist()
-            b_regions = batch.region_ids[start:].tolist()
-            b_indexes = batch.indexes[start:].tolist()
-            b_versions = batch.epoch_versions[start:].tolist()
-            b_confs = batch.conf_versions[start:].tolist()
         end = start
-        if batch is not None:  # its leading columnar entries events: decided as arrays
-            end = self._columnar_prefix(batch, start, applied, in_run, numbers, region_ids, indexes, epochs)
         while end < len(events):
             if batch is not None and columnar[end - start]:
-                kind, ev = "entries", None
-                rid, index = b_regions[end - start], b_indexes[end - start]
-            else:
-                ev = events[end]
-                kind = ev.WhichOneof("payload")
-                rid, index = int(ev.region_id), int(ev.index)
+                # consecutive columnar entries events (at 10,000 regions, a message's runs of
+                # many regions each, between resolved ts events): decided as arrays
+                end = self._columnar_prefix(batch, end, applied, in_run, numbers, region_ids, indexes, epochs)
+                continue
+            ev = events[end]
+            kind = ev.WhichOneof("payload")
+            rid, index = int(ev.region_id), int(ev.index)
             j = -1
             if kind not in ("resolved_ts", "resolved", "ddl"):
                 if rid not in applied:
@@ -315,15 +346,14 @@ class Applier:
                         numbers.append(end)
                         region_ids.append(rid)
                         indexes.append(index)
-                        if ev is None:
-                            epochs.append((b_versions[end - start], b_confs[end - start]))
-                        else:
-                            epochs.append((int(ev.epoch.version), int(ev.epoch.conf_version)))
+                        epochs.append((int(ev.epoch.version), int(ev.epoch.conf_version)))
             in_run.append(j)
             end += 1
         wheres = _EventWheres(region_ids, indexes)
         run = batch.run(numbers) if batch is not None else None
-        if run is None:  # not all columnar entries events of a batch: joined from the messages
+        if not numbers:  # (a snapshot or admin event first: each of thousands of regions' snapshots)
+            run = _empty_run()
+        elif run is None:  # not all columnar entries events of a batch: joined from the messages
             entries = [events[i].entries for i in numbers]
             run = binlog_rows.run_columns(entries, wheres)
         if len(run) < len(numbers):  # that event does not parse, or starts the next run
@@ -354,19 +384,19 @@ class Applier:
         if not k:
             return start
         rids, idx = batch.region_ids[start:start + k], batch.indexes[start:start + k]
-        take = np.zeros(k, dtype=bool)
-        for rid in np.unique(rids).tolist():
-            sel = np.flatnonzero(rids == rid)
+        regions, group = np.unique(rids, return_inverse=True)
+        base = np.empty(len(regions), dtype=np.int64)  # each region's applied index so far
+        state_regions = self.state.regions
+        for g, rid in enumerate(regions.tolist()):  # (one lookup per region of the range, not per event)
             if rid not in applied:
-                reg = self.state.regions.get(rid)
+                reg = state_regions.get(rid)
                 applied[rid] = 0 if reg is None else reg.applied_index
-            seq = idx[sel]
-            before = np.maximum.accumulate(np.concatenate(([applied[rid]], seq)))
-            take[sel] = seq > before[:-1]
-            applied[rid] = int(before[-1])
+            base[g] = applied[rid]
+        take, top = _above_running_max(group, idx, base)
+        applied.update(zip(regions.tolist(), top.tolist()))
         taken = np.flatnonzero(take)
         js = np.full(k, -1, dtype=np.int64)
-        js[taken] = np.arange(len(taken))
+        js[taken] = len(numbers) + np.arange(len(taken))
         in_run.extend(js.tolist())
         at = start + taken
         numbers.extend(at.tolist())

@@ -75,6 +75,14 @@ def intersect(a: HandleRange, b: HandleRange | None) -> HandleRange | None:
     return (lo, hi)
 
 
+
+@functools.lru_cache(maxsize=1 << 17)
+def _handle_range(start: bytes, end: bytes, table_id: int, common: bool) -> HandleRange | None:
+    """``keyspace.region_handle_range``, remembered: every view of a store lists its range
+    tombstones (one per region snapshot: 10,000 at 10,000 regions), and decoding their PD keys
+    again per view and table was most of planning a delta merge there."""
+    return keyspace.region_handle_range(start, end, table_id, common)
+
 class StoreView:
     """A consistent view of the manifest at one version. Close it (or use ``with``) to end
     its read transaction. Reading the part files it lists needs a lease (``Store.scan``
@@ -289,7 +297,7 @@ class StoreView:
         out = []
         for start, end, version in self._conn.execute(
                 "SELECT start_key, end_key, version FROM range_tombstones ORDER BY version"):
-            rng = keyspace.region_handle_range(bytes(start), bytes(end), table_id, self._is_common(table_id))
+            rng = _handle_range(bytes(start), bytes(end), table_id, self._is_common(table_id))
             if rng is not None:
                 out.append((int(version), rng))
         return out
