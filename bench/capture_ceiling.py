@@ -58,6 +58,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import pyspark_theflash  # noqa: E402,F401  (before grpc: it turns gRPC's fork support off, pyspark_theflash/grpc_fork.py)
 import grpc  # noqa: E402
 
 from ingest import DB, TABLE, TABLE_ID, ROW_VALUE_BYTES, Batch, record_keys, row_values_v2, table_info  # noqa: E402

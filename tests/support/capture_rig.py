@@ -73,12 +73,16 @@ def apply(binlog: Path, store: Path) -> None:
                          until_caught_up=True)).run()
 
 
-def binlog_events(binlog: Path) -> list[binlog_pb2.Event]:
-    events = []
+def binlog_events(binlog: Path, expand: bool = True) -> list[binlog_pb2.Event]:
+    """The binlog's events, each event of many regions as the single-region events of its runs
+    (``expand``; binlog/region_runs.py) or as written."""
+    from pyspark_theflash.binlog import region_runs
+
+    events: list[binlog_pb2.Event] = []
     with open_source(str(binlog)) as source:
         while batch := source.read(10_000, 0.1):
             events.extend(pe.event for pe in batch)
-    return events
+    return list(region_runs.expand(events)) if expand else events
 
 
 def _canonical(v: Any) -> str:
