@@ -10,10 +10,11 @@ batch's DDL), and hands a batch past the flush thresholds to the ``FlushPipeline
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import gc
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
@@ -272,7 +273,7 @@ class Applier:
         a snapshot or split is introducing."""
         reg = self.state.regions.get(rid)
         if rid not in saved:
-            saved[rid] = None if reg is None else replace(reg)
+            saved[rid] = None if reg is None else copy.copy(reg)  # (its fields are immutable values)
         if reg is None:
             reg = MutableRegion(rid)
             self.state.regions[rid] = reg
@@ -492,13 +493,23 @@ class Applier:
         not know are passed over, as their single-region events are; a store that has met
         no region at all takes a lone one as a fresh cluster's bootstrap region."""
         ts = int(resolved.ts)
-        if not self.state.regions and len(resolved.regions) == 1:
+        regions = self.state.regions
+        if not regions and len(resolved.regions) == 1:
             self._resolve(self._region_for_update(int(resolved.regions[0]), saved), ts, staged)
             result.applied += 1
             return
+        # One event lists every region of a TiKV connection (thousands): the loop does only what a
+        # region that moves needs — its undo copy, its resolved ts, an orphan window it closes.
         for rid in resolved.regions:
-            if (rid := int(rid)) in self.state.regions and self.state.regions[rid].resolved_ts < ts:
-                self._resolve(self._region_for_update(rid, saved), ts, staged)
+            reg = regions.get(rid)
+            if reg is None or reg.resolved_ts >= ts:
+                continue
+            if rid not in saved:
+                saved[rid] = copy.copy(reg)
+            reg.resolved_ts = ts
+            if reg.orphan_until_ts and ts >= reg.orphan_until_ts:
+                reg.orphan_until_ts = 0  # nothing commits at or below the resolved ts any more: no orphan can come
+                staged.snapshot_writes[rid] = None
         result.applied += 1
 
     @staticmethod
