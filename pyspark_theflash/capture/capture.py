@@ -67,6 +67,7 @@ from pyspark_theflash.capture.region_table import RegionTable
 from pyspark_theflash.capture import feed_columns
 from pyspark_theflash.capture.tidb_status import DDLHistoryUnavailableError, TiDBStatus
 from pyspark_theflash.codec import encode_region_key
+from pyspark_theflash.codec.tso import LOGICAL_BITS
 from pyspark_theflash.proto import binlog_pb2, cdcpb_pb2, cdcpb_pb2_grpc, metapb_pb2
 from pyspark_theflash.schema.ddl_jobs import ddl_of_job
 from pyspark_theflash.upstream.channels import upstream_channel
@@ -458,9 +459,16 @@ class Capture:
         if frontier > self.frontier:
             self.frontier = frontier
             self.frontier_moved_at = time.monotonic()
-        if self.lock_resolver is not None:  # the frontier is a fresh PD ts: how far each region lags it
+        if self.lock_resolver is not None:  # the frontier is a fresh PD ts: the regions lagging it
+            # found as arrays (a poll can come 20 times a second, over every region): only those
+            # lagging by the resolver's threshold are handed over, the others leave its queue
+            table = self.table
+            table.refresh(self.feeds)
+            resolved = table.resolved.astype(np.int64)
+            behind = table.ready & (resolved > 0) & \
+                ((frontier >> LOGICAL_BITS) - (resolved >> LOGICAL_BITS) >= self.lock_resolver.lag_ms)
             self.lock_resolver.lagging(frontier, [LaggingRegion(f.id, f.start, f.end, f.resolved_ts)
-                                                  for f in self.feeds.values() if f.initialized and f.resolved_ts])
+                                                  for f in table.feeds[behind].tolist()])
 
     def _create_missing_tables(self, tables: list[tuple[str, dict[str, Any]]]) -> None:
         """A fresh binlog: every captured table whose creation TiDB's DDL history no longer
@@ -1122,9 +1130,12 @@ class Capture:
         """Whether every key of the captured span is followed by an initialised registration
         whose resolved ts is at or above ``ts``. A range no registration follows is never
         caught up, whatever the regions around it say."""
-        feeds = list(self.feeds.values())
-        return not self.pending_reload and bool(feeds) and all(
-            f.initialized and f.resolved_ts >= ts for f in feeds) and not self._followed_gaps(with_reloads=False)
+        if self.pending_reload or not self.feeds:
+            return False
+        table = self.table  # (asked every loop with --until-ts: arrays, not a pass over the registrations)
+        table.refresh(self.feeds)
+        return bool(table.ready.all() and (table.resolved >= np.uint64(ts)).all()) and \
+            not self._followed_gaps(with_reloads=False)
 
     def stop(self) -> None:
         self._stop.set()

@@ -118,9 +118,14 @@ class StuckRegionResolver:
         self._thread = threading.Thread(target=self._run, name="capture-lock-resolver", daemon=True)
         self._thread.start()
 
+    @property
+    def lag_ms(self) -> int:
+        return self.waiting.lag_ms
+
     def lagging(self, now_ts: int, regions: list[LaggingRegion]) -> None:
-        """Hand over the regions, of which those lagging ``now_ts`` by ``lag_s`` or more wait
-        for a look (the newest word on each)."""
+        """Hand over the regions that may lag (at least every one lagging ``now_ts`` by
+        ``lag_s``: capture passes only those), of which those lagging wait for a look (the
+        newest word on each); a region not handed over leaves the queue."""
         self.waiting.offer(now_ts, regions, time.monotonic())
 
     def _run(self) -> None:
