@@ -107,6 +107,7 @@ class StoreView:
         self._lifes: dict[int, tuple[int, int | None, str]] | None = None
         self._histories: dict[int, TableHistory] | None = None
         self._columns: dict[tuple[int, int], tuple[tuple[int, str], ...]] = {}
+        self._regions: dict[bool, list[RegionState]] = {}  # regions(include_gone), read once
         self._part_columns = mf.has_column(conn, "parts", "columns")
         self._part_checksums = mf.has_column(conn, "parts", "checksum")
         # Live parts by table, read once per view (one read transaction: they cannot change),
@@ -249,9 +250,12 @@ class StoreView:
         """The live regions in key order; ``include_gone``: the merged and removed ones too
         (they stay listed, and under splits and merges outnumber the live ones many times:
         a reader polls this, so the live ones are picked in SQL)."""
-        where = "" if include_gone else " WHERE state = 'normal'"
-        rows = self._conn.execute(f"{self._REGION_COLUMNS}{where} ORDER BY start_key").fetchall()
-        return [_region_state(r) for r in rows]
+        got = self._regions.get(include_gone)
+        if got is None:  # (a view is one version of the manifest: a planner asks several times)
+            where = "" if include_gone else " WHERE state = 'normal'"
+            rows = self._conn.execute(f"{self._REGION_COLUMNS}{where} ORDER BY start_key").fetchall()
+            got = self._regions[include_gone] = [_region_state(r) for r in rows]
+        return list(got)
 
     def region(self, region_id: int) -> RegionState | None:
         row = self._conn.execute(f"{self._REGION_COLUMNS} WHERE region_id = ?", (region_id,)).fetchone()
@@ -265,7 +269,7 @@ class StoreView:
         """The handles of ``table_id`` inside the region's key range, as [lo, hi) (None =
         unbounded), or None when the region holds no row of the table. Handles are ints, or
         memcomparable key bytes for a clustered common-handle table."""
-        return keyspace.region_handle_range(region.start_key, region.end_key, table_id, self._is_common(table_id))
+        return _handle_range(region.start_key, region.end_key, table_id, self._is_common(table_id))
 
     def locks(self, table_id: int | None = None, lo: int | None = None,
               hi: int | None = None) -> list[LockInfo]:
