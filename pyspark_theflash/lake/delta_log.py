@@ -69,6 +69,7 @@ class TableLog:
     ts: int = 0                           # the TSO of the newest version
     in_commit_ms: int = 0
     table_uuid: str | None = None
+    name: str | None = None               # db.table, as the newest metaData names it
     schema_string: str | None = None
     features: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
     files: dict[str, DataFile] = field(default_factory=dict)   # by path (one logical file per path)
@@ -87,7 +88,7 @@ class TableLog:
         return found
 
 
-def _actions(path: Path) -> Iterator[dict[str, Any]]:
+def actions_of(path: Path) -> Iterator[dict[str, Any]]:
     try:
         text = path.read_text()
     except UnicodeDecodeError as exc:
@@ -117,13 +118,14 @@ def replay(root: Path, after: TableLog | None = None) -> TableLog:
         if version != state.version + 1:
             raise LakeDamagedError(str(log_dir / log_name(state.version + 1)), "this version of the log is missing")
         ts = ict = None
-        for action in _actions(path):
+        for action in actions_of(path):
             (kind, body), = action.items()
             try:
                 if kind == "commitInfo":
                     ts, ict = int(body["theflashTs"]), int(body["inCommitTimestamp"])
                 elif kind == "metaData":
                     state.table_uuid, state.schema_string = str(body["id"]), str(body["schemaString"])
+                    state.name = body.get("name")
                 elif kind == "protocol":
                     state.features = (tuple(body.get("readerFeatures", ())), tuple(body.get("writerFeatures", ())))
                 elif kind == "add":
