@@ -1,0 +1,177 @@
+"""A store published as Delta tables reads, in two independent Delta readers, exactly as the
+store reads itself: at every published version, delta-rs (``deltalake``, DataFusion's scan) and
+DuckDB's ``delta`` extension (loaded from its wheel, no network) return TheFlash's own rows at
+that version's ts, row for row — through upserts, deletes, flushes (Arrow IPC deltas, converted),
+compactions (stable parts named in place, with deletion vectors inline and in files), a column
+added with a default (older files rewritten to carry it) and rounds that change nothing. A
+damaged deletion vector or log file makes ``theflash delta verify`` and ``theflash store verify``
+fail naming the file. (delta-spark reads the same tables in tests/spark/test_delta_spark.py.)"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from pyspark_theflash.cli import main
+from pyspark_theflash.lake.publish import Publisher, Round, table_root
+from pyspark_theflash.lake.versions import versions_at
+from pyspark_theflash.schema import builder
+from pyspark_theflash.store import Store, StoreOptions
+from store_events import DB, committed, event, items_table, key, resolved_ts, row
+
+T1 = items_table()
+T2 = items_table(schema_version=2, extra=[builder.column("qty", "INT", default=7, origin_default=7)])
+
+
+def duckdb_with_delta() -> Any:
+    import duckdb
+    import duckdb_extension_delta
+
+    ext = (Path(duckdb_extension_delta.__file__).parent / "extensions" / f"v{duckdb.__version__}"
+           / "delta.duckdb_extension")
+    if not ext.is_file():
+        pytest.fail(f"{ext} is missing: duckdb-extension-delta must match duckdb {duckdb.__version__} (pyproject.toml)")
+    con = duckdb.connect()
+    con.load_extension(str(ext))
+    return con
+
+
+def delta_rs_rows(root: Path, version: int, columns: list[str]) -> list[tuple[Any, ...]]:
+    import deltalake
+
+    # DataFusion's scan applies deletion vectors (DeltaTable.to_pyarrow_table refuses the feature)
+    table = deltalake.DeltaTable(str(root), version=version)
+    reader = deltalake.QueryBuilder().register("t", table).execute(f"select {', '.join(columns)} from t order by id")
+    return [tuple(r.values()) for r in pa.table(reader.read_all()).to_pylist()]
+
+
+def duckdb_rows(con: Any, root: Path, version: int, columns: list[str]) -> list[tuple[Any, ...]]:
+    return con.sql(f"select {', '.join(columns)} from delta_scan('{root}', version => {version}) order by id").fetchall()
+
+
+def own_rows(store: Store, ts: int, columns: list[str]) -> list[tuple[Any, ...]]:
+    t = store.scan_table(T1.id, ts, columns=columns).sort_by("id")
+    return [tuple(r.values()) for r in t.to_pylist()]
+
+
+class Upstream:
+    """Writes to the store as the binlog would: one region, commits then its resolved ts."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.index = 0
+        self.now_ms = int(time.time() * 1000) - 60_000   # TSOs of this minute: Delta's time travel checks retention
+        self.table = T1
+
+    def ts(self) -> int:
+        self.now_ms += 7
+        return self.now_ms << 18
+
+    def commit(self, changes: list[tuple[int, str | None]]) -> int:
+        ts = self.ts()
+        values = {"qty": 100} if self.table is T2 else {}
+        rows = [committed(key(self.table, h), None if n is None else row(self.table, id=h, name=n, price=None, **values), ts)
+                for h, n in changes]
+        self.index += 1
+        self.store.write([event(1, self.index, rows)])
+        self.index += 1
+        self.store.write([resolved_ts(1, self.index, ts)])
+        return ts
+
+
+def check_round(store: Store, con: Any, done: Round, columns: list[str]) -> None:
+    (table,) = done.tables
+    root = table_root(store.root, T1.id)
+    version = next(v.version for v in versions_at(store.root, done.ts))
+    assert version is not None
+    want = own_rows(store, done.ts, columns)
+    assert delta_rs_rows(root, version, columns) == want, f"delta-rs at version {version} (ts {done.ts})"
+    assert duckdb_rows(con, root, version, columns) == want, f"DuckDB at version {version} (ts {done.ts})"
+
+
+def test_every_published_version_reads_as_the_store_at_its_ts_in_delta_rs_and_duckdb(tmp_path: Path) -> None:
+    rng = random.Random(51)
+    store = Store.open(tmp_path / "s", options=StoreOptions(row_group_rows=64))
+    store.put_schema(DB, T1.to_json())
+    up = Upstream(store)
+    publisher = Publisher(store.root)
+    con = duckdb_with_delta()
+    columns = ["id", "name", "price"]
+    up.commit([(h, f"seed{h}") for h in range(2_000)])
+    store.flush()
+    rounds: list[Round] = []
+    kinds: set[str] = set()
+    for n in range(12):
+        for _ in range(rng.randint(1, 3)):
+            handles = rng.sample(range(2_400), rng.randint(1, 400))
+            up.commit([(h, None if rng.random() < 0.2 else f"r{n}-{h}") for h in handles])
+            store.flush()
+        if n % 4 == 3:
+            store.compact(force=True)   # stable parts: named in place, with their vectors
+        if n == 8:                      # ADD COLUMN qty INT DEFAULT 7: older files must read 7
+            store.put_schema(DB, T2.to_json(), commit_ts=up.ts())
+            up.table = T2
+            columns = ["id", "name", "price", "qty"]
+            up.commit([(5, "after the column")])
+            store.flush()
+        done = publisher.publish()
+        rounds.append(done)
+        assert done.tables[0].version == n
+        check_round(store, con, done, columns)
+        for log in sorted((table_root(store.root, T1.id) / "_delta_log").glob("*.json")):
+            for line in log.read_text().splitlines():
+                dv = json.loads(line).get("add", {}).get("deletionVector")
+                if dv:
+                    kinds.add(dv["storageType"])
+        if n == 0:  # a round with nothing new commits no version; the last one still holds its ts
+            again = publisher.publish(publisher.resolved_ts())
+            assert again.tables[0].version is None
+    assert kinds == {"i", "u"}, f"deletion vectors stored as {kinds}: both inline and file vectors must be read"
+    # every version is still read as its ts was, after all the later rounds and compactions
+    for done in rounds[-4:]:
+        check_round(store, con, done, columns)
+    # each version says its ts, exactly, and Delta's own time order follows it
+    history = [(v.version, v.ts) for v in versions_at(store.root)]
+    assert history[0][1] == rounds[-1].ts
+    assert main(["delta", "verify", str(store.root)]) == 0
+    store.close()
+
+
+def test_a_damaged_deletion_vector_or_log_file_fails_verify_naming_the_file(tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    store = Store.open(tmp_path / "s", options=StoreOptions(row_group_rows=64))
+    store.put_schema(DB, T1.to_json())
+    up = Upstream(store)
+    up.commit([(h, f"seed{h}") for h in range(3_000)])
+    store.flush()
+    store.compact(force=True)
+    up.commit([(h, f"new{h}") for h in range(0, 3_000, 2)])   # 1,500 superseded rows: a vector in a file
+    store.flush()
+    Publisher(store.root).publish()
+    store.close()
+    root = table_root(tmp_path / "s", T1.id)
+    (vector_file,) = root.glob("deletion_vector_*.bin")
+    assert main(["delta", "verify", str(tmp_path / "s")]) == 0
+    capsys.readouterr()
+
+    data = bytearray(vector_file.read_bytes())
+    data[40] ^= 0x01
+    vector_file.write_bytes(bytes(data))
+    assert main(["delta", "verify", str(tmp_path / "s")]) == 1
+    err = capsys.readouterr().err
+    assert str(vector_file) in err and "CRC-32" in err
+    assert main(["store", "verify", str(tmp_path / "s")]) == 1
+    assert str(vector_file) in capsys.readouterr().out
+    data[40] ^= 0x01
+    vector_file.write_bytes(bytes(data))
+
+    log = root / "_delta_log" / "00000000000000000000.json"
+    log.write_text(log.read_text().replace('"add":{', '"add":{{', 1))
+    assert main(["delta", "verify", str(tmp_path / "s")]) == 1
+    err = capsys.readouterr().err
+    assert str(log) in err and "not JSON" in err
