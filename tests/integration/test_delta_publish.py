@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pytest
 
 from pyspark_theflash.cli import main
@@ -22,36 +21,11 @@ from pyspark_theflash.lake.publish import Publisher, Round, table_root
 from pyspark_theflash.lake.versions import versions_at
 from pyspark_theflash.schema import builder
 from pyspark_theflash.store import Store, StoreOptions
+from delta_readers import delta_rs_rows, duckdb_rows, duckdb_with_delta
 from store_events import DB, committed, event, items_table, key, resolved_ts, row
 
 T1 = items_table()
 T2 = items_table(schema_version=2, extra=[builder.column("qty", "INT", default=7, origin_default=7)])
-
-
-def duckdb_with_delta() -> Any:
-    import duckdb
-    import duckdb_extension_delta
-
-    ext = (Path(duckdb_extension_delta.__file__).parent / "extensions" / f"v{duckdb.__version__}"
-           / "delta.duckdb_extension")
-    if not ext.is_file():
-        pytest.fail(f"{ext} is missing: duckdb-extension-delta must match duckdb {duckdb.__version__} (pyproject.toml)")
-    con = duckdb.connect()
-    con.load_extension(str(ext))
-    return con
-
-
-def delta_rs_rows(root: Path, version: int, columns: list[str]) -> list[tuple[Any, ...]]:
-    import deltalake
-
-    # DataFusion's scan applies deletion vectors (DeltaTable.to_pyarrow_table refuses the feature)
-    table = deltalake.DeltaTable(str(root), version=version)
-    reader = deltalake.QueryBuilder().register("t", table).execute(f"select {', '.join(columns)} from t order by id")
-    return [tuple(r.values()) for r in pa.table(reader.read_all()).to_pylist()]
-
-
-def duckdb_rows(con: Any, root: Path, version: int, columns: list[str]) -> list[tuple[Any, ...]]:
-    return con.sql(f"select {', '.join(columns)} from delta_scan('{root}', version => {version}) order by id").fetchall()
 
 
 def own_rows(store: Store, ts: int, columns: list[str]) -> list[tuple[Any, ...]]:

@@ -1,0 +1,49 @@
+"""The writer publishes on its own at ``--delta-publish-interval``: with the bank running through
+the mini cluster and capture, both bank tables gain versions round after round, every round at
+one ts for both, and each version reads (delta-rs) as the store at its ts, with the bank's total."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from delta_readers import delta_rs_rows
+from flash_rig import FlashRig, wait_for
+from pyspark_theflash.lake import delta_log
+from pyspark_theflash.lake.versions import versions_at
+from pyspark_theflash.store import Store
+from pyspark_theflash.upstream.workloads import TwoTableBankWorkload
+
+
+def test_the_writer_publishes_every_table_at_one_ts_each_round(tmp_path: Path) -> None:
+    rig = FlashRig(tmp_path)
+    try:
+        bank = TwoTableBankWorkload(rig.cluster, accounts=20, initial=1000, threads=2, seed=5)
+        bank.setup()
+        rig.start_writer(interval_s=0.05, delta_publish_interval_s=0.3, file_retention_s=3600)
+        for table in bank.tables:
+            rig.wait_replicated(table)
+        bank.start()
+        try:
+            wait_for(lambda: len(versions_at(rig.store)) == 2 and all(
+                (v.version or 0) >= 3 for v in versions_at(rig.store)), 120, "three rounds of both tables")
+        finally:
+            bank.stop()
+        writer = rig.writer
+        rig.stop_writer()
+        assert writer is not None and writer.progress.delta_rounds >= 3
+        logs = [delta_log.replay(Path(v.root)) for v in versions_at(rig.store)]
+        # a round publishes both tables at its ts: each ts of one table's versions is a round's
+        # ts, at which the other table has a version too (its own, or its last unchanged one)
+        round_ts = sorted({ts for log in logs for _, ts, _ in log.history})
+        with Store.open(rig.store, readonly=True) as store:
+            for ts in round_ts[-3:]:
+                total = 0
+                for log in logs:
+                    version = log.version_at(ts)
+                    assert version is not None, f"{log.name} has no version at round ts {ts}"
+                    rows = delta_rs_rows(log.root, version, ["id", "balance"])
+                    own = store.scan_table(log.name, ts, columns=["id", "balance"]).sort_by("id")
+                    assert rows == [(r["id"], r["balance"]) for r in own.to_pylist()], (log.name, version, ts)
+                    total += sum(b for _, b in rows)
+                assert total == bank.total, f"the bank total over both tables at ts {ts} is {total}"
+    finally:
+        rig.close()
