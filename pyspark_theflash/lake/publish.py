@@ -38,6 +38,10 @@ from pyspark_theflash.store import Store
 from pyspark_theflash.store.parts import PartRef
 
 LEASE_TTL_S = 300.0
+# How long a published version stays readable: each round that commits keeps its read lease this
+# long, so no file its versions name is deleted before (store invariant 7: a lease at manifest
+# version M pins every file removed after M). It holds GC back as far (docs/delta.md, retention).
+DEFAULT_RETENTION_S = 600.0  # TiDB's default GC life time: the time travel its own stale reads have
 
 
 def table_root(store: str | os.PathLike[str], table_id: int) -> Path:
@@ -83,8 +87,9 @@ class Publisher:
     """Publishes a store's tables round by round. One per store at a time (the writer's, or a
     ``theflash delta publish``): a second one racing it fails on the log's put-if-absent."""
 
-    def __init__(self, store: str | os.PathLike[str]) -> None:
+    def __init__(self, store: str | os.PathLike[str], retention_s: float = DEFAULT_RETENTION_S) -> None:
         self.store = Path(store)
+        self.retention_s = retention_s
         self._logs: dict[int, TableLog] = {}
         self._published: dict[int, _Published] = {}
 
@@ -108,12 +113,16 @@ class Publisher:
             if ts < safe_point:
                 raise PublishTsError(f"ts {ts} is below the GC safe point {safe_point} of {self.store}: the "
                                      "versions it reads are collected; publish a ts at or above it")
-            lease = store.leases.acquire(ts, LEASE_TTL_S, holder=f"delta publish pid {os.getpid()}")
+            lease = store.leases.acquire(ts, max(LEASE_TTL_S, self.retention_s), holder=f"delta versions at ts {ts}")
+            keep = False
             try:
                 with store.snapshot() as view:
                     done = tuple(self._publish_table(view, info, ts) for info in view.tables())
+                # the lease outlives the round by the retention when a version names its files
+                keep = any(t.version is not None for t in done)
             finally:
-                store.leases.release(lease.id)
+                if not keep:
+                    store.leases.release(lease.id)
         return Round(ts, done, time.monotonic() - started)
 
     # --- one table -----------------------------------------------------------------------------

@@ -149,3 +149,27 @@ def test_a_damaged_deletion_vector_or_log_file_fails_verify_naming_the_file(tmp_
     assert main(["delta", "verify", str(tmp_path / "s")]) == 1
     err = capsys.readouterr().err
     assert str(log) in err and "not JSON" in err
+
+
+def test_files_a_published_version_names_outlive_compaction_while_it_is_retained(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "s", options=StoreOptions(row_group_rows=64, removed_file_retention_s=0))
+    store.put_schema(DB, T1.to_json())
+    up = Upstream(store)
+    up.commit([(h, f"seed{h}") for h in range(500)])
+    store.flush()
+    store.compact(force=True)
+    up.commit([(h, f"new{h}") for h in range(0, 500, 3)])
+    store.flush()
+    publisher = Publisher(store.root)
+    first = publisher.publish()
+    want = own_rows(store, first.ts, ["id", "name"])
+    up.commit([(h, None) for h in range(0, 500, 5)])
+    store.flush()
+    store.compact(force=True)           # the parts version 0 names are removed from the manifest ...
+    store.delete_obsolete_files()       # ... but the round's lease keeps their files
+    later = publisher.publish()
+    assert later.tables[0].version == 1
+    root = table_root(store.root, T1.id)
+    assert delta_rs_rows(root, 0, ["id", "name"]) == want
+    assert delta_rs_rows(root, 1, ["id", "name"]) == own_rows(store, later.ts, ["id", "name"])
+    store.close()
