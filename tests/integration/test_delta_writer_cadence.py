@@ -1,6 +1,7 @@
 """The writer publishes on its own at ``--delta-publish-interval``: with the bank running through
 the mini cluster and capture, both bank tables gain versions round after round, every round at
-one ts for both, and each version reads (delta-rs) as the store at its ts, with the bank's total."""
+one ts for both, and each version reads (delta-rs) as the store at its ts, with the bank's total;
+the service's ``GET /v1/delta/versions?ts=T`` says which version holds T, as the command does."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,6 +10,8 @@ from delta_readers import delta_rs_rows
 from flash_rig import FlashRig, wait_for
 from pyspark_theflash.lake import delta_log
 from pyspark_theflash.lake.versions import versions_at
+from pyspark_theflash.service import serve
+from service_client import HttpReader
 from pyspark_theflash.store import Store
 from pyspark_theflash.upstream.workloads import TwoTableBankWorkload
 
@@ -45,5 +48,11 @@ def test_the_writer_publishes_every_table_at_one_ts_each_round(tmp_path: Path) -
                     assert rows == [(r["id"], r["balance"]) for r in own.to_pylist()], (log.name, version, ts)
                     total += sum(b for _, b in rows)
                 assert total == bank.total, f"the bank total over both tables at ts {ts} is {total}"
+        with serve(rig.store, port=0) as running:
+            http = HttpReader(running.http_url)
+            status, answer = http.json("GET", f"/v1/delta/versions?ts={round_ts[-2]}")
+            assert status == 200, answer
+            assert answer["tables"] == [v.__dict__ for v in versions_at(rig.store, round_ts[-2])]
+            assert http.json("GET", "/v1/delta/versions?ts=soon")[0] == 400
     finally:
         rig.close()
