@@ -686,8 +686,8 @@ class Writer:
         except PublishTsError as exc:
             log.info("delta publication waits: %s", exc)
             return
-        except LakeError as exc:
-            log.warning("delta publication failed (applying goes on): %s", exc)
+        except (LakeError, TheFlashError) as exc:  # e.g. the GC safe point passed the round's ts meanwhile
+            log.warning("delta publication failed (applying goes on; the next round retries): %s", exc)
             return
         self.progress.delta_rounds += 1
         self.progress.delta_published_ts = done.ts
