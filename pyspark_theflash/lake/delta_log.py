@@ -70,6 +70,8 @@ class TableLog:
     in_commit_ms: int = 0
     table_uuid: str | None = None
     name: str | None = None               # db.table, as the newest metaData names it
+    metadata: dict[str, Any] = field(default_factory=dict)   # the newest metaData action, as written
+    protocol: dict[str, Any] = field(default_factory=dict)   # the newest protocol action, as written
     schema_string: str | None = None
     features: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
     files: dict[str, DataFile] = field(default_factory=dict)   # by path (one logical file per path)
@@ -126,8 +128,10 @@ def replay(root: Path, after: TableLog | None = None) -> TableLog:
                 elif kind == "metaData":
                     state.table_uuid, state.schema_string = str(body["id"]), str(body["schemaString"])
                     state.name = body.get("name")
+                    state.metadata = body
                 elif kind == "protocol":
                     state.features = (tuple(body.get("readerFeatures", ())), tuple(body.get("writerFeatures", ())))
+                    state.protocol = body
                 elif kind == "add":
                     dv = body.get("deletionVector")
                     state.files[body["path"]] = DataFile(

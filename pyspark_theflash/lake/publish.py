@@ -26,6 +26,7 @@ from typing import Any
 import pyarrow as pa
 
 from pyspark_theflash.lake import delta_log
+from pyspark_theflash.lake.checkpoint import write_checkpoint
 from pyspark_theflash.lake.deletion_vectors import VectorFileWriter, vector_for
 from pyspark_theflash.lake.delta_log import APP_ID, READER_VERSION, WRITER_VERSION, DataFile, TableLog
 from pyspark_theflash.lake.errors import LakeError, PublishTsError
@@ -41,6 +42,8 @@ LEASE_TTL_S = 300.0
 # How long a published version stays readable: each round that commits keeps its read lease this
 # long, so no file its versions name is deleted before (store invariant 7: a lease at manifest
 # version M pins every file removed after M). It holds GC back as far (docs/delta.md, retention).
+# A classic checkpoint every this many versions (delta-spark's own default interval).
+DEFAULT_CHECKPOINT_INTERVAL = 10
 DEFAULT_RETENTION_S = 600.0  # TiDB's default GC life time: the time travel its own stale reads have
 
 
@@ -87,9 +90,11 @@ class Publisher:
     """Publishes a store's tables round by round. One per store at a time (the writer's, or a
     ``theflash delta publish``): a second one racing it fails on the log's put-if-absent."""
 
-    def __init__(self, store: str | os.PathLike[str], retention_s: float = DEFAULT_RETENTION_S) -> None:
+    def __init__(self, store: str | os.PathLike[str], retention_s: float = DEFAULT_RETENTION_S,
+                 checkpoint_interval: int = DEFAULT_CHECKPOINT_INTERVAL) -> None:
         self.store = Path(store)
         self.retention_s = retention_s
+        self.checkpoint_interval = max(1, checkpoint_interval)
         self._logs: dict[int, TableLog] = {}
         self._published: dict[int, _Published] = {}
 
@@ -209,7 +214,9 @@ class Publisher:
         if not vectors.empty:
             vectors.write(root)
         version = delta_log.commit(log, actions)
-        self._logs[info.id] = delta_log.replay(root, log)
+        self._logs[info.id] = log = delta_log.replay(root, log)
+        if version % self.checkpoint_interval == 0 and version > 0:
+            write_checkpoint(log)
         self._published[info.id] = _Published(by_part, signatures)
         return TablePublication(name, info.id, str(root), version, len(files), converted, deleted)
 

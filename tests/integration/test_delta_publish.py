@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,22 @@ def test_every_published_version_reads_as_the_store_at_its_ts_in_delta_rs_and_du
     # every version is still read as its ts was, after all the later rounds and compactions
     for done in rounds[-4:]:
         check_round(store, con, done, columns)
+    # version 10 has a checkpoint: with the JSON versions before it gone, the readers rebuild
+    # versions 10 and 11 from the checkpoint alone (a copy of the table: the store keeps its log)
+    root = table_root(store.root, T1.id)
+    assert (root / "_delta_log" / "00000000000000000010.checkpoint.parquet").is_file()
+    assert json.loads((root / "_delta_log" / "_last_checkpoint").read_text())["version"] == 10
+    copy = tmp_path / "checkpointed"
+    shutil.copytree(root, copy, ignore=shutil.ignore_patterns("p[0-9]*"))
+    for sub in root.glob("p[0-9]*"):
+        (copy / sub.name).symlink_to(sub)
+    for version in range(10):
+        (copy / "_delta_log" / f"{version:020d}.json").unlink()
+    for done in rounds[10:]:
+        want = own_rows(store, done.ts, columns)
+        version = rounds.index(done)
+        assert delta_rs_rows(copy, version, columns) == want
+        assert duckdb_rows(con, copy, version, columns) == want
     # each version says its ts, exactly, and Delta's own time order follows it
     history = [(v.version, v.ts) for v in versions_at(store.root)]
     assert history[0][1] == rounds[-1].ts
