@@ -38,7 +38,7 @@ def decode(text: str, size: int | None = None) -> bytes:
     words = (values.reshape(-1, 5).astype(np.uint64) * _POWERS[None, :]).sum(axis=1)
     if (words > 0xFFFFFFFF).any():
         raise ValueError("a Z85 group above 2^32 - 1")
-    out = words.astype(">u4").tobytes()
+    out: bytes = words.astype(">u4").tobytes()
     if size is not None:
         if size > len(out):
             raise ValueError(f"{size} bytes asked of Z85 text holding {len(out)}")
