@@ -123,6 +123,9 @@ class Publisher:
             try:
                 with store.snapshot() as view:
                     done = tuple(self._publish_table(view, info, ts) for info in view.tables())
+                    done += tuple(self._retire_table(table_id, name, retired_ts, reason, ts)
+                                  for table_id, name, retired_ts, reason in view.retired_tables()
+                                  if retired_ts <= ts and (table_root(self.store, table_id) / delta_log.LOG_DIR).is_dir())
                 # the lease outlives the round by the retention when a version names its files
                 keep = any(t.version is not None for t in done)
             finally:
@@ -131,6 +134,27 @@ class Publisher:
         return Round(ts, done, time.monotonic() - started)
 
     # --- one table -----------------------------------------------------------------------------
+    def _retire_table(self, table_id: int, name: str, retired_ts: int, reason: str, ts: int) -> TablePublication:
+        """A table dropped (or truncated: its rows live on under a new table id, a new Delta
+        table) at or before ts: its last version removes every file, and its commitInfo says
+        why and when. Versions before it still read the old rows while retained."""
+        root = table_root(self.store, table_id)
+        log = self._log(table_id)
+        if log.version < 0 or not log.files or log.ts >= ts:
+            return TablePublication(name, table_id, str(root), None, skipped=f"{reason or 'retired'} at ts {retired_ts}")
+        ict = delta_log.in_commit_ms(ts, log.in_commit_ms)
+        actions: list[dict[str, Any]] = [{"commitInfo": {
+            "timestamp": ict, "inCommitTimestamp": ict, "operation": "THEFLASH RETIRE",
+            "operationParameters": {"ts": str(ts), "reason": reason or "dropped", "retiredTs": str(retired_ts)},
+            "theflashTs": ts, "isBlindAppend": False, "engineInfo": "theflash"}},
+            {"txn": {"appId": APP_ID, "version": ts, "lastUpdated": ict}}]
+        actions += [f.remove_action(ict) for f in log.files.values()]
+        version = delta_log.commit(log, actions)
+        self._logs[table_id] = delta_log.replay(root, log)
+        self._published.pop(table_id, None)
+        return TablePublication(name, table_id, str(root), version)
+
+
     def _log(self, table_id: int) -> TableLog:
         root = table_root(self.store, table_id)
         log = self._logs.get(table_id)

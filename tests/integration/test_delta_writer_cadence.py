@@ -56,3 +56,50 @@ def test_the_writer_publishes_every_table_at_one_ts_each_round(tmp_path: Path) -
             assert http.json("GET", "/v1/delta/versions?ts=soon")[0] == 400
     finally:
         rig.close()
+
+
+def test_a_dropped_table_gets_a_last_version_without_rows_and_earlier_versions_keep_theirs(tmp_path: Path) -> None:
+    from pyspark_theflash.lake.publish import Publisher
+    from pyspark_theflash.upstream.tidb import make_column
+
+    rig = FlashRig(tmp_path)
+    try:
+        for name in ("d.gone", "d.kept"):
+            rig.cluster.create_table(name, [make_column("id", "BIGINT", not_null=True), make_column("v", "BIGINT")],
+                                     primary_key=["id"])
+
+        def seed(txn: object) -> None:
+            for i in range(10):
+                txn.insert("d.gone", {"id": i, "v": i})  # type: ignore[attr-defined]
+                txn.insert("d.kept", {"id": i, "v": i})  # type: ignore[attr-defined]
+
+        rig.cluster.run_txn(seed)
+        rig.start_writer(interval_s=0.05)
+        for name in ("d.gone", "d.kept"):
+            rig.wait_replicated(name)
+        publisher = Publisher(rig.store)
+        seeded = rig.cluster.get_ts()
+        wait_for(lambda: publisher.resolved_ts() >= seeded, 60, "the store to resolve past the seed")
+        first = publisher.publish()
+        gone = next(t for t in first.tables if t.table == "d.gone")
+        assert gone.version == 0
+        rig.cluster.drop_table("d.gone")
+        dropped_at = rig.cluster.get_ts()
+
+        def retired() -> bool:
+            with Store.open(rig.store, readonly=True) as store, store.snapshot() as view:
+                return any(name == "d.gone" for _, name, _, _ in view.retired_tables()) and \
+                    publisher.resolved_ts() >= dropped_at
+
+        wait_for(retired, 60, "the writer to apply the DROP")
+        second = publisher.publish()
+        last = next(t for t in second.tables if t.table_id == gone.table_id)
+        assert last.version == 1
+        log = delta_log.replay(Path(gone.root))
+        assert not log.files
+        assert delta_rs_rows(Path(gone.root), 1, ["id", "v"]) == []
+        assert delta_rs_rows(Path(gone.root), 0, ["id", "v"]) == [(i, i) for i in range(10)]
+        last_commit = (Path(gone.root) / "_delta_log" / "00000000000000000001.json").read_text()
+        assert "THEFLASH RETIRE" in last_commit
+    finally:
+        rig.close()
