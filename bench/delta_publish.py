@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             times.append(took)
             t = done.tables[0]
             print(f"round {n + 1}: {took * 1000:.1f} ms (version {t.version}, {t.files} files, {t.converted} converted, "
-                  f"{t.deleted_rows} rows under vectors)")
+                  f"{t.deleted_rows} rows under vectors, {t.parts_read} part(s) read)")
         store.close()
         print(json.dumps({"rows": args.rows, "changed": args.changed, "partition_rows": args.partition_rows,
                           "first_round_ms": round(first_s * 1000, 1),

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from pyspark_theflash.lake.types import file_schema
 from pyspark_theflash.store.parts import PartRef, PartsReader, newest_visible
-from pyspark_theflash.store.txn_merge_tree import HIDDEN_NAMES, is_ipc
+from pyspark_theflash.store.txn_merge_tree import HIDDEN_NAMES, ROWID, is_ipc
 
 CONVERTED_DIR = "lake"
 _PART = "_lake_part"
@@ -84,24 +84,86 @@ def in_place(root: Path, part: PartRef, info: Any, target: pa.Schema) -> bool:
     return all(stored.get(f.name) == f.type for f in target)
 
 
-def deleted_rows(root: Path, info: Any, ts: int, parts: Sequence[PartRef], lo: Any, hi: Any) -> list[np.ndarray]:
-    """Per part of one partition (bounds [lo, hi)), the sorted row indexes a read at ts does not return."""
-    reader = PartsReader(root, info, ts, (lo, hi), [], None, HIDDEN_NAMES, _BATCH_ROWS)
-    visible = []
+@dataclass(frozen=True)
+class PartVisibility:
+    """What a round learned of one part: the row indexes not visible at its ts, and (int-handle
+    tables) the part's handles in file order, kept for the next round's incremental vectors."""
+
+    deleted: np.ndarray                 # sorted uint64 row indexes
+    handles: np.ndarray | None = None   # int64, file order (ascending); None: a clustered table
+
+
+def _visible(reader: PartsReader, parts: Sequence[PartRef]) -> tuple[list[pa.Table], pa.Table | None]:
+    """Each part's hidden columns (all rows), and their rows visible at the reader's ts tagged
+    with (part index, row index): what the store's own read chooses from."""
+    tables, visible = [], []
     for i, part in enumerate(parts):
         t = reader.all_versions(part)
+        tables.append(t)
         t = t.append_column(_PART, pa.array(np.full(t.num_rows, i, dtype=np.int32)))
         t = t.append_column(_ROW, pa.array(np.arange(t.num_rows, dtype=np.int64)))
         visible.append(reader.visible_rows(part, t))
-    chosen = newest_visible(pa.concat_tables(visible)) if visible else None
+    return tables, (pa.concat_tables(visible) if visible else None)
+
+
+def _int_handles(t: pa.Table) -> np.ndarray | None:
+    rowid = t.column(ROWID)
+    return rowid.to_numpy() if pa.types.is_integer(rowid.type) else None
+
+
+def deleted_rows(root: Path, info: Any, ts: int, parts: Sequence[PartRef], lo: Any, hi: Any) -> list[PartVisibility]:
+    """Per part of one partition (bounds [lo, hi)), the sorted row indexes a read at ts does not
+    return: every part's hidden columns read, one choice over all of them."""
+    reader = PartsReader(root, info, ts, (lo, hi), [], None, HIDDEN_NAMES, _BATCH_ROWS)
+    tables, visible = _visible(reader, parts)
+    chosen = newest_visible(visible) if visible is not None else None
     out = []
     for i, part in enumerate(parts):
         keep = np.zeros(part.rows, dtype=bool)
         if chosen is not None and chosen.num_rows:
             which = chosen.column(_PART).to_numpy() == i
             keep[chosen.column(_ROW).to_numpy()[which]] = True
-        out.append(np.flatnonzero(~keep).astype(np.uint64))
+        out.append(PartVisibility(np.flatnonzero(~keep).astype(np.uint64), _int_handles(tables[i])))
     return out
+
+
+def deleted_rows_after(root: Path, info: Any, ts: int, settled: Sequence[tuple[PartRef, PartVisibility]],
+                       fresh: Sequence[PartRef], lo: Any, hi: Any) -> list[PartVisibility]:
+    """``deleted_rows`` of ``settled`` + ``fresh`` parts, reading only the fresh ones.
+
+    A settled part had all its rows at or below the last round's ts and its vector then; every
+    fresh row is newer than every settled row (the caller checks: min commit ts of the fresh
+    parts above the max of the settled ones). So a fresh version visible at ts supersedes every
+    settled version of its handle, and nothing else changes for a settled part: its vector is
+    the last one plus the rows of the handles the fresh parts now show (found by binary search
+    in its handles, ascending in file order). The fresh parts choose among themselves as usual.
+    The cost follows the fresh rows, not the table."""
+    reader = PartsReader(root, info, ts, (lo, hi), [], None, HIDDEN_NAMES, _BATCH_ROWS)
+    tables, visible = _visible(reader, fresh)
+    fresh_out = []
+    chosen = newest_visible(visible) if visible is not None else None
+    for i, part in enumerate(fresh):
+        keep = np.zeros(part.rows, dtype=bool)
+        if chosen is not None and chosen.num_rows:
+            which = chosen.column(_PART).to_numpy() == i
+            keep[chosen.column(_ROW).to_numpy()[which]] = True
+        fresh_out.append(PartVisibility(np.flatnonzero(~keep).astype(np.uint64), _int_handles(tables[i])))
+    touched = np.unique(visible.column(ROWID).to_numpy()) if visible is not None and visible.num_rows else \
+        np.zeros(0, np.int64)
+    settled_out = []
+    for part, before in settled:
+        handles = before.handles
+        assert handles is not None  # the caller passes int-handle parts only
+        left = np.searchsorted(handles, touched, side="left")
+        right = np.searchsorted(handles, touched, side="right")
+        hit = right > left
+        if hit.any():
+            starts, counts = left[hit], (right - left)[hit]
+            rows = np.repeat(starts - np.cumsum(np.r_[0, counts[:-1]]), counts) + np.arange(counts.sum())
+            settled_out.append(PartVisibility(np.union1d(before.deleted, rows.astype(np.uint64)), handles))
+        else:
+            settled_out.append(before)
+    return settled_out + fresh_out
 
 
 def convert(root: Path, table_root: Path, part: PartRef, info: Any, target: pa.Schema) -> tuple[str, int]:
@@ -134,18 +196,25 @@ def table_root_relative(part: PartRef) -> str:
 
 
 def plan_partition(root: Path, table_root: Path, info: Any, ts: int, parts: Sequence[PartRef],
-                   target: pa.Schema) -> list[PlannedFile]:
-    """The data files of one partition's parts at ts."""
-    if not parts:
+                   target: pa.Schema, settled: Sequence[tuple[PartRef, PartVisibility]] = ()
+                   ) -> list[tuple[PlannedFile, PartVisibility]]:
+    """The data files of one partition's parts at ts (``settled`` parts first, then ``parts``),
+    with what the next round keeps of each."""
+    everything = [p for p, _ in settled] + list(parts)
+    if not everything:
         return []
-    lo, hi = parts[0].partition_lo, parts[0].partition_hi
-    deleted = deleted_rows(root, info, ts, parts, lo, hi)
+    lo, hi = everything[0].partition_lo, everything[0].partition_hi
+    if settled:
+        seen = deleted_rows_after(root, info, ts, settled, parts, lo, hi)
+    else:
+        seen = deleted_rows(root, info, ts, everything, lo, hi)
     out = []
-    for part, rows in zip(parts, deleted):
+    for part, vis in zip(everything, seen):
         if in_place(root, part, info, target):
-            out.append(PlannedFile(part.part_id, part.partition_id, table_root_relative(part), part.bytes, part.rows,
-                                   rows, False))
+            planned = PlannedFile(part.part_id, part.partition_id, table_root_relative(part), part.bytes, part.rows,
+                                  vis.deleted, False)
         else:
             rel, size = convert(root, table_root, part, info, target)
-            out.append(PlannedFile(part.part_id, part.partition_id, rel, size, part.rows, rows, True))
+            planned = PlannedFile(part.part_id, part.partition_id, rel, size, part.rows, vis.deleted, True)
+        out.append((planned, vis))
     return out

@@ -30,7 +30,7 @@ from pyspark_theflash.lake.checkpoint import write_checkpoint
 from pyspark_theflash.lake.deletion_vectors import VectorFileWriter, vector_for
 from pyspark_theflash.lake.delta_log import APP_ID, READER_VERSION, WRITER_VERSION, DataFile, TableLog
 from pyspark_theflash.lake.errors import LakeError, PublishTsError
-from pyspark_theflash.lake.files import PlannedFile, plan_partition, schema_tag
+from pyspark_theflash.lake.files import PartVisibility, PlannedFile, plan_partition, schema_tag
 from pyspark_theflash.lake.types import file_schema, needs_timestamp_ntz, schema_string
 from pyspark_theflash.scan.resolved import table_resolved_ts
 from pyspark_theflash.schema import arrow_schema
@@ -64,6 +64,7 @@ class TablePublication:
     files: int = 0
     converted: int = 0
     deleted_rows: int = 0
+    parts_read: int = 0        # parts whose rows this round read (the rest carried the last round's vectors)
     skipped: str | None = None
 
 
@@ -80,10 +81,12 @@ class Round:
 
 @dataclass
 class _Published:
-    """A table's files of its last round, by part, and the signature of each partition then."""
+    """A table's files of its last round, by part, the signature of each partition then, and
+    what the round learned of each part (its vector, its handles) for the next round."""
 
     by_part: dict[int, DataFile] = field(default_factory=dict)
     signatures: dict[int, tuple[Any, ...]] = field(default_factory=dict)
+    seen: dict[int, tuple[Any, PartVisibility]] = field(default_factory=dict)   # part -> (its tombstones, visibility)
 
 
 class Publisher:
@@ -183,23 +186,32 @@ class Publisher:
         by_partition: dict[int, list[PartRef]] = defaultdict(list)
         for p in parts:
             by_partition[p.partition_id].append(p)
-        planned: list[PlannedFile | DataFile] = []
+        planned: list[tuple[int, PlannedFile | DataFile]] = []   # (part id, its file), partition by partition
         signatures: dict[int, tuple[Any, ...]] = {}
+        seen: dict[int, tuple[Any, PartVisibility]] = {}
+        parts_read = 0
         for pid, ps in by_partition.items():
             ps.sort(key=lambda p: p.part_id)
             signature = (tag, ps[0].partition_lo, ps[0].partition_hi, tuple((p.part_id, p.tombstones) for p in ps))
             signatures[pid] = signature
+            same_bounds = published is not None and published.signatures.get(pid, ())[:3] == signature[:3]
             if (published is not None and published.signatures.get(pid) == signature
                     and all(p.max_commit_ts is None or p.max_commit_ts <= log.ts for p in ps)
                     and all(p.part_id in published.by_part for p in ps)):
-                planned.extend(published.by_part[p.part_id] for p in ps)
-            else:
-                planned.extend(plan_partition(self.store, root, info, ts, ps, target))
+                planned.extend((p.part_id, published.by_part[p.part_id]) for p in ps)
+                seen.update((p.part_id, published.seen[p.part_id]) for p in ps if p.part_id in published.seen)
+                continue
+            settled = _settled(published, ps, log.ts) if published is not None and same_bounds else []
+            fresh = [p for p in ps if all(p is not q for q, _ in settled)]
+            parts_read += len(fresh)
+            for part, vis in plan_partition(self.store, root, info, ts, fresh, target, settled):
+                planned.append((part.part_id, part))
+                seen[part.part_id] = (next(p.tombstones for p in ps if p.part_id == part.part_id), vis)
         vectors = VectorFileWriter()
         files: dict[str, DataFile] = {}
         by_part: dict[int, DataFile] = {}
         deleted = converted = 0
-        for item, part_id in zip(planned, [p.part_id for ps in by_partition.values() for p in ps]):
+        for part_id, item in planned:
             if isinstance(item, DataFile):
                 data = item
             else:
@@ -215,8 +227,8 @@ class Publisher:
         new = {f.key: f for f in files.values()}
         if log.version >= 0 and old.keys() == new.keys() and schema_json == log.schema_string \
                 and features == log.features:
-            self._published[info.id] = _Published(by_part, signatures)
-            return TablePublication(name, info.id, str(root), None, len(files), converted, deleted,
+            self._published[info.id] = _Published(by_part, signatures, seen)
+            return TablePublication(name, info.id, str(root), None, len(files), converted, deleted, parts_read,
                                     skipped="unchanged since its last version")
         ict = delta_log.in_commit_ms(ts, log.in_commit_ms)
         actions: list[dict[str, Any]] = [{"commitInfo": {
@@ -241,8 +253,24 @@ class Publisher:
         self._logs[info.id] = log = delta_log.replay(root, log)
         if version % self.checkpoint_interval == 0 and version > 0:
             write_checkpoint(log)
-        self._published[info.id] = _Published(by_part, signatures)
-        return TablePublication(name, info.id, str(root), version, len(files), converted, deleted)
+        self._published[info.id] = _Published(by_part, signatures, seen)
+        return TablePublication(name, info.id, str(root), version, len(files), converted, deleted, parts_read)
+
+
+def _settled(published: _Published, parts: list[PartRef], last_ts: int) -> list[tuple[PartRef, PartVisibility]]:
+    """The parts of a changed partition whose vectors the last round's carry over to this one
+    (``files.deleted_rows_after``): int-handle parts the last round saw with the same tombstones,
+    all of whose rows are at or below its ts — provided every other part's rows are newer than
+    all of theirs. Otherwise none (every part is read again)."""
+    settled = [p for p in parts if p.part_id in published.seen and published.seen[p.part_id][0] == p.tombstones
+               and published.seen[p.part_id][1].handles is not None
+               and p.max_commit_ts is not None and p.max_commit_ts <= last_ts]
+    fresh = [p for p in parts if p not in settled]
+    if not settled or not fresh or any(p.min_commit_ts is None for p in fresh):
+        return []
+    if min(p.min_commit_ts or 0 for p in fresh) <= max(p.max_commit_ts or 0 for p in settled):
+        return []
+    return [(p, published.seen[p.part_id][1]) for p in settled]
 
 
 def _resolved(view: Any) -> tuple[int, str]:
