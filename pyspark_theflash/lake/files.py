@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pyspark_theflash.lake.roaring import sorted_unique
 from pyspark_theflash.lake.types import file_schema
 from pyspark_theflash.store.parts import PartRef, PartsReader, newest_visible
 from pyspark_theflash.store.txn_merge_tree import HIDDEN_NAMES, ROWID, is_ipc
@@ -148,7 +149,8 @@ def deleted_rows_after(root: Path, info: Any, ts: int, settled: Sequence[tuple[P
             which = chosen.column(_PART).to_numpy() == i
             keep[chosen.column(_ROW).to_numpy()[which]] = True
         fresh_out.append(PartVisibility(np.flatnonzero(~keep).astype(np.uint64), _int_handles(tables[i])))
-    touched = np.unique(visible.column(ROWID).to_numpy()) if visible is not None and visible.num_rows else \
+    # the fresh handles, sorted (searchsorted needs no uniqueness)
+    touched = np.sort(visible.column(ROWID).to_numpy()) if visible is not None and visible.num_rows else \
         np.zeros(0, np.int64)
     settled_out = []
     for part, before in settled:
@@ -160,7 +162,8 @@ def deleted_rows_after(root: Path, info: Any, ts: int, settled: Sequence[tuple[P
         if hit.any():
             starts, counts = left[hit], (right - left)[hit]
             rows = np.repeat(starts - np.cumsum(np.r_[0, counts[:-1]]), counts) + np.arange(counts.sum())
-            settled_out.append(PartVisibility(np.union1d(before.deleted, rows.astype(np.uint64)), handles))
+            settled_out.append(PartVisibility(sorted_unique(np.concatenate([before.deleted, rows.astype(np.uint64)])),
+                                              handles))
         else:
             settled_out.append(before)
     return settled_out + fresh_out
