@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from delta_readers import delta_rs_rows
+from delta_readers import delta_rs_rows, duckdb_rows, duckdb_with_delta
 from flash_rig import FlashRig, wait_for
 from pyspark_theflash.lake import delta_log
 from pyspark_theflash.lake.versions import versions_at
@@ -101,5 +101,45 @@ def test_a_dropped_table_gets_a_last_version_without_rows_and_earlier_versions_k
         assert delta_rs_rows(Path(gone.root), 0, ["id", "v"]) == [(i, i) for i in range(10)]
         last_commit = (Path(gone.root) / "_delta_log" / "00000000000000000001.json").read_text()
         assert "THEFLASH RETIRE" in last_commit
+    finally:
+        rig.close()
+
+
+def test_twenty_rounds_through_splits_merges_dying_transactions_and_compactions_read_as_theflash(tmp_path: Path) -> None:
+    from pyspark_theflash.upstream.workloads import Faults
+
+    rig = FlashRig(tmp_path)
+    try:
+        bank = TwoTableBankWorkload(rig.cluster, accounts=40, initial=1000, threads=2, seed=20,
+                                    faults=Faults(split_merge=0.05, dying=0.02, rollback=0.02))
+        bank.setup()
+        rig.start_writer(interval_s=0.05, delta_publish_interval_s=0.2, compact_interval_s=1.0, file_retention_s=3600)
+        for table in bank.tables:
+            rig.wait_replicated(table)
+        bank.start()
+        try:
+            wait_for(lambda: len({ts for v in versions_at(rig.store) if v.version is not None
+                                  for _, ts, _ in delta_log.replay(Path(v.root)).history}) >= 20,
+                     240, "twenty publication rounds")
+        finally:
+            bank.stop()
+        stats = bank.stats
+        rig.stop_writer()
+        logs = [delta_log.replay(Path(v.root)) for v in versions_at(rig.store)]
+        round_ts = sorted({ts for log in logs for _, ts, _ in log.history})
+        con = duckdb_with_delta()
+        with Store.open(rig.store, readonly=True) as store:
+            for ts in round_ts[-20:]:
+                total = 0
+                for log in logs:
+                    version = log.version_at(ts)
+                    assert version is not None
+                    own = store.scan_table(log.name, ts, columns=["id", "balance"]).sort_by("id")
+                    want = [(r["id"], r["balance"]) for r in own.to_pylist()]
+                    assert delta_rs_rows(log.root, version, ["id", "balance"]) == want, (log.name, version, ts)
+                    assert duckdb_rows(con, log.root, version, ["id", "balance"]) == want, (log.name, version, ts)
+                    total += sum(b for _, b in want)
+                assert total == bank.total, f"the bank total over both tables at ts {ts} is {total}"
+        assert stats.splits > 0 and stats.merges > 0 and stats.dying > 0, stats.summary()
     finally:
         rig.close()
