@@ -19,6 +19,7 @@ Arrow IPC deltas are always converted: no Delta reader reads Arrow IPC (docs/del
 this against compacting first)."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -63,14 +64,15 @@ def schema_tag(schema: pa.Schema) -> str:
     return hashlib.sha256(schema.to_string().encode()).hexdigest()[:12]
 
 
-_file_types: dict[str, dict[str, pa.DataType]] = {}
+@functools.lru_cache(maxsize=8192)
+def _stored_types_of(path: str) -> dict[str, pa.DataType]:
+    return {f.name: f.type for f in pq.read_schema(path)}
 
 
 def _stored_types(path: Path) -> dict[str, pa.DataType]:
-    key = str(path)
-    if key not in _file_types:  # a part file never changes once listed: its footer is read once
-        _file_types[key] = {f.name: f.type for f in pq.read_schema(path)}
-    return _file_types[key]
+    """A part file's column types: its footer read once (a listed part file never changes;
+    bounded, as a writer publishes for days while parts come and go)."""
+    return _stored_types_of(str(path))
 
 
 def in_place(root: Path, part: PartRef, info: Any, target: pa.Schema) -> bool:
