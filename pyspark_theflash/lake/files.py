@@ -11,7 +11,8 @@ tombstone newer than the part. The choice is the store's own (``PartsReader.visi
 
 A part is named **in place** (its path relative to the table root, ``p<partition>/stable-….parquet``)
 when it is Parquet and holds every column of the table's current schema under its current name
-and in its Delta file type (``lake.types``). Otherwise it is **converted**: its rows, in the
+and in its Delta file type (``lake.types``), none of them with an LZ4 dictionary page (which
+Spark's Parquet reader may fail to decompress). Otherwise it is **converted**: its rows, in the
 same order (so the deletion vector's row indexes stay right), conformed to the current schema
 the way a read conforms them (renamed by column id, cast, origin defaults for columns added after
 it) and cast to the Delta file types, are written once to ``lake/part-<id>-<schema>.parquet``.
@@ -64,15 +65,28 @@ def schema_tag(schema: pa.Schema) -> str:
     return hashlib.sha256(schema.to_string().encode()).hexdigest()[:12]
 
 
+# Codecs of dictionary pages parquet-java in Spark 4.2.1 fails to decompress when large
+# ("MalformedInputException", parquet-java issue 3478, met while dictionary-filtering a pushed
+# string filter: docs/store.md); pyarrow names LZ4_RAW "LZ4".
+_SPARK_UNSAFE_DICTIONARY_CODECS = frozenset({"LZ4", "LZ4_RAW", "LZ4_FRAME", "LZ4_HADOOP"})
+
+
 @functools.lru_cache(maxsize=8192)
-def _stored_types_of(path: str) -> dict[str, pa.DataType]:
-    return {f.name: f.type for f in pq.read_schema(path)}
+def _footer_of(path: str) -> tuple[dict[str, pa.DataType], frozenset[str]]:
+    f = pq.ParquetFile(path)
+    md = f.metadata
+    unsafe = {md.row_group(g).column(c).path_in_schema for g in range(md.num_row_groups)
+              for c in range(md.num_columns)
+              if md.row_group(g).column(c).compression in _SPARK_UNSAFE_DICTIONARY_CODECS
+              and md.row_group(g).column(c).has_dictionary_page}
+    return {fld.name: fld.type for fld in f.schema_arrow}, frozenset(unsafe)
 
 
-def _stored_types(path: Path) -> dict[str, pa.DataType]:
-    """A part file's column types: its footer read once (a listed part file never changes;
-    bounded, as a writer publishes for days while parts come and go)."""
-    return _stored_types_of(str(path))
+def _footer(path: Path) -> tuple[dict[str, pa.DataType], frozenset[str]]:
+    """A part file's column types, and its columns with an LZ4 dictionary page: its footer read
+    once (a listed part file never changes; bounded, as a writer publishes for days while parts
+    come and go)."""
+    return _footer_of(str(path))
 
 
 def in_place(root: Path, part: PartRef, info: Any, target: pa.Schema) -> bool:
@@ -83,8 +97,8 @@ def in_place(root: Path, part: PartRef, info: Any, target: pa.Schema) -> bool:
     by_name = {c.name: c for c in info.columns}
     if any(names_by_id.get(by_name[f.name].id) != f.name for f in target):
         return False
-    stored = _stored_types(root / part.path)
-    return all(stored.get(f.name) == f.type for f in target)
+    stored, unsafe = _footer(root / part.path)
+    return all(stored.get(f.name) == f.type and f.name not in unsafe for f in target)
 
 
 @dataclass(frozen=True)

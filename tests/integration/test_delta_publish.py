@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from pyspark_theflash.cli import main
+from pyspark_theflash.lake import delta_log
 from pyspark_theflash.lake.publish import Publisher, Round, table_root
 from pyspark_theflash.lake.versions import versions_at
 from pyspark_theflash.schema import builder
@@ -194,4 +195,23 @@ def test_files_a_published_version_names_outlive_compaction_while_it_is_retained
     root = table_root(store.root, T1.id)
     assert delta_rs_rows(root, 0, ["id", "name"]) == want
     assert delta_rs_rows(root, 1, ["id", "name"]) == own_rows(store, later.ts, ["id", "name"])
+    store.close()
+
+
+@pytest.mark.parametrize("codec, in_place", [("lz4", False), ("zstd", True)])
+def test_a_part_with_an_lz4_dictionary_page_is_converted_for_spark_and_a_zstd_one_named_in_place(
+        tmp_path: Path, codec: str, in_place: bool) -> None:
+    store = Store.open(tmp_path / "s", options=StoreOptions(part_compression=codec))
+    store.put_schema(DB, T1.to_json())
+    up = Upstream(store)
+    up.commit([(h, ("red", "green", "blue")[h % 3]) for h in range(3_000)])  # repeating: dictionary-encoded
+    store.flush()
+    store.compact(force=True)
+    done = Publisher(store.root).publish()
+    (pub,) = done.tables
+    assert pub.files == 1 and pub.converted == (0 if in_place else 1)
+    log = delta_log.replay(table_root(store.root, T1.id))
+    (path,) = log.files
+    assert path.startswith("p" if in_place else "lake/")
+    assert delta_rs_rows(table_root(store.root, T1.id), 0, ["id", "name"]) == own_rows(store, done.ts, ["id", "name"])
     store.close()
