@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pyspark_theflash.lake.delta_log import APP_ID, LOG_DIR, TableLog
+from pyspark_theflash.lake.delta_log import APP_ID, LOG_DIR, TableLog, checkpoint_name
 
 _MAP = pa.map_(pa.string(), pa.string())
 _DV = pa.struct([("storageType", pa.string()), ("pathOrInlineDv", pa.string()), ("offset", pa.int32()),
@@ -35,10 +35,6 @@ SCHEMA = pa.schema([
     ("protocol", pa.struct([("minReaderVersion", pa.int32()), ("minWriterVersion", pa.int32()),
                             ("readerFeatures", pa.list_(pa.string())), ("writerFeatures", pa.list_(pa.string()))])),
 ])
-
-
-def checkpoint_name(version: int) -> str:
-    return f"{version:020d}.checkpoint.parquet"
 
 
 def _pairs(d: dict[str, str] | None) -> list[tuple[str, str]]:

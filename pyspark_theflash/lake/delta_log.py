@@ -115,6 +115,9 @@ def replay(root: Path, after: TableLog | None = None) -> TableLog:
     if not log_dir.is_dir():
         return state
     versions = sorted(int(p.name[:20]) for p in log_dir.glob("*.json") if p.name[:20].isdigit() and len(p.name) == 25)
+    if state.version < 0 and versions and versions[0] > 0:
+        # the versions before the oldest kept one were cleaned up: start from its checkpoint
+        state = from_checkpoint(root, versions[0])
     for version in (v for v in versions if v > state.version):
         path = log_dir / log_name(version)
         if version != state.version + 1:
@@ -148,6 +151,42 @@ def replay(root: Path, after: TableLog | None = None) -> TableLog:
             raise LakeDamagedError(str(path), "no commitInfo with theflashTs and inCommitTimestamp")
         state.version, state.ts, state.in_commit_ms = version, ts, ict
         state.history.append((version, ts, ict))
+    return state
+
+
+def checkpoint_name(version: int) -> str:
+    return f"{version:020d}.checkpoint.parquet"
+
+
+def from_checkpoint(root: Path, version: int) -> TableLog:
+    """The state after ``version`` from its classic checkpoint, as if replayed up to the version
+    before it: replaying ``version``'s own JSON file on top changes nothing but records its ts."""
+    import pyarrow.parquet as pq
+
+    path = root / LOG_DIR / checkpoint_name(version)
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except FileNotFoundError as exc:
+        raise LakeDamagedError(str(path), f"missing: the log starts at version {version} and needs its checkpoint") from exc
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise LakeDamagedError(str(path), f"the checkpoint does not read ({exc})") from exc
+    state = TableLog(root, version=version - 1)
+    for row in rows:
+        if row.get("metaData"):
+            m = dict(row["metaData"])
+            m["format"] = {"provider": m["format"]["provider"], "options": dict(m["format"].get("options") or [])}
+            m["configuration"] = dict(m.get("configuration") or [])
+            state.metadata, state.table_uuid, state.schema_string, state.name = m, m["id"], m["schemaString"], m.get("name")
+        elif row.get("protocol"):
+            state.protocol = row["protocol"]
+            state.features = (tuple(row["protocol"].get("readerFeatures") or ()),
+                              tuple(row["protocol"].get("writerFeatures") or ()))
+        elif row.get("add"):
+            add = row["add"]
+            dv = add.get("deletionVector")
+            state.files[add["path"]] = DataFile(
+                add["path"], int(add["size"]), int(json.loads(add["stats"])["numRecords"]), int(add["modificationTime"]),
+                None if dv is None else DeletionVector.from_json({k: v for k, v in dv.items() if v is not None}))
     return state
 
 

@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from pyspark_theflash.lake import delta_log
 from pyspark_theflash.lake.checkpoint import write_checkpoint
+from pyspark_theflash.lake.cleanup import clean
 from pyspark_theflash.lake.deletion_vectors import VectorFileWriter, vector_for
 from pyspark_theflash.lake.delta_log import APP_ID, READER_VERSION, WRITER_VERSION, DataFile, TableLog
 from pyspark_theflash.lake.errors import LakeError, PublishTsError
@@ -121,7 +122,9 @@ class Publisher:
             if ts < safe_point:
                 raise PublishTsError(f"ts {ts} is below the GC safe point {safe_point} of {self.store}: the "
                                      "versions it reads are collected; publish a ts at or above it")
-            lease = store.leases.acquire(ts, max(LEASE_TTL_S, self.retention_s), holder=f"delta versions at ts {ts}")
+            # twice the retention: a version stays the one holding a time until the next version
+            # of its table, up to a round's cadence later, and is kept a retention after that
+            lease = store.leases.acquire(ts, max(LEASE_TTL_S, 2 * self.retention_s), holder=f"delta versions at ts {ts}")
             keep = False
             try:
                 with store.snapshot() as view:
@@ -253,6 +256,7 @@ class Publisher:
         self._logs[info.id] = log = delta_log.replay(root, log)
         if version % self.checkpoint_interval == 0 and version > 0:
             write_checkpoint(log)
+            clean(log, int(self.retention_s * 1000))
         self._published[info.id] = _Published(by_part, signatures, seen)
         return TablePublication(name, info.id, str(root), version, len(files), converted, deleted, parts_read)
 

@@ -43,7 +43,7 @@ def verify(store: str | Path) -> LakeReport:
         except LakeDamagedError as exc:
             report.problems.append((exc.path, str(exc)))
             continue
-        report.versions += state.version + 1
+        report.versions += len(state.history)
         for f in state.files.values():
             path = root / f.path
             if not path.is_file():
@@ -51,24 +51,28 @@ def verify(store: str | Path) -> LakeReport:
             elif path.stat().st_size != f.size:
                 report.problems.append((str(path), f"{path.stat().st_size} bytes, the log records {f.size}"))
         seen: set[str] = set()
-        for version in range(state.version + 1):
-            log = root / delta_log.LOG_DIR / delta_log.log_name(version)
-            for action in delta_log.actions_of(log):
-                add = action.get("add")
-                if not add or not add.get("deletionVector"):
-                    continue
-                dv = DeletionVector.from_json(add["deletionVector"])
-                if dv.unique_id in seen:
-                    continue
-                seen.add(dv.unique_id)
-                report.vectors += 1
-                try:
-                    rows = read_vector(root, dv)
-                except LakeDamagedError as exc:
-                    report.problems.append((exc.path, str(exc)))
-                    continue
-                records = int(json.loads(add["stats"])["numRecords"])
-                if len(rows) and int(np.max(rows)) >= records:
-                    report.problems.append((str(log), f"the deletion vector of {add['path']} removes row "
-                                                      f"{int(np.max(rows))} of a file of {records} rows"))
+        # every kept version's adds (the log may start at a checkpoint: cleaned up before it),
+        # and the newest state's, which a checkpoint may hold alone
+        newest = [(root / delta_log.LOG_DIR / "(newest state)", f.add_action()) for f in state.files.values()]
+        kept = [(log, action) for version, _, _ in state.history
+                for log in [root / delta_log.LOG_DIR / delta_log.log_name(version)]
+                for action in delta_log.actions_of(log)]
+        for log, action in kept + newest:
+            add = action.get("add")
+            if not add or not add.get("deletionVector"):
+                continue
+            dv = DeletionVector.from_json(add["deletionVector"])
+            if dv.unique_id in seen:
+                continue
+            seen.add(dv.unique_id)
+            report.vectors += 1
+            try:
+                rows = read_vector(root, dv)
+            except LakeDamagedError as exc:
+                report.problems.append((exc.path, str(exc)))
+                continue
+            records = int(json.loads(add["stats"])["numRecords"])
+            if len(rows) and int(np.max(rows)) >= records:
+                report.problems.append((str(log), f"the deletion vector of {add['path']} removes row "
+                                                  f"{int(np.max(rows))} of a file of {records} rows"))
     return report

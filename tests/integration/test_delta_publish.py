@@ -19,6 +19,7 @@ import pytest
 
 from pyspark_theflash.cli import main
 from pyspark_theflash.lake import delta_log
+from pyspark_theflash.lake.cleanup import named_files
 from pyspark_theflash.lake.publish import Publisher, Round, table_root
 from pyspark_theflash.lake.versions import versions_at
 from pyspark_theflash.schema import builder
@@ -214,4 +215,49 @@ def test_a_part_with_an_lz4_dictionary_page_is_converted_for_spark_and_a_zstd_on
     (path,) = log.files
     assert path.startswith("p" if in_place else "lake/")
     assert delta_rs_rows(table_root(store.root, T1.id), 0, ["id", "name"]) == own_rows(store, done.ts, ["id", "name"])
+    store.close()
+
+
+def test_log_cleanup_keeps_the_versions_of_the_retention_from_a_checkpoint_and_drops_unnamed_files(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    store = Store.open(tmp_path / "s", options=StoreOptions(row_group_rows=64))
+    store.put_schema(DB, T1.to_json())
+    up = Upstream(store)
+    # a retention of 0: each checkpoint cuts the log at itself (every 3rd version)
+    publisher = Publisher(store.root, retention_s=0, checkpoint_interval=3)
+    con = duckdb_with_delta()
+    columns = ["id", "name"]
+    up.commit([(h, f"seed{h}") for h in range(1_000)])
+    store.flush()
+    rounds: list[Round] = []
+    for n in range(11):
+        up.commit([(h, None if rng.random() < 0.2 else f"r{n}") for h in rng.sample(range(1_200), 200)])
+        store.flush()
+        if n % 4 == 2:
+            store.compact(force=True)
+        rounds.append(publisher.publish())
+        if n == 5:  # converted deltas of rounds 3-5, compacted away at round 6, cut at version 6
+            early = set((table_root(store.root, T1.id) / "lake").glob("*.parquet"))
+    root = table_root(store.root, T1.id)
+    assert early and not all(p.exists() for p in early), "no converted file was deleted by the cleanup"
+    kept = sorted(int(p.name[:20]) for p in (root / "_delta_log").glob("*.json"))
+    assert kept == [9, 10], kept           # cut at the checkpoint of version 9
+    assert sorted(p.name for p in (root / "_delta_log").glob("*.checkpoint.parquet")) == [
+        "00000000000000000009.checkpoint.parquet"]
+    for version in (9, 10):
+        want = own_rows(store, rounds[version].ts, columns)
+        assert delta_rs_rows(root, version, columns) == want
+        assert duckdb_rows(con, root, version, columns) == want
+    # every file the publication wrote is named by a kept version; the others were deleted
+    named = named_files(root, 9, 10)
+    written = {p.relative_to(root).as_posix() for p in [*(root / "lake").glob("*.parquet"), *root.glob("deletion_vector_*.bin")]}
+    assert written <= named and written
+    # a new publisher (a new process) starts from the checkpoint and goes on
+    up.commit([(1, "after the cut")])
+    store.flush()
+    again = Publisher(store.root).publish()
+    assert again.tables[0].version == 11
+    assert delta_rs_rows(root, 11, columns) == own_rows(store, again.ts, columns)
+    assert main(["delta", "verify", str(store.root)]) == 0
+    assert [v.version for v in versions_at(store.root, rounds[9].ts)] == [9]
     store.close()
