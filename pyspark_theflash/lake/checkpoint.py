@@ -3,8 +3,9 @@
 version — its protocol, metadata, the ``theflash`` txn and one ``add`` per logical file — and
 ``_last_checkpoint`` points at it, so a reader replays at most ``interval`` JSON versions after
 it instead of the whole log. Remove tombstones are left out (they serve only VACUUM, which is not
-for these tables: docs/delta.md). The JSON versions stay: ``theflash delta versions`` and
-``timestampAsOf`` read their in-commit timestamps."""
+for these tables: docs/delta.md). The JSON versions before a checkpoint stay while they are
+within the retention (``lake.cleanup``): ``theflash delta versions`` and ``timestampAsOf`` read
+their in-commit timestamps."""
 from __future__ import annotations
 
 import json
