@@ -30,6 +30,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("dir", help="the store directory")
     p.add_argument("--ts", type=int, metavar="T",
                    help="the TSO to publish (default: the store's resolved ts over every table)")
+    p.add_argument("--retention", default="600s",
+                   help="how long a version stays readable: its files are pinned and its log entry kept "
+                        "(default %(default)s; holds the store's GC back as far)")
+    p.add_argument("--checkpoint-interval", type=int, default=10,
+                   help="a Delta checkpoint every this many versions of a table (default %(default)s)")
     p.add_argument("--json", action="store_true", help="one JSON document instead of text")
     p.set_defaults(func=cmd_publish)
 
@@ -56,8 +61,14 @@ def _store(path: str) -> str:
 def cmd_publish(args: argparse.Namespace) -> int:
     from pyspark_theflash.lake.publish import Publisher
 
+    from pyspark_theflash.writer.options import parse_duration
+
     try:
-        done = Publisher(_store(args.dir)).publish(args.ts)
+        retention = parse_duration(args.retention, allow_zero=True)
+    except ValueError as exc:
+        raise CommandError(f"--retention {args.retention}: {exc}") from exc
+    try:
+        done = Publisher(_store(args.dir), retention, args.checkpoint_interval).publish(args.ts)
     except TheFlashError as exc:
         raise CommandError(str(exc)) from exc
     if args.json:

@@ -680,7 +680,7 @@ class Writer:
 
         self._last_delta_publish = time.monotonic()
         if self._publisher is None:
-            self._publisher = Publisher(self.options.store)
+            self._publisher = Publisher(self.options.store, self.options.delta_retention_s)
         try:
             done = self._publisher.publish()
         except PublishTsError as exc:

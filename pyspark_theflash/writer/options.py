@@ -90,6 +90,7 @@ class WriterOptions:
     compact_interval_s: float = DEFAULT_COMPACT_INTERVAL_S
     file_retention_s: float = DEFAULT_FILE_RETENTION_S
     delta_publish_interval_s: float = DEFAULT_DELTA_PUBLISH_INTERVAL_S  # 0: no Delta publication rounds
+    delta_retention_s: float = 600.0  # how long a published Delta version stays readable (lake.publish)
     part_compression: str = PART_COMPRESSION  # stable parts' Parquet codec (StoreOptions.part_compression)
     progress_interval_s: float = DEFAULT_PROGRESS_INTERVAL_S
     name: str = "writer"
