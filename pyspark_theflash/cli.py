@@ -15,8 +15,11 @@ from typing import Sequence
 from pyspark_theflash.errors import PortInUseError
 
 # Subpackages whose ``cli`` module adds commands, in the order of the data flow.
-COMMAND_MODULES = ("demo", "codec", "upstream", "capture", "binlog", "store", "writer", "latch", "scan", "spark", "service",
-                   "engine")
+COMMAND_MODULES = ("demo", "codec", "upstream", "capture", "binlog", "store", "writer", "latch", "scan", "lake", "spark",
+                   "service", "engine")
+# A command whose word is not its subpackage's name: `theflash delta` is the lake box's (a
+# subpackage named delta would read as the store's delta parts)
+COMMAND_WORDS = {"delta": "lake"}
 
 
 class CommandError(Exception):
@@ -74,7 +77,8 @@ def _as_help_text(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(words[0] if words and words[0] in COMMAND_MODULES else None)
+    first = COMMAND_WORDS.get(words[0], words[0]) if words else None
+    parser = build_parser(first if first in COMMAND_MODULES else None)
     args = parser.parse_args(words)
     try:
         return int(args.func(args) or 0)

@@ -64,3 +64,12 @@ if command -v javac >/dev/null 2>&1; then
 else
   say "javac not found: the Spark connector jar is not built (apt-get install openjdk-17-jdk-headless)"
 fi
+
+# delta-spark's jars for Spark 4.2 (a plain Spark session reading the published Delta tables,
+# docs/delta.md), fetched once from Maven Central into ~/.cache/theflash (THEFLASH_CACHE) and
+# checked against its SHA-1s; the tests and README blocks use that cache and never download.
+if .venv/bin/python -m pyspark_theflash.lake.jars >/dev/null; then
+  say "delta-spark jars: $(dirname "$(dirname "$(.venv/bin/python -m pyspark_theflash.lake.jars | head -1)")")"
+else
+  say "delta-spark jars could not be fetched from Maven Central: the Delta reader tests will skip"
+fi

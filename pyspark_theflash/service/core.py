@@ -83,6 +83,14 @@ class ReadService:
                               "active_streams": h.active_streams, "lease_id": h.session.lease_id,
                               "lease_expires_at": h.session.lease_expires_at} for h in held]}
 
+    def delta_versions(self, ts: int | None = None, store: str | None = None) -> dict[str, Any]:
+        """Which Delta version of each published table of the store holds ts (``theflash delta
+        versions``; docs/delta.md): each table's newest when ts is None."""
+        from pyspark_theflash.lake.versions import versions_at
+
+        root = str(self.stores.get(store).root)
+        return {"store": root, "ts": ts, "tables": [v.__dict__ for v in versions_at(root, ts)]}
+
     def sql(self, query: str, snapshot_ts: int | None = None, store: str | None = None,
             options: dict[str, str] | None = None) -> Any:
         """A whole query computed by the store's engine at one snapshot ts (the ClickHouse

@@ -16,6 +16,7 @@ reads them with the JDK's HTTP client and the Arrow jars Spark ships).
     POST   /v1/change-streams/commit               body {"table", "options", "end"}: hold its lease at a committed offset
     POST   /v1/flush                               body {} or {"timeout_s": 30}: the writer flushes
     GET    /v1/status                              engine status and sessions
+    GET    /v1/delta/versions?ts=T                 which Delta version of each published table holds ts T (docs/delta.md)
     GET    /metrics                                Prometheus text
 
 Errors answer ``{"error": {"code", "status", "message"}}`` with the status. A stream's status
@@ -350,6 +351,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._json(200, {"tables": self.service.tables(self._query_store())})
             if method == "GET" and path == "/v1/status":
                 return self._json(200, self.service.status(self._query_store()))
+            if method == "GET" and path == "/v1/delta/versions":
+                return self._json(200, self.service.delta_versions(self._query_ts(), self._query_store()))
             if method == "POST" and path == "/v1/flush":
                 args = _object(body) if body.strip() else {}
                 return self._json(200, self.service.flush(timeout_argument(args), store_argument(args)))
@@ -380,7 +383,7 @@ class _Handler(BaseHTTPRequestHandler):
             if m and method == "GET":
                 return self._stream(m.group(1), int(m.group(2)))
             known = any(r.match(path) for r in (_SESSION, _RENEW, _STREAM, _METADATA)) or path in (
-                "/metrics", "/v1/tables", "/v1/status", "/v1/flush", "/v1/read-sessions", "/v1/snapshots", "/v1/sql",
+                "/metrics", "/v1/tables", "/v1/status", "/v1/delta/versions", "/v1/flush", "/v1/read-sessions", "/v1/snapshots", "/v1/sql",
                 "/v1/change-streams/offset", "/v1/change-streams/commit")
             if known:
                 raise ServiceError(f"{method} is not allowed on {path}", code="method_not_allowed", status=405)
@@ -425,6 +428,17 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, sink.getvalue().to_pybytes(), ARROW_STREAM, {
             "X-TheFlash-Snapshot-Ts": str(out.ts), "X-TheFlash-Tables": ",".join(out.tables),
             "X-TheFlash-Seconds": f"{out.seconds:.6f}"})
+
+    def _query_ts(self) -> int | None:
+        """The ``ts`` query parameter (``GET /v1/delta/versions?ts=...``), or None."""
+        query = urllib.parse.parse_qs(self.path.split("?", 1)[1]) if "?" in self.path else {}
+        if "ts" not in query:
+            return None
+        try:
+            return int(query["ts"][-1])
+        except ValueError:
+            raise ServiceError(f"ts={query['ts'][-1]!r} is not a TSO (an integer)", code="invalid_option",
+                               status=400) from None
 
     def _query_store(self) -> str | None:
         """The ``store`` query parameter (``GET /v1/tables?store=/data/flash``), or None."""

@@ -444,11 +444,23 @@ def cmd_verify(args: argparse.Namespace) -> int:
         report = verify_store(root, online=args.online)
     except TheFlashError as exc:
         raise CommandError(str(exc)) from exc
+    from pyspark_theflash.lake.verify import verify as verify_lake
+
+    lake = verify_lake(root)  # the tables' Delta publication, if any (docs/delta.md)
+    clean = report.clean and lake.ok
     if args.json:
-        print(json.dumps(report.to_json(), indent=2))
+        print(json.dumps({**report.to_json(), "delta": {"tables": lake.tables, "versions": lake.versions,
+                                                        "deletion_vectors": lake.vectors,
+                                                        "problems": [{"file": f, "problem": p} for f, p in lake.problems]}},
+                         indent=2))
     else:
         for problem in report.problems:
             print(problem)
+        for _, text in lake.problems:
+            print(text)
+        if lake.tables:
+            print(f"delta: {lake.tables} table(s), {lake.versions} version(s), {lake.vectors} deletion vector(s) checked, "
+                  f"{len(lake.problems)} problem(s)", file=sys.stdout if lake.ok else sys.stderr)
         verdict = "clean" if report.clean else f"{len(report.problems)} problem(s)"
         unsummed = f", {report.without_checksum} written before checksums" if report.without_checksum else ""
         flight = f", {report.in_flight} in-flight file(s) of the running writer passed over" if report.in_flight else ""
@@ -456,7 +468,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
               f"checksum(s) compared{unsummed}), {report.rows_checked} rows, "
               f"{report.files_seen} file(s) checked at manifest version {report.manifest_version}{flight}",
               file=sys.stdout if report.clean else sys.stderr)
-    return 0 if report.clean else 1
+    return 0 if clean else 1
 
 
 def _live_writer(root: Any) -> Any:

@@ -42,7 +42,7 @@ from pyspark_theflash.store.read import read_parts
 from pyspark_theflash.store.region_cache import RegionCaches, SpillFile
 from pyspark_theflash.store.row_sink import RowSink
 from pyspark_theflash.store.schemas import TableHistory
-from pyspark_theflash.store.txn_merge_tree import HIDDEN_FIELDS
+from pyspark_theflash.store.txn_merge_tree import HIDDEN_FIELDS, in_part_directory
 from pyspark_theflash.store.views import StoreView, intersect
 from pyspark_theflash.store.write_state import WriteState
 
@@ -115,8 +115,9 @@ class Store:
         self._remove_unlisted_files()
 
     def _remove_unlisted_files(self) -> None:
-        """Files under tables/ that no manifest row names are leftovers of a flush or a
-        compaction that crashed before its edit committed: never visible, safe to delete."""
+        """Files in partition directories that no manifest row names are leftovers of a flush or a
+        compaction that crashed before its edit committed: never visible, safe to delete. The
+        rest of a table's directory is its Delta publication's (``in_part_directory``)."""
         tables_dir = self.root / "tables"
         if not tables_dir.exists():
             return
@@ -124,7 +125,7 @@ class Store:
         for dirpath, _dirs, files in os.walk(tables_dir):
             for name in files:
                 rel = os.path.relpath(os.path.join(dirpath, name), self.root).replace(os.sep, "/")
-                if rel not in listed:
+                if rel not in listed and in_part_directory(rel):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(os.path.join(dirpath, name))
 

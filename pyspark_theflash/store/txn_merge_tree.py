@@ -69,6 +69,16 @@ def new_part_name(table_id: int, partition_id: int, kind: str) -> str:
     return f"{part_dir(table_id, partition_id)}/{kind}-{uuid.uuid4().hex[:16]}.{ext}"
 
 
+def in_part_directory(rel: str) -> bool:
+    """Whether ``rel`` (a path relative to the store root) is under a partition's directory
+    ``tables/<table_id>/p<partition_id>/``: the store owns those files. Anything else under a
+    table's directory (``_delta_log/``, ``deletion_vector_*.bin``, ``lake/``) belongs to that
+    table's Delta publication (pyspark_theflash/lake, docs/delta.md), which the store neither
+    lists nor deletes."""
+    parts = rel.split("/")
+    return len(parts) >= 4 and parts[0] == "tables" and parts[2][:1] == "p" and parts[2][1:].isdigit()
+
+
 def is_ipc(path: str | Path) -> bool:
     return str(path).endswith(".arrow")
 

@@ -51,7 +51,7 @@ import pyarrow.parquet as pq
 from pyspark_theflash.store import manifest as mf
 from pyspark_theflash.store.errors import ManifestDamagedError, StoreFormatError
 from pyspark_theflash.store.integrity import algorithm_of, file_checksum
-from pyspark_theflash.store.txn_merge_tree import IN_ENGINE
+from pyspark_theflash.store.txn_merge_tree import IN_ENGINE, in_part_directory
 
 HIDDEN = ("_tidb_rowid", "_tidb_commit_ts", "_tidb_delmark")
 # SQLite files at the store's root that are not parts (the manifest and the latch database).
@@ -451,6 +451,9 @@ def verify_store(root: str | os.PathLike[str], online: bool = False) -> VerifyRe
             if "/" not in rel and (rel.endswith(_DATABASE_SUFFIXES) or rel in mf.AUXILIARY_FILES):
                 continue
             if rel in listed:
+                continue
+            if rel.startswith("tables/") and not in_part_directory(rel):
+                report.files_seen -= 1  # a table's Delta publication: `theflash delta verify` checks it
                 continue
             if online and _in_flight_temporary(rel):
                 report.in_flight += 1

@@ -38,6 +38,12 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--file-retention", default=f"{o.DEFAULT_FILE_RETENTION_S:g}s",
                         help="keep a compacted-away part's file this long after the last read lease that "
                              "pins it ends: slack for readers whose renewal comes late (default %(default)s)")
+    parser.add_argument("--delta-publish-interval", default=f"{o.DEFAULT_DELTA_PUBLISH_INTERVAL_S:g}s",
+                        help="publish every table as a Delta table at the store's resolved ts this often; 0s: "
+                             "never (default %(default)s; theflash delta publish does one round; docs/delta.md)")
+    parser.add_argument("--delta-retention", default="600s",
+                        help="how long a published Delta version stays readable: its files pinned, its log entry "
+                             "kept; holds GC back as far (default %(default)s; docs/delta.md)")
     parser.add_argument("--part-compression", choices=("lz4", "zstd"), default=o.PART_COMPRESSION,
                         help="Parquet codec of the stable parts compaction writes: lz4 reads fastest, zstd "
                         "makes files about half the size (default %(default)s; docs/store.md)")
@@ -75,6 +81,8 @@ def options_from_args(args: argparse.Namespace) -> o.WriterOptions:
             flush_interval_s=o.parse_duration(args.flush_interval),
             compact_interval_s=o.parse_duration(args.compact_interval),
             file_retention_s=o.parse_duration(args.file_retention, allow_zero=True),
+            delta_publish_interval_s=o.parse_duration(args.delta_publish_interval, allow_zero=True),
+            delta_retention_s=o.parse_duration(args.delta_retention, allow_zero=True),
             part_compression=args.part_compression,
             latch_ttl_s=o.parse_duration(args.latch_ttl),
             metrics_port=args.metrics_port,
@@ -269,6 +277,7 @@ def _run_argv(args: argparse.Namespace) -> list[str]:
             "--batch-events", str(args.batch_events), "--flush-rows", str(args.flush_rows),
             "--flush-interval", args.flush_interval, "--compact-interval", args.compact_interval,
             "--file-retention", args.file_retention, "--part-compression", args.part_compression,
+            "--delta-publish-interval", args.delta_publish_interval, "--delta-retention", args.delta_retention,
             "--latch-ttl", args.latch_ttl, "--engine", args.engine]
     for flag, value in (("--upstream", args.upstream), ("--schema-url", args.schema_url), ("--tables", args.tables),
                         ("--log", args.log)):

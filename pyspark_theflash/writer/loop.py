@@ -130,7 +130,8 @@ class Writer:
         self._skipped_columns: dict[int, set[int]] = {}  # column ids of no known version (dropped long ago)
         self._last_request_seen = 0  # flush requests up to this id were looked at after a flush
         now = time.monotonic()
-        self._last_flush = self._last_compact = self._last_renew = self._last_delta_merge = now
+        self._last_flush = self._last_compact = self._last_renew = self._last_delta_merge = self._last_delta_publish = now
+        self._publisher: Any = None  # lake.Publisher, made at the first round (docs/delta.md)
         self._last_publish = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -372,6 +373,7 @@ class Writer:
                 # once it is well overdue, so delta parts cannot pile up without bound.
                 self._maybe_compact(COMPACT_OVERDUE_FACTOR if not caught_up else 1.0)
                 self._maybe_merge_deltas()
+                self._maybe_publish_delta()
                 if caught_up:
                     self._settle()
                     # A reader waits for indexes not applied yet: poll the binlog again soon.
@@ -664,6 +666,31 @@ class Writer:
         self.progress.delta_merges += result.partitions
         self.progress.delta_merge_seconds_total += time.monotonic() - started
         self._last_delta_merge = time.monotonic()
+
+    def _maybe_publish_delta(self) -> None:
+        """A Delta publication round (lake.Publisher) every ``delta_publish_interval_s``, in this
+        thread: it reads the durable manifest and the part files only, under its own lease. A
+        round that cannot publish yet (a table not resolved) waits for the next; any other
+        failure of publication is logged and never stops applying."""
+        interval = self.options.delta_publish_interval_s
+        if interval <= 0 or time.monotonic() - self._last_delta_publish < interval:
+            return
+        from pyspark_theflash.lake.errors import LakeError, PublishTsError
+        from pyspark_theflash.lake.publish import Publisher
+
+        self._last_delta_publish = time.monotonic()
+        if self._publisher is None:
+            self._publisher = Publisher(self.options.store, self.options.delta_retention_s)
+        try:
+            done = self._publisher.publish()
+        except PublishTsError as exc:
+            log.info("delta publication waits: %s", exc)
+            return
+        except (LakeError, TheFlashError) as exc:  # e.g. the GC safe point passed the round's ts meanwhile
+            log.warning("delta publication failed (applying goes on; the next round retries): %s", exc)
+            return
+        self.progress.delta_rounds += 1
+        self.progress.delta_published_ts = done.ts
 
     def _gc_safe_point(self) -> int:
         """The upstream's GC safe point, never past the oldest live read lease (the store

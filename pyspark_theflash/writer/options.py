@@ -17,6 +17,9 @@ DEFAULT_FLUSH_ROWS = 50_000
 DEFAULT_FLUSH_INTERVAL_S = 1.0
 DEFAULT_LATCH_TTL_S = 10.0
 DEFAULT_COMPACT_INTERVAL_S = 30.0
+# Delta publication rounds (docs/delta.md): off unless asked for. 30 s is TiCDC's proposed
+# Iceberg sink's commit interval; a round's cost follows the partitions that changed.
+DEFAULT_DELTA_PUBLISH_INTERVAL_S = 0.0
 DEFAULT_FILE_RETENTION_S = 60.0  # removed parts' files outlive their last lease pin by this long
 DEFAULT_PROGRESS_INTERVAL_S = 1.0
 
@@ -86,6 +89,8 @@ class WriterOptions:
     latch_ttl_s: float = DEFAULT_LATCH_TTL_S
     compact_interval_s: float = DEFAULT_COMPACT_INTERVAL_S
     file_retention_s: float = DEFAULT_FILE_RETENTION_S
+    delta_publish_interval_s: float = DEFAULT_DELTA_PUBLISH_INTERVAL_S  # 0: no Delta publication rounds
+    delta_retention_s: float = 600.0  # how long a published Delta version stays readable (lake.publish)
     part_compression: str = PART_COMPRESSION  # stable parts' Parquet codec (StoreOptions.part_compression)
     progress_interval_s: float = DEFAULT_PROGRESS_INTERVAL_S
     name: str = "writer"

@@ -44,6 +44,8 @@ class Progress:
     compact_seconds_total: float = 0.0
     delta_merges: int = 0     # partitions whose delta parts were merged into one
     delta_merge_seconds_total: float = 0.0
+    delta_rounds: int = 0     # Delta publication rounds run (--delta-publish-interval; docs/delta.md)
+    delta_published_ts: int = 0  # the ts of the newest one
     gc_safe_point: int = 0
     position: str = ""        # persisted position (where a restart resumes)
     read_position: str = ""   # just after the last event read
@@ -122,6 +124,8 @@ class Progress:
             "compact_seconds_total": round(self.compact_seconds_total, 4),
             "delta_merges": self.delta_merges,
             "delta_merge_seconds_total": round(self.delta_merge_seconds_total, 4),
+            "delta_rounds": self.delta_rounds,
+            "delta_published_ts": self.delta_published_ts,
             "gc_safe_point": self.gc_safe_point,
             "regions": [
                 {

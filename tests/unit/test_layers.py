@@ -18,7 +18,9 @@ ORDER = [
     {"ports"},  # every server's listening socket (pyspark_theflash/ports.py)
     {"codec"}, {"schema"}, {"txn"}, {"binlog"},
     {"upstream"}, {"capture"},  # beside the binlog: the mini cluster, and capture into the binlog
-    {"store"}, {"engine"}, {"latch"}, {"scan"}, {"service"}, {"writer"}, {"spark"}, {"demo"},
+    {"store"}, {"engine"}, {"latch"}, {"scan"},
+    {"lake"},  # the store published as Delta tables (docs/delta.md): reads the store, used by the writer and service
+    {"service"}, {"writer"}, {"spark"}, {"demo"},
 ]
 RANK = {box: i for i, boxes in enumerate(ORDER) for box in boxes}
 ENTRY = len(ORDER)

@@ -1,0 +1,223 @@
+"""A table's Delta log (``<table root>/_delta_log/<version>.json``, PROTOCOL.md "Delta Log
+Entries"): the actions one publication commits, and the table's state replayed from the log.
+
+Each version is one JSON file of newline-separated actions, ``commitInfo`` first (the
+``inCommitTimestamp`` feature requires it): it carries ``inCommitTimestamp`` (the ts's physical
+time in ms, or one ms after the previous version's) and the TSO itself (``theflashTs``); a
+``txn`` action (appId ``theflash``, version = the ts) says the same to any Delta client. A
+version is written under a temporary name, fsynced and *linked* to its final name: the link
+fails if the name exists, so a version is never overwritten (PROTOCOL.md, "Creation of New Log
+Entries") even by a second publisher racing this one.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from pyspark_theflash.lake.deletion_vectors import DeletionVector
+from pyspark_theflash.lake.errors import LakeDamagedError, LakeError
+
+LOG_DIR = "_delta_log"
+APP_ID = "theflash"
+READER_VERSION, WRITER_VERSION = 3, 7
+
+
+def log_name(version: int) -> str:
+    return f"{version:020d}.json"
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """A logical file of a version: a data file (relative path) and its deletion vector."""
+
+    path: str
+    size: int
+    rows: int                      # numRecords: the file's physical rows (PROTOCOL.md: with a DV, exact)
+    modification_ms: int
+    dv: DeletionVector | None = None
+
+    @property
+    def key(self) -> tuple[str, str | None]:
+        """The logical file's primary key in the table state: (path, DV unique id)."""
+        return self.path, None if self.dv is None else self.dv.unique_id
+
+    def add_action(self) -> dict[str, Any]:
+        add: dict[str, Any] = {"path": self.path, "partitionValues": {}, "size": self.size,
+                               "modificationTime": self.modification_ms, "dataChange": True,
+                               "stats": json.dumps({"numRecords": self.rows, "tightBounds": False})}
+        if self.dv is not None:
+            add["deletionVector"] = self.dv.to_json()
+        return {"add": add}
+
+    def remove_action(self, when_ms: int) -> dict[str, Any]:
+        remove: dict[str, Any] = {"path": self.path, "deletionTimestamp": when_ms, "dataChange": True,
+                                  "extendedFileMetadata": True, "partitionValues": {}, "size": self.size}
+        if self.dv is not None:
+            remove["deletionVector"] = self.dv.to_json()
+        return {"remove": remove}
+
+
+@dataclass
+class TableLog:
+    """The state of a table's log after its newest version: what the next commit builds on."""
+
+    root: Path
+    version: int = -1                     # -1: no version yet
+    ts: int = 0                           # the TSO of the newest version
+    in_commit_ms: int = 0
+    table_uuid: str | None = None
+    name: str | None = None               # db.table, as the newest metaData names it
+    metadata: dict[str, Any] = field(default_factory=dict)   # the newest metaData action, as written
+    protocol: dict[str, Any] = field(default_factory=dict)   # the newest protocol action, as written
+    schema_string: str | None = None
+    features: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
+    files: dict[str, DataFile] = field(default_factory=dict)   # by path (one logical file per path)
+    history: list[tuple[int, int, int]] = field(default_factory=list)  # (version, ts, inCommitTimestamp)
+
+    @property
+    def log_dir(self) -> Path:
+        return self.root / LOG_DIR
+
+    def version_at(self, ts: int) -> int | None:
+        """The newest version whose ts is at or below ``ts`` (None: the table was first published after it)."""
+        found = None
+        for version, vts, _ in self.history:
+            if vts <= ts:
+                found = version
+        return found
+
+
+def actions_of(path: Path) -> Iterator[dict[str, Any]]:
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise LakeDamagedError(str(path), "not UTF-8 text") from exc
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            action = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise LakeDamagedError(str(path), f"line {n} is not JSON ({exc.msg})") from exc
+        if not isinstance(action, dict) or len(action) != 1:
+            raise LakeDamagedError(str(path), f"line {n} is not one action")
+        yield action
+
+
+def replay(root: Path, after: TableLog | None = None) -> TableLog:
+    """The table's state from its log, continuing ``after`` (a state already replayed) when
+    given. ``LakeDamagedError`` names a log file that does not parse or a version missing."""
+    state = after if after is not None else TableLog(root)
+    log_dir = root / LOG_DIR
+    if not log_dir.is_dir():
+        return state
+    versions = sorted(int(p.name[:20]) for p in log_dir.glob("*.json") if p.name[:20].isdigit() and len(p.name) == 25)
+    if state.version < 0 and versions and versions[0] > 0:
+        # the versions before the oldest kept one were cleaned up: start from its checkpoint
+        state = from_checkpoint(root, versions[0])
+    for version in (v for v in versions if v > state.version):
+        path = log_dir / log_name(version)
+        if version != state.version + 1:
+            raise LakeDamagedError(str(log_dir / log_name(state.version + 1)), "this version of the log is missing")
+        ts = ict = None
+        for action in actions_of(path):
+            (kind, body), = action.items()
+            try:
+                if kind == "commitInfo":
+                    ts, ict = int(body["theflashTs"]), int(body["inCommitTimestamp"])
+                elif kind == "metaData":
+                    state.table_uuid, state.schema_string = str(body["id"]), str(body["schemaString"])
+                    state.name = body.get("name")
+                    state.metadata = body
+                elif kind == "protocol":
+                    state.features = (tuple(body.get("readerFeatures", ())), tuple(body.get("writerFeatures", ())))
+                    state.protocol = body
+                elif kind == "add":
+                    dv = body.get("deletionVector")
+                    state.files[body["path"]] = DataFile(
+                        body["path"], int(body["size"]), int(json.loads(body["stats"])["numRecords"]),
+                        int(body["modificationTime"]), None if dv is None else DeletionVector.from_json(dv))
+                elif kind == "remove":
+                    old = state.files.get(body["path"])
+                    dv = body.get("deletionVector")
+                    if old is not None and old.key == (body["path"], None if dv is None else DeletionVector.from_json(dv).unique_id):
+                        del state.files[body["path"]]
+            except (KeyError, TypeError, ValueError) as exc:
+                raise LakeDamagedError(str(path), f"a {kind} action lacks or mistypes a field ({exc})") from exc
+        if ts is None or ict is None:
+            raise LakeDamagedError(str(path), "no commitInfo with theflashTs and inCommitTimestamp")
+        state.version, state.ts, state.in_commit_ms = version, ts, ict
+        state.history.append((version, ts, ict))
+    return state
+
+
+def checkpoint_name(version: int) -> str:
+    return f"{version:020d}.checkpoint.parquet"
+
+
+def from_checkpoint(root: Path, version: int) -> TableLog:
+    """The state after ``version`` from its classic checkpoint, as if replayed up to the version
+    before it: replaying ``version``'s own JSON file on top changes nothing but records its ts."""
+    import pyarrow.parquet as pq
+
+    path = root / LOG_DIR / checkpoint_name(version)
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except FileNotFoundError as exc:
+        raise LakeDamagedError(str(path), f"missing: the log starts at version {version} and needs its checkpoint") from exc
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise LakeDamagedError(str(path), f"the checkpoint does not read ({exc})") from exc
+    state = TableLog(root, version=version - 1)
+    for row in rows:
+        if row.get("metaData"):
+            m = dict(row["metaData"])
+            m["format"] = {"provider": m["format"]["provider"], "options": dict(m["format"].get("options") or [])}
+            m["configuration"] = dict(m.get("configuration") or [])
+            state.metadata, state.table_uuid, state.schema_string, state.name = m, m["id"], m["schemaString"], m.get("name")
+        elif row.get("protocol"):
+            state.protocol = row["protocol"]
+            state.features = (tuple(row["protocol"].get("readerFeatures") or ()),
+                              tuple(row["protocol"].get("writerFeatures") or ()))
+        elif row.get("add"):
+            add = row["add"]
+            dv = add.get("deletionVector")
+            state.files[add["path"]] = DataFile(
+                add["path"], int(add["size"]), int(json.loads(add["stats"])["numRecords"]), int(add["modificationTime"]),
+                None if dv is None else DeletionVector.from_json({k: v for k, v in dv.items() if v is not None}))
+    return state
+
+
+def in_commit_ms(ts: int, previous_ms: int) -> int:
+    """The version's ``inCommitTimestamp``: the TSO's physical part (ms since the epoch: the
+    high 46 bits), or one ms after the previous version's, whichever is larger (PROTOCOL.md,
+    "Writer Requirements for In-Commit Timestamps")."""
+    return max(ts >> 18, previous_ms + 1)
+
+
+def commit(state: TableLog, actions: list[dict[str, Any]]) -> int:
+    """Write ``actions`` as the version after ``state``'s; returns it. ``LakeError`` when that
+    version exists already (another publisher wrote it): nothing is overwritten."""
+    version = state.version + 1
+    state.log_dir.mkdir(parents=True, exist_ok=True)
+    path = state.log_dir / log_name(version)
+    tmp = state.log_dir / f".{log_name(version)}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write("".join(json.dumps(a, separators=(",", ":")) + "\n" for a in actions))
+        f.flush()
+        os.fsync(f.fileno())
+    try:
+        os.link(tmp, path)
+    except FileExistsError as exc:
+        raise LakeError(f"{path} exists already: another publisher wrote version {version} of this table; "
+                        "run one publisher per store (the writer's, or theflash delta publish)") from exc
+    finally:
+        os.unlink(tmp)
+    fd = os.open(state.log_dir, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return version

@@ -1,0 +1,239 @@
+"""The data files of one table's Delta version at ts: every live part of the store, each with a
+deletion vector of its rows not visible at ts.
+
+A part holds versions of rows (``store/txn_merge_tree.py``): for a Delta reader, which reads
+every row of a file it does not delete, the deletion vector of a part at ts is every row that
+TheFlash's own read at ts does not return: versions above ts, versions a newer one at or below
+ts replaces (in this part or another of the partition), delete marks, repeats of a version
+(capture delivers at least once), rows outside the partition's handle range, rows under a range
+tombstone newer than the part. The choice is the store's own (``PartsReader.visible_rows`` then
+``newest_visible``), made on the hidden columns only, in Arrow and NumPy: one sort per partition.
+
+A part is named **in place** (its path relative to the table root, ``p<partition>/stable-….parquet``)
+when it is Parquet and holds every column of the table's current schema under its current name
+and in its Delta file type (``lake.types``), none of them with an LZ4 dictionary page (which
+Spark's Parquet reader may fail to decompress). Otherwise it is **converted**: its rows, in the
+same order (so the deletion vector's row indexes stay right), conformed to the current schema
+the way a read conforms them (renamed by column id, cast, origin defaults for columns added after
+it) and cast to the Delta file types, are written once to ``lake/part-<id>-<schema>.parquet``.
+Arrow IPC deltas are always converted: no Delta reader reads Arrow IPC (docs/delta.md weighs
+this against compacting first)."""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pyspark_theflash.lake.roaring import sorted_unique
+from pyspark_theflash.lake.types import file_schema
+from pyspark_theflash.store.parts import PartRef, PartsReader, newest_visible
+from pyspark_theflash.store.txn_merge_tree import HIDDEN_NAMES, ROWID, is_ipc
+
+CONVERTED_DIR = "lake"
+_PART = "_lake_part"
+_ROW = "_lake_row"
+_BATCH_ROWS = 1 << 16
+# Converted files: ZSTD, which every Delta reader decodes (Spark 4.2.1's parquet-java fails on
+# large LZ4_RAW dictionary pages: docs/store.md), with no dictionary for unique values' sake.
+CONVERTED_COMPRESSION = "zstd"
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    """A part as one data file of the version: ``path`` relative to the table root (the store's
+    own file, or its converted copy), its physical rows, and the row indexes not visible at ts."""
+
+    part_id: int
+    partition_id: int
+    path: str
+    size: int
+    rows: int
+    deleted: np.ndarray       # sorted uint64 row indexes
+    converted: bool
+
+
+def schema_tag(schema: pa.Schema) -> str:
+    """A short digest of a Delta file schema: a converted file's name carries it, so a schema
+    change converts again instead of reusing a file of other columns."""
+    return hashlib.sha256(schema.to_string().encode()).hexdigest()[:12]
+
+
+# Codecs of dictionary pages parquet-java in Spark 4.2.1 fails to decompress when large
+# ("MalformedInputException", parquet-java issue 3478, met while dictionary-filtering a pushed
+# string filter: docs/store.md); pyarrow names LZ4_RAW "LZ4".
+_SPARK_UNSAFE_DICTIONARY_CODECS = frozenset({"LZ4", "LZ4_RAW", "LZ4_FRAME", "LZ4_HADOOP"})
+
+
+@functools.lru_cache(maxsize=8192)
+def _footer_of(path: str) -> tuple[dict[str, pa.DataType], frozenset[str]]:
+    f = pq.ParquetFile(path)
+    md = f.metadata
+    unsafe = {md.row_group(g).column(c).path_in_schema for g in range(md.num_row_groups)
+              for c in range(md.num_columns)
+              if md.row_group(g).column(c).compression in _SPARK_UNSAFE_DICTIONARY_CODECS
+              and md.row_group(g).column(c).has_dictionary_page}
+    return {fld.name: fld.type for fld in f.schema_arrow}, frozenset(unsafe)
+
+
+def _footer(path: Path) -> tuple[dict[str, pa.DataType], frozenset[str]]:
+    """A part file's column types, and its columns with an LZ4 dictionary page: its footer read
+    once (a listed part file never changes; bounded, as a writer publishes for days while parts
+    come and go)."""
+    return _footer_of(str(path))
+
+
+def in_place(root: Path, part: PartRef, info: Any, target: pa.Schema) -> bool:
+    """Whether a Delta version may name ``part``'s own file (see the module's docstring)."""
+    if is_ipc(part.path) or part.in_engine:
+        return False
+    names_by_id = dict(part.columns)
+    by_name = {c.name: c for c in info.columns}
+    if any(names_by_id.get(by_name[f.name].id) != f.name for f in target):
+        return False
+    stored, unsafe = _footer(root / part.path)
+    return all(stored.get(f.name) == f.type and f.name not in unsafe for f in target)
+
+
+@dataclass(frozen=True)
+class PartVisibility:
+    """What a round learned of one part: the row indexes not visible at its ts, and (int-handle
+    tables) the part's handles in file order, kept for the next round's incremental vectors."""
+
+    deleted: np.ndarray                 # sorted uint64 row indexes
+    handles: np.ndarray | None = None   # int64, file order (ascending); None: a clustered table
+
+
+def _visible(reader: PartsReader, parts: Sequence[PartRef]) -> tuple[list[pa.Table], pa.Table | None]:
+    """Each part's hidden columns (all rows), and their rows visible at the reader's ts tagged
+    with (part index, row index): what the store's own read chooses from."""
+    tables, visible = [], []
+    for i, part in enumerate(parts):
+        t = reader.all_versions(part)
+        tables.append(t)
+        t = t.append_column(_PART, pa.array(np.full(t.num_rows, i, dtype=np.int32)))
+        t = t.append_column(_ROW, pa.array(np.arange(t.num_rows, dtype=np.int64)))
+        visible.append(reader.visible_rows(part, t))
+    return tables, (pa.concat_tables(visible) if visible else None)
+
+
+def _int_handles(t: pa.Table) -> np.ndarray | None:
+    rowid = t.column(ROWID)
+    return rowid.to_numpy() if pa.types.is_integer(rowid.type) else None
+
+
+def deleted_rows(root: Path, info: Any, ts: int, parts: Sequence[PartRef], lo: Any, hi: Any) -> list[PartVisibility]:
+    """Per part of one partition (bounds [lo, hi)), the sorted row indexes a read at ts does not
+    return: every part's hidden columns read, one choice over all of them."""
+    reader = PartsReader(root, info, ts, (lo, hi), [], None, HIDDEN_NAMES, _BATCH_ROWS)
+    tables, visible = _visible(reader, parts)
+    chosen = newest_visible(visible) if visible is not None else None
+    out = []
+    for i, part in enumerate(parts):
+        keep = np.zeros(part.rows, dtype=bool)
+        if chosen is not None and chosen.num_rows:
+            which = chosen.column(_PART).to_numpy() == i
+            keep[chosen.column(_ROW).to_numpy()[which]] = True
+        out.append(PartVisibility(np.flatnonzero(~keep).astype(np.uint64), _int_handles(tables[i])))
+    return out
+
+
+def deleted_rows_after(root: Path, info: Any, ts: int, settled: Sequence[tuple[PartRef, PartVisibility]],
+                       fresh: Sequence[PartRef], lo: Any, hi: Any) -> list[PartVisibility]:
+    """``deleted_rows`` of ``settled`` + ``fresh`` parts, reading only the fresh ones.
+
+    A settled part had all its rows at or below the last round's ts and its vector then; every
+    fresh row is newer than every settled row (the caller checks: min commit ts of the fresh
+    parts above the max of the settled ones). So a fresh version visible at ts supersedes every
+    settled version of its handle, and nothing else changes for a settled part: its vector is
+    the last one plus the rows of the handles the fresh parts now show (found by binary search
+    in its handles, ascending in file order). The fresh parts choose among themselves as usual.
+    The cost follows the fresh rows, not the table."""
+    reader = PartsReader(root, info, ts, (lo, hi), [], None, HIDDEN_NAMES, _BATCH_ROWS)
+    tables, visible = _visible(reader, fresh)
+    fresh_out = []
+    chosen = newest_visible(visible) if visible is not None else None
+    for i, part in enumerate(fresh):
+        keep = np.zeros(part.rows, dtype=bool)
+        if chosen is not None and chosen.num_rows:
+            which = chosen.column(_PART).to_numpy() == i
+            keep[chosen.column(_ROW).to_numpy()[which]] = True
+        fresh_out.append(PartVisibility(np.flatnonzero(~keep).astype(np.uint64), _int_handles(tables[i])))
+    # the fresh handles, sorted (searchsorted needs no uniqueness)
+    touched = np.sort(visible.column(ROWID).to_numpy()) if visible is not None and visible.num_rows else \
+        np.zeros(0, np.int64)
+    settled_out = []
+    for part, before in settled:
+        handles = before.handles
+        assert handles is not None  # the caller passes int-handle parts only
+        left = np.searchsorted(handles, touched, side="left")
+        right = np.searchsorted(handles, touched, side="right")
+        hit = right > left
+        if hit.any():
+            starts, counts = left[hit], (right - left)[hit]
+            rows = np.repeat(starts - np.cumsum(np.r_[0, counts[:-1]]), counts) + np.arange(counts.sum())
+            settled_out.append(PartVisibility(sorted_unique(np.concatenate([before.deleted, rows.astype(np.uint64)])),
+                                              handles))
+        else:
+            settled_out.append(before)
+    return settled_out + fresh_out
+
+
+def convert(root: Path, table_root: Path, part: PartRef, info: Any, target: pa.Schema) -> tuple[str, int]:
+    """``part``'s rows in the current schema and Delta file types, written once to
+    ``lake/part-<id>-<schema>.parquet`` under the table root; (relative path, size)."""
+    rel = f"{CONVERTED_DIR}/part-{part.part_id}-{schema_tag(target)}.parquet"
+    path = table_root / rel
+    if path.exists():
+        return rel, path.stat().st_size
+    reader = PartsReader(root, info, 0, (None, None), [f.name for f in target], None, (), _BATCH_ROWS)
+    t = reader.all_versions(part).select([f.name for f in target])
+    if t.num_rows != part.rows:
+        raise ValueError(f"part {part.part_id} ({part.path}) read {t.num_rows} rows, the manifest says {part.rows}")
+    t = t.cast(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    pq.write_table(t, str(tmp), compression=CONVERTED_COMPRESSION, use_dictionary=False, row_group_size=_BATCH_ROWS)
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return rel, path.stat().st_size
+
+
+def table_root_relative(part: PartRef) -> str:
+    """A part's path relative to its table's root ``tables/<table_id>``."""
+    prefix = f"tables/{part.table_id}/"
+    if not part.path.startswith(prefix):
+        raise ValueError(f"part {part.part_id} is at {part.path}, outside {prefix}")
+    return part.path[len(prefix):]
+
+
+def plan_partition(root: Path, table_root: Path, info: Any, ts: int, parts: Sequence[PartRef],
+                   target: pa.Schema, settled: Sequence[tuple[PartRef, PartVisibility]] = ()
+                   ) -> list[tuple[PlannedFile, PartVisibility]]:
+    """The data files of one partition's parts at ts (``settled`` parts first, then ``parts``),
+    with what the next round keeps of each."""
+    everything = [p for p, _ in settled] + list(parts)
+    if not everything:
+        return []
+    lo, hi = everything[0].partition_lo, everything[0].partition_hi
+    if settled:
+        seen = deleted_rows_after(root, info, ts, settled, parts, lo, hi)
+    else:
+        seen = deleted_rows(root, info, ts, everything, lo, hi)
+    out = []
+    for part, vis in zip(everything, seen):
+        if in_place(root, part, info, target):
+            planned = PlannedFile(part.part_id, part.partition_id, table_root_relative(part), part.bytes, part.rows,
+                                  vis.deleted, False)
+        else:
+            rel, size = convert(root, table_root, part, info, target)
+            planned = PlannedFile(part.part_id, part.partition_id, rel, size, part.rows, vis.deleted, True)
+        out.append((planned, vis))
+    return out

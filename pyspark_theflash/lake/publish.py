@@ -1,0 +1,306 @@
+"""Publication rounds: every replicated table of a store as a Delta table whose version v is the
+replica at one resolved ts, every table of a round at the same ts (docs/delta.md).
+
+A round picks ts (by default the store's resolved ts: the smallest of its tables', so every
+commit at or below it is applied), holds a read lease at ts so that no part it names is deleted
+while it works, and for each live table whose files changed commits one version: ``add`` for
+each logical file (a part, or its converted copy, with its deletion vector at ts) that is new,
+``remove`` for each that went (a part compacted away, or the same file with the older vector).
+A table with nothing new since its last version gets no version in that round: the version
+before still holds the replica at ts (``TableLog.version_at``).
+
+A partition whose parts, their tombstones and its bounds are those of the last round, and none
+of whose rows is newer than that round's ts, keeps its files and vectors as they were: a
+round's cost follows the partitions that changed, not the table.
+"""
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from pyspark_theflash.lake import delta_log
+from pyspark_theflash.lake.checkpoint import write_checkpoint
+from pyspark_theflash.lake.cleanup import clean
+from pyspark_theflash.lake.deletion_vectors import VectorFileWriter, vector_for
+from pyspark_theflash.lake.delta_log import APP_ID, READER_VERSION, WRITER_VERSION, DataFile, TableLog
+from pyspark_theflash.lake.errors import LakeError, PublishTsError
+from pyspark_theflash.lake.files import PartVisibility, PlannedFile, plan_partition, schema_tag
+from pyspark_theflash.lake.types import file_schema, needs_timestamp_ntz, schema_string
+from pyspark_theflash.scan.resolved import table_resolved_ts
+from pyspark_theflash.schema import arrow_schema
+from pyspark_theflash.schema.partitioning import physical_ids_of
+from pyspark_theflash.store import Store
+from pyspark_theflash.store.parts import PartRef
+
+LEASE_TTL_S = 300.0
+# How long a published version stays readable: each round that commits keeps its read lease this
+# long, so no file its versions name is deleted before (store invariant 7: a lease at manifest
+# version M pins every file removed after M). It holds GC back as far (docs/delta.md, retention).
+# A classic checkpoint every this many versions (delta-spark's own default interval).
+DEFAULT_CHECKPOINT_INTERVAL = 10
+DEFAULT_RETENTION_S = 600.0  # TiDB's default GC life time: the time travel its own stale reads have
+
+
+def table_root(store: str | os.PathLike[str], table_id: int) -> Path:
+    """Where a table's Delta table lives: its directory in the store (``tables/<id>``), so the
+    log names the store's part files by relative paths (``p<partition>/stable-….parquet``)."""
+    return Path(store) / "tables" / str(table_id)
+
+
+@dataclass(frozen=True)
+class TablePublication:
+    """What a round did to one table: the version it committed (None: none), or why it skipped it."""
+
+    table: str
+    table_id: int
+    root: str
+    version: int | None
+    files: int = 0
+    converted: int = 0
+    deleted_rows: int = 0
+    parts_read: int = 0        # parts whose rows this round read (the rest carried the last round's vectors)
+    skipped: str | None = None
+
+
+@dataclass(frozen=True)
+class Round:
+    ts: int
+    tables: tuple[TablePublication, ...]
+    seconds: float
+
+    @property
+    def committed(self) -> list[TablePublication]:
+        return [t for t in self.tables if t.version is not None]
+
+
+@dataclass
+class _Published:
+    """A table's files of its last round, by part, the signature of each partition then, and
+    what the round learned of each part (its vector, its handles) for the next round."""
+
+    by_part: dict[int, DataFile] = field(default_factory=dict)
+    signatures: dict[int, tuple[Any, ...]] = field(default_factory=dict)
+    seen: dict[int, tuple[Any, PartVisibility]] = field(default_factory=dict)   # part -> (its tombstones, visibility)
+
+
+class Publisher:
+    """Publishes a store's tables round by round. One per store at a time (the writer's, or a
+    ``theflash delta publish``): a second one racing it fails on the log's put-if-absent."""
+
+    def __init__(self, store: str | os.PathLike[str], retention_s: float = DEFAULT_RETENTION_S,
+                 checkpoint_interval: int = DEFAULT_CHECKPOINT_INTERVAL) -> None:
+        self.store = Path(store)
+        self.retention_s = retention_s
+        self.checkpoint_interval = max(1, checkpoint_interval)
+        self._logs: dict[int, TableLog] = {}
+        self._published: dict[int, _Published] = {}
+
+    # --- the ts --------------------------------------------------------------------------------
+    def resolved_ts(self) -> int:
+        """The newest ts a round can publish: every live table's resolved ts is at or above it."""
+        with Store.open(self.store, readonly=True) as store, store.snapshot() as view:
+            return _resolved(view)[0]
+
+    def publish(self, ts: int | None = None) -> Round:
+        started = time.monotonic()
+        with Store.open(self.store, readonly=True) as store:
+            with store.snapshot() as view:
+                resolved, lowest = _resolved(view)
+                safe_point = view.gc_safe_point()
+            if ts is None:
+                ts = resolved
+            elif ts > resolved:
+                raise PublishTsError(f"ts {ts} is not resolved in {self.store}: table {lowest} is resolved to "
+                                     f"{resolved}; wait for the writer, or publish without --ts (the resolved ts)")
+            if ts < safe_point:
+                raise PublishTsError(f"ts {ts} is below the GC safe point {safe_point} of {self.store}: the "
+                                     "versions it reads are collected; publish a ts at or above it")
+            # twice the retention: a version stays the one holding a time until the next version
+            # of its table, up to a round's cadence later, and is kept a retention after that
+            lease = store.leases.acquire(ts, max(LEASE_TTL_S, 2 * self.retention_s), holder=f"delta versions at ts {ts}")
+            keep = False
+            try:
+                with store.snapshot() as view:
+                    done = tuple(self._publish_table(view, info, ts) for info in view.tables())
+                    done += tuple(self._retire_table(table_id, name, retired_ts, reason, ts)
+                                  for table_id, name, retired_ts, reason in view.retired_tables()
+                                  if retired_ts <= ts and (table_root(self.store, table_id) / delta_log.LOG_DIR).is_dir())
+                # the lease outlives the round by the retention when a version names its files
+                keep = any(t.version is not None for t in done)
+            finally:
+                if not keep:
+                    store.leases.release(lease.id)
+        return Round(ts, done, time.monotonic() - started)
+
+    # --- one table -----------------------------------------------------------------------------
+    def _retire_table(self, table_id: int, name: str, retired_ts: int, reason: str, ts: int) -> TablePublication:
+        """A table dropped (or truncated: its rows live on under a new table id, a new Delta
+        table) at or before ts: its last version removes every file, and its commitInfo says
+        why and when. Versions before it still read the old rows while retained."""
+        root = table_root(self.store, table_id)
+        log = self._log(table_id)
+        if log.version < 0 or not log.files or log.ts >= ts:
+            return TablePublication(name, table_id, str(root), None, skipped=f"{reason or 'retired'} at ts {retired_ts}")
+        ict = delta_log.in_commit_ms(ts, log.in_commit_ms)
+        actions: list[dict[str, Any]] = [{"commitInfo": {
+            "timestamp": ict, "inCommitTimestamp": ict, "operation": "THEFLASH RETIRE",
+            "operationParameters": {"ts": str(ts), "reason": reason or "dropped", "retiredTs": str(retired_ts)},
+            "theflashTs": ts, "isBlindAppend": False, "engineInfo": "theflash"}},
+            {"txn": {"appId": APP_ID, "version": ts, "lastUpdated": ict}}]
+        actions += [f.remove_action(ict) for f in log.files.values()]
+        version = delta_log.commit(log, actions)
+        self._logs[table_id] = delta_log.replay(root, log)
+        self._published.pop(table_id, None)
+        return TablePublication(name, table_id, str(root), version)
+
+
+    def _log(self, table_id: int) -> TableLog:
+        root = table_root(self.store, table_id)
+        log = self._logs.get(table_id)
+        self._logs[table_id] = log = delta_log.replay(root, log)
+        return log
+
+    def _publish_table(self, view: Any, info: Any, ts: int) -> TablePublication:
+        name = f"{info.db}.{info.name}"
+        root = table_root(self.store, info.id)
+        if physical_ids_of(info) != (info.id,):
+            return TablePublication(name, info.id, str(root), None, skipped="a partitioned table (not published yet)")
+        log = self._log(info.id)
+        if log.version >= 0 and ts <= log.ts:
+            if ts == log.ts:
+                return TablePublication(name, info.id, str(root), None, skipped=f"already published at ts {ts}")
+            raise PublishTsError(f"table {name} is published up to ts {log.ts} ({root}/_delta_log), after ts {ts}; "
+                                 "a version is only ever added at a newer ts: publish a ts above it")
+        store_schema = arrow_schema(info)
+        target = file_schema(store_schema)
+        parts = view.parts(info.id)
+        if any(p.in_engine for p in parts):
+            return TablePublication(name, info.id, str(root), None,
+                                    skipped="its rows are kept by the ClickHouse engine (no part files)")
+        published = self._published.get(info.id) if log.version >= 0 else None
+        tag = schema_tag(target)
+        by_partition: dict[int, list[PartRef]] = defaultdict(list)
+        for p in parts:
+            by_partition[p.partition_id].append(p)
+        planned: list[tuple[int, PlannedFile | DataFile]] = []   # (part id, its file), partition by partition
+        signatures: dict[int, tuple[Any, ...]] = {}
+        seen: dict[int, tuple[Any, PartVisibility]] = {}
+        parts_read = 0
+        for pid, ps in by_partition.items():
+            ps.sort(key=lambda p: p.part_id)
+            signature = (tag, ps[0].partition_lo, ps[0].partition_hi, tuple((p.part_id, p.tombstones) for p in ps))
+            signatures[pid] = signature
+            same_bounds = published is not None and published.signatures.get(pid, ())[:3] == signature[:3]
+            if (published is not None and published.signatures.get(pid) == signature
+                    and all(p.max_commit_ts is None or p.max_commit_ts <= log.ts for p in ps)
+                    and all(p.part_id in published.by_part for p in ps)):
+                planned.extend((p.part_id, published.by_part[p.part_id]) for p in ps)
+                seen.update((p.part_id, published.seen[p.part_id]) for p in ps if p.part_id in published.seen)
+                continue
+            settled = _settled(published, ps, log.ts) if published is not None and same_bounds else []
+            fresh = [p for p in ps if all(p is not q for q, _ in settled)]
+            parts_read += len(fresh)
+            for part, vis in plan_partition(self.store, root, info, ts, fresh, target, settled):
+                planned.append((part.part_id, part))
+                seen[part.part_id] = (next(p.tombstones for p in ps if p.part_id == part.part_id), vis)
+        vectors = VectorFileWriter()
+        files: dict[str, DataFile] = {}
+        by_part: dict[int, DataFile] = {}
+        deleted = converted = 0
+        for part_id, item in planned:
+            if isinstance(item, DataFile):
+                data = item
+            else:
+                data = DataFile(item.path, item.size, item.rows, _mtime_ms(root / item.path),
+                                vector_for(item.deleted, vectors))
+                converted += item.converted
+            deleted += 0 if data.dv is None else data.dv.cardinality
+            files[data.path] = data
+            by_part[part_id] = data
+        schema_json = schema_string(store_schema)
+        features = _features(store_schema)
+        old = {f.key: f for f in log.files.values()}
+        new = {f.key: f for f in files.values()}
+        if log.version >= 0 and old.keys() == new.keys() and schema_json == log.schema_string \
+                and features == log.features:
+            self._published[info.id] = _Published(by_part, signatures, seen)
+            return TablePublication(name, info.id, str(root), None, len(files), converted, deleted, parts_read,
+                                    skipped="unchanged since its last version")
+        ict = delta_log.in_commit_ms(ts, log.in_commit_ms)
+        actions: list[dict[str, Any]] = [{"commitInfo": {
+            "timestamp": ict, "inCommitTimestamp": ict, "operation": "THEFLASH PUBLISH",
+            "operationParameters": {"ts": str(ts)}, "theflashTs": ts, "isBlindAppend": False,
+            "engineInfo": "theflash"}}]
+        if features != log.features:
+            actions.append({"protocol": {"minReaderVersion": READER_VERSION, "minWriterVersion": WRITER_VERSION,
+                                         "readerFeatures": list(features[0]), "writerFeatures": list(features[1])}})
+        if schema_json != log.schema_string:
+            actions.append({"metaData": {
+                "id": log.table_uuid or str(uuid.uuid4()), "name": name,
+                "format": {"provider": "parquet", "options": {}}, "schemaString": schema_json,
+                "partitionColumns": [], "createdTime": ict,
+                "configuration": {"delta.enableDeletionVectors": "true", "delta.enableInCommitTimestamps": "true"}}})
+        actions.append({"txn": {"appId": APP_ID, "version": ts, "lastUpdated": ict}})
+        actions += [f.remove_action(ict) for k, f in old.items() if k not in new]
+        actions += [f.add_action() for k, f in new.items() if k not in old]
+        if not vectors.empty:
+            vectors.write(root)
+        version = delta_log.commit(log, actions)
+        self._logs[info.id] = log = delta_log.replay(root, log)
+        if version % self.checkpoint_interval == 0 and version > 0:
+            write_checkpoint(log)
+            clean(log, int(self.retention_s * 1000))
+        self._published[info.id] = _Published(by_part, signatures, seen)
+        return TablePublication(name, info.id, str(root), version, len(files), converted, deleted, parts_read)
+
+
+def _settled(published: _Published, parts: list[PartRef], last_ts: int) -> list[tuple[PartRef, PartVisibility]]:
+    """The parts of a changed partition whose vectors the last round's carry over to this one
+    (``files.deleted_rows_after``): int-handle parts the last round saw with the same tombstones,
+    all of whose rows are at or below its ts — provided every other part's rows are newer than
+    all of theirs. Otherwise none (every part is read again)."""
+    settled = [p for p in parts if p.part_id in published.seen and published.seen[p.part_id][0] == p.tombstones
+               and published.seen[p.part_id][1].handles is not None
+               and p.max_commit_ts is not None and p.max_commit_ts <= last_ts]
+    fresh = [p for p in parts if p not in settled]
+    if not settled or not fresh or any(p.min_commit_ts is None for p in fresh):
+        return []
+    if min(p.min_commit_ts or 0 for p in fresh) <= max(p.max_commit_ts or 0 for p in settled):
+        return []
+    return [(p, published.seen[p.part_id][1]) for p in settled]
+
+
+def _resolved(view: Any) -> tuple[int, str]:
+    """(the smallest resolved ts of the view's live tables, the table that has it)."""
+    lowest: tuple[int, str] | None = None
+    for info in view.tables():
+        name = f"{info.db}.{info.name}"
+        r = table_resolved_ts(view, info, name)
+        if not r.servable:
+            why = f"has key ranges no region holds ({r.gaps[0]})" if r.gaps else "has no resolved ts yet"
+            raise PublishTsError(f"table {name} {why}: the store cannot serve one ts for every table yet; "
+                                 "wait for the writer to apply its regions, then publish again")
+        if lowest is None or r.ts < lowest[0]:
+            lowest = (r.ts, name)
+    if lowest is None:
+        raise PublishTsError("the store replicates no table yet: nothing to publish")
+    return lowest
+
+
+def _features(store_schema: pa.Schema) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    reader = ["deletionVectors"] + (["timestampNtz"] if needs_timestamp_ntz(store_schema) else [])
+    return tuple(reader), tuple(reader + ["inCommitTimestamp"])
+
+
+def _mtime_ms(path: Path) -> int:
+    return path.stat().st_mtime_ns // 1_000_000
+
+
+__all__ = ["LakeError", "Publisher", "Round", "TablePublication", "table_root"]

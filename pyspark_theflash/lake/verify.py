@@ -1,0 +1,78 @@
+"""Checks of a store's Delta publication, as ``theflash delta verify`` (and ``theflash store
+verify``) run them: every log file of every table parses and the versions run without a gap;
+every data file the newest version names is there with the size the log records; every
+deletion vector any version names reads back with its size, CRC-32 and cardinality, and removes
+only rows the file has (``numRecords``)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pyspark_theflash.lake import delta_log
+from pyspark_theflash.lake.deletion_vectors import DeletionVector, read_vector
+from pyspark_theflash.lake.errors import LakeDamagedError
+
+
+@dataclass
+class LakeReport:
+    tables: int = 0
+    versions: int = 0
+    vectors: int = 0
+    problems: list[tuple[str, str]] = field(default_factory=list)   # (file, what is wrong)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def published_roots(store: str | Path) -> list[Path]:
+    """The table roots of a store that have a Delta log."""
+    tables = Path(store) / "tables"
+    return sorted((p.parent for p in tables.glob(f"*/{delta_log.LOG_DIR}") if p.is_dir()), key=lambda p: p.name)
+
+
+def verify(store: str | Path) -> LakeReport:
+    report = LakeReport()
+    for root in published_roots(store):
+        report.tables += 1
+        try:
+            state = delta_log.replay(root)
+        except LakeDamagedError as exc:
+            report.problems.append((exc.path, str(exc)))
+            continue
+        report.versions += len(state.history)
+        for f in state.files.values():
+            path = root / f.path
+            if not path.is_file():
+                report.problems.append((str(path), f"missing: version {state.version} of {root.name} names it"))
+            elif path.stat().st_size != f.size:
+                report.problems.append((str(path), f"{path.stat().st_size} bytes, the log records {f.size}"))
+        seen: set[str] = set()
+        # every kept version's adds (the log may start at a checkpoint: cleaned up before it),
+        # and the newest state's, which a checkpoint may hold alone
+        newest = [(root / delta_log.LOG_DIR / "(newest state)", f.add_action()) for f in state.files.values()]
+        kept = [(log, action) for version, _, _ in state.history
+                for log in [root / delta_log.LOG_DIR / delta_log.log_name(version)]
+                for action in delta_log.actions_of(log)]
+        for log, action in kept + newest:
+            add = action.get("add")
+            if not add or not add.get("deletionVector"):
+                continue
+            dv = DeletionVector.from_json(add["deletionVector"])
+            if dv.unique_id in seen:
+                continue
+            seen.add(dv.unique_id)
+            report.vectors += 1
+            try:
+                rows = read_vector(root, dv)
+            except LakeDamagedError as exc:
+                report.problems.append((exc.path, str(exc)))
+                continue
+            records = int(json.loads(add["stats"])["numRecords"])
+            if len(rows) and int(np.max(rows)) >= records:
+                report.problems.append((str(log), f"the deletion vector of {add['path']} removes row "
+                                                  f"{int(np.max(rows))} of a file of {records} rows"))
+    return report

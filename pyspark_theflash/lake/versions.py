@@ -1,0 +1,36 @@
+"""Which Delta version of each published table holds the replica at a ts: the newest version
+whose ts is at or below it (a table gets no version in a round that changed nothing of it, so
+the version before still holds the replica at that round's ts)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyspark_theflash.lake import delta_log
+from pyspark_theflash.lake.verify import published_roots
+
+
+@dataclass(frozen=True)
+class TableVersion:
+    table: str
+    table_id: int
+    root: str
+    version: int | None      # None: the table's first version is newer than ts
+    ts: int | None           # the version's own ts
+    in_commit_ms: int | None
+
+
+def versions_at(store: str | Path, ts: int | None = None) -> list[TableVersion]:
+    out = []
+    for root in published_roots(store):
+        state = delta_log.replay(root)
+        name = _table_name(root, state)
+        version = state.version if ts is None else state.version_at(ts)
+        row = next((h for h in state.history if h[0] == version), None)
+        out.append(TableVersion(name, int(root.name), str(root), version, row[1] if row else None,
+                                row[2] if row else None))
+    return out
+
+
+def _table_name(root: Path, state: delta_log.TableLog) -> str:
+    return state.name or root.name

@@ -1,0 +1,72 @@
+"""The bytes of Delta's deletion vectors, checked against PROTOCOL.md's own examples and literal
+bytes: Z85 (ZeroMQ's test vector, the spec's inline vector and DV file UUID), the
+RoaringBitmapArray (magic number, 64-bit buckets, array and bitmap containers) and the DV file
+(version byte, big-endian size, CRC-32), each round-tripped and each damage named."""
+from __future__ import annotations
+
+import struct
+import uuid
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pyspark_theflash.lake import roaring, z85
+from pyspark_theflash.lake.deletion_vectors import INLINE_MAX_BYTES, DeletionVector, VectorFileWriter, read_vector, vector_for
+from pyspark_theflash.lake.errors import LakeDamagedError
+
+# PROTOCOL.md, "JSON Example 3 — Inline": the row indexes 3, 4, 7, 11, 18, 29 (40 bytes)
+SPEC_INLINE = "wi5b=000010000siXQKl0rr91000f55c8Xg0@@D72lkbi5=-{L"
+
+
+def test_z85_matches_zeromq_and_the_delta_spec() -> None:
+    assert z85.encode(bytes.fromhex("864FD26FB559F75B")) == "HelloWorld"  # RFC 32's test vector
+    assert z85.decode("HelloWorld") == bytes.fromhex("864FD26FB559F75B")
+    assert z85.encode(b"\x01\x02\x03") == z85.encode(b"\x01\x02\x03\x00")  # padded with zeros
+    assert z85.decode(z85.encode(b"\x01\x02\x03"), 3) == b"\x01\x02\x03"
+    # "JSON Example 1": prefix "ab", then the UUID d2c639aa-8816-431a-aaf6-d3fe2512ff61
+    dv = DeletionVector("u", "ab^-aqEH.-t@S}K{vb[*k^", 40, 6, 4)
+    assert dv.file_name() == "ab/deletion_vector_d2c639aa-8816-431a-aaf6-d3fe2512ff61.bin"
+    assert z85.encode_uuid(uuid.UUID("d2c639aa-8816-431a-aaf6-d3fe2512ff61")) == "^-aqEH.-t@S}K{vb[*k^"
+    with pytest.raises(ValueError):
+        z85.decode("Hell~World")
+
+
+def test_roaring_bitmap_array_bytes() -> None:
+    data = roaring.serialize(np.array([29, 3, 4, 7, 11, 18, 3]))
+    # magic (LE), one bucket (uint64 LE), key 0, then the 32-bit bitmap: cookie 12346, one
+    # container (key 0, cardinality - 1 = 5), its offset 16, six uint16 values
+    assert data == (struct.pack("<IQI", 1681511377, 1, 0) + struct.pack("<II", 12346, 1) + struct.pack("<HH", 0, 5)
+                    + struct.pack("<I", 16) + struct.pack("<6H", 3, 4, 7, 11, 18, 29))
+    # the spec's inline example holds the same 32-bit bitmap (after its own 12-byte header)
+    assert z85.decode(SPEC_INLINE, 40)[12:] == data[16:]
+    rows = np.r_[np.arange(0, 70_000, 3), np.arange(65_536, 75_000), [(1 << 32) + 5, (5 << 32) + 65_537]]
+    back = roaring.deserialize(roaring.serialize(rows))
+    assert np.array_equal(back, np.unique(rows.astype(np.uint64)))
+    with pytest.raises(ValueError, match="magic"):
+        roaring.deserialize(b"\0" * 12)
+
+
+def test_vectors_go_inline_when_small_and_to_a_checksummed_file_otherwise(tmp_path: Path) -> None:
+    files = VectorFileWriter()
+    small = vector_for(np.array([1, 5, 9], np.uint64), files)
+    big = vector_for(np.arange(0, 4_000, 2, dtype=np.uint64), files)
+    assert vector_for(np.zeros(0, np.uint64), files) is None
+    assert small is not None and small.storage == "i" and small.size <= INLINE_MAX_BYTES and small.offset is None
+    assert big is not None and big.storage == "u" and big.offset == 1 and big.cardinality == 2_000
+    path = files.write(tmp_path)
+    raw = path.read_bytes()
+    assert raw[0] == 1 and struct.unpack_from(">I", raw, 1)[0] == big.size
+    assert struct.unpack_from(">I", raw, 5 + big.size)[0] == zlib.crc32(raw[5:5 + big.size])
+    assert big.file_name() == path.name
+    assert read_vector(tmp_path, small).tolist() == [1, 5, 9]
+    assert read_vector(tmp_path, big).tolist() == list(range(0, 4_000, 2))
+    damaged = bytearray(raw)
+    damaged[30] ^= 0x10
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(LakeDamagedError, match="CRC-32") as err:
+        read_vector(tmp_path, big)
+    assert str(path) in str(err.value)
+    with pytest.raises(LakeDamagedError, match="cardinality"):
+        read_vector(tmp_path, DeletionVector("i", small.path_or_inline, small.size, 4))
