@@ -63,7 +63,7 @@ from pyspark_theflash.upstream.errors import UpstreamError
 from pyspark_theflash.upstream.pd_client import PDClient, RegionInfo
 from pyspark_theflash.capture.progress import ProgressLine
 from pyspark_theflash.capture.region_feed import FeedProtocolError, RegionFeed, entries_event, snapshot_event
-from pyspark_theflash.capture.region_table import RegionTable
+from pyspark_theflash.capture.region_table import RegionTable, greatest_resolved
 from pyspark_theflash.capture import feed_columns
 from pyspark_theflash.capture.tidb_status import DDLHistoryUnavailableError, TiDBStatus
 from pyspark_theflash.codec import encode_region_key
@@ -1039,18 +1039,12 @@ class Capture:
     def _written_resolved(self) -> dict[int, int]:
         """Each region's greatest resolved ts written (the resolved ts events since the last ask
         folded in at once: per region, not per region and event)."""
-        if self._resolved_written:
-            ids = np.concatenate([i for i, _ in self._resolved_written])
-            tss = np.concatenate([np.full(len(i), t, np.int64) for i, t in self._resolved_written])
-            self._resolved_written = []
-            order = np.lexsort((tss, ids))
-            ids, tss = ids[order], tss[order]
-            last = np.append(ids[1:] != ids[:-1], True)
-            known = self.resolved
-            for rid, ts in zip(ids[last].tolist(), tss[last].tolist()):
-                if ts > known.get(rid, 0):
-                    known[rid] = ts
-        return self.resolved
+        known = self.resolved
+        for rid, ts in greatest_resolved(self._resolved_written):
+            if ts > known.get(rid, 0):
+                known[rid] = ts
+        self._resolved_written = []
+        return known
 
     def _release(self) -> None:
         """Write the held events whose commits are all at or below the DDL frontier, in order,

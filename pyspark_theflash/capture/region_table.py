@@ -11,7 +11,7 @@ after a registration begins, ends or is initialised (``changed``), which a stead
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -55,3 +55,17 @@ class RegionTable:
         pos = np.minimum(pos, max(len(self.ids) - 1, 0))
         found = (self.ids[pos] == region_ids) if len(self.ids) else np.zeros(len(region_ids), bool)
         return pos, found
+
+
+def greatest_resolved(raised: Sequence[tuple[np.ndarray, int]]) -> list[tuple[int, int]]:
+    """Resolved ts events as (region ids, ts), folded: each region once, with its greatest ts
+    (a resolved ts lists every region, several a second; what keeps the greatest per region
+    takes them so, once, instead of a step per region and event)."""
+    if not raised:
+        return []
+    ids = np.concatenate([np.asarray(i, np.int64) for i, _ in raised])
+    tss = np.concatenate([np.full(len(i), t, np.int64) for i, t in raised])
+    order = np.lexsort((tss, ids))
+    ids, tss = ids[order], tss[order]
+    last = np.append(ids[1:] != ids[:-1], True)
+    return list(zip(ids[last].tolist(), tss[last].tolist()))

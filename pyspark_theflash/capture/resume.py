@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from pyspark_theflash.capture.coverage import Coverage, Floor
+from pyspark_theflash.capture.region_table import greatest_resolved
 from pyspark_theflash.codec.key_ranges import DisjointRanges
 from pyspark_theflash.proto import binlog_pb2
 
@@ -63,7 +64,7 @@ class ResumePoints:
     def absorb(self, ev: binlog_pb2.Event) -> None:
         kind = ev.WhichOneof("payload")
         if kind == "resolved":  # kept as arrays, folded in when next needed (_settle)
-            self._raised.append((np.array(ev.resolved.regions, np.uint64), int(ev.resolved.ts)))
+            self._raised.append((np.array(ev.resolved.regions, np.uint64).astype(np.int64), int(ev.resolved.ts)))
             return
         if kind not in ("snapshot", "admin"):
             return
@@ -85,16 +86,9 @@ class ResumePoints:
     def _settle(self) -> None:
         """The resolved ts absorbed since the last time, folded into the live floors: each
         region's greatest once (a resolved ts lists every region, several a second)."""
-        if not self._raised:
-            return
-        ids = np.concatenate([i for i, _ in self._raised])
-        tss = np.concatenate([np.full(len(i), t, np.uint64) for i, t in self._raised])
-        self._raised = []
-        order = np.lexsort((tss, ids))
-        ids, tss = ids[order], tss[order]
-        last = np.append(ids[1:] != ids[:-1], True)
+        raised, self._raised = self._raised, []
         live = self._live
-        for rid, ts in zip(ids[last].tolist(), tss[last].tolist()):
+        for rid, ts in greatest_resolved(raised):
             pieces = live.get(rid)
             if pieces is not None:
                 live[rid] = [(s, e, max(f, ts)) for s, e, f in pieces]
