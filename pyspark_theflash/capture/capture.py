@@ -787,6 +787,8 @@ class Capture:
         rids = rids.astype(np.int64)  # (region ids are below 2^63: PD allocates them from 1 up)
         table = self.table
         table.refresh(self.feeds)
+        if not len(table.ids):
+            return  # no registration now
         pos, found = table.find(rids)
         ok = found & table.ready[pos] & (table.stores[pos] == store_id)
         if r.request_id:
@@ -1021,6 +1023,8 @@ class Capture:
         ts = min(ts, self.frontier)  # a resolved ts promises the schema changes up to it too
         table = self.table
         table.refresh(self.feeds)
+        if not len(table.ids):
+            return []  # every registration ended since
         pos, found = table.find(ids)
         moved = found & (table.gens[pos] == gens) & (table.resolved[pos] < np.uint64(ts))
         if not moved.any():

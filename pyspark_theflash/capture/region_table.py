@@ -50,11 +50,11 @@ class RegionTable:
         self._built = self._version
 
     def find(self, region_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For each id, its position in the arrays and whether it is there at all."""
-        pos = np.searchsorted(self.ids, region_ids)
-        pos = np.minimum(pos, max(len(self.ids) - 1, 0))
-        found = (self.ids[pos] == region_ids) if len(self.ids) else np.zeros(len(region_ids), bool)
-        return pos, found
+        """For each id, its position in the arrays and whether it is there at all (the table
+        must hold a registration: a position is always one of its rows)."""
+        assert len(self.ids), "find in an empty region table"
+        pos = np.minimum(np.searchsorted(self.ids, region_ids), len(self.ids) - 1)
+        return pos, self.ids[pos] == region_ids
 
 
 def greatest_resolved(raised: Sequence[tuple[np.ndarray, int]]) -> list[tuple[int, int]]:
