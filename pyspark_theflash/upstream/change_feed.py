@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol
 
@@ -96,6 +97,11 @@ class ChangeFeed:
         # Whether the stores serve EventFeedV2 (TiKV 7.5+ does; a test turns it off to play an
         # older store, whose answer to the method is UNIMPLEMENTED).
         self.event_feed_v2 = True
+        # How long a stream's sender gathers queued events before it sends them as one message
+        # (0: what is queued at that moment). TiKV packs the ready events of many regions into one
+        # ChangeDataEvent; the mini cluster's queue holds several regions' only when the client
+        # lags, so a test that must see messages of many regions sets a window.
+        self.batch_window_s = 0.0
         self._registered_once: set[int] = set()
         # Every tick each stream hears the resolved ts of every initialised region it has, moved
         # or not, as TiKV's endpoint broadcasts them (a region held back by a lock included).
@@ -353,6 +359,8 @@ class ChangeDataServicer(cdcpb_pb2_grpc.ChangeDataServicer):
                 return
             # Coalesce what is queued into one message where it carries events only.
             if item.events:
+                if self.feed.batch_window_s:
+                    time.sleep(self.feed.batch_window_s)  # (let more regions' events queue up)
                 events = list(item.events)
                 while len(events) < 256:
                     try:

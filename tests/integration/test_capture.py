@@ -32,6 +32,7 @@ from capture_rig import (
 from polling import wait_for
 
 from pyspark_theflash.binlog import Position, prune, region_runs
+from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.capture import Capture, CaptureError
 from pyspark_theflash.upstream.pd_client import PDClient
 from pyspark_theflash.proto import binlog_pb2
@@ -54,6 +55,7 @@ def test_capture_replicates_history_and_changes_with_splits_merges_ddl_and_dying
         cluster: MiniCluster, tmp_path: Path) -> None:
     faults = Faults(dying=0.05, rollback=0.05, large=0.03, split_merge=0.1, schema=0.05, dying_ttl_ms=100)
     bank, orders = run_workloads(cluster, faults)
+    cluster.change_feed.batch_window_s = 0.05  # messages of many regions' events, as TiKV sends
     before = [cluster.get_ts()]
     bank.start()
     orders.start()
@@ -68,10 +70,6 @@ def test_capture_replicates_history_and_changes_with_splits_merges_ddl_and_dying
     # the stores serve EventFeedV2: capture probed it and multiplexes its registrations on it
     assert {s.method for s in running.capture.streams.values()} == {"EventFeedV2"}
     running.stop()
-    # the stores' messages carry several regions' events: capture wrote such messages as events of
-    # many regions (binlog format 3), which the writer applies as the single-region events they mean
-    written = binlog_events(tmp_path / "binlog", expand=False)
-    assert any(region_runs.has_runs(ev) for ev in written)
     apply(tmp_path / "binlog", tmp_path / "store")
     rng = random.Random(7)
     stamps = before + sorted(rng.randrange(before[0], final) for _ in range(4)) + [final]
@@ -248,6 +246,81 @@ def test_a_region_the_replica_retires_has_its_registration_ended_not_fed(cluster
         row = binlog_pb2.Row(type=binlog_pb2.Row.COMMIT, start_ts=10, commit_ts=11, key=b"c")
         assert capture._rows_event(old, [row]) == []
         assert 71 in capture.introduced and capture.feeds[71] is born and not born.discarded
+    finally:  # never run: its binlog writer and PD client are all it opened
+        capture.writer.close()
+        capture.pd.close()
+
+
+def test_a_message_of_many_regions_is_one_binlog_event_meaning_each_regions_own(cluster: MiniCluster,
+                                                                                 tmp_path: Path) -> None:
+    """A feed message whose events are live rows of several initialised registrations is matched in
+    one call and written as one event of many regions (binlog format 3): its runs are exactly the
+    events each region's rows alone make (``_columns_event``), a discarded registration's rows are
+    left out, one whose rows break the feed's rules is dropped without its rows, and each region's
+    binlog index goes on from its own."""
+    from pyspark_theflash.capture.feed_columns import decode_change_data
+    from pyspark_theflash.capture.region_feed import RegionFeed
+    from pyspark_theflash.codec import encode_region_key
+    from pyspark_theflash.codec.keys import encode_record_key
+    from pyspark_theflash.proto import cdcpb_pb2
+
+    Ev = cdcpb_pb2.Event
+
+    def key(h: int) -> bytes:
+        return encode_record_key(500, h)
+
+    capture = Capture(options(cluster, tmp_path / "binlog"))
+    try:
+        feeds = []
+        for i in range(4):  # regions 80..83 over handles [100i, 100i + 100)
+            f = RegionFeed(80 + i, bytes(encode_region_key(key(100 * i))), bytes(encode_region_key(key(100 * i + 100))),
+                           version=5, conf_ver=1, store_id=1, gen=10 + i, initialized=True, resolved_ts=50)
+            capture.feeds[f.id] = f
+            for ev in capture._snapshot_events(f, binlog_pb2.RegionSnapshot(region=f.region_proto())):
+                capture._append([ev])
+            feeds.append(f)
+        capture.table.changed()
+
+        def prewrite(h: int, ts: int) -> Ev.Row:
+            return Ev.Row(type=Ev.PREWRITE, op_type=Ev.Row.PUT, start_ts=ts, key=key(h), value=b"v%d" % h)
+
+        def commit(h: int, ts: int) -> Ev.Row:
+            return Ev.Row(type=Ev.COMMIT, op_type=Ev.Row.PUT, start_ts=ts, commit_ts=ts + 1, key=key(h))
+
+        def event(f: RegionFeed, *rows: Ev.Row) -> Ev:
+            return Ev(region_id=f.id, request_id=f.gen, entries=Ev.Entries(entries=list(rows)))
+
+        a, b, c, d = feeds
+        d.discarded = True  # retired in the replica: nothing more of it is written
+        message = cdcpb_pb2.ChangeDataEvent(events=[
+            event(a, prewrite(1, 100), prewrite(2, 100)), event(b, prewrite(101, 102)),
+            event(c, commit(201, 104)),  # a COMMIT without its PREWRITE: c is dropped, its rows unwritten
+            event(d, prewrite(301, 106)), event(a, commit(1, 100), commit(2, 100)),  # a again, after others
+            event(b, commit(101, 102))])
+        capture.frontier = 1 << 62
+        before = capture.events_written
+        capture._on_events(1, decode_change_data(message.SerializeToString()))
+        capture._release()
+        assert capture.events_written == before + 1
+        assert c.id not in capture.feeds and [r[3] for r in capture.pending_reload] == [c]
+        (many,) = binlog_events(tmp_path / "binlog", expand=False)[-1:]
+        assert region_runs.has_runs(many) and (many.region_id, many.index) == (0, 0)
+        runs = region_runs.split(many)
+        assert [(e.region_id, e.index, e.epoch.version) for e in runs] == [(80, 2, 5), (81, 2, 5)]
+
+        def rows(e: binlog_pb2.Event) -> list[tuple[int, int, int, bytes]]:
+            return [(r.type, r.start_ts, r.commit_ts, r.key) for r in binlog_rows.iter_rows(e.entries)]
+
+        P, C = binlog_pb2.Row.PREWRITE, binlog_pb2.Row.COMMIT
+        assert rows(runs[0]) == [(P, 100, 0, key(1)), (P, 100, 0, key(2)), (C, 100, 101, key(1)), (C, 100, 101, key(2))]
+        assert rows(runs[1]) == [(P, 102, 0, key(101)), (C, 102, 103, key(101))]
+        # the resolved ts of all of them in one message: the current initialised registrations move
+        resolved = cdcpb_pb2.ChangeDataEvent(resolved_ts=cdcpb_pb2.ResolvedTs(regions=[80, 81, 82, 83, 99], ts=200))
+        capture._on_events(1, decode_change_data(resolved.SerializeToString()))
+        capture._release()
+        (last,) = binlog_events(tmp_path / "binlog", expand=False)[-1:]
+        assert sorted(last.resolved.regions) == [80, 81, 83] and last.resolved.ts == 200
+        assert (a.resolved_ts, b.resolved_ts, d.resolved_ts) == (200, 200, 200)
     finally:  # never run: its binlog writer and PD client are all it opened
         capture.writer.close()
         capture.pd.close()
