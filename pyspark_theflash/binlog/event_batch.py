@@ -195,10 +195,7 @@ def _expand_runs(batch: EventBatch, buf: np.ndarray, entries: _Fields, many: np.
         try:
             message.ParseFromString(buf[int(spans[0][i]):int(spans[1][i])].tobytes())
             arrays[i] = region_runs.runs_arrays(message, int(counts[i]))
-        except region_runs.MalformedRegionRunsError:  # split when asked for, which raises naming what is wrong
-            batch.columnar[i] = False
-            continue
-        except DecodeError:
+        except (region_runs.MalformedRegionRunsError, DecodeError):  # split when asked for: that raises, naming it
             batch.columnar[i] = False
             continue
         per[i] = len(arrays[i])
@@ -212,7 +209,7 @@ def _expand_runs(batch: EventBatch, buf: np.ndarray, entries: _Fields, many: np.
     for i, a in arrays.items():
         at = slice(int(first[i]), int(first[i + 1]))
         region_ids[at], indexes[at], epochs[at], confs[at] = a.region_ids, a.indexes, a.epoch_versions, a.conf_versions
-        if columnar[at.start] if len(a) else False:
+        if len(a) and columnar[at.start]:
             starts[at] = batch.row_starts[i] + a.row_offsets[:-1]
         else:  # not on the array path (or no runs): no rows here, read from its split
             region_ids[at] = indexes[at] = epochs[at] = confs[at] = 0

@@ -421,7 +421,7 @@ class RawRecord(NamedTuple):
 NO_REGION = 0
 
 
-def _runs_of(record: RawRecord, region_ids: frozenset[int]) -> list[RawRecord]:
+def _runs_of(record: RawRecord, region_ids: frozenset[int], directory: Path) -> list[RawRecord]:
     """A record of no region as a region-filtered read gives it: an event of many regions as the
     single-region events of its runs of ``region_ids`` (binlog/region_runs.py), each but the last
     continuing at the record itself (reading on from one gives the others again: a reader skips
@@ -429,7 +429,11 @@ def _runs_of(record: RawRecord, region_ids: frozenset[int]) -> list[RawRecord]:
     event = binlog_pb2.Event.FromString(record.payload)
     if not region_runs.has_runs(event):
         return [record]
-    runs = [e for e in region_runs.split(event) if e.region_id in region_ids]
+    try:
+        runs = [e for e in region_runs.split(event) if e.region_id in region_ids]
+    except BinlogError as exc:  # a malformed event of many regions: corruption at its place
+        raise BinlogCorruptError(segment_path(directory, record.position.segment), record.position.offset,
+                                 f"the checksum matches but the payload is a malformed event ({exc})") from None
     return [RawRecord(record.position, e.SerializeToString(), record.next if i == len(runs) - 1 else record.position)
             for i, e in enumerate(runs)]
 
@@ -787,7 +791,7 @@ class SegmentReader:
                     if region in region_ids:
                         out.append(record)
                     elif region == NO_REGION:  # DDL (every reader needs it), or the rows of many regions
-                        out.extend(_runs_of(record, region_ids))
+                        out.extend(_runs_of(record, region_ids, self.directory))
             if len(out) >= max_records or (eager and (out or self._position != start)) or self._damage_ahead:
                 return out  # (with damage ahead: the next call raises)
             if len(batch) == wanted:
