@@ -900,7 +900,7 @@ class Capture:
             if coverage is not None:  # versions only: a row without a commit ts is never above a floor
                 lo, n = row_lo[slot], counts_l[slot]
                 if keep is None:
-                    coverage.add_batch(feed_columns.LiveSlice(rows, lo, n, newest[slot]))
+                    coverage.add_batch(rows, lo, n, newest[slot])
                 else:
                     which = np.flatnonzero(keep[lo:lo + n]) + lo
                     coverage.add_columns(rows.keys.take(pa.array(which)), rows.commit_ts[which])

@@ -99,10 +99,12 @@ class Coverage:
         PREWRITE, a ROLLBACK) is not a version and is never counted."""
         self._pending.append(_Versions(raw_keys, commit_ts))
 
-    def add_batch(self, rows: Any) -> None:
-        """Live versions as the C match wrote them (feed_columns.LiveBatch): as ``add_columns``,
-        their keys made an array only if some stay above the floor when it rises."""
-        self._pending.append(_BatchVersions(rows))
+    def add_batch(self, rows: Any, lo: int = 0, n: int | None = None, newest: int | None = None) -> None:
+        """Live versions as the C match wrote them (feed_columns.LiveBatch; rows lo..lo + n of
+        it, whose greatest commit ts is ``newest``, when it holds many regions' rows): as
+        ``add_columns``, their keys made an array only if some stay above the floor when it rises."""
+        self._pending.append(_BatchVersions(rows, lo, rows.count if n is None else n,
+                                            rows.max_commit_ts if newest is None else newest))
 
     def raise_floor(self, ts: int) -> None:
         """The range's resolved ts reached ``ts``: every version at or below it is in the
@@ -175,14 +177,14 @@ class _BatchVersions:
     """A LiveBatch's versions, pending: its newest commit ts known, its columns built only if
     some of them stay above the floor (``above``)."""
 
-    __slots__ = ("rows", "newest")
+    __slots__ = ("rows", "lo", "n", "newest")
 
-    def __init__(self, rows: Any) -> None:
-        self.rows = rows
-        self.newest = rows.max_commit_ts
+    def __init__(self, rows: Any, lo: int, n: int, newest: int) -> None:
+        self.rows, self.lo, self.n, self.newest = rows, lo, n, newest
 
     def above(self, ts: int) -> "_Versions":
-        return _Versions(self.rows.keys, self.rows.commit_ts).above(ts)
+        lo, n = self.lo, self.n
+        return _Versions(self.rows.keys.slice(lo, n), self.rows.commit_ts[lo:lo + n]).above(ts)
 
 
 class _Versions(Sequence[_Version]):

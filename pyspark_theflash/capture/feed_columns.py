@@ -256,24 +256,6 @@ def match_live(buffers: tuple[Any, ...], spans: list[tuple[int, int]], open_set:
     return LiveBatch(*rows, int(newest))
 
 
-class LiveSlice:
-    """Rows lo..lo + n of a ``LiveBatch`` as a coverage counts them (``Coverage.add_batch``): the
-    greatest commit ts known, the keys and commit ts made arrays only if asked for."""
-
-    __slots__ = ("_rows", "_lo", "_n", "max_commit_ts")
-
-    def __init__(self, rows: LiveBatch, lo: int, n: int, max_commit_ts: int) -> None:
-        self._rows, self._lo, self._n, self.max_commit_ts = rows, lo, n, max_commit_ts
-
-    @property
-    def keys(self) -> pa.BinaryArray:
-        return self._rows.keys.slice(self._lo, self._n)
-
-    @property
-    def commit_ts(self) -> np.ndarray:
-        return self._rows.commit_ts[self._lo:self._lo + self._n]
-
-
 @dataclass(frozen=True)
 class LiveRuns:
     """Many registrations' live rows of one message (``match_live_many``): every slot's rows,
