@@ -60,36 +60,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if tier not in TIERS:
             raise pytest.UsageError(f"{item.nodeid}: a test lives in one of tests/{{{','.join(TIERS)}}}/")
         item.add_marker(getattr(pytest.mark, tier))
-    _group_for_workers(config, items)
     if os.environ.get("THEFLASH_SLOW") or "slow" in (config.getoption("-m") or ""):
         return
     skip = pytest.mark.skip(reason="slow: run with THEFLASH_SLOW=1 or -m slow")
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
-
-
-SESSION_FIXTURES = ("spark", "jvm_spark")  # the two Spark JVMs a process starts once, below
-
-
-def _group_for_workers(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """For ``pytest -n 2`` (the README's test command; pytest-xdist with ``--dist loadgroup``,
-    pyproject.toml): a module is a unit of work that runs whole on one worker (its module
-    fixtures built once), except that every module with a test using the suite's Spark sessions
-    (``spark``, ``jvm_spark``: two JVMs, started once in a process) is in one unit,
-    ``spark-sessions``, so those start once. In a worker that unit is collected first, so one
-    worker takes it at once while the other goes through the rest (the integration tier, the
-    Spark tests that start their Spark in processes of their own: the README's blocks, the
-    notebook, the cluster, spark-submit; then the unit tier's short modules, which even out the
-    end); whichever finishes first takes the next module. Without ``-n`` nothing changes."""
-    if not hasattr(config, "workerinput"):  # not an xdist worker
-        return
-    sessions = {item.nodeid.split("::")[0] for item in items
-                if any(name in getattr(item, "fixturenames", ()) for name in SESSION_FIXTURES)}
-    in_sessions = [item for item in items if item.nodeid.split("::")[0] in sessions]
-    for item in in_sessions:
-        item.add_marker(pytest.mark.xdist_group("spark-sessions"))
-    items[:] = in_sessions + [item for item in items if item.nodeid.split("::")[0] not in sessions]
 
 
 @pytest.fixture(scope="session")
