@@ -493,7 +493,7 @@ def _literal(value: Any, typ: pa.DataType | None) -> Any:
 # Whatever the literal, a NULL column makes the comparison NULL (dropped; NULL under NOT too).
 
 _CMP_TEXT = {"==": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
-_NULL_BOOL = pa.scalar(None, pa.bool_())
+_NULL_BOOL = pa.nulls(1, pa.bool_())[0]  # not pa.scalar(None, ...): that imports pandas (pyarrow checks for it)
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,7 @@ def check_orphans(jvm_spark: JvmSpark, orders_rig: tuple[FlashRig, Any, str], ru
 
 def test_an_item_is_never_without_its_order_in_sql_dataframes_views_and_a_three_table_cte_while_orders_commit(
         jvm_spark: JvmSpark, orders_rig: tuple[FlashRig, Any, str]) -> None:
-    check_orphans(jvm_spark, orders_rig, runs=8)
+    check_orphans(jvm_spark, orders_rig, runs=3)  # the slow test below: SLOW_RUNS
 
 
 @pytest.mark.slow
@@ -316,7 +316,7 @@ def test_every_way_of_writing_a_query_reads_one_ts_and_tables_read_apart_are_ref
     """Issue 38: views (temporary, global, USING), spark.table, subqueries, CTEs, unions,
     self-joins, transform and caches read one ts while orders commit; making a view or a cache
     is not a read; DataFrames read apart, orders written in between, are refused by default."""
-    check_query_shapes(jvm_spark, orders_rig, runs=3)
+    check_query_shapes(jvm_spark, orders_rig, runs=2)  # two: a fresh ts each run; the slow test below: more
 
 
 @pytest.mark.slow
@@ -372,7 +372,7 @@ def check_bank_totals(jvm_spark: JvmSpark, root: Path, runs: int) -> None:
 
 def test_the_sum_over_checking_and_savings_is_exact_in_every_query_while_transfers_cross_the_two_tables(
         jvm_spark: JvmSpark, tmp_path: Path) -> None:
-    check_bank_totals(jvm_spark, tmp_path, runs=10)
+    check_bank_totals(jvm_spark, tmp_path, runs=4)  # the slow test below: SLOW_RUNS
 
 
 @pytest.mark.slow

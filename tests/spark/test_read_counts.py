@@ -12,7 +12,6 @@ no column, of one, of all). Then a change read's incomplete or contradictory opt
 on each path naming the option, before anything is read."""
 from __future__ import annotations
 
-import time
 from typing import Any, Iterator
 
 import pyarrow as pa
@@ -54,8 +53,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         rig.wait_replicated(TABLE)
         a = rig.cluster.get_ts()
         with Churn(rig, TABLE, rate=60.0, seed=38) as churn:
-            time.sleep(3.0)
-        assert churn.commits > 50
+            wait_for(lambda: churn.commits > 50, 60, "the churn to commit 50 changes")  # not a fixed 3 s
         with rig.cluster.txn() as t:  # a NULL, so that count(name) differs from count(*)
             t.update(TABLE, {"id": 7, "name": None})
         b = rig.cluster.get_ts()

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pytest
 
 from flash_rig import FlashRig, wait_for
-from jvm_spark import JvmSpark, RemoteError
+from jvm_spark import JvmSession, JvmSpark, RemoteError
 from pyspark_theflash.cli import main
 from pyspark_theflash.service import serve
 from pyspark_theflash.store.cli import store_status
@@ -188,10 +188,11 @@ def jvm_stream_metrics(spark: Any, server: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def jvm(built: Built) -> Iterator[JvmSpark]:
-    from pyspark_theflash.spark.jar import jar_path
-
-    session = JvmSpark(str(jar_path()))
+def jvm(built: Built, jvm_spark: JvmSpark) -> Iterator[JvmSession]:
+    """A session of its own in the suite's JVM with the jar: the tests point its ``theflash`` catalog at
+    this module's service (``spark.sql.catalog.theflash.server``), which a catalog reads once, when a
+    session first uses it."""
+    session = jvm_spark.session()
     try:
         yield session
     finally:
@@ -199,7 +200,7 @@ def jvm(built: Built) -> Iterator[JvmSpark]:
 
 
 @pytest.mark.spark
-def test_catalog_metadata_tables_answer_as_the_store_does(built: Built, jvm: JvmSpark) -> None:
+def test_catalog_metadata_tables_answer_as_the_store_does(built: Built, jvm: JvmSession) -> None:
     got = jvm.call(jvm_metadata, built.http_url)
     meta = _history(built.rig.store)
     assert got["schemas"] == meta["schemas"] and got["table_form"] == len(meta["schemas"])
@@ -216,7 +217,7 @@ def test_catalog_metadata_tables_answer_as_the_store_does(built: Built, jvm: Jvm
 
 
 @pytest.mark.spark
-def test_catalog_refuses_an_unknown_table_metadata(built: Built, jvm: JvmSpark) -> None:
+def test_catalog_refuses_an_unknown_table_metadata(built: Built, jvm: JvmSession) -> None:
     with pytest.raises(RemoteError) as err:
         jvm.call(_missing_metadata, built.http_url)
     assert "TABLE_OR_VIEW_NOT_FOUND" in err.value.message or "cannot be found" in err.value.message
@@ -228,7 +229,7 @@ def _missing_metadata(spark: Any, server: str) -> None:
 
 
 @pytest.mark.spark
-def test_the_scan_node_reports_its_read_sessions_figures_as_spark_metrics(built: Built, jvm: JvmSpark) -> None:
+def test_the_scan_node_reports_its_read_sessions_figures_as_spark_metrics(built: Built, jvm: JvmSession) -> None:
     got = jvm.call(jvm_scan_metrics, built.http_url)
     meta = _history(built.rig.store)
     assert got["rows"] == got["numOutputRows"] == 40
@@ -239,7 +240,7 @@ def test_the_scan_node_reports_its_read_sessions_figures_as_spark_metrics(built:
 
 
 @pytest.mark.spark
-def test_the_scan_node_sums_its_streams_deletion_vector_rows_and_fresh_tail_rows(built: Built, jvm: JvmSpark) -> None:
+def test_the_scan_node_sums_its_streams_deletion_vector_rows_and_fresh_tail_rows(built: Built, jvm: JvmSession) -> None:
     got = jvm.call(jvm_stream_metrics, built.http_url)
     kept = [h for h in range(LEDGER_ROWS) if h not in DELETED]
     assert got["rows"] == sorted([(h, -h if h in UPDATED else h) for h in kept] + [(h, h) for h in INSERTED])

@@ -47,11 +47,26 @@ def _start(jar: str, conf: dict[str, str], log: str | None = None) -> None:
     start_callback_server(_SPARK)  # foreachBatch's, on a low descriptor while this worker is young
 
 
-def _run(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[str, Any]:
+def _run(fn: Callable[..., Any], args: tuple[Any, ...], session: int | None = None) -> tuple[str, Any]:
     try:
-        return "ok", fn(_SPARK, *args)
+        return "ok", fn(_SPARK if session is None else _SESSIONS[session], *args)
     except BaseException as exc:  # sent back as data: Py4J errors do not pickle
         return "error", (type(exc).__name__, str(exc), traceback.format_exc())
+
+
+_SESSIONS: dict[int, Any] = {}
+
+
+def _new_session(conf: dict[str, str]) -> int:
+    session = _SPARK.newSession()
+    for key, value in conf.items():
+        session.conf.set(key, value)
+    _SESSIONS[id(session)] = session
+    return id(session)
+
+
+def _drop_session(key: int) -> None:
+    _SESSIONS.pop(key, None)
 
 
 class JvmSpark:
@@ -62,10 +77,19 @@ class JvmSpark:
                                          initargs=(jar, dict(conf or {}), log))
 
     def call(self, fn: Callable[..., Any], *args: Any, timeout: float = 600) -> Any:
-        status, value = self._pool.submit(_run, fn, args).result(timeout)
+        return self._call(fn, args, None, timeout)
+
+    def _call(self, fn: Callable[..., Any], args: tuple[Any, ...], session: int | None, timeout: float) -> Any:
+        status, value = self._pool.submit(_run, fn, args, session).result(timeout)
         if status == "error":
             raise RemoteError(*value)
         return value
+
+    def session(self, conf: dict[str, str] | None = None) -> "JvmSession":
+        """A new SparkSession in this worker's JVM (``SparkSession.newSession()``): its own SQL conf,
+        temporary views and catalogs (a catalog reads its ``spark.sql.catalog.*`` settings once, when a
+        session first uses it), the JVM, the jar and the extensions shared. Starts no JVM."""
+        return JvmSession(self, self._pool.submit(_new_session, dict(conf or {})).result(120))
 
     def close(self) -> None:
         try:
@@ -76,3 +100,17 @@ class JvmSpark:
 
 def _stop(spark: Any) -> None:
     spark.stop()
+
+
+class JvmSession:
+    """One of a ``JvmSpark``'s sessions (``JvmSpark.session()``): ``call`` runs ``fn(session, *args)``."""
+
+    def __init__(self, jvm: JvmSpark, key: int) -> None:
+        self._jvm, self._key = jvm, key
+
+    def call(self, fn: Callable[..., Any], *args: Any, timeout: float = 600) -> Any:
+        return self._jvm._call(fn, args, self._key, timeout)
+
+    def close(self) -> None:
+        """Forgets the session (its SparkContext is the JVM's: it goes on)."""
+        self._jvm._pool.submit(_drop_session, self._key).result(60)
