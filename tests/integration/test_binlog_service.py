@@ -267,7 +267,7 @@ def test_the_stream_form_carries_the_segments_format_version_and_a_client_refuse
     event form as empty (a file reader refuses such a segment by its header already)."""
     from pyspark_theflash.binlog import BinlogVersionError
     from pyspark_theflash.binlog import service as binlog_service
-    from pyspark_theflash.binlog.segment import FORMAT_VERSION
+    from pyspark_theflash.binlog.segment import FORMAT_VERSION, READ_VERSIONS
 
     events = mixed_region_events(10)
     with SegmentWriter(binlog_dir, segment_bytes=1500) as writer, serve_binlog(binlog_dir) as server:
@@ -287,5 +287,5 @@ def test_the_stream_form_carries_the_segments_format_version_and_a_client_refuse
         monkeypatch.setattr(binlog_service, "_format_version", lambda directory, number: FORMAT_VERSION + 1)
         with open_source(server.url) as stream:
             with pytest.raises(BinlogVersionError, match=rf"format version {FORMAT_VERSION + 1}; this code reads "
-                                                         r"versions 1, 2, 3: upgrade TheFlash"):
+                                                         rf"versions {', '.join(map(str, READ_VERSIONS))}: upgrade TheFlash"):
                 read_to_head(stream)
