@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -13,6 +12,7 @@ import pyarrow as pa
 import pytest
 
 from capture_rig import Running, apply, assert_equal_at, options
+from polling import wait_for
 
 from pyspark_theflash.upstream.cluster import MiniCluster
 from pyspark_theflash.upstream.tidb import make_column, record_key
@@ -46,11 +46,14 @@ def test_two_thousand_regions_on_two_stores_through_splits_merges_and_a_store_re
     rng = random.Random(50)
     done = threading.Event()
 
+    writes_done = [0]
+
     def writes() -> None:  # 2PC transactions of a few rows each, over random regions
         while not done.is_set():
             ids = rng.sample(range(ROWS), 4)
             cluster.run_txn(lambda t: [t.update(TABLE, {"id": i, "v": rng.randint(1, 10**9)}) for i in ids],
                             one_pc=False)
+            writes_done[0] += 1
 
     writer = threading.Thread(target=writes, name="many-regions-writes")
     writer.start()
@@ -66,10 +69,15 @@ def test_two_thousand_regions_on_two_stores_through_splits_merges_and_a_store_re
             cluster.merge_regions(right.id, left.id)
         stamps.append(cluster.get_ts())
         # store 2 restarts: every registration on it fails at once
+        on_store_2 = {f.id for f in running.capture.feeds.values() if f.store_id == 2}
+        assert on_store_2, "no region's leader on store 2"
         cluster.store_servers[1].stop()
-        time.sleep(0.3)
+        wait_for(lambda: not on_store_2 & {f.id for f in running.capture.feeds.values()
+                                           if f.store_id == 2 and f.initialized},
+                 30, "capture to see store 2's registrations fail")
         cluster.store_servers[1].start()
-        time.sleep(1.0)
+        committed = writes_done[0]
+        wait_for(lambda: writes_done[0] >= committed + 50, 60, "50 more transactions after the restart")
     finally:
         done.set()
         writer.join()
