@@ -212,7 +212,7 @@ def copy_feed(rows: int, regions: int, batch: int, base_ts: int) -> Feed:
     values, v = _values_and_v(min(rows, 65536), 13)
     ts = base_ts
     for r in range(regions):
-        n = min(per, rows - r * per)
+        n = max(0, min(per, rows - r * per))  # fewer rows than regions: the last regions are empty
         feed.region_rows.append(n)
         full, tail = divmod(n, len(v))  # row i of a region has value i % len(values)
         feed.v_sum = (feed.v_sum + full * int(v.sum()) + int(v[:tail].sum())) % (1 << 64)
