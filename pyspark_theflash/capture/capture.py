@@ -467,12 +467,12 @@ class Capture:
             # found as arrays (a poll can come 20 times a second, over every region): only those
             # lagging by the resolver's threshold are handed over, the others leave its queue
             table = self.table
-            table.refresh(self.feeds)
-            resolved = table.resolved.astype(np.int64)
-            behind = table.ready & (resolved > 0) & \
-                ((frontier >> LOGICAL_BITS) - (resolved >> LOGICAL_BITS) >= self.lock_resolver.lag_ms)
+            used = table.used()
+            resolved = table.resolved[used].astype(np.int64)
+            behind = used[table.ready[used] & (resolved > 0) &
+                          ((frontier >> LOGICAL_BITS) - (resolved >> LOGICAL_BITS) >= self.lock_resolver.lag_ms)]
             self.lock_resolver.lagging(frontier, [LaggingRegion(f.id, f.start, f.end, f.resolved_ts)
-                                                  for f in table.feeds[behind].tolist()])
+                                                  for f in (table.feeds[i] for i in behind.tolist()) if f is not None])
 
     def _create_missing_tables(self, tables: list[tuple[str, dict[str, Any]]]) -> None:
         """A fresh binlog: every captured table whose creation TiDB's DDL history no longer
@@ -539,8 +539,10 @@ class Capture:
                           resolved_ts=max(since, self._written_resolved().get(info.id, 0) if same_range else 0),
                           since_ts=since, inherited=pieces if since else [])
         self._written.discard(info.id)  # (the registration this one replaces, if it was written)
+        if old is not None:
+            self.table.remove(old)
         self.feeds[info.id] = feed
-        self.table.changed()
+        self.table.add(feed)
         self._stream(info.leader_store).send(cdcpb_pb2.ChangeDataRequest(
             header=cdcpb_pb2.Header(cluster_id=self.pd.cluster_id, ticdc_version=TICDC_VERSION),
             region_id=info.id, region_epoch=metapb_pb2.RegionEpoch(conf_ver=info.conf_ver, version=info.version),
@@ -639,7 +641,7 @@ class Capture:
         if self.feeds.get(feed.id) is not feed:
             return  # dropped already (its range waits for a reload), or registered anew since
         del self.feeds[feed.id]
-        self.table.changed()
+        self.table.remove(feed)
         self._written.discard(feed.id)
         self._end_coverage(feed)
         self._reload_later(feed.start, feed.end, feed, backoff_s)
@@ -730,7 +732,7 @@ class Capture:
         table = np.array(spans, dtype=np.int64)
         runs = feed_columns.match_live_many(msg.row_buffers(), table,
                                             tuple(f.open_set() for f in slots),
-                                            np.fromiter((f.resolved_ts for f in slots), np.uint64, len(slots)))
+                                            self.table.resolved[[f.slot for f in slots]])
         for slot, exc in runs.errors.items():
             self._drop(slots[slot], f"region {slots[slot].id}: {exc}", self.opts.retry_backoff_s)
         if runs.rows.count:
@@ -762,7 +764,6 @@ class Capture:
             self.rows_scanned += hi - lo
             after = feed.take_initial_columns(msg.rows.slice(lo, hi))
             if after is not None:
-                self.table.changed()  # initialised: its resolved ts may move now
                 cts = feed.max_commit_ts()
                 snap = feed.snapshot_columns()
                 self._hold(cts, lambda f=feed, s=snap: self._snapshot_events(f, s))
@@ -786,8 +787,7 @@ class Capture:
             return
         rids = rids.astype(np.int64)  # (region ids are below 2^63: PD allocates them from 1 up)
         table = self.table
-        table.refresh(self.feeds)
-        if not len(table.ids):
+        if not len(table):
             return  # no registration now
         pos, found = table.find(rids)
         ok = found & table.ready[pos] & (table.stores[pos] == store_id)
@@ -941,7 +941,7 @@ class Capture:
         return tid is not None and (self.selected is None or self.partitions.logical(tid) in self.table_ids)
 
     def _filter_snapshot(self, snap: SnapshotColumns) -> SnapshotColumns:
-        if self.selected is None:
+        if self.selected is None or not len(snap):
             return snap
         return snap.where(self._captured(feed_columns.record_table_ids(snap.versions.keys)),
                           self._captured(feed_columns.record_table_ids(snap.locks.keys)))
@@ -987,7 +987,8 @@ class Capture:
             self.ended_coverage = [c for c in self.ended_coverage
                                    if not _ranges_overlap(c.start, c.end, feed.start, feed.end)]
             feed.coverage = Coverage([(feed.start, feed.end, 0)])
-            feed.coverage.add_columns(snap.versions.keys, snap.versions.commit_ts)
+            if len(snap.versions):
+                feed.coverage.add_columns(snap.versions.keys, snap.versions.commit_ts)
         if self.feeds.get(feed.id) is not feed:
             self._end_coverage(feed)  # ended while its snapshot waited to be written
         else:
@@ -1022,17 +1023,15 @@ class Capture:
         raised to it when next consulted: ``RegionFeed.current_coverage``)."""
         ts = min(ts, self.frontier)  # a resolved ts promises the schema changes up to it too
         table = self.table
-        table.refresh(self.feeds)
-        if not len(table.ids):
+        if not len(table):
             return []  # every registration ended since
         pos, found = table.find(ids)
         moved = found & (table.gens[pos] == gens) & (table.resolved[pos] < np.uint64(ts))
         if not moved.any():
             return []
         at = pos[moved]
-        table.resolved[at] = ts
-        for feed in table.feeds[at].tolist():
-            feed.resolved_ts = feed.covered_ts = ts
+        table.resolved[at] = ts  # (each RegionFeed's resolved_ts and covered_ts are its row's)
+        table.covered[at] = ts
         moved_ids = ids[moved]
         self._resolved_written.append((moved_ids, ts))
         event = binlog_pb2.Event()
@@ -1091,7 +1090,7 @@ class Capture:
         if at_start or not self.feeds:
             needed = self.pd.gc_safe_point()
         else:
-            needed = min((f.resolved_ts for f in self.feeds.values()), default=0)
+            needed = self.table.least_resolved()
             if needed == 0:
                 return  # a region still initialising: keep the start's hold
             # a range waiting to be registered again is scanned from its ended coverage's floor
@@ -1136,8 +1135,8 @@ class Capture:
         if self.pending_reload or not self.feeds:
             return False
         table = self.table  # (asked every loop with --until-ts: arrays, not a pass over the registrations)
-        table.refresh(self.feeds)
-        return bool(table.ready.all() and (table.resolved >= np.uint64(ts)).all()) and \
+        used = table.used()
+        return bool(table.ready[used].all() and (table.resolved[used] >= np.uint64(ts)).all()) and \
             not self._followed_gaps(with_reloads=False)
 
     def stop(self) -> None:
@@ -1214,8 +1213,7 @@ class Capture:
                     took = time.monotonic() - now
                     save_every = max(STATE_SAVE_EVERY_S, took / STATE_SAVE_SHARE)
                     saved, last_save = synced, now
-                first_resolved = self.gc_held == self._gc_start and self.feeds and all(
-                    f.resolved_ts for f in self.feeds.values())
+                first_resolved = self.gc_held == self._gc_start and self.table.all_resolved()
                 if now - last_gc >= self.opts.gc_update_s or first_resolved:
                     try:
                         self._hold_gc(at_start=False)  # at once when every region first resolved
@@ -1224,10 +1222,10 @@ class Capture:
                     last_gc = now
                 if now - last_report >= PROGRESS_EVERY_S:
                     self.progress(report.line(
-                        now, regions=len(self.feeds), initialised=sum(f.initialized for f in self.feeds.values()),
+                        now, regions=len(self.feeds), initialised=self.table.count_ready(),
                         rows_scanned=self.rows_scanned, rows_written=self.rows_written,
                         events_written=self.events_written,
-                        min_resolved_ts=min((f.resolved_ts for f in self.feeds.values()), default=0),
+                        min_resolved_ts=self.table.least_resolved(),
                         frontier_ts=self.frontier, held_events=len(self.fifo)))
                     if self.fifo and now - self.frontier_moved_at > 30:
                         log.warning("the DDL frontier has not moved for 30 s (are PD and TiDB's status port %s answering?): "

@@ -19,8 +19,7 @@ COMMITTED. Only record keys of the captured tables are kept (index entries are n
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -44,42 +43,123 @@ class FeedProtocolError(Exception):
     registered again."""
 
 
-@dataclass
+class FeedColumns(Protocol):
+    """Where a current registration's resolved ts, coverage ts and readiness live: the region
+    table's columns (capture/region_table.py ``RegionTable``), a row per registration."""
+
+    resolved: np.ndarray
+    covered: np.ndarray
+    ready: np.ndarray
+
+
 class RegionFeed:
     """Capture's view of one registered region. ``gen`` tells this registration's events from
-    an earlier one's."""
+    an earlier one's. While it is a current registration its resolved ts and whether it is
+    initialised live in capture's region table (capture/region_table.py: columns over every
+    registration, which a resolved ts of 100,000 regions moves with a few array operations);
+    the attributes read and write them there, and keep them here once it ended."""
 
-    id: int
-    start: bytes  # PD-encoded
-    end: bytes
-    version: int
-    conf_ver: int
-    store_id: int
-    gen: int
-    resolved_ts: int = 0  # the last resolved ts written for it
-    initialized: bool = False
-    discarded: bool = False  # its snapshot was older than a newer region's: nothing more of it is written
-    written: bool = False  # its snapshot is in the binlog: its rows go to the region the replica holds
-    # registered from since_ts > 0 (capture/coverage.py): the feed's initial scan holds the
-    # versions above it only, and ``inherited`` says which of those the replica holds already
-    since_ts: int = 0
-    inherited: list[Coverage] = field(default_factory=list)
-    coverage: Coverage | None = None  # what the replica holds of its range, once its snapshot is written
-    # the last resolved ts written for it by a resolved ts event: its coverage's floors rise to
-    # it when the coverage is next consulted (current_coverage), not at every resolved ts
-    covered_ts: int = 0
-    _writes: dict[tuple[bytes, int], tuple[int, int, bytes]] = field(default_factory=dict)
-    _locks: dict[tuple[bytes, int], tuple[int, bytes]] = field(default_factory=dict)
-    _waiting_commits: dict[tuple[bytes, int], tuple[int, int, bytes]] = field(default_factory=dict)
-    _open: dict[tuple[bytes, int], int] = field(default_factory=dict)  # live prewrites: (key, start) -> op
-    # the same once rows arrive as columns, as a hash set in C (feed_columns.match_live)
-    _open_set: Any = field(default_factory=lambda: feed_columns.OpenSet())
-    # the initial scan's COMMITTED rows as they came in columns (take_initial_columns):
-    # (keys, ops, start ts, commit ts, values) per message, in feed order
-    _scan: list[tuple[Any, Any, Any, Any, Any]] = field(default_factory=list)
-    # the newer regions' claims over its range (RangeClaims.newer), as of claim number claims_seen
-    claims_seen: int = -1
-    newer: list[Any] = field(default_factory=list)
+    __slots__ = ("id", "start", "end", "version", "conf_ver", "store_id", "gen", "discarded", "written", "since_ts",
+                 "inherited", "coverage", "_writes", "_locks", "_waiting_commits", "_open", "_open_set", "_scan",
+                 "claims_seen", "newer", "_table", "_slot", "_resolved_ts", "_initialized", "_covered_ts")
+
+    def __init__(self, id: int, start: bytes, end: bytes, version: int, conf_ver: int, store_id: int, gen: int,
+                 resolved_ts: int = 0, initialized: bool = False, since_ts: int = 0,
+                 inherited: list[Coverage] | None = None) -> None:
+        self.id = id
+        self.start = start  # PD-encoded
+        self.end = end
+        self.version = version
+        self.conf_ver = conf_ver
+        self.store_id = store_id
+        self.gen = gen
+        self.discarded = False  # its snapshot was older than a newer region's: nothing more of it is written
+        self.written = False  # its snapshot is in the binlog: its rows go to the region the replica holds
+        # registered from since_ts > 0 (capture/coverage.py): the feed's initial scan holds the
+        # versions above it only, and ``inherited`` says which of those the replica holds already
+        self.since_ts = since_ts
+        self.inherited: list[Coverage] = inherited or []
+        self.coverage: Coverage | None = None  # what the replica holds of its range, once its snapshot is written
+        self._writes: dict[tuple[bytes, int], tuple[int, int, bytes]] = {}
+        self._locks: dict[tuple[bytes, int], tuple[int, bytes]] = {}
+        self._waiting_commits: dict[tuple[bytes, int], tuple[int, int, bytes]] = {}
+        self._open: dict[tuple[bytes, int], int] = {}  # live prewrites: (key, start) -> op
+        # the same once rows arrive as columns, as a hash set in C (feed_columns.match_live)
+        self._open_set: feed_columns.OpenSet | None = None
+        # the initial scan's COMMITTED rows as they came in columns (take_initial_columns):
+        # (keys, ops, start ts, commit ts, values) per message, in feed order
+        self._scan: list[tuple[Any, Any, Any, Any, Any]] = []
+        # the newer regions' claims over its range (RangeClaims.newer), as of claim number claims_seen
+        self.claims_seen = -1
+        self.newer: list[Any] = []
+        self._table: FeedColumns | None = None  # the region table holding its row (slot), while current
+        self._slot = -1
+        self._resolved_ts = resolved_ts  # the last resolved ts written for it
+        self._initialized = initialized
+        # the last resolved ts written for it by a resolved ts event: its coverage's floors rise
+        # to it when the coverage is next consulted (current_coverage), not at every resolved ts
+        self._covered_ts = 0
+
+    def __repr__(self) -> str:
+        return f"RegionFeed(id={self.id}, version={self.version}, store={self.store_id}, gen={self.gen})"
+
+    # the fields the region table holds while the registration is current
+
+    @property
+    def resolved_ts(self) -> int:
+        t = self._table
+        return int(t.resolved[self._slot]) if t is not None else self._resolved_ts
+
+    @resolved_ts.setter
+    def resolved_ts(self, ts: int) -> None:
+        t = self._table
+        if t is not None:
+            t.resolved[self._slot] = ts
+        else:
+            self._resolved_ts = ts
+
+    @property
+    def covered_ts(self) -> int:
+        t = self._table
+        return int(t.covered[self._slot]) if t is not None else self._covered_ts
+
+    @covered_ts.setter
+    def covered_ts(self, ts: int) -> None:
+        t = self._table
+        if t is not None:
+            t.covered[self._slot] = ts
+        else:
+            self._covered_ts = ts
+
+    @property
+    def initialized(self) -> bool:
+        t = self._table
+        return bool(t.ready[self._slot]) if t is not None else self._initialized
+
+    @initialized.setter
+    def initialized(self, ready: bool) -> None:
+        t = self._table
+        if t is not None:
+            t.ready[self._slot] = ready
+        else:
+            self._initialized = ready
+
+    @property
+    def slot(self) -> int:
+        """Its row in the region table (-1 once it ended)."""
+        return self._slot
+
+    def attach(self, table: FeedColumns, slot: int) -> None:
+        """Its row in ``table`` holds those fields from now on (RegionTable.add)."""
+        self._table, self._slot = table, slot
+
+    def detach(self) -> None:
+        """Its row is gone (RegionTable.remove): the fields are its own again, as last set."""
+        t, slot = self._table, self._slot
+        if t is not None:
+            self._resolved_ts, self._covered_ts = int(t.resolved[slot]), int(t.covered[slot])
+            self._initialized = bool(t.ready[slot])
+        self._table, self._slot = None, -1
 
     def region_proto(self) -> binlog_pb2.Region:
         return binlog_pb2.Region(id=self.id, start_key=self.start, end_key=self.end,
@@ -146,8 +226,10 @@ class RegionFeed:
         after = None
         if len(init):
             after = int(init[0]) + 1
-            rows = rows.take(np.arange(int(init[0])))
             self.initialized = True
+            if not init[0]:  # INITIALIZED first (an empty region's scan, or its last rows came before)
+                return after
+            rows = rows.take(np.arange(int(init[0])))
         if not len(rows):
             return after
         record = feed_columns.record_table_ids(rows.keys) != np.iinfo(np.int64).min
@@ -219,6 +301,8 @@ class RegionFeed:
     def open_set(self) -> feed_columns.OpenSet:
         """The open (key, start ts) pairs its live rows are matched against, in C (with those the
         per-row path opened: the snapshot's locks, rows after INITIALIZED in its event)."""
+        if self._open_set is None:
+            self._open_set = feed_columns.OpenSet()
         if self._open:
             for key, start in self._open:
                 self._open_set.add(key, start)
@@ -229,6 +313,9 @@ class RegionFeed:
         """The state the initial scan built, as columns (binlog/snapshot_batch.py): every
         version once, and every open lock; the live rows that follow are matched against its
         locks."""
+        if not self._scan and not self._writes and not self._locks:  # an empty region's
+            self._waiting_commits.clear()
+            return snapshot_batch.empty_snapshot()
         binary = pa.binary()
         parts = list(self._scan)
         if self._writes:  # versions the per-row rules made (a COMMIT of a scanned lock, a take())

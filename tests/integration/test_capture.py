@@ -276,10 +276,10 @@ def test_a_message_of_many_regions_is_one_binlog_event_meaning_each_regions_own(
             f = RegionFeed(80 + i, bytes(encode_region_key(key(100 * i))), bytes(encode_region_key(key(100 * i + 100))),
                            version=5, conf_ver=1, store_id=1, gen=10 + i, initialized=True, resolved_ts=50)
             capture.feeds[f.id] = f
+            capture.table.add(f)
             for ev in capture._snapshot_events(f, binlog_pb2.RegionSnapshot(region=f.region_proto())):
                 capture._append([ev])
             feeds.append(f)
-        capture.table.changed()
 
         def prewrite(h: int, ts: int) -> Ev.Row:
             return Ev.Row(type=Ev.PREWRITE, op_type=Ev.Row.PUT, start_ts=ts, key=key(h), value=b"v%d" % h)

@@ -9,30 +9,49 @@ from pyspark_theflash.capture.region_feed import RegionFeed
 from pyspark_theflash.capture.region_table import RegionTable, greatest_resolved
 
 
-def test_find_and_the_arrays_follow_the_registrations_through_changes() -> None:
+def test_find_and_the_rows_follow_the_registrations_through_changes() -> None:
+    """Registrations begin (replacing one of the same region), end, and have their resolved ts
+    moved through the table's arrays; the table answers what the dict of feeds answers, and a
+    feed that ended keeps the fields its row last held."""
     rng = random.Random(5)
     feeds: dict[int, RegionFeed] = {}
+    ended: list[tuple[RegionFeed, int, bool]] = []
     table = RegionTable()
-    for step in range(200):
+    for step in range(400):
         rid = rng.randint(1, 60)
-        if rid in feeds and rng.random() < 0.4:
+        old = feeds.get(rid)
+        if old is not None:
+            ended.append((old, old.resolved_ts, old.initialized))
+            table.remove(old)
             del feeds[rid]
-        else:
+        if old is None or rng.random() < 0.6:
             feeds[rid] = RegionFeed(rid, b"", b"", 1, 1, rng.randint(1, 3), step, initialized=rng.random() < 0.7,
                                     resolved_ts=rng.randint(0, 99))
-        table.changed()
-        table.refresh(feeds)
+            table.add(feeds[rid])
+        if feeds and rng.random() < 0.5:  # a resolved ts of some regions, as capture moves it
+            slots, found = table.find(np.array(rng.sample(sorted(feeds), min(5, len(feeds))), np.int64))
+            assert found.all()
+            table.resolved[slots] = np.maximum(table.resolved[slots], np.uint64(step))
+        if rng.random() < 0.2 and feeds:
+            feeds[rng.choice(sorted(feeds))].initialized = True
+        assert len(table) == len(feeds)
         if not feeds:
             continue
         asked = np.array([rng.randint(0, 70) for _ in range(20)], np.int64)
-        pos, found = table.find(asked)
-        for r, p, f in zip(asked.tolist(), pos.tolist(), found.tolist()):
+        slot, found = table.find(asked)
+        for r, p, f in zip(asked.tolist(), slot.tolist(), found.tolist()):
             assert f == (r in feeds)
             if f:
                 feed = feeds[r]
-                assert table.feeds[p] is feed
+                assert table.feeds[p] is feed and feed.slot == p
                 assert (table.gens[p], table.stores[p], bool(table.ready[p]), int(table.resolved[p])) == \
                     (feed.gen, feed.store_id, feed.initialized, feed.resolved_ts)
+        assert table.least_resolved() == min(f.resolved_ts for f in feeds.values())
+        assert table.count_ready() == sum(f.initialized for f in feeds.values())
+        assert table.all_resolved() == all(f.resolved_ts for f in feeds.values())
+    assert ended
+    for feed, resolved, ready in ended:  # off the table, with what its row held when it ended
+        assert feed.slot == -1 and (feed.resolved_ts, feed.initialized) == (resolved, ready)
 
 
 def test_greatest_resolved_folds_events_into_each_regions_greatest_ts() -> None:
