@@ -34,6 +34,7 @@ class RegionTable:
         self.covered = np.zeros(0, np.uint64)    # its coverage's floors rise to it (RegionFeed.covered_ts)
         self.feeds: list[RegionFeed | None] = []  # the RegionFeed of each slot
         self._free: list[int] = []
+        self._slot_of: dict[int, int] = {}       # region id -> its row: one row per region
         self._by_id: np.ndarray | None = None    # the used slots in region-id order (None: build again)
         self._sorted_ids = np.zeros(0, np.int64)
 
@@ -41,7 +42,13 @@ class RegionTable:
         return len(self.feeds) - len(self._free)
 
     def add(self, feed: RegionFeed) -> None:
-        """A registration began: its row holds its resolved ts and readiness from now on."""
+        """A registration began: its row holds its resolved ts and readiness from now on. (A row
+        of the same region still here is a registration this one replaces: it ends.)"""
+        former = self._slot_of.get(feed.id)
+        if former is not None:
+            stale = self.feeds[former]
+            assert stale is not None
+            self.remove(stale)
         if self._free:
             slot = self._free.pop()
         else:
@@ -53,6 +60,7 @@ class RegionTable:
         self.ids[slot], self.gens[slot], self.stores[slot] = feed.id, feed.gen, feed.store_id
         self.ready[slot], self.resolved[slot], self.covered[slot] = ready, resolved, feed.covered_ts
         self.feeds[slot] = feed
+        self._slot_of[feed.id] = slot
         feed.attach(self, slot)
         self._by_id = None
 
@@ -62,6 +70,7 @@ class RegionTable:
         if not 0 <= slot < len(self.feeds) or self.feeds[slot] is not feed:
             return  # not one of this table's rows (ended already)
         feed.detach()
+        del self._slot_of[feed.id]
         self.feeds[slot] = None
         self.ids[slot], self.ready[slot] = _FREE, False
         self._free.append(slot)

@@ -64,3 +64,16 @@ def test_greatest_resolved_folds_events_into_each_regions_greatest_ts() -> None:
             expected[rid] = max(expected.get(rid, 0), ts)
     assert dict(greatest_resolved(events)) == expected
     assert greatest_resolved([]) == []
+
+
+def test_a_registration_added_over_one_of_the_same_region_replaces_it() -> None:
+    """One row per region: a second registration of region 7 ends the first's row (the first
+    keeps the fields it had), and the id finds the second only."""
+    table = RegionTable()
+    first = RegionFeed(7, b"", b"", 1, 1, 1, gen=1, initialized=True, resolved_ts=40)
+    table.add(first)
+    second = RegionFeed(7, b"", b"", 2, 1, 1, gen=2)
+    table.add(second)
+    assert len(table) == 1 and first.slot == -1 and (first.resolved_ts, first.initialized) == (40, True)
+    slot, found = table.find(np.array([7], np.int64))
+    assert found.all() and table.feeds[int(slot[0])] is second and int(table.gens[slot[0]]) == 2
