@@ -64,6 +64,8 @@ from pyspark_theflash.upstream.pd_client import PDClient, RegionInfo
 from pyspark_theflash.capture.progress import ProgressLine
 from pyspark_theflash.capture.region_feed import FeedProtocolError, RegionFeed, entries_event, snapshot_event
 from pyspark_theflash.capture.region_table import RegionTable, greatest_resolved
+from pyspark_theflash.capture.tasks import (DdlPoll, Held, HeldAdmin, HeldResolved, HeldRows, HeldRuns, HeldSnapshot,
+                                            PollFailed, StreamDown, StreamMessage, Task)
 from pyspark_theflash.capture import feed_columns
 from pyspark_theflash.capture.tidb_status import DDLHistoryUnavailableError, TiDBStatus
 from pyspark_theflash.codec import encode_region_key
@@ -183,7 +185,7 @@ class StoreStream:
     own request id either way, so a batched resolved ts names its registration on a
     multiplexed stream and carries request id 0 on the other."""
 
-    def __init__(self, store_id: int, address: str, gen: int, inbound: queue.Queue[Any]) -> None:
+    def __init__(self, store_id: int, address: str, gen: int, inbound: queue.Queue[Task]) -> None:
         self.store_id, self.address, self.gen = store_id, address, gen
         self.method = ""  # the RPC the stream runs, once it is open
         self._requests: queue.Queue[Any] = queue.Queue()
@@ -209,7 +211,7 @@ class StoreStream:
                                               response_deserializer=None)
             self._call = raw(iter(self._requests.get, None), metadata=_MULTIPLEXING if multiplexed else None)
             for resp in self._call:
-                self._inbound.put(("events", self.store_id, self.gen, feed_columns.decode_change_data(resp)))
+                self._inbound.put(StreamMessage(self.store_id, self.gen, feed_columns.decode_change_data(resp)))
             reason = "the store ended the stream"
         except grpc.RpcError as exc:
             reason = f"{exc.code().name}: {exc.details()}"
@@ -217,7 +219,7 @@ class StoreStream:
             reason = str(exc)
         except Exception as exc:  # pragma: no cover - reported like a broken stream
             reason = repr(exc)
-        self._inbound.put(("stream_down", self.store_id, self.gen, reason))
+        self._inbound.put(StreamDown(self.store_id, self.gen, reason))
 
     def close(self) -> None:
         self._requests.put(None)
@@ -235,7 +237,7 @@ class Capture:
         self.dir = Path(opts.binlog)
         self.writer = SegmentWriter(self.dir, opts.segment_bytes)
         self.service_id = "theflash-capture-" + hashlib.sha1(str(self.dir.resolve()).encode()).hexdigest()[:12]
-        self.inbound: queue.Queue[Any] = queue.Queue(maxsize=INBOUND_MESSAGES)
+        self.inbound: queue.Queue[Task] = queue.Queue(maxsize=INBOUND_MESSAGES)
         self.feeds: dict[int, RegionFeed] = {}
         self.indexes: dict[int, int] = {}
         self.resolved: dict[int, int] = {}  # read through _written_resolved
@@ -252,7 +254,7 @@ class Capture:
         # looked up again); tests assert there are none.
         self.unfollowed: list[tuple[bytes, bytes]] = []
         self._jitter = random.Random(opts.jitter_seed)
-        self.fifo: deque[tuple[int, Callable[[], list[binlog_pb2.Event]]]] = deque()
+        self.fifo: deque[tuple[int, Held]] = deque()  # (newest commit, what is held), in feed order
         self.frontier = 0
         self.frontier_moved_at = time.monotonic()
         self.last_ddl_ts = 0
@@ -443,9 +445,9 @@ class Capture:
             try:
                 frontier = self.pd.get_ts()
                 jobs = self._history()
-                self.inbound.put(("ddl", frontier, jobs))
+                self.inbound.put(DdlPoll(frontier, jobs))
             except (CaptureError, UpstreamError) as exc:
-                self.inbound.put(("warn", f"DDL poll failed, retrying: {exc}"))
+                self.inbound.put(PollFailed(f"DDL poll failed, retrying: {exc}"))
             self._stop.wait(max(0.0, self.opts.ddl_poll_min_s - (time.monotonic() - began)))
             self._frontier_wanted.wait(max(0.0, self.opts.ddl_poll_s - (time.monotonic() - began)))
 
@@ -617,9 +619,8 @@ class Capture:
             regions = [binlog_pb2.Region(id=i.id, start_key=i.start, end_key=i.end,
                                          epoch=binlog_pb2.RegionEpoch(version=i.version, conf_version=i.conf_ver))
                        for i in now]
-            self._hold(0, lambda rid=old.id, epoch=regions[[i.id for i in now].index(old.id)].epoch, regions=regions: [
-                binlog_pb2.Event(region_id=rid, index=self._next_index(rid), epoch=epoch,
-                                 admin=binlog_pb2.Admin(split=binlog_pb2.Split(regions=regions)))])
+            self._hold(0, HeldAdmin(old.id, regions[[i.id for i in now].index(old.id)].epoch,
+                                    binlog_pb2.Admin(split=binlog_pb2.Split(regions=regions))))
             log.info("region %d split into regions %s", old.id, sorted(ids))
             return
         if len(now) != 1 or not _covers_range(now[0], old.start, old.end):
@@ -632,9 +633,8 @@ class Capture:
         source = old.region_proto()
         merged = binlog_pb2.Region(id=target.id, start_key=target.start, end_key=target.end,
                                    epoch=binlog_pb2.RegionEpoch(version=target.version, conf_version=target.conf_ver))
-        self._hold(0, lambda tid=target.id, source=source, merged=merged: [
-            binlog_pb2.Event(region_id=tid, index=self._next_index(tid), epoch=merged.epoch,
-                             admin=binlog_pb2.Admin(merge=binlog_pb2.Merge(source=source, target=merged)))])
+        self._hold(0, HeldAdmin(target.id, merged.epoch, binlog_pb2.Admin(merge=binlog_pb2.Merge(source=source,
+                                                                                          target=merged))))
         log.info("region %d merged into region %d", old.id, target.id)
 
     def _drop(self, feed: RegionFeed, why: str, backoff_s: float) -> None:
@@ -687,8 +687,22 @@ class Capture:
 
     # ------------------------------------------------------------------ events
 
-    def _hold(self, max_cts: int, build: Callable[[], list[binlog_pb2.Event]]) -> None:
-        self.fifo.append((max_cts, build))
+    def _hold(self, max_cts: int, held: Held) -> None:
+        """Hold ``held`` until the DDL frontier reaches ``max_cts`` (its newest commit; 0: none)."""
+        self.fifo.append((max_cts, held))
+
+    def _build(self, held: Held) -> list[binlog_pb2.Event]:
+        """The binlog events of a held item, as it is released (``_release``)."""
+        if isinstance(held, HeldRuns):
+            return self._runs_event(held.feeds, held.runs)
+        if isinstance(held, HeldRows):
+            return self._columns_event(held.feed, held.rows)
+        if isinstance(held, HeldResolved):
+            return self._resolved_event(held.ids, held.gens, held.ts)
+        if isinstance(held, HeldSnapshot):
+            return self._snapshot_events(held.feed, held.snapshot)
+        return [binlog_pb2.Event(region_id=held.region_id, index=self._next_index(held.region_id), epoch=held.epoch,
+                                 admin=held.admin)]
 
     def _on_events(self, store_id: int, msg: feed_columns.FeedMessage) -> None:
         """One ChangeDataEvent, decoded into columns by its stream (capture/feed_columns.py).
@@ -736,7 +750,7 @@ class Capture:
         for slot, exc in runs.errors.items():
             self._drop(slots[slot], f"region {slots[slot].id}: {exc}", self.opts.retry_backoff_s)
         if runs.rows.count:
-            self._hold(int(runs.rows.max_commit_ts), lambda f=slots, r=runs: self._runs_event(f, r))
+            self._hold(int(runs.rows.max_commit_ts), HeldRuns(slots, runs))
         return True
 
     def _on_each_event(self, store_id: int, msg: feed_columns.FeedMessage) -> None:
@@ -766,7 +780,7 @@ class Capture:
             if after is not None:
                 cts = feed.max_commit_ts()
                 snap = feed.snapshot_columns()
-                self._hold(cts, lambda f=feed, s=snap: self._snapshot_events(f, s))
+                self._hold(cts, HeldSnapshot(feed, snap))
                 if lo + after < hi:  # live rows after INITIALIZED in the same event
                     self._on_live_rows(feed, buffers, [(lo + after, hi)])
         for rid, spans in live.items():
@@ -795,7 +809,7 @@ class Capture:
             ok &= table.gens[pos] == int(r.request_id)
         if ok.any():
             ids, gens = rids[ok], table.gens[pos[ok]]
-            self._hold(0, lambda ids=ids, gens=gens, ts=int(r.ts): self._resolved_event(ids, gens, ts))
+            self._hold(0, HeldResolved(ids, gens, int(r.ts)))
 
     def _on_live_rows(self, feed: RegionFeed, buffers: tuple[Any, ...], spans: list[tuple[int, int]]) -> None:
         """An initialised registration's rows of one message (its events' ``spans`` of the
@@ -808,7 +822,7 @@ class Capture:
             self._drop(feed, str(exc), self.opts.retry_backoff_s)
             return
         if cols is not None:
-            self._hold(cols.max_commit_ts, lambda f=feed, c=cols: self._columns_event(f, c))
+            self._hold(cols.max_commit_ts, HeldRows(feed, cols))
 
     def _captured(self, table_ids: np.ndarray) -> np.ndarray:
         """Per row, whether its table id (record_table_ids) is a captured table's (or a partition's)."""
@@ -1057,10 +1071,10 @@ class Capture:
         out: list[binlog_pb2.Event] = []
         size = 0
         while self.fifo and self.fifo[0][0] <= self.frontier:
-            _, build = self.fifo.popleft()  # its columns are freed once its events are written
+            _, held = self.fifo.popleft()  # its columns are freed once its events are written
             # each event is taken in as it is built: a later one of this release is built
             # against the claims and retirements of the ones before it
-            for ev in build():
+            for ev in self._build(held):
                 if ev.WhichOneof("payload") not in ("entries", "resolved"):  # (recorded as they were built)
                     self._absorb(ev)
                 out.append(ev)
@@ -1175,19 +1189,20 @@ class Capture:
             last_save = float("-inf")
             save_every = STATE_SAVE_EVERY_S
             while not self._stop.is_set():
+                task: Task | None
                 try:
-                    item = self.inbound.get(timeout=0.05)
+                    task = self.inbound.get(timeout=0.05)
                 except queue.Empty:
-                    item = None
+                    task = None
                 drain_until = time.monotonic() + RELEASE_EVERY_S
-                while item is not None:
-                    self._handle(item)
+                while task is not None:
+                    self._handle(task)
                     if time.monotonic() >= drain_until:
                         break
                     try:
-                        item = self.inbound.get_nowait()
+                        task = self.inbound.get_nowait()
                     except queue.Empty:
-                        item = None
+                        task = None
                 self._release()
                 if self.fifo:  # events wait for the DDL frontier: have it read now
                     self._frontier_wanted.set()
@@ -1249,24 +1264,23 @@ class Capture:
                 server.stop()
             self.pd.close()
 
-    def _handle(self, item: tuple[Any, ...]) -> None:
-        kind = item[0]
-        if kind == "events":
-            _, store_id, gen, resp = item
-            stream = self.streams.get(store_id)
-            if stream is not None and stream.gen == gen:
-                self._on_events(store_id, resp)
-        elif kind == "stream_down":
-            _, store_id, gen, reason = item
-            stream = self.streams.get(store_id)
-            if stream is None or stream.gen != gen:
+    def _handle(self, task: Task) -> None:
+        """One task from capture's threads (capture/tasks.py); a stream's task of an older
+        stream of the store (one that broke, and was opened again since) is passed over."""
+        if isinstance(task, StreamMessage):
+            stream = self.streams.get(task.store_id)
+            if stream is not None and stream.gen == task.gen:
+                self._on_events(task.store_id, task.message)
+        elif isinstance(task, StreamDown):
+            stream = self.streams.get(task.store_id)
+            if stream is None or stream.gen != task.gen:
                 return
-            del self.streams[store_id]
+            del self.streams[task.store_id]
             stream.close()
-            self.store_addresses.pop(store_id, None)
-            for feed in [f for f in self.feeds.values() if f.store_id == store_id]:
-                self._drop(feed, f"store {store_id}'s stream broke ({reason})", self.opts.retry_backoff_s)
-        elif kind == "ddl":
-            self._apply_ddl(item[1], item[2])
-        elif kind == "warn":
-            log.warning("%s", item[1])
+            self.store_addresses.pop(task.store_id, None)
+            for feed in [f for f in self.feeds.values() if f.store_id == task.store_id]:
+                self._drop(feed, f"store {task.store_id}'s stream broke ({task.reason})", self.opts.retry_backoff_s)
+        elif isinstance(task, DdlPoll):
+            self._apply_ddl(task.frontier, task.jobs)
+        else:
+            log.warning("%s", task.reason)
