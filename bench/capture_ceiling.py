@@ -491,6 +491,24 @@ def min_resolved(store: Path) -> int:
         return 0
 
 
+def plan_reads(store: Path, runs: int = 12) -> dict[str, float]:
+    """Planning a read of the table (``scan.planner.plan``, before the first byte is read): the
+    store opened, its regions listed, each region's resolved ts checked against the read's ts,
+    its parts and bytes found, the partitions grouped by bytes. ``snapshot=resolved``: at the
+    newest ts every region resolved, with no call upstream (the rig has no read index)."""
+    from pyspark_theflash.scan.planner import plan
+
+    took: list[float] = []
+    partitions = 0
+    for _ in range(runs):
+        began = time.perf_counter()
+        result = plan(str(store), f"{DB}.{TABLE}", {"snapshot": "resolved"})
+        took.append(time.perf_counter() - began)
+        partitions = len(result.partitions)
+    return {"median_ms": round(statistics.median(took) * 1000, 1), "best_ms": round(min(took) * 1000, 1),
+            "runs": runs, "partitions": partitions}
+
+
 def start_writer(binlog: Path, store: Path, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(THEFLASH + ["writer", "run", "--binlog", binlog.as_uri(), "--store", str(store),
                                         "--interval", "20ms", "--flush-interval", "50ms"],
@@ -677,7 +695,7 @@ def main() -> int:
     parser.add_argument("--latency-rate", type=float, default=5000.0, help="commits/s of the latency run")
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--resolved-every", type=float, default=0.05, help="s between the latency feed's resolved ts")
-    parser.add_argument("--skip", default="", help="comma-separated parts to skip: live,big,writer,together,copy,latency")
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: live,big,writer,plan,together,copy,latency")
     parser.add_argument("--sweep", default="",
                         help="comma-separated region counts (e.g. 8,1000,10000,100000): for each, live capture of "
                              "--txns 10-row txns and capture's peak RSS with every region registered and idle; "
@@ -718,6 +736,13 @@ def main() -> int:
                 print(f"writer alone on it:     {w['committed_per_s']:>12,.0f} committed rows/s from its first read "
                       f"({w['apply_s']:.1f}s; {w['wall_s']:.1f}s wall; {fig['writer_alone_ratio_to_store']}x the store "
                       "alone; target 1M)", flush=True)
+                if "plan" not in skip:
+                    p = plan_reads(work / "live-store")
+                    fig["plan_ms_median"], fig["plan_ms_best"] = p["median_ms"], p["best_ms"]
+                    fig["plan_partitions"] = p["partitions"]
+                    print(f"planning a read of it:  {p['median_ms']:>9,.0f} ms median, {p['best_ms']:,.0f} ms best of "
+                          f"{p['runs']} ({args.regions:,} regions in {p['partitions']} partitions sized by bytes; "
+                          "snapshot=resolved; target 200 ms)", flush=True)
         if "big" not in skip:
             r = run_capture(rig, big, work / "big-binlog", work / "big.log")
             fig["capture_100row_committed_per_s"] = round(r["committed_per_s"])
