@@ -17,7 +17,7 @@ from pyspark_theflash.scan.errors import (
     TableNotReplicatedError,
     UpstreamUnreachableError,
 )
-from pyspark_theflash.scan.learner import region_id, region_is_live
+from pyspark_theflash.scan.learner import region_id
 from pyspark_theflash.scan.options import ScanOptions
 from pyspark_theflash.schema.partitioning import physical_ids_of
 from pyspark_theflash.store.errors import did_you_mean
@@ -151,15 +151,7 @@ def physical_key_ranges(table_info: TableInfo) -> list[tuple[bytes, bytes]]:
 
 def covering_regions(view: StoreView, table_id: int) -> list[tuple[RegionState, tuple[HandleBound, HandleBound]]]:
     """Live regions of ``view`` overlapping the table, with their handle ranges, in handle order."""
-    out = []
-    for r in view.regions():
-        if not region_is_live(r):
-            continue
-        hr = view.region_handle_range(r, table_id)
-        if hr is not None:
-            out.append((r, hr))
-    out.sort(key=lambda item: (item[1][0] is not None, item[1][0] or 0))
-    return out
+    return view.table_regions(table_id)
 
 
 def covering_physical(view: StoreView, table_ids: Sequence[int]) -> list[RegionState]:

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable
 
 from pyspark_theflash.latch import FlushTimeoutError, Latch
 from pyspark_theflash.scan.errors import RegionWaitTimeoutError, UnresolvedRegionsError
+from pyspark_theflash.store.views import RegionState
 from pyspark_theflash.upstream.pd import RAFT_INIT_LOG_INDEX
 
 POLL_S = 0.05
@@ -47,6 +48,10 @@ def ranges_overlap(a_start: bytes, a_end: bytes, b_start: bytes, b_end: bytes) -
 
 
 def region_id(region: Any) -> int:
+    """The id of a store region (``RegionState``: asked per region of a plan, so first) or of
+    an upstream region or lock (``region_id``)."""
+    if type(region) is RegionState:
+        return region.id
     return int(getattr(region, "region_id", None) or getattr(region, "id"))
 
 

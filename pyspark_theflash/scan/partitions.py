@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence, cast
 
+import numpy as np
+
 from pyspark_theflash.engine.partition import RangeScan
 
 
@@ -42,6 +44,57 @@ def _prorated(parts: Sequence[Any], lo: int | bytes | None, hi: int | bytes | No
         if b > a:
             total += size * (b - a) / (pmax + 1 - pmin)
     return int(total)
+
+
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+_MASK_CELLS = 1 << 24  # ranges x parts compared at once (bytes of the mask)
+
+
+def parts_by_range(parts: Sequence[Any], ranges: Sequence[tuple[Any, Any]]) -> list[tuple[tuple[Any, ...], int]] | None:
+    """For each handle range [lo, hi) (None: unbounded), the parts overlapping it (as
+    ``PartRef.overlaps`` says, in the order of ``parts``) and their bytes there
+    (:func:`estimate_bytes`), for every range at once: a plan over 10,000 regions asked the
+    parts of each region in turn, a Python pass over the table's parts per region. As arrays
+    over int handles; None when a handle is not an int64 (a clustered table's key bytes): the
+    caller asks per range then."""
+    def is_int(v: Any) -> bool:
+        return v is None or (type(v) is int and _INT64[0] <= v <= _INT64[1])
+
+    if not all(is_int(p.min_handle) and is_int(p.max_handle) for p in parts) or \
+            not all(is_int(lo) and is_int(hi) for lo, hi in ranges):
+        return None
+    if not parts:
+        return [((), 0) for _ in ranges]
+    known = np.array([p.min_handle is not None and p.max_handle is not None for p in parts])
+    pmin = np.array([p.min_handle if k else 0 for p, k in zip(parts, known.tolist())], np.int64)
+    pmax = np.array([p.max_handle if k else 0 for p, k in zip(parts, known.tolist())], np.int64)
+    size = np.array([int(getattr(p, "bytes", 0) or 0) for p in parts], np.float64)
+    lo_open = np.array([lo is None for lo, _ in ranges])
+    hi_open = np.array([hi is None for _, hi in ranges])
+    los = np.array([0 if lo is None else lo for lo, _ in ranges], np.int64)
+    his = np.array([0 if hi is None else hi for _, hi in ranges], np.int64)
+    # a part spanning one handle (or none) counts whole; the others prorated by the span in range
+    whole = pmax <= pmin
+    pmin_f, pmax_f = pmin.astype(np.float64), pmax.astype(np.float64)
+    span = np.where(whole, 1.0, pmax_f + 1 - pmin_f)
+    out: list[tuple[tuple[Any, ...], int]] = []
+    step = max(1, _MASK_CELLS // len(parts))
+    for at in range(0, len(ranges), step):
+        lo_o, hi_o = lo_open[at:at + step, None], hi_open[at:at + step, None]
+        lo_v, hi_v = los[at:at + step, None], his[at:at + step, None]
+        over = known[None, :] & (lo_o | (pmax[None, :] >= lo_v)) & (hi_o | (pmin[None, :] < hi_v))
+        a = np.where(lo_o, pmin_f[None, :], np.maximum(pmin_f[None, :], lo_v.astype(np.float64)))
+        b = np.where(hi_o, pmax_f[None, :] + 1, np.minimum(pmax_f[None, :] + 1, his[at:at + step, None].astype(np.float64)))
+        share = np.where(whole[None, :], size[None, :], size[None, :] * np.maximum(b - a, 0.0) / span[None, :])
+        totals = np.where(over, share, 0.0).sum(axis=1)
+        rows, cols = np.nonzero(over)  # row-major: each range's parts together, in part order
+        ends = np.searchsorted(rows, np.arange(1, len(over) + 1)).tolist()
+        met = [parts[j] for j in cols.tolist()]
+        begin = 0
+        for end, total in zip(ends, totals.tolist()):
+            out.append((tuple(met[begin:end]), int(total)))
+            begin = end
+    return out
 
 
 def group_ranges(ranges: Sequence[RangeScan], target_bytes: int) -> list[list[RangeScan]]:

@@ -42,7 +42,7 @@ from pyspark_theflash.scan.learner import LearnerRead, region_id
 from pyspark_theflash.scan.lease import ReadLease, default_holder
 from pyspark_theflash.scan.locks import LockResolver
 from pyspark_theflash.scan.options import ScanOptions
-from pyspark_theflash.scan.partitions import estimate_bytes, group_ranges, merge_group
+from pyspark_theflash.scan.partitions import estimate_bytes, group_ranges, merge_group, parts_by_range
 from pyspark_theflash.scan.resolved import settled_resolved_ts, table_resolved_ts, writer_live_on
 from pyspark_theflash.scan.schema_at import lookup_table, no_table_at_ts
 from pyspark_theflash.scan.snapshot import (
@@ -478,14 +478,21 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
     ranges = []
     for tid in ids:
         physical = None if tid == table_id else tid
-        for region, region_range in covering_regions(view, tid):
-            for lo, hi in _restricted(region_range, opts.handle_ranges):
+        spans = [(region_id(region), lo, hi) for region, region_range in covering_regions(view, tid)
+                 for lo, hi in _restricted(region_range, opts.handle_ranges)]
+        # the parts of every region's range and their bytes there, at once (as arrays over int
+        # handles; None: asked range by range)
+        found = parts_by_range(view.parts(tid), [(lo, hi) for _, lo, hi in spans])
+        for k, (rid, lo, hi) in enumerate(spans):
+            if found is not None:
+                parts, size = found[k]
+            else:
                 parts = tuple(view.parts(tid, lo, hi))
-                rng = RangeScan((region_id(region),), lo, hi, parts, estimate_bytes(parts, lo, hi), physical)
-                if predicate is not None and not _might_match(predicate, parts, result.table_info, lo, hi):
-                    stats.regions_pruned += 1
-                    continue
-                ranges.append(rng)
+                size = estimate_bytes(parts, lo, hi)
+            if predicate is not None and not _might_match(predicate, parts, result.table_info, lo, hi):
+                stats.regions_pruned += 1
+                continue
+            ranges.append(RangeScan((rid,), lo, hi, parts, size, physical))
     predicate_json = predicate.to_json() if predicate is not None else None
     table_json = result.table_info.to_json()
     engine = engine_of_view(view)

@@ -18,6 +18,7 @@ read waits for it, bounded by its ``region_wait_timeout``.
 from __future__ import annotations
 
 import time
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -43,12 +44,19 @@ class ResolvedTs:
 def table_resolved_ts(view: Any, table_info: Any, table: str) -> ResolvedTs:
     """The newest ts every live region of ``view`` over the table's records (a partitioned
     table: every partition's) has resolved."""
+    # the live regions in start-key order; disjoint (a region's snapshot retires every region
+    # it overlaps), those over a range are one run of them, found by bisection
     live = [r for r in view.regions() if region_is_live(r)]
+    starts = [bytes(r.start_key) for r in live]
+    ends = [bytes(r.end_key) for r in live]
+    disjoint = all(e and e <= s for e, s in zip(ends, starts[1:]))
     found: dict[int, Any] = {}
     gaps: list[tuple[bytes, bytes]] = []
-    for start, end in physical_key_ranges(table_info):
-        regions = sorted((r for r in live if ranges_overlap(bytes(r.start_key), bytes(r.end_key), start, end)),
-                         key=lambda r: bytes(r.start_key))
+    ranges = physical_key_ranges(table_info)
+    for start, end in ranges:
+        run = live[max(0, bisect_right(starts, start) - 1):bisect_left(starts, end) if end else len(live)] \
+            if disjoint else sorted(live, key=lambda r: bytes(r.start_key))
+        regions = [r for r in run if ranges_overlap(bytes(r.start_key), bytes(r.end_key), start, end)]
         cursor: bytes | None = start
         for r in regions:
             found.setdefault(region_id(r), r)
@@ -63,7 +71,8 @@ def table_resolved_ts(view: Any, table_info: Any, table: str) -> ResolvedTs:
                 cursor = r_end
         if cursor is not None and cursor < end:
             gaps.append((cursor, end))
-    regions = sorted(found.values(), key=lambda r: bytes(r.start_key))
+    # (found in key order for one range; a partitioned table's ranges are sorted together)
+    regions = list(found.values()) if len(ranges) == 1 else sorted(found.values(), key=lambda r: bytes(r.start_key))
     ts = min((int(r.resolved_ts) for r in regions), default=0)
     return ResolvedTs(table=table, ts=ts, regions=tuple(region_id(r) for r in regions),
                       gaps=tuple(_describe_gap(lo, hi, table_info, table) for lo, hi in gaps))

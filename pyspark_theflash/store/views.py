@@ -7,7 +7,7 @@ import functools
 import json
 import sqlite3
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 from pyspark_theflash.store import keyspace
 from pyspark_theflash.store import manifest as mf
@@ -22,8 +22,11 @@ if TYPE_CHECKING:
 from pyspark_theflash.store.keyspace import HandleRange  # noqa: E402
 
 
-@dataclass(frozen=True)
-class RegionState:
+class RegionState(NamedTuple):
+    """A region of the store, as one manifest version holds it. A named tuple, not a dataclass:
+    a plan over 10,000 regions builds 10,000 of them per view, and a frozen dataclass's
+    ``__init__`` was most of that."""
+
     id: int
     start_key: bytes       # PD-encoded, inclusive; empty = -inf
     end_key: bytes         # PD-encoded, exclusive; empty = +inf
@@ -108,6 +111,7 @@ class StoreView:
         self._histories: dict[int, TableHistory] | None = None
         self._columns: dict[tuple[int, int], tuple[tuple[int, str], ...]] = {}
         self._regions: dict[bool, list[RegionState]] = {}  # regions(include_gone), read once
+        self._table_regions: dict[int, list[tuple[RegionState, HandleRange]]] = {}  # table_regions, once
         self._part_columns = mf.has_column(conn, "parts", "columns")
         self._part_checksums = mf.has_column(conn, "parts", "checksum")
         # Live parts by table, read once per view (one read transaction: they cannot change),
@@ -254,7 +258,7 @@ class StoreView:
         if got is None:  # (a view is one version of the manifest: a planner asks several times)
             where = "" if include_gone else " WHERE state = 'normal'"
             rows = self._conn.execute(f"{self._REGION_COLUMNS}{where} ORDER BY start_key").fetchall()
-            got = self._regions[include_gone] = [_region_state(r) for r in rows]
+            got = self._regions[include_gone] = _region_states(rows)
         return list(got)
 
     def region(self, region_id: int) -> RegionState | None:
@@ -264,6 +268,22 @@ class StoreView:
     def _is_common(self, table_id: int) -> bool:
         t = self._latest_tables().get(table_id)
         return bool(t is not None and t.is_common_handle)
+
+    def table_regions(self, table_id: int) -> list[tuple[RegionState, HandleRange]]:
+        """The live regions holding keys of the table's records, each with the table's handles
+        in it as [lo, hi), in handle order. Remembered per view: a plan asks for them at the
+        learner read, the lock check and partitioning, over every region of the table."""
+        got = self._table_regions.get(table_id)
+        if got is None:
+            common = self._is_common(table_id)
+            got = []
+            for r in self.regions():
+                hr = _handle_range(r.start_key, r.end_key, table_id, common)
+                if hr is not None:
+                    got.append((r, hr))
+            got.sort(key=lambda item: (item[1][0] is not None, item[1][0] or 0))
+            self._table_regions[table_id] = got
+        return list(got)
 
     def region_handle_range(self, region: RegionState, table_id: int) -> HandleRange | None:
         """The handles of ``table_id`` inside the region's key range, as [lo, hi) (None =
@@ -405,3 +425,12 @@ def _stats_items(text: str) -> tuple[tuple[int, Any], ...]:
 
 def _region_state(r: Any) -> RegionState:
     return RegionState(int(r[0]), bytes(r[1]), bytes(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]), r[7], int(r[8]))
+
+
+def _region_states(rows: list[Any]) -> list[RegionState]:
+    """``_region_state`` of every row, without a Python step per field where SQLite gave the
+    column types already (INTEGER as int, BLOB as bytes: always, in a manifest this code wrote)."""
+    out = list(map(RegionState._make, rows))
+    if not all(type(r[1]) is bytes and type(r[2]) is bytes for r in rows):
+        return [_region_state(r) for r in rows]
+    return out
