@@ -20,6 +20,9 @@ COMMAND_MODULES = ("demo", "codec", "upstream", "capture", "binlog", "store", "w
 # A command whose word is not its subpackage's name: `theflash delta` is the lake box's (a
 # subpackage named delta would read as the store's delta parts)
 COMMAND_WORDS = {"delta": "lake"}
+# A command with actions whose first action may be left out: `theflash capture --pd ...` is
+# `theflash capture run --pd ...` (as it was before capture had start, stop and status)
+DEFAULT_ACTIONS = {"capture": ("run", ("run", "start", "stop", "status"))}
 
 
 class CommandError(Exception):
@@ -77,6 +80,10 @@ def _as_help_text(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
+    if words and words[0] in DEFAULT_ACTIONS:
+        action, actions = DEFAULT_ACTIONS[words[0]]
+        if len(words) > 1 and words[1] not in actions and words[1] not in ("-h", "--help"):
+            words.insert(1, action)
     first = COMMAND_WORDS.get(words[0], words[0]) if words else None
     parser = build_parser(first if first in COMMAND_MODULES else None)
     args = parser.parse_args(words)

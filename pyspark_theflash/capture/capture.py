@@ -37,7 +37,8 @@ import queue
 import random
 import threading
 import time
-from collections import deque
+import contextlib
+from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -64,15 +65,17 @@ from pyspark_theflash.upstream.pd_client import PDClient, RegionInfo
 from pyspark_theflash.capture.progress import ProgressLine
 from pyspark_theflash.capture.region_feed import FeedProtocolError, RegionFeed, entries_event, snapshot_event
 from pyspark_theflash.capture.region_table import RegionTable, greatest_resolved
+from pyspark_theflash.capture.status import prometheus_text, write_status
 from pyspark_theflash.capture.tasks import (DdlPoll, Held, HeldAdmin, HeldResolved, HeldRows, HeldRuns, HeldSnapshot,
                                             PollFailed, StreamDown, StreamMessage, Task)
 from pyspark_theflash.capture import feed_columns
 from pyspark_theflash.capture.tidb_status import DDLHistoryUnavailableError, TiDBStatus
 from pyspark_theflash.codec import encode_region_key
-from pyspark_theflash.codec.tso import LOGICAL_BITS
+from pyspark_theflash.codec.tso import LOGICAL_BITS, physical_ms
 from pyspark_theflash.proto import binlog_pb2, cdcpb_pb2, cdcpb_pb2_grpc, metapb_pb2
 from pyspark_theflash.schema.ddl_jobs import ddl_of_job
 from pyspark_theflash.upstream.channels import upstream_channel
+from pyspark_theflash.status_http import StatusServer
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +93,8 @@ RELEASE_BYTES = 32 << 20  # held events are written in appends of about this man
 # a registration's coverage is raised to its resolved ts once this many live batches wait in it
 # (capture/coverage.py): not at every resolved ts, which lists every region
 COVERAGE_RAISE_PENDING = 64
+STATUS_EVERY_S = 1.0  # the status snapshot (metrics endpoint, capture.status.json) at most this often
+FRONTIER_STUCK_S = 30.0  # events held this long for a DDL frontier that does not move: a warning, unhealthy
 PROGRESS_EVERY_S = 5.0  # a progress line (capture/progress.py) at most this often
 TICDC_VERSION = "8.5.0"  # what capture says it is in the feed's header (TiKV gates features by it)
 Ddl = binlog_pb2.Ddl
@@ -127,6 +132,8 @@ class CaptureOptions:
     # how long the start looks for a PD member before it gives up (None: PDClient's 30 s); the
     # command line gives a few seconds, so a wrong --pd is reported at once
     pd_first_connect_timeout_s: float | None = None
+    # serve /metrics, /status and /healthz on 127.0.0.1:PORT (0: any free port; None: off)
+    metrics_port: int | None = None
 
 
 def _record_table_id(key: bytes) -> int | None:
@@ -283,6 +290,13 @@ class Capture:
         self.ddl_unavailable = False
         self.events_written = 0
         self.rows_written = 0
+        self.errors: Counter[str] = Counter()  # region and stream errors by kind (the metrics)
+        # the latest status snapshot (capture/status.py), made by the main loop; read by the
+        # metrics endpoint's thread and written beside the binlog for `capture status`
+        self.last_status: dict[str, Any] = {"state": "starting", "binlog": str(self.dir), "pid": os.getpid(),
+                                            "healthy": False, "unhealthy_reason": "capture is starting"}
+        self._status_at = (time.monotonic(), 0)  # (when, rows written) of the last snapshot
+        self.metrics: StatusServer | None = None
         self.gc_held = 0  # the service safe point capture holds at PD
         self.lock_resolver: StuckRegionResolver | None = None
         self.fresh = self._load_state()
@@ -678,6 +692,7 @@ class Capture:
 
     def _region_error(self, feed: RegionFeed, error: cdcpb_pb2.Error) -> None:
         fields = [f.name for f, _ in error.ListFields()]
+        self.errors.update(fields or ["empty"])
         busy = "server_is_busy" in fields or "congested" in fields
         if "cluster_id_mismatch" in fields or "compatibility" in fields:
             raise CaptureError(f"TiKV store {feed.store_id} refused region {feed.id}'s registration: {error}")
@@ -1167,6 +1182,15 @@ class Capture:
 
             server = serve_binlog(self.dir, "127.0.0.1", self.opts.serve_binlog)
             self.progress(f"serving the binlog at {server.url}")
+        if self.opts.metrics_port is not None:
+            try:
+                self.metrics = StatusServer(lambda: self.last_status, prometheus_text, self.opts.metrics_port,
+                                            thread_name="capture-metrics")
+            except BaseException:
+                if server is not None:
+                    server.stop()
+                raise
+            self.progress(f"metrics at http://127.0.0.1:{self.metrics.port}/metrics (/status, /healthz)")
         try:
             tables = self._check_tables()
             self._hold_gc(at_start=True)
@@ -1235,14 +1259,17 @@ class Capture:
                     except UpstreamError as exc:  # PD away: the hold's TTL covers the outage; retried
                         log.warning("renewing the PD service safe point failed, retrying: %s", exc)
                     last_gc = now
+                if now - self._status_at[0] >= STATUS_EVERY_S:
+                    self._take_status(now)
                 if now - last_report >= PROGRESS_EVERY_S:
+                    write_status(self.dir, self.last_status)  # for `theflash capture status`
                     self.progress(report.line(
                         now, regions=len(self.feeds), initialised=self.table.count_ready(),
                         rows_scanned=self.rows_scanned, rows_written=self.rows_written,
                         events_written=self.events_written,
                         min_resolved_ts=self.table.least_resolved(),
                         frontier_ts=self.frontier, held_events=len(self.fifo)))
-                    if self.fifo and now - self.frontier_moved_at > 30:
+                    if self.fifo and now - self.frontier_moved_at > FRONTIER_STUCK_S:
                         log.warning("the DDL frontier has not moved for 30 s (are PD and TiDB's status port %s answering?): "
                                     "%d events wait in memory until it moves", self.status.url, len(self.fifo))
                     last_report = now
@@ -1260,9 +1287,37 @@ class Capture:
             self.writer.sync()
             self._save_state()
             self.writer.close()
+            with contextlib.suppress(OSError):  # (a status file is a report: never a reason to fail)
+                write_status(self.dir, self._take_status(time.monotonic(), state="stopped"))
+            if self.metrics is not None:
+                self.metrics.close()
             if server is not None:
                 server.stop()
             self.pd.close()
+
+    def _take_status(self, now: float, state: str = "running") -> dict[str, Any]:
+        """The status snapshot (capture/status.py) as of now: registrations, the least resolved
+        ts written and its lag behind PD's clock, what was written, errors by kind."""
+        least = self.table.least_resolved()
+        lag_s = max(0.0, (physical_ms(self.frontier) - physical_ms(least)) / 1000) if least and self.frontier else None
+        at, rows = self._status_at
+        rows_per_s = max(0, self.rows_written - rows) / max(now - at, 1e-6)
+        self._status_at = (now, self.rows_written)
+        stuck_s = now - self.frontier_moved_at if self.fifo else 0.0
+        healthy, reason = state == "running", "" if state == "running" else f"capture is {state}"
+        if healthy and stuck_s > FRONTIER_STUCK_S:
+            healthy, reason = False, (f"the DDL frontier has not moved for {stuck_s:.0f} s: {len(self.fifo)} events "
+                                      f"wait for it (are PD and TiDB's status port {self.status.url} answering?)")
+        snap = {"state": state, "pid": os.getpid(), "binlog": str(self.dir), "at": time.time(),
+                "metrics_port": self.metrics.port if self.metrics is not None else None,
+                "healthy": healthy, "unhealthy_reason": reason, "regions": len(self.feeds),
+                "initialised": self.table.count_ready(), "pending_lookups": len(self.pending_reload),
+                "streams": len(self.streams), "least_resolved_ts": least, "frontier_ts": self.frontier,
+                "lag_s": round(lag_s, 3) if lag_s is not None else None, "rows_written": self.rows_written,
+                "rows_scanned": self.rows_scanned, "events_written": self.events_written,
+                "rows_per_s": round(rows_per_s), "held_events": len(self.fifo), "errors": dict(self.errors)}
+        self.last_status = snap
+        return snap
 
     def _handle(self, task: Task) -> None:
         """One task from capture's threads (capture/tasks.py); a stream's task of an older
@@ -1276,6 +1331,7 @@ class Capture:
             if stream is None or stream.gen != task.gen:
                 return
             del self.streams[task.store_id]
+            self.errors["stream_down"] += 1
             stream.close()
             self.store_addresses.pop(task.store_id, None)
             for feed in [f for f in self.feeds.values() if f.store_id == task.store_id]:

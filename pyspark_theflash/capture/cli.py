@@ -5,6 +5,7 @@ import argparse
 import logging
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 EPILOG = """\
@@ -23,10 +24,45 @@ the oldest job TiDB keeps (2048).
 """
 
 
+ACTIONS = ("run", "start", "stop", "status")
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("capture", help="replicate a TiDB cluster's changes into the binlog (PD, TiKV CDC, TiDB status)",
-                       description=__doc__.splitlines()[0], epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description="Replicate a TiDB cluster's changes into the binlog (docs/capture.md): `run` "
+                                   "(the default: `theflash capture --pd ...` runs it), `start` (the same in the "
+                                   "background), `stop`, `status`.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    run_p = actions.add_parser("run", help="capture in this process until stopped (SIGINT/SIGTERM) or --until-ts",
+                               description="Capture in this process until SIGINT/SIGTERM (a stop line, the state "
+                                           "saved) or --until-ts.", epilog=EPILOG,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_run_options(run_p)
+    run_p.add_argument("--daemon", action="store_true", help="detach, as `start` does (default: off)")
+    run_p.set_defaults(func=run)
+    start_p = actions.add_parser("start", help="capture in the background (the log in --log; `capture stop` ends it)",
+                                 description="Start `capture run` detached, its output in --log; returns once it "
+                                             "holds --binlog.", epilog=EPILOG,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_run_options(start_p)
+    start_p.set_defaults(func=_start)
+    stop_p = actions.add_parser("stop", help="stop the capture that writes --binlog (SIGTERM, then wait for it)",
+                                description="SIGTERM the capture whose pid file is in --binlog and wait until it "
+                                            "saved its state and exited.")
+    stop_p.add_argument("--binlog", required=True, metavar="DIR", help="the binlog directory capture writes")
+    stop_p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                        help="how long to wait for it to exit (default: 60)")
+    stop_p.set_defaults(func=_stop)
+    status_p = actions.add_parser("status", help="whether a capture writes --binlog, and its last status",
+                                  description="Whether a capture process writes --binlog, and the status it wrote "
+                                              "last (regions, least resolved ts and lag, rows written, errors).")
+    status_p.add_argument("--binlog", required=True, metavar="DIR", help="the binlog directory capture writes")
+    status_p.add_argument("--json", action="store_true", help="print the status as JSON (default: text)")
+    status_p.set_defaults(func=_status)
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pd", required=True, metavar="HOST:PORT[,HOST:PORT...]",
                    help="PD members' client addresses, the gRPC client port (2379 by default; pd:// prefix allowed)")
     p.add_argument("--pd-timeout", type=float, default=5.0, metavar="SECONDS",
@@ -36,9 +72,17 @@ def register(sub: Any) -> None:
     p.add_argument("--binlog", required=True, metavar="DIR", help="binlog segment directory to write (created)")
     p.add_argument("--tables", metavar="db.t1,db.t2", help="tables to capture (default: every user table)")
     p.add_argument("--until-ts", type=int, metavar="TS",
-                   help="exit 0 once every captured region has a resolved ts >= TS durable in the binlog")
+                   help="exit 0 once every captured region has a resolved ts >= TS durable in the binlog "
+                        "(default: run until stopped)")
     p.add_argument("--serve-binlog", type=int, metavar="PORT",
-                   help="also serve the binlog over gRPC on 127.0.0.1:PORT (0 = any), for writer run --binlog grpc://...")
+                   help="also serve the binlog over gRPC on 127.0.0.1:PORT (0 = any), for writer run --binlog "
+                        "grpc://... (default: off)")
+    p.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve Prometheus text at http://127.0.0.1:PORT/metrics, JSON at /status and a health "
+                        "check at /healthz (0 = any free port; default: off)")
+    p.add_argument("--log", metavar="FILE",
+                   help="append the log and progress lines to FILE (default: progress on stdout, the log on stderr; "
+                        "`start` and --daemon: DIR/capture.log)")
     p.add_argument("--gc-ttl", type=int, default=3600, metavar="SECONDS",
                    help="TTL of capture's PD service GC safe point, renewed every 10 s (default: 3600)")
     p.add_argument("--ddl-poll", type=float, default=0.2, metavar="SECONDS",
@@ -51,15 +95,130 @@ def register(sub: Any) -> None:
                    help="resolve the locks of a region whose resolved ts lags PD's clock this long, as TiCDC does "
                         "for stuck regions (KvScanLock, then client-go's lock resolver rules), at most every 10 s per "
                         "region; 0 = never (default: 4)")
-    p.set_defaults(func=run, port_options={"the binlog service": "--serve-binlog"})
+    p.set_defaults(port_options={"the binlog service": "--serve-binlog", "the metrics endpoint": "--metrics-port"})
+
+
+def _run_argv(args: argparse.Namespace) -> list[str]:
+    """The run options of ``args`` as arguments again (for the detached process)."""
+    probe = argparse.ArgumentParser(add_help=False)
+    _add_run_options(probe)
+    argv: list[str] = []
+    for action in probe._actions:
+        value = getattr(args, action.dest, None)
+        if action.option_strings and value is not None and value != action.default:
+            argv += [action.option_strings[0], str(value)]
+    return argv
+
+
+def _log_file(args: argparse.Namespace) -> str:
+    return args.log or str(Path(args.binlog) / "capture.log")
+
+
+def _start(args: argparse.Namespace) -> int:
+    from pyspark_theflash.capture.daemon import running_pid, start_detached
+    from pyspark_theflash.capture.errors import CaptureError
+    from pyspark_theflash.cli import CommandError
+
+    Path(args.binlog).mkdir(parents=True, exist_ok=True)
+    pid = running_pid(args.binlog)
+    if pid is not None:
+        raise CommandError(f"a capture (pid {pid}) already writes --binlog {args.binlog}; `theflash capture stop "
+                           f"--binlog {args.binlog}` first, or give this one another --binlog")
+    log_file = _log_file(args)
+    argv = _without_option(_run_argv(args), "--log") + ["--log", log_file]
+    try:
+        pid = start_detached(argv, args.binlog, log_file)
+    except CaptureError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"capture started (pid {pid}) writing {args.binlog}; log {log_file}; stop with `theflash capture stop "
+          f"--binlog {args.binlog}`")
+    return 0
+
+
+def _without_option(argv: list[str], flag: str) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == flag:
+            skip = True
+        else:
+            out.append(a)
+    return out
+
+
+def _stop(args: argparse.Namespace) -> int:
+    from pyspark_theflash.capture.daemon import stop
+    from pyspark_theflash.capture.errors import CaptureError
+    from pyspark_theflash.cli import CommandError
+
+    try:
+        pid = stop(args.binlog, args.timeout)
+    except CaptureError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"capture (pid {pid}) stopped; its state is saved in {args.binlog}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from pyspark_theflash.capture.daemon import running_pid
+    from pyspark_theflash.capture.status import read_status
+    from pyspark_theflash.cli import CommandError
+
+    if not Path(args.binlog).is_dir():
+        raise CommandError(f"no binlog directory {args.binlog}; give the --binlog a capture writes")
+    pid = running_pid(args.binlog)
+    status = read_status(Path(args.binlog)) or {}
+    if pid is None and status.get("state") == "running":
+        status = {**status, "state": "stopped (killed: it wrote no stop)"}
+    if args.json:
+        print(json.dumps({"running": pid is not None, "pid": pid, **status}))
+        return 0 if pid is not None else 3
+    if pid is not None:
+        print(f"capture running (pid {pid}) writing {args.binlog}")
+    else:
+        print(f"no capture running for {args.binlog}")
+    if status:
+        age = time.time() - float(status.get("at") or time.time())
+        lag = status.get("lag_s")
+        errors = ", ".join(f"{k} {v}" for k, v in sorted((status.get("errors") or {}).items())) or "none"
+        print(f"last status ({age:,.0f} s ago, {status.get('state')}): {status.get('regions', 0):,} regions "
+              f"({status.get('initialised', 0):,} initialised, {status.get('pending_lookups', 0)} to look up), "
+              f"least resolved ts {status.get('least_resolved_ts')}"
+              + (f" ({lag:,.1f} s behind PD)" if lag is not None else "")
+              + f"; {status.get('rows_written', 0):,} rows, {status.get('events_written', 0):,} events written; "
+              f"{status.get('held_events', 0)} held for the DDL frontier; errors: {errors}")
+        if not status.get("healthy", True) and status.get("unhealthy_reason"):
+            print(f"unhealthy: {status['unhealthy_reason']}")
+    return 0 if pid is not None else 3
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.daemon:
+        return _start(args)
     from pyspark_theflash.capture import Capture, CaptureError, CaptureOptions
+    from pyspark_theflash.capture.daemon import remove_pid_file, write_pid_file
     from pyspark_theflash.upstream.errors import UpstreamError
     from pyspark_theflash.cli import CommandError
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    if args.log:
+        Path(args.log).parent.mkdir(parents=True, exist_ok=True)
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s",
+                            filename=args.log)
+        progress_log = logging.getLogger("theflash.capture.progress")
+
+        def say(msg: str) -> None:
+            progress_log.info("%s", msg)
+    else:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+
+        def say(msg: str) -> None:
+            print(f"capture: {msg}", flush=True)
+
     tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
     for t in tables or ():
         if t.count(".") != 1:
@@ -71,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
                           serve_binlog=args.serve_binlog, gc_ttl_s=args.gc_ttl, ddl_poll_s=args.ddl_poll,
                           ddl_poll_min_s=args.ddl_poll_min,
                           resolve_locks_after_s=args.resolve_locks_after,
-                          pd_first_connect_timeout_s=args.pd_timeout)
+                          pd_first_connect_timeout_s=args.pd_timeout, metrics_port=args.metrics_port)
     from pyspark_theflash.binlog.errors import BinlogLockedError
 
     def locked(exc: BinlogLockedError) -> CommandError:
@@ -79,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
                             f"{args.binlog}; stop it first, or give this capture another --binlog directory")
 
     try:
-        capture = Capture(opts, progress=lambda msg: print(f"capture: {msg}", flush=True))
+        capture = Capture(opts, progress=say)
     except BinlogLockedError as exc:
         raise locked(exc) from None
     except (CaptureError, UpstreamError) as exc:
@@ -87,11 +246,21 @@ def run(args: argparse.Namespace) -> int:
     # capture.stop() sets an Event the main thread waits on: never inside the handler itself
     from pyspark_theflash.stop_signals import run_from_handler
 
-    signal.signal(signal.SIGTERM, lambda *_: run_from_handler(capture.stop))
-    signal.signal(signal.SIGINT, lambda *_: run_from_handler(capture.stop))
+    def on_signal(signum: int, _frame: Any) -> None:
+        run_from_handler(lambda: (say(f"signal {signum}: stopping (the state is saved, then capture exits)"),
+                                  capture.stop()))
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    write_pid_file(args.binlog)  # (Capture holds the binlog now: `capture stop` finds this process)
     try:
-        return capture.run()
+        code = capture.run()
     except BinlogLockedError as exc:
         raise locked(exc) from None
     except (CaptureError, UpstreamError) as exc:
         raise CommandError(str(exc)) from None
+    finally:
+        remove_pid_file(args.binlog)
+    say(f"stopped: {capture.events_written:,} events, {capture.rows_written:,} rows written this run; least "
+        f"resolved ts {capture.table.least_resolved()}; state saved in {args.binlog}")
+    return code

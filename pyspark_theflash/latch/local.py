@@ -26,6 +26,7 @@ from pyspark_theflash.latch.errors import (
 )
 from pyspark_theflash.latch.protocol import DEFAULT_LEASE_TTL_S, DEFAULT_WRITE_LATCH_TTL_S, Latch
 from pyspark_theflash.latch.types import FlushRequest, Lease, WriterHolder
+from pyspark_theflash.processes import process_is_gone  # noqa: F401  (re-exported: the writer asks here)
 
 LATCH_DB = "latch.db"
 # Completed flush requests are kept this long so a late wait_flush still finds its answer.
@@ -59,22 +60,6 @@ CREATE TABLE IF NOT EXISTS writer_status (
 # and one persisted on purpose (every later writer, over its own --interval).
 _RUNTIME_INTERVAL = "writer_interval_s"
 _PERSISTED_INTERVAL = "writer_interval_persisted_s"
-
-
-def process_is_gone(pid: int) -> bool:
-    """True when no process ``pid`` exists on this host (a dead writer's latch is free)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    # A zombie (killed, not yet reaped by its parent) still answers kill(0); it holds nothing.
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
-    except (OSError, IndexError):
-        return False
 
 
 class _StoreLeases:

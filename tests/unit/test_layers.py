@@ -14,8 +14,9 @@ PACKAGE = Path(__file__).resolve().parents[2] / "pyspark_theflash"
 
 # lowest first; boxes on one line may not import each other
 ORDER = [
-    {"errors", "stop_signals", "grpc_fork", "proto", "_native"},
+    {"errors", "stop_signals", "grpc_fork", "proto", "_native", "processes"},
     {"ports"},  # every server's listening socket (pyspark_theflash/ports.py)
+    {"status_http"},  # a long-running process's /metrics, /status and /healthz
     {"codec"}, {"schema"}, {"txn"}, {"binlog"},
     {"upstream"}, {"capture"},  # beside the binlog: the mini cluster, and capture into the binlog
     {"store"}, {"engine"}, {"latch"}, {"scan"},

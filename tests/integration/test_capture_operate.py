@@ -1,0 +1,125 @@
+"""Capture run as the writer is (issue 52, item 8): in the background (`capture start`), found
+and stopped by its binlog (`capture status`, `capture stop`), a stop line on SIGINT/SIGTERM,
+its log in --log, and /metrics, /status and /healthz at --metrics-port."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from polling import wait_for
+
+from pyspark_theflash.upstream.cluster import MiniCluster
+from pyspark_theflash.upstream.tidb import make_column
+
+THEFLASH = [sys.executable, "-m", "pyspark_theflash"]
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[MiniCluster]:
+    c = MiniCluster(tmp_path / "up", tmp_path / "upstream-log", resolved_ts_interval=0.05, gc_run_interval_s=None)
+    c.serve(stores=1)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def _upstream(cluster: MiniCluster) -> list[str]:
+    return ["--pd", cluster.pd_address.removeprefix("pd://"), "--tidb", f"http://{cluster.status_address}"]
+
+
+def _status(binlog: Path) -> tuple[int, dict[str, Any]]:
+    done = subprocess.run(THEFLASH + ["capture", "status", "--binlog", str(binlog), "--json"],
+                          capture_output=True, text=True, timeout=60)
+    return done.returncode, json.loads(done.stdout)
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_capture_starts_in_the_background_reports_its_status_and_metrics_and_stops(
+        cluster: MiniCluster, tmp_path: Path) -> None:
+    cluster.create_table("shop.items", [make_column("id", "BIGINT", not_null=True), make_column("v", "VARCHAR(20)")],
+                         primary_key=["id"])
+    cluster.run_txn(lambda t: [t.insert("shop.items", {"id": i, "v": f"v{i}"}) for i in range(50)])
+    binlog, log = tmp_path / "binlog", tmp_path / "logs" / "capture.log"
+    started = subprocess.run(THEFLASH + ["capture", "start", *_upstream(cluster), "--binlog", str(binlog),
+                                         "--metrics-port", "0", "--log", str(log)],
+                             capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, started.stderr
+    assert "capture started (pid" in started.stdout and str(log) in started.stdout
+    pid = int((binlog / "capture.pid").read_text())
+    try:
+        # its status file: running, every region registered and resolved
+        wait_for(lambda: _status(binlog)[1].get("least_resolved_ts", 0) > 0, 60, "capture's status to say resolved")
+        code, status = _status(binlog)
+        assert code == 0 and status["running"] and status["pid"] == pid and status["state"] == "running"
+        assert status["regions"] >= 1 and status["initialised"] == status["regions"] and status["healthy"]
+        assert status["rows_written"] >= 50  # the table's rows, in the initial snapshots
+        text = subprocess.run(THEFLASH + ["capture", "status", "--binlog", str(binlog)], capture_output=True,
+                              text=True, timeout=60).stdout
+        assert f"capture running (pid {pid})" in text and "least resolved ts" in text
+
+        port = status["metrics_port"]
+        code, metrics = _get(f"http://127.0.0.1:{port}/metrics")
+        assert code == 200
+        samples = dict(line.rsplit(" ", 1) for line in metrics.splitlines() if line and not line.startswith("#"))
+        assert int(samples["theflash_capture_regions"]) == status["regions"]
+        assert int(samples["theflash_capture_up"]) == 1
+        assert float(samples["theflash_capture_rows_written_total"]) >= 50
+        assert _get(f"http://127.0.0.1:{port}/healthz") == (200, "ok\n")
+        code, body = _get(f"http://127.0.0.1:{port}/status")
+        assert code == 200 and json.loads(body)["pid"] == pid
+
+        # a second start on the same binlog: one line, nothing started
+        again = subprocess.run(THEFLASH + ["capture", "start", *_upstream(cluster), "--binlog", str(binlog)],
+                               capture_output=True, text=True, timeout=60)
+        assert again.returncode == 2 and again.stderr.count("\n") == 1 and "Traceback" not in again.stderr
+        assert f"a capture (pid {pid}) already writes --binlog" in again.stderr
+
+        stopped = subprocess.run(THEFLASH + ["capture", "stop", "--binlog", str(binlog)], capture_output=True,
+                                 text=True, timeout=120)
+        assert stopped.returncode == 0 and f"capture (pid {pid}) stopped" in stopped.stdout
+    finally:
+        subprocess.run(THEFLASH + ["capture", "stop", "--binlog", str(binlog)], capture_output=True, timeout=120)
+    logged = log.read_text()
+    assert "signal 15: stopping" in logged and "stopped: " in logged and "Traceback" not in logged
+    assert not (binlog / "capture.pid").exists()
+    code, status = _status(binlog)
+    assert code == 3 and not status["running"] and status["state"] == "stopped" and not status["healthy"]
+    nothing = subprocess.run(THEFLASH + ["capture", "stop", "--binlog", str(binlog)], capture_output=True, text=True,
+                             timeout=60)
+    assert nothing.returncode == 2 and "no capture is running for --binlog" in nothing.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_capture_with_a_stop_line_and_its_state_saved(
+        cluster: MiniCluster, tmp_path: Path, signum: int) -> None:
+    binlog = tmp_path / "binlog"
+    proc = subprocess.Popen(THEFLASH + ["capture", *_upstream(cluster), "--binlog", str(binlog)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (binlog / "capture.pid").exists(), 60, "capture to hold its binlog")
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 0, err
+    assert f"capture: signal {int(signum)}: stopping" in out
+    assert out.rstrip().splitlines()[-1].startswith("capture: stopped: ")
+    assert "Traceback" not in err
+    assert json.loads((binlog / "capture-state.json").read_text())["cluster_id"]  # saved on the way out
+    assert not (binlog / "capture.pid").exists()
