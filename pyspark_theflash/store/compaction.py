@@ -425,13 +425,6 @@ def _unlink_all(root: Path, files: list[str]) -> None:
             os.unlink(root / rel)
 
 
-def _table_ids(store: CompactingStore, table: Any) -> list[int]:
-    with store.snapshot() as view:
-        if table is None:
-            return view.table_ids_with_parts()
-        return [view.table(table).id]
-
-
 def compact_store(store: CompactingStore, table: Any = None, force: bool = False,
                   safe_point: int | None = None) -> CompactionResult:
     result = CompactionResult()

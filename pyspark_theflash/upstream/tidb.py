@@ -114,17 +114,6 @@ def _pk_columns(table: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [c for c in table["cols"] if c["type"]["Flag"] & T.PRI_KEY_FLAG]
 
 
-def handle_of(table: Mapping[str, Any], row: Mapping[str, Any]) -> Any:
-    """The handle of a row given by its column values (ROWID for tables without one)."""
-    if table.get("pk_is_handle"):
-        (pk,) = _pk_columns(table)
-        h = int(row[_col_name(pk)])
-        return h - (1 << 64) if h >= 1 << 63 else h  # an unsigned BIGINT handle keeps its bits
-    if table.get("is_common_handle"):
-        return tuple(row[_col_name(c)] for c in _pk_columns(table))
-    return int(row[ROWID])
-
-
 def encode_value(table: Mapping[str, Any], row: Mapping[str, Any], info: TableInfo | None = None) -> bytes:
     """Row format v2 bytes of a row (the int handle column and _tidb_rowid are in the key)."""
     values = {k: v for k, v in row.items() if k != ROWID}

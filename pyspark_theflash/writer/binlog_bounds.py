@@ -14,10 +14,6 @@ class BinlogBounds(NamedTuple):
     head: Position  # just after the last complete event
     tail: Position  # oldest readable position
 
-    @property
-    def reaches_start(self) -> bool:
-        return self.tail.segment <= FIRST_SEGMENT
-
 
 def binlog_bounds(url: str) -> BinlogBounds:
     from pyspark_theflash.binlog.open import open_source
