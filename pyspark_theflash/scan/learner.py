@@ -11,16 +11,23 @@ knows (merged away) is replaced by the upstream regions now covering its range.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from pyspark_theflash.latch import FlushTimeoutError, Latch
 from pyspark_theflash.scan.errors import RegionWaitTimeoutError, UnresolvedRegionsError
+from pyspark_theflash.codec.tso import physical_ms
 from pyspark_theflash.store.views import RegionState
 from pyspark_theflash.upstream.pd import RAFT_INIT_LOG_INDEX
 
 POLL_S = 0.05
+# A read that has waited this long for the store says once what it waits for (a stopped writer
+# made a read wait its whole region_wait_timeout, 30 s by default, in silence).
+NOTICE_AFTER_S = 2.0
+
+log = logging.getLogger(__name__)
 # A completed flush request that left a region short is re-issued at most this often.
 REQUEST_EVERY_S = 0.2
 
@@ -83,6 +90,7 @@ class LearnerRead:
     key_ranges: tuple[tuple[bytes, bytes], ...] = ()
     read_index: dict[int, int] = field(default_factory=dict)
     waited_s: float = 0.0
+    _noticed: bool = False  # the wait was reported (_notice): once a read
 
     def _read_index_of(self, region: Any) -> dict[int, int]:
         """The read index of a store region, or of the upstream regions now covering its
@@ -158,6 +166,7 @@ class LearnerRead:
                                                    for rng in self.ranges)
                     if not fresh and not gap:
                         return view
+                    self._notice(started, deadline, [(region_id(r), int(r.resolved_ts)) for r in fresh], gap=gap)
                     if time.monotonic() >= deadline:
                         if not fresh:
                             return view  # the caller names the key ranges no region holds
@@ -185,6 +194,7 @@ class LearnerRead:
                 if not lagging:
                     continue  # a split may have brought new regions into the table's range
                 now = time.monotonic()
+                self._notice(started, deadline, [(rid, applied) for rid, applied, _ in lagging], by_index=True)
                 if now >= deadline:
                     raise RegionWaitTimeoutError(self.table, self.ts, timeout_s, lagging)
                 if request_id is None and now - requested_at >= REQUEST_EVERY_S:
@@ -202,6 +212,32 @@ class LearnerRead:
                     time.sleep(POLL_S)
         finally:
             self.waited_s += time.monotonic() - started
+
+    def _notice(self, started: float, deadline: float, behind: list[tuple[int, int]], *, gap: bool = False,
+                by_index: bool = False, held: int = 0) -> None:
+        """Once a read has waited NOTICE_AFTER_S for the store, one line (a warning: the CLI's
+        stderr, Spark's driver log, the service's log) of what it waits for, and how long more."""
+        now = time.monotonic()
+        if self._noticed or now - started < NOTICE_AFTER_S:
+            return
+        self._noticed = True
+        what = []
+        if behind:
+            if by_index:
+                rid, applied = min(behind, key=lambda b: b[1])
+                worst = f"region {rid} has applied raft index {applied}" if applied >= 0 else f"region {rid} is not in the store"
+            else:
+                rid, resolved = min(behind, key=lambda b: b[1])
+                lag = f", {(physical_ms(self.ts) - physical_ms(resolved)) / 1000:,.1f} s behind" if resolved else ""
+                worst = f"region {rid} is resolved at {resolved}{lag}"
+            what.append(f"{len(behind)} region(s) to reach it in the store ({worst}"
+                        + (f"; {held} held back by locks being resolved" if held else "") + ")")
+        if gap:
+            what.append("a key range of the table no region of the store holds yet (a split or merge the writer "
+                        "has not applied)")
+        log.warning("reading %s at ts %d: waiting for %s; is the writer applying the binlog? Waiting up to %.0f s "
+                    "more (region_wait_timeout)", self.table, self.ts, " and ".join(what) or "the store",
+                    max(0.0, deadline - now))
 
     def regions_over_range(self, view: Any) -> list[Any]:
         """Every live region of ``view`` over the table's key range: a dropped or truncated
@@ -239,6 +275,8 @@ class LearnerRead:
                 if not lagging and gap is None:
                     return view
                 now = time.monotonic()
+                self._notice(started, deadline, [(rid, resolved) for rid, resolved, _ in lagging], gap=gap is not None,
+                             held=len(held))
                 if lock_wait is not None and behind and len(held) == len(behind) and gap is None:
                     locked_since = now if locked_since is None else locked_since
                     if now - locked_since >= lock_wait[0]:

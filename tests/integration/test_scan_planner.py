@@ -332,3 +332,33 @@ def test_a_region_split_off_with_no_entries_yet_does_not_hold_the_learner_read_b
             assert rows_of(p).column("id").to_pylist() == list(range(10))
     finally:
         r.close()
+
+
+def test_a_read_waiting_on_a_stopped_writer_says_once_what_it_waits_for(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A fresh read of a store whose writer stopped waits its region_wait_timeout for regions
+    that never catch up: after about 2 s it says, in one warning, which table, which region is
+    furthest behind and what to check; then times out naming the regions (issue 52, item 7)."""
+    from pyspark_theflash.scan.errors import ScanError
+
+    r = FlashRig(tmp_path)
+    try:
+        r.cluster.create_table("plan.wait", [make_column("id", "BIGINT", not_null=True)], primary_key=["id"])
+        r.start_writer(interval_s=0.05)
+        with r.cluster.txn() as t:
+            t.insert("plan.wait", {"id": 1})
+        r.wait_replicated("plan.wait")
+        with plan(r.store, "plan.wait", r.options()) as p:  # caught up: the store holds the table's regions
+            assert rows_of(p).column("id").to_pylist() == [1]
+        r.stop_writer()
+        with r.cluster.txn() as t:
+            t.insert("plan.wait", {"id": 2})
+        with caplog.at_level("WARNING", logger="pyspark_theflash.scan.learner"), pytest.raises(ScanError) as got:
+            plan(r.store, "plan.wait", r.options(region_wait_timeout="4s"))
+        notes = [rec.getMessage() for rec in caplog.records if rec.name == "pyspark_theflash.scan.learner"]
+        assert len(notes) == 1, notes
+        assert notes[0].startswith("reading plan.wait at ts ") and "region(s) to reach it in the store" in notes[0]
+        assert "is the writer applying the binlog?" in notes[0] and "(region_wait_timeout)" in notes[0]
+        assert "plan.wait" in str(got.value)
+    finally:
+        r.close()
