@@ -47,7 +47,7 @@ def register(subparsers: Any) -> None:
                    help="how long the learner read waits for lagging regions: 500ms, 30s, 2m (default %(default)s)")
     p.add_argument("--partition-target-bytes", default=None,
                    help="group neighbouring small regions into one partition up to this size, e.g. 64MiB "
-                        "(default: the read option's, 64MiB)")
+                        "(default: the read option's, 128MiB)")
     p.add_argument("--read", action="store_true", help="also read every partition and count the rows")
     p.add_argument("--sum", metavar="COLUMN", help="with --read: the sum of this column")
     p.add_argument("--json", action="store_true", help="one JSON document instead of text")

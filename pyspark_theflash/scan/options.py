@@ -31,7 +31,7 @@ DEFAULT_REGION_WAIT_TIMEOUT_S = 30.0
 DEFAULT_LOCK_WAIT_TIMEOUT_S = 60.0
 DEFAULT_LEASE_TTL_S = 120.0
 DEFAULT_BATCH_ROWS = 65536
-DEFAULT_PARTITION_TARGET_BYTES = 64 << 20
+DEFAULT_PARTITION_TARGET_BYTES = 128 << 20  # Spark's spark.sql.files.maxPartitionBytes, Iceberg's split size
 SCHEMA_MODES = ("current", "as_of")
 
 OPTION_DOCS: list[tuple[str, str, str]] = [
@@ -52,7 +52,7 @@ OPTION_DOCS: list[tuple[str, str, str]] = [
     ("batch_rows", "65536", "at most this many rows per Arrow batch handed to Spark"),
     ("columns", "all", "comma list of columns to read (like a `.schema(...)` subset)"),
     ("hidden", "none", "comma list of hidden columns to add: `_tidb_rowid`, `_tidb_commit_ts`"),
-    ("partition_target_bytes", "64MiB", "neighbouring small regions are grouped into one Spark partition up to this size"),
+    ("partition_target_bytes", "128MiB", "neighbouring small regions are grouped into one Spark partition up to this size (Spark's `maxPartitionBytes` and Iceberg's split size): a table of 10,000 regions is a few partitions sized by bytes, not 10,000"),
     ("min_partitions", "CPUs of the planning machine", "small tables still get this many partitions of about equal size (while regions last), as Spark's file sources do for its default parallelism"),
     ("schema", "as_of", "which table and schema a read at a past ts (`snapshot_ts`, `as_of`, a session pin, SQL `VERSION`/`TIMESTAMP AS OF`) uses: `as_of` (the table that had the name at ts, with the schema in force at ts, as TiDB's stale read: across TRUNCATE, DROP + CREATE and MODIFY COLUMN it returns the rows the table had; a name no table had at ts is refused, saying when the table was created) or `current` (the table that has the name now, with its current schema; columns added since read their origin default, dropped ones are gone); a read at the latest ts is the same either way; see docs/schema.md"),
     ("changes_from", "none", "a change read: every committed version with `changes_from` < commit_ts <= `snapshot_ts` (required with it), with `_change_type` (insert, update_preimage, update_postimage, delete), `_commit_ts`, `_commit_timestamp` and `_tidb_rowid` (docs/changes.md); refused below the GC safe point, and refused, naming the option, without `snapshot_ts` or beside `as_of`, `snapshot=resolved`, `max_staleness`, `hidden`, `starting_ts` or `max_rows_per_trigger`"),

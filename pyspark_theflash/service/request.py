@@ -8,7 +8,7 @@ and checked before anything is planned.
      "filter": [["balance", ">", 0]],   see scan/filter_json.py
      "isolation": "SI" | "RC",          default SI
      "schema": "as_of" | "current",     default as_of (a read at a past ts: the table then)
-     "lease_ttl": "120s", "batch_rows": 65536, "min_streams": 4, "stream_target_bytes": "64MiB",
+     "lease_ttl": "120s", "batch_rows": 65536, "min_streams": 4, "stream_target_bytes": "128MiB",
      "region_wait_timeout": "30s", "lock_wait_timeout": "60s",
      "handle_ranges": "[[0, 100], [200, null]]",   only these handle ranges (one planned stream's)
      "changes_from": 4519..., "changes": "all" | "net"}   a change read of (changes_from, snapshot_ts]

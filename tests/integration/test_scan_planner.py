@@ -53,7 +53,7 @@ def test_one_partition_per_region_or_grouped_up_to_the_target_size(rig: FlashRig
             {r for part in p.partitions for r in part.region_ids})
         assert all(part.size_bytes > 0 for part in p.partitions)
         assert rows_of(p).column("id").to_pylist() == list(range(ROWS))
-    with plan(rig.store, TABLE, rig.options(min_partitions=1)) as p:  # 64 MiB target: neighbours grouped
+    with plan(rig.store, TABLE, rig.options(min_partitions=1)) as p:  # 128 MiB target: neighbours grouped
         assert len(p.partitions) == 1 and len(p.partitions[0].region_ids) == REGIONS
         assert sum(rows_of(p).column("balance").to_pylist()) == 10 * ROWS
         assert rig.cluster.scan_table(TABLE, p.ts) == rows_of(p).to_pylist()
