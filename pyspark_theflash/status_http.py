@@ -12,6 +12,27 @@ from typing import Any, Callable
 
 from pyspark_theflash.ports import http_server
 
+class Exposition:
+    """Prometheus exposition text, metric by metric: ``metric(name, kind, help, samples)`` adds
+    ``# HELP``/``# TYPE`` and a line per sample (labels, value; a None value is left out), each
+    named ``{prefix}_{name}``."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.lines: list[str] = []
+
+    def metric(self, name: str, kind: str, help_text: str, samples: list[tuple[str, float | int | None]]) -> None:
+        full = f"{self.prefix}_{name}"
+        self.lines.append(f"# HELP {full} {help_text}")
+        self.lines.append(f"# TYPE {full} {kind}")
+        for labels, value in samples:
+            if value is not None:
+                self.lines.append(f"{full}{labels} {value}")
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
 # serve_forever checks for shutdown() once per poll interval: the default 0.5 s made every
 # close wait about that long; a few wakeups a second cost nothing
 SHUTDOWN_POLL_S = 0.05

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pyspark_theflash.codec.tso import logical, physical_ms
+from pyspark_theflash.status_http import Exposition
 
 STATUS_FILE = "capture.status.json"
 PID_FILE = "capture.pid"
@@ -32,15 +33,8 @@ def read_status(binlog: Path) -> dict[str, Any] | None:
 
 def prometheus_text(status: dict[str, Any]) -> str:
     """The snapshot as Prometheus exposition text (gauges and counters named theflash_capture_*)."""
-    lines: list[str] = []
-
-    def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float | int | None]]) -> None:
-        lines.append(f"# HELP theflash_capture_{name} {help_text}")
-        lines.append(f"# TYPE theflash_capture_{name} {kind}")
-        for labels, value in samples:
-            if value is not None:
-                lines.append(f"theflash_capture_{name}{labels} {value}")
-
+    out = Exposition("theflash_capture")
+    metric = out.metric
     least = int(status.get("least_resolved_ts") or 0)
     metric("up", "gauge", "1 while capture runs its main loop.", [("", 1 if status.get("state") == "running" else 0)])
     metric("regions", "gauge", "Regions registered on TiKV's change-data feed.", [("", status.get("regions"))])
@@ -65,4 +59,4 @@ def prometheus_text(status: dict[str, Any]) -> str:
     errors = status.get("errors") or {}
     metric("errors_total", "counter", "Region and stream errors by kind (errorpb fields, stream_down).",
            [(f'{{kind="{kind}"}}', count) for kind, count in sorted(errors.items())] or [('{kind="none"}', 0)])
-    return "\n".join(lines) + "\n"
+    return out.text()

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from pyspark_theflash.codec.tso import logical, physical_ms
+from pyspark_theflash.status_http import Exposition
 
 RATE_WINDOW_S = 10.0
 
@@ -156,15 +157,8 @@ def progress_line(status: dict[str, Any], max_regions: int = 6) -> str:
 
 def prometheus_text(status: dict[str, Any]) -> str:
     """The status as Prometheus exposition text (gauges and counters named theflash_writer_*)."""
-    lines: list[str] = []
-
-    def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float | int | None]]) -> None:
-        lines.append(f"# HELP theflash_writer_{name} {help_text}")
-        lines.append(f"# TYPE theflash_writer_{name} {kind}")
-        for labels, value in samples:
-            if value is not None:
-                lines.append(f"theflash_writer_{name}{labels} {value}")
-
+    out = Exposition("theflash_writer")
+    metric = out.metric
     regions = status.get("regions", [])
     per = lambda key: [(f'{{region="{r["region_id"]}"}}', r[key]) for r in regions]  # noqa: E731
     metric("applied_index", "gauge", "Raft index applied and flushed, per region.", per("applied_index"))
@@ -200,4 +194,4 @@ def prometheus_text(status: dict[str, Any]) -> str:
     seg, _, off = str(status.get("position") or "0:0").partition(":")
     metric("position_segment", "gauge", "Persisted binlog position: segment.", [("", int(seg or 0))])
     metric("position_offset", "gauge", "Persisted binlog position: offset.", [("", int(off or 0))])
-    return "\n".join(lines) + "\n"
+    return out.text()
