@@ -63,7 +63,7 @@ from pyspark_theflash.capture.resume import ResumePoints
 from pyspark_theflash.upstream.errors import UpstreamError
 from pyspark_theflash.upstream.pd_client import PDClient, RegionInfo
 from pyspark_theflash.capture.progress import ProgressLine
-from pyspark_theflash.capture.region_feed import FeedProtocolError, RegionFeed, entries_event, snapshot_event
+from pyspark_theflash.capture.region_feed import FeedProtocolError, RegionFeed, snapshot_event
 from pyspark_theflash.capture.region_table import RegionTable, greatest_resolved
 from pyspark_theflash.capture.status import prometheus_text, write_status
 from pyspark_theflash.capture.tasks import (DdlPoll, Held, HeldAdmin, HeldResolved, HeldRows, HeldRuns, HeldSnapshot,
@@ -1024,19 +1024,6 @@ class Capture:
             self._written.add(feed.id, feed.start, feed.end)
         self._forget_covered()
         return [snapshot_event(feed, self._next_index(feed.id), snap, since_ts=feed.since_ts)]
-
-    def _rows_event(self, feed: RegionFeed, rows: list[binlog_pb2.Row]) -> list[binlog_pb2.Event]:
-        if feed.discarded:
-            return []
-        newer = self.claims.newer(feed.id, feed.start, feed.end, feed.version)
-        if newer:  # keys a newer region holds now: its snapshot has these versions and locks
-            rows = [r for r in rows if not RangeClaims.covers_key(newer, bytes(r.key))]
-        kept = rows if self.selected is None else [r for r in rows if self._keep_key(bytes(r.key))]
-        if feed.coverage is not None:
-            for r in kept:
-                if r.type in (binlog_pb2.Row.COMMIT, binlog_pb2.Row.COMMITTED):
-                    feed.coverage.add(bytes(r.key), int(r.commit_ts))
-        return [entries_event(feed, self._next_index(feed.id), kept)] if kept else []
 
     def _next_index(self, region_id: int) -> int:
         """The region's next binlog index: one counter per region across its registrations."""

@@ -16,10 +16,14 @@ follows a region error or a restart never loses or doubles a row.
 After it, rows map one to one: PREWRITE (no primary, no TTL: TiKV's feed does not carry
 them), COMMIT (key and ts; the replica takes the value from the PREWRITE), ROLLBACK,
 COMMITTED. Only record keys of the captured tables are kept (index entries are not rows).
+
+These rules run on columns (``take_initial_columns``, ``take_columns`` with the C match,
+``snapshot_columns``); the same rules row by row, over protobuf messages, are the reference
+the tests check the columns against (tests/support/feed_reference.py).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -29,12 +33,10 @@ from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.binlog import snapshot_batch
 from pyspark_theflash.capture import feed_columns
 from pyspark_theflash.capture.coverage import Coverage
-from pyspark_theflash.codec.txn import SHORT_VALUE_MAX_LEN, Lock, Write
 from pyspark_theflash.proto import binlog_pb2, cdcpb_pb2
 
 Ev = cdcpb_pb2.Event
 _OP = {Ev.Row.PUT: binlog_pb2.PUT, Ev.Row.DELETE: binlog_pb2.DELETE}
-_WRITE_TYPE = {binlog_pb2.PUT: "P", binlog_pb2.DELETE: "D"}
 
 
 class FeedProtocolError(Exception):
@@ -170,29 +172,6 @@ class RegionFeed:
 
     # ------------------------------------------------------------------ rows
 
-    def take(self, rows: Any, keep: Callable[[bytes], bool]) -> tuple[list[binlog_pb2.Row], bool]:
-        """Rows of one event: the binlog rows to write now (live), and whether INITIALIZED came."""
-        out: list[binlog_pb2.Row] = []
-        initialized_now = False
-        for row in rows:
-            if row.type == Ev.INITIALIZED:
-                initialized_now = True
-                self.initialized = True
-                continue
-            key = bytes(row.key)
-            if not keep(key):
-                continue
-            if self.initialized:
-                r = self._live(row, key)
-                if r is not None:
-                    out.append(r)
-            else:
-                self._initial(row, key)
-        return out, initialized_now
-
-    def _initial(self, row: Any, key: bytes) -> None:
-        self._initial_row(row.type, row.op_type, int(row.start_ts), int(row.commit_ts), key, bytes(row.value))
-
     def _initial_row(self, row_type: int, op_type: int, start: int, commit: int, key: bytes, value: bytes) -> None:
         if row_type == Ev.COMMITTED:
             if op_type in _OP:
@@ -253,36 +232,9 @@ class RegionFeed:
                 self._initial_row(*row)
         return after
 
-    def _live(self, row: Any, key: bytes) -> binlog_pb2.Row | None:
-        start, commit = int(row.start_ts), int(row.commit_ts)
-        if row.type in (Ev.COMMIT, Ev.COMMITTED) and commit <= self.resolved_ts:
-            raise FeedProtocolError(f"region {self.id}: a commit at {commit} of key {key.hex()} came after resolved "
-                                    f"ts {self.resolved_ts}")
-        if row.type == Ev.PREWRITE:
-            if row.op_type not in _OP:
-                return None
-            op = _OP[row.op_type]
-            self._open[(key, start)] = op
-            return binlog_pb2.Row(type=binlog_pb2.Row.PREWRITE, op=op, start_ts=start, key=key,
-                                  value=bytes(row.value) if op == binlog_pb2.PUT else b"")
-        if row.type == Ev.COMMIT:
-            if self._open.pop((key, start), None) is None:
-                raise FeedProtocolError(f"region {self.id}: COMMIT of key {key.hex()} at start ts {start} "
-                                        "without its PREWRITE")
-            return binlog_pb2.Row(type=binlog_pb2.Row.COMMIT, start_ts=start, commit_ts=commit, key=key)
-        if row.type == Ev.ROLLBACK:
-            if self._open.pop((key, start), None) is None:
-                return None  # a rollback of a lock the replica never had (a pessimistic or LOCK one)
-            return binlog_pb2.Row(type=binlog_pb2.Row.ROLLBACK, start_ts=start, key=key)
-        if row.type == Ev.COMMITTED and row.op_type in _OP:
-            op = _OP[row.op_type]
-            return binlog_pb2.Row(type=binlog_pb2.Row.COMMITTED, op=op, start_ts=start, commit_ts=commit, key=key,
-                                  value=bytes(row.value) if op == binlog_pb2.PUT else b"")
-        return None
-
     def take_columns(self, rows: feed_columns.FeedRows | tuple[Any, ...],
                      spans: list[tuple[int, int]] | None = None) -> feed_columns.LiveBatch | None:
-        """Live rows (after INITIALIZED) as columns: ``_live``'s rules applied in C
+        """Live rows (after INITIALIZED) as columns: the feed's rules applied in C
         (capture/feed_columns.py) to the record keys of ``rows`` (or of ``spans`` of a
         message's ``row_buffers``); the binlog rows to write, or None."""
         if isinstance(rows, feed_columns.FeedRows):
@@ -355,31 +307,6 @@ class RegionFeed:
         self._writes, self._locks, self._waiting_commits, self._scan = {}, {}, {}, []
         return snapshot_batch.SnapshotColumns(versions, locks)
 
-    def snapshot(self) -> binlog_pb2.RegionSnapshot:
-        """The same state in binlog format version 1's form (a ``Write``/``Lock`` record per
-        version and lock), as capture wrote it before snapshots were columns; kept to check the
-        columnar form against (tests/unit/test_snapshot_batch.py)."""
-        for keys, ops, start_ts, commit_ts, values in self._scan:
-            for key, op, start, commit, value in zip(keys.to_pylist(), ops.tolist(), start_ts.tolist(),
-                                                     commit_ts.tolist(), values.to_pylist()):
-                self._writes[(key, commit)] = (op, start, value)
-        self._scan = []
-        writes = []
-        for (key, commit), (op, start, value) in sorted(self._writes.items()):
-            short = value if op == binlog_pb2.PUT and len(value) <= SHORT_VALUE_MAX_LEN else None
-            long_value = value if op == binlog_pb2.PUT and short is None else b""
-            writes.append(binlog_pb2.SnapshotWrite(
-                key=key, commit_ts=commit, write=bytes(Write(_WRITE_TYPE[op], start, short).to_bytes()), value=long_value))
-        locks = []
-        for (key, start), (op, value) in sorted(self._locks.items()):
-            short = value if op == binlog_pb2.PUT and len(value) <= SHORT_VALUE_MAX_LEN else None
-            locks.append(binlog_pb2.SnapshotLock(
-                key=key, lock=bytes(Lock(_WRITE_TYPE[op], b"", start, short_value=short).to_bytes()),
-                value=value if op == binlog_pb2.PUT and short is None else b""))
-            self._open[(key, start)] = op
-        self._writes, self._locks, self._waiting_commits = {}, {}, {}
-        return binlog_pb2.RegionSnapshot(region=self.region_proto(), writes=writes, locks=locks)
-
     def max_commit_ts(self) -> int:
         """The newest commit the initial state holds (a snapshot waits for the DDL frontier)."""
         scanned = max((int(c[3].max()) for c in self._scan if len(c[3])), default=0)
@@ -388,11 +315,6 @@ class RegionFeed:
 
 def _empty_binary(n: int) -> pa.BinaryArray:
     return pa.BinaryArray.from_buffers(pa.binary(), n, [None, pa.py_buffer(bytes(4 * (n + 1))), pa.py_buffer(b"")])
-
-
-def entries_event(feed: RegionFeed, index: int, rows: list[binlog_pb2.Row]) -> binlog_pb2.Event:
-    return binlog_pb2.Event(region_id=feed.id, index=index, epoch=feed.epoch(),
-                            entries=binlog_rows.columnar_entries(rows))
 
 
 def snapshot_event(feed: RegionFeed, index: int, snapshot: binlog_pb2.RegionSnapshot | snapshot_batch.SnapshotColumns,

@@ -222,11 +222,17 @@ def test_a_region_the_replica_retires_has_its_registration_ended_not_fed(cluster
     Capture mirrors that rule: a registration whose region was retired writes no more rows (its
     keys outside the newer region's claim would reach a region without its locks: a COMMIT
     without PREWRITE) and its range is looked up again; a split naming it is no longer written."""
+    from pyspark_theflash.capture.feed_columns import decode_change_data
     from pyspark_theflash.capture.region_feed import RegionFeed
+    from pyspark_theflash.capture.tasks import HeldRows
     from pyspark_theflash.codec import encode_region_key
+    from pyspark_theflash.codec.keys import encode_record_key
+    from pyspark_theflash.proto import cdcpb_pb2
 
-    def k(raw: bytes) -> bytes:
-        return bytes(encode_region_key(raw))
+    raw = {name: encode_record_key(500, h) for name, h in (("b", 100), ("c", 150), ("d", 200), ("f", 300))}
+
+    def k(name: bytes) -> bytes:  # keys b < c < d < f: records 100, 150, 200 and 300 of table 500
+        return bytes(encode_region_key(raw[name.decode()]))
 
     capture = Capture(options(cluster, tmp_path / "binlog"))
     try:
@@ -242,9 +248,15 @@ def test_a_region_the_replica_retires_has_its_registration_ended_not_fed(cluster
         capture._absorb(snap)
         assert old.discarded and 70 not in capture.feeds and 70 not in capture.introduced
         assert [r[3] for r in capture.pending_reload] == [old]  # its range is looked up again
-        # a COMMIT of a key at b..d (no newer claim covers it) of the ended registration: not written
-        row = binlog_pb2.Row(type=binlog_pb2.Row.COMMIT, start_ts=10, commit_ts=11, key=b"c")
-        assert capture._rows_event(old, [row]) == []
+        # a transaction of a key at b..d (no newer claim covers it) of the ended registration: its
+        # rows match (the feed's rules hold) but are not written
+        Ev = cdcpb_pb2.Event
+        msg = cdcpb_pb2.ChangeDataEvent(events=[Ev(region_id=70, request_id=old.gen, entries=Ev.Entries(entries=[
+            Ev.Row(type=Ev.PREWRITE, op_type=Ev.Row.PUT, start_ts=10, key=raw["c"], value=b"v"),
+            Ev.Row(type=Ev.COMMIT, op_type=Ev.Row.PUT, start_ts=10, commit_ts=11, key=raw["c"])]))])
+        rows = old.take_columns(decode_change_data(msg.SerializeToString()).rows)
+        assert rows is not None and rows.count == 2
+        assert capture._build(HeldRows(old, rows)) == []
         assert 71 in capture.introduced and capture.feeds[71] is born and not born.discarded
     finally:  # never run: its binlog writer and PD client are all it opened
         capture.writer.close()

@@ -1,5 +1,5 @@
 """The change feed decoded into columns (capture/feed_columns.py, _native/cdc_wire.c) gives
-exactly what the per-row path (RegionFeed._live over protobuf messages) gives: the same rows,
+exactly what the per-row rules (tests/support/feed_reference.py, over protobuf messages) give: the same rows,
 the same protocol errors, across polls."""
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.capture.feed_columns import OpenSet, decode_change_data
 from pyspark_theflash.capture.region_feed import FeedProtocolError, RegionFeed
 from pyspark_theflash.proto import binlog_pb2, cdcpb_pb2
+
+import feed_reference
 
 Ev = cdcpb_pb2.Event
 
@@ -41,7 +43,7 @@ def per_row(feed: RegionFeed, events: list[list[Ev.Row]]) -> list[tuple] | str:
     out: list[tuple] = []
     try:
         for rows in events:
-            got, _ = feed.take(rows, is_record)
+            got, _ = feed_reference.take(feed, rows, is_record)
             out += [(r.type, r.op, r.start_ts, r.commit_ts, r.key, r.value) for r in got]
     except FeedProtocolError as exc:
         return str(exc)

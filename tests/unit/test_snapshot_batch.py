@@ -22,6 +22,7 @@ from pyspark_theflash.capture.region_feed import RegionFeed
 from pyspark_theflash.codec.keys import index_prefix
 from pyspark_theflash.proto import binlog_pb2, cdcpb_pb2
 from pyspark_theflash.store import Store
+import feed_reference
 from store_events import DB, codes_table, commit, common_key, event, items_table, key, region, row
 
 Ev = cdcpb_pb2.Event
@@ -112,10 +113,10 @@ def per_row_snapshot(events: list[list[Ev.Row]]) -> tuple[RegionFeed, binlog_pb2
     for rows in events:
         if feed.initialized:
             break
-        _, initialized = feed.take(rows, is_record)
+        _, initialized = feed_reference.take(feed, rows, is_record)
         if initialized:
             cts = feed.max_commit_ts()
-            return feed, feed.snapshot(), cts
+            return feed, feed_reference.snapshot(feed), cts
     raise AssertionError("no INITIALIZED")
 
 
