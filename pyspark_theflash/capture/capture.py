@@ -52,13 +52,13 @@ from pyspark_theflash.binlog import region_runs
 from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.binlog.segment import HEADER_BYTES
 from pyspark_theflash.binlog.snapshot_batch import SnapshotColumns, snapshot_columns
-from pyspark_theflash.capture.coverage import Coverage, inherit, known_at_snapshot
+from pyspark_theflash.capture.coverage import Coverage, EndedCoverages, inherit, known_at_snapshot
 from pyspark_theflash.capture.held_ranges import describe as describe_range, gaps as range_gaps
 from pyspark_theflash.codec.key_ranges import RangeMembers, RegionRanges
 from pyspark_theflash.capture.partition_map import PartitionMap
 from pyspark_theflash.capture.errors import CaptureError, GCPassedError
 from pyspark_theflash.capture.lock_resolution import LaggingRegion, StuckRegionResolver
-from pyspark_theflash.capture.range_claims import Claim, RangeClaims, ranges_overlap as _ranges_overlap
+from pyspark_theflash.capture.range_claims import Claim, RangeClaims
 from pyspark_theflash.capture.resume import ResumePoints
 from pyspark_theflash.upstream.errors import UpstreamError
 from pyspark_theflash.upstream.pd_client import PDClient, RegionInfo
@@ -93,6 +93,9 @@ RELEASE_BYTES = 32 << 20  # held events are written in appends of about this man
 # a registration's coverage is raised to its resolved ts once this many live batches wait in it
 # (capture/coverage.py): not at every resolved ts, which lists every region
 COVERAGE_RAISE_PENDING = 64
+# the followed-keys invariant is a walk over every registration: after registrations change it is
+# checked at most this often (a store restart changes them on every loop for a while)
+FOLLOWED_CHECK_EVERY_S = 1.0
 STATUS_EVERY_S = 1.0  # the status snapshot (metrics endpoint, capture.status.json) at most this often
 FRONTIER_STUCK_S = 30.0  # events held this long for a DDL frontier that does not move: a warning, unhealthy
 PROGRESS_EVERY_S = 5.0  # a progress line (capture/progress.py) at most this often
@@ -260,6 +263,7 @@ class Capture:
         # Ranges the check found followed by nothing (each a bug of capture's, reported and
         # looked up again); tests assert there are none.
         self.unfollowed: list[tuple[bytes, bytes]] = []
+        self._followed_checked_at = float("-inf")  # when _check_followed last walked the registrations
         self._jitter = random.Random(opts.jitter_seed)
         self.fifo: deque[tuple[int, Held]] = deque()  # (newest commit, what is held), in feed order
         self.frontier = 0
@@ -277,7 +281,7 @@ class Capture:
         self._written = RangeMembers()
         # the coverages of ended registrations whose snapshot was written (capture/coverage.py):
         # a range registered again starts from what they say the replica holds
-        self.ended_coverage: list[Coverage] = []
+        self.ended_coverage = EndedCoverages()
         self.rows_skipped = 0  # versions a registration's scan gave that the replica held already
         self.rows_scanned = 0  # rows of registrations' initial scans received (the progress line)
         # what the binlog is proved to hold per key range (capture/resume.py): a restart
@@ -568,7 +572,7 @@ class Capture:
     def _coverage_over(self, start: bytes, end: bytes, but: RegionFeed | None = None) -> list[Coverage]:
         """Every coverage capture knows over any part of [start, end): ended registrations' and
         written live ones' (each a true statement of what the replica holds)."""
-        pieces = [c for c in self.ended_coverage if _ranges_overlap(c.start, c.end, start, end)]
+        pieces = self.ended_coverage.overlapping(start, end)
         written = (self.feeds.get(rid) for rid in self._written.overlapping(start, end))
         current = (f.current_coverage() for f in written if f is not None and f is not but)
         pieces += sorted((c for c in current if c is not None), key=lambda c: c.start)
@@ -578,13 +582,14 @@ class Capture:
         """An ended registration's coverage stays known until registrations written since
         cover its range (the versions it wrote stay in the replica)."""
         coverage = feed.current_coverage()
-        if coverage is not None and coverage not in self.ended_coverage:
-            self.ended_coverage.append(coverage)
+        if coverage is not None:
+            self.ended_coverage.add(coverage)
 
-    def _forget_covered(self) -> None:
-        """Drop the ended coverages whose table keys written registrations cover now: each
-        of those inherited what it said."""
-        if not self.ended_coverage:
+    def _forget_covered(self, start: bytes, end: bytes) -> None:
+        """Drop the ended coverages whose table keys written registrations cover now, once a
+        snapshot over [start, end) is written (only those over it can be covered now): each of
+        those inherited what it said."""
+        if not len(self.ended_coverage):
             return
 
         def covered(c: Coverage) -> bool:
@@ -592,7 +597,9 @@ class Capture:
             hi = _RECORD_SPAN[1] if not c.end else min(c.end, _RECORD_SPAN[1])
             return lo < hi and not range_gaps(self._written.spans(lo, hi), lo, hi)
 
-        self.ended_coverage = [c for c in self.ended_coverage if not covered(c)]
+        for c in self.ended_coverage.overlapping(start, end):
+            if covered(c):
+                self.ended_coverage.remove(c)
 
     def _load_range(self, start: bytes, end: bytes, dropped: RegionFeed | None = None) -> None:
         """Register every region PD has over [start, end) that holds table keys; where the range
@@ -681,9 +688,10 @@ class Capture:
         span is a current registration's or a pending reload's. A range in neither would lose
         its rows while capture says it is caught up; it is reported by name, as the bug it is,
         and looked up in PD again (the regions there register from what the replica holds)."""
-        if not self._registrations_changed:
+        now = time.monotonic()
+        if not self._registrations_changed or now - self._followed_checked_at < FOLLOWED_CHECK_EVERY_S:
             return
-        self._registrations_changed = False
+        self._registrations_changed, self._followed_checked_at = False, now
         for lo, hi in self._followed_gaps(with_reloads=True):
             self.unfollowed.append((lo, hi))
             log.error("capture followed no region over keys %s (a bug: no registration and no pending "
@@ -1013,8 +1021,8 @@ class Capture:
         else:
             # the snapshot replaces the range whole (the replica may hold versions TiKV has
             # collected since): what ended registrations said of it no longer counts
-            self.ended_coverage = [c for c in self.ended_coverage
-                                   if not _ranges_overlap(c.start, c.end, feed.start, feed.end)]
+            for c in self.ended_coverage.overlapping(feed.start, feed.end):
+                self.ended_coverage.remove(c)
             feed.coverage = Coverage([(feed.start, feed.end, 0)])
             if len(snap.versions):
                 feed.coverage.add_columns(snap.versions.keys, snap.versions.commit_ts)
@@ -1022,7 +1030,7 @@ class Capture:
             self._end_coverage(feed)  # ended while its snapshot waited to be written
         else:
             self._written.add(feed.id, feed.start, feed.end)
-        self._forget_covered()
+        self._forget_covered(feed.start, feed.end)
         return [snapshot_event(feed, self._next_index(feed.id), snap, since_ts=feed.since_ts)]
 
     def _next_index(self, region_id: int) -> int:
@@ -1122,8 +1130,8 @@ class Capture:
         incremental scan from there gives the versions committed since and the open locks."""
         if not self.opts.incremental:
             return
-        self.ended_coverage = self.resume.coverages(self.gc_held)
-        if self.ended_coverage:
+        self.ended_coverage = EndedCoverages(self.resume.coverages(self.gc_held))
+        if len(self.ended_coverage):
             least = min(c.least_floor() for c in self.ended_coverage)
             self.progress(f"resuming {sum(len(c.floors) for c in self.ended_coverage)} key range(s) from the "
                           f"resolved ts the binlog holds (the least {least}); any other range is scanned whole")

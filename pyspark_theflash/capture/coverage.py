@@ -17,10 +17,11 @@ registration starts from 0 and its snapshot replaces the range whole.
 from __future__ import annotations
 
 import heapq
-from typing import Any, Iterable, NamedTuple, Sequence
+from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
 from pyspark_theflash.capture.range_claims import ranges_overlap
 from pyspark_theflash.codec import encode_region_key
+from pyspark_theflash.codec.key_ranges import RangeMembers
 
 Floor = tuple[bytes, bytes, int]  # (start, end, ts): PD-encoded range, end b"" = +inf
 PENDING_MAX = 256  # batches kept uncounted above the floor before they are counted one by one
@@ -254,3 +255,46 @@ def known_at_snapshot(pieces: list[Coverage], start: bytes, end: bytes, since_ts
     below ``since_ts`` (the registration's pieces said that much, and coverages only gain)."""
     known = inherit(pieces, start, end)
     return known if known is not None else Coverage([(start, end, since_ts)])
+
+
+class EndedCoverages:
+    """The coverages of ended registrations, in the order they ended, found by key range.
+
+    A store restarting ends every registration of the store at once: at 100,000 regions tens of
+    thousands of coverages, each looked at again when a registration over its range begins or
+    writes its snapshot. Kept in a list, each of those walked the whole list (a quadratic storm
+    of Python steps); indexed by range (``codec.key_ranges.RangeMembers``), each asks only for
+    the ones over its own range."""
+
+    def __init__(self, coverages: Iterable[Coverage] = ()) -> None:
+        self._by_serial: dict[int, Coverage] = {}  # in the order added
+        self._serial_of: dict[int, int] = {}      # id(coverage) -> serial (each once)
+        self._ranges = RangeMembers()
+        self._next = 0
+        for c in coverages:
+            self.add(c)
+
+    def __len__(self) -> int:
+        return len(self._by_serial)
+
+    def __iter__(self) -> Iterator[Coverage]:
+        return iter(list(self._by_serial.values()))
+
+    def add(self, coverage: Coverage) -> None:
+        """Keep ``coverage`` (a second add of the same one is nothing)."""
+        if id(coverage) in self._serial_of:
+            return
+        serial, self._next = self._next, self._next + 1
+        self._by_serial[serial] = coverage
+        self._serial_of[id(coverage)] = serial
+        self._ranges.add(serial, coverage.start, coverage.end)
+
+    def remove(self, coverage: Coverage) -> None:
+        serial = self._serial_of.pop(id(coverage), None)
+        if serial is not None:
+            del self._by_serial[serial]
+            self._ranges.discard(serial)
+
+    def overlapping(self, start: bytes, end: bytes) -> list[Coverage]:
+        """The coverages over any part of [start, end), in the order they were added."""
+        return [self._by_serial[s] for s in sorted(self._ranges.overlapping(start, end))]
