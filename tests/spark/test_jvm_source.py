@@ -175,8 +175,8 @@ def jvm_failure(spark: Any, what: str, server: str) -> str:
     return "no error"
 
 
-READ_ONLY = ("theflash tables are a read-only replica of the upstream TiDB: write to the upstream, and the "
-             "changes arrive here through replication ({} is not supported)")
+READ_ONLY = ("[THEFLASH_READ_ONLY_REPLICA] theflash tables are a read-only replica of the upstream TiDB: write to "
+             "the upstream, and the changes arrive here through replication ({} is not supported) SQLSTATE: 0A000")
 KNOWN = ("as_of, batch_rows, changes, changes_from, columns, endingTimestamp, endingVersion, hidden, isolation, "
          "latch, lease_ttl, lock_wait_timeout, max_rows_per_trigger, max_staleness, min_partitions, "
          "partition_target_bytes, readChangeFeed, region_wait_timeout, schema, server, snapshot, snapshot_ts, "
@@ -188,13 +188,13 @@ NEEDS_START = ('a streaming read of a theflash table streams its changes: use sp
 ERRORS = [
     ("typos", "IllegalArgumentException", "unknown options 'isolaton' (did you mean 'isolation'?), 'snapshotts' "
                                           f"(did you mean 'snapshot_ts'?); theflash reads take: {KNOWN}"),
-    ("write", "UnsupportedOperationException", READ_ONLY.format("writing a DataFrame")),
-    ("write_default", "UnsupportedOperationException", READ_ONLY.format("writing a DataFrame")),
+    ("write", "AnalysisException", READ_ONLY.format("writing a DataFrame")),
+    ("write_default", "AnalysisException", READ_ONLY.format("writing a DataFrame")),
     ("stream", "IllegalArgumentException", NEEDS_START),
-    ("insert", "UnsupportedOperationException", READ_ONLY.format(f"writing to {TYPES_TABLE}")),
-    ("delete", "UnsupportedOperationException", READ_ONLY.format(f"deleting from {TYPES_TABLE}")),
-    ("create", "UnsupportedOperationException", READ_ONLY.format("CREATE TABLE")),
-    ("drop", "UnsupportedOperationException", READ_ONLY.format("DROP TABLE")),
+    ("insert", "AnalysisException", READ_ONLY.format(f"writing to {TYPES_TABLE}")),
+    ("delete", "AnalysisException", READ_ONLY.format(f"deleting from {TYPES_TABLE}")),
+    ("create", "AnalysisException", READ_ONLY.format("CREATE TABLE")),
+    ("drop", "AnalysisException", READ_ONLY.format("DROP TABLE")),
     # Delta's names are reported as given (the Python source's too), not as snapshot_ts/as_of
     ("version_malformed", "IllegalArgumentException",
      "option versionAsOf='yesterday' is not a TSO number (physical_ms << 18 | logical)"),
