@@ -73,7 +73,7 @@ class ReadService:
 
             raise BadRequestError(f"no metadata table {kind!r}; there are {', '.join(COLUMNS)}", code="invalid_option")
         with self.stores.hold(store) as engine:
-            meta = store_table_metadata(engine.root, table)
+            meta = store_table_metadata(engine.root, table, ask_upstream=kind == "history")
         return {"table": meta["history"][0]["table"], "kind": kind,
                 "columns": [{"name": n, "type": t} for n, t in COLUMNS[kind]], "rows": meta[kind]}
 
