@@ -70,7 +70,7 @@ public final class TableSchema {
     }
     List<String> close = ClosestNames.tables(name, known, 3);
     List<String> shown = known.subList(0, Math.min(20, known.size()));
-    String store = client.store() != null ? "store " + client.store() : "the store of theflash service " + client.server();
+    String store = client.store() != null ? "store " + client.store() : "the theflash store";
     throw new IllegalArgumentException(store + " has no table " + name
         + (close.isEmpty() ? "" : "; did you mean " + String.join(" or ", close) + "?") + " (its tables: "
         + (shown.isEmpty() ? "none" : String.join(", ", shown) + (known.size() > shown.size() ? ", ..." : "")) + ")");
