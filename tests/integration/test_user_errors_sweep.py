@@ -227,3 +227,17 @@ def test_http_answers_user_errors_as_a_status_and_one_message(world: World) -> N
     status, message = http_error(world, "POST", "/v1/sql", json.dumps({"sql": f"SELECT count() FROM {TABLE}"}).encode())
     assert status == 400
     plain(message, "theflash store convert --to clickhouse")
+
+
+def test_theflash_debug_logs_the_whole_stack_before_the_one_line(world: World) -> None:
+    """THEFLASH_DEBUG puts the stack of the error behind the one line in the log (stderr)."""
+    import os
+
+    args = THEFLASH + ["scan", TABLE, "--store", str(world.root / "nope"), "--read"]
+    quiet = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    loud = subprocess.run(args, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "THEFLASH_DEBUG": "1"})
+    line = quiet.stderr.strip()
+    assert quiet.returncode == loud.returncode == 2 and len(line.splitlines()) == 1
+    assert "Traceback" in loud.stderr and "StoreNotFoundError" in loud.stderr, loud.stderr
+    assert loud.stderr.strip().splitlines()[-1] == line
