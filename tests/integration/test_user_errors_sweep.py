@@ -241,3 +241,30 @@ def test_theflash_debug_logs_the_whole_stack_before_the_one_line(world: World) -
     assert quiet.returncode == loud.returncode == 2 and len(line.splitlines()) == 1
     assert "Traceback" in loud.stderr and "StoreNotFoundError" in loud.stderr, loud.stderr
     assert loud.stderr.strip().splitlines()[-1] == line
+
+
+def test_a_flight_sql_result_whose_session_ended_is_refused_with_its_message_only(world: World) -> None:
+    """The read behind a statement's ticket is gone (released, or its lease lapsed) when the
+    ticket is read: the client gets the message, not the server's stack."""
+    import pyarrow.flight as flight
+
+    from pyspark_theflash.proto import flight_sql_pb2 as fsql
+    from pyspark_theflash.service.flight_sql import flight_sql_command, pack
+
+    from pyspark_theflash.store import Store
+
+    with Store.open(str(world.store), readonly=True) as store, store.snapshot() as view:
+        resolved = min(int(r.resolved_ts) for r in view.regions())  # the writer stopped: read what it stored
+    client = flight.connect(world.service.flight_location)
+    try:
+        info = client.get_flight_info(flight.FlightDescriptor.for_command(
+            pack(fsql.CommandStatementQuery(query=f"SELECT id FROM {TABLE} AS OF TSO {resolved}"))))
+        ticket = info.endpoints[0].ticket
+        handle = json.loads(flight_sql_command(ticket.ticket).statement_handle)  # type: ignore[union-attr]
+        list(client.do_action(flight.Action("release", json.dumps({"session": handle["session"]}).encode())))
+        with pytest.raises(flight.FlightError) as caught:
+            client.do_get(ticket).read_all()
+    finally:
+        client.close()
+    plain(str(caught.value), handle["session"])
+    assert "Python exception" not in str(caught.value)
