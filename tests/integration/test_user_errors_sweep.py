@@ -1,8 +1,8 @@
 """User errors swept through every front end (issue 52, items 5 and "done when"): the CLI, the
 Python data source, Arrow Flight, Flight SQL and HTTP. Each message is a few lines at most, has no
 stack (no "Traceback", no source file of the package), names the object it is about and says
-what to do. (The jar's are tests/spark/test_jvm_source.py's word-for-word refusals and
-test_jvm_errors_are_one_line in tests/spark/test_spark_sql_errors.py.)"""
+what to do. (The jar's, through PySpark and spark-sql, are in tests/spark/test_jvm_source.py: its
+word-for-word refusals, a store the service does not serve, spark-sql's read-only refusal.)"""
 from __future__ import annotations
 
 import json
