@@ -78,7 +78,14 @@ def _as_help_text(parser: argparse.ArgumentParser) -> None:
                 _as_help_text(child)
 
 
+# Set to any value: log at debug level on stderr, with the whole stack of an error a command
+# otherwise reports in one line.
+DEBUG_ENVIRONMENT = "THEFLASH_DEBUG"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import logging
+
     words = list(sys.argv[1:] if argv is None else argv)
     if words and words[0] in DEFAULT_ACTIONS:
         action, actions = DEFAULT_ACTIONS[words[0]]
@@ -87,12 +94,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     first = COMMAND_WORDS.get(words[0], words[0]) if words else None
     parser = build_parser(first if first in COMMAND_MODULES else None)
     args = parser.parse_args(words)
+    if os.environ.get(DEBUG_ENVIRONMENT):
+        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                            stream=sys.stderr)
+    log = logging.getLogger("theflash.cli")
     try:
         return int(args.func(args) or 0)
     except CommandError as exc:
+        log.debug("theflash %s failed", args.command, exc_info=_whole(exc))
         print(f"theflash {args.command}: {exc}", file=sys.stderr)
         return 2
     except PortInUseError as exc:  # one line naming the command's own option (pyspark_theflash/ports.py)
+        log.debug("theflash %s failed", args.command, exc_info=exc)
         option = getattr(args, "port_options", {}).get(exc.server)
         print(f"theflash {args.command}: {exc.for_option(option) if option else exc}", file=sys.stderr)
         return 2
@@ -104,6 +117,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 128 + signal.SIGPIPE
+
+
+def _whole(exc: BaseException) -> BaseException:
+    """``exc`` with the error it was raised from shown too (a command raises its one line
+    ``from None``, which hides the error it reports)."""
+    if exc.__suppress_context__ and exc.__context__ is not None:
+        exc.__cause__ = exc.__context__
+    return exc
 
 
 if __name__ == "__main__":

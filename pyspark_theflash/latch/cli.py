@@ -30,8 +30,14 @@ def register(subparsers: Any) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pyspark_theflash.cli import CommandError
     from pyspark_theflash.latch.remote import serve
 
+    if not (Path(args.store) / "manifest.db").is_file():  # a mistyped path would be served, made a latch.db
+        raise CommandError(f"no store at {args.store} (no manifest.db): check the path, or create the store by "
+                           f"running its writer first, `theflash writer run --binlog ... --store {args.store}`")
     server, port, latch = serve(args.store, args.port)
     stopped = threading.Event()
     stop_on_signals(stopped)

@@ -42,14 +42,19 @@ class SnapshotTsOutOfRangeError(ScanError):
     """The requested snapshot ts is below the GC safe point or ahead of the upstream TSO."""
 
     def __init__(self, ts: int, safe_point: int, now_ts: int, reason: str) -> None:
-        super().__init__(
-            f"snapshot ts {ts} ({describe_ts(ts)}) is {reason}; readable snapshots are "
-            f"[{safe_point}, {now_ts}] ({describe_ts(safe_point)} .. {describe_ts(now_ts)}): "
-            "pick a snapshot_ts / as_of inside that range, or leave both unset to read the latest data"
-        )
+        self._what = (f"snapshot ts {ts} ({describe_ts(ts)}) is {reason}; readable snapshots are "
+                      f"[{safe_point}, {now_ts}] ({describe_ts(safe_point)} .. {describe_ts(now_ts)})")
+        super().__init__(self.phrased(as_read_option))
         self.ts = ts
         self.safe_point = safe_point
         self.now_ts = now_ts
+
+    def phrased(self, spell: OptionSpelling) -> str:
+        named = list(dict.fromkeys(n for n in (spell("snapshot_ts", None), spell("as_of", None)) if n))
+        if not named:
+            return f"{self._what}: read at a ts inside that range"
+        return (f"{self._what}: pick a {' / '.join(named)} inside that range, or leave "
+                f"{'both' if len(named) > 1 else 'it'} unset to read the latest data")
 
 
 class ChangesBelowSafePointError(ScanError):

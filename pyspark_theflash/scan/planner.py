@@ -438,7 +438,7 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
     if stored is None or int(stored.id) != table_id:
         raise TableNotReplicatedError(
             f"store {opts.store} has no table {opts.table} (id {table_id}) although upstream has it: is the writer "
-            "replicating it (theflash writer --tables ...)?"
+            "replicating it (theflash writer run --tables ...)?"
         )
     result.table_info = stored
     ids, result.pruned_partitions = pruned_partitions(stored, predicate)

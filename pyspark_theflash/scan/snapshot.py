@@ -115,8 +115,9 @@ def store_choice(opts: ScanOptions, has_table: bool, resolved: ResolvedTs | None
             return StoreChoice(requested, "requested", safe_point, readable_until=resolved.ts)
     elif requested is None and opts.snapshot == "resolved":
         raise TableNotReplicatedError(
-            f"store {opts.store} has no table {opts.table}{hint}: snapshot=resolved reads what the store holds, and "
-            "the writer has not stored this table (is it replicating it? theflash writer --tables ...)")
+            f"store {opts.store} has no table {opts.table}{hint}: a read at the store's resolved ts reads what the "
+            "store holds, and the writer has not stored this table (is it replicating it? theflash writer run "
+            "--tables ...)")
     return None
 
 
@@ -269,7 +270,7 @@ def query_snapshot(store: str, tables: list[str], options: Mapping[str, str] | N
                     hint = did_you_mean(o.table, [f"{t.db}.{t.name}" for t in view.tables()]) if info is None else ""
                 if info is None:
                     raise TableNotReplicatedError(f"store {store} has no table {o.table}{hint}: the store alone cannot "
-                                                  "serve it (is the writer replicating it? theflash writer --tables ...)")
+                                                  "serve it (is the writer replicating it? theflash writer run --tables ...)")
                 found.append(settled_resolved_ts(opened.snapshot, info, o.table, wait_s,
                                                  writer_live=writer_live_on(store, o.latch)))
         return found

@@ -4,6 +4,7 @@ HTTP front ends only translate their protocol to these calls."""
 from __future__ import annotations
 
 import base64
+import logging
 from typing import Any
 
 from pyspark_theflash.service.auth import BearerAuth
@@ -13,6 +14,8 @@ from pyspark_theflash.service.sessions import SessionRegistry
 from pyspark_theflash.service.stores import AnyStore, OneStore
 
 DEFAULT_FLUSH_TIMEOUT_S = 30.0
+
+log = logging.getLogger("theflash.service")
 
 
 class ReadService:
@@ -31,8 +34,11 @@ class ReadService:
             self.stores.in_use = self.sessions.reads
 
     def failed(self, exc: BaseException, frontend: str) -> ServiceError:
-        """``exc`` as the service error to answer with, counted."""
+        """``exc`` as the service error to answer with, counted. A client is sent the message
+        only; the whole stack goes to the log at debug level (at warning for an unexpected one)."""
         err = classify(exc)
+        log.log(logging.WARNING if err.status >= 500 and err.code == "internal" else logging.DEBUG,
+                "%s request failed (%s): %s", frontend, err.code, err.message, exc_info=exc)
         self.metrics.add("theflash_service_errors_total", frontend=frontend, code=err.code)
         return err
 
@@ -67,7 +73,7 @@ class ReadService:
 
             raise BadRequestError(f"no metadata table {kind!r}; there are {', '.join(COLUMNS)}", code="invalid_option")
         with self.stores.hold(store) as engine:
-            meta = store_table_metadata(engine.root, table)
+            meta = store_table_metadata(engine.root, table, ask_upstream=kind == "history")
         return {"table": meta["history"][0]["table"], "kind": kind,
                 "columns": [{"name": n, "type": t} for n, t in COLUMNS[kind]], "rows": meta[kind]}
 

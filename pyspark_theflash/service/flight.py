@@ -60,10 +60,11 @@ def flight_error(err: ServiceError) -> flight.FlightError:
 
 
 def flight_sql_error(err: ServiceError) -> Exception:
-    """A Flight SQL client's error: a request at fault (4xx) is gRPC's INVALID_ARGUMENT (ADBC's
-    ``ProgrammingError``), with the same text; the rest as :func:`flight_error`."""
-    if 400 <= err.status < 500 and err.status != 401:
-        return pa.ArrowInvalid(f"{err.code}: {err.message}")
+    """A Flight SQL client's error, as :func:`flight_error`: the message and the JSON, never a
+    stack. (pyarrow's Flight server sends any exception but a ``FlightError`` with its Python
+    traceback as the status detail, and none of the ``FlightError`` types is gRPC's
+    INVALID_ARGUMENT: a request at fault is UNKNOWN, ``FlightServerError``, ADBC's
+    ``OperationalError``, whose message starts with the code: ``unknown_table: ...``.)"""
     return flight_error(err)
 
 

@@ -2,8 +2,9 @@
 ``db.t.history``, ``db.t.files``...), all from one read of the manifest:
 
 * ``history``: the readable range, one row: a read of the store alone is served at any ts in
-  [``readable_from``, ``readable_to``]: from the GC safe point (or the table's CREATE/TRUNCATE,
-  whichever is later) to the table's resolved ts (the lowest resolved ts of the regions over
+  [``readable_from``, ``readable_to``]: from the GC safe point (the later of the store's and the
+  upstream's, when the upstream answers: a read below the upstream's is refused) or the table's
+  CREATE/TRUNCATE, whichever is later, to the table's resolved ts (the lowest resolved ts of the regions over
   it); ``lag_ms`` is how far the resolved ts trails the clock.
 * ``schemas``: each schema version with the commit ts it is in force from and its definition
   as ``CREATE TABLE`` text, and what changed from the version before.
@@ -17,6 +18,7 @@ and the catalog reads them as ``theflash.db.t.history`` (``.schemas``, ``.region
 """
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,8 +54,43 @@ def tso_lag_ms(ts: int, now_ms: float | None = None) -> int:
     return max(0, int(now - (int(ts) >> 18)))
 
 
-def table_metadata(view: "StoreView", table: str) -> dict[str, list[dict[str, Any]]]:
-    """The four metadata tables of ``table`` (``db.t``, or its id) in ``view``."""
+# How long a metadata read waits for the upstream's GC safe point before going on without it.
+UPSTREAM_WAIT_S = 5.0
+
+
+def upstream_gc_safe_point(address: str | None, timeout_s: float = UPSTREAM_WAIT_S) -> tuple[int | None, str]:
+    """The GC safe point of the upstream at ``address`` (``pd://`` or ``grpc://``) and "", or
+    None and why there is none (no address, no answer within ``timeout_s``, an error)."""
+    if not address:
+        return None, "the store records no upstream"
+    answer: dict[str, Any] = {}
+
+    def ask() -> None:
+        from pyspark_theflash.upstream.client import connect
+
+        client = None
+        try:
+            client = connect(address)
+            answer["ts"] = int(client.gc_safe_point())
+        except Exception as exc:  # unreachable, or not an upstream: the store's own safe point stands
+            answer["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        finally:
+            if client is not None and hasattr(client, "close"):
+                client.close()
+
+    asking = threading.Thread(target=ask, name="theflash-gc-safe-point", daemon=True)
+    asking.start()
+    asking.join(timeout_s)
+    if "ts" in answer:
+        return int(answer["ts"]), ""
+    return None, (f"the upstream {address} did not answer within {timeout_s:g}s" if "error" not in answer
+                  else f"the upstream {address} did not answer ({answer['error']})")
+
+
+def table_metadata(view: "StoreView", table: str,
+                   upstream_safe_point: int | None = None) -> dict[str, list[dict[str, Any]]]:
+    """The four metadata tables of ``table`` (``db.t``, or its id) in ``view``; the readable range
+    starts no lower than ``upstream_safe_point`` (the upstream's GC safe point, when known)."""
     from pyspark_theflash.scan.context import physical_key_ranges
     from pyspark_theflash.scan.learner import ranges_overlap, region_id, region_is_live
     from pyspark_theflash.scan.resolved import table_resolved_ts
@@ -66,7 +103,7 @@ def table_metadata(view: "StoreView", table: str) -> dict[str, list[dict[str, An
     resolved = table_resolved_ts(view, info, name)
     history = view.histories().get(int(info.id))
     created = history.created_ts if history is not None else 0
-    safe_point = view.gc_safe_point()
+    safe_point = max(int(view.gc_safe_point()), int(upstream_safe_point or 0))
     out: dict[str, list[dict[str, Any]]] = {}
     out["history"] = [{
         "table": name, "table_id": int(info.id), "schema_version": int(info.schema_version),
@@ -115,15 +152,18 @@ def table_metadata(view: "StoreView", table: str) -> dict[str, list[dict[str, An
     return out
 
 
-def store_table_metadata(root: str | Path, table: str) -> dict[str, list[dict[str, Any]]]:
-    """``table_metadata`` of the store at ``root``, read without opening it as a writer."""
+def store_table_metadata(root: str | Path, table: str, ask_upstream: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """``table_metadata`` of the store at ``root``, read without opening it as a writer; with
+    ``ask_upstream`` the readable range also respects the recorded upstream's GC safe point."""
     from pyspark_theflash.store import manifest as mf
     from pyspark_theflash.store.views import StoreView
 
     conn = mf.connect(Path(root), create=False)
     mf.check_format(conn, Path(root))
+    upstream = mf.get_meta(conn, "upstream") if ask_upstream else None
+    upstream_safe_point = upstream_gc_safe_point(str(upstream) if upstream else None)[0] if ask_upstream else None
     with StoreView(conn) as view:
-        return table_metadata(view, table)
+        return table_metadata(view, table, upstream_safe_point)
 
 
 def _handles(view: Any, region: Any, physical: tuple[int, ...]) -> str:

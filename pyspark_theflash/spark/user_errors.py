@@ -7,6 +7,12 @@ traceback drops its own frames but keeps every frame of ours, 10-23 lines for an
 or a bad option. An error TheFlash raises on purpose (``TheFlashError``) already says what failed
 and what to do, so it leaves the source with its traceback cut to the method Spark called and
 its chain dropped; any other exception (a bug) keeps its whole traceback.
+
+What is left is one frame of this module above the message: PySpark's simplified traceback keeps
+the first frame outside pyspark, and a traceback of pyspark's frames only is printed whole. Spark's
+own setting ``spark.sql.execution.pyspark.udf.hideTraceback.enabled=true`` (which the data source
+planner honours too) leaves the message alone; it is the session's choice, as it hides the
+tracebacks of the session's UDFs as well, so TheFlash does not set it.
 """
 from __future__ import annotations
 

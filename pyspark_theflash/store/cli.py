@@ -44,6 +44,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("dir", help="the store directory")
     p.add_argument("table", nargs="?", help="db.table (default: every live table)")
     p.add_argument("--json", action="store_true", help="one JSON document instead of text")
+    p.add_argument("--upstream", help="the upstream whose GC safe point bounds the readable range: pd://HOST:PORT "
+                   "or grpc://host:port (default: the one the writer recorded)")
+    p.add_argument("--no-upstream", action="store_true",
+                   help="do not ask the upstream: the range starts at the store's own GC safe point")
     p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("compact", help="merge delta parts into stable parts now")
@@ -262,10 +266,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 # history
 # ---------------------------------------------------------------------------------------------
 
-def store_history(root: Path, table: str | None) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """``service.history.table_metadata`` of ``table`` (or of every live table), by table name."""
+def store_history(root: Path, table: str | None, upstream: str | None = None,
+                  ask_upstream: bool = True) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """``service.history.table_metadata`` of ``table`` (or of every live table), by table name.
+    The readable range starts at or above the upstream's GC safe point (``upstream``, else the
+    one the writer recorded) when it answers; each table's ``history`` row then says which
+    safe point it is (``gc_safe_point_of``: "upstream" or "store", and why not the upstream's)."""
     from pyspark_theflash.store import manifest as mf
-    from pyspark_theflash.service.history import table_metadata
+    from pyspark_theflash.service.history import table_metadata, upstream_gc_safe_point
     from pyspark_theflash.store.views import StoreView
 
     conn = mf.connect(root, create=False)
@@ -273,10 +281,16 @@ def store_history(root: Path, table: str | None) -> dict[str, dict[str, list[dic
         mf.check_format(conn, root)
         view = StoreView(conn, owns_conn=False)
         try:
+            upstream_safe_point, why_not = (upstream_gc_safe_point(upstream or view.upstream()) if ask_upstream
+                                            else (None, "not asked (--no-upstream)"))
             names = [table] if table else [f"{t.db}.{t.name}" for t in view.tables()]
             out = {}
             for name in names:
-                meta = table_metadata(view, name)
+                meta = table_metadata(view, name, upstream_safe_point)
+                h = meta["history"][0]
+                h["gc_safe_point_of"] = ("upstream" if upstream_safe_point is not None
+                                         and upstream_safe_point >= int(view.gc_safe_point()) else "store")
+                h["upstream_unasked"] = why_not or None
                 out[meta["history"][0]["table"]] = meta
             return out
         finally:
@@ -299,8 +313,12 @@ def print_history(tables: dict[str, dict[str, list[dict[str, Any]]]]) -> None:
               f"{h['manifest_version']})")
         if h["readable_to"] and h["readable_to"] >= h["readable_from"]:
             created = f", created at {h['created_ts']}" if h["created_ts"] > h["gc_safe_point"] else ""
-            print(f"readable ts range [{h['readable_from']}, {h['readable_to']}]: GC safe point {h['gc_safe_point']}"
+            whose = (f"the {h['gc_safe_point_of']}'s GC safe point" if h.get("gc_safe_point_of") else "GC safe point")
+            print(f"readable ts range [{h['readable_from']}, {h['readable_to']}]: {whose} {h['gc_safe_point']}"
                   f"{created} to the resolved ts of its {h['regions']} region(s){lag}")
+            if h.get("upstream_unasked"):
+                print(f"  (the upstream's GC safe point is not known: {h['upstream_unasked']}; a read below it is "
+                      "refused)")
         else:
             print(f"nothing readable from the store alone yet: resolved ts {h['resolved_ts']}, GC safe point "
                   f"{h['gc_safe_point']}{'; no region holds ' + h['gaps'] if h['gaps'] else ''}")
@@ -325,7 +343,7 @@ def print_history(tables: dict[str, dict[str, list[dict[str, Any]]]]) -> None:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    tables = store_history(_require_store(args.dir), args.table)
+    tables = store_history(_require_store(args.dir), args.table, args.upstream, not args.no_upstream)
     if args.json:
         print(json.dumps(tables, indent=2, sort_keys=True))
     else:

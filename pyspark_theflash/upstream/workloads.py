@@ -791,7 +791,6 @@ def _changed_values(rng: random.Random, table: dict[str, Any], members_of: tuple
     return out
 
 
-WORKLOADS: dict[str, type[Workload]] = {"bank": BankWorkload, "orders": OrdersWorkload}
 # ------------------------------------------------------------------------- types
 
 TYPES_TABLE = "kinds.every_type"

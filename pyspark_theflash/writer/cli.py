@@ -380,6 +380,8 @@ def _status(args: argparse.Namespace) -> int:
         print(f"{r['region_id']:>8} {r['applied_index']:>10} {r['resolved_ts']:>20} {lag_events:>10} {lag_ms:>10}")
     if left:
         print(f"... and {left} more region(s): --regions lists every one")
+    elif len(shown) > REGIONS_SHOWN:  # a long list (--regions) ends as it began, with its summary
+        print(region_summary(regions, now_ms))
     return 0
 
 

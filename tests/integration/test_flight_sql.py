@@ -150,10 +150,11 @@ def test_duckdb_reads_a_table_through_adbc(conn: Any, rig: FlashRig) -> None:
     ("SELECT * FROM sqldb.missing", "no table"),
 ])
 def test_a_statement_outside_the_subset_gets_an_error_naming_what_is_supported(conn: Any, sql: str, says: str) -> None:
-    with conn.cursor() as cur, pytest.raises(adbc_driver_manager.ProgrammingError) as err:
+    with conn.cursor() as cur, pytest.raises(adbc_driver_manager.Error) as err:
         cur.execute(sql)
         cur.fetch_arrow_table()
     assert says in str(err.value)
+    assert "Traceback" not in str(err.value) and ".py" not in str(err.value)  # the message, not the server's stack
 
 
 def test_the_services_own_json_commands_still_work_beside_flight_sql(service: RunningService, rig: FlashRig) -> None:

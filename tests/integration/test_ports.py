@@ -114,3 +114,48 @@ def test_two_mini_clusters_never_share_a_port(tmp_path: Path) -> None:
     finally:
         first.terminate()
         first.wait(60)
+
+
+@pytest.fixture(scope="module")
+def flight_held(world: tuple[MiniCluster, Path]) -> Iterator[int]:
+    """The Flight port of a running `theflash serve` (pyarrow's Flight server turns SO_REUSEPORT
+    on for itself, so a second listener that also asked for it would share the port)."""
+    _, root = world
+    serving = subprocess.Popen(THEFLASH + ["serve", "--store", str(root / "store"), "--port", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert serving.stdout is not None
+        line = serving.stdout.readline()
+        assert "flight grpc://127.0.0.1:" in line, line
+        yield int(line.split("flight grpc://127.0.0.1:")[1].split()[0])
+        assert serving.poll() is None  # the first one serves on
+    finally:
+        serving.terminate()
+        serving.wait(60)
+
+
+@pytest.mark.parametrize("command, option", [
+    ("upstream", "--serve"), ("upstream", "--status-port"), ("serve", "--port"), ("serve", "--http-port"),
+    ("writer", "--serve"), ("writer", "--metrics-port"), ("binlog", "--port"), ("latch", "--port"),
+    ("capture", "--serve-binlog")])
+def test_every_long_running_command_refuses_a_port_a_theflash_serve_holds(
+        world: tuple[MiniCluster, Path], flight_held: int, tmp_path: Path, command: str, option: str) -> None:
+    cluster, root = world
+    port = str(flight_held)
+    args = {
+        "upstream": ["upstream", "--data", str(tmp_path / "up"), "--serve", "0", option, port],  # the last --serve counts
+        "serve": ["serve", "--store", str(root / "store"), "--port", "0", option, port],
+        "writer": ["writer", "run", "--binlog", f"file://{root / 'binlog'}", "--store", str(tmp_path / "store"),
+                   option, port],
+        "binlog": ["binlog", "serve", str(root / "binlog"), "--port", port],
+        "latch": ["latch", "serve", "--store", str(root / "store"), "--port", port],
+        "capture": ["capture", "--pd", cluster.pd_address.removeprefix("pd://"), "--tidb",
+                    f"http://{cluster.status_address}", "--binlog", str(tmp_path / "binlog"), "--serve-binlog", port],
+    }[command]
+    _refused(args, command, option, flight_held)
+
+
+def test_a_flight_server_refuses_the_port_of_the_mini_clusters_pd(world: tuple[MiniCluster, Path]) -> None:
+    cluster, root = world
+    pd = int(cluster.pd_address.rsplit(":", 1)[1])
+    _refused(["serve", "--store", str(root / "store"), "--port", str(pd)], "serve", "--port", pd)

@@ -157,6 +157,10 @@ def jvm_failure(spark: Any, what: str, server: str) -> str:
         reader.option("timestampAsOf", "yesterday").load(TYPES_TABLE).collect()
     elif what == "version_and_time":
         reader.option("versionAsOf", "5").option("timestampAsOf", "2026-01-01").load(TYPES_TABLE).collect()
+    elif what == "format_table_typo":
+        reader.load("kinds.every_typ").collect()
+    elif what == "format_store_missing":
+        reader.option("store", "/nowhere/flash").load(TYPES_TABLE).collect()
     elif what == "catalog_table_typo":
         spark.conf.set("theflash.server", server)
         spark.sql("SELECT * FROM theflash.kinds.every_typ").collect()
@@ -175,8 +179,8 @@ def jvm_failure(spark: Any, what: str, server: str) -> str:
     return "no error"
 
 
-READ_ONLY = ("theflash tables are a read-only replica of the upstream TiDB: write to the upstream, and the "
-             "changes arrive here through replication ({} is not supported)")
+READ_ONLY = ("[THEFLASH_READ_ONLY_REPLICA] theflash tables are a read-only replica of the upstream TiDB: write to "
+             "the upstream, and the changes arrive here through replication ({} is not supported) SQLSTATE: 0A000")
 KNOWN = ("as_of, batch_rows, changes, changes_from, columns, endingTimestamp, endingVersion, hidden, isolation, "
          "latch, lease_ttl, lock_wait_timeout, max_rows_per_trigger, max_staleness, min_partitions, "
          "partition_target_bytes, readChangeFeed, region_wait_timeout, schema, server, snapshot, snapshot_ts, "
@@ -188,13 +192,13 @@ NEEDS_START = ('a streaming read of a theflash table streams its changes: use sp
 ERRORS = [
     ("typos", "IllegalArgumentException", "unknown options 'isolaton' (did you mean 'isolation'?), 'snapshotts' "
                                           f"(did you mean 'snapshot_ts'?); theflash reads take: {KNOWN}"),
-    ("write", "UnsupportedOperationException", READ_ONLY.format("writing a DataFrame")),
-    ("write_default", "UnsupportedOperationException", READ_ONLY.format("writing a DataFrame")),
+    ("write", "AnalysisException", READ_ONLY.format("writing a DataFrame")),
+    ("write_default", "AnalysisException", READ_ONLY.format("writing a DataFrame")),
     ("stream", "IllegalArgumentException", NEEDS_START),
-    ("insert", "UnsupportedOperationException", READ_ONLY.format(f"writing to {TYPES_TABLE}")),
-    ("delete", "UnsupportedOperationException", READ_ONLY.format(f"deleting from {TYPES_TABLE}")),
-    ("create", "UnsupportedOperationException", READ_ONLY.format("CREATE TABLE")),
-    ("drop", "UnsupportedOperationException", READ_ONLY.format("DROP TABLE")),
+    ("insert", "AnalysisException", READ_ONLY.format(f"writing to {TYPES_TABLE}")),
+    ("delete", "AnalysisException", READ_ONLY.format(f"deleting from {TYPES_TABLE}")),
+    ("create", "AnalysisException", READ_ONLY.format("CREATE TABLE")),
+    ("drop", "AnalysisException", READ_ONLY.format("DROP TABLE")),
     # Delta's names are reported as given (the Python source's too), not as snapshot_ts/as_of
     ("version_malformed", "IllegalArgumentException",
      "option versionAsOf='yesterday' is not a TSO number (physical_ms << 18 | logical)"),
@@ -203,6 +207,9 @@ ERRORS = [
     ("time_malformed", "IllegalArgumentException",
      "option timestampAsOf='yesterday' is not a time: write ISO-8601 like '2026-11-21 06:00:00' (UTC unless an "
      "offset such as +08:00 is given) or unix seconds"),
+    # format("theflash") of a misspelt table: the store's closest tables, as the CLI and the catalog name them
+    ("format_table_typo", "IllegalArgumentException",
+     "the theflash store has no table kinds.every_typ; did you mean kinds.every_type? (its tables: kinds.every_type)"),
     # Spark's condition and SQLSTATE, with the store's closest tables (as store/errors.py closest_tables)
     ("catalog_table_typo", "AnalysisException",
      "[TABLE_OR_VIEW_NOT_FOUND] The table or view `theflash`.`kinds`.`every_typ` cannot be found: the theflash "
@@ -552,3 +559,37 @@ def test_a_jar_read_as_of_a_compact_time_with_a_colonless_offset_reads_its_ts(
     got = jvm_spark.call(jvm_summary, {"server": served.http_url, "timestampAsOf": at})
     assert got == jvm_spark.call(jvm_read_at, served.http_url, as_of_to_ts(at))
     assert got != jvm_spark.call(jvm_summary, {"server": served.http_url})  # not the latest
+
+
+def test_a_store_the_service_does_not_serve_is_one_line_through_the_jar(jvm_spark: JvmSpark, served: Served) -> None:
+    """The service's error reaches PySpark as its message (an IllegalArgumentException), not as a
+    Py4JJavaError carrying the JVM's stack."""
+    with pytest.raises(RemoteError) as caught:
+        jvm_spark.call(jvm_failure, "format_store_missing", served.http_url)
+    assert caught.value.kind == "IllegalArgumentException", caught.value.kind
+    message = caught.value.message
+    assert len(message.strip().splitlines()) == 1 and "\tat " not in message, message
+    assert "/nowhere/flash" in message, message
+
+
+def test_spark_sql_prints_the_read_only_refusal_as_its_one_sentence(served: Served, tmp_path: Path) -> None:
+    """spark-sql prints an exception's stack unless it is an AnalysisException without a cause:
+    the refusal is one, so a write is answered by its sentence alone."""
+    import os
+    import subprocess
+    import sys
+
+    from pyspark_theflash.spark.jar import jar_path
+
+    bin_dir = Path(sys.executable).parent
+    done = subprocess.run(
+        [str(bin_dir / "spark-sql"), "--jars", str(jar_path()), "--conf",
+         "spark.sql.catalog.theflash=io.theflash.spark.TheFlashCatalog", "--conf",
+         f"spark.sql.catalog.theflash.server={served.http_url}", "--conf", "spark.ui.enabled=false",
+         "-e", f"INSERT INTO theflash.{TYPES_TABLE} (id) VALUES (1)"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"})
+    assert done.returncode != 0
+    said = [line for line in done.stderr.splitlines() if "read-only replica" in line]
+    assert said == [READ_ONLY.format(f"writing to {TYPES_TABLE}")], done.stderr[-3000:]
+    assert "\tat " not in done.stderr and "Exception:" not in done.stderr, done.stderr[-3000:]

@@ -59,5 +59,6 @@ def test_writer_status_prints_a_summary_and_the_ten_regions_furthest_behind(
     assert main(["writer", "status", "--store", "/nowhere", "--regions"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len([line for line in lines if line.split() and line.split()[0].isdigit()]) == 285
+    assert lines[-1] == lines[1]  # 285 lines of regions end with the summary they began with
     assert main(["writer", "status", "--store", "/nowhere", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)["regions"]) == 285

@@ -45,6 +45,11 @@ public final class ServiceClient {
     return server;
   }
 
+  /** The store directory the calls name, or null (the service's own store). */
+  public String store() {
+    return store;
+  }
+
   private static HttpClient http() {
     HttpClient client = shared;
     if (client == null) {
@@ -196,10 +201,6 @@ public final class ServiceClient {
               + " on the driver and the executors"
           : "; this read sent the bearer token from " + sent.source;
     }
-    ServiceException e = new ServiceException(server, code, status, message);
-    if (status == 400) {
-      return new IllegalArgumentException(e.getMessage(), e);
-    }
-    return e;
+    return new ServiceException(server, code, status, message);
   }
 }

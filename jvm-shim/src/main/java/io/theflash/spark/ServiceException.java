@@ -1,7 +1,12 @@
 package io.theflash.spark;
 
-/** An error answered by the TheFlash API service: its code (``unknown_table``...), HTTP status and message. */
-public final class ServiceException extends RuntimeException {
+/**
+ * An error answered by the TheFlash API service: its code (``unknown_table``...), HTTP status and message.
+ * An {@link IllegalArgumentException}, the kind PySpark shows as its message alone (not a
+ * {@code Py4JJavaError} with the JVM's stack): the service's message already says what failed
+ * and what to do.
+ */
+public final class ServiceException extends IllegalArgumentException {
   public final String code;
   public final int status;
 

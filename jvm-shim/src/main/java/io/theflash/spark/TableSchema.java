@@ -58,13 +58,22 @@ public final class TableSchema {
     return null;
   }
 
+  /**
+   * The table named {@code name}; else an error naming the store, the closest tables it has (did
+   * you mean, chosen as the CLI and the catalog choose them) and the ones it has.
+   */
   static TableSchema require(ServiceClient client, String name) {
-    TableSchema t = find(client, name);
-    if (t == null) {
-      throw new IllegalArgumentException("theflash service " + client.server() + " has no table " + name
-          + " (GET /v1/tables lists the replicated ones)");
+    List<String> known = new ArrayList<>();
+    for (JsonNode entry : client.tables()) {
+      if (entry.get("table").asText().equalsIgnoreCase(name)) return of(entry);
+      known.add(entry.get("table").asText());
     }
-    return t;
+    List<String> close = ClosestNames.tables(name, known, 3);
+    List<String> shown = known.subList(0, Math.min(20, known.size()));
+    String store = client.store() != null ? "store " + client.store() : "the theflash store";
+    throw new IllegalArgumentException(store + " has no table " + name
+        + (close.isEmpty() ? "" : "; did you mean " + String.join(" or ", close) + "?") + " (its tables: "
+        + (shown.isEmpty() ? "none" : String.join(", ", shown) + (known.size() > shown.size() ? ", ..." : "")) + ")");
   }
 
   /** The visible columns (all, or those named, in that order) and then the hidden ones asked for. */

@@ -168,17 +168,17 @@ public final class TheFlashCatalog implements TableCatalog, SupportsNamespaces {
 
   @Override
   public void createNamespace(String[] namespace, Map<String, String> metadata) {
-    throw new ReadOnlyReplica("CREATE NAMESPACE");
+    throw ReadOnlyReplica.refuse("CREATE NAMESPACE");
   }
 
   @Override
   public void alterNamespace(String[] namespace, NamespaceChange... changes) {
-    throw new ReadOnlyReplica("ALTER NAMESPACE");
+    throw ReadOnlyReplica.refuse("ALTER NAMESPACE");
   }
 
   @Override
   public boolean dropNamespace(String[] namespace, boolean cascade) {
-    throw new ReadOnlyReplica("DROP NAMESPACE");
+    throw ReadOnlyReplica.refuse("DROP NAMESPACE");
   }
 
   // -- tables ----------------------------------------------------------------------------------
@@ -409,26 +409,26 @@ public final class TheFlashCatalog implements TableCatalog, SupportsNamespaces {
 
   @Override
   public Table createTable(Identifier ident, StructType schema, Transform[] partitions, Map<String, String> properties) {
-    throw new ReadOnlyReplica("CREATE TABLE");
+    throw ReadOnlyReplica.refuse("CREATE TABLE");
   }
 
   @Override
   public Table createTable(Identifier ident, TableInfo info) {
-    throw new ReadOnlyReplica("CREATE TABLE");
+    throw ReadOnlyReplica.refuse("CREATE TABLE");
   }
 
   @Override
   public Table alterTable(Identifier ident, TableChange... changes) {
-    throw new ReadOnlyReplica("ALTER TABLE");
+    throw ReadOnlyReplica.refuse("ALTER TABLE");
   }
 
   @Override
   public boolean dropTable(Identifier ident) {
-    throw new ReadOnlyReplica("DROP TABLE");
+    throw ReadOnlyReplica.refuse("DROP TABLE");
   }
 
   @Override
   public void renameTable(Identifier oldIdent, Identifier newIdent) {
-    throw new ReadOnlyReplica("RENAME TABLE");
+    throw ReadOnlyReplica.refuse("RENAME TABLE");
   }
 }

@@ -181,7 +181,7 @@ final class TheFlashScan implements Scan, SupportsReportStatistics, Batch {
 
   @Override
   public ContinuousStream toContinuousStream(String checkpointLocation) {
-    throw new ReadOnlyReplica("a streaming read");
+    throw ReadOnlyReplica.refuse("a streaming read");
   }
 
   @Override

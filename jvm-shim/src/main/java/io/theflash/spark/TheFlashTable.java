@@ -97,16 +97,16 @@ final class TheFlashTable implements SupportsRead, SupportsWrite, SupportsDelete
 
   @Override
   public WriteBuilder newWriteBuilder(LogicalWriteInfo info) {
-    throw new ReadOnlyReplica("writing to " + name);
+    throw ReadOnlyReplica.refuse("writing to " + name);
   }
 
   @Override
   public boolean canDeleteWhere(Predicate[] predicates) {
-    throw new ReadOnlyReplica("deleting from " + name);
+    throw ReadOnlyReplica.refuse("deleting from " + name);
   }
 
   @Override
   public void deleteWhere(Predicate[] predicates) {
-    throw new ReadOnlyReplica("deleting from " + name);
+    throw ReadOnlyReplica.refuse("deleting from " + name);
   }
 }

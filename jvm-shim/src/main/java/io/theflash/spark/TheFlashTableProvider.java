@@ -108,7 +108,7 @@ public final class TheFlashTableProvider
   @Override
   public BaseRelation createRelation(SQLContext sqlContext, SaveMode mode, scala.collection.immutable.Map<String, String> parameters,
       org.apache.spark.sql.Dataset<org.apache.spark.sql.Row> data) {
-    throw new ReadOnlyReplica("writing a DataFrame");
+    throw ReadOnlyReplica.refuse("writing a DataFrame");
   }
 
   /**
