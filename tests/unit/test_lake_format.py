@@ -55,7 +55,7 @@ def test_vectors_go_inline_when_small_and_to_a_checksummed_file_otherwise(tmp_pa
     assert vector_for(np.zeros(0, np.uint64), files) is None
     assert small is not None and small.storage == "i" and small.size <= INLINE_MAX_BYTES and small.offset is None
     assert big is not None and big.storage == "u" and big.offset == 1 and big.cardinality == 2_000
-    path = files.write(tmp_path)
+    path = Path(files.write(tmp_path))
     raw = path.read_bytes()
     assert raw[0] == 1 and struct.unpack_from(">I", raw, 1)[0] == big.size
     assert struct.unpack_from(">I", raw, 5 + big.size)[0] == zlib.crc32(raw[5:5 + big.size])
