@@ -70,3 +70,11 @@ def test_vectors_go_inline_when_small_and_to_a_checksummed_file_otherwise(tmp_pa
     assert str(path) in str(err.value)
     with pytest.raises(LakeDamagedError, match="cardinality"):
         read_vector(tmp_path, DeletionVector("i", small.path_or_inline, small.size, 4))
+
+
+def test_hadoop_aws_is_the_version_of_pyspark_s_hadoop_client() -> None:
+    # S3A fails at class loading against another Hadoop client: the pin follows pyspark's jars
+    from pyspark_theflash.lake.jars import HADOOP_VERSION, S3A_ARTIFACTS, pyspark_hadoop_version
+
+    assert pyspark_hadoop_version() == HADOOP_VERSION
+    assert ("org.apache.hadoop", "hadoop-aws", HADOOP_VERSION) in S3A_ARTIFACTS
