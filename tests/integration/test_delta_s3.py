@@ -6,7 +6,8 @@ DuckDB, reading ``s3://``, return exactly TheFlash's own rows at that version's 
 (versions, verify) work on the bucket and name a damaged object by its URI; the cleanup deletes
 from the bucket only the copies no kept version names, and no file a kept version names is ever
 deleted, whatever the store compacts and collects meanwhile. (delta-spark reads the same through
-S3A in tests/spark/test_delta_spark.py.)"""
+S3A in tests/spark/test_delta_spark.py.) The writer publishes there on its own with
+``--delta-to``, and ``theflash delta publish --to`` does one round."""
 from __future__ import annotations
 
 import json
@@ -19,6 +20,7 @@ import pyarrow.fs as pafs
 import pytest
 
 from delta_readers import delta_rs_rows, duckdb_rows, duckdb_with_delta_on_s3
+from flash_rig import FlashRig, wait_for
 from pyspark_theflash.cli import main
 from pyspark_theflash.lake import delta_log
 from pyspark_theflash.lake.cleanup import named_files
@@ -26,6 +28,7 @@ from pyspark_theflash.lake.location import lake_dir
 from pyspark_theflash.lake.publish import Publisher, Round
 from pyspark_theflash.lake.versions import versions_at
 from pyspark_theflash.store import Store, StoreOptions
+from pyspark_theflash.upstream.workloads import TwoTableBankWorkload
 from store_events import DB, committed, event, items_table, key, resolved_ts, row
 
 T1 = items_table()
@@ -118,6 +121,13 @@ def test_a_store_published_to_s3_reads_as_theflash_in_delta_rs_and_duckdb_at_eve
     err = capsys.readouterr().err
     assert f"{root}/{name}" in err and "CRC-32" in err
     where.write(name, good)
+    # the command does a round too, to the same place
+    up.commit([(7, "by the command")])
+    store.flush()
+    assert main(["delta", "publish", str(store.root), "--to", to, "--json"]) == 0
+    by_command = json.loads(capsys.readouterr().out)
+    assert by_command["tables"][0]["version"] == 9 and by_command["tables"][0]["root"] == root
+    assert delta_rs_rows(root, 9, COLUMNS) == own_rows(store, by_command["ts"])
     # credentials never go in a location
     assert main(["delta", "publish", str(store.root), "--to", f"s3://key:secret@{s3_bucket}/replica"]) == 2
     assert "credentials do not go in a location" in capsys.readouterr().err
@@ -183,3 +193,39 @@ def test_publishing_to_another_local_directory_copies_the_parts_and_reads_the_sa
     assert delta_rs_rows(root, 0, COLUMNS) == own_rows(store, done.ts)
     assert main(["delta", "verify", str(store.root), "--to", str(tmp_path / "lake")]) == 0
     store.close()
+
+
+def test_the_writer_publishes_to_s3_on_its_own_with_delta_to(tmp_path: Path, s3_bucket: str) -> None:
+    to = f"s3://{s3_bucket}/bank"
+    rig = FlashRig(tmp_path)
+    try:
+        bank = TwoTableBankWorkload(rig.cluster, accounts=20, initial=1000, threads=2, seed=56)
+        bank.setup()
+        rig.start_writer(interval_s=0.05, delta_publish_interval_s=0.3, delta_to=to)
+        for table in bank.tables:
+            rig.wait_replicated(table)
+        bank.start()
+        try:
+            wait_for(lambda: len(versions_at(to)) == 2 and all((v.version or 0) >= 2 for v in versions_at(to)),
+                     120, "three rounds of both tables in the bucket")
+        finally:
+            bank.stop()
+        writer = rig.writer
+        rig.stop_writer()
+        assert writer is not None and writer.progress.delta_rounds >= 3
+        assert not any((Path(rig.store) / "tables").glob("*/_delta_log")), "the writer published into the store"
+        logs = [delta_log.replay(v.root) for v in versions_at(to)]
+        assert all(str(log.root).startswith(f"{to}/tables/") for log in logs)
+        ts = max(log.ts for log in logs)   # the last round's ts (a table it left unchanged holds its last version)
+        with Store.open(rig.store, readonly=True) as store:
+            total = 0
+            for log in logs:
+                version = log.version_at(ts)
+                assert version is not None
+                rows = delta_rs_rows(log.root, version, ["id", "balance"])
+                own = store.scan_table(log.name, ts, columns=["id", "balance"]).sort_by("id")
+                assert rows == [(r["id"], r["balance"]) for r in own.to_pylist()], (log.name, version, ts)
+                total += sum(b for _, b in rows)
+            assert total == bank.total
+    finally:
+        rig.close()
