@@ -70,7 +70,7 @@ fi
 # ~700 MB once), fetched from Maven Central into ~/.cache/theflash (THEFLASH_CACHE) and checked
 # against their SHA-1s; the tests and README blocks use that cache and never download.
 if jars=$(.venv/bin/python -m pyspark_theflash.lake.jars); then
-  say "delta-spark and hadoop-aws jars: $(dirname "$(dirname "$(dirname "$(printf '%s\n' "$jars" | head -1)")")")"
+  say "delta-spark and hadoop-aws jars: $(printf '%s\n' "$jars" | wc -l) in $(.venv/bin/python -c 'from pyspark_theflash.lake.jars import cache_dir; print(cache_dir())')"
 else
   say "delta-spark / hadoop-aws jars could not be fetched from Maven Central: the delta-spark test skips and the S3 test fails until this runs"
 fi

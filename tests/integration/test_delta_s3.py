@@ -67,7 +67,7 @@ def objects(uri: str) -> set[str]:
 
 
 def test_a_store_published_to_s3_reads_as_theflash_in_delta_rs_and_duckdb_at_every_version(
-        tmp_path: Path, s3_bucket: str, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, s3_bucket: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     rng = random.Random(516)
     store = Store.open(tmp_path / "s", options=StoreOptions(row_group_rows=64, part_compression="zstd",
                                                             removed_file_retention_s=0))
@@ -131,6 +131,11 @@ def test_a_store_published_to_s3_reads_as_theflash_in_delta_rs_and_duckdb_at_eve
     # credentials never go in a location
     assert main(["delta", "publish", str(store.root), "--to", f"s3://key:secret@{s3_bucket}/replica"]) == 2
     assert "credentials do not go in a location" in capsys.readouterr().err
+    # keys the server refuses: one line naming the location and what to check, no traceback
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-key")
+    assert main(["delta", "publish", str(store.root), "--to", to]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and to in err and "credentials" in err and "Traceback" not in err, err
     store.close()
 
 
