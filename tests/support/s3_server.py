@@ -27,8 +27,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-# The module has no semver tags (SeaweedFS's releases are "4.01"-style), so the proxy serves a
-# pseudo-version; this one is the module's latest on the proxy when it was pinned (2026-11-09).
+# The module has no semver tags (SeaweedFS's releases are "4.01"-style), so the proxy serves
+# pseudo-versions; this one (a commit of 2026-11-09, ``weed version``: 4.53) was the module's
+# latest on the proxy when pinned.
 SEAWEEDFS_MODULE = "github.com/seaweedfs/seaweedfs"
 SEAWEEDFS_VERSION = "v0.0.0-20261109003541-7506e5f91cd6"
 GO = os.environ.get("GO", "/usr/local/go/bin/go")
