@@ -16,6 +16,7 @@ environment (``AWS_ACCESS_KEY_ID``...) and Hadoop configuration, never a command
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import secrets
@@ -135,6 +136,7 @@ class S3Server:
         self.process = subprocess.Popen(argv, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, start_new_session=True,
                                         env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
+        atexit.register(self.stop)   # a test process that dies without its teardown leaves no server behind
         deadline = time.monotonic() + timeout_s
         last: Exception | None = None
         while time.monotonic() < deadline:
