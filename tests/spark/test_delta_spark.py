@@ -116,12 +116,15 @@ def bank_rounds_read_by_every_reader(tmp_path: Path, jars: str, to: str | None =
                               (spark_path, "timestampAsOf", _utc_text(max(ict, done.ts >> 18)))]
                 assert sum(b for want in expected[-4::2] for _, b in want) == bank.total
 
+        # a snapshot of these small logs in 2 tasks, not delta-spark's default 50 (each a round
+        # trip to the S3 server): 20 reads fit the call's time on a loaded 2-core machine
         spark = JvmSpark(jars, conf={"spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
                                      "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+                                     "spark.databricks.delta.snapshotPartitions": "2",
                                      **(hadoop or {})},
                          log=str(tmp_path / "spark.log"))
         try:
-            got = spark.call(read_versions, reads)
+            got = spark.call(read_versions, reads, timeout=1200)
         finally:
             spark.close()
         wrong = [(r, len(g), len(w)) for r, g, w in zip(reads, got, expected) if g != w]
