@@ -66,10 +66,25 @@ else
 fi
 
 # delta-spark's jars for Spark 4.2 (a plain Spark session reading the published Delta tables,
-# docs/delta.md), fetched once from Maven Central into ~/.cache/theflash (THEFLASH_CACHE) and
-# checked against its SHA-1s; the tests and README blocks use that cache and never download.
-if .venv/bin/python -m pyspark_theflash.lake.jars >/dev/null; then
-  say "delta-spark jars: $(dirname "$(dirname "$(.venv/bin/python -m pyspark_theflash.lake.jars | head -1)")")"
+# docs/delta.md) and hadoop-aws with its AWS SDK bundle (S3A, for the tables published to S3;
+# ~700 MB once), fetched from Maven Central into ~/.cache/theflash (THEFLASH_CACHE) and checked
+# against their SHA-1s; the tests and README blocks use that cache and never download.
+if jars=$(.venv/bin/python -m pyspark_theflash.lake.jars); then
+  say "delta-spark and hadoop-aws jars: $(printf '%s\n' "$jars" | wc -l) in $(.venv/bin/python -c 'from pyspark_theflash.lake.jars import cache_dir; print(cache_dir())')"
 else
-  say "delta-spark jars could not be fetched from Maven Central: the Delta reader tests will skip"
+  say "delta-spark / hadoop-aws jars could not be fetched from Maven Central: the delta-spark test skips and the S3 test fails until this runs"
+fi
+
+# The S3-compatible server the S3 tests start on loopback (SeaweedFS, docs/delta.md "On shared
+# storage"), built once at a pinned version from the Go module proxy into ~/.cache/theflash/seaweedfs.
+GO=${GO:-/usr/local/go/bin/go}
+if [ -x "$GO" ] || command -v go >/dev/null 2>&1; then
+  [ -x "$GO" ] || GO=$(command -v go)
+  if weed=$(GO="$GO" .venv/bin/python tests/support/s3_server.py install); then
+    say "S3 server: $weed"
+  else
+    say "SeaweedFS could not be built: the S3 tests will fail until this runs"
+  fi
+else
+  say "Go not found (GO=$GO): SeaweedFS, the S3 tests' server, is not built; install Go and run this again"
 fi

@@ -9,7 +9,6 @@ their in-commit timestamps."""
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import pyarrow as pa
@@ -62,11 +61,8 @@ def write_checkpoint(state: TableLog) -> str:
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
     log_dir = state.root / LOG_DIR
     name = checkpoint_name(state.version)
-    tmp = log_dir / f".{name}.tmp-{os.getpid()}"
-    pq.write_table(table, str(tmp))
-    os.replace(tmp, log_dir / name)  # a checkpoint of a version is the same whoever writes it
-    last = log_dir / "_last_checkpoint"
-    tmp = log_dir / f"._last_checkpoint.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps({"version": state.version, "size": table.num_rows}))
-    os.replace(tmp, last)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    log_dir.write(name, sink.getvalue().to_pybytes())  # a checkpoint of a version is the same whoever writes it
+    log_dir.write("_last_checkpoint", json.dumps({"version": state.version, "size": table.num_rows}).encode())
     return name

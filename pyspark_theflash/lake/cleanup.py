@@ -7,15 +7,17 @@ log is cut at the newest checkpoint at or before that version: every JSON versio
 checkpoint before it is deleted (the checkpoint stands for them, as the protocol requires), and
 then every file the publication wrote (converted parts under ``lake/``, ``deletion_vector_*.bin``)
 that no kept version names. The store's own part files are never touched here: their deletion
-follows the store's leases (docs/delta.md, "Retention")."""
+follows the store's leases (docs/delta.md, "Retention"). Tables published to another place
+(``--to``, an object store) hold *copies* of the parts their versions name: those copies are the
+publication's, and a copy no kept version names is deleted like a converted part."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from pyspark_theflash.lake.delta_log import LOG_DIR, TableLog, actions_of, from_checkpoint, log_name
 from pyspark_theflash.lake.deletion_vectors import DeletionVector
 from pyspark_theflash.lake.files import CONVERTED_DIR
+from pyspark_theflash.lake.location import Where, lake_dir
 
 
 @dataclass(frozen=True)
@@ -25,32 +27,39 @@ class Cleaned:
     data_files: int = 0
 
 
-def clean(state: TableLog, retention_ms: int) -> Cleaned:
-    """Cut ``state``'s log for a retention of ``retention_ms`` before its newest version."""
+def clean(state: TableLog, retention_ms: int, owns_parts: bool = False) -> Cleaned:
+    """Cut ``state``'s log for a retention of ``retention_ms`` before its newest version;
+    ``owns_parts``: the table's ``p<partition>/`` files are the publication's copies (module
+    docstring), deleted when no kept version names them."""
     horizon = state.in_commit_ms - retention_ms
     holding = max((v for v, _, ict in state.history if ict <= horizon), default=None)
-    log_dir = state.root / LOG_DIR
-    checkpoints = sorted(int(p.name[:20]) for p in log_dir.glob("*.checkpoint.parquet") if p.name[:20].isdigit())
+    root = state.root
+    log_dir = root / LOG_DIR
+    logs = [n for n in log_dir.names() if n[:20].isdigit() and (n.endswith(".json") or n.endswith(".checkpoint.parquet"))]
+    checkpoints = sorted(int(n[:20]) for n in logs if n.endswith(".checkpoint.parquet"))
     cut = max((c for c in checkpoints if holding is not None and c <= holding), default=None)
     if cut is None:
         return Cleaned(None)
     removed = 0
-    for path in list(log_dir.glob("*.json")) + list(log_dir.glob("*.checkpoint.parquet")):
-        if path.name[:20].isdigit() and int(path.name[:20]) < cut:
-            path.unlink(missing_ok=True)
+    for name in logs:
+        if int(name[:20]) < cut:
+            log_dir.delete(name)
             removed += 1
     state.history = [h for h in state.history if h[0] >= cut]
-    named = named_files(state.root, cut, state.version)
+    named = named_files(root, cut, state.version)
+    candidates = [f"{CONVERTED_DIR}/{n}" for n in root.names(CONVERTED_DIR) if n.endswith(".parquet")]
+    candidates += [n for n in root.names() if n.startswith("deletion_vector_") and n.endswith(".bin")]
+    if owns_parts:
+        candidates += [f"{d}/{n}" for d in root.subdirs() if d[:1] == "p" and d[1:].isdigit() for n in root.names(d)]
     data = 0
-    candidates = list((state.root / CONVERTED_DIR).glob("*.parquet")) + list(state.root.glob("deletion_vector_*.bin"))
-    for path in candidates:
-        if path.relative_to(state.root).as_posix() not in named:
-            path.unlink(missing_ok=True)
+    for rel in candidates:
+        if rel not in named:
+            root.delete(rel)
             data += 1
     return Cleaned(cut, removed, data)
 
 
-def named_files(root: Path, cut: int, newest: int) -> set[str]:
+def named_files(root: Where, cut: int, newest: int) -> set[str]:
     """Every data file and deletion vector file versions ``cut``..``newest`` name."""
     named: set[str] = set()
     for f in from_checkpoint(root, cut).files.values():
@@ -58,7 +67,7 @@ def named_files(root: Path, cut: int, newest: int) -> set[str]:
         if f.dv is not None and f.dv.storage == "u":
             named.add(f.dv.file_name())
     for version in range(cut + 1, newest + 1):
-        for action in actions_of(root / LOG_DIR / log_name(version)):
+        for action in actions_of(lake_dir(root) / LOG_DIR, log_name(version)):
             add = action.get("add")
             if add:
                 named.add(add["path"])

@@ -8,6 +8,12 @@
 * ``verify``: check every Delta log file and deletion vector (``lake.verify``); exit 1 naming
   each damaged file.
 
+``--to LOCATION`` (each subcommand): the tables are (to be) published under ``LOCATION/tables/<id>``
+instead of the store's directory: another directory, a shared mount, or ``s3://bucket/prefix``,
+the parts a version names copied there. Credentials come from the environment and the AWS
+configuration files (``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE``, ``AWS_ENDPOINT_URL``...), never
+from the command line.
+
 docs/delta.md says what a reader of these tables sees.
 """
 from __future__ import annotations
@@ -35,18 +41,44 @@ def register(subparsers: Any) -> None:
                         "(default %(default)s; holds the store's GC back as far)")
     p.add_argument("--checkpoint-interval", type=int, default=10,
                    help="a Delta checkpoint every this many versions of a table (default %(default)s)")
+    _to(p)
     p.add_argument("--json", action="store_true", help="one JSON document instead of text")
     p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("versions", help="which Delta version of each table holds the replica at a ts")
     p.add_argument("dir", help="the store directory")
     p.add_argument("--ts", type=int, metavar="T", help="a TSO (default: each table's newest version)")
+    _to(p)
     p.add_argument("--json", action="store_true", help="one JSON document instead of text")
     p.set_defaults(func=cmd_versions)
 
     p = sub.add_parser("verify", help="check every Delta log file and deletion vector (exit 1 if anything is wrong)")
     p.add_argument("dir", help="the store directory")
+    _to(p)
     p.set_defaults(func=cmd_verify)
+
+
+def _to(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--to", metavar="LOCATION",
+                   help="where the Delta tables are: a directory or s3://bucket/prefix (default: the store's "
+                        "directory); credentials from the environment / AWS configuration, never this option")
+
+
+def _location(args: argparse.Namespace) -> str:
+    """The store's directory, or ``--to`` checked to open (one line naming it when it does not)."""
+    from pyspark_theflash.lake.location import lake_dir
+
+    store = _store(args.dir)
+    if args.to is None:
+        return store
+    if "@" in args.to.split("://", 1)[-1].split("/", 1)[0]:
+        raise CommandError(f"--to {args.to.split('://', 1)[0]}://...: credentials do not go in a location; "
+                           "set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) in the environment")
+    try:
+        lake_dir(args.to)
+    except TheFlashError as exc:
+        raise CommandError(str(exc)) from exc
+    return str(args.to)
 
 
 def _store(path: str) -> str:
@@ -68,9 +100,12 @@ def cmd_publish(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CommandError(f"--retention {args.retention}: {exc}") from exc
     try:
-        done = Publisher(_store(args.dir), retention, args.checkpoint_interval).publish(args.ts)
+        done = Publisher(_store(args.dir), retention, args.checkpoint_interval, _location(args)).publish(args.ts)
     except TheFlashError as exc:
         raise CommandError(str(exc)) from exc
+    except OSError as exc:  # the --to location refused a read or a write (credentials, bucket, network)
+        raise CommandError(f"{args.to or args.dir}: {exc}; check the location and its credentials "
+                           "(AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, ...)") from exc
     if args.json:
         print(json.dumps({"ts": done.ts, "seconds": round(done.seconds, 3),
                           "tables": [t.__dict__ for t in done.tables]}, indent=2))
@@ -87,9 +122,11 @@ def cmd_versions(args: argparse.Namespace) -> int:
     from pyspark_theflash.lake.versions import versions_at
 
     try:
-        found = versions_at(_store(args.dir), args.ts)
+        found = versions_at(_location(args), args.ts)
     except TheFlashError as exc:
         raise CommandError(str(exc)) from exc
+    except OSError as exc:
+        raise CommandError(f"{args.to or args.dir}: {exc}; check the location and its credentials") from exc
     if args.json:
         print(json.dumps([v.__dict__ for v in found], indent=2))
         return 0
@@ -103,10 +140,13 @@ def cmd_versions(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from pyspark_theflash.lake.verify import verify
 
-    report = verify(_store(args.dir))
+    try:
+        report = verify(_location(args))
+    except OSError as exc:
+        raise CommandError(f"{args.to or args.dir}: {exc}; check the location and its credentials") from exc
     for _, text in report.problems:
         print(text, file=sys.stderr)
     verdict = "clean" if report.ok else f"{len(report.problems)} problem(s)"
-    print(f"delta {args.dir}: {verdict} — {report.tables} table(s), {report.versions} version(s), "
+    print(f"delta {args.to or args.dir}: {verdict} — {report.tables} table(s), {report.versions} version(s), "
           f"{report.vectors} deletion vector(s) checked", file=sys.stdout if report.ok else sys.stderr)
     return 0 if report.ok else 1

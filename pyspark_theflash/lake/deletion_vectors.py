@@ -9,18 +9,17 @@ A file holds one round's vectors of one table: a version byte (1), then per vect
 bitmap's size (without size field and checksum), ``cardinality`` the rows it removes."""
 from __future__ import annotations
 
-import os
 import struct
 import uuid
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pyspark_theflash.lake import roaring, z85
 from pyspark_theflash.lake.errors import LakeDamagedError
+from pyspark_theflash.lake.location import Where, lake_dir
 
 FILE_FORMAT_VERSION = 1
 # A bitmap of at most this many bytes goes inline: the log stays small (Z85 adds a quarter) and a
@@ -86,16 +85,12 @@ class VectorFileWriter:
     def empty(self) -> bool:
         return len(self._chunks) == 1
 
-    def write(self, table_root: Path) -> Path:
-        """The file, complete and fsynced under its final name before any log entry names it."""
-        path = table_root / self.name
-        tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-        with open(tmp, "wb") as f:
-            f.write(b"".join(self._chunks))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        return path
+    def write(self, table_root: Where) -> str:
+        """The file, complete (fsynced, or one PUT) under its final name before any log entry
+        names it; where it is."""
+        root = lake_dir(table_root)
+        root.write(self.name, b"".join(self._chunks))
+        return root.where(self.name)
 
 
 def vector_for(rows: np.ndarray, files: VectorFileWriter) -> DeletionVector | None:
@@ -109,10 +104,11 @@ def vector_for(rows: np.ndarray, files: VectorFileWriter) -> DeletionVector | No
     return files.add(bitmap, len(rows))
 
 
-def read_vector(table_root: Path, dv: DeletionVector) -> np.ndarray:
+def read_vector(table_root: Where, dv: DeletionVector) -> np.ndarray:
     """The row indexes a descriptor removes, every check a reader makes done:
     ``LakeDamagedError`` naming the file (or the inline vector) when the size field, the
     checksum, the bitmap or the cardinality disagree with the descriptor."""
+    table_root = lake_dir(table_root)
     if dv.storage == "i":
         where = f"{table_root}/_delta_log (inline deletion vector {dv.path_or_inline[:16]}...)"
         try:
@@ -120,12 +116,12 @@ def read_vector(table_root: Path, dv: DeletionVector) -> np.ndarray:
         except ValueError as exc:
             raise LakeDamagedError(where, f"the inline deletion vector does not parse ({exc})") from exc
     elif dv.storage == "u":
-        path = table_root / dv.file_name()
+        path = table_root.where(dv.file_name())
         try:
-            with open(path, "rb") as f:
-                head = f.read(1)
-                f.seek(dv.offset or 0)
-                chunk = f.read(dv.size + 8)
+            with table_root.input_file(dv.file_name()) as f:
+                head = f.read_at(1, 0) if f.size() else b""
+                offset = dv.offset or 0
+                chunk = f.read_at(dv.size + 8, offset) if offset < f.size() else b""
         except FileNotFoundError as exc:
             raise LakeDamagedError(str(path), "the deletion vector file is missing") from exc
         if head != bytes([FILE_FORMAT_VERSION]):

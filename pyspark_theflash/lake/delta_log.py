@@ -5,20 +5,20 @@ Each version is one JSON file of newline-separated actions, ``commitInfo`` first
 ``inCommitTimestamp`` feature requires it): it carries ``inCommitTimestamp`` (the ts's physical
 time in ms, or one ms after the previous version's) and the TSO itself (``theflashTs``); a
 ``txn`` action (appId ``theflash``, version = the ts) says the same to any Delta client. A
-version is written under a temporary name, fsynced and *linked* to its final name: the link
-fails if the name exists, so a version is never overwritten (PROTOCOL.md, "Creation of New Log
-Entries") even by a second publisher racing this one.
+version is created only if its name is free (``LakeDir.create``: on a local file system
+written under a temporary name, fsynced and *linked* to its final name, which fails if the name
+exists), so a version is never overwritten (PROTOCOL.md, "Creation of New Log Entries"). On an
+object store the name is checked, then written: one publisher per store is the rule there.
 """
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterator
 
 from pyspark_theflash.lake.deletion_vectors import DeletionVector
 from pyspark_theflash.lake.errors import LakeDamagedError, LakeError
+from pyspark_theflash.lake.location import LakeDir, Where, lake_dir
 
 LOG_DIR = "_delta_log"
 APP_ID = "theflash"
@@ -64,7 +64,7 @@ class DataFile:
 class TableLog:
     """The state of a table's log after its newest version: what the next commit builds on."""
 
-    root: Path
+    root: LakeDir
     version: int = -1                     # -1: no version yet
     ts: int = 0                           # the TSO of the newest version
     in_commit_ms: int = 0
@@ -78,7 +78,7 @@ class TableLog:
     history: list[tuple[int, int, int]] = field(default_factory=list)  # (version, ts, inCommitTimestamp)
 
     @property
-    def log_dir(self) -> Path:
+    def log_dir(self) -> LakeDir:
         return self.root / LOG_DIR
 
     def version_at(self, ts: int) -> int | None:
@@ -90,9 +90,12 @@ class TableLog:
         return found
 
 
-def actions_of(path: Path) -> Iterator[dict[str, Any]]:
+def actions_of(log_dir: Where, name: str) -> Iterator[dict[str, Any]]:
+    """The actions of the log file ``name`` in ``log_dir``."""
+    where = lake_dir(log_dir)
+    path = where.where(name)
     try:
-        text = path.read_text()
+        text = where.read_bytes(name).decode()
     except UnicodeDecodeError as exc:
         raise LakeDamagedError(str(path), "not UTF-8 text") from exc
     for n, line in enumerate(text.splitlines(), 1):
@@ -107,23 +110,28 @@ def actions_of(path: Path) -> Iterator[dict[str, Any]]:
         yield action
 
 
-def replay(root: Path, after: TableLog | None = None) -> TableLog:
+def log_versions(root: Where) -> list[int]:
+    """The versions of the JSON log files in a table's ``_delta_log``, ascending."""
+    names = lake_dir(root).names(LOG_DIR)
+    return sorted(int(n[:20]) for n in names if n.endswith(".json") and n[:20].isdigit() and len(n) == 25)
+
+
+def replay(root: Where, after: TableLog | None = None) -> TableLog:
     """The table's state from its log, continuing ``after`` (a state already replayed) when
     given. ``LakeDamagedError`` names a log file that does not parse or a version missing."""
+    root = lake_dir(root)
     state = after if after is not None else TableLog(root)
     log_dir = root / LOG_DIR
-    if not log_dir.is_dir():
-        return state
-    versions = sorted(int(p.name[:20]) for p in log_dir.glob("*.json") if p.name[:20].isdigit() and len(p.name) == 25)
+    versions = log_versions(root)
     if state.version < 0 and versions and versions[0] > 0:
         # the versions before the oldest kept one were cleaned up: start from its checkpoint
         state = from_checkpoint(root, versions[0])
     for version in (v for v in versions if v > state.version):
-        path = log_dir / log_name(version)
+        path = log_dir.where(log_name(version))
         if version != state.version + 1:
-            raise LakeDamagedError(str(log_dir / log_name(state.version + 1)), "this version of the log is missing")
+            raise LakeDamagedError(log_dir.where(log_name(state.version + 1)), "this version of the log is missing")
         ts = ict = None
-        for action in actions_of(path):
+        for action in actions_of(log_dir, log_name(version)):
             (kind, body), = action.items()
             try:
                 if kind == "commitInfo":
@@ -158,14 +166,16 @@ def checkpoint_name(version: int) -> str:
     return f"{version:020d}.checkpoint.parquet"
 
 
-def from_checkpoint(root: Path, version: int) -> TableLog:
+def from_checkpoint(root: Where, version: int) -> TableLog:
     """The state after ``version`` from its classic checkpoint, as if replayed up to the version
     before it: replaying ``version``'s own JSON file on top changes nothing but records its ts."""
     import pyarrow.parquet as pq
 
-    path = root / LOG_DIR / checkpoint_name(version)
+    root = lake_dir(root)
+    path = (root / LOG_DIR).where(checkpoint_name(version))
     try:
-        rows = pq.read_table(path).to_pylist()
+        with (root / LOG_DIR).input_file(checkpoint_name(version)) as f:
+            rows = pq.read_table(f).to_pylist()
     except FileNotFoundError as exc:
         raise LakeDamagedError(str(path), f"missing: the log starts at version {version} and needs its checkpoint") from exc
     except Exception as exc:  # pyarrow raises several types for a damaged file
@@ -201,23 +211,11 @@ def commit(state: TableLog, actions: list[dict[str, Any]]) -> int:
     """Write ``actions`` as the version after ``state``'s; returns it. ``LakeError`` when that
     version exists already (another publisher wrote it): nothing is overwritten."""
     version = state.version + 1
-    state.log_dir.mkdir(parents=True, exist_ok=True)
-    path = state.log_dir / log_name(version)
-    tmp = state.log_dir / f".{log_name(version)}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write("".join(json.dumps(a, separators=(",", ":")) + "\n" for a in actions))
-        f.flush()
-        os.fsync(f.fileno())
+    text = "".join(json.dumps(a, separators=(",", ":")) + "\n" for a in actions)
     try:
-        os.link(tmp, path)
+        state.log_dir.create(log_name(version), text.encode())
     except FileExistsError as exc:
-        raise LakeError(f"{path} exists already: another publisher wrote version {version} of this table; "
-                        "run one publisher per store (the writer's, or theflash delta publish)") from exc
-    finally:
-        os.unlink(tmp)
-    fd = os.open(state.log_dir, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        raise LakeError(f"{state.log_dir.where(log_name(version))} exists already: another publisher wrote "
+                        f"version {version} of this table; run one publisher per store (the writer's, or "
+                        "theflash delta publish)") from exc
     return version

@@ -28,3 +28,7 @@ class LakeDamagedError(LakeError):
         self.path = path
         super().__init__(f"{path}: {why}; publish again from the store (theflash delta publish) after moving "
                          "the table's _delta_log aside, or restore the file from a backup")
+
+
+class LakeLocationError(LakeError):
+    """Where the Delta tables should go (``--to``) is not a location pyarrow opens, or cannot be reached."""

@@ -17,12 +17,15 @@ same order (so the deletion vector's row indexes stay right), conformed to the c
 the way a read conforms them (renamed by column id, cast, origin defaults for columns added after
 it) and cast to the Delta file types, are written once to ``lake/part-<id>-<schema>.parquet``.
 Arrow IPC deltas are always converted: no Delta reader reads Arrow IPC (docs/delta.md weighs
-this against compacting first)."""
+this against compacting first).
+
+Tables published elsewhere than the store's directory (``--to``: another file system, S3) name
+the same relative paths there: a part named in place is *copied* once to that path (parts never
+change), converted files and vectors are written there directly."""
 from __future__ import annotations
 
 import functools
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -31,6 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pyspark_theflash.lake.location import LakeDir
 from pyspark_theflash.lake.roaring import sorted_unique
 from pyspark_theflash.lake.types import file_schema
 from pyspark_theflash.store.parts import PartRef, PartsReader, newest_visible
@@ -185,25 +189,22 @@ def deleted_rows_after(root: Path, info: Any, ts: int, settled: Sequence[tuple[P
     return settled_out + fresh_out
 
 
-def convert(root: Path, table_root: Path, part: PartRef, info: Any, target: pa.Schema) -> tuple[str, int]:
+def convert(root: Path, table_root: LakeDir, part: PartRef, info: Any, target: pa.Schema) -> tuple[str, int]:
     """``part``'s rows in the current schema and Delta file types, written once to
     ``lake/part-<id>-<schema>.parquet`` under the table root; (relative path, size)."""
     rel = f"{CONVERTED_DIR}/part-{part.part_id}-{schema_tag(target)}.parquet"
-    path = table_root / rel
-    if path.exists():
-        return rel, path.stat().st_size
+    if table_root.is_file(rel):
+        return rel, table_root.size(rel)
     reader = PartsReader(root, info, 0, (None, None), [f.name for f in target], None, (), _BATCH_ROWS)
     t = reader.all_versions(part).select([f.name for f in target])
     if t.num_rows != part.rows:
         raise ValueError(f"part {part.part_id} ({part.path}) read {t.num_rows} rows, the manifest says {part.rows}")
     t = t.cast(target)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    pq.write_table(t, str(tmp), compression=CONVERTED_COMPRESSION, use_dictionary=False, row_group_size=_BATCH_ROWS)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return rel, path.stat().st_size
+    sink = pa.BufferOutputStream()
+    pq.write_table(t, sink, compression=CONVERTED_COMPRESSION, use_dictionary=False, row_group_size=_BATCH_ROWS)
+    data = sink.getvalue().to_pybytes()
+    table_root.write(rel, data)
+    return rel, len(data)
 
 
 def table_root_relative(part: PartRef) -> str:
@@ -214,11 +215,12 @@ def table_root_relative(part: PartRef) -> str:
     return part.path[len(prefix):]
 
 
-def plan_partition(root: Path, table_root: Path, info: Any, ts: int, parts: Sequence[PartRef],
-                   target: pa.Schema, settled: Sequence[tuple[PartRef, PartVisibility]] = ()
-                   ) -> list[tuple[PlannedFile, PartVisibility]]:
+def plan_partition(root: Path, table_root: LakeDir, info: Any, ts: int, parts: Sequence[PartRef],
+                   target: pa.Schema, settled: Sequence[tuple[PartRef, PartVisibility]] = (),
+                   copy_parts: bool = False) -> list[tuple[PlannedFile, PartVisibility]]:
     """The data files of one partition's parts at ts (``settled`` parts first, then ``parts``),
-    with what the next round keeps of each."""
+    with what the next round keeps of each; ``copy_parts``: the table root is not the store's
+    directory, so a part named in place is copied there first (once: a part never changes)."""
     everything = [p for p, _ in settled] + list(parts)
     if not everything:
         return []
@@ -230,8 +232,10 @@ def plan_partition(root: Path, table_root: Path, info: Any, ts: int, parts: Sequ
     out = []
     for part, vis in zip(everything, seen):
         if in_place(root, part, info, target):
-            planned = PlannedFile(part.part_id, part.partition_id, table_root_relative(part), part.bytes, part.rows,
-                                  vis.deleted, False)
+            rel = table_root_relative(part)
+            if copy_parts and not table_root.is_file(rel):
+                table_root.copy_in(root / part.path, rel)
+            planned = PlannedFile(part.part_id, part.partition_id, rel, part.bytes, part.rows, vis.deleted, False)
         else:
             rel, size = convert(root, table_root, part, info, target)
             planned = PlannedFile(part.part_id, part.partition_id, rel, size, part.rows, vis.deleted, True)

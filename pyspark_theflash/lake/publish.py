@@ -12,6 +12,10 @@ before still holds the replica at ts (``TableLog.version_at``).
 A partition whose parts, their tombstones and its bounds are those of the last round, and none
 of whose rows is newer than that round's ts, keeps its files and vectors as they were: a
 round's cost follows the partitions that changed, not the table.
+
+The tables are written in the store's directory (``tables/<id>``, parts named in place), or,
+given ``to`` (a directory or a URI such as ``s3://bucket/prefix``: ``lake.location``), under
+``<to>/tables/<id>`` with the same relative paths, the parts a version names copied there.
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ from pyspark_theflash.lake.deletion_vectors import VectorFileWriter, vector_for
 from pyspark_theflash.lake.delta_log import APP_ID, READER_VERSION, WRITER_VERSION, DataFile, TableLog
 from pyspark_theflash.lake.errors import LakeError, PublishTsError
 from pyspark_theflash.lake.files import PartVisibility, PlannedFile, plan_partition, schema_tag
+from pyspark_theflash.lake.location import LakeDir, lake_dir
 from pyspark_theflash.lake.types import file_schema, needs_timestamp_ntz, schema_string
 from pyspark_theflash.scan.resolved import table_resolved_ts
 from pyspark_theflash.schema import arrow_schema
@@ -95,10 +100,14 @@ class Publisher:
     ``theflash delta publish``): a second one racing it fails on the log's put-if-absent."""
 
     def __init__(self, store: str | os.PathLike[str], retention_s: float = DEFAULT_RETENTION_S,
-                 checkpoint_interval: int = DEFAULT_CHECKPOINT_INTERVAL) -> None:
+                 checkpoint_interval: int = DEFAULT_CHECKPOINT_INTERVAL, to: str | os.PathLike[str] | None = None
+                 ) -> None:
         self.store = Path(store)
         self.retention_s = retention_s
         self.checkpoint_interval = max(1, checkpoint_interval)
+        # where the tables go: the store's directory (parts named in place) or ``to`` (parts copied)
+        self.lake: LakeDir = lake_dir(self.store if to is None else to)
+        self.copies_parts = to is not None and not (self.lake.local and Path(self.lake.path).resolve() == self.store.resolve())
         self._logs: dict[int, TableLog] = {}
         self._published: dict[int, _Published] = {}
 
@@ -131,7 +140,7 @@ class Publisher:
                     done = tuple(self._publish_table(view, info, ts) for info in view.tables())
                     done += tuple(self._retire_table(table_id, name, retired_ts, reason, ts)
                                   for table_id, name, retired_ts, reason in view.retired_tables()
-                                  if retired_ts <= ts and (table_root(self.store, table_id) / delta_log.LOG_DIR).is_dir())
+                                  if retired_ts <= ts and delta_log.log_versions(self._root(table_id)))
                 # the lease outlives the round by the retention when a version names its files
                 keep = any(t.version is not None for t in done)
             finally:
@@ -144,10 +153,10 @@ class Publisher:
         """A table dropped (or truncated: its rows live on under a new table id, a new Delta
         table) at or before ts: its last version removes every file, and its commitInfo says
         why and when. Versions before it still read the old rows while retained."""
-        root = table_root(self.store, table_id)
+        root = self._root(table_id)
         log = self._log(table_id)
         if log.version < 0 or not log.files or log.ts >= ts:
-            return TablePublication(name, table_id, str(root), None, skipped=f"{reason or 'retired'} at ts {retired_ts}")
+            return TablePublication(name, table_id, root.uri, None, skipped=f"{reason or 'retired'} at ts {retired_ts}")
         ict = delta_log.in_commit_ms(ts, log.in_commit_ms)
         actions: list[dict[str, Any]] = [{"commitInfo": {
             "timestamp": ict, "inCommitTimestamp": ict, "operation": "THEFLASH RETIRE",
@@ -158,31 +167,34 @@ class Publisher:
         version = delta_log.commit(log, actions)
         self._logs[table_id] = delta_log.replay(root, log)
         self._published.pop(table_id, None)
-        return TablePublication(name, table_id, str(root), version)
+        return TablePublication(name, table_id, root.uri, version)
 
+    def _root(self, table_id: int) -> LakeDir:
+        """Where a table's Delta table is: ``tables/<id>`` under the store or ``to``."""
+        return self.lake / f"tables/{table_id}"
 
     def _log(self, table_id: int) -> TableLog:
-        root = table_root(self.store, table_id)
+        root = self._root(table_id)
         log = self._logs.get(table_id)
         self._logs[table_id] = log = delta_log.replay(root, log)
         return log
 
     def _publish_table(self, view: Any, info: Any, ts: int) -> TablePublication:
         name = f"{info.db}.{info.name}"
-        root = table_root(self.store, info.id)
+        root = self._root(info.id)
         if physical_ids_of(info) != (info.id,):
-            return TablePublication(name, info.id, str(root), None, skipped="a partitioned table (not published yet)")
+            return TablePublication(name, info.id, root.uri, None, skipped="a partitioned table (not published yet)")
         log = self._log(info.id)
         if log.version >= 0 and ts <= log.ts:
             if ts == log.ts:
-                return TablePublication(name, info.id, str(root), None, skipped=f"already published at ts {ts}")
+                return TablePublication(name, info.id, root.uri, None, skipped=f"already published at ts {ts}")
             raise PublishTsError(f"table {name} is published up to ts {log.ts} ({root}/_delta_log), after ts {ts}; "
                                  "a version is only ever added at a newer ts: publish a ts above it")
         store_schema = arrow_schema(info)
         target = file_schema(store_schema)
         parts = view.parts(info.id)
         if any(p.in_engine for p in parts):
-            return TablePublication(name, info.id, str(root), None,
+            return TablePublication(name, info.id, root.uri, None,
                                     skipped="its rows are kept by the ClickHouse engine (no part files)")
         published = self._published.get(info.id) if log.version >= 0 else None
         tag = schema_tag(target)
@@ -207,7 +219,7 @@ class Publisher:
             settled = _settled(published, ps, log.ts) if published is not None and same_bounds else []
             fresh = [p for p in ps if all(p is not q for q, _ in settled)]
             parts_read += len(fresh)
-            for part, vis in plan_partition(self.store, root, info, ts, fresh, target, settled):
+            for part, vis in plan_partition(self.store, root, info, ts, fresh, target, settled, self.copies_parts):
                 planned.append((part.part_id, part))
                 seen[part.part_id] = (next(p.tombstones for p in ps if p.part_id == part.part_id), vis)
         vectors = VectorFileWriter()
@@ -218,7 +230,7 @@ class Publisher:
             if isinstance(item, DataFile):
                 data = item
             else:
-                data = DataFile(item.path, item.size, item.rows, _mtime_ms(root / item.path),
+                data = DataFile(item.path, item.size, item.rows, root.mtime_ms(item.path),
                                 vector_for(item.deleted, vectors))
                 converted += item.converted
             deleted += 0 if data.dv is None else data.dv.cardinality
@@ -231,7 +243,7 @@ class Publisher:
         if log.version >= 0 and old.keys() == new.keys() and schema_json == log.schema_string \
                 and features == log.features:
             self._published[info.id] = _Published(by_part, signatures, seen)
-            return TablePublication(name, info.id, str(root), None, len(files), converted, deleted, parts_read,
+            return TablePublication(name, info.id, root.uri, None, len(files), converted, deleted, parts_read,
                                     skipped="unchanged since its last version")
         ict = delta_log.in_commit_ms(ts, log.in_commit_ms)
         actions: list[dict[str, Any]] = [{"commitInfo": {
@@ -256,9 +268,9 @@ class Publisher:
         self._logs[info.id] = log = delta_log.replay(root, log)
         if version % self.checkpoint_interval == 0 and version > 0:
             write_checkpoint(log)
-            clean(log, int(self.retention_s * 1000))
+            clean(log, int(self.retention_s * 1000), owns_parts=self.copies_parts)
         self._published[info.id] = _Published(by_part, signatures, seen)
-        return TablePublication(name, info.id, str(root), version, len(files), converted, deleted, parts_read)
+        return TablePublication(name, info.id, root.uri, version, len(files), converted, deleted, parts_read)
 
 
 def _settled(published: _Published, parts: list[PartRef], last_ts: int) -> list[tuple[PartRef, PartVisibility]]:
@@ -297,10 +309,6 @@ def _resolved(view: Any) -> tuple[int, str]:
 def _features(store_schema: pa.Schema) -> tuple[tuple[str, ...], tuple[str, ...]]:
     reader = ["deletionVectors"] + (["timestampNtz"] if needs_timestamp_ntz(store_schema) else [])
     return tuple(reader), tuple(reader + ["inCommitTimestamp"])
-
-
-def _mtime_ms(path: Path) -> int:
-    return path.stat().st_mtime_ns // 1_000_000
 
 
 __all__ = ["LakeError", "Publisher", "Round", "TablePublication", "table_root"]

@@ -2,18 +2,20 @@
 verify``) run them: every log file of every table parses and the versions run without a gap;
 every data file the newest version names is there with the size the log records; every
 deletion vector any version names reads back with its size, CRC-32 and cardinality, and removes
-only rows the file has (``numRecords``)."""
+only rows the file has (``numRecords``). The tables are read where they are: the store's
+directory, or the ``to`` location they were published to (``lake.location``)."""
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
+import pyarrow.fs as pafs
 
 from pyspark_theflash.lake import delta_log
 from pyspark_theflash.lake.deletion_vectors import DeletionVector, read_vector
 from pyspark_theflash.lake.errors import LakeDamagedError
+from pyspark_theflash.lake.location import LakeDir, Where, lake_dir
 
 
 @dataclass
@@ -28,15 +30,15 @@ class LakeReport:
         return not self.problems
 
 
-def published_roots(store: str | Path) -> list[Path]:
-    """The table roots of a store that have a Delta log."""
-    tables = Path(store) / "tables"
-    return sorted((p.parent for p in tables.glob(f"*/{delta_log.LOG_DIR}") if p.is_dir()), key=lambda p: p.name)
+def published_roots(where: Where) -> list[LakeDir]:
+    """The table roots that have a Delta log under a store's directory or a ``to`` location."""
+    tables = lake_dir(where) / "tables"
+    return [tables / d for d in tables.subdirs() if d.isdigit() and (tables / d).is_dir(delta_log.LOG_DIR)]
 
 
-def verify(store: str | Path) -> LakeReport:
+def verify(where: Where) -> LakeReport:
     report = LakeReport()
-    for root in published_roots(store):
+    for root in published_roots(where):
         report.tables += 1
         try:
             state = delta_log.replay(root)
@@ -45,18 +47,18 @@ def verify(store: str | Path) -> LakeReport:
             continue
         report.versions += len(state.history)
         for f in state.files.values():
-            path = root / f.path
-            if not path.is_file():
-                report.problems.append((str(path), f"missing: version {state.version} of {root.name} names it"))
-            elif path.stat().st_size != f.size:
-                report.problems.append((str(path), f"{path.stat().st_size} bytes, the log records {f.size}"))
+            info, path = root.info(f.path), root.where(f.path)
+            if info.type != pafs.FileType.File:
+                report.problems.append((path, f"missing: version {state.version} of {root.name} names it"))
+            elif info.size != f.size:
+                report.problems.append((path, f"{info.size} bytes, the log records {f.size}"))
         seen: set[str] = set()
         # every kept version's adds (the log may start at a checkpoint: cleaned up before it),
         # and the newest state's, which a checkpoint may hold alone
-        newest = [(root / delta_log.LOG_DIR / "(newest state)", f.add_action()) for f in state.files.values()]
-        kept = [(log, action) for version, _, _ in state.history
-                for log in [root / delta_log.LOG_DIR / delta_log.log_name(version)]
-                for action in delta_log.actions_of(log)]
+        log_dir = root / delta_log.LOG_DIR
+        newest = [(log_dir.where("(newest state)"), f.add_action()) for f in state.files.values()]
+        kept = [(log_dir.where(delta_log.log_name(version)), action) for version, _, _ in state.history
+                for action in delta_log.actions_of(log_dir, delta_log.log_name(version))]
         for log, action in kept + newest:
             add = action.get("add")
             if not add or not add.get("deletionVector"):

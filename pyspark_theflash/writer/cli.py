@@ -44,6 +44,10 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--delta-retention", default="600s",
                         help="how long a published Delta version stays readable: its files pinned, its log entry "
                              "kept; holds GC back as far (default %(default)s; docs/delta.md)")
+    parser.add_argument("--delta-to", metavar="LOCATION",
+                        help="publish the Delta tables under LOCATION/tables/<id> (a directory or s3://bucket/prefix), "
+                             "the parts they name copied there, instead of in the store's directory; credentials "
+                             "from the environment / AWS configuration, never this option (docs/delta.md)")
     parser.add_argument("--part-compression", choices=("lz4", "zstd"), default=o.PART_COMPRESSION,
                         help="Parquet codec of the stable parts compaction writes: lz4 reads fastest, zstd "
                         "makes files about half the size (default %(default)s; docs/store.md)")
@@ -83,6 +87,7 @@ def options_from_args(args: argparse.Namespace) -> o.WriterOptions:
             file_retention_s=o.parse_duration(args.file_retention, allow_zero=True),
             delta_publish_interval_s=o.parse_duration(args.delta_publish_interval, allow_zero=True),
             delta_retention_s=o.parse_duration(args.delta_retention, allow_zero=True),
+            delta_to=args.delta_to,
             part_compression=args.part_compression,
             latch_ttl_s=o.parse_duration(args.latch_ttl),
             metrics_port=args.metrics_port,
@@ -280,7 +285,7 @@ def _run_argv(args: argparse.Namespace) -> list[str]:
             "--delta-publish-interval", args.delta_publish_interval, "--delta-retention", args.delta_retention,
             "--latch-ttl", args.latch_ttl, "--engine", args.engine]
     for flag, value in (("--upstream", args.upstream), ("--schema-url", args.schema_url), ("--tables", args.tables),
-                        ("--log", args.log)):
+                        ("--log", args.log), ("--delta-to", args.delta_to)):
         if value:
             argv += [flag, str(Path(value).resolve()) if flag == "--log" else value]
     if args.metrics_port is not None:

@@ -680,7 +680,7 @@ class Writer:
 
         self._last_delta_publish = time.monotonic()
         if self._publisher is None:
-            self._publisher = Publisher(self.options.store, self.options.delta_retention_s)
+            self._publisher = Publisher(self.options.store, self.options.delta_retention_s, to=self.options.delta_to)
         try:
             done = self._publisher.publish()
         except PublishTsError as exc:
@@ -688,6 +688,10 @@ class Writer:
             return
         except (LakeError, TheFlashError) as exc:  # e.g. the GC safe point passed the round's ts meanwhile
             log.warning("delta publication failed (applying goes on; the next round retries): %s", exc)
+            return
+        except OSError as exc:  # --delta-to unreachable or refusing (credentials, bucket, network)
+            log.warning("delta publication to %s failed (applying goes on; the next round retries): %s",
+                        self.options.delta_to or self.options.store, exc)
             return
         self.progress.delta_rounds += 1
         self.progress.delta_published_ts = done.ts

@@ -91,6 +91,7 @@ class WriterOptions:
     file_retention_s: float = DEFAULT_FILE_RETENTION_S
     delta_publish_interval_s: float = DEFAULT_DELTA_PUBLISH_INTERVAL_S  # 0: no Delta publication rounds
     delta_retention_s: float = 600.0  # how long a published Delta version stays readable (lake.publish)
+    delta_to: str | None = None  # where the Delta tables go (a directory, s3://bucket/prefix); None: the store's directory
     part_compression: str = PART_COMPRESSION  # stable parts' Parquet codec (StoreOptions.part_compression)
     progress_interval_s: float = DEFAULT_PROGRESS_INTERVAL_S
     name: str = "writer"

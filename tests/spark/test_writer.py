@@ -853,6 +853,20 @@ def test_an_injected_storage_failure_ends_the_writer_cleanly_and_a_restart_loses
     assert got == expected and len(got) == 2000
 
 
+def test_writer_run_takes_where_to_publish_delta_and_passes_it_to_a_daemon() -> None:
+    from pyspark_theflash.cli import build_parser
+    from pyspark_theflash.writer.cli import _run_argv, options_from_args
+
+    parser = build_parser()
+    args = parser.parse_args(["writer", "run", "--binlog", "file:///b", "--store", "/s",
+                              "--delta-publish-interval", "30s", "--delta-to", "s3://lake/flash"])
+    assert options_from_args(args).delta_to == "s3://lake/flash"
+    argv = _run_argv(args)
+    assert argv[argv.index("--delta-to") + 1] == "s3://lake/flash"
+    args = parser.parse_args(["writer", "run", "--binlog", "file:///b", "--store", "/s"])
+    assert options_from_args(args).delta_to is None and "--delta-to" not in _run_argv(args)
+
+
 def test_writer_run_takes_the_stable_parts_codec_and_defaults_to_lz4() -> None:
     from pyspark_theflash.cli import build_parser
     from pyspark_theflash.store import StoreOptions

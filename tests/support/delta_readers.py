@@ -1,6 +1,10 @@
 """Independent Delta readers of the published tables, as the tests use them: delta-rs
 (``deltalake``: DataFusion's scan, which applies deletion vectors) and DuckDB's ``delta``
-extension loaded from the duckdb-extension-delta wheel (no network)."""
+extension loaded from the duckdb-extension-delta wheel (no network).
+
+A table on S3 is read by its ``s3://`` URI: delta-rs takes the endpoint and keys from the
+environment (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``..., object_store's ``from_env``);
+DuckDB from an S3 secret (httpfs, loaded from its wheel too) made of the same variables."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,7 +27,30 @@ def duckdb_with_delta() -> Any:
     return con
 
 
-def delta_rs_rows(root: Path, version: int, columns: list[str]) -> list[tuple[Any, ...]]:
+def duckdb_with_delta_on_s3() -> Any:
+    """DuckDB with ``delta`` and ``httpfs`` loaded from their wheels and an S3 secret from the
+    environment (the endpoint, the keys, the region): ``delta_scan('s3://...')``."""
+    import os
+    from urllib.parse import urlparse
+
+    import duckdb
+    import duckdb_extension_httpfs
+
+    con = duckdb_with_delta()
+    ext = (Path(duckdb_extension_httpfs.__file__).parent / "extensions" / f"v{duckdb.__version__}"
+           / "httpfs.duckdb_extension")
+    if not ext.is_file():
+        pytest.fail(f"{ext} is missing: duckdb-extension-httpfs must match duckdb {duckdb.__version__} (pyproject.toml)")
+    con.load_extension(str(ext))
+    endpoint = urlparse(os.environ["AWS_ENDPOINT_URL"])
+    con.execute("CREATE SECRET theflash_s3 (TYPE s3, KEY_ID ?, SECRET ?, REGION ?, ENDPOINT ?, "
+                "URL_STYLE 'path', USE_SSL ?)",
+                [os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"], os.environ["AWS_REGION"],
+                 endpoint.netloc, endpoint.scheme == "https"])
+    return con
+
+
+def delta_rs_rows(root: Path | str, version: int, columns: list[str]) -> list[tuple[Any, ...]]:
     """The table's rows at ``version`` ordered by id (DeltaTable.to_pyarrow_table refuses the
     deletionVectors feature; the QueryBuilder's scan reads it)."""
     import deltalake
@@ -33,5 +60,5 @@ def delta_rs_rows(root: Path, version: int, columns: list[str]) -> list[tuple[An
     return [tuple(r.values()) for r in pa.table(reader.read_all()).to_pylist()]
 
 
-def duckdb_rows(con: Any, root: Path, version: int, columns: list[str]) -> list[tuple[Any, ...]]:
+def duckdb_rows(con: Any, root: Path | str, version: int, columns: list[str]) -> list[tuple[Any, ...]]:
     return con.sql(f"select {', '.join(columns)} from delta_scan('{root}', version => {version}) order by id").fetchall()

@@ -55,7 +55,7 @@ def test_vectors_go_inline_when_small_and_to_a_checksummed_file_otherwise(tmp_pa
     assert vector_for(np.zeros(0, np.uint64), files) is None
     assert small is not None and small.storage == "i" and small.size <= INLINE_MAX_BYTES and small.offset is None
     assert big is not None and big.storage == "u" and big.offset == 1 and big.cardinality == 2_000
-    path = files.write(tmp_path)
+    path = Path(files.write(tmp_path))
     raw = path.read_bytes()
     assert raw[0] == 1 and struct.unpack_from(">I", raw, 1)[0] == big.size
     assert struct.unpack_from(">I", raw, 5 + big.size)[0] == zlib.crc32(raw[5:5 + big.size])
@@ -70,3 +70,30 @@ def test_vectors_go_inline_when_small_and_to_a_checksummed_file_otherwise(tmp_pa
     assert str(path) in str(err.value)
     with pytest.raises(LakeDamagedError, match="cardinality"):
         read_vector(tmp_path, DeletionVector("i", small.path_or_inline, small.size, 4))
+
+
+def test_hadoop_aws_is_the_version_of_pyspark_s_hadoop_client() -> None:
+    # S3A fails at class loading against another Hadoop client: the pin follows pyspark's jars
+    from pyspark_theflash.lake.jars import HADOOP_VERSION, S3A_ARTIFACTS, pyspark_hadoop_version
+
+    assert pyspark_hadoop_version() == HADOOP_VERSION
+    assert ("org.apache.hadoop", "hadoop-aws", HADOOP_VERSION) in S3A_ARTIFACTS
+
+
+def test_a_lake_dir_on_local_disk_writes_whole_files_and_never_overwrites_a_created_one(tmp_path: Path) -> None:
+    from pyspark_theflash.lake.location import lake_dir
+
+    where = lake_dir(tmp_path / "t")
+    assert where.uri == str(tmp_path / "t") and where.local
+    assert where.names("_delta_log") == [] and not where.is_dir("_delta_log")
+    (where / "_delta_log").create("00000000000000000000.json", b"{}\n")
+    with pytest.raises(FileExistsError):
+        (where / "_delta_log").create("00000000000000000000.json", b"other")
+    assert (tmp_path / "t" / "_delta_log" / "00000000000000000000.json").read_bytes() == b"{}\n"
+    where.write("lake/a.parquet", b"1234")
+    where.write("lake/a.parquet", b"5678")           # a converted file is the same whoever writes it
+    assert where.read_range("lake/a.parquet", 1, 2) == b"67" and where.size("lake/a.parquet") == 4
+    assert where.names("lake") == ["a.parquet"] and where.subdirs() == ["_delta_log", "lake"]
+    assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name], "a temporary file was left behind"
+    assert where.delete("lake/a.parquet") and not where.delete("lake/a.parquet")
+    assert lake_dir(f"file://{tmp_path}/t").path == str(tmp_path / "t")

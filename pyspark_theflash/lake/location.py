@@ -1,0 +1,197 @@
+"""Where a publication's Delta tables live: a directory on a ``pyarrow.fs`` file system — the
+store's own directory (the default: parts named in place), another local directory or shared
+mount, or an object store such as S3 (``s3://bucket/prefix``) — seen through one small type,
+``LakeDir``, so that the log, the deletion vectors, the checkpoints, the cleanup and the checks
+are the same code wherever the files are (docs/delta.md, "On shared storage").
+
+Credentials are never part of a location: ``s3://bucket/prefix`` is resolved by pyarrow from
+the usual places (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_PROFILE``, ``~/.aws``,
+an instance role; ``AWS_ENDPOINT_URL`` for an S3-compatible server, ``AWS_REGION``).
+
+Writes are whole files: on a local file system under a temporary name, fsynced and renamed (or
+linked, when the name must not exist yet); on an object store one PUT, which a reader sees
+whole or not at all. An object store has no link: ``create`` checks that the name is free, then
+writes, which is safe with one publisher per store (the rule docs/delta.md states) but is not
+an atomic put-if-absent.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from pyspark_theflash.lake.errors import LakeError, LakeLocationError
+
+
+@dataclass(frozen=True)
+class LakeDir:
+    """A directory on ``fs``: ``path`` as ``fs`` names it, ``uri`` as a Delta reader opens it
+    (a local path, or ``s3://bucket/key``)."""
+
+    fs: pafs.FileSystem
+    path: str
+    uri: str
+
+    @property
+    def local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    def __truediv__(self, rel: str) -> "LakeDir":
+        rel = rel.strip("/")
+        return LakeDir(self.fs, f"{self.path.rstrip('/')}/{rel}", f"{self.uri.rstrip('/')}/{rel}")
+
+    def __str__(self) -> str:
+        return self.uri
+
+    @property
+    def name(self) -> str:
+        return self.path.rstrip("/").rsplit("/", 1)[-1]
+
+    def _at(self, rel: str) -> str:
+        return f"{self.path.rstrip('/')}/{rel.strip('/')}" if rel else self.path
+
+    def where(self, rel: str = "") -> str:
+        """``rel`` as a user reads it in a message."""
+        return f"{self.uri.rstrip('/')}/{rel.strip('/')}" if rel else self.uri
+
+    # --- reading -------------------------------------------------------------------------------
+    def info(self, rel: str = "") -> pafs.FileInfo:
+        return self.fs.get_file_info(self._at(rel))
+
+    def is_file(self, rel: str = "") -> bool:
+        return bool(self.info(rel).type == pafs.FileType.File)
+
+    def is_dir(self, rel: str = "") -> bool:
+        return bool(self.info(rel).type == pafs.FileType.Directory)
+
+    def size(self, rel: str) -> int:
+        info = self.info(rel)
+        if info.type != pafs.FileType.File:
+            raise FileNotFoundError(self.where(rel))
+        return int(info.size)
+
+    def mtime_ms(self, rel: str) -> int:
+        info = self.info(rel)
+        if info.mtime_ns is None:
+            raise FileNotFoundError(self.where(rel))
+        return int(info.mtime_ns) // 1_000_000
+
+    def names(self, rel: str = "") -> list[str]:
+        """The names of the files directly in ``rel`` (none when it does not exist)."""
+        selector = pafs.FileSelector(self._at(rel), allow_not_found=True, recursive=False)
+        return sorted(i.base_name for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.File)
+
+    def subdirs(self, rel: str = "") -> list[str]:
+        selector = pafs.FileSelector(self._at(rel), allow_not_found=True, recursive=False)
+        return sorted(i.base_name for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.Directory)
+
+    def read_bytes(self, rel: str) -> bytes:
+        with self.fs.open_input_stream(self._at(rel)) as f:
+            return bytes(f.read())
+
+    def read_range(self, rel: str, offset: int, length: int) -> bytes:
+        with self.fs.open_input_file(self._at(rel)) as f:
+            return bytes(f.read_at(length, offset)) if offset < f.size() else b""
+
+    def input_file(self, rel: str) -> pa.NativeFile:
+        return self.fs.open_input_file(self._at(rel))
+
+    # --- writing -------------------------------------------------------------------------------
+    def write(self, rel: str, data: bytes) -> None:
+        """The file whole under its name, replacing what was there (a checkpoint, a vector
+        file, a converted part: the same bytes whoever writes them)."""
+        if self.local:
+            path = Path(self._at(rel))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+            return
+        with self.fs.open_output_stream(self._at(rel)) as out:
+            out.write(data)
+
+    def create(self, rel: str, data: bytes) -> None:
+        """The file under a name that must not exist yet: ``FileExistsError`` when it does."""
+        if self.local:
+            path = Path(self._at(rel))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, path)
+            finally:
+                os.unlink(tmp)
+            fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            return
+        if self.info(rel).type != pafs.FileType.NotFound:
+            raise FileExistsError(self.where(rel))
+        with self.fs.open_output_stream(self._at(rel)) as out:
+            out.write(data)
+
+    def copy_in(self, source: Path, rel: str) -> None:
+        """A local file copied to ``rel`` (a store part a version names, on an object store)."""
+        if self.local:
+            path = Path(self._at(rel))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+            try:
+                shutil.copyfile(source, tmp)
+                with open(tmp, "rb+") as f:
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+            return
+        pafs.copy_files(str(source), self._at(rel), source_filesystem=pafs.LocalFileSystem(),
+                        destination_filesystem=self.fs)
+
+    def delete(self, rel: str) -> bool:
+        """Delete a file; False when it was not there."""
+        try:
+            self.fs.delete_file(self._at(rel))
+            return True
+        except FileNotFoundError:
+            return False
+
+
+Where = Union[str, "os.PathLike[str]", LakeDir]
+
+
+def lake_dir(where: Where) -> LakeDir:
+    """A ``LakeDir`` for a local path or a URI (``s3://bucket/prefix``, ``file:///dir``): the
+    file system and its credentials as pyarrow resolves them (module docstring)."""
+    if isinstance(where, LakeDir):
+        return where
+    text = os.fspath(where)
+    if "://" not in text:
+        return LakeDir(pafs.LocalFileSystem(), str(Path(text).absolute()) if not Path(text).is_absolute() else text,
+                       text)
+    try:
+        fs, path = pafs.FileSystem.from_uri(text)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+        raise LakeLocationError(f"{text}: not a location pyarrow opens ({exc}); give a local directory, "
+                                "file:///dir or s3://bucket/prefix (credentials from the environment)") from exc
+    if isinstance(fs, pafs.LocalFileSystem):
+        return LakeDir(fs, path, path)
+    return LakeDir(fs, path.rstrip("/"), text.rstrip("/"))
+
+
+__all__ = ["LakeDir", "LakeError", "lake_dir"]

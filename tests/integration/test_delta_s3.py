@@ -1,0 +1,236 @@
+"""A store published to S3 (``Publisher(to="s3://bucket/prefix")``, ``theflash delta publish --to``)
+on a real S3-compatible server on loopback (SeaweedFS, tests/support/s3_server.py): the log,
+the deletion vectors, the checkpoints and the data files every version names live in the bucket,
+the manifest stays the local SQLite beside the store. At every published version delta-rs and
+DuckDB, reading ``s3://``, return exactly TheFlash's own rows at that version's ts; the tools
+(versions, verify) work on the bucket and name a damaged object by its URI; the cleanup deletes
+from the bucket only the copies no kept version names, and no file a kept version names is ever
+deleted, whatever the store compacts and collects meanwhile. (delta-spark reads the same through
+S3A in tests/spark/test_delta_spark.py.) The writer publishes there on its own with
+``--delta-to``, and ``theflash delta publish --to`` does one round."""
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+import pytest
+
+from delta_readers import delta_rs_rows, duckdb_rows, duckdb_with_delta_on_s3
+from flash_rig import FlashRig, wait_for
+from pyspark_theflash.cli import main
+from pyspark_theflash.lake import delta_log
+from pyspark_theflash.lake.cleanup import named_files
+from pyspark_theflash.lake.location import lake_dir
+from pyspark_theflash.lake.publish import Publisher, Round
+from pyspark_theflash.lake.versions import versions_at
+from pyspark_theflash.store import Store, StoreOptions
+from pyspark_theflash.upstream.workloads import TwoTableBankWorkload
+from store_events import DB, committed, event, items_table, key, resolved_ts, row
+
+T1 = items_table()
+COLUMNS = ["id", "name", "price"]
+
+
+class Upstream:
+    """Writes to the store as the binlog would: one region, commits then its resolved ts."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.index = 0
+        self.now_ms = int(time.time() * 1000) - 60_000
+
+    def commit(self, changes: list[tuple[int, str | None]]) -> int:
+        self.now_ms += 7
+        ts = self.now_ms << 18
+        rows = [committed(key(T1, h), None if n is None else row(T1, id=h, name=n, price=None), ts) for h, n in changes]
+        self.index += 1
+        self.store.write([event(1, self.index, rows)])
+        self.index += 1
+        self.store.write([resolved_ts(1, self.index, ts)])
+        return ts
+
+
+def own_rows(store: Store, ts: int) -> list[tuple[Any, ...]]:
+    t = store.scan_table(T1.id, ts, columns=COLUMNS).sort_by("id")
+    return [tuple(r.values()) for r in t.to_pylist()]
+
+
+def objects(uri: str) -> set[str]:
+    """Every object under ``uri``, relative to it."""
+    where = lake_dir(uri)
+    infos = where.fs.get_file_info(pafs.FileSelector(where.path, recursive=True, allow_not_found=True))
+    return {i.path[len(where.path) + 1:] for i in infos if i.type == pafs.FileType.File}
+
+
+def test_a_store_published_to_s3_reads_as_theflash_in_delta_rs_and_duckdb_at_every_version(
+        tmp_path: Path, s3_bucket: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(516)
+    store = Store.open(tmp_path / "s", options=StoreOptions(row_group_rows=64, part_compression="zstd",
+                                                            removed_file_retention_s=0))
+    store.put_schema(DB, T1.to_json())
+    up = Upstream(store)
+    to = f"s3://{s3_bucket}/replica"
+    publisher = Publisher(store.root, to=to, checkpoint_interval=4)
+    con = duckdb_with_delta_on_s3()
+    up.commit([(h, f"seed{h}") for h in range(2_000)])
+    store.flush()
+    store.compact(force=True)
+    rounds: list[Round] = []
+    for n in range(9):
+        for _ in range(rng.randint(1, 2)):
+            handles = rng.sample(range(2_400), rng.randint(1, 400))
+            up.commit([(h, None if rng.random() < 0.2 else f"r{n}-{h}") for h in handles])
+            store.flush()
+        if n % 3 == 2:
+            store.compact(force=True)
+            store.delete_obsolete_files()   # the store's own files go: the bucket's copies stay
+        rounds.append(publisher.publish())
+    root = f"{to}/tables/{T1.id}"
+    assert all(r.tables[0].root == root for r in rounds)
+    assert [r.tables[0].version for r in rounds] == list(range(9))
+    assert not (tmp_path / "s" / "tables" / str(T1.id) / "_delta_log").exists(), "the log went to the store, not S3"
+    stored = objects(root)
+    assert {"_delta_log/00000000000000000000.json", "_delta_log/00000000000000000004.checkpoint.parquet",
+            "_delta_log/_last_checkpoint"} <= stored
+    assert any(o.startswith("p") and o.endswith(".parquet") for o in stored), "no part named in place was copied"
+    assert any(o.startswith("deletion_vector_") for o in stored), "no deletion vector file in the bucket"
+    # every version, read from the bucket, is TheFlash's own read at its ts (the older ones after
+    # the store compacted away and deleted the parts they name)
+    for version, done in enumerate(rounds):
+        want = own_rows(store, done.ts)
+        assert delta_rs_rows(root, version, COLUMNS) == want, f"delta-rs at version {version}"
+        assert duckdb_rows(con, root, version, COLUMNS) == want, f"DuckDB at version {version}"
+
+    # the tools read the bucket: versions, verify (and a damaged object named by its URI)
+    assert [(v.version, v.root) for v in versions_at(to, rounds[3].ts)] == [(3, root)]
+    assert main(["delta", "versions", str(store.root), "--to", to, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["version"] == 8
+    assert main(["delta", "verify", str(store.root), "--to", to]) == 0
+    capsys.readouterr()
+    log = delta_log.replay(root)
+    vector = next(f.dv for f in log.files.values() if f.dv is not None and f.dv.storage == "u")
+    name = vector.file_name()
+    where = lake_dir(root)
+    good = where.read_bytes(name)
+    where.write(name, good[:40] + bytes([good[40] ^ 1]) + good[41:])
+    assert main(["delta", "verify", str(store.root), "--to", to]) == 1
+    err = capsys.readouterr().err
+    assert f"{root}/{name}" in err and "CRC-32" in err
+    where.write(name, good)
+    # the command does a round too, to the same place
+    up.commit([(7, "by the command")])
+    store.flush()
+    assert main(["delta", "publish", str(store.root), "--to", to, "--json"]) == 0
+    by_command = json.loads(capsys.readouterr().out)
+    assert by_command["tables"][0]["version"] == 9 and by_command["tables"][0]["root"] == root
+    assert delta_rs_rows(root, 9, COLUMNS) == own_rows(store, by_command["ts"])
+    # credentials never go in a location
+    assert main(["delta", "publish", str(store.root), "--to", f"s3://key:secret@{s3_bucket}/replica"]) == 2
+    assert "credentials do not go in a location" in capsys.readouterr().err
+    # keys the server refuses: one line naming the location and what to check, no traceback
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-key")
+    assert main(["delta", "publish", str(store.root), "--to", to]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and to in err and "credentials" in err and "Traceback" not in err, err
+    store.close()
+
+
+def test_cleanup_on_s3_deletes_only_the_copies_no_kept_version_names(tmp_path: Path, s3_bucket: str) -> None:
+    rng = random.Random(7)
+    store = Store.open(tmp_path / "s", options=StoreOptions(row_group_rows=64, part_compression="zstd"))
+    store.put_schema(DB, T1.to_json())
+    up = Upstream(store)
+    to = f"s3://{s3_bucket}/replica"
+    # a retention of 0: each checkpoint (every 3rd version) cuts the log at itself
+    publisher = Publisher(store.root, retention_s=0, checkpoint_interval=3, to=to)
+    up.commit([(h, f"seed{h}") for h in range(1_000)])
+    store.flush()
+    store.compact(force=True)
+    rounds: list[Round] = []
+    copies: set[str] = set()
+    for n in range(10):
+        up.commit([(h, None if rng.random() < 0.2 else f"r{n}") for h in rng.sample(range(1_200), 200)])
+        store.flush()
+        if n % 3 == 1:
+            store.compact(force=True)
+        rounds.append(publisher.publish())
+        copies |= {o for o in objects(f"{to}/tables/{T1.id}") if o.startswith("p")}
+    root = f"{to}/tables/{T1.id}"
+    kept = delta_log.log_versions(root)
+    assert kept == [9], kept    # cut at the checkpoint of version 9
+    stored = objects(root)
+    named = named_files(root, 9, 9)
+    # every file the kept version names is in the bucket; the copies and conversions nothing
+    # names any more are gone
+    assert named <= stored, named - stored
+    assert copies - named and not (copies - named) & stored, "a copied part no version names was not deleted"
+    publication = {o for o in stored if not o.startswith("_delta_log/")}
+    assert publication <= named, publication - named
+    want = own_rows(store, rounds[9].ts)
+    assert delta_rs_rows(root, 9, COLUMNS) == want
+    assert duckdb_rows(duckdb_with_delta_on_s3(), root, 9, COLUMNS) == want
+    # a new publisher (a new process) replays the bucket's log from its checkpoint and goes on
+    up.commit([(1, "after the cut")])
+    store.flush()
+    again = Publisher(store.root, to=to).publish()
+    assert again.tables[0].version == 10
+    assert delta_rs_rows(root, 10, COLUMNS) == own_rows(store, again.ts)
+    store.close()
+
+
+def test_publishing_to_another_local_directory_copies_the_parts_and_reads_the_same(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "s", options=StoreOptions(row_group_rows=64, part_compression="zstd"))
+    store.put_schema(DB, T1.to_json())
+    up = Upstream(store)
+    up.commit([(h, f"seed{h}") for h in range(500)])
+    store.flush()
+    store.compact(force=True)
+    up.commit([(h, f"new{h}") for h in range(0, 500, 3)])
+    store.flush()
+    done = Publisher(store.root, to=tmp_path / "lake").publish()
+    root = tmp_path / "lake" / "tables" / str(T1.id)
+    assert done.tables[0].root == str(root)
+    assert any(root.glob("p*/stable-*.parquet")) and any(root.glob("lake/*.parquet"))
+    assert delta_rs_rows(root, 0, COLUMNS) == own_rows(store, done.ts)
+    assert main(["delta", "verify", str(store.root), "--to", str(tmp_path / "lake")]) == 0
+    store.close()
+
+
+def test_the_writer_publishes_to_s3_on_its_own_with_delta_to(tmp_path: Path, s3_bucket: str) -> None:
+    to = f"s3://{s3_bucket}/bank"
+    rig = FlashRig(tmp_path)
+    try:
+        bank = TwoTableBankWorkload(rig.cluster, accounts=20, initial=1000, threads=2, seed=56)
+        bank.setup()
+        rig.start_writer(interval_s=0.05, delta_publish_interval_s=0.3, delta_to=to)
+        for table in bank.tables:
+            rig.wait_replicated(table)
+        bank.start()
+        try:
+            wait_for(lambda: len(versions_at(to)) == 2 and all((v.version or 0) >= 2 for v in versions_at(to)),
+                     120, "three rounds of both tables in the bucket")
+        finally:
+            bank.stop()
+        writer = rig.writer
+        rig.stop_writer()
+        assert writer is not None and writer.progress.delta_rounds >= 3
+        assert not any((Path(rig.store) / "tables").glob("*/_delta_log")), "the writer published into the store"
+        logs = [delta_log.replay(v.root) for v in versions_at(to)]
+        assert all(str(log.root).startswith(f"{to}/tables/") for log in logs)
+        ts = max(log.ts for log in logs)   # the last round's ts (a table it left unchanged holds its last version)
+        with Store.open(rig.store, readonly=True) as store:
+            total = 0
+            for log in logs:
+                version = log.version_at(ts)
+                assert version is not None
+                rows = delta_rs_rows(log.root, version, ["id", "balance"])
+                own = store.scan_table(log.name, ts, columns=["id", "balance"]).sort_by("id")
+                assert rows == [(r["id"], r["balance"]) for r in own.to_pylist()], (log.name, version, ts)
+                total += sum(b for _, b in rows)
+            assert total == bank.total
+    finally:
+        rig.close()
