@@ -6,7 +6,7 @@ DuckDB, reading ``s3://``, return exactly TheFlash's own rows at that version's 
 (versions, verify) work on the bucket and name a damaged object by its URI; the cleanup deletes
 from the bucket only the copies no kept version names, and no file a kept version names is ever
 deleted, whatever the store compacts and collects meanwhile. (delta-spark reads the same through
-S3A in tests/spark/test_delta_spark.py.) The writer publishes there on its own with
+S3A in tests/spark/test_delta_spark_s3.py.) The writer publishes there on its own with
 ``--delta-to``, and ``theflash delta publish --to`` does one round."""
 from __future__ import annotations
 

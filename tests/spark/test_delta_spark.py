@@ -9,127 +9,20 @@ delta-spark reads ``s3a://`` through hadoop-aws, delta-rs and DuckDB read ``s3:/
 in the environment."""
 from __future__ import annotations
 
-import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from flash_rig import FlashRig, wait_for
-from jvm_spark import JvmSpark
-from pyspark_theflash.lake import delta_log
-from pyspark_theflash.lake.errors import LakeSetupError, PublishTsError
-from pyspark_theflash.lake.jars import delta_spark_jars, s3a_jars
-from pyspark_theflash.lake.publish import Publisher, Round
-from pyspark_theflash.store import Store
-from pyspark_theflash.upstream.workloads import TwoTableBankWorkload
-from delta_readers import delta_rs_rows, duckdb_rows, duckdb_with_delta, duckdb_with_delta_on_s3
+from delta_bank_rounds import bank_rounds_read_by_every_reader
+from pyspark_theflash.lake.errors import LakeSetupError
+from pyspark_theflash.lake.jars import delta_spark_jars
 
 pytestmark = pytest.mark.spark
 
-ROUNDS = 5
-
-
-def _utc_text(ms: int) -> str:
-    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-
-
-def read_versions(spark: Any, reads: list[tuple[str, str, str]]) -> list[list[tuple[int, int]]]:
-    """Each (path, option, value) read with delta-spark: its (id, balance) rows by id."""
-    return [[(int(r.id), int(r.balance)) for r in spark.read.format("delta").option(option, value).load(path)
-             .select("id", "balance").orderBy("id").collect()] for path, option, value in reads]
-
-
-def publish_when_resolved(publisher: Publisher) -> Round:
-    found: list[Round] = []
-
-    def published() -> bool:
-        try:
-            found.append(publisher.publish())
-            return True
-        except PublishTsError:  # a region split a moment ago has no resolved ts yet
-            return False
-
-    wait_for(published, 60, "a publication round at the store's resolved ts")
-    return found[0]
-
 
 def test_delta_spark_delta_rs_and_duckdb_read_each_round_as_theflash_at_its_ts(tmp_path: Path) -> None:
-    try:
+    try:  # the set-up command fetched them: missing, this fails (it does not skip)
         jars = ",".join(str(j) for j in delta_spark_jars())
     except LakeSetupError as exc:
-        pytest.skip(str(exc))
-    bank_rounds_read_by_every_reader(tmp_path, jars)
-
-
-def test_the_same_rounds_published_to_s3_read_the_same_through_s3a_and_s3(tmp_path: Path, s3_server: Any,
-                                                                          s3_bucket: str) -> None:
-    try:  # the set-up command fetched them: missing, this fails (it does not skip)
-        jars = ",".join(str(j) for j in [*delta_spark_jars(), *s3a_jars()])
-    except LakeSetupError as exc:
         pytest.fail(str(exc))
-    bank_rounds_read_by_every_reader(tmp_path, jars, to=f"s3://{s3_bucket}/replica", hadoop=s3_server.hadoop_conf())
-
-
-def bank_rounds_read_by_every_reader(tmp_path: Path, jars: str, to: str | None = None,
-                                     hadoop: dict[str, str] | None = None) -> None:
-    """The bank through the rig, ROUNDS publication rounds (to the store, or ``to``), each
-    round's versions read by delta-rs, DuckDB and delta-spark and compared with TheFlash's."""
-    rig = FlashRig(tmp_path)
-    try:
-        bank = TwoTableBankWorkload(rig.cluster, accounts=20, initial=1000, threads=2, seed=51)
-        bank.setup()
-        # removed part files outlive the test: a published version names them (docs/delta.md, retention)
-        rig.start_writer(interval_s=0.05, file_retention_s=3600)
-        for table in bank.tables:
-            rig.wait_replicated(table)
-        bank.start()
-        publisher = Publisher(rig.store, checkpoint_interval=2, to=to)  # delta-spark reads versions 2-4 from checkpoints
-        rounds: list[Round] = []
-        try:
-            for _ in range(ROUNDS):
-                before = bank.stats.committed
-                wait_for(lambda: bank.stats.committed >= before + 10, 60, "the bank to commit transfers")
-                rounds.append(publish_when_resolved(publisher))
-        finally:
-            bank.stop()
-        rig.stop_writer()
-
-        con = duckdb_with_delta() if to is None else duckdb_with_delta_on_s3()
-        expected: list[list[tuple[int, int]]] = []
-        reads: list[tuple[str, str, str]] = []
-        with Store.open(rig.store, readonly=True) as store:
-            for done in rounds:
-                for pub in done.tables:
-                    own = store.scan_table(pub.table, done.ts, columns=["id", "balance"]).sort_by("id")
-                    want = [(int(r["id"]), int(r["balance"])) for r in own.to_pylist()]
-                    assert pub.root.startswith(to or str(rig.store)), pub.root
-                    log = delta_log.replay(pub.root)
-                    version = log.version_at(done.ts)
-                    assert version is not None
-                    ict = next(h[2] for h in log.history if h[0] == version)
-                    assert delta_rs_rows(pub.root, version, ["id", "balance"]) == want, (pub.table, version)
-                    assert duckdb_rows(con, pub.root, version, ["id", "balance"]) == want, (pub.table, version)
-                    expected += [want, want]
-                    spark_path = "s3a://" + pub.root[len("s3://"):] if pub.root.startswith("s3://") else pub.root
-                    reads += [(spark_path, "versionAsOf", str(version)),
-                              (spark_path, "timestampAsOf", _utc_text(max(ict, done.ts >> 18)))]
-                assert sum(b for want in expected[-4::2] for _, b in want) == bank.total
-
-        # a snapshot of these small logs in 2 tasks, not delta-spark's default 50 (each a round
-        # trip to the S3 server): 20 reads fit the call's time on a loaded 2-core machine
-        spark = JvmSpark(jars, conf={"spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
-                                     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
-                                     "spark.databricks.delta.snapshotPartitions": "2",
-                                     **(hadoop or {})},
-                         log=str(tmp_path / "spark.log"))
-        try:
-            got = spark.call(read_versions, reads, timeout=1200)
-        finally:
-            spark.close()
-        wrong = [(r, len(g), len(w)) for r, g, w in zip(reads, got, expected) if g != w]
-        assert not wrong, f"delta-spark differs from TheFlash's read at {wrong[:4]}"
-        for i in range(0, len(got), 4):  # the two tables read by one timestamp: one snapshot
-            assert sum(b for _, b in got[i + 1]) + sum(b for _, b in got[i + 3]) == bank.total
-    finally:
-        rig.close()
+    bank_rounds_read_by_every_reader(tmp_path, jars)

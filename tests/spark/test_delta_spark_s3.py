@@ -1,0 +1,25 @@
+"""The rounds of tests/spark/test_delta_spark.py published to a real S3-compatible server on
+loopback (SeaweedFS: tests/support/s3_server.py): delta-spark reads ``s3a://`` through
+hadoop-aws, delta-rs and DuckDB read ``s3://``, the keys in the environment; each equal to
+TheFlash's own read at the round's ts. (A file of its own: the two run on both test workers.)"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from delta_bank_rounds import bank_rounds_read_by_every_reader
+from pyspark_theflash.lake.errors import LakeSetupError
+from pyspark_theflash.lake.jars import delta_spark_jars, s3a_jars
+
+pytestmark = pytest.mark.spark
+
+
+def test_the_same_rounds_published_to_s3_read_the_same_through_s3a_and_s3(tmp_path: Path, s3_server: Any,
+                                                                          s3_bucket: str) -> None:
+    try:  # the set-up command fetched them: missing, this fails (it does not skip)
+        jars = ",".join(str(j) for j in [*delta_spark_jars(), *s3a_jars()])
+    except LakeSetupError as exc:
+        pytest.fail(str(exc))
+    bank_rounds_read_by_every_reader(tmp_path, jars, to=f"s3://{s3_bucket}/replica", hadoop=s3_server.hadoop_conf())
