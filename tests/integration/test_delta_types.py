@@ -11,10 +11,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from delta_bank_rounds import resolved_past
 from delta_readers import duckdb_with_delta
 from flash_rig import FlashRig, wait_for
 from pyspark_theflash.lake import delta_log
-from pyspark_theflash.lake.errors import PublishTsError
 from pyspark_theflash.lake.publish import Publisher, Round
 from pyspark_theflash.lake.types import file_schema
 from pyspark_theflash.store import Store
@@ -52,13 +52,7 @@ def test_every_tidb_type_reads_the_same_from_delta_rs_and_duckdb_as_from_theflas
 
                 upstream_ts = rig.cluster.get_ts()  # the round must hold what committed so far
 
-                def resolved() -> bool:
-                    try:
-                        return publisher.resolved_ts() >= upstream_ts
-                    except PublishTsError:  # a region split a moment ago has no resolved ts yet
-                        return False
-
-                wait_for(resolved, 60, "the store to resolve past the workload's commits")
+                wait_for(lambda: resolved_past(publisher, upstream_ts), 60, "the store to resolve past the workload's commits")
                 rounds.append(publisher.publish())
         finally:
             orders.stop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from delta_bank_rounds import resolved_past
 from delta_readers import delta_rs_rows, duckdb_rows, duckdb_with_delta
 from flash_rig import FlashRig, wait_for
 from pyspark_theflash.lake import delta_log
@@ -79,7 +80,7 @@ def test_a_dropped_table_gets_a_last_version_without_rows_and_earlier_versions_k
             rig.wait_replicated(name)
         publisher = Publisher(rig.store)
         seeded = rig.cluster.get_ts()
-        wait_for(lambda: publisher.resolved_ts() >= seeded, 60, "the store to resolve past the seed")
+        wait_for(lambda: resolved_past(publisher, seeded), 60, "the store to resolve past the seed")
         first = publisher.publish()
         gone = next(t for t in first.tables if t.table == "d.gone")
         assert gone.version == 0
@@ -89,7 +90,7 @@ def test_a_dropped_table_gets_a_last_version_without_rows_and_earlier_versions_k
         def retired() -> bool:
             with Store.open(rig.store, readonly=True) as store, store.snapshot() as view:
                 return any(name == "d.gone" for _, name, _, _ in view.retired_tables()) and \
-                    publisher.resolved_ts() >= dropped_at
+                    resolved_past(publisher, dropped_at)
 
         wait_for(retired, 60, "the writer to apply the DROP")
         second = publisher.publish()

@@ -30,6 +30,15 @@ def read_versions(spark: Any, reads: list[tuple[str, str, str]]) -> list[list[tu
              .select("id", "balance").orderBy("id").collect()] for path, option, value in reads]
 
 
+def resolved_past(publisher: Publisher, ts: int) -> bool:
+    """Whether every live table of the publisher's store is resolved at or above ``ts``; a table
+    a region split a moment ago (or one the writer has just created) has no resolved ts yet."""
+    try:
+        return publisher.resolved_ts() >= ts
+    except PublishTsError:
+        return False
+
+
 def publish_when_resolved(publisher: Publisher) -> Round:
     found: list[Round] = []
 
