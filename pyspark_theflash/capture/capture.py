@@ -51,6 +51,7 @@ from pyspark_theflash.binlog import Position, SegmentReader, SegmentWriter
 from pyspark_theflash.binlog import region_runs
 from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.binlog.segment import HEADER_BYTES
+from pyspark_theflash.heap import long_lived_heap
 from pyspark_theflash.binlog.snapshot_batch import SnapshotColumns, snapshot_columns
 from pyspark_theflash.capture.coverage import Coverage, EndedCoverages, inherit, known_at_snapshot
 from pyspark_theflash.capture.held_ranges import describe as describe_range, gaps as range_gaps
@@ -1171,6 +1172,10 @@ class Capture:
     def run(self) -> int:
         """Capture until stopped (0) or, with ``until_ts``, until every region has a resolved
         ts at or above it durable in the binlog (0)."""
+        with long_lived_heap():  # a region's objects live as long as it does (pyspark_theflash/heap.py)
+            return self._run()
+
+    def _run(self) -> int:
         server = None
         if self.opts.serve_binlog is not None:
             from pyspark_theflash.binlog import serve_binlog
