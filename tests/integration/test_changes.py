@@ -157,11 +157,23 @@ def test_changes_are_the_same_after_compaction_and_gc_and_a_range_below_the_safe
     assert str(t0) in str(err.value) and str(t2) in str(err.value) and str(t1) in str(err.value)
 
 
+def collected_up_to(rig: FlashRig, ts: int) -> None:
+    """The store's GC safe point at ``ts`` at least (the writer stopped while it collects)."""
+    with Store.open(rig.store, readonly=True) as store, store.snapshot() as view:
+        if int(view.gc_safe_point()) >= ts:
+            return
+    rig.stop_writer()
+    with Store.open(rig.store) as store:
+        store.gc(ts)
+    rig.start_writer(interval_s=0.05)
+
+
 def test_flight_and_http_serve_change_reads_and_refuse_a_range_below_the_safe_point(rig: FlashRig) -> None:
     from pyspark_theflash.service import serve
     from service_client import FlightReader, HttpReader
 
     c = rig.cluster
+    collected_up_to(rig, c.get_ts())  # this test's own safe point, whichever tests ran before it
     t0 = c.get_ts()
     with c.txn() as t:
         t.insert(ITEMS, {"id": 500, "name": "svc", "qty": 1})
