@@ -1,4 +1,4 @@
-"""The cyclic garbage collector's pace for a process that holds a large, long-lived heap.
+"""The cyclic garbage collector's pace while a process builds a large, long-lived heap.
 
 CPython collects a generation each time allocations outnumber deallocations by its threshold
 (700 objects for the youngest, then every 10 collections of the one below), and the oldest
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import threading
 from typing import Iterator
 
 YOUNG_THRESHOLD = 50_000  # CPython's default: 700
@@ -31,3 +32,32 @@ def long_lived_heap() -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*before)
+
+
+_paused_lock = threading.Lock()
+_paused = 0  # threads inside cyclic_gc_paused()
+_resume = False  # whether the first of them found the collector on
+
+
+@contextlib.contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """Pause the cyclic collector while inside: for work that allocates objects by the
+    thousand, all of which live past it or die by reference count (no cycles), so each young
+    collection it triggers scans them in vain. An apply allocates one or two objects per row
+    (prewrites, lock keys); the collector's scans over the ever larger region caches cost about
+    a third of a 2PC apply's CPU (bench/ingest.py --two-phase). Planning a read over 10,000
+    regions allocates a few per region: 230 -> 163 ms of CPU (median of 6, the 10,000-region
+    store of bench/capture_ceiling.py). Threads may overlap: the last one out resumes it."""
+    global _paused, _resume
+    with _paused_lock:
+        if _paused == 0:
+            _resume = gc.isenabled()
+            gc.disable()
+        _paused += 1
+    try:
+        yield
+    finally:
+        with _paused_lock:
+            _paused -= 1
+            if _paused == 0 and _resume:
+                gc.enable()

@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 from pyspark_theflash.engine.kinds import engine_of_view
 from pyspark_theflash.engine.partition import RangeScan, ScanPartition
 from pyspark_theflash.errors import storage_failure
+from pyspark_theflash.heap import cyclic_gc_paused
 from pyspark_theflash.scan.catch_up import catch_up
 from pyspark_theflash.scan.context import (
     check_requested_ts,
@@ -424,7 +425,10 @@ def _catch_up_and_partition(result: ScanPlan, store: Any, upstream: Any, latch: 
     caught = catch_up(store.snapshot, upstream, latch, result.ts, result.options, result.table_id, ids,
                       partitioning_of(result.table_info) is not None)
     try:
-        _partition(result, caught.learner, caught.view, upstream, columns, hidden, predicate, caught.early)
+        # a few objects a region, none of them garbage: the collections they set off scan them
+        # in vain (not held over the waits above: the pause is process-wide)
+        with cyclic_gc_paused():
+            _partition(result, caught.learner, caught.view, upstream, columns, hidden, predicate, caught.early)
     finally:
         caught.view.close()
 

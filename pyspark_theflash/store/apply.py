@@ -9,10 +9,8 @@ batch's DDL), and hands a batch past the flush thresholds to the ``FlushPipeline
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
-import gc
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple, Sequence
@@ -25,6 +23,7 @@ from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.binlog.event_batch import EventBatch, parsed_events
 from pyspark_theflash.binlog.snapshot_batch import snapshot_columns
 from pyspark_theflash.codec.key_ranges import RangeMembers
+from pyspark_theflash.heap import cyclic_gc_paused
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.store import keyspace
 from pyspark_theflash.store.errors import (
@@ -106,22 +105,6 @@ class _EventWheres(Sequence[str]):
         return f"region {self._region_ids[k]} index {self._indexes[k]}"
 
 
-@contextlib.contextmanager
-def _cyclic_gc_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while a batch is applied. An apply allocates
-    one or two objects per row (prewrites, lock keys) and creates no reference cycles; with
-    the collector on, its generation scans over the ever larger region caches cost about a third
-    of the CPU of a 2PC apply (measured with bench/ingest.py --two-phase). Reference counting
-    still frees everything; the collector resumes afterwards."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 @functools.lru_cache(maxsize=1)
 def _empty_run() -> binlog_rows.RunColumns:
     """A run of no entries event (its arrays are never written to)."""
@@ -186,7 +169,7 @@ class Applier:
         assert caches is not None
         if not isinstance(events, EventBatch):  # (a batch read from the binlog has its runs as events already)
             events = region_runs.expand(events)
-        with state.lock, _cyclic_gc_paused():
+        with state.lock, cyclic_gc_paused():
             for ev in parsed_events(events):  # the schema versions a batch's rows may need, known before decoding
                 if ev.WhichOneof("payload") == "ddl":
                     self.catalog.apply_ddl(ev)
