@@ -13,12 +13,16 @@ from pyspark_theflash.engine.interface import (
     EngineReadOnlyError,
     NoReadSessionsError,
     ReadSessions,
+    SqlQueryError,
+    SqlResult,
+    SqlTableNotFoundError,
 )
 from pyspark_theflash.engine.selection import ENGINES, EngineMismatchError, open_writer_engine, recorded_engine
 from pyspark_theflash.engine.txn_merge_tree import TxnMergeTreeEngine
 
 __all__ = ["ENGINES", "ChangeReadUnsupportedError", "Engine", "EngineMismatchError", "EngineReadOnlyError",
-           "NoReadSessionsError", "ReadSessions", "TxnMergeTreeEngine", "open_engine", "open_writer_engine",
+           "NoReadSessionsError", "ReadSessions", "SqlQueryError", "SqlResult", "SqlTableNotFoundError",
+           "TxnMergeTreeEngine", "open_engine", "open_writer_engine",
            "recorded_engine"]
 
 

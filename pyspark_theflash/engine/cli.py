@@ -1,4 +1,5 @@
-"""``theflash sql``: a whole query at one snapshot ts, computed by the ClickHouse engine."""
+"""``theflash sql``: a whole read-only query at one snapshot ts, computed next to the data: by
+ClickHouse on a ClickHouse-engine store, by DuckDB over the read streams on a native one."""
 from __future__ import annotations
 
 import argparse
@@ -14,11 +15,13 @@ FLAGS = {"snapshot_ts": "--ts", "as_of": "--ts", "snapshot": "--snapshot", "max_
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "sql", help="run a SQL query over a ClickHouse-engine store at one snapshot ts",
-        description="Run a query (ClickHouse SQL; tables named db.table) over a store whose engine is clickhouse, "
-        "at one snapshot ts (--ts, or a fresh one from the upstream), next to the data. The store's ClickHouse "
-        "directory belongs to one process at a time: while its writer (writer run --serve), a `theflash serve` or a "
-        "Spark driver's service holds it, send the query to that service with --server.")
+        "sql", help="run a read-only SQL query over a store at one snapshot ts",
+        description="Run a read-only query (tables named db.table) over a store at one snapshot ts (--ts, or a fresh "
+        "one from the upstream), next to the data: every table it reads is read at that ts. On a native store DuckDB "
+        "computes it (DuckDB SQL) over the tables' read streams; on a ClickHouse-engine store ClickHouse does "
+        "(ClickHouse SQL). A ClickHouse store's directory belongs to one process at a time: while its writer (writer "
+        "run --serve), a `theflash serve` or a Spark driver's service holds it, send the query to that service with "
+        "--server.")
     parser.add_argument("query", help='e.g. "SELECT status, sum(total) FROM shop.orders GROUP BY status"')
     parser.add_argument("--store", help="store directory (required without --server; with it, the store to ask a "
                         "service that reads any store about, e.g. theflash_session()'s)")
@@ -50,7 +53,7 @@ def _sql(args: argparse.Namespace) -> int:
         out = _sql_here(args)
     write_result(out.result, args.format, sys.stdout)
     print(f"-- {out.result.num_rows} rows at snapshot ts {out.ts} ({', '.join(out.tables)}), {out.seconds * 1000:.1f} ms in "
-          "ClickHouse", file=sys.stderr)
+          f"{out.computed_by}", file=sys.stderr)
     return 0
 
 
@@ -115,10 +118,9 @@ def _cell(v: Any) -> str | None:
 
 
 def _sql_here(args: argparse.Namespace) -> Any:
-    """The query in this process, which opens the store's ClickHouse directory."""
+    """The query in this process, which opens the store (a ClickHouse store's directory too)."""
     from pyspark_theflash.cli import CommandError
     from pyspark_theflash.engine import open_engine
-    from pyspark_theflash.engine.clickhouse.calculator import run_sql
     from pyspark_theflash.engine.clickhouse.errors import ClickHouseDirectoryBusyError
     from pyspark_theflash.errors import TheFlashError
     from pyspark_theflash.scan.engine_sessions import PlannedSessions
@@ -134,12 +136,8 @@ def _sql_here(args: argparse.Namespace) -> Any:
     except TheFlashError as exc:
         raise CommandError(str(exc)) from None
     try:
-        if engine.kind != "clickhouse":
-            raise CommandError(f"store {args.store} uses the {engine.kind} engine: `theflash sql` runs on the "
-                               "clickhouse engine. Copy the store into one with `theflash store convert --to "
-                               f"clickhouse {args.store} DST` and run its writer with --engine clickhouse on DST")
         try:
-            return run_sql(engine, args.query, args.ts, _snapshot_choice(args))
+            return engine.run_sql(args.query, args.ts, _snapshot_choice(args))
         except ScanError as exc:  # its remedy in this command's flags
             raise CommandError(exc.phrased(as_flags(FLAGS))) from None
         except TheFlashError as exc:
@@ -170,7 +168,7 @@ def _sql_through_service(args: argparse.Namespace) -> Any:
     import pyarrow as pa
 
     from pyspark_theflash.cli import CommandError
-    from pyspark_theflash.engine.clickhouse.calculator import SqlResult
+    from pyspark_theflash.engine import SqlResult
     from pyspark_theflash.scan.bearer_token import BearerToken
 
     url = urlparse(args.server if "://" in args.server else "http://" + args.server)
@@ -211,4 +209,5 @@ def _sql_through_service(args: argparse.Namespace) -> Any:
     result = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
     tables = resp.getheader("X-TheFlash-Tables") or ""
     return SqlResult(int(resp.getheader("X-TheFlash-Snapshot-Ts") or 0), tuple(t for t in tables.split(",") if t),
-                     result, float(resp.getheader("X-TheFlash-Seconds") or 0.0))
+                     result, float(resp.getheader("X-TheFlash-Seconds") or 0.0),
+                     resp.getheader("X-TheFlash-Computed-By") or "ClickHouse")

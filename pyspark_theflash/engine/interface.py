@@ -16,6 +16,7 @@ to flush (through its ``ReadSessions``: the latch's flush request) and waits for
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Protocol, Sequence
 
 import pyarrow as pa
@@ -42,6 +43,28 @@ class ChangeReadUnsupportedError(TheFlashError):
 
 class SqlUnsupportedError(TheFlashError):
     """A whole SQL query asked of an engine that computes none itself (``Engine.runs_sql``)."""
+
+
+class SqlQueryError(TheFlashError):
+    """A query (``theflash sql``, Flight SQL, ``POST /v1/sql``) the user can fix: it is no
+    read-only query, it names a table the store lacks, or the engine's SQL refused it. One line:
+    what is wrong and what to do."""
+
+
+class SqlTableNotFoundError(SqlQueryError):
+    """A query names a table the store does not have (the nearest names in the message)."""
+
+
+@dataclass(frozen=True)
+class SqlResult:
+    """A whole query's answer: the snapshot ts every table was read at, the tables read
+    (``db.table``), the rows, the seconds the engine took, and what computed them."""
+
+    ts: int
+    tables: tuple[str, ...]
+    result: pa.Table
+    seconds: float
+    computed_by: str = "ClickHouse"
 
 
 class ReadSessions(Protocol):
@@ -75,6 +98,10 @@ class Engine(abc.ABC):
     #: whether the engine computes a whole SQL query itself (``run_sql``); readers of any other
     #: engine compute queries in Spark over ``read_partition``'s rows
     runs_sql: bool = False
+    #: whether ``run_sql`` computes over the engine's own read streams (the native engine: DuckDB
+    #: over them), so a statement a read session expresses whole (``service/sql_select.py``) is
+    #: better served as that session, streamed, than computed
+    sql_reads_streams: bool = False
 
     @property
     @abc.abstractmethod
@@ -126,7 +153,8 @@ class Engine(abc.ABC):
     def run_sql(self, query: str, snapshot_ts: int | None = None,
                 options: dict[str, Any] | None = None) -> Any:
         """A whole query computed by the engine at one snapshot ts (``theflash sql``, Flight SQL,
-        ``POST /v1/sql``) when ``runs_sql``: its result (the ClickHouse engine's ``SqlResult``)."""
+        ``POST /v1/sql``) when ``runs_sql``: its :class:`SqlResult`. ``options``: ``snapshot`` /
+        ``max_staleness`` (how the one ts is chosen without ``snapshot_ts``)."""
         raise SqlUnsupportedError(f"the {self.kind} engine computes no SQL of its own: queries over its store run "
                                   "in Spark (or on a ClickHouse-engine store: theflash store convert --to clickhouse)")
 

@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import pyarrow as pa
 
-from pyspark_theflash.engine.interface import Engine, EngineReadOnlyError, NoReadSessionsError, ReadSessions
+from pyspark_theflash.engine.interface import (
+    Engine,
+    EngineReadOnlyError,
+    NoReadSessionsError,
+    ReadSessions,
+    SqlResult,
+)
 from pyspark_theflash.engine.native_read import read_native_partition
 from pyspark_theflash.engine.partition import LeaseRenewal, ScanPartition
 
@@ -22,6 +28,8 @@ if TYPE_CHECKING:
 
 class TxnMergeTreeEngine(Engine):
     kind = "txn_merge_tree"
+    runs_sql = True            # DuckDB over the read streams (engine/native_sql.py)
+    sql_reads_streams = True
 
     def __init__(self, store: Any, *, sessions: ReadSessions | None = None) -> None:
         """``store``: an open ``store.Store`` (read-only or the writer's). ``sessions``: how its
@@ -86,6 +94,14 @@ class TxnMergeTreeEngine(Engine):
 
     def read_stream(self, session: Any, n: int, stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:
         return self._read_sessions("read a stream").read_stream(self, session, n, stats)
+
+    def run_sql(self, query: str, snapshot_ts: int | None = None,
+                options: dict[str, Any] | None = None) -> SqlResult:
+        """``query`` computed by DuckDB over this store's read streams at one snapshot ts
+        (``engine.native_sql``)."""
+        from pyspark_theflash.engine.native_sql import run_sql
+
+        return run_sql(self, query, snapshot_ts, options)
 
     def recorded_upstream(self) -> str | None:
         with self._store.snapshot() as view:

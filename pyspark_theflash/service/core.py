@@ -99,17 +99,16 @@ class ReadService:
 
     def sql(self, query: str, snapshot_ts: int | None = None, store: str | None = None,
             options: dict[str, str] | None = None) -> Any:
-        """A whole query computed by the store's engine at one snapshot ts (the ClickHouse
-        engine's ``theflash sql``): an ``engine.clickhouse.calculator.SqlResult``. ``store``
-        names the store where the service reads any (``theflash_session()``'s)."""
+        """A whole read-only query computed by the store's engine at one snapshot ts
+        (``theflash sql``; ClickHouse on a ClickHouse-engine store, DuckDB over the read streams
+        on a native one): an ``engine.SqlResult``. ``store`` names the store where the service
+        reads any (``theflash_session()``'s)."""
         from pyspark_theflash.service.errors import BadRequestError
 
         with self.stores.hold(store) as engine:
             if not engine.runs_sql:
-                raise BadRequestError(
-                    f"SQL runs on the clickhouse engine; the store at {engine.root} uses {engine.kind}: copy it into "
-                    "a ClickHouse-engine store with `theflash store convert --to clickhouse SRC DST` and run a writer "
-                    "on DST with --engine clickhouse", code="invalid_option")
+                raise BadRequestError(f"the store at {engine.root} uses the {engine.kind} engine, which computes no "
+                                      "SQL: read its tables through a read session or Spark", code="invalid_option")
             return engine.run_sql(query, snapshot_ts, options)
 
     def query_snapshot(self, tables: list[str], store: str | None, options: dict[str, str],

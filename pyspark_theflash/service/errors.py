@@ -84,11 +84,12 @@ def classify(exc: BaseException) -> ServiceError:
         manifest_damage,
     )
 
-    from pyspark_theflash.engine.clickhouse.errors import SqlQueryError
+    from pyspark_theflash.engine.interface import SqlQueryError, SqlTableNotFoundError
 
     message = str(exc)
     table: list[tuple[type[BaseException] | tuple[type[BaseException], ...], str, int]] = [
-        (SqlQueryError, "invalid_query", 400),  # POST /v1/sql: a query the user can fix
+        (SqlTableNotFoundError, "unknown_table", 404),
+        (SqlQueryError, "invalid_query", 400),  # POST /v1/sql, Flight SQL: a query the user can fix
         (FilterFormatError, "invalid_filter", 400),
         (PredicateError, "invalid_filter", 400),
         (SessionExpiredError, "session_expired", 410),

@@ -12,10 +12,13 @@ the service's JSON. Served:
   ``get_flight_info`` with one endpoint whose ticket is the command itself;
 * queries: ``CommandStatementQuery`` and prepared statements (actions
   ``CreatePreparedStatement`` / ``ClosePreparedStatement``, ``CommandPreparedStatementQuery``;
-  no parameters). On a ClickHouse-engine store any ClickHouse query runs at one snapshot ts
-  (``ReadService.sql``); on the native engine the subset of ``service/sql_select.py`` becomes a
-  read session: one endpoint per stream (one in all with a LIMIT), released once every endpoint
-  was read (or after its lease TTL unused).
+  no parameters). Any read-only query runs at one snapshot ts. On a native store a statement of
+  the subset of ``service/sql_select.py`` (one table, columns, a filter, a limit) becomes a read
+  session: one endpoint per stream (one in all with a LIMIT), released once every endpoint was
+  read (or after its lease TTL unused); any other query (aggregates, joins, subqueries, ORDER BY)
+  is computed whole by DuckDB over the read streams of the tables it names, every table at one ts
+  (``engine/native_sql.py``, ``ReadService.sql``), and held for its DoGet. On a ClickHouse-engine
+  store any ClickHouse query is computed that way by ClickHouse.
 
 The snapshot: ``AS OF TSO <ts>`` / ``AS OF TIMESTAMP '<time>'`` in the statement, or the call
 headers ``x-theflash-snapshot-ts`` / ``x-theflash-as-of`` (ADBC: the statement or connection
@@ -38,7 +41,7 @@ from google.protobuf.message import DecodeError, Message
 from pyspark_theflash.proto import flight_sql_pb2 as fsql
 from pyspark_theflash.service.errors import BadRequestError, ServiceError
 from pyspark_theflash.service.request import ReadRequest
-from pyspark_theflash.service.sql_select import CATALOG, SelectStatement, parse_select
+from pyspark_theflash.service.sql_select import CATALOG, SelectStatement, UnsupportedSqlError, parse_select
 
 TYPE_URL_PREFIX = "type.googleapis.com/arrow.flight.protocol.sql."
 FRONTEND = "flight_sql"
@@ -174,9 +177,11 @@ class FlightSqlEndpoint:
         options = _call_options(context)
         store = options.value(STORE_HEADER)
         engine = self.service.stores.get(store)
-        if engine.runs_sql:
-            ts = options.value(SNAPSHOT_TS_HEADER)
-            result = self.service.sql(query, _ts_header(ts), store).result
+        statement = _read_session_statement(engine, query)
+        if statement is None:  # computed whole by the engine: held until its do_get
+            ts = _ts_header(options.value(SNAPSHOT_TS_HEADER))
+            as_of = options.value(AS_OF_HEADER)
+            result = self.service.sql(query, ts, store, {"as_of": as_of} if ts is None and as_of else None).result
             handle = uuid.uuid4().hex
             with self._mu:
                 while len(self._results) >= MAX_HELD_RESULTS:
@@ -185,7 +190,6 @@ class FlightSqlEndpoint:
             ticket = pack(fsql.TicketStatementQuery(statement_handle=json.dumps({"result": handle}).encode()))
             return flight.FlightInfo(result.schema, descriptor, [flight.FlightEndpoint(ticket, self.server.locations)],
                                      result.num_rows, result.nbytes)
-        statement = parse_select(query)
         session = self.service.sessions.open(self._read_request(statement, options, store), FRONTEND)
         streams = [s.index for s in session.streams]
         parts = [streams] if statement.limit is not None else [[n] for n in streams]
@@ -285,15 +289,16 @@ class FlightSqlEndpoint:
         raise BadRequestError(f"unknown action {kind!r}", code="invalid_option")
 
     def _statement_schema(self, context: Any, query: str) -> pa.Schema | None:
-        """The result's schema of a native-engine statement (checked now: a statement outside
-        the subset, an unknown table or column fails at prepare); None on a ClickHouse store."""
+        """The result's schema of a statement served as a read session (checked now: an
+        unknown table or column fails at prepare); None for a statement the engine computes
+        whole (its schema comes with GetFlightInfo)."""
         from pyspark_theflash.scan.options import HIDDEN_READABLE
         from pyspark_theflash.schema import arrow_schema
 
         engine = self.service.stores.get(_call_options(context).value(STORE_HEADER))
-        if engine.runs_sql:
+        statement = _read_session_statement(engine, query)
+        if statement is None:
             return None
-        statement = parse_select(query)
         db, name = statement.table.split(".", 1)
         info = next((t for t in engine.tables() if t.db.lower() == db.lower() and t.name.lower() == name.lower()),
                     None)
@@ -385,6 +390,21 @@ def _like(pattern: str | None) -> Any:
     regex = re.compile("".join(".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern),
                        re.S)
     return lambda name: regex.fullmatch(name) is not None
+
+
+def _read_session_statement(engine: Any, query: str) -> SelectStatement | None:
+    """``query`` as a read session's statement (``service/sql_select.py``), when it is one and
+    the store serves it so: streamed, one endpoint per stream, its filter pushed to the streams.
+    None when the engine computes it whole instead (any query on a ClickHouse-engine store; on a
+    native store whatever the subset does not express: aggregates, joins, ORDER BY ...)."""
+    if engine.runs_sql and not engine.sql_reads_streams:
+        return None
+    try:
+        return parse_select(query)
+    except UnsupportedSqlError:
+        if engine.runs_sql:
+            return None
+        raise
 
 
 def _prepared_query(handle: bytes) -> str:

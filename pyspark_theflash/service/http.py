@@ -399,7 +399,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _sql(self, request: dict[str, Any]) -> None:
         """``POST /v1/sql``: the query's result as one Arrow IPC stream; its snapshot ts, the
-        tables it read and ClickHouse's time in the X-TheFlash-* headers."""
+        tables it read, the engine's time and what computed it (ClickHouse, DuckDB) in the X-TheFlash-*
+        headers."""
         query, ts = request.get("sql"), request.get("snapshot_ts")
         if not isinstance(query, str) or not query.strip():
             raise BadRequestError('POST /v1/sql takes {"sql": "SELECT ...", "snapshot_ts": ts (optional), '
@@ -427,7 +428,7 @@ class _Handler(BaseHTTPRequestHandler):
             writer.write_table(out.result)
         self._send(200, sink.getvalue().to_pybytes(), ARROW_STREAM, {
             "X-TheFlash-Snapshot-Ts": str(out.ts), "X-TheFlash-Tables": ",".join(out.tables),
-            "X-TheFlash-Seconds": f"{out.seconds:.6f}"})
+            "X-TheFlash-Seconds": f"{out.seconds:.6f}", "X-TheFlash-Computed-By": out.computed_by})
 
     def _query_ts(self) -> int | None:
         """The ``ts`` query parameter (``GET /v1/delta/versions?ts=...``), or None."""

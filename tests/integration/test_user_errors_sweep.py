@@ -89,8 +89,10 @@ CLI_CASES: dict[str, tuple[Callable[[World], list[str]], Callable[[World], list[
                                         lambda w: ["sw.itemz", "did you mean sw.items?"]),
     "store verify, no store": (lambda w: ["store", "verify", str(w.root / "nope")],
                                lambda w: [str(w.root / "nope"), "store directory"]),
-    "sql on a native store": (lambda w: ["sql", "--store", str(w.store), f"SELECT count() FROM {TABLE}"],
-                              lambda w: [str(w.store), "theflash store convert --to clickhouse"]),
+    "sql, a write": (lambda w: ["sql", "--store", str(w.store), f"DELETE FROM {TABLE}"],
+                     lambda w: ["DELETE is not a read-only query", "change the tables in TiDB"]),
+    "sql, a misspelt table": (lambda w: ["sql", "--store", str(w.store), "SELECT count(*) FROM sw.item"],
+                              lambda w: ["sw.item", "did you mean sw.items?"]),
     "writer status, no store": (lambda w: ["writer", "status", "--store", str(w.root / "nope")],
                                 lambda w: [str(w.root / "nope"), "a writer creates it"]),
     "writer stop, no writer": (lambda w: ["writer", "stop", "--store", str(w.store)],
@@ -184,8 +186,9 @@ def test_flight_answers_user_errors_with_the_code_and_message_only(world: World)
 @pytest.mark.parametrize("sql, names", [
     ("SELECT * FROM sw.item", ["unknown_table", "sw.item", "its tables"]),
     ("SELECT nope FROM sw.items", ["nope", "its columns are"]),
-    ("SELEC 1", ["SELEC", "supported: SELECT"]),
-    ("DELETE FROM sw.items", ["DELETE", "supported: SELECT"]),
+    ("SELEC 1", ["SELEC", "cannot read the query"]),
+    ("DELETE FROM sw.items", ["DELETE", "not a read-only query"]),
+    ("SELECT count(*) FROM sw.item", ["unknown_table", "sw.item", "did you mean sw.items?"]),
 ])
 def test_flight_sql_answers_user_errors_with_the_message_not_the_servers_traceback(
         world: World, sql: str, names: list[str]) -> None:
@@ -224,9 +227,12 @@ def test_http_answers_user_errors_as_a_status_and_one_message(world: World) -> N
     status, message = http_error(world, "GET", "/v1/read-sessions/nope")
     assert 400 <= status < 500
     plain(message, "nope")
-    status, message = http_error(world, "POST", "/v1/sql", json.dumps({"sql": f"SELECT count() FROM {TABLE}"}).encode())
+    status, message = http_error(world, "POST", "/v1/sql", json.dumps({"sql": f"DELETE FROM {TABLE}"}).encode())
     assert status == 400
-    plain(message, "theflash store convert --to clickhouse")
+    plain(message, "invalid_query", "DELETE is not a read-only query")
+    status, message = http_error(world, "POST", "/v1/sql", json.dumps({"sql": "SELECT count(*) FROM sw.item"}).encode())
+    assert status == 404
+    plain(message, "unknown_table", "did you mean sw.items?")
 
 
 def test_theflash_debug_logs_the_whole_stack_before_the_one_line(world: World) -> None:

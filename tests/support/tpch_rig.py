@@ -371,6 +371,22 @@ def describe_difference(got: Sequence[tuple[Any, ...]], want: Sequence[tuple[Any
     return f"{len(got)} rows vs {len(want)} expected; missing {missing}; unexpected {extra}"
 
 
+def numerically_equal(got: Sequence[tuple[Any, ...]], want: Sequence[tuple[Any, ...]]) -> bool:
+    """Two canonical row lists equal, numbers compared by value within 1e-6 (an engine that
+    averages a DECIMAL as a double, DuckDB, beside one that keeps a DECIMAL of scale s + 4,
+    Spark), everything else exactly."""
+    import decimal
+
+    def same(a: Any, b: Any) -> bool:
+        numbers = (int, float, decimal.Decimal)
+        if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool) and not isinstance(b, bool):
+            return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-6)
+        return bool(a == b)
+
+    return len(got) == len(want) and all(len(g) == len(w) and all(same(a, b) for a, b in zip(g, w))
+                                         for g, w in zip(got, want))
+
+
 @dataclass
 class QueryRun:
     number: int

@@ -1,24 +1,61 @@
-"""An engine that computes no SQL itself says so by type (``Engine.runs_sql``), and asked
-anyway refuses with ``SqlUnsupportedError`` naming what to do; the service checks
-``runs_sql`` first (tests/integration/test_flight_sql.py, the HTTP /v1/sql tests)."""
+"""Which engine computes SQL, and how a query is checked before it runs: the native engine
+computes any read-only query with DuckDB over its read streams (``engine/native_sql.py``;
+tests/integration/test_native_sql.py runs them against a live store), refusing anything else by
+its statement kind; the ClickHouse engine's check (``engine/clickhouse/calculator.py``); how a
+result prints (``engine/cli.py``)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from pyspark_theflash.engine import open_engine
-from pyspark_theflash.engine.interface import SqlUnsupportedError
+from pyspark_theflash.engine import SqlQueryError, SqlTableNotFoundError, open_engine
+from pyspark_theflash.engine.native_sql import refuse_writes as refuse_native_writes
+from pyspark_theflash.engine.native_sql import statement_reads
 from pyspark_theflash.store import Store
 
 
-def test_the_native_engine_runs_no_sql_and_refuses_a_query_by_name(tmp_path: Path) -> None:
+def test_the_native_engine_runs_sql_with_duckdb_and_refuses_a_write_or_an_unknown_table(tmp_path: Path) -> None:
     Store.open(str(tmp_path / "store")).close()  # an empty native store
     with open_engine(str(tmp_path / "store"), readonly=True) as engine:
-        assert engine.runs_sql is False
-        with pytest.raises(SqlUnsupportedError, match="engine computes no SQL of its own: queries over its store "
-                                                      "run in Spark"):
-            engine.run_sql("SELECT 1")
+        assert engine.runs_sql is True and engine.sql_reads_streams is True
+        out = engine.run_sql("SELECT 1 + 1 AS two, INTERVAL 90 MINUTE AS span")  # no table: no session needed
+        assert out.result.to_pylist() == [{"two": 2, "span": __import__("datetime").timedelta(minutes=90)}]
+        assert out.computed_by == "DuckDB" and out.tables == ()
+        with pytest.raises(SqlQueryError, match="^DROP is not a read-only query"):
+            engine.run_sql("DROP TABLE shop.orders")
+        with pytest.raises(SqlTableNotFoundError, match="has no table shop.orders; its tables: none yet"):
+            engine.run_sql("SELECT count(*) FROM shop.orders")
+
+
+@pytest.mark.parametrize("query, says", [
+    ("SELEC 1", "DuckDB cannot read the query: Parser Error: syntax error at or near \"SELEC\""),
+    ("", "the query is empty"),
+    ("SELECT 1; SELECT 2", "holds 2 statements"),
+    ("insert into shop.orders values (1)", "INSERT is not a read-only query: the store is a replica of TiDB tables "
+                                           "and runs SELECT only; change the tables in TiDB, the replica follows"),
+    ("EXPLAIN SELECT 1", "EXPLAIN is not a read-only query: the store is a replica of TiDB tables and runs SELECT "
+                         "only; run the SELECT itself"),
+    ("COPY shop.orders TO '/tmp/x.csv'", "COPY is not a read-only query"),
+    ("ATTACH '/tmp/x.db'", "ATTACH is not a read-only query"),
+    ("SET threads = 1", "SET is not a read-only query"),
+])
+def test_the_native_engine_refuses_what_is_no_single_select_naming_its_kind(query: str, says: str) -> None:
+    with pytest.raises(SqlQueryError) as refused:
+        refuse_native_writes(query)
+    assert says in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_the_columns_a_query_reads_come_from_duckdbs_parse_tree() -> None:
+    named = statement_reads("WITH big AS (SELECT o.total FROM shop.orders o WHERE o.status = 'paid') "
+                            "SELECT c.name, count(*) FROM big, theflash.shop.customers c JOIN x USING (region_id) "
+                            "GROUP BY ALL")
+    assert named.tables == [("", "shop", "orders", "o"), ("", "", "big", ""), ("theflash", "shop", "customers", "c"),
+                            ("", "", "x", "")]
+    assert named.ctes == {"big"} and not named.all_of
+    assert {"total", "status", "name", "region_id"} <= named.columns
+    assert statement_reads("SELECT c.* FROM shop.customers c").all_of == {"c"}
+    assert statement_reads("SELECT * FROM a NATURAL JOIN b").all_of == {"*"}
 
 
 def test_a_query_result_prints_every_type_in_every_format() -> None:

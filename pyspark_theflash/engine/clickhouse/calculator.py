@@ -10,22 +10,15 @@ while the query runs, learner read and lock resolution.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
 from pyspark_theflash.engine.clickhouse.errors import ClickHouseEngineError, SqlQueryError
 from pyspark_theflash.engine.clickhouse.snapshot_read import snapshot_sql
+from pyspark_theflash.engine.interface import SqlResult
 
-
-@dataclass(frozen=True)
-class SqlResult:
-    ts: int
-    tables: tuple[str, ...]
-    result: pa.Table
-    seconds: float
-
+__all__ = ["SqlResult", "refuse_writes", "run_sql", "snapshot_query", "store_typed", "tables_named"]
 
 _QUALIFIED = re.compile(r"`?\b([A-Za-z_][\w]*)`?\.`?([A-Za-z_][\w]*)\b`?")
 

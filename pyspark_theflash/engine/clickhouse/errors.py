@@ -1,6 +1,7 @@
 """Errors of the ClickHouse engine, with what to do about them."""
 from __future__ import annotations
 
+from pyspark_theflash.engine.interface import SqlQueryError as EngineSqlQueryError
 from pyspark_theflash.errors import TheFlashError
 
 
@@ -8,7 +9,7 @@ class ClickHouseEngineError(TheFlashError):
     """The ClickHouse engine cannot do what was asked."""
 
 
-class SqlQueryError(ClickHouseEngineError):
+class SqlQueryError(ClickHouseEngineError, EngineSqlQueryError):
     """A ``theflash sql`` query the user can fix: it names no table of the store (with the
     nearest names), is not a read-only query, or ClickHouse refused it (its first line, without
     the snapshot subqueries the query was rewritten with)."""
