@@ -71,13 +71,10 @@ def _location(args: argparse.Namespace) -> str:
     store = _store(args.dir)
     if args.to is None:
         return store
-    if "@" in args.to.split("://", 1)[-1].split("/", 1)[0]:
-        raise CommandError(f"--to {args.to.split('://', 1)[0]}://...: credentials do not go in a location; "
-                           "set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) in the environment")
     try:
-        lake_dir(args.to)
+        lake_dir(args.to)  # (refuses credentials in the location, too)
     except TheFlashError as exc:
-        raise CommandError(str(exc)) from exc
+        raise CommandError(f"--to {exc}") from exc
     return str(args.to)
 
 

@@ -181,6 +181,9 @@ def lake_dir(where: Where) -> LakeDir:
     if isinstance(where, LakeDir):
         return where
     text = os.fspath(where)
+    if "@" in text.split("://", 1)[-1].split("/", 1)[0] and "://" in text:
+        raise LakeLocationError(f"{text.split('://', 1)[0]}://...: credentials do not go in a location; set "
+                                "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) in the environment")
     if "://" not in text:
         return LakeDir(pafs.LocalFileSystem(), str(Path(text).absolute()) if not Path(text).is_absolute() else text,
                        text)

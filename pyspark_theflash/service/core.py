@@ -89,13 +89,23 @@ class ReadService:
                               "active_streams": h.active_streams, "lease_id": h.session.lease_id,
                               "lease_expires_at": h.session.lease_expires_at} for h in held]}
 
-    def delta_versions(self, ts: int | None = None, store: str | None = None) -> dict[str, Any]:
+    def delta_versions(self, ts: int | None = None, store: str | None = None, to: str | None = None) -> dict[str, Any]:
         """Which Delta version of each published table of the store holds ts (``theflash delta
-        versions``; docs/delta.md): each table's newest when ts is None."""
+        versions``; docs/delta.md): each table's newest when ts is None. ``to``: where the tables
+        were published (``--delta-to``: a directory or an ``s3://`` URI, reached with this
+        process's credentials), else the store's directory."""
+        from pyspark_theflash.lake.errors import LakeError
         from pyspark_theflash.lake.versions import versions_at
 
         root = str(self.stores.get(store).root)
-        return {"store": root, "ts": ts, "tables": [v.__dict__ for v in versions_at(root, ts)]}
+        try:
+            tables = versions_at(root if to is None else to, ts)
+        except LakeError as exc:
+            raise ServiceError(str(exc), code="invalid_option", status=400) from None
+        except OSError as exc:  # the location refused or unreachable: the keys, the endpoint, the bucket
+            raise ServiceError(f"{to or root}: {exc}; check the location and this service's credentials for it",
+                               code="location_unavailable", status=502) from None
+        return {"store": root, "to": to, "ts": ts, "tables": [v.__dict__ for v in tables]}
 
     def sql(self, query: str, snapshot_ts: int | None = None, store: str | None = None,
             options: dict[str, str] | None = None) -> Any:

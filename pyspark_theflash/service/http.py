@@ -16,7 +16,7 @@ reads them with the JDK's HTTP client and the Arrow jars Spark ships).
     POST   /v1/change-streams/commit               body {"table", "options", "end"}: hold its lease at a committed offset
     POST   /v1/flush                               body {} or {"timeout_s": 30}: the writer flushes
     GET    /v1/status                              engine status and sessions
-    GET    /v1/delta/versions?ts=T                 which Delta version of each published table holds ts T (docs/delta.md)
+    GET    /v1/delta/versions?ts=T[&to=URI]        which Delta version of each published table holds ts T (docs/delta.md)
     GET    /metrics                                Prometheus text
 
 Errors answer ``{"error": {"code", "status", "message"}}`` with the status. A stream's status
@@ -352,7 +352,8 @@ class _Handler(BaseHTTPRequestHandler):
             if method == "GET" and path == "/v1/status":
                 return self._json(200, self.service.status(self._query_store()))
             if method == "GET" and path == "/v1/delta/versions":
-                return self._json(200, self.service.delta_versions(self._query_ts(), self._query_store()))
+                return self._json(200, self.service.delta_versions(self._query_ts(), self._query_store(),
+                                                                   self._query_param("to")))
             if method == "POST" and path == "/v1/flush":
                 args = _object(body) if body.strip() else {}
                 return self._json(200, self.service.flush(timeout_argument(args), store_argument(args)))
@@ -443,8 +444,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _query_store(self) -> str | None:
         """The ``store`` query parameter (``GET /v1/tables?store=/data/flash``), or None."""
+        store = self._query_param("store")
+        return store_argument({"store": store} if store is not None else {})
+
+    def _query_param(self, name: str) -> str | None:
+        """A query parameter's last value (``GET /v1/delta/versions?to=s3://b/p``), or None."""
         query = urllib.parse.parse_qs(self.path.split("?", 1)[1]) if "?" in self.path else {}
-        return store_argument({"store": query["store"][-1]} if "store" in query else {})
+        return query[name][-1] if name in query else None
 
     # -- streams -------------------------------------------------------------------------------
     def _stream(self, session_id: str, n: int) -> None:

@@ -11,6 +11,7 @@ S3A in tests/spark/test_delta_spark_s3.py.) The writer publishes there on its ow
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from pathlib import Path
@@ -111,6 +112,24 @@ def test_a_store_published_to_s3_reads_as_theflash_in_delta_rs_and_duckdb_at_eve
     assert json.loads(capsys.readouterr().out)[0]["version"] == 8
     assert main(["delta", "verify", str(store.root), "--to", to]) == 0
     capsys.readouterr()
+    # the service says the same of the bucket (GET /v1/delta/versions?to=)
+    from pyspark_theflash.service import serve
+    from service_client import HttpReader
+
+    with serve(str(store.root), port=0) as running:
+        http = HttpReader(running.http_url)
+        status, answer = http.json("GET", f"/v1/delta/versions?ts={rounds[3].ts}&to={to}")
+        assert status == 200 and answer["to"] == to, answer
+        assert answer["tables"] == [v.__dict__ for v in versions_at(to, rounds[3].ts)]
+        assert [t["version"] for t in answer["tables"]] == [3]
+        status, answer = http.json("GET", f"/v1/delta/versions?to=s3://key:secret@{s3_bucket}/replica")
+        assert status == 400 and "credentials do not go in a location" in answer["error"]["message"], answer
+        key = os.environ["AWS_SECRET_ACCESS_KEY"]
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-key")
+        status, answer = http.json("GET", f"/v1/delta/versions?to={to}")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key)
+        assert status == 502 and answer["error"]["code"] == "location_unavailable", answer
+        assert to in answer["error"]["message"] and "\n" not in answer["error"]["message"], answer
     log = delta_log.replay(root)
     vector = next(f.dv for f in log.files.values() if f.dv is not None and f.dv.storage == "u")
     name = vector.file_name()
