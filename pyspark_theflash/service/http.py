@@ -17,6 +17,7 @@ reads them with the JDK's HTTP client and the Arrow jars Spark ships).
     POST   /v1/flush                               body {} or {"timeout_s": 30}: the writer flushes
     GET    /v1/status                              engine status and sessions
     GET    /v1/delta/versions?ts=T[&to=URI]        which Delta version of each published table holds ts T (docs/delta.md)
+    GET    /healthz                                200 ok, or 503 and why (a store's manifest does not open)
     GET    /metrics                                Prometheus text
 
 Errors answer ``{"error": {"code", "status", "message"}}`` with the status. A stream's status
@@ -347,6 +348,8 @@ class _Handler(BaseHTTPRequestHandler):
                     self.close_connection = True  # a body nobody reads: the connection ends after the answer
             if method == "GET" and path == "/metrics":
                 return self._send(200, self.service.metrics.prometheus_text().encode(), "text/plain; version=0.0.4")
+            if method == "GET" and path == "/healthz":
+                return self._healthz()
             if method == "GET" and path == "/v1/tables":
                 return self._json(200, {"tables": self.service.tables(self._query_store())})
             if method == "GET" and path == "/v1/status":
@@ -384,7 +387,7 @@ class _Handler(BaseHTTPRequestHandler):
             if m and method == "GET":
                 return self._stream(m.group(1), int(m.group(2)))
             known = any(r.match(path) for r in (_SESSION, _RENEW, _STREAM, _METADATA)) or path in (
-                "/metrics", "/v1/tables", "/v1/status", "/v1/delta/versions", "/v1/flush", "/v1/read-sessions", "/v1/snapshots", "/v1/sql",
+                "/metrics", "/healthz", "/v1/tables", "/v1/status", "/v1/delta/versions", "/v1/flush", "/v1/read-sessions", "/v1/snapshots", "/v1/sql",
                 "/v1/change-streams/offset", "/v1/change-streams/commit")
             if known:
                 raise ServiceError(f"{method} is not allowed on {path}", code="method_not_allowed", status=405)
@@ -446,6 +449,17 @@ class _Handler(BaseHTTPRequestHandler):
         """The ``store`` query parameter (``GET /v1/tables?store=/data/flash``), or None."""
         store = self._query_param("store")
         return store_argument({"store": store} if store is not None else {})
+
+    def _healthz(self) -> None:
+        """200 ``ok`` while every store the service reads answers its status (its manifest
+        opens), else 503 and the first one's reason in one line: a probe for a supervisor or a
+        load balancer, as the writer's and capture's ``/healthz``."""
+        try:
+            self.service.status(None)
+        except Exception as exc:  # noqa: BLE001 - any failure is the answer
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            return self._send(503, f"unhealthy: {reason}\n".encode(), "text/plain; charset=utf-8")
+        return self._send(200, b"ok\n", "text/plain; charset=utf-8")
 
     def _query_param(self, name: str) -> str | None:
         """A query parameter's last value (``GET /v1/delta/versions?to=s3://b/p``), or None."""
