@@ -79,6 +79,12 @@ class DisjointRanges(Generic[V]):
         self._pieces.insert(i, (start, end, value))
         return removed
 
+    def insert_free(self, start: bytes, end: bytes, value: V) -> None:
+        """[start, end) holds ``value``; no piece overlaps it (the caller found none)."""
+        i = bisect_left(self._starts, start)
+        self._starts.insert(i, start)
+        self._pieces.insert(i, (start, end, value))
+
     def remove(self, start: bytes, value: V) -> bool:
         """Remove the piece starting at ``start`` if it holds ``value``; whether it did."""
         i = bisect_left(self._starts, start)
@@ -150,6 +156,9 @@ class RangeMembers:
         self.discard(member)
         self._ranges[member] = (start, end)
         old = self._pieces.overlapping(start, end)
+        if not old:  # (registrations are nearly disjoint: the common case, one bisection and an insert)
+            self._pieces.insert_free(start, end, frozenset((member,)))
+            return
         self._pieces.cut(start, end)  # (the old pieces' parts outside [start, end) stay as they were)
         # [start, end): the parts the old pieces held, with ``member`` added; the rest ``member`` alone
         at, to_inf = start, False  # [start, at) is assigned; to_inf: all of it is
