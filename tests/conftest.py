@@ -29,6 +29,8 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
 
+pytest_plugins = ["service_fixtures"]  # tests/support/service_fixtures.py: service, conn
+
 TIERS = ("unit", "integration", "spark")  # the folders under tests/, each a marker of the same name
 
 

@@ -14,12 +14,12 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pytest
 
-adbc_flightsql = pytest.importorskip("adbc_driver_flightsql.dbapi")
+pytest.importorskip("adbc_driver_flightsql.dbapi")
 import adbc_driver_manager  # noqa: E402
 
 from flash_rig import FlashRig  # noqa: E402
 from pyspark_theflash.cli import main as cli_main  # noqa: E402
-from pyspark_theflash.service import RunningService, serve  # noqa: E402
+from pyspark_theflash.service import RunningService  # noqa: E402
 from pyspark_theflash.upstream.tidb import make_column, record_key  # noqa: E402
 
 CUSTOMERS, ORDERS, TYPES = "shop.customers", "shop.orders", "kinds.all_types"
@@ -66,19 +66,6 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlashRig]:
         r.wait_replicated(name)
     yield r
     r.close()
-
-
-@pytest.fixture(scope="module")
-def service(rig: FlashRig) -> Iterator[RunningService]:
-    running = serve(rig.store, port=0, keeper_interval_s=0.05)
-    yield running
-    running.close()
-
-
-@pytest.fixture()
-def conn(service: RunningService) -> Iterator[Any]:
-    with adbc_flightsql.connect(service.flight_location, autocommit=True) as c:
-        yield c
 
 
 def query(conn: Any, sql: str, ts: int) -> pa.Table:

@@ -58,13 +58,6 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlashRig]:
 
 
 @pytest.fixture(scope="module")
-def service(rig: FlashRig) -> Iterator[RunningService]:
-    running = serve(rig.store, port=0, keeper_interval_s=0.05)
-    yield running
-    running.close()
-
-
-@pytest.fixture(scope="module")
 def flight_reader(service: RunningService) -> Iterator[FlightReader]:
     reader = FlightReader(service.flight_location)
     yield reader
