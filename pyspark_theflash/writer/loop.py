@@ -317,8 +317,10 @@ class Writer:
         caller reports the error itself: the CLI on stderr and in the log file.)"""
         self.progress.state = "failed"
         self.progress.last_error = {"message": str(exc), "kind": type(exc).__name__, "at": time.time()}
-        for what, step in (("record", lambda: last_error.record(self.options.store, self.progress.last_error or {})),
-                           ("publish", lambda: self._publish(force=True))):
+        steps: tuple[tuple[str, Callable[[], object]], ...] = (
+            ("record", lambda: last_error.record(self.options.store, self.progress.last_error or {})),
+            ("publish", lambda: self._publish(force=True)))
+        for what, step in steps:
             try:
                 step()
             except Exception as failed:

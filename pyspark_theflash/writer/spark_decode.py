@@ -26,7 +26,8 @@ def decode_chunk(table_json: str, db: str, columns: Sequence[str] | None, values
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, batch.schema) as out:
         out.write_batch(batch)
-    return sink.getvalue().to_pybytes()
+    stream: bytes = sink.getvalue().to_pybytes()
+    return stream
 
 
 class ExecutorRowDecoder:
