@@ -15,6 +15,7 @@ statistics without its rows, which read planning uses as it uses a file's.
 """
 from __future__ import annotations
 
+import builtins
 import os
 import uuid
 from dataclasses import dataclass, replace
@@ -48,8 +49,8 @@ class PartFile:
     file: str              # relative to the store root; "" (``IN_ENGINE``): rows the engine keeps
     rows: int
     bytes: int
-    min_handle: int | bytes | None
-    max_handle: int | bytes | None
+    min_handle: int | builtins.bytes | None
+    max_handle: int | builtins.bytes | None
     min_commit_ts: int | None
     max_commit_ts: int | None
     single_version: bool
