@@ -9,12 +9,15 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pyspark_theflash.stop_signals import stop_on_signals
 from pyspark_theflash.store.txn_merge_tree import PART_COMPRESSION
 from pyspark_theflash.writer import options as o
 from pyspark_theflash.writer.status import REGIONS_SHOWN, region_summary, worst_regions, writer_status
+
+if TYPE_CHECKING:
+    from pyspark_theflash.latch.protocol import Latch
 
 SPARK_ENTRY = Path(__file__).resolve().parent / "spark_entry.py"
 
@@ -336,7 +339,7 @@ def _stop(args: argparse.Namespace) -> int:
     return 0
 
 
-def _latch(args: argparse.Namespace) -> Any:
+def _latch(args: argparse.Namespace) -> Latch:
     from pyspark_theflash.cli import CommandError
     from pyspark_theflash.latch import connect
 
