@@ -1,10 +1,11 @@
-"""Generate pyspark_theflash/proto/*_pb2*.py from protos/*.proto with grpcio-tools.
+"""Generate pyspark_theflash/proto/*_pb2*.py (and *_pb2.pyi, their types) from protos/*.proto with grpcio-tools.
 
     python scripts/gen_protos.py           # (re)generate in place
     python scripts/gen_protos.py --check   # exit 1 when the committed files are stale
 
 The generated modules import each other by bare name (``import binlog_pb2``); they are
-rewritten to package-relative imports so that they live inside pyspark_theflash.proto.
+rewritten to package-relative imports so that they live inside pyspark_theflash.proto. The
+stubs (protoc's ``--pyi_out``) give mypy the messages' fields, so code using them type-checks.
 """
 from __future__ import annotations
 
@@ -26,15 +27,20 @@ def generate() -> dict[str, str]:
 
     sources = sorted(p.name for p in PROTOS.glob("*.proto"))
     with tempfile.TemporaryDirectory() as tmp:
-        args = ["protoc", f"-I{PROTOS}", f"--python_out={tmp}", f"--grpc_python_out={tmp}", *sources]
+        args = ["protoc", f"-I{PROTOS}", f"--python_out={tmp}", f"--pyi_out={tmp}", f"--grpc_python_out={tmp}",
+                *sources]
         if protoc.main(args) != 0:
             raise SystemExit(f"protoc failed on {sources}")
         modules = {p.stem.removesuffix(".proto") for p in PROTOS.glob("*.proto")}
         out = {}
-        for path in sorted(Path(tmp).glob("*.py")):
+        for path in sorted(p for p in Path(tmp).iterdir() if p.suffix in (".py", ".pyi")):
             text = path.read_text()
             for mod in modules:
                 text = re.sub(rf"^import {mod}_pb2 as", f"from . import {mod}_pb2 as", text, flags=re.M)
+            if path.suffix == ".pyi":
+                # an enum value named None (kvrpcpb.Assertion) is no Python name: protoc writes it
+                # into the stub as ``None: ...``, which no parser reads; code can only getattr it
+                text = re.sub(r"^\s*None: .*\n", "", text, flags=re.M)
             out[path.name] = HEADER + text
         return out
 
@@ -45,7 +51,7 @@ def main() -> int:
     args = parser.parse_args()
     wanted = generate()
     wanted["__init__.py"] = HEADER + '"""Protobuf and gRPC modules generated from protos/."""\n'
-    present = {p.name: p.read_text() for p in OUT.glob("*.py")} if OUT.exists() else {}
+    present = {p.name: p.read_text() for p in OUT.iterdir() if p.suffix in (".py", ".pyi")} if OUT.exists() else {}
     if args.check:
         stale = sorted(n for n in wanted.keys() | present.keys() if wanted.get(n) != present.get(n))
         if stale:

@@ -82,6 +82,8 @@ def _tokens(text: str) -> list[tuple[str, Any]]:
             raise UnsupportedExpressionError(f"cannot read {text!r} at {text[pos:pos + 10]!r}")
         pos = m.end()
         kind = m.lastgroup
+        if kind is None:  # every alternative of _TOKEN is a named group
+            raise UnsupportedExpressionError(f"cannot read {text!r} at {text[m.start():m.start() + 10]!r}")
         value = m.group(kind)
         if kind == "bq":
             out.append(("col", value[1:-1].replace("``", "`")))
@@ -96,6 +98,11 @@ def _tokens(text: str) -> list[tuple[str, Any]]:
         else:
             out.append(("word", value))
     return out
+
+
+# An expression tree: ("lit", value), ("col", name), ("neg", node), ("op", operator, left, right),
+# ("fn", name, [argument nodes]).
+Node = tuple[Any, ...]
 
 
 class _Parser:
@@ -119,19 +126,20 @@ class _Parser:
         if t != ("op", op):
             raise UnsupportedExpressionError(f"{self.text!r}: expected {op!r}, found {t[1]!r}")
 
-    def parse(self) -> tuple:
+    def parse(self) -> Node:
         node = self.expr()
-        if self.peek() is not None:
-            raise UnsupportedExpressionError(f"{self.text!r}: unexpected {self.peek()[1]!r}")  # type: ignore[index]
+        t = self.peek()
+        if t is not None:
+            raise UnsupportedExpressionError(f"{self.text!r}: unexpected {t[1]!r}")
         return node
 
-    def expr(self) -> tuple:
+    def expr(self) -> Node:
         node = self.term()
         while self.peek() in (("op", "+"), ("op", "-")):
             node = ("op", self.take()[1], node, self.term())
         return node
 
-    def term(self) -> tuple:
+    def term(self) -> Node:
         node = self.unary()
         while True:
             t = self.peek()
@@ -143,7 +151,7 @@ class _Parser:
             else:
                 return node
 
-    def unary(self) -> tuple:
+    def unary(self) -> Node:
         t = self.peek()
         if t == ("op", "-"):
             self.take()
@@ -153,10 +161,10 @@ class _Parser:
             return self.unary()
         return self.postfix()
 
-    def postfix(self) -> tuple:
+    def postfix(self) -> Node:
         node = self.primary()
         t = self.peek()
-        if t in (("op", "->"), ("op", "->>")):
+        if t is not None and t[0] == "op" and t[1] in ("->", "->>"):
             self.take()
             kind, path = self.take()
             if kind != "str":
@@ -166,7 +174,7 @@ class _Parser:
                 node = ("fn", "json_unquote", [node])
         return node
 
-    def primary(self) -> tuple:
+    def primary(self) -> Node:
         kind, value = self.take()
         if kind == "num":
             if re.fullmatch(r"\d+", value):
@@ -185,7 +193,7 @@ class _Parser:
         if kind == "word":
             if self.peek() == ("op", "("):
                 self.take()
-                args: list[tuple] = []
+                args: list[Node] = []
                 if self.peek() != ("op", ")"):
                     args.append(self.expr())
                     while self.peek() == ("op", ","):
@@ -199,7 +207,7 @@ class _Parser:
         raise UnsupportedExpressionError(f"{self.text!r}: unexpected {value!r}")
 
 
-def parse_expression(text: str) -> tuple:
+def parse_expression(text: str) -> Node:
     """The expression tree of a ``generated_expr_string``."""
     return _Parser(text).parse()
 
@@ -248,7 +256,7 @@ class _Compiler:
         self.column = column
         self.deps: list[str] = []
 
-    def compile(self, node: tuple) -> _Compiled:
+    def compile(self, node: Node) -> _Compiled:
         kind = node[0]
         if kind == "col":
             c = self.table.column_any(node[1])
@@ -337,7 +345,7 @@ class _Compiler:
         out = q if op == "DIV" else pc.subtract(x, pc.multiply(q, safe_y))  # the sign of x, as MySQL's %
         return pc.if_else(zero, pa.scalar(None, pa.int64()), out)
 
-    def _fn(self, name: str, args: Sequence[tuple]) -> _Compiled:
+    def _fn(self, name: str, args: Sequence[Node]) -> _Compiled:
         if name == "concat" and args:
             parts = [self.compile(a) for a in args]
             for p in parts:
@@ -357,9 +365,10 @@ class _Compiler:
         if name in ("substring", "substr", "mid") and len(args) in (2, 3):
             a = self.compile(args[0])
             lits = [_int_literal(x) for x in args[1:]]
-            if a.kind != "str" or any(v is None for v in lits):
+            known = [v for v in lits if v is not None]
+            if a.kind != "str" or len(known) != len(lits):
                 raise UnsupportedExpressionError(f"{name} with a non-literal position or of a {a.kind}")
-            start, stop, empty = _substring_bounds(lits[0], lits[1] if len(lits) == 2 else None)  # type: ignore[arg-type]
+            start, stop, empty = _substring_bounds(known[0], known[1] if len(known) == 2 else None)
 
             def substring(cols: Mapping[str, pa.Array], n: int) -> pa.Array:
                 s = _broadcast(a.fn(cols, n), n, pa.string())
@@ -408,7 +417,7 @@ def _as_string(kind: str, v: Any) -> Any:
     return v if kind == "str" else v.cast(pa.string())
 
 
-def _int_literal(node: tuple) -> int | None:
+def _int_literal(node: Node) -> int | None:
     if node[0] == "lit" and isinstance(node[1], int) and not isinstance(node[1], bool):
         return int(node[1])
     if node[0] == "neg" and node[1][0] == "lit" and isinstance(node[1][1], int):

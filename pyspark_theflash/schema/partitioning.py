@@ -29,12 +29,21 @@ import decimal
 import re
 import zlib
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 from pyspark_theflash.codec import column_types as T
 from pyspark_theflash.schema.column_stats import ColumnStats
 from pyspark_theflash.schema.errors import SchemaError
 from pyspark_theflash.schema.table_info import ColumnInfo, TableInfo
+
+
+class PrunablePredicate(Protocol):
+    """What pruning asks of a pushed filter (store.predicate.Predicate, a box above this one)."""
+
+    def might_match(self, stats: Mapping[str, ColumnStats]) -> bool: ...
+
+    def pinned_values(self, column: str) -> list[Any] | None: ...
+
 
 RANGE, HASH, LIST, KEY = 1, 2, 3, 4
 TYPE_NAMES = {RANGE: "RANGE", HASH: "HASH", LIST: "LIST", KEY: "KEY"}
@@ -182,12 +191,12 @@ class Partitioning:
             return self.definitions[idx].id
         if self.type == RANGE:
             for p, lt in zip(self.definitions, bounds):
-                if _tuple_less(point, lt):  # type: ignore[arg-type]
+                if _tuple_less(point, lt):
                     return p.id
             raise NoPartitionError(f"table {table.qualified_name} has no partition for value {_show(point)}")
         default = None
         for p, values_in in zip(self.definitions, bounds):
-            for candidate in values_in:  # type: ignore[union-attr]
+            for candidate in values_in:
                 if candidate == "DEFAULT":
                     default = p.id
                 elif tuple(candidate) == point:
@@ -217,7 +226,7 @@ class Partitioning:
         return out
 
     # ---- pruning
-    def prune(self, table: "TableInfo", predicate: Any) -> tuple[list[int], list[str]]:
+    def prune(self, table: "TableInfo", predicate: PrunablePredicate | None) -> tuple[list[int], list[str]]:
         """(physical ids a row matching ``predicate`` may be in, names of partitions pruned).
         Exact where it prunes: a partition is skipped only when no value it can hold matches."""
         ids = list(self.physical_ids)
@@ -230,7 +239,7 @@ class Partitioning:
         return ([p.id for p, k in zip(self.definitions, keep) if k],
                 [p.name for p, k in zip(self.definitions, keep) if not k])
 
-    def _keep(self, table: "TableInfo", predicate: Any) -> list[bool]:
+    def _keep(self, table: "TableInfo", predicate: PrunablePredicate) -> list[bool]:
         n = len(self.definitions)
         keys = self.key_columns()
         plain = bool(self.columns) or _COLUMN_RE.match(self.expr) is not None

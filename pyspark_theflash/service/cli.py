@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyspark_theflash.stop_signals import stop_on_signals
+
+if TYPE_CHECKING:
+    from pyspark_theflash.service.http import HttpLimits
 
 DEFAULT_PORT = 8815  # Arrow Flight's customary port
 
@@ -51,10 +55,12 @@ def add_http_limit_arguments(parser: argparse.ArgumentParser, prefix: str = "") 
                         help="seconds a client may read nothing of an answer or stream (default %(default)s)")
 
 
-def http_limits(args: argparse.Namespace, prefix: str = "") -> Any:
+def http_limits(args: argparse.Namespace, prefix: str = "") -> HttpLimits:
     from pyspark_theflash.service.http import HttpLimits
 
-    get = lambda name: getattr(args, prefix.replace("-", "_") + name)  # noqa: E731
+    def get(name: str) -> Any:
+        return getattr(args, prefix.replace("-", "_") + name)
+
     return HttpLimits(max_workers=get("http_workers"), max_queued=get("http_workers"),
                       header_timeout_s=get("http_header_timeout"), idle_timeout_s=get("http_idle_timeout"),
                       body_timeout_s=get("http_body_timeout"), write_timeout_s=get("http_write_timeout"))
@@ -94,7 +100,10 @@ def _stop_at_end_of_input(stopped: threading.Event) -> None:
     """Set ``stopped`` once standard input reaches its end: the pipe's other end closed, its
     holder (the process that started this one) exited or was killed."""
     try:
-        while sys.stdin.buffer.read1(1 << 16):
+        stdin = sys.stdin.buffer
+        # a buffered stream (as CPython's stdin always is) answers what the pipe holds now
+        read = stdin.read1 if isinstance(stdin, io.BufferedIOBase) else stdin.read
+        while read(1 << 16):
             pass  # what the parent writes means nothing: only the end of input counts
     except (OSError, ValueError):
         pass  # a closed or broken input is an end too

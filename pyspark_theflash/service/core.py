@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import base64
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyspark_theflash.service.auth import BearerAuth
 from pyspark_theflash.service.errors import ServiceError, classify
 from pyspark_theflash.service.metrics import ServiceMetrics
 from pyspark_theflash.service.sessions import SessionRegistry
-from pyspark_theflash.service.stores import AnyStore, OneStore
+from pyspark_theflash.service.stores import AnyStore, OneStore, StoreResolver
+
+if TYPE_CHECKING:
+    from pyspark_theflash.engine.interface import Engine
+    from pyspark_theflash.scan.session import ReadSession
 
 DEFAULT_FLUSH_TIMEOUT_S = 30.0
 
@@ -21,11 +25,14 @@ log = logging.getLogger("theflash.service")
 class ReadService:
     """Serves ``engine`` (one store), or ``stores`` (a ``service.stores`` resolver: any store)."""
 
-    def __init__(self, engine: Any = None, *, stores: Any = None, token: str | None = None,
+    def __init__(self, engine: Engine | None = None, *, stores: StoreResolver | None = None, token: str | None = None,
                  keeper_interval_s: float = 1.0) -> None:
-        if (engine is None) == (stores is None):
+        if engine is not None and stores is None:
+            self.stores: StoreResolver = OneStore(engine)
+        elif engine is None and stores is not None:
+            self.stores = stores
+        else:
             raise ValueError("ReadService serves an engine or a store resolver, one of them")
-        self.stores = OneStore(engine) if stores is None else stores
         self.engine = engine  # None when the service reads any store
         self.auth = BearerAuth(token)
         self.metrics = ServiceMetrics()
@@ -80,7 +87,7 @@ class ReadService:
     def status(self, store: str | None = None) -> dict[str, Any]:
         held = self.sessions.sessions()
         if store is None and isinstance(self.stores, AnyStore):
-            engines = {"stores": [{"store": str(e.root), **e.status()} for e in self.stores.engines()]}
+            engines: dict[str, Any] = {"stores": [{"store": str(e.root), **e.status()} for e in self.stores.engines()]}
         else:
             engines = {"engine": self.stores.get(store).status()}
         return {**engines,
@@ -164,7 +171,7 @@ class ReadService:
         return self.stores.get(store).flush(DEFAULT_FLUSH_TIMEOUT_S if timeout_s is None else float(timeout_s))
 
     @staticmethod
-    def describe(session: Any, stream_url: str | None = None) -> dict[str, Any]:
+    def describe(session: ReadSession, stream_url: str | None = None) -> dict[str, Any]:
         """A session as JSON: ``to_dict()`` plus the schema in Arrow IPC form (base64), and each
         stream's URL when ``stream_url`` (a format with ``{id}`` and ``{n}``) is given."""
         out = session.to_dict()

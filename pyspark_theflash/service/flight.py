@@ -65,10 +65,11 @@ def flight_sql_error(err: ServiceError) -> Exception:
     traceback as the status detail, and none of the ``FlightError`` types is gRPC's
     INVALID_ARGUMENT: a request at fault is UNKNOWN, ``FlightServerError``, ADBC's
     ``OperationalError``, whose message starts with the code: ``unknown_table: ...``.)"""
-    return flight_error(err)
+    error: Exception = flight_error(err)
+    return error
 
 
-class _BearerMiddlewareFactory(flight.ServerMiddlewareFactory):
+class _BearerMiddlewareFactory(flight.ServerMiddlewareFactory):  # type: ignore[misc]  # pyarrow.flight is untyped
     def __init__(self, service: ReadService) -> None:
         super().__init__()
         self.service = service
@@ -82,7 +83,7 @@ class _BearerMiddlewareFactory(flight.ServerMiddlewareFactory):
         return None
 
 
-class FlightService(flight.FlightServerBase):
+class FlightService(flight.FlightServerBase):  # type: ignore[misc]  # pyarrow.flight is untyped
     """Serves ``service`` on ``grpc://host:port`` (port 0: any free one; ``.port`` says which)."""
 
     def __init__(self, service: ReadService, host: str = "127.0.0.1", port: int = 0) -> None:

@@ -31,7 +31,7 @@ import json
 import re
 import threading
 import uuid
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Protocol
 
 import pyarrow as pa
 import pyarrow.flight as flight
@@ -42,6 +42,10 @@ from pyspark_theflash.proto import flight_sql_pb2 as fsql
 from pyspark_theflash.service.errors import BadRequestError, ServiceError
 from pyspark_theflash.service.request import ReadRequest
 from pyspark_theflash.service.sql_select import CATALOG, SelectStatement, UnsupportedSqlError, parse_select
+
+if TYPE_CHECKING:
+    from pyspark_theflash.engine.interface import Engine
+    from pyspark_theflash.service.core import ReadService
 
 TYPE_URL_PREFIX = "type.googleapis.com/arrow.flight.protocol.sql."
 FRONTEND = "flight_sql"
@@ -122,10 +126,11 @@ class UnsupportedCommandError(ServiceError):
 def pack(message: Message) -> bytes:
     packed = any_pb2.Any()
     packed.Pack(message)
-    return packed.SerializeToString()
+    data: bytes = packed.SerializeToString()
+    return data
 
 
-class CallOptions(flight.ServerMiddleware):
+class CallOptions(flight.ServerMiddleware):  # type: ignore[misc]  # pyarrow.flight is untyped
     """The Flight SQL call's own headers: snapshot and store."""
 
     def __init__(self, headers: dict[str, list[str]]) -> None:
@@ -136,7 +141,7 @@ class CallOptions(flight.ServerMiddleware):
         return values[0] if values else None
 
 
-class CallOptionsFactory(flight.ServerMiddlewareFactory):
+class CallOptionsFactory(flight.ServerMiddlewareFactory):  # type: ignore[misc]  # pyarrow.flight is untyped
     KEY = "theflash_sql_options"
 
     def start_call(self, info: Any, headers: dict[str, list[str]]) -> CallOptions:
@@ -148,11 +153,20 @@ def _call_options(context: Any) -> CallOptions:
     return found if isinstance(found, CallOptions) else CallOptions({})
 
 
+class FlightServer(Protocol):
+    """What the Flight SQL half asks of ``service.flight.FlightService`` (which imports this module)."""
+
+    service: ReadService
+    locations: list[Any]  # pyarrow.flight.Location: where the service listens ([]: "here")
+
+    def guarded(self, batches: Iterator[pa.RecordBatch], session_id: str, n: int) -> Iterator[pa.RecordBatch]: ...
+
+
 class FlightSqlEndpoint:
     """The Flight SQL half of ``FlightService`` (``service/flight.py`` hands it each call whose
     command, ticket or action is Flight SQL's)."""
 
-    def __init__(self, server: Any) -> None:
+    def __init__(self, server: FlightServer) -> None:
         self.server = server            # the FlightService: its ReadService, locations, stream guard
         self.service = server.service
         self._mu = threading.Lock()
@@ -392,7 +406,7 @@ def _like(pattern: str | None) -> Any:
     return lambda name: regex.fullmatch(name) is not None
 
 
-def _read_session_statement(engine: Any, query: str) -> SelectStatement | None:
+def _read_session_statement(engine: Engine, query: str) -> SelectStatement | None:
     """``query`` as a read session's statement (``service/sql_select.py``), when it is one and
     the store serves it so: streamed, one endpoint per stream, its filter pushed to the streams.
     None when the engine computes it whole instead (any query on a ClickHouse-engine store; on a
@@ -412,9 +426,10 @@ def _prepared_query(handle: bytes) -> str:
         data = json.loads(handle)
     except (ValueError, UnicodeDecodeError):
         data = None
-    if not isinstance(data, dict) or not isinstance(data.get("query"), str):
+    query = data.get("query") if isinstance(data, dict) else None
+    if not isinstance(query, str):
         raise BadRequestError("not a prepared statement handle this server issued", code="unknown_statement")
-    return data["query"]
+    return query
 
 
 def _ts_header(value: str | None) -> int | None:

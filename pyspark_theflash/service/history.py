@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 from pyspark_theflash.schema.partitioning import physical_ids_of
 
 if TYPE_CHECKING:
-    from pyspark_theflash.store.views import StoreView
+    from pyspark_theflash.schema import TableInfo
+    from pyspark_theflash.store.views import RegionState, StoreView
 
 KINDS = ("history", "schemas", "regions", "parts")
 
@@ -166,7 +167,7 @@ def store_table_metadata(root: str | Path, table: str, ask_upstream: bool = Fals
         return table_metadata(view, table, upstream_safe_point)
 
 
-def _handles(view: Any, region: Any, physical: tuple[int, ...]) -> str:
+def _handles(view: StoreView, region: RegionState, physical: tuple[int, ...]) -> str:
     out = []
     for tid in physical:
         rng = view.region_handle_range(region, int(tid))
@@ -185,7 +186,7 @@ def _handle_text(handle: Any) -> str | None:
     return str(handle)
 
 
-def create_table_text(info: Any) -> str:
+def create_table_text(info: TableInfo) -> str:
     """The table at one schema version as TiDB's ``SHOW CREATE TABLE`` would write it (columns,
     primary key; no indexes or options, which the replica does not keep)."""
     cols = []
@@ -198,7 +199,7 @@ def create_table_text(info: Any) -> str:
     return f"CREATE TABLE `{info.db}`.`{info.name}` (" + ", ".join(cols) + ")"
 
 
-def schema_change(before: Any, after: Any) -> str:
+def schema_change(before: TableInfo | None, after: TableInfo) -> str:
     """What changed from ``before`` to ``after`` as DDL clauses (``CREATE TABLE`` for the first)."""
     if before is None:
         return "CREATE TABLE"

@@ -43,6 +43,7 @@ as bytes (a copy and a hop per batch) for the same bounded pool. The server's ow
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
 import queue
@@ -288,6 +289,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server_version = "theflash"
     server: _PooledServer
+    rfile: io.BufferedReader  # StreamRequestHandler.setup: makefile("rb", rbufsize -1), buffered
     _served = 0  # requests answered on this connection
 
     # -- deadlines -----------------------------------------------------------------------------

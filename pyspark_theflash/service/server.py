@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pyspark_theflash.service.auth import read_token_file
 from pyspark_theflash.service.core import ReadService
 from pyspark_theflash.service.flight import FlightService
 from pyspark_theflash.service.http import HttpLimits, HttpService
+
+if TYPE_CHECKING:
+    from pyspark_theflash.engine.interface import Engine
 
 log = logging.getLogger("theflash.service")
 DEFAULT_HOST = "127.0.0.1"
@@ -36,7 +39,7 @@ class RunningService:
         self.http.close()
         self.flight.shutdown()
         self.service.close()
-        if self.owns_engine:
+        if self.owns_engine and self.service.engine is not None:  # owns_engine: serve() opened it
             self.service.engine.close()
 
     def __enter__(self) -> "RunningService":
@@ -46,7 +49,7 @@ class RunningService:
         self.close()
 
 
-def serve(store: str | None = None, *, engine: Any = None, any_store: bool = False, host: str = DEFAULT_HOST,
+def serve(store: str | None = None, *, engine: Engine | None = None, any_store: bool = False, host: str = DEFAULT_HOST,
           port: int = 0, http_port: int | None = None, token: str | None = None, token_file: str | None = None,
           upstream: str | None = None, keeper_interval_s: float = 1.0,
           http_limits: HttpLimits | None = None) -> RunningService:
@@ -81,11 +84,11 @@ def serve(store: str | None = None, *, engine: Any = None, any_store: bool = Fal
         if flight is not None:
             flight.shutdown()
         service.close()
-        if owns_engine:
+        if owns_engine and engine is not None:  # owns_engine: opened above
             engine.close()
         raise
     running = RunningService(service, flight, http, owns_engine)
-    log.info("serving %s: Flight %s, HTTP %s%s", "any store" if any_store else f"store {engine.root}",
+    log.info("serving %s: Flight %s, HTTP %s%s", "any store" if engine is None else f"store {engine.root}",
              running.flight_location, running.http_url,
              " (bearer token required)" if token else "")
     return running

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import pyarrow as pa
 
@@ -23,6 +23,11 @@ from pyspark_theflash.service.request import ReadRequest
 from pyspark_theflash.store.errors import StoreNotFoundError
 from pyspark_theflash.store.parts import ReadStats
 
+if TYPE_CHECKING:
+    from pyspark_theflash.engine.interface import Engine
+    from pyspark_theflash.scan.session import ReadSession
+    from pyspark_theflash.service.stores import StoreResolver
+
 log = logging.getLogger("theflash.service")
 
 
@@ -30,8 +35,8 @@ log = logging.getLogger("theflash.service")
 class HeldSession:
     """A session with its use: when it was last touched, how many streams are being read."""
 
-    session: Any                     # scan.session.ReadSession
-    engine: Any                      # the engine that opened it and reads its streams
+    session: ReadSession
+    engine: Engine                   # the engine that opened it and reads its streams
     frontend: str
     last_used: float
     renewed_at: float
@@ -52,7 +57,7 @@ class HeldSession:
 class SessionRegistry:
     """Sessions by id; opening, renewing, releasing, streaming, expiring."""
 
-    def __init__(self, stores: Any, metrics: ServiceMetrics, *, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, stores: StoreResolver, metrics: ServiceMetrics, *, clock: Callable[[], float] = time.monotonic,
                  keeper_interval_s: float = 1.0) -> None:
         self.stores = stores  # service.stores: the engine of the store a request names
         self.metrics = metrics
@@ -68,9 +73,9 @@ class SessionRegistry:
         self._keeper.start()
 
     # -- the session's life --------------------------------------------------------------------
-    def open(self, request: ReadRequest, frontend: str) -> Any:
+    def open(self, request: ReadRequest, frontend: str) -> ReadSession:
         with self.stores.hold(request.store) as engine:
-            session = engine.open_read_session(
+            session: ReadSession = engine.open_read_session(
                 request.table, snapshot_ts=request.snapshot_ts, as_of=request.as_of, columns=request.columns,
                 filter=request.filter, isolation=request.isolation, options=dict(request.options))
             now = self._clock()
@@ -119,7 +124,7 @@ class SessionRegistry:
         with self._mu:
             return list(self._sessions.values())
 
-    def reads(self, engine: Any) -> bool:
+    def reads(self, engine: Engine) -> bool:
         """Whether a held session reads through ``engine``."""
         return any(h.engine is engine for h in self.sessions())
 

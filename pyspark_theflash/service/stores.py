@@ -14,9 +14,12 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, ContextManager, Iterator, Protocol
 
 from pyspark_theflash.service.errors import BadRequestError, ServiceError
+
+if TYPE_CHECKING:
+    from pyspark_theflash.engine.interface import Engine
 
 log = logging.getLogger("theflash.service")
 
@@ -25,13 +28,23 @@ def same_store(a: str, b: str) -> bool:
     return os.path.realpath(a) == os.path.realpath(b)
 
 
+class StoreResolver(Protocol):
+    """Which engine serves the store a request names (``OneStore``, ``AnyStore``)."""
+
+    def get(self, store: str | None) -> Engine: ...
+
+    def hold(self, store: str | None) -> ContextManager[Engine]: ...
+
+    def close(self) -> None: ...
+
+
 class OneStore:
     """The engine of the one store the service serves."""
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def get(self, store: str | None) -> Any:
+    def get(self, store: str | None) -> Engine:
         """The engine, when ``store`` (None: not named) is this service's store."""
         if store is not None and not same_store(store, str(self.engine.root)):
             raise BadRequestError(f"this service serves the store at {self.engine.root}, not {store}: send the read "
@@ -39,7 +52,7 @@ class OneStore:
         return self.engine
 
     @contextlib.contextmanager
-    def hold(self, store: str | None) -> Iterator[Any]:
+    def hold(self, store: str | None) -> Iterator[Engine]:
         """``get`` for a request that uses the engine for a while (planning a session, a query)."""
         yield self.get(store)
 
@@ -61,12 +74,12 @@ class AnyStore:
         self._max_open = max(1, int(max_open))
         self._idle_grace_s = idle_grace_s  # a get() this recent may still be using the engine
         self._mu = threading.Lock()
-        self._engines: OrderedDict[str, Any] = OrderedDict()
+        self._engines: OrderedDict[str, Engine] = OrderedDict()
         self._holders: dict[str, int] = {}  # root -> requests holding its engine (hold())
         self._last_get: dict[str, float] = {}
-        self.in_use: Callable[[Any], bool] = lambda engine: False  # set by the service: does a session read it?
+        self.in_use: Callable[[Engine], bool] = lambda engine: False  # set by the service: does a session read it?
 
-    def get(self, store: str | None) -> Any:
+    def get(self, store: str | None) -> Engine:
         if not store:
             raise BadRequestError("this service reads any store its reads name: give the store directory "
                                   "(the request's store field, the connector's store option)", code="invalid_option")
@@ -90,7 +103,7 @@ class AnyStore:
             return engine
 
     @contextlib.contextmanager
-    def hold(self, store: str | None) -> Iterator[Any]:
+    def hold(self, store: str | None) -> Iterator[Engine]:
         """``get`` for a request that uses the engine for a while (planning a session, a
         query): the engine is not let go before the request is done."""
         engine = self.get(store)
@@ -133,7 +146,7 @@ class AnyStore:
             log.info("closing store %s (least recently read of %d open)", root, self._max_open + 1)
             engine.close()
 
-    def engines(self) -> list[Any]:
+    def engines(self) -> list[Engine]:
         with self._mu:
             return list(self._engines.values())
 

@@ -228,9 +228,9 @@ class Applier:
             caches.commit()
             # From here on nothing can fail half-way: the batch is decoded.
             state.dirty_regions.update(saved_regions)
-            for _seq, start, end, why in staged.tombstones:
-                self._delete_range_in_buffers(start, end)
-                state.tombstones.append((start, end, why))
+            for _seq, lo, hi, why in staged.tombstones:
+                self._delete_range_in_buffers(lo, hi)
+                state.tombstones.append((lo, hi, why))
             for tid, version, table in decoded:
                 buf = state.buffers.setdefault(tid, TableBuffer())
                 buf.chunks.append((version, table))
@@ -283,7 +283,7 @@ class Applier:
         return self._live
 
     def _pair_run(self, events: Sequence[binlog_pb2.Event], start: int
-                  ) -> tuple[int, binlog_rows.RunColumns, list[int], RunPairs]:
+                  ) -> tuple[int, binlog_rows.RunColumns, list[int], RunPairs, RunEvents]:
         """The run of events from ``start`` that is applied as one: entries events (and
         resolved ts, and events to be skipped) up to the first snapshot or admin event to be
         applied — those clear or move cache entries, so a prewrite before one and its commit
@@ -647,7 +647,11 @@ class Applier:
                             staged.snapshot_writes[target.id] = writes
                     raw_s = keyspace.decode_region_boundary(target.start_key)
                     raw_e = keyspace.decode_region_boundary(target.end_key)
-                    caches.move(reg.id, target.id, lambda k, s=raw_s, e=raw_e: keyspace.key_in_raw_range(k, s, e))
+
+                    def in_target(k: bytes, s: bytes = raw_s, e: bytes = raw_e) -> bool:
+                        return keyspace.key_in_raw_range(k, s, e)
+
+                    caches.move(reg.id, target.id, in_target)
             born = {int(r.id) for r in admin.split.regions}
             for r in admin.split.regions:
                 self._retire_overlapping(born, bytes(r.start_key), bytes(r.end_key), saved)

@@ -104,7 +104,7 @@ def _handle_bounds(start_key: bytes, end_key: bytes, table_ids: list[int]) -> st
         rng = region_handle_range(bytes(start_key), bytes(end_key), tid)
         if rng is not None:
             lo, hi = rng
-            parts.append(f"t{tid}[{'-inf' if lo is None else lo}, {'+inf' if hi is None else hi})")
+            parts.append(f"t{tid}[{'-inf' if lo is None else lo!r}, {'+inf' if hi is None else hi!r})")
     if not start_key and not end_key:
         return "everything"
     return " ".join(parts) or f"{bytes(start_key).hex()}..{bytes(end_key).hex()}"
@@ -138,13 +138,13 @@ def store_status(root: Path) -> dict[str, Any]:
             for tid, pid, kind, n, rows, size, marks in conn.execute(
                     "SELECT table_id, partition_id, kind, COUNT(*), SUM(rows), SUM(bytes), SUM(delete_marks) "
                     "FROM parts WHERE removed_version IS NULL GROUP BY table_id, partition_id, kind"):
-                p = partitions.get((int(tid), int(pid)))
-                if p is None:
+                part = partitions.get((int(tid), int(pid)))
+                if part is None:
                     continue  # verify reports parts of unknown partitions
-                p[f"{kind}_parts"] = p.get(f"{kind}_parts", 0) + int(n)
-                p["rows"] += int(rows or 0)
-                p["bytes"] += int(size or 0)
-                p["delete_marks"] += int(marks or 0)
+                part[f"{kind}_parts"] = part.get(f"{kind}_parts", 0) + int(n)
+                part["rows"] += int(rows or 0)
+                part["bytes"] += int(size or 0)
+                part["delete_marks"] += int(marks or 0)
             removed_pending = conn.execute(
                 "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM parts WHERE removed_version IS NOT NULL").fetchone()
             locks = {int(r): int(n) for r, n in conn.execute("SELECT region_id, COUNT(*) FROM locks GROUP BY region_id")}

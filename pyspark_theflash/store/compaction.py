@@ -350,7 +350,7 @@ def merge_engine_records(store: CompactingStore, plan: CompactionPlan) -> Compac
         _bound(min, [p.min_handle for p in live]), _bound(max, [p.max_handle for p in live]),
         _bound(min, [p.min_commit_ts for p in live]), _bound(max, [p.max_commit_ts for p in live]),
         len(live) == 1 and live[0].single_version, sum(p.delete_marks for p in live), stats)
-    outputs = [(None, plan.lo, plan.hi, record)] if live else []
+    outputs: list[tuple[int | None, Any, Any, Any]] = [(None, plan.lo, plan.hi, record)] if live else []
     return CompactionOutput(outputs, [], None, 0, sum(p.rows for p in parts), rows if live else 0)
 
 

@@ -63,7 +63,8 @@ class DeletionVector:
     superseded: pa.Array
 
     def __len__(self) -> int:
-        return self.versions.num_rows
+        rows: int = self.versions.num_rows
+        return rows
 
 
 def stable_and_deltas(parts: Sequence[PartRef]) -> tuple[PartRef, list[PartRef]]:
@@ -197,7 +198,7 @@ def _version_layout_in(path: str, part: PartRef, lo: Any, hi: Any) -> tuple[np.n
 
 
 def _layout_at(replaced_h: np.ndarray, replaced_c: np.ndarray, newest_h: np.ndarray, newest_c: np.ndarray,
-               ts: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+               ts: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """A part's version layout (``_version_layout_in``) as a read at ``ts`` sees it, for a part
     holding versions newer than ts: the replaced versions visible at ts (handles, commit ts),
     each handle's newest commit ts visible at ts, and which handles have one. A handle's
@@ -311,7 +312,7 @@ def deletion_vector(stable: PartRef, deltas: Sequence[PartRef], table: "TableInf
     if stable.single_version and touched is None:
         return DeletionVector(pa.table({ROWID: pa.array([], handle_type), COMMIT_TS: pa.array([], pa.uint64())}),
                               pa.array([], handle_type))
-    if stable.single_version:
+    if stable.single_version and touched is not None:  # (touched is None returned above)
         # the deltas' handles, looked up; without a handle index only the row groups they can fall in
         stable_rows = None if table.is_common_handle else _stable_versions_of(
             reader, stable, root, touched.column(ROWID).combine_chunks())

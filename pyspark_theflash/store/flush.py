@@ -396,9 +396,11 @@ class FlushPipeline:
         for i, (rid, key, start_ts) in enumerate(ordered):
             pw = caches.get(rid, key, start_ts)
             assert pw is not None
-            tid, handle = decoded.get(i, (None, None))
+            table_id: int | None
+            handle: Any
+            table_id, handle = decoded.get(i, (None, None))
             yield (rid, key, start_ts, pw.primary, pw.op, pw.ttl, caches.value_of(rid, key, start_ts, pw),
-                   tid, handle)
+                   table_id, handle)
 
 
 @dataclass

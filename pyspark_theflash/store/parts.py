@@ -10,6 +10,7 @@ partition's parts are combined.
 """
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
@@ -51,14 +52,14 @@ class PartRef:
     part_id: int
     table_id: int
     partition_id: int
-    partition_lo: int | bytes | None
-    partition_hi: int | bytes | None
+    partition_lo: int | builtins.bytes | None
+    partition_hi: int | builtins.bytes | None
     kind: str
     path: str
     rows: int
     bytes: int
-    min_handle: int | bytes | None
-    max_handle: int | bytes | None
+    min_handle: int | builtins.bytes | None
+    max_handle: int | builtins.bytes | None
     min_commit_ts: int | None
     max_commit_ts: int | None
     single_version: bool
@@ -79,7 +80,7 @@ class PartRef:
         by_id = dict(self.stats)  # a VIRTUAL column's are of the NULLs stored for it: never prune by them
         return {c.name: by_id[c.id] for c in table.columns if c.id in by_id and not c.is_virtual_generated}
 
-    def overlaps(self, lo: int | bytes | None, hi: int | bytes | None) -> bool:
+    def overlaps(self, lo: int | builtins.bytes | None, hi: int | builtins.bytes | None) -> bool:
         if self.min_handle is None or self.max_handle is None:
             return False
         return (lo is None or self.max_handle >= lo) and (hi is None or self.min_handle < hi)

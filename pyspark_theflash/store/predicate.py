@@ -20,7 +20,7 @@ import datetime as dt
 import decimal
 import json
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Hashable, Iterable, Mapping, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -686,7 +686,10 @@ def expr_from_dict(d: Mapping[str, Any]) -> Expr:
     raise PredicateError(f"not a filter expression: {dict(d)!r}")
 
 
-def merge_stats(many: Iterable[Mapping[str, ColumnStats]]) -> dict[str, ColumnStats]:
+ColumnKey = TypeVar("ColumnKey", bound=Hashable)  # a column's name, or its id (a part's own statistics)
+
+
+def merge_stats(many: Iterable[Mapping[ColumnKey, ColumnStats]]) -> dict[ColumnKey, ColumnStats]:
     """The statistics of the union of several row sets (for pruning a whole partition):
     min of mins, max of maxes, summed counts; a column unknown in any set is left out."""
     many = list(many)
@@ -695,7 +698,7 @@ def merge_stats(many: Iterable[Mapping[str, ColumnStats]]) -> dict[str, ColumnSt
     names = set(many[0])
     for m in many[1:]:
         names &= set(m)
-    out: dict[str, ColumnStats] = {}
+    out: dict[ColumnKey, ColumnStats] = {}
     for name in names:
         ss = [m[name] for m in many]
         mins = [s.min for s in ss if s.min is not None]

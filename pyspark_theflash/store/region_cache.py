@@ -90,7 +90,7 @@ class RegionCaches:
         self._spill = spill
         self._limit = memory_limit_bytes
         self.memory_bytes = 0
-        self._undo: list[Callable[[], None]] | None = None
+        self._undo: list[tuple[dict[LockKey, Prewrite], LockKey, Prewrite | None]] | None = None
         self._spill_deletes: set[tuple[int, bytes, int]] = set()
 
     # --- apply transaction -------------------------------------------------------------------

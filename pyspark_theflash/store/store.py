@@ -43,6 +43,7 @@ from pyspark_theflash.store.region_cache import RegionCaches, SpillFile
 from pyspark_theflash.store.row_sink import RowSink
 from pyspark_theflash.store.schemas import TableHistory
 from pyspark_theflash.store.txn_merge_tree import HIDDEN_FIELDS, in_part_directory
+from pyspark_theflash.store.keyspace import HandleRange
 from pyspark_theflash.store.views import StoreView, intersect
 from pyspark_theflash.store.write_state import WriteState
 
@@ -330,12 +331,13 @@ class Store:
                 info = table_for_read(view, table, ts, schema)
                 # a partitioned table's rows live under its partitions' ids (its info at ts lists them)
                 for table_id in physical_ids_of(info):
-                    rng: tuple[int | None, int | None] | None = handle_range or (None, None)
+                    asked: HandleRange = handle_range or (None, None)
+                    rng: HandleRange | None = asked
                     if region_id is not None:
                         region = view.region(region_id)
                         if region is None:
                             return
-                        rng = intersect(rng, view.region_handle_range(region, table_id))  # type: ignore[arg-type]
+                        rng = intersect(asked, view.region_handle_range(region, table_id))
                     if rng is not None:
                         reads.append((view.parts(table_id, rng[0], rng[1]), rng))
             for parts, rng in reads:

@@ -15,6 +15,7 @@ statistics without its rows, which read planning uses as it uses a file's.
 """
 from __future__ import annotations
 
+import builtins
 import os
 import uuid
 from dataclasses import dataclass, replace
@@ -48,8 +49,8 @@ class PartFile:
     file: str              # relative to the store root; "" (``IN_ENGINE``): rows the engine keeps
     rows: int
     bytes: int
-    min_handle: int | bytes | None
-    max_handle: int | bytes | None
+    min_handle: int | builtins.bytes | None
+    max_handle: int | builtins.bytes | None
     min_commit_ts: int | None
     max_commit_ts: int | None
     single_version: bool
@@ -98,8 +99,9 @@ def version_order(table: pa.Table, newest_first: bool = False) -> np.ndarray:
         # ~ts reverses the order of unsigned commit timestamps.
         ts = table.column(COMMIT_TS).to_numpy()
         return np.lexsort((~ts if newest_first else ts, handles))
-    return pc.sort_indices(table, sort_keys=[(ROWID, "ascending"),
-                                             (COMMIT_TS, "descending" if newest_first else "ascending")]).to_numpy()
+    indices: np.ndarray = pc.sort_indices(
+        table, sort_keys=[(ROWID, "ascending"), (COMMIT_TS, "descending" if newest_first else "ascending")]).to_numpy()
+    return indices
 
 
 def argsort_int64(values: np.ndarray) -> np.ndarray:
@@ -287,6 +289,8 @@ def describe_part(rel: str, table: pa.Table, column_ids: Sequence[int], size: in
     n = table.num_rows
     handles = table.column(ROWID)
     ts = table.column(COMMIT_TS)
+    h: dict[str, Any]  # min and max handle: ints, or bytes of a common handle
+    t: dict[str, int | None]
     if n and pa.types.is_integer(handles.type):  # sorted: the ends are min and max, repeats adjacent
         hs, tss = handles.to_numpy(), ts.to_numpy()
         h = {"min": int(hs[0]), "max": int(hs[-1])}
@@ -380,7 +384,8 @@ def split_by_partition(handles: pa.Array | pa.ChunkedArray, bounds: Sequence[Any
     """For each handle, the index of the partition holding it, given the sorted inner
     boundaries (partition i covers [bounds[i-1], bounds[i]))."""
     if pa.types.is_integer(handles.type):
-        return np.searchsorted(np.asarray(bounds, dtype=np.int64), handles.to_numpy(), side="right")
+        placed: np.ndarray = np.searchsorted(np.asarray(bounds, dtype=np.int64), handles.to_numpy(), side="right")
+        return placed
     which = np.zeros(len(handles), dtype=np.int64)
     for b in bounds:
         which += pc.greater_equal(handles, pa.scalar(b, handles.type)).to_numpy(zero_copy_only=False)

@@ -185,7 +185,7 @@ class StoreView:
         name (``db.table`` or ``table``: the live table of that name)."""
         tables = self._latest_tables()
         if hasattr(name_or_id, "columns") and hasattr(name_or_id, "id"):
-            name_or_id = name_or_id.id  # type: ignore[union-attr]
+            name_or_id = name_or_id.id
         if isinstance(name_or_id, int) or (isinstance(name_or_id, str) and name_or_id.isdigit()):
             t = tables.get(int(name_or_id))
             if t is not None:
@@ -204,7 +204,7 @@ class StoreView:
         """The table as of ``ts``: by name, the table that had the name then (a truncated or
         dropped one included, while its parts last); its schema version in force at ts."""
         if hasattr(name_or_id, "columns") and hasattr(name_or_id, "id"):
-            name_or_id = name_or_id.id  # type: ignore[union-attr]
+            name_or_id = name_or_id.id
         histories = self.histories()
         if isinstance(name_or_id, int) or (isinstance(name_or_id, str) and name_or_id.isdigit()):
             h = histories.get(int(name_or_id))
@@ -337,7 +337,7 @@ class StoreView:
             self._columns[key] = tuple((c.id, c.name) for c in info.columns)
         return self._columns[key]
 
-    def parts(self, table_id: int, lo: int | None = None, hi: int | None = None) -> list[PartRef]:
+    def parts(self, table_id: int, lo: int | bytes | None = None, hi: int | bytes | None = None) -> list[PartRef]:
         """Live parts of the table overlapping handles [lo, hi), each with the range
         tombstones that apply to it."""
         live = self._live_parts.get(table_id)
@@ -377,7 +377,7 @@ class StoreView:
         for p in self.parts(table_id, lo, hi):
             if p.min_handle is None or p.max_handle is None:
                 continue
-            if isinstance(p.min_handle, bytes):
+            if isinstance(p.min_handle, bytes) or isinstance(p.max_handle, bytes):
                 total += p.bytes  # no arithmetic on byte handles: count the whole part
                 continue
             span = p.max_handle - p.min_handle + 1

@@ -9,11 +9,15 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pyspark_theflash.stop_signals import stop_on_signals
+from pyspark_theflash.store.txn_merge_tree import PART_COMPRESSION
 from pyspark_theflash.writer import options as o
 from pyspark_theflash.writer.status import REGIONS_SHOWN, region_summary, worst_regions, writer_status
+
+if TYPE_CHECKING:
+    from pyspark_theflash.latch.protocol import Latch
 
 SPARK_ENTRY = Path(__file__).resolve().parent / "spark_entry.py"
 
@@ -48,7 +52,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="publish the Delta tables under LOCATION/tables/<id> (a directory or s3://bucket/prefix), "
                              "the parts they name copied there, instead of in the store's directory; credentials "
                              "from the environment / AWS configuration, never this option (docs/delta.md)")
-    parser.add_argument("--part-compression", choices=("lz4", "zstd"), default=o.PART_COMPRESSION,
+    parser.add_argument("--part-compression", choices=("lz4", "zstd"), default=PART_COMPRESSION,
                         help="Parquet codec of the stable parts compaction writes: lz4 reads fastest, zstd "
                         "makes files about half the size (default %(default)s; docs/store.md)")
     parser.add_argument("--latch-ttl", default=f"{o.DEFAULT_LATCH_TTL_S:g}s",
@@ -335,7 +339,7 @@ def _stop(args: argparse.Namespace) -> int:
     return 0
 
 
-def _latch(args: argparse.Namespace) -> Any:
+def _latch(args: argparse.Namespace) -> Latch:
     from pyspark_theflash.cli import CommandError
     from pyspark_theflash.latch import connect
 

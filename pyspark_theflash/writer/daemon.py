@@ -44,7 +44,7 @@ def read_pid(store: str | os.PathLike[str]) -> int | None:
 
 
 def _alive(pid: int) -> bool:
-    from pyspark_theflash.latch.local import process_is_gone
+    from pyspark_theflash.processes import process_is_gone
 
     return not process_is_gone(pid)
 

@@ -14,7 +14,7 @@ import os
 import shutil
 import threading
 import time
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -39,6 +39,15 @@ from pyspark_theflash.writer.progress import Progress
 from pyspark_theflash.writer.schema_guard import column_ids_by_table, unknown_column_ids
 from pyspark_theflash.writer.schemas import HttpSchemaSource, SchemaSource, UpstreamSchemaSource, table_name
 
+if TYPE_CHECKING:
+    from pyspark_theflash.lake.publish import Publisher
+    from pyspark_theflash.service.server import RunningService
+    from pyspark_theflash.store.flush import PendingFlush
+    from pyspark_theflash.store.errors import UnknownRegionError
+    from pyspark_theflash.store.store import Store
+    from pyspark_theflash.upstream.client import UpstreamClient
+    from pyspark_theflash.writer.metrics_http import MetricsServer
+
 log = logging.getLogger("theflash.writer")
 
 # While idle the writer sleeps in slices this long, so a flush request, a new interval or a
@@ -57,10 +66,10 @@ COMPACT_OVERDUE_FACTOR = 4.0
 # would otherwise gather a delta part per flush, and every read opens each of them.
 DELTA_MERGE_INTERVAL_S = 1.0
 
-ApplyBatch = Callable[[Any, Sequence[binlog_pb2.Event], Position], Any]
+ApplyBatch = Callable[["Store", Sequence[binlog_pb2.Event], Position | None], Any]
 
 
-def _store_write(store: Any, events: Sequence[binlog_pb2.Event], position: Position) -> Any:
+def _store_write(store: Store, events: Sequence[binlog_pb2.Event], position: Position | None) -> Any:
     return store.write(events, position)  # an EventBatch as it is: the store reads its arrays
 
 
@@ -103,7 +112,7 @@ class Writer:
         *,
         apply_batch: ApplyBatch = _store_write,
         on_progress: Callable[[dict[str, Any]], None] | None = None,
-        configure_store: Callable[[Any], None] | None = None,
+        configure_store: Callable[[Store], None] | None = None,
     ) -> None:
         self.options = options
         self.stop = stop or threading.Event()
@@ -115,24 +124,45 @@ class Writer:
         self._status: dict[str, Any] = self.progress.to_status()
         self.latch: LocalLatch | None = None
         self.holder: WriterHolder | None = None
-        self.store: Any = None
+        self.store: Store | None = None
         self.engine: Engine | None = None  # over self.store (opened in run())
-        self.upstream: Any = None
+        self.upstream: UpstreamClient | None = None
         self.schemas: SchemaSource | None = None
-        self.metrics: Any = None
-        self.service: Any = None  # the TheFlash API service in this process (--serve)
+        self.metrics: MetricsServer | None = None
+        self.service: RunningService | None = None  # the TheFlash API service in this process (--serve)
         self.store_lost = False
         self._apply_began = False  # a batch began to be applied in this run
         self._unflushed_rows = 0
         self._unflushed_events = 0
-        self._pending_flush: tuple[Any, float] | None = None  # (PendingFlush, started) not yet durable
+        self._pending_flush: tuple[PendingFlush, float] | None = None  # (flush, started) not yet durable
         self._columns_cache: dict[int, set[int]] | None = None
         self._skipped_columns: dict[int, set[int]] = {}  # column ids of no known version (dropped long ago)
         self._last_request_seen = 0  # flush requests up to this id were looked at after a flush
         now = time.monotonic()
         self._last_flush = self._last_compact = self._last_renew = self._last_delta_merge = self._last_delta_publish = now
-        self._publisher: Any = None  # lake.Publisher, made at the first round (docs/delta.md)
+        self._publisher: Publisher | None = None  # made at the first round (docs/delta.md)
         self._last_publish = 0.0
+
+    @property
+    def _store(self) -> Store:
+        """The store ``run()`` opened: every step of the loop runs after it."""
+        if self.store is None:
+            raise RuntimeError("the writer's store is not open (run() opens it)")
+        return self.store
+
+    @property
+    def _latch(self) -> LocalLatch:
+        """The latch ``run()`` opened first."""
+        if self.latch is None:
+            raise RuntimeError("the writer's latch is not open (run() opens it)")
+        return self.latch
+
+    @property
+    def _holder(self) -> WriterHolder:
+        """The write latch this run holds."""
+        if self.holder is None:
+            raise RuntimeError("the writer holds no write latch")
+        return self.holder
 
     # -- lifecycle ---------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -154,7 +184,7 @@ class Writer:
                 shutil.rmtree(opts.store, ignore_errors=True)
             raise
 
-    def _run(self, opts: Any) -> None:
+    def _run(self, opts: WriterOptions) -> None:
         """``run`` proper: the latch, the store, the upstream, the service, the loop."""
         from pyspark_theflash.store.store import Store, StoreOptions
 
@@ -217,7 +247,7 @@ class Writer:
             elif not opts.upstream.startswith("pd://"):
                 self.schemas = UpstreamSchemaSource(self.upstream)
             # Readers default to the address the writer records (the `upstream` read option).
-            self.store.set_upstream(opts.upstream, cluster_id)
+            self._store.set_upstream(opts.upstream, cluster_id)
         elif opts.schema_url:
             self.schemas = HttpSchemaSource(opts.schema_url)
 
@@ -232,12 +262,13 @@ class Writer:
             return None
         try:
             # pd://: the client asked PD's GetMembers for the id when it connected
-            cluster_id = int(info().cluster_id) if info is not None else int(self.upstream.cluster_id)
+            # cluster_id: a TiDBClusterClient's, which UpstreamClient does not promise
+            cluster_id = int(info().cluster_id) if info is not None else int(getattr(self.upstream, "cluster_id"))
         except UpstreamError as exc:
             raise WriterConfigError(f"--upstream {address} does not answer ({exc}); nothing was recorded in store "
                                     f"{self.options.store}: check the address (`theflash upstream --serve` and "
                                     "`theflash capture` print it)") from exc
-        with self.store.snapshot() as view:
+        with self._store.snapshot() as view:
             recorded_id, recorded_address = view.upstream_cluster_id(), view.upstream()
         if recorded_id is not None and recorded_id != cluster_id:
             raise WriterConfigError(f"--upstream {address} is cluster {cluster_id}, but store {self.options.store} "
@@ -282,12 +313,13 @@ class Writer:
             steps.append(("store", self.store.close))
         if self.upstream is not None and hasattr(self.upstream, "close"):
             steps.append(("upstream connection", self.upstream.close))
-        if self.latch is not None:
+        latch = self.latch
+        if latch is not None:
             if self.holder is not None:
                 token = self.holder.token
                 steps.append(("pid file", lambda: remove_pid_file(self.options.store)))
-                steps.append(("write latch", lambda: self.latch.release(token)))  # type: ignore[union-attr]
-            steps.append(("latch", self.latch.close))
+                steps.append(("write latch", lambda: latch.release(token)))
+            steps.append(("latch", latch.close))
         first: BaseException | None = None
         for what, step in steps:
             try:
@@ -317,8 +349,10 @@ class Writer:
         caller reports the error itself: the CLI on stderr and in the log file.)"""
         self.progress.state = "failed"
         self.progress.last_error = {"message": str(exc), "kind": type(exc).__name__, "at": time.time()}
-        for what, step in (("record", lambda: last_error.record(self.options.store, self.progress.last_error or {})),
-                           ("publish", lambda: self._publish(force=True))):
+        steps: tuple[tuple[str, Callable[[], object]], ...] = (
+            ("record", lambda: last_error.record(self.options.store, self.progress.last_error or {})),
+            ("publish", lambda: self._publish(force=True)))
+        for what, step in steps:
             try:
                 step()
             except Exception as failed:
@@ -350,7 +384,7 @@ class Writer:
                 if read_batch is not None:
                     self._apply(*read_batch)
                 read = len(batch) if batch else 0
-                pending = self.latch.pending_flushes()  # type: ignore[union-attr]
+                pending = self._latch.pending_flushes()
                 # A new request, or new events that may reach an older request's read index.
                 flush_wanted = bool(pending) and (bool(read) or pending[-1].request_id > self._last_request_seen)
                 if flush_wanted or self._flush_due():
@@ -379,7 +413,7 @@ class Writer:
                     # A reader waits for indexes not applied yet: poll the binlog again soon.
                     nap = min(interval, WAITING_READER_POLL_S) if waiting else interval
                     # Applied rows wait for their flush deadline, not for the next poll after it.
-                    due_in = self.store.flush_due_in() if self._unflushed_events else None
+                    due_in = self._store.flush_due_in() if self._unflushed_events else None
                     if due_in is not None:
                         nap = min(nap, max(due_in, IDLE_SLICE_S))
                     self._idle(nap, source)
@@ -387,19 +421,19 @@ class Writer:
             source.close()
 
     def _persisted_position(self) -> Position | None:
-        with self.store.snapshot() as view:
+        with self._store.snapshot() as view:
             position = view.position()
         return None if position is None else Position(int(position[0]), int(position[1]))
 
     def _interval(self) -> float:
-        runtime = self.latch.writer_interval()  # type: ignore[union-attr]
+        runtime = self._latch.writer_interval()
         interval = runtime if runtime is not None else self.options.interval_s
         if interval != self.progress.interval_s:
             log.info("poll interval now %.3fs", interval)
             self.progress.interval_s = interval
         return interval
 
-    def _idle(self, interval: float, source: Any = None) -> None:
+    def _idle(self, interval: float, source: ReadAhead[dict[int, np.ndarray]] | None = None) -> None:
         """Sleep until the next poll, waking early for a flush request, a changed interval, a
         push source whose buffer filled up (the writer fell behind: the interval bounds the
         latency of an idle writer, it never throttles a busy one) or a stop signal (checked
@@ -410,11 +444,11 @@ class Writer:
             if left <= 0:
                 return
             self.stop.wait(min(IDLE_SLICE_S, left))
-            if self.latch.has_pending_flush(self._last_request_seen):  # type: ignore[union-attr]
+            if self._latch.has_pending_flush(self._last_request_seen):
                 return
             if source is not None and source.saturated():
                 return
-            runtime = self.latch.writer_interval()  # type: ignore[union-attr]
+            runtime = self._latch.writer_interval()
             if runtime is not None and runtime != self.progress.interval_s:  # changed: apply it now
                 return
             self._renew_latch()
@@ -425,7 +459,7 @@ class Writer:
         past its TTL and taken over learns it before it persists anything."""
         now = time.monotonic()
         if force or now - self._last_renew >= self.options.latch_ttl_s / 3:
-            self.holder = self.latch.renew(self.holder.token, self.options.latch_ttl_s)  # type: ignore[union-attr]
+            self.holder = self._latch.renew(self._holder.token, self.options.latch_ttl_s)
             self._last_renew = now
 
     # -- applying ----------------------------------------------------------------------------
@@ -476,7 +510,7 @@ class Writer:
             if missing.keys() - refetched:
                 continue
             try:
-                return self.apply_batch(self.store, events, position)
+                return self.apply_batch(self._store, events, position)
             except UnknownRegionError as exc:
                 if exc.region_id in introduced:
                     raise
@@ -491,7 +525,7 @@ class Writer:
                 resolved.add(exc.table_id)
                 self._learn_table(exc.table_id)
 
-    def _introduce_region(self, exc: Any) -> None:
+    def _introduce_region(self, exc: UnknownRegionError) -> None:
         """A batch has events of a region no snapshot or split introduced to the store (a split
         that raced the bootstrap, a log that starts after the region's birth): apply the
         region's current snapshot from the upstream (the batch's events at or below its index
@@ -506,7 +540,7 @@ class Writer:
         try:
             snapshots = [self.upstream.region_snapshot(int(exc.snapshot_region))]
         except UpstreamError:  # gone upstream (merged away): take every region the store lacks
-            with self.store.snapshot() as view:
+            with self._store.snapshot() as view:
                 known = {int(r.id) for r in view.regions(include_gone=True)}
             snapshots = []
             for region in self.upstream.regions():
@@ -517,7 +551,7 @@ class Writer:
                         continue  # merged again meanwhile: the next unknown event asks again
         for snapshot in snapshots:
             self._apply_began = True
-            self.apply_batch(self.store, [snapshot], None)  # type: ignore[arg-type]
+            self.apply_batch(self._store, [snapshot], None)
 
     def _apply_ddl(self, events: Sequence[binlog_pb2.Event]) -> None:
         """The batch's DDL events, in order: a table id met for the first time is replicated
@@ -528,10 +562,10 @@ class Writer:
                 continue
             ddl = event.ddl
             name = table_name(json.loads(ddl.table_info or b"{}"))
-            if self.store.replicates(ddl.table_id) is None and not self.options.tables.matches(ddl.db, name):
+            if self._store.replicates(ddl.table_id) is None and not self.options.tables.matches(ddl.db, name):
                 log.info("ignoring %s.%s (table %d): not in --tables %s", ddl.db, name, ddl.table_id, self.options.tables)
-                self.store.ignore_table(int(ddl.table_id), ddl.db, name)
-            if self.store.apply_ddl(event):
+                self._store.ignore_table(int(ddl.table_id), ddl.db, name)
+            if self._store.apply_ddl(event):
                 log.info("schema change %s of %s.%s (table %d) at ts %d: schema version %d",
                          binlog_pb2.Ddl.Type.Name(ddl.type), ddl.db, name, ddl.table_id, ddl.commit_ts,
                          ddl.schema_version)
@@ -541,7 +575,7 @@ class Writer:
         """Column ids of every stored version of every replicated table, and those skipped as
         dropped (cached until the writer stores a schema)."""
         if self._columns_cache is None:
-            self._columns_cache = self.store.known_column_ids()
+            self._columns_cache = self._store.known_column_ids()
             for table_id, ids in self._skipped_columns.items():
                 self._columns_cache.setdefault(table_id, set()).update(ids)
         return self._columns_cache
@@ -556,25 +590,25 @@ class Writer:
         try:
             db, info = self.schemas.table_info_by_id(table_id)
         except TableGoneUpstreamError as exc:
-            if self.store.replicates(table_id):
+            if self._store.replicates(table_id):
                 return  # known here, gone upstream (dropped since): its stored versions decode its rows
             log.info("ignoring table %d: the upstream no longer has it (%s)", table_id, exc)
-            self.store.ignore_table(table_id, "", f"table {table_id} (gone upstream)")
+            self._store.ignore_table(table_id, "", f"table {table_id} (gone upstream)")
             return
         name = table_name(info)
         if self.options.tables.matches(db, name):
             log.info("replicating %s.%s (table %d, schema version %s)", db, name, table_id, info.get("schema_version"))
-            self.store.put_schema(db, info)
+            self._store.put_schema(db, info)
             self._columns_cache = None
         else:
             log.info("ignoring %s.%s (table %d): not in --tables %s", db, name, table_id, self.options.tables)
-            self.store.ignore_table(table_id, db, name)
+            self._store.ignore_table(table_id, db, name)
 
     # -- flushing ----------------------------------------------------------------------------
     def _flush_due(self) -> bool:
         if self._unflushed_events == 0:
             return False
-        return self._unflushed_rows >= self.options.flush_rows or bool(self.store.flush_due())
+        return self._unflushed_rows >= self.options.flush_rows or bool(self._store.flush_due())
 
     def _flush(self, force: bool = False, wait: bool = True) -> None:
         """Flush what was applied. ``wait=False``: pipelined (``Store.flush(wait=False)``), the
@@ -584,7 +618,7 @@ class Writer:
         if self._unflushed_events:
             self._settle()  # the previous flush's edit comes first (the store orders them too)
             self._renew_latch(force=True)
-            self._pending_flush = (self.store.flush(wait=False), time.monotonic())
+            self._pending_flush = (self._store.flush(wait=False), time.monotonic())
             self._unflushed_rows = 0
             self._unflushed_events = 0
         self._last_flush = time.monotonic()
@@ -612,7 +646,7 @@ class Writer:
         self._note_store_state()
 
     def _note_store_state(self) -> None:
-        with self.store.snapshot() as view:
+        with self._store.snapshot() as view:
             self.progress.note_regions(view.regions())
             position = view.position()
         self.progress.position = "" if position is None else f"{int(position[0])}:{int(position[1])}"
@@ -631,7 +665,7 @@ class Writer:
         for request in pending:
             if _satisfied(request, applied):
                 answer = {r: applied.get(r, 0) for r in request.region_ids}
-                self.latch.complete_flush(request.request_id, answer)  # type: ignore[union-attr]
+                self._latch.complete_flush(request.request_id, answer)
             else:
                 waiting += 1
         return waiting
@@ -646,12 +680,12 @@ class Writer:
         if safe_point:
             # moves the safe point (never past a live lease) and compacts; the ClickHouse
             # engine then collects its own versions below it
-            (self.engine if self.engine is not None else self.store).gc(safe_point)
-            with self.store.snapshot() as view:
+            (self.engine if self.engine is not None else self._store).gc(safe_point)
+            with self._store.snapshot() as view:
                 self.progress.gc_safe_point = int(view.gc_safe_point())
         else:
-            self.store.compact()
-        self.store.delete_obsolete_files()  # only files no live lease can still see
+            self._store.compact()
+        self._store.delete_obsolete_files()  # only files no live lease can still see
         took = time.monotonic() - started
         self.progress.compactions += 1
         self.progress.last_compact_s = took
@@ -662,7 +696,7 @@ class Writer:
         if time.monotonic() - self._last_delta_merge < DELTA_MERGE_INTERVAL_S:
             return
         started = time.monotonic()
-        result = self.store.merge_deltas()
+        result = self._store.merge_deltas()
         self.progress.delta_merges += result.partitions
         self.progress.delta_merge_seconds_total += time.monotonic() - started
         self._last_delta_merge = time.monotonic()
@@ -706,7 +740,7 @@ class Writer:
         except TheFlashError as exc:  # an upstream hiccup only postpones GC; applying goes on
             log.warning("GC postponed: %s", exc)
             return 0
-        oldest = [lease.ts for lease in self.store.leases.live()]
+        oldest = [lease.ts for lease in self._store.leases.live()]
         return min([safe_point, *oldest]) if safe_point else 0
 
     # -- snapshot bootstrap ------------------------------------------------------------------
@@ -740,7 +774,7 @@ class Writer:
                 except UpstreamError:
                     continue  # merged away since listing: its keys are in a region listed next
                 self._write([event], head)
-        self.store.flush()
+        self._store.flush()
         self._note_store_state()
         return head
 
@@ -759,7 +793,7 @@ class Writer:
         with self._status_lock:
             self._status = status
         if self.holder is not None:
-            self.latch.publish_writer_status(self.holder.token, status)  # type: ignore[union-attr]
+            self._latch.publish_writer_status(self.holder.token, status)
         if self.on_progress is not None:
             self.on_progress(status)
 

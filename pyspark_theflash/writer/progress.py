@@ -56,7 +56,7 @@ class Progress:
     # {"message", "kind", "at" (unix seconds)}; shown by `writer status` and /metrics.
     last_error: dict[str, Any] | None = None
     regions: dict[int, RegionProgress] = field(default_factory=dict)
-    _samples: collections.deque = field(default_factory=collections.deque)
+    _samples: collections.deque[tuple[float, int, int]] = field(default_factory=collections.deque)
 
     def region(self, region_id: int) -> RegionProgress:
         found = self.regions.get(region_id)
@@ -160,7 +160,10 @@ def prometheus_text(status: dict[str, Any]) -> str:
     out = Exposition("theflash_writer")
     metric = out.metric
     regions = status.get("regions", [])
-    per = lambda key: [(f'{{region="{r["region_id"]}"}}', r[key]) for r in regions]  # noqa: E731
+
+    def per(key: str) -> list[tuple[str, Any]]:
+        return [(f'{{region="{r["region_id"]}"}}', r[key]) for r in regions]
+
     metric("applied_index", "gauge", "Raft index applied and flushed, per region.", per("applied_index"))
     # A TSO (physical ms << 18 | logical) does not fit a Prometheus sample's float64: its two
     # halves do, exactly.

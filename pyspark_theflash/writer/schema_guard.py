@@ -11,7 +11,7 @@ version of the table; unknown ids mean "re-fetch the schema, store the new versi
 """
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -23,7 +23,7 @@ from pyspark_theflash.proto import binlog_pb2
 
 
 
-def _row_runs(events: Iterable[binlog_pb2.Event]) -> Iterator[binlog_rows.RowColumns]:
+def _row_runs(events: Sequence[binlog_pb2.Event]) -> Iterator[binlog_rows.RowColumns]:
     """The rows of the Entries events, joined run by run as the store joins them (one array
     per field for many events, not one per event). A malformed event is left out: the store
     names it when it applies the batch."""
@@ -48,7 +48,7 @@ def _binary(column: pa.Array) -> pa.Array:
     return pc.fill_null(column, b"") if column.null_count else column
 
 
-def column_ids_by_table(events: Iterable[binlog_pb2.Event]) -> dict[int, np.ndarray]:
+def column_ids_by_table(events: Sequence[binlog_pb2.Event]) -> dict[int, np.ndarray]:
     """{table id: sorted unique column ids} over the row values of ``events``."""
     found: dict[int, set[int]] = {}
     for c in _row_runs(events):
@@ -63,9 +63,10 @@ def _ids_of_rows(rows: binlog_rows.RowColumns) -> dict[int, set[int]]:
     from pyspark_theflash._native import load
 
     keys, values = _binary(rows.keys), _binary(rows.values)
-    found, v1_rows = load("row_ids").column_ids(
+    ids: tuple[dict[int, set[int]], list[tuple[int, int]]] = load("row_ids").column_ids(
         keys.buffers()[1], keys.buffers()[2] or b"", keys.offset,
         values.buffers()[1], values.buffers()[2] or b"", values.offset, len(keys))
+    found, v1_rows = ids
     if v1_rows:
         _v1_column_ids(values, v1_rows, found)
     return found

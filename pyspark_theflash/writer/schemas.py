@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pyspark_theflash.writer.errors import SchemaUnavailableError, TableGoneUpstreamError
+
+if TYPE_CHECKING:
+    from pyspark_theflash.upstream.client import UpstreamClient
 
 
 class SchemaSource(Protocol):
@@ -50,7 +53,7 @@ class HttpSchemaSource:
 class UpstreamSchemaSource:
     """Table info through ``UpstreamClient.table_info_by_id``."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: UpstreamClient) -> None:
         self.client = client
 
     def table_info_by_id(self, table_id: int) -> tuple[str, dict[str, Any]]:

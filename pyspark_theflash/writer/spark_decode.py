@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    from pyspark import SparkContext
+
+    from pyspark_theflash.schema import TableInfo
 
 log = logging.getLogger("theflash.writer.spark")
 
@@ -26,21 +31,22 @@ def decode_chunk(table_json: str, db: str, columns: Sequence[str] | None, values
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, batch.schema) as out:
         out.write_batch(batch)
-    return sink.getvalue().to_pybytes()
+    stream: bytes = sink.getvalue().to_pybytes()
+    return stream
 
 
 class ExecutorRowDecoder:
     """The store's ``decode_rows``: ``decode_rows_to_arrow(values, handles, row_columns(table,
     columns))``, sending large inputs to the executors of ``spark_context``."""
 
-    def __init__(self, spark_context: Any, min_rows: int = DEFAULT_MIN_ROWS, partitions: int = 0) -> None:
+    def __init__(self, spark_context: SparkContext, min_rows: int = DEFAULT_MIN_ROWS, partitions: int = 0) -> None:
         self.sc = spark_context
         self.min_rows = min_rows
         self.partitions = partitions or max(2, int(spark_context.defaultParallelism))
         self.executor_batches = 0
         self.executor_rows = 0
 
-    def __call__(self, values: Sequence[bytes] | pa.Array, handles: Any, table: Any,
+    def __call__(self, values: Sequence[bytes] | pa.Array, handles: Any, table: TableInfo,
                  columns: Sequence[str] | None = None) -> pa.RecordBatch:
         from pyspark_theflash.codec.batch import decode_rows_to_arrow
         from pyspark_theflash.schema import row_columns

@@ -37,14 +37,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     spark = SparkSession.builder.appName(f"theflash-writer {opts.store}").getOrCreate()
     min_rows = args.executor_decode_rows
     if min_rows is None:
-        min_rows = 0 if spark.sparkContext.master.startswith("local") else DEFAULT_MIN_ROWS
+        min_rows = 0 if (spark.sparkContext.master or "").startswith("local") else DEFAULT_MIN_ROWS
     decoder = ExecutorRowDecoder(spark.sparkContext, min_rows or 1, args.decode_partitions)
 
     def use_executors(store: object) -> None:
         if not min_rows:
             logging.getLogger("theflash.writer").info("executor decode off: rows are decoded on the driver")
         elif hasattr(store, "decode_rows"):
-            store.decode_rows = decoder  # type: ignore[attr-defined]
+            store.decode_rows = decoder
         else:
             logging.getLogger("theflash.writer").warning("this store cannot take pre-decoded rows: decoding on the driver")
 
