@@ -13,16 +13,20 @@ from pathlib import Path
 
 import pytest
 
-from delta_bank_rounds import bank_rounds_read_by_every_reader
+from delta_bank_rounds import ROUNDS, SLOW_ROUNDS, bank_rounds_read_by_every_reader
 from pyspark_theflash.lake.errors import LakeSetupError
 from pyspark_theflash.lake.jars import delta_spark_jars
 
 pytestmark = pytest.mark.spark
 
+# the slow run publishes and reads one more round (a second checkpoint)
+ROUND_COUNTS = pytest.mark.parametrize("rounds", [ROUNDS, pytest.param(SLOW_ROUNDS, marks=pytest.mark.slow)])
 
-def test_delta_spark_delta_rs_and_duckdb_read_each_round_as_theflash_at_its_ts(tmp_path: Path) -> None:
+
+@ROUND_COUNTS
+def test_delta_spark_delta_rs_and_duckdb_read_each_round_as_theflash_at_its_ts(tmp_path: Path, rounds: int) -> None:
     try:  # the set-up command fetched them: missing, this fails (it does not skip)
         jars = ",".join(str(j) for j in delta_spark_jars())
     except LakeSetupError as exc:
         pytest.fail(str(exc))
-    bank_rounds_read_by_every_reader(tmp_path, jars)
+    bank_rounds_read_by_every_reader(tmp_path, jars, rounds=rounds)

@@ -9,17 +9,22 @@ from typing import Any
 
 import pytest
 
-from delta_bank_rounds import bank_rounds_read_by_every_reader
+from delta_bank_rounds import ROUNDS, SLOW_ROUNDS, bank_rounds_read_by_every_reader
 from pyspark_theflash.lake.errors import LakeSetupError
 from pyspark_theflash.lake.jars import delta_spark_jars, s3a_jars
 
 pytestmark = pytest.mark.spark
 
+# the slow run publishes and reads one more round (a second checkpoint)
+ROUND_COUNTS = pytest.mark.parametrize("rounds", [ROUNDS, pytest.param(SLOW_ROUNDS, marks=pytest.mark.slow)])
 
-def test_the_same_rounds_published_to_s3_read_the_same_through_s3a_and_s3(tmp_path: Path, s3_server: Any,
+
+@ROUND_COUNTS
+def test_the_same_rounds_published_to_s3_read_the_same_through_s3a_and_s3(tmp_path: Path, rounds: int, s3_server: Any,
                                                                           s3_bucket: str) -> None:
     try:  # the set-up command fetched them: missing, this fails (it does not skip)
         jars = ",".join(str(j) for j in [*delta_spark_jars(), *s3a_jars()])
     except LakeSetupError as exc:
         pytest.fail(str(exc))
-    bank_rounds_read_by_every_reader(tmp_path, jars, to=f"s3://{s3_bucket}/replica", hadoop=s3_server.hadoop_conf())
+    bank_rounds_read_by_every_reader(tmp_path, jars, to=f"s3://{s3_bucket}/replica", hadoop=s3_server.hadoop_conf(),
+                                     rounds=rounds)
