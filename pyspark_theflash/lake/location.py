@@ -10,22 +10,46 @@ an instance role; ``AWS_ENDPOINT_URL`` for an S3-compatible server, ``AWS_REGION
 
 Writes are whole files: on a local file system under a temporary name, fsynced and renamed (or
 linked, when the name must not exist yet); on an object store one PUT, which a reader sees
-whole or not at all. An object store has no link: ``create`` checks that the name is free, then
+whole or not at all, written again after a transient error (``TRANSIENT``). An object store has no link: ``create`` checks that the name is free, then
 writes, which is safe with one publisher per store (the rule docs/delta.md states) but is not
 an atomic put-if-absent.
 """
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Callable, Union
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 
 from pyspark_theflash.lake.errors import LakeError, LakeLocationError
+
+# The AWS SDK's error kinds (as pyarrow's messages name them) a retry may cure: the server's own
+# failure, throttling, the network. pyarrow retries a request 3 times; an object store under load
+# (SeaweedFS on this 2-core machine) answered a part's upload INTERNAL_FAILURE all three, which
+# failed a publication round whose every other file was written.
+TRANSIENT = re.compile(r"AWS Error (INTERNAL_FAILURE|SERVICE_UNAVAILABLE|SLOW_DOWN|THROTTLING|NETWORK_CONNECTION|"
+                       r"REQUEST_TIMEOUT)\b|please try again", re.IGNORECASE)
+WRITE_ATTEMPTS = 5  # a whole file written again after 0.25, 0.5, 1 and 2 s
+RETRY_FIRST_S = 0.25
+
+
+def _whole_file_retried(write: Callable[[], None]) -> None:
+    """``write`` (a whole file's PUT: the same bytes each time) again while the store answers
+    a transient error, up to ``WRITE_ATTEMPTS``; any other error at once."""
+    for attempt in range(WRITE_ATTEMPTS):
+        try:
+            write()
+            return
+        except OSError as exc:
+            if attempt == WRITE_ATTEMPTS - 1 or not TRANSIENT.search(str(exc)):
+                raise
+            time.sleep(RETRY_FIRST_S * 2 ** attempt)
 
 
 @dataclass(frozen=True)
@@ -118,8 +142,14 @@ class LakeDir:
             finally:
                 tmp.unlink(missing_ok=True)
             return
-        with self.fs.open_output_stream(self._at(rel)) as out:
-            out.write(data)
+        self._put(rel, data)
+
+    def _put(self, rel: str, data: bytes) -> None:
+        def put() -> None:
+            with self.fs.open_output_stream(self._at(rel)) as out:
+                out.write(data)
+
+        _whole_file_retried(put)
 
     def create(self, rel: str, data: bytes) -> None:
         """The file under a name that must not exist yet: ``FileExistsError`` when it does."""
@@ -143,8 +173,7 @@ class LakeDir:
             return
         if self.info(rel).type != pafs.FileType.NotFound:
             raise FileExistsError(self.where(rel))
-        with self.fs.open_output_stream(self._at(rel)) as out:
-            out.write(data)
+        self._put(rel, data)
 
     def copy_in(self, source: Path, rel: str) -> None:
         """A local file copied to ``rel`` (a store part a version names, on an object store)."""
@@ -160,8 +189,8 @@ class LakeDir:
             finally:
                 tmp.unlink(missing_ok=True)
             return
-        pafs.copy_files(str(source), self._at(rel), source_filesystem=pafs.LocalFileSystem(),
-                        destination_filesystem=self.fs)
+        _whole_file_retried(lambda: pafs.copy_files(str(source), self._at(rel), source_filesystem=pafs.LocalFileSystem(),
+                                                    destination_filesystem=self.fs))
 
     def delete(self, rel: str) -> bool:
         """Delete a file; False when it was not there."""
