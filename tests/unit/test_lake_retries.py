@@ -30,7 +30,7 @@ class _FailingUpload:
         return int(self.inner.write(data))
 
     def flush(self) -> None:
-        pass
+        self.inner.flush()
 
     def writable(self) -> bool:
         return True
@@ -43,9 +43,10 @@ class _FailingUpload:
 
 
 class FlakyStore(pafs.FileSystemHandler):
-    """A local directory whose first ``failures`` uploads fail with ``message``."""
+    """The local directory ``root`` whose first ``failures`` uploads fail with ``message``."""
 
-    def __init__(self, failures: int, message: str) -> None:
+    def __init__(self, root: Path, failures: int, message: str) -> None:
+        self.root = root
         self.local = pafs.LocalFileSystem()
         self.failures, self.message, self.uploads = failures, message, 0
 
@@ -76,7 +77,7 @@ class FlakyStore(pafs.FileSystemHandler):
         self.local.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
 
     def delete_root_dir_contents(self) -> None:
-        raise NotImplementedError
+        self.local.delete_dir_contents(str(self.root))
 
     def delete_file(self, path: str) -> None:
         self.local.delete_file(path)
@@ -94,14 +95,14 @@ class FlakyStore(pafs.FileSystemHandler):
         return self.local.open_input_file(path)
 
     def open_append_stream(self, path: str, metadata: Any) -> Any:
-        raise NotImplementedError
+        return self.local.open_append_stream(path)
 
     def normalize_path(self, path: str) -> str:
         return path
 
 
 def flaky(tmp_path: Path, failures: int, message: str) -> tuple[LakeDir, FlakyStore]:
-    handler = FlakyStore(failures, message)
+    handler = FlakyStore(tmp_path, failures, message)
     return LakeDir(pafs.PyFileSystem(handler), str(tmp_path), f"s3://bucket{tmp_path}"), handler
 
 
