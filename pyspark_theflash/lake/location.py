@@ -210,7 +210,7 @@ def lake_dir(where: Where) -> LakeDir:
     if isinstance(where, LakeDir):
         return where
     text = os.fspath(where)
-    if "@" in text.split("://", 1)[-1].split("/", 1)[0] and "://" in text:
+    if "://" in text and "@" in text.split("://", 1)[1].split("/", 1)[0]:  # s3://key:secret@bucket
         raise LakeLocationError(f"{text.split('://', 1)[0]}://...: credentials do not go in a location; set "
                                 "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) in the environment")
     if "://" not in text:

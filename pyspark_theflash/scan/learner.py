@@ -11,10 +11,9 @@ knows (merged away) is replaced by the upstream regions now covering its range.
 """
 from __future__ import annotations
 
-from bisect import bisect_right
-
 import logging
 import time
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
