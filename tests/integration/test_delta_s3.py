@@ -253,3 +253,17 @@ def test_the_writer_publishes_to_s3_on_its_own_with_delta_to(tmp_path: Path, s3_
             assert total == bank.total
     finally:
         rig.close()
+
+
+def test_the_s3_server_takes_writes_in_as_many_buckets_as_a_test_worker_makes(s3_server: Any) -> None:
+    # Each bucket is a collection with volumes of its own (tests/support/s3_server.py): a cap of
+    # 32 volume slots failed the fifth bucket's first write with INTERNAL_FAILURE. Twelve buckets,
+    # more than a worker's share of a slow run, each take an object and give the same bytes back.
+    fs = s3_server.filesystem()
+    for n in range(12):
+        bucket = f"many-{n}"
+        s3_server.create_bucket(bucket)
+        with fs.open_output_stream(f"{bucket}/object") as out:
+            out.write(bytes([n]) * 4096)
+        with fs.open_input_stream(f"{bucket}/object") as f:
+            assert f.read() == bytes([n]) * 4096

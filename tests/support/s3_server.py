@@ -124,11 +124,16 @@ class S3Server:
         config.chmod(0o600)
         master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = _free_ports(8)
         self.port = s3
-        # every port on loopback and chosen here; no telemetry, no Iceberg catalog, sockets in the data dir
+        # every port on loopback and chosen here; no telemetry, no Iceberg catalog, sockets in the data dir.
+        # Each bucket is a SeaweedFS collection, and the master grows 7 volumes for a new one: with
+        # the probe's collection, a cap of 32 volume slots left the fifth bucket of a test worker
+        # without a writable volume ("No writable volumes and no free volumes left", answered as
+        # INTERNAL_FAILURE on every retry). The slots are only a count (volumes are sparse files
+        # that fill to -master.volumeSizeLimitMB), so the cap is set far above what a run creates.
         argv = [str(weed), "server", f"-dir={self.data_dir / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                 f"-master.port={master}", f"-master.port.grpc={master_grpc}", "-master.telemetry=false",
                 "-master.volumeSizeLimitMB=64", f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
-                "-volume.max=32", f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
+                "-volume.max=1024", f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
                 f"-filer.localSocket={self.data_dir / 'filer.sock'}", "-s3", f"-s3.port={s3}",
                 f"-s3.port.grpc={s3_grpc}", "-s3.port.iceberg=0", f"-s3.localSocket={self.data_dir / 's3.sock'}",
                 f"-s3.config={config}"]
