@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import subprocess
+import urllib.request
 from pathlib import Path
 from typing import Iterator
 
@@ -61,10 +62,27 @@ def plain_env() -> dict[str, str]:
     return env
 
 
+class Served:
+    """The quick start's ``theflash serve``: its HTTP port, and what to say when a block fails."""
+
+    def __init__(self, process: subprocess.Popen[bytes], http: int, log: Path) -> None:
+        self.process, self.http, self.log = process, http, log
+
+    def state(self) -> str:
+        code = self.process.poll()
+        said = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+        return (f"theflash serve (HTTP {self.http}) " + ("is running" if code is None else f"exited with {code}")
+                + (f"; its stderr ends: {said}" if said else "; its stderr is empty"))
+
+
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FlashRig, int]]:
-    """A store of the bank's accounts and the quick start's `theflash serve` over it."""
-    rig = FlashRig(tmp_path_factory.mktemp("quickstart"))
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FlashRig, Served]]:
+    """A store of the bank's accounts and the quick start's `theflash serve` over it. Its stderr
+    goes to a file (a pipe nobody reads would stall it once full), and it is ready when its own
+    /healthz answers: a port that merely accepts may be another process's, taken between
+    ``free_ports`` and the service's bind."""
+    base = tmp_path_factory.mktemp("quickstart")
+    rig = FlashRig(base)
     service = None
     try:
         BankWorkload(rig.cluster, accounts=ACCOUNTS, initial=INITIAL).setup()
@@ -74,30 +92,36 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FlashRig,
         assert serve == [".venv/bin/theflash serve --store /tmp/flash &"], serve
         flight, http = free_ports()
         line = serve[0].removesuffix("&").replace("/tmp/flash", rig.store) + f" --port {flight}"
-        service = subprocess.Popen(["bash", "-c", f"exec {line}"], cwd=ROOT, env=plain_env(),
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        log = base / "serve.stderr"
+        with open(log, "wb") as stderr:
+            process = subprocess.Popen(["bash", "-c", f"exec {line}"], cwd=ROOT, env=plain_env(),
+                                       stdout=subprocess.DEVNULL, stderr=stderr)
+        service = Served(process, http, log)
 
-        def listening() -> bool:
-            assert service.poll() is None, service.stderr.read().decode() if service.stderr else ""
-            with socket.socket() as s:
-                return s.connect_ex(("127.0.0.1", http)) == 0
+        def healthy() -> bool:
+            assert process.poll() is None, service.state()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{http}/healthz", timeout=5) as answer:
+                    return bool(answer.status == 200)
+            except OSError:
+                return False
 
-        wait_for(listening, 60, "theflash serve to listen")
-        yield rig, http
+        wait_for(healthy, 60, "theflash serve to answer /healthz")
+        yield rig, service
     finally:
         if service is not None:
-            service.terminate()
-            service.wait(30)
+            service.process.terminate()
+            service.process.wait(30)
         rig.close()
 
 
-def run_block(block: str, port: int, store: str, stdin: str = "") -> str:
+def run_block(block: str, served: Served, store: str, stdin: str = "") -> str:
     def ours(text: str) -> str:
-        return text.replace("8816", str(port)).replace("/tmp/flash", store)
+        return text.replace("8816", str(served.http)).replace("/tmp/flash", store)
 
     out = subprocess.run(["bash", "-c", "set -e\n" + ours("\n".join(commands(block)))], input=ours(stdin), capture_output=True, text=True,
                          cwd=ROOT, env=plain_env(), timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.returncode == 0, f"{served.state()}\n{out.stderr[-3000:]}"
     return out.stdout
 
 
@@ -110,18 +134,19 @@ def shell_block(page: Path) -> tuple[str, str]:
     return "\n".join(shell), "\n".join(scala + [":quit", ""])
 
 
-def test_the_spark_shell_quick_start_runs_as_written(served: tuple[FlashRig, int]) -> None:
-    rig, port = served
+def test_the_spark_shell_quick_start_runs_as_written(served: tuple[FlashRig, Served]) -> None:
+    rig, service = served
     shell, scala = shell_block(ROOT / "jvm-shim" / "README.md")
     readme = shell_block(ROOT / "README.md")
     assert readme == (shell, scala), "README.md and jvm-shim/README.md differ"
-    out = run_block(shell, port, rig.store, stdin=scala)
-    assert re.search(rf"\|\s*{ACCOUNTS * INITIAL}\s*\|", out), out[-3000:]  # format("theflash"): the total
-    assert re.search(rf"\|\s*{ACCOUNTS}\s*\|", out), out[-3000:]  # the catalog's self-join: every account
+    out = run_block(shell, service, rig.store, stdin=scala)
+    # format("theflash"): the total; the catalog's self-join: every account
+    assert re.search(rf"\|\s*{ACCOUNTS * INITIAL}\s*\|", out), f"{service.state()}\n{out[-3000:]}"
+    assert re.search(rf"\|\s*{ACCOUNTS}\s*\|", out), f"{service.state()}\n{out[-3000:]}"
 
 
-def test_the_spark_submit_quick_start_runs_as_written(served: tuple[FlashRig, int]) -> None:
-    rig, port = served
+def test_the_spark_submit_quick_start_runs_as_written(served: tuple[FlashRig, Served]) -> None:
+    rig, service = served
     block = next(b for b in blocks(ROOT / "jvm-shim" / "README.md") if "spark-submit" in b)
-    out = run_block(block, port, rig.store)
-    assert f"accounts={ACCOUNTS} total={ACCOUNTS * INITIAL}" in out, out[-3000:]
+    out = run_block(block, service, rig.store)
+    assert f"accounts={ACCOUNTS} total={ACCOUNTS * INITIAL}" in out, f"{service.state()}\n{out[-3000:]}"
