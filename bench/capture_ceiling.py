@@ -69,6 +69,13 @@ from pyspark_theflash.proto import cdcpb_pb2, metapb_pb2, pdpb_pb2, pdpb_pb2_grp
 CLUSTER_ID = 7_000_001
 SPAN = 1 << 40  # handles per region
 LOGICAL_BITS = 18
+# TiKV's CDC batching (components/cdc): an Event's entries at most CDC_EVENT_MAX_BYTES, and the
+# EventBatcher packs at most CDC_EVENT_MAX_COUNT events into one ChangeDataEvent of at most
+# CDC_RESP_MAX_BYTES. The copy feed keeps to them (one block of every region in one message
+# was 384 MB at 10,000 regions, past gRPC's 256 MiB limit).
+CDC_EVENT_MAX_BYTES = 32 * 1024
+CDC_EVENT_MAX_COUNT = 64
+CDC_RESP_MAX_BYTES = 6 * 1024 * 1024
 PREWRITE, COMMIT, ROLLBACK, COMMITTED, INITIALIZED = 1, 2, 3, 4, 5
 PUT = 1
 
@@ -204,12 +211,17 @@ def live_feed(txns: int, txn_rows: int, regions: int, block: int, base_ts: int, 
 
 
 def copy_feed(rows: int, regions: int, batch: int, base_ts: int) -> Feed:
-    """An initial scan: ``rows`` COMMITTED rows spread over the regions, ``batch`` a message per
-    region, then INITIALIZED; then one resolved ts past every commit."""
+    """An initial scan: ``rows`` COMMITTED rows spread over the regions, events of at most
+    ``batch`` rows and CDC_EVENT_MAX_BYTES per region, then INITIALIZED; then one resolved ts
+    past every commit. Messages carry the regions' events in turn, as a store's scans
+    interleave, packed as TiKV's EventBatcher packs them (CDC_EVENT_MAX_COUNT, CDC_RESP_MAX_BYTES)."""
     feed = Feed(regions)
     feed.initial = True
     per = -(-rows // regions)
     values, v = _values_and_v(min(rows, 65536), 13)
+    one = encode_rows(COMMITTED, np.full(1, base_ts + 1, np.uint64), np.full(1, base_ts + 2, np.uint64),
+                      record_keys(np.zeros(1, np.int64)), values[:1])  # (every row of the feed is this long)
+    batch = max(1, min(batch, CDC_EVENT_MAX_BYTES // one.shape[1]))
     ts = base_ts
     for r in range(regions):
         n = max(0, min(per, rows - r * per))  # fewer rows than regions: the last regions are empty
@@ -226,11 +238,22 @@ def copy_feed(rows: int, regions: int, batch: int, base_ts: int) -> Feed:
         feed.blocks[r].append(INITIALIZED_ROW)
         feed.rows += n
         feed.committed += n
-    # per message one block of each region in turn, as a store's scans interleave
     most = max(len(b) for b in feed.blocks)
+    msg: list[tuple[int, int]] = []
+    size = 0
     for j in range(most):
-        feed.plan.append([(r, j) for r in range(regions) if j < len(feed.blocks[r])])
-        feed.resolved_after.append(0)
+        for r in range(regions):
+            if j >= len(feed.blocks[r]):
+                continue
+            block = len(feed.blocks[r][j]) + 16  # (the event's region id, index and request id)
+            if msg and (len(msg) == CDC_EVENT_MAX_COUNT or size + block > CDC_RESP_MAX_BYTES):
+                feed.plan.append(msg)
+                feed.resolved_after.append(0)
+                msg, size = [], 0
+            msg.append((r, j))
+            size += block
+    feed.plan.append(msg)
+    feed.resolved_after.append(0)
     feed.last_ts = ts + 2000
     feed.resolved_after[-1] = feed.last_ts
     return feed
