@@ -228,9 +228,8 @@ class Applier:
             caches.commit()
             # From here on nothing can fail half-way: the batch is decoded.
             state.dirty_regions.update(saved_regions)
-            for _seq, lo, hi, why in staged.tombstones:
-                self._delete_range_in_buffers(lo, hi)
-                state.tombstones.append((lo, hi, why))
+            self._delete_ranges_in_buffers([(lo, hi) for _seq, lo, hi, _why in staged.tombstones])
+            state.tombstones.extend((lo, hi, why) for _seq, lo, hi, why in staged.tombstones)
             for tid, version, table in decoded:
                 buf = state.buffers.setdefault(tid, TableBuffer())
                 buf.chunks.append((version, table))
@@ -775,6 +774,10 @@ class Applier:
         out: list[tuple[int, int, pa.Table]] = []
         tids = rk.table_ids
         one_table = bool(tids[0] == tids.min() == tids.max())
+        # the batch's range tombstones, their raw bounds decoded once (a table's handle range
+        # of each is found below): a row staged before one and inside it is deleted by it
+        tombstones = [(tseq, keyspace.decode_region_boundary(start), keyspace.decode_region_boundary(end))
+                      for tseq, start, end, _why in staged.tombstones]
         for tid in tids[:1] if one_table else np.unique(tids):
             tid = int(tid)
             if tid in self.catalog.ignored:
@@ -789,17 +792,12 @@ class Applier:
             if not common and not rk.int_keys_ok(sel):
                 raise MalformedRecordKeyError(tid, staged.region_of(int(seq[rows[0]])))
             handles = rk.handles(sel, common)
-            keep = np.ones(len(rows), dtype=bool)
-            for tseq, start, end, _why in staged.tombstones:
+            if tombstones:
                 # Rows staged before a delete-range in the same batch are deleted by it.
-                before = seq[rows] < tseq
-                if not before.any():
-                    continue
-                rng = keyspace.region_handle_range(start, end, tid, common)
-                if rng is not None:
-                    keep &= ~(before & keyspace.in_range(handles, rng))
-            if not keep.all():
-                rows, handles = rows[keep], handles.filter(pa.array(keep))
+                ranges, tseqs = self._handle_ranges(tombstones, tid, common)
+                keep = keyspace.latest_cover(handles, ranges, tseqs) <= seq[rows]
+                if not keep.all():
+                    rows, handles = rows[keep], handles.filter(pa.array(keep))
             if len(rows) == 0:
                 continue
             if len(history) == 1:
@@ -860,15 +858,35 @@ class Applier:
             cached = self._file_schemas[key] = (schema, [f for f in schema if f.name not in HIDDEN_NAMES])
         return cached
 
-    def _delete_range_in_buffers(self, start: bytes, end: bytes) -> None:
+    @staticmethod
+    def _handle_ranges(tombstones: list[tuple[int, bytes, bytes]], tid: int, common: bool
+                       ) -> tuple[list[keyspace.HandleRange], list[int]]:
+        """Table ``tid``'s handle range of each (seq, raw start, raw end) tombstone that holds
+        any of its keys, with the tombstones' seqs."""
+        ranges: list[keyspace.HandleRange] = []
+        seqs: list[int] = []
+        for tseq, start, end in tombstones:
+            rng = keyspace.handle_range_in(start, end, tid, common)
+            if rng is not None:
+                ranges.append(rng)
+                seqs.append(tseq)
+        return ranges, seqs
+
+    def _delete_ranges_in_buffers(self, bounds: list[tuple[bytes, bytes]]) -> None:
+        """The buffered rows (of batches before this one) inside any of the PD-encoded ranges
+        dropped: one pass over each buffered chunk for all of them."""
+        if not bounds or not self.state.buffers:
+            return
+        tombstones = [(0, keyspace.decode_region_boundary(start), keyspace.decode_region_boundary(end))
+                      for start, end in bounds]
         for tid, buf in self.state.buffers.items():
-            rng = keyspace.region_handle_range(start, end, tid, bool(self.catalog.latest[tid].is_common_handle))
-            if rng is None:
+            ranges, seqs = self._handle_ranges(tombstones, tid, bool(self.catalog.latest[tid].is_common_handle))
+            if not ranges:
                 continue
             chunks = []
             rows = nbytes = 0
             for version, t in buf.chunks:
-                inside = keyspace.in_range(t.column(ROWID), rng)
+                inside = keyspace.latest_cover(t.column(ROWID), ranges, seqs) >= 0
                 if inside.any():
                     t = t.filter(pa.array(~inside))
                 if t.num_rows:

@@ -83,15 +83,44 @@ def region_handle_range(pd_start: bytes, pd_end: bytes, table_id: int,
                            common_handle)
 
 
-def in_range(handles: pa.Array | pa.ChunkedArray, rng: HandleRange) -> np.ndarray:
-    """Vectorised: which handles lie in [lo, hi)."""
-    lo, hi = rng
-    inside = np.ones(len(handles), dtype=bool)
-    if lo is not None:
-        inside &= pc.greater_equal(handles, pa.scalar(lo, handles.type)).to_numpy(zero_copy_only=False)
-    if hi is not None:
-        inside &= pc.less(handles, pa.scalar(hi, handles.type)).to_numpy(zero_copy_only=False)
-    return inside
+def latest_cover(handles: pa.Array | pa.ChunkedArray, ranges: Sequence[HandleRange], seqs: Sequence[int]
+                 ) -> np.ndarray:
+    """For each handle, the greatest of ``seqs`` among the ``ranges`` [lo, hi) that hold it, or
+    -1 where none does (int64). Vectorised over handles and ranges: the ranges' finite bounds
+    cut the handle space into segments, each segment takes the greatest seq of the ranges over
+    it, and each handle finds its segment by bisection. A batch of 10,000 region snapshots
+    stages 10,000 range tombstones; one ``in_range`` pass per tombstone over all of the batch's
+    rows made the writer's initial copy quadratic (~3 ms a region at 10,000 regions)."""
+    n = len(handles)
+    if not ranges or n == 0:
+        return np.full(n, -1, np.int64)
+    binary = not pa.types.is_integer(handles.type)
+    finite = [b for lo, hi in ranges for b in (lo, hi) if b is not None]
+    # int handles bisect as int64; a clustered common handle's memcomparable bytes as Python
+    # bytes (the only per-row objects here, and only for such tables)
+    bounds = np.array(sorted(set(finite)), dtype=object) if binary else np.unique(np.array(finite, np.int64))
+    top = len(bounds) + 1  # segments: (-inf, b0), [b0, b1), ..., [b_last, +inf)
+    los = np.array([0 if lo is None else -1 for lo, _ in ranges], np.int64)
+    his = np.array([top if hi is None else -1 for _, hi in ranges], np.int64)
+    have_lo, have_hi = los < 0, his < 0
+    if have_lo.any():
+        los[have_lo] = np.searchsorted(bounds, np.array([lo for lo, _ in ranges if lo is not None],
+                                                        dtype=bounds.dtype), side="right")
+    if have_hi.any():
+        his[have_hi] = np.searchsorted(bounds, np.array([hi for _, hi in ranges if hi is not None],
+                                                        dtype=bounds.dtype), side="right")
+    seq = np.asarray(seqs, np.int64)
+    lengths = np.maximum(his - los, 0)
+    segment_max = np.full(top, -1, np.int64)
+    total = int(lengths.sum())
+    if total <= 4 * top + (1 << 20):  # the usual case: the ranges barely overlap
+        starts = np.repeat(los - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
+        np.maximum.at(segment_max, starts + np.arange(total), np.repeat(seq, lengths))
+    else:  # heavily overlapping ranges: painted in seq order, the greatest last
+        for i in np.argsort(seq, kind="stable").tolist():
+            segment_max[los[i]:his[i]] = seq[i]
+    values = handles.to_numpy(zero_copy_only=False)
+    return segment_max[np.searchsorted(bounds, values, side="right")]
 
 
 def key_in_raw_range(key: bytes, raw_start: bytes, raw_end: bytes) -> bool:
