@@ -59,6 +59,10 @@ class FlushResult:
     locks: int                   # open locks persisted after the edit
     position: tuple[int, int] | None
     seconds: float
+    # the region rows the edit wrote (``_PreparedFlush.regions``: id, start, end, epoch version,
+    # conf ver, applied index, resolved ts, state, snapshot index, orphan-until ts), for a
+    # caller that follows the regions' progress without listing every region after each flush
+    region_rows: tuple[tuple[Any, ...], ...] = ()
 
 
 
@@ -439,7 +443,8 @@ class _PreparedFlush:
 
     def result(self, version: int) -> FlushResult:
         return FlushResult(version, len(self.written), self.rows, sum(w[3].bytes for w in self.written),
-                           self.n_regions, len(self.current_locks), self.position, time.monotonic() - self.t0)
+                           self.n_regions, len(self.current_locks), self.position, time.monotonic() - self.t0,
+                           tuple(self.regions))
 
     def partitions_after(self) -> dict[int, list[tuple[int, int | None, int | None]]]:
         """The partitions once this flush's edit commits (it adds a table's first one)."""

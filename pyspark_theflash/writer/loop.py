@@ -622,11 +622,8 @@ class Writer:
             self._unflushed_rows = 0
             self._unflushed_events = 0
         self._last_flush = time.monotonic()
-        if wait:
-            if self._pending_flush is not None:
-                self._settle()
-            else:
-                self._note_store_state()
+        if wait and self._pending_flush is not None:
+            self._settle()  # (with none in flight, every flush so far was noted by _settle)
 
     def _settle(self, block: bool = True) -> None:
         """Once the pipelined flush in flight is durable (waiting for it when ``block``): count
@@ -638,14 +635,20 @@ class Writer:
         if not block and not pending.done():
             return
         self._pending_flush = None
-        pending.wait()
+        result = pending.wait()
         took = time.monotonic() - started
         self.progress.flushes += 1
         self.progress.last_flush_s = took
         self.progress.flush_seconds_total += took
-        self._note_store_state()
+        # the flush's own region rows, now durable: listing every region of the manifest after
+        # each flush cost the writer a fifth of its time at 10,000 regions (flushes every 50 ms)
+        self.progress.note_flushed_regions(result.region_rows)
+        if result.position is not None:
+            self.progress.position = f"{int(result.position[0])}:{int(result.position[1])}"
 
     def _note_store_state(self) -> None:
+        """Every live region's persisted state and the position, read from the manifest: at the
+        start and after the bootstrap's own flush; each flush since is noted by ``_settle``."""
         with self._store.snapshot() as view:
             self.progress.note_regions(view.regions())
             position = view.position()

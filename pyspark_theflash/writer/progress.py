@@ -89,6 +89,19 @@ class Progress:
         for region_id in [i for i in self.regions if i not in live]:
             del self.regions[region_id]
 
+    def note_flushed_regions(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """The region rows one flush made durable (``FlushResult.region_rows``): a live one's
+        progress updated, a merged or removed one's dropped; the others are as they were."""
+        for row in rows:
+            region_id = int(row[0])
+            if row[7] != "normal":
+                self.regions.pop(region_id, None)
+                continue
+            r = self.region(region_id)
+            r.applied_index = int(row[5])
+            r.resolved_ts = int(row[6])
+            r.seen_index = max(r.seen_index, r.applied_index)
+
     def rates(self) -> tuple[float, float]:
         """(events/s, rows/s) over the last RATE_WINDOW_S seconds."""
         now = time.monotonic()
