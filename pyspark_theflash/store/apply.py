@@ -9,7 +9,6 @@ batch's DDL), and hands a batch past the flush thresholds to the ``FlushPipeline
 """
 from __future__ import annotations
 
-import copy
 import functools
 import time
 from dataclasses import dataclass
@@ -255,7 +254,7 @@ class Applier:
         a snapshot or split is introducing."""
         reg = self.state.regions.get(rid)
         if rid not in saved:
-            saved[rid] = None if reg is None else copy.copy(reg)  # (its fields are immutable values)
+            saved[rid] = None if reg is None else reg.undo_copy()
         if reg is None:
             reg = MutableRegion(rid)
             self.state.regions[rid] = reg
@@ -487,7 +486,7 @@ class Applier:
             if reg is None or reg.resolved_ts >= ts:
                 continue
             if rid not in saved:
-                saved[rid] = copy.copy(reg)
+                saved[rid] = reg.undo_copy()
             reg.resolved_ts = ts
             if reg.orphan_until_ts and ts >= reg.orphan_until_ts:
                 reg.orphan_until_ts = 0  # nothing commits at or below the resolved ts any more: no orphan can come

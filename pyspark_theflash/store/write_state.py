@@ -37,6 +37,13 @@ class MutableRegion:
     # this commit ts: the snapshot's newest write. 0 = none expected.
     orphan_until_ts: int = 0
 
+    def undo_copy(self) -> "MutableRegion":
+        """A copy for a batch's undo (its fields are immutable values): a third of
+        ``copy.copy``'s cost, which a resolved ts of 10,000 regions pays for each that moves."""
+        c = object.__new__(MutableRegion)
+        c.__dict__.update(self.__dict__)
+        return c
+
     def frozen(self) -> RegionState:
         return RegionState(self.id, self.start_key, self.end_key, self.epoch_version, self.conf_ver,
                            self.applied_index, self.resolved_ts, self.state, self.snapshot_index)
