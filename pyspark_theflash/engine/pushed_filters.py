@@ -73,7 +73,6 @@ class _Read:
     """One table read directly by a SELECT's FROM."""
 
     node: dict[str, Any]
-    info: Any
     binding: str                      # the name the SELECT knows it by (alias, else table name)
     schema: str
     name: str
@@ -138,11 +137,9 @@ def pushed_filters(statements: Any, table_of: Callable[[dict[str, Any]], Any]) -
                 continue  # it keeps the NULL-padded row: pushing it would pad rows it drops
             per_read.setdefault(id(read.node), []).append(expr)
     by_table: dict[int, list[list[Expr]]] = {}
-    infos: dict[int, Any] = {}
     for node in _nodes(statements, lambda n: n.get("type") == "BASE_TABLE"):
         info = table_of(node)
         if info is not None:
-            infos[id(info)] = info
             by_table.setdefault(id(info), []).append(per_read.get(id(node), []))
     out: dict[int, Expr] = {}
     for key, reads in by_table.items():
@@ -194,7 +191,7 @@ def _scope(select: dict[str, Any], table_of: Callable[[dict[str, Any]], Any]) ->
             scope.unknown_columns = True
             return
         name = str(item.get("table_name") or "").lower()
-        scope.reads.append(_Read(item, info, alias or name, str(item.get("schema_name") or "main").lower(), name,
+        scope.reads.append(_Read(item, alias or name, str(item.get("schema_name") or "main").lower(), name,
                                  bool(alias), nullable, _column_types(info)))
 
     visit(select.get("from_table"), False)
