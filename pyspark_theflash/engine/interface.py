@@ -27,6 +27,7 @@ from pyspark_theflash.engine.partition import LeaseRenewal, ScanPartition
 
 if TYPE_CHECKING:
     from pyspark_theflash.store.parts import ReadStats
+    from pyspark_theflash.store.predicate import Expr
 
 
 class EngineReadOnlyError(TheFlashError):
@@ -68,7 +69,7 @@ class SqlResult:
     result: pa.Table
     seconds: float
     computed_by: str = "ClickHouse"
-    pushed_filters: Mapping[str, Any] = field(default_factory=dict)
+    pushed_filters: Mapping[str, Expr] = field(default_factory=dict)
     rows_read: Mapping[str, int] = field(default_factory=dict)
 
 
