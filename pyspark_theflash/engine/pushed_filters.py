@@ -16,15 +16,15 @@ exact decimals to integer and DECIMAL columns; numbers to DOUBLE columns, only b
 text columns, and to binary ones when it is ASCII without a backslash (DuckDB reads ``\\x..``
 escapes in a BLOB); ``'YYYY-MM-DD'`` and ``DATE '...'`` to DATE columns; ``'YYYY-MM-DD[
 HH:MM:SS[.ffffff]]'`` and ``TIMESTAMP '...'`` to DATETIME and TIMESTAMP columns, with an
-offset (``Z``, ``+HH``, ``+HH:MM``) to TIMESTAMP (UTC) only; TRUE and FALSE. Nothing is pushed
-to FLOAT or TIME columns but ``IS [NOT] NULL``.
+offset (``Z``, ``+HH``, ``+HH:MM``) to TIMESTAMP (UTC) only. Nothing is pushed to FLOAT or
+TIME columns but ``IS [NOT] NULL``.
 
 A column is the table's when it is qualified by the table's alias (or its name when it has
 none, also as ``db.table.col``), or unqualified and no other table of the SELECT has it and the
 FROM holds nothing whose columns are unknown here (a subquery, a CTE, a table function), no
 NATURAL join and no USING of that name. A table with a column alias list (``t AS a(x, y)``)
-or a sample, or a SELECT with a join other than inner, cross, LEFT, RIGHT or FULL (SEMI, ANTI,
-ASOF, POSITIONAL), pushes nothing. On the nullable side of an outer join only a conjunct that
+gets nothing; a SELECT with a sample, or with a join other than inner, cross, LEFT, RIGHT or
+FULL (SEMI, ANTI, ASOF, POSITIONAL), pushes nothing. On the nullable side of an outer join only a conjunct that
 rejects the NULL-padded row is pushed (``IS NULL`` is not). ON conditions are not pushed.
 
 DuckDB still applies the whole WHERE: a pushed filter only ever drops rows no answer needs. A
@@ -62,7 +62,7 @@ _TIMESTAMP = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2}):(\d{2})
 @dataclass(frozen=True)
 class _Constant:
     """A constant of the statement: ``kind`` is int, decimal, double, text, date (``DATE
-    'text'``), timestamp (``TIMESTAMP 'text'``), timestamptz, bool or null."""
+    'text'``), timestamp (``TIMESTAMP 'text'``), timestamptz or null."""
 
     kind: str
     value: Any
@@ -327,8 +327,6 @@ def _constant(node: Any) -> _Constant | None:
             return _Constant(target.lower(), text)
         if target in ("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ"):
             return _Constant("timestamptz", text)
-        if target == "BOOLEAN" and text.lower() in ("t", "true", "f", "false"):
-            return _Constant("bool", text.lower() in ("t", "true"))
         if target == "VARCHAR":
             return inner
         return None
@@ -352,8 +350,6 @@ def _constant(node: Any) -> _Constant | None:
         return _Constant("double", float(raw))
     if type_id == "VARCHAR" and isinstance(raw, str):
         return _Constant("text", raw)
-    if type_id == "BOOLEAN" and isinstance(raw, bool):
-        return _Constant("bool", raw)
     return None
 
 
@@ -380,8 +376,6 @@ def _value(constant: _Constant, typ: pa.DataType) -> Any:
         return v if kind == "text" else None
     if pa.types.is_binary(typ):
         return v.encode("ascii") if kind == "text" and v.isascii() and "\\" not in v else None
-    if pa.types.is_boolean(typ):
-        return v if kind == "bool" else None
     if pa.types.is_date32(typ):
         m = _DATE.match(v) if kind in ("text", "date") else None
         return _date(m) if m else None
