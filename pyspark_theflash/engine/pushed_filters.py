@@ -219,13 +219,11 @@ def _expression(node: Any, scope: _Scope) -> tuple[_Read, Expr] | None:
         return None
     kind = node.get("type")
     if kind in ("CONJUNCTION_OR", "CONJUNCTION_AND", "OPERATOR_NOT"):
-        parts = [_expression(c, scope) for c in node.get("children") or ()]
-        if not parts or any(p is None for p in parts):
-            return None
-        reads = {id(p[0]) for p in parts if p is not None}
-        if len(reads) != 1:
-            return None
-        read, exprs = parts[0][0], [p[1] for p in parts if p is not None]  # type: ignore[index]
+        children = node.get("children") or []
+        parts = [p for p in (_expression(c, scope) for c in children) if p is not None]
+        if not parts or len(parts) != len(children) or len({id(read) for read, _ in parts}) != 1:
+            return None  # a part the stream cannot apply, or parts on different tables
+        read, exprs = parts[0][0], [expr for _, expr in parts]
         if kind == "OPERATOR_NOT":
             return (read, Not(exprs[0])) if len(exprs) == 1 else None
         return read, (Or(*exprs) if kind == "CONJUNCTION_OR" else And(*exprs))
