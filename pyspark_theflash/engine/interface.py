@@ -16,7 +16,7 @@ to flush (through its ``ReadSessions``: the latch's flush request) and waits for
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Protocol, Sequence
 
 import pyarrow as pa
@@ -27,6 +27,7 @@ from pyspark_theflash.engine.partition import LeaseRenewal, ScanPartition
 
 if TYPE_CHECKING:
     from pyspark_theflash.store.parts import ReadStats
+    from pyspark_theflash.store.predicate import Expr
 
 
 class EngineReadOnlyError(TheFlashError):
@@ -58,13 +59,18 @@ class SqlTableNotFoundError(SqlQueryError):
 @dataclass(frozen=True)
 class SqlResult:
     """A whole query's answer: the snapshot ts every table was read at, the tables read
-    (``db.table``), the rows, the seconds the engine took, and what computed them."""
+    (``db.table``), the rows, the seconds the engine took, and what computed them. An engine
+    that computes over its read streams (the native one) also says, per table, the filter it
+    pushed to the table's read session (a ``store.predicate.Expr``) and the rows the session
+    streamed."""
 
     ts: int
     tables: tuple[str, ...]
     result: pa.Table
     seconds: float
     computed_by: str = "ClickHouse"
+    pushed_filters: Mapping[str, Expr] = field(default_factory=dict)
+    rows_read: Mapping[str, int] = field(default_factory=dict)
 
 
 class ReadSessions(Protocol):

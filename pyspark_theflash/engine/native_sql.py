@@ -12,7 +12,12 @@ runs, so a join of two tables reads one snapshot. A session reads only the colum
 names (all of them for ``*`` or a ``NATURAL`` join; if DuckDB still misses one — a column named
 where this module does not look — the query runs once more with every column). A table the
 query scans more than once (a self-join, a subquery) is read from the store once and kept for
-the query. Filters are not pushed to the streams: DuckDB filters the rows it is handed.
+the query. The WHERE conjuncts a table's stream can apply itself (a column of that table
+compared with a constant, ``IN``, ``IS [NOT] NULL``, a ``LIKE`` prefix, ...: ``engine.pushed_filters``)
+are pushed to its read session as a ``store.predicate`` filter, which prunes regions, parts and
+row groups and filters rows; DuckDB still applies the whole WHERE to the rows it is handed, so a
+pushed filter only ever saves reading. The result says what was pushed and how many rows each
+table's session streamed.
 
 The DuckDB connection reaches nothing else: no file system or network (``enable_external_access``
 off), no extension loaded or installed, no Python variable taken for a table, and its settings
@@ -34,6 +39,8 @@ import numpy as np
 import pyarrow as pa
 
 from pyspark_theflash.engine.interface import SqlQueryError, SqlResult, SqlTableNotFoundError
+from pyspark_theflash.engine.pushed_filters import pushed_filters
+from pyspark_theflash.store.predicate import Expr
 
 CATALOG = "theflash"
 COMPUTED_BY = "DuckDB"
@@ -53,6 +60,7 @@ class _Named:
         self.ctes: set[str] = set()
         self.columns: set[str] = set()
         self.all_of: set[str] = set()
+        self.tree: list[Any] = []   # DuckDB's parse tree of the statement (``json_serialize_sql``)
 
     def walk(self, node: Any) -> None:
         if isinstance(node, list):
@@ -112,7 +120,9 @@ def statement_reads(sql: str) -> _Named:
     if tree.get("error"):
         raise SqlQueryError(f"DuckDB cannot read the query: {tree.get('error_message') or tree}")
     named = _Named()
-    named.walk(tree.get("statements") or [])
+    statements = tree.get("statements")
+    named.tree = list(statements) if isinstance(statements, list) else []
+    named.walk(named.tree)
     return named
 
 
@@ -173,6 +183,7 @@ class _TableStream:
         self.engine, self.session, self.keep = engine, session, keep
         self._lock = threading.Lock()
         self._kept: list[pa.RecordBatch] | None = None
+        self.rows_read = 0  # the rows read from the store (once for a kept stream)
 
     def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
         reader = pa.RecordBatchReader.from_batches(self.session.schema, self._batches())
@@ -180,7 +191,9 @@ class _TableStream:
 
     def _read(self) -> Iterator[pa.RecordBatch]:
         for n in range(len(self.session.streams)):
-            yield from self.engine.read_stream(self.session, n)
+            for batch in self.engine.read_stream(self.session, n):
+                self.rows_read += batch.num_rows
+                yield batch
 
     def _batches(self) -> Iterator[pa.RecordBatch]:
         if not self.keep:
@@ -251,9 +264,11 @@ def _as_duration(column: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 def run_sql(engine: Any, sql: str, snapshot_ts: int | None = None,
-            options: Mapping[str, Any] | None = None) -> SqlResult:
+            options: Mapping[str, Any] | None = None, *, push_filters: bool = True) -> SqlResult:
     """Run ``sql`` (DuckDB SQL, tables named ``db.table``) over the store of ``engine`` (the
-    native engine, opened with read sessions) at one snapshot ts."""
+    native engine, opened with read sessions) at one snapshot ts. ``push_filters``: hand each
+    table's read session the WHERE conjuncts it can apply (``engine.pushed_filters``); off, every
+    row of every table is streamed and DuckDB alone filters (the same answer, more reading)."""
     import duckdb
 
     refuse_writes(sql)
@@ -267,6 +282,10 @@ def run_sql(engine: Any, sql: str, snapshot_ts: int | None = None,
         if info is not None:
             scans[id(info)] += 1
             aliases[id(info)].update(a.lower() for a in (name, alias) if a)
+    filters: dict[int, Expr] = {}
+    if push_filters and unique:
+        filters = pushed_filters(named.tree, lambda node: infos.get(
+            (str(node.get("schema_name") or "main").lower(), str(node.get("table_name") or "").lower())))
     options = dict(options or {})
     ts = snapshot_ts
     choice = {k: v for k, v in options.items() if k in ("snapshot", "max_staleness") and v}
@@ -275,16 +294,18 @@ def run_sql(engine: Any, sql: str, snapshot_ts: int | None = None,
     as_of = options.get("as_of") if ts is None else None
     started = time.monotonic()
     sessions: list[Any] = []
+    read: dict[int, _TableStream] = {}
 
     def open_streams(every_column: bool) -> dict[tuple[str, str], _TableStream]:
         nonlocal ts, as_of
         by_table: dict[int, _TableStream] = {}
         for info in unique:
             columns = None if every_column else session_columns(info, named, aliases[id(info)])
-            session = engine.open_read_session(f"{info.db}.{info.name}", snapshot_ts=ts, as_of=as_of, columns=columns)
+            session = engine.open_read_session(f"{info.db}.{info.name}", snapshot_ts=ts, as_of=as_of, columns=columns,
+                                               filter=filters.get(id(info)))
             sessions.append(session)
             ts, as_of = int(session.ts), None  # every table at the first session's ts
-            by_table[id(info)] = _TableStream(engine, session, keep=scans[id(info)] > 1)
+            by_table[id(info)] = read[id(info)] = _TableStream(engine, session, keep=scans[id(info)] > 1)
         return {key: by_table[id(info)] for key, info in infos.items()}
 
     try:
@@ -300,4 +321,6 @@ def run_sql(engine: Any, sql: str, snapshot_ts: int | None = None,
         for session in sessions:
             session.close()
     return SqlResult(int(ts or 0), tuple(f"{i.db}.{i.name}" for i in unique), store_typed(result),
-                     time.monotonic() - started, COMPUTED_BY)
+                     time.monotonic() - started, COMPUTED_BY,
+                     pushed_filters={f"{i.db}.{i.name}": filters[id(i)] for i in unique if id(i) in filters},
+                     rows_read={f"{i.db}.{i.name}": read[id(i)].rows_read for i in unique if id(i) in read})
