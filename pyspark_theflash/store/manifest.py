@@ -643,6 +643,7 @@ class ManifestEdit:
     tombstones: tuple[tuple[bytes, bytes, str], ...] = ()  # (start key, end key, why), at this version
     prune_tombstones: bool = False  # drop the tombstones no live part is older than
     regions: Sequence[tuple[Any, ...]] = ()  # whole region rows (the regions table's columns)
+    resolved: Sequence[tuple[int, int]] = ()  # (region, resolved ts) of regions whose row has only that new
     locks_removed: Sequence[tuple[int, bytes, int]] = ()  # (region, key, start ts)
     locks_added: Sequence[tuple[Any, ...]] = ()  # whole lock rows (the locks table's columns)
     meta: tuple[tuple[str, Any], ...] = ()  # counters and settings: position, upstream, engine
@@ -663,7 +664,11 @@ class ManifestEdit:
             parts_forgotten=self.parts_forgotten + later.parts_forgotten,
             tombstones=self.tombstones + later.tombstones,
             prune_tombstones=self.prune_tombstones or later.prune_tombstones,
-            regions=[*self.regions, *later.regions], locks_removed=[*self.locks_removed, *later.locks_removed],
+            regions=[*self.regions, *later.regions],
+            # the whole rows are written before the resolved ts updates: an earlier update of a
+            # region a later whole row writes is that row's to say
+            resolved=[*_without_regions(self.resolved, later.regions), *later.resolved],
+            locks_removed=[*self.locks_removed, *later.locks_removed],
             locks_added=[*self.locks_added, *later.locks_added], meta=self.meta + later.meta,
             gc_safe_point=later.gc_safe_point if later.gc_safe_point is not None else self.gc_safe_point)
 
@@ -673,6 +678,14 @@ class ManifestEdit:
         for e in edits[1:]:
             out = out.then(e)
         return out
+
+
+def _without_regions(resolved: Sequence[tuple[int, int]], rows: Sequence[tuple[Any, ...]]
+                     ) -> list[tuple[int, int]]:
+    if not rows or not resolved:
+        return list(resolved)
+    written = {int(row[0]) for row in rows}
+    return [(rid, ts) for rid, ts in resolved if rid not in written]
 
 
 def apply_edit(conn: sqlite3.Connection, edit: ManifestEdit,
@@ -726,6 +739,13 @@ def write_edit(e: "Edit", edit: ManifestEdit, inside: Callable[[int], None] | No
         conn.executemany("INSERT OR REPLACE INTO regions(region_id, start_key, end_key, epoch_version, "
                          "conf_ver, applied_index, resolved_ts, state, snapshot_index, orphan_until_ts) "
                          "VALUES (?,?,?,?,?,?,?,?,?,?)", edit.regions)
+    if edit.resolved:
+        by_ts: dict[int, list[int]] = {}
+        for rid, ts in dict(edit.resolved).items():  # (a later update of a region wins)
+            by_ts.setdefault(int(ts), []).append(int(rid))
+        for ts, rids in by_ts.items():
+            conn.execute("UPDATE regions SET resolved_ts = ? WHERE region_id IN (SELECT value FROM json_each(?))",
+                         (ts, json.dumps(rids)))
     if edit.locks_removed:
         conn.executemany("DELETE FROM locks WHERE region_id = ? AND key = ? AND start_ts = ?", edit.locks_removed)
     if edit.locks_added:

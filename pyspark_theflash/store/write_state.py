@@ -37,6 +37,11 @@ class MutableRegion:
     # this commit ts: the snapshot's newest write. 0 = none expected.
     orphan_until_ts: int = 0
 
+    def row(self) -> tuple[Any, ...]:
+        """The region as a row of the manifest's regions table (its columns' order)."""
+        return (self.id, self.start_key, self.end_key, self.epoch_version, self.conf_ver, self.applied_index,
+                self.resolved_ts, self.state, self.snapshot_index, self.orphan_until_ts)
+
     def undo_copy(self) -> "MutableRegion":
         """A copy for a batch's undo (its fields are immutable values): a third of
         ``copy.copy``'s cost, which a resolved ts of 10,000 regions pays for each that moves."""
@@ -237,6 +242,9 @@ class WriteState:
         self.snapshot_writes: dict[int, SnapshotWrites] = {}
         self.persisted_locks: set[tuple[int, bytes, int]] = set()
         self.dirty_regions: set[int] = set()      # regions changed since the last flush
+        # each region's row as the manifest has it (or as the flush in flight writes it): a
+        # dirty region whose only change is its resolved ts is flushed as one grouped UPDATE
+        self.persisted_rows: dict[int, tuple[Any, ...]] = {}
         self.position: tuple[int, int] | None = None
         self.persisted_position: tuple[int, int] | None = None
         self.dirty_since: float | None = None     # monotonic time of the oldest unflushed change
@@ -246,8 +254,10 @@ class WriteState:
         with mf.read(conn):
             for r in conn.execute("SELECT region_id, start_key, end_key, epoch_version, conf_ver, applied_index, "
                                   "resolved_ts, state, snapshot_index, orphan_until_ts FROM regions"):
-                self.regions[int(r[0])] = MutableRegion(int(r[0]), bytes(r[1]), bytes(r[2]), int(r[3]), int(r[4]),
-                                                        int(r[5]), int(r[6]), r[7], int(r[8]), int(r[9]))
+                reg = MutableRegion(int(r[0]), bytes(r[1]), bytes(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]),
+                                    r[7], int(r[8]), int(r[9]))
+                self.regions[reg.id] = reg
+                self.persisted_rows[reg.id] = reg.row()
             seg = mf.get_meta(conn, "position_segment")
             if seg is not None:
                 self.position = (int(seg), int(mf.get_meta(conn, "position_offset")))

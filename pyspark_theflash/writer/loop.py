@@ -642,7 +642,7 @@ class Writer:
         self.progress.flush_seconds_total += took
         # the flush's own region rows, now durable: listing every region of the manifest after
         # each flush cost the writer a fifth of its time at 10,000 regions (flushes every 50 ms)
-        self.progress.note_flushed_regions(result.region_rows)
+        self.progress.note_flushed_regions(result.region_rows, result.region_resolved)
         if result.position is not None:
             self.progress.position = f"{int(result.position[0])}:{int(result.position[1])}"
 

@@ -89,9 +89,15 @@ class Progress:
         for region_id in [i for i in self.regions if i not in live]:
             del self.regions[region_id]
 
-    def note_flushed_regions(self, rows: Iterable[tuple[Any, ...]]) -> None:
-        """The region rows one flush made durable (``FlushResult.region_rows``): a live one's
-        progress updated, a merged or removed one's dropped; the others are as they were."""
+    def note_flushed_regions(self, rows: Iterable[tuple[Any, ...]], resolved: Iterable[tuple[int, int]] = ()) -> None:
+        """What one flush made durable: whole region rows (``FlushResult.region_rows``: a live
+        one's progress updated, a merged or removed one's dropped) and the regions whose
+        resolved ts alone moved (``region_resolved``); the others are as they were."""
+        regions = self.regions
+        for region_id, ts in resolved:
+            r = regions.get(region_id)
+            if r is not None:
+                r.resolved_ts = int(ts)
         for row in rows:
             region_id = int(row[0])
             if row[7] != "normal":
