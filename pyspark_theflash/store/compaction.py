@@ -32,6 +32,7 @@ import pyarrow as pa
 from pyspark_theflash.schema.partitioning import physical_ids_of
 from pyspark_theflash.store import manifest as mf
 from pyspark_theflash.store.errors import EditConflictError
+from pyspark_theflash.store.keyspace import Handle
 from pyspark_theflash.store.options import StoreOptions
 from pyspark_theflash.store.predicate import merge_stats
 from pyspark_theflash.store.parts import PartRef, PartsReader
@@ -147,8 +148,8 @@ class CompactionPlan:
     partition_id: int
     version: int
     parts: list[PartRef]
-    lo: Any
-    hi: Any
+    lo: Handle | None
+    hi: Handle | None
     info: "TableInfo"
     safe_point: int
     keeps_older_columns: bool = False  # info is the current schema plus columns older versions need
@@ -159,9 +160,11 @@ class CompactionPlan:
 class CompactionOutput:
     """The files a compaction wrote, not yet in the manifest."""
 
-    outputs: list[tuple[int | None, Any, Any, Any]]  # (new partition id or None, lo, hi, PartFile or None)
+    # (partition id, lo, hi, PartFile or None): the plan's partition, or for a split each new one
+    # (None: the piece has no rows, so the new partition gets no part)
+    outputs: list[tuple[int, Handle | None, Handle | None, PartFile | None]]
     files: list[str]
-    split_at: Any
+    split_at: Handle | None
     next_partition_id: int
     rows_in: int
     rows_out: int
@@ -242,7 +245,7 @@ def build_compaction(store: CompactingStore, plan: CompactionPlan) -> Compaction
                 pf = write_part(store.root, rel, merged, col_ids, store.options.row_group_rows,
                                 compression=store.options.part_compression)
                 out.files.append(rel)
-                out.outputs.append((None, plan.lo, plan.hi, pf))
+                out.outputs.append((plan.partition_id, plan.lo, plan.hi, pf))
         else:
             h = merged.column(ROWID).to_numpy()
             cut = int(np.searchsorted(h, split_at, side="left"))
@@ -350,7 +353,8 @@ def merge_engine_records(store: CompactingStore, plan: CompactionPlan) -> Compac
         _bound(min, [p.min_handle for p in live]), _bound(max, [p.max_handle for p in live]),
         _bound(min, [p.min_commit_ts for p in live]), _bound(max, [p.max_commit_ts for p in live]),
         len(live) == 1 and live[0].single_version, sum(p.delete_marks for p in live), stats)
-    outputs: list[tuple[int | None, Any, Any, Any]] = [(None, plan.lo, plan.hi, record)] if live else []
+    outputs: list[tuple[int, Handle | None, Handle | None, PartFile | None]] = \
+        [(plan.partition_id, plan.lo, plan.hi, record)] if live else []
     return CompactionOutput(outputs, [], None, 0, sum(p.rows for p in parts), rows if live else 0)
 
 
@@ -375,7 +379,7 @@ def commit_compaction(store: CompactingStore, plan: CompactionPlan, out: Compact
         edit = mf.ManifestEdit(
             expect=(mf.PartsLive(table_id, partition_id, inputs),), parts_removed=tuple(sorted(inputs)),
             parts_added=tuple(mf.NewPart(table_id, partition_id, plan.kind, pf, version, plan.version, part_columns)
-                              for _pid, _lo, _hi, pf in out.outputs),
+                              for _pid, _lo, _hi, pf in out.outputs if pf is not None),
             prune_tombstones=True)
     else:  # a split: nothing else may have come to the partition, nor a partition to the table
         edit = mf.ManifestEdit(

@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pyspark_theflash.store import integrity
-from pyspark_theflash.store.keyspace import HandleRange
+from pyspark_theflash.store.keyspace import Handle, HandleRange, handle_before
 from pyspark_theflash.store.lru import BytesLRU
 from pyspark_theflash.store.parts import PartRef, PartsReader, ReadStats, newest_visible, tag_from_delta
 from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, ROWID, conform_hidden, same_as_previous
@@ -81,12 +81,12 @@ def can_split(stable: PartRef, deltas: Sequence[PartRef]) -> bool:
             and stable.rows >= sum(p.rows for p in deltas))
 
 
-def _after(handle: Any) -> Any:
+def _after(handle: Handle) -> Handle:
     """The least handle greater than ``handle`` (an exclusive bound just above it)."""
     return handle + b"\x00" if isinstance(handle, bytes) else handle + 1
 
 
-def _stable_versions(reader: PartsReader, stable: PartRef, root: str | Path, lo: Any, hi: Any,
+def _stable_versions(reader: PartsReader, stable: PartRef, root: str | Path, lo: Handle | None, hi: Handle | None,
                      handle_type: pa.DataType) -> pa.Table:
     """The stable part's versions visible at ts — (handle, commit ts), in the file's order
     (handle, then commit ts, ascending) — read from the row groups whose handles may lie in
@@ -291,11 +291,11 @@ def _stable_versions_of(reader: PartsReader, stable: PartRef, root: str | Path,
     return reader.visible_rows(stable, found)
 
 
-def _clip(handle_range: HandleRange, lo: Any, hi: Any) -> tuple[Any, Any]:
+def _clip(handle_range: HandleRange, lo: Handle | None, hi: Handle | None) -> HandleRange:
     """[lo, hi) narrowed to ``handle_range``."""
     rlo, rhi = handle_range
-    return (lo if rlo is None else rlo if lo is None else max(lo, rlo),
-            hi if rhi is None else rhi if hi is None else min(hi, rhi))
+    return (lo if rlo is None else rlo if lo is None or handle_before(lo, rlo) else lo,
+            hi if rhi is None else rhi if hi is None or handle_before(rhi, hi) else hi)
 
 
 def deletion_vector(stable: PartRef, deltas: Sequence[PartRef], table: "TableInfo", ts: int,

@@ -29,6 +29,7 @@ from pyspark_theflash.store.errors import (
     StoreNotFoundError,
     manifest_damage,
 )
+from pyspark_theflash.store.keyspace import Handle
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.db"
@@ -635,7 +636,7 @@ class ManifestEdit:
     expect: tuple[Expectation, ...] = ()
     tables: tuple[TableChange, ...] = ()  # applied in order
     partitions_removed: tuple[tuple[int, int], ...] = ()  # (table, partition)
-    partitions_added: tuple[tuple[int, int, int | None, int | None], ...] = ()  # (table, partition, lo, hi)
+    partitions_added: tuple[tuple[int, int, Handle | None, Handle | None], ...] = ()  # (table, partition, lo, hi)
     parts_removed: tuple[int, ...] = ()  # part ids, removed at this version
     tables_removed: tuple[int, ...] = ()  # every live part of these table ids, removed at this version
     parts_added: tuple[NewPart, ...] = ()

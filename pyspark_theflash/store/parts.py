@@ -10,7 +10,6 @@ partition's parts are combined.
 """
 from __future__ import annotations
 
-import builtins
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
@@ -22,7 +21,7 @@ import pyarrow.parquet as pq
 
 from pyspark_theflash.schema.column_stats import ColumnStats
 from pyspark_theflash.store import integrity
-from pyspark_theflash.store.keyspace import HandleRange
+from pyspark_theflash.store.keyspace import Handle, HandleRange, span_overlaps
 from pyspark_theflash.store.lru import BytesLRU
 from pyspark_theflash.store.predicate import Expr
 from pyspark_theflash.store.txn_merge_tree import (
@@ -52,14 +51,14 @@ class PartRef:
     part_id: int
     table_id: int
     partition_id: int
-    partition_lo: int | builtins.bytes | None
-    partition_hi: int | builtins.bytes | None
+    partition_lo: Handle | None
+    partition_hi: Handle | None
     kind: str
     path: str
     rows: int
     bytes: int
-    min_handle: int | builtins.bytes | None
-    max_handle: int | builtins.bytes | None
+    min_handle: Handle | None
+    max_handle: Handle | None
     min_commit_ts: int | None
     max_commit_ts: int | None
     single_version: bool
@@ -80,10 +79,10 @@ class PartRef:
         by_id = dict(self.stats)  # a VIRTUAL column's are of the NULLs stored for it: never prune by them
         return {c.name: by_id[c.id] for c in table.columns if c.id in by_id and not c.is_virtual_generated}
 
-    def overlaps(self, lo: int | builtins.bytes | None, hi: int | builtins.bytes | None) -> bool:
+    def overlaps(self, lo: Handle | None, hi: Handle | None) -> bool:
         if self.min_handle is None or self.max_handle is None:
             return False
-        return (lo is None or self.max_handle >= lo) and (hi is None or self.min_handle < hi)
+        return span_overlaps(self.min_handle, self.max_handle, lo, hi)
 
 
 @dataclass
