@@ -132,6 +132,7 @@ class StoreView:
         finally:
             if self._owns:
                 self._conn.close()
+            # closed: a use after close fails at once on None; the methods are typed for an open view
             self._conn = None  # type: ignore[assignment]
 
     # --- tables ---------------------------------------------------------------------------
