@@ -60,7 +60,7 @@ class _Registration:
     initialized: bool = False
     # (key, start_ts) -> (cdc op, value) of the prewrites this registration has sent, for the
     # COMMIT rows that follow them (the binlog's COMMIT rows name only the key and the ts).
-    prewrites: dict[tuple[bytes, int], tuple[int, bytes]] = field(default_factory=dict)
+    prewrites: dict[tuple[bytes, int], tuple[cdcpb_pb2.Event.Row.OpType, bytes]] = field(default_factory=dict)
 
 
 class _Stream:
@@ -221,7 +221,7 @@ class ChangeFeed:
             elif kind == "admin":
                 self._admin(ev)
 
-    def _rows(self, reg: _Registration, entries: binlog_pb2.Entries) -> list[Any]:
+    def _rows(self, reg: _Registration, entries: binlog_pb2.Entries) -> list[cdcpb_pb2.Event.Row]:
         out = []
         for row in binlog_rows.iter_rows(entries):
             key, start_ts = bytes(row.key), int(row.start_ts)

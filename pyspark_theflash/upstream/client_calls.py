@@ -18,7 +18,7 @@ import bisect
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from pyspark_theflash.codec.tso import physical_ms
 from pyspark_theflash.proto import errorpb_pb2, kvrpcpb_pb2
@@ -34,7 +34,7 @@ from pyspark_theflash.upstream.errors import (
     WriteConflictError,
 )
 from pyspark_theflash.upstream.pd import encode_region_key
-from pyspark_theflash.upstream.percolator import DELETE, LOCK, PUT, Mutation
+from pyspark_theflash.upstream.percolator import DELETE, LOCK, PUT, Mutation, PercolatorStore
 
 _OP = {kvrpcpb_pb2.Put: PUT, kvrpcpb_pb2.Insert: PUT, kvrpcpb_pb2.Del: DELETE, kvrpcpb_pb2.Lock: LOCK}
 _PB_LOCK_TYPE = {PUT: kvrpcpb_pb2.Put, DELETE: kvrpcpb_pb2.Del, LOCK: kvrpcpb_pb2.Lock}
@@ -179,19 +179,43 @@ def _not_in_region(key: bytes, region: Any, encoded: bool = False) -> errorpb_pb
                                                                          start_key=start, end_key=end))
 
 
+class _Cluster(Protocol):
+    """What the calls use of the mini cluster (``cluster.MiniCluster``, which imports this module)."""
+
+    @property
+    def store(self) -> PercolatorStore: ...
+
+
+class _Topology(Protocol):
+    @property
+    def pessimistic_locks(self) -> PessimisticLocks: ...
+
+    @property
+    def raw_keyspace(self) -> RawKeyspace: ...
+
+
+class _Server(Protocol):
+    """What the calls use of the store server they serve (``tikv_stores.StoreServer``, which
+    imports this module)."""
+
+    @property
+    def topology(self) -> _Topology: ...
+
+
 class ClientCalls:
     """TikvServicer's calls for TiKV's own clients (mixed into ``tikv_stores.TikvServicer``)."""
 
-    cluster: Any
+    cluster: _Cluster
+    server: _Server
     _region: Callable[[kvrpcpb_pb2.Context], tuple[Any, errorpb_pb2.Error | None]]
 
     @property
     def _pessimistic(self) -> PessimisticLocks:
-        return self.server.topology.pessimistic_locks  # type: ignore[attr-defined, no-any-return]
+        return self.server.topology.pessimistic_locks
 
     @property
     def _raw(self) -> RawKeyspace:
-        return self.server.topology.raw_keyspace  # type: ignore[attr-defined, no-any-return]
+        return self.server.topology.raw_keyspace
 
     def _keys_region(self, ctx: kvrpcpb_pb2.Context, keys: list[bytes],
                      encoded: bool = False) -> tuple[Any, errorpb_pb2.Error | None]:
@@ -207,7 +231,7 @@ class ClientCalls:
     # ------------------------------------------------------------ reads
 
     def _read(self, key: bytes, ts: int) -> bytes | None:
-        return self.cluster.store.get(key, ts)  # type: ignore[no-any-return]
+        return self.cluster.store.get(key, ts)
 
     def KvGet(self, request: kvrpcpb_pb2.GetRequest, context: Any) -> kvrpcpb_pb2.GetResponse:
         key = bytes(request.key)
@@ -502,7 +526,7 @@ class ClientCalls:
         for v in store.versions_of(key):
             if v.write_type in ("L", "R"):
                 continue
-            return store.value_of(key, v) if v.write_type == "P" else None  # type: ignore[no-any-return]
+            return store.value_of(key, v) if v.write_type == "P" else None
         return None
 
     def KVPessimisticRollback(self, request: kvrpcpb_pb2.PessimisticRollbackRequest,
