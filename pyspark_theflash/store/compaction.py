@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ContextManager, Protocol
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Protocol, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -32,7 +32,7 @@ import pyarrow as pa
 from pyspark_theflash.schema.partitioning import physical_ids_of
 from pyspark_theflash.store import manifest as mf
 from pyspark_theflash.store.errors import EditConflictError
-from pyspark_theflash.store.keyspace import Handle
+from pyspark_theflash.store.keyspace import Handle, HandleRange
 from pyspark_theflash.store.options import StoreOptions
 from pyspark_theflash.store.predicate import merge_stats
 from pyspark_theflash.store.parts import PartRef, PartsReader
@@ -57,6 +57,8 @@ if TYPE_CHECKING:
     import sqlite3
 
     from pyspark_theflash.schema import TableInfo
+
+_T = TypeVar("_T")  # what _bound picks
 
 
 class CompactingStore(Protocol):
@@ -114,7 +116,7 @@ def gc_versions(t: pa.Table, safe_point: int) -> pa.Table:
     return t.filter(pa.array(keep))
 
 
-def _plan(view: StoreView, table_id: int, partition_id: int) -> tuple[list[PartRef], tuple[Any, Any]] | None:
+def _plan(view: StoreView, table_id: int, partition_id: int) -> tuple[list[PartRef], HandleRange] | None:
     bounds = {p.partition_id: (p.lo, p.hi) for p in view.partitions(table_id)}
     if partition_id not in bounds:
         return None
@@ -358,7 +360,7 @@ def merge_engine_records(store: CompactingStore, plan: CompactionPlan) -> Compac
     return CompactionOutput(outputs, [], None, 0, sum(p.rows for p in parts), rows if live else 0)
 
 
-def _bound(pick: Any, values: list[Any]) -> Any:
+def _bound(pick: Callable[[list[_T]], _T], values: list[_T | None]) -> _T | None:
     known = [v for v in values if v is not None]
     return pick(known) if known else None
 
@@ -429,7 +431,7 @@ def _unlink_all(root: Path, files: list[str]) -> None:
             os.unlink(root / rel)
 
 
-def compact_store(store: CompactingStore, table: Any = None, force: bool = False,
+def compact_store(store: CompactingStore, table: "str | int | TableInfo | None" = None, force: bool = False,
                   safe_point: int | None = None) -> CompactionResult:
     result = CompactionResult()
     with store.snapshot() as view:
@@ -526,7 +528,7 @@ def delete_obsolete_files(store: CompactingStore) -> int:
     return len(rows)
 
 
-def _forget_expired_leases(conn: Any, now: float) -> None:
+def _forget_expired_leases(conn: sqlite3.Connection, now: float) -> None:
     """Drop the expired leases a late renewal can no longer bring back: those whose manifest
     version sees a deleted file. The others stay (they pin nothing) until then."""
     through = mf.get_meta(conn, mf.FILES_DELETED_THROUGH)

@@ -151,7 +151,7 @@ def _all_stable_versions(reader: PartsReader, stable: PartRef, root: str | Path)
     one slice of it, found by binary search; only the commit ts is compared row by row."""
     rowids, commit_ts, _ascending = _handles_of(str(Path(root) / stable.path), stable)
 
-    def at(handle: Any, default: int) -> int:
+    def at(handle: Handle | None, default: int) -> int:
         return default if handle is None else int(np.searchsorted(rowids, handle, "left"))
 
     start, end = at(reader.lo, 0), at(reader.hi, len(rowids))
@@ -184,7 +184,7 @@ def _version_layout(path: str, part: PartRef) -> tuple[np.ndarray, np.ndarray, n
 _version_layouts: "BytesLRU[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]" = BytesLRU(HANDLE_INDEX_CACHE_BYTES)
 
 
-def _version_layout_in(path: str, part: PartRef, lo: Any, hi: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _version_layout_in(path: str, part: PartRef, lo: Handle | None, hi: Handle | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``_version_layout`` cut to handles [lo, hi) by binary search: views, no copies (a
     handle's versions all lie on one side of a bound, so no run is cut)."""
     replaced_h, replaced_c, newest_h, newest_c = _version_layout(path, part)

@@ -20,7 +20,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, Union
 
 from pyspark_theflash.store.errors import (
     EditConflictError,
@@ -30,6 +30,9 @@ from pyspark_theflash.store.errors import (
     manifest_damage,
 )
 from pyspark_theflash.store.keyspace import Handle
+
+if TYPE_CHECKING:
+    from pyspark_theflash.store.txn_merge_tree import PartFile
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.db"
@@ -577,7 +580,7 @@ class NewPart:
     table_id: int
     partition_id: int
     kind: str  # delta | stable
-    file: Any  # txn_merge_tree.PartFile: the file written (or a record of rows an engine keeps)
+    file: PartFile  # the file written (or a record of rows an engine keeps)
     schema_version: int
     data_version: int | None = None
     columns: tuple[tuple[int, str], ...] | None = None

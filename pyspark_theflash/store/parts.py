@@ -142,7 +142,7 @@ def _cast_column(a: Any, target: pa.DataType) -> Any:
         return a.cast(target, safe=False)
 
 
-def _range_mask(handles: pa.Array | pa.ChunkedArray, lo: Any, hi: Any) -> Any:
+def _range_mask(handles: pa.Array | pa.ChunkedArray, lo: Handle | None, hi: Handle | None) -> Any:
     m = None
     if lo is not None:
         m = pc.greater_equal(handles, pa.scalar(lo, handles.type))
@@ -152,7 +152,7 @@ def _range_mask(handles: pa.Array | pa.ChunkedArray, lo: Any, hi: Any) -> Any:
     return m
 
 
-def _in_range(t: pa.Table, lo: Any, hi: Any) -> tuple[pa.Table, Any]:
+def _in_range(t: pa.Table, lo: Handle | None, hi: Handle | None) -> tuple[pa.Table, Any]:
     """The rows of ``t`` (sorted by handle, as every part is) with handles in [lo, hi): for
     integer handles a zero-copy slice found by binary search, so the rows of a part shared by
     several regions are not copied per region, and no mask (None); for binary handles the whole
