@@ -28,18 +28,26 @@ HandleRange = tuple[Optional[Handle], Optional[Handle]]  # [lo, hi): None = unbo
 def handle_before(a: Handle, b: Handle) -> bool:
     """``a < b`` for two handles of one table. A table's handles are of one kind, all ints or all
     common-handle bytes; two kinds raise ``TypeError``, as ``<`` between an int and bytes does.
-    (The kinds are checked here, not assumed, so that the comparison type-checks.)"""
-    if isinstance(a, int):
-        if isinstance(b, int):
+    (The kind is checked here, not assumed, so that the comparison type-checks; anything not
+    bytes compares as the int it stands for, a NumPy integer too.)"""
+    if isinstance(a, bytes):
+        if isinstance(b, bytes):
             return a < b
-    elif isinstance(b, bytes):
+    elif not isinstance(b, bytes):
         return a < b
     raise TypeError(f"handles of two kinds compared: {a!r} and {b!r}")
 
 
 def span_overlaps(first: Handle, last: Handle, lo: Handle | None, hi: Handle | None) -> bool:
-    """Whether the handles [first, last] meet the range [lo, hi) (None: unbounded)."""
-    return (lo is None or not handle_before(last, lo)) and (hi is None or handle_before(first, hi))
+    """Whether the handles [first, last] meet the range [lo, hi) (None: unbounded); handles of
+    one kind, as ``handle_before`` takes them. (Its comparisons inline: a plan over a clustered
+    table asks it for every part of every region.)"""
+    if isinstance(first, bytes):
+        if isinstance(last, bytes) and (lo is None or isinstance(lo, bytes)) and (hi is None or isinstance(hi, bytes)):
+            return (lo is None or last >= lo) and (hi is None or first < hi)
+    elif not isinstance(last, bytes) and not isinstance(lo, bytes) and not isinstance(hi, bytes):
+        return (lo is None or last >= lo) and (hi is None or first < hi)
+    raise TypeError(f"handles of two kinds compared: [{first!r}, {last!r}] and [{lo!r}, {hi!r})")
 
 
 def decode_region_boundary(pd_key: bytes) -> bytes:
