@@ -184,7 +184,8 @@ def _version_layout(path: str, part: PartRef) -> tuple[np.ndarray, np.ndarray, n
 _version_layouts: "BytesLRU[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]" = BytesLRU(HANDLE_INDEX_CACHE_BYTES)
 
 
-def _version_layout_in(path: str, part: PartRef, lo: Handle | None, hi: Handle | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _version_layout_in(path: str, part: PartRef, lo: Handle | None,
+                       hi: Handle | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``_version_layout`` cut to handles [lo, hi) by binary search: views, no copies (a
     handle's versions all lie on one side of a bound, so no run is cut)."""
     replaced_h, replaced_c, newest_h, newest_c = _version_layout(path, part)

@@ -189,7 +189,8 @@ class GrpcUpstreamClient:
         return int(self._call("UpdateGCSafePoint", upstream_pb2.UpdateGCSafePointRequest(safe_point=ts)).safe_point)
 
     def region_snapshot(self, region_id: int) -> binlog_pb2.Event:
-        event: binlog_pb2.Event = self._call("GetRegionSnapshot", upstream_pb2.RegionSnapshotRequest(region_id=region_id))
+        event: binlog_pb2.Event = self._call("GetRegionSnapshot",
+                                             upstream_pb2.RegionSnapshotRequest(region_id=region_id))
         return event
 
     def _http(self, path: str) -> Any:

@@ -574,8 +574,8 @@ class Catalog:
                                     query=f"ALTER TABLE {db}.{name} REORGANIZE PARTITION {', '.join(names)} INTO "
                                           f"({', '.join(d['name']['O'] for d in new)})")
 
-    def _ddl_locked(self, kind: binlog_pb2.Ddl.Type, db: str, table: dict[str, Any], *, retire: int = 0, query: str = "",
-                    commit_ts: int | None = None) -> dict[str, Any]:
+    def _ddl_locked(self, kind: binlog_pb2.Ddl.Type, db: str, table: dict[str, Any], *, retire: int = 0,
+                    query: str = "", commit_ts: int | None = None) -> dict[str, Any]:
         """One finished schema change of ``table`` (already changed in place; for DROP TABLE the
         table as it was): new schema version, commit ts, binlog event, versions, saved state."""
         self.schema_version += 1
