@@ -35,6 +35,7 @@ from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.codec.txn import SHORT_VALUE_MAX_LEN
 from pyspark_theflash.proto import binlog_pb2, cdcpb_pb2, cdcpb_pb2_grpc, errorpb_pb2
 
+from pyspark_theflash.upstream.pd import Region
 from pyspark_theflash.upstream.topology import Topology
 
 log = logging.getLogger(__name__)
@@ -178,11 +179,11 @@ class ChangeFeed:
                 current_regions=[server.topology.meta_region(region)]))
         return None
 
-    def _scan(self, region: Any, checkpoint_ts: int, reg: _Registration) -> list[Any]:
+    def _scan(self, region: Region, checkpoint_ts: int, reg: _Registration) -> list[cdcpb_pb2.Event.Row]:
         """The region's versions above ``checkpoint_ts`` and its open locks, in key order (the
         caller holds the store lock)."""
         store = self.store
-        rows: list[Any] = []
+        rows: list[cdcpb_pb2.Event.Row] = []
         for key in store.keys_in(region.start, region.end):
             lock = store.lock_of(key)  # per key: the lock first, then the versions newest first (TiKV's scanner)
             if lock is not None and lock.op in _OP:

@@ -22,6 +22,7 @@ from typing import Any, Callable, Protocol
 
 from pyspark_theflash.codec.tso import physical_ms
 from pyspark_theflash.proto import errorpb_pb2, kvrpcpb_pb2
+from pyspark_theflash.txn.status import LockInfo
 from pyspark_theflash.upstream.errors import (
     AlreadyExistError,
     CommitTsExpiredError,
@@ -33,8 +34,8 @@ from pyspark_theflash.upstream.errors import (
     UpstreamError,
     WriteConflictError,
 )
-from pyspark_theflash.upstream.pd import encode_region_key
-from pyspark_theflash.upstream.percolator import DELETE, LOCK, PUT, Mutation, PercolatorStore
+from pyspark_theflash.upstream.pd import Region, encode_region_key
+from pyspark_theflash.upstream.percolator import DELETE, LOCK, PUT, LockRecord, Mutation, PercolatorStore
 
 _OP = {kvrpcpb_pb2.Put: PUT, kvrpcpb_pb2.Insert: PUT, kvrpcpb_pb2.Del: DELETE, kvrpcpb_pb2.Lock: LOCK}
 _PB_LOCK_TYPE = {PUT: kvrpcpb_pb2.Put, DELETE: kvrpcpb_pb2.Del, LOCK: kvrpcpb_pb2.Lock}
@@ -126,7 +127,7 @@ class RawKeyspace:
 _LOCK_OP = {0: kvrpcpb_pb2.Put, 1: kvrpcpb_pb2.Del, 2: kvrpcpb_pb2.Lock}
 
 
-def lock_info(lock: Any) -> kvrpcpb_pb2.LockInfo:
+def lock_info(lock: LockRecord | LockInfo) -> kvrpcpb_pb2.LockInfo:
     """A Percolator lock as TiKV reports it (``LockInfo``)."""
     return kvrpcpb_pb2.LockInfo(
         primary_lock=lock.primary, lock_version=lock.start_ts, key=lock.key, lock_ttl=lock.ttl_ms,
@@ -134,7 +135,7 @@ def lock_info(lock: Any) -> kvrpcpb_pb2.LockInfo:
         min_commit_ts=lock.min_commit_ts, secondaries=list(lock.secondaries))
 
 
-def key_error(exc: Exception, store: Any, pessimistic: PessimisticLocks | None = None) -> kvrpcpb_pb2.KeyError:
+def key_error(exc: Exception, store: PercolatorStore, pessimistic: PessimisticLocks | None = None) -> kvrpcpb_pb2.KeyError:
     """A store error as TiKV fills kvrpcpb.KeyError."""
     if isinstance(exc, KeyLockedError):
         lock = store.lock_of(exc.key)
@@ -163,16 +164,16 @@ def key_error(exc: Exception, store: Any, pessimistic: PessimisticLocks | None =
     return kvrpcpb_pb2.KeyError(abort=str(exc))
 
 
-def _in_region(key: bytes, region: Any) -> bool:
+def _in_region(key: bytes, region: Region) -> bool:
     return key >= region.start and (not region.end or key < region.end)
 
 
-def _raw_in_region(key: bytes, region: Any) -> bool:
+def _raw_in_region(key: bytes, region: Region) -> bool:
     """A raw key against the region's encoded boundaries, compared as bytes (API v1 raw)."""
     return key >= encode_region_key(region.start) and (not region.end or key < encode_region_key(region.end))
 
 
-def _not_in_region(key: bytes, region: Any, encoded: bool = False) -> errorpb_pb2.Error:
+def _not_in_region(key: bytes, region: Region, encoded: bool = False) -> errorpb_pb2.Error:
     start, end = (encode_region_key(region.start), encode_region_key(region.end)) if encoded else (region.start, region.end)
     return errorpb_pb2.Error(message=f"key {key.hex()} is not in region {region.id}",
                              key_not_in_region=errorpb_pb2.KeyNotInRegion(key=key, region_id=region.id,
