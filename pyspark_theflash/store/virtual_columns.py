@@ -11,7 +11,7 @@ computed values, and the batch cut to the requested columns. Statistics of a vir
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import pyarrow as pa
 
