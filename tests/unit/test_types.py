@@ -17,3 +17,15 @@ def test_the_read_side_passes_mypy_strict(tmp_path_factory: pytest.TempPathFacto
     stdout, stderr, status = api.run(["--cache-dir", str(cache)])
     assert status == 0, f"mypy (pyproject.toml [tool.mypy]) found:\n{stdout[-8000:]}{stderr[-2000:]}"
     assert "Success" in stdout, stdout
+
+
+def test_the_compiled_feed_decoders_stub_says_what_the_built_module_is(monkeypatch: pytest.MonkeyPatch,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """``_native/cdc_wire.pyi`` gives capture the C module's types; mypy's stubtest compares it
+    with the module as built (names, signatures, what is final), so the two cannot drift apart."""
+    from mypy import stubtest
+
+    monkeypatch.chdir(ROOT)
+    status = stubtest.test_stubs(stubtest.parse_options(["pyspark_theflash._native.cdc_wire"]))
+    out = capsys.readouterr().out
+    assert status == 0, f"stubtest found:\n{out[-4000:]}"
