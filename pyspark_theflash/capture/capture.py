@@ -41,7 +41,7 @@ import contextlib
 from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Protocol
 
 import grpc
 import numpy as np
@@ -71,7 +71,7 @@ from pyspark_theflash.capture.tasks import (DdlPoll, Held, HeldAdmin, HeldResolv
                                             PollFailed, StreamDown, StreamMessage, Task)
 from pyspark_theflash.capture import feed_columns
 from pyspark_theflash.capture.tidb_status import DDLHistoryUnavailableError, TiDBStatus
-from pyspark_theflash.codec import encode_region_key
+from pyspark_theflash.codec.keys import encode_region_key
 from pyspark_theflash.codec.tso import LOGICAL_BITS, physical_ms
 from pyspark_theflash.proto import binlog_pb2, cdcpb_pb2, cdcpb_pb2_grpc, metapb_pb2
 from pyspark_theflash.schema.ddl_jobs import ddl_of_job
@@ -151,10 +151,11 @@ _MULTIPLEXING = (("features", "stream-multiplexing"),)
 COMMITTED_TYPE = bytes([binlog_pb2.Row.COMMITTED])  # a RowBatch's type byte of a version
 
 
-def _rows_where(cols: dict[str, Any], keep: np.ndarray) -> dict[str, Any]:
+def _rows_where(cols: feed_columns.RowBatchColumns, keep: np.ndarray) -> feed_columns.RowBatchColumns:
     """The rows of ``cols`` (pack_columns keywords) where ``keep`` is true."""
     idx = pa.array(np.flatnonzero(keep))
-    return {k: (v.take(idx) if isinstance(v, pa.Array) else v[keep]) for k, v in cols.items()}
+    return {"types": cols["types"][keep], "ops": cols["ops"][keep], "start_ts": cols["start_ts"][keep],
+            "commit_ts": cols["commit_ts"][keep], "keys": cols["keys"].take(idx), "values": cols["values"].take(idx)}
 
 
 def _span_slot(span: tuple[int, int, int]) -> int:
@@ -189,6 +190,15 @@ def _covers_range(region: RegionInfo, start: bytes, end: bytes) -> bool:
     return region.start <= start and (not region.end or (bool(end) and end <= region.end))
 
 
+class _ChangeDataCall(Protocol):
+    """A running ``EventFeed``/``EventFeedV2`` call, as the stream uses it (grpc ships no types):
+    the responses' wire bytes (no deserializer), and cancel."""
+
+    def __iter__(self) -> Iterator[bytes]: ...
+
+    def cancel(self) -> bool: ...
+
+
 class StoreStream:
     """One change-data stream to one TiKV store (``EventFeedV2`` with stream multiplexing where
     the store has it, else ``EventFeed``); its responses go to ``inbound`` tagged with (store
@@ -199,10 +209,10 @@ class StoreStream:
     def __init__(self, store_id: int, address: str, gen: int, inbound: queue.Queue[Task]) -> None:
         self.store_id, self.address, self.gen = store_id, address, gen
         self.method = ""  # the RPC the stream runs, once it is open
-        self._requests: queue.Queue[Any] = queue.Queue()
+        self._requests: queue.Queue[cdcpb_pb2.ChangeDataRequest | None] = queue.Queue()  # None: the end
         self._inbound = inbound
         self._channel = upstream_channel(address, ("grpc.max_receive_message_length", 256 << 20))
-        self._call: Any = None
+        self._call: _ChangeDataCall | None = None
         self._thread = threading.Thread(target=self._run, name=f"capture-store-{store_id}", daemon=True)
         self._thread.start()
 
@@ -328,7 +338,7 @@ class Capture:
             self.last_ddl_ts = int(state["last_ddl_ts"])
             self.table_ids = set(state["table_ids"])
             # (a state file of an older release lists ids only: their ranges are learned again)
-            for r in ([x] if isinstance(x, int) else x for x in state.get("introduced", ())):
+            for r in (x if isinstance(x, list) else [x] for x in state.get("introduced", ())):
                 self.introduced.set(int(r[0]), (bytes.fromhex(r[1]), bytes.fromhex(r[2])) if len(r) == 3 else None)
             self.claims = RangeClaims(state.get("claims"))
             self.partitions = PartitionMap(state.get("partitions"))
@@ -417,7 +427,7 @@ class Capture:
 
     # ------------------------------------------------------------------ DDL
 
-    def _follow_ddl(self, ddl: Any) -> bool:
+    def _follow_ddl(self, ddl: binlog_pb2.Ddl) -> bool:
         """Track the captured tables' ids through a DDL; whether the DDL is of a captured table."""
         info = json.loads(ddl.table_info)
         name = info.get("name")
@@ -835,7 +845,7 @@ class Capture:
             ids, gens = rids[ok], table.gens[pos[ok]]
             self._hold(0, HeldResolved(ids, gens, int(r.ts)))
 
-    def _on_live_rows(self, feed: RegionFeed, buffers: tuple[Any, ...], spans: list[tuple[int, int]]) -> None:
+    def _on_live_rows(self, feed: RegionFeed, buffers: feed_columns.RowBuffers, spans: list[tuple[int, int]]) -> None:
         """An initialised registration's rows of one message (its events' ``spans`` of the
         message's ``row_buffers``), matched in C, as one binlog event. Record keys only (index
         entries are not rows); the selection is applied when the event is built, after the DDL
@@ -850,19 +860,20 @@ class Capture:
 
     def _captured(self, table_ids: np.ndarray) -> np.ndarray:
         """Per row, whether its table id (record_table_ids) is a captured table's (or a partition's)."""
-        record = table_ids != np.iinfo(np.int64).min
+        record: np.ndarray = table_ids != np.iinfo(np.int64).min
         if self.selected is None:
             return record
         unique = np.unique(table_ids[record])
         ours = [t for t in unique.tolist() if self.partitions.logical(t) in self.table_ids]
-        return record & np.isin(table_ids, np.array(ours, np.int64))
+        captured: np.ndarray = record & np.isin(table_ids, np.array(ours, np.int64))
+        return captured
 
     def _columns_event(self, feed: RegionFeed, rows: feed_columns.LiveBatch) -> list[binlog_pb2.Event]:
         """Live rows (``take_columns``) as one entries event: the C match's bytes as they are,
         or, where a newer region or the table selection leaves rows out, the rows kept."""
         if feed.discarded:
             return []
-        cols: dict[str, Any] | None = None  # the rows kept, where some are left out
+        cols: feed_columns.RowBatchColumns | None = None  # the rows kept, where some are left out
         newer = self.claims.newer(feed.id, feed.start, feed.end, feed.version)
         if newer:  # keys a newer region holds now: its snapshot has these versions and locks
             keep = np.array([not RangeClaims.covers_key(newer, k) for k in rows.keys.to_pylist()], bool)

@@ -6,6 +6,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 EPILOG = """\
@@ -246,9 +247,12 @@ def run(args: argparse.Namespace) -> int:
     # capture.stop() sets an Event the main thread waits on: never inside the handler itself
     from pyspark_theflash.stop_signals import run_from_handler
 
-    def on_signal(signum: int, _frame: Any) -> None:
-        run_from_handler(lambda: (say(f"signal {signum}: stopping (the state is saved, then capture exits)"),
-                                  capture.stop()))
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        def stop() -> None:
+            say(f"signal {signum}: stopping (the state is saved, then capture exits)")
+            capture.stop()
+
+        run_from_handler(stop)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)

@@ -17,11 +17,18 @@ registration starts from 0 and its snapshot replaces the range whole.
 from __future__ import annotations
 
 import heapq
-from typing import Any, Iterable, Iterator, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, NamedTuple, Sequence, Union, overload
 
 from pyspark_theflash.capture.range_claims import ranges_overlap
-from pyspark_theflash.codec import encode_region_key
+from pyspark_theflash.codec.keys import encode_region_key
 from pyspark_theflash.codec.key_ranges import RangeMembers
+from pyspark_theflash.proto import binlog_pb2
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+
+    from pyspark_theflash.capture.feed_columns import LiveBatch
 
 Floor = tuple[bytes, bytes, int]  # (start, end, ts): PD-encoded range, end b"" = +inf
 PENDING_MAX = 256  # batches kept uncounted above the floor before they are counted one by one
@@ -51,10 +58,10 @@ class Coverage:
         self._by_ts: list[tuple[int, bytes]] = []    # the same, a heap by commit ts (for pruning)
         # a whole snapshot's versions, counted when the floor first rises (most are at or
         # below it then): a big region's snapshot is not copied into a set to be pruned at once
-        self._pending: list[Sequence[Any]] = []  # of binlog SnapshotWrite
+        self._pending: list[_Pending] = []
         # batches that went through a rise with versions still above the floor: counted when
         # asked (_settle), or dropped by a later rise past them
-        self._kept: list[Any] = []
+        self._kept: list[_Versions | _BatchVersions] = []
 
     @property
     def start(self) -> bytes:
@@ -89,18 +96,18 @@ class Coverage:
             self._above.add((raw_key, commit_ts))
             heapq.heappush(self._by_ts, (commit_ts, raw_key))
 
-    def add_later(self, writes: Sequence[Any]) -> None:
+    def add_later(self, writes: Sequence[binlog_pb2.SnapshotWrite]) -> None:
         """A snapshot's versions (``SnapshotWrite``), counted when the floor next rises."""
         self._pending.append(writes)
 
-    def add_columns(self, raw_keys: Any, commit_ts: Any) -> None:
+    def add_columns(self, raw_keys: pa.BinaryArray, commit_ts: np.ndarray) -> None:
         """Live versions written to the binlog, as columns (an Arrow binary array of raw keys and
         a uint64 array): counted, like a snapshot's, when the floor next rises (most are at or
         below it then), so no Python object is made per row. A row whose commit ts is 0 (a
         PREWRITE, a ROLLBACK) is not a version and is never counted."""
         self._pending.append(_Versions(raw_keys, commit_ts))
 
-    def add_batch(self, rows: Any, lo: int = 0, n: int | None = None, newest: int | None = None) -> None:
+    def add_batch(self, rows: LiveBatch, lo: int = 0, n: int | None = None, newest: int | None = None) -> None:
         """Live versions as the C match wrote them (feed_columns.LiveBatch; rows lo..lo + n of
         it, whose greatest commit ts is ``newest``, when it holds many regions' rows): as
         ``add_columns``, their keys made an array only if some stay above the floor when it rises."""
@@ -143,7 +150,7 @@ class Coverage:
         for writes in kept:
             self._count(writes, least)
 
-    def _count(self, writes: Sequence[Any], least: int) -> None:
+    def _count(self, writes: _Pending, least: int) -> None:
         """Versions above ``least`` of a batch or a snapshot's writes, one by one."""
         if isinstance(writes, (_Versions, _BatchVersions)):
             if writes.newest <= least:  # the usual case: every version is at or below the floor
@@ -180,7 +187,7 @@ class _BatchVersions:
 
     __slots__ = ("rows", "lo", "n", "newest")
 
-    def __init__(self, rows: Any, lo: int, n: int, newest: int) -> None:
+    def __init__(self, rows: LiveBatch, lo: int, n: int, newest: int) -> None:
         self.rows, self.lo, self.n, self.newest = rows, lo, n, newest
 
     def above(self, ts: int) -> "_Versions":
@@ -191,7 +198,7 @@ class _BatchVersions:
 class _Versions(Sequence[_Version]):
     """Versions as columns (Coverage.add_columns), read as SnapshotWrite-like items."""
 
-    def __init__(self, raw_keys: Any, commit_ts: Any) -> None:
+    def __init__(self, raw_keys: pa.BinaryArray, commit_ts: np.ndarray) -> None:
         self.keys, self.commit_ts = raw_keys, commit_ts
         self.newest = int(commit_ts.max()) if len(commit_ts) else 0
 
@@ -205,10 +212,19 @@ class _Versions(Sequence[_Version]):
     def __len__(self) -> int:
         return len(self.commit_ts)
 
-    def __getitem__(self, i: Any) -> Any:
+    @overload
+    def __getitem__(self, i: int) -> _Version: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[_Version]: ...
+
+    def __getitem__(self, i: int | slice) -> _Version | list[_Version]:
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
         return _Version(self.keys[i].as_py(), int(self.commit_ts[i]))
+
+
+# what a coverage keeps uncounted: a snapshot's writes, or live versions as columns
+_Pending = Union[Sequence[binlog_pb2.SnapshotWrite], _Versions, _BatchVersions]
 
 
 def inherit(pieces: list[Coverage], start: bytes, end: bytes) -> Coverage | None:

@@ -28,7 +28,7 @@ cost a few microseconds plus about 20 ns a row (bench/capture_ceiling.py; docs/c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias, TypedDict
 
 import numpy as np
 import pyarrow as pa
@@ -37,7 +37,17 @@ import pyarrow.compute as pc
 from pyspark_theflash._native import load as _load_native
 from pyspark_theflash.proto import binlog_pb2
 
-_wire = _load_native("cdc_wire")
+if TYPE_CHECKING:  # the compiled module is loaded by name (a clear error when it is not built); its types: cdc_wire.pyi
+    from typing_extensions import Buffer
+
+    from pyspark_theflash._native import cdc_wire as _wire
+
+    # A message's rows as the 8 buffers ``match_live`` reads (``row_buffers``): types, ops, start
+    # ts, commit ts, key offsets (int32), key bytes, value offsets (int32), value bytes.
+    RowBuffers: TypeAlias = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, Buffer,
+                                  np.ndarray, Buffer]
+else:
+    _wire = _load_native("cdc_wire")
 
 # cdcpb Event.LogType, Event.Row.OpType
 UNKNOWN, PREWRITE, COMMIT, ROLLBACK, COMMITTED, INITIALIZED = 0, 1, 2, 3, 4, 5
@@ -89,10 +99,10 @@ class FeedMessage:
     events: np.ndarray  # (n, 8) uint64
     rows: FeedRows
     resolved: tuple[int, int] | None
-    buffers: tuple[Any, ...] = ()  # the rows as ``row_buffers`` gives them, as the decoder wrote them
+    buffers: RowBuffers  # the rows as ``row_buffers`` gives them, as the decoder wrote them
 
-    def row_buffers(self) -> tuple[Any, ...]:
-        return self.buffers or row_buffers(self.rows)
+    def row_buffers(self) -> RowBuffers:
+        return self.buffers
 
     def event_bytes(self, i: int) -> bytes:
         return self.raw[int(self.events[i, 6]):int(self.events[i, 7])]
@@ -108,8 +118,8 @@ def decode_change_data(raw: bytes) -> FeedMessage:
     values = pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(voff), pa.py_buffer(vdata)])
     rows = FeedRows(np.frombuffer(types, np.uint8), np.frombuffer(ops, np.uint8), np.frombuffer(start, "<u8"),
                     np.frombuffer(commit, "<u8"), keys, values)
-    buffers = (rows.types, rows.ops, rows.start_ts, rows.commit_ts, np.frombuffer(koff, np.int32), kdata,
-               np.frombuffer(voff, np.int32), vdata)
+    buffers: RowBuffers = (rows.types, rows.ops, rows.start_ts, rows.commit_ts, np.frombuffer(koff, np.int32), kdata,
+                           np.frombuffer(voff, np.int32), vdata)
     return FeedMessage(raw, np.frombuffer(ev, "<u8").reshape(n_ev, 8), rows, None if rlo < 0 else (rlo, rhi), buffers)
 
 
@@ -138,7 +148,8 @@ OpenSet = _wire.OpenSet  # a registration's open (key, start ts) pairs, in C (ma
 
 def binlog_ops(ops: np.ndarray) -> np.ndarray:
     """cdcpb OpType -> binlog OpType (PUT for Put, DELETE for Delete; 0 for any other)."""
-    return _OP[ops]
+    mapped: np.ndarray = _OP[ops]
+    return mapped
 
 
 def first_versions(keys: pa.BinaryArray, commit_ts: np.ndarray) -> np.ndarray | None:
@@ -172,12 +183,12 @@ class LiveFeedError(Exception):
     """What ``match_live`` found broken, with the row's key and ts for the message."""
 
 
-def row_buffers(rows: FeedRows) -> tuple[Any, ...]:
+def row_buffers(rows: FeedRows) -> RowBuffers:
     """The rows' columns as the 8 buffers ``match_live`` reads (positions 0..len-1 in each; no copy
     of a decoded message's columns)."""
     n = len(rows)
 
-    def binary(arr: pa.BinaryArray) -> tuple[np.ndarray, Any]:
+    def binary(arr: pa.BinaryArray) -> tuple[np.ndarray, Buffer]:
         offsets = np.frombuffer(arr.buffers()[1], np.int32)[arr.offset:arr.offset + n + 1] if n else \
             np.zeros(1, np.int32)
         data = arr.buffers()[2]
@@ -187,6 +198,17 @@ def row_buffers(rows: FeedRows) -> tuple[Any, ...]:
     voff, vdata = binary(rows.values)
     return (np.ascontiguousarray(rows.types), np.ascontiguousarray(rows.ops), np.ascontiguousarray(rows.start_ts),
             np.ascontiguousarray(rows.commit_ts), koff, kdata, voff, vdata)
+
+
+class RowBatchColumns(TypedDict):
+    """Matched rows as arrays, the ``binlog.rows.pack_columns`` keywords (``LiveBatch.columns``)."""
+
+    types: np.ndarray      # uint8 binlog Row.Type
+    ops: np.ndarray        # uint8 binlog OpType
+    start_ts: np.ndarray   # uint64
+    commit_ts: np.ndarray  # uint64
+    keys: pa.BinaryArray
+    values: pa.BinaryArray
 
 
 class LiveBatch:
@@ -220,7 +242,7 @@ class LiveBatch:
             self._commit_ts = np.frombuffer(self.commit_ts_bytes, np.uint64)
         return self._commit_ts
 
-    def columns(self) -> dict[str, Any]:
+    def columns(self) -> RowBatchColumns:
         """The rows as ``binlog.rows.pack_columns`` keywords."""
         return {"types": np.frombuffer(self.types, np.uint8), "ops": np.frombuffer(self.ops, np.uint8),
                 "start_ts": np.frombuffer(self.start_ts, np.uint64), "commit_ts": self.commit_ts, "keys": self.keys,
@@ -239,7 +261,7 @@ class LiveBatch:
             out.value_offsets, out.value_data = self.value_offsets, self.value_data
 
 
-def match_live(buffers: tuple[Any, ...], spans: list[tuple[int, int]], open_set: OpenSet,
+def match_live(buffers: RowBuffers, spans: list[tuple[int, int]], open_set: OpenSet,
                resolved_ts: int) -> LiveBatch | None:
     """A registration's live rows — the record keys among ``spans`` of a message's rows
     (``row_buffers``) — matched in feed order against ``open_set`` (changed in place), as the
@@ -248,8 +270,8 @@ def match_live(buffers: tuple[Any, ...], spans: list[tuple[int, int]], open_set:
     ``RegionFeed._live`` raises ``FeedProtocolError`` (the open set is then left part-way: the
     registration is dropped)."""
     out = _wire.match_live(open_set, buffers, spans, resolved_ts, _TYPE_MAP, _OP_MAP)
-    if out[0]:
-        raise _live_error(buffers, int(out[0]), int(out[1]), resolved_ts)
+    if len(out) == 2:  # (code, row): the rows broke the feed's rules
+        raise _live_error(buffers, out[0], out[1], resolved_ts)
     (_, _, rows, newest) = out
     if not rows[0]:
         return None
@@ -269,7 +291,7 @@ class LiveRuns:
     errors: dict[int, LiveFeedError]
 
 
-def match_live_many(buffers: tuple[Any, ...], spans: np.ndarray, open_sets: tuple[OpenSet, ...],
+def match_live_many(buffers: RowBuffers, spans: np.ndarray, open_sets: tuple[OpenSet, ...],
                     resolved_ts: np.ndarray) -> LiveRuns:
     """``match_live`` for many registrations of one message in one call: ``spans`` an (n, 3)
     int64 array of (row_lo, row_hi, slot), a slot's spans together and in feed order, slot i's
@@ -284,8 +306,8 @@ def match_live_many(buffers: tuple[Any, ...], spans: np.ndarray, open_sets: tupl
                     {int(slot): _live_error(buffers, code, row, int(resolved[slot])) for slot, code, row in errors})
 
 
-def _live_error(buffers: tuple[Any, ...], code: int, row: int, resolved_ts: int) -> LiveFeedError:
-    key = bytes(buffers[5][int(buffers[4][row]):int(buffers[4][row + 1])]).hex()
+def _live_error(buffers: RowBuffers, code: int, row: int, resolved_ts: int) -> LiveFeedError:
+    key = bytes(memoryview(buffers[5])[int(buffers[4][row]):int(buffers[4][row + 1])]).hex()
     start, commit = int(buffers[2][row]), int(buffers[3][row])
     if code == 1:
         return LiveFeedError(f"a commit at {commit} of key {key} came after resolved ts {resolved_ts}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from pyspark_theflash.codec.key_ranges import RangeMembers
-from pyspark_theflash.codec import encode_region_key
+from pyspark_theflash.codec.keys import encode_region_key
 
 
 class Claim(NamedTuple):

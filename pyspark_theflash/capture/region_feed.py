@@ -23,7 +23,7 @@ the tests check the columns against (tests/support/feed_reference.py).
 """
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -35,8 +35,13 @@ from pyspark_theflash.capture import feed_columns
 from pyspark_theflash.capture.coverage import Coverage
 from pyspark_theflash.proto import binlog_pb2, cdcpb_pb2
 
+if TYPE_CHECKING:
+    from pyspark_theflash.capture.feed_columns import RowBuffers
+    from pyspark_theflash.capture.range_claims import Claim
+
 Ev = cdcpb_pb2.Event
-_OP = {Ev.Row.PUT: binlog_pb2.PUT, Ev.Row.DELETE: binlog_pb2.DELETE}
+# a row's cdcpb Event.Row.OpType (an int, as the columns hold it) -> binlog OpType
+_OP: dict[int, binlog_pb2.OpType] = {Ev.Row.PUT: binlog_pb2.PUT, Ev.Row.DELETE: binlog_pb2.DELETE}
 
 
 class FeedProtocolError(Exception):
@@ -90,10 +95,10 @@ class RegionFeed:
         self._open_set: feed_columns.OpenSet | None = None
         # the initial scan's COMMITTED rows as they came in columns (take_initial_columns):
         # (keys, ops, start ts, commit ts, values) per message, in feed order
-        self._scan: list[tuple[Any, Any, Any, Any, Any]] = []
+        self._scan: list[tuple[pa.BinaryArray, np.ndarray, np.ndarray, np.ndarray, pa.BinaryArray]] = []
         # the newer regions' claims over its range (RangeClaims.newer), as of claim number claims_seen
         self.claims_seen = -1
-        self.newer: list[Any] = []
+        self.newer: list[Claim] = []
         self._table: FeedColumns | None = None  # the region table holding its row (slot), while current
         self._slot = -1
         self._resolved_ts = resolved_ts  # the last resolved ts written for it
@@ -232,7 +237,7 @@ class RegionFeed:
                 self._initial_row(*row)
         return after
 
-    def take_columns(self, rows: feed_columns.FeedRows | tuple[Any, ...],
+    def take_columns(self, rows: feed_columns.FeedRows | RowBuffers,
                      spans: list[tuple[int, int]] | None = None) -> feed_columns.LiveBatch | None:
         """Live rows (after INITIALIZED) as columns: the feed's rules applied in C
         (capture/feed_columns.py) to the record keys of ``rows`` (or of ``spans`` of a

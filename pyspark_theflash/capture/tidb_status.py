@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -42,11 +43,11 @@ class TiDBStatus:
         return names
 
     def tables(self, db: str) -> list[dict[str, Any]]:
-        return list(self._get(f"/schema/{urllib.request.quote(db)}"))
+        return list(self._get(f"/schema/{urllib.parse.quote(db)}"))
 
     def user_tables(self) -> list[tuple[str, dict[str, Any]]]:
         """(db, table info) of every table outside TiDB's system databases."""
-        out = []
+        out: list[tuple[str, dict[str, Any]]] = []
         for db in self.databases():
             if db.lower() not in SYSTEM_DATABASES:
                 out.extend((db, t) for t in self.tables(db))

@@ -99,3 +99,23 @@ from pyspark_theflash.codec.row_columns import RowColumn, RowColumns
 from pyspark_theflash.codec.row_v2 import decode_row_v2, encode_row_for_table, encode_row_v2
 from pyspark_theflash.codec.row import decode_row
 from pyspark_theflash.codec.batch import decode_rows_to_arrow, record_batch_from_rows
+
+# the names above are the package's own (under mypy --strict a name is re-exported only when listed)
+__all__ = [
+    "BadDecimalError", "BadJsonError", "BadKeyError", "BadLockError", "BadTimeError", "BadWriteError",
+    "CodecError", "ColumnValueOutOfRangeError", "compose_ts", "Datum", "decimal_bin_size", "decimal_from_bin",
+    "decimal_from_bin_at", "decimal_to_bin", "DecimalValue", "decode_bytes", "decode_bytes_desc",
+    "decode_common_handle_key", "decode_compact_bytes", "decode_float", "decode_index_key", "decode_int",
+    "decode_int_desc", "decode_json", "decode_key", "decode_record_key", "decode_record_keys",
+    "decode_region_key", "decode_row", "decode_row_v1", "decode_row_v2", "decode_rows_to_arrow", "decode_uint",
+    "decode_uint_desc", "decode_uvarint", "decode_value", "decode_varint", "encode_bytes", "encode_bytes_desc",
+    "encode_common_handle_key", "encode_compact_bytes", "encode_float", "encode_index_key", "encode_int",
+    "encode_int_desc", "encode_json", "encode_key", "encode_record_key", "encode_region_key",
+    "encode_row_for_table", "encode_row_v1", "encode_row_v2", "encode_uint", "encode_uint_desc",
+    "encode_uvarint", "encode_value", "encode_varint", "json_to_text", "JsonDuration", "JsonOpaque",
+    "JsonTimestamp", "JsonUInt64", "Lock", "logical", "MalformedError", "NonRecordKeyError", "pack_date",
+    "pack_datetime", "parse_json_text", "physical_ms", "record_batch_from_rows", "record_prefix",
+    "record_range", "RowColumn", "RowColumns", "table_prefix", "TruncatedError", "ts_to_datetime",
+    "UnknownFlagError", "UnknownRowColumnError", "unpack_date", "unpack_datetime", "ValueOutOfRangeError",
+    "Write",
+]

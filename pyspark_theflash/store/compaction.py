@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ContextManager, Protocol
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Protocol, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -32,6 +32,7 @@ import pyarrow as pa
 from pyspark_theflash.schema.partitioning import physical_ids_of
 from pyspark_theflash.store import manifest as mf
 from pyspark_theflash.store.errors import EditConflictError
+from pyspark_theflash.store.keyspace import Handle, HandleRange
 from pyspark_theflash.store.options import StoreOptions
 from pyspark_theflash.store.predicate import merge_stats
 from pyspark_theflash.store.parts import PartRef, PartsReader
@@ -56,6 +57,8 @@ if TYPE_CHECKING:
     import sqlite3
 
     from pyspark_theflash.schema import TableInfo
+
+_T = TypeVar("_T")  # what _bound picks
 
 
 class CompactingStore(Protocol):
@@ -113,7 +116,7 @@ def gc_versions(t: pa.Table, safe_point: int) -> pa.Table:
     return t.filter(pa.array(keep))
 
 
-def _plan(view: StoreView, table_id: int, partition_id: int) -> tuple[list[PartRef], tuple[Any, Any]] | None:
+def _plan(view: StoreView, table_id: int, partition_id: int) -> tuple[list[PartRef], HandleRange] | None:
     bounds = {p.partition_id: (p.lo, p.hi) for p in view.partitions(table_id)}
     if partition_id not in bounds:
         return None
@@ -147,8 +150,8 @@ class CompactionPlan:
     partition_id: int
     version: int
     parts: list[PartRef]
-    lo: Any
-    hi: Any
+    lo: Handle | None
+    hi: Handle | None
     info: "TableInfo"
     safe_point: int
     keeps_older_columns: bool = False  # info is the current schema plus columns older versions need
@@ -159,9 +162,11 @@ class CompactionPlan:
 class CompactionOutput:
     """The files a compaction wrote, not yet in the manifest."""
 
-    outputs: list[tuple[int | None, Any, Any, Any]]  # (new partition id or None, lo, hi, PartFile or None)
+    # (partition id, lo, hi, PartFile or None): the plan's partition, or for a split each new one
+    # (None: the piece has no rows, so the new partition gets no part)
+    outputs: list[tuple[int, Handle | None, Handle | None, PartFile | None]]
     files: list[str]
-    split_at: Any
+    split_at: Handle | None
     next_partition_id: int
     rows_in: int
     rows_out: int
@@ -242,7 +247,7 @@ def build_compaction(store: CompactingStore, plan: CompactionPlan) -> Compaction
                 pf = write_part(store.root, rel, merged, col_ids, store.options.row_group_rows,
                                 compression=store.options.part_compression)
                 out.files.append(rel)
-                out.outputs.append((None, plan.lo, plan.hi, pf))
+                out.outputs.append((plan.partition_id, plan.lo, plan.hi, pf))
         else:
             h = merged.column(ROWID).to_numpy()
             cut = int(np.searchsorted(h, split_at, side="left"))
@@ -350,11 +355,12 @@ def merge_engine_records(store: CompactingStore, plan: CompactionPlan) -> Compac
         _bound(min, [p.min_handle for p in live]), _bound(max, [p.max_handle for p in live]),
         _bound(min, [p.min_commit_ts for p in live]), _bound(max, [p.max_commit_ts for p in live]),
         len(live) == 1 and live[0].single_version, sum(p.delete_marks for p in live), stats)
-    outputs: list[tuple[int | None, Any, Any, Any]] = [(None, plan.lo, plan.hi, record)] if live else []
+    outputs: list[tuple[int, Handle | None, Handle | None, PartFile | None]] = \
+        [(plan.partition_id, plan.lo, plan.hi, record)] if live else []
     return CompactionOutput(outputs, [], None, 0, sum(p.rows for p in parts), rows if live else 0)
 
 
-def _bound(pick: Any, values: list[Any]) -> Any:
+def _bound(pick: Callable[[list[_T]], _T], values: list[_T | None]) -> _T | None:
     known = [v for v in values if v is not None]
     return pick(known) if known else None
 
@@ -375,7 +381,7 @@ def commit_compaction(store: CompactingStore, plan: CompactionPlan, out: Compact
         edit = mf.ManifestEdit(
             expect=(mf.PartsLive(table_id, partition_id, inputs),), parts_removed=tuple(sorted(inputs)),
             parts_added=tuple(mf.NewPart(table_id, partition_id, plan.kind, pf, version, plan.version, part_columns)
-                              for _pid, _lo, _hi, pf in out.outputs),
+                              for _pid, _lo, _hi, pf in out.outputs if pf is not None),
             prune_tombstones=True)
     else:  # a split: nothing else may have come to the partition, nor a partition to the table
         edit = mf.ManifestEdit(
@@ -425,7 +431,7 @@ def _unlink_all(root: Path, files: list[str]) -> None:
             os.unlink(root / rel)
 
 
-def compact_store(store: CompactingStore, table: Any = None, force: bool = False,
+def compact_store(store: CompactingStore, table: "str | int | TableInfo | None" = None, force: bool = False,
                   safe_point: int | None = None) -> CompactionResult:
     result = CompactionResult()
     with store.snapshot() as view:
@@ -522,7 +528,7 @@ def delete_obsolete_files(store: CompactingStore) -> int:
     return len(rows)
 
 
-def _forget_expired_leases(conn: Any, now: float) -> None:
+def _forget_expired_leases(conn: sqlite3.Connection, now: float) -> None:
     """Drop the expired leases a late renewal can no longer bring back: those whose manifest
     version sees a deleted file. The others stay (they pin nothing) until then."""
     through = mf.get_meta(conn, mf.FILES_DELETED_THROUGH)

@@ -30,14 +30,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pyspark_theflash.store import integrity
-from pyspark_theflash.store.keyspace import HandleRange
+from pyspark_theflash.store.keyspace import Handle, HandleRange, handle_before
 from pyspark_theflash.store.lru import BytesLRU
 from pyspark_theflash.store.parts import PartRef, PartsReader, ReadStats, newest_visible, tag_from_delta
 from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, ROWID, conform_hidden, same_as_previous
@@ -81,12 +81,12 @@ def can_split(stable: PartRef, deltas: Sequence[PartRef]) -> bool:
             and stable.rows >= sum(p.rows for p in deltas))
 
 
-def _after(handle: Any) -> Any:
+def _after(handle: Handle) -> Handle:
     """The least handle greater than ``handle`` (an exclusive bound just above it)."""
     return handle + b"\x00" if isinstance(handle, bytes) else handle + 1
 
 
-def _stable_versions(reader: PartsReader, stable: PartRef, root: str | Path, lo: Any, hi: Any,
+def _stable_versions(reader: PartsReader, stable: PartRef, root: str | Path, lo: Handle | None, hi: Handle | None,
                      handle_type: pa.DataType) -> pa.Table:
     """The stable part's versions visible at ts — (handle, commit ts), in the file's order
     (handle, then commit ts, ascending) — read from the row groups whose handles may lie in
@@ -151,7 +151,7 @@ def _all_stable_versions(reader: PartsReader, stable: PartRef, root: str | Path)
     one slice of it, found by binary search; only the commit ts is compared row by row."""
     rowids, commit_ts, _ascending = _handles_of(str(Path(root) / stable.path), stable)
 
-    def at(handle: Any, default: int) -> int:
+    def at(handle: Handle | None, default: int) -> int:
         return default if handle is None else int(np.searchsorted(rowids, handle, "left"))
 
     start, end = at(reader.lo, 0), at(reader.hi, len(rowids))
@@ -184,7 +184,8 @@ def _version_layout(path: str, part: PartRef) -> tuple[np.ndarray, np.ndarray, n
 _version_layouts: "BytesLRU[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]" = BytesLRU(HANDLE_INDEX_CACHE_BYTES)
 
 
-def _version_layout_in(path: str, part: PartRef, lo: Any, hi: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _version_layout_in(path: str, part: PartRef, lo: Handle | None,
+                       hi: Handle | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``_version_layout`` cut to handles [lo, hi) by binary search: views, no copies (a
     handle's versions all lie on one side of a bound, so no run is cut)."""
     replaced_h, replaced_c, newest_h, newest_c = _version_layout(path, part)
@@ -291,11 +292,11 @@ def _stable_versions_of(reader: PartsReader, stable: PartRef, root: str | Path,
     return reader.visible_rows(stable, found)
 
 
-def _clip(handle_range: HandleRange, lo: Any, hi: Any) -> tuple[Any, Any]:
+def _clip(handle_range: HandleRange, lo: Handle | None, hi: Handle | None) -> HandleRange:
     """[lo, hi) narrowed to ``handle_range``."""
     rlo, rhi = handle_range
-    return (lo if rlo is None else rlo if lo is None else max(lo, rlo),
-            hi if rhi is None else rhi if hi is None else min(hi, rhi))
+    return (lo if rlo is None else rlo if lo is None or handle_before(lo, rlo) else lo,
+            hi if rhi is None else rhi if hi is None or handle_before(rhi, hi) else hi)
 
 
 def deletion_vector(stable: PartRef, deltas: Sequence[PartRef], table: "TableInfo", ts: int,

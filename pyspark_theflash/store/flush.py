@@ -36,6 +36,7 @@ from pyspark_theflash.store.row_sink import BufferedRows, RowSink
 from pyspark_theflash.store.txn_merge_tree import (
     IN_ENGINE,
     ROWID,
+    PartFile,
     describe_engine_rows,
     install_part,
     new_part_name,
@@ -436,7 +437,7 @@ class _PreparedFlush:
     partitions: dict[int, list[tuple[int, int | None, int | None]]]  # as read when the parts were split
     new_partitions: dict[int, int]
     tables: list[BufferedRows]
-    written: list[tuple[int, int, int, Any, str]]  # (table, partition, schema_version, PartFile, kind)
+    written: list[tuple[int, int, int, PartFile, str]]  # (table, partition, schema_version, PartFile, kind)
     tombstones: list[tuple[bytes, bytes, str]]
     regions: list[tuple[Any, ...]]                 # region rows to persist
     resolved: list[tuple[int, int]]                # (region, resolved ts): regions only it changed
@@ -517,7 +518,7 @@ class PendingFlush:
         return self._result
 
 
-def _discard_parts(root: Path, written: list[tuple[int, int, int, Any, str]]) -> None:
+def _discard_parts(root: Path, written: list[tuple[int, int, int, PartFile, str]]) -> None:
     """Remove the files of a flush that will not be listed (temporary or renamed)."""
     for w in written:
         if w[3].file == IN_ENGINE:

@@ -25,6 +25,31 @@ Handle = Union[int, bytes]  # int64, or the memcomparable bytes of a clustered c
 HandleRange = tuple[Optional[Handle], Optional[Handle]]  # [lo, hi): None = unbounded
 
 
+def handle_before(a: Handle, b: Handle) -> bool:
+    """``a < b`` for two handles of one table. A table's handles are of one kind, all ints or all
+    common-handle bytes; two kinds raise ``TypeError``, as ``<`` between an int and bytes does.
+    (The kind is checked here, not assumed, so that the comparison type-checks; anything not
+    bytes compares as the int it stands for, a NumPy integer too.)"""
+    if isinstance(a, bytes):
+        if isinstance(b, bytes):
+            return a < b
+    elif not isinstance(b, bytes):
+        return a < b
+    raise TypeError(f"handles of two kinds compared: {a!r} and {b!r}")
+
+
+def span_overlaps(first: Handle, last: Handle, lo: Handle | None, hi: Handle | None) -> bool:
+    """Whether the handles [first, last] meet the range [lo, hi) (None: unbounded); handles of
+    one kind, as ``handle_before`` takes them. (Its comparisons inline: a plan over a clustered
+    table asks it for every part of every region.)"""
+    if isinstance(first, bytes):
+        if isinstance(last, bytes) and (lo is None or isinstance(lo, bytes)) and (hi is None or isinstance(hi, bytes)):
+            return (lo is None or last >= lo) and (hi is None or first < hi)
+    elif not isinstance(last, bytes) and not isinstance(lo, bytes) and not isinstance(hi, bytes):
+        return (lo is None or last >= lo) and (hi is None or first < hi)
+    raise TypeError(f"handles of two kinds compared: [{first!r}, {last!r}] and [{lo!r}, {hi!r})")
+
+
 def decode_region_boundary(pd_key: bytes) -> bytes:
     """A PD-encoded region boundary as the raw key it stands for (empty stays empty)."""
     return decode_region_key(pd_key) if pd_key else b""
@@ -72,7 +97,7 @@ def handle_range_in(raw_start: bytes, raw_end: bytes, table_id: int,
             hi = _handle_of(rest.ljust(8, b"\0"))
     else:
         hi = None  # the range ends after every record key of the table
-    if lo is not None and hi is not None and lo >= hi:  # type: ignore[operator]
+    if lo is not None and hi is not None and not handle_before(lo, hi):
         return None
     return (lo, hi)
 
@@ -120,7 +145,8 @@ def latest_cover(handles: pa.Array | pa.ChunkedArray, ranges: Sequence[HandleRan
         for i in np.argsort(seq, kind="stable").tolist():
             segment_max[los[i]:his[i]] = seq[i]
     values = handles.to_numpy(zero_copy_only=False)
-    return segment_max[np.searchsorted(bounds, values, side="right")]
+    cover: np.ndarray = segment_max[np.searchsorted(bounds, values, side="right")]
+    return cover
 
 
 def key_in_raw_range(key: bytes, raw_start: bytes, raw_end: bytes) -> bool:

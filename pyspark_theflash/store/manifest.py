@@ -20,7 +20,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, Union
 
 from pyspark_theflash.store.errors import (
     EditConflictError,
@@ -29,6 +29,10 @@ from pyspark_theflash.store.errors import (
     StoreNotFoundError,
     manifest_damage,
 )
+from pyspark_theflash.store.keyspace import Handle
+
+if TYPE_CHECKING:
+    from pyspark_theflash.store.txn_merge_tree import PartFile
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.db"
@@ -576,7 +580,7 @@ class NewPart:
     table_id: int
     partition_id: int
     kind: str  # delta | stable
-    file: Any  # txn_merge_tree.PartFile: the file written (or a record of rows an engine keeps)
+    file: PartFile  # the file written (or a record of rows an engine keeps)
     schema_version: int
     data_version: int | None = None
     columns: tuple[tuple[int, str], ...] | None = None
@@ -635,7 +639,7 @@ class ManifestEdit:
     expect: tuple[Expectation, ...] = ()
     tables: tuple[TableChange, ...] = ()  # applied in order
     partitions_removed: tuple[tuple[int, int], ...] = ()  # (table, partition)
-    partitions_added: tuple[tuple[int, int, int | None, int | None], ...] = ()  # (table, partition, lo, hi)
+    partitions_added: tuple[tuple[int, int, Handle | None, Handle | None], ...] = ()  # (table, partition, lo, hi)
     parts_removed: tuple[int, ...] = ()  # part ids, removed at this version
     tables_removed: tuple[int, ...] = ()  # every live part of these table ids, removed at this version
     parts_added: tuple[NewPart, ...] = ()

@@ -10,10 +10,9 @@ partition's parts are combined.
 """
 from __future__ import annotations
 
-import builtins
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -22,7 +21,7 @@ import pyarrow.parquet as pq
 
 from pyspark_theflash.schema.column_stats import ColumnStats
 from pyspark_theflash.store import integrity
-from pyspark_theflash.store.keyspace import HandleRange
+from pyspark_theflash.store.keyspace import Handle, HandleRange, span_overlaps
 from pyspark_theflash.store.lru import BytesLRU
 from pyspark_theflash.store.predicate import Expr
 from pyspark_theflash.store.txn_merge_tree import (
@@ -52,14 +51,14 @@ class PartRef:
     part_id: int
     table_id: int
     partition_id: int
-    partition_lo: int | builtins.bytes | None
-    partition_hi: int | builtins.bytes | None
+    partition_lo: Handle | None
+    partition_hi: Handle | None
     kind: str
     path: str
     rows: int
     bytes: int
-    min_handle: int | builtins.bytes | None
-    max_handle: int | builtins.bytes | None
+    min_handle: Handle | None
+    max_handle: Handle | None
     min_commit_ts: int | None
     max_commit_ts: int | None
     single_version: bool
@@ -80,10 +79,10 @@ class PartRef:
         by_id = dict(self.stats)  # a VIRTUAL column's are of the NULLs stored for it: never prune by them
         return {c.name: by_id[c.id] for c in table.columns if c.id in by_id and not c.is_virtual_generated}
 
-    def overlaps(self, lo: int | builtins.bytes | None, hi: int | builtins.bytes | None) -> bool:
+    def overlaps(self, lo: Handle | None, hi: Handle | None) -> bool:
         if self.min_handle is None or self.max_handle is None:
             return False
-        return (lo is None or self.max_handle >= lo) and (hi is None or self.min_handle < hi)
+        return span_overlaps(self.min_handle, self.max_handle, lo, hi)
 
 
 @dataclass
@@ -131,7 +130,7 @@ def origin_defaults(table: "TableInfo", names: Sequence[str]) -> pa.RecordBatch:
     return decode_rows_to_arrow([EMPTY_ROW_V2], np.zeros(1, dtype=np.int64), row_columns(table, list(names)))
 
 
-def _cast_column(a: Any, target: pa.DataType) -> Any:
+def _cast_column(a: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
     """A part's column as the reading schema version types it. A part written after an in-place
     widening (INT -> BIGINT) holds values the older, narrower version cannot: read with that
     version (``schema=as_of`` at a ts before the widening) it is cast without overflow checks,
@@ -143,7 +142,8 @@ def _cast_column(a: Any, target: pa.DataType) -> Any:
         return a.cast(target, safe=False)
 
 
-def _range_mask(handles: pa.Array | pa.ChunkedArray, lo: Any, hi: Any) -> Any:
+def _range_mask(handles: pa.Array | pa.ChunkedArray, lo: Handle | None,
+                hi: Handle | None) -> pa.Array | pa.ChunkedArray | None:
     m = None
     if lo is not None:
         m = pc.greater_equal(handles, pa.scalar(lo, handles.type))
@@ -153,7 +153,8 @@ def _range_mask(handles: pa.Array | pa.ChunkedArray, lo: Any, hi: Any) -> Any:
     return m
 
 
-def _in_range(t: pa.Table, lo: Any, hi: Any) -> tuple[pa.Table, Any]:
+def _in_range(t: pa.Table, lo: Handle | None,
+              hi: Handle | None) -> tuple[pa.Table, pa.Array | pa.ChunkedArray | None]:
     """The rows of ``t`` (sorted by handle, as every part is) with handles in [lo, hi): for
     integer handles a zero-copy slice found by binary search, so the rows of a part shared by
     several regions are not copied per region, and no mask (None); for binary handles the whole
@@ -172,7 +173,7 @@ def _in_range(t: pa.Table, lo: Any, hi: Any) -> tuple[pa.Table, Any]:
 
 
 
-def filtered(t: pa.Table, mask: Any) -> pa.Table:
+def filtered(t: pa.Table, mask: pa.Array | pa.ChunkedArray | None) -> pa.Table:
     """``t`` filtered by ``mask`` (None: every row), not copied when the mask keeps every row."""
     if mask is None:
         return t
@@ -182,7 +183,8 @@ def filtered(t: pa.Table, mask: Any) -> pa.Table:
     return t.filter(mask)
 
 
-def _outside_tombstones(handles: pa.ChunkedArray | pa.Array, tombstones: Sequence[HandleRange]) -> Any:
+def _outside_tombstones(handles: pa.ChunkedArray | pa.Array,
+                        tombstones: Sequence[HandleRange]) -> pa.Array | pa.ChunkedArray | None:
     keep = None
     for lo, hi in tombstones:
         inside = _range_mask(handles, lo, hi)
@@ -259,7 +261,7 @@ class PartsReader:
     def _conform(self, part: PartRef, t: pa.Table, mapping: Mapping[str, str]) -> pa.Table:
         """A part's rows with the target schema's needed columns: renamed by column id,
         cast where the type changed, origin defaults for columns added after the part."""
-        arrays: list[Any] = []
+        arrays: list[pa.ChunkedArray | pa.Array] = []
         fields: list[pa.Field] = []
         targets = {f.name: f for f in output_schema(self.table, self.user_needed, ())}
         for name in self.user_needed:
@@ -286,7 +288,8 @@ class PartsReader:
         return filtered(t, m)
 
     def _visible_mask(self, part: PartRef, t: pa.Table, single_version: bool,
-                      also: Callable[[pa.Table], Sequence[Any]] | None = None) -> tuple[pa.Table, Any]:
+                      also: Callable[[pa.Table], Sequence[pa.Array | pa.ChunkedArray | None]] | None = None
+                      ) -> tuple[pa.Table, pa.Array | pa.ChunkedArray | None]:
         """``t`` cut to the reader's range (a zero-copy slice where it can be) and the mask of
         its rows visible at ts — with delete marks dropped for a one-version part — and-ed
         with the masks ``also`` gives for the cut table; None when every row is. One mask so
@@ -418,7 +421,7 @@ class PartsReader:
                 raise integrity.damaged(self.root / part.path, part, exc) from exc
             yield self._conform(part, t, mapping)
 
-    def _row_group_stats(self, rgm: Any, names_by_id: Mapping[int, str],
+    def _row_group_stats(self, rgm: pq.RowGroupMetaData, names_by_id: Mapping[int, str],
                          file_index: Mapping[str, int]) -> dict[str, ColumnStats]:
         out: dict[str, ColumnStats] = {}
         for name in (self.predicate.columns() if self.predicate is not None else ()):
@@ -435,7 +438,7 @@ class PartsReader:
             out[name] = ColumnStats(lo, hi, nulls, rgm.num_rows)
         return out
 
-    def _row_group_in_range(self, rgm: Any, file_index: Mapping[str, int]) -> bool:
+    def _row_group_in_range(self, rgm: pq.RowGroupMetaData, file_index: Mapping[str, int]) -> bool:
         if self.lo is None and self.hi is None:
             return True
         st = rgm.column(file_index[ROWID]).statistics

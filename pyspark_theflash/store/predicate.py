@@ -86,6 +86,7 @@ class Col:
     def __init__(self, name: str) -> None:
         self.name = name
 
+    # (== and != build a filter, as every comparison here does, instead of object's bool answer)
     def __eq__(self, value: object) -> "Comparison":  # type: ignore[override]
         return Comparison(self.name, "==", value)
 
@@ -104,7 +105,7 @@ class Col:
     def __ge__(self, value: object) -> "Comparison":
         return Comparison(self.name, ">=", value)
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable, as == no longer compares (object's is a method)
 
     def isin(self, values: Iterable[Any]) -> "In":
         return In(self.name, tuple(values))

@@ -30,7 +30,7 @@ vectors and compaction build on too); this module combines them partition by par
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from pyspark_theflash.schema import TableInfo
 
 
-def _not_versions(t: pa.Table, handles: pa.Array, versions: pa.Table) -> Any:
+def _not_versions(t: pa.Table, handles: pa.Array, versions: pa.Table) -> pa.Array | None:
     """The mask of the rows of ``t`` whose (handle, commit ts) is not one of ``versions``
     (``handles``: their distinct handles), or None when none is. Only rows of those handles
     are matched pair by pair, so the cost follows the vector, not the table."""
@@ -85,7 +85,7 @@ def _not_versions(t: pa.Table, handles: pa.Array, versions: pa.Table) -> Any:
     return pa.array(keep)
 
 
-def _not_versions_sorted(h: np.ndarray, ts: np.ndarray, versions: pa.Table) -> Any:
+def _not_versions_sorted(h: np.ndarray, ts: np.ndarray, versions: pa.Table) -> pa.Array | None:
     """``_not_versions`` for int handles ``h`` in ascending order (a part file's): each of the
     vector's versions is looked up by binary search among the rows of its handle, so the
     matching costs the vector's size times log(rows); the rows themselves are passed over only
@@ -137,7 +137,7 @@ class SnapshotReader(PartsReader):
         dropped = vector.versions
         handles = pc.unique(dropped.column(ROWID).combine_chunks()) if dropped.num_rows else None
 
-        def dropped_or_deleted(t: pa.Table) -> tuple[Any, Any]:
+        def dropped_or_deleted(t: pa.Table) -> tuple[pa.Array | None, pa.ChunkedArray | None]:
             return (_not_versions(t, handles, dropped) if handles is not None else None,
                     pc.invert(t.column(DELMARK)) if part.delete_marks else None)
 

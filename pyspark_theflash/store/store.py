@@ -438,8 +438,10 @@ def table_for_read(view: StoreView, table: "str | int | TableInfo", ts: int, sch
         return view.table_at(table, ts)
     if schema != "current":
         raise ValueError(f"schema={schema!r}: use 'current' or 'as_of'")
-    if hasattr(table, "columns") and hasattr(table, "id"):
-        return table  # type: ignore[return-value]
+    from pyspark_theflash.schema import TableInfo
+
+    if isinstance(table, TableInfo):
+        return table
     return view.table(table)
 
 

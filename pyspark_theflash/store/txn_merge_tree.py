@@ -15,7 +15,6 @@ statistics without its rows, which read planning uses as it uses a file's.
 """
 from __future__ import annotations
 
-import builtins
 import os
 import uuid
 from dataclasses import dataclass, replace
@@ -29,6 +28,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from pyspark_theflash.store.integrity import file_checksum
+from pyspark_theflash.store.keyspace import Handle
 from pyspark_theflash.schema.column_stats import ColumnStats
 from pyspark_theflash.store.predicate import decode_value, encode_value
 
@@ -49,8 +49,8 @@ class PartFile:
     file: str              # relative to the store root; "" (``IN_ENGINE``): rows the engine keeps
     rows: int
     bytes: int
-    min_handle: int | builtins.bytes | None
-    max_handle: int | builtins.bytes | None
+    min_handle: Handle | None
+    max_handle: Handle | None
     min_commit_ts: int | None
     max_commit_ts: int | None
     single_version: bool
@@ -380,9 +380,10 @@ def same_as_previous(handles: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return out
 
 
-def split_by_partition(handles: pa.Array | pa.ChunkedArray, bounds: Sequence[Any]) -> np.ndarray:
+def split_by_partition(handles: pa.Array | pa.ChunkedArray, bounds: Sequence[Handle | None]) -> np.ndarray:
     """For each handle, the index of the partition holding it, given the sorted inner
-    boundaries (partition i covers [bounds[i-1], bounds[i]))."""
+    boundaries (partition i covers [bounds[i-1], bounds[i]); the partitions' lower bounds after
+    the first, so none is None)."""
     if pa.types.is_integer(handles.type):
         placed: np.ndarray = np.searchsorted(np.asarray(bounds, dtype=np.int64), handles.to_numpy(), side="right")
         return placed
@@ -392,7 +393,7 @@ def split_by_partition(handles: pa.Array | pa.ChunkedArray, bounds: Sequence[Any
     return which
 
 
-def median_split_point(handles: np.ndarray) -> Any:
+def median_split_point(handles: np.ndarray) -> Handle | None:
     """A handle that splits sorted ``handles`` into two non-empty halves of distinct
     handles, or None when every row has the same handle."""
     if len(handles) < 2 or handles[0] == handles[-1]:

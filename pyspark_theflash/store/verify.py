@@ -154,7 +154,7 @@ def _py(handle: Any) -> Any:
     return int(handle)
 
 
-def _show(handle: Any) -> str:
+def _show(handle: object) -> str:
     return handle.hex() if isinstance(handle, (bytes, bytearray, memoryview)) else str(handle)
 
 

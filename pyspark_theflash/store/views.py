@@ -19,7 +19,7 @@ from pyspark_theflash.store.txn_merge_tree import stats_from_json
 if TYPE_CHECKING:
     from pyspark_theflash.schema import TableInfo
 
-from pyspark_theflash.store.keyspace import HandleRange  # noqa: E402
+from pyspark_theflash.store.keyspace import Handle, HandleRange  # noqa: E402
 
 
 class RegionState(NamedTuple):
@@ -52,8 +52,8 @@ class LockInfo:
 class PartitionInfo:
     table_id: int
     partition_id: int
-    lo: int | bytes | None
-    hi: int | bytes | None
+    lo: Handle | None
+    hi: Handle | None
 
 
 def table_info_from_row(info_json: str, db: str, conn: sqlite3.Connection | None = None) -> "TableInfo":
@@ -71,9 +71,9 @@ def table_info_from_row(info_json: str, db: str, conn: sqlite3.Connection | None
 def intersect(a: HandleRange, b: HandleRange | None) -> HandleRange | None:
     if b is None:
         return None
-    lo = a[0] if b[0] is None else (b[0] if a[0] is None else max(a[0], b[0]))
-    hi = a[1] if b[1] is None else (b[1] if a[1] is None else min(a[1], b[1]))
-    if lo is not None and hi is not None and lo >= hi:
+    lo = a[0] if b[0] is None else (b[0] if a[0] is None or keyspace.handle_before(a[0], b[0]) else a[0])
+    hi = a[1] if b[1] is None else (b[1] if a[1] is None or keyspace.handle_before(b[1], a[1]) else a[1])
+    if lo is not None and hi is not None and not keyspace.handle_before(lo, hi):
         return None
     return (lo, hi)
 
@@ -132,6 +132,7 @@ class StoreView:
         finally:
             if self._owns:
                 self._conn.close()
+            # closed: a use after close fails at once on None; the methods are typed for an open view
             self._conn = None  # type: ignore[assignment]
 
     # --- tables ---------------------------------------------------------------------------

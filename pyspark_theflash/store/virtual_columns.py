@@ -11,7 +11,7 @@ computed values, and the batch cut to the requested columns. Statistics of a vir
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import pyarrow as pa
 
@@ -21,7 +21,7 @@ from pyspark_theflash.store.predicate import And, Expr
 if TYPE_CHECKING:
     from pyspark_theflash.schema import TableInfo
 
-Read = Callable[[list[str], "Expr | None"], Iterator[pa.RecordBatch]]
+Read = Callable[[list[str] | None, "Expr | None"], Iterator[pa.RecordBatch]]  # columns None: every column
 
 
 def read_computing_virtual(info: "TableInfo", columns: Sequence[str] | None, predicate: Expr | None,
@@ -33,7 +33,7 @@ def read_computing_virtual(info: "TableInfo", columns: Sequence[str] | None, pre
     conjuncts = list(predicate.children) if isinstance(predicate, And) else ([predicate] if predicate else [])
     later = [c for c in conjuncts if c.columns() & virtual]
     if not virtual or (not later and not virtual.intersection(wanted)):
-        yield from read(list(columns) if columns is not None else None, predicate)  # type: ignore[arg-type]
+        yield from read(list(columns) if columns is not None else None, predicate)
         return
     pushed = [c for c in conjuncts if not c.columns() & virtual]
     needed = set(wanted) | {n for c in later for n in c.columns()}

@@ -65,7 +65,7 @@ def bulk_insert(
     if not isinstance(rows, pa.Table):
         raise TypeError(f"bulk_insert takes a pyarrow.Table (or RecordBatch), got {type(rows).__name__}")
     table = catalog.rows(*split_table_name(qualified))
-    n = rows.num_rows
+    n: int = rows.num_rows
     if n == 0:
         return 0
     row_ids = None

@@ -35,6 +35,7 @@ from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.codec.txn import SHORT_VALUE_MAX_LEN
 from pyspark_theflash.proto import binlog_pb2, cdcpb_pb2, cdcpb_pb2_grpc, errorpb_pb2
 
+from pyspark_theflash.upstream.pd import Region
 from pyspark_theflash.upstream.topology import Topology
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class _Registration:
     initialized: bool = False
     # (key, start_ts) -> (cdc op, value) of the prewrites this registration has sent, for the
     # COMMIT rows that follow them (the binlog's COMMIT rows name only the key and the ts).
-    prewrites: dict[tuple[bytes, int], tuple[int, bytes]] = field(default_factory=dict)
+    prewrites: dict[tuple[bytes, int], tuple[cdcpb_pb2.Event.Row.OpType, bytes]] = field(default_factory=dict)
 
 
 class _Stream:
@@ -178,11 +179,11 @@ class ChangeFeed:
                 current_regions=[server.topology.meta_region(region)]))
         return None
 
-    def _scan(self, region: Any, checkpoint_ts: int, reg: _Registration) -> list[Any]:
+    def _scan(self, region: Region, checkpoint_ts: int, reg: _Registration) -> list[cdcpb_pb2.Event.Row]:
         """The region's versions above ``checkpoint_ts`` and its open locks, in key order (the
         caller holds the store lock)."""
         store = self.store
-        rows: list[Any] = []
+        rows: list[cdcpb_pb2.Event.Row] = []
         for key in store.keys_in(region.start, region.end):
             lock = store.lock_of(key)  # per key: the lock first, then the versions newest first (TiKV's scanner)
             if lock is not None and lock.op in _OP:
@@ -221,7 +222,7 @@ class ChangeFeed:
             elif kind == "admin":
                 self._admin(ev)
 
-    def _rows(self, reg: _Registration, entries: binlog_pb2.Entries) -> list[Any]:
+    def _rows(self, reg: _Registration, entries: binlog_pb2.Entries) -> list[cdcpb_pb2.Event.Row]:
         out = []
         for row in binlog_rows.iter_rows(entries):
             key, start_ts = bytes(row.key), int(row.start_ts)

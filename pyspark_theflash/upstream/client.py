@@ -33,7 +33,9 @@ def lock_to_proto(lock: LockInfo) -> upstream_pb2.LockInfo:
     """A lock as the mini cluster's Upstream service sends it."""
     return upstream_pb2.LockInfo(
         primary_lock=lock.primary, lock_version=lock.start_ts, key=lock.key, lock_ttl=lock.ttl_ms,
-        txn_size=lock.txn_size, lock_type=lock.op, use_async_commit=lock.use_async_commit,
+        # (protoc's stub takes an OpType or its name; protobuf takes the int LockInfo.op is)
+        txn_size=lock.txn_size, lock_type=lock.op,  # type: ignore[arg-type]
+        use_async_commit=lock.use_async_commit,
         min_commit_ts=lock.min_commit_ts, secondaries=list(lock.secondaries),
     )
 
@@ -187,7 +189,9 @@ class GrpcUpstreamClient:
         return int(self._call("UpdateGCSafePoint", upstream_pb2.UpdateGCSafePointRequest(safe_point=ts)).safe_point)
 
     def region_snapshot(self, region_id: int) -> binlog_pb2.Event:
-        return self._call("GetRegionSnapshot", upstream_pb2.RegionSnapshotRequest(region_id=region_id))
+        event: binlog_pb2.Event = self._call("GetRegionSnapshot",
+                                             upstream_pb2.RegionSnapshotRequest(region_id=region_id))
+        return event
 
     def _http(self, path: str) -> Any:
         url = f"http://{self.status_address}{path}"
@@ -210,7 +214,7 @@ class GrpcUpstreamClient:
         return body["db_info"]["db_name"]["O"], body["table_info"]
 
     def list_tables(self) -> list[tuple[str, str]]:
-        out = []
+        out: list[tuple[str, str]] = []
         for db in self._http("/schema"):
             name = db["db_name"]["O"]
             out.extend((name, t["name"]["O"]) for t in self._http(f"/schema/{name}"))

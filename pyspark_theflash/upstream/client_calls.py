@@ -18,10 +18,11 @@ import bisect
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from pyspark_theflash.codec.tso import physical_ms
 from pyspark_theflash.proto import errorpb_pb2, kvrpcpb_pb2
+from pyspark_theflash.txn.status import LockInfo
 from pyspark_theflash.upstream.errors import (
     AlreadyExistError,
     CommitTsExpiredError,
@@ -33,8 +34,8 @@ from pyspark_theflash.upstream.errors import (
     UpstreamError,
     WriteConflictError,
 )
-from pyspark_theflash.upstream.pd import encode_region_key
-from pyspark_theflash.upstream.percolator import DELETE, LOCK, PUT, Mutation
+from pyspark_theflash.upstream.pd import Region, encode_region_key
+from pyspark_theflash.upstream.percolator import DELETE, LOCK, PUT, LockRecord, Mutation, PercolatorStore
 
 _OP = {kvrpcpb_pb2.Put: PUT, kvrpcpb_pb2.Insert: PUT, kvrpcpb_pb2.Del: DELETE, kvrpcpb_pb2.Lock: LOCK}
 _PB_LOCK_TYPE = {PUT: kvrpcpb_pb2.Put, DELETE: kvrpcpb_pb2.Del, LOCK: kvrpcpb_pb2.Lock}
@@ -126,7 +127,7 @@ class RawKeyspace:
 _LOCK_OP = {0: kvrpcpb_pb2.Put, 1: kvrpcpb_pb2.Del, 2: kvrpcpb_pb2.Lock}
 
 
-def lock_info(lock: Any) -> kvrpcpb_pb2.LockInfo:
+def lock_info(lock: LockRecord | LockInfo) -> kvrpcpb_pb2.LockInfo:
     """A Percolator lock as TiKV reports it (``LockInfo``)."""
     return kvrpcpb_pb2.LockInfo(
         primary_lock=lock.primary, lock_version=lock.start_ts, key=lock.key, lock_ttl=lock.ttl_ms,
@@ -134,7 +135,7 @@ def lock_info(lock: Any) -> kvrpcpb_pb2.LockInfo:
         min_commit_ts=lock.min_commit_ts, secondaries=list(lock.secondaries))
 
 
-def key_error(exc: Exception, store: Any, pessimistic: PessimisticLocks | None = None) -> kvrpcpb_pb2.KeyError:
+def key_error(exc: Exception, store: PercolatorStore, pessimistic: PessimisticLocks | None = None) -> kvrpcpb_pb2.KeyError:
     """A store error as TiKV fills kvrpcpb.KeyError."""
     if isinstance(exc, KeyLockedError):
         lock = store.lock_of(exc.key)
@@ -163,35 +164,59 @@ def key_error(exc: Exception, store: Any, pessimistic: PessimisticLocks | None =
     return kvrpcpb_pb2.KeyError(abort=str(exc))
 
 
-def _in_region(key: bytes, region: Any) -> bool:
+def _in_region(key: bytes, region: Region) -> bool:
     return key >= region.start and (not region.end or key < region.end)
 
 
-def _raw_in_region(key: bytes, region: Any) -> bool:
+def _raw_in_region(key: bytes, region: Region) -> bool:
     """A raw key against the region's encoded boundaries, compared as bytes (API v1 raw)."""
     return key >= encode_region_key(region.start) and (not region.end or key < encode_region_key(region.end))
 
 
-def _not_in_region(key: bytes, region: Any, encoded: bool = False) -> errorpb_pb2.Error:
+def _not_in_region(key: bytes, region: Region, encoded: bool = False) -> errorpb_pb2.Error:
     start, end = (encode_region_key(region.start), encode_region_key(region.end)) if encoded else (region.start, region.end)
     return errorpb_pb2.Error(message=f"key {key.hex()} is not in region {region.id}",
                              key_not_in_region=errorpb_pb2.KeyNotInRegion(key=key, region_id=region.id,
                                                                          start_key=start, end_key=end))
 
 
+class _Cluster(Protocol):
+    """What the calls use of the mini cluster (``cluster.MiniCluster``, which imports this module)."""
+
+    @property
+    def store(self) -> PercolatorStore: ...
+
+
+class _Topology(Protocol):
+    @property
+    def pessimistic_locks(self) -> PessimisticLocks: ...
+
+    @property
+    def raw_keyspace(self) -> RawKeyspace: ...
+
+
+class _Server(Protocol):
+    """What the calls use of the store server they serve (``tikv_stores.StoreServer``, which
+    imports this module)."""
+
+    @property
+    def topology(self) -> _Topology: ...
+
+
 class ClientCalls:
     """TikvServicer's calls for TiKV's own clients (mixed into ``tikv_stores.TikvServicer``)."""
 
-    cluster: Any
+    cluster: _Cluster
+    server: _Server
     _region: Callable[[kvrpcpb_pb2.Context], tuple[Any, errorpb_pb2.Error | None]]
 
     @property
     def _pessimistic(self) -> PessimisticLocks:
-        return self.server.topology.pessimistic_locks  # type: ignore[attr-defined, no-any-return]
+        return self.server.topology.pessimistic_locks
 
     @property
     def _raw(self) -> RawKeyspace:
-        return self.server.topology.raw_keyspace  # type: ignore[attr-defined, no-any-return]
+        return self.server.topology.raw_keyspace
 
     def _keys_region(self, ctx: kvrpcpb_pb2.Context, keys: list[bytes],
                      encoded: bool = False) -> tuple[Any, errorpb_pb2.Error | None]:
@@ -207,7 +232,7 @@ class ClientCalls:
     # ------------------------------------------------------------ reads
 
     def _read(self, key: bytes, ts: int) -> bytes | None:
-        return self.cluster.store.get(key, ts)  # type: ignore[no-any-return]
+        return self.cluster.store.get(key, ts)
 
     def KvGet(self, request: kvrpcpb_pb2.GetRequest, context: Any) -> kvrpcpb_pb2.GetResponse:
         key = bytes(request.key)
@@ -502,7 +527,7 @@ class ClientCalls:
         for v in store.versions_of(key):
             if v.write_type in ("L", "R"):
                 continue
-            return store.value_of(key, v) if v.write_type == "P" else None  # type: ignore[no-any-return]
+            return store.value_of(key, v) if v.write_type == "P" else None
         return None
 
     def KVPessimisticRollback(self, request: kvrpcpb_pb2.PessimisticRollbackRequest,

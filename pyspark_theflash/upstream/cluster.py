@@ -204,7 +204,7 @@ class MiniCluster:
             )
         self.replayed_events = 0
         if log_has_events:
-            assert self.binlog_dir is not None
+            assert self.binlog_dir is not None and self._writer is not None  # (events: the log was opened)
             if restarted and meta.get("binlog_dir") != str(self.binlog_dir.resolve()):
                 self._writer.close()
                 self._db.close()

@@ -108,7 +108,7 @@ def encode_row_v1_for_table(info: TableInfo, values: Mapping[str, Any]) -> bytes
     return bytes(encode_row_v1(cols))
 
 
-def ddl_event(kind: int, commit_ts: int, schema_version: int, db: str, info: Mapping[str, Any],
+def ddl_event(kind: binlog_pb2.Ddl.Type, commit_ts: int, schema_version: int, db: str, info: Mapping[str, Any],
               old_table_id: int = 0, query: str = "") -> binlog_pb2.Event:
     """The binlog event of one finished schema change (region 0: it belongs to no region)."""
     return binlog_pb2.Event(region_id=0, index=0, ddl=binlog_pb2.Ddl(

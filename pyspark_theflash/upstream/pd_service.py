@@ -20,7 +20,7 @@ from typing import Any, Iterator
 import grpc
 
 from pyspark_theflash.ports import bind_grpc, grpc_server
-from pyspark_theflash.upstream.pd import encode_region_key
+from pyspark_theflash.upstream.pd import GCSafePoint, Region, encode_region_key
 from pyspark_theflash.proto import pdpb_pb2, pdpb_pb2_grpc
 from pyspark_theflash.upstream.errors import UpstreamError
 
@@ -33,7 +33,7 @@ class ServiceSafePoints:
     expiry. The least live one bounds GC. An update below that least is not applied (no
     error: the caller compares with the returned minimum); TTL <= 0 removes the service's."""
 
-    def __init__(self, gc_safe_point: Any) -> None:
+    def __init__(self, gc_safe_point: GCSafePoint) -> None:
         self._mu = threading.Lock()
         self._points: dict[bytes, tuple[int, float]] = {}
         self._gc = gc_safe_point  # the cluster's GCSafePoint: gc_worker's entry follows it
@@ -150,7 +150,7 @@ class PDServicer(pdpb_pb2_grpc.PDServicer):
         return pdpb_pb2.GetAllStoresResponse(header=self._header(),
                                              stores=[topology.meta_store(s) for s in topology.store_ids])
 
-    def _region_response(self, region: Any) -> pdpb_pb2.GetRegionResponse:
+    def _region_response(self, region: Region) -> pdpb_pb2.GetRegionResponse:
         topology = self.cluster.topology
         meta = topology.meta_region(region)
         return pdpb_pb2.GetRegionResponse(header=self._header(), region=meta, leader=meta.peers[0])

@@ -67,7 +67,7 @@ class EventSink(Protocol):
 
 @dataclass(frozen=True)
 class Mutation:
-    op: int  # binlog_pb2.PUT / DELETE / LOCK
+    op: binlog_pb2.OpType  # PUT / DELETE / LOCK
     key: bytes  # raw TiDB key
     value: bytes = b""
 
@@ -78,7 +78,7 @@ class LockRecord:
     primary: bytes
     start_ts: int
     ttl_ms: int
-    op: int
+    op: binlog_pb2.OpType
     value: bytes
     txn_size: int
     use_async_commit: bool = False
@@ -193,10 +193,13 @@ class PercolatorStore:
 
     # ---------------------------------------------------------------- event plumbing
 
-    def _emit(self, region: Region, advance: bool = True, **payload: object) -> binlog_pb2.Event:
+    def _emit(self, region: Region, advance: bool = True, *, entries: binlog_pb2.Entries | None = None,
+              admin: binlog_pb2.Admin | None = None) -> binlog_pb2.Event:
+        """The region's next event, of ``entries`` or ``admin`` (a payload given as None is not set)."""
         if advance:
             region.index += 1
-        event = binlog_pb2.Event(region_id=region.id, index=region.index, epoch=region.epoch_proto(), **payload)
+        event = binlog_pb2.Event(region_id=region.id, index=region.index, epoch=region.epoch_proto(), entries=entries,
+                                 admin=admin)
         self._pending.append(event)
         return event
 
@@ -343,7 +346,7 @@ class PercolatorStore:
                 return False  # already committed by this transaction
         return True
 
-    def _commit_record(self, key: bytes, op: int, value: bytes, start_ts: int, commit_ts: int) -> None:
+    def _commit_record(self, key: bytes, op: binlog_pb2.OpType, value: bytes, start_ts: int, commit_ts: int) -> None:
         short = value if op == PUT and len(value) <= SHORT_VALUE_MAX_LEN else None
         if op == PUT and short is None:
             self._set_default(key, start_ts, value)
@@ -1118,9 +1121,9 @@ class PercolatorStore:
         """Give back changes a checkpoint took but could not save: the next one saves them
         (a record changed again since keeps its newer state)."""
         with self.mu:
-            for older, newer in ((changes.writes, self._changed_writes), (changes.defaults, self._changed_defaults),
-                                 (changes.locks, self._changed_locks)):
-                older.update(newer)  # type: ignore[attr-defined]
+            changes.writes.update(self._changed_writes)
+            changes.defaults.update(self._changed_defaults)
+            changes.locks.update(self._changed_locks)
             self._changed_writes, self._changed_defaults, self._changed_locks = (
                 changes.writes, changes.defaults, changes.locks)
             self._new_writes = changes.new_writes + self._new_writes

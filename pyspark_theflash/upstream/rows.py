@@ -235,7 +235,11 @@ class TableRows:
             handles = ints.view(np.int64)  # unsigned BIGINT handles keep their bits
             keys = self._routed(batch, lambda tid, pick: B.int_record_keys(tid, handles[pick]))
         elif self.kind == "common":
-            datums = [encoded[c.id].key_datums for c in self.key_columns]
+            datums = []
+            for c in self.key_columns:
+                d = encoded[c.id].key_datums
+                assert d is not None  # a key column's (encode_column with key=True)
+                datums.append(d)
             keys = self._routed(batch, lambda tid, pick: B.common_handle_record_keys(
                 tid, [d.take(pa.array(pick)) for d in datums]))
         else:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from typing import Any, Iterator, NoReturn
 
 import grpc
 
@@ -13,6 +13,12 @@ from pyspark_theflash.upstream.errors import RegionNotFoundError, SchemaError, U
 
 SCAN_CHUNK_ROWS = 4096  # rows per ScanTable response (gRPC messages stay far below 4 MiB for TiDB-sized rows)
 CLUSTER_ID = 0x7468_6566_6C61_7368  # "theflash": one fixed id, the mini cluster is one cluster
+
+
+def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, details: str) -> NoReturn:
+    """``context.abort``: it ends the call by raising (grpc ships no types that say so)."""
+    context.abort(code, details)
+    raise AssertionError("grpc's ServicerContext.abort returned")
 
 
 class UpstreamServicer(upstream_pb2_grpc.UpstreamServicer):
@@ -38,7 +44,7 @@ class UpstreamServicer(upstream_pb2_grpc.UpstreamServicer):
                 rollback_if_not_exist=request.rollback_if_not_exist, force_sync_commit=request.force_sync_commit,
             )
         except UpstreamError as err:
-            context.abort(grpc.StatusCode.NOT_FOUND, str(err))
+            _abort(context, grpc.StatusCode.NOT_FOUND, str(err))
         return status_to_proto(s)
 
     def CheckSecondaryLocks(self, request: upstream_pb2.CheckSecondaryLocksRequest,
@@ -64,17 +70,18 @@ class UpstreamServicer(upstream_pb2_grpc.UpstreamServicer):
 
     def GetRegionSnapshot(self, request: upstream_pb2.RegionSnapshotRequest, context: grpc.ServicerContext) -> binlog_pb2.Event:
         try:
-            return self.cluster.region_snapshot(request.region_id)
+            event: binlog_pb2.Event = self.cluster.region_snapshot(request.region_id)
+            return event
         except RegionNotFoundError as err:
-            context.abort(grpc.StatusCode.NOT_FOUND, str(err))
+            _abort(context, grpc.StatusCode.NOT_FOUND, str(err))
 
     def ScanTable(self, request: upstream_pb2.ScanTableRequest, context: grpc.ServicerContext) -> Iterator[upstream_pb2.ScanTableResponse]:
         try:
             ts, info, pairs = self.cluster.scan_records(f"{request.db}.{request.table}", request.ts or None)
         except SchemaError as err:
-            context.abort(grpc.StatusCode.NOT_FOUND, str(err))
+            _abort(context, grpc.StatusCode.NOT_FOUND, str(err))
         except UpstreamError as err:  # e.g. ts below the GC safe point
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(err))
+            _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(err))
         yield upstream_pb2.ScanTableResponse(table_info=json.dumps(info).encode(), db=request.db, ts=ts)
         for at in range(0, len(pairs), SCAN_CHUNK_ROWS):
             chunk = pairs[at:at + SCAN_CHUNK_ROWS]

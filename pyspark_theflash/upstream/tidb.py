@@ -14,7 +14,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from pyspark_theflash import codec
 from pyspark_theflash.codec import column_types as T
@@ -55,6 +55,7 @@ from pyspark_theflash.upstream.tso import TimestampOracle
 
 DEFAULT_TTL_MS = 3000  # TiDB's default lock TTL for small transactions
 PREWRITE_BATCH_KEYS = 64  # keys per prewrite request of an async-commit transaction
+_R = TypeVar("_R")  # what a retried call returns (LockResolver.retry)
 
 
 def _name(s: str) -> dict[str, str]:
@@ -573,8 +574,8 @@ class Catalog:
                                     query=f"ALTER TABLE {db}.{name} REORGANIZE PARTITION {', '.join(names)} INTO "
                                           f"({', '.join(d['name']['O'] for d in new)})")
 
-    def _ddl_locked(self, kind: int, db: str, table: dict[str, Any], *, retire: int = 0, query: str = "",
-                    commit_ts: int | None = None) -> dict[str, Any]:
+    def _ddl_locked(self, kind: binlog_pb2.Ddl.Type, db: str, table: dict[str, Any], *, retire: int = 0,
+                    query: str = "", commit_ts: int | None = None) -> dict[str, Any]:
         """One finished schema change of ``table`` (already changed in place; for DROP TABLE the
         table as it was): new schema version, commit ts, binlog event, versions, saved state."""
         self.schema_version += 1
@@ -727,7 +728,7 @@ class LockResolver:
         status = resolve_txn(self.store, err.primary, err.lock_start_ts, caller_ts, self.tso.get_ts())
         return status.decided
 
-    def retry(self, fn: Callable[[], Any], caller_ts: int, timeout_s: float = 30.0) -> Any:
+    def retry(self, fn: Callable[[], _R], caller_ts: int, timeout_s: float = 30.0) -> _R:
         """Run ``fn`` until it meets no lock, resolving and backing off in between."""
         deadline = time.monotonic() + timeout_s
         backoff = 0.002
@@ -799,7 +800,7 @@ class Txn:
             rows = self._rows[qualified] = self.catalog.rows(*split_table_name(qualified))
         return rows
 
-    def table(self, qualified: str) -> dict[str, Any]:
+    def table(self, qualified: str) -> Mapping[str, Any]:
         """The table's info as of this transaction's first use of it (read-only)."""
         return self.rows(qualified).table
 
@@ -957,9 +958,9 @@ class Txn:
             for n, batch in enumerate(self.store.prewrite_batches(muts, PREWRITE_BATCH_KEYS)):
                 if n and self.after_prewrite_batch is not None:
                     self.after_prewrite_batch(self, n)
-                commit_ts = max(commit_ts, self.resolver.retry(
-                    lambda b=batch: self.store.prewrite(b, primary, self.start_ts, self.ttl_ms, async_commit=True,
-                                                        secondaries=secondaries),
+                commit_ts = max(commit_ts, self.resolver.retry(  # (called here: ``batch`` is this one)
+                    lambda: self.store.prewrite(batch, primary, self.start_ts, self.ttl_ms, async_commit=True,
+                                                secondaries=secondaries),
                     self.start_ts, timeout_s=0.5,
                 ))
         except (KeyLockedError, WriteConflictError, TxnRolledBackError) as err:

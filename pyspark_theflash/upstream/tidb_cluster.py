@@ -217,7 +217,7 @@ class TiDBClusterClient:
         locks: list[LockInfo] = []
         commit_ts = 0
         for region, ks in self._by_region(keys):
-            resp = self._call_key(ks[0], lambda stub, ctx, ks=ks: stub.KvCheckSecondaryLocks(
+            resp = self._call_key(ks[0], lambda stub, ctx: stub.KvCheckSecondaryLocks(  # (called here, with this ks)
                 kvrpcpb_pb2.CheckSecondaryLocksRequest(context=ctx, keys=ks, start_version=start_ts),
                 timeout=self.timeout_s), "KvCheckSecondaryLocks")
             locks.extend(_lock(lk) for lk in resp.locks)
@@ -230,7 +230,7 @@ class TiDBClusterClient:
         keys there is nothing to do (the caller names the keys it met)."""
         n = 0
         for region, ks in self._by_region(keys or ()):
-            self._call_key(ks[0], lambda stub, ctx, ks=ks: stub.KvResolveLock(kvrpcpb_pb2.ResolveLockRequest(
+            self._call_key(ks[0], lambda stub, ctx: stub.KvResolveLock(kvrpcpb_pb2.ResolveLockRequest(  # (called here)
                 context=ctx, start_version=start_ts, commit_version=commit_ts, keys=ks), timeout=self.timeout_s),
                 "KvResolveLock")
             n += len(ks)

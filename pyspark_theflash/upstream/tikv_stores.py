@@ -33,6 +33,8 @@ class TikvServicer(ClientCalls, tikvpb_pb2_grpc.TikvServicer):
     """``tikvpb.Tikv`` of one store: the lock and read-index calls here, a TiKV client's
     transactional and raw calls in ``client_calls.ClientCalls``."""
 
+    server: StoreServer  # (ClientCalls needs less of it)
+
     def __init__(self, cluster: Any, server: "StoreServer") -> None:
         self.cluster = cluster
         self.server = server

@@ -8,7 +8,7 @@ from typing import Any
 
 from pyspark_theflash.proto import metapb_pb2
 from pyspark_theflash.upstream.client_calls import PessimisticLocks, RawKeyspace
-from pyspark_theflash.upstream.pd import encode_region_key
+from pyspark_theflash.upstream.pd import Region, encode_region_key
 
 TIKV_VERSION = "8.5.0"  # what the stores report to PD: the newest LTS the wire matches
 
@@ -42,7 +42,7 @@ class Topology:
     def peer(region_id: int, store_id: int) -> metapb_pb2.Peer:
         return metapb_pb2.Peer(id=region_id * 1000 + store_id, store_id=store_id)
 
-    def meta_region(self, region: Any) -> metapb_pb2.Region:
+    def meta_region(self, region: Region) -> metapb_pb2.Region:
         """A region as PD and TiKV describe it: encoded keys, epoch, its one peer."""
         return metapb_pb2.Region(
             id=region.id, start_key=encode_region_key(region.start), end_key=encode_region_key(region.end),

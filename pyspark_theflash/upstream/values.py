@@ -208,10 +208,13 @@ def _check_decimal(table: str, col: ColumnInfo, value: Any, row: int) -> Decimal
 
 
 def _check_string(table: str, col: ColumnInfo, value: Any, row: int) -> str | bytes:
-    binary = col.is_binary_string
-    if binary:
-        s: Any = value.encode("utf-8") if isinstance(value, str) else bytes(value)
-    elif isinstance(value, (bytes, bytearray, memoryview)):
+    if col.is_binary_string:  # bytes, counted in bytes
+        data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+        if col.flen > 0 and len(data) > col.flen:
+            raise DataTooLongError(
+                table, col.name, row, value, f"{len(data)} byte(s), {_sql_type(col)} holds {col.flen}")
+        return data.ljust(col.flen, b"\x00") if col.tp == T.TYPE_STRING else data  # BINARY(n) pads with 0x00
+    if isinstance(value, (bytes, bytearray, memoryview)):
         try:
             s = bytes(value).decode("utf-8")
         except UnicodeDecodeError:
@@ -219,8 +222,8 @@ def _check_string(table: str, col: ColumnInfo, value: Any, row: int) -> str | by
     else:
         s = str(value)
     if col.flen > 0:
-        by_chars = col.tp in _CHAR_TYPES and not binary
-        length = len(s) if by_chars or binary else len(s.encode("utf-8"))
+        by_chars = col.tp in _CHAR_TYPES
+        length = len(s) if by_chars else len(s.encode("utf-8"))
         if length > col.flen:
             if by_chars and not s[col.flen:].rstrip(" "):
                 s = s[:col.flen]  # only trailing spaces beyond the length: cut, as MySQL does
@@ -229,10 +232,7 @@ def _check_string(table: str, col: ColumnInfo, value: Any, row: int) -> str | by
                 raise DataTooLongError(
                     table, col.name, row, value, f"{length} {unit}, {_sql_type(col)} holds {col.flen}")
     if col.tp == T.TYPE_STRING:
-        if binary:
-            s = s.ljust(col.flen, b"\x00")  # BINARY(n) pads with 0x00
-        else:
-            s = s.rstrip(" ")  # CHAR(n) is stored without trailing spaces
+        s = s.rstrip(" ")  # CHAR(n) is stored without trailing spaces
     return s
 
 
@@ -330,13 +330,15 @@ def _family(col: ColumnInfo) -> str:
 def _valid(arr: pa.Array) -> np.ndarray:
     if arr.null_count == 0:
         return np.ones(len(arr), dtype=bool)
-    return arr.is_valid().to_numpy(zero_copy_only=False)
+    valid: np.ndarray = arr.is_valid().to_numpy(zero_copy_only=False)
+    return valid
 
 
 def _numpy(arr: pa.Array, fill: Any = 0) -> np.ndarray:
     if arr.null_count:
         arr = pc.fill_null(arr, fill)
-    return arr.to_numpy(zero_copy_only=False)
+    values: np.ndarray = arr.to_numpy(zero_copy_only=False)
+    return values
 
 
 def _ints(c: _Ctx, arr: pa.Array) -> EncodedColumn | None:

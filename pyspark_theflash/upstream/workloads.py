@@ -34,7 +34,7 @@ import threading
 import time
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from pyspark_theflash.codec import column_types as T
 from pyspark_theflash.codec import encode_record_key
@@ -320,12 +320,12 @@ class BankWorkload(Workload):
             def gather(t: Txn) -> None:
                 moved = 0
                 for a in sources:
-                    row = t.get(self.table, a)
+                    row = _account(t, self.table, a)
                     amount = min(1, row["balance"]) if row["balance"] > 0 else 0
                     if amount:
                         t.update(self.table, {"id": a, "balance": row["balance"] - amount})
                         moved += amount
-                row = t.get(self.table, sink)
+                row = _account(t, self.table, sink)
                 t.update(self.table, {"id": sink, "balance": row["balance"] + moved})
 
             if self.commit(rng, gather):
@@ -335,7 +335,7 @@ class BankWorkload(Workload):
         amount = rng.randint(1, max(1, self.initial // 10))
 
         def transfer(t: Txn) -> None:
-            ra, rb = t.get(self.table, a), t.get(self.table, b)
+            ra, rb = _account(t, self.table, a), _account(t, self.table, b)
             moved = min(amount, ra["balance"])
             t.update(self.table, {"id": a, "balance": ra["balance"] - moved})
             t.update(self.table, {"id": b, "balance": rb["balance"] + moved})
@@ -405,17 +405,17 @@ class TwoTableBankWorkload(Workload):
         amount = rng.randint(1, max(1, self.initial // 10))
 
         def transfer(t: Txn) -> None:
-            ra = t.get(source, a)
+            ra = _account(t, source, a)
             moved = min(amount, ra["balance"])
             t.update(source, {"id": a, "balance": ra["balance"] - moved})
-            rb = t.get(sink, b)
+            rb = _account(t, sink, b)
             t.update(sink, {"id": b, "balance": rb["balance"] + moved})
 
         self.commit(rng, transfer)
 
     def verify(self, ts: int) -> int:
         """The sum over both tables at ``ts``; raises AssertionError when it is not the constant."""
-        total = sum(r["balance"] for table in self.tables for r in self.cluster.scan_table(table, ts))
+        total: int = sum(r["balance"] for table in self.tables for r in self.cluster.scan_table(table, ts))
         if total != self.total:
             raise AssertionError(f"two-table bank invariant broken at ts {ts}: total {total} (want {self.total})")
         return total
@@ -764,12 +764,21 @@ class OrdersWorkload(Workload):
         self.stats.add("schema_changes")
 
 
-def _elems(table: dict[str, Any], column: str) -> list[str]:
+def _account(t: Txn, table: str, account: int) -> dict[str, Any]:
+    """An account's row: every account exists from the workload's setup on (a missing one
+    breaks the bank's invariant)."""
+    row = t.get(table, account)
+    if row is None:
+        raise AssertionError(f"account {account} of {table} is missing")
+    return row
+
+
+def _elems(table: Mapping[str, Any], column: str) -> list[str]:
     col = next(c for c in table["cols"] if c["name"]["O"] == column)
     return list(col["type"].get("Elems") or [])
 
 
-def _changed_values(rng: random.Random, table: dict[str, Any], members_of: tuple[str, ...]) -> dict[str, Any]:
+def _changed_values(rng: random.Random, table: Mapping[str, Any], members_of: tuple[str, ...]) -> dict[str, Any]:
     """Values for the columns schema changes added or retyped (``extra_*``) as the schema the
     transaction writes with types them, the widest values that type holds now and then (a
     widened INT gets values beyond 32 bits at once); for SET columns in ``members_of``,

@@ -1,7 +1,7 @@
 """The package type-checks under ``mypy --strict`` (DESIGN.md, "Layering and speed") where
 pyproject.toml's ``[tool.mypy]`` says so (scan/, engine/, txn/, codec/, lake/, schema/,
-service/, writer/ today; the rest follows, issue 53), every run of the suite, as CI runs it. mypy runs in this process
-(``mypy.api``), as the unit tier's tests do."""
+service/, writer/, store/, capture/, upstream/ today; the rest follows, issue 53), every run of the
+suite, as CI runs it. mypy runs in this process (``mypy.api``), as the unit tier's tests do."""
 from __future__ import annotations
 
 import pytest
@@ -17,3 +17,15 @@ def test_the_read_side_passes_mypy_strict(tmp_path_factory: pytest.TempPathFacto
     stdout, stderr, status = api.run(["--cache-dir", str(cache)])
     assert status == 0, f"mypy (pyproject.toml [tool.mypy]) found:\n{stdout[-8000:]}{stderr[-2000:]}"
     assert "Success" in stdout, stdout
+
+
+def test_the_compiled_feed_decoders_stub_says_what_the_built_module_is(monkeypatch: pytest.MonkeyPatch,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """``_native/cdc_wire.pyi`` gives capture the C module's types; mypy's stubtest compares it
+    with the module as built (names, signatures, what is final), so the two cannot drift apart."""
+    from mypy import stubtest
+
+    monkeypatch.chdir(ROOT)
+    status = stubtest.test_stubs(stubtest.parse_options(["pyspark_theflash._native.cdc_wire"]))
+    out = capsys.readouterr().out
+    assert status == 0, f"stubtest found:\n{out[-4000:]}"
