@@ -55,6 +55,11 @@ fi
 mkdir -p .venv/etc/jupyter
 printf '{"ServerApp": {"allow_root": true}}\n' > .venv/etc/jupyter/jupyter_server_config.json
 .venv/bin/python -c 'import pyspark_theflash; from pyspark_theflash._native import load; load("cdc_wire")' >/dev/null
+# This checkout's modules compiled to bytecode once, as pip compiles what it installs (an editable
+# install's sources are not): where Python writes no bytecode itself (PYTHONDONTWRITEBYTECODE), every
+# process would compile what it imports again, and the test suite starts hundreds. A source changed
+# since is compiled afresh when imported (Python checks each file's mtime and size).
+.venv/bin/python -m compileall -q pyspark_theflash tests/support >/dev/null
 say "ready: .venv/bin/theflash"
 
 # The Spark connector jar (jvm-shim/), compiled with javac against pyspark's own jars; rebuilt

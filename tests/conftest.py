@@ -6,11 +6,14 @@ tests/integration (the mini cluster, servers and child processes on loopback) an
 and child programs the tiers share are in tests/support (on the path: ``import flash_rig``)."""
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,6 +30,17 @@ SHARED = Path(os.environ.get("THEFLASH_SHARED", ROOT.parent / "shared"))
 # Spark's Python workers must run this interpreter so they import the installed package.
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+
+# Every Spark the run starts (the suite's sessions, the JVMs tests and README blocks start, the
+# cluster test's daemons) reads the test machine's Spark configuration, tests/support/
+# machine_spark_conf.py, unless this machine has one of its own. Set once, in the first pytest
+# process (with -n 2 the workers inherit it), removed when that process exits.
+if "SPARK_CONF_DIR" not in os.environ:
+    from machine_spark_conf import write_spark_conf
+
+    _spark_conf = Path(tempfile.mkdtemp(prefix="theflash-spark-conf-"))
+    atexit.register(shutil.rmtree, _spark_conf, ignore_errors=True)
+    os.environ["SPARK_CONF_DIR"] = str(write_spark_conf(_spark_conf))
 
 
 pytest_plugins = ["service_fixtures"]  # tests/support/service_fixtures.py: service, conn

@@ -22,10 +22,12 @@ test runs that block whole (the foreground writer, the writer as a Spark job, st
 verify, dump). The only changes to what is written are where things live: ``/tmp`` is this
 test's directory (also ``TMPDIR``), the checkout's root is a directory of links to it (so
 that spark-sql's ``metastore_db`` lands there), and the README's fixed ports are free ones,
-as other runs share this machine. One setting is the test machine's, as a user's
-``spark-defaults.conf`` holds it (``SPARK_CONF_DIR``, read by every Spark the blocks start):
-delta-spark reconstructs a table's snapshot in 2 tasks (``SPARK_DEFAULTS``), not its default
-50, which on local[2] beside the running pipeline took most of the delta-spark block's time.
+as other runs share this machine. The blocks' Spark reads the test machine's configuration, as
+a user's ``spark-defaults.conf`` and ``spark-env.sh`` hold it (``SPARK_CONF_DIR``, read by every
+Spark the blocks start): how its JVMs start (tests/support/machine_spark_conf.py, as for the
+rest of the suite), and one setting of this module's: delta-spark reconstructs a table's
+snapshot in 2 tasks (``SPARK_DEFAULTS``), not its default 50, which on local[2] beside the
+running pipeline took most of the delta-spark block's time.
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ from typing import Callable, Iterator
 import pytest
 
 from conftest import ROOT
+from machine_spark_conf import write_spark_conf
 from polling import wait_for
 
 README = ROOT / "README.md"
@@ -56,8 +59,8 @@ COMMAND_TIMEOUT_S = 300
 READY_TIMEOUT_S = 180
 # What "Running it piece by piece" replicates and later blocks read.
 REPLICATED_TABLES = ["bank.accounts", "shop.orders"]
-# The test machine's spark-defaults.conf (SPARK_CONF_DIR): the README's tables are small, and
-# delta-spark's default of 50 snapshot partitions is 50 tasks per stage of each log replay.
+# This module's spark-defaults.conf settings, over the machine's (machine_spark_conf): the README's tables are
+# small, and delta-spark's default of 50 snapshot partitions is 50 tasks per stage of each log replay.
 SPARK_DEFAULTS = {"spark.databricks.delta.snapshotPartitions": "2"}
 
 
@@ -286,9 +289,7 @@ class Terminal:
         tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
         for name in {path.split("/")[0] for path in tracked.splitlines()} | {".venv"}:
             (self.cwd / name).symlink_to(ROOT / name)
-        spark_conf = self.work / "spark-conf"
-        spark_conf.mkdir()
-        (spark_conf / "spark-defaults.conf").write_text("".join(f"{k} {v}\n" for k, v in SPARK_DEFAULTS.items()))
+        spark_conf = write_spark_conf(self.work / "spark-conf", SPARK_DEFAULTS)
         self.env = {**plain_env(), "TMPDIR": str(self.tmp), "SPARK_CONF_DIR": str(spark_conf)}
 
     def ours(self, text: str) -> str:
