@@ -20,34 +20,17 @@ import adbc_driver_manager  # noqa: E402
 from flash_rig import FlashRig  # noqa: E402
 from pyspark_theflash.cli import main as cli_main  # noqa: E402
 from pyspark_theflash.service import RunningService  # noqa: E402
-from pyspark_theflash.upstream.tidb import make_column, record_key  # noqa: E402
+from pyspark_theflash.upstream.tidb import make_column  # noqa: E402
+from shop_tables import CUSTOMERS, N_CUSTOMERS, ORDERS, create_shop  # noqa: E402
 
-CUSTOMERS, ORDERS, TYPES = "shop.customers", "shop.orders", "kinds.all_types"
+TYPES = "kinds.all_types"
 SNAPSHOT_HEADER = "adbc.flight.sql.rpc.call_header.x-theflash-snapshot-ts"
-N_CUSTOMERS, N_ORDERS = 40, 300
 
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlashRig]:
     r = FlashRig(tmp_path_factory.mktemp("native_sql"))
-    r.cluster.create_table(CUSTOMERS, [make_column("id", "BIGINT", not_null=True), make_column("name", "VARCHAR(20)"),
-                                       make_column("region", "VARCHAR(8)")], primary_key=["id"])
-    orders = r.cluster.create_table(ORDERS, [
-        make_column("id", "BIGINT", not_null=True), make_column("customer_id", "BIGINT"),
-        make_column("total", "DECIMAL(12,2)"), make_column("status", "ENUM('new','paid','sent')"),
-        make_column("placed", "DATE")], primary_key=["id"])
-    r.cluster.split_at(record_key(orders, N_ORDERS // 2))  # two regions: two read streams
-    r.cluster.bulk_insert(CUSTOMERS, pa.table({
-        "id": pa.array(range(N_CUSTOMERS), pa.int64()), "name": [f"c{i}" for i in range(N_CUSTOMERS)],
-        "region": [None if i % 9 == 0 else ("north", "south", "east")[i % 3] for i in range(N_CUSTOMERS)]}))
-    r.cluster.bulk_insert(ORDERS, pa.table({
-        "id": pa.array(range(N_ORDERS), pa.int64()),
-        "customer_id": pa.array([None if i % 50 == 7 else (i * 7) % (N_CUSTOMERS + 3) for i in range(N_ORDERS)],
-                                pa.int64()),
-        "total": pa.array([decimal.Decimal(i * 37 % 1000) / 4 for i in range(N_ORDERS)], pa.decimal128(12, 2)),
-        "status": [("new", "paid", "sent")[i % 3] for i in range(N_ORDERS)],
-        "placed": pa.array([dt.date(2025, 1, 1) + dt.timedelta(days=i % 40) for i in range(N_ORDERS)])}),
-        txn_rows=100)
+    create_shop(r.cluster, "ENUM('new','paid','sent')", lambda i: ("new", "paid", "sent")[i % 3])
     r.cluster.create_table(TYPES, [
         make_column("id", "BIGINT", not_null=True), make_column("raw", "VARBINARY(8)"),
         make_column("fixed", "BINARY(3)"), make_column("amount", "DECIMAL(30,6)"), make_column("doc", "JSON"),

@@ -20,34 +20,17 @@ from pyspark_theflash.engine import Engine, open_engine
 from pyspark_theflash.engine.native_sql import run_sql
 from pyspark_theflash.scan.engine_sessions import PlannedSessions
 from pyspark_theflash.schema import arrow_schema
-from pyspark_theflash.upstream.tidb import make_column, record_key, table_info_of
+from pyspark_theflash.upstream.tidb import make_column, table_info_of
+from shop_tables import CUSTOMERS, N_CUSTOMERS, N_ORDERS, ORDERS, create_shop
 
-CUSTOMERS, ORDERS, VALUES = "shop.customers", "shop.orders", "kinds.measures"
-N_CUSTOMERS, N_ORDERS, N_VALUES = 40, 300, 24
+VALUES = "kinds.measures"
+N_VALUES = 24
 
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlashRig]:
     r = FlashRig(tmp_path_factory.mktemp("native_sql_pushdown"))
-    r.cluster.create_table(CUSTOMERS, [make_column("id", "BIGINT", not_null=True), make_column("name", "VARCHAR(20)"),
-                                       make_column("region", "VARCHAR(8)")], primary_key=["id"])
-    orders = r.cluster.create_table(ORDERS, [
-        make_column("id", "BIGINT", not_null=True), make_column("customer_id", "BIGINT"),
-        make_column("total", "DECIMAL(12,2)"), make_column("status", "VARCHAR(8)"), make_column("placed", "DATE")],
-        primary_key=["id"])
-    r.cluster.split_at(record_key(orders, N_ORDERS // 2))  # two regions: two read streams
-    r.cluster.bulk_insert(CUSTOMERS, pa.table({
-        "id": pa.array(range(N_CUSTOMERS), pa.int64()), "name": [f"c{i}" for i in range(N_CUSTOMERS)],
-        "region": [None if i % 9 == 0 else ("north", "south", "east")[i % 3] for i in range(N_CUSTOMERS)]}))
-    r.cluster.bulk_insert(ORDERS, pa.table({
-        "id": pa.array(range(N_ORDERS), pa.int64()),
-        # customers 40..42 do not exist: a LEFT JOIN pads those orders
-        "customer_id": pa.array([None if i % 50 == 7 else (i * 7) % (N_CUSTOMERS + 3) for i in range(N_ORDERS)],
-                                pa.int64()),
-        "total": pa.array([decimal.Decimal(i * 37 % 1000) / 4 for i in range(N_ORDERS)], pa.decimal128(12, 2)),
-        "status": [None if i % 31 == 0 else ("new", "paid", "sent")[i % 3] for i in range(N_ORDERS)],
-        "placed": pa.array([dt.date(2025, 1, 1) + dt.timedelta(days=i % 40) for i in range(N_ORDERS)])}),
-        txn_rows=100)
+    create_shop(r.cluster, "VARCHAR(8)", lambda i: None if i % 31 == 0 else ("new", "paid", "sent")[i % 3])
     r.cluster.create_table(VALUES, [
         make_column("id", "BIGINT", not_null=True), make_column("f", "DOUBLE"), make_column("r", "FLOAT"),
         make_column("at", "DATETIME(6)"), make_column("stamp", "TIMESTAMP(6)"), make_column("raw", "VARBINARY(8)"),
