@@ -114,8 +114,8 @@ def latest_cover(handles: pa.Array | pa.ChunkedArray, ranges: Sequence[HandleRan
     -1 where none does (int64). Vectorised over handles and ranges: the ranges' finite bounds
     cut the handle space into segments, each segment takes the greatest seq of the ranges over
     it, and each handle finds its segment by bisection. A batch of 10,000 region snapshots
-    stages 10,000 range tombstones; one ``in_range`` pass per tombstone over all of the batch's
-    rows made the writer's initial copy quadratic (~3 ms a region at 10,000 regions)."""
+    stages 10,000 range tombstones; a pass over all of the batch's rows per tombstone made the
+    writer's initial copy quadratic (~3 ms a region at 10,000 regions)."""
     n = len(handles)
     if not ranges or n == 0:
         return np.full(n, -1, np.int64)
