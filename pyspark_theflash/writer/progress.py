@@ -82,10 +82,7 @@ class Progress:
         live = set()
         for state in states:
             live.add(int(state.id))
-            r = self.region(int(state.id))
-            r.applied_index = int(state.applied_index)
-            r.resolved_ts = int(state.resolved_ts)
-            r.seen_index = max(r.seen_index, r.applied_index)
+            self._note_persisted(int(state.id), int(state.applied_index), int(state.resolved_ts))
         for region_id in [i for i in self.regions if i not in live]:
             del self.regions[region_id]
 
@@ -103,10 +100,12 @@ class Progress:
             if row[7] != "normal":
                 self.regions.pop(region_id, None)
                 continue
-            r = self.region(region_id)
-            r.applied_index = int(row[5])
-            r.resolved_ts = int(row[6])
-            r.seen_index = max(r.seen_index, r.applied_index)
+            self._note_persisted(region_id, int(row[5]), int(row[6]))
+
+    def _note_persisted(self, region_id: int, applied_index: int, resolved_ts: int) -> None:
+        r = self.region(region_id)
+        r.applied_index, r.resolved_ts = applied_index, resolved_ts
+        r.seen_index = max(r.seen_index, applied_index)
 
     def rates(self) -> tuple[float, float]:
         """(events/s, rows/s) over the last RATE_WINDOW_S seconds."""
