@@ -68,6 +68,7 @@ class WriteResult:
     rollbacks: int = 0
     rows: int = 0                # committed rows buffered (record keys of replicated tables)
     orphan_commits: int = 0      # commits already contained in a region snapshot
+    resolved: int = 0            # regions whose resolved ts moved: what makes staged rows readable
     flushed: FlushResult | None = None
 
 
@@ -447,7 +448,7 @@ class Applier:
                                      f"a merge into region {rid}", snapshot_region=rid)
         reg = self._region_for_update(rid, saved)
         if kind == "resolved_ts":
-            self._resolve(reg, int(ev.resolved_ts), staged)
+            result.resolved += self._resolve(reg, int(ev.resolved_ts), staged)
             return
         if ev.index <= reg.applied_index:
             assert run is None, "_pair_run took a skipped event for an applied one"
@@ -476,11 +477,12 @@ class Applier:
         ts = int(resolved.ts)
         regions = self.state.regions
         if not regions and len(resolved.regions) == 1:
-            self._resolve(self._region_for_update(int(resolved.regions[0]), saved), ts, staged)
+            result.resolved += self._resolve(self._region_for_update(int(resolved.regions[0]), saved), ts, staged)
             result.applied += 1
             return
         # One event lists every region of a TiKV connection (thousands): the loop does only what a
         # region that moves needs — its undo copy, its resolved ts, an orphan window it closes.
+        moved = 0
         for rid in resolved.regions:
             reg = regions.get(rid)
             if reg is None or reg.resolved_ts >= ts:
@@ -488,18 +490,24 @@ class Applier:
             if rid not in saved:
                 saved[rid] = reg.undo_copy()
             reg.resolved_ts = ts
+            moved += 1
             if reg.orphan_until_ts and ts >= reg.orphan_until_ts:
                 reg.orphan_until_ts = 0  # nothing commits at or below the resolved ts any more: no orphan can come
                 staged.snapshot_writes[rid] = None
+        result.resolved += moved
         result.applied += 1
 
     @staticmethod
-    def _resolve(reg: MutableRegion, ts: int, staged: StagedRows) -> None:
-        reg.resolved_ts = max(reg.resolved_ts, ts)
+    def _resolve(reg: MutableRegion, ts: int, staged: StagedRows) -> bool:
+        """Raise the region's resolved ts to ``ts``; whether it moved."""
+        moved = ts > reg.resolved_ts
+        if moved:
+            reg.resolved_ts = ts
         if reg.orphan_until_ts and reg.resolved_ts >= reg.orphan_until_ts:
             # Nothing commits at or below the resolved ts any more: no orphan can come.
             reg.orphan_until_ts = 0
             staged.snapshot_writes[reg.id] = None
+        return moved
 
     def _apply_entries(self, reg: MutableRegion, index: int, run: binlog_rows.RunColumns, j: int, staged: StagedRows,
                        result: WriteResult, run_pairs: RunPairs | None = None, stage: RunStage | None = None) -> None:

@@ -36,7 +36,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flush-rows", type=int, default=o.DEFAULT_FLUSH_ROWS,
                         help="flush once this many rows are applied but not flushed (default %(default)s)")
     parser.add_argument("--flush-interval", default=f"{o.DEFAULT_FLUSH_INTERVAL_S:g}s",
-                        help="flush applied rows at least this often (default %(default)s)")
+                        help="flush applied rows at least this often; at the head of the log a moved resolved ts is "
+                             "flushed at once (default %(default)s)")
     parser.add_argument("--compact-interval", default=f"{o.DEFAULT_COMPACT_INTERVAL_S:g}s",
                         help="compaction and GC when idle at most this often (default %(default)s)")
     parser.add_argument("--file-retention", default=f"{o.DEFAULT_FILE_RETENTION_S:g}s",

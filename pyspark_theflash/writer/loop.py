@@ -29,6 +29,7 @@ from pyspark_theflash.latch.errors import WriteLatchLostError
 from pyspark_theflash.latch.local import LocalLatch
 from pyspark_theflash.latch.types import FlushRequest, WriterHolder
 from pyspark_theflash.proto import binlog_pb2
+from pyspark_theflash.store.apply import WriteResult
 from pyspark_theflash.upstream.pd import RAFT_INIT_LOG_INDEX
 from pyspark_theflash.writer.binlog_bounds import binlog_bounds, binlog_reaches_start
 from pyspark_theflash.writer import last_error
@@ -134,6 +135,8 @@ class Writer:
         self._apply_began = False  # a batch began to be applied in this run
         self._unflushed_rows = 0
         self._unflushed_events = 0
+        # a resolved ts moved since the last flush: applied rows became readable in memory only
+        self._unflushed_resolved = False
         self._pending_flush: tuple[PendingFlush, float] | None = None  # (flush, started) not yet durable
         self._columns_cache: dict[int, set[int]] | None = None
         self._skipped_columns: dict[int, set[int]] = {}  # column ids of no known version (dropped long ago)
@@ -384,10 +387,13 @@ class Writer:
                 if read_batch is not None:
                     self._apply(*read_batch)
                 read = len(batch) if batch else 0
+                # Everything readable now is applied: a short batch, and (a push source) nothing
+                # more already buffered. While behind the loop never sleeps.
+                caught_up = read < opts.batch_events and not source.buffered()
                 pending = self._latch.pending_flushes()
                 # A new request, or new events that may reach an older request's read index.
                 flush_wanted = bool(pending) and (bool(read) or pending[-1].request_id > self._last_request_seen)
-                if flush_wanted or self._flush_due():
+                if flush_wanted or self._flush_due(caught_up):
                     # By size or deadline: pipelined, made durable while the next batch is
                     # applied. A reader's request: durable before it is answered.
                     self._flush(force=flush_wanted, wait=flush_wanted)
@@ -397,9 +403,6 @@ class Writer:
                 if pending:
                     self._last_request_seen = max(self._last_request_seen, pending[-1].request_id)
                 self._publish()
-                # Everything readable now is applied: a short batch, and (a push source) nothing
-                # more already buffered. While behind the loop never sleeps.
-                caught_up = read < opts.batch_events and not source.buffered()
                 if caught_up and stop_at is not None and _reached(source.position, stop_at):
                     log.info("caught up with the binlog at %s: stopping (--until-caught-up)", self.progress.read_position)
                     break
@@ -412,8 +415,11 @@ class Writer:
                     self._settle()
                     # A reader waits for indexes not applied yet: poll the binlog again soon.
                     nap = min(interval, WAITING_READER_POLL_S) if waiting else interval
-                    # Applied rows wait for their flush deadline, not for the next poll after it.
+                    # Applied rows wait for their flush deadline, not for the next poll after it;
+                    # a moved resolved ts behind a flush in flight, for that flush only.
                     due_in = self._store.flush_due_in() if self._unflushed_events else None
+                    if self._unflushed_events and self._unflushed_resolved:
+                        due_in = 0.0
                     if due_in is not None:
                         nap = min(nap, max(due_in, IDLE_SLICE_S))
                     self._idle(nap, source)
@@ -465,7 +471,9 @@ class Writer:
     # -- applying ----------------------------------------------------------------------------
     def _apply(self, batch: ReadBatch, seen_columns: dict[int, np.ndarray] | None = None) -> None:
         events = batch.events
-        self._write(events, batch.next, seen_columns)
+        result = self._write(events, batch.next, seen_columns)
+        if isinstance(result, WriteResult) and result.resolved:
+            self._unflushed_resolved = True
         rows, seen = _batch_progress(events)
         self._unflushed_rows += rows
         self._unflushed_events += len(events)
@@ -605,10 +613,18 @@ class Writer:
             self._store.ignore_table(table_id, db, name)
 
     # -- flushing ----------------------------------------------------------------------------
-    def _flush_due(self) -> bool:
+    def _flush_due(self, caught_up: bool = False) -> bool:
+        """By size (``flush_rows``), by age (``flush_interval_s``), and at the head of the log
+        as soon as a resolved ts has moved and no flush is in flight: a resolved ts is what
+        makes applied rows readable, so waiting out the deadline then only delays readers (it
+        was most of the commit -> readable time at 10,000 regions). Behind the log the next
+        batch follows at once, and the size and age bounds keep flushes few."""
         if self._unflushed_events == 0:
             return False
-        return self._unflushed_rows >= self.options.flush_rows or bool(self._store.flush_due())
+        if self._unflushed_rows >= self.options.flush_rows or self._store.flush_due():
+            return True
+        return caught_up and self._unflushed_resolved and (self._pending_flush is None or
+                                                           self._pending_flush[0].done())
 
     def _flush(self, force: bool = False, wait: bool = True) -> None:
         """Flush what was applied. ``wait=False``: pipelined (``Store.flush(wait=False)``), the
@@ -621,6 +637,7 @@ class Writer:
             self._pending_flush = (self._store.flush(wait=False), time.monotonic())
             self._unflushed_rows = 0
             self._unflushed_events = 0
+            self._unflushed_resolved = False
         self._last_flush = time.monotonic()
         if wait and self._pending_flush is not None:
             self._settle()  # (with none in flight, every flush so far was noted by _settle)

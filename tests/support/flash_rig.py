@@ -80,8 +80,9 @@ class FlashRig:
         # lists comes from the status port (writer run --schema-url)
         if self.via == "capture":
             options.setdefault("schema_url", self.status)
+        options.setdefault("flush_interval_s", interval_s)
         writer = Writer(WriterOptions(binlog=self.binlog, store=store, upstream=self.upstream,
-                                      interval_s=interval_s, flush_interval_s=interval_s, **options), stop=stop)
+                                      interval_s=interval_s, **options), stop=stop)
 
         def run() -> None:
             try:
