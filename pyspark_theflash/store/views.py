@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import operator
 import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
+
+import numpy as np
 
 from pyspark_theflash.store import keyspace
 from pyspark_theflash.store import manifest as mf
@@ -86,6 +89,20 @@ def _handle_range(start: bytes, end: bytes, table_id: int, common: bool) -> Hand
     again per view and table was most of planning a delta merge there."""
     return keyspace.region_handle_range(start, end, table_id, common)
 
+@dataclass(frozen=True)
+class RegionColumns:
+    """The live regions of a view in key order, as columns: what a plan asks of every region
+    (bisection over the keys, the least resolved ts of a run) without a Python step per region.
+    Keys stay lists of bytes: numpy's fixed-width bytes drop trailing NULs, and region keys end
+    in them."""
+
+    ids: np.ndarray          # int64
+    start_keys: list[bytes]  # PD-encoded; b"" = -inf
+    end_keys: list[bytes]    # PD-encoded; b"" = +inf
+    resolved_ts: np.ndarray  # int64 (TSO ts are below 2**63)
+    disjoint: bool           # each region ends at or before the next one's start (as the writer keeps them)
+
+
 class StoreView:
     """A consistent view of the manifest at one version. Close it (or use ``with``) to end
     its read transaction. Reading the part files it lists needs a lease (``Store.scan``
@@ -111,6 +128,7 @@ class StoreView:
         self._histories: dict[int, TableHistory] | None = None
         self._columns: dict[tuple[int, int], tuple[tuple[int, str], ...]] = {}
         self._regions: dict[bool, list[RegionState]] = {}  # regions(include_gone), read once
+        self._region_columns: RegionColumns | None = None
         self._table_regions: dict[int, list[tuple[RegionState, HandleRange]]] = {}  # table_regions, once
         self._part_columns = mf.has_column(conn, "parts", "columns")
         self._part_checksums = mf.has_column(conn, "parts", "checksum")
@@ -261,6 +279,23 @@ class StoreView:
             rows = self._conn.execute(f"{self._REGION_COLUMNS}{where} ORDER BY start_key").fetchall()
             got = self._regions[include_gone] = _region_states(rows)
         return list(got)
+
+    def region_columns(self) -> RegionColumns:
+        """``regions()`` as columns (``RegionColumns``), made once per view."""
+        got = self._region_columns
+        if got is None:
+            live = self.regions()
+            if live:
+                ids, starts, ends, _, _, _, resolved, _, _ = zip(*live)
+            else:
+                ids, starts, ends, resolved = (), (), (), ()
+            start_keys, end_keys = list(starts), list(ends)
+            # (an empty end is +inf: only the last region can have one)
+            disjoint = all(map(operator.le, end_keys[:-1], start_keys[1:])) and all(end_keys[:-1])
+            got = self._region_columns = RegionColumns(
+                np.fromiter(ids, np.int64, len(ids)), start_keys, end_keys,
+                np.fromiter(resolved, np.int64, len(resolved)), disjoint)
+        return got
 
     def region(self, region_id: int) -> RegionState | None:
         row = self._conn.execute(f"{self._REGION_COLUMNS} WHERE region_id = ?", (region_id,)).fetchone()
