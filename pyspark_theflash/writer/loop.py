@@ -60,6 +60,9 @@ READ_TIMEOUT_S = 0.0
 # While a reader's flush request waits for indexes the binlog has not delivered yet, the
 # writer polls at least this often (readers give up on their own; requests expire in minutes).
 WAITING_READER_POLL_S = 0.05
+# The store's own (synchronous) flush by rows, under the loop's pipelined ones: above what one
+# read of the binlog can bring (READ_BYTES_MAX, 64 MiB, at 16+ bytes a row).
+BACKSTOP_ROWS = 4_000_000
 # Publishing the writer's status takes at most this share of the loop's time (_publish).
 STATUS_SHARE = 0.02
 # While events keep coming, compaction waits for an idle moment up to this many intervals.
@@ -205,11 +208,15 @@ class Writer:
 
                 self.metrics = MetricsServer(self.status, opts.metrics_port)
                 log.info("metrics on http://127.0.0.1:%d/metrics", self.metrics.port)
-            # The loop flushes at --flush-rows, pipelined; the store's own flush inside write()
-            # (synchronous) is only the memory backstop for a batch that overshoots it far.
+            # The loop flushes after each batch that reaches --flush-rows, pipelined, so the store
+            # buffers at most that and one batch; the store's own flush inside write() (synchronous,
+            # on this loop) is only the memory backstop, by bytes. By rows it fired on every batch
+            # of a busy many-region feed (a read brings up to 64 MiB: events of many regions carry
+            # hundreds of thousands of rows), a fifth of the writer's time beside capture.
             self.store = Store.open(
                 opts.store,
-                options=StoreOptions(flush_rows=2 * opts.flush_rows, flush_deadline_s=opts.flush_interval_s,
+                options=StoreOptions(flush_rows=max(2 * opts.flush_rows, BACKSTOP_ROWS),
+                                     flush_deadline_s=opts.flush_interval_s,
                                      removed_file_retention_s=opts.file_retention_s,
                                      part_compression=opts.part_compression),
             )
