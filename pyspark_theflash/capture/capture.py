@@ -41,7 +41,7 @@ import contextlib
 from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import grpc
 import numpy as np
@@ -978,7 +978,7 @@ class Capture:
                               out=event.entries.runs)
         return [event]
 
-    def _newer_claims(self, feed: RegionFeed) -> list[Claim]:
+    def _newer_claims(self, feed: RegionFeed) -> Sequence[Claim]:
         """``claims.newer`` for the registration, asked again only when a claim was made since."""
         if feed.claims_seen != self.claims.changes:
             feed.newer = self.claims.newer(feed.id, feed.start, feed.end, feed.version)
@@ -1019,8 +1019,8 @@ class Capture:
             # What is known of them is what was known at registration and what was learned
             # since (a registration that ended before its own snapshot was written has its
             # coverage only now).
-            pieces = feed.inherited + [c for c in self._coverage_over(feed.start, feed.end, but=feed)
-                                       if all(c is not p for p in feed.inherited)]
+            pieces = [*feed.inherited, *(c for c in self._coverage_over(feed.start, feed.end, but=feed)
+                                         if all(c is not p for p in feed.inherited))]
             known = known_at_snapshot(pieces, feed.start, feed.end, feed.since_ts)
             keys, cts = snap.versions.keys.to_pylist(), snap.versions.commit_ts.tolist()
             fresh = np.array([not known.holds(k, c) for k, c in zip(keys, cts)], bool)
@@ -1029,15 +1029,17 @@ class Capture:
             for k, c, f in zip(keys, cts, fresh.tolist()):
                 if f:
                     known.add(k, c)
-            feed.coverage, feed.inherited = known, []
+            feed.coverage, feed.inherited = known, ()
         else:
             # the snapshot replaces the range whole (the replica may hold versions TiKV has
             # collected since): what ended registrations said of it no longer counts
             for c in self.ended_coverage.overlapping(feed.start, feed.end):
                 self.ended_coverage.remove(c)
-            feed.coverage = Coverage([(feed.start, feed.end, 0)])
             if len(snap.versions):
+                feed.coverage = Coverage([(feed.start, feed.end, 0)])
                 feed.coverage.add_columns(snap.versions.keys, snap.versions.commit_ts)
+            else:  # (an idle region's: made when first asked for)
+                feed.cover_whole()
         if self.feeds.get(feed.id) is not feed:
             self._end_coverage(feed)  # ended while its snapshot waited to be written
         else:

@@ -13,7 +13,7 @@ higher version has claimed since (that region's snapshot holds it).
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 from pyspark_theflash.codec.key_ranges import RangeMembers
 from pyspark_theflash.codec.keys import encode_region_key
@@ -72,6 +72,6 @@ class RangeClaims:
         self._add(Claim(region_id, start, end, version))
 
     @staticmethod
-    def covers_key(claims: list[Claim], raw_key: bytes) -> bool:
+    def covers_key(claims: Sequence[Claim], raw_key: bytes) -> bool:
         pd_key = bytes(encode_region_key(raw_key))
         return any(c.start <= pd_key and (not c.end or pd_key < c.end) for c in claims)

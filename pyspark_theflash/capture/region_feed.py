@@ -23,7 +23,7 @@ the tests check the columns against (tests/support/feed_reference.py).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -66,9 +66,13 @@ class RegionFeed:
     registration, which a resolved ts of 100,000 regions moves with a few array operations);
     the attributes read and write them there, and keep them here once it ended."""
 
+    # An idle registration (a hundred thousand of them: docs/capture.md, "Memory per region") holds
+    # its identity, its flags and references to shared empties: the state of its initial scan
+    # (``_initial``), its open prewrites (``_open_rows``, ``_open_set``) and its coverage
+    # (``_coverage``, made when first asked for after an empty snapshot) are made when needed.
     __slots__ = ("id", "start", "end", "version", "conf_ver", "store_id", "gen", "discarded", "written", "since_ts",
-                 "inherited", "coverage", "_writes", "_locks", "_waiting_commits", "_open", "_open_set", "_scan",
-                 "claims_seen", "newer", "_table", "_slot", "_resolved_ts", "_initialized", "_covered_ts")
+                 "inherited", "_coverage", "_whole", "_initial", "_open_rows", "_open_set", "claims_seen", "newer",
+                 "_table", "_slot", "_resolved_ts", "_initialized", "_covered_ts")
 
     def __init__(self, id: int, start: bytes, end: bytes, version: int, conf_ver: int, store_id: int, gen: int,
                  resolved_ts: int = 0, initialized: bool = False, since_ts: int = 0,
@@ -85,20 +89,18 @@ class RegionFeed:
         # registered from since_ts > 0 (capture/coverage.py): the feed's initial scan holds the
         # versions above it only, and ``inherited`` says which of those the replica holds already
         self.since_ts = since_ts
-        self.inherited: list[Coverage] = inherited or []
-        self.coverage: Coverage | None = None  # what the replica holds of its range, once its snapshot is written
-        self._writes: dict[tuple[bytes, int], tuple[int, int, bytes]] = {}
-        self._locks: dict[tuple[bytes, int], tuple[int, bytes]] = {}
-        self._waiting_commits: dict[tuple[bytes, int], tuple[int, int, bytes]] = {}
-        self._open: dict[tuple[bytes, int], int] = {}  # live prewrites: (key, start) -> op
-        # the same once rows arrive as columns, as a hash set in C (feed_columns.match_live)
+        self.inherited: Sequence[Coverage] = inherited or ()
+        # what the replica holds of its range, once its snapshot is written (``coverage``); an
+        # empty whole snapshot's is made when first asked for (``_whole``: [start, end) from 0)
+        self._coverage: Coverage | None = None
+        self._whole = False
+        self._initial: _InitialScan | None = None  # the initial scan's state, until its snapshot
+        self._open_rows: dict[tuple[bytes, int], int] | None = None  # prewrites opened row by row: (key, start) -> op
+        # the open prewrites once rows arrive as columns, as a hash set in C (feed_columns.match_live)
         self._open_set: feed_columns.OpenSet | None = None
-        # the initial scan's COMMITTED rows as they came in columns (take_initial_columns):
-        # (keys, ops, start ts, commit ts, values) per message, in feed order
-        self._scan: list[tuple[pa.BinaryArray, np.ndarray, np.ndarray, np.ndarray, pa.BinaryArray]] = []
         # the newer regions' claims over its range (RangeClaims.newer), as of claim number claims_seen
         self.claims_seen = -1
-        self.newer: list[Claim] = []
+        self.newer: Sequence[Claim] = ()
         self._table: FeedColumns | None = None  # the region table holding its row (slot), while current
         self._slot = -1
         self._resolved_ts = resolved_ts  # the last resolved ts written for it
@@ -109,6 +111,75 @@ class RegionFeed:
 
     def __repr__(self) -> str:
         return f"RegionFeed(id={self.id}, version={self.version}, store={self.store_id}, gen={self.gen})"
+
+    # its coverage, and the initial scan's state, made when first needed
+
+    @property
+    def coverage(self) -> Coverage | None:
+        """What the replica holds of its range, once its snapshot is written (capture/coverage.py)."""
+        if self._coverage is None and self._whole:
+            self._coverage = Coverage([(self.start, self.end, 0)])
+        return self._coverage
+
+    @coverage.setter
+    def coverage(self, coverage: Coverage | None) -> None:
+        self._coverage, self._whole = coverage, False
+
+    def cover_whole(self) -> None:
+        """Its snapshot replaced its range whole and held no version: its coverage is the range
+        from floor 0, made when first asked for (an idle region's is never made)."""
+        self._coverage, self._whole = None, True
+
+    def _scan_state(self) -> _InitialScan:
+        if self._initial is None:
+            self._initial = _InitialScan()
+        return self._initial
+
+    # the initial scan's state (the per-row rules and the tests read these names)
+
+    @property
+    def _writes(self) -> dict[tuple[bytes, int], tuple[int, int, bytes]]:
+        return self._scan_state().writes
+
+    @_writes.setter
+    def _writes(self, value: dict[tuple[bytes, int], tuple[int, int, bytes]]) -> None:
+        self._scan_state().writes = value
+
+    @property
+    def _locks(self) -> dict[tuple[bytes, int], tuple[int, bytes]]:
+        return self._scan_state().locks
+
+    @_locks.setter
+    def _locks(self, value: dict[tuple[bytes, int], tuple[int, bytes]]) -> None:
+        self._scan_state().locks = value
+
+    @property
+    def _waiting_commits(self) -> dict[tuple[bytes, int], tuple[int, int, bytes]]:
+        return self._scan_state().waiting_commits
+
+    @_waiting_commits.setter
+    def _waiting_commits(self, value: dict[tuple[bytes, int], tuple[int, int, bytes]]) -> None:
+        self._scan_state().waiting_commits = value
+
+    @property
+    def _scan(self) -> list[ScanChunk]:
+        return self._scan_state().scan
+
+    @_scan.setter
+    def _scan(self, value: list[ScanChunk]) -> None:
+        self._scan_state().scan = value
+
+    @property
+    def _open(self) -> dict[tuple[bytes, int], int]:
+        """The prewrites opened row by row (the snapshot's locks; the per-row rules'), until
+        ``open_set`` takes them."""
+        if self._open_rows is None:
+            self._open_rows = {}
+        return self._open_rows
+
+    @_open.setter
+    def _open(self, value: dict[tuple[bytes, int], int]) -> None:
+        self._open_rows = value
 
     # the fields the region table holds while the registration is current
 
@@ -178,26 +249,27 @@ class RegionFeed:
     # ------------------------------------------------------------------ rows
 
     def _initial_row(self, row_type: int, op_type: int, start: int, commit: int, key: bytes, value: bytes) -> None:
+        st = self._scan_state()
         if row_type == Ev.COMMITTED:
             if op_type in _OP:
-                self._writes[(key, commit)] = (_OP[op_type], start, value)
+                st.writes[(key, commit)] = (_OP[op_type], start, value)
         elif row_type == Ev.PREWRITE:
             if op_type not in _OP:
                 return
-            waiting = self._waiting_commits.pop((key, start), None)
+            waiting = st.waiting_commits.pop((key, start), None)
             if waiting is not None:
-                self._writes[(key, waiting[0])] = (_OP[op_type], start, value)
+                st.writes[(key, waiting[0])] = (_OP[op_type], start, value)
             else:
-                self._locks[(key, start)] = (_OP[op_type], value)
+                st.locks[(key, start)] = (_OP[op_type], value)
         elif row_type == Ev.COMMIT:
-            lock = self._locks.pop((key, start), None)
+            lock = st.locks.pop((key, start), None)
             if lock is not None:
-                self._writes[(key, commit)] = (lock[0], start, lock[1])
+                st.writes[(key, commit)] = (lock[0], start, lock[1])
             else:
-                self._waiting_commits[(key, start)] = (commit, op_type, value)
+                st.waiting_commits[(key, start)] = (commit, op_type, value)
         elif row_type == Ev.ROLLBACK:
-            self._locks.pop((key, start), None)
-            self._waiting_commits.pop((key, start), None)
+            st.locks.pop((key, start), None)
+            st.waiting_commits.pop((key, start), None)
 
     def take_initial_columns(self, rows: feed_columns.FeedRows) -> int | None:
         """Rows of one event of a registration not yet initialised, as columns (the feed
@@ -229,7 +301,7 @@ class RegionFeed:
             values = part.values
             if (ops == binlog_pb2.DELETE).any():  # a DELETE's version holds no value
                 values = pc.if_else(pa.array(ops == binlog_pb2.PUT), values, pa.scalar(b"", pa.binary()))
-            self._scan.append((part.keys, ops, part.start_ts, part.commit_ts, values))
+            self._scan_state().scan.append((part.keys, ops, part.start_ts, part.commit_ts, values))
         if len(others):
             sub = rows.take(others)
             for row in zip(sub.types.tolist(), sub.ops.tolist(), sub.start_ts.tolist(), sub.commit_ts.tolist(),
@@ -260,23 +332,23 @@ class RegionFeed:
         per-row path opened: the snapshot's locks, rows after INITIALIZED in its event)."""
         if self._open_set is None:
             self._open_set = feed_columns.OpenSet()
-        if self._open:
-            for key, start in self._open:
+        if self._open_rows:
+            for key, start in self._open_rows:
                 self._open_set.add(key, start)
-            self._open = {}
+        self._open_rows = None
         return self._open_set
 
     def snapshot_columns(self) -> snapshot_batch.SnapshotColumns:
         """The state the initial scan built, as columns (binlog/snapshot_batch.py): every
         version once, and every open lock; the live rows that follow are matched against its
         locks."""
-        if not self._scan and not self._writes and not self._locks:  # an empty region's
-            self._waiting_commits.clear()
+        state, self._initial = self._initial, None  # (the scan's state is not needed after it)
+        if state is None or not (state.scan or state.writes or state.locks):  # an empty region's
             return snapshot_batch.empty_snapshot()
         binary = pa.binary()
-        parts = list(self._scan)
-        if self._writes:  # versions the per-row rules made (a COMMIT of a scanned lock, a take())
-            items = list(self._writes.items())
+        parts = list(state.scan)
+        if state.writes:  # versions the per-row rules made (a COMMIT of a scanned lock, a take())
+            items = list(state.writes.items())
             parts.append((pa.array([k for (k, _), _ in items], binary),
                           np.array([op for _, (op, _, _) in items], np.uint8),
                           np.array([s for _, (_, s, _) in items], np.uint64),
@@ -300,22 +372,43 @@ class RegionFeed:
         versions = binlog_rows.RowColumns(np.full(n, binlog_pb2.Row.COMMITTED, np.uint8), ops, start_ts, commit_ts,
                                           np.zeros(n, np.uint64), np.zeros(n, np.uint64), keys, values,
                                           _empty_binary(n))
-        lock_items = sorted(self._locks.items())
+        lock_items = sorted(state.locks.items())
         m = len(lock_items)
         locks = binlog_rows.RowColumns(
             np.full(m, binlog_pb2.Row.PREWRITE, np.uint8), np.array([op for _, (op, _) in lock_items], np.uint8),
             np.array([s for (_, s), _ in lock_items], np.uint64), np.zeros(m, np.uint64), np.zeros(m, np.uint64),
             np.zeros(m, np.uint64), pa.array([k for (k, _), _ in lock_items], binary),
             pa.array([v if op == binlog_pb2.PUT else b"" for _, (op, v) in lock_items], binary), _empty_binary(m))
-        for (key, start), (op, _) in lock_items:
-            self._open[(key, start)] = op
-        self._writes, self._locks, self._waiting_commits, self._scan = {}, {}, {}, []
+        if lock_items:
+            opened = self._open
+            for (key, start), (op, _) in lock_items:
+                opened[(key, start)] = op
         return snapshot_batch.SnapshotColumns(versions, locks)
 
     def max_commit_ts(self) -> int:
         """The newest commit the initial state holds (a snapshot waits for the DDL frontier)."""
-        scanned = max((int(c[3].max()) for c in self._scan if len(c[3])), default=0)
-        return max(max((c for _, c in self._writes), default=0), scanned)
+        state = self._initial
+        if state is None:
+            return 0
+        scanned = max((int(c[3].max()) for c in state.scan if len(c[3])), default=0)
+        return max(max((c for _, c in state.writes), default=0), scanned)
+
+
+ScanChunk = tuple[pa.BinaryArray, np.ndarray, np.ndarray, np.ndarray, pa.BinaryArray]
+
+
+class _InitialScan:
+    """What a registration's initial scan built until its snapshot (``RegionFeed.snapshot_columns``)."""
+
+    __slots__ = ("writes", "locks", "waiting_commits", "scan")
+
+    def __init__(self) -> None:
+        self.writes: dict[tuple[bytes, int], tuple[int, int, bytes]] = {}
+        self.locks: dict[tuple[bytes, int], tuple[int, bytes]] = {}
+        self.waiting_commits: dict[tuple[bytes, int], tuple[int, int, bytes]] = {}
+        # the scan's COMMITTED rows as they came in columns (take_initial_columns):
+        # (keys, ops, start ts, commit ts, values) per message, in feed order
+        self.scan: list[ScanChunk] = []
 
 
 def _empty_binary(n: int) -> pa.BinaryArray:
