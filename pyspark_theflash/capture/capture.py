@@ -66,6 +66,7 @@ from pyspark_theflash.upstream.pd_client import PDClient, RegionInfo
 from pyspark_theflash.capture.progress import ProgressLine
 from pyspark_theflash.capture.region_feed import FeedProtocolError, RegionFeed, snapshot_event
 from pyspark_theflash.capture.region_table import RegionTable, greatest_resolved
+from pyspark_theflash.capture.state_json import Items, write_json
 from pyspark_theflash.capture.status import prometheus_text, write_status
 from pyspark_theflash.capture.tasks import (DdlPoll, Held, HeldAdmin, HeldResolved, HeldRows, HeldRuns, HeldSnapshot,
                                             PollFailed, StreamDown, StreamMessage, Task)
@@ -91,6 +92,9 @@ INBOUND_MESSAGES = 64
 # saturated feed must not hold every event in memory until the inbound queue first runs dry.
 RELEASE_EVERY_S = 0.05
 RELEASE_BYTES = 32 << 20  # held events are written in appends of about this many bytes (_release)
+# and of at most this many events: 100,000 regions' first snapshots are small events, each a
+# protobuf message of its own until written (about 1 KiB each in memory, a few dozen bytes written)
+RELEASE_EVENTS = 4096
 # a registration's coverage is raised to its resolved ts once this many live batches wait in it
 # (capture/coverage.py): not at every resolved ts, which lists every region
 COVERAGE_RAISE_PENDING = 64
@@ -158,6 +162,16 @@ def _rows_where(cols: feed_columns.RowBatchColumns, keep: np.ndarray) -> feed_co
             "commit_ts": cols["commit_ts"][keep], "keys": cols["keys"].take(idx), "values": cols["values"].take(idx)}
 
 
+EVENT_ROWS_AT_ONCE = 4096  # a message's events made Python lists this many at a time (_event_rows)
+
+
+def _event_rows(events: np.ndarray) -> Iterator[tuple[int, list[int]]]:
+    """(position, its row as ints) of each event of a message (FeedMessage.events), made a
+    chunk at a time: a message with every region's INITIALIZED lists 100,000 events."""
+    for base in range(0, len(events), EVENT_ROWS_AT_ONCE):
+        yield from enumerate(events[base:base + EVENT_ROWS_AT_ONCE].tolist(), base)
+
+
 def _span_slot(span: tuple[int, int, int]) -> int:
     return span[2]
 
@@ -209,7 +223,9 @@ class StoreStream:
     def __init__(self, store_id: int, address: str, gen: int, inbound: queue.Queue[Task]) -> None:
         self.store_id, self.address, self.gen = store_id, address, gen
         self.method = ""  # the RPC the stream runs, once it is open
-        self._requests: queue.Queue[cdcpb_pb2.ChangeDataRequest | None] = queue.Queue()  # None: the end
+        # requests to send, as their wire bytes (None: the end): 100,000 registrations queued at
+        # once take a few dozen bytes each so, a protobuf message's arena each otherwise
+        self._requests: queue.Queue[bytes | None] = queue.Queue()
         self._inbound = inbound
         self._channel = upstream_channel(address, ("grpc.max_receive_message_length", 256 << 20))
         self._call: _ChangeDataCall | None = None
@@ -217,7 +233,7 @@ class StoreStream:
         self._thread.start()
 
     def send(self, request: cdcpb_pb2.ChangeDataRequest) -> None:
-        self._requests.put(request)
+        self._requests.put(request.SerializeToString())
 
     def _run(self) -> None:
         try:
@@ -227,8 +243,7 @@ class StoreStream:
             # The responses' wire bytes, decoded into columns here, on the stream's own thread:
             # the C decode releases the GIL, so it runs beside the main loop's matching and
             # writing instead of taking a third of its time (capture/feed_columns.py).
-            raw = self._channel.stream_stream(f"/cdcpb.ChangeData/{self.method}",
-                                              request_serializer=cdcpb_pb2.ChangeDataRequest.SerializeToString,
+            raw = self._channel.stream_stream(f"/cdcpb.ChangeData/{self.method}", request_serializer=None,
                                               response_deserializer=None)
             self._call = raw(iter(self._requests.get, None), metadata=_MULTIPLEXING if multiplexed else None)
             for resp in self._call:
@@ -390,11 +405,22 @@ class Capture:
                 self.introduced.pop(int(ev.admin.merge.source.id))
                 claimed = [ev.admin.merge.target]
                 keep = {int(ev.admin.merge.source.id), int(ev.admin.merge.target.id)}
-            for r in claimed:
-                self.claims.claim(int(r.id), bytes(r.start_key), bytes(r.end_key), int(r.epoch.version))
-                self._retire_overlapping(keep, bytes(r.start_key), bytes(r.end_key))
-            for r in claimed:
-                self.introduced.set(int(r.id), (bytes(r.start_key), bytes(r.end_key)))
+            ranges = [self._same_range(int(r.id), bytes(r.start_key), bytes(r.end_key)) for r in claimed]
+            for r, (rid, start, end) in zip(claimed, ranges):
+                self.claims.claim(rid, start, end, int(r.epoch.version))
+                self._retire_overlapping(keep, start, end)
+            for rid, start, end in ranges:
+                rng = self.ranges.get(rid)
+                self.introduced.set(rid, rng if rng == (start, end) else (start, end))
+
+    def _same_range(self, region_id: int, start: bytes, end: bytes) -> tuple[int, bytes, bytes]:
+        """The region's id and keys as its registration holds them, where they are the same: one
+        object each that every index of it keeps (claims, ranges in the replica, resume floors),
+        not a copy each, read from an event (two keys are ~120 bytes a region)."""
+        feed = self.feeds.get(region_id)
+        if feed is None:
+            return region_id, start, end
+        return feed.id, feed.start if feed.start == start else start, feed.end if feed.end == end else end
 
     def _retire_overlapping(self, keep: set[int], start: bytes, end: bytes) -> None:
         """The writer's rule (store/apply.py ``_retire_overlapping``): a snapshot, split or merge
@@ -414,16 +440,16 @@ class Capture:
                            self.opts.retry_backoff_s)
 
     def _save_state(self) -> None:
+        # (written as it is made: state_json; its lists are a few hundred bytes a region)
         state = {"cluster_id": self.pd.cluster_id, "position": list(self.writer.head),
-                 "indexes": self.indexes, "resolved": self._written_resolved(), "last_ddl_ts": self.last_ddl_ts,
+                 "indexes": Items(self.indexes.items(), pairs=True),
+                 "resolved": Items(self._written_resolved().items(), pairs=True), "last_ddl_ts": self.last_ddl_ts,
                  "table_ids": sorted(self.table_ids),
-                 "introduced": [[rid, rng[0].hex(), rng[1].hex()] if rng is not None else [rid]
-                                for rid, rng in sorted(self.introduced.items())],
-                 "partitions": self.partitions.state(), "claims": self.claims.state(),
-                 "resume": self.resume.state()}
-        tmp = self.dir / (STATE_FILE + ".tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, self.dir / STATE_FILE)
+                 "introduced": Items([rid, rng[0].hex(), rng[1].hex()] if rng is not None else [rid]
+                                     for rid, rng in self.introduced.sorted_items()),
+                 "partitions": self.partitions.state(), "claims": Items(self.claims.state_items()),
+                 "resume": self.resume.state(lazy=True)}
+        write_json(self.dir / STATE_FILE, state)
 
     # ------------------------------------------------------------------ DDL
 
@@ -794,7 +820,7 @@ class Capture:
         (``RegionFeed.take_initial_columns``); errors are parsed as messages."""
         buffers = msg.row_buffers()
         live: dict[int, list[tuple[int, int]]] = {}  # region -> row ranges of its live rows, in order
-        for i, (rid, _, request_id, kind, lo, hi, _, _) in enumerate(msg.events.tolist()):
+        for i, (rid, _, request_id, kind, lo, hi, _, _) in _event_rows(msg.events):
             feed = self.feeds.get(rid)
             if feed is None or feed.gen != request_id or feed.store_id != store_id:
                 continue  # an ended registration's
@@ -1103,7 +1129,7 @@ class Capture:
                     self._absorb(ev)
                 out.append(ev)
                 size += ev.ByteSize()
-            if size >= RELEASE_BYTES:
+            if size >= RELEASE_BYTES or len(out) >= RELEASE_EVENTS:
                 self._append(out, absorbed=True)
                 out, size = [], 0
         if out:
@@ -1112,7 +1138,7 @@ class Capture:
     def _append(self, events: list[binlog_pb2.Event], absorbed: bool = False) -> None:
         self.writer.append(events)
         for ev in events:
-            self.resume.absorb(ev)  # what is written only: an event built but not written proves nothing
+            self.resume.absorb(ev, self._same_range)  # what is written only: an event built but not written proves nothing
             if not absorbed:
                 self._absorb(ev)
             if ev.WhichOneof("payload") == "entries":

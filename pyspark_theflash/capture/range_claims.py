@@ -13,7 +13,7 @@ higher version has claimed since (that region's snapshot holds it).
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Iterator, NamedTuple, Sequence
 
 from pyspark_theflash.codec.key_ranges import RangeMembers
 from pyspark_theflash.codec.keys import encode_region_key
@@ -53,7 +53,11 @@ class RangeClaims:
         return sorted((i, self._claims[i]) for i in self._by_range.overlapping(start, end))
 
     def state(self) -> list[list[Any]]:
-        return [[c.region_id, c.start.hex(), c.end.hex(), c.version] for c in self._claims.values()]
+        return list(self.state_items())
+
+    def state_items(self) -> Iterator[list[Any]]:
+        """``state``'s items, made one at a time (capture/state_json.py)."""
+        return ([c.region_id, c.start.hex(), c.end.hex(), c.version] for c in self._claims.values())
 
     def newer(self, region_id: int, start: bytes, end: bytes, version: int) -> list[Claim]:
         """The claims of other regions over [start, end) with a higher version."""

@@ -35,12 +35,13 @@ counted: the incremental scan gives them again and the replica keeps one copy of
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
 from pyspark_theflash.capture.coverage import Coverage, Floor
 from pyspark_theflash.capture.region_table import greatest_resolved
+from pyspark_theflash.capture.state_json import Items
 from pyspark_theflash.codec.key_ranges import DisjointRanges
 from pyspark_theflash.proto import binlog_pb2
 
@@ -61,7 +62,10 @@ class ResumePoints:
 
     # ------------------------------------------------------------------ events
 
-    def absorb(self, ev: binlog_pb2.Event) -> None:
+    def absorb(self, ev: binlog_pb2.Event,
+               same_range: Callable[[int, bytes, bytes], tuple[int, bytes, bytes]] | None = None) -> None:
+        """What ``ev`` proves; ``same_range`` gives a snapshot's region id and keys as objects the
+        caller keeps already (Capture._same_range), so that they are not kept twice."""
         kind = ev.WhichOneof("payload")
         if kind == "resolved":  # kept as arrays, folded in when next needed (_settle)
             self._raised.append((np.array(ev.resolved.regions, np.uint64).astype(np.int64), int(ev.resolved.ts)))
@@ -72,6 +76,8 @@ class ResumePoints:
         if kind == "snapshot":
             r, rid = ev.snapshot.region, int(ev.region_id)
             start, end = bytes(r.start_key), bytes(r.end_key)
+            if same_range is not None:
+                rid, start, end = same_range(rid, start, end)
             # its own earlier registration and every other over the range are retired
             for other in [rid, *(o for _, _, o in self._live_ranges.overlapping(start, end))]:
                 self._end(other)
@@ -133,13 +139,19 @@ class ResumePoints:
 
     # ------------------------------------------------------------------ state file
 
-    def state(self) -> dict[str, Any]:
-        def enc(pieces: list[Floor]) -> list[list[Any]]:
+    def state(self, lazy: bool = False) -> dict[str, Any]:
+        """What the state file keeps; ``lazy``: its lists as capture/state_json.py ``Items``,
+        made as they are written (the same JSON)."""
+        def enc(pieces: Iterable[Floor]) -> list[list[Any]]:
             return [[s.hex(), e.hex(), ts] for s, e, ts in pieces]
 
         self._settle()
-        return {"selection": self.selection, "ended": enc(list(self._ended)),
-                "live": [[rid, enc(pieces)] for rid, pieces in sorted(self._live.items())]}
+        live = self._live
+        ended: Iterable[list[Any]] = ([s.hex(), e.hex(), ts] for s, e, ts in self._ended)
+        regions: Iterable[list[Any]] = ([rid, enc(live[rid])] for rid in sorted(live))
+        if not lazy:
+            return {"selection": self.selection, "ended": list(ended), "live": list(regions)}
+        return {"selection": self.selection, "ended": Items(ended), "live": Items(regions)}
 
     @classmethod
     def from_state(cls, saved: dict[str, Any] | None) -> "ResumePoints":

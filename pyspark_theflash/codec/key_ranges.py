@@ -117,6 +117,11 @@ class RegionRanges:
     def items(self) -> list[tuple[int, tuple[bytes, bytes] | None]]:
         return list(self._by_id.items())
 
+    def sorted_items(self) -> Iterator[tuple[int, tuple[bytes, bytes] | None]]:
+        """``items`` in id order, made one at a time."""
+        by_id = self._by_id
+        return ((rid, by_id[rid]) for rid in sorted(by_id))
+
     def set(self, region_id: int, rng: tuple[bytes, bytes] | None) -> None:
         self.pop(region_id)
         self._by_id[region_id] = rng
