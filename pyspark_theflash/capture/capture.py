@@ -65,7 +65,7 @@ from pyspark_theflash.upstream.errors import UpstreamError
 from pyspark_theflash.upstream.pd_client import PDClient, RegionInfo
 from pyspark_theflash.capture.progress import ProgressLine
 from pyspark_theflash.capture.region_feed import FeedProtocolError, RegionFeed, snapshot_event
-from pyspark_theflash.capture.region_table import RegionTable, greatest_resolved
+from pyspark_theflash.capture.region_table import RegionTable, WrittenResolved
 from pyspark_theflash.capture.state_json import Items, write_json
 from pyspark_theflash.capture.status import prometheus_text, write_status
 from pyspark_theflash.capture.tasks import (DdlPoll, Held, HeldAdmin, HeldResolved, HeldRows, HeldRuns, HeldSnapshot,
@@ -276,8 +276,7 @@ class Capture:
         self.inbound: queue.Queue[Task] = queue.Queue(maxsize=INBOUND_MESSAGES)
         self.feeds: dict[int, RegionFeed] = {}
         self.indexes: dict[int, int] = {}
-        self.resolved: dict[int, int] = {}  # read through _written_resolved
-        self._resolved_written: list[tuple[np.ndarray, int]] = []  # (region ids, ts) not yet in ``resolved``
+        self.resolved = WrittenResolved()  # each region's greatest resolved ts written
         self.table = RegionTable()  # the registrations as arrays (a resolved ts is checked against them)
         self.streams: dict[int, StoreStream] = {}
         self.store_addresses: dict[int, str] = {}
@@ -349,7 +348,7 @@ class Capture:
                 raise CaptureError(f"binlog {self.dir} holds cluster {state['cluster_id']}'s changes, but PD "
                                    f"{self.pd.leader} serves cluster {self.pd.cluster_id}: give an empty --binlog directory")
             self.indexes = {int(k): int(v) for k, v in state["indexes"].items()}
-            self.resolved = {int(k): int(v) for k, v in state["resolved"].items()}
+            self.resolved = WrittenResolved({int(k): int(v) for k, v in state["resolved"].items()})
             self.last_ddl_ts = int(state["last_ddl_ts"])
             self.table_ids = set(state["table_ids"])
             # (a state file of an older release lists ids only: their ranges are learned again)
@@ -386,8 +385,7 @@ class Capture:
             self.last_ddl_ts = max(self.last_ddl_ts, int(ev.ddl.commit_ts))
             self._follow_ddl(ev.ddl)
         elif kind == "resolved":
-            self._resolved_written.append((np.array(ev.resolved.regions, np.uint64).astype(np.int64),
-                                           int(ev.resolved.ts)))
+            self.resolved.add(np.array(ev.resolved.regions, np.uint64).astype(np.int64), int(ev.resolved.ts))
         elif kind == "entries" and ev.entries.HasField("runs"):  # many regions' rows
             runs = region_runs.runs_arrays(ev.entries.runs, int(ev.entries.batch.count))
             for rid, index in zip(runs.region_ids.tolist(), runs.indexes.tolist()):
@@ -443,7 +441,7 @@ class Capture:
         # (written as it is made: state_json; its lists are a few hundred bytes a region)
         state = {"cluster_id": self.pd.cluster_id, "position": list(self.writer.head),
                  "indexes": Items(self.indexes.items(), pairs=True),
-                 "resolved": Items(self._written_resolved().items(), pairs=True), "last_ddl_ts": self.last_ddl_ts,
+                 "resolved": Items(self.resolved.items(), pairs=True), "last_ddl_ts": self.last_ddl_ts,
                  "table_ids": sorted(self.table_ids),
                  "introduced": Items([rid, rng[0].hex(), rng[1].hex()] if rng is not None else [rid]
                                      for rid, rng in self.introduced.sorted_items()),
@@ -593,7 +591,7 @@ class Capture:
         known = inherit(pieces, info.start, info.end) if self.opts.incremental else None
         since = known.least_floor() if known is not None else 0
         feed = RegionFeed(info.id, info.start, info.end, info.version, info.conf_ver, info.leader_store, self._gen,
-                          resolved_ts=max(since, self._written_resolved().get(info.id, 0) if same_range else 0),
+                          resolved_ts=max(since, self.resolved.get(info.id) if same_range else 0),
                           since_ts=since, inherited=pieces if since else [])
         self._written.discard(info.id)  # (the registration this one replaces, if it was written)
         if old is not None:
@@ -1069,7 +1067,7 @@ class Capture:
         if self.feeds.get(feed.id) is not feed:
             self._end_coverage(feed)  # ended while its snapshot waited to be written
         else:
-            self._written.add(feed.id, feed.start, feed.end)
+            self._written.add(feed.id, feed.start, feed.end, self.ranges.get(feed.id))
         self._forget_covered(feed.start, feed.end)
         return [snapshot_event(feed, self._next_index(feed.id), snap, since_ts=feed.since_ts)]
 
@@ -1097,21 +1095,11 @@ class Capture:
         table.resolved[at] = ts  # (each RegionFeed's resolved_ts and covered_ts are its row's)
         table.covered[at] = ts
         moved_ids = ids[moved]
-        self._resolved_written.append((moved_ids, ts))
+        self.resolved.add(moved_ids, ts)
         event = binlog_pb2.Event()
         event.resolved.ts = ts
         event.resolved.regions.extend(moved_ids.tolist())
         return [event]
-
-    def _written_resolved(self) -> dict[int, int]:
-        """Each region's greatest resolved ts written (the resolved ts events since the last ask
-        folded in at once: per region, not per region and event)."""
-        known = self.resolved
-        for rid, ts in greatest_resolved(self._resolved_written):
-            if ts > known.get(rid, 0):
-                known[rid] = ts
-        self._resolved_written = []
-        return known
 
     def _release(self) -> None:
         """Write the held events whose commits are all at or below the DDL frontier, in order,

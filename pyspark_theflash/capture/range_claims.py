@@ -46,7 +46,7 @@ class RangeClaims:
     def _add(self, claim: Claim) -> None:
         self.changes += 1
         self._claims[self._next] = claim
-        self._by_range.add(self._next, claim.start, claim.end)
+        self._by_range.insert(self._next, claim.start, claim.end)  # (the claim keeps its range)
         self._next += 1
 
     def _over(self, start: bytes, end: bytes) -> list[tuple[int, Claim]]:
@@ -72,7 +72,7 @@ class RangeClaims:
         for i, c in self._over(start, end):
             if c.version <= version and covered(c):
                 del self._claims[i]
-                self._by_range.discard(i)
+                self._by_range.remove(i, c.start, c.end)
         self._add(Claim(region_id, start, end, version))
 
     @staticmethod

@@ -158,9 +158,22 @@ class RangeMembers:
     def __contains__(self, member: object) -> bool:
         return member in self._ranges
 
-    def add(self, member: int, start: bytes, end: bytes) -> None:
+    def add(self, member: int, start: bytes, end: bytes, rng: tuple[bytes, bytes] | None = None) -> None:
+        """``member`` over [start, end) (its range before, if any, given up); ``rng``: the tuple
+        (start, end) the caller keeps already, kept instead of a copy."""
         self.discard(member)
-        self._ranges[member] = (start, end)
+        self._ranges[member] = rng if rng is not None and rng[0] is start and rng[1] is end else (start, end)
+        self.insert(member, start, end)
+
+    def discard(self, member: int) -> None:
+        rng = self._ranges.pop(member, None)
+        if rng is not None:
+            self.remove(member, *rng)
+
+    def insert(self, member: int, start: bytes, end: bytes) -> None:
+        """``add`` for a caller that keeps each member's range itself (and gives it to
+        ``remove``): the member is not in the index now. ``len``, ``in`` and ``discard`` know
+        only the members ``add`` added."""
         old = self._pieces.overlapping(start, end)
         if not old:  # (registrations are nearly disjoint: the common case, one bisection and an insert)
             self._pieces.insert_free(start, end, member)
@@ -179,11 +192,9 @@ class RangeMembers:
         if not to_inf and (not end or at < end):
             self._pieces.assign(at, end, member)
 
-    def discard(self, member: int) -> None:
-        rng = self._ranges.pop(member, None)
-        if rng is None:
-            return
-        for s, e, ids in self._pieces.overlapping(*rng):
+    def remove(self, member: int, start: bytes, end: bytes) -> None:
+        """Take ``member``, inserted over [start, end), out of the index (``insert``)."""
+        for s, e, ids in self._pieces.overlapping(start, end):
             if not (ids == member if isinstance(ids, int) else member in ids):
                 continue
             self._pieces.cut(s, e)
