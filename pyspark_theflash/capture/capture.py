@@ -157,7 +157,7 @@ COMMITTED_TYPE = bytes([binlog_pb2.Row.COMMITTED])  # a RowBatch's type byte of 
 
 def _rows_where(cols: feed_columns.RowBatchColumns, keep: np.ndarray) -> feed_columns.RowBatchColumns:
     """The rows of ``cols`` (pack_columns keywords) where ``keep`` is true."""
-    idx = pa.array(np.flatnonzero(keep))
+    idx = binlog_rows.arrow_positions(np.flatnonzero(keep))
     return {"types": cols["types"][keep], "ops": cols["ops"][keep], "start_ts": cols["start_ts"][keep],
             "commit_ts": cols["commit_ts"][keep], "keys": cols["keys"].take(idx), "values": cols["values"].take(idx)}
 
@@ -976,7 +976,8 @@ class Capture:
                     coverage.add_batch(rows, lo, n, newest[slot])
                 else:
                     which = np.flatnonzero(keep[lo:lo + n]) + lo
-                    coverage.add_columns(rows.keys.take(pa.array(which)), rows.commit_ts[which])
+                    coverage.add_columns(rows.keys.take(binlog_rows.arrow_positions(which)),
+                                         rows.commit_ts[which])
                 if coverage.pending() >= COVERAGE_RAISE_PENDING:
                     feed.current_coverage()  # its batches at or below the resolved ts written are let go
             rid = feed.id

@@ -225,10 +225,11 @@ class _Versions(Sequence[_Version]):
 
     def above(self, ts: int) -> "_Versions":
         import numpy as np
-        import pyarrow as pa
+
+        from pyspark_theflash.binlog.rows import arrow_positions
 
         which = np.flatnonzero(self.commit_ts > ts)
-        return _Versions(self.keys.take(pa.array(which)), self.commit_ts[which])
+        return _Versions(self.keys.take(arrow_positions(which)), self.commit_ts[which])
 
     def __len__(self) -> int:
         return len(self.commit_ts)

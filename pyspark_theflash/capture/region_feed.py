@@ -300,7 +300,7 @@ class RegionFeed:
             ops = feed_columns.binlog_ops(part.ops)
             values = part.values
             if (ops == binlog_pb2.DELETE).any():  # a DELETE's version holds no value
-                values = pc.if_else(pa.array(ops == binlog_pb2.PUT), values, pa.scalar(b"", pa.binary()))
+                values = pc.if_else(binlog_rows.arrow_mask(ops == binlog_pb2.PUT), values, _EMPTY_VALUE)
             self._scan_state().scan.append((part.keys, ops, part.start_ts, part.commit_ts, values))
         if len(others):
             sub = rows.take(others)
@@ -365,7 +365,7 @@ class RegionFeed:
             ops, start_ts, commit_ts = np.zeros(0, np.uint8), np.zeros(0, np.uint64), np.zeros(0, np.uint64)
         keep = feed_columns.first_versions(keys, commit_ts)  # a version the scan and a live row both gave
         if keep is not None:
-            idx = pa.array(keep)
+            idx = binlog_rows.arrow_positions(keep)
             keys, values, ops, start_ts, commit_ts = keys.take(idx), values.take(idx), ops[keep], start_ts[keep], \
                 commit_ts[keep]
         n = len(keys)
@@ -409,6 +409,10 @@ class _InitialScan:
         # the scan's COMMITTED rows as they came in columns (take_initial_columns):
         # (keys, ops, start ts, commit ts, values) per message, in feed order
         self.scan: list[ScanChunk] = []
+
+
+# a Delete's value (an Arrow scalar made without pa.scalar, which imports pandas)
+_EMPTY_VALUE = pa.BinaryArray.from_buffers(pa.binary(), 1, [None, pa.py_buffer(bytes(8)), pa.py_buffer(b"")])[0]
 
 
 def _empty_binary(n: int) -> pa.BinaryArray:
