@@ -11,9 +11,13 @@ Keys are PD-encoded region keys; an end of ``b""`` is +inf. ``DisjointRanges.ass
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from operator import itemgetter
 from typing import Generic, Iterator, TypeVar
 
 V = TypeVar("V")
+
+
+_START = itemgetter(0)  # a piece's start: the pieces are bisected by it (no list of starts beside them)
 
 
 def _below(a: bytes, b: bytes) -> bool:
@@ -23,7 +27,6 @@ def _below(a: bytes, b: bytes) -> bool:
 
 class DisjointRanges(Generic[V]):
     def __init__(self, pieces: list[tuple[bytes, bytes, V]] | None = None) -> None:
-        self._starts: list[bytes] = []
         self._pieces: list[tuple[bytes, bytes, V]] = []
         for s, e, v in sorted(pieces or (), key=lambda p: p[0]):
             self.assign(s, e, v)
@@ -36,10 +39,10 @@ class DisjointRanges(Generic[V]):
 
     def _span(self, start: bytes, end: bytes) -> tuple[int, int]:
         """Positions lo..hi of the pieces overlapping [start, end)."""
-        lo = bisect_right(self._starts, start) - 1
+        lo = bisect_right(self._pieces, start, key=_START) - 1
         if lo < 0 or not _below(start, self._pieces[lo][1]):
             lo += 1  # the piece before ``start`` ends at or before it
-        hi = len(self._starts) if not end else bisect_left(self._starts, end)
+        hi = len(self._pieces) if not end else bisect_left(self._pieces, end, key=_START)
         return lo, max(lo, hi)
 
     def overlapping(self, start: bytes, end: bytes) -> list[tuple[bytes, bytes, V]]:
@@ -49,7 +52,7 @@ class DisjointRanges(Generic[V]):
 
     def at(self, key: bytes) -> tuple[bytes, bytes, V] | None:
         """The piece holding ``key``, if any."""
-        i = bisect_right(self._starts, key) - 1
+        i = bisect_right(self._pieces, key, key=_START) - 1
         if i >= 0 and _below(key, self._pieces[i][1]):
             return self._pieces[i]
         return None
@@ -68,28 +71,24 @@ class DisjointRanges(Generic[V]):
         if end and _below(end, last_e):
             keep.append((end, last_e, last_v))
         self._pieces[lo:hi] = keep
-        self._starts[lo:hi] = [p[0] for p in keep]
         return removed
 
     def assign(self, start: bytes, end: bytes, value: V) -> list[tuple[bytes, bytes, V]]:
         """[start, end) holds ``value`` from now on; returns the pieces it overlapped (whole)."""
         removed = self.cut(start, end)
-        i = bisect_left(self._starts, start)
-        self._starts.insert(i, start)
+        i = bisect_left(self._pieces, start, key=_START)
         self._pieces.insert(i, (start, end, value))
         return removed
 
     def insert_free(self, start: bytes, end: bytes, value: V) -> None:
         """[start, end) holds ``value``; no piece overlaps it (the caller found none)."""
-        i = bisect_left(self._starts, start)
-        self._starts.insert(i, start)
+        i = bisect_left(self._pieces, start, key=_START)
         self._pieces.insert(i, (start, end, value))
 
     def remove(self, start: bytes, value: V) -> bool:
         """Remove the piece starting at ``start`` if it holds ``value``; whether it did."""
-        i = bisect_left(self._starts, start)
-        if i < len(self._starts) and self._starts[i] == start and self._pieces[i][2] == value:
-            del self._starts[i]
+        i = bisect_left(self._pieces, start, key=_START)
+        if i < len(self._pieces) and self._pieces[i][0] == start and self._pieces[i][2] == value:
             del self._pieces[i]
             return True
         return False
