@@ -71,8 +71,8 @@ class RegionFeed:
     # (``_initial``), its open prewrites (``_open_rows``, ``_open_set``) and its coverage
     # (``_coverage``, made when first asked for after an empty snapshot) are made when needed.
     __slots__ = ("id", "start", "end", "version", "conf_ver", "store_id", "gen", "discarded", "written", "since_ts",
-                 "inherited", "_coverage", "_whole", "_initial", "_open_rows", "_open_set", "claims_seen", "newer",
-                 "_table", "_slot", "_resolved_ts", "_initialized", "_covered_ts")
+                 "inherited", "_coverage", "_initial", "_open_rows", "_open_set", "claims_seen", "newer",
+                 "_table", "_slot", "_own")
 
     def __init__(self, id: int, start: bytes, end: bytes, version: int, conf_ver: int, store_id: int, gen: int,
                  resolved_ts: int = 0, initialized: bool = False, since_ts: int = 0,
@@ -91,9 +91,8 @@ class RegionFeed:
         self.since_ts = since_ts
         self.inherited: Sequence[Coverage] = inherited or ()
         # what the replica holds of its range, once its snapshot is written (``coverage``); an
-        # empty whole snapshot's is made when first asked for (``_whole``: [start, end) from 0)
+        # empty whole snapshot's is made when first asked for (``_WHOLE``: [start, end) from 0)
         self._coverage: Coverage | None = None
-        self._whole = False
         self._initial: _InitialScan | None = None  # the initial scan's state, until its snapshot
         self._open_rows: dict[tuple[bytes, int], int] | None = None  # prewrites opened row by row: (key, start) -> op
         # the open prewrites once rows arrive as columns, as a hash set in C (feed_columns.match_live)
@@ -103,11 +102,10 @@ class RegionFeed:
         self.newer: Sequence[Claim] = ()
         self._table: FeedColumns | None = None  # the region table holding its row (slot), while current
         self._slot = -1
-        self._resolved_ts = resolved_ts  # the last resolved ts written for it
-        self._initialized = initialized
-        # the last resolved ts written for it by a resolved ts event: its coverage's floors rise
-        # to it when the coverage is next consulted (current_coverage), not at every resolved ts
-        self._covered_ts = 0
+        # its resolved ts written, the ts its coverage's floors rise to when next consulted
+        # (current_coverage: not at every resolved ts) and whether it is initialised, while it
+        # is not a row of the region table (before it, and once it ended); a shared tuple while it is
+        self._own: tuple[int, int, bool] = (resolved_ts, 0, initialized)
 
     def __repr__(self) -> str:
         return f"RegionFeed(id={self.id}, version={self.version}, store={self.store_id}, gen={self.gen})"
@@ -117,18 +115,18 @@ class RegionFeed:
     @property
     def coverage(self) -> Coverage | None:
         """What the replica holds of its range, once its snapshot is written (capture/coverage.py)."""
-        if self._coverage is None and self._whole:
+        if self._coverage is _WHOLE:
             self._coverage = Coverage([(self.start, self.end, 0)])
         return self._coverage
 
     @coverage.setter
     def coverage(self, coverage: Coverage | None) -> None:
-        self._coverage, self._whole = coverage, False
+        self._coverage = coverage
 
     def cover_whole(self) -> None:
         """Its snapshot replaced its range whole and held no version: its coverage is the range
         from floor 0, made when first asked for (an idle region's is never made)."""
-        self._coverage, self._whole = None, True
+        self._coverage = _WHOLE
 
     def _scan_state(self) -> _InitialScan:
         if self._initial is None:
@@ -186,7 +184,7 @@ class RegionFeed:
     @property
     def resolved_ts(self) -> int:
         t = self._table
-        return int(t.resolved[self._slot]) if t is not None else self._resolved_ts
+        return int(t.resolved[self._slot]) if t is not None else self._own[0]
 
     @resolved_ts.setter
     def resolved_ts(self, ts: int) -> None:
@@ -194,12 +192,12 @@ class RegionFeed:
         if t is not None:
             t.resolved[self._slot] = ts
         else:
-            self._resolved_ts = ts
+            self._own = (ts, self._own[1], self._own[2])
 
     @property
     def covered_ts(self) -> int:
         t = self._table
-        return int(t.covered[self._slot]) if t is not None else self._covered_ts
+        return int(t.covered[self._slot]) if t is not None else self._own[1]
 
     @covered_ts.setter
     def covered_ts(self, ts: int) -> None:
@@ -207,12 +205,12 @@ class RegionFeed:
         if t is not None:
             t.covered[self._slot] = ts
         else:
-            self._covered_ts = ts
+            self._own = (self._own[0], ts, self._own[2])
 
     @property
     def initialized(self) -> bool:
         t = self._table
-        return bool(t.ready[self._slot]) if t is not None else self._initialized
+        return bool(t.ready[self._slot]) if t is not None else self._own[2]
 
     @initialized.setter
     def initialized(self, ready: bool) -> None:
@@ -220,7 +218,7 @@ class RegionFeed:
         if t is not None:
             t.ready[self._slot] = ready
         else:
-            self._initialized = ready
+            self._own = (self._own[0], self._own[1], ready)
 
     @property
     def slot(self) -> int:
@@ -229,14 +227,13 @@ class RegionFeed:
 
     def attach(self, table: FeedColumns, slot: int) -> None:
         """Its row in ``table`` holds those fields from now on (RegionTable.add)."""
-        self._table, self._slot = table, slot
+        self._table, self._slot, self._own = table, slot, _IN_TABLE
 
     def detach(self) -> None:
         """Its row is gone (RegionTable.remove): the fields are its own again, as last set."""
         t, slot = self._table, self._slot
         if t is not None:
-            self._resolved_ts, self._covered_ts = int(t.resolved[slot]), int(t.covered[slot])
-            self._initialized = bool(t.ready[slot])
+            self._own = (int(t.resolved[slot]), int(t.covered[slot]), bool(t.ready[slot]))
         self._table, self._slot = None, -1
 
     def region_proto(self) -> binlog_pb2.Region:
@@ -393,6 +390,11 @@ class RegionFeed:
         scanned = max((int(c[3].max()) for c in state.scan if len(c[3])), default=0)
         return max(max((c for _, c in state.writes), default=0), scanned)
 
+
+_IN_TABLE = (0, 0, False)  # RegionFeed._own of a feed whose fields its table row holds
+# RegionFeed._coverage of an empty whole snapshot's registration: [start, end) from floor 0,
+# made when first asked for (an instance never used but by identity)
+_WHOLE: Coverage = Coverage.__new__(Coverage)
 
 ScanChunk = tuple[pa.BinaryArray, np.ndarray, np.ndarray, np.ndarray, pa.BinaryArray]
 
