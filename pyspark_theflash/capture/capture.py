@@ -302,7 +302,10 @@ class Capture:
         self.introduced = RegionRanges()
         self.ranges: dict[int, tuple[bytes, bytes]] = {}  # each region's range when last registered
         self.claims = RangeClaims()  # which region's registration speaks for a key range
-        # the current registrations whose snapshot is written (each has a coverage), by range
+        # the current registrations whose snapshot is written (each has a coverage), by range:
+        # a current registration is in it exactly when its ``written`` is true (its snapshot is
+        # written while it is current, and it is taken out as it ends), and it keeps its range,
+        # so the index does not keep a copy of each (RangeMembers.insert/remove)
         self._written = RangeMembers()
         # the coverages of ended registrations whose snapshot was written (capture/coverage.py):
         # a range registered again starts from what they say the replica holds
@@ -593,7 +596,8 @@ class Capture:
         feed = RegionFeed(info.id, info.start, info.end, info.version, info.conf_ver, info.leader_store, self._gen,
                           resolved_ts=max(since, self.resolved.get(info.id) if same_range else 0),
                           since_ts=since, inherited=pieces if since else [])
-        self._written.discard(info.id)  # (the registration this one replaces, if it was written)
+        if old is not None and old.written:  # (the registration this one replaces was written)
+            self._written.remove(old.id, old.start, old.end)
         if old is not None:
             self.table.remove(old)
         self.feeds[info.id] = feed
@@ -698,7 +702,8 @@ class Capture:
             return  # dropped already (its range waits for a reload), or registered anew since
         del self.feeds[feed.id]
         self.table.remove(feed)
-        self._written.discard(feed.id)
+        if feed.written:
+            self._written.remove(feed.id, feed.start, feed.end)
         self._end_coverage(feed)
         self._reload_later(feed.start, feed.end, feed, backoff_s)
         log.info("region %d: %s; registering its range again", feed.id, why)
@@ -1068,7 +1073,7 @@ class Capture:
         if self.feeds.get(feed.id) is not feed:
             self._end_coverage(feed)  # ended while its snapshot waited to be written
         else:
-            self._written.add(feed.id, feed.start, feed.end, self.ranges.get(feed.id))
+            self._written.insert(feed.id, feed.start, feed.end)
         self._forget_covered(feed.start, feed.end)
         return [snapshot_event(feed, self._next_index(feed.id), snap, since_ts=feed.since_ts)]
 
