@@ -54,6 +54,34 @@ class MalformedRowBatchError(BinlogError):
                          "is corrupt or was written by a broken producer")
 
 
+def arrow_positions(which: np.ndarray) -> pa.Int64Array:
+    """Positions (NumPy ints) as Arrow int64 indices for ``take``, over the array's own buffer
+    where it is int64 already. Not ``pa.array``: it imports pandas on its first call (about
+    34 MiB of a capture process that never uses it; docs/capture.md, "Memory per region")."""
+    a = np.ascontiguousarray(which, dtype=np.int64)
+    return pa.Array.from_buffers(pa.int64(), len(a), [None, pa.py_buffer(a)])
+
+
+def arrow_mask(mask: np.ndarray) -> pa.BooleanArray:
+    """A NumPy bool array as an Arrow one (bit-packed), without ``pa.array`` (see ``arrow_positions``)."""
+    m = np.ascontiguousarray(mask, dtype=bool)
+    return pa.Array.from_buffers(pa.bool_(), len(m), [None, pa.py_buffer(np.packbits(m, bitorder="little"))])
+
+
+def numpy_mask(arr: pa.BooleanArray) -> np.ndarray:
+    """An Arrow bool array (nulls as false) as a NumPy one, without pandas (``to_numpy`` of
+    bools imports it)."""
+    n = len(arr)
+    if not n:
+        return np.zeros(0, bool)
+    values = np.frombuffer(arr.buffers()[1], np.uint8)
+    out = np.unpackbits(values, bitorder="little", count=arr.offset + n)[arr.offset:].astype(bool)
+    if arr.null_count:
+        out &= np.unpackbits(np.frombuffer(arr.buffers()[0], np.uint8), bitorder="little",
+                             count=arr.offset + n)[arr.offset:].astype(bool)
+    return out
+
+
 @dataclass(frozen=True)
 class RowColumns:
     """The rows of one Entries event as columns, in row order."""
@@ -76,7 +104,7 @@ class RowColumns:
 
     def take(self, which: np.ndarray) -> "RowColumns":
         """The rows ``which`` (positions), copied."""
-        idx = pa.array(which)
+        idx = arrow_positions(which)
         return RowColumns(self.types[which], self.ops[which], self.start_ts[which], self.commit_ts[which],
                           self.ttl[which], self.txn_size[which], self.keys.take(idx), self.values.take(idx),
                           self.primaries.take(idx))

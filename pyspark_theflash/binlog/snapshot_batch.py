@@ -137,7 +137,7 @@ def empty_snapshot() -> SnapshotColumns:
     if _EMPTY is None:
         none = binlog_rows.RowColumns(np.zeros(0, np.uint8), np.zeros(0, np.uint8), np.zeros(0, np.uint64),
                                       np.zeros(0, np.uint64), np.zeros(0, np.uint64), np.zeros(0, np.uint64),
-                                      pa.array([], pa.binary()), pa.array([], pa.binary()), pa.array([], pa.binary()))
+                                      *(pa.nulls(0, pa.binary()) for _ in range(3)))  # (pa.array imports pandas)
         _EMPTY = SnapshotColumns(none, none)
     return _EMPTY
 

@@ -41,7 +41,7 @@ import contextlib
 from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import grpc
 import numpy as np
@@ -65,7 +65,8 @@ from pyspark_theflash.upstream.errors import UpstreamError
 from pyspark_theflash.upstream.pd_client import PDClient, RegionInfo
 from pyspark_theflash.capture.progress import ProgressLine
 from pyspark_theflash.capture.region_feed import FeedProtocolError, RegionFeed, snapshot_event
-from pyspark_theflash.capture.region_table import RegionTable, greatest_resolved
+from pyspark_theflash.capture.region_table import RegionTable, WrittenResolved
+from pyspark_theflash.capture.state_json import Items, write_json
 from pyspark_theflash.capture.status import prometheus_text, write_status
 from pyspark_theflash.capture.tasks import (DdlPoll, Held, HeldAdmin, HeldResolved, HeldRows, HeldRuns, HeldSnapshot,
                                             PollFailed, StreamDown, StreamMessage, Task)
@@ -91,6 +92,9 @@ INBOUND_MESSAGES = 64
 # saturated feed must not hold every event in memory until the inbound queue first runs dry.
 RELEASE_EVERY_S = 0.05
 RELEASE_BYTES = 32 << 20  # held events are written in appends of about this many bytes (_release)
+# and of at most this many events: 100,000 regions' first snapshots are small events, each a
+# protobuf message of its own until written (about 1 KiB each in memory, a few dozen bytes written)
+RELEASE_EVENTS = 4096
 # a registration's coverage is raised to its resolved ts once this many live batches wait in it
 # (capture/coverage.py): not at every resolved ts, which lists every region
 COVERAGE_RAISE_PENDING = 64
@@ -153,9 +157,19 @@ COMMITTED_TYPE = bytes([binlog_pb2.Row.COMMITTED])  # a RowBatch's type byte of 
 
 def _rows_where(cols: feed_columns.RowBatchColumns, keep: np.ndarray) -> feed_columns.RowBatchColumns:
     """The rows of ``cols`` (pack_columns keywords) where ``keep`` is true."""
-    idx = pa.array(np.flatnonzero(keep))
+    idx = binlog_rows.arrow_positions(np.flatnonzero(keep))
     return {"types": cols["types"][keep], "ops": cols["ops"][keep], "start_ts": cols["start_ts"][keep],
             "commit_ts": cols["commit_ts"][keep], "keys": cols["keys"].take(idx), "values": cols["values"].take(idx)}
+
+
+EVENT_ROWS_AT_ONCE = 4096  # a message's events made Python lists this many at a time (_event_rows)
+
+
+def _event_rows(events: np.ndarray) -> Iterator[tuple[int, list[int]]]:
+    """(position, its row as ints) of each event of a message (FeedMessage.events), made a
+    chunk at a time: a message with every region's INITIALIZED lists 100,000 events."""
+    for base in range(0, len(events), EVENT_ROWS_AT_ONCE):
+        yield from enumerate(events[base:base + EVENT_ROWS_AT_ONCE].tolist(), base)
 
 
 def _span_slot(span: tuple[int, int, int]) -> int:
@@ -209,7 +223,9 @@ class StoreStream:
     def __init__(self, store_id: int, address: str, gen: int, inbound: queue.Queue[Task]) -> None:
         self.store_id, self.address, self.gen = store_id, address, gen
         self.method = ""  # the RPC the stream runs, once it is open
-        self._requests: queue.Queue[cdcpb_pb2.ChangeDataRequest | None] = queue.Queue()  # None: the end
+        # requests to send, as their wire bytes (None: the end): 100,000 registrations queued at
+        # once take a few dozen bytes each so, a protobuf message's arena each otherwise
+        self._requests: queue.Queue[bytes | None] = queue.Queue()
         self._inbound = inbound
         self._channel = upstream_channel(address, ("grpc.max_receive_message_length", 256 << 20))
         self._call: _ChangeDataCall | None = None
@@ -217,7 +233,7 @@ class StoreStream:
         self._thread.start()
 
     def send(self, request: cdcpb_pb2.ChangeDataRequest) -> None:
-        self._requests.put(request)
+        self._requests.put(request.SerializeToString())
 
     def _run(self) -> None:
         try:
@@ -227,8 +243,7 @@ class StoreStream:
             # The responses' wire bytes, decoded into columns here, on the stream's own thread:
             # the C decode releases the GIL, so it runs beside the main loop's matching and
             # writing instead of taking a third of its time (capture/feed_columns.py).
-            raw = self._channel.stream_stream(f"/cdcpb.ChangeData/{self.method}",
-                                              request_serializer=cdcpb_pb2.ChangeDataRequest.SerializeToString,
+            raw = self._channel.stream_stream(f"/cdcpb.ChangeData/{self.method}", request_serializer=None,
                                               response_deserializer=None)
             self._call = raw(iter(self._requests.get, None), metadata=_MULTIPLEXING if multiplexed else None)
             for resp in self._call:
@@ -261,8 +276,7 @@ class Capture:
         self.inbound: queue.Queue[Task] = queue.Queue(maxsize=INBOUND_MESSAGES)
         self.feeds: dict[int, RegionFeed] = {}
         self.indexes: dict[int, int] = {}
-        self.resolved: dict[int, int] = {}  # read through _written_resolved
-        self._resolved_written: list[tuple[np.ndarray, int]] = []  # (region ids, ts) not yet in ``resolved``
+        self.resolved = WrittenResolved()  # each region's greatest resolved ts written
         self.table = RegionTable()  # the registrations as arrays (a resolved ts is checked against them)
         self.streams: dict[int, StoreStream] = {}
         self.store_addresses: dict[int, str] = {}
@@ -288,7 +302,10 @@ class Capture:
         self.introduced = RegionRanges()
         self.ranges: dict[int, tuple[bytes, bytes]] = {}  # each region's range when last registered
         self.claims = RangeClaims()  # which region's registration speaks for a key range
-        # the current registrations whose snapshot is written (each has a coverage), by range
+        # the current registrations whose snapshot is written (each has a coverage), by range:
+        # a current registration is in it exactly when its ``written`` is true (its snapshot is
+        # written while it is current, and it is taken out as it ends), and it keeps its range,
+        # so the index does not keep a copy of each (RangeMembers.insert/remove)
         self._written = RangeMembers()
         # the coverages of ended registrations whose snapshot was written (capture/coverage.py):
         # a range registered again starts from what they say the replica holds
@@ -334,7 +351,7 @@ class Capture:
                 raise CaptureError(f"binlog {self.dir} holds cluster {state['cluster_id']}'s changes, but PD "
                                    f"{self.pd.leader} serves cluster {self.pd.cluster_id}: give an empty --binlog directory")
             self.indexes = {int(k): int(v) for k, v in state["indexes"].items()}
-            self.resolved = {int(k): int(v) for k, v in state["resolved"].items()}
+            self.resolved = WrittenResolved({int(k): int(v) for k, v in state["resolved"].items()})
             self.last_ddl_ts = int(state["last_ddl_ts"])
             self.table_ids = set(state["table_ids"])
             # (a state file of an older release lists ids only: their ranges are learned again)
@@ -371,8 +388,7 @@ class Capture:
             self.last_ddl_ts = max(self.last_ddl_ts, int(ev.ddl.commit_ts))
             self._follow_ddl(ev.ddl)
         elif kind == "resolved":
-            self._resolved_written.append((np.array(ev.resolved.regions, np.uint64).astype(np.int64),
-                                           int(ev.resolved.ts)))
+            self.resolved.add(np.array(ev.resolved.regions, np.uint64).astype(np.int64), int(ev.resolved.ts))
         elif kind == "entries" and ev.entries.HasField("runs"):  # many regions' rows
             runs = region_runs.runs_arrays(ev.entries.runs, int(ev.entries.batch.count))
             for rid, index in zip(runs.region_ids.tolist(), runs.indexes.tolist()):
@@ -390,11 +406,22 @@ class Capture:
                 self.introduced.pop(int(ev.admin.merge.source.id))
                 claimed = [ev.admin.merge.target]
                 keep = {int(ev.admin.merge.source.id), int(ev.admin.merge.target.id)}
-            for r in claimed:
-                self.claims.claim(int(r.id), bytes(r.start_key), bytes(r.end_key), int(r.epoch.version))
-                self._retire_overlapping(keep, bytes(r.start_key), bytes(r.end_key))
-            for r in claimed:
-                self.introduced.set(int(r.id), (bytes(r.start_key), bytes(r.end_key)))
+            ranges = [self._same_range(int(r.id), bytes(r.start_key), bytes(r.end_key)) for r in claimed]
+            for r, (rid, start, end) in zip(claimed, ranges):
+                self.claims.claim(rid, start, end, int(r.epoch.version))
+                self._retire_overlapping(keep, start, end)
+            for rid, start, end in ranges:
+                rng = self.ranges.get(rid)
+                self.introduced.set(rid, rng if rng == (start, end) else (start, end))
+
+    def _same_range(self, region_id: int, start: bytes, end: bytes) -> tuple[int, bytes, bytes]:
+        """The region's id and keys as its registration holds them, where they are the same: one
+        object each that every index of it keeps (claims, ranges in the replica, resume floors),
+        not a copy each, read from an event (two keys are ~120 bytes a region)."""
+        feed = self.feeds.get(region_id)
+        if feed is None:
+            return region_id, start, end
+        return feed.id, feed.start if feed.start == start else start, feed.end if feed.end == end else end
 
     def _retire_overlapping(self, keep: set[int], start: bytes, end: bytes) -> None:
         """The writer's rule (store/apply.py ``_retire_overlapping``): a snapshot, split or merge
@@ -414,16 +441,16 @@ class Capture:
                            self.opts.retry_backoff_s)
 
     def _save_state(self) -> None:
+        # (written as it is made: state_json; its lists are a few hundred bytes a region)
         state = {"cluster_id": self.pd.cluster_id, "position": list(self.writer.head),
-                 "indexes": self.indexes, "resolved": self._written_resolved(), "last_ddl_ts": self.last_ddl_ts,
+                 "indexes": Items(self.indexes.items(), pairs=True),
+                 "resolved": Items(self.resolved.items(), pairs=True), "last_ddl_ts": self.last_ddl_ts,
                  "table_ids": sorted(self.table_ids),
-                 "introduced": [[rid, rng[0].hex(), rng[1].hex()] if rng is not None else [rid]
-                                for rid, rng in sorted(self.introduced.items())],
-                 "partitions": self.partitions.state(), "claims": self.claims.state(),
-                 "resume": self.resume.state()}
-        tmp = self.dir / (STATE_FILE + ".tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, self.dir / STATE_FILE)
+                 "introduced": Items([rid, rng[0].hex(), rng[1].hex()] if rng is not None else [rid]
+                                     for rid, rng in self.introduced.sorted_items()),
+                 "partitions": self.partitions.state(), "claims": Items(self.claims.state_items()),
+                 "resume": self.resume.state(lazy=True)}
+        write_json(self.dir / STATE_FILE, state)
 
     # ------------------------------------------------------------------ DDL
 
@@ -567,9 +594,10 @@ class Capture:
         known = inherit(pieces, info.start, info.end) if self.opts.incremental else None
         since = known.least_floor() if known is not None else 0
         feed = RegionFeed(info.id, info.start, info.end, info.version, info.conf_ver, info.leader_store, self._gen,
-                          resolved_ts=max(since, self._written_resolved().get(info.id, 0) if same_range else 0),
+                          resolved_ts=max(since, self.resolved.get(info.id) if same_range else 0),
                           since_ts=since, inherited=pieces if since else [])
-        self._written.discard(info.id)  # (the registration this one replaces, if it was written)
+        if old is not None and old.written:  # (the registration this one replaces was written)
+            self._written.remove(old.id, old.start, old.end)
         if old is not None:
             self.table.remove(old)
         self.feeds[info.id] = feed
@@ -674,7 +702,8 @@ class Capture:
             return  # dropped already (its range waits for a reload), or registered anew since
         del self.feeds[feed.id]
         self.table.remove(feed)
-        self._written.discard(feed.id)
+        if feed.written:
+            self._written.remove(feed.id, feed.start, feed.end)
         self._end_coverage(feed)
         self._reload_later(feed.start, feed.end, feed, backoff_s)
         log.info("region %d: %s; registering its range again", feed.id, why)
@@ -794,7 +823,7 @@ class Capture:
         (``RegionFeed.take_initial_columns``); errors are parsed as messages."""
         buffers = msg.row_buffers()
         live: dict[int, list[tuple[int, int]]] = {}  # region -> row ranges of its live rows, in order
-        for i, (rid, _, request_id, kind, lo, hi, _, _) in enumerate(msg.events.tolist()):
+        for i, (rid, _, request_id, kind, lo, hi, _, _) in _event_rows(msg.events):
             feed = self.feeds.get(rid)
             if feed is None or feed.gen != request_id or feed.store_id != store_id:
                 continue  # an ended registration's
@@ -952,7 +981,8 @@ class Capture:
                     coverage.add_batch(rows, lo, n, newest[slot])
                 else:
                     which = np.flatnonzero(keep[lo:lo + n]) + lo
-                    coverage.add_columns(rows.keys.take(pa.array(which)), rows.commit_ts[which])
+                    coverage.add_columns(rows.keys.take(binlog_rows.arrow_positions(which)),
+                                         rows.commit_ts[which])
                 if coverage.pending() >= COVERAGE_RAISE_PENDING:
                     feed.current_coverage()  # its batches at or below the resolved ts written are let go
             rid = feed.id
@@ -978,7 +1008,7 @@ class Capture:
                               out=event.entries.runs)
         return [event]
 
-    def _newer_claims(self, feed: RegionFeed) -> list[Claim]:
+    def _newer_claims(self, feed: RegionFeed) -> Sequence[Claim]:
         """``claims.newer`` for the registration, asked again only when a claim was made since."""
         if feed.claims_seen != self.claims.changes:
             feed.newer = self.claims.newer(feed.id, feed.start, feed.end, feed.version)
@@ -1019,8 +1049,8 @@ class Capture:
             # What is known of them is what was known at registration and what was learned
             # since (a registration that ended before its own snapshot was written has its
             # coverage only now).
-            pieces = feed.inherited + [c for c in self._coverage_over(feed.start, feed.end, but=feed)
-                                       if all(c is not p for p in feed.inherited)]
+            pieces = [*feed.inherited, *(c for c in self._coverage_over(feed.start, feed.end, but=feed)
+                                         if all(c is not p for p in feed.inherited))]
             known = known_at_snapshot(pieces, feed.start, feed.end, feed.since_ts)
             keys, cts = snap.versions.keys.to_pylist(), snap.versions.commit_ts.tolist()
             fresh = np.array([not known.holds(k, c) for k, c in zip(keys, cts)], bool)
@@ -1029,19 +1059,21 @@ class Capture:
             for k, c, f in zip(keys, cts, fresh.tolist()):
                 if f:
                     known.add(k, c)
-            feed.coverage, feed.inherited = known, []
+            feed.coverage, feed.inherited = known, ()
         else:
             # the snapshot replaces the range whole (the replica may hold versions TiKV has
             # collected since): what ended registrations said of it no longer counts
             for c in self.ended_coverage.overlapping(feed.start, feed.end):
                 self.ended_coverage.remove(c)
-            feed.coverage = Coverage([(feed.start, feed.end, 0)])
             if len(snap.versions):
+                feed.coverage = Coverage([(feed.start, feed.end, 0)])
                 feed.coverage.add_columns(snap.versions.keys, snap.versions.commit_ts)
+            else:  # (an idle region's: made when first asked for)
+                feed.cover_whole()
         if self.feeds.get(feed.id) is not feed:
             self._end_coverage(feed)  # ended while its snapshot waited to be written
         else:
-            self._written.add(feed.id, feed.start, feed.end)
+            self._written.insert(feed.id, feed.start, feed.end)
         self._forget_covered(feed.start, feed.end)
         return [snapshot_event(feed, self._next_index(feed.id), snap, since_ts=feed.since_ts)]
 
@@ -1069,21 +1101,11 @@ class Capture:
         table.resolved[at] = ts  # (each RegionFeed's resolved_ts and covered_ts are its row's)
         table.covered[at] = ts
         moved_ids = ids[moved]
-        self._resolved_written.append((moved_ids, ts))
+        self.resolved.add(moved_ids, ts)
         event = binlog_pb2.Event()
         event.resolved.ts = ts
         event.resolved.regions.extend(moved_ids.tolist())
         return [event]
-
-    def _written_resolved(self) -> dict[int, int]:
-        """Each region's greatest resolved ts written (the resolved ts events since the last ask
-        folded in at once: per region, not per region and event)."""
-        known = self.resolved
-        for rid, ts in greatest_resolved(self._resolved_written):
-            if ts > known.get(rid, 0):
-                known[rid] = ts
-        self._resolved_written = []
-        return known
 
     def _release(self) -> None:
         """Write the held events whose commits are all at or below the DDL frontier, in order,
@@ -1101,7 +1123,7 @@ class Capture:
                     self._absorb(ev)
                 out.append(ev)
                 size += ev.ByteSize()
-            if size >= RELEASE_BYTES:
+            if size >= RELEASE_BYTES or len(out) >= RELEASE_EVENTS:
                 self._append(out, absorbed=True)
                 out, size = [], 0
         if out:
@@ -1110,7 +1132,7 @@ class Capture:
     def _append(self, events: list[binlog_pb2.Event], absorbed: bool = False) -> None:
         self.writer.append(events)
         for ev in events:
-            self.resume.absorb(ev)  # what is written only: an event built but not written proves nothing
+            self.resume.absorb(ev, self._same_range)  # what is written only: an event built but not written proves nothing
             if not absorbed:
                 self._absorb(ev)
             if ev.WhichOneof("payload") == "entries":

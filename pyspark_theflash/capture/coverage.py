@@ -52,16 +52,19 @@ def _pd_key(raw_key: bytes) -> bytes:
 class Coverage:
     """One registration's coverage of its range (``floors`` tile it, in key order)."""
 
+    # (one per written registration: slots, and its containers made when first filled)
+    __slots__ = ("floors", "_above", "_by_ts", "_pending", "_kept")
+
     def __init__(self, floors: list[Floor]) -> None:
         self.floors = floors
-        self._above: set[tuple[bytes, int]] = set()  # (raw key, commit ts) above the floor there
-        self._by_ts: list[tuple[int, bytes]] = []    # the same, a heap by commit ts (for pruning)
+        self._above: set[tuple[bytes, int]] | None = None  # (raw key, commit ts) above the floor there
+        self._by_ts: list[tuple[int, bytes]] = _NONE     # the same, a heap by commit ts (for pruning)
         # a whole snapshot's versions, counted when the floor first rises (most are at or
         # below it then): a big region's snapshot is not copied into a set to be pruned at once
-        self._pending: list[_Pending] = []
+        self._pending: list[_Pending] = _NONE
         # batches that went through a rise with versions still above the floor: counted when
         # asked (_settle), or dropped by a later rise past them
-        self._kept: list[_Versions | _BatchVersions] = []
+        self._kept: list[_Versions | _BatchVersions] = _NONE
 
     @property
     def start(self) -> bytes:
@@ -83,7 +86,8 @@ class Coverage:
     def holds(self, raw_key: bytes, commit_ts: int) -> bool:
         """Does the replica hold this version, as far as capture wrote it?"""
         self._settle()
-        return (raw_key, commit_ts) in self._above or commit_ts <= self.floor(_pd_key(raw_key))
+        above = self._above
+        return (above is not None and (raw_key, commit_ts) in above) or commit_ts <= self.floor(_pd_key(raw_key))
 
     def pending(self) -> int:
         """Batches of versions not yet counted one by one (``raise_floor`` drops those at or
@@ -92,34 +96,43 @@ class Coverage:
 
     def add(self, raw_key: bytes, commit_ts: int) -> None:
         """A version written to the binlog for this range."""
-        if commit_ts > self.least_floor() and (raw_key, commit_ts) not in self._above:
+        if commit_ts <= self.least_floor():
+            return
+        if self._above is None:
+            self._above, self._by_ts = set(), []
+        if (raw_key, commit_ts) not in self._above:
             self._above.add((raw_key, commit_ts))
             heapq.heappush(self._by_ts, (commit_ts, raw_key))
 
     def add_later(self, writes: Sequence[binlog_pb2.SnapshotWrite]) -> None:
         """A snapshot's versions (``SnapshotWrite``), counted when the floor next rises."""
-        self._pending.append(writes)
+        self._pend(writes)
 
     def add_columns(self, raw_keys: pa.BinaryArray, commit_ts: np.ndarray) -> None:
         """Live versions written to the binlog, as columns (an Arrow binary array of raw keys and
         a uint64 array): counted, like a snapshot's, when the floor next rises (most are at or
         below it then), so no Python object is made per row. A row whose commit ts is 0 (a
         PREWRITE, a ROLLBACK) is not a version and is never counted."""
-        self._pending.append(_Versions(raw_keys, commit_ts))
+        self._pend(_Versions(raw_keys, commit_ts))
 
     def add_batch(self, rows: LiveBatch, lo: int = 0, n: int | None = None, newest: int | None = None) -> None:
         """Live versions as the C match wrote them (feed_columns.LiveBatch; rows lo..lo + n of
         it, whose greatest commit ts is ``newest``, when it holds many regions' rows): as
         ``add_columns``, their keys made an array only if some stay above the floor when it rises."""
-        self._pending.append(_BatchVersions(rows, lo, rows.count if n is None else n,
-                                            rows.max_commit_ts if newest is None else newest))
+        self._pend(_BatchVersions(rows, lo, rows.count if n is None else n,
+                                  rows.max_commit_ts if newest is None else newest))
+
+    def _pend(self, writes: _Pending) -> None:
+        if self._pending is _NONE:
+            self._pending = []
+        self._pending.append(writes)
 
     def raise_floor(self, ts: int) -> None:
         """The range's resolved ts reached ``ts``: every version at or below it is in the
         binlog (written before the resolved ts that says so)."""
         if ts <= self.least_floor():
             return
-        pending, self._pending = self._pending, []
+        pending, self._pending = self._pending, _NONE
         floors: list[Floor] = []
         for s, e, f in self.floors:
             f = max(f, ts)
@@ -129,14 +142,18 @@ class Coverage:
                 floors.append((s, e, f))
         self.floors = floors
         least = self.least_floor()
-        while self._by_ts and self._by_ts[0][0] <= least:
-            cts, key = heapq.heappop(self._by_ts)
-            self._above.discard((key, cts))
+        if self._above is not None:
+            while self._by_ts and self._by_ts[0][0] <= least:
+                cts, key = heapq.heappop(self._by_ts)
+                self._above.discard((key, cts))
+            if not self._above:
+                self._above, self._by_ts = None, _NONE
         # Batches with versions above the floor stay batches (most of theirs are at or below it
         # by the next rise): counted one by one only when asked (``_settle``), or when they pile
         # up, so that what is kept stays bounded.
         batches = (_Versions, _BatchVersions)
-        self._kept = [w for w in [*self._kept, *pending] if isinstance(w, batches) and w.newest > least]
+        if self._kept or pending:
+            self._kept = [w for w in [*self._kept, *pending] if isinstance(w, batches) and w.newest > least] or _NONE
         for writes in pending:
             if not isinstance(writes, batches):
                 self._count(writes, least)
@@ -145,7 +162,7 @@ class Coverage:
 
     def _settle(self) -> None:
         """The kept batches' versions above the floor, counted one by one."""
-        kept, self._kept = self._kept, []
+        kept, self._kept = self._kept, _NONE
         least = self.least_floor()
         for writes in kept:
             self._count(writes, least)
@@ -163,7 +180,7 @@ class Coverage:
     def above_in(self, lo: bytes, hi: bytes) -> Iterable[tuple[bytes, int]]:
         pending = ((bytes(w.key), int(w.commit_ts)) for writes in [*self._kept, *self._pending]
                    for w in (writes.above(0) if isinstance(writes, (_Versions, _BatchVersions)) else writes))
-        for key, cts in [*self._above, *pending]:
+        for key, cts in [*(self._above or ()), *pending]:
             pd = _pd_key(key)
             if lo <= pd and (not hi or pd < hi):
                 yield key, cts
@@ -173,7 +190,11 @@ class Coverage:
         coverage that counts none still says what the replica holds up to its floors, and
         must not test false.)"""
         self._settle()
-        return len(self._above)
+        return len(self._above) if self._above is not None else 0
+
+
+# the empty list every coverage without pending batches shares (never appended to: replaced)
+_NONE: list = []  # type: ignore[type-arg]
 
 
 class _Version(NamedTuple):
@@ -204,10 +225,11 @@ class _Versions(Sequence[_Version]):
 
     def above(self, ts: int) -> "_Versions":
         import numpy as np
-        import pyarrow as pa
+
+        from pyspark_theflash.binlog.rows import arrow_positions
 
         which = np.flatnonzero(self.commit_ts > ts)
-        return _Versions(self.keys.take(pa.array(which)), self.commit_ts[which])
+        return _Versions(self.keys.take(arrow_positions(which)), self.commit_ts[which])
 
     def __len__(self) -> int:
         return len(self.commit_ts)

@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pyspark_theflash._native import load as _load_native
+from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.proto import binlog_pb2
 
 if TYPE_CHECKING:  # the compiled module is loaded by name (a clear error when it is not built); its types: cdc_wire.pyi
@@ -84,7 +85,7 @@ class FeedRows:
                         self.keys.slice(lo, hi - lo), self.values.slice(lo, hi - lo))
 
     def take(self, which: np.ndarray) -> "FeedRows":
-        idx = pa.array(which, pa.int64())
+        idx = binlog_rows.arrow_positions(which)
         return FeedRows(self.types[which], self.ops[which], self.start_ts[which], self.commit_ts[which],
                         self.keys.take(idx), self.values.take(idx))
 
@@ -162,17 +163,21 @@ def first_versions(keys: pa.BinaryArray, commit_ts: np.ndarray) -> np.ndarray | 
         return None
     head, tail = keys.slice(0, n - 1), keys.slice(1)
     if pc.all(pc.less_equal(head, tail)).as_py():
-        same_key = pc.equal(head, tail).to_numpy(zero_copy_only=False)
+        same_key = binlog_rows.numpy_mask(pc.equal(head, tail))
         if not same_key.any():
             return None
         a, b = commit_ts[:-1][same_key], commit_ts[1:][same_key]
         if (a > b).all() or (a < b).all():  # each key's versions strictly ordered: none twice
             return None
-    order = pc.sort_indices(pa.table({"k": keys, "c": commit_ts, "i": np.arange(n)}),
-                            [("k", "ascending"), ("c", "ascending"), ("i", "ascending")]).to_numpy()
-    sk = keys.take(pa.array(order))
+    cts = np.ascontiguousarray(commit_ts, np.uint64)  # (as Arrow without pa.array: binlog_rows.arrow_positions)
+    sorted_at = pc.sort_indices(pa.table({"k": keys, "c": pa.Array.from_buffers(pa.uint64(), n, [None, pa.py_buffer(cts)]),
+                                          "i": binlog_rows.arrow_positions(np.arange(n))}),
+                                [("k", "ascending"), ("c", "ascending"), ("i", "ascending")])
+    # (its uint64 buffer as it is: to_numpy imports pandas)
+    order = np.frombuffer(sorted_at.buffers()[1], np.uint64, n, sorted_at.offset * 8).astype(np.int64)
+    sk = keys.take(binlog_rows.arrow_positions(order))
     dup = np.zeros(n, bool)
-    dup[1:] = pc.equal(sk.slice(0, n - 1), sk.slice(1)).to_numpy(zero_copy_only=False) & \
+    dup[1:] = binlog_rows.numpy_mask(pc.equal(sk.slice(0, n - 1), sk.slice(1))) & \
         (commit_ts[order[:-1]] == commit_ts[order[1:]])
     if not dup.any():
         return None

@@ -13,7 +13,7 @@ higher version has claimed since (that region's snapshot holds it).
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Iterator, NamedTuple, Sequence
 
 from pyspark_theflash.codec.key_ranges import RangeMembers
 from pyspark_theflash.codec.keys import encode_region_key
@@ -46,14 +46,18 @@ class RangeClaims:
     def _add(self, claim: Claim) -> None:
         self.changes += 1
         self._claims[self._next] = claim
-        self._by_range.add(self._next, claim.start, claim.end)
+        self._by_range.insert(self._next, claim.start, claim.end)  # (the claim keeps its range)
         self._next += 1
 
     def _over(self, start: bytes, end: bytes) -> list[tuple[int, Claim]]:
         return sorted((i, self._claims[i]) for i in self._by_range.overlapping(start, end))
 
     def state(self) -> list[list[Any]]:
-        return [[c.region_id, c.start.hex(), c.end.hex(), c.version] for c in self._claims.values()]
+        return list(self.state_items())
+
+    def state_items(self) -> Iterator[list[Any]]:
+        """``state``'s items, made one at a time (capture/state_json.py)."""
+        return ([c.region_id, c.start.hex(), c.end.hex(), c.version] for c in self._claims.values())
 
     def newer(self, region_id: int, start: bytes, end: bytes, version: int) -> list[Claim]:
         """The claims of other regions over [start, end) with a higher version."""
@@ -68,10 +72,10 @@ class RangeClaims:
         for i, c in self._over(start, end):
             if c.version <= version and covered(c):
                 del self._claims[i]
-                self._by_range.discard(i)
+                self._by_range.remove(i, c.start, c.end)
         self._add(Claim(region_id, start, end, version))
 
     @staticmethod
-    def covers_key(claims: list[Claim], raw_key: bytes) -> bool:
+    def covers_key(claims: Sequence[Claim], raw_key: bytes) -> bool:
         pd_key = bytes(encode_region_key(raw_key))
         return any(c.start <= pd_key and (not c.end or pd_key < c.end) for c in claims)

@@ -23,7 +23,7 @@ the tests check the columns against (tests/support/feed_reference.py).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -66,9 +66,13 @@ class RegionFeed:
     registration, which a resolved ts of 100,000 regions moves with a few array operations);
     the attributes read and write them there, and keep them here once it ended."""
 
+    # An idle registration (a hundred thousand of them: docs/capture.md, "Memory per region") holds
+    # its identity, its flags and references to shared empties: the state of its initial scan
+    # (``_initial``), its open prewrites (``_open_rows``, ``_open_set``) and its coverage
+    # (``_coverage``, made when first asked for after an empty snapshot) are made when needed.
     __slots__ = ("id", "start", "end", "version", "conf_ver", "store_id", "gen", "discarded", "written", "since_ts",
-                 "inherited", "coverage", "_writes", "_locks", "_waiting_commits", "_open", "_open_set", "_scan",
-                 "claims_seen", "newer", "_table", "_slot", "_resolved_ts", "_initialized", "_covered_ts")
+                 "inherited", "_coverage", "_initial", "_open_rows", "_open_set", "claims_seen", "newer",
+                 "_table", "_slot", "_own")
 
     def __init__(self, id: int, start: bytes, end: bytes, version: int, conf_ver: int, store_id: int, gen: int,
                  resolved_ts: int = 0, initialized: bool = False, since_ts: int = 0,
@@ -85,37 +89,102 @@ class RegionFeed:
         # registered from since_ts > 0 (capture/coverage.py): the feed's initial scan holds the
         # versions above it only, and ``inherited`` says which of those the replica holds already
         self.since_ts = since_ts
-        self.inherited: list[Coverage] = inherited or []
-        self.coverage: Coverage | None = None  # what the replica holds of its range, once its snapshot is written
-        self._writes: dict[tuple[bytes, int], tuple[int, int, bytes]] = {}
-        self._locks: dict[tuple[bytes, int], tuple[int, bytes]] = {}
-        self._waiting_commits: dict[tuple[bytes, int], tuple[int, int, bytes]] = {}
-        self._open: dict[tuple[bytes, int], int] = {}  # live prewrites: (key, start) -> op
-        # the same once rows arrive as columns, as a hash set in C (feed_columns.match_live)
+        self.inherited: Sequence[Coverage] = inherited or ()
+        # what the replica holds of its range, once its snapshot is written (``coverage``); an
+        # empty whole snapshot's is made when first asked for (``_WHOLE``: [start, end) from 0)
+        self._coverage: Coverage | None = None
+        self._initial: _InitialScan | None = None  # the initial scan's state, until its snapshot
+        self._open_rows: dict[tuple[bytes, int], int] | None = None  # prewrites opened row by row: (key, start) -> op
+        # the open prewrites once rows arrive as columns, as a hash set in C (feed_columns.match_live)
         self._open_set: feed_columns.OpenSet | None = None
-        # the initial scan's COMMITTED rows as they came in columns (take_initial_columns):
-        # (keys, ops, start ts, commit ts, values) per message, in feed order
-        self._scan: list[tuple[pa.BinaryArray, np.ndarray, np.ndarray, np.ndarray, pa.BinaryArray]] = []
         # the newer regions' claims over its range (RangeClaims.newer), as of claim number claims_seen
         self.claims_seen = -1
-        self.newer: list[Claim] = []
+        self.newer: Sequence[Claim] = ()
         self._table: FeedColumns | None = None  # the region table holding its row (slot), while current
         self._slot = -1
-        self._resolved_ts = resolved_ts  # the last resolved ts written for it
-        self._initialized = initialized
-        # the last resolved ts written for it by a resolved ts event: its coverage's floors rise
-        # to it when the coverage is next consulted (current_coverage), not at every resolved ts
-        self._covered_ts = 0
+        # its resolved ts written, the ts its coverage's floors rise to when next consulted
+        # (current_coverage: not at every resolved ts) and whether it is initialised, while it
+        # is not a row of the region table (before it, and once it ended); a shared tuple while it is
+        self._own: tuple[int, int, bool] = (resolved_ts, 0, initialized)
 
     def __repr__(self) -> str:
         return f"RegionFeed(id={self.id}, version={self.version}, store={self.store_id}, gen={self.gen})"
+
+    # its coverage, and the initial scan's state, made when first needed
+
+    @property
+    def coverage(self) -> Coverage | None:
+        """What the replica holds of its range, once its snapshot is written (capture/coverage.py)."""
+        if self._coverage is _WHOLE:
+            self._coverage = Coverage([(self.start, self.end, 0)])
+        return self._coverage
+
+    @coverage.setter
+    def coverage(self, coverage: Coverage | None) -> None:
+        self._coverage = coverage
+
+    def cover_whole(self) -> None:
+        """Its snapshot replaced its range whole and held no version: its coverage is the range
+        from floor 0, made when first asked for (an idle region's is never made)."""
+        self._coverage = _WHOLE
+
+    def _scan_state(self) -> _InitialScan:
+        if self._initial is None:
+            self._initial = _InitialScan()
+        return self._initial
+
+    # the initial scan's state (the per-row rules and the tests read these names)
+
+    @property
+    def _writes(self) -> dict[tuple[bytes, int], tuple[int, int, bytes]]:
+        return self._scan_state().writes
+
+    @_writes.setter
+    def _writes(self, value: dict[tuple[bytes, int], tuple[int, int, bytes]]) -> None:
+        self._scan_state().writes = value
+
+    @property
+    def _locks(self) -> dict[tuple[bytes, int], tuple[int, bytes]]:
+        return self._scan_state().locks
+
+    @_locks.setter
+    def _locks(self, value: dict[tuple[bytes, int], tuple[int, bytes]]) -> None:
+        self._scan_state().locks = value
+
+    @property
+    def _waiting_commits(self) -> dict[tuple[bytes, int], tuple[int, int, bytes]]:
+        return self._scan_state().waiting_commits
+
+    @_waiting_commits.setter
+    def _waiting_commits(self, value: dict[tuple[bytes, int], tuple[int, int, bytes]]) -> None:
+        self._scan_state().waiting_commits = value
+
+    @property
+    def _scan(self) -> list[ScanChunk]:
+        return self._scan_state().scan
+
+    @_scan.setter
+    def _scan(self, value: list[ScanChunk]) -> None:
+        self._scan_state().scan = value
+
+    @property
+    def _open(self) -> dict[tuple[bytes, int], int]:
+        """The prewrites opened row by row (the snapshot's locks; the per-row rules'), until
+        ``open_set`` takes them."""
+        if self._open_rows is None:
+            self._open_rows = {}
+        return self._open_rows
+
+    @_open.setter
+    def _open(self, value: dict[tuple[bytes, int], int]) -> None:
+        self._open_rows = value
 
     # the fields the region table holds while the registration is current
 
     @property
     def resolved_ts(self) -> int:
         t = self._table
-        return int(t.resolved[self._slot]) if t is not None else self._resolved_ts
+        return int(t.resolved[self._slot]) if t is not None else self._own[0]
 
     @resolved_ts.setter
     def resolved_ts(self, ts: int) -> None:
@@ -123,12 +192,12 @@ class RegionFeed:
         if t is not None:
             t.resolved[self._slot] = ts
         else:
-            self._resolved_ts = ts
+            self._own = (ts, self._own[1], self._own[2])
 
     @property
     def covered_ts(self) -> int:
         t = self._table
-        return int(t.covered[self._slot]) if t is not None else self._covered_ts
+        return int(t.covered[self._slot]) if t is not None else self._own[1]
 
     @covered_ts.setter
     def covered_ts(self, ts: int) -> None:
@@ -136,12 +205,12 @@ class RegionFeed:
         if t is not None:
             t.covered[self._slot] = ts
         else:
-            self._covered_ts = ts
+            self._own = (self._own[0], ts, self._own[2])
 
     @property
     def initialized(self) -> bool:
         t = self._table
-        return bool(t.ready[self._slot]) if t is not None else self._initialized
+        return bool(t.ready[self._slot]) if t is not None else self._own[2]
 
     @initialized.setter
     def initialized(self, ready: bool) -> None:
@@ -149,7 +218,7 @@ class RegionFeed:
         if t is not None:
             t.ready[self._slot] = ready
         else:
-            self._initialized = ready
+            self._own = (self._own[0], self._own[1], ready)
 
     @property
     def slot(self) -> int:
@@ -158,14 +227,13 @@ class RegionFeed:
 
     def attach(self, table: FeedColumns, slot: int) -> None:
         """Its row in ``table`` holds those fields from now on (RegionTable.add)."""
-        self._table, self._slot = table, slot
+        self._table, self._slot, self._own = table, slot, _IN_TABLE
 
     def detach(self) -> None:
         """Its row is gone (RegionTable.remove): the fields are its own again, as last set."""
         t, slot = self._table, self._slot
         if t is not None:
-            self._resolved_ts, self._covered_ts = int(t.resolved[slot]), int(t.covered[slot])
-            self._initialized = bool(t.ready[slot])
+            self._own = (int(t.resolved[slot]), int(t.covered[slot]), bool(t.ready[slot]))
         self._table, self._slot = None, -1
 
     def region_proto(self) -> binlog_pb2.Region:
@@ -178,26 +246,27 @@ class RegionFeed:
     # ------------------------------------------------------------------ rows
 
     def _initial_row(self, row_type: int, op_type: int, start: int, commit: int, key: bytes, value: bytes) -> None:
+        st = self._scan_state()
         if row_type == Ev.COMMITTED:
             if op_type in _OP:
-                self._writes[(key, commit)] = (_OP[op_type], start, value)
+                st.writes[(key, commit)] = (_OP[op_type], start, value)
         elif row_type == Ev.PREWRITE:
             if op_type not in _OP:
                 return
-            waiting = self._waiting_commits.pop((key, start), None)
+            waiting = st.waiting_commits.pop((key, start), None)
             if waiting is not None:
-                self._writes[(key, waiting[0])] = (_OP[op_type], start, value)
+                st.writes[(key, waiting[0])] = (_OP[op_type], start, value)
             else:
-                self._locks[(key, start)] = (_OP[op_type], value)
+                st.locks[(key, start)] = (_OP[op_type], value)
         elif row_type == Ev.COMMIT:
-            lock = self._locks.pop((key, start), None)
+            lock = st.locks.pop((key, start), None)
             if lock is not None:
-                self._writes[(key, commit)] = (lock[0], start, lock[1])
+                st.writes[(key, commit)] = (lock[0], start, lock[1])
             else:
-                self._waiting_commits[(key, start)] = (commit, op_type, value)
+                st.waiting_commits[(key, start)] = (commit, op_type, value)
         elif row_type == Ev.ROLLBACK:
-            self._locks.pop((key, start), None)
-            self._waiting_commits.pop((key, start), None)
+            st.locks.pop((key, start), None)
+            st.waiting_commits.pop((key, start), None)
 
     def take_initial_columns(self, rows: feed_columns.FeedRows) -> int | None:
         """Rows of one event of a registration not yet initialised, as columns (the feed
@@ -228,8 +297,8 @@ class RegionFeed:
             ops = feed_columns.binlog_ops(part.ops)
             values = part.values
             if (ops == binlog_pb2.DELETE).any():  # a DELETE's version holds no value
-                values = pc.if_else(pa.array(ops == binlog_pb2.PUT), values, pa.scalar(b"", pa.binary()))
-            self._scan.append((part.keys, ops, part.start_ts, part.commit_ts, values))
+                values = pc.if_else(binlog_rows.arrow_mask(ops == binlog_pb2.PUT), values, _EMPTY_VALUE)
+            self._scan_state().scan.append((part.keys, ops, part.start_ts, part.commit_ts, values))
         if len(others):
             sub = rows.take(others)
             for row in zip(sub.types.tolist(), sub.ops.tolist(), sub.start_ts.tolist(), sub.commit_ts.tolist(),
@@ -260,23 +329,23 @@ class RegionFeed:
         per-row path opened: the snapshot's locks, rows after INITIALIZED in its event)."""
         if self._open_set is None:
             self._open_set = feed_columns.OpenSet()
-        if self._open:
-            for key, start in self._open:
+        if self._open_rows:
+            for key, start in self._open_rows:
                 self._open_set.add(key, start)
-            self._open = {}
+        self._open_rows = None
         return self._open_set
 
     def snapshot_columns(self) -> snapshot_batch.SnapshotColumns:
         """The state the initial scan built, as columns (binlog/snapshot_batch.py): every
         version once, and every open lock; the live rows that follow are matched against its
         locks."""
-        if not self._scan and not self._writes and not self._locks:  # an empty region's
-            self._waiting_commits.clear()
+        state, self._initial = self._initial, None  # (the scan's state is not needed after it)
+        if state is None or not (state.scan or state.writes or state.locks):  # an empty region's
             return snapshot_batch.empty_snapshot()
         binary = pa.binary()
-        parts = list(self._scan)
-        if self._writes:  # versions the per-row rules made (a COMMIT of a scanned lock, a take())
-            items = list(self._writes.items())
+        parts = list(state.scan)
+        if state.writes:  # versions the per-row rules made (a COMMIT of a scanned lock, a take())
+            items = list(state.writes.items())
             parts.append((pa.array([k for (k, _), _ in items], binary),
                           np.array([op for _, (op, _, _) in items], np.uint8),
                           np.array([s for _, (_, s, _) in items], np.uint64),
@@ -293,29 +362,59 @@ class RegionFeed:
             ops, start_ts, commit_ts = np.zeros(0, np.uint8), np.zeros(0, np.uint64), np.zeros(0, np.uint64)
         keep = feed_columns.first_versions(keys, commit_ts)  # a version the scan and a live row both gave
         if keep is not None:
-            idx = pa.array(keep)
+            idx = binlog_rows.arrow_positions(keep)
             keys, values, ops, start_ts, commit_ts = keys.take(idx), values.take(idx), ops[keep], start_ts[keep], \
                 commit_ts[keep]
         n = len(keys)
         versions = binlog_rows.RowColumns(np.full(n, binlog_pb2.Row.COMMITTED, np.uint8), ops, start_ts, commit_ts,
                                           np.zeros(n, np.uint64), np.zeros(n, np.uint64), keys, values,
                                           _empty_binary(n))
-        lock_items = sorted(self._locks.items())
+        lock_items = sorted(state.locks.items())
         m = len(lock_items)
         locks = binlog_rows.RowColumns(
             np.full(m, binlog_pb2.Row.PREWRITE, np.uint8), np.array([op for _, (op, _) in lock_items], np.uint8),
             np.array([s for (_, s), _ in lock_items], np.uint64), np.zeros(m, np.uint64), np.zeros(m, np.uint64),
             np.zeros(m, np.uint64), pa.array([k for (k, _), _ in lock_items], binary),
             pa.array([v if op == binlog_pb2.PUT else b"" for _, (op, v) in lock_items], binary), _empty_binary(m))
-        for (key, start), (op, _) in lock_items:
-            self._open[(key, start)] = op
-        self._writes, self._locks, self._waiting_commits, self._scan = {}, {}, {}, []
+        if lock_items:
+            opened = self._open
+            for (key, start), (op, _) in lock_items:
+                opened[(key, start)] = op
         return snapshot_batch.SnapshotColumns(versions, locks)
 
     def max_commit_ts(self) -> int:
         """The newest commit the initial state holds (a snapshot waits for the DDL frontier)."""
-        scanned = max((int(c[3].max()) for c in self._scan if len(c[3])), default=0)
-        return max(max((c for _, c in self._writes), default=0), scanned)
+        state = self._initial
+        if state is None:
+            return 0
+        scanned = max((int(c[3].max()) for c in state.scan if len(c[3])), default=0)
+        return max(max((c for _, c in state.writes), default=0), scanned)
+
+
+_IN_TABLE = (0, 0, False)  # RegionFeed._own of a feed whose fields its table row holds
+# RegionFeed._coverage of an empty whole snapshot's registration: [start, end) from floor 0,
+# made when first asked for (an instance never used but by identity)
+_WHOLE: Coverage = Coverage.__new__(Coverage)
+
+ScanChunk = tuple[pa.BinaryArray, np.ndarray, np.ndarray, np.ndarray, pa.BinaryArray]
+
+
+class _InitialScan:
+    """What a registration's initial scan built until its snapshot (``RegionFeed.snapshot_columns``)."""
+
+    __slots__ = ("writes", "locks", "waiting_commits", "scan")
+
+    def __init__(self) -> None:
+        self.writes: dict[tuple[bytes, int], tuple[int, int, bytes]] = {}
+        self.locks: dict[tuple[bytes, int], tuple[int, bytes]] = {}
+        self.waiting_commits: dict[tuple[bytes, int], tuple[int, int, bytes]] = {}
+        # the scan's COMMITTED rows as they came in columns (take_initial_columns):
+        # (keys, ops, start ts, commit ts, values) per message, in feed order
+        self.scan: list[ScanChunk] = []
+
+
+# a Delete's value (an Arrow scalar made without pa.scalar, which imports pandas)
+_EMPTY_VALUE = pa.BinaryArray.from_buffers(pa.binary(), 1, [None, pa.py_buffer(bytes(8)), pa.py_buffer(b"")])[0]
 
 
 def _empty_binary(n: int) -> pa.BinaryArray:

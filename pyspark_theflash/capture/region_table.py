@@ -13,7 +13,7 @@ registration began or ended, and checked and moved with a few array operations.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -135,3 +135,50 @@ def greatest_resolved_arrays(raised: Sequence[tuple[np.ndarray, int]]) -> tuple[
     ids, tss = ids[order], tss[order]
     last = np.append(ids[1:] != ids[:-1], True)
     return ids[last], tss[last]
+
+
+class WrittenResolved:
+    """Each region's greatest resolved ts written to the binlog, as two arrays in region-id
+    order (a dict of them was ~100 bytes a region). The resolved ts events are kept as they
+    come (``add``: the moved regions' ids and the ts) and folded in at once when next asked."""
+
+    CHUNK = 4096  # (region, ts) pairs made Python ints at once (``items``)
+
+    def __init__(self, saved: dict[int, int] | None = None) -> None:
+        pairs = sorted((saved or {}).items())
+        self._ids = np.array([r for r, _ in pairs], np.int64)
+        self._ts = np.array([t for _, t in pairs], np.int64)
+        self._raised: list[tuple[np.ndarray, int]] = []
+
+    def add(self, region_ids: np.ndarray, ts: int) -> None:
+        self._raised.append((region_ids, ts))
+
+    def _settle(self) -> None:
+        if not self._raised:
+            return
+        raised, self._raised = self._raised, []
+        ids = np.concatenate([self._ids, *(np.asarray(i, np.int64) for i, _ in raised)])
+        tss = np.concatenate([self._ts, *(np.full(len(i), t, np.int64) for i, t in raised)])
+        order = np.lexsort((tss, ids))
+        ids, tss = ids[order], tss[order]
+        last = np.append(ids[1:] != ids[:-1], True)  # each region once, with its greatest ts
+        self._ids, self._ts = ids[last], tss[last]
+
+    def get(self, region_id: int, default: int = 0) -> int:
+        self._settle()
+        i = int(np.searchsorted(self._ids, region_id))
+        return int(self._ts[i]) if i < len(self._ids) and self._ids[i] == region_id else default
+
+    def __len__(self) -> int:
+        self._settle()
+        return len(self._ids)
+
+    def items(self) -> Iterator[tuple[int, int]]:
+        """(region id, ts) in region-id order, made a chunk at a time."""
+        self._settle()
+        ids, tss = self._ids, self._ts
+        for lo in range(0, len(ids), self.CHUNK):
+            yield from zip(ids[lo:lo + self.CHUNK].tolist(), tss[lo:lo + self.CHUNK].tolist())
+
+    def as_dict(self) -> dict[int, int]:
+        return dict(self.items())

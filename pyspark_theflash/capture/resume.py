@@ -35,14 +35,23 @@ counted: the incremental scan gives them again and the replica keeps one copy of
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
 from pyspark_theflash.capture.coverage import Coverage, Floor
-from pyspark_theflash.capture.region_table import greatest_resolved
+from pyspark_theflash.capture.region_table import greatest_resolved_arrays
+from pyspark_theflash.capture.state_json import Items
 from pyspark_theflash.codec.key_ranges import DisjointRanges
 from pyspark_theflash.proto import binlog_pb2
+
+
+def _floors(pieces: Floor | list[Floor]) -> list[Floor]:
+    """A region's live floors as a list (``ResumePoints._live`` keeps one floor as it is)."""
+    return [pieces] if isinstance(pieces, tuple) else pieces
+
+
+SETTLE_CHUNK = 4096  # regions' raised floors made Python objects at once (ResumePoints._settle)
 
 
 class ResumePoints:
@@ -54,14 +63,19 @@ class ResumePoints:
         # that selects other tables has no floor for the ones it adds
         self.selection = selection
         self.selection_known = True  # False: the binlog was written for tables no state file names
-        self._live: dict[int, list[Floor]] = {}  # region -> its registration's range; its resolved ts raise it
+        # region -> its registration's range (one Floor, or a list of them: a restart's); its
+        # resolved ts raise it. (One floor is kept as it is, not in a list: 72 bytes a region.)
+        self._live: dict[int, Floor | list[Floor]] = {}
         self._live_ranges: DisjointRanges[int] = DisjointRanges()  # the same ranges -> region (which overlap a snapshot)
         self._ended: DisjointRanges[int] = DisjointRanges()  # ranges of ended registrations -> floor: raised by none
         self._raised: list[tuple[np.ndarray, int]] = []  # resolved ts absorbed, not yet in ``_live`` (_settle)
 
     # ------------------------------------------------------------------ events
 
-    def absorb(self, ev: binlog_pb2.Event) -> None:
+    def absorb(self, ev: binlog_pb2.Event,
+               same_range: Callable[[int, bytes, bytes], tuple[int, bytes, bytes]] | None = None) -> None:
+        """What ``ev`` proves; ``same_range`` gives a snapshot's region id and keys as objects the
+        caller keeps already (Capture._same_range), so that they are not kept twice."""
         kind = ev.WhichOneof("payload")
         if kind == "resolved":  # kept as arrays, folded in when next needed (_settle)
             self._raised.append((np.array(ev.resolved.regions, np.uint64).astype(np.int64), int(ev.resolved.ts)))
@@ -72,11 +86,13 @@ class ResumePoints:
         if kind == "snapshot":
             r, rid = ev.snapshot.region, int(ev.region_id)
             start, end = bytes(r.start_key), bytes(r.end_key)
+            if same_range is not None:
+                rid, start, end = same_range(rid, start, end)
             # its own earlier registration and every other over the range are retired
             for other in [rid, *(o for _, _, o in self._live_ranges.overlapping(start, end))]:
                 self._end(other)
             self._ended.cut(start, end)
-            self._set_live(rid, [(start, end, int(ev.snapshot.since_ts))])
+            self._set_live(rid, (start, end, int(ev.snapshot.since_ts)))
         elif kind == "admin" and ev.admin.HasField("split"):
             for r in ev.admin.split.regions:
                 self._end(int(r.id))
@@ -87,19 +103,31 @@ class ResumePoints:
         """The resolved ts absorbed since the last time, folded into the live floors: each
         region's greatest once (a resolved ts lists every region, several a second)."""
         raised, self._raised = self._raised, []
+        if not raised:
+            return
         live = self._live
-        for rid, ts in greatest_resolved(raised):
-            pieces = live.get(rid)
-            if pieces is not None:
-                live[rid] = [(s, e, max(f, ts)) for s, e, f in pieces]
+        ids, tss = greatest_resolved_arrays(raised)
+        # (made Python ints a chunk at a time, and one int object per ts: a resolved ts lists
+        # every region, and 100,000 pairs at once, or an int per floor, were megabytes)
+        same: dict[int, int] = {}
+        for lo in range(0, len(ids), SETTLE_CHUNK):
+            for rid, ts in zip(ids[lo:lo + SETTLE_CHUNK].tolist(), tss[lo:lo + SETTLE_CHUNK].tolist()):
+                pieces = live.get(rid)
+                if pieces is not None:
+                    ts = same.setdefault(ts, ts)
+                    if isinstance(pieces, tuple):
+                        if ts > pieces[2]:
+                            live[rid] = (pieces[0], pieces[1], ts)
+                    else:
+                        live[rid] = [(s, e, max(f, ts)) for s, e, f in pieces]
 
-    def _set_live(self, region_id: int, pieces: list[Floor]) -> None:
-        self._live[region_id] = pieces
-        for s, e, _ in pieces:
+    def _set_live(self, region_id: int, pieces: Floor | list[Floor]) -> None:
+        self._live[region_id] = pieces[0] if isinstance(pieces, list) and len(pieces) == 1 else pieces
+        for s, e, _ in _floors(pieces):
             self._live_ranges.assign(s, e, region_id)
 
     def _end(self, region_id: int) -> None:
-        for s, e, ts in self._live.pop(region_id, ()):
+        for s, e, ts in _floors(self._live.pop(region_id, [])):
             self._live_ranges.cut(s, e)
             self._ended.assign(s, e, ts)
 
@@ -109,7 +137,7 @@ class ResumePoints:
         """Every proved floor above 0, in key order, equal neighbours joined (the pieces never
         overlap: each snapshot takes its range from every other)."""
         self._settle()
-        pieces = sorted(p for p in [*self._ended, *(p for ps in self._live.values() for p in ps)] if p[2] > 0)
+        pieces = sorted(p for p in [*self._ended, *(p for ps in self._live.values() for p in _floors(ps))] if p[2] > 0)
         out: list[Floor] = []
         for s, e, ts in pieces:
             if out and out[-1][1] == s and out[-1][2] == ts:
@@ -133,13 +161,19 @@ class ResumePoints:
 
     # ------------------------------------------------------------------ state file
 
-    def state(self) -> dict[str, Any]:
-        def enc(pieces: list[Floor]) -> list[list[Any]]:
+    def state(self, lazy: bool = False) -> dict[str, Any]:
+        """What the state file keeps; ``lazy``: its lists as capture/state_json.py ``Items``,
+        made as they are written (the same JSON)."""
+        def enc(pieces: Iterable[Floor]) -> list[list[Any]]:
             return [[s.hex(), e.hex(), ts] for s, e, ts in pieces]
 
         self._settle()
-        return {"selection": self.selection, "ended": enc(list(self._ended)),
-                "live": [[rid, enc(pieces)] for rid, pieces in sorted(self._live.items())]}
+        live = self._live
+        ended: Iterable[list[Any]] = ([s.hex(), e.hex(), ts] for s, e, ts in self._ended)
+        regions: Iterable[list[Any]] = ([rid, enc(_floors(live[rid]))] for rid in sorted(live))
+        if not lazy:
+            return {"selection": self.selection, "ended": list(ended), "live": list(regions)}
+        return {"selection": self.selection, "ended": Items(ended), "live": Items(regions)}
 
     @classmethod
     def from_state(cls, saved: dict[str, Any] | None) -> "ResumePoints":

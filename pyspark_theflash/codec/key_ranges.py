@@ -11,9 +11,13 @@ Keys are PD-encoded region keys; an end of ``b""`` is +inf. ``DisjointRanges.ass
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from operator import itemgetter
 from typing import Generic, Iterator, TypeVar
 
 V = TypeVar("V")
+
+
+_START = itemgetter(0)  # a piece's start: the pieces are bisected by it (no list of starts beside them)
 
 
 def _below(a: bytes, b: bytes) -> bool:
@@ -23,7 +27,6 @@ def _below(a: bytes, b: bytes) -> bool:
 
 class DisjointRanges(Generic[V]):
     def __init__(self, pieces: list[tuple[bytes, bytes, V]] | None = None) -> None:
-        self._starts: list[bytes] = []
         self._pieces: list[tuple[bytes, bytes, V]] = []
         for s, e, v in sorted(pieces or (), key=lambda p: p[0]):
             self.assign(s, e, v)
@@ -36,10 +39,10 @@ class DisjointRanges(Generic[V]):
 
     def _span(self, start: bytes, end: bytes) -> tuple[int, int]:
         """Positions lo..hi of the pieces overlapping [start, end)."""
-        lo = bisect_right(self._starts, start) - 1
+        lo = bisect_right(self._pieces, start, key=_START) - 1
         if lo < 0 or not _below(start, self._pieces[lo][1]):
             lo += 1  # the piece before ``start`` ends at or before it
-        hi = len(self._starts) if not end else bisect_left(self._starts, end)
+        hi = len(self._pieces) if not end else bisect_left(self._pieces, end, key=_START)
         return lo, max(lo, hi)
 
     def overlapping(self, start: bytes, end: bytes) -> list[tuple[bytes, bytes, V]]:
@@ -49,7 +52,7 @@ class DisjointRanges(Generic[V]):
 
     def at(self, key: bytes) -> tuple[bytes, bytes, V] | None:
         """The piece holding ``key``, if any."""
-        i = bisect_right(self._starts, key) - 1
+        i = bisect_right(self._pieces, key, key=_START) - 1
         if i >= 0 and _below(key, self._pieces[i][1]):
             return self._pieces[i]
         return None
@@ -68,28 +71,24 @@ class DisjointRanges(Generic[V]):
         if end and _below(end, last_e):
             keep.append((end, last_e, last_v))
         self._pieces[lo:hi] = keep
-        self._starts[lo:hi] = [p[0] for p in keep]
         return removed
 
     def assign(self, start: bytes, end: bytes, value: V) -> list[tuple[bytes, bytes, V]]:
         """[start, end) holds ``value`` from now on; returns the pieces it overlapped (whole)."""
         removed = self.cut(start, end)
-        i = bisect_left(self._starts, start)
-        self._starts.insert(i, start)
+        i = bisect_left(self._pieces, start, key=_START)
         self._pieces.insert(i, (start, end, value))
         return removed
 
     def insert_free(self, start: bytes, end: bytes, value: V) -> None:
         """[start, end) holds ``value``; no piece overlaps it (the caller found none)."""
-        i = bisect_left(self._starts, start)
-        self._starts.insert(i, start)
+        i = bisect_left(self._pieces, start, key=_START)
         self._pieces.insert(i, (start, end, value))
 
     def remove(self, start: bytes, value: V) -> bool:
         """Remove the piece starting at ``start`` if it holds ``value``; whether it did."""
-        i = bisect_left(self._starts, start)
-        if i < len(self._starts) and self._starts[i] == start and self._pieces[i][2] == value:
-            del self._starts[i]
+        i = bisect_left(self._pieces, start, key=_START)
+        if i < len(self._pieces) and self._pieces[i][0] == start and self._pieces[i][2] == value:
             del self._pieces[i]
             return True
         return False
@@ -117,6 +116,11 @@ class RegionRanges:
     def items(self) -> list[tuple[int, tuple[bytes, bytes] | None]]:
         return list(self._by_id.items())
 
+    def sorted_items(self) -> Iterator[tuple[int, tuple[bytes, bytes] | None]]:
+        """``items`` in id order, made one at a time."""
+        by_id = self._by_id
+        return ((rid, by_id[rid]) for rid in sorted(by_id))
+
     def set(self, region_id: int, rng: tuple[bytes, bytes] | None) -> None:
         self.pop(region_id)
         self._by_id[region_id] = rng
@@ -140,10 +144,11 @@ class RangeMembers:
     """Ranges that may overlap, each of a member (an id), found by key range: the key space is
     cut into disjoint pieces, each holding the ids whose ranges cover it. Registrations are
     nearly disjoint (one current region per key, a stale one beside it for a while), so the
-    pieces are about as many as the members and a query costs a bisection."""
+    pieces are about as many as the members and a query costs a bisection. A piece of one
+    member holds the id itself, not a set of one (216 bytes each, at 100,000 regions)."""
 
     def __init__(self) -> None:
-        self._pieces: DisjointRanges[frozenset[int]] = DisjointRanges()
+        self._pieces: DisjointRanges[int | frozenset[int]] = DisjointRanges()
         self._ranges: dict[int, tuple[bytes, bytes]] = {}
 
     def __len__(self) -> int:
@@ -152,12 +157,25 @@ class RangeMembers:
     def __contains__(self, member: object) -> bool:
         return member in self._ranges
 
-    def add(self, member: int, start: bytes, end: bytes) -> None:
+    def add(self, member: int, start: bytes, end: bytes, rng: tuple[bytes, bytes] | None = None) -> None:
+        """``member`` over [start, end) (its range before, if any, given up); ``rng``: the tuple
+        (start, end) the caller keeps already, kept instead of a copy."""
         self.discard(member)
-        self._ranges[member] = (start, end)
+        self._ranges[member] = rng if rng is not None and rng[0] is start and rng[1] is end else (start, end)
+        self.insert(member, start, end)
+
+    def discard(self, member: int) -> None:
+        rng = self._ranges.pop(member, None)
+        if rng is not None:
+            self.remove(member, *rng)
+
+    def insert(self, member: int, start: bytes, end: bytes) -> None:
+        """``add`` for a caller that keeps each member's range itself (and gives it to
+        ``remove``): the member is not in the index now. ``len``, ``in`` and ``discard`` know
+        only the members ``add`` added."""
         old = self._pieces.overlapping(start, end)
         if not old:  # (registrations are nearly disjoint: the common case, one bisection and an insert)
-            self._pieces.insert_free(start, end, frozenset((member,)))
+            self._pieces.insert_free(start, end, member)
             return
         self._pieces.cut(start, end)  # (the old pieces' parts outside [start, end) stay as they were)
         # [start, end): the parts the old pieces held, with ``member`` added; the rest ``member`` alone
@@ -165,35 +183,44 @@ class RangeMembers:
         for s, e, ids in old:
             lo, hi = max(s, start), _min_end(e, end)
             if at < lo:
-                self._pieces.assign(at, lo, frozenset((member,)))
-            self._pieces.assign(lo, hi, ids | {member})
+                self._pieces.assign(at, lo, member)
+            self._pieces.assign(lo, hi, _with(ids, member))
             at, to_inf = hi, not hi
             if to_inf:
                 break
         if not to_inf and (not end or at < end):
-            self._pieces.assign(at, end, frozenset((member,)))
+            self._pieces.assign(at, end, member)
 
-    def discard(self, member: int) -> None:
-        rng = self._ranges.pop(member, None)
-        if rng is None:
-            return
-        for s, e, ids in self._pieces.overlapping(*rng):
-            if member not in ids:
+    def remove(self, member: int, start: bytes, end: bytes) -> None:
+        """Take ``member``, inserted over [start, end), out of the index (``insert``)."""
+        for s, e, ids in self._pieces.overlapping(start, end):
+            if not (ids == member if isinstance(ids, int) else member in ids):
                 continue
             self._pieces.cut(s, e)
-            if len(ids) > 1:
-                self._pieces.assign(s, e, ids - {member})
+            if not isinstance(ids, int):
+                rest = ids - {member}
+                self._pieces.assign(s, e, next(iter(rest)) if len(rest) == 1 else rest)
 
     def overlapping(self, start: bytes, end: bytes) -> set[int]:
         """The members whose ranges overlap [start, end)."""
         out: set[int] = set()
         for _, _, ids in self._pieces.overlapping(start, end):
-            out |= ids
+            if isinstance(ids, int):
+                out.add(ids)
+            else:
+                out |= ids
         return out
 
     def spans(self, start: bytes, end: bytes) -> list[tuple[bytes, bytes]]:
         """The parts of [start, end) some member covers (pieces clipped to it)."""
         return [(max(s, start), _min_end(e, end)) for s, e, _ in self._pieces.overlapping(start, end)]
+
+
+def _with(ids: int | frozenset[int], member: int) -> int | frozenset[int]:
+    """A piece's members with ``member`` too."""
+    if isinstance(ids, int):
+        return ids if ids == member else frozenset((ids, member))
+    return ids | {member}
 
 
 def _min_end(a: bytes, b: bytes) -> bytes:

@@ -237,7 +237,12 @@ class PDClient:
             key = start
             while True:
                 regions = self._scan_page(key, end, 256)
-                out.extend(regions)
+                for r in regions:
+                    # a region's start is the end of the one before: one bytes object for both
+                    # (capture keeps every region's keys: at 100,000 regions 6 MB of copies)
+                    if out and out[-1].end == r.start:
+                        r = r._replace(start=out[-1].end)
+                    out.append(r)
                 if len(regions) < 256 or not regions[-1].end or (end and regions[-1].end >= end):
                     break
                 key = regions[-1].end

@@ -40,6 +40,7 @@ SMOKE = [
       "store_apply_2pc_rows_per_s", "writer_alone_ratio_to_store"]),
     ("capture_ceiling.py", ["--sweep", "4,64", "--txns", "400", "--resolved-txns", "100"],
      {"bench": "capture_ceiling_sweep", "txns": 400}, ["regions_4", "regions_64", "store_apply_2pc_rows_per_s"]),
+    ("capture_idle_memory.py", ["64"], {"bench": "capture_idle_memory", "regions": 64}, ["peak_rss_mib", "seconds"]),
     ("capture_rescan.py", ["--commits", "60", "--rate", "60", "--split-merge", "0.2"],
      {"bench": "capture_rescan", "from_zero_exact": True, "incremental_exact": True},
      ["ratio_snapshot_rows", "ratio_rows", "incremental_snapshot_rows"]),

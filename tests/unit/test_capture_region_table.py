@@ -6,7 +6,7 @@ import random
 import numpy as np
 
 from pyspark_theflash.capture.region_feed import RegionFeed
-from pyspark_theflash.capture.region_table import RegionTable, greatest_resolved
+from pyspark_theflash.capture.region_table import RegionTable, WrittenResolved, greatest_resolved
 
 
 def test_find_and_the_rows_follow_the_registrations_through_changes() -> None:
@@ -77,3 +77,24 @@ def test_a_registration_added_over_one_of_the_same_region_replaces_it() -> None:
     assert len(table) == 1 and first.slot == -1 and (first.resolved_ts, first.initialized) == (40, True)
     slot, found = table.find(np.array([7], np.int64))
     assert found.all() and table.feeds[int(slot[0])] is second and int(table.gens[slot[0]]) == 2
+
+
+def test_the_written_resolved_ts_as_arrays_answer_what_a_dict_of_the_greatest_answers() -> None:
+    """WrittenResolved keeps each region's greatest resolved ts written as two arrays; asked
+    between events (a registration reads one region's, a state save lists them all), it answers
+    what folding every event into a dict answers, from a saved state on."""
+    rng = random.Random(11)
+    saved = {rid: rng.randint(1, 500) for rid in rng.sample(range(1, 80), 20)}
+    written, expected = WrittenResolved(saved), dict(saved)
+    for _ in range(200):
+        ids = np.array(rng.sample(range(1, 80), rng.randint(0, 30)), np.int64)
+        ts = rng.randint(1, 1000)
+        written.add(ids, ts)
+        for rid in ids.tolist():
+            expected[rid] = max(expected.get(rid, 0), ts)
+        if rng.random() < 0.3:
+            rid = rng.randint(0, 90)
+            assert written.get(rid) == expected.get(rid, 0)
+        if rng.random() < 0.1:
+            assert list(written.items()) == sorted(expected.items())
+    assert written.as_dict() == expected and len(written) == len(expected)
