@@ -179,9 +179,18 @@ class Publisher:
         self._logs[table_id] = log = delta_log.replay(root, log)
         return log
 
-    def _publish_table(self, view: Any, info: Any, ts: int) -> TablePublication:
+    def _publish_table(self, view: Any, current: Any, ts: int) -> TablePublication:
+        root = self._root(current.id)
+        # the schema in force at ts, not the newest the writer has applied: a DDL committed
+        # after ts (its event comes before the rows after it, while ts may still be below it)
+        # must not reach a version of ts (a RENAME read under the new name, an ADD COLUMN's
+        # default in a version from before the column existed)
+        history = view.histories().get(current.id)
+        if history is not None and not history.lives_at(ts):
+            return TablePublication(f"{current.db}.{current.name}", current.id, root.uri, None,
+                                    skipped=f"created after ts {ts}")
+        info = history.at(ts) if history is not None else current
         name = f"{info.db}.{info.name}"
-        root = self._root(info.id)
         if physical_ids_of(info) != (info.id,):
             return TablePublication(name, info.id, root.uri, None, skipped="a partitioned table (not published yet)")
         log = self._log(info.id)
