@@ -229,7 +229,14 @@ class Publisher:
             fresh = [p for p in ps if all(p is not q for q, _ in settled)]
             parts_read += len(fresh)
             for part, vis in plan_partition(self.store, root, info, ts, fresh, target, settled, self.copies_parts):
-                planned.append((part.part_id, part))
+                last = published.seen.get(part.part_id) if published is not None else None
+                kept = published.by_part.get(part.part_id) if published is not None else None
+                if last is not None and vis is last[1] and kept is not None:
+                    # a settled part none of whose handles the new rows touch: the same logical
+                    # file as the last version's (no vector encoded again, no remove and add)
+                    planned.append((part.part_id, kept))
+                else:
+                    planned.append((part.part_id, part))
                 seen[part.part_id] = (next(p.tombstones for p in ps if p.part_id == part.part_id), vis)
         vectors = VectorFileWriter()
         files: dict[str, DataFile] = {}
