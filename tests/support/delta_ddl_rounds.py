@@ -239,15 +239,11 @@ def check_with_delta_spark(published: Published, tmp_path: Path, jars: str, hado
     ``last`` rounds, and by ``timestampAsOf`` (the round's in-commit timestamp) every table at
     each of those rounds: each equal to TheFlash's read at the round's ts, the bank's total
     holding over the two tables read by one timestamp."""
-    import datetime
-
+    from delta_bank_rounds import _utc_text as utc  # the text timestampAsOf takes
     from jvm_spark import JvmSpark
 
     def spark_path(root: str) -> str:
         return "s3a://" + root[len("s3://"):] if root.startswith("s3://") else root
-
-    def utc(ms: int) -> str:
-        return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
     ict = {(log.name, v): ms for log in published.logs for v, _, ms in log.history}
     rounds = set(published.round_ts[-last:])
