@@ -1,9 +1,10 @@
 """Issue 51's differential with schema changes (tests/support/delta_ddl_rounds.py: the bank with
 splits, merges and dying transactions, ``shop.items`` through ADD COLUMN with a default, RENAME,
-a widening MODIFY, DROP and the dropped name added again, compaction, the upstream's GC, the
-writer publishing on its own) read by delta-spark in a plain Spark session besides delta-rs and
-DuckDB, on local disk and on a real S3-compatible server on loopback (SeaweedFS; delta-spark
-through S3A). Each read equals TheFlash's own read at the round's ts, with that ts's schema."""
+a widening MODIFY, DROP and the dropped name added again, the orders workload, compaction, the
+upstream's GC, the writer publishing on its own) read by delta-spark in a plain Spark session
+besides delta-rs and DuckDB, on local disk and on a real S3-compatible server on loopback
+(SeaweedFS; delta-spark through S3A). Each read equals TheFlash's own read at the round's ts,
+with that ts's schema; orders and order items read by one ``timestampAsOf`` have 0 orphans."""
 from __future__ import annotations
 
 from pathlib import Path
