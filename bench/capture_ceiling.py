@@ -53,7 +53,7 @@ from concurrent import futures
 from contextlib import closing
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -462,12 +462,13 @@ def run_capture(rig: Rig, feed: Feed, binlog: Path, log: Path) -> dict[str, floa
     return {"s": took, "rows_per_s": feed.rows / took, "committed_per_s": feed.committed / took, "rss_mb": rss_mb}
 
 
-def run_writer(binlog: Path, store: Path, log: Path, committed: int) -> dict[str, float]:
+def run_writer(binlog: Path, store: Path, log: Path, committed: int, extra: Sequence[str] = ()) -> dict[str, float]:
+    """``writer run --until-caught-up`` on a fresh store (``extra``: more of its options)."""
     from writer import _logged_seconds  # bench/writer.py: the writer's first log line to its last
 
     shutil.rmtree(store, ignore_errors=True)
     cmd = THEFLASH + ["writer", "run", "--binlog", binlog.as_uri(), "--store", str(store), "--until-caught-up",
-                      "--log", str(log)]
+                      "--log", str(log), *extra]
     started = time.monotonic()
     with (log.parent / (log.name + ".out")).open("wb") as out:
         code, rss_mb = run_measured(cmd, out)
@@ -548,9 +549,9 @@ def plan_reads(store: Path, runs: int = 12) -> dict[str, float]:
             "runs": runs, "partitions": partitions}
 
 
-def start_writer(binlog: Path, store: Path, log: Path) -> subprocess.Popen[bytes]:
+def start_writer(binlog: Path, store: Path, log: Path, extra: Sequence[str] = ()) -> subprocess.Popen[bytes]:
     return subprocess.Popen(THEFLASH + ["writer", "run", "--binlog", binlog.as_uri(), "--store", str(store),
-                                        "--interval", "20ms", "--flush-interval", "50ms"],
+                                        "--interval", "20ms", "--flush-interval", "50ms", *extra],
                             stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
 
@@ -584,20 +585,23 @@ def run_together(rig: Rig, feed: Feed, work: Path) -> dict[str, float]:
 
 
 def run_latency(rig: Rig, work: Path, rate: float, seconds: float, txn_rows: int, resolved_every: float,
-                probes_per_s: float = 10.0) -> dict[str, float]:
-    """Commits at ``rate``/s written as they happen; probes: COMMIT sent -> store resolved past it."""
-    binlog, store = work / "latency-binlog", work / "latency-store"
+                probes_per_s: float = 10.0, writer_args: Sequence[str] = (), name: str = "latency",
+                sample: Callable[[Path], None] | None = None) -> dict[str, float]:
+    """Commits at ``rate``/s written as they happen; probes: COMMIT sent -> store resolved past it.
+    ``writer_args``: more options of the writer; ``sample(store)``, when given, is called
+    ``probes_per_s`` times a second from another thread while the clock runs."""
+    binlog, store = work / f"{name}-binlog", work / f"{name}-store"
     rig.feed, rig.live = None, queue.Queue()
     live = rig.live
     capture = subprocess.Popen(THEFLASH + ["capture", "--pd", rig.address, "--tidb", rig.status, "--binlog",
                                            str(binlog), "--resolve-locks-after", "0"],
-                               stdout=(work / "latency-capture.log").open("wb"), stderr=subprocess.STDOUT)
+                               stdout=(work / f"{name}-capture.log").open("wb"), stderr=subprocess.STDOUT)
     writer = None
     lat: list[float] = []
     try:
         while not binlog.is_dir():
             time.sleep(0.02)
-        writer = start_writer(binlog, store, work / "latency-writer.log")
+        writer = start_writer(binlog, store, work / f"{name}-writer.log", writer_args)
         first = rig.get_ts()
         deadline = time.monotonic() + 120
         # the first resolved ts (regions initialised, writer applying) before the clock starts
@@ -644,6 +648,16 @@ def run_latency(rig: Rig, work: Path, rate: float, seconds: float, txn_rows: int
 
         producer = threading.Thread(target=produce, daemon=True)
         producer.start()
+
+        def sampling() -> None:
+            assert sample is not None
+            while not stop.is_set():
+                sample(store)
+                time.sleep(1 / probes_per_s)
+
+        sampler = threading.Thread(target=sampling, daemon=True) if sample is not None else None
+        if sampler is not None:
+            sampler.start()
         began = time.monotonic()
         while time.monotonic() - began < seconds:
             time.sleep(1 / probes_per_s)
@@ -659,6 +673,8 @@ def run_latency(rig: Rig, work: Path, rate: float, seconds: float, txn_rows: int
         if lat:
             check_readable(store, cts)  # the last probe's
         producer.join()
+        if sampler is not None:
+            sampler.join()
         live.put(None)
     finally:
         if writer is not None:

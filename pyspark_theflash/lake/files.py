@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pyspark_theflash.lake.location import LakeDir
-from pyspark_theflash.lake.roaring import sorted_unique
+from pyspark_theflash.lake.roaring import merged
 from pyspark_theflash.lake.types import file_schema
 from pyspark_theflash.store.parts import PartRef, PartsReader, newest_visible
 from pyspark_theflash.store.txn_merge_tree import HIDDEN_NAMES, ROWID, is_ipc
@@ -182,8 +182,7 @@ def deleted_rows_after(root: Path, info: Any, ts: int, settled: Sequence[tuple[P
         if hit.any():
             starts, counts = left[hit], (right - left)[hit]
             rows = np.repeat(starts - np.cumsum(np.r_[0, counts[:-1]]), counts) + np.arange(counts.sum())
-            settled_out.append(PartVisibility(sorted_unique(np.concatenate([before.deleted, rows.astype(np.uint64)])),
-                                              handles))
+            settled_out.append(PartVisibility(merged(before.deleted, rows.astype(np.uint64)), handles))
         else:
             settled_out.append(before)
     return settled_out + fresh_out

@@ -179,9 +179,18 @@ class Publisher:
         self._logs[table_id] = log = delta_log.replay(root, log)
         return log
 
-    def _publish_table(self, view: Any, info: Any, ts: int) -> TablePublication:
+    def _publish_table(self, view: Any, current: Any, ts: int) -> TablePublication:
+        root = self._root(current.id)
+        # the schema in force at ts, not the newest the writer has applied: a DDL committed
+        # after ts (its event comes before the rows after it, while ts may still be below it)
+        # must not reach a version of ts (a RENAME read under the new name, an ADD COLUMN's
+        # default in a version from before the column existed)
+        history = view.histories().get(current.id)
+        if history is not None and not history.lives_at(ts):
+            return TablePublication(f"{current.db}.{current.name}", current.id, root.uri, None,
+                                    skipped=f"created after ts {ts}")
+        info = history.at(ts) if history is not None else current
         name = f"{info.db}.{info.name}"
-        root = self._root(info.id)
         if physical_ids_of(info) != (info.id,):
             return TablePublication(name, info.id, root.uri, None, skipped="a partitioned table (not published yet)")
         log = self._log(info.id)
@@ -220,7 +229,14 @@ class Publisher:
             fresh = [p for p in ps if all(p is not q for q, _ in settled)]
             parts_read += len(fresh)
             for part, vis in plan_partition(self.store, root, info, ts, fresh, target, settled, self.copies_parts):
-                planned.append((part.part_id, part))
+                last = published.seen.get(part.part_id) if published is not None else None
+                kept = published.by_part.get(part.part_id) if published is not None else None
+                if last is not None and vis is last[1] and kept is not None:
+                    # a settled part none of whose handles the new rows touch: the same logical
+                    # file as the last version's (no vector encoded again, no remove and add)
+                    planned.append((part.part_id, kept))
+                else:
+                    planned.append((part.part_id, part))
                 seen[part.part_id] = (next(p.tombstones for p in ps if p.part_id == part.part_id), vis)
         vectors = VectorFileWriter()
         files: dict[str, DataFile] = {}

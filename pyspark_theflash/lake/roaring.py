@@ -52,11 +52,27 @@ def _bitmap32(low: np.ndarray) -> bytes:
 
 def sorted_unique(values: np.ndarray) -> np.ndarray:
     """``values`` (uint64) sorted without repeats: a sort and a run mask (NumPy 2's ``np.unique``
-    hashes first, several times slower on the already sorted vectors this mostly sees)."""
-    out = np.sort(np.asarray(values, dtype=np.uint64))
-    if len(out) > 1:
-        out = out[np.r_[True, out[1:] != out[:-1]]]
-    return out
+    hashes first, several times slower). Values already strictly ascending (what a round's
+    vectors mostly are) are returned as they are after one comparison pass, with no sort."""
+    out = np.asarray(values, dtype=np.uint64)
+    if len(out) < 2 or bool((out[1:] > out[:-1]).all()):
+        return out
+    out = np.sort(out)
+    return out[np.r_[True, out[1:] != out[:-1]]]
+
+
+def merged(rows: np.ndarray, more: np.ndarray) -> np.ndarray:
+    """``rows`` (sorted, unique uint64) with ``more`` (any order, repeats allowed) added: the few
+    new values placed by binary search into one copy, not a sort of the whole vector (a stable
+    part's vector of millions of rows gains a few hundred a round)."""
+    add = sorted_unique(more)
+    if not len(add):
+        return rows
+    at = np.searchsorted(rows, add)
+    present = np.zeros(len(add), dtype=bool)
+    inside = at < len(rows)
+    present[inside] = rows[at[inside]] == add[inside]
+    return np.insert(rows, at[~present], add[~present])
 
 
 def serialize(rows: np.ndarray) -> bytes:

@@ -443,6 +443,10 @@ class MiniCluster:
     def drop_column(self, qualified: str, column: str) -> dict[str, Any]:
         return self.catalog.drop_column(*split_table_name(qualified), column)
 
+    def rename_column(self, qualified: str, column: str, new_name: str) -> dict[str, Any]:
+        """``ALTER TABLE ... RENAME COLUMN column TO new_name`` (same column id, no rows rewritten)."""
+        return self.catalog.rename_column(*split_table_name(qualified), column, new_name)
+
     def modify_column(self, qualified: str, column: str, new_column: Any) -> dict[str, Any]:
         """``ALTER TABLE ... MODIFY COLUMN column <new_column>`` (``make_column(column, "BIGINT")``).
         A widening TiDB does in place (wider integer, longer string, ENUM/SET members appended)

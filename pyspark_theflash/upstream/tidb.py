@@ -378,6 +378,20 @@ class Catalog:
             return self._ddl_locked(DDL.DROP_COLUMN, self.dbs[db.lower()].name, table,
                                     query=f"ALTER TABLE {db}.{name} DROP COLUMN {column}")
 
+    def rename_column(self, db: str, name: str, column: str, new_name: str) -> dict[str, Any]:
+        """``ALTER TABLE ... RENAME COLUMN column TO new_name``: the same column id under a new
+        name; no row changes (rows carry column ids). Bumps the schema version."""
+        with self.lease.exclusive(), self._mu:
+            table = self._table_locked(db, name)
+            col = next((c for c in table["cols"] if _col_name(c).lower() == column.lower()), None)
+            if col is None:
+                raise SchemaError(f"unknown column {column!r} in {db}.{name}")
+            if new_name.lower() in {_col_name(c).lower() for c in table["cols"] if c is not col}:
+                raise SchemaError(f"column {new_name!r} exists in {db}.{name}")
+            col["name"] = _name(new_name)
+            return self._ddl_locked(DDL.MODIFY_COLUMN, self.dbs[db.lower()].name, table,
+                                    query=f"ALTER TABLE {db}.{name} RENAME COLUMN {column} TO {new_name}")
+
     def plan_modify_column(self, db: str, name: str, column: str,
                            new: ColumnInfo | Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], bool]:
         """``(table before, table after, in place)`` of ``MODIFY COLUMN column new``: in place

@@ -261,3 +261,34 @@ def test_log_cleanup_keeps_the_versions_of_the_retention_from_a_checkpoint_and_d
     assert main(["delta", "verify", str(store.root)]) == 0
     assert [v.version for v in versions_at(store.root, rounds[9].ts)] == [9]
     store.close()
+
+
+def test_a_schema_change_committed_after_the_round_s_ts_is_not_in_that_round_s_version(tmp_path: Path) -> None:
+    # The writer applies a DDL event as soon as it reads it, before the store's resolved ts passes
+    # the DDL's commit ts: a round at a ts below it must publish the schema in force at its ts
+    # (here: without the column added after it), and the next round past it the new one, with the
+    # column's default in the files written before it.
+    store = Store.open(tmp_path / "s", options=StoreOptions(row_group_rows=64))
+    store.put_schema(DB, T1.to_json())
+    up = Upstream(store)
+    publisher = Publisher(store.root)
+    up.commit([(h, f"seed{h}") for h in range(300)])
+    store.flush()
+    store.put_schema(DB, T2.to_json(), commit_ts=up.ts() + (1000 << 18))   # ADD COLUMN qty, a second ahead
+    before = publisher.publish()
+    root = table_root(store.root, T1.id)
+    log = delta_log.replay(root)
+    assert [f["name"] for f in json.loads(log.schema_string)["fields"]] == ["id", "name", "price"]
+    assert delta_rs_rows(root, 0, ["id", "name", "price"]) == own_rows(store, before.ts, ["id", "name", "price"])
+    up.now_ms += 2000                     # commits after the DDL's ts: the new schema
+    up.table = T2
+    up.commit([(5, "after the column")])
+    store.flush()
+    after = publisher.publish()
+    assert after.tables[0].version == 1
+    columns = ["id", "name", "price", "qty"]
+    want = own_rows(store, after.ts, columns)
+    assert {r[3] for r in want} == {7, 100}
+    assert delta_rs_rows(root, 1, columns) == want
+    assert duckdb_rows(duckdb_with_delta(), root, 1, columns) == want
+    store.close()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from pyspark_theflash.lake import roaring, z85
 from pyspark_theflash.lake.deletion_vectors import INLINE_MAX_BYTES, DeletionVector, VectorFileWriter, read_vector, vector_for
@@ -46,6 +47,18 @@ def test_roaring_bitmap_array_bytes() -> None:
     assert np.array_equal(back, np.unique(rows.astype(np.uint64)))
     with pytest.raises(ValueError, match="magic"):
         roaring.deserialize(b"\0" * 12)
+
+
+@given(st.lists(st.integers(0, 1 << 40), max_size=300), st.lists(st.integers(0, 1 << 40), max_size=60))
+@settings(max_examples=300, deadline=None)
+def test_a_vector_merged_with_more_rows_is_their_sorted_union(rows: list[int], more: list[int]) -> None:
+    # a settled part's vector gains the rows of the handles a round's new parts show
+    # (files.deleted_rows_after): one copy with the new rows placed, equal to a sort of both
+    before = np.unique(np.array(rows, dtype=np.uint64))
+    got = roaring.merged(before, np.array(more, dtype=np.uint64))
+    assert np.array_equal(got, np.union1d(before, np.array(more, dtype=np.uint64)))
+    assert np.array_equal(roaring.sorted_unique(np.array(rows + more, dtype=np.uint64)),
+                          np.unique(np.array(rows + more, dtype=np.uint64)))
 
 
 def test_vectors_go_inline_when_small_and_to_a_checksummed_file_otherwise(tmp_path: Path) -> None:
