@@ -65,6 +65,7 @@ import pyspark_theflash  # noqa: E402,F401  (before grpc: it turns gRPC's fork s
 import grpc  # noqa: E402
 
 from ingest import DB, TABLE, TABLE_ID, ROW_VALUE_BYTES, Batch, record_keys, row_values_v2, table_info  # noqa: E402
+from live_rig import print_log_tails  # noqa: E402
 from pyspark_theflash.codec import encode_region_key  # noqa: E402
 from pyspark_theflash.store.manifest import MANIFEST_FILE  # noqa: E402
 from pyspark_theflash.proto import cdcpb_pb2, metapb_pb2, pdpb_pb2, pdpb_pb2_grpc  # noqa: E402
@@ -835,9 +836,7 @@ def main() -> int:
                   f"{r['p99_ms']:.0f} ms ({r['probes']} probes; resolved ts every {args.resolved_every:g}s; "
                   "target p99 300 ms)", flush=True)
     except BaseException:
-        for log in sorted(work.glob("*.log")):
-            print(f"--- the last lines of {log.name}:", *log.read_text(errors="replace").splitlines()[-10:],
-                  sep="\n", file=sys.stderr)
+        print_log_tails(work)
         raise
     finally:
         rig.close()

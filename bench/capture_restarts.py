@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from live_rig import TABLE, JsonLinesChild, LiveUpdates, load  # noqa: E402
+from live_rig import TABLE, JsonLinesChild, LiveUpdates, load, print_log_tails  # noqa: E402
 
 THEFLASH = [sys.executable, "-m", "pyspark_theflash"]
 
@@ -428,9 +428,7 @@ def main() -> int:
         print(f"replica at {final}: {checked} (the upstream read in {dumped['seconds']:.1f}s; its peak RSS "
               f"{fig['upstream_peak_rss_mb']:,} MiB)", flush=True)
     except BaseException:
-        for log in sorted(work.glob("*.log")):
-            print(f"--- the last lines of {log.name}:", *log.read_text(errors="replace").splitlines()[-10:],
-                  sep="\n", file=sys.stderr)
+        print_log_tails(work)
         raise
     finally:
         if capture is not None and capture.alive():

@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import capture_ceiling  # noqa: E402
 import ingest  # noqa: E402
+from live_rig import print_log_tails  # noqa: E402
 
 from pyspark_theflash.binlog.position import Position  # noqa: E402
 from pyspark_theflash.lake.publish import Publisher  # noqa: E402
@@ -246,9 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             if "lag" not in skip:
                 fig.update(run_lag(rig, work, args))
         except BaseException:
-            for log in sorted(work.glob("*.log")):
-                print(f"--- the last lines of {log.name}:", *log.read_text(errors="replace").splitlines()[-10:],
-                      sep="\n", file=sys.stderr)
+            print_log_tails(work)
             raise
         finally:
             rig.close()

@@ -23,6 +23,14 @@ from typing import Any
 TABLE = "bench.wide"
 
 
+def print_log_tails(work: Path, lines: int = 10) -> None:
+    """The last lines of each child's ``*.log`` in ``work`` to stderr: what a failed bench run
+    shows before its error."""
+    for log in sorted(work.glob("*.log")):
+        print(f"--- the last lines of {log.name}:", *log.read_text(errors="replace").splitlines()[-lines:],
+              sep="\n", file=sys.stderr)
+
+
 def columns() -> list[tuple[str, str]]:
     cols = [("id", "BIGINT"), ("k", "INT")]
     cols += [(f"n{i}", "BIGINT") for i in range(4)]
