@@ -229,6 +229,9 @@ class Writer:
             self._connect_upstream()
             self._start_service()
             self._loop()
+            # The last flush inside the run's error handling: its storage failure (a pipelined
+            # flush that found the disk full surfaces here) is reported and recorded as one.
+            self._final_flush()
         except WriteLatchLostError:
             # Another writer owns the store now: touching it (even a final flush) could undo
             # its work. Stop without writing; the binlog replays whatever was not flushed.
@@ -423,13 +426,12 @@ class Writer:
                 self._maybe_publish_delta()
                 if caught_up:
                     self._settle()
+                    if self._unflushed_events and self._unflushed_resolved:
+                        continue  # it waited for the flush in flight: the moved resolved ts goes now
                     # A reader waits for indexes not applied yet: poll the binlog again soon.
                     nap = min(interval, WAITING_READER_POLL_S) if waiting else interval
-                    # Applied rows wait for their flush deadline, not for the next poll after it;
-                    # a moved resolved ts behind a flush in flight, for that flush only.
+                    # Applied rows wait for their flush deadline, not for the next poll after it.
                     due_in = self._store.flush_due_in() if self._unflushed_events else None
-                    if self._unflushed_events and self._unflushed_resolved:
-                        due_in = 0.0
                     if due_in is not None:
                         nap = min(nap, max(due_in, IDLE_SLICE_S))
                     self._idle(nap, source)
