@@ -112,7 +112,7 @@ def main() -> int:
             try:
                 peak = max(peak, _vm(proc.pid).get("VmHWM", 0))
             except (OSError, ValueError):
-                pass
+                continue  # it exited between poll() and the read of /proc: poll() says so next
             time.sleep(0.05)
         reader.join()
         took = time.monotonic() - began
