@@ -199,16 +199,26 @@ class LocalLatch(Latch):
 
     def renew(self, token: int, ttl_s: float = DEFAULT_WRITE_LATCH_TTL_S) -> WriterHolder:
         with self._write_txn() as db:
-            current = self._current_holder()
-            if current is None or current.token != int(token):
-                now_holder = current.describe() if current is not None else "nobody"
-                raise WriteLatchLostError(
-                    f"the write latch of store {self.store_path} (token {token}) was lost; it is now held by "
-                    f"{now_holder}: this writer must stop"
-                )
+            current = self._held_by(token)
             expires = self._clock() + float(ttl_s)
             db.execute("UPDATE write_latch SET expires_at = ? WHERE id = 1", (expires,))
             return WriterHolder(current.name, current.host, current.pid, current.since, expires, current.token)
+
+    def check_holds(self, token: int) -> None:
+        """Raise ``WriteLatchLostError`` unless the latch is still the one ``token`` took (a
+        read, no renewal: the writer's fence runs it inside each manifest edit)."""
+        with self._lock:
+            self._held_by(token)
+
+    def _held_by(self, token: int) -> WriterHolder:
+        current = self._current_holder()
+        if current is None or current.token != int(token):
+            now_holder = current.describe() if current is not None else "nobody"
+            raise WriteLatchLostError(
+                f"the write latch of store {self.store_path} (token {token}) was lost; it is now held by "
+                f"{now_holder}: this writer must stop"
+            )
+        return current
 
     def release(self, token: int) -> None:
         with self._write_txn() as db:

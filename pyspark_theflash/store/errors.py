@@ -238,6 +238,16 @@ class PredicateError(StoreError):
     """A filter expression that cannot be built, serialised or bound to a table."""
 
 
+class StoreFencedError(StoreError):
+    """An edit of the store was refused by its fence (``Store.set_fence``): this process may no
+    longer edit the store (its writer lost the write latch to another). Nothing of the edit
+    is visible; the message is the fence's own."""
+
+    def __init__(self, path: str, cause: BaseException) -> None:
+        self.cause = cause
+        super().__init__(f"{cause} (an edit of store {path} was refused: nothing of it is visible)")
+
+
 class FlushFailedError(StoreError):
     """The durable step of a pipelined flush (``Store.flush(wait=False)``: fsync of its part
     files and directories, then the manifest edit) failed. Nothing of that flush became

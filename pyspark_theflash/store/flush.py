@@ -30,6 +30,7 @@ from pyspark_theflash.store.edit_lock import EditLock
 from pyspark_theflash.store.errors import (
     EditConflictError,
     FlushFailedError,
+    StoreFencedError,
 )
 from pyspark_theflash.store.options import StoreOptions
 from pyspark_theflash.store.row_sink import BufferedRows, RowSink
@@ -239,8 +240,12 @@ class FlushPipeline:
             if conn.in_transaction:  # a COMMIT that failed may leave it open: never hold the write lock
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-            failure = FlushFailedError(str(self.root), prepared.position, exc)
-            failure.__cause__ = exc
+            failure: BaseException
+            if isinstance(exc, StoreFencedError):
+                failure = exc  # another writer owns the store: that, not a storage failure, ends this one
+            else:
+                failure = FlushFailedError(str(self.root), prepared.position, exc)
+                failure.__cause__ = exc
             self.edit_lock.failure = failure
             pending._error = failure
         finally:

@@ -154,8 +154,18 @@ def manifest_path(root: str | Path) -> Path:
     return Path(root) / MANIFEST_FILE
 
 
+class ManifestConnection(sqlite3.Connection):
+    """A connection to a store's manifest. ``fence``, when set, is called inside every write
+    transaction on it once the transaction holds SQLite's write lock, before anything is
+    written: whatever it raises rolls the transaction back. A writer fences its connections
+    with its write latch (``Store.set_fence``), so a writer that stalled past its latch's TTL
+    and was taken over commits nothing when it wakes, not even a flush already in flight."""
+
+    fence: Callable[[], None] | None = None
+
+
 def connect(root: str | Path, *, create: bool, busy_timeout_ms: int = 30_000,
-            durable: bool = True) -> sqlite3.Connection:
+            durable: bool = True) -> ManifestConnection:
     """A connection to the store's manifest in WAL mode, with autocommit off at the Python
     level (``isolation_level=None``): transactions are opened explicitly by ``edit`` and
     ``read``."""
@@ -166,7 +176,7 @@ def connect(root: str | Path, *, create: bool, busy_timeout_ms: int = 30_000,
         _create_atomically(path, busy_timeout_ms)
     with damage_as_error(root):
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
-                               timeout=busy_timeout_ms / 1000)
+                               timeout=busy_timeout_ms / 1000, factory=ManifestConnection)
         conn.text_factory = manifest_text
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         if create:
@@ -464,9 +474,13 @@ class Edit:
 def transaction(conn: sqlite3.Connection, bump: bool = True) -> Iterator[Edit]:
     """One write transaction: BEGIN IMMEDIATE (takes SQLite's write lock up front so it never
     fails half-way on a lock upgrade), bump the version, commit; roll back on error. Manifest
-    edits go through ``apply_edit``; leases and the manifest's creation use it directly."""
+    edits go through ``apply_edit``; leases and the manifest's creation use it directly. A
+    fenced connection (``ManifestConnection.fence``) checks its fence first, under the lock."""
     conn.execute("BEGIN IMMEDIATE")
     try:
+        fence = conn.fence if isinstance(conn, ManifestConnection) else None
+        if fence is not None:
+            fence()
         version = 0
         if bump:
             version = int(get_meta(conn, "version", 0)) + 1

@@ -32,6 +32,7 @@ from pyspark_theflash.store.compaction import (
 from pyspark_theflash.store.edit_lock import EditLock
 from pyspark_theflash.store.errors import (
     ReadOnlyStoreError,
+    StoreFencedError,
 )
 from pyspark_theflash.store.flush import FlushPipeline, FlushResult, PendingFlush
 from pyspark_theflash.store.leases import Leases
@@ -65,6 +66,7 @@ class Store:
         self.readonly = readonly
         self.options = options
         self._local = threading.local()
+        self._fence: Callable[[], None] | None = None
         self._conn = self._connect(create=not readonly)
         try:
             if readonly:
@@ -97,8 +99,30 @@ class Store:
             root.mkdir(parents=True, exist_ok=True)
         return cls(root, readonly, options or StoreOptions())
 
-    def _connect(self, create: bool = False) -> sqlite3.Connection:
-        return mf.connect(self.root, create=create, busy_timeout_ms=self.options.busy_timeout_ms)
+    def _connect(self, create: bool = False) -> mf.ManifestConnection:
+        conn = mf.connect(self.root, create=create, busy_timeout_ms=self.options.busy_timeout_ms)
+        if not self.readonly:
+            conn.fence = self._check_fence
+        return conn
+
+    def set_fence(self, check: Callable[[], None] | None) -> None:
+        """``check`` runs inside every manifest edit of this store (flushes, pipelined ones on
+        their own thread included; compactions, GC, schema edits), under SQLite's write lock,
+        and raises when this process may no longer edit the store: the writer passes its
+        write-latch check. The edit is then refused (``StoreFencedError``), nothing of it
+        visible. A check before each flush alone left a window as long as the flush: a
+        writer stopped (SIGSTOP, a VM pause) with a flush in flight committed it on waking,
+        after another writer had taken the store over."""
+        self._fence = check
+
+    def _check_fence(self) -> None:
+        check = self._fence
+        if check is None:
+            return
+        try:
+            check()
+        except Exception as exc:
+            raise StoreFencedError(str(self.root), exc) from exc
 
     def thread_connection(self) -> sqlite3.Connection:
         """A manifest connection owned by the calling thread (SQLite connections must not be

@@ -26,6 +26,7 @@ from pyspark_theflash.binlog.source import ReadBatch
 from pyspark_theflash.engine.interface import Engine
 from pyspark_theflash.errors import TheFlashError, storage_failure
 from pyspark_theflash.latch.errors import WriteLatchLostError
+from pyspark_theflash.store.errors import StoreFencedError
 from pyspark_theflash.latch.local import LocalLatch
 from pyspark_theflash.latch.types import FlushRequest, WriterHolder
 from pyspark_theflash.proto import binlog_pb2
@@ -224,6 +225,10 @@ class Writer:
 
             # the ClickHouse engine attaches itself to the store as its row sink
             self.engine = open_writer_engine(self.store, opts.engine)
+            # Every manifest edit checks, under SQLite's write lock, that this run still holds
+            # the latch: a run stalled past its TTL and taken over commits nothing on waking.
+            token = self._holder.token
+            self.store.set_fence(lambda: self._latch.check_holds(token))
             if self.configure_store is not None:
                 self.configure_store(self.store)
             self._connect_upstream()
@@ -232,7 +237,7 @@ class Writer:
             # The last flush inside the run's error handling: its storage failure (a pipelined
             # flush that found the disk full surfaces here) is reported and recorded as one.
             self._final_flush()
-        except WriteLatchLostError:
+        except (WriteLatchLostError, StoreFencedError):
             # Another writer owns the store now: touching it (even a final flush) could undo
             # its work. Stop without writing; the binlog replays whatever was not flushed.
             self.holder = None

@@ -22,7 +22,9 @@ import pytest
 from mvcc_model import DB, TABLE_NAME, MvccModel, StreamSpec, generate_stream, rows_from_batches
 from polling import wait_for
 from pyspark_theflash.binlog.position import Position
+from pyspark_theflash.latch.local import LocalLatch
 from pyspark_theflash.store import FlushFailedError, Store, StoreOptions
+from pyspark_theflash.store.errors import StoreFencedError
 from pyspark_theflash.store.manifest import manifest_path
 from pyspark_theflash.store.verify import verify_store
 
@@ -352,3 +354,36 @@ def test_compaction_gc_and_status_wait_for_the_pending_edit(tmp_path: Path) -> N
         assert_store_equals_model(store, CUTS[3])
     finally:
         store.close()
+
+
+def test_a_flush_in_flight_when_the_write_latch_is_taken_over_commits_nothing(tmp_path: Path,
+                                                                               manifest_write_lock: Any) -> None:
+    """The writer's fence: a flush whose edit waits (here for SQLite's lock; for real, a writer
+    stopped by SIGSTOP) while its latch expires and another takes it is refused at its commit,
+    under the manifest's write lock, whatever check came before it."""
+    store_dir = tmp_path / "store"
+    store, before = flushed_once(tmp_path)
+    latch, intruder = LocalLatch(store_dir), LocalLatch(store_dir)
+    try:
+        token = latch.acquire_write_latch("stalled writer", ttl_s=0.2).token
+        store.set_fence(lambda: latch.check_holds(token))
+        write_batch(store, 1)
+        manifest_write_lock.hold()
+        pending = store.flush(wait=False)
+        wait_for(lambda: files_on_disk(store_dir) - set(before["parts"]), what="the flush's part files")
+        wait_for(lambda: intruder.holder() is None, what="the stalled writer's latch to expire")
+        intruder.acquire_write_latch("intruder", ttl_s=60)
+        manifest_write_lock.release()
+        with pytest.raises(StoreFencedError, match="write latch .* now held by intruder") as refused:
+            pending.wait(timeout=60)
+        assert store.failure is refused.value  # and no further write or edit
+        with pytest.raises(StoreFencedError):
+            write_batch(store, 2)
+        store.close()
+        assert seen_by_another_process(store_dir) == before
+        assert files_on_disk(store_dir) == set(before["parts"])
+        assert verify_store(store_dir).problems == []
+    finally:
+        latch.close()
+        intruder.close()
+    assert_a_restarted_writer_replays(tmp_path)
