@@ -19,9 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import pytest
+
 from delta_readers import duckdb_with_delta, duckdb_with_delta_on_s3
 from flash_rig import FlashRig, wait_for
 from pyspark_theflash.lake import delta_log
+from pyspark_theflash.lake.errors import LakeSetupError
+from pyspark_theflash.lake.jars import delta_spark_jars, s3a_jars
 from pyspark_theflash.lake.versions import versions_at
 from pyspark_theflash.store import Store
 from pyspark_theflash.upstream.tidb import make_column
@@ -143,10 +147,37 @@ class ItemsDriver:
             (self.ids.discard if op == "delete" else self.ids.add)(i)
 
 
-def run_ddl_rounds(tmp_path: Path, to: str | None = None, rounds: int = 20) -> tuple[FlashRig, Published]:
-    """The workloads until the writer has published ``rounds`` rounds after every schema change
-    was made; returns the rig (closed by the caller) and what the rounds published, with
-    TheFlash's own rows at each round's ts."""
+@dataclass(frozen=True)
+class Counts:
+    """How long a run goes: ``every`` rounds between schema changes, ``rounds`` after the last,
+    delta-spark reading every table's versions of the ``last`` rounds."""
+
+    rounds: int
+    every: int
+    last: int
+
+
+# The default run: every schema change, compaction and GC within a few rounds of each other
+# (about 20 rounds); the slow run (THEFLASH_SLOW=1) the full count (35 rounds, more read).
+DEFAULT = Counts(rounds=6, every=2, last=1)
+SLOW = Counts(rounds=20, every=3, last=4)
+COUNTS = pytest.mark.parametrize("counts", [DEFAULT, pytest.param(SLOW, marks=pytest.mark.slow)], ids=["default", "slow"])
+
+
+def delta_jars(s3: bool) -> str:
+    """delta-spark's jars (and hadoop-aws's for ``s3a://``) from the set-up command's cache:
+    missing, the test fails (it does not skip)."""
+    try:
+        return ",".join(str(j) for j in [*delta_spark_jars(), *(s3a_jars() if s3 else [])])
+    except LakeSetupError as exc:
+        pytest.fail(str(exc))
+
+
+def run_ddl_rounds(tmp_path: Path, to: str | None = None, counts: Counts = DEFAULT) -> tuple[FlashRig, Published]:
+    """The workloads until the writer has published ``counts.rounds`` rounds after every schema
+    change was made; returns the rig (closed by the caller) and what the rounds published,
+    with TheFlash's own rows at each round's ts."""
+    rounds = counts.rounds
     rig = FlashRig(tmp_path)
     where = to or rig.store
     try:
@@ -161,7 +192,7 @@ def run_ddl_rounds(tmp_path: Path, to: str | None = None, rounds: int = 20) -> t
             except Exception:  # a table's first version is being written
                 return []
 
-        items = ItemsDriver(rig, lambda: len(round_ts()))
+        items = ItemsDriver(rig, lambda: len(round_ts()), every=counts.every)
         items.setup()
         orders = OrdersWorkload(rig.cluster, threads=1, seed=53)
         orders.setup()

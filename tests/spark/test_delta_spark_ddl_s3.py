@@ -1,0 +1,24 @@
+"""tests/spark/test_delta_spark_ddl.py's differential with schema changes published to a real
+S3-compatible server on loopback (SeaweedFS): delta-spark reads ``s3a://`` through hadoop-aws,
+delta-rs and DuckDB read ``s3://``. (A file of its own: the two run on both test workers.)"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from delta_ddl_rounds import COUNTS, Counts, check_with_delta_rs_and_duckdb, check_with_delta_spark, delta_jars, run_ddl_rounds
+
+pytestmark = pytest.mark.spark
+
+
+@COUNTS
+def test_delta_spark_reads_the_schema_changes_rounds_from_s3_through_s3a(tmp_path: Path, counts: Counts, s3_server: Any,
+                                                                       s3_bucket: str) -> None:
+    rig, published = run_ddl_rounds(tmp_path, to=f"s3://{s3_bucket}/replica", counts=counts)
+    try:
+        check_with_delta_rs_and_duckdb(published, on_s3=True)
+        check_with_delta_spark(published, tmp_path, delta_jars(True), hadoop=s3_server.hadoop_conf(), last=counts.last)
+    finally:
+        rig.close()
