@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from pyspark_theflash.lake.delta_log import LOG_DIR, TableLog, actions_of, from_checkpoint, log_name
 from pyspark_theflash.lake.deletion_vectors import DeletionVector
-from pyspark_theflash.lake.files import CONVERTED_DIR
-from pyspark_theflash.lake.location import Where, lake_dir
+from pyspark_theflash.lake.files import CONVERTED_DIR, PARTITIONS_DIR
+from pyspark_theflash.lake.location import LakeDir, Where, lake_dir
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,8 @@ class Cleaned:
 def clean(state: TableLog, retention_ms: int, owns_parts: bool = False) -> Cleaned:
     """Cut ``state``'s log for a retention of ``retention_ms`` before its newest version;
     ``owns_parts``: the table's ``p<partition>/`` files are the publication's copies (module
-    docstring), deleted when no kept version names them."""
+    docstring). Those and a partitioned table's ``partitions/<id>/p<partition>/`` links or
+    copies (always the publication's) are deleted when no kept version names them."""
     horizon = state.in_commit_ms - retention_ms
     holding = max((v for v, _, ict in state.history if ict <= horizon), default=None)
     root = state.root
@@ -49,14 +50,26 @@ def clean(state: TableLog, retention_ms: int, owns_parts: bool = False) -> Clean
     named = named_files(root, cut, state.version)
     candidates = [f"{CONVERTED_DIR}/{n}" for n in root.names(CONVERTED_DIR) if n.endswith(".parquet")]
     candidates += [n for n in root.names() if n.startswith("deletion_vector_") and n.endswith(".bin")]
-    if owns_parts:
-        candidates += [f"{d}/{n}" for d in root.subdirs() if d[:1] == "p" and d[1:].isdigit() for n in root.names(d)]
+    candidates += [f"{d}/{n}" for d in _partition_dirs(root, owns_parts) for n in root.names(d)]
     data = 0
     for rel in candidates:
         if rel not in named:
             root.delete(rel)
             data += 1
     return Cleaned(cut, removed, data)
+
+
+def _partition_dirs(root: LakeDir, owns_parts: bool) -> list[str]:
+    """The directories of part files the publication owns: a partitioned table's
+    ``partitions/<id>/p<partition>`` (always its links or copies), and the root's own
+    ``p<partition>`` when ``owns_parts`` (copies; in the store's directory they are the store's)."""
+    def store_partitions(under: str) -> list[str]:
+        return [f"{under}{d}" for d in root.subdirs(under.rstrip("/")) if d[:1] == "p" and d[1:].isdigit()]
+
+    found = store_partitions("") if owns_parts else []
+    for table_id in root.subdirs(PARTITIONS_DIR):
+        found += store_partitions(f"{PARTITIONS_DIR}/{table_id}/")
+    return found
 
 
 def named_files(root: Where, cut: int, newest: int) -> set[str]:

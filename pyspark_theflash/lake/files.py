@@ -21,7 +21,13 @@ this against compacting first).
 
 Tables published elsewhere than the store's directory (``--to``: another file system, S3) name
 the same relative paths there: a part named in place is *copied* once to that path (parts never
-change), converted files and vectors are written there directly."""
+change), converted files and vectors are written there directly.
+
+A partitioned TiDB table is one Delta table (``tables/<logical id>``) over the parts of every
+partition (physical table ids): a partition's part is named at
+``partitions/<physical id>/p<partition>/…`` under that root, where it is linked (a hard link in
+the store's directory: no copy) or copied once. Those names are the publication's, never the
+store's (``store.txn_merge_tree.in_part_directory``), and go with the versions naming them."""
 from __future__ import annotations
 
 import functools
@@ -41,6 +47,7 @@ from pyspark_theflash.store.parts import PartRef, PartsReader, newest_visible
 from pyspark_theflash.store.txn_merge_tree import HIDDEN_NAMES, ROWID, is_ipc
 
 CONVERTED_DIR = "lake"
+PARTITIONS_DIR = "partitions"  # a partitioned table's partitions' parts, under its table root
 _PART = "_lake_part"
 _ROW = "_lake_row"
 _BATCH_ROWS = 1 << 16
@@ -206,12 +213,15 @@ def convert(root: Path, table_root: LakeDir, part: PartRef, info: Any, target: p
     return rel, len(data)
 
 
-def table_root_relative(part: PartRef) -> str:
-    """A part's path relative to its table's root ``tables/<table_id>``."""
+def table_root_relative(part: PartRef, table_id: int) -> str:
+    """A part's path relative to the root ``tables/<table_id>`` of the Delta table naming it: its
+    own path there, or, a partition's part of a partitioned table,
+    ``partitions/<physical id>/<its path under its own table id>``."""
     prefix = f"tables/{part.table_id}/"
     if not part.path.startswith(prefix):
         raise ValueError(f"part {part.part_id} is at {part.path}, outside {prefix}")
-    return part.path[len(prefix):]
+    rel = part.path[len(prefix):]
+    return rel if part.table_id == table_id else f"{PARTITIONS_DIR}/{part.table_id}/{rel}"
 
 
 def plan_partition(root: Path, table_root: LakeDir, info: Any, ts: int, parts: Sequence[PartRef],
@@ -231,8 +241,9 @@ def plan_partition(root: Path, table_root: LakeDir, info: Any, ts: int, parts: S
     out = []
     for part, vis in zip(everything, seen):
         if in_place(root, part, info, target):
-            rel = table_root_relative(part)
-            if copy_parts and not table_root.is_file(rel):
+            rel = table_root_relative(part, info.id)
+            # a partition's part lives under its own table id: linked (or copied) under this root
+            if (copy_parts or part.table_id != info.id) and not table_root.is_file(rel):
                 table_root.copy_in(root / part.path, rel)
             planned = PlannedFile(part.part_id, part.partition_id, rel, part.bytes, part.rows, vis.deleted, False)
         else:

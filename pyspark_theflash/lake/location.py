@@ -52,6 +52,15 @@ def _whole_file_retried(write: Callable[[], None]) -> None:
             time.sleep(RETRY_FIRST_S * 2 ** attempt)
 
 
+def _sync_dir(directory: Path) -> None:
+    """A new name in ``directory`` made durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @dataclass(frozen=True)
 class LakeDir:
     """A directory on ``fs``: ``path`` as ``fs`` names it, ``uri`` as a Delta reader opens it
@@ -165,27 +174,29 @@ class LakeDir:
                 os.link(tmp, path)
             finally:
                 os.unlink(tmp)
-            fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _sync_dir(path.parent)
             return
         if self.info(rel).type != pafs.FileType.NotFound:
             raise FileExistsError(self.where(rel))
         self._put(rel, data)
 
     def copy_in(self, source: Path, rel: str) -> None:
-        """A local file copied to ``rel`` (a store part a version names, on an object store)."""
+        """A local file (a store part a version names, which never changes) at ``rel``: a hard
+        link on the same local file system (no copy: the store's directory, a partitioned
+        table's partitions), a copy elsewhere (another device, an object store)."""
         if self.local:
             path = Path(self._at(rel))
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
             try:
-                shutil.copyfile(source, tmp)
-                with open(tmp, "rb+") as f:
-                    os.fsync(f.fileno())
+                try:
+                    os.link(source, tmp)
+                except OSError:  # another device, or a file system without links
+                    shutil.copyfile(source, tmp)
+                    with open(tmp, "rb+") as f:
+                        os.fsync(f.fileno())
                 os.replace(tmp, path)
+                _sync_dir(path.parent)
             finally:
                 tmp.unlink(missing_ok=True)
             return

@@ -13,6 +13,9 @@ A partition whose parts, their tombstones and its bounds are those of the last r
 of whose rows is newer than that round's ts, keeps its files and vectors as they were: a
 round's cost follows the partitions that changed, not the table.
 
+A partitioned TiDB table is one Delta table at its logical id over every partition's parts (the
+partitions of its schema at ts: partition DDL adds and removes files like any change).
+
 The tables are written in the store's directory (``tables/<id>``, parts named in place), or,
 given ``to`` (a directory or a URI such as ``s3://bucket/prefix``: ``lake.location``), under
 ``<to>/tables/<id>`` with the same relative paths, the parts a version names copied there.
@@ -91,7 +94,7 @@ class _Published:
     what the round learned of each part (its vector, its handles) for the next round."""
 
     by_part: dict[int, DataFile] = field(default_factory=dict)
-    signatures: dict[int, tuple[Any, ...]] = field(default_factory=dict)
+    signatures: dict[tuple[int, int], tuple[Any, ...]] = field(default_factory=dict)   # by (table id, partition)
     seen: dict[int, tuple[Any, PartVisibility]] = field(default_factory=dict)   # part -> (its tombstones, visibility)
 
 
@@ -191,8 +194,8 @@ class Publisher:
                                     skipped=f"created after ts {ts}")
         info = history.at(ts) if history is not None else current
         name = f"{info.db}.{info.name}"
-        if physical_ids_of(info) != (info.id,):
-            return TablePublication(name, info.id, root.uri, None, skipped="a partitioned table (not published yet)")
+        # a partitioned table: one Delta table over its partitions' parts (their ids at ts)
+        physical = physical_ids_of(info)
         log = self._log(info.id)
         if log.version >= 0 and ts <= log.ts:
             if ts == log.ts:
@@ -201,17 +204,18 @@ class Publisher:
                                  "a version is only ever added at a newer ts: publish a ts above it")
         store_schema = arrow_schema(info)
         target = file_schema(store_schema)
-        parts = view.parts(info.id)
+        parts = [p for table_id in physical for p in view.parts(table_id)]
         if any(p.in_engine for p in parts):
             return TablePublication(name, info.id, root.uri, None,
                                     skipped="its rows are kept by the ClickHouse engine (no part files)")
         published = self._published.get(info.id) if log.version >= 0 else None
         tag = schema_tag(target)
-        by_partition: dict[int, list[PartRef]] = defaultdict(list)
+        # the store's partitions (handle ranges) of each physical table
+        by_partition: dict[tuple[int, int], list[PartRef]] = defaultdict(list)
         for p in parts:
-            by_partition[p.partition_id].append(p)
+            by_partition[(p.table_id, p.partition_id)].append(p)
         planned: list[tuple[int, PlannedFile | DataFile]] = []   # (part id, its file), partition by partition
-        signatures: dict[int, tuple[Any, ...]] = {}
+        signatures: dict[tuple[int, int], tuple[Any, ...]] = {}
         seen: dict[int, tuple[Any, PartVisibility]] = {}
         parts_read = 0
         for pid, ps in by_partition.items():

@@ -1,7 +1,9 @@
 """The differential of issue 51 through capture, with DDL: the two-table bank (splits, merges,
-dying and rolled-back transactions) and a ``shop.items`` table whose schema changes under load
+dying and rolled-back transactions), a ``shop.items`` table whose schema changes under load
 (ADD COLUMN with a non-NULL default, RENAME COLUMN, a widening MODIFY COLUMN, DROP COLUMN, and
-a column of the dropped one's name added again with another type) and the orders workload
+a column of the dropped one's name added again with another type), a partitioned
+``shop.events`` (one Delta table over its partitions) through TRUNCATE, ADD, REORGANIZE and
+DROP PARTITION, and the orders workload
 (customers, orders, order items of every TiDB type; cancellations delete an order with its
 items), with the writer compacting and the upstream collecting garbage, while the writer
 publishes Delta rounds on its own to the store's directory or to ``to`` (a directory or
@@ -32,6 +34,7 @@ from pyspark_theflash.upstream.tidb import make_column
 from pyspark_theflash.upstream.workloads import Faults, OrdersWorkload, TwoTableBankWorkload
 
 ITEMS = "shop.items"
+EVENTS = "shop.events"  # partitioned
 # the orders workload's tables (every TiDB type) are compared on these columns, sorted here
 ORDER_COLUMNS = {"shop.orders": ["id", "country", "customer_id"], "shop.order_items": ["order_id", "sku", "qty"],
                  "shop.customers": ["country", "customer_id", "name"]}
@@ -49,23 +52,90 @@ class Published:
     bank_total: int = 0
 
 
-class ItemsDriver:
-    """One thread writing ``shop.items`` (upserts and deletes of ids 0..199) and running its
+class SchemaChangeDriver:
+    """One thread writing a table (upserts and deletes of ids ``0..ids-1``) and running its
     schema changes one after another, each once the writer has published ``every`` more rounds."""
+
+    table = ""
+    ids_range = 200
 
     def __init__(self, rig: FlashRig, rounds_so_far: Callable[[], int], every: int = 3, seed: int = 51) -> None:
         self.rig = rig
         self.rounds_so_far = rounds_so_far
         self.every = every
         self.rng = random.Random(seed)
-        self.columns: dict[str, Callable[[random.Random], Any]] = {
-            "name": lambda r: f"n{r.randrange(1000)}", "qty": lambda r: r.randrange(-1000, 1000)}
+        self.columns: dict[str, Callable[[random.Random], Any]] = {}
         self.ids: set[int] = set()
         self.done: list[str] = []
         self.error: list[BaseException] = []
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="items-driver", daemon=True)
-        self.ddl: list[tuple[str, Callable[[], None]]] = [
+        self._thread = threading.Thread(target=self._run, name=f"{self.table}-driver", daemon=True)
+        self.ddl: list[tuple[str, Callable[[], None]]] = []
+
+    def setup(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(60)
+        if self.error:
+            raise self.error[0]
+
+    def _run(self) -> None:
+        try:
+            next_ddl_at = self.rounds_so_far() + self.every
+            while not self._stop.is_set():
+                if self.ddl and self.rounds_so_far() >= next_ddl_at:
+                    what, change = self.ddl.pop(0)
+                    change()
+                    self.done.append(what)
+                    next_ddl_at = self.rounds_so_far() + self.every
+                self._one_txn()
+                self._stop.wait(0.02)
+        except BaseException as exc:  # surfaced by stop
+            self.error.append(exc)
+
+    def _one_txn(self) -> None:
+        ids = self.rng.sample(range(self.ids_range), 5)
+        plan = []
+        for i in ids:
+            values = {c: make(self.rng) for c, make in self.columns.items()}
+            if i in self.ids:
+                plan.append(("delete" if self.rng.random() < 0.2 else "update", i, values))
+            else:
+                plan.append(("insert", i, values))
+        table = self.table
+
+        def body(t: Any) -> None:
+            for op, i, values in plan:
+                if op == "delete":
+                    if t.get(table, i) is not None:  # (a partition DDL may have taken it)
+                        t.delete(table, i)
+                elif op == "update" and t.get(table, i) is None:
+                    t.insert(table, {"id": i, **values})
+                elif op == "insert" and t.get(table, i) is not None:
+                    t.update(table, {"id": i, **values})
+                else:
+                    getattr(t, op)(table, {"id": i, **values})
+
+        self.rig.cluster.run_txn(body)
+        for op, i, _ in plan:
+            (self.ids.discard if op == "delete" else self.ids.add)(i)
+
+
+class ItemsDriver(SchemaChangeDriver):
+    """``shop.items`` through ADD COLUMN with a default, RENAME, a widening MODIFY, DROP and
+    the dropped name added again with another type."""
+
+    table = ITEMS
+
+    def __init__(self, rig: FlashRig, rounds_so_far: Callable[[], int], every: int = 3, seed: int = 51) -> None:
+        super().__init__(rig, rounds_so_far, every, seed)
+        self.columns = {"name": lambda r: f"n{r.randrange(1000)}", "qty": lambda r: r.randrange(-1000, 1000)}
+        self.ddl = [
             ("ADD COLUMN note VARCHAR(16) DEFAULT 'none'", self._add_note),
             ("RENAME COLUMN name TO title", self._rename),
             ("MODIFY COLUMN qty BIGINT (widening, in place)", self._widen),
@@ -80,16 +150,6 @@ class ItemsDriver:
         self.rig.cluster.run_txn(lambda t: [t.insert(ITEMS, {"id": i, "name": f"seed{i}", "qty": i}) for i in range(100)])
         self.ids = set(range(100))
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(60)
-        if self.error:
-            raise self.error[0]
-
-    # --- the schema changes ----------------------------------------------------------------
     def _add_note(self) -> None:
         self.rig.cluster.add_column(ITEMS, make_column("note", "VARCHAR(16)", default="none"), default="none")
         self.columns["note"] = lambda r: f"m{r.randrange(100)}"
@@ -110,41 +170,45 @@ class ItemsDriver:
         self.rig.cluster.add_column(ITEMS, make_column("note", "INT", default=7), default=7)
         self.columns["note"] = lambda r: r.randrange(100)
 
-    # --- the load ----------------------------------------------------------------------------
-    def _run(self) -> None:
-        try:
-            next_ddl_at = self.rounds_so_far() + self.every
-            while not self._stop.is_set():
-                if self.ddl and self.rounds_so_far() >= next_ddl_at:
-                    what, change = self.ddl.pop(0)
-                    change()
-                    self.done.append(what)
-                    next_ddl_at = self.rounds_so_far() + self.every
-                self._one_txn()
-                self._stop.wait(0.02)
-        except BaseException as exc:  # surfaced by stop
-            self.error.append(exc)
+
+class PartitionedDriver(SchemaChangeDriver):
+    """``shop.events`` PARTITION BY RANGE (id), one Delta table over its partitions, through
+    TRUNCATE, ADD, REORGANIZE and DROP PARTITION (each a new set of physical table ids)."""
+
+    table = EVENTS
+    ids_range = 400
+
+    def __init__(self, rig: FlashRig, rounds_so_far: Callable[[], int], every: int = 3, seed: int = 54) -> None:
+        super().__init__(rig, rounds_so_far, every, seed)
+        # no repeating strings: their LZ4 dictionary pages would have every part converted
+        # (lake/files.py), and the parts named in place, linked from the partitions, are the point
+        self.columns = {"amount": lambda r: r.randrange(10**6), "qty": lambda r: r.choice([None, r.randrange(100)])}
+        c = rig.cluster
+        self.ddl = [
+            ("TRUNCATE PARTITION p0", lambda: self._forget(c.truncate_partitions(EVENTS, ["p0"]), range(0, 40))),
+            ("ADD PARTITION p3 < 1000", lambda: c.add_partitions(EVENTS, [{"name": "p3", "less_than": ["1000"]}])),
+            ("REORGANIZE PARTITION p2 INTO p2a < 200, p2b < 300",
+             lambda: c.reorganize_partitions(EVENTS, ["p2"], [{"name": "p2a", "less_than": ["200"]},
+                                                              {"name": "p2b", "less_than": ["300"]}])),
+            ("DROP PARTITION p1", lambda: self._forget(c.drop_partitions(EVENTS, ["p1"]), range(40, 120))),
+        ]
+
+    def setup(self) -> None:
+        self.rig.cluster.create_table(EVENTS, [make_column("id", "BIGINT", not_null=True),
+                                               make_column("amount", "BIGINT"), make_column("qty", "INT")],
+                                      primary_key=["id"], partition={"type": "RANGE", "expr": "`id`", "definitions": [
+                                          {"name": "p0", "less_than": ["40"]}, {"name": "p1", "less_than": ["120"]},
+                                          {"name": "p2", "less_than": ["300"]}]})
+        self.rig.cluster.run_txn(lambda t: [t.insert(EVENTS, {"id": i, "amount": i, "qty": 1}) for i in range(0, 300, 3)])
+        self.ids = set(range(0, 300, 3))
 
     def _one_txn(self) -> None:
-        ids = self.rng.sample(range(200), 5)
-        plan = []
-        for i in ids:
-            values = {c: make(self.rng) for c, make in self.columns.items()}
-            if i in self.ids:
-                plan.append(("delete" if self.rng.random() < 0.2 else "update", i, values))
-            else:
-                plan.append(("insert", i, values))
+        # ids the partitions take (below 300, then below 1000 once p3 is added)
+        self.ids_range = 1000 if "ADD PARTITION p3 < 1000" in self.done else 300
+        super()._one_txn()
 
-        def body(t: Any) -> None:
-            for op, i, values in plan:
-                if op == "delete":
-                    t.delete(ITEMS, i)
-                else:
-                    getattr(t, op)(ITEMS, {"id": i, **values})
-
-        self.rig.cluster.run_txn(body)
-        for op, i, _ in plan:
-            (self.ids.discard if op == "delete" else self.ids.add)(i)
+    def _forget(self, _info: Any, ids: range) -> None:
+        self.ids -= set(ids)
 
 
 @dataclass(frozen=True)
@@ -195,17 +259,21 @@ def run_ddl_rounds(tmp_path: Path, to: str | None = None, counts: Counts = DEFAU
                 return []
 
         items = ItemsDriver(rig, lambda: len(round_ts()), every=counts.every)
-        items.setup()
+        events = PartitionedDriver(rig, lambda: len(round_ts()), every=counts.every)
+        drivers = (items, events)
+        for driver in drivers:
+            driver.setup()
         orders = OrdersWorkload(rig.cluster, threads=1, seed=53)
         orders.setup()
         # removed part files outlive the test: older versions name them in place (docs/delta.md, retention)
         rig.start_writer(interval_s=0.05, delta_publish_interval_s=0.3, compact_interval_s=1.0, file_retention_s=3600,
                          delta_to=to)
-        for table in (*bank.tables, ITEMS, *ORDER_COLUMNS):
+        for table in (*bank.tables, ITEMS, EVENTS, *ORDER_COLUMNS):
             rig.wait_replicated(table)
         bank.start()
         orders.start()
-        items.start()
+        for driver in drivers:
+            driver.start()
         stop_gc = threading.Event()
 
         def collect_garbage() -> None:  # TiDB's GC worker: the upstream's safe point a second behind now
@@ -215,7 +283,7 @@ def run_ddl_rounds(tmp_path: Path, to: str | None = None, counts: Counts = DEFAU
         gc = threading.Thread(target=collect_garbage, name="upstream-gc", daemon=True)
         gc.start()
         try:
-            wait_for(lambda: not items.ddl, 300, "every schema change of shop.items")
+            wait_for(lambda: not items.ddl and not events.ddl, 300, "every schema change of shop.items and shop.events")
             after = len(round_ts())
             enough = max(after + rounds, counts.total)
             wait_for(lambda: len(round_ts()) >= enough, 300, f"{rounds} rounds after the schema changes, {enough} in all")
@@ -224,16 +292,18 @@ def run_ddl_rounds(tmp_path: Path, to: str | None = None, counts: Counts = DEFAU
             gc.join(30)
             bank.stop()
             orders.stop()
-            items.stop()
+            for driver in drivers:
+                driver.stop()
         stats = bank.stats
         rig.stop_writer()
         assert stats.splits > 0 and stats.merges > 0, stats.summary()
-        assert len(items.done) == 5, items.done
+        assert len(items.done) == 5 and len(events.done) == 4, (items.done, events.done)
         logs = [delta_log.replay(v.root) for v in versions_at(where)]
-        assert sorted(log.name for log in logs) == sorted([*bank.tables, ITEMS, *ORDER_COLUMNS]), [log.name for log in logs]
+        assert sorted(log.name for log in logs) == sorted([*bank.tables, ITEMS, EVENTS, *ORDER_COLUMNS]), \
+            [log.name for log in logs]
         every = sorted({ts for log in logs for _, ts, _ in log.history})
         assert len(every) >= counts.total, f"{len(every)} rounds published, {counts.total} wanted"
-        published = Published(logs, every, ddl_done=list(items.done), bank_total=bank.total)
+        published = Published(logs, every, ddl_done=[*items.done, *events.done], bank_total=bank.total)
         with Store.open(rig.store, readonly=True) as store:
             for ts in every:
                 for log in logs:
@@ -247,6 +317,11 @@ def run_ddl_rounds(tmp_path: Path, to: str | None = None, counts: Counts = DEFAU
         # (id, name, qty), + note, note renamed to title, note dropped, note again: four column lists
         schemas = {tuple(columns) for name, _, _, _, columns, _ in published.expected if name == ITEMS}
         assert len(schemas) >= 4, f"the rounds did not see the schema changes: {schemas}"
+        # one Delta table over the partitions: its versions name parts of several physical ids,
+        # and the rows of a truncated or dropped partition leave it
+        events_log = next(log for log in logs if log.name == EVENTS)
+        physical = {f.path.split("/")[1] for f in events_log.files.values() if f.path.startswith("partitions/")}
+        assert len(physical) >= 2, sorted(f.path for f in events_log.files.values())
     except BaseException:
         rig.close()
         raise
