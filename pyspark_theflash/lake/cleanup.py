@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from pyspark_theflash.lake.delta_log import LOG_DIR, TableLog, actions_of, from_checkpoint, log_name
 from pyspark_theflash.lake.deletion_vectors import DeletionVector
-from pyspark_theflash.lake.files import CONVERTED_DIR, PARTITIONS_DIR
+from pyspark_theflash.lake.files import CONVERTED_DIR, TABLE_IDS_DIR
 from pyspark_theflash.lake.location import LakeDir, Where, lake_dir
 
 
@@ -30,8 +30,8 @@ class Cleaned:
 def clean(state: TableLog, retention_ms: int, owns_parts: bool = False) -> Cleaned:
     """Cut ``state``'s log for a retention of ``retention_ms`` before its newest version;
     ``owns_parts``: the table's ``p<partition>/`` files are the publication's copies (module
-    docstring). Those and a partitioned table's ``partitions/<id>/p<partition>/`` links or
-    copies (always the publication's) are deleted when no kept version names them."""
+    docstring). Those and the ``ids/<table id>/p<partition>/`` links or copies of other table
+    ids' parts (always the publication's) are deleted when no kept version names them."""
     horizon = state.in_commit_ms - retention_ms
     holding = max((v for v, _, ict in state.history if ict <= horizon), default=None)
     root = state.root
@@ -60,15 +60,15 @@ def clean(state: TableLog, retention_ms: int, owns_parts: bool = False) -> Clean
 
 
 def _partition_dirs(root: LakeDir, owns_parts: bool) -> list[str]:
-    """The directories of part files the publication owns: a partitioned table's
-    ``partitions/<id>/p<partition>`` (always its links or copies), and the root's own
-    ``p<partition>`` when ``owns_parts`` (copies; in the store's directory they are the store's)."""
+    """The directories of part files the publication owns: ``ids/<table id>/p<partition>``
+    (always its links or copies of other table ids' parts), and the root's own ``p<partition>``
+    when ``owns_parts`` (copies; in the store's directory they are the store's)."""
     def store_partitions(under: str) -> list[str]:
         return [f"{under}{d}" for d in root.subdirs(under.rstrip("/")) if d[:1] == "p" and d[1:].isdigit()]
 
     found = store_partitions("") if owns_parts else []
-    for table_id in root.subdirs(PARTITIONS_DIR):
-        found += store_partitions(f"{PARTITIONS_DIR}/{table_id}/")
+    for table_id in root.subdirs(TABLE_IDS_DIR):
+        found += store_partitions(f"{TABLE_IDS_DIR}/{table_id}/")
     return found
 
 

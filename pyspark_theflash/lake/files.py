@@ -23,11 +23,13 @@ Tables published elsewhere than the store's directory (``--to``: another file sy
 the same relative paths there: a part named in place is *copied* once to that path (parts never
 change), converted files and vectors are written there directly.
 
-A partitioned TiDB table is one Delta table (``tables/<logical id>``) over the parts of every
-partition (physical table ids): a partition's part is named at
-``partitions/<physical id>/p<partition>/…`` under that root, where it is linked (a hard link in
-the store's directory: no copy) or copied once. Those names are the publication's, never the
-store's (``store.txn_merge_tree.in_part_directory``), and go with the versions naming them."""
+A Delta table's root is ``tables/<id>`` for one table id, but it may name parts of others: a
+partitioned TiDB table is one Delta table over its partitions' parts (each partition a physical
+table id), and a truncated table continues in the Delta table it had (TRUNCATE TABLE gives the
+rows a new table id). Such a part is named at ``ids/<its table id>/p<partition>/…`` under the
+root, where it is linked (a hard link in the store's directory: no copy) or copied once. Those
+names are the publication's, never the store's (``store.txn_merge_tree.in_part_directory``),
+and go with the versions naming them."""
 from __future__ import annotations
 
 import functools
@@ -47,7 +49,7 @@ from pyspark_theflash.store.parts import PartRef, PartsReader, newest_visible
 from pyspark_theflash.store.txn_merge_tree import HIDDEN_NAMES, ROWID, is_ipc
 
 CONVERTED_DIR = "lake"
-PARTITIONS_DIR = "partitions"  # a partitioned table's partitions' parts, under its table root
+TABLE_IDS_DIR = "ids"  # parts of other table ids than the root's (partitions, a truncated table's successor)
 _PART = "_lake_part"
 _ROW = "_lake_row"
 _BATCH_ROWS = 1 << 16
@@ -215,21 +217,24 @@ def convert(root: Path, table_root: LakeDir, part: PartRef, info: Any, target: p
 
 def table_root_relative(part: PartRef, table_id: int) -> str:
     """A part's path relative to the root ``tables/<table_id>`` of the Delta table naming it: its
-    own path there, or, a partition's part of a partitioned table,
-    ``partitions/<physical id>/<its path under its own table id>``."""
+    own path there, or, a part of another table id (a partition, a truncated table's
+    successor), ``ids/<its table id>/<its path under its own table id>``."""
     prefix = f"tables/{part.table_id}/"
     if not part.path.startswith(prefix):
         raise ValueError(f"part {part.part_id} is at {part.path}, outside {prefix}")
     rel = part.path[len(prefix):]
-    return rel if part.table_id == table_id else f"{PARTITIONS_DIR}/{part.table_id}/{rel}"
+    return rel if part.table_id == table_id else f"{TABLE_IDS_DIR}/{part.table_id}/{rel}"
 
 
 def plan_partition(root: Path, table_root: LakeDir, info: Any, ts: int, parts: Sequence[PartRef],
                    target: pa.Schema, settled: Sequence[tuple[PartRef, PartVisibility]] = (),
-                   copy_parts: bool = False) -> list[tuple[PlannedFile, PartVisibility]]:
+                   copy_parts: bool = False, root_id: int | None = None) -> list[tuple[PlannedFile, PartVisibility]]:
     """The data files of one partition's parts at ts (``settled`` parts first, then ``parts``),
     with what the next round keeps of each; ``copy_parts``: the table root is not the store's
-    directory, so a part named in place is copied there first (once: a part never changes)."""
+    directory, so a part named in place is copied there first (once: a part never changes).
+    ``root_id``: the table id of ``table_root`` (default ``info.id``): a part of another id is
+    linked or copied under it (module docstring)."""
+    root_id = info.id if root_id is None else root_id
     everything = [p for p, _ in settled] + list(parts)
     if not everything:
         return []
@@ -241,9 +246,9 @@ def plan_partition(root: Path, table_root: LakeDir, info: Any, ts: int, parts: S
     out = []
     for part, vis in zip(everything, seen):
         if in_place(root, part, info, target):
-            rel = table_root_relative(part, info.id)
-            # a partition's part lives under its own table id: linked (or copied) under this root
-            if (copy_parts or part.table_id != info.id) and not table_root.is_file(rel):
+            rel = table_root_relative(part, root_id)
+            # a part of another table id lives under that id's directory: linked (or copied) here
+            if (copy_parts or part.table_id != root_id) and not table_root.is_file(rel):
                 table_root.copy_in(root / part.path, rel)
             planned = PlannedFile(part.part_id, part.partition_id, rel, part.bytes, part.rows, vis.deleted, False)
         else:

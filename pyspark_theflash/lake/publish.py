@@ -14,7 +14,10 @@ of whose rows is newer than that round's ts, keeps its files and vectors as they
 round's cost follows the partitions that changed, not the table.
 
 A partitioned TiDB table is one Delta table at its logical id over every partition's parts (the
-partitions of its schema at ts: partition DDL adds and removes files like any change).
+partitions of its schema at ts: partition DDL adds and removes files like any change). A table
+TRUNCATE TABLE gave a new id continues in the Delta table it had (``tables/<its first id>``):
+the truncate's round removes the old rows' files and adds the new id's, and time travel before it
+reads the old rows; only a DROP TABLE ends a Delta table (a last version without files).
 
 The tables are written in the store's directory (``tables/<id>``, parts named in place), or,
 given ``to`` (a directory or a URI such as ``s3://bucket/prefix``: ``lake.location``), under
@@ -111,8 +114,10 @@ class Publisher:
         # where the tables go: the store's directory (parts named in place) or ``to`` (parts copied)
         self.lake: LakeDir = lake_dir(self.store if to is None else to)
         self.copies_parts = to is not None and not (self.lake.local and Path(self.lake.path).resolve() == self.store.resolve())
-        self._logs: dict[int, TableLog] = {}
-        self._published: dict[int, _Published] = {}
+        self._logs: dict[int, TableLog] = {}             # by the id of the table's root
+        self._published: dict[int, _Published] = {}      # by the id of the table's root
+        self._truncated: dict[int, int] = {}             # TRUNCATE TABLE: old id -> new id
+        self._first_id: dict[int, int] = {}              # an id of such a chain -> its first (the root's)
 
     # --- the ts --------------------------------------------------------------------------------
     def resolved_ts(self) -> int:
@@ -140,6 +145,8 @@ class Publisher:
             keep = False
             try:
                 with store.snapshot() as view:
+                    self._truncated = view.truncations()
+                    self._first_id = _first_ids(self._truncated)
                     done = tuple(self._publish_table(view, info, ts) for info in view.tables())
                     done += tuple(self._retire_table(table_id, name, retired_ts, reason, ts)
                                   for table_id, name, retired_ts, reason in view.retired_tables()
@@ -157,6 +164,10 @@ class Publisher:
         table) at or before ts: its last version removes every file, and its commitInfo says
         why and when. Versions before it still read the old rows while retained."""
         root = self._root(table_id)
+        if table_id in self._truncated:
+            # the id TRUNCATE gave the name continues this Delta table: its versions say so
+            return TablePublication(name, table_id, root.uri, None,
+                                    skipped=f"{reason} at ts {retired_ts}; continued by table {self._truncated[table_id]}")
         log = self._log(table_id)
         if log.version < 0 or not log.files or log.ts >= ts:
             return TablePublication(name, table_id, root.uri, None, skipped=f"{reason or 'retired'} at ts {retired_ts}")
@@ -168,18 +179,22 @@ class Publisher:
             {"txn": {"appId": APP_ID, "version": ts, "lastUpdated": ict}}]
         actions += [f.remove_action(ict) for f in log.files.values()]
         version = delta_log.commit(log, actions)
-        self._logs[table_id] = delta_log.replay(root, log)
-        self._published.pop(table_id, None)
+        self._logs[self._root_id(table_id)] = delta_log.replay(root, log)
+        self._published.pop(self._root_id(table_id), None)
         return TablePublication(name, table_id, root.uri, version)
 
+    def _root_id(self, table_id: int) -> int:
+        """The id a table's Delta table is named by: its own, or a truncated table's first."""
+        return self._first_id.get(table_id, table_id)
+
     def _root(self, table_id: int) -> LakeDir:
-        """Where a table's Delta table is: ``tables/<id>`` under the store or ``to``."""
-        return self.lake / f"tables/{table_id}"
+        """Where a table's Delta table is: ``tables/<root id>`` under the store or ``to``."""
+        return self.lake / f"tables/{self._root_id(table_id)}"
 
     def _log(self, table_id: int) -> TableLog:
-        root = self._root(table_id)
-        log = self._logs.get(table_id)
-        self._logs[table_id] = log = delta_log.replay(root, log)
+        root_id = self._root_id(table_id)
+        log = self._logs.get(root_id)
+        self._logs[root_id] = log = delta_log.replay(self._root(table_id), log)
         return log
 
     def _publish_table(self, view: Any, current: Any, ts: int) -> TablePublication:
@@ -208,7 +223,8 @@ class Publisher:
         if any(p.in_engine for p in parts):
             return TablePublication(name, info.id, root.uri, None,
                                     skipped="its rows are kept by the ClickHouse engine (no part files)")
-        published = self._published.get(info.id) if log.version >= 0 else None
+        root_id = self._root_id(info.id)
+        published = self._published.get(root_id) if log.version >= 0 else None
         tag = schema_tag(target)
         # the store's partitions (handle ranges) of each physical table
         by_partition: dict[tuple[int, int], list[PartRef]] = defaultdict(list)
@@ -232,7 +248,8 @@ class Publisher:
             settled = _settled(published, ps, log.ts) if published is not None and same_bounds else []
             fresh = [p for p in ps if all(p is not q for q, _ in settled)]
             parts_read += len(fresh)
-            for part, vis in plan_partition(self.store, root, info, ts, fresh, target, settled, self.copies_parts):
+            for part, vis in plan_partition(self.store, root, info, ts, fresh, target, settled, self.copies_parts,
+                                            root_id):
                 last = published.seen.get(part.part_id) if published is not None else None
                 kept = published.by_part.get(part.part_id) if published is not None else None
                 if last is not None and vis is last[1] and kept is not None:
@@ -262,7 +279,7 @@ class Publisher:
         new = {f.key: f for f in files.values()}
         if log.version >= 0 and old.keys() == new.keys() and schema_json == log.schema_string \
                 and features == log.features:
-            self._published[info.id] = _Published(by_part, signatures, seen)
+            self._published[root_id] = _Published(by_part, signatures, seen)
             return TablePublication(name, info.id, root.uri, None, len(files), converted, deleted, parts_read,
                                     skipped="unchanged since its last version")
         ict = delta_log.in_commit_ms(ts, log.in_commit_ms)
@@ -285,11 +302,11 @@ class Publisher:
         if not vectors.empty:
             vectors.write(root)
         version = delta_log.commit(log, actions)
-        self._logs[info.id] = log = delta_log.replay(root, log)
+        self._logs[root_id] = log = delta_log.replay(root, log)
         if version % self.checkpoint_interval == 0 and version > 0:
             write_checkpoint(log)
             clean(log, int(self.retention_s * 1000), owns_parts=self.copies_parts)
-        self._published[info.id] = _Published(by_part, signatures, seen)
+        self._published[root_id] = _Published(by_part, signatures, seen)
         return TablePublication(name, info.id, root.uri, version, len(files), converted, deleted, parts_read)
 
 
@@ -307,6 +324,19 @@ def _settled(published: _Published, parts: list[PartRef], last_ts: int) -> list[
     if min(p.min_commit_ts or 0 for p in fresh) <= max(p.max_commit_ts or 0 for p in settled):
         return []
     return [(p, published.seen[p.part_id][1]) for p in settled]
+
+
+def _first_ids(truncated: dict[int, int]) -> dict[int, int]:
+    """Each id of a chain of TRUNCATE TABLEs (old id -> new id) -> the chain's first id."""
+    before = {new: old for old, new in truncated.items()}
+    out: dict[int, int] = {}
+    for table_id in {*truncated, *before}:
+        first, seen = table_id, {table_id}
+        while first in before and before[first] not in seen:
+            first = before[first]
+            seen.add(first)
+        out[table_id] = first
+    return out
 
 
 def _resolved(view: Any) -> tuple[int, str]:

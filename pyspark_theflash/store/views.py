@@ -261,6 +261,25 @@ class StoreView:
                 out.append((tid, "?" if t is None else f"{t.db}.{t.name}", retired, reason))
         return out
 
+    def truncations(self) -> dict[int, int]:
+        """Old table id -> new table id of each TRUNCATE TABLE the store applied: TiDB gives
+        the name a new, empty table id at the truncate's ts, the old id retired at that ts
+        ("truncated")."""
+        histories = self.histories()
+        born: dict[tuple[str, str, int], int] = {}
+        for tid, h in histories.items():
+            first = h.at(h.created_ts) if len(h) else None
+            if first is not None and first.partition_of is None:
+                born[(first.db.lower(), first.name.lower(), h.created_ts)] = tid
+        out: dict[int, int] = {}
+        for tid, h in histories.items():
+            if h.retired_ts is not None and h.retired_reason.startswith("truncated") and len(h):
+                last = h.latest
+                new = born.get((last.db.lower(), last.name.lower(), h.retired_ts))
+                if new is not None and new != tid:
+                    out[tid] = new
+        return out
+
     def ignored_tables(self) -> list[tuple[int, str, str]]:
         return [(int(r[0]), r[1], r[2]) for r in
                 self._conn.execute("SELECT table_id, db, name FROM ignored_tables ORDER BY table_id")]

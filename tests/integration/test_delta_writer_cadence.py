@@ -5,6 +5,7 @@ the service's ``GET /v1/delta/versions?ts=T`` says which version holds T, as the
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from delta_bank_rounds import resolved_past
 from delta_readers import delta_rs_rows, duckdb_rows, duckdb_with_delta
@@ -104,6 +105,61 @@ def test_a_dropped_table_gets_a_last_version_without_rows_and_earlier_versions_k
         assert "THEFLASH RETIRE" in last_commit
     finally:
         rig.close()
+
+
+def test_a_truncated_table_goes_on_in_its_delta_table_and_time_travel_before_the_truncate_reads_the_old_rows(
+        tmp_path: Path) -> None:
+    from pyspark_theflash.lake.publish import Publisher
+    from pyspark_theflash.upstream.tidb import make_column
+
+    rig = FlashRig(tmp_path)
+    con = duckdb_with_delta()
+    columns = ["id", "v"]
+    try:
+        for name in ("d.t", "d.kept"):  # (a store with no live table has nothing to publish)
+            rig.cluster.create_table(name, [make_column("id", "BIGINT", not_null=True), make_column("v", "BIGINT")],
+                                     primary_key=["id"])
+        rig.cluster.run_txn(lambda txn: [txn.insert("d.t", {"id": i, "v": i}) for i in range(10)])  # type: ignore[attr-defined]
+        rig.start_writer(interval_s=0.05)
+        rig.wait_replicated("d.t")
+        publisher = Publisher(rig.store)
+
+        def published_after(ts: int, table_ids: int) -> Any:
+            wait_for(lambda: resolved_past(publisher, ts) and live_ids(rig.store) == table_ids, 60,
+                     "the writer to apply the changes")
+            ours = [t for t in publisher.publish().tables if t.table == "d.t"]   # (its retired ids: skipped)
+            return next((t for t in ours if t.version is not None), ours[0])
+
+        first = published_after(rig.cluster.get_ts(), 2)
+        assert first.version == 0
+        expected = {0: [(i, i) for i in range(10)]}
+        # twice: TRUNCATE gives the name a new id each time; the rows written after each
+        for n, rows in ((1, [(100, 1), (101, 2)]), (2, [(200, 3)])):
+            rig.cluster.truncate_table("d.t")
+            rig.cluster.run_txn(lambda txn: [txn.insert("d.t", {"id": i, "v": v}) for i, v in rows])  # type: ignore[attr-defined]
+            done = published_after(rig.cluster.get_ts(), 2)
+            assert (done.root, done.version) == (first.root, n)    # the same Delta table, its next version
+            assert done.table_id != first.table_id
+            expected[n] = rows
+        root = Path(first.root)
+        for version, rows in expected.items():   # every version, the ones before each truncate included
+            assert delta_rs_rows(root, version, columns) == rows
+            assert duckdb_rows(con, root, version, columns) == rows
+        log = delta_log.replay(root)
+        assert all(f.path.startswith(("ids/", "lake/")) for f in log.files.values()), sorted(log.files)
+        assert sorted(v.table for v in versions_at(rig.store)) == ["d.kept", "d.t"]    # listed once, at its one path
+        rig.cluster.drop_table("d.t")
+        gone = published_after(rig.cluster.get_ts(), 1)
+        assert (gone.root, gone.version) == (first.root, 3)
+        assert delta_rs_rows(root, 3, columns) == [] and delta_rs_rows(root, 2, columns) == expected[2]
+    finally:
+        rig.close()
+
+
+def live_ids(store: str) -> int:
+    """How many live tables the store has."""
+    with Store.open(store, readonly=True) as s, s.snapshot() as view:
+        return len(view.tables())
 
 
 def test_twenty_rounds_through_splits_merges_dying_transactions_and_compactions_read_as_theflash(tmp_path: Path) -> None:

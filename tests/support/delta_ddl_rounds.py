@@ -320,7 +320,7 @@ def run_ddl_rounds(tmp_path: Path, to: str | None = None, counts: Counts = DEFAU
         # one Delta table over the partitions: its versions name parts of several physical ids,
         # and the rows of a truncated or dropped partition leave it
         events_log = next(log for log in logs if log.name == EVENTS)
-        physical = {f.path.split("/")[1] for f in events_log.files.values() if f.path.startswith("partitions/")}
+        physical = {f.path.split("/")[1] for f in events_log.files.values() if f.path.startswith("ids/")}
         assert len(physical) >= 2, sorted(f.path for f in events_log.files.values())
     except BaseException:
         rig.close()
