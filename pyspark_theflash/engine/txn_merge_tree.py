@@ -58,7 +58,7 @@ class TxnMergeTreeEngine(Engine):
     # -- write ---------------------------------------------------------------------------------
     def apply_batch(self, events: Sequence[Any], position: Any) -> Any:
         self._writable("apply a batch")
-        return self._store.write(list(events), position)
+        return self._store.write(events, position)  # an EventBatch as it is: the store reads its arrays
 
     def flush(self, timeout_s: float = 30.0) -> dict[str, Any]:
         if not self.readonly:

@@ -73,13 +73,6 @@ COMPACT_OVERDUE_FACTOR = 4.0
 # would otherwise gather a delta part per flush, and every read opens each of them.
 DELTA_MERGE_INTERVAL_S = 1.0
 
-ApplyBatch = Callable[["Store", Sequence[binlog_pb2.Event], Position | None], Any]
-
-
-def _store_write(store: Store, events: Sequence[binlog_pb2.Event], position: Position | None) -> Any:
-    return store.write(events, position)  # an EventBatch as it is: the store reads its arrays
-
-
 def _column_ids(batch: ReadBatch) -> dict[int, np.ndarray]:
     return column_ids_by_table(batch.events)
 
@@ -108,22 +101,18 @@ def _batch_progress(events: Sequence[binlog_pb2.Event]) -> tuple[int, dict[int, 
 class Writer:
     """One run of the writer job on one store. ``run()`` returns when ``stop`` is set (after
     finishing the batch in hand, flushing and releasing the latch) or raises on a fatal error.
-
-    ``apply_batch`` replaces ``store.write`` (the Spark entry decodes large batches on
-    executors and hands the store pre-decoded rows)."""
+    Batches are applied through the store's ``Engine`` (``Engine.apply_batch``)."""
 
     def __init__(
         self,
         options: WriterOptions,
         stop: threading.Event | None = None,
         *,
-        apply_batch: ApplyBatch = _store_write,
         on_progress: Callable[[dict[str, Any]], None] | None = None,
         configure_store: Callable[[Store], None] | None = None,
     ) -> None:
         self.options = options
         self.stop = stop or threading.Event()
-        self.apply_batch = apply_batch
         self.on_progress = on_progress
         self.configure_store = configure_store
         self.progress = Progress(interval_s=options.interval_s)
@@ -152,6 +141,13 @@ class Writer:
         self._publisher: Publisher | None = None  # made at the first round (docs/delta.md)
         self._last_publish = 0.0
         self._publish_every = options.progress_interval_s  # (longer with many regions: _publish)
+
+    @property
+    def _engine(self) -> Engine:
+        """The engine over the store ``run()`` opened."""
+        if self.engine is None:
+            raise RuntimeError("the writer's engine is not open (run() opens it)")
+        return self.engine
 
     @property
     def _store(self) -> Store:
@@ -535,7 +531,7 @@ class Writer:
             if missing.keys() - refetched:
                 continue
             try:
-                return self.apply_batch(self._store, events, position)
+                return self._engine.apply_batch(events, position)
             except UnknownRegionError as exc:
                 if exc.region_id in introduced:
                     raise
@@ -576,7 +572,7 @@ class Writer:
                         continue  # merged again meanwhile: the next unknown event asks again
         for snapshot in snapshots:
             self._apply_began = True
-            self.apply_batch(self._store, [snapshot], None)
+            self._engine.apply_batch([snapshot], None)
 
     def _apply_ddl(self, events: Sequence[binlog_pb2.Event]) -> None:
         """The batch's DDL events, in order: a table id met for the first time is replicated
