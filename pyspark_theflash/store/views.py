@@ -7,11 +7,13 @@ import functools
 import json
 import operator
 import sqlite3
+import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
+from pyspark_theflash.heap import cyclic_gc_paused
 from pyspark_theflash.store import keyspace
 from pyspark_theflash.store import manifest as mf
 from pyspark_theflash.store.errors import ManifestDamagedError, UnknownTableNameError
@@ -103,14 +105,74 @@ class RegionColumns:
     disjoint: bool           # each region ends at or before the next one's start (as the writer keeps them)
 
 
+def region_columns_of(ids: Sequence[int] | np.ndarray, start_keys: list[bytes], end_keys: list[bytes],
+                      resolved_ts: Sequence[int] | np.ndarray) -> RegionColumns:
+    """``RegionColumns`` of regions in start-key order."""
+    # (an empty end is +inf: only the last region can have one)
+    disjoint = all(map(operator.le, end_keys[:-1], start_keys[1:])) and all(end_keys[:-1])
+    return RegionColumns(np.array(ids, np.int64), start_keys, end_keys, np.array(resolved_ts, np.int64), disjoint)
+
+
+# The live regions as a plan asks for them (``RegionColumns``): four columns, none TEXT (SQLite's
+# values need no Python call, as the connection's text_factory is), sorted by the caller (SQLite
+# sorts them through a temporary B-tree: a third of the read at 10,000 regions)
+_LIVE_REGIONS_SQL = "SELECT region_id, start_key, end_key, resolved_ts FROM regions WHERE state = 'normal'"
+
+
+class LiveRegions:
+    """The live regions of one manifest version, read once (``_LIVE_REGIONS_SQL``) and shared by
+    every view of a ``Store`` at that version (``RegionMemo``), as columns in key order."""
+
+    def __init__(self, version: int, rows: list[tuple[Any, ...]]) -> None:
+        self.version = version
+        if rows:
+            ids, starts, ends, resolved = zip(*rows)
+        else:
+            ids, starts, ends, resolved = (), (), (), ()
+        start_keys, end_keys = list(starts), list(ends)
+        if not set(map(type, start_keys)) | set(map(type, end_keys)) <= {bytes}:  # (this code writes BLOBs)
+            start_keys, end_keys = list(map(bytes, start_keys)), list(map(bytes, end_keys))
+        id_column, resolved_column = np.array(ids, np.int64), np.array(resolved, np.int64)
+        if not all(map(operator.le, start_keys, start_keys[1:])):  # (in C: no Python step a region)
+            order = sorted(range(len(start_keys)), key=start_keys.__getitem__)
+            id_column, resolved_column = id_column[order], resolved_column[order]
+            start_keys = list(map(start_keys.__getitem__, order))
+            end_keys = list(map(end_keys.__getitem__, order))
+        self.columns = region_columns_of(id_column, start_keys, end_keys, resolved_column)
+
+
+class RegionMemo:
+    """The live regions of the newest manifest version a ``Store``'s views read, kept for its
+    next views: a plan opens two (one choosing its ts, one after its lease is taken) and
+    reading 10,000 region rows twice was a third of it. A manifest edit that changes a region
+    makes a new version (``manifest.write_edit`` refuses one that does not), so the rows of a
+    version are the rows of every view at it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: LiveRegions | None = None
+
+    def at(self, version: int, read: Callable[[], LiveRegions]) -> LiveRegions:
+        with self._lock:
+            held = self._held
+        if held is not None and held.version == version:
+            return held
+        got = read()
+        with self._lock:
+            if self._held is None or self._held.version <= version:
+                self._held = got
+        return got
+
+
 class StoreView:
     """A consistent view of the manifest at one version. Close it (or use ``with``) to end
     its read transaction. Reading the part files it lists needs a lease (``Store.scan``
     takes one) or the files may be deleted under the reader."""
 
-    def __init__(self, conn: sqlite3.Connection, owns_conn: bool = True) -> None:
+    def __init__(self, conn: sqlite3.Connection, owns_conn: bool = True, memo: RegionMemo | None = None) -> None:
         self._conn = conn
         self._owns = owns_conn
+        self._memo = memo
         conn.execute("BEGIN")
         try:
             # SQLite walks some damaged pages without an error (a hidden row, a NULL where none
@@ -128,7 +190,7 @@ class StoreView:
         self._histories: dict[int, TableHistory] | None = None
         self._columns: dict[tuple[int, int], tuple[tuple[int, str], ...]] = {}
         self._regions: dict[bool, list[RegionState]] = {}  # regions(include_gone), read once
-        self._region_columns: RegionColumns | None = None
+        self._live: LiveRegions | None = None  # the live regions, read once (or shared through the memo)
         self._table_regions: dict[int, list[tuple[RegionState, HandleRange]]] = {}  # table_regions, once
         self._part_columns = mf.has_column(conn, "parts", "columns")
         self._part_checksums = mf.has_column(conn, "parts", "checksum")
@@ -280,22 +342,20 @@ class StoreView:
             got = self._regions[include_gone] = _region_states(rows)
         return list(got)
 
+    def live_regions(self) -> LiveRegions:
+        """The live regions of this view's manifest version (``LiveRegions``), read once."""
+        if self._live is None:
+            def read() -> LiveRegions:
+                # (10,000 tuples and more, none garbage: the collections they set off scan in vain)
+                with cyclic_gc_paused():
+                    return LiveRegions(self.version, self._conn.execute(_LIVE_REGIONS_SQL).fetchall())
+
+            self._live = read() if self._memo is None else self._memo.at(self.version, read)
+        return self._live
+
     def region_columns(self) -> RegionColumns:
-        """``regions()`` as columns (``RegionColumns``), made once per view."""
-        got = self._region_columns
-        if got is None:
-            live = self.regions()
-            if live:
-                ids, starts, ends, _, _, _, resolved, _, _ = zip(*live)
-            else:
-                ids, starts, ends, resolved = (), (), (), ()
-            start_keys, end_keys = list(starts), list(ends)
-            # (an empty end is +inf: only the last region can have one)
-            disjoint = all(map(operator.le, end_keys[:-1], start_keys[1:])) and all(end_keys[:-1])
-            got = self._region_columns = RegionColumns(
-                np.fromiter(ids, np.int64, len(ids)), start_keys, end_keys,
-                np.fromiter(resolved, np.int64, len(resolved)), disjoint)
-        return got
+        """``regions()`` as columns (``RegionColumns``), made once per manifest version."""
+        return self.live_regions().columns
 
     def region(self, region_id: int) -> RegionState | None:
         row = self._conn.execute(f"{self._REGION_COLUMNS} WHERE region_id = ?", (region_id,)).fetchone()
