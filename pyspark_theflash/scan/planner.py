@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 from pyspark_theflash.engine.kinds import engine_of_view
 from pyspark_theflash.engine.partition import RangeScan, ScanPartition
 from pyspark_theflash.errors import storage_failure
@@ -25,6 +27,7 @@ from pyspark_theflash.scan.context import (
     close_upstream,
     connect_upstream,
     covering_physical,
+    covering_physical_columns,
     covering_regions,
     locks_of,
     open_store,
@@ -450,10 +453,16 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
     if partitioning is not None:
         stats.table_partitions = [partitioning.definition(i).name for i in ids]
         stats.table_partitions_pruned = list(result.pruned_partitions)
-    regions = covering_physical(view, ids)
-    stats.regions = len(regions)
+    cover = covering_physical_columns(view, ids)
+    if cover is not None:
+        stats.regions = len(cover.ids)
+        read_index = np.fromiter(learner.read_index, np.int64, len(learner.read_index))
+        stats.regions_resolved_ts = stats.regions - int(np.isin(cover.ids, read_index).sum())
+    else:
+        regions = covering_physical(view, ids)
+        stats.regions = len(regions)
+        stats.regions_resolved_ts = stats.regions - len([r for r in regions if region_id(r) in learner.read_index])
     stats.regions_read_index = len(learner.read_index)
-    stats.regions_resolved_ts = stats.regions - len([r for r in regions if region_id(r) in learner.read_index])
 
     if upstream is None:
         # from the store alone: the regions of the view this read uses must cover the table

@@ -8,6 +8,7 @@ import json
 import operator
 import sqlite3
 import threading
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
@@ -113,6 +114,53 @@ def region_columns_of(ids: Sequence[int] | np.ndarray, start_keys: list[bytes], 
     return RegionColumns(np.array(ids, np.int64), start_keys, end_keys, np.array(resolved_ts, np.int64), disjoint)
 
 
+@dataclass(frozen=True)
+class TableRegionColumns:
+    """``StoreView.table_regions`` as columns, for a table of int handles over disjoint regions:
+    the live regions holding keys of the table's records in handle order (which is their key
+    order), each with the table's handles in it as [lo, hi)."""
+
+    at: np.ndarray       # int64: the regions' positions in the view's RegionColumns
+    ids: np.ndarray      # int64
+    lo: np.ndarray       # int64: the first handle (0 where lo_open)
+    hi: np.ndarray       # int64: the handle past the last (0 where hi_open)
+    lo_open: np.ndarray  # bool: no bound below
+    hi_open: np.ndarray  # bool: no bound above
+
+    def handle_ranges(self) -> list[HandleRange]:
+        """The (lo, hi) pairs ``table_regions`` gives (None = unbounded)."""
+        los = [None if o else v for v, o in zip(self.lo.tolist(), self.lo_open.tolist())]
+        his = [None if o else v for v, o in zip(self.hi.tolist(), self.hi_open.tolist())]
+        return list(zip(los, his))
+
+
+def _table_region_columns(cols: RegionColumns, table_id: int) -> TableRegionColumns:
+    """``StoreView.table_region_columns`` of disjoint regions in key order, int handles."""
+    starts, ends = cols.start_keys, cols.end_keys
+    first_key, last_key = keyspace.record_range_keys(table_id)  # PD-encoded, as the regions' keys
+    a = max(0, bisect_right(starts, first_key) - 1)
+    b = bisect_left(starts, last_key)
+    if a < b and ends[a] and ends[a] <= first_key:
+        a += 1  # the region before the records ends at or before their first key
+    if a >= b:
+        empty = np.zeros(0, np.int64)
+        return TableRegionColumns(empty, empty, empty, empty, np.zeros(0, bool), np.zeros(0, bool))
+    start_exact, lo = keyspace.record_key_handles(starts[a:b], table_id)
+    end_exact, hi = keyspace.record_key_handles(ends[a:b], table_id)
+    lo_open, hi_open = np.zeros(b - a, bool), np.zeros(b - a, bool)
+    keep = start_exact & end_exact
+    keep &= lo < hi  # (a region over no whole handle holds no row of the table)
+    for i in np.flatnonzero(~(start_exact & end_exact)).tolist():  # the other boundaries, one by one
+        rng = _handle_range(starts[a + i], ends[a + i], table_id, False)
+        keep[i] = rng is not None
+        if rng is not None:
+            lo_open[i], hi_open[i] = rng[0] is None, rng[1] is None
+            lo[i] = 0 if rng[0] is None else rng[0]
+            hi[i] = 0 if rng[1] is None else rng[1]
+    at = np.flatnonzero(keep)
+    return TableRegionColumns(at + a, cols.ids[at + a], lo[at], hi[at], lo_open[at], hi_open[at])
+
+
 # The live regions as a plan asks for them (``RegionColumns``): four columns, none TEXT (SQLite's
 # values need no Python call, as the connection's text_factory is), sorted by the caller (SQLite
 # sorts them through a temporary B-tree: a third of the read at 10,000 regions)
@@ -121,7 +169,8 @@ _LIVE_REGIONS_SQL = "SELECT region_id, start_key, end_key, resolved_ts FROM regi
 
 class LiveRegions:
     """The live regions of one manifest version, read once (``_LIVE_REGIONS_SQL``) and shared by
-    every view of a ``Store`` at that version (``RegionMemo``), as columns in key order."""
+    every view of a ``Store`` at that version (``RegionMemo``): as columns in key order
+    (``columns``), and per table (``tables``: ``TableRegionColumns``, made when first asked for)."""
 
     def __init__(self, version: int, rows: list[tuple[Any, ...]]) -> None:
         self.version = version
@@ -139,6 +188,7 @@ class LiveRegions:
             start_keys = list(map(start_keys.__getitem__, order))
             end_keys = list(map(end_keys.__getitem__, order))
         self.columns = region_columns_of(id_column, start_keys, end_keys, resolved_column)
+        self.tables: dict[tuple[int, bool], TableRegionColumns] = {}  # by (table id, common handle)
 
 
 class RegionMemo:
@@ -353,9 +403,41 @@ class StoreView:
             self._live = read() if self._memo is None else self._memo.at(self.version, read)
         return self._live
 
+    def live_regions_at(self, positions: Sequence[int] | np.ndarray) -> list[RegionState]:
+        """The live regions at ``positions`` of ``region_columns()``, as ``RegionState`` objects
+        (for the few a caller has picked from the columns)."""
+        ids = self.region_columns().ids[np.asarray(positions, np.int64)].tolist()
+        listed = self._regions.get(False)
+        if listed is not None:
+            by_id = {r.id: r for r in listed}
+        else:
+            rows = self._conn.execute(f"{self._REGION_COLUMNS} WHERE region_id IN (SELECT value FROM json_each(?))",
+                                      (json.dumps(ids),)).fetchall()
+            by_id = {r.id: r for r in _region_states(rows)}
+        return [by_id[i] for i in ids]
+
     def region_columns(self) -> RegionColumns:
         """``regions()`` as columns (``RegionColumns``), made once per manifest version."""
         return self.live_regions().columns
+
+    def table_region_columns(self, table_id: int) -> TableRegionColumns | None:
+        """``table_regions`` as columns (``TableRegionColumns``), or None where they cannot be
+        (a clustered table's handles are key bytes; overlapping regions, which the writer never
+        leaves, have no one key order): the caller asks ``table_regions`` then.
+
+        The regions over the table's records are one run of the key-ordered regions, found by
+        bisection; a boundary that is exactly a record key of the table is decoded with the
+        others at once (``keyspace.record_key_handles``), and only a region with another kind of
+        boundary (the run's ends, often) takes ``keyspace.region_handle_range``."""
+        live = self.live_regions()
+        cols = live.columns
+        common = self._is_common(table_id)
+        if not cols.disjoint or common:
+            return None
+        got = live.tables.get((table_id, common))
+        if got is None:
+            got = live.tables[(table_id, common)] = _table_region_columns(cols, table_id)
+        return got
 
     def region(self, region_id: int) -> RegionState | None:
         row = self._conn.execute(f"{self._REGION_COLUMNS} WHERE region_id = ?", (region_id,)).fetchone()
@@ -371,13 +453,17 @@ class StoreView:
         learner read, the lock check and partitioning, over every region of the table."""
         got = self._table_regions.get(table_id)
         if got is None:
-            common = self._is_common(table_id)
-            got = []
-            for r in self.regions():
-                hr = _handle_range(r.start_key, r.end_key, table_id, common)
-                if hr is not None:
-                    got.append((r, hr))
-            got.sort(key=lambda item: (item[1][0] is not None, item[1][0] or 0))
+            columns = self.table_region_columns(table_id)
+            if columns is not None:
+                got = list(zip(self.live_regions_at(columns.at), columns.handle_ranges()))
+            else:
+                common = self._is_common(table_id)
+                got = []
+                for r in self.regions():
+                    hr = _handle_range(r.start_key, r.end_key, table_id, common)
+                    if hr is not None:
+                        got.append((r, hr))
+                got.sort(key=lambda item: (item[1][0] is not None, item[1][0] or 0))
             self._table_regions[table_id] = got
         return list(got)
 
