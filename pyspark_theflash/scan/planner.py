@@ -46,7 +46,16 @@ from pyspark_theflash.scan.learner import LearnerRead, region_id
 from pyspark_theflash.scan.lease import ReadLease, default_holder
 from pyspark_theflash.scan.locks import LockResolver
 from pyspark_theflash.scan.options import ScanOptions
-from pyspark_theflash.scan.partitions import estimate_bytes, group_ranges, merge_group, parts_by_range
+from pyspark_theflash.scan.partitions import (
+    TableSpans,
+    estimate_bytes,
+    group_ranges,
+    grouped_range_scans,
+    merge_group,
+    parts_by_range,
+    region_spans,
+    span_parts,
+)
 from pyspark_theflash.scan.resolved import settled_resolved_ts, table_resolved_ts, writer_live_on
 from pyspark_theflash.scan.schema_at import lookup_table, no_table_at_ts
 from pyspark_theflash.scan.snapshot import (
@@ -488,34 +497,22 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
     stats.learner_wait_s = learner.waited_s
 
     result.manifest_version = int(view.version)
-    ranges = []
-    for tid in ids:
-        physical = None if tid == table_id else tid
-        spans = [(region_id(region), lo, hi) for region, region_range in covering_regions(view, tid)
-                 for lo, hi in _restricted(region_range, opts.handle_ranges)]
-        # the parts of every region's range and their bytes there, at once (as arrays over int
-        # handles; None: asked range by range)
-        found = parts_by_range(view.parts(tid), [(lo, hi) for _, lo, hi in spans])
-        for k, (rid, lo, hi) in enumerate(spans):
-            if found is not None:
-                parts, size = found[k]
-            else:
-                parts = tuple(view.parts(tid, lo, hi))
-                size = estimate_bytes(parts, lo, hi)
-            if predicate is not None and not _might_match(predicate, parts, result.table_info, lo, hi):
-                stats.regions_pruned += 1
-                continue
-            ranges.append(RangeScan((rid,), lo, hi, parts, size, physical))
+    # Like Spark's file sources: never fewer partitions than there are cores to read them
+    # (while regions last), of about equal size, never much more than the target (group_ranges).
+    def target_of(total: int) -> int:
+        return min(opts.partition_target_bytes, max(1, -(-total // max(1, opts.min_partitions))))
+
+    tables = _table_spans(view, ids, table_id, opts.handle_ranges, predicate, result.table_info, stats)
+    if tables is not None:
+        grouped = grouped_range_scans(tables, target_of(sum(int(t.found.size[t.keep].sum()) for t in tables)))
+    else:
+        ranges = _range_scans(view, ids, table_id, opts.handle_ranges, predicate, result.table_info, stats)
+        grouped = [merge_group(group) for group in group_ranges(ranges, target_of(sum(r.size_bytes for r in ranges)))]
     predicate_json = predicate.to_json() if predicate is not None else None
     table_json = result.table_info.to_json()
     engine = engine_of_view(view)
     partitions: list[ScanPartition] = []
-    # Like Spark's file sources: never fewer partitions than there are cores to read them
-    # (while regions last), of about equal size, never much more than the target (group_ranges).
-    total = sum(rng.size_bytes for rng in ranges)
-    target = min(opts.partition_target_bytes, max(1, -(-total // max(1, opts.min_partitions))))
-    for group in group_ranges(ranges, target):
-        rng = merge_group(group)
+    for rng in grouped:
         partitions.append(ScanPartition(
             index=len(partitions), store=opts.store, latch=opts.latch, table=opts.table,
             table_info=table_json, db=result.table_info.db, ts=ts, lease_id=result.lease_id,
@@ -529,6 +526,59 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
         view.close()
     stats.partitions = len(partitions)
     result.partitions = partitions
+
+
+def _table_spans(view: Any, ids: Sequence[int], table_id: int, allowed: Sequence[tuple[Any, Any]] | None,
+                 predicate: Any, table_info: Any, stats: PlanStats) -> list[TableSpans] | None:
+    """The spans of each physical table's regions, their parts and bytes, and the ones the filter
+    keeps, as columns (``scan.partitions``): no object per region. None where the view cannot
+    give them (a clustered table, overlapping regions, a handle that is not an int64): the
+    caller takes ``_range_scans`` then."""
+    out = []
+    for tid in ids:
+        regions = view.table_region_columns(tid)
+        spans = region_spans(regions, allowed) if regions is not None else None
+        if spans is None:
+            return None
+        parts = view.parts(tid)
+        found = span_parts(parts, spans)
+        if found is None:
+            return None
+        keep = np.ones(len(spans), bool)
+        if predicate is not None:  # (statistics merged per span: a Python step per region, with a filter only)
+            bounds, at = found.starts.tolist(), found.part_at.tolist()
+            for k in range(len(spans)):
+                lo, hi = spans.bound(k)
+                keep[k] = _might_match(predicate, tuple(parts[j] for j in at[bounds[k]:bounds[k + 1]]), table_info,
+                                       lo, hi)
+        out.append(TableSpans(None if tid == table_id else tid, spans, parts, found, keep))
+    stats.regions_pruned += sum(int((~t.keep).sum()) for t in out)
+    return out
+
+
+def _range_scans(view: Any, ids: Sequence[int], table_id: int, allowed: Sequence[tuple[Any, Any]] | None,
+                 predicate: Any, table_info: Any, stats: PlanStats) -> list[RangeScan]:
+    """``_table_spans`` region by region, as ``RangeScan`` objects: for what it cannot take as
+    columns, and the reference the tests hold it to (tests/integration/test_plan_region_columns.py)."""
+    ranges = []
+    for tid in ids:
+        physical = None if tid == table_id else tid
+        spans = [(region_id(region), lo, hi) for region, region_range in covering_regions(view, tid)
+                 for lo, hi in _restricted(region_range, allowed)]
+        # the parts of every region's range and their bytes there, at once (as arrays over int
+        # handles; None: asked range by range)
+        found = parts_by_range(view.parts(tid), [(lo, hi) for _, lo, hi in spans])
+        for k, (rid, lo, hi) in enumerate(spans):
+            if found is not None:
+                parts, size = found[k]
+            else:
+                parts = tuple(view.parts(tid, lo, hi))
+                size = estimate_bytes(parts, lo, hi)
+            if predicate is not None and not _might_match(predicate, parts, table_info, lo, hi):
+                stats.regions_pruned += 1
+                continue
+            ranges.append(RangeScan((rid,), lo, hi, parts, size, physical))
+    return ranges
 
 
 def _restricted(region_range: tuple[Any, Any], allowed: Sequence[tuple[Any, Any]] | None) -> list[tuple[Any, Any]]:

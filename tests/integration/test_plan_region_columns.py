@@ -1,23 +1,31 @@
 """Planning over a store's regions as columns (``StoreView.table_region_columns``, the learner's
-checks) finds what the walk over the regions one by one finds: the learner's regions behind
-its ts, in the same order."""
+checks, the partitions grouped over spans) plans what the walk over the regions one by one
+plans: the same ts, regions, ranges, parts, bytes and partitions, a filter pruning the same
+regions; and a key range no region holds is still named. The walk is what the planner takes
+where the view cannot give columns; here it is forced by a view that gives none."""
 from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
 from pyspark_theflash.codec.keys import encode_record_key, encode_region_key, index_prefix, record_prefix
+from pyspark_theflash.scan import plan
 from pyspark_theflash.schema import builder
+from pyspark_theflash.scan.errors import MissingRegionsError
+from pyspark_theflash.scan.options import HANDLE_RANGES_OPTION, format_handle_ranges
 from pyspark_theflash.store import Store
-from store_events import DB, committed, event, items_table, key, region, resolved_ts, row, split_event
+from pyspark_theflash.store.predicate import col
+from pyspark_theflash.store.views import StoreView
+from store_events import DB, committed, event, items_table, key, region, removed_event, resolved_ts, row, split_event
 
 T = items_table(100)
 U = items_table(101, name="others")
 K = builder.table(102, "keyed", [builder.column("id", "BIGINT"), builder.column("name", "VARCHAR(64)")],
                   primary_key=["id"], db=DB)  # an integer primary key: the handle is the id
+TABLES = ("shop.items", "shop.others", "shop.keyed")
 READ_TS = 200
 
 
@@ -59,6 +67,67 @@ def split_store(path: Path, seed: int) -> tuple[str, list[int]]:
     finally:
         store.close()
     return str(path), ids
+
+
+def without_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The planner as it read the regions before: a view with no columns to give."""
+    monkeypatch.setattr(StoreView, "table_region_columns", lambda self, table_id: None)
+
+
+def planned(store: str, table: str, options: dict[str, str], predicate: Any = None) -> dict[str, Any]:
+    with plan(store, table, {"snapshot": "resolved", **options}, predicate=predicate) as p:
+        stats = dict(vars(p.stats))
+        del stats["plan_s"], stats["learner_wait_s"]
+        return {"ts": p.ts, "stats": stats, "version": p.manifest_version,
+                "partitions": [(q.index, q.ranges, q.size_bytes) for q in p.partitions]}
+
+
+@pytest.fixture(scope="module", params=range(3))
+def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    path, _ = split_store(tmp_path_factory.mktemp("split") / "store", request.param)
+    yield path
+
+
+@pytest.mark.parametrize("options, predicate", [
+    ({}, None),
+    ({"min_partitions": "3"}, None),
+    ({"partition_target_bytes": "1"}, None),  # every region its own partition
+    ({}, col("id") >= 700),
+    ({}, (col("id") < 150) | (col("id") > 820)),
+    ({HANDLE_RANGES_OPTION: format_handle_ranges([(None, 120), (310, 320), (650, None)])}, None),
+    ({HANDLE_RANGES_OPTION: format_handle_ranges([(None, None)])}, col("id") < 100),
+], ids=["whole", "min-partitions", "tiny-target", "filter", "filter-or", "handle-ranges", "both"])
+def test_the_plan_over_columns_is_the_plan_of_the_walk(store: str, options: dict[str, str], predicate: Any,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    pruned = 0
+    for table in TABLES:
+        got = planned(store, table, options, predicate)
+        with monkeypatch.context() as m:
+            without_columns(m)
+            walked = planned(store, table, options, predicate)
+        assert got == walked
+        assert got["ts"] == READ_TS and got["stats"]["regions"] > 0
+        pruned += got["stats"]["regions_pruned"]
+    if predicate is not None and not options:
+        assert pruned > 0  # (the filter did prune: the comparison covers it)
+
+
+def test_a_key_range_no_region_holds_is_still_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, ids = split_store(tmp_path / "store", 7)
+    with Store.open(path) as s, s.snapshot() as view:
+        over = [r for r, _ in view.table_regions(T.id)]
+    gone = over[len(over) // 2]  # a region in the middle of the table
+    with Store.open(path) as s:
+        s.write([removed_event(gone.id, 100)])
+        s.flush()
+    with pytest.raises(MissingRegionsError) as err:
+        planned(path, "shop.items", {})
+    with monkeypatch.context() as m:
+        without_columns(m)
+        with pytest.raises(MissingRegionsError) as walked:
+            planned(path, "shop.items", {})
+    assert str(err.value) == str(walked.value)
+    assert "handles [" in str(err.value)
 
 
 @pytest.mark.parametrize("force", [False, True])
