@@ -47,6 +47,8 @@ from pyspark_theflash.scan.lease import ReadLease, default_holder
 from pyspark_theflash.scan.locks import LockResolver
 from pyspark_theflash.scan.options import ScanOptions
 from pyspark_theflash.scan.partitions import (
+    SpanParts,
+    Spans,
     TableSpans,
     estimate_bytes,
     group_ranges,
@@ -545,12 +547,8 @@ def _table_spans(view: Any, ids: Sequence[int], table_id: int, allowed: Sequence
         if found is None:
             return None
         keep = np.ones(len(spans), bool)
-        if predicate is not None:  # (statistics merged per span: a Python step per region, with a filter only)
-            bounds, at = found.starts.tolist(), found.part_at.tolist()
-            for k in range(len(spans)):
-                lo, hi = spans.bound(k)
-                keep[k] = _might_match(predicate, tuple(parts[j] for j in at[bounds[k]:bounds[k + 1]]), table_info,
-                                       lo, hi)
+        if predicate is not None:
+            keep = _spans_might_match(predicate, parts, spans, found, table_info)
         out.append(TableSpans(None if tid == table_id else tid, spans, parts, found, keep))
     stats.regions_pruned += sum(int((~t.keep).sum()) for t in out)
     return out
@@ -599,10 +597,21 @@ def _might_match(predicate: Any, parts: Sequence[Any], table_info: Any, lo: int 
     ids >= 2**63 are the negative handles, below every small id: the handle range maps to
     one or two ranges of the column (``key_value_ranges``), and the range can match if
     either does."""
-    from pyspark_theflash.store.predicate import ColumnStats, merge_stats
+    from pyspark_theflash.store.predicate import merge_stats
 
     try:
         stats = merge_stats(p.stats_by_name(table_info) for p in parts) if parts else {}
+    except Exception:  # statistics of an odd type: do not prune
+        return True
+    return _might_match_stats(predicate, stats, table_info, lo, hi)
+
+
+def _might_match_stats(predicate: Any, stats: dict[str, Any], table_info: Any, lo: int | None,
+                       hi: int | None) -> bool:
+    """``_might_match`` of a range whose parts' statistics are merged already (``stats``)."""
+    from pyspark_theflash.store.predicate import ColumnStats
+
+    try:
         handle = table_info.handle_column
         if handle is None or (lo is None and hi is None):
             return bool(predicate.might_match(stats))
@@ -621,6 +630,45 @@ def _might_match(predicate: Any, parts: Sequence[Any], table_info: Any, lo: int 
         return False
     except Exception:  # statistics of an odd type: do not prune
         return True
+
+
+def _spans_might_match(predicate: Any, parts: Sequence[Any], spans: Spans, found: SpanParts,
+                       table_info: Any) -> np.ndarray:
+    """``_might_match`` of every span (bool), each set of parts' statistics merged once: the
+    spans of one set (most neighbouring regions share their parts) share them, and the filter
+    is asked once a set where the handle does not bound it (no integer primary key). Where it
+    does, it is asked per span with its handle range: a Python step per region, a filter's."""
+    from pyspark_theflash.store.predicate import merge_stats
+
+    n = len(spans)
+    if n == 0:
+        return np.zeros(0, bool)
+    member = np.zeros((n, len(parts)), bool)
+    member[np.repeat(np.arange(n), np.diff(found.starts)), found.part_at] = True
+    packed = np.ascontiguousarray(np.packbits(member, axis=1)) if parts else np.zeros((n, 1), np.uint8)
+    keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
+    _, first, which = np.unique(keys, return_index=True, return_inverse=True)
+    bounds, at = found.starts.tolist(), found.part_at.tolist()
+    merged: list[dict[str, Any] | None] = []  # None: the merge failed (never pruned)
+    for f in first.tolist():
+        met = [parts[j] for j in at[bounds[f]:bounds[f + 1]]]
+        try:
+            merged.append(merge_stats(p.stats_by_name(table_info) for p in met) if met else {})
+        except Exception:
+            merged.append(None)
+    try:
+        by_key = table_info.handle_column is None
+    except Exception:
+        by_key = False
+    unbounded = spans.lo_open & spans.hi_open
+    whole = [stats is None or _might_match_stats(predicate, stats, table_info, None, None) for stats in merged]
+    keep = np.array(whole, bool)[which.ravel()]
+    if not by_key:
+        for k in np.flatnonzero(~unbounded).tolist():
+            stats = merged[int(which[k])]
+            lo, hi = spans.bound(k)
+            keep[k] = stats is None or _might_match_stats(predicate, stats, table_info, lo, hi)
+    return keep
 
 
 _INT64_MIN, _UINT64 = -(1 << 63), 1 << 64
