@@ -499,10 +499,14 @@ class StoreView:
                                   "ORDER BY lo IS NOT NULL, lo", (table_id,)).fetchall()
         return [PartitionInfo(table_id, int(r[0]), r[1], r[2]) for r in rows]
 
-    def _tombstones(self, table_id: int) -> list[tuple[int, HandleRange]]:
+    def _tombstones(self, table_id: int, after: int, through: int | None) -> list[tuple[int, HandleRange]]:
+        """(version, handle range) of the range tombstones over the table's handles made after
+        manifest version ``after`` and at or before ``through`` (None: any), in version order."""
         out = []
+        bound, args = ("", (after,)) if through is None else (" AND version <= ?", (after, through))
         for start, end, version in self._conn.execute(
-                "SELECT start_key, end_key, version FROM range_tombstones ORDER BY version"):
+                f"SELECT start_key, end_key, version FROM range_tombstones WHERE version > ?{bound} "
+                "ORDER BY version, tombstone_id", args):
             rng = _handle_range(bytes(start), bytes(end), table_id, self._is_common(table_id))
             if rng is not None:
                 out.append((int(version), rng))
@@ -532,13 +536,17 @@ class StoreView:
     def _part_refs(self, table_id: int, where: str, args: tuple[Any, ...], as_of_version: int | None,
                    lo: int | None, hi: int | None) -> list[PartRef]:
         bounds = {p.partition_id: (p.lo, p.hi) for p in self.partitions(table_id)}
-        tombstones = [(v, rng) for v, rng in self._tombstones(table_id) if as_of_version is None or v <= as_of_version]
         out: list[PartRef] = []
         rows = self._conn.execute(
             "SELECT part_id, partition_id, kind, file, rows, bytes, min_handle, max_handle, min_commit_ts, "
             "max_commit_ts, single_version, delete_marks, schema_version, data_version, added_version, stats, "
             f"{'columns' if self._part_columns else 'NULL'}, {'checksum' if self._part_checksums else 'NULL'} "
             f"FROM parts WHERE table_id = ? AND {where} ORDER BY part_id", (table_id, *args)).fetchall()
+        # a tombstone applies to the parts whose data is older than it: one no part is older than
+        # is not read (a region's snapshot leaves one over its range, 10,000 in a store of 10,000
+        # regions until compaction prunes them, each decoded here per view)
+        oldest = min((int(r[13]) for r in rows), default=None)
+        tombstones = [] if oldest is None else self._tombstones(table_id, oldest, as_of_version)
         for r in rows:
             plo, phi = bounds.get(int(r[1]), (None, None))
             ref_t = tuple(rng for v, rng in tombstones if v > int(r[13]) and r[6] is not None
