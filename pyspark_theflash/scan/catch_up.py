@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from pyspark_theflash.scan.context import covering_physical, table_key_range
+from pyspark_theflash.scan.context import covering_physical, covering_physical_columns, table_key_range
 from pyspark_theflash.scan.learner import LearnerRead, region_id
 from pyspark_theflash.scan.locks import LockResolver
 from pyspark_theflash.scan.options import ScanOptions
@@ -40,6 +40,7 @@ def catch_up(snapshot: Callable[[], StoreView], upstream: Any, latch: Any, ts: i
     learner = LearnerRead(
         snapshot=snapshot,
         covering=lambda v: covering_physical(v, physical_ids),
+        covering_columns=lambda v: covering_physical_columns(v, physical_ids),
         upstream=upstream, latch=latch, ts=ts, table=opts.table, key_range=table_key_range(table_id),
         key_ranges=tuple(table_key_range(i) for i in physical_ids) if partitioned else (),
     )

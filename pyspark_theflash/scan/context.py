@@ -11,13 +11,15 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any, Iterator, Protocol, Sequence
 
+import numpy as np
+
 from pyspark_theflash.codec.keys import encode_region_key, record_prefix
 from pyspark_theflash.scan.errors import (
     SnapshotTsOutOfRangeError,
     TableNotReplicatedError,
     UpstreamUnreachableError,
 )
-from pyspark_theflash.scan.learner import region_id
+from pyspark_theflash.scan.learner import CoveringColumns, region_id
 from pyspark_theflash.scan.options import ScanOptions
 from pyspark_theflash.schema.partitioning import physical_ids_of
 from pyspark_theflash.store.errors import did_you_mean
@@ -161,6 +163,23 @@ def covering_physical(view: StoreView, table_ids: Sequence[int]) -> list[RegionS
         for r, _ in covering_regions(view, tid):
             seen.setdefault(region_id(r), r)
     return list(seen.values())
+
+
+def covering_physical_columns(view: StoreView, table_ids: Sequence[int]) -> CoveringColumns | None:
+    """``covering_physical`` without an object per region, or None where the view cannot give
+    the tables' regions as columns (``StoreView.table_region_columns``)."""
+    runs = []
+    for tid in table_ids:
+        run = view.table_region_columns(tid)
+        if run is None:
+            return None
+        runs.append(run.at)
+    at = np.concatenate(runs) if runs else np.zeros(0, np.int64)
+    if len(runs) > 1:  # a region over two partitions is listed once, where it first comes
+        _, first = np.unique(at, return_index=True)
+        at = at[np.sort(first)]
+    cols = view.region_columns()
+    return CoveringColumns(at, cols.ids[at], cols.resolved_ts[at])
 
 
 def locks_of(view: StoreView, table_ids: Sequence[int]) -> list[LockInfo]:

@@ -13,15 +13,20 @@ from __future__ import annotations
 
 import logging
 import time
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+import numpy as np
 
 from pyspark_theflash.latch import FlushTimeoutError, Latch
 from pyspark_theflash.scan.errors import RegionWaitTimeoutError, UnresolvedRegionsError
 from pyspark_theflash.codec.tso import physical_ms
 from pyspark_theflash.store.views import RegionState
 from pyspark_theflash.upstream.pd import RAFT_INIT_LOG_INDEX
+
+if TYPE_CHECKING:
+    from pyspark_theflash.store.views import RegionColumns
 
 POLL_S = 0.05
 # A read that has waited this long for the store says once what it waits for (a stopped writer
@@ -75,6 +80,16 @@ def region_is_live(region: Any) -> bool:
     return str(getattr(region, "state", "normal") or "normal") == "normal"
 
 
+@dataclass(frozen=True)
+class CoveringColumns:
+    """The live regions of a view over a read's tables as columns (``scan.context.covering_physical``
+    without an object per region: ``covering_physical_columns``), in the order it lists them."""
+
+    at: np.ndarray           # int64: positions in the view's RegionColumns
+    ids: np.ndarray          # int64
+    resolved_ts: np.ndarray  # int64
+
+
 @dataclass
 class LearnerRead:
     """One query's learner read of one table. ``snapshot`` opens a fresh view of the store
@@ -91,6 +106,8 @@ class LearnerRead:
     key_ranges: tuple[tuple[bytes, bytes], ...] = ()
     read_index: dict[int, int] = field(default_factory=dict)
     waited_s: float = 0.0
+    # ``covering`` as columns (``scan.context.covering_physical_columns``; None: not as columns)
+    covering_columns: Callable[[Any], CoveringColumns | None] | None = None
     _noticed: bool = False  # the wait was reported (_notice): once a read
 
     def _read_index_of(self, region: Any) -> dict[int, int]:
@@ -147,14 +164,7 @@ class LearnerRead:
         try:
             while True:
                 view = self.snapshot()
-                fresh = []
-                for r in self.covering(view):
-                    rid = region_id(r)
-                    if rid in needed or (only_ids is not None and rid not in only_ids):
-                        continue
-                    if not force and int(r.resolved_ts) >= self.ts:
-                        continue
-                    fresh.append(r)
+                fresh = self._fresh(view, needed, only_ids, force)
                 if self.upstream is None:
                     # From the store alone: wait for the store's own resolved ts to cover ts (a
                     # region split off while we read starts without one until the writer applies
@@ -213,6 +223,32 @@ class LearnerRead:
         finally:
             self.waited_s += time.monotonic() - started
 
+    def _fresh(self, view: Any, needed: dict[int, int], only_ids: set[int] | None, force: bool) -> list[Any]:
+        """The regions over the table that still need a read index (in ``covering``'s order):
+        not already waited for (``needed``), among ``only_ids``, and not resolved at ts (or all
+        of them, ``force``). Over the regions as columns where the view gives them
+        (``covering_columns``): the regions are made objects only when behind."""
+        cover = self.covering_columns(view) if self.covering_columns is not None else None
+        if cover is None:
+            fresh = []
+            for r in self.covering(view):
+                rid = region_id(r)
+                if rid in needed or (only_ids is not None and rid not in only_ids):
+                    continue
+                if not force and int(r.resolved_ts) >= self.ts:
+                    continue
+                fresh.append(r)
+            return fresh
+        behind = np.ones(len(cover.ids), bool) if force else cover.resolved_ts < self.ts
+        if needed:
+            behind &= ~np.isin(cover.ids, np.fromiter(needed, np.int64, len(needed)))
+        if only_ids is not None:
+            behind &= np.isin(cover.ids, np.fromiter(only_ids, np.int64, len(only_ids)))
+        if not behind.any():
+            return []
+        behind_regions: list[Any] = view.live_regions_at(cover.at[behind])
+        return behind_regions
+
     def _notice(self, started: float, deadline: float, behind: list[tuple[int, int]], *, gap: bool = False,
                 by_index: bool = False, held: int = 0) -> None:
         """Once a read has waited NOTICE_AFTER_S for the store, one line (a warning: the CLI's
@@ -241,7 +277,7 @@ class LearnerRead:
 
     def _has_gap(self, view: Any) -> bool:
         """Whether a key of the table's ranges is in no live region of ``view``."""
-        gap = gap_in_disjoint(view.regions(), self.ranges)
+        gap = gap_in_disjoint(view.region_columns(), self.ranges)
         if gap is None:
             return any(_first_gap(self.regions_over_range(view), *rng) is not None for rng in self.ranges)
         return gap
@@ -310,28 +346,31 @@ class LearnerRead:
             self.waited_s += time.monotonic() - started
 
 
-def gap_in_disjoint(live: list[Any], ranges: Iterable[tuple[bytes, bytes]]) -> bool | None:
-    """Whether a key of ``ranges`` is in none of ``live`` (regions in start-key order, as a
-    store view lists them), or None when they overlap one another (before the writer applied a
-    snapshot's retirements) and the answer needs every region looked at. Disjoint, the regions
-    over a range are one run of the list, found by bisection: planning over 10,000 regions walked
-    all of them in Python once a plan."""
-    starts = [bytes(r.start_key) for r in live]
-    ends = [bytes(r.end_key) for r in live]
-    if not all(e and e <= s for e, s in zip(ends, starts[1:])):
+def gap_in_disjoint(live: RegionColumns, ranges: Iterable[tuple[bytes, bytes]]) -> bool | None:
+    """Whether a key of ``ranges`` (none empty; an empty end is +inf) is in none of the ``live``
+    regions (a view's, as columns in start-key order: ``StoreView.region_columns``), or None when
+    they overlap one another (before the writer applied a snapshot's retirements) and the answer
+    needs every region looked at.
+    Disjoint, the regions over a range are one run of them, found by bisection, and the run
+    covers the range when its first region holds the range's start, each region ends where the
+    next one starts (the lists compared in C), and the last one reaches the range's end:
+    planning over 10,000 regions walked all of them in Python once a plan."""
+    if not live.disjoint:
         return None
+    starts, ends = live.start_keys, live.end_keys
+    n = len(starts)
     for start, end in ranges:
-        i = max(0, bisect_right(starts, start) - 1)
-        at = start
-        while True:
-            if i >= len(live) or starts[i] > at:
-                return True  # [at, the next start) is held by no region
-            if not ends[i]:
-                break
-            at = max(at, ends[i])
-            if end and at >= end:
-                break
-            i += 1
+        lo = max(0, bisect_right(starts, start) - 1)
+        if lo < n and ends[lo] and ends[lo] <= start:
+            lo += 1  # that region ends before the range starts
+        if lo >= n or starts[lo] > start:
+            return True  # [start, the next start) is held by no region
+        hi = bisect_left(starts, end) if end else n  # the run: lo .. hi - 1 (starts[lo] <= start < end)
+        if ends[lo:hi - 1] != starts[lo + 1:hi]:
+            return True  # a region of the run ends short of the next one's start
+        last = ends[hi - 1]
+        if last and (not end or last < end):
+            return True  # the run stops short of the range's end
     return False
 
 

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 from pyspark_theflash.engine.kinds import engine_of_view
 from pyspark_theflash.engine.partition import RangeScan, ScanPartition
 from pyspark_theflash.errors import storage_failure
@@ -25,6 +27,7 @@ from pyspark_theflash.scan.context import (
     close_upstream,
     connect_upstream,
     covering_physical,
+    covering_physical_columns,
     covering_regions,
     locks_of,
     open_store,
@@ -43,7 +46,18 @@ from pyspark_theflash.scan.learner import LearnerRead, region_id
 from pyspark_theflash.scan.lease import ReadLease, default_holder
 from pyspark_theflash.scan.locks import LockResolver
 from pyspark_theflash.scan.options import ScanOptions
-from pyspark_theflash.scan.partitions import estimate_bytes, group_ranges, merge_group, parts_by_range
+from pyspark_theflash.scan.partitions import (
+    SpanParts,
+    Spans,
+    TableSpans,
+    estimate_bytes,
+    group_ranges,
+    grouped_range_scans,
+    merge_group,
+    parts_by_range,
+    region_spans,
+    span_parts,
+)
 from pyspark_theflash.scan.resolved import settled_resolved_ts, table_resolved_ts, writer_live_on
 from pyspark_theflash.scan.schema_at import lookup_table, no_table_at_ts
 from pyspark_theflash.scan.snapshot import (
@@ -450,10 +464,16 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
     if partitioning is not None:
         stats.table_partitions = [partitioning.definition(i).name for i in ids]
         stats.table_partitions_pruned = list(result.pruned_partitions)
-    regions = covering_physical(view, ids)
-    stats.regions = len(regions)
+    cover = covering_physical_columns(view, ids)
+    if cover is not None:
+        stats.regions = len(cover.ids)
+        read_index = np.fromiter(learner.read_index, np.int64, len(learner.read_index))
+        stats.regions_resolved_ts = stats.regions - int(np.isin(cover.ids, read_index).sum())
+    else:
+        regions = covering_physical(view, ids)
+        stats.regions = len(regions)
+        stats.regions_resolved_ts = stats.regions - len([r for r in regions if region_id(r) in learner.read_index])
     stats.regions_read_index = len(learner.read_index)
-    stats.regions_resolved_ts = stats.regions - len([r for r in regions if region_id(r) in learner.read_index])
 
     if upstream is None:
         # from the store alone: the regions of the view this read uses must cover the table
@@ -479,34 +499,22 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
     stats.learner_wait_s = learner.waited_s
 
     result.manifest_version = int(view.version)
-    ranges = []
-    for tid in ids:
-        physical = None if tid == table_id else tid
-        spans = [(region_id(region), lo, hi) for region, region_range in covering_regions(view, tid)
-                 for lo, hi in _restricted(region_range, opts.handle_ranges)]
-        # the parts of every region's range and their bytes there, at once (as arrays over int
-        # handles; None: asked range by range)
-        found = parts_by_range(view.parts(tid), [(lo, hi) for _, lo, hi in spans])
-        for k, (rid, lo, hi) in enumerate(spans):
-            if found is not None:
-                parts, size = found[k]
-            else:
-                parts = tuple(view.parts(tid, lo, hi))
-                size = estimate_bytes(parts, lo, hi)
-            if predicate is not None and not _might_match(predicate, parts, result.table_info, lo, hi):
-                stats.regions_pruned += 1
-                continue
-            ranges.append(RangeScan((rid,), lo, hi, parts, size, physical))
+    # Like Spark's file sources: never fewer partitions than there are cores to read them
+    # (while regions last), of about equal size, never much more than the target (group_ranges).
+    def target_of(total: int) -> int:
+        return min(opts.partition_target_bytes, max(1, -(-total // max(1, opts.min_partitions))))
+
+    tables = _table_spans(view, ids, table_id, opts.handle_ranges, predicate, result.table_info, stats)
+    if tables is not None:
+        grouped = grouped_range_scans(tables, target_of(sum(int(t.found.size[t.keep].sum()) for t in tables)))
+    else:
+        ranges = _range_scans(view, ids, table_id, opts.handle_ranges, predicate, result.table_info, stats)
+        grouped = [merge_group(group) for group in group_ranges(ranges, target_of(sum(r.size_bytes for r in ranges)))]
     predicate_json = predicate.to_json() if predicate is not None else None
     table_json = result.table_info.to_json()
     engine = engine_of_view(view)
     partitions: list[ScanPartition] = []
-    # Like Spark's file sources: never fewer partitions than there are cores to read them
-    # (while regions last), of about equal size, never much more than the target (group_ranges).
-    total = sum(rng.size_bytes for rng in ranges)
-    target = min(opts.partition_target_bytes, max(1, -(-total // max(1, opts.min_partitions))))
-    for group in group_ranges(ranges, target):
-        rng = merge_group(group)
+    for rng in grouped:
         partitions.append(ScanPartition(
             index=len(partitions), store=opts.store, latch=opts.latch, table=opts.table,
             table_info=table_json, db=result.table_info.db, ts=ts, lease_id=result.lease_id,
@@ -520,6 +528,55 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
         view.close()
     stats.partitions = len(partitions)
     result.partitions = partitions
+
+
+def _table_spans(view: Any, ids: Sequence[int], table_id: int, allowed: Sequence[tuple[Any, Any]] | None,
+                 predicate: Any, table_info: Any, stats: PlanStats) -> list[TableSpans] | None:
+    """The spans of each physical table's regions, their parts and bytes, and the ones the filter
+    keeps, as columns (``scan.partitions``): no object per region. None where the view cannot
+    give them (a clustered table, overlapping regions, a handle that is not an int64): the
+    caller takes ``_range_scans`` then."""
+    out = []
+    for tid in ids:
+        regions = view.table_region_columns(tid)
+        spans = region_spans(regions, allowed) if regions is not None else None
+        if spans is None:
+            return None
+        parts = view.parts(tid)
+        found = span_parts(parts, spans)
+        if found is None:
+            return None
+        keep = np.ones(len(spans), bool)
+        if predicate is not None:
+            keep = _spans_might_match(predicate, parts, spans, found, table_info)
+        out.append(TableSpans(None if tid == table_id else tid, spans, parts, found, keep))
+    stats.regions_pruned += sum(int((~t.keep).sum()) for t in out)
+    return out
+
+
+def _range_scans(view: Any, ids: Sequence[int], table_id: int, allowed: Sequence[tuple[Any, Any]] | None,
+                 predicate: Any, table_info: Any, stats: PlanStats) -> list[RangeScan]:
+    """``_table_spans`` region by region, as ``RangeScan`` objects: for what it cannot take as
+    columns, and the reference the tests hold it to (tests/integration/test_plan_region_columns.py)."""
+    ranges = []
+    for tid in ids:
+        physical = None if tid == table_id else tid
+        spans = [(region_id(region), lo, hi) for region, region_range in covering_regions(view, tid)
+                 for lo, hi in _restricted(region_range, allowed)]
+        # the parts of every region's range and their bytes there, at once (as arrays over int
+        # handles; None: asked range by range)
+        found = parts_by_range(view.parts(tid), [(lo, hi) for _, lo, hi in spans])
+        for k, (rid, lo, hi) in enumerate(spans):
+            if found is not None:
+                parts, size = found[k]
+            else:
+                parts = tuple(view.parts(tid, lo, hi))
+                size = estimate_bytes(parts, lo, hi)
+            if predicate is not None and not _might_match(predicate, parts, table_info, lo, hi):
+                stats.regions_pruned += 1
+                continue
+            ranges.append(RangeScan((rid,), lo, hi, parts, size, physical))
+    return ranges
 
 
 def _restricted(region_range: tuple[Any, Any], allowed: Sequence[tuple[Any, Any]] | None) -> list[tuple[Any, Any]]:
@@ -540,10 +597,21 @@ def _might_match(predicate: Any, parts: Sequence[Any], table_info: Any, lo: int 
     ids >= 2**63 are the negative handles, below every small id: the handle range maps to
     one or two ranges of the column (``key_value_ranges``), and the range can match if
     either does."""
-    from pyspark_theflash.store.predicate import ColumnStats, merge_stats
+    from pyspark_theflash.store.predicate import merge_stats
 
     try:
         stats = merge_stats(p.stats_by_name(table_info) for p in parts) if parts else {}
+    except Exception:  # statistics of an odd type: do not prune
+        return True
+    return _might_match_stats(predicate, stats, table_info, lo, hi)
+
+
+def _might_match_stats(predicate: Any, stats: dict[str, Any], table_info: Any, lo: int | None,
+                       hi: int | None) -> bool:
+    """``_might_match`` of a range whose parts' statistics are merged already (``stats``)."""
+    from pyspark_theflash.store.predicate import ColumnStats
+
+    try:
         handle = table_info.handle_column
         if handle is None or (lo is None and hi is None):
             return bool(predicate.might_match(stats))
@@ -562,6 +630,45 @@ def _might_match(predicate: Any, parts: Sequence[Any], table_info: Any, lo: int 
         return False
     except Exception:  # statistics of an odd type: do not prune
         return True
+
+
+def _spans_might_match(predicate: Any, parts: Sequence[Any], spans: Spans, found: SpanParts,
+                       table_info: Any) -> np.ndarray:
+    """``_might_match`` of every span (bool), each set of parts' statistics merged once: the
+    spans of one set (most neighbouring regions share their parts) share them, and the filter
+    is asked once a set where the handle does not bound it (no integer primary key). Where it
+    does, it is asked per span with its handle range: a Python step per region, a filter's."""
+    from pyspark_theflash.store.predicate import merge_stats
+
+    n = len(spans)
+    if n == 0:
+        return np.zeros(0, bool)
+    member = np.zeros((n, len(parts)), bool)
+    member[np.repeat(np.arange(n), np.diff(found.starts)), found.part_at] = True
+    packed = np.ascontiguousarray(np.packbits(member, axis=1)) if parts else np.zeros((n, 1), np.uint8)
+    keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
+    _, first, which = np.unique(keys, return_index=True, return_inverse=True)
+    bounds, at = found.starts.tolist(), found.part_at.tolist()
+    merged: list[dict[str, Any] | None] = []  # None: the merge failed (never pruned)
+    for f in first.tolist():
+        met = [parts[j] for j in at[bounds[f]:bounds[f + 1]]]
+        try:
+            merged.append(merge_stats(p.stats_by_name(table_info) for p in met) if met else {})
+        except Exception:
+            merged.append(None)
+    try:
+        by_key = table_info.handle_column is None
+    except Exception:
+        by_key = False
+    unbounded = spans.lo_open & spans.hi_open
+    whole = [stats is None or _might_match_stats(predicate, stats, table_info, None, None) for stats in merged]
+    keep = np.array(whole, bool)[which.ravel()]
+    if not by_key:
+        for k in np.flatnonzero(~unbounded).tolist():
+            stats = merged[int(which[k])]
+            lo, hi = spans.bound(k)
+            keep[k] = stats is None or _might_match_stats(predicate, stats, table_info, lo, hi)
+    return keep
 
 
 _INT64_MIN, _UINT64 = -(1 << 63), 1 << 64

@@ -8,13 +8,14 @@ table; this module computes it and decodes many keys at once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import compress
 from typing import Optional, Sequence, Union
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pyspark_theflash.codec.keys import decode_region_key, record_prefix
+from pyspark_theflash.codec.keys import decode_region_key, encode_region_key, record_prefix
 
 INT_RECORD_KEY_LEN = 19
 _SIGN = np.uint64(1 << 63)
@@ -48,6 +49,12 @@ def span_overlaps(first: Handle, last: Handle, lo: Handle | None, hi: Handle | N
     elif not isinstance(last, bytes) and not isinstance(lo, bytes) and not isinstance(hi, bytes):
         return (lo is None or last >= lo) and (hi is None or first < hi)
     raise TypeError(f"handles of two kinds compared: [{first!r}, {last!r}] and [{lo!r}, {hi!r})")
+
+
+def record_range_keys(table_id: int) -> tuple[bytes, bytes]:
+    """The table's record keys [t{id}_r, t{id}_s) as PD-encoded region boundaries."""
+    prefix = record_prefix(table_id)
+    return encode_region_key(prefix), encode_region_key(prefix[:-1] + b"s")
 
 
 def decode_region_boundary(pd_key: bytes) -> bytes:
@@ -106,6 +113,34 @@ def region_handle_range(pd_start: bytes, pd_end: bytes, table_id: int,
                         common_handle: bool = False) -> HandleRange | None:
     return handle_range_in(decode_region_boundary(pd_start), decode_region_boundary(pd_end), table_id,
                            common_handle)
+
+
+_ENCODED_RECORD_KEY_LEN = 27  # encode_bytes of a 19-byte int record key: three 9-byte groups
+# the bytes of such a key that hold the handle (the rest is the prefix, group markers and padding)
+_HANDLE_AT = np.r_[12:17, 18:21]
+_FIXED_AT = np.r_[0:12, 17, 21:27]
+
+
+def record_key_handles(pd_keys: Sequence[bytes], table_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which of ``pd_keys`` (PD-encoded region boundaries) are exactly the encoded record key
+    ``t{table_id}_r{handle}`` of an int handle, and that handle (int64; 0 where not), for all
+    keys at once: a region boundary a split made is one, and a plan over 10,000 regions took the
+    handle range of each region in turn. Any other key (empty, another table's, a prefix, a key
+    longer than a record key) is marked False for the caller to take by ``region_handle_range``."""
+    n = len(pd_keys)
+    exact = np.fromiter(map(len, pd_keys), np.int64, n) == _ENCODED_RECORD_KEY_LEN
+    handles = np.zeros(n, np.int64)
+    at = np.flatnonzero(exact)
+    if len(at):
+        joined = b"".join(compress(pd_keys, exact.tolist()))
+        keys = np.frombuffer(joined, np.uint8).reshape(-1, _ENCODED_RECORD_KEY_LEN)
+        template = np.frombuffer(encode_region_key(record_prefix(table_id) + bytes(8)), np.uint8)
+        same = (keys[:, _FIXED_AT] == template[_FIXED_AT]).all(axis=1)
+        exact[at] = same
+        # the 8 memcomparable bytes of the handle: big-endian with the sign bit flipped
+        raw = np.ascontiguousarray(keys[same][:, _HANDLE_AT]).view(">u8").ravel()
+        handles[at[same]] = (raw ^ _SIGN).astype(np.int64)
+    return exact, handles
 
 
 def latest_cover(handles: pa.Array | pa.ChunkedArray, ranges: Sequence[HandleRange], seqs: Sequence[int]

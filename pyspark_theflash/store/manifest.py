@@ -723,6 +723,9 @@ def write_edit(e: "Edit", edit: ManifestEdit, inside: Callable[[int], None] | No
     one edit that must follow reads and file deletions in its own transaction (deleting
     obsolete files)."""
     conn, version = e.conn, e.version
+    if not version and (edit.regions or edit.resolved):
+        # views of one version share its regions (store.views.RegionMemo)
+        raise ValueError("an edit of regions must make a new manifest version (bump=True)")
     for expectation in edit.expect:
         if not expectation.holds(conn):
             raise EditConflictError(f"the manifest changed under an edit: {expectation} no longer holds")

@@ -45,7 +45,7 @@ from pyspark_theflash.store.row_sink import RowSink
 from pyspark_theflash.store.schemas import TableHistory
 from pyspark_theflash.store.txn_merge_tree import HIDDEN_FIELDS, in_part_directory
 from pyspark_theflash.store.keyspace import HandleRange
-from pyspark_theflash.store.views import StoreView, intersect
+from pyspark_theflash.store.views import RegionMemo, StoreView, intersect
 from pyspark_theflash.store.write_state import WriteState
 
 if TYPE_CHECKING:
@@ -67,6 +67,7 @@ class Store:
         self.options = options
         self._local = threading.local()
         self._fence: Callable[[], None] | None = None
+        self._region_memo = RegionMemo()  # the live regions of the last version a view read
         self._conn = self._connect(create=not readonly)
         try:
             if readonly:
@@ -332,7 +333,7 @@ class Store:
         if not self.readonly:
             self.sync()
         with mf.damage_as_error(self.root):
-            return StoreView(self._connect())
+            return StoreView(self._connect(), memo=self._region_memo)
 
     def scan(self, table: "str | int | TableInfo", ts: int, handle_range: tuple[int | None, int | None] | None = None,
              region_id: int | None = None, columns: Sequence[str] | None = None, predicate: Expr | None = None,

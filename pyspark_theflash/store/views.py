@@ -7,11 +7,14 @@ import functools
 import json
 import operator
 import sqlite3
+import threading
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
+from pyspark_theflash.heap import cyclic_gc_paused
 from pyspark_theflash.store import keyspace
 from pyspark_theflash.store import manifest as mf
 from pyspark_theflash.store.errors import ManifestDamagedError, UnknownTableNameError
@@ -103,14 +106,123 @@ class RegionColumns:
     disjoint: bool           # each region ends at or before the next one's start (as the writer keeps them)
 
 
+def region_columns_of(ids: Sequence[int] | np.ndarray, start_keys: list[bytes], end_keys: list[bytes],
+                      resolved_ts: Sequence[int] | np.ndarray) -> RegionColumns:
+    """``RegionColumns`` of regions in start-key order."""
+    # (an empty end is +inf: only the last region can have one)
+    disjoint = all(map(operator.le, end_keys[:-1], start_keys[1:])) and all(end_keys[:-1])
+    return RegionColumns(np.array(ids, np.int64), start_keys, end_keys, np.array(resolved_ts, np.int64), disjoint)
+
+
+@dataclass(frozen=True)
+class TableRegionColumns:
+    """``StoreView.table_regions`` as columns, for a table of int handles over disjoint regions:
+    the live regions holding keys of the table's records in handle order (which is their key
+    order), each with the table's handles in it as [lo, hi)."""
+
+    at: np.ndarray       # int64: the regions' positions in the view's RegionColumns
+    ids: np.ndarray      # int64
+    lo: np.ndarray       # int64: the first handle (0 where lo_open)
+    hi: np.ndarray       # int64: the handle past the last (0 where hi_open)
+    lo_open: np.ndarray  # bool: no bound below
+    hi_open: np.ndarray  # bool: no bound above
+
+    def handle_ranges(self) -> list[HandleRange]:
+        """The (lo, hi) pairs ``table_regions`` gives (None = unbounded)."""
+        los = [None if o else v for v, o in zip(self.lo.tolist(), self.lo_open.tolist())]
+        his = [None if o else v for v, o in zip(self.hi.tolist(), self.hi_open.tolist())]
+        return list(zip(los, his))
+
+
+def _table_region_columns(cols: RegionColumns, table_id: int) -> TableRegionColumns:
+    """``StoreView.table_region_columns`` of disjoint regions in key order, int handles."""
+    starts, ends = cols.start_keys, cols.end_keys
+    first_key, last_key = keyspace.record_range_keys(table_id)  # PD-encoded, as the regions' keys
+    a = max(0, bisect_right(starts, first_key) - 1)
+    b = bisect_left(starts, last_key)
+    if a < b and ends[a] and ends[a] <= first_key:
+        a += 1  # the region before the records ends at or before their first key
+    if a >= b:
+        empty = np.zeros(0, np.int64)
+        return TableRegionColumns(empty, empty, empty, empty, np.zeros(0, bool), np.zeros(0, bool))
+    start_exact, lo = keyspace.record_key_handles(starts[a:b], table_id)
+    end_exact, hi = keyspace.record_key_handles(ends[a:b], table_id)
+    lo_open, hi_open = np.zeros(b - a, bool), np.zeros(b - a, bool)
+    keep = start_exact & end_exact
+    keep &= lo < hi  # (a region over no whole handle holds no row of the table)
+    for i in np.flatnonzero(~(start_exact & end_exact)).tolist():  # the other boundaries, one by one
+        rng = _handle_range(starts[a + i], ends[a + i], table_id, False)
+        keep[i] = rng is not None
+        if rng is not None:
+            lo_open[i], hi_open[i] = rng[0] is None, rng[1] is None
+            lo[i] = 0 if rng[0] is None else rng[0]
+            hi[i] = 0 if rng[1] is None else rng[1]
+    at = np.flatnonzero(keep)
+    return TableRegionColumns(at + a, cols.ids[at + a], lo[at], hi[at], lo_open[at], hi_open[at])
+
+
+# The live regions as a plan asks for them (``RegionColumns``): four columns, none TEXT (SQLite's
+# values need no Python call, as the connection's text_factory is), sorted by the caller (SQLite
+# sorts them through a temporary B-tree: a third of the read at 10,000 regions)
+_LIVE_REGIONS_SQL = "SELECT region_id, start_key, end_key, resolved_ts FROM regions WHERE state = 'normal'"
+
+
+class LiveRegions:
+    """The live regions of one manifest version, read once (``_LIVE_REGIONS_SQL``) and shared by
+    every view of a ``Store`` at that version (``RegionMemo``): as columns in key order
+    (``columns``), and per table (``tables``: ``TableRegionColumns``, made when first asked for)."""
+
+    def __init__(self, version: int, rows: list[tuple[Any, ...]]) -> None:
+        self.version = version
+        if rows:
+            ids, starts, ends, resolved = zip(*rows)
+        else:
+            ids, starts, ends, resolved = (), (), (), ()
+        start_keys, end_keys = list(starts), list(ends)
+        if not set(map(type, start_keys)) | set(map(type, end_keys)) <= {bytes}:  # (this code writes BLOBs)
+            start_keys, end_keys = list(map(bytes, start_keys)), list(map(bytes, end_keys))
+        id_column, resolved_column = np.array(ids, np.int64), np.array(resolved, np.int64)
+        if not all(map(operator.le, start_keys, start_keys[1:])):  # (in C: no Python step a region)
+            order = sorted(range(len(start_keys)), key=start_keys.__getitem__)
+            id_column, resolved_column = id_column[order], resolved_column[order]
+            start_keys = list(map(start_keys.__getitem__, order))
+            end_keys = list(map(end_keys.__getitem__, order))
+        self.columns = region_columns_of(id_column, start_keys, end_keys, resolved_column)
+        self.tables: dict[tuple[int, bool], TableRegionColumns] = {}  # by (table id, common handle)
+
+
+class RegionMemo:
+    """The live regions of the newest manifest version a ``Store``'s views read, kept for its
+    next views: a plan opens two (one choosing its ts, one after its lease is taken) and
+    reading 10,000 region rows twice was a third of it. A manifest edit that changes a region
+    makes a new version (``manifest.write_edit`` refuses one that does not), so the rows of a
+    version are the rows of every view at it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: LiveRegions | None = None
+
+    def at(self, version: int, read: Callable[[], LiveRegions]) -> LiveRegions:
+        with self._lock:
+            held = self._held
+        if held is not None and held.version == version:
+            return held
+        got = read()
+        with self._lock:
+            if self._held is None or self._held.version <= version:
+                self._held = got
+        return got
+
+
 class StoreView:
     """A consistent view of the manifest at one version. Close it (or use ``with``) to end
     its read transaction. Reading the part files it lists needs a lease (``Store.scan``
     takes one) or the files may be deleted under the reader."""
 
-    def __init__(self, conn: sqlite3.Connection, owns_conn: bool = True) -> None:
+    def __init__(self, conn: sqlite3.Connection, owns_conn: bool = True, memo: RegionMemo | None = None) -> None:
         self._conn = conn
         self._owns = owns_conn
+        self._memo = memo
         conn.execute("BEGIN")
         try:
             # SQLite walks some damaged pages without an error (a hidden row, a NULL where none
@@ -128,7 +240,7 @@ class StoreView:
         self._histories: dict[int, TableHistory] | None = None
         self._columns: dict[tuple[int, int], tuple[tuple[int, str], ...]] = {}
         self._regions: dict[bool, list[RegionState]] = {}  # regions(include_gone), read once
-        self._region_columns: RegionColumns | None = None
+        self._live: LiveRegions | None = None  # the live regions, read once (or shared through the memo)
         self._table_regions: dict[int, list[tuple[RegionState, HandleRange]]] = {}  # table_regions, once
         self._part_columns = mf.has_column(conn, "parts", "columns")
         self._part_checksums = mf.has_column(conn, "parts", "checksum")
@@ -299,21 +411,51 @@ class StoreView:
             got = self._regions[include_gone] = _region_states(rows)
         return list(got)
 
+    def live_regions(self) -> LiveRegions:
+        """The live regions of this view's manifest version (``LiveRegions``), read once."""
+        if self._live is None:
+            def read() -> LiveRegions:
+                # (10,000 tuples and more, none garbage: the collections they set off scan in vain)
+                with cyclic_gc_paused():
+                    return LiveRegions(self.version, self._conn.execute(_LIVE_REGIONS_SQL).fetchall())
+
+            self._live = read() if self._memo is None else self._memo.at(self.version, read)
+        return self._live
+
+    def live_regions_at(self, positions: Sequence[int] | np.ndarray) -> list[RegionState]:
+        """The live regions at ``positions`` of ``region_columns()``, as ``RegionState`` objects
+        (for the few a caller has picked from the columns)."""
+        ids = self.region_columns().ids[np.asarray(positions, np.int64)].tolist()
+        listed = self._regions.get(False)
+        if listed is not None:
+            by_id = {r.id: r for r in listed}
+        else:
+            rows = self._conn.execute(f"{self._REGION_COLUMNS} WHERE region_id IN (SELECT value FROM json_each(?))",
+                                      (json.dumps(ids),)).fetchall()
+            by_id = {r.id: r for r in _region_states(rows)}
+        return [by_id[i] for i in ids]
+
     def region_columns(self) -> RegionColumns:
-        """``regions()`` as columns (``RegionColumns``), made once per view."""
-        got = self._region_columns
+        """``regions()`` as columns (``RegionColumns``), made once per manifest version."""
+        return self.live_regions().columns
+
+    def table_region_columns(self, table_id: int) -> TableRegionColumns | None:
+        """``table_regions`` as columns (``TableRegionColumns``), or None where they cannot be
+        (a clustered table's handles are key bytes; overlapping regions, which the writer never
+        leaves, have no one key order): the caller asks ``table_regions`` then.
+
+        The regions over the table's records are one run of the key-ordered regions, found by
+        bisection; a boundary that is exactly a record key of the table is decoded with the
+        others at once (``keyspace.record_key_handles``), and only a region with another kind of
+        boundary (the run's ends, often) takes ``keyspace.region_handle_range``."""
+        live = self.live_regions()
+        cols = live.columns
+        common = self._is_common(table_id)
+        if not cols.disjoint or common:
+            return None
+        got = live.tables.get((table_id, common))
         if got is None:
-            live = self.regions()
-            if live:
-                ids, starts, ends, _, _, _, resolved, _, _ = zip(*live)
-            else:
-                ids, starts, ends, resolved = (), (), (), ()
-            start_keys, end_keys = list(starts), list(ends)
-            # (an empty end is +inf: only the last region can have one)
-            disjoint = all(map(operator.le, end_keys[:-1], start_keys[1:])) and all(end_keys[:-1])
-            got = self._region_columns = RegionColumns(
-                np.fromiter(ids, np.int64, len(ids)), start_keys, end_keys,
-                np.fromiter(resolved, np.int64, len(resolved)), disjoint)
+            got = live.tables[(table_id, common)] = _table_region_columns(cols, table_id)
         return got
 
     def region(self, region_id: int) -> RegionState | None:
@@ -330,13 +472,17 @@ class StoreView:
         learner read, the lock check and partitioning, over every region of the table."""
         got = self._table_regions.get(table_id)
         if got is None:
-            common = self._is_common(table_id)
-            got = []
-            for r in self.regions():
-                hr = _handle_range(r.start_key, r.end_key, table_id, common)
-                if hr is not None:
-                    got.append((r, hr))
-            got.sort(key=lambda item: (item[1][0] is not None, item[1][0] or 0))
+            columns = self.table_region_columns(table_id)
+            if columns is not None:
+                got = list(zip(self.live_regions_at(columns.at), columns.handle_ranges()))
+            else:
+                common = self._is_common(table_id)
+                got = []
+                for r in self.regions():
+                    hr = _handle_range(r.start_key, r.end_key, table_id, common)
+                    if hr is not None:
+                        got.append((r, hr))
+                got.sort(key=lambda item: (item[1][0] is not None, item[1][0] or 0))
             self._table_regions[table_id] = got
         return list(got)
 
@@ -372,10 +518,14 @@ class StoreView:
                                   "ORDER BY lo IS NOT NULL, lo", (table_id,)).fetchall()
         return [PartitionInfo(table_id, int(r[0]), r[1], r[2]) for r in rows]
 
-    def _tombstones(self, table_id: int) -> list[tuple[int, HandleRange]]:
+    def _tombstones(self, table_id: int, after: int, through: int | None) -> list[tuple[int, HandleRange]]:
+        """(version, handle range) of the range tombstones over the table's handles made after
+        manifest version ``after`` and at or before ``through`` (None: any), in version order."""
         out = []
+        bound, args = ("", (after,)) if through is None else (" AND version <= ?", (after, through))
         for start, end, version in self._conn.execute(
-                "SELECT start_key, end_key, version FROM range_tombstones ORDER BY version"):
+                f"SELECT start_key, end_key, version FROM range_tombstones WHERE version > ?{bound} "
+                "ORDER BY version, tombstone_id", args):
             rng = _handle_range(bytes(start), bytes(end), table_id, self._is_common(table_id))
             if rng is not None:
                 out.append((int(version), rng))
@@ -405,13 +555,17 @@ class StoreView:
     def _part_refs(self, table_id: int, where: str, args: tuple[Any, ...], as_of_version: int | None,
                    lo: int | None, hi: int | None) -> list[PartRef]:
         bounds = {p.partition_id: (p.lo, p.hi) for p in self.partitions(table_id)}
-        tombstones = [(v, rng) for v, rng in self._tombstones(table_id) if as_of_version is None or v <= as_of_version]
         out: list[PartRef] = []
         rows = self._conn.execute(
             "SELECT part_id, partition_id, kind, file, rows, bytes, min_handle, max_handle, min_commit_ts, "
             "max_commit_ts, single_version, delete_marks, schema_version, data_version, added_version, stats, "
             f"{'columns' if self._part_columns else 'NULL'}, {'checksum' if self._part_checksums else 'NULL'} "
             f"FROM parts WHERE table_id = ? AND {where} ORDER BY part_id", (table_id, *args)).fetchall()
+        # a tombstone applies to the parts whose data is older than it: one no part is older than
+        # is not read (a region's snapshot leaves one over its range, 10,000 in a store of 10,000
+        # regions until compaction prunes them, each decoded here per view)
+        oldest = min((int(r[13]) for r in rows), default=None)
+        tombstones = [] if oldest is None else self._tombstones(table_id, oldest, as_of_version)
         for r in rows:
             plo, phi = bounds.get(int(r[1]), (None, None))
             ref_t = tuple(rng for v, rng in tombstones if v > int(r[13]) and r[6] is not None

@@ -167,6 +167,49 @@ def test_a_snapshot_replaces_its_range_atomically(store: Store) -> None:
     assert names_at(store, T.id, 170)[8] == "pending"
 
 
+def test_a_part_lists_the_tombstones_newer_than_its_data_and_older_ones_are_not_decoded(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A snapshot leaves a range tombstone over its region's range; a part lists those made after
+    its data (they hide its rows there). One no live part is older than is not even decoded (a
+    store's initial copy leaves one a region: 10,000 in a store of 10,000 regions)."""
+    from pyspark_theflash.store import views
+    from pyspark_theflash.store.keyspace import region_handle_range
+
+    store.write([snapshot_event(1, 1, region(1, boundary(T, 0), boundary(T, 3)),
+                                writes=[snapshot_write(key(T, 1), 90, 85, row(T, id=1, name="early"))])])
+    store.flush()  # a tombstone no part of the table is older than
+    seed(store, range(10), index=2)
+    store.write([split_event(1, 3, [region(1, b"", boundary(T, 5), 2), region(7, boundary(T, 5), b"", 2)])])
+    store.write([snapshot_event(7, 20, region(7, boundary(T, 5), boundary(T, 8), 3),
+                                writes=[snapshot_write(key(T, 6), 120, 115, row(T, id=6, name="six@120"))])])
+    store.flush()
+    seed(store, range(20, 25), ts=130, index=4)
+    store.write([snapshot_event(1, 21, region(1, boundary(T, 20), boundary(T, 22), 4),
+                                writes=[snapshot_write(key(T, 21), 140, 135, row(T, id=21, name="t21@140"))])])
+    store.flush()
+    decoded: list[tuple[bytes, bytes]] = []
+
+    def handle_range(start: bytes, end: bytes, table_id: int, common: bool) -> object:
+        decoded.append((start, end))
+        return region_handle_range(start, end, table_id, common)
+
+    monkeypatch.setattr(views, "_handle_range", handle_range)
+    with store.snapshot() as view:
+        parts = view.parts(T.id)
+        every = view.conn().execute("SELECT start_key, end_key, version FROM range_tombstones "
+                                    "ORDER BY version, tombstone_id").fetchall()
+        data_version = dict(view.conn().execute("SELECT part_id, data_version FROM parts"))
+    assert len(every) == 3 and len(parts) >= 3
+    for p in parts:
+        want = tuple(rng for start, end, version in every if version > data_version[p.part_id]
+                     for rng in [region_handle_range(start, end, T.id)] if rng is not None and p.overlaps(*rng))
+        assert p.tombstones == want
+    assert any(p.tombstones for p in parts)
+    oldest = min(data_version[p.part_id] for p in parts)
+    assert sorted(decoded) == sorted((s, e) for s, e, version in every if version > oldest)
+    assert len(decoded) < len(every)  # the first snapshot's is older than every part
+
+
 def test_orphan_commits_after_a_snapshot_are_skipped_not_doubled(tmp_path: Path) -> None:
     s = Store.open(tmp_path / "s")
     s.put_schema(DB, T.to_json())

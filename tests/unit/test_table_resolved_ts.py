@@ -9,7 +9,7 @@ from unittest import mock
 from hypothesis import given, settings, strategies as st
 
 from pyspark_theflash.scan import resolved
-from pyspark_theflash.store.views import RegionColumns, RegionState, StoreView
+from pyspark_theflash.store.views import RegionColumns, RegionState, region_columns_of
 
 
 def key(n: int) -> bytes:
@@ -21,12 +21,13 @@ class Regions:
 
     def __init__(self, regions: list[RegionState]) -> None:
         self._regions = sorted(regions, key=lambda r: r.start_key)
-        self._region_columns: RegionColumns | None = None
 
     def regions(self) -> list[RegionState]:
         return list(self._regions)
 
-    region_columns = StoreView.region_columns
+    def region_columns(self) -> RegionColumns:
+        return region_columns_of([r.id for r in self._regions], [r.start_key for r in self._regions],
+                                 [r.end_key for r in self._regions], [r.resolved_ts for r in self._regions])
 
 
 def describe(lo: bytes, hi: bytes, _info: object, _table: str) -> str:
