@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -28,6 +29,7 @@ from flash_rig import FlashRig, wait_for
 from pyspark_theflash.lake import delta_log
 from pyspark_theflash.lake.errors import LakeSetupError
 from pyspark_theflash.lake.jars import delta_spark_jars, s3a_jars
+from pyspark_theflash.lake.verify import published_roots
 from pyspark_theflash.lake.versions import versions_at
 from pyspark_theflash.store import Store
 from pyspark_theflash.upstream.tidb import make_column
@@ -211,6 +213,33 @@ class PartitionedDriver(SchemaChangeDriver):
         self.ids -= set(ids)
 
 
+class RoundCounter:
+    """How many rounds the writer has published under ``where`` (distinct ts over every table's
+    log), shared by the drivers and the waits: refreshed at most every ``every_s`` and replayed
+    incrementally. (Each of them replaying every log from S3 every 20 ms was most of the
+    test's time on S3.)"""
+
+    def __init__(self, where: str, every_s: float = 0.25) -> None:
+        self.where = where
+        self.every_s = every_s
+        self._lock = threading.Lock()
+        self._logs: dict[str, delta_log.TableLog] = {}
+        self._count = 0
+        self._at = 0.0
+
+    def count(self) -> int:
+        with self._lock:
+            if time.monotonic() - self._at >= self.every_s:
+                try:
+                    for root in published_roots(self.where):
+                        self._logs[root.uri] = delta_log.replay(root, self._logs.get(root.uri))
+                    self._count = len({ts for log in self._logs.values() for _, ts, _ in log.history})
+                except Exception:  # a table's first version is being written: the last count stands
+                    pass
+                self._at = time.monotonic()
+            return self._count
+
+
 @dataclass(frozen=True)
 class Counts:
     """How long a run goes: ``every`` rounds between schema changes, ``rounds`` after the last
@@ -251,15 +280,10 @@ def run_ddl_rounds(tmp_path: Path, to: str | None = None, counts: Counts = DEFAU
                                     faults=Faults(split_merge=0.05, dying=0.02, rollback=0.02))
         bank.setup()
 
-        def round_ts() -> list[int]:
-            try:
-                return sorted({ts for v in versions_at(where) if v.version is not None
-                               for _, ts, _ in delta_log.replay(v.root).history})
-            except Exception:  # a table's first version is being written
-                return []
-
-        items = ItemsDriver(rig, lambda: len(round_ts()), every=counts.every)
-        events = PartitionedDriver(rig, lambda: len(round_ts()), every=counts.every)
+        rounds_published = RoundCounter(where)
+        round_ts = rounds_published.count
+        items = ItemsDriver(rig, round_ts, every=counts.every)
+        events = PartitionedDriver(rig, round_ts, every=counts.every)
         drivers = (items, events)
         for driver in drivers:
             driver.setup()
@@ -284,9 +308,9 @@ def run_ddl_rounds(tmp_path: Path, to: str | None = None, counts: Counts = DEFAU
         gc.start()
         try:
             wait_for(lambda: not items.ddl and not events.ddl, 300, "every schema change of shop.items and shop.events")
-            after = len(round_ts())
+            after = round_ts()
             enough = max(after + rounds, counts.total)
-            wait_for(lambda: len(round_ts()) >= enough, 300, f"{rounds} rounds after the schema changes, {enough} in all")
+            wait_for(lambda: round_ts() >= enough, 300, f"{rounds} rounds after the schema changes, {enough} in all")
         finally:
             stop_gc.set()
             gc.join(30)
