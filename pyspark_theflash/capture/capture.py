@@ -823,6 +823,7 @@ class Capture:
         (``RegionFeed.take_initial_columns``); errors are parsed as messages."""
         buffers = msg.row_buffers()
         live: dict[int, list[tuple[int, int]]] = {}  # region -> row ranges of its live rows, in order
+        scan: feed_columns.ScanEvents | None = None
         for i, (rid, _, request_id, kind, lo, hi, _, _) in _event_rows(msg.events):
             feed = self.feeds.get(rid)
             if feed is None or feed.gen != request_id or feed.store_id != store_id:
@@ -839,7 +840,9 @@ class Capture:
                 continue
             # the initial scan's rows, as columns (RegionFeed.take_initial_columns)
             self.rows_scanned += hi - lo
-            after = feed.take_initial_columns(msg.rows.slice(lo, hi))
+            if scan is None:  # the message's events read as a scan's, all at once
+                scan = feed_columns.scan_events(msg)
+            after = feed.take_initial_event(msg.rows, scan, i, lo, hi)
             if after is not None:
                 cts = feed.max_commit_ts()
                 snap = feed.snapshot_columns()
