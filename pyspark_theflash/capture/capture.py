@@ -1116,6 +1116,7 @@ class Capture:
         snapshot at once, and holding them all built before the first write doubled capture's
         peak memory."""
         out: list[binlog_pb2.Event] = []
+        payloads: list[bytes] = []  # each event serialized once: its size here, its bytes appended
         size = 0
         while self.fifo and self.fifo[0][0] <= self.frontier:
             _, held = self.fifo.popleft()  # its columns are freed once its events are written
@@ -1125,15 +1126,19 @@ class Capture:
                 if ev.WhichOneof("payload") not in ("entries", "resolved"):  # (recorded as they were built)
                     self._absorb(ev)
                 out.append(ev)
-                size += ev.ByteSize()
+                payloads.append(ev.SerializeToString())
+                size += len(payloads[-1])
             if size >= RELEASE_BYTES or len(out) >= RELEASE_EVENTS:
-                self._append(out, absorbed=True)
-                out, size = [], 0
+                self._append(out, absorbed=True, payloads=payloads)
+                out, payloads, size = [], [], 0
         if out:
-            self._append(out, absorbed=True)
+            self._append(out, absorbed=True, payloads=payloads)
 
-    def _append(self, events: list[binlog_pb2.Event], absorbed: bool = False) -> None:
-        self.writer.append(events)
+    def _append(self, events: list[binlog_pb2.Event], absorbed: bool = False,
+                payloads: list[bytes] | None = None) -> None:
+        """Append ``events`` (``payloads``: their bytes, serialized already) to the binlog, then
+        take in what they say."""
+        self.writer.append(events if payloads is None else payloads)
         for ev in events:
             self.resume.absorb(ev, self._same_range)  # what is written only: an event built but not written proves nothing
             if not absorbed:
