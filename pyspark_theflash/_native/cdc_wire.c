@@ -441,7 +441,7 @@ static int match_rows(OpenSet *open, const Rows *c, Py_ssize_t lo, Py_ssize_t hi
 
 /* The decoder's 8 row buffers and the two 256-byte code maps, checked, into `c`. */
 static int rows_from(PyObject *cols, Py_buffer *b, int *got, Py_buffer *tmap, Py_buffer *omap, Rows *c) {
-    if (tmap->len != 256 || omap->len != 256) {
+    if (tmap && (tmap->len != 256 || omap->len != 256)) {
         PyErr_SetString(PyExc_ValueError, "type_map and op_map are 256 bytes each"); return -1;
     }
     if (!PyTuple_Check(cols) || PyTuple_GET_SIZE(cols) != 8) {
@@ -456,7 +456,7 @@ static int rows_from(PyObject *cols, Py_buffer *b, int *got, Py_buffer *tmap, Py
     }
     c->types = b[0].buf; c->ops = b[1].buf; c->starts = b[2].buf; c->commits = b[3].buf;
     c->ko = b[4].buf; c->kd = b[5].buf; c->vo = b[6].buf; c->vd = b[7].buf;
-    c->tm = tmap->buf; c->om = omap->buf; c->n_rows = n_rows;
+    c->tm = tmap ? tmap->buf : NULL; c->om = omap ? omap->buf : NULL; c->n_rows = n_rows;
     return 0;
 }
 
@@ -611,7 +611,55 @@ done:
     return res;
 }
 
+/* scan_events(columns, events) -> (plain, ascending): per event of a decoded message (`events`
+ * as decode gives them, `columns` its 8 row buffers as match_live reads them), one byte each:
+ * plain 1 where every row of the event is a plain version (a record key's COMMITTED Put or
+ * Delete: what an initial scan sends, kept as it comes), ascending 1 where its keys ascend
+ * strictly (bytewise, a prefix first). One pass over the rows (capture/feed_columns.py). */
+static int key_below(const uint8_t *a, size_t an, const uint8_t *b, size_t bn) {
+    int c = memcmp(a, b, an < bn ? an : bn);
+    return c < 0 || (c == 0 && an < bn);
+}
+
+static PyObject *scan_events(PyObject *self, PyObject *args) {
+    PyObject *cols, *ev_obj, *res = NULL;
+    if (!PyArg_ParseTuple(args, "OO", &cols, &ev_obj)) return NULL;
+    Py_buffer b[8], ev = {0};
+    int got = 0;
+    Rows c;
+    if (rows_from(cols, b, &got, NULL, NULL, &c) < 0) goto done;
+    if (PyObject_GetBuffer(ev_obj, &ev, PyBUF_SIMPLE) < 0) goto done;
+    if (ev.len % 64) { PyErr_SetString(PyExc_ValueError, "events: records of 8 uint64"); goto done; }
+    Py_ssize_t n_ev = ev.len / 64;
+    PyObject *plain = PyBytes_FromStringAndSize(NULL, n_ev), *asc = PyBytes_FromStringAndSize(NULL, n_ev);
+    if (!plain || !asc) { Py_XDECREF(plain); Py_XDECREF(asc); goto done; }
+    uint8_t *pl = (uint8_t *)PyBytes_AS_STRING(plain), *as = (uint8_t *)PyBytes_AS_STRING(asc);
+    const uint64_t *rec = ev.buf;
+    for (Py_ssize_t e = 0; e < n_ev; e++) {
+        uint64_t lo = rec[8 * e + 4], hi = rec[8 * e + 5];
+        if (lo > hi || hi > (uint64_t)c.n_rows) {
+            Py_DECREF(plain); Py_DECREF(asc);
+            PyErr_SetString(PyExc_ValueError, "an event's rows outside the message's"); goto done;
+        }
+        uint8_t p = 1, a = 1;
+        for (uint64_t r = lo; r < hi; r++) {
+            const uint8_t *k = c.kd + c.ko[r];
+            size_t kl = (size_t)(c.ko[r + 1] - c.ko[r]);
+            uint8_t op = c.ops[r];
+            if (c.types[r] != CDC_COMMITTED || (op != CDC_PUT && op != CDC_DELETE) || !is_record_key(k, kl)) p = 0;
+            if (r + 1 < hi && !key_below(k, kl, c.kd + c.ko[r + 1], (size_t)(c.ko[r + 2] - c.ko[r + 1]))) a = 0;
+        }
+        pl[e] = p; as[e] = a;
+    }
+    res = Py_BuildValue("(NN)", plain, asc);
+done:
+    for (int k = 0; k < got; k++) PyBuffer_Release(&b[k]);
+    if (ev.obj) PyBuffer_Release(&ev);
+    return res;
+}
+
 static PyMethodDef methods[] = {
+    {"scan_events", scan_events, METH_VARARGS, "per event: all plain versions, keys strictly ascending (see the source)"},
     {"decode", decode, METH_O, "cdcpb.ChangeDataEvent bytes -> columns (see the module's source)"},
     {"match_live", match_live, METH_VARARGS, "a registration's live rows -> binlog columns (see the source)"},
     {"match_live_many", match_live_many, METH_VARARGS, "many registrations' live rows of one message -> binlog columns"},

@@ -42,3 +42,8 @@ def match_live(open_set: OpenSet, columns: _RowBuffers, spans: Sequence[tuple[in
 def match_live_many(open_sets: tuple[OpenSet, ...], resolved: _Buf, columns: _RowBuffers, spans: _Buf,
                     type_map: _Buf, op_map: _Buf, /) -> tuple[_LiveRows, bytes, bytes, list[tuple[int, int, int]]]:
     """(rows, rows per slot (int64), newest commit ts per slot (uint64), [(slot, code, row)])."""
+
+def scan_events(columns: _RowBuffers, events: _Buf, /) -> tuple[bytes, bytes]:
+    """Per event of a decoded message, one byte each: (every row a plain version — a record key's
+    COMMITTED Put or Delete —, its keys strictly ascending). ValueError where an event's rows
+    are outside the message's."""

@@ -365,12 +365,20 @@ def pack_columns(*, types: Any, ops: Any, keys: BinaryColumn, start_ts: Any = 0,
 
 
 def _fixed(col: Any, n: int, dtype: Any, name: str) -> bytes:
+    little = _LITTLE.get(dtype)
+    if little is None:
+        little = _LITTLE[dtype] = np.dtype(dtype).newbyteorder("<")
+    if type(col) is np.ndarray and col.dtype == little and col.shape == (n,) and col.flags.c_contiguous:
+        return col.tobytes()  # (a snapshot's and a match's columns: as they are)
     arr = np.asarray(col)
     if arr.ndim == 0:
         arr = np.broadcast_to(arr, (n,))
     if arr.shape != (n,):
         raise ValueError(f"{name}: {arr.shape[0] if arr.ndim else 1} items for {n} rows")
-    return np.ascontiguousarray(arr, dtype=np.dtype(dtype).newbyteorder("<")).tobytes()
+    return np.ascontiguousarray(arr, dtype=little).tobytes()
+
+
+_LITTLE: dict[Any, np.dtype[Any]] = {}  # a fixed-width column's dtype -> its little-endian form
 
 
 def _binary_layout(col: BinaryColumn, n: int, name: str) -> tuple[bytes, bytes]:
@@ -389,10 +397,14 @@ def _binary_layout(col: BinaryColumn, n: int, name: str) -> tuple[bytes, bytes]:
             raise ValueError(f"{name}: {len(arr)} items for {n} rows")
         if arr.null_count:
             raise ValueError(f"{name}: NULL items (a key or value is bytes, maybe empty)")
-        if arr.type != pa.binary():  # int32 offsets are read as they are; others widened first
-            arr = arr.cast(pa.large_binary())
-        width = np.int32 if arr.type == pa.binary() else np.int64
-        offsets64 = np.frombuffer(arr.buffers()[1], dtype=width)[arr.offset:arr.offset + n + 1].astype(np.int64)
+        if arr.type == pa.binary():  # int32 offsets: as they are, less the first (a slice's)
+            offsets = np.frombuffer(arr.buffers()[1], dtype="<i4")[arr.offset:arr.offset + n + 1]
+            base = int(offsets[0]) if n else 0
+            data_buf = arr.buffers()[2]
+            data = b"" if data_buf is None or not n else data_buf[base:int(offsets[-1])].to_pybytes()
+            return (offsets - np.int32(base) if base else offsets).tobytes(), data
+        arr = arr.cast(pa.large_binary())  # other offsets widened first
+        offsets64 = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + n + 1]
         base = int(offsets64[0]) if n else 0
         data_buf = arr.buffers()[2]
         # only this slice's bytes: a slice of a large array must not copy all of its buffer

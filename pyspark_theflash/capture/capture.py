@@ -823,6 +823,7 @@ class Capture:
         (``RegionFeed.take_initial_columns``); errors are parsed as messages."""
         buffers = msg.row_buffers()
         live: dict[int, list[tuple[int, int]]] = {}  # region -> row ranges of its live rows, in order
+        scan: feed_columns.ScanEvents | None = None
         for i, (rid, _, request_id, kind, lo, hi, _, _) in _event_rows(msg.events):
             feed = self.feeds.get(rid)
             if feed is None or feed.gen != request_id or feed.store_id != store_id:
@@ -839,7 +840,9 @@ class Capture:
                 continue
             # the initial scan's rows, as columns (RegionFeed.take_initial_columns)
             self.rows_scanned += hi - lo
-            after = feed.take_initial_columns(msg.rows.slice(lo, hi))
+            if scan is None:  # the message's events read as a scan's, all at once
+                scan = feed_columns.scan_events(msg)
+            after = feed.take_initial_event(msg.rows, scan, i, lo, hi)
             if after is not None:
                 cts = feed.max_commit_ts()
                 snap = feed.snapshot_columns()
@@ -1113,6 +1116,7 @@ class Capture:
         snapshot at once, and holding them all built before the first write doubled capture's
         peak memory."""
         out: list[binlog_pb2.Event] = []
+        payloads: list[bytes] = []  # each event serialized once: its size here, its bytes appended
         size = 0
         while self.fifo and self.fifo[0][0] <= self.frontier:
             _, held = self.fifo.popleft()  # its columns are freed once its events are written
@@ -1122,15 +1126,19 @@ class Capture:
                 if ev.WhichOneof("payload") not in ("entries", "resolved"):  # (recorded as they were built)
                     self._absorb(ev)
                 out.append(ev)
-                size += ev.ByteSize()
+                payloads.append(ev.SerializeToString())
+                size += len(payloads[-1])
             if size >= RELEASE_BYTES or len(out) >= RELEASE_EVENTS:
-                self._append(out, absorbed=True)
-                out, size = [], 0
+                self._append(out, absorbed=True, payloads=payloads)
+                out, payloads, size = [], [], 0
         if out:
-            self._append(out, absorbed=True)
+            self._append(out, absorbed=True, payloads=payloads)
 
-    def _append(self, events: list[binlog_pb2.Event], absorbed: bool = False) -> None:
-        self.writer.append(events)
+    def _append(self, events: list[binlog_pb2.Event], absorbed: bool = False,
+                payloads: list[bytes] | None = None) -> None:
+        """Append ``events`` (``payloads``: their bytes, serialized already) to the binlog, then
+        take in what they say."""
+        self.writer.append(events if payloads is None else payloads)
         for ev in events:
             self.resume.absorb(ev, self._same_range)  # what is written only: an event built but not written proves nothing
             if not absorbed:

@@ -184,6 +184,37 @@ def first_versions(keys: pa.BinaryArray, commit_ts: np.ndarray) -> np.ndarray | 
     return np.sort(order[~dup])
 
 
+@dataclass(frozen=True)
+class ScanEvents:
+    """A message's events read as an initial scan's (``scan_events``), for all of them at once:
+    per event whether every row is a *plain version* — a record key's COMMITTED Put or Delete,
+    which ``RegionFeed.take_initial_columns`` keeps as it is (no INITIALIZED, no lock, no live
+    row) — and whether its keys ascend strictly; per row the binlog op and the value a version
+    holds (none for a Delete). An initial copy sends a region's versions an event at a time:
+    asked per event, these were a dozen array operations per region."""
+
+    plain: bytes      # per event: 1 where every row is a plain version
+    ascending: bytes  # per event: 1 where its keys ascend strictly (no version twice)
+    ops: np.ndarray   # per row: binlog OpType (binlog_ops)
+    values: pa.BinaryArray  # per row: its value, empty for a Delete
+
+
+def scan_events(msg: FeedMessage) -> ScanEvents:
+    """``ScanEvents`` of a decoded message: the events' flags in one pass over its rows in C
+    (``_native/cdc_wire.c`` scan_events), the ops and values as arrays."""
+    plain, ascending = _wire.scan_events(msg.buffers, msg.events)
+    rows = msg.rows
+    ops = binlog_ops(rows.ops)
+    values = rows.values
+    if (rows.ops == OP_DELETE).any():  # a DELETE's version holds no value
+        values = pc.if_else(binlog_rows.arrow_mask(ops == binlog_pb2.PUT), values, EMPTY_VALUE)
+    return ScanEvents(plain, ascending, ops, values)
+
+
+# a Delete's value (an Arrow scalar made without pa.scalar, which imports pandas)
+EMPTY_VALUE = pa.BinaryArray.from_buffers(pa.binary(), 1, [None, pa.py_buffer(bytes(8)), pa.py_buffer(b"")])[0]
+
+
 class LiveFeedError(Exception):
     """What ``match_live`` found broken, with the row's key and ts for the message."""
 

@@ -298,13 +298,37 @@ class RegionFeed:
             values = part.values
             if (ops == binlog_pb2.DELETE).any():  # a DELETE's version holds no value
                 values = pc.if_else(binlog_rows.arrow_mask(ops == binlog_pb2.PUT), values, _EMPTY_VALUE)
-            self._scan_state().scan.append((part.keys, ops, part.start_ts, part.commit_ts, values))
+            st = self._scan_state()
+            st.scan.append((part.keys, ops, part.start_ts, part.commit_ts, values))
+            st.ascending = False  # (not asked here: first_versions checks the chunks)
         if len(others):
             sub = rows.take(others)
             for row in zip(sub.types.tolist(), sub.ops.tolist(), sub.start_ts.tolist(), sub.commit_ts.tolist(),
                            sub.keys.to_pylist(), sub.values.to_pylist()):
                 self._initial_row(*row)
         return after
+
+    def take_initial_event(self, rows: feed_columns.FeedRows, scan: feed_columns.ScanEvents, event: int, lo: int,
+                           hi: int) -> int | None:
+        """Event ``event`` of a message (its rows ``rows[lo:hi]``; ``scan``: the message's
+        ``feed_columns.scan_events``) for a registration not yet initialised: as
+        ``take_initial_columns``, which it returns. An event of plain versions only (what an
+        initial copy sends) is kept as it comes, with no array operation of its own."""
+        if not scan.plain[event]:
+            if hi - lo == 1 and rows.types[lo] == feed_columns.INITIALIZED:  # (the copy's last event of a region)
+                self.initialized = True
+                return 1
+            return self.take_initial_columns(rows.slice(lo, hi))
+        if hi > lo:
+            st = self._scan_state()
+            n = hi - lo
+            keys = rows.keys.slice(lo, n)
+            if st.ascending:  # and above the last chunk's keys: no version twice over the chunks
+                st.ascending = bool(scan.ascending[event]) and (
+                    not st.scan or st.scan[-1][0][-1].as_py() < keys[0].as_py())
+            st.scan.append((keys, scan.ops[lo:hi], rows.start_ts[lo:hi], rows.commit_ts[lo:hi],
+                            scan.values.slice(lo, n)))
+        return None
 
     def take_columns(self, rows: feed_columns.FeedRows | RowBuffers,
                      spans: list[tuple[int, int]] | None = None) -> feed_columns.LiveBatch | None:
@@ -360,7 +384,8 @@ class RegionFeed:
         else:
             keys, values = pa.array([], binary), pa.array([], binary)
             ops, start_ts, commit_ts = np.zeros(0, np.uint8), np.zeros(0, np.uint64), np.zeros(0, np.uint64)
-        keep = feed_columns.first_versions(keys, commit_ts)  # a version the scan and a live row both gave
+        # a version the scan and a live row both gave (none when the scan's keys ascend strictly)
+        keep = None if state.ascending and not state.writes else feed_columns.first_versions(keys, commit_ts)
         if keep is not None:
             idx = binlog_rows.arrow_positions(keep)
             keys, values, ops, start_ts, commit_ts = keys.take(idx), values.take(idx), ops[keep], start_ts[keep], \
@@ -369,6 +394,8 @@ class RegionFeed:
         versions = binlog_rows.RowColumns(np.full(n, binlog_pb2.Row.COMMITTED, np.uint8), ops, start_ts, commit_ts,
                                           np.zeros(n, np.uint64), np.zeros(n, np.uint64), keys, values,
                                           _empty_binary(n))
+        if not state.locks:  # (the copy's: one empty set of columns, shared)
+            return snapshot_batch.SnapshotColumns(versions, _no_locks())
         lock_items = sorted(state.locks.items())
         m = len(lock_items)
         locks = binlog_rows.RowColumns(
@@ -402,7 +429,7 @@ ScanChunk = tuple[pa.BinaryArray, np.ndarray, np.ndarray, np.ndarray, pa.BinaryA
 class _InitialScan:
     """What a registration's initial scan built until its snapshot (``RegionFeed.snapshot_columns``)."""
 
-    __slots__ = ("writes", "locks", "waiting_commits", "scan")
+    __slots__ = ("writes", "locks", "waiting_commits", "scan", "ascending")
 
     def __init__(self) -> None:
         self.writes: dict[tuple[bytes, int], tuple[int, int, bytes]] = {}
@@ -411,10 +438,27 @@ class _InitialScan:
         # the scan's COMMITTED rows as they came in columns (take_initial_columns):
         # (keys, ops, start ts, commit ts, values) per message, in feed order
         self.scan: list[ScanChunk] = []
+        # every key of ``scan`` above the one before it (no version twice: first_versions is
+        # not asked), as known of the chunks taken by take_initial_event
+        self.ascending = True
 
 
-# a Delete's value (an Arrow scalar made without pa.scalar, which imports pandas)
-_EMPTY_VALUE = pa.BinaryArray.from_buffers(pa.binary(), 1, [None, pa.py_buffer(bytes(8)), pa.py_buffer(b"")])[0]
+_EMPTY_VALUE = feed_columns.EMPTY_VALUE  # a Delete's value
+
+
+def _no_locks() -> binlog_rows.RowColumns:
+    """A snapshot's locks when it has none: built once, shared (its arrays are read only)."""
+    global _NO_LOCKS
+    if _NO_LOCKS is None:
+        u8, u64 = np.zeros(0, np.uint8), np.zeros(0, np.uint64)
+        for a in (u8, u64):
+            a.flags.writeable = False
+        empty = _empty_binary(0)
+        _NO_LOCKS = binlog_rows.RowColumns(u8, u8, u64, u64, u64, u64, empty, empty, empty)
+    return _NO_LOCKS
+
+
+_NO_LOCKS: binlog_rows.RowColumns | None = None
 
 
 def _empty_binary(n: int) -> pa.BinaryArray:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pyspark_theflash.binlog import rows as binlog_rows
-from pyspark_theflash.capture.feed_columns import OpenSet, decode_change_data
+from pyspark_theflash.capture.feed_columns import OpenSet, decode_change_data, scan_events
 from pyspark_theflash.capture.region_feed import FeedProtocolError, RegionFeed
 from pyspark_theflash.proto import binlog_pb2, cdcpb_pb2
 
@@ -134,6 +134,39 @@ def test_the_wire_decoder_reads_what_protobuf_reads_and_refuses_a_truncated_mess
     with pytest.raises(ValueError, match="malformed"):
         decode_change_data(raw[:-3])
     assert np.array_equal(decode_change_data(b"").events, np.zeros((0, 8), np.uint64))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_messages_events_read_as_a_scans_say_which_are_plain_versions_in_ascending_keys(seed: int) -> None:
+    rng = random.Random(seed)
+    events: list[Ev] = []
+    for _ in range(rng.randint(0, 30)):
+        rows = []
+        for _ in range(rng.choice([0, 1, 2, 5, 40])):
+            plain = rng.random() < 0.9
+            h = rng.choice([rng.randrange(50), 1000 + rng.randrange(5)] if not plain else [rng.randrange(50)])
+            kind = rng.choice([Ev.COMMITTED] * 6 + [Ev.PREWRITE, Ev.COMMIT, Ev.ROLLBACK, Ev.INITIALIZED])
+            op = rng.choice([Ev.Row.PUT, Ev.Row.PUT, Ev.Row.DELETE] + ([Ev.Row.UNKNOWN] if not plain else []))
+            k = key(h)[:rng.choice([19, 12])] if rng.random() < 0.05 else key(h)  # a key too short for a record
+            rows.append(Ev.Row(type=kind if not plain else Ev.COMMITTED, op_type=op, start_ts=3, commit_ts=4, key=k,
+                               value=b"v" if op == Ev.Row.PUT else b""))
+        if rng.random() < 0.5:
+            rows.sort(key=lambda r: r.key)
+        events.append(Ev(region_id=1 + len(events), request_id=1, entries=Ev.Entries(entries=rows)))
+        if rng.random() < 0.1:
+            events.append(Ev(region_id=99, request_id=1, error=cdcpb_pb2.Error()))
+    msg = decode_change_data(cdcpb_pb2.ChangeDataEvent(events=events).SerializeToString())
+    scan = scan_events(msg)
+    for i, ev in enumerate(events):
+        rows = list(ev.entries.entries)
+        plain = all(r.type == Ev.COMMITTED and r.op_type in (Ev.Row.PUT, Ev.Row.DELETE) and is_record(r.key)
+                    and len(r.key) >= 19 for r in rows)
+        ascending = all(a.key < b.key for a, b in zip(rows, rows[1:]))
+        assert (scan.plain[i], scan.ascending[i]) == (plain, ascending)
+    assert scan.values.to_pylist() == [b"" if op == Ev.Row.DELETE else v
+                                       for op, v in zip(msg.rows.ops.tolist(), msg.rows.values.to_pylist())]
+    assert scan.ops.tolist() == [{Ev.Row.PUT: binlog_pb2.PUT, Ev.Row.DELETE: binlog_pb2.DELETE}.get(op, 0)
+                                 for op in msg.rows.ops.tolist()]
 
 
 @pytest.mark.parametrize("seed", range(5))

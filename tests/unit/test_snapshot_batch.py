@@ -17,7 +17,7 @@ from pyspark_theflash.binlog.rows import MalformedRowBatchError, pack_columns
 from pyspark_theflash.binlog.segment import HEADER_BYTES, MAGIC, READ_VERSIONS, check_header
 from pyspark_theflash.binlog.snapshot_batch import snapshot_columns
 from pyspark_theflash.capture.capture import _record_table_id
-from pyspark_theflash.capture.feed_columns import decode_change_data
+from pyspark_theflash.capture.feed_columns import decode_change_data, scan_events
 from pyspark_theflash.capture.region_feed import RegionFeed
 from pyspark_theflash.codec.keys import index_prefix
 from pyspark_theflash.proto import binlog_pb2, cdcpb_pb2
@@ -124,8 +124,9 @@ def columnar_snapshot(events: list[list[Ev.Row]]) -> tuple[RegionFeed, binlog_pb
     feed = RegionFeed(1, b"", b"", 1, 1, 1, 1)
     msg = decode_change_data(cdcpb_pb2.ChangeDataEvent(
         events=[Ev(region_id=1, request_id=1, entries=Ev.Entries(entries=rows)) for rows in events]).SerializeToString())
-    for lo, hi in msg.events[:, 4:6].tolist():
-        after = feed.take_initial_columns(msg.rows.slice(lo, hi))
+    scan = scan_events(msg)  # as capture takes a message's events (Capture._on_each_event)
+    for i, (lo, hi) in enumerate(msg.events[:, 4:6].tolist()):
+        after = feed.take_initial_event(msg.rows, scan, i, lo, hi)
         if after is not None:
             cts = feed.max_commit_ts()
             cols = feed.snapshot_columns()
@@ -194,6 +195,45 @@ def test_the_columnar_snapshot_equals_the_per_row_one_and_the_store_applies_both
             s.close()
     assert states[0] == states[1]
     assert any(states[0][:-1])
+
+
+def copy_events(rng: random.Random, dup: str) -> list[list[Ev.Row]]:
+    """An initial copy as TiKV's scan sends it: events of COMMITTED Puts and Deletes only (what
+    capture keeps as it comes), keys ascending, a key's versions newest first; ``dup``: "none",
+    a key of several versions ("history"), or a 1PC write the scan gives too, in an event after
+    the scan's ("twice")."""
+    keys = sorted({key(T, rng.randrange(500)) for _ in range(120)})
+    rows, ts = [], 1000
+    for k in keys:
+        ts += 2
+        commits = [ts]
+        if dup == "history" and rng.random() < 0.3:
+            ts += 2
+            commits = [ts, ts - 2]
+        for c in commits:
+            op = Ev.Row.DELETE if rng.random() < 0.1 else Ev.Row.PUT
+            rows.append(Ev.Row(type=Ev.COMMITTED, op_type=op, start_ts=c - 1, commit_ts=c, key=k,
+                               value=value_of(k, c) if op == Ev.Row.PUT else b""))
+    events, at = [], 0
+    while at < len(rows):
+        n = rng.randint(1, 40)
+        events.append(rows[at:at + n])
+        at += n
+    if dup == "twice":
+        events.append([rows[len(rows) // 2]])  # a live 1PC write of a version the scan gave
+    events.append([Ev.Row(type=Ev.INITIALIZED)])
+    return events
+
+
+@pytest.mark.parametrize("dup", ["none", "history", "twice"])
+@pytest.mark.parametrize("seed", range(4))
+def test_an_initial_copy_of_plain_versions_gives_the_per_row_snapshot(seed: int, dup: str) -> None:
+    events = copy_events(random.Random(seed), dup)
+    _, old, cts_a = per_row_snapshot(events)
+    _, new, cts_b = columnar_snapshot(events)
+    assert contents(old) == contents(new) and cts_a == cts_b
+    versions, locks = contents(new)
+    assert not locks and len(versions) == sum(map(len, events)) - 1 - (dup == "twice")
 
 
 def test_an_incremental_snapshot_in_columns_adds_versions_and_deletes_nothing(tmp_path: Path) -> None:
