@@ -76,9 +76,11 @@ from pyspark_theflash.binlog.errors import (
 from pyspark_theflash.binlog import region_runs
 from pyspark_theflash.binlog.position import Position, PositionedEvent
 from pyspark_theflash.binlog.resync import ResyncStopped, Stop, first_valid_frame
+from pyspark_theflash.durable import fsync_directory
+from pyspark_theflash.proto import binlog_pb2
+
 if TYPE_CHECKING:
     from pyspark_theflash.binlog.event_batch import EventBatch
-from pyspark_theflash.proto import binlog_pb2
 
 log = logging.getLogger(__name__)
 
@@ -172,14 +174,6 @@ def record_frame(payload: bytes) -> bytes:
         raise BinlogError(f"an event of {len(payload)} bytes exceeds the record limit of {MAX_RECORD_BYTES} bytes")
     length = struct.pack("<I", len(payload))
     return length + struct.pack("<I", zlib.crc32(payload, zlib.crc32(length)))
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -568,7 +562,7 @@ def prune(directory: Path | str, before: Position) -> list[Path]:
         path.unlink(missing_ok=True)
         deleted.append(path)
     if deleted:
-        _fsync_directory(directory)
+        fsync_directory(directory)
         log.info("binlog %s: pruned %d segment(s) before %s", directory, len(deleted), before)
     return deleted
 
@@ -1075,7 +1069,7 @@ class SegmentWriter:
         finally:
             os.close(fd)
         os.rename(temporary, final)
-        _fsync_directory(self.directory)
+        fsync_directory(self.directory)
         return number
 
     @property

@@ -27,6 +27,7 @@ from typing import Callable, Union
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from pyspark_theflash.durable import fsync_directory
 from pyspark_theflash.lake.errors import LakeError, LakeLocationError
 
 # The AWS SDK's error kinds (as pyarrow's messages name them) a retry may cure: the server's own
@@ -50,15 +51,6 @@ def _whole_file_retried(write: Callable[[], None]) -> None:
             if attempt == WRITE_ATTEMPTS - 1 or not TRANSIENT.search(str(exc)):
                 raise
             time.sleep(RETRY_FIRST_S * 2 ** attempt)
-
-
-def _sync_dir(directory: Path) -> None:
-    """A new name in ``directory`` made durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -174,7 +166,7 @@ class LakeDir:
                 os.link(tmp, path)
             finally:
                 os.unlink(tmp)
-            _sync_dir(path.parent)
+            fsync_directory(path.parent)
             return
         if self.info(rel).type != pafs.FileType.NotFound:
             raise FileExistsError(self.where(rel))
@@ -196,7 +188,7 @@ class LakeDir:
                     with open(tmp, "rb+") as f:
                         os.fsync(f.fileno())
                 os.replace(tmp, path)
-                _sync_dir(path.parent)
+                fsync_directory(path.parent)
             finally:
                 tmp.unlink(missing_ok=True)
             return
