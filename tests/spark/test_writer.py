@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -470,14 +471,33 @@ def test_a_writer_that_lost_its_latch_stops_without_touching_the_store(cluster: 
         with latch_mod.connect(store) as latch:
             wait_for(lambda: latch.holder() is None, 30, "the stalled writer's latch to expire")
             intruder = latch.acquire_write_latch("intruder", ttl_s=60)
-            position = _persisted_position(store)
+            position = _position_after_the_takeover(store, writer)
     finally:
         writer.send_signal(signal.SIGCONT)
     assert writer.wait(30) == 2
     assert "write latch" in err.read_text() and "intruder" in err.read_text()
     with latch_mod.connect(store) as latch:
         assert latch.holder().token == intruder.token  # type: ignore[union-attr]
-    assert _persisted_position(store) == position
+    assert _persisted_position(store) == position  # no edit after the takeover committed
+
+
+def _position_after_the_takeover(store: Path, writer: subprocess.Popen) -> tuple[int, int]:
+    """The position a new writer finds once it holds the latch. Opening the store for writing
+    takes the manifest's write lock before anything is read, so an edit the stalled writer
+    began under its latch (it holds that lock; stopped inside it, it is let go on) commits
+    first. The fence's contract: no edit that begins after the takeover commits."""
+    conn = sqlite3.connect(str(store / "manifest.db"), isolation_level=None, timeout=0.2)
+    try:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:  # stopped inside an edit: it holds the write lock
+            writer.send_signal(signal.SIGCONT)
+            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
+    return _persisted_position(store)
 
 
 def test_a_failed_pipelined_flush_stops_the_writer_and_a_restart_replays_from_the_persisted_position(
