@@ -14,6 +14,9 @@ How a block runs, as a user at one shell runs it:
   every statement must answer.
 * ``python``: the block saved as a file and run with ``.venv/bin/python``: exit 0.
 * Wherever a block sums ``balance``, its output shows the bank's exact total.
+* A block for an S3 endpoint, marked ``<!-- with S3: bucket NAME ... -->``, runs as written
+  against the suite's S3 server (SeaweedFS on loopback): the bucket created, the server's
+  endpoint and keys in the block's environment, where the README tells a user to put theirs.
 
 The blocks that read replicated data need the pipeline of "Running it piece by piece": the
 commands of that block that keep running (the mini cluster, capture, the writer started
@@ -41,7 +44,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -73,6 +76,7 @@ class Block:
     text: str
     section: str
     not_run: str | None  # the reason of a <!-- not run: ... --> right before the fence
+    s3_bucket: str | None = None  # <!-- with S3: bucket NAME ... -->: run against an S3 server with that bucket
 
     @property
     def name(self) -> str:
@@ -80,6 +84,9 @@ class Block:
 
 
 NOT_RUN = re.compile(r"<!--\s*not run:\s*(.*?)\s*-->")
+# A block for an S3 endpoint: run with the suite's S3 server (SeaweedFS on loopback, tests/support/s3_server.py),
+# its endpoint and keys in the block's environment, the bucket the marker names created first.
+WITH_S3 = re.compile(r"<!--\s*with S3:\s*bucket\s+([\w.-]+)\b.*?-->")
 
 
 def readme_blocks(text: str) -> list[Block]:
@@ -99,8 +106,9 @@ def readme_blocks(text: str) -> list[Block]:
                 i += 1
             before = next((lines[j] for j in range(start - 1, -1, -1) if lines[j].strip()), "")
             marked = NOT_RUN.fullmatch(before.strip())
+            s3 = WITH_S3.fullmatch(before.strip())
             blocks.append(Block(start + 1, lang, "\n".join(body) + "\n", section,
-                                marked.group(1) if marked else None))
+                                marked.group(1) if marked else None, s3.group(1) if s3 else None))
         i += 1
     return blocks
 
@@ -395,6 +403,21 @@ def run_block(terminal: Terminal, block: Block, only_lasting: bool = False) -> s
     return "\n".join(printed)
 
 
+def run_with_s3(terminal: Terminal, block: Block, server: Any) -> str:
+    """A block for an S3 endpoint, run as written against the suite's S3 server: the bucket it
+    names created, the server's endpoint and keys in its environment (where the README says a
+    user's are), nothing else changed."""
+    assert block.s3_bucket is not None
+    if server.filesystem().get_file_info(block.s3_bucket).type.name == "NotFound":
+        server.create_bucket(block.s3_bucket)
+    saved = terminal.env
+    terminal.env = {**saved, **server.env()}
+    try:
+        return run_block(terminal, block)
+    finally:
+        terminal.env = saved
+
+
 def check_spark_sql(command: str, sql: str, out: str) -> None:
     statements = sql_statements(sql)
     answered = out.count("Time taken:")
@@ -446,9 +469,12 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Terminal]:
 
 @pytest.mark.spark
 @pytest.mark.parametrize("block", [b for b in RUNNABLE if b is not PIPELINE], ids=lambda b: f"line{b.line}-{b.lang}")
-def test_the_block_runs_as_written(pipeline: Terminal, block: Block) -> None:
+def test_the_block_runs_as_written(pipeline: Terminal, block: Block, request: pytest.FixtureRequest) -> None:
     started = time.monotonic()
-    out = run_block(pipeline, block)
+    if block.s3_bucket is not None:
+        out = run_with_s3(pipeline, block, request.getfixturevalue("s3_server"))
+    else:
+        out = run_block(pipeline, block)
     check_bank_total(block, out)
     pipeline.check_alive()
     print(f"{block.name}: {time.monotonic() - started:.1f}s")
