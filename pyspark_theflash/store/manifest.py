@@ -159,7 +159,9 @@ class ManifestConnection(sqlite3.Connection):
     transaction on it once the transaction holds SQLite's write lock, before anything is
     written: whatever it raises rolls the transaction back. A writer fences its connections
     with its write latch (``Store.set_fence``), so a writer that stalled past its latch's TTL
-    and was taken over commits nothing when it wakes, not even a flush already in flight."""
+    and was taken over begins no edit when it wakes, not even a flush already in flight. (An
+    edit it had begun holds the write lock, which a new writer takes before reading anything:
+    that edit commits first, and is what the new writer finds.)"""
 
     fence: Callable[[], None] | None = None
 
