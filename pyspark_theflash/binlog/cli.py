@@ -157,9 +157,9 @@ def _walk(url: str, kind: str, where: str) -> int:
     with open_source(url) as source:
         head = source.head()
         while True:
-            batch = source.read(4096, timeout_s=0.5)
-            records += len(batch)
-            if not batch or source.position is None or source.position >= head:
+            events = source.read(4096, timeout_s=0.5)
+            records += len(events)
+            if not events or source.position is None or source.position >= head:
                 return records
 
 

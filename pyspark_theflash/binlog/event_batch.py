@@ -382,7 +382,7 @@ def _join(buf: np.ndarray, batch: _Fields, counts: np.ndarray, ok: np.ndarray
         if not total and not len(ev):
             return None, row_starts
         rows = binlog_rows.RowColumns(types, ops, fixed[0].view("<u8"), fixed[1].view("<u8"), fixed[2].view("<u8"),
-                                      fixed[3].view("<u8"), *binaries)  # type: ignore[arg-type]
+                                      fixed[3].view("<u8"), *binaries)
         return rows, row_starts
     ok[:] = False  # not reached in practice: two passes remove every malformed event
     return None, np.zeros(len(ok) + 1, dtype=np.int64)

@@ -63,7 +63,7 @@ class RunsArrays:
 
 def has_runs(event: binlog_pb2.Event) -> bool:
     """Whether ``event`` is an Entries event of many regions."""
-    return event.WhichOneof("payload") == "entries" and event.entries.HasField("runs")
+    return event.WhichOneof("payload") == "entries" and bool(event.entries.HasField("runs"))
 
 
 def pack_runs(region_ids: np.ndarray, indexes: np.ndarray, epoch_versions: np.ndarray, conf_versions: np.ndarray,

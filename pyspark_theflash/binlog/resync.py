@@ -52,8 +52,9 @@ def _byte_table() -> np.ndarray:
 
 def _apply(tables: np.ndarray, values: np.ndarray) -> np.ndarray:
     """A linear map on 32-bit registers, given as 4 tables of 256 (one per byte of the input)."""
-    return (tables[0][values & 0xFF] ^ tables[1][(values >> 8) & 0xFF]
-            ^ tables[2][(values >> 16) & 0xFF] ^ tables[3][values >> 24])
+    image: np.ndarray = (tables[0][values & 0xFF] ^ tables[1][(values >> 8) & 0xFF]
+                         ^ tables[2][(values >> 16) & 0xFF] ^ tables[3][values >> 24])
+    return image
 
 
 def _tables_of(columns: np.ndarray) -> np.ndarray:

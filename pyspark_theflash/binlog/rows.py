@@ -145,7 +145,8 @@ class RunColumns:
         """Per event: are all its rows of ``row_type`` (True for an event of no rows)."""
         other = np.zeros(len(self.rows) + 1, dtype=np.int64)
         np.cumsum(self.rows.types != row_type, out=other[1:])
-        return other[self.starts[1:]] == other[self.starts[:-1]]
+        same: np.ndarray = other[self.starts[1:]] == other[self.starts[:-1]]
+        return same
 
 
 def row_count(entries: binlog_pb2.Entries) -> int:

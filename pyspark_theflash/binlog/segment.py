@@ -810,7 +810,7 @@ class SegmentReader:
         if region_ids is not None:  # filtered by region: read as ``read`` does
             records = self.read_raw(max_records, timeout_s, region_ids, stop)
             payloads = [r.payload for r in records]
-            positions = [r.position for r in records]
+            positions: list[Position] | _Positions = [r.position for r in records]
         else:
             payloads, positions = self._read_payloads(max_records, timeout_s, stop)
         if not payloads:
@@ -1122,7 +1122,7 @@ class SegmentWriter:
         at, skip = 0, 0  # the first part not wholly written, and how much of it is
         try:
             while written < total:
-                batch = [memoryview(parts[at])[skip:], *parts[at + 1:at + _IOV_MAX]]
+                batch: list[bytes | memoryview] = [memoryview(parts[at])[skip:], *parts[at + 1:at + _IOV_MAX]]
                 n = os.writev(self._fd, batch)
                 written += n
                 n += skip

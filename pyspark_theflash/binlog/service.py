@@ -88,11 +88,11 @@ def _error_from(error: grpc.RpcError, address: str) -> BinlogError | None:
     """The binlog error a failed call reports, or None when it is a transport failure."""
     metadata = {
         k[len(_METADATA_PREFIX) :]: v
-        for k, v in (error.trailing_metadata() or ())  # type: ignore[attr-defined]
+        for k, v in (error.trailing_metadata() or ())
         if k.startswith(_METADATA_PREFIX)
     }
     kind = metadata.get("error")
-    message = f"{error.details()} (from binlog service {address})"  # type: ignore[attr-defined]
+    message = f"{error.details()} (from binlog service {address})"
     if kind == "gone":
         return BinlogPositionGoneError(
             Position.parse(metadata["requested"]), Position.parse(metadata["oldest"]), f"binlog service {address}"
@@ -128,7 +128,7 @@ _EVENTS_TAG = b"\x0a"  # PullResponse.events: field 1, length-delimited
 def _response(records: list[RawRecord], next_position: Position, directory: Path) -> binlog_pb2.PullResponse:
     """A response of the records' events as stored (their bytes are spliced in, not re-encoded),
     with the format version of the segments they come from."""
-    response = binlog_pb2.PullResponse.FromString(
+    response: binlog_pb2.PullResponse = binlog_pb2.PullResponse.FromString(
         b"".join(_EVENTS_TAG + _varint(len(r.payload)) + r.payload for r in records)
     )
     response.segments.extend([r.position.segment for r in records])
@@ -218,7 +218,11 @@ class BinlogServicer(binlog_pb2_grpc.BinlogServiceServicer):
             if self._stopping.is_set():
                 context.abort(grpc.StatusCode.UNAVAILABLE, "the binlog service is shutting down")
             self._streams.add(done)
-        context.add_callback(lambda: (done.set(), append_signal(self.directory).notify()))
+        def wake() -> None:
+            done.set()
+            append_signal(self.directory).notify()
+
+        context.add_callback(wake)
         reader: SegmentReader | None = None
         try:
             try:
@@ -280,7 +284,7 @@ class BinlogServer:
         self.servicer.close()
 
     def wait_for_termination(self, timeout_s: float | None = None) -> bool:
-        return self._server.wait_for_termination(timeout_s)
+        return bool(self._server.wait_for_termination(timeout_s))
 
     def __enter__(self) -> "BinlogServer":
         return self
@@ -394,7 +398,7 @@ class GrpcEventSource(EventSource):
                 if fatal is not None:
                     self._put(fatal)
                     return
-                reason = f"{error.code().name}: {error.details()}"  # type: ignore[attr-defined]
+                reason = f"{error.code().name}: {error.details()}"
             finally:
                 with self._call_lock:
                     self._call = None
@@ -456,14 +460,15 @@ class GrpcEventSource(EventSource):
 
     def _status(self) -> binlog_pb2.StatusResponse:
         try:
-            return self._stub.Status(binlog_pb2.StatusRequest(), timeout=10)
+            status: binlog_pb2.StatusResponse = self._stub.Status(binlog_pb2.StatusRequest(), timeout=10)
+            return status
         except grpc.RpcError as error:
             fatal = _error_from(error, self.address)
             if fatal is not None:
                 raise fatal from None
             raise BinlogSourceError(
-                f"binlog service {self.address} did not answer Status: {error.code().name} "  # type: ignore[attr-defined]
-                f"({error.details()}); is it running?"  # type: ignore[attr-defined]
+                f"binlog service {self.address} did not answer Status: {error.code().name} "
+                f"({error.details()}); is it running?"
             ) from None
 
     def head(self) -> Position:

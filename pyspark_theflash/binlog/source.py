@@ -25,7 +25,7 @@ class ReadBatch(NamedTuple):
     events: Sequence[binlog_pb2.Event]
     next: Position
 
-    def __len__(self) -> int:  # type: ignore[override]
+    def __len__(self) -> int:
         return len(self.events)
 
 

@@ -90,7 +90,9 @@ def run_demo(config: DemoConfig) -> int:
         from pyspark_theflash.spark.session import close_in_process_service, theflash_session
         from pyspark_theflash.upstream.client import connect
 
-        spark = theflash_session(master="local[2]", app_name="theflash-demo", **{"spark.ui.showConsoleProgress": "false"})
+        # Any: mypy matches a ``**`` dict against the named keywords (jvm, ui) as well as ``**conf``
+        conf: dict[str, Any] = {"spark.ui.showConsoleProgress": "false"}
+        spark = theflash_session(master="local[2]", app_name="theflash-demo", **conf)
         spark.sparkContext.setLogLevel("ERROR")
         stack.callback(close_in_process_service)  # its sessions' leases, while the store is there
         stack.callback(spark.stop)

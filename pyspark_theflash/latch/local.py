@@ -120,7 +120,7 @@ class LocalLatch(Latch):
     def _write_txn(self) -> "_Txn":
         return _Txn(self._db, self._lock)
 
-    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+    def _query(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
@@ -245,7 +245,8 @@ class LocalLatch(Latch):
                 "INSERT INTO flush_requests (region_ids, read_index, requested_at) VALUES (?, ?, ?)",
                 (json.dumps(regions), json.dumps(wanted), now),
             )
-            return int(cur.lastrowid)
+            assert cur.lastrowid is not None  # an INSERT's row
+            return cur.lastrowid
 
     def pending_flushes(self) -> list[FlushRequest]:
         rows = self._query(

@@ -174,13 +174,13 @@ class RemoteLatch(Latch):
         try:
             return getattr(self._stub, method)(request, timeout=timeout or self.CALL_TIMEOUT_S)
         except grpc.RpcError as exc:
-            name = dict(exc.trailing_metadata() or ()).get(ERROR_METADATA_KEY)  # type: ignore[attr-defined]
+            name = dict(exc.trailing_metadata() or ()).get(ERROR_METADATA_KEY)
             if name == "ValueError":
-                raise ValueError(exc.details()) from None  # type: ignore[attr-defined]
+                raise ValueError(exc.details()) from None
             if name in ERROR_TYPES:
-                raise ERROR_TYPES[name](exc.details()) from None  # type: ignore[attr-defined]
+                raise ERROR_TYPES[name](exc.details()) from None
             raise LatchError(
-                f"latch service {self.address} failed on {method}: {exc.code().name} {exc.details()}"  # type: ignore[attr-defined]
+                f"latch service {self.address} failed on {method}: {exc.code().name} {exc.details()}"
             ) from exc
 
     def acquire_lease(self, ts: int, ttl_s: float = DEFAULT_LEASE_TTL_S, holder: str = "") -> Lease:
@@ -246,7 +246,8 @@ class RemoteLatch(Latch):
         self._call("PublishWriterStatus", pb.PublishWriterStatusRequest(token=token, status_json=json.dumps(dict(status))))
 
     def status(self) -> dict[str, Any]:
-        return json.loads(self._call("Status", pb.StatusRequest()).status_json)
+        status: dict[str, Any] = json.loads(self._call("Status", pb.StatusRequest()).status_json)
+        return status
 
     def close(self) -> None:
         self._channel.close()

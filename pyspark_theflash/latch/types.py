@@ -31,7 +31,7 @@ class WriterHolder:
         since = _dt.datetime.fromtimestamp(self.since, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
         return f"{self.name} (host {self.host}, pid {self.pid}, since {since})"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         return {
             "name": self.name,
             "host": self.host,

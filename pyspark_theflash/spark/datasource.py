@@ -172,7 +172,8 @@ def _service_spark_schema(server: str, raw: Any, options: ScanOptions, token: An
     from pyspark_theflash.schema.spark import spark_type_of_arrow
     from pyspark_theflash.spark import service_read
     from pyspark_theflash.store.changes import (CHANGE_COLUMNS, CHANGE_COMMIT_TIMESTAMP, CHANGE_COMMIT_TS,
-                                                CHANGE_TYPE, ROWID)
+                                                CHANGE_TYPE)
+    from pyspark_theflash.store.txn_merge_tree import ROWID
 
     arrow = service_read.table_schema(server, raw, token)
     by_lower = {f.name.lower(): f for f in arrow}

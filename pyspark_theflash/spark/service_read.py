@@ -38,7 +38,7 @@ import http.client
 import json
 import os
 import uuid
-from typing import Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 from urllib.parse import quote, urlparse
 
 import pyarrow as pa
@@ -51,6 +51,10 @@ from pyspark_theflash.scan.options import (
     ScanOptions,
     change_feed_options,
 )
+
+if TYPE_CHECKING:
+    from pyspark_theflash.engine.partition import ServiceToken
+    from pyspark_theflash.scan.change_stream import StreamOffset
 
 SERVER_OPTION = "server"
 # where the planning worker learns the session's service (theflash_session() sets them in the
@@ -336,7 +340,7 @@ class ServiceChangeStream:
         parsed = ChangeStream(self.store or _SERVICE_STORE, table, lowered)
         self.max_rows = parsed.max_rows
         self._batches = parsed
-        self.stream_options = {k: str(lowered[k]) for k in ("starting_ts", "lease_ttl", "region_wait_timeout")
+        self.stream_options: dict[str, str] = {k: str(lowered[k]) for k in ("starting_ts", "lease_ttl", "region_wait_timeout")
                                if k in lowered}
         self.stream_options["stream_id"] = uuid.uuid4().hex[:16]
         self.stream_options["stream_columns"] = json.dumps(list(columns))
@@ -350,12 +354,12 @@ class ServiceChangeStream:
             raise _refused(self.server, f"the change stream of {self.table} ({call})", status, answer, self.token)
         return dict(json.loads(answer))
 
-    def initial_offset(self) -> Any:
+    def initial_offset(self) -> StreamOffset:
         from pyspark_theflash.scan.change_stream import StreamOffset
 
         return StreamOffset.from_dict(self._call("offset", {"start": None})["offset"])
 
-    def latest_offset(self, start: Any, max_rows: int | None = None) -> Any:
+    def latest_offset(self, start: StreamOffset, max_rows: int | None = None) -> StreamOffset:
         from pyspark_theflash.scan.change_stream import StreamOffset
 
         extra: dict[str, Any] = {"start": start.to_dict()}
@@ -363,7 +367,7 @@ class ServiceChangeStream:
             extra["max_rows"] = int(max_rows)
         return StreamOffset.from_dict(self._call("offset", extra)["offset"])
 
-    def batch_options(self, start: Any, end: Any) -> dict[str, str] | None:
+    def batch_options(self, start: StreamOffset, end: StreamOffset) -> dict[str, str] | None:
         return self._batches.batch_options(start, end)
 
     def open_batch(self, options: Mapping[str, Any], columns: Sequence[str]) -> list[ServiceStream]:
@@ -371,7 +375,7 @@ class ServiceChangeStream:
         return open_session(self.server, {**options, "table": self.table, **({"store": self.store} if self.store
                                                                                else {})}, columns, self.service)
 
-    def commit(self, end: Any) -> None:
+    def commit(self, end: StreamOffset) -> None:
         self._call("commit", {"end": end.to_dict()})
 
     def stop(self) -> None:
@@ -389,7 +393,7 @@ def _connection(server: str, timeout: float) -> http.client.HTTPConnection:
     return http.client.HTTPConnection(where.hostname or "127.0.0.1", where.port or 80, timeout=timeout)
 
 
-def _auth(token: BearerToken | None) -> dict[str, str]:
+def _auth(token: ServiceToken | None) -> dict[str, str]:
     return {"Authorization": token.header()} if token is not None else {}
 
 
@@ -409,7 +413,7 @@ def _call(server: str, method: str, path: str, given: BearerToken | None, body: 
         conn.close()
 
 
-def _refused(server: str, what: str, status: int, body: bytes, given: BearerToken | None,
+def _refused(server: str, what: str, status: int, body: bytes, given: ServiceToken | None,
              expired_hint: bool = False) -> Exception:
     try:
         answer = str(json.loads(body)["error"]["message"])

@@ -8,7 +8,10 @@ import logging
 import os
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 log = logging.getLogger("theflash.spark")
 SERVER_CONF = "theflash.server"
@@ -20,7 +23,8 @@ _SERVICE_LOCK = threading.Lock()
 
 
 def theflash_session(master: str | None = None, app_name: str = "theflash", *, jvm: bool | None = None,
-                     server: str | None = None, store: str | None = None, ui: bool = True, **conf: Any):
+                     server: str | None = None, store: str | None = None, ui: bool = True,
+                     **conf: object) -> SparkSession:
     """Return (or create) a SparkSession configured for ``format("theflash")``.
 
     By default the Spark connector jar goes on a new session, so ``format("theflash")`` and the

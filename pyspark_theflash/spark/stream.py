@@ -54,13 +54,13 @@ class TheFlashStreamReader(DataSourceStreamReader):
         if server is not None:
             self.remote = service_read.ServiceChangeStream(server, self.table, self.options, self.columns,
                                                            self.service)
-            self.stream: Any = self.remote
+            self.stream: ChangeStream | service_read.ServiceChangeStream = self.remote
         else:
             self.stream = ChangeStream(self.store, self.table,
                                        {**self.options, "stream_columns": json.dumps(self.columns)})
 
     @said_plainly
-    def initialOffset(self) -> dict:
+    def initialOffset(self) -> dict[str, Any]:
         return self.stream.initial_offset().to_dict()
 
     def getDefaultReadLimit(self) -> Any:
@@ -69,7 +69,7 @@ class TheFlashStreamReader(DataSourceStreamReader):
         return ReadMaxRows(self.stream.max_rows) if self.stream.max_rows else ReadAllAvailable()
 
     @said_plainly
-    def latestOffset(self, start: dict, limit: Any) -> dict:
+    def latestOffset(self, start: dict[str, Any], limit: Any) -> dict[str, Any]:
         from pyspark.sql.streaming.datasource import ReadMaxRows
 
         from pyspark_theflash.scan.change_stream import StreamOffset
@@ -78,7 +78,7 @@ class TheFlashStreamReader(DataSourceStreamReader):
         return self.stream.latest_offset(StreamOffset.from_dict(start), max_rows).to_dict()
 
     @said_plainly
-    def partitions(self, start: dict, end: dict) -> Sequence[InputPartition]:
+    def partitions(self, start: dict[str, Any], end: dict[str, Any]) -> Sequence[InputPartition]:
         from pyspark_theflash.scan.change_stream import StreamOffset, reraise_expired
         from pyspark_theflash.scan.session import open_read_session
 
@@ -106,7 +106,7 @@ class TheFlashStreamReader(DataSourceStreamReader):
             yield conform(batch, expected, pa)
 
     @said_plainly
-    def commit(self, end: dict) -> None:
+    def commit(self, end: dict[str, Any]) -> None:
         from pyspark_theflash.scan.change_stream import StreamOffset
 
         self.stream.commit(StreamOffset.from_dict(end))
