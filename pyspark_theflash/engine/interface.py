@@ -26,8 +26,12 @@ from pyspark_theflash.errors import TheFlashError
 from pyspark_theflash.engine.partition import LeaseRenewal, ScanPartition
 
 if TYPE_CHECKING:
+    from pyspark_theflash.proto import binlog_pb2
+    from pyspark_theflash.schema.table_info import TableInfo
+    from pyspark_theflash.store.compaction import CompactionResult
     from pyspark_theflash.store.parts import ReadStats
     from pyspark_theflash.store.predicate import Expr
+    from pyspark_theflash.store.store import WriteResult
 
 
 class EngineReadOnlyError(TheFlashError):
@@ -73,6 +77,22 @@ class SqlResult:
     rows_read: Mapping[str, int] = field(default_factory=dict)
 
 
+class EngineReadSession(Protocol):
+    """A read session as the engines see it: the planner's ``scan.session.ReadSession``, above
+    them. An engine reads its streams (``read_stream(session, n)``) at its one ts."""
+
+    @property
+    def ts(self) -> int: ...
+
+    @property
+    def schema(self) -> pa.Schema: ...
+
+    @property
+    def streams(self) -> Sequence[object]: ...
+
+    def close(self) -> None: ...
+
+
 class ReadSessions(Protocol):
     """What an engine's read sessions need from the boxes above it (the planner: one snapshot
     ts, a lease, learner read, lock resolution; the latch), handed to the engine by whoever
@@ -81,9 +101,9 @@ class ReadSessions(Protocol):
 
     def open_read_session(self, engine: Engine, table: str, *, snapshot_ts: int | None, as_of: str | None,
                           columns: Sequence[str] | None, filter: Any, isolation: str | None,
-                          options: Mapping[str, Any] | None) -> Any: ...
+                          options: Mapping[str, Any] | None) -> EngineReadSession: ...
 
-    def read_stream(self, engine: Engine, session: Any, n: int,
+    def read_stream(self, engine: Engine, session: EngineReadSession, n: int,
                     stats: ReadStats | None) -> Iterator[pa.RecordBatch]: ...
 
     def query_snapshot(self, engine: Engine, tables: Sequence[str], options: Mapping[str, Any] | None,
@@ -121,7 +141,8 @@ class Engine(abc.ABC):
 
     # -- write ---------------------------------------------------------------------------------
     @abc.abstractmethod
-    def apply_batch(self, events: Sequence[Any], position: Any) -> Any:
+    def apply_batch(self, events: Sequence[binlog_pb2.Event],
+                    position: binlog_pb2.Position | tuple[int, int] | None) -> WriteResult:
         """Apply binlog events atomically, recording ``position`` (a ``binlog.Position``) as
         applied; nothing of the batch is applied when it fails."""
 
@@ -131,13 +152,13 @@ class Engine(abc.ABC):
 
     # -- read ----------------------------------------------------------------------------------
     @abc.abstractmethod
-    def tables(self) -> list[Any]:
+    def tables(self) -> list[TableInfo]:
         """The replicated tables (``schema.TableInfo``) a session may read."""
 
     @abc.abstractmethod
     def open_read_session(self, table: str, *, snapshot_ts: int | None = None, as_of: str | None = None,
                           columns: Sequence[str] | None = None, filter: Any = None, isolation: str | None = None,
-                          options: dict[str, Any] | None = None) -> Any:
+                          options: dict[str, Any] | None = None) -> EngineReadSession:
         """A ``scan.session.ReadSession`` of ``table`` whose lease lives by its TTL: renewed while
         streams are read and by ``session.renew()``, released by ``session.close()``."""
 
@@ -157,7 +178,7 @@ class Engine(abc.ABC):
         (``scan.planner.query_snapshot_ts``)."""
 
     def run_sql(self, query: str, snapshot_ts: int | None = None,
-                options: dict[str, Any] | None = None) -> Any:
+                options: dict[str, Any] | None = None) -> SqlResult:
         """A whole query computed by the engine at one snapshot ts (``theflash sql``, Flight SQL,
         ``POST /v1/sql``) when ``runs_sql``: its :class:`SqlResult`. ``options``: ``snapshot`` /
         ``max_staleness`` (how the one ts is chosen without ``snapshot_ts``)."""
@@ -169,18 +190,18 @@ class Engine(abc.ABC):
         """The upstream address the store's writer recorded (None: none yet)."""
 
     @abc.abstractmethod
-    def read_stream(self, session: Any, n: int, stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:
+    def read_stream(self, session: EngineReadSession, n: int, stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:
         """Stream ``n`` of ``session`` as record batches of ``session.schema``. ``stats`` (a
         ``store.parts.ReadStats``, or None): what the read did besides its rows is added to it,
         as far as the engine knows (the service sends it at the stream's end)."""
 
     # -- upkeep --------------------------------------------------------------------------------
     @abc.abstractmethod
-    def compact(self, table: str | None = None, force: bool = False) -> Any:
+    def compact(self, table: str | None = None, force: bool = False) -> CompactionResult:
         """Merge delta parts into stable parts (one table, or all)."""
 
     @abc.abstractmethod
-    def gc(self, safe_point: int) -> Any:
+    def gc(self, safe_point: int) -> CompactionResult:
         """Drop versions no read at or above ``safe_point`` can see (never past a live lease)."""
 
     @abc.abstractmethod

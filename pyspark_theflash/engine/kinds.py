@@ -4,7 +4,11 @@ what a planned partition carries to whoever reads it (``engine.readers``). ``nat
 switchable) uses. Below every engine implementation: the planner and the readers ask here."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyspark_theflash.store import Store
+    from pyspark_theflash.store.views import StoreView
 
 ENGINES = ("native", "clickhouse")
 DEFAULT_ENGINE = "native"
@@ -17,7 +21,7 @@ def check_engine_name(kind: str) -> str:
     return kind
 
 
-def engine_of_view(view: Any) -> str:
+def engine_of_view(view: StoreView) -> str:
     """The engine a store view's manifest records (``native`` when none is)."""
     from pyspark_theflash.store import manifest as mf
 
@@ -25,7 +29,7 @@ def engine_of_view(view: Any) -> str:
     return str(value) if value else DEFAULT_ENGINE
 
 
-def recorded_engine(store: Any) -> str:
+def recorded_engine(store: Store) -> str:
     """The engine recorded in an open ``store.Store`` (``native`` when none is)."""
     with store.snapshot() as view:
         return engine_of_view(view)

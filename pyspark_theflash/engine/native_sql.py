@@ -33,7 +33,7 @@ import difflib
 import json
 import threading
 import time
-from typing import Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -41,6 +41,10 @@ import pyarrow as pa
 from pyspark_theflash.engine.interface import SqlQueryError, SqlResult, SqlTableNotFoundError
 from pyspark_theflash.engine.pushed_filters import pushed_filters
 from pyspark_theflash.store.predicate import Expr
+
+if TYPE_CHECKING:
+    from pyspark_theflash.engine.interface import Engine, EngineReadSession
+    from pyspark_theflash.schema.table_info import TableInfo
 
 CATALOG = "theflash"
 COMPUTED_BY = "DuckDB"
@@ -164,7 +168,7 @@ def _unknown(written: str, known: list[str], root: str) -> None:
                                 f"{listed or 'none yet'}, named as db.table")
 
 
-def session_columns(info: Any, named: _Named, aliases: set[str]) -> list[str] | None:
+def session_columns(info: TableInfo, named: _Named, aliases: set[str]) -> list[str] | None:
     """The columns a table's session reads: those the statement names (None: every column)."""
     if "*" in named.all_of or named.all_of & aliases:
         extra = [h for h in HIDDEN if h in named.columns]
@@ -179,7 +183,7 @@ class _TableStream:
     stream interface): read from the store when a scan pulls its first batch; with ``keep``,
     read once and kept for the scans after it."""
 
-    def __init__(self, engine: Any, session: Any, keep: bool) -> None:
+    def __init__(self, engine: Engine, session: EngineReadSession, keep: bool) -> None:
         self.engine, self.session, self.keep = engine, session, keep
         self._lock = threading.Lock()
         self._kept: list[pa.RecordBatch] | None = None
@@ -263,7 +267,7 @@ def _as_duration(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return pa.chunked_array(chunks, pa.duration("us"))
 
 
-def run_sql(engine: Any, sql: str, snapshot_ts: int | None = None,
+def run_sql(engine: Engine, sql: str, snapshot_ts: int | None = None,
             options: Mapping[str, Any] | None = None, *, push_filters: bool = True) -> SqlResult:
     """Run ``sql`` (DuckDB SQL, tables named ``db.table``) over the store of ``engine`` (the
     native engine, opened with read sessions) at one snapshot ts. ``push_filters``: hand each

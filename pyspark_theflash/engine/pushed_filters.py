@@ -37,12 +37,15 @@ import datetime as dt
 import decimal
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import pyarrow as pa
 
 from pyspark_theflash.schema import arrow_type
 from pyspark_theflash.store.predicate import And, Comparison, Expr, In, IsNotNull, IsNull, Not, Or, StartsWith
+
+if TYPE_CHECKING:
+    from pyspark_theflash.schema.table_info import TableInfo
 
 _COMPARE = {"COMPARE_EQUAL": "==", "COMPARE_NOTEQUAL": "!=", "COMPARE_LESSTHAN": "<", "COMPARE_GREATERTHAN": ">",
             "COMPARE_LESSTHANOREQUALTO": "<=", "COMPARE_GREATERTHANOREQUALTO": ">="}
@@ -198,7 +201,7 @@ def _scope(select: dict[str, Any], table_of: Callable[[dict[str, Any]], Any]) ->
     return scope
 
 
-def _column_types(info: Any) -> dict[str, tuple[str, pa.DataType]]:
+def _column_types(info: TableInfo) -> dict[str, tuple[str, pa.DataType]]:
     out = {c.name.lower(): (c.name, arrow_type(c)) for c in info.columns}
     out["_tidb_rowid"] = ("_tidb_rowid", pa.binary() if info.is_common_handle else pa.int64())
     out["_tidb_commit_ts"] = ("_tidb_commit_ts", pa.int64())

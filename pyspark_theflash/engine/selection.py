@@ -3,7 +3,7 @@ checked on every opening; the writer's engine opened by the name recorded."""
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pyspark_theflash.engine.interface import Engine
 from pyspark_theflash.engine.kinds import (
@@ -16,6 +16,9 @@ from pyspark_theflash.engine.kinds import (
 )
 from pyspark_theflash.errors import TheFlashError
 
+if TYPE_CHECKING:
+    from pyspark_theflash.store import Store
+
 __all__ = ["DEFAULT_ENGINE", "ENGINES", "META_KEY", "EngineMismatchError", "check_engine_name", "engine_of_view",
            "engine_of_directory", "open_writer_engine", "record_engine", "recorded_engine"]
 
@@ -24,7 +27,7 @@ class EngineMismatchError(TheFlashError):
     """A store opened with an engine other than the one it records."""
 
 
-def record_engine(store: Any, kind: str) -> None:
+def record_engine(store: Store, kind: str) -> None:
     """Record ``kind`` in a writable store that has rows of no engine yet, or check it matches
     the one recorded. Raises ``EngineMismatchError`` naming both."""
     from pyspark_theflash.store import manifest as mf
@@ -43,7 +46,7 @@ def record_engine(store: Any, kind: str) -> None:
         store.commit(mf.ManifestEdit(bump=False, meta=((META_KEY, kind),)))
 
 
-def open_writer_engine(store: Any, kind: str = DEFAULT_ENGINE) -> Engine:
+def open_writer_engine(store: Store, kind: str = DEFAULT_ENGINE) -> Engine:
     """The engine of the writer's open ``store.Store``: the engine recorded (or ``kind`` for a
     new store), attached to the store (the ClickHouse engine as its row sink). It opens no read
     sessions: the writer serves them from an engine of their own (``service.serve``)."""

@@ -15,6 +15,7 @@ import pyarrow as pa
 from pyspark_theflash.engine.interface import (
     Engine,
     EngineReadOnlyError,
+    EngineReadSession,
     NoReadSessionsError,
     ReadSessions,
     SqlResult,
@@ -23,7 +24,12 @@ from pyspark_theflash.engine.native_read import read_native_partition
 from pyspark_theflash.engine.partition import LeaseRenewal, ScanPartition
 
 if TYPE_CHECKING:
+    from pyspark_theflash.proto import binlog_pb2
+    from pyspark_theflash.schema.table_info import TableInfo
+    from pyspark_theflash.store import Store
+    from pyspark_theflash.store.compaction import CompactionResult
     from pyspark_theflash.store.parts import ReadStats
+    from pyspark_theflash.store.store import WriteResult
 
 
 class TxnMergeTreeEngine(Engine):
@@ -31,7 +37,7 @@ class TxnMergeTreeEngine(Engine):
     runs_sql = True            # DuckDB over the read streams (engine/native_sql.py)
     sql_reads_streams = True
 
-    def __init__(self, store: Any, *, sessions: ReadSessions | None = None) -> None:
+    def __init__(self, store: Store, *, sessions: ReadSessions | None = None) -> None:
         """``store``: an open ``store.Store`` (read-only or the writer's). ``sessions``: how its
         read sessions are opened (none: the engine only writes, or reads planned partitions)."""
         self._store = store
@@ -52,11 +58,12 @@ class TxnMergeTreeEngine(Engine):
         return bool(self._store.readonly)
 
     @property
-    def store(self) -> Any:
+    def store(self) -> Store:
         return self._store
 
     # -- write ---------------------------------------------------------------------------------
-    def apply_batch(self, events: Sequence[Any], position: Any) -> Any:
+    def apply_batch(self, events: Sequence[binlog_pb2.Event],
+                    position: binlog_pb2.Position | tuple[int, int] | None) -> WriteResult:
         self._writable("apply a batch")
         return self._store.write(events, position)  # an EventBatch as it is: the store reads its arrays
 
@@ -73,13 +80,13 @@ class TxnMergeTreeEngine(Engine):
                 "applied_index": {str(k): v for k, v in sorted(applied.items())}}
 
     # -- read ----------------------------------------------------------------------------------
-    def tables(self) -> list[Any]:
+    def tables(self) -> list[TableInfo]:
         with self._store.snapshot() as view:
             return list(view.tables())
 
     def open_read_session(self, table: str, *, snapshot_ts: int | None = None, as_of: str | None = None,
                           columns: Sequence[str] | None = None, filter: Any = None, isolation: str | None = None,
-                          options: dict[str, Any] | None = None) -> Any:
+                          options: dict[str, Any] | None = None) -> EngineReadSession:
         return self._read_sessions("open a read session").open_read_session(
             self, table, snapshot_ts=snapshot_ts, as_of=as_of, columns=columns, filter=filter, isolation=isolation,
             options=options)
@@ -92,7 +99,7 @@ class TxnMergeTreeEngine(Engine):
                        stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:
         return read_native_partition(p, lease, stats)
 
-    def read_stream(self, session: Any, n: int, stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:
+    def read_stream(self, session: EngineReadSession, n: int, stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:
         return self._read_sessions("read a stream").read_stream(self, session, n, stats)
 
     def run_sql(self, query: str, snapshot_ts: int | None = None,
@@ -109,11 +116,11 @@ class TxnMergeTreeEngine(Engine):
         return str(recorded) if recorded else None
 
     # -- upkeep --------------------------------------------------------------------------------
-    def compact(self, table: str | None = None, force: bool = False) -> Any:
+    def compact(self, table: str | None = None, force: bool = False) -> CompactionResult:
         self._writable("compact")
         return self._store.compact(table, force=force)
 
-    def gc(self, safe_point: int) -> Any:
+    def gc(self, safe_point: int) -> CompactionResult:
         self._writable("collect garbage")
         return self._store.gc(safe_point)
 

@@ -36,7 +36,7 @@ import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -47,6 +47,9 @@ from pyspark_theflash.lake.roaring import merged
 from pyspark_theflash.lake.types import file_schema
 from pyspark_theflash.store.parts import PartRef, PartsReader, newest_visible
 from pyspark_theflash.store.txn_merge_tree import HIDDEN_NAMES, ROWID, is_ipc
+
+if TYPE_CHECKING:
+    from pyspark_theflash.schema.table_info import TableInfo
 
 CONVERTED_DIR = "lake"
 TABLE_IDS_DIR = "ids"  # parts of other table ids than the root's (partitions, a truncated table's successor)
@@ -102,7 +105,7 @@ def _footer(path: Path) -> tuple[dict[str, pa.DataType], frozenset[str]]:
     return _footer_of(str(path))
 
 
-def in_place(root: Path, part: PartRef, info: Any, target: pa.Schema) -> bool:
+def in_place(root: Path, part: PartRef, info: TableInfo, target: pa.Schema) -> bool:
     """Whether a Delta version may name ``part``'s own file (see the module's docstring)."""
     if is_ipc(part.path) or part.in_engine:
         return False
@@ -141,7 +144,7 @@ def _int_handles(t: pa.Table) -> np.ndarray | None:
     return rowid.to_numpy() if pa.types.is_integer(rowid.type) else None
 
 
-def deleted_rows(root: Path, info: Any, ts: int, parts: Sequence[PartRef], lo: Any, hi: Any) -> list[PartVisibility]:
+def deleted_rows(root: Path, info: TableInfo, ts: int, parts: Sequence[PartRef], lo: Any, hi: Any) -> list[PartVisibility]:
     """Per part of one partition (bounds [lo, hi)), the sorted row indexes a read at ts does not
     return: every part's hidden columns read, one choice over all of them."""
     reader = PartsReader(root, info, ts, (lo, hi), [], None, HIDDEN_NAMES, _BATCH_ROWS)
@@ -157,7 +160,7 @@ def deleted_rows(root: Path, info: Any, ts: int, parts: Sequence[PartRef], lo: A
     return out
 
 
-def deleted_rows_after(root: Path, info: Any, ts: int, settled: Sequence[tuple[PartRef, PartVisibility]],
+def deleted_rows_after(root: Path, info: TableInfo, ts: int, settled: Sequence[tuple[PartRef, PartVisibility]],
                        fresh: Sequence[PartRef], lo: Any, hi: Any) -> list[PartVisibility]:
     """``deleted_rows`` of ``settled`` + ``fresh`` parts, reading only the fresh ones.
 
@@ -197,7 +200,7 @@ def deleted_rows_after(root: Path, info: Any, ts: int, settled: Sequence[tuple[P
     return settled_out + fresh_out
 
 
-def convert(root: Path, table_root: LakeDir, part: PartRef, info: Any, target: pa.Schema) -> tuple[str, int]:
+def convert(root: Path, table_root: LakeDir, part: PartRef, info: TableInfo, target: pa.Schema) -> tuple[str, int]:
     """``part``'s rows in the current schema and Delta file types, written once to
     ``lake/part-<id>-<schema>.parquet`` under the table root; (relative path, size)."""
     rel = f"{CONVERTED_DIR}/part-{part.part_id}-{schema_tag(target)}.parquet"
@@ -226,7 +229,7 @@ def table_root_relative(part: PartRef, table_id: int) -> str:
     return rel if part.table_id == table_id else f"{TABLE_IDS_DIR}/{part.table_id}/{rel}"
 
 
-def plan_partition(root: Path, table_root: LakeDir, info: Any, ts: int, parts: Sequence[PartRef],
+def plan_partition(root: Path, table_root: LakeDir, info: TableInfo, ts: int, parts: Sequence[PartRef],
                    target: pa.Schema, settled: Sequence[tuple[PartRef, PartVisibility]] = (),
                    copy_parts: bool = False, root_id: int | None = None) -> list[tuple[PlannedFile, PartVisibility]]:
     """The data files of one partition's parts at ts (``settled`` parts first, then ``parts``),

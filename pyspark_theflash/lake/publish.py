@@ -31,7 +31,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -49,6 +49,9 @@ from pyspark_theflash.schema import arrow_schema
 from pyspark_theflash.schema.partitioning import physical_ids_of
 from pyspark_theflash.store import Store
 from pyspark_theflash.store.parts import PartRef
+
+if TYPE_CHECKING:
+    from pyspark_theflash.store.views import StoreView
 
 LEASE_TTL_S = 300.0
 # How long a published version stays readable: each round that commits keeps its read lease this
@@ -197,7 +200,7 @@ class Publisher:
         self._logs[root_id] = log = delta_log.replay(self._root(table_id), log)
         return log
 
-    def _publish_table(self, view: Any, current: Any, ts: int) -> TablePublication:
+    def _publish_table(self, view: StoreView, current: Any, ts: int) -> TablePublication:
         root = self._root(current.id)
         # the schema in force at ts, not the newest the writer has applied: a DDL committed
         # after ts (its event comes before the rows after it, while ts may still be below it)
@@ -339,7 +342,7 @@ def _first_ids(truncated: dict[int, int]) -> dict[int, int]:
     return out
 
 
-def _resolved(view: Any) -> tuple[int, str]:
+def _resolved(view: StoreView) -> tuple[int, str]:
     """(the smallest resolved ts of the view's live tables, the table that has it)."""
     lowest: tuple[int, str] | None = None
     for info in view.tables():

@@ -7,7 +7,7 @@ settings of one store, in-process (SQLite in the store directory) or over gRPC.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pyspark_theflash.latch.errors import (
     FlushRequestNotFoundError,
@@ -21,6 +21,9 @@ from pyspark_theflash.latch.errors import (
 from pyspark_theflash.latch.local import LocalLatch
 from pyspark_theflash.latch.protocol import Latch
 from pyspark_theflash.latch.types import FlushRequest, Lease, WriterHolder
+
+if TYPE_CHECKING:
+    from pyspark_theflash.store import Store
 
 __all__ = [
     "connect",
@@ -39,7 +42,7 @@ __all__ = [
 ]
 
 
-def connect(store_path: str | os.PathLike[str] | None, address: str | None = None, *, store: Any = None) -> Latch:
+def connect(store_path: str | os.PathLike[str] | None, address: str | None = None, *, store: Store | None = None) -> Latch:
     """The latch of a store: over gRPC when ``address`` is ``grpc://host:port``, else in-process
     on the store directory (``store`` = an already open Store to take leases through)."""
     if address:

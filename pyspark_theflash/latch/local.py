@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from pyspark_theflash.latch.errors import (
     FlushRequestNotFoundError,
@@ -27,6 +27,9 @@ from pyspark_theflash.latch.errors import (
 from pyspark_theflash.latch.protocol import DEFAULT_LEASE_TTL_S, DEFAULT_WRITE_LATCH_TTL_S, Latch
 from pyspark_theflash.latch.types import FlushRequest, Lease, WriterHolder
 from pyspark_theflash.processes import process_is_gone  # noqa: F401  (re-exported: the writer asks here)
+
+if TYPE_CHECKING:
+    from pyspark_theflash.store import Store
 
 LATCH_DB = "latch.db"
 # Completed flush requests are kept this long so a late wait_flush still finds its answer.
@@ -67,7 +70,7 @@ class _StoreLeases:
     Store; anyone else gets the store's lease table on its own manifest connection, opened on
     first use, so a latch that only serves the write latch never touches the manifest."""
 
-    def __init__(self, store_path: Path, store: Any = None) -> None:
+    def __init__(self, store_path: Path, store: Store | None = None) -> None:
         self._path = store_path
         self._leases: Any = store.leases if store is not None else None
         self._owned = False
@@ -103,7 +106,7 @@ class LocalLatch(Latch):
     otherwise the store is opened read-only on the first lease call.
     """
 
-    def __init__(self, store_path: str | os.PathLike[str], store: Any = None, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store_path: str | os.PathLike[str], store: Store | None = None, *, clock: Callable[[], float] = time.time) -> None:
         self.store_path = Path(store_path)
         self.store_path.mkdir(parents=True, exist_ok=True)
         self._clock = clock

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from pyspark_theflash.scan.context import covering_physical, covering_physical_columns, table_key_range
 from pyspark_theflash.scan.learner import LearnerRead, region_id
@@ -18,6 +18,8 @@ from pyspark_theflash.scan.locks import LockResolver
 from pyspark_theflash.scan.options import ScanOptions
 
 if TYPE_CHECKING:
+    from pyspark_theflash.latch import Latch
+    from pyspark_theflash.upstream.client import UpstreamClient
     from pyspark_theflash.store.views import LockInfo, RegionState, StoreView
 
 
@@ -32,7 +34,7 @@ class CaughtUp:
     early: LockResolver | None
 
 
-def catch_up(snapshot: Callable[[], StoreView], upstream: Any, latch: Any, ts: int, opts: ScanOptions,
+def catch_up(snapshot: Callable[[], StoreView], upstream: UpstreamClient | None, latch: Latch, ts: int, opts: ScanOptions,
              table_id: int, physical_ids: Sequence[int], partitioned: bool) -> CaughtUp:
     """Wait until every region over ``physical_ids``' records has caught up to ``ts`` in the
     store (``snapshot()`` gives a fresh view; ``upstream`` None: a ts the store has resolved,

@@ -25,6 +25,7 @@ from pyspark_theflash.schema.partitioning import physical_ids_of
 from pyspark_theflash.store.errors import did_you_mean
 
 if TYPE_CHECKING:
+    from pyspark_theflash.upstream.client import UpstreamClient, UpstreamConnection
     from pyspark_theflash.schema import TableInfo
     from pyspark_theflash.store import Store
     from pyspark_theflash.store.views import LockInfo, RegionState, StoreView
@@ -57,7 +58,7 @@ def upstream_address(options: ScanOptions, view: StoreView) -> str | None:
     return str(recorded) if recorded else None
 
 
-def connect_upstream(options: ScanOptions, address: str | None) -> Any:
+def connect_upstream(options: ScanOptions, address: str | None) -> UpstreamConnection:
     if not address:
         raise UpstreamUnreachableError(
             f"reading {options.table}: no upstream address; give .option('upstream', 'grpc://host:port') "
@@ -75,7 +76,7 @@ def close_upstream(upstream: object) -> None:
 
 
 @contextlib.contextmanager
-def recorded_upstream(options: ScanOptions, upstream: Any = None) -> Iterator[Any]:
+def recorded_upstream(options: ScanOptions, upstream: UpstreamClient | None = None) -> Iterator[Any]:
     """``upstream`` if given, else a client of the store's upstream, closed after the block."""
     if upstream is not None:
         yield upstream

@@ -9,18 +9,21 @@ client per address and one latch are kept for every session of the engine, and c
 from __future__ import annotations
 
 import threading
-from typing import Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import pyarrow as pa
 
-from pyspark_theflash.engine.interface import Engine
+from pyspark_theflash.engine.interface import Engine, EngineReadSession
 from pyspark_theflash.engine.partition import ScanPartition
 from pyspark_theflash.latch import Latch
 from pyspark_theflash.latch import connect as connect_latch
 from pyspark_theflash.scan.lease import LeaseKeeper
 from pyspark_theflash.scan.planner import query_snapshot_ts
-from pyspark_theflash.scan.session import open_read_session, read_stream
+from pyspark_theflash.scan.session import ReadSession, open_read_session, planned_session, read_stream
 from pyspark_theflash.store.parts import ReadStats
+
+if TYPE_CHECKING:
+    from pyspark_theflash.upstream.client import UpstreamConnection
 
 
 class PlannedSessions:
@@ -32,13 +35,13 @@ class PlannedSessions:
         self._upstream_address = upstream
         # one client per upstream address, kept for the engine's life: sessions on other
         # threads may be mid-call on any of them, so none is closed before close()
-        self._upstreams: dict[str, Any] = {}
+        self._upstreams: dict[str, UpstreamConnection] = {}
         self._latch = latch
         self._mu = threading.Lock()
 
     def open_read_session(self, engine: Engine, table: str, *, snapshot_ts: int | None, as_of: str | None,
                           columns: Sequence[str] | None, filter: Any, isolation: str | None,
-                          options: Mapping[str, Any] | None) -> Any:
+                          options: Mapping[str, Any] | None) -> ReadSession:
         opts = dict(options or {})
         if self._upstream_address and "upstream" not in opts:
             opts["upstream"] = self._upstream_address
@@ -47,12 +50,12 @@ class PlannedSessions:
                                  upstream=self._upstream_client(engine, opts.get("upstream")),
                                  latch=self.latch(engine), keep_alive=False)
 
-    def read_stream(self, engine: Engine, session: Any, n: int,
+    def read_stream(self, engine: Engine, session: EngineReadSession, n: int,
                     stats: ReadStats | None) -> Iterator[pa.RecordBatch]:
         def read(p: ScanPartition) -> Iterator[pa.RecordBatch]:
             return engine.read_partition(p, LeaseKeeper(p), stats)
 
-        return read_stream(session, n, read)
+        return read_stream(planned_session(session), n, read)
 
     def query_snapshot(self, engine: Engine, tables: Sequence[str], options: Mapping[str, Any] | None,
                        read: Sequence[tuple[str, int]] = ()) -> dict[str, Any]:
@@ -82,7 +85,7 @@ class PlannedSessions:
             if thing is not None and hasattr(thing, "close"):
                 thing.close()
 
-    def _upstream_client(self, engine: Engine, address: str | None) -> Any:
+    def _upstream_client(self, engine: Engine, address: str | None) -> UpstreamConnection | None:
         """One upstream client for every session (gRPC channels are thread-safe); None when no
         address is known yet (the planner then says so)."""
         address = address or engine.recorded_upstream()

@@ -41,7 +41,7 @@ import binascii
 import datetime as dt
 import decimal
 import re
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import pyarrow as pa
 
@@ -59,6 +59,9 @@ from pyspark_theflash.store.predicate import (
     StartsWith,
     decode_value,
 )
+
+if TYPE_CHECKING:
+    from pyspark_theflash.schema.table_info import TableInfo
 
 COMPARISON_OPS = {"=": "==", "==": "==", "!=": "!=", "<>": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 OTHER_OPS = ("in", "not_in", "is_null", "is_not_null", "starts_with")
@@ -78,7 +81,7 @@ MAX_FILTER_DEPTH = 64
 MAX_FILTER_VALUES = 100_000
 
 
-def check_filter_limits(conjuncts: Any) -> None:
+def check_filter_limits(conjuncts: object) -> None:
     """Refuse a filter nested deeper than ``MAX_FILTER_DEPTH`` or holding more than
     ``MAX_FILTER_VALUES`` JSON values (walked without recursion, so any depth is refused cleanly)."""
     stack: list[tuple[Any, int]] = [(conjuncts, 1)]
@@ -96,7 +99,7 @@ def check_filter_limits(conjuncts: Any) -> None:
             stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
 
 
-def filter_from_json(conjuncts: Any, table: Any) -> Expr | None:
+def filter_from_json(conjuncts: object, table: TableInfo) -> Expr | None:
     """The filter as a ``store.predicate.Expr`` (None for no filter) over the columns of
     ``table`` (a ``schema.TableInfo``), column names spelled as the table spells them."""
     if conjuncts is None:
@@ -113,7 +116,7 @@ def filter_from_json(conjuncts: Any, table: Any) -> Expr | None:
     return exprs[0] if len(exprs) == 1 else And(*exprs)
 
 
-def _column_types(table: Any) -> dict[str, tuple[str, pa.DataType]]:
+def _column_types(table: TableInfo) -> dict[str, tuple[str, pa.DataType]]:
     """lower-case name -> (the table's spelling, Arrow type), hidden columns included."""
     from pyspark_theflash.schema import arrow_type
 
@@ -123,7 +126,7 @@ def _column_types(table: Any) -> dict[str, tuple[str, pa.DataType]]:
     return out
 
 
-def _conjunct(c: Any, types: Mapping[str, tuple[str, pa.DataType]], table: Any) -> Expr:
+def _conjunct(c: object, types: Mapping[str, tuple[str, pa.DataType]], table: TableInfo) -> Expr:
     if isinstance(c, dict):
         if set(c) == {"or"} and isinstance(c["or"], list) and c["or"]:
             return Or(*(_conjunct(x, types, table) for x in c["or"]))

@@ -13,7 +13,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyspark_theflash.latch import Latch
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +45,7 @@ def _client(address: str) -> Any:
 class ServiceSafePointHold:
     """``update()`` sets the store's service safe point at the least ts of its live leases."""
 
-    def __init__(self, address: str, store: str, latch: Any, ttl_s: float) -> None:
+    def __init__(self, address: str, store: str, latch: Latch, ttl_s: float) -> None:
         self.address, self.store, self.latch = address, store, latch
         self.ttl_s = max(1, int(round(ttl_s * 2)))
         self.held = 0

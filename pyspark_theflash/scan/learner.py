@@ -26,6 +26,8 @@ from pyspark_theflash.store.views import RegionState
 from pyspark_theflash.upstream.pd import RAFT_INIT_LOG_INDEX
 
 if TYPE_CHECKING:
+    from pyspark_theflash.store.views import StoreView
+    from pyspark_theflash.upstream.client import UpstreamClient
     from pyspark_theflash.store.views import RegionColumns
 
 POLL_S = 0.05
@@ -38,13 +40,13 @@ log = logging.getLogger(__name__)
 REQUEST_EVERY_S = 0.2
 
 
-def close_view(view: Any) -> None:
+def close_view(view: StoreView) -> None:
     close = getattr(view, "close", None)
     if close is not None:
         close()
 
 
-def _all_regions(view: Any) -> list[Any]:
+def _all_regions(view: StoreView) -> list[Any]:
     try:
         return list(view.regions(include_gone=True))
     except TypeError:
@@ -97,7 +99,7 @@ class LearnerRead:
 
     snapshot: Callable[[], Any]
     covering: Callable[[Any], list[Any]]
-    upstream: Any
+    upstream: UpstreamClient | None  # None: a ts the store has resolved (no read index is asked for)
     latch: Latch
     ts: int
     table: str
@@ -110,12 +112,16 @@ class LearnerRead:
     covering_columns: Callable[[Any], CoveringColumns | None] | None = None
     _noticed: bool = False  # the wait was reported (_notice): once a read
 
+    def _upstream(self) -> UpstreamClient:
+        assert self.upstream is not None, "a read index is asked for only with an upstream"
+        return self.upstream
+
     def _read_index_of(self, region: Any) -> dict[int, int]:
         """The read index of a store region, or of the upstream regions now covering its
         range when upstream no longer knows it (merged, or split ranges moved)."""
         rid = region_id(region)
         try:
-            return {rid: int(self.upstream.read_index(rid, self.ts))}
+            return {rid: int(self._upstream().read_index(rid, self.ts))}
         except Exception as exc:
             if not _region_not_found(exc):
                 raise
@@ -126,8 +132,8 @@ class LearnerRead:
         between listing and asking (a split or merge): then list again."""
         for attempt in range(20):
             try:
-                indexes: dict[int, int] = self.upstream.read_indexes(
-                    [int(up.id) for up in self.upstream.regions()
+                indexes: dict[int, int] = self._upstream().read_indexes(
+                    [int(up.id) for up in self._upstream().regions()
                      if ranges_overlap(bytes(up.start_key), bytes(up.end_key), start, end)], self.ts)
                 return indexes
             except Exception as exc:
@@ -223,7 +229,7 @@ class LearnerRead:
         finally:
             self.waited_s += time.monotonic() - started
 
-    def _fresh(self, view: Any, needed: dict[int, int], only_ids: set[int] | None, force: bool) -> list[Any]:
+    def _fresh(self, view: StoreView, needed: dict[int, int], only_ids: set[int] | None, force: bool) -> list[Any]:
         """The regions over the table that still need a read index (in ``covering``'s order):
         not already waited for (``needed``), among ``only_ids``, and not resolved at ts (or all
         of them, ``force``). Over the regions as columns where the view gives them
@@ -275,14 +281,14 @@ class LearnerRead:
                     "more (region_wait_timeout)", self.table, self.ts, " and ".join(what) or "the store",
                     max(0.0, deadline - now))
 
-    def _has_gap(self, view: Any) -> bool:
+    def _has_gap(self, view: StoreView) -> bool:
         """Whether a key of the table's ranges is in no live region of ``view``."""
         gap = gap_in_disjoint(view.region_columns(), self.ranges)
         if gap is None:
             return any(_first_gap(self.regions_over_range(view), *rng) is not None for rng in self.ranges)
         return gap
 
-    def regions_over_range(self, view: Any) -> list[Any]:
+    def regions_over_range(self, view: StoreView) -> list[Any]:
         """Every live region of ``view`` over the table's key range: a dropped or truncated
         table's range is still held by regions (they outlive it), which ``covering`` may not
         list. (A region may hold other tables' keys too.)"""

@@ -16,12 +16,15 @@ import socket
 import threading
 import time
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pyspark_theflash.engine.partition import ScanPartition
 from pyspark_theflash.latch import Latch, LeaseNotFoundError, LeaseRefusedError
 from pyspark_theflash.latch import connect as connect_latch
 from pyspark_theflash.scan.errors import SnapshotExpiredError
+
+if TYPE_CHECKING:
+    from pyspark_theflash.scan.gc_hold import ServiceSafePointHold
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +36,8 @@ def default_holder(what: str) -> str:
 class ReadLease:
     """A lease at ``ts`` with a renewing thread. ``owner`` (optional): renew only while it lives."""
 
-    def __init__(self, latch: Latch, ts: int, ttl_s: float, holder: str, owner: Any = None,
-                 upstream_hold: Any = None) -> None:
+    def __init__(self, latch: Latch, ts: int, ttl_s: float, holder: str, owner: object = None,
+                 upstream_hold: ServiceSafePointHold | None = None) -> None:
         self.latch = latch
         self.ts = ts
         self.ttl_s = ttl_s
@@ -87,7 +90,7 @@ class ReadLease:
         self.release()
 
 
-def _keep_alive(lease_ref: "weakref.ref[ReadLease]", owner_ref: "weakref.ref[Any] | None",
+def _keep_alive(lease_ref: "weakref.ref[ReadLease]", owner_ref: "weakref.ref[object] | None",
                 stop: threading.Event, ttl_s: float) -> None:
     interval = max(0.05, ttl_s / 3.0)
     while not stop.wait(interval):

@@ -19,17 +19,42 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, NoReturn
 
-from pyspark_theflash.scan.errors import LockResolveTimeoutError
+from pyspark_theflash.scan.errors import LockResolveTimeoutError, UpstreamUnreachableError
 from pyspark_theflash.scan.learner import LearnerRead, close_view
 from pyspark_theflash.txn.resolver import TxnResolver
-from pyspark_theflash.txn.status import TxnStatus
+from pyspark_theflash.txn.status import SecondaryLocks, TxnStatus
+
+if TYPE_CHECKING:
+    from pyspark_theflash.store.views import StoreView
+    from pyspark_theflash.upstream.client import UpstreamClient
 
 OP_LOCK = 2  # binlog OpType.LOCK
 BACKOFF_FIRST_S = 0.02
 BACKOFF_MAX_S = 1.0
 BACKOFF_ASK_AGAIN_S = 0.2  # a live transaction met while waiting on resolved ts is asked again after this
+
+
+class _NoUpstream:
+    """The upstream of a read the store serves alone: there is none to decide a lock with."""
+
+    def _refuse(self) -> NoReturn:
+        raise UpstreamUnreachableError("this read is served from the store alone (at a ts it has resolved), with no "
+                                       "upstream to decide a lock's transaction with")
+
+    def get_ts(self) -> int:
+        self._refuse()
+
+    def check_txn_status(self, primary: bytes, lock_ts: int, caller_start_ts: int, current_ts: int, *,
+                         force_sync_commit: bool = False) -> TxnStatus:
+        self._refuse()
+
+    def check_secondary_locks(self, keys: Iterable[bytes], start_ts: int) -> SecondaryLocks:
+        self._refuse()
+
+    def resolve_lock(self, start_ts: int, commit_ts: int, keys: Iterable[bytes] | None = None) -> int:
+        self._refuse()
 
 
 @dataclass
@@ -38,7 +63,7 @@ class LockResolver:
     of a store view it is to decide: the table's (what the read sees), or while a read on
     resolved ts waits, every lock of the regions over the table's range (what holds them)."""
 
-    upstream: Any
+    upstream: UpstreamClient | None  # None: a read the store serves alone (at a ts it has resolved)
     learner: LearnerRead
     locks: Callable[[Any], list[Any]]
     ts: int
@@ -48,7 +73,7 @@ class LockResolver:
     txns: TxnResolver = field(init=False)
 
     def __post_init__(self) -> None:
-        self.txns = TxnResolver(self.upstream)
+        self.txns = TxnResolver(self.upstream if self.upstream is not None else _NoUpstream())
 
     @property
     def resolved(self) -> int:
@@ -85,12 +110,12 @@ class LockResolver:
             "isolation RC to skip lock checks"
         )
 
-    def pending_alive(self, view: Any) -> list[Any]:
+    def pending_alive(self, view: StoreView) -> list[Any]:
         """The locks at or below ts in ``view`` whose transaction is not decided yet."""
         return [lk for lk in self.locks(view) if int(lk.start_ts) <= self.ts and int(lk.op) != OP_LOCK
                 and int(lk.start_ts) not in self.decisions]
 
-    def decide_pending(self, view: Any) -> None:
+    def decide_pending(self, view: StoreView) -> None:
         """Ask about the transactions of the locks at or below ts in ``view`` not decided yet;
         a decided one is resolved upstream on the way (what a learner read on resolved ts
         needs: a lock holds TiKV's resolved ts back until it is resolved)."""
@@ -108,7 +133,7 @@ class LockResolver:
             if decision is not None:
                 self.decisions[start_ts] = decision
 
-    def run(self, view: Any, deadline: float, timeout_s: float) -> Any:
+    def run(self, view: StoreView, deadline: float, timeout_s: float) -> Any:
         """Resolve until no lock at or below ts can still change what ts sees; returns the
         store view in which that holds."""
         attempt = 0

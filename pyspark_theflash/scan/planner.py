@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -58,7 +58,7 @@ from pyspark_theflash.scan.partitions import (
     region_spans,
     span_parts,
 )
-from pyspark_theflash.scan.resolved import settled_resolved_ts, table_resolved_ts, writer_live_on
+from pyspark_theflash.scan.resolved import ResolvedTs, settled_resolved_ts, table_resolved_ts, writer_live_on
 from pyspark_theflash.scan.schema_at import lookup_table, no_table_at_ts
 from pyspark_theflash.scan.snapshot import (
     SnapshotKind,
@@ -74,6 +74,14 @@ from pyspark_theflash.schema.table_info import TableInfo
 from pyspark_theflash.store.commit_history import TableChange, first_change
 from pyspark_theflash.store.errors import did_you_mean
 from pyspark_theflash.store.views import intersect
+
+if TYPE_CHECKING:
+    from pyspark_theflash.latch import Latch
+    from pyspark_theflash.schema.table_info import TableInfo
+    from pyspark_theflash.store import Store
+    from pyspark_theflash.store.predicate import Expr
+    from pyspark_theflash.store.views import StoreView
+    from pyspark_theflash.upstream.client import UpstreamClient
 
 # benches read these here
 __all__ = ["PlanStats", "ScanPlan", "covering_regions", "key_value_ranges", "lookup_table", "physical_key_ranges",
@@ -117,7 +125,7 @@ class ScanPlan:
     table_id: int
     ts: int
     options: ScanOptions
-    table_info: Any = None
+    table_info: TableInfo
     partitions: list[ScanPartition] = field(default_factory=list)
     stats: PlanStats = field(default_factory=PlanStats)
     lease: ReadLease | None = None
@@ -145,7 +153,7 @@ class ScanPlan:
         self.close()
 
 
-def pruned_partitions(table_info: TableInfo, predicate: Any) -> tuple[list[int], list[str]]:
+def pruned_partitions(table_info: TableInfo, predicate: Expr | None) -> tuple[list[int], list[str]]:
     """(physical ids to read, names of partitions the filter prunes); an unpartitioned table
     reads its own id."""
     partitioning = partitioning_of(table_info)
@@ -156,8 +164,8 @@ def pruned_partitions(table_info: TableInfo, predicate: Any) -> tuple[list[int],
 
 
 def plan(store_path: str, table: str | None = None, options: Mapping[str, str] | ScanOptions | None = None, *,
-         columns: Sequence[str] | None = None, hidden: Sequence[str] | None = None, predicate: Any = None,
-         upstream: Any = None, latch: Any = None) -> ScanPlan:
+         columns: Sequence[str] | None = None, hidden: Sequence[str] | None = None, predicate: Expr | None = None,
+         upstream: UpstreamClient | None = None, latch: Latch | None = None) -> ScanPlan:
     """Plan a snapshot read of ``table`` (``db.table``) in the store at ``store_path``.
 
     ``columns``/``hidden`` override the options' (the Spark layer passes the schema Spark
@@ -198,8 +206,8 @@ def plan(store_path: str, table: str | None = None, options: Mapping[str, str] |
 
 
 
-def _plan(store: Any, opts: ScanOptions, columns: Sequence[str] | None, hidden: Sequence[str] | None,
-          predicate: Any, upstream: Any, latch: Any, started: float) -> ScanPlan:
+def _plan(store: Store, opts: ScanOptions, columns: Sequence[str] | None, hidden: Sequence[str] | None,
+          predicate: Expr | None, upstream: UpstreamClient | None, latch: Latch | None, started: float) -> ScanPlan:
     with store.snapshot() as view:
         table_info = lookup_table(view, opts.table, opts)
         store_safe_point = int(view.gc_safe_point())
@@ -209,13 +217,16 @@ def _plan(store: Any, opts: ScanOptions, columns: Sequence[str] | None, hidden: 
         resolved = table_resolved_ts(view, table_info, opts.table) if table_info is not None else None
         # the store's tables a wrong name is closest to (did you mean ...?)
         hint = did_you_mean(opts.table, [f"{t.db}.{t.name}" for t in view.tables()]) if table_info is None else ""
+    def settle() -> ResolvedTs:
+        assert table_info is not None, "store_choice settles the resolved ts of a table the store has"
+        return settled_resolved_ts(store.snapshot, table_info, opts.table, opts.region_wait_timeout_s,
+                                   writer_live=writer_live_on(opts.store, opts.latch))
+
     # 1. choose the snapshot ts (scan.snapshot): from the store alone, within max_staleness, or upstream's
     from_store = store_choice(
-        opts, table_info is not None, resolved, hint, store_safe_point,
-        settle=lambda: settled_resolved_ts(store.snapshot, table_info, opts.table, opts.region_wait_timeout_s,
-                                           writer_live=writer_live_on(opts.store, opts.latch)),
+        opts, table_info is not None, resolved, hint, store_safe_point, settle=settle,
         safe_point_upstream=lambda at, until: upstream_safe_point(opts, upstream, recorded_upstream, at, until))
-    if from_store is not None:
+    if from_store is not None and table_info is not None:  # (it chooses only for a table the store has)
         return _plan_from_store(store, opts, table_info, from_store.ts, from_store.how, columns, hidden, predicate,
                                 latch, from_store.safe_point, started, readable_until=from_store.readable_until)
     if opts.requested_ts() is None and opts.max_staleness_s is not None and table_info is not None:
@@ -242,8 +253,8 @@ def _plan(store: Any, opts: ScanOptions, columns: Sequence[str] | None, hidden: 
             close_upstream(upstream)
 
 
-def _plan_from_store(store: Any, opts: ScanOptions, table_info: Any, ts: int, how: SnapshotKind,
-                     columns: Sequence[str] | None, hidden: Sequence[str] | None, predicate: Any, latch: Any,
+def _plan_from_store(store: Store, opts: ScanOptions, table_info: TableInfo, ts: int, how: SnapshotKind,
+                     columns: Sequence[str] | None, hidden: Sequence[str] | None, predicate: Expr | None, latch: Latch | None,
                      store_safe_point: int, started: float, readable_until: int = 0) -> ScanPlan:
     """Plan a read at ``ts`` <= the store's resolved ts over the table: every region already
     holds every commit at or below ts and no undecided lock, so no upstream is asked."""
@@ -266,20 +277,23 @@ def _plan_from_store(store: Any, opts: ScanOptions, table_info: Any, ts: int, ho
     return result
 
 
-def result_latch(result: ScanPlan, latch: Any, opts: ScanOptions) -> Any:
+def result_latch(result: ScanPlan, latch: Latch | None, opts: ScanOptions) -> Latch:
     """The latch the plan's lease was taken on (connected by ``_leased_plan`` when none was given)."""
-    return result.lease.latch if result.lease is not None else latch
+    if result.lease is not None:
+        return result.lease.latch
+    assert latch is not None, "a plan holds its lease (_leased_plan)"
+    return latch
 
 
-def _plan_bounded(store: Any, opts: ScanOptions, table_info: Any, columns: Sequence[str] | None,
-                  hidden: Sequence[str] | None, predicate: Any, upstream: Any, latch: Any,
+def _plan_bounded(store: Store, opts: ScanOptions, table_info: TableInfo, columns: Sequence[str] | None,
+                  hidden: Sequence[str] | None, predicate: Expr | None, upstream: UpstreamClient | None, latch: Latch | None,
                   recorded_upstream: str | None, store_safe_point: int, started: float) -> ScanPlan:
     """``max_staleness`` (``scan.snapshot.within_staleness``): the plan at a fresh ts if the
     store catches up to it within the bound, else the plan at the store's resolved ts."""
     bound = float(opts.max_staleness_s or 0.0)
     wait = min(bound, opts.region_wait_timeout_s)
 
-    def at_fresh_ts(client: Any, now_ts: int) -> ScanPlan:
+    def at_fresh_ts(client: UpstreamClient, now_ts: int) -> ScanPlan:
         fresh_opts = replace(opts, max_staleness_s=None, region_wait_timeout_s=wait)
         read_columns = _resolve_columns(table_info, opts, columns)
         return _plan_at_ts(store, fresh_opts, table_info, read_columns,
@@ -301,7 +315,7 @@ def _plan_bounded(store: Any, opts: ScanOptions, table_info: Any, columns: Seque
 
 
 def query_snapshot_ts(store: str, tables: list[str], options: Mapping[str, str] | None = None, *,
-                      upstream: Any = None, latch: Any = None,
+                      upstream: UpstreamClient | None = None, latch: Latch | None = None,
                       read: Sequence[tuple[str, int]] = ()) -> dict[str, Any]:
     """The one snapshot ts of a query over ``tables`` of ``store`` (``scan.snapshot.query_snapshot``),
     with ``max_staleness``'s catch-up the planner's: each table planned at the fresh ts
@@ -312,7 +326,7 @@ def query_snapshot_ts(store: str, tables: list[str], options: Mapping[str, str] 
     def changed(o: ScanOptions, after: int, through: int) -> TableChange | None:
         return table_change_since(store, o, after, through, upstream=upstream, latch=latch)
 
-    def catch_up_tables(opts: Sequence[ScanOptions], client: Any, ts: int, wait_s: float) -> None:
+    def catch_up_tables(opts: Sequence[ScanOptions], client: UpstreamClient, ts: int, wait_s: float) -> None:
         deadline = time.monotonic() + wait_s
         for o in opts:
             # the learner read of each table at the fresh ts, within what is left of the wait
@@ -324,8 +338,8 @@ def query_snapshot_ts(store: str, tables: list[str], options: Mapping[str, str] 
                           read=read, first_change=changed)
 
 
-def table_change_since(store: str, opts: ScanOptions, after: int, through: int, *, upstream: Any = None,
-                       latch: Any = None) -> TableChange | None:
+def table_change_since(store: str, opts: ScanOptions, after: int, through: int, *, upstream: UpstreamClient | None = None,
+                       latch: Latch | None = None) -> TableChange | None:
     """The first change of ``opts.table`` in (after, through] (``store.commit_history``), or None
     when a read at ``through`` returns what a read at ``after`` did. The table is planned at
     ``through`` first, as its read there would be: the learner read brings every commit at or
@@ -341,7 +355,7 @@ def table_change_since(store: str, opts: ScanOptions, after: int, through: int, 
 _COLUMN_KEYS = ("col", "in", "is_null", "is_not_null", "starts_with")
 
 
-def _with_table_names(predicate: Any, table_info: Any) -> Any:
+def _with_table_names(predicate: Expr | None, table_info: TableInfo) -> Any:
     """The filter with column names spelled as the table spells them (TiDB names are
     case-insensitive; a user's ``.schema(...)`` may spell them otherwise)."""
     if predicate is None:
@@ -361,7 +375,7 @@ def _with_table_names(predicate: Any, table_info: Any) -> Any:
     return expr_from_dict(rename(predicate.to_dict()))
 
 
-def _resolve_columns(table_info: Any, opts: ScanOptions, columns: Sequence[str] | None) -> tuple[str, ...] | None:
+def _resolve_columns(table_info: TableInfo, opts: ScanOptions, columns: Sequence[str] | None) -> tuple[str, ...] | None:
     read_columns = tuple(columns) if columns is not None else (opts.columns or None)
     if read_columns is None:
         return None
@@ -382,8 +396,8 @@ def _resolve_columns(table_info: Any, opts: ScanOptions, columns: Sequence[str] 
 
 
 
-def _plan_at_ts(store: Any, opts: ScanOptions, table_info: Any, read_columns: tuple[str, ...] | None,
-                read_hidden: tuple[str, ...], predicate: Any, upstream: Any, latch: Any,
+def _plan_at_ts(store: Store, opts: ScanOptions, table_info: TableInfo, read_columns: tuple[str, ...] | None,
+                read_hidden: tuple[str, ...], predicate: Expr | None, upstream: UpstreamClient, latch: Latch | None,
                 store_safe_point: int, started: float) -> ScanPlan:
     ts, safe_point, fresh = fresh_or_requested(upstream, opts, store_safe_point)
     result = _leased_plan(opts, table_info, ts, latch, safe_point, fresh, upstream)
@@ -398,8 +412,8 @@ def _plan_at_ts(store: Any, opts: ScanOptions, table_info: Any, read_columns: tu
     return result
 
 
-def _leased_plan(opts: ScanOptions, table_info: Any, ts: int, latch: Any, safe_point: int, now_ts: int,
-                 upstream: Any = None) -> ScanPlan:
+def _leased_plan(opts: ScanOptions, table_info: TableInfo, ts: int, latch: Latch | None, safe_point: int, now_ts: int,
+                 upstream: UpstreamClient | None = None) -> ScanPlan:
     """The plan at ``ts`` holding its read lease (refused below the safe point); with a
     ``pd://`` upstream the lease also holds PD's service safe point (``scan/gc_hold.py``)."""
     if latch is None:
@@ -432,8 +446,8 @@ def _leased_plan(opts: ScanOptions, table_info: Any, ts: int, latch: Any, safe_p
     return result
 
 
-def _catch_up_and_partition(result: ScanPlan, store: Any, upstream: Any, latch: Any,
-                            columns: tuple[str, ...] | None, hidden: tuple[str, ...], predicate: Any) -> None:
+def _catch_up_and_partition(result: ScanPlan, store: Store, upstream: UpstreamClient | None, latch: Latch,
+                            columns: tuple[str, ...] | None, hidden: tuple[str, ...], predicate: Expr | None) -> None:
     # a partitioned table's rows live under its partitions' ids: the ones the filter can match
     ids, result.pruned_partitions = pruned_partitions(result.table_info, predicate)
     caught = catch_up(store.snapshot, upstream, latch, result.ts, result.options, result.table_id, ids,
@@ -447,8 +461,8 @@ def _catch_up_and_partition(result: ScanPlan, store: Any, upstream: Any, latch: 
         caught.view.close()
 
 
-def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
-               columns: tuple[str, ...] | None, hidden: tuple[str, ...], predicate: Any,
+def _partition(result: ScanPlan, learner: LearnerRead, view: StoreView, upstream: UpstreamClient | None,
+               columns: tuple[str, ...] | None, hidden: tuple[str, ...], predicate: Expr | None,
                early: LockResolver | None = None) -> None:
     opts, ts, table_id, stats = result.options, result.ts, result.table_id, result.stats
     first_view = view
@@ -530,8 +544,8 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: Any, upstream: Any,
     result.partitions = partitions
 
 
-def _table_spans(view: Any, ids: Sequence[int], table_id: int, allowed: Sequence[tuple[Any, Any]] | None,
-                 predicate: Any, table_info: Any, stats: PlanStats) -> list[TableSpans] | None:
+def _table_spans(view: StoreView, ids: Sequence[int], table_id: int, allowed: Sequence[tuple[Any, Any]] | None,
+                 predicate: Expr | None, table_info: TableInfo, stats: PlanStats) -> list[TableSpans] | None:
     """The spans of each physical table's regions, their parts and bytes, and the ones the filter
     keeps, as columns (``scan.partitions``): no object per region. None where the view cannot
     give them (a clustered table, overlapping regions, a handle that is not an int64): the
@@ -554,8 +568,8 @@ def _table_spans(view: Any, ids: Sequence[int], table_id: int, allowed: Sequence
     return out
 
 
-def _range_scans(view: Any, ids: Sequence[int], table_id: int, allowed: Sequence[tuple[Any, Any]] | None,
-                 predicate: Any, table_info: Any, stats: PlanStats) -> list[RangeScan]:
+def _range_scans(view: StoreView, ids: Sequence[int], table_id: int, allowed: Sequence[tuple[Any, Any]] | None,
+                 predicate: Expr | None, table_info: TableInfo, stats: PlanStats) -> list[RangeScan]:
     """``_table_spans`` region by region, as ``RangeScan`` objects: for what it cannot take as
     columns, and the reference the tests hold it to (tests/integration/test_plan_region_columns.py)."""
     ranges = []
@@ -587,7 +601,7 @@ def _restricted(region_range: tuple[Any, Any], allowed: Sequence[tuple[Any, Any]
     return [r for r in (intersect(region_range, a) for a in allowed) if r is not None]
 
 
-def _might_match(predicate: Any, parts: Sequence[Any], table_info: Any, lo: int | None, hi: int | None) -> bool:
+def _might_match(predicate: Expr, parts: Sequence[Any], table_info: TableInfo, lo: int | None, hi: int | None) -> bool:
     """Can any version of a row in handles [lo, hi) match? Exact pruning: statistics are
     merged over every version (if none matches, no chosen version does), and the range
     itself bounds the handle column of an integer primary key — so regions are pruned by
@@ -606,7 +620,7 @@ def _might_match(predicate: Any, parts: Sequence[Any], table_info: Any, lo: int 
     return _might_match_stats(predicate, stats, table_info, lo, hi)
 
 
-def _might_match_stats(predicate: Any, stats: dict[str, Any], table_info: Any, lo: int | None,
+def _might_match_stats(predicate: Expr, stats: dict[str, Any], table_info: TableInfo, lo: int | None,
                        hi: int | None) -> bool:
     """``_might_match`` of a range whose parts' statistics are merged already (``stats``)."""
     from pyspark_theflash.store.predicate import ColumnStats
@@ -632,8 +646,8 @@ def _might_match_stats(predicate: Any, stats: dict[str, Any], table_info: Any, l
         return True
 
 
-def _spans_might_match(predicate: Any, parts: Sequence[Any], spans: Spans, found: SpanParts,
-                       table_info: Any) -> np.ndarray:
+def _spans_might_match(predicate: Expr, parts: Sequence[Any], spans: Spans, found: SpanParts,
+                       table_info: TableInfo) -> np.ndarray:
     """``_might_match`` of every span (bool), each set of parts' statistics merged once: the
     spans of one set (most neighbouring regions share their parts) share them, and the filter
     is asked once a set where the handle does not bound it (no integer primary key). Where it

@@ -30,6 +30,7 @@ from pyspark_theflash.scan.context import physical_key_ranges
 from pyspark_theflash.scan.learner import ranges_overlap, region_id, region_is_live
 
 if TYPE_CHECKING:
+    from pyspark_theflash.schema.table_info import TableInfo
     from pyspark_theflash.store.views import StoreView
 
 
@@ -48,7 +49,7 @@ class ResolvedTs:
         return self.ts > 0 and not self.gaps
 
 
-def table_resolved_ts(view: StoreView, table_info: Any, table: str) -> ResolvedTs:
+def table_resolved_ts(view: StoreView, table_info: TableInfo, table: str) -> ResolvedTs:
     """The newest ts every live region of ``view`` over the table's records (a partitioned
     table: every partition's) has resolved.
 
@@ -85,7 +86,7 @@ def table_resolved_ts(view: StoreView, table_info: Any, table: str) -> ResolvedT
                       gaps=tuple(_describe_gap(lo, hi, table_info, table) for lo, hi in sorted(gaps)))
 
 
-def _walked_resolved_ts(regions: Sequence[Any], table_info: Any, table: str) -> ResolvedTs:
+def _walked_resolved_ts(regions: Sequence[Any], table_info: TableInfo, table: str) -> ResolvedTs:
     """``table_resolved_ts`` by a walk over the regions one by one, which holds for overlapping
     regions too (the unit tests' reference for the columnar form)."""
     live = sorted((r for r in regions if region_is_live(r)), key=lambda r: bytes(r.start_key))
@@ -114,7 +115,7 @@ def _walked_resolved_ts(regions: Sequence[Any], table_info: Any, table: str) -> 
                       gaps=tuple(_describe_gap(lo, hi, table_info, table) for lo, hi in sorted(gaps)))
 
 
-def _describe_gap(lo: bytes, hi: bytes, table_info: Any, table: str) -> str:
+def _describe_gap(lo: bytes, hi: bytes, table_info: TableInfo, table: str) -> str:
     from pyspark_theflash.store.keyspace import region_handle_range
 
     rng = region_handle_range(lo, hi, int(table_info.id), bool(getattr(table_info, "is_common_handle", False)))
@@ -129,7 +130,7 @@ def _describe_gap(lo: bytes, hi: bytes, table_info: Any, table: str) -> str:
     return f"handles [{bound(rng[0], '-inf')}, {bound(rng[1], '+inf')}) of {table}"
 
 
-def settled_resolved_ts(snapshot: Any, table_info: Any, table: str, timeout_s: float,
+def settled_resolved_ts(snapshot: Callable[[], StoreView], table_info: TableInfo, table: str, timeout_s: float,
                         poll_s: float = 0.05, writer_live: Callable[[], bool] | None = None) -> ResolvedTs:
     """``table_resolved_ts`` of a fresh store view (``snapshot()``), waiting up to ``timeout_s``
     while a region of the table has no resolved ts yet (one split off a moment ago starts

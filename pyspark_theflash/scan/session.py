@@ -41,7 +41,12 @@ from pyspark_theflash.scan.partitions import estimate_rows
 from pyspark_theflash.scan.planner import PlanStats, ScanPlan
 
 if TYPE_CHECKING:
+    from pyspark_theflash.engine.interface import EngineReadSession
+    from pyspark_theflash.latch import Latch
+    from pyspark_theflash.store import Store
+    from pyspark_theflash.upstream.client import UpstreamClient
     from pyspark_theflash.store.parts import ReadStats
+    from pyspark_theflash.store.predicate import Expr
 
 
 class SessionExpiredError(ScanOptionError):
@@ -175,10 +180,10 @@ class ReadSession:
         self.close()
 
 
-def open_read_session(store: str | os.PathLike[str] | Any, table: str | None = None, *,
+def open_read_session(store: str | os.PathLike[str] | Store, table: str | None = None, *,
                       snapshot_ts: int | None = None, as_of: str | None = None,
-                      columns: Sequence[str] | None = None, filter: Any = None, isolation: str | None = None,
-                      options: Mapping[str, Any] | None = None, upstream: Any = None, latch: Any = None,
+                      columns: Sequence[str] | None = None, filter: object = None, isolation: str | None = None,
+                      options: Mapping[str, Any] | None = None, upstream: UpstreamClient | None = None, latch: Latch | None = None,
                       keep_alive: bool = True) -> ReadSession:
     """Plan a snapshot read of ``table`` (``db.table``) in ``store`` (a directory, or an open
     ``Store``) as a session of streams.
@@ -252,9 +257,9 @@ def open_read_session(store: str | os.PathLike[str] | Any, table: str | None = N
                        changes_net=opts.changes_net)
 
 
-def open_change_session(store: str | os.PathLike[str] | Any, table: str, from_ts: int, to_ts: int, *,
+def open_change_session(store: str | os.PathLike[str] | Store, table: str, from_ts: int, to_ts: int, *,
                         net: bool = False, columns: Sequence[str] | None = None,
-                        options: Mapping[str, Any] | None = None, upstream: Any = None, latch: Any = None,
+                        options: Mapping[str, Any] | None = None, upstream: UpstreamClient | None = None, latch: Latch | None = None,
                         keep_alive: bool = True) -> ReadSession:
     """Plan a change read of ``table``: every committed version with from_ts < commit_ts <=
     to_ts (``net``: one change per row, from its row at from_ts to its row at to_ts), as a
@@ -267,6 +272,14 @@ def open_change_session(store: str | os.PathLike[str] | Any, table: str, from_ts
     raw["changes"] = "net" if net else "all"
     return open_read_session(store, table, snapshot_ts=int(to_ts), columns=columns, options=raw,
                              upstream=upstream, latch=latch, keep_alive=keep_alive)
+
+
+def planned_session(session: EngineReadSession) -> ReadSession:
+    """An engine's read session as the ``ReadSession`` it is (the engines, below the planner,
+    see it as ``engine.interface.EngineReadSession``)."""
+    if not isinstance(session, ReadSession):
+        raise TypeError(f"an engine's read session is a scan.session.ReadSession, not {type(session).__name__}")
+    return session
 
 
 def read_stream(source: ReadSession | ReadStream, n: int | None = None,
@@ -312,12 +325,13 @@ def conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def _store_root(store: Any) -> str:
-    root: str | os.PathLike[str] = getattr(store, "root", store)
+def _store_root(store: str | os.PathLike[str] | Store) -> str:
+    # (a pathlib.Path has a ``root`` too, its anchor: a Path given here names "/", issue 53's report)
+    root: str | os.PathLike[str] = store.root if hasattr(store, "root") else store
     return os.fspath(root)
 
 
-def _predicate(filter: Any, opts: ScanOptions, upstream: Any) -> Any:
+def _predicate(filter: object, opts: ScanOptions, upstream: UpstreamClient | None) -> Expr | None:
     """A JSON filter bound to the table's schema (the one the read will use), or an Expr as given."""
     if filter is None:
         return None
@@ -332,13 +346,14 @@ def _predicate(filter: Any, opts: ScanOptions, upstream: Any) -> Any:
     with open_store(opts.store) as st, st.snapshot() as view:
         info = lookup_table(view, opts.table, opts)
         address = upstream_address(opts, view)
-    if info is None:
-        client = upstream if upstream is not None else connect_upstream(opts, address)
+    if info is None and upstream is not None:
+        info = upstream_table(upstream, opts)
+    elif info is None:
+        client = connect_upstream(opts, address)
         try:
             info = upstream_table(client, opts)
         finally:
-            if upstream is None:
-                client.close()
+            client.close()
     return filter_from_json(filter, info)
 
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Literal, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generic, Literal, Mapping, Sequence, TypeVar
 
 from pyspark_theflash.codec.tso import compose_ts, physical_ms, ts_to_datetime
 from pyspark_theflash.scan.as_of import as_of_to_ts
@@ -62,6 +62,10 @@ from pyspark_theflash.scan.schema_at import lookup_table
 from pyspark_theflash.schema.table_info import TableInfo
 from pyspark_theflash.store.commit_history import TableChange
 from pyspark_theflash.store.errors import UnknownTableNameError, did_you_mean
+
+if TYPE_CHECKING:
+    from pyspark_theflash.latch import Latch
+    from pyspark_theflash.upstream.client import UpstreamClient
 
 __all__ = ["SnapshotKind", "StoreChoice", "StalenessChoice", "as_of_to_ts", "check_snapshot_ts",
            "fresh_or_requested", "pinned_ts", "query_snapshot", "requested_ts", "store_choice", "stream_start_ts",
@@ -130,12 +134,12 @@ def refuse_unresolved(opts: ScanOptions, resolved: ResolvedTs) -> None:
         "ts (theflash writer status), or read snapshot=fresh")
 
 
-def upstream_safe_point(opts: ScanOptions, upstream: Any, address: str | None, ts: int, resolved_ts: int) -> int:
+def upstream_safe_point(opts: ScanOptions, upstream: UpstreamClient | None, address: str | None, ts: int, resolved_ts: int) -> int:
     """The upstream's GC safe point when it answers (a read below it is refused, as TiDB
     refuses one), else 0: a store whose upstream is gone still serves what it has resolved."""
     own = upstream is None
     try:
-        if own:
+        if upstream is None:
             if not address:
                 return 0
             upstream = connect_upstream(opts, address)
@@ -171,7 +175,7 @@ class StalenessChoice(Generic[T]):
     caught_up: T | None = None
 
 
-def within_staleness(what: str, bound_s: float, wait_s: float, upstream: Any, connect: Callable[[], Any],
+def within_staleness(what: str, bound_s: float, wait_s: float, upstream: UpstreamClient | None, connect: Callable[[], Any],
                      fresh_ts: Callable[[Any], int], catch_up: Callable[[Any, int], T], behind: Callable[[str], str],
                      resolved: Callable[[float], Sequence[ResolvedTs]], resolved_wait_s: float) -> StalenessChoice[T]:
     """A fresh ts if ``catch_up(upstream, ts)`` reaches it (within ``wait_s``, its business),
@@ -224,8 +228,8 @@ QueryCatchUp = Callable[[Sequence[ScanOptions], Any, int, float], None]
 FirstChange = Callable[[ScanOptions, int, int], "TableChange | None"]
 
 
-def query_snapshot(store: str, tables: list[str], options: Mapping[str, str] | None, *, upstream: Any,
-                   latch: Any, catch_up: QueryCatchUp, read: Sequence[tuple[str, int]] = (),
+def query_snapshot(store: str, tables: list[str], options: Mapping[str, str] | None, *, upstream: UpstreamClient | None,
+                   latch: Latch | None, catch_up: QueryCatchUp, read: Sequence[tuple[str, int]] = (),
                    first_change: FirstChange | None = None) -> dict[str, Any]:
     """The one snapshot ts of a query over ``tables`` of ``store`` (the JVM connector asks
     once per Spark query, ``POST /v1/snapshots``), chosen as ``options`` say:
@@ -307,7 +311,7 @@ def query_snapshot(store: str, tables: list[str], options: Mapping[str, str] | N
             if own:
                 close_upstream(upstream)
 
-    def tso(client: Any) -> int:
+    def tso(client: UpstreamClient) -> int:
         try:
             return int(client.get_ts())
         except Exception as exc:  # any failure: the store's resolved ts may still do

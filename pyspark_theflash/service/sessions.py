@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import pyarrow as pa
 
@@ -74,10 +74,12 @@ class SessionRegistry:
 
     # -- the session's life --------------------------------------------------------------------
     def open(self, request: ReadRequest, frontend: str) -> ReadSession:
+        from pyspark_theflash.scan.session import planned_session
+
         with self.stores.hold(request.store) as engine:
-            session: ReadSession = engine.open_read_session(
+            session = planned_session(engine.open_read_session(
                 request.table, snapshot_ts=request.snapshot_ts, as_of=request.as_of, columns=request.columns,
-                filter=request.filter, isolation=request.isolation, options=dict(request.options))
+                filter=request.filter, isolation=request.isolation, options=dict(request.options)))
             now = self._clock()
             with self._mu:
                 self._sessions[session.id] = HeldSession(session, engine, frontend, now, now)

@@ -19,20 +19,24 @@ The one module that reaches into the gateway (PySpark's ``SparkContext._gateway`
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 log = logging.getLogger("theflash.spark")
 
 FD_SETSIZE = 1024  # glibc's: select() watches descriptors below it only
 
 
-def start_callback_server(session: Any) -> int:
+def start_callback_server(session: SparkSession) -> int:
     """Start ``session``'s py4j callback server if it is not running (PySpark's own
     ``ensure_callback_server_started``, as ``foreachBatch`` calls it); return the descriptor
     it listens on, after warning when ``select()`` cannot watch it."""
     from pyspark.java_gateway import ensure_callback_server_started
 
     gateway = session.sparkContext._gateway
+    assert gateway is not None, "a running SparkContext has its py4j gateway"
     ensure_callback_server_started(gateway)
     descriptor = int(gateway._callback_server.server_socket.fileno())
     if descriptor >= FD_SETSIZE:

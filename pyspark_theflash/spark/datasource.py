@@ -34,7 +34,7 @@ over. The connector jar (``theflash_session()``) pushes filters and prunes colum
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from pyspark.sql.datasource import DataSource, DataSourceReader, InputPartition
 from pyspark.sql.types import StructType
@@ -42,6 +42,9 @@ from pyspark.sql.types import StructType
 from pyspark_theflash.scan.options import HIDDEN_READABLE, ScanOptions
 from pyspark_theflash.spark.partitions import TheFlashPartition, conform, partition_batches, planned_partitions
 from pyspark_theflash.spark.user_errors import said_plainly
+
+if TYPE_CHECKING:
+    from pyspark_theflash.schema.table_info import TableInfo
 
 
 def _table_info(options: ScanOptions) -> Any:
@@ -193,7 +196,7 @@ def _service_spark_schema(server: str, raw: Any, options: ScanOptions, token: An
     return S.StructType(fields)
 
 
-def change_spark_schema(info: Any, columns: Sequence[str] | None) -> StructType:
+def change_spark_schema(info: TableInfo, columns: Sequence[str] | None) -> StructType:
     """The Spark schema of a change read (``store.changes.change_schema``)."""
     from pyspark.sql import types as S
 

@@ -3,9 +3,16 @@ a read session, and the rows an executor reads for one (datasource.py plans batc
 stream.py micro-batches; both are above this module)."""
 from __future__ import annotations
 
-from typing import Any, Iterator
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from pyspark.sql.datasource import InputPartition
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from pyspark_theflash.scan.session import ReadSession, ReadStream
+    from pyspark_theflash.spark.service_read import ServiceStream, SessionService, StreamRoute
 
 
 class TheFlashPartition(InputPartition):
@@ -13,13 +20,14 @@ class TheFlashPartition(InputPartition):
     ``route`` through the session's service when there is one (``service_read.StreamRoute``), or
     a stream of a service's session (``service_read.ServiceStream``)."""
 
-    def __init__(self, stream: Any, route: Any = None) -> None:
+    def __init__(self, stream: ReadStream | ServiceStream, route: StreamRoute | None = None) -> None:
         super().__init__(stream.index)
         self.stream = stream
         self.route = route
 
 
-def planned_partitions(session: Any, service: Any, options: Any) -> list[TheFlashPartition]:
+def planned_partitions(session: ReadSession, service: SessionService | None,
+                       options: Mapping[str, Any]) -> list[TheFlashPartition]:
     """The partitions of a read session planned on the store's files; with the session's
     ``service``, each carries its route there for an executor that does not see the store (a
     partitioned table's streams, which no handle range names, are planned again at the service,
@@ -36,7 +44,7 @@ def planned_partitions(session: Any, service: Any, options: Any) -> list[TheFlas
     return [TheFlashPartition(stream) for stream in streams]
 
 
-def partition_batches(partition: InputPartition) -> Iterator[Any]:
+def partition_batches(partition: InputPartition) -> Iterator[pa.RecordBatch]:
     """The rows of a planned partition (executor side): a service's stream over HTTP; a stream
     of the store's files from the files where this process sees the store, else by its route
     through the session's service."""
@@ -54,7 +62,7 @@ def partition_batches(partition: InputPartition) -> Iterator[Any]:
     return read_stream(stream)
 
 
-def conform(batch: Any, expected: Any, pa: Any) -> Any:
+def conform(batch: pa.RecordBatch, expected: pa.Schema, pa: ModuleType) -> pa.RecordBatch:
     """The batch with exactly Spark's Arrow schema: columns in Spark's order, named as
     Spark names them, of Spark's types and nullability (a cast only where the user's
     ``.schema(...)`` asked for another type). No column keeps the batch's row count

@@ -15,13 +15,16 @@ without the jar pins nothing this way: give each read ``snapshot_ts``, or SQL
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from pyspark_theflash.scan.options import SESSION_SNAPSHOT_OPTION
 
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
 
 @contextlib.contextmanager
-def pinned_snapshot(spark: Any, store: str, ts: int | None = None, upstream: str | None = None,
+def pinned_snapshot(spark: SparkSession, store: str, ts: int | None = None, upstream: str | None = None,
                     latch: str | None = None, lease_ttl_s: float = 120.0) -> Iterator[int]:
     """Pin one snapshot ts for a block of work: sets ``theflash.snapshot_ts`` in the session
     and holds a read lease at it (renewed) until the block ends; yields the ts. The session

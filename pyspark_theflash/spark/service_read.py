@@ -55,6 +55,7 @@ from pyspark_theflash.scan.options import (
 if TYPE_CHECKING:
     from pyspark_theflash.engine.partition import ServiceToken
     from pyspark_theflash.scan.change_stream import StreamOffset
+    from pyspark_theflash.scan.session import ReadStream
 
 SERVER_OPTION = "server"
 # where the planning worker learns the session's service (theflash_session() sets them in the
@@ -250,7 +251,7 @@ class StreamRoute:
 _ROUTED_OPTIONS = ("schema", "isolation", "lock_wait_timeout", "region_wait_timeout")
 
 
-def at_ts_request(stream: Any, options: Mapping[str, Any], handle_ranges: bool = True) -> dict[str, Any]:
+def at_ts_request(stream: ReadStream, options: Mapping[str, Any], handle_ranges: bool = True) -> dict[str, Any]:
     """The read request of a planned stream (``scan.session.ReadStream``) at its ts: its
     columns, its change range, and (``handle_ranges``) only its handle ranges. (The Python
     source pushes no filter, so a stream it planned has none to carry.)"""
@@ -273,7 +274,7 @@ def at_ts_request(stream: Any, options: Mapping[str, Any], handle_ranges: bool =
     return request
 
 
-def routes(streams: Sequence[Any], service: SessionService, options: Mapping[str, Any]) -> list[StreamRoute] | None:
+def routes(streams: Sequence[ReadStream], service: SessionService, options: Mapping[str, Any]) -> list[StreamRoute] | None:
     """Each planned stream's route through ``service``, or None when a handle range cannot name
     a stream (a partitioned table's: its partitions share handles)."""
     if any(r.table_id is not None for s in streams for r in s.partition.ranges):
@@ -282,7 +283,7 @@ def routes(streams: Sequence[Any], service: SessionService, options: Mapping[str
                         int(s.partition.ts)) for s in streams]
 
 
-def open_at_ts(service: SessionService, streams: Sequence[Any], options: Mapping[str, Any]) -> list[ServiceStream]:
+def open_at_ts(service: SessionService, streams: Sequence[ReadStream], options: Mapping[str, Any]) -> list[ServiceStream]:
     """A read session at the service with the planned ``streams``' ts, columns and change range
     (the service plans its own streams): for streams no route can name."""
     request = at_ts_request(streams[0], options, handle_ranges=False)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+    from pyspark.sql import SparkSession
 
 log = logging.getLogger("theflash.spark")
 SERVER_CONF = "theflash.server"
@@ -193,7 +194,7 @@ def _jar_built() -> bool:
     return False
 
 
-def _connect(session: Any, server: str | None, store: str | None, user: dict[str, str]) -> None:
+def _connect(session: SparkSession, server: str | None, store: str | None, user: dict[str, str]) -> None:
     """Point the session's connector reads at ``server``, or at this process's service."""
     if server is None and SERVER_CONF not in user and not session.conf.get(SERVER_CONF, None):
         bind, advertised = service_address(session)
@@ -213,7 +214,7 @@ CONNECTOR_CLASS = "io.theflash.spark.TheFlashTableProvider"
 EXTENSIONS_CLASS = "io.theflash.spark.TheFlashExtensions"
 
 
-def has_connector_jar(session: Any) -> bool:
+def has_connector_jar(session: SparkSession) -> bool:
     """Whether ``format("theflash")`` is the JVM connector in this session: whether the driver
     loads the connector's classes (a Java format name takes precedence over a Python one).
 
@@ -224,12 +225,14 @@ def has_connector_jar(session: Any) -> bool:
     sc = session.sparkContext
     known = getattr(sc, "_theflash_has_connector_jar", None)
     if known is None:
-        known = bool(sc._jvm.org.apache.spark.util.Utils.classIsLoadable(CONNECTOR_CLASS))
-        sc._theflash_has_connector_jar = known
+        jvm = sc._jvm
+        assert jvm is not None, "a running SparkContext has its JVM"
+        known = bool(jvm.org.apache.spark.util.Utils.classIsLoadable(CONNECTOR_CLASS))
+        setattr(sc, "_theflash_has_connector_jar", known)
     return known
 
 
-def _refuse_without_connector(session: Any) -> None:
+def _refuse_without_connector(session: SparkSession) -> None:
     if has_connector_jar(session):
         return
     jars = session.sparkContext.getConf().get("spark.jars", "") or ""
@@ -265,7 +268,7 @@ def address_towards(master: str) -> str | None:
         return None
 
 
-def service_address(session: Any) -> tuple[str, str]:
+def service_address(session: SparkSession) -> tuple[str, str]:
     """Where this process's service for ``session`` listens and what executors call: loopback
     for a local master; else Spark's ``spark.driver.bindAddress`` (bound) and
     ``spark.driver.host`` (advertised), the addresses executors already reach the driver at."""

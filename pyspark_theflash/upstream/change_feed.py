@@ -27,7 +27,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Iterator, Protocol
 
 import grpc
 
@@ -38,7 +38,22 @@ from pyspark_theflash.proto import binlog_pb2, cdcpb_pb2, cdcpb_pb2_grpc, errorp
 from pyspark_theflash.upstream.pd import Region
 from pyspark_theflash.upstream.topology import Topology
 
+if TYPE_CHECKING:
+    from pyspark_theflash.upstream.percolator import PercolatorStore
+
 log = logging.getLogger(__name__)
+
+
+class ClusterOfFeed(Protocol):
+    """What the feed needs of the mini cluster it serves (``cluster.MiniCluster``, which lays it out)."""
+
+    @property
+    def cluster_id(self) -> int: ...
+
+    @property
+    def store(self) -> PercolatorStore: ...
+
+    def served_topology(self) -> Topology: ...
 
 
 class StoreOfFeed(Protocol):
@@ -86,7 +101,7 @@ class ChangeFeed:
     """The feed of one mini cluster; every store server's ChangeData service registers here.
     Listens to the Percolator store's events (under its lock, in log order)."""
 
-    def __init__(self, cluster: Any) -> None:
+    def __init__(self, cluster: ClusterOfFeed) -> None:
         self.cluster = cluster
         self.store = cluster.store
         self._streams: list[_Stream] = []
@@ -285,7 +300,7 @@ class ChangeFeed:
         """A split or merge ends the registrations of the regions it changed."""
         cmd = ev.admin.WhichOneof("cmd")
         ended: dict[int, cdcpb_pb2.Error] = {}
-        topology = self.cluster.topology
+        topology = self.cluster.served_topology()
         if cmd == "split":
             current = [topology.meta_region(self.store.regions.get(int(r.id))) for r in ev.admin.split.regions]
             ended[int(ev.region_id)] = cdcpb_pb2.Error(epoch_not_match=errorpb_pb2.EpochNotMatch(current_regions=current))

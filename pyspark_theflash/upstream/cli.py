@@ -13,11 +13,14 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyspark_theflash.cli import CommandError
 from pyspark_theflash.errors import TheFlashError
 from pyspark_theflash.stop_signals import stop_on_signals
+
+if TYPE_CHECKING:
+    from pyspark_theflash.upstream.cluster import MiniCluster
 
 
 def register(subparsers: Any) -> None:
@@ -137,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(cluster: Any, workloads: list[Any], elapsed: float) -> None:
+def _progress(cluster: MiniCluster, workloads: list[Any], elapsed: float) -> None:
     parts = [f"{w.name}: {w.stats.summary()}" + (f" errors={len(w.stats.errors)}" if w.stats.errors else "")
              for w in workloads]
     print(f"upstream: {elapsed:6.1f}s ts={cluster.tso.current()} regions={len(cluster.regions())} "

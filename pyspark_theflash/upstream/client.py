@@ -87,6 +87,12 @@ class UpstreamClient(Protocol):
     def scan_table(self, qualified: str, ts: int | None = None) -> list[dict[str, Any]]: ...
 
 
+class UpstreamConnection(UpstreamClient, Protocol):
+    """An ``UpstreamClient`` this process connected (``connect``): its giver closes it."""
+
+    def close(self) -> None: ...
+
+
 def parse_address(address: str) -> str:
     """host:port of ``grpc://host:port`` or ``host:port``."""
     return address.removeprefix("grpc://").rstrip("/")
@@ -254,7 +260,7 @@ class GrpcUpstreamClient:
         self._channel.close()
 
 
-def connect(address: str) -> Any:
+def connect(address: str) -> UpstreamConnection:
     """An UpstreamClient: ``pd://HOST:PORT[,HOST:PORT...]`` reaches a TiDB cluster (or the mini
     cluster) through PD and TiKV (``tidb_cluster.TiDBClusterClient``); ``grpc://host:port`` (or
     ``host:port``) the mini cluster's private Upstream service."""

@@ -642,6 +642,12 @@ class MiniCluster:
 
     # ---------------------------------------------------------------- serving
 
+    def served_topology(self) -> Topology:
+        """The stores' topology of a served cluster (``serve`` sets it): its PD and change feed ask it."""
+        if self.topology is None:
+            raise UpstreamError("the mini cluster serves no stores yet: serve() lays out its topology")
+        return self.topology
+
     def serve(self, host: str = "127.0.0.1", port: int = 0, status_port: int = 0,
               binlog_port: int | None = 0, pd_port: int = 0, stores: int = 1, pd_members: int = 1) -> dict[str, str]:
         """Start the HTTP status port (TiDB's), PD and ``stores`` TiKV stores on the wire

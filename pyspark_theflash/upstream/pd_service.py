@@ -15,7 +15,7 @@ import bisect
 
 import threading
 import time
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Protocol
 
 import grpc
 
@@ -23,6 +23,11 @@ from pyspark_theflash.ports import bind_grpc, grpc_server
 from pyspark_theflash.upstream.pd import GCSafePoint, Region, encode_region_key
 from pyspark_theflash.proto import pdpb_pb2, pdpb_pb2_grpc
 from pyspark_theflash.upstream.errors import UpstreamError
+
+if TYPE_CHECKING:
+    from pyspark_theflash.upstream.percolator import PercolatorStore
+    from pyspark_theflash.upstream.topology import Topology
+    from pyspark_theflash.upstream.tso import TimestampOracle
 
 GC_WORKER_SERVICE = b"gc_worker"  # TiDB's GC worker's own entry: it never expires
 _LOGICAL_BITS = 18
@@ -84,6 +89,29 @@ class ServiceSafePoints:
         return self.minimum()
 
 
+
+class ClusterOfPD(Protocol):
+    """What PD answers from: the mini cluster (``cluster.MiniCluster``)."""
+
+    @property
+    def cluster_id(self) -> int: ...
+
+    @property
+    def tso(self) -> TimestampOracle: ...
+
+    @property
+    def store(self) -> PercolatorStore: ...
+
+    @property
+    def gc(self) -> GCSafePoint: ...
+
+    @property
+    def service_safe_points(self) -> ServiceSafePoints: ...
+
+    def served_topology(self) -> Topology: ...
+
+    def update_gc_safe_point(self, ts: int) -> int: ...
+
 class PDMembers:
     """The PD members of a mini cluster and which one leads. Only the leader serves; a
     follower answers GetMembers (naming the leader) and refuses the rest with UNAVAILABLE,
@@ -104,7 +132,7 @@ class PDMembers:
 
 
 class PDServicer(pdpb_pb2_grpc.PDServicer):
-    def __init__(self, cluster: Any, members: PDMembers, index: int) -> None:
+    def __init__(self, cluster: ClusterOfPD, members: PDMembers, index: int) -> None:
         self.cluster = cluster
         self.members = members
         self.index = index
@@ -137,7 +165,7 @@ class PDServicer(pdpb_pb2_grpc.PDServicer):
 
     def GetStore(self, request: pdpb_pb2.GetStoreRequest, context: grpc.ServicerContext) -> pdpb_pb2.GetStoreResponse:
         self._check(request, context)
-        topology = self.cluster.topology
+        topology = self.cluster.served_topology()
         if request.store_id not in topology.store_ids:
             return pdpb_pb2.GetStoreResponse(header=pdpb_pb2.ResponseHeader(
                 cluster_id=self.cluster.cluster_id,
@@ -146,12 +174,12 @@ class PDServicer(pdpb_pb2_grpc.PDServicer):
 
     def GetAllStores(self, request: pdpb_pb2.GetAllStoresRequest, context: grpc.ServicerContext) -> pdpb_pb2.GetAllStoresResponse:
         self._check(request, context)
-        topology = self.cluster.topology
+        topology = self.cluster.served_topology()
         return pdpb_pb2.GetAllStoresResponse(header=self._header(),
                                              stores=[topology.meta_store(s) for s in topology.store_ids])
 
     def _region_response(self, region: Region) -> pdpb_pb2.GetRegionResponse:
-        topology = self.cluster.topology
+        topology = self.cluster.served_topology()
         meta = topology.meta_region(region)
         return pdpb_pb2.GetRegionResponse(header=self._header(), region=meta, leader=meta.peers[0])
 
@@ -173,7 +201,7 @@ class PDServicer(pdpb_pb2_grpc.PDServicer):
                 return pdpb_pb2.GetRegionResponse(header=self._header())  # no region: PD leaves it empty
 
     def _scan(self, start_key: bytes, end_key: bytes, limit: int) -> list[pdpb_pb2.Region]:
-        topology = self.cluster.topology
+        topology = self.cluster.served_topology()
         out = []
         with self.cluster.store.mu:
             for region in self.cluster.store.regions.all():  # by byte comparison, as PD
@@ -235,7 +263,7 @@ class PDServer:
     """The PD gRPC servers of a mini cluster: ``members`` of them on ``host``, the first on
     ``port`` (0: any), the first leading. ``address`` lists them all (``pd://a,b``)."""
 
-    def __init__(self, cluster: Any, host: str = "127.0.0.1", port: int = 0, members: int = 1) -> None:
+    def __init__(self, cluster: ClusterOfPD, host: str = "127.0.0.1", port: int = 0, members: int = 1) -> None:
         self.members = PDMembers()
         self._servers: list[grpc.Server] = []
         for i in range(max(1, members)):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator, NoReturn
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, NoReturn, Protocol
 
 import grpc
 
@@ -10,6 +10,11 @@ from pyspark_theflash.ports import bind_grpc, grpc_server
 from pyspark_theflash.proto import binlog_pb2, upstream_pb2, upstream_pb2_grpc
 from pyspark_theflash.upstream.client import lock_to_proto, status_to_proto
 from pyspark_theflash.upstream.errors import RegionNotFoundError, SchemaError, UpstreamError
+
+if TYPE_CHECKING:
+    from pyspark_theflash.txn.status import SecondaryLocks
+    from pyspark_theflash.upstream.percolator import PercolatorStore
+    from pyspark_theflash.upstream.tso import TimestampOracle
 
 SCAN_CHUNK_ROWS = 4096  # rows per ScanTable response (gRPC messages stay far below 4 MiB for TiDB-sized rows)
 CLUSTER_ID = 0x7468_6566_6C61_7368  # "theflash": one fixed id, the mini cluster is one cluster
@@ -21,8 +26,41 @@ def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, details: str) -
     raise AssertionError("grpc's ServicerContext.abort returned")
 
 
+class ServedCluster(Protocol):
+    """What the Upstream service answers from: the mini cluster (``cluster.MiniCluster``)."""
+
+    @property
+    def tso(self) -> TimestampOracle: ...
+
+    @property
+    def store(self) -> PercolatorStore: ...
+
+    @property
+    def status_address(self) -> str: ...
+
+    @property
+    def binlog_address(self) -> str: ...
+
+    def regions(self) -> list[binlog_pb2.Region]: ...
+
+    def read_index(self, region_id: int, read_ts: int = 0) -> int: ...
+
+    def check_secondary_locks(self, keys: Iterable[bytes], start_ts: int) -> SecondaryLocks: ...
+
+    def resolve_lock(self, start_ts: int, commit_ts: int, keys: Iterable[bytes] | None = None) -> int: ...
+
+    def gc_safe_point(self) -> int: ...
+
+    def update_gc_safe_point(self, ts: int) -> int: ...
+
+    def region_snapshot(self, region_id: int) -> binlog_pb2.Event: ...
+
+    def scan_records(self, qualified: str, ts: int | None = None
+                     ) -> tuple[int, dict[str, Any], list[tuple[bytes, bytes]]]: ...
+
+
 class UpstreamServicer(upstream_pb2_grpc.UpstreamServicer):
-    def __init__(self, cluster: Any) -> None:
+    def __init__(self, cluster: ServedCluster) -> None:
         self.cluster = cluster
 
     def GetTS(self, request: upstream_pb2.GetTSRequest, context: grpc.ServicerContext) -> upstream_pb2.GetTSResponse:
@@ -105,7 +143,7 @@ class UpstreamServer:
         self._server.stop(grace_s).wait()
 
 
-def serve_upstream(cluster: Any, host: str = "127.0.0.1", port: int = 0, workers: int = 8) -> UpstreamServer:
+def serve_upstream(cluster: ServedCluster, host: str = "127.0.0.1", port: int = 0, workers: int = 8) -> UpstreamServer:
     """Serve ``cluster`` over gRPC on host:port (0 = a port chosen by the OS)."""
     server = grpc_server(workers, "upstream-grpc")
     upstream_pb2_grpc.add_UpstreamServicer_to_server(UpstreamServicer(cluster), server)

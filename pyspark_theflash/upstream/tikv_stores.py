@@ -15,7 +15,7 @@ epoch version â†’ ``epoch_not_match`` with the region as it is, another leader â
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 
@@ -28,6 +28,22 @@ from pyspark_theflash.upstream.errors import RegionNotFoundError, UpstreamError
 from pyspark_theflash.upstream.topology import Topology
 from pyspark_theflash.upstream.txn_actions import KVRPC_OF_ACTION
 
+if TYPE_CHECKING:
+    from pyspark_theflash.upstream.percolator import PercolatorStore
+
+
+class ClusterOfStores(Protocol):
+    """What the store servers need of the mini cluster that lays them out (``cluster.MiniCluster``):
+    its Percolator store, and its cluster id for the change feed they serve."""
+
+    @property
+    def cluster_id(self) -> int: ...
+
+    @property
+    def store(self) -> PercolatorStore: ...
+
+    def served_topology(self) -> Topology: ...
+
 
 class TikvServicer(ClientCalls, tikvpb_pb2_grpc.TikvServicer):
     """``tikvpb.Tikv`` of one store: the lock and read-index calls here, a TiKV client's
@@ -35,7 +51,7 @@ class TikvServicer(ClientCalls, tikvpb_pb2_grpc.TikvServicer):
 
     server: StoreServer  # (ClientCalls needs less of it)
 
-    def __init__(self, cluster: Any, server: "StoreServer") -> None:
+    def __init__(self, cluster: ClusterOfStores, server: "StoreServer") -> None:
         self.cluster = cluster
         self.server = server
 
@@ -135,7 +151,7 @@ class TikvServicer(ClientCalls, tikvpb_pb2_grpc.TikvServicer):
 class StoreServer:
     """One TiKV store on the wire: a gRPC server with Tikv and ChangeData on ``host:port``."""
 
-    def __init__(self, cluster: Any, feed: ChangeFeed, topology: Topology, store_id: int,
+    def __init__(self, cluster: ClusterOfStores, feed: ChangeFeed, topology: Topology, store_id: int,
                  host: str = "127.0.0.1", port: int = 0) -> None:
         self.cluster, self.feed, self.topology, self.store_id = cluster, feed, topology, store_id
         self.host = host

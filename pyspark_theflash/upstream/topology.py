@@ -4,7 +4,6 @@ their change feed (change_feed.py) and PD (cluster.py)."""
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 from pyspark_theflash.proto import metapb_pb2
 from pyspark_theflash.upstream.client_calls import PessimisticLocks, RawKeyspace
@@ -16,7 +15,7 @@ TIKV_VERSION = "8.5.0"  # what the stores report to PD: the newest LTS the wire 
 class Topology:
     """Which store leads which region. Region r starts on store ((r - 1) mod n) + 1."""
 
-    def __init__(self, cluster: Any, stores: int) -> None:
+    def __init__(self, cluster: object, stores: int) -> None:
         if stores < 1:
             raise ValueError(f"a cluster needs at least one TiKV store, got {stores}")
         self.cluster = cluster

@@ -34,12 +34,15 @@ import threading
 import time
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from pyspark_theflash.codec import column_types as T
 from pyspark_theflash.codec import encode_record_key
 from pyspark_theflash.upstream.errors import SchemaError, TxnAbortedError, UpstreamError
 from pyspark_theflash.upstream.tidb import Abandoned, Txn, make_column
+
+if TYPE_CHECKING:
+    from pyspark_theflash.upstream.cluster import MiniCluster
 
 BANK_TABLE = "bank.accounts"
 
@@ -106,7 +109,7 @@ class Workload(ABC):
 
     def __init__(
         self,
-        cluster: Any,
+        cluster: MiniCluster,
         seed: int = 0,
         rate: float = 0.0,
         duration_s: float | None = None,
@@ -281,7 +284,7 @@ class BankWorkload(Workload):
 
     name = "bank"
 
-    def __init__(self, cluster: Any, accounts: int = 100, initial: int = 1000, table: str = BANK_TABLE, **kw: Any) -> None:
+    def __init__(self, cluster: MiniCluster, accounts: int = 100, initial: int = 1000, table: str = BANK_TABLE, **kw: Any) -> None:
         super().__init__(cluster, **kw)
         self.accounts = accounts
         self.initial = initial
@@ -370,7 +373,7 @@ class TwoTableBankWorkload(Workload):
 
     name = "bank2"
 
-    def __init__(self, cluster: Any, accounts: int = 50, initial: int = 1000, **kw: Any) -> None:
+    def __init__(self, cluster: MiniCluster, accounts: int = 50, initial: int = 1000, **kw: Any) -> None:
         super().__init__(cluster, **kw)
         self.accounts = accounts
         self.initial = initial
@@ -504,7 +507,7 @@ class OrdersWorkload(Workload):
 
     name = "orders"
 
-    def __init__(self, cluster: Any, **kw: Any) -> None:
+    def __init__(self, cluster: MiniCluster, **kw: Any) -> None:
         super().__init__(cluster, **kw)
         self._mu = threading.Lock()
         self._schema_mu = threading.Lock()  # one schema change at a time (TiDB's DDL owner runs one job)
@@ -882,7 +885,7 @@ class TypesWorkload(Workload):
 
     name = "types"
 
-    def __init__(self, cluster: Any, rows: int = 200, table: str = TYPES_TABLE, **kw: Any) -> None:
+    def __init__(self, cluster: MiniCluster, rows: int = 200, table: str = TYPES_TABLE, **kw: Any) -> None:
         super().__init__(cluster, **kw)
         self.rows = rows
         self.table = table

@@ -10,7 +10,7 @@ while the query runs, learner read and lock resolution.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 import pyarrow as pa
 
@@ -18,15 +18,38 @@ from pyspark_theflash.engine.clickhouse.errors import ClickHouseEngineError, Sql
 from pyspark_theflash.engine.clickhouse.snapshot_read import snapshot_sql
 from pyspark_theflash.engine.interface import SqlResult
 
+if TYPE_CHECKING:
+    from pyspark_theflash.engine.clickhouse.directory import ClickHouseDirectory
+    from pyspark_theflash.engine.clickhouse.tables import ClickHouseTables
+    from pyspark_theflash.engine.interface import EngineReadSession
+    from pyspark_theflash.schema.table_info import TableInfo
+
 __all__ = ["SqlResult", "refuse_writes", "run_sql", "snapshot_query", "store_typed", "tables_named"]
 
 _QUALIFIED = re.compile(r"`?\b([A-Za-z_][\w]*)`?\.`?([A-Za-z_][\w]*)\b`?")
 
 
-def tables_named(engine: Any, sql: str) -> list[Any]:
+class ClickHouseEngineSql(Protocol):
+    """What the calculator needs of the ClickHouse engine (``engine.ClickHouseEngine``, which
+    calls it): its tables, snapshots and sessions, and its ClickHouse directory and tables."""
+
+    directory: ClickHouseDirectory
+    tables_ch: ClickHouseTables
+
+    def tables(self) -> list[TableInfo]: ...
+
+    def query_snapshot(self, tables: Sequence[str], options: dict[str, Any] | None = None,
+                       read: Sequence[tuple[str, int]] = ()) -> dict[str, Any]: ...
+
+    def open_read_session(self, table: str, *, snapshot_ts: int | None = None, as_of: str | None = None,
+                          columns: Sequence[str] | None = None, filter: Any = None, isolation: str | None = None,
+                          options: dict[str, Any] | None = None) -> EngineReadSession: ...
+
+
+def tables_named(engine: ClickHouseEngineSql, sql: str) -> list[TableInfo]:
     """The store's tables (``TableInfo``) that ``sql`` names as ``db.table``, in order."""
     known = {f"{t.db}.{t.name}".lower(): t for t in engine.tables()}
-    named: list[Any] = []
+    named: list[TableInfo] = []
     for m in _QUALIFIED.finditer(sql):
         info = known.get(f"{m.group(1)}.{m.group(2)}".lower())
         if info is not None and info not in named:
@@ -119,7 +142,7 @@ def _all_utf8(column: pa.ChunkedArray) -> bool:
     return True
 
 
-def snapshot_query(engine: Any, sql: str, ts: int) -> str:
+def snapshot_query(engine: ClickHouseEngineSql, sql: str, ts: int) -> str:
     """``sql`` with each ``db.table`` of the store replaced by its snapshot at ``ts``. The
     caller holds the read leases that keep ts readable."""
     subqueries = {}
@@ -134,7 +157,7 @@ def snapshot_query(engine: Any, sql: str, ts: int) -> str:
     return _QUALIFIED.sub(replace, sql)
 
 
-def run_sql(engine: Any, sql: str, snapshot_ts: int | None = None,
+def run_sql(engine: ClickHouseEngineSql, sql: str, snapshot_ts: int | None = None,
             options: dict[str, Any] | None = None) -> SqlResult:
     """Run ``sql`` (ClickHouse SQL naming tables as ``db.table``) over the store of ``engine``
     (a ``ClickHouseEngine``) at one snapshot ts: the read sessions of the tables it names (one

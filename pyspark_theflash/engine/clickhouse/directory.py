@@ -12,11 +12,14 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from pyspark_theflash.engine.clickhouse.errors import ClickHouseDirectoryBusyError, ClickHouseEngineError
+
+if TYPE_CHECKING:
+    from chdb.session import Session as ChdbSession
 
 DIRECTORY = "clickhouse"
 DATABASE = "flash"
@@ -31,7 +34,7 @@ class ClickHouseDirectory:
     """A store's ClickHouse directory, open in this process. ``acquire``/``release`` count the
     engine handles sharing it; the session closes with the last one. Queries are serialised."""
 
-    def __init__(self, path: Path, session: Any, opened_in_s: float) -> None:
+    def __init__(self, path: Path, session: ChdbSession, opened_in_s: float) -> None:
         self.path = path
         self.opened_in_s = opened_in_s
         self._session = session

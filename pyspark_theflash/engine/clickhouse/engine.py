@@ -37,6 +37,8 @@ from pyspark_theflash.schema.partitioning import partitioning_of, physical_table
 from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, DELMARK, ROWID
 
 if TYPE_CHECKING:
+    from pyspark_theflash.store import Store
+    from pyspark_theflash.store.compaction import CompactionResult
     from pyspark_theflash.store.parts import ReadStats
 
 
@@ -44,7 +46,7 @@ class ClickHouseEngine(TxnMergeTreeEngine):
     kind = "clickhouse"
     runs_sql = True
 
-    def __init__(self, store: Any, *, sessions: ReadSessions | None = None) -> None:
+    def __init__(self, store: Store, *, sessions: ReadSessions | None = None) -> None:
         super().__init__(store, sessions=sessions)
         self.directory = ClickHouseDirectory.acquire(store.root)
         self.tables_ch = ClickHouseTables(self.directory, store.histories)
@@ -107,7 +109,7 @@ class ClickHouseEngine(TxnMergeTreeEngine):
                 store.leases.release(lease.id)
 
     # -- upkeep --------------------------------------------------------------------------------
-    def gc(self, safe_point: int) -> Any:
+    def gc(self, safe_point: int) -> CompactionResult:
         self._writable("collect garbage")
         return self._store.gc(safe_point, collect=self.collect_versions)
 
