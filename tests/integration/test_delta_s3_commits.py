@@ -11,6 +11,7 @@ retry after a dropped answer that finds its own bytes, never a write over anothe
 from __future__ import annotations
 
 import json
+import os
 import random
 import threading
 import time
@@ -28,6 +29,7 @@ from pyspark_theflash.lake.delta_log import TableLog
 from pyspark_theflash.lake.errors import LakeLocationError, VersionTakenError
 from pyspark_theflash.lake.location import LakeDir, lake_dir
 from pyspark_theflash.lake.publish import Publisher, Round
+from pyspark_theflash.lake.s3_put import S3RequestError
 from pyspark_theflash.store import Store, StoreOptions
 from store_events import DB, committed, event, items_table, key, resolved_ts, row
 
@@ -118,6 +120,19 @@ def test_of_writers_racing_for_each_version_on_s3_exactly_one_commits_it_and_the
     assert rows == [{"version": v, "writer": w} for v, w in enumerate(winners)]
     assert [r["writer"] for r in deltalake.DeltaTable(root.uri, version=7).to_pyarrow_table()
             .sort_by("version").to_pylist()] == winners[:8]
+
+
+def test_the_server_checks_the_conditional_put_s_signature(s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # SeaweedFS verifies Signature V4 (the races above are authenticated requests): a wrong
+    # secret is refused, naming the status and what to check, and nothing is written
+    secret = os.environ["AWS_SECRET_ACCESS_KEY"]
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    log_dir = lake_dir(f"s3://{s3_bucket}/signed/t") / "_delta_log"
+    with pytest.raises(S3RequestError, match="403 SignatureDoesNotMatch.*AWS_SECRET_ACCESS_KEY") as refused:
+        log_dir.create("00000000000000000000.json", b"{}\n")
+    assert refused.value.status == 403 and "\n" not in str(refused.value)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    assert not log_dir.names()
 
 
 class Upstream:
