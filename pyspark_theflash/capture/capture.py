@@ -30,6 +30,7 @@ what its range is proved to hold (from 0 where nothing is, or GC has passed it).
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import logging
 import os
@@ -41,7 +42,7 @@ import contextlib
 from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 import grpc
 import numpy as np
@@ -172,6 +173,14 @@ def _event_rows(events: np.ndarray) -> Iterator[tuple[int, list[int]]]:
         yield from enumerate(events[base:base + EVENT_ROWS_AT_ONCE].tolist(), base)
 
 
+def _feed_start(feed: RegionFeed) -> bytes:
+    return feed.start
+
+
+def _span_start(span: tuple[bytes, bytes]) -> bytes:
+    return span[0]
+
+
 def _span_slot(span: tuple[int, int, int]) -> int:
     return span[2]
 
@@ -274,10 +283,10 @@ class Capture:
         self.writer = SegmentWriter(self.dir, opts.segment_bytes)
         self.service_id = "theflash-capture-" + hashlib.sha1(str(self.dir.resolve()).encode()).hexdigest()[:12]
         self.inbound: queue.Queue[Task] = queue.Queue(maxsize=INBOUND_MESSAGES)
-        self.feeds: dict[int, RegionFeed] = {}
-        self.indexes: dict[int, int] = {}
         self.resolved = WrittenResolved()  # each region's greatest resolved ts written
         self.table = RegionTable()  # the registrations as arrays (a resolved ts is checked against them)
+        # region id -> its current registration: the region table's own map (its ``add``/``remove``)
+        self.feeds: Mapping[int, RegionFeed] = self.table.by_id
         self.streams: dict[int, StoreStream] = {}
         self.store_addresses: dict[int, str] = {}
         # (due, start, end, the dropped registration or None): ranges to look up in PD again
@@ -300,13 +309,12 @@ class Capture:
         # merged away or retired, with their range there: only these can be named in a split or
         # merge the writer applies.
         self.introduced = RegionRanges()
-        self.ranges: dict[int, tuple[bytes, bytes]] = {}  # each region's range when last registered
         self.claims = RangeClaims()  # which region's registration speaks for a key range
         # the current registrations whose snapshot is written (each has a coverage), by range:
         # a current registration is in it exactly when its ``written`` is true (its snapshot is
         # written while it is current, and it is taken out as it ends), and it keeps its range,
         # so the index does not keep a copy of each (RangeMembers.insert/remove)
-        self._written = RangeMembers()
+        self._written: RangeMembers[int] = RangeMembers()
         # the coverages of ended registrations whose snapshot was written (capture/coverage.py):
         # a range registered again starts from what they say the replica holds
         self.ended_coverage = EndedCoverages()
@@ -350,7 +358,8 @@ class Capture:
             if state.get("cluster_id") and int(state["cluster_id"]) != self.pd.cluster_id:
                 raise CaptureError(f"binlog {self.dir} holds cluster {state['cluster_id']}'s changes, but PD "
                                    f"{self.pd.leader} serves cluster {self.pd.cluster_id}: give an empty --binlog directory")
-            self.indexes = {int(k): int(v) for k, v in state["indexes"].items()}
+            for rid, index in state["indexes"].items():
+                self.table.raise_index(int(rid), int(index))
             self.resolved = WrittenResolved({int(k): int(v) for k, v in state["resolved"].items()})
             self.last_ddl_ts = int(state["last_ddl_ts"])
             self.table_ids = set(state["table_ids"])
@@ -377,7 +386,7 @@ class Capture:
                 self.resume.absorb(positioned.event)
         if not self.resume.speaks_for(self._selection()):
             self.resume = ResumePoints(self._selection())
-        return start is None and not self.indexes
+        return start is None and not self.table.any_index()
 
     def _selection(self) -> list[str] | None:
         return sorted(self.selected) if self.selected is not None else None
@@ -392,9 +401,9 @@ class Capture:
         elif kind == "entries" and ev.entries.HasField("runs"):  # many regions' rows
             runs = region_runs.runs_arrays(ev.entries.runs, int(ev.entries.batch.count))
             for rid, index in zip(runs.region_ids.tolist(), runs.indexes.tolist()):
-                self.indexes[rid] = max(self.indexes.get(rid, 0), index)
+                self.table.raise_index(rid, index)
         elif ev.region_id:
-            self.indexes[int(ev.region_id)] = max(self.indexes.get(int(ev.region_id), 0), int(ev.index))
+            self.table.raise_index(int(ev.region_id), int(ev.index))
             claimed: list[binlog_pb2.Region] = []
             keep: set[int] = set()
             if kind == "snapshot":
@@ -411,8 +420,7 @@ class Capture:
                 self.claims.claim(rid, start, end, int(r.epoch.version))
                 self._retire_overlapping(keep, start, end)
             for rid, start, end in ranges:
-                rng = self.ranges.get(rid)
-                self.introduced.set(rid, rng if rng == (start, end) else (start, end))
+                self.introduced.set(rid, (start, end))
 
     def _same_range(self, region_id: int, start: bytes, end: bytes) -> tuple[int, bytes, bytes]:
         """The region's id and keys as its registration holds them, where they are the same: one
@@ -443,7 +451,7 @@ class Capture:
     def _save_state(self) -> None:
         # (written as it is made: state_json; its lists are a few hundred bytes a region)
         state = {"cluster_id": self.pd.cluster_id, "position": list(self.writer.head),
-                 "indexes": Items(self.indexes.items(), pairs=True),
+                 "indexes": Items(self.table.indexes(), pairs=True),
                  "resolved": Items(self.resolved.items(), pairs=True), "last_ddl_ts": self.last_ddl_ts,
                  "table_ids": sorted(self.table_ids),
                  "introduced": Items([rid, rng[0].hex(), rng[1].hex()] if rng is not None else [rid]
@@ -530,7 +538,7 @@ class Capture:
             behind = used[table.ready[used] & (resolved > 0) &
                           ((frontier >> LOGICAL_BITS) - (resolved >> LOGICAL_BITS) >= self.lock_resolver.lag_ms)]
             self.lock_resolver.lagging(frontier, [LaggingRegion(f.id, f.start, f.end, f.resolved_ts)
-                                                  for f in (table.feeds[i] for i in behind.tolist()) if f is not None])
+                                                  for f in (table.by_slot[i] for i in behind.tolist()) if f is not None])
 
     def _create_missing_tables(self, tables: list[tuple[str, dict[str, Any]]]) -> None:
         """A fresh binlog: every captured table whose creation TiDB's DDL history no longer
@@ -586,8 +594,7 @@ class Capture:
         self._gen += 1
         # A region's resolved ts speaks of its range: one whose range changed (or that this
         # process has not registered yet) starts from 0, as the store resets it (store/apply.py).
-        same_range = self.ranges.get(info.id) == (info.start, info.end)
-        self.ranges[info.id] = (info.start, info.end)
+        same_range = self.table.last_range(info.id) == (info.start, info.end)
         # Where capture knows what the replica holds of the range, the feed starts there
         # (TiKV's incremental scan) instead of rescanning every version TiKV holds.
         pieces = self._coverage_over(info.start, info.end)
@@ -600,7 +607,6 @@ class Capture:
             self._written.remove(old.id, old.start, old.end)
         if old is not None:
             self.table.remove(old)
-        self.feeds[info.id] = feed
         self.table.add(feed)
         self._stream(info.leader_store).send(cdcpb_pb2.ChangeDataRequest(
             header=cdcpb_pb2.Header(cluster_id=self.pd.cluster_id, ticdc_version=TICDC_VERSION),
@@ -700,7 +706,6 @@ class Capture:
     def _drop(self, feed: RegionFeed, why: str, backoff_s: float) -> None:
         if self.feeds.get(feed.id) is not feed:
             return  # dropped already (its range waits for a reload), or registered anew since
-        del self.feeds[feed.id]
         self.table.remove(feed)
         if feed.written:
             self._written.remove(feed.id, feed.start, feed.end)
@@ -718,10 +723,13 @@ class Capture:
     def _followed_gaps(self, with_reloads: bool) -> list[tuple[bytes, bytes]]:
         """The keys of the captured span that no current registration (and, ``with_reloads``,
         no pending reload) follows (capture/held_ranges.py)."""
-        spans = [(f.start, f.end) for f in list(self.feeds.values())]
-        if with_reloads:
-            spans += [(p[1], p[2]) for p in list(self.pending_reload)]
-        return range_gaps(spans, *_RECORD_SPAN)
+        # (the registrations in key order as references, each span made as it is met: a list of
+        # 100,000 span tuples was capture's peak memory once every region was registered)
+        feeds = sorted(self.feeds.values(), key=_feed_start)
+        spans: Iterable[tuple[bytes, bytes]] = ((f.start, f.end) for f in feeds)
+        if with_reloads and self.pending_reload:
+            spans = heapq.merge(spans, sorted((p[1], p[2]) for p in self.pending_reload), key=_span_start)
+        return range_gaps(spans, *_RECORD_SPAN, ordered=True)
 
     def _check_followed(self) -> None:
         """The invariant, checked after registrations began or ended: every key of the captured
@@ -971,10 +979,9 @@ class Capture:
             upto = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))
             kept = upto[ends] - upto[ends - counts]
         at = np.flatnonzero(kept)
-        ids, indexes, epochs, confs = [], [], [], []
+        ids, epochs, confs = [], [], []
         row_lo = (ends - counts).tolist()
         counts_l, newest = counts.tolist(), runs.newest.tolist()
-        next_index = self.indexes
         for slot in at.tolist():
             feed = slots[slot]
             coverage = feed.coverage
@@ -988,13 +995,10 @@ class Capture:
                                          rows.commit_ts[which])
                 if coverage.pending() >= COVERAGE_RAISE_PENDING:
                     feed.current_coverage()  # its batches at or below the resolved ts written are let go
-            rid = feed.id
-            index = next_index.get(rid, 0) + 1  # (_next_index, inline: one counter per region)
-            next_index[rid] = index
-            ids.append(rid)
-            indexes.append(index)
+            ids.append(feed.id)
             epochs.append(feed.version)
             confs.append(feed.conf_ver)
+        indexes = self.table.next_indexes(ids)  # (each region's next, taken at once)
         event = binlog_pb2.Event()
         if keep is None:
             rows.fill(event.entries.batch)
@@ -1082,9 +1086,7 @@ class Capture:
 
     def _next_index(self, region_id: int) -> int:
         """The region's next binlog index: one counter per region across its registrations."""
-        index = self.indexes.get(region_id, 0) + 1
-        self.indexes[region_id] = index
-        return index
+        return self.table.next_index(region_id)
 
     def _resolved_event(self, ids: np.ndarray, gens: np.ndarray, ts: int) -> list[binlog_pb2.Event]:
         """Regions' resolved ts (``_on_resolved``) as one event, built when released: of the

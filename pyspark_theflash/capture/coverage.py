@@ -307,7 +307,7 @@ class EndedCoverages:
     def __init__(self, coverages: Iterable[Coverage] = ()) -> None:
         self._by_serial: dict[int, Coverage] = {}  # in the order added
         self._serial_of: dict[int, int] = {}      # id(coverage) -> serial (each once)
-        self._ranges = RangeMembers()
+        self._ranges: RangeMembers[int] = RangeMembers()
         self._next = 0
         for c in coverages:
             self.add(c)

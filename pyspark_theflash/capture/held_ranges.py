@@ -15,12 +15,14 @@ from __future__ import annotations
 from typing import Iterable
 
 
-def gaps(spans: Iterable[tuple[bytes, bytes]], start: bytes, end: bytes) -> list[tuple[bytes, bytes]]:
+def gaps(spans: Iterable[tuple[bytes, bytes]], start: bytes, end: bytes,
+         ordered: bool = False) -> list[tuple[bytes, bytes]]:
     """The parts of [start, end) that no span in ``spans`` covers, in key order (spans may
-    overlap, and reach past [start, end)). O(n log n) in the spans: one sort, one pass."""
+    overlap, and reach past [start, end)). O(n log n) in the spans: one sort, one pass;
+    ``ordered``: the spans come by start already (as a generator, say: not held at once)."""
     out: list[tuple[bytes, bytes]] = []
     at = start  # every key below ``at`` (from ``start``) is covered or reported
-    for s, e in sorted(spans):
+    for s, e in (spans if ordered else sorted(spans)):
         if end and at >= end:
             return out
         if e and e <= at:

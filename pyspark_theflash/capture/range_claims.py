@@ -26,6 +26,10 @@ class Claim(NamedTuple):
     version: int
 
 
+def _claim_order(c: Claim) -> tuple[int, int, bytes, bytes]:
+    return c.version, c.region_id, c.start, c.end
+
+
 def ranges_overlap(a_start: bytes, a_end: bytes, b_start: bytes, b_end: bytes) -> bool:
     return (not a_end or b_start < a_end) and (not b_end or a_start < b_end)
 
@@ -33,35 +37,34 @@ def ranges_overlap(a_start: bytes, a_end: bytes, b_start: bytes, b_end: bytes) -
 class RangeClaims:
     """The claims made, found by key range (codec/key_ranges.RangeMembers: a bisection and
     the pieces met, whatever the number of regions). A claim gives way only to one of an equal
-    or higher version that covers it whole; one covered in part still guards the rest."""
+    or higher version that covers it whole; one covered in part still guards the rest. The
+    index holds the claims themselves (a claim is its own identity: two equal claims are one),
+    with no serial or dict beside it: one claim per followed region, ~75 bytes a region less."""
 
     def __init__(self, saved: list[list[Any]] | None = None) -> None:
-        self._claims: dict[int, Claim] = {}  # by the order claimed
-        self._by_range = RangeMembers()
-        self._next = 0
+        self._by_range: RangeMembers[Claim] = RangeMembers()
         self.changes = 0  # claims made so far: an answer of ``newer`` holds until it moves
         for r, s, e, v in (saved or ()):
             self._add(Claim(int(r), bytes.fromhex(s), bytes.fromhex(e), int(v)))
 
     def _add(self, claim: Claim) -> None:
         self.changes += 1
-        self._claims[self._next] = claim
-        self._by_range.insert(self._next, claim.start, claim.end)  # (the claim keeps its range)
-        self._next += 1
+        self._by_range.insert(claim, claim.start, claim.end)  # (the claim keeps its range)
 
-    def _over(self, start: bytes, end: bytes) -> list[tuple[int, Claim]]:
-        return sorted((i, self._claims[i]) for i in self._by_range.overlapping(start, end))
+    def _over(self, start: bytes, end: bytes) -> list[Claim]:
+        # (in a fixed order: by version, region and range; the answer names the first)
+        return sorted(self._by_range.overlapping(start, end), key=_claim_order)
 
     def state(self) -> list[list[Any]]:
         return list(self.state_items())
 
     def state_items(self) -> Iterator[list[Any]]:
-        """``state``'s items, made one at a time (capture/state_json.py)."""
-        return ([c.region_id, c.start.hex(), c.end.hex(), c.version] for c in self._claims.values())
+        """``state``'s items, made one at a time (capture/state_json.py), in key order."""
+        return ([c.region_id, c.start.hex(), c.end.hex(), c.version] for c in self._by_range.members(_claim_order))
 
     def newer(self, region_id: int, start: bytes, end: bytes, version: int) -> list[Claim]:
         """The claims of other regions over [start, end) with a higher version."""
-        return [c for _, c in self._over(start, end) if c.region_id != region_id and c.version > version]
+        return [c for c in self._over(start, end) if c.region_id != region_id and c.version > version]
 
     def claim(self, region_id: int, start: bytes, end: bytes, version: int) -> None:
         """``region_id`` at ``version`` speaks for [start, end) from now on; the claims of no
@@ -69,10 +72,9 @@ class RangeClaims:
         def covered(c: Claim) -> bool:
             return start <= c.start and (not end or (bool(c.end) and c.end <= end))
 
-        for i, c in self._over(start, end):
+        for c in self._over(start, end):
             if c.version <= version and covered(c):
-                del self._claims[i]
-                self._by_range.remove(i, c.start, c.end)
+                self._by_range.remove(c, c.start, c.end)
         self._add(Claim(region_id, start, end, version))
 
     @staticmethod

@@ -32,49 +32,62 @@ class RegionTable:
         self.ready = np.zeros(0, bool)           # initialised: its resolved ts may move
         self.resolved = np.zeros(0, np.uint64)   # the resolved ts written for it (RegionFeed.resolved_ts)
         self.covered = np.zeros(0, np.uint64)    # its coverage's floors rise to it (RegionFeed.covered_ts)
-        self.feeds: list[RegionFeed | None] = []  # the RegionFeed of each slot
+        # its region's last binlog index: one counter per region across its registrations, here
+        # while the region has a current registration and in ``_index_ended`` while it has none
+        # (a dict of every region's was ~44 bytes a region)
+        self.index = np.zeros(0, np.int64)
+        self._index_ended: dict[int, int] = {}
+        # the range of each region's last registration that ended with none after it (a current
+        # one's is its RegionFeed's): a resolved ts speaks of the range it was given for
+        self._range_ended: dict[int, tuple[bytes, bytes]] = {}
+        self.by_slot: list[RegionFeed | None] = []  # the RegionFeed of each slot (None: free)
         self._free: list[int] = []
-        self._slot_of: dict[int, int] = {}       # region id -> its row: one row per region
-        self._by_id: np.ndarray | None = None    # the used slots in region-id order (None: build again)
+        # region id -> its current registration (its row: ``slot``): one per region, and capture's
+        # only map of them (``Capture.feeds``; a second dict of slots was ~44 bytes a region)
+        self.by_id: dict[int, RegionFeed] = {}
+        self._slots_by_id: np.ndarray | None = None    # the used slots in region-id order (None: build again)
         self._sorted_ids = np.zeros(0, np.int64)
 
     def __len__(self) -> int:
-        return len(self.feeds) - len(self._free)
+        return len(self.by_slot) - len(self._free)
 
     def add(self, feed: RegionFeed) -> None:
         """A registration began: its row holds its resolved ts and readiness from now on. (A row
         of the same region still here is a registration this one replaces: it ends.)"""
-        former = self._slot_of.get(feed.id)
-        if former is not None:
-            stale = self.feeds[former]
-            assert stale is not None
+        stale = self.by_id.get(feed.id)
+        if stale is not None:
             self.remove(stale)
         if self._free:
             slot = self._free.pop()
         else:
-            slot = len(self.feeds)
+            slot = len(self.by_slot)
             if slot == len(self.ids):
                 self._grow(max(64, 2 * slot))
-            self.feeds.append(None)
+            self.by_slot.append(None)
         resolved, ready = feed.resolved_ts, feed.initialized
         self.ids[slot], self.gens[slot], self.stores[slot] = feed.id, feed.gen, feed.store_id
         self.ready[slot], self.resolved[slot], self.covered[slot] = ready, resolved, feed.covered_ts
-        self.feeds[slot] = feed
-        self._slot_of[feed.id] = slot
+        self.index[slot] = self._index_ended.pop(feed.id, 0)
+        self._range_ended.pop(feed.id, None)
+        self.by_slot[slot] = feed
+        self.by_id[feed.id] = feed
         feed.attach(self, slot)
-        self._by_id = None
+        self._slots_by_id = None
 
     def remove(self, feed: RegionFeed) -> None:
         """A registration ended: its fields go back to its ``RegionFeed``, its slot is free."""
         slot = feed.slot
-        if not 0 <= slot < len(self.feeds) or self.feeds[slot] is not feed:
+        if not 0 <= slot < len(self.by_slot) or self.by_slot[slot] is not feed:
             return  # not one of this table's rows (ended already)
         feed.detach()
-        del self._slot_of[feed.id]
-        self.feeds[slot] = None
+        del self.by_id[feed.id]
+        if self.index[slot]:
+            self._index_ended[feed.id] = int(self.index[slot])
+        self._range_ended[feed.id] = (feed.start, feed.end)
+        self.by_slot[slot] = None
         self.ids[slot], self.ready[slot] = _FREE, False
         self._free.append(slot)
-        self._by_id = None
+        self._slots_by_id = None
 
     def _grow(self, cap: int) -> None:
         def grown(a: np.ndarray, fill: object) -> np.ndarray:
@@ -85,23 +98,24 @@ class RegionTable:
         self.ids, self.gens, self.stores = grown(self.ids, _FREE), grown(self.gens, 0), grown(self.stores, 0)
         self.ready, self.resolved, self.covered = grown(self.ready, False), grown(self.resolved, 0), \
             grown(self.covered, 0)
+        self.index = grown(self.index, 0)
 
     def used(self) -> np.ndarray:
         """The slots of the current registrations, in region-id order."""
-        if self._by_id is None:
-            n = len(self.feeds)
+        if self._slots_by_id is None:
+            n = len(self.by_slot)
             slots = np.flatnonzero(self.ids[:n] != _FREE)
-            self._by_id = slots[np.argsort(self.ids[slots], kind="stable")]
-            self._sorted_ids = self.ids[self._by_id]
-        return self._by_id
+            self._slots_by_id = slots[np.argsort(self.ids[slots], kind="stable")]
+            self._sorted_ids = self.ids[self._slots_by_id]
+        return self._slots_by_id
 
     def find(self, region_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each id, the slot of its registration and whether it has one at all (the table
         must hold a registration: a slot is always a used one)."""
-        by_id = self.used()
-        assert len(by_id), "find in an empty region table"
-        pos = np.minimum(np.searchsorted(self._sorted_ids, region_ids), len(by_id) - 1)
-        return by_id[pos], self._sorted_ids[pos] == region_ids
+        slots = self.used()
+        assert len(slots), "find in an empty region table"
+        pos = np.minimum(np.searchsorted(self._sorted_ids, region_ids), len(slots) - 1)
+        return slots[pos], self._sorted_ids[pos] == region_ids
 
     def least_resolved(self) -> int:
         """The least resolved ts over the current registrations (0 without one)."""
@@ -115,6 +129,59 @@ class RegionTable:
 
     def count_ready(self) -> int:
         return int(self.ready[self.used()].sum())
+
+    def last_range(self, region_id: int) -> tuple[bytes, bytes] | None:
+        """The range of the region's last registration by this process (None: it has had none)."""
+        feed = self.by_id.get(region_id)
+        return (feed.start, feed.end) if feed is not None else self._range_ended.get(region_id)
+
+    # each region's binlog index (its events are numbered 1, 2, ... across its registrations)
+
+    def last_index(self, region_id: int) -> int:
+        """The index of the region's last event written (0: none)."""
+        feed = self.by_id.get(region_id)
+        return int(self.index[feed.slot]) if feed is not None else self._index_ended.get(region_id, 0)
+
+    def raise_index(self, region_id: int, index: int) -> None:
+        """The region's event ``index`` is written (read back from the binlog)."""
+        feed = self.by_id.get(region_id)
+        if feed is not None:
+            self.index[feed.slot] = max(int(self.index[feed.slot]), index)
+        elif index > self._index_ended.get(region_id, 0):
+            self._index_ended[region_id] = index
+
+    def next_indexes(self, region_ids: Sequence[int]) -> list[int]:
+        """Each region's next index, taken: one step of NumPy where every region has a current
+        registration and none is named twice (a message's runs: one a region)."""
+        by_id = self.by_id
+        found = [by_id.get(rid) for rid in region_ids]
+        if all(f is not None for f in found) and len(set(region_ids)) == len(region_ids):
+            slots = np.fromiter((f.slot for f in found if f is not None), np.int64, len(found))
+            self.index[slots] += 1
+            out: list[int] = self.index[slots].tolist()
+            return out
+        return [self.next_index(rid) for rid in region_ids]
+
+    def next_index(self, region_id: int) -> int:
+        """The region's next index, taken."""
+        feed = self.by_id.get(region_id)
+        if feed is not None:
+            self.index[feed.slot] += 1
+            return int(self.index[feed.slot])
+        index = self._index_ended.get(region_id, 0) + 1
+        self._index_ended[region_id] = index
+        return index
+
+    def indexes(self) -> Iterator[tuple[int, int]]:
+        """(region id, last index) of every region with an event written."""
+        yield from self._index_ended.items()
+        used = self.used()
+        written = used[self.index[used] > 0]
+        yield from zip(self.ids[written].tolist(), self.index[written].tolist())
+
+    def any_index(self) -> bool:
+        """Whether any region has an event written."""
+        return bool(self._index_ended) or bool((self.index[self.used()] > 0).any())
 
 
 def greatest_resolved(raised: Sequence[tuple[np.ndarray, int]]) -> list[tuple[int, int]]:

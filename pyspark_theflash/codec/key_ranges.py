@@ -11,13 +11,10 @@ Keys are PD-encoded region keys; an end of ``b""`` is +inf. ``DisjointRanges.ass
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from operator import itemgetter
-from typing import Generic, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterator, TypeVar
 
 V = TypeVar("V")
-
-
-_START = itemgetter(0)  # a piece's start: the pieces are bisected by it (no list of starts beside them)
+M = TypeVar("M")  # a RangeMembers member: hashable, not a frozenset (a piece of several is one)
 
 
 def _below(a: bytes, b: bytes) -> bool:
@@ -26,73 +23,88 @@ def _below(a: bytes, b: bytes) -> bool:
 
 
 class DisjointRanges(Generic[V]):
+    """Disjoint ranges with a value each, in key order. The pieces are three parallel lists
+    (starts, ends, values), not a tuple each: capture keeps four of these over every region it
+    follows (docs/capture.md, "Memory per region"), and a 3-tuple is 64 bytes where three list
+    slots are 24; the starts are bisected as they are (no key function)."""
+
+    __slots__ = ("_starts", "_ends", "_values")
+
     def __init__(self, pieces: list[tuple[bytes, bytes, V]] | None = None) -> None:
-        self._pieces: list[tuple[bytes, bytes, V]] = []
+        self._starts: list[bytes] = []
+        self._ends: list[bytes] = []
+        self._values: list[V] = []
         for s, e, v in sorted(pieces or (), key=lambda p: p[0]):
             self.assign(s, e, v)
 
     def __len__(self) -> int:
-        return len(self._pieces)
+        return len(self._starts)
 
     def __iter__(self) -> Iterator[tuple[bytes, bytes, V]]:
-        return iter(list(self._pieces))
+        return iter(list(zip(self._starts, self._ends, self._values)))
+
+    def _slice(self, lo: int, hi: int) -> list[tuple[bytes, bytes, V]]:
+        return list(zip(self._starts[lo:hi], self._ends[lo:hi], self._values[lo:hi]))
 
     def _span(self, start: bytes, end: bytes) -> tuple[int, int]:
         """Positions lo..hi of the pieces overlapping [start, end)."""
-        lo = bisect_right(self._pieces, start, key=_START) - 1
-        if lo < 0 or not _below(start, self._pieces[lo][1]):
+        starts = self._starts
+        lo = bisect_right(starts, start) - 1
+        if lo < 0 or not _below(start, self._ends[lo]):
             lo += 1  # the piece before ``start`` ends at or before it
-        hi = len(self._pieces) if not end else bisect_left(self._pieces, end, key=_START)
+        hi = len(starts) if not end else bisect_left(starts, end)
         return lo, max(lo, hi)
 
     def overlapping(self, start: bytes, end: bytes) -> list[tuple[bytes, bytes, V]]:
         """The pieces overlapping [start, end), in key order."""
         lo, hi = self._span(start, end)
-        return self._pieces[lo:hi]
+        return self._slice(lo, hi)
 
     def at(self, key: bytes) -> tuple[bytes, bytes, V] | None:
         """The piece holding ``key``, if any."""
-        i = bisect_right(self._pieces, key, key=_START) - 1
-        if i >= 0 and _below(key, self._pieces[i][1]):
-            return self._pieces[i]
+        i = bisect_right(self._starts, key) - 1
+        if i >= 0 and _below(key, self._ends[i]):
+            return self._starts[i], self._ends[i], self._values[i]
         return None
 
     def cut(self, start: bytes, end: bytes) -> list[tuple[bytes, bytes, V]]:
         """Remove [start, end) from every piece; returns the pieces it overlapped (whole)."""
         lo, hi = self._span(start, end)
-        removed = self._pieces[lo:hi]
-        if not removed:
+        if lo == hi:
             return []
-        keep: list[tuple[bytes, bytes, V]] = []
+        removed = self._slice(lo, hi)
+        kept: list[tuple[bytes, bytes, V]] = []  # the parts of the first and last piece outside it
         first_s, _, first_v = removed[0]
         if first_s < start:
-            keep.append((first_s, start, first_v))
-        last_e, last_v = removed[-1][1], removed[-1][2]
+            kept.append((first_s, start, first_v))
+        _, last_e, last_v = removed[-1]
         if end and _below(end, last_e):
-            keep.append((end, last_e, last_v))
-        self._pieces[lo:hi] = keep
+            kept.append((end, last_e, last_v))
+        self._starts[lo:hi] = [s for s, _, _ in kept]
+        self._ends[lo:hi] = [e for _, e, _ in kept]
+        self._values[lo:hi] = [v for _, _, v in kept]
         return removed
 
     def assign(self, start: bytes, end: bytes, value: V) -> list[tuple[bytes, bytes, V]]:
         """[start, end) holds ``value`` from now on; returns the pieces it overlapped (whole)."""
         removed = self.cut(start, end)
-        i = bisect_left(self._pieces, start, key=_START)
-        self._pieces.insert(i, (start, end, value))
+        self.insert_free(start, end, value)
         return removed
 
     def insert_free(self, start: bytes, end: bytes, value: V) -> None:
         """[start, end) holds ``value``; no piece overlaps it (the caller found none)."""
-        i = bisect_left(self._pieces, start, key=_START)
-        self._pieces.insert(i, (start, end, value))
+        i = bisect_left(self._starts, start)
+        self._starts.insert(i, start)
+        self._ends.insert(i, end)
+        self._values.insert(i, value)
 
     def remove(self, start: bytes, value: V) -> bool:
         """Remove the piece starting at ``start`` if it holds ``value``; whether it did."""
-        i = bisect_left(self._pieces, start, key=_START)
-        if i < len(self._pieces) and self._pieces[i][0] == start and self._pieces[i][2] == value:
-            del self._pieces[i]
+        i = bisect_left(self._starts, start)
+        if i < len(self._starts) and self._starts[i] == start and self._values[i] == value:
+            del self._starts[i], self._ends[i], self._values[i]
             return True
         return False
-
 
 
 class RegionRanges:
@@ -140,16 +152,17 @@ class RegionRanges:
         return [rid for _, _, rid in self._by_range.overlapping(start, end)]
 
 
-class RangeMembers:
-    """Ranges that may overlap, each of a member (an id), found by key range: the key space is
-    cut into disjoint pieces, each holding the ids whose ranges cover it. Registrations are
-    nearly disjoint (one current region per key, a stale one beside it for a while), so the
-    pieces are about as many as the members and a query costs a bisection. A piece of one
-    member holds the id itself, not a set of one (216 bytes each, at 100,000 regions)."""
+class RangeMembers(Generic[M]):
+    """Ranges that may overlap, each of a member (an id, or any hashable value that is not a
+    frozenset), found by key range: the key space is cut into disjoint pieces, each holding the
+    members whose ranges cover it. Registrations are nearly disjoint (one current region per
+    key, a stale one beside it for a while), so the pieces are about as many as the members and
+    a query costs a bisection. A piece of one member holds the member itself, not a set of one
+    (216 bytes each, at 100,000 regions)."""
 
     def __init__(self) -> None:
-        self._pieces: DisjointRanges[int | frozenset[int]] = DisjointRanges()
-        self._ranges: dict[int, tuple[bytes, bytes]] = {}
+        self._pieces: DisjointRanges[M | frozenset[M]] = DisjointRanges()
+        self._ranges: dict[M, tuple[bytes, bytes]] = {}
 
     def __len__(self) -> int:
         return len(self._ranges)
@@ -157,19 +170,19 @@ class RangeMembers:
     def __contains__(self, member: object) -> bool:
         return member in self._ranges
 
-    def add(self, member: int, start: bytes, end: bytes, rng: tuple[bytes, bytes] | None = None) -> None:
+    def add(self, member: M, start: bytes, end: bytes, rng: tuple[bytes, bytes] | None = None) -> None:
         """``member`` over [start, end) (its range before, if any, given up); ``rng``: the tuple
         (start, end) the caller keeps already, kept instead of a copy."""
         self.discard(member)
         self._ranges[member] = rng if rng is not None and rng[0] is start and rng[1] is end else (start, end)
         self.insert(member, start, end)
 
-    def discard(self, member: int) -> None:
+    def discard(self, member: M) -> None:
         rng = self._ranges.pop(member, None)
         if rng is not None:
             self.remove(member, *rng)
 
-    def insert(self, member: int, start: bytes, end: bytes) -> None:
+    def insert(self, member: M, start: bytes, end: bytes) -> None:
         """``add`` for a caller that keeps each member's range itself (and gives it to
         ``remove``): the member is not in the index now. ``len``, ``in`` and ``discard`` know
         only the members ``add`` added."""
@@ -191,36 +204,46 @@ class RangeMembers:
         if not to_inf and (not end or at < end):
             self._pieces.assign(at, end, member)
 
-    def remove(self, member: int, start: bytes, end: bytes) -> None:
+    def remove(self, member: M, start: bytes, end: bytes) -> None:
         """Take ``member``, inserted over [start, end), out of the index (``insert``)."""
         for s, e, ids in self._pieces.overlapping(start, end):
-            if not (ids == member if isinstance(ids, int) else member in ids):
+            if not (member in ids if isinstance(ids, frozenset) else ids == member):
                 continue
             self._pieces.cut(s, e)
-            if not isinstance(ids, int):
+            if isinstance(ids, frozenset):
                 rest = ids - {member}
                 self._pieces.assign(s, e, next(iter(rest)) if len(rest) == 1 else rest)
 
-    def overlapping(self, start: bytes, end: bytes) -> set[int]:
+    def overlapping(self, start: bytes, end: bytes) -> set[M]:
         """The members whose ranges overlap [start, end)."""
-        out: set[int] = set()
+        out: set[M] = set()
         for _, _, ids in self._pieces.overlapping(start, end):
-            if isinstance(ids, int):
-                out.add(ids)
-            else:
+            if isinstance(ids, frozenset):
                 out |= ids
+            else:
+                out.add(ids)
         return out
+
+    def members(self, order: Callable[[M], Any]) -> Iterator[M]:
+        """Every member inserted, once each, in key order of where its range starts (those
+        starting together by ``order``: a fixed order, not a set's)."""
+        seen: set[M] = set()
+        for _, _, ids in self._pieces:
+            for member in (sorted(ids, key=order) if isinstance(ids, frozenset) else (ids,)):
+                if member not in seen:
+                    seen.add(member)
+                    yield member
 
     def spans(self, start: bytes, end: bytes) -> list[tuple[bytes, bytes]]:
         """The parts of [start, end) some member covers (pieces clipped to it)."""
         return [(max(s, start), _min_end(e, end)) for s, e, _ in self._pieces.overlapping(start, end)]
 
 
-def _with(ids: int | frozenset[int], member: int) -> int | frozenset[int]:
+def _with(ids: M | frozenset[M], member: M) -> M | frozenset[M]:
     """A piece's members with ``member`` too."""
-    if isinstance(ids, int):
-        return ids if ids == member else frozenset((ids, member))
-    return ids | {member}
+    if isinstance(ids, frozenset):
+        return ids | {member}
+    return ids if ids == member else frozenset((ids, member))
 
 
 def _min_end(a: bytes, b: bytes) -> bytes:

@@ -7,8 +7,9 @@ time in ms, or one ms after the previous version's) and the TSO itself (``thefla
 ``txn`` action (appId ``theflash``, version = the ts) says the same to any Delta client. A
 version is created only if its name is free (``LakeDir.create``: on a local file system
 written under a temporary name, fsynced and *linked* to its final name, which fails if the name
-exists), so a version is never overwritten (PROTOCOL.md, "Creation of New Log Entries"). On an
-object store the name is checked, then written: one publisher per store is the rule there.
+exists; on S3 a conditional PUT, ``If-None-Match: *``, which S3 refuses when the key exists), so
+a version is never overwritten (PROTOCOL.md, "Creation of New Log Entries"), and of two
+publishers racing for a version exactly one commits it; the other gets ``VersionTakenError``.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from pyspark_theflash.lake.deletion_vectors import DeletionVector
-from pyspark_theflash.lake.errors import LakeDamagedError, LakeError
+from pyspark_theflash.lake.errors import LakeDamagedError, VersionTakenError
 from pyspark_theflash.lake.location import LakeDir, Where, lake_dir
 
 LOG_DIR = "_delta_log"
@@ -207,15 +208,15 @@ def in_commit_ms(ts: int, previous_ms: int) -> int:
     return max(ts >> 18, previous_ms + 1)
 
 
-def commit(state: TableLog, actions: list[dict[str, Any]]) -> int:
-    """Write ``actions`` as the version after ``state``'s; returns it. ``LakeError`` when that
-    version exists already (another publisher wrote it): nothing is overwritten."""
+def commit(state: TableLog, actions: list[dict[str, Any]], table: str | None = None) -> int:
+    """Write ``actions`` as the version after ``state``'s; returns it. ``VersionTakenError``
+    (naming ``table``, by default as the log names it) when that version exists already or is
+    being written by another publisher: nothing is overwritten, nothing retried."""
     version = state.version + 1
     text = "".join(json.dumps(a, separators=(",", ":")) + "\n" for a in actions)
     try:
         state.log_dir.create(log_name(version), text.encode())
     except FileExistsError as exc:
-        raise LakeError(f"{state.log_dir.where(log_name(version))} exists already: another publisher wrote "
-                        f"version {version} of this table; run one publisher per store (the writer's, or "
-                        "theflash delta publish)") from exc
+        raise VersionTakenError(table or state.name or str(state.root), version,
+                                state.log_dir.where(log_name(version))) from exc
     return version

@@ -32,3 +32,14 @@ class LakeDamagedError(LakeError):
 
 class LakeLocationError(LakeError):
     """Where the Delta tables should go (``--to``) is not a location pyarrow opens, or cannot be reached."""
+
+
+class VersionTakenError(LakeError):
+    """A version of a table's log exists already (or another writer's conditional PUT of it is
+    in flight): another publisher committed it first. Nothing was written over it."""
+
+    def __init__(self, table: str, version: int, path: str) -> None:
+        self.table, self.version, self.path = table, version, path
+        super().__init__(f"table {table}: version {version} was committed by another publisher first ({path}); "
+                         "nothing was written over it. Run one publisher per store (the writer's --delta-to, or "
+                         "theflash delta publish, not both); a publisher's next round builds on the log as it is")

@@ -10,9 +10,11 @@ an instance role; ``AWS_ENDPOINT_URL`` for an S3-compatible server, ``AWS_REGION
 
 Writes are whole files: on a local file system under a temporary name, fsynced and renamed (or
 linked, when the name must not exist yet); on an object store one PUT, which a reader sees
-whole or not at all, written again after a transient error (``TRANSIENT``). An object store has no link: ``create`` checks that the name is free, then
-writes, which is safe with one publisher per store (the rule docs/delta.md states) but is not
-an atomic put-if-absent.
+whole or not at all, written again after a transient error (``TRANSIENT``). A file whose name
+must not exist yet (a Delta log entry: ``create``) is put-if-absent wherever it goes: a link on
+a local file system, a conditional PUT on S3 (``lake.s3_put``: ``If-None-Match: *``, on an
+endpoint a probe found honouring it); on any other file system it is refused, never checked
+and then written.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from pyspark_theflash.durable import fsync_directory
+from pyspark_theflash.lake import s3_put
 from pyspark_theflash.lake.errors import LakeError, LakeLocationError
 
 # The AWS SDK's error kinds (as pyarrow's messages name them) a retry may cure: the server's own
@@ -153,7 +156,8 @@ class LakeDir:
         _whole_file_retried(put)
 
     def create(self, rel: str, data: bytes) -> None:
-        """The file under a name that must not exist yet: ``FileExistsError`` when it does."""
+        """The file under a name that must not exist yet: ``FileExistsError`` when it does (on S3
+        also while another conditional PUT of it is in flight: a lost race either way)."""
         if self.local:
             path = Path(self._at(rel))
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -168,9 +172,30 @@ class LakeDir:
                 os.unlink(tmp)
             fsync_directory(path.parent)
             return
-        if self.info(rel).type != pafs.FileType.NotFound:
+        endpoint, bucket, key = self._s3(rel)
+        self.require_put_if_absent()
+        if not s3_put.put_if_absent(endpoint, bucket, key, data, WRITE_ATTEMPTS, RETRY_FIRST_S):
             raise FileExistsError(self.where(rel))
-        self._put(rel, data)
+
+    def _s3(self, rel: str = "") -> tuple[s3_put.S3Endpoint, str, str]:
+        """(the endpoint, the bucket, the key) of ``rel`` on S3; ``LakeLocationError`` on any other
+        file system than S3 and local disk: it has no put-if-absent TheFlash can send."""
+        if not isinstance(self.fs, pafs.S3FileSystem):
+            raise LakeLocationError(
+                f"{self.uri}: a Delta version must never be overwritten, and TheFlash has a put-if-absent only on "
+                f"a local file system (a link) and on S3 (a conditional PUT), not on {self.fs.type_name}; publish "
+                "to a local or shared directory or to s3://")
+        bucket, _, key = self._at(rel).partition("/")
+        return s3_put.S3Endpoint.of(self.uri, self.fs.region), bucket, key
+
+    def require_put_if_absent(self) -> None:
+        """Refuse (``LakeLocationError``) a location where ``create`` could overwrite: a file
+        system without put-if-absent, or an S3 endpoint that ignores ``If-None-Match`` (probed
+        once per endpoint and bucket)."""
+        if self.local:
+            return
+        endpoint, bucket, prefix = self._s3()
+        s3_put.require_put_if_absent(endpoint, bucket, prefix)
 
     def copy_in(self, source: Path, rel: str) -> None:
         """A local file (a store part a version names, which never changes) at ``rel``: a hard

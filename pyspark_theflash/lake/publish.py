@@ -106,7 +106,8 @@ class _Published:
 
 class Publisher:
     """Publishes a store's tables round by round. One per store at a time (the writer's, or a
-    ``theflash delta publish``): a second one racing it fails on the log's put-if-absent."""
+    ``theflash delta publish``): a second one racing it fails on the log's put-if-absent
+    (``VersionTakenError``: a link locally, a conditional PUT on S3), never overwriting a version."""
 
     def __init__(self, store: str | os.PathLike[str], retention_s: float = DEFAULT_RETENTION_S,
                  checkpoint_interval: int = DEFAULT_CHECKPOINT_INTERVAL, to: str | os.PathLike[str] | None = None
@@ -130,6 +131,8 @@ class Publisher:
 
     def publish(self, ts: int | None = None) -> Round:
         started = time.monotonic()
+        # before any upload: a location where a version could be overwritten is refused
+        self.lake.require_put_if_absent()
         with Store.open(self.store, readonly=True) as store:
             with store.snapshot() as view:
                 resolved, lowest = _resolved(view)
@@ -145,21 +148,22 @@ class Publisher:
             # twice the retention: a version stays the one holding a time until the next version
             # of its table, up to a round's cadence later, and is kept a retention after that
             lease = store.leases.acquire(ts, max(LEASE_TTL_S, 2 * self.retention_s), holder=f"delta versions at ts {ts}")
-            keep = False
+            done: list[TablePublication] = []
             try:
                 with store.snapshot() as view:
                     self._truncated = view.truncations()
                     self._first_id = _first_ids(self._truncated)
-                    done = tuple(self._publish_table(view, info, ts) for info in view.tables())
-                    done += tuple(self._retire_table(table_id, name, retired_ts, reason, ts)
-                                  for table_id, name, retired_ts, reason in view.retired_tables()
-                                  if retired_ts <= ts and delta_log.log_versions(self._root(table_id)))
-                # the lease outlives the round by the retention when a version names its files
-                keep = any(t.version is not None for t in done)
+                    for info in view.tables():
+                        done.append(self._publish_table(view, info, ts))
+                    for table_id, name, retired_ts, reason in view.retired_tables():
+                        if retired_ts <= ts and delta_log.log_versions(self._root(table_id)):
+                            done.append(self._retire_table(table_id, name, retired_ts, reason, ts))
             finally:
-                if not keep:
+                # the lease outlives the round by the retention when a version names its files,
+                # also when a later table of the round failed (another publisher's version)
+                if not any(t.version is not None for t in done):
                     store.leases.release(lease.id)
-        return Round(ts, done, time.monotonic() - started)
+        return Round(ts, tuple(done), time.monotonic() - started)
 
     # --- one table -----------------------------------------------------------------------------
     def _retire_table(self, table_id: int, name: str, retired_ts: int, reason: str, ts: int) -> TablePublication:
@@ -181,7 +185,7 @@ class Publisher:
             "theflashTs": ts, "isBlindAppend": False, "engineInfo": "theflash"}},
             {"txn": {"appId": APP_ID, "version": ts, "lastUpdated": ict}}]
         actions += [f.remove_action(ict) for f in log.files.values()]
-        version = delta_log.commit(log, actions)
+        version = delta_log.commit(log, actions, name)
         self._logs[self._root_id(table_id)] = delta_log.replay(root, log)
         self._published.pop(self._root_id(table_id), None)
         return TablePublication(name, table_id, root.uri, version)
@@ -304,7 +308,7 @@ class Publisher:
         actions += [f.add_action() for k, f in new.items() if k not in old]
         if not vectors.empty:
             vectors.write(root)
-        version = delta_log.commit(log, actions)
+        version = delta_log.commit(log, actions, name)
         self._logs[root_id] = log = delta_log.replay(root, log)
         if version % self.checkpoint_interval == 0 and version > 0:
             write_checkpoint(log)

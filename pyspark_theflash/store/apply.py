@@ -149,7 +149,7 @@ class Applier:
         self.state = state
         # the live ("normal") regions by range, for _retire_overlapping: built from the regions
         # when first asked (None: to be built), kept as each region's range or state changes
-        self._live: RangeMembers | None = None
+        self._live: RangeMembers[int] | None = None
         self._live_of: dict[int, MutableRegion] | None = None
         self.catalog = catalog
         self.pipeline = pipeline  # a write past the flush thresholds flushes through it
@@ -272,9 +272,9 @@ class Applier:
         else:
             self._live.discard(reg.id)
 
-    def _live_regions(self) -> RangeMembers:
+    def _live_regions(self) -> RangeMembers[int]:
         if self._live is None or self._live_of is not self.state.regions:
-            live = RangeMembers()
+            live: RangeMembers[int] = RangeMembers()
             for r in self.state.regions.values():
                 if r.state == "normal":
                     live.add(r.id, r.start_key, r.end_key)

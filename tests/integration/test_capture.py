@@ -237,13 +237,13 @@ def test_a_region_the_replica_retires_has_its_registration_ended_not_fed(cluster
     capture = Capture(options(cluster, tmp_path / "binlog"))
     try:
         old = RegionFeed(70, k(b"b"), k(b"f"), version=5, conf_ver=1, store_id=1, gen=1, initialized=True)
-        capture.feeds[70] = old
+        capture.table.add(old)  # (a current registration: the region table's)
         for ev in capture._snapshot_events(old, binlog_pb2.RegionSnapshot(region=old.region_proto())):
             capture._absorb(ev)  # as _release takes in each event it writes
         assert old.written and 70 in capture.introduced
         # region 71 (split off 70 upstream, a newer epoch) writes its snapshot over [d, f) first
         born = RegionFeed(71, k(b"d"), k(b"f"), version=6, conf_ver=1, store_id=2, gen=2, initialized=True)
-        capture.feeds[71] = born
+        capture.table.add(born)
         (snap,) = capture._snapshot_events(born, binlog_pb2.RegionSnapshot(region=born.region_proto()))
         capture._absorb(snap)
         assert old.discarded and 70 not in capture.feeds and 70 not in capture.introduced
@@ -287,7 +287,6 @@ def test_a_message_of_many_regions_is_one_binlog_event_meaning_each_regions_own(
         for i in range(4):  # regions 80..83 over handles [100i, 100i + 100)
             f = RegionFeed(80 + i, bytes(encode_region_key(key(100 * i))), bytes(encode_region_key(key(100 * i + 100))),
                            version=5, conf_ver=1, store_id=1, gen=10 + i, initialized=True, resolved_ts=50)
-            capture.feeds[f.id] = f
             capture.table.add(f)
             for ev in capture._snapshot_events(f, binlog_pb2.RegionSnapshot(region=f.region_proto())):
                 capture._append([ev])

@@ -146,8 +146,8 @@ def test_caught_up_is_never_true_while_a_range_is_followed_by_nothing(cluster: M
         middle = _region_at(cluster, record_key(info, 10))
         # a registration lost without a trace: no feed, no pending lookup (what the bug did)
         assert not capture._followed_gaps(with_reloads=True)
-        feed = capture.feeds.pop(middle.id)
-        capture.table.remove(feed)  # (its row in the region table, with it)
+        feed = capture.feeds[middle.id]
+        capture.table.remove(feed)  # (its row in the region table, and with it its entry in ``feeds``)
         assert capture._followed_gaps(with_reloads=False) == [(feed.start, feed.end)]
         assert not capture.caught_up(now)
         capture._registrations_changed = True  # as any registration's end or start sets it

@@ -43,7 +43,7 @@ def test_find_and_the_rows_follow_the_registrations_through_changes() -> None:
             assert f == (r in feeds)
             if f:
                 feed = feeds[r]
-                assert table.feeds[p] is feed and feed.slot == p
+                assert table.by_slot[p] is feed and feed.slot == p
                 assert (table.gens[p], table.stores[p], bool(table.ready[p]), int(table.resolved[p])) == \
                     (feed.gen, feed.store_id, feed.initialized, feed.resolved_ts)
         assert table.least_resolved() == min(f.resolved_ts for f in feeds.values())
@@ -76,7 +76,7 @@ def test_a_registration_added_over_one_of_the_same_region_replaces_it() -> None:
     table.add(second)
     assert len(table) == 1 and first.slot == -1 and (first.resolved_ts, first.initialized) == (40, True)
     slot, found = table.find(np.array([7], np.int64))
-    assert found.all() and table.feeds[int(slot[0])] is second and int(table.gens[slot[0]]) == 2
+    assert found.all() and table.by_slot[int(slot[0])] is second and int(table.gens[slot[0]]) == 2
 
 
 def test_the_written_resolved_ts_as_arrays_answer_what_a_dict_of_the_greatest_answers() -> None:
@@ -98,3 +98,39 @@ def test_the_written_resolved_ts_as_arrays_answer_what_a_dict_of_the_greatest_an
         if rng.random() < 0.1:
             assert list(written.items()) == sorted(expected.items())
     assert written.as_dict() == expected and len(written) == len(expected)
+
+
+def test_a_regions_binlog_index_counts_on_across_its_registrations_and_survives_the_state() -> None:
+    """A region's events are numbered 1, 2, ... whatever registration wrote them: the counter
+    lives in the table's column while the region is registered and beside it while it is not."""
+    table = RegionTable()
+    table.raise_index(7, 3)  # read back from the binlog before any registration
+    first = RegionFeed(7, b"a", b"b", version=1, conf_ver=1, store_id=1, gen=1)
+    other = RegionFeed(8, b"b", b"c", version=1, conf_ver=1, store_id=1, gen=2)
+    table.add(first)
+    table.add(other)
+    assert table.last_index(7) == 3 and table.next_index(7) == 4
+    assert table.next_indexes([8, 7]) == [1, 5]
+    assert table.next_indexes([7, 7]) == [6, 7]  # (named twice: each taken in turn)
+    table.remove(first)  # ended: the count stays with the region
+    assert table.last_index(7) == 7 and table.next_indexes([7, 8]) == [8, 2]
+    again = RegionFeed(7, b"a", b"b", version=2, conf_ver=1, store_id=2, gen=3)
+    table.add(again)
+    assert table.next_index(7) == 9
+    table.raise_index(7, 5)  # an older event read again does not move it back
+    assert sorted(table.indexes()) == [(7, 9), (8, 2)] and table.any_index()
+    assert not RegionTable().any_index()
+
+
+def test_a_regions_last_registered_range_is_its_current_feeds_or_the_last_ended_ones() -> None:
+    table = RegionTable()
+    assert table.last_range(5) is None  # never registered by this process
+    feed = RegionFeed(5, b"a", b"m", version=1, conf_ver=1, store_id=1, gen=1)
+    table.add(feed)
+    assert table.last_range(5) == (b"a", b"m")
+    table.remove(feed)
+    assert table.last_range(5) == (b"a", b"m")  # ended, none after it
+    table.add(RegionFeed(5, b"a", b"f", version=2, conf_ver=1, store_id=1, gen=2))
+    assert table.last_range(5) == (b"a", b"f")
+    table.add(RegionFeed(5, b"a", b"c", version=3, conf_ver=1, store_id=2, gen=3))  # replaces the current one
+    assert table.last_range(5) == (b"a", b"c")

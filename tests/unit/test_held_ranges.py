@@ -32,6 +32,10 @@ def test_gaps_are_exactly_the_keys_no_span_covers(spans: list[tuple[bytes, bytes
         assert e1 and e1 < s2
     for s, e in found:
         assert _inside(s, start, end) and (not e or s < e) and (not end or (e and e <= end))
+    # spans given in order of their starts only (ties in any order), as a generator: the same
+    by_start = sorted(spans, key=lambda sp: sp[0])
+    assert gaps((sp for sp in by_start), start, end, ordered=True) == found
+    assert gaps((sp for sp in reversed(sorted(spans))), start, end) == found
 
 
 def test_a_span_tiled_exactly_has_no_gap_and_an_open_end_is_named() -> None:

@@ -12,6 +12,7 @@ import pyarrow.fs as pafs
 import pytest
 
 from pyspark_theflash.lake import location
+from pyspark_theflash.lake.errors import LakeLocationError
 from pyspark_theflash.lake.location import LakeDir
 
 INTERNAL = ("When uploading part for key 'x': AWS Error INTERNAL_FAILURE during UploadPart operation: We encountered "
@@ -116,9 +117,17 @@ def test_a_file_is_written_again_after_transient_failures(tmp_path: Path) -> Non
     lake.write("part.parquet", b"the same bytes")
     assert store.uploads == location.WRITE_ATTEMPTS
     assert (tmp_path / "part.parquet").read_bytes() == b"the same bytes"
-    lake, store = flaky(tmp_path, 1, INTERNAL)
-    lake.create("_delta_log/00000000000000000000.json", b"{}")
-    assert store.uploads == 2 and (tmp_path / "_delta_log" / "00000000000000000000.json").read_bytes() == b"{}"
+
+
+def test_a_version_is_never_checked_then_written_on_a_file_system_without_put_if_absent(tmp_path: Path) -> None:
+    # S3's conditional PUT (lake.s3_put) and a local link are the only put-if-absent TheFlash
+    # has: on any other file system a log entry is refused, not written after a check
+    lake, store = flaky(tmp_path, 0, INTERNAL)
+    with pytest.raises(LakeLocationError, match="never be overwritten.*flaky-s3"):
+        lake.create("_delta_log/00000000000000000000.json", b"{}")
+    with pytest.raises(LakeLocationError):
+        lake.require_put_if_absent()
+    assert store.uploads == 0 and not (tmp_path / "_delta_log").exists()
 
 
 def test_the_last_attempts_error_is_raised_and_another_error_at_once(tmp_path: Path) -> None:
