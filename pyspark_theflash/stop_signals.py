@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import Any, Callable
+from types import FrameType
+from typing import Callable
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def run_from_handler(stop: Callable[[], Any]) -> None:
+def run_from_handler(stop: Callable[[], object]) -> None:
     """Call ``stop`` (which sets an Event the main thread may wait on) from a thread of its own:
     safe inside a signal handler (see the module's docstring)."""
     threading.Thread(target=stop, name="stop-signal", daemon=True).start()
@@ -29,14 +30,14 @@ def set_from_handler(event: threading.Event) -> None:
     run_from_handler(event.set)
 
 
-def stop_on_signals(stop: threading.Event, note: Callable[[int], Any] | None = None) -> None:
+def stop_on_signals(stop: threading.Event, note: Callable[[int], object] | None = None) -> None:
     """On SIGINT or SIGTERM call ``note(signum)`` (a log line, the signal to exit with) and
     set ``stop``. Handlers can be installed from the main thread only; elsewhere (a command
     run inside a test's thread) this does nothing and the caller stops by other means."""
     if threading.current_thread() is not threading.main_thread():
         return
 
-    def handler(signum: int, _frame: Any) -> None:
+    def handler(signum: int, _frame: FrameType | None) -> None:
         if note is not None:
             note(signum)
         set_from_handler(stop)

@@ -32,7 +32,7 @@ def _position(text: str) -> Any:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "binlog", help="dump, inspect, serve or prune a binlog", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

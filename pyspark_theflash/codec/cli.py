@@ -26,7 +26,7 @@ from typing import Any
 from pyspark_theflash.cli import CommandError
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "codec", help="decode TiDB/TiKV keys, values, rows, locks, writes and timestamps",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -13,7 +13,7 @@ FLAGS = {"snapshot_ts": "--ts", "as_of": "--ts", "snapshot": "--snapshot", "max_
          "upstream": "--upstream"}
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "sql", help="run a read-only SQL query over a store at one snapshot ts",
         description="Run a read-only query (tables named db.table) over a store at one snapshot ts (--ts, or a fresh "

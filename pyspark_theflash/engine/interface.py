@@ -100,7 +100,7 @@ class ReadSessions(Protocol):
     whose ``read_partition`` reads the planned streams."""
 
     def open_read_session(self, engine: Engine, table: str, *, snapshot_ts: int | None, as_of: str | None,
-                          columns: Sequence[str] | None, filter: Any, isolation: str | None,
+                          columns: Sequence[str] | None, filter: object, isolation: str | None,
                           options: Mapping[str, Any] | None) -> EngineReadSession: ...
 
     def read_stream(self, engine: Engine, session: EngineReadSession, n: int,
@@ -157,7 +157,7 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def open_read_session(self, table: str, *, snapshot_ts: int | None = None, as_of: str | None = None,
-                          columns: Sequence[str] | None = None, filter: Any = None, isolation: str | None = None,
+                          columns: Sequence[str] | None = None, filter: object = None, isolation: str | None = None,
                           options: dict[str, Any] | None = None) -> EngineReadSession:
         """A ``scan.session.ReadSession`` of ``table`` whose lease lives by its TTL: renewed while
         streams are read and by ``session.renew()``, released by ``session.close()``."""

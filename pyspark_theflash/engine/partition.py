@@ -13,9 +13,13 @@ read that must go through another process's service is a :class:`ServiceRead`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Iterator, Protocol
 
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    from pyspark_theflash.store.parts import PartRef
+
 
 class ServiceToken(Protocol):
     """The read's bearer token (``scan.bearer_token.BearerToken``): only ``header()`` gives
@@ -32,9 +36,9 @@ class RangeScan:
     ones) with the parts pinned for it."""
 
     region_ids: tuple[int, ...]
-    lo: int | None
-    hi: int | None
-    parts: tuple[Any, ...]          # store.parts.PartRef
+    lo: int | bytes | None          # a clustered common handle's key bytes, or an int handle
+    hi: int | bytes | None
+    parts: tuple[PartRef, ...]
     size_bytes: int
     # The physical table the range is of: a partition's id for a partitioned table (its rows
     # live under that id), None for the table's own id.

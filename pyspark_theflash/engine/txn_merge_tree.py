@@ -85,7 +85,7 @@ class TxnMergeTreeEngine(Engine):
             return list(view.tables())
 
     def open_read_session(self, table: str, *, snapshot_ts: int | None = None, as_of: str | None = None,
-                          columns: Sequence[str] | None = None, filter: Any = None, isolation: str | None = None,
+                          columns: Sequence[str] | None = None, filter: object = None, isolation: str | None = None,
                           options: dict[str, Any] | None = None) -> EngineReadSession:
         return self._read_sessions("open a read session").open_read_session(
             self, table, snapshot_ts=snapshot_ts, as_of=as_of, columns=columns, filter=filter, isolation=isolation,

@@ -21,13 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+
 
 from pyspark_theflash.cli import CommandError
 from pyspark_theflash.errors import TheFlashError
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     delta = subparsers.add_parser("delta", help="publish the store's tables as Delta Lake tables, and inspect them",
                                   description=__doc__.splitlines()[0])
     sub = delta.add_subparsers(dest="delta_command", metavar="SUBCOMMAND", required=True)

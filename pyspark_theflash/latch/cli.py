@@ -5,12 +5,12 @@ import argparse
 import json
 import sys
 import threading
-from typing import Any
+
 
 from pyspark_theflash.stop_signals import stop_on_signals
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "latch", help="read leases, the write latch and flush requests of a store",
         description="The latch of a store: the read leases that pin its snapshots, the write latch its one writer "

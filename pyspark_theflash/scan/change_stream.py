@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from pyspark_theflash.scan.errors import (
     ChangesBelowSafePointError,
@@ -33,6 +33,9 @@ from pyspark_theflash.scan.errors import (
 from pyspark_theflash.scan.options import parse_duration_s, parse_positive_int
 from pyspark_theflash.scan.snapshot import TableResolved, stream_start_ts, table_resolved
 from pyspark_theflash.store.errors import UnknownTableNameError
+
+if TYPE_CHECKING:
+    from pyspark_theflash.latch import Latch
 
 LEASE_HOLDER = "theflash change stream {table}"
 DEFAULT_STREAM_LEASE_TTL_S = 600.0
@@ -101,7 +104,7 @@ class ChangeStream:
         self.holder = LEASE_HOLDER.format(table=table) + (f" {self.stream_id}" if self.stream_id else "")
         self._lease_id: int | None = None
         self._lease_ts: int | None = None
-        self._latch: Any = None
+        self._latch: Latch | None = None
         self.latest_seen: StreamOffset | None = None
         self.resolved_seen = 0
 
@@ -265,7 +268,7 @@ class ChangeStream:
         return max(0.0, (time.time() * 1000 if now_ms is None else now_ms) - tso_physical_ms(ts))
 
     # --- the lease ------------------------------------------------------------------------------
-    def _latch_handle(self) -> Any:
+    def _latch_handle(self) -> Latch:
         if self._latch is None:
             from pyspark_theflash.latch import connect
 

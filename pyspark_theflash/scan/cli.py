@@ -23,7 +23,7 @@ FLAGS = {"upstream": "--upstream", "snapshot_ts": "--snapshot-ts", "as_of": "--a
          "schema": "--schema"}
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("scan", help="plan (and read) a snapshot of a table, without Spark",
                               description=__doc__.splitlines()[0])
     p.add_argument("table", help="db.table")

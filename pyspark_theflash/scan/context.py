@@ -20,7 +20,7 @@ from pyspark_theflash.scan.errors import (
     UpstreamUnreachableError,
 )
 from pyspark_theflash.scan.learner import CoveringColumns, region_id
-from pyspark_theflash.scan.options import ScanOptions
+from pyspark_theflash.scan.options import HandleBound, ScanOptions
 from pyspark_theflash.schema.partitioning import physical_ids_of
 from pyspark_theflash.store.errors import did_you_mean
 
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from pyspark_theflash.store import Store
     from pyspark_theflash.store.views import LockInfo, RegionState, StoreView
 
-HandleBound = Any  # an int64 handle, or a clustered common handle's key bytes; None = unbounded
 
 
 class Upstream(Protocol):
@@ -76,7 +75,7 @@ def close_upstream(upstream: object) -> None:
 
 
 @contextlib.contextmanager
-def recorded_upstream(options: ScanOptions, upstream: UpstreamClient | None = None) -> Iterator[Any]:
+def recorded_upstream(options: ScanOptions, upstream: UpstreamClient | None = None) -> Iterator[UpstreamClient]:
     """``upstream`` if given, else a client of the store's upstream, closed after the block."""
     if upstream is not None:
         yield upstream

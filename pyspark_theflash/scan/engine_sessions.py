@@ -40,7 +40,7 @@ class PlannedSessions:
         self._mu = threading.Lock()
 
     def open_read_session(self, engine: Engine, table: str, *, snapshot_ts: int | None, as_of: str | None,
-                          columns: Sequence[str] | None, filter: Any, isolation: str | None,
+                          columns: Sequence[str] | None, filter: object, isolation: str | None,
                           options: Mapping[str, Any] | None) -> ReadSession:
         opts = dict(options or {})
         if self._upstream_address and "upstream" not in opts:

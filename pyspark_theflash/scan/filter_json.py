@@ -266,7 +266,7 @@ def _duration(v: Any, typ: pa.DataType) -> dt.timedelta:
     return -d if sign else d
 
 
-_CONVERT: dict[str, Callable[[Any, pa.DataType], Any]] = {
+_CONVERT: dict[str, Callable[[Any, pa.DataType], object]] = {
     "bool": _bool, "int": _int, "float": _float, "decimal": _decimal, "date": _date, "timestamp": _timestamp,
     "duration": _duration, "binary": _binary, "string": _string,
 }

@@ -13,14 +13,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pyspark_theflash.latch import Latch
+    from pyspark_theflash.upstream.tidb_cluster import TiDBClusterClient
 
 log = logging.getLogger(__name__)
 
-_clients: dict[str, Any] = {}
+_clients: dict[str, TiDBClusterClient] = {}
 _mu = threading.Lock()
 
 
@@ -30,15 +31,15 @@ def service_id(store: str) -> str:
     return "theflash-reader-" + hashlib.sha1(os.path.realpath(store).encode()).hexdigest()[:12]
 
 
-def _client(address: str) -> Any:
-    """One PD client per address for the process's lease keepers (leases outlive a plan's
-    own upstream connection)."""
+def _client(address: str) -> TiDBClusterClient:
+    """One PD client per ``pd://`` address for the process's lease keepers (leases outlive a
+    plan's own upstream connection)."""
     with _mu:
         client = _clients.get(address)
         if client is None:
-            from pyspark_theflash.upstream.client import connect
+            from pyspark_theflash.upstream.tidb_cluster import TiDBClusterClient
 
-            client = _clients[address] = connect(address)
+            client = _clients[address] = TiDBClusterClient(address)
         return client
 
 

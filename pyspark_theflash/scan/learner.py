@@ -15,7 +15,7 @@ import logging
 import time
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
 
@@ -26,7 +26,8 @@ from pyspark_theflash.store.views import RegionState
 from pyspark_theflash.upstream.pd import RAFT_INIT_LOG_INDEX
 
 if TYPE_CHECKING:
-    from pyspark_theflash.store.views import StoreView
+    from pyspark_theflash.proto import binlog_pb2
+    from pyspark_theflash.store.views import LockInfo, StoreView
     from pyspark_theflash.upstream.client import UpstreamClient
     from pyspark_theflash.store.views import RegionColumns
 
@@ -46,7 +47,7 @@ def close_view(view: StoreView) -> None:
         close()
 
 
-def _all_regions(view: StoreView) -> list[Any]:
+def _all_regions(view: StoreView) -> list[RegionState]:
     try:
         return list(view.regions(include_gone=True))
     except TypeError:
@@ -62,7 +63,7 @@ def ranges_overlap(a_start: bytes, a_end: bytes, b_start: bytes, b_end: bytes) -
     return (not b_end or a_start < b_end) and (not a_end or b_start < a_end)
 
 
-def region_id(region: Any) -> int:
+def region_id(region: RegionState | binlog_pb2.Region | LockInfo) -> int:
     """The id of a store region (``RegionState``: asked per region of a plan, so first) or of
     an upstream region or lock (``region_id``)."""
     if type(region) is RegionState:
@@ -70,7 +71,7 @@ def region_id(region: Any) -> int:
     return int(getattr(region, "region_id", None) or getattr(region, "id"))
 
 
-def _applied(region: Any) -> int:
+def _applied(region: RegionState) -> int:
     """A store region's applied raft index. A region the store holds has applied at least
     TiKV's RAFT_INIT_LOG_INDEX: a new peer's log starts there and upstream's read index of a
     region without entries is that, while the store notes no index before its first entry (as
@@ -78,7 +79,7 @@ def _applied(region: Any) -> int:
     return max(int(region.applied_index), RAFT_INIT_LOG_INDEX)
 
 
-def region_is_live(region: Any) -> bool:
+def region_is_live(region: RegionState) -> bool:
     return str(getattr(region, "state", "normal") or "normal") == "normal"
 
 
@@ -97,8 +98,8 @@ class LearnerRead:
     """One query's learner read of one table. ``snapshot`` opens a fresh view of the store
     manifest; ``covering(view)`` lists the live regions of the view that overlap the table."""
 
-    snapshot: Callable[[], Any]
-    covering: Callable[[Any], list[Any]]
+    snapshot: Callable[[], StoreView]
+    covering: Callable[[StoreView], list[RegionState]]
     upstream: UpstreamClient | None  # None: a ts the store has resolved (no read index is asked for)
     latch: Latch
     ts: int
@@ -109,14 +110,14 @@ class LearnerRead:
     read_index: dict[int, int] = field(default_factory=dict)
     waited_s: float = 0.0
     # ``covering`` as columns (``scan.context.covering_physical_columns``; None: not as columns)
-    covering_columns: Callable[[Any], CoveringColumns | None] | None = None
+    covering_columns: Callable[[StoreView], CoveringColumns | None] | None = None
     _noticed: bool = False  # the wait was reported (_notice): once a read
 
     def _upstream(self) -> UpstreamClient:
         assert self.upstream is not None, "a read index is asked for only with an upstream"
         return self.upstream
 
-    def _read_index_of(self, region: Any) -> dict[int, int]:
+    def _read_index_of(self, region: RegionState) -> dict[int, int]:
         """The read index of a store region, or of the upstream regions now covering its
         range when upstream no longer knows it (merged, or split ranges moved)."""
         rid = region_id(region)
@@ -152,9 +153,9 @@ class LearnerRead:
         return self.key_ranges or (self.key_range,)
 
     def run(self, deadline: float, timeout_s: float, only: Iterable[int] | None = None, force: bool = False,
-            resolve_locks: Callable[[Any], None] | None = None,
-            held_by_lock: Callable[[Any, Any], bool] | None = None,
-            lock_wait: tuple[float, Callable[[Any], BaseException | None]] | None = None) -> Any:
+            resolve_locks: Callable[[StoreView], None] | None = None,
+            held_by_lock: Callable[[StoreView, RegionState], bool] | None = None,
+            lock_wait: tuple[float, Callable[[StoreView], BaseException | None]] | None = None) -> StoreView:
         """Wait until caught up; returns the store view that is. ``only``: just these region
         ids (a lock's regions after resolving it); ``force``: take a new read index even when
         the region's resolved ts already covers ts (to see a lock resolution)."""
@@ -229,7 +230,7 @@ class LearnerRead:
         finally:
             self.waited_s += time.monotonic() - started
 
-    def _fresh(self, view: StoreView, needed: dict[int, int], only_ids: set[int] | None, force: bool) -> list[Any]:
+    def _fresh(self, view: StoreView, needed: dict[int, int], only_ids: set[int] | None, force: bool) -> list[RegionState]:
         """The regions over the table that still need a read index (in ``covering``'s order):
         not already waited for (``needed``), among ``only_ids``, and not resolved at ts (or all
         of them, ``force``). Over the regions as columns where the view gives them
@@ -252,7 +253,7 @@ class LearnerRead:
             behind &= np.isin(cover.ids, np.fromiter(only_ids, np.int64, len(only_ids)))
         if not behind.any():
             return []
-        behind_regions: list[Any] = view.live_regions_at(cover.at[behind])
+        behind_regions: list[RegionState] = view.live_regions_at(cover.at[behind])
         return behind_regions
 
     def _notice(self, started: float, deadline: float, behind: list[tuple[int, int]], *, gap: bool = False,
@@ -288,7 +289,7 @@ class LearnerRead:
             return any(_first_gap(self.regions_over_range(view), *rng) is not None for rng in self.ranges)
         return gap
 
-    def regions_over_range(self, view: StoreView) -> list[Any]:
+    def regions_over_range(self, view: StoreView) -> list[RegionState]:
         """Every live region of ``view`` over the table's key range: a dropped or truncated
         table's range is still held by regions (they outlive it), which ``covering`` may not
         list. (A region may hold other tables' keys too.)"""
@@ -297,9 +298,9 @@ class LearnerRead:
         return live or list(self.covering(view))
 
     def _run_resolved(self, deadline: float, timeout_s: float, only: Iterable[int] | None,
-                      resolve_locks: Callable[[Any], None] | None,
-                      held_by_lock: Callable[[Any, Any], bool] | None = None,
-                      lock_wait: tuple[float, Callable[[Any], BaseException | None]] | None = None) -> Any:
+                      resolve_locks: Callable[[StoreView], None] | None,
+                      held_by_lock: Callable[[StoreView, RegionState], bool] | None = None,
+                      lock_wait: tuple[float, Callable[[StoreView], BaseException | None]] | None = None) -> StoreView:
         """The learner read of a store fed by TiKV's change-data feed, whose indexes are not
         raft indexes: wait until the store's regions cover the table's range and each has a
         resolved ts at or above ts (TiKV promises no commit at or below a resolved ts is still
@@ -380,7 +381,7 @@ def gap_in_disjoint(live: RegionColumns, ranges: Iterable[tuple[bytes, bytes]]) 
     return False
 
 
-def _first_gap(regions: list[Any], start: bytes, end: bytes) -> bytes | None:
+def _first_gap(regions: list[RegionState], start: bytes, end: bytes) -> bytes | None:
     """Where the live store regions stop covering [start, end) (PD-encoded), None if they do."""
     at = start
     for r in sorted(regions, key=lambda r: bytes(r.start_key)):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, NoReturn
+from typing import TYPE_CHECKING, Callable, Iterable, NoReturn
 
 from pyspark_theflash.scan.errors import LockResolveTimeoutError, UpstreamUnreachableError
 from pyspark_theflash.scan.learner import LearnerRead, close_view
@@ -27,7 +27,7 @@ from pyspark_theflash.txn.resolver import TxnResolver
 from pyspark_theflash.txn.status import SecondaryLocks, TxnStatus
 
 if TYPE_CHECKING:
-    from pyspark_theflash.store.views import StoreView
+    from pyspark_theflash.store.views import LockInfo, StoreView
     from pyspark_theflash.upstream.client import UpstreamClient
 
 OP_LOCK = 2  # binlog OpType.LOCK
@@ -65,7 +65,7 @@ class LockResolver:
 
     upstream: UpstreamClient | None  # None: a read the store serves alone (at a ts it has resolved)
     learner: LearnerRead
-    locks: Callable[[Any], list[Any]]
+    locks: Callable[[StoreView], list[LockInfo]]
     ts: int
     decisions: dict[int, TxnStatus] = field(default_factory=dict)  # start_ts -> a fate settled for ts
     backoffs: int = 0
@@ -85,13 +85,13 @@ class LockResolver:
         """Transactions rolled back (TTL expired) or found rolled back."""
         return self.txns.rolled_back
 
-    def _fate(self, lock: Any, keys: list[bytes] | None = None) -> TxnStatus | None:
+    def _fate(self, lock: LockInfo, keys: list[bytes] | None = None) -> TxnStatus | None:
         """The transaction's fate as far as ts sees it, or None while it is alive. ``keys``: the
         transaction's locked keys the read met, the ones resolved upstream (None: all of them)."""
         status = self.txns.decide(lock, self.ts, keys)
         return status if status.settled_for(self.ts) else None
 
-    def _keys_by_txn(self, pending: list[Any]) -> dict[int, list[bytes]] | None:
+    def _keys_by_txn(self, pending: list[LockInfo]) -> dict[int, list[bytes]] | None:
         if not getattr(self.upstream, "resolved_ts_reads", False):
             return None
         out: dict[int, list[bytes]] = {}
@@ -99,7 +99,7 @@ class LockResolver:
             out.setdefault(int(lk.start_ts), []).append(bytes(lk.key))
         return out
 
-    def timeout_error(self, alive: list[Any], timeout_s: float) -> LockResolveTimeoutError:
+    def timeout_error(self, alive: list[LockInfo], timeout_s: float) -> LockResolveTimeoutError:
         lock = alive[0]
         primary = bytes(lock.primary).hex() or "not in the change-data feed"
         return LockResolveTimeoutError(
@@ -110,7 +110,7 @@ class LockResolver:
             "isolation RC to skip lock checks"
         )
 
-    def pending_alive(self, view: StoreView) -> list[Any]:
+    def pending_alive(self, view: StoreView) -> list[LockInfo]:
         """The locks at or below ts in ``view`` whose transaction is not decided yet."""
         return [lk for lk in self.locks(view) if int(lk.start_ts) <= self.ts and int(lk.op) != OP_LOCK
                 and int(lk.start_ts) not in self.decisions]
@@ -133,7 +133,7 @@ class LockResolver:
             if decision is not None:
                 self.decisions[start_ts] = decision
 
-    def run(self, view: StoreView, deadline: float, timeout_s: float) -> Any:
+    def run(self, view: StoreView, deadline: float, timeout_s: float) -> StoreView:
         """Resolve until no lock at or below ts can still change what ts sees; returns the
         store view in which that holds."""
         attempt = 0
@@ -142,7 +142,7 @@ class LockResolver:
             # a LOCK-type lock (SELECT ... FOR UPDATE) changes no data: reads ignore it, as TiKV's do
             pending = [lk for lk in self.locks(view) if int(lk.start_ts) <= self.ts and int(lk.op) != OP_LOCK]
             keys = self._keys_by_txn(pending)
-            alive: list[Any] = []
+            alive: list[LockInfo] = []
             alive_ts: set[int] = set()
             wait_regions: set[int] = set()
             for lock in pending:

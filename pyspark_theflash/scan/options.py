@@ -119,7 +119,7 @@ def parse_list(text: str | None) -> tuple[str, ...]:
 HandleBound = Optional[Handle]  # None: unbounded
 
 
-def _bound_from_json(value: Any) -> HandleBound:
+def _bound_from_json(value: object) -> HandleBound:
     if value is None:
         return None
     if isinstance(value, dict):
@@ -142,7 +142,7 @@ def parse_handle_ranges(text: str | None) -> tuple[tuple[HandleBound, HandleBoun
 
 
 def format_handle_ranges(ranges: Sequence[tuple[HandleBound, HandleBound]]) -> str:
-    def bound(value: HandleBound) -> Any:
+    def bound(value: HandleBound) -> int | dict[str, str] | None:
         return {"hex": value.hex()} if isinstance(value, bytes) else value
 
     return json.dumps([[bound(lo), bound(hi)] for lo, hi in ranges])

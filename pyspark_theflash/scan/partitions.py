@@ -8,30 +8,32 @@ with the engines that read it, so it lives below them; an executor reads one wit
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence, cast
+from typing import TYPE_CHECKING, Sequence, cast
 
 import numpy as np
 
 from pyspark_theflash.engine.partition import RangeScan
 
 if TYPE_CHECKING:
+    from pyspark_theflash.scan.options import HandleBound
+    from pyspark_theflash.store.parts import PartRef
     from pyspark_theflash.store.views import TableRegionColumns
 
 
-def estimate_bytes(parts: Sequence[Any], lo: int | bytes | None, hi: int | bytes | None) -> int:
+def estimate_bytes(parts: Sequence[PartRef], lo: int | bytes | None, hi: int | bytes | None) -> int:
     """Bytes of ``parts`` that fall in [lo, hi), prorated by handle span (parts are shared by
     the regions their partition overlaps). Binary (clustered common) handles have no span to
     prorate by: a part overlapping the range counts whole."""
     return _prorated(parts, lo, hi, "bytes")
 
 
-def estimate_rows(parts: Sequence[Any], lo: int | bytes | None, hi: int | bytes | None) -> int:
+def estimate_rows(parts: Sequence[PartRef], lo: int | bytes | None, hi: int | bytes | None) -> int:
     """Rows (versions) of ``parts`` in [lo, hi), prorated as :func:`estimate_bytes` does: an
     upper bound of the rows a read there returns (older versions and deletes are counted)."""
     return _prorated(parts, lo, hi, "rows")
 
 
-def _prorated(parts: Sequence[Any], lo: int | bytes | None, hi: int | bytes | None, measure: str) -> int:
+def _prorated(parts: Sequence[PartRef], lo: int | bytes | None, hi: int | bytes | None, measure: str) -> int:
     total = 0.0
     for p in parts:
         size = int(getattr(p, measure, 0) or 0)
@@ -54,7 +56,7 @@ _INT64 = (-(1 << 63), (1 << 63) - 1)
 _MASK_CELLS = 1 << 24  # ranges x parts compared at once (bytes of the mask)
 
 
-def parts_by_range(parts: Sequence[Any], ranges: Sequence[tuple[Any, Any]]) -> list[tuple[tuple[Any, ...], int]] | None:
+def parts_by_range(parts: Sequence[PartRef], ranges: Sequence[tuple[HandleBound, HandleBound]]) -> list[tuple[tuple[PartRef, ...], int]] | None:
     """For each handle range [lo, hi) (None: unbounded), the parts overlapping it (as
     ``PartRef.overlaps`` says, in the order of ``parts``) and their bytes there
     (:func:`estimate_bytes`), for every range at once: a plan over 10,000 regions asked the
@@ -75,7 +77,7 @@ def parts_by_range(parts: Sequence[Any], ranges: Sequence[tuple[Any, Any]]) -> l
     return [(tuple(met[bounds[k]:bounds[k + 1]]), size) for k, size in enumerate(found.size.tolist())]
 
 
-def _is_int(v: Any) -> bool:
+def _is_int(v: object) -> bool:
     return v is None or (type(v) is int and _INT64[0] <= v <= _INT64[1])
 
 
@@ -97,7 +99,7 @@ class Spans:
         return (None if self.lo_open[k] else int(self.lo[k]), None if self.hi_open[k] else int(self.hi[k]))
 
 
-def region_spans(regions: TableRegionColumns, allowed: Sequence[tuple[Any, Any]] | None) -> Spans | None:
+def region_spans(regions: TableRegionColumns, allowed: Sequence[tuple[HandleBound, HandleBound]] | None) -> Spans | None:
     """The regions' handle ranges, each cut to ``allowed`` (None: whole), as the planner's
     ``_restricted`` does region by region: a region's pieces in the order of ``allowed``, empty
     pieces left out. None when a bound of ``allowed`` is not an int64 (the caller cuts them one
@@ -132,7 +134,7 @@ class SpanParts:
     part_at: np.ndarray  # int64
 
 
-def span_parts(parts: Sequence[Any], spans: Spans) -> SpanParts | None:
+def span_parts(parts: Sequence[PartRef], spans: Spans) -> SpanParts | None:
     """``parts_by_range`` of every span as columns; None when a part's handle is not an int64."""
     if not all(_is_int(p.min_handle) and _is_int(p.max_handle) for p in parts):
         return None
@@ -175,7 +177,7 @@ class TableSpans:
 
     table_id: int | None
     spans: Spans
-    parts: Sequence[Any]
+    parts: Sequence[PartRef]
     found: SpanParts
     keep: np.ndarray  # bool
 
@@ -185,7 +187,7 @@ def grouped_range_scans(tables: Sequence[TableSpans], target_bytes: int) -> list
     order), as columns: the range of each group is made, not one per region. Equal to building a
     ``RangeScan`` per span and grouping them (the unit tests check it against that)."""
     rids, los, his, lo_opens, hi_opens, sizes, codes, part_ats, counts = [], [], [], [], [], [], [], [], []
-    all_parts: list[Any] = []
+    all_parts: list[PartRef] = []
     for number, t in enumerate(tables):
         keep = t.keep
         rids.append(t.spans.region_ids[keep])
@@ -258,7 +260,7 @@ def merge_group(group: Sequence[RangeScan]) -> RangeScan:
     """Adjacent ranges as one range, each part listed once."""
     if len(group) == 1:
         return group[0]
-    seen: dict[Any, Any] = {}
+    seen: dict[int, PartRef] = {}
     for rng in group:
         for p in rng.parts:
             seen.setdefault(getattr(p, "part_id", id(p)), p)

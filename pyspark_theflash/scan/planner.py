@@ -80,7 +80,9 @@ if TYPE_CHECKING:
     from pyspark_theflash.schema.table_info import TableInfo
     from pyspark_theflash.store import Store
     from pyspark_theflash.store.predicate import Expr
-    from pyspark_theflash.store.views import StoreView
+    from pyspark_theflash.scan.options import HandleBound
+    from pyspark_theflash.store.parts import PartRef
+    from pyspark_theflash.store.views import LockInfo, StoreView
     from pyspark_theflash.upstream.client import UpstreamClient
 
 # benches read these here
@@ -355,7 +357,7 @@ def table_change_since(store: str, opts: ScanOptions, after: int, through: int, 
 _COLUMN_KEYS = ("col", "in", "is_null", "is_not_null", "starts_with")
 
 
-def _with_table_names(predicate: Expr | None, table_info: TableInfo) -> Any:
+def _with_table_names(predicate: Expr | None, table_info: TableInfo) -> Expr | None:
     """The filter with column names spelled as the table spells them (TiDB names are
     case-insensitive; a user's ``.schema(...)`` may spell them otherwise)."""
     if predicate is None:
@@ -364,15 +366,18 @@ def _with_table_names(predicate: Expr | None, table_info: TableInfo) -> Any:
 
     names = {c.name.lower(): c.name for c in table_info.columns}
 
-    def rename(d: Any) -> Any:
+    def rename_keys(d: Mapping[str, object]) -> dict[str, object]:
+        return {k: (names.get(v.lower(), v) if k in _COLUMN_KEYS and isinstance(v, str) else rename(v))
+                for k, v in d.items()}
+
+    def rename(d: object) -> object:
         if isinstance(d, dict):
-            return {k: (names.get(v.lower(), v) if k in _COLUMN_KEYS and isinstance(v, str) else rename(v))
-                    for k, v in d.items()}
+            return rename_keys(d)
         if isinstance(d, list):
             return [rename(x) for x in d]
         return d
 
-    return expr_from_dict(rename(predicate.to_dict()))
+    return expr_from_dict(rename_keys(predicate.to_dict()))
 
 
 def _resolve_columns(table_info: TableInfo, opts: ScanOptions, columns: Sequence[str] | None) -> tuple[str, ...] | None:
@@ -499,7 +504,7 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: StoreView, upstream
     # after the resolved ts passed it, and commits above it, as TiKV's resolved ts promises):
     # nothing is left to decide. Otherwise the locks at or below ts are decided upstream.
     if opts.isolation == "SI" and upstream is not None:
-        def table_locks(v: Any) -> list[Any]:
+        def table_locks(v: StoreView) -> list[LockInfo]:
             found = locks_of(v, ids)
             stats.locks_seen = max(stats.locks_seen, len([lk for lk in found if int(lk.start_ts) <= ts]))
             return found
@@ -544,7 +549,7 @@ def _partition(result: ScanPlan, learner: LearnerRead, view: StoreView, upstream
     result.partitions = partitions
 
 
-def _table_spans(view: StoreView, ids: Sequence[int], table_id: int, allowed: Sequence[tuple[Any, Any]] | None,
+def _table_spans(view: StoreView, ids: Sequence[int], table_id: int, allowed: Sequence[tuple[HandleBound, HandleBound]] | None,
                  predicate: Expr | None, table_info: TableInfo, stats: PlanStats) -> list[TableSpans] | None:
     """The spans of each physical table's regions, their parts and bytes, and the ones the filter
     keeps, as columns (``scan.partitions``): no object per region. None where the view cannot
@@ -568,7 +573,7 @@ def _table_spans(view: StoreView, ids: Sequence[int], table_id: int, allowed: Se
     return out
 
 
-def _range_scans(view: StoreView, ids: Sequence[int], table_id: int, allowed: Sequence[tuple[Any, Any]] | None,
+def _range_scans(view: StoreView, ids: Sequence[int], table_id: int, allowed: Sequence[tuple[HandleBound, HandleBound]] | None,
                  predicate: Expr | None, table_info: TableInfo, stats: PlanStats) -> list[RangeScan]:
     """``_table_spans`` region by region, as ``RangeScan`` objects: for what it cannot take as
     columns, and the reference the tests hold it to (tests/integration/test_plan_region_columns.py)."""
@@ -593,7 +598,7 @@ def _range_scans(view: StoreView, ids: Sequence[int], table_id: int, allowed: Se
     return ranges
 
 
-def _restricted(region_range: tuple[Any, Any], allowed: Sequence[tuple[Any, Any]] | None) -> list[tuple[Any, Any]]:
+def _restricted(region_range: tuple[HandleBound, HandleBound], allowed: Sequence[tuple[HandleBound, HandleBound]] | None) -> list[tuple[HandleBound, HandleBound]]:
     """The parts of a region's handle range inside ``allowed`` (None: all of it): a service
     client reading one planned stream's handle ranges (``handle_ranges``)."""
     if allowed is None:
@@ -601,7 +606,8 @@ def _restricted(region_range: tuple[Any, Any], allowed: Sequence[tuple[Any, Any]
     return [r for r in (intersect(region_range, a) for a in allowed) if r is not None]
 
 
-def _might_match(predicate: Expr, parts: Sequence[Any], table_info: TableInfo, lo: int | None, hi: int | None) -> bool:
+def _might_match(predicate: Expr, parts: Sequence[PartRef], table_info: TableInfo, lo: HandleBound,
+                 hi: HandleBound) -> bool:
     """Can any version of a row in handles [lo, hi) match? Exact pruning: statistics are
     merged over every version (if none matches, no chosen version does), and the range
     itself bounds the handle column of an integer primary key — so regions are pruned by
@@ -620,8 +626,8 @@ def _might_match(predicate: Expr, parts: Sequence[Any], table_info: TableInfo, l
     return _might_match_stats(predicate, stats, table_info, lo, hi)
 
 
-def _might_match_stats(predicate: Expr, stats: dict[str, Any], table_info: TableInfo, lo: int | None,
-                       hi: int | None) -> bool:
+def _might_match_stats(predicate: Expr, stats: dict[str, Any], table_info: TableInfo, lo: HandleBound,
+                       hi: HandleBound) -> bool:
     """``_might_match`` of a range whose parts' statistics are merged already (``stats``)."""
     from pyspark_theflash.store.predicate import ColumnStats
 
@@ -629,6 +635,8 @@ def _might_match_stats(predicate: Expr, stats: dict[str, Any], table_info: Table
         handle = table_info.handle_column
         if handle is None or (lo is None and hi is None):
             return bool(predicate.might_match(stats))
+        if isinstance(lo, bytes) or isinstance(hi, bytes):  # (an int handle column has int handles)
+            return True
         known = stats.get(handle.name)
         known_min = known.min if known is not None else None
         known_max = known.max if known is not None else None
@@ -646,7 +654,7 @@ def _might_match_stats(predicate: Expr, stats: dict[str, Any], table_info: Table
         return True
 
 
-def _spans_might_match(predicate: Expr, parts: Sequence[Any], spans: Spans, found: SpanParts,
+def _spans_might_match(predicate: Expr, parts: Sequence[PartRef], spans: Spans, found: SpanParts,
                        table_info: TableInfo) -> np.ndarray:
     """``_might_match`` of every span (bool), each set of parts' statistics merged once: the
     spans of one set (most neighbouring regions share their parts) share them, and the filter

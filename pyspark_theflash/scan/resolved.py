@@ -22,7 +22,7 @@ import time
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from itertools import compress
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -31,7 +31,7 @@ from pyspark_theflash.scan.learner import ranges_overlap, region_id, region_is_l
 
 if TYPE_CHECKING:
     from pyspark_theflash.schema.table_info import TableInfo
-    from pyspark_theflash.store.views import StoreView
+    from pyspark_theflash.store.views import RegionState, StoreView
 
 
 @dataclass(frozen=True)
@@ -86,11 +86,11 @@ def table_resolved_ts(view: StoreView, table_info: TableInfo, table: str) -> Res
                       gaps=tuple(_describe_gap(lo, hi, table_info, table) for lo, hi in sorted(gaps)))
 
 
-def _walked_resolved_ts(regions: Sequence[Any], table_info: TableInfo, table: str) -> ResolvedTs:
+def _walked_resolved_ts(regions: Sequence[RegionState], table_info: TableInfo, table: str) -> ResolvedTs:
     """``table_resolved_ts`` by a walk over the regions one by one, which holds for overlapping
     regions too (the unit tests' reference for the columnar form)."""
     live = sorted((r for r in regions if region_is_live(r)), key=lambda r: bytes(r.start_key))
-    found: dict[int, Any] = {}
+    found: dict[int, RegionState] = {}
     gaps: list[tuple[bytes, bytes]] = []
     for start, end in physical_key_ranges(table_info):
         cursor: bytes | None = start
@@ -122,7 +122,7 @@ def _describe_gap(lo: bytes, hi: bytes, table_info: TableInfo, table: str) -> st
     if rng is None:
         return f"the key range [{lo.hex()}, {hi.hex()}) of {table}"
 
-    def bound(value: Any, unbounded: str) -> str:
+    def bound(value: object, unbounded: str) -> str:
         if value is None:
             return unbounded
         return value.hex() if isinstance(value, bytes) else str(value)

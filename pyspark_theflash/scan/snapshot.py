@@ -65,7 +65,7 @@ from pyspark_theflash.store.errors import UnknownTableNameError, did_you_mean
 
 if TYPE_CHECKING:
     from pyspark_theflash.latch import Latch
-    from pyspark_theflash.upstream.client import UpstreamClient
+    from pyspark_theflash.upstream.client import UpstreamClient, UpstreamConnection
 
 __all__ = ["SnapshotKind", "StoreChoice", "StalenessChoice", "as_of_to_ts", "check_snapshot_ts",
            "fresh_or_requested", "pinned_ts", "query_snapshot", "requested_ts", "store_choice", "stream_start_ts",
@@ -175,8 +175,8 @@ class StalenessChoice(Generic[T]):
     caught_up: T | None = None
 
 
-def within_staleness(what: str, bound_s: float, wait_s: float, upstream: UpstreamClient | None, connect: Callable[[], Any],
-                     fresh_ts: Callable[[Any], int], catch_up: Callable[[Any, int], T], behind: Callable[[str], str],
+def within_staleness(what: str, bound_s: float, wait_s: float, upstream: UpstreamClient | None, connect: Callable[[], UpstreamConnection],
+                     fresh_ts: Callable[[UpstreamClient], int], catch_up: Callable[[UpstreamClient, int], T], behind: Callable[[str], str],
                      resolved: Callable[[float], Sequence[ResolvedTs]], resolved_wait_s: float) -> StalenessChoice[T]:
     """A fresh ts if ``catch_up(upstream, ts)`` reaches it (within ``wait_s``, its business),
     else the newest ts ``resolved(wait)`` says the store has resolved over every table of
@@ -223,7 +223,7 @@ def within_staleness(what: str, bound_s: float, wait_s: float, upstream: Upstrea
 
 
 # -- a query over several tables ------------------------------------------------------------------
-QueryCatchUp = Callable[[Sequence[ScanOptions], Any, int, float], None]
+QueryCatchUp = Callable[[Sequence[ScanOptions], "UpstreamClient", int, float], None]
 # (a table's read options, after, through) -> its first change in (after, through], or None
 FirstChange = Callable[[ScanOptions, int, int], "TableChange | None"]
 
@@ -292,7 +292,7 @@ def query_snapshot(store: str, tables: list[str], options: Mapping[str, str] | N
                                 "wait for the writer (theflash writer status), or read snapshot=fresh")
         return answer(min(r.ts for r in found), "resolved")
 
-    def connect() -> Any:
+    def connect() -> UpstreamConnection:
         with open_store(store) as opened, opened.snapshot() as view:
             address = upstream_address(first, view)
         return connect_upstream(first, address)

@@ -149,7 +149,7 @@ class Partitioning:
                               "(a column, YEAR(col), TO_DAYS(col) or col DIV n)")
         return (m.group(2) if m.re is _FUNC_RE else m.group(1),)
 
-    def _expr_fn(self) -> Callable[[Any], Any]:
+    def _expr_fn(self) -> Callable[[Any], object]:
         m = _FUNC_RE.match(self.expr)
         if m is not None:
             fn = m.group(1).lower()
@@ -176,7 +176,7 @@ class Partitioning:
         return route
 
     def _route(self, table: "TableInfo", values: Sequence[Any], bounds: list[Any],
-               fn: Callable[[Any], Any] | None) -> int:
+               fn: Callable[[Any], object] | None) -> int:
         if self.type == KEY:
             key = "\x00".join("" if v is None else str(v) for v in values).encode()
             return self.definitions[zlib.crc32(key) % len(self.definitions)].id

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 DEFAULT_PORT = 8815  # Arrow Flight's customary port
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "serve", help="serve a store's read sessions over Arrow Flight and HTTP",
         description="Serve read sessions of a store: Arrow Flight on --port, HTTP (Arrow IPC streams) on "

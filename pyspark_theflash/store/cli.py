@@ -30,7 +30,7 @@ from pyspark_theflash.cli import CommandError
 from pyspark_theflash.errors import TheFlashError
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     store = subparsers.add_parser("store", help="inspect and maintain a store directory",
                                   description=__doc__.splitlines()[0])
     sub = store.add_subparsers(dest="store_command", metavar="SUBCOMMAND", required=True)

@@ -458,7 +458,7 @@ def compact_store(store: CompactingStore, table: "str | int | TableInfo | None" 
     return result
 
 
-def gc_store(store: CompactingStore, safe_point: int, collect: Callable[[int], Any] | None = None) -> CompactionResult:
+def gc_store(store: CompactingStore, safe_point: int, collect: Callable[[int], object] | None = None) -> CompactionResult:
     """Advance the safe point (bounded by the oldest live lease, never moving back), then
     compact everything with it (``collect(safe point)`` first, when given: ``Store.gc``)."""
     conn = store.thread_connection()

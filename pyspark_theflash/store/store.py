@@ -394,7 +394,7 @@ class Store:
         self._require_writer("merge deltas")
         return merge_deltas(self)
 
-    def gc(self, safe_point: int, collect: Callable[[int], Any] | None = None) -> CompactionResult:
+    def gc(self, safe_point: int, collect: Callable[[int], object] | None = None) -> CompactionResult:
         """Move the GC safe point to ``safe_point`` (never past the oldest live lease) and
         compact every partition with it. ``collect``: called with the safe point reached,
         before the compaction (an engine that keeps the rows drops its own versions there, so

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from pyspark_theflash.upstream.cluster import MiniCluster
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("upstream", help="run the embedded mini cluster (TiDB+TiKV+PD) writing a binlog",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="cluster state directory (TSO, regions, catalog, data)")

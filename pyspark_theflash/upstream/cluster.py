@@ -596,7 +596,7 @@ class MiniCluster:
                    ttl_ms=self.lock_ttl_ms if ttl_ms is None else ttl_ms, after_prewrite=after_prewrite,
                    async_commit=async_commit, after_prewrite_batch=after_prewrite_batch)
 
-    def run_txn(self, body: Callable[[Txn], Any], retries: int = 20, one_pc: bool = True,
+    def run_txn(self, body: Callable[[Txn], object], retries: int = 20, one_pc: bool = True,
                 async_commit: bool = False) -> Any:
         """Run ``body(txn)`` and commit, retrying in a new transaction on conflicts."""
         return run_txn(lambda: self.txn(one_pc=one_pc, async_commit=async_commit), body, retries)
@@ -753,7 +753,7 @@ class MiniCluster:
     def __enter__(self) -> "MiniCluster":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

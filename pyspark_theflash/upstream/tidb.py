@@ -13,6 +13,7 @@ import copy
 import json
 import threading
 import time
+from types import TracebackType
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence, TypeVar
 
@@ -799,7 +800,8 @@ class Txn:
     def __enter__(self) -> "Txn":
         return self
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if exc_type is None:
             self.commit()
         else:
@@ -999,7 +1001,7 @@ class Abandoned(Exception):
 
 
 def run_txn(
-    make_txn: Callable[[], Txn], body: Callable[[Txn], Any], retries: int = 20,
+    make_txn: Callable[[], Txn], body: Callable[[Txn], object], retries: int = 20,
     on_retry: Callable[[int, Exception], None] | None = None,
 ) -> Any:
     """Run ``body`` in a fresh transaction until it commits (TiDB's optimistic retry)."""

@@ -196,7 +196,7 @@ class Workload(ABC):
         return any(t.is_alive() for t in self._threads)
 
     # ---- shared helpers
-    def commit(self, rng: random.Random, body: Callable[[Txn], Any], keys_hint: int = 2) -> bool:
+    def commit(self, rng: random.Random, body: Callable[[Txn], object], keys_hint: int = 2) -> bool:
         """Run ``body`` in a transaction, with the fault knobs applied; retry conflicts.
         True when it committed."""
         f = self.faults
@@ -838,7 +838,7 @@ def types_value(rng: random.Random, name: str) -> Any:
     """A random non-NULL value of the types table's column ``name``."""
     e = _extreme_or
     base_day = dt.date(2020, 1, 1)
-    makers: dict[str, Callable[[], Any]] = {
+    makers: dict[str, Callable[[], object]] = {
         "i8": lambda: e(rng, -128, 127, range(-5, 6)),
         "i16": lambda: e(rng, -32768, 32767, range(-50, 50, 7)),
         "i24": lambda: e(rng, -(1 << 23), (1 << 23) - 1, range(-1000, 1000, 111)),

@@ -110,7 +110,7 @@ def options_from_args(args: argparse.Namespace) -> o.WriterOptions:
         raise CommandError(str(exc)) from None
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "writer",
         help="the background job that applies the binlog to a store",

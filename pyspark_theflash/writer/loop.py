@@ -314,7 +314,7 @@ class Writer:
         """Flush what was applied and let go of everything. After a failure nothing more is
         written (a restart replays the binlog from the last durable batch) and each release is
         best effort, so the error that ended the run is the one reported."""
-        steps: list[tuple[str, Callable[[], Any]]] = []
+        steps: list[tuple[str, Callable[[], object]]] = []
         # After a failed flush the store refuses writes: exit, a restart replays the binlog.
         if failed is None and self.store is not None and not self.store_lost and self.store.failure is None:
             steps.append(("final flush", self._final_flush))

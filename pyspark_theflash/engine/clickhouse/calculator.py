@@ -42,7 +42,7 @@ class ClickHouseEngineSql(Protocol):
                        read: Sequence[tuple[str, int]] = ()) -> dict[str, Any]: ...
 
     def open_read_session(self, table: str, *, snapshot_ts: int | None = None, as_of: str | None = None,
-                          columns: Sequence[str] | None = None, filter: Any = None, isolation: str | None = None,
+                          columns: Sequence[str] | None = None, filter: object = None, isolation: str | None = None,
                           options: dict[str, Any] | None = None) -> EngineReadSession: ...
 
 
