@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import struct
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence, Union
+from typing import Any, Iterator, Required, Sequence, TypedDict, Union
 
 import numpy as np
 import pyarrow as pa
@@ -41,6 +41,8 @@ _INT32_MAX = (1 << 31) - 1
 # What pack_columns accepts for a variable-width column: Arrow binary, bytes objects, or an
 # (n, width) uint8 matrix of fixed-width items (e.g. record keys built with NumPy).
 BinaryColumn = Union[pa.Array, Sequence[bytes], np.ndarray]
+# a fixed-width column of a RowBatch: one value for every row, or one per row
+FixedColumn = Union[int, Sequence[int], np.ndarray, pa.Array]
 
 
 class MalformedRowBatchError(BinlogError):
@@ -327,9 +329,27 @@ def pack_rows(rows: Sequence[binlog_pb2.Row]) -> binlog_pb2.RowBatch:
         secondaries=[encode_secondaries(list(r.secondaries)) if r.secondaries else b"" for r in rows])
 
 
-def pack_columns(*, types: Any, ops: Any, keys: BinaryColumn, start_ts: Any = 0, commit_ts: Any = 0,
-                 values: BinaryColumn | None = None, primaries: BinaryColumn | None = None, ttl: Any = 0,
-                 txn_size: Any = 0, min_commit_ts: Any = 0, use_async_commit: Any = 0,
+class PackedColumns(TypedDict, total=False):
+    """``pack_columns``' columns, for a caller that passes them on."""
+
+    types: Required[FixedColumn]
+    ops: Required[FixedColumn]
+    keys: Required[BinaryColumn]
+    start_ts: FixedColumn
+    commit_ts: FixedColumn
+    values: BinaryColumn | None
+    primaries: BinaryColumn | None
+    ttl: FixedColumn
+    txn_size: FixedColumn
+    min_commit_ts: FixedColumn
+    use_async_commit: FixedColumn
+    secondaries: BinaryColumn | None
+
+
+def pack_columns(*, types: FixedColumn, ops: FixedColumn, keys: BinaryColumn, start_ts: FixedColumn = 0,
+                 commit_ts: FixedColumn = 0, values: BinaryColumn | None = None,
+                 primaries: BinaryColumn | None = None, ttl: FixedColumn = 0, txn_size: FixedColumn = 0,
+                 min_commit_ts: FixedColumn = 0, use_async_commit: FixedColumn = 0,
                  secondaries: BinaryColumn | None = None, out: binlog_pb2.RowBatch | None = None
                  ) -> binlog_pb2.RowBatch:
     """Column arrays -> one ``RowBatch``. ``keys`` fixes the row count; a scalar for a
@@ -365,7 +385,7 @@ def pack_columns(*, types: Any, ops: Any, keys: BinaryColumn, start_ts: Any = 0,
     return batch
 
 
-def _fixed(col: Any, n: int, dtype: Any, name: str) -> bytes:
+def _fixed(col: FixedColumn, n: int, dtype: type[np.generic], name: str) -> bytes:
     little = _LITTLE.get(dtype)
     if little is None:
         little = _LITTLE[dtype] = np.dtype(dtype).newbyteorder("<")

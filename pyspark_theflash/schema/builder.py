@@ -15,7 +15,7 @@ import datetime as dt
 import re
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict
 
 from pyspark_theflash.codec import column_types as T
 from pyspark_theflash.schema.errors import SchemaError
@@ -206,6 +206,23 @@ def default_text(value: Any, col: ColumnInfo) -> Any:
     if isinstance(value, (set, frozenset, list, tuple)):
         return ",".join(str(v) for v in value)
     raise SchemaError(f"cannot use {type(value).__name__} {value!r} as the default of column {col.name!r}")
+
+
+class ColumnOptions(TypedDict, total=False):
+    """``column``'s options, for a caller that passes them on (``upstream.tidb.make_column``)."""
+
+    not_null: bool
+    default: object
+    origin_default: object
+    primary_key: bool
+    auto_increment: bool
+    unsigned: bool
+    elems: Sequence[str] | None
+    charset: str | None
+    collate: str | None
+    generated: str | None
+    stored: bool
+    version: int
 
 
 def column(

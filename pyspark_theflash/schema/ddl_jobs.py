@@ -9,11 +9,36 @@ The status port lists them newest first (TiDB's ``ScanHistoryDDLJobs``).
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Mapping, TypedDict
 
 from pyspark_theflash.proto import binlog_pb2
 
 Ddl = binlog_pb2.Ddl
+
+
+class JobBinlog(TypedDict):
+    """A finished job's ``binlog`` (TiDB's ``model.HistoryInfo``)."""
+
+    SchemaVersion: int
+    DBInfo: None
+    TableInfo: dict[str, object]  # TiDB's table info JSON
+    FinishedTS: int
+
+
+class DdlJob(TypedDict):
+    """A finished job as TiDB lists it (``model.Job`` JSON), the fields a replica reads."""
+
+    id: int
+    type: int
+    schema_id: int
+    table_id: int
+    schema_name: str
+    table_name: object  # the table info's name: {"O": ..., "L": ...}'s "O", or as the info spells it
+    state: int
+    query: str
+    start_ts: int
+    real_start_ts: int
+    binlog: JobBinlog
 
 # TiDB's ActionType (pkg/meta/model/job.go): the table-level changes a replica follows.
 ACTION_CREATE_TABLE = 3
@@ -49,9 +74,9 @@ _ACTION_OF_TYPE = {
 _TYPE_OF_ACTION = {a: t for t, a in _ACTION_OF_TYPE.items()}
 
 
-def job_of_ddl(ddl: Any, job_id: int, schema_id: int) -> dict[str, Any]:
+def job_of_ddl(ddl: binlog_pb2.Ddl, job_id: int, schema_id: int) -> DdlJob:
     """The finished TiDB job a binlog ``Ddl`` stands for."""
-    info = json.loads(ddl.table_info)
+    info: dict[str, object] = json.loads(ddl.table_info)
     table_id = int(ddl.old_table_id) if ddl.type == Ddl.TRUNCATE_TABLE and ddl.old_table_id else int(ddl.table_id)
     name = info.get("name")
     action = _ACTION_OF_TYPE.get(ddl.type, 0)
@@ -66,25 +91,40 @@ def job_of_ddl(ddl: Any, job_id: int, schema_id: int) -> dict[str, Any]:
     }
 
 
-def ddl_of_job(job: dict[str, Any]) -> Any | None:
+def _int(value: object, what: str) -> int:
+    """A JSON number (or numeric string) of a job as an int."""
+    if isinstance(value, (int, float, str)):
+        return int(value)
+    raise TypeError(f"a DDL job's {what} is {value!r}, not a number")
+
+
+def _object(value: object, what: str) -> Mapping[str, object]:
+    """A JSON object of a job."""
+    if isinstance(value, Mapping):
+        return value
+    raise TypeError(f"a DDL job's {what} is {value!r}, not an object")
+
+
+def ddl_of_job(job: Mapping[str, object]) -> binlog_pb2.Ddl | None:
     """The binlog ``Ddl`` of a finished table-level job; None for what a replica does not follow
-    (schemas, indexes, placement...: the table's rows do not change shape) or an unfinished job."""
+    (schemas, indexes, placement...: the table's rows do not change shape) or an unfinished job.
+    ``job``: TiDB's JSON, as it came (its fields are checked as they are read)."""
     if job.get("state") not in (JOB_STATE_SYNCED, JOB_STATE_DONE):
         return None
-    binlog = job.get("binlog") or {}
-    info = binlog.get("TableInfo")
-    action = int(job.get("type", 0))
-    if not info or not binlog.get("FinishedTS"):
+    binlog = _object(job.get("binlog") or {}, "binlog")
+    table_info = binlog.get("TableInfo")
+    action = _int(job.get("type", 0), "type")
+    if not table_info or not binlog.get("FinishedTS"):
         return None
-    info = dict(info)
-    version = int(binlog.get("SchemaVersion") or 0)
+    info = dict(_object(table_info, "binlog.TableInfo"))
+    version = _int(binlog.get("SchemaVersion") or 0, "binlog.SchemaVersion")
     info.setdefault("schema_version", version)
     kind = _TYPE_OF_ACTION.get(action)
     if kind is None:
         # Any other change of a table (an index, a comment, a default): the same columns under
         # a new schema version, which a replica records like an in-place MODIFY COLUMN.
         kind = Ddl.MODIFY_COLUMN
-    old = int(job.get("table_id") or 0) if kind == Ddl.TRUNCATE_TABLE else 0
-    return Ddl(type=kind, commit_ts=int(binlog["FinishedTS"]), schema_version=version,
-               db=str(job.get("schema_name") or ""), table_id=int(info["id"]), old_table_id=old,
+    old = _int(job.get("table_id") or 0, "table_id") if kind == Ddl.TRUNCATE_TABLE else 0
+    return Ddl(type=kind, commit_ts=_int(binlog["FinishedTS"], "binlog.FinishedTS"), schema_version=version,
+               db=str(job.get("schema_name") or ""), table_id=_int(info["id"], "binlog.TableInfo.id"), old_table_id=old,
                table_info=json.dumps(info).encode(), query=str(job.get("query") or ""))

@@ -372,13 +372,17 @@ class Store:
             with contextlib.suppress(Exception):
                 self.leases.release(lease.id)
 
-    def scan_table(self, table: "str | int | TableInfo", ts: int, **kwargs: Any) -> pa.Table:
+    def scan_table(self, table: "str | int | TableInfo", ts: int,
+                   handle_range: tuple[int | None, int | None] | None = None, region_id: int | None = None,
+                   columns: Sequence[str] | None = None, predicate: Expr | None = None, hidden: Sequence[str] = (),
+                   schema: str = "current") -> pa.Table:
         """``scan`` collected into one table (with the output schema even when empty)."""
         with self.snapshot() as view:
-            info = table_for_read(view, table, ts, kwargs.get("schema", "current"))
-        batches = list(self.scan(info, ts, **kwargs))
-        schema = output_schema(info, kwargs.get("columns"), kwargs.get("hidden", ()))
-        return pa.Table.from_batches(batches, schema=schema)
+            info = table_for_read(view, table, ts, schema)
+        batches = list(self.scan(info, ts, handle_range=handle_range, region_id=region_id, columns=columns,
+                                 predicate=predicate, hidden=hidden, schema=schema))
+        arrow_schema = output_schema(info, columns, hidden)
+        return pa.Table.from_batches(batches, schema=arrow_schema)
 
     # --- compaction, GC, background ---------------------------------------------------------
     def compact(self, table: "str | int | TableInfo | None" = None, force: bool = False) -> CompactionResult:

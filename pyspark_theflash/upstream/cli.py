@@ -21,6 +21,7 @@ from pyspark_theflash.stop_signals import stop_on_signals
 
 if TYPE_CHECKING:
     from pyspark_theflash.upstream.cluster import MiniCluster
+    from pyspark_theflash.upstream.workloads import Workload
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -140,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(cluster: MiniCluster, workloads: list[Any], elapsed: float) -> None:
+def _progress(cluster: MiniCluster, workloads: list[Workload], elapsed: float) -> None:
     parts = [f"{w.name}: {w.stats.summary()}" + (f" errors={len(w.stats.errors)}" if w.stats.errors else "")
              for w in workloads]
     print(f"upstream: {elapsed:6.1f}s ts={cluster.tso.current()} regions={len(cluster.regions())} "

@@ -18,7 +18,7 @@ import bisect
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from pyspark_theflash.codec.tso import physical_ms
 from pyspark_theflash.proto import errorpb_pb2, kvrpcpb_pb2
@@ -36,6 +36,9 @@ from pyspark_theflash.upstream.errors import (
 )
 from pyspark_theflash.upstream.pd import Region, encode_region_key
 from pyspark_theflash.upstream.percolator import DELETE, LOCK, PUT, LockRecord, Mutation, PercolatorStore
+
+if TYPE_CHECKING:
+    import grpc
 
 _OP = {kvrpcpb_pb2.Put: PUT, kvrpcpb_pb2.Insert: PUT, kvrpcpb_pb2.Del: DELETE, kvrpcpb_pb2.Lock: LOCK}
 _PB_LOCK_TYPE = {PUT: kvrpcpb_pb2.Put, DELETE: kvrpcpb_pb2.Del, LOCK: kvrpcpb_pb2.Lock}
@@ -234,7 +237,7 @@ class ClientCalls:
     def _read(self, key: bytes, ts: int) -> bytes | None:
         return self.cluster.store.get(key, ts)
 
-    def KvGet(self, request: kvrpcpb_pb2.GetRequest, context: Any) -> kvrpcpb_pb2.GetResponse:
+    def KvGet(self, request: kvrpcpb_pb2.GetRequest, context: grpc.ServicerContext) -> kvrpcpb_pb2.GetResponse:
         key = bytes(request.key)
         _, err = self._keys_region(request.context, [key])
         if err is not None:
@@ -247,7 +250,7 @@ class ClientCalls:
             return kvrpcpb_pb2.GetResponse(not_found=True)
         return kvrpcpb_pb2.GetResponse(value=value)
 
-    def KvBatchGet(self, request: kvrpcpb_pb2.BatchGetRequest, context: Any) -> kvrpcpb_pb2.BatchGetResponse:
+    def KvBatchGet(self, request: kvrpcpb_pb2.BatchGetRequest, context: grpc.ServicerContext) -> kvrpcpb_pb2.BatchGetResponse:
         keys = [bytes(k) for k in request.keys]
         _, err = self._keys_region(request.context, keys)
         if err is not None:
@@ -265,7 +268,7 @@ class ClientCalls:
                 pairs.append(kvrpcpb_pb2.KvPair(key=key, value=value))
         return kvrpcpb_pb2.BatchGetResponse(pairs=pairs)
 
-    def KvScan(self, request: kvrpcpb_pb2.ScanRequest, context: Any) -> kvrpcpb_pb2.ScanResponse:
+    def KvScan(self, request: kvrpcpb_pb2.ScanRequest, context: grpc.ServicerContext) -> kvrpcpb_pb2.ScanResponse:
         """Forward: [start_key, end_key); reverse: below start_key down to end_key (kvproto).
         Both clamped to the region. A locked key is a pair with its error, as TiKV answers."""
         region, err = self._region(request.context)
@@ -312,7 +315,7 @@ class ClientCalls:
                 existing_start_ts=newest.start_ts if newest else 0, existing_commit_ts=newest.commit_ts if newest else 0))
         return None
 
-    def KvPrewrite(self, request: kvrpcpb_pb2.PrewriteRequest, context: Any) -> kvrpcpb_pb2.PrewriteResponse:
+    def KvPrewrite(self, request: kvrpcpb_pb2.PrewriteRequest, context: grpc.ServicerContext) -> kvrpcpb_pb2.PrewriteResponse:
         keys = [bytes(m.key) for m in request.mutations]
         region, err = self._keys_region(request.context, keys)
         if err is not None:
@@ -386,7 +389,7 @@ class ClientCalls:
                 plocks.release(key, start_ts)
             return kvrpcpb_pb2.PrewriteResponse(min_commit_ts=min_commit_ts if request.use_async_commit else 0)
 
-    def KvCommit(self, request: kvrpcpb_pb2.CommitRequest, context: Any) -> kvrpcpb_pb2.CommitResponse:
+    def KvCommit(self, request: kvrpcpb_pb2.CommitRequest, context: grpc.ServicerContext) -> kvrpcpb_pb2.CommitResponse:
         keys = [bytes(k) for k in request.keys]
         _, err = self._keys_region(request.context, keys)
         if err is not None:
@@ -409,14 +412,14 @@ class ClientCalls:
                 return kvrpcpb_pb2.KeyError(abort=str(exc))
         return None
 
-    def KvBatchRollback(self, request: kvrpcpb_pb2.BatchRollbackRequest, context: Any) -> kvrpcpb_pb2.BatchRollbackResponse:
+    def KvBatchRollback(self, request: kvrpcpb_pb2.BatchRollbackRequest, context: grpc.ServicerContext) -> kvrpcpb_pb2.BatchRollbackResponse:
         keys = [bytes(k) for k in request.keys]
         _, err = self._keys_region(request.context, keys)
         if err is not None:
             return kvrpcpb_pb2.BatchRollbackResponse(region_error=err)
         return kvrpcpb_pb2.BatchRollbackResponse(error=self._rollback(keys, request.start_version))
 
-    def KvCleanup(self, request: kvrpcpb_pb2.CleanupRequest, context: Any) -> kvrpcpb_pb2.CleanupResponse:
+    def KvCleanup(self, request: kvrpcpb_pb2.CleanupRequest, context: grpc.ServicerContext) -> kvrpcpb_pb2.CleanupResponse:
         """Roll the key back unless it committed (then its commit_version) or its lock is alive
         at current_ts (then the lock, as TiKV answers)."""
         key = bytes(request.key)
@@ -436,7 +439,7 @@ class ClientCalls:
             ke = self._rollback([key], request.start_version)
         return kvrpcpb_pb2.CleanupResponse(error=ke)
 
-    def KvTxnHeartBeat(self, request: kvrpcpb_pb2.TxnHeartBeatRequest, context: Any) -> kvrpcpb_pb2.TxnHeartBeatResponse:
+    def KvTxnHeartBeat(self, request: kvrpcpb_pb2.TxnHeartBeatRequest, context: grpc.ServicerContext) -> kvrpcpb_pb2.TxnHeartBeatResponse:
         primary = bytes(request.primary_lock)
         _, err = self._keys_region(request.context, [primary])
         if err is not None:
@@ -459,7 +462,7 @@ class ClientCalls:
     # ------------------------------------------------------------ pessimistic locks
 
     def KvPessimisticLock(self, request: kvrpcpb_pb2.PessimisticLockRequest,
-                          context: Any) -> kvrpcpb_pb2.PessimisticLockResponse:
+                          context: grpc.ServicerContext) -> kvrpcpb_pb2.PessimisticLockResponse:
         """Lock keys for update at for_update_ts (TiKV's acquire_pessimistic_lock). All or none:
         on an error no key of the request is locked. A lock of another transaction is waited for
         up to wait_timeout (at most a second; 0 = no wait, < 0 = none) and then answered as
@@ -531,7 +534,7 @@ class ClientCalls:
         return None
 
     def KVPessimisticRollback(self, request: kvrpcpb_pb2.PessimisticRollbackRequest,
-                              context: Any) -> kvrpcpb_pb2.PessimisticRollbackResponse:
+                              context: grpc.ServicerContext) -> kvrpcpb_pb2.PessimisticRollbackResponse:
         keys = [bytes(k) for k in request.keys]
         _, err = self._keys_region(request.context, keys)
         if err is not None:
@@ -555,7 +558,7 @@ class ClientCalls:
 
     # ------------------------------------------------------------ raw API
 
-    def RawGet(self, request: kvrpcpb_pb2.RawGetRequest, context: Any) -> kvrpcpb_pb2.RawGetResponse:
+    def RawGet(self, request: kvrpcpb_pb2.RawGetRequest, context: grpc.ServicerContext) -> kvrpcpb_pb2.RawGetResponse:
         key = bytes(request.key)
         _, err = self._keys_region(request.context, [key], encoded=True)
         if err is not None:
@@ -563,7 +566,7 @@ class ClientCalls:
         value = self._raw.get(key)
         return kvrpcpb_pb2.RawGetResponse(not_found=True) if value is None else kvrpcpb_pb2.RawGetResponse(value=value)
 
-    def RawBatchGet(self, request: kvrpcpb_pb2.RawBatchGetRequest, context: Any) -> kvrpcpb_pb2.RawBatchGetResponse:
+    def RawBatchGet(self, request: kvrpcpb_pb2.RawBatchGetRequest, context: grpc.ServicerContext) -> kvrpcpb_pb2.RawBatchGetResponse:
         keys = [bytes(k) for k in request.keys]
         _, err = self._keys_region(request.context, keys, encoded=True)
         if err is not None:
@@ -571,7 +574,7 @@ class ClientCalls:
         pairs = [kvrpcpb_pb2.KvPair(key=k, value=v) for k in keys if (v := self._raw.get(k)) is not None]
         return kvrpcpb_pb2.RawBatchGetResponse(pairs=pairs)
 
-    def RawPut(self, request: kvrpcpb_pb2.RawPutRequest, context: Any) -> kvrpcpb_pb2.RawPutResponse:
+    def RawPut(self, request: kvrpcpb_pb2.RawPutRequest, context: grpc.ServicerContext) -> kvrpcpb_pb2.RawPutResponse:
         key = bytes(request.key)
         _, err = self._keys_region(request.context, [key], encoded=True)
         if err is not None:
@@ -579,7 +582,7 @@ class ClientCalls:
         self._raw.put([(key, bytes(request.value))])
         return kvrpcpb_pb2.RawPutResponse()
 
-    def RawBatchPut(self, request: kvrpcpb_pb2.RawBatchPutRequest, context: Any) -> kvrpcpb_pb2.RawBatchPutResponse:
+    def RawBatchPut(self, request: kvrpcpb_pb2.RawBatchPutRequest, context: grpc.ServicerContext) -> kvrpcpb_pb2.RawBatchPutResponse:
         pairs = [(bytes(p.key), bytes(p.value)) for p in request.pairs]
         _, err = self._keys_region(request.context, [k for k, _ in pairs], encoded=True)
         if err is not None:
@@ -587,7 +590,7 @@ class ClientCalls:
         self._raw.put(pairs)
         return kvrpcpb_pb2.RawBatchPutResponse()
 
-    def RawDelete(self, request: kvrpcpb_pb2.RawDeleteRequest, context: Any) -> kvrpcpb_pb2.RawDeleteResponse:
+    def RawDelete(self, request: kvrpcpb_pb2.RawDeleteRequest, context: grpc.ServicerContext) -> kvrpcpb_pb2.RawDeleteResponse:
         key = bytes(request.key)
         _, err = self._keys_region(request.context, [key], encoded=True)
         if err is not None:
@@ -595,7 +598,7 @@ class ClientCalls:
         self._raw.delete([key])
         return kvrpcpb_pb2.RawDeleteResponse()
 
-    def RawBatchDelete(self, request: kvrpcpb_pb2.RawBatchDeleteRequest, context: Any) -> kvrpcpb_pb2.RawBatchDeleteResponse:
+    def RawBatchDelete(self, request: kvrpcpb_pb2.RawBatchDeleteRequest, context: grpc.ServicerContext) -> kvrpcpb_pb2.RawBatchDeleteResponse:
         keys = [bytes(k) for k in request.keys]
         _, err = self._keys_region(request.context, keys, encoded=True)
         if err is not None:
@@ -610,7 +613,7 @@ class ClientCalls:
             hi = end
         return lo, hi
 
-    def RawDeleteRange(self, request: kvrpcpb_pb2.RawDeleteRangeRequest, context: Any) -> kvrpcpb_pb2.RawDeleteRangeResponse:
+    def RawDeleteRange(self, request: kvrpcpb_pb2.RawDeleteRangeRequest, context: grpc.ServicerContext) -> kvrpcpb_pb2.RawDeleteRangeResponse:
         region, err = self._region(request.context)
         if err is not None:
             return kvrpcpb_pb2.RawDeleteRangeResponse(region_error=err)
@@ -619,7 +622,7 @@ class ClientCalls:
             self._raw.delete_range(lo, hi)
         return kvrpcpb_pb2.RawDeleteRangeResponse()
 
-    def RawScan(self, request: kvrpcpb_pb2.RawScanRequest, context: Any) -> kvrpcpb_pb2.RawScanResponse:
+    def RawScan(self, request: kvrpcpb_pb2.RawScanRequest, context: grpc.ServicerContext) -> kvrpcpb_pb2.RawScanResponse:
         region, err = self._region(request.context)
         if err is not None:
             return kvrpcpb_pb2.RawScanResponse(region_error=err)

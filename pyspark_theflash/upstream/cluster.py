@@ -81,6 +81,7 @@ from pyspark_theflash.upstream.tidb import (
 from pyspark_theflash.upstream.tso import TimestampOracle
 from pyspark_theflash.schema.partitioning import Partitioning, definition_json
 from pyspark_theflash.upstream.ddl_history import ddl_history_job
+from pyspark_theflash.schema.ddl_jobs import DdlJob
 from pyspark_theflash.upstream.service import CLUSTER_ID
 
 log = logging.getLogger(__name__)
@@ -289,7 +290,7 @@ class MiniCluster:
         with self._db_mu, self._db:
             self._db.execute("INSERT OR REPLACE INTO ddl_jobs VALUES (?, ?)", (job["id"], json.dumps(job)))
 
-    def ddl_history(self) -> list[dict[str, Any]]:
+    def ddl_history(self) -> list[DdlJob]:
         """Every finished DDL job, newest first, as TiDB's status port lists them."""
         with self._db_mu:
             return [json.loads(j) for j, in self._db.execute("SELECT job FROM ddl_jobs ORDER BY id DESC")]

@@ -28,7 +28,7 @@ from functools import partial
 from itertools import repeat
 
 import pyarrow as pa
-from typing import Any, Callable, Iterable, NamedTuple, Protocol
+from typing import Callable, Iterable, NamedTuple, Protocol, Unpack
 
 from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.codec import Lock, Write, decode_region_key
@@ -207,7 +207,7 @@ class PercolatorStore:
         # The columnar form: a replica applies it with array operations (binlog/rows.py).
         self._emit(region, entries=binlog_rows.columnar_entries(rows))
 
-    def _emit_columns(self, region: Region, **columns: Any) -> None:
+    def _emit_columns(self, region: Region, **columns: Unpack[binlog_rows.PackedColumns]) -> None:
         """One entries event of rows given as columns (``binlog.rows.pack_columns``), for
         rows without async-commit fields: no Row message per row is built."""
         self._emit(region, entries=binlog_pb2.Entries(batch=binlog_rows.pack_columns(**columns)))

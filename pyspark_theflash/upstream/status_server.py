@@ -17,6 +17,7 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlparse
 
 from pyspark_theflash.ports import http_server
+from pyspark_theflash.schema.ddl_jobs import DdlJob
 from pyspark_theflash.upstream.errors import SchemaError
 from pyspark_theflash.upstream.tidb import Catalog
 
@@ -26,11 +27,11 @@ SHUTDOWN_POLL_S = 0.05
 USAGE = "served: /schema, /schema/{db}, /schema/{db}/{table}, /db-table/{table_id}, /ddl/history"
 
 
-def _db_info(db_id: int, name: str) -> dict[str, Any]:
+def _db_info(db_id: int, name: str) -> dict[str, object]:
     return {"id": db_id, "db_name": {"O": name, "L": name.lower()}, "charset": "utf8mb4", "collate": "utf8mb4_bin", "state": 5}
 
 
-def route(catalog: Catalog, path: str, ddl_history: Callable[[], list[dict[str, Any]]] | None = None) -> tuple[int, Any]:
+def route(catalog: Catalog, path: str, ddl_history: Callable[[], list[DdlJob]] | None = None) -> tuple[int, object]:
     """(HTTP status, JSON body) of a GET; a pure function so it is tested without sockets too."""
     url = urlparse(path)
     parts = [unquote(p) for p in url.path.split("/") if p]
@@ -67,7 +68,7 @@ class StatusServer:
     """A ThreadingHTTPServer on ``host:port`` (port 0 = chosen by the OS) in a daemon thread."""
 
     def __init__(self, catalog: Catalog, host: str = "127.0.0.1", port: int = 0,
-                 ddl_history: Callable[[], list[dict[str, Any]]] | None = None) -> None:
+                 ddl_history: Callable[[], list[DdlJob]] | None = None) -> None:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 status, body = route(catalog, self.path, ddl_history)

@@ -15,7 +15,7 @@ import threading
 import time
 from types import TracebackType
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Mapping, Sequence, TypeVar, Unpack
 
 from pyspark_theflash import codec
 from pyspark_theflash.codec import column_types as T
@@ -25,7 +25,7 @@ from pyspark_theflash.errors import TheFlashError
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.schema import ColumnInfo, TableInfo, column, row_columns
 from pyspark_theflash.schema import table as build_table
-from pyspark_theflash.schema.builder import default_text
+from pyspark_theflash.schema.builder import ColumnOptions, default_text
 from pyspark_theflash.schema.table_info import STATE_PUBLIC
 from pyspark_theflash.schema.partitioning import (
     HASH,
@@ -77,7 +77,7 @@ def _col_name(col: Mapping[str, Any]) -> str:
     return str(n["O"] if isinstance(n, Mapping) else n)
 
 
-def make_column(name: str, type_sql: str, **options: Any) -> dict[str, Any]:
+def make_column(name: str, type_sql: str, **options: Unpack[ColumnOptions]) -> dict[str, Any]:
     """A TiDB column info dict from a SQL type (``"DECIMAL(10,2)"``), via the schema box's
     builder. Options are the builder's (``not_null``, ``default``, ``unsigned``, ``elems``, ...)."""
     return _column_json(column(name, type_sql, **options))

@@ -34,7 +34,7 @@ import threading
 import time
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TypedDict, Unpack
 
 from pyspark_theflash.codec import column_types as T
 from pyspark_theflash.codec import encode_record_key
@@ -100,6 +100,18 @@ class WorkloadStats:
 
 class _RollbackRequested(Exception):
     """Raised from after_prewrite to make the workload roll the prewritten transaction back."""
+
+
+class WorkloadOptions(TypedDict, total=False):
+    """The driver's settings a workload passes on to ``Workload.__init__``."""
+
+    seed: int
+    rate: float
+    duration_s: float | None
+    count: int | None
+    threads: int
+    faults: Faults | None
+    async_commit: bool
 
 
 class Workload(ABC):
@@ -284,7 +296,7 @@ class BankWorkload(Workload):
 
     name = "bank"
 
-    def __init__(self, cluster: MiniCluster, accounts: int = 100, initial: int = 1000, table: str = BANK_TABLE, **kw: Any) -> None:
+    def __init__(self, cluster: MiniCluster, accounts: int = 100, initial: int = 1000, table: str = BANK_TABLE, **kw: Unpack[WorkloadOptions]) -> None:
         super().__init__(cluster, **kw)
         self.accounts = accounts
         self.initial = initial
@@ -373,7 +385,7 @@ class TwoTableBankWorkload(Workload):
 
     name = "bank2"
 
-    def __init__(self, cluster: MiniCluster, accounts: int = 50, initial: int = 1000, **kw: Any) -> None:
+    def __init__(self, cluster: MiniCluster, accounts: int = 50, initial: int = 1000, **kw: Unpack[WorkloadOptions]) -> None:
         super().__init__(cluster, **kw)
         self.accounts = accounts
         self.initial = initial
@@ -507,7 +519,7 @@ class OrdersWorkload(Workload):
 
     name = "orders"
 
-    def __init__(self, cluster: MiniCluster, **kw: Any) -> None:
+    def __init__(self, cluster: MiniCluster, **kw: Unpack[WorkloadOptions]) -> None:
         super().__init__(cluster, **kw)
         self._mu = threading.Lock()
         self._schema_mu = threading.Lock()  # one schema change at a time (TiDB's DDL owner runs one job)
@@ -885,7 +897,7 @@ class TypesWorkload(Workload):
 
     name = "types"
 
-    def __init__(self, cluster: MiniCluster, rows: int = 200, table: str = TYPES_TABLE, **kw: Any) -> None:
+    def __init__(self, cluster: MiniCluster, rows: int = 200, table: str = TYPES_TABLE, **kw: Unpack[WorkloadOptions]) -> None:
         super().__init__(cluster, **kw)
         self.rows = rows
         self.table = table

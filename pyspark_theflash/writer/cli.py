@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Callable, TextIO
 
 from pyspark_theflash.stop_signals import stop_on_signals
 from pyspark_theflash.store.txn_merge_tree import PART_COMPRESSION
@@ -18,6 +18,7 @@ from pyspark_theflash.writer.status import REGIONS_SHOWN, region_summary, worst_
 
 if TYPE_CHECKING:
     from pyspark_theflash.latch.protocol import Latch
+    from pyspark_theflash.store import Store
 
 SPARK_ENTRY = Path(__file__).resolve().parent / "spark_entry.py"
 
@@ -237,7 +238,8 @@ def install_stop_signals(stop: threading.Event) -> None:
         "signal %d: stopping after the batch in hand", signum))
 
 
-def run_writer(opts: o.WriterOptions, log_file: str | None, **writer_kwargs: Any) -> int:
+def run_writer(opts: o.WriterOptions, log_file: str | None, *,
+               configure_store: Callable[[Store], None] | None = None) -> int:
     """Run the writer loop in this process until a signal; shared by the CLI and spark_entry."""
     from pyspark_theflash.cli import CommandError
     from pyspark_theflash.errors import PortInUseError, TheFlashError, storage_failure
@@ -248,7 +250,7 @@ def run_writer(opts: o.WriterOptions, log_file: str | None, **writer_kwargs: Any
     setup_logging(log_file, display)
     stop = threading.Event()
     install_stop_signals(stop)
-    writer = Writer(opts, stop, on_progress=display, **writer_kwargs)
+    writer = Writer(opts, stop, on_progress=display, configure_store=configure_store)
     try:
         writer.run()
     except WriteLatchHeldError as exc:
