@@ -197,7 +197,7 @@ class Engine(abc.ABC):
 
     # -- upkeep --------------------------------------------------------------------------------
     @abc.abstractmethod
-    def compact(self, table: str | None = None, force: bool = False) -> CompactionResult:
+    def compact(self, table: str | int | None = None, force: bool = False) -> CompactionResult:
         """Merge delta parts into stable parts (one table, or all)."""
 
     @abc.abstractmethod

@@ -17,6 +17,7 @@ from pyspark_theflash.engine.kinds import (
 from pyspark_theflash.errors import TheFlashError
 
 if TYPE_CHECKING:
+    from pyspark_theflash.engine.txn_merge_tree import TxnMergeTreeEngine
     from pyspark_theflash.store import Store
 
 __all__ = ["DEFAULT_ENGINE", "ENGINES", "META_KEY", "EngineMismatchError", "check_engine_name", "engine_of_view",
@@ -46,7 +47,7 @@ def record_engine(store: Store, kind: str) -> None:
         store.commit(mf.ManifestEdit(bump=False, meta=((META_KEY, kind),)))
 
 
-def open_writer_engine(store: Store, kind: str = DEFAULT_ENGINE) -> Engine:
+def open_writer_engine(store: Store, kind: str = DEFAULT_ENGINE) -> TxnMergeTreeEngine:
     """The engine of the writer's open ``store.Store``: the engine recorded (or ``kind`` for a
     new store), attached to the store (the ClickHouse engine as its row sink). It opens no read
     sessions: the writer serves them from an engine of their own (``service.serve``)."""

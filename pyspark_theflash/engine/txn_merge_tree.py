@@ -116,7 +116,7 @@ class TxnMergeTreeEngine(Engine):
         return str(recorded) if recorded else None
 
     # -- upkeep --------------------------------------------------------------------------------
-    def compact(self, table: str | None = None, force: bool = False) -> CompactionResult:
+    def compact(self, table: str | int | None = None, force: bool = False) -> CompactionResult:
         self._writable("compact")
         return self._store.compact(table, force=force)
 

@@ -14,7 +14,7 @@ from pyspark_theflash.service.sessions import SessionRegistry
 from pyspark_theflash.service.stores import AnyStore, OneStore, StoreResolver
 
 if TYPE_CHECKING:
-    from pyspark_theflash.engine.interface import Engine
+    from pyspark_theflash.engine.interface import Engine, SqlResult
     from pyspark_theflash.scan.session import ReadSession
 
 DEFAULT_FLUSH_TIMEOUT_S = 30.0
@@ -115,7 +115,7 @@ class ReadService:
         return {"store": root, "to": to, "ts": ts, "tables": [v.__dict__ for v in tables]}
 
     def sql(self, query: str, snapshot_ts: int | None = None, store: str | None = None,
-            options: dict[str, str] | None = None) -> Any:
+            options: dict[str, str] | None = None) -> SqlResult:
         """A whole read-only query computed by the store's engine at one snapshot ts
         (``theflash sql``; ClickHouse on a ClickHouse-engine store, DuckDB over the read streams
         on a native one): an ``engine.SqlResult``. ``store`` names the store where the service

@@ -24,10 +24,14 @@ import json
 import sqlite3
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from pyspark_theflash.cli import CommandError
 from pyspark_theflash.errors import TheFlashError
+
+if TYPE_CHECKING:
+    from pyspark_theflash.engine.txn_merge_tree import TxnMergeTreeEngine
+    from pyspark_theflash.latch.types import WriterHolder
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -361,7 +365,7 @@ MAINTENANCE_LATCH_TTL_S = 3600.0
 
 
 @contextlib.contextmanager
-def _as_writer(path: str, what: str) -> Iterator[Any]:
+def _as_writer(path: str, what: str) -> Iterator[TxnMergeTreeEngine]:
     """The store's engine (the one it records), opened as the store's single writer under the
     write latch (refused while a writer job holds it)."""
     from pyspark_theflash import latch as latch_box
@@ -433,7 +437,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return 0
 
 
-def _describe_compaction(result: Any) -> str:
+def _describe_compaction(result: object) -> str:
     """One line about a CompactionResult: what was rewritten and what was deleted."""
     from pyspark_theflash.store.compaction import CompactionResult
 
@@ -489,7 +493,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if clean else 1
 
 
-def _live_writer(root: Any) -> Any:
+def _live_writer(root: str | Path) -> WriterHolder | None:
     """Who holds the store's write latch (a writer job, or a store compact/gc), if anyone does
     now: the latch's own liveness rule (an unexpired latch whose process, on this host, lives)."""
     from pyspark_theflash import latch as latch_box
