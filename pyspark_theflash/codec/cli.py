@@ -103,7 +103,7 @@ def _decoding(func: Any, *args: Any) -> Any:
         raise CommandError(str(exc)) from None
 
 
-def decode_any_key(key: bytes) -> dict[str, Any]:
+def decode_any_key(key: bytes) -> dict[str, object]:
     """What a TiDB key is: a record key (int or common handle) or an index key."""
     from pyspark_theflash.codec import keys
 

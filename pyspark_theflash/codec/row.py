@@ -64,7 +64,7 @@ FLOAT32_MAX = 3.4028234663852886e38
 _UINT64_MAX = (1 << 64) - 1
 
 
-def decode_row(data: bytes, columns: RowColumns, handle: int | None = None) -> dict[str, Any]:
+def decode_row(data: bytes, columns: RowColumns, handle: int | None = None) -> dict[str, object]:
     """Decode one row value (v2 if its first byte is 0x80, else v1 datums) to column name ->
     Python value for every column of ``columns`` (see the module table)."""
     try:
@@ -73,7 +73,7 @@ def decode_row(data: bytes, columns: RowColumns, handle: int | None = None) -> d
         raise e.located(table=columns.label, handle=handle) from None
 
 
-def _decode_row(data: bytes, columns: RowColumns, handle: int | None) -> dict[str, Any]:
+def _decode_row(data: bytes, columns: RowColumns, handle: int | None) -> dict[str, object]:
     handle_id = columns.handle_id
     out: dict[str, Any] = {}
     if is_row_v2(data):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, NotRequired, Protocol, Sequence, TypedDict
 
 import pyarrow as pa
 
@@ -77,6 +77,27 @@ class SqlResult:
     rows_read: Mapping[str, int] = field(default_factory=dict)
 
 
+class TableChanged(TypedDict):
+    """A table a query read before its snapshot that changed since (``QuerySnapshot.changed``)."""
+
+    table: str
+    read_ts: int
+    kind: str
+    commit_ts: int | None
+    change: str
+
+
+class QuerySnapshot(TypedDict):
+    """The one snapshot ts of a query (``Engine.query_snapshot``, ``POST /v1/snapshots``): how it
+    was chosen (fresh, resolved, read...), over which tables, and with ``read`` given the tables
+    read before it that changed since."""
+
+    ts: int
+    snapshot: str
+    tables: list[str]
+    changed: NotRequired[list[TableChanged]]
+
+
 class EngineReadSession(Protocol):
     """A read session as the engines see it: the planner's ``scan.session.ReadSession``, above
     them. An engine reads its streams (``read_stream(session, n)``) at its one ts."""
@@ -107,7 +128,7 @@ class ReadSessions(Protocol):
                     stats: ReadStats | None) -> Iterator[pa.RecordBatch]: ...
 
     def query_snapshot(self, engine: Engine, tables: Sequence[str], options: Mapping[str, Any] | None,
-                       read: Sequence[tuple[str, int]] = ()) -> dict[str, Any]: ...
+                       read: Sequence[tuple[str, int]] = ()) -> QuerySnapshot: ...
 
     def writer_flush(self, engine: Engine, regions: Sequence[int], timeout_s: float) -> dict[int, int]:
         """Ask the store's writer to flush ``regions`` and wait: {region: applied index}."""
@@ -147,7 +168,7 @@ class Engine(abc.ABC):
         applied; nothing of the batch is applied when it fails."""
 
     @abc.abstractmethod
-    def flush(self, timeout_s: float = 30.0) -> dict[str, Any]:
+    def flush(self, timeout_s: float = 30.0) -> dict[str, object]:
         """Make everything applied so far readable; a JSON-able summary of what was flushed."""
 
     # -- read ----------------------------------------------------------------------------------
@@ -171,7 +192,7 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def query_snapshot(self, tables: Sequence[str], options: dict[str, Any] | None = None,
-                       read: Sequence[tuple[str, int]] = ()) -> dict[str, Any]:
+                       read: Sequence[tuple[str, int]] = ()) -> QuerySnapshot:
         """The one snapshot ts of a query over ``tables``: fresh, the store's resolved ts, or
         bounded by ``max_staleness``; or, when some were already ``read`` ((table, ts) pairs), the
         newest of those ts and the tables changed since they were read
@@ -205,7 +226,7 @@ class Engine(abc.ABC):
         """Drop versions no read at or above ``safe_point`` can see (never past a live lease)."""
 
     @abc.abstractmethod
-    def status(self) -> dict[str, Any]:
+    def status(self) -> dict[str, object]:
         """JSON-able state: tables, regions, parts, leases, position."""
 
     def advertise_service(self, http_url: str) -> None:

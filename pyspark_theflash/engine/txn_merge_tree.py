@@ -17,6 +17,7 @@ from pyspark_theflash.engine.interface import (
     EngineReadOnlyError,
     EngineReadSession,
     NoReadSessionsError,
+    QuerySnapshot,
     ReadSessions,
     SqlResult,
 )
@@ -67,7 +68,7 @@ class TxnMergeTreeEngine(Engine):
         self._writable("apply a batch")
         return self._store.write(events, position)  # an EventBatch as it is: the store reads its arrays
 
-    def flush(self, timeout_s: float = 30.0) -> dict[str, Any]:
+    def flush(self, timeout_s: float = 30.0) -> dict[str, object]:
         if not self.readonly:
             result = self._store.flush()
             return {"flushed_by": "engine", "version": result.version, "parts": result.parts, "rows": result.rows,
@@ -92,7 +93,7 @@ class TxnMergeTreeEngine(Engine):
             options=options)
 
     def query_snapshot(self, tables: Sequence[str], options: dict[str, Any] | None = None,
-                       read: Sequence[tuple[str, int]] = ()) -> dict[str, Any]:
+                       read: Sequence[tuple[str, int]] = ()) -> QuerySnapshot:
         return self._read_sessions("choose a query's snapshot").query_snapshot(self, tables, options, read)
 
     def read_partition(self, p: ScanPartition, lease: LeaseRenewal,
@@ -124,7 +125,7 @@ class TxnMergeTreeEngine(Engine):
         self._writable("collect garbage")
         return self._store.gc(safe_point)
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> dict[str, object]:
         return {"engine": self.kind, "readonly": self.readonly, **self._store.status()}
 
     def close(self) -> None:

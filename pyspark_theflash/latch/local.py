@@ -337,7 +337,7 @@ class LocalLatch(Latch):
         token, updated_at, status = rows[0]
         return {"token": int(token), "updated_at": float(updated_at), **json.loads(status)}
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> dict[str, object]:
         holder = self.holder()
         from pyspark_theflash.store.errors import StoreNotFoundError
 

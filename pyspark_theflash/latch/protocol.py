@@ -86,7 +86,7 @@ class Latch(abc.ABC):
         """The writer's progress (positions, per-region lag, rates), shown by :meth:`status`."""
 
     @abc.abstractmethod
-    def status(self) -> dict[str, Any]:
+    def status(self) -> dict[str, object]:
         """Holder, interval, leases, pending flushes and the writer's last published progress."""
 
     def close(self) -> None:

@@ -245,7 +245,7 @@ class RemoteLatch(Latch):
     def publish_writer_status(self, token: int, status: Mapping[str, Any]) -> None:
         self._call("PublishWriterStatus", pb.PublishWriterStatusRequest(token=token, status_json=json.dumps(dict(status))))
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> dict[str, object]:
         status: dict[str, Any] = json.loads(self._call("Status", pb.StatusRequest()).status_json)
         return status
 

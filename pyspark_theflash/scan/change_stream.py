@@ -54,7 +54,7 @@ class StreamOffset:
     def to_json(self) -> str:
         return json.dumps({"ts": self.ts, "snapshot": self.snapshot}, sort_keys=True)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {"ts": self.ts, "snapshot": self.snapshot}
 
     @staticmethod

@@ -9,7 +9,7 @@ to the live regions over them, and checks a ts against the readable range
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
 
 import numpy as np
 
@@ -40,7 +40,7 @@ class Upstream(Protocol):
 
     def gc_safe_point(self) -> int: ...
 
-    def table_info(self, db: str, table: str) -> dict[str, Any]: ...
+    def table_info(self, db: str, table: str) -> dict[str, object]: ...
 
 
 def open_store(path: str) -> Store:

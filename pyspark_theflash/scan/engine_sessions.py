@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import pyarrow as pa
 
-from pyspark_theflash.engine.interface import Engine, EngineReadSession
+from pyspark_theflash.engine.interface import Engine, EngineReadSession, QuerySnapshot
 from pyspark_theflash.engine.partition import ScanPartition
 from pyspark_theflash.latch import Latch
 from pyspark_theflash.latch import connect as connect_latch
@@ -58,7 +58,7 @@ class PlannedSessions:
         return read_stream(planned_session(session), n, read)
 
     def query_snapshot(self, engine: Engine, tables: Sequence[str], options: Mapping[str, Any] | None,
-                       read: Sequence[tuple[str, int]] = ()) -> dict[str, Any]:
+                       read: Sequence[tuple[str, int]] = ()) -> QuerySnapshot:
         opts = {k: str(v) for k, v in dict(options or {}).items()}
         if self._upstream_address and "upstream" not in opts:
             opts["upstream"] = self._upstream_address

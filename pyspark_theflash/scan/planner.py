@@ -76,6 +76,7 @@ from pyspark_theflash.store.errors import did_you_mean
 from pyspark_theflash.store.views import intersect
 
 if TYPE_CHECKING:
+    from pyspark_theflash.engine.interface import QuerySnapshot
     from pyspark_theflash.latch import Latch
     from pyspark_theflash.schema.table_info import TableInfo
     from pyspark_theflash.store import Store
@@ -318,7 +319,7 @@ def _plan_bounded(store: Store, opts: ScanOptions, table_info: TableInfo, column
 
 def query_snapshot_ts(store: str, tables: list[str], options: Mapping[str, str] | None = None, *,
                       upstream: UpstreamClient | None = None, latch: Latch | None = None,
-                      read: Sequence[tuple[str, int]] = ()) -> dict[str, Any]:
+                      read: Sequence[tuple[str, int]] = ()) -> QuerySnapshot:
     """The one snapshot ts of a query over ``tables`` of ``store`` (``scan.snapshot.query_snapshot``),
     with ``max_staleness``'s catch-up the planner's: each table planned at the fresh ts
     (isolation RC: no lock is decided) within what is left of the wait. ``read``: (table, ts)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Generic, Literal, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Callable, Generic, Literal, Mapping, Sequence, TypeVar
 
 from pyspark_theflash.codec.tso import compose_ts, physical_ms, ts_to_datetime
 from pyspark_theflash.scan.as_of import as_of_to_ts
@@ -64,6 +64,7 @@ from pyspark_theflash.store.commit_history import TableChange
 from pyspark_theflash.store.errors import UnknownTableNameError, did_you_mean
 
 if TYPE_CHECKING:
+    from pyspark_theflash.engine.interface import QuerySnapshot, TableChanged
     from pyspark_theflash.latch import Latch
     from pyspark_theflash.upstream.client import UpstreamClient, UpstreamConnection
 
@@ -230,7 +231,7 @@ FirstChange = Callable[[ScanOptions, int, int], "TableChange | None"]
 
 def query_snapshot(store: str, tables: list[str], options: Mapping[str, str] | None, *, upstream: UpstreamClient | None,
                    latch: Latch | None, catch_up: QueryCatchUp, read: Sequence[tuple[str, int]] = (),
-                   first_change: FirstChange | None = None) -> dict[str, Any]:
+                   first_change: FirstChange | None = None) -> QuerySnapshot:
     """The one snapshot ts of a query over ``tables`` of ``store`` (the JVM connector asks
     once per Spark query, ``POST /v1/snapshots``), chosen as ``options`` say:
 
@@ -279,7 +280,7 @@ def query_snapshot(store: str, tables: list[str], options: Mapping[str, str] | N
                                                  writer_live=writer_live_on(store, o.latch)))
         return found
 
-    def answer(ts: int, how: SnapshotKind) -> dict[str, Any]:
+    def answer(ts: int, how: SnapshotKind) -> QuerySnapshot:
         return {"ts": ts, "snapshot": how, "tables": list(tables)}
 
     if first.snapshot == "resolved":
@@ -327,11 +328,11 @@ def query_snapshot(store: str, tables: list[str], options: Mapping[str, str] | N
 
 
 def _newest_read(store: str, base: Mapping[str, str], tables: list[str], read: Sequence[tuple[str, int]],
-                 first_change: FirstChange) -> dict[str, Any]:
+                 first_change: FirstChange) -> QuerySnapshot:
     """The newest ts of ``read`` as the query's, and the tables read before it that changed
     since (``query_snapshot``)."""
     newest = max(int(ts) for _, ts in read)
-    changed = []
+    changed: list[TableChanged] = []
     for table, ts in sorted({(t, int(ts)) for t, ts in read}, key=lambda r: (r[1], r[0])):
         if ts >= newest:
             continue

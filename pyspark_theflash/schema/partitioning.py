@@ -398,7 +398,7 @@ def physical_tables_of(table: TableInfo) -> list[TableInfo]:
     return [TableInfo.from_json(physical_table_json(raw, pid), db=table.db) for pid in p.physical_ids]
 
 
-def physical_table_json(logical: Mapping[str, Any], physical_id: int) -> dict[str, Any]:
+def physical_table_json(logical: Mapping[str, Any], physical_id: int) -> dict[str, object]:
     """The table info of one partition as the store keeps it: the logical table's columns and
     schema version under the partition's id, without ``partition``, with ``partition_of``."""
     part = Partitioning.from_json(logical["partition"]).definition(physical_id)

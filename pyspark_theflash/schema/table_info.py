@@ -397,7 +397,7 @@ def _primary_key_names(d: Mapping[str, Any], columns: Sequence[ColumnInfo], pk_i
     return tuple(c.name for c in sorted(flagged, key=lambda c: c.offset))
 
 
-def primary_index_json(table_columns: Sequence[ColumnInfo], index_id: int = 1) -> dict[str, Any]:
+def primary_index_json(table_columns: Sequence[ColumnInfo], index_id: int = 1) -> dict[str, object]:
     """TiDB's ``index_info`` entry of a PRIMARY KEY on these columns."""
     return {
         "id": index_id,

@@ -193,7 +193,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]  # pyarrow.f
             raise flight_error(self.service.failed(exc, FRONTEND)) from None
         return iter([flight.Result(json.dumps(result).encode())])
 
-    def _action(self, kind: str, body: bytes) -> dict[str, Any]:
+    def _action(self, kind: str, body: bytes) -> dict[str, object]:
         if kind not in ACTIONS:
             raise BadRequestError(f"unknown action {kind!r}; actions: {sorted(ACTIONS)}", code="invalid_option")
         args = _json_object(body) if body.strip() else {}
@@ -210,7 +210,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]  # pyarrow.f
         return {"session": session_id, "released": True}
 
 
-def _json_object(body: bytes) -> dict[str, Any]:
+def _json_object(body: bytes) -> dict[str, object]:
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -43,7 +43,7 @@ class SelectStatement:
     snapshot_ts: int | None             # AS OF TSO
     as_of: str | None                   # AS OF TIMESTAMP
 
-    def read_request(self) -> dict[str, Any]:
+    def read_request(self) -> dict[str, object]:
         """The statement as a read request's fields (without its store)."""
         out: dict[str, Any] = {"table": self.table}
         if self.columns is not None:

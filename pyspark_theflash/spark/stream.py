@@ -60,7 +60,7 @@ class TheFlashStreamReader(DataSourceStreamReader):
                                        {**self.options, "stream_columns": json.dumps(self.columns)})
 
     @said_plainly
-    def initialOffset(self) -> dict[str, Any]:
+    def initialOffset(self) -> dict[str, object]:
         return self.stream.initial_offset().to_dict()
 
     def getDefaultReadLimit(self) -> Any:
@@ -69,7 +69,7 @@ class TheFlashStreamReader(DataSourceStreamReader):
         return ReadMaxRows(self.stream.max_rows) if self.stream.max_rows else ReadAllAvailable()
 
     @said_plainly
-    def latestOffset(self, start: dict[str, Any], limit: Any) -> dict[str, Any]:
+    def latestOffset(self, start: dict[str, Any], limit: Any) -> dict[str, object]:
         from pyspark.sql.streaming.datasource import ReadMaxRows
 
         from pyspark_theflash.scan.change_stream import StreamOffset

@@ -69,7 +69,7 @@ class Expr(ABC):
         return None
 
     @abstractmethod
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """The filter as plain JSON-able data (``expr_from_dict`` reads it back)."""
 
     def to_json(self) -> str:
@@ -184,7 +184,7 @@ class Comparison(Expr):
     def columns(self) -> frozenset[str]:
         return frozenset([self.column])
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {"cmp": self.op, "col": self.column, "value": encode_value(self.value)}
 
 
@@ -229,7 +229,7 @@ class In(Expr):
     def columns(self) -> frozenset[str]:
         return frozenset([self.column])
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         values = list(self.values) + ([None] if self.has_null else [])
         return {"in": self.column, "values": [encode_value(v) for v in values]}
 
@@ -253,7 +253,7 @@ class IsNull(Expr):
     def columns(self) -> frozenset[str]:
         return frozenset([self.column])
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {"is_null": self.column}
 
 
@@ -276,7 +276,7 @@ class IsNotNull(Expr):
     def columns(self) -> frozenset[str]:
         return frozenset([self.column])
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {"is_not_null": self.column}
 
 
@@ -313,7 +313,7 @@ class StartsWith(Expr):
     def columns(self) -> frozenset[str]:
         return frozenset([self.column])
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {"starts_with": self.column, "prefix": encode_value(self.prefix)}
 
 
@@ -345,7 +345,7 @@ class And(Expr):
     def columns(self) -> frozenset[str]:
         return frozenset().union(*(c.columns() for c in self.children))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {"and": [c.to_dict() for c in self.children]}
 
 
@@ -370,7 +370,7 @@ class Or(Expr):
     def columns(self) -> frozenset[str]:
         return frozenset().union(*(c.columns() for c in self.children))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {"or": [c.to_dict() for c in self.children]}
 
 
@@ -409,7 +409,7 @@ class Not(Expr):
     def columns(self) -> frozenset[str]:
         return self.child.columns()
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {"not": self.child.to_dict()}
 
 
@@ -426,7 +426,7 @@ class AlwaysTrue(Expr):
     def columns(self) -> frozenset[str]:
         return frozenset()
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {"true": True}
 
 

@@ -424,7 +424,7 @@ class Store:
             self._background = None
 
     # --- status ------------------------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
+    def status(self) -> dict[str, object]:
         with self.snapshot() as view:
             conn = view.conn()
             regions = [{"id": r.id, "applied_index": r.applied_index, "resolved_ts": r.resolved_ts,

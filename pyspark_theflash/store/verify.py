@@ -84,7 +84,7 @@ class VerifyReport:
     def clean(self) -> bool:
         return not self.problems
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {
             "root": self.root, "manifest_version": self.manifest_version, "clean": self.clean,
             "parts_checked": self.parts_checked, "rows_checked": self.rows_checked,

@@ -186,7 +186,7 @@ class TableRows:
             out[vc.name] = values[vc.name].to_pylist()
         return out
 
-    def decode(self, key: bytes, value: bytes) -> dict[str, Any]:
+    def decode(self, key: bytes, value: bytes) -> dict[str, object]:
         """Column values of a stored row, with the handle column (or _tidb_rowid) from the key."""
         if self.kind == "int":
             _, handle = codec.decode_record_key(key)

@@ -171,7 +171,7 @@ class Writer:
         return self.holder
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
+    def status(self) -> dict[str, object]:
         with self._status_lock:
             return dict(self._status)
 

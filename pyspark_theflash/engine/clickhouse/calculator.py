@@ -21,7 +21,7 @@ from pyspark_theflash.engine.interface import SqlResult
 if TYPE_CHECKING:
     from pyspark_theflash.engine.clickhouse.directory import ClickHouseDirectory
     from pyspark_theflash.engine.clickhouse.tables import ClickHouseTables
-    from pyspark_theflash.engine.interface import EngineReadSession
+    from pyspark_theflash.engine.interface import EngineReadSession, QuerySnapshot
     from pyspark_theflash.schema.table_info import TableInfo
 
 __all__ = ["SqlResult", "refuse_writes", "run_sql", "snapshot_query", "store_typed", "tables_named"]
@@ -39,7 +39,7 @@ class ClickHouseEngineSql(Protocol):
     def tables(self) -> list[TableInfo]: ...
 
     def query_snapshot(self, tables: Sequence[str], options: dict[str, Any] | None = None,
-                       read: Sequence[tuple[str, int]] = ()) -> dict[str, Any]: ...
+                       read: Sequence[tuple[str, int]] = ()) -> QuerySnapshot: ...
 
     def open_read_session(self, table: str, *, snapshot_ts: int | None = None, as_of: str | None = None,
                           columns: Sequence[str] | None = None, filter: object = None, isolation: str | None = None,

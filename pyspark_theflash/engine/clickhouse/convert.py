@@ -17,7 +17,6 @@ import sqlite3
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 
 from pyspark_theflash.engine.clickhouse.errors import ClickHouseEngineError
@@ -106,7 +105,7 @@ def _load_rows(src_root: Path, dst_root: Path, files: dict[int, str]) -> tuple[i
     return version, len(tables), parts, versions
 
 
-def describe(result: ConversionResult) -> dict[str, Any]:
+def describe(result: ConversionResult) -> dict[str, object]:
     return {"manifest_version": result.manifest_version, "tables": result.tables, "parts": result.parts,
             "versions": result.versions, "seconds": round(result.seconds, 3)}
 

@@ -134,7 +134,7 @@ class ClickHouseEngine(TxnMergeTreeEngine):
             touched += 1
         return touched
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> dict[str, object]:
         out = super().status()
         out["engine"] = self.kind
         t0 = time.monotonic()
