@@ -162,7 +162,7 @@ def _row_buffer(values: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.frombuffer(b"".join(values), dtype=np.uint8), starts, lengths
 
 
-def record_batch_from_rows(rows: Sequence[Mapping[str, Any]], columns: RowColumns) -> pa.RecordBatch:
+def record_batch_from_rows(rows: Sequence[Mapping[str, object]], columns: RowColumns) -> pa.RecordBatch:
     """The per-row path: `decode_row` dicts -> RecordBatch of `columns.schema`."""
     schema = columns.schema
     arrays = []

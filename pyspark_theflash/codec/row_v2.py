@@ -352,7 +352,7 @@ def _set_mask(column: ColumnType, value: Any) -> int:
     return mask
 
 
-def encode_row_for_table(columns: RowColumns, values: Mapping[str, Any]) -> bytes:
+def encode_row_for_table(columns: RowColumns, values: Mapping[str, object]) -> bytes:
     """Encode a row of a table (its `columns`, `schema.row_columns(table)`) from column name ->
     Python value, as TiDB would.
 

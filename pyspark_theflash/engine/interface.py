@@ -122,12 +122,12 @@ class ReadSessions(Protocol):
 
     def open_read_session(self, engine: Engine, table: str, *, snapshot_ts: int | None, as_of: str | None,
                           columns: Sequence[str] | None, filter: object, isolation: str | None,
-                          options: Mapping[str, Any] | None) -> EngineReadSession: ...
+                          options: Mapping[str, object] | None) -> EngineReadSession: ...
 
     def read_stream(self, engine: Engine, session: EngineReadSession, n: int,
                     stats: ReadStats | None) -> Iterator[pa.RecordBatch]: ...
 
-    def query_snapshot(self, engine: Engine, tables: Sequence[str], options: Mapping[str, Any] | None,
+    def query_snapshot(self, engine: Engine, tables: Sequence[str], options: Mapping[str, object] | None,
                        read: Sequence[tuple[str, int]] = ()) -> QuerySnapshot: ...
 
     def writer_flush(self, engine: Engine, regions: Sequence[int], timeout_s: float) -> dict[int, int]:

@@ -323,7 +323,7 @@ class LocalLatch(Latch):
         value = rows.get(_RUNTIME_INTERVAL, rows.get(_PERSISTED_INTERVAL))
         return None if value is None else float(value)
 
-    def publish_writer_status(self, token: int, status: Mapping[str, Any]) -> None:
+    def publish_writer_status(self, token: int, status: Mapping[str, object]) -> None:
         with self._write_txn() as db:
             db.execute(
                 "INSERT OR REPLACE INTO writer_status (id, token, updated_at, status) VALUES (1, ?, ?, ?)",

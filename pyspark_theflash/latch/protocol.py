@@ -3,7 +3,7 @@ directory's SQLite: :mod:`.local`; over gRPC: :mod:`.remote`)."""
 from __future__ import annotations
 
 import abc
-from typing import Any, Iterable, Mapping
+from typing import Iterable, Mapping
 
 from pyspark_theflash.latch.types import FlushRequest, Lease, WriterHolder
 
@@ -82,7 +82,7 @@ class Latch(abc.ABC):
         """The interval set at runtime (or persisted), or None when the writer's own option applies."""
 
     @abc.abstractmethod
-    def publish_writer_status(self, token: int, status: Mapping[str, Any]) -> None:
+    def publish_writer_status(self, token: int, status: Mapping[str, object]) -> None:
         """The writer's progress (positions, per-region lag, rates), shown by :meth:`status`."""
 
     @abc.abstractmethod

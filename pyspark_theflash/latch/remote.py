@@ -242,7 +242,7 @@ class RemoteLatch(Latch):
         resp = self._call("WriterInterval", pb.WriterIntervalRequest())
         return float(resp.interval_s) if resp.set else None
 
-    def publish_writer_status(self, token: int, status: Mapping[str, Any]) -> None:
+    def publish_writer_status(self, token: int, status: Mapping[str, object]) -> None:
         self._call("PublishWriterStatus", pb.PublishWriterStatusRequest(token=token, status_json=json.dumps(dict(status))))
 
     def status(self) -> dict[str, object]:

@@ -152,7 +152,7 @@ KNOWN_OPTIONS = frozenset([name.lower() for name, _, _ in OPTION_DOCS]
                           + ["path", SESSION_SNAPSHOT_OPTION, HANDLE_RANGES_OPTION])
 
 
-def _refuse_unknown(opts: Mapping[str, Any]) -> None:
+def _refuse_unknown(opts: Mapping[str, object]) -> None:
     """A misspelt option (``isolaton=RC``, ``snapshotts=1``) must not be ignored: the read
     would silently answer something else than what was asked (the latest data, say)."""
     import difflib
@@ -178,7 +178,7 @@ CHANGES_TO_LATEST = "readchangefeed"
 TSO_LOGICAL_BITS = 18
 
 
-def change_feed_options(opts: Mapping[str, Any], stream: bool = False) -> dict[str, Any]:
+def change_feed_options(opts: Mapping[str, object], stream: bool = False) -> dict[str, Any]:
     """Delta's change data feed names (lower case) turned into ours, Delta's semantics mapped
     exactly: startingVersion v is inclusive (``changes_from`` = v - 1), endingVersion inclusive
     (``snapshot_ts`` = v); startingTimestamp/endingTimestamp are times (as ``as_of`` parses them)
@@ -259,7 +259,7 @@ def change_feed_options(opts: Mapping[str, Any], stream: bool = False) -> dict[s
 STREAM_ONLY_OPTIONS = ("starting_ts", "max_rows_per_trigger")
 
 
-def refuse_incomplete_change_read(opts: Mapping[str, Any]) -> None:
+def refuse_incomplete_change_read(opts: Mapping[str, object]) -> None:
     """A change read's options (lower-case names, aliases resolved) are a range, and only one:
     ``changes_from`` with ``snapshot_ts``, its end. Refused, naming the option, before anything
     is planned: an end given another way (``as_of``, ``snapshot=resolved``, ``max_staleness``, a

@@ -183,7 +183,7 @@ class ReadSession:
 def open_read_session(store: str | os.PathLike[str] | Store, table: str | None = None, *,
                       snapshot_ts: int | None = None, as_of: str | None = None,
                       columns: Sequence[str] | None = None, filter: object = None, isolation: str | None = None,
-                      options: Mapping[str, Any] | None = None, upstream: UpstreamClient | None = None, latch: Latch | None = None,
+                      options: Mapping[str, object] | None = None, upstream: UpstreamClient | None = None, latch: Latch | None = None,
                       keep_alive: bool = True) -> ReadSession:
     """Plan a snapshot read of ``table`` (``db.table``) in ``store`` (a directory, or an open
     ``Store``) as a session of streams.
@@ -259,7 +259,7 @@ def open_read_session(store: str | os.PathLike[str] | Store, table: str | None =
 
 def open_change_session(store: str | os.PathLike[str] | Store, table: str, from_ts: int, to_ts: int, *,
                         net: bool = False, columns: Sequence[str] | None = None,
-                        options: Mapping[str, Any] | None = None, upstream: UpstreamClient | None = None, latch: Latch | None = None,
+                        options: Mapping[str, object] | None = None, upstream: UpstreamClient | None = None, latch: Latch | None = None,
                         keep_alive: bool = True) -> ReadSession:
     """Plan a change read of ``table``: every committed version with from_ts < commit_ts <=
     to_ts (``net``: one change per row, from its row at from_ts to its row at to_ts), as a

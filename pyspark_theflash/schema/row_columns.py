@@ -29,7 +29,7 @@ _built: dict[int, dict[tuple[str, ...] | None, RowColumns]] = {}
 _lock = threading.Lock()
 
 
-def row_columns(table: TableInfo | Mapping[str, Any], columns: Sequence[str] | None = None) -> RowColumns:
+def row_columns(table: TableInfo | Mapping[str, object], columns: Sequence[str] | None = None) -> RowColumns:
     """The columns of ``table`` to read from its row values: the named public columns in the
     order given (all of them, in offset order, when ``columns`` is None), typed as
     ``arrow_schema(table, columns)``. ``table`` may be TiDB's table info JSON."""
