@@ -42,7 +42,7 @@ class StatusServer:
     """``status()`` gives the snapshot, ``prometheus(snapshot)`` its exposition text; a snapshot
     whose ``"healthy"`` is false answers /healthz with 503 and its ``"unhealthy_reason"``."""
 
-    def __init__(self, status: Callable[[], dict[str, Any]], prometheus: Callable[[dict[str, Any]], str],
+    def __init__(self, status: Callable[[], dict[str, object]], prometheus: Callable[[dict[str, object]], str],
                  port: int = 0, host: str = "127.0.0.1", name: str = "the metrics endpoint",
                  thread_name: str = "metrics") -> None:
         class Handler(BaseHTTPRequestHandler):

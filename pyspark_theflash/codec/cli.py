@@ -70,7 +70,7 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, Datum):
         return {"kind": value.kind, "value": jsonable(value.value)}
     if isinstance(value, (bytes, bytearray)):
-        out: dict[str, Any] = {"hex": bytes(value).hex()}
+        out: dict[str, object] = {"hex": bytes(value).hex()}
         try:
             text = bytes(value).decode("utf-8")
             if text.isprintable():
@@ -177,6 +177,6 @@ def run_time(args: argparse.Namespace) -> int:
 
     fields = _decoding(unpack_time_fields, args.packed)
     names = ("year", "month", "day", "hour", "minute", "second", "microsecond")
-    out: dict[str, Any] = dict(zip(names, fields))
+    out: dict[str, object] = dict(zip(names, fields))
     out["datetime"] = _decoding(unpack_datetime, args.packed)
     return _print(out)

@@ -426,7 +426,7 @@ def _decode_value(r: _Reader, type_code: int, at: int, depth: int) -> Any:
         count = r.u32(at, "object count")
         r.need(at + _HEADER_SIZE, count * (_KEY_ENTRY_SIZE + _VALUE_ENTRY_SIZE), "object entries")
         values_at = at + _HEADER_SIZE + count * _KEY_ENTRY_SIZE
-        obj: dict[str, Any] = {}
+        obj: dict[str, object] = {}
         for i in range(count):
             key = _object_key(r, at, i).decode("utf-8", errors="replace")
             tc, vat = _value_at(r, at, values_at + i * _VALUE_ENTRY_SIZE)

@@ -75,7 +75,7 @@ def decode_row(data: bytes, columns: RowColumns, handle: int | None = None) -> d
 
 def _decode_row(data: bytes, columns: RowColumns, handle: int | None) -> dict[str, object]:
     handle_id = columns.handle_id
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     if is_row_v2(data):
         raw = decode_row_v2(data)
         for col in columns.columns:

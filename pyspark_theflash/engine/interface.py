@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, NotRequired, Protocol, Sequence, TypedDict
+from typing import TYPE_CHECKING, Iterator, Mapping, NotRequired, Protocol, Sequence, TypedDict
 
 import pyarrow as pa
 
@@ -179,7 +179,7 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def open_read_session(self, table: str, *, snapshot_ts: int | None = None, as_of: str | None = None,
                           columns: Sequence[str] | None = None, filter: object = None, isolation: str | None = None,
-                          options: dict[str, Any] | None = None) -> EngineReadSession:
+                          options: Mapping[str, object] | None = None) -> EngineReadSession:
         """A ``scan.session.ReadSession`` of ``table`` whose lease lives by its TTL: renewed while
         streams are read and by ``session.renew()``, released by ``session.close()``."""
 
@@ -191,7 +191,7 @@ class Engine(abc.ABC):
         ``stats``: what the read did besides its rows, as far as the engine knows."""
 
     @abc.abstractmethod
-    def query_snapshot(self, tables: Sequence[str], options: dict[str, Any] | None = None,
+    def query_snapshot(self, tables: Sequence[str], options: Mapping[str, object] | None = None,
                        read: Sequence[tuple[str, int]] = ()) -> QuerySnapshot:
         """The one snapshot ts of a query over ``tables``: fresh, the store's resolved ts, or
         bounded by ``max_staleness``; or, when some were already ``read`` ((table, ts) pairs), the
@@ -199,7 +199,7 @@ class Engine(abc.ABC):
         (``scan.planner.query_snapshot_ts``)."""
 
     def run_sql(self, query: str, snapshot_ts: int | None = None,
-                options: dict[str, Any] | None = None) -> SqlResult:
+                options: Mapping[str, object] | None = None) -> SqlResult:
         """A whole query computed by the engine at one snapshot ts (``theflash sql``, Flight SQL,
         ``POST /v1/sql``) when ``runs_sql``: its :class:`SqlResult`. ``options``: ``snapshot`` /
         ``max_staleness`` (how the one ts is chosen without ``snapshot_ts``)."""

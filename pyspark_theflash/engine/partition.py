@@ -13,7 +13,7 @@ read that must go through another process's service is a :class:`ServiceRead`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Protocol
+from typing import TYPE_CHECKING, Iterator, Protocol
 
 import pyarrow as pa
 
@@ -53,7 +53,7 @@ class ScanPartition:
     store: str                      # store root
     latch: str | None               # latch address, None = in-process on the store
     table: str                      # db.table, for messages
-    table_info: dict[str, Any]      # TiDB table info JSON (the schema version read)
+    table_info: dict[str, object]      # TiDB table info JSON (the schema version read)
     db: str
     ts: int
     lease_id: int | None

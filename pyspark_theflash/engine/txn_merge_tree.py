@@ -8,7 +8,7 @@ every session of the engine.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 
 import pyarrow as pa
 
@@ -87,12 +87,12 @@ class TxnMergeTreeEngine(Engine):
 
     def open_read_session(self, table: str, *, snapshot_ts: int | None = None, as_of: str | None = None,
                           columns: Sequence[str] | None = None, filter: object = None, isolation: str | None = None,
-                          options: dict[str, Any] | None = None) -> EngineReadSession:
+                          options: Mapping[str, object] | None = None) -> EngineReadSession:
         return self._read_sessions("open a read session").open_read_session(
             self, table, snapshot_ts=snapshot_ts, as_of=as_of, columns=columns, filter=filter, isolation=isolation,
             options=options)
 
-    def query_snapshot(self, tables: Sequence[str], options: dict[str, Any] | None = None,
+    def query_snapshot(self, tables: Sequence[str], options: Mapping[str, object] | None = None,
                        read: Sequence[tuple[str, int]] = ()) -> QuerySnapshot:
         return self._read_sessions("choose a query's snapshot").query_snapshot(self, tables, options, read)
 
@@ -104,7 +104,7 @@ class TxnMergeTreeEngine(Engine):
         return self._read_sessions("read a stream").read_stream(self, session, n, stats)
 
     def run_sql(self, query: str, snapshot_ts: int | None = None,
-                options: dict[str, Any] | None = None) -> SqlResult:
+                options: Mapping[str, object] | None = None) -> SqlResult:
         """``query`` computed by DuckDB over this store's read streams at one snapshot ts
         (``engine.native_sql``)."""
         from pyspark_theflash.engine.native_sql import run_sql

@@ -43,7 +43,7 @@ class DeletionVector:
         base = f"{self.storage}{self.path_or_inline}"
         return base if self.offset is None else f"{base}@{self.offset}"
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"storageType": self.storage, "pathOrInlineDv": self.path_or_inline}
         if self.offset is not None:
             out["offset"] = self.offset

@@ -53,7 +53,7 @@ class DataFile:
             add["deletionVector"] = self.dv.to_json()
         return {"add": add}
 
-    def remove_action(self, when_ms: int) -> dict[str, object]:
+    def remove_action(self, when_ms: int) -> dict[str, Any]:
         remove: dict[str, Any] = {"path": self.path, "deletionTimestamp": when_ms, "dataChange": True,
                                   "extendedFileMetadata": True, "partitionValues": {}, "size": self.size}
         if self.dv is not None:

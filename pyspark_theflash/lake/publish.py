@@ -179,7 +179,7 @@ class Publisher:
         if log.version < 0 or not log.files or log.ts >= ts:
             return TablePublication(name, table_id, root.uri, None, skipped=f"{reason or 'retired'} at ts {retired_ts}")
         ict = delta_log.in_commit_ms(ts, log.in_commit_ms)
-        actions: list[dict[str, Any]] = [{"commitInfo": {
+        actions: list[dict[str, object]] = [{"commitInfo": {
             "timestamp": ict, "inCommitTimestamp": ict, "operation": "THEFLASH RETIRE",
             "operationParameters": {"ts": str(ts), "reason": reason or "dropped", "retiredTs": str(retired_ts)},
             "theflashTs": ts, "isBlindAppend": False, "engineInfo": "theflash"}},
@@ -290,7 +290,7 @@ class Publisher:
             return TablePublication(name, info.id, root.uri, None, len(files), converted, deleted, parts_read,
                                     skipped="unchanged since its last version")
         ict = delta_log.in_commit_ms(ts, log.in_commit_ms)
-        actions: list[dict[str, Any]] = [{"commitInfo": {
+        actions: list[dict[str, object]] = [{"commitInfo": {
             "timestamp": ict, "inCommitTimestamp": ict, "operation": "THEFLASH PUBLISH",
             "operationParameters": {"ts": str(ts)}, "theflashTs": ts, "isBlindAppend": False,
             "engineInfo": "theflash"}}]

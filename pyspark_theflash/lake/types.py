@@ -23,7 +23,7 @@ values are cast to the Delta type in a converted file:
 from __future__ import annotations
 
 import json
-from typing import Any
+
 
 import pyarrow as pa
 
@@ -63,7 +63,7 @@ def file_schema(store_schema: pa.Schema) -> pa.Schema:
 
 def schema_string(store_schema: pa.Schema) -> str:
     """The ``schemaString`` of the table's ``metaData``."""
-    fields: list[dict[str, Any]] = [{"name": f.name, "type": delta_type(f.type, f.name)[0], "nullable": True,
+    fields: list[dict[str, object]] = [{"name": f.name, "type": delta_type(f.type, f.name)[0], "nullable": True,
                                      "metadata": {}} for f in store_schema]
     return json.dumps({"type": "struct", "fields": fields}, separators=(",", ":"))
 

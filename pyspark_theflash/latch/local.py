@@ -330,7 +330,7 @@ class LocalLatch(Latch):
                 (int(token), self._clock(), json.dumps(dict(status))),
             )
 
-    def writer_status(self) -> dict[str, Any] | None:
+    def writer_status(self) -> dict[str, object] | None:
         rows = self._query("SELECT token, updated_at, status FROM writer_status WHERE id = 1")
         if not rows:
             return None

@@ -246,7 +246,7 @@ class RemoteLatch(Latch):
         self._call("PublishWriterStatus", pb.PublishWriterStatusRequest(token=token, status_json=json.dumps(dict(status))))
 
     def status(self) -> dict[str, object]:
-        status: dict[str, Any] = json.loads(self._call("Status", pb.StatusRequest()).status_json)
+        status: dict[str, object] = json.loads(self._call("Status", pb.StatusRequest()).status_json)
         return status
 
     def close(self) -> None:

@@ -367,7 +367,7 @@ def _with_table_names(predicate: Expr | None, table_info: TableInfo) -> Expr | N
 
     names = {c.name.lower(): c.name for c in table_info.columns}
 
-    def rename_keys(d: Mapping[str, object]) -> dict[str, object]:
+    def rename_keys(d: Mapping[str, object]) -> dict[str, Any]:
         return {k: (names.get(v.lower(), v) if k in _COLUMN_KEYS and isinstance(v, str) else rename(v))
                 for k, v in d.items()}
 

@@ -73,7 +73,7 @@ class ReadStream:
         """[lo, hi) per range; None = unbounded; bytes for a clustered table's common handle."""
         return tuple((r.lo, r.hi) for r in self.partition.ranges)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """JSON-able description (handle bounds as ints, ``{"hex": ...}`` or null)."""
         return {"index": self.index, "rows": self.rows, "bytes": self.bytes, "regions": list(self.region_ids),
                 "handle_ranges": json.loads(format_handle_ranges(self.handle_ranges))}
@@ -198,7 +198,7 @@ def open_read_session(store: str | os.PathLike[str] | Store, table: str | None =
     by address."""
     from pyspark_theflash.scan.planner import plan
 
-    raw: dict[str, Any] = {str(k).lower(): v for k, v in dict(options or {}).items() if v is not None}
+    raw: dict[str, object] = {str(k).lower(): v for k, v in dict(options or {}).items() if v is not None}
     raw["store"] = _store_root(store)
     if table is not None:
         raw["table"] = table

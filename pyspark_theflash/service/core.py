@@ -70,7 +70,7 @@ class ReadService:
                         "arrow_schema": base64.b64encode(full.serialize().to_pybytes()).decode("ascii")})
         return out
 
-    def table_metadata(self, table: str, kind: str, store: str | None = None) -> dict[str, object]:
+    def table_metadata(self, table: str, kind: str, store: str | None = None) -> dict[str, Any]:
         """One metadata table of ``table`` (``GET /v1/tables/{db.t}/{kind}``, ``service.history``):
         ``{"table", "kind", "columns": [{"name", "type"}], "rows": [{column: value}]}``."""
         from pyspark_theflash.service.history import COLUMNS, store_table_metadata
@@ -84,7 +84,7 @@ class ReadService:
         return {"table": meta["history"][0]["table"], "kind": kind,
                 "columns": [{"name": n, "type": t} for n, t in COLUMNS[kind]], "rows": meta[kind]}
 
-    def status(self, store: str | None = None) -> dict[str, object]:
+    def status(self, store: str | None = None) -> dict[str, Any]:
         held = self.sessions.sessions()
         if store is None and isinstance(self.stores, AnyStore):
             engines: dict[str, Any] = {"stores": [{"store": str(e.root), **e.status()} for e in self.stores.engines()]}
@@ -96,7 +96,7 @@ class ReadService:
                               "active_streams": h.active_streams, "lease_id": h.session.lease_id,
                               "lease_expires_at": h.session.lease_expires_at} for h in held]}
 
-    def delta_versions(self, ts: int | None = None, store: str | None = None, to: str | None = None) -> dict[str, object]:
+    def delta_versions(self, ts: int | None = None, store: str | None = None, to: str | None = None) -> dict[str, Any]:
         """Which Delta version of each published table of the store holds ts (``theflash delta
         versions``; docs/delta.md): each table's newest when ts is None. ``to``: where the tables
         were published (``--delta-to``: a directory or an ``s3://`` URI, reached with this
@@ -134,7 +134,7 @@ class ReadService:
         (table, ts) of those earlier queries already read."""
         return self.stores.get(store).query_snapshot(tables, options, read or ())
 
-    def change_stream(self, body: dict[str, Any], commit: bool) -> dict[str, object]:
+    def change_stream(self, body: dict[str, Any], commit: bool) -> dict[str, Any]:
         """``POST /v1/change-streams/offset`` and ``.../commit`` (``scan.change_stream``): the
         next offset of a change stream, or the lease held at a committed one. Body: ``table``,
         ``store``, ``options`` (the stream's: ``starting_ts``, ``lease_ttl``, ``stream_id``...),
@@ -167,11 +167,11 @@ class ReadService:
                                                        "changes_from": int(batch["changes_from"])}
         return out
 
-    def flush(self, timeout_s: float | None = None, store: str | None = None) -> dict[str, object]:
+    def flush(self, timeout_s: float | None = None, store: str | None = None) -> dict[str, Any]:
         return self.stores.get(store).flush(DEFAULT_FLUSH_TIMEOUT_S if timeout_s is None else float(timeout_s))
 
     @staticmethod
-    def describe(session: ReadSession, stream_url: str | None = None) -> dict[str, object]:
+    def describe(session: ReadSession, stream_url: str | None = None) -> dict[str, Any]:
         """A session as JSON: ``to_dict()`` plus the schema in Arrow IPC form (base64), and each
         stream's URL when ``stream_url`` (a format with ``{id}`` and ``{n}``) is given."""
         out = session.to_dict()

@@ -110,7 +110,7 @@ class ReadRequest:
                            isolation=isolation, options=options)
 
 
-def store_argument(args: dict[str, Any]) -> str | None:
+def store_argument(args: dict[str, object]) -> str | None:
     """A request's ``store`` (a store directory), or None when it names none."""
     store = args.get("store")
     if store is not None and (not isinstance(store, str) or not store.strip()):
@@ -118,7 +118,7 @@ def store_argument(args: dict[str, Any]) -> str | None:
     return store
 
 
-def timeout_argument(args: dict[str, Any]) -> float | None:
+def timeout_argument(args: dict[str, object]) -> float | None:
     """A request's ``timeout_s`` (seconds), or None."""
     timeout = args.get("timeout_s")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))):

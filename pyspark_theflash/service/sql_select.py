@@ -45,7 +45,7 @@ class SelectStatement:
 
     def read_request(self) -> dict[str, object]:
         """The statement as a read request's fields (without its store)."""
-        out: dict[str, Any] = {"table": self.table}
+        out: dict[str, object] = {"table": self.table}
         if self.columns is not None:
             out["columns"] = list(self.columns)
         if self.filter:

@@ -150,7 +150,7 @@ def scan_options(options: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def read_request(options: Mapping[str, Any], columns: Sequence[str], automatic: bool = False) -> dict[str, object]:
+def read_request(options: Mapping[str, Any], columns: Sequence[str], automatic: bool = False) -> dict[str, Any]:
     """The ``POST /v1/read-sessions`` body of a read given as Spark options. ``automatic``: the
     read names no ``server`` (the session's service stands in for the store's files), so the
     options the service decides (``upstream``, ``latch``) are left to it rather than refused."""
@@ -251,7 +251,7 @@ class StreamRoute:
 _ROUTED_OPTIONS = ("schema", "isolation", "lock_wait_timeout", "region_wait_timeout")
 
 
-def at_ts_request(stream: ReadStream, options: Mapping[str, Any], handle_ranges: bool = True) -> dict[str, object]:
+def at_ts_request(stream: ReadStream, options: Mapping[str, Any], handle_ranges: bool = True) -> dict[str, Any]:
     """The read request of a planned stream (``scan.session.ReadStream``) at its ts: its
     columns, its change range, and (``handle_ranges``) only its handle ranges. (The Python
     source pushes no filter, so a stream it planned has none to carry.)"""

@@ -69,7 +69,7 @@ class TheFlashStreamReader(DataSourceStreamReader):
         return ReadMaxRows(self.stream.max_rows) if self.stream.max_rows else ReadAllAvailable()
 
     @said_plainly
-    def latestOffset(self, start: dict[str, Any], limit: Any) -> dict[str, object]:
+    def latestOffset(self, start: dict[str, object], limit: Any) -> dict[str, object]:
         from pyspark.sql.streaming.datasource import ReadMaxRows
 
         from pyspark_theflash.scan.change_stream import StreamOffset
@@ -78,7 +78,7 @@ class TheFlashStreamReader(DataSourceStreamReader):
         return self.stream.latest_offset(StreamOffset.from_dict(start), max_rows).to_dict()
 
     @said_plainly
-    def partitions(self, start: dict[str, Any], end: dict[str, Any]) -> Sequence[InputPartition]:
+    def partitions(self, start: dict[str, object], end: dict[str, object]) -> Sequence[InputPartition]:
         from pyspark_theflash.scan.change_stream import StreamOffset, reraise_expired
         from pyspark_theflash.scan.session import open_read_session
 
@@ -106,7 +106,7 @@ class TheFlashStreamReader(DataSourceStreamReader):
             yield conform(batch, expected, pa)
 
     @said_plainly
-    def commit(self, end: dict[str, Any]) -> None:
+    def commit(self, end: dict[str, object]) -> None:
         from pyspark_theflash.scan.change_stream import StreamOffset
 
         self.stream.commit(StreamOffset.from_dict(end))

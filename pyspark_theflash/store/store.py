@@ -268,7 +268,7 @@ class Store:
         self.applier.decode_rows = decode
 
     # --- schemas -----------------------------------------------------------------------------
-    def put_schema(self, db: str, table_info: dict[str, Any], commit_ts: int | None = None) -> int:
+    def put_schema(self, db: str, table_info: dict[str, object], commit_ts: int | None = None) -> int:
         """Record a schema version of a table (idempotent), in an edit of its own; returns its
         schema version.
 

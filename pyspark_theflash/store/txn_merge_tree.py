@@ -343,7 +343,7 @@ def column_stats(arr: pa.ChunkedArray | pa.Array) -> ColumnStats:
     return ColumnStats(lo, hi, nulls, n)
 
 
-def stats_to_json(stats: dict[int, ColumnStats]) -> dict[str, object]:
+def stats_to_json(stats: dict[int, ColumnStats]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for cid, s in stats.items():
         try:

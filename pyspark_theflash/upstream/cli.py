@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pyspark_theflash.cli import CommandError
 from pyspark_theflash.errors import TheFlashError
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"upstream: serving upstream {addrs['upstream']}  binlog {addrs['binlog']}  "
                   f"status http://{addrs['status']}  pd {addrs['pd']}", flush=True)
         for i, name in enumerate(names):
-            kw: dict[str, Any] = {"accounts": args.accounts} if name == "bank" else {}
+            kw: dict[str, object] = {"accounts": args.accounts} if name == "bank" else {}
             w = WORKLOADS[name](cluster, seed=args.seed + i, rate=args.rate, duration_s=args.duration,
                                 count=args.count, threads=args.threads, faults=faults,
                                 async_commit=args.txn_mode == "async", **kw)

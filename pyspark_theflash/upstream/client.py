@@ -64,8 +64,8 @@ class TableScan(NamedTuple):
 
     ts: int
     db: str
-    table_info: dict[str, Any]
-    rows: list[dict[str, Any]]
+    table_info: dict[str, object]
+    rows: list[dict[str, object]]
 
 
 @runtime_checkable
@@ -82,9 +82,9 @@ class UpstreamClient(Protocol):
     def update_gc_safe_point(self, ts: int) -> int: ...
     def region_snapshot(self, region_id: int) -> binlog_pb2.Event: ...
     def table_info(self, db: str, table: str) -> dict[str, object]: ...
-    def table_info_by_id(self, table_id: int) -> tuple[str, dict[str, Any]]: ...
+    def table_info_by_id(self, table_id: int) -> tuple[str, dict[str, object]]: ...
     def list_tables(self) -> list[tuple[str, str]]: ...
-    def scan_table(self, qualified: str, ts: int | None = None) -> list[dict[str, Any]]: ...
+    def scan_table(self, qualified: str, ts: int | None = None) -> list[dict[str, object]]: ...
 
 
 class UpstreamConnection(UpstreamClient, Protocol):
@@ -215,7 +215,7 @@ class GrpcUpstreamClient:
     def table_info(self, db: str, table: str) -> dict[str, object]:
         return dict(self._http(f"/schema/{db}/{table}"))
 
-    def table_info_by_id(self, table_id: int) -> tuple[str, dict[str, Any]]:
+    def table_info_by_id(self, table_id: int) -> tuple[str, dict[str, object]]:
         body = self._http(f"/db-table/{table_id}")
         return body["db_info"]["db_name"]["O"], body["table_info"]
 
@@ -226,7 +226,7 @@ class GrpcUpstreamClient:
             out.extend((name, t["name"]["O"]) for t in self._http(f"/schema/{name}"))
         return out
 
-    def scan_table(self, qualified: str, ts: int | None = None) -> list[dict[str, Any]]:
+    def scan_table(self, qualified: str, ts: int | None = None) -> list[dict[str, object]]:
         """Every row of ``db.table`` at ``ts`` (default: a fresh ts), read from the upstream as
         TiDB's stale read does (the table that had the name at ts, its schema then), decoded
         here exactly as ``MiniCluster.scan_table`` decodes them: so a replica can be compared
@@ -238,7 +238,7 @@ class GrpcUpstreamClient:
         from pyspark_theflash.upstream.tidb import decode_records, split_table_name
 
         db, name = split_table_name(qualified)
-        info: dict[str, Any] | None = None
+        info: dict[str, object] | None = None
         at = 0
         pairs: list[tuple[bytes, bytes]] = []
         try:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, NoReturn, Protocol
+from typing import TYPE_CHECKING, Iterable, Iterator, NoReturn, Protocol
 
 import grpc
 
@@ -56,7 +56,7 @@ class ServedCluster(Protocol):
     def region_snapshot(self, region_id: int) -> binlog_pb2.Event: ...
 
     def scan_records(self, qualified: str, ts: int | None = None
-                     ) -> tuple[int, dict[str, Any], list[tuple[bytes, bytes]]]: ...
+                     ) -> tuple[int, dict[str, object], list[tuple[bytes, bytes]]]: ...
 
 
 class UpstreamServicer(upstream_pb2_grpc.UpstreamServicer):

@@ -108,7 +108,7 @@ class Writer:
         options: WriterOptions,
         stop: threading.Event | None = None,
         *,
-        on_progress: Callable[[dict[str, Any]], None] | None = None,
+        on_progress: Callable[[dict[str, object]], None] | None = None,
         configure_store: Callable[[Store], None] | None = None,
     ) -> None:
         self.options = options
@@ -117,7 +117,7 @@ class Writer:
         self.configure_store = configure_store
         self.progress = Progress(interval_s=options.interval_s)
         self._status_lock = threading.Lock()
-        self._status: dict[str, Any] = self.progress.to_status()
+        self._status: dict[str, object] = self.progress.to_status()
         self.latch: LocalLatch | None = None
         self.holder: WriterHolder | None = None
         self.store: Store | None = None

@@ -3,12 +3,12 @@
 (pyspark_theflash/status_http.py)."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 from pyspark_theflash.status_http import StatusServer
 from pyspark_theflash.writer.progress import prometheus_text
 
 
 class MetricsServer(StatusServer):
-    def __init__(self, status: Callable[[], dict[str, Any]], port: int = 0, host: str = "127.0.0.1") -> None:
+    def __init__(self, status: Callable[[], dict[str, object]], port: int = 0, host: str = "127.0.0.1") -> None:
         super().__init__(status, prometheus_text, port, host, thread_name="writer-metrics")

@@ -118,7 +118,7 @@ class Progress:
         span = max(now - t0, 1e-3)
         return (self.events_total - e0) / span, (self.rows_total - r0) / span
 
-    def to_status(self) -> dict[str, object]:
+    def to_status(self) -> dict[str, Any]:
         events_per_s, rows_per_s = self.rates()
         now_ms = int(time.time() * 1000)
         return {

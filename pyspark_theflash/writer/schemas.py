@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 
 class SchemaSource(Protocol):
-    def table_info_by_id(self, table_id: int) -> tuple[str, dict[str, Any]]: ...
+    def table_info_by_id(self, table_id: int) -> tuple[str, dict[str, object]]: ...
 
 
 def _name(value: Any) -> str:
@@ -32,7 +32,7 @@ class HttpSchemaSource:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
 
-    def table_info_by_id(self, table_id: int) -> tuple[str, dict[str, Any]]:
+    def table_info_by_id(self, table_id: int) -> tuple[str, dict[str, object]]:
         url = f"{self.base_url}/db-table/{int(table_id)}"
         try:
             with urllib.request.urlopen(url, timeout=self.timeout_s) as resp:
@@ -56,7 +56,7 @@ class UpstreamSchemaSource:
     def __init__(self, client: UpstreamClient) -> None:
         self.client = client
 
-    def table_info_by_id(self, table_id: int) -> tuple[str, dict[str, Any]]:
+    def table_info_by_id(self, table_id: int) -> tuple[str, dict[str, object]]:
         from pyspark_theflash.upstream.errors import SchemaError
 
         try:
@@ -68,5 +68,5 @@ class UpstreamSchemaSource:
         return str(db), dict(info)
 
 
-def table_name(info: dict[str, Any]) -> str:
+def table_name(info: dict[str, object]) -> str:
     return _name(info.get("name", ""))

@@ -10,7 +10,7 @@ while the query runs, learner read and lock resolution.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 
 import pyarrow as pa
 
@@ -38,12 +38,12 @@ class ClickHouseEngineSql(Protocol):
 
     def tables(self) -> list[TableInfo]: ...
 
-    def query_snapshot(self, tables: Sequence[str], options: dict[str, Any] | None = None,
+    def query_snapshot(self, tables: Sequence[str], options: Mapping[str, object] | None = None,
                        read: Sequence[tuple[str, int]] = ()) -> QuerySnapshot: ...
 
     def open_read_session(self, table: str, *, snapshot_ts: int | None = None, as_of: str | None = None,
                           columns: Sequence[str] | None = None, filter: object = None, isolation: str | None = None,
-                          options: dict[str, Any] | None = None) -> EngineReadSession: ...
+                          options: Mapping[str, object] | None = None) -> EngineReadSession: ...
 
 
 def tables_named(engine: ClickHouseEngineSql, sql: str) -> list[TableInfo]:
@@ -158,7 +158,7 @@ def snapshot_query(engine: ClickHouseEngineSql, sql: str, ts: int) -> str:
 
 
 def run_sql(engine: ClickHouseEngineSql, sql: str, snapshot_ts: int | None = None,
-            options: dict[str, Any] | None = None) -> SqlResult:
+            options: Mapping[str, object] | None = None) -> SqlResult:
     """Run ``sql`` (ClickHouse SQL naming tables as ``db.table``) over the store of ``engine``
     (a ``ClickHouseEngine``) at one snapshot ts: the read sessions of the tables it names (one
     ts, leases held while it runs, learner read, lock resolution) pick and keep the ts."""

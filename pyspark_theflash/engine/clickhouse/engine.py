@@ -20,7 +20,7 @@ What is shared with the native engine, and what is not:
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import pyarrow as pa
 
@@ -148,7 +148,7 @@ class ClickHouseEngine(TxnMergeTreeEngine):
         return out
 
     def run_sql(self, query: str, snapshot_ts: int | None = None,
-                options: dict[str, Any] | None = None) -> SqlResult:
+                options: Mapping[str, object] | None = None) -> SqlResult:
         """ClickHouse SQL over the store's tables at one snapshot ts (``calculator.run_sql``)."""
         return run_sql(self, query, snapshot_ts, options)
 

@@ -81,7 +81,7 @@ def _read_snapshot(directory: ClickHouseDirectory, info: "TableInfo", ts: int, h
     by_name = {c.name: c for c in info.columns}
     from pyspark_theflash.schema.arrow import arrow_field
 
-    arrays: dict[str, Any] = {}
+    arrays: dict[str, object] = {}
     for n in names:
         arrays[n] = from_clickhouse(result.column(n), arrow_field(by_name[n]).type)
     full = output_schema(info, names, (ROWID, COMMIT_TS))
@@ -148,7 +148,7 @@ def _in_sql(b: pr.BoundIn) -> str | None:
     return f"({found} OR ({quote_ident(b.column)} IS NULL AND NULL))"
 
 
-def expr_sql(e: pr.Expr, columns: dict[str, Any]) -> str | None:
+def expr_sql(e: pr.Expr, columns: dict[str, object]) -> str | None:
     """``e`` as a ClickHouse condition on the chosen versions when it translates exactly, with
     the semantics of ``store.predicate`` (SQL's three values; literals bound to the column's
     type first, so ``i32 < 1.5`` is ``i32 <= 1`` and a FLOAT compares as a double);
@@ -161,7 +161,7 @@ def expr_sql(e: pr.Expr, columns: dict[str, Any]) -> str | None:
     return exact
 
 
-def _exact_sql(e: pr.Expr, columns: dict[str, Any]) -> str | None:
+def _exact_sql(e: pr.Expr, columns: dict[str, object]) -> str | None:
     if isinstance(e, (pr.Comparison, pr.In)):
         c = columns.get(e.column)
         if c is None:

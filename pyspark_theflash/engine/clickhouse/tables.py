@@ -89,7 +89,7 @@ class ClickHouseTables:
         cols = self._columns[latest.id]
         by_id = {c.id: c.name for c in written.columns}
         n = t.num_rows
-        arrays: dict[str, Any] = {}
+        arrays: dict[str, object] = {}
         missing: list[str] = []
         for c in latest.columns:
             field = _arrow_field(c)
