@@ -273,7 +273,7 @@ def _append_entry_value(buf: bytearray, doc_start: int, entry_at: int, value: An
         buf[entry_at + 1:entry_at + 5] = _U32.pack(value_start - doc_start)
 
 
-def _append_array(buf: bytearray, items: list[Any], depth: int) -> None:
+def _append_array(buf: bytearray, items: list[object], depth: int) -> None:
     doc_start = len(buf)
     buf += _U32.pack(len(items)) + b"\0\0\0\0"
     entries_at = len(buf)

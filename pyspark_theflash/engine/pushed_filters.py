@@ -208,7 +208,7 @@ def _column_types(info: TableInfo) -> dict[str, tuple[str, pa.DataType]]:
     return out
 
 
-def _conjuncts(where: Any) -> Iterator[Any]:
+def _conjuncts(where: Any) -> Iterator[object]:
     if isinstance(where, dict) and where.get("type") == "CONJUNCTION_AND":
         for child in where.get("children") or ():
             yield from _conjuncts(child)
@@ -274,7 +274,7 @@ def _comparison(found: tuple[_Read, str, pa.DataType] | None, op: str, node: Any
     return None if value is None else (read, Comparison(column, op, value))
 
 
-def _in(found: tuple[_Read, str, pa.DataType] | None, nodes: list[Any], negated: bool) -> tuple[_Read, Expr] | None:
+def _in(found: tuple[_Read, str, pa.DataType] | None, nodes: list[object], negated: bool) -> tuple[_Read, Expr] | None:
     if found is None or (negated and pa.types.is_floating(found[2])):
         return None
     read, column, typ = found

@@ -100,7 +100,7 @@ class _Published:
     what the round learned of each part (its vector, its handles) for the next round."""
 
     by_part: dict[int, DataFile] = field(default_factory=dict)
-    signatures: dict[tuple[int, int], tuple[Any, ...]] = field(default_factory=dict)   # by (table id, partition)
+    signatures: dict[tuple[int, int], tuple[object, ...]] = field(default_factory=dict)   # by (table id, partition)
     seen: dict[int, tuple[Any, PartVisibility]] = field(default_factory=dict)   # part -> (its tombstones, visibility)
 
 
@@ -238,7 +238,7 @@ class Publisher:
         for p in parts:
             by_partition[(p.table_id, p.partition_id)].append(p)
         planned: list[tuple[int, PlannedFile | DataFile]] = []   # (part id, its file), partition by partition
-        signatures: dict[tuple[int, int], tuple[Any, ...]] = {}
+        signatures: dict[tuple[int, int], tuple[object, ...]] = {}
         seen: dict[int, tuple[Any, PartVisibility]] = {}
         parts_read = 0
         for pid, ps in by_partition.items():

@@ -439,7 +439,7 @@ def _substring_bounds(pos: int, length: int | None) -> tuple[int, int | None, bo
     return start, stop, False
 
 
-def _json_values(a: pa.Array) -> list[Any]:
+def _json_values(a: pa.Array) -> list[object]:
     from pyspark_theflash.codec.json_binary import decode_json, parse_json_text
 
     return [_MISSING if v is None else decode_json(parse_json_text(v)) for v in a.to_pylist()]

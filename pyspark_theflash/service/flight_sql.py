@@ -157,7 +157,7 @@ class FlightServer(Protocol):
     """What the Flight SQL half asks of ``service.flight.FlightService`` (which imports this module)."""
 
     service: ReadService
-    locations: list[Any]  # pyarrow.flight.Location: where the service listens ([]: "here")
+    locations: list[flight.Location]  # where the service listens ([]: "here")
 
     def guarded(self, batches: Iterator[pa.RecordBatch], session_id: str, n: int) -> Iterator[pa.RecordBatch]: ...
 
@@ -362,7 +362,7 @@ class FlightSqlEndpoint:
         table_like = _like(command.table_name_filter_pattern if command.HasField("table_name_filter_pattern") else None)
         types = {t.upper() for t in command.table_types}
         tables = [t for t in tables if table_like(t.name) and (not types or TABLE_TYPE in types)]
-        columns: dict[str, list[Any]] = {"catalog_name": [CATALOG] * len(tables), "db_schema_name": [t.db for t in tables],
+        columns: dict[str, list[object]] = {"catalog_name": [CATALOG] * len(tables), "db_schema_name": [t.db for t in tables],
                                          "table_name": [t.name for t in tables], "table_type": [TABLE_TYPE] * len(tables)}
         if command.include_schema:
             columns["table_schema"] = [arrow_schema(t, toward_spark=True).serialize().to_pybytes() for t in tables]
@@ -375,7 +375,7 @@ def sql_info_table(ids: list[int]) -> pa.Table:
     values[1] = _version()
     wanted = [i for i in (ids or sorted(values)) if i in values]
     codes, offsets = [], []
-    children: list[list[Any]] = [[], [], [], [], [], []]
+    children: list[list[object]] = [[], [], [], [], [], []]
     for i in wanted:
         v = values[i]
         code = 1 if isinstance(v, bool) else 0 if isinstance(v, str) else 3

@@ -159,7 +159,7 @@ class _Workers:
     def __init__(self, size: int, name: str) -> None:
         self._size = size
         self._name = name
-        self._queue: "queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None]" = queue.SimpleQueue()
+        self._queue: "queue.SimpleQueue[tuple[Callable[..., None], tuple[object, ...]] | None]" = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads = 0
         self._idle = 0     # threads waiting for a call

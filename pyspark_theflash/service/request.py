@@ -45,7 +45,7 @@ class ReadRequest:
     snapshot_ts: int | None = None
     as_of: str | None = None
     columns: tuple[str, ...] | None = None
-    filter: list[Any] | None = None
+    filter: list[object] | None = None
     isolation: str | None = None
     options: dict[str, str] = field(default_factory=dict)
 

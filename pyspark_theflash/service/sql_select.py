@@ -38,7 +38,7 @@ class UnsupportedSqlError(BadRequestError):
 class SelectStatement:
     table: str                          # db.table
     columns: tuple[str, ...] | None     # None: every visible column
-    filter: list[Any] | None            # the read request's filter (conjuncts)
+    filter: list[object] | None            # the read request's filter (conjuncts)
     limit: int | None
     snapshot_ts: int | None             # AS OF TSO
     as_of: str | None                   # AS OF TIMESTAMP
@@ -158,7 +158,7 @@ class _Parser:
                 self.take("kw", "timestamp")
                 t = self.peek()
                 as_of = self.take("str").text if t is not None and t.kind == "str" else self.take("num").text
-        conjuncts: list[Any] | None = None
+        conjuncts: list[object] | None = None
         if self.accept("kw", "where"):
             conjuncts = _conjuncts(self.disjunction())
         limit = None
@@ -280,7 +280,7 @@ def _one(node: Any) -> Any:
     return {"not": {"or": [{"not": _one(x)} for x in body]}}
 
 
-def _conjuncts(node: Any) -> list[Any]:
+def _conjuncts(node: Any) -> list[object]:
     """The top of a WHERE tree as the read request's list of conjuncts."""
     if isinstance(node, tuple) and node[0] == "and":
         return [c for x in node[1] for c in _conjuncts(x)]

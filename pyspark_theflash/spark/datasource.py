@@ -44,10 +44,12 @@ from pyspark_theflash.spark.partitions import TheFlashPartition, conform, partit
 from pyspark_theflash.spark.user_errors import said_plainly
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from pyspark_theflash.schema.table_info import TableInfo
 
 
-def _table_info(options: ScanOptions) -> Any:
+def _table_info(options: ScanOptions) -> TableInfo:
     """The store's schema of the table (current, or at the read's ts with ``schema=as_of``); the upstream's when the writer has not
     stored it yet (a fresh store: the read's learner read will bring it in)."""
     from pyspark_theflash.scan.context import connect_upstream, open_store, upstream_address, upstream_table
@@ -154,7 +156,7 @@ class TheFlashReader(DataSourceReader):
         return planned_partitions(session, service, self.options)
 
     @said_plainly
-    def read(self, partition: InputPartition) -> Iterator[Any]:
+    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
         import pyarrow as pa
         from pyspark.sql.pandas.types import to_arrow_schema
 

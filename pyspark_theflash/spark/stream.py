@@ -16,13 +16,16 @@ micro-batch is a read session there, as the connector jar's stream is.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from pyspark.sql.datasource import DataSourceStreamReader, InputPartition
 from pyspark.sql.types import StructType
 
 from pyspark_theflash.spark.partitions import TheFlashPartition, conform, partition_batches, planned_partitions
 from pyspark_theflash.spark.user_errors import said_plainly
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 STREAM_HINT = "starting_ts"
 
@@ -97,7 +100,7 @@ class TheFlashStreamReader(DataSourceStreamReader):
         return planned_partitions(session, self.service, options)
 
     @said_plainly
-    def read(self, partition: InputPartition) -> Iterator[Any]:
+    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
         import pyarrow as pa
         from pyspark.sql.pandas.types import to_arrow_schema
 

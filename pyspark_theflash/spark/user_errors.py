@@ -30,7 +30,7 @@ def said_plainly(method: F) -> F:
     with no frames below this one."""
     if inspect.isgeneratorfunction(method):
         @functools.wraps(method)
-        def generator(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        def generator(*args: Any, **kwargs: Any) -> Iterator[object]:
             try:
                 yield from method(*args, **kwargs)
             except TheFlashError as exc:

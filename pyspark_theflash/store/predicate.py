@@ -63,7 +63,7 @@ class Expr(ABC):
     def columns(self) -> frozenset[str]:
         """The columns the filter reads."""
 
-    def pinned_values(self, column: str) -> list[Any] | None:
+    def pinned_values(self, column: str) -> list[object] | None:
         """The integers ``column`` must equal for the filter to hold (``=`` or IN, possibly
         under AND), or None when the filter does not pin it (hash partition pruning)."""
         return None
@@ -151,7 +151,7 @@ class Comparison(Expr):
     def to_arrow(self, schema: pa.Schema | None = None) -> pc.Expression:
         return self.bound(_column_type(schema, self.column)).to_arrow()
 
-    def pinned_values(self, column: str) -> list[Any] | None:
+    def pinned_values(self, column: str) -> list[object] | None:
         if self.op == "==" and self.column.lower() == column.lower() and _is_int(self.value):
             return [self.value]
         return None
@@ -205,7 +205,7 @@ class In(Expr):
     def bound(self, typ: pa.DataType | None) -> "BoundIn":
         return bind_in(self.column, self.values, self.has_null, typ)
 
-    def pinned_values(self, column: str) -> list[Any] | None:
+    def pinned_values(self, column: str) -> list[object] | None:
         if self.column.lower() == column.lower() and all(_is_int(v) for v in self.values):
             return list(self.values)
         return None
@@ -335,7 +335,7 @@ class And(Expr):
     def might_match(self, stats: Mapping[str, ColumnStats]) -> bool:
         return all(c.might_match(stats) for c in self.children)
 
-    def pinned_values(self, column: str) -> list[Any] | None:
+    def pinned_values(self, column: str) -> list[object] | None:
         for part in self.children:
             found = part.pinned_values(column)
             if found is not None:

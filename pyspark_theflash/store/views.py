@@ -172,7 +172,7 @@ class LiveRegions:
     every view of a ``Store`` at that version (``RegionMemo``): as columns in key order
     (``columns``), and per table (``tables``: ``TableRegionColumns``, made when first asked for)."""
 
-    def __init__(self, version: int, rows: list[tuple[Any, ...]]) -> None:
+    def __init__(self, version: int, rows: list[tuple[object, ...]]) -> None:
         self.version = version
         if rows:
             ids, starts, ends, resolved = zip(*rows)
@@ -552,7 +552,7 @@ class StoreView:
             return list(live)
         return [p for p in live if p.overlaps(lo, hi)]
 
-    def _part_refs(self, table_id: int, where: str, args: tuple[Any, ...], as_of_version: int | None,
+    def _part_refs(self, table_id: int, where: str, args: tuple[object, ...], as_of_version: int | None,
                    lo: int | None, hi: int | None) -> list[PartRef]:
         bounds = {p.partition_id: (p.lo, p.hi) for p in self.partitions(table_id)}
         out: list[PartRef] = []

@@ -175,12 +175,12 @@ class TableRows:
                 out.append((col.id, d))
         return out
 
-    def computed_virtual(self, decoded: pa.RecordBatch) -> dict[str, list[Any]]:
+    def computed_virtual(self, decoded: pa.RecordBatch) -> dict[str, list[object]]:
         """The VIRTUAL generated columns' values of decoded rows (what TiDB's SELECT computes)."""
         from pyspark_theflash.schema.generated import virtual_columns
 
         values = {name: decoded.column(name) for name in decoded.schema.names}
-        out: dict[str, list[Any]] = {}
+        out: dict[str, list[object]] = {}
         for vc in virtual_columns(self.info):
             values[vc.name] = vc.compute(values, decoded.num_rows)
             out[vc.name] = values[vc.name].to_pylist()
