@@ -79,7 +79,7 @@ def hex_bytes(data: bytes, limit: int = HEX_LIMIT) -> str:
     return f"0x{shown}" + (f"...(+{len(data) - limit} bytes)" if len(data) > limit else "")
 
 
-def _datum_text(value: Any) -> str:
+def _datum_text(value: object) -> str:
     return value_text(getattr(value, "value", value))
 
 
@@ -143,7 +143,7 @@ def ts_with_logical(ts: int) -> str:
     return f"{ts} ({tso.describe_ts(ts)}, logical {tso.logical(ts)})"
 
 
-def value_text(value: Any) -> str:
+def value_text(value: object) -> str:
     if value is None:
         return "NULL"
     if isinstance(value, (bytes, bytearray, memoryview)):

@@ -63,7 +63,7 @@ def parse_hex(text: str) -> bytes:
         raise CommandError(f"{text!r} is not hex bytes") from None
 
 
-def jsonable(value: Any) -> Any:
+def jsonable(value: object) -> Any:
     """A JSON-friendly rendering of decoded values (bytes as hex plus text when printable)."""
     from pyspark_theflash.codec.datum import Datum
 

@@ -124,13 +124,13 @@ class JsonPackedTime(NamedTuple):
 # encode
 
 
-def encode_json(value: Any) -> bytes:
+def encode_json(value: object) -> bytes:
     """Encode a Python value (see the module table) as type byte + binary JSON body."""
     type_code, body = encode_json_value(value)
     return bytes([type_code]) + body
 
 
-def encode_json_value(value: Any) -> tuple[int, bytes]:
+def encode_json_value(value: object) -> tuple[int, bytes]:
     """Encode a Python value; returns (type code, body) like TiDB's BinaryJSON{TypeCode, Value}."""
     buf = bytearray()
     type_code = _append_value(buf, value, 0)
@@ -190,7 +190,7 @@ def _append_uvarint(buf: bytearray, n: int) -> None:
     buf.append(n)
 
 
-def _append_value(buf: bytearray, value: Any, depth: int) -> int:
+def _append_value(buf: bytearray, value: object, depth: int) -> int:
     """Append the body of `value` to buf and return its type code."""
     if depth > _MAX_DEPTH:
         raise BadJsonError(f"JSON document exceeds the maximum depth {_MAX_DEPTH}")
@@ -259,7 +259,7 @@ def _append_value(buf: bytearray, value: Any, depth: int) -> int:
     raise BadJsonError(f"cannot encode a {type(value).__name__} as JSON")
 
 
-def _append_entry_value(buf: bytearray, doc_start: int, entry_at: int, value: Any,
+def _append_entry_value(buf: bytearray, doc_start: int, entry_at: int, value: object,
                         depth: int) -> None:
     """Append a member's value after the entries and fill its value entry (literal inline)."""
     value_start = len(buf)

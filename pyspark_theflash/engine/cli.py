@@ -93,7 +93,7 @@ def _json_number(t: Any) -> bool:
     return bool(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t))
 
 
-def _cell(v: Any) -> str | None:
+def _cell(v: object) -> str | None:
     """One value as text (None for a null)."""
     import datetime
 

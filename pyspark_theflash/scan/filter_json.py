@@ -173,7 +173,7 @@ def _conjunct(c: object, types: Mapping[str, tuple[str, pa.DataType]], table: Ta
                             f"{sorted(COMPARISON_OPS) + list(OTHER_OPS)}")
 
 
-def _value(v: Any, typ: pa.DataType, column: str) -> Any:
+def _value(v: object, typ: pa.DataType, column: str) -> Any:
     """A JSON value as the Python value of a column of Arrow type ``typ``."""
     if isinstance(v, dict) and len(v) == 1 and next(iter(v)) in _TAGS:
         return decode_value(v)  # the tagged form store.predicate writes
@@ -192,7 +192,7 @@ def _kind(typ: pa.DataType) -> str:
     return "string"
 
 
-def _int(v: Any, typ: pa.DataType) -> int | float | decimal.Decimal:
+def _int(v: object, typ: pa.DataType) -> int | float | decimal.Decimal:
     """An integer; a fractional number (``1.5``, ``"1.5"``) is kept as it is and compared
     exactly (``store.predicate``: ``= 1.5`` holds for no integer, ``< 1.5`` keeps 1)."""
     if isinstance(v, bool) or not isinstance(v, (int, float, str)):
@@ -205,13 +205,13 @@ def _int(v: Any, typ: pa.DataType) -> int | float | decimal.Decimal:
     return v
 
 
-def _float(v: Any, typ: pa.DataType) -> float:
+def _float(v: object, typ: pa.DataType) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float, str)):
         raise TypeError("want a number")
     return float(v)
 
 
-def _decimal(v: Any, typ: pa.DataType) -> decimal.Decimal:
+def _decimal(v: object, typ: pa.DataType) -> decimal.Decimal:
     if isinstance(v, bool) or not isinstance(v, (int, float, str)):
         raise TypeError("want a number or a string of digits")
     try:
@@ -220,13 +220,13 @@ def _decimal(v: Any, typ: pa.DataType) -> decimal.Decimal:
         raise ValueError("not a decimal number") from None
 
 
-def _string(v: Any, typ: pa.DataType) -> str:
+def _string(v: object, typ: pa.DataType) -> str:
     if not isinstance(v, str):
         raise TypeError("want a string")
     return v
 
 
-def _binary(v: Any, typ: pa.DataType) -> bytes:
+def _binary(v: object, typ: pa.DataType) -> bytes:
     if isinstance(v, str):
         return v.encode("utf-8")
     if isinstance(v, dict) and set(v) == {"base64"}:
@@ -236,17 +236,17 @@ def _binary(v: Any, typ: pa.DataType) -> bytes:
     raise TypeError('want {"base64": ...}, {"hex": ...} or a string')
 
 
-def _bool(v: Any, typ: pa.DataType) -> bool:
+def _bool(v: object, typ: pa.DataType) -> bool:
     if not isinstance(v, bool):
         raise TypeError("want true or false")
     return v
 
 
-def _date(v: Any, typ: pa.DataType) -> dt.date:
+def _date(v: object, typ: pa.DataType) -> dt.date:
     return dt.date.fromisoformat(_string(v, typ))
 
 
-def _timestamp(v: Any, typ: pa.DataType) -> dt.datetime:
+def _timestamp(v: object, typ: pa.DataType) -> dt.datetime:
     moment = dt.datetime.fromisoformat(_string(v, typ).replace("Z", "+00:00"))
     if typ.tz is None:
         if moment.tzinfo is not None:
@@ -255,7 +255,7 @@ def _timestamp(v: Any, typ: pa.DataType) -> dt.datetime:
     return moment.replace(tzinfo=dt.timezone.utc) if moment.tzinfo is None else moment.astimezone(dt.timezone.utc)
 
 
-def _duration(v: Any, typ: pa.DataType) -> dt.timedelta:
+def _duration(v: object, typ: pa.DataType) -> dt.timedelta:
     if isinstance(v, int) and not isinstance(v, bool):
         return dt.timedelta(microseconds=v)
     m = _TIME.match(_string(v, typ).strip())
@@ -272,7 +272,7 @@ _CONVERT: dict[str, Callable[[Any, pa.DataType], object]] = {
 }
 
 
-def _short(v: Any) -> str:
+def _short(v: object) -> str:
     text = repr(v)
     return text if len(text) <= 80 else text[:77] + "..."
 

@@ -173,7 +173,7 @@ def parse_sql_type(sql: str) -> dict[str, Any]:
     )
 
 
-def default_text(value: Any, col: ColumnInfo) -> Any:
+def default_text(value: object, col: ColumnInfo) -> Any:
     """TiDB's JSON form of a default value: a string (or None for NULL)."""
     if value is None or isinstance(value, str):
         return value

@@ -68,7 +68,7 @@ class PartitionDefinition:
                 "in_values": [list(v) for v in self.in_values] or None}
 
 
-def _name(v: Any) -> str:
+def _name(v: object) -> str:
     if isinstance(v, Mapping):
         return str(v.get("O", v.get("L", "")))
     return str(v)
@@ -259,7 +259,7 @@ class Partitioning:
         keep = []
         if self.type == RANGE:
             lowest = _lowest(col)
-            prev: Any = lowest
+            prev: object = lowest
             for i, lt in enumerate(bounds):
                 hi = lt[0]
                 stats = {name: ColumnStats(prev, _just_below(hi) if hi is not None else _highest(col),

@@ -42,7 +42,7 @@ COLUMN_INFO_VERSION_UTC_TIMESTAMP_DEFAULTS = 1
 CURRENT_COLUMN_INFO_VERSION = 2
 
 
-def parse_name(value: Any, what: str) -> str:
+def parse_name(value: object, what: str) -> str:
     """The original spelling of a TiDB name (``{"O": .., "L": ..}`` or a plain string)."""
     if isinstance(value, Mapping):
         name = value.get("O", value.get("L"))

@@ -459,7 +459,7 @@ def get_meta(conn: sqlite3.Connection, key: str, default: Any = None) -> Any:
     return default if row is None else row[0]
 
 
-def set_meta(conn: sqlite3.Connection, key: str, value: Any) -> None:
+def set_meta(conn: sqlite3.Connection, key: str, value: object) -> None:
     conn.execute("INSERT INTO meta(key, value) VALUES (?, ?) "
                  "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
 

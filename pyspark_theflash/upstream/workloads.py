@@ -564,7 +564,7 @@ class OrdersWorkload(Workload):
 
     # ---- random values
     @staticmethod
-    def _maybe(rng: random.Random, value: Any, null_p: float = 0.2) -> Any:
+    def _maybe(rng: random.Random, value: object, null_p: float = 0.2) -> Any:
         return None if rng.random() < null_p else value
 
     def _customer_row(self, rng: random.Random, country: str, cid: int) -> dict[str, Any]:

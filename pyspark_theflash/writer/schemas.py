@@ -17,7 +17,7 @@ class SchemaSource(Protocol):
     def table_info_by_id(self, table_id: int) -> tuple[str, dict[str, object]]: ...
 
 
-def _name(value: Any) -> str:
+def _name(value: object) -> str:
     """TiDB names come as ``{"O": "Orig", "L": "orig"}`` or as plain strings."""
     if isinstance(value, dict):
         return str(value.get("O") or value.get("L") or "")

@@ -109,7 +109,7 @@ def _pushable_type(t: pa.DataType) -> bool:
     return any(f(t) for f in _NUMERIC_OR_TEXT)
 
 
-def _pushable_value(t: pa.DataType, value: Any) -> bool:
+def _pushable_value(t: pa.DataType, value: object) -> bool:
     if pa.types.is_string(t):
         return isinstance(value, str)
     if pa.types.is_boolean(t):

@@ -189,7 +189,7 @@ def handle_range_sql(lo: int | bytes | None, hi: int | bytes | None) -> list[str
     return out
 
 
-def sql_literal(v: Any) -> str:
+def sql_literal(v: object) -> str:
     """A Python value as a ClickHouse literal (ints, floats, strings, bytes, bools)."""
     if isinstance(v, bool):
         return "true" if v else "false"
