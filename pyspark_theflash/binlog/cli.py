@@ -17,13 +17,16 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pyspark_theflash.cli import CommandError
 from pyspark_theflash.stop_signals import stop_on_signals
 
+if TYPE_CHECKING:
+    from pyspark_theflash.binlog.position import Position
 
-def _position(text: str) -> Any:
+
+def _position(text: str) -> Position:
     from pyspark_theflash.binlog.position import Position
 
     try:

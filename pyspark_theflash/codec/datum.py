@@ -159,7 +159,7 @@ def _json_to_binary(value: Any) -> bytes:
     return bytes(json_binary.encode_json(value))
 
 
-def _json_from_binary(data: bytes) -> Any:
+def _json_from_binary(data: bytes) -> object:
     from pyspark_theflash.codec import json_binary
 
     return json_binary.decode_json(data)

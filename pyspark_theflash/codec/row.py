@@ -168,7 +168,7 @@ def checked_decimal(column: RowColumn, d: Decimal) -> Decimal:
 # logical value (int / float / Decimal / bytes / JSON) -> Python value of the column's type
 
 
-def value_from_v2(column: RowColumn, raw: bytes) -> Any:
+def value_from_v2(column: RowColumn, raw: bytes) -> object:
     """One not-null v2 value of `column` as its Python value."""
     tp = column.tp
     try:
@@ -191,7 +191,7 @@ def value_from_v2(column: RowColumn, raw: bytes) -> Any:
     return string_value(column, raw)
 
 
-def value_from_datum(column: RowColumn, datum: Datum) -> Any:
+def value_from_datum(column: RowColumn, datum: Datum) -> object:
     """One v1 datum of `column` as its Python value (kinds come back as their flags say)."""
     kind, v = datum.kind, datum.value
     if kind in ("null", "max") or v is None:
@@ -265,7 +265,7 @@ def _decimal_for(column: RowColumn, d: Decimal) -> Decimal:
     return d
 
 
-def _unsigned_value(column: RowColumn, n: int) -> Any:
+def _unsigned_value(column: RowColumn, n: int) -> object:
     if column.tp == T.TYPE_ENUM:
         return enum_name(column, n)
     if column.tp == T.TYPE_SET:
@@ -293,7 +293,7 @@ def set_names(column: RowColumn, mask: int) -> str:
 # origin defaults
 
 
-def origin_default_value(column: RowColumn) -> Any:
+def origin_default_value(column: RowColumn) -> object:
     """The Python value of the column's origin default, typed as `decode_row` types values.
 
     The column's ``origin_default_value()`` is a value of its Arrow type (schema.defaults parses

@@ -204,7 +204,7 @@ def duration_ns_value(v: Any) -> int:
     return int(v)
 
 
-def json_value_for_column(v: Any) -> Any:
+def json_value_for_column(v: Any) -> object:
     """A JSON column value as its Python JSON value: str is JSON text (parsed the way TiDB
     parses it), anything else is already a Python JSON value (see codec.json_binary)."""
     if isinstance(v, (str, bytes, bytearray)):

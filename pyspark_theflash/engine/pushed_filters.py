@@ -365,7 +365,7 @@ def _integer(raw: Any) -> int | None:
     return None
 
 
-def _value(constant: _Constant, typ: pa.DataType) -> Any:
+def _value(constant: _Constant, typ: pa.DataType) -> object:
     """``constant`` as the value the store compares with a column of type ``typ`` the way
     DuckDB compares it; None when the two might differ."""
     kind, v = constant.kind, constant.value

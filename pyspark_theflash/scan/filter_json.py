@@ -173,7 +173,7 @@ def _conjunct(c: object, types: Mapping[str, tuple[str, pa.DataType]], table: Ta
                             f"{sorted(COMPARISON_OPS) + list(OTHER_OPS)}")
 
 
-def _value(v: object, typ: pa.DataType, column: str) -> Any:
+def _value(v: object, typ: pa.DataType, column: str) -> object:
     """A JSON value as the Python value of a column of Arrow type ``typ``."""
     if isinstance(v, dict) and len(v) == 1 and next(iter(v)) in _TAGS:
         return decode_value(v)  # the tagged form store.predicate writes

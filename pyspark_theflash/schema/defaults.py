@@ -112,7 +112,7 @@ def _bit_value(col: ColumnInfo, value: Any) -> int:
     return int.from_bytes(text.encode("latin-1"), "big")
 
 
-def origin_default_value(col: ColumnInfo) -> Any:
+def origin_default_value(col: ColumnInfo) -> object:
     """The Python value of ``col``'s origin default (None only for a NULL origin default)."""
     value = col.origin_default
     if value is None and not (col.tp == T.TYPE_BIT and col.origin_default_bit):
@@ -120,7 +120,7 @@ def origin_default_value(col: ColumnInfo) -> Any:
     return convert_default(col, value)
 
 
-def convert_default(col: ColumnInfo, value: Any) -> Any:
+def convert_default(col: ColumnInfo, value: Any) -> object:
     """A default in TiDB's JSON form converted to the Python value of the column's Arrow type."""
     tp = col.tp
     try:

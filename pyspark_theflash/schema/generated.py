@@ -308,7 +308,7 @@ class _Compiler:
             return self._fn(node[1], node[2])
         raise UnsupportedExpressionError(f"{node!r}")
 
-    def _checked(self, f: Callable[..., Any], *args: Any) -> Any:
+    def _checked(self, f: Callable[..., Any], *args: Any) -> object:
         try:
             return f(*args)
         except (pa.ArrowInvalid, OverflowError) as exc:
@@ -405,15 +405,15 @@ def _to_int64(a: pa.Array, col: "ColumnInfo") -> pa.Array:
         raise UnsupportedExpressionError(f"BIGINT UNSIGNED values beyond 2**63 in {col.name}") from None
 
 
-def _as_float(kind: str, v: Any) -> Any:
+def _as_float(kind: str, v: Any) -> object:
     return v if kind == "float" else v.cast(pa.float64())
 
 
-def _as_decimal(kind: str, v: Any) -> Any:
+def _as_decimal(kind: str, v: Any) -> object:
     return v.cast(pa.decimal128(19, 0)) if kind == "int" else v
 
 
-def _as_string(kind: str, v: Any) -> Any:
+def _as_string(kind: str, v: Any) -> object:
     return v if kind == "str" else v.cast(pa.string())
 
 
@@ -465,7 +465,7 @@ def _json_path(text: str) -> list[str | int]:
     return legs
 
 
-def _walk(v: Any, path: Sequence[str | int]) -> Any:
+def _walk(v: Any, path: Sequence[str | int]) -> object:
     for leg in path:
         if isinstance(leg, int):
             if isinstance(v, list):

@@ -287,7 +287,7 @@ class Partitioning:
         return keep
 
 
-def _get(row: Mapping[str, Any], name: str) -> Any:
+def _get(row: Mapping[str, Any], name: str) -> object:
     if name in row:
         return row[name]
     for k, v in row.items():
@@ -315,7 +315,7 @@ def _tuple_less(point: Sequence[Any], lt: Sequence[Any]) -> bool:
     return False
 
 
-def _just_below(bound: Any) -> Any:
+def _just_below(bound: Any) -> object:
     """The greatest value below a RANGE bound (bounds are exclusive), where the type has one;
     else the bound (pruning then keeps the partition for a filter equal to it: conservative)."""
     if isinstance(bound, bool):
@@ -329,7 +329,7 @@ def _just_below(bound: Any) -> Any:
     return bound
 
 
-def _lowest(col: "ColumnInfo") -> Any:
+def _lowest(col: "ColumnInfo") -> object:
     if col.tp in T.INTEGER_TYPES:
         return 0 if col.unsigned else -(1 << 63)
     if col.tp in (T.TYPE_DATE, T.TYPE_NEWDATE):
@@ -341,7 +341,7 @@ def _lowest(col: "ColumnInfo") -> Any:
     return None
 
 
-def _highest(col: "ColumnInfo") -> Any:
+def _highest(col: "ColumnInfo") -> object:
     if col.tp in T.INTEGER_TYPES:
         return (1 << 64) if col.unsigned else (1 << 63)
     if col.tp in (T.TYPE_DATE, T.TYPE_NEWDATE):
@@ -351,7 +351,7 @@ def _highest(col: "ColumnInfo") -> Any:
     return None
 
 
-def parse_literal(text: str, col: "ColumnInfo | None") -> Any:
+def parse_literal(text: str, col: "ColumnInfo | None") -> object:
     """A bound or list value as TiDB keeps it (SQL text) in the column's Python type; with no
     column (an expression's value) an integer."""
     s = text.strip()

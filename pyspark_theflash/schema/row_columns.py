@@ -12,7 +12,7 @@ import functools
 import threading
 import weakref
 from collections.abc import Mapping, Sequence
-from typing import Any
+
 
 import pyarrow as pa
 
@@ -79,7 +79,7 @@ def _row_column(col: ColumnInfo) -> RowColumn:
     )
 
 
-def _origin_default(col: ColumnInfo) -> Any:
+def _origin_default(col: ColumnInfo) -> object:
     try:
         return origin_default_value(col)
     except SchemaError as e:

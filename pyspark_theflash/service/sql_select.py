@@ -176,19 +176,19 @@ class _Parser:
         return SelectStatement(f"{parts[0]}.{parts[1]}", None if columns is None else tuple(columns), conjuncts,
                                limit, snapshot_ts, as_of)
 
-    def disjunction(self) -> Any:
+    def disjunction(self) -> object:
         terms = [self.conjunction()]
         while self.accept("kw", "or"):
             terms.append(self.conjunction())
         return terms[0] if len(terms) == 1 else ("or", terms)
 
-    def conjunction(self) -> Any:
+    def conjunction(self) -> object:
         terms = [self.negation()]
         while self.accept("kw", "and"):
             terms.append(self.negation())
         return terms[0] if len(terms) == 1 else ("and", terms)
 
-    def negation(self) -> Any:
+    def negation(self) -> object:
         if self.accept("kw", "not"):
             return ("not", self.negation())
         if self.accept("op", "("):
@@ -198,7 +198,7 @@ class _Parser:
         p = self.predicate()
         return p if isinstance(p, tuple) else ("leaf", p)
 
-    def predicate(self) -> Any:
+    def predicate(self) -> object:
         if not self.at("id"):  # literal op column
             value = self.literal()
             op = self.take("op").text
@@ -239,7 +239,7 @@ class _Parser:
             raise UnsupportedSqlError(f"unsupported operator {op!r} after {column!r}; use = != <> < <= > >=")
         return [column, op, self.literal()]
 
-    def literal(self, null_ok: bool = False) -> Any:
+    def literal(self, null_ok: bool = False) -> object:
         negative = self.accept("op", "-")
         t = self.peek()
         if t is not None and t.kind == "num":
@@ -265,7 +265,7 @@ class _Parser:
         raise UnsupportedSqlError(f"expected a literal (number, 'text', TRUE, FALSE), found {where}")
 
 
-def _one(node: Any) -> Any:
+def _one(node: Any) -> object:
     """A tree node as one filter conjunct (an AND under an OR or NOT by De Morgan, which holds in
     SQL's three-valued logic too: a AND b = NOT (NOT a OR NOT b))."""
     if isinstance(node, (list, dict)):

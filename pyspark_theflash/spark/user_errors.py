@@ -39,7 +39,7 @@ def said_plainly(method: F) -> F:
         return generator  # type: ignore[return-value]
 
     @functools.wraps(method)
-    def call(*args: Any, **kwargs: Any) -> Any:
+    def call(*args: Any, **kwargs: Any) -> object:
         try:
             return method(*args, **kwargs)
         except TheFlashError as exc:

@@ -35,7 +35,7 @@ import threading
 import time
 from itertools import repeat
 from pathlib import Path
-from typing import Any, Callable, Iterable, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Sequence, TypeVar
 
 import pyarrow as pa
 
@@ -99,6 +99,8 @@ CREATE TABLE IF NOT EXISTS ddl_jobs (id INTEGER PRIMARY KEY, job TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS schema_versions (table_id INTEGER NOT NULL, commit_ts INTEGER NOT NULL, db TEXT NOT NULL,
                                             info TEXT);  -- one row per table version; info NULL: dropped
 """
+
+R = TypeVar("R")  # what a transaction body returns (run_txn)
 
 
 def _u64(v: int) -> int:
@@ -597,8 +599,8 @@ class MiniCluster:
                    ttl_ms=self.lock_ttl_ms if ttl_ms is None else ttl_ms, after_prewrite=after_prewrite,
                    async_commit=async_commit, after_prewrite_batch=after_prewrite_batch)
 
-    def run_txn(self, body: Callable[[Txn], object], retries: int = 20, one_pc: bool = True,
-                async_commit: bool = False) -> Any:
+    def run_txn(self, body: Callable[[Txn], R], retries: int = 20, one_pc: bool = True,
+                async_commit: bool = False) -> R:
         """Run ``body(txn)`` and commit, retrying in a new transaction on conflicts."""
         return run_txn(lambda: self.txn(one_pc=one_pc, async_commit=async_commit), body, retries)
 

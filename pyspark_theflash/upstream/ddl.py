@@ -52,7 +52,7 @@ def int_range(col: ColumnInfo) -> tuple[int, int]:
     return (0, (1 << bits) - 1) if col.unsigned else (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
 
 
-def convert_value(value: Any, old: ColumnInfo, new: ColumnInfo, where: str) -> Any:
+def convert_value(value: Any, old: ColumnInfo, new: ColumnInfo, where: str) -> object:
     """``value`` (as ``codec.decode_row`` reads it under ``old``) as the new type stores it, or
     SchemaError when it does not fit (TiDB fails the DDL then: 'Data truncated')."""
     if value is None:

@@ -56,7 +56,7 @@ from pyspark_theflash.upstream.tso import TimestampOracle
 
 DEFAULT_TTL_MS = 3000  # TiDB's default lock TTL for small transactions
 PREWRITE_BATCH_KEYS = 64  # keys per prewrite request of an async-commit transaction
-_R = TypeVar("_R")  # what a retried call returns (LockResolver.retry)
+_R = TypeVar("_R")  # what a retried call returns (LockResolver.retry, run_txn)
 
 
 def _name(s: str) -> dict[str, str]:
@@ -1001,9 +1001,9 @@ class Abandoned(Exception):
 
 
 def run_txn(
-    make_txn: Callable[[], Txn], body: Callable[[Txn], object], retries: int = 20,
+    make_txn: Callable[[], Txn], body: Callable[[Txn], _R], retries: int = 20,
     on_retry: Callable[[int, Exception], None] | None = None,
-) -> Any:
+) -> _R:
     """Run ``body`` in a fresh transaction until it commits (TiDB's optimistic retry)."""
     for attempt in range(retries + 1):
         t = make_txn()

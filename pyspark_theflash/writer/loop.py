@@ -14,7 +14,7 @@ import os
 import shutil
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from pyspark_theflash.service.server import RunningService
     from pyspark_theflash.store.flush import PendingFlush
     from pyspark_theflash.store.errors import UnknownRegionError
-    from pyspark_theflash.store.store import Store
+    from pyspark_theflash.store.store import Store, WriteResult
     from pyspark_theflash.upstream.client import UpstreamClient
     from pyspark_theflash.writer.metrics_http import MetricsServer
 
@@ -494,7 +494,7 @@ class Writer:
         self.progress.read_position = str(batch.next)
 
     def _write(self, events: Sequence[binlog_pb2.Event], position: Position,
-               seen_columns: dict[int, np.ndarray] | None = None) -> Any:
+               seen_columns: dict[int, np.ndarray] | None = None) -> WriteResult:
         """Apply one batch with the schemas it needs.
 
         DDL events first: each makes a table version, in force from its commit ts (a table the
