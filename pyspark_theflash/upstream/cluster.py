@@ -35,7 +35,7 @@ import threading
 import time
 from itertools import repeat
 from pathlib import Path
-from typing import Any, Callable, Iterable, NamedTuple, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence, TypeVar
 
 import pyarrow as pa
 
@@ -80,6 +80,7 @@ from pyspark_theflash.upstream.tidb import (
 )
 from pyspark_theflash.upstream.tso import TimestampOracle
 from pyspark_theflash.schema.partitioning import Partitioning, definition_json
+from pyspark_theflash.schema.table_info import ColumnInfo
 from pyspark_theflash.upstream.ddl_history import ddl_history_job
 from pyspark_theflash.schema.ddl_jobs import DdlJob
 from pyspark_theflash.upstream.service import CLUSTER_ID
@@ -390,10 +391,14 @@ class MiniCluster:
     def region_snapshot(self, region_id: int) -> binlog_pb2.Event:
         return self.store.region_snapshot(region_id)
 
-    def table_info(self, db: str, table: str) -> dict[str, Any]:
+    def table_info(self, db: str, table: str) -> dict[str, object]:
         return self.catalog.table(db, table)
 
-    def table_info_by_id(self, table_id: int) -> tuple[str, dict[str, Any]]:
+    def table_id(self, db: str, table: str) -> int:
+        """The id of ``db.table`` now (what its record keys start with)."""
+        return int(self.catalog.table(db, table)["id"])
+
+    def table_info_by_id(self, table_id: int) -> tuple[str, dict[str, object]]:
         return self.catalog.table_by_id(table_id)
 
     def list_tables(self) -> list[tuple[str, str]]:
@@ -405,9 +410,9 @@ class MiniCluster:
         return self.catalog.create_database(name)
 
     def create_table(
-        self, qualified: str, columns: Sequence[Any], primary_key: Sequence[str] | None = None,
-        clustered: bool = True, row_format: int = 2, partition: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+        self, qualified: str, columns: Sequence[ColumnInfo | Mapping[str, object]],
+        primary_key: Sequence[str] | None = None, clustered: bool = True, row_format: int = 2, partition: Mapping[str, object] | None = None,
+    ) -> dict[str, object]:
         """Create ``db.table`` (the database too when missing); returns its table info.
         ``row_format`` 1 writes its rows in TiDB's old datum format (as clusters upgraded from
         TiDB before 4.0 do), 2 in row format v2. ``partition``: PARTITION BY (``Catalog.create_table``)."""
@@ -440,17 +445,19 @@ class MiniCluster:
     # Schema changes: each is one DDL event in the binlog, with its commit ts and the table
     # info after it (upstream/ddl.py; docs/schema.md says what each does to a replica).
 
-    def add_column(self, qualified: str, column: Any, default: Any = None) -> dict[str, Any]:
+    def add_column(self, qualified: str, column: ColumnInfo | Mapping[str, object],
+                   default: object = None) -> dict[str, object]:
         return self.catalog.add_column(*split_table_name(qualified), column, default)
 
-    def drop_column(self, qualified: str, column: str) -> dict[str, Any]:
+    def drop_column(self, qualified: str, column: str) -> dict[str, object]:
         return self.catalog.drop_column(*split_table_name(qualified), column)
 
-    def rename_column(self, qualified: str, column: str, new_name: str) -> dict[str, Any]:
+    def rename_column(self, qualified: str, column: str, new_name: str) -> dict[str, object]:
         """``ALTER TABLE ... RENAME COLUMN column TO new_name`` (same column id, no rows rewritten)."""
         return self.catalog.rename_column(*split_table_name(qualified), column, new_name)
 
-    def modify_column(self, qualified: str, column: str, new_column: Any) -> dict[str, Any]:
+    def modify_column(self, qualified: str, column: str,
+                      new_column: ColumnInfo | Mapping[str, object]) -> dict[str, object]:
         """``ALTER TABLE ... MODIFY COLUMN column <new_column>`` (``make_column(column, "BIGINT")``).
         A widening TiDB does in place (wider integer, longer string, ENUM/SET members appended)
         keeps the column id and rewrites nothing; any other change gives the column a new id
@@ -464,7 +471,7 @@ class MiniCluster:
                 return self.catalog.commit_modify_column(db, name, before, after)
             return self._reorg(db, name, column, before, after)
 
-    def _reorg(self, db: str, name: str, column: str, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    def _reorg(self, db: str, name: str, column: str, before: dict[str, Any], after: dict[str, Any]) -> dict[str, object]:
         """Rewrite every row of the table with the changed column under its new id, as one
         transaction committed at the DDL's commit ts (its event goes first, so a replica knows
         the new schema before it meets the rows). Runs inside the schema lease: no other
@@ -500,23 +507,23 @@ class MiniCluster:
     # Partition changes (``Catalog.add_partitions`` ...): one DDL event each, the table info
     # after it naming the partitions' ids.
 
-    def add_partitions(self, qualified: str, definitions: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    def add_partitions(self, qualified: str, definitions: Sequence[Mapping[str, object]]) -> dict[str, object]:
         """``ALTER TABLE ADD PARTITION`` (RANGE, LIST): ``[{"name": "p9", "less_than": ["900"]}]``."""
         info = self.catalog.add_partitions(*split_table_name(qualified), definitions)
         self._split_new_partitions(info)
         return info
 
-    def drop_partitions(self, qualified: str, names: Sequence[str]) -> dict[str, Any]:
+    def drop_partitions(self, qualified: str, names: Sequence[str]) -> dict[str, object]:
         """``ALTER TABLE DROP PARTITION``: the partitions' rows go with them."""
         return self.catalog.drop_partitions(*split_table_name(qualified), names)
 
-    def truncate_partitions(self, qualified: str, names: Sequence[str]) -> dict[str, Any]:
+    def truncate_partitions(self, qualified: str, names: Sequence[str]) -> dict[str, object]:
         """``ALTER TABLE TRUNCATE PARTITION``: each named partition gets a new, empty id."""
         info = self.catalog.truncate_partitions(*split_table_name(qualified), names)
         self._split_new_partitions(info)
         return info
 
-    def exchange_partition(self, qualified: str, partition: str, other: str) -> dict[str, Any]:
+    def exchange_partition(self, qualified: str, partition: str, other: str) -> dict[str, object]:
         """``ALTER TABLE EXCHANGE PARTITION partition WITH TABLE other`` (WITH VALIDATION: every
         row of ``other`` must belong in the partition)."""
         def rows_fit(pt: dict[str, Any], nt: dict[str, Any], pid: int) -> None:
@@ -531,7 +538,7 @@ class MiniCluster:
                                                rows_fit)
 
     def reorganize_partitions(self, qualified: str, names: Sequence[str],
-                              definitions: Sequence[dict[str, Any]]) -> dict[str, Any]:
+                              definitions: Sequence[dict[str, Any]]) -> dict[str, object]:
         """``ALTER TABLE REORGANIZE PARTITION names INTO (definitions)``: new partition ids; the
         old partitions' rows are copied into them, committed at the DDL's commit ts (the event
         goes first), as TiDB's reorg backfills before the new partitions become public."""
@@ -575,15 +582,15 @@ class MiniCluster:
         for table_id in physical_ids(info):
             self._split_table(table_id)
 
-    def rename_table(self, qualified: str, new_qualified: str) -> dict[str, Any]:
+    def rename_table(self, qualified: str, new_qualified: str) -> dict[str, object]:
         """``RENAME TABLE``: same table id and rows under a new name."""
         return self.catalog.rename_table(*split_table_name(qualified), *split_table_name(new_qualified))
 
-    def drop_table(self, qualified: str) -> dict[str, Any]:
+    def drop_table(self, qualified: str) -> dict[str, object]:
         """``DROP TABLE``: the table id is retired (a new table of that name gets a new id)."""
         return self.catalog.drop_table(*split_table_name(qualified))
 
-    def truncate_table(self, qualified: str) -> dict[str, Any]:
+    def truncate_table(self, qualified: str) -> dict[str, object]:
         """``TRUNCATE TABLE``: the name moves to a new, empty table id (with a region of its
         own, as at CREATE TABLE); the old id is retired."""
         info = self.catalog.truncate_table(*split_table_name(qualified))
@@ -622,11 +629,11 @@ class MiniCluster:
         at, table, pairs = self.scan_records(qualified, ts)
         return TableScan(at, split_table_name(qualified)[0], table, decode_records(table, pairs))
 
-    def table_info_at(self, qualified: str, ts: int) -> dict[str, Any]:
+    def table_info_at(self, qualified: str, ts: int) -> dict[str, object]:
         """The table info of ``db.table`` in force at ``ts``."""
         return self.catalog.table_at(*split_table_name(qualified), ts)
 
-    def get_row(self, qualified: str, handle: Any, ts: int | None = None) -> dict[str, Any] | None:
+    def get_row(self, qualified: str, handle: Any, ts: int | None = None) -> dict[str, object] | None:
         ts = ts or self.tso.get_ts()
         return get_row(self.store, self.tso, self.catalog.table_at(*split_table_name(qualified), ts), handle, ts)
 

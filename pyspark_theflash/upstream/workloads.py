@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, TypedDict, Unpack
 from pyspark_theflash.codec import column_types as T
 from pyspark_theflash.codec import encode_record_key
 from pyspark_theflash.upstream.errors import SchemaError, TxnAbortedError, UpstreamError
-from pyspark_theflash.upstream.tidb import Abandoned, Txn, make_column
+from pyspark_theflash.upstream.tidb import Abandoned, Txn, make_column, table_info_of
 
 if TYPE_CHECKING:
     from pyspark_theflash.upstream.cluster import MiniCluster
@@ -323,7 +323,7 @@ class BankWorkload(Workload):
                     t.insert(self.table, {"id": i, "balance": self.initial, "owner": f"owner-{i}"})
 
     def random_key(self, rng: random.Random) -> bytes | None:
-        table_id = self.cluster.table_info(*self.table.split(".", 1))["id"]
+        table_id = self.cluster.table_id(*self.table.split(".", 1))
         return bytes(encode_record_key(table_id, rng.randrange(1, self.accounts)))
 
     def step(self, rng: random.Random) -> None:
@@ -409,7 +409,7 @@ class TwoTableBankWorkload(Workload):
                     t.insert(table, {"id": i, "balance": self.initial})
 
     def random_key(self, rng: random.Random) -> bytes | None:
-        table_id = self.cluster.table_info(*rng.choice(self.tables).split(".", 1))["id"]
+        table_id = self.cluster.table_id(*rng.choice(self.tables).split(".", 1))
         return bytes(encode_record_key(table_id, rng.randrange(1, self.accounts)))
 
     def step(self, rng: random.Random) -> None:
@@ -559,7 +559,7 @@ class OrdersWorkload(Workload):
     def random_key(self, rng: random.Random) -> bytes | None:
         if not self._orders:
             return None
-        table_id = self.cluster.table_info(ORDERS_DB, "orders")["id"]
+        table_id = self.cluster.table_id(ORDERS_DB, "orders")
         return bytes(encode_record_key(table_id, rng.randint(1, max(1, self._next_order))))
 
     # ---- random values
@@ -733,8 +733,8 @@ class OrdersWorkload(Workload):
         orders, customers = f"{ORDERS_DB}.orders", f"{ORDERS_DB}.customers"
         with self._schema_mu:
             n = self._schema_changes = self._schema_changes + 1
-            table = self.cluster.table_info(ORDERS_DB, "orders")
-            extras = {c["name"]["O"]: c for c in table["cols"] if c["name"]["O"].startswith("extra_")}
+            table = table_info_of(self.cluster.table_info(ORDERS_DB, "orders"))
+            extras = {c.name: c for c in table.all_columns if c.name.startswith("extra_")}
             kind = rng.choice(["add", "add", "drop", "widen", "reorg", "enum", "set", "varchar",
                                "truncate", "recreate", "rename", "audit_column"])
             try:
@@ -743,14 +743,14 @@ class OrdersWorkload(Workload):
                 elif kind == "drop":
                     self.cluster.drop_column(orders, rng.choice(sorted(extras)))
                 elif kind == "widen":
-                    ints = sorted(c for c, v in extras.items() if v["type"]["Tp"] == T.TYPE_LONG)
+                    ints = sorted(c for c, v in extras.items() if v.tp == T.TYPE_LONG)
                     if ints:  # INT -> BIGINT keeps the column id: bigger values follow at once
                         self.cluster.modify_column(orders, rng.choice(ints), make_column("_", "BIGINT"))
                 elif kind == "reorg":  # a type TiDB cannot change in place: a new column id, rows rewritten
                     name = rng.choice(sorted(extras))
                     self.cluster.modify_column(orders, name, make_column(name, "VARCHAR(24)"))
                 elif kind == "enum":
-                    members = _elems(table, "status")
+                    members = _elems(self.cluster.table_info(ORDERS_DB, "orders"), "status")
                     self.cluster.modify_column(orders, "status", make_column(
                         "status", "ENUM(" + ",".join(f"'{m}'" for m in [*members, f"state{n}"]) + ")"))
                 elif kind == "set":
@@ -759,9 +759,9 @@ class OrdersWorkload(Workload):
                         self.cluster.modify_column(customers, "tags", make_column(
                             "tags", "SET(" + ",".join(f"'{m}'" for m in [*members, f"tag{n}"]) + ")"))
                 elif kind == "varchar":
-                    email = next(c for c in self.cluster.table_info(ORDERS_DB, "customers")["cols"]
-                                 if c["name"]["O"] == "email")
-                    self.cluster.modify_column(customers, "email", make_column("email", f"VARCHAR({email['type']['Flen'] + 1})"))
+                    email = next(c for c in table_info_of(self.cluster.table_info(ORDERS_DB, "customers")).all_columns
+                                 if c.name == "email")
+                    self.cluster.modify_column(customers, "email", make_column("email", f"VARCHAR({email.flen + 1})"))
                 elif kind == "truncate":
                     self.cluster.truncate_table(AUDIT)
                 elif kind == "recreate":
@@ -927,7 +927,7 @@ class TypesWorkload(Workload):
             self._next_id = (self._ids[-1] + 1) if self._ids else 0
 
     def random_key(self, rng: random.Random) -> bytes | None:
-        table_id = self.cluster.table_info(*self.table.split(".", 1))["id"]
+        table_id = self.cluster.table_id(*self.table.split(".", 1))
         return bytes(encode_record_key(table_id, rng.randrange(max(1, self._next_id))))
 
     def step(self, rng: random.Random) -> None:
