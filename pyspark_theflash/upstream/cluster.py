@@ -411,7 +411,8 @@ class MiniCluster:
 
     def create_table(
         self, qualified: str, columns: Sequence[ColumnInfo | Mapping[str, object]],
-        primary_key: Sequence[str] | None = None, clustered: bool = True, row_format: int = 2, partition: Mapping[str, object] | None = None,
+        primary_key: Sequence[str] | None = None, clustered: bool = True, row_format: int = 2,
+        partition: Mapping[str, object] | None = None,
     ) -> dict[str, object]:
         """Create ``db.table`` (the database too when missing); returns its table info.
         ``row_format`` 1 writes its rows in TiDB's old datum format (as clusters upgraded from
