@@ -74,7 +74,7 @@ class _BearerMiddlewareFactory(flight.ServerMiddlewareFactory):  # type: ignore[
         super().__init__()
         self.service = service
 
-    def start_call(self, info: Any, headers: dict[str, list[str]]) -> None:
+    def start_call(self, info: flight.CallInfo, headers: dict[str, list[str]]) -> None:
         values = headers.get("authorization") or []
         try:
             self.service.auth.check(values[0] if values else None)
@@ -103,7 +103,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]  # pyarrow.f
         self.sql = FlightSqlEndpoint(self)
 
     # -- reading -------------------------------------------------------------------------------
-    def list_flights(self, context: Any, criteria: bytes) -> Iterator[flight.FlightInfo]:
+    def list_flights(self, context: flight.ServerCallContext, criteria: bytes) -> Iterator[flight.FlightInfo]:
         from pyspark_theflash.schema import arrow_schema
 
         try:
@@ -116,7 +116,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]  # pyarrow.f
             descriptor = flight.FlightDescriptor.for_command(json.dumps(command))
             yield flight.FlightInfo(arrow_schema(info, toward_spark=True), descriptor, [], -1, -1)
 
-    def get_flight_info(self, context: Any, descriptor: flight.FlightDescriptor) -> flight.FlightInfo:
+    def get_flight_info(self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor) -> flight.FlightInfo:
         try:
             command = (flight_sql_command(descriptor.command)
                        if descriptor.descriptor_type == flight.DescriptorType.CMD else None)
@@ -135,7 +135,7 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]  # pyarrow.f
         return flight.FlightInfo(session.schema, descriptor, endpoints, session.rows, session.bytes,
                                  app_metadata=metadata)
 
-    def do_get(self, context: Any, ticket: flight.Ticket) -> flight.FlightDataStream:
+    def do_get(self, context: flight.ServerCallContext, ticket: flight.Ticket) -> flight.FlightDataStream:
         try:
             command = flight_sql_command(ticket.ticket)
             if command is not None:
@@ -177,10 +177,10 @@ class FlightService(flight.FlightServerBase):  # type: ignore[misc]  # pyarrow.f
             batches.close()  # type: ignore[attr-defined]
 
     # -- actions -------------------------------------------------------------------------------
-    def list_actions(self, context: Any) -> list[tuple[str, str]]:
+    def list_actions(self, context: flight.ServerCallContext) -> list[tuple[str, str]]:
         return list(ACTIONS.items()) + list(FLIGHT_SQL_ACTIONS.items())
 
-    def do_action(self, context: Any, action: flight.Action) -> Iterator[flight.Result]:
+    def do_action(self, context: flight.ServerCallContext, action: flight.Action) -> Iterator[flight.Result]:
         if action.type in FLIGHT_SQL_ACTIONS:
             try:
                 body = action.body.to_pybytes() if action.body is not None else b""

@@ -31,7 +31,7 @@ import json
 import re
 import threading
 import uuid
-from typing import TYPE_CHECKING, Any, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 import pyarrow as pa
 import pyarrow.flight as flight
@@ -63,7 +63,7 @@ METADATA_COMMANDS = ("CommandGetCatalogs", "CommandGetDbSchemas", "CommandGetTab
 MAX_HELD_RESULTS = 64  # ClickHouse results computed by get_flight_info, waiting for their do_get
 
 # SqlInfo ids (FlightSql.proto's SqlInfo enum) and the value this server answers for each
-SQL_INFO: dict[int, Any] = {
+SQL_INFO: dict[int, object] = {
     0: SERVER_NAME,                     # FLIGHT_SQL_SERVER_NAME
     1: None,                            # FLIGHT_SQL_SERVER_VERSION (the package's, filled in below)
     2: pa.__version__,                  # FLIGHT_SQL_SERVER_ARROW_VERSION
@@ -144,11 +144,11 @@ class CallOptions(flight.ServerMiddleware):  # type: ignore[misc]  # pyarrow.fli
 class CallOptionsFactory(flight.ServerMiddlewareFactory):  # type: ignore[misc]  # pyarrow.flight is untyped
     KEY = "theflash_sql_options"
 
-    def start_call(self, info: Any, headers: dict[str, list[str]]) -> CallOptions:
+    def start_call(self, info: flight.CallInfo, headers: dict[str, list[str]]) -> CallOptions:
         return CallOptions({k: v for k, v in headers.items() if k.startswith("x-theflash-")})
 
 
-def _call_options(context: Any) -> CallOptions:
+def _call_options(context: flight.ServerCallContext) -> CallOptions:
     found = context.get_middleware(CallOptionsFactory.KEY) if context is not None else None
     return found if isinstance(found, CallOptions) else CallOptions({})
 
@@ -174,7 +174,7 @@ class FlightSqlEndpoint:
         self._results: dict[str, pa.Table] = {}          # ClickHouse results awaiting do_get
 
     # -- GetFlightInfo ---------------------------------------------------------------------------
-    def flight_info(self, context: Any, descriptor: flight.FlightDescriptor, command: Message) -> flight.FlightInfo:
+    def flight_info(self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor, command: Message) -> flight.FlightInfo:
         name = type(command).__name__
         if name in SCHEMAS:
             schema = self._metadata_schema(command)
@@ -187,7 +187,7 @@ class FlightSqlEndpoint:
         raise UnsupportedCommandError(f"Flight SQL {name} is not a command GetFlightInfo takes here; this server is "
                                       "read-only (no updates, no transactions)")
 
-    def _statement(self, context: Any, descriptor: flight.FlightDescriptor, query: str) -> flight.FlightInfo:
+    def _statement(self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor, query: str) -> flight.FlightInfo:
         options = _call_options(context)
         store = options.value(STORE_HEADER)
         engine = self.service.stores.get(store)
@@ -230,7 +230,7 @@ class FlightSqlEndpoint:
         return ReadRequest.from_dict(fields)
 
     # -- DoGet -------------------------------------------------------------------------------------
-    def do_get(self, context: Any, command: Message) -> flight.FlightDataStream:
+    def do_get(self, context: flight.ServerCallContext, command: Message) -> flight.FlightDataStream:
         name = type(command).__name__
         if name in SCHEMAS:
             return flight.RecordBatchStream(self._metadata(context, command))
@@ -254,7 +254,7 @@ class FlightSqlEndpoint:
         held = self.service.sessions.get(session_id)
         return flight.GeneratorStream(held.session.schema, self._read(session_id, part, streams, limit))
 
-    def _read(self, session_id: str, part: Any, streams: list[int], limit: int | None) -> Iterator[pa.RecordBatch]:
+    def _read(self, session_id: str, part: object, streams: list[int], limit: int | None) -> Iterator[pa.RecordBatch]:
         """The rows of ``streams`` of the session in turn, at most ``limit`` of them; once every
         part of the session's result was read whole the session is released."""
         left = limit
@@ -285,7 +285,7 @@ class FlightSqlEndpoint:
                 pass  # released or expired meanwhile
 
     # -- DoAction ---------------------------------------------------------------------------------
-    def action(self, context: Any, kind: str, body: bytes) -> list[bytes]:
+    def action(self, context: flight.ServerCallContext, kind: str, body: bytes) -> list[bytes]:
         if kind == "CreatePreparedStatement":
             request = flight_sql_command(body)
             if not isinstance(request, fsql.ActionCreatePreparedStatementRequest):
@@ -302,7 +302,7 @@ class FlightSqlEndpoint:
             return []  # a handle is the query itself: nothing is held
         raise BadRequestError(f"unknown action {kind!r}", code="invalid_option")
 
-    def _statement_schema(self, context: Any, query: str) -> pa.Schema | None:
+    def _statement_schema(self, context: flight.ServerCallContext, query: str) -> pa.Schema | None:
         """The result's schema of a statement served as a read session (checked now: an
         unknown table or column fails at prepare); None for a statement the engine computes
         whole (its schema comes with GetFlightInfo)."""
@@ -340,7 +340,7 @@ class FlightSqlEndpoint:
             schema = schema.append(TABLE_SCHEMA_FIELD)
         return schema
 
-    def _metadata(self, context: Any, command: Message) -> pa.Table:
+    def _metadata(self, context: flight.ServerCallContext, command: Message) -> pa.Table:
         schema = self._metadata_schema(command)
         if isinstance(command, fsql.CommandGetSqlInfo):
             return sql_info_table(list(command.info))
@@ -397,7 +397,7 @@ def _version() -> str:
         return "unknown"
 
 
-def _like(pattern: str | None) -> Any:
+def _like(pattern: str | None) -> Callable[[str], bool]:
     """A matcher for a Flight SQL filter pattern (SQL LIKE: % any run, _ one character)."""
     if pattern is None:
         return lambda name: True
