@@ -27,7 +27,7 @@ class TheFlashPartition(InputPartition):
 
 
 def planned_partitions(session: ReadSession, service: SessionService | None,
-                       options: Mapping[str, object]) -> list[TheFlashPartition]:
+                       options: Mapping[str, str]) -> list[TheFlashPartition]:
     """The partitions of a read session planned on the store's files; with the session's
     ``service``, each carries its route there for an executor that does not see the store (a
     partitioned table's streams, which no handle range names, are planned again at the service,

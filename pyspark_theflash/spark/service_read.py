@@ -92,7 +92,7 @@ class ServiceStream:
     token: BearerToken | None
 
 
-def server_of(options: Mapping[str, Any]) -> str | None:
+def server_of(options: Mapping[str, str]) -> str | None:
     """The read's ``server`` option (``http://host:port``), or None."""
     for key, value in options.items():
         if str(key).lower() == SERVER_OPTION and str(value).strip():
@@ -113,7 +113,7 @@ class SessionService:
     token: BearerToken | None
 
 
-def session_service(options: Mapping[str, Any]) -> SessionService | None:
+def session_service(options: Mapping[str, str]) -> SessionService | None:
     """The session's service (``THEFLASH_SERVER``), or None. Its token: ``THEFLASH_SERVER_TOKEN``
     (theflash_session()'s service), else the read's ``token``/``token_file``, else the
     ``THEFLASH_TOKEN`` of the process making each call."""
@@ -140,7 +140,7 @@ def sees_store(store: str) -> bool:
 _SERVICE_STORE = "(the store of the service)"
 
 
-def scan_options(options: Mapping[str, Any]) -> dict[str, str]:
+def scan_options(options: Mapping[str, str]) -> dict[str, str]:
     """The read's options without ``server`` (what ``ScanOptions`` parses); with a service
     (``server``, or the session's) and no ``store``, the service's store stands for it."""
     out = {str(k): str(v) for k, v in options.items() if str(k).lower() != SERVER_OPTION}
@@ -150,7 +150,7 @@ def scan_options(options: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def read_request(options: Mapping[str, Any], columns: Sequence[str], automatic: bool = False) -> dict[str, Any]:
+def read_request(options: Mapping[str, str], columns: Sequence[str], automatic: bool = False) -> dict[str, Any]:
     """The ``POST /v1/read-sessions`` body of a read given as Spark options. ``automatic``: the
     read names no ``server`` (the session's service stands in for the store's files), so the
     options the service decides (``upstream``, ``latch``) are left to it rather than refused."""
@@ -185,7 +185,7 @@ def _service_decides(opts: dict[str, Any], automatic: bool) -> None:
         opts.pop(name)
 
 
-def open_session(server: str, options: Mapping[str, Any], columns: Sequence[str],
+def open_session(server: str, options: Mapping[str, str], columns: Sequence[str],
                  service: SessionService | None = None) -> list[ServiceStream]:
     """Open a read session at ``server`` for the read ``options`` give; its streams.
     ``service``: the session's service, which the read reaches without naming it."""
@@ -213,7 +213,7 @@ def read_stream(stream: ServiceStream) -> Iterator[pa.RecordBatch]:
         conn.close()
 
 
-def table_schema(server: str, options: Mapping[str, Any], token: BearerToken | None = None) -> pa.Schema:
+def table_schema(server: str, options: Mapping[str, str], token: BearerToken | None = None) -> pa.Schema:
     """The table's Arrow schema as the service has it (visible columns, then the readable
     hidden ones), for a planning machine that does not see the store."""
     lowered = {str(k).lower(): v for k, v in options.items()}
@@ -251,7 +251,7 @@ class StreamRoute:
 _ROUTED_OPTIONS = ("schema", "isolation", "lock_wait_timeout", "region_wait_timeout")
 
 
-def at_ts_request(stream: ReadStream, options: Mapping[str, Any], handle_ranges: bool = True) -> dict[str, Any]:
+def at_ts_request(stream: ReadStream, options: Mapping[str, str], handle_ranges: bool = True) -> dict[str, Any]:
     """The read request of a planned stream (``scan.session.ReadStream``) at its ts: its
     columns, its change range, and (``handle_ranges``) only its handle ranges. (The Python
     source pushes no filter, so a stream it planned has none to carry.)"""
@@ -274,7 +274,7 @@ def at_ts_request(stream: ReadStream, options: Mapping[str, Any], handle_ranges:
     return request
 
 
-def routes(streams: Sequence[ReadStream], service: SessionService, options: Mapping[str, Any]) -> list[StreamRoute] | None:
+def routes(streams: Sequence[ReadStream], service: SessionService, options: Mapping[str, str]) -> list[StreamRoute] | None:
     """Each planned stream's route through ``service``, or None when a handle range cannot name
     a stream (a partitioned table's: its partitions share handles)."""
     if any(r.table_id is not None for s in streams for r in s.partition.ranges):
@@ -283,7 +283,7 @@ def routes(streams: Sequence[ReadStream], service: SessionService, options: Mapp
                         int(s.partition.ts)) for s in streams]
 
 
-def open_at_ts(service: SessionService, streams: Sequence[ReadStream], options: Mapping[str, Any]) -> list[ServiceStream]:
+def open_at_ts(service: SessionService, streams: Sequence[ReadStream], options: Mapping[str, str]) -> list[ServiceStream]:
     """A read session at the service with the planned ``streams``' ts, columns and change range
     (the service plans its own streams): for streams no route can name."""
     request = at_ts_request(streams[0], options, handle_ranges=False)
@@ -326,7 +326,7 @@ class ServiceChangeStream:
     each commit releases the stream's older leases at the service; a restarted query takes a
     lease of its own at its checkpointed offset while the old one still holds GC back."""
 
-    def __init__(self, server: str, table: str, options: Mapping[str, Any], columns: Sequence[str],
+    def __init__(self, server: str, table: str, options: Mapping[str, str], columns: Sequence[str],
                  service: SessionService | None = None) -> None:
         from pyspark_theflash.scan.change_stream import ChangeStream
 
@@ -371,7 +371,7 @@ class ServiceChangeStream:
     def batch_options(self, start: StreamOffset, end: StreamOffset) -> dict[str, str] | None:
         return self._batches.batch_options(start, end)
 
-    def open_batch(self, options: Mapping[str, Any], columns: Sequence[str]) -> list[ServiceStream]:
+    def open_batch(self, options: Mapping[str, str], columns: Sequence[str]) -> list[ServiceStream]:
         """The read session of one micro-batch (``batch_options``) at the service."""
         return open_session(self.server, {**options, "table": self.table, **({"store": self.store} if self.store
                                                                                else {})}, columns, self.service)
@@ -384,7 +384,7 @@ class ServiceChangeStream:
         own at its checkpointed offset while this one still holds GC back."""
 
 
-def _token_of(options: Mapping[str, Any]) -> BearerToken | None:
+def _token_of(options: Mapping[str, str]) -> BearerToken | None:
     lowered = {str(k).lower(): v for k, v in options.items()}
     return BearerToken.from_options(lowered.get("token"), lowered.get("token_file"))
 
