@@ -189,7 +189,7 @@ class _TableStream:
         self._kept: list[pa.RecordBatch] | None = None
         self.rows_read = 0  # the rows read from the store (once for a kept stream)
 
-    def __arrow_c_stream__(self, requested_schema: Any = None) -> object:
+    def __arrow_c_stream__(self, requested_schema: object = None) -> object:
         reader = pa.RecordBatchReader.from_batches(self.session.schema, self._batches())
         return reader.__arrow_c_stream__(requested_schema)
 

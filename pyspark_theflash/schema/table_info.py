@@ -71,8 +71,8 @@ class ColumnInfo:
     charset: str = ""
     collate: str = ""
     elems: tuple[str, ...] = ()
-    origin_default: Any = None
-    default: Any = None
+    origin_default: object = None
+    default: object = None
     origin_default_bit: str | None = None  # base64 of a BIT column's origin default bytes
     state: int = STATE_PUBLIC
     generated_expr: str = ""

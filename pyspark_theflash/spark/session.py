@@ -8,18 +8,20 @@ import logging
 import os
 import sys
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+    from pyspark_theflash.service.server import RunningService
     from pyspark.sql import SparkSession
 
 log = logging.getLogger("theflash.spark")
 SERVER_CONF = "theflash.server"
 TOKEN_CONF = "theflash.token"  # Spark redacts conf values whose key says "token"
 STORE_CONF = "theflash.store"
-_SERVICE: Any = None  # the loopback service in_process_service() started
-_SERVICES: dict[str, Any] = {}  # in_process_service()'s services by the address each binds
+_SERVICE: RunningService | None = None  # the loopback service in_process_service() started
+_SERVICES: dict[str, RunningService] = {}  # in_process_service()'s services by the address each binds
 _SERVICE_LOCK = threading.Lock()
 
 
@@ -177,7 +179,7 @@ def _serve_python_source(master: str | None, conf: dict[str, str], server: str |
     running = in_process_service(bind)
     url = f"http://{_url_host(host)}:{running.http.port}"
     os.environ[SERVER_ENVIRONMENT] = url
-    os.environ[SERVER_TOKEN_ENVIRONMENT] = running.service.auth.token
+    os.environ[SERVER_TOKEN_ENVIRONMENT] = _service_token(running)
     log.info("theflash: this session's read service serves %s (bound to %s:%d), requiring the bearer token in the "
              "session conf %s; the Python source reads through it where the store is not visible", url, bind,
              running.http.port, TOKEN_CONF)
@@ -201,7 +203,7 @@ def _connect(session: SparkSession, server: str | None, store: str | None, user:
         running = in_process_service(bind)
         url = f"http://{_url_host(advertised)}:{running.http.port}"
         session.conf.set(SERVER_CONF, url)
-        session.conf.set(TOKEN_CONF, running.service.auth.token)  # executors get it in the planned partitions
+        session.conf.set(TOKEN_CONF, _service_token(running))  # executors get it in the planned partitions
         log.info("theflash: this session's read service serves %s (bound to %s:%d), requiring the bearer token "
                  "in the session conf %s", url, bind, running.http.port, TOKEN_CONF)
     elif server is not None:
@@ -284,7 +286,7 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-def in_process_service(host: str = "127.0.0.1") -> Any:
+def in_process_service(host: str = "127.0.0.1") -> RunningService:
     """This process's service for the connector (``service.serve(any_store=True)``) on ``host``
     (loopback unless the session's executors run elsewhere): started once per address, with a
     random bearer token that every call must carry (it reads any store this process can), stopped
@@ -302,6 +304,12 @@ def in_process_service(host: str = "127.0.0.1") -> Any:
         if host == "127.0.0.1":
             _SERVICE = running
         return running
+
+
+def _service_token(running: RunningService) -> str:
+    token = running.service.auth.token
+    assert token is not None, "in_process_service starts its services with a token"
+    return token
 
 
 def close_in_process_service() -> None:

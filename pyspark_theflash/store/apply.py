@@ -160,7 +160,8 @@ class Applier:
         self.decode_rows: Callable[..., pa.RecordBatch] | None = None
 
     # --- the write path ----------------------------------------------------------------------
-    def write(self, events: Sequence[binlog_pb2.Event], position: Any = None) -> WriteResult:
+    def write(self, events: Sequence[binlog_pb2.Event],
+              position: binlog_pb2.Position | tuple[int, int] | None = None) -> WriteResult:
         """Apply a batch of events atomically to memory; ``position`` is where the binlog
         continues after them. On UnknownTableError (or any error) nothing is applied (the
         batch's DDL stays learned and staged: replaying it changes nothing)."""

@@ -454,7 +454,7 @@ def database_path(conn: sqlite3.Connection) -> str:
     return next((str(r[2]) for r in conn.execute("PRAGMA database_list") if r[1] == "main"), MANIFEST_FILE)
 
 
-def get_meta(conn: sqlite3.Connection, key: str, default: Any = None) -> Any:
+def get_meta(conn: sqlite3.Connection, key: str, default: object = None) -> Any:
     row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
     return default if row is None else row[0]
 

@@ -197,7 +197,8 @@ class Store:
         return version
 
     # --- writing -----------------------------------------------------------------------------
-    def write(self, events: Sequence[binlog_pb2.Event], position: Any = None) -> WriteResult:
+    def write(self, events: Sequence[binlog_pb2.Event],
+              position: binlog_pb2.Position | tuple[int, int] | None = None) -> WriteResult:
         """Apply a batch of events atomically to memory; ``position`` is where the binlog
         continues after them. On UnknownTableError (or any error) nothing is applied. Its DDL
         events are applied first (``apply_ddl``): their edit is the next flush's."""

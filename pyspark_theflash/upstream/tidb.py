@@ -344,7 +344,7 @@ class Catalog:
 
     # ---- schema changes (each one DDL event, in commit order with the rows)
 
-    def add_column(self, db: str, name: str, column: ColumnInfo | Mapping[str, Any], default: Any = None) -> dict[str, Any]:
+    def add_column(self, db: str, name: str, column: ColumnInfo | Mapping[str, Any], default: object = None) -> dict[str, Any]:
         """Add a column at the end; rows written before read it as ``default`` (its
         origin_default). Bumps the schema version."""
         col = _column_json(column)
