@@ -51,6 +51,7 @@ from pyspark_theflash.store import Store
 from pyspark_theflash.store.parts import PartRef
 
 if TYPE_CHECKING:
+    from pyspark_theflash.schema.table_info import TableInfo
     from pyspark_theflash.store.views import StoreView
 
 LEASE_TTL_S = 300.0
@@ -204,7 +205,7 @@ class Publisher:
         self._logs[root_id] = log = delta_log.replay(self._root(table_id), log)
         return log
 
-    def _publish_table(self, view: StoreView, current: Any, ts: int) -> TablePublication:
+    def _publish_table(self, view: StoreView, current: TableInfo, ts: int) -> TablePublication:
         root = self._root(current.id)
         # the schema in force at ts, not the newest the writer has applied: a DDL committed
         # after ts (its event comes before the rows after it, while ts may still be below it)

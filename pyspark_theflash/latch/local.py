@@ -30,6 +30,8 @@ from pyspark_theflash.processes import process_is_gone  # noqa: F401  (re-export
 
 if TYPE_CHECKING:
     from pyspark_theflash.store import Store
+    from pyspark_theflash.store.leases import Lease as StoreLease
+    from pyspark_theflash.store.leases import Leases
 
 LATCH_DB = "latch.db"
 # Completed flush requests are kept this long so a late wait_flush still finds its answer.
@@ -72,11 +74,11 @@ class _StoreLeases:
 
     def __init__(self, store_path: Path, store: Store | None = None) -> None:
         self._path = store_path
-        self._leases: Any = store.leases if store is not None else None
+        self._leases: Leases | None = store.leases if store is not None else None
         self._owned = False
         self._lock = threading.Lock()
 
-    def leases(self) -> Any:
+    def leases(self) -> Leases:
         with self._lock:
             if self._leases is None:
                 from pyspark_theflash.store import manifest
@@ -95,7 +97,7 @@ class _StoreLeases:
             self._owned = False
 
 
-def _lease_from_store(obj: Any) -> Lease:
+def _lease_from_store(obj: StoreLease) -> Lease:
     return Lease(lease_id=int(obj.id), ts=int(obj.ts), holder=str(obj.holder), expires_at=float(obj.expires_at))
 
 

@@ -38,6 +38,7 @@ from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, DELMARK, ROWID
 
 if TYPE_CHECKING:
     from pyspark_theflash.store import Store
+    from pyspark_theflash.store.predicate import Expr
     from pyspark_theflash.store.compaction import CompactionResult
     from pyspark_theflash.store.parts import ReadStats
 
@@ -74,7 +75,7 @@ class ClickHouseEngine(TxnMergeTreeEngine):
         return read_clickhouse_partition(p, lease, self.directory)
 
     def scan(self, table: str, ts: int, handle_range: tuple[Any, Any] | None = None, region_id: int | None = None,
-             columns: Sequence[str] | None = None, predicate: Any = None, hidden: Sequence[str] = (),
+             columns: Sequence[str] | None = None, predicate: Expr | None = None, hidden: Sequence[str] = (),
              schema: str = "current") -> Iterator[pa.RecordBatch]:
         """``Store.scan`` with the rows from ClickHouse: the table's rows visible at ``ts``
         (flushed state), under a lease held while the iterator runs."""
