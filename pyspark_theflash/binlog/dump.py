@@ -14,7 +14,7 @@ import json
 import urllib.error
 import urllib.request
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pyspark_theflash.binlog import region_runs
 from pyspark_theflash.binlog import rows as binlog_rows
@@ -22,6 +22,9 @@ from pyspark_theflash.binlog.errors import BinlogError
 from pyspark_theflash.binlog.position import PositionedEvent
 from pyspark_theflash.codec import tso
 from pyspark_theflash.proto import binlog_pb2
+
+if TYPE_CHECKING:
+    from pyspark_theflash.schema.table_info import TableInfo
 
 HEX_LIMIT = 64  # bytes of a value or key shown in hex before eliding the rest
 SNAPSHOT_KEYS_SHOWN = 3
@@ -40,15 +43,15 @@ class SchemaCache:
     def __init__(self, base_url: str, timeout_s: float = 10.0) -> None:
         self.base_url = (base_url if "://" in base_url else f"http://{base_url}").rstrip("/")
         self.timeout_s = timeout_s
-        self._tables: dict[int, Any] = {}
+        self._tables: dict[int, TableInfo | None] = {}
 
-    def table(self, table_id: int) -> Any:
+    def table(self, table_id: int) -> TableInfo | None:
         """The table's ``schema.TableInfo``, or None when the endpoint does not know the id."""
         if table_id not in self._tables:
             self._tables[table_id] = self._fetch(table_id)
         return self._tables[table_id]
 
-    def _fetch(self, table_id: int) -> Any:
+    def _fetch(self, table_id: int) -> TableInfo | None:
         from pyspark_theflash.schema.table_info import TableInfo
 
         url = f"{self.base_url}/db-table/{table_id}"
