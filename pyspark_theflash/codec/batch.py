@@ -61,7 +61,7 @@ class BatchValueOutOfRangeError(BatchDecodeError, ColumnValueOutOfRangeError):
     does for the same row. The decoder never writes a wrapped or zeroed value instead."""
 
 
-def decode_rows_to_arrow(values: Sequence[bytes] | pa.Array | pa.ChunkedArray, handles: Any,
+def decode_rows_to_arrow(values: Sequence[bytes] | pa.Array | pa.ChunkedArray, handles: object,
                          columns: RowColumns, rows: np.ndarray | None = None) -> pa.RecordBatch:
     """Decode row values (v2 or v1) into a RecordBatch of `columns.schema`.
 
@@ -85,7 +85,7 @@ def decode_rows_to_arrow(values: Sequence[bytes] | pa.Array | pa.ChunkedArray, h
         raise e.located(table=columns.label, handle=handle, rows=n, cls=BatchValueOutOfRangeError) from None
 
 
-def _decode_rows(values: Sequence[bytes] | pa.Array | pa.ChunkedArray, handles: Any, columns: RowColumns,
+def _decode_rows(values: Sequence[bytes] | pa.Array | pa.ChunkedArray, handles: object, columns: RowColumns,
                  rows: np.ndarray | None) -> pa.RecordBatch:
     schema, cols = columns.schema, columns.columns
     n = len(values) if rows is None else len(rows)
@@ -533,7 +533,7 @@ def _group_rows(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return layouts, inv.reshape(-1)
 
 
-def _handles_array(handles: Any, n: int) -> np.ndarray:
+def _handles_array(handles: object, n: int) -> np.ndarray:
     if handles is None:
         raise BatchDecodeError("the table's primary key is the row handle, so decode_rows_to_arrow "
                                "needs the handles of the rows; got None")

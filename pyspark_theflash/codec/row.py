@@ -111,7 +111,7 @@ def handle_value(column: RowColumn, handle: int | None) -> int | None:
 # what a column's type holds
 
 
-def out_of_range(column: RowColumn, value: Any, holds: str) -> ColumnValueOutOfRangeError:
+def out_of_range(column: RowColumn, value: object, holds: str) -> ColumnValueOutOfRangeError:
     return ColumnValueOutOfRangeError(column.name, column.id, _sql_type(column), value, holds)
 
 

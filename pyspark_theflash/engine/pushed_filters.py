@@ -122,7 +122,7 @@ class _Scope:
         return (found[0], *found[0].types[column])
 
 
-def pushed_filters(statements: Any, table_of: Callable[[dict[str, Any]], Any]) -> dict[int, Expr]:
+def pushed_filters(statements: object, table_of: Callable[[dict[str, Any]], Any]) -> dict[int, Expr]:
     """Per table the statement reads (``id`` of the ``TableInfo`` that ``table_of`` gives for a
     ``BASE_TABLE`` node; None for a CTE or anything not of the store), the filter its read
     stream may apply: the conjuncts every read of it has. Tables with none are left out."""
@@ -153,7 +153,7 @@ def pushed_filters(statements: Any, table_of: Callable[[dict[str, Any]], Any]) -
     return out
 
 
-def _nodes(tree: Any, wanted: Callable[[dict[str, Any]], bool]) -> Iterator[dict[str, Any]]:
+def _nodes(tree: object, wanted: Callable[[dict[str, Any]], bool]) -> Iterator[dict[str, Any]]:
     stack = [tree]
     while stack:
         node = stack.pop()
@@ -168,7 +168,7 @@ def _nodes(tree: Any, wanted: Callable[[dict[str, Any]], bool]) -> Iterator[dict
 def _scope(select: dict[str, Any], table_of: Callable[[dict[str, Any]], Any]) -> _Scope:
     scope = _Scope(pushes=not select.get("sample"))
 
-    def visit(item: Any, nullable: bool) -> None:
+    def visit(item: object, nullable: bool) -> None:
         if not isinstance(item, dict):
             scope.pushes = False
             return
@@ -216,7 +216,7 @@ def _conjuncts(where: Any) -> Iterator[object]:
         yield where
 
 
-def _expression(node: Any, scope: _Scope) -> tuple[_Read, Expr] | None:
+def _expression(node: object, scope: _Scope) -> tuple[_Read, Expr] | None:
     """``node`` as a filter on one table read of ``scope`` (None: not one the stream can apply)."""
     if not isinstance(node, dict):
         return None

@@ -170,7 +170,7 @@ class RemoteLatch(Latch):
         self._channel = grpc.insecure_channel(target)
         self._stub = pb_grpc.LatchStub(self._channel)
 
-    def _call(self, method: str, request: Any, timeout: float | None = None) -> Any:
+    def _call(self, method: str, request: object, timeout: float | None = None) -> Any:
         try:
             return getattr(self._stub, method)(request, timeout=timeout or self.CALL_TIMEOUT_S)
         except grpc.RpcError as exc:

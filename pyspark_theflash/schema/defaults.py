@@ -63,7 +63,7 @@ def timestamp_default_zone(col: ColumnInfo) -> dt.tzinfo:
                           "use an IANA name such as Asia/Shanghai") from None
 
 
-def _bad(col: ColumnInfo, value: Any, why: str) -> SchemaError:
+def _bad(col: ColumnInfo, value: object, why: str) -> SchemaError:
     return SchemaError(
         f"origin default {value!r} of column {col.name!r} ({col.type_name}) cannot be read: {why}"
     )

@@ -244,7 +244,7 @@ def _kind_of_column(col: "ColumnInfo") -> str:
     raise UnsupportedExpressionError(f"column {col.name} of type {col.type_name} in an expression")
 
 
-def _broadcast(v: Any, n: int, typ: pa.DataType) -> pa.Array:
+def _broadcast(v: object, n: int, typ: pa.DataType) -> pa.Array:
     if isinstance(v, (pa.Array, pa.ChunkedArray)):
         return v
     return pa.array([v] * n, typ)
@@ -336,7 +336,7 @@ class _Compiler:
         return _Compiled("dec", lambda cols, n: self._checked(
             f, _as_decimal(a.kind, a.fn(cols, n)), _as_decimal(b.kind, b.fn(cols, n))))
 
-    def _div_mod(self, op: str, x: Any, y: Any, n: int) -> pa.Array:
+    def _div_mod(self, op: str, x: object, y: object, n: int) -> pa.Array:
         x = _broadcast(x, n, pa.int64())
         y = _broadcast(y, n, pa.int64())
         zero = pc.equal(y, 0)
@@ -465,7 +465,7 @@ def _json_path(text: str) -> list[str | int]:
     return legs
 
 
-def _walk(v: Any, path: Sequence[str | int]) -> object:
+def _walk(v: object, path: Sequence[str | int]) -> object:
     for leg in path:
         if isinstance(leg, int):
             if isinstance(v, list):

@@ -634,7 +634,7 @@ class MiniCluster:
         """The table info of ``db.table`` in force at ``ts``."""
         return self.catalog.table_at(*split_table_name(qualified), ts)
 
-    def get_row(self, qualified: str, handle: Any, ts: int | None = None) -> dict[str, object] | None:
+    def get_row(self, qualified: str, handle: object, ts: int | None = None) -> dict[str, object] | None:
         ts = ts or self.tso.get_ts()
         return get_row(self.store, self.tso, self.catalog.table_at(*split_table_name(qualified), ts), handle, ts)
 

@@ -46,7 +46,7 @@ class ExecutorRowDecoder:
         self.executor_batches = 0
         self.executor_rows = 0
 
-    def __call__(self, values: Sequence[bytes] | pa.Array, handles: Any, table: TableInfo,
+    def __call__(self, values: Sequence[bytes] | pa.Array, handles: object, table: TableInfo,
                  columns: Sequence[str] | None = None) -> pa.RecordBatch:
         from pyspark_theflash.codec.batch import decode_rows_to_arrow
         from pyspark_theflash.schema import row_columns
