@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler
-from typing import Any, Callable
+from typing import Callable
 
 from pyspark_theflash.ports import http_server
 
@@ -67,7 +67,7 @@ class StatusServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *args: Any) -> None:  # scrapes are not news
+            def log_message(self, *args: object) -> None:  # scrapes are not news
                 return
 
         self._server = http_server(name, host, port, Handler)

@@ -89,12 +89,12 @@ def jsonable(value: object) -> Any:
     return value
 
 
-def _print(obj: Any) -> int:
+def _print(obj: object) -> int:
     print(json.dumps(jsonable(obj), ensure_ascii=False))
     return 0
 
 
-def _decoding(func: Any, *args: Any) -> Any:
+def _decoding(func: Any, *args: object) -> Any:
     from pyspark_theflash.codec.errors import CodecError
 
     try:

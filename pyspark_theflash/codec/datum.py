@@ -152,7 +152,7 @@ def json_binary_size_at(buf: Buffer, offset: int) -> int:
     raise UnknownFlagError("binary JSON type code", code, offset, "0x01 object .. 0x11 duration")
 
 
-def _json_to_binary(value: Any) -> bytes:
+def _json_to_binary(value: object) -> bytes:
     """Binary JSON (type code + body) of a json datum's Python JSON value."""
     from pyspark_theflash.codec import json_binary  # owned by the JSON module; imported lazily
 

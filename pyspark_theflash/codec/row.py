@@ -38,7 +38,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from decimal import ROUND_HALF_UP, Decimal, localcontext
-from typing import Any
+
 
 from pyspark_theflash.codec import column_types as T
 from pyspark_theflash.codec import json_binary

@@ -85,7 +85,7 @@ def write_result(result: Any, fmt: str, out: TextIO) -> None:
             out.write("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() + "\n")
 
 
-def _json_number(t: Any) -> bool:
+def _json_number(t: object) -> bool:
     """Whether a column's values are JSON numbers or booleans (DECIMAL is not: a float would
     round it)."""
     import pyarrow as pa

@@ -66,7 +66,7 @@ class _Named:
         self.all_of: set[str] = set()
         self.tree: list[Any] = []   # DuckDB's parse tree of the statement (``json_serialize_sql``)
 
-    def walk(self, node: Any) -> None:
+    def walk(self, node: object) -> None:
         if isinstance(node, list):
             for x in node:
                 self.walk(x)

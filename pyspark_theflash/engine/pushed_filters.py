@@ -208,7 +208,7 @@ def _column_types(info: TableInfo) -> dict[str, tuple[str, pa.DataType]]:
     return out
 
 
-def _conjuncts(where: Any) -> Iterator[object]:
+def _conjuncts(where: object) -> Iterator[object]:
     if isinstance(where, dict) and where.get("type") == "CONJUNCTION_AND":
         for child in where.get("children") or ():
             yield from _conjuncts(child)
@@ -256,14 +256,14 @@ def _expression(node: object, scope: _Scope) -> tuple[_Read, Expr] | None:
     return None
 
 
-def _names(node: Any) -> list[str] | None:
+def _names(node: object) -> list[str] | None:
     """The names of a column reference (``["o", "total"]``); None for anything else."""
     if isinstance(node, dict) and node.get("class") == "COLUMN_REF" and isinstance(node.get("column_names"), list):
         return [str(n) for n in node["column_names"]]
     return None
 
 
-def _comparison(found: tuple[_Read, str, pa.DataType] | None, op: str, node: Any) -> tuple[_Read, Expr] | None:
+def _comparison(found: tuple[_Read, str, pa.DataType] | None, op: str, node: object) -> tuple[_Read, Expr] | None:
     constant = _constant(node)
     if found is None or constant is None or constant.kind == "null":
         return None
@@ -315,7 +315,7 @@ def _prefix(node: dict[str, Any], scope: _Scope) -> tuple[_Read, Expr] | None:
     return read, (Not(expr) if _LIKE.get(name) else expr)
 
 
-def _constant(node: Any) -> _Constant | None:
+def _constant(node: object) -> _Constant | None:
     if not isinstance(node, dict):
         return None
     if node.get("type") == "OPERATOR_CAST" and not node.get("try_cast"):
@@ -354,7 +354,7 @@ def _constant(node: Any) -> _Constant | None:
     return None
 
 
-def _integer(raw: Any) -> int | None:
+def _integer(raw: object) -> int | None:
     """An integer as DuckDB serialises it: a number, or a HUGEINT's ``{"upper", "lower"}``."""
     if isinstance(raw, int) and not isinstance(raw, bool):
         return raw

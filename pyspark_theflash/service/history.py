@@ -178,7 +178,7 @@ def _handles(view: StoreView, region: RegionState, physical: tuple[int, ...]) ->
     return " ".join(out)
 
 
-def _handle_text(handle: Any) -> str | None:
+def _handle_text(handle: object) -> str | None:
     if handle is None:
         return None
     if isinstance(handle, (bytes, bytearray, memoryview)):

@@ -165,7 +165,7 @@ class _Workers:
         self._idle = 0     # threads waiting for a call
         self._pending = 0  # calls submitted and not yet taken
 
-    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+    def submit(self, fn: Callable[..., None], *args: object) -> None:
         with self._lock:
             self._pending += 1
             if self._pending > self._idle and self._threads < self._size:  # no thread waits for this call
@@ -210,7 +210,7 @@ class _PooledServer(HTTPServer):
         self._open_lock = threading.Lock()
         super().__init__(address, handler)
 
-    def process_request(self, request: Any, client_address: Any) -> None:
+    def process_request(self, request: Any, client_address: object) -> None:
         if not self._slots.acquire(blocking=False):
             _refuse_busy(request)
             self.shutdown_request(request)
@@ -221,7 +221,7 @@ class _PooledServer(HTTPServer):
             self._open.add(request)
         self._workers.submit(self._serve, request, client_address)
 
-    def _serve(self, request: Any, client_address: Any) -> None:
+    def _serve(self, request: Any, client_address: object) -> None:
         try:
             self.finish_request(request, client_address)
         except Exception:
@@ -233,7 +233,7 @@ class _PooledServer(HTTPServer):
             self.shutdown_request(request)
             self._slots.release()
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
+    def handle_error(self, request: Any, client_address: object) -> None:
         log.debug("connection from %s ended with an error", client_address, exc_info=True)
 
     def server_close(self) -> None:
@@ -560,7 +560,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise _ClientGone(f"the body ended after {len(body)} of {size} bytes")
         return body
 
-    def _json(self, status: int, payload: Any) -> None:
+    def _json(self, status: int, payload: object) -> None:
         self._send(status, json.dumps(payload).encode(), "application/json")
 
     def _send(self, status: int, body: bytes, content_type: str | None, headers: dict[str, str] | None = None) -> None:
@@ -583,7 +583,7 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             deadlines.clear(self.connection)
 
-    def log_message(self, format: str, *args: Any) -> None:
+    def log_message(self, format: str, *args: object) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
 

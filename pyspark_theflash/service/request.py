@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+
 
 from pyspark_theflash.scan.filter_json import MAX_FILTER_DEPTH, FilterFormatError, check_filter_limits
 from pyspark_theflash.scan.options import HANDLE_RANGES_OPTION
@@ -68,7 +68,7 @@ class ReadRequest:
         return ReadRequest.from_dict(data)
 
     @staticmethod
-    def from_dict(data: Any) -> "ReadRequest":
+    def from_dict(data: object) -> "ReadRequest":
         if not isinstance(data, dict):
             raise BadRequestError(f"the read request must be a JSON object like {{\"table\": \"db.table\"}}, not "
                                   f"{type(data).__name__}", code="malformed_json")
@@ -126,7 +126,7 @@ def timeout_argument(args: dict[str, object]) -> float | None:
     return None if timeout is None else float(timeout)
 
 
-def snapshot_request(data: Any) -> tuple[list[str], str | None, dict[str, str], list[tuple[str, int]]]:
+def snapshot_request(data: object) -> tuple[list[str], str | None, dict[str, str], list[tuple[str, int]]]:
     """``POST /v1/snapshots``'s body: ``{"tables": ["db.t", ...], "store", "snapshot": "fresh" |
     "resolved", "max_staleness": "5s", "region_wait_timeout": "30s", "read": [{"table": "db.t",
     "ts": 451...}, ...]}`` → (tables, store, options, read). ``read``: the query's tables earlier

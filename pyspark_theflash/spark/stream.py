@@ -72,7 +72,7 @@ class TheFlashStreamReader(DataSourceStreamReader):
         return ReadMaxRows(self.stream.max_rows) if self.stream.max_rows else ReadAllAvailable()
 
     @said_plainly
-    def latestOffset(self, start: dict[str, object], limit: Any) -> dict[str, object]:
+    def latestOffset(self, start: dict[str, object], limit: object) -> dict[str, object]:
         from pyspark.sql.streaming.datasource import ReadMaxRows
 
         from pyspark_theflash.scan.change_stream import StreamOffset

@@ -30,7 +30,7 @@ def said_plainly(method: F) -> F:
     with no frames below this one."""
     if inspect.isgeneratorfunction(method):
         @functools.wraps(method)
-        def generator(*args: object, **kwargs: Any) -> Iterator[object]:
+        def generator(*args: object, **kwargs: object) -> Iterator[object]:
             try:
                 yield from method(*args, **kwargs)
             except TheFlashError as exc:
@@ -39,7 +39,7 @@ def said_plainly(method: F) -> F:
         return generator  # type: ignore[return-value]
 
     @functools.wraps(method)
-    def call(*args: object, **kwargs: Any) -> object:
+    def call(*args: object, **kwargs: object) -> object:
         try:
             return method(*args, **kwargs)
         except TheFlashError as exc:

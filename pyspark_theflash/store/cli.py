@@ -190,7 +190,7 @@ def store_status(root: Path) -> dict[str, Any]:
     }
 
 
-def _handle_text(handle: Any) -> object:
+def _handle_text(handle: object) -> object:
     """A partition bound for people and JSON: an int handle, or a common handle's bytes in hex."""
     if isinstance(handle, (bytes, bytearray, memoryview)):
         return "0x" + bytes(handle).hex()

@@ -508,7 +508,7 @@ def current_version(conn: sqlite3.Connection) -> int:
     return int(get_meta(conn, "version", 0))
 
 
-def dumps(obj: Any) -> str:
+def dumps(obj: object) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 

@@ -109,7 +109,7 @@ class GrpcUpstreamClient:
         self._info: upstream_pb2.ClusterInfoResponse | None = None
         self._mu = threading.Lock()
 
-    def _call(self, method: str, request: Any) -> Any:
+    def _call(self, method: str, request: object) -> Any:
         try:
             return getattr(self._stub, method)(request, timeout=self.timeout_s)
         except grpc.RpcError as err:

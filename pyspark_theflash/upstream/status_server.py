@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler
-from typing import Any, Callable
+from typing import Callable
 from urllib.parse import parse_qs, unquote, urlparse
 
 from pyspark_theflash.ports import http_server
@@ -79,7 +79,7 @@ class StatusServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def log_message(self, format: str, *args: Any) -> None:
+            def log_message(self, format: str, *args: object) -> None:
                 return  # quiet: the cluster logs what matters
 
         self._httpd = http_server("TiDB's status port", host, port, Handler)

@@ -840,7 +840,7 @@ class Txn:
                 return key, value
         return keys[0], None
 
-    def get(self, qualified: str, handle: Any) -> dict[str, Any] | None:
+    def get(self, qualified: str, handle: object) -> dict[str, Any] | None:
         rows = self.rows(qualified)
         key, value = self._find(rows, handle)
         return None if value is None else rows.decode(key, value)
@@ -884,13 +884,13 @@ class Txn:
             binlog_pb2.PUT, key, rows.value(merged, index, fill_defaults=False, checked=frozenset(name.lower() for name in row)))
         self.rows_written += 1
 
-    def delete(self, qualified: str, handle: Any) -> None:
+    def delete(self, qualified: str, handle: object) -> None:
         key, value = self._find(self.rows(qualified), handle)
         if value is None:
             raise RowNotFoundError(f"no row {handle!r} in {qualified} at ts {self.start_ts}")
         self.mutations[key] = Mutation(binlog_pb2.DELETE, key)
 
-    def lock_row(self, qualified: str, handle: Any) -> None:
+    def lock_row(self, qualified: str, handle: object) -> None:
         """SELECT ... FOR UPDATE without a change: a LOCK mutation."""
         key = self._find(self.rows(qualified), handle)[0]
         self.mutations.setdefault(key, Mutation(binlog_pb2.LOCK, key))

@@ -270,7 +270,7 @@ class TiDBClusterClient:
 
     # ------------------------------------------------------------------ not PD's
 
-    def _no_schema(self, *args: Any) -> Any:
+    def _no_schema(self, *args: object) -> Any:
         raise SchemaError(f"{self.address} reaches PD and TiKV only: table infos come from TiDB's status port "
                           "(--schema-url http://HOST:STATUS_PORT) or the store")
 
