@@ -283,8 +283,8 @@ def _append_array(buf: bytearray, items: list[object], depth: int) -> None:
     buf[doc_start + 4:doc_start + 8] = _U32.pack(len(buf) - doc_start)
 
 
-def _append_object(buf: bytearray, obj: dict[Any, Any], depth: int) -> None:
-    members: dict[bytes, Any] = {}
+def _append_object(buf: bytearray, obj: dict[Any, object], depth: int) -> None:
+    members: dict[bytes, object] = {}
     for key, val in obj.items():
         if not isinstance(key, str):
             raise BadJsonError(f"JSON object keys must be str, got {type(key).__name__}")

@@ -178,7 +178,7 @@ def _sql_through_service(args: argparse.Namespace) -> Any:
         token = BearerToken.from_options(None, args.token_file) or BearerToken.from_environment()
     except Exception as exc:  # an unreadable token file
         raise CommandError(str(exc)) from None
-    body: dict[str, Any] = {"sql": args.query, "option_flags": FLAGS}  # remedies name this command's flags
+    body: dict[str, object] = {"sql": args.query, "option_flags": FLAGS}  # remedies name this command's flags
     if args.ts is not None:
         body["snapshot_ts"] = args.ts
     body.update(_snapshot_choice(args))

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator, TypeVar
 
 from pyspark_theflash.errors import TheFlashError
 
-F = TypeVar("F", bound=Callable[..., Any])
+F = TypeVar("F", bound=Callable[..., object])
 
 
 def said_plainly(method: F) -> F:

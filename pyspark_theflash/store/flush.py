@@ -417,7 +417,7 @@ class FlushPipeline:
         ordered = sorted(keys)
         common = self.catalog.common_handle_tables()
         rk = keyspace.split_record_keys([k for _r, k, _t in ordered], common)
-        decoded: dict[int, tuple[int, Any]] = {}
+        decoded: dict[int, tuple[int, object]] = {}
         for j, i in enumerate(rk.index.tolist()):
             tid = int(rk.table_ids[j])
             key = ordered[i][1]

@@ -666,7 +666,7 @@ class ManifestEdit:
     resolved: Sequence[tuple[int, int]] = ()  # (region, resolved ts) of regions whose row has only that new
     locks_removed: Sequence[tuple[int, bytes, int]] = ()  # (region, key, start ts)
     locks_added: Sequence[tuple[Any, ...]] = ()  # whole lock rows (the locks table's columns)
-    meta: tuple[tuple[str, Any], ...] = ()  # counters and settings: position, upstream, engine
+    meta: tuple[tuple[str, object], ...] = ()  # counters and settings: position, upstream, engine
     # The GC safe point moves toward this: never backwards, never past the oldest live lease.
     gc_safe_point: int | None = None
 

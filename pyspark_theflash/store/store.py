@@ -322,7 +322,7 @@ class Store:
         """Record the upstream's address (readers' default) and, when known, its cluster id (a
         later ``--upstream`` of another cluster is refused by the writer)."""
         self._require_writer("set_upstream")
-        meta: tuple[tuple[str, Any], ...] = (("upstream", address),)
+        meta: tuple[tuple[str, object], ...] = (("upstream", address),)
         if cluster_id is not None:
             meta += (("upstream_cluster_id", int(cluster_id)),)
         self.commit(mf.ManifestEdit(bump=False, meta=meta))

@@ -23,6 +23,6 @@ RECONNECT_OPTIONS: tuple[tuple[str, int], ...] = (
 )
 
 
-def upstream_channel(address: str, *options: tuple[str, Any]) -> grpc.Channel:
+def upstream_channel(address: str, *options: tuple[str, object]) -> grpc.Channel:
     """An insecure channel to ``host:port`` with the upstream's reconnect backoff (and ``options``)."""
     return grpc.insecure_channel(address, options=[*RECONNECT_OPTIONS, *options])

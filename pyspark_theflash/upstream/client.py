@@ -84,7 +84,7 @@ class UpstreamClient(Protocol):
     def table_info(self, db: str, table: str) -> dict[str, object]: ...
     def table_info_by_id(self, table_id: int) -> tuple[str, dict[str, object]]: ...
     def list_tables(self) -> list[tuple[str, str]]: ...
-    def scan_table(self, qualified: str, ts: int | None = None) -> list[dict[str, Any]]: ...
+    def scan_table(self, qualified: str, ts: int | None = None) -> list[dict[str, object]]: ...
 
 
 class UpstreamConnection(UpstreamClient, Protocol):
@@ -226,7 +226,7 @@ class GrpcUpstreamClient:
             out.extend((name, t["name"]["O"]) for t in self._http(f"/schema/{name}"))
         return out
 
-    def scan_table(self, qualified: str, ts: int | None = None) -> list[dict[str, Any]]:
+    def scan_table(self, qualified: str, ts: int | None = None) -> list[dict[str, object]]:
         """Every row of ``db.table`` at ``ts`` (default: a fresh ts), read from the upstream as
         TiDB's stale read does (the table that had the name at ts, its schema then), decoded
         here exactly as ``MiniCluster.scan_table`` decodes them: so a replica can be compared
