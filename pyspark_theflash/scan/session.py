@@ -283,7 +283,7 @@ def planned_session(session: EngineReadSession) -> ReadSession:
 
 
 def read_stream(source: ReadSession | ReadStream, n: int | None = None,
-                read_partition: Callable[[Any], Iterator[pa.RecordBatch]] | None = None,
+                read_partition: Callable[[ScanPartition], Iterator[pa.RecordBatch]] | None = None,
                 stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:
     """The rows of stream ``n`` of a session (or of a ``ReadStream`` handed over alone, as Spark
     does) at the session's ts, as record batches of exactly the session's schema. Renews the

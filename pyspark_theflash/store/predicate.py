@@ -107,7 +107,7 @@ class Col:
 
     __hash__ = None  # type: ignore[assignment]  # unhashable, as == no longer compares (object's is a method)
 
-    def isin(self, values: Iterable[Any]) -> "In":
+    def isin(self, values: Iterable[object]) -> "In":
         return In(self.name, tuple(values))
 
     def is_null(self) -> "IsNull":
@@ -193,7 +193,7 @@ class In(Expr):
     NULL where the column is NULL, and also for every other row when the list holds a NULL
     (``x IN (1, NULL)`` is NULL for x = 2, so ``NOT`` of it keeps no row); else false."""
 
-    def __init__(self, column: str, values: Iterable[Any]) -> None:
+    def __init__(self, column: str, values: Iterable[object]) -> None:
         self.column = column
         given = tuple(values)
         self.values = tuple(v for v in given if v is not None)

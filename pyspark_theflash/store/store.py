@@ -12,7 +12,7 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Mapping, Sequence, overload
+from typing import TYPE_CHECKING, Callable, Iterator, Literal, Mapping, Sequence, overload
 
 import pyarrow as pa
 

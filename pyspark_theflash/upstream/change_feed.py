@@ -87,7 +87,7 @@ class _Stream:
         # EventFeedV2 with stream multiplexing tags batched resolved ts with the request id;
         # plain EventFeed sends them with request id 0 (TiKV's broadcast_resolved_ts).
         self.multiplexed = multiplexed
-        self.out: queue.Queue[Any] = queue.Queue()
+        self.out: queue.Queue[object] = queue.Queue()
         self.regs: dict[int, _Registration] = {}  # region id -> registration (the store's lock guards it)
         self.closed = False
         # A tick's resolved ts are queued behind the stream's rows; until the sender has passed

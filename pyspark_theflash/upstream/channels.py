@@ -11,7 +11,6 @@ half second to an upstream that is down.
 """
 from __future__ import annotations
 
-from typing import Any
 
 import grpc
 
