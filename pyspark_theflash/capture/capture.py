@@ -54,11 +54,12 @@ from pyspark_theflash.binlog.segment import HEADER_BYTES
 from pyspark_theflash.heap import long_lived_heap
 from pyspark_theflash.binlog.snapshot_batch import SnapshotColumns, snapshot_columns
 from pyspark_theflash.capture.captured_tables import CapturedTables
+from pyspark_theflash.capture.ddl_poller import DdlPoller
 from pyspark_theflash.capture.coverage import Coverage, EndedCoverages, inherit, known_at_snapshot
 from pyspark_theflash.capture.held_ranges import describe as describe_range, gaps as range_gaps
 from pyspark_theflash.codec.key_ranges import RangeMembers, RegionRanges
 from pyspark_theflash.capture.errors import CaptureError, GCPassedError
-from pyspark_theflash.capture.lock_resolution import LaggingRegion, StuckRegionResolver
+from pyspark_theflash.capture.lock_resolution import StuckRegionResolver
 from pyspark_theflash.capture.range_claims import Claim, RangeClaims
 from pyspark_theflash.capture.resume import ResumePoints
 from pyspark_theflash.upstream.errors import UpstreamError
@@ -69,11 +70,11 @@ from pyspark_theflash.capture.region_table import RegionTable, WrittenResolved
 from pyspark_theflash.capture.state_json import Items, write_json
 from pyspark_theflash.capture.status import prometheus_text, write_status
 from pyspark_theflash.capture.tasks import (DdlPoll, Held, HeldAdmin, HeldResolved, HeldRows, HeldRuns, HeldSnapshot,
-                                            PollFailed, StreamDown, StreamMessage, Task)
+                                            StreamDown, StreamMessage, Task)
 from pyspark_theflash.capture import feed_columns
-from pyspark_theflash.capture.tidb_status import DDLHistoryUnavailableError, TiDBStatus
+from pyspark_theflash.capture.tidb_status import TiDBStatus
 from pyspark_theflash.codec.keys import encode_region_key
-from pyspark_theflash.codec.tso import LOGICAL_BITS, physical_ms
+from pyspark_theflash.codec.tso import physical_ms
 from pyspark_theflash.proto import binlog_pb2, cdcpb_pb2, cdcpb_pb2_grpc, metapb_pb2
 from pyspark_theflash.schema.ddl_jobs import ddl_of_job
 from pyspark_theflash.upstream.channels import upstream_channel
@@ -315,8 +316,8 @@ class Capture:
         self.resume = ResumePoints(self.tables.selection())
         self._gen = 0
         self._stop = threading.Event()
-        self._frontier_wanted = threading.Event()  # events wait for the DDL frontier (_poll_ddl)
-        self.ddl_unavailable = False
+        # the DDL frontier's thread (capture/ddl_poller.py): a PD ts and TiDB's DDL jobs by it
+        self.ddl = DdlPoller(self.pd, self.status, self.inbound, opts.ddl_poll_s, opts.ddl_poll_min_s)
         self.events_written = 0
         self.rows_written = 0
         self.errors: Counter[str] = Counter()  # region and stream errors by kind (the metrics)
@@ -447,36 +448,6 @@ class Capture:
 
     # ------------------------------------------------------------------ DDL
 
-    def _history(self) -> list[dict[str, Any]] | None:
-        """TiDB's finished DDL jobs; None where the status port has no /ddl/history (then
-        schema changes are not followed: the writer's --schema-url fills them in)."""
-        if self.ddl_unavailable:
-            return None
-        try:
-            return self.status.ddl_history()
-        except DDLHistoryUnavailableError as exc:
-            self.ddl_unavailable = True
-            log.warning("%s: schema changes will not travel in the binlog; give the writer --schema-url", exc)
-            return None
-
-    def _poll_ddl(self) -> None:
-        """The DDL frontier: a PD ts, then the DDL jobs finished by it. Events wait for it (a
-        row must follow the schema change it was written under), so it is read as soon as the
-        main loop holds events for it (``_frontier_wanted``) — a commit's wait is then one PD
-        call and one status-port read, not half the poll period — and every ``ddl_poll_s``
-        otherwise; never within ``ddl_poll_min_s`` of the read before, to spare TiDB."""
-        while not self._stop.is_set():
-            began = time.monotonic()
-            self._frontier_wanted.clear()
-            try:
-                frontier = self.pd.get_ts()
-                jobs = self._history()
-                self.inbound.put(DdlPoll(frontier, jobs))
-            except (CaptureError, UpstreamError) as exc:
-                self.inbound.put(PollFailed(f"DDL poll failed, retrying: {exc}"))
-            self._stop.wait(max(0.0, self.opts.ddl_poll_min_s - (time.monotonic() - began)))
-            self._frontier_wanted.wait(max(0.0, self.opts.ddl_poll_s - (time.monotonic() - began)))
-
     def _apply_ddl(self, frontier: int, jobs: list[dict[str, Any]] | None) -> None:
         ddls = sorted((d for d in (ddl_of_job(j) for j in jobs or ()) if d is not None and d.commit_ts > self.last_ddl_ts
                        and d.commit_ts <= frontier), key=lambda d: (d.commit_ts, d.schema_version))
@@ -492,15 +463,8 @@ class Capture:
             self.frontier = frontier
             self.frontier_moved_at = time.monotonic()
         if self.lock_resolver is not None:  # the frontier is a fresh PD ts: the regions lagging it
-            # found as arrays (a poll can come 20 times a second, over every region): only those
-            # lagging by the resolver's threshold are handed over, the others leave its queue
-            table = self.table
-            used = table.used()
-            resolved = table.resolved[used].astype(np.int64)
-            behind = used[table.ready[used] & (resolved > 0) &
-                          ((frontier >> LOGICAL_BITS) - (resolved >> LOGICAL_BITS) >= self.lock_resolver.lag_ms)]
-            self.lock_resolver.lagging(frontier, [LaggingRegion(f.id, f.start, f.end, f.resolved_ts)
-                                                  for f in (table.by_slot[i] for i in behind.tolist()) if f is not None])
+            # by the resolver's threshold are handed over, the others leave its queue
+            self.lock_resolver.lagging(frontier, self.table.lagging(frontier, self.lock_resolver.lag_ms))
 
     # ------------------------------------------------------------------ regions
 
@@ -1116,7 +1080,7 @@ class Capture:
 
     def stop(self) -> None:
         self._stop.set()
-        self._frontier_wanted.set()
+        self.ddl.stop()
         self.pd.interrupt()  # a PD call retrying while PD is away must not hold the stop up
 
     def run(self) -> int:
@@ -1147,7 +1111,7 @@ class Capture:
             self._hold_gc(at_start=True)
             self._gc_start = self.gc_held
             self._resume_from_binlog()
-            self._apply_ddl(self.pd.get_ts(), self._history())
+            self._apply_ddl(self.pd.get_ts(), self.ddl.history())
             if self.fresh:
                 missing = self.tables.creations_missing(tables)
                 if missing:
@@ -1157,7 +1121,7 @@ class Capture:
                 self.lock_resolver = StuckRegionResolver(self.opts.pd, self.opts.resolve_locks_after_s,
                                                          self.opts.resolve_locks_interval_s)
             self.progress(f"capturing {len(self.feeds)} region(s) of cluster {self.pd.cluster_id} into {self.dir}")
-            threading.Thread(target=self._poll_ddl, name="capture-ddl", daemon=True).start()
+            self.ddl.start()
             last_gc = last_report = time.monotonic()
             report = ProgressLine(last_report)
             # events_written when the log was last synced and the state last saved. The first
@@ -1182,7 +1146,7 @@ class Capture:
                         task = None
                 self._release()
                 if self.fifo:  # events wait for the DDL frontier: have it read now
-                    self._frontier_wanted.set()
+                    self.ddl.want()
                 now = time.monotonic()
                 for reload in [p for p in self.pending_reload if p[0] <= now]:
                     self.pending_reload.remove(reload)
@@ -1232,7 +1196,7 @@ class Capture:
             return 0
         finally:
             self._stop.set()
-            self._frontier_wanted.set()
+            self.ddl.stop()
             for stream in self.streams.values():
                 stream.close()
             if self.lock_resolver is not None:
@@ -1291,5 +1255,5 @@ class Capture:
                 self._drop(feed, f"store {task.store_id}'s stream broke ({task.reason})", self.opts.retry_backoff_s)
         elif isinstance(task, DdlPoll):
             self._apply_ddl(task.frontier, task.jobs)
-        else:
+        else:  # PollFailed: the DDL poll is retried
             log.warning("%s", task.reason)
