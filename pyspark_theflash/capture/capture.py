@@ -1,12 +1,15 @@
 """``theflash capture``: replicate a TiDB cluster's changes into the binlog.
 
-Threads:
-- one ``StoreStream`` per TiKV store: a ``cdcpb.ChangeData/EventFeed`` stream carrying the
-  registrations of the regions that store leads, its events handed to the main loop;
-- the DDL poller: a PD timestamp T, then TiDB's ``/ddl/history``; every DDL that finished at
-  or below T is then known (a read at a snapshot after T sees every commit at or below T),
-  so T becomes the *DDL frontier*;
-- the main loop (``run``), which alone owns the regions and the binlog writer.
+Threads, each handing the main loop typed tasks (capture/tasks.py):
+- one ``StoreStream`` per TiKV store (capture/store_stream.py): a ``cdcpb.ChangeData``
+  stream carrying the registrations of the regions that store leads, its messages decoded
+  into columns;
+- the DDL poller (capture/ddl_poller.py): a PD timestamp T, then TiDB's ``/ddl/history``;
+  every DDL that finished at or below T is then known (a read at a snapshot after T sees every
+  commit at or below T), so T becomes the *DDL frontier*;
+- the main loop (``run``), which alone owns the registrations (capture/region_table.py: the
+  region table, one row a registration, and its ``RegionFeed``), the tables followed
+  (capture/captured_tables.py), the claims, coverages and resume points, and the binlog writer.
 
 The binlog gets, in order: the DDL jobs of the captured tables; per region a ``RegionSnapshot``
 when its registration is initialised (every version TiKV still holds, and the open locks),
@@ -42,9 +45,8 @@ import contextlib
 from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-import grpc
 import numpy as np
 
 from pyspark_theflash.binlog import Position, SegmentReader, SegmentWriter
@@ -55,6 +57,7 @@ from pyspark_theflash.heap import long_lived_heap
 from pyspark_theflash.binlog.snapshot_batch import SnapshotColumns, snapshot_columns
 from pyspark_theflash.capture.captured_tables import CapturedTables
 from pyspark_theflash.capture.ddl_poller import DdlPoller
+from pyspark_theflash.capture.store_stream import StoreStream
 from pyspark_theflash.capture.coverage import Coverage, EndedCoverages, inherit, known_at_snapshot
 from pyspark_theflash.capture.held_ranges import describe as describe_range, gaps as range_gaps
 from pyspark_theflash.codec.key_ranges import RangeMembers, RegionRanges
@@ -75,9 +78,8 @@ from pyspark_theflash.capture import feed_columns
 from pyspark_theflash.capture.tidb_status import TiDBStatus
 from pyspark_theflash.codec.keys import encode_region_key
 from pyspark_theflash.codec.tso import physical_ms
-from pyspark_theflash.proto import binlog_pb2, cdcpb_pb2, cdcpb_pb2_grpc, metapb_pb2
+from pyspark_theflash.proto import binlog_pb2, cdcpb_pb2, metapb_pb2
 from pyspark_theflash.schema.ddl_jobs import ddl_of_job
-from pyspark_theflash.upstream.channels import upstream_channel
 from pyspark_theflash.status_http import StatusServer
 
 log = logging.getLogger(__name__)
@@ -144,7 +146,6 @@ class CaptureOptions:
     metrics_port: int | None = None
 
 
-_MULTIPLEXING = (("features", "stream-multiplexing"),)
 COMMITTED_TYPE = bytes([binlog_pb2.Row.COMMITTED])  # a RowBatch's type byte of a version
 
 
@@ -177,22 +178,6 @@ def _span_slot(span: tuple[int, int, int]) -> int:
     return span[2]
 
 
-def _has_stream_multiplexing(stub: cdcpb_pb2_grpc.ChangeDataStub) -> bool:
-    """Whether the store serves ``EventFeedV2`` with stream multiplexing, probed as TiCDC
-    probes it (tiflow ``cdc/kv/sharedconn``): open the stream with the ``features`` header and
-    close the sending side at once; a stream that then ends cleanly has it, ``UNIMPLEMENTED``
-    (a TiKV before 7.5 has no ``EventFeedV2``; a newer one refuses a feature it does not know)
-    means ``EventFeed``. Any other error is the store's, raised as a broken stream."""
-    try:
-        for _ in stub.EventFeedV2(iter(()), metadata=_MULTIPLEXING, timeout=10):
-            pass
-        return True
-    except grpc.RpcError as exc:
-        if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
-            return False
-        raise
-
-
 def _tiles(regions: list[RegionInfo], start: bytes, end: bytes) -> bool:
     """Whether ``regions`` (in key order) cover [start, end) exactly, without gap or overlap
     (PD-encoded keys; b"" is -inf as a start and +inf as an end)."""
@@ -203,66 +188,6 @@ def _tiles(regions: list[RegionInfo], start: bytes, end: bytes) -> bool:
 
 def _covers_range(region: RegionInfo, start: bytes, end: bytes) -> bool:
     return region.start <= start and (not region.end or (bool(end) and end <= region.end))
-
-
-class _ChangeDataCall(Protocol):
-    """A running ``EventFeed``/``EventFeedV2`` call, as the stream uses it (grpc ships no types):
-    the responses' wire bytes (no deserializer), and cancel."""
-
-    def __iter__(self) -> Iterator[bytes]: ...
-
-    def cancel(self) -> bool: ...
-
-
-class StoreStream:
-    """One change-data stream to one TiKV store (``EventFeedV2`` with stream multiplexing where
-    the store has it, else ``EventFeed``); its responses go to ``inbound`` tagged with (store
-    id, stream generation), a broken stream as a ``stream_down`` item. Each registration has its
-    own request id either way, so a batched resolved ts names its registration on a
-    multiplexed stream and carries request id 0 on the other."""
-
-    def __init__(self, store_id: int, address: str, gen: int, inbound: queue.Queue[Task]) -> None:
-        self.store_id, self.address, self.gen = store_id, address, gen
-        self.method = ""  # the RPC the stream runs, once it is open
-        # requests to send, as their wire bytes (None: the end): 100,000 registrations queued at
-        # once take a few dozen bytes each so, a protobuf message's arena each otherwise
-        self._requests: queue.Queue[bytes | None] = queue.Queue()
-        self._inbound = inbound
-        self._channel = upstream_channel(address, ("grpc.max_receive_message_length", 256 << 20))
-        self._call: _ChangeDataCall | None = None
-        self._thread = threading.Thread(target=self._run, name=f"capture-store-{store_id}", daemon=True)
-        self._thread.start()
-
-    def send(self, request: cdcpb_pb2.ChangeDataRequest) -> None:
-        self._requests.put(request.SerializeToString())
-
-    def _run(self) -> None:
-        try:
-            stub = cdcpb_pb2_grpc.ChangeDataStub(self._channel)
-            multiplexed = _has_stream_multiplexing(stub)
-            self.method = "EventFeedV2" if multiplexed else "EventFeed"
-            # The responses' wire bytes, decoded into columns here, on the stream's own thread:
-            # the C decode releases the GIL, so it runs beside the main loop's matching and
-            # writing instead of taking a third of its time (capture/feed_columns.py).
-            raw = self._channel.stream_stream(f"/cdcpb.ChangeData/{self.method}", request_serializer=None,
-                                              response_deserializer=None)
-            self._call = raw(iter(self._requests.get, None), metadata=_MULTIPLEXING if multiplexed else None)
-            for resp in self._call:
-                self._inbound.put(StreamMessage(self.store_id, self.gen, feed_columns.decode_change_data(resp)))
-            reason = "the store ended the stream"
-        except grpc.RpcError as exc:
-            reason = f"{exc.code().name}: {exc.details()}"
-        except ValueError as exc:  # a message that is not a ChangeDataEvent: the stream is not to be trusted
-            reason = str(exc)
-        except Exception as exc:  # pragma: no cover - reported like a broken stream
-            reason = repr(exc)
-        self._inbound.put(StreamDown(self.store_id, self.gen, reason))
-
-    def close(self) -> None:
-        self._requests.put(None)
-        if self._call is not None:
-            self._call.cancel()
-        self._channel.close()
 
 
 class Capture:
