@@ -105,6 +105,23 @@ CLI_CASES: dict[str, tuple[Callable[[World], list[str]], Callable[[World], list[
                                  lambda w: [str(w.root / "nope"), "theflash writer run"]),
     "serve, no store": (lambda w: ["serve", "--store", str(w.root / "nope"), "--port", "0"],
                         lambda w: [str(w.root / "nope"), "a writer creates it"]),
+    "sql, below the GC safe point": (lambda w: ["sql", "--store", str(w.store), "--ts", str(w.early_ts),
+                                                f"SELECT count(*) FROM {TABLE}"],
+                                     lambda w: [str(w.early_ts), "below the GC safe point", "--ts"]),
+    "sql, no store": (lambda w: ["sql", "--store", str(w.root / "nope"), f"SELECT 1 FROM {TABLE}"],
+                      lambda w: [str(w.root / "nope"), "theflash writer run"]),
+    "store gc, no store": (lambda w: ["store", "gc", str(w.root / "nope"), "--safe-point", "1"],
+                           lambda w: [str(w.root / "nope")]),
+    "store history, no store": (lambda w: ["store", "history", str(w.root / "nope"), TABLE],
+                                lambda w: [str(w.root / "nope")]),
+    "writer run, no binlog": (lambda w: ["writer", "run", "--binlog", f"file://{w.root / 'nobinlog'}", "--store",
+                                         str(w.root / "store2"), "--until-caught-up"],
+                              lambda w: [str(w.root / "nobinlog")]),
+    "binlog serve, no binlog": (lambda w: ["binlog", "serve", str(w.root / "nobinlog"), "--port", "0"],
+                                lambda w: [str(w.root / "nobinlog")]),
+    "scan, a column the table lacks": (lambda w: ["scan", TABLE, "--store", str(w.store), "--read", "--snapshot",
+                                                  "resolved", "--sum", "nope"],
+                                       lambda w: ["nope"]),
     "upstream, an unknown workload": (lambda w: ["upstream", "--data", str(w.root / "up2"), "--binlog",
                                                  str(w.root / "b2"), "--workload", "bnak"],
                                       lambda w: ["bnak", "known: "]),
@@ -189,6 +206,8 @@ def test_flight_answers_user_errors_with_the_code_and_message_only(world: World)
     ("SELEC 1", ["SELEC", "cannot read the query"]),
     ("DELETE FROM sw.items", ["DELETE", "not a read-only query"]),
     ("SELECT count(*) FROM sw.item", ["unknown_table", "sw.item", "did you mean sw.items?"]),
+    ("SELECT id FROM sw.items AS OF TSO 1", ["snapshot_ts_out_of_range", "below the GC safe point"]),
+    ("SELECT 1; SELECT 2", ["2 statements"]),
 ])
 def test_flight_sql_answers_user_errors_with_the_message_not_the_servers_traceback(
         world: World, sql: str, names: list[str]) -> None:
@@ -274,3 +293,23 @@ def test_a_flight_sql_result_whose_session_ended_is_refused_with_its_message_onl
         client.close()
     plain(str(caught.value), handle["session"])
     assert "Python exception" not in str(caught.value)
+
+
+def test_the_service_logs_the_whole_stack_of_each_refused_request_at_debug_level(
+        world: World, caplog: pytest.LogCaptureFixture) -> None:
+    """A client is sent the message alone; the service's log has the stack behind it, at debug
+    (an unexpected failure is logged at warning), for every front end."""
+    import logging
+
+    import pyarrow.flight as flight
+
+    with caplog.at_level(logging.DEBUG, logger="theflash.service"):
+        http_error(world, "POST", "/v1/read-sessions", json.dumps({"table": "sw.item"}).encode())
+        flight_message(world, lambda c: c.get_flight_info(
+            flight.FlightDescriptor.for_command(json.dumps({"table": "sw.item"}))))
+    failed = [r for r in caplog.records if r.name == "theflash.service" and "request failed (unknown_table)"
+              in r.getMessage()]
+    assert len(failed) == 2, [r.getMessage() for r in caplog.records]
+    for record in failed:
+        assert record.levelno == logging.DEBUG and record.exc_info is not None
+        assert "Traceback" in logging.Formatter().format(record)
