@@ -313,3 +313,17 @@ def test_the_service_logs_the_whole_stack_of_each_refused_request_at_debug_level
     for record in failed:
         assert record.levelno == logging.DEBUG and record.exc_info is not None
         assert "Traceback" in logging.Formatter().format(record)
+
+
+def test_a_cli_read_waiting_on_a_stopped_writer_says_once_what_it_waits_for(world: World) -> None:
+    """The world's writer stopped once caught up, the upstream moved on: a fresh read waits for
+    the store's regions. After about 2 s the CLI says once, on stderr, which table, the furthest
+    region and its lag and what to check; then the timeout in one line (issue 52, item 7)."""
+    world.cluster.run_txn(lambda t: t.insert(TABLE, {"id": 100, "name": "late", "price": "2.00"}))
+    done = subprocess.run(THEFLASH + ["scan", TABLE, "--store", str(world.store), "--read", "--region-wait-timeout",
+                                      "4s"], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 2, done.stderr
+    assert lines[0].startswith(f"reading {TABLE} at ts ") and "waiting for 1 region(s)" in lines[0], lines[0]
+    assert " s behind)" in lines[0] and "is the writer applying the binlog?" in lines[0], lines[0]
+    plain(lines[1], f"theflash scan: reading {TABLE}", "did not catch up within 4s", "--snapshot resolved")
