@@ -78,6 +78,10 @@ def test_capture_starts_in_the_background_reports_its_status_and_metrics_and_sto
         assert int(samples["theflash_capture_regions"]) == status["regions"]
         assert int(samples["theflash_capture_up"]) == 1
         assert float(samples["theflash_capture_rows_written_total"]) >= 50
+        # as the writer's: resolved ts, lag and rate gauges, errors counted by kind
+        assert int(samples["theflash_capture_least_resolved_ts_physical_ms"]) > 0
+        assert float(samples["theflash_capture_lag_seconds"]) >= 0 and "theflash_capture_rows_per_second" in samples
+        assert "# TYPE theflash_capture_errors_total counter" in metrics
         assert _get(f"http://127.0.0.1:{port}/healthz") == (200, "ok\n")
         code, body = _get(f"http://127.0.0.1:{port}/status")
         assert code == 200 and json.loads(body)["pid"] == pid
