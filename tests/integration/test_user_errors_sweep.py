@@ -1,8 +1,14 @@
 """User errors swept through every front end (issue 52, items 5 and "done when"): the CLI, the
 Python data source, Arrow Flight, Flight SQL and HTTP. Each message is a few lines at most, has no
 stack (no "Traceback", no source file of the package), names the object it is about and says
-what to do. (The jar's, through PySpark and spark-sql, are in tests/spark/test_jvm_source.py: its
-word-for-word refusals, a store the service does not serve, spark-sql's read-only refusal.)"""
+what to do. The jar's, through PySpark and spark-sql, are in tests/spark/test_jvm_source.py: its
+word-for-word refusals through PySpark (misspelt options, tables, databases and metadata tables,
+writes, DDL, times that are no time), a store the service does not serve, and one spark-sql run
+answering eight user errors each in one line without a stack
+(test_spark_sql_prints_each_user_error_as_its_message_without_a_stack). The Python source's
+methods are called here as Spark's Python worker calls them; through Spark, its message keeps
+one frame of spark/user_errors.py above it unless the session sets
+spark.sql.execution.pyspark.udf.hideTraceback.enabled (spark/user_errors.py says why)."""
 from __future__ import annotations
 
 import json
