@@ -12,7 +12,7 @@ import signal
 import sys
 from typing import Sequence
 
-from pyspark_theflash.errors import PortInUseError
+from pyspark_theflash.errors import PortInUseError, TheFlashError
 
 # Subpackages whose ``cli`` module adds commands, in the order of the data flow.
 COMMAND_MODULES = ("demo", "codec", "upstream", "capture", "binlog", "store", "writer", "latch", "scan", "lake", "spark",
@@ -108,6 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.debug("theflash %s failed", args.command, exc_info=exc)
         option = getattr(args, "port_options", {}).get(exc.server)
         print(f"theflash {args.command}: {exc.for_option(option) if option else exc}", file=sys.stderr)
+        return 2
+    except TheFlashError as exc:  # raised on purpose, its message says what to do: one line, as a CommandError
+        log.debug("theflash %s failed", args.command, exc_info=_whole(exc))
+        print(f"theflash {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

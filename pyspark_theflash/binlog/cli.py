@@ -46,12 +46,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     dump.add_argument("source", help="binlog directory, file:///dir or grpc://host:port")
     dump.add_argument("--from", dest="start", type=_position, metavar="S:O",
                       help="start at this position (default: the oldest available)")
-    dump.add_argument("--limit", type=int, metavar="N", help="stop after N events")
+    dump.add_argument("--limit", type=int, metavar="N", help="stop after N events (default: no limit)")
     dump.add_argument("--follow", action="store_true", help="keep printing new events until interrupted")
     dump.add_argument("--region", type=int, action="append", metavar="ID",
-                      help="only events of this region (repeatable)")
+                      help="only events of this region (repeatable; default: every region)")
     dump.add_argument("--schema-url", metavar="URL",
-                      help="TiDB-style status port (http://host:port) to decode row values by /db-table/{id}")
+                      help="TiDB-style status port (http://host:port) to decode row values by /db-table/{id} "
+                           "(default: none, row values shown undecoded)")
     dump.set_defaults(func=run_dump)
 
     status = sub.add_parser(

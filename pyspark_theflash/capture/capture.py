@@ -1,12 +1,15 @@
 """``theflash capture``: replicate a TiDB cluster's changes into the binlog.
 
-Threads:
-- one ``StoreStream`` per TiKV store: a ``cdcpb.ChangeData/EventFeed`` stream carrying the
-  registrations of the regions that store leads, its events handed to the main loop;
-- the DDL poller: a PD timestamp T, then TiDB's ``/ddl/history``; every DDL that finished at
-  or below T is then known (a read at a snapshot after T sees every commit at or below T),
-  so T becomes the *DDL frontier*;
-- the main loop (``run``), which alone owns the regions and the binlog writer.
+Threads, each handing the main loop typed tasks (capture/tasks.py):
+- one ``StoreStream`` per TiKV store (capture/store_stream.py): a ``cdcpb.ChangeData``
+  stream carrying the registrations of the regions that store leads, its messages decoded
+  into columns;
+- the DDL poller (capture/ddl_poller.py): a PD timestamp T, then TiDB's ``/ddl/history``;
+  every DDL that finished at or below T is then known (a read at a snapshot after T sees every
+  commit at or below T), so T becomes the *DDL frontier*;
+- the main loop (``run``), which alone owns the registrations (capture/region_table.py: the
+  region table, one row a registration, and its ``RegionFeed``), the tables followed
+  (capture/captured_tables.py), the claims, coverages and resume points, and the binlog writer.
 
 The binlog gets, in order: the DDL jobs of the captured tables; per region a ``RegionSnapshot``
 when its registration is initialised (every version TiKV still holds, and the open locks),
@@ -42,11 +45,9 @@ import contextlib
 from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-import grpc
 import numpy as np
-import pyarrow as pa
 
 from pyspark_theflash.binlog import Position, SegmentReader, SegmentWriter
 from pyspark_theflash.binlog import region_runs
@@ -54,12 +55,14 @@ from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.binlog.segment import HEADER_BYTES
 from pyspark_theflash.heap import long_lived_heap
 from pyspark_theflash.binlog.snapshot_batch import SnapshotColumns, snapshot_columns
+from pyspark_theflash.capture.captured_tables import CapturedTables
+from pyspark_theflash.capture.ddl_poller import DdlPoller
+from pyspark_theflash.capture.store_stream import StoreStream
 from pyspark_theflash.capture.coverage import Coverage, EndedCoverages, inherit, known_at_snapshot
 from pyspark_theflash.capture.held_ranges import describe as describe_range, gaps as range_gaps
 from pyspark_theflash.codec.key_ranges import RangeMembers, RegionRanges
-from pyspark_theflash.capture.partition_map import PartitionMap
 from pyspark_theflash.capture.errors import CaptureError, GCPassedError
-from pyspark_theflash.capture.lock_resolution import LaggingRegion, StuckRegionResolver
+from pyspark_theflash.capture.lock_resolution import StuckRegionResolver
 from pyspark_theflash.capture.range_claims import Claim, RangeClaims
 from pyspark_theflash.capture.resume import ResumePoints
 from pyspark_theflash.upstream.errors import UpstreamError
@@ -70,14 +73,13 @@ from pyspark_theflash.capture.region_table import RegionTable, WrittenResolved
 from pyspark_theflash.capture.state_json import Items, write_json
 from pyspark_theflash.capture.status import prometheus_text, write_status
 from pyspark_theflash.capture.tasks import (DdlPoll, Held, HeldAdmin, HeldResolved, HeldRows, HeldRuns, HeldSnapshot,
-                                            PollFailed, StreamDown, StreamMessage, Task)
+                                            StreamDown, StreamMessage, Task)
 from pyspark_theflash.capture import feed_columns
-from pyspark_theflash.capture.tidb_status import DDLHistoryUnavailableError, TiDBStatus
+from pyspark_theflash.capture.tidb_status import TiDBStatus
 from pyspark_theflash.codec.keys import encode_region_key
-from pyspark_theflash.codec.tso import LOGICAL_BITS, physical_ms
-from pyspark_theflash.proto import binlog_pb2, cdcpb_pb2, cdcpb_pb2_grpc, metapb_pb2
+from pyspark_theflash.codec.tso import physical_ms
+from pyspark_theflash.proto import binlog_pb2, cdcpb_pb2, metapb_pb2
 from pyspark_theflash.schema.ddl_jobs import ddl_of_job
-from pyspark_theflash.upstream.channels import upstream_channel
 from pyspark_theflash.status_http import StatusServer
 
 log = logging.getLogger(__name__)
@@ -106,7 +108,6 @@ STATUS_EVERY_S = 1.0  # the status snapshot (metrics endpoint, capture.status.js
 FRONTIER_STUCK_S = 30.0  # events held this long for a DDL frontier that does not move: a warning, unhealthy
 PROGRESS_EVERY_S = 5.0  # a progress line (capture/progress.py) at most this often
 TICDC_VERSION = "8.5.0"  # what capture says it is in the feed's header (TiKV gates features by it)
-Ddl = binlog_pb2.Ddl
 _RECORD_SPAN = (bytes(encode_region_key(b"t")), bytes(encode_region_key(b"u")))  # every table's keys
 
 
@@ -145,14 +146,6 @@ class CaptureOptions:
     metrics_port: int | None = None
 
 
-def _record_table_id(key: bytes) -> int | None:
-    """The table id of a record key (t{id}_r...), None for any other key."""
-    if len(key) >= 19 and key[:1] == b"t" and key[9:11] == b"_r":
-        return int.from_bytes(key[1:9], "big") - (1 << 63)
-    return None
-
-
-_MULTIPLEXING = (("features", "stream-multiplexing"),)
 COMMITTED_TYPE = bytes([binlog_pb2.Row.COMMITTED])  # a RowBatch's type byte of a version
 
 
@@ -185,22 +178,6 @@ def _span_slot(span: tuple[int, int, int]) -> int:
     return span[2]
 
 
-def _has_stream_multiplexing(stub: cdcpb_pb2_grpc.ChangeDataStub) -> bool:
-    """Whether the store serves ``EventFeedV2`` with stream multiplexing, probed as TiCDC
-    probes it (tiflow ``cdc/kv/sharedconn``): open the stream with the ``features`` header and
-    close the sending side at once; a stream that then ends cleanly has it, ``UNIMPLEMENTED``
-    (a TiKV before 7.5 has no ``EventFeedV2``; a newer one refuses a feature it does not know)
-    means ``EventFeed``. Any other error is the store's, raised as a broken stream."""
-    try:
-        for _ in stub.EventFeedV2(iter(()), metadata=_MULTIPLEXING, timeout=10):
-            pass
-        return True
-    except grpc.RpcError as exc:
-        if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
-            return False
-        raise
-
-
 def _tiles(regions: list[RegionInfo], start: bytes, end: bytes) -> bool:
     """Whether ``regions`` (in key order) cover [start, end) exactly, without gap or overlap
     (PD-encoded keys; b"" is -inf as a start and +inf as an end)."""
@@ -211,66 +188,6 @@ def _tiles(regions: list[RegionInfo], start: bytes, end: bytes) -> bool:
 
 def _covers_range(region: RegionInfo, start: bytes, end: bytes) -> bool:
     return region.start <= start and (not region.end or (bool(end) and end <= region.end))
-
-
-class _ChangeDataCall(Protocol):
-    """A running ``EventFeed``/``EventFeedV2`` call, as the stream uses it (grpc ships no types):
-    the responses' wire bytes (no deserializer), and cancel."""
-
-    def __iter__(self) -> Iterator[bytes]: ...
-
-    def cancel(self) -> bool: ...
-
-
-class StoreStream:
-    """One change-data stream to one TiKV store (``EventFeedV2`` with stream multiplexing where
-    the store has it, else ``EventFeed``); its responses go to ``inbound`` tagged with (store
-    id, stream generation), a broken stream as a ``stream_down`` item. Each registration has its
-    own request id either way, so a batched resolved ts names its registration on a
-    multiplexed stream and carries request id 0 on the other."""
-
-    def __init__(self, store_id: int, address: str, gen: int, inbound: queue.Queue[Task]) -> None:
-        self.store_id, self.address, self.gen = store_id, address, gen
-        self.method = ""  # the RPC the stream runs, once it is open
-        # requests to send, as their wire bytes (None: the end): 100,000 registrations queued at
-        # once take a few dozen bytes each so, a protobuf message's arena each otherwise
-        self._requests: queue.Queue[bytes | None] = queue.Queue()
-        self._inbound = inbound
-        self._channel = upstream_channel(address, ("grpc.max_receive_message_length", 256 << 20))
-        self._call: _ChangeDataCall | None = None
-        self._thread = threading.Thread(target=self._run, name=f"capture-store-{store_id}", daemon=True)
-        self._thread.start()
-
-    def send(self, request: cdcpb_pb2.ChangeDataRequest) -> None:
-        self._requests.put(request.SerializeToString())
-
-    def _run(self) -> None:
-        try:
-            stub = cdcpb_pb2_grpc.ChangeDataStub(self._channel)
-            multiplexed = _has_stream_multiplexing(stub)
-            self.method = "EventFeedV2" if multiplexed else "EventFeed"
-            # The responses' wire bytes, decoded into columns here, on the stream's own thread:
-            # the C decode releases the GIL, so it runs beside the main loop's matching and
-            # writing instead of taking a third of its time (capture/feed_columns.py).
-            raw = self._channel.stream_stream(f"/cdcpb.ChangeData/{self.method}", request_serializer=None,
-                                              response_deserializer=None)
-            self._call = raw(iter(self._requests.get, None), metadata=_MULTIPLEXING if multiplexed else None)
-            for resp in self._call:
-                self._inbound.put(StreamMessage(self.store_id, self.gen, feed_columns.decode_change_data(resp)))
-            reason = "the store ended the stream"
-        except grpc.RpcError as exc:
-            reason = f"{exc.code().name}: {exc.details()}"
-        except ValueError as exc:  # a message that is not a ChangeDataEvent: the stream is not to be trusted
-            reason = str(exc)
-        except Exception as exc:  # pragma: no cover - reported like a broken stream
-            reason = repr(exc)
-        self._inbound.put(StreamDown(self.store_id, self.gen, reason))
-
-    def close(self) -> None:
-        self._requests.put(None)
-        if self._call is not None:
-            self._call.cancel()
-        self._channel.close()
 
 
 class Capture:
@@ -303,8 +220,7 @@ class Capture:
         self.frontier = 0
         self.frontier_moved_at = time.monotonic()
         self.last_ddl_ts = 0
-        self.selected = {t.lower() for t in opts.tables} if opts.tables else None
-        self.table_ids: set[int] = set()
+        self.tables = CapturedTables(opts.tables)  # --tables, followed through DDL
         # The regions the binlog has introduced to a replica (by a snapshot or a split) and not
         # merged away or retired, with their range there: only these can be named in a split or
         # merge the writer applies.
@@ -322,12 +238,11 @@ class Capture:
         self.rows_scanned = 0  # rows of registrations' initial scans received (the progress line)
         # what the binlog is proved to hold per key range (capture/resume.py): a restart
         # registers each region from there
-        self.resume = ResumePoints(self._selection())
-        self.partitions = PartitionMap()  # a partition's physical id -> its table's id
+        self.resume = ResumePoints(self.tables.selection())
         self._gen = 0
         self._stop = threading.Event()
-        self._frontier_wanted = threading.Event()  # events wait for the DDL frontier (_poll_ddl)
-        self.ddl_unavailable = False
+        # the DDL frontier's thread (capture/ddl_poller.py): a PD ts and TiDB's DDL jobs by it
+        self.ddl = DdlPoller(self.pd, self.status, self.inbound, opts.ddl_poll_s, opts.ddl_poll_min_s)
         self.events_written = 0
         self.rows_written = 0
         self.errors: Counter[str] = Counter()  # region and stream errors by kind (the metrics)
@@ -362,12 +277,11 @@ class Capture:
                 self.table.raise_index(int(rid), int(index))
             self.resolved = WrittenResolved({int(k): int(v) for k, v in state["resolved"].items()})
             self.last_ddl_ts = int(state["last_ddl_ts"])
-            self.table_ids = set(state["table_ids"])
+            self.tables.load(state["table_ids"], state.get("partitions"))
             # (a state file of an older release lists ids only: their ranges are learned again)
             for r in (x if isinstance(x, list) else [x] for x in state.get("introduced", ())):
                 self.introduced.set(int(r[0]), (bytes.fromhex(r[1]), bytes.fromhex(r[2])) if len(r) == 3 else None)
             self.claims = RangeClaims(state.get("claims"))
-            self.partitions = PartitionMap(state.get("partitions"))
             self.resume = ResumePoints.from_state(state.get("resume"))
             start = Position(*state["position"])
         elif self.writer.head == self.writer.tail == Position(1, HEADER_BYTES):
@@ -384,18 +298,15 @@ class Capture:
             for positioned in reader:  # written after the state was saved (or ever, without one)
                 self._absorb(positioned.event)
                 self.resume.absorb(positioned.event)
-        if not self.resume.speaks_for(self._selection()):
-            self.resume = ResumePoints(self._selection())
+        if not self.resume.speaks_for(self.tables.selection()):
+            self.resume = ResumePoints(self.tables.selection())
         return start is None and not self.table.any_index()
-
-    def _selection(self) -> list[str] | None:
-        return sorted(self.selected) if self.selected is not None else None
 
     def _absorb(self, ev: binlog_pb2.Event) -> None:
         kind = ev.WhichOneof("payload")
         if kind == "ddl":
             self.last_ddl_ts = max(self.last_ddl_ts, int(ev.ddl.commit_ts))
-            self._follow_ddl(ev.ddl)
+            self.tables.follow(ev.ddl)
         elif kind == "resolved":
             self.resolved.add(np.array(ev.resolved.regions, np.uint64).astype(np.int64), int(ev.resolved.ts))
         elif kind == "entries" and ev.entries.HasField("runs"):  # many regions' rows
@@ -453,67 +364,14 @@ class Capture:
         state = {"cluster_id": self.pd.cluster_id, "position": list(self.writer.head),
                  "indexes": Items(self.table.indexes(), pairs=True),
                  "resolved": Items(self.resolved.items(), pairs=True), "last_ddl_ts": self.last_ddl_ts,
-                 "table_ids": sorted(self.table_ids),
+                 **self.tables.state(),
                  "introduced": Items([rid, rng[0].hex(), rng[1].hex()] if rng is not None else [rid]
                                      for rid, rng in self.introduced.sorted_items()),
-                 "partitions": self.partitions.state(), "claims": Items(self.claims.state_items()),
+                 "claims": Items(self.claims.state_items()),
                  "resume": self.resume.state(lazy=True)}
         write_json(self.dir / STATE_FILE, state)
 
     # ------------------------------------------------------------------ DDL
-
-    def _follow_ddl(self, ddl: binlog_pb2.Ddl) -> bool:
-        """Track the captured tables' ids through a DDL; whether the DDL is of a captured table."""
-        info = json.loads(ddl.table_info)
-        name = info.get("name")
-        name = name.get("O") if isinstance(name, dict) else name
-        qualified = f"{ddl.db}.{name}".lower()
-        tid = int(ddl.table_id)
-        ours = self.selected is None or qualified in self.selected or tid in self.table_ids
-        if not ours:
-            return False
-        if ddl.type == Ddl.DROP_TABLE:
-            self.table_ids.discard(tid)
-            self.partitions.forget(tid)
-        else:
-            self.partitions.learn(info)  # its partitions' ids as of this change
-            if self.selected is None or qualified in self.selected:
-                self.table_ids.add(tid)
-            else:
-                self.table_ids.discard(tid)  # renamed out of the selection
-        if ddl.old_table_id:
-            self.table_ids.discard(int(ddl.old_table_id))
-        return True
-
-    def _history(self) -> list[dict[str, Any]] | None:
-        """TiDB's finished DDL jobs; None where the status port has no /ddl/history (then
-        schema changes are not followed: the writer's --schema-url fills them in)."""
-        if self.ddl_unavailable:
-            return None
-        try:
-            return self.status.ddl_history()
-        except DDLHistoryUnavailableError as exc:
-            self.ddl_unavailable = True
-            log.warning("%s: schema changes will not travel in the binlog; give the writer --schema-url", exc)
-            return None
-
-    def _poll_ddl(self) -> None:
-        """The DDL frontier: a PD ts, then the DDL jobs finished by it. Events wait for it (a
-        row must follow the schema change it was written under), so it is read as soon as the
-        main loop holds events for it (``_frontier_wanted``) — a commit's wait is then one PD
-        call and one status-port read, not half the poll period — and every ``ddl_poll_s``
-        otherwise; never within ``ddl_poll_min_s`` of the read before, to spare TiDB."""
-        while not self._stop.is_set():
-            began = time.monotonic()
-            self._frontier_wanted.clear()
-            try:
-                frontier = self.pd.get_ts()
-                jobs = self._history()
-                self.inbound.put(DdlPoll(frontier, jobs))
-            except (CaptureError, UpstreamError) as exc:
-                self.inbound.put(PollFailed(f"DDL poll failed, retrying: {exc}"))
-            self._stop.wait(max(0.0, self.opts.ddl_poll_min_s - (time.monotonic() - began)))
-            self._frontier_wanted.wait(max(0.0, self.opts.ddl_poll_s - (time.monotonic() - began)))
 
     def _apply_ddl(self, frontier: int, jobs: list[dict[str, Any]] | None) -> None:
         ddls = sorted((d for d in (ddl_of_job(j) for j in jobs or ()) if d is not None and d.commit_ts > self.last_ddl_ts
@@ -521,7 +379,7 @@ class Capture:
         events = []
         for ddl in ddls:
             self.last_ddl_ts = int(ddl.commit_ts)
-            if self._follow_ddl(ddl):
+            if self.tables.follow(ddl):
                 events.append(binlog_pb2.Event(ddl=ddl))
         if events:
             self._append(events)  # before every held row: they wait for this frontier
@@ -530,36 +388,8 @@ class Capture:
             self.frontier = frontier
             self.frontier_moved_at = time.monotonic()
         if self.lock_resolver is not None:  # the frontier is a fresh PD ts: the regions lagging it
-            # found as arrays (a poll can come 20 times a second, over every region): only those
-            # lagging by the resolver's threshold are handed over, the others leave its queue
-            table = self.table
-            used = table.used()
-            resolved = table.resolved[used].astype(np.int64)
-            behind = used[table.ready[used] & (resolved > 0) &
-                          ((frontier >> LOGICAL_BITS) - (resolved >> LOGICAL_BITS) >= self.lock_resolver.lag_ms)]
-            self.lock_resolver.lagging(frontier, [LaggingRegion(f.id, f.start, f.end, f.resolved_ts)
-                                                  for f in (table.by_slot[i] for i in behind.tolist()) if f is not None])
-
-    def _create_missing_tables(self, tables: list[tuple[str, dict[str, Any]]]) -> None:
-        """A fresh binlog: every captured table whose creation TiDB's DDL history no longer
-        lists (it keeps the newest 2048 jobs) gets a CREATE TABLE event with its current table
-        info, in force from ts 0 (rows older than it decode with it: a column added since
-        reads its origin default, as TiDB reads such rows)."""
-        events = []
-        for db, info in tables:
-            name = info["name"]["O"] if isinstance(info["name"], dict) else info["name"]
-            if int(info["id"]) in self.table_ids or (self.selected is not None and f"{db}.{name}".lower() not in self.selected):
-                continue
-            info = dict(info)
-            info.setdefault("schema_version", 0)
-            self.table_ids.add(int(info["id"]))
-            self.partitions.learn(info)
-            events.append(binlog_pb2.Event(ddl=Ddl(
-                type=Ddl.CREATE_TABLE, commit_ts=0, schema_version=int(info["schema_version"]), db=db,
-                table_id=int(info["id"]), table_info=json.dumps(info).encode(),
-                query=f"-- {db}.{name} as TiDB's status port serves it (its CREATE is not in the DDL history)")))
-        if events:
-            self._append(events)
+            # by the resolver's threshold are handed over, the others leave its queue
+            self.lock_resolver.lagging(frontier, self.table.lagging(frontier, self.lock_resolver.lag_ms))
 
     # ------------------------------------------------------------------ regions
 
@@ -898,16 +728,6 @@ class Capture:
         if cols is not None:
             self._hold(cols.max_commit_ts, HeldRows(feed, cols))
 
-    def _captured(self, table_ids: np.ndarray) -> np.ndarray:
-        """Per row, whether its table id (record_table_ids) is a captured table's (or a partition's)."""
-        record: np.ndarray = table_ids != np.iinfo(np.int64).min
-        if self.selected is None:
-            return record
-        unique = np.unique(table_ids[record])
-        ours = [t for t in unique.tolist() if self.partitions.logical(t) in self.table_ids]
-        captured: np.ndarray = record & np.isin(table_ids, np.array(ours, np.int64))
-        return captured
-
     def _columns_event(self, feed: RegionFeed, rows: feed_columns.LiveBatch) -> list[binlog_pb2.Event]:
         """Live rows (``take_columns``) as one entries event: the C match's bytes as they are,
         or, where a newer region or the table selection leaves rows out, the rows kept."""
@@ -920,9 +740,9 @@ class Capture:
             if not keep.any():
                 return []
             cols = _rows_where(rows.columns(), keep)
-        if self.selected is not None:  # a table may have left the selection while the rows waited
+        if self.tables.filters:  # a table may have left the selection while the rows waited
             keys = cols["keys"] if cols is not None else rows.keys
-            keep = self._captured(feed_columns.record_table_ids(keys))
+            keep = self.tables.captured(feed_columns.record_table_ids(keys))
             if not keep.any():
                 return []
             if not keep.all():
@@ -966,8 +786,8 @@ class Capture:
                 else:  # keys a newer region holds now: its snapshot has these versions and locks
                     keys = rows.keys.slice(lo, n).to_pylist()
                     keep[lo:lo + n] = [not RangeClaims.covers_key(newer, k) for k in keys]
-        if self.selected is not None:  # a table may have left the selection while the rows waited
-            captured = self._captured(feed_columns.record_table_ids(rows.keys))
+        if self.tables.filters:  # a table may have left the selection while the rows waited
+            captured = self.tables.captured(feed_columns.record_table_ids(rows.keys))
             keep = captured if keep is None else keep & captured
         if keep is not None and keep.all():
             keep = None
@@ -1022,16 +842,6 @@ class Capture:
             feed.claims_seen = self.claims.changes
         return feed.newer
 
-    def _keep_key(self, key: bytes) -> bool:
-        tid = _record_table_id(key)
-        return tid is not None and (self.selected is None or self.partitions.logical(tid) in self.table_ids)
-
-    def _filter_snapshot(self, snap: SnapshotColumns) -> SnapshotColumns:
-        if self.selected is None or not len(snap):
-            return snap
-        return snap.where(self._captured(feed_columns.record_table_ids(snap.versions.keys)),
-                          self._captured(feed_columns.record_table_ids(snap.locks.keys)))
-
     def _snapshot_events(self, feed: RegionFeed, snap: SnapshotColumns | binlog_pb2.RegionSnapshot
                          ) -> list[binlog_pb2.Event]:
         """The registration's snapshot (``RegionFeed.snapshot_columns``; a ``RegionSnapshot`` is
@@ -1049,7 +859,7 @@ class Capture:
                              f"(version {newer[0].version}) over the same keys", self.opts.retry_backoff_s)
             return []
         feed.written = True
-        snap = self._filter_snapshot(snap)
+        snap = self.tables.filter_snapshot(snap)
         if feed.since_ts:
             # An incremental scan: the versions above since_ts, of which the replica may hold
             # some already (written by the registrations before, above their resolved ts).
@@ -1180,20 +990,6 @@ class Capture:
             self.progress(f"resuming {sum(len(c.floors) for c in self.ended_coverage)} key range(s) from the "
                           f"resolved ts the binlog holds (the least {least}); any other range is scanned whole")
 
-    def _check_tables(self) -> list[tuple[str, dict[str, Any]]]:
-        """Every table named exists; returns TiDB's user tables (their partitions' ids learned)."""
-        listed = self.status.user_tables()
-        tables = {f"{db}.{(t['name']['O'] if isinstance(t['name'], dict) else t['name'])}".lower(): t
-                  for db, t in listed}
-        missing = sorted(self.selected - tables.keys()) if self.selected else []
-        if missing:
-            raise CaptureError(f"--tables names {', '.join(missing)}, which TiDB at {self.status.url} does not have "
-                               f"(it has {', '.join(sorted(tables)) or 'no user table'})")
-        for _, t in listed:
-            if t.get("partition"):
-                self.partitions.learn(t)
-        return listed
-
     # ------------------------------------------------------------------ main loop
 
     def caught_up(self, ts: int) -> bool:
@@ -1209,7 +1005,7 @@ class Capture:
 
     def stop(self) -> None:
         self._stop.set()
-        self._frontier_wanted.set()
+        self.ddl.stop()
         self.pd.interrupt()  # a PD call retrying while PD is away must not hold the stop up
 
     def run(self) -> int:
@@ -1235,19 +1031,22 @@ class Capture:
                 raise
             self.progress(f"metrics at http://127.0.0.1:{self.metrics.port}/metrics (/status, /healthz)")
         try:
-            tables = self._check_tables()
+            tables = self.status.user_tables()
+            self.tables.check(tables, self.status.url)  # every table --tables names exists
             self._hold_gc(at_start=True)
             self._gc_start = self.gc_held
             self._resume_from_binlog()
-            self._apply_ddl(self.pd.get_ts(), self._history())
+            self._apply_ddl(self.pd.get_ts(), self.ddl.history())
             if self.fresh:
-                self._create_missing_tables(tables)
+                missing = self.tables.creations_missing(tables)
+                if missing:
+                    self._append(missing)
             self._load_range(*_RECORD_SPAN)
             if self.opts.resolve_locks_after_s > 0:
                 self.lock_resolver = StuckRegionResolver(self.opts.pd, self.opts.resolve_locks_after_s,
                                                          self.opts.resolve_locks_interval_s)
             self.progress(f"capturing {len(self.feeds)} region(s) of cluster {self.pd.cluster_id} into {self.dir}")
-            threading.Thread(target=self._poll_ddl, name="capture-ddl", daemon=True).start()
+            self.ddl.start()
             last_gc = last_report = time.monotonic()
             report = ProgressLine(last_report)
             # events_written when the log was last synced and the state last saved. The first
@@ -1272,7 +1071,7 @@ class Capture:
                         task = None
                 self._release()
                 if self.fifo:  # events wait for the DDL frontier: have it read now
-                    self._frontier_wanted.set()
+                    self.ddl.want()
                 now = time.monotonic()
                 for reload in [p for p in self.pending_reload if p[0] <= now]:
                     self.pending_reload.remove(reload)
@@ -1322,7 +1121,7 @@ class Capture:
             return 0
         finally:
             self._stop.set()
-            self._frontier_wanted.set()
+            self.ddl.stop()
             for stream in self.streams.values():
                 stream.close()
             if self.lock_resolver is not None:
@@ -1381,5 +1180,5 @@ class Capture:
                 self._drop(feed, f"store {task.store_id}'s stream broke ({task.reason})", self.opts.retry_backoff_s)
         elif isinstance(task, DdlPoll):
             self._apply_ddl(task.frontier, task.jobs)
-        else:
+        else:  # PollFailed: the DDL poll is retried
             log.warning("%s", task.reason)

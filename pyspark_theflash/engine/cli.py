@@ -24,10 +24,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--server.")
     parser.add_argument("query", help='e.g. "SELECT status, sum(total) FROM shop.orders GROUP BY status"')
     parser.add_argument("--store", help="store directory (required without --server; with it, the store to ask a "
-                        "service that reads any store about, e.g. theflash_session()'s)")
+                        "service that reads any store about, e.g. theflash_session()'s; default: none)")
     parser.add_argument("--server", help="http://host:port of the TheFlash service holding the store (theflash serve, "
                         "writer run --serve, or spark.conf.get('theflash.server') of a theflash_session()): the query "
-                        "runs there (POST /v1/sql)")
+                        "runs there (POST /v1/sql; default: none, the query runs in this process over --store)")
     parser.add_argument("--token-file", help="with --server: the service's bearer token, on the file's first line "
                         "(default: the THEFLASH_TOKEN environment variable)")
     parser.add_argument("--ts", type=int, help="snapshot ts (default: a fresh ts from the upstream TSO)")
@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="without --ts: fresh (default) asks the upstream for a ts; resolved reads at the newest ts "
                         "every table has resolved in the store, without the upstream (a stopped writer's store)")
     parser.add_argument("--max-staleness", help="without --ts: bounded staleness (5s): a fresh ts if the store catches "
-                        "up within it, else the resolved ts if no older than it")
+                        "up within it, else the resolved ts if no older than it (default: none, a fresh ts the query waits for)")
     parser.add_argument("--upstream", help="the upstream: pd://HOST:PORT[,...] of a TiDB cluster or grpc://host:port of the mini cluster's private service (default: the one the writer recorded)")
     parser.add_argument("--format", choices=("table", "json", "csv"), default="table",
                         help="output: an aligned table, JSON lines, or CSV (default %(default)s)")

@@ -25,7 +25,13 @@ FROM holds nothing whose columns are unknown here (a subquery, a CTE, a table fu
 NATURAL join and no USING of that name. A table with a column alias list (``t AS a(x, y)``)
 gets nothing; a SELECT with a sample, or with a join other than inner, cross, LEFT, RIGHT or
 FULL (SEMI, ANTI, ASOF, POSITIONAL), pushes nothing. On the nullable side of an outer join only a conjunct that
-rejects the NULL-padded row is pushed (``IS NULL`` is not). ON conditions are not pushed.
+rejects the NULL-padded row is pushed (``IS NULL`` is not).
+
+The ON condition of an inner join is a WHERE of that join's own rows: each of its top-level AND
+conjuncts that is such a filter on one table read inside the join (its left or right side, at
+any depth) is pushed to that read, under the same rules (on the nullable side of an outer join
+below it, only a conjunct that rejects the NULL-padded row). The ON conditions of outer joins are
+not pushed.
 
 DuckDB still applies the whole WHERE: a pushed filter only ever drops rows no answer needs. A
 table the statement reads more than once gets only the conjuncts every one of its reads has
@@ -94,6 +100,8 @@ class _Scope:
     unknown_columns: bool = False                   # unqualified names may be some other item's
     using: set[str] = field(default_factory=set)    # names merged by USING
     pushes: bool = True
+    # each inner join's ON condition, with the ids of the reads inside that join
+    inner_joins: list[tuple[Any, set[int]]] = field(default_factory=list)
 
     def column(self, names: list[str] | None) -> tuple[_Read, str, pa.DataType] | None:
         """The table read a column reference names and the column, when that is certain."""
@@ -131,14 +139,18 @@ def pushed_filters(statements: object, table_of: Callable[[dict[str, Any]], Any]
         scope = _scope(select, table_of)
         if not scope.pushes:
             continue
-        for conjunct in _conjuncts(select.get("where_clause")):
-            found = _expression(conjunct, scope)
-            if found is None:
-                continue
-            read, expr = found
-            if read.nullable and _when_null(expr) is True:
-                continue  # it keeps the NULL-padded row: pushing it would pad rows it drops
-            per_read.setdefault(id(read.node), []).append(expr)
+        conditions = [(select.get("where_clause"), None), *scope.inner_joins]
+        for condition, inside in conditions:
+            for conjunct in _conjuncts(condition):
+                found = _expression(conjunct, scope)
+                if found is None:
+                    continue
+                read, expr = found
+                if inside is not None and id(read.node) not in inside:
+                    continue  # an ON naming a table outside its join (DuckDB refuses it anyway)
+                if read.nullable and _when_null(expr) is True:
+                    continue  # it keeps the NULL-padded row: pushing it would pad rows it drops
+                per_read.setdefault(id(read.node), []).append(expr)
     by_table: dict[int, list[list[Expr]]] = {}
     for node in _nodes(statements, lambda n: n.get("type") == "BASE_TABLE"):
         info = table_of(node)
@@ -180,8 +192,11 @@ def _scope(select: dict[str, Any], table_of: Callable[[dict[str, Any]], Any]) ->
             if ref == "NATURAL":
                 scope.unknown_columns = True
             scope.using.update(str(c).lower() for c in item.get("using_columns") or ())
+            first = len(scope.reads)
             visit(item.get("left"), nullable or join in ("RIGHT", "FULL", "OUTER"))
             visit(item.get("right"), nullable or join in ("LEFT", "FULL", "OUTER"))
+            if join == "INNER" and ref == "REGULAR" and item.get("condition") is not None:
+                scope.inner_joins.append((item["condition"], {id(r.node) for r in scope.reads[first:]}))
             return
         if kind == "EMPTY":
             return

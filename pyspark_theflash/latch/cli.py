@@ -24,8 +24,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     serve.set_defaults(func=_serve, port_options={"the latch service": "--port"})
 
     status = sub.add_parser("status", help="print the latch status (writer, leases, flushes) as JSON")
-    status.add_argument("--store", help="store directory (in-process)")
-    status.add_argument("--address", help="grpc://host:port of a latch server instead of --store")
+    status.add_argument("--store", help="store directory, read in this process (default: none; give --store or --address)")
+    status.add_argument("--address", help="grpc://host:port of a latch server instead of --store (default: none)")
     status.set_defaults(func=_status)
 
 

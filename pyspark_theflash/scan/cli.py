@@ -30,13 +30,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--store", required=True, help="the store directory")
     p.add_argument("--upstream", help="the upstream: pd://HOST:PORT[,...] of a TiDB cluster or grpc://host:port of the mini cluster's private service (default: recorded in the store)")
     p.add_argument("--latch", help="grpc://host:port of the latch service (default: in-process)")
-    p.add_argument("--snapshot-ts", help="read at this TSO")
-    p.add_argument("--as-of", help="read as of this time (ISO-8601, UTC unless an offset is given)")
+    p.add_argument("--snapshot-ts", help="read at this TSO (default: a fresh ts, or as --snapshot says)")
+    p.add_argument("--as-of", help="read as of this time (ISO-8601, UTC unless an offset is given; default: a fresh ts, or as --snapshot says)")
     p.add_argument("--snapshot", choices=["fresh", "resolved"], default=None,
                    help="without --snapshot-ts/--as-of: fresh (default) asks the upstream for a ts; resolved reads at "
                         "the newest ts the store has resolved, without the upstream (a stopped writer's store)")
     p.add_argument("--max-staleness", help="bounded staleness (5s): a fresh ts if the store catches up within it, "
-                                           "else the resolved ts if no older than it")
+                                           "else the resolved ts if no older than it (default: none, a fresh ts the read waits for)")
     p.add_argument("--schema", choices=["as_of", "current"], default=None,
                    help="with --snapshot-ts/--as-of: as_of (default) reads the table that had the name at that ts, "
                         "with its schema then; current reads today's table of the name at that ts")
@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="group neighbouring small regions into one partition up to this size, e.g. 64MiB "
                         "(default: the read option's, 128MiB)")
     p.add_argument("--read", action="store_true", help="also read every partition and count the rows")
-    p.add_argument("--sum", metavar="COLUMN", help="with --read: the sum of this column")
+    p.add_argument("--sum", metavar="COLUMN", help="with --read: the sum of this column (default: none)")
     p.add_argument("--json", action="store_true", help="one JSON document instead of text")
     p.set_defaults(func=cmd_scan)
 

@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="Arrow Flight port (default %(default)s; 0: any free port)")
     parser.add_argument("--http-port", type=int,
                         help="HTTP port (default: --port + 1; any free port when --port is 0)")
-    parser.add_argument("--token-file", help="require 'Authorization: Bearer <token>' with the token on the file's first line")
+    parser.add_argument("--token-file", help="require 'Authorization: Bearer <token>' with the token on the file's first line "
+                        "(default: no token required)")
     parser.add_argument("--upstream", help="the upstream: pd://HOST:PORT[,...] of a TiDB cluster or grpc://host:port of the mini cluster's private service (default: the address the writer recorded); checked at start: it must answer and be the cluster the store replicates")
     parser.add_argument("--upstream-timeout", type=float, default=5.0, metavar="S",
                         help="seconds the start waits for --upstream to answer before it exits (default %(default)s)")

@@ -56,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     p = sub.add_parser("compact", help="merge delta parts into stable parts now")
     p.add_argument("dir", help="the store directory")
-    p.add_argument("--table", help="only this table (db.table or its numeric id)")
+    p.add_argument("--table", help="only this table (db.table or its numeric id; default: every table)")
     p.set_defaults(func=cmd_compact)
 
     p = sub.add_parser("gc", help="move the GC safe point and drop versions below it")

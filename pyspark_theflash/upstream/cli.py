@@ -28,9 +28,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = subparsers.add_parser("upstream", help="run the embedded mini cluster (TiDB+TiKV+PD) writing a binlog",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="cluster state directory (TSO, regions, catalog, data)")
-    p.add_argument("--binlog", help="binlog segment directory to write")
+    p.add_argument("--binlog", help="binlog segment directory to write (default: DATA/binlog when --serve is given; one of the two is needed)")
     p.add_argument("--serve", type=int, metavar="PORT",
-                   help="serve the Upstream gRPC service on PORT (0 = any) plus the binlog service and HTTP status port")
+                   help="serve the Upstream gRPC service on PORT (0 = any) plus the binlog service and HTTP status port "
+                        "(default: not served, the binlog is written to --binlog only)")
     p.add_argument("--binlog-port", type=int, default=0, help="with --serve: binlog gRPC port (default: any)")
     p.add_argument("--status-port", type=int, default=0, help="with --serve: HTTP status port (default: any)")
     p.add_argument("--pd-port", type=int, default=0, help="with --serve: PD's gRPC port (pdpb.PD; default: any)")

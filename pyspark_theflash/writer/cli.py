@@ -27,8 +27,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     """The options of a writer run (shared with the spark-submit entry)."""
     parser.add_argument("--binlog", required=True, help="binlog source: file:///DIR, a directory, or grpc://host:port")
     parser.add_argument("--store", required=True, help="store directory (created when missing)")
-    parser.add_argument("--upstream", help="the upstream, recorded in the store for readers: pd://HOST:PORT[,...] of a TiDB cluster (schemas then come from the binlog or --schema-url) or grpc://host:port of the mini cluster's private service (schemas, region snapshots, GC safe point, lag)")
-    parser.add_argument("--schema-url", help="http://host:port of a TiDB status port for the schemas the binlog does not carry (with --upstream pd://..., or none)")
+    parser.add_argument("--upstream", help="the upstream, recorded in the store for readers: pd://HOST:PORT[,...] of a TiDB cluster (schemas then come from the binlog or --schema-url) or grpc://host:port of the mini cluster's private service (schemas, region snapshots, GC safe point, lag; default: none recorded, readers take it from their own options)")
+    parser.add_argument("--schema-url", help="http://host:port of a TiDB status port for the schemas the binlog does not carry (with --upstream pd://..., or none; default: none, the schemas come from the binlog)")
     parser.add_argument("--tables", default="", help="tables to replicate, e.g. bank.accounts,shop.* (default: all)")
     parser.add_argument("--interval", default=f"{int(o.DEFAULT_INTERVAL_S * 1000)}ms",
                         help="poll interval when caught up; changeable at runtime with `theflash writer ctl` (default %(default)s)")
@@ -53,7 +53,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--delta-to", metavar="LOCATION",
                         help="publish the Delta tables under LOCATION/tables/<id> (a directory or s3://bucket/prefix), "
                              "the parts they name copied there, instead of in the store's directory; credentials "
-                             "from the environment / AWS configuration, never this option (docs/delta.md)")
+                             "from the environment / AWS configuration, never this option (default: the store's directory; "
+                             "docs/delta.md)")
     parser.add_argument("--part-compression", choices=("lz4", "zstd"), default=PART_COMPRESSION,
                         help="Parquet codec of the stable parts compaction writes: lz4 reads fastest, zstd "
                         "makes files about half the size (default %(default)s; docs/store.md)")
@@ -68,11 +69,12 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                         "(0 = any free ports; default: off; see `theflash serve` and docs/service.md)")
     parser.add_argument("--serve-http-port", type=int, metavar="PORT", help="HTTP port of --serve (default: PORT+1)")
     parser.add_argument("--serve-host", default="127.0.0.1", help="interface --serve listens on (default %(default)s)")
-    parser.add_argument("--serve-token-file", help="with --serve: require this bearer token (first line of the file)")
+    parser.add_argument("--serve-token-file", help="with --serve: require this bearer token (first line of the file; default: no token required)")
     parser.add_argument("--engine", choices=("native", "clickhouse"), default="native",
                         help="store engine: native (TxnMergeTree parts) or clickhouse (in-process ClickHouse via chdb); "
                         "recorded in a new store, and a store opened with the other one is refused (default %(default)s)")
-    parser.add_argument("--log", help="append log lines (and progress lines) to FILE")
+    parser.add_argument("--log", help="append log lines (and progress lines) to FILE (default: progress on stdout, the log on stderr; "
+                        "start and --daemon need it)")
     parser.add_argument("--until-caught-up", action="store_true",
                         help="exit once everything in the binlog is applied and flushed (a one-shot run)")
 
@@ -141,16 +143,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     stop.set_defaults(func=_stop)
 
     status = sub.add_parser("status", help="applied index, resolved ts and lag per region, position, rates")
-    status.add_argument("--store", help="store directory")
-    status.add_argument("--address", help="grpc://host:port of a latch server instead of --store")
+    status.add_argument("--store", help="store directory (default: none; give --store or --address)")
+    status.add_argument("--address", help="grpc://host:port of a latch server instead of --store (default: none)")
     status.add_argument("--json", action="store_true", help="print JSON (every region)")
     status.add_argument("--regions", action="store_true",
                         help="list every region (default: the summary line and the 10 regions furthest behind)")
     status.set_defaults(func=_status)
 
     ctl = sub.add_parser("ctl", help="change a running writer's settings (takes effect without restart)")
-    ctl.add_argument("--store", help="store directory")
-    ctl.add_argument("--address", help="grpc://host:port of a latch server instead of --store")
+    ctl.add_argument("--store", help="store directory (default: none; give --store or --address)")
+    ctl.add_argument("--address", help="grpc://host:port of a latch server instead of --store (default: none)")
     ctl.add_argument("--interval", required=True, help="new poll interval, e.g. 200ms")
     ctl.add_argument("--persist", action="store_true",
                      help="keep the interval for later writers too (default: until the running writer stops)")

@@ -31,6 +31,11 @@ class RegionProgress:
         return max(0, now_ms - physical_ms(self.resolved_ts)) if self.resolved_ts else None
 
 
+# The states in which the writer is doing its work (/healthz answers 200): applying the binlog,
+# or copying the upstream's regions before it can. Starting, stopped and failed are 503.
+HEALTHY_STATES = frozenset({"running", "bootstrapping"})
+
+
 @dataclass
 class Progress:
     started_at: float = field(default_factory=time.time)
@@ -121,8 +126,18 @@ class Progress:
     def to_status(self) -> dict[str, Any]:
         events_per_s, rows_per_s = self.rates()
         now_ms = int(time.time() * 1000)
+        healthy = self.state in HEALTHY_STATES
+        if healthy:
+            reason = ""
+        elif self.state == "failed":
+            reason = "the writer failed" + (f": {self.last_error['message']}" if self.last_error else "")
+        else:
+            reason = {"stopped": "the writer has stopped"}.get(self.state, f"the writer is {self.state}")
         return {
             "state": self.state,
+            # /healthz (status_http.py): 200 while it applies the binlog, else 503 and why
+            "healthy": healthy,
+            "unhealthy_reason": reason,
             "last_error": self.last_error,
             "host": socket.gethostname(),
             "pid": os.getpid(),

@@ -78,6 +78,10 @@ def test_capture_starts_in_the_background_reports_its_status_and_metrics_and_sto
         assert int(samples["theflash_capture_regions"]) == status["regions"]
         assert int(samples["theflash_capture_up"]) == 1
         assert float(samples["theflash_capture_rows_written_total"]) >= 50
+        # as the writer's: resolved ts, lag and rate gauges, errors counted by kind
+        assert int(samples["theflash_capture_least_resolved_ts_physical_ms"]) > 0
+        assert float(samples["theflash_capture_lag_seconds"]) >= 0 and "theflash_capture_rows_per_second" in samples
+        assert "# TYPE theflash_capture_errors_total counter" in metrics
         assert _get(f"http://127.0.0.1:{port}/healthz") == (200, "ok\n")
         code, body = _get(f"http://127.0.0.1:{port}/status")
         assert code == 200 and json.loads(body)["pid"] == pid
@@ -106,20 +110,54 @@ def test_capture_starts_in_the_background_reports_its_status_and_metrics_and_sto
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_stops_capture_with_a_stop_line_and_its_state_saved(
         cluster: MiniCluster, tmp_path: Path, signum: int) -> None:
+    """The stop line, the state saved and the final line within a second of the signal, as the
+    writer's (issue 52, item 8); the process ends right after."""
+    import time
+
     binlog = tmp_path / "binlog"
     proc = subprocess.Popen(THEFLASH + ["capture", *_upstream(cluster), "--binlog", str(binlog)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[tuple[float, str]] = []
     try:
-        wait_for(lambda: (binlog / "capture.pid").exists(), 60, "capture to hold its binlog")
+        wait_for(lambda: (binlog / "capture-state.json").exists(), 60, "capture to run and save its state")
+        assert proc.stdout is not None
+        signalled = time.monotonic()
         proc.send_signal(signum)
-        out, err = proc.communicate(timeout=60)
+        for line in proc.stdout:
+            lines.append((time.monotonic() - signalled, line.rstrip()))
+        proc.wait(60)
+        err = proc.stderr.read() if proc.stderr else ""
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+    out = "\n".join(line for _, line in lines)
     assert proc.returncode == 0, err
     assert f"capture: signal {int(signum)}: stopping" in out
     assert out.rstrip().splitlines()[-1].startswith("capture: stopped: ")
+    stopped_after = [at for at, line in lines if line.startswith("capture: stopped: ")][0]
+    assert stopped_after < 1.0, (stopped_after, out)
     assert "Traceback" not in err
     assert json.loads((binlog / "capture-state.json").read_text())["cluster_id"]  # saved on the way out
     assert not (binlog / "capture.pid").exists()
+
+
+def test_capture_run_daemon_detaches_as_start_does_its_log_in_the_binlog_directory(
+        cluster: MiniCluster, tmp_path: Path) -> None:
+    """`capture run --daemon`, the writer's `writer run --daemon`: detached, found by its pid
+    file, its log in DIR/capture.log when --log is not given, stopped by `capture stop`."""
+    binlog = tmp_path / "binlog"
+    started = subprocess.run(THEFLASH + ["capture", "run", "--daemon", *_upstream(cluster), "--binlog", str(binlog)],
+                             capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, started.stderr
+    pid = int((binlog / "capture.pid").read_text())
+    assert f"capture started (pid {pid})" in started.stdout and str(binlog / "capture.log") in started.stdout
+    try:
+        wait_for(lambda: _status(binlog)[1].get("state") == "running", 60, "the detached capture to run")
+        assert _status(binlog)[1]["pid"] == pid
+    finally:
+        stopped = subprocess.run(THEFLASH + ["capture", "stop", "--binlog", str(binlog)], capture_output=True,
+                                 text=True, timeout=120)
+    assert stopped.returncode == 0 and f"capture (pid {pid}) stopped" in stopped.stdout, stopped.stderr
+    logged = (binlog / "capture.log").read_text()
+    assert "signal 15: stopping" in logged and "stopped: " in logged and "Traceback" not in logged

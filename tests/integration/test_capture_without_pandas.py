@@ -12,13 +12,14 @@ def test_capture_makes_snapshots_and_takes_rows_without_importing_pandas() -> No
     code = """
 import sys
 import numpy as np
+import pyarrow as pa
 from pyspark_theflash.capture import capture, feed_columns
 from pyspark_theflash.binlog import snapshot_batch
 from pyspark_theflash.capture.region_feed import RegionFeed
 snapshot_batch.empty_snapshot()
 RegionFeed(1, b"", b"", 1, 1, 1, 1).snapshot_columns()
-keys = capture.pa.BinaryArray.from_buffers(capture.pa.binary(), 3, [None,
-    capture.pa.py_buffer(np.array([0, 1, 3, 4], np.int32)), capture.pa.py_buffer(b"abba")])
+keys = pa.BinaryArray.from_buffers(pa.binary(), 3, [None,
+    pa.py_buffer(np.array([0, 1, 3, 4], np.int32)), pa.py_buffer(b"abba")])
 feed_columns.first_versions(keys, np.array([1, 2, 3], np.uint64))
 print("pandas" in sys.modules)
 """

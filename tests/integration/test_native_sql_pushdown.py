@@ -87,6 +87,13 @@ def sorted_rows(table: Any) -> list[tuple[Any, ...]]:
 # (query, the tables whose read gets a filter): each answer equals the upstream's with and
 # without pushdown; the second column is what this module promises to push (and not to push)
 QUERIES = [
+    # an inner join's ON conjuncts on one table go to its read; an outer join's stay in DuckDB
+    ("SELECT o.id, c.name FROM shop.orders o JOIN shop.customers c ON o.customer_id = c.id AND c.region = 'north' "
+     "AND o.total >= 100", {ORDERS, CUSTOMERS}),
+    ("SELECT o.id, c.name FROM shop.orders o LEFT JOIN shop.customers c ON o.customer_id = c.id "
+     "AND c.region = 'north' AND o.total >= 100", set()),
+    ("SELECT o.id, c.name FROM shop.orders o LEFT JOIN (shop.customers c JOIN shop.orders p "
+     "ON p.customer_id = c.id AND c.region = 'south' AND p.status = 'paid') ON o.id = p.id", {CUSTOMERS}),
     ("SELECT o.id, c.name FROM shop.orders o JOIN shop.customers c ON o.customer_id = c.id "
      "WHERE o.total > 100 AND c.region = 'north'", {ORDERS, CUSTOMERS}),
     # IS NULL on the nullable side of a LEFT JOIN keeps the padded rows: never pushed
@@ -211,7 +218,7 @@ QUERIES_DRAWN = 60
 
 def random_query(rnd: random.Random) -> str:
     """A seeded random join of orders and customers (none, inner, LEFT, RIGHT, FULL) with a WHERE
-    of one to four conjuncts: comparisons (constant on either side), IN / NOT IN with or without
+    of one to four conjuncts, and a join with up to two more in its ON: comparisons (constant on either side), IN / NOT IN with or without
     NULL, IS [NOT] NULL, BETWEEN, LIKE prefixes, ORs and NOTs of them, on either table."""
     join = rnd.choice(["", "JOIN", "LEFT JOIN", "RIGHT JOIN", "FULL JOIN"])
     columns: dict[str, list[Any]] = {
@@ -249,7 +256,8 @@ def random_query(rnd: random.Random) -> str:
     where = " AND ".join(conjunct() for _ in range(rnd.randint(1, 4)))
     if not join:
         return f"SELECT o.id FROM shop.orders o WHERE {where}"
-    return f"SELECT o.id, c.id FROM shop.orders o {join} shop.customers c ON o.customer_id = c.id WHERE {where}"
+    on = "".join(f" AND {conjunct()}" for _ in range(rnd.randint(0, 2)))  # an inner join's are pushed too
+    return f"SELECT o.id, c.id FROM shop.orders o {join} shop.customers c ON o.customer_id = c.id{on} WHERE {where}"
 
 
 def test_random_joins_and_filters_answer_the_same_with_and_without_pushdown(

@@ -63,18 +63,21 @@ def test_upstream_refuses_each_port_in_use(tmp_path: Path, taken: int, option: s
              "upstream", option, taken)
 
 
-def test_capture_refuses_a_binlog_port_in_use(world: tuple[MiniCluster, Path], tmp_path: Path, taken: int) -> None:
+@pytest.mark.parametrize("option", ["--serve-binlog", "--metrics-port"])
+def test_capture_refuses_a_binlog_or_metrics_port_in_use(
+        world: tuple[MiniCluster, Path], tmp_path: Path, taken: int, option: str) -> None:
     cluster, _ = world
     _refused(["capture", "--pd", cluster.pd_address.removeprefix("pd://"), "--tidb", f"http://{cluster.status_address}",
-              "--binlog", str(tmp_path / "binlog"), "--serve-binlog", str(taken)], "capture", "--serve-binlog", taken)
+              "--binlog", str(tmp_path / "binlog"), option, str(taken)], "capture", option, taken)
 
 
-@pytest.mark.parametrize("option", ["--serve", "--metrics-port"])
+@pytest.mark.parametrize("option", ["--serve", "--serve-http-port", "--metrics-port"])
 def test_the_writer_refuses_a_service_or_metrics_port_in_use(
         world: tuple[MiniCluster, Path], tmp_path: Path, taken: int, option: str) -> None:
     _, root = world
+    ports = {"--serve": "0", option: str(taken)} if option == "--serve-http-port" else {option: str(taken)}
     _refused(["writer", "run", "--binlog", f"file://{root / 'binlog'}", "--store", str(tmp_path / "store"),
-              option, str(taken)], "writer", option, taken)
+              *(w for kv in ports.items() for w in kv)], "writer", option, taken)
 
 
 @pytest.mark.parametrize("option", ["--port", "--http-port"])
@@ -136,8 +139,9 @@ def flight_held(world: tuple[MiniCluster, Path]) -> Iterator[int]:
 
 @pytest.mark.parametrize("command, option", [
     ("upstream", "--serve"), ("upstream", "--status-port"), ("serve", "--port"), ("serve", "--http-port"),
-    ("writer", "--serve"), ("writer", "--metrics-port"), ("binlog", "--port"), ("latch", "--port"),
-    ("capture", "--serve-binlog")])
+    ("upstream", "--pd-port"), ("upstream", "--binlog-port"), ("writer", "--serve"), ("writer", "--serve-http-port"),
+    ("writer", "--metrics-port"), ("binlog", "--port"), ("latch", "--port"), ("capture", "--serve-binlog"),
+    ("capture", "--metrics-port")])
 def test_every_long_running_command_refuses_a_port_a_theflash_serve_holds(
         world: tuple[MiniCluster, Path], flight_held: int, tmp_path: Path, command: str, option: str) -> None:
     cluster, root = world
@@ -146,11 +150,11 @@ def test_every_long_running_command_refuses_a_port_a_theflash_serve_holds(
         "upstream": ["upstream", "--data", str(tmp_path / "up"), "--serve", "0", option, port],  # the last --serve counts
         "serve": ["serve", "--store", str(root / "store"), "--port", "0", option, port],
         "writer": ["writer", "run", "--binlog", f"file://{root / 'binlog'}", "--store", str(tmp_path / "store"),
-                   option, port],
+                   *(["--serve", "0"] if option == "--serve-http-port" else []), option, port],
         "binlog": ["binlog", "serve", str(root / "binlog"), "--port", port],
         "latch": ["latch", "serve", "--store", str(root / "store"), "--port", port],
         "capture": ["capture", "--pd", cluster.pd_address.removeprefix("pd://"), "--tidb",
-                    f"http://{cluster.status_address}", "--binlog", str(tmp_path / "binlog"), "--serve-binlog", port],
+                    f"http://{cluster.status_address}", "--binlog", str(tmp_path / "binlog"), option, port],
     }[command]
     _refused(args, command, option, flight_held)
 

@@ -1,8 +1,14 @@
 """User errors swept through every front end (issue 52, items 5 and "done when"): the CLI, the
 Python data source, Arrow Flight, Flight SQL and HTTP. Each message is a few lines at most, has no
 stack (no "Traceback", no source file of the package), names the object it is about and says
-what to do. (The jar's, through PySpark and spark-sql, are in tests/spark/test_jvm_source.py: its
-word-for-word refusals, a store the service does not serve, spark-sql's read-only refusal.)"""
+what to do. The jar's, through PySpark and spark-sql, are in tests/spark/test_jvm_source.py: its
+word-for-word refusals through PySpark (misspelt options, tables, databases and metadata tables,
+writes, DDL, times that are no time), a store the service does not serve, and one spark-sql run
+answering eight user errors each in one line without a stack
+(test_spark_sql_prints_each_user_error_as_its_message_without_a_stack). The Python source's
+methods are called here as Spark's Python worker calls them; through Spark, its message keeps
+one frame of spark/user_errors.py above it unless the session sets
+spark.sql.execution.pyspark.udf.hideTraceback.enabled (spark/user_errors.py says why)."""
 from __future__ import annotations
 
 import json
@@ -105,6 +111,23 @@ CLI_CASES: dict[str, tuple[Callable[[World], list[str]], Callable[[World], list[
                                  lambda w: [str(w.root / "nope"), "theflash writer run"]),
     "serve, no store": (lambda w: ["serve", "--store", str(w.root / "nope"), "--port", "0"],
                         lambda w: [str(w.root / "nope"), "a writer creates it"]),
+    "sql, below the GC safe point": (lambda w: ["sql", "--store", str(w.store), "--ts", str(w.early_ts),
+                                                f"SELECT count(*) FROM {TABLE}"],
+                                     lambda w: [str(w.early_ts), "below the GC safe point", "--ts"]),
+    "sql, no store": (lambda w: ["sql", "--store", str(w.root / "nope"), f"SELECT 1 FROM {TABLE}"],
+                      lambda w: [str(w.root / "nope"), "theflash writer run"]),
+    "store gc, no store": (lambda w: ["store", "gc", str(w.root / "nope"), "--safe-point", "1"],
+                           lambda w: [str(w.root / "nope")]),
+    "store history, no store": (lambda w: ["store", "history", str(w.root / "nope"), TABLE],
+                                lambda w: [str(w.root / "nope")]),
+    "writer run, no binlog": (lambda w: ["writer", "run", "--binlog", f"file://{w.root / 'nobinlog'}", "--store",
+                                         str(w.root / "store2"), "--until-caught-up"],
+                              lambda w: [str(w.root / "nobinlog")]),
+    "binlog serve, no binlog": (lambda w: ["binlog", "serve", str(w.root / "nobinlog"), "--port", "0"],
+                                lambda w: [str(w.root / "nobinlog")]),
+    "scan, a column the table lacks": (lambda w: ["scan", TABLE, "--store", str(w.store), "--read", "--snapshot",
+                                                  "resolved", "--sum", "nope"],
+                                       lambda w: ["nope"]),
     "upstream, an unknown workload": (lambda w: ["upstream", "--data", str(w.root / "up2"), "--binlog",
                                                  str(w.root / "b2"), "--workload", "bnak"],
                                       lambda w: ["bnak", "known: "]),
@@ -189,6 +212,8 @@ def test_flight_answers_user_errors_with_the_code_and_message_only(world: World)
     ("SELEC 1", ["SELEC", "cannot read the query"]),
     ("DELETE FROM sw.items", ["DELETE", "not a read-only query"]),
     ("SELECT count(*) FROM sw.item", ["unknown_table", "sw.item", "did you mean sw.items?"]),
+    ("SELECT id FROM sw.items AS OF TSO 1", ["snapshot_ts_out_of_range", "below the GC safe point"]),
+    ("SELECT 1; SELECT 2", ["2 statements"]),
 ])
 def test_flight_sql_answers_user_errors_with_the_message_not_the_servers_traceback(
         world: World, sql: str, names: list[str]) -> None:
@@ -274,3 +299,37 @@ def test_a_flight_sql_result_whose_session_ended_is_refused_with_its_message_onl
         client.close()
     plain(str(caught.value), handle["session"])
     assert "Python exception" not in str(caught.value)
+
+
+def test_the_service_logs_the_whole_stack_of_each_refused_request_at_debug_level(
+        world: World, caplog: pytest.LogCaptureFixture) -> None:
+    """A client is sent the message alone; the service's log has the stack behind it, at debug
+    (an unexpected failure is logged at warning), for every front end."""
+    import logging
+
+    import pyarrow.flight as flight
+
+    with caplog.at_level(logging.DEBUG, logger="theflash.service"):
+        http_error(world, "POST", "/v1/read-sessions", json.dumps({"table": "sw.item"}).encode())
+        flight_message(world, lambda c: c.get_flight_info(
+            flight.FlightDescriptor.for_command(json.dumps({"table": "sw.item"}))))
+    failed = [r for r in caplog.records if r.name == "theflash.service" and "request failed (unknown_table)"
+              in r.getMessage()]
+    assert len(failed) == 2, [r.getMessage() for r in caplog.records]
+    for record in failed:
+        assert record.levelno == logging.DEBUG and record.exc_info is not None
+        assert "Traceback" in logging.Formatter().format(record)
+
+
+def test_a_cli_read_waiting_on_a_stopped_writer_says_once_what_it_waits_for(world: World) -> None:
+    """The world's writer stopped once caught up, the upstream moved on: a fresh read waits for
+    the store's regions. After about 2 s the CLI says once, on stderr, which table, the furthest
+    region and its lag and what to check; then the timeout in one line (issue 52, item 7)."""
+    world.cluster.run_txn(lambda t: t.insert(TABLE, {"id": 100, "name": "late", "price": "2.00"}))
+    done = subprocess.run(THEFLASH + ["scan", TABLE, "--store", str(world.store), "--read", "--region-wait-timeout",
+                                      "4s"], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 2, done.stderr
+    assert lines[0].startswith(f"reading {TABLE} at ts ") and "waiting for 1 region(s)" in lines[0], lines[0]
+    assert " s behind)" in lines[0] and "is the writer applying the binlog?" in lines[0], lines[0]
+    plain(lines[1], f"theflash scan: reading {TABLE}", "did not catch up within 4s", "--snapshot resolved")

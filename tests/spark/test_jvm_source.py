@@ -593,3 +593,73 @@ def test_spark_sql_prints_the_read_only_refusal_as_its_one_sentence(served: Serv
     said = [line for line in done.stderr.splitlines() if "read-only replica" in line]
     assert said == [READ_ONLY.format(f"writing to {TYPES_TABLE}")], done.stderr[-3000:]
     assert "\tat " not in done.stderr and "Exception:" not in done.stderr, done.stderr[-3000:]
+
+
+def test_spark_sql_prints_each_user_error_as_its_message_without_a_stack(served: Served, tmp_path: Path) -> None:
+    """spark-sql prints the stack of any exception that is not a SparkThrowable of a SQLSTATE
+    outside XX (and its driver logs it as an ERROR): the connector's refusals are such
+    SparkThrowables (UserErrorException, ServiceException, ServiceUnreachableException), so
+    each statement below is answered by its message alone, one line, naming what is wrong and
+    what to do. Four catalogs: the service's own store, a store it does not serve, no service,
+    and a store whose writer stopped, whose read waits: after 2 s it says so once in Spark's log
+    (WARN), naming the table, the furthest region and its lag, then times out in one line."""
+    import os
+    import subprocess
+    import sys
+
+    from pyspark_theflash.spark.jar import jar_path
+    from pyspark_theflash.upstream.tidb import make_column
+
+    stalled = FlashRig(tmp_path / "stalled")
+    stalled.cluster.create_table("st.w", [make_column("id", "BIGINT", not_null=True)], primary_key=["id"])
+    stalled.start_writer(interval_s=0.05)
+    with stalled.cluster.txn() as t:
+        t.insert("st.w", {"id": 1})
+    stalled.wait_replicated("st.w")
+    stalled.stop_writer()
+    with stalled.cluster.txn() as t:  # a commit the store will not see
+        t.insert("st.w", {"id": 2})
+    stalled_service = serve(stalled.store, port=0)
+
+    statements = {
+        f"SELECT count(*) FROM theflash.{TYPES_TABLE} VERSION AS OF 'yesterday'":
+            ["option VERSION AS OF='yesterday' is not a TSO number"],
+        f"SELECT count(*) FROM theflash.{TYPES_TABLE} VERSION AS OF 1":
+            [f"table {TYPES_TABLE} ", f"(theflash service {served.http_url}: 404 unknown_table)"],  # not yet created
+        "SELECT count(*) FROM theflash.kinds.every_typ": ["did you mean theflash.kinds.every_type?"],
+        "SHOW TABLES IN theflash.kind": ["did you mean theflash.kinds?"],
+        f"SELECT count(*) FROM elsewhere.{TYPES_TABLE}":
+            ["/nowhere/flash", f"(theflash service {served.http_url}: 400 wrong_store)"],
+        f"SELECT count(*) FROM gone.{TYPES_TABLE}":
+            ["cannot reach the theflash service at http://127.0.0.1:9", "theflash serve --store DIR"],
+        f"INSERT INTO theflash.{TYPES_TABLE} (id) VALUES (1)": ["read-only replica", "write to the upstream"],
+        "SELECT count(*) FROM stalled.st.w": ["reading st.w at ts ", "did not catch up within 6s", "writer status",
+                                              f"(theflash service {stalled_service.http_url}: 504 timeout)"],
+    }
+    bin_dir = Path(sys.executable).parent
+    catalogs = {"theflash": {"server": served.http_url},
+                "elsewhere": {"server": served.http_url, "store": "/nowhere/flash"},
+                "gone": {"server": "http://127.0.0.1:9"},
+                "stalled": {"server": stalled_service.http_url, "region_wait_timeout": "6s"}}
+    conf = [w for name, settings in catalogs.items() for w in (
+        "--conf", f"spark.sql.catalog.{name}=io.theflash.spark.TheFlashCatalog",
+        *(x for key, value in settings.items() for x in ("--conf", f"spark.sql.catalog.{name}.{key}={value}")))]
+    try:
+        done = subprocess.run(
+            [str(bin_dir / "spark-sql"), "--jars", str(jar_path()), *conf, "--conf", "spark.ui.enabled=false",
+             "--hiveconf", "hive.cli.errors.ignore=true", "-e", "; ".join(statements)],
+            capture_output=True, text=True, timeout=300, cwd=tmp_path,
+            env={**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"})
+    finally:
+        stalled_service.close()
+        stalled.close()
+    waits = [line for line in done.stderr.splitlines() if " WARN ServiceClient: " in line]
+    assert len(waits) == 1, done.stderr[-5000:]
+    assert "theflash: reading st.w waits for the store's regions to reach the read's ts (1 region(s)" in waits[0]
+    assert " s behind the upstream); is the writer applying the binlog" in waits[0], waits[0]
+    said = [line for line in done.stderr.splitlines() if line.strip() and " WARN " not in line
+            and not line.startswith(("WARNING:", "Using Spark's", "To adjust", "Spark master:", "Setting default"))]
+    assert len(said) == len(statements), done.stderr[-5000:]
+    for line, names in zip(said, statements.values()):
+        assert all(name in line for name in names), (names, line)
+    assert "\tat " not in done.stderr and " ERROR " not in done.stderr, done.stderr[-5000:]

@@ -506,3 +506,22 @@ def test_said_plainly_cuts_theflash_errors_to_one_frame_and_leaves_other_excepti
         with pytest.raises(ValueError) as bug:
             call(ValueError("a bug"))
         assert len([f for f in traceback.extract_tb(bug.value.__traceback__) if f.name == "deep"]) == 6
+
+
+@pytest.mark.parametrize("options, says", [
+    ({"store": "/nowhere/flash"}, "StoreNotFoundError: no store at /nowhere/flash"),
+    ({"store": "/nowhere/flash", "isolaton": "RC"}, "did you mean 'isolation'?"),
+])
+def test_a_python_source_error_through_spark_is_its_message_under_one_frame(
+        spark: Any, options: dict[str, str], says: str) -> None:
+    """What a PySpark user sees of the Python source's user error (issue 52, item 5): Spark's
+    condition, then the error's own line; above it one frame, spark/user_errors.py's, the one
+    frame PySpark's simplified traceback keeps (spark/user_errors.py), none of the package's
+    code that raised it. Fails if a frame of the package comes back or the message moves."""
+    with pytest.raises(Exception) as caught:
+        spark.read.format("theflash").options(**options).load("t.x").collect()
+    lines = [line for line in str(caught.value).splitlines() if line.strip()]
+    assert lines[0].startswith("[PYTHON_DATA_SOURCE_ERROR] "), lines
+    frames = [line for line in lines if line.strip().startswith('File "')]
+    assert len(frames) <= 1 and all("pyspark_theflash/spark/user_errors.py" in f for f in frames), lines
+    assert len(lines) <= 5 and any(says in line for line in lines), lines

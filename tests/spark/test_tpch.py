@@ -175,19 +175,30 @@ def test_the_22_queries_over_flight_sql_on_the_native_store_equal_spark_on_parqu
         tpch: TpchDeployment, queries: dict[int, str], expected: dict[int, list[tuple[Any, ...]]]) -> None:
     """ADBC's Flight SQL driver sends each query text as it is (bare table names: the store has
     one database holding them) with the deployment's ts in the snapshot header; DuckDB answers
-    over the read streams of the tables each names, all at that ts. Numbers compare by value:
+    over the read streams of the tables each names, all at that ts. Each answer is read twice on
+    the client: as ADBC's Arrow table, and by a client-side DuckDB scanning ADBC's record batch
+    reader (how DuckDB users query a Flight SQL server through ADBC). Numbers compare by value:
     DuckDB averages a DECIMAL as a double where Spark keeps a DECIMAL. By default the seven of
     PYTHON_DEFAULT (every table, every shape); all 22 in the slow run."""
     flight_sql = pytest.importorskip("adbc_driver_flightsql.dbapi")
+    import duckdb
+
     chosen = queries if os.environ.get("THEFLASH_SLOW") else {n: queries[n] for n in PYTHON_DEFAULT}
     wrong = {}
+    client = duckdb.connect()  # a DuckDB on the client's side, reading the answers ADBC streams
     with serve(tpch.rig.store, port=0) as service, flight_sql.connect(service.flight_location, autocommit=True) as conn:
         for n, text in chosen.items():
-            with conn.cursor() as cur:
-                cur.adbc_statement.set_options(**{"adbc.flight.sql.rpc.call_header.x-theflash-snapshot-ts": str(tpch.ts)})
-                cur.execute(text)
-                got = tpch_rig.canonical([tuple(r.values()) for r in cur.fetch_arrow_table().to_pylist()])
-            if not tpch_rig.numerically_equal(got, expected[n]):
-                wrong[n] = tpch_rig.describe_difference(got, expected[n])
+            for via in ("adbc", "duckdb"):
+                with conn.cursor() as cur:
+                    cur.adbc_statement.set_options(
+                        **{"adbc.flight.sql.rpc.call_header.x-theflash-snapshot-ts": str(tpch.ts)})
+                    cur.execute(text)
+                    if via == "adbc":
+                        rows = [tuple(r.values()) for r in cur.fetch_arrow_table().to_pylist()]
+                    else:
+                        rows = client.from_arrow(cur.fetch_record_batch()).fetchall()
+                got = tpch_rig.canonical(rows)
+                if not tpch_rig.numerically_equal(got, expected[n]):
+                    wrong[f"{n} ({via})"] = tpch_rig.describe_difference(got, expected[n])
         assert service.service.metrics.value("theflash_service_sessions_active") == 0
     assert not wrong, f"{len(wrong)}/{len(chosen)} TPC-H queries over Flight SQL differ from Spark on Parquet: {wrong}"

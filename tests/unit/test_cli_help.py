@@ -1,7 +1,7 @@
 """Every ``--help`` of ``theflash`` tells a user what each option does and what it defaults to:
 the whole argparse tree (``cli.build_parser``) is walked, every subcommand has a description,
-every option a help, every option with a default other than None states it, and no help shows
-reStructuredText markup. ``theflash --version`` names the package's and the connector jar's."""
+every option a help, every option that may be left out states what it defaults to (None too: what
+leaving it out does), and no help shows reStructuredText markup. ``theflash --version`` names the package's and the connector jar's."""
 from __future__ import annotations
 
 import argparse
@@ -51,8 +51,11 @@ def problems() -> list[str]:
                 continue
             if "``" in action.help:
                 found.append(f"{path} {name}: help with ``")
-            if action.option_strings and action.default not in (None, argparse.SUPPRESS) and not states_default(action):
-                found.append(f"{path} {name}: default {action.default!r} not stated")
+            if action.option_strings and action.default is not argparse.SUPPRESS and not states_default(action):
+                # an option that takes a value and may be left out says what leaving it out does,
+                # a default of None included ("default: none, ...", "default: every region")
+                if action.default is not None or (not action.required and action.nargs != 0):
+                    found.append(f"{path} {name}: default {action.default!r} not stated")
     return found
 
 

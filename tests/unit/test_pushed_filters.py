@@ -68,6 +68,18 @@ LEFT = "FROM shop.orders o LEFT JOIN shop.customers c ON o.customer_id = c.id"
      "AND o.id IS NULL", {"orders": d(IsNull("id"))}),
     ("SELECT 1 FROM shop.orders o FULL JOIN shop.customers c ON o.customer_id = c.id "
      "WHERE o.id IS NULL AND c.id IS NULL AND c.name = 'x'", {"customers": d(Comparison("name", "==", "x"))}),
+    # an inner join's ON is a WHERE of its rows: each table its conjuncts; an outer join's ON is not
+    (f"SELECT 1 {JOIN} AND c.region = 'north' AND o.status = 'new' AND (c.id = 1 OR o.id = 2) WHERE o.id < 5",
+     {"orders": d(And(Comparison("id", "<", 5), Comparison("status", "==", "new"))),
+      "customers": d(Comparison("region", "==", "north"))}),
+    (f"SELECT 1 {LEFT} AND c.region = 'north' AND o.status = 'new'", {}),
+    # an inner join over a LEFT join: on the padded side only what rejects the padded row
+    (f"SELECT 1 {LEFT} JOIN shop.orders p ON p.id = o.id AND c.region IS NULL AND c.name = 'x'",
+     {"customers": d(Comparison("name", "==", "x"))}),
+    # an inner join on the padded side of a LEFT join filters its own rows before they are padded
+    ("SELECT 1 FROM shop.orders o LEFT JOIN (shop.customers c JOIN shop.orders p ON p.customer_id = c.id "
+     "AND c.region = 'north' AND c.name IS NULL) ON o.customer_id = c.id",
+     {"customers": d(Comparison("region", "==", "north"))}),
     # joins that pair rows by anything but their values, or keep one side's rows whole: nothing
     ("SELECT 1 FROM shop.orders o SEMI JOIN shop.customers c ON o.customer_id = c.id WHERE o.id = 4", {}),
     ("SELECT 1 FROM shop.orders o ASOF JOIN shop.customers c ON o.customer_id >= c.id WHERE o.id = 4", {}),

@@ -16,7 +16,7 @@ from pyspark_theflash.binlog import BinlogVersionError
 from pyspark_theflash.binlog.rows import MalformedRowBatchError, pack_columns
 from pyspark_theflash.binlog.segment import HEADER_BYTES, MAGIC, READ_VERSIONS, check_header
 from pyspark_theflash.binlog.snapshot_batch import snapshot_columns
-from pyspark_theflash.capture.capture import _record_table_id
+from pyspark_theflash.capture.captured_tables import record_table_id
 from pyspark_theflash.capture.feed_columns import decode_change_data, scan_events
 from pyspark_theflash.capture.region_feed import RegionFeed
 from pyspark_theflash.codec.keys import index_prefix
@@ -30,7 +30,7 @@ T, C = items_table(), codes_table()
 
 
 def is_record(k: bytes) -> bool:
-    return _record_table_id(k) is not None
+    return record_table_id(k) is not None
 
 
 def value_of(k: bytes, ts: int) -> bytes:

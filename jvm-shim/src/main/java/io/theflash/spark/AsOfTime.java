@@ -38,13 +38,13 @@ final class AsOfTime {
     return (ms << 18) | ((1L << 18) - 1);
   }
 
-  static IllegalArgumentException notATime(String name, String text) {
-    return new IllegalArgumentException("option " + name + "=" + ReadOptions.quote(text) + " is not a time: write "
+  static UserErrorException notATime(String name, String text) {
+    return new UserErrorException("option " + name + "=" + ReadOptions.quote(text) + " is not a time: write "
         + "ISO-8601 like '2026-11-21 06:00:00' (UTC unless an offset such as +08:00 is given) or unix seconds");
   }
 
-  static IllegalArgumentException outOfRange(String name, String text) {
-    return new IllegalArgumentException("option " + name + "=" + ReadOptions.quote(text) + " is outside the times a "
+  static UserErrorException outOfRange(String name, String text) {
+    return new UserErrorException("option " + name + "=" + ReadOptions.quote(text) + " is outside the times a "
         + "TSO holds: from 1970-01-01 00:00:00 to 4199-11-24 01:22:57.663 UTC");
   }
 

@@ -27,7 +27,7 @@ final class BearerToken implements Serializable {
       char c = value.charAt(i);
       if (c < 0x21 || c > 0x7e) {
         // checked here: the JDK's own refusal of a header value quotes the value
-        throw new IllegalArgumentException("the bearer token from " + source + " has a character at position "
+        throw new UserErrorException("the bearer token from " + source + " has a character at position "
             + (i + 1) + " that an HTTP header cannot carry (a token is printable ASCII without spaces)");
       }
     }
@@ -48,11 +48,11 @@ final class BearerToken implements Serializable {
     try {
       text = new String(Files.readAllBytes(Paths.get(path)), StandardCharsets.UTF_8);
     } catch (IOException | RuntimeException e) {
-      throw new IllegalArgumentException("cannot read the token file " + path + " (option token_file): " + e, e);
+      throw new UserErrorException("cannot read the token file " + path + " (option token_file): " + e, e);
     }
     String first = text.strip().isEmpty() ? "" : text.strip().split("\\R", 2)[0].strip();
     if (first.isEmpty()) {
-      throw new IllegalArgumentException("the token file " + path
+      throw new UserErrorException("the token file " + path
           + " (option token_file) is empty: put the bearer token on its first line");
     }
     return new BearerToken(first, source);

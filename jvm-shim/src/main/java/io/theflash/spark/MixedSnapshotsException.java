@@ -11,12 +11,17 @@ import java.util.Map;
  * order from one, its items from another), so it is refused. The message (one line) names each
  * table with its ts, the table that changed with its first change, and the ways out.
  */
-public final class MixedSnapshotsException extends IllegalArgumentException {
+public final class MixedSnapshotsException extends UserErrorException {
   MixedSnapshotsException(String apart, String changes) {
     super("this query reads theflash tables that were already read at different snapshots (" + apart + "), and "
         + changes + ", so no one snapshot holds what they read. Load the DataFrame again (a new "
         + "spark.read...load(), or its view made again, reads at the query's ts), or set "
         + QuerySnapshotRule.MIXED_SNAPSHOTS + "=allow to read each table at its own ts");
+  }
+
+  @Override
+  public String getCondition() {
+    return "THEFLASH_MIXED_SNAPSHOTS";
   }
 
   /** "shop.orders at 451..., shop.order_items at 452...": the tables by the ts they were read at. */

@@ -131,7 +131,7 @@ public final class ReadOptions implements Serializable {
       if (value == null) continue;
       String given = opts.get(alias.getValue());
       if (given != null && !given.trim().equals(value.trim())) {
-        throw new IllegalArgumentException("option " + alias.getValue() + "=" + quote(given) + " and its alias "
+        throw new UserErrorException("option " + alias.getValue() + "=" + quote(given) + " and its alias "
             + publicName(alias.getKey()) + "=" + quote(value) + " disagree: give one of them");
       }
       if (given == null) givenAs.put(alias.getValue(), publicName(alias.getKey()));
@@ -144,20 +144,20 @@ public final class ReadOptions implements Serializable {
     String server = blankToNull(opts.getOrDefault("server", sessionServer));
     String store = blankToNull(opts.getOrDefault("store", sessionStore));
     if (server == null) {
-      throw new IllegalArgumentException("option \"server\" is required: the JVM connector reads through the "
+      throw new UserErrorException("option \"server\" is required: the JVM connector reads through the "
           + "theflash service (`theflash serve --store DIR` prints its HTTP address), e.g. "
           + ".option(\"server\", \"http://127.0.0.1:8816\"), or set the session conf " + SESSION_SERVER
           + "; from PySpark, theflash_session() starts a service in its own process and sets it");
     }
     if (!server.startsWith("http://") && !server.startsWith("https://")) {
-      throw new IllegalArgumentException("option server=" + quote(server) + " must be http://host:port");
+      throw new UserErrorException("option server=" + quote(server) + " must be http://host:port");
     }
     String table = blankToNull(opts.getOrDefault("table", opts.get("path")));
     if (table == null) {
-      throw new IllegalArgumentException("no table given: use .load(\"db.table\") or .option(\"table\", \"db.table\")");
+      throw new UserErrorException("no table given: use .load(\"db.table\") or .option(\"table\", \"db.table\")");
     }
     if (!table.contains(".")) {
-      throw new IllegalArgumentException("table " + quote(table) + " must be written as db.table");
+      throw new UserErrorException("table " + quote(table) + " must be written as db.table");
     }
     Long snapshotTs = ts(givenAs.getOrDefault("snapshot_ts", "snapshot_ts"), opts.get("snapshot_ts"));
     String asOf = blankToNull(opts.get("as_of"));
@@ -165,7 +165,7 @@ public final class ReadOptions implements Serializable {
       timeToTs(givenAs.getOrDefault("as_of", "as_of"), opts.get("as_of"));
     }
     if (snapshotTs != null && asOf != null) {
-      throw new IllegalArgumentException("give either " + givenAs.getOrDefault("snapshot_ts", "snapshot_ts") + " or "
+      throw new UserErrorException("give either " + givenAs.getOrDefault("snapshot_ts", "snapshot_ts") + " or "
           + givenAs.getOrDefault("as_of", "as_of") + ", not both");
     }
     if (snapshotTs == null && asOf == null) {
@@ -175,21 +175,21 @@ public final class ReadOptions implements Serializable {
     if (snapshot != null) snapshot = snapshotMode("snapshot", snapshot);
     String maxStaleness = blankToNull(opts.get("max_staleness"));
     if (("resolved".equals(snapshot) || maxStaleness != null) && (opts.get("snapshot_ts") != null || asOf != null)) {
-      throw new IllegalArgumentException("snapshot_ts / as_of name the ts of a read; snapshot=resolved and "
+      throw new UserErrorException("snapshot_ts / as_of name the ts of a read; snapshot=resolved and "
           + "max_staleness choose one: give one or the other");
     }
     if ("resolved".equals(snapshot) && maxStaleness != null) {
-      throw new IllegalArgumentException("snapshot=resolved reads the resolved ts whatever its age; max_staleness "
+      throw new UserErrorException("snapshot=resolved reads the resolved ts whatever its age; max_staleness "
           + "chooses between a fresh and the resolved ts: give one or the other");
     }
     String isolation = opts.getOrDefault("isolation", "SI").trim().toUpperCase(Locale.ROOT);
     if (!isolation.equals("SI") && !isolation.equals("RC")) {
-      throw new IllegalArgumentException("option isolation=" + quote(opts.get("isolation")) + ": use SI (default) or RC");
+      throw new UserErrorException("option isolation=" + quote(opts.get("isolation")) + ": use SI (default) or RC");
     }
     List<String> hidden = list(opts.get("hidden"));
     for (String name : hidden) {
       if (!HIDDEN_READABLE.contains(name)) {
-        throw new IllegalArgumentException("option hidden: " + quote(name)
+        throw new UserErrorException("option hidden: " + quote(name)
             + " is not a readable hidden column; use " + String.join(", ", HIDDEN_READABLE));
       }
     }
@@ -241,7 +241,7 @@ public final class ReadOptions implements Serializable {
   private static String snapshotMode(String name, String value) {
     String mode = value.trim().toLowerCase(Locale.ROOT);
     if (!mode.equals("fresh") && !mode.equals("resolved")) {
-      throw new IllegalArgumentException("option " + name + "=" + quote(value) + ": use fresh (default) or resolved");
+      throw new UserErrorException("option " + name + "=" + quote(value) + ": use fresh (default) or resolved");
     }
     return mode;
   }
@@ -290,7 +290,7 @@ public final class ReadOptions implements Serializable {
     if (given.isEmpty()) return null;
     String flag = given.getOrDefault("readchangefeed", "false").toLowerCase(Locale.ROOT);
     if (!flag.equals("true") && !flag.equals("false")) {
-      throw new IllegalArgumentException("option readChangeFeed=" + quote(given.get("readchangefeed"))
+      throw new UserErrorException("option readChangeFeed=" + quote(given.get("readchangefeed"))
           + ": use true or false");
     }
     List<String> rangeNames = new ArrayList<>();
@@ -299,7 +299,7 @@ public final class ReadOptions implements Serializable {
     }
     if (!flag.equals("true")) {
       if (!rangeNames.isEmpty()) {
-        throw new IllegalArgumentException("option " + String.join(", ", rangeNames) + " names the range of a change "
+        throw new UserErrorException("option " + String.join(", ", rangeNames) + " names the range of a change "
             + "read: add readChangeFeed=true (Delta's change data feed), or give changes_from and snapshot_ts");
       }
       return null;
@@ -308,17 +308,17 @@ public final class ReadOptions implements Serializable {
         {"as_of", "as_of (timestampAsOf)"}, {"starting_ts", "starting_ts"}};
     for (String[] o : ours) {
       if (given(opts, o[0])) {
-        throw new IllegalArgumentException("option " + o[1] + " does not go with readChangeFeed: readChangeFeed takes "
+        throw new UserErrorException("option " + o[1] + " does not go with readChangeFeed: readChangeFeed takes "
             + "its range from startingVersion/startingTimestamp and endingVersion/endingTimestamp; give Delta's names "
             + "or ours (changes_from with snapshot_ts, or starting_ts for a stream), not both");
       }
     }
     if (given.containsKey("startingversion") && given.containsKey("startingtimestamp")) {
-      throw new IllegalArgumentException("give startingVersion or startingTimestamp, not both: each is where the "
+      throw new UserErrorException("give startingVersion or startingTimestamp, not both: each is where the "
           + "change read starts");
     }
     if (given.containsKey("endingversion") && given.containsKey("endingtimestamp")) {
-      throw new IllegalArgumentException("give endingVersion or endingTimestamp, not both: each is where the change "
+      throw new UserErrorException("give endingVersion or endingTimestamp, not both: each is where the change "
           + "read ends");
     }
     String startName;
@@ -330,7 +330,7 @@ public final class ReadOptions implements Serializable {
       startName = "startingtimestamp";
       start = ((timeToTs("startingTimestamp", given.get("startingtimestamp")) >> 18) << 18) - 1;
     } else {
-      throw new IllegalArgumentException("readChangeFeed=true needs where the changes start: give startingVersion (a "
+      throw new UserErrorException("readChangeFeed=true needs where the changes start: give startingVersion (a "
           + "commit TSO) or startingTimestamp (a time); for a stream of the table from now, drop readChangeFeed and "
           + "give starting_ts=latest");
     }
@@ -344,7 +344,7 @@ public final class ReadOptions implements Serializable {
       end = timeToTs("endingTimestamp", given.get("endingtimestamp"));
     }
     if (end != null && start >= end) {
-      throw new IllegalArgumentException(FEED_NAMES.get(startName) + "=" + quote(given.get(startName)) + " is after "
+      throw new UserErrorException(FEED_NAMES.get(startName) + "=" + quote(given.get(startName)) + " is after "
           + FEED_NAMES.get(endName) + "=" + quote(given.get(endName)) + ": the change read's range runs from its start "
           + "to its end, both inclusive");
     }
@@ -364,12 +364,12 @@ public final class ReadOptions implements Serializable {
     try {
       value = Long.parseLong(given.get(key));
     } catch (NumberFormatException e) {
-      throw new IllegalArgumentException("option " + name + "=" + quote(given.get(key)) + " is not a version: a "
+      throw new UserErrorException("option " + name + "=" + quote(given.get(key)) + " is not a version: a "
           + "version of a theflash table is a commit TSO (physical_ms << 18 | logical); for a time give "
           + name.replace("Version", "Timestamp"));
     }
     if (value <= 1) {
-      throw new IllegalArgumentException("option " + name + "=" + quote(given.get(key))
+      throw new UserErrorException("option " + name + "=" + quote(given.get(key))
           + " is not a commit TSO (physical_ms << 18 | logical)");
     }
     return value;
@@ -403,7 +403,7 @@ public final class ReadOptions implements Serializable {
       for (String name : Arrays.asList("changes_from", "changes", "snapshot_ts", "as_of", "snapshot", "max_staleness",
           "hidden")) {
         if (given(opts, name)) {
-          throw new IllegalArgumentException("option " + givenAs.getOrDefault(name, name) + " does not go with "
+          throw new UserErrorException("option " + givenAs.getOrDefault(name, name) + " does not go with "
               + "starting_ts: a stream "
               + "(spark.readStream with starting_ts) starts there and follows the table, choosing each batch's range "
               + "itself, and every change has _tidb_rowid and _commit_ts; a batch change read (spark.read) takes "
@@ -413,48 +413,48 @@ public final class ReadOptions implements Serializable {
     }
     if (!given(opts, "changes_from")) {
       if (given(opts, "changes")) {
-        throw new IllegalArgumentException("option changes (all/net) applies to a change read: give changes_from too "
+        throw new UserErrorException("option changes (all/net) applies to a change read: give changes_from too "
             + "(and snapshot_ts, the range (changes_from, snapshot_ts] ends at)");
       }
       return;
     }
     for (String name : STREAM_ONLY) {
       if (given(opts, name)) {
-        throw new IllegalArgumentException("option " + name + " is a stream's (spark.readStream); a batch change read "
+        throw new UserErrorException("option " + name + " is a stream's (spark.readStream); a batch change read "
             + "(changes_from) reads the range (changes_from, snapshot_ts]: drop " + name + ", or drop changes_from and "
             + "read a stream");
       }
     }
     if (given(opts, "as_of")) {
-      throw new IllegalArgumentException("a change read (changes_from) ends at snapshot_ts, a TSO: option as_of "
+      throw new UserErrorException("a change read (changes_from) ends at snapshot_ts, a TSO: option as_of "
           + "(timestampAsOf) is not taken with it; give snapshot_ts instead");
     }
     for (String name : Arrays.asList("snapshot", "max_staleness")) {
       if (given(opts, name)) {
-        throw new IllegalArgumentException("option " + name + "=" + quote(opts.get(name)) + " chooses the ts of a "
+        throw new UserErrorException("option " + name + "=" + quote(opts.get(name)) + " chooses the ts of a "
             + "snapshot read; a change read (changes_from) ends at the snapshot_ts it names: drop " + name);
       }
     }
     if (given(opts, "hidden")) {
-      throw new IllegalArgumentException("option hidden=" + quote(opts.get("hidden")) + " does not go with "
+      throw new UserErrorException("option hidden=" + quote(opts.get("hidden")) + " does not go with "
           + "changes_from: every change has _tidb_rowid and _commit_ts (its commit TSO) already; drop hidden");
     }
     if (!given(opts, "snapshot_ts")) {
-      throw new IllegalArgumentException("a change read (changes_from) needs its end: give option snapshot_ts, the TSO "
+      throw new UserErrorException("a change read (changes_from) needs its end: give option snapshot_ts, the TSO "
           + "the range (changes_from, snapshot_ts] ends at (a session's pinned ts is not taken for it)");
     }
     String from = opts.get("changes_from").trim();
     long start = from.equals("0") ? 0L : ts("changes_from", from); // 0: the rows at snapshot_ts, as inserts
     long end = ts(givenAs.getOrDefault("snapshot_ts", "snapshot_ts"), opts.get("snapshot_ts"));
     if (start >= end) {
-      throw new IllegalArgumentException("changes_from=" + start + " must be below snapshot_ts=" + end
+      throw new UserErrorException("changes_from=" + start + " must be below snapshot_ts=" + end
           + ": the range is (changes_from, snapshot_ts]");
     }
     String mode = opts.get("changes");
     if (mode != null && !mode.trim().isEmpty()) {
       String m = mode.trim().toLowerCase(Locale.ROOT);
       if (!m.equals("all") && !m.equals("net")) {
-        throw new IllegalArgumentException("option changes=" + quote(mode) + ": use all (default) or net");
+        throw new UserErrorException("option changes=" + quote(mode) + ": use all (default) or net");
       }
     }
   }
@@ -573,7 +573,7 @@ public final class ReadOptions implements Serializable {
       String close = closest(name, names);
       hints.add(quote(name) + (close == null ? "" : " (did you mean " + quote(close) + "?)"));
     }
-    throw new IllegalArgumentException("unknown option" + (unknown.size() > 1 ? "s " : " ") + String.join(", ", hints)
+    throw new UserErrorException("unknown option" + (unknown.size() > 1 ? "s " : " ") + String.join(", ", hints)
         + "; theflash reads take: " + String.join(", ", new TreeSet<>(PUBLIC))
         + (catalog.isEmpty() ? "" : "; the catalog also takes: " + String.join(", ", catalog)));
   }
@@ -635,11 +635,11 @@ public final class ReadOptions implements Serializable {
     try {
       value = Long.parseLong(raw.trim());
     } catch (NumberFormatException e) {
-      throw new IllegalArgumentException("option " + name + "=" + quote(raw)
+      throw new UserErrorException("option " + name + "=" + quote(raw)
           + " is not a TSO number (physical_ms << 18 | logical)");
     }
     if (value <= 0) {
-      throw new IllegalArgumentException("option " + name + "=" + quote(raw) + " must be a positive TSO number");
+      throw new UserErrorException("option " + name + "=" + quote(raw) + " must be a positive TSO number");
     }
     return value;
   }

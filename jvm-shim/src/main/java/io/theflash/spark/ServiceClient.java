@@ -13,6 +13,8 @@ import java.net.http.HttpResponse;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.Map;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * The TheFlash API service's HTTP resources (docs/service.md), with the JDK's HTTP client:
@@ -79,16 +81,54 @@ public final class ServiceClient {
         + kind + query)).GET());
   }
 
-  /** POST /v1/read-sessions: opens a session (ts, lease, schema, streams). */
+  /**
+   * POST /v1/read-sessions: opens a session (ts, lease, schema, streams). The service answers once
+   * the store's regions have reached the read's ts (up to region_wait_timeout); a call still waiting
+   * after {@link #WAIT_NOTICE_MS} logs once, at WARN in Spark's log, what it waits for (#waitNotice).
+   */
   public JsonNode openSession(Map<String, Object> request) {
+    byte[] body;
     try {
-      byte[] body = JSON.writeValueAsBytes(request);
-      return json(HttpRequest.newBuilder(uri("/v1/read-sessions"))
-          .header("Content-Type", "application/json")
-          .POST(HttpRequest.BodyPublishers.ofByteArray(body)));
+      body = JSON.writeValueAsBytes(request);
     } catch (IOException e) {
       throw new UncheckedIOException(e);
     }
+    HttpRequest.Builder post = HttpRequest.newBuilder(uri("/v1/read-sessions"))
+        .header("Content-Type", "application/json")
+        .POST(HttpRequest.BodyPublishers.ofByteArray(body));
+    Object table = request.get("table");
+    return json(post, () -> LOG.warn(waitNotice(table == null ? "the table" : table.toString())));
+  }
+
+  /** How long a read session may take to open before the wait is said in the log (issue 52, item 7). */
+  static final long WAIT_NOTICE_MS = 2000;
+  private static final Logger LOG = LoggerFactory.getLogger(ServiceClient.class);
+
+  /**
+   * What a read that has waited {@link #WAIT_NOTICE_MS} for its session waits for: the table's
+   * regions in the store, how many and how far the furthest is behind (the service's regions
+   * metadata table, asked now), and what to check.
+   */
+  String waitNotice(String table) {
+    String regions = "";
+    try {
+      JsonNode rows = tableMetadata(table, "regions").path("rows");
+      JsonNode furthest = null;
+      for (JsonNode row : rows) {
+        if (furthest == null || row.path("lag_ms").asLong() > furthest.path("lag_ms").asLong()) furthest = row;
+      }
+      if (furthest != null) {
+        regions = " (" + rows.size() + " region(s) in the store; region " + furthest.path("region_id").asLong()
+            + " is resolved at " + furthest.path("resolved_ts").asLong() + ", "
+            + String.format(java.util.Locale.ROOT, "%,.1f", furthest.path("lag_ms").asLong() / 1000.0)
+            + " s behind the upstream)";
+      }
+    } catch (RuntimeException e) {
+      regions = " (its regions are not known: " + e.getMessage() + ")";
+    }
+    return "theflash: reading " + table + " waits for the store's regions to reach the read's ts" + regions
+        + "; is the writer applying the binlog (theflash writer status)? The service waits up to "
+        + "region_wait_timeout (30s unless set), or read what the store already has with snapshot=resolved";
   }
 
   /** POST /v1/snapshots: the one ts of a query over several tables ({"ts", "snapshot", "tables"}). */
@@ -130,7 +170,13 @@ public final class ServiceClient {
   }
 
   private JsonNode json(HttpRequest.Builder request) {
-    HttpResponse<byte[]> response = send(request, HttpResponse.BodyHandlers.ofByteArray());
+    return json(request, null);
+  }
+
+  /** The call's JSON answer; {@code slow}, if given, runs once if no answer came within WAIT_NOTICE_MS. */
+  private JsonNode json(HttpRequest.Builder request, Runnable slow) {
+    HttpResponse<byte[]> response = slow == null ? send(request, HttpResponse.BodyHandlers.ofByteArray())
+        : sendNoticingWait(request, slow);
     if (response.statusCode() / 100 != 2) {
       throw error(response.statusCode(), response.body());
     }
@@ -162,6 +208,35 @@ public final class ServiceClient {
     }
   }
 
+  /** {@link #send}, running {@code slow} once if the answer has not come within WAIT_NOTICE_MS. */
+  private HttpResponse<byte[]> sendNoticingWait(HttpRequest.Builder request, Runnable slow) {
+    BearerToken bearer = bearer();
+    if (bearer != null) {
+      request.header("Authorization", bearer.header());
+    }
+    java.util.concurrent.CompletableFuture<HttpResponse<byte[]>> answer =
+        http().sendAsync(request.build(), HttpResponse.BodyHandlers.ofByteArray());
+    try {
+      try {
+        return answer.get(WAIT_NOTICE_MS, java.util.concurrent.TimeUnit.MILLISECONDS);
+      } catch (java.util.concurrent.TimeoutException e) {
+        slow.run();
+        return answer.get();
+      }
+    } catch (InterruptedException e) {
+      answer.cancel(true);
+      throw interrupted(e);
+    } catch (java.util.concurrent.ExecutionException e) {
+      Throwable cause = e.getCause();
+      if (cause instanceof ConnectException) throw unreachable((ConnectException) cause);
+      if (cause instanceof IOException) {
+        throw new UncheckedIOException("theflash service " + server + ": " + cause.getMessage(), (IOException) cause);
+      }
+      if (cause instanceof RuntimeException) throw (RuntimeException) cause;
+      throw new IllegalStateException(cause);
+    }
+  }
+
   /**
    * The thread was interrupted during a call: {@code query.stop()} on a stream, a cancelled job.
    * The interrupt stays set, and the exception is one Spark knows for an interruption (an
@@ -177,7 +252,7 @@ public final class ServiceClient {
   }
 
   RuntimeException unreachable(ConnectException e) {
-    return new IllegalStateException("cannot reach the theflash service at " + server
+    return new ServiceUnreachableException("cannot reach the theflash service at " + server
         + ": start it with `theflash serve --store DIR` and give its HTTP address as option server", e);
   }
 

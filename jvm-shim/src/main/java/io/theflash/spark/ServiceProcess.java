@@ -148,7 +148,7 @@ final class ServiceProcess {
       try {
         process = builder.start();
       } catch (IOException e) {
-        throw new IllegalArgumentException(failure(s, "cannot run " + s.python + " (" + s.pythonSource + "): "
+        throw new UserErrorException(failure(s, "cannot run " + s.python + " (" + s.pythonSource + "): "
             + e.getMessage() + "; set " + s.conf("python") + " to a Python that has pyspark_theflash installed "
             + "(the venv's bin/python)", shown), e);
       }
@@ -201,13 +201,13 @@ final class ServiceProcess {
           String words = lastWords(tail);
           if (words.contains("No module named")) {
             // this interpreter lacks the package (or one it needs)
-            throw new IllegalArgumentException(failure(s, words + ": " + s.python + " (" + s.pythonSource + ") does "
+            throw new UserErrorException(failure(s, words + ": " + s.python + " (" + s.pythonSource + ") does "
                 + "not have pyspark_theflash installed; set " + s.conf("python") + " to one that does (the venv's "
                 + "bin/python)", shown));
           }
           if (status == 2 && !words.isEmpty()) {
             // the command refused its arguments (theflash's CommandError): a wrong pd, store, ...
-            throw new IllegalArgumentException(failure(s, words, shown));
+            throw new UserErrorException(failure(s, words, shown));
           }
           throw new IllegalStateException(failure(s, "it exited with status " + status
               + (words.isEmpty() ? "" : ": " + words), shown));
@@ -332,7 +332,7 @@ final class ServiceProcess {
   static Settings settings(String catalog, String pd, String store, String python, String startTimeout) {
     String address = pd.trim();
     if (address.isEmpty()) {
-      throw new IllegalArgumentException("spark.sql.catalog." + catalog + ".pd is empty: give PD's client address "
+      throw new UserErrorException("spark.sql.catalog." + catalog + ".pd is empty: give PD's client address "
           + "host:port[,host:port] (2379 by default)");
     }
     if (!address.startsWith("pd://")) address = "pd://" + address;
@@ -360,7 +360,7 @@ final class ServiceProcess {
         timeoutMs = -1;
       }
       if (timeoutMs <= 0) {
-        throw new IllegalArgumentException("spark.sql.catalog." + catalog + ".start_timeout=" + startTimeout
+        throw new UserErrorException("spark.sql.catalog." + catalog + ".start_timeout=" + startTimeout
             + ": give seconds, such as 60 or 60s");
       }
     }

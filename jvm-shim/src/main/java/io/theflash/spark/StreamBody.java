@@ -60,7 +60,7 @@ final class StreamBody implements ReadableByteChannel {
   static StreamBody open(ServiceClient client, String path, BearerToken bearer) {
     URI uri = URI.create(client.server() + path);
     if (!"http".equalsIgnoreCase(uri.getScheme()) || uri.getHost() == null) {
-      throw new IllegalArgumentException("theflash streams are read over plain HTTP from http://host:port, not "
+      throw new UserErrorException("theflash streams are read over plain HTTP from http://host:port, not "
           + client.server());
     }
     int port = uri.getPort() < 0 ? 80 : uri.getPort();

@@ -71,7 +71,7 @@ public final class TableSchema {
     List<String> close = ClosestNames.tables(name, known, 3);
     List<String> shown = known.subList(0, Math.min(20, known.size()));
     String store = client.store() != null ? "store " + client.store() : "the theflash store";
-    throw new IllegalArgumentException(store + " has no table " + name
+    throw new UserErrorException(store + " has no table " + name
         + (close.isEmpty() ? "" : "; did you mean " + String.join(" or ", close) + "?") + " (its tables: "
         + (shown.isEmpty() ? "none" : String.join(", ", shown) + (known.size() > shown.size() ? ", ..." : "")) + ")");
   }
@@ -91,7 +91,7 @@ public final class TableSchema {
         else out = out.add(f);
       }
       if (!missing.isEmpty()) {
-        throw new IllegalArgumentException("table " + table + " has no column(s) " + missing);
+        throw new UserErrorException("table " + table + " has no column(s) " + missing);
       }
     }
     for (String h : hiddenColumns) {

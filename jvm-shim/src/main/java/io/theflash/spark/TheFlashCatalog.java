@@ -64,17 +64,17 @@ public final class TheFlashCatalog implements TableCatalog, SupportsNamespaces {
     String startTimeout = opts.remove("start_timeout");
     if (pd != null) {
       if (opts.get("server") != null && !opts.get("server").trim().isEmpty()) {
-        throw new IllegalArgumentException(conf("server") + " and " + conf("pd") + " are both set: give server to "
+        throw new UserErrorException(conf("server") + " and " + conf("pd") + " are both set: give server to "
             + "read through a running `theflash serve`, or pd with store for the catalog to start its own service");
       }
       if (opts.get("upstream") != null) {
-        throw new IllegalArgumentException(conf("upstream") + " beside " + conf("pd") + ": pd is the upstream of "
+        throw new UserErrorException(conf("upstream") + " beside " + conf("pd") + ": pd is the upstream of "
             + "the service this catalog starts; drop upstream");
       }
       String store = opts.get("store");
       if (store == null || store.trim().isEmpty()) store = SessionConf.get(ReadOptions.SESSION_STORE);
       if (store == null || store.trim().isEmpty()) {
-        throw new IllegalArgumentException("catalog " + name + " starts its theflash service from " + conf("pd")
+        throw new UserErrorException("catalog " + name + " starts its theflash service from " + conf("pd")
             + " and a store: set " + conf("store") + " to the store directory the writer fills (`theflash writer "
             + "run --store DIR`)");
       }
@@ -83,7 +83,7 @@ public final class TheFlashCatalog implements TableCatalog, SupportsNamespaces {
       opts.remove("token");
       opts.remove("token_file");
     } else if (python != null || startTimeout != null) {
-      throw new IllegalArgumentException(conf(python != null ? "python" : "start_timeout") + " configures the "
+      throw new UserErrorException(conf(python != null ? "python" : "start_timeout") + " configures the "
           + "service this catalog starts from " + conf("pd") + " (with " + conf("store") + "): set pd too, or drop it");
     }
     this.readOptions = opts;
@@ -111,7 +111,7 @@ public final class TheFlashCatalog implements TableCatalog, SupportsNamespaces {
       opts.put("server", running.url);
       opts.put("token", running.token);
     } else if (opts.get("server") == null && SessionConf.get(ReadOptions.SESSION_SERVER) == null) {
-      throw new IllegalArgumentException("catalog " + name + " has no theflash service to read through: set "
+      throw new UserErrorException("catalog " + name + " has no theflash service to read through: set "
           + conf("pd") + " (PD's client address, host:2379) and " + conf("store") + " (the writer's store directory) "
           + "for the catalog to start one, or " + conf("server") + " to the HTTP address of a running `theflash "
           + "serve`; from PySpark, theflash_session() starts a service and sets the session conf "
@@ -247,7 +247,7 @@ public final class TheFlashCatalog implements TableCatalog, SupportsNamespaces {
         to = t.endingBoundInclusive() ? (endMs << 18) | 0x3FFFFL : (endMs << 18) - 1;
       }
     } else {
-      throw new IllegalArgumentException("changes of " + table.table + " need a range: CHANGES FROM VERSION <tso> "
+      throw new UserErrorException("changes of " + table.table + " need a range: CHANGES FROM VERSION <tso> "
           + "[TO VERSION <tso>] (or the TIMESTAMP form); the store keeps versions back to its GC safe point only");
     }
     ReadOptions read = options(table.table);
@@ -256,7 +256,7 @@ public final class TheFlashCatalog implements TableCatalog, SupportsNamespaces {
       to = read.client().querySnapshot(request).get("ts").asLong();
     }
     if (to <= from) {
-      throw new IllegalArgumentException("changes of " + table.table + ": the range (" + from + ", " + to
+      throw new UserErrorException("changes of " + table.table + ": the range (" + from + ", " + to
           + "] is empty; its end must be after its start");
     }
     boolean net = context.deduplicationMode()
@@ -391,7 +391,7 @@ public final class TheFlashCatalog implements TableCatalog, SupportsNamespaces {
       TableSchema table = TableSchema.find(client(), ident.namespace()[0] + "." + ident.namespace()[1]);
       if (table == null) throw unchecked(notFound(ident));
       if (ts != null || asOf != null) {
-        throw new IllegalArgumentException(table.table + "." + ident.name() + " is a metadata table: it has no "
+        throw new UserErrorException(table.table + "." + ident.name() + " is a metadata table: it has no "
             + "VERSION or TIMESTAMP AS OF (it lists what the store holds now)");
       }
       return TheFlashMetadataTable.load(options(table.table).client(), table.table,

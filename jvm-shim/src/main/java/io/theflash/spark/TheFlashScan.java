@@ -174,7 +174,7 @@ final class TheFlashScan implements Scan, SupportsReportStatistics, Batch {
   @Override
   public MicroBatchStream toMicroBatchStream(String checkpointLocation) {
     if (!options.changeStream()) {
-      throw new IllegalArgumentException(TheFlashMicroBatchStream.NEEDS_START);
+      throw new UserErrorException(TheFlashMicroBatchStream.NEEDS_START);
     }
     return new TheFlashMicroBatchStream(name, options, readSchema, checkpointLocation);
   }

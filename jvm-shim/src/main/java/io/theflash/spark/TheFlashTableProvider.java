@@ -92,11 +92,11 @@ public final class TheFlashTableProvider
         if (t.name().equalsIgnoreCase(f.name())) known = t;
       }
       if (known == null) {
-        throw new IllegalArgumentException("table " + options.table + " has no column " + f.name() + " (columns: "
+        throw new UserErrorException("table " + options.table + " has no column " + f.name() + " (columns: "
             + String.join(", ", table.fieldNames()) + ")");
       }
       if (!known.dataType().equals(f.dataType())) {
-        throw new IllegalArgumentException("column " + known.name() + " of " + options.table + " is "
+        throw new UserErrorException("column " + known.name() + " of " + options.table + " is "
             + known.dataType().sql() + ", not " + f.dataType().sql() + ": give its type in .schema(...)");
       }
       chosen = chosen.add(known);
@@ -123,7 +123,7 @@ public final class TheFlashTableProvider
       String providerName, scala.collection.immutable.Map<String, String> parameters) {
     ReadOptions options = options(scala.jdk.javaapi.CollectionConverters.asJava(parameters));
     if (!options.changeStream()) {
-      throw new IllegalArgumentException(TheFlashMicroBatchStream.NEEDS_START);
+      throw new UserErrorException(TheFlashMicroBatchStream.NEEDS_START);
     }
     return new scala.Tuple2<>(shortName(), schema(options));
   }
@@ -131,6 +131,6 @@ public final class TheFlashTableProvider
   @Override
   public org.apache.spark.sql.execution.streaming.Source createSource(SQLContext sqlContext, String metadataPath,
       scala.Option<StructType> schema, String providerName, scala.collection.immutable.Map<String, String> parameters) {
-    throw new IllegalArgumentException(TheFlashMicroBatchStream.NEEDS_START);
+    throw new UserErrorException(TheFlashMicroBatchStream.NEEDS_START);
   }
 }
