@@ -21,9 +21,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from pyspark_theflash.demo.deployment import DeploymentError, LocalDeployment, store_lag_ms
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
 
 
 @dataclass
@@ -99,7 +102,7 @@ def run_demo(config: DemoConfig) -> int:
         client = connect(upstream_addr)
         stack.callback(client.close)
 
-        def read(table: str, ts: int) -> Any:
+        def read(table: str, ts: int) -> DataFrame:
             # No upstream option: the writer recorded its address in the store.
             return spark.read.format("theflash").option("store", str(store_dir)).option("snapshot_ts", str(ts)).load(table)
 
@@ -120,6 +123,7 @@ def run_demo(config: DemoConfig) -> int:
             ts = client.get_ts()
             began = time.monotonic()
             row = read("bank.accounts", ts).agg(F.count("*").alias("n"), F.sum("balance").alias("total")).first()
+            assert row is not None  # an aggregate without GROUP BY has one row
             elapsed_ms = (time.monotonic() - began) * 1000
             lag = store_lag_ms(store_dir, client.get_ts())
             ok = row["n"] == config.accounts and row["total"] == expected
