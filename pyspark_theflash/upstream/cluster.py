@@ -618,7 +618,8 @@ class MiniCluster:
         ts = ts or self.tso.get_ts()
         return scan_table(self.store, self.tso, self.catalog.table_at(*split_table_name(qualified), ts), ts)
 
-    def scan_records(self, qualified: str, ts: int | None = None) -> tuple[int, dict[str, Any], list[tuple[bytes, bytes]]]:
+    def scan_records(self, qualified: str, ts: int | None = None
+                     ) -> tuple[int, dict[str, object], list[tuple[bytes, bytes]]]:
         """``(ts, table info at ts, [(record key, row value)])`` of ``db.table`` at ``ts``
         (default: now): what the Upstream service's ScanTable streams."""
         ts = ts or self.tso.get_ts()

@@ -86,7 +86,7 @@ def make_column(name: str, type_sql: str, **options: Unpack[ColumnOptions]) -> d
 # ------------------------------------------------------------------------- key and row codec
 
 
-def table_info_of(table: Mapping[str, Any]) -> TableInfo:
+def table_info_of(table: Mapping[str, object]) -> TableInfo:
     """The schema box's TableInfo of a table info dict."""
     return TableInfo.from_json(dict(table))
 
