@@ -79,6 +79,9 @@ LOGICAL_BITS = 18
 # was 384 MB at 10,000 regions, past gRPC's 256 MiB limit).
 CDC_EVENT_MAX_BYTES = 32 * 1024
 CDC_EVENT_MAX_COUNT = 64
+# INITIALIZED events a message of the fake carries at most (registrations answered as they come;
+# TiKV packs 64: more a message keeps the figures of runs before capture paced its registrations)
+INITIALIZED_AT_ONCE = 4096
 CDC_RESP_MAX_BYTES = 6 * 1024 * 1024
 PREWRITE, COMMIT, ROLLBACK, COMMITTED, INITIALIZED = 1, 2, 3, 4, 5
 PUT = 1
@@ -326,6 +329,7 @@ class Rig:
 
     def _event_feed(self, requests: Iterator[cdcpb_pb2.ChangeDataRequest], context: Any) -> Iterator[bytes]:
         registered: dict[int, int] = {}  # region index -> request id
+        unanswered: list[int] = []  # registered, INITIALIZED not sent yet
         arrived = threading.Condition()
 
         def read() -> None:
@@ -334,21 +338,34 @@ class Rig:
                     if req.WhichOneof("request") in (None, "register"):
                         with arrived:
                             registered[int(req.region_id) - 1] = int(req.request_id)
+                            unanswered.append(int(req.region_id) - 1)
                             arrived.notify_all()
             except grpc.RpcError:
                 return  # the client ended the stream
 
         threading.Thread(target=read, daemon=True).start()
-        with arrived:
-            arrived.wait_for(lambda: len(registered) == self.regions, timeout=60)
+        feed = self.feed
+        if self.live is not None or (feed is not None and not feed.initial):
+            # an empty table: each registration is answered with INITIALIZED as it comes, as TiKV
+            # answers one whose scan found nothing, so a client pacing its registrations by the
+            # scans in flight (capture's --scan-limit) goes on; the rows follow once all are in
+            answered = 0
+            while answered < self.regions:
+                with arrived:
+                    if not arrived.wait_for(lambda: unanswered, timeout=60):
+                        return
+                    batch, unanswered[:] = unanswered[:INITIALIZED_AT_ONCE], unanswered[INITIALIZED_AT_ONCE:]
+                yield b"".join(event_bytes(r + 1, 0, registered[r], INITIALIZED_ROW) for r in batch)
+                answered += len(batch)
+        else:  # the copy's plan interleaves every region's scan: capture registers them all at
+            # once (run with --scan-limit at least the regions: _capture_cmd)
+            with arrived:
+                arrived.wait_for(lambda: len(registered) == self.regions, timeout=60)
         if self.live is not None:
             yield from self._follow(registered)
             return
-        feed = self.feed
         assert feed is not None
         index = [0] * self.regions
-        if not feed.initial:  # an empty table: every region initialised at once
-            yield b"".join(event_bytes(r + 1, 0, registered[r], INITIALIZED_ROW) for r in range(self.regions))
         self.first_send = time.monotonic()
         for m, msg in enumerate(feed.plan):
             parts = []
@@ -366,7 +383,6 @@ class Rig:
         """The latency feed: messages built as the workload commits, request ids patched in."""
         assert self.live is not None
         index = [0] * self.regions
-        yield b"".join(event_bytes(r + 1, 0, registered[r], INITIALIZED_ROW) for r in range(self.regions))
         while True:
             item = self.live.get()
             if item is None:
@@ -454,6 +470,8 @@ def run_capture(rig: Rig, feed: Feed, binlog: Path, log: Path) -> dict[str, floa
     rig.first_send = rig.last_send = 0.0
     cmd = THEFLASH + ["capture", "--pd", rig.address, "--tidb", rig.status, "--binlog", str(binlog),
                       "--until-ts", str(feed.last_ts), "--resolve-locks-after", "0"]
+    if feed.initial:  # the copy's plan interleaves every region's scan: every region registered at once
+        cmd += ["--scan-limit", str(max(rig.regions, 1))]
     with log.open("wb") as out:
         code, rss_mb = run_measured(cmd, out)
     ended = time.monotonic()

@@ -58,6 +58,7 @@ from pyspark_theflash.binlog.snapshot_batch import SnapshotColumns, snapshot_col
 from pyspark_theflash.capture.captured_tables import CapturedTables
 from pyspark_theflash.capture.ddl_poller import DdlPoller
 from pyspark_theflash.capture.store_stream import StoreStream
+from pyspark_theflash.capture.registration_pacer import DEFAULT_SCAN_LIMIT, RegistrationPacer
 from pyspark_theflash.capture.coverage import Coverage, EndedCoverages, inherit, known_at_snapshot
 from pyspark_theflash.capture.held_ranges import describe as describe_range, gaps as range_gaps
 from pyspark_theflash.codec.key_ranges import RangeMembers, RegionRanges
@@ -144,6 +145,9 @@ class CaptureOptions:
     pd_first_connect_timeout_s: float | None = None
     # serve /metrics, /status and /healthz on 127.0.0.1:PORT (0: any free port; None: off)
     metrics_port: int | None = None
+    # registrations in flight (sent, not yet initialised) per TiKV store; the others wait
+    # (capture/registration_pacer.py: TiKV queues at most 10,000 initial scans)
+    scan_limit: int = DEFAULT_SCAN_LIMIT
 
 
 COMMITTED_TYPE = bytes([binlog_pb2.Row.COMMITTED])  # a RowBatch's type byte of a version
@@ -205,6 +209,7 @@ class Capture:
         # region id -> its current registration: the region table's own map (its ``add``/``remove``)
         self.feeds: Mapping[int, RegionFeed] = self.table.by_id
         self.streams: dict[int, StoreStream] = {}
+        self.pacer = RegistrationPacer(opts.scan_limit)  # registrations wait for room on their store
         self.store_addresses: dict[int, str] = {}
         # (due, start, end, the dropped registration or None): ranges to look up in PD again
         self.pending_reload: list[tuple[float, bytes, bytes, RegionFeed | None]] = []
@@ -416,7 +421,8 @@ class Capture:
             # have looked its range up, is an ended registration's from here on): look them up.
             for lo, hi in range_gaps([(info.start, info.end)], old.start, old.end):
                 self._reload_later(lo, hi, None, self.opts.retry_backoff_s)
-        if old is not None and old.store_id in self.streams:  # moved or changed: end the old registration
+        if old is not None and old.store_id in self.streams and self.table.sent[old.slot]:
+            # moved or changed: end the old registration (one still waiting was never sent)
             self.streams[old.store_id].send(cdcpb_pb2.ChangeDataRequest(
                 header=cdcpb_pb2.Header(cluster_id=self.pd.cluster_id, ticdc_version=TICDC_VERSION),
                 region_id=old.id, request_id=old.gen, deregister=cdcpb_pb2.ChangeDataRequest.Deregister()))
@@ -438,11 +444,20 @@ class Capture:
         if old is not None:
             self.table.remove(old)
         self.table.add(feed)
-        self._stream(info.leader_store).send(cdcpb_pb2.ChangeDataRequest(
-            header=cdcpb_pb2.Header(cluster_id=self.pd.cluster_id, ticdc_version=TICDC_VERSION),
-            region_id=info.id, region_epoch=metapb_pb2.RegionEpoch(conf_ver=info.conf_ver, version=info.version),
-            checkpoint_ts=since, start_key=info.start, end_key=info.end, request_id=feed.gen,
-            register=cdcpb_pb2.ChangeDataRequest.Register()))
+        self.pacer.add(feed)  # sent when its store has room (capture/registration_pacer.py)
+
+    def _send_registrations(self) -> None:
+        """Send the waiting registrations their stores have room for."""
+        for feed in self.pacer.due(self.table, self._is_current):
+            self._stream(feed.store_id).send(cdcpb_pb2.ChangeDataRequest(
+                header=cdcpb_pb2.Header(cluster_id=self.pd.cluster_id, ticdc_version=TICDC_VERSION),
+                region_id=feed.id, region_epoch=metapb_pb2.RegionEpoch(conf_ver=feed.conf_ver, version=feed.version),
+                checkpoint_ts=feed.since_ts, start_key=feed.start, end_key=feed.end, request_id=feed.gen,
+                register=cdcpb_pb2.ChangeDataRequest.Register()))
+            self.table.mark_sent(feed)
+
+    def _is_current(self, feed: RegionFeed) -> bool:
+        return self.feeds.get(feed.id) is feed
 
     def _coverage_over(self, start: bytes, end: bytes, but: RegionFeed | None = None) -> list[Coverage]:
         """Every coverage capture knows over any part of [start, end): ended registrations' and
@@ -490,6 +505,7 @@ class Capture:
         for info in infos:
             if (not info.end or info.end > lo) and (not hi or info.start < hi):
                 self._register(info)
+        self._send_registrations()
 
     def _topology_event(self, old: RegionFeed, now: list[RegionInfo]) -> None:
         """The binlog's ``Admin`` event for what became of a dropped registration's region, as PD
@@ -1070,6 +1086,7 @@ class Capture:
                     except queue.Empty:
                         task = None
                 self._release()
+                self._send_registrations()  # initial scans finished: room for those waiting
                 if self.fifo:  # events wait for the DDL frontier: have it read now
                     self.ddl.want()
                 now = time.monotonic()
@@ -1153,7 +1170,8 @@ class Capture:
         snap = {"state": state, "pid": os.getpid(), "binlog": str(self.dir), "at": time.time(),
                 "metrics_port": self.metrics.port if self.metrics is not None else None,
                 "healthy": healthy, "unhealthy_reason": reason, "regions": len(self.feeds),
-                "initialised": self.table.count_ready(), "pending_lookups": len(self.pending_reload),
+                "initialised": self.table.count_ready(), "registrations_waiting": len(self.pacer),
+                "pending_lookups": len(self.pending_reload),
                 "streams": len(self.streams), "least_resolved_ts": least, "frontier_ts": self.frontier,
                 "lag_s": round(lag_s, 3) if lag_s is not None else None, "rows_written": self.rows_written,
                 "rows_scanned": self.rows_scanned, "events_written": self.events_written,
@@ -1176,6 +1194,7 @@ class Capture:
             self.errors["stream_down"] += 1
             stream.close()
             self.store_addresses.pop(task.store_id, None)
+            self.pacer.forget_store(task.store_id)  # (its waiting registrations end below)
             for feed in [f for f in self.feeds.values() if f.store_id == task.store_id]:
                 self._drop(feed, f"store {task.store_id}'s stream broke ({task.reason})", self.opts.retry_backoff_s)
         elif isinstance(task, DdlPoll):

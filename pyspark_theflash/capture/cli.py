@@ -96,6 +96,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="resolve the locks of a region whose resolved ts lags PD's clock this long, as TiCDC does "
                         "for stuck regions (KvScanLock, then client-go's lock resolver rules), at most every 10 s per "
                         "region; 0 = never (default: 4)")
+    p.add_argument("--scan-limit", type=int, default=4096, metavar="N",  # (registration_pacer.DEFAULT_SCAN_LIMIT)
+                   help="registrations in flight per TiKV store (sent, initial scan not yet done); the others wait, "
+                        "so a restart or a store's return does not swamp TiKV's scan queue (10,000) (default: 4096)")
     p.set_defaults(port_options={"the binlog service": "--serve-binlog", "the metrics endpoint": "--metrics-port"})
 
 
@@ -224,6 +227,8 @@ def run(args: argparse.Namespace) -> int:
     for t in tables or ():
         if t.count(".") != 1:
             raise CommandError(f"--tables wants db.table names, got {t!r}")
+    if args.scan_limit < 1:
+        raise CommandError(f"--scan-limit wants a number of registrations >= 1, got {args.scan_limit}")
     if args.ddl_poll <= 0 or args.ddl_poll_min < 0:
         raise CommandError(f"--ddl-poll wants seconds > 0 and --ddl-poll-min seconds >= 0, got {args.ddl_poll} "
                            f"and {args.ddl_poll_min}")
@@ -231,7 +236,8 @@ def run(args: argparse.Namespace) -> int:
                           serve_binlog=args.serve_binlog, gc_ttl_s=args.gc_ttl, ddl_poll_s=args.ddl_poll,
                           ddl_poll_min_s=args.ddl_poll_min,
                           resolve_locks_after_s=args.resolve_locks_after,
-                          pd_first_connect_timeout_s=args.pd_timeout, metrics_port=args.metrics_port)
+                          pd_first_connect_timeout_s=args.pd_timeout, metrics_port=args.metrics_port,
+                          scan_limit=args.scan_limit)
     from pyspark_theflash.binlog.errors import BinlogLockedError
 
     def locked(exc: BinlogLockedError) -> CommandError:

@@ -32,6 +32,7 @@ class RegionTable:
         self.gens = np.zeros(0, np.int64)
         self.stores = np.zeros(0, np.int64)
         self.ready = np.zeros(0, bool)           # initialised: its resolved ts may move
+        self.sent = np.zeros(0, bool)            # its request is sent to the store (capture/registration_pacer.py)
         self.resolved = np.zeros(0, np.uint64)   # the resolved ts written for it (RegionFeed.resolved_ts)
         self.covered = np.zeros(0, np.uint64)    # its coverage's floors rise to it (RegionFeed.covered_ts)
         # its region's last binlog index: one counter per region across its registrations, here
@@ -69,6 +70,7 @@ class RegionTable:
         resolved, ready = feed.resolved_ts, feed.initialized
         self.ids[slot], self.gens[slot], self.stores[slot] = feed.id, feed.gen, feed.store_id
         self.ready[slot], self.resolved[slot], self.covered[slot] = ready, resolved, feed.covered_ts
+        self.sent[slot] = False
         self.index[slot] = self._index_ended.pop(feed.id, 0)
         self._range_ended.pop(feed.id, None)
         self.by_slot[slot] = feed
@@ -101,6 +103,7 @@ class RegionTable:
         self.ready, self.resolved, self.covered = grown(self.ready, False), grown(self.resolved, 0), \
             grown(self.covered, 0)
         self.index = grown(self.index, 0)
+        self.sent = grown(self.sent, False)
 
     def used(self) -> np.ndarray:
         """The slots of the current registrations, in region-id order."""
@@ -119,18 +122,38 @@ class RegionTable:
         pos = np.minimum(np.searchsorted(self._sorted_ids, region_ids), len(slots) - 1)
         return slots[pos], self._sorted_ids[pos] == region_ids
 
+    def _live(self) -> np.ndarray:
+        """Per slot, whether a current registration holds it: a mask, no sort (``used`` sorts the
+        slots by id again after every registration that began or ended, which a registration
+        storm does every loop)."""
+        live: np.ndarray = self.ids[:len(self.by_slot)] != _FREE
+        return live
+
     def least_resolved(self) -> int:
         """The least resolved ts over the current registrations (0 without one)."""
-        used = self.used()
-        return int(self.resolved[used].min()) if len(used) else 0
+        live = self._live()
+        return int(self.resolved[:len(live)][live].min()) if live.any() else 0
 
     def all_resolved(self) -> bool:
         """Whether every current registration has a resolved ts written (and there is one)."""
-        used = self.used()
-        return bool(len(used)) and bool((self.resolved[used] > 0).all())
+        live = self._live()
+        return bool(live.any()) and bool((self.resolved[:len(live)][live] > 0).all())
 
     def count_ready(self) -> int:
-        return int(self.ready[self.used()].sum())
+        live = self._live()
+        return int(self.ready[:len(live)][live].sum())
+
+    def mark_sent(self, feed: RegionFeed) -> None:
+        """The registration's request is sent to its store: it is in flight until initialised."""
+        self.sent[feed.slot] = True
+
+    def in_flight_by_store(self) -> dict[int, int]:
+        """Per store, its current registrations sent and not yet initialised (no sort of the
+        whole table: a mask over the rows, then the few in flight counted by store)."""
+        n = len(self.by_slot)
+        flying = self._live() & self.sent[:n] & ~self.ready[:n]
+        stores, counts = np.unique(self.stores[:n][flying], return_counts=True)
+        return dict(zip(stores.tolist(), counts.tolist()))
 
     def lagging(self, ts: int, lag_ms: int) -> list[LaggingRegion]:
         """The initialised registrations whose resolved ts is ``lag_ms`` or more behind ``ts``

@@ -40,6 +40,8 @@ def prometheus_text(status: dict[str, Any]) -> str:
     metric("regions", "gauge", "Regions registered on TiKV's change-data feed.", [("", status.get("regions"))])
     metric("regions_initialised", "gauge", "Registered regions whose initial scan is written.",
            [("", status.get("initialised"))])
+    metric("registrations_waiting", "gauge", "Registrations waiting for room on their store (--scan-limit in flight).",
+           [("", status.get("registrations_waiting"))])
     metric("pending_lookups", "gauge", "Key ranges waiting to be looked up in PD and registered again.",
            [("", status.get("pending_lookups"))])
     metric("streams", "gauge", "Change-data streams open, one per TiKV store.", [("", status.get("streams"))])

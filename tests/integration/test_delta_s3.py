@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,34 +29,9 @@ from pyspark_theflash.lake.publish import Publisher, Round
 from pyspark_theflash.lake.versions import versions_at
 from pyspark_theflash.store import Store, StoreOptions
 from pyspark_theflash.upstream.workloads import TwoTableBankWorkload
-from store_events import DB, committed, event, items_table, key, resolved_ts, row
+from one_region_writes import COLUMNS, T1, Upstream, own_rows
+from store_events import DB
 
-T1 = items_table()
-COLUMNS = ["id", "name", "price"]
-
-
-class Upstream:
-    """Writes to the store as the binlog would: one region, commits then its resolved ts."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.index = 0
-        self.now_ms = int(time.time() * 1000) - 60_000
-
-    def commit(self, changes: list[tuple[int, str | None]]) -> int:
-        self.now_ms += 7
-        ts = self.now_ms << 18
-        rows = [committed(key(T1, h), None if n is None else row(T1, id=h, name=n, price=None), ts) for h, n in changes]
-        self.index += 1
-        self.store.write([event(1, self.index, rows)])
-        self.index += 1
-        self.store.write([resolved_ts(1, self.index, ts)])
-        return ts
-
-
-def own_rows(store: Store, ts: int) -> list[tuple[Any, ...]]:
-    t = store.scan_table(T1.id, ts, columns=COLUMNS).sort_by("id")
-    return [tuple(r.values()) for r in t.to_pylist()]
 
 
 def objects(uri: str) -> set[str]:

@@ -14,7 +14,6 @@ import json
 import os
 import random
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
@@ -31,10 +30,9 @@ from pyspark_theflash.lake.location import LakeDir, lake_dir
 from pyspark_theflash.lake.publish import Publisher, Round
 from pyspark_theflash.lake.s3_put import S3RequestError
 from pyspark_theflash.store import Store, StoreOptions
-from store_events import DB, committed, event, items_table, key, resolved_ts, row
+from one_region_writes import COLUMNS, T1, Upstream, own_rows
+from store_events import DB
 
-T1 = items_table()
-COLUMNS = ["id", "name", "price"]
 SCHEMA = json.dumps({"type": "struct", "fields": [
     {"name": "version", "type": "long", "nullable": False, "metadata": {}},
     {"name": "writer", "type": "long", "nullable": False, "metadata": {}}]})
@@ -133,28 +131,6 @@ def test_the_server_checks_the_conditional_put_s_signature(s3_bucket: str, monke
     assert refused.value.status == 403 and "\n" not in str(refused.value)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
     assert not log_dir.names()
-
-
-class Upstream:
-    """Writes to the store as the binlog would: one region, commits then its resolved ts."""
-
-    def __init__(self, store: Store) -> None:
-        self.store, self.index, self.now_ms = store, 0, int(time.time() * 1000) - 60_000
-
-    def commit(self, changes: list[tuple[int, str | None]]) -> int:
-        self.now_ms += 7
-        ts = self.now_ms << 18
-        rows = [committed(key(T1, h), None if n is None else row(T1, id=h, name=n, price=None), ts) for h, n in changes]
-        self.index += 1
-        self.store.write([event(1, self.index, rows)])
-        self.index += 1
-        self.store.write([resolved_ts(1, self.index, ts)])
-        return ts
-
-
-def own_rows(store: Store, ts: int) -> list[tuple[Any, ...]]:
-    t = store.scan_table(T1.id, ts, columns=COLUMNS).sort_by("id")
-    return [tuple(r.values()) for r in t.to_pylist()]
 
 
 def test_two_publishers_of_a_store_racing_to_s3_commit_each_version_once_and_the_loser_is_told_why(
