@@ -354,6 +354,10 @@ class Rig:
                 with arrived:
                     if not arrived.wait_for(lambda: unanswered, timeout=60):
                         return
+                    # (a batch gathers what comes within 50 ms: registrations arrive one by one,
+                    # and a message each would make the registration's cost the messages')
+                    want = min(INITIALIZED_AT_ONCE, self.regions - answered)
+                    arrived.wait_for(lambda: len(unanswered) >= want, timeout=0.05)
                     batch, unanswered[:] = unanswered[:INITIALIZED_AT_ONCE], unanswered[INITIALIZED_AT_ONCE:]
                 yield b"".join(event_bytes(r + 1, 0, registered[r], INITIALIZED_ROW) for r in batch)
                 answered += len(batch)
