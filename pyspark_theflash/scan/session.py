@@ -326,9 +326,11 @@ def conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
 
 
 def _store_root(store: str | os.PathLike[str] | Store) -> str:
-    # (a pathlib.Path has a ``root`` too, its anchor: a Path given here names "/", issue 53's report)
-    root: str | os.PathLike[str] = store.root if hasattr(store, "root") else store
-    return os.fspath(root)
+    """The store's directory: a path as given, or an open Store's root. (A path is asked first: a
+    ``pathlib.Path`` has a ``root`` attribute too, its anchor "/", which named the wrong store.)"""
+    if isinstance(store, (str, os.PathLike)):
+        return os.fspath(store)
+    return os.fspath(store.root)
 
 
 def _predicate(filter: object, opts: ScanOptions, upstream: UpstreamClient | None) -> Expr | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+from pathlib import Path
 from typing import Iterator
 
 import pyarrow as pa
@@ -145,3 +146,9 @@ def test_a_detached_session_lease_expires_unless_renewed_and_close_releases_it(r
     assert kept.lease_id in [x.lease_id for x in latch.leases()]
     kept.close()
     assert kept.lease_id not in [x.lease_id for x in latch.leases()]
+
+
+def test_a_store_given_as_a_path_object_is_that_store(rig: FlashRig) -> None:
+    # (a pathlib.Path has a ``root`` attribute, its anchor "/": it was taken for an open Store's root)
+    with open_read_session(Path(rig.store), TABLE, options={"upstream": rig.upstream}) as s:
+        assert ids(s) == list(range(ROWS))
