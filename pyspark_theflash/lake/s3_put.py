@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import configparser
 import http.client
+import logging
 import os
 import re
 import ssl
@@ -43,6 +44,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from pyspark_theflash.lake.errors import LakeLocationError
 from pyspark_theflash.lake.sigv4 import Credentials, signed_headers, uri_encode
+
+log = logging.getLogger(__name__)
 
 TIMEOUT_S = 60.0
 TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
@@ -111,8 +114,9 @@ def credentials() -> Credentials:
     shared = configparser.ConfigParser()
     try:
         shared.read(path)
-    except configparser.Error:
-        pass
+    except configparser.Error as exc:  # (a damaged file is said so, not read as "no credentials")
+        raise LakeLocationError(f"{path}: the AWS credentials file does not parse ({str(exc).splitlines()[0]}); "
+                                "fix it, or give AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment") from exc
     if shared.has_option(profile, "aws_access_key_id") and shared.has_option(profile, "aws_secret_access_key"):
         return Credentials(shared.get(profile, "aws_access_key_id"), shared.get(profile, "aws_secret_access_key"),
                            shared.get(profile, "aws_session_token", fallback=None) or None)
@@ -230,8 +234,9 @@ def honours_put_if_absent(endpoint: S3Endpoint, bucket: str, prefix: str) -> boo
         finally:
             try:
                 delete(endpoint, bucket, key)
-            except (LakeLocationError, OSError, http.client.HTTPException):
-                pass  # a stray probe object is harmless: no reader lists it as a table's file
+            except (LakeLocationError, OSError, http.client.HTTPException) as exc:
+                # a stray probe object is harmless: no reader lists it as a table's file
+                log.debug("the put-if-absent probe %s was not deleted: %s", _where(bucket, key), exc)
         if not first:
             raise LakeLocationError(f"{_where(bucket, key)}: a conditional PUT of a new key answered that it exists; "
                                     f"the S3 endpoint {endpoint.url} does not behave as S3")

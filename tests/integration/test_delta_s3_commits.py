@@ -209,7 +209,7 @@ class _ScriptedHandler(BaseHTTPRequestHandler):
     server: ScriptedS3
 
     def log_message(self, format: str, *args: Any) -> None:
-        pass
+        pass  # (the scripted server answers quietly: its requests are asserted, not logged)
 
     def _answer(self, status: int, body: bytes = b"", code: str = "") -> None:
         if code:

@@ -12,6 +12,10 @@ could be lenient about what it accepts):
 """
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from pyspark_theflash.lake.sigv4 import (EMPTY_SHA256, Credentials, authorization, canonical_request,
                                          signed_headers, uri_encode)
 
@@ -66,3 +70,31 @@ def test_paths_and_queries_are_encoded_as_s3_wants() -> None:
     assert uri_encode("a/b", keep_slash=False) == "a%2Fb"
     request, _ = canonical_request("GET", "/", [("prefix", "J"), ("max-keys", "2")], {"host": "h"}, EMPTY_SHA256)
     assert request.split("\n")[2] == "max-keys=2&prefix=J"
+
+
+def test_credentials_come_from_the_environment_then_the_profile_and_a_damaged_file_is_named(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pyspark_theflash.lake.errors import LakeLocationError
+    from pyspark_theflash.lake.s3_put import credentials
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                 "AWS_DEFAULT_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    shared = tmp_path / "credentials"
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(shared))
+    shared.write_text("[lake]\naws_access_key_id = AK\naws_secret_access_key = SK\n")
+    monkeypatch.setenv("AWS_PROFILE", "lake")
+    got = credentials()
+    assert (got.access_key, got.secret_key, got.session_token) == ("AK", "SK", None)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "ENV")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "ENVSECRET")
+    assert credentials().access_key == "ENV"  # the environment first
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    shared.write_text("aws_access_key_id = no section header\n")
+    with pytest.raises(LakeLocationError, match="credentials file does not parse") as damaged:
+        credentials()
+    assert str(shared) in str(damaged.value) and "\n" not in str(damaged.value)
+    shared.write_text("[other]\naws_access_key_id = AK\naws_secret_access_key = SK\n")
+    with pytest.raises(LakeLocationError, match=r"found no credentials.*profile \[lake\]"):
+        credentials()
