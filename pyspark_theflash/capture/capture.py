@@ -61,7 +61,7 @@ from pyspark_theflash.capture.store_stream import StoreStream
 from pyspark_theflash.capture.registration_pacer import DEFAULT_SCAN_LIMIT, RegistrationPacer
 from pyspark_theflash.capture.coverage import Coverage, EndedCoverages, inherit, known_at_snapshot
 from pyspark_theflash.capture.held_ranges import describe as describe_range, gaps as range_gaps
-from pyspark_theflash.codec.key_ranges import RangeMembers, RegionRanges
+from pyspark_theflash.codec.key_ranges import KeyRange, RangeMembers, RegionRanges
 from pyspark_theflash.capture.errors import CaptureError, GCPassedError
 from pyspark_theflash.capture.lock_resolution import StuckRegionResolver
 from pyspark_theflash.capture.range_claims import Claim, RangeClaims
@@ -229,7 +229,7 @@ class Capture:
         # The regions the binlog has introduced to a replica (by a snapshot or a split) and not
         # merged away or retired, with their range there: only these can be named in a split or
         # merge the writer applies.
-        self.introduced = RegionRanges()
+        self.introduced: RegionRanges[Claim | KeyRange] = RegionRanges()  # (a region's claim holds its range)
         self.claims = RangeClaims()  # which region's registration speaks for a key range
         # the current registrations whose snapshot is written (each has a coverage), by range:
         # a current registration is in it exactly when its ``written`` is true (its snapshot is
@@ -283,10 +283,13 @@ class Capture:
             self.resolved = WrittenResolved({int(k): int(v) for k, v in state["resolved"].items()})
             self.last_ddl_ts = int(state["last_ddl_ts"])
             self.tables.load(state["table_ids"], state.get("partitions"))
+            self.claims = RangeClaims(state.get("claims"))
             # (a state file of an older release lists ids only: their ranges are learned again)
             for r in (x if isinstance(x, list) else [x] for x in state.get("introduced", ())):
-                self.introduced.set(int(r[0]), (bytes.fromhex(r[1]), bytes.fromhex(r[2])) if len(r) == 3 else None)
-            self.claims = RangeClaims(state.get("claims"))
+                rid, rng = int(r[0]), KeyRange(bytes.fromhex(r[1]), bytes.fromhex(r[2])) if len(r) == 3 else None
+                # the region's claim where it holds the same range (one object a region, as before the restart)
+                claim = self.claims.of(rid, rng) if rng is not None else None
+                self.introduced.set(rid, claim or rng)
             self.resume = ResumePoints.from_state(state.get("resume"))
             start = Position(*state["position"])
         elif self.writer.head == self.writer.tail == Position(1, HEADER_BYTES):
@@ -332,11 +335,12 @@ class Capture:
                 claimed = [ev.admin.merge.target]
                 keep = {int(ev.admin.merge.source.id), int(ev.admin.merge.target.id)}
             ranges = [self._same_range(int(r.id), bytes(r.start_key), bytes(r.end_key)) for r in claimed]
+            made = []
             for r, (rid, start, end) in zip(claimed, ranges):
-                self.claims.claim(rid, start, end, int(r.epoch.version))
+                made.append(self.claims.claim(rid, start, end, int(r.epoch.version)))
                 self._retire_overlapping(keep, start, end)
-            for rid, start, end in ranges:
-                self.introduced.set(rid, (start, end))
+            for claim in made:
+                self.introduced.set(claim.region_id, claim)
 
     def _same_range(self, region_id: int, start: bytes, end: bytes) -> tuple[int, bytes, bytes]:
         """The region's id and keys as its registration holds them, where they are the same: one
@@ -370,7 +374,7 @@ class Capture:
                  "indexes": Items(self.table.indexes(), pairs=True),
                  "resolved": Items(self.resolved.items(), pairs=True), "last_ddl_ts": self.last_ddl_ts,
                  **self.tables.state(),
-                 "introduced": Items([rid, rng[0].hex(), rng[1].hex()] if rng is not None else [rid]
+                 "introduced": Items([rid, rng.start.hex(), rng.end.hex()] if rng is not None else [rid]
                                      for rid, rng in self.introduced.sorted_items()),
                  "claims": Items(self.claims.state_items()),
                  "resume": self.resume.state(lazy=True)}

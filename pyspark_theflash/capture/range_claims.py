@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator, NamedTuple, Sequence
 
-from pyspark_theflash.codec.key_ranges import RangeMembers
+from pyspark_theflash.codec.key_ranges import HasRange, RangeMembers
 from pyspark_theflash.codec.keys import encode_region_key
 
 
@@ -47,9 +47,10 @@ class RangeClaims:
         for r, s, e, v in (saved or ()):
             self._add(Claim(int(r), bytes.fromhex(s), bytes.fromhex(e), int(v)))
 
-    def _add(self, claim: Claim) -> None:
+    def _add(self, claim: Claim) -> Claim:
         self.changes += 1
         self._by_range.insert(claim, claim.start, claim.end)  # (the claim keeps its range)
+        return claim
 
     def _over(self, start: bytes, end: bytes) -> list[Claim]:
         # (in a fixed order: by version, region and range; the answer names the first)
@@ -62,20 +63,26 @@ class RangeClaims:
         """``state``'s items, made one at a time (capture/state_json.py), in key order."""
         return ([c.region_id, c.start.hex(), c.end.hex(), c.version] for c in self._by_range.members(_claim_order))
 
+    def of(self, region_id: int, rng: HasRange) -> Claim | None:
+        """The claim of ``region_id`` over exactly ``rng``'s range, if one holds."""
+        return next((c for c in self._by_range.overlapping(rng.start, rng.end)
+                     if c.region_id == region_id and c.start == rng.start and c.end == rng.end), None)
+
     def newer(self, region_id: int, start: bytes, end: bytes, version: int) -> list[Claim]:
         """The claims of other regions over [start, end) with a higher version."""
         return [c for c in self._over(start, end) if c.region_id != region_id and c.version > version]
 
-    def claim(self, region_id: int, start: bytes, end: bytes, version: int) -> None:
+    def claim(self, region_id: int, start: bytes, end: bytes, version: int) -> Claim:
         """``region_id`` at ``version`` speaks for [start, end) from now on; the claims of no
-        higher version it covers whole give way (one it covers in part still guards the rest)."""
+        higher version it covers whole give way (one it covers in part still guards the rest).
+        Returns the claim (it holds the range: capture's other indexes of the region keep it)."""
         def covered(c: Claim) -> bool:
             return start <= c.start and (not end or (bool(c.end) and c.end <= end))
 
         for c in self._over(start, end):
             if c.version <= version and covered(c):
                 self._by_range.remove(c, c.start, c.end)
-        self._add(Claim(region_id, start, end, version))
+        return self._add(Claim(region_id, start, end, version))
 
     @staticmethod
     def covers_key(claims: Sequence[Claim], raw_key: bytes) -> bool:

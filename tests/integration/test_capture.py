@@ -34,6 +34,7 @@ from polling import wait_for
 from pyspark_theflash.binlog import Position, prune, region_runs
 from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.capture import Capture, CaptureError
+from pyspark_theflash.codec.key_ranges import KeyRange
 from pyspark_theflash.upstream.pd_client import PDClient
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.store import Store
@@ -258,9 +259,23 @@ def test_a_region_the_replica_retires_has_its_registration_ended_not_fed(cluster
         assert rows is not None and rows.count == 2
         assert capture._build(HeldRows(old, rows)) == []
         assert 71 in capture.introduced and capture.feeds[71] is born and not born.discarded
+        # the region's claim is what the replica's ranges keep of it (no second copy of its keys),
+        # and so after a restart from the state file
+        claim = capture.claims.of(71, KeyRange(born.start, born.end))
+        assert claim is not None and capture.introduced.get(71) is claim
+        capture._save_state()
     finally:  # never run: its binlog writer and PD client are all it opened
         capture.writer.close()
         capture.pd.close()
+    again = Capture(options(cluster, tmp_path / "binlog"))
+    try:
+        kept = again.introduced.get(71)
+        assert kept is not None and (kept.start, kept.end) == (born.start, born.end)
+        assert kept is again.claims.of(71, kept)
+        assert list(again.introduced.sorted_items()) == [(71, kept)]
+    finally:
+        again.writer.close()
+        again.pd.close()
 
 
 def test_a_message_of_many_regions_is_one_binlog_event_meaning_each_regions_own(cluster: MiniCluster,

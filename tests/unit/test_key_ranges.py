@@ -99,6 +99,10 @@ def test_range_members_find_every_member_over_a_range(ops: list[Any], query: tup
     want = {m for m, (s, e) in model.items() if (not e or query[0] < e) and (not query[1] or s < query[1])}
     assert members.overlapping(*query) == want
     assert len(members) == len(model)
+    # every member listed once, in key order of where its range starts (then by the order given)
+    listed = list(members.members(lambda m: m))
+    assert sorted(listed) == sorted(model)
+    assert listed == sorted(model, key=lambda m: (model[m][0], m))
     for key in [b"", *KEYS]:  # every key some member covers is in a span, and no other
         if _inside(key, *query):
             covered = any(_inside(key, s, e) for s, e in model.values())
