@@ -124,7 +124,7 @@ def _sql_here(args: argparse.Namespace) -> Any:
     from pyspark_theflash.engine.clickhouse.errors import ClickHouseDirectoryBusyError
     from pyspark_theflash.errors import TheFlashError
     from pyspark_theflash.scan.engine_sessions import PlannedSessions
-    from pyspark_theflash.scan.errors import ScanError, as_flags
+    from pyspark_theflash.scan.errors import ScanError, as_flags, spelled
 
     try:
         engine = open_engine(args.store, readonly=True, sessions=PlannedSessions(upstream=args.upstream))
@@ -137,7 +137,8 @@ def _sql_here(args: argparse.Namespace) -> Any:
         raise CommandError(str(exc)) from None
     try:
         try:
-            return engine.run_sql(args.query, args.ts, _snapshot_choice(args))
+            with spelled(as_flags(FLAGS)):
+                return engine.run_sql(args.query, args.ts, _snapshot_choice(args))
         except ScanError as exc:  # its remedy in this command's flags
             raise CommandError(exc.phrased(as_flags(FLAGS))) from None
         except TheFlashError as exc:

@@ -14,7 +14,7 @@ from typing import Any
 
 from pyspark_theflash.cli import CommandError
 from pyspark_theflash.errors import TheFlashError
-from pyspark_theflash.scan.errors import ScanError, as_flags
+from pyspark_theflash.scan.errors import ScanError, as_flags, spelled
 
 # the read options this command takes, as its flags (an error's remedy names these)
 FLAGS = {"upstream": "--upstream", "snapshot_ts": "--snapshot-ts", "as_of": "--as-of", "snapshot": "--snapshot",
@@ -66,7 +66,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
                "partition_target_bytes": args.partition_target_bytes, "snapshot": args.snapshot,
                "max_staleness": args.max_staleness, "schema": args.schema}
     try:
-        with plan(args.store, args.table, {k: v for k, v in options.items() if v is not None}) as p:
+        given = {k: v for k, v in options.items() if v is not None}
+        with spelled(as_flags(FLAGS)), plan(args.store, args.table, given) as p:
             out: dict[str, Any] = {"table": p.table, "ts": p.ts, "time": describe_ts(p.ts), "stats": vars(p.stats),
                                    "partitions": [{"index": part.index, "regions": list(part.region_ids),
                                                    "ranges": [[r.lo, r.hi] for r in part.ranges],

@@ -2,7 +2,9 @@
 what the user can do about it."""
 from __future__ import annotations
 
-from typing import Callable, Mapping
+import contextlib
+from contextvars import ContextVar
+from typing import Callable, Iterator, Mapping
 
 from pyspark_theflash.codec.tso import describe_ts, physical_ms
 from pyspark_theflash.errors import TheFlashError
@@ -23,6 +25,27 @@ def as_flags(flags: Mapping[str, str]) -> OptionSpelling:
         flag = flags.get(name)
         return None if flag is None else flag if value is None else f"{flag} {value}"
     return spell
+
+
+# How the front end running this read writes its options, for what the read says while it runs
+# (the learner's wait notice): the read options' spelling unless a command line says otherwise
+# (``spelled``). A context variable: a command's reads plan on the thread that runs it.
+_SPELLING: ContextVar[OptionSpelling] = ContextVar("theflash_option_spelling", default=as_read_option)
+
+
+@contextlib.contextmanager
+def spelled(spelling: OptionSpelling) -> Iterator[None]:
+    """Within the block, what a read says names its options as ``spelling`` writes them."""
+    token = _SPELLING.set(spelling)
+    try:
+        yield
+    finally:
+        _SPELLING.reset(token)
+
+
+def spell_option(name: str) -> str:
+    """``name`` as the front end running this read writes it (the read option's name if it has no such flag)."""
+    return _SPELLING.get()(name, None) or name
 
 
 class ScanError(TheFlashError):

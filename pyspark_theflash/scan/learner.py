@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 import numpy as np
 
 from pyspark_theflash.latch import FlushTimeoutError, Latch
-from pyspark_theflash.scan.errors import RegionWaitTimeoutError, UnresolvedRegionsError
+from pyspark_theflash.scan.errors import RegionWaitTimeoutError, UnresolvedRegionsError, spell_option
 from pyspark_theflash.codec.tso import physical_ms
 from pyspark_theflash.store.views import RegionState
 from pyspark_theflash.upstream.pd import RAFT_INIT_LOG_INDEX
@@ -279,8 +279,8 @@ class LearnerRead:
             what.append("a key range of the table no region of the store holds yet (a split or merge the writer "
                         "has not applied)")
         log.warning("reading %s at ts %d: waiting for %s; is the writer applying the binlog? Waiting up to %.0f s "
-                    "more (region_wait_timeout)", self.table, self.ts, " and ".join(what) or "the store",
-                    max(0.0, deadline - now))
+                    "more (%s)", self.table, self.ts, " and ".join(what) or "the store",
+                    max(0.0, deadline - now), spell_option("region_wait_timeout"))
 
     def _has_gap(self, view: StoreView) -> bool:
         """Whether a key of the table's ranges is in no live region of ``view``."""

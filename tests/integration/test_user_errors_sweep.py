@@ -332,4 +332,5 @@ def test_a_cli_read_waiting_on_a_stopped_writer_says_once_what_it_waits_for(worl
     assert done.returncode == 2 and len(lines) == 2, done.stderr
     assert lines[0].startswith(f"reading {TABLE} at ts ") and "waiting for 1 region(s)" in lines[0], lines[0]
     assert " s behind)" in lines[0] and "is the writer applying the binlog?" in lines[0], lines[0]
+    assert lines[0].endswith("more (--region-wait-timeout)"), lines[0]  # the option as this command spells it
     plain(lines[1], f"theflash scan: reading {TABLE}", "did not catch up within 4s", "--snapshot resolved")
