@@ -38,10 +38,17 @@ def refused(server_name: str, host: str, port: int, exc: OSError) -> PortInUseEr
     return PortInUseError(server_name, host, port, exc.strerror or "") if exc.errno in _NOT_OURS else None
 
 
-def grpc_server(workers: int, name: str, options: Sequence[tuple[str, object]] = ()) -> grpc.Server:
-    """A gRPC server of ``workers`` threads named ``name``-N that refuses a port in use."""
-    return grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name),
-                       options=[NO_REUSEPORT, *options])
+def grpc_server(workers: int, name: str, services: Sequence[str],
+                options: Sequence[tuple[str, object]] = ()) -> grpc.Server:
+    """A gRPC server of ``workers`` threads named ``name``-N that refuses a port in use and
+    answers gRPC's health checks for itself and ``services`` (the full names of the services
+    the caller adds to it; grpc_health.services_of)."""
+    from pyspark_theflash.grpc_health import add_health
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name),
+                         options=[NO_REUSEPORT, *options])
+    add_health(server, services)
+    return server
 
 
 def bind_grpc(server: grpc.Server, server_name: str, host: str, port: int) -> int:

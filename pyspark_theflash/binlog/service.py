@@ -30,6 +30,7 @@ from typing import Iterable, Iterator, NamedTuple
 import grpc
 from google.protobuf.message import DecodeError
 
+from pyspark_theflash.grpc_health import services_of
 from pyspark_theflash.ports import bind_grpc, grpc_server
 from pyspark_theflash.binlog.errors import (
     BinlogCorruptError,
@@ -299,7 +300,7 @@ def serve_binlog(directory: Path | str, host: str = "127.0.0.1", port: int = 0, 
     directory = Path(directory)
     if not directory.is_dir():
         raise BinlogSourceError(f"binlog directory {directory} does not exist (or is not a directory)")
-    server = grpc_server(max_workers, "binlog-service", _UNLIMITED)
+    server = grpc_server(max_workers, "binlog-service", services_of(binlog_pb2), _UNLIMITED)
     servicer = BinlogServicer(directory)
     binlog_pb2_grpc.add_BinlogServiceServicer_to_server(servicer, server)
     bound = bind_grpc(server, "the binlog service", host, port)

@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 import grpc
 
+from pyspark_theflash.grpc_health import services_of
 from pyspark_theflash.ports import PortInUseError, bind_grpc, grpc_server
 from pyspark_theflash.latch.errors import ERROR_TYPES, LatchError
 from pyspark_theflash.latch.local import LocalLatch
@@ -147,7 +148,7 @@ class LatchServicer(pb_grpc.LatchServicer):
 def serve(store_path: str, port: int = 0, host: str = "127.0.0.1", max_workers: int = 16) -> tuple[grpc.Server, int, LocalLatch]:
     """Start a latch server for the store at ``store_path``; returns (server, bound port, latch)."""
     latch = LocalLatch(store_path)
-    server = grpc_server(max_workers, "latch")
+    server = grpc_server(max_workers, "latch", services_of(pb))
     pb_grpc.add_LatchServicer_to_server(LatchServicer(latch), server)
     try:
         bound = bind_grpc(server, "the latch service", host, port)

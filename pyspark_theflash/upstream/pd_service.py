@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Protocol
 
 import grpc
 
+from pyspark_theflash.grpc_health import services_of
 from pyspark_theflash.ports import bind_grpc, grpc_server
 from pyspark_theflash.upstream.pd import GCSafePoint, Region, encode_region_key
 from pyspark_theflash.proto import pdpb_pb2, pdpb_pb2_grpc
@@ -267,7 +268,7 @@ class PDServer:
         self.members = PDMembers()
         self._servers: list[grpc.Server] = []
         for i in range(max(1, members)):
-            server = grpc_server(16, f"pd-{i}")
+            server = grpc_server(16, f"pd-{i}", services_of(pdpb_pb2))
             bound = bind_grpc(server, "PD", host, port if i == 0 else 0)
             self.members.addresses.append(f"{host}:{bound}")
             pdpb_pb2_grpc.add_PDServicer_to_server(PDServicer(cluster, self.members, i), server)

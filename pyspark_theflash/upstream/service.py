@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, NoReturn, Protocol
 
 import grpc
 
+from pyspark_theflash.grpc_health import services_of
 from pyspark_theflash.ports import bind_grpc, grpc_server
 from pyspark_theflash.proto import binlog_pb2, upstream_pb2, upstream_pb2_grpc
 from pyspark_theflash.upstream.client import lock_to_proto, status_to_proto
@@ -145,7 +146,7 @@ class UpstreamServer:
 
 def serve_upstream(cluster: ServedCluster, host: str = "127.0.0.1", port: int = 0, workers: int = 8) -> UpstreamServer:
     """Serve ``cluster`` over gRPC on host:port (0 = a port chosen by the OS)."""
-    server = grpc_server(workers, "upstream-grpc")
+    server = grpc_server(workers, "upstream-grpc", services_of(upstream_pb2))
     upstream_pb2_grpc.add_UpstreamServicer_to_server(UpstreamServicer(cluster), server)
     bound = bind_grpc(server, "the Upstream service", host, port)
     server.start()

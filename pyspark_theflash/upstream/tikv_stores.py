@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 
+from pyspark_theflash.grpc_health import services_of
 from pyspark_theflash.ports import bind_grpc, grpc_server
-from pyspark_theflash.proto import cdcpb_pb2, cdcpb_pb2_grpc, errorpb_pb2, kvrpcpb_pb2, tikvpb_pb2_grpc
+from pyspark_theflash.proto import cdcpb_pb2, cdcpb_pb2_grpc, errorpb_pb2, kvrpcpb_pb2, tikvpb_pb2, tikvpb_pb2_grpc
 from pyspark_theflash.txn.status import TxnFate
 from pyspark_theflash.upstream.change_feed import ChangeDataServicer, ChangeFeed
 from pyspark_theflash.upstream.client_calls import ClientCalls, lock_info
@@ -165,7 +166,8 @@ class StoreServer:
 
     def start(self) -> None:
         """Start serving (again, on the same port after ``stop``)."""
-        server = grpc_server(16, f"tikv-{self.store_id}", [("grpc.max_send_message_length", 64 << 20)])
+        server = grpc_server(16, f"tikv-{self.store_id}", services_of(tikvpb_pb2, cdcpb_pb2),
+                             [("grpc.max_send_message_length", 64 << 20)])
         tikvpb_pb2_grpc.add_TikvServicer_to_server(TikvServicer(self.cluster, self), server)
         cdcpb_pb2_grpc.add_ChangeDataServicer_to_server(ChangeDataServicer(self.feed, self), server)
         port = bind_grpc(server, f"TiKV store {self.store_id}", self.host, self.port)

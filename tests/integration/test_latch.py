@@ -104,10 +104,12 @@ def test_dead_writer_latch_is_taken_over_after_its_ttl_and_the_old_token_is_fenc
 
 def test_renewed_latch_outlives_its_ttl_and_release_frees_it(open_latch: Callable[[], Latch]) -> None:
     first, second = open_latch(), open_latch()
-    held = first.acquire_write_latch("live", ttl_s=0.3, host="other-host", pid=1)
-    deadline = time.monotonic() + 0.9
+    # (a TTL of 1 s renewed every 0.1 s: a busy machine's stall of a few hundred ms between two
+    # renewals let a 0.3 s TTL lapse, and the intruder took the latch)
+    held = first.acquire_write_latch("live", ttl_s=1.0, host="other-host", pid=1)
+    deadline = time.monotonic() + 3.0
     while time.monotonic() < deadline:  # renewing keeps it held three TTLs long
-        first.renew(held.token, ttl_s=0.3)
+        first.renew(held.token, ttl_s=1.0)
         with pytest.raises(WriteLatchHeldError):
             second.acquire_write_latch("intruder", ttl_s=5)
         time.sleep(0.1)
