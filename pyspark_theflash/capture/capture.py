@@ -71,7 +71,7 @@ from pyspark_theflash.upstream.pd_client import PDClient, RegionInfo
 from pyspark_theflash.capture.progress import ProgressLine
 from pyspark_theflash.capture.region_feed import FeedProtocolError, RegionFeed, snapshot_event
 from pyspark_theflash.capture.region_table import RegionTable, WrittenResolved
-from pyspark_theflash.capture.state_json import Items, write_json
+from pyspark_theflash.capture.state_json import BackgroundWriter, Items, write_json
 from pyspark_theflash.capture.status import prometheus_text, write_status
 from pyspark_theflash.capture.tasks import (DdlPoll, Held, HeldAdmin, HeldResolved, HeldRows, HeldRuns, HeldSnapshot,
                                             StreamDown, StreamMessage, Task)
@@ -201,6 +201,7 @@ class Capture:
         self.pd = PDClient(opts.pd, first_connect_timeout_s=opts.pd_first_connect_timeout_s)
         self.status = TiDBStatus(opts.tidb)
         self.dir = Path(opts.binlog)
+        self.state_saver = BackgroundWriter(self.dir / STATE_FILE, "capture-state-save")  # the loop's saves
         self.writer = SegmentWriter(self.dir, opts.segment_bytes)
         self.service_id = "theflash-capture-" + hashlib.sha1(str(self.dir.resolve()).encode()).hexdigest()[:12]
         self.inbound: queue.Queue[Task] = queue.Queue(maxsize=INBOUND_MESSAGES)
@@ -369,16 +370,23 @@ class Capture:
                            self.opts.retry_backoff_s)
 
     def _save_state(self) -> None:
-        # (written as it is made: state_json; its lists are a few hundred bytes a region)
-        state = {"cluster_id": self.pd.cluster_id, "position": list(self.writer.head),
-                 "indexes": Items(self.table.indexes(), pairs=True),
-                 "resolved": Items(self.resolved.items(), pairs=True), "last_ddl_ts": self.last_ddl_ts,
-                 **self.tables.state(),
-                 "introduced": Items([rid, rng.start.hex(), rng.end.hex()] if rng is not None else [rid]
-                                     for rid, rng in self.introduced.sorted_items()),
-                 "claims": Items(self.claims.state_items()),
-                 "resume": self.resume.state(lazy=True)}
-        write_json(self.dir / STATE_FILE, state)
+        """The state file written now, on this thread (at stop; the loop saves in the background:
+        ``_state_now`` and ``state_saver``)."""
+        self.state_saver.wait()
+        write_json(self.dir / STATE_FILE, self._state_now())
+
+    def _state_now(self) -> dict[str, Any]:
+        """The state as of now, for the state file: every list in it copied now (arrays, and
+        references to values that are replaced, never changed in place) and made JSON as it is
+        written (state_json), on another thread while this one goes on."""
+        return {"cluster_id": self.pd.cluster_id, "position": list(self.writer.head),
+                "indexes": Items(self.table.indexes(), pairs=True),
+                "resolved": Items(self.resolved.items(), pairs=True), "last_ddl_ts": self.last_ddl_ts,
+                **self.tables.state(),
+                "introduced": Items([rid, rng.start.hex(), rng.end.hex()] if rng is not None else [rid]
+                                    for rid, rng in self.introduced.sorted_items()),
+                "claims": Items(self.claims.state_items()),
+                "resume": self.resume.state(lazy=True)}
 
     # ------------------------------------------------------------------ DDL
 
@@ -1105,15 +1113,16 @@ class Capture:
                 if self.events_written != synced:
                     self.writer.sync()
                     synced = self.events_written
-                if saved != synced and now - last_save >= save_every:
+                self.state_saver.check()  # (a save that failed: capture stops with its error)
+                if saved != synced and now - last_save >= save_every and not self.state_saver.busy():
                     # a restart reads the log from the saved position on (_load_state), so a
                     # state a second old costs a second of replay; saved on every loop, its
                     # JSON (every region, claim and index) took most of this thread's time. With
                     # many regions the JSON grows with them: the state is then saved at most
-                    # every STATE_SAVE_SHARE-th of the time (10,000 regions: ~0.1 s a save)
-                    self._save_state()
-                    took = time.monotonic() - now
-                    save_every = max(STATE_SAVE_EVERY_S, took / STATE_SAVE_SHARE)
+                    # every STATE_SAVE_SHARE-th of the time (10,000 regions: ~0.1 s a save), and
+                    # written by another thread from lists copied here (a few ms at 10,000)
+                    save_every = max(STATE_SAVE_EVERY_S, self.state_saver.took_s / STATE_SAVE_SHARE)
+                    self.state_saver.start(self._state_now())
                     saved, last_save = synced, now
                 first_resolved = self.gc_held == self._gc_start and self.table.all_resolved()
                 if now - last_gc >= self.opts.gc_update_s or first_resolved:

@@ -60,7 +60,8 @@ class RangeClaims:
         return list(self.state_items())
 
     def state_items(self) -> Iterator[list[Any]]:
-        """``state``'s items, made one at a time (capture/state_json.py), in key order."""
+        """``state``'s items as of this call, in key order, made one at a time as iterated
+        (capture/state_json.py: the state file is written from another thread)."""
         return ([c.region_id, c.start.hex(), c.end.hex(), c.version] for c in self._by_range.members(_claim_order))
 
     def of(self, region_id: int, rng: HasRange) -> Claim | None:

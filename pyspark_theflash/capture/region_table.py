@@ -13,6 +13,7 @@ registration began or ended, and checked and moved with a few array operations.
 """
 from __future__ import annotations
 
+import itertools
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -207,11 +208,13 @@ class RegionTable:
         return index
 
     def indexes(self) -> Iterator[tuple[int, int]]:
-        """(region id, last index) of every region with an event written."""
-        yield from self._index_ended.items()
+        """(region id, last index) of every region with an event written, as of this call (copied
+        now, made as iterated: the state file is written from another thread)."""
+        ended = list(self._index_ended.items())
         used = self.used()
         written = used[self.index[used] > 0]
-        yield from zip(self.ids[written].tolist(), self.index[written].tolist())
+        ids, index = self.ids[written], self.index[written]  # (copies)
+        return itertools.chain(ended, _pairs(ids, index))
 
     def any_index(self) -> bool:
         """Whether any region has an event written."""
@@ -275,11 +278,16 @@ class WrittenResolved:
         return len(self._ids)
 
     def items(self) -> Iterator[tuple[int, int]]:
-        """(region id, ts) in region-id order, made a chunk at a time."""
+        """(region id, ts) in region-id order as of this call, made a chunk at a time as iterated
+        (the arrays are replaced, never changed in place: ``_settle``)."""
         self._settle()
-        ids, tss = self._ids, self._ts
-        for lo in range(0, len(ids), self.CHUNK):
-            yield from zip(ids[lo:lo + self.CHUNK].tolist(), tss[lo:lo + self.CHUNK].tolist())
+        return _pairs(self._ids, self._ts, self.CHUNK)
 
     def as_dict(self) -> dict[int, int]:
         return dict(self.items())
+
+
+def _pairs(a: np.ndarray, b: np.ndarray, chunk: int = 4096) -> Iterator[tuple[int, int]]:
+    """(a[i], b[i]) as Python ints, made ``chunk`` at a time."""
+    for lo in range(0, len(a), chunk):
+        yield from zip(a[lo:lo + chunk].tolist(), b[lo:lo + chunk].tolist())

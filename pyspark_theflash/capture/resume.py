@@ -167,10 +167,13 @@ class ResumePoints:
         def enc(pieces: Iterable[Floor]) -> list[list[Any]]:
             return [[s.hex(), e.hex(), ts] for s, e, ts in pieces]
 
+        # (as of this call: the ended pieces and each live region's floors copied now, made JSON
+        # as iterated; a floor is replaced, never changed in place)
         self._settle()
         live = self._live
         ended: Iterable[list[Any]] = ([s.hex(), e.hex(), ts] for s, e, ts in self._ended)
-        regions: Iterable[list[Any]] = ([rid, enc(_floors(live[rid]))] for rid in sorted(live))
+        ids = sorted(live)
+        regions: Iterable[list[Any]] = ([rid, enc(_floors(f))] for rid, f in zip(ids, [live[rid] for rid in ids]))
         if not lazy:
             return {"selection": self.selection, "ended": list(ended), "live": list(regions)}
         return {"selection": self.selection, "ended": Items(ended), "live": Items(regions)}

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from itertools import islice
 from pathlib import Path
 from typing import IO, Any, Iterable
@@ -68,3 +70,47 @@ def _dump(value: Any, f: IO[str]) -> None:
         f.write("}")
     else:
         f.write(json.dumps(value))
+
+
+class BackgroundWriter:
+    """``write_json`` on a thread of its own, one write at a time: capture's main loop hands it a
+    state whose lists are copies made as it was taken (the items are made JSON as written), and
+    goes on with the feed while the thread writes. Saving the state on the loop stopped it for
+    the whole write, ~80 ms at 10,000 regions, which every commit arriving meanwhile waited out.
+    A write that failed raises from the next ``check``, ``start`` or ``wait``."""
+
+    def __init__(self, path: Path, name: str) -> None:
+        self.path, self.name = path, name
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self.took_s = 0.0  # the last write's time
+
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def check(self) -> None:
+        """Raise the error of a write that failed (once)."""
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def start(self, value: Any) -> None:
+        """Write ``value`` on the thread (after the write in flight, if any)."""
+        self.wait()
+        self._thread = threading.Thread(target=self._write, args=(value,), name=self.name, daemon=True)
+        self._thread.start()
+
+    def wait(self) -> None:
+        """Until the write in flight is done; its error raised."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self.check()
+
+    def _write(self, value: Any) -> None:
+        began = time.monotonic()
+        try:
+            write_json(self.path, value)
+        except BaseException as exc:  # (raised on the loop's thread: check)
+            self._error = exc
+        self.took_s = time.monotonic() - began

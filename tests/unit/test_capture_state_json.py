@@ -27,3 +27,34 @@ def test_the_text_equals_json_dumps_of_the_plain_state(tmp_path: Path) -> None:
         write_json(tmp_path / "state.json", lazy())
         assert json.loads((tmp_path / "state.json").read_text()) == json.loads(json.dumps(plain))
         assert not (tmp_path / "state.json.tmp").exists()
+
+
+def test_the_background_writer_writes_one_state_at_a_time_and_raises_a_failed_write_on_the_loop(
+        tmp_path: Path) -> None:
+    import threading
+
+    import pytest
+
+    from pyspark_theflash.capture.state_json import BackgroundWriter
+
+    path = tmp_path / "state.json"
+    saver = BackgroundWriter(path, "test-state-save")
+    release = threading.Event()
+
+    def held() -> object:  # a state whose items wait until released: the write is in flight meanwhile
+        release.wait(10)
+        yield [1, "a"]
+
+    saver.start({"rows": Items(held())})
+    assert saver.busy() and not path.exists()
+    release.set()
+    saver.start({"rows": Items(iter([[2, "b"]]))})  # waits for the first, then writes the second
+    saver.wait()
+    assert not saver.busy() and json.loads(path.read_text()) == {"rows": [[2, "b"]]}
+    # a write that fails (its directory gone) is raised on the caller's thread, once
+    saver.path = tmp_path / "gone" / "state.json"
+    saver.start({"rows": []})
+    with pytest.raises(FileNotFoundError):
+        saver.wait()
+    saver.check()
+    assert json.loads(path.read_text()) == {"rows": [[2, "b"]]}  # the last good state stays
