@@ -77,10 +77,11 @@ def _column_ids(batch: ReadBatch) -> dict[int, np.ndarray]:
     return column_ids_by_table(batch.events)
 
 
-def _batch_progress(events: Sequence[binlog_pb2.Event]) -> tuple[int, dict[int, int]]:
-    """A batch's rows and each region's highest index in it, for the progress line (from the
-    arrays of an ``EventBatch``; one step per event otherwise)."""
-    rows = 0
+def _batch_progress(events: Sequence[binlog_pb2.Event]) -> tuple[int, int, dict[int, int]]:
+    """A batch's live rows, its snapshots' versions (an initial copy's rows) and each region's
+    highest index in it, for the progress line (from the arrays of an ``EventBatch``; one step
+    per event otherwise)."""
+    rows = copied = 0
     seen: dict[int, int] = {}
     if isinstance(events, EventBatch):
         rows = events.row_count()
@@ -91,11 +92,14 @@ def _batch_progress(events: Sequence[binlog_pb2.Event]) -> tuple[int, dict[int, 
             last = np.flatnonzero(np.append(regions[order][1:] != regions[order][:-1], True))
             seen = dict(zip(regions[order][last].tolist(), indexes[order][last].tolist()))
     for event in parsed_events(events):
-        if not isinstance(events, EventBatch) and event.WhichOneof("payload") == "entries":
+        kind = event.WhichOneof("payload")
+        if kind == "snapshot":
+            copied += int(event.snapshot.batch.count) + len(event.snapshot.writes)
+        elif not isinstance(events, EventBatch) and kind == "entries":
             rows += binlog_rows.row_count(event.entries)
         if event.index > seen.get(event.region_id, 0):
             seen[event.region_id] = event.index
-    return rows, seen
+    return rows, copied, seen
 
 
 class Writer:
@@ -487,10 +491,12 @@ class Writer:
         result = self._write(events, batch.next, seen_columns)
         if isinstance(result, WriteResult) and result.resolved:
             self._unflushed_resolved = True
-        rows, seen = _batch_progress(events)
-        self._unflushed_rows += rows
+        rows, copied, seen = _batch_progress(events)
+        self._unflushed_rows += rows  # (live rows: what --flush-rows counts)
         self._unflushed_events += len(events)
-        self.progress.note_batch(len(events), rows, seen)
+        # the rows/s an operator watches counts an initial copy's rows too: a copy of millions
+        # of rows showed "0 rows/s" until its first live row
+        self.progress.note_batch(len(events), rows + copied, seen)
         self.progress.read_position = str(batch.next)
 
     def _write(self, events: Sequence[binlog_pb2.Event], position: Position,

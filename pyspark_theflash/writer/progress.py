@@ -207,7 +207,8 @@ def prometheus_text(status: dict[str, Any]) -> str:
     metric("lag_events", "gauge", "Events read or known upstream but not yet flushed, per region.", per("lag_events"))
     metric("lag_ms", "gauge", "Wall-clock ms behind the region's resolved ts.", per("lag_ms"))
     metric("events_total", "counter", "Binlog events applied.", [("", status["events_total"])])
-    metric("rows_total", "counter", "Row entries applied.", [("", status["rows_total"])])
+    metric("rows_total", "counter", "Rows applied: live rows and the versions of snapshots (an initial copy).",
+           [("", status["rows_total"])])
     metric("events_per_second", "gauge", "Events applied per second (10 s window).", [("", status["events_per_s"])])
     metric("rows_per_second", "gauge", "Rows applied per second (10 s window).", [("", status["rows_per_s"])])
     metric("flushes_total", "counter", "Flushes done.", [("", status["flushes"])])
