@@ -243,8 +243,11 @@ def greatest_resolved_arrays(raised: Sequence[tuple[np.ndarray, int]]) -> tuple[
 
 class WrittenResolved:
     """Each region's greatest resolved ts written to the binlog, as two arrays in region-id
-    order (a dict of them was ~100 bytes a region). The resolved ts events are kept as they
-    come (``add``: the moved regions' ids and the ts) and folded in at once when next asked."""
+    order (a dict of them was ~100 bytes a region). A resolved ts event (``add``: the moved
+    regions' ids and the ts) raises the regions it finds at once, a bisection and a maximum over
+    arrays; regions not listed yet are kept as they come and folded in when next asked. (Kept
+    until asked, every event of a second, 10,000 regions each, was one sort of 400,000 pairs
+    on capture's loop when the state was taken: 20-50 ms of CPU that commits waited out.)"""
 
     CHUNK = 4096  # (region, ts) pairs made Python ints at once (``items``)
 
@@ -255,6 +258,19 @@ class WrittenResolved:
         self._raised: list[tuple[np.ndarray, int]] = []
 
     def add(self, region_ids: np.ndarray, ts: int) -> None:
+        ids, region_ids = self._ids, np.asarray(region_ids, np.int64)
+        if len(ids) and len(region_ids):
+            pos = np.searchsorted(ids, region_ids)
+            at = np.minimum(pos, len(ids) - 1)
+            known = ids[at] == region_ids
+            if known.any():
+                at = at[known]  # (an event lists a region once)
+                # a new array, not the old one changed in place: ``items`` hands out the arrays
+                self._ts = raised = self._ts.copy()
+                raised[at] = np.maximum(raised[at], ts)
+                if known.all():
+                    return
+                region_ids = region_ids[~known]
         self._raised.append((region_ids, ts))
 
     def _settle(self) -> None:

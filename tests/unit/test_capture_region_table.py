@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+from typing import Iterator
 
 import numpy as np
 
@@ -86,18 +87,22 @@ def test_the_written_resolved_ts_as_arrays_answer_what_a_dict_of_the_greatest_an
     rng = random.Random(11)
     saved = {rid: rng.randint(1, 500) for rid in rng.sample(range(1, 80), 20)}
     written, expected = WrittenResolved(saved), dict(saved)
+    taken: list[tuple[Iterator[tuple[int, int]], list[tuple[int, int]]]] = []  # items() taken, and what they were then
     for _ in range(200):
         ids = np.array(rng.sample(range(1, 80), rng.randint(0, 30)), np.int64)
         ts = rng.randint(1, 1000)
         written.add(ids, ts)
         for rid in ids.tolist():
             expected[rid] = max(expected.get(rid, 0), ts)
+        if rng.random() < 0.1:  # a state taken now and written later lists what it was now
+            taken.append((written.items(), sorted(expected.items())))
         if rng.random() < 0.3:
             rid = rng.randint(0, 90)
             assert written.get(rid) == expected.get(rid, 0)
         if rng.random() < 0.1:
             assert list(written.items()) == sorted(expected.items())
     assert written.as_dict() == expected and len(written) == len(expected)
+    assert taken and all(list(items) == then for items, then in taken)
 
 
 def test_a_regions_binlog_index_counts_on_across_its_registrations_and_survives_the_state() -> None:
