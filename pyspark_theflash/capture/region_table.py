@@ -235,10 +235,64 @@ def greatest_resolved_arrays(raised: Sequence[tuple[np.ndarray, int]]) -> tuple[
     """``greatest_resolved`` as two arrays: the region ids in order, and the greatest ts of each."""
     ids = np.concatenate([np.asarray(i, np.int64) for i, _ in raised])
     tss = np.concatenate([np.full(len(i), t, np.int64) for i, t in raised])
+    return _greatest(ids, tss)
+
+
+def _greatest(ids: np.ndarray, tss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     order = np.lexsort((tss, ids))
     ids, tss = ids[order], tss[order]
     last = np.append(ids[1:] != ids[:-1], True)
     return ids[last], tss[last]
+
+
+class ResolvedFold:
+    """Resolved ts events folded as they come into each region's greatest ts, until taken
+    (``take``): the first event's regions become a sorted column, and each next event raises
+    the ones it lists with a bisection and a maximum; regions it adds wait beside it and are
+    sorted in at the take. A capture's resolved ts events list the same regions event after
+    event, so what kept every event to sort them at the take (400,000 pairs a second at
+    10,000 regions, 17 ms of the resume points' 19 ms fold) is one pass an event."""
+
+    def __init__(self) -> None:
+        self._ids = np.zeros(0, np.int64)
+        self._ts = np.zeros(0, np.int64)
+        self._rest: list[tuple[np.ndarray, int]] = []  # events' regions not in the column
+        # the last event whose regions were all in the column, and their places in it
+        self._last: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0, np.intp))
+
+    def __bool__(self) -> bool:
+        return bool(len(self._ids)) or bool(self._rest)
+
+    def add(self, region_ids: np.ndarray, ts: int) -> None:
+        region_ids = np.asarray(region_ids, np.int64)
+        if not len(region_ids):
+            return
+        if not len(self._ids):
+            self._ids = np.unique(region_ids)  # (sorted, each once)
+            self._ts = np.full(len(self._ids), ts, np.int64)
+            return
+        last_ids, last_at = self._last
+        if len(region_ids) == len(last_ids) and np.array_equal(region_ids, last_ids):
+            at = last_at  # the regions of the event before, in the same order: their places too
+        else:
+            at = np.minimum(np.searchsorted(self._ids, region_ids), len(self._ids) - 1)
+            known = self._ids[at] == region_ids
+            if not known.all():
+                self._rest.append((region_ids[~known], ts))
+                at = at[known]
+            else:
+                self._last = (region_ids, at)
+        self._ts[at] = np.maximum(self._ts[at], ts)  # (a region listed twice gets the same ts twice)
+
+    def take(self) -> tuple[np.ndarray, np.ndarray]:
+        """The region ids in order and the greatest ts of each since the last take; empties it."""
+        ids, tss = self._ids, self._ts
+        if self._rest:
+            ids, tss = _greatest(np.concatenate([ids, *(i for i, _ in self._rest)]),
+                                 np.concatenate([tss, *(np.full(len(i), t, np.int64) for i, t in self._rest)]))
+        self._ids, self._ts, self._rest = np.zeros(0, np.int64), np.zeros(0, np.int64), []
+        self._last = (np.zeros(0, np.int64), np.zeros(0, np.intp))
+        return ids, tss
 
 
 class WrittenResolved:
@@ -256,21 +310,29 @@ class WrittenResolved:
         self._ids = np.array([r for r, _ in pairs], np.int64)
         self._ts = np.array([t for _, t in pairs], np.int64)
         self._raised: list[tuple[np.ndarray, int]] = []
+        # the last event whose regions were all in the arrays, and their places there
+        self._last: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0, np.intp))
 
     def add(self, region_ids: np.ndarray, ts: int) -> None:
         ids, region_ids = self._ids, np.asarray(region_ids, np.int64)
         if len(ids) and len(region_ids):
-            pos = np.searchsorted(ids, region_ids)
-            at = np.minimum(pos, len(ids) - 1)
-            known = ids[at] == region_ids
-            if known.any():
-                at = at[known]  # (an event lists a region once)
+            last_ids, last_at = self._last
+            if len(region_ids) == len(last_ids) and np.array_equal(region_ids, last_ids):
+                at, known = last_at, None  # the regions of the event before, in its order: their places too
+            else:
+                at = np.minimum(np.searchsorted(ids, region_ids), len(ids) - 1)
+                known = ids[at] == region_ids
+                if known.all():
+                    self._last, known = (region_ids, at), None
+                else:
+                    at = at[known]  # (an event lists a region once)
+            if len(at):
                 # a new array, not the old one changed in place: ``items`` hands out the arrays
                 self._ts = raised = self._ts.copy()
                 raised[at] = np.maximum(raised[at], ts)
-                if known.all():
-                    return
-                region_ids = region_ids[~known]
+            if known is None:
+                return
+            region_ids = region_ids[~known]
         self._raised.append((region_ids, ts))
 
     def _settle(self) -> None:
@@ -283,6 +345,7 @@ class WrittenResolved:
         ids, tss = ids[order], tss[order]
         last = np.append(ids[1:] != ids[:-1], True)  # each region once, with its greatest ts
         self._ids, self._ts = ids[last], tss[last]
+        self._last = (np.zeros(0, np.int64), np.zeros(0, np.intp))  # (the places moved)
 
     def get(self, region_id: int, default: int = 0) -> int:
         self._settle()

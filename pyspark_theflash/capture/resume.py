@@ -40,7 +40,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from pyspark_theflash.capture.coverage import Coverage, Floor
-from pyspark_theflash.capture.region_table import greatest_resolved_arrays
+from pyspark_theflash.capture.region_table import ResolvedFold
 from pyspark_theflash.capture.state_json import Items
 from pyspark_theflash.codec.key_ranges import DisjointRanges
 from pyspark_theflash.proto import binlog_pb2
@@ -68,7 +68,7 @@ class ResumePoints:
         self._live: dict[int, Floor | list[Floor]] = {}
         self._live_ranges: DisjointRanges[int] = DisjointRanges()  # the same ranges -> region (which overlap a snapshot)
         self._ended: DisjointRanges[int] = DisjointRanges()  # ranges of ended registrations -> floor: raised by none
-        self._raised: list[tuple[np.ndarray, int]] = []  # resolved ts absorbed, not yet in ``_live`` (_settle)
+        self._raised = ResolvedFold()  # resolved ts absorbed, not yet in ``_live`` (_settle)
 
     # ------------------------------------------------------------------ events
 
@@ -78,7 +78,7 @@ class ResumePoints:
         caller keeps already (Capture._same_range), so that they are not kept twice."""
         kind = ev.WhichOneof("payload")
         if kind == "resolved":  # kept as arrays, folded in when next needed (_settle)
-            self._raised.append((np.array(ev.resolved.regions, np.uint64).astype(np.int64), int(ev.resolved.ts)))
+            self._raised.add(np.array(ev.resolved.regions, np.uint64).astype(np.int64), int(ev.resolved.ts))
             return
         if kind not in ("snapshot", "admin"):
             return
@@ -102,11 +102,10 @@ class ResumePoints:
     def _settle(self) -> None:
         """The resolved ts absorbed since the last time, folded into the live floors: each
         region's greatest once (a resolved ts lists every region, several a second)."""
-        raised, self._raised = self._raised, []
-        if not raised:
+        if not self._raised:
             return
         live = self._live
-        ids, tss = greatest_resolved_arrays(raised)
+        ids, tss = self._raised.take()
         # (made Python ints a chunk at a time, and one int object per ts: a resolved ts lists
         # every region, and 100,000 pairs at once, or an int per floor, were megabytes)
         same: dict[int, int] = {}

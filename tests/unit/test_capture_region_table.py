@@ -88,10 +88,13 @@ def test_the_written_resolved_ts_as_arrays_answer_what_a_dict_of_the_greatest_an
     saved = {rid: rng.randint(1, 500) for rid in rng.sample(range(1, 80), 20)}
     written, expected = WrittenResolved(saved), dict(saved)
     taken: list[tuple[Iterator[tuple[int, int]], list[tuple[int, int]]]] = []  # items() taken, and what they were then
-    for _ in range(200):
-        ids = np.array(rng.sample(range(1, 80), rng.randint(0, 30)), np.int64)
+    sets: list[np.ndarray] = [np.zeros(0, np.int64)]
+    for _ in range(400):
+        if rng.random() < 0.4:  # a new set of regions, else an earlier event's again (places remembered)
+            sets.append(np.array(rng.sample(range(1, 120), rng.randint(0, 30)), np.int64))
+        ids = sets[-1] if rng.random() < 0.5 else rng.choice(sets[-4:])
         ts = rng.randint(1, 1000)
-        written.add(ids, ts)
+        written.add(ids.copy(), ts)
         for rid in ids.tolist():
             expected[rid] = max(expected.get(rid, 0), ts)
         if rng.random() < 0.1:  # a state taken now and written later lists what it was now
@@ -139,3 +142,27 @@ def test_a_regions_last_registered_range_is_its_current_feeds_or_the_last_ended_
     assert table.last_range(5) == (b"a", b"f")
     table.add(RegionFeed(5, b"a", b"c", version=3, conf_ver=1, store_id=2, gen=3))  # replaces the current one
     assert table.last_range(5) == (b"a", b"c")
+
+
+def test_resolved_ts_folded_as_they_come_equal_the_fold_of_every_event_at_once() -> None:
+    """ResolvedFold (the resume points' resolved ts since their last fold) answers, at each take,
+    what sorting every event since the last take answers: the same regions event after event
+    (the column's fast path), regions added and gone, a region listed twice, ts out of order."""
+    from pyspark_theflash.capture.region_table import ResolvedFold, greatest_resolved_arrays
+
+    rng = random.Random(5)
+    fold, since = ResolvedFold(), []
+    base = rng.sample(range(1, 200), 60)
+    for step in range(400):
+        ids = base if rng.random() < 0.6 else rng.sample(range(1, 200), rng.randint(0, 40))
+        if rng.random() < 0.1 and ids:
+            ids = [*ids, ids[0]]  # listed twice
+        event = (np.array(ids, np.int64), rng.randint(1, 1000))
+        fold.add(*event)
+        since.append(event)
+        if rng.random() < 0.08 or step == 399:
+            got = fold.take()
+            want = greatest_resolved_arrays(since) if since else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+            assert got[0].tolist() == want[0].tolist() and got[1].tolist() == want[1].tolist()
+            assert not fold
+            since = []
