@@ -366,7 +366,7 @@ class Rig:
             with arrived:
                 arrived.wait_for(lambda: len(registered) == self.regions, timeout=60)
         if self.live is not None:
-            yield from self._follow(registered)
+            yield from self._follow(self.live, registered, context)
             return
         assert feed is not None
         index = [0] * self.regions
@@ -383,13 +383,22 @@ class Rig:
         while context.is_active():
             time.sleep(0.1)
 
-    def _follow(self, registered: dict[int, int]) -> Iterator[bytes]:
-        """The latency feed: messages built as the workload commits, request ids patched in."""
-        assert self.live is not None
+    def _follow(self, live: queue.Queue[Any], registered: dict[int, int], context: Any) -> Iterator[bytes]:
+        """The latency feed: messages built as the workload commits, request ids patched in.
+        Ends at the feed's end (None, put back for any other stream following it) or when the
+        client has gone (a stream capture replaced, or a capture stopped): a stream left waiting
+        on the queue kept its server thread, and the process waited for it at exit forever
+        (issue 54: test_bench_smoke's delta_publish.py timed out after its JSON line)."""
         index = [0] * self.regions
         while True:
-            item = self.live.get()
+            try:
+                item = live.get(timeout=0.2)
+            except queue.Empty:
+                if not context.is_active():
+                    return
+                continue
             if item is None:
+                live.put(None)
                 return
             parts = []
             for r, payload in item:  # type: ignore[misc]

@@ -572,29 +572,6 @@ def test_a_store_the_service_does_not_serve_is_one_line_through_the_jar(jvm_spar
     assert "/nowhere/flash" in message, message
 
 
-def test_spark_sql_prints_the_read_only_refusal_as_its_one_sentence(served: Served, tmp_path: Path) -> None:
-    """spark-sql prints an exception's stack unless it is an AnalysisException without a cause:
-    the refusal is one, so a write is answered by its sentence alone."""
-    import os
-    import subprocess
-    import sys
-
-    from pyspark_theflash.spark.jar import jar_path
-
-    bin_dir = Path(sys.executable).parent
-    done = subprocess.run(
-        [str(bin_dir / "spark-sql"), "--jars", str(jar_path()), "--conf",
-         "spark.sql.catalog.theflash=io.theflash.spark.TheFlashCatalog", "--conf",
-         f"spark.sql.catalog.theflash.server={served.http_url}", "--conf", "spark.ui.enabled=false",
-         "-e", f"INSERT INTO theflash.{TYPES_TABLE} (id) VALUES (1)"],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
-        env={**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"})
-    assert done.returncode != 0
-    said = [line for line in done.stderr.splitlines() if "read-only replica" in line]
-    assert said == [READ_ONLY.format(f"writing to {TYPES_TABLE}")], done.stderr[-3000:]
-    assert "\tat " not in done.stderr and "Exception:" not in done.stderr, done.stderr[-3000:]
-
-
 def test_spark_sql_prints_each_user_error_as_its_message_without_a_stack(served: Served, tmp_path: Path) -> None:
     """spark-sql prints the stack of any exception that is not a SparkThrowable of a SQLSTATE
     outside XX (and its driver logs it as an ERROR): the connector's refusals are such
@@ -602,7 +579,12 @@ def test_spark_sql_prints_each_user_error_as_its_message_without_a_stack(served:
     each statement below is answered by its message alone, one line, naming what is wrong and
     what to do. Four catalogs: the service's own store, a store it does not serve, no service,
     and a store whose writer stopped, whose read waits: after 2 s it says so once in Spark's log
-    (WARN), naming the table, the furthest region and its lag, then times out in one line."""
+    (WARN), naming the table, the furthest region and its lag, then times out in one line.
+    A write is refused as an AnalysisException without a cause, which spark-sql prints as its
+    sentence alone: the last statement, so spark-sql's exit status is its refusal's (with
+    hive.cli.errors.ignore the status is the last statement's). This covers what
+    test_spark_sql_prints_the_read_only_refusal_as_its_one_sentence checked in a spark-sql run of
+    its own, one JVM start more (issue 54)."""
     import os
     import subprocess
     import sys
@@ -632,9 +614,9 @@ def test_spark_sql_prints_each_user_error_as_its_message_without_a_stack(served:
             ["/nowhere/flash", f"(theflash service {served.http_url}: 400 wrong_store)"],
         f"SELECT count(*) FROM gone.{TYPES_TABLE}":
             ["cannot reach the theflash service at http://127.0.0.1:9", "theflash serve --store DIR"],
-        f"INSERT INTO theflash.{TYPES_TABLE} (id) VALUES (1)": ["read-only replica", "write to the upstream"],
         "SELECT count(*) FROM stalled.st.w": ["reading st.w at ts ", "did not catch up within 6s", "writer status",
                                               f"(theflash service {stalled_service.http_url}: 504 timeout)"],
+        f"INSERT INTO theflash.{TYPES_TABLE} (id) VALUES (1)": [READ_ONLY.format(f"writing to {TYPES_TABLE}")],
     }
     bin_dir = Path(sys.executable).parent
     catalogs = {"theflash": {"server": served.http_url},
@@ -662,4 +644,7 @@ def test_spark_sql_prints_each_user_error_as_its_message_without_a_stack(served:
     assert len(said) == len(statements), done.stderr[-5000:]
     for line, names in zip(said, statements.values()):
         assert all(name in line for name in names), (names, line)
+    assert said[-1] == READ_ONLY.format(f"writing to {TYPES_TABLE}"), said[-1]  # the refusal's sentence alone
+    assert done.returncode != 0, done.stderr[-5000:]  # the last statement, the write, failed spark-sql
     assert "\tat " not in done.stderr and " ERROR " not in done.stderr, done.stderr[-5000:]
+    assert "Exception:" not in done.stderr, done.stderr[-5000:]

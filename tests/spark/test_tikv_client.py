@@ -258,6 +258,7 @@ def test_locks_of_a_client_that_died_mid_commit_are_resolved_by_the_next_client_
     rows = wait_for(lambda: _snapshot_rows(bank, ts), 30, "the client to resolve the dead client's locks")
     assert rows == {i: START_BALANCE for i in range(ACCOUNTS)}
     wait_for(lambda: not cluster.store.locks(), 30, "the locks to be gone")
+    rig.wait_replicated(TABLE)  # the store exists (a read of a store not yet created fails, it does not wait)
     replica = rig.read_at(rig.store, TABLE, ts).to_pydict()
     assert dict(zip(replica["id"], replica["balance"])) == rows
 
@@ -340,6 +341,7 @@ def test_a_client_process_killed_mid_commit_leaves_all_or_nothing_and_the_replic
     assert committed or rows == {i: START_BALANCE for i in range(accounts)}, "a part of the transaction"
     assert _snapshot_rows(bank, before) == {i: START_BALANCE for i in range(accounts)}
     wait_for(lambda: not cluster.store.locks(), 30, "the dead client's locks to be gone")
+    rig.wait_replicated(TABLE)  # the store exists (a read of a store not yet created fails, it does not wait)
     replica = rig.read_at(rig.store, TABLE, ts).to_pydict()
     assert dict(zip(replica["id"], replica["balance"])) == rows
     print(f"{mode}: killed with {len(locks)} locks in {len(regions)} regions; "
