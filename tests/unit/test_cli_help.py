@@ -76,3 +76,20 @@ def test_theflash_version_names_the_package_and_the_connector_jar(capsys: pytest
 def test_a_jar_not_built_is_said_to_be_not_built(tmp_path: Path) -> None:
     assert describe(tmp_path / "theflash-spark.jar").startswith(
         f"connector jar: not built ({tmp_path / 'theflash-spark.jar'}); build it with scripts/bootstrap.sh")
+
+
+def test_each_command_builds_its_own_boxs_parser_only() -> None:
+    """``theflash WORD ...`` builds only the parser of the box that adds WORD (cli.COMMAND_WORDS
+    names the boxes whose command word is not their name): a word it does not know builds every
+    box's, which imports every box at the start of each process (`serve`, `sql` and `jar` did)."""
+    from pyspark_theflash.cli import COMMAND_MODULES, COMMAND_WORDS
+
+    def words(parser: argparse.ArgumentParser) -> set[str]:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return set(sub.choices)
+
+    every = words(build_parser())
+    for word in sorted(every):
+        box = COMMAND_WORDS.get(word, word)
+        assert box in COMMAND_MODULES, f"theflash {word}: no box named {box!r}; add it to cli.COMMAND_WORDS"
+        assert word in words(build_parser(box)), word
