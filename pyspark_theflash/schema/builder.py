@@ -19,6 +19,7 @@ from typing import Any, TypedDict
 
 from pyspark_theflash.codec import column_types as T
 from pyspark_theflash.schema.errors import SchemaError
+from pyspark_theflash.schema.info_json import TableInfoJson
 from pyspark_theflash.schema.table_info import (
     CURRENT_COLUMN_INFO_VERSION,
     STATE_PUBLIC,
@@ -321,7 +322,7 @@ def table(
     key_cols = [cols[names.index(k.lower())] for k in key]
     pk_is_handle = clustered and len(key_cols) == 1 and key_cols[0].tp in T.INTEGER_TYPES
     is_common_handle = clustered and bool(key_cols) and not pk_is_handle
-    raw: dict[str, Any] = {
+    raw: TableInfoJson = {
         "id": table_id,
         "name": name_json(name),
         "charset": T.DEFAULT_CHARSET,
