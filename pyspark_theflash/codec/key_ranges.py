@@ -11,7 +11,10 @@ Keys are PD-encoded region keys; an end of ``b""`` is +inf. ``DisjointRanges.ass
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from typing import TYPE_CHECKING, Callable, Generic, Iterator, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsRichComparison
 
 V = TypeVar("V")
 M = TypeVar("M")  # a RangeMembers member: hashable, not a frozenset (a piece of several is one)
@@ -224,7 +227,7 @@ class RangeMembers(Generic[M]):
                 out.add(ids)
         return out
 
-    def members(self, order: Callable[[M], Any]) -> Iterator[M]:
+    def members(self, order: Callable[[M], SupportsRichComparison]) -> Iterator[M]:
         """Every member inserted, once each, in key order of where its range starts (those
         starting together by ``order``: a fixed order, not a set's)."""
         seen: set[M] = set()
