@@ -184,7 +184,7 @@ class Partitioning:
         return lambda v: v
 
     # ---- routing (TiDB's locatePartition)
-    def locate(self, table: "TableInfo", row: Mapping[str, Any]) -> int:
+    def locate(self, table: "TableInfo", row: Mapping[str, object]) -> int:
         """The physical id of the partition a row (``{column: value}``) belongs in."""
         return self.router(table)([_get(row, c) for c in self.key_columns()])
 
@@ -310,7 +310,7 @@ class Partitioning:
         return keep
 
 
-def _get(row: Mapping[str, Any], name: str) -> object:
+def _get(row: Mapping[str, object], name: str) -> object:
     if name in row:
         return row[name]
     for k, v in row.items():

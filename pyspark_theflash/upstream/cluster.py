@@ -35,7 +35,7 @@ import threading
 import time
 from itertools import repeat
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence, TypedDict, TypeVar
 
 import pyarrow as pa
 
@@ -794,7 +794,19 @@ def _save_changes(db: sqlite3.Connection, changes: StoreChanges) -> None:
         for k, lk in changes.locks.items() if lk is not None))
 
 
-def _region_from_saved(d: dict[str, Any]) -> Region:
+class SavedRegion(TypedDict):
+    """A region as cluster.sqlite's ``regions`` meta keeps it (keys in hex)."""
+
+    id: int
+    start: str
+    end: str
+    version: int
+    conf_version: int
+    index: int
+    resolved_ts: int
+
+
+def _region_from_saved(d: SavedRegion) -> Region:
     return Region(
         id=d["id"], start=bytes.fromhex(d["start"]), end=bytes.fromhex(d["end"]), version=d["version"],
         conf_version=d["conf_version"], index=d["index"], resolved_ts=d["resolved_ts"],
