@@ -289,7 +289,7 @@ def describe_part(rel: str, table: pa.Table, column_ids: Sequence[int], size: in
     n = table.num_rows
     handles = table.column(ROWID)
     ts = table.column(COMMIT_TS)
-    h: dict[str, Any]  # min and max handle: ints, or bytes of a common handle
+    h: dict[str, int | bytes | None]  # min and max handle: ints, or bytes of a common handle
     t: dict[str, int | None]
     if n and pa.types.is_integer(handles.type):  # sorted: the ends are min and max, repeats adjacent
         hs, tss = handles.to_numpy(), ts.to_numpy()
