@@ -154,7 +154,7 @@ class ReadSession:
         """Stop renewing from this process; the lease lives on while readers renew it."""
         self.plan.detach()
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """JSON-able description (the schema as field names and types; the service adds the
         Arrow IPC form)."""
         return {

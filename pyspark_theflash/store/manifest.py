@@ -519,6 +519,7 @@ def live_leases(conn: sqlite3.Connection, now: float) -> list[tuple[int, int]]:
 
 
 Partitions = dict[int, list[tuple[int, int | None, int | None]]]  # table -> [(partition, lo, hi)], by lo
+SqlValue = int | float | str | bytes | None  # a value as SQLite gives it back
 # A row of the regions table, in its columns' order: region_id, start_key, end_key, epoch_version,
 # conf_ver, applied_index, resolved_ts, state, snapshot_index, orphan_until_ts.
 RegionRow = tuple[int, bytes, bytes, int, int, int, int, str, int, int]
