@@ -78,7 +78,7 @@ class ChangeStream:
     """One stream of ``table``'s changes in the store at ``store`` (read ``options``: upstream,
     latch, ... plus ``starting_ts``, ``max_rows_per_trigger``, ``lease_ttl``)."""
 
-    def __init__(self, store: str, table: str, options: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, store: str, table: str, options: Mapping[str, object] | None = None) -> None:
         raw = {str(k).lower(): str(v) for k, v in dict(options or {}).items() if v is not None}
         self.store = store
         self.table = table

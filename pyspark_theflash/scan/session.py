@@ -30,13 +30,13 @@ import os
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Sequence
 
 import pyarrow as pa
 
 from pyspark_theflash.engine.partition import ScanPartition
 from pyspark_theflash.scan.errors import ScanOptionError
-from pyspark_theflash.scan.options import HIDDEN_READABLE, ScanOptions, format_handle_ranges
+from pyspark_theflash.scan.options import HIDDEN_READABLE, HandleBound, ScanOptions, format_handle_ranges
 from pyspark_theflash.scan.partitions import estimate_rows
 from pyspark_theflash.scan.planner import PlanStats, ScanPlan
 
@@ -69,7 +69,7 @@ class ReadStream:
         return self.partition.region_ids
 
     @property
-    def handle_ranges(self) -> tuple[tuple[Any, Any], ...]:
+    def handle_ranges(self) -> tuple[tuple[HandleBound, HandleBound], ...]:
         """[lo, hi) per range; None = unbounded; bytes for a clustered table's common handle."""
         return tuple((r.lo, r.hi) for r in self.partition.ranges)
 
