@@ -96,7 +96,7 @@ def clickhouse_refusal(exc: ClickHouseEngineError) -> SqlQueryError:
     return SqlQueryError(f"ClickHouse refused the query: {text[:400]}")
 
 
-def store_typed(result: pa.Table, named: list[Any]) -> pa.Table:
+def store_typed(result: pa.Table, named: list[TableInfo]) -> pa.Table:
     """ClickHouse's answer with the store's types back where ClickHouse has no twin for them.
 
     ClickHouse keeps BINARY/BLOB as String and TIME as Int64: a result column named as a column
