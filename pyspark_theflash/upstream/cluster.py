@@ -35,7 +35,7 @@ import threading
 import time
 from itertools import repeat
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence, TypedDict, TypeVar
+from typing import Callable, Iterable, Mapping, NamedTuple, Sequence, TypedDict, TypeVar
 
 import pyarrow as pa
 
@@ -236,7 +236,7 @@ class MiniCluster:
         if resolved_ts_interval > 0:
             self._ticker = threading.Thread(target=self._tick, name="upstream-resolved-ts", daemon=True)
             self._ticker.start()
-        self._servers: list[Any] = []
+        self._stops: list[Callable[[], object]] = []  # each server's close (or stop), in start order
         self.status_address = ""
         self.upstream_address = ""
         self.binlog_address = f"file://{self.binlog_dir.resolve()}" if self.binlog_dir else ""
@@ -681,26 +681,26 @@ class MiniCluster:
         from pyspark_theflash.upstream.tikv_stores import StoreServer
 
         status = StatusServer(self.catalog, host, status_port, ddl_history=self.ddl_history)
-        self._servers.append(status)
+        self._stops.append(status.close)
         self.status_address = status.address
         if self.binlog_dir is not None and binlog_port is not None:
             from pyspark_theflash.binlog import serve_binlog
 
             binlog_server = serve_binlog(self.binlog_dir, host, binlog_port)
-            self._servers.append(binlog_server)
+            self._stops.append(binlog_server.stop)
             self.binlog_address = binlog_server.url
         self.topology = Topology(self, stores)
         self.change_feed = ChangeFeed(self)
-        self._servers.append(self.change_feed)
+        self._stops.append(self.change_feed.close)
         self.store_servers = [StoreServer(self, self.change_feed, self.topology, sid, host)
                               for sid in self.topology.store_ids]
-        self._servers.extend(self.store_servers)
+        self._stops.extend(s.close for s in self.store_servers)
         pd = PDServer(self, host, pd_port, members=pd_members)
         self.pd_server = pd
-        self._servers.append(pd)
+        self._stops.append(pd.close)
         self.pd_address = f"pd://{pd.address}"
         upstream = serve_upstream(self, host, port)
-        self._servers.append(upstream)
+        self._stops.append(upstream.close)
         self.upstream_address = f"grpc://{upstream.address}"
         return {"pd": self.pd_address, "status": self.status_address, "upstream": self.upstream_address,
                 "binlog": self.binlog_address}
@@ -761,8 +761,8 @@ class MiniCluster:
         if self._ticker is not None:
             self._ticker.join()
         self.gc_worker.join()
-        for server in reversed(self._servers):
-            (getattr(server, "close", None) or server.stop)()
+        for stop in reversed(self._stops):
+            stop()
         self.checkpoint()
         self._db.close()
         if self._writer is not None:

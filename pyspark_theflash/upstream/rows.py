@@ -10,7 +10,7 @@ column ids are worked out once, not on every insert.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, SupportsIndex, SupportsInt
+from typing import Callable, Mapping, SupportsIndex, SupportsInt
 
 import numpy as np
 import pyarrow as pa
@@ -269,7 +269,7 @@ class TableRows:
             pk_keys = B.common_handle_record_keys(self.id, [encoded[c.id].key_datums for c in self.key_columns])
         return EncodedRows(keys, values, pk_keys)
 
-    def _routed(self, batch: pa.Table, keys_of: Any) -> pa.BinaryArray:
+    def _routed(self, batch: pa.Table, keys_of: Callable[[int, np.ndarray], pa.Array]) -> pa.BinaryArray:
         """Record keys of every row of ``batch``: ``keys_of(table id, row indexes)`` under the
         table's id, or per partition under each row's partition id (in row order)."""
         n = batch.num_rows
@@ -294,7 +294,7 @@ class TableRows:
         back[where] = np.arange(n)
         return pa.concat_arrays([c.cast(pa.binary()) for c in chunks]).take(pa.array(back))
 
-    def key_text(self, batch: pa.Table, index: int) -> Any:
+    def key_text(self, batch: pa.Table, index: int) -> object:
         """The key columns' values of row ``index`` of a batch (for a duplicate-key error)."""
         lower = {name.lower(): name for name in batch.column_names}
         cols = self.key_columns if self.key_columns else ()

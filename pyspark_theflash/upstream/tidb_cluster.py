@@ -23,7 +23,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, NoReturn, Sequence
 
 import grpc
 
@@ -46,13 +46,13 @@ class TsoBatcher:
 
     def __init__(self, pd: PDClient) -> None:
         self.pd = pd
-        self._waiting: queue.Queue[tuple[int, queue.Queue[Any]]] = queue.Queue()
+        self._waiting: queue.Queue[tuple[int, queue.Queue[int | Exception]]] = queue.Queue()
         self._thread = threading.Thread(target=self._dispatch, name="tso-batcher", daemon=True)
         self._closed = False
         self._thread.start()
 
     def get_ts(self, count: int = 1, timeout_s: float = 30.0) -> int:
-        reply: queue.Queue[Any] = queue.Queue(1)
+        reply: queue.Queue[int | Exception] = queue.Queue(1)
         self._waiting.put((count, reply))
         try:
             result = reply.get(timeout=timeout_s)
@@ -270,7 +270,7 @@ class TiDBClusterClient:
 
     # ------------------------------------------------------------------ not PD's
 
-    def _no_schema(self, *args: object) -> Any:
+    def _no_schema(self, *args: object) -> NoReturn:
         raise SchemaError(f"{self.address} reaches PD and TiKV only: table infos come from TiDB's status port "
                           "(--schema-url http://HOST:STATUS_PORT) or the store")
 
