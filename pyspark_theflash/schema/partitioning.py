@@ -43,7 +43,7 @@ class PrunablePredicate(Protocol):
 
     def might_match(self, stats: Mapping[str, ColumnStats]) -> bool: ...
 
-    def pinned_values(self, column: str) -> list[Any] | None: ...
+    def pinned_values(self, column: str) -> list[object] | None: ...
 
 
 RANGE, HASH, LIST, KEY = 1, 2, 3, 4
@@ -319,7 +319,7 @@ def _get(row: Mapping[str, object], name: str) -> object:
     return None
 
 
-def _show(point: Sequence[Any]) -> str:
+def _show(point: Sequence[object]) -> str:
     return ", ".join("NULL" if v is None else str(v) for v in point)
 
 
@@ -338,7 +338,7 @@ def _tuple_less(point: Sequence[Any], lt: Sequence[Any]) -> bool:
     return False
 
 
-def _just_below(bound: Any) -> object:
+def _just_below(bound: object) -> object:
     """The greatest value below a RANGE bound (bounds are exclusive), where the type has one;
     else the bound (pruning then keeps the partition for a filter equal to it: conservative)."""
     if isinstance(bound, bool):
