@@ -33,7 +33,7 @@ _COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
 _NEGATED = {"==": "!=", "!=": "==", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
 
 
-def _is_int(v: Any) -> bool:
+def _is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
@@ -281,7 +281,7 @@ class IsNotNull(Expr):
 
 
 class StartsWith(Expr):
-    def __init__(self, column: str, prefix: str | bytes) -> None:
+    def __init__(self, column: str, prefix: object) -> None:  # checked: str or bytes
         if not isinstance(prefix, (str, bytes)):
             raise PredicateError(f"StartsWith({column!r}) needs a str or bytes prefix, not {prefix!r}")
         self.column, self.prefix = column, prefix
@@ -539,7 +539,7 @@ def _constant_unless_null(f: pc.Expression, answer: bool) -> pc.Expression:
     return (f.is_valid() | _NULL_BOOL) if answer else (f.is_null() & _NULL_BOOL)
 
 
-def _is_number(v: Any) -> bool:
+def _is_number(v: object) -> bool:
     return isinstance(v, (int, float, decimal.Decimal)) and not isinstance(v, bool)
 
 
@@ -624,7 +624,7 @@ def bind_in(column: str, values: tuple[Any, ...], has_null: bool, typ: pa.DataTy
 
 # --- values in JSON -------------------------------------------------------------------------
 
-def encode_value(v: Any) -> Any:
+def encode_value(v: object) -> object:
     """A filter literal (or a statistics value) as JSON: plain for bool/int/float/str,
     tagged for the rest so it comes back with its type."""
     if v is None or isinstance(v, (bool, str)):
@@ -646,7 +646,7 @@ def encode_value(v: Any) -> Any:
     raise PredicateError(f"cannot serialise filter value {v!r} of type {type(v).__name__}")
 
 
-def decode_value(v: Any) -> Any:
+def decode_value(v: object) -> object:
     if not isinstance(v, dict):
         return v
     (tag, x), = v.items()

@@ -343,8 +343,8 @@ def column_stats(arr: pa.ChunkedArray | pa.Array) -> ColumnStats:
     return ColumnStats(lo, hi, nulls, n)
 
 
-def stats_to_json(stats: dict[int, ColumnStats]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def stats_to_json(stats: dict[int, ColumnStats]) -> dict[str, list[object]]:
+    out: dict[str, list[object]] = {}
     for cid, s in stats.items():
         try:
             out[str(cid)] = [encode_value(s.min), encode_value(s.max), s.null_count, s.row_count]
