@@ -10,7 +10,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence, TypeVar
+from typing import Mapping, Optional, Sequence, TypeVar
 
 from pyspark_theflash.scan.as_of import as_of_to_ts
 from pyspark_theflash.scan.bearer_token import BearerToken

@@ -161,7 +161,7 @@ def _show(handle: object) -> str:
     return handle.hex() if isinstance(handle, (bytes, bytearray, memoryview)) else str(handle)
 
 
-def _own_fields(columns: list[list[Any]], schemas: dict[int, tuple[str, str]]) -> list[pa.Field]:
+def _own_fields(columns: list[list[int | str]], schemas: dict[int, tuple[str, str]]) -> list[pa.Field]:
     """The user columns of a part that lists its own (a compacted part keeping columns older
     schema versions need): each typed as the newest version having its id types it."""
     from pyspark_theflash.schema import arrow_type
@@ -194,7 +194,7 @@ def _check_record(part: _PartRow, engine: str, partition: tuple[int | None, int 
 
 def _check_part(root: Path, part: _PartRow, partition: tuple[int | None, int | None] | None,
                 schemas: dict[int, tuple[str, str]], report: VerifyReport,
-                own_columns: list[list[Any]] | None = None) -> None:
+                own_columns: list[list[int | str]] | None = None) -> None:
     name = part.file
     where = f"part {part.part_id} ({part.kind}) of table {part.table_id} partition {part.partition_id}"
 

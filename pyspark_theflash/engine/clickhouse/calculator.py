@@ -10,7 +10,7 @@ while the query runs, learner read and lock resolution.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Mapping, Protocol, Sequence
 
 import pyarrow as pa
 
