@@ -102,7 +102,7 @@ _FUNC_RE = re.compile(r"^\s*(year|to_days)\s*\(\s*`?([A-Za-z_][A-Za-z0-9_$]*)`?\
 _DIV_RE = re.compile(r"^\s*`?([A-Za-z_][A-Za-z0-9_$]*)`?\s+div\s+(\d+)\s*$", re.I)
 
 
-def _to_days(d: Any) -> int:
+def _to_days(d: dt.date) -> int:
     """MySQL's TO_DAYS: days since year 0 (date 0000-01-01 is day 1)."""
     if isinstance(d, dt.datetime):
         d = d.date()
@@ -239,7 +239,7 @@ class Partitioning:
                     for p in self.definitions]
         out = []
         for p in self.definitions:
-            vals: list[Any] = []
+            vals: list[object] = []
             for vs in p.in_values:
                 if len(vs) == 1 and vs[0].upper() == "DEFAULT":
                     vals.append("DEFAULT")

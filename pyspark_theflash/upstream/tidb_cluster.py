@@ -23,12 +23,12 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import Any, Callable, Iterable, NoReturn, Sequence
+from typing import Callable, Iterable, NoReturn, Protocol, Sequence, TypeVar
 
 import grpc
 
 from pyspark_theflash.codec import encode_region_key
-from pyspark_theflash.proto import binlog_pb2, kvrpcpb_pb2, metapb_pb2, pdpb_pb2, pdpb_pb2_grpc, tikvpb_pb2_grpc
+from pyspark_theflash.proto import binlog_pb2, errorpb_pb2, kvrpcpb_pb2, metapb_pb2, pdpb_pb2, pdpb_pb2_grpc, tikvpb_pb2_grpc
 from pyspark_theflash.txn.status import LockInfo, SecondaryLocks, TxnAction, TxnStatus
 from pyspark_theflash.upstream.errors import PDError, SchemaError, TiKVError, UpstreamError
 from pyspark_theflash.upstream.pd_client import PDClient, RegionInfo, parse_pd_addresses
@@ -38,6 +38,21 @@ from pyspark_theflash.upstream.txn_actions import ACTION_OF_KVRPC
 _LOGICAL_BITS = 18
 _OP_OF_LOCK_TYPE = {kvrpcpb_pb2.Put: binlog_pb2.PUT, kvrpcpb_pb2.Del: binlog_pb2.DELETE, kvrpcpb_pb2.Lock: binlog_pb2.LOCK}
 REGION_RETRIES = 20
+
+
+class _KvResponse(Protocol):
+    """What ``_call_key`` reads of a TiKV response: its region error and its key error."""
+
+    def HasField(self, field_name: str) -> bool: ...  # noqa: N802 (protobuf's name)
+
+    @property
+    def region_error(self) -> errorpb_pb2.Error: ...
+
+    @property
+    def error(self) -> kvrpcpb_pb2.KeyError: ...
+
+
+_Response = TypeVar("_Response", bound=_KvResponse)
 
 
 class TsoBatcher:
@@ -171,8 +186,8 @@ class TiDBClusterClient:
             peer=metapb_pb2.Peer(store_id=region.leader_store), cluster_id=self.pd.cluster_id,
             request_source="theflash")
 
-    def _call_key(self, key: bytes, call: Callable[[tikvpb_pb2_grpc.TikvStub, kvrpcpb_pb2.Context], Any],
-                  what: str) -> Any:
+    def _call_key(self, key: bytes, call: Callable[[tikvpb_pb2_grpc.TikvStub, kvrpcpb_pb2.Context], _Response],
+                  what: str) -> _Response:
         """``call`` on the region holding ``key``, following region errors back to PD."""
         last = ""
         for attempt in range(REGION_RETRIES):
