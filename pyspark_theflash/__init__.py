@@ -11,7 +11,7 @@ handlers kill such a child (SIGABRT) now and then.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pyspark_theflash.grpc_fork import disable_grpc_fork_support
 
@@ -20,8 +20,11 @@ disable_grpc_fork_support()
 __version__ = "0.1.0"
 __all__ = ["DefaultSource", "__version__"]
 
+if TYPE_CHECKING:
+    from pyspark_theflash.spark.datasource import TheFlashDataSource
 
-def __getattr__(name: str) -> Any:
+
+def __getattr__(name: str) -> type[TheFlashDataSource]:
     if name == "DefaultSource":
         from pyspark_theflash.spark.datasource import TheFlashDataSource
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler
-from typing import Callable
+from typing import Callable, Generic, Mapping, Sequence, TypeVar
 
 from pyspark_theflash.ports import http_server
 
@@ -21,7 +21,7 @@ class Exposition:
         self.prefix = prefix
         self.lines: list[str] = []
 
-    def metric(self, name: str, kind: str, help_text: str, samples: list[tuple[str, float | int | None]]) -> None:
+    def metric(self, name: str, kind: str, help_text: str, samples: Sequence[tuple[str, float | int | None]]) -> None:
         full = f"{self.prefix}_{name}"
         self.lines.append(f"# HELP {full} {help_text}")
         self.lines.append(f"# TYPE {full} {kind}")
@@ -38,11 +38,14 @@ class Exposition:
 SHUTDOWN_POLL_S = 0.05
 
 
-class StatusServer:
+Snapshot = TypeVar("Snapshot", bound=Mapping[str, object])  # what a server's status() gives
+
+
+class TypedStatusServer(Generic[Snapshot]):
     """``status()`` gives the snapshot, ``prometheus(snapshot)`` its exposition text; a snapshot
     whose ``"healthy"`` is false answers /healthz with 503 and its ``"unhealthy_reason"``."""
 
-    def __init__(self, status: Callable[[], dict[str, object]], prometheus: Callable[[dict[str, object]], str],
+    def __init__(self, status: Callable[[], Snapshot], prometheus: Callable[[Snapshot], str],
                  port: int = 0, host: str = "127.0.0.1", name: str = "the metrics endpoint",
                  thread_name: str = "metrics") -> None:
         class Handler(BaseHTTPRequestHandler):
@@ -80,3 +83,7 @@ class StatusServer:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class StatusServer(TypedStatusServer[dict[str, object]]):
+    """A status server whose snapshot is a plain JSON object."""

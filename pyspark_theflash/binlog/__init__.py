@@ -13,7 +13,7 @@ the same events at the same positions.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pyspark_theflash.binlog.errors import (
     BinlogCorruptError,
@@ -42,7 +42,7 @@ def serve_binlog(directory: str | Path, host: str = "127.0.0.1", port: int = 0, 
     return serve(directory, host, port, max_workers)
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name in ("BinlogServer", "GrpcEventSource"):
         from pyspark_theflash.binlog import service
 

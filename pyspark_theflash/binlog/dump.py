@@ -24,6 +24,7 @@ from pyspark_theflash.codec import tso
 from pyspark_theflash.proto import binlog_pb2
 
 if TYPE_CHECKING:
+    from pyspark_theflash.schema.info_json import TableInfoJson
     from pyspark_theflash.schema.table_info import TableInfo
 
 HEX_LIMIT = 64  # bytes of a value or key shown in hex before eliding the rest
@@ -67,7 +68,7 @@ class SchemaCache:
                 f"cannot fetch the schema of table {table_id} from {url}: {exc}; is --schema-url the "
                 "status port (http://host:port) of TiDB or of the mini cluster?"
             ) from None
-        info = body.get("table_info", body) if isinstance(body, dict) else None
+        info: TableInfoJson | None = body.get("table_info", body) if isinstance(body, dict) else None
         if not isinstance(info, dict):
             raise SchemaFetchError(f"schema endpoint {url} did not answer with a table info object")
         db_info = body.get("db_info") or {}

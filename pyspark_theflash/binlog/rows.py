@@ -198,7 +198,7 @@ def join_columns(parts: Sequence[RowColumns]) -> RunColumns:
     if not parts:
         return RunColumns(_row_columns([]), starts)
 
-    def cat(name: str) -> Any:
+    def cat(name: str) -> pa.Array | np.ndarray:
         items = [getattr(p, name) for p in parts]
         return pa.concat_arrays(items) if isinstance(items[0], pa.Array) else np.concatenate(items)
 

@@ -14,7 +14,7 @@ write/lock CF encoding — is still read (old binlogs, the mini cluster's own sn
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -88,7 +88,7 @@ def snapshot_columns(snap: binlog_pb2.RegionSnapshot, where: str = "") -> Snapsh
     return SnapshotColumns(_versions_of_records(snap.writes), _locks_of_records(snap.locks))
 
 
-def _versions_of_records(writes: Any) -> RowColumns:
+def _versions_of_records(writes: Sequence[binlog_pb2.SnapshotWrite]) -> RowColumns:
     """Version 1's ``SnapshotWrite`` records as COMMITTED rows (one ``Write`` parsed per row)."""
     from pyspark_theflash.codec.txn import Write
 
@@ -106,7 +106,7 @@ def _versions_of_records(writes: Any) -> RowColumns:
                       pa.array(values, pa.binary()), pa.array([b""] * n, pa.binary()))
 
 
-def _locks_of_records(locks: Any) -> RowColumns:
+def _locks_of_records(locks: Sequence[binlog_pb2.SnapshotLock]) -> RowColumns:
     """Version 1's ``SnapshotLock`` records as PREWRITE rows (one ``Lock`` parsed per row)."""
     from pyspark_theflash.codec.txn import Lock
 

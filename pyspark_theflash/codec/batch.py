@@ -25,7 +25,7 @@ per-row reference).
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -139,7 +139,7 @@ def _decode_rows(values: Sequence[bytes] | pa.Array | pa.ChunkedArray, handles: 
     return merged.take(pa.array(order)).to_batches(max_chunksize=n)[0]
 
 
-def _row_buffer(values: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _row_buffer(values: Sequence[bytes] | pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One byte buffer holding every row value, with each row's start and length. A pyarrow
     binary array is used in place (no copy); a sequence of bytes is joined once."""
     if isinstance(values, pa.ChunkedArray):
@@ -469,7 +469,7 @@ def _fixed_slot(block: np.ndarray, col: RowColumn, tp: pa.DataType, rows: np.nda
 
 
 def _shared_layout(id_row: np.ndarray, n_nn: int, col_ids: Sequence[int], n: int,
-                   span: Any) -> _Layouts:
+                   span: Callable[[int], tuple[np.ndarray, np.ndarray]]) -> _Layouts:
     """The layouts of n rows sharing one column-id block ``id_row`` (the first ``n_nn`` ids not
     null): per wanted column, ``span(k)`` = (starts, ends) of the rows' k-th value, or NULL, or
     absent (origin default)."""
@@ -878,7 +878,7 @@ def _per_value(buf: np.ndarray, start: np.ndarray, end: np.ndarray, valid: np.nd
                col: RowColumn, tp: pa.DataType, rows: np.ndarray) -> pa.Array:
     """Rare types (JSON, wide or re-scaled DECIMAL): decode each value with codec.row."""
     data = buf.tobytes() if len(buf) < 1 << 16 else buf.data  # ndarray.data: memoryview(buf)
-    vals: list[Any] = [None] * len(start)
+    vals: list[object] = [None] * len(start)
     for k in np.flatnonzero(valid).tolist():
         try:
             vals[k] = value_from_v2(col, bytes(data[int(start[k]):int(end[k])]))

@@ -21,9 +21,11 @@ import dataclasses
 import datetime as dt
 import json
 from decimal import Decimal
-from typing import Any
+from typing import Callable, TypeVar
 
 from pyspark_theflash.cli import CommandError
+
+_T = TypeVar("_T")  # what a decoding function returns
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -63,7 +65,7 @@ def parse_hex(text: str) -> bytes:
         raise CommandError(f"{text!r} is not hex bytes") from None
 
 
-def jsonable(value: object) -> Any:
+def jsonable(value: object) -> object:
     """A JSON-friendly rendering of decoded values (bytes as hex plus text when printable)."""
     from pyspark_theflash.codec.datum import Datum
 
@@ -94,7 +96,7 @@ def _print(obj: object) -> int:
     return 0
 
 
-def _decoding(func: Any, *args: object) -> Any:
+def _decoding(func: Callable[..., _T], *args: object) -> _T:
     from pyspark_theflash.codec.errors import CodecError
 
     try:

@@ -33,7 +33,7 @@ import json
 import math
 import struct
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Callable, Mapping, NamedTuple, NoReturn
 
 from pyspark_theflash.codec.errors import MalformedError, TruncatedError, UnknownFlagError
 from pyspark_theflash.codec.time import pack_time_fields, unpack_time_fields
@@ -100,12 +100,12 @@ class JsonDuration(dt.timedelta):
 
     fsp: int
 
-    def __new__(cls, *args: Any, fsp: int = 6, **kwargs: Any) -> JsonDuration:
+    def __new__(cls, *args: float, fsp: int = 6, **kwargs: float) -> JsonDuration:
         self = super().__new__(cls, *args, **kwargs)
         self.fsp = fsp
         return self
 
-    def __reduce__(self) -> Any:
+    def __reduce__(self) -> tuple[Callable[[int, int, int, int], JsonDuration], tuple[int, int, int, int]]:
         return (_make_duration, (self.days, self.seconds, self.microseconds, self.fsp))
 
 
@@ -118,6 +118,13 @@ class JsonPackedTime(NamedTuple):
 
     type_code: int
     packed: int
+
+
+# A decoded JSON value (the module table): JSON's own kinds, and the MySQL values a binary JSON
+# document can hold besides (JsonUInt64 is an int, JsonTimestamp a datetime, JsonDuration a
+# timedelta).
+JsonValue = (None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
+             | dt.date | dt.datetime | dt.timedelta | JsonOpaque | JsonPackedTime)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,7 +178,7 @@ def _parse_float(literal: str) -> float:
     return f
 
 
-def _reject_constant(name: str) -> Any:
+def _reject_constant(name: str) -> NoReturn:
     raise BadJsonError(f"invalid JSON text: {name} is not a JSON value")
 
 
@@ -283,7 +290,7 @@ def _append_array(buf: bytearray, items: list[object], depth: int) -> None:
     buf[doc_start + 4:doc_start + 8] = _U32.pack(len(buf) - doc_start)
 
 
-def _append_object(buf: bytearray, obj: dict[Any, object], depth: int) -> None:
+def _append_object(buf: bytearray, obj: Mapping[object, object], depth: int) -> None:
     members: dict[bytes, object] = {}
     for key, val in obj.items():
         if not isinstance(key, str):
@@ -354,13 +361,13 @@ def _split(data: bytes) -> tuple[int, _Reader]:
     return data[0], _Reader(bytes(data[1:]))
 
 
-def decode_json(data: bytes) -> Any:
+def decode_json(data: bytes) -> JsonValue:
     """Decode type byte + binary JSON body to the Python form in the module table."""
     type_code, reader = _split(data)
     return _decode_value(reader, type_code, 0, 0)
 
 
-def decode_json_value(type_code: int, body: bytes) -> Any:
+def decode_json_value(type_code: int, body: bytes) -> JsonValue:
     """Decode a (type code, body) pair."""
     return _decode_value(_Reader(bytes(body)), type_code, 0, 0)
 
@@ -374,7 +381,7 @@ def _value_at(r: _Reader, doc: int, entry: int) -> tuple[int, int]:
     return type_code, doc + r.u32(entry + 1, "value offset")
 
 
-def _decode_value(r: _Reader, type_code: int, at: int, depth: int) -> Any:
+def _decode_value(r: _Reader, type_code: int, at: int, depth: int) -> JsonValue:
     if depth > _MAX_DEPTH:
         raise BadJsonError(f"binary JSON nests deeper than {_MAX_DEPTH} at offset {at}")
     data = r.data
@@ -390,13 +397,15 @@ def _decode_value(r: _Reader, type_code: int, at: int, depth: int) -> Any:
         raise UnknownFlagError("binary JSON literal", lit, at, "0x00 null, 0x01 true, 0x02 false")
     if type_code == TYPE_INT64:
         r.need(at, 8, "int64")
-        return _I64.unpack_from(data, at)[0]
+        int64: int = _I64.unpack_from(data, at)[0]
+        return int64
     if type_code == TYPE_UINT64:
         r.need(at, 8, "uint64")
         return JsonUInt64(_U64.unpack_from(data, at)[0])
     if type_code == TYPE_FLOAT64:
         r.need(at, 8, "float64")
-        return _F64.unpack_from(data, at)[0]
+        float64: float = _F64.unpack_from(data, at)[0]
+        return float64
     if type_code == TYPE_STRING:
         n, start = r.uvarint(at, "string")
         r.need(start, n, "string")
@@ -426,7 +435,7 @@ def _decode_value(r: _Reader, type_code: int, at: int, depth: int) -> Any:
         count = r.u32(at, "object count")
         r.need(at + _HEADER_SIZE, count * (_KEY_ENTRY_SIZE + _VALUE_ENTRY_SIZE), "object entries")
         values_at = at + _HEADER_SIZE + count * _KEY_ENTRY_SIZE
-        obj: dict[str, object] = {}
+        obj: dict[str, JsonValue] = {}
         for i in range(count):
             key = _object_key(r, at, i).decode("utf-8", errors="replace")
             tc, vat = _value_at(r, at, values_at + i * _VALUE_ENTRY_SIZE)
@@ -449,7 +458,7 @@ def _trunc_div(a: int, b: int) -> int:
     return -q if a < 0 else q
 
 
-def _time_value(type_code: int, packed: int) -> Any:
+def _time_value(type_code: int, packed: int) -> JsonValue:
     y, mo, d, h, mi, s, us = unpack_time_fields(packed)
     try:
         if type_code == TYPE_DATE:
@@ -539,6 +548,7 @@ def _text(r: _Reader, type_code: int, at: int, out: list[str], depth: int) -> No
         elif value is False:
             out.append("false")
         else:
+            assert isinstance(value, int), value  # what is left: int64 and uint64
             out.append(str(int(value)))
 
 

@@ -11,7 +11,10 @@ Keys are PD-encoded region keys; an end of ``b""`` is +inf. ``DisjointRanges.ass
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from typing import Any, Callable, Generic, Iterator, NamedTuple, Protocol, TypeVar
+from typing import TYPE_CHECKING, Callable, Generic, Iterator, NamedTuple, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsRichComparison
 
 V = TypeVar("V")
 M = TypeVar("M")  # a RangeMembers member: hashable, not a frozenset (a piece of several is one)
@@ -251,7 +254,7 @@ class RangeMembers(Generic[M]):
                 out.add(ids)
         return out
 
-    def members(self, order: Callable[[M], Any]) -> Iterator[M]:
+    def members(self, order: Callable[[M], SupportsRichComparison]) -> Iterator[M]:
         """Every member inserted as of this call, once each, in key order of where its range starts
         (those starting together by ``order``: a fixed order, not a set's). A member's pieces are
         adjacent (its range is one range), so one not in the piece before is met for the first
@@ -260,7 +263,7 @@ class RangeMembers(Generic[M]):
         return self._members(self._pieces.values(), order)  # (the pieces as of this call)
 
     @staticmethod
-    def _members(pieces: list[M | frozenset[M]], order: Callable[[M], Any]) -> Iterator[M]:
+    def _members(pieces: list[M | frozenset[M]], order: Callable[[M], SupportsRichComparison]) -> Iterator[M]:
         before: M | frozenset[M] | None = None
         for ids in pieces:
             for member in (sorted(ids, key=order) if isinstance(ids, frozenset) else (ids,)):

@@ -20,7 +20,7 @@ import datetime as dt
 import struct
 from collections.abc import Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal, localcontext
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, SupportsInt
 
 from pyspark_theflash.codec import column_types as T
 from pyspark_theflash.codec import json_binary
@@ -189,7 +189,7 @@ def decode_decimal_v2(raw: bytes) -> Decimal:
     return value.value
 
 
-def pack_datetime_value(v: Any) -> int:
+def pack_datetime_value(v: int | str | dt.date) -> int:
     """A packed uint64 from a packed int, datetime, date or 'YYYY-MM-DD[ HH:MM:SS[.f]]' text."""
     if isinstance(v, int):
         return v
@@ -198,13 +198,13 @@ def pack_datetime_value(v: Any) -> int:
     return pack_datetime(v)  # aware datetimes (TIMESTAMP) are converted to UTC
 
 
-def duration_ns_value(v: Any) -> int:
+def duration_ns_value(v: dt.timedelta | SupportsInt | str) -> int:
     if isinstance(v, dt.timedelta):
         return duration_to_ns(v)
     return int(v)
 
 
-def json_value_for_column(v: Any) -> object:
+def json_value_for_column(v: object) -> object:
     """A JSON column value as its Python JSON value: str is JSON text (parsed the way TiDB
     parses it), anything else is already a Python JSON value (see codec.json_binary)."""
     if isinstance(v, (str, bytes, bytearray)):
@@ -322,7 +322,7 @@ def datum_for_column(column: ColumnType, value: Any) -> Datum:
     return Datum("bytes", bytes(value))
 
 
-def _enum_index(column: ColumnType, value: Any) -> int:
+def _enum_index(column: ColumnType, value: int | str) -> int:
     if isinstance(value, int):
         return value
     if value == "":
@@ -335,7 +335,7 @@ def _enum_index(column: ColumnType, value: Any) -> int:
             f"({', '.join(column.elems)})") from None
 
 
-def _set_mask(column: ColumnType, value: Any) -> int:
+def _set_mask(column: ColumnType, value: object) -> int:
     if isinstance(value, int):
         return value
     names = value if isinstance(value, (set, frozenset, list, tuple)) else \

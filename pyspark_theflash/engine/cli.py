@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from pyspark_theflash.engine.interface import SqlResult
 
 
 # the read options this command takes, as its flags (an error's remedy names these)
@@ -57,7 +62,7 @@ def _sql(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_result(result: Any, fmt: str, out: TextIO) -> None:
+def write_result(result: pa.Table, fmt: str, out: TextIO) -> None:
     """A query's result (an Arrow table) as ``fmt``: ``table`` (aligned columns, NULL for a
     null), ``csv`` (a header line; a null is an empty field) or ``json`` (one object a row; a
     null is null). Bytes (BINARY, BLOB) are hexadecimal, ``0x`` then two digits a byte, in
@@ -117,7 +122,7 @@ def _cell(v: object) -> str | None:
     return str(v)
 
 
-def _sql_here(args: argparse.Namespace) -> Any:
+def _sql_here(args: argparse.Namespace) -> SqlResult:
     """The query in this process, which opens the store (a ClickHouse store's directory too)."""
     from pyspark_theflash.cli import CommandError
     from pyspark_theflash.engine import open_engine
@@ -159,7 +164,7 @@ def _snapshot_choice(args: argparse.Namespace) -> dict[str, str]:
     return {k: v for k, v in (("snapshot", args.snapshot), ("max_staleness", args.max_staleness)) if v}
 
 
-def _sql_through_service(args: argparse.Namespace) -> Any:
+def _sql_through_service(args: argparse.Namespace) -> SqlResult:
     """The query sent to the service at ``--server`` (``POST /v1/sql``), its answer as
     ``run_sql`` gives it."""
     import http.client

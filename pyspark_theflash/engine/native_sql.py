@@ -33,7 +33,7 @@ import difflib
 import json
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterator, Mapping, NoReturn, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -64,7 +64,7 @@ class _Named:
         self.ctes: set[str] = set()
         self.columns: set[str] = set()
         self.all_of: set[str] = set()
-        self.tree: list[Any] = []   # DuckDB's parse tree of the statement (``json_serialize_sql``)
+        self.tree: list[object] = []   # DuckDB's parse tree of the statement (``json_serialize_sql``)
 
     def walk(self, node: object) -> None:
         if isinstance(node, list):
@@ -130,15 +130,15 @@ def statement_reads(sql: str) -> _Named:
     return named
 
 
-def resolve_tables(named: _Named, tables: Sequence[Any], root: str) -> dict[tuple[str, str], Any]:
+def resolve_tables(named: _Named, tables: Sequence[TableInfo], root: str) -> dict[tuple[str, str], TableInfo]:
     """Each table the statement reads, as the DuckDB (schema, name) it is written with → the
     store's ``TableInfo``. A bare name is the one table of that name the store has; a name the
     store lacks fails with the nearest ones."""
     by_qualified = {f"{t.db}.{t.name}".lower(): t for t in tables}
-    by_name: dict[str, list[Any]] = {}
+    by_name: dict[str, list[TableInfo]] = {}
     for t in tables:
         by_name.setdefault(str(t.name).lower(), []).append(t)
-    out: dict[tuple[str, str], Any] = {}
+    out: dict[tuple[str, str], TableInfo] = {}
     for catalog, schema, name, _alias in named.tables:
         if not schema:
             if catalog or name.lower() in named.ctes:
@@ -160,7 +160,7 @@ def resolve_tables(named: _Named, tables: Sequence[Any], root: str) -> dict[tupl
     return out
 
 
-def _unknown(written: str, known: list[str], root: str) -> None:
+def _unknown(written: str, known: list[str], root: str) -> NoReturn:
     close = difflib.get_close_matches(written.lower().removeprefix(CATALOG + "."), known, n=1)
     listed = ", ".join(sorted(known)[:20]) + (", ..." if len(known) > 20 else "")
     raise SqlTableNotFoundError(f"the store at {root} has no table {written}"
@@ -268,7 +268,7 @@ def _as_duration(column: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 def run_sql(engine: Engine, sql: str, snapshot_ts: int | None = None,
-            options: Mapping[str, Any] | None = None, *, push_filters: bool = True) -> SqlResult:
+            options: Mapping[str, object] | None = None, *, push_filters: bool = True) -> SqlResult:
     """Run ``sql`` (DuckDB SQL, tables named ``db.table``) over the store of ``engine`` (the
     native engine, opened with read sessions) at one snapshot ts. ``push_filters``: hand each
     table's read session the WHERE conjuncts it can apply (``engine.pushed_filters``); off, every
@@ -295,9 +295,10 @@ def run_sql(engine: Engine, sql: str, snapshot_ts: int | None = None,
     choice = {k: v for k, v in options.items() if k in ("snapshot", "max_staleness") and v}
     if ts is None and choice and unique:
         ts = int(engine.query_snapshot([f"{i.db}.{i.name}" for i in unique], choice)["ts"])
-    as_of = options.get("as_of") if ts is None else None
+    given_as_of = options.get("as_of") if ts is None else None
+    as_of = None if given_as_of is None else str(given_as_of)
     started = time.monotonic()
-    sessions: list[Any] = []
+    sessions: list[EngineReadSession] = []
     read: dict[int, _TableStream] = {}
 
     def open_streams(every_column: bool) -> dict[tuple[str, str], _TableStream]:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Iterator, Protocol
 import pyarrow as pa
 
 if TYPE_CHECKING:
+    from pyspark_theflash.schema.info_json import TableInfoJson
     from pyspark_theflash.store.parts import PartRef
 
 
@@ -53,7 +54,7 @@ class ScanPartition:
     store: str                      # store root
     latch: str | None               # latch address, None = in-process on the store
     table: str                      # db.table, for messages
-    table_info: dict[str, object]      # TiDB table info JSON (the schema version read)
+    table_info: TableInfoJson  # TiDB table info JSON (the schema version read)
     db: str
     ts: int
     lease_id: int | None

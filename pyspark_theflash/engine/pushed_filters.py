@@ -43,7 +43,7 @@ import datetime as dt
 import decimal
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import pyarrow as pa
 
@@ -74,14 +74,14 @@ class _Constant:
     'text'``), timestamp (``TIMESTAMP 'text'``), timestamptz or null."""
 
     kind: str
-    value: Any
+    value: int | decimal.Decimal | float | str | None  # str for text and the dates and times, None for null
 
 
 @dataclass
 class _Read:
     """One table read directly by a SELECT's FROM."""
 
-    node: dict[str, Any]
+    node: dict[str, object]
     binding: str                      # the name the SELECT knows it by (alias, else table name)
     schema: str
     name: str
@@ -101,7 +101,7 @@ class _Scope:
     using: set[str] = field(default_factory=set)    # names merged by USING
     pushes: bool = True
     # each inner join's ON condition, with the ids of the reads inside that join
-    inner_joins: list[tuple[Any, set[int]]] = field(default_factory=list)
+    inner_joins: list[tuple[object, set[int]]] = field(default_factory=list)
 
     def column(self, names: list[str] | None) -> tuple[_Read, str, pa.DataType] | None:
         """The table read a column reference names and the column, when that is certain."""
@@ -130,7 +130,7 @@ class _Scope:
         return (found[0], *found[0].types[column])
 
 
-def pushed_filters(statements: object, table_of: Callable[[dict[str, Any]], Any]) -> dict[int, Expr]:
+def pushed_filters(statements: object, table_of: Callable[[dict[str, object]], TableInfo | None]) -> dict[int, Expr]:
     """Per table the statement reads (``id`` of the ``TableInfo`` that ``table_of`` gives for a
     ``BASE_TABLE`` node; None for a CTE or anything not of the store), the filter its read
     stream may apply: the conjuncts every read of it has. Tables with none are left out."""
@@ -165,7 +165,7 @@ def pushed_filters(statements: object, table_of: Callable[[dict[str, Any]], Any]
     return out
 
 
-def _nodes(tree: object, wanted: Callable[[dict[str, Any]], bool]) -> Iterator[dict[str, Any]]:
+def _nodes(tree: object, wanted: Callable[[dict[str, object]], bool]) -> Iterator[dict[str, object]]:
     stack = [tree]
     while stack:
         node = stack.pop()
@@ -177,7 +177,7 @@ def _nodes(tree: object, wanted: Callable[[dict[str, Any]], bool]) -> Iterator[d
             stack.extend(v for v in reversed(list(node.values())) if isinstance(v, (dict, list)))
 
 
-def _scope(select: dict[str, Any], table_of: Callable[[dict[str, Any]], Any]) -> _Scope:
+def _scope(select: dict[str, object], table_of: Callable[[dict[str, object]], TableInfo | None]) -> _Scope:
     scope = _Scope(pushes=not select.get("sample"))
 
     def visit(item: object, nullable: bool) -> None:
@@ -306,11 +306,13 @@ def _in(found: tuple[_Read, str, pa.DataType] | None, nodes: list[object], negat
     return read, (Not(expr) if negated else expr)
 
 
-def _prefix(node: dict[str, Any], scope: _Scope) -> tuple[_Read, Expr] | None:
+def _prefix(node: dict[str, object], scope: _Scope) -> tuple[_Read, Expr] | None:
     """``col LIKE 'prefix%'``, ``col NOT LIKE 'prefix%'``, ``starts_with(col, 'prefix')`` on a
     text column."""
     name = str(node.get("function_name") or "").lower()
-    children = node.get("children") or []
+    children = node.get("children")
+    if not isinstance(children, list):  # DuckDB gives a function's arguments as a list
+        return None
     if (name not in _LIKE and name not in _PREFIX_FUNCTIONS) or len(children) != 2 or node.get("distinct") \
             or node.get("filter") or node.get("catalog"):
         return None
@@ -391,13 +393,13 @@ def _value(constant: _Constant, typ: pa.DataType) -> object:
     if pa.types.is_string(typ):
         return v if kind == "text" else None
     if pa.types.is_binary(typ):
-        return v.encode("ascii") if kind == "text" and v.isascii() and "\\" not in v else None
+        return v.encode("ascii") if kind == "text" and isinstance(v, str) and v.isascii() and "\\" not in v else None
     if pa.types.is_date32(typ):
-        m = _DATE.match(v) if kind in ("text", "date") else None
+        m = _DATE.match(v) if kind in ("text", "date") and isinstance(v, str) else None
         return _date(m) if m else None
     if pa.types.is_timestamp(typ) and typ.unit == "us":
         allowed = ("text", "date", "timestamp") + (("timestamptz",) if typ.tz is not None else ())
-        m = _TIMESTAMP.match(v) if kind in allowed else None
+        m = _TIMESTAMP.match(v) if kind in allowed and isinstance(v, str) else None
         if m is None or (kind == "date" and m.group(4) is not None):
             return None
         offset = m.group(8)

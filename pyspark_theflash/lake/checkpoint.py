@@ -9,7 +9,6 @@ their in-commit timestamps."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -44,7 +43,7 @@ def _pairs(d: dict[str, str] | None) -> list[tuple[str, str]]:
 def write_checkpoint(state: TableLog) -> str:
     """The checkpoint of ``state`` (its newest version), then ``_last_checkpoint``; the file's name."""
     m, p = state.metadata, state.protocol
-    rows: list[dict[str, Any]] = [
+    rows: list[dict[str, object]] = [
         {"protocol": {"minReaderVersion": p["minReaderVersion"], "minWriterVersion": p["minWriterVersion"],
                       "readerFeatures": list(p.get("readerFeatures", [])),
                       "writerFeatures": list(p.get("writerFeatures", []))}},

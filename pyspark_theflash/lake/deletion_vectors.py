@@ -13,7 +13,7 @@ import struct
 import uuid
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -25,6 +25,17 @@ FILE_FORMAT_VERSION = 1
 # A bitmap of at most this many bytes goes inline: the log stays small (Z85 adds a quarter) and a
 # reader opens no file for the common case of a few superseded rows.
 INLINE_MAX_BYTES = 256
+
+
+class DeletionVectorJson(TypedDict, total=False):
+    """A deletion vector descriptor as the log writes it (PROTOCOL.md, "Deletion Vector
+    Descriptor Schema"); ``offset`` only for a vector stored in a file of several."""
+
+    storageType: str
+    pathOrInlineDv: str
+    offset: int
+    sizeInBytes: int
+    cardinality: int
 
 
 @dataclass(frozen=True)
@@ -43,11 +54,11 @@ class DeletionVector:
         base = f"{self.storage}{self.path_or_inline}"
         return base if self.offset is None else f"{base}@{self.offset}"
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"storageType": self.storage, "pathOrInlineDv": self.path_or_inline}
+    def to_json(self) -> DeletionVectorJson:
+        out: DeletionVectorJson = {"storageType": self.storage, "pathOrInlineDv": self.path_or_inline}
         if self.offset is not None:
             out["offset"] = self.offset
-        out.update(sizeInBytes=self.size, cardinality=self.cardinality)
+        out.update({"sizeInBytes": self.size, "cardinality": self.cardinality})
         return out
 
     @classmethod

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping, Sequence, TypedDict
 
-from pyspark_theflash.lake.deletion_vectors import DeletionVector
+from pyspark_theflash.lake.deletion_vectors import DeletionVector, DeletionVectorJson
 from pyspark_theflash.lake.errors import LakeDamagedError, VersionTakenError
 from pyspark_theflash.lake.location import LakeDir, Where, lake_dir
 
@@ -28,6 +28,31 @@ READER_VERSION, WRITER_VERSION = 3, 7
 
 def log_name(version: int) -> str:
     return f"{version:020d}.json"
+
+
+class AddAction(TypedDict, total=False):
+    """An ``add`` action (PROTOCOL.md, "Add File and Remove File"): ``partitionValues`` is a map,
+    which a checkpoint's Parquet writes as (key, value) pairs."""
+
+    path: str
+    partitionValues: dict[str, str] | list[tuple[str, str]]
+    size: int
+    modificationTime: int
+    dataChange: bool
+    stats: str
+    deletionVector: DeletionVectorJson
+
+
+class RemoveAction(TypedDict, total=False):
+    """A ``remove`` action (PROTOCOL.md, "Add File and Remove File")."""
+
+    path: str
+    deletionTimestamp: int
+    dataChange: bool
+    extendedFileMetadata: bool
+    partitionValues: dict[str, str]
+    size: int
+    deletionVector: DeletionVectorJson
 
 
 @dataclass(frozen=True)
@@ -45,16 +70,16 @@ class DataFile:
         """The logical file's primary key in the table state: (path, DV unique id)."""
         return self.path, None if self.dv is None else self.dv.unique_id
 
-    def add_action(self) -> dict[str, Any]:
-        add: dict[str, Any] = {"path": self.path, "partitionValues": {}, "size": self.size,
+    def add_action(self) -> dict[str, AddAction]:
+        add: AddAction = {"path": self.path, "partitionValues": {}, "size": self.size,
                                "modificationTime": self.modification_ms, "dataChange": True,
                                "stats": json.dumps({"numRecords": self.rows, "tightBounds": False})}
         if self.dv is not None:
             add["deletionVector"] = self.dv.to_json()
         return {"add": add}
 
-    def remove_action(self, when_ms: int) -> dict[str, Any]:
-        remove: dict[str, Any] = {"path": self.path, "deletionTimestamp": when_ms, "dataChange": True,
+    def remove_action(self, when_ms: int) -> dict[str, RemoveAction]:
+        remove: RemoveAction = {"path": self.path, "deletionTimestamp": when_ms, "dataChange": True,
                                   "extendedFileMetadata": True, "partitionValues": {}, "size": self.size}
         if self.dv is not None:
             remove["deletionVector"] = self.dv.to_json()
@@ -208,7 +233,7 @@ def in_commit_ms(ts: int, previous_ms: int) -> int:
     return max(ts >> 18, previous_ms + 1)
 
 
-def commit(state: TableLog, actions: list[dict[str, Any]], table: str | None = None) -> int:
+def commit(state: TableLog, actions: Sequence[Mapping[str, object]], table: str | None = None) -> int:
     """Write ``actions`` as the version after ``state``'s; returns it. ``VersionTakenError``
     (naming ``table``, by default as the log names it) when that version exists already or is
     being written by another publisher: nothing is overwritten, nothing retried."""

@@ -36,7 +36,7 @@ import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -50,6 +50,7 @@ from pyspark_theflash.store.txn_merge_tree import HIDDEN_NAMES, ROWID, is_ipc
 
 if TYPE_CHECKING:
     from pyspark_theflash.schema.table_info import TableInfo
+    from pyspark_theflash.store.keyspace import Handle
 
 CONVERTED_DIR = "lake"
 TABLE_IDS_DIR = "ids"  # parts of other table ids than the root's (partitions, a truncated table's successor)
@@ -144,7 +145,7 @@ def _int_handles(t: pa.Table) -> np.ndarray | None:
     return rowid.to_numpy() if pa.types.is_integer(rowid.type) else None
 
 
-def deleted_rows(root: Path, info: TableInfo, ts: int, parts: Sequence[PartRef], lo: Any, hi: Any) -> list[PartVisibility]:
+def deleted_rows(root: Path, info: TableInfo, ts: int, parts: Sequence[PartRef], lo: Handle | None, hi: Handle | None) -> list[PartVisibility]:
     """Per part of one partition (bounds [lo, hi)), the sorted row indexes a read at ts does not
     return: every part's hidden columns read, one choice over all of them."""
     reader = PartsReader(root, info, ts, (lo, hi), [], None, HIDDEN_NAMES, _BATCH_ROWS)
@@ -161,7 +162,7 @@ def deleted_rows(root: Path, info: TableInfo, ts: int, parts: Sequence[PartRef],
 
 
 def deleted_rows_after(root: Path, info: TableInfo, ts: int, settled: Sequence[tuple[PartRef, PartVisibility]],
-                       fresh: Sequence[PartRef], lo: Any, hi: Any) -> list[PartVisibility]:
+                       fresh: Sequence[PartRef], lo: Handle | None, hi: Handle | None) -> list[PartVisibility]:
     """``deleted_rows`` of ``settled`` + ``fresh`` parts, reading only the fresh ones.
 
     A settled part had all its rows at or below the last round's ts and its vector then; every

@@ -31,7 +31,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Mapping
 
 import pyarrow as pa
 
@@ -53,6 +53,7 @@ from pyspark_theflash.store.parts import PartRef
 if TYPE_CHECKING:
     from pyspark_theflash.schema.table_info import TableInfo
     from pyspark_theflash.store.views import StoreView
+    from pyspark_theflash.store.keyspace import HandleRange
 
 LEASE_TTL_S = 300.0
 # How long a published version stays readable: each round that commits keeps its read lease this
@@ -102,7 +103,7 @@ class _Published:
 
     by_part: dict[int, DataFile] = field(default_factory=dict)
     signatures: dict[tuple[int, int], tuple[object, ...]] = field(default_factory=dict)   # by (table id, partition)
-    seen: dict[int, tuple[Any, PartVisibility]] = field(default_factory=dict)   # part -> (its tombstones, visibility)
+    seen: dict[int, tuple[tuple[HandleRange, ...], PartVisibility]] = field(default_factory=dict)   # part -> (its tombstones, visibility)
 
 
 class Publisher:
@@ -180,7 +181,7 @@ class Publisher:
         if log.version < 0 or not log.files or log.ts >= ts:
             return TablePublication(name, table_id, root.uri, None, skipped=f"{reason or 'retired'} at ts {retired_ts}")
         ict = delta_log.in_commit_ms(ts, log.in_commit_ms)
-        actions: list[dict[str, object]] = [{"commitInfo": {
+        actions: list[Mapping[str, object]] = [{"commitInfo": {
             "timestamp": ict, "inCommitTimestamp": ict, "operation": "THEFLASH RETIRE",
             "operationParameters": {"ts": str(ts), "reason": reason or "dropped", "retiredTs": str(retired_ts)},
             "theflashTs": ts, "isBlindAppend": False, "engineInfo": "theflash"}},
@@ -240,7 +241,7 @@ class Publisher:
             by_partition[(p.table_id, p.partition_id)].append(p)
         planned: list[tuple[int, PlannedFile | DataFile]] = []   # (part id, its file), partition by partition
         signatures: dict[tuple[int, int], tuple[object, ...]] = {}
-        seen: dict[int, tuple[Any, PartVisibility]] = {}
+        seen: dict[int, tuple[tuple[HandleRange, ...], PartVisibility]] = {}
         parts_read = 0
         for pid, ps in by_partition.items():
             ps.sort(key=lambda p: p.part_id)
@@ -291,7 +292,7 @@ class Publisher:
             return TablePublication(name, info.id, root.uri, None, len(files), converted, deleted, parts_read,
                                     skipped="unchanged since its last version")
         ict = delta_log.in_commit_ms(ts, log.in_commit_ms)
-        actions: list[dict[str, object]] = [{"commitInfo": {
+        actions: list[Mapping[str, object]] = [{"commitInfo": {
             "timestamp": ict, "inCommitTimestamp": ict, "operation": "THEFLASH PUBLISH",
             "operationParameters": {"ts": str(ts)}, "theflashTs": ts, "isBlindAppend": False,
             "engineInfo": "theflash"}}]

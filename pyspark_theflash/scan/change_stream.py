@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Mapping, SupportsIndex, SupportsInt
 
 from pyspark_theflash.scan.errors import (
     ChangesBelowSafePointError,
@@ -58,9 +58,12 @@ class StreamOffset:
         return {"ts": self.ts, "snapshot": self.snapshot}
 
     @staticmethod
-    def from_dict(data: Mapping[str, Any]) -> "StreamOffset":
+    def from_dict(data: Mapping[str, object]) -> "StreamOffset":
         try:
-            ts = int(data["ts"])
+            given = data["ts"]
+            if not isinstance(given, (str, bytes, bytearray, SupportsInt, SupportsIndex)):
+                raise TypeError(f"ts {given!r}")  # what int() refuses
+            ts = int(given)
         except (KeyError, TypeError, ValueError):
             raise ScanOptionError(f"a change stream offset is {{\"ts\": <TSO>, \"snapshot\": bool}}, not {data!r}") from None
         return StreamOffset(ts, bool(data.get("snapshot", False)))
@@ -78,7 +81,7 @@ class ChangeStream:
     """One stream of ``table``'s changes in the store at ``store`` (read ``options``: upstream,
     latch, ... plus ``starting_ts``, ``max_rows_per_trigger``, ``lease_ttl``)."""
 
-    def __init__(self, store: str, table: str, options: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, store: str, table: str, options: Mapping[str, object] | None = None) -> None:
         raw = {str(k).lower(): str(v) for k, v in dict(options or {}).items() if v is not None}
         self.store = store
         self.table = table

@@ -25,6 +25,7 @@ from pyspark_theflash.schema.partitioning import physical_ids_of
 from pyspark_theflash.store.errors import did_you_mean
 
 if TYPE_CHECKING:
+    from pyspark_theflash.schema.info_json import TableInfoJson
     from pyspark_theflash.upstream.client import UpstreamClient, UpstreamConnection
     from pyspark_theflash.schema import TableInfo
     from pyspark_theflash.store import Store
@@ -40,7 +41,7 @@ class Upstream(Protocol):
 
     def gc_safe_point(self) -> int: ...
 
-    def table_info(self, db: str, table: str) -> dict[str, object]: ...
+    def table_info(self, db: str, table: str) -> TableInfoJson: ...
 
 
 def open_store(path: str) -> Store:

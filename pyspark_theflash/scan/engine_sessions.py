@@ -9,7 +9,7 @@ client per address and one latch are kept for every session of the engine, and c
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 
 import pyarrow as pa
 
@@ -41,13 +41,14 @@ class PlannedSessions:
 
     def open_read_session(self, engine: Engine, table: str, *, snapshot_ts: int | None, as_of: str | None,
                           columns: Sequence[str] | None, filter: object, isolation: str | None,
-                          options: Mapping[str, Any] | None) -> ReadSession:
+                          options: Mapping[str, object] | None) -> ReadSession:
         opts = dict(options or {})
         if self._upstream_address and "upstream" not in opts:
             opts["upstream"] = self._upstream_address
+        upstream = opts.get("upstream")
         return open_read_session(engine.root, table, snapshot_ts=snapshot_ts, as_of=as_of, columns=columns,
                                  filter=filter, isolation=isolation, options=opts,
-                                 upstream=self._upstream_client(engine, opts.get("upstream")),
+                                 upstream=self._upstream_client(engine, None if upstream is None else str(upstream)),
                                  latch=self.latch(engine), keep_alive=False)
 
     def read_stream(self, engine: Engine, session: EngineReadSession, n: int,
@@ -57,7 +58,7 @@ class PlannedSessions:
 
         return read_stream(planned_session(session), n, read)
 
-    def query_snapshot(self, engine: Engine, tables: Sequence[str], options: Mapping[str, Any] | None,
+    def query_snapshot(self, engine: Engine, tables: Sequence[str], options: Mapping[str, object] | None,
                        read: Sequence[tuple[str, int]] = ()) -> QuerySnapshot:
         opts = {k: str(v) for k, v in dict(options or {}).items()}
         if self._upstream_address and "upstream" not in opts:

@@ -41,7 +41,7 @@ import binascii
 import datetime as dt
 import decimal
 import re
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 import pyarrow as pa
 
@@ -84,7 +84,7 @@ MAX_FILTER_VALUES = 100_000
 def check_filter_limits(conjuncts: object) -> None:
     """Refuse a filter nested deeper than ``MAX_FILTER_DEPTH`` or holding more than
     ``MAX_FILTER_VALUES`` JSON values (walked without recursion, so any depth is refused cleanly)."""
-    stack: list[tuple[Any, int]] = [(conjuncts, 1)]
+    stack: list[tuple[object, int]] = [(conjuncts, 1)]
     values = 0
     while stack:
         node, depth = stack.pop()
@@ -266,7 +266,7 @@ def _duration(v: object, typ: pa.DataType) -> dt.timedelta:
     return -d if sign else d
 
 
-_CONVERT: dict[str, Callable[[Any, pa.DataType], object]] = {
+_CONVERT: dict[str, Callable[[object, pa.DataType], object]] = {
     "bool": _bool, "int": _int, "float": _float, "decimal": _decimal, "date": _date, "timestamp": _timestamp,
     "duration": _duration, "binary": _binary, "string": _string,
 }

@@ -10,7 +10,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence, TypeVar
 
 from pyspark_theflash.scan.as_of import as_of_to_ts
 from pyspark_theflash.scan.bearer_token import BearerToken
@@ -173,12 +173,13 @@ def _refuse_unknown(opts: Mapping[str, object]) -> None:
 CHANGE_FEED_NAMES = {"readchangefeed": "readChangeFeed", "startingversion": "startingVersion",
                      "startingtimestamp": "startingTimestamp", "endingversion": "endingVersion",
                      "endingtimestamp": "endingTimestamp"}
+V = TypeVar("V")  # an option's value as given (change_feed_options passes the others on as they are)
 # the marker a batch change feed without an end leaves in the options: its end is the read's ts
 CHANGES_TO_LATEST = "readchangefeed"
 TSO_LOGICAL_BITS = 18
 
 
-def change_feed_options(opts: Mapping[str, object], stream: bool = False) -> dict[str, Any]:
+def change_feed_options(opts: Mapping[str, V], stream: bool = False) -> dict[str, V | str]:
     """Delta's change data feed names (lower case) turned into ours, Delta's semantics mapped
     exactly: startingVersion v is inclusive (``changes_from`` = v - 1), endingVersion inclusive
     (``snapshot_ts`` = v); startingTimestamp/endingTimestamp are times (as ``as_of`` parses them)
@@ -188,7 +189,7 @@ def change_feed_options(opts: Mapping[str, object], stream: bool = False) -> dic
     refused naming the options (``ScanOptionError``); options without Delta's names pass as
     they are. The connector jar maps the same (ReadOptions.java changeFeed)."""
     given = {k: str(opts[k]).strip() for k in CHANGE_FEED_NAMES if k in opts and str(opts[k]).strip() != ""}
-    out = {k: v for k, v in opts.items() if k not in CHANGE_FEED_NAMES}
+    out: dict[str, V | str] = {k: v for k, v in opts.items() if k not in CHANGE_FEED_NAMES}
     if not given:
         return out
     flag = given.get("readchangefeed", "false").lower()

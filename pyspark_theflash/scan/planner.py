@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
@@ -78,6 +78,7 @@ from pyspark_theflash.store.views import intersect
 if TYPE_CHECKING:
     from pyspark_theflash.engine.interface import QuerySnapshot
     from pyspark_theflash.latch import Latch
+    from pyspark_theflash.schema.column_stats import ColumnStats
     from pyspark_theflash.schema.table_info import TableInfo
     from pyspark_theflash.store import Store
     from pyspark_theflash.store.predicate import Expr
@@ -367,7 +368,7 @@ def _with_table_names(predicate: Expr | None, table_info: TableInfo) -> Expr | N
 
     names = {c.name.lower(): c.name for c in table_info.columns}
 
-    def rename_keys(d: Mapping[str, object]) -> dict[str, Any]:
+    def rename_keys(d: Mapping[str, object]) -> dict[str, object]:
         return {k: (names.get(v.lower(), v) if k in _COLUMN_KEYS and isinstance(v, str) else rename(v))
                 for k, v in d.items()}
 
@@ -627,7 +628,7 @@ def _might_match(predicate: Expr, parts: Sequence[PartRef], table_info: TableInf
     return _might_match_stats(predicate, stats, table_info, lo, hi)
 
 
-def _might_match_stats(predicate: Expr, stats: dict[str, Any], table_info: TableInfo, lo: HandleBound,
+def _might_match_stats(predicate: Expr, stats: dict[str, ColumnStats], table_info: TableInfo, lo: HandleBound,
                        hi: HandleBound) -> bool:
     """``_might_match`` of a range whose parts' statistics are merged already (``stats``)."""
     from pyspark_theflash.store.predicate import ColumnStats
@@ -672,7 +673,7 @@ def _spans_might_match(predicate: Expr, parts: Sequence[PartRef], spans: Spans, 
     keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
     _, first, which = np.unique(keys, return_index=True, return_inverse=True)
     bounds, at = found.starts.tolist(), found.part_at.tolist()
-    merged: list[dict[str, Any] | None] = []  # None: the merge failed (never pruned)
+    merged: list[dict[str, ColumnStats] | None] = []  # None: the merge failed (never pruned)
     for f in first.tolist():
         met = [parts[j] for j in at[bounds[f]:bounds[f + 1]]]
         try:

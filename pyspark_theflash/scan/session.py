@@ -30,13 +30,13 @@ import os
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Sequence
 
 import pyarrow as pa
 
 from pyspark_theflash.engine.partition import ScanPartition
 from pyspark_theflash.scan.errors import ScanOptionError
-from pyspark_theflash.scan.options import HIDDEN_READABLE, ScanOptions, format_handle_ranges
+from pyspark_theflash.scan.options import HIDDEN_READABLE, HandleBound, ScanOptions, format_handle_ranges
 from pyspark_theflash.scan.partitions import estimate_rows
 from pyspark_theflash.scan.planner import PlanStats, ScanPlan
 
@@ -69,7 +69,7 @@ class ReadStream:
         return self.partition.region_ids
 
     @property
-    def handle_ranges(self) -> tuple[tuple[Any, Any], ...]:
+    def handle_ranges(self) -> tuple[tuple[HandleBound, HandleBound], ...]:
         """[lo, hi) per range; None = unbounded; bytes for a clustered table's common handle."""
         return tuple((r.lo, r.hi) for r in self.partition.ranges)
 
@@ -154,7 +154,7 @@ class ReadSession:
         """Stop renewing from this process; the lease lives on while readers renew it."""
         self.plan.detach()
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """JSON-able description (the schema as field names and types; the service adds the
         Arrow IPC form)."""
         return {

@@ -13,7 +13,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Iterator
 from urllib.parse import urlparse
 
 import pyarrow as pa
@@ -23,6 +23,9 @@ from pyspark_theflash.engine.partition import ScanPartition, ServiceToken
 from pyspark_theflash.scan.bearer_token import sent_token, unauthenticated_advice
 from pyspark_theflash.scan.options import format_handle_ranges
 from pyspark_theflash.scan.stream_body import read_stream_body
+
+if TYPE_CHECKING:
+    from pyspark_theflash.schema.table_info import ColumnInfo
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +110,7 @@ def _release(host: str, port: int, session_id: str, auth: dict[str, str]) -> Non
         conn.close()
 
 
-def _table_columns(p: ScanPartition) -> list[Any]:
+def _table_columns(p: ScanPartition) -> list[ColumnInfo]:
     from pyspark_theflash.schema import TableInfo
 
     return list(TableInfo.from_json(p.table_info, db=p.db).columns)

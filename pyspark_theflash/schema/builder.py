@@ -15,10 +15,11 @@ import datetime as dt
 import re
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any, TypedDict
+from typing import Final, TypedDict
 
 from pyspark_theflash.codec import column_types as T
 from pyspark_theflash.schema.errors import SchemaError
+from pyspark_theflash.schema.info_json import TableInfoJson
 from pyspark_theflash.schema.table_info import (
     CURRENT_COLUMN_INFO_VERSION,
     STATE_PUBLIC,
@@ -28,7 +29,7 @@ from pyspark_theflash.schema.table_info import (
     primary_index_json,
 )
 
-_UNSET: Any = object()
+_UNSET: Final = object()  # a default not given (None is NULL)
 
 _TYPE_RE = re.compile(
     r"^\s*(?P<name>[A-Za-z]+)\s*(?:\((?P<args>.*)\))?\s*(?P<mods>(?:\s*(?:UNSIGNED|SIGNED|ZEROFILL))*)\s*$",
@@ -90,7 +91,34 @@ def _fsp(args: list[int], sql: str) -> int:
     return fsp
 
 
-def parse_sql_type(sql: str) -> dict[str, Any]:
+class _Charset(TypedDict):
+    charset: str
+    collate: str
+
+
+class SqlTypeFields(TypedDict, total=False):
+    """``ColumnInfo``'s type fields of a SQL column type (``parse_sql_type``), and the
+    generated-column fields ``column`` adds."""
+
+    tp: int
+    flag: int
+    flen: int
+    decimal: int
+    charset: str
+    collate: str
+    elems: tuple[str, ...]
+    generated_expr: str
+    generated_stored: bool
+
+
+def _fields(tp: int, flag: int, flen: int, decimal: int, cs: _Charset, elems: tuple[str, ...] | None = None) -> SqlTypeFields:
+    out = SqlTypeFields(tp=tp, flag=flag, flen=flen, decimal=decimal, charset=cs["charset"], collate=cs["collate"])
+    if elems is not None:
+        out["elems"] = elems
+    return out
+
+
+def parse_sql_type(sql: str) -> SqlTypeFields:
     """Type fields (tp, flag, flen, decimal, charset, collate, elems) of a SQL column type."""
     m = _TYPE_RE.match(sql)
     if not m:
@@ -100,13 +128,13 @@ def parse_sql_type(sql: str) -> dict[str, Any]:
     mods = m.group("mods").upper().split()
     unsigned = "UNSIGNED" in mods or "ZEROFILL" in mods
     flag = (T.UNSIGNED_FLAG if unsigned else 0) | (T.ZEROFILL_FLAG if "ZEROFILL" in mods else 0)
-    binary = {"charset": T.BINARY_CHARSET, "collate": T.BINARY_COLLATE}
-    text = {"charset": T.DEFAULT_CHARSET, "collate": T.DEFAULT_COLLATE}
+    binary = _Charset(charset=T.BINARY_CHARSET, collate=T.BINARY_COLLATE)
+    text = _Charset(charset=T.DEFAULT_CHARSET, collate=T.DEFAULT_COLLATE)
     if name in _INTEGERS:
         tp, flen_signed, flen_unsigned = _INTEGERS[name]
         given = _int_args(args, sql, 1)
         flen = given[0] if given else (flen_unsigned if unsigned else flen_signed)
-        return dict(tp=tp, flag=flag, flen=flen, decimal=0, **binary)
+        return _fields(tp, flag, flen, 0, binary)
     if unsigned and name not in ("FLOAT", "DOUBLE", "REAL", "DECIMAL", "NUMERIC"):
         raise SchemaError(f"UNSIGNED does not apply to SQL type {sql!r}")
     if name in ("FLOAT", "DOUBLE", "REAL"):
@@ -116,56 +144,56 @@ def parse_sql_type(sql: str) -> dict[str, Any]:
             tp, given = T.TYPE_DOUBLE, []
         flen = given[0] if len(given) == 2 else (12 if tp == T.TYPE_FLOAT else 22)
         decimal = given[1] if len(given) == 2 else T.UNSPECIFIED_LENGTH
-        return dict(tp=tp, flag=flag, flen=flen, decimal=decimal, **binary)
+        return _fields(tp, flag, flen, decimal, binary)
     if name in ("DECIMAL", "NUMERIC", "DEC", "FIXED"):
         given = _int_args(args, sql, 2)
         precision = given[0] if given else 10
         scale = given[1] if len(given) == 2 else 0
         if not 1 <= precision <= 65 or not 0 <= scale <= 30 or scale > precision:
             raise SchemaError(f"{sql!r}: DECIMAL needs 1 <= precision <= 65, 0 <= scale <= min(30, precision)")
-        return dict(tp=T.TYPE_NEWDECIMAL, flag=flag, flen=precision, decimal=scale, **binary)
+        return _fields(T.TYPE_NEWDECIMAL, flag, precision, scale, binary)
     if name == "DATE":
-        return dict(tp=T.TYPE_DATE, flag=flag, flen=10, decimal=0, **binary)
+        return _fields(T.TYPE_DATE, flag, 10, 0, binary)
     if name in ("DATETIME", "TIMESTAMP"):
         fsp = _fsp(_int_args(args, sql, 1), sql)
         tp = T.TYPE_DATETIME if name == "DATETIME" else T.TYPE_TIMESTAMP
-        return dict(tp=tp, flag=flag, flen=19 + (fsp + 1 if fsp else 0), decimal=fsp, **binary)
+        return _fields(tp, flag, 19 + (fsp + 1 if fsp else 0), fsp, binary)
     if name == "TIME":
         fsp = _fsp(_int_args(args, sql, 1), sql)
-        return dict(tp=T.TYPE_DURATION, flag=flag, flen=10 + (fsp + 1 if fsp else 0), decimal=fsp, **binary)
+        return _fields(T.TYPE_DURATION, flag, 10 + (fsp + 1 if fsp else 0), fsp, binary)
     if name == "YEAR":
-        return dict(tp=T.TYPE_YEAR, flag=T.UNSIGNED_FLAG | T.ZEROFILL_FLAG, flen=4, decimal=0, **binary)
+        return _fields(T.TYPE_YEAR, T.UNSIGNED_FLAG | T.ZEROFILL_FLAG, 4, 0, binary)
     if name in ("CHAR", "BINARY"):
         given = _int_args(args, sql, 1)
         cs = binary if name == "BINARY" else text
         bin_flag = T.BINARY_FLAG if name == "BINARY" else 0
-        return dict(tp=T.TYPE_STRING, flag=bin_flag, flen=given[0] if given else 1, decimal=0, **cs)
+        return _fields(T.TYPE_STRING, bin_flag, given[0] if given else 1, 0, cs)
     if name in ("VARCHAR", "VARBINARY"):
         given = _int_args(args, sql, 1)
         if not given:
             raise SchemaError(f"{sql!r} needs a length, e.g. {name}(255)")
         cs = binary if name == "VARBINARY" else text
         bin_flag = T.BINARY_FLAG if name == "VARBINARY" else 0
-        return dict(tp=T.TYPE_VARCHAR, flag=bin_flag, flen=given[0], decimal=0, **cs)
+        return _fields(T.TYPE_VARCHAR, bin_flag, given[0], 0, cs)
     if name in _LOB:
         tp, is_binary, flen = _LOB[name]
         cs = binary if is_binary else text
         flag = T.BLOB_FLAG | (T.BINARY_FLAG if is_binary else 0)
-        return dict(tp=tp, flag=flag, flen=flen, decimal=0, **cs)
+        return _fields(tp, flag, flen, 0, cs)
     if name in ("ENUM", "SET"):
         elems = _quoted_list(args, sql)
         tp = T.TYPE_ENUM if name == "ENUM" else T.TYPE_SET
         if tp == T.TYPE_SET and len(elems) > 64:
             raise SchemaError(f"{sql!r}: a SET has at most 64 elements")
-        return dict(tp=tp, flag=0, flen=T.UNSPECIFIED_LENGTH, decimal=0, elems=elems, **text)
+        return _fields(tp, 0, T.UNSPECIFIED_LENGTH, 0, text, elems)
     if name == "BIT":
         given = _int_args(args, sql, 1)
         width = given[0] if given else 1
         if not 1 <= width <= 64:
             raise SchemaError(f"{sql!r}: BIT width must be 1..64")
-        return dict(tp=T.TYPE_BIT, flag=T.UNSIGNED_FLAG, flen=width, decimal=0, **binary)
+        return _fields(T.TYPE_BIT, T.UNSIGNED_FLAG, width, 0, binary)
     if name == "JSON":
-        return dict(tp=T.TYPE_JSON, flag=T.BINARY_FLAG, flen=T.UNSPECIFIED_LENGTH, decimal=0, **binary)
+        return _fields(T.TYPE_JSON, T.BINARY_FLAG, T.UNSPECIFIED_LENGTH, 0, binary)
     raise SchemaError(
         f"unsupported SQL type {sql!r}; supported: integer types [UNSIGNED], FLOAT, DOUBLE, DECIMAL(p,s), DATE, "
         "DATETIME(fsp), TIMESTAMP(fsp), TIME(fsp), YEAR, CHAR/VARCHAR(n), TEXT, BINARY/VARBINARY(n), BLOB, "
@@ -173,7 +201,7 @@ def parse_sql_type(sql: str) -> dict[str, Any]:
     )
 
 
-def default_text(value: object, col: ColumnInfo) -> Any:
+def default_text(value: object, col: ColumnInfo) -> str | None:
     """TiDB's JSON form of a default value: a string (or None for NULL)."""
     if value is None or isinstance(value, str):
         return value
@@ -230,8 +258,8 @@ def column(
     sql_type: str,
     *,
     not_null: bool = False,
-    default: Any = _UNSET,
-    origin_default: Any = _UNSET,
+    default: object = _UNSET,
+    origin_default: object = _UNSET,
     primary_key: bool = False,
     auto_increment: bool = False,
     unsigned: bool = False,
@@ -253,7 +281,7 @@ def column(
     default (what rows written before the column existed read as) is the same unless given.
     """
     fields = parse_sql_type(sql_type + (" UNSIGNED" if unsigned and "UNSIGNED" not in sql_type.upper() else ""))
-    flag = fields.pop("flag")
+    flag = fields["flag"]
     if not_null or primary_key:
         flag |= T.NOT_NULL_FLAG
     if primary_key:
@@ -274,7 +302,8 @@ def column(
     if generated:
         fields["generated_expr"] = generated
         fields["generated_stored"] = bool(stored)
-    col = ColumnInfo(id=0, name=name, offset=0, flag=flag, version=version, **fields)
+    fields["flag"] = flag
+    col = ColumnInfo(id=0, name=name, offset=0, version=version, **fields)
     default_json = default_text(default, col)
     origin = default_json if origin_default is _UNSET else default_text(origin_default, col)
     origin_bit = None
@@ -321,7 +350,7 @@ def table(
     key_cols = [cols[names.index(k.lower())] for k in key]
     pk_is_handle = clustered and len(key_cols) == 1 and key_cols[0].tp in T.INTEGER_TYPES
     is_common_handle = clustered and bool(key_cols) and not pk_is_handle
-    raw: dict[str, Any] = {
+    raw: TableInfoJson = {
         "id": table_id,
         "name": name_json(name),
         "charset": T.DEFAULT_CHARSET,

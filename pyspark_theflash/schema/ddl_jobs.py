@@ -12,6 +12,7 @@ import json
 from typing import Mapping, TypedDict
 
 from pyspark_theflash.proto import binlog_pb2
+from pyspark_theflash.schema.info_json import TableInfoJson
 
 Ddl = binlog_pb2.Ddl
 
@@ -21,7 +22,7 @@ class JobBinlog(TypedDict):
 
     SchemaVersion: int
     DBInfo: None
-    TableInfo: dict[str, object]  # TiDB's table info JSON
+    TableInfo: TableInfoJson
     FinishedTS: int
 
 
@@ -76,7 +77,7 @@ _TYPE_OF_ACTION = {a: t for t, a in _ACTION_OF_TYPE.items()}
 
 def job_of_ddl(ddl: binlog_pb2.Ddl, job_id: int, schema_id: int) -> DdlJob:
     """The finished TiDB job a binlog ``Ddl`` stands for."""
-    info: dict[str, object] = json.loads(ddl.table_info)
+    info: TableInfoJson = json.loads(ddl.table_info)
     table_id = int(ddl.old_table_id) if ddl.type == Ddl.TRUNCATE_TABLE and ddl.old_table_id else int(ddl.table_id)
     name = info.get("name")
     action = _ACTION_OF_TYPE.get(ddl.type, 0)

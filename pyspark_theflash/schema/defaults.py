@@ -100,7 +100,7 @@ def _parse_duration(col: ColumnInfo, text: str) -> dt.timedelta:
     return -td if sign else td
 
 
-def _bit_value(col: ColumnInfo, value: Any) -> int:
+def _bit_value(col: ColumnInfo, value: object) -> int:
     if col.origin_default_bit:
         return int.from_bytes(base64.b64decode(col.origin_default_bit), "big")
     if isinstance(value, int):

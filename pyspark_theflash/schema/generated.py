@@ -72,8 +72,8 @@ def _unquote_sql(text: str) -> str:
     return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(1)), body)
 
 
-def _tokens(text: str) -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
+def _tokens(text: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
     pos = 0
     text = text.rstrip()
     while pos < len(text):
@@ -111,10 +111,10 @@ class _Parser:
         self.toks = _tokens(text)
         self.i = 0
 
-    def peek(self) -> tuple[str, Any] | None:
+    def peek(self) -> tuple[str, str] | None:
         return self.toks[self.i] if self.i < len(self.toks) else None
 
-    def take(self) -> tuple[str, Any]:
+    def take(self) -> tuple[str, str]:
         t = self.peek()
         if t is None:
             raise UnsupportedExpressionError(f"{self.text!r} ends too early")
@@ -218,13 +218,12 @@ def parse_expression(text: str) -> Node:
 # (decimal128), float (float64), str (string), json (Python values of codec.json_binary, per
 # row; _MISSING where a path found nothing).
 _MISSING = object()
-Value = tuple[str, Any]
 
 
 @dataclass(frozen=True)
 class _Compiled:
     kind: str
-    fn: Callable[[Mapping[str, pa.Array], int], Any]
+    fn: Callable[[Mapping[str, pa.Array], int], pa.Array | pa.Scalar]
 
 
 def _kind_of_column(col: "ColumnInfo") -> str:
@@ -308,7 +307,7 @@ class _Compiler:
             return self._fn(node[1], node[2])
         raise UnsupportedExpressionError(f"{node!r}")
 
-    def _checked(self, f: Callable[..., Any], *args: Any) -> object:
+    def _checked(self, f: Callable[..., object], *args: object) -> object:
         try:
             return f(*args)
         except (pa.ArrowInvalid, OverflowError) as exc:
@@ -405,15 +404,15 @@ def _to_int64(a: pa.Array, col: "ColumnInfo") -> pa.Array:
         raise UnsupportedExpressionError(f"BIGINT UNSIGNED values beyond 2**63 in {col.name}") from None
 
 
-def _as_float(kind: str, v: Any) -> object:
+def _as_float(kind: str, v: pa.Array | pa.Scalar) -> object:
     return v if kind == "float" else v.cast(pa.float64())
 
 
-def _as_decimal(kind: str, v: Any) -> object:
+def _as_decimal(kind: str, v: pa.Array | pa.Scalar) -> object:
     return v.cast(pa.decimal128(19, 0)) if kind == "int" else v
 
 
-def _as_string(kind: str, v: Any) -> object:
+def _as_string(kind: str, v: pa.Array | pa.Scalar) -> object:
     return v if kind == "str" else v.cast(pa.string())
 
 
@@ -483,13 +482,13 @@ def _walk(v: object, path: Sequence[str | int]) -> object:
     return v
 
 
-def _json_text(v: Any) -> str:
+def _json_text(v: object) -> str:
     from pyspark_theflash.codec.json_binary import encode_json, json_to_text
 
     return json_to_text(encode_json(v))
 
 
-def _unquote_json(v: Any) -> str | None:
+def _unquote_json(v: object) -> str | None:
     if v is _MISSING:
         return None
     if isinstance(v, str):

@@ -29,12 +29,13 @@ import decimal
 import re
 import zlib
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence, TypedDict, Final
 
 from pyspark_theflash.codec import column_types as T
 from pyspark_theflash.schema.column_stats import ColumnStats
 from pyspark_theflash.schema.errors import SchemaError
-from pyspark_theflash.schema.table_info import ColumnInfo, TableInfo
+from pyspark_theflash.schema.info_json import PartitionDefinitionJson, PartitionInfoJson, TableInfoJson
+from pyspark_theflash.schema.table_info import ColumnInfo, TableInfo, name_json
 
 
 class PrunablePredicate(Protocol):
@@ -42,13 +43,35 @@ class PrunablePredicate(Protocol):
 
     def might_match(self, stats: Mapping[str, ColumnStats]) -> bool: ...
 
-    def pinned_values(self, column: str) -> list[Any] | None: ...
+    def pinned_values(self, column: str) -> list[object] | None: ...
 
 
 RANGE, HASH, LIST, KEY = 1, 2, 3, 4
 TYPE_NAMES = {RANGE: "RANGE", HASH: "HASH", LIST: "LIST", KEY: "KEY"}
 MAXVALUE = "MAXVALUE"
-PARTITION_OF = "partition_of"  # key of a physical partition's table info: the logical table
+PARTITION_OF: Final = "partition_of"  # key of a physical partition's table info: the logical table
+
+
+class PartitionDefinitionSpec(TypedDict, total=False):
+    """One partition as a caller writes it (``build_partition_json``): ``{"name": "p0",
+    "less_than": ["100"]}`` or ``{"name": "p0", "in_values": [["1"], ["2"]]}``; bounds are SQL
+    text (other values are written with ``str``). ``id``: a physical id already chosen."""
+
+    name: str
+    less_than: Sequence[object] | None
+    in_values: Sequence[Sequence[object]] | None
+    id: int
+
+
+class PartitionSpec(TypedDict, total=False):
+    """PARTITION BY as a caller writes it: ``{"type": "RANGE COLUMNS", "columns": ["d"],
+    "definitions": [...]}``, or ``{"type": "HASH", "expr": "id", "num": 4}``."""
+
+    type: str
+    expr: str
+    columns: Sequence[str]
+    definitions: Sequence[PartitionDefinitionSpec]
+    num: int
 
 
 class NoPartitionError(SchemaError):
@@ -62,8 +85,8 @@ class PartitionDefinition:
     less_than: tuple[str, ...] = ()
     in_values: tuple[tuple[str, ...], ...] = ()
 
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "name": {"O": self.name, "L": self.name.lower()},
+    def to_json(self) -> PartitionDefinitionJson:
+        return {"id": self.id, "name": name_json(self.name),
                 "less_than": list(self.less_than) or None,
                 "in_values": [list(v) for v in self.in_values] or None}
 
@@ -79,7 +102,7 @@ _FUNC_RE = re.compile(r"^\s*(year|to_days)\s*\(\s*`?([A-Za-z_][A-Za-z0-9_$]*)`?\
 _DIV_RE = re.compile(r"^\s*`?([A-Za-z_][A-Za-z0-9_$]*)`?\s+div\s+(\d+)\s*$", re.I)
 
 
-def _to_days(d: Any) -> int:
+def _to_days(d: dt.date) -> int:
     """MySQL's TO_DAYS: days since year 0 (date 0000-01-01 is day 1)."""
     if isinstance(d, dt.datetime):
         d = d.date()
@@ -99,7 +122,7 @@ class Partitioning:
 
     # ---- JSON
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> "Partitioning":
+    def from_json(cls, d: PartitionInfoJson) -> "Partitioning":
         defs = tuple(PartitionDefinition(
             id=int(x["id"]), name=_name(x.get("name")),
             less_than=tuple(str(v) for v in (x.get("less_than") or ())),
@@ -111,9 +134,9 @@ class Partitioning:
         return cls(type=kind, expr=str(d.get("expr") or ""), columns=tuple(_name(c) for c in (d.get("columns") or ())),
                    definitions=defs, num=int(d.get("num") or len(defs)), enable=bool(d.get("enable", True)))
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> PartitionInfoJson:
         return {"type": self.type, "expr": self.expr,
-                "columns": [{"O": c, "L": c.lower()} for c in self.columns] or None,
+                "columns": [name_json(c) for c in self.columns] or None,
                 "enable": self.enable, "definitions": [p.to_json() for p in self.definitions], "num": self.num}
 
     # ---- facts
@@ -161,7 +184,7 @@ class Partitioning:
         return lambda v: v
 
     # ---- routing (TiDB's locatePartition)
-    def locate(self, table: "TableInfo", row: Mapping[str, Any]) -> int:
+    def locate(self, table: "TableInfo", row: Mapping[str, object]) -> int:
         """The physical id of the partition a row (``{column: value}``) belongs in."""
         return self.router(table)([_get(row, c) for c in self.key_columns()])
 
@@ -216,7 +239,7 @@ class Partitioning:
                     for p in self.definitions]
         out = []
         for p in self.definitions:
-            vals: list[Any] = []
+            vals: list[object] = []
             for vs in p.in_values:
                 if len(vs) == 1 and vs[0].upper() == "DEFAULT":
                     vals.append("DEFAULT")
@@ -287,7 +310,7 @@ class Partitioning:
         return keep
 
 
-def _get(row: Mapping[str, Any], name: str) -> object:
+def _get(row: Mapping[str, object], name: str) -> object:
     if name in row:
         return row[name]
     for k, v in row.items():
@@ -296,7 +319,7 @@ def _get(row: Mapping[str, Any], name: str) -> object:
     return None
 
 
-def _show(point: Sequence[Any]) -> str:
+def _show(point: Sequence[object]) -> str:
     return ", ".join("NULL" if v is None else str(v) for v in point)
 
 
@@ -315,7 +338,7 @@ def _tuple_less(point: Sequence[Any], lt: Sequence[Any]) -> bool:
     return False
 
 
-def _just_below(bound: Any) -> object:
+def _just_below(bound: object) -> object:
     """The greatest value below a RANGE bound (bounds are exclusive), where the type has one;
     else the bound (pruning then keeps the partition for a filter equal to it: conservative)."""
     if isinstance(bound, bool):
@@ -398,18 +421,21 @@ def physical_tables_of(table: TableInfo) -> list[TableInfo]:
     return [TableInfo.from_json(physical_table_json(raw, pid), db=table.db) for pid in p.physical_ids]
 
 
-def physical_table_json(logical: Mapping[str, Any], physical_id: int) -> dict[str, object]:
+def physical_table_json(logical: TableInfoJson, physical_id: int) -> TableInfoJson:
     """The table info of one partition as the store keeps it: the logical table's columns and
     schema version under the partition's id, without ``partition``, with ``partition_of``."""
-    part = Partitioning.from_json(logical["partition"]).definition(physical_id)
-    out = copy.deepcopy(dict(logical))
+    partition = logical["partition"]
+    if partition is None:
+        raise SchemaError(f"table {logical['id']} is not partitioned: it has no partition {physical_id}")
+    part = Partitioning.from_json(partition).definition(physical_id)
+    out = copy.deepcopy(logical)
     out.pop("partition", None)
     out["id"] = int(physical_id)
     out[PARTITION_OF] = {"id": int(logical["id"]), "partition": part.name}
     return out
 
 
-def partition_clause(spec: Mapping[str, Any]) -> str:
+def partition_clause(spec: PartitionInfoJson) -> str:
     """``PARTITION BY ...`` of a partition spec, for DDL queries in the log."""
     p = Partitioning.from_json(spec)
     inner = ", ".join(f"`{c}`" for c in p.columns) if p.columns else p.expr
@@ -417,8 +443,8 @@ def partition_clause(spec: Mapping[str, Any]) -> str:
 
 
 def build_partition_json(kind: str, *, expr: str = "", columns: Iterable[str] = (),
-                         definitions: Sequence[Mapping[str, Any]] = (), num: int = 0,
-                         alloc_id: Callable[[], int]) -> dict[str, Any]:
+                         definitions: Sequence[PartitionDefinitionSpec] = (), num: int = 0,
+                         alloc_id: Callable[[], int]) -> PartitionInfoJson:
     """TiDB's ``partition`` object for ``PARTITION BY kind``: ``definitions`` as
     ``{"name": "p0", "less_than": ["100"]}`` / ``{"name": "p0", "in_values": [["1"], ["2"]]}``
     (HASH and KEY: ``num`` partitions p0..p{num-1}); each gets a physical id from ``alloc_id``."""
@@ -435,11 +461,11 @@ def build_partition_json(kind: str, *, expr: str = "", columns: Iterable[str] = 
     if not definitions:
         raise SchemaError(f"PARTITION BY {k} needs partition definitions")
     defs = [definition_json(d, alloc_id()) for d in definitions]
-    return {"type": kind_type, "expr": expr if not cols else "", "columns": [{"O": c, "L": c.lower()} for c in cols] or None,
+    return {"type": kind_type, "expr": expr if not cols else "", "columns": [name_json(c) for c in cols] or None,
             "enable": True, "definitions": defs, "num": len(defs)}
 
 
-def definition_json(d: Mapping[str, Any], physical_id: int) -> dict[str, Any]:
-    return {"id": int(physical_id), "name": {"O": str(d["name"]), "L": str(d["name"]).lower()},
+def definition_json(d: PartitionDefinitionSpec, physical_id: int) -> PartitionDefinitionJson:
+    return {"id": int(physical_id), "name": name_json(str(d["name"])),
             "less_than": [str(v) for v in d.get("less_than") or ()] or None,
             "in_values": [[str(v) for v in vs] for vs in d.get("in_values") or ()] or None}

@@ -21,6 +21,7 @@ from pyspark_theflash.codec.row_v2 import BadRowError
 from pyspark_theflash.schema.arrow import arrow_field, select_columns
 from pyspark_theflash.schema.defaults import origin_default_value
 from pyspark_theflash.schema.errors import SchemaError
+from pyspark_theflash.schema.info_json import TableInfoJson
 from pyspark_theflash.schema.table_info import ColumnInfo, TableInfo
 
 # id(table) -> {selected names (None: all) -> RowColumns}; an entry leaves with its table. Kept
@@ -29,7 +30,7 @@ _built: dict[int, dict[tuple[str, ...] | None, RowColumns]] = {}
 _lock = threading.Lock()
 
 
-def row_columns(table: TableInfo | Mapping[str, object], columns: Sequence[str] | None = None) -> RowColumns:
+def row_columns(table: TableInfo | TableInfoJson, columns: Sequence[str] | None = None) -> RowColumns:
     """The columns of ``table`` to read from its row values: the named public columns in the
     order given (all of them, in offset order, when ``columns`` is None), typed as
     ``arrow_schema(table, columns)``. ``table`` may be TiDB's table info JSON."""

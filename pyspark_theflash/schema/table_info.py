@@ -22,10 +22,11 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from pyspark_theflash.codec import column_types as T
 from pyspark_theflash.schema.errors import SchemaError, UnknownColumnError
+from pyspark_theflash.schema.info_json import ColumnInfoJson, FieldTypeJson, IndexInfoJson, NameJson, TableInfoJson
 
 # column/table states (model.SchemaState); only public columns are visible to readers
 STATE_NONE = 0
@@ -53,7 +54,7 @@ def parse_name(value: object, what: str) -> str:
     raise SchemaError(f"{what} name {value!r} is neither a string nor {{'O': ..., 'L': ...}}")
 
 
-def name_json(name: str) -> dict[str, str]:
+def name_json(name: str) -> NameJson:
     return {"O": name, "L": name.lower()}
 
 
@@ -81,7 +82,7 @@ class ColumnInfo:
     # are in the TiDB server's system time zone; 1 and up keep them in UTC. A table info without
     # it is taken as today's (2).
     version: int = CURRENT_COLUMN_INFO_VERSION
-    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    raw: ColumnInfoJson = field(default_factory=ColumnInfoJson, compare=False, repr=False)
 
     # --- flags and derived facts
     @property
@@ -141,7 +142,7 @@ class ColumnInfo:
         return name
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> ColumnInfo:
+    def from_json(cls, d: ColumnInfoJson) -> ColumnInfo:
         name = parse_name(d.get("name"), "column")
         t = d.get("type")
         if not isinstance(t, Mapping) or "Tp" not in t:
@@ -166,35 +167,35 @@ class ColumnInfo:
             generated_expr=str(d.get("generated_expr_string") or ""),
             generated_stored=bool(d.get("generated_stored", False)),
             version=int(d["version"]) if d.get("version") is not None else CURRENT_COLUMN_INFO_VERSION,
-            raw=copy.deepcopy(dict(d)),
+            raw=copy.deepcopy(d),
         )
 
-    def to_json(self) -> dict[str, Any]:
-        out = copy.deepcopy(dict(self.raw))
-        out.update(
-            id=self.id,
-            name=name_json(self.name),
-            offset=self.offset,
-            origin_default=self.origin_default,
-            default=self.default,
-            state=self.state,
-            version=self.version,
-        )
+    def to_json(self) -> ColumnInfoJson:
+        out = copy.deepcopy(self.raw)
+        out.update({
+            "id": self.id,
+            "name": name_json(self.name),
+            "offset": self.offset,
+            "origin_default": self.origin_default,
+            "default": self.default,
+            "state": self.state,
+            "version": self.version,
+        })
         if self.origin_default_bit is not None or "origin_default_bit" in out:
             out["origin_default_bit"] = self.origin_default_bit
         if self.generated_expr or "generated_expr_string" in out:
             out["generated_expr_string"] = self.generated_expr
             out["generated_stored"] = self.generated_stored
-        type_json = dict(out.get("type") or {})
-        type_json.update(
-            Tp=self.tp,
-            Flag=self.flag,
-            Flen=self.flen,
-            Decimal=self.decimal,
-            Charset=self.charset,
-            Collate=self.collate,
-            Elems=list(self.elems) if self.elems else None,
-        )
+        type_json = copy.copy(out.get("type") or FieldTypeJson())
+        type_json.update({
+            "Tp": self.tp,
+            "Flag": self.flag,
+            "Flen": self.flen,
+            "Decimal": self.decimal,
+            "Charset": self.charset,
+            "Collate": self.collate,
+            "Elems": list(self.elems) if self.elems else None,
+        })
         out["type"] = type_json
         return out
 
@@ -227,7 +228,7 @@ class TableInfo:
     is_common_handle: bool = False
     schema_version: int = 0
     primary_key: tuple[str, ...] = ()  # key column names (handle column or common handle)
-    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    raw: TableInfoJson = field(default_factory=TableInfoJson, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         public = tuple(sorted((c for c in self.all_columns if c.is_public), key=lambda c: c.offset))
@@ -342,7 +343,7 @@ class TableInfo:
 
     # --- JSON
     @classmethod
-    def from_json(cls, d: Mapping[str, Any], db: str | None = None) -> TableInfo:
+    def from_json(cls, d: TableInfoJson, db: str | None = None) -> TableInfo:
         if "id" not in d:
             raise SchemaError(f"table info has no 'id': keys are {sorted(d)}")
         name = parse_name(d.get("name"), "table")
@@ -364,24 +365,24 @@ class TableInfo:
             is_common_handle=bool(d.get("is_common_handle", False)),
             schema_version=int(version or 0),
             primary_key=primary_key,
-            raw=copy.deepcopy(dict(d)),
+            raw=copy.deepcopy(d),
         )
 
-    def to_json(self) -> dict[str, Any]:
-        out = copy.deepcopy(dict(self.raw))
-        out.update(
-            id=self.id,
-            name=name_json(self.name),
-            cols=[c.to_json() for c in self.all_columns],
-            pk_is_handle=self.pk_is_handle,
-            is_common_handle=self.is_common_handle,
-        )
+    def to_json(self) -> TableInfoJson:
+        out = copy.deepcopy(self.raw)
+        out.update({
+            "id": self.id,
+            "name": name_json(self.name),
+            "cols": [c.to_json() for c in self.all_columns],
+            "pk_is_handle": self.pk_is_handle,
+            "is_common_handle": self.is_common_handle,
+        })
         if "schema_version" in out or "update_timestamp" not in out:
             out["schema_version"] = self.schema_version
         return out
 
 
-def _primary_key_names(d: Mapping[str, Any], columns: Sequence[ColumnInfo], pk_is_handle: bool) -> tuple[str, ...]:
+def _primary_key_names(d: TableInfoJson, columns: Sequence[ColumnInfo], pk_is_handle: bool) -> tuple[str, ...]:
     by_lower = {c.name.lower(): c.name for c in columns}
     for index in d.get("index_info") or []:
         if index.get("primary"):
@@ -397,7 +398,7 @@ def _primary_key_names(d: Mapping[str, Any], columns: Sequence[ColumnInfo], pk_i
     return tuple(c.name for c in sorted(flagged, key=lambda c: c.offset))
 
 
-def primary_index_json(table_columns: Sequence[ColumnInfo], index_id: int = 1) -> dict[str, object]:
+def primary_index_json(table_columns: Sequence[ColumnInfo], index_id: int = 1) -> IndexInfoJson:
     """TiDB's ``index_info`` entry of a PRIMARY KEY on these columns."""
     return {
         "id": index_id,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from pyspark_theflash.service.auth import BearerAuth
 from pyspark_theflash.service.errors import ServiceError, classify
@@ -49,7 +49,7 @@ class ReadService:
         self.metrics.add("theflash_service_errors_total", frontend=frontend, code=err.code)
         return err
 
-    def tables(self, store: str | None = None) -> list[dict[str, Any]]:
+    def tables(self, store: str | None = None) -> list[dict[str, object]]:
         """Each replicated table of the store (``store``: the one a request names): its fields
         (Arrow type as text, and the TiDB column type), and ``arrow_schema``, the schema as an
         Arrow IPC message (base64) with the readable hidden columns (``hidden``) after the
@@ -70,7 +70,7 @@ class ReadService:
                         "arrow_schema": base64.b64encode(full.serialize().to_pybytes()).decode("ascii")})
         return out
 
-    def table_metadata(self, table: str, kind: str, store: str | None = None) -> dict[str, Any]:
+    def table_metadata(self, table: str, kind: str, store: str | None = None) -> dict[str, object]:
         """One metadata table of ``table`` (``GET /v1/tables/{db.t}/{kind}``, ``service.history``):
         ``{"table", "kind", "columns": [{"name", "type"}], "rows": [{column: value}]}``."""
         from pyspark_theflash.service.history import COLUMNS, store_table_metadata
@@ -81,13 +81,14 @@ class ReadService:
             raise BadRequestError(f"no metadata table {kind!r}; there are {', '.join(COLUMNS)}", code="invalid_option")
         with self.stores.hold(store) as engine:
             meta = store_table_metadata(engine.root, table, ask_upstream=kind == "history")
+        tables: Mapping[str, object] = meta  # kind is one of them (checked above)
         return {"table": meta["history"][0]["table"], "kind": kind,
-                "columns": [{"name": n, "type": t} for n, t in COLUMNS[kind]], "rows": meta[kind]}
+                "columns": [{"name": n, "type": t} for n, t in COLUMNS[kind]], "rows": tables[kind]}
 
-    def status(self, store: str | None = None) -> dict[str, Any]:
+    def status(self, store: str | None = None) -> dict[str, object]:
         held = self.sessions.sessions()
         if store is None and isinstance(self.stores, AnyStore):
-            engines: dict[str, Any] = {"stores": [{"store": str(e.root), **e.status()} for e in self.stores.engines()]}
+            engines: dict[str, object] = {"stores": [{"store": str(e.root), **e.status()} for e in self.stores.engines()]}
         else:
             engines = {"engine": self.stores.get(store).status()}
         return {**engines,
@@ -96,7 +97,7 @@ class ReadService:
                               "active_streams": h.active_streams, "lease_id": h.session.lease_id,
                               "lease_expires_at": h.session.lease_expires_at} for h in held]}
 
-    def delta_versions(self, ts: int | None = None, store: str | None = None, to: str | None = None) -> dict[str, Any]:
+    def delta_versions(self, ts: int | None = None, store: str | None = None, to: str | None = None) -> dict[str, object]:
         """Which Delta version of each published table of the store holds ts (``theflash delta
         versions``; docs/delta.md): each table's newest when ts is None. ``to``: where the tables
         were published (``--delta-to``: a directory or an ``s3://`` URI, reached with this
@@ -134,7 +135,7 @@ class ReadService:
         (table, ts) of those earlier queries already read."""
         return self.stores.get(store).query_snapshot(tables, options, read or ())
 
-    def change_stream(self, body: dict[str, Any], commit: bool) -> dict[str, Any]:
+    def change_stream(self, body: dict[str, Any], commit: bool) -> dict[str, object]:
         """``POST /v1/change-streams/offset`` and ``.../commit`` (``scan.change_stream``): the
         next offset of a change stream, or the lease held at a committed one. Body: ``table``,
         ``store``, ``options`` (the stream's: ``starting_ts``, ``lease_ttl``, ``stream_id``...),
@@ -160,25 +161,25 @@ class ReadService:
             raise BadRequestError(f"field max_rows must be a positive number, got {max_rows!r}", code="invalid_option")
         offset = (stream.initial_offset() if start is None
                   else stream.latest_offset(StreamOffset.from_dict(start), max_rows))
-        out: dict[str, Any] = {"offset": offset.to_dict(), "lag_ms": stream.lag_ms(offset)}
+        out: dict[str, object] = {"offset": offset.to_dict(), "lag_ms": stream.lag_ms(offset)}
         if start is not None:
             batch = stream.batch_options(StreamOffset.from_dict(start), offset)
             out["batch"] = None if batch is None else {"snapshot_ts": int(batch["snapshot_ts"]),
                                                        "changes_from": int(batch["changes_from"])}
         return out
 
-    def flush(self, timeout_s: float | None = None, store: str | None = None) -> dict[str, Any]:
+    def flush(self, timeout_s: float | None = None, store: str | None = None) -> dict[str, object]:
         return self.stores.get(store).flush(DEFAULT_FLUSH_TIMEOUT_S if timeout_s is None else float(timeout_s))
 
     @staticmethod
-    def describe(session: ReadSession, stream_url: str | None = None) -> dict[str, Any]:
+    def describe(session: ReadSession, stream_url: str | None = None) -> dict[str, object]:
         """A session as JSON: ``to_dict()`` plus the schema in Arrow IPC form (base64), and each
         stream's URL when ``stream_url`` (a format with ``{id}`` and ``{n}``) is given."""
         out = session.to_dict()
         out["arrow_schema"] = base64.b64encode(session.schema.serialize().to_pybytes()).decode("ascii")
         if stream_url is not None:
-            for s in out["streams"]:
-                s["url"] = stream_url.format(id=session.id, n=s["index"])
+            out["streams"] = [{**s.to_dict(), "url": stream_url.format(id=session.id, n=s.index)}
+                              for s in session.streams]
         return out
 
     def close(self) -> None:

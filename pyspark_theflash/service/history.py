@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, NotRequired, TypedDict
 
 from pyspark_theflash.schema.partitioning import physical_ids_of
 
@@ -49,6 +49,77 @@ COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 
+class HistoryRow(TypedDict):
+    """The ``history`` metadata table's one row: the readable ts range of the table. ``theflash
+    store history`` adds whose GC safe point bounds it, and why the upstream's is not known."""
+
+    table: str
+    table_id: int
+    schema_version: int
+    gc_safe_point: int
+    created_ts: int
+    readable_from: int
+    readable_to: int
+    resolved_ts: int
+    lag_ms: int | None
+    regions: int
+    gaps: str | None
+    manifest_version: int
+    gc_safe_point_of: NotRequired[str]
+    upstream_unasked: NotRequired[str | None]
+
+
+class SchemaRow(TypedDict):
+    """A row of the ``schemas`` metadata table: one schema version of the table."""
+
+    schema_version: int
+    commit_ts: int
+    current: bool
+    change: str
+    ddl: str
+
+
+class RegionMetaRow(TypedDict):
+    """A row of the ``regions`` metadata table: a live region holding rows of the table."""
+
+    region_id: int
+    range: str
+    start_key: str
+    end_key: str
+    epoch_version: int
+    applied_index: int
+    resolved_ts: int
+    lag_ms: int | None
+    open_locks: int
+
+
+class PartMetaRow(TypedDict):
+    """A row of the ``parts`` metadata table: a live part of one of the table's physical tables."""
+
+    part_id: int
+    physical_table_id: int
+    partition_id: int
+    kind: str
+    rows: int
+    bytes: int
+    delete_marks: int
+    min_handle: str | None
+    max_handle: str | None
+    min_commit_ts: int | None
+    max_commit_ts: int | None
+    schema_version: int
+    file: str | None
+
+
+class TableMetadata(TypedDict):
+    """The four metadata tables of one table (``KINDS``; their columns: ``COLUMNS``)."""
+
+    history: list[HistoryRow]
+    schemas: list[SchemaRow]
+    regions: list[RegionMetaRow]
+    parts: list[PartMetaRow]
+
+
 def tso_lag_ms(ts: int, now_ms: float | None = None) -> int:
     """How many milliseconds the TSO ``ts`` (physical ms << 18) trails the clock (0 if ahead)."""
     now = time.time() * 1000 if now_ms is None else now_ms
@@ -64,7 +135,7 @@ def upstream_gc_safe_point(address: str | None, timeout_s: float = UPSTREAM_WAIT
     None and why there is none (no address, no answer within ``timeout_s``, an error)."""
     if not address:
         return None, "the store records no upstream"
-    answer: dict[str, Any] = {}
+    answer: dict[str, int | str] = {}
 
     def ask() -> None:
         from pyspark_theflash.upstream.client import connect
@@ -89,7 +160,7 @@ def upstream_gc_safe_point(address: str | None, timeout_s: float = UPSTREAM_WAIT
 
 
 def table_metadata(view: "StoreView", table: str,
-                   upstream_safe_point: int | None = None) -> dict[str, list[dict[str, Any]]]:
+                   upstream_safe_point: int | None = None) -> TableMetadata:
     """The four metadata tables of ``table`` (``db.t``, or its id) in ``view``; the readable range
     starts no lower than ``upstream_safe_point`` (the upstream's GC safe point, when known)."""
     from pyspark_theflash.scan.context import physical_key_ranges
@@ -105,15 +176,14 @@ def table_metadata(view: "StoreView", table: str,
     history = view.histories().get(int(info.id))
     created = history.created_ts if history is not None else 0
     safe_point = max(int(view.gc_safe_point()), int(upstream_safe_point or 0))
-    out: dict[str, list[dict[str, Any]]] = {}
-    out["history"] = [{
+    history_rows: list[HistoryRow] = [{
         "table": name, "table_id": int(info.id), "schema_version": int(info.schema_version),
         "gc_safe_point": safe_point, "created_ts": int(created), "readable_from": max(safe_point, int(created)),
         "readable_to": int(resolved.ts), "resolved_ts": int(resolved.ts),
         "lag_ms": tso_lag_ms(resolved.ts, now_ms) if resolved.ts else None, "regions": len(resolved.regions),
         "gaps": "; ".join(resolved.gaps) or None, "manifest_version": int(view.version)}]
 
-    schemas = []
+    schemas: list[SchemaRow] = []
     if history is not None:
         infos, stamps = history.infos, history.commit_ts
         newest = max(int(i.schema_version) for i in infos)
@@ -122,11 +192,10 @@ def table_metadata(view: "StoreView", table: str,
                             "current": int(version.schema_version) == newest,
                             "change": schema_change(infos[i - 1] if i else None, version),
                             "ddl": create_table_text(version)})
-    out["schemas"] = schemas
 
     conn = view.conn()
     locks = {int(r): int(n) for r, n in conn.execute("SELECT region_id, COUNT(*) FROM locks GROUP BY region_id")}
-    regions = []
+    regions: list[RegionMetaRow] = []
     for r in view.regions():
         if not region_is_live(r) or not any(ranges_overlap(bytes(r.start_key), bytes(r.end_key), lo, hi)
                                             for lo, hi in ranges):
@@ -138,9 +207,8 @@ def table_metadata(view: "StoreView", table: str,
                         "resolved_ts": int(r.resolved_ts),
                         "lag_ms": tso_lag_ms(r.resolved_ts, now_ms) if r.resolved_ts else None,
                         "open_locks": locks.get(rid, 0)})
-    out["regions"] = regions
 
-    parts = []
+    parts: list[PartMetaRow] = []
     for tid in physical:
         for p in view.parts(int(tid)):
             parts.append({"part_id": int(p.part_id), "physical_table_id": int(tid),
@@ -149,11 +217,10 @@ def table_metadata(view: "StoreView", table: str,
                           "min_handle": _handle_text(p.min_handle), "max_handle": _handle_text(p.max_handle),
                           "min_commit_ts": p.min_commit_ts, "max_commit_ts": p.max_commit_ts,
                           "schema_version": int(p.schema_version), "file": str(p.path) or None})
-    out["parts"] = parts
-    return out
+    return {"history": history_rows, "schemas": schemas, "regions": regions, "parts": parts}
 
 
-def store_table_metadata(root: str | Path, table: str, ask_upstream: bool = False) -> dict[str, list[dict[str, Any]]]:
+def store_table_metadata(root: str | Path, table: str, ask_upstream: bool = False) -> TableMetadata:
     """``table_metadata`` of the store at ``root``, read without opening it as a writer; with
     ``ask_upstream`` the readable range also respects the recorded upstream's GC safe point."""
     from pyspark_theflash.store import manifest as mf

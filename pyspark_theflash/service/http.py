@@ -210,7 +210,9 @@ class _PooledServer(HTTPServer):
         self._open_lock = threading.Lock()
         super().__init__(address, handler)
 
-    def process_request(self, request: Any, client_address: object) -> None:
+    def process_request(self, request: socket.socket | tuple[bytes, socket.socket], client_address: object) -> None:
+        if not isinstance(request, socket.socket):  # (socketserver's type covers UDP servers too)
+            raise TypeError(f"a TCP server's request is its connection's socket, not {request!r}")
         if not self._slots.acquire(blocking=False):
             _refuse_busy(request)
             self.shutdown_request(request)
@@ -221,7 +223,7 @@ class _PooledServer(HTTPServer):
             self._open.add(request)
         self._workers.submit(self._serve, request, client_address)
 
-    def _serve(self, request: Any, client_address: object) -> None:
+    def _serve(self, request: socket.socket, client_address: object) -> None:
         try:
             self.finish_request(request, client_address)
         except Exception:
@@ -233,7 +235,7 @@ class _PooledServer(HTTPServer):
             self.shutdown_request(request)
             self._slots.release()
 
-    def handle_error(self, request: Any, client_address: object) -> None:
+    def handle_error(self, request: socket.socket | tuple[bytes, socket.socket], client_address: object) -> None:
         log.debug("connection from %s ended with an error", client_address, exc_info=True)
 
     def server_close(self) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from pyspark_theflash.service.errors import BadRequestError
 
@@ -265,11 +264,13 @@ class _Parser:
         raise UnsupportedSqlError(f"expected a literal (number, 'text', TRUE, FALSE), found {where}")
 
 
-def _one(node: Any) -> object:
+def _one(node: object) -> object:
     """A tree node as one filter conjunct (an AND under an OR or NOT by De Morgan, which holds in
     SQL's three-valued logic too: a AND b = NOT (NOT a OR NOT b))."""
     if isinstance(node, (list, dict)):
         return node
+    if not isinstance(node, tuple):  # the parser's nodes: (kind, body), or a leaf's list or dict
+        raise TypeError(f"not a WHERE tree node: {node!r}")
     kind, body = node
     if kind == "leaf":
         return body
@@ -280,7 +281,7 @@ def _one(node: Any) -> object:
     return {"not": {"or": [{"not": _one(x)} for x in body]}}
 
 
-def _conjuncts(node: Any) -> list[object]:
+def _conjuncts(node: object) -> list[object]:
     """The top of a WHERE tree as the read request's list of conjuncts."""
     if isinstance(node, tuple) and node[0] == "and":
         return [c for x in node[1] for c in _conjuncts(x)]

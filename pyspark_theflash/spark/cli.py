@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 
-def register(sub: Any) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("jar", help="print the path of the Spark connector jar (for --jars / spark.jars)",
                        description="Print the path of the Spark connector jar: "
                                    "spark-submit --jars $(theflash jar) ...")

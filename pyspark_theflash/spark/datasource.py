@@ -34,7 +34,7 @@ over. The connector jar (``theflash_session()``) pushes filters and prunes colum
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 
 from pyspark.sql.datasource import DataSource, DataSourceReader, InputPartition
 from pyspark.sql.types import StructType
@@ -46,7 +46,9 @@ from pyspark_theflash.spark.user_errors import said_plainly
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from pyspark_theflash.scan.bearer_token import BearerToken
     from pyspark_theflash.schema.table_info import TableInfo
+    from pyspark_theflash.spark.stream import TheFlashStreamReader
 
 
 def _table_info(options: ScanOptions) -> TableInfo:
@@ -105,7 +107,7 @@ class TheFlashDataSource(DataSource):
         return TheFlashReader(self.options, schema)
 
     @said_plainly
-    def streamReader(self, schema: StructType) -> Any:
+    def streamReader(self, schema: StructType) -> TheFlashStreamReader:
         from pyspark_theflash.spark.stream import TheFlashStreamReader
 
         return TheFlashStreamReader(self.options, schema)
@@ -114,7 +116,7 @@ class TheFlashDataSource(DataSource):
 class TheFlashReader(DataSourceReader):
     """Plans once (``partitions``), reads each partition (``read``)."""
 
-    def __init__(self, options: Any, schema: StructType) -> None:
+    def __init__(self, options: Mapping[str, str], schema: StructType) -> None:
         from pyspark_theflash.spark import service_read
 
         self.options = dict(options)
@@ -165,7 +167,8 @@ class TheFlashReader(DataSourceReader):
             yield conform(batch, expected, pa)
 
 
-def _service_spark_schema(server: str, raw: Any, options: ScanOptions, token: Any = None) -> StructType:
+def _service_spark_schema(server: str, raw: Mapping[str, str], options: ScanOptions,
+                          token: BearerToken | None = None) -> StructType:
     """The read's Spark schema from the service's Arrow schema of the table (a planning machine
     that does not see the store): its visible columns (or ``columns``), then ``hidden``; a change
     read's or a stream's, the table's columns then the change columns

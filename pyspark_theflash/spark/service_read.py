@@ -150,7 +150,7 @@ def scan_options(options: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
-def read_request(options: Mapping[str, str], columns: Sequence[str], automatic: bool = False) -> dict[str, Any]:
+def read_request(options: Mapping[str, str], columns: Sequence[str], automatic: bool = False) -> dict[str, object]:
     """The ``POST /v1/read-sessions`` body of a read given as Spark options. ``automatic``: the
     read names no ``server`` (the session's service stands in for the store's files), so the
     options the service decides (``upstream``, ``latch``) are left to it rather than refused."""
@@ -161,7 +161,7 @@ def read_request(options: Mapping[str, str], columns: Sequence[str], automatic: 
             opts[name] = opts.pop(alias)
     _service_decides(opts, automatic)
     table = str(opts.get("table") or opts.get("path") or "")
-    request: dict[str, Any] = {"table": table, "columns": list(columns)}
+    request: dict[str, object] = {"table": table, "columns": list(columns)}
     if opts.get("store") and opts["store"] != _SERVICE_STORE:
         request["store"] = str(opts["store"])
     ts = opts.get("snapshot_ts") or opts.get(SESSION_SNAPSHOT_OPTION)
@@ -171,11 +171,11 @@ def read_request(options: Mapping[str, str], columns: Sequence[str], automatic: 
         if option in opts and str(opts[option]).strip():
             request[name] = str(opts[option]).strip()
     if "changes_from" in request:
-        request["changes_from"] = int(request["changes_from"])
+        request["changes_from"] = int(str(request["changes_from"]))  # the option's text (above)
     return request
 
 
-def _service_decides(opts: dict[str, Any], automatic: bool) -> None:
+def _service_decides(opts: dict[str, str], automatic: bool) -> None:
     """Refuse (or, for the session's service, drop) the options the service decides."""
     given = sorted(name for name in _SERVICE_DECIDES if name in opts)
     if given and not automatic:
@@ -242,7 +242,7 @@ class StreamRoute:
 
     server: str
     token: BearerToken | None
-    request: Mapping[str, Any]
+    request: Mapping[str, object]
     table: str
     ts: int
 
@@ -251,7 +251,7 @@ class StreamRoute:
 _ROUTED_OPTIONS = ("schema", "isolation", "lock_wait_timeout", "region_wait_timeout")
 
 
-def at_ts_request(stream: ReadStream, options: Mapping[str, str], handle_ranges: bool = True) -> dict[str, Any]:
+def at_ts_request(stream: ReadStream, options: Mapping[str, str], handle_ranges: bool = True) -> dict[str, object]:
     """The read request of a planned stream (``scan.session.ReadStream``) at its ts: its
     columns, its change range, and (``handle_ranges``) only its handle ranges. (The Python
     source pushes no filter, so a stream it planned has none to carry.)"""
@@ -259,7 +259,7 @@ def at_ts_request(stream: ReadStream, options: Mapping[str, str], handle_ranges:
 
     p = stream.partition
     lowered = {str(k).lower(): v for k, v in options.items()}
-    request: dict[str, Any] = {"table": p.table, "store": os.path.abspath(p.store), "snapshot_ts": int(p.ts),
+    request: dict[str, object] = {"table": p.table, "store": os.path.abspath(p.store), "snapshot_ts": int(p.ts),
                                "columns": list(stream.schema.names), "batch_rows": int(p.batch_rows),
                                "lease_ttl": f"{p.lease_ttl_s:g}s"}
     if handle_ranges:
@@ -308,7 +308,7 @@ def read_routed(route: StreamRoute) -> Iterator[pa.RecordBatch]:
                 pass  # an idle session is released after its TTL anyway
 
 
-def _open(server: str, request: dict[str, Any], token: BearerToken | None) -> list[ServiceStream]:
+def _open(server: str, request: dict[str, object], token: BearerToken | None) -> list[ServiceStream]:
     status, body = _call(server, "POST", "/v1/read-sessions", token, json.dumps(request).encode())
     if status != 201:
         raise _refused(server, f"opening a read session of {request['table']}", status, body, token)
@@ -347,7 +347,7 @@ class ServiceChangeStream:
         self.stream_options["stream_columns"] = json.dumps(list(columns))
         _service_decides(parsed.read_options, automatic=service is not None)
 
-    def _call(self, call: str, extra: dict[str, Any]) -> dict[str, Any]:
+    def _call(self, call: str, extra: dict[str, object]) -> dict[str, Any]:
         body = {"table": self.table, **({"store": self.store} if self.store else {}), "options": self.stream_options,
                 **extra}
         status, answer = _call(self.server, "POST", f"/v1/change-streams/{call}", self.token, json.dumps(body).encode())
@@ -363,7 +363,7 @@ class ServiceChangeStream:
     def latest_offset(self, start: StreamOffset, max_rows: int | None = None) -> StreamOffset:
         from pyspark_theflash.scan.change_stream import StreamOffset
 
-        extra: dict[str, Any] = {"start": start.to_dict()}
+        extra: dict[str, object] = {"start": start.to_dict()}
         if max_rows is not None:
             extra["max_rows"] = int(max_rows)
         return StreamOffset.from_dict(self._call("offset", extra)["offset"])

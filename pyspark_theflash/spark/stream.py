@@ -16,7 +16,7 @@ micro-batch is a read session there, as the connector jar's stream is.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 
 from pyspark.sql.datasource import DataSourceStreamReader, InputPartition
 from pyspark.sql.types import StructType
@@ -26,12 +26,13 @@ from pyspark_theflash.spark.user_errors import said_plainly
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    from pyspark.sql.streaming.datasource import ReadLimit
 
 STREAM_HINT = "starting_ts"
 
 
 class TheFlashStreamReader(DataSourceStreamReader):
-    def __init__(self, options: Any, schema: StructType) -> None:
+    def __init__(self, options: Mapping[str, str], schema: StructType) -> None:
         from pyspark_theflash.scan.change_stream import ChangeStream
         from pyspark_theflash.scan.errors import ScanOptionError
         from pyspark_theflash.scan.options import change_feed_options
@@ -66,7 +67,7 @@ class TheFlashStreamReader(DataSourceStreamReader):
     def initialOffset(self) -> dict[str, object]:
         return self.stream.initial_offset().to_dict()
 
-    def getDefaultReadLimit(self) -> Any:
+    def getDefaultReadLimit(self) -> ReadLimit:
         from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadMaxRows
 
         return ReadMaxRows(self.stream.max_rows) if self.stream.max_rows else ReadAllAvailable()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple, Sequence, overload
 
 import numpy as np
 import pyarrow as pa
@@ -99,7 +99,13 @@ class _EventWheres(Sequence[str]):
     def __len__(self) -> int:
         return len(self._region_ids)
 
-    def __getitem__(self, k: Any) -> Any:
+    @overload
+    def __getitem__(self, k: int) -> str: ...
+
+    @overload
+    def __getitem__(self, k: slice) -> list[str]: ...
+
+    def __getitem__(self, k: int | slice) -> str | list[str]:
         if isinstance(k, slice):
             return [self[i] for i in range(*k.indices(len(self)))]
         return f"region {self._region_ids[k]} index {self._indexes[k]}"

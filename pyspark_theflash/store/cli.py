@@ -24,12 +24,14 @@ import json
 import sqlite3
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Iterator, NotRequired, TypedDict
 
 from pyspark_theflash.cli import CommandError
 from pyspark_theflash.errors import TheFlashError
 
 if TYPE_CHECKING:
+    from pyspark_theflash.service.history import TableMetadata
+    from pyspark_theflash.store.manifest import SqlValue
     from pyspark_theflash.engine.txn_merge_tree import TxnMergeTreeEngine
     from pyspark_theflash.latch.types import WriterHolder
 
@@ -114,7 +116,82 @@ def _handle_bounds(start_key: bytes, end_key: bytes, table_ids: list[int]) -> st
     return " ".join(parts) or f"{bytes(start_key).hex()}..{bytes(end_key).hex()}"
 
 
-def store_status(root: Path) -> dict[str, Any]:
+class PartitionStatus(TypedDict):
+    """A partition of a table in ``store status``: its handle bounds and live parts."""
+
+    partition_id: int
+    lo: object
+    hi: object
+    delta_parts: int
+    stable_parts: int
+    rows: int
+    bytes: int
+    delete_marks: int
+
+
+class TableStatus(TypedDict):
+    """A table in ``store status``: its versions, partitions and their parts summed."""
+
+    table_id: int
+    db: str
+    name: str
+    schema_versions: list[int]
+    partitions: list[PartitionStatus]
+    delta_parts: NotRequired[int]
+    stable_parts: NotRequired[int]
+    rows: NotRequired[int]
+    bytes: NotRequired[int]
+    delete_marks: NotRequired[int]
+
+
+class RegionStatus(TypedDict):
+    """A region in ``store status``."""
+
+    region_id: int
+    range: str
+    start_key: str
+    end_key: str
+    epoch_version: int
+    applied_index: int
+    resolved_ts: int
+    state: str
+    open_locks: int
+
+
+class LeaseStatus(TypedDict):
+    lease_id: int
+    ts: int
+    holder: str
+    expires_at: float
+
+
+class PartsAndBytes(TypedDict):
+    parts: int
+    bytes: int
+
+
+class Totals(TypedDict):
+    rows: int
+    bytes: int
+    parts: int
+
+
+class StoreStatus(TypedDict):
+    """``theflash store status``: the store's state as plain data."""
+
+    store: str
+    manifest_version: int
+    format_version: object
+    position: str | None
+    gc_safe_point: int
+    regions: list[RegionStatus]
+    tables: list[TableStatus]
+    removed_parts_awaiting_deletion: PartsAndBytes
+    leases: list[LeaseStatus]
+    total: Totals
+
+
+def store_status(root: Path) -> StoreStatus:
     """The store's state as plain data, from one consistent read of the manifest."""
     from pyspark_theflash.store import manifest as mf
 
@@ -122,18 +199,18 @@ def store_status(root: Path) -> dict[str, Any]:
     try:
         mf.check_format(conn, root)
         with mf.read(conn):
-            meta = {k: v for k, v in conn.execute("SELECT key, value FROM meta")}
-            tables: dict[int, dict[str, Any]] = {}
+            meta: dict[str, mf.SqlValue] = {k: v for k, v in conn.execute("SELECT key, value FROM meta")}
+            tables: dict[int, TableStatus] = {}
             for tid, version, db, name in conn.execute(
                     "SELECT table_id, schema_version, db, name FROM tables ORDER BY table_id, schema_version"):
                 t = tables.setdefault(int(tid), {"table_id": int(tid), "db": db, "name": name,
                                                  "schema_versions": [], "partitions": []})
                 t["schema_versions"].append(int(version))
                 t["db"], t["name"] = db, name  # the newest version names the table
-            partitions: dict[tuple[int, int], dict[str, Any]] = {}
+            partitions: dict[tuple[int, int], PartitionStatus] = {}
             for tid, pid, lo, hi in conn.execute(
                     "SELECT table_id, partition_id, lo, hi FROM partitions ORDER BY table_id, lo IS NOT NULL, lo"):
-                p = {"partition_id": int(pid), "lo": _handle_text(lo), "hi": _handle_text(hi),
+                p: PartitionStatus = {"partition_id": int(pid), "lo": _handle_text(lo), "hi": _handle_text(hi),
                      "delta_parts": 0, "stable_parts": 0,
                      "rows": 0, "bytes": 0, "delete_marks": 0}
                 partitions[(int(tid), int(pid))] = p
@@ -145,7 +222,10 @@ def store_status(root: Path) -> dict[str, Any]:
                 part = partitions.get((int(tid), int(pid)))
                 if part is None:
                     continue  # verify reports parts of unknown partitions
-                part[f"{kind}_parts"] = part.get(f"{kind}_parts", 0) + int(n)
+                if kind == "delta":  # the parts table's kinds: delta | stable
+                    part["delta_parts"] += int(n)
+                else:
+                    part["stable_parts"] += int(n)
                 part["rows"] += int(rows or 0)
                 part["bytes"] += int(size or 0)
                 part["delete_marks"] += int(marks or 0)
@@ -153,7 +233,7 @@ def store_status(root: Path) -> dict[str, Any]:
                 "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM parts WHERE removed_version IS NOT NULL").fetchone()
             locks = {int(r): int(n) for r, n in conn.execute("SELECT region_id, COUNT(*) FROM locks GROUP BY region_id")}
             table_ids = sorted(tables)
-            regions = [
+            regions: list[RegionStatus] = [
                 {"region_id": int(rid), "range": _handle_bounds(sk, ek, table_ids), "start_key": bytes(sk).hex(),
                  "end_key": bytes(ek).hex(), "epoch_version": int(ev), "applied_index": int(ai),
                  "resolved_ts": int(rts), "state": state, "open_locks": locks.get(int(rid), 0)}
@@ -161,7 +241,7 @@ def store_status(root: Path) -> dict[str, Any]:
                     "SELECT region_id, start_key, end_key, epoch_version, applied_index, resolved_ts, state "
                     "FROM regions ORDER BY start_key")
             ]
-            leases = [{"lease_id": int(i), "ts": int(ts), "holder": h, "expires_at": float(e)}
+            leases: list[LeaseStatus] = [{"lease_id": int(i), "ts": int(ts), "holder": h, "expires_at": float(e)}
                       for i, ts, h, e in conn.execute("SELECT lease_id, ts, holder, expires_at FROM leases")]
     except sqlite3.DatabaseError as exc:
         raise CommandError(f"{mf.manifest_path(root)} cannot be read: {exc}; run `theflash store verify`") from exc
@@ -171,7 +251,9 @@ def store_status(root: Path) -> dict[str, Any]:
         conn.close()
     for t in tables.values():
         ps = t["partitions"]
-        t.update({k: sum(p[k] for p in ps) for k in ("delta_parts", "stable_parts", "rows", "bytes", "delete_marks")})
+        t.update({"delta_parts": sum(p["delta_parts"] for p in ps), "stable_parts": sum(p["stable_parts"] for p in ps),
+                  "rows": sum(p["rows"] for p in ps), "bytes": sum(p["bytes"] for p in ps),
+                  "delete_marks": sum(p["delete_marks"] for p in ps)})
     position = None
     if meta.get("position_segment") is not None or meta.get("position") is not None:
         position = _position_text(meta)
@@ -197,9 +279,10 @@ def _handle_text(handle: object) -> object:
     return handle
 
 
-def _position_text(meta: dict[str, Any]) -> str:
-    if meta.get("position_segment") is not None:
-        return f"{int(meta['position_segment'])}:{int(meta.get('position_offset') or 0)}"
+def _position_text(meta: dict[str, SqlValue]) -> str:
+    segment = meta.get("position_segment")
+    if segment is not None:
+        return f"{int(segment)}:{int(meta.get('position_offset') or 0)}"
     value = meta["position"]
     if isinstance(value, (bytes, bytearray)):
         from pyspark_theflash.binlog.position import Position
@@ -222,7 +305,7 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-def print_status(status: dict[str, Any]) -> None:
+def print_status(status: StoreStatus) -> None:
     total = status["total"]
     print(f"store {status['store']}  manifest version {status['manifest_version']}")
     print(f"binlog position {status['position'] or 'none (nothing written yet)'}  "
@@ -271,7 +354,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------
 
 def store_history(root: Path, table: str | None, upstream: str | None = None,
-                  ask_upstream: bool = True) -> dict[str, dict[str, list[dict[str, Any]]]]:
+                  ask_upstream: bool = True) -> dict[str, TableMetadata]:
     """``service.history.table_metadata`` of ``table`` (or of every live table), by table name.
     The readable range starts at or above the upstream's GC safe point (``upstream``, else the
     one the writer recorded) when it answers; each table's ``history`` row then says which
@@ -288,7 +371,7 @@ def store_history(root: Path, table: str | None, upstream: str | None = None,
             upstream_safe_point, why_not = (upstream_gc_safe_point(upstream or view.upstream()) if ask_upstream
                                             else (None, "not asked (--no-upstream)"))
             names = [table] if table else [f"{t.db}.{t.name}" for t in view.tables()]
-            out = {}
+            out: dict[str, TableMetadata] = {}
             for name in names:
                 meta = table_metadata(view, name, upstream_safe_point)
                 h = meta["history"][0]
@@ -307,7 +390,7 @@ def store_history(root: Path, table: str | None, upstream: str | None = None,
         conn.close()
 
 
-def print_history(tables: dict[str, dict[str, list[dict[str, Any]]]]) -> None:
+def print_history(tables: dict[str, TableMetadata]) -> None:
     for i, (name, meta) in enumerate(tables.items()):
         if i:
             print()

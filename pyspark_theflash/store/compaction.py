@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ContextManager, Protocol, TypeVar
+from typing import TYPE_CHECKING, Callable, ContextManager, NotRequired, Protocol, TypedDict, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -78,6 +78,20 @@ class CompactingStore(Protocol):
 
 
 
+class PartitionCompaction(TypedDict):
+    """What compacting one partition did (``compact_partition``); only ``table_id``,
+    ``partition_id`` and ``conflict`` when the partition changed meanwhile (nothing done)."""
+
+    table_id: int
+    partition_id: int
+    conflict: bool
+    parts_in: NotRequired[int]
+    parts_out: NotRequired[int]
+    rows_in: NotRequired[int]
+    rows_out: NotRequired[int]
+    split_at: NotRequired[Handle | None]
+
+
 @dataclass
 class CompactionResult:
     partitions: int = 0          # partitions rewritten
@@ -90,7 +104,7 @@ class CompactionResult:
     files_deleted: int = 0
     safe_point: int = 0
     retired_tables_collected: int = 0  # dropped/truncated table ids whose parts GC removed
-    details: list[dict[str, Any]] = field(default_factory=list)
+    details: list[PartitionCompaction] = field(default_factory=list)
 
 
 def gc_versions(t: pa.Table, safe_point: int) -> pa.Table:
@@ -405,7 +419,7 @@ def commit_compaction(store: CompactingStore, plan: CompactionPlan, out: Compact
 
 
 def compact_partition(store: CompactingStore, table_id: int, partition_id: int, safe_point: int,
-                      force: bool = False) -> dict[str, Any] | None:
+                      force: bool = False) -> PartitionCompaction | None:
     """Compact one partition (plan, build, commit); returns what was done, or None when
     there was nothing to do."""
     plan = plan_compaction(store, table_id, partition_id, safe_point, force)

@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, overload
+from typing import TYPE_CHECKING, Callable, Iterator, Literal, overload
 
 import numpy as np
 import pyarrow as pa
@@ -50,6 +50,9 @@ from pyspark_theflash.store.txn_merge_tree import (
 from pyspark_theflash.store.schemas import TableHistory
 from pyspark_theflash.store.write_state import WriteState
 
+if TYPE_CHECKING:
+    from pyspark_theflash.schema.table_info import ColumnInfo
+
 
 @dataclass(frozen=True)
 class FlushResult:
@@ -64,13 +67,13 @@ class FlushResult:
     # the region rows the edit wrote (``_PreparedFlush.regions``: id, start, end, epoch version,
     # conf ver, applied index, resolved ts, state, snapshot index, orphan-until ts), for a
     # caller that follows the regions' progress without listing every region after each flush
-    region_rows: tuple[tuple[Any, ...], ...] = ()
+    region_rows: tuple[mf.RegionRow, ...] = ()
     region_resolved: tuple[tuple[int, int], ...] = ()  # (region, resolved ts): regions only it changed
 
 
 
 
-def _version_columns(history: TableHistory, version: int) -> list[Any]:
+def _version_columns(history: TableHistory, version: int) -> list[ColumnInfo]:
     """Columns of the table at ``version`` (the buffer's rows were decoded with it)."""
     info = history.by_version(version)
     assert info is not None, f"table {history.table_id} has no schema version {version} in memory"
@@ -318,7 +321,7 @@ class FlushPipeline:
         # A resolved ts listing every region dirties them all; a region whose row differs from
         # the one persisted only in its resolved ts is written as (id, resolved ts), and those
         # go to the manifest as one UPDATE per ts, not a whole row each (10,000 regions: 6x less)
-        regions: list[tuple[Any, ...]] = []
+        regions: list[mf.RegionRow] = []
         resolved: list[tuple[int, int]] = []
         persisted = state.persisted_rows
         for r in state.dirty_regions:
@@ -409,7 +412,7 @@ class FlushPipeline:
             persisted[rid] = (*before[:6], ts, *before[7:])
         self.catalog.forget_staged(p.staged)
 
-    def _lock_rows(self, keys: set[tuple[int, bytes, int]]) -> Iterator[tuple[Any, ...]]:
+    def _lock_rows(self, keys: set[tuple[int, bytes, int]]) -> Iterator[mf.LockRow]:
         caches = self.state.caches
         assert caches is not None
         if not keys:
@@ -417,7 +420,7 @@ class FlushPipeline:
         ordered = sorted(keys)
         common = self.catalog.common_handle_tables()
         rk = keyspace.split_record_keys([k for _r, k, _t in ordered], common)
-        decoded: dict[int, tuple[int, object]] = {}
+        decoded: dict[int, tuple[int, int | bytes]] = {}
         for j, i in enumerate(rk.index.tolist()):
             tid = int(rk.table_ids[j])
             key = ordered[i][1]
@@ -427,7 +430,7 @@ class FlushPipeline:
             pw = caches.get(rid, key, start_ts)
             assert pw is not None
             table_id: int | None
-            handle: Any
+            handle: int | bytes | None
             table_id, handle = decoded.get(i, (None, None))
             yield (rid, key, start_ts, pw.primary, pw.op, pw.ttl, caches.value_of(rid, key, start_ts, pw),
                    table_id, handle)
@@ -444,10 +447,10 @@ class _PreparedFlush:
     tables: list[BufferedRows]
     written: list[tuple[int, int, int, PartFile, str]]  # (table, partition, schema_version, PartFile, kind)
     tombstones: list[tuple[bytes, bytes, str]]
-    regions: list[tuple[Any, ...]]                 # region rows to persist
+    regions: list[mf.RegionRow]                    # region rows to persist
     resolved: list[tuple[int, int]]                # (region, resolved ts): regions only it changed
     gone_locks: list[tuple[int, bytes, int]]
-    new_locks: list[tuple[Any, ...]]               # lock rows to insert
+    new_locks: list[mf.LockRow]                    # lock rows to insert
     current_locks: set[tuple[int, bytes, int]]
     position: tuple[int, int] | None
     rows: int

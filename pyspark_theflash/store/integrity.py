@@ -31,7 +31,7 @@ import threading
 import zlib
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import crc32c
 import pyarrow as pa
@@ -39,6 +39,9 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from pyspark_theflash.store.errors import PartChecksumError, PartDamagedError, PartMissingError
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 ALGORITHM = "crc32c"
 # Bytes summed per call: a slice is summed in a few milliseconds, so a thread summing a big part
@@ -62,7 +65,7 @@ class PartLike(Protocol):
     def checksum(self) -> str | None: ...
 
 
-def checksum_of(data: Any, algorithm: str = ALGORITHM) -> str:
+def checksum_of(data: ReadableBuffer, algorithm: str = ALGORITHM) -> str:
     """The checksum of ``data`` (bytes, a memoryview or an Arrow buffer) as the manifest records it:
     ``crc32c:`` (what parts are written with) or ``crc32:`` (zlib's, also accepted)."""
     view = memoryview(data).cast("B").toreadonly()

@@ -519,6 +519,13 @@ def live_leases(conn: sqlite3.Connection, now: float) -> list[tuple[int, int]]:
 
 
 Partitions = dict[int, list[tuple[int, int | None, int | None]]]  # table -> [(partition, lo, hi)], by lo
+SqlValue = int | float | str | bytes | None  # a value as SQLite gives it back
+# A row of the regions table, in its columns' order: region_id, start_key, end_key, epoch_version,
+# conf_ver, applied_index, resolved_ts, state, snapshot_index, orphan_until_ts.
+RegionRow = tuple[int, bytes, bytes, int, int, int, int, str, int, int]
+# A row of the locks table, in its columns' order: region_id, key, start_ts, primary_key, op, ttl,
+# value, table_id, handle (an int handle, or a common handle's bytes; None: not a record key).
+LockRow = tuple[int, bytes, int, bytes, int, int, bytes | None, int | None, int | bytes | None]
 
 
 def read_partitions(conn: sqlite3.Connection) -> Partitions:
@@ -662,10 +669,10 @@ class ManifestEdit:
     parts_forgotten: tuple[int, ...] = ()  # rows of removed parts whose files are deleted
     tombstones: tuple[tuple[bytes, bytes, str], ...] = ()  # (start key, end key, why), at this version
     prune_tombstones: bool = False  # drop the tombstones no live part is older than
-    regions: Sequence[tuple[Any, ...]] = ()  # whole region rows (the regions table's columns)
+    regions: Sequence[RegionRow] = ()  # whole region rows
     resolved: Sequence[tuple[int, int]] = ()  # (region, resolved ts) of regions whose row has only that new
     locks_removed: Sequence[tuple[int, bytes, int]] = ()  # (region, key, start ts)
-    locks_added: Sequence[tuple[Any, ...]] = ()  # whole lock rows (the locks table's columns)
+    locks_added: Sequence[LockRow] = ()  # whole lock rows
     meta: tuple[tuple[str, object], ...] = ()  # counters and settings: position, upstream, engine
     # The GC safe point moves toward this: never backwards, never past the oldest live lease.
     gc_safe_point: int | None = None
@@ -700,7 +707,7 @@ class ManifestEdit:
         return out
 
 
-def _without_regions(resolved: Sequence[tuple[int, int]], rows: Sequence[tuple[Any, ...]]
+def _without_regions(resolved: Sequence[tuple[int, int]], rows: Sequence[RegionRow]
                      ) -> list[tuple[int, int]]:
     if not rows or not resolved:
         return list(resolved)

@@ -20,7 +20,7 @@ import datetime as dt
 import decimal
 import json
 from dataclasses import dataclass
-from typing import Any, Hashable, Iterable, Mapping, TypeVar
+from typing import Any, Hashable, Iterable, Mapping, TypeGuard, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -33,7 +33,7 @@ _COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
 _NEGATED = {"==": "!=", "!=": "==", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
 
 
-def _is_int(v: Any) -> bool:
+def _is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
@@ -133,7 +133,7 @@ def _all_null(s: ColumnStats) -> bool:
 
 
 class Comparison(Expr):
-    def __init__(self, column: str, op: str, value: Any) -> None:
+    def __init__(self, column: str, op: str, value: object) -> None:
         if op not in _COMPARISONS:
             raise PredicateError(f"unknown comparison {op!r}; use one of {_COMPARISONS}")
         if value is None:
@@ -281,7 +281,7 @@ class IsNotNull(Expr):
 
 
 class StartsWith(Expr):
-    def __init__(self, column: str, prefix: str | bytes) -> None:
+    def __init__(self, column: str, prefix: object) -> None:  # checked: str or bytes
         if not isinstance(prefix, (str, bytes)):
             raise PredicateError(f"StartsWith({column!r}) needs a str or bytes prefix, not {prefix!r}")
         self.column, self.prefix = column, prefix
@@ -430,7 +430,7 @@ class AlwaysTrue(Expr):
         return {"true": True}
 
 
-def _as_stats_value(v: Any, like: Any) -> Any:
+def _as_stats_value(v: object, like: object) -> object:
     """A literal as the bound comparison sees it, for comparing with statistics like ``like``:
     against doubles (FLOAT/DOUBLE columns) a double; a float against exact numbers (integer and
     DECIMAL columns) the decimal it prints as. Pruning must never rule out a row the filter keeps
@@ -450,7 +450,7 @@ def _column_type(schema: pa.Schema | None, column: str) -> pa.DataType | None:
     return schema.field(column).type
 
 
-def _literal(value: Any, typ: pa.DataType | None) -> Any:
+def _literal(value: object, typ: pa.DataType | None) -> object:
     """A (non-numeric) literal as an Arrow scalar of its column's type when that conversion
     holds it; otherwise as Arrow infers it."""
     if typ is not None:
@@ -492,7 +492,7 @@ class BoundComparison:
 
     column: str
     op: str
-    value: Any
+    value: object
     type: pa.DataType | None = None
     constant: bool | None = None
     widen: bool = False
@@ -539,7 +539,7 @@ def _constant_unless_null(f: pc.Expression, answer: bool) -> pc.Expression:
     return (f.is_valid() | _NULL_BOOL) if answer else (f.is_null() & _NULL_BOOL)
 
 
-def _is_number(v: Any) -> bool:
+def _is_number(v: object) -> TypeGuard[int | float | decimal.Decimal]:
     return isinstance(v, (int, float, decimal.Decimal)) and not isinstance(v, bool)
 
 
@@ -559,7 +559,7 @@ def exact_number_range(typ: pa.DataType) -> tuple[decimal.Decimal, decimal.Decim
 _EXACT = decimal.Context(prec=200, rounding=decimal.ROUND_FLOOR)
 
 
-def as_exact_number(v: Any) -> decimal.Decimal:
+def as_exact_number(v: int | float | decimal.Decimal) -> decimal.Decimal:
     """A numeric literal as an exact decimal (a float as the number it prints as)."""
     if isinstance(v, decimal.Decimal):
         return v
@@ -568,7 +568,7 @@ def as_exact_number(v: Any) -> decimal.Decimal:
     return decimal.Decimal(int(v))
 
 
-def bind_comparison(column: str, op: str, value: Any, typ: pa.DataType | None) -> BoundComparison:
+def bind_comparison(column: str, op: str, value: object, typ: pa.DataType | None) -> BoundComparison:
     """``column op value`` for a column of Arrow type ``typ`` (None: unknown, compared as
     Arrow compares) in the form every engine evaluates the same way."""
     if typ is not None and _is_number(value):
@@ -597,18 +597,19 @@ def _bind_exact(column: str, op: str, v: decimal.Decimal, typ: pa.DataType,
     return BoundComparison(column, op, int(q) if scale == 0 else q, typ)
 
 
-def bind_in(column: str, values: tuple[Any, ...], has_null: bool, typ: pa.DataType | None) -> BoundIn:
+def bind_in(column: str, values: tuple[object, ...], has_null: bool, typ: pa.DataType | None) -> BoundIn:
     """``column IN values`` for a column of Arrow type ``typ``: values the column cannot equal
     (1.5 for an integer column, beyond its range) are left out; they never match."""
-    if typ is not None and values and all(_is_number(v) for v in values):
+    numbers = [v for v in values if _is_number(v)]
+    if typ is not None and values and len(numbers) == len(values):
         if pa.types.is_floating(typ):
             # as doubles, and -0.0 as 0.0 on both sides: a set lookup hashes them apart, SQL's = does not
-            return BoundIn(column, pa.array([float(v) + 0.0 for v in values], pa.float64()), has_null, widen=True)
+            return BoundIn(column, pa.array([float(v) + 0.0 for v in numbers], pa.float64()), has_null, widen=True)
         rng = exact_number_range(typ)
         if rng is not None:
             lo, hi, scale = rng
             kept = []
-            for v in values:
+            for v in numbers:
                 d = as_exact_number(v)
                 if d.is_nan() or d < lo or d > hi or d.quantize(decimal.Decimal(1).scaleb(-scale), context=_EXACT) != d:
                     continue
@@ -624,7 +625,7 @@ def bind_in(column: str, values: tuple[Any, ...], has_null: bool, typ: pa.DataTy
 
 # --- values in JSON -------------------------------------------------------------------------
 
-def encode_value(v: Any) -> Any:
+def encode_value(v: object) -> object:
     """A filter literal (or a statistics value) as JSON: plain for bool/int/float/str,
     tagged for the rest so it comes back with its type."""
     if v is None or isinstance(v, (bool, str)):
@@ -646,7 +647,7 @@ def encode_value(v: Any) -> Any:
     raise PredicateError(f"cannot serialise filter value {v!r} of type {type(v).__name__}")
 
 
-def decode_value(v: Any) -> Any:
+def decode_value(v: object) -> object:
     if not isinstance(v, dict):
         return v
     (tag, x), = v.items()

@@ -49,6 +49,7 @@ from pyspark_theflash.store.views import RegionMemo, StoreView, intersect
 from pyspark_theflash.store.write_state import WriteState
 
 if TYPE_CHECKING:
+    from pyspark_theflash.schema.info_json import TableInfoJson
     from pyspark_theflash.schema import TableInfo
 
 
@@ -269,7 +270,7 @@ class Store:
         self.applier.decode_rows = decode
 
     # --- schemas -----------------------------------------------------------------------------
-    def put_schema(self, db: str, table_info: dict[str, object], commit_ts: int | None = None) -> int:
+    def put_schema(self, db: str, table_info: TableInfoJson, commit_ts: int | None = None) -> int:
         """Record a schema version of a table (idempotent), in an edit of its own; returns its
         schema version.
 

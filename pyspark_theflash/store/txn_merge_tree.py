@@ -289,7 +289,7 @@ def describe_part(rel: str, table: pa.Table, column_ids: Sequence[int], size: in
     n = table.num_rows
     handles = table.column(ROWID)
     ts = table.column(COMMIT_TS)
-    h: dict[str, Any]  # min and max handle: ints, or bytes of a common handle
+    h: dict[str, int | bytes | None]  # min and max handle: ints, or bytes of a common handle
     t: dict[str, int | None]
     if n and pa.types.is_integer(handles.type):  # sorted: the ends are min and max, repeats adjacent
         hs, tss = handles.to_numpy(), ts.to_numpy()
@@ -343,8 +343,8 @@ def column_stats(arr: pa.ChunkedArray | pa.Array) -> ColumnStats:
     return ColumnStats(lo, hi, nulls, n)
 
 
-def stats_to_json(stats: dict[int, ColumnStats]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def stats_to_json(stats: dict[int, ColumnStats]) -> dict[str, list[object]]:
+    out: dict[str, list[object]] = {}
     for cid, s in stats.items():
         try:
             out[str(cid)] = [encode_value(s.min), encode_value(s.max), s.null_count, s.row_count]

@@ -41,7 +41,7 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -52,6 +52,9 @@ from pyspark_theflash.store import manifest as mf
 from pyspark_theflash.store.errors import ManifestDamagedError, StoreFormatError
 from pyspark_theflash.store.integrity import algorithm_of, file_checksum
 from pyspark_theflash.store.txn_merge_tree import IN_ENGINE, in_part_directory
+
+if TYPE_CHECKING:
+    from pyspark_theflash.schema.table_info import ColumnInfo
 
 HIDDEN = ("_tidb_rowid", "_tidb_commit_ts", "_tidb_delmark")
 # SQLite files at the store's root that are not parts (the manifest and the latch database).
@@ -158,13 +161,13 @@ def _show(handle: object) -> str:
     return handle.hex() if isinstance(handle, (bytes, bytearray, memoryview)) else str(handle)
 
 
-def _own_fields(columns: list[list[Any]], schemas: dict[int, tuple[str, str]]) -> list[pa.Field]:
+def _own_fields(columns: list[list[int | str]], schemas: dict[int, tuple[str, str]]) -> list[pa.Field]:
     """The user columns of a part that lists its own (a compacted part keeping columns older
     schema versions need): each typed as the newest version having its id types it."""
     from pyspark_theflash.schema import arrow_type
     from pyspark_theflash.store.views import table_info_from_row
 
-    by_id: dict[int, Any] = {}
+    by_id: dict[int, ColumnInfo] = {}
     for version in sorted(schemas):
         for col in table_info_from_row(schemas[version][1], schemas[version][0]).columns:
             by_id[col.id] = col
@@ -191,7 +194,7 @@ def _check_record(part: _PartRow, engine: str, partition: tuple[int | None, int 
 
 def _check_part(root: Path, part: _PartRow, partition: tuple[int | None, int | None] | None,
                 schemas: dict[int, tuple[str, str]], report: VerifyReport,
-                own_columns: list[list[Any]] | None = None) -> None:
+                own_columns: list[list[int | str]] | None = None) -> None:
     name = part.file
     where = f"part {part.part_id} ({part.kind}) of table {part.table_id} partition {part.partition_id}"
 

@@ -24,6 +24,7 @@ from pyspark_theflash.store.txn_merge_tree import stats_from_json
 
 if TYPE_CHECKING:
     from pyspark_theflash.schema import TableInfo
+    from pyspark_theflash.schema.column_stats import ColumnStats
 
 from pyspark_theflash.store.keyspace import Handle, HandleRange  # noqa: E402
 
@@ -495,7 +496,7 @@ class StoreView:
     def locks(self, table_id: int | None = None, lo: int | None = None,
               hi: int | None = None) -> list[LockInfo]:
         sql = "SELECT region_id, key, primary_key, start_ts, ttl, op FROM locks"
-        args: list[Any] = []
+        args: list[object] = []
         where = []
         if table_id is not None:
             where.append("table_id = ?")
@@ -626,7 +627,7 @@ def as_region_state(r: Sequence[Any]) -> RegionState:
 
 
 @functools.lru_cache(maxsize=8192)
-def _stats_items(text: str) -> tuple[tuple[int, Any], ...]:
+def _stats_items(text: str) -> tuple[tuple[int, ColumnStats], ...]:
     """A part's statistics, parsed once per process: a part's stats never change, and a table
     under live writes lists hundreds of parts on every plan."""
     return tuple(sorted(stats_from_json(json.loads(text)).items()))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import sqlite3
 import threading
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -37,7 +36,7 @@ class MutableRegion:
     # this commit ts: the snapshot's newest write. 0 = none expected.
     orphan_until_ts: int = 0
 
-    def row(self) -> tuple[Any, ...]:
+    def row(self) -> mf.RegionRow:
         """The region as a row of the manifest's regions table (its columns' order)."""
         return (self.id, self.start_key, self.end_key, self.epoch_version, self.conf_ver, self.applied_index,
                 self.resolved_ts, self.state, self.snapshot_index, self.orphan_until_ts)
@@ -220,7 +219,7 @@ class TableBuffer:
     bytes: int = 0
 
 
-def position_tuple(position: Any) -> tuple[int, int] | None:
+def position_tuple(position: binlog_pb2.Position | tuple[int, int] | None) -> tuple[int, int] | None:
     if position is None:
         return None
     if isinstance(position, binlog_pb2.Position):
@@ -244,7 +243,7 @@ class WriteState:
         self.dirty_regions: set[int] = set()      # regions changed since the last flush
         # each region's row as the manifest has it (or as the flush in flight writes it): a
         # dirty region whose only change is its resolved ts is flushed as one grouped UPDATE
-        self.persisted_rows: dict[int, tuple[Any, ...]] = {}
+        self.persisted_rows: dict[int, mf.RegionRow] = {}
         self.position: tuple[int, int] | None = None
         self.persisted_position: tuple[int, int] | None = None
         self.dirty_since: float | None = None     # monotonic time of the oldest unflushed change

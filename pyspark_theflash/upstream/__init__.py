@@ -14,7 +14,7 @@ a value or a column at a time), bulk (``MiniCluster.bulk_insert``), status_serve
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pyspark_theflash.txn.status import TxnStatus
@@ -28,7 +28,7 @@ _LAZY = {"TxnStatus": "client", "UpstreamClient": "client", "connect": "client",
          "BankWorkload": "workloads", "Faults": "workloads", "OrdersWorkload": "workloads"}
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,12 +22,13 @@ live changes start exactly after the scanned state: nothing is lost or given twi
 """
 from __future__ import annotations
 
+import enum
 import logging
 import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator, Protocol
+from typing import TYPE_CHECKING, Final, Iterator, Literal, Protocol
 
 import grpc
 
@@ -65,8 +66,15 @@ class StoreOfFeed(Protocol):
 Ev = cdcpb_pb2.Event
 _OP = {binlog_pb2.PUT: Ev.Row.PUT, binlog_pb2.DELETE: Ev.Row.DELETE}
 SCAN_ROWS_PER_EVENT = 1024  # rows per Entries event of an initial scan
-_END = object()
-_TICK_SENT = object()  # queued after a tick's resolved ts: the sender has passed them
+class _Mark(enum.Enum):
+    """A stream's queue holds its events and these marks."""
+
+    END = "end"              # the stream is closed
+    TICK_SENT = "tick sent"  # queued after a tick's resolved ts: the sender has passed them
+
+
+_END: Final = _Mark.END
+_TICK_SENT: Final = _Mark.TICK_SENT
 
 
 @dataclass
@@ -87,7 +95,7 @@ class _Stream:
         # EventFeedV2 with stream multiplexing tags batched resolved ts with the request id;
         # plain EventFeed sends them with request id 0 (TiKV's broadcast_resolved_ts).
         self.multiplexed = multiplexed
-        self.out: queue.Queue[object] = queue.Queue()
+        self.out: queue.Queue[cdcpb_pb2.ChangeDataEvent | _Mark] = queue.Queue()
         self.regs: dict[int, _Registration] = {}  # region id -> registration (the store's lock guards it)
         self.closed = False
         # A tick's resolved ts are queued behind the stream's rows; until the sender has passed
@@ -397,7 +405,7 @@ class ChangeDataServicer(cdcpb_pb2_grpc.ChangeDataServicer):
             yield item
 
     @staticmethod
-    def _take(stream: _Stream, block: bool) -> Any:
+    def _take(stream: _Stream, block: bool) -> cdcpb_pb2.ChangeDataEvent | Literal[_Mark.END]:
         """The stream's next queued item (``queue.Empty`` when ``block`` is False and none is);
         a tick's end mark on the way frees the stream for the next tick."""
         while True:

@@ -17,6 +17,7 @@ from typing import Any, Iterable, NamedTuple, Protocol, Sequence, runtime_checka
 import grpc
 
 from pyspark_theflash.proto import binlog_pb2, upstream_pb2, upstream_pb2_grpc
+from pyspark_theflash.schema.info_json import TableInfoJson
 from pyspark_theflash.txn.status import LockInfo, SecondaryLocks, TxnAction, TxnFate, TxnStatus
 from pyspark_theflash.upstream.errors import RegionNotFoundError, SchemaError, UpstreamError
 from pyspark_theflash.upstream.channels import upstream_channel
@@ -64,7 +65,7 @@ class TableScan(NamedTuple):
 
     ts: int
     db: str
-    table_info: dict[str, object]
+    table_info: TableInfoJson
     rows: list[dict[str, object]]
 
 
@@ -81,8 +82,8 @@ class UpstreamClient(Protocol):
     def gc_safe_point(self) -> int: ...
     def update_gc_safe_point(self, ts: int) -> int: ...
     def region_snapshot(self, region_id: int) -> binlog_pb2.Event: ...
-    def table_info(self, db: str, table: str) -> dict[str, object]: ...
-    def table_info_by_id(self, table_id: int) -> tuple[str, dict[str, object]]: ...
+    def table_info(self, db: str, table: str) -> TableInfoJson: ...
+    def table_info_by_id(self, table_id: int) -> tuple[str, TableInfoJson]: ...
     def list_tables(self) -> list[tuple[str, str]]: ...
     def scan_table(self, qualified: str, ts: int | None = None) -> list[dict[str, object]]: ...
 
@@ -212,10 +213,11 @@ class GrpcUpstreamClient:
         except urllib.error.URLError as err:
             raise UpstreamError(f"status port {url} unreachable: {err.reason}") from err
 
-    def table_info(self, db: str, table: str) -> dict[str, object]:
-        return dict(self._http(f"/schema/{db}/{table}"))
+    def table_info(self, db: str, table: str) -> TableInfoJson:
+        info: TableInfoJson = self._http(f"/schema/{db}/{table}")
+        return info
 
-    def table_info_by_id(self, table_id: int) -> tuple[str, dict[str, object]]:
+    def table_info_by_id(self, table_id: int) -> tuple[str, TableInfoJson]:
         body = self._http(f"/db-table/{table_id}")
         return body["db_info"]["db_name"]["O"], body["table_info"]
 
@@ -238,7 +240,7 @@ class GrpcUpstreamClient:
         from pyspark_theflash.upstream.tidb import decode_records, split_table_name
 
         db, name = split_table_name(qualified)
-        info: dict[str, object] | None = None
+        info: TableInfoJson | None = None
         at = 0
         pairs: list[tuple[bytes, bytes]] = []
         try:

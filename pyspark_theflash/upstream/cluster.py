@@ -35,7 +35,7 @@ import threading
 import time
 from itertools import repeat
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence, TypeVar
+from typing import Callable, Iterable, Mapping, NamedTuple, Sequence, TypedDict, TypeVar
 
 import pyarrow as pa
 
@@ -46,7 +46,7 @@ from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.txn.status import SecondaryLocks, TxnStatus
 from pyspark_theflash.upstream.async_commit import resolve_txn
 from pyspark_theflash.upstream.client import TableScan
-from pyspark_theflash.upstream.errors import UpstreamError
+from pyspark_theflash.upstream.errors import SchemaError, UpstreamError
 from pyspark_theflash.upstream.gc_worker import DEFAULT_GC_LIFE_TIME_S, DEFAULT_GC_RUN_INTERVAL_S, GCRun, GCWorker
 from pyspark_theflash.upstream.pd import GCSafePoint, Region, RegionMap
 from pyspark_theflash.upstream.pd_service import ServiceSafePoints
@@ -64,7 +64,9 @@ from pyspark_theflash.upstream.percolator import (
 from pyspark_theflash.upstream.tidb import (
     DEFAULT_TTL_MS,
     Catalog,
+    CatalogState,
     LockResolver,
+    TableVersion,
     Txn,
     decode_records,
     decode_value,
@@ -79,10 +81,11 @@ from pyspark_theflash.upstream.tidb import (
     table_info_of,
 )
 from pyspark_theflash.upstream.tso import TimestampOracle
-from pyspark_theflash.schema.partitioning import Partitioning, definition_json
+from pyspark_theflash.schema.partitioning import PartitionDefinitionSpec, Partitioning, PartitionSpec, definition_json
 from pyspark_theflash.schema.table_info import ColumnInfo
 from pyspark_theflash.upstream.ddl_history import ddl_history_job
 from pyspark_theflash.schema.ddl_jobs import DdlJob
+from pyspark_theflash.schema.info_json import ColumnInfoJson, TableInfoJson
 from pyspark_theflash.upstream.service import CLUSTER_ID
 
 log = logging.getLogger(__name__)
@@ -233,7 +236,7 @@ class MiniCluster:
         if resolved_ts_interval > 0:
             self._ticker = threading.Thread(target=self._tick, name="upstream-resolved-ts", daemon=True)
             self._ticker.start()
-        self._servers: list[Any] = []
+        self._stops: list[Callable[[], object]] = []  # each server's close (or stop), in start order
         self.status_address = ""
         self.upstream_address = ""
         self.binlog_address = f"file://{self.binlog_dir.resolve()}" if self.binlog_dir else ""
@@ -260,7 +263,7 @@ class MiniCluster:
             log.info("upstream %s: replayed %d binlog event(s) after the last checkpoint", self.data_dir, n)
         return n
 
-    def _save_catalog(self, state: dict[str, Any]) -> None:
+    def _save_catalog(self, state: CatalogState) -> None:
         """Save the catalog at every change (a DDL's event is in the binlog already: a crash
         in between is repaired by replaying it)."""
         with self._db_mu, self._db:
@@ -298,7 +301,7 @@ class MiniCluster:
         with self._db_mu:
             return [json.loads(j) for j, in self._db.execute("SELECT job FROM ddl_jobs ORDER BY id DESC")]
 
-    def _save_table_versions(self, versions: list[tuple[int, Any]]) -> None:
+    def _save_table_versions(self, versions: list[tuple[int, TableVersion]]) -> None:
         """The table versions a schema change makes, one row each in cluster.sqlite."""
         with self._db_mu, self._db:
             self._db.executemany("INSERT INTO schema_versions VALUES (?, ?, ?, ?)", [
@@ -391,14 +394,14 @@ class MiniCluster:
     def region_snapshot(self, region_id: int) -> binlog_pb2.Event:
         return self.store.region_snapshot(region_id)
 
-    def table_info(self, db: str, table: str) -> dict[str, object]:
+    def table_info(self, db: str, table: str) -> TableInfoJson:
         return self.catalog.table(db, table)
 
     def table_id(self, db: str, table: str) -> int:
         """The id of ``db.table`` now (what its record keys start with)."""
         return int(self.catalog.table(db, table)["id"])
 
-    def table_info_by_id(self, table_id: int) -> tuple[str, dict[str, object]]:
+    def table_info_by_id(self, table_id: int) -> tuple[str, TableInfoJson]:
         return self.catalog.table_by_id(table_id)
 
     def list_tables(self) -> list[tuple[str, str]]:
@@ -410,10 +413,10 @@ class MiniCluster:
         return self.catalog.create_database(name)
 
     def create_table(
-        self, qualified: str, columns: Sequence[ColumnInfo | Mapping[str, object]],
+        self, qualified: str, columns: Sequence[ColumnInfo | ColumnInfoJson],
         primary_key: Sequence[str] | None = None, clustered: bool = True, row_format: int = 2,
-        partition: Mapping[str, object] | None = None,
-    ) -> dict[str, object]:
+        partition: PartitionSpec | None = None,
+    ) -> TableInfoJson:
         """Create ``db.table`` (the database too when missing); returns its table info.
         ``row_format`` 1 writes its rows in TiDB's old datum format (as clusters upgraded from
         TiDB before 4.0 do), 2 in row format v2. ``partition``: PARTITION BY (``Catalog.create_table``)."""
@@ -446,19 +449,19 @@ class MiniCluster:
     # Schema changes: each is one DDL event in the binlog, with its commit ts and the table
     # info after it (upstream/ddl.py; docs/schema.md says what each does to a replica).
 
-    def add_column(self, qualified: str, column: ColumnInfo | Mapping[str, object],
-                   default: object = None) -> dict[str, object]:
+    def add_column(self, qualified: str, column: ColumnInfo | ColumnInfoJson,
+                   default: object = None) -> TableInfoJson:
         return self.catalog.add_column(*split_table_name(qualified), column, default)
 
-    def drop_column(self, qualified: str, column: str) -> dict[str, object]:
+    def drop_column(self, qualified: str, column: str) -> TableInfoJson:
         return self.catalog.drop_column(*split_table_name(qualified), column)
 
-    def rename_column(self, qualified: str, column: str, new_name: str) -> dict[str, object]:
+    def rename_column(self, qualified: str, column: str, new_name: str) -> TableInfoJson:
         """``ALTER TABLE ... RENAME COLUMN column TO new_name`` (same column id, no rows rewritten)."""
         return self.catalog.rename_column(*split_table_name(qualified), column, new_name)
 
     def modify_column(self, qualified: str, column: str,
-                      new_column: ColumnInfo | Mapping[str, object]) -> dict[str, object]:
+                      new_column: ColumnInfo | ColumnInfoJson) -> TableInfoJson:
         """``ALTER TABLE ... MODIFY COLUMN column <new_column>`` (``make_column(column, "BIGINT")``).
         A widening TiDB does in place (wider integer, longer string, ENUM/SET members appended)
         keeps the column id and rewrites nothing; any other change gives the column a new id
@@ -472,7 +475,7 @@ class MiniCluster:
                 return self.catalog.commit_modify_column(db, name, before, after)
             return self._reorg(db, name, column, before, after)
 
-    def _reorg(self, db: str, name: str, column: str, before: dict[str, Any], after: dict[str, Any]) -> dict[str, object]:
+    def _reorg(self, db: str, name: str, column: str, before: TableInfoJson, after: TableInfoJson) -> TableInfoJson:
         """Rewrite every row of the table with the changed column under its new id, as one
         transaction committed at the DDL's commit ts (its event goes first, so a replica knows
         the new schema before it meets the rows). Runs inside the schema lease: no other
@@ -508,26 +511,26 @@ class MiniCluster:
     # Partition changes (``Catalog.add_partitions`` ...): one DDL event each, the table info
     # after it naming the partitions' ids.
 
-    def add_partitions(self, qualified: str, definitions: Sequence[Mapping[str, object]]) -> dict[str, object]:
+    def add_partitions(self, qualified: str, definitions: Sequence[PartitionDefinitionSpec]) -> TableInfoJson:
         """``ALTER TABLE ADD PARTITION`` (RANGE, LIST): ``[{"name": "p9", "less_than": ["900"]}]``."""
         info = self.catalog.add_partitions(*split_table_name(qualified), definitions)
         self._split_new_partitions(info)
         return info
 
-    def drop_partitions(self, qualified: str, names: Sequence[str]) -> dict[str, object]:
+    def drop_partitions(self, qualified: str, names: Sequence[str]) -> TableInfoJson:
         """``ALTER TABLE DROP PARTITION``: the partitions' rows go with them."""
         return self.catalog.drop_partitions(*split_table_name(qualified), names)
 
-    def truncate_partitions(self, qualified: str, names: Sequence[str]) -> dict[str, object]:
+    def truncate_partitions(self, qualified: str, names: Sequence[str]) -> TableInfoJson:
         """``ALTER TABLE TRUNCATE PARTITION``: each named partition gets a new, empty id."""
         info = self.catalog.truncate_partitions(*split_table_name(qualified), names)
         self._split_new_partitions(info)
         return info
 
-    def exchange_partition(self, qualified: str, partition: str, other: str) -> dict[str, object]:
+    def exchange_partition(self, qualified: str, partition: str, other: str) -> TableInfoJson:
         """``ALTER TABLE EXCHANGE PARTITION partition WITH TABLE other`` (WITH VALIDATION: every
         row of ``other`` must belong in the partition)."""
-        def rows_fit(pt: dict[str, Any], nt: dict[str, Any], pid: int) -> None:
+        def rows_fit(pt: TableInfoJson, nt: TableInfoJson, pid: int) -> None:
             from pyspark_theflash.upstream.rows import TableRows
 
             rows = TableRows(qualified, pt)
@@ -539,7 +542,7 @@ class MiniCluster:
                                                rows_fit)
 
     def reorganize_partitions(self, qualified: str, names: Sequence[str],
-                              definitions: Sequence[dict[str, Any]]) -> dict[str, object]:
+                              definitions: Sequence[PartitionDefinitionSpec]) -> TableInfoJson:
         """``ALTER TABLE REORGANIZE PARTITION names INTO (definitions)``: new partition ids; the
         old partitions' rows are copied into them, committed at the DDL's commit ts (the event
         goes first), as TiDB's reorg backfills before the new partitions become public."""
@@ -550,12 +553,15 @@ class MiniCluster:
             before = self.catalog.table(db, name)
             part = Partitioning.from_json(before.get("partition") or {"definitions": []})
             old_ids = [part.by_name(n).id for n in names]
-            definitions = [dict(d, id=self.catalog.alloc_id()) for d in definitions]
+            definitions = [{**d, "id": self.catalog.alloc_id()} for d in definitions]
             for d in definitions:
                 self._split_table(int(d["id"]))
             after = copy.deepcopy(before)
-            kept = [d for d in after["partition"]["definitions"] if d["id"] not in old_ids]
-            after["partition"]["definitions"] = kept + [definition_json(d, int(d["id"])) for d in definitions]
+            after_partition = after.get("partition")
+            if after_partition is None:
+                raise SchemaError(f"{qualified} is not partitioned")
+            kept = [d for d in after_partition["definitions"] if d["id"] not in old_ids]
+            after_partition["definitions"] = kept + [definition_json(d, int(d["id"])) for d in definitions]
             rows = TableRows(qualified, after)  # routes into the new partitions (order does not matter)
             start_ts = self.tso.get_ts()
             resolver = LockResolver(self.store, self.tso)
@@ -579,19 +585,19 @@ class MiniCluster:
                     self.store.commit(keys[1:], start_ts, commit_ts)
             return info
 
-    def _split_new_partitions(self, info: dict[str, Any]) -> None:
+    def _split_new_partitions(self, info: TableInfoJson) -> None:
         for table_id in physical_ids(info):
             self._split_table(table_id)
 
-    def rename_table(self, qualified: str, new_qualified: str) -> dict[str, object]:
+    def rename_table(self, qualified: str, new_qualified: str) -> TableInfoJson:
         """``RENAME TABLE``: same table id and rows under a new name."""
         return self.catalog.rename_table(*split_table_name(qualified), *split_table_name(new_qualified))
 
-    def drop_table(self, qualified: str) -> dict[str, object]:
+    def drop_table(self, qualified: str) -> TableInfoJson:
         """``DROP TABLE``: the table id is retired (a new table of that name gets a new id)."""
         return self.catalog.drop_table(*split_table_name(qualified))
 
-    def truncate_table(self, qualified: str) -> dict[str, object]:
+    def truncate_table(self, qualified: str) -> TableInfoJson:
         """``TRUNCATE TABLE``: the name moves to a new, empty table id (with a region of its
         own, as at CREATE TABLE); the old id is retired."""
         info = self.catalog.truncate_table(*split_table_name(qualified))
@@ -612,14 +618,14 @@ class MiniCluster:
         """Run ``body(txn)`` and commit, retrying in a new transaction on conflicts."""
         return run_txn(lambda: self.txn(one_pc=one_pc, async_commit=async_commit), body, retries)
 
-    def scan_table(self, qualified: str, ts: int | None = None) -> list[dict[str, Any]]:
+    def scan_table(self, qualified: str, ts: int | None = None) -> list[dict[str, object]]:
         """Every row of ``db.table`` at ``ts`` (default: now), decoded with the schema in force
         at ts (the table that had this name then), as TiDB's stale read does; locks are resolved."""
         ts = ts or self.tso.get_ts()
         return scan_table(self.store, self.tso, self.catalog.table_at(*split_table_name(qualified), ts), ts)
 
     def scan_records(self, qualified: str, ts: int | None = None
-                     ) -> tuple[int, dict[str, object], list[tuple[bytes, bytes]]]:
+                     ) -> tuple[int, TableInfoJson, list[tuple[bytes, bytes]]]:
         """``(ts, table info at ts, [(record key, row value)])`` of ``db.table`` at ``ts``
         (default: now): what the Upstream service's ScanTable streams."""
         ts = ts or self.tso.get_ts()
@@ -631,7 +637,7 @@ class MiniCluster:
         at, table, pairs = self.scan_records(qualified, ts)
         return TableScan(at, split_table_name(qualified)[0], table, decode_records(table, pairs))
 
-    def table_info_at(self, qualified: str, ts: int) -> dict[str, object]:
+    def table_info_at(self, qualified: str, ts: int) -> TableInfoJson:
         """The table info of ``db.table`` in force at ``ts``."""
         return self.catalog.table_at(*split_table_name(qualified), ts)
 
@@ -675,26 +681,26 @@ class MiniCluster:
         from pyspark_theflash.upstream.tikv_stores import StoreServer
 
         status = StatusServer(self.catalog, host, status_port, ddl_history=self.ddl_history)
-        self._servers.append(status)
+        self._stops.append(status.close)
         self.status_address = status.address
         if self.binlog_dir is not None and binlog_port is not None:
             from pyspark_theflash.binlog import serve_binlog
 
             binlog_server = serve_binlog(self.binlog_dir, host, binlog_port)
-            self._servers.append(binlog_server)
+            self._stops.append(binlog_server.stop)
             self.binlog_address = binlog_server.url
         self.topology = Topology(self, stores)
         self.change_feed = ChangeFeed(self)
-        self._servers.append(self.change_feed)
+        self._stops.append(self.change_feed.close)
         self.store_servers = [StoreServer(self, self.change_feed, self.topology, sid, host)
                               for sid in self.topology.store_ids]
-        self._servers.extend(self.store_servers)
+        self._stops.extend(s.close for s in self.store_servers)
         pd = PDServer(self, host, pd_port, members=pd_members)
         self.pd_server = pd
-        self._servers.append(pd)
+        self._stops.append(pd.close)
         self.pd_address = f"pd://{pd.address}"
         upstream = serve_upstream(self, host, port)
-        self._servers.append(upstream)
+        self._stops.append(upstream.close)
         self.upstream_address = f"grpc://{upstream.address}"
         return {"pd": self.pd_address, "status": self.status_address, "upstream": self.upstream_address,
                 "binlog": self.binlog_address}
@@ -755,8 +761,8 @@ class MiniCluster:
         if self._ticker is not None:
             self._ticker.join()
         self.gc_worker.join()
-        for server in reversed(self._servers):
-            (getattr(server, "close", None) or server.stop)()
+        for stop in reversed(self._stops):
+            stop()
         self.checkpoint()
         self._db.close()
         if self._writer is not None:
@@ -788,7 +794,19 @@ def _save_changes(db: sqlite3.Connection, changes: StoreChanges) -> None:
         for k, lk in changes.locks.items() if lk is not None))
 
 
-def _region_from_saved(d: dict[str, Any]) -> Region:
+class SavedRegion(TypedDict):
+    """A region as cluster.sqlite's ``regions`` meta keeps it (keys in hex)."""
+
+    id: int
+    start: str
+    end: str
+    version: int
+    conf_version: int
+    index: int
+    resolved_ts: int
+
+
+def _region_from_saved(d: SavedRegion) -> Region:
     return Region(
         id=d["id"], start=bytes.fromhex(d["start"]), end=bytes.fromhex(d["end"]), version=d["version"],
         conf_version=d["conf_version"], index=d["index"], resolved_ts=d["resolved_ts"],

@@ -24,6 +24,7 @@ from pyspark_theflash.codec.row_v1 import encode_row_v1
 from pyspark_theflash.codec.row_v2 import datum_for_column
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.schema import ColumnInfo, TableInfo
+from pyspark_theflash.schema.info_json import TableInfoJson
 from pyspark_theflash.upstream.errors import SchemaError
 
 DDL = binlog_pb2.Ddl
@@ -95,7 +96,7 @@ def convert_value(value: Any, old: ColumnInfo, new: ColumnInfo, where: str) -> o
     return value
 
 
-def encode_row_v1_for_table(info: TableInfo, values: Mapping[str, Any]) -> bytes:
+def encode_row_v1_for_table(info: TableInfo, values: Mapping[str, object]) -> bytes:
     """TiDB's old row format (v1) of a row given by column name (the int handle column lives
     in the key), as clusters upgraded from TiDB before 4.0 still write it."""
     handle = info.handle_column if info.pk_is_handle else None
@@ -108,7 +109,7 @@ def encode_row_v1_for_table(info: TableInfo, values: Mapping[str, Any]) -> bytes
     return bytes(encode_row_v1(cols))
 
 
-def ddl_event(kind: binlog_pb2.Ddl.Type, commit_ts: int, schema_version: int, db: str, info: Mapping[str, Any],
+def ddl_event(kind: binlog_pb2.Ddl.Type, commit_ts: int, schema_version: int, db: str, info: TableInfoJson,
               old_table_id: int = 0, query: str = "") -> binlog_pb2.Event:
     """The binlog event of one finished schema change (region 0: it belongs to no region)."""
     return binlog_pb2.Event(region_id=0, index=0, ddl=binlog_pb2.Ddl(

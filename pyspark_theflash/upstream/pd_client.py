@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, NamedTuple
+from typing import Callable, NamedTuple, Protocol, TypeVar
 
 import grpc
 
@@ -31,6 +31,16 @@ from pyspark_theflash.proto import metapb_pb2, pdpb_pb2, pdpb_pb2_grpc
 from pyspark_theflash.upstream.channels import upstream_channel
 
 _LOGICAL_BITS = 18
+
+
+class _PdResponse(Protocol):
+    """What every PD response carries: its header (an error, or none)."""
+
+    @property
+    def header(self) -> pdpb_pb2.ResponseHeader: ...
+
+
+_Response = TypeVar("_Response", bound=_PdResponse)
 
 
 class RegionInfo(NamedTuple):
@@ -173,7 +183,7 @@ class PDClient:
     def header(self) -> pdpb_pb2.RequestHeader:
         return pdpb_pb2.RequestHeader(cluster_id=self.cluster_id, caller_id="theflash")
 
-    def _call(self, fn: Callable[[pdpb_pb2_grpc.PDStub], Any]) -> Any:
+    def _call(self, fn: Callable[[pdpb_pb2_grpc.PDStub], _Response]) -> _Response:
         self._ensure()
         deadline = time.monotonic() + self.timeout_s
         while True:
@@ -205,9 +215,10 @@ class PDClient:
 
     def get_ts(self, count: int = 1) -> int:
         """The last of ``count`` fresh timestamps from PD's Tso stream."""
-        def call(stub: pdpb_pb2_grpc.PDStub) -> Any:
+        def call(stub: pdpb_pb2_grpc.PDStub) -> pdpb_pb2.TsoResponse:
             req = pdpb_pb2.TsoRequest(header=self.header(), count=count)
-            return next(iter(stub.Tso(iter([req]), timeout=10)))
+            resp: pdpb_pb2.TsoResponse = next(iter(stub.Tso(iter([req]), timeout=10)))
+            return resp
         resp = self._call(call)
         return (int(resp.timestamp.physical) << _LOGICAL_BITS) + int(resp.timestamp.logical)
 

@@ -15,7 +15,7 @@ import bisect
 
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Iterator, Protocol
+from typing import TYPE_CHECKING, Iterator, Protocol
 
 import grpc
 
@@ -132,6 +132,13 @@ class PDMembers:
         return self.leader
 
 
+class _PdRequest(Protocol):
+    """What every PD request carries: its header (the cluster id the caller expects)."""
+
+    @property
+    def header(self) -> pdpb_pb2.RequestHeader: ...
+
+
 class PDServicer(pdpb_pb2_grpc.PDServicer):
     def __init__(self, cluster: ClusterOfPD, members: PDMembers, index: int) -> None:
         self.cluster = cluster
@@ -141,7 +148,7 @@ class PDServicer(pdpb_pb2_grpc.PDServicer):
     def _header(self) -> pdpb_pb2.ResponseHeader:
         return pdpb_pb2.ResponseHeader(cluster_id=self.cluster.cluster_id)
 
-    def _check(self, request: Any, context: grpc.ServicerContext) -> None:
+    def _check(self, request: _PdRequest, context: grpc.ServicerContext) -> None:
         if self.members.leader != self.index:
             context.abort(grpc.StatusCode.UNAVAILABLE,
                           f"not leader; the leader is {self.members.addresses[self.members.leader]}")

@@ -10,7 +10,7 @@ column ids are worked out once, not on every insert.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Callable, Mapping, SupportsIndex, SupportsInt
 
 import numpy as np
 import pyarrow as pa
@@ -19,15 +19,27 @@ import pyarrow.compute as pc
 from pyspark_theflash import codec
 from pyspark_theflash.codec import batch_encode as B
 from pyspark_theflash.codec import decode_row
+from pyspark_theflash.codec.datum import Datum
 from pyspark_theflash.codec.row_v1 import encode_row_v1
 from pyspark_theflash.codec.row_v2 import datum_for_column, encode_row_v2
 from pyspark_theflash.schema import ColumnInfo, TableInfo, row_columns
 from pyspark_theflash.schema.errors import UnknownColumnError
+from pyspark_theflash.schema.info_json import TableInfoJson
 from pyspark_theflash.schema.partitioning import partitioning_of
 from pyspark_theflash.upstream.errors import DuplicateKeyError, GeneratedValueError, SchemaError
 from pyspark_theflash.upstream.values import check_value, datum, default_value, encode_column, require_column
 
 ROWID = "_tidb_rowid"
+Handle = int | tuple[object, ...]  # a row's handle: an int, or the values of a common handle's key columns
+
+
+def int_handle(handle: object) -> int:
+    """``int(handle)``: the handle of a table whose handle is an integer (an int, or what
+    ``int`` takes: a NumPy integer, a numeric string)."""
+    if isinstance(handle, (str, bytes, bytearray, SupportsInt, SupportsIndex)):
+        return int(handle)
+    raise TypeError(f"int() argument must be a string, a bytes-like object or a real number, not "
+                    f"'{type(handle).__name__}'")
 
 
 class TableRows:
@@ -35,11 +47,11 @@ class TableRows:
     primary key is the handle), ``"common"`` (clustered primary key: the key columns' datums
     are the handle) or ``"rowid"`` (the hidden ``_tidb_rowid``)."""
 
-    def __init__(self, qualified: str, table: Mapping[str, Any], row_format: int = 2) -> None:
+    def __init__(self, qualified: str, table: TableInfoJson, row_format: int = 2) -> None:
         self.qualified = qualified
         self.table = table
         self.row_format = row_format  # 1: TiDB's old datum format (a cluster upgraded from before 4.0)
-        self.info: TableInfo = TableInfo.from_json(dict(table))
+        self.info: TableInfo = TableInfo.from_json(table)
         self.id = self.info.id
         self.kind = "int" if self.info.pk_is_handle else "common" if self.info.is_common_handle else "rowid"
         self.key_columns: tuple[ColumnInfo, ...] = self.info.primary_key_columns
@@ -54,7 +66,7 @@ class TableRows:
         self._route = self.partitioning.router(self.info) if self.partitioning is not None else None
         self.physical_ids = self.partitioning.physical_ids if self.partitioning is not None else (self.id,)
 
-    def physical_id(self, row: Mapping[str, Any]) -> int:
+    def physical_id(self, row: Mapping[str, object]) -> int:
         """The table id a row's record key carries: its partition's, or the table's own."""
         if self._route is None:
             return self.id
@@ -67,7 +79,7 @@ class TableRows:
             values.append(None if value is None else check_value(self.qualified, col, value, 0))
         return self._route(values)
 
-    def keys(self, handle: Any, index: int = 0) -> list[bytes]:
+    def keys(self, handle: object, index: int = 0) -> list[bytes]:
         """Every record key a handle may have: one per partition (a partitioned table's row
         with a handle lives in exactly one), or the one key."""
         return [self.key(handle, index, pid) for pid in self.physical_ids]
@@ -83,19 +95,19 @@ class TableRows:
         except UnknownColumnError as err:
             raise SchemaError(str(err)) from None
 
-    def handle(self, row: Mapping[str, Any], index: int = 0) -> Any:
+    def handle(self, row: Mapping[str, object], index: int = 0) -> Handle:
         """The row's handle: an int, the tuple of key values (checked: CHAR keys trimmed), or
         its _tidb_rowid."""
         if self.kind == "int":
             col = self.handle_column
             assert col is not None
-            h = check_value(self.qualified, col, self._key_value(row, col), index)
+            h = int_handle(check_value(self.qualified, col, self._key_value(row, col), index))
             return h - (1 << 64) if h >= 1 << 63 else h  # an unsigned BIGINT handle keeps its bits
         if self.kind == "common":
             return tuple(check_value(self.qualified, c, self._key_value(row, c), index) for c in self.key_columns)
-        return int(row[ROWID])
+        return int_handle(row[ROWID])
 
-    def _key_value(self, row: Mapping[str, Any], col: ColumnInfo) -> Any:
+    def _key_value(self, row: Mapping[str, object], col: ColumnInfo) -> object:
         if col.name in row:
             return row[col.name]
         for name, value in row.items():
@@ -103,7 +115,7 @@ class TableRows:
                 return value
         return default_value(self.qualified, col)
 
-    def key(self, handle: Any, index: int = 0, physical_id: int | None = None) -> bytes:
+    def key(self, handle: object, index: int = 0, physical_id: int | None = None) -> bytes:
         """The record key of a handle (an int, or the tuple of common-handle values), under
         ``physical_id`` (a partition's) or the table's id."""
         table_id = self.id if physical_id is None else int(physical_id)
@@ -115,15 +127,15 @@ class TableRows:
                     f"({', '.join(c.name for c in self.key_columns)}); got the handle {handle!r}")
             datums = [datum(self.qualified, c, v, index) for c, v in zip(self.key_columns, values)]
             return bytes(codec.encode_common_handle_key(table_id, datums))
-        return bytes(codec.encode_record_key(table_id, int(handle)))
+        return bytes(codec.encode_record_key(table_id, int_handle(handle)))
 
-    def value(self, row: Mapping[str, Any], index: int = 0, *, fill_defaults: bool = True,
+    def value(self, row: Mapping[str, object], index: int = 0, *, fill_defaults: bool = True,
               checked: frozenset[str] | None = None) -> bytes:
         """Row v2 bytes of a row (v1 for a table of row format 1). ``fill_defaults``: columns the row leaves out take their
         DEFAULT (an insert); otherwise they are left out (readers give them their origin
         default). ``checked``: only these columns' values (lower-case names) are checked (an update checks what
         it sets; the rest was checked when written); None checks all."""
-        given: dict[int, Any] = {}
+        given: dict[int, object] = {}
         for name, v in row.items():
             if name != ROWID:
                 col = self.column(name)
@@ -151,7 +163,7 @@ class TableRows:
             cols += self._generated_datums(cols, index)
         return bytes(encode_row_v1(cols) if self.row_format == 1 else encode_row_v2(cols))
 
-    def _generated_datums(self, cols: list[tuple[int, Any]], index: int) -> list[tuple[int, Any]]:
+    def _generated_datums(self, cols: list[tuple[int, Datum]], index: int) -> list[tuple[int, Datum]]:
         """TiDB's insert computes every generated column and checks it in strict mode: a value
         its type cannot hold fails the statement. STORED ones go into the row; VIRTUAL ones are
         only checked (never stored)."""
@@ -257,7 +269,7 @@ class TableRows:
             pk_keys = B.common_handle_record_keys(self.id, [encoded[c.id].key_datums for c in self.key_columns])
         return EncodedRows(keys, values, pk_keys)
 
-    def _routed(self, batch: pa.Table, keys_of: Any) -> pa.BinaryArray:
+    def _routed(self, batch: pa.Table, keys_of: Callable[[int, np.ndarray], pa.Array]) -> pa.BinaryArray:
         """Record keys of every row of ``batch``: ``keys_of(table id, row indexes)`` under the
         table's id, or per partition under each row's partition id (in row order)."""
         n = batch.num_rows
@@ -282,7 +294,7 @@ class TableRows:
         back[where] = np.arange(n)
         return pa.concat_arrays([c.cast(pa.binary()) for c in chunks]).take(pa.array(back))
 
-    def key_text(self, batch: pa.Table, index: int) -> Any:
+    def key_text(self, batch: pa.Table, index: int) -> object:
         """The key columns' values of row ``index`` of a batch (for a duplicate-key error)."""
         lower = {name.lower(): name for name in batch.column_names}
         cols = self.key_columns if self.key_columns else ()

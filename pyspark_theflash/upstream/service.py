@@ -13,6 +13,7 @@ from pyspark_theflash.upstream.client import lock_to_proto, status_to_proto
 from pyspark_theflash.upstream.errors import RegionNotFoundError, SchemaError, UpstreamError
 
 if TYPE_CHECKING:
+    from pyspark_theflash.schema.info_json import TableInfoJson
     from pyspark_theflash.txn.status import SecondaryLocks
     from pyspark_theflash.upstream.percolator import PercolatorStore
     from pyspark_theflash.upstream.tso import TimestampOracle
@@ -57,7 +58,7 @@ class ServedCluster(Protocol):
     def region_snapshot(self, region_id: int) -> binlog_pb2.Event: ...
 
     def scan_records(self, qualified: str, ts: int | None = None
-                     ) -> tuple[int, dict[str, object], list[tuple[bytes, bytes]]]: ...
+                     ) -> tuple[int, TableInfoJson, list[tuple[bytes, bytes]]]: ...
 
 
 class UpstreamServicer(upstream_pb2_grpc.UpstreamServicer):

@@ -15,7 +15,7 @@ import threading
 import time
 from types import TracebackType
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence, TypeVar, Unpack
+from typing import Any, Callable, Mapping, NotRequired, Sequence, TypedDict, TypeVar, Unpack
 
 from pyspark_theflash import codec
 from pyspark_theflash.codec import column_types as T
@@ -26,11 +26,14 @@ from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.schema import ColumnInfo, TableInfo, column, row_columns
 from pyspark_theflash.schema import table as build_table
 from pyspark_theflash.schema.builder import ColumnOptions, default_text
+from pyspark_theflash.schema.info_json import ColumnInfoJson, IndexColumnJson, NameJson, PartitionDefinitionJson, PartitionInfoJson, TableInfoJson
 from pyspark_theflash.schema.table_info import STATE_PUBLIC
 from pyspark_theflash.schema.partitioning import (
     HASH,
     KEY,
     RANGE,
+    PartitionDefinitionSpec,
+    PartitionSpec,
     Partitioning,
     build_partition_json,
     definition_json,
@@ -51,7 +54,7 @@ from pyspark_theflash.schema.defaults import origin_default_value as schema_orig
 from pyspark_theflash.upstream.ddl import DDL, ROW_FORMATS, SchemaLease, changes_in_place, convert_value, ddl_event, encode_row_v1_for_table
 from pyspark_theflash.upstream.async_commit import fits_async_commit, resolve_txn
 from pyspark_theflash.upstream.percolator import Mutation, PercolatorStore
-from pyspark_theflash.upstream.rows import ROWID, TableRows
+from pyspark_theflash.upstream.rows import ROWID, Handle, TableRows, int_handle
 from pyspark_theflash.upstream.tso import TimestampOracle
 
 DEFAULT_TTL_MS = 3000  # TiDB's default lock TTL for small transactions
@@ -59,25 +62,25 @@ PREWRITE_BATCH_KEYS = 64  # keys per prewrite request of an async-commit transac
 _R = TypeVar("_R")  # what a retried call returns (LockResolver.retry, run_txn)
 
 
-def _name(s: str) -> dict[str, str]:
+def _name(s: str) -> NameJson:
     return {"O": s, "L": s.lower()}
 
 
-def _column_json(col: ColumnInfo | Mapping[str, Any]) -> dict[str, Any]:
+def _column_json(col: ColumnInfo | ColumnInfoJson) -> ColumnInfoJson:
     """A TiDB column info dict from the schema builder's column (or a dict already)."""
     if isinstance(col, ColumnInfo):
         return col.to_json()
     if isinstance(col, Mapping):
-        return copy.deepcopy(dict(col))
+        return copy.deepcopy(col)
     raise SchemaError(f"cannot read a column definition from {col!r}: pass schema.column(...) or a TiDB column dict")
 
 
-def _col_name(col: Mapping[str, Any]) -> str:
-    n = col["name"]
+def _col_name(col: ColumnInfoJson | IndexColumnJson) -> str:
+    n: object = col["name"]  # a column dict given by hand may name it with a plain string
     return str(n["O"] if isinstance(n, Mapping) else n)
 
 
-def make_column(name: str, type_sql: str, **options: Unpack[ColumnOptions]) -> dict[str, Any]:
+def make_column(name: str, type_sql: str, **options: Unpack[ColumnOptions]) -> ColumnInfoJson:
     """A TiDB column info dict from a SQL type (``"DECIMAL(10,2)"``), via the schema box's
     builder. Options are the builder's (``not_null``, ``default``, ``unsigned``, ``elems``, ...)."""
     return _column_json(column(name, type_sql, **options))
@@ -86,12 +89,12 @@ def make_column(name: str, type_sql: str, **options: Unpack[ColumnOptions]) -> d
 # ------------------------------------------------------------------------- key and row codec
 
 
-def table_info_of(table: Mapping[str, object]) -> TableInfo:
+def table_info_of(table: TableInfoJson) -> TableInfo:
     """The schema box's TableInfo of a table info dict."""
-    return TableInfo.from_json(dict(table))
+    return TableInfo.from_json(table)
 
 
-def record_key(table: Mapping[str, Any], handle: Any, info: TableInfo | None = None) -> bytes:
+def record_key(table: TableInfoJson, handle: object, info: TableInfo | None = None) -> bytes:
     """The raw record key of ``handle`` (an int, or the tuple of common-handle values).
     ``info``: the table's TableInfo when the caller has it (saves parsing the dict)."""
     if table.get("is_common_handle"):
@@ -99,7 +102,7 @@ def record_key(table: Mapping[str, Any], handle: Any, info: TableInfo | None = N
         values = handle if isinstance(handle, (tuple, list)) else (handle,)
         datums = [datum_for_column(info.column(_col_name(c)), v) for c, v in zip(_pk_columns(table), values)]
         return bytes(codec.encode_common_handle_key(table["id"], datums))
-    return bytes(codec.encode_record_key(table["id"], int(handle)))
+    return bytes(codec.encode_record_key(table["id"], int_handle(handle)))
 
 
 def record_range(table_id: int) -> tuple[bytes, bytes]:
@@ -108,7 +111,7 @@ def record_range(table_id: int) -> tuple[bytes, bytes]:
     return prefix + b"_r", prefix + b"_s"  # '_s' is the first prefix after every '_r' key
 
 
-def _pk_columns(table: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _pk_columns(table: TableInfoJson) -> list[ColumnInfoJson]:
     by_name = {_col_name(c).lower(): c for c in table["cols"]}
     for idx in table.get("index_info") or []:
         if idx.get("primary"):
@@ -116,7 +119,7 @@ def _pk_columns(table: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [c for c in table["cols"] if c["type"]["Flag"] & T.PRI_KEY_FLAG]
 
 
-def encode_value(table: Mapping[str, Any], row: Mapping[str, Any], info: TableInfo | None = None) -> bytes:
+def encode_value(table: TableInfoJson, row: Mapping[str, object], info: TableInfo | None = None) -> bytes:
     """Row format v2 bytes of a row (the int handle column and _tidb_rowid are in the key)."""
     values = {k: v for k, v in row.items() if k != ROWID}
     if table.get("pk_is_handle"):
@@ -124,7 +127,7 @@ def encode_value(table: Mapping[str, Any], row: Mapping[str, Any], info: TableIn
     return bytes(encode_row_for_table(row_columns(info or table_info_of(table)), values))
 
 
-def decode_value(table: Mapping[str, Any], key: bytes, value: bytes, info: TableInfo | None = None) -> dict[str, Any]:
+def decode_value(table: TableInfoJson, key: bytes, value: bytes, info: TableInfo | None = None) -> dict[str, object]:
     """Column values of a stored row, with the handle column (or _tidb_rowid) filled from the key."""
     if table.get("pk_is_handle"):
         _, handle = codec.decode_record_key(key)
@@ -139,14 +142,33 @@ def decode_value(table: Mapping[str, Any], key: bytes, value: bytes, info: Table
 # ------------------------------------------------------------------------- catalog
 
 
+class DatabaseState(TypedDict):
+    """One database of the catalog's saved state."""
+
+    id: int
+    name: str
+    tables: list[TableInfoJson]
+
+
+class CatalogState(TypedDict):
+    """The catalog as it is saved (``Catalog.state``): ids, databases and their table infos,
+    row ids and row formats by table id (JSON: the ids as strings)."""
+
+    next_id: int
+    schema_version: int
+    row_ids: dict[str, int]
+    row_formats: NotRequired[dict[str, int]]  # absent from states saved before row format 1 existed
+    dbs: list[DatabaseState]
+
+
 @dataclass
 class Database:
     id: int
     name: str
-    tables: dict[str, dict[str, Any]] = field(default_factory=dict)  # lower name -> table info
+    tables: dict[str, TableInfoJson] = field(default_factory=dict)  # lower name -> table info
 
 
-TableVersion = tuple[int, str, "dict[str, Any] | None"]  # (commit ts, db, table info; None: dropped)
+TableVersion = tuple[int, str, "TableInfoJson | None"]  # (commit ts, db, table info; None: dropped)
 
 
 class Catalog:
@@ -162,11 +184,11 @@ class Catalog:
     it makes, ``on_change`` then saves the state."""
 
     def __init__(
-        self, tso: TimestampOracle, state: Mapping[str, Any] | None = None,
-        on_change: Callable[[dict[str, Any]], None] | None = None,
+        self, tso: TimestampOracle, state: CatalogState | None = None,
+        on_change: Callable[[CatalogState], None] | None = None,
         on_ddl: Callable[[Callable[[int], binlog_pb2.Event], int | None], int] | None = None,
         on_versions: Callable[[list[tuple[int, "TableVersion"]]], None] | None = None,
-        versions: Sequence[tuple[int, int, str, dict[str, Any] | None]] = (),
+        versions: Sequence[tuple[int, int, str, TableInfoJson | None]] = (),
     ) -> None:
         self._mu = threading.RLock()
         self._on_change = on_change
@@ -186,15 +208,16 @@ class Catalog:
             self.schema_version = state["schema_version"]
             self.row_ids = {int(k): v for k, v in state["row_ids"].items()}
             self.row_formats = {int(k): int(v) for k, v in (state.get("row_formats") or {}).items()}
-            for d in state["dbs"]:
-                self.dbs[d["name"].lower()] = Database(d["id"], d["name"], {t["name"]["L"]: t for t in d["tables"]})
+            for saved in state["dbs"]:
+                self.dbs[saved["name"].lower()] = Database(saved["id"], saved["name"],
+                                                           {t["name"]["L"]: t for t in saved["tables"]})
         for table_id, commit_ts, db, info in versions:
             self.versions.setdefault(int(table_id), []).append((int(commit_ts), db, info))
         for d in self.dbs.values():  # tables from before versions were kept: in force since ever
             for t in d.tables.values():
                 self.versions.setdefault(int(t["id"]), [(0, d.name, copy.deepcopy(t))])
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> CatalogState:
         """Everything but the versions (kept apart, one row per change: see ``on_versions``)."""
         with self._mu:
             return {
@@ -233,12 +256,12 @@ class Catalog:
         self,
         db: str,
         name: str,
-        columns: Sequence[ColumnInfo | Mapping[str, Any]],
+        columns: Sequence[ColumnInfo | ColumnInfoJson],
         primary_key: Sequence[str] | None = None,
         clustered: bool = True,
         row_format: int = 2,
-        partition: Mapping[str, Any] | None = None,
-    ) -> dict[str, Any]:
+        partition: PartitionSpec | None = None,
+    ) -> TableInfoJson:
         """Create ``db.name`` and return its table info. ``partition``: PARTITION BY, as
         ``{"type": "RANGE COLUMNS", "columns": ["d"], "definitions": [{"name": "p0",
         "less_than": ["'1995-01-01'"]}, ...]}`` (``schema.partitioning.build_partition_json``);
@@ -265,17 +288,18 @@ class Catalog:
             except TheFlashError as err:
                 raise SchemaError(f"cannot create table {db}.{name}: {err}") from err
             self._alloc_id()
-            info = dict(built.to_json())
+            info = built.to_json()
+            partition_json = None
             if partition is not None:
-                info["partition"] = self._partition_json(info, partition, f"{db}.{name}")
+                partition_json = info["partition"] = self._partition_json(info, partition, f"{db}.{name}")
             self.row_formats[int(info["id"])] = row_format
             database.tables[name.lower()] = info
             query = f"CREATE TABLE {db}.{name}"
-            if partition is not None:
-                query += " " + partition_clause(info["partition"])
+            if partition_json is not None:
+                query += " " + partition_clause(partition_json)
             return self._ddl_locked(DDL.CREATE_TABLE, database.name, info, query=query)
 
-    def _partition_json(self, info: Mapping[str, Any], spec: Mapping[str, Any], qualified: str) -> dict[str, Any]:
+    def _partition_json(self, info: TableInfoJson, spec: PartitionSpec, qualified: str) -> PartitionInfoJson:
         """TiDB's ``partition`` object of a new table, checked as TiDB checks it: the columns
         exist and every unique key (the primary key) includes them (error 1503)."""
         try:
@@ -283,7 +307,7 @@ class Catalog:
                 str(spec.get("type", "RANGE")), expr=str(spec.get("expr") or ""), columns=spec.get("columns") or (),
                 definitions=spec.get("definitions") or (), num=int(spec.get("num") or 0), alloc_id=lambda: 0)
             parsed = Partitioning.from_json(built)
-            table = TableInfo.from_json(dict(info))
+            table = TableInfo.from_json(info)
             for c in parsed.key_columns():
                 if table.column_any(c) is None:
                     raise SchemaError(f"unknown column {c!r} in the partitioning of {qualified}")
@@ -298,11 +322,11 @@ class Catalog:
             d["id"] = self._alloc_id()
         return built
 
-    def table(self, db: str, name: str) -> dict[str, Any]:
+    def table(self, db: str, name: str) -> TableInfoJson:
         with self._mu:
             return copy.deepcopy(self._table_locked(db, name))
 
-    def _table_locked(self, db: str, name: str) -> dict[str, Any]:
+    def _table_locked(self, db: str, name: str) -> TableInfoJson:
         database = self.dbs.get(db.lower())
         if database is None or name.lower() not in database.tables:
             raise SchemaError(f"unknown table {db}.{name}; known: {', '.join(self._names_locked()) or 'none'}")
@@ -311,7 +335,7 @@ class Catalog:
     def _names_locked(self) -> list[str]:
         return [f"{d.name}.{t['name']['O']}" for d in self.dbs.values() for t in d.tables.values()]
 
-    def table_by_id(self, table_id: int) -> tuple[str, dict[str, Any]]:
+    def table_by_id(self, table_id: int) -> tuple[str, TableInfoJson]:
         with self._mu:
             for d in self.dbs.values():
                 for t in d.tables.values():
@@ -319,7 +343,7 @@ class Catalog:
                         return d.name, copy.deepcopy(t)
         raise SchemaError(f"unknown table id {table_id}")
 
-    def table_at(self, db: str, name: str, ts: int) -> dict[str, Any]:
+    def table_at(self, db: str, name: str, ts: int) -> TableInfoJson:
         """The table called ``db.name`` as of ``ts`` (the version in force then: what TiDB's
         stale read at ts decodes with); SchemaError when no table had that name then."""
         with self._mu:
@@ -344,7 +368,7 @@ class Catalog:
 
     # ---- schema changes (each one DDL event, in commit order with the rows)
 
-    def add_column(self, db: str, name: str, column: ColumnInfo | Mapping[str, Any], default: object = None) -> dict[str, Any]:
+    def add_column(self, db: str, name: str, column: ColumnInfo | ColumnInfoJson, default: object = None) -> TableInfoJson:
         """Add a column at the end; rows written before read it as ``default`` (its
         origin_default). Bumps the schema version."""
         col = _column_json(column)
@@ -364,7 +388,7 @@ class Catalog:
             return self._ddl_locked(DDL.ADD_COLUMN, self.dbs[db.lower()].name, table,
                                     query=f"ALTER TABLE {db}.{name} ADD COLUMN {_col_name(col)}")
 
-    def drop_column(self, db: str, name: str, column: str) -> dict[str, Any]:
+    def drop_column(self, db: str, name: str, column: str) -> TableInfoJson:
         with self.lease.exclusive(), self._mu:
             table = self._table_locked(db, name)
             keep = [c for c in table["cols"] if _col_name(c).lower() != column.lower()]
@@ -379,7 +403,7 @@ class Catalog:
             return self._ddl_locked(DDL.DROP_COLUMN, self.dbs[db.lower()].name, table,
                                     query=f"ALTER TABLE {db}.{name} DROP COLUMN {column}")
 
-    def rename_column(self, db: str, name: str, column: str, new_name: str) -> dict[str, Any]:
+    def rename_column(self, db: str, name: str, column: str, new_name: str) -> TableInfoJson:
         """``ALTER TABLE ... RENAME COLUMN column TO new_name``: the same column id under a new
         name; no row changes (rows carry column ids). Bumps the schema version."""
         with self.lease.exclusive(), self._mu:
@@ -394,7 +418,7 @@ class Catalog:
                                     query=f"ALTER TABLE {db}.{name} RENAME COLUMN {column} TO {new_name}")
 
     def plan_modify_column(self, db: str, name: str, column: str,
-                           new: ColumnInfo | Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], bool]:
+                           new: ColumnInfo | ColumnInfoJson) -> tuple[TableInfoJson, TableInfoJson, bool]:
         """``(table before, table after, in place)`` of ``MODIFY COLUMN column new``: in place
         keeps the column id (``ddl.changes_in_place``); otherwise the column gets a new id
         under its name and offset (TiDB's reorg), and every row must be rewritten with it
@@ -412,8 +436,8 @@ class Catalog:
             new_col = ColumnInfo.from_json({**new_json, "id": old.id, "name": old_json["name"]})
             in_place = changes_in_place(old, new_col)
             after = copy.deepcopy(table)
-            col = dict(new_json, name=copy.deepcopy(old_json["name"]), offset=old_json["offset"],
-                       state=STATE_PUBLIC, version=old_json.get("version", 2))
+            col: ColumnInfoJson = {**new_json, "name": copy.deepcopy(old_json["name"]), "offset": old_json["offset"],
+                                   "state": STATE_PUBLIC, "version": old_json.get("version", 2)}
             if in_place:
                 col["id"] = old.id
                 col["origin_default"] = old_json.get("origin_default")  # rows without it read what they read
@@ -428,20 +452,19 @@ class Catalog:
             after["cols"] = [col if c["id"] == old.id else c for c in after["cols"]]
             return before, after, in_place
 
-    def commit_modify_column(self, db: str, name: str, before: Mapping[str, Any], after: dict[str, Any],
-                             commit_ts: int | None = None) -> dict[str, Any]:
+    def commit_modify_column(self, db: str, name: str, before: TableInfoJson, after: TableInfoJson,
+                             commit_ts: int | None = None) -> TableInfoJson:
         """Make a planned MODIFY COLUMN the table's schema (under ``lease.exclusive()``, with the
         table unchanged since the plan)."""
         with self.lease.exclusive(), self._mu:
             table = self._table_locked(db, name)
             if table.get("schema_version") != before.get("schema_version") or table["id"] != before["id"]:
                 raise SchemaError(f"{db}.{name} changed while MODIFY COLUMN was planned; plan it again")
-            table.clear()
-            table.update(copy.deepcopy(after))
+            table = self.dbs[db.lower()].tables[name.lower()] = copy.deepcopy(after)  # the catalog's entry, replaced
             return self._ddl_locked(DDL.MODIFY_COLUMN, self.dbs[db.lower()].name, table,
                                     query=f"ALTER TABLE {db}.{name} MODIFY COLUMN", commit_ts=commit_ts)
 
-    def rename_table(self, db: str, name: str, new_db: str, new_name: str) -> dict[str, Any]:
+    def rename_table(self, db: str, name: str, new_db: str, new_name: str) -> TableInfoJson:
         """``RENAME TABLE db.name TO new_db.new_name``: same id, same rows, new name."""
         with self.lease.exclusive(), self._mu:
             table = self._table_locked(db, name)
@@ -456,7 +479,7 @@ class Catalog:
             return self._ddl_locked(DDL.RENAME_TABLE, target.name, table,
                                     query=f"RENAME TABLE {db}.{name} TO {new_db}.{new_name}")
 
-    def drop_table(self, db: str, name: str) -> dict[str, Any]:
+    def drop_table(self, db: str, name: str) -> TableInfoJson:
         """``DROP TABLE``: the id is retired (its rows stay in TiKV until GC deletes the range)."""
         with self.lease.exclusive(), self._mu:
             table = self._table_locked(db, name)
@@ -465,7 +488,7 @@ class Catalog:
             return self._ddl_locked(DDL.DROP_TABLE, database.name, table, retire=int(table["id"]),
                                     query=f"DROP TABLE {db}.{name}")
 
-    def truncate_table(self, db: str, name: str) -> dict[str, Any]:
+    def truncate_table(self, db: str, name: str) -> TableInfoJson:
         """``TRUNCATE TABLE``: the name moves to a new, empty table id; the old id is retired."""
         with self.lease.exclusive(), self._mu:
             table = self._table_locked(db, name)
@@ -482,17 +505,19 @@ class Catalog:
     # DDL event carrying the table info after it; a partition's rows live under its id, so
     # a partition dropped or truncated takes its rows with it.
 
-    def _partitioned_locked(self, db: str, name: str) -> tuple[dict[str, Any], Partitioning]:
+    def _partitioned_locked(self, db: str, name: str) -> tuple[TableInfoJson, PartitionInfoJson, Partitioning]:
+        """The table, its ``partition`` object (the table's own, to change in place) and that parsed."""
         table = self._table_locked(db, name)
-        if not table.get("partition"):
+        partition = table.get("partition")
+        if not partition:
             raise SchemaError(f"{db}.{name} is not partitioned")
-        return table, Partitioning.from_json(table["partition"])
+        return table, partition, Partitioning.from_json(partition)
 
-    def add_partitions(self, db: str, name: str, definitions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    def add_partitions(self, db: str, name: str, definitions: Sequence[PartitionDefinitionSpec]) -> TableInfoJson:
         """``ALTER TABLE ADD PARTITION (...)`` of a RANGE or LIST table: new, empty partitions
         (a RANGE one above the last bound)."""
         with self.lease.exclusive(), self._mu:
-            table, part = self._partitioned_locked(db, name)
+            table, partition, part = self._partitioned_locked(db, name)
             if part.type not in (RANGE, 3):
                 raise SchemaError(f"ADD PARTITION of {db}.{name}: the mini cluster adds RANGE and LIST partitions "
                                   f"({part.type_name} is partitioned by {part.type_name}); use REORGANIZE")
@@ -503,51 +528,53 @@ class Catalog:
                     raise SchemaError(f"Duplicate partition name {d['name']} in {db}.{name}")
                 new.append(definition_json(d, 0))
             after = copy.deepcopy(table)
-            after["partition"]["definitions"] += new
-            after["partition"]["num"] = len(after["partition"]["definitions"])
-            check = Partitioning.from_json(after["partition"])
+            after_partition = copy.deepcopy(partition)
+            after_partition["definitions"] += new
+            after_partition["num"] = len(after_partition["definitions"])
+            after["partition"] = after_partition
+            check = Partitioning.from_json(after_partition)
             bounds = check.bounds(TableInfo.from_json(after))
             if check.type == RANGE and any(not _ascending(a, b) for a, b in zip(bounds, bounds[1:])):
                 raise SchemaError(f"VALUES LESS THAN value must be strictly increasing for each partition of {db}.{name}")
-            for d in new:
-                d["id"] = self._alloc_id()
-            table["partition"] = after["partition"]
+            for added in new:
+                added["id"] = self._alloc_id()
+            table["partition"] = after_partition
             return self._ddl_locked(DDL.MODIFY_COLUMN, self.dbs[db.lower()].name, table,
                                     query=f"ALTER TABLE {db}.{name} ADD PARTITION ({', '.join(d['name']['O'] for d in new)})")
 
-    def drop_partitions(self, db: str, name: str, names: Sequence[str]) -> dict[str, Any]:
+    def drop_partitions(self, db: str, name: str, names: Sequence[str]) -> TableInfoJson:
         """``ALTER TABLE DROP PARTITION``: the partitions and their rows are gone."""
         with self.lease.exclusive(), self._mu:
-            table, part = self._partitioned_locked(db, name)
+            table, partition, part = self._partitioned_locked(db, name)
             if part.type not in (RANGE, 3):
                 raise SchemaError(f"DROP PARTITION can only be used on RANGE/LIST partitions ({db}.{name} is {part.type_name})")
             gone = {part.by_name(n).id for n in names}
             if len(gone) == len(part.definitions):
                 raise SchemaError(f"Cannot remove all partitions of {db}.{name}, use DROP TABLE instead")
-            table["partition"]["definitions"] = [d for d in table["partition"]["definitions"] if d["id"] not in gone]
-            table["partition"]["num"] = len(table["partition"]["definitions"])
+            partition["definitions"] = [d for d in partition["definitions"] if d["id"] not in gone]
+            partition["num"] = len(partition["definitions"])
             return self._ddl_locked(DDL.MODIFY_COLUMN, self.dbs[db.lower()].name, table,
                                     query=f"ALTER TABLE {db}.{name} DROP PARTITION {', '.join(names)}")
 
-    def truncate_partitions(self, db: str, name: str, names: Sequence[str]) -> dict[str, Any]:
+    def truncate_partitions(self, db: str, name: str, names: Sequence[str]) -> TableInfoJson:
         """``ALTER TABLE TRUNCATE PARTITION``: each named partition gets a new, empty id."""
         with self.lease.exclusive(), self._mu:
-            table, part = self._partitioned_locked(db, name)
+            table, partition, part = self._partitioned_locked(db, name)
             targets = {part.by_name(n).id for n in names}
-            for d in table["partition"]["definitions"]:
+            for d in partition["definitions"]:
                 if d["id"] in targets:
                     d["id"] = self._alloc_id()
             return self._ddl_locked(DDL.MODIFY_COLUMN, self.dbs[db.lower()].name, table,
                                     query=f"ALTER TABLE {db}.{name} TRUNCATE PARTITION {', '.join(names)}")
 
     def exchange_partition(self, db: str, name: str, partition: str, nt_db: str, nt_name: str,
-                           rows_fit: Callable[[dict[str, Any], dict[str, Any], int], None]) -> dict[str, Any]:
+                           rows_fit: Callable[[TableInfoJson, TableInfoJson, int], None]) -> TableInfoJson:
         """``ALTER TABLE EXCHANGE PARTITION p WITH TABLE nt``: the two swap ids, so the
         partition's rows are nt's and nt's rows the partition's. ``rows_fit(pt, nt, pid)``
         raises when a row of nt does not belong in the partition (WITH VALIDATION). Two DDL
         events: the partitioned table, then nt under its new id."""
         with self.lease.exclusive(), self._mu:
-            table, part = self._partitioned_locked(db, name)
+            table, partition_json, part = self._partitioned_locked(db, name)
             nt = self._table_locked(nt_db, nt_name)
             if nt.get("partition"):
                 raise SchemaError(f"{nt_db}.{nt_name} is partitioned: exchange needs a non-partitioned table")
@@ -558,7 +585,7 @@ class Catalog:
                 raise SchemaError(f"Tables have different definitions: {db}.{name} and {nt_db}.{nt_name}")
             pid, nt_id = part.by_name(partition).id, int(nt["id"])
             rows_fit(table, nt, pid)
-            for d in table["partition"]["definitions"]:
+            for d in partition_json["definitions"]:
                 if d["id"] == pid:
                     d["id"] = nt_id
             query = f"ALTER TABLE {db}.{name} EXCHANGE PARTITION {partition} WITH TABLE {nt_db}.{nt_name}"
@@ -571,26 +598,26 @@ class Catalog:
             return out
 
     def reorganize_partitions(self, db: str, name: str, names: Sequence[str],
-                              definitions: Sequence[Mapping[str, Any]], commit_ts: int | None = None) -> dict[str, Any]:
+                              definitions: Sequence[PartitionDefinitionSpec], commit_ts: int | None = None) -> TableInfoJson:
         """``ALTER TABLE REORGANIZE PARTITION names INTO (definitions)`` (the table info after
         it): the new partitions get new ids; ``MiniCluster.reorganize_partitions`` copies the
         rows into them at the DDL's commit ts."""
         with self.lease.exclusive(), self._mu:
-            table, part = self._partitioned_locked(db, name)
+            table, partition, part = self._partitioned_locked(db, name)
             old = [part.by_name(n) for n in names]
             positions = sorted(part.definitions.index(p) for p in old)
             if positions != list(range(positions[0], positions[0] + len(positions))):
                 raise SchemaError(f"REORGANIZE PARTITION of {db}.{name}: the partitions must be consecutive")
             new = [definition_json(d, int(d.get("id") or self._alloc_id())) for d in definitions]
-            defs = table["partition"]["definitions"]
-            table["partition"]["definitions"] = defs[:positions[0]] + new + defs[positions[-1] + 1:]
-            table["partition"]["num"] = len(table["partition"]["definitions"])
+            defs = partition["definitions"]
+            partition["definitions"] = defs[:positions[0]] + new + defs[positions[-1] + 1:]
+            partition["num"] = len(partition["definitions"])
             return self._ddl_locked(DDL.MODIFY_COLUMN, self.dbs[db.lower()].name, table, commit_ts=commit_ts,
                                     query=f"ALTER TABLE {db}.{name} REORGANIZE PARTITION {', '.join(names)} INTO "
                                           f"({', '.join(d['name']['O'] for d in new)})")
 
-    def _ddl_locked(self, kind: binlog_pb2.Ddl.Type, db: str, table: dict[str, Any], *, retire: int = 0,
-                    query: str = "", commit_ts: int | None = None) -> dict[str, Any]:
+    def _ddl_locked(self, kind: binlog_pb2.Ddl.Type, db: str, table: TableInfoJson, *, retire: int = 0,
+                    query: str = "", commit_ts: int | None = None) -> TableInfoJson:
         """One finished schema change of ``table`` (already changed in place; for DROP TABLE the
         table as it was): new schema version, commit ts, binlog event, versions, saved state."""
         self.schema_version += 1
@@ -816,7 +843,7 @@ class Txn:
             rows = self._rows[qualified] = self.catalog.rows(*split_table_name(qualified))
         return rows
 
-    def table(self, qualified: str) -> Mapping[str, Any]:
+    def table(self, qualified: str) -> TableInfoJson:
         """The table's info as of this transaction's first use of it (read-only)."""
         return self.rows(qualified).table
 
@@ -830,7 +857,7 @@ class Txn:
             return m.value if m.op == binlog_pb2.PUT else None
         return self.resolver.retry(lambda: self.store.get(key, self.start_ts), self.start_ts)
 
-    def _find(self, rows: TableRows, handle: Any, index: int = 0) -> tuple[bytes, bytes | None]:
+    def _find(self, rows: TableRows, handle: object, index: int = 0) -> tuple[bytes, bytes | None]:
         """The record key of a handle and its value at start_ts; a partitioned table's row is
         looked for in each partition (its key carries the partition's id)."""
         keys = rows.keys(handle, index)
@@ -840,14 +867,14 @@ class Txn:
                 return key, value
         return keys[0], None
 
-    def get(self, qualified: str, handle: object) -> dict[str, Any] | None:
+    def get(self, qualified: str, handle: object) -> dict[str, object] | None:
         rows = self.rows(qualified)
         key, value = self._find(rows, handle)
         return None if value is None else rows.decode(key, value)
 
     # ---- writes
 
-    def insert(self, qualified: str, row: Mapping[str, Any]) -> Any:
+    def insert(self, qualified: str, row: Mapping[str, object]) -> Handle:
         """Insert a row as TiDB's INSERT does: left-out columns take their DEFAULT, values are
         checked in strict SQL mode (``InvalidValueError``), an existing key is a
         ``DuplicateKeyError``. Returns the handle (the allocated _tidb_rowid for tables
@@ -865,7 +892,7 @@ class Txn:
         self.rows_written += 1
         return handle
 
-    def update(self, qualified: str, row: Mapping[str, Any]) -> None:
+    def update(self, qualified: str, row: Mapping[str, object]) -> None:
         """Set the given columns of the row identified by the key columns in ``row`` (the
         values set are checked as ``insert`` checks them)."""
         rows = self.rows(qualified)
@@ -1021,7 +1048,7 @@ def run_txn(
 
 
 def scan_records(
-    store: PercolatorStore, tso: TimestampOracle, table: Mapping[str, Any], ts: int,
+    store: PercolatorStore, tso: TimestampOracle, table: TableInfoJson, ts: int,
 ) -> list[tuple[bytes, bytes]]:
     """Every (record key, row value) of a table at ts, in key order (locks met are resolved
     as a reader would)."""
@@ -1033,7 +1060,7 @@ def scan_records(
     return out
 
 
-def physical_ids(table: Mapping[str, Any]) -> list[int]:
+def physical_ids(table: TableInfoJson) -> list[int]:
     """The ids a table's rows are keyed under: its partitions' (PARTITION BY) or its own."""
     part = table.get("partition")
     if part:
@@ -1041,7 +1068,7 @@ def physical_ids(table: Mapping[str, Any]) -> list[int]:
     return [int(table["id"])]
 
 
-def decode_records(table: Mapping[str, Any], pairs: Sequence[tuple[bytes, bytes]]) -> list[dict[str, Any]]:
+def decode_records(table: TableInfoJson, pairs: Sequence[tuple[bytes, bytes]]) -> list[dict[str, object]]:
     """Rows as ``{column: value}`` (``codec.decode_row``'s values, the handle column or
     ``_tidb_rowid`` from the key) of records of ``table``."""
     info = table_info_of(table)
@@ -1064,15 +1091,15 @@ def decode_records(table: Mapping[str, Any], pairs: Sequence[tuple[bytes, bytes]
 
 
 def scan_table(
-    store: PercolatorStore, tso: TimestampOracle, table: Mapping[str, Any], ts: int,
-) -> list[dict[str, Any]]:
+    store: PercolatorStore, tso: TimestampOracle, table: TableInfoJson, ts: int,
+) -> list[dict[str, object]]:
     """Every row of a table at ts (locks met are resolved as a reader would)."""
     return decode_records(table, scan_records(store, tso, table, ts))
 
 
 def get_row(
-    store: PercolatorStore, tso: TimestampOracle, table: Mapping[str, Any], handle: Any, ts: int,
-) -> dict[str, Any] | None:
+    store: PercolatorStore, tso: TimestampOracle, table: TableInfoJson, handle: object, ts: int,
+) -> dict[str, object] | None:
     key = record_key(table, handle)
     value = LockResolver(store, tso).retry(lambda: store.get(key, ts), ts)
     return None if value is None else decode_value(table, key, value)

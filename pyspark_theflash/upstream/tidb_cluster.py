@@ -23,12 +23,12 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import Any, Callable, Iterable, Sequence
+from typing import Callable, Iterable, NoReturn, Protocol, Sequence, TypeVar
 
 import grpc
 
 from pyspark_theflash.codec import encode_region_key
-from pyspark_theflash.proto import binlog_pb2, kvrpcpb_pb2, metapb_pb2, pdpb_pb2, pdpb_pb2_grpc, tikvpb_pb2_grpc
+from pyspark_theflash.proto import binlog_pb2, errorpb_pb2, kvrpcpb_pb2, metapb_pb2, pdpb_pb2, pdpb_pb2_grpc, tikvpb_pb2_grpc
 from pyspark_theflash.txn.status import LockInfo, SecondaryLocks, TxnAction, TxnStatus
 from pyspark_theflash.upstream.errors import PDError, SchemaError, TiKVError, UpstreamError
 from pyspark_theflash.upstream.pd_client import PDClient, RegionInfo, parse_pd_addresses
@@ -40,19 +40,34 @@ _OP_OF_LOCK_TYPE = {kvrpcpb_pb2.Put: binlog_pb2.PUT, kvrpcpb_pb2.Del: binlog_pb2
 REGION_RETRIES = 20
 
 
+class _KvResponse(Protocol):
+    """What ``_call_key`` reads of a TiKV response: its region error and its key error."""
+
+    def HasField(self, field_name: str) -> bool: ...  # noqa: N802 (protobuf's name)
+
+    @property
+    def region_error(self) -> errorpb_pb2.Error: ...
+
+    @property
+    def error(self) -> kvrpcpb_pb2.KeyError: ...
+
+
+_Response = TypeVar("_Response", bound=_KvResponse)
+
+
 class TsoBatcher:
     """One ``Tso`` stream; asks waiting at once go out as one request for ``count`` timestamps,
     as client-go's tsoDispatcher sends them, and each gets its own of the consecutive range."""
 
     def __init__(self, pd: PDClient) -> None:
         self.pd = pd
-        self._waiting: queue.Queue[tuple[int, queue.Queue[Any]]] = queue.Queue()
+        self._waiting: queue.Queue[tuple[int, queue.Queue[int | Exception]]] = queue.Queue()
         self._thread = threading.Thread(target=self._dispatch, name="tso-batcher", daemon=True)
         self._closed = False
         self._thread.start()
 
     def get_ts(self, count: int = 1, timeout_s: float = 30.0) -> int:
-        reply: queue.Queue[Any] = queue.Queue(1)
+        reply: queue.Queue[int | Exception] = queue.Queue(1)
         self._waiting.put((count, reply))
         try:
             result = reply.get(timeout=timeout_s)
@@ -171,8 +186,8 @@ class TiDBClusterClient:
             peer=metapb_pb2.Peer(store_id=region.leader_store), cluster_id=self.pd.cluster_id,
             request_source="theflash")
 
-    def _call_key(self, key: bytes, call: Callable[[tikvpb_pb2_grpc.TikvStub, kvrpcpb_pb2.Context], Any],
-                  what: str) -> Any:
+    def _call_key(self, key: bytes, call: Callable[[tikvpb_pb2_grpc.TikvStub, kvrpcpb_pb2.Context], _Response],
+                  what: str) -> _Response:
         """``call`` on the region holding ``key``, following region errors back to PD."""
         last = ""
         for attempt in range(REGION_RETRIES):
@@ -270,7 +285,7 @@ class TiDBClusterClient:
 
     # ------------------------------------------------------------------ not PD's
 
-    def _no_schema(self, *args: object) -> Any:
+    def _no_schema(self, *args: object) -> NoReturn:
         raise SchemaError(f"{self.address} reaches PD and TiKV only: table infos come from TiDB's status port "
                           "(--schema-url http://HOST:STATUS_PORT) or the store")
 

@@ -34,11 +34,14 @@ import threading
 import time
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Callable, Mapping, TypedDict, Unpack
+from typing import TYPE_CHECKING, Callable, Mapping, TypedDict, Unpack
 
 from pyspark_theflash.codec import column_types as T
 from pyspark_theflash.codec import encode_record_key
+from pyspark_theflash.schema.builder import ColumnOptions
+from pyspark_theflash.schema.info_json import ColumnInfoJson, TableInfoJson
 from pyspark_theflash.upstream.errors import SchemaError, TxnAbortedError, UpstreamError
+from pyspark_theflash.upstream.rows import int_handle
 from pyspark_theflash.upstream.tidb import Abandoned, Txn, make_column, table_info_of
 
 if TYPE_CHECKING:
@@ -336,12 +339,12 @@ class BankWorkload(Workload):
                 moved = 0
                 for a in sources:
                     row = _account(t, self.table, a)
-                    amount = min(1, row["balance"]) if row["balance"] > 0 else 0
+                    amount = min(1, _int(row, "balance")) if _int(row, "balance") > 0 else 0
                     if amount:
-                        t.update(self.table, {"id": a, "balance": row["balance"] - amount})
+                        t.update(self.table, {"id": a, "balance": _int(row, "balance") - amount})
                         moved += amount
                 row = _account(t, self.table, sink)
-                t.update(self.table, {"id": sink, "balance": row["balance"] + moved})
+                t.update(self.table, {"id": sink, "balance": _int(row, "balance") + moved})
 
             if self.commit(rng, gather):
                 self.stats.add("large")
@@ -351,14 +354,14 @@ class BankWorkload(Workload):
 
         def transfer(t: Txn) -> None:
             ra, rb = _account(t, self.table, a), _account(t, self.table, b)
-            moved = min(amount, ra["balance"])
-            t.update(self.table, {"id": a, "balance": ra["balance"] - moved})
-            t.update(self.table, {"id": b, "balance": rb["balance"] + moved})
+            moved = min(amount, _int(ra, "balance"))
+            t.update(self.table, {"id": a, "balance": _int(ra, "balance") - moved})
+            t.update(self.table, {"id": b, "balance": _int(rb, "balance") + moved})
 
         self.commit(rng, transfer)
 
     def balances(self, ts: int) -> dict[int, int]:
-        return {r["id"]: r["balance"] for r in self.cluster.scan_table(self.table, ts)}
+        return {_int(r, "id"): _int(r, "balance") for r in self.cluster.scan_table(self.table, ts)}
 
     def verify(self, ts: int) -> int:
         """The total balance at ``ts``; raises AssertionError when it is not the constant."""
@@ -421,16 +424,16 @@ class TwoTableBankWorkload(Workload):
 
         def transfer(t: Txn) -> None:
             ra = _account(t, source, a)
-            moved = min(amount, ra["balance"])
-            t.update(source, {"id": a, "balance": ra["balance"] - moved})
+            moved = min(amount, _int(ra, "balance"))
+            t.update(source, {"id": a, "balance": _int(ra, "balance") - moved})
             rb = _account(t, sink, b)
-            t.update(sink, {"id": b, "balance": rb["balance"] + moved})
+            t.update(sink, {"id": b, "balance": _int(rb, "balance") + moved})
 
         self.commit(rng, transfer)
 
     def verify(self, ts: int) -> int:
         """The sum over both tables at ``ts``; raises AssertionError when it is not the constant."""
-        total: int = sum(r["balance"] for table in self.tables for r in self.cluster.scan_table(table, ts))
+        total: int = sum(_int(r, "balance") for table in self.tables for r in self.cluster.scan_table(table, ts))
         if total != self.total:
             raise AssertionError(f"two-table bank invariant broken at ts {ts}: total {total} (want {self.total})")
         return total
@@ -441,7 +444,7 @@ class TwoTableBankWorkload(Workload):
 ORDERS_DB = "shop"
 
 
-def orders_columns() -> dict[str, list[tuple[str, str, dict[str, Any]]]]:
+def orders_columns() -> dict[str, list[tuple[str, str, ColumnOptions]]]:
     """Column definitions of the orders workload: every TiDB type the codec handles."""
     return {
         "customers": [
@@ -499,7 +502,7 @@ AUDIT = f"{ORDERS_DB}.audit"
 AUDIT_PREVIOUS = f"{ORDERS_DB}.audit_previous"
 
 
-def audit_columns() -> list[dict[str, Any]]:
+def audit_columns() -> list[ColumnInfoJson]:
     """``shop.audit``: no primary key (_tidb_rowid handle), rows in TiDB's old format v1."""
     return [make_column("order_id", "BIGINT", not_null=True), make_column("event", "VARCHAR(32)"),
             make_column("at", "DATETIME(3)")]
@@ -548,13 +551,13 @@ class OrdersWorkload(Workload):
             self.cluster.create_table(AUDIT, audit_columns(), row_format=1)
         with self._mu:
             for row in self.cluster.scan_table(f"{ORDERS_DB}.orders"):
-                self._orders[row["id"]] = []
-                self._next_order = max(self._next_order, row["id"])
+                self._orders[_int(row, "id")] = []
+                self._next_order = max(self._next_order, _int(row, "id"))
             for row in self.cluster.scan_table(f"{ORDERS_DB}.customers"):
-                self._customers.append((row["country"], row["customer_id"]))
-                self._next_customer = max(self._next_customer, row["customer_id"])
+                self._customers.append((str(row["country"]), _int(row, "customer_id")))
+                self._next_customer = max(self._next_customer, _int(row, "customer_id"))
             for row in self.cluster.scan_table(f"{ORDERS_DB}.order_items"):
-                self._orders.setdefault(row["order_id"], []).append(row["_tidb_rowid"])
+                self._orders.setdefault(_int(row, "order_id"), []).append(_int(row, "_tidb_rowid"))
 
     def random_key(self, rng: random.Random) -> bytes | None:
         if not self._orders:
@@ -564,10 +567,10 @@ class OrdersWorkload(Workload):
 
     # ---- random values
     @staticmethod
-    def _maybe(rng: random.Random, value: object, null_p: float = 0.2) -> Any:
+    def _maybe(rng: random.Random, value: object, null_p: float = 0.2) -> object:
         return None if rng.random() < null_p else value
 
-    def _customer_row(self, rng: random.Random, country: str, cid: int) -> dict[str, Any]:
+    def _customer_row(self, rng: random.Random, country: str, cid: int) -> dict[str, object]:
         m = self._maybe
         return {
             "country": country,
@@ -587,7 +590,7 @@ class OrdersWorkload(Workload):
                                "list": [1, "two", None, True]}),
         }
 
-    def _order_row(self, rng: random.Random, oid: int, customer: tuple[str, int]) -> dict[str, Any]:
+    def _order_row(self, rng: random.Random, oid: int, customer: tuple[str, int]) -> dict[str, object]:
         m = self._maybe
         return {
             "id": oid,
@@ -613,7 +616,7 @@ class OrdersWorkload(Workload):
             "flags": m(rng, rng.randint(0, (1 << 64) - 1)),
         }
 
-    def _item_row(self, rng: random.Random, oid: int, n: int) -> dict[str, Any]:
+    def _item_row(self, rng: random.Random, oid: int, n: int) -> dict[str, object]:
         m = self._maybe
         return {
             "order_id": oid,
@@ -663,7 +666,7 @@ class OrdersWorkload(Workload):
             t.insert(f"{ORDERS_DB}.orders", self._order_row(rng, oid, customer) | _changed_values(
                 rng, t.table(f"{ORDERS_DB}.orders"), ()))
             for n in range(n_items):
-                item_ids.append(t.insert(f"{ORDERS_DB}.order_items", self._item_row(rng, oid, n)))
+                item_ids.append(int_handle(t.insert(f"{ORDERS_DB}.order_items", self._item_row(rng, oid, n))))
 
         if self.commit(rng, body):
             if large:
@@ -779,7 +782,7 @@ class OrdersWorkload(Workload):
         self.stats.add("schema_changes")
 
 
-def _account(t: Txn, table: str, account: int) -> dict[str, Any]:
+def _account(t: Txn, table: str, account: int) -> dict[str, object]:
     """An account's row: every account exists from the workload's setup on (a missing one
     breaks the bank's invariant)."""
     row = t.get(table, account)
@@ -788,17 +791,25 @@ def _account(t: Txn, table: str, account: int) -> dict[str, Any]:
     return row
 
 
-def _elems(table: Mapping[str, Any], column: str) -> list[str]:
+def _int(row: Mapping[str, object], column: str) -> int:
+    """An integer column's value in a row read back (the workloads' keys, row ids and balances)."""
+    value = row[column]
+    if not isinstance(value, int):
+        raise AssertionError(f"{column} = {value!r} is not an integer")
+    return value
+
+
+def _elems(table: TableInfoJson, column: str) -> list[str]:
     col = next(c for c in table["cols"] if c["name"]["O"] == column)
     return list(col["type"].get("Elems") or [])
 
 
-def _changed_values(rng: random.Random, table: Mapping[str, Any], members_of: tuple[str, ...]) -> dict[str, Any]:
+def _changed_values(rng: random.Random, table: TableInfoJson, members_of: tuple[str, ...]) -> dict[str, object]:
     """Values for the columns schema changes added or retyped (``extra_*``) as the schema the
     transaction writes with types them, the widest values that type holds now and then (a
     widened INT gets values beyond 32 bits at once); for SET columns in ``members_of``,
     members appended by a schema change."""
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     for c in table["cols"]:
         name, tp = c["name"]["O"], c["type"]["Tp"]
         if name.startswith("extra_"):
@@ -811,7 +822,7 @@ def _changed_values(rng: random.Random, table: Mapping[str, Any], members_of: tu
             else:
                 out[name] = f"v{rng.randrange(10**6)}"
         elif name in members_of and len(c["type"].get("Elems") or ()) > 3 and rng.random() < 0.5:
-            out[name] = c["type"]["Elems"][-1]
+            out[name] = (c["type"].get("Elems") or [])[-1]
     return out
 
 
@@ -820,7 +831,7 @@ def _changed_values(rng: random.Random, table: Mapping[str, Any], members_of: tu
 TYPES_TABLE = "kinds.every_type"
 
 
-def types_columns() -> list[tuple[str, str, dict[str, Any]]]:
+def types_columns() -> list[tuple[str, str, ColumnOptions]]:
     """Column definitions of the types workload: every TiDB type but TIME (which keeps a table
     off the native read path; ``shop.orders`` has one), the handle first."""
     return [
@@ -846,7 +857,7 @@ def _extreme_or(rng: random.Random, lo: int, hi: int, small: range) -> int:
     return rng.choice((lo, hi)) if rng.random() < 0.1 else rng.choice(small)
 
 
-def types_value(rng: random.Random, name: str) -> Any:
+def types_value(rng: random.Random, name: str) -> object:
     """A random non-NULL value of the types table's column ``name``."""
     e = _extreme_or
     base_day = dt.date(2020, 1, 1)
@@ -907,7 +918,7 @@ class TypesWorkload(Workload):
         self._names = [n for n, _, _ in types_columns() if n != "id"]
         self._nullable = {n for n, _, o in types_columns() if not o.get("not_null")}
 
-    def row(self, rng: random.Random, row_id: int) -> dict[str, Any]:
+    def row(self, rng: random.Random, row_id: int) -> dict[str, object]:
         return {"id": row_id, **{n: None if n in self._nullable and rng.random() < 0.15 else types_value(rng, n)
                                  for n in self._names}}
 
@@ -923,7 +934,7 @@ class TypesWorkload(Workload):
                     for i in range(lo, min(lo + 100, self.rows)):
                         t.insert(self.table, self.row(rng, i))
         with self._mu:
-            self._ids = sorted(r["id"] for r in self.cluster.scan_table(self.table))
+            self._ids = sorted(_int(r, "id") for r in self.cluster.scan_table(self.table))
             self._next_id = (self._ids[-1] + 1) if self._ids else 0
 
     def random_key(self, rng: random.Random) -> bytes | None:

@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, TextIO
+from typing import TYPE_CHECKING, Callable, TextIO
 
 from pyspark_theflash.stop_signals import stop_on_signals
 from pyspark_theflash.store.txn_merge_tree import PART_COMPRESSION
@@ -17,6 +17,7 @@ from pyspark_theflash.writer import options as o
 from pyspark_theflash.writer.status import REGIONS_SHOWN, region_summary, worst_regions, writer_status
 
 if TYPE_CHECKING:
+    from pyspark_theflash.writer.progress import WriterStatus
     from pyspark_theflash.latch.protocol import Latch
     from pyspark_theflash.store import Store
 
@@ -204,7 +205,7 @@ class ProgressDisplay:
         self._width = 0
         self._log = logging.getLogger("theflash.writer.progress")
 
-    def __call__(self, status: dict[str, Any]) -> None:
+    def __call__(self, status: WriterStatus) -> None:
         from pyspark_theflash.writer.progress import progress_line
 
         line = progress_line(status)

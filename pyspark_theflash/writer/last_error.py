@@ -7,9 +7,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pyspark_theflash.store.manifest import WRITER_ERROR_FILE
+
+if TYPE_CHECKING:
+    from pyspark_theflash.writer.progress import LastError
 
 RECORD_BYTES = 4096
 # What the reserved record says until a run ends on an error (padded with spaces to its size):
@@ -39,7 +42,7 @@ def reserve(store: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def record(store: str | os.PathLike[str], error: dict[str, Any]) -> None:
+def record(store: str | os.PathLike[str], error: LastError) -> None:
     """Overwrite the reserved record with ``error`` ({"message", "kind", "at"})."""
     data = json.dumps(error).encode()
     if len(data) > RECORD_BYTES:
@@ -53,7 +56,7 @@ def record(store: str | os.PathLike[str], error: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def read(store: str | os.PathLike[str]) -> dict[str, Any] | None:
+def read(store: str | os.PathLike[str]) -> LastError | None:
     try:
         text = path(store).read_bytes().strip(b" \0")
     except FileNotFoundError:
@@ -61,7 +64,7 @@ def read(store: str | os.PathLike[str]) -> dict[str, Any] | None:
     if not text.startswith(b"{"):  # NO_ERROR, or an older writer's NUL bytes
         return None
     try:
-        found = json.loads(text)
+        found: LastError | None = json.loads(text)  # checked below: an object with a message
     except ValueError:
         return None  # torn by a crash mid-write: nothing trustworthy to show
     return found if isinstance(found, dict) and "message" in found else None

@@ -8,6 +8,7 @@ applied index — so a SIGKILL at any point loses and doubles nothing.
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -37,7 +38,7 @@ from pyspark_theflash.writer import last_error
 from pyspark_theflash.writer.daemon import remove_pid_file, write_pid_file
 from pyspark_theflash.writer.errors import SchemaUnavailableError, TableGoneUpstreamError, WriterConfigError
 from pyspark_theflash.writer.options import WriterOptions
-from pyspark_theflash.writer.progress import Progress
+from pyspark_theflash.writer.progress import Progress, WriterStatus
 from pyspark_theflash.writer.schema_guard import column_ids_by_table, unknown_column_ids
 from pyspark_theflash.writer.schemas import HttpSchemaSource, SchemaSource, UpstreamSchemaSource, table_name
 
@@ -112,7 +113,7 @@ class Writer:
         options: WriterOptions,
         stop: threading.Event | None = None,
         *,
-        on_progress: Callable[[dict[str, object]], None] | None = None,
+        on_progress: Callable[[WriterStatus], None] | None = None,
         configure_store: Callable[[Store], None] | None = None,
     ) -> None:
         self.options = options
@@ -121,7 +122,7 @@ class Writer:
         self.configure_store = configure_store
         self.progress = Progress(interval_s=options.interval_s)
         self._status_lock = threading.Lock()
-        self._status: dict[str, object] = self.progress.to_status()
+        self._status: WriterStatus = self.progress.to_status()
         self.latch: LocalLatch | None = None
         self.holder: WriterHolder | None = None
         self.store: Store | None = None
@@ -175,9 +176,9 @@ class Writer:
         return self.holder
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def status(self) -> dict[str, object]:
+    def status(self) -> WriterStatus:
         with self._status_lock:
-            return dict(self._status)
+            return copy.copy(self._status)
 
     def run(self) -> None:
         opts = self.options
@@ -369,9 +370,9 @@ class Writer:
         is gone (the reserved record: written even on a full disk), and publish it. (The
         caller reports the error itself: the CLI on stderr and in the log file.)"""
         self.progress.state = "failed"
-        self.progress.last_error = {"message": str(exc), "kind": type(exc).__name__, "at": time.time()}
+        error = self.progress.last_error = {"message": str(exc), "kind": type(exc).__name__, "at": time.time()}
         steps: tuple[tuple[str, Callable[[], object]], ...] = (
-            ("record", lambda: last_error.record(self.options.store, self.progress.last_error or {})),
+            ("record", lambda: last_error.record(self.options.store, error)),
             ("publish", lambda: self._publish(force=True)))
         for what, step in steps:
             try:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Callable
 
-from pyspark_theflash.status_http import StatusServer
-from pyspark_theflash.writer.progress import prometheus_text
+from pyspark_theflash.status_http import TypedStatusServer
+from pyspark_theflash.writer.progress import WriterStatus, prometheus_text
 
 
-class MetricsServer(StatusServer):
-    def __init__(self, status: Callable[[], dict[str, object]], port: int = 0, host: str = "127.0.0.1") -> None:
+class MetricsServer(TypedStatusServer[WriterStatus]):
+    def __init__(self, status: Callable[[], WriterStatus], port: int = 0, host: str = "127.0.0.1") -> None:
         super().__init__(status, prometheus_text, port, host, thread_name="writer-metrics")

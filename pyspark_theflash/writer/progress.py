@@ -8,12 +8,93 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Iterable, Literal, Protocol, TypedDict
 
 from pyspark_theflash.codec.tso import logical, physical_ms
 from pyspark_theflash.status_http import Exposition
 
+if TYPE_CHECKING:
+    from pyspark_theflash.store.manifest import RegionRow
+
 RATE_WINDOW_S = 10.0
+
+
+class LastError(TypedDict):
+    """The error that ended a writer's run (``writer.last_error``): unix seconds ``at``."""
+
+    message: str
+    kind: str
+    at: float
+
+
+class ServeAddresses(TypedDict):
+    """Where a writer run with ``--serve`` serves reads."""
+
+    flight: str | None
+    http: str | None
+
+
+class RegionStatus(TypedDict):
+    """One region in a writer's status (lags None where the writer is not running)."""
+
+    region_id: int
+    applied_index: int
+    resolved_ts: int
+    lag_events: int | None
+    lag_ms: int | None
+
+
+class WriterStatus(TypedDict, total=False):
+    """A writer's status (``Progress.to_status``), published through the latch and shown by
+    ``writer status``, the progress line and /metrics. ``writer`` (its latch holder) and the
+    ``token``/``updated_at`` of the publication come back with it from the latch;
+    ``metrics_port`` and ``serve`` are added by a writer that serves them."""
+
+    state: str
+    healthy: bool
+    unhealthy_reason: str
+    last_error: LastError | None
+    host: str
+    pid: int
+    started_at: float
+    position: str
+    read_position: str
+    interval_s: float
+    events_total: int
+    rows_total: int
+    batches_total: int
+    events_per_s: float
+    rows_per_s: float
+    flushes: int
+    last_flush_s: float
+    flush_seconds_total: float
+    compactions: int
+    last_compact_s: float
+    compact_seconds_total: float
+    delta_merges: int
+    delta_merge_seconds_total: float
+    delta_rounds: int
+    delta_published_ts: int
+    gc_safe_point: int | None
+    regions: list[RegionStatus]
+    metrics_port: int
+    serve: ServeAddresses
+    writer: dict[str, object] | None  # the latch holder (latch.types.WriterHolder.to_dict)
+    token: int
+    updated_at: float
+
+
+class PersistedRegion(Protocol):
+    """A region's persisted progress (the store's ``RegionState``)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def applied_index(self) -> int: ...
+
+    @property
+    def resolved_ts(self) -> int: ...
 
 
 @dataclass
@@ -59,7 +140,7 @@ class Progress:
     state: str = "starting"
     # The last run-ending error of this store's writer (this run's or an earlier one's):
     # {"message", "kind", "at" (unix seconds)}; shown by `writer status` and /metrics.
-    last_error: dict[str, Any] | None = None
+    last_error: LastError | None = None
     regions: dict[int, RegionProgress] = field(default_factory=dict)
     _samples: collections.deque[tuple[float, int, int]] = field(default_factory=collections.deque)
 
@@ -81,7 +162,7 @@ class Progress:
         while len(self._samples) > 2 and self._samples[0][0] < now - RATE_WINDOW_S:
             self._samples.popleft()
 
-    def note_regions(self, states: Iterable[Any]) -> None:
+    def note_regions(self, states: Iterable[PersistedRegion]) -> None:
         """The store's live regions: their progress, and only theirs (a region merged away or
         removed leaves the progress line and the status instead of lagging ever more)."""
         live = set()
@@ -91,7 +172,7 @@ class Progress:
         for region_id in [i for i in self.regions if i not in live]:
             del self.regions[region_id]
 
-    def note_flushed_regions(self, rows: Iterable[tuple[Any, ...]], resolved: Iterable[tuple[int, int]] = ()) -> None:
+    def note_flushed_regions(self, rows: Iterable[RegionRow], resolved: Iterable[tuple[int, int]] = ()) -> None:
         """What one flush made durable: whole region rows (``FlushResult.region_rows``: a live
         one's progress updated, a merged or removed one's dropped) and the regions whose
         resolved ts alone moved (``region_resolved``); the others are as they were."""
@@ -123,7 +204,7 @@ class Progress:
         span = max(now - t0, 1e-3)
         return (self.events_total - e0) / span, (self.rows_total - r0) / span
 
-    def to_status(self) -> dict[str, Any]:
+    def to_status(self) -> WriterStatus:
         events_per_s, rows_per_s = self.rates()
         now_ms = int(time.time() * 1000)
         healthy = self.state in HEALTHY_STATES
@@ -174,10 +255,10 @@ class Progress:
         }
 
 
-def progress_line(status: dict[str, Any], max_regions: int = 6) -> str:
+def progress_line(status: WriterStatus, max_regions: int = 6) -> str:
     """``12.3k ev/s 40.1k rows/s | r1 lag 0ev 120ms, r2 ... | pos 3:1024``"""
     regions = status.get("regions", [])
-    worst = sorted(regions, key=lambda r: (-(r["lag_events"]), -(r["lag_ms"] or 0)))[:max_regions]
+    worst = sorted(regions, key=lambda r: (-(r["lag_events"] or 0), -(r["lag_ms"] or 0)))[:max_regions]
     shown = ", ".join(
         f"r{r['region_id']} {r['lag_events']}ev/{'-' if r['lag_ms'] is None else str(r['lag_ms']) + 'ms'}" for r in worst
     )
@@ -188,22 +269,25 @@ def progress_line(status: dict[str, Any], max_regions: int = 6) -> str:
     )
 
 
-def prometheus_text(status: dict[str, Any]) -> str:
+def prometheus_text(status: WriterStatus) -> str:
     """The status as Prometheus exposition text (gauges and counters named theflash_writer_*)."""
     out = Exposition("theflash_writer")
     metric = out.metric
     regions = status.get("regions", [])
 
-    def per(key: str) -> list[tuple[str, Any]]:
-        return [(f'{{region="{r["region_id"]}"}}', r[key]) for r in regions]
+    def label(r: RegionStatus) -> str:
+        return f'{{region="{r["region_id"]}"}}'
+
+    def per(key: Literal["applied_index", "lag_events", "lag_ms"]) -> list[tuple[str, int | None]]:
+        return [(label(r), r[key]) for r in regions]
 
     metric("applied_index", "gauge", "Raft index applied and flushed, per region.", per("applied_index"))
     # A TSO (physical ms << 18 | logical) does not fit a Prometheus sample's float64: its two
     # halves do, exactly.
     metric("resolved_ts_physical_ms", "gauge", "Resolved ts applied, per region: the TSO's physical ms.",
-           [(labels, physical_ms(int(v))) for labels, v in per("resolved_ts")])
+           [(label(r), physical_ms(int(r["resolved_ts"]))) for r in regions])
     metric("resolved_ts_logical", "gauge", "Resolved ts applied, per region: the TSO's logical part.",
-           [(labels, logical(int(v))) for labels, v in per("resolved_ts")])
+           [(label(r), logical(int(r["resolved_ts"]))) for r in regions])
     metric("lag_events", "gauge", "Events read or known upstream but not yet flushed, per region.", per("lag_events"))
     metric("lag_ms", "gauge", "Wall-clock ms behind the region's resolved ts.", per("lag_ms"))
     metric("events_total", "counter", "Binlog events applied.", [("", status["events_total"])])
@@ -225,9 +309,9 @@ def prometheus_text(status: dict[str, Any]) -> str:
     metric("gc_safe_point_physical_ms", "gauge", "Safe point of the last GC: the TSO's physical ms.",
            [("", None if safe_point is None else physical_ms(int(safe_point)))])
     metric("interval_seconds", "gauge", "Current poll interval.", [("", status["interval_s"])])
-    last_error = status.get("last_error") or {}
+    last_error = status.get("last_error")
     metric("last_fatal_error_timestamp_seconds", "gauge", "When the store's writer last stopped on an error.",
-           [("", last_error.get("at"))])
+           [("", last_error.get("at") if last_error else None)])
     seg, _, off = str(status.get("position") or "0:0").partition(":")
     metric("position_segment", "gauge", "Persisted binlog position: segment.", [("", int(seg or 0))])
     metric("position_offset", "gauge", "Persisted binlog position: offset.", [("", int(off or 0))])

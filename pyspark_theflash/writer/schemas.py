@@ -2,6 +2,7 @@
 TiDB-style status port (``GET /db-table/{table_id}``)."""
 from __future__ import annotations
 
+import copy
 import json
 import urllib.error
 import urllib.request
@@ -10,11 +11,12 @@ from typing import TYPE_CHECKING, Protocol
 from pyspark_theflash.writer.errors import SchemaUnavailableError, TableGoneUpstreamError
 
 if TYPE_CHECKING:
+    from pyspark_theflash.schema.info_json import TableInfoJson
     from pyspark_theflash.upstream.client import UpstreamClient
 
 
 class SchemaSource(Protocol):
-    def table_info_by_id(self, table_id: int) -> tuple[str, dict[str, object]]: ...
+    def table_info_by_id(self, table_id: int) -> tuple[str, TableInfoJson]: ...
 
 
 def _name(value: object) -> str:
@@ -32,7 +34,7 @@ class HttpSchemaSource:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
 
-    def table_info_by_id(self, table_id: int) -> tuple[str, dict[str, object]]:
+    def table_info_by_id(self, table_id: int) -> tuple[str, TableInfoJson]:
         url = f"{self.base_url}/db-table/{int(table_id)}"
         try:
             with urllib.request.urlopen(url, timeout=self.timeout_s) as resp:
@@ -56,7 +58,7 @@ class UpstreamSchemaSource:
     def __init__(self, client: UpstreamClient) -> None:
         self.client = client
 
-    def table_info_by_id(self, table_id: int) -> tuple[str, dict[str, object]]:
+    def table_info_by_id(self, table_id: int) -> tuple[str, TableInfoJson]:
         from pyspark_theflash.upstream.errors import SchemaError
 
         try:
@@ -65,8 +67,8 @@ class UpstreamSchemaSource:
             raise TableGoneUpstreamError(f"upstream has no table {table_id} (dropped or truncated?): {exc}") from exc
         except Exception as exc:  # the client's own error types; the message says what failed
             raise SchemaUnavailableError(f"upstream could not give table {table_id}'s schema: {exc}") from exc
-        return str(db), dict(info)
+        return str(db), copy.copy(info)
 
 
-def table_name(info: dict[str, object]) -> str:
+def table_name(info: TableInfoJson) -> str:
     return _name(info.get("name", ""))

@@ -3,22 +3,32 @@ persisted state when no writer runs (`theflash writer status`, the notebook)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Mapping, TypeGuard
 
 from pyspark_theflash.writer import last_error
+from pyspark_theflash.writer.progress import RegionStatus, WriterStatus
 
 
-def writer_status(store: str | None, latch_status: dict[str, Any]) -> dict[str, Any]:
+def _published(value: object) -> TypeGuard[WriterStatus]:
+    """Whether the latch holds a status a writer published (``Progress.to_status``, as JSON
+    gave it back: an object with the writer's state)."""
+    return isinstance(value, dict) and isinstance(value.get("state"), str)
+
+
+def writer_status(store: str | None, latch_status: Mapping[str, object]) -> WriterStatus:
     """The writer's last published progress, or — when none is running — the store's persisted
     state (applied index and resolved ts per region, position)."""
-    published = latch_status.get("writer_status") or {}
-    result: dict[str, Any] = {"writer": latch_status.get("writer"), **published}
+    published = latch_status.get("writer_status")
+    holder = latch_status.get("writer")
+    result: WriterStatus = {"writer": holder if isinstance(holder, dict) else None}
+    if _published(published):
+        result.update(published)
     recorded = last_error.read(store) if store else None
     if recorded is not None:
         result["last_error"] = recorded
     if latch_status.get("writer") is None:
         # the last run ended on that error (it was recorded after the run started)
-        ended_on_error = recorded is not None and float(recorded.get("at", 0)) >= float(published.get("started_at", 0))
+        ended_on_error = recorded is not None and float(recorded.get("at", 0)) >= float(result.get("started_at", 0))
         result["state"] = "failed" if ended_on_error else "not running"
         if store and (Path(store) / "manifest.db").exists():
             from pyspark_theflash.store import Store
@@ -43,7 +53,7 @@ LAGGING_MS = 5000
 REGIONS_SHOWN = 10
 
 
-def region_summary(regions: list[dict[str, Any]], now_ms: int) -> str:
+def region_summary(regions: list[RegionStatus], now_ms: int) -> str:
     """One line over every region: how many, the least resolved ts (its region, time and lag),
     and how many lag (``LAGGING_MS``)."""
     from pyspark_theflash.codec.tso import describe_ts, physical_ms
@@ -58,7 +68,7 @@ def region_summary(regions: list[dict[str, Any]], now_ms: int) -> str:
             f"lagging (resolved ts over {LAGGING_MS // 1000}s behind, or events unapplied): {lagging}")
 
 
-def worst_regions(regions: list[dict[str, Any]], now_ms: int, limit: int | None) -> list[dict[str, Any]]:
+def worst_regions(regions: list[RegionStatus], now_ms: int, limit: int | None) -> list[RegionStatus]:
     """The regions furthest behind first (least resolved ts, then most unapplied events); the
     first ``limit`` of them (None: all, by region id)."""
     if limit is None or len(regions) <= limit:
@@ -67,7 +77,7 @@ def worst_regions(regions: list[dict[str, Any]], now_ms: int, limit: int | None)
                                           int(r["region_id"])))[:limit]
 
 
-def _lag_ms(region: dict[str, Any], now_ms: int) -> int:
+def _lag_ms(region: RegionStatus, now_ms: int) -> int:
     from pyspark_theflash.codec.tso import physical_ms
 
     return max(0, now_ms - physical_ms(int(region["resolved_ts"]))) if int(region["resolved_ts"]) else now_ms

@@ -10,7 +10,7 @@ while the query runs, learner read and lock resolution.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Mapping, Protocol, Sequence
 
 import pyarrow as pa
 
@@ -96,7 +96,7 @@ def clickhouse_refusal(exc: ClickHouseEngineError) -> SqlQueryError:
     return SqlQueryError(f"ClickHouse refused the query: {text[:400]}")
 
 
-def store_typed(result: pa.Table, named: list[Any]) -> pa.Table:
+def store_typed(result: pa.Table, named: list[TableInfo]) -> pa.Table:
     """ClickHouse's answer with the store's types back where ClickHouse has no twin for them.
 
     ClickHouse keeps BINARY/BLOB as String and TIME as Int64: a result column named as a column

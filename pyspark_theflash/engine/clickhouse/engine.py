@@ -20,7 +20,7 @@ What is shared with the native engine, and what is not:
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 
 import pyarrow as pa
 
@@ -37,6 +37,7 @@ from pyspark_theflash.schema.partitioning import partitioning_of, physical_table
 from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, DELMARK, ROWID
 
 if TYPE_CHECKING:
+    from pyspark_theflash.store.keyspace import Handle
     from pyspark_theflash.store import Store
     from pyspark_theflash.store.predicate import Expr
     from pyspark_theflash.store.compaction import CompactionResult
@@ -74,7 +75,7 @@ class ClickHouseEngine(TxnMergeTreeEngine):
         deletion vector nor the fresh tail is seen here."""
         return read_clickhouse_partition(p, lease, self.directory)
 
-    def scan(self, table: str, ts: int, handle_range: tuple[Any, Any] | None = None, region_id: int | None = None,
+    def scan(self, table: str, ts: int, handle_range: tuple[Handle | None, Handle | None] | None = None, region_id: int | None = None,
              columns: Sequence[str] | None = None, predicate: Expr | None = None, hidden: Sequence[str] = (),
              schema: str = "current") -> Iterator[pa.RecordBatch]:
         """``Store.scan`` with the rows from ClickHouse: the table's rows visible at ``ts``
@@ -94,12 +95,13 @@ class ClickHouseEngine(TxnMergeTreeEngine):
                 info = table_for_read(view, table, ts, schema)
                 # a partitioned table: each partition's rows are in the ClickHouse table of its id
                 for physical in ([info] if partitioning_of(info) is None else physical_tables_of(info)):
-                    rng: Any = handle_range or (None, None)
+                    whole: tuple[Handle | None, Handle | None] = handle_range or (None, None)
+                    rng: tuple[Handle | None, Handle | None] | None = whole
                     if region_id is not None:
                         region = view.region(region_id)
                         if region is None:
                             return
-                        rng = intersect(rng, view.region_handle_range(region, physical.id))
+                        rng = intersect(whole, view.region_handle_range(region, physical.id))
                     if rng is not None:
                         reads.append((dataclasses.replace(info, id=physical.id), rng))
             for physical_info, rng in reads:

@@ -11,7 +11,7 @@ evaluated again on the Arrow result, so a part that does not translate is still 
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import pyarrow as pa
 
@@ -28,10 +28,11 @@ from pyspark_theflash.store import predicate as pr
 from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, DELMARK, ROWID
 
 if TYPE_CHECKING:
-    from pyspark_theflash.schema import TableInfo
+    from pyspark_theflash.schema import ColumnInfo, TableInfo
+    from pyspark_theflash.store.keyspace import Handle
 
 
-def snapshot_sql(info: "TableInfo", ts: int, lo: Any, hi: Any, columns: Sequence[str] | None,
+def snapshot_sql(info: "TableInfo", ts: int, lo: Handle | None, hi: Handle | None, columns: Sequence[str] | None,
                  predicate: pr.Expr | None, hidden: Sequence[str]) -> tuple[str, list[str]]:
     """The SQL of a snapshot read, and the names of the user columns it selects (requested
     ones, then those only the filter needs)."""
@@ -54,7 +55,7 @@ def snapshot_sql(info: "TableInfo", ts: int, lo: Any, hi: Any, columns: Sequence
     return sql, names
 
 
-def read_snapshot(directory: ClickHouseDirectory, info: "TableInfo", ts: int, handle_range: tuple[Any, Any],
+def read_snapshot(directory: ClickHouseDirectory, info: "TableInfo", ts: int, handle_range: tuple[Handle | None, Handle | None],
                   columns: Sequence[str] | None, predicate: pr.Expr | None, hidden: Sequence[str],
                   batch_rows: int, table_exists: bool = True) -> Iterator[pa.RecordBatch]:
     """Rows of ``info`` visible at ``ts`` in ``handle_range``, as record batches of the store's
@@ -66,7 +67,7 @@ def read_snapshot(directory: ClickHouseDirectory, info: "TableInfo", ts: int, ha
         directory, info, ts, handle_range, cols, pred, hidden, batch_rows, table_exists))
 
 
-def _read_snapshot(directory: ClickHouseDirectory, info: "TableInfo", ts: int, handle_range: tuple[Any, Any],
+def _read_snapshot(directory: ClickHouseDirectory, info: "TableInfo", ts: int, handle_range: tuple[Handle | None, Handle | None],
                    columns: Sequence[str] | None, predicate: pr.Expr | None, hidden: Sequence[str],
                    batch_rows: int, table_exists: bool = True) -> Iterator[pa.RecordBatch]:
     from pyspark_theflash.store.parts import output_schema
@@ -99,7 +100,7 @@ def _read_snapshot(directory: ClickHouseDirectory, info: "TableInfo", ts: int, h
 _NUMERIC_OR_TEXT = (pa.types.is_integer, pa.types.is_floating, pa.types.is_string, pa.types.is_boolean)
 
 
-def _arrow_type(col: Any) -> pa.DataType:
+def _arrow_type(col: "ColumnInfo") -> pa.DataType:
     from pyspark_theflash.schema.arrow import arrow_field
 
     return arrow_field(col).type
@@ -148,7 +149,7 @@ def _in_sql(b: pr.BoundIn) -> str | None:
     return f"({found} OR ({quote_ident(b.column)} IS NULL AND NULL))"
 
 
-def expr_sql(e: pr.Expr, columns: dict[str, object]) -> str | None:
+def expr_sql(e: pr.Expr, columns: "dict[str, ColumnInfo]") -> str | None:
     """``e`` as a ClickHouse condition on the chosen versions when it translates exactly, with
     the semantics of ``store.predicate`` (SQL's three values; literals bound to the column's
     type first, so ``i32 < 1.5`` is ``i32 <= 1`` and a FLOAT compares as a double);
@@ -161,7 +162,7 @@ def expr_sql(e: pr.Expr, columns: dict[str, object]) -> str | None:
     return exact
 
 
-def _exact_sql(e: pr.Expr, columns: dict[str, object]) -> str | None:
+def _exact_sql(e: pr.Expr, columns: "dict[str, ColumnInfo]") -> str | None:
     if isinstance(e, (pr.Comparison, pr.In)):
         c = columns.get(e.column)
         if c is None:

@@ -15,7 +15,7 @@ the store writes no part files for them, only records of their statistics.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import pyarrow as pa
 
@@ -25,7 +25,7 @@ from pyspark_theflash.store import keyspace
 from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, DELMARK, ROWID
 
 if TYPE_CHECKING:
-    from pyspark_theflash.schema import TableInfo
+    from pyspark_theflash.schema import ColumnInfo, TableInfo
     from pyspark_theflash.store.row_sink import BufferedRows
     from pyspark_theflash.store.schemas import TableHistory
 
@@ -205,13 +205,13 @@ def sql_literal(v: object) -> str:
     raise TypeError(f"no ClickHouse literal for {type(v).__name__}")
 
 
-def _arrow_field(column: Any) -> pa.Field:
+def _arrow_field(column: "ColumnInfo") -> pa.Field:
     from pyspark_theflash.schema.arrow import arrow_field
 
     return arrow_field(column)
 
 
-def _origin_default_sql(info: "TableInfo", column: Any) -> str | None:
+def _origin_default_sql(info: "TableInfo", column: "ColumnInfo") -> str | None:
     """The column's origin default as a ClickHouse expression of its column type (None: NULL).
     Raises ``ClickHouseTypeError`` for a non-NULL default of a type with no literal here."""
     import datetime as dt
