@@ -375,7 +375,7 @@ class Capture:
         self.state_saver.wait()
         write_json(self.dir / STATE_FILE, self._state_now())
 
-    def _state_now(self) -> dict[str, Any]:
+    def _state_now(self) -> dict[str, object]:
         """The state as of now, for the state file: every list in it copied now (arrays, and
         references to values that are replaced, never changed in place) and made JSON as it is
         written (state_json), on another thread while this one goes on."""

@@ -94,7 +94,7 @@ class BackgroundWriter:
         if error is not None:
             raise error
 
-    def start(self, value: Any) -> None:
+    def start(self, value: object) -> None:
         """Write ``value`` on the thread (after the write in flight, if any)."""
         self.wait()
         self._thread = threading.Thread(target=self._write, args=(value,), name=self.name, daemon=True)
@@ -107,7 +107,7 @@ class BackgroundWriter:
             self._thread = None
         self.check()
 
-    def _write(self, value: Any) -> None:
+    def _write(self, value: object) -> None:
         began = time.monotonic()
         try:
             write_json(self.path, value)
