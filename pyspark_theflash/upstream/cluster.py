@@ -273,12 +273,14 @@ class MiniCluster:
         """A schema change's commit ts (unless given) and its event into the binlog, in one step
         under the store lock: every event stamped with a later ts (a commit, a resolved ts) comes
         after it in the log, so a replica that applied a resolved ts of R knows every schema
-        change committed at or below R. (Commits are ordered by the schema lease too.)"""
+        change committed at or below R. (Commits are ordered by the schema lease too.) The job
+        joins the DDL history in the same step, as TiDB's finishing transaction writes it: a
+        reader of ``/ddl/history`` that took a TSO after this ts then lists it (``ddl_history``)."""
         with self.store.mu:
             ts = commit_ts if commit_ts is not None else self._ddl_ts()
             event = make_event(ts)
             self.store.append_events([event])
-        self._save_ddl_job(event)
+            self._save_ddl_job(event)
         return ts
 
     def _ddl_ts(self) -> int:
@@ -297,8 +299,13 @@ class MiniCluster:
             self._db.execute("INSERT OR REPLACE INTO ddl_jobs VALUES (?, ?)", (job["id"], json.dumps(job)))
 
     def ddl_history(self) -> list[DdlJob]:
-        """Every finished DDL job, newest first, as TiDB's status port lists them."""
-        with self._db_mu:
+        """Every finished DDL job, newest first, as TiDB's status port lists them: every job
+        committed at or below any TSO handed out before the call. TiDB reads its history at a
+        fresh ts, waiting out a finishing transaction's lock; here a schema change takes its ts
+        and saves its job under the store lock, so taking that lock waits out one in flight
+        (else capture's DDL frontier, a TSO read before the history, passed a TRUNCATE whose
+        job was not listed yet, and resolved ts past it reached the replica before the DDL)."""
+        with self.store.mu, self._db_mu:
             return [json.loads(j) for j, in self._db.execute("SELECT job FROM ddl_jobs ORDER BY id DESC")]
 
     def _save_table_versions(self, versions: list[tuple[int, TableVersion]]) -> None:
