@@ -184,6 +184,7 @@ class Applier:
             staged = StagedRows()
             saved_regions: dict[int, MutableRegion | None] = {}
             caches.begin()
+            state.board.begin()
             try:
                 at = 0
                 while at < len(events):
@@ -225,14 +226,17 @@ class Applier:
                 decoded = self._decode(staged)
             except BaseException:
                 caches.rollback()
+                state.board.rollback()
                 for rid, old in saved_regions.items():
                     if old is None:
                         state.regions.pop(rid, None)
+                        state.board.release(rid)
                     else:
                         state.regions[rid] = old
                 self._live = None  # the regions are the batch's undo now: built again when asked
                 raise
             caches.commit()
+            state.board.commit()
             # From here on nothing can fail half-way: the batch is decoded.
             state.dirty_regions.update(saved_regions)
             self._delete_ranges_in_buffers([(lo, hi) for _seq, lo, hi, _why in staged.tombstones])
@@ -263,8 +267,10 @@ class Applier:
         reg = self.state.regions.get(rid)
         if rid not in saved:
             saved[rid] = None if reg is None else reg.undo_copy()
+            if reg is not None:
+                self.state.board.save(np.array([self.state.board.slot_of[rid]], np.int64))
         if reg is None:
-            reg = MutableRegion(rid)
+            reg = MutableRegion(rid).on_board(self.state.board)
             self.state.regions[rid] = reg
             # (not in the live index until its range is set: a snapshot, split or merge making it
             # sets it before any other region is retired, and keeps it from being retired itself)
@@ -487,20 +493,12 @@ class Applier:
             result.resolved += self._resolve(self._region_for_update(int(resolved.regions[0]), saved), ts, staged)
             result.applied += 1
             return
-        # One event lists every region of a TiKV connection (thousands): the loop does only what a
-        # region that moves needs — its undo copy, its resolved ts, an orphan window it closes.
-        moved = 0
-        for rid in resolved.regions:
-            reg = regions.get(rid)
-            if reg is None or reg.resolved_ts >= ts:
-                continue
-            if rid not in saved:
-                saved[rid] = reg.undo_copy()
-            reg.resolved_ts = ts
-            moved += 1
-            if reg.orphan_until_ts and ts >= reg.orphan_until_ts:
-                reg.orphan_until_ts = 0  # nothing commits at or below the resolved ts any more: no orphan can come
-                staged.snapshot_writes[rid] = None
+        # One event lists every region of a TiKV connection (thousands): raised as arrays on the
+        # board (no step per region), which a flush then finds moved the same way
+        ids = np.fromiter(resolved.regions, np.int64, len(resolved.regions))
+        moved, closed = self.state.board.raise_to(ids, ts)
+        for rid in closed.tolist():  # (the few regions a snapshot left an orphan window to)
+            staged.snapshot_writes[rid] = None
         result.resolved += moved
         result.applied += 1
 

@@ -16,7 +16,7 @@ import os
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Literal, overload
 
@@ -33,6 +33,7 @@ from pyspark_theflash.store.errors import (
     StoreFencedError,
 )
 from pyspark_theflash.store.options import StoreOptions
+from pyspark_theflash.store.region_board import RegionResolved
 from pyspark_theflash.store.row_sink import BufferedRows, RowSink
 from pyspark_theflash.store.txn_merge_tree import (
     IN_ENGINE,
@@ -68,7 +69,7 @@ class FlushResult:
     # conf ver, applied index, resolved ts, state, snapshot index, orphan-until ts), for a
     # caller that follows the regions' progress without listing every region after each flush
     region_rows: tuple[mf.RegionRow, ...] = ()
-    region_resolved: tuple[tuple[int, int], ...] = ()  # (region, resolved ts): regions only it changed
+    region_resolved: RegionResolved = field(default_factory=RegionResolved)  # regions only it changed
 
 
 
@@ -318,11 +319,10 @@ class FlushPipeline:
                 tables.append(BufferedRows(tid, version, chunks, plist,
                                             [c.id for c in _version_columns(history, version)]))
         current_locks = {(r, k, ts) for r, k, ts, _pw in state.caches.items()}
-        # A resolved ts listing every region dirties them all; a region whose row differs from
-        # the one persisted only in its resolved ts is written as (id, resolved ts), and those
-        # go to the manifest as one UPDATE per ts, not a whole row each (10,000 regions: 6x less)
+        # A region whose row differs from the one persisted only in its resolved ts (a resolved
+        # ts lists every region: thousands) is written as (id, resolved ts), found on the board
+        # as arrays, and those go to the manifest as one UPDATE per ts, not a whole row each
         regions: list[mf.RegionRow] = []
-        resolved: list[tuple[int, int]] = []
         persisted = state.persisted_rows
         for r in state.dirty_regions:
             reg = state.regions.get(r)
@@ -332,8 +332,7 @@ class FlushPipeline:
             before = persisted.get(r)
             if before is None or before[:6] != row[:6] or before[7:] != row[7:]:
                 regions.append(row)
-            elif before[6] != row[6]:
-                resolved.append((r, row[6]))
+        resolved = RegionResolved(*state.board.moved_since_persisted({row[0] for row in regions}))
         staged, schema_edit = self.catalog.take_staged()
         return _PreparedFlush(
             t0=t0, partitions=partitions, new_partitions=new_partitions, tables=tables, written=[],
@@ -407,9 +406,10 @@ class FlushPipeline:
         persisted = state.persisted_rows
         for row in p.regions:
             persisted[row[0]] = row
-        for rid, ts in p.resolved:
-            before = persisted[rid]
-            persisted[rid] = (*before[:6], ts, *before[7:])
+        if p.regions:
+            state.board.note_persisted(np.fromiter((row[0] for row in p.regions), np.int64, len(p.regions)),
+                                       np.fromiter((row[6] for row in p.regions), np.int64, len(p.regions)))
+        state.board.note_persisted(p.resolved.ids, p.resolved.ts)
         self.catalog.forget_staged(p.staged)
 
     def _lock_rows(self, keys: set[tuple[int, bytes, int]]) -> Iterator[mf.LockRow]:
@@ -448,7 +448,7 @@ class _PreparedFlush:
     written: list[tuple[int, int, int, PartFile, str]]  # (table, partition, schema_version, PartFile, kind)
     tombstones: list[tuple[bytes, bytes, str]]
     regions: list[mf.RegionRow]                    # region rows to persist
-    resolved: list[tuple[int, int]]                # (region, resolved ts): regions only it changed
+    resolved: "RegionResolved"                     # regions only their resolved ts changed
     gone_locks: list[tuple[int, bytes, int]]
     new_locks: list[mf.LockRow]                    # lock rows to insert
     current_locks: set[tuple[int, bytes, int]]
@@ -467,7 +467,7 @@ class _PreparedFlush:
             expect=(mf.PartitionsAre(self.partitions),),
             partitions_added=tuple((tid, pid, None, None) for tid, pid in self.new_partitions.items()),
             parts_added=tuple(mf.NewPart(tid, pid, kind, pf, version) for tid, pid, version, pf, kind in self.written),
-            tombstones=tuple(self.tombstones), regions=self.regions, resolved=self.resolved,
+            tombstones=tuple(self.tombstones), regions=self.regions, resolved=self.resolved.pairs(),
             locks_removed=self.gone_locks,
             locks_added=self.new_locks, meta=meta)
         return flushed if self.schema_edit is None else self.schema_edit.then(flushed)
@@ -475,7 +475,7 @@ class _PreparedFlush:
     def result(self, version: int) -> FlushResult:
         return FlushResult(version, len(self.written), self.rows, sum(w[3].bytes for w in self.written),
                            self.n_regions, len(self.current_locks), self.position, time.monotonic() - self.t0,
-                           tuple(self.regions), tuple(self.resolved))
+                           tuple(self.regions), self.resolved)
 
     def partitions_after(self) -> dict[int, list[tuple[int, int | None, int | None]]]:
         """The partitions once this flush's edit commits (it adds a table's first one)."""

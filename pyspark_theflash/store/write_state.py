@@ -16,25 +16,70 @@ import pyarrow as pa
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.store import manifest as mf
 from pyspark_theflash.store.batch_pairs import RunStage
+from pyspark_theflash.store.region_board import RegionBoard
 from pyspark_theflash.store.region_cache import RegionCaches
 from pyspark_theflash.store.views import RegionState
 
 
 
-@dataclass
 class MutableRegion:
-    id: int
-    start_key: bytes = b""
-    end_key: bytes = b""
-    epoch_version: int = 0
-    conf_ver: int = 0
-    applied_index: int = 0
-    resolved_ts: int = 0
-    state: str = "normal"
-    snapshot_index: int = 0
-    # Commits whose write a snapshot holds may still arrive (without their prewrite) up to
-    # this commit ts: the snapshot's newest write. 0 = none expected.
-    orphan_until_ts: int = 0
+    """One region as the write path changes it. Its resolved ts and orphan window live in the
+    write state's ``RegionBoard`` once the region is on it (``on_board``): a resolved ts
+    listing thousands of regions moves them there as arrays, and this object reads and writes
+    its own slot, so every path sees one value. Before that (a region being built) they are
+    the object's own."""
+
+    __slots__ = ("id", "start_key", "end_key", "epoch_version", "conf_ver", "applied_index", "state",
+                 "snapshot_index", "_resolved_ts", "_orphan_until_ts", "_board", "_slot")
+
+    def __init__(self, id: int, start_key: bytes = b"", end_key: bytes = b"", epoch_version: int = 0,
+                 conf_ver: int = 0, applied_index: int = 0, resolved_ts: int = 0, state: str = "normal",
+                 snapshot_index: int = 0, orphan_until_ts: int = 0) -> None:
+        self.id = id
+        self.start_key = start_key
+        self.end_key = end_key
+        self.epoch_version = epoch_version
+        self.conf_ver = conf_ver
+        self.applied_index = applied_index
+        self.state = state
+        self.snapshot_index = snapshot_index
+        # Commits whose write a snapshot holds may still arrive (without their prewrite) up to
+        # this commit ts: the snapshot's newest write. 0 = none expected.
+        self._resolved_ts, self._orphan_until_ts = resolved_ts, orphan_until_ts
+        self._board: RegionBoard | None = None
+        self._slot = -1
+
+    def on_board(self, board: RegionBoard, persisted_ts: int = 0) -> "MutableRegion":
+        """Keep the resolved ts and orphan window in ``board`` from now on."""
+        self._slot = board.add(self.id, self._resolved_ts, self._orphan_until_ts, persisted_ts)
+        self._board = board
+        return self
+
+    @property
+    def resolved_ts(self) -> int:
+        board = self._board
+        return self._resolved_ts if board is None else int(board.resolved[self._slot])
+
+    @resolved_ts.setter
+    def resolved_ts(self, ts: int) -> None:
+        board = self._board
+        if board is None:
+            self._resolved_ts = ts
+        else:
+            board.resolved[self._slot] = ts
+
+    @property
+    def orphan_until_ts(self) -> int:
+        board = self._board
+        return self._orphan_until_ts if board is None else int(board.orphan_until[self._slot])
+
+    @orphan_until_ts.setter
+    def orphan_until_ts(self, ts: int) -> None:
+        board = self._board
+        if board is None:
+            self._orphan_until_ts = ts
+        else:
+            board.orphan_until[self._slot] = ts
 
     def row(self) -> mf.RegionRow:
         """The region as a row of the manifest's regions table (its columns' order)."""
@@ -42,15 +87,20 @@ class MutableRegion:
                 self.resolved_ts, self.state, self.snapshot_index, self.orphan_until_ts)
 
     def undo_copy(self) -> "MutableRegion":
-        """A copy for a batch's undo (its fields are immutable values): a third of
-        ``copy.copy``'s cost, which a resolved ts of 10,000 regions pays for each that moves."""
+        """A copy for a batch's undo of the fields the object holds (immutable values); its
+        board values are the board's to undo (``RegionBoard.save``), the copy shares its slot."""
         c = object.__new__(MutableRegion)
-        c.__dict__.update(self.__dict__)
+        for name in MutableRegion.__slots__:
+            object.__setattr__(c, name, getattr(self, name))
         return c
 
     def frozen(self) -> RegionState:
         return RegionState(self.id, self.start_key, self.end_key, self.epoch_version, self.conf_ver,
                            self.applied_index, self.resolved_ts, self.state, self.snapshot_index)
+
+    def __repr__(self) -> str:
+        return (f"MutableRegion(id={self.id}, epoch_version={self.epoch_version}, applied_index={self.applied_index}, "
+                f"resolved_ts={self.resolved_ts}, state={self.state!r})")
 
 
 class SnapshotWrites:
@@ -236,13 +286,17 @@ class WriteState:
         self.lock = threading.RLock()
         self.caches = caches  # open prewrites per region; None in a read-only store
         self.regions: dict[int, MutableRegion] = {}
+        self.board = RegionBoard()  # their resolved ts and orphan windows, as columns
         self.buffers: dict[int, TableBuffer] = {}
         self.tombstones: list[tuple[bytes, bytes, str]] = []
         self.snapshot_writes: dict[int, SnapshotWrites] = {}
         self.persisted_locks: set[tuple[int, bytes, int]] = set()
-        self.dirty_regions: set[int] = set()      # regions changed since the last flush
+        # regions whose fields other than the resolved ts may have changed since the last flush
+        # (a resolved ts alone moves on the board: the flush finds those as arrays)
+        self.dirty_regions: set[int] = set()
         # each region's row as the manifest has it (or as the flush in flight writes it): a
         # dirty region whose only change is its resolved ts is flushed as one grouped UPDATE
+        # (the resolved ts persisted is the board's; the one in this row is not kept up)
         self.persisted_rows: dict[int, mf.RegionRow] = {}
         self.position: tuple[int, int] | None = None
         self.persisted_position: tuple[int, int] | None = None
@@ -255,7 +309,7 @@ class WriteState:
                                   "resolved_ts, state, snapshot_index, orphan_until_ts FROM regions"):
                 reg = MutableRegion(int(r[0]), bytes(r[1]), bytes(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]),
                                     r[7], int(r[8]), int(r[9]))
-                self.regions[reg.id] = reg
+                self.regions[reg.id] = reg.on_board(self.board, persisted_ts=int(r[6]))
                 self.persisted_rows[reg.id] = reg.row()
             seg = mf.get_meta(conn, "position_segment")
             if seg is not None:
@@ -278,5 +332,5 @@ class WriteState:
 
     def has_unflushed(self) -> bool:
         """Was anything applied (rows, tombstones, region states, position) since the last flush?"""
-        return bool(self.buffers or self.tombstones or self.dirty_regions
+        return bool(self.buffers or self.tombstones or self.dirty_regions or self.board.moved
                     or self.position != self.persisted_position)

@@ -15,6 +15,7 @@ from pyspark_theflash.status_http import Exposition
 
 if TYPE_CHECKING:
     from pyspark_theflash.store.manifest import RegionRow
+    from pyspark_theflash.store.region_board import RegionResolved
 
 RATE_WINDOW_S = 10.0
 
@@ -172,12 +173,12 @@ class Progress:
         for region_id in [i for i in self.regions if i not in live]:
             del self.regions[region_id]
 
-    def note_flushed_regions(self, rows: Iterable[RegionRow], resolved: Iterable[tuple[int, int]] = ()) -> None:
+    def note_flushed_regions(self, rows: Iterable[RegionRow], resolved: RegionResolved | None = None) -> None:
         """What one flush made durable: whole region rows (``FlushResult.region_rows``: a live
         one's progress updated, a merged or removed one's dropped) and the regions whose
         resolved ts alone moved (``region_resolved``); the others are as they were."""
         regions = self.regions
-        for region_id, ts in resolved:
+        for region_id, ts in () if resolved is None else zip(resolved.ids.tolist(), resolved.ts.tolist()):
             r = regions.get(region_id)
             if r is not None:
                 r.resolved_ts = int(ts)
