@@ -117,8 +117,8 @@ class RegionBoard:
         commit at or below the resolved ts can come any more, so no orphan can either); their
         windows are set to 0."""
         slots = self.slots(region_ids)
-        slots = np.unique(slots[slots >= 0])  # (a region listed twice moves once)
-        moving = slots[self.resolved[slots] < ts]
+        slots = slots[slots >= 0]
+        moving = slots[self.resolved[slots] < ts]  # (TiKV lists a region once; listed twice, it counts twice)
         if not len(moving):
             return 0, np.zeros(0, np.int64)
         self.save(moving)

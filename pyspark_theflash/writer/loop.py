@@ -36,6 +36,7 @@ from pyspark_theflash.upstream.pd import RAFT_INIT_LOG_INDEX
 from pyspark_theflash.writer.binlog_bounds import binlog_bounds, binlog_reaches_start
 from pyspark_theflash.writer import last_error
 from pyspark_theflash.writer.daemon import remove_pid_file, write_pid_file
+from pyspark_theflash.writer.delta_merger import DeltaMerger
 from pyspark_theflash.writer.errors import SchemaUnavailableError, TableGoneUpstreamError, WriterConfigError
 from pyspark_theflash.writer.options import WriterOptions
 from pyspark_theflash.writer.progress import Progress, WriterStatus
@@ -45,6 +46,7 @@ from pyspark_theflash.writer.schemas import HttpSchemaSource, SchemaSource, Upst
 if TYPE_CHECKING:
     from pyspark_theflash.lake.publish import Publisher
     from pyspark_theflash.service.server import RunningService
+    from pyspark_theflash.store.compaction import CompactionResult
     from pyspark_theflash.store.flush import PendingFlush
     from pyspark_theflash.store.errors import UnknownRegionError
     from pyspark_theflash.store.store import Store, WriteResult
@@ -144,6 +146,7 @@ class Writer:
         now = time.monotonic()
         self._last_flush = self._last_compact = self._last_renew = self._last_delta_merge = self._last_delta_publish = now
         self._publisher: Publisher | None = None  # made at the first round (docs/delta.md)
+        self._merger: DeltaMerger | None = None  # made at the first round (writer/delta_merger.py)
         self._last_publish = 0.0
         self._publish_every = options.progress_interval_s  # (longer with many regions: _publish)
 
@@ -319,7 +322,7 @@ class Writer:
         """Flush what was applied and let go of everything. After a failure nothing more is
         written (a restart replays the binlog from the last durable batch) and each release is
         best effort, so the error that ended the run is the one reported."""
-        steps: list[tuple[str, Callable[[], object]]] = []
+        steps: list[tuple[str, Callable[[], object]]] = [("delta merge", self._join_merge)]
         # After a failed flush the store refuses writes: exit, a restart replays the binlog.
         if failed is None and self.store is not None and not self.store_lost and self.store.failure is None:
             steps.append(("final flush", self._final_flush))
@@ -714,6 +717,7 @@ class Writer:
     def _maybe_compact(self, factor: float = 1.0) -> None:
         if time.monotonic() - self._last_compact < self.options.compact_interval_s * factor:
             return
+        self._join_merge()
         self._settle()
         started = time.monotonic()
         safe_point = self._gc_safe_point()
@@ -733,13 +737,30 @@ class Writer:
         self._last_compact = time.monotonic()
 
     def _maybe_merge_deltas(self) -> None:
-        if time.monotonic() - self._last_delta_merge < DELTA_MERGE_INTERVAL_S:
+        """A delta merge round every DELTA_MERGE_INTERVAL_S after the last one ended, on its
+        own thread (writer/delta_merger.py: a round no longer holds the commits behind it)."""
+        merger = self._merger
+        if merger is None:
+            store = self._store
+            merger = self._merger = DeltaMerger(store, background=not getattr(store.row_sink, "keeps_rows", False))
+        self._note_merge(merger.poll())
+        if merger.running or time.monotonic() - self._last_delta_merge < DELTA_MERGE_INTERVAL_S:
             return
-        started = time.monotonic()
-        result = self._store.merge_deltas()
-        self.progress.delta_merges += result.partitions
-        self.progress.delta_merge_seconds_total += time.monotonic() - started
         self._last_delta_merge = time.monotonic()
+        merger.start()
+        self._note_merge(merger.poll())  # (a round run inline is done)
+
+    def _note_merge(self, done: tuple[CompactionResult, float] | None) -> None:
+        if done is not None:
+            result, took = done
+            self.progress.delta_merges += result.partitions
+            self.progress.delta_merge_seconds_total += took
+            self._last_delta_merge = time.monotonic()
+
+    def _join_merge(self) -> None:
+        """Wait for a merge round in flight (before a compaction, the last flush, the store's close)."""
+        if self._merger is not None:
+            self._merger.join()
 
     def _maybe_publish_delta(self) -> None:
         """A Delta publication round (lake.Publisher) every ``delta_publish_interval_s``, in this
