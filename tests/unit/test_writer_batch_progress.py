@@ -26,3 +26,26 @@ def test_a_batch_counts_its_snapshots_versions_apart_from_its_live_rows() -> Non
     assert _batch_progress(events) == (7, 1025, {1: 2, 2: 1, 3: 4})
     batch = decode_events([e.SerializeToString() for e in events])
     assert _batch_progress(batch) == (7, 1025, {1: 2, 2: 1, 3: 4})
+
+
+def test_flushed_resolved_ts_reach_the_regions_progress_in_order_with_whole_rows() -> None:
+    """A flush's resolved-ts-only regions are taken as arrays and reach each region's progress
+    when read; a later flush's whole row of a region wins over an earlier resolved ts, a later
+    resolved ts over an earlier row, and a region gone stays gone."""
+    import numpy as np
+
+    from pyspark_theflash.store.manifest import RegionRow
+    from pyspark_theflash.store.region_board import RegionResolved
+    from pyspark_theflash.writer.progress import Progress
+
+    def row(rid: int, applied: int, resolved: int, state: str = "normal") -> RegionRow:
+        return (rid, b"", b"", 1, 1, applied, resolved, state, 0, 0)
+
+    progress = Progress()
+    progress.note_flushed_regions([row(1, 5, 100), row(2, 6, 100), row(3, 7, 100)])
+    progress.note_flushed_regions([], RegionResolved(np.array([1, 2, 3, 9]), np.array([200, 200, 200, 200])))
+    progress.note_flushed_regions([row(2, 8, 150)])          # newer than the pending 200
+    progress.note_flushed_regions([row(3, 7, 0, "tombstone")])  # merged away
+    progress.note_flushed_regions([], RegionResolved(np.array([1]), np.array([300])))
+    assert {rid: (r.applied_index, r.resolved_ts) for rid, r in progress.regions.items()} == {1: (5, 300), 2: (8, 150)}
+    assert [r["resolved_ts"] for r in progress.to_status()["regions"]] == [300, 150]
