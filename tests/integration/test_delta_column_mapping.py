@@ -2,15 +2,15 @@
 through RENAME COLUMN, DROP COLUMN and a re-add of the dropped column's name (TiDB gives it a new
 id), with no conversion, and delta-rs and DuckDB read exactly TheFlash's rows at every version;
 a stable part written before parts named columns by id (TiDB names, no Parquet field ids) still
-reads right in the store and is converted by the publication. (delta-spark reads the same rounds
-in tests/spark/test_delta_spark_column_mapping.py.)"""
+reads right in the store and is converted by the publication, and a table published before column
+mapping turns it on at its next version with its older version reading as it did. (delta-spark
+reads the same rounds in tests/spark/test_delta_spark_column_mapping.py.)"""
 from __future__ import annotations
 
 import json
 import sqlite3
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from delta_column_mapping_rounds import (
@@ -19,12 +19,14 @@ from delta_column_mapping_rounds import (
     Upstream,
     check_json_schema,
     own_rows,
+    publish_across_turning_column_mapping_on,
     publish_through_column_changes,
+    rewrite_part_as_before_ids,
 )
 from delta_readers import delta_rs_rows, duckdb_rows, duckdb_with_delta
+from pyspark_theflash.lake import delta_log
 from pyspark_theflash.lake.publish import Publisher, table_root
 from pyspark_theflash.store import Store, StoreOptions
-from pyspark_theflash.store.integrity import file_checksum
 from store_events import DB
 
 
@@ -63,25 +65,6 @@ def _part_id(store: Path, rel: str) -> int:
     return int(part_id)
 
 
-def _as_written_before_ids(store: Path, rel: str) -> None:
-    """Rewrites the stable part ``rel`` as the store wrote parts before naming columns by id: the
-    TiDB names of its schema version, no field ids, no column list in the manifest."""
-    conn = sqlite3.connect(store / "manifest.db")
-    try:
-        (columns,) = conn.execute("SELECT columns FROM parts WHERE file = ?", (rel,)).fetchone()
-        by_physical = {name: col.name for (cid, name) in json.loads(columns) for col in T1.columns if col.id == cid}
-        path = store / rel
-        t = pq.read_table(path)
-        t = t.rename_columns([by_physical.get(n, n) for n in t.column_names]).replace_schema_metadata(None)
-        t = t.cast(pa.schema([f.remove_metadata() for f in t.schema]))   # no field ids
-        pq.write_table(t, path, compression="zstd")
-        conn.execute("UPDATE parts SET columns = NULL, bytes = ?, checksum = ? WHERE file = ?",
-                     (path.stat().st_size, file_checksum(path), rel))
-        conn.commit()
-    finally:
-        conn.close()
-
-
 def test_a_part_written_before_ids_reads_right_and_is_converted_and_new_parts_are_named_in_place(
         tmp_path: Path) -> None:
     store = Store.open(tmp_path / "s", options=StoreOptions(row_group_rows=64, part_compression="zstd"))
@@ -90,11 +73,12 @@ def test_a_part_written_before_ids_reads_right_and_is_converted_and_new_parts_ar
     up.commit([(h, {"name": f"seed{h}", "price": f"{h}.25"}) for h in range(200)])
     store.flush()
     store.compact(force=True)
-    (old,) = [p.path for p in store.snapshot().parts(T1.id)]
+    with store.snapshot() as view:
+        (old,) = [p.path for p in view.parts(T1.id)]
     ts = up.commit([])
     want = own_rows(store, ts, ["id", "name", "price"])
     store.close()
-    _as_written_before_ids(tmp_path / "s", old)
+    rewrite_part_as_before_ids(tmp_path / "s", old)
     names = pq.read_schema(tmp_path / "s" / old).names
     assert names[:3] == ["id", "name", "price"]
 
@@ -121,3 +105,16 @@ def test_a_part_written_before_ids_reads_right_and_is_converted_and_new_parts_ar
     assert done.tables[0].version == 1 and done.tables[0].converted == 0
     assert delta_rs_rows(root, 1, columns) == own_rows(store, done.ts, columns)
     store.close()
+
+
+def test_a_table_published_before_column_mapping_turns_it_on_at_its_next_version(tmp_path: Path) -> None:
+    published = publish_across_turning_column_mapping_on(tmp_path / "s")
+    # version 1 converts the part version 0 named in place by TiDB names, and the delta
+    assert published.converted == [1, 2]
+    log = delta_log.replay(published.root)
+    assert "columnMapping" in log.protocol["readerFeatures"]
+    assert log.metadata["configuration"]["delta.columnMapping.mode"] == "id"
+    con = duckdb_with_delta()
+    for version, columns, want in published.versions:   # version 0 reads as it did (mode none)
+        assert delta_rs_rows(published.root, version, columns) == want, f"delta-rs at version {version}"
+        assert duckdb_rows(con, published.root, version, columns) == want, f"DuckDB at version {version}"

@@ -1,8 +1,9 @@
 """delta-spark reads a column-mapped replica table (mode ``id``: it resolves each data file's
 columns by their Parquet field ids) through RENAME COLUMN, DROP COLUMN and a re-add of the
 dropped column's name, with the stable part written before the changes named in place at every
-version: each version by ``versionAsOf`` equals TheFlash's read at its ts (the rounds of
-tests/support/delta_column_mapping_rounds.py; delta-rs and DuckDB read them in
+version: each version by ``versionAsOf`` equals TheFlash's read at its ts; and so does each
+version of a table published before column mapping that turned it on at its next version (the
+rounds of tests/support/delta_column_mapping_rounds.py; delta-rs and DuckDB read them in
 tests/integration/test_delta_column_mapping.py)."""
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from delta_column_mapping_rounds import publish_through_column_changes
+from delta_column_mapping_rounds import publish_across_turning_column_mapping_on, publish_through_column_changes
 from delta_ddl_rounds import read_with_delta_spark
 from pyspark_theflash.lake.errors import LakeSetupError
 from pyspark_theflash.lake.jars import delta_spark_jars
@@ -18,7 +19,8 @@ from pyspark_theflash.lake.jars import delta_spark_jars
 pytestmark = pytest.mark.spark
 
 
-def test_delta_spark_reads_each_version_through_rename_drop_and_re_add_by_column_id(tmp_path: Path) -> None:
+def test_delta_spark_reads_each_version_through_rename_drop_re_add_and_turning_column_mapping_on(
+        tmp_path: Path) -> None:
     from jvm_spark import JvmSpark
 
     try:  # the set-up command fetched them: missing, this fails (it does not skip)
@@ -27,8 +29,10 @@ def test_delta_spark_reads_each_version_through_rename_drop_and_re_add_by_column
         pytest.fail(str(exc))
     published = publish_through_column_changes(tmp_path / "s")
     assert all(published.stable_path in parts for parts in published.store_parts[:4])
-    reads = [(str(published.root), "versionAsOf", str(version), columns)
-             for version, columns, _ in published.versions]
+    turned_on = publish_across_turning_column_mapping_on(tmp_path / "before")
+    expected = [(str(p.root), version, columns, want) for p in (published, turned_on)
+                for version, columns, want in p.versions]
+    reads = [(root, "versionAsOf", str(version), columns) for root, version, columns, _ in expected]
     spark = JvmSpark(jars, conf={"spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
                                  "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
                                  "spark.databricks.delta.snapshotPartitions": "2"},
@@ -37,5 +41,5 @@ def test_delta_spark_reads_each_version_through_rename_drop_and_re_add_by_column
         got = spark.call(read_with_delta_spark, reads, timeout=600)
     finally:
         spark.close()
-    for (version, columns, want), rows in zip(published.versions, got):
-        assert rows == sorted(want), f"delta-spark at version {version} ({columns})"
+    for (root, version, columns, want), rows in zip(expected, got):
+        assert rows == sorted(want), f"delta-spark at version {version} of {root} ({columns})"

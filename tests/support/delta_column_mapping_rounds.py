@@ -3,21 +3,27 @@ column's name (a new column id, another type), each published as a Delta version
 stable part written before the first change kept (no compaction until the last round): what a
 column-mapped Delta table must name in place, and what each reader must read of it.
 
-Used by tests/integration/test_delta_column_mapping.py (delta-rs, DuckDB) and
-tests/spark/test_delta_spark_column_mapping.py (delta-spark)."""
+And a table published before column mapping (its version 0 rewritten as that code wrote it)
+turning it on at its next version. Used by tests/integration/test_delta_column_mapping.py
+(delta-rs, DuckDB) and tests/spark/test_delta_spark_column_mapping.py (delta-spark)."""
 from __future__ import annotations
 
 import copy
 import json
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from pyspark_theflash.lake import delta_log
 from pyspark_theflash.lake.publish import Publisher, table_root
 from pyspark_theflash.schema import TableInfo
 from pyspark_theflash.store import Store, StoreOptions
+from pyspark_theflash.store.integrity import file_checksum
 from store_events import DB, committed, event, items_table, key, resolved_ts, row
 
 T1 = items_table()   # id (1), name (2), price DECIMAL(10,2) (3)
@@ -119,7 +125,8 @@ def publish_through_column_changes(where: Path) -> Published:
     up.commit([(h, {"name": f"seed{h}", "price": f"{h}.25"}) for h in range(300)])
     store.flush()
     store.compact(force=True)
-    (stable,) = [p.path for p in store.snapshot().parts(T1.id)]
+    with store.snapshot() as view:
+        (stable,) = [p.path for p in view.parts(T1.id)]
     out.stable_path = stable[len(f"tables/{T1.id}/"):]
     publish(["id", "name", "price"])
 
@@ -142,6 +149,84 @@ def publish_through_column_changes(where: Path) -> Published:
     store.flush()
     store.compact(force=True)
     publish(["id", "title", "price"])
+    store.close()
+    return out
+
+
+def rewrite_part_as_before_ids(store: Path, rel: str) -> None:
+    """Rewrites the stable part ``rel`` as the store wrote parts before naming columns by id: the
+    TiDB names of its schema version, no field ids, no column list in the manifest."""
+    conn = sqlite3.connect(store / "manifest.db")
+    try:
+        (columns,) = conn.execute("SELECT columns FROM parts WHERE file = ?", (rel,)).fetchone()
+        by_physical = {name: col.name for (cid, name) in json.loads(columns) for col in T1.columns if col.id == cid}
+        path = store / rel
+        t = pq.read_table(path)
+        t = t.rename_columns([by_physical.get(n, n) for n in t.column_names]).replace_schema_metadata(None)
+        t = t.cast(pa.schema([f.remove_metadata() for f in t.schema]))   # no field ids
+        pq.write_table(t, path, compression="zstd")
+        conn.execute("UPDATE parts SET columns = NULL, bytes = ?, checksum = ? WHERE file = ?",
+                     (path.stat().st_size, file_checksum(path), rel))
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def rewrite_version_0_as_before_column_mapping(root: Path, store: Path, part_rel: str) -> None:
+    """Rewrites version 0 of the table at ``root`` as the publication wrote it before column
+    mapping: no ``columnMapping`` feature, no mapping in the schema or the properties, and the
+    part ``part_rel`` (by TiDB names: ``rewrite_part_as_before_ids``) named in place, not converted."""
+    log = root / "_delta_log" / "00000000000000000000.json"
+    actions = []
+    for line in log.read_text().splitlines():
+        action = json.loads(line)
+        if "protocol" in action:
+            for key in ("readerFeatures", "writerFeatures"):
+                action["protocol"][key] = [f for f in action["protocol"][key] if f != "columnMapping"]
+        elif "metaData" in action:
+            meta = action["metaData"]
+            schema = json.loads(meta["schemaString"])
+            for f in schema["fields"]:
+                f["metadata"] = {}
+            meta["schemaString"] = json.dumps(schema, separators=(",", ":"))
+            meta["configuration"] = {k: v for k, v in meta["configuration"].items() if "columnMapping" not in k}
+        elif "add" in action:
+            (root / action["add"]["path"]).unlink()          # the conversion the old code did not make
+            action["add"]["path"] = part_rel[len(f"tables/{T1.id}/"):]
+            action["add"]["size"] = (store / part_rel).stat().st_size
+        actions.append(json.dumps(action))
+    log.write_text("\n".join(actions) + "\n")
+
+
+def publish_across_turning_column_mapping_on(where: Path) -> Published:
+    """A table whose version 0 is as the publication wrote it before column mapping (a stable
+    part named in place by TiDB names), then a RENAME and version 1 by this code, which turns
+    column mapping on; each version with its columns and TheFlash's rows at its ts."""
+    options = StoreOptions(row_group_rows=64, part_compression="zstd")
+    store = Store.open(where, options=options)
+    store.put_schema(DB, T1.to_json())
+    up = Upstream(store)
+    up.commit([(h, {"name": f"seed{h}", "price": f"{h}.25"}) for h in range(200)])
+    store.flush()
+    store.compact(force=True)
+    with store.snapshot() as view:
+        (old,) = [p.path for p in view.parts(T1.id)]
+    store.close()
+    rewrite_part_as_before_ids(where, old)
+    store = Store.open(where, options=options)
+    up.store = store
+    out = Published(table_root(store.root, T1.id), stable_path=old[len(f"tables/{T1.id}/"):])
+    first = Publisher(store.root).publish()
+    rewrite_version_0_as_before_column_mapping(out.root, where, old)
+    out.versions.append((0, ["id", "name", "price"], own_rows(store, first.ts, ["id", "name", "price"])))
+    out.converted.append(first.tables[0].converted)
+    up.ddl(T2)                                               # RENAME name TO title
+    up.commit([(7, {"title": "after", "price": "2.00"})])
+    store.flush()
+    done = Publisher(store.root).publish()                   # a new process: replays version 0
+    assert done.tables[0].version == 1, done.tables[0]
+    out.versions.append((1, ["id", "title", "price"], own_rows(store, done.ts, ["id", "title", "price"])))
+    out.converted.append(done.tables[0].converted)
     store.close()
     return out
 
