@@ -9,13 +9,18 @@ ts replaces (in this part or another of the partition), delete marks, repeats of
 tombstone newer than the part. The choice is the store's own (``PartsReader.visible_rows`` then
 ``newest_visible``), made on the hidden columns only, in Arrow and NumPy: one sort per partition.
 
-A part is named **in place** (its path relative to the table root, ``p<partition>/stable-….parquet``)
-when it is Parquet and holds every column of the table's current schema under its current name
-and in its Delta file type (``lake.types``), none of them with an LZ4 dictionary page (which
-Spark's Parquet reader may fail to decompress). Otherwise it is **converted**: its rows, in the
-same order (so the deletion vector's row indexes stay right), conformed to the current schema
-the way a read conforms them (renamed by column id, cast, origin defaults for columns added after
-it) and cast to the Delta file types, are written once to ``lake/part-<id>-<schema>.parquet``.
+The tables use column mapping by id (``lake.types``): a column is ``c<TiDB column id>`` in a data
+file, with that id as its Parquet field id, whatever its name. A part is named **in place** (its
+path relative to the table root, ``p<partition>/stable-….parquet``) when it is Parquet and holds
+every column of the table's schema at ts so (which the store's parts do since they name columns
+by id: a RENAME or a DROP COLUMN leaves them named in place), in its Delta file type, none of
+them with an LZ4 dictionary page (which Spark's Parquet reader may fail to decompress); a column
+it lacks (added after it) must have a NULL origin default, which is what a reader returns for an
+id a file does not have. Otherwise it is **converted**: its rows, in the same order (so the
+deletion vector's row indexes stay right), conformed to the schema the way a read conforms them
+(by column id, cast, origin defaults for columns added after it) and cast to the Delta file
+types, are written once to ``lake/part-<id>-<schema>.parquet``, named by id too. Parts written
+before the store named columns by id (by their TiDB names, no field ids) are converted so.
 Arrow IPC deltas are always converted: no Delta reader reads Arrow IPC (docs/delta.md weighs
 this against compacting first).
 
@@ -44,8 +49,8 @@ import pyarrow.parquet as pq
 
 from pyspark_theflash.lake.location import LakeDir
 from pyspark_theflash.lake.roaring import merged
-from pyspark_theflash.lake.types import file_schema
-from pyspark_theflash.store.parts import PartRef, PartsReader, newest_visible
+from pyspark_theflash.lake.types import field_id
+from pyspark_theflash.store.parts import PartRef, PartsReader, newest_visible, origin_defaults
 from pyspark_theflash.store.txn_merge_tree import HIDDEN_NAMES, ROWID, is_ipc
 
 if TYPE_CHECKING:
@@ -89,33 +94,51 @@ _SPARK_UNSAFE_DICTIONARY_CODECS = frozenset({"LZ4", "LZ4_RAW", "LZ4_FRAME", "LZ4
 
 
 @functools.lru_cache(maxsize=8192)
-def _footer_of(path: str) -> tuple[dict[str, pa.DataType], frozenset[str]]:
+def _footer_of(path: str) -> tuple[dict[str, tuple[pa.DataType, int | None]], frozenset[str]]:
     f = pq.ParquetFile(path)
     md = f.metadata
     unsafe = {md.row_group(g).column(c).path_in_schema for g in range(md.num_row_groups)
               for c in range(md.num_columns)
               if md.row_group(g).column(c).compression in _SPARK_UNSAFE_DICTIONARY_CODECS
               and md.row_group(g).column(c).has_dictionary_page}
-    return {fld.name: fld.type for fld in f.schema_arrow}, frozenset(unsafe)
+    return {fld.name: (fld.type, field_id(fld)) for fld in f.schema_arrow}, frozenset(unsafe)
 
 
-def _footer(path: Path) -> tuple[dict[str, pa.DataType], frozenset[str]]:
-    """A part file's column types, and its columns with an LZ4 dictionary page: its footer read
-    once (a listed part file never changes; bounded, as a writer publishes for days while parts
-    come and go)."""
+def _footer(path: Path) -> tuple[dict[str, tuple[pa.DataType, int | None]], frozenset[str]]:
+    """A part file's column types and Parquet field ids, and its columns with an LZ4 dictionary
+    page: its footer read once (a listed part file never changes; bounded, as a writer publishes
+    for days while parts come and go)."""
     return _footer_of(str(path))
 
 
 def in_place(root: Path, part: PartRef, info: TableInfo, target: pa.Schema) -> bool:
-    """Whether a Delta version may name ``part``'s own file (see the module's docstring)."""
+    """Whether a Delta version may name ``part``'s own file (see the module's docstring): a
+    Parquet part naming each column of ``target`` by its physical name, with its field id and
+    in its Delta file type, with no LZ4 dictionary page. A column the part does not have (added
+    after it) reads NULL in every Delta reader (PROTOCOL.md, "Reader Requirements for Column
+    Mapping"), which is TheFlash's read only when the column's origin default is NULL."""
     if is_ipc(part.path) or part.in_engine:
         return False
     names_by_id = dict(part.columns)
-    by_name = {c.name: c for c in info.columns}
-    if any(names_by_id.get(by_name[f.name].id) != f.name for f in target):
-        return False
     stored, unsafe = _footer(root / part.path)
-    return all(stored.get(f.name) == f.type and f.name not in unsafe for f in target)
+    absent = []
+    for f in target:
+        cid = field_id(f)
+        if cid not in names_by_id:
+            absent.append(cid)
+        elif names_by_id[cid] != f.name or stored.get(f.name) != (f.type, cid) or f.name in unsafe:
+            return False
+    return not absent or _null_origin_defaults(info, absent)
+
+
+def _null_origin_defaults(info: TableInfo, column_ids: Sequence[int | None]) -> bool:
+    """Whether each of these columns' origin default (what a row written before it existed reads)
+    is NULL, decoded as a read decodes it (``store.parts.origin_defaults``)."""
+    by_id = {c.id: c.name for c in info.columns}
+    if any(cid not in by_id for cid in column_ids):
+        return False
+    defaults = origin_defaults(info, [by_id[cid] for cid in column_ids if cid is not None])
+    return all(column.null_count == len(column) for column in defaults.columns)
 
 
 @dataclass(frozen=True)
@@ -207,11 +230,14 @@ def convert(root: Path, table_root: LakeDir, part: PartRef, info: TableInfo, tar
     rel = f"{CONVERTED_DIR}/part-{part.part_id}-{schema_tag(target)}.parquet"
     if table_root.is_file(rel):
         return rel, table_root.size(rel)
-    reader = PartsReader(root, info, 0, (None, None), [f.name for f in target], None, (), _BATCH_ROWS)
-    t = reader.all_versions(part).select([f.name for f in target])
+    by_id: dict[int | None, str] = {c.id: c.name for c in info.columns}
+    names = [by_id[field_id(f)] for f in target]   # the TiDB names the store reads them by
+    reader = PartsReader(root, info, 0, (None, None), names, None, (), _BATCH_ROWS)
+    t = reader.all_versions(part).select(names)
     if t.num_rows != part.rows:
         raise ValueError(f"part {part.part_id} ({part.path}) read {t.num_rows} rows, the manifest says {part.rows}")
-    t = t.cast(target)
+    # under their physical names, with their field ids: a converted file is named like a part
+    t = pa.Table.from_arrays([t.column(n).cast(f.type) for n, f in zip(names, target)], schema=target)
     sink = pa.BufferOutputStream()
     pq.write_table(t, sink, compression=CONVERTED_COMPRESSION, use_dictionary=False, row_group_size=_BATCH_ROWS)
     data = sink.getvalue().to_pybytes()

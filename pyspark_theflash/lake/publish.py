@@ -43,9 +43,17 @@ from pyspark_theflash.lake.delta_log import APP_ID, READER_VERSION, WRITER_VERSI
 from pyspark_theflash.lake.errors import LakeError, PublishTsError
 from pyspark_theflash.lake.files import PartVisibility, PlannedFile, plan_partition, schema_tag
 from pyspark_theflash.lake.location import LakeDir, lake_dir
-from pyspark_theflash.lake.types import file_schema, needs_timestamp_ntz, schema_string
+from pyspark_theflash.lake.types import (
+    COLUMN_MAPPING_MODE,
+    COLUMN_MAPPING_MODE_KEY,
+    MAX_COLUMN_ID,
+    file_schema,
+    needs_timestamp_ntz,
+    schema_string,
+)
 from pyspark_theflash.scan.resolved import table_resolved_ts
 from pyspark_theflash.schema import arrow_schema
+from pyspark_theflash.schema.arrow import select_columns
 from pyspark_theflash.schema.partitioning import physical_ids_of
 from pyspark_theflash.store import Store
 from pyspark_theflash.store.parts import PartRef
@@ -227,7 +235,8 @@ class Publisher:
             raise PublishTsError(f"table {name} is published up to ts {log.ts} ({root}/_delta_log), after ts {ts}; "
                                  "a version is only ever added at a newer ts: publish a ts above it")
         store_schema = arrow_schema(info)
-        target = file_schema(store_schema)
+        column_ids = [c.id for c in select_columns(info, None)]   # store_schema's, in order
+        target = file_schema(store_schema, column_ids)
         parts = [p for table_id in physical for p in view.parts(table_id)]
         if any(p.in_engine for p in parts):
             return TablePublication(name, info.id, root.uri, None,
@@ -282,12 +291,13 @@ class Publisher:
             deleted += 0 if data.dv is None else data.dv.cardinality
             files[data.path] = data
             by_part[part_id] = data
-        schema_json = schema_string(store_schema)
+        schema_json = schema_string(store_schema, column_ids)
+        configuration = _configuration(column_ids, log)
         features = _features(store_schema)
         old = {f.key: f for f in log.files.values()}
         new = {f.key: f for f in files.values()}
-        if log.version >= 0 and old.keys() == new.keys() and schema_json == log.schema_string \
-                and features == log.features:
+        metadata_changed = schema_json != log.schema_string or configuration != log.metadata.get("configuration")
+        if log.version >= 0 and old.keys() == new.keys() and not metadata_changed and features == log.features:
             self._published[root_id] = _Published(by_part, signatures, seen)
             return TablePublication(name, info.id, root.uri, None, len(files), converted, deleted, parts_read,
                                     skipped="unchanged since its last version")
@@ -299,12 +309,11 @@ class Publisher:
         if features != log.features:
             actions.append({"protocol": {"minReaderVersion": READER_VERSION, "minWriterVersion": WRITER_VERSION,
                                          "readerFeatures": list(features[0]), "writerFeatures": list(features[1])}})
-        if schema_json != log.schema_string:
+        if metadata_changed:
             actions.append({"metaData": {
                 "id": log.table_uuid or str(uuid.uuid4()), "name": name,
                 "format": {"provider": "parquet", "options": {}}, "schemaString": schema_json,
-                "partitionColumns": [], "createdTime": ict,
-                "configuration": {"delta.enableDeletionVectors": "true", "delta.enableInCommitTimestamps": "true"}}})
+                "partitionColumns": [], "createdTime": ict, "configuration": configuration}})
         actions.append({"txn": {"appId": APP_ID, "version": ts, "lastUpdated": ict}})
         actions += [f.remove_action(ict) for k, f in old.items() if k not in new]
         actions += [f.add_action() for k, f in new.items() if k not in old]
@@ -366,8 +375,21 @@ def _resolved(view: StoreView) -> tuple[int, str]:
 
 
 def _features(store_schema: pa.Schema) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    reader = ["deletionVectors"] + (["timestampNtz"] if needs_timestamp_ntz(store_schema) else [])
+    reader = ["columnMapping", "deletionVectors"] + (["timestampNtz"] if needs_timestamp_ntz(store_schema) else [])
     return tuple(reader), tuple(reader + ["inCommitTimestamp"])
+
+
+def _configuration(column_ids: list[int], log: TableLog) -> dict[str, str]:
+    """The table properties of a version: deletion vectors, in-commit timestamps, and column
+    mapping by id (PROTOCOL.md, "Column Mapping") with ``delta.columnMapping.maxColumnId`` never
+    lower than a version before had it (a DROP COLUMN of the highest id does not lower it; TiDB
+    never gives an id twice, so a re-added column's is above it). A table published before
+    column mapping turns it on at its next version, which names every file by id (the parts
+    that named columns by TiDB name converted once)."""
+    before = (log.metadata.get("configuration") or {}).get(MAX_COLUMN_ID)
+    highest = max([*column_ids, int(before) if before is not None else 0])
+    return {"delta.enableDeletionVectors": "true", "delta.enableInCommitTimestamps": "true",
+            COLUMN_MAPPING_MODE_KEY: COLUMN_MAPPING_MODE, MAX_COLUMN_ID: str(highest)}
 
 
 __all__ = ["LakeError", "Publisher", "Round", "TablePublication", "table_root"]

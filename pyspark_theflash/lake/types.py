@@ -3,7 +3,8 @@ Serialization Format") and the Arrow type its values have in a data file the log
 
 The store keeps a TiDB column in one Arrow type (``schema.arrow``). Where Delta has that type,
 the store's Parquet parts are named in place; where it has not (unsigned integers, TIME), the
-values are cast to the Delta type in a converted file:
+values are cast to the Delta type in a converted file. Columns are mapped by id (below,
+``COLUMN_MAPPING_MODE``):
 
 | store (Arrow)            | Delta            | in the file      | TiDB                            |
 |--------------------------|------------------|------------------|---------------------------------|
@@ -23,11 +24,12 @@ values are cast to the Delta type in a converted file:
 from __future__ import annotations
 
 import json
-
+from typing import Sequence
 
 import pyarrow as pa
 
 from pyspark_theflash.lake.errors import UnmappedTypeError
+from pyspark_theflash.store.txn_merge_tree import FIELD_ID_KEY, physical_name
 
 _SAME: dict[pa.DataType, str] = {
     pa.bool_(): "boolean", pa.int8(): "byte", pa.int16(): "short", pa.int32(): "integer", pa.int64(): "long",
@@ -55,16 +57,49 @@ def delta_type(store_type: pa.DataType, column: str) -> tuple[str, pa.DataType]:
                             "it cannot be published (report it with the table's CREATE TABLE)")
 
 
-def file_schema(store_schema: pa.Schema) -> pa.Schema:
-    """The Arrow schema of a data file a Delta version names (every column nullable: the store
-    keeps delete marks without values)."""
+# Column mapping (PROTOCOL.md, "Column Mapping"): every column has a static physical name and an
+# id, and readers resolve a data file's columns by its Parquet field ids ("id" mode). The id is the
+# TiDB column id and the physical name ``c<id>`` (``store.txn_merge_tree.physical_name``): a
+# stable part of the store names its columns so, with those field ids, whatever RENAME COLUMN,
+# DROP COLUMN and ADD COLUMN did after it, so a version names it in place. delta-spark resolves
+# by field id; delta-rs 1.6.6 and DuckDB's delta 1.5.5 accept the mode and resolve by the physical
+# name (docs/delta.md, "Column mapping"): every file a version names carries both.
+COLUMN_MAPPING_MODE = "id"
+COLUMN_MAPPING_MODE_KEY = "delta.columnMapping.mode"
+MAX_COLUMN_ID = "delta.columnMapping.maxColumnId"
+COLUMN_MAPPING_ID = "delta.columnMapping.id"
+COLUMN_MAPPING_PHYSICAL_NAME = "delta.columnMapping.physicalName"
+
+
+def value_schema(store_schema: pa.Schema) -> pa.Schema:
+    """The Arrow schema a Delta reader gives the table's rows in: the display names, each column
+    in its Delta file type, nullable."""
     return pa.schema([pa.field(f.name, delta_type(f.type, f.name)[1], nullable=True) for f in store_schema])
 
 
-def schema_string(store_schema: pa.Schema) -> str:
-    """The ``schemaString`` of the table's ``metaData``."""
-    fields: list[dict[str, object]] = [{"name": f.name, "type": delta_type(f.type, f.name)[0], "nullable": True,
-                                     "metadata": {}} for f in store_schema]
+def file_schema(store_schema: pa.Schema, column_ids: Sequence[int]) -> pa.Schema:
+    """The Arrow schema of a data file a Delta version names: each column under its physical name
+    ``c<id>`` with its id as the Parquet field id (``column_ids``: the TiDB ids of
+    ``store_schema``'s columns, in order), in its Delta file type, nullable (the store keeps
+    delete marks without values)."""
+    return pa.schema([pa.field(physical_name(cid), delta_type(f.type, f.name)[1], nullable=True,
+                               metadata={FIELD_ID_KEY: str(cid).encode()})
+                      for f, cid in zip(store_schema, column_ids, strict=True)])
+
+
+def field_id(field: pa.Field) -> int | None:
+    """The Parquet field id an Arrow field carries (None: none)."""
+    raw = (field.metadata or {}).get(FIELD_ID_KEY)
+    return None if raw is None else int(raw)
+
+
+def schema_string(store_schema: pa.Schema, column_ids: Sequence[int]) -> str:
+    """The ``schemaString`` of the table's ``metaData``: display names (the TiDB names at the
+    version's ts), each with its column mapping id and physical name."""
+    fields: list[dict[str, object]] = [
+        {"name": f.name, "type": delta_type(f.type, f.name)[0], "nullable": True,
+         "metadata": {COLUMN_MAPPING_ID: cid, COLUMN_MAPPING_PHYSICAL_NAME: physical_name(cid)}}
+        for f, cid in zip(store_schema, column_ids, strict=True)]
     return json.dumps({"type": "struct", "fields": fields}, separators=(",", ":"))
 
 

@@ -387,14 +387,16 @@ def commit_compaction(store: CompactingStore, plan: CompactionPlan, out: Compact
 
     conn = store.thread_connection()
     table_id, partition_id, info = plan.table_id, plan.partition_id, plan.info
-    # A part keeping columns of older versions lists its own columns (no version has them all).
+    # A part keeping columns of older versions lists its own columns (no version has them all);
+    # a Parquet part names them by id, and its file says how (``PartFile.columns``).
     part_columns = tuple((c.id, c.name) for c in info.columns) if plan.keeps_older_columns else None
     inputs = frozenset(p.part_id for p in plan.parts)
     version = int(info.schema_version)
     if out.split_at is None:
         edit = mf.ManifestEdit(
             expect=(mf.PartsLive(table_id, partition_id, inputs),), parts_removed=tuple(sorted(inputs)),
-            parts_added=tuple(mf.NewPart(table_id, partition_id, plan.kind, pf, version, plan.version, part_columns)
+            parts_added=tuple(mf.NewPart(table_id, partition_id, plan.kind, pf, version, plan.version,
+                                         pf.columns or part_columns)
                               for _pid, _lo, _hi, pf in out.outputs if pf is not None),
             prune_tombstones=True)
     else:  # a split: nothing else may have come to the partition, nor a partition to the table
@@ -403,7 +405,8 @@ def commit_compaction(store: CompactingStore, plan: CompactionPlan, out: Compact
                     mf.NextPartitionId(table_id, out.next_partition_id)),
             parts_removed=tuple(sorted(inputs)), partitions_removed=((table_id, partition_id),),
             partitions_added=tuple((table_id, new_pid, lo, hi) for new_pid, lo, hi, _pf in out.outputs),
-            parts_added=tuple(mf.NewPart(table_id, new_pid, "stable", pf, version, plan.version, part_columns)
+            parts_added=tuple(mf.NewPart(table_id, new_pid, "stable", pf, version, plan.version,
+                                         pf.columns or part_columns)
                               for new_pid, _lo, _hi, pf in out.outputs if pf is not None),
             prune_tombstones=True)
     try:

@@ -598,7 +598,8 @@ TableChange = Union[TableVersion, TableIgnored, TableCreated, TableRetired]
 class NewPart:
     """A part the edit lists. ``data_version``: range tombstones newer than it apply to the part
     (None: the edit's own version, a flush's part); ``columns``: its (column id, file column)
-    when they are not its schema version's (a compacted part keeping older versions' columns)."""
+    when they are not its schema version's names (a Parquet part names them by id; a compacted
+    part keeps older versions' columns); None: the file's own (``PartFile.columns``)."""
 
     table_id: int
     partition_id: int
@@ -812,6 +813,7 @@ def _insert_part(conn: sqlite3.Connection, part: NewPart, version: int) -> None:
     from pyspark_theflash.store.txn_merge_tree import stats_to_json
 
     pf = part.file
+    columns = part.columns if part.columns is not None else getattr(pf, "columns", None)
     conn.execute(
         "INSERT INTO parts(table_id, partition_id, kind, file, rows, bytes, min_handle, max_handle, "
         "min_commit_ts, max_commit_ts, single_version, delete_marks, schema_version, data_version, "
@@ -819,5 +821,5 @@ def _insert_part(conn: sqlite3.Connection, part: NewPart, version: int) -> None:
         (part.table_id, part.partition_id, part.kind, pf.file, pf.rows, pf.bytes, pf.min_handle, pf.max_handle,
          pf.min_commit_ts, pf.max_commit_ts, int(pf.single_version), pf.delete_marks, part.schema_version,
          version if part.data_version is None else part.data_version, version, json.dumps(stats_to_json(pf.stats)),
-         None if part.columns is None else json.dumps([[int(i), str(n)] for i, n in part.columns]),
+         None if columns is None else json.dumps([[int(i), str(n)] for i, n in columns]),
          getattr(pf, "checksum", None)))

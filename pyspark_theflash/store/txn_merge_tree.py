@@ -5,9 +5,14 @@ columns as of the part's schema version plus the hidden columns ``_tidb_rowid`` 
 ``_tidb_commit_ts`` (uint64) and ``_tidb_delmark`` (bool); a Parquet part stores the commit
 ts as signed INT64 (``stored_for_parquet``), and every reader of a part file sees uint64 again
 (``conform_hidden``). Flushes write *delta* parts, compaction writes *stable* parts (row
-groups of a configured size, with statistics). This module writes part files (temporary name,
-fsync, rename) and computes what the manifest records about them; it never touches the
-manifest itself.
+groups of a configured size, with statistics). A Parquet part names each user column by its
+TiDB column id, ``c<id>`` with the Parquet field id = the column id (``physical_name``): a
+RENAME COLUMN, a DROP and a re-add leave its file as it is, and the Delta publication names it
+in place under column mapping (docs/delta.md). Its manifest row lists those (id, file column)
+pairs; parts written before, and the Arrow IPC deltas, name columns by the TiDB names of their
+schema version (their row lists none), and every reader maps by the row's list
+(``PartRef.columns``). This module writes part files (temporary name, fsync, rename) and
+computes what the manifest records about them; it never touches the manifest itself.
 
 An engine that keeps rows itself (the ClickHouse engine, ``store.row_sink``) gets no part files:
 its flushes and compactions list *records* (``file`` empty, ``in_engine``): a part's
@@ -57,6 +62,39 @@ class PartFile:
     delete_marks: int
     stats: dict[int, ColumnStats]   # by column id
     checksum: str | None = None     # ``store.integrity`` checksum of the file's bytes; None: no file
+    # (column id, file column) of each user column when the file names them by id (a Parquet
+    # part: ``physical_name``); None: by the TiDB names of the part's schema version
+    columns: tuple[tuple[int, str], ...] | None = None
+
+
+def physical_name(column_id: int) -> str:
+    """The static name of a user column in a Parquet part, from its TiDB column id (TiDB never
+    gives an id to another column of the table, and a re-added column gets a new one). A TiDB
+    column name cannot collide with it in the file: every user column there is named so, and
+    the hidden columns start with ``_tidb_``."""
+    return f"c{column_id}"
+
+
+# The Parquet field metadata key of a field id (the Thrift ``SchemaElement.field_id``).
+FIELD_ID_KEY = b"PARQUET:field_id"
+
+
+def named_by_id(table: pa.Table, column_ids: Sequence[int]) -> tuple[pa.Table, tuple[tuple[int, str], ...]]:
+    """``table``'s user columns (in the order of ``column_ids``) renamed ``c<id>`` and carrying
+    their id as the Parquet field id; the hidden columns as they are. And the (id, file column)
+    list the manifest records."""
+    columns = tuple((int(cid), physical_name(int(cid))) for cid in column_ids)
+    fields, at = [], 0
+    for f in table.schema:
+        if f.name in HIDDEN_NAMES:
+            fields.append(f)
+            continue
+        cid, name = columns[at]
+        at += 1
+        fields.append(f.with_name(name).with_metadata({FIELD_ID_KEY: str(cid).encode()}))
+    if at != len(columns):
+        raise ValueError(f"{len(columns)} column ids for {at} user columns")
+    return pa.Table.from_arrays(table.columns, schema=pa.schema(fields)), columns
 
 
 def part_dir(table_id: int, partition_id: int) -> str:
@@ -243,15 +281,19 @@ def write_part(root: Path, rel: str, table: pa.Table, column_ids: Sequence[int],
                install: bool = True) -> PartFile:
     """Write ``table`` (already sorted) to ``root/rel`` under a temporary name, fsync it and
     rename it in; Arrow IPC or Parquet by the name's extension. ``column_ids`` are the ids of
-    the table's user columns, in order. ``install=False`` stops after writing the temporary
-    file (no fsync, no rename): the caller makes it durable later with ``install_part``."""
+    the table's user columns, in order: a Parquet part names them by id (``named_by_id``) and
+    its ``PartFile.columns`` says so; an Arrow IPC delta keeps the table's names (a Delta version
+    never names a delta in place). ``install=False`` stops after writing the temporary file (no
+    fsync, no rename): the caller makes it durable later with ``install_part``."""
     dest = root / rel
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(dest)
+    columns = None
     if is_ipc(rel):
         with ipc.new_file(str(tmp), table.schema) as w:
             w.write_table(table, max_chunksize=max(1, row_group_rows))
     else:
+        table, columns = named_by_id(table, column_ids)
         dictionary = dictionary_columns(table)
         stored, encodings = stored_for_parquet(table)
         pq.write_table(stored, str(tmp), row_group_size=max(1, row_group_rows), compression=compression,
@@ -261,11 +303,11 @@ def write_part(root: Path, rel: str, table: pa.Table, column_ids: Sequence[int],
     # the manifest edit that lists the part: every later read checks it (store.integrity).
     checksum = file_checksum(tmp)
     if not install:
-        return replace(describe_part(rel, table, column_ids, tmp.stat().st_size), checksum=checksum)
+        return replace(describe_part(rel, table, column_ids, tmp.stat().st_size), checksum=checksum, columns=columns)
     install_part(root, rel)
     if sync_dir:  # callers writing many parts pass False and call sync_dirs once
         _fsync_dir(dest.parent)
-    return replace(describe_part(rel, table, column_ids, dest.stat().st_size), checksum=checksum)
+    return replace(describe_part(rel, table, column_ids, dest.stat().st_size), checksum=checksum, columns=columns)
 
 
 def install_part(root: Path, rel: str) -> None:

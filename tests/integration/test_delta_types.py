@@ -16,7 +16,7 @@ from delta_readers import duckdb_with_delta
 from flash_rig import FlashRig, wait_for
 from pyspark_theflash.lake import delta_log
 from pyspark_theflash.lake.publish import Publisher, Round
-from pyspark_theflash.lake.types import file_schema
+from pyspark_theflash.lake.types import value_schema
 from pyspark_theflash.store import Store
 from pyspark_theflash.upstream.workloads import OrdersWorkload
 
@@ -68,7 +68,7 @@ def test_every_tidb_type_reads_the_same_from_delta_rs_and_duckdb_as_from_theflas
                     version = log.version_at(done.ts)
                     assert version is not None
                     own = store.scan_table(pub.table, done.ts)
-                    want = canonical(own.cast(file_schema(own.schema)))
+                    want = canonical(own.cast(value_schema(own.schema)))
                     seen[pub.table] = seen.get(pub.table, 0) + len(want)
                     dt = deltalake.DeltaTable(pub.root, version=version)
                     got = deltalake.QueryBuilder().register("t", dt).execute("select * from t").read_all()

@@ -323,7 +323,31 @@ def test_parquet_parts_dictionary_encode_only_the_string_columns_with_repeated_v
     f = pq.ParquetFile(tmp_path / written.file)
     encodings = {f.metadata.row_group(0).column(i).path_in_schema: f.metadata.row_group(0).column(i).encodings
                  for i in range(f.metadata.num_columns)}
-    assert "RLE_DICTIONARY" not in encodings["name"]
-    assert "RLE_DICTIONARY" in encodings["color"]
-    assert "RLE_DICTIONARY" in encodings["note"]
-    assert conform_hidden(f.read()).equals(t)
+    # the columns are named by their ids (c1: name, c2: color, c3: note)
+    assert "RLE_DICTIONARY" not in encodings["c1"]
+    assert "RLE_DICTIONARY" in encodings["c2"]
+    assert "RLE_DICTIONARY" in encodings["c3"]
+    assert conform_hidden(f.read()).rename_columns(t.column_names).equals(t)
+
+
+def test_a_parquet_part_names_its_columns_by_column_id_with_field_ids_and_an_ipc_delta_by_name(
+        tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pyspark_theflash.store.txn_merge_tree import HIDDEN_FIELDS, HIDDEN_NAMES, write_part
+
+    t = pa.table({"name": ["a", "b"], "price": pa.array([1, 2], pa.int64()),
+                  "_tidb_rowid": pa.array([1, 2], pa.int64()), "_tidb_commit_ts": pa.array([100, 100], pa.uint64()),
+                  "_tidb_delmark": [False, False]},
+                 schema=pa.schema([pa.field("name", pa.string()), pa.field("price", pa.int64()), *HIDDEN_FIELDS]))
+    stable = write_part(tmp_path, "tables/1/p1/stable-x.parquet", t, [7, 3], 1024)
+    assert stable.columns == ((7, "c7"), (3, "c3"))
+    schema = pq.read_schema(tmp_path / stable.file)
+    assert schema.names == ["c7", "c3", *HIDDEN_NAMES]
+    assert [(schema.field(n).metadata or {}).get(b"PARQUET:field_id") for n in schema.names] == \
+        [b"7", b"3", None, None, None]
+    assert set(stable.stats) == {7, 3} and stable.stats[3].max == 2
+    delta = write_part(tmp_path, "tables/1/p1/delta-x.arrow", t, [7, 3], 1024)
+    assert delta.columns is None
+    assert pa.ipc.open_file(str(tmp_path / delta.file)).schema.names == ["name", "price", *HIDDEN_NAMES]
