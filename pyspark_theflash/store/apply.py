@@ -268,7 +268,7 @@ class Applier:
         if rid not in saved:
             saved[rid] = None if reg is None else reg.undo_copy()
             if reg is not None:
-                self.state.board.save(np.array([self.state.board.slot_of[rid]], np.int64))
+                self.state.board.save_one(self.state.board.slot_of[rid])
         if reg is None:
             reg = MutableRegion(rid).on_board(self.state.board)
             self.state.regions[rid] = reg

@@ -37,8 +37,11 @@ class RegionBoard:
         self._free: list[int] = []
         self._index: tuple[np.ndarray, np.ndarray] | None = None  # (region ids sorted, their slots)
         self.moved = False  # a resolved ts moved by ``raise_to`` since a flush last took them
-        # a batch's undo: (slots, their resolved ts, their orphan windows) before it changed them
+        # a batch's undo: (slots, their resolved ts, their orphan windows) before it changed them,
+        # as arrays (``save``) and one slot at a time (``save_one``: a region a batch changes
+        # otherwise, thousands a batch, where a NumPy call each cost more than the change)
         self._undo: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+        self._undo_one: list[tuple[int, int, int]] = []
 
     # --- slots ---------------------------------------------------------------------------------
     def add(self, region_id: int, resolved_ts: int = 0, orphan_until_ts: int = 0, persisted_ts: int = 0) -> int:
@@ -94,21 +97,41 @@ class RegionBoard:
     # --- a batch -------------------------------------------------------------------------------
     def begin(self) -> None:
         self._undo = []
+        self._undo_one = []
 
     def save(self, slots: np.ndarray) -> None:
         """Keep the values of ``slots`` for the batch's undo (before the batch changes them)."""
         if self._undo is not None and len(slots):
+            if self._undo_one:  # (the log stays in the order of the saves: rollback goes back through it)
+                self._fold_ones()
             self._undo.append((slots, self.resolved[slots], self.orphan_until[slots]))
+
+    def save_one(self, slot: int) -> None:
+        """``save`` of one slot, as Python ints."""
+        if self._undo is not None:
+            self._undo_one.append((slot, int(self.resolved[slot]), int(self.orphan_until[slot])))
+            if len(self._undo_one) >= 4096:  # (bounded: folded into the arrays' log)
+                self._fold_ones()
+
+    def _fold_ones(self) -> None:
+        assert self._undo is not None
+        slots, resolved, orphan_until = (np.array(c, np.int64) for c in zip(*self._undo_one))
+        self._undo.append((slots, resolved, orphan_until))
+        self._undo_one = []
 
     def rollback(self) -> None:
         """The values every slot had when the batch began."""
+        if self._undo is not None and self._undo_one:
+            self._fold_ones()
         for slots, resolved, orphan_until in reversed(self._undo or ()):
             self.resolved[slots] = resolved
             self.orphan_until[slots] = orphan_until
         self._undo = None
+        self._undo_one = []
 
     def commit(self) -> None:
         self._undo = None
+        self._undo_one = []
 
     # --- resolved ts -----------------------------------------------------------------------------
     def raise_to(self, region_ids: np.ndarray, ts: int) -> tuple[int, np.ndarray]:

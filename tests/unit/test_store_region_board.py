@@ -107,3 +107,20 @@ def test_the_board_undoes_a_batch_and_finds_moves_as_arrays() -> None:
     assert board.slot_of[7777] == slot and int(board.resolved[slot]) == 0
     assert board.moved_since_persisted(set())[0].tolist() == []
     assert board.slots(np.array([7777, 20, 10], np.int64)).tolist() == [slot, -1, board.slot_of[10]]
+
+
+def test_the_undo_goes_back_through_one_slot_and_array_saves_in_their_order() -> None:
+    """A region saved alone (its split sets its resolved ts to 0), then raised with thousands
+    by a resolved ts, then the batch fails: every value is the one before the batch."""
+    board = RegionBoard()
+    for rid in range(1, 5001):
+        board.add(rid, resolved_ts=100, orphan_until_ts=0, persisted_ts=100)
+    board.begin()
+    for rid in range(1, 5001, 2):  # more than one fold of the one-slot log
+        board.save_one(board.slot_of[rid])
+        board.resolved[board.slot_of[rid]] = 0
+    board.raise_to(np.arange(1, 5001, dtype=np.int64), 200)
+    board.save_one(board.slot_of[7])
+    board.resolved[board.slot_of[7]] = 5
+    board.rollback()
+    assert set(board.resolved[:board.used].tolist()) == {100}
