@@ -81,10 +81,15 @@ class PlannedFile:
     converted: bool
 
 
-def schema_tag(schema: pa.Schema) -> str:
+def schema_tag(schema: pa.Schema, info: TableInfo | None = None) -> str:
     """A short digest of a Delta file schema: a converted file's name carries it, so a schema
-    change converts again instead of reusing a file of other columns."""
-    return hashlib.sha256(schema.to_string().encode()).hexdigest()[:12]
+    change converts again instead of reusing a file of other columns. The expressions of the
+    table's VIRTUAL generated columns are in it too: a converted file holds their values."""
+    text = schema.to_string()
+    virtual = [f"{c.id}={c.generated_expr}" for c in info.columns if c.is_virtual_generated] if info else []
+    if virtual:
+        text += "\nvirtual computed: " + "; ".join(virtual)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 # Codecs of dictionary pages parquet-java in Spark 4.2.1 fails to decompress when large
@@ -116,8 +121,10 @@ def in_place(root: Path, part: PartRef, info: TableInfo, target: pa.Schema) -> b
     Parquet part naming each column of ``target`` by its physical name, with its field id and
     in its Delta file type, with no LZ4 dictionary page. A column the part does not have (added
     after it) reads NULL in every Delta reader (PROTOCOL.md, "Reader Requirements for Column
-    Mapping"), which is TheFlash's read only when the column's origin default is NULL."""
-    if is_ipc(part.path) or part.in_engine:
+    Mapping"), which is TheFlash's read only when the column's origin default is NULL. A VIRTUAL
+    generated column is never stored (a part holds NULLs for it, TheFlash computes it as it
+    reads): a table with one is converted, its values computed into the file."""
+    if is_ipc(part.path) or part.in_engine or any(c.is_virtual_generated for c in info.columns):
         return False
     names_by_id = dict(part.columns)
     stored, unsafe = _footer(root / part.path)
@@ -227,15 +234,25 @@ def deleted_rows_after(root: Path, info: TableInfo, ts: int, settled: Sequence[t
 def convert(root: Path, table_root: LakeDir, part: PartRef, info: TableInfo, target: pa.Schema) -> tuple[str, int]:
     """``part``'s rows in the current schema and Delta file types, written once to
     ``lake/part-<id>-<schema>.parquet`` under the table root; (relative path, size)."""
-    rel = f"{CONVERTED_DIR}/part-{part.part_id}-{schema_tag(target)}.parquet"
+    from pyspark_theflash.schema.generated import virtual_columns
+
+    rel = f"{CONVERTED_DIR}/part-{part.part_id}-{schema_tag(target, info)}.parquet"
     if table_root.is_file(rel):
         return rel, table_root.size(rel)
     by_id: dict[int | None, str] = {c.id: c.name for c in info.columns}
     names = [by_id[field_id(f)] for f in target]   # the TiDB names the store reads them by
-    reader = PartsReader(root, info, 0, (None, None), names, None, (), _BATCH_ROWS)
-    t = reader.all_versions(part).select(names)
+    computed = virtual_columns(info, names)  # (TheFlash computes them as it reads: so does the file)
+    deps = {d for vc in computed for d in vc.deps} - {vc.name for vc in computed}
+    reader = PartsReader(root, info, 0, (None, None), names + sorted(deps - set(names)), None, (), _BATCH_ROWS)
+    t = reader.all_versions(part)
     if t.num_rows != part.rows:
         raise ValueError(f"part {part.part_id} ({part.path}) read {t.num_rows} rows, the manifest says {part.rows}")
+    if computed:
+        cols = {name: t.column(name) for name in t.schema.names}
+        for vc in computed:
+            cols[vc.name] = vc.compute(cols, t.num_rows)
+        t = pa.table({n: cols[n] for n in names})
+    t = t.select(names)
     # under their physical names, with their field ids: a converted file is named like a part
     t = pa.Table.from_arrays([t.column(n).cast(f.type) for n, f in zip(names, target)], schema=target)
     sink = pa.BufferOutputStream()

@@ -243,7 +243,7 @@ class Publisher:
                                     skipped="its rows are kept by the ClickHouse engine (no part files)")
         root_id = self._root_id(info.id)
         published = self._published.get(root_id) if log.version >= 0 else None
-        tag = schema_tag(target)
+        tag = schema_tag(target, info)
         # the store's partitions (handle ranges) of each physical table
         by_partition: dict[tuple[int, int], list[PartRef]] = defaultdict(list)
         for p in parts:
