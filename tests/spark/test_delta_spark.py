@@ -10,12 +10,11 @@ in the environment."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from delta_bank_rounds import ROUNDS, SLOW_ROUNDS, bank_rounds_read_by_every_reader
-from pyspark_theflash.lake.errors import LakeSetupError
-from pyspark_theflash.lake.jars import delta_spark_jars
 
 pytestmark = pytest.mark.spark
 
@@ -24,9 +23,6 @@ ROUND_COUNTS = pytest.mark.parametrize("rounds", [ROUNDS, pytest.param(SLOW_ROUN
 
 
 @ROUND_COUNTS
-def test_delta_spark_delta_rs_and_duckdb_read_each_round_as_theflash_at_its_ts(tmp_path: Path, rounds: int) -> None:
-    try:  # the set-up command fetched them: missing, this fails (it does not skip)
-        jars = ",".join(str(j) for j in delta_spark_jars())
-    except LakeSetupError as exc:
-        pytest.fail(str(exc))
-    bank_rounds_read_by_every_reader(tmp_path, jars, rounds=rounds)
+def test_delta_spark_delta_rs_and_duckdb_read_each_round_as_theflash_at_its_ts(tmp_path: Path, rounds: int,
+                                                                               delta_spark: Any) -> None:
+    bank_rounds_read_by_every_reader(tmp_path, delta_spark, rounds=rounds)

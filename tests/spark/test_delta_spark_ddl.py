@@ -9,19 +9,20 @@ after the last schema change) and delta-spark reads more of them."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from delta_ddl_rounds import COUNTS, Counts, check_with_delta_rs_and_duckdb, check_with_delta_spark, delta_jars, run_ddl_rounds
+from delta_ddl_rounds import COUNTS, Counts, check_with_delta_rs_and_duckdb, check_with_delta_spark, run_ddl_rounds
 
 pytestmark = pytest.mark.spark
 
 
 @COUNTS
-def test_delta_spark_reads_the_schema_changes_rounds_as_theflash(tmp_path: Path, counts: Counts) -> None:
+def test_delta_spark_reads_the_schema_changes_rounds_as_theflash(tmp_path: Path, counts: Counts, delta_spark: Any) -> None:
     rig, published = run_ddl_rounds(tmp_path, counts=counts)
     try:
         check_with_delta_rs_and_duckdb(published, on_s3=False)
-        check_with_delta_spark(published, tmp_path, delta_jars(False), last=counts.last)
+        check_with_delta_spark(published, delta_spark, last=counts.last)
     finally:
         rig.close()

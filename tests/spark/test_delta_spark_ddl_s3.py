@@ -8,17 +8,17 @@ from typing import Any
 
 import pytest
 
-from delta_ddl_rounds import COUNTS, Counts, check_with_delta_rs_and_duckdb, check_with_delta_spark, delta_jars, run_ddl_rounds
+from delta_ddl_rounds import COUNTS, Counts, check_with_delta_rs_and_duckdb, check_with_delta_spark, run_ddl_rounds
 
 pytestmark = pytest.mark.spark
 
 
 @COUNTS
-def test_delta_spark_reads_the_schema_changes_rounds_from_s3_through_s3a(tmp_path: Path, counts: Counts, s3_server: Any,
-                                                                       s3_bucket: str) -> None:
+def test_delta_spark_reads_the_schema_changes_rounds_from_s3_through_s3a(tmp_path: Path, counts: Counts, s3_bucket: str,
+                                                                       delta_spark: Any) -> None:
     rig, published = run_ddl_rounds(tmp_path, to=f"s3://{s3_bucket}/replica", counts=counts)
     try:
         check_with_delta_rs_and_duckdb(published, on_s3=True)
-        check_with_delta_spark(published, tmp_path, delta_jars(True), hadoop=s3_server.hadoop_conf(), last=counts.last)
+        check_with_delta_spark(published, delta_spark, last=counts.last)
     finally:
         rig.close()

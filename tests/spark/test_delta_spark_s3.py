@@ -10,8 +10,6 @@ from typing import Any
 import pytest
 
 from delta_bank_rounds import ROUNDS, SLOW_ROUNDS, bank_rounds_read_by_every_reader
-from pyspark_theflash.lake.errors import LakeSetupError
-from pyspark_theflash.lake.jars import delta_spark_jars, s3a_jars
 
 pytestmark = pytest.mark.spark
 
@@ -20,11 +18,6 @@ ROUND_COUNTS = pytest.mark.parametrize("rounds", [ROUNDS, pytest.param(SLOW_ROUN
 
 
 @ROUND_COUNTS
-def test_the_same_rounds_published_to_s3_read_the_same_through_s3a_and_s3(tmp_path: Path, rounds: int, s3_server: Any,
-                                                                          s3_bucket: str) -> None:
-    try:  # the set-up command fetched them: missing, this fails (it does not skip)
-        jars = ",".join(str(j) for j in [*delta_spark_jars(), *s3a_jars()])
-    except LakeSetupError as exc:
-        pytest.fail(str(exc))
-    bank_rounds_read_by_every_reader(tmp_path, jars, to=f"s3://{s3_bucket}/replica", hadoop=s3_server.hadoop_conf(),
-                                     rounds=rounds)
+def test_the_same_rounds_published_to_s3_read_the_same_through_s3a_and_s3(tmp_path: Path, rounds: int, s3_bucket: str,
+                                                                          delta_spark: Any) -> None:
+    bank_rounds_read_by_every_reader(tmp_path, delta_spark, to=f"s3://{s3_bucket}/replica", rounds=rounds)

@@ -57,10 +57,10 @@ def publish_when_resolved(publisher: Publisher) -> Round:
     return found[0]
 
 
-def bank_rounds_read_by_every_reader(tmp_path: Path, jars: str, to: str | None = None,
-                                     hadoop: dict[str, str] | None = None, rounds: int = ROUNDS) -> None:
+def bank_rounds_read_by_every_reader(tmp_path: Path, spark: JvmSpark, to: str | None = None, rounds: int = ROUNDS) -> None:
     """The bank through the rig, ``rounds`` publication rounds (to the store, or ``to``), each
-    round's versions read by delta-rs, DuckDB and delta-spark and compared with TheFlash's."""
+    round's versions read by delta-rs, DuckDB and delta-spark (``spark``: the ``delta_spark``
+    fixture's session, tests/conftest.py) and compared with TheFlash's."""
     rig = FlashRig(tmp_path)
     try:
         bank = TwoTableBankWorkload(rig.cluster, accounts=20, initial=1000, threads=2, seed=51)
@@ -102,17 +102,7 @@ def bank_rounds_read_by_every_reader(tmp_path: Path, jars: str, to: str | None =
                               (spark_path, "timestampAsOf", _utc_text(max(ict, done.ts >> 18)))]
                 assert sum(b for want in expected[-4::2] for _, b in want) == bank.total
 
-        # a snapshot of these small logs in 2 tasks, not delta-spark's default 50 (each a round
-        # trip to the S3 server): 4 reads a round fit the call's time on a loaded 2-core machine
-        spark = JvmSpark(jars, conf={"spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
-                                     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
-                                     "spark.databricks.delta.snapshotPartitions": "2",
-                                     **(hadoop or {})},
-                         log=str(tmp_path / "spark.log"))
-        try:
-            got = spark.call(read_versions, reads, timeout=1200)
-        finally:
-            spark.close()
+        got = spark.call(read_versions, reads, timeout=1200)
         wrong = [(r, len(g), len(w)) for r, g, w in zip(reads, got, expected) if g != w]
         assert not wrong, f"delta-spark differs from TheFlash's read at {wrong[:4]}"
         for i in range(0, len(got), 4):  # the two tables read by one timestamp: one snapshot

@@ -27,8 +27,6 @@ import pytest
 from delta_readers import duckdb_with_delta, duckdb_with_delta_on_s3
 from flash_rig import FlashRig, wait_for
 from pyspark_theflash.lake import delta_log
-from pyspark_theflash.lake.errors import LakeSetupError
-from pyspark_theflash.lake.jars import delta_spark_jars, s3a_jars
 from pyspark_theflash.lake.verify import published_roots
 from pyspark_theflash.lake.versions import versions_at
 from pyspark_theflash.store import Store
@@ -259,15 +257,6 @@ SLOW = Counts(rounds=20, every=3, last=4)
 COUNTS = pytest.mark.parametrize("counts", [DEFAULT, pytest.param(SLOW, marks=pytest.mark.slow)], ids=["default", "slow"])
 
 
-def delta_jars(s3: bool) -> str:
-    """delta-spark's jars (and hadoop-aws's for ``s3a://``) from the set-up command's cache:
-    missing, the test fails (it does not skip)."""
-    try:
-        return ",".join(str(j) for j in [*delta_spark_jars(), *(s3a_jars() if s3 else [])])
-    except LakeSetupError as exc:
-        pytest.fail(str(exc))
-
-
 def run_ddl_rounds(tmp_path: Path, to: str | None = None, counts: Counts = DEFAULT) -> tuple[FlashRig, Published]:
     """The workloads until the writer has published ``counts.rounds`` rounds after every schema
     change was made; returns the rig (closed by the caller) and what the rounds published,
@@ -382,15 +371,14 @@ def read_with_delta_spark(spark: Any, reads: list[tuple[str, str, str, list[str]
                    .select(*[f"`{c}`" for c in columns]).collect()) for path, option, value, columns in reads]
 
 
-def check_with_delta_spark(published: Published, tmp_path: Path, jars: str, hadoop: dict[str, str] | None = None,
-                           last: int = 4) -> None:
-    """delta-spark in a plain Spark session (no TheFlash jar) reads, by ``versionAsOf``, the first
+def check_with_delta_spark(published: Published, spark: Any, last: int = 4) -> None:
+    """delta-spark in a plain Spark session (no TheFlash jar: the ``delta_spark`` fixture's,
+    tests/conftest.py) reads, by ``versionAsOf``, the first
     version of ``shop.items`` under each of its schemas and every table's versions of the last
     ``last`` rounds, and by ``timestampAsOf`` (the round's in-commit timestamp) every table at
     each of those rounds: each equal to TheFlash's read at the round's ts, the bank's total
     holding over the two tables read by one timestamp."""
     from delta_bank_rounds import _utc_text as utc  # the text timestampAsOf takes
-    from jvm_spark import JvmSpark
 
     def spark_path(root: str) -> str:
         return "s3a://" + root[len("s3://"):] if root.startswith("s3://") else root
@@ -412,14 +400,7 @@ def check_with_delta_spark(published: Published, tmp_path: Path, jars: str, hado
         if ts in rounds:   # the newest version at or before the round's time: this round's one
             reads.append((spark_path(root), "timestampAsOf", utc(max(ict[(name, version)], ts >> 18)), columns))
             want.append(sorted(rows))
-    spark = JvmSpark(jars, conf={"spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
-                                 "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
-                                 "spark.databricks.delta.snapshotPartitions": "2", **(hadoop or {})},
-                     log=str(tmp_path / "spark.log"))
-    try:
-        got = spark.call(read_with_delta_spark, reads, timeout=1500)
-    finally:
-        spark.close()
+    got = spark.call(read_with_delta_spark, reads, timeout=1500)
     wrong = [(r[:3], len(g), len(w)) for r, g, w in zip(reads, got, want) if g != w]
     assert not wrong, f"delta-spark differs from TheFlash's read at {len(wrong)} reads, the first: {wrong[:4]}"
     totals: dict[str, int] = {}

@@ -25,8 +25,9 @@ class RemoteError(Exception):
         self.kind, self.message, self.trace = kind, message, trace
 
 
-def _start(jar: str, conf: dict[str, str], log: str | None = None) -> None:
+def _start(jar: str, conf: dict[str, str], log: str | None = None, env: dict[str, str] | None = None) -> None:
     global _SPARK
+    os.environ.update(env or {})  # the driver JVM's environment (e.g. S3 keys its credential chain reads)
     if log is not None:  # the driver JVM inherits this process's standard error: its log goes there
         os.dup2(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644), 2)
     os.environ["PYSPARK_PYTHON"] = sys.executable
@@ -70,11 +71,13 @@ def _drop_session(key: int) -> None:
 
 
 class JvmSpark:
-    """``conf``: more Spark settings; ``log``: a file the driver's log (its standard error) goes to."""
+    """``conf``: more Spark settings; ``log``: a file the driver's log (its standard error) goes to;
+    ``env``: more environment for the worker and its JVM."""
 
-    def __init__(self, jar: str, conf: dict[str, str] | None = None, log: str | None = None) -> None:
+    def __init__(self, jar: str, conf: dict[str, str] | None = None, log: str | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_start,
-                                         initargs=(jar, dict(conf or {}), log))
+                                         initargs=(jar, dict(conf or {}), log, dict(env or {})))
 
     def call(self, fn: Callable[..., Any], *args: Any, timeout: float = 600) -> Any:
         return self._call(fn, args, None, timeout)
