@@ -8,38 +8,24 @@ tests/integration/test_delta_column_mapping.py)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from delta_column_mapping_rounds import publish_across_turning_column_mapping_on, publish_through_column_changes
 from delta_ddl_rounds import read_with_delta_spark
-from pyspark_theflash.lake.errors import LakeSetupError
-from pyspark_theflash.lake.jars import delta_spark_jars
 
 pytestmark = pytest.mark.spark
 
 
 def test_delta_spark_reads_each_version_through_rename_drop_re_add_and_turning_column_mapping_on(
-        tmp_path: Path) -> None:
-    from jvm_spark import JvmSpark
-
-    try:  # the set-up command fetched them: missing, this fails (it does not skip)
-        jars = ",".join(str(j) for j in delta_spark_jars())
-    except LakeSetupError as exc:
-        pytest.fail(str(exc))
+        tmp_path: Path, delta_spark: Any) -> None:
     published = publish_through_column_changes(tmp_path / "s")
     assert all(published.stable_path in parts for parts in published.store_parts[:4])
     turned_on = publish_across_turning_column_mapping_on(tmp_path / "before")
     expected = [(str(p.root), version, columns, want) for p in (published, turned_on)
                 for version, columns, want in p.versions]
     reads = [(root, "versionAsOf", str(version), columns) for root, version, columns, _ in expected]
-    spark = JvmSpark(jars, conf={"spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
-                                 "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
-                                 "spark.databricks.delta.snapshotPartitions": "2"},
-                     log=str(tmp_path / "spark.log"))
-    try:
-        got = spark.call(read_with_delta_spark, reads, timeout=600)
-    finally:
-        spark.close()
+    got = delta_spark.call(read_with_delta_spark, reads, timeout=600)  # (the run's delta-spark session)
     for (root, version, columns, want), rows in zip(expected, got):
         assert rows == sorted(want), f"delta-spark at version {version} of {root} ({columns})"
