@@ -36,7 +36,7 @@ from pyspark_theflash.upstream.pd import RAFT_INIT_LOG_INDEX
 from pyspark_theflash.writer.binlog_bounds import binlog_bounds, binlog_reaches_start
 from pyspark_theflash.writer import last_error
 from pyspark_theflash.writer.daemon import remove_pid_file, write_pid_file
-from pyspark_theflash.writer.delta_merger import DeltaMerger
+from pyspark_theflash.writer.store_rounds import Finished, StoreRounds
 from pyspark_theflash.writer.errors import SchemaUnavailableError, TableGoneUpstreamError, WriterConfigError
 from pyspark_theflash.writer.options import WriterOptions
 from pyspark_theflash.writer.progress import Progress, WriterStatus
@@ -146,7 +146,7 @@ class Writer:
         now = time.monotonic()
         self._last_flush = self._last_compact = self._last_renew = self._last_delta_merge = self._last_delta_publish = now
         self._publisher: Publisher | None = None  # made at the first round (docs/delta.md)
-        self._merger: DeltaMerger | None = None  # made at the first round (writer/delta_merger.py)
+        self._rounds: StoreRounds[CompactionResult] | None = None  # made at the first (writer/store_rounds.py)
         self._last_publish = 0.0
         self._publish_every = options.progress_interval_s  # (longer with many regions: _publish)
 
@@ -322,7 +322,7 @@ class Writer:
         """Flush what was applied and let go of everything. After a failure nothing more is
         written (a restart replays the binlog from the last durable batch) and each release is
         best effort, so the error that ended the run is the one reported."""
-        steps: list[tuple[str, Callable[[], object]]] = [("delta merge", self._join_merge)]
+        steps: list[tuple[str, Callable[[], object]]] = [("store rounds", self._join_rounds)]
         # After a failed flush the store refuses writes: exit, a restart replays the binlog.
         if failed is None and self.store is not None and not self.store_lost and self.store.failure is None:
             steps.append(("final flush", self._final_flush))
@@ -715,52 +715,70 @@ class Writer:
 
     # -- compaction and GC -------------------------------------------------------------------
     def _maybe_compact(self, factor: float = 1.0) -> None:
-        if time.monotonic() - self._last_compact < self.options.compact_interval_s * factor:
+        """Compaction (with GC to the upstream's safe point) every ``compact_interval_s`` after
+        the last one ended, on the rounds' thread (writer/store_rounds.py); a delta merge in
+        flight goes first (the next check starts it)."""
+        rounds = self._store_rounds()
+        self._note_round(rounds.poll())
+        if time.monotonic() - self._last_compact < self.options.compact_interval_s * factor or rounds.running:
             return
-        self._join_merge()
-        self._settle()
-        started = time.monotonic()
-        safe_point = self._gc_safe_point()
+        safe_point = self._gc_safe_point()  # (on the loop: the upstream client and the leases are its)
+        rounds.start("compaction", lambda: self._compact(safe_point))
+        self._last_compact = time.monotonic()  # (again when it ends: the interval runs from there)
+        self._note_round(rounds.poll())  # (a round run inline is done)
+
+    def _compact(self, safe_point: int) -> CompactionResult:
+        """One compaction round: GC to ``safe_point`` (never past a live lease) and compaction,
+        or compaction alone; then the files no live lease can still see are deleted. Its result's
+        ``safe_point`` is the store's GC safe point after it (0: no GC)."""
         if safe_point:
             # moves the safe point (never past a live lease) and compacts; the ClickHouse
             # engine then collects its own versions below it
-            (self.engine if self.engine is not None else self._store).gc(safe_point)
+            result = (self.engine if self.engine is not None else self._store).gc(safe_point)
             with self._store.snapshot() as view:
-                self.progress.gc_safe_point = int(view.gc_safe_point())
+                result.safe_point = int(view.gc_safe_point())
         else:
-            self._store.compact()
-        self._store.delete_obsolete_files()  # only files no live lease can still see
-        took = time.monotonic() - started
-        self.progress.compactions += 1
-        self.progress.last_compact_s = took
-        self.progress.compact_seconds_total += took
-        self._last_compact = time.monotonic()
+            result = self._store.compact()
+            result.safe_point = 0
+        self._store.delete_obsolete_files()
+        return result
 
     def _maybe_merge_deltas(self) -> None:
-        """A delta merge round every DELTA_MERGE_INTERVAL_S after the last one ended, on its
-        own thread (writer/delta_merger.py: a round no longer holds the commits behind it)."""
-        merger = self._merger
-        if merger is None:
-            store = self._store
-            merger = self._merger = DeltaMerger(store, background=not getattr(store.row_sink, "keeps_rows", False))
-        self._note_merge(merger.poll())
-        if merger.running or time.monotonic() - self._last_delta_merge < DELTA_MERGE_INTERVAL_S:
+        """A delta merge round every DELTA_MERGE_INTERVAL_S after the last one ended, on the
+        rounds' thread (writer/store_rounds.py: a round no longer holds the commits behind it)."""
+        rounds = self._store_rounds()
+        self._note_round(rounds.poll())
+        if rounds.running or time.monotonic() - self._last_delta_merge < DELTA_MERGE_INTERVAL_S:
             return
+        rounds.start("delta-merge", self._store.merge_deltas)
         self._last_delta_merge = time.monotonic()
-        merger.start()
-        self._note_merge(merger.poll())  # (a round run inline is done)
+        self._note_round(rounds.poll())
 
-    def _note_merge(self, done: tuple[CompactionResult, float] | None) -> None:
-        if done is not None:
-            result, took = done
-            self.progress.delta_merges += result.partitions
-            self.progress.delta_merge_seconds_total += took
+    def _store_rounds(self) -> StoreRounds[CompactionResult]:
+        if self._rounds is None:
+            keeps_rows = bool(getattr(self._store.row_sink, "keeps_rows", False))
+            self._rounds = StoreRounds(background=not keeps_rows)
+        return self._rounds
+
+    def _note_round(self, done: Finished[CompactionResult] | None) -> None:
+        if done is None:
+            return
+        if done.kind == "delta-merge":
+            self.progress.delta_merges += done.result.partitions
+            self.progress.delta_merge_seconds_total += done.seconds
             self._last_delta_merge = time.monotonic()
+        else:
+            self.progress.compactions += 1
+            self.progress.last_compact_s = done.seconds
+            self.progress.compact_seconds_total += done.seconds
+            if done.result.safe_point:
+                self.progress.gc_safe_point = done.result.safe_point
+            self._last_compact = time.monotonic()
 
-    def _join_merge(self) -> None:
-        """Wait for a merge round in flight (before a compaction, the last flush, the store's close)."""
-        if self._merger is not None:
-            self._merger.join()
+    def _join_rounds(self) -> None:
+        """Wait for a store round in flight (before the last flush and the store's close)."""
+        if self._rounds is not None:
+            self._rounds.join()
 
     def _maybe_publish_delta(self) -> None:
         """A Delta publication round (lake.Publisher) every ``delta_publish_interval_s``, in this
