@@ -52,6 +52,7 @@ import numpy as np
 from pyspark_theflash.binlog import Position, SegmentReader, SegmentWriter
 from pyspark_theflash.binlog import region_runs
 from pyspark_theflash.binlog import rows as binlog_rows
+from pyspark_theflash.binlog.packed import resolved_event, resolved_regions
 from pyspark_theflash.binlog.segment import HEADER_BYTES
 from pyspark_theflash.heap import long_lived_heap
 from pyspark_theflash.binlog.snapshot_batch import SnapshotColumns, snapshot_columns
@@ -317,7 +318,7 @@ class Capture:
             self.last_ddl_ts = max(self.last_ddl_ts, int(ev.ddl.commit_ts))
             self.tables.follow(ev.ddl)
         elif kind == "resolved":
-            self.resolved.add(np.array(ev.resolved.regions, np.uint64).astype(np.int64), int(ev.resolved.ts))
+            self.resolved.add(resolved_regions(ev.resolved), int(ev.resolved.ts))
         elif kind == "entries" and ev.entries.HasField("runs"):  # many regions' rows
             runs = region_runs.runs_arrays(ev.entries.runs, int(ev.entries.batch.count))
             for rid, index in zip(runs.region_ids.tolist(), runs.indexes.tolist()):
@@ -945,10 +946,7 @@ class Capture:
         table.covered[at] = ts
         moved_ids = ids[moved]
         self.resolved.add(moved_ids, ts)
-        event = binlog_pb2.Event()
-        event.resolved.ts = ts
-        event.resolved.regions.extend(moved_ids.tolist())
-        return [event]
+        return [resolved_event(ts, moved_ids)]
 
     def _release(self) -> None:
         """Write the held events whose commits are all at or below the DDL frontier, in order,

@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from pyspark_theflash.binlog.packed import resolved_regions
 from pyspark_theflash.capture.coverage import Coverage, Floor
 from pyspark_theflash.capture.region_table import ResolvedFold
 from pyspark_theflash.capture.state_json import Items
@@ -78,7 +79,7 @@ class ResumePoints:
         caller keeps already (Capture._same_range), so that they are not kept twice."""
         kind = ev.WhichOneof("payload")
         if kind == "resolved":  # kept as arrays, folded in when next needed (_settle)
-            self._raised.add(np.array(ev.resolved.regions, np.uint64).astype(np.int64), int(ev.resolved.ts))
+            self._raised.add(resolved_regions(ev.resolved), int(ev.resolved.ts))
             return
         if kind not in ("snapshot", "admin"):
             return

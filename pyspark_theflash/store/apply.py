@@ -20,6 +20,7 @@ import pyarrow as pa
 from pyspark_theflash.binlog import region_runs
 from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.binlog.event_batch import EventBatch, parsed_events
+from pyspark_theflash.binlog.packed import resolved_regions
 from pyspark_theflash.binlog.snapshot_batch import snapshot_columns
 from pyspark_theflash.codec.key_ranges import RangeMembers
 from pyspark_theflash.heap import cyclic_gc_paused
@@ -495,7 +496,7 @@ class Applier:
             return
         # One event lists every region of a TiKV connection (thousands): raised as arrays on the
         # board (no step per region), which a flush then finds moved the same way
-        ids = np.fromiter(resolved.regions, np.int64, len(resolved.regions))
+        ids = resolved_regions(resolved)
         moved, closed = self.state.board.raise_to(ids, ts)
         for rid in closed.tolist():  # (the few regions a snapshot left an orphan window to)
             staged.snapshot_writes[rid] = None
