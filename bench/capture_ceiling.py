@@ -42,6 +42,7 @@ import bisect
 import json
 import sqlite3
 import queue
+import os
 import shutil
 import statistics
 import subprocess
@@ -459,15 +460,20 @@ class _PD(pdpb_pb2_grpc.PDServicer):
 THEFLASH = [sys.executable, "-m", "pyspark_theflash"]
 
 
-def run_measured(cmd: list[str], out: Any) -> tuple[int, float]:
-    """Run ``cmd`` to its end: (exit code, its peak RSS in MiB). The peak is the kernel's
-    high-water mark of the program's own memory (VmHWM in /proc/PID/status, polled until it
-    exits), not rusage's ru_maxrss, which also counts the pages the child shared with this
-    process between fork and exec (this process holds the pre-encoded feeds: gigabytes)."""
+def run_measured(cmd: list[str], out: Any) -> tuple[int, float, float]:
+    """Run ``cmd`` to its end: (exit code, its peak RSS in MiB, its CPU seconds, user + system).
+    The peak is the kernel's high-water mark of the program's own memory (VmHWM in
+    /proc/PID/status, polled until it exits), not rusage's ru_maxrss, which also counts the pages
+    the child shared with this process between fork and exec (this process holds the
+    pre-encoded feeds: gigabytes). Its CPU is the child's own rusage (``os.wait4``): less
+    disturbed than a rate by whatever else the machine runs."""
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     peak_kib = 0
     status_file = Path(f"/proc/{proc.pid}/status")
-    while proc.poll() is None:
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
         try:
             for line in status_file.read_text().splitlines():
                 if line.startswith("VmHWM:"):
@@ -475,7 +481,8 @@ def run_measured(cmd: list[str], out: Any) -> tuple[int, float]:
         except (OSError, ValueError):
             pass  # it exited between the poll and the read: its peak is the last one read
         time.sleep(0.05)
-    return proc.returncode, peak_kib / 1024
+    proc.returncode = os.waitstatus_to_exitcode(status)  # (reaped here: Popen must not wait again)
+    return proc.returncode, peak_kib / 1024, usage.ru_utime + usage.ru_stime
 
 
 def run_capture(rig: Rig, feed: Feed, binlog: Path, log: Path) -> dict[str, float]:
@@ -486,12 +493,13 @@ def run_capture(rig: Rig, feed: Feed, binlog: Path, log: Path) -> dict[str, floa
     if feed.initial:  # the copy's plan interleaves every region's scan: every region registered at once
         cmd += ["--scan-limit", str(max(rig.regions, 1))]
     with log.open("wb") as out:
-        code, rss_mb = run_measured(cmd, out)
+        code, rss_mb, cpu_s = run_measured(cmd, out)
     ended = time.monotonic()
     if code != 0:
         raise SystemExit(f"capture failed:\n{log.read_text()[-3000:]}")
     took = ended - rig.first_send
-    return {"s": took, "rows_per_s": feed.rows / took, "committed_per_s": feed.committed / took, "rss_mb": rss_mb}
+    return {"s": took, "rows_per_s": feed.rows / took, "committed_per_s": feed.committed / took, "rss_mb": rss_mb,
+            "cpu_us_per_row": cpu_s * 1e6 / max(feed.committed, 1)}
 
 
 def run_writer(binlog: Path, store: Path, log: Path, committed: int, extra: Sequence[str] = ()) -> dict[str, float]:
@@ -503,7 +511,7 @@ def run_writer(binlog: Path, store: Path, log: Path, committed: int, extra: Sequ
                       "--log", str(log), *extra]
     started = time.monotonic()
     with (log.parent / (log.name + ".out")).open("wb") as out:
-        code, rss_mb = run_measured(cmd, out)
+        code, rss_mb, _cpu = run_measured(cmd, out)
     wall = time.monotonic() - started
     if code != 0:
         raise SystemExit(f"writer failed:\n{(log.parent / (log.name + '.out')).read_text()[-3000:]}")
@@ -742,7 +750,8 @@ def sweep(counts: list[int], args: argparse.Namespace) -> int:
                            "store_apply_2pc_rows_per_s": round(store_apply(max(args.txns * 10, 2000), True))}
     print(f"store alone (bench/ingest.py): 2PC {fig['store_apply_2pc_rows_per_s']:,} committed rows/s (the baseline)",
           flush=True)
-    print(f"{'regions':>8} {'committed rows/s':>17} {'x store':>8} {'peak RSS idle':>14} {'per region':>11}", flush=True)
+    print(f"{'regions':>8} {'committed rows/s':>17} {'x store':>8} {'CPU a row':>10} {'peak RSS idle':>14} "
+          f"{'per region':>11}", flush=True)
     first: tuple[int, float] | None = None  # (regions, idle RSS) of the first count: the process's own
     for n in counts:
         work = Path(tempfile.mkdtemp(prefix="theflash-bench-sweep-"))
@@ -762,10 +771,12 @@ def sweep(counts: list[int], args: argparse.Namespace) -> int:
         per = (rest["rss_mb"] - first[1]) * 1024 / (n - first[0]) if first and n > first[0] else None
         first = first or (n, rest["rss_mb"])
         fig[f"regions_{n}"] = {"committed_per_s": round(live["committed_per_s"]), "ratio_to_store": round(ratio, 3),
+                               "capture_cpu_us_per_row": round(live["cpu_us_per_row"], 2),
                                "idle_rss_mb": round(rest["rss_mb"]),
                                "idle_rss_kib_per_region": round(per, 2) if per is not None else None}
         shown = f"{per:>7,.1f} KiB" if per is not None else "      -"
-        print(f"{n:>8,} {live['committed_per_s']:>17,.0f} {ratio:>8.3f} {rest['rss_mb']:>11,.0f} MiB {shown}", flush=True)
+        print(f"{n:>8,} {live['committed_per_s']:>17,.0f} {ratio:>8.3f} {live['cpu_us_per_row']:>7.2f} us "
+              f"{rest['rss_mb']:>11,.0f} MiB {shown}", flush=True)
     print(json.dumps(fig))
     return 0
 
