@@ -351,7 +351,7 @@ def main() -> int:
     fig: dict[str, Any] = {"bench": "capture_restarts", "rows": args.rows, "regions": args.regions,
                            "restarts": args.restarts, "update_rate": args.rate, "per_commit": args.per_commit}
     upstream = Upstream(work / "upstream", args.stores)
-    from pyspark_theflash.upstream.pd_client import PDClient
+    from pyspark_theflash.upstream_client.pd_client import PDClient
 
     pd = PDClient(upstream.pd)
     capture: Measured | None = None

@@ -96,7 +96,7 @@ def main() -> None:
                 raise SystemExit("the bank table never appeared")
             time.sleep(0.2)
 
-        from pyspark_theflash.upstream.tidb import decode_records
+        from pyspark_theflash.upstream_client.records import decode_records
 
         done = threading.Event()
         gc_runs: list[tuple[float, int]] = []   # (when seen, safe point)

@@ -58,7 +58,7 @@ md("""## A consistent total while transfers run
 Each query takes a fresh snapshot ts from the upstream TSO, waits until every region of the
 table has caught up to it (a *learner read*) and resolves the locks of transactions that may
 have committed at or below it. Whatever the workload is doing, the total is exact."""),
-code("""from pyspark_theflash.upstream.client import connect
+code("""from pyspark_theflash.upstream_client.client import connect
 
 upstream = connect(cluster.upstream_address)
 expected = 200 * 1000

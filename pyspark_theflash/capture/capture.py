@@ -67,8 +67,8 @@ from pyspark_theflash.capture.errors import CaptureError, GCPassedError
 from pyspark_theflash.capture.lock_resolution import StuckRegionResolver
 from pyspark_theflash.capture.range_claims import Claim, RangeClaims
 from pyspark_theflash.capture.resume import ResumePoints
-from pyspark_theflash.upstream.errors import UpstreamError
-from pyspark_theflash.upstream.pd_client import PDClient, RegionInfo
+from pyspark_theflash.upstream_client.errors import UpstreamError
+from pyspark_theflash.upstream_client.pd_client import PDClient, RegionInfo
 from pyspark_theflash.capture.progress import ProgressLine
 from pyspark_theflash.capture.region_feed import FeedProtocolError, RegionFeed, snapshot_event
 from pyspark_theflash.capture.region_table import RegionTable, WrittenResolved

@@ -206,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
         return _start(args)
     from pyspark_theflash.capture import Capture, CaptureError, CaptureOptions
     from pyspark_theflash.capture.daemon import remove_pid_file, write_pid_file
-    from pyspark_theflash.upstream.errors import UpstreamError
+    from pyspark_theflash.upstream_client.errors import UpstreamError
     from pyspark_theflash.cli import CommandError
 
     if args.log:

@@ -18,8 +18,8 @@ from typing import Any
 from pyspark_theflash.capture.errors import CaptureError
 from pyspark_theflash.capture.tasks import DdlPoll, PollFailed, Task
 from pyspark_theflash.capture.tidb_status import DDLHistoryUnavailableError, TiDBStatus
-from pyspark_theflash.upstream.errors import UpstreamError
-from pyspark_theflash.upstream.pd_client import PDClient
+from pyspark_theflash.upstream_client.errors import UpstreamError
+from pyspark_theflash.upstream_client.pd_client import PDClient
 
 log = logging.getLogger("theflash.capture")
 

@@ -25,7 +25,7 @@ from pyspark_theflash.codec.keys import decode_region_key
 from pyspark_theflash.codec.tso import LOGICAL_BITS, physical_ms
 from pyspark_theflash.txn.resolver import TxnResolver
 from pyspark_theflash.txn.status import LockInfo
-from pyspark_theflash.upstream.errors import UpstreamError
+from pyspark_theflash.upstream_client.errors import UpstreamError
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class StuckRegionResolver:
     ``interval_s``: how often one region is looked at, at most (TiCDC: 10 s)."""
 
     def __init__(self, pd_address: str, lag_s: float = 4.0, interval_s: float = 10.0) -> None:
-        from pyspark_theflash.upstream.tidb_cluster import TiDBClusterClient
+        from pyspark_theflash.upstream_client.tidb_cluster import TiDBClusterClient
 
         self.client = TiDBClusterClient(pd_address if pd_address.startswith("pd://") else f"pd://{pd_address}")
         self.waiting = LaggingSet(int(lag_s * 1000), interval_s)

@@ -19,7 +19,7 @@ import grpc
 from pyspark_theflash.capture import feed_columns
 from pyspark_theflash.capture.tasks import StreamDown, StreamMessage, Task
 from pyspark_theflash.proto import cdcpb_pb2, cdcpb_pb2_grpc
-from pyspark_theflash.upstream.channels import upstream_channel
+from pyspark_theflash.upstream_client.channels import upstream_channel
 
 _MULTIPLEXING = (("features", "stream-multiplexing"),)
 

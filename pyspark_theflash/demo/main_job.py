@@ -91,7 +91,7 @@ def run_demo(config: DemoConfig) -> int:
         from pyspark.sql import functions as F
 
         from pyspark_theflash.spark.session import close_in_process_service, theflash_session
-        from pyspark_theflash.upstream.client import connect
+        from pyspark_theflash.upstream_client.client import connect
 
         # Any: mypy matches a ``**`` dict against the named keywords (jvm, ui) as well as ``**conf``
         conf: dict[str, Any] = {"spark.ui.showConsoleProgress": "false"}

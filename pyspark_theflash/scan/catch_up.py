@@ -19,7 +19,7 @@ from pyspark_theflash.scan.options import ScanOptions
 
 if TYPE_CHECKING:
     from pyspark_theflash.latch import Latch
-    from pyspark_theflash.upstream.client import UpstreamClient
+    from pyspark_theflash.upstream_client.client import UpstreamClient
     from pyspark_theflash.store.views import LockInfo, RegionState, StoreView
 
 

@@ -26,7 +26,7 @@ from pyspark_theflash.store.errors import did_you_mean
 
 if TYPE_CHECKING:
     from pyspark_theflash.schema.info_json import TableInfoJson
-    from pyspark_theflash.upstream.client import UpstreamClient, UpstreamConnection
+    from pyspark_theflash.upstream_client.client import UpstreamClient, UpstreamConnection
     from pyspark_theflash.schema import TableInfo
     from pyspark_theflash.store import Store
     from pyspark_theflash.store.views import LockInfo, RegionState, StoreView
@@ -64,7 +64,7 @@ def connect_upstream(options: ScanOptions, address: str | None) -> UpstreamConne
             f"reading {options.table}: no upstream address; give .option('upstream', 'grpc://host:port') "
             "(the address `theflash upstream --serve` prints), or let the writer record it in the store"
         )
-    from pyspark_theflash.upstream.client import connect
+    from pyspark_theflash.upstream_client.client import connect
 
     return connect(address)
 
@@ -93,7 +93,7 @@ def recorded_upstream(options: ScanOptions, upstream: UpstreamClient | None = No
 def unreachable(exc: BaseException | None) -> bool:
     """A failure to reach the upstream: a gRPC UNAVAILABLE or DEADLINE_EXCEEDED, raised as it is
     or as the cause of the upstream client's error."""
-    from pyspark_theflash.upstream.pd_client import PDUnavailableError
+    from pyspark_theflash.upstream_client.pd_client import PDUnavailableError
 
     seen = 0
     while exc is not None and seen < 5:

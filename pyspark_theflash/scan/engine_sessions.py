@@ -23,7 +23,7 @@ from pyspark_theflash.scan.session import ReadSession, open_read_session, planne
 from pyspark_theflash.store.parts import ReadStats
 
 if TYPE_CHECKING:
-    from pyspark_theflash.upstream.client import UpstreamConnection
+    from pyspark_theflash.upstream_client.client import UpstreamConnection
 
 
 class PlannedSessions:
@@ -95,7 +95,7 @@ class PlannedSessions:
         with self._mu:
             client = self._upstreams.get(address)
             if client is None:
-                from pyspark_theflash.upstream.client import connect
+                from pyspark_theflash.upstream_client.client import connect
 
                 client = self._upstreams[address] = connect(address)
             return client

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pyspark_theflash.latch import Latch
-    from pyspark_theflash.upstream.tidb_cluster import TiDBClusterClient
+    from pyspark_theflash.upstream_client.tidb_cluster import TiDBClusterClient
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def _client(address: str) -> TiDBClusterClient:
     with _mu:
         client = _clients.get(address)
         if client is None:
-            from pyspark_theflash.upstream.tidb_cluster import TiDBClusterClient
+            from pyspark_theflash.upstream_client.tidb_cluster import TiDBClusterClient
 
             client = _clients[address] = TiDBClusterClient(address)
         return client

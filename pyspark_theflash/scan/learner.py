@@ -23,12 +23,12 @@ from pyspark_theflash.latch import FlushTimeoutError, Latch
 from pyspark_theflash.scan.errors import RegionWaitTimeoutError, UnresolvedRegionsError, spell_option
 from pyspark_theflash.codec.tso import physical_ms
 from pyspark_theflash.store.views import RegionState
-from pyspark_theflash.upstream.pd import RAFT_INIT_LOG_INDEX
+from pyspark_theflash.upstream_client.client import RAFT_INIT_LOG_INDEX
 
 if TYPE_CHECKING:
     from pyspark_theflash.proto import binlog_pb2
     from pyspark_theflash.store.views import LockInfo, StoreView
-    from pyspark_theflash.upstream.client import UpstreamClient
+    from pyspark_theflash.upstream_client.client import UpstreamClient
     from pyspark_theflash.store.views import RegionColumns
 
 POLL_S = 0.05

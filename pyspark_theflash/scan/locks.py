@@ -28,7 +28,7 @@ from pyspark_theflash.txn.status import SecondaryLocks, TxnStatus
 
 if TYPE_CHECKING:
     from pyspark_theflash.store.views import LockInfo, StoreView
-    from pyspark_theflash.upstream.client import UpstreamClient
+    from pyspark_theflash.upstream_client.client import UpstreamClient
 
 OP_LOCK = 2  # binlog OpType.LOCK
 BACKOFF_FIRST_S = 0.02

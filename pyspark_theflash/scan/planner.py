@@ -85,7 +85,7 @@ if TYPE_CHECKING:
     from pyspark_theflash.scan.options import HandleBound
     from pyspark_theflash.store.parts import PartRef
     from pyspark_theflash.store.views import LockInfo, StoreView
-    from pyspark_theflash.upstream.client import UpstreamClient
+    from pyspark_theflash.upstream_client.client import UpstreamClient
 
 # benches read these here
 __all__ = ["PlanStats", "ScanPlan", "covering_regions", "key_value_ranges", "lookup_table", "physical_key_ranges",

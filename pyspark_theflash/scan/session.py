@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from pyspark_theflash.engine.interface import EngineReadSession
     from pyspark_theflash.latch import Latch
     from pyspark_theflash.store import Store
-    from pyspark_theflash.upstream.client import UpstreamClient
+    from pyspark_theflash.upstream_client.client import UpstreamClient
     from pyspark_theflash.store.parts import ReadStats
     from pyspark_theflash.store.predicate import Expr
 

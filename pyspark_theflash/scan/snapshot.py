@@ -66,7 +66,7 @@ from pyspark_theflash.store.errors import UnknownTableNameError, did_you_mean
 if TYPE_CHECKING:
     from pyspark_theflash.engine.interface import QuerySnapshot, TableChanged
     from pyspark_theflash.latch import Latch
-    from pyspark_theflash.upstream.client import UpstreamClient, UpstreamConnection
+    from pyspark_theflash.upstream_client.client import UpstreamClient, UpstreamConnection
 
 __all__ = ["SnapshotKind", "StoreChoice", "StalenessChoice", "as_of_to_ts", "check_snapshot_ts",
            "fresh_or_requested", "pinned_ts", "query_snapshot", "requested_ts", "store_choice", "stream_start_ts",

@@ -118,17 +118,17 @@ def check_upstream(store: str, address: str, timeout_s: float) -> int:
     cluster's id."""
     from pyspark_theflash.cli import CommandError
     from pyspark_theflash.store import Store
-    from pyspark_theflash.upstream.errors import UpstreamError
+    from pyspark_theflash.upstream_client.errors import UpstreamError
 
     try:
         if address.startswith("pd://"):
-            from pyspark_theflash.upstream.pd_client import PDClient
+            from pyspark_theflash.upstream_client.pd_client import PDClient
 
             pd = PDClient(address[len("pd://"):], first_connect_timeout_s=timeout_s)
             cluster_id = pd.cluster_id
             pd.close()
         else:
-            from pyspark_theflash.upstream.client import GrpcUpstreamClient
+            from pyspark_theflash.upstream_client.client import GrpcUpstreamClient
 
             client = GrpcUpstreamClient(address, timeout_s=timeout_s)
             try:

@@ -138,7 +138,7 @@ def upstream_gc_safe_point(address: str | None, timeout_s: float = UPSTREAM_WAIT
     answer: dict[str, int | str] = {}
 
     def ask() -> None:
-        from pyspark_theflash.upstream.client import connect
+        from pyspark_theflash.upstream_client.client import connect
 
         client = None
         try:

@@ -8,8 +8,8 @@ trace, ...). ``kvrpcpb.CheckSecondaryLocksResponse`` decides an async-commit tra
 primary is past its TTL: every key locked (one ``LockInfo`` each), or a key committed
 (``commit_ts``), or neither (a key rolled back). client-go folds both answers into one
 ``TxnStatus`` (``txnkv/txnlock/lock_resolver.go``), and so do we: the mini cluster's store
-(``upstream/percolator.py``), the clients of an upstream (``upstream/client.py``,
-``upstream/tidb_cluster.py``) and the lock resolver (``txn/resolver.py``) all answer with it.
+(``upstream/percolator.py``), the clients of an upstream (``upstream_client/client.py``,
+``upstream_client/tidb_cluster.py``) and the lock resolver (``txn/resolver.py``) all answer with it.
 """
 from __future__ import annotations
 

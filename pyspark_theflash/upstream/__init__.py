@@ -2,14 +2,16 @@
 
 * ``MiniCluster(data_dir, binlog_dir, ...)`` (cluster.py): TSO, regions, Percolator store,
   catalog and transactions in one process, writing the binlog; implements ``UpstreamClient``.
-* ``connect("grpc://host:port") -> UpstreamClient`` (client.py): the same calls against a
-  served cluster (``theflash upstream --serve PORT``).
+* Served (``theflash upstream --serve PORT``), it answers on the wire as PD, TiKV and TiDB's
+  status port, and on its own gRPC service (service.py), which
+  ``pyspark_theflash.upstream_client.connect("grpc://host:port")`` reaches.
 * ``BankWorkload``, ``OrdersWorkload``, ``Faults`` (workloads.py).
 
 Modules: tso (PD's TSO), pd (region map, GC safe point), percolator (TiKV), tidb (catalog,
 transactions), rows (a table's keys and row values), values (TiDB's strict-mode value checks,
 a value or a column at a time), bulk (``MiniCluster.bulk_insert``), status_server (HTTP
-/schema), service (gRPC), cli.
+/schema), service (gRPC), cli. The clients of a cluster, this one or a real one, are their
+own box below it: ``pyspark_theflash.upstream_client``.
 """
 from __future__ import annotations
 
@@ -17,15 +19,12 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pyspark_theflash.txn.status import TxnStatus
-    from pyspark_theflash.upstream.client import UpstreamClient, connect
     from pyspark_theflash.upstream.cluster import MiniCluster
     from pyspark_theflash.upstream.workloads import BankWorkload, Faults, OrdersWorkload
 
-# Imported when first named (PEP 562): a module that needs only ``upstream.pd``'s constants
-# (the writer) does not load the mini cluster, the gRPC client and pandas-backed workloads.
-_LAZY = {"TxnStatus": "client", "UpstreamClient": "client", "connect": "client", "MiniCluster": "cluster",
-         "BankWorkload": "workloads", "Faults": "workloads", "OrdersWorkload": "workloads"}
+# Imported when first named (PEP 562): a module that needs one of the mini cluster's modules
+# does not load the whole cluster and the pandas-backed workloads.
+_LAZY = {"MiniCluster": "cluster", "BankWorkload": "workloads", "Faults": "workloads", "OrdersWorkload": "workloads"}
 
 
 def __getattr__(name: str) -> object:
@@ -37,4 +36,4 @@ def __getattr__(name: str) -> object:
     return value
 
 
-__all__ = ["BankWorkload", "Faults", "MiniCluster", "OrdersWorkload", "TxnStatus", "UpstreamClient", "connect"]
+__all__ = ["BankWorkload", "Faults", "MiniCluster", "OrdersWorkload"]

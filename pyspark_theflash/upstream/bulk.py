@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pyspark_theflash.upstream.errors import (
+from pyspark_theflash.upstream_client.errors import (
     AlreadyExistError,
     DuplicateKeyError,
     RegionError,
@@ -36,7 +36,8 @@ from pyspark_theflash.upstream.errors import (
 )
 from pyspark_theflash.upstream.percolator import PercolatorStore
 from pyspark_theflash.upstream.rows import ROWID, EncodedRows, duplicate_in_batch
-from pyspark_theflash.upstream.tidb import Catalog, LockResolver, split_table_name
+from pyspark_theflash.upstream.tidb import Catalog, LockResolver
+from pyspark_theflash.upstream_client.records import split_table_name
 from pyspark_theflash.upstream.tso import TimestampOracle
 
 ENCODE_ROWS = 1 << 16  # rows per vectorised encoding pass (bounds the temporary arrays)

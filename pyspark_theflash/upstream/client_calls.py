@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 from pyspark_theflash.codec.tso import physical_ms
 from pyspark_theflash.proto import errorpb_pb2, kvrpcpb_pb2
 from pyspark_theflash.txn.status import LockInfo
-from pyspark_theflash.upstream.errors import (
+from pyspark_theflash.upstream_client.errors import (
     AlreadyExistError,
     CommitTsExpiredError,
     GCTooEarlyError,

@@ -45,8 +45,8 @@ from pyspark_theflash.codec import decode_record_key
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.txn.status import SecondaryLocks, TxnStatus
 from pyspark_theflash.upstream.async_commit import resolve_txn
-from pyspark_theflash.upstream.client import TableScan
-from pyspark_theflash.upstream.errors import SchemaError, UpstreamError
+from pyspark_theflash.upstream_client.client import TableScan
+from pyspark_theflash.upstream_client.errors import SchemaError, UpstreamError
 from pyspark_theflash.upstream.gc_worker import DEFAULT_GC_LIFE_TIME_S, DEFAULT_GC_RUN_INTERVAL_S, GCRun, GCWorker
 from pyspark_theflash.upstream.pd import GCSafePoint, Region, RegionMap
 from pyspark_theflash.upstream.pd_service import ServiceSafePoints
@@ -68,8 +68,6 @@ from pyspark_theflash.upstream.tidb import (
     LockResolver,
     TableVersion,
     Txn,
-    decode_records,
-    decode_value,
     encode_value,
     get_row,
     physical_ids,
@@ -77,9 +75,9 @@ from pyspark_theflash.upstream.tidb import (
     run_txn,
     scan_records,
     scan_table,
-    split_table_name,
     table_info_of,
 )
+from pyspark_theflash.upstream_client.records import decode_records, decode_value, split_table_name
 from pyspark_theflash.upstream.tso import TimestampOracle
 from pyspark_theflash.schema.partitioning import PartitionDefinitionSpec, Partitioning, PartitionSpec, definition_json
 from pyspark_theflash.schema.table_info import ColumnInfo

@@ -25,7 +25,7 @@ from pyspark_theflash.codec.row_v2 import datum_for_column
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.schema import ColumnInfo, TableInfo
 from pyspark_theflash.schema.info_json import TableInfoJson
-from pyspark_theflash.upstream.errors import SchemaError
+from pyspark_theflash.upstream_client.errors import SchemaError
 
 DDL = binlog_pb2.Ddl
 

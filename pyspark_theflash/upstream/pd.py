@@ -13,11 +13,9 @@ from dataclasses import dataclass
 
 from pyspark_theflash.codec import encode_region_key as _encode_region_key
 from pyspark_theflash.proto import binlog_pb2
-from pyspark_theflash.upstream.errors import RegionError, RegionNotFoundError
+from pyspark_theflash.upstream_client.client import RAFT_INIT_LOG_INDEX
+from pyspark_theflash.upstream_client.errors import RegionError, RegionNotFoundError
 
-# TiKV starts a new peer's raft log at this index (RAFT_INIT_LOG_INDEX): the first event of a
-# region (its snapshot, or the split that created it) is followed by index 6.
-RAFT_INIT_LOG_INDEX = 5
 
 
 def encode_region_key(raw: bytes) -> bytes:

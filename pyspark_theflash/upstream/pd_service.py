@@ -23,7 +23,7 @@ from pyspark_theflash.grpc_health import services_of
 from pyspark_theflash.ports import bind_grpc, grpc_server
 from pyspark_theflash.upstream.pd import GCSafePoint, Region, encode_region_key
 from pyspark_theflash.proto import pdpb_pb2, pdpb_pb2_grpc
-from pyspark_theflash.upstream.errors import UpstreamError
+from pyspark_theflash.upstream_client.errors import UpstreamError
 
 if TYPE_CHECKING:
     from pyspark_theflash.upstream.percolator import PercolatorStore

@@ -35,7 +35,7 @@ from pyspark_theflash.codec import Lock, Write, decode_region_key
 from pyspark_theflash.codec.batch_encode import lengths_of, put_write_records
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.txn.status import LockInfo, SecondaryLocks, TxnAction, TxnStatus
-from pyspark_theflash.upstream.errors import (
+from pyspark_theflash.upstream_client.errors import (
     AlreadyExistError,
     CommitTsExpiredError,
     GCTooEarlyError,

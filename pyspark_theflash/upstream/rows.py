@@ -26,7 +26,7 @@ from pyspark_theflash.schema import ColumnInfo, TableInfo, row_columns
 from pyspark_theflash.schema.errors import UnknownColumnError
 from pyspark_theflash.schema.info_json import TableInfoJson
 from pyspark_theflash.schema.partitioning import partitioning_of
-from pyspark_theflash.upstream.errors import DuplicateKeyError, GeneratedValueError, SchemaError
+from pyspark_theflash.upstream_client.errors import DuplicateKeyError, GeneratedValueError, SchemaError
 from pyspark_theflash.upstream.values import check_value, datum, default_value, encode_column, require_column
 
 ROWID = "_tidb_rowid"
@@ -185,17 +185,6 @@ class TableRows:
             d = datum(self.qualified, col, v[0].as_py(), index)
             if col.generated_stored:
                 out.append((col.id, d))
-        return out
-
-    def computed_virtual(self, decoded: pa.RecordBatch) -> dict[str, list[object]]:
-        """The VIRTUAL generated columns' values of decoded rows (what TiDB's SELECT computes)."""
-        from pyspark_theflash.schema.generated import virtual_columns
-
-        values = {name: decoded.column(name) for name in decoded.schema.names}
-        out: dict[str, list[object]] = {}
-        for vc in virtual_columns(self.info):
-            values[vc.name] = vc.compute(values, decoded.num_rows)
-            out[vc.name] = values[vc.name].to_pylist()
         return out
 
     def decode(self, key: bytes, value: bytes) -> dict[str, object]:

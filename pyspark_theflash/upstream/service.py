@@ -9,8 +9,8 @@ import grpc
 from pyspark_theflash.grpc_health import services_of
 from pyspark_theflash.ports import bind_grpc, grpc_server
 from pyspark_theflash.proto import binlog_pb2, upstream_pb2, upstream_pb2_grpc
-from pyspark_theflash.upstream.client import lock_to_proto, status_to_proto
-from pyspark_theflash.upstream.errors import RegionNotFoundError, SchemaError, UpstreamError
+from pyspark_theflash.upstream_client.client import lock_to_proto, status_to_proto
+from pyspark_theflash.upstream_client.errors import RegionNotFoundError, SchemaError, UpstreamError
 
 if TYPE_CHECKING:
     from pyspark_theflash.schema.info_json import TableInfoJson

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 from pyspark_theflash.ports import http_server
 from pyspark_theflash.schema.ddl_jobs import DdlJob
-from pyspark_theflash.upstream.errors import SchemaError
+from pyspark_theflash.upstream_client.errors import SchemaError
 from pyspark_theflash.upstream.tidb import Catalog
 
 # serve_forever checks for shutdown() once per poll interval: the default 0.5 s made every

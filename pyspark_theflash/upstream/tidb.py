@@ -39,7 +39,7 @@ from pyspark_theflash.schema.partitioning import (
     definition_json,
     partition_clause,
 )
-from pyspark_theflash.upstream.errors import (
+from pyspark_theflash.upstream_client.errors import (
     DuplicateKeyError,
     KeyLockedError,
     RegionError,
@@ -56,6 +56,7 @@ from pyspark_theflash.upstream.async_commit import fits_async_commit, resolve_tx
 from pyspark_theflash.upstream.percolator import Mutation, PercolatorStore
 from pyspark_theflash.upstream.rows import ROWID, Handle, TableRows, int_handle
 from pyspark_theflash.upstream.tso import TimestampOracle
+from pyspark_theflash.upstream_client.records import decode_records, decode_value, split_table_name
 
 DEFAULT_TTL_MS = 3000  # TiDB's default lock TTL for small transactions
 PREWRITE_BATCH_KEYS = 64  # keys per prewrite request of an async-commit transaction
@@ -126,17 +127,6 @@ def encode_value(table: TableInfoJson, row: Mapping[str, object], info: TableInf
         values.pop(_col_name(_pk_columns(table)[0]), None)
     return bytes(encode_row_for_table(row_columns(info or table_info_of(table)), values))
 
-
-def decode_value(table: TableInfoJson, key: bytes, value: bytes, info: TableInfo | None = None) -> dict[str, object]:
-    """Column values of a stored row, with the handle column (or _tidb_rowid) filled from the key."""
-    if table.get("pk_is_handle"):
-        _, handle = codec.decode_record_key(key)
-        return dict(decode_row(value, row_columns(info or table_info_of(table)), handle=handle))
-    row = dict(decode_row(value, row_columns(info or table_info_of(table))))
-    if not table.get("is_common_handle"):
-        _, handle = codec.decode_record_key(key)
-        row[ROWID] = handle
-    return row
 
 
 # ------------------------------------------------------------------------- catalog
@@ -749,13 +739,6 @@ def _version_at(versions: Sequence[TableVersion], ts: int) -> TableVersion | Non
 # ------------------------------------------------------------------------- transactions
 
 
-def split_table_name(qualified: str) -> tuple[str, str]:
-    db, sep, name = qualified.partition(".")
-    if not sep:
-        raise SchemaError(f"name tables as db.table, got {qualified!r}")
-    return db, name
-
-
 class LockResolver:
     """What TiDB's client does on meeting a lock: ask the primary, then commit or roll back
     the lock; wait while the owner is alive (bounded by its TTL)."""
@@ -1066,28 +1049,6 @@ def physical_ids(table: TableInfoJson) -> list[int]:
     if part:
         return [int(d["id"]) for d in part.get("definitions") or ()]
     return [int(table["id"])]
-
-
-def decode_records(table: TableInfoJson, pairs: Sequence[tuple[bytes, bytes]]) -> list[dict[str, object]]:
-    """Rows as ``{column: value}`` (``codec.decode_row``'s values, the handle column or
-    ``_tidb_rowid`` from the key) of records of ``table``."""
-    info = table_info_of(table)
-    import numpy as np
-
-    rows = [decode_value(table, k, v, info) for k, v in pairs]
-    if rows and any(c.is_virtual_generated for c in info.columns):
-        # TiDB computes VIRTUAL generated columns as it reads (it never stores them)
-        from pyspark_theflash.codec.batch import decode_rows_to_arrow
-        from pyspark_theflash.upstream.rows import TableRows
-
-        handles = np.array([codec.decode_record_key(k)[1] if not info.is_common_handle else 0 for k, _ in pairs],
-                           dtype=np.int64)
-        stored = [c.name for c in info.columns if not c.is_virtual_generated]
-        decoded = decode_rows_to_arrow([v for _, v in pairs], handles, row_columns(info, stored))
-        for name, values in TableRows(info.qualified_name, table).computed_virtual(decoded).items():
-            for row, v in zip(rows, values):
-                row[name] = v
-    return rows
 
 
 def scan_table(

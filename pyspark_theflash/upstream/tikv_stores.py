@@ -25,9 +25,9 @@ from pyspark_theflash.proto import cdcpb_pb2, cdcpb_pb2_grpc, errorpb_pb2, kvrpc
 from pyspark_theflash.txn.status import TxnFate
 from pyspark_theflash.upstream.change_feed import ChangeDataServicer, ChangeFeed
 from pyspark_theflash.upstream.client_calls import ClientCalls, lock_info
-from pyspark_theflash.upstream.errors import RegionNotFoundError, UpstreamError
+from pyspark_theflash.upstream_client.errors import RegionNotFoundError, UpstreamError
 from pyspark_theflash.upstream.topology import Topology
-from pyspark_theflash.upstream.txn_actions import KVRPC_OF_ACTION
+from pyspark_theflash.upstream_client.txn_actions import KVRPC_OF_ACTION
 
 if TYPE_CHECKING:
     from pyspark_theflash.upstream.percolator import PercolatorStore

@@ -1,7 +1,7 @@
 """Values as TiDB takes them into a column in strict SQL mode (its default), one at a time
 (``check_value``, for ``Txn.insert``/``update``) or a column at a time (``encode_column``, for
 ``MiniCluster.bulk_insert``). Both follow the same rules and raise the same typed errors
-(``upstream.errors.InvalidValueError`` subclasses naming table, column, row and value):
+(``upstream_client.errors.InvalidValueError`` subclasses naming table, column, row and value):
 
 * integers outside their type's range (TINYINT .. BIGINT, signed and unsigned; YEAR 1901-2155
   after two-digit years are widened) -> ``OutOfRangeValueError`` (ERROR 1264); a fraction is
@@ -46,7 +46,7 @@ from pyspark_theflash.codec.row_v2 import datum_for_column, encode_value_v2
 from pyspark_theflash.codec.time import MAX_DURATION_NS
 from pyspark_theflash.schema import ColumnInfo
 from pyspark_theflash.schema.defaults import convert_default
-from pyspark_theflash.upstream.errors import (
+from pyspark_theflash.upstream_client.errors import (
     BadNullError,
     DataTooLongError,
     IncorrectValueError,

@@ -40,7 +40,7 @@ from pyspark_theflash.codec import column_types as T
 from pyspark_theflash.codec import encode_record_key
 from pyspark_theflash.schema.builder import ColumnOptions
 from pyspark_theflash.schema.info_json import ColumnInfoJson, TableInfoJson
-from pyspark_theflash.upstream.errors import SchemaError, TxnAbortedError, UpstreamError
+from pyspark_theflash.upstream_client.errors import SchemaError, TxnAbortedError, UpstreamError
 from pyspark_theflash.upstream.rows import int_handle
 from pyspark_theflash.upstream.tidb import Abandoned, Txn, make_column, table_info_of
 

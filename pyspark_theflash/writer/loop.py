@@ -32,7 +32,7 @@ from pyspark_theflash.latch.local import LocalLatch
 from pyspark_theflash.latch.types import FlushRequest, WriterHolder
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.store.apply import WriteResult
-from pyspark_theflash.upstream.pd import RAFT_INIT_LOG_INDEX
+from pyspark_theflash.upstream_client.client import RAFT_INIT_LOG_INDEX
 from pyspark_theflash.writer.binlog_bounds import binlog_bounds, binlog_reaches_start
 from pyspark_theflash.writer import last_error
 from pyspark_theflash.writer.daemon import remove_pid_file, write_pid_file
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from pyspark_theflash.store.flush import PendingFlush
     from pyspark_theflash.store.errors import UnknownRegionError
     from pyspark_theflash.store.store import Store, WriteResult
-    from pyspark_theflash.upstream.client import UpstreamClient
+    from pyspark_theflash.upstream_client.client import UpstreamClient
     from pyspark_theflash.writer.metrics_http import MetricsServer
 
 log = logging.getLogger("theflash.writer")
@@ -261,7 +261,7 @@ class Writer:
     def _connect_upstream(self) -> None:
         opts = self.options
         if opts.upstream:
-            from pyspark_theflash.upstream.client import connect
+            from pyspark_theflash.upstream_client.client import connect
 
             self.upstream = connect(opts.upstream)
             cluster_id = self._check_upstream(opts.upstream)
@@ -280,7 +280,7 @@ class Writer:
         """The upstream at ``address`` answers, and is the cluster the store replicates (the one
         whose id an earlier run recorded): checked before the address is recorded, so a wrong
         ``--upstream`` is refused, never written into the store. Returns its cluster id."""
-        from pyspark_theflash.upstream.errors import UpstreamError
+        from pyspark_theflash.upstream_client.errors import UpstreamError
 
         info = getattr(self.upstream, "cluster_info", None)
         if info is None and not hasattr(self.upstream, "cluster_id"):
@@ -562,7 +562,7 @@ class Writer:
         region's current snapshot from the upstream (the batch's events at or below its index
         are then skipped). A region merged away since is covered by the snapshots of the
         upstream's regions the store does not know yet. The store never guesses a range."""
-        from pyspark_theflash.upstream.errors import UpstreamError
+        from pyspark_theflash.upstream_client.errors import UpstreamError
 
         if self.upstream is None:
             raise WriterConfigError(f"{exc}; without --upstream the writer cannot fetch a region snapshot") from exc
@@ -833,7 +833,7 @@ class Writer:
                 "back to its start (or --bootstrap-snapshot was given): seeding from region snapshots needs "
                 "--upstream grpc://host:port"
             )
-        from pyspark_theflash.upstream.errors import UpstreamError
+        from pyspark_theflash.upstream_client.errors import UpstreamError
 
         head = binlog_bounds(self.options.binlog).head
         self.progress.state = "bootstrapping"

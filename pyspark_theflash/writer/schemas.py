@@ -12,7 +12,7 @@ from pyspark_theflash.writer.errors import SchemaUnavailableError, TableGoneUpst
 
 if TYPE_CHECKING:
     from pyspark_theflash.schema.info_json import TableInfoJson
-    from pyspark_theflash.upstream.client import UpstreamClient
+    from pyspark_theflash.upstream_client.client import UpstreamClient
 
 
 class SchemaSource(Protocol):
@@ -59,7 +59,7 @@ class UpstreamSchemaSource:
         self.client = client
 
     def table_info_by_id(self, table_id: int) -> tuple[str, TableInfoJson]:
-        from pyspark_theflash.upstream.errors import SchemaError
+        from pyspark_theflash.upstream_client.errors import SchemaError
 
         try:
             db, info = self.client.table_info_by_id(int(table_id))

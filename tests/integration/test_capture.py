@@ -36,7 +36,7 @@ from pyspark_theflash.binlog import Position, prune, region_runs
 from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.capture import Capture, CaptureError, state_json
 from pyspark_theflash.codec.key_ranges import KeyRange
-from pyspark_theflash.upstream.pd_client import PDClient
+from pyspark_theflash.upstream_client.pd_client import PDClient
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.store import Store
 from pyspark_theflash.upstream.cluster import MiniCluster

@@ -24,7 +24,7 @@ from pyspark_theflash.capture.resume import ResumePoints
 from pyspark_theflash.codec import encode_region_key
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.upstream.cluster import MiniCluster
-from pyspark_theflash.upstream.pd_client import PDClient
+from pyspark_theflash.upstream_client.pd_client import PDClient
 from pyspark_theflash.upstream.tidb import make_column
 from pyspark_theflash.upstream.workloads import BankWorkload, Faults
 

@@ -20,7 +20,7 @@ from pyspark_theflash.scan.errors import ChangesBelowSafePointError
 from pyspark_theflash.scan.session import open_change_session, read_stream
 from pyspark_theflash.schema import TableInfo
 from pyspark_theflash.store import Store
-from pyspark_theflash.upstream.errors import SchemaError
+from pyspark_theflash.upstream_client.errors import SchemaError
 from pyspark_theflash.upstream.workloads import (BANK_TABLE, TYPES_TABLE, BankWorkload, Faults, OrdersWorkload,
                                                  TypesWorkload)
 

@@ -14,7 +14,7 @@ from flash_rig import FlashRig, wait_for
 from pyspark_theflash.scan import SnapshotTsOutOfRangeError, plan
 from pyspark_theflash.scan.gc_hold import service_id
 from pyspark_theflash.scan.read import read_partition
-from pyspark_theflash.upstream.client import connect
+from pyspark_theflash.upstream_client.client import connect
 from pyspark_theflash.upstream.tidb import Abandoned
 from pyspark_theflash.upstream.workloads import BankWorkload, Faults
 

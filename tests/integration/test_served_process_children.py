@@ -48,7 +48,7 @@ def test_the_package_starts_no_child_with_a_preexec_fn() -> None:
 
 
 def test_the_package_turns_grpcs_fork_support_off_before_grpc_is_imported() -> None:
-    probe = ("import os, sys; import pyspark_theflash.upstream.client; "
+    probe = ("import os, sys; import pyspark_theflash.upstream_client.client; "
              "print(os.environ['GRPC_ENABLE_FORK_SUPPORT'], 'grpc' in sys.modules)")
     env = {k: v for k, v in os.environ.items() if k != "GRPC_ENABLE_FORK_SUPPORT"}
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60,

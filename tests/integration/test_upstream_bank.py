@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pyspark_theflash.upstream.cluster import MiniCluster
-from pyspark_theflash.upstream.errors import TxnAbortedError
+from pyspark_theflash.upstream_client.errors import TxnAbortedError
 from pyspark_theflash.upstream.workloads import BankWorkload, Faults
 
 

@@ -17,7 +17,8 @@ from pyspark_theflash.binlog.rows import iter_rows
 from pyspark_theflash.codec import Lock, Write, encode_region_key
 from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.upstream.cluster import MiniCluster
-from pyspark_theflash.upstream.tidb import decode_value, record_range
+from pyspark_theflash.upstream.tidb import record_range
+from pyspark_theflash.upstream_client.records import decode_value
 from pyspark_theflash.upstream.workloads import BankWorkload, Faults, OrdersWorkload
 
 Row = binlog_pb2.Row

@@ -21,7 +21,7 @@ from pyspark_theflash.schema import arrow_schema
 from pyspark_theflash.store import Store
 from pyspark_theflash.upstream.bulk import lock_ttl_ms
 from pyspark_theflash.upstream.cluster import MiniCluster
-from pyspark_theflash.upstream.errors import DuplicateKeyError, SchemaError
+from pyspark_theflash.upstream_client.errors import DuplicateKeyError, SchemaError
 from pyspark_theflash.upstream.tidb import make_column, record_range, table_info_of
 from pyspark_theflash.upstream.workloads import OrdersWorkload, orders_columns
 

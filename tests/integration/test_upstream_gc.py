@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from polling import wait_for
-from pyspark_theflash.upstream.client import GrpcUpstreamClient
+from pyspark_theflash.upstream_client.client import GrpcUpstreamClient
 from pyspark_theflash.upstream.cluster import MiniCluster
-from pyspark_theflash.upstream.errors import GCTooEarlyError, UpstreamError
+from pyspark_theflash.upstream_client.errors import GCTooEarlyError, UpstreamError
 from pyspark_theflash.upstream.gc_worker import GCRun, GCWorker
 from pyspark_theflash.upstream.workloads import BankWorkload
 

@@ -14,7 +14,7 @@ from pyspark_theflash.proto import binlog_pb2
 from pyspark_theflash.upstream.cluster import MiniCluster
 from pyspark_theflash.upstream.async_commit import resolve_txn
 from pyspark_theflash.txn.status import SecondaryLocks, TxnAction, TxnFate
-from pyspark_theflash.upstream.errors import (
+from pyspark_theflash.upstream_client.errors import (
     CommitTsExpiredError,
     GCTooEarlyError,
     KeyLockedError,

@@ -1,7 +1,7 @@
 """A long-lived service recovers from an upstream outage as fast as a fresh process: within 2 s
 of the upstream coming back on the same address, a read through the service that had been
 failing all through the outage succeeds again (its gRPC channels' reconnect backoff is capped,
-``upstream/channels.py``), over the mini cluster's own service (``grpc://``) and over PD
+``upstream_client/channels.py``), over the mini cluster's own service (``grpc://``) and over PD
 (``pd://``)."""
 from __future__ import annotations
 

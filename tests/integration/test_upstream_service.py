@@ -17,9 +17,9 @@ from pyspark_theflash.binlog import open_source
 from pyspark_theflash.binlog.rows import iter_rows
 from pyspark_theflash.codec import encode_record_key
 from pyspark_theflash.txn.status import TxnAction, TxnFate
-from pyspark_theflash.upstream.client import UpstreamClient, connect
+from pyspark_theflash.upstream_client.client import UpstreamClient, connect
 from pyspark_theflash.upstream.cluster import MiniCluster
-from pyspark_theflash.upstream.errors import SchemaError
+from pyspark_theflash.upstream_client.errors import SchemaError
 from pyspark_theflash.upstream.percolator import PUT, Mutation
 from pyspark_theflash.upstream.tidb import make_column
 from pyspark_theflash.codec.tso import compose_ts, physical_ms
@@ -68,7 +68,7 @@ def test_regions_read_index_and_snapshot_match_in_process(served) -> None:
 
 
 def test_read_indexes_asks_every_region_at_once_with_the_answers_of_one_by_one(served) -> None:
-    from pyspark_theflash.upstream.errors import RegionNotFoundError
+    from pyspark_theflash.upstream_client.errors import RegionNotFoundError
 
     cluster, client, _ = served
     ids = [int(r.id) for r in client.regions()]

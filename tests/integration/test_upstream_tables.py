@@ -12,7 +12,7 @@ import pytest
 
 from pyspark_theflash.codec import decode_common_handle_key, decode_record_key
 from pyspark_theflash.upstream.cluster import MiniCluster
-from pyspark_theflash.upstream.errors import DuplicateKeyError, RowNotFoundError, SchemaError, TxnAbortedError
+from pyspark_theflash.upstream_client.errors import DuplicateKeyError, RowNotFoundError, SchemaError, TxnAbortedError
 from pyspark_theflash.upstream.tidb import make_column, record_key
 from pyspark_theflash.upstream.workloads import OrdersWorkload, orders_columns
 

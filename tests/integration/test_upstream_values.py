@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from pyspark_theflash.upstream.cluster import MiniCluster
-from pyspark_theflash.upstream.errors import (
+from pyspark_theflash.upstream_client.errors import (
     BadNullError,
     DataTooLongError,
     IncorrectValueError,

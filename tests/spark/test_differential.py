@@ -15,7 +15,7 @@ import pytest
 
 from differential import compare_at
 from flash_rig import FlashRig
-from pyspark_theflash.upstream.client import connect
+from pyspark_theflash.upstream_client.client import connect
 from pyspark_theflash.upstream.workloads import (BANK_TABLE, TYPES_TABLE, BankWorkload, Faults, OrdersWorkload,
                                                  TypesWorkload, Workload)
 

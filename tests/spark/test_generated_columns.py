@@ -17,7 +17,7 @@ from flash_rig import FlashRig, wait_for
 from pyspark_theflash.schema import builder
 from pyspark_theflash.schema.errors import UnknownColumnError
 from pyspark_theflash.schema.generated import GeneratedColumnError, compile_column
-from pyspark_theflash.upstream.errors import GeneratedValueError
+from pyspark_theflash.upstream_client.errors import GeneratedValueError
 from pyspark_theflash.upstream.tidb import make_column
 
 TABLE = "gen.t"

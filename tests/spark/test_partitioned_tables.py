@@ -25,7 +25,7 @@ from pyspark_theflash.schema import TableInfo, column
 from pyspark_theflash.schema.partitioning import NoPartitionError, Partitioning, build_partition_json, partitioning_of
 from pyspark_theflash.service import serve
 from pyspark_theflash.store.predicate import col
-from pyspark_theflash.upstream.errors import SchemaError
+from pyspark_theflash.upstream_client.errors import SchemaError
 from pyspark_theflash.upstream.tidb import make_column
 from service_client import FlightReader
 

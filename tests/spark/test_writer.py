@@ -43,7 +43,7 @@ class BankCluster:
         if not self.ready.exists():
             raise AssertionError(f"mini cluster failed: {(root / 'cluster.err').read_text()}")
         self.info = json.loads(self.ready.read_text())
-        from pyspark_theflash.upstream.client import connect as connect_upstream
+        from pyspark_theflash.upstream_client.client import connect as connect_upstream
 
         self.client = connect_upstream(self.info["upstream"])
 

@@ -15,7 +15,8 @@ import pyarrow as pa
 from pyspark_theflash.codec.batch import record_batch_from_rows
 from pyspark_theflash.codec.keys import decode_record_key
 from pyspark_theflash.schema import TableInfo, row_columns
-from pyspark_theflash.upstream.tidb import decode_records, record_range, scan_records
+from pyspark_theflash.upstream.tidb import record_range, scan_records
+from pyspark_theflash.upstream_client.records import decode_records
 
 ROWID = "_tidb_rowid"
 RECORD_PREFIX_LEN = 11  # 't' + table id (8) + '_r'

@@ -32,7 +32,7 @@ def compare_at(spark: Any, upstream: Any, options: dict[str, str], table: str, t
     """Read ``table`` at ``ts`` through Spark (with the schema as of ts, or with ``schema=
     "current"``, which at the latest ts is the same) and from the upstream; return what differs
     (nothing, when the replica is right)."""
-    from pyspark_theflash.upstream.errors import SchemaError
+    from pyspark_theflash.upstream_client.errors import SchemaError
 
     out = Comparison(table, ts)
     try:

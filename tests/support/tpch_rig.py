@@ -213,7 +213,8 @@ def upstream_rows(cluster: Any, qualified: str, table: str, ts: int) -> pa.Table
     from pyspark_theflash.codec.batch import decode_rows_to_arrow
     from pyspark_theflash.schema import row_columns
     from pyspark_theflash.codec.keys import decode_record_keys
-    from pyspark_theflash.upstream.tidb import LockResolver, physical_ids, record_range, split_table_name
+    from pyspark_theflash.upstream.tidb import LockResolver, physical_ids, record_range
+    from pyspark_theflash.upstream_client.records import split_table_name
 
     info = cluster.table_info(*split_table_name(qualified))
     resolver = LockResolver(cluster.store, cluster.tso)

@@ -19,6 +19,7 @@ ORDER = [
     {"ports"},  # every server's listening socket (pyspark_theflash/ports.py)
     {"status_http"},  # a long-running process's /metrics, /status and /healthz
     {"codec"}, {"schema"}, {"txn"}, {"binlog"},
+    {"upstream_client"},  # the clients of an upstream TiDB cluster (a real one or the mini cluster)
     {"upstream"}, {"capture"},  # beside the binlog: the mini cluster, and capture into the binlog
     {"store"}, {"engine"}, {"latch"}, {"scan"},
     {"lake"},  # the store published as Delta tables (docs/delta.md): reads the store, used by the writer and service
@@ -104,3 +105,13 @@ def test_no_modules_import_each_other_in_a_circle() -> None:
         if m not in index:
             visit(m)
     assert not circles, "import circles:\n" + "\n".join(sorted(circles))
+
+
+def test_only_the_mini_cluster_and_entry_points_import_the_mini_cluster() -> None:
+    """The product speaks to an upstream through its clients (``upstream_client``) alone, so
+    that what it does against the mini cluster is what it does against a TiDB cluster."""
+    modules = _modules()
+    inside = {f"{m} -> {t}" for m, p in modules.items() for t in _imports(m, p, modules)
+              if t.split(".")[:2] == ["pyspark_theflash", "upstream"] and m.split(".")[:2] != t.split(".")[:2]
+              and _rank(m) < ENTRY}
+    assert not inside, "imports of the mini cluster from the product:\n" + "\n".join(sorted(inside))

@@ -13,7 +13,7 @@ from typing import Callable, NamedTuple, Protocol, TypeVar
 
 import grpc
 
-from pyspark_theflash.upstream.errors import PDError
+from pyspark_theflash.upstream_client.errors import PDError
 
 
 class PDUnavailableError(PDError):
@@ -28,7 +28,7 @@ class PDNotGrpcError(PDUnavailableError):
 class PDUnimplementedError(PDError):
     """The PD does not serve that call (an older or newer PD)."""
 from pyspark_theflash.proto import metapb_pb2, pdpb_pb2, pdpb_pb2_grpc
-from pyspark_theflash.upstream.channels import upstream_channel
+from pyspark_theflash.upstream_client.channels import upstream_channel
 
 _LOGICAL_BITS = 18
 

@@ -19,8 +19,9 @@ import grpc
 from pyspark_theflash.proto import binlog_pb2, upstream_pb2, upstream_pb2_grpc
 from pyspark_theflash.schema.info_json import TableInfoJson
 from pyspark_theflash.txn.status import LockInfo, SecondaryLocks, TxnAction, TxnFate, TxnStatus
-from pyspark_theflash.upstream.errors import RegionNotFoundError, SchemaError, UpstreamError
-from pyspark_theflash.upstream.channels import upstream_channel
+from pyspark_theflash.upstream_client.errors import RegionNotFoundError, SchemaError, UpstreamError
+from pyspark_theflash.upstream_client.channels import upstream_channel
+from pyspark_theflash.upstream_client.records import decode_records, split_table_name
 
 _FATE_OF_STATUS = {
     upstream_pb2.CheckTxnStatusResponse.LOCKED: TxnFate.LOCKED,
@@ -28,6 +29,11 @@ _FATE_OF_STATUS = {
     upstream_pb2.CheckTxnStatusResponse.ROLLED_BACK: TxnFate.ROLLED_BACK,
 }
 STATUS_OF_FATE = {v: k for k, v in _FATE_OF_STATUS.items()}
+
+# TiKV starts a new peer's raft log at this index (RAFT_INIT_LOG_INDEX): the first event of a
+# region (its snapshot, or the split that created it) is followed by index 6. A read index is
+# never below it; a replica's region has applied at least it.
+RAFT_INIT_LOG_INDEX = 5
 
 
 def lock_to_proto(lock: LockInfo) -> upstream_pb2.LockInfo:
@@ -237,8 +243,6 @@ class GrpcUpstreamClient:
 
     def read_table(self, qualified: str, ts: int | None = None) -> TableScan:
         """``scan_table`` with the ts read at and the table info the rows were decoded with."""
-        from pyspark_theflash.upstream.tidb import decode_records, split_table_name
-
         db, name = split_table_name(qualified)
         info: TableInfoJson | None = None
         at = 0
@@ -267,7 +271,7 @@ def connect(address: str) -> UpstreamConnection:
     cluster) through PD and TiKV (``tidb_cluster.TiDBClusterClient``); ``grpc://host:port`` (or
     ``host:port``) the mini cluster's private Upstream service."""
     if address.startswith("pd://"):
-        from pyspark_theflash.upstream.tidb_cluster import TiDBClusterClient
+        from pyspark_theflash.upstream_client.tidb_cluster import TiDBClusterClient
 
         return TiDBClusterClient(address)
     return GrpcUpstreamClient(address)

@@ -30,10 +30,10 @@ import grpc
 from pyspark_theflash.codec import encode_region_key
 from pyspark_theflash.proto import binlog_pb2, errorpb_pb2, kvrpcpb_pb2, metapb_pb2, pdpb_pb2, pdpb_pb2_grpc, tikvpb_pb2_grpc
 from pyspark_theflash.txn.status import LockInfo, SecondaryLocks, TxnAction, TxnStatus
-from pyspark_theflash.upstream.errors import PDError, SchemaError, TiKVError, UpstreamError
-from pyspark_theflash.upstream.pd_client import PDClient, RegionInfo, parse_pd_addresses
-from pyspark_theflash.upstream.channels import upstream_channel
-from pyspark_theflash.upstream.txn_actions import ACTION_OF_KVRPC
+from pyspark_theflash.upstream_client.errors import PDError, SchemaError, TiKVError, UpstreamError
+from pyspark_theflash.upstream_client.pd_client import PDClient, RegionInfo, parse_pd_addresses
+from pyspark_theflash.upstream_client.channels import upstream_channel
+from pyspark_theflash.upstream_client.txn_actions import ACTION_OF_KVRPC
 
 _LOGICAL_BITS = 18
 _OP_OF_LOCK_TYPE = {kvrpcpb_pb2.Put: binlog_pb2.PUT, kvrpcpb_pb2.Del: binlog_pb2.DELETE, kvrpcpb_pb2.Lock: binlog_pb2.LOCK}
@@ -271,7 +271,7 @@ class TiDBClusterClient:
         resp = self.pd._call(lambda s: s.GetRegionByID(pdpb_pb2.GetRegionByIDRequest(
             header=self.pd.header(), region_id=region_id), timeout=10))
         if not resp.region.id:
-            from pyspark_theflash.upstream.errors import RegionNotFoundError
+            from pyspark_theflash.upstream_client.errors import RegionNotFoundError
 
             raise RegionNotFoundError(region_id)
         region = RegionInfo.of(resp.region, resp.leader)
