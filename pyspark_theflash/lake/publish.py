@@ -37,6 +37,7 @@ import pyarrow as pa
 
 from pyspark_theflash.lake import delta_log
 from pyspark_theflash.lake.checkpoint import write_checkpoint
+from pyspark_theflash.lake.checksum import write_checksum
 from pyspark_theflash.lake.cleanup import clean
 from pyspark_theflash.lake.deletion_vectors import VectorFileWriter, vector_for
 from pyspark_theflash.lake.delta_log import APP_ID, READER_VERSION, WRITER_VERSION, DataFile, TableLog
@@ -196,9 +197,18 @@ class Publisher:
             {"txn": {"appId": APP_ID, "version": ts, "lastUpdated": ict}}]
         actions += [f.remove_action(ict) for f in log.files.values()]
         version = delta_log.commit(log, actions, name)
-        self._logs[self._root_id(table_id)] = delta_log.replay(root, log)
+        self._logs[self._root_id(table_id)] = log = delta_log.replay(root, log)
+        self._write_checksum(log, version)
         self._published.pop(self._root_id(table_id), None)
         return TablePublication(name, table_id, root.uri, version)
+
+    @staticmethod
+    def _write_checksum(log: TableLog, version: int) -> None:
+        """The version checksum of the version just committed (``lake.checksum``), after its
+        commit, from the state replayed up to it: only when that state is exactly the version's
+        (a version another publisher committed after it would make it another's)."""
+        if log.version == version:
+            write_checksum(log)
 
     def _root_id(self, table_id: int) -> int:
         """The id a table's Delta table is named by: its own, or a truncated table's first."""
@@ -321,6 +331,7 @@ class Publisher:
             vectors.write(root)
         version = delta_log.commit(log, actions, name)
         self._logs[root_id] = log = delta_log.replay(root, log)
+        self._write_checksum(log, version)
         if version % self.checkpoint_interval == 0 and version > 0:
             write_checkpoint(log)
             clean(log, int(self.retention_s * 1000), owns_parts=self.copies_parts)
