@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -33,35 +32,10 @@ from pyspark_theflash.lake.checksum import (
     write_checksum,
 )
 from pyspark_theflash.lake.publish import Publisher, table_root
-from pyspark_theflash.schema import builder
 from pyspark_theflash.store import Store, StoreOptions
 from delta_readers import duckdb_with_delta
-from store_events import DB, committed, event, items_table, key, resolved_ts, row
-
-T1 = items_table()
-T2 = items_table(schema_version=2, extra=[builder.column("qty", "INT", default=7, origin_default=7)])
-
-
-class Upstream:
-    """Commits to the store as the binlog would: one region, each commit then its resolved ts."""
-
-    def __init__(self, store: Store) -> None:
-        self.store, self.index, self.table = store, 0, T1
-        self.now_ms = int(time.time() * 1000) - 60_000
-
-    def ts(self) -> int:
-        self.now_ms += 7
-        return self.now_ms << 18
-
-    def commit(self, changes: list[tuple[int, str | None]]) -> None:
-        ts = self.ts()
-        extra = {"qty": 100} if self.table is T2 else {}
-        rows = [committed(key(self.table, h), None if n is None else row(self.table, id=h, name=n, price=None, **extra), ts)
-                for h, n in changes]
-        self.index += 2
-        self.store.write([event(1, self.index - 1, rows)])
-        self.store.write([resolved_ts(1, self.index, ts)])
-
+from items_upstream import T1, T2, Upstream
+from store_events import DB
 
 def log_actions_at(root: Path, version: int, kind: str) -> dict[str, Any]:
     """The newest ``kind`` action (``metaData``, ``protocol``) at or before ``version``, from the
