@@ -7,7 +7,9 @@ while it works, and for each live table whose files changed commits one version:
 each logical file (a part, or its converted copy, with its deletion vector at ts) that is new,
 ``remove`` for each that went (a part compacted away, or the same file with the older vector).
 A table with nothing new since its last version gets no version in that round: the version
-before still holds the replica at ts (``TableLog.version_at``).
+before still holds the replica at ts (``TableLog.version_at``). Each committed version is
+followed by its version checksum (``<version>.crc``, ``lake.checksum``), computed from the log
+replayed up to it.
 
 A partition whose parts, their tombstones and its bounds are those of the last round, and none
 of whose rows is newer than that round's ts, keeps its files and vectors as they were: a
