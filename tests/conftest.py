@@ -151,7 +151,11 @@ def delta_spark(s3_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Any
     # the S3 server): the reads fit their call's time on a loaded 2-core machine
     session = JvmSpark(jars, conf={"spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
                                    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
-                                   "spark.databricks.delta.snapshotPartitions": "2", **s3_server.hadoop_conf()},
+                                   "spark.databricks.delta.snapshotPartitions": "2",
+                                   # a version checksum (.crc) that disagrees with the log fails
+                                   # (delta-spark's default, said here: the tests rely on it)
+                                   "spark.databricks.delta.checksum.mismatch.fatal": "true",
+                                   **s3_server.hadoop_conf()},
                        log=str(tmp_path_factory.mktemp("delta-spark") / "spark.log"), env=s3_server.env())
     yield session
     session.close()

@@ -13,7 +13,7 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pyspark_theflash.lake.delta_log import APP_ID, LOG_DIR, TableLog, checkpoint_name
+from pyspark_theflash.lake.delta_log import LOG_DIR, TableLog, checkpoint_name
 
 _MAP = pa.map_(pa.string(), pa.string())
 _DV = pa.struct([("storageType", pa.string()), ("pathOrInlineDv", pa.string()), ("offset", pa.int32()),
@@ -51,8 +51,10 @@ def write_checkpoint(state: TableLog) -> str:
                       "format": {"provider": m["format"]["provider"], "options": _pairs(m["format"].get("options"))},
                       "schemaString": m["schemaString"], "partitionColumns": list(m.get("partitionColumns", [])),
                       "configuration": _pairs(m.get("configuration")), "createdTime": m.get("createdTime")}},
-        {"txn": {"appId": APP_ID, "version": state.ts, "lastUpdated": state.in_commit_ms}},
     ]
+    # the live txn of each appId, as the log has them (the ``theflash`` one: the newest version's ts)
+    rows += [{"txn": {"appId": t["appId"], "version": t["version"], "lastUpdated": t.get("lastUpdated")}}
+             for t in state.txns.values()]
     for f in state.files.values():
         add = f.add_action()["add"]
         add["partitionValues"] = []

@@ -3,8 +3,8 @@ files keep once versions fall out of the retention.
 
 Time travel to any time within the retention reads the newest version whose in-commit timestamp
 is at or before it, so the oldest version kept is the one holding the retention's start. The
-log is cut at the newest checkpoint at or before that version: every JSON version and
-checkpoint before it is deleted (the checkpoint stands for them, as the protocol requires), and
+log is cut at the newest checkpoint at or before that version: every JSON version,
+checkpoint and version checksum (``.crc``) before it is deleted (the checkpoint stands for them, as the protocol requires), and
 then every file the publication wrote (converted parts under ``lake/``, ``deletion_vector_*.bin``)
 that no kept version names. The store's own part files are never touched here: their deletion
 follows the store's leases (docs/delta.md, "Retention"). Tables published to another place
@@ -36,7 +36,7 @@ def clean(state: TableLog, retention_ms: int, owns_parts: bool = False) -> Clean
     holding = max((v for v, _, ict in state.history if ict <= horizon), default=None)
     root = state.root
     log_dir = root / LOG_DIR
-    logs = [n for n in log_dir.names() if n[:20].isdigit() and (n.endswith(".json") or n.endswith(".checkpoint.parquet"))]
+    logs = [n for n in log_dir.names() if n[:20].isdigit() and n.endswith((".json", ".checkpoint.parquet", ".crc"))]
     checkpoints = sorted(int(n[:20]) for n in logs if n.endswith(".checkpoint.parquet"))
     cut = max((c for c in checkpoints if holding is not None and c <= holding), default=None)
     if cut is None:

@@ -145,5 +145,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(text, file=sys.stderr)
     verdict = "clean" if report.ok else f"{len(report.problems)} problem(s)"
     print(f"delta {args.to or args.dir}: {verdict} — {report.tables} table(s), {report.versions} version(s), "
-          f"{report.vectors} deletion vector(s) checked", file=sys.stdout if report.ok else sys.stderr)
+          f"{report.vectors} deletion vector(s), {report.checksums} version checksum(s) checked",
+          file=sys.stdout if report.ok else sys.stderr)
     return 0 if report.ok else 1

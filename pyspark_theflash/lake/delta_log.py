@@ -102,6 +102,11 @@ class TableLog:
     features: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
     files: dict[str, DataFile] = field(default_factory=dict)   # by path (one logical file per path)
     history: list[tuple[int, int, int]] = field(default_factory=list)  # (version, ts, inCommitTimestamp)
+    txns: dict[str, dict[str, Any]] = field(default_factory=dict)      # the live txn action of each appId
+    # False once the log held something ``files`` cannot count as PROTOCOL.md's Action
+    # Reconciliation does (two live logical files under one path, a domainMetadata action):
+    # the state still serves publication, but no version checksum is written from it
+    reconciled: bool = True
 
     @property
     def log_dir(self) -> LakeDir:
@@ -142,9 +147,10 @@ def log_versions(root: Where) -> list[int]:
     return sorted(int(n[:20]) for n in names if n.endswith(".json") and n[:20].isdigit() and len(n) == 25)
 
 
-def replay(root: Where, after: TableLog | None = None) -> TableLog:
+def replay(root: Where, after: TableLog | None = None, upto: int | None = None) -> TableLog:
     """The table's state from its log, continuing ``after`` (a state already replayed) when
-    given. ``LakeDamagedError`` names a log file that does not parse or a version missing."""
+    given, up to version ``upto`` (default: the newest). ``LakeDamagedError`` names a log file
+    that does not parse or a version missing."""
     root = lake_dir(root)
     state = after if after is not None else TableLog(root)
     log_dir = root / LOG_DIR
@@ -152,7 +158,7 @@ def replay(root: Where, after: TableLog | None = None) -> TableLog:
     if state.version < 0 and versions and versions[0] > 0:
         # the versions before the oldest kept one were cleaned up: start from its checkpoint
         state = from_checkpoint(root, versions[0])
-    for version in (v for v in versions if v > state.version):
+    for version in (v for v in versions if v > state.version and (upto is None or v <= upto)):
         path = log_dir.where(log_name(version))
         if version != state.version + 1:
             raise LakeDamagedError(log_dir.where(log_name(state.version + 1)), "this version of the log is missing")
@@ -171,14 +177,23 @@ def replay(root: Where, after: TableLog | None = None) -> TableLog:
                     state.protocol = body
                 elif kind == "add":
                     dv = body.get("deletionVector")
-                    state.files[body["path"]] = DataFile(
-                        body["path"], int(body["size"]), int(json.loads(body["stats"])["numRecords"]),
-                        int(body["modificationTime"]), None if dv is None else DeletionVector.from_json(dv))
+                    added = DataFile(body["path"], int(body["size"]), int(json.loads(body["stats"])["numRecords"]),
+                                     int(body["modificationTime"]), None if dv is None else DeletionVector.from_json(dv))
+                    live = state.files.get(added.path)
+                    if live is not None and live.key != added.key:
+                        state.reconciled = False   # the protocol keeps both (path, DV) files live
+                    state.files[added.path] = added
                 elif kind == "remove":
                     old = state.files.get(body["path"])
                     dv = body.get("deletionVector")
                     if old is not None and old.key == (body["path"], None if dv is None else DeletionVector.from_json(dv).unique_id):
                         del state.files[body["path"]]
+                elif kind == "txn":
+                    state.txns[str(body["appId"])] = {"appId": str(body["appId"]), "version": int(body["version"]),
+                                                      **({"lastUpdated": int(body["lastUpdated"])}
+                                                         if body.get("lastUpdated") is not None else {})}
+                elif kind == "domainMetadata":
+                    state.reconciled = False   # never written by TheFlash; not kept in this state
             except (KeyError, TypeError, ValueError) as exc:
                 raise LakeDamagedError(str(path), f"a {kind} action lacks or mistypes a field ({exc})") from exc
         if ts is None or ict is None:
@@ -217,9 +232,14 @@ def from_checkpoint(root: Where, version: int) -> TableLog:
             state.protocol = row["protocol"]
             state.features = (tuple(row["protocol"].get("readerFeatures") or ()),
                               tuple(row["protocol"].get("writerFeatures") or ()))
+        elif row.get("txn"):
+            txn = row["txn"]
+            state.txns[txn["appId"]] = {k: v for k, v in txn.items() if v is not None}
         elif row.get("add"):
             add = row["add"]
             dv = add.get("deletionVector")
+            if add["path"] in state.files:
+                state.reconciled = False   # two logical files of one path: the protocol keeps both
             state.files[add["path"]] = DataFile(
                 add["path"], int(add["size"]), int(json.loads(add["stats"])["numRecords"]), int(add["modificationTime"]),
                 None if dv is None else DeletionVector.from_json({k: v for k, v in dv.items() if v is not None}))

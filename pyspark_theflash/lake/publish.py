@@ -7,7 +7,9 @@ while it works, and for each live table whose files changed commits one version:
 each logical file (a part, or its converted copy, with its deletion vector at ts) that is new,
 ``remove`` for each that went (a part compacted away, or the same file with the older vector).
 A table with nothing new since its last version gets no version in that round: the version
-before still holds the replica at ts (``TableLog.version_at``).
+before still holds the replica at ts (``TableLog.version_at``). Each committed version is
+followed by its version checksum (``<version>.crc``, ``lake.checksum``), computed from the log
+replayed up to it.
 
 A partition whose parts, their tombstones and its bounds are those of the last round, and none
 of whose rows is newer than that round's ts, keeps its files and vectors as they were: a
@@ -37,6 +39,7 @@ import pyarrow as pa
 
 from pyspark_theflash.lake import delta_log
 from pyspark_theflash.lake.checkpoint import write_checkpoint
+from pyspark_theflash.lake.checksum import write_checksum
 from pyspark_theflash.lake.cleanup import clean
 from pyspark_theflash.lake.deletion_vectors import VectorFileWriter, vector_for
 from pyspark_theflash.lake.delta_log import APP_ID, READER_VERSION, WRITER_VERSION, DataFile, TableLog
@@ -196,9 +199,18 @@ class Publisher:
             {"txn": {"appId": APP_ID, "version": ts, "lastUpdated": ict}}]
         actions += [f.remove_action(ict) for f in log.files.values()]
         version = delta_log.commit(log, actions, name)
-        self._logs[self._root_id(table_id)] = delta_log.replay(root, log)
+        self._logs[self._root_id(table_id)] = log = delta_log.replay(root, log)
+        self._write_checksum(log, version)
         self._published.pop(self._root_id(table_id), None)
         return TablePublication(name, table_id, root.uri, version)
+
+    @staticmethod
+    def _write_checksum(log: TableLog, version: int) -> None:
+        """The version checksum of the version just committed (``lake.checksum``), after its
+        commit, from the state replayed up to it: only when that state is exactly the version's
+        (a version another publisher committed after it would make it another's)."""
+        if log.version == version:
+            write_checksum(log)
 
     def _root_id(self, table_id: int) -> int:
         """The id a table's Delta table is named by: its own, or a truncated table's first."""
@@ -321,6 +333,7 @@ class Publisher:
             vectors.write(root)
         version = delta_log.commit(log, actions, name)
         self._logs[root_id] = log = delta_log.replay(root, log)
+        self._write_checksum(log, version)
         if version % self.checkpoint_interval == 0 and version > 0:
             write_checkpoint(log)
             clean(log, int(self.retention_s * 1000), owns_parts=self.copies_parts)

@@ -23,6 +23,7 @@ from delta_column_mapping_rounds import (
     publish_through_column_changes,
     rewrite_part_as_before_ids,
 )
+from delta_checksum_checks import check_checksum
 from delta_readers import delta_rs_rows, duckdb_rows, duckdb_with_delta
 from pyspark_theflash.lake import delta_log
 from pyspark_theflash.lake.publish import Publisher, table_root
@@ -51,6 +52,7 @@ def test_rename_drop_and_re_add_name_the_stable_part_in_place_and_every_version_
     for version, columns, want in published.versions:
         assert delta_rs_rows(published.root, version, columns) == want, f"delta-rs at version {version}"
         assert duckdb_rows(con, published.root, version, columns) == want, f"DuckDB at version {version}"
+        check_checksum(published.root, version, con)   # through RENAME, DROP and the re-add
     # the re-added price reads NULL in the rows written before it, whatever the old price was
     _, _, rows = published.versions[3]
     assert rows[1] == (1, "seed1", None) and any(r[2] is not None for r in rows)

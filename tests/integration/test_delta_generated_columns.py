@@ -8,6 +8,7 @@ from __future__ import annotations
 import decimal
 from pathlib import Path
 
+from delta_checksum_checks import check_checksum
 from delta_readers import delta_rs_rows, duckdb_rows, duckdb_with_delta
 from flash_rig import FlashRig, wait_for
 from pyspark_theflash.lake.publish import Publisher, table_root
@@ -73,6 +74,7 @@ def test_virtual_generated_columns_read_in_delta_as_theflash_computes_them(tmp_p
         for version, want in seen:
             assert delta_rs_rows(lake, version, READ) == want, f"delta-rs at version {version}"
             assert duckdb_rows(con, lake, version, READ) == want, f"DuckDB at version {version}"
+            check_checksum(lake, version, con)   # the converted files' sizes and vectors, counted
         assert seen[1][1][2][:3] == (3, -3, -2)
     finally:
         rig.close()

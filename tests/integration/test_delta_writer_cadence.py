@@ -103,6 +103,12 @@ def test_a_dropped_table_gets_a_last_version_without_rows_and_earlier_versions_k
         assert delta_rs_rows(Path(gone.root), 0, ["id", "v"]) == [(i, i) for i in range(10)]
         last_commit = (Path(gone.root) / "_delta_log" / "00000000000000000001.json").read_text()
         assert "THEFLASH RETIRE" in last_commit
+        # the last version's checksum: no file left, and the first one's counts what it named
+        from pyspark_theflash.lake.checksum import read_checksum
+
+        retired_crc, first_crc = read_checksum(gone.root, 1), read_checksum(gone.root, 0)
+        assert retired_crc is not None and first_crc is not None
+        assert (retired_crc["numFiles"], retired_crc["tableSizeBytes"], first_crc["numFiles"]) == (0, 0, gone.files)
     finally:
         rig.close()
 

@@ -14,6 +14,7 @@ import pytest
 
 from delta_column_mapping_rounds import publish_across_turning_column_mapping_on, publish_through_column_changes
 from delta_ddl_rounds import read_with_delta_spark
+from delta_readers import delta_spark_checksums
 
 pytestmark = pytest.mark.spark
 
@@ -27,5 +28,9 @@ def test_delta_spark_reads_each_version_through_rename_drop_re_add_and_turning_c
                 for version, columns, want in p.versions]
     reads = [(root, "versionAsOf", str(version), columns) for root, version, columns, _ in expected]
     got = delta_spark.call(read_with_delta_spark, reads, timeout=600)  # (the run's delta-spark session)
+    # delta-spark finds each version's checksum right; the version 0 rewritten as the code before
+    # column mapping wrote it has none, as that code wrote none
+    versions = [(root, version) for root, version, _, _ in expected]
+    assert delta_spark.call(delta_spark_checksums, versions, timeout=600) == [(str(turned_on.root), 0)]
     for (root, version, columns, want), rows in zip(expected, got):
         assert rows == sorted(want), f"delta-spark at version {version} of {root} ({columns})"

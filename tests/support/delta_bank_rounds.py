@@ -15,7 +15,7 @@ from pyspark_theflash.lake.errors import PublishTsError
 from pyspark_theflash.lake.publish import Publisher, Round
 from pyspark_theflash.store import Store
 from pyspark_theflash.upstream.workloads import TwoTableBankWorkload
-from delta_readers import delta_rs_rows, duckdb_rows, duckdb_with_delta, duckdb_with_delta_on_s3
+from delta_readers import delta_rs_rows, delta_spark_checksums, duckdb_rows, duckdb_with_delta, duckdb_with_delta_on_s3
 
 # 4 rounds: versions 0-1 replayed from JSON commits, 2 from a checkpoint, 3 from a checkpoint and a
 # commit after it (checkpoint_interval=2); the slow variants run 5 (a second checkpoint)
@@ -103,6 +103,13 @@ def bank_rounds_read_by_every_reader(tmp_path: Path, spark: JvmSpark, to: str | 
                 assert sum(b for want in expected[-4::2] for _, b in want) == bank.total
 
         got = spark.call(read_versions, reads, timeout=1200)
+        # each table's newest version read has its checksum, and delta-spark finds it right (its
+        # check rebuilds the version's whole state: ~8 s a version on a loaded 2-core machine, so
+        # the newest, whose totals follow every version before; every version is checked against
+        # delta-rs in tests/integration/test_delta_checksums.py)
+        newest = {path: max(int(v) for p, o, v in reads if p == path and o == "versionAsOf") for path, _, _ in reads}
+        versions = sorted(newest.items())
+        assert spark.call(delta_spark_checksums, versions, timeout=600) == []
         wrong = [(r, len(g), len(w)) for r, g, w in zip(reads, got, expected) if g != w]
         assert not wrong, f"delta-spark differs from TheFlash's read at {wrong[:4]}"
         for i in range(0, len(got), 4):  # the two tables read by one timestamp: one snapshot

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import pytest
 
-from delta_readers import duckdb_with_delta, duckdb_with_delta_on_s3
+from delta_readers import delta_spark_checksums, duckdb_with_delta, duckdb_with_delta_on_s3
 from flash_rig import FlashRig, wait_for
 from pyspark_theflash.lake import delta_log
 from pyspark_theflash.lake.verify import published_roots
@@ -401,6 +401,12 @@ def check_with_delta_spark(published: Published, spark: Any, last: int = 4) -> N
             reads.append((spark_path(root), "timestampAsOf", utc(max(ict[(name, version)], ts >> 18)), columns))
             want.append(sorted(rows))
     got = spark.call(read_with_delta_spark, reads, timeout=1500)
+    # each table's newest version read has its checksum, and delta-spark finds it right (the check
+    # rebuilds the version's whole state, seconds a version: the newest, whose totals follow every
+    # version before; every version is checked against delta-rs in the integration tests)
+    newest = {path: max(int(v) for p, o, v, _ in reads if p == path and o == "versionAsOf") for path, _, _, _ in reads}
+    versions = sorted(newest.items())
+    assert spark.call(delta_spark_checksums, versions, timeout=900) == []
     wrong = [(r[:3], len(g), len(w)) for r, g, w in zip(reads, got, want) if g != w]
     assert not wrong, f"delta-spark differs from TheFlash's read at {len(wrong)} reads, the first: {wrong[:4]}"
     totals: dict[str, int] = {}

@@ -62,3 +62,27 @@ def delta_rs_rows(root: Path | str, version: int, columns: list[str]) -> list[tu
 
 def duckdb_rows(con: Any, root: Path | str, version: int, columns: list[str]) -> list[tuple[Any, ...]]:
     return con.sql(f"select {', '.join(columns)} from delta_scan('{root}', version => {version}) order by id").fetchall()
+
+
+def delta_spark_checksums(spark: Any, versions: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """delta-spark's own check of each (path, version)'s version checksum (``<v>.crc``) against
+    its state reconstruction of that version (``Snapshot.validateChecksum``: with
+    ``spark.databricks.delta.checksum.mismatch.fatal``, the tests' setting and delta-spark's
+    default, a mismatch raises ``DeltaIllegalStateException`` naming the fields). Runs in the
+    ``delta_spark`` fixture's worker (``spark.call``); returns the versions delta-spark found no
+    checksum for. A read never runs this check (delta-spark validates before a write or a
+    checkpoint), so the tests ask for it. ``DeltaLog.forTable``, ``getSnapshotAt`` and
+    ``validateChecksum`` are delta-spark's Scala API, called through py4j: a signature that
+    moves fails here, loudly, not in the product."""
+    jvm = spark._jvm
+    none = jvm.scala.Option.empty()
+    context = jvm.org.apache.spark.api.python.PythonUtils.toScalaMap(jvm.java.util.HashMap())
+    missing = []
+    for path, version in versions:
+        log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)
+        snapshot = log.getSnapshotAt(version, none, none, False)
+        if not snapshot.checksumOpt().isDefined():
+            missing.append((path, version))
+        elif not snapshot.validateChecksum(context):   # only when the mismatch is not fatal
+            raise AssertionError(f"delta-spark finds the checksum of {path} version {version} wrong")
+    return missing
