@@ -84,15 +84,19 @@ def test_every_version_s_checksum_equals_an_independent_count_of_its_files(tmp_p
     store.close()
 
 
-def test_a_checksum_is_written_after_its_version_and_never_over_another(tmp_path: Path) -> None:
+def _one_version_published(tmp_path: Path) -> tuple[Store, Path, delta_log.TableLog]:
+    """A store of one table, 300 rows, published once: (the store, the table's root, its log)."""
     store = Store.open(tmp_path / "s", options=StoreOptions(row_group_rows=64))
     store.put_schema(DB, T1.to_json())
-    up = Upstream(store)
-    up.commit([(h, f"seed{h}") for h in range(300)])
+    Upstream(store).commit([(h, f"seed{h}") for h in range(300)])
     store.flush()
     Publisher(store.root).publish()
     root = table_root(store.root, T1.id)
-    state = delta_log.replay(root)
+    return store, root, delta_log.replay(root)
+
+
+def test_a_checksum_is_written_after_its_version_and_never_over_another(tmp_path: Path) -> None:
+    store, root, state = _one_version_published(tmp_path)
     crc_path = root / "_delta_log" / checksum_name(0)
     first = crc_path.read_bytes()
     # put-if-absent: a second write of version 0's checksum leaves the first as it was
@@ -108,14 +112,7 @@ def test_a_checksum_is_written_after_its_version_and_never_over_another(tmp_path
 
 
 def test_a_log_the_state_cannot_reconcile_as_the_protocol_gets_no_checksum(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "s", options=StoreOptions(row_group_rows=64))
-    store.put_schema(DB, T1.to_json())
-    up = Upstream(store)
-    up.commit([(h, f"seed{h}") for h in range(300)])
-    store.flush()
-    Publisher(store.root).publish()
-    root = table_root(store.root, T1.id)
-    state = delta_log.replay(root)
+    store, root, state = _one_version_published(tmp_path)
     (data,) = state.files.values()
     # a version (by another writer) adding the same path with a vector, the first add not removed:
     # PROTOCOL.md keeps both logical files; a state by path cannot count them
