@@ -37,8 +37,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
-import numpy as np
-
 from pyspark_theflash.binlog.packed import resolved_regions
 from pyspark_theflash.capture.coverage import Coverage, Floor
 from pyspark_theflash.capture.region_table import ResolvedFold
