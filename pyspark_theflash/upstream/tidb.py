@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, NotRequired, Sequence, TypedDict, Typ
 
 from pyspark_theflash import codec
 from pyspark_theflash.codec import column_types as T
-from pyspark_theflash.codec import decode_row, encode_int, encode_row_for_table
+from pyspark_theflash.codec import encode_int, encode_row_for_table
 from pyspark_theflash.codec.row_v2 import datum_for_column
 from pyspark_theflash.errors import TheFlashError
 from pyspark_theflash.proto import binlog_pb2
