@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import random
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,43 +21,15 @@ from pyspark_theflash.lake import delta_log
 from pyspark_theflash.lake.cleanup import named_files
 from pyspark_theflash.lake.publish import Publisher, Round, table_root
 from pyspark_theflash.lake.versions import versions_at
-from pyspark_theflash.schema import builder
 from pyspark_theflash.store import Store, StoreOptions
 from delta_readers import delta_rs_rows, duckdb_rows, duckdb_with_delta
-from store_events import DB, committed, event, items_table, key, resolved_ts, row
-
-T1 = items_table()
-T2 = items_table(schema_version=2, extra=[builder.column("qty", "INT", default=7, origin_default=7)])
+from items_upstream import T1, T2, Upstream
+from store_events import DB
 
 
 def own_rows(store: Store, ts: int, columns: list[str]) -> list[tuple[Any, ...]]:
     t = store.scan_table(T1.id, ts, columns=columns).sort_by("id")
     return [tuple(r.values()) for r in t.to_pylist()]
-
-
-class Upstream:
-    """Writes to the store as the binlog would: one region, commits then its resolved ts."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.index = 0
-        self.now_ms = int(time.time() * 1000) - 60_000   # TSOs of this minute: Delta's time travel checks retention
-        self.table = T1
-
-    def ts(self) -> int:
-        self.now_ms += 7
-        return self.now_ms << 18
-
-    def commit(self, changes: list[tuple[int, str | None]]) -> int:
-        ts = self.ts()
-        values = {"qty": 100} if self.table is T2 else {}
-        rows = [committed(key(self.table, h), None if n is None else row(self.table, id=h, name=n, price=None, **values), ts)
-                for h, n in changes]
-        self.index += 1
-        self.store.write([event(1, self.index, rows)])
-        self.index += 1
-        self.store.write([resolved_ts(1, self.index, ts)])
-        return ts
 
 
 def check_round(store: Store, con: Any, done: Round, columns: list[str]) -> None:

@@ -23,8 +23,8 @@ class Upstream:
         self.now_ms += 7
         return self.now_ms << 18
 
-    def commit(self, changes: list[tuple[int, str | None]]) -> None:
-        """Upserts (handle, name) and deletes (handle, None) in one transaction."""
+    def commit(self, changes: list[tuple[int, str | None]]) -> int:
+        """Upserts (handle, name) and deletes (handle, None) in one transaction: its commit ts."""
         ts = self.ts()
         extra = {"qty": 100} if self.table is T2 else {}
         rows = [committed(key(self.table, h), None if n is None else row(self.table, id=h, name=n, price=None, **extra), ts)
@@ -32,3 +32,4 @@ class Upstream:
         self.index += 2
         self.store.write([event(1, self.index - 1, rows)])
         self.store.write([resolved_ts(1, self.index, ts)])
+        return ts
