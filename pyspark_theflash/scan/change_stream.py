@@ -158,12 +158,13 @@ class ChangeStream:
         if start.snapshot:
             end = StreamOffset(start.ts)
         else:
+            # a TRUNCATE past the offset is refused as soon as the store holds it, even before
+            # the new table has rows or its regions have resolved past it: the old rows' deletes
+            # are changes no batch of the new table id would carry
+            self._refuse_new_table(start.ts)
             resolved = self._table_state().ts
             self.resolved_seen = resolved
-            # a TRUNCATE past the offset is refused even before the new table has rows: the old
-            # rows' deletes are changes no batch of the new table id would carry
             if resolved > start.ts:
-                self._refuse_new_table(start.ts, resolved)
                 resolved = self._within_the_streams_columns(start.ts, resolved)
             # nothing committed past the offset: the same offset (Spark runs no batch); else the
             # newest resolved ts (every commit at or below it is in the store)
@@ -174,22 +175,28 @@ class ChangeStream:
         self.latest_seen = end
         return end
 
-    def _refuse_new_table(self, from_ts: int, to_ts: int) -> None:
-        """A TRUNCATE or DROP + CREATE between the offsets gives the name a new table id, whose
+    def _refuse_new_table(self, from_ts: int) -> None:
+        """A TRUNCATE or DROP + CREATE after ``from_ts`` gives the name a new table id, whose
         rows start from nothing: the old rows' deletes are no change of the new table, so a
-        stream across it would miss them. It fails instead, naming when."""
+        stream across it would miss them. It fails instead, naming when.
+
+        Decided by the schema changes the store holds, not by a resolved ts: the new table's
+        regions may still be settling (split off at the TRUNCATE), and a stream waiting for
+        them would otherwise answer "nothing new" past a change it can never cross."""
         from pyspark_theflash.scan.context import open_store
+        from pyspark_theflash.scan.schema_at import lookup_table
 
         with open_store(self.store) as store, store.snapshot() as view:
             try:
-                before, after = view.table_at(self.table, from_ts), view.table_at(self.table, to_ts)
-            except Exception:
-                return  # a name the store cannot place at both ts: the change read says what is wrong
-        if int(before.id) != int(after.id):
+                before = view.table_at(self.table, from_ts)
+            except UnknownTableNameError:
+                return  # a name the store cannot place at the offset: the change read says what is wrong
+            now = lookup_table(view, self.table)
+        if now is not None and int(before.id) != int(now.id):
             raise StreamExpiredError(
-                f"{self.table} is another table (id {after.id}, was {before.id}) between ts {from_ts} and {to_ts}: it "
-                "was truncated or dropped and created again; a change stream does not cross that (its old rows' "
-                "deletes are no change of the new table): start a new stream from a snapshot")
+                f"{self.table} is another table (id {now.id}, was {before.id}) since ts {from_ts}: it was truncated "
+                "or dropped and created again; a change stream does not cross that (its old rows' deletes are no "
+                "change of the new table): start a new stream from a snapshot")
 
     def _within_the_streams_columns(self, from_ts: int, to_ts: int) -> int:
         """The end of the batch (from_ts, to_ts], cut before the first schema change in it, so

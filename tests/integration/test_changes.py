@@ -203,27 +203,40 @@ def test_flight_and_http_serve_change_reads_and_refuse_a_range_below_the_safe_po
         running.close()
 
 
-@pytest.mark.parametrize("rows_after", [1, 0], ids=["rows-after", "empty-after"])
-def test_a_change_stream_refuses_to_cross_a_truncate(rig: FlashRig, rows_after: int) -> None:
-    """Refused whether or not the new table has rows yet: the old rows' deletes are changes."""
+@pytest.mark.parametrize("rows_after,wait_resolved", [(1, True), (0, True), (0, False)],
+                         ids=["rows-after", "empty-after", "before-it-resolves"])
+def test_a_change_stream_refuses_to_cross_a_truncate(rig: FlashRig, rows_after: int, wait_resolved: bool) -> None:
+    """Refused whether or not the new table has rows yet, and as soon as the store holds the
+    TRUNCATE (its new table's regions may not have resolved past it yet): the old rows'
+    deletes are changes no batch of the new table carries."""
     from pyspark_theflash.scan.change_stream import ChangeStream, StreamExpiredError
 
     c = rig.cluster
-    name = f"chg.trunc{rows_after}"
+    name = f"chg.trunc{rows_after}{'r' if wait_resolved else 'd'}"
     c.create_table(name, [make_column("id", "BIGINT", not_null=True)], primary_key=["id"])
     with c.txn() as t:
         t.insert(name, {"id": 1})
     rig.wait_replicated(name)
     stream = ChangeStream(rig.store, name, {"upstream": rig.upstream, "lease_ttl": "30s"})
     first = stream.latest_offset(stream.initial_offset())
+    old_id = store_table_id(rig, name)
     c.truncate_table(name)
     for i in range(rows_after):
         with c.txn() as t:
             t.insert(name, {"id": 2 + i})
-    done = c.get_ts()
-    wait_for(lambda: stream.resolved_ts() >= done, 30, "the store to resolve the truncate")
+    if wait_resolved:
+        done = c.get_ts()
+        wait_for(lambda: stream.resolved_ts() >= done, 30, "the store to resolve the truncate")
+    else:
+        wait_for(lambda: store_table_id(rig, name) != old_id, 30, "the store to hold the truncate")
     with pytest.raises(StreamExpiredError, match="truncated or dropped"):
         stream.latest_offset(first)
+
+
+def store_table_id(rig: FlashRig, name: str) -> int:
+    """The id of the table the store now gives ``name``."""
+    with Store.open(rig.store, readonly=True) as store, store.snapshot() as view:
+        return int(view.table(name).id)
 
 
 def test_a_change_streams_read_limit_cuts_batches_at_a_commit_and_keeps_each_commit_whole(rig: FlashRig) -> None:
