@@ -45,19 +45,19 @@ import contextlib
 from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
 from pyspark_theflash.binlog import Position, SegmentReader, SegmentWriter
 from pyspark_theflash.binlog import region_runs
-from pyspark_theflash.binlog import rows as binlog_rows
 from pyspark_theflash.binlog.packed import resolved_event, resolved_regions
 from pyspark_theflash.binlog.segment import HEADER_BYTES
 from pyspark_theflash.heap import long_lived_heap
 from pyspark_theflash.binlog.snapshot_batch import SnapshotColumns, snapshot_columns
 from pyspark_theflash.capture.captured_tables import CapturedTables
 from pyspark_theflash.capture.ddl_poller import DdlPoller
+from pyspark_theflash.capture.live_events import LiveEvents
 from pyspark_theflash.capture.store_stream import StoreStream
 from pyspark_theflash.capture.registration_pacer import DEFAULT_SCAN_LIMIT, RegistrationPacer
 from pyspark_theflash.capture.coverage import Coverage, EndedCoverages, inherit, known_at_snapshot
@@ -100,9 +100,6 @@ RELEASE_BYTES = 32 << 20  # held events are written in appends of about this man
 # and of at most this many events: 100,000 regions' first snapshots are small events, each a
 # protobuf message of its own until written (about 1 KiB each in memory, a few dozen bytes written)
 RELEASE_EVENTS = 4096
-# a registration's coverage is raised to its resolved ts once this many live batches wait in it
-# (capture/coverage.py): not at every resolved ts, which lists every region
-COVERAGE_RAISE_PENDING = 64
 # the followed-keys invariant is a walk over every registration: after registrations change it is
 # checked at most this often (a store restart changes them on every loop for a while)
 FOLLOWED_CHECK_EVERY_S = 1.0
@@ -152,13 +149,6 @@ class CaptureOptions:
 
 
 COMMITTED_TYPE = bytes([binlog_pb2.Row.COMMITTED])  # a RowBatch's type byte of a version
-
-
-def _rows_where(cols: feed_columns.RowBatchColumns, keep: np.ndarray) -> feed_columns.RowBatchColumns:
-    """The rows of ``cols`` (pack_columns keywords) where ``keep`` is true."""
-    idx = binlog_rows.arrow_positions(np.flatnonzero(keep))
-    return {"types": cols["types"][keep], "ops": cols["ops"][keep], "start_ts": cols["start_ts"][keep],
-            "commit_ts": cols["commit_ts"][keep], "keys": cols["keys"].take(idx), "values": cols["values"].take(idx)}
 
 
 EVENT_ROWS_AT_ONCE = 4096  # a message's events made Python lists this many at a time (_event_rows)
@@ -262,6 +252,9 @@ class Capture:
         self.gc_held = 0  # the service safe point capture holds at PD
         self.lock_resolver: StuckRegionResolver | None = None
         self.fresh = self._load_state()
+        # live rows made binlog events as they are released (capture/live_events.py); made
+        # after the state is loaded, which replaces the claims
+        self.live_events = LiveEvents(self.table, self.tables, self.claims)
 
     # ------------------------------------------------------------------ state
 
@@ -624,9 +617,9 @@ class Capture:
     def _build(self, held: Held) -> list[binlog_pb2.Event]:
         """The binlog events of a held item, as it is released (``_release``)."""
         if isinstance(held, HeldRuns):
-            return self._runs_event(held.feeds, held.runs)
+            return self.live_events.runs_event(held.feeds, held.runs)
         if isinstance(held, HeldRows):
-            return self._columns_event(held.feed, held.rows)
+            return self.live_events.columns_event(held.feed, held.rows)
         if isinstance(held, HeldResolved):
             return self._resolved_event(held.ids, held.gens, held.ts)
         if isinstance(held, HeldSnapshot):
@@ -647,7 +640,7 @@ class Capture:
     def _on_live_message(self, store_id: int, msg: feed_columns.FeedMessage) -> bool:
         """A message whose every event is live rows of a current, initialised registration (or of
         an ended one: passed over), matched for all its regions in one C call
-        (``feed_columns.match_live_many``) and held as one binlog event (``_runs_event``). False,
+        (``feed_columns.match_live_many``) and held as one binlog event (``LiveEvents.runs_event``). False,
         with nothing done, for a message with any other event: the initial scan's rows, an
         error, an admin event."""
         feeds = self.feeds
@@ -756,120 +749,6 @@ class Capture:
             return
         if cols is not None:
             self._hold(cols.max_commit_ts, HeldRows(feed, cols))
-
-    def _columns_event(self, feed: RegionFeed, rows: feed_columns.LiveBatch) -> list[binlog_pb2.Event]:
-        """Live rows (``take_columns``) as one entries event: the C match's bytes as they are,
-        or, where a newer region or the table selection leaves rows out, the rows kept."""
-        if feed.discarded:
-            return []
-        cols: feed_columns.RowBatchColumns | None = None  # the rows kept, where some are left out
-        newer = self.claims.newer(feed.id, feed.start, feed.end, feed.version)
-        if newer:  # keys a newer region holds now: its snapshot has these versions and locks
-            keep = np.array([not RangeClaims.covers_key(newer, k) for k in rows.keys.to_pylist()], bool)
-            if not keep.any():
-                return []
-            cols = _rows_where(rows.columns(), keep)
-        if self.tables.filters:  # a table may have left the selection while the rows waited
-            keys = cols["keys"] if cols is not None else rows.keys
-            keep = self.tables.captured(feed_columns.record_table_ids(keys))
-            if not keep.any():
-                return []
-            if not keep.all():
-                cols = _rows_where(cols if cols is not None else rows.columns(), keep)
-        # filled in place: a sub-message given to a constructor is copied
-        event = binlog_pb2.Event(region_id=feed.id, index=self._next_index(feed.id), epoch=feed.epoch())
-        if cols is None:
-            if feed.coverage is not None:  # versions only: a row without a commit ts is never above a floor
-                feed.coverage.add_batch(rows)
-            rows.fill(event.entries.batch)
-        else:
-            if feed.coverage is not None:
-                feed.coverage.add_columns(cols["keys"], cols["commit_ts"])
-            binlog_rows.pack_columns(**cols, out=event.entries.batch)
-        if feed.coverage is not None and feed.coverage.pending() >= COVERAGE_RAISE_PENDING:
-            feed.current_coverage()  # its batches at or below the resolved ts written are let go
-        return [event]
-
-    def _runs_event(self, slots: list[RegionFeed], runs: feed_columns.LiveRuns) -> list[binlog_pb2.Event]:
-        """Many registrations' live rows of one message (``_on_live_message``) as one entries
-        event of many regions (binlog/region_runs.py), built when released: each region's rows
-        kept by ``_columns_event``'s rules (none of a discarded registration; not those a newer
-        region holds now; only the selection's tables), its coverage told, its next index taken.
-        One region's rows: a plain event of that region."""
-        rows = runs.rows
-        counts = runs.counts
-        ends = np.cumsum(counts)
-        keep: np.ndarray | None = None  # per row, where some are left out
-        # (one pass of plain Python over the message's regions: a few attribute reads each)
-        changes = self.claims.changes
-        for slot, feed, n, end in zip(range(len(slots)), slots, counts.tolist(), ends.tolist()):
-            if not n or (not feed.discarded and feed.claims_seen == changes and not feed.newer):
-                continue
-            lo = end - n
-            newer = self._newer_claims(feed)
-            if feed.discarded or newer:
-                if keep is None:
-                    keep = np.ones(rows.count, dtype=bool)
-                if feed.discarded:
-                    keep[lo:lo + n] = False
-                else:  # keys a newer region holds now: its snapshot has these versions and locks
-                    keys = rows.keys.slice(lo, n).to_pylist()
-                    keep[lo:lo + n] = [not RangeClaims.covers_key(newer, k) for k in keys]
-        if self.tables.filters:  # a table may have left the selection while the rows waited
-            captured = self.tables.captured(feed_columns.record_table_ids(rows.keys))
-            keep = captured if keep is None else keep & captured
-        if keep is not None and keep.all():
-            keep = None
-        if keep is None:
-            kept = counts
-        else:
-            if not keep.any():
-                return []
-            upto = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))
-            kept = upto[ends] - upto[ends - counts]
-        at = np.flatnonzero(kept)
-        ids, epochs, confs = [], [], []
-        row_lo = (ends - counts).tolist()
-        counts_l, newest = counts.tolist(), runs.newest.tolist()
-        for slot in at.tolist():
-            feed = slots[slot]
-            coverage = feed.coverage
-            if coverage is not None:  # versions only: a row without a commit ts is never above a floor
-                lo, n = row_lo[slot], counts_l[slot]
-                if keep is None:
-                    coverage.add_batch(rows, lo, n, newest[slot])
-                else:
-                    which = np.flatnonzero(keep[lo:lo + n]) + lo
-                    coverage.add_columns(rows.keys.take(binlog_rows.arrow_positions(which)),
-                                         rows.commit_ts[which])
-                if coverage.pending() >= COVERAGE_RAISE_PENDING:
-                    feed.current_coverage()  # its batches at or below the resolved ts written are let go
-            ids.append(feed.id)
-            epochs.append(feed.version)
-            confs.append(feed.conf_ver)
-        indexes = self.table.next_indexes(ids)  # (each region's next, taken at once)
-        event = binlog_pb2.Event()
-        if keep is None:
-            rows.fill(event.entries.batch)
-        else:
-            cols = _rows_where(rows.columns(), keep)
-            binlog_rows.pack_columns(**cols, out=event.entries.batch)
-        if len(ids) == 1:  # one region: its own event, as a reader of any version reads it
-            event.region_id, event.index = ids[0], indexes[0]
-            event.epoch.version, event.epoch.conf_version = epochs[0], confs[0]
-            return [event]
-        offsets = np.zeros(len(ids) + 1, dtype=np.int64)
-        np.cumsum(kept[at], out=offsets[1:])
-        region_runs.pack_runs(np.array(ids), np.array(indexes), np.array(epochs), np.array(confs), offsets,
-                              out=event.entries.runs)
-        return [event]
-
-    def _newer_claims(self, feed: RegionFeed) -> Sequence[Claim]:
-        """``claims.newer`` for the registration, asked again only when a claim was made since."""
-        if feed.claims_seen != self.claims.changes:
-            feed.newer = self.claims.newer(feed.id, feed.start, feed.end, feed.version)
-            feed.claims_seen = self.claims.changes
-        return feed.newer
 
     def _snapshot_events(self, feed: RegionFeed, snap: SnapshotColumns | binlog_pb2.RegionSnapshot
                          ) -> list[binlog_pb2.Event]:

@@ -294,7 +294,7 @@ def test_a_message_of_many_regions_is_one_binlog_event_meaning_each_regions_own(
                                                                                  tmp_path: Path) -> None:
     """A feed message whose events are live rows of several initialised registrations is matched in
     one call and written as one event of many regions (binlog format 3): its runs are exactly the
-    events each region's rows alone make (``_columns_event``), a discarded registration's rows are
+    events each region's rows alone make (``LiveEvents.columns_event``), a discarded registration's rows are
     left out, one whose rows break the feed's rules is dropped without its rows, and each region's
     binlog index goes on from its own."""
     from pyspark_theflash.capture.feed_columns import decode_change_data
