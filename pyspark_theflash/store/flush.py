@@ -33,7 +33,7 @@ from pyspark_theflash.store.errors import (
     StoreFencedError,
 )
 from pyspark_theflash.store.options import StoreOptions
-from pyspark_theflash.store.region_board import RegionResolved
+from pyspark_theflash.store.manifest import RegionResolved
 from pyspark_theflash.store.row_sink import BufferedRows, RowSink
 from pyspark_theflash.store.txn_merge_tree import (
     IN_ENGINE,
@@ -467,7 +467,7 @@ class _PreparedFlush:
             expect=(mf.PartitionsAre(self.partitions),),
             partitions_added=tuple((tid, pid, None, None) for tid, pid in self.new_partitions.items()),
             parts_added=tuple(mf.NewPart(tid, pid, kind, pf, version) for tid, pid, version, pf, kind in self.written),
-            tombstones=tuple(self.tombstones), regions=self.regions, resolved=self.resolved.pairs(),
+            tombstones=tuple(self.tombstones), regions=self.regions, resolved=self.resolved,
             locks_removed=self.gone_locks,
             locks_added=self.new_locks, meta=meta)
         return flushed if self.schema_edit is None else self.schema_edit.then(flushed)

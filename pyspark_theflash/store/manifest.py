@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, Union
 
+import numpy as np
+
 from pyspark_theflash.store.errors import (
     EditConflictError,
     ManifestDamagedError,
@@ -655,6 +657,49 @@ class NextPartitionId(Expectation):
         return max_partition_id(conn, self.table_id) + 1 == self.partition_id
 
 
+class RegionResolved:
+    """Regions whose resolved ts alone an edit moves, as columns: ids and their ts. A resolved
+    ts lists every region of a TiKV connection (100,000 and more), so neither the flush that
+    finds them nor the edit that writes them makes a Python object per region."""
+
+    __slots__ = ("ids", "ts")
+
+    def __init__(self, ids: np.ndarray | None = None, ts: np.ndarray | None = None) -> None:
+        self.ids = np.zeros(0, np.int64) if ids is None else np.asarray(ids, np.int64)
+        self.ts = np.zeros(0, np.int64) if ts is None else np.asarray(ts, np.int64)
+
+    @classmethod
+    def of(cls, updates: "RegionResolved | Sequence[tuple[int, int]]") -> "RegionResolved":
+        """``updates`` as columns: (region, resolved ts) pairs are taken as they are listed."""
+        if isinstance(updates, RegionResolved):
+            return updates
+        pairs = np.array(updates, np.int64).reshape(-1, 2)
+        return cls(pairs[:, 0], pairs[:, 1])
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def without(self, region_ids: Sequence[int]) -> "RegionResolved":
+        """These updates but those of ``region_ids``."""
+        if not len(region_ids) or not len(self):
+            return self
+        keep = ~np.isin(self.ids, np.asarray(region_ids, np.int64))
+        return RegionResolved(self.ids[keep], self.ts[keep])
+
+    def then(self, later: "RegionResolved") -> "RegionResolved":
+        return later if not len(self) else self if not len(later) else RegionResolved(
+            np.concatenate([self.ids, later.ids]), np.concatenate([self.ts, later.ts]))
+
+    def by_ts(self) -> Iterator[tuple[int, np.ndarray]]:
+        """(ts, the regions it is the last update of), one per distinct ts: a later update of
+        a region wins (the last of its listed)."""
+        last = len(self.ids) - 1 - np.unique(self.ids[::-1], return_index=True)[1]
+        ids, ts = self.ids[last], self.ts[last]
+        values, which = np.unique(ts, return_inverse=True)
+        for i, value in enumerate(values.tolist()):
+            yield value, ids[which == i]
+
+
 @dataclass(frozen=True)
 class ManifestEdit:
     """One change of the manifest, as a value. Applied by ``apply_edit``, all or nothing."""
@@ -671,7 +716,8 @@ class ManifestEdit:
     tombstones: tuple[tuple[bytes, bytes, str], ...] = ()  # (start key, end key, why), at this version
     prune_tombstones: bool = False  # drop the tombstones no live part is older than
     regions: Sequence[RegionRow] = ()  # whole region rows
-    resolved: Sequence[tuple[int, int]] = ()  # (region, resolved ts) of regions whose row has only that new
+    # regions whose row has only their resolved ts new (or (region, ts) pairs, taken in order)
+    resolved: RegionResolved | Sequence[tuple[int, int]] = ()
     locks_removed: Sequence[tuple[int, bytes, int]] = ()  # (region, key, start ts)
     locks_added: Sequence[LockRow] = ()  # whole lock rows
     meta: tuple[tuple[str, object], ...] = ()  # counters and settings: position, upstream, engine
@@ -695,7 +741,8 @@ class ManifestEdit:
             regions=[*self.regions, *later.regions],
             # the whole rows are written before the resolved ts updates: an earlier update of a
             # region a later whole row writes is that row's to say
-            resolved=[*_without_regions(self.resolved, later.regions), *later.resolved],
+            resolved=RegionResolved.of(self.resolved).without([int(row[0]) for row in later.regions]).then(
+                RegionResolved.of(later.resolved)),
             locks_removed=[*self.locks_removed, *later.locks_removed],
             locks_added=[*self.locks_added, *later.locks_added], meta=self.meta + later.meta,
             gc_safe_point=later.gc_safe_point if later.gc_safe_point is not None else self.gc_safe_point)
@@ -706,14 +753,6 @@ class ManifestEdit:
         for e in edits[1:]:
             out = out.then(e)
         return out
-
-
-def _without_regions(resolved: Sequence[tuple[int, int]], rows: Sequence[RegionRow]
-                     ) -> list[tuple[int, int]]:
-    if not rows or not resolved:
-        return list(resolved)
-    written = {int(row[0]) for row in rows}
-    return [(rid, ts) for rid, ts in resolved if rid not in written]
 
 
 def apply_edit(conn: sqlite3.Connection, edit: ManifestEdit,
@@ -733,7 +772,7 @@ def write_edit(e: "Edit", edit: ManifestEdit, inside: Callable[[int], None] | No
     one edit that must follow reads and file deletions in its own transaction (deleting
     obsolete files)."""
     conn, version = e.conn, e.version
-    if not version and (edit.regions or edit.resolved):
+    if not version and (edit.regions or len(edit.resolved)):
         # views of one version share its regions (store.views.RegionMemo)
         raise ValueError("an edit of regions must make a new manifest version (bump=True)")
     for expectation in edit.expect:
@@ -770,13 +809,11 @@ def write_edit(e: "Edit", edit: ManifestEdit, inside: Callable[[int], None] | No
         conn.executemany("INSERT OR REPLACE INTO regions(region_id, start_key, end_key, epoch_version, "
                          "conf_ver, applied_index, resolved_ts, state, snapshot_index, orphan_until_ts) "
                          "VALUES (?,?,?,?,?,?,?,?,?,?)", edit.regions)
-    if edit.resolved:
-        by_ts: dict[int, list[int]] = {}
-        for rid, ts in dict(edit.resolved).items():  # (a later update of a region wins)
-            by_ts.setdefault(int(ts), []).append(int(rid))
-        for ts, rids in by_ts.items():
+    if len(edit.resolved):
+        # one UPDATE per distinct ts (a resolved ts event moves every region it lists to one)
+        for ts, rids in RegionResolved.of(edit.resolved).by_ts():
             conn.execute("UPDATE regions SET resolved_ts = ? WHERE region_id IN (SELECT value FROM json_each(?))",
-                         (ts, json.dumps(rids)))
+                         (ts, json.dumps(rids.tolist())))
     if edit.locks_removed:
         conn.executemany("DELETE FROM locks WHERE region_id = ? AND key = ? AND start_ts = ?", edit.locks_removed)
     if edit.locks_added:

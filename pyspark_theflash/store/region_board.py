@@ -170,20 +170,3 @@ class RegionBoard:
         slots = self.slots(region_ids)
         known = slots >= 0
         self.persisted[slots[known]] = resolved_ts[known]
-
-
-class RegionResolved:
-    """Regions whose resolved ts alone a flush persists, as columns: ids and their ts."""
-
-    __slots__ = ("ids", "ts")
-
-    def __init__(self, ids: np.ndarray | None = None, ts: np.ndarray | None = None) -> None:
-        self.ids = np.zeros(0, np.int64) if ids is None else ids
-        self.ts = np.zeros(0, np.int64) if ts is None else ts
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def pairs(self) -> list[tuple[int, int]]:
-        """(region, resolved ts) pairs, as a manifest edit lists them."""
-        return list(zip(self.ids.tolist(), self.ts.tolist()))

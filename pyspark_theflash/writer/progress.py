@@ -15,7 +15,7 @@ from pyspark_theflash.status_http import Exposition
 
 if TYPE_CHECKING:
     from pyspark_theflash.store.manifest import RegionRow
-    from pyspark_theflash.store.region_board import RegionResolved
+    from pyspark_theflash.store.manifest import RegionResolved
 
 RATE_WINDOW_S = 10.0
 

@@ -35,7 +35,7 @@ def test_flushed_resolved_ts_reach_the_regions_progress_in_order_with_whole_rows
     import numpy as np
 
     from pyspark_theflash.store.manifest import RegionRow
-    from pyspark_theflash.store.region_board import RegionResolved
+    from pyspark_theflash.store.manifest import RegionResolved
     from pyspark_theflash.writer.progress import Progress
 
     def row(rid: int, applied: int, resolved: int, state: str = "normal") -> RegionRow:
