@@ -3,7 +3,7 @@ connects, lists catalogs, schemas and tables, runs a query at a snapshot and get
 session reads at that ts; DuckDB reads a table through it; a query outside the read-session
 subset is computed whole (tests/integration/test_native_sql.py has those at length); a write
 or an unknown table gets an error that says why; the service's own JSON commands keep working
-beside it."""
+beside it; Polars reads an aggregate at a snapshot ts through ADBC."""
 from __future__ import annotations
 
 import json
@@ -127,6 +127,34 @@ def test_duckdb_reads_a_table_through_adbc(conn: Any, rig: FlashRig) -> None:
         want[r["qty"]] = (n + 1, total + r["price"])
     got_rows = got.read_all() if hasattr(got, "read_all") else got
     assert {r["qty"]: (r["n"], r["total"]) for r in got_rows.to_pylist()} == want
+
+
+def test_polars_reads_an_aggregate_at_a_snapshot_through_adbc(service: RunningService, rig: FlashRig) -> None:
+    """Polars' ``read_database`` over an ADBC connection whose every call carries the snapshot
+    ts (a database option: Polars makes its own statements): the aggregate DuckDB computes on
+    the service equals the read session's rows at that ts, DECIMAL kept, NULLs counted."""
+    pl = pytest.importorskip("polars")
+    import adbc_driver_flightsql.dbapi as adbc_flightsql
+
+    ts = rig.cluster.get_ts()
+    with adbc_flightsql.connect(service.flight_location, db_kwargs={SNAPSHOT_HEADER: str(ts)},
+                                autocommit=True) as c:
+        got = pl.read_database("SELECT qty, count(*) AS n, count(name) AS named, sum(price) AS total "
+                               "FROM sqldb.items GROUP BY qty ORDER BY qty", connection=c)
+    rows = session_read(rig, ts, ["qty", "name", "price"]).to_pylist()
+    want = [{"qty": q, "n": sum(r["qty"] == q for r in rows), "named": sum(r["qty"] == q and r["name"] is not None
+                                                                            for r in rows),
+             "total": sum(r["price"] for r in rows if r["qty"] == q)} for q in sorted({r["qty"] for r in rows})]
+    assert got.to_dicts() == want
+    assert isinstance(got.schema["total"], pl.Decimal)
+    # and the ts holds: a note committed after it is not in Polars' answer at it
+    with rig.cluster.txn() as t:
+        t.insert("other.notes", {"id": 3, "note": "c"})
+    rig.wait_replicated("other.notes")
+    for at, ids in ((ts, [1, 2]), (rig.cluster.get_ts(), [1, 2, 3])):
+        with adbc_flightsql.connect(service.flight_location, db_kwargs={SNAPSHOT_HEADER: str(at)},
+                                    autocommit=True) as c:
+            assert pl.read_database("SELECT id FROM other.notes ORDER BY id", connection=c)["id"].to_list() == ids
 
 
 def test_a_query_outside_the_read_session_subset_is_computed_whole(conn: Any, rig: FlashRig,
