@@ -10,6 +10,6 @@ from __future__ import annotations
 from pyspark_theflash.service.core import ReadService
 from pyspark_theflash.service.errors import ServiceError
 from pyspark_theflash.service.request import ReadRequest
-from pyspark_theflash.service.server import RunningService, serve
+from pyspark_theflash.service.server import RunningService, serve, serve_beside_writer
 
-__all__ = ["ReadRequest", "ReadService", "RunningService", "ServiceError", "serve"]
+__all__ = ["ReadRequest", "ReadService", "RunningService", "ServiceError", "serve", "serve_beside_writer"]

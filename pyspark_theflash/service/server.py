@@ -13,6 +13,7 @@ from pyspark_theflash.service.http import HttpLimits, HttpService
 
 if TYPE_CHECKING:
     from pyspark_theflash.engine.interface import Engine
+    from pyspark_theflash.writer.options import WriterOptions
 
 log = logging.getLogger("theflash.service")
 DEFAULT_HOST = "127.0.0.1"
@@ -92,3 +93,11 @@ def serve(store: str | None = None, *, engine: Engine | None = None, any_store: 
              running.flight_location, running.http_url,
              " (bearer token required)" if token else "")
     return running
+
+
+def serve_beside_writer(opts: WriterOptions) -> RunningService:
+    """The read service a writer runs in its own process (``writer run --serve``): its store
+    opened read-only, as any reader's, its flush requests reaching the writer through the
+    latch. What the entry points hand ``Writer(serve=...)``."""
+    return serve(opts.store, host=opts.serve_host, port=opts.serve_port or 0, http_port=opts.serve_http_port,
+                 token_file=opts.serve_token_file, upstream=opts.upstream)

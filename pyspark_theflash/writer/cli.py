@@ -253,7 +253,9 @@ def run_writer(opts: o.WriterOptions, log_file: str | None, *,
     setup_logging(log_file, display)
     stop = threading.Event()
     install_stop_signals(stop)
-    writer = Writer(opts, stop, on_progress=display, configure_store=configure_store)
+    from pyspark_theflash.service import serve_beside_writer
+
+    writer = Writer(opts, stop, on_progress=display, configure_store=configure_store, serve=serve_beside_writer)
     try:
         writer.run()
     except WriteLatchHeldError as exc:

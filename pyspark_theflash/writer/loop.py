@@ -15,7 +15,7 @@ import os
 import shutil
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -45,7 +45,6 @@ from pyspark_theflash.writer.schemas import HttpSchemaSource, SchemaSource, Upst
 
 if TYPE_CHECKING:
     from pyspark_theflash.lake.publish import Publisher
-    from pyspark_theflash.service.server import RunningService
     from pyspark_theflash.store.compaction import CompactionResult
     from pyspark_theflash.store.flush import PendingFlush
     from pyspark_theflash.store.errors import UnknownRegionError
@@ -105,6 +104,21 @@ def _batch_progress(events: Sequence[binlog_pb2.Event]) -> tuple[int, int, dict[
     return rows, copied, seen
 
 
+class ReadServer(Protocol):
+    """The read-session service a writer runs beside itself (``--serve``): where it answers,
+    and its close. The service box sits above the writer, so the entry point that assembles
+    the writer hands it the way to start one (``Writer(serve=...)``:
+    ``pyspark_theflash.service.serve_beside_writer``)."""
+
+    @property
+    def flight_location(self) -> str: ...
+
+    @property
+    def http_url(self) -> str: ...
+
+    def close(self) -> None: ...
+
+
 class Writer:
     """One run of the writer job on one store. ``run()`` returns when ``stop`` is set (after
     finishing the batch in hand, flushing and releasing the latch) or raises on a fatal error.
@@ -117,8 +131,13 @@ class Writer:
         *,
         on_progress: Callable[[WriterStatus], None] | None = None,
         configure_store: Callable[[Store], None] | None = None,
+        serve: Callable[[WriterOptions], ReadServer] | None = None,
     ) -> None:
         self.options = options
+        self.serve = serve  # starts the read service of option serve_port
+        if options.serve_port is not None and serve is None:
+            raise WriterConfigError("option serve_port needs the read service: run `theflash writer run --serve`, or "
+                                    "give Writer(serve=pyspark_theflash.service.serve_beside_writer)")
         self.stop = stop or threading.Event()
         self.on_progress = on_progress
         self.configure_store = configure_store
@@ -132,7 +151,7 @@ class Writer:
         self.upstream: UpstreamClient | None = None
         self.schemas: SchemaSource | None = None
         self.metrics: MetricsServer | None = None
-        self.service: RunningService | None = None  # the TheFlash API service in this process (--serve)
+        self.service: ReadServer | None = None  # the TheFlash API service in this process (--serve)
         self.store_lost = False
         self._apply_began = False  # a batch began to be applied in this run
         self._unflushed_rows = 0
@@ -308,10 +327,8 @@ class Writer:
         opts = self.options
         if opts.serve_port is None:
             return
-        from pyspark_theflash.service import serve
-
-        self.service = serve(opts.store, host=opts.serve_host, port=opts.serve_port, http_port=opts.serve_http_port,
-                             token_file=opts.serve_token_file, upstream=opts.upstream)
+        assert self.serve is not None  # (__init__ refuses serve_port without it)
+        self.service = self.serve(opts)
         log.info("serving read sessions: Flight %s, HTTP %s", self.service.flight_location, self.service.http_url)
         # an engine whose files only this process reads (ClickHouse's directory) sends readers
         # elsewhere here

@@ -14,6 +14,7 @@ from typing import Any
 
 from polling import wait_for  # also used by the tests that use the rig
 from pyspark_theflash.upstream.cluster import MiniCluster
+from pyspark_theflash.service import serve_beside_writer
 from pyspark_theflash.writer.loop import Writer
 from pyspark_theflash.writer.options import WriterOptions
 
@@ -82,7 +83,7 @@ class FlashRig:
             options.setdefault("schema_url", self.status)
         options.setdefault("flush_interval_s", interval_s)
         writer = Writer(WriterOptions(binlog=self.binlog, store=store, upstream=self.upstream,
-                                      interval_s=interval_s, **options), stop=stop)
+                                      interval_s=interval_s, **options), stop=stop, serve=serve_beside_writer)
 
         def run() -> None:
             try:

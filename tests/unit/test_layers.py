@@ -23,7 +23,9 @@ ORDER = [
     {"upstream"}, {"capture"},  # beside the binlog: the mini cluster, and capture into the binlog
     {"store"}, {"engine"}, {"latch"}, {"scan"},
     {"lake"},  # the store published as Delta tables (docs/delta.md): reads the store, used by the writer and service
-    {"service"}, {"writer"}, {"spark"}, {"demo"},
+    # the writer applies the binlog through the engine; the service it serves beside itself
+    # (--serve) is handed to it by the entry point (writer/cli.py: Writer(serve=...))
+    {"writer"}, {"service"}, {"spark"}, {"demo"},
 ]
 RANK = {box: i for i, boxes in enumerate(ORDER) for box in boxes}
 ENTRY = len(ORDER)

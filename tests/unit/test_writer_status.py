@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -100,3 +101,19 @@ def test_a_status_that_takes_long_to_publish_is_published_less_often(tmp_path: A
     cost[0] = 0.001  # a quick one: back to the interval
     writer._publish(force=True)
     assert writer._publish_every == 1.0
+
+
+def test_a_writer_asked_to_serve_without_a_service_to_start_says_how(tmp_path: Path) -> None:
+    """The service box sits above the writer: its entry points hand it ``serve``. Built from
+    Python without one, option serve_port is refused at once, naming the option and both ways
+    to run it, not at the first batch."""
+    from pyspark_theflash.service import serve_beside_writer
+    from pyspark_theflash.writer.errors import WriterConfigError
+    from pyspark_theflash.writer.loop import Writer
+    from pyspark_theflash.writer.options import WriterOptions
+
+    opts = WriterOptions(binlog=(tmp_path / "binlog").as_uri(), store=str(tmp_path / "store"), serve_port=0)
+    with pytest.raises(WriterConfigError, match=r"option serve_port needs the read service: run `theflash writer "
+                                                r"run --serve`, or give Writer\(serve=pyspark_theflash.service"):
+        Writer(opts)
+    assert Writer(opts, serve=serve_beside_writer).serve is serve_beside_writer
