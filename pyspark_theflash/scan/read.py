@@ -28,4 +28,5 @@ def read_partition(p: ScanPartition, stats: ReadStats | None = None) -> Iterator
     partition's columns (see ``schema.arrow_schema``). ``stats``: the read's deletion-vector
     rows and fresh-tail rows are added to it (``store.parts.ReadStats``; a change read and the
     ClickHouse engine add none)."""
-    yield from partition_reader(p.engine, through_service=read_through_service)(p, LeaseKeeper(p), stats)
+    keeper = LeaseKeeper(p)  # scan's own upkeep of the read's lease, handed down with the partition
+    yield from partition_reader(p.engine, through_service=read_through_service)(p, keeper, stats)
