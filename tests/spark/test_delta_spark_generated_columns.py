@@ -1,14 +1,19 @@
 """A table's VIRTUAL generated columns in its Delta table: TiDB never stores them and TheFlash
 computes them as it reads (``schema.generated``), so a Delta file holds their values: the parts
 of such a table are converted (never named in place, where the columns read NULL), the values
-computed into the file, and delta-rs and DuckDB read exactly TheFlash's rows, before and after an
-update of the columns they are computed from."""
+computed into the file, and delta-spark (a plain Spark session, no TheFlash jar), delta-rs and
+DuckDB read exactly TheFlash's rows, before and after an update of the columns they are computed
+from."""
 from __future__ import annotations
 
 import decimal
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from delta_checksum_checks import check_checksum
+from delta_ddl_rounds import read_with_delta_spark
 from delta_readers import delta_rs_rows, duckdb_rows, duckdb_with_delta
 from flash_rig import FlashRig, wait_for
 from pyspark_theflash.lake.publish import Publisher, table_root
@@ -28,6 +33,8 @@ COLUMNS = [
 ]
 READ = ["id", "a", "g", "s", "c", "sub", "d", "dg"]
 
+pytestmark = pytest.mark.spark
+
 
 def own_rows(store: str, ts: int) -> list[tuple[object, ...]]:
     with Store.open(store, readonly=True) as s:
@@ -40,7 +47,7 @@ def resolved_past(store: str, ts: int) -> bool:
         return len(resolved) > 0 and int(resolved.min()) >= ts
 
 
-def test_virtual_generated_columns_read_in_delta_as_theflash_computes_them(tmp_path: Path) -> None:
+def test_virtual_generated_columns_read_in_delta_as_theflash_computes_them(tmp_path: Path, delta_spark: Any) -> None:
     rig = FlashRig(tmp_path, via="binlog")
     try:
         c = rig.cluster
@@ -76,6 +83,10 @@ def test_virtual_generated_columns_read_in_delta_as_theflash_computes_them(tmp_p
             assert duckdb_rows(con, lake, version, READ) == want, f"DuckDB at version {version}"
             check_checksum(lake, version, con)   # the converted files' sizes and vectors, counted
         assert seen[1][1][2][:3] == (3, -3, -2)
+        reads = [(str(lake), "versionAsOf", str(version), READ) for version, _ in seen]
+        got = delta_spark.call(read_with_delta_spark, reads, timeout=600)  # (the run's delta-spark session)
+        for (version, want), rows in zip(seen, got):
+            assert rows == want, f"delta-spark at version {version}"
     finally:
         rig.close()
 
