@@ -104,19 +104,21 @@ _PART_COLUMNS = ("part_id, table_id, partition_id, kind, file, rows, bytes, min_
                  "removed_version")
 
 
-def _listed_part(row: tuple[Any, ...], partitions: dict[tuple[int, int], tuple[Handle | None, Handle | None]]
-                 ) -> tuple[PartRef, int | None]:
-    """A ``parts`` row (``_PART_COLUMNS`` and the checksum), live or removed: its part, and the
-    version that removed it (None: live). Verify checks a part's file against its row and never
-    reads rows through the ref, so the ref carries no statistics, tombstones or columns (the
+def _listed_parts(rows: sqlite3.Cursor, partitions: dict[tuple[int, int], tuple[Handle | None, Handle | None]]
+                  ) -> list[tuple[PartRef, int | None]]:
+    """The ``parts`` rows (``_PART_COLUMNS`` and the checksum), live and removed: each one's part,
+    and the version that removed it (None: live). Verify checks a part's file against its row and
+    never reads rows through the ref, so the ref carries no statistics, tombstones or columns (the
     columns a row lists are read beside it, ``own_columns``)."""
-    (part_id, table_id, partition_id, kind, file, rows, size, min_handle, max_handle, min_ts, max_ts, single,
-     delete_marks, schema_version, added_version, removed_version, checksum) = row
-    lo, hi = partitions.get((int(table_id), int(partition_id)), (None, None))
-    part = PartRef(int(part_id), int(table_id), int(partition_id), lo, hi, kind, file, int(rows), int(size),
-                   min_handle, max_handle, min_ts, max_ts, bool(single), int(delete_marks), int(schema_version), (),
-                   added_version=int(added_version), checksum=checksum)
-    return part, None if removed_version is None else int(removed_version)
+    out: list[tuple[PartRef, int | None]] = []
+    for (part_id, table_id, partition_id, kind, file, n, size, min_handle, max_handle, min_ts, max_ts, single,
+         delete_marks, schema_version, added_version, removed_version, checksum) in rows:
+        lo, hi = partitions.get((int(table_id), int(partition_id)), (None, None))
+        part = PartRef(int(part_id), int(table_id), int(partition_id), lo, hi, kind, file, int(n), int(size),
+                       min_handle, max_handle, min_ts, max_ts, bool(single), int(delete_marks), int(schema_version),
+                       (), added_version=int(added_version), checksum=checksum)
+        out.append((part, None if removed_version is None else int(removed_version)))
+    return out
 
 
 _RESTORE = ("restore this file from a backup of the store; or rebuild the store: move the directory "
@@ -402,8 +404,8 @@ def verify_store(root: str | os.PathLike[str], online: bool = False) -> VerifyRe
             for t, v, db, info in conn.execute("SELECT table_id, schema_version, db, info FROM tables"):
                 schemas.setdefault(int(t), {})[int(v)] = (db, info)
             checksum = "checksum" if mf.has_column(conn, "parts", "checksum") else "NULL"
-            parts = [_listed_part(tuple(row), partitions) for row in conn.execute(
-                f"SELECT {_PART_COLUMNS}, {checksum} FROM parts ORDER BY part_id")]
+            parts = _listed_parts(conn.execute(f"SELECT {_PART_COLUMNS}, {checksum} FROM parts ORDER BY part_id"),
+                                  partitions)
             engine = str(mf.get_meta(conn, "engine") or "native")
             own_columns = {int(pid): json.loads(cols) for pid, cols in conn.execute(
                 "SELECT part_id, columns FROM parts WHERE columns IS NOT NULL")} \
