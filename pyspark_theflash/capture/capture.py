@@ -384,7 +384,7 @@ class Capture:
 
     # ------------------------------------------------------------------ DDL
 
-    def _apply_ddl(self, frontier: int, jobs: list[dict[str, Any]] | None) -> None:
+    def _apply_ddl(self, frontier: int, jobs: list[dict[str, object]] | None) -> None:
         ddls = sorted((d for d in (ddl_of_job(j) for j in jobs or ()) if d is not None and d.commit_ts > self.last_ddl_ts
                        and d.commit_ts <= frontier), key=lambda d: (d.commit_ts, d.schema_version))
         events = []

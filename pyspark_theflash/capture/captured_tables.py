@@ -10,7 +10,7 @@ leave the selection while its rows wait for the DDL frontier.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence, TypedDict
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from pyspark_theflash.capture import feed_columns
 from pyspark_theflash.capture.errors import CaptureError
 from pyspark_theflash.capture.partition_map import PartitionMap
 from pyspark_theflash.proto import binlog_pb2
+from pyspark_theflash.schema.info_json import TableInfoJson
 
 Ddl = binlog_pb2.Ddl
 _NOT_A_RECORD = np.iinfo(np.int64).min  # feed_columns.record_table_ids for a key of no table's rows
@@ -31,9 +32,16 @@ def record_table_id(key: bytes) -> int | None:
     return None
 
 
-def _table_name(info: Mapping[str, Any]) -> str:
+def _table_name(info: TableInfoJson) -> str:
     name = info["name"]
     return str(name["O"] if isinstance(name, dict) else name)
+
+
+class CapturedTablesState(TypedDict):
+    """What capture's state file keeps of the captured tables."""
+
+    table_ids: list[int]
+    partitions: dict[str, int]  # a partition's physical id (as text) -> its table's id
 
 
 class CapturedTables:
@@ -45,12 +53,12 @@ class CapturedTables:
         self.ids: set[int] = set()
         self.partitions = PartitionMap()  # a partition's physical id -> its table's id
 
-    def load(self, ids: Iterable[int], partitions: Mapping[str, Any] | None) -> None:
+    def load(self, ids: Iterable[int], partitions: Mapping[str, int] | None) -> None:
         """As capture's state file has them."""
         self.ids = {int(t) for t in ids}
         self.partitions = PartitionMap(partitions)
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> CapturedTablesState:
         return {"table_ids": sorted(self.ids), "partitions": self.partitions.state()}
 
     def selection(self) -> list[str] | None:
@@ -84,7 +92,7 @@ class CapturedTables:
             self.ids.discard(int(ddl.old_table_id))
         return True
 
-    def check(self, listed: list[tuple[str, dict[str, Any]]], url: str) -> None:
+    def check(self, listed: list[tuple[str, TableInfoJson]], url: str) -> None:
         """Every table the selection names is one of TiDB's user tables (``listed``: (db, table
         info) as the status port at ``url`` serves them); their partitions' ids are learned."""
         names = {f"{db}.{_table_name(t)}".lower() for db, t in listed}
@@ -96,7 +104,7 @@ class CapturedTables:
             if t.get("partition"):
                 self.partitions.learn(t)
 
-    def creations_missing(self, listed: list[tuple[str, dict[str, Any]]]) -> list[binlog_pb2.Event]:
+    def creations_missing(self, listed: list[tuple[str, TableInfoJson]]) -> list[binlog_pb2.Event]:
         """For a fresh binlog: a CREATE TABLE event, in force from ts 0, for every selected table
         whose creation capture has not written (TiDB's DDL history keeps the newest 2048 jobs),
         with its current table info. Rows older than it decode with it: a column added since
@@ -106,7 +114,7 @@ class CapturedTables:
             name = _table_name(info)
             if int(info["id"]) in self.ids or (self.selected is not None and f"{db}.{name}".lower() not in self.selected):
                 continue
-            info = dict(info)
+            info = info.copy()
             info.setdefault("schema_version", 0)
             self.ids.add(int(info["id"]))
             self.partitions.learn(info)

@@ -13,7 +13,6 @@ import logging
 import queue
 import threading
 import time
-from typing import Any
 
 from pyspark_theflash.capture.errors import CaptureError
 from pyspark_theflash.capture.tasks import DdlPoll, PollFailed, Task
@@ -35,7 +34,7 @@ class DdlPoller:
         self._stop = threading.Event()
         self._wanted = threading.Event()
 
-    def history(self) -> list[dict[str, Any]] | None:
+    def history(self) -> list[dict[str, object]] | None:
         """TiDB's finished DDL jobs; None where the status port has no /ddl/history (then
         schema changes are not followed: the writer's --schema-url fills them in)."""
         if self.unavailable:

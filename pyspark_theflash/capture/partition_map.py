@@ -9,16 +9,19 @@ change. (The store does the same from the same DDL events: ``schema.partitioning
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Mapping
+
+if TYPE_CHECKING:
+    from pyspark_theflash.schema.info_json import TableInfoJson
 
 
 class PartitionMap:
     """physical id -> logical table id, per partitioned table."""
 
-    def __init__(self, state: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, state: Mapping[str, int] | None = None) -> None:
         self._of: dict[int, int] = {int(k): int(v) for k, v in (state or {}).items()}
 
-    def learn(self, info: Mapping[str, Any]) -> None:
+    def learn(self, info: "TableInfoJson") -> None:
         """A table info (after a DDL, or as the status port serves it): its partitions now."""
         logical = int(info["id"])
         self.forget(logical)

@@ -15,7 +15,7 @@ regions of one message, a resolved ts of many regions, or a split or merge.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Union
 
 import numpy as np
 
@@ -52,7 +52,7 @@ class DdlPoll:
     history (None: the status port gave none)."""
 
     frontier: int
-    jobs: list[dict[str, Any]] | None
+    jobs: list[dict[str, object]] | None  # TiDB's JSON, as it came
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ import urllib.request
 from typing import Any
 
 from pyspark_theflash.capture.errors import CaptureError
+from pyspark_theflash.schema.info_json import TableInfoJson
 
 SYSTEM_DATABASES = {"mysql", "information_schema", "performance_schema", "metrics_schema", "sys"}
 
@@ -42,18 +43,20 @@ class TiDBStatus:
             names.append(name["O"] if isinstance(name, dict) else str(name))
         return names
 
-    def tables(self, db: str) -> list[dict[str, Any]]:
+    def tables(self, db: str) -> list[TableInfoJson]:
         return list(self._get(f"/schema/{urllib.parse.quote(db)}"))
 
-    def user_tables(self) -> list[tuple[str, dict[str, Any]]]:
+    def user_tables(self) -> list[tuple[str, TableInfoJson]]:
         """(db, table info) of every table outside TiDB's system databases."""
-        out: list[tuple[str, dict[str, Any]]] = []
+        out: list[tuple[str, TableInfoJson]] = []
         for db in self.databases():
             if db.lower() not in SYSTEM_DATABASES:
                 out.extend((db, t) for t in self.tables(db))
         return out
 
-    def ddl_history(self) -> list[dict[str, Any]]:
+    def ddl_history(self) -> list[dict[str, object]]:
+        """The finished jobs, newest first: TiDB's JSON as it came (``schema.ddl_jobs.ddl_of_job``
+        checks each field as it reads it)."""
         try:
             return list(self._get("/ddl/history"))
         except CaptureError as exc:

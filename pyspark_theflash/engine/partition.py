@@ -19,7 +19,7 @@ import pyarrow as pa
 
 if TYPE_CHECKING:
     from pyspark_theflash.schema.info_json import TableInfoJson
-    from pyspark_theflash.store.parts import PartRef
+    from pyspark_theflash.store.part_ref import PartRef
 
 
 class ServiceToken(Protocol):

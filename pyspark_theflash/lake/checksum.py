@@ -35,9 +35,9 @@ from __future__ import annotations
 import bisect
 import json
 import logging
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence, TypedDict
 
-from pyspark_theflash.lake.delta_log import LOG_DIR, TableLog
+from pyspark_theflash.lake.delta_log import LOG_DIR, MetadataAction, ProtocolAction, TableLog, TxnAction
 from pyspark_theflash.lake.location import Where, lake_dir
 
 log = logging.getLogger(__name__)
@@ -46,35 +46,74 @@ IN_COMMIT_TIMESTAMPS_KEY = "delta.enableInCommitTimestamps"
 # "Deleted Record Counts Histogram Schema": bin i holds the files whose deleted record count is
 # at least DELETED_RECORD_BINS[i] (and below the next bound); files without a vector are in bin 0
 DELETED_RECORD_BINS = (0, 1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 2_147_483_647)
-_METADATA_FIELDS = ("id", "name", "description", "format", "schemaString", "partitionColumns", "configuration",
-                    "createdTime")
-_PROTOCOL_FIELDS = ("minReaderVersion", "minWriterVersion", "readerFeatures", "writerFeatures")
+
+
+class DeletedRecordCounts(TypedDict):
+    """"Deleted Record Counts Histogram Schema": how many files fall in each bin."""
+
+    deletedRecordCounts: list[int]
+
+
+class _InCommitTimestamp(TypedDict, total=False):
+    inCommitTimestampOpt: int   # only when in-commit timestamps are enabled
+
+
+class VersionChecksum(_InCommitTimestamp):
+    """A version checksum file (PROTOCOL.md, "Version Checksum File"), the fields TheFlash writes."""
+
+    tableSizeBytes: int
+    numFiles: int
+    numMetadata: int
+    numProtocol: int
+    setTransactions: list[TxnAction]
+    domainMetadata: list[dict[str, object]]  # none: TheFlash writes no domain metadata
+    metadata: MetadataAction
+    protocol: ProtocolAction
+    numDeletedRecordsOpt: int
+    numDeletionVectorsOpt: int
+    deletedRecordCountsHistogramOpt: DeletedRecordCounts
 
 
 def checksum_name(version: int) -> str:
     return f"{version:020d}.crc"
 
 
-def metadata_action(metadata: Mapping[str, Any]) -> dict[str, Any]:
-    """A ``metaData`` action's fields as PROTOCOL.md ("Change Metadata") names them, absent ones
-    left out: the same whether the state came from a JSON version or a checkpoint's row."""
-    out = {k: metadata[k] for k in _METADATA_FIELDS if metadata.get(k) is not None}
-    if "format" in out:
-        fmt = out["format"]
-        out["format"] = {"provider": fmt["provider"], "options": dict(fmt.get("options") or {})}
-    if "configuration" in out:
-        out["configuration"] = dict(out["configuration"])
-    if "partitionColumns" in out:
-        out["partitionColumns"] = list(out["partitionColumns"])
+def metadata_action(metadata: Mapping[str, Any]) -> MetadataAction:
+    """A ``metaData`` action's fields as PROTOCOL.md ("Change Metadata") names them, absent (or
+    null) ones left out: the same whether the state came from a JSON version, a checkpoint's row
+    or a checksum file (``metadata``: any of them, as parsed)."""
+    m, out = metadata, MetadataAction()
+    if m.get("id") is not None:
+        out["id"] = m["id"]
+    if m.get("name") is not None:
+        out["name"] = m["name"]
+    if m.get("description") is not None:
+        out["description"] = m["description"]
+    if m.get("format") is not None:
+        out["format"] = {"provider": m["format"]["provider"], "options": dict(m["format"].get("options") or {})}
+    if m.get("schemaString") is not None:
+        out["schemaString"] = m["schemaString"]
+    if m.get("partitionColumns") is not None:
+        out["partitionColumns"] = list(m["partitionColumns"])
+    if m.get("configuration") is not None:
+        out["configuration"] = dict(m["configuration"])
+    if m.get("createdTime") is not None:
+        out["createdTime"] = m["createdTime"]
     return out
 
 
-def protocol_action(protocol: Mapping[str, Any]) -> dict[str, Any]:
-    """A ``protocol`` action's fields (PROTOCOL.md, "Protocol Evolution"), absent ones left out."""
-    out = {k: protocol[k] for k in _PROTOCOL_FIELDS if protocol.get(k) is not None}
-    for k in ("readerFeatures", "writerFeatures"):
-        if k in out:
-            out[k] = list(out[k])
+def protocol_action(protocol: Mapping[str, Any]) -> ProtocolAction:
+    """A ``protocol`` action's fields (PROTOCOL.md, "Protocol Evolution"), absent (or null) ones
+    left out (``protocol``: from a log, a checkpoint or a checksum file, as parsed)."""
+    p, out = protocol, ProtocolAction()
+    if p.get("minReaderVersion") is not None:
+        out["minReaderVersion"] = p["minReaderVersion"]
+    if p.get("minWriterVersion") is not None:
+        out["minWriterVersion"] = p["minWriterVersion"]
+    if p.get("readerFeatures") is not None:
+        out["readerFeatures"] = list(p["readerFeatures"])
+    if p.get("writerFeatures") is not None:
+        out["writerFeatures"] = list(p["writerFeatures"])
     return out
 
 
@@ -82,7 +121,7 @@ def deleted_records_bin(count: int) -> int:
     return bisect.bisect_right(DELETED_RECORD_BINS, count) - 1
 
 
-def version_checksum(state: TableLog) -> dict[str, Any] | None:
+def version_checksum(state: TableLog) -> VersionChecksum | None:
     """The checksum of ``state``'s newest version, or None when the state cannot give an exact
     one (no version yet, no metadata or protocol, or a log ``state`` does not reconcile as the
     protocol does)."""
@@ -93,23 +132,23 @@ def version_checksum(state: TableLog) -> dict[str, Any] | None:
     histogram = [0] * len(DELETED_RECORD_BINS)
     for count in deleted:
         histogram[deleted_records_bin(count)] += 1
-    checksum: dict[str, Any] = {
+    in_commit: _InCommitTimestamp = {}
+    if (metadata.get("configuration") or {}).get(IN_COMMIT_TIMESTAMPS_KEY) == "true":
+        in_commit["inCommitTimestampOpt"] = state.in_commit_ms
+    checksum: VersionChecksum = {
         "tableSizeBytes": sum(f.size for f in state.files.values()),
         "numFiles": len(state.files),
         "numMetadata": 1,
         "numProtocol": 1,
-    }
-    if (metadata.get("configuration") or {}).get(IN_COMMIT_TIMESTAMPS_KEY) == "true":
-        checksum["inCommitTimestampOpt"] = state.in_commit_ms
-    checksum.update({
-        "setTransactions": [dict(t) for t in state.txns.values()],
+        **in_commit,
+        "setTransactions": [t.copy() for t in state.txns.values()],
         "domainMetadata": [],
         "metadata": metadata,
         "protocol": protocol_action(state.protocol),
         "numDeletedRecordsOpt": sum(deleted),
         "numDeletionVectorsOpt": sum(1 for f in state.files.values() if f.dv is not None),
         "deletedRecordCountsHistogramOpt": {"deletedRecordCounts": histogram},
-    })
+    }
     return checksum
 
 
@@ -131,7 +170,7 @@ def write_checksum(state: TableLog) -> bool:
     return True
 
 
-def read_checksum(root: Where, version: int) -> dict[str, Any] | None:
+def read_checksum(root: Where, version: int) -> dict[str, object] | None:
     """The checksum file of ``version`` under a table's root, parsed (None: there is none)."""
     log_dir = lake_dir(root) / LOG_DIR
     try:
@@ -144,7 +183,12 @@ def read_checksum(root: Where, version: int) -> dict[str, Any] | None:
     return found
 
 
-def checksum_mismatches(state: TableLog, found: Mapping[str, Any]) -> list[str]:
+def _by_app_id(txns: Sequence[Mapping[str, object]]) -> list[str]:
+    """``txn`` actions as sorted JSON texts, in the order of their appIds: compared as sets."""
+    return [json.dumps(t, sort_keys=True) for t in sorted(txns, key=lambda t: str(t.get("appId")))]
+
+
+def checksum_mismatches(state: TableLog, found: Mapping[str, object]) -> list[str]:
     """The fields of a checksum file ``found`` that differ from ``state`` (its version's state),
     as 'field: file has X, the log gives Y'. A field the file leaves out is not compared, except
     the required ones."""
@@ -162,8 +206,7 @@ def checksum_mismatches(state: TableLog, found: Mapping[str, Any]) -> list[str]:
         elif key == "protocol" and isinstance(got, Mapping):
             got = protocol_action(got)
         elif key == "setTransactions" and isinstance(got, list):
-            got, want = ([json.dumps(t, sort_keys=True) for t in sorted(x, key=lambda t: str(t.get("appId")))]
-                         for x in (got, want))
+            got, want = _by_app_id(got), _by_app_id(expected["setTransactions"])
         if got != want:
             out.append(f"{key}: the file has {json.dumps(got)[:200]}, the log gives {json.dumps(want)[:200]}")
     return out

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence, TypedDict
+from typing import Any, Iterator, Mapping, NotRequired, Sequence, TypedDict
 
 from pyspark_theflash.lake.deletion_vectors import DeletionVector, DeletionVectorJson
 from pyspark_theflash.lake.errors import LakeDamagedError, VersionTakenError
@@ -53,6 +53,54 @@ class RemoveAction(TypedDict, total=False):
     partitionValues: dict[str, str]
     size: int
     deletionVector: DeletionVectorJson
+
+
+class FormatJson(TypedDict):
+    """A ``metaData`` action's ``format``: the data files' provider and its options."""
+
+    provider: str
+    options: dict[str, str]
+
+
+class MetadataAction(TypedDict, total=False):
+    """A ``metaData`` action (PROTOCOL.md, "Change Metadata"), as written (a log written by another
+    writer may carry more fields); a checkpoint's row has every field, an absent one null."""
+
+    id: str
+    name: str | None
+    description: str | None
+    format: FormatJson
+    schemaString: str
+    partitionColumns: list[str]
+    configuration: dict[str, str]
+    createdTime: int | None
+
+
+class ProtocolAction(TypedDict, total=False):
+    """A ``protocol`` action (PROTOCOL.md, "Protocol Evolution"); the feature lists only from
+    reader version 3 and writer version 7."""
+
+    minReaderVersion: int
+    minWriterVersion: int
+    readerFeatures: list[str]
+    writerFeatures: list[str]
+
+
+class TxnAction(TypedDict):
+    """A ``txn`` action (PROTOCOL.md, "Transaction Identifiers"): the version an application
+    committed last."""
+
+    appId: str
+    version: int
+    lastUpdated: NotRequired[int]
+
+
+def txn_action(body: Mapping[str, Any]) -> TxnAction:
+    """A ``txn`` action read from a log version or a checkpoint's row (``lastUpdated`` optional)."""
+    txn: TxnAction = {"appId": str(body["appId"]), "version": int(body["version"])}
+    if body.get("lastUpdated") is not None:
+        txn["lastUpdated"] = int(body["lastUpdated"])
+    return txn
 
 
 @dataclass(frozen=True)
@@ -96,13 +144,13 @@ class TableLog:
     in_commit_ms: int = 0
     table_uuid: str | None = None
     name: str | None = None               # db.table, as the newest metaData names it
-    metadata: dict[str, Any] = field(default_factory=dict)   # the newest metaData action, as written
-    protocol: dict[str, Any] = field(default_factory=dict)   # the newest protocol action, as written
+    metadata: MetadataAction = field(default_factory=MetadataAction)  # the newest metaData action, as written
+    protocol: ProtocolAction = field(default_factory=ProtocolAction)  # the newest protocol action, as written
     schema_string: str | None = None
     features: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
     files: dict[str, DataFile] = field(default_factory=dict)   # by path (one logical file per path)
     history: list[tuple[int, int, int]] = field(default_factory=list)  # (version, ts, inCommitTimestamp)
-    txns: dict[str, dict[str, Any]] = field(default_factory=dict)      # the live txn action of each appId
+    txns: dict[str, TxnAction] = field(default_factory=dict)  # the live txn action of each appId
     # False once the log held something ``files`` cannot count as PROTOCOL.md's Action
     # Reconciliation does (two live logical files under one path, a domainMetadata action):
     # the state still serves publication, but no version checksum is written from it
@@ -189,9 +237,8 @@ def replay(root: Where, after: TableLog | None = None, upto: int | None = None) 
                     if old is not None and old.key == (body["path"], None if dv is None else DeletionVector.from_json(dv).unique_id):
                         del state.files[body["path"]]
                 elif kind == "txn":
-                    state.txns[str(body["appId"])] = {"appId": str(body["appId"]), "version": int(body["version"]),
-                                                      **({"lastUpdated": int(body["lastUpdated"])}
-                                                         if body.get("lastUpdated") is not None else {})}
+                    txn = txn_action(body)
+                    state.txns[txn["appId"]] = txn
                 elif kind == "domainMetadata":
                     state.reconciled = False   # never written by TheFlash; not kept in this state
             except (KeyError, TypeError, ValueError) as exc:
@@ -224,17 +271,20 @@ def from_checkpoint(root: Where, version: int) -> TableLog:
     state = TableLog(root, version=version - 1)
     for row in rows:
         if row.get("metaData"):
-            m = dict(row["metaData"])
-            m["format"] = {"provider": m["format"]["provider"], "options": dict(m["format"].get("options") or [])}
-            m["configuration"] = dict(m.get("configuration") or [])
+            md = row["metaData"]  # the checkpoint's struct: its maps as (key, value) pairs
+            m: MetadataAction = {
+                "id": md["id"], "name": md.get("name"), "description": md.get("description"),
+                "format": {"provider": md["format"]["provider"], "options": dict(md["format"].get("options") or [])},
+                "schemaString": md["schemaString"], "partitionColumns": md.get("partitionColumns"),
+                "configuration": dict(md.get("configuration") or []), "createdTime": md.get("createdTime")}
             state.metadata, state.table_uuid, state.schema_string, state.name = m, m["id"], m["schemaString"], m.get("name")
         elif row.get("protocol"):
             state.protocol = row["protocol"]
             state.features = (tuple(row["protocol"].get("readerFeatures") or ()),
                               tuple(row["protocol"].get("writerFeatures") or ()))
         elif row.get("txn"):
-            txn = row["txn"]
-            state.txns[txn["appId"]] = {k: v for k, v in txn.items() if v is not None}
+            txn = txn_action(row["txn"])
+            state.txns[txn["appId"]] = txn
         elif row.get("add"):
             add = row["add"]
             dv = add.get("deletionVector")

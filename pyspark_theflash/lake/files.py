@@ -50,7 +50,8 @@ import pyarrow.parquet as pq
 from pyspark_theflash.lake.location import LakeDir
 from pyspark_theflash.lake.roaring import merged
 from pyspark_theflash.lake.types import field_id
-from pyspark_theflash.store.parts import PartRef, PartsReader, newest_visible, origin_defaults
+from pyspark_theflash.store.part_ref import PartRef
+from pyspark_theflash.store.parts import PartsReader, newest_visible, origin_defaults
 from pyspark_theflash.store.txn_merge_tree import HIDDEN_NAMES, ROWID, is_ipc
 
 if TYPE_CHECKING:

@@ -59,7 +59,7 @@ from pyspark_theflash.schema import arrow_schema
 from pyspark_theflash.schema.arrow import select_columns
 from pyspark_theflash.schema.partitioning import physical_ids_of
 from pyspark_theflash.store import Store
-from pyspark_theflash.store.parts import PartRef
+from pyspark_theflash.store.part_ref import PartRef
 
 if TYPE_CHECKING:
     from pyspark_theflash.schema.table_info import TableInfo

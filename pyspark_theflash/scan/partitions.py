@@ -16,7 +16,7 @@ from pyspark_theflash.engine.partition import RangeScan
 
 if TYPE_CHECKING:
     from pyspark_theflash.scan.options import HandleBound
-    from pyspark_theflash.store.parts import PartRef
+    from pyspark_theflash.store.part_ref import PartRef
     from pyspark_theflash.store.views import TableRegionColumns
 
 

@@ -83,7 +83,7 @@ if TYPE_CHECKING:
     from pyspark_theflash.store import Store
     from pyspark_theflash.store.predicate import Expr
     from pyspark_theflash.scan.options import HandleBound
-    from pyspark_theflash.store.parts import PartRef
+    from pyspark_theflash.store.part_ref import PartRef
     from pyspark_theflash.store.views import LockInfo, StoreView
     from pyspark_theflash.upstream_client.client import UpstreamClient
 

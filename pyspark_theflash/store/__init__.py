@@ -24,7 +24,8 @@ from pyspark_theflash.store.errors import (
 )
 from pyspark_theflash.store.leases import Lease, Leases
 from pyspark_theflash.store.predicate import Expr, col
-from pyspark_theflash.store.parts import PartRef, newest_visible
+from pyspark_theflash.store.part_ref import PartRef
+from pyspark_theflash.store.parts import newest_visible
 from pyspark_theflash.store.read import read_parts
 from pyspark_theflash.store.store import FlushResult, PendingFlush, Store, StoreOptions, WriteResult
 from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, DELMARK, ROWID

@@ -43,7 +43,8 @@ import pyarrow as pa
 
 from pyspark_theflash.store.errors import RowsInEngineError
 from pyspark_theflash.store.keyspace import HandleRange
-from pyspark_theflash.store.parts import DEFAULT_BATCH_ROWS, PartRef, PartsReader
+from pyspark_theflash.store.part_ref import PartRef
+from pyspark_theflash.store.parts import DEFAULT_BATCH_ROWS, PartsReader
 from pyspark_theflash.store.txn_merge_tree import (COMMIT_TS, DELMARK, ROWID, drop_repeated_versions,
                                                     same_as_previous, version_order)
 

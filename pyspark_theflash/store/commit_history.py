@@ -35,7 +35,7 @@ import pyarrow as pa
 
 from pyspark_theflash.store import integrity
 from pyspark_theflash.store.errors import UnknownTableNameError
-from pyspark_theflash.store.parts import PartRef
+from pyspark_theflash.store.part_ref import PartRef
 from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, is_ipc
 
 if TYPE_CHECKING:

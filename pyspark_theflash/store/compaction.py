@@ -35,17 +35,18 @@ from pyspark_theflash.store.errors import EditConflictError
 from pyspark_theflash.store.keyspace import Handle, HandleRange
 from pyspark_theflash.store.options import StoreOptions
 from pyspark_theflash.store.predicate import merge_stats
-from pyspark_theflash.store.parts import PartRef, PartsReader
+from pyspark_theflash.store.part_ref import UNLISTED, PartRef
+from pyspark_theflash.store.parts import PartsReader
 from pyspark_theflash.store.txn_merge_tree import (
     COMMIT_TS,
     DELMARK,
     IN_ENGINE,
-    PartFile,
     ROWID,
     drop_repeated_versions,
     file_schema,
     median_split_point,
     same_as_previous,
+    names_columns_by_id,
     new_part_name,
     sort_versions,
     write_part,
@@ -176,9 +177,9 @@ class CompactionPlan:
 class CompactionOutput:
     """The files a compaction wrote, not yet in the manifest."""
 
-    # (partition id, lo, hi, PartFile or None): the plan's partition, or for a split each new one
-    # (None: the piece has no rows, so the new partition gets no part)
-    outputs: list[tuple[int, Handle | None, Handle | None, PartFile | None]]
+    # (partition id, lo, hi, part or None): the plan's partition, or for a split each new one
+    # (None: the piece has no rows, so the new partition gets no part); parts not listed yet
+    outputs: list[tuple[int, Handle | None, Handle | None, PartRef | None]]
     files: list[str]
     split_at: Handle | None
     next_partition_id: int
@@ -250,6 +251,7 @@ def build_compaction(store: CompactingStore, plan: CompactionPlan) -> Compaction
     merged = drop_repeated_versions(sort_versions(merged))
     merged = gc_versions(merged, plan.safe_point)
     col_ids = [c.id for c in info.columns]
+    version = int(info.schema_version)
     too_big = plan.kind == "stable" and (merged.num_rows > store.options.partition_max_rows
                                          or merged.nbytes > store.options.partition_max_bytes)
     split_at = median_split_point(merged.column(ROWID).to_numpy()) if too_big and merged.num_rows else None
@@ -259,7 +261,8 @@ def build_compaction(store: CompactingStore, plan: CompactionPlan) -> Compaction
             if merged.num_rows:
                 rel = new_part_name(plan.table_id, plan.partition_id, plan.kind)
                 pf = write_part(store.root, rel, merged, col_ids, store.options.row_group_rows,
-                                compression=store.options.part_compression)
+                                table_id=plan.table_id, partition=(plan.partition_id, plan.lo, plan.hi),
+                                kind=plan.kind, schema_version=version, compression=store.options.part_compression)
                 out.files.append(rel)
                 out.outputs.append((plan.partition_id, plan.lo, plan.hi, pf))
         else:
@@ -273,7 +276,8 @@ def build_compaction(store: CompactingStore, plan: CompactionPlan) -> Compaction
                 if piece.num_rows:
                     rel = new_part_name(plan.table_id, new_pid, "stable")
                     pf = write_part(store.root, rel, piece, col_ids, store.options.row_group_rows,
-                                    compression=store.options.part_compression)
+                                    table_id=plan.table_id, partition=(new_pid, lo, hi), kind="stable",
+                                    schema_version=version, compression=store.options.part_compression)
                     out.files.append(rel)
                 out.outputs.append((new_pid, lo, hi, pf))
     except BaseException:
@@ -364,12 +368,13 @@ def merge_engine_records(store: CompactingStore, plan: CompactionPlan) -> Compac
         rows = int(held)
     live = [p for p in parts if p.rows and p.min_handle is not None]
     stats = merge_stats(dict(p.stats) for p in live)  # an empty input bounds nothing
-    record = PartFile(
-        IN_ENGINE, rows, size,
+    record = PartRef(
+        UNLISTED, plan.table_id, plan.partition_id, plan.lo, plan.hi, plan.kind, IN_ENGINE, rows, size,
         _bound(min, [p.min_handle for p in live]), _bound(max, [p.max_handle for p in live]),
         _bound(min, [p.min_commit_ts for p in live]), _bound(max, [p.max_commit_ts for p in live]),
-        len(live) == 1 and live[0].single_version, sum(p.delete_marks for p in live), stats)
-    outputs: list[tuple[int, Handle | None, Handle | None, PartFile | None]] = \
+        len(live) == 1 and live[0].single_version, sum(p.delete_marks for p in live),
+        int(plan.info.schema_version), tuple((c.id, c.name) for c in plan.info.columns), tuple(stats.items()))
+    outputs: list[tuple[int, Handle | None, Handle | None, PartRef | None]] = \
         [(plan.partition_id, plan.lo, plan.hi, record)] if live else []
     return CompactionOutput(outputs, [], None, 0, sum(p.rows for p in parts), rows if live else 0)
 
@@ -386,18 +391,18 @@ def commit_compaction(store: CompactingStore, plan: CompactionPlan, out: Compact
     plans again)."""
 
     conn = store.thread_connection()
-    table_id, partition_id, info = plan.table_id, plan.partition_id, plan.info
-    # A part keeping columns of older versions lists its own columns (no version has them all);
-    # a Parquet part names them by id, and its file says how (``PartFile.columns``).
-    part_columns = tuple((c.id, c.name) for c in info.columns) if plan.keeps_older_columns else None
+    table_id, partition_id = plan.table_id, plan.partition_id
+
+    def new_part(part: PartRef) -> mf.NewPart:
+        # A part keeping columns of older versions lists its own columns (no version has them
+        # all); a Parquet part names them by id, and lists them as its file names them.
+        return mf.NewPart(part, plan.version, lists_columns=names_columns_by_id(part) or plan.keeps_older_columns)
+
     inputs = frozenset(p.part_id for p in plan.parts)
-    version = int(info.schema_version)
     if out.split_at is None:
         edit = mf.ManifestEdit(
             expect=(mf.PartsLive(table_id, partition_id, inputs),), parts_removed=tuple(sorted(inputs)),
-            parts_added=tuple(mf.NewPart(table_id, partition_id, plan.kind, pf, version, plan.version,
-                                         pf.columns or part_columns)
-                              for _pid, _lo, _hi, pf in out.outputs if pf is not None),
+            parts_added=tuple(new_part(pf) for _pid, _lo, _hi, pf in out.outputs if pf is not None),
             prune_tombstones=True)
     else:  # a split: nothing else may have come to the partition, nor a partition to the table
         edit = mf.ManifestEdit(
@@ -405,9 +410,7 @@ def commit_compaction(store: CompactingStore, plan: CompactionPlan, out: Compact
                     mf.NextPartitionId(table_id, out.next_partition_id)),
             parts_removed=tuple(sorted(inputs)), partitions_removed=((table_id, partition_id),),
             partitions_added=tuple((table_id, new_pid, lo, hi) for new_pid, lo, hi, _pf in out.outputs),
-            parts_added=tuple(mf.NewPart(table_id, new_pid, "stable", pf, version, plan.version,
-                                         pf.columns or part_columns)
-                              for new_pid, _lo, _hi, pf in out.outputs if pf is not None),
+            parts_added=tuple(new_part(pf) for _pid, _lo, _hi, pf in out.outputs if pf is not None),
             prune_tombstones=True)
     try:
         with store.editing():

@@ -39,7 +39,8 @@ import pyarrow.compute as pc
 from pyspark_theflash.store import integrity
 from pyspark_theflash.store.keyspace import Handle, HandleRange, handle_before
 from pyspark_theflash.store.lru import BytesLRU
-from pyspark_theflash.store.parts import PartRef, PartsReader, ReadStats, newest_visible, tag_from_delta
+from pyspark_theflash.store.part_ref import PartRef
+from pyspark_theflash.store.parts import PartsReader, ReadStats, newest_visible, tag_from_delta
 from pyspark_theflash.store.txn_merge_tree import COMMIT_TS, ROWID, conform_hidden, same_as_previous
 
 if TYPE_CHECKING:

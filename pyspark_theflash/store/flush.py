@@ -34,13 +34,13 @@ from pyspark_theflash.store.errors import (
 )
 from pyspark_theflash.store.options import StoreOptions
 from pyspark_theflash.store.manifest import RegionResolved
+from pyspark_theflash.store.part_ref import PartRef
 from pyspark_theflash.store.row_sink import BufferedRows, RowSink
 from pyspark_theflash.store.txn_merge_tree import (
-    IN_ENGINE,
     ROWID,
-    PartFile,
     describe_engine_rows,
     install_part,
+    names_columns_by_id,
     new_part_name,
     sort_versions,
     split_by_partition,
@@ -359,14 +359,17 @@ class FlushPipeline:
                 which = split_by_partition(t.column(ROWID), [b[1] for b in plist[1:]]) if len(plist) > 1 else None
                 for i in [0] if which is None else np.unique(which).tolist():
                     part_t = t if which is None else t.filter(pa.array(which == i))
-                    pid = plist[i][0]
                     if in_engine:
-                        pf = describe_engine_rows(part_t, rows.column_ids)
+                        part = describe_engine_rows(part_t, rows.column_ids, table_id=rows.table_id,
+                                                    partition=plist[i], kind="delta",
+                                                    schema_version=rows.schema_version)
                     else:
-                        rel = new_part_name(rows.table_id, pid, "delta")
-                        pf = write_part(self.root, rel, sort_versions(part_t), rows.column_ids,
-                                        self.options.row_group_rows, compression="none", install=False)
-                    p.written.append((rows.table_id, pid, rows.schema_version, pf, "delta"))
+                        rel = new_part_name(rows.table_id, plist[i][0], "delta")
+                        part = write_part(self.root, rel, sort_versions(part_t), rows.column_ids,
+                                          self.options.row_group_rows, table_id=rows.table_id, partition=plist[i],
+                                          kind="delta", schema_version=rows.schema_version, compression="none",
+                                          install=False)
+                    p.written.append(part)
         except BaseException:
             _discard_parts(self.root, p.written)
             raise
@@ -379,7 +382,7 @@ class FlushPipeline:
         ``EditConflictError`` says the partitions changed since ``p`` was taken. Returns the
         edit's version."""
         try:
-            files = [w[3].file for w in p.written if w[3].file != IN_ENGINE]
+            files = [part.path for part in p.written if not part.in_engine]
             for rel in files:
                 install_part(self.root, rel)
             sync_dirs(self.root, files)
@@ -445,7 +448,7 @@ class _PreparedFlush:
     partitions: dict[int, list[tuple[int, int | None, int | None]]]  # as read when the parts were split
     new_partitions: dict[int, int]
     tables: list[BufferedRows]
-    written: list[tuple[int, int, int, PartFile, str]]  # (table, partition, schema_version, PartFile, kind)
+    written: list[PartRef]                         # not listed yet (``UNLISTED``)
     tombstones: list[tuple[bytes, bytes, str]]
     regions: list[mf.RegionRow]                    # region rows to persist
     resolved: "RegionResolved"                     # regions only their resolved ts changed
@@ -466,14 +469,14 @@ class _PreparedFlush:
         flushed = mf.ManifestEdit(
             expect=(mf.PartitionsAre(self.partitions),),
             partitions_added=tuple((tid, pid, None, None) for tid, pid in self.new_partitions.items()),
-            parts_added=tuple(mf.NewPart(tid, pid, kind, pf, version) for tid, pid, version, pf, kind in self.written),
+            parts_added=tuple(mf.NewPart(part, lists_columns=names_columns_by_id(part)) for part in self.written),
             tombstones=tuple(self.tombstones), regions=self.regions, resolved=self.resolved,
             locks_removed=self.gone_locks,
             locks_added=self.new_locks, meta=meta)
         return flushed if self.schema_edit is None else self.schema_edit.then(flushed)
 
     def result(self, version: int) -> FlushResult:
-        return FlushResult(version, len(self.written), self.rows, sum(w[3].bytes for w in self.written),
+        return FlushResult(version, len(self.written), self.rows, sum(part.bytes for part in self.written),
                            self.n_regions, len(self.current_locks), self.position, time.monotonic() - self.t0,
                            tuple(self.regions), self.resolved)
 
@@ -526,12 +529,12 @@ class PendingFlush:
         return self._result
 
 
-def _discard_parts(root: Path, written: list[tuple[int, int, int, PartFile, str]]) -> None:
+def _discard_parts(root: Path, written: list[PartRef]) -> None:
     """Remove the files of a flush that will not be listed (temporary or renamed)."""
-    for w in written:
-        if w[3].file == IN_ENGINE:
+    for part in written:
+        if part.in_engine:
             continue
-        dest = root / w[3].file
+        dest = root / part.path
         for path in (temp_name(dest), dest):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)

@@ -31,7 +31,7 @@ import threading
 import zlib
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import crc32c
 import pyarrow as pa
@@ -43,6 +43,8 @@ from pyspark_theflash.store.errors import PartChecksumError, PartDamagedError, P
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
+    from pyspark_theflash.store.part_ref import PartRef
+
 ALGORITHM = "crc32c"
 # Bytes summed per call: a slice is summed in a few milliseconds, so a thread summing a big part
 # does not hold the interpreter's other threads for long.
@@ -50,19 +52,6 @@ _SUM_SLICE = 16 << 20
 # Files this process checked, by path: (identity and change stamps, checksum). Bounded so a
 # long-lived service reading many stores keeps a few hundred kilobytes at most.
 _CHECKED_FILES = 8192
-
-
-class PartLike(Protocol):
-    """What a check needs of a part: its file, id, recorded size and checksum (``PartRef``)."""
-
-    @property
-    def path(self) -> str: ...
-    @property
-    def part_id(self) -> int: ...
-    @property
-    def bytes(self) -> int: ...
-    @property
-    def checksum(self) -> str | None: ...
 
 
 def checksum_of(data: ReadableBuffer, algorithm: str = ALGORITHM) -> str:
@@ -124,7 +113,7 @@ def stamp(st: os.stat_result) -> tuple[int, ...]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def file_stamp(path: str | Path, part: PartLike | None = None) -> tuple[int, ...]:
+def file_stamp(path: str | Path, part: PartRef | None = None) -> tuple[int, ...]:
     """``stamp`` of the file at ``path``; a missing file raises ``PartMissingError``."""
     try:
         return stamp(os.stat(path))
@@ -133,7 +122,7 @@ def file_stamp(path: str | Path, part: PartLike | None = None) -> tuple[int, ...
                                None if part is None else part.part_id) from None
 
 
-def open_part(path: str | Path, part: PartLike) -> pa.MemoryMappedFile:
+def open_part(path: str | Path, part: PartRef) -> pa.MemoryMappedFile:
     """The part's file memory-mapped, checked against the manifest's size and checksum: the map a
     reader then decodes. Raises ``PartMissingError``, ``PartDamagedError`` or ``PartChecksumError``."""
     path = str(path)
@@ -157,7 +146,7 @@ def open_part(path: str | Path, part: PartLike) -> pa.MemoryMappedFile:
     return source
 
 
-def check(path: str, part: PartLike, source: pa.MemoryMappedFile, st: tuple[int, ...]) -> None:
+def check(path: str, part: PartRef, source: pa.MemoryMappedFile, st: tuple[int, ...]) -> None:
     """Compare the mapped file's checksum with the part's recorded one (summed once per unchanged
     file per process)."""
     expected = part.checksum
@@ -178,7 +167,7 @@ def check(path: str, part: PartLike, source: pa.MemoryMappedFile, st: tuple[int,
         raise PartChecksumError(path, part.part_id, expected, actual)
 
 
-def read_ipc(path: str | Path, part: PartLike) -> pa.Table:
+def read_ipc(path: str | Path, part: PartRef) -> pa.Table:
     """An Arrow IPC part's rows, checked (memory-mapped: the table's buffers are the file's pages)."""
     source = open_part(path, part)
     try:
@@ -188,7 +177,7 @@ def read_ipc(path: str | Path, part: PartLike) -> pa.Table:
         raise PartDamagedError(str(path), f"not a readable Arrow IPC file: {exc}", part.part_id) from exc
 
 
-def open_parquet(path: str | Path, part: PartLike) -> pq.ParquetFile:
+def open_parquet(path: str | Path, part: PartRef) -> pq.ParquetFile:
     """A Parquet part opened from its checked map, with page checksums verified while decoding.
     Decoding errors later (a damaged page) are the caller's to turn into ``PartDamagedError``
     (``damaged``)."""
@@ -200,10 +189,10 @@ def open_parquet(path: str | Path, part: PartLike) -> pq.ParquetFile:
         raise PartDamagedError(str(path), f"not a readable Parquet file: {exc}", part.part_id) from exc
 
 
-def damaged(path: str | Path, part: PartLike | None, exc: BaseException) -> PartDamagedError:
+def damaged(path: str | Path, part: PartRef | None, exc: BaseException) -> PartDamagedError:
     """The error for a part whose bytes failed to decode (after its checksum passed, or without one)."""
     return PartDamagedError(str(path), f"its bytes do not decode: {exc}", None if part is None else part.part_id)
 
 
-__all__ = ["ALGORITHM", "PartLike", "check", "checksum_of", "damaged", "file_checksum", "file_stamp",
+__all__ = ["ALGORITHM", "check", "checksum_of", "damaged", "file_checksum", "file_stamp",
            "open_parquet", "open_part", "read_ipc", "stamp"]

@@ -34,7 +34,7 @@ from pyspark_theflash.store.errors import (
 from pyspark_theflash.store.keyspace import Handle
 
 if TYPE_CHECKING:
-    from pyspark_theflash.store.txn_merge_tree import PartFile
+    from pyspark_theflash.store.part_ref import PartRef
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.db"
@@ -598,18 +598,16 @@ TableChange = Union[TableVersion, TableIgnored, TableCreated, TableRetired]
 
 @dataclass(frozen=True)
 class NewPart:
-    """A part the edit lists. ``data_version``: range tombstones newer than it apply to the part
-    (None: the edit's own version, a flush's part); ``columns``: its (column id, file column)
-    when they are not its schema version's names (a Parquet part names them by id; a compacted
-    part keeps older versions' columns); None: the file's own (``PartFile.columns``)."""
+    """A part the edit lists: ``part`` as written (its file, or a record of rows an engine keeps),
+    not listed yet (its ``part_id`` and ``added_version`` are the ones the edit gives it).
+    ``data_version``: range tombstones newer than it apply to the part (None: the edit's own
+    version, a flush's part). ``lists_columns``: the row lists ``part.columns``, which are not
+    its schema version's names (a Parquet part names them by id; a compacted part keeps older
+    versions' columns); False: the row leaves them to its schema version."""
 
-    table_id: int
-    partition_id: int
-    kind: str  # delta | stable
-    file: PartFile  # the file written (or a record of rows an engine keeps)
-    schema_version: int
+    part: PartRef
     data_version: int | None = None
-    columns: tuple[tuple[int, str], ...] | None = None
+    lists_columns: bool = False
 
 
 class Expectation(abc.ABC):
@@ -849,14 +847,12 @@ def _apply_table_change(conn: sqlite3.Connection, change: TableChange, version: 
 def _insert_part(conn: sqlite3.Connection, part: NewPart, version: int) -> None:
     from pyspark_theflash.store.txn_merge_tree import stats_to_json
 
-    pf = part.file
-    columns = part.columns if part.columns is not None else getattr(pf, "columns", None)
+    p = part.part
     conn.execute(
         "INSERT INTO parts(table_id, partition_id, kind, file, rows, bytes, min_handle, max_handle, "
         "min_commit_ts, max_commit_ts, single_version, delete_marks, schema_version, data_version, "
         "added_version, removed_version, stats, columns, checksum) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,?,?,?)",
-        (part.table_id, part.partition_id, part.kind, pf.file, pf.rows, pf.bytes, pf.min_handle, pf.max_handle,
-         pf.min_commit_ts, pf.max_commit_ts, int(pf.single_version), pf.delete_marks, part.schema_version,
-         version if part.data_version is None else part.data_version, version, json.dumps(stats_to_json(pf.stats)),
-         None if columns is None else json.dumps([[int(i), str(n)] for i, n in columns]),
-         getattr(pf, "checksum", None)))
+        (p.table_id, p.partition_id, p.kind, p.path, p.rows, p.bytes, p.min_handle, p.max_handle,
+         p.min_commit_ts, p.max_commit_ts, int(p.single_version), p.delete_marks, p.schema_version,
+         version if part.data_version is None else part.data_version, version, json.dumps(stats_to_json(dict(p.stats))),
+         json.dumps([[int(i), str(n)] for i, n in p.columns]) if part.lists_columns else None, p.checksum))

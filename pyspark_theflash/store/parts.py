@@ -21,7 +21,8 @@ import pyarrow.parquet as pq
 
 from pyspark_theflash.schema.column_stats import ColumnStats
 from pyspark_theflash.store import integrity
-from pyspark_theflash.store.keyspace import Handle, HandleRange, span_overlaps
+from pyspark_theflash.store.keyspace import Handle, HandleRange
+from pyspark_theflash.store.part_ref import PartRef
 from pyspark_theflash.store.lru import BytesLRU
 from pyspark_theflash.store.predicate import Expr
 from pyspark_theflash.store.txn_merge_tree import (
@@ -42,47 +43,6 @@ if TYPE_CHECKING:
 EMPTY_ROW_V2 = b"\x80\x00\x00\x00\x00\x00"
 DEFAULT_BATCH_ROWS = 64 * 1024
 CLEAN_READ_ROW_GROUPS = 8
-
-
-@dataclass(frozen=True)
-class PartRef:
-    """A live part as a read needs it; picklable, paths relative to the store root."""
-
-    part_id: int
-    table_id: int
-    partition_id: int
-    partition_lo: Handle | None
-    partition_hi: Handle | None
-    kind: str
-    path: str
-    rows: int
-    bytes: int
-    min_handle: Handle | None
-    max_handle: Handle | None
-    min_commit_ts: int | None
-    max_commit_ts: int | None
-    single_version: bool
-    delete_marks: int
-    schema_version: int
-    columns: tuple[tuple[int, str], ...]      # (column id, name) at the part's schema version
-    stats: tuple[tuple[int, ColumnStats], ...] = ()
-    tombstones: tuple[HandleRange, ...] = ()  # handle ranges deleted after the part was written
-    added_version: int = 0
-    checksum: str | None = None               # of the file's bytes (store.integrity); None: not recorded
-
-    @property
-    def in_engine(self) -> bool:
-        """A record of rows the store's engine keeps (no file to read; ``txn_merge_tree.IN_ENGINE``)."""
-        return not self.path
-
-    def stats_by_name(self, table: "TableInfo") -> dict[str, ColumnStats]:
-        by_id = dict(self.stats)  # a VIRTUAL column's are of the NULLs stored for it: never prune by them
-        return {c.name: by_id[c.id] for c in table.columns if c.id in by_id and not c.is_virtual_generated}
-
-    def overlaps(self, lo: Handle | None, hi: Handle | None) -> bool:
-        if self.min_handle is None or self.max_handle is None:
-            return False
-        return span_overlaps(self.min_handle, self.max_handle, lo, hi)
 
 
 @dataclass

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 from pyspark_theflash.store.integrity import file_checksum
 from pyspark_theflash.store.keyspace import Handle
+from pyspark_theflash.store.part_ref import UNLISTED, PartRef
 from pyspark_theflash.schema.column_stats import ColumnStats
 from pyspark_theflash.store.predicate import decode_value, encode_value
 
@@ -45,26 +46,13 @@ HIDDEN_FIELDS = (pa.field(ROWID, pa.int64(), nullable=False),
                  pa.field(DELMARK, pa.bool_(), nullable=False))
 HIDDEN_NAMES = (ROWID, COMMIT_TS, DELMARK)
 IN_ENGINE = ""  # a part's file when its rows are kept by the store's engine (no file)
+PartitionSpan = tuple[int, Optional[Handle], Optional[Handle]]  # a partition of a table: (partition id, lo, hi)
 
 
-@dataclass(frozen=True)
-class PartFile:
-    """What the manifest records about a written part file, or about rows an engine keeps."""
-
-    file: str              # relative to the store root; "" (``IN_ENGINE``): rows the engine keeps
-    rows: int
-    bytes: int
-    min_handle: Handle | None
-    max_handle: Handle | None
-    min_commit_ts: int | None
-    max_commit_ts: int | None
-    single_version: bool
-    delete_marks: int
-    stats: dict[int, ColumnStats]   # by column id
-    checksum: str | None = None     # ``store.integrity`` checksum of the file's bytes; None: no file
-    # (column id, file column) of each user column when the file names them by id (a Parquet
-    # part: ``physical_name``); None: by the TiDB names of the part's schema version
-    columns: tuple[tuple[int, str], ...] | None = None
+def names_columns_by_id(part: PartRef) -> bool:
+    """Whether the part's file names its user columns by id (a Parquet part: ``physical_name``),
+    so the manifest row that lists it must list its columns too."""
+    return not part.in_engine and not is_ipc(part.path)
 
 
 def physical_name(column_id: int) -> str:
@@ -277,23 +265,24 @@ def temp_name(dest: Path) -> Path:
 
 
 def write_part(root: Path, rel: str, table: pa.Table, column_ids: Sequence[int],
-               row_group_rows: int, compression: str = PART_COMPRESSION, sync_dir: bool = True,
-               install: bool = True) -> PartFile:
+               row_group_rows: int, *, table_id: int, partition: PartitionSpan, kind: str, schema_version: int,
+               compression: str = PART_COMPRESSION, sync_dir: bool = True, install: bool = True) -> PartRef:
     """Write ``table`` (already sorted) to ``root/rel`` under a temporary name, fsync it and
     rename it in; Arrow IPC or Parquet by the name's extension. ``column_ids`` are the ids of
     the table's user columns, in order: a Parquet part names them by id (``named_by_id``) and
-    its ``PartFile.columns`` says so; an Arrow IPC delta keeps the table's names (a Delta version
+    its ``PartRef.columns`` says so; an Arrow IPC delta keeps the table's names (a Delta version
     never names a delta in place). ``install=False`` stops after writing the temporary file (no
-    fsync, no rename): the caller makes it durable later with ``install_part``."""
+    fsync, no rename): the caller makes it durable later with ``install_part``. The part is of
+    the table's ``partition``, of ``kind`` and ``schema_version``, and not listed in the manifest
+    yet (``UNLISTED``)."""
     dest = root / rel
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(dest)
-    columns = None
     if is_ipc(rel):
         with ipc.new_file(str(tmp), table.schema) as w:
             w.write_table(table, max_chunksize=max(1, row_group_rows))
     else:
-        table, columns = named_by_id(table, column_ids)
+        table, _columns = named_by_id(table, column_ids)  # describe_part lists them as the file names them
         dictionary = dictionary_columns(table)
         stored, encodings = stored_for_parquet(table)
         pq.write_table(stored, str(tmp), row_group_size=max(1, row_group_rows), compression=compression,
@@ -303,11 +292,14 @@ def write_part(root: Path, rel: str, table: pa.Table, column_ids: Sequence[int],
     # the manifest edit that lists the part: every later read checks it (store.integrity).
     checksum = file_checksum(tmp)
     if not install:
-        return replace(describe_part(rel, table, column_ids, tmp.stat().st_size), checksum=checksum, columns=columns)
-    install_part(root, rel)
-    if sync_dir:  # callers writing many parts pass False and call sync_dirs once
-        _fsync_dir(dest.parent)
-    return replace(describe_part(rel, table, column_ids, dest.stat().st_size), checksum=checksum, columns=columns)
+        size = tmp.stat().st_size
+    else:
+        install_part(root, rel)
+        if sync_dir:  # callers writing many parts pass False and call sync_dirs once
+            _fsync_dir(dest.parent)
+        size = dest.stat().st_size
+    return replace(describe_part(rel, table, column_ids, size, table_id=table_id, partition=partition, kind=kind,
+                                 schema_version=schema_version), checksum=checksum)
 
 
 def install_part(root: Path, rel: str) -> None:
@@ -326,8 +318,11 @@ def sync_dirs(root: Path, rels: Sequence[str]) -> None:
         _fsync_dir(d)
 
 
-def describe_part(rel: str, table: pa.Table, column_ids: Sequence[int], size: int) -> PartFile:
-    """The manifest's description of a part holding ``table`` (sorted by version order)."""
+def describe_part(rel: str, table: pa.Table, column_ids: Sequence[int], size: int, *, table_id: int,
+                  partition: PartitionSpan, kind: str, schema_version: int) -> PartRef:
+    """The part holding ``table`` (sorted by version order) in the file ``rel`` of ``size`` bytes,
+    as the manifest will record it: its columns are ``column_ids`` as the table names them
+    (``c<id>`` in a Parquet part, the TiDB names in an Arrow IPC delta)."""
     n = table.num_rows
     handles = table.column(ROWID)
     ts = table.column(COMMIT_TS)
@@ -348,28 +343,33 @@ def describe_part(rel: str, table: pa.Table, column_ids: Sequence[int], size: in
         h = {"min": None, "max": None}
         t = {"min": None, "max": None}
         single, delmarks = True, 0
-    stats: dict[int, ColumnStats] = {}
     user_names = [f.name for f in table.schema if f.name not in HIDDEN_NAMES]
-    for cid, name in zip(column_ids, user_names):
-        stats[cid] = column_stats(table.column(name))
-    return PartFile(rel, n, size, h["min"], h["max"], t["min"], t["max"], single, delmarks, stats)
+    columns = tuple((int(cid), name) for cid, name in zip(column_ids, user_names))
+    stats = tuple((cid, column_stats(table.column(name))) for cid, name in columns)
+    pid, lo, hi = partition
+    return PartRef(UNLISTED, table_id, pid, lo, hi, kind, rel, n, size, h["min"], h["max"], t["min"], t["max"],
+                   single, delmarks, schema_version, columns, stats)
 
 
-def describe_engine_rows(table: pa.Table, column_ids: Sequence[int]) -> PartFile:
+def describe_engine_rows(table: pa.Table, column_ids: Sequence[int], *, table_id: int, partition: PartitionSpan,
+                         kind: str, schema_version: int) -> PartRef:
     """The manifest's record of flushed rows the store's engine keeps (no file): row count,
     in-memory bytes, handle and commit-ts bounds, delete marks and column statistics, as
     ``describe_part`` gives them for a file. ``table`` need not be sorted, so whether a handle
     repeats is not worked out: ``single_version`` is False for more than one row."""
     n = table.num_rows
     if not n:
-        return describe_part(IN_ENGINE, table, column_ids, 0)
+        return describe_part(IN_ENGINE, table, column_ids, 0, table_id=table_id, partition=partition, kind=kind,
+                             schema_version=schema_version)
     handles, ts = table.column(ROWID), table.column(COMMIT_TS)
     h, t = pc.min_max(handles).as_py(), pc.min_max(ts).as_py()
     delmarks = int(pc.sum(table.column(DELMARK).cast(pa.int8())).as_py() or 0)
     user_names = [f.name for f in table.schema if f.name not in HIDDEN_NAMES]
-    stats = {cid: column_stats(table.column(name)) for cid, name in zip(column_ids, user_names)}
-    return PartFile(IN_ENGINE, n, int(table.nbytes), h["min"], h["max"], t["min"], t["max"], n == 1, delmarks,
-                    stats)
+    columns = tuple((int(cid), name) for cid, name in zip(column_ids, user_names))
+    stats = tuple((cid, column_stats(table.column(name))) for cid, name in columns)
+    pid, lo, hi = partition
+    return PartRef(UNLISTED, table_id, pid, lo, hi, kind, IN_ENGINE, n, int(table.nbytes), h["min"], h["max"],
+                   t["min"], t["max"], n == 1, delmarks, schema_version, columns, stats)
 
 
 def column_stats(arr: pa.ChunkedArray | pa.Array) -> ColumnStats:

@@ -51,7 +51,9 @@ import pyarrow.parquet as pq
 from pyspark_theflash.store import manifest as mf
 from pyspark_theflash.store.errors import ManifestDamagedError, StoreFormatError
 from pyspark_theflash.store.integrity import algorithm_of, file_checksum
-from pyspark_theflash.store.txn_merge_tree import IN_ENGINE, in_part_directory
+from pyspark_theflash.store.keyspace import Handle
+from pyspark_theflash.store.part_ref import PartRef
+from pyspark_theflash.store.txn_merge_tree import in_part_directory
 
 if TYPE_CHECKING:
     from pyspark_theflash.schema.table_info import ColumnInfo
@@ -97,28 +99,27 @@ class VerifyReport:
         }
 
 
-@dataclass(frozen=True)
-class _PartRow:
-    part_id: int
-    table_id: int
-    partition_id: int
-    kind: str
-    file: str
-    rows: int
-    bytes: int
-    min_handle: int | None
-    max_handle: int | None
-    min_commit_ts: int | None
-    max_commit_ts: int | None
-    single_version: int
-    delete_marks: int
-    schema_version: int
-    removed_version: int | None
-    checksum: str | None
-
-
 _PART_COLUMNS = ("part_id, table_id, partition_id, kind, file, rows, bytes, min_handle, max_handle, "
-                 "min_commit_ts, max_commit_ts, single_version, delete_marks, schema_version, removed_version")
+                 "min_commit_ts, max_commit_ts, single_version, delete_marks, schema_version, added_version, "
+                 "removed_version")
+
+
+def _listed_parts(rows: sqlite3.Cursor, partitions: dict[tuple[int, int], tuple[Handle | None, Handle | None]]
+                  ) -> list[tuple[PartRef, int | None]]:
+    """The ``parts`` rows (``_PART_COLUMNS`` and the checksum), live and removed: each one's part,
+    and the version that removed it (None: live). Verify checks a part's file against its row and
+    never reads rows through the ref, so the ref carries no statistics, tombstones or columns (the
+    columns a row lists are read beside it, ``own_columns``)."""
+    out: list[tuple[PartRef, int | None]] = []
+    for (part_id, table_id, partition_id, kind, file, n, size, min_handle, max_handle, min_ts, max_ts, single,
+         delete_marks, schema_version, added_version, removed_version, checksum) in rows:
+        lo, hi = partitions.get((int(table_id), int(partition_id)), (None, None))
+        part = PartRef(int(part_id), int(table_id), int(partition_id), lo, hi, kind, file, int(n), int(size),
+                       min_handle, max_handle, min_ts, max_ts, bool(single), int(delete_marks), int(schema_version),
+                       (), added_version=int(added_version), checksum=checksum)
+        out.append((part, None if removed_version is None else int(removed_version)))
+    return out
+
 
 _RESTORE = ("restore this file from a backup of the store; or rebuild the store: move the directory "
             "aside and replay the binlog from its start (or from region snapshots)")
@@ -174,7 +175,7 @@ def _own_fields(columns: list[list[int | str]], schemas: dict[int, tuple[str, st
     return [pa.field(str(name), arrow_type(by_id[int(cid)])) for cid, name in columns]
 
 
-def _check_record(part: _PartRow, engine: str, partition: tuple[int | None, int | None] | None,
+def _check_record(part: PartRef, engine: str, partition: tuple[int | None, int | None] | None,
                   schemas: dict[int, tuple[str, str]], report: VerifyReport) -> None:
     """A record of rows the store's engine keeps: only an engine that keeps rows lists one, in
     a partition and at a schema version the manifest has."""
@@ -192,10 +193,10 @@ def _check_record(part: _PartRow, engine: str, partition: tuple[int | None, int 
                                        "the store"))
 
 
-def _check_part(root: Path, part: _PartRow, partition: tuple[int | None, int | None] | None,
+def _check_part(root: Path, part: PartRef, partition: tuple[int | None, int | None] | None,
                 schemas: dict[int, tuple[str, str]], report: VerifyReport,
                 own_columns: list[list[int | str]] | None = None) -> None:
-    name = part.file
+    name = part.path
     where = f"part {part.part_id} ({part.kind}) of table {part.table_id} partition {part.partition_id}"
 
     def problem(what: str, action: str = _RESTORE) -> None:
@@ -403,8 +404,8 @@ def verify_store(root: str | os.PathLike[str], online: bool = False) -> VerifyRe
             for t, v, db, info in conn.execute("SELECT table_id, schema_version, db, info FROM tables"):
                 schemas.setdefault(int(t), {})[int(v)] = (db, info)
             checksum = "checksum" if mf.has_column(conn, "parts", "checksum") else "NULL"
-            parts = [_PartRow(*row) for row in conn.execute(
-                f"SELECT {_PART_COLUMNS}, {checksum} FROM parts ORDER BY part_id")]
+            parts = _listed_parts(conn.execute(f"SELECT {_PART_COLUMNS}, {checksum} FROM parts ORDER BY part_id"),
+                                  partitions)
             engine = str(mf.get_meta(conn, "engine") or "native")
             own_columns = {int(pid): json.loads(cols) for pid, cols in conn.execute(
                 "SELECT part_id, columns FROM parts WHERE columns IS NOT NULL")} \
@@ -420,28 +421,29 @@ def verify_store(root: str | os.PathLike[str], online: bool = False) -> VerifyRe
     _check_table_infos(schemas, report)
     _check_partitions(partitions, report)
     _check_regions(regions, report)
-    listed: dict[str, _PartRow] = {}
+    listed: dict[str, tuple[PartRef, int | None]] = {}  # by file: the last row listing it, and its removal
     part_problems: dict[str, list[Problem]] = {}
-    for part in parts:
-        if part.file == IN_ENGINE:
-            if part.removed_version is None:
+    for part, removed_version in parts:
+        if part.in_engine:
+            if removed_version is None:
                 report.parts_checked += 1
                 _check_record(part, engine, partitions.get((part.table_id, part.partition_id)),
                               schemas.get(part.table_id, {}), report)
             continue
-        if part.file in listed and listed[part.file].removed_version is None and part.removed_version is None:
-            report.problems.append(Problem(part.file, f"parts {listed[part.file].part_id} and {part.part_id} "
+        earlier = listed.get(part.path)
+        if earlier is not None and earlier[1] is None and removed_version is None:
+            report.problems.append(Problem(part.path, f"parts {earlier[0].part_id} and {part.part_id} "
                                            "are both live and share this file",
                                            "a manifest inconsistency: rebuild the store from the binlog"))
-        listed[part.file] = part
-        if part.removed_version is not None:
+        listed[part.path] = (part, removed_version)
+        if removed_version is not None:
             continue  # removed: its file may stay until no lease sees it, or be gone already
         report.parts_checked += 1
         before = len(report.problems)
         _check_part(root_path, part, partitions.get((part.table_id, part.partition_id)),
                     schemas.get(part.table_id, {}), report, own_columns.get(part.part_id))
         if online and len(report.problems) > before:
-            part_problems[part.file] = report.problems[before:]
+            part_problems[part.path] = report.problems[before:]
 
     unlisted: list[str] = []
     for dirpath, dirs, files in os.walk(root_path):

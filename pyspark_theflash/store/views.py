@@ -18,7 +18,7 @@ from pyspark_theflash.heap import cyclic_gc_paused
 from pyspark_theflash.store import keyspace
 from pyspark_theflash.store import manifest as mf
 from pyspark_theflash.store.errors import ManifestDamagedError, UnknownTableNameError
-from pyspark_theflash.store.parts import PartRef
+from pyspark_theflash.store.part_ref import PartRef
 from pyspark_theflash.store.schemas import TableHistory, resolve_name
 from pyspark_theflash.store.txn_merge_tree import stats_from_json
 

@@ -21,7 +21,7 @@ from pyspark_theflash.scan.partitions import (
     span_parts,
 )
 from pyspark_theflash.scan.planner import _restricted
-from pyspark_theflash.store.parts import PartRef
+from pyspark_theflash.store.part_ref import PartRef
 from pyspark_theflash.store.views import TableRegionColumns
 
 Bound = Any  # int or None

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from pyspark_theflash.scan.partitions import estimate_bytes, parts_by_range
-from pyspark_theflash.store.parts import PartRef
+from pyspark_theflash.store.part_ref import PartRef
 
 BIG = (1 << 63) - 1
 

@@ -296,8 +296,9 @@ def test_parquet_parts_store_the_commit_ts_signed_when_it_fits_and_read_back_uns
     t = pa.table({"_tidb_rowid": pa.array([1, 2, 3], pa.int64()),
                   "_tidb_commit_ts": pa.array([newest - 7, newest - 1, newest], pa.uint64()),
                   "_tidb_delmark": [False, True, False]}, schema=pa.schema(HIDDEN_FIELDS))
-    written = write_part(tmp_path, "tables/1/p1/stable-x.parquet", t, [], 16)
-    stored = pq.read_table(tmp_path / written.file)
+    written = write_part(tmp_path, "tables/1/p1/stable-x.parquet", t, [], 16, table_id=1, partition=(1, None, None),
+                         kind="stable", schema_version=1)
+    stored = pq.read_table(tmp_path / written.path)
     fits = newest < 1 << 63
     assert stored.schema.field("_tidb_commit_ts").type == (pa.int64() if fits else pa.uint64())
     assert conform_hidden(stored).equals(t)
@@ -319,8 +320,9 @@ def test_parquet_parts_dictionary_encode_only_the_string_columns_with_repeated_v
                   "_tidb_delmark": [False] * n},
                  schema=pa.schema([pa.field("name", pa.string()), pa.field("color", pa.string()),
                                    pa.field("note", pa.string()), *HIDDEN_FIELDS]))
-    written = write_part(tmp_path, "tables/1/p1/stable-x.parquet", t, [1, 2, 3], 1024)
-    f = pq.ParquetFile(tmp_path / written.file)
+    written = write_part(tmp_path, "tables/1/p1/stable-x.parquet", t, [1, 2, 3], 1024, table_id=1,
+                         partition=(1, None, None), kind="stable", schema_version=1)
+    f = pq.ParquetFile(tmp_path / written.path)
     encodings = {f.metadata.row_group(0).column(i).path_in_schema: f.metadata.row_group(0).column(i).encodings
                  for i in range(f.metadata.num_columns)}
     # the columns are named by their ids (c1: name, c2: color, c3: note)
@@ -335,19 +337,21 @@ def test_a_parquet_part_names_its_columns_by_column_id_with_field_ids_and_an_ipc
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pyspark_theflash.store.txn_merge_tree import HIDDEN_FIELDS, HIDDEN_NAMES, write_part
+    from pyspark_theflash.store.txn_merge_tree import HIDDEN_FIELDS, HIDDEN_NAMES, names_columns_by_id, write_part
 
     t = pa.table({"name": ["a", "b"], "price": pa.array([1, 2], pa.int64()),
                   "_tidb_rowid": pa.array([1, 2], pa.int64()), "_tidb_commit_ts": pa.array([100, 100], pa.uint64()),
                   "_tidb_delmark": [False, False]},
                  schema=pa.schema([pa.field("name", pa.string()), pa.field("price", pa.int64()), *HIDDEN_FIELDS]))
-    stable = write_part(tmp_path, "tables/1/p1/stable-x.parquet", t, [7, 3], 1024)
-    assert stable.columns == ((7, "c7"), (3, "c3"))
-    schema = pq.read_schema(tmp_path / stable.file)
+    stable = write_part(tmp_path, "tables/1/p1/stable-x.parquet", t, [7, 3], 1024, table_id=1,
+                        partition=(1, None, None), kind="stable", schema_version=1)
+    assert stable.columns == ((7, "c7"), (3, "c3")) and names_columns_by_id(stable)
+    schema = pq.read_schema(tmp_path / stable.path)
     assert schema.names == ["c7", "c3", *HIDDEN_NAMES]
     assert [(schema.field(n).metadata or {}).get(b"PARQUET:field_id") for n in schema.names] == \
         [b"7", b"3", None, None, None]
-    assert set(stable.stats) == {7, 3} and stable.stats[3].max == 2
-    delta = write_part(tmp_path, "tables/1/p1/delta-x.arrow", t, [7, 3], 1024)
-    assert delta.columns is None
-    assert pa.ipc.open_file(str(tmp_path / delta.file)).schema.names == ["name", "price", *HIDDEN_NAMES]
+    assert set(dict(stable.stats)) == {7, 3} and dict(stable.stats)[3].max == 2
+    delta = write_part(tmp_path, "tables/1/p1/delta-x.arrow", t, [7, 3], 1024, table_id=1,
+                       partition=(1, None, None), kind="delta", schema_version=1)
+    assert delta.columns == ((7, "name"), (3, "price")) and not names_columns_by_id(delta)
+    assert pa.ipc.open_file(str(tmp_path / delta.path)).schema.names == ["name", "price", *HIDDEN_NAMES]
