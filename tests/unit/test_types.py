@@ -13,7 +13,9 @@ def test_the_read_side_passes_mypy_strict(pytestconfig: pytest.Config, monkeypat
     # mypy's incremental cache kept between runs (in pytest's .pytest_cache, as `mypy` keeps its
     # .mypy_cache): a module is checked again when it or what it imports changed, the rest is read
     # from the cache. A fresh cache each run checked the whole package cold, 20-40 s (issue 54).
-    cache = pytestconfig.cache.mkdir("mypy-cache") if pytestconfig.cache is not None else ROOT / ".mypy_cache"
+    # (no pytest cache under -p no:cacheprovider: mypy's own default place then)
+    pytest_cache = getattr(pytestconfig, "cache", None)
+    cache = pytest_cache.mkdir("mypy-cache") if pytest_cache is not None else ROOT / ".mypy_cache"
     monkeypatch.chdir(ROOT)  # the configuration and the files it names are the checkout's
     stdout, stderr, status = api.run(["--cache-dir", str(cache)])
     assert status == 0, f"mypy (pyproject.toml [tool.mypy]) found:\n{stdout[-8000:]}{stderr[-2000:]}"
