@@ -1,6 +1,7 @@
 """What a read knows of its store and its upstream, below every step of a plan.
 
-A read opens the store read-only, finds the upstream (the ``upstream`` option, else the
+A read is handed its store open (``store.Store``, read-only: one per read, per change stream,
+per engine of the service), finds the upstream (the ``upstream`` option, else the
 address the writer recorded), maps the table to the PD-encoded key ranges of its records and
 to the live regions over them, and checks a ts against the readable range
 [GC safe point, the upstream's TSO]. The snapshot chooser (``scan.snapshot``), the learner read
@@ -9,6 +10,7 @@ to the live regions over them, and checks a ts against the readable range
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
 
 import numpy as np
@@ -26,7 +28,7 @@ from pyspark_theflash.store.errors import did_you_mean
 
 if TYPE_CHECKING:
     from pyspark_theflash.schema.info_json import TableInfoJson
-    from pyspark_theflash.upstream_client.client import UpstreamClient, UpstreamConnection
+    from pyspark_theflash.upstream_client.client import UpstreamConnection
     from pyspark_theflash.schema import TableInfo
     from pyspark_theflash.store import Store
     from pyspark_theflash.store.views import LockInfo, RegionState, StoreView
@@ -45,9 +47,48 @@ class Upstream(Protocol):
 
 
 def open_store(path: str) -> Store:
+    """The store at ``path``, opened read-only: for an entry point that has only a path (the
+    public read functions, ``opened_store``; the Python data source). Below them a read is
+    handed the open store."""
     from pyspark_theflash.store import Store
 
     return Store.open(path, readonly=True)
+
+
+def store_root(store: str | os.PathLike[str] | Store) -> str:
+    """The store's directory: a path as given, or an open Store's root. (A path is asked first: a
+    ``pathlib.Path`` has a ``root`` attribute too, its anchor "/", which named the wrong store.)"""
+    if isinstance(store, (str, os.PathLike)):
+        return os.fspath(store)
+    return os.fspath(store.root)
+
+
+@contextlib.contextmanager
+def opened_store(store: str | os.PathLike[str] | Store) -> Iterator[Store]:
+    """``store`` if it is open read-only already (its opener's to close), else the store at that
+    path opened read-only for the block: what a public read function that takes either does
+    once, handing the open store down. A damaged manifest is said as ``ManifestDamagedError``.
+
+    A writer's store (``readonly`` false) is not read through: its ``snapshot()`` first makes
+    the writer's pipelined flush durable, the writer thread's business, so a read opens its
+    directory read-only, as every reader does."""
+    if not isinstance(store, (str, os.PathLike)) and store.readonly:
+        yield store
+        return
+    from pyspark_theflash.store.errors import ManifestDamagedError, manifest_damage
+    from pyspark_theflash.store.manifest import manifest_path
+
+    path = store_root(store)
+    try:
+        opened = open_store(path)
+    except Exception as exc:
+        if manifest_damage(exc):
+            raise ManifestDamagedError(str(manifest_path(path)), exc) from exc
+        raise
+    try:
+        yield opened
+    finally:
+        opened.close()
 
 
 def upstream_address(options: ScanOptions, view: StoreView) -> str | None:
@@ -73,21 +114,6 @@ def close_upstream(upstream: object) -> None:
     """Close a client this read connected itself (a client handed in is its giver's)."""
     if upstream is not None and hasattr(upstream, "close"):
         upstream.close()
-
-
-@contextlib.contextmanager
-def recorded_upstream(options: ScanOptions, upstream: UpstreamClient | None = None) -> Iterator[UpstreamClient]:
-    """``upstream`` if given, else a client of the store's upstream, closed after the block."""
-    if upstream is not None:
-        yield upstream
-        return
-    with open_store(options.store) as opened, opened.snapshot() as view:
-        address = upstream_address(options, view)
-    client = connect_upstream(options, address)
-    try:
-        yield client
-    finally:
-        close_upstream(client)
 
 
 def unreachable(exc: BaseException | None) -> bool:
@@ -188,7 +214,7 @@ def locks_of(view: StoreView, table_ids: Sequence[int]) -> list[LockInfo]:
 
 
 # -- the table's schema --------------------------------------------------------------------------
-def upstream_table(upstream: Upstream, opts: ScanOptions) -> TableInfo:
+def upstream_table(upstream: Upstream, opts: ScanOptions, store: Store) -> TableInfo:
     from pyspark_theflash.schema import TableInfo
 
     db, name = opts.db_and_name
@@ -197,14 +223,14 @@ def upstream_table(upstream: Upstream, opts: ScanOptions) -> TableInfo:
     except Exception as exc:
         raise TableNotReplicatedError(
             f"table {opts.table} is neither in store {opts.store} nor known upstream ({exc})"
-            f"{store_hint(opts) or '; check the name'}"
+            f"{store_hint(opts, store) or '; check the name'}"
         ) from exc
 
 
-def store_hint(opts: ScanOptions) -> str:
+def store_hint(opts: ScanOptions, store: Store) -> str:
     """``"; did you mean db.t?"`` with the store's tables closest to the option ``table``, or ""."""
     try:
-        with open_store(opts.store) as store, store.snapshot() as view:
+        with store.snapshot() as view:
             return did_you_mean(opts.table, [f"{t.db}.{t.name}" for t in view.tables()])
     except Exception:  # a hint only: the error it adds to says what went wrong
         return ""

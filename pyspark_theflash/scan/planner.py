@@ -11,6 +11,7 @@ parts of every region's handle range; group small neighbouring regions into part
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Mapping, Sequence
@@ -30,8 +31,9 @@ from pyspark_theflash.scan.context import (
     covering_physical_columns,
     covering_regions,
     locks_of,
-    open_store,
+    opened_store,
     physical_key_ranges,
+    store_root,
     upstream_address,
     upstream_table,
 )
@@ -64,6 +66,7 @@ from pyspark_theflash.scan.snapshot import (
     SnapshotKind,
     StalenessChoice,
     fresh_or_requested,
+    query_options,
     query_snapshot,
     store_choice,
     upstream_safe_point,
@@ -167,10 +170,13 @@ def pruned_partitions(table_info: TableInfo, predicate: Expr | None) -> tuple[li
     return pruned
 
 
-def plan(store_path: str, table: str | None = None, options: Mapping[str, str] | ScanOptions | None = None, *,
+def plan(store: str | os.PathLike[str] | Store, table: str | None = None,
+         options: Mapping[str, str] | ScanOptions | None = None, *,
          columns: Sequence[str] | None = None, hidden: Sequence[str] | None = None, predicate: Expr | None = None,
          upstream: UpstreamClient | None = None, latch: Latch | None = None) -> ScanPlan:
-    """Plan a snapshot read of ``table`` (``db.table``) in the store at ``store_path``.
+    """Plan a snapshot read of ``table`` (``db.table``) in ``store``: an open ``Store`` (read-only;
+    its opener's), or its directory, opened read-only for the plan (with ``ScanOptions`` given,
+    the directory they name).
 
     ``columns``/``hidden`` override the options' (the Spark layer passes the schema Spark
     asked for); ``predicate`` is a ``store.predicate.Expr``; ``upstream``/``latch`` are
@@ -180,33 +186,27 @@ def plan(store_path: str, table: str | None = None, options: Mapping[str, str] |
         opts = options
     else:
         raw = {str(k).lower(): v for k, v in dict(options or {}).items()}
-        if store_path:
-            raw["store"] = store_path
+        root = store_root(store)
+        if root:
+            raw["store"] = root
         if table:
             raw["table"] = table
         opts = ScanOptions.from_mapping(raw)
     from pyspark_theflash.store.errors import ManifestDamagedError, manifest_damage
     from pyspark_theflash.store.manifest import manifest_path
 
-    try:
-        store = open_store(opts.store)
-    except Exception as exc:
-        if manifest_damage(exc):
-            raise ManifestDamagedError(str(manifest_path(opts.store)), exc) from exc
-        raise
-    try:
-        return _plan(store, opts, columns, hidden, predicate, upstream, latch, started)
-    except Exception as exc:
-        if manifest_damage(exc):
-            raise ManifestDamagedError(str(manifest_path(opts.store)), exc) from exc
-        # A read records a lease in the store's manifest: on a full or failing disk, say so.
-        failure = storage_failure(exc, f"reading {opts.table} from store {opts.store}",
-                                  advice="free space on that file system: a read records a read lease in the store")
-        if failure is None:
-            raise
-        raise failure from exc
-    finally:
-        store.close()
+    with opened_store(opts.store if isinstance(store, (str, os.PathLike)) else store) as opened:
+        try:
+            return _plan(opened, opts, columns, hidden, predicate, upstream, latch, started)
+        except Exception as exc:
+            if manifest_damage(exc):
+                raise ManifestDamagedError(str(manifest_path(opts.store)), exc) from exc
+            # A read records a lease in the store's manifest: on a full or failing disk, say so.
+            failure = storage_failure(exc, f"reading {opts.table} from store {opts.store}",
+                                      advice="free space on that file system: a read records a read lease in the store")
+            if failure is None:
+                raise
+            raise failure from exc
 
 
 
@@ -246,7 +246,7 @@ def _plan(store: Store, opts: ScanOptions, columns: Sequence[str] | None, hidden
         if table_info is None:
             # A table the writer has not stored yet (a fresh store): the learner read below
             # brings its schema in, if the writer replicates it.
-            table_info = upstream_table(upstream, opts)
+            table_info = upstream_table(upstream, opts, store)
         read_columns = _resolve_columns(table_info, opts, columns)
         predicate = _with_table_names(predicate, table_info)
         read_hidden = tuple(hidden) if hidden is not None else opts.hidden
@@ -268,7 +268,7 @@ def _plan_from_store(store: Store, opts: ScanOptions, table_info: TableInfo, ts:
     read_columns = _resolve_columns(table_info, opts, columns)
     predicate = _with_table_names(predicate, table_info)
     read_hidden = tuple(hidden) if hidden is not None else opts.hidden
-    result = _leased_plan(opts, table_info, ts, latch, store_safe_point, ts)
+    result = _leased_plan(store, opts, table_info, ts, latch, store_safe_point, ts)
     result.stats.snapshot = how
     result.stats.upstream_calls = False
     try:
@@ -318,32 +318,34 @@ def _plan_bounded(store: Store, opts: ScanOptions, table_info: TableInfo, column
                             store_safe_point, started)
 
 
-def query_snapshot_ts(store: str, tables: list[str], options: Mapping[str, str] | None = None, *,
-                      upstream: UpstreamClient | None = None, latch: Latch | None = None,
-                      read: Sequence[tuple[str, int]] = ()) -> QuerySnapshot:
-    """The one snapshot ts of a query over ``tables`` of ``store`` (``scan.snapshot.query_snapshot``),
+def query_snapshot_ts(store: str | os.PathLike[str] | Store, tables: list[str],
+                      options: Mapping[str, str] | None = None, *, upstream: UpstreamClient | None = None,
+                      latch: Latch | None = None, read: Sequence[tuple[str, int]] = ()) -> QuerySnapshot:
+    """The one snapshot ts of a query over ``tables`` of ``store`` (open, or its directory, opened
+    read-only here once the request is checked; ``scan.snapshot.query_snapshot``),
     with ``max_staleness``'s catch-up the planner's: each table planned at the fresh ts
     (isolation RC: no lock is decided) within what is left of the wait. ``read``: (table, ts)
     of the tables earlier queries already read; each read before the newest of those ts is
     checked for changes up to it (``table_change_since``)."""
+    asked = query_options(store_root(store), tables, options)
+    with opened_store(store) as opened:
+        def changed(o: ScanOptions, after: int, through: int) -> TableChange | None:
+            return table_change_since(opened, o, after, through, upstream=upstream, latch=latch)
 
-    def changed(o: ScanOptions, after: int, through: int) -> TableChange | None:
-        return table_change_since(store, o, after, through, upstream=upstream, latch=latch)
+        def catch_up_tables(opts: Sequence[ScanOptions], client: UpstreamClient, ts: int, wait_s: float) -> None:
+            deadline = time.monotonic() + wait_s
+            for o in opts:
+                # the learner read of each table at the fresh ts, within what is left of the wait
+                left = max(0.001, deadline - time.monotonic())
+                checked = replace(o, snapshot_ts=ts, max_staleness_s=None, region_wait_timeout_s=left, isolation="RC")
+                plan(opened, options=checked, upstream=client, latch=latch).close()
 
-    def catch_up_tables(opts: Sequence[ScanOptions], client: UpstreamClient, ts: int, wait_s: float) -> None:
-        deadline = time.monotonic() + wait_s
-        for o in opts:
-            # the learner read of each table at the fresh ts, within what is left of the wait
-            left = max(0.001, deadline - time.monotonic())
-            checked = replace(o, snapshot_ts=ts, max_staleness_s=None, region_wait_timeout_s=left, isolation="RC")
-            plan(store, options=checked, upstream=client, latch=latch).close()
-
-    return query_snapshot(store, tables, options, upstream=upstream, latch=latch, catch_up=catch_up_tables,
-                          read=read, first_change=changed)
+        return query_snapshot(opened, asked, upstream=upstream, latch=latch, catch_up=catch_up_tables, read=read,
+                              first_change=changed)
 
 
-def table_change_since(store: str, opts: ScanOptions, after: int, through: int, *, upstream: UpstreamClient | None = None,
-                       latch: Latch | None = None) -> TableChange | None:
+def table_change_since(store: Store, opts: ScanOptions, after: int, through: int, *,
+                       upstream: UpstreamClient | None = None, latch: Latch | None = None) -> TableChange | None:
     """The first change of ``opts.table`` in (after, through] (``store.commit_history``), or None
     when a read at ``through`` returns what a read at ``after`` did. The table is planned at
     ``through`` first, as its read there would be: the learner read brings every commit at or
@@ -353,8 +355,8 @@ def table_change_since(store: str, opts: ScanOptions, after: int, through: int, 
                       max_staleness_s=None, isolation="SI", columns=(), hidden=(), handle_ranges=None)
     with plan(store, options=checked, upstream=upstream, latch=latch) as planned:
         parts = [part for p in planned.partitions for rng in p.ranges for part in rng.parts]
-        with open_store(store) as opened, opened.snapshot() as view:
-            return first_change(view, store, opts.table, parts, after, through)
+        with store.snapshot() as view:
+            return first_change(view, opts.store, opts.table, parts, after, through)
 
 _COLUMN_KEYS = ("col", "in", "is_null", "is_not_null", "starts_with")
 
@@ -407,7 +409,7 @@ def _plan_at_ts(store: Store, opts: ScanOptions, table_info: TableInfo, read_col
                 read_hidden: tuple[str, ...], predicate: Expr | None, upstream: UpstreamClient, latch: Latch | None,
                 store_safe_point: int, started: float) -> ScanPlan:
     ts, safe_point, fresh = fresh_or_requested(upstream, opts, store_safe_point)
-    result = _leased_plan(opts, table_info, ts, latch, safe_point, fresh, upstream)
+    result = _leased_plan(store, opts, table_info, ts, latch, safe_point, fresh, upstream)
     result.stats.snapshot = "requested" if opts.requested_ts() else "fresh"
     try:
         _catch_up_and_partition(result, store, upstream, result_latch(result, latch, opts), read_columns, read_hidden,
@@ -419,8 +421,8 @@ def _plan_at_ts(store: Store, opts: ScanOptions, table_info: TableInfo, read_col
     return result
 
 
-def _leased_plan(opts: ScanOptions, table_info: TableInfo, ts: int, latch: Latch | None, safe_point: int, now_ts: int,
-                 upstream: UpstreamClient | None = None) -> ScanPlan:
+def _leased_plan(store: Store, opts: ScanOptions, table_info: TableInfo, ts: int, latch: Latch | None, safe_point: int,
+                 now_ts: int, upstream: UpstreamClient | None = None) -> ScanPlan:
     """The plan at ``ts`` holding its read lease (refused below the safe point); with a
     ``pd://`` upstream the lease also holds PD's service safe point (``scan/gc_hold.py``)."""
     if latch is None:
@@ -445,7 +447,7 @@ def _leased_plan(opts: ScanOptions, table_info: TableInfo, ts: int, latch: Latch
         if opts.changes_from is not None:
             # a change read needs the store's versions, which its own safe point bounds (the
             # upstream's may be higher: the store keeps versions for its leases)
-            with open_store(opts.store) as store, store.snapshot() as view:
+            with store.snapshot() as view:
                 store_safe_point = int(view.gc_safe_point())
             raise ChangesBelowSafePointError(opts.table, opts.changes_from, ts, store_safe_point) from exc
         raise SnapshotTsOutOfRangeError(ts, safe_point, now_ts,

@@ -185,8 +185,9 @@ def open_read_session(store: str | os.PathLike[str] | Store, table: str | None =
                       columns: Sequence[str] | None = None, filter: object = None, isolation: str | None = None,
                       options: Mapping[str, object] | None = None, upstream: UpstreamClient | None = None, latch: Latch | None = None,
                       keep_alive: bool = True) -> ReadSession:
-    """Plan a snapshot read of ``table`` (``db.table``) in ``store`` (a directory, or an open
-    ``Store``) as a session of streams.
+    """Plan a snapshot read of ``table`` (``db.table``) in ``store`` (an open ``Store``, read-only,
+    its opener's; or its directory, opened read-only here for the planning) as a session of
+    streams.
 
     ``snapshot_ts`` / ``as_of``: the snapshot (default: a fresh ts from the upstream TSO).
     ``columns``: the columns to return, in order, hidden ``_tidb_rowid`` / ``_tidb_commit_ts``
@@ -196,10 +197,10 @@ def open_read_session(store: str | os.PathLike[str] | Store, table: str | None =
     option of ``scan.options`` (``lease_ttl``, ``batch_rows``, ``min_partitions``, ``schema``,
     ...), as strings or numbers. ``upstream`` / ``latch``: clients to use instead of connecting
     by address."""
-    from pyspark_theflash.scan.planner import plan
+    from pyspark_theflash.scan.context import opened_store, store_root
 
     raw: dict[str, object] = {str(k).lower(): v for k, v in dict(options or {}).items() if v is not None}
-    raw["store"] = _store_root(store)
+    raw["store"] = store_root(store)
     if table is not None:
         raw["table"] = table
     for name, value in (("snapshot_ts", snapshot_ts), ("as_of", as_of), ("isolation", isolation)):
@@ -225,9 +226,9 @@ def open_read_session(store: str | os.PathLike[str] | Store, table: str | None =
     if opts.changes_from is not None and filter is not None:
         raise ScanOptionError("a change read (changes_from) takes no filter: a filter on the versions would drop "
                               "preimages and postimages apart; filter the changes it returns")
-    predicate = _predicate(filter, opts, upstream)
-    scan_plan = plan(opts.store, None, opts, columns=read_columns, hidden=hidden, predicate=predicate,
-                     upstream=upstream, latch=latch)
+    # the store, opened once for the planning (when given as a path) and handed down
+    with opened_store(opts.store if isinstance(store, (str, os.PathLike)) else store) as opened:
+        scan_plan = _planned(opened, opts, filter, read_columns, hidden, upstream, latch)
     try:
         if opts.changes_from is not None and opts.changes_from >= scan_plan.ts:
             # readChangeFeed without an end: the range ends at the read's ts, which is not past its start
@@ -272,6 +273,15 @@ def open_change_session(store: str | os.PathLike[str] | Store, table: str, from_
     raw["changes"] = "net" if net else "all"
     return open_read_session(store, table, snapshot_ts=int(to_ts), columns=columns, options=raw,
                              upstream=upstream, latch=latch, keep_alive=keep_alive)
+
+
+def _planned(store: Store, opts: ScanOptions, filter: object, columns: tuple[str, ...] | None,
+             hidden: tuple[str, ...] | None, upstream: UpstreamClient | None, latch: Latch | None) -> ScanPlan:
+    from pyspark_theflash.scan.planner import plan
+
+    predicate = _predicate(filter, opts, store, upstream)
+    return plan(store, None, opts, columns=columns, hidden=hidden, predicate=predicate, upstream=upstream,
+                latch=latch)
 
 
 def planned_session(session: EngineReadSession) -> ReadSession:
@@ -325,15 +335,7 @@ def conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def _store_root(store: str | os.PathLike[str] | Store) -> str:
-    """The store's directory: a path as given, or an open Store's root. (A path is asked first: a
-    ``pathlib.Path`` has a ``root`` attribute too, its anchor "/", which named the wrong store.)"""
-    if isinstance(store, (str, os.PathLike)):
-        return os.fspath(store)
-    return os.fspath(store.root)
-
-
-def _predicate(filter: object, opts: ScanOptions, upstream: UpstreamClient | None) -> Expr | None:
+def _predicate(filter: object, opts: ScanOptions, store: Store, upstream: UpstreamClient | None) -> Expr | None:
     """A JSON filter bound to the table's schema (the one the read will use), or an Expr as given."""
     if filter is None:
         return None
@@ -342,18 +344,18 @@ def _predicate(filter: object, opts: ScanOptions, upstream: UpstreamClient | Non
     if isinstance(filter, Expr):
         return filter
     from pyspark_theflash.scan.filter_json import filter_from_json
-    from pyspark_theflash.scan.context import connect_upstream, open_store, upstream_address, upstream_table
+    from pyspark_theflash.scan.context import connect_upstream, upstream_address, upstream_table
     from pyspark_theflash.scan.schema_at import lookup_table
 
-    with open_store(opts.store) as st, st.snapshot() as view:
+    with store.snapshot() as view:
         info = lookup_table(view, opts.table, opts)
         address = upstream_address(opts, view)
     if info is None and upstream is not None:
-        info = upstream_table(upstream, opts)
+        info = upstream_table(upstream, opts, store)
     elif info is None:
         client = connect_upstream(opts, address)
         try:
-            info = upstream_table(client, opts)
+            info = upstream_table(client, opts, store)
         finally:
             client.close()
     return filter_from_json(filter, info)

@@ -16,6 +16,9 @@ Besides a fresh or requested ts, the store can serve a ts on its own (``scan.res
 
 Catching up to a fresh ts is the learner read, a step of the plan above this module: the
 choosers that need it take it as a function (``catch_up``), and the planner hands its own.
+The store is handed in open (``store.Store``, read-only), with the directory the read names it
+by (its errors say that one); ``pinned_ts``, an entry point, takes a path too, and a change
+stream's choosers (``table_resolved``, ``stream_start_ts``) still open the store per call.
 
     store_choice(...)        a read's ts from the store alone, or None (the planner)
     fresh_or_requested(...)  a read's ts from the upstream (the planner)
@@ -29,6 +32,7 @@ choosers that need it take it as a function (``catch_up``), and the planner hand
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Generic, Literal, Mapping, Sequence, TypeVar
@@ -41,6 +45,8 @@ from pyspark_theflash.scan.context import (
     close_upstream,
     connect_upstream,
     open_store,
+    opened_store,
+    store_root,
     unreachable,
     upstream_address,
     upstream_range,
@@ -66,10 +72,11 @@ from pyspark_theflash.store.errors import UnknownTableNameError, did_you_mean
 if TYPE_CHECKING:
     from pyspark_theflash.engine.interface import QuerySnapshot, TableChanged
     from pyspark_theflash.latch import Latch
+    from pyspark_theflash.store import Store
     from pyspark_theflash.upstream_client.client import UpstreamClient, UpstreamConnection
 
-__all__ = ["SnapshotKind", "StoreChoice", "StalenessChoice", "as_of_to_ts", "check_snapshot_ts",
-           "fresh_or_requested", "pinned_ts", "query_snapshot", "requested_ts", "store_choice", "stream_start_ts",
+__all__ = ["QueryOptions", "SnapshotKind", "StoreChoice", "StalenessChoice", "as_of_to_ts", "check_snapshot_ts",
+           "fresh_or_requested", "pinned_ts", "query_options", "query_snapshot", "requested_ts", "store_choice", "stream_start_ts",
            "table_resolved", "ts_to_datetime", "upstream_safe_point", "within_staleness", "TableResolved"]
 
 log = logging.getLogger(__name__)
@@ -229,11 +236,34 @@ QueryCatchUp = Callable[[Sequence[ScanOptions], "UpstreamClient", int, float], N
 FirstChange = Callable[[ScanOptions, int, int], "TableChange | None"]
 
 
-def query_snapshot(store: str, tables: list[str], options: Mapping[str, str] | None, *, upstream: UpstreamClient | None,
-                   latch: Latch | None, catch_up: QueryCatchUp, read: Sequence[tuple[str, int]] = (),
+@dataclass(frozen=True)
+class QueryOptions:
+    """A query snapshot's request, checked (``query_options``) before the store is opened: the
+    options common to its tables (``base``), the tables as named, and each one's read options."""
+
+    base: Mapping[str, str]
+    tables: list[str]
+    reads: list[ScanOptions]
+
+
+def query_options(root: str, tables: list[str], options: Mapping[str, str] | None) -> QueryOptions:
+    """The read options of each of ``tables`` in the store at ``root``; a query snapshot names
+    tables and no ts (``ScanOptionError``)."""
+    if not tables:
+        raise ScanOptionError("a query snapshot needs the tables the query reads (field tables: [\"db.table\", ...])")
+    base = {k: v for k, v in dict(options or {}).items() if v is not None}
+    opts = [ScanOptions.from_mapping({**base, "store": root, "table": t}) for t in tables]
+    if opts[0].requested_ts() is not None:
+        raise ScanOptionError("a query snapshot is chosen for reads that name no ts: leave snapshot_ts / as_of out")
+    return QueryOptions(base, list(tables), opts)
+
+
+def query_snapshot(store: Store, asked: QueryOptions, *, upstream: UpstreamClient | None, latch: Latch | None,
+                   catch_up: QueryCatchUp, read: Sequence[tuple[str, int]] = (),
                    first_change: FirstChange | None = None) -> QuerySnapshot:
-    """The one snapshot ts of a query over ``tables`` of ``store`` (the JVM connector asks
-    once per Spark query, ``POST /v1/snapshots``), chosen as ``options`` say:
+    """The one snapshot ts of a query over the tables of ``asked`` (``query_options``) in
+    ``store`` (the JVM connector asks once per Spark query, ``POST /v1/snapshots``), chosen as
+    their options say:
 
     * ``snapshot=fresh`` (default): a fresh ts from the upstream TSO; each table's read session
       then catches up to it and resolves locks.
@@ -254,30 +284,25 @@ def query_snapshot(store: str, tables: list[str], options: Mapping[str, str] | N
 
     Returns ``{"ts", "snapshot": "fresh" | "resolved" | "read", "tables"}`` (``read``: the
     newest ts the tables were read at, with ``changed``)."""
-    if not tables:
-        raise ScanOptionError("a query snapshot needs the tables the query reads (field tables: [\"db.table\", ...])")
-    base = {k: v for k, v in dict(options or {}).items() if v is not None}
-    opts = [ScanOptions.from_mapping({**base, "store": store, "table": t}) for t in tables]
+    opts, tables = asked.reads, asked.tables
     first = opts[0]
-    if first.requested_ts() is not None:
-        raise ScanOptionError("a query snapshot is chosen for reads that name no ts: leave snapshot_ts / as_of out")
+    root = first.store
     if read:
         if first_change is None:
             raise ScanOptionError("this service cannot tell whether the tables changed since they were read")
-        return _newest_read(store, base, tables, read, first_change)
+        return _newest_read(root, asked.base, tables, read, first_change)
 
     def resolved_now(wait_s: float) -> list[ResolvedTs]:
-        with open_store(store) as opened:
-            found = []
-            for o in opts:
-                with opened.snapshot() as view:
-                    info = lookup_table(view, o.table)
-                    hint = did_you_mean(o.table, [f"{t.db}.{t.name}" for t in view.tables()]) if info is None else ""
-                if info is None:
-                    raise TableNotReplicatedError(f"store {store} has no table {o.table}{hint}: the store alone cannot "
-                                                  "serve it (is the writer replicating it? theflash writer run --tables ...)")
-                found.append(settled_resolved_ts(opened.snapshot, info, o.table, wait_s,
-                                                 writer_live=writer_live_on(store, o.latch)))
+        found = []
+        for o in opts:
+            with store.snapshot() as view:
+                info = lookup_table(view, o.table)
+                hint = did_you_mean(o.table, [f"{t.db}.{t.name}" for t in view.tables()]) if info is None else ""
+            if info is None:
+                raise TableNotReplicatedError(f"store {root} has no table {o.table}{hint}: the store alone cannot "
+                                              "serve it (is the writer replicating it? theflash writer run --tables ...)")
+            found.append(settled_resolved_ts(store.snapshot, info, o.table, wait_s,
+                                             writer_live=writer_live_on(root, o.latch)))
         return found
 
     def answer(ts: int, how: SnapshotKind) -> QuerySnapshot:
@@ -287,14 +312,14 @@ def query_snapshot(store: str, tables: list[str], options: Mapping[str, str] | N
         found = resolved_now(first.region_wait_timeout_s)
         for r in found:
             if r.gaps:
-                raise MissingRegionsError(r.table, store, list(r.gaps))
+                raise MissingRegionsError(r.table, root, list(r.gaps))
             if r.ts <= 0:
                 raise ScanError(f"reading {r.table} with snapshot=resolved: the store has resolved no ts over it yet; "
                                 "wait for the writer (theflash writer status), or read snapshot=fresh")
         return answer(min(r.ts for r in found), "resolved")
 
     def connect() -> UpstreamConnection:
-        with open_store(store) as opened, opened.snapshot() as view:
+        with store.snapshot() as view:
             address = upstream_address(first, view)
         return connect_upstream(first, address)
 
@@ -344,11 +369,12 @@ def _newest_read(store: str, base: Mapping[str, str], tables: list[str], read: S
 
 
 # -- a session's pin ------------------------------------------------------------------------------
-def pinned_ts(store: str, ts: int | None = None, upstream: str | None = None) -> int:
+def pinned_ts(store: str | os.PathLike[str] | Store, ts: int | None = None, upstream: str | None = None) -> int:
     """The ts a session pins (``spark.pin.pinned_snapshot``): ``ts``, else a fresh one;
-    refused outside [the upstream's and the store's GC safe point, the upstream's TSO]."""
-    options = ScanOptions(store=store, table="pinned.snapshot", upstream=upstream)
-    with open_store(store) as opened, opened.snapshot() as view:
+    refused outside [the upstream's and the store's GC safe point, the upstream's TSO].
+    ``store``: open, or its directory (opened read-only here)."""
+    options = ScanOptions(store=store_root(store), table="pinned.snapshot", upstream=upstream)
+    with opened_store(store) as opened, opened.snapshot() as view:
         store_safe_point = int(view.gc_safe_point())
         address = upstream_address(options, view)
     client = connect_upstream(options, address)

@@ -57,18 +57,19 @@ def _table_info(options: ScanOptions) -> TableInfo:
     from pyspark_theflash.scan.context import connect_upstream, open_store, upstream_address, upstream_table
     from pyspark_theflash.scan.schema_at import lookup_table, no_table_at_ts
 
-    with open_store(options.store) as store, store.snapshot() as view:
-        info = lookup_table(view, options.table, options)
-        address = upstream_address(options, view)
-        if info is None and options.schema == "as_of" and options.requested_ts():
-            raise no_table_at_ts(view, options, int(options.requested_ts() or 0))
-    if info is not None:
-        return info
-    client = connect_upstream(options, address)
-    try:
-        return upstream_table(client, options)
-    finally:
-        client.close()
+    with open_store(options.store) as store:  # this worker's one open of the store
+        with store.snapshot() as view:
+            info = lookup_table(view, options.table, options)
+            address = upstream_address(options, view)
+            if info is None and options.schema == "as_of" and options.requested_ts():
+                raise no_table_at_ts(view, options, int(options.requested_ts() or 0))
+        if info is not None:
+            return info
+        client = connect_upstream(options, address)
+        try:
+            return upstream_table(client, options, store)
+        finally:
+            client.close()
 
 
 class TheFlashDataSource(DataSource):
