@@ -16,10 +16,16 @@ passes what the next batch reads. The lease lives in the store's latch with ``le
 stream restarted within it finds its offset's versions there (its lease is adopted); one
 restarted later may find them collected, and then fails with :class:`StreamExpiredError`
 instead of skipping changes.
+
+The store. A stream reads its store through one open ``store.Store`` for its life: the one it
+is handed (the service's engine's: its opener's), or the directory it is given, opened
+read-only on first use and closed by :meth:`ChangeStream.close` (``stop`` closes it too).
 """
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping, SupportsIndex, SupportsInt
@@ -36,6 +42,7 @@ from pyspark_theflash.store.errors import UnknownTableNameError
 
 if TYPE_CHECKING:
     from pyspark_theflash.latch import Latch
+    from pyspark_theflash.store import Store
 
 LEASE_HOLDER = "theflash change stream {table}"
 DEFAULT_STREAM_LEASE_TTL_S = 600.0
@@ -78,12 +85,21 @@ def tso_physical_ms(ts: int) -> int:
 
 
 class ChangeStream:
-    """One stream of ``table``'s changes in the store at ``store`` (read ``options``: upstream,
-    latch, ... plus ``starting_ts``, ``max_rows_per_trigger``, ``lease_ttl``)."""
+    """One stream of ``table``'s changes in ``store`` (read ``options``: upstream, latch, ...
+    plus ``starting_ts``, ``max_rows_per_trigger``, ``lease_ttl``). ``store``: an open ``Store``
+    (read-only; its opener's to close), or its directory, opened read-only when the stream first
+    reads it and closed by ``close()`` / ``stop()``."""
 
-    def __init__(self, store: str, table: str, options: Mapping[str, object] | None = None) -> None:
+    def __init__(self, store: str | os.PathLike[str] | Store, table: str,
+                 options: Mapping[str, object] | None = None) -> None:
+        from pyspark_theflash.scan.context import store_root
+
         raw = {str(k).lower(): str(v) for k, v in dict(options or {}).items() if v is not None}
-        self.store = store
+        self.store = store_root(store)  # the directory, as the stream's reads and errors name it
+        # the store handed in (its opener's), else the one this stream opens on first use (its own)
+        self._given: Store | None = None if isinstance(store, (str, os.PathLike)) else store
+        self._opened: Store | None = None
+        self._open_mu = threading.Lock()
         self.table = table
         self.starting = raw.pop("starting_ts", "latest").strip().lower()
         if self.starting not in ("latest", "earliest") and not self.starting.isdigit():
@@ -124,20 +140,51 @@ class ChangeStream:
         return frozenset(n.lower() for n in names)
 
     # --- the store's view of the table ----------------------------------------------------------
+    def opened_store(self) -> Store:
+        """The stream's open store: the one handed in, else the directory opened read-only once,
+        on first use, and kept until ``close()``. A writer's store handed in is not read through
+        (``scan.context.opened_store`` says why): its directory is opened read-only instead."""
+        if self._given is not None and self._given.readonly:
+            return self._given
+        with self._open_mu:
+            if self._opened is None:
+                from pyspark_theflash.scan.context import open_store
+
+                self._opened = open_store(self.store)
+            return self._opened
+
+    def __getstate__(self) -> dict[str, object]:
+        """A copy (PySpark pickles its stream reader, this stream with it, to other workers)
+        reads the store by its directory and connects its latch, there on first use: an open
+        Store, a latch client and a lock stay in their process."""
+        state = dict(self.__dict__)
+        state.update(_given=None, _opened=None, _open_mu=None, _latch=None)
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._open_mu = threading.Lock()
+
+    def close(self) -> None:
+        """Close the store this stream opened (a store handed in stays open: its opener's)."""
+        with self._open_mu:
+            opened, self._opened = self._opened, None
+        if opened is not None:
+            opened.close()
+
     def newest_commit_ts(self) -> int:
         """The newest commit ts the store holds for the table (its parts' statistics): a stream
         whose offset is there or past it has nothing new, and stays where it is."""
-        from pyspark_theflash.scan.context import open_store
         from pyspark_theflash.scan.schema_at import lookup_table
 
-        with open_store(self.store) as store, store.snapshot() as view:
+        with self.opened_store().snapshot() as view:
             info = lookup_table(view, self.table)
             if info is None:
                 return 0
             return max((int(p.max_commit_ts or 0) for p in view.parts(int(info.id))), default=0)
 
     def _table_state(self) -> TableResolved:
-        return table_resolved(self.store, self.table, self.wait_s)
+        return table_resolved(self.opened_store(), self.store, self.table, self.wait_s)
 
     def resolved_ts(self) -> int:
         return self._table_state().ts
@@ -146,7 +193,7 @@ class ChangeStream:
     def initial_offset(self) -> StreamOffset:
         """The first offset: the rows at ``starting_ts`` are its batch (``scan.snapshot``
         chooses that ts, as every snapshot ts of a read)."""
-        ts = stream_start_ts(self.store, self.table, self.starting, self.wait_s)
+        ts = stream_start_ts(self.opened_store(), self.store, self.table, self.starting, self.wait_s)
         self.hold(ts)
         return StreamOffset(ts, snapshot=True)
 
@@ -183,10 +230,9 @@ class ChangeStream:
         Decided by the schema changes the store holds, not by a resolved ts: the new table's
         regions may still be settling (split off at the TRUNCATE), and a stream waiting for
         them would otherwise answer "nothing new" past a change it can never cross."""
-        from pyspark_theflash.scan.context import open_store
         from pyspark_theflash.scan.schema_at import lookup_table
 
-        with open_store(self.store) as store, store.snapshot() as view:
+        with self.opened_store().snapshot() as view:
             try:
                 before = view.table_at(self.table, from_ts)
             except UnknownTableNameError:
@@ -206,12 +252,11 @@ class ChangeStream:
         batch is refused when the schema in force over it has a column the stream lacks and
         the table still has (the stream would drop its values), or when the stream has a column
         the table no longer has. A restarted query takes the table's columns now."""
-        from pyspark_theflash.scan.context import open_store
         from pyspark_theflash.store.changes import CHANGE_COLUMNS
 
         if self.stream_columns is None:
             return to_ts
-        with open_store(self.store) as store, store.snapshot() as view:
+        with self.opened_store().snapshot() as view:
             try:
                 current = view.table_at(self.table, to_ts)
             except UnknownTableNameError:
@@ -243,7 +288,7 @@ class ChangeStream:
         from pyspark_theflash.scan.session import open_change_session, read_stream
 
         commit_ts = []
-        with open_change_session(self.store, self.table, from_ts, to_ts, columns=["_commit_ts"],
+        with open_change_session(self.opened_store(), self.table, from_ts, to_ts, columns=["_commit_ts"],
                                  options=self.read_options) as s:
             for n in range(len(s.streams)):
                 commit_ts += [b.column("_commit_ts") for b in read_stream(s, n)]
@@ -331,8 +376,10 @@ class ChangeStream:
         self.hold(end.ts)
 
     def stop(self) -> None:
-        """The lease stays (a restart within lease_ttl continues from it); it expires on its own."""
+        """The lease stays (a restart within lease_ttl continues from it); it expires on its own.
+        The store this stream opened is closed."""
         self._latch = None
+        self.close()
 
 
 def reraise_expired(exc: BaseException, table: str) -> None:

@@ -17,8 +17,7 @@ Besides a fresh or requested ts, the store can serve a ts on its own (``scan.res
 Catching up to a fresh ts is the learner read, a step of the plan above this module: the
 choosers that need it take it as a function (``catch_up``), and the planner hands its own.
 The store is handed in open (``store.Store``, read-only), with the directory the read names it
-by (its errors say that one); ``pinned_ts``, an entry point, takes a path too, and a change
-stream's choosers (``table_resolved``, ``stream_start_ts``) still open the store per call.
+by (its errors say that one); only ``pinned_ts``, an entry point, takes a path.
 
     store_choice(...)        a read's ts from the store alone, or None (the planner)
     fresh_or_requested(...)  a read's ts from the upstream (the planner)
@@ -44,7 +43,6 @@ from pyspark_theflash.scan.context import (
     check_snapshot_ts,
     close_upstream,
     connect_upstream,
-    open_store,
     opened_store,
     store_root,
     unreachable,
@@ -400,27 +398,26 @@ class TableResolved:
     safe_point: int
 
 
-def table_resolved(store: str, table: str, wait_s: float) -> TableResolved:
-    """The newest ts every region of ``table`` has resolved in ``store``, waiting up to ``wait_s``
-    for a region split off a moment ago (a gap until the writer applies its admin event)."""
+def table_resolved(store: Store, root: str, table: str, wait_s: float) -> TableResolved:
+    """The newest ts every region of ``table`` has resolved in ``store`` (at ``root``), waiting up to
+    ``wait_s`` for a region split off a moment ago (a gap until the writer applies its admin event)."""
     deadline = time.monotonic() + wait_s
     while True:
-        with open_store(store) as opened:
-            with opened.snapshot() as view:
-                info = lookup_table(view, table)
-                safe_point = int(view.gc_safe_point())
-            if info is None:
-                raise TableNotReplicatedError(f"store {store} has no table {table}: a change stream reads what the "
-                                              "writer stores (is it replicating the table?)")
-            resolved = settled_resolved_ts(opened.snapshot, info, table, max(0.0, deadline - time.monotonic()))
+        with store.snapshot() as view:
+            info = lookup_table(view, table)
+            safe_point = int(view.gc_safe_point())
+        if info is None:
+            raise TableNotReplicatedError(f"store {root} has no table {table}: a change stream reads what the "
+                                          "writer stores (is it replicating the table?)")
+        resolved = settled_resolved_ts(store.snapshot, info, table, max(0.0, deadline - time.monotonic()))
         if resolved.servable or time.monotonic() >= deadline:
             return TableResolved(info, resolved.ts if resolved.servable else 0, safe_point)
         time.sleep(0.05)
 
 
-def _named_at(store: str, table: str, ts: int) -> bool:
+def _named_at(store: Store, table: str, ts: int) -> bool:
     """Whether ``store`` holds a table named ``table`` at ``ts``."""
-    with open_store(store) as opened, opened.snapshot() as view:
+    with store.snapshot() as view:
         try:
             view.table_at(table, ts)
         except UnknownTableNameError:
@@ -428,14 +425,14 @@ def _named_at(store: str, table: str, ts: int) -> bool:
     return True
 
 
-def stream_start_ts(store: str, table: str, starting: str, wait_s: float) -> int:
+def stream_start_ts(store: Store, root: str, table: str, starting: str, wait_s: float) -> int:
     """The ts of a change stream's first batch (the rows at it) as ``starting_ts`` says:
 
     * ``latest``: the table's resolved ts, once the name means the table there (a table
       created a moment ago is in the store before its regions' resolved ts passes its creation);
     * ``earliest``: the store's GC safe point;
     * a TSO number: that ts, refused below the safe point (:class:`StreamExpiredError`)."""
-    now = table_resolved(store, table, wait_s)
+    now = table_resolved(store, root, table, wait_s)
     if starting == "earliest":
         return max(now.safe_point, 1)
     if starting != "latest":
@@ -447,7 +444,7 @@ def stream_start_ts(store: str, table: str, starting: str, wait_s: float) -> int
     deadline = time.monotonic() + wait_s
     while now.ts > 0 and not _named_at(store, table, now.ts) and time.monotonic() < deadline:
         time.sleep(0.05)
-        now = table_resolved(store, table, wait_s)
+        now = table_resolved(store, root, table, wait_s)
     if now.ts <= 0 or not _named_at(store, table, now.ts):
         raise ScanOptionError(f"{table}: the store has no ts every region of it has resolved since the table was "
                               f"created (waited {wait_s:g}s): is the writer running and keeping up? or give "

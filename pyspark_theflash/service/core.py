@@ -15,6 +15,7 @@ from pyspark_theflash.service.stores import AnyStore, OneStore, StoreResolver
 
 if TYPE_CHECKING:
     from pyspark_theflash.engine.interface import Engine, QuerySnapshot, SqlResult
+    from pyspark_theflash.scan.change_stream import ChangeStream
     from pyspark_theflash.scan.session import ReadSession
 
 DEFAULT_FLUSH_TIMEOUT_S = 30.0
@@ -140,7 +141,7 @@ class ReadService:
         next offset of a change stream, or the lease held at a committed one. Body: ``table``,
         ``store``, ``options`` (the stream's: ``starting_ts``, ``lease_ttl``, ``stream_id``...),
         and ``start`` (null: the initial offset) and ``max_rows``, or ``end``."""
-        from pyspark_theflash.scan.change_stream import ChangeStream, StreamOffset
+        from pyspark_theflash.scan.change_stream import ChangeStream
         from pyspark_theflash.service.errors import BadRequestError
 
         table = body.get("table")
@@ -149,8 +150,19 @@ class ReadService:
         options = body.get("options") or {}
         if not isinstance(options, dict):
             raise BadRequestError("field options must be an object of stream options", code="invalid_option")
-        engine = self.stores.get(body.get("store"))
-        stream = ChangeStream(str(engine.root), table, options)
+        # the stream of one request: it opens the store once, and is closed after
+        with self.stores.hold(body.get("store")) as engine:
+            stream = ChangeStream(str(engine.root), table, options)
+            try:
+                return self._change_stream(stream, body, commit)
+            finally:
+                stream.close()
+
+    @staticmethod
+    def _change_stream(stream: ChangeStream, body: dict[str, Any], commit: bool) -> dict[str, object]:
+        from pyspark_theflash.scan.change_stream import StreamOffset
+        from pyspark_theflash.service.errors import BadRequestError
+
         if commit:
             end = StreamOffset.from_dict(body.get("end") or {})
             stream.commit(end)

@@ -55,13 +55,15 @@ class TheFlashStreamReader(DataSourceStreamReader):
         if self.service is not None and not service_read.sees_store(self.store):
             server = self.service.server  # the planner does not see the store: the session's service streams
         self.remote: service_read.ServiceChangeStream | None = None
+        self.local: ChangeStream | None = None  # it opens the store once and keeps it open until stop()
         if server is not None:
             self.remote = service_read.ServiceChangeStream(server, self.table, self.options, self.columns,
                                                            self.service)
             self.stream: ChangeStream | service_read.ServiceChangeStream = self.remote
         else:
-            self.stream = ChangeStream(self.store, self.table,
-                                       {**self.options, "stream_columns": json.dumps(self.columns)})
+            self.local = ChangeStream(self.store, self.table,
+                                      {**self.options, "stream_columns": json.dumps(self.columns)})
+            self.stream = self.local
 
     @said_plainly
     def initialOffset(self) -> dict[str, object]:
@@ -91,10 +93,12 @@ class TheFlashStreamReader(DataSourceStreamReader):
             return []
         if self.remote is not None:  # the service's read session; it holds the lease
             return [TheFlashPartition(stream) for stream in self.remote.open_batch(options, self.columns)]
+        assert self.local is not None, "a stream is the service's (remote) or this process's (local)"
         try:
-            # executors renew the session's lease while they read; this worker may be gone by then
-            session = open_read_session(self.store, self.table, options=options, columns=self.columns,
-                                        keep_alive=False)
+            # executors renew the session's lease while they read; this worker may be gone by then.
+            # Planned with the stream's open store.
+            session = open_read_session(self.local.opened_store(), self.table, options=options,
+                                        columns=self.columns, keep_alive=False)
         except Exception as exc:
             reraise_expired(exc, self.table)
             raise
