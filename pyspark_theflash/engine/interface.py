@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from pyspark_theflash.store.compaction import CompactionResult
     from pyspark_theflash.store.parts import ReadStats
     from pyspark_theflash.store.predicate import Expr
-    from pyspark_theflash.store.store import WriteResult
+    from pyspark_theflash.store.store import Store, WriteResult
 
 
 class EngineReadOnlyError(TheFlashError):
@@ -159,6 +159,14 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def readonly(self) -> bool:
         """True when this handle may only read (``apply_batch``, ``compact``, ``gc`` refused)."""
+
+    @property
+    @abc.abstractmethod
+    def store(self) -> Store:
+        """The engine's open store (the manifest, regions, leases), closed with the engine: its
+        read sessions plan with it (``ReadSessions``), and the service's change streams read it.
+        Read-only, it is shared by the threads of those requests: ``Store.snapshot()`` opens
+        a SQLite connection per view, and the region memo its views share takes a lock."""
 
     # -- write ---------------------------------------------------------------------------------
     @abc.abstractmethod

@@ -60,6 +60,7 @@ class TxnMergeTreeEngine(Engine):
 
     @property
     def store(self) -> Store:
+        """The ``store.Store`` this engine adapts (``Engine.store``)."""
         return self._store
 
     # -- write ---------------------------------------------------------------------------------

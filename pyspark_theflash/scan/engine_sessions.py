@@ -5,6 +5,14 @@ Whoever opens an engine for reading (the service, ``theflash sql``) hands it a
 (one snapshot ts, a lease, learner read, lock resolution) and their streams are read by the
 engine's ``read_partition`` with a ``LeaseKeeper`` renewing the session's lease. One upstream
 client per address and one latch are kept for every session of the engine, and closed with it.
+
+Sessions are planned with the engine's own open store (``Engine.store``), not a store opened
+again per request: the service's request threads share it. That is safe for a read-only store,
+the service's: a plan calls ``Store.snapshot()`` (a SQLite connection of its own per view; the
+``RegionMemo`` its views share the 10,000-region columns through takes a lock) and reads
+``root`` and ``readonly``, nothing else. A writer's store is not read through (its
+``snapshot()`` drains the writer's pipelined flush): ``scan.context.opened_store`` then opens
+its directory read-only for the call, as every plan did before.
 """
 from __future__ import annotations
 
@@ -46,7 +54,7 @@ class PlannedSessions:
         if self._upstream_address and "upstream" not in opts:
             opts["upstream"] = self._upstream_address
         upstream = opts.get("upstream")
-        return open_read_session(engine.root, table, snapshot_ts=snapshot_ts, as_of=as_of, columns=columns,
+        return open_read_session(engine.store, table, snapshot_ts=snapshot_ts, as_of=as_of, columns=columns,
                                  filter=filter, isolation=isolation, options=opts,
                                  upstream=self._upstream_client(engine, None if upstream is None else str(upstream)),
                                  latch=self.latch(engine), keep_alive=False)
@@ -65,7 +73,7 @@ class PlannedSessions:
             opts["upstream"] = self._upstream_address
         resolved = str(opts.get("snapshot", "")).strip().lower() == "resolved"
         upstream = None if resolved else self._upstream_client(engine, opts.get("upstream"))
-        return query_snapshot_ts(engine.root, list(tables), opts, upstream=upstream, latch=self.latch(engine),
+        return query_snapshot_ts(engine.store, list(tables), opts, upstream=upstream, latch=self.latch(engine),
                                  read=read)
 
     def writer_flush(self, engine: Engine, regions: Sequence[int], timeout_s: float) -> dict[int, int]:

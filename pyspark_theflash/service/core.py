@@ -134,7 +134,8 @@ class ReadService:
                        read: list[tuple[str, int]] | None = None) -> QuerySnapshot:
         """The one snapshot ts of a query over ``tables`` (``POST /v1/snapshots``); ``read``:
         (table, ts) of those earlier queries already read."""
-        return self.stores.get(store).query_snapshot(tables, options, read or ())
+        with self.stores.hold(store) as engine:  # planned with its open store: not let go meanwhile
+            return engine.query_snapshot(tables, options, read or ())
 
     def change_stream(self, body: dict[str, Any], commit: bool) -> dict[str, object]:
         """``POST /v1/change-streams/offset`` and ``.../commit`` (``scan.change_stream``): the
@@ -150,9 +151,10 @@ class ReadService:
         options = body.get("options") or {}
         if not isinstance(options, dict):
             raise BadRequestError("field options must be an object of stream options", code="invalid_option")
-        # the stream of one request: it opens the store once, and is closed after
+        # the engine's open store, held for the request (not let go under it); the stream of
+        # one request reads it and is closed after (a store it opened itself is closed then)
         with self.stores.hold(body.get("store")) as engine:
-            stream = ChangeStream(str(engine.root), table, options)
+            stream = ChangeStream(engine.store, table, options)
             try:
                 return self._change_stream(stream, body, commit)
             finally:
