@@ -4,7 +4,9 @@ net changes; an update of a primary key as a delete and an insert; the same answ
 compaction and GC; a range below the GC safe point refused naming both ts."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import pickle
 from typing import Any, Iterator
 
 import pyarrow as pa
@@ -304,3 +306,77 @@ def test_a_change_stream_ends_its_batch_before_an_added_column_and_then_asks_for
     assert [(r["id"], r["w"]) for r in read_changes(rig, name, end.ts, again.ts).to_pylist()] == [(3, 30)]
     # a stream whose schema has the column from the start reads across (older rows: its default)
     assert stream_of("id", "v", "w").latest_offset(first).ts < done  # still one schema per batch
+
+
+@contextlib.contextmanager
+def stores_opened_read_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Store]]:
+    """Every Store opened read-only in this process while the block runs (the writer's own,
+    read-write, is not one)."""
+    opened: list[Store] = []
+    real_open = Store.open
+
+    def counting_open(path: str, readonly: bool = False, options: Any = None) -> Store:
+        store = real_open(path, readonly, options)
+        if readonly:
+            opened.append(store)
+        return store
+
+    monkeypatch.setattr(Store, "open", counting_open)
+    yield opened
+
+
+def test_a_change_stream_reads_one_store_for_its_life_and_closes_it_when_stopped(
+        rig: FlashRig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its offsets, the batch cut (a change read planned on it) and its lag read one Store,
+    opened on first use: a latest_offset used to open the store four to six times."""
+    from pyspark_theflash.scan.change_stream import ChangeStream
+
+    c = rig.cluster
+    closed: list[Store] = []
+    real_close = Store.close
+
+    def recorded_close(self: Store) -> None:
+        closed.append(self)
+        real_close(self)
+
+    monkeypatch.setattr(Store, "close", recorded_close)
+    with stores_opened_read_only(monkeypatch) as opened:
+        stream = ChangeStream(rig.store, ITEMS, {"upstream": rig.upstream, "lease_ttl": "30s"})
+        assert opened == []  # nothing opened before the stream reads
+        first = stream.latest_offset(stream.initial_offset())
+        with c.txn() as t:
+            t.insert(ITEMS, {"id": 700, "name": "once", "qty": 1})
+        done = c.get_ts()
+        wait_for(lambda: stream.resolved_ts() >= done, 30, "the store to resolve the insert")
+        assert stream.latest_offset(first, max_rows=1).ts > first.ts
+        stream.lag_ms()
+        assert len(opened) == 1, opened
+        # PySpark pickles its stream reader, this stream with it: a copy opens the store itself
+        copy = pickle.loads(pickle.dumps(stream))
+        assert copy.opened_store() is not stream.opened_store() and len(opened) == 2
+        copy.stop()
+        stream.stop()
+        assert opened[0] in closed and opened[1] in closed
+
+
+def test_a_service_plans_sessions_and_change_streams_with_its_engines_store(
+        rig: FlashRig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read session, a query snapshot and a change stream's offsets at the service open no
+    store of their own: the engine's, opened with the service, is handed down."""
+    from pyspark_theflash.service import serve
+    from service_client import HttpReader
+
+    c = rig.cluster
+    with c.txn() as t:
+        t.insert(ITEMS, {"id": 800, "name": "svc-once", "qty": 1})
+    with serve(rig.store, port=0) as running:
+        http = HttpReader(running.http_url)
+        with stores_opened_read_only(monkeypatch) as opened:
+            got, _ = http.read({"table": ITEMS})
+            assert 800 in got.column("id").to_pylist()
+            status, body = http.json("POST", "/v1/snapshots", {"tables": [ITEMS, PLAIN]})
+            assert status == 200, body
+            status, body = http.json("POST", "/v1/change-streams/offset",
+                                     {"table": ITEMS, "options": {"lease_ttl": "30s"}, "start": None})
+            assert status == 200, body
+            assert opened == []
