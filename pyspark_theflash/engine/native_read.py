@@ -50,8 +50,8 @@ def _parts_present(rng: RangeScan, root: str) -> bool:
 def _repin(p: ScanPartition, rng: RangeScan, table_id: int) -> RangeScan:
     from pyspark_theflash.store import Store
 
-    view = Store.open(p.store, readonly=True).snapshot()
-    parts = tuple(view.parts(rng.table_id if rng.table_id is not None else table_id, rng.lo, rng.hi))
+    with Store.open(p.store, readonly=True) as store, store.snapshot() as view:
+        parts = tuple(view.parts(rng.table_id if rng.table_id is not None else table_id, rng.lo, rng.hi))
     return RangeScan(rng.region_ids, rng.lo, rng.hi, parts, rng.size_bytes, rng.table_id)
 
 
