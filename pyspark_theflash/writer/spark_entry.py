@@ -13,7 +13,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from pyspark_theflash.store import Store
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,13 +43,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         min_rows = 0 if (spark.sparkContext.master or "").startswith("local") else DEFAULT_MIN_ROWS
     decoder = ExecutorRowDecoder(spark.sparkContext, min_rows or 1, args.decode_partitions)
 
-    def use_executors(store: object) -> None:
+    def use_executors(store: Store) -> None:
         if not min_rows:
             logging.getLogger("theflash.writer").info("executor decode off: rows are decoded on the driver")
-        elif hasattr(store, "decode_rows"):
-            store.decode_rows = decoder
         else:
-            logging.getLogger("theflash.writer").warning("this store cannot take pre-decoded rows: decoding on the driver")
+            store.decode_rows = decoder
 
     try:
         code = run_writer(opts, args.log, configure_store=use_executors)
