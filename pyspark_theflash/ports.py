@@ -16,6 +16,7 @@ command turns it into one line naming its own option (``PortInUseError.for_optio
 from __future__ import annotations
 
 import errno
+import logging
 import socket
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -79,9 +80,19 @@ def check_free(server_name: str, host: str, port: int) -> None:
             raise refused(server_name, host, port, exc) or exc
 
 
+class _QuietHTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server whose failed connections (a client that reset it, a scraper
+    gone mid-request) go to the log at debug level, not as a traceback on stderr, which
+    ``socketserver`` prints by default."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        logging.getLogger("theflash.http").debug("connection from %s ended with an error", client_address,
+                                                 exc_info=True)
+
+
 def http_server(server_name: str, host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
     """A threading HTTP server on host:port; a port in use raises PortInUseError."""
     try:
-        return ThreadingHTTPServer((host, port), handler)
+        return _QuietHTTPServer((host, port), handler)
     except OSError as exc:
         raise refused(server_name, host, port, exc) or exc
