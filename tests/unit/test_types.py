@@ -13,7 +13,9 @@ def test_the_read_side_passes_mypy_strict(pytestconfig: pytest.Config, monkeypat
     # mypy's incremental cache kept between runs (in pytest's .pytest_cache, as `mypy` keeps its
     # .mypy_cache): a module is checked again when it or what it imports changed, the rest is read
     # from the cache. A fresh cache each run checked the whole package cold, 20-40 s (issue 54).
-    cache = pytestconfig.cache.mkdir("mypy-cache") if pytestconfig.cache is not None else ROOT / ".mypy_cache"
+    # (with -p no:cacheprovider pytest's config has no cache attribute at all: mypy's own directory then)
+    kept = getattr(pytestconfig, "cache", None)
+    cache = kept.mkdir("mypy-cache") if kept is not None else ROOT / ".mypy_cache"
     monkeypatch.chdir(ROOT)  # the configuration and the files it names are the checkout's
     stdout, stderr, status = api.run(["--cache-dir", str(cache)])
     assert status == 0, f"mypy (pyproject.toml [tool.mypy]) found:\n{stdout[-8000:]}{stderr[-2000:]}"
