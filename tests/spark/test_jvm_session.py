@@ -21,9 +21,10 @@ pytestmark = pytest.mark.spark
 
 JVM_SCRIPT = """
 import json, sys
-from pyspark_theflash.spark.session import theflash_session
+from pyspark_theflash.spark.session import has_connector_jar, theflash_session
 store, upstream = sys.argv[1], sys.argv[2]
 spark = theflash_session(master="local[2]", store=store, **{"spark.ui.showConsoleProgress": "false"})
+with_jar = has_connector_jar(spark)  # the process's first session, jvm left at its default
 df = spark.read.format("theflash").option("store", store).option("upstream", upstream).load("bank.accounts")
 plan = df.filter("balance > 0")._jdf.queryExecution().executedPlan().toString()
 total = df.agg({"balance": "sum"}).collect()[0][0]
@@ -35,7 +36,7 @@ try:
     missing = None
 except Exception as exc:
     missing = str(exc)
-print(json.dumps({"total": total, "default_total": default_total, "plan": plan, "tables": tables,
+print(json.dumps({"with": with_jar, "total": total, "default_total": default_total, "plan": plan, "tables": tables,
                   "jars": spark.conf.get("spark.jars"), "server": spark.conf.get("theflash.server"),
                   "store": spark.conf.get("theflash.store"), "token": bool(spark.conf.get("theflash.token")),
                   "extensions": spark.conf.get("spark.sql.extensions"), "missing": missing}))
@@ -67,6 +68,52 @@ print(json.dumps({"shuffle": spark.conf.get("spark.sql.shuffle.partitions"),
 """
 
 
+def run_with_stderr(script: str, *args: str) -> tuple[dict, str]:
+    out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1]), out.stderr
+
+
+def run(script: str, *args: str) -> dict:
+    return run_with_stderr(script, *args)[0]
+
+
+def test_theflash_session_leaves_a_running_session_as_its_user_set_it() -> None:
+    assert run(KEEP_SCRIPT) == {"shuffle": "7", "ui": "unset"}
+
+
+RESTART_SCRIPT = """
+import json
+from pyspark_theflash.spark.session import has_connector_jar, theflash_session
+spark = theflash_session(master="local[1]", jvm=False)  # the JVM starts without the jar
+without = has_connector_jar(spark)
+spark.stop()
+try:
+    theflash_session(master="local[1]", jvm=True)
+    refused = None
+except RuntimeError as exc:
+    refused = str(exc)
+print(json.dumps({"without": without, "refused": refused}))
+"""
+
+def test_a_session_whose_driver_cannot_load_the_jar_is_refused_not_read_through_python() -> None:
+    # PySpark keeps the process's first JVM: a session started with the jar after one without
+    # it has the jar in spark.jars, but its driver resolves format("theflash") to the Python
+    # source (bench/scan.py --jvm timed the Python source that way).
+    got = run(RESTART_SCRIPT)
+    assert got["without"] is False
+    assert got["refused"] is not None and "cannot load the theflash connector" in got["refused"]
+    assert "driver JVM was started without the jar" in got["refused"], got["refused"]
+    # the contrast, a process whose first session has the jar: test_theflash_session_with_a_store_reads_
+    # through_the_jar_and_an_in_process_service asserts it of its own process (one JVM fewer to start)
+
+
+# The tests without the bank run first: the module's bank (its transfers, capture and the writer) is
+# set up for the first test that takes it and runs until the module ends, so it runs only under the
+# two tests that read it, not under the two JVMs of the tests that do not (issue 54).
+
+
 @pytest.fixture(scope="module")
 def bank(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FlashRig, BankWorkload]]:
     rig = FlashRig(tmp_path_factory.mktemp("jvm-session"))
@@ -87,21 +134,13 @@ def bank(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FlashRig, B
         rig.close()
 
 
-def run_with_stderr(script: str, *args: str) -> tuple[dict, str]:
-    out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=300,
-                         cwd=Path(__file__).resolve().parents[2])
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1]), out.stderr
-
-
-def run(script: str, *args: str) -> dict:
-    return run_with_stderr(script, *args)[0]
-
-
 def test_theflash_session_with_a_store_reads_through_the_jar_and_an_in_process_service(
         bank: tuple[FlashRig, BankWorkload]) -> None:
     rig, workload = bank
     got = run(JVM_SCRIPT, rig.store, rig.upstream)
+    # the process's first session, started with jvm left at its default, loads the jar (the contrast
+    # of test_a_session_whose_driver_cannot_load_the_jar_is_refused_not_read_through_python)
+    assert got["with"] is True
     assert got["total"] == got["default_total"] == workload.total
     # the session's extension settles the query's one ts as it plans: explain() shows it
     assert re.search(r"TheFlashScan bank\.accounts snapshot_ts=\d+ PushedFilters: \[balance > 0\]", got["plan"]), got["plan"]
@@ -125,40 +164,3 @@ def test_theflash_session_without_the_jar_reads_through_the_python_source_and_wa
     warnings = re.findall(r"theflash: one Spark query read bank\.accounts at different snapshot ts "
                           r"\(bank\.accounts at \d+, bank\.accounts at \d+\)", after)
     assert len(warnings) == 1, after[-3000:]
-
-
-def test_theflash_session_leaves_a_running_session_as_its_user_set_it() -> None:
-    assert run(KEEP_SCRIPT) == {"shuffle": "7", "ui": "unset"}
-
-
-RESTART_SCRIPT = """
-import json
-from pyspark_theflash.spark.session import has_connector_jar, theflash_session
-spark = theflash_session(master="local[1]", jvm=False)  # the JVM starts without the jar
-without = has_connector_jar(spark)
-spark.stop()
-try:
-    theflash_session(master="local[1]", jvm=True)
-    refused = None
-except RuntimeError as exc:
-    refused = str(exc)
-print(json.dumps({"without": without, "refused": refused}))
-"""
-
-FIRST_SCRIPT = """
-import json
-from pyspark_theflash.spark.session import has_connector_jar, theflash_session
-spark = theflash_session(master="local[1]")
-print(json.dumps({"with": has_connector_jar(spark)}))
-"""
-
-
-def test_a_session_whose_driver_cannot_load_the_jar_is_refused_not_read_through_python() -> None:
-    # PySpark keeps the process's first JVM: a session started with the jar after one without
-    # it has the jar in spark.jars, but its driver resolves format("theflash") to the Python
-    # source (bench/scan.py --jvm timed the Python source that way).
-    got = run(RESTART_SCRIPT)
-    assert got["without"] is False
-    assert got["refused"] is not None and "cannot load the theflash connector" in got["refused"]
-    assert "driver JVM was started without the jar" in got["refused"], got["refused"]
-    assert run(FIRST_SCRIPT) == {"with": True}

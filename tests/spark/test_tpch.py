@@ -36,7 +36,10 @@ def plan_ts(df: Any) -> set[int]:
 
 @pytest.fixture(scope="module")
 def tpch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TpchDeployment]:
-    deployment = tpch_rig.deploy(tmp_path_factory.mktemp("tpch"), SF, partitioned=True)
+    # a resolved-ts tick of 0.25 s, not the rig's 0.05: after the load nothing is written, and the
+    # 48 regions' ticks (change feed -> capture -> binlog -> writer) took a third to a half of a core
+    # for the whole module, beside the Spark JVMs; the one test reading at fresh ts waits a tick more
+    deployment = tpch_rig.deploy(tmp_path_factory.mktemp("tpch"), SF, partitioned=True, resolved_ts_interval=0.25)
     assert len(deployment.rig.cluster.table_info(tpch_rig.DB, "lineitem")["partition"]["definitions"]) == 8
     yield deployment
     deployment.close()

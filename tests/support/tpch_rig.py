@@ -282,15 +282,16 @@ def compact_store(rig: FlashRig) -> None:
 
 
 def deploy(root: Path, sf: float, *, db: str = DB, txn_rows: int = 5_000, partitioned: bool = False,
-           log: Callable[[str], None] = lambda _m: None) -> TpchDeployment:
+           resolved_ts_interval: float = 0.05, log: Callable[[str], None] = lambda _m: None) -> TpchDeployment:
     """Generate TPC-H at ``sf``; create, split and load its tables in a new mini cluster with a
     writer; wait until the store holds them at one ts; compact; write the upstream's own rows
     at that ts as Parquet under ``root / "parquet"``, after checking they are exactly the
-    generated rows (values included)."""
+    generated rows (values included). ``resolved_ts_interval``: the mini cluster's (and so its
+    change feed's) resolved-ts tick, ``FlashRig``'s default unless given."""
     timings: dict[str, float] = {}
     data = _timed(timings, "generate_s", lambda: generate(sf))
     log(f"generated TPC-H sf={sf}: " + ", ".join(f"{n} {t.num_rows}" for n, t in data.items()))
-    rig = FlashRig(root / "flash")
+    rig = FlashRig(root / "flash", resolved_ts_interval=resolved_ts_interval)
     try:
         rig.start_writer(interval_s=0.05)
         infos = create_tables(rig.cluster, db, partitioned)
