@@ -95,7 +95,7 @@ def tidb_vectors() -> list[dict]:
 # Low descriptors kept free for the ``spark`` fixture's session, which a full run starts late, when
 # this process may hold over 1024 descriptors: py4j's callback server (foreachBatch) watches its
 # socket with select(), which cannot watch a descriptor >= 1024, and a foreachBatch stream would
-# then hang (pyspark_theflash/spark/callback_server.py). Released just before the session starts.
+# then hang (pyspark_theflash/spark/callback_server.py).
 _LOW_DESCRIPTORS = [os.open(os.devnull, os.O_RDONLY) for _ in range(32)]
 
 
@@ -105,10 +105,21 @@ def spark():
     from pyspark_theflash.spark.callback_server import FD_SETSIZE, start_callback_server
     from pyspark_theflash.spark.session import theflash_session
 
-    while _LOW_DESCRIPTORS:
-        os.close(_LOW_DESCRIPTORS.pop())
     session = theflash_session(master="local[2]", app_name="theflash-tests", jvm=False, ui=False)
     descriptor = start_callback_server(session)  # theflash_session started it: this says where
+    if descriptor >= FD_SETSIZE:
+        # The process held 1024 descriptors before the session (its earlier tests' rigs): the
+        # callback server listens again on a reserved low one, released only now, just before
+        # its socket is made: released before the session, the session's start and the
+        # threads still running took them (a full run saw descriptor 1212 and 62 errors).
+        gateway = session.sparkContext._gateway
+        gateway.shutdown_callback_server()
+        gateway._callback_server = None  # (py4j's shutdown leaves it set; PySpark starts one when None)
+        while _LOW_DESCRIPTORS:
+            os.close(_LOW_DESCRIPTORS.pop())
+        descriptor = start_callback_server(session)
+    while _LOW_DESCRIPTORS:
+        os.close(_LOW_DESCRIPTORS.pop())
     if descriptor >= FD_SETSIZE:
         pytest.fail(f"py4j's callback server listens on descriptor {descriptor}: foreachBatch would hang")
     yield session
