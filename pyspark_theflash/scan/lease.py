@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from pyspark_theflash.engine.partition import ScanPartition
@@ -112,17 +113,26 @@ def _keep_alive(lease_ref: "weakref.ref[ReadLease]", owner_ref: "weakref.ref[obj
 
 
 # -- a planned partition's lease, renewed by its reader (an executor, a service thread) ------------
-_LATCHES: dict[tuple[str, str | None], Latch] = {}
+# One latch handle per (store, address) per process, for the MAX_LATCHES stores read last:
+# executors read many partitions of a few stores. A process reading many stores (a service of
+# any store, a long test run) let every store's handle, and its SQLite connections, live as long
+# as the process; the least recently used is now let go (not closed: a reader may be renewing
+# through it; its connections close once no one holds it).
+MAX_LATCHES = 16
+_LATCHES: OrderedDict[tuple[str, str | None], Latch] = OrderedDict()
 _LATCHES_MU = threading.Lock()
 
 
 def _latch(p: ScanPartition) -> Latch:
-    """One latch handle per (store, address) per process: executors read many partitions."""
     key = (p.store, p.latch)
     with _LATCHES_MU:
         handle = _LATCHES.get(key)
-        if handle is None:
-            handle = _LATCHES[key] = connect_latch(p.store, p.latch)
+        if handle is not None:
+            _LATCHES.move_to_end(key)
+            return handle
+        handle = _LATCHES[key] = connect_latch(p.store, p.latch)
+        while len(_LATCHES) > MAX_LATCHES:
+            _LATCHES.popitem(last=False)
         return handle
 
 
