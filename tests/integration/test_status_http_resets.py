@@ -7,11 +7,11 @@ from __future__ import annotations
 import logging
 import socket
 import struct
-import time
 import urllib.request
 
 import pytest
 
+from flash_rig import wait_for
 from pyspark_theflash.status_http import StatusServer
 
 
@@ -22,12 +22,9 @@ def test_a_reset_connection_is_logged_at_debug_not_printed(capfd: pytest.Capture
         with caplog.at_level(logging.DEBUG, logger="theflash.http"):
             sock = socket.create_connection(("127.0.0.1", server.port))
             sock.sendall(b"GET /metr")  # half a request line: the server's thread waits on the rest
-            time.sleep(0.2)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.close()  # SO_LINGER 0: a RST, so the server's readline raises ConnectionResetError
-            deadline = time.monotonic() + 10
-            while not caplog.records and time.monotonic() < deadline:
-                time.sleep(0.02)
+            wait_for(lambda: bool(caplog.records), 10, "the server to log the reset connection")
         with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=10) as answer:
             assert answer.read() == b"x_up 1\n"  # still serving
     finally:
