@@ -61,7 +61,7 @@ from pyspark_theflash.scan.partitions import (
     span_parts,
 )
 from pyspark_theflash.scan.resolved import ResolvedTs, settled_resolved_ts, table_resolved_ts, writer_live_on
-from pyspark_theflash.scan.schema_at import lookup_table, no_table_at_ts
+from pyspark_theflash.scan.schema_at import no_table_at_ts, read_table
 from pyspark_theflash.scan.snapshot import (
     SnapshotKind,
     StalenessChoice,
@@ -213,7 +213,7 @@ def plan(store: str | os.PathLike[str] | Store, table: str | None = None,
 def _plan(store: Store, opts: ScanOptions, columns: Sequence[str] | None, hidden: Sequence[str] | None,
           predicate: Expr | None, upstream: UpstreamClient | None, latch: Latch | None, started: float) -> ScanPlan:
     with store.snapshot() as view:
-        table_info = lookup_table(view, opts.table, opts)
+        table_info = read_table(store, view, opts.table, opts)
         store_safe_point = int(view.gc_safe_point())
         recorded_upstream = upstream_address(opts, view)
         no_table = (no_table_at_ts(view, opts, int(opts.requested_ts() or 0))
@@ -465,17 +465,17 @@ def _catch_up_and_partition(result: ScanPlan, store: Store, upstream: UpstreamCl
         # a few objects a region, none of them garbage: the collections they set off scan them
         # in vain (not held over the waits above: the pause is process-wide)
         with cyclic_gc_paused():
-            _partition(result, caught.learner, caught.view, upstream, columns, hidden, predicate, caught.early)
+            _partition(result, store, caught.learner, caught.view, upstream, columns, hidden, predicate, caught.early)
     finally:
         caught.view.close()
 
 
-def _partition(result: ScanPlan, learner: LearnerRead, view: StoreView, upstream: UpstreamClient | None,
+def _partition(result: ScanPlan, store: Store, learner: LearnerRead, view: StoreView, upstream: UpstreamClient | None,
                columns: tuple[str, ...] | None, hidden: tuple[str, ...], predicate: Expr | None,
                early: LockResolver | None = None) -> None:
     opts, ts, table_id, stats = result.options, result.ts, result.table_id, result.stats
     first_view = view
-    stored = lookup_table(view, opts.table, opts, ts)
+    stored = read_table(store, view, opts.table, opts, ts)
     if stored is None or int(stored.id) != table_id:
         raise TableNotReplicatedError(
             f"store {opts.store} has no table {opts.table} (id {table_id}) although upstream has it: is the writer "

@@ -20,22 +20,32 @@ from pyspark_theflash.store.errors import UnknownTableNameError
 
 if TYPE_CHECKING:
     from pyspark_theflash.schema import TableInfo
+    from pyspark_theflash.store import Store
     from pyspark_theflash.store.views import StoreView
 
 POLL_S = 0.05
 
 
-def lookup_table(view: StoreView, table: str, options: ScanOptions | None = None,
-                 ts: int | None = None) -> TableInfo | None:
-    """The store's schema of ``db.table`` a read uses, or None when the store does not have it:
-    the current one, or with option ``schema=as_of`` the one in force at ``ts`` (default: the
-    ts the options ask for; none asked: the current one), once the store has every schema
-    change up to it (``table_as_of``)."""
+def lookup_table(view: StoreView, table: str) -> TableInfo | None:
+    """The store's current schema of ``db.table``, or None when the store does not have it."""
     try:
-        # as_of means something only for a ts the user named; a fresh ts reads the current table
-        if options is not None and options.schema == "as_of" and options.requested_ts():
-            return table_as_of(view, table, ts or int(options.requested_ts() or 0), options)
         return view.table(table)
+    except UnknownTableNameError:
+        return None
+
+
+def read_table(store: Store, view: StoreView, table: str, options: ScanOptions,
+               ts: int | None = None) -> TableInfo | None:
+    """The store's schema of ``db.table`` a read with ``options`` uses, or None when the store
+    does not have it: the current one, or with option ``schema=as_of`` the one in force at ``ts``
+    (default: the ts the options ask for; none asked: the current one), once the store has
+    every schema change up to it (``table_as_of``, which looks again through ``store``, the
+    open store ``view`` is of)."""
+    # as_of means something only for a ts the user named; a fresh ts reads the current table
+    if options.schema != "as_of" or not options.requested_ts():
+        return lookup_table(view, table)
+    try:
+        return table_as_of(store, view, table, ts or int(options.requested_ts() or 0), options)
     except UnknownTableNameError:
         return None
 
@@ -60,20 +70,20 @@ def no_table_at_ts(view: StoreView, opts: ScanOptions, ts: int) -> TableNotAtTsE
     return TableNotAtTsError(f"{head}: no table had that name then (store {opts.store})")
 
 
-def table_as_of(view: StoreView, table: str, ts: int, options: ScanOptions) -> TableInfo:
+def table_as_of(store: Store, view: StoreView, table: str, ts: int, options: ScanOptions) -> TableInfo:
     """``view.table_at(table, ts)`` once the store knows every schema change at or below ts
-    (waiting for the writer up to the read's region_wait_timeout); raises
-    ``UnknownTableNameError`` when no table had the name then."""
+    (waiting for the writer up to the read's region_wait_timeout, looking again through fresh
+    snapshots of ``store``, the open store ``view`` is of); raises ``UnknownTableNameError``
+    when no table had the name then."""
     if view.schema_changes_seen_until() >= ts:
         return view.table_at(table, ts)
     _refuse_out_of_range(view, ts, options)  # a ts in the future would never be seen: say so now
     from pyspark_theflash.latch import FlushTimeoutError
     from pyspark_theflash.latch import connect as connect_latch
-    from pyspark_theflash.store import Store
 
     deadline = time.monotonic() + options.region_wait_timeout_s
     seen = 0
-    with Store.open(options.store, readonly=True) as store, connect_latch(options.store, options.latch) as latch:
+    with connect_latch(options.store, options.latch) as latch:
         while True:
             with store.snapshot() as fresh:
                 seen = fresh.schema_changes_seen_until()

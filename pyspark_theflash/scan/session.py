@@ -345,10 +345,10 @@ def _predicate(filter: object, opts: ScanOptions, store: Store, upstream: Upstre
         return filter
     from pyspark_theflash.scan.filter_json import filter_from_json
     from pyspark_theflash.scan.context import connect_upstream, upstream_address, upstream_table
-    from pyspark_theflash.scan.schema_at import lookup_table
+    from pyspark_theflash.scan.schema_at import read_table
 
     with store.snapshot() as view:
-        info = lookup_table(view, opts.table, opts)
+        info = read_table(store, view, opts.table, opts)
         address = upstream_address(opts, view)
     if info is None and upstream is not None:
         info = upstream_table(upstream, opts, store)

@@ -55,11 +55,11 @@ def _table_info(options: ScanOptions) -> TableInfo:
     """The store's schema of the table (current, or at the read's ts with ``schema=as_of``); the upstream's when the writer has not
     stored it yet (a fresh store: the read's learner read will bring it in)."""
     from pyspark_theflash.scan.context import connect_upstream, open_store, upstream_address, upstream_table
-    from pyspark_theflash.scan.schema_at import lookup_table, no_table_at_ts
+    from pyspark_theflash.scan.schema_at import no_table_at_ts, read_table
 
     with open_store(options.store) as store:  # this worker's one open of the store
         with store.snapshot() as view:
-            info = lookup_table(view, options.table, options)
+            info = read_table(store, view, options.table, options)
             address = upstream_address(options, view)
             if info is None and options.schema == "as_of" and options.requested_ts():
                 raise no_table_at_ts(view, options, int(options.requested_ts() or 0))

@@ -278,9 +278,9 @@ def test_a_read_as_of_a_ts_the_store_has_not_seen_the_schema_changes_of_waits_th
                                         "schema": "as_of", "region_wait_timeout": "300ms"})
     with Store.open(str(tmp_path / "store"), readonly=True) as store, store.snapshot() as view:
         assert view.schema_changes_seen_until() == 100
-        assert table_as_of(view, "shop.items", 100, options).id == t.id
+        assert table_as_of(store, view, "shop.items", 100, options).id == t.id
         with pytest.raises(SchemaNotCaughtUpError, match="only up to ts 100"):
-            table_as_of(view, "shop.items", 101, options)  # no writer moves the resolved ts on
+            table_as_of(store, view, "shop.items", 101, options)  # no writer moves the resolved ts on
 
 
 @pytest.mark.parametrize("seed", range(8))
