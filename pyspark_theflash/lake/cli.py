@@ -97,7 +97,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CommandError(f"--retention {args.retention}: {exc}") from exc
     try:
-        done = Publisher(_store(args.dir), retention, args.checkpoint_interval, _location(args)).publish(args.ts)
+        with Publisher(_store(args.dir), retention, args.checkpoint_interval, _location(args)) as publisher:
+            done = publisher.publish(args.ts)
     except TheFlashError as exc:
         raise CommandError(str(exc)) from exc
     except OSError as exc:  # the --to location refused a read or a write (credentials, bucket, network)

@@ -122,10 +122,14 @@ class Publisher:
     ``theflash delta publish``): a second one racing it fails on the log's put-if-absent
     (``VersionTakenError``: a link locally, a conditional PUT on S3), never overwriting a version."""
 
-    def __init__(self, store: str | os.PathLike[str], retention_s: float = DEFAULT_RETENTION_S,
+    def __init__(self, store: str | os.PathLike[str] | Store, retention_s: float = DEFAULT_RETENTION_S,
                  checkpoint_interval: int = DEFAULT_CHECKPOINT_INTERVAL, to: str | os.PathLike[str] | None = None
                  ) -> None:
-        self.store = Path(store)
+        # the store it reads: handed in open (the writer's own: the process opens it once), or
+        # opened read-only at the first round and kept until ``close``
+        self._opened: Store | None = store if isinstance(store, Store) else None
+        self._owns_store = self._opened is None
+        self.store = Path(store.root if isinstance(store, Store) else store)
         self.retention_s = retention_s
         self.checkpoint_interval = max(1, checkpoint_interval)
         # where the tables go: the store's directory (parts named in place) or ``to`` (parts copied)
@@ -136,46 +140,63 @@ class Publisher:
         self._truncated: dict[int, int] = {}             # TRUNCATE TABLE: old id -> new id
         self._first_id: dict[int, int] = {}              # an id of such a chain -> its first (the root's)
 
+    def _open(self) -> Store:
+        if self._opened is None:
+            self._opened = Store.open(self.store, readonly=True)
+        return self._opened
+
+    def close(self) -> None:
+        """Closes the store the publisher opened itself (one handed in stays its owner's)."""
+        if self._owns_store and self._opened is not None:
+            self._opened.close()
+            self._opened = None
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # --- the ts --------------------------------------------------------------------------------
     def resolved_ts(self) -> int:
         """The newest ts a round can publish: every live table's resolved ts is at or above it."""
-        with Store.open(self.store, readonly=True) as store, store.snapshot() as view:
+        with self._open().snapshot() as view:
             return _resolved(view)[0]
 
     def publish(self, ts: int | None = None) -> Round:
         started = time.monotonic()
         # before any upload: a location where a version could be overwritten is refused
         self.lake.require_put_if_absent()
-        with Store.open(self.store, readonly=True) as store:
+        store = self._open()
+        with store.snapshot() as view:
+            resolved, lowest = _resolved(view)
+            safe_point = view.gc_safe_point()
+        if ts is None:
+            ts = resolved
+        elif ts > resolved:
+            raise PublishTsError(f"ts {ts} is not resolved in {self.store}: table {lowest} is resolved to "
+                                 f"{resolved}; wait for the writer, or publish without --ts (the resolved ts)")
+        if ts < safe_point:
+            raise PublishTsError(f"ts {ts} is below the GC safe point {safe_point} of {self.store}: the "
+                                 "versions it reads are collected; publish a ts at or above it")
+        # twice the retention: a version stays the one holding a time until the next version
+        # of its table, up to a round's cadence later, and is kept a retention after that
+        lease = store.leases.acquire(ts, max(LEASE_TTL_S, 2 * self.retention_s), holder=f"delta versions at ts {ts}")
+        done: list[TablePublication] = []
+        try:
             with store.snapshot() as view:
-                resolved, lowest = _resolved(view)
-                safe_point = view.gc_safe_point()
-            if ts is None:
-                ts = resolved
-            elif ts > resolved:
-                raise PublishTsError(f"ts {ts} is not resolved in {self.store}: table {lowest} is resolved to "
-                                     f"{resolved}; wait for the writer, or publish without --ts (the resolved ts)")
-            if ts < safe_point:
-                raise PublishTsError(f"ts {ts} is below the GC safe point {safe_point} of {self.store}: the "
-                                     "versions it reads are collected; publish a ts at or above it")
-            # twice the retention: a version stays the one holding a time until the next version
-            # of its table, up to a round's cadence later, and is kept a retention after that
-            lease = store.leases.acquire(ts, max(LEASE_TTL_S, 2 * self.retention_s), holder=f"delta versions at ts {ts}")
-            done: list[TablePublication] = []
-            try:
-                with store.snapshot() as view:
-                    self._truncated = view.truncations()
-                    self._first_id = _first_ids(self._truncated)
-                    for info in view.tables():
-                        done.append(self._publish_table(view, info, ts))
-                    for table_id, name, retired_ts, reason in view.retired_tables():
-                        if retired_ts <= ts and delta_log.log_versions(self._root(table_id)):
-                            done.append(self._retire_table(table_id, name, retired_ts, reason, ts))
-            finally:
-                # the lease outlives the round by the retention when a version names its files,
-                # also when a later table of the round failed (another publisher's version)
-                if not any(t.version is not None for t in done):
-                    store.leases.release(lease.id)
+                self._truncated = view.truncations()
+                self._first_id = _first_ids(self._truncated)
+                for info in view.tables():
+                    done.append(self._publish_table(view, info, ts))
+                for table_id, name, retired_ts, reason in view.retired_tables():
+                    if retired_ts <= ts and delta_log.log_versions(self._root(table_id)):
+                        done.append(self._retire_table(table_id, name, retired_ts, reason, ts))
+        finally:
+            # the lease outlives the round by the retention when a version names its files,
+            # also when a later table of the round failed (another publisher's version)
+            if not any(t.version is not None for t in done):
+                store.leases.release(lease.id)
         return Round(ts, tuple(done), time.monotonic() - started)
 
     # --- one table -----------------------------------------------------------------------------

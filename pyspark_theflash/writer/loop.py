@@ -803,14 +803,16 @@ class Writer:
         round that cannot publish yet (a table not resolved) waits for the next; any other
         failure of publication is logged and never stops applying."""
         interval = self.options.delta_publish_interval_s
-        if interval <= 0 or time.monotonic() - self._last_delta_publish < interval:
+        if interval <= 0 or self.store is None or time.monotonic() - self._last_delta_publish < interval:
             return
         from pyspark_theflash.lake.errors import LakeError, PublishTsError
         from pyspark_theflash.lake.publish import Publisher
 
         self._last_delta_publish = time.monotonic()
         if self._publisher is None:
-            self._publisher = Publisher(self.options.store, self.options.delta_retention_s, to=self.options.delta_to)
+            # the writer's own store: one open of it in the process (its snapshot waits for the
+            # flush in flight, so a round reads what the writer has made durable)
+            self._publisher = Publisher(self.store, self.options.delta_retention_s, to=self.options.delta_to)
         try:
             done = self._publisher.publish()
         except PublishTsError as exc:
