@@ -152,19 +152,50 @@ KNOWN_OPTIONS = frozenset([name.lower() for name, _, _ in OPTION_DOCS]
                           + ["path", SESSION_SNAPSHOT_OPTION, HANDLE_RANGES_OPTION])
 
 
+def option_names() -> list[str]:
+    """The options a read takes, as the README spells them, in the order errors list them
+    (case-insensitive, as the jar's ReadOptions lists its own)."""
+    return sorted((name for name, _, _ in OPTION_DOCS), key=str.lower)
+
+
+def closest_option(name: str, names: Sequence[str]) -> str | None:
+    """The known option nearest to a misspelt one: the least edit distance (over lower case,
+    as options arrive), the first in ``names``' order on a tie, and none farther than a third
+    of the name's length. The jar's rule (ReadOptions.closest), so both name the same one."""
+    best, best_distance = None, None
+    for known in names:
+        d = _edit_distance(name, known.lower())
+        if best_distance is None or d < best_distance:
+            best, best_distance = known, d
+    return best if best_distance is not None and best_distance * 3 <= max(len(name), 3) else None
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Insertions, deletions, substitutions and swaps of neighbours (``tabel`` is one from
+    ``table``): the optimal string alignment distance, the jar's ReadOptions.distance."""
+    rows = [list(range(len(b) + 1))]
+    for i in range(1, len(a) + 1):
+        row = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            row[j] = min(rows[i - 1][j - 1] + (a[i - 1] != b[j - 1]), rows[i - 1][j] + 1, row[j - 1] + 1)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], rows[i - 2][j - 2] + 1)
+        rows.append(row)
+    return rows[-1][-1]
+
+
 def _refuse_unknown(opts: Mapping[str, object]) -> None:
     """A misspelt option (``isolaton=RC``, ``snapshotts=1``) must not be ignored: the read
-    would silently answer something else than what was asked (the latest data, say)."""
-    import difflib
-
+    would silently answer something else than what was asked (the latest data, say). The
+    message is the jar's, word for word, over this source's options."""
     unknown = sorted(k for k in opts if k not in KNOWN_OPTIONS)
     if not unknown:
         return
-    public = sorted(name.lower() for name, _, _ in OPTION_DOCS)
+    public = option_names()
     hints = []
     for name in unknown:
-        close = difflib.get_close_matches(name, public, n=1)
-        hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        close = closest_option(name, public)
+        hints.append(f"'{name}'" + (f" (did you mean '{close}'?)" if close else ""))
     raise ScanOptionError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(hints)}; "
                           f"theflash reads take: {', '.join(public)}")
 
@@ -349,12 +380,13 @@ class ScanOptions:
         opts = {str(k).lower(): v for k, v in options.items() if v is not None}
         _refuse_unknown(opts)
         # the name the user gave each option by, for its errors: versionAsOf, not snapshot_ts
-        given = {name: next(str(k) for k in options if str(k).lower() == alias)
-                 for alias, name in OPTION_ALIASES.items() if alias in opts}
+        # (as the README spells it, whatever the case it arrived in: the jar's messages too)
+        spelled = {name.lower(): name for name, _, _ in OPTION_DOCS}
+        given = {name: spelled[alias] for alias, name in OPTION_ALIASES.items() if alias in opts}
         for alias, name in OPTION_ALIASES.items():
             if alias in opts:
-                if name in opts and str(opts[name]) != str(opts[alias]):
-                    raise ScanOptionError(f"option {name}={opts[name]!r} and its alias {alias}={opts[alias]!r} "
+                if name in opts and str(opts[name]).strip() != str(opts[alias]).strip():
+                    raise ScanOptionError(f"option {name}={opts[name]!r} and its alias {given[name]}={opts[alias]!r} "
                                           "disagree: give one of them")
                 opts[name] = opts.pop(alias)
         opts = change_feed_options(opts)

@@ -184,7 +184,7 @@ READ_ONLY = ("[THEFLASH_READ_ONLY_REPLICA] theflash tables are a read-only repli
 KNOWN = ("as_of, batch_rows, changes, changes_from, columns, endingTimestamp, endingVersion, hidden, isolation, "
          "latch, lease_ttl, lock_wait_timeout, max_rows_per_trigger, max_staleness, min_partitions, "
          "partition_target_bytes, readChangeFeed, region_wait_timeout, schema, server, snapshot, snapshot_ts, "
-         "startingTimestamp, startingVersion, starting_ts, store, table, timestampAsOf, token, token_file, upstream, "
+         "starting_ts, startingTimestamp, startingVersion, store, table, timestampAsOf, token, token_file, upstream, "
          "versionAsOf")
 NEEDS_START = ('a streaming read of a theflash table streams its changes: use spark.readStream.format("theflash")'
                '.option("starting_ts", "latest") (or earliest, or a TSO), so its schema is a change stream\'s: the '
@@ -392,7 +392,7 @@ def test_the_jvm_connector_takes_the_python_sources_options_and_its_service_ones
     # stream_id, stream_columns: the jar sends its own (a digest of the checkpoint location, its
     # schema's columns), no user option of them
     assert KNOWN.split(", ") == sorted([name for name, _, _ in OPTION_DOCS
-                                        if name not in ("stream_id", "stream_columns")] + ["server"])
+                                        if name not in ("stream_id", "stream_columns")] + ["server"], key=str.lower)
 
 
 def jvm_counts(spark: Any, server: str, ts: int) -> tuple[int, int, int]:
@@ -540,6 +540,88 @@ def test_a_bad_time_is_refused_by_the_jar_and_the_python_source_alike_under_the_
         expected = python_time(name, text)
         assert jar == expected, text
         assert expected[0] == "refused" and expected[1].startswith(f"option {name}={text!r} is "), expected
+
+
+# -- every other option: one set of rules, one wording ------------------------------------------
+# Each refused by the jar (ReadOptions.parse, before any call to the service) and by the Python
+# source (ScanOptions.from_mapping) with the same words: the aliases under the name given,
+# durations, sizes, counts and modes by the Python source's rules, the nearest option named.
+REFUSED_OPTIONS: list[dict[str, str]] = [
+    {"snapshot_ts": "abc"}, {"snapshot_ts": "-5"}, {"snapshot_ts": "0"}, {"versionAsOf": "x1"},
+    {"snapshot_ts": "5", "versionAsOf": "6"}, {"as_of": "2026-01-01", "TIMESTAMPASOF": "2026-01-02"},
+    {"snapshot_ts": "5", "as_of": "2026-01-01"}, {"versionAsOf": "5", "timestampAsOf": "2026-01-01"},
+    {"snapshot": "stale"}, {"snapshot": "resolved", "snapshot_ts": "5"}, {"snapshot": "resolved", "max_staleness": "5s"},
+    {"max_staleness": "5s", "as_of": "2026-01-01"}, {"max_staleness": "soon"}, {"max_staleness": "-1s"},
+    {"max_staleness": "0ms"}, {"isolation": "XX"}, {"hidden": "_tidb_rowid,foo"},
+    {"changes_from": "5"}, {"changes_from": "abc", "snapshot_ts": "9"}, {"changes_from": "9", "snapshot_ts": "5"},
+    {"changes_from": "5", "snapshot_ts": "9", "changes": "sideways"}, {"changes": "net"},
+    {"starting_ts": "latest", "snapshot_ts": "5"}, {"readChangeFeed": "maybe"}, {"startingVersion": "5"},
+    {"readChangeFeed": "true"}, {"readChangeFeed": "true", "startingVersion": "abc"},
+    {"readChangeFeed": "true", "startingVersion": "1"},
+    {"readChangeFeed": "true", "startingVersion": "9", "endingVersion": "5"},
+    {"readChangeFeed": "true", "startingVersion": "5", "startingTimestamp": "2026-01-01"},
+    {"readChangeFeed": "true", "startingVersion": "5", "snapshot_ts": "9"},
+    {"region_wait_timeout": "soon"}, {"region_wait_timeout": "-1s"}, {"region_wait_timeout": ""},
+    {"lock_wait_timeout": "5 m s"}, {"lease_ttl": "1.5.5s"}, {"batch_rows": "0"}, {"batch_rows": "many"},
+    {"batch_rows": "1__000"}, {"min_partitions": "-1"}, {"partition_target_bytes": "big"},
+    {"partition_target_bytes": "64 TiB"}, {"schema": "sometimes"}, {"schema": "  "}, {"table": "nodot"},
+    {"snapshto_ts": "5"}, {"tabel": "a.b"}, {"isolaton": "RC"}, {"foo": "1", "bar": "2"},
+]
+ACCEPTED_OPTIONS: list[dict[str, str]] = [
+    {"isolation": "rc"}, {"hidden": "_tidb_rowid"}, {"region_wait_timeout": " 1.5 MS "}, {"lease_ttl": "2min"},
+    {"lock_wait_timeout": ".5"}, {"batch_rows": "1_000"}, {"batch_rows": "+7"}, {"min_partitions": "\u0663"},
+    {"partition_target_bytes": "64MiB"}, {"partition_target_bytes": "1.5 g"}, {"schema": "AS-OF"},
+    {"schema": ""}, {"max_staleness": "2m"}, {"snapshot": "resolved"},
+]
+READS_TAKE = "; theflash reads take: "
+
+
+def jvm_option_refusals(spark: Any, cases: list[dict[str, str]]) -> list[str]:
+    """What ReadOptions.parse says of each set of options: "accepted" or its message."""
+    from pyspark.errors import IllegalArgumentException
+
+    out = []
+    for case in cases:
+        options = spark._jvm.java.util.HashMap()
+        for key, value in {"server": "http://127.0.0.1:9", "table": TYPES_TABLE, **case}.items():
+            options.put(key.lower(), value)  # as Spark hands a source its options
+        try:
+            spark._jvm.io.theflash.spark.ReadOptions.parse(options, None, None, None)
+            out.append("accepted")
+        except IllegalArgumentException as exc:
+            out.append(str(exc))
+    return out
+
+
+def python_option_refusal(case: dict[str, str]) -> str:
+    from pyspark_theflash.scan.errors import ScanOptionError
+    from pyspark_theflash.scan.options import ScanOptions
+
+    try:
+        ScanOptions.from_mapping({"store": "/nowhere", "table": TYPES_TABLE, **case})
+    except ScanOptionError as exc:
+        return str(exc)
+    return "accepted"
+
+
+def test_every_read_option_is_refused_by_the_jar_and_the_python_source_in_the_same_words(jvm_spark: JvmSpark) -> None:
+    from pyspark_theflash.scan.options import option_names
+
+    jar = jvm_spark.call(jvm_option_refusals, REFUSED_OPTIONS + ACCEPTED_OPTIONS)
+    for case, said in zip(ACCEPTED_OPTIONS, jar[len(REFUSED_OPTIONS):]):
+        assert (said, python_option_refusal(case)) == ("accepted", "accepted"), case
+    for case, said in zip(REFUSED_OPTIONS, jar):
+        python = python_option_refusal(case)
+        assert python != "accepted", case
+        if READS_TAKE in python:  # the same words; each lists the options its own path takes
+            assert said.split(READS_TAKE)[0] == python.split(READS_TAKE)[0], case
+            assert python.split(READS_TAKE)[1] == ", ".join(option_names()), case
+            assert said.split(READS_TAKE)[1] == KNOWN, case
+        else:
+            assert said == python, case
+    # the nearest option, by the same rule in both
+    assert "(did you mean 'table'?)" in jar[REFUSED_OPTIONS.index({"tabel": "a.b"})]
+    assert "(did you mean 'isolation'?)" in jar[REFUSED_OPTIONS.index({"isolaton": "RC"})]
 
 
 def jvm_summary(spark: Any, options: dict[str, str]) -> list[tuple[Any, ...]]:

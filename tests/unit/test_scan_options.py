@@ -151,7 +151,7 @@ def test_version_as_of_and_timestamp_as_of_are_delta_and_icebergs_names_of_snaps
     assert at.as_of == "2026-11-21 06:00:00"
     same = ScanOptions.from_mapping({"store": "/s", "path": "db.t", "versionasof": "7", "snapshot_ts": "7"})
     assert same.snapshot_ts == 7
-    with pytest.raises(ScanOptionError, match="option snapshot_ts='7' and its alias versionasof='8' disagree"):
+    with pytest.raises(ScanOptionError, match="option snapshot_ts='7' and its alias versionAsOf='8' disagree"):
         ScanOptions.from_mapping({"store": "/s", "path": "db.t", "versionAsOf": "8", "snapshot_ts": "7"})
 
 

@@ -171,9 +171,14 @@ public final class ReadOptions implements Serializable {
     if (snapshotTs == null && asOf == null) {
       snapshotTs = ts(SESSION_SNAPSHOT, opts.get(SESSION_SNAPSHOT));
     }
+    if (opts.containsKey("schema")) OptionValues.schemaMode(opts.get("schema"));
     String snapshot = blankToNull(opts.get("snapshot"));
     if (snapshot != null) snapshot = snapshotMode("snapshot", snapshot);
     String maxStaleness = blankToNull(opts.get("max_staleness"));
+    if (maxStaleness != null && OptionValues.durationS("max_staleness", opts.get("max_staleness")) <= 0) {
+      throw new UserErrorException("option max_staleness=" + quote(opts.get("max_staleness"))
+          + " must be a positive duration");
+    }
     if (("resolved".equals(snapshot) || maxStaleness != null) && (opts.get("snapshot_ts") != null || asOf != null)) {
       throw new UserErrorException("snapshot_ts / as_of name the ts of a read; snapshot=resolved and "
           + "max_staleness choose one: give one or the other");
@@ -193,6 +198,15 @@ public final class ReadOptions implements Serializable {
             + " is not a readable hidden column; use " + String.join(", ", HIDDEN_READABLE));
       }
     }
+    // refused here, not by the service: its request fields have other names (min_streams)
+    for (String name : Arrays.asList("region_wait_timeout", "lock_wait_timeout", "lease_ttl")) {
+      if (opts.containsKey(name)) OptionValues.durationS(name, opts.get(name));
+    }
+    if (opts.containsKey("batch_rows")) OptionValues.positiveInt("batch_rows", opts.get("batch_rows"));
+    if (opts.containsKey("partition_target_bytes")) {
+      OptionValues.sizeBytes("partition_target_bytes", opts.get("partition_target_bytes"));
+    }
+    if (opts.containsKey("min_partitions")) OptionValues.positiveInt("min_partitions", opts.get("min_partitions"));
     Map<String, String> request = new LinkedHashMap<>();
     for (Map.Entry<String, String> e : REQUEST_FIELDS.entrySet()) {
       if (opts.containsKey(e.getKey())) {
@@ -566,15 +580,18 @@ public final class ReadOptions implements Serializable {
     }
     if (unknown.isEmpty()) return;
     Collections.sort(unknown);
-    TreeSet<String> names = new TreeSet<>(PUBLIC);
+    TreeSet<String> names = new TreeSet<>(String.CASE_INSENSITIVE_ORDER);
+    names.addAll(PUBLIC);
     names.addAll(catalog);
     List<String> hints = new ArrayList<>();
     for (String name : unknown) {
       String close = closest(name, names);
       hints.add(quote(name) + (close == null ? "" : " (did you mean " + quote(close) + "?)"));
     }
+    TreeSet<String> reads = new TreeSet<>(String.CASE_INSENSITIVE_ORDER);
+    reads.addAll(PUBLIC);
     throw new UserErrorException("unknown option" + (unknown.size() > 1 ? "s " : " ") + String.join(", ", hints)
-        + "; theflash reads take: " + String.join(", ", new TreeSet<>(PUBLIC))
+        + "; theflash reads take: " + String.join(", ", reads)
         + (catalog.isEmpty() ? "" : "; the catalog also takes: " + String.join(", ", catalog)));
   }
 
@@ -596,14 +613,16 @@ public final class ReadOptions implements Serializable {
 
   /** The known option nearest to a misspelt one (edit distance at most a third of its length). */
   static String closest(String name) {
-    return closest(name, new TreeSet<>(PUBLIC));
+    TreeSet<String> names = new TreeSet<>(String.CASE_INSENSITIVE_ORDER);
+    names.addAll(PUBLIC);
+    return closest(name, names);
   }
 
   private static String closest(String name, TreeSet<String> names) {
     String best = null;
     int bestDistance = Integer.MAX_VALUE;
-    for (String known : names) {
-      int d = distance(name, known);
+    for (String known : names) { // options arrive in lower case: compare them so (scan/options.py closest_option)
+      int d = distance(name, known.toLowerCase(Locale.ROOT));
       if (d < bestDistance) {
         best = known;
         bestDistance = d;
@@ -612,21 +631,24 @@ public final class ReadOptions implements Serializable {
     return bestDistance * 3 <= Math.max(name.length(), 3) ? best : null;
   }
 
+  /**
+   * Insertions, deletions, substitutions and swaps of neighbours ("tabel" is one from "table"):
+   * the optimal string alignment distance, as scan/options.py's _edit_distance.
+   */
   private static int distance(String a, String b) {
-    int[] prev = new int[b.length() + 1];
-    int[] cur = new int[b.length() + 1];
-    for (int j = 0; j <= b.length(); j++) prev[j] = j;
+    int[][] d = new int[a.length() + 1][b.length() + 1];
+    for (int j = 0; j <= b.length(); j++) d[0][j] = j;
     for (int i = 1; i <= a.length(); i++) {
-      cur[0] = i;
+      d[i][0] = i;
       for (int j = 1; j <= b.length(); j++) {
-        int sub = prev[j - 1] + (a.charAt(i - 1) == b.charAt(j - 1) ? 0 : 1);
-        cur[j] = Math.min(sub, Math.min(prev[j] + 1, cur[j - 1] + 1));
+        int sub = d[i - 1][j - 1] + (a.charAt(i - 1) == b.charAt(j - 1) ? 0 : 1);
+        d[i][j] = Math.min(sub, Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1));
+        if (i > 1 && j > 1 && a.charAt(i - 1) == b.charAt(j - 2) && a.charAt(i - 2) == b.charAt(j - 1)) {
+          d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+        }
       }
-      int[] t = prev;
-      prev = cur;
-      cur = t;
     }
-    return prev[b.length()];
+    return d[a.length()][b.length()];
   }
 
   static Long ts(String name, String raw) {
