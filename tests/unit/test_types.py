@@ -9,7 +9,7 @@ from mypy import api
 from conftest import ROOT
 
 
-def test_the_read_side_passes_mypy_strict(pytestconfig: pytest.Config, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_package_passes_mypy_strict(pytestconfig: pytest.Config, monkeypatch: pytest.MonkeyPatch) -> None:
     # mypy's incremental cache kept between runs (in pytest's .pytest_cache, as `mypy` keeps its
     # .mypy_cache): a module is checked again when it or what it imports changed, the rest is read
     # from the cache. A fresh cache each run checked the whole package cold, 20-40 s (issue 54).
