@@ -2,7 +2,6 @@
 checked on every opening; the writer's engine opened by the name recorded."""
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 from pyspark_theflash.engine.interface import Engine
@@ -21,7 +20,7 @@ if TYPE_CHECKING:
     from pyspark_theflash.store import Store
 
 __all__ = ["DEFAULT_ENGINE", "ENGINES", "META_KEY", "EngineMismatchError", "check_engine_name", "engine_of_view",
-           "engine_of_directory", "open_writer_engine", "record_engine", "recorded_engine"]
+           "open_writer_engine", "record_engine", "recorded_engine"]
 
 
 class EngineMismatchError(TheFlashError):
@@ -59,14 +58,3 @@ def open_writer_engine(store: Store, kind: str = DEFAULT_ENGINE) -> TxnMergeTree
     from pyspark_theflash.engine.txn_merge_tree import TxnMergeTreeEngine
 
     return TxnMergeTreeEngine(store)
-
-
-def engine_of_directory(path: str | os.PathLike[str]) -> str:
-    """The engine a store directory records, read without opening it for writing."""
-    from pyspark_theflash.store import Store
-
-    store = Store.open(path, readonly=True)
-    try:
-        return recorded_engine(store)
-    finally:
-        store.close()
