@@ -19,16 +19,19 @@ from pyspark_theflash.engine.partition import LeaseRenewal, RangeScan, ScanParti
 
 if TYPE_CHECKING:
     from pyspark_theflash.schema import TableInfo
+    from pyspark_theflash.store import Store
     from pyspark_theflash.store.predicate import Expr
     from pyspark_theflash.store.parts import ReadStats
 
 
-def read_native_partition(p: ScanPartition, lease: LeaseRenewal,
-                          stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:
+def read_native_partition(p: ScanPartition, lease: LeaseRenewal, stats: ReadStats | None = None,
+                          store: Store | None = None) -> Iterator[pa.RecordBatch]:
     """The partition's rows at its ts, as Arrow batches of the store's Arrow schema for the
     partition's columns (see ``schema.arrow_schema``), renewing the read's ``lease`` while
     batches flow. ``stats``: the read's deletion-vector
-    rows and fresh-tail rows are added to it (``store.parts.ReadStats``; a change read adds none)."""
+    rows and fresh-tail rows are added to it (``store.parts.ReadStats``; a change read adds none).
+    ``store``: the partition's store, open (an engine's own); without it (a Spark executor) a
+    re-pin opens the store for its one look at the manifest."""
     from pyspark_theflash.schema import TableInfo
     from pyspark_theflash.store.predicate import Expr
 
@@ -37,7 +40,7 @@ def read_native_partition(p: ScanPartition, lease: LeaseRenewal,
     lease.touch(force=True)
     for rng in p.ranges:
         if lease.replaced and not _parts_present(rng, p.store):
-            rng = _repin(p, rng, int(table_info.id))
+            rng = _repin(p, rng, int(table_info.id), store)
         for batch in _read_range(rng, table_info, p, predicate, stats):
             lease.touch()
             yield from _rebatch(batch, p.batch_rows)
@@ -47,11 +50,18 @@ def _parts_present(rng: RangeScan, root: str) -> bool:
     return all(os.path.exists(os.path.join(root, p.path)) for p in rng.parts)
 
 
-def _repin(p: ScanPartition, rng: RangeScan, table_id: int) -> RangeScan:
+def _repin(p: ScanPartition, rng: RangeScan, table_id: int, opened: Store | None) -> RangeScan:
     from pyspark_theflash.store import Store
 
-    with Store.open(p.store, readonly=True) as store, store.snapshot() as view:
-        parts = tuple(view.parts(rng.table_id if rng.table_id is not None else table_id, rng.lo, rng.hi))
+    if opened is not None and os.path.realpath(opened.root) != os.path.realpath(p.store):
+        opened = None  # an engine handed another store's partition: read the partition's own
+    store = opened if opened is not None else Store.open(p.store, readonly=True)
+    try:
+        with store.snapshot() as view:
+            parts = tuple(view.parts(rng.table_id if rng.table_id is not None else table_id, rng.lo, rng.hi))
+    finally:
+        if opened is None:
+            store.close()
     return RangeScan(rng.region_ids, rng.lo, rng.hi, parts, rng.size_bytes, rng.table_id)
 
 

@@ -99,7 +99,7 @@ class TxnMergeTreeEngine(Engine):
 
     def read_partition(self, p: ScanPartition, lease: LeaseRenewal,
                        stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:
-        return read_native_partition(p, lease, stats)
+        return read_native_partition(p, lease, stats, self._store)
 
     def read_stream(self, session: EngineReadSession, n: int, stats: ReadStats | None = None) -> Iterator[pa.RecordBatch]:
         return self._read_sessions("read a stream").read_stream(self, session, n, stats)

@@ -167,6 +167,33 @@ def test_a_partition_read_whose_files_were_deleted_after_its_lease_expired_repin
     assert any(x.ts == p.ts and x.lease_id != p.lease_id for x in connect_latch(rig.store).leases())
 
 
+def test_an_engine_repins_a_partition_through_its_own_open_store(own_rig: FlashRig,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same re-pin through the engine that reads for the service: it looks at the manifest
+    through the store it holds open, not a second open of the store (one open per process)."""
+    from pyspark_theflash.engine import TxnMergeTreeEngine
+    from pyspark_theflash.scan.lease import LeaseKeeper
+
+    rig = own_rig
+    p = plan(rig.store, TABLE, rig.options(lease_ttl="2s"))
+    expected = rows_of(p)
+    expire_then_update(rig, p)
+    rig.stop_writer()
+    with Store.open(rig.store, options=StoreOptions(removed_file_retention_s=0)) as store:
+        store.compact(force=True)
+    rig.start_writer(interval_s=0.05)
+    engine = TxnMergeTreeEngine.open(rig.store)
+    opens: list[str] = []
+    real_open = Store.open.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(Store, "open", classmethod(lambda cls, *a, **k: (opens.append(str(a[0])), real_open(cls, *a, **k))[1]))
+    try:
+        got = pa.Table.from_batches([b for q in p.partitions for b in engine.read_partition(q, LeaseKeeper(q))])
+    finally:
+        engine.close()
+    assert got.sort_by("id") == expected
+    assert opens == []
+
+
 def test_rc_skips_a_live_lock_that_si_waits_for(rig: FlashRig) -> None:
     t = rig.cluster.txn(one_pc=False, ttl_ms=60_000, after_prewrite=lambda _: (_ for _ in ()).throw(Abandoned()))
     t.update(TABLE, {"id": 3, "balance": 99})
