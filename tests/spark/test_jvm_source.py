@@ -4,6 +4,7 @@ workload inserts, updates and deletes: the same rows as the Python data source a
 column pruning and exact filter pushdown in the plan, and its errors word for word."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -61,8 +62,8 @@ def jvm_read(spark: Any, options: dict[str, str], where: str | None, select: lis
 
 def jvm_explain(spark: Any, options: dict[str, str], where: str, select: list[str]) -> tuple[str, int]:
     df = spark.read.format("theflash").options(**options).load(TYPES_TABLE).filter(where).select(*select)
-    plan = df._jdf.queryExecution().executedPlan().toString()
-    return plan, df.count()
+    rows = df.collect()  # through this plan: its scan has opened its read session, which explain() shows
+    return df._jdf.queryExecution().executedPlan().toString(), len(rows)
 
 
 def python_read(spark: Any, rig: FlashRig, ts: int, where: str | None, select: list[str] | None,
@@ -125,6 +126,14 @@ def test_explain_shows_the_pruned_read_schema_and_the_filters_the_service_evalua
     assert "ReadSchema: struct<id:bigint,f64:double,vc:string>" in plan, plan
     assert "PushedFilters: [i32 IS NOT NULL, i32 > 0, en IN ('alpha', 'gamma')]" in plan, plan
     assert "Filter (isnotnull(f64#" in plan and "Filter (isnotnull(i32" not in plan, plan  # handled ones are gone
+    # the Spark partitions: the regions grouped by bytes (a tiny table: min_partitions' share)
+    streams = re.search(r"ReadStreams: (\d+) over (\d+) regions, sized by bytes \([0-9.]+ MiB, "
+                        r"partition_target_bytes 128MiB\)", plan)
+    assert streams is not None, plan
+    assert 1 <= int(streams[1]) <= int(streams[2]), plan
+    grouped, _ = jvm_spark.call(jvm_explain, {**options, "partition_target_bytes": "1", "min_partitions": "1"},
+                                "i32 > 0", ["id"])
+    assert "partition_target_bytes 1)" in grouped, grouped
 
 
 def jvm_failure(spark: Any, what: str, server: str) -> str:

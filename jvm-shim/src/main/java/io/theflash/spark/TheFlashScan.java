@@ -107,7 +107,20 @@ final class TheFlashScan implements Scan, SupportsReportStatistics, Batch {
         + " PushedFilters: " + FilterTranslation.describe(pushed)
         + (limit >= 0 ? ", PushedLimit: " + limit : "")
         + ", ReadSchema: " + readSchema.catalogString()
-        + partitionsRead();
+        + partitionsRead()
+        + readStreams();
+  }
+
+  /**
+   * Once planned: the read's Spark partitions (the service's streams), grouped from its regions
+   * by bytes up to partition_target_bytes, not one a region (docs/reading.md).
+   */
+  private synchronized String readStreams() {
+    if (session == null) return "";
+    String target = options.requestOptions.getOrDefault("stream_target_bytes", "128MiB");
+    return ", ReadStreams: " + session.streamUrls.size() + " over " + session.regions + " regions, sized by bytes ("
+        + (session.bytes >= 0 ? String.format(java.util.Locale.ROOT, "%.1f MiB, ", session.bytes / 1048576.0) : "")
+        + "partition_target_bytes " + target + ")";
   }
 
   /** A partitioned table: the partitions read and those the pushed filters pruned, once the
