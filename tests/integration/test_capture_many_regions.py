@@ -31,7 +31,7 @@ def cluster(tmp_path: Path) -> Iterator[MiniCluster]:
     c.close()
 
 
-@pytest.mark.slow  # about 3 minutes (2,000 regions' registrations and snapshots through the mini cluster)
+@pytest.mark.slow  # about a minute quiet (2,000 regions' registrations and snapshots through the mini cluster)
 def test_two_thousand_regions_on_two_stores_through_splits_merges_and_a_store_restart(cluster: MiniCluster,
                                                                                      tmp_path: Path) -> None:
     table = cluster.create_table(TABLE, [make_column("id", "BIGINT", not_null=True), make_column("v", "BIGINT")],
