@@ -2,6 +2,7 @@
 handling under SI and RC, pruning, and reading a partition after its lease expired."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -183,9 +184,16 @@ def test_an_engine_repins_a_partition_through_its_own_open_store(own_rig: FlashR
         store.compact(force=True)
     rig.start_writer(interval_s=0.05)
     engine = TxnMergeTreeEngine.open(rig.store)
-    opens: list[str] = []
+    opens: list[str] = []  # by this thread: the rig's writer thread opens its own store as it starts
     real_open = Store.open.__func__  # type: ignore[attr-defined]
-    monkeypatch.setattr(Store, "open", classmethod(lambda cls, *a, **k: (opens.append(str(a[0])), real_open(cls, *a, **k))[1]))
+    reader = threading.get_ident()
+
+    def counted_open(cls: type[Store], *a: object, **k: object) -> Store:
+        if threading.get_ident() == reader:
+            opens.append(str(a[0]))
+        return real_open(cls, *a, **k)
+
+    monkeypatch.setattr(Store, "open", classmethod(counted_open))
     try:
         got = pa.Table.from_batches([b for q in p.partitions for b in engine.read_partition(q, LeaseKeeper(q))])
     finally:
