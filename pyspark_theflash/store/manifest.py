@@ -181,20 +181,23 @@ def connect(root: str | Path, *, create: bool, busy_timeout_ms: int = 30_000,
     with damage_as_error(root):
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
                                timeout=busy_timeout_ms / 1000, factory=ManifestConnection)
-        conn.text_factory = manifest_text
-        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        if create:
-            conn.execute("PRAGMA journal_mode = WAL")
-        # FULL: a committed edit survives power loss, not just a process crash. Lease
-        # connections pass durable=False (NORMAL: no fsync per commit): a lease lost to a power
-        # failure belongs to a reader that is gone too.
-        conn.execute("PRAGMA synchronous = FULL" if durable else "PRAGMA synchronous = NORMAL")
-    if not create:  # a writer's (create=True) is checked by initialise, after it adds new columns
-        try:
+    # a connection that fails its first statements (a damaged first page: "file is not a
+    # database") is closed here, not left to the collector: its descriptor would outlive the error
+    try:
+        with damage_as_error(root):
+            conn.text_factory = manifest_text
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            if create:
+                conn.execute("PRAGMA journal_mode = WAL")
+            # FULL: a committed edit survives power loss, not just a process crash. Lease
+            # connections pass durable=False (NORMAL: no fsync per commit): a lease lost to a power
+            # failure belongs to a reader that is gone too.
+            conn.execute("PRAGMA synchronous = FULL" if durable else "PRAGMA synchronous = NORMAL")
+        if not create:  # a writer's (create=True) is checked by initialise, after it adds new columns
             check_schema(conn, root)
-        except BaseException:
-            conn.close()
-            raise
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import shutil
 import sqlite3
 from pathlib import Path
@@ -367,12 +368,14 @@ def test_bytes_flipped_on_any_page_of_the_manifest_are_named_by_verify_and_never
         found = code == 1
         assert not found or f"{mf.MANIFEST_FILE}: " in out, (what, out)
         assert found or not structural, (what, "verify passed a structural flip", out + err)
+        refused = 0
         for reader, read in reads_of(store, rig, ts).items():
             try:
                 got = read()
             except ManifestDamagedError as exc:  # anything else (UnknownTableNameError, TypeError) fails the test
                 assert named in str(exc), (what, reader, str(exc))
                 assert found, (what, reader, "a reader met damage that verify passed", str(exc))
+                refused += 1
                 continue
             assert got == balances, (what, reader, "read other rows than the undamaged copy")
         code, out, err = cli("scan", TABLE, "--store", store, "--snapshot-ts", str(ts), "--read",
@@ -383,7 +386,24 @@ def test_bytes_flipped_on_any_page_of_the_manifest_are_named_by_verify_and_never
             assert (answer["rows"], answer["sum"]) == (ACCOUNTS, total), (what, answer)
         else:
             assert code == 2 and found and err.startswith("theflash scan: ") and named in err, (what, err)
+        if refused == 2 and code == 2:
+            # every path refused the copy and closed what it opened on the way: no descriptor
+            # names it (a read that succeeds keeps its store's latch handle for the next read)
+            assert not open_descriptors_under(store), (what, open_descriptors_under(store))
         shutil.rmtree(store)
+
+
+def open_descriptors_under(directory: str) -> list[str]:
+    """The files under ``directory`` this process holds open (Linux's /proc/self/fd)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # closed meanwhile (the listing's own descriptor)
+            continue
+        if target.startswith(directory.rstrip("/") + "/"):
+            found.append(target)
+    return found
 
 
 def test_the_schema_check_names_what_a_damaged_schema_page_lost(bank, tmp_path) -> None:
