@@ -8,8 +8,13 @@ or a bad option. An error TheFlash raises on purpose (``TheFlashError``) already
 and what to do, so it leaves the source with its traceback cut to the method Spark called and
 its chain dropped; any other exception (a bug) keeps its whole traceback.
 
-What is left is one frame of this module above the message: PySpark's simplified traceback keeps
-the first frame outside pyspark, and a traceback of pyspark's frames only is printed whole. Spark's
+What is left is one frame above the message: PySpark's simplified traceback keeps the frames from
+the first one outside pyspark, and a traceback of pyspark's frames only is printed whole. "Outside
+pyspark" is a prefix test on the file name (``filename.startswith(dirname(pyspark.__file__))``), so
+installed from a wheel beside pyspark (``.../site-packages/pyspark_theflash/...``) this package's
+files pass for pyspark's own: every frame would be "pyspark's" and the whole traceback printed.
+The wrappers' code therefore names its file ``FRAME_FILE``, not this module's path: the one frame
+shown is ``File "<theflash>", line N, in call``, whatever the install. Spark's
 own setting ``spark.sql.execution.pyspark.udf.hideTraceback.enabled=true`` (which the data source
 planner honours too) leaves the message alone; it is the session's choice, as it hides the
 tracebacks of the session's UDFs as well, so TheFlash does not set it.
@@ -23,6 +28,15 @@ from typing import Callable, Iterator, TypeVar
 from pyspark_theflash.errors import TheFlashError
 
 F = TypeVar("F", bound=Callable[..., object])
+W = TypeVar("W", bound=Callable[..., object])
+
+# The file the wrappers' one frame names (above: never under pyspark's directory, however installed).
+FRAME_FILE = "<theflash>"
+
+
+def _framed_outside_pyspark(wrapper: W) -> W:
+    wrapper.__code__ = wrapper.__code__.replace(co_filename=FRAME_FILE)
+    return wrapper
 
 
 def said_plainly(method: F) -> F:
@@ -36,7 +50,7 @@ def said_plainly(method: F) -> F:
             except TheFlashError as exc:
                 raise exc.with_traceback(None) from None
 
-        return generator  # type: ignore[return-value]
+        return _framed_outside_pyspark(generator)  # type: ignore[return-value]
 
     @functools.wraps(method)
     def call(*args: object, **kwargs: object) -> object:
@@ -45,4 +59,4 @@ def said_plainly(method: F) -> F:
         except TheFlashError as exc:
             raise exc.with_traceback(None) from None
 
-    return call  # type: ignore[return-value]
+    return _framed_outside_pyspark(call)  # type: ignore[return-value]

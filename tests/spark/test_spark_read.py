@@ -477,7 +477,7 @@ def test_said_plainly_cuts_theflash_errors_to_one_frame_and_leaves_other_excepti
     import traceback
 
     from pyspark_theflash.errors import TheFlashError
-    from pyspark_theflash.spark.user_errors import said_plainly
+    from pyspark_theflash.spark.user_errors import FRAME_FILE, said_plainly
 
     def deep(n: int, exc: BaseException) -> None:
         if n:
@@ -500,12 +500,50 @@ def test_said_plainly_cuts_theflash_errors_to_one_frame_and_leaves_other_excepti
         with pytest.raises(TheFlashError) as ours:
             call(TheFlashError("no table x.y; did you mean x.z?"))
         frames = traceback.extract_tb(ours.value.__traceback__)
-        assert [f.name for f in frames if f.filename.endswith("user_errors.py")] and \
-            not [f for f in frames if f.name == "deep"]
+        assert [f.name for f in frames if f.filename == FRAME_FILE] and not [f for f in frames if f.name == "deep"]
         assert ours.value.__cause__ is None and ours.value.__suppress_context__
         with pytest.raises(ValueError) as bug:
             call(ValueError("a bug"))
         assert len([f for f in traceback.extract_tb(bug.value.__traceback__) if f.name == "deep"]) == 6
+
+
+def test_the_one_frame_pyspark_keeps_of_a_theflash_error_is_the_wrappers_however_the_package_is_installed() -> None:
+    """PySpark's simplified traceback (what a worker prints) keeps the frames from the first one
+    whose file is not under pyspark's directory, a prefix test that this package's files pass when
+    installed from a wheel beside pyspark (.../site-packages/pyspark_theflash/...): then every frame
+    is "pyspark's" and the traceback is printed whole. The wrapper's frame names FRAME_FILE."""
+    import os
+    import traceback
+
+    import pyspark
+    from pyspark.util import try_simplify_traceback
+
+    from pyspark_theflash.errors import TheFlashError
+    from pyspark_theflash.spark.user_errors import FRAME_FILE, said_plainly
+
+    root = os.path.dirname(pyspark.__file__)
+    assert f"{root}_theflash/spark/user_errors.py".startswith(root)  # the wheel layout passes for pyspark's
+
+    @said_plainly
+    def schema() -> None:
+        raise TheFlashError("no store at /nowhere: check the path")
+
+    # the worker's own frame (create_data_source.py's main) calling the data source's method and
+    # catching what it raises, as the worker does before it formats the traceback
+    worker: dict[str, Any] = {"method": schema}
+    exec(compile("def main():\n    try:\n        method()\n    except BaseException as exc:\n        return exc\n",
+                 f"{root}/sql/worker/create_data_source.py", "exec"), worker)
+    caught = worker["main"]()
+    assert isinstance(caught, TheFlashError)
+    kept = try_simplify_traceback(caught.__traceback__)
+    assert kept is not None
+    assert [f.filename for f in traceback.extract_tb(kept)] == [FRAME_FILE]
+    # the same wrapper named by its module's path as a wheel installs it: nothing is outside
+    # pyspark, nothing is simplified, and the worker prints the traceback whole
+    wheel = said_plainly(schema.__wrapped__)  # type: ignore[attr-defined]
+    wheel.__code__ = wheel.__code__.replace(co_filename=f"{root}_theflash/spark/user_errors.py")
+    worker["method"] = wheel
+    assert try_simplify_traceback(worker["main"]().__traceback__) is None
 
 
 @pytest.mark.parametrize("options, says", [
@@ -515,13 +553,13 @@ def test_said_plainly_cuts_theflash_errors_to_one_frame_and_leaves_other_excepti
 def test_a_python_source_error_through_spark_is_its_message_under_one_frame(
         spark: Any, options: dict[str, str], says: str) -> None:
     """What a PySpark user sees of the Python source's user error (issue 52, item 5): Spark's
-    condition, then the error's own line; above it one frame, spark/user_errors.py's, the one
-    frame PySpark's simplified traceback keeps (spark/user_errors.py), none of the package's
+    condition, then the error's own line; above it one frame, the wrapper's (spark/user_errors.py,
+    named "<theflash>"), the one frame PySpark's simplified traceback keeps, none of the package's
     code that raised it. Fails if a frame of the package comes back or the message moves."""
     with pytest.raises(Exception) as caught:
         spark.read.format("theflash").options(**options).load("t.x").collect()
     lines = [line for line in str(caught.value).splitlines() if line.strip()]
     assert lines[0].startswith("[PYTHON_DATA_SOURCE_ERROR] "), lines
     frames = [line for line in lines if line.strip().startswith('File "')]
-    assert len(frames) <= 1 and all("pyspark_theflash/spark/user_errors.py" in f for f in frames), lines
+    assert len(frames) <= 1 and all('File "<theflash>"' in f for f in frames), lines
     assert len(lines) <= 5 and any(says in line for line in lines), lines
