@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,11 @@ def _check_pair(rig: FlashRig, table: str, from_ts: int, to_ts: int) -> int:
     for net in (False, True):
         want = sorted(upstream_changes(cluster, table, from_ts, to_ts, net=net), key=_key)
         got = sorted(changes_as_tuples(_read(rig, table, from_ts, to_ts, net), columns), key=_key)
-        assert len(got) == len(want), f"{table} ({from_ts}, {to_ts}] net={net}: {len(got)} changes, upstream {len(want)}"
+        if len(got) != len(want):  # name the changes one side has and the other has not
+            extra = list((Counter(map(repr, got)) - Counter(map(repr, want))).elements())  # repeats count
+            missing = list((Counter(map(repr, want)) - Counter(map(repr, got))).elements())
+            raise AssertionError(f"{table} ({from_ts}, {to_ts}] net={net}: {len(got)} changes, upstream {len(want)}; "
+                                 f"only in the replica: {extra!r:.1500}; only upstream: {missing!r:.1500}")
         for g, w in zip(got, want):
             assert g == w, f"{table} ({from_ts}, {to_ts}] net={net}: replica {g!r:.600} upstream {w!r:.600}"
         before = upstream_snapshot(cluster, table, from_ts, to_ts)
