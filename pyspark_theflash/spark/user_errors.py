@@ -12,9 +12,11 @@ What is left is one frame above the message: PySpark's simplified traceback keep
 the first one outside pyspark, and a traceback of pyspark's frames only is printed whole. "Outside
 pyspark" is a prefix test on the file name (``filename.startswith(dirname(pyspark.__file__))``), so
 installed from a wheel beside pyspark (``.../site-packages/pyspark_theflash/...``) this package's
-files pass for pyspark's own: every frame would be "pyspark's" and the whole traceback printed.
+files pass for pyspark's own: every frame would be "pyspark's" and the traceback is not simplified
+(a wheel install showed the wrapper's frame with this file's path and the ``raise`` line under it).
 The wrappers' code therefore names its file ``FRAME_FILE``, not this module's path: the one frame
-shown is ``File "<theflash>", line N, in call``, whatever the install. Spark's
+shown is ``File "<theflash>", line N, in call``, with no source line, whatever the install
+(tests/spark/test_wheel_install.py builds the wheel and checks). Spark's
 own setting ``spark.sql.execution.pyspark.udf.hideTraceback.enabled=true`` (which the data source
 planner honours too) leaves the message alone; it is the session's choice, as it hides the
 tracebacks of the session's UDFs as well, so TheFlash does not set it.
