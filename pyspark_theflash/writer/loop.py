@@ -44,7 +44,7 @@ from pyspark_theflash.writer.schema_guard import column_ids_by_table, unknown_co
 from pyspark_theflash.writer.schemas import HttpSchemaSource, SchemaSource, UpstreamSchemaSource, table_name
 
 if TYPE_CHECKING:
-    from pyspark_theflash.lake.publish import Publisher
+    from pyspark_theflash.lake.publish import Publisher, Round
     from pyspark_theflash.store.compaction import CompactionResult
     from pyspark_theflash.store.flush import PendingFlush
     from pyspark_theflash.store.errors import UnknownRegionError
@@ -166,6 +166,7 @@ class Writer:
         self._last_flush = self._last_compact = self._last_renew = self._last_delta_merge = self._last_delta_publish = now
         self._publisher: Publisher | None = None  # made at the first round (docs/delta.md)
         self._rounds: StoreRounds[CompactionResult] | None = None  # made at the first (writer/store_rounds.py)
+        self._delta_rounds: StoreRounds[Round] = StoreRounds()  # Delta publication, a thread of its own
         self._last_publish = 0.0
         self._publish_every = options.progress_interval_s  # (longer with many regions: _publish)
 
@@ -339,7 +340,8 @@ class Writer:
         """Flush what was applied and let go of everything. After a failure nothing more is
         written (a restart replays the binlog from the last durable batch) and each release is
         best effort, so the error that ended the run is the one reported."""
-        steps: list[tuple[str, Callable[[], object]]] = [("store rounds", self._join_rounds)]
+        steps: list[tuple[str, Callable[[], object]]] = [("store rounds", self._join_rounds),
+                                                         ("Delta publication round", self._join_publication)]
         # After a failed flush the store refuses writes: exit, a restart replays the binlog.
         if failed is None and self.store is not None and not self.store_lost and self.store.failure is None:
             steps.append(("final flush", self._final_flush))
@@ -798,23 +800,35 @@ class Writer:
             self._rounds.join()
 
     def _maybe_publish_delta(self) -> None:
-        """A Delta publication round (lake.Publisher) every ``delta_publish_interval_s``, in this
-        thread: it reads the durable manifest and the part files only, under its own lease. A
-        round that cannot publish yet (a table not resolved) waits for the next; any other
-        failure of publication is logged and never stops applying."""
+        """A Delta publication round (lake.Publisher) every ``delta_publish_interval_s`` (or as
+        soon as the last one ended, when it took longer), on a thread of its own
+        (writer/store_rounds.py): it reads the durable manifest and the part files only, under
+        its own lease, so it needs nothing of this loop, which goes on applying meanwhile (run
+        here, each round of 1-2 s held every commit behind it). A round that cannot publish yet
+        (a table not resolved) waits for the next; any other failure of publication is logged
+        when the loop picks the round up, and never stops applying."""
         interval = self.options.delta_publish_interval_s
-        if interval <= 0 or self.store is None or time.monotonic() - self._last_delta_publish < interval:
+        if interval <= 0 or self.store is None:
             return
-        from pyspark_theflash.lake.errors import LakeError, PublishTsError
+        rounds = self._delta_rounds
+        self._note_publication(rounds)
+        if rounds.running or time.monotonic() - self._last_delta_publish < interval:
+            return
         from pyspark_theflash.lake.publish import Publisher
 
-        self._last_delta_publish = time.monotonic()
         if self._publisher is None:
             # the writer's own store: one open of it in the process (its snapshot waits for the
             # flush in flight, so a round reads what the writer has made durable)
             self._publisher = Publisher(self.store, self.options.delta_retention_s, to=self.options.delta_to)
+        rounds.start("delta-publish", self._publisher.publish)
+        self._last_delta_publish = time.monotonic()  # (the interval runs from a round's start, as its lag does)
+
+    def _note_publication(self, rounds: StoreRounds[Round]) -> None:
+        """What the last publication round did, once it ended (its failure logged here)."""
+        from pyspark_theflash.lake.errors import LakeError, PublishTsError
+
         try:
-            done = self._publisher.publish()
+            done = rounds.poll()
         except PublishTsError as exc:
             log.info("delta publication waits: %s", exc)
             return
@@ -825,8 +839,15 @@ class Writer:
             log.warning("delta publication to %s failed (applying goes on; the next round retries): %s",
                         self.options.delta_to or self.options.store, exc)
             return
+        if done is None:
+            return
         self.progress.delta_rounds += 1
-        self.progress.delta_published_ts = done.ts
+        self.progress.delta_published_ts = done.result.ts
+
+    def _join_publication(self) -> None:
+        """Wait for a publication round in flight (before the store's close), and note it."""
+        self._delta_rounds.join()
+        self._note_publication(self._delta_rounds)
 
     def _gc_safe_point(self) -> int:
         """The upstream's GC safe point, never past the oldest live read lease (the store

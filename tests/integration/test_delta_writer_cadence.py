@@ -206,3 +206,46 @@ def test_twenty_rounds_through_splits_merges_dying_transactions_and_compactions_
         assert stats.splits > 0 and stats.merges > 0 and stats.dying > 0, stats.summary()
     finally:
         rig.close()
+
+
+def test_the_writer_applies_while_a_publication_round_runs_and_counts_it_when_it_ends(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    """A round runs on a thread of its own: held in the middle, the writer still applies a commit
+    made after it started (a read at the commit's ts returns the row), and the round is counted
+    once it ends."""
+    import threading
+
+    from pyspark_theflash.lake.publish import Publisher
+    from pyspark_theflash.upstream.tidb import make_column
+
+    entered, release = threading.Event(), threading.Event()
+    publish = Publisher.publish
+
+    def held(self: Publisher, ts: int | None = None) -> Any:
+        entered.set()
+        assert release.wait(60), "the test never released the round"
+        return publish(self, ts)
+
+    monkeypatch.setattr(Publisher, "publish", held)
+    rig = FlashRig(tmp_path)
+    try:
+        rig.cluster.create_table("d.t", [make_column("id", "BIGINT", not_null=True), make_column("v", "BIGINT")],
+                                 primary_key=["id"])
+        rig.cluster.run_txn(lambda t: t.insert("d.t", {"id": 1, "v": 1}))
+        rig.start_writer(interval_s=0.05, delta_publish_interval_s=0.1)
+        rig.wait_replicated("d.t")
+        assert entered.wait(30), "no publication round started"
+        rig.cluster.run_txn(lambda t: t.insert("d.t", {"id": 2, "v": 2}))
+        ts = rig.cluster.get_ts()
+        rows = rig.read_at(rig.store, "d.t", ts).sort_by("id").to_pylist()
+        assert rows == [{"id": 1, "v": 1}, {"id": 2, "v": 2}]
+        writer = rig.writer
+        assert writer is not None and writer.progress.delta_rounds == 0 and not release.is_set()
+        release.set()
+        wait_for(lambda: writer.progress.delta_rounds >= 1, 30, "the held round to be counted")
+        rig.stop_writer()
+        assert writer.progress.delta_published_ts > 0
+        assert [v.table for v in versions_at(rig.store)] == ["d.t"]
+    finally:
+        release.set()
+        rig.close()
