@@ -47,7 +47,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pyspark_theflash.lake.location import LakeDir
+from pyspark_theflash.lake.location import FileStamps, LakeDir
 from pyspark_theflash.lake.roaring import merged
 from pyspark_theflash.lake.types import field_id
 from pyspark_theflash.store.part_ref import PartRef
@@ -232,14 +232,18 @@ def deleted_rows_after(root: Path, info: TableInfo, ts: int, settled: Sequence[t
     return settled_out + fresh_out
 
 
-def convert(root: Path, table_root: LakeDir, part: PartRef, info: TableInfo, target: pa.Schema) -> tuple[str, int]:
+def convert(root: Path, table_root: LakeDir, part: PartRef, info: TableInfo, target: pa.Schema,
+            stamps: FileStamps | None = None) -> tuple[str, int]:
     """``part``'s rows in the current schema and Delta file types, written once to
-    ``lake/part-<id>-<schema>.parquet`` under the table root; (relative path, size)."""
+    ``lake/part-<id>-<schema>.parquet`` under the table root; (relative path, size).
+    ``stamps``: the files the round knows are there (asked of the file system otherwise)."""
     from pyspark_theflash.schema.generated import virtual_columns
 
+    stamps = FileStamps() if stamps is None else stamps
     rel = f"{CONVERTED_DIR}/part-{part.part_id}-{schema_tag(target, info)}.parquet"
-    if table_root.is_file(rel):
-        return rel, table_root.size(rel)
+    known = stamps.of(table_root, rel)
+    if known is not None:
+        return rel, known.size
     by_id: dict[int | None, str] = {c.id: c.name for c in info.columns}
     names = [by_id[field_id(f)] for f in target]   # the TiDB names the store reads them by
     computed = virtual_columns(info, names)  # (TheFlash computes them as it reads: so does the file)
@@ -260,6 +264,7 @@ def convert(root: Path, table_root: LakeDir, part: PartRef, info: TableInfo, tar
     pq.write_table(t, sink, compression=CONVERTED_COMPRESSION, use_dictionary=False, row_group_size=_BATCH_ROWS)
     data = sink.getvalue().to_pybytes()
     table_root.write(rel, data)
+    stamps.wrote(rel, len(data))
     return rel, len(data)
 
 
@@ -276,13 +281,16 @@ def table_root_relative(part: PartRef, table_id: int) -> str:
 
 def plan_partition(root: Path, table_root: LakeDir, info: TableInfo, ts: int, parts: Sequence[PartRef],
                    target: pa.Schema, settled: Sequence[tuple[PartRef, PartVisibility]] = (),
-                   copy_parts: bool = False, root_id: int | None = None) -> list[tuple[PlannedFile, PartVisibility]]:
+                   copy_parts: bool = False, root_id: int | None = None,
+                   stamps: FileStamps | None = None) -> list[tuple[PlannedFile, PartVisibility]]:
     """The data files of one partition's parts at ts (``settled`` parts first, then ``parts``),
     with what the next round keeps of each; ``copy_parts``: the table root is not the store's
     directory, so a part named in place is copied there first (once: a part never changes).
     ``root_id``: the table id of ``table_root`` (default ``info.id``): a part of another id is
-    linked or copied under it (module docstring)."""
+    linked or copied under it (module docstring). ``stamps``: the files under ``table_root``
+    the publisher knows are there (location.FileStamps: no request for those)."""
     root_id = info.id if root_id is None else root_id
+    stamps = FileStamps() if stamps is None else stamps
     everything = [p for p, _ in settled] + list(parts)
     if not everything:
         return []
@@ -296,11 +304,12 @@ def plan_partition(root: Path, table_root: LakeDir, info: TableInfo, ts: int, pa
         if in_place(root, part, info, target):
             rel = table_root_relative(part, root_id)
             # a part of another table id lives under that id's directory: linked (or copied) here
-            if (copy_parts or part.table_id != root_id) and not table_root.is_file(rel):
+            if (copy_parts or part.table_id != root_id) and stamps.of(table_root, rel) is None:
                 table_root.copy_in(root / part.path, rel)
+                stamps.wrote(rel, part.bytes)
             planned = PlannedFile(part.part_id, part.partition_id, rel, part.bytes, part.rows, vis.deleted, False)
         else:
-            rel, size = convert(root, table_root, part, info, target)
+            rel, size = convert(root, table_root, part, info, target, stamps)
             planned = PlannedFile(part.part_id, part.partition_id, rel, size, part.rows, vis.deleted, True)
         out.append((planned, vis))
     return out

@@ -229,6 +229,45 @@ class LakeDir:
             return False
 
 
+@dataclass(frozen=True)
+class Stamp:
+    """A file's size and modification time (ms since the epoch), as a Delta ``add`` names them."""
+
+    size: int
+    mtime_ms: int
+
+
+class FileStamps:
+    """The files under one table root a publisher wrote, copied or looked at in its last round,
+    with their stamps: a round asks the file system only about a file it has not met (on S3 each
+    question is a HEAD, tens of ms on a remote bucket, three a converted file a round). A file a
+    round writes never changes (a converted part, a copied part: the same bytes whoever writes
+    them), so what is known stays true while a version names it; the publisher keeps the stamps
+    of the files its newest version names (``keep``), and log cleanup deletes only files no kept
+    version names."""
+
+    def __init__(self, known: dict[str, Stamp] | None = None) -> None:
+        self._known: dict[str, Stamp] = dict(known or {})
+
+    def of(self, root: LakeDir, rel: str) -> Stamp | None:
+        """``rel``'s stamp under ``root``, None when there is no such file (asked once)."""
+        got = self._known.get(rel)
+        if got is None:
+            info = root.info(rel)
+            if info.type != pafs.FileType.File:
+                return None
+            got = self._known[rel] = Stamp(int(info.size), int(info.mtime_ns or time.time_ns()) // 1_000_000)
+        return got
+
+    def wrote(self, rel: str, size: int) -> None:
+        """A file this round wrote whole (its time: now)."""
+        self._known[rel] = Stamp(size, time.time_ns() // 1_000_000)
+
+    def keep(self, rels: set[str]) -> FileStamps:
+        """The stamps of ``rels`` only (the files a version names): for the next round."""
+        return FileStamps({rel: st for rel, st in self._known.items() if rel in rels})
+
+
 Where = Union[str, "os.PathLike[str]", LakeDir]
 
 
@@ -254,4 +293,4 @@ def lake_dir(where: Where) -> LakeDir:
     return LakeDir(fs, path.rstrip("/"), text.rstrip("/"))
 
 
-__all__ = ["LakeDir", "LakeError", "lake_dir"]
+__all__ = ["FileStamps", "LakeDir", "LakeError", "Stamp", "lake_dir"]

@@ -45,7 +45,7 @@ from pyspark_theflash.lake.deletion_vectors import VectorFileWriter, vector_for
 from pyspark_theflash.lake.delta_log import APP_ID, READER_VERSION, WRITER_VERSION, DataFile, TableLog
 from pyspark_theflash.lake.errors import LakeError, PublishTsError
 from pyspark_theflash.lake.files import PartVisibility, PlannedFile, plan_partition, schema_tag
-from pyspark_theflash.lake.location import LakeDir, lake_dir
+from pyspark_theflash.lake.location import FileStamps, LakeDir, lake_dir
 from pyspark_theflash.lake.types import (
     COLUMN_MAPPING_MODE,
     COLUMN_MAPPING_MODE_KEY,
@@ -115,6 +115,7 @@ class _Published:
     by_part: dict[int, DataFile] = field(default_factory=dict)
     signatures: dict[tuple[int, int], tuple[object, ...]] = field(default_factory=dict)   # by (table id, partition)
     seen: dict[int, tuple[tuple[HandleRange, ...], PartVisibility]] = field(default_factory=dict)   # part -> (its tombstones, visibility)
+    stamps: FileStamps = field(default_factory=FileStamps)   # of the files its version names (no HEAD again)
 
 
 class Publisher:
@@ -276,6 +277,7 @@ class Publisher:
                                     skipped="its rows are kept by the ClickHouse engine (no part files)")
         root_id = self._root_id(info.id)
         published = self._published.get(root_id) if log.version >= 0 else None
+        stamps = published.stamps if published is not None else FileStamps()
         tag = schema_tag(target, info)
         # the store's partitions (handle ranges) of each physical table
         by_partition: dict[tuple[int, int], list[PartRef]] = defaultdict(list)
@@ -300,7 +302,7 @@ class Publisher:
             fresh = [p for p in ps if all(p is not q for q, _ in settled)]
             parts_read += len(fresh)
             for part, vis in plan_partition(self.store, root, info, ts, fresh, target, settled, self.copies_parts,
-                                            root_id):
+                                            root_id, stamps):
                 last = published.seen.get(part.part_id) if published is not None else None
                 kept = published.by_part.get(part.part_id) if published is not None else None
                 if last is not None and vis is last[1] and kept is not None:
@@ -318,8 +320,10 @@ class Publisher:
             if isinstance(item, DataFile):
                 data = item
             else:
-                data = DataFile(item.path, item.size, item.rows, root.mtime_ms(item.path),
-                                vector_for(item.deleted, vectors))
+                stamp = stamps.of(root, item.path)
+                if stamp is None:
+                    raise FileNotFoundError(root.where(item.path))
+                data = DataFile(item.path, item.size, item.rows, stamp.mtime_ms, vector_for(item.deleted, vectors))
                 converted += item.converted
             deleted += 0 if data.dv is None else data.dv.cardinality
             files[data.path] = data
@@ -331,7 +335,7 @@ class Publisher:
         new = {f.key: f for f in files.values()}
         metadata_changed = schema_json != log.schema_string or configuration != log.metadata.get("configuration")
         if log.version >= 0 and old.keys() == new.keys() and not metadata_changed and features == log.features:
-            self._published[root_id] = _Published(by_part, signatures, seen)
+            self._published[root_id] = _Published(by_part, signatures, seen, stamps.keep(set(files)))
             return TablePublication(name, info.id, root.uri, None, len(files), converted, deleted, parts_read,
                                     skipped="unchanged since its last version")
         ict = delta_log.in_commit_ms(ts, log.in_commit_ms)
@@ -358,7 +362,7 @@ class Publisher:
         if version % self.checkpoint_interval == 0 and version > 0:
             write_checkpoint(log)
             clean(log, int(self.retention_s * 1000), owns_parts=self.copies_parts)
-        self._published[root_id] = _Published(by_part, signatures, seen)
+        self._published[root_id] = _Published(by_part, signatures, seen, stamps.keep(set(files)))
         return TablePublication(name, info.id, root.uri, version, len(files), converted, deleted, parts_read)
 
 

@@ -175,6 +175,49 @@ def test_cleanup_on_s3_deletes_only_the_copies_no_kept_version_names(tmp_path: P
     store.close()
 
 
+def test_a_publisher_asks_the_bucket_about_each_data_file_once(tmp_path: Path, s3_bucket: str,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each question about a file in the bucket is a HEAD (tens of ms on a remote bucket). A round
+    knows the files the last version names and those it writes (lake.location.FileStamps), so over
+    rounds that change rows, compact and clean the log, no data file is asked about twice; and
+    every version still reads as TheFlash's own."""
+    from collections import Counter
+
+    from pyspark_theflash.lake.location import LakeDir
+
+    asked: Counter[str] = Counter()
+    info = LakeDir.info
+
+    def counted(self: LakeDir, rel: str = "") -> pafs.FileInfo:
+        if rel.endswith(".parquet") and not rel.startswith("_delta_log"):
+            asked[self.where(rel)] += 1
+        return info(self, rel)
+
+    monkeypatch.setattr(LakeDir, "info", counted)
+    rng = random.Random(11)
+    store = Store.open(tmp_path / "s", options=StoreOptions(row_group_rows=64, part_compression="zstd"))
+    store.put_schema(DB, T1.to_json())
+    up = Upstream(store)
+    to = f"s3://{s3_bucket}/replica"
+    publisher = Publisher(store.root, retention_s=0, checkpoint_interval=3, to=to)
+    up.commit([(h, f"seed{h}") for h in range(1_500)])
+    store.flush()
+    store.compact(force=True)
+    rounds: list[Round] = []
+    for n in range(8):
+        up.commit([(h, None if rng.random() < 0.2 else f"r{n}") for h in rng.sample(range(1_800), 100)])
+        store.flush()
+        if n % 3 == 2:
+            store.compact(force=True)
+        rounds.append(publisher.publish())
+    root = f"{to}/tables/{T1.id}"
+    assert [r.tables[0].version for r in rounds] == list(range(8))
+    assert asked, "no data file was looked up: the count is not where the rounds ask"
+    assert max(asked.values()) == 1, sorted((n, f) for f, n in asked.items() if n > 1)[-5:]
+    assert delta_rs_rows(root, 7, COLUMNS) == own_rows(store, rounds[7].ts)  # (the log is cut at 6)
+    store.close()
+
+
 def test_publishing_to_another_local_directory_copies_the_parts_and_reads_the_same(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "s", options=StoreOptions(row_group_rows=64, part_compression="zstd"))
     store.put_schema(DB, T1.to_json())
