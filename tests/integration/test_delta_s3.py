@@ -132,17 +132,23 @@ def test_a_store_published_to_s3_reads_as_theflash_in_delta_rs_and_duckdb_at_eve
     store.close()
 
 
-def test_cleanup_on_s3_deletes_only_the_copies_no_kept_version_names(tmp_path: Path, s3_bucket: str) -> None:
-    rng = random.Random(7)
-    store = Store.open(tmp_path / "s", options=StoreOptions(row_group_rows=64, part_compression="zstd"))
+def seeded_store(path: Path, rows: int) -> tuple[Store, Upstream]:
+    """A store of T1 (small row groups, ZSTD parts) with ``rows`` rows compacted into stable parts."""
+    store = Store.open(path, options=StoreOptions(row_group_rows=64, part_compression="zstd"))
     store.put_schema(DB, T1.to_json())
     up = Upstream(store)
+    up.commit([(h, f"seed{h}") for h in range(rows)])
+    store.flush()
+    store.compact(force=True)
+    return store, up
+
+
+def test_cleanup_on_s3_deletes_only_the_copies_no_kept_version_names(tmp_path: Path, s3_bucket: str) -> None:
+    rng = random.Random(7)
+    store, up = seeded_store(tmp_path / "s", 1_000)
     to = f"s3://{s3_bucket}/replica"
     # a retention of 0: each checkpoint (every 3rd version) cuts the log at itself
     publisher = Publisher(store.root, retention_s=0, checkpoint_interval=3, to=to)
-    up.commit([(h, f"seed{h}") for h in range(1_000)])
-    store.flush()
-    store.compact(force=True)
     rounds: list[Round] = []
     copies: set[str] = set()
     for n in range(10):
@@ -195,14 +201,9 @@ def test_a_publisher_asks_the_bucket_about_each_data_file_once(tmp_path: Path, s
 
     monkeypatch.setattr(LakeDir, "info", counted)
     rng = random.Random(11)
-    store = Store.open(tmp_path / "s", options=StoreOptions(row_group_rows=64, part_compression="zstd"))
-    store.put_schema(DB, T1.to_json())
-    up = Upstream(store)
+    store, up = seeded_store(tmp_path / "s", 1_500)
     to = f"s3://{s3_bucket}/replica"
     publisher = Publisher(store.root, retention_s=0, checkpoint_interval=3, to=to)
-    up.commit([(h, f"seed{h}") for h in range(1_500)])
-    store.flush()
-    store.compact(force=True)
     rounds: list[Round] = []
     for n in range(8):
         up.commit([(h, None if rng.random() < 0.2 else f"r{n}") for h in rng.sample(range(1_800), 100)])
