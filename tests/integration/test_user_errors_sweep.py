@@ -6,9 +6,9 @@ word-for-word refusals through PySpark (misspelt options, tables, databases and 
 writes, DDL, times that are no time), a store the service does not serve, and one spark-sql run
 answering eight user errors each in one line without a stack
 (test_spark_sql_prints_each_user_error_as_its_message_without_a_stack). The Python source's
-methods are called here as Spark's Python worker calls them; through Spark, its message keeps
-one frame, the wrapper's ("<theflash>", spark/user_errors.py), above it unless the session sets
-spark.sql.execution.pyspark.udf.hideTraceback.enabled (spark/user_errors.py says why)."""
+methods are called here as Spark's Python worker calls them; through Spark, its message comes
+with no traceback (tests/spark/test_spark_read.py, test_wheel_install.py; spark/user_errors.py
+says how)."""
 from __future__ import annotations
 
 import json
