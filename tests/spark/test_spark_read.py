@@ -561,3 +561,28 @@ def test_a_python_source_error_through_spark_is_its_message_without_a_traceback(
     assert lines[0].startswith("[PYTHON_DATA_SOURCE_ERROR] "), lines
     assert not [line for line in lines if "Traceback" in line or line.strip().startswith('File "')], lines
     assert len(lines) <= 3 and any(says in line for line in lines), lines
+
+
+def test_a_python_source_error_in_a_task_is_its_message_without_a_traceback(spark: Any, tmp_path: Path) -> None:
+    """A TheFlashError raised while a task reads (``read``, in an executor's Python worker, not
+    the planner's): the part files of a planned read are gone, and the task's error is the
+    message alone, as the planner's are."""
+    from one_region_writes import T1, Upstream
+    from pyspark_theflash.store import Store
+    from store_events import DB
+
+    store = Store.open(tmp_path / "s")
+    store.put_schema(DB, T1.to_json())
+    ts = Upstream(store).commit([(h, f"n{h}") for h in range(50)])
+    store.flush()
+    store.close()
+    df = spark.read.format("theflash").options(store=str(tmp_path / "s"), snapshot_ts=str(ts)).load(f"{DB}.{T1.name}")
+    assert df.count() == 50
+    for part in (tmp_path / "s" / "tables").rglob("*.arrow"):
+        part.unlink()
+    with pytest.raises(Exception) as caught:
+        df.collect()
+    lines = [line for line in str(caught.value).splitlines() if line.strip()]
+    assert not [line for line in lines if "Traceback" in line or line.strip().startswith('File "')], lines
+    assert any("PartMissingError: part file" in line and "theflash store verify" in line for line in lines), lines
+    assert len(lines) <= 3, lines
