@@ -184,20 +184,41 @@ def _edit_distance(a: str, b: str) -> int:
     return rows[-1][-1]
 
 
-def _refuse_unknown(opts: Mapping[str, object]) -> None:
+def _refuse_unknown(opts: Mapping[str, object], known: frozenset[str] = KNOWN_OPTIONS,
+                    names: Sequence[str] | None = None, also: Sequence[str] = ()) -> None:
     """A misspelt option (``isolaton=RC``, ``snapshotts=1``) must not be ignored: the read
-    would silently answer something else than what was asked (the latest data, say). The
-    message is the jar's, word for word, over this source's options."""
-    unknown = sorted(k for k in opts if k not in KNOWN_OPTIONS)
+    would silently answer something else than what was asked (the latest data, say). ``known``:
+    the lower-case names a read takes; ``names``: those its message lists (this source's unless
+    given); ``also``: a catalog's own options, listed apart and named as near matches too."""
+    also_known = {a.lower() for a in also}
+    unknown = sorted(k for k in opts if k not in known and k not in also_known)
     if not unknown:
         return
-    public = option_names()
+    public = option_names() if names is None else list(names)
+    nearest = sorted({*public, *also}, key=str.lower)
     hints = []
     for name in unknown:
-        close = closest_option(name, public)
+        close = closest_option(name, nearest)
         hints.append(f"'{name}'" + (f" (did you mean '{close}'?)" if close else ""))
     raise ScanOptionError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(hints)}; "
-                          f"theflash reads take: {', '.join(public)}")
+                          f"theflash reads take: {', '.join(public)}"
+                          + (f"; the catalog also takes: {', '.join(also)}" if also else ""))
+
+
+def _resolve_aliases(opts: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """``opts`` (lower-case names) with Delta's and Iceberg's aliases under our names, and the
+    name each aliased option was given by (``versionAsOf``, as the README spells it), for its
+    errors; an alias that disagrees with its option is refused."""
+    out = dict(opts)
+    spelled = {name.lower(): name for name, _, _ in OPTION_DOCS}
+    given = {name: spelled[alias] for alias, name in OPTION_ALIASES.items() if alias in out}
+    for alias, name in OPTION_ALIASES.items():
+        if alias in out:
+            if name in out and str(out[name]).strip() != str(out[alias]).strip():
+                raise ScanOptionError(f"option {name}={out[name]!r} and its alias {given[name]}={out[alias]!r} "
+                                      "disagree: give one of them")
+            out[name] = out.pop(alias)
+    return out, given
 
 
 # Delta's change data feed options (lower case, as they arrive) and how users spell them
@@ -381,14 +402,7 @@ class ScanOptions:
         _refuse_unknown(opts)
         # the name the user gave each option by, for its errors: versionAsOf, not snapshot_ts
         # (as the README spells it, whatever the case it arrived in: the jar's messages too)
-        spelled = {name.lower(): name for name, _, _ in OPTION_DOCS}
-        given = {name: spelled[alias] for alias, name in OPTION_ALIASES.items() if alias in opts}
-        for alias, name in OPTION_ALIASES.items():
-            if alias in opts:
-                if name in opts and str(opts[name]).strip() != str(opts[alias]).strip():
-                    raise ScanOptionError(f"option {name}={opts[name]!r} and its alias {given[name]}={opts[alias]!r} "
-                                          "disagree: give one of them")
-                opts[name] = opts.pop(alias)
+        opts, given = _resolve_aliases(opts)
         opts = change_feed_options(opts)
         store = opts.get("store")
         if not store:
@@ -504,3 +518,77 @@ class ScanOptions:
         if self.as_of is not None:
             return as_of_to_ts(self.as_of)
         return self.session_snapshot_ts
+
+
+# -- the connector jar's reads: the same rules, checked here ------------------------------------
+# The connector jar (jvm-shim/ReadOptions.java) parses nothing of a read's options itself: it
+# hands them to the service it reads through (``POST /v1/read-options``), which checks them by
+# the rules above, in the same words as the Python source, and answers the form below. The jar
+# keeps three options of its own: ``server`` (the service it asks), ``token`` and ``token_file``
+# (read on the driver, never sent); ``paths`` is Spark's for ``load(a, b)``.
+CONNECTOR_OPTIONS = ("server",)
+_CONNECTOR_HELD = ("server", "token", "token_file", "paths")
+# Options only the Python reader's streams send (the jar sends its streams' to the change-stream
+# calls, not as read options).
+SOURCE_ONLY_OPTIONS = ("stream_id", "stream_columns")
+# A read option the jar sends the service as a read request's field (service/request.py
+# OPTION_FIELDS), by that field's name.
+CONNECTOR_REQUEST_FIELDS = {
+    "schema": "schema", "lease_ttl": "lease_ttl", "batch_rows": "batch_rows", "min_partitions": "min_streams",
+    "partition_target_bytes": "stream_target_bytes", "region_wait_timeout": "region_wait_timeout",
+    "lock_wait_timeout": "lock_wait_timeout", "changes_from": "changes_from", "changes": "changes",
+}
+# The store a jar's read without option ``store`` reads: the service's own (named by it, not here).
+_SERVICES_STORE = "(the service's store)"
+
+
+def connector_option_names() -> list[str]:
+    """The options a read through the connector jar takes, as errors list them."""
+    names = [name for name, _, _ in OPTION_DOCS if name not in SOURCE_ONLY_OPTIONS]
+    return sorted([*names, *CONNECTOR_OPTIONS], key=str.lower)
+
+
+def connector_read_form(options: Mapping[str, str], catalog_options: Sequence[str] = ()) -> dict[str, object]:
+    """A connector jar read's options (as Spark hands them: lower-case names; a catalog's read
+    options beside its own ``catalog_options``), refused as ``ScanOptions.from_mapping`` refuses
+    them (``ScanOptionError``, the Python source's words) and answered in the form
+    ReadOptions.java keeps:
+
+    * ``table``, ``store`` (None: the service's own), ``snapshot_ts`` (the option, else the
+      session pin ``theflash.snapshot_ts``, unless ``as_of`` is given), ``as_of`` (the time as
+      given: the service reads it again, to the same ts), ``isolation``;
+    * ``snapshot`` and ``max_staleness`` as given (None: the session's confs then);
+    * ``columns``, ``hidden``; ``request``: the options that travel as read request fields;
+    * ``feed_from``: Delta's change feed without an end, where it starts (a batch read ends at
+      its ts; a stream starts there: ``raw``'s ``starting_ts``), else None;
+    * ``raw``: the options with the aliases and Delta's change feed names under ours, less
+      ``token``."""
+    opts = {str(k).lower(): str(v) for k, v in options.items() if v is not None}
+    known = frozenset(name.lower() for name in connector_option_names()) | {"path", "paths", SESSION_SNAPSHOT_OPTION}
+    _refuse_unknown(opts, known, connector_option_names(), catalog_options)
+    checked = ScanOptions.from_mapping(
+        {**{k: v for k, v in opts.items() if k not in _CONNECTOR_HELD},
+         "store": opts.get("store", "").strip() or _SERVICES_STORE})
+    raw, _given = _resolve_aliases(opts)
+    fed = change_feed_options(raw)
+    feed_from = None
+    if fed.pop(CHANGES_TO_LATEST, None) is not None:
+        feed_from = int(fed.pop("changes_from"))
+        fed["starting_ts"] = str(feed_from)
+    snapshot_ts = checked.snapshot_ts
+    if snapshot_ts is None and checked.as_of is None:
+        snapshot_ts = checked.session_snapshot_ts
+    return {
+        "table": checked.table.strip(),
+        "store": opts.get("store", "").strip() or None,
+        "snapshot_ts": snapshot_ts,
+        "as_of": checked.as_of.strip() if checked.as_of else None,
+        "isolation": checked.isolation,
+        "snapshot": checked.snapshot if opts.get("snapshot", "").strip() else None,
+        "max_staleness": opts.get("max_staleness", "").strip() or None,
+        "columns": list(checked.columns),
+        "hidden": list(checked.hidden),
+        "request": {field: fed[name] for name, field in CONNECTOR_REQUEST_FIELDS.items() if name in fed},
+        "feed_from": feed_from,
+        "raw": {k: v for k, v in fed.items() if k != "token"},
+    }

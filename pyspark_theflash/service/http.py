@@ -9,6 +9,8 @@ reads them with the JDK's HTTP client and the Arrow jars Spark ships).
     GET    /v1/read-sessions/{id}/streams/{n}      the stream: application/vnd.apache.arrow.stream, chunked;
                                                    with TE: trailers, STREAM_TRAILERS after its last chunk
     POST   /v1/snapshots                           body {"tables": [...], "snapshot", "max_staleness", "read"}: a query's one ts
+    POST   /v1/read-options                        body {"options": {...}, "catalog_options": [...]}: the connector
+                                                   jar's read options checked, in its form (400 invalid_option)
     POST   /v1/sql                                 body {"sql", "snapshot_ts"?, "store"?, "snapshot"?,
                                                    "max_staleness"?, "option_flags"?}: a whole query in the
                                                    ClickHouse engine, its result as one Arrow IPC stream
@@ -61,10 +63,12 @@ import pyarrow as pa
 from pyspark_theflash.ports import refused
 from pyspark_theflash.service.core import ReadService
 from pyspark_theflash.scan.errors import ScanError, as_flags
+from pyspark_theflash.scan.options import connector_read_form
 from pyspark_theflash.service.errors import BadRequestError, ServiceError, classify
 from pyspark_theflash.service.request import (
     MAX_REQUEST_BYTES,
     ReadRequest,
+    read_options_request,
     snapshot_request,
     store_argument,
     timeout_argument,
@@ -366,6 +370,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._json(200, self.service.flush(timeout_argument(args), store_argument(args)))
             if method == "POST" and path == "/v1/snapshots":
                 return self._json(200, self.service.query_snapshot(*snapshot_request(_object(body))))
+            if method == "POST" and path == "/v1/read-options":
+                return self._json(200, {"options": connector_read_form(*read_options_request(_object(body)))})
             if method == "POST" and path == "/v1/sql":
                 return self._sql(_object(body))
             if method == "POST" and path in ("/v1/change-streams/offset", "/v1/change-streams/commit"):
@@ -391,7 +397,7 @@ class _Handler(BaseHTTPRequestHandler):
             if m and method == "GET":
                 return self._stream(m.group(1), int(m.group(2)))
             known = any(r.match(path) for r in (_SESSION, _RENEW, _STREAM, _METADATA)) or path in (
-                "/metrics", "/healthz", "/v1/tables", "/v1/status", "/v1/delta/versions", "/v1/flush", "/v1/read-sessions", "/v1/snapshots", "/v1/sql",
+                "/metrics", "/healthz", "/v1/tables", "/v1/status", "/v1/delta/versions", "/v1/flush", "/v1/read-sessions", "/v1/snapshots", "/v1/read-options", "/v1/sql",
                 "/v1/change-streams/offset", "/v1/change-streams/commit")
             if known:
                 raise ServiceError(f"{method} is not allowed on {path}", code="method_not_allowed", status=405)

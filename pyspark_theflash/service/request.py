@@ -157,3 +157,23 @@ def snapshot_request(data: object) -> tuple[list[str], str | None, dict[str, str
         raise BadRequestError(f"field read must be a list of {{\"table\": \"db.table\", \"ts\": ts}}, got {read!r}",
                               code="invalid_option")
     return list(tables), store_argument(data), options, [(r["table"], int(r["ts"])) for r in read]
+
+
+def read_options_request(data: object) -> tuple[dict[str, str], list[str]]:
+    """``POST /v1/read-options``'s body: ``{"options": {"name": "value", ...}, "catalog_options":
+    ["pd", ...]}`` → (options, catalog_options): a connector jar read's options, which the service
+    checks and answers in the jar's form (scan/options.py ``connector_read_form``)."""
+    if not isinstance(data, dict) or not isinstance(data.get("options"), dict):
+        raise BadRequestError('the read options request must be a JSON object like {"options": {"table": "db.t"}}',
+                              code="malformed_json")
+    unknown = sorted(set(data) - {"options", "catalog_options"})
+    if unknown:
+        raise BadRequestError(f"unknown field(s) {unknown} in the read options request; known: "
+                              "['options', 'catalog_options']", code="invalid_option")
+    options = data["options"]
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in options.items()):
+        raise BadRequestError("field options must map option names to strings", code="invalid_option")
+    catalog = data.get("catalog_options") or []
+    if not isinstance(catalog, list) or not all(isinstance(c, str) for c in catalog):
+        raise BadRequestError("field catalog_options must be a list of option names", code="invalid_option")
+    return dict(options), list(catalog)

@@ -468,3 +468,34 @@ def test_a_query_snapshot_is_one_ts_for_several_tables_and_a_bad_request_says_wh
     ]:
         status, answer = http_reader.json("POST", "/v1/snapshots", body)
         assert answer["error"]["code"] == code and text in answer["error"]["message"], answer
+
+
+def test_the_connector_jars_read_options_are_checked_by_the_service_in_the_python_sources_words(
+        http_reader: HttpReader) -> None:
+    """POST /v1/read-options: the connector jar's one parser (scan/options.py). Accepted options
+    come back in the jar's form; a refused one is 400 invalid_option with the Python source's
+    message; a body of another shape says what to send."""
+    from pyspark_theflash.scan.errors import ScanOptionError
+    from pyspark_theflash.scan.options import ScanOptions
+
+    status, answer = http_reader.json("POST", "/v1/read-options", {"options": {
+        "server": "http://127.0.0.1:1", "table": TABLE, "timestampasof": "2026-11-21T06:00:00+08:00",
+        "region_wait_timeout": "2s"}})
+    assert status == 200, answer
+    form = answer["options"]
+    assert (form["table"], form["as_of"], form["snapshot_ts"], form["request"]) == (
+        TABLE, "2026-11-21T06:00:00+08:00", None, {"region_wait_timeout": "2s"}), form
+    with pytest.raises(ScanOptionError) as source:
+        ScanOptions.from_mapping({"store": "/s", "table": TABLE, "startingVersion": "1", "readChangeFeed": "true"})
+    for body, code, text in [
+        ({"options": {"table": TABLE, "readchangefeed": "true", "startingversion": "1"}}, "invalid_option",
+         str(source.value)),
+        ({"options": {"table": TABLE, "max_staleness": "soon"}}, "invalid_option",
+         "option max_staleness='soon' is not a duration"),
+        ({"options": {"table": TABLE}, "catalog": ["pd"]}, "invalid_option", "unknown field(s) ['catalog']"),
+        ({"options": {"table": 5}}, "invalid_option", "field options must map option names to strings"),
+        ({"table": TABLE}, "malformed_json", 'like {"options": {"table": "db.t"}}'),
+    ]:
+        status, answer = http_reader.json("POST", "/v1/read-options", body)
+        assert status == 400 and answer["error"]["code"] == code, answer
+        assert text in answer["error"]["message"], (text, answer)

@@ -466,7 +466,8 @@ def test_the_jvm_connector_reads_a_clickhouse_store_as_a_native_one(spark: Any, 
 
 # -- times: as_of / timestampAsOf, startingTimestamp, endingTimestamp --------------------------
 # Every form the Python side reads (scan/snapshot.py as_of_to_ts: unix seconds as float() reads
-# them, else datetime.fromisoformat; naive = UTC), each read by the jar (AsOfTime.java) too.
+# them, else datetime.fromisoformat; naive = UTC), each read through the jar too (which hands
+# them to the service: POST /v1/read-options).
 TIME_FORMS = [
     "2026-11-21", "2026-11-21 06:00:00", "2026-11-21T06:00:00", "2026-11-21T06", "2026-11-21T06:30",
     "2026-11-21T0630", "2026-11-21T063015", "2026-11-21T06:30:15.123", "2026-11-21T06:30:15,5",
@@ -489,7 +490,7 @@ def time_options(name: str, text: str) -> dict[str, str]:
     return {name: text}
 
 
-def jvm_times(spark: Any, name: str, texts: list[str]) -> list[tuple[str, Any]]:
+def jvm_times(spark: Any, server: str, name: str, texts: list[str]) -> list[tuple[str, Any]]:
     """What the jar makes of each time given as option ``name``: ("as_of", the text it sends the
     service), ("ts", the ts it reads at / changes_from) or ("refused", the message)."""
     from py4j.java_gateway import get_field
@@ -498,7 +499,7 @@ def jvm_times(spark: Any, name: str, texts: list[str]) -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
     for text in texts:
         options = spark._jvm.java.util.HashMap()
-        for key, value in {"server": "http://127.0.0.1:9", "table": TYPES_TABLE, **time_options(name, text)}.items():
+        for key, value in {"server": server, "table": TYPES_TABLE, **time_options(name, text)}.items():
             options.put(key, value)
         try:
             read = spark._jvm.io.theflash.spark.ReadOptions.parse(options, None, None, None)
@@ -529,10 +530,11 @@ def python_time(name: str, text: str) -> tuple[str, Any]:
 
 
 @pytest.mark.parametrize("name", TIME_NAMES)
-def test_the_jar_reads_every_time_the_python_source_reads_to_the_same_ts(jvm_spark: JvmSpark, name: str) -> None:
+def test_the_jar_reads_every_time_the_python_source_reads_to_the_same_ts(jvm_spark: JvmSpark, served: Served,
+                                                                         name: str) -> None:
     from pyspark_theflash.scan.snapshot import as_of_to_ts
 
-    got = jvm_spark.call(jvm_times, name, TIME_FORMS)
+    got = jvm_spark.call(jvm_times, served.http_url, name, TIME_FORMS)
     for text, (kind, value) in zip(TIME_FORMS, got):
         expected = python_time(name, text)
         assert expected[0] == "ts", (text, expected)
@@ -543,8 +545,8 @@ def test_the_jar_reads_every_time_the_python_source_reads_to_the_same_ts(jvm_spa
 
 @pytest.mark.parametrize("name", TIME_NAMES)
 def test_a_bad_time_is_refused_by_the_jar_and_the_python_source_alike_under_the_name_given(
-        jvm_spark: JvmSpark, name: str) -> None:
-    got = jvm_spark.call(jvm_times, name, BAD_TIMES)
+        jvm_spark: JvmSpark, served: Served, name: str) -> None:
+    got = jvm_spark.call(jvm_times, served.http_url, name, BAD_TIMES)
     for text, jar in zip(BAD_TIMES, got):
         expected = python_time(name, text)
         assert jar == expected, text
@@ -552,8 +554,8 @@ def test_a_bad_time_is_refused_by_the_jar_and_the_python_source_alike_under_the_
 
 
 # -- every other option: one set of rules, one wording ------------------------------------------
-# Each refused by the jar (ReadOptions.parse, before any call to the service) and by the Python
-# source (ScanOptions.from_mapping) with the same words: the aliases under the name given,
+# Each refused through the jar (ReadOptions.parse, which asks the service: POST /v1/read-options)
+# and by the Python source (ScanOptions.from_mapping) with the same words: the aliases under the name given,
 # durations, sizes, counts and modes by the Python source's rules, the nearest option named.
 REFUSED_OPTIONS: list[dict[str, str]] = [
     {"snapshot_ts": "abc"}, {"snapshot_ts": "-5"}, {"snapshot_ts": "0"}, {"versionAsOf": "x1"},
@@ -585,14 +587,14 @@ ACCEPTED_OPTIONS: list[dict[str, str]] = [
 READS_TAKE = "; theflash reads take: "
 
 
-def jvm_option_refusals(spark: Any, cases: list[dict[str, str]]) -> list[str]:
+def jvm_option_refusals(spark: Any, server: str, cases: list[dict[str, str]]) -> list[str]:
     """What ReadOptions.parse says of each set of options: "accepted" or its message."""
     from pyspark.errors import IllegalArgumentException
 
     out = []
     for case in cases:
         options = spark._jvm.java.util.HashMap()
-        for key, value in {"server": "http://127.0.0.1:9", "table": TYPES_TABLE, **case}.items():
+        for key, value in {"server": server, "table": TYPES_TABLE, **case}.items():
             options.put(key.lower(), value)  # as Spark hands a source its options
         try:
             spark._jvm.io.theflash.spark.ReadOptions.parse(options, None, None, None)
@@ -613,10 +615,11 @@ def python_option_refusal(case: dict[str, str]) -> str:
     return "accepted"
 
 
-def test_every_read_option_is_refused_by_the_jar_and_the_python_source_in_the_same_words(jvm_spark: JvmSpark) -> None:
+def test_every_read_option_is_refused_by_the_jar_and_the_python_source_in_the_same_words(
+        jvm_spark: JvmSpark, served: Served) -> None:
     from pyspark_theflash.scan.options import option_names
 
-    jar = jvm_spark.call(jvm_option_refusals, REFUSED_OPTIONS + ACCEPTED_OPTIONS)
+    jar = jvm_spark.call(jvm_option_refusals, served.http_url, REFUSED_OPTIONS + ACCEPTED_OPTIONS)
     for case, said in zip(ACCEPTED_OPTIONS, jar[len(REFUSED_OPTIONS):]):
         assert (said, python_option_refusal(case)) == ("accepted", "accepted"), case
     for case, said in zip(REFUSED_OPTIONS, jar):

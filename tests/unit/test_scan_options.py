@@ -189,3 +189,59 @@ def test_a_schema_remedy_names_the_flag_of_the_command_that_met_it() -> None:
     assert str(missing).endswith(", or read with schema=current to read today's table at ts")
     gone = TableNotAtTsError("table shop.items did not exist at ts 5: check the name and the ts", today_table=False)
     assert gone.phrased(as_flags(SCAN_FLAGS)).endswith("check the name and the ts")
+
+
+def test_the_connector_jars_form_is_the_one_parsers_reading_with_aliases_feeds_and_the_session_pin() -> None:
+    """``connector_read_form`` (POST /v1/read-options) is what ReadOptions.java keeps of a read:
+    every value as ScanOptions reads it, the change feed without an end as the jar follows it."""
+    from pyspark_theflash.scan.options import connector_read_form
+
+    form = connector_read_form({"server": "http://h:1", "table": " a.b ", "versionasof": "77", "batch_rows": "1_000",
+                                "min_partitions": "3", "hidden": "_tidb_rowid", "isolation": "rc", "token_file": "/t"})
+    assert (form["table"], form["store"], form["snapshot_ts"], form["as_of"], form["isolation"]) == (
+        "a.b", None, 77, None, "RC")
+    assert form["request"] == {"batch_rows": "1_000", "min_streams": "3"} and form["hidden"] == ["_tidb_rowid"]
+    assert form["raw"]["snapshot_ts"] == "77" and "versionasof" not in form["raw"]  # the alias under our name
+    # the session pin travels as an option: a read's own ts beats it, as_of too
+    assert connector_read_form({"table": "a.b", "theflash.snapshot_ts": "9"})["snapshot_ts"] == 9
+    assert connector_read_form({"table": "a.b", "theflash.snapshot_ts": "9", "snapshot_ts": "8"})["snapshot_ts"] == 8
+    pinned = connector_read_form({"table": "a.b", "theflash.snapshot_ts": "9", "timestampasof": "2026-11-21"})
+    assert (pinned["snapshot_ts"], pinned["as_of"]) == (None, "2026-11-21")
+    # snapshot and max_staleness as given (None: the session's confs decide)
+    assert connector_read_form({"table": "a.b"})["snapshot"] is None
+    assert connector_read_form({"table": "a.b", "snapshot": " Resolved "})["snapshot"] == "resolved"
+    # Delta's change feed: with an end a batch change read; without one, where it starts
+    ended = connector_read_form({"table": "a.b", "readchangefeed": "true", "startingversion": "5",
+                                 "endingversion": "9"})
+    assert (ended["snapshot_ts"], ended["feed_from"], ended["request"]) == (9, None, {"changes_from": "4"})
+    open_ended = connector_read_form({"table": "a.b", "readchangefeed": "true", "startingversion": "5"})
+    assert (open_ended["snapshot_ts"], open_ended["feed_from"], open_ended["raw"]["starting_ts"]) == (None, 4, "4")
+    assert "readchangefeed" not in open_ended["raw"] and "changes_from" not in open_ended["request"]
+
+
+@pytest.mark.parametrize("options", [
+    {"snapshot_ts": "abc"}, {"max_staleness": "soon"}, {"batch_rows": "0"}, {"schema": "sometimes"},
+    {"readChangeFeed": "true", "startingVersion": "9", "endingVersion": "5"}, {"timestampAsOf": "yesterday"},
+    {"changes_from": "5"}, {"isolaton": "RC"},
+])
+def test_the_connector_jars_options_are_refused_in_the_python_sources_words(options: dict[str, str]) -> None:
+    from pyspark_theflash.scan.options import connector_option_names, connector_read_form, option_names
+
+    lowered = {k.lower(): v for k, v in options.items()}
+    with pytest.raises(ScanOptionError) as source:
+        ScanOptions.from_mapping({"store": "/s", "table": "a.b", **options})
+    with pytest.raises(ScanOptionError) as jar:
+        connector_read_form({"server": "http://h:1", "table": "a.b", **lowered})
+    # the same words; an unknown option's error lists the options each path takes
+    assert str(jar.value).replace(", ".join(connector_option_names()), "*") == \
+        str(source.value).replace(", ".join(option_names()), "*")
+
+
+def test_a_catalogs_unknown_option_names_the_nearest_of_its_own_too() -> None:
+    from pyspark_theflash.scan.options import connector_read_form
+
+    with pytest.raises(ScanOptionError) as caught:
+        connector_read_form({"server": "http://h:1", "table": "a.b", "pdd": "x"}, ["pd", "python", "start_timeout"])
+    message = str(caught.value)
+    assert message.startswith("unknown option 'pdd' (did you mean 'pd'?); theflash reads take: as_of, "), message
+    assert message.endswith("; the catalog also takes: pd, python, start_timeout"), message

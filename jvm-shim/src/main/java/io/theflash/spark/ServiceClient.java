@@ -12,6 +12,8 @@ import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
+import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -140,6 +142,43 @@ public final class ServiceClient {
           .POST(HttpRequest.BodyPublishers.ofByteArray(body)));
     } catch (IOException e) {
       throw new UncheckedIOException(e);
+    }
+  }
+
+  /**
+   * POST /v1/read-options: a read's options (lower-case names, less the token) checked by the
+   * service by the rules the Python source reads them by, answered in {@link ReadOptions}'s form.
+   * A refused option is a {@link UserErrorException} of the service's message alone, the words the
+   * Python source says it in; {@code catalogOptions}: a catalog's own, named beside the read's.
+   */
+  JsonNode readOptions(Map<String, String> options, List<String> catalogOptions) {
+    Map<String, Object> request = new LinkedHashMap<>();
+    request.put("options", options);
+    if (!catalogOptions.isEmpty()) request.put("catalog_options", catalogOptions);
+    byte[] body;
+    try {
+      body = JSON.writeValueAsBytes(request);
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+    HttpResponse<byte[]> response = send(HttpRequest.newBuilder(uri("/v1/read-options"))
+        .header("Content-Type", "application/json")
+        .POST(HttpRequest.BodyPublishers.ofByteArray(body)), HttpResponse.BodyHandlers.ofByteArray());
+    if (response.statusCode() == 400) {
+      try {
+        JsonNode err = JSON.readTree(response.body()).path("error");
+        if ("invalid_option".equals(err.path("code").asText())) {
+          throw new UserErrorException(err.path("message").asText());
+        }
+      } catch (IOException ignored) {
+        // not JSON: reported below as the service's answer
+      }
+    }
+    if (response.statusCode() / 100 != 2) throw error(response.statusCode(), response.body());
+    try {
+      return JSON.readTree(response.body()).path("options");
+    } catch (IOException e) {
+      throw new IllegalStateException("theflash service " + server + " answered something that is not JSON", e);
     }
   }
 

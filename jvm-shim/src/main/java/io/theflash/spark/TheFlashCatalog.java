@@ -58,7 +58,6 @@ public final class TheFlashCatalog implements TableCatalog, SupportsNamespaces {
     for (Map.Entry<String, String> e : options.entrySet()) {
       opts.put(e.getKey().toLowerCase(java.util.Locale.ROOT), e.getValue());
     }
-    ReadOptions.refuseUnknown(opts.keySet(), CATALOG_OPTIONS);
     String pd = opts.remove("pd");
     String python = opts.remove("python");
     String startTimeout = opts.remove("start_timeout");
@@ -117,7 +116,7 @@ public final class TheFlashCatalog implements TableCatalog, SupportsNamespaces {
           + "serve`; from PySpark, theflash_session() starts a service and sets the session conf "
           + ReadOptions.SESSION_SERVER);
     }
-    return ReadOptions.parse(opts);
+    return ReadOptions.parse(opts, CATALOG_OPTIONS);
   }
 
   // -- namespaces: the TiDB databases with replicated tables -------------------------------------
@@ -273,7 +272,7 @@ public final class TheFlashCatalog implements TableCatalog, SupportsNamespaces {
     raw.put("snapshot_ts", Long.toString(to));
     raw.put("changes_from", Long.toString(from));
     raw.put("changes", net ? "net" : "all");
-    ReadOptions changes = ReadOptions.parse(raw);
+    ReadOptions changes = ReadOptions.parse(raw, CATALOG_OPTIONS);
     StructType schema = TheFlashTableProvider.schema(changes);
     return new TheFlashChangelog(table.table, changes, schema, net);
   }
