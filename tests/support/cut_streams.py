@@ -26,7 +26,9 @@ import pytest
 from flash_rig import FlashRig
 from pyspark_theflash.engine import open_engine
 from pyspark_theflash.scan.engine_sessions import PlannedSessions
+from pyspark_theflash.scan.options import connector_read_form
 from pyspark_theflash.service import RunningService, serve
+from pyspark_theflash.service.request import read_options_request
 from pyspark_theflash.scan.stream_body import ARROW_EOS
 from pyspark_theflash.upstream.tidb import make_column, record_key
 
@@ -113,7 +115,8 @@ WHOLE = {"whole_chunked": "chunked", "whole_in_7_byte_chunks": "small_chunks",
 
 class LoopbackService:
     """One table of two streams of three batches, answered as `theflash serve` answers
-    (GET /v1/tables, POST /v1/read-sessions, GET .../streams/{n}, DELETE); stream 1 ends as
+    (GET /v1/tables, POST /v1/read-options with the service's own parser, POST /v1/read-sessions,
+    GET .../streams/{n}, DELETE); stream 1 ends as
     ``cut`` says ("whole_..." or one of CUTS). ``sessions``: the ids handed out, in order."""
 
     def __init__(self) -> None:
@@ -166,7 +169,10 @@ class LoopbackService:
                     self.close_connection = True
 
             def do_POST(self) -> None:  # noqa: N802
-                self.rfile.read(int(self.headers["Content-Length"]))
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.path == "/v1/read-options":
+                    self.json(200, {"options": connector_read_form(*read_options_request(json.loads(body)))})
+                    return
                 session = f"{next(ids):x}"
                 service.sessions.append(session)
                 self.json(201, {"id": session, "ts": 1 << 40, "rows": 2 * BATCHES * BATCH_ROWS, "bytes": 1 << 16,
