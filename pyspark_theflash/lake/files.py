@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -241,6 +242,9 @@ def convert(root: Path, table_root: LakeDir, part: PartRef, info: TableInfo, tar
 
     stamps = FileStamps() if stamps is None else stamps
     rel = f"{CONVERTED_DIR}/part-{part.part_id}-{schema_tag(target, info)}.parquet"
+    earlier = _earlier_conversion(table_root, part, info, target, rel, stamps)
+    if earlier is not None:
+        return earlier
     known = stamps.of(table_root, rel)
     if known is not None:
         return rel, known.size
@@ -266,6 +270,45 @@ def convert(root: Path, table_root: LakeDir, part: PartRef, info: TableInfo, tar
     table_root.write(rel, data)
     stamps.wrote(rel, len(data))
     return rel, len(data)
+
+
+# Converted files a later schema named in place, by (table root, the name it would have been
+# converted to): asked once, not every round (bounded: a writer publishes for days).
+_SERVED_BY_EARLIER: "OrderedDict[str, str]" = OrderedDict()
+_SERVED_BY_EARLIER_MAX = 8192
+
+
+def _earlier_conversion(table_root: LakeDir, part: PartRef, info: TableInfo, target: pa.Schema, rel: str,
+                        stamps: FileStamps) -> tuple[str, int] | None:
+    """A file ``part`` was converted to under an earlier schema, which the newest version names,
+    that serves ``target`` as it is, by the rule a part is named in place by (``in_place``):
+    every column of ``target`` under its physical name and field id in its Delta file type, or
+    absent with a NULL origin default. A DROP COLUMN (the file has a column more, which readers
+    skip) or an ADD COLUMN with a NULL default (a column less) so converts nothing again; a
+    type change, a non-NULL default or a VIRTUAL generated column's expression does. (rel,
+    size), or None."""
+    if any(c.is_virtual_generated for c in info.columns):
+        return None
+    key = table_root.where(rel)
+    prefix = f"{CONVERTED_DIR}/part-{part.part_id}-"
+    served = _SERVED_BY_EARLIER.get(key)
+    candidates = [served] if served is not None else [r for r in stamps.named(prefix) if r != rel]
+    for earlier in candidates:
+        stamp = stamps.of(table_root, earlier)
+        if stamp is None:
+            continue
+        if served is None:
+            with table_root.input_file(earlier) as f:
+                stored = {fld.name: (fld.type, field_id(fld)) for fld in pq.ParquetFile(f).schema_arrow}
+            absent = [field_id(f) for f in target if f.name not in stored]
+            if any(f.name in stored and stored[f.name] != (f.type, field_id(f)) for f in target) or (
+                    absent and not _null_origin_defaults(info, absent)):
+                continue
+            _SERVED_BY_EARLIER[key] = earlier
+            while len(_SERVED_BY_EARLIER) > _SERVED_BY_EARLIER_MAX:
+                _SERVED_BY_EARLIER.popitem(last=False)
+        return earlier, stamp.size
+    return None
 
 
 def table_root_relative(part: PartRef, table_id: int) -> str:

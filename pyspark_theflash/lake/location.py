@@ -263,6 +263,10 @@ class FileStamps:
         """A file this round wrote whole (its time: now)."""
         self._known[rel] = Stamp(size, time.time_ns() // 1_000_000)
 
+    def named(self, prefix: str) -> list[str]:
+        """The known files whose path starts with ``prefix`` (no request)."""
+        return sorted(rel for rel in self._known if rel.startswith(prefix))
+
     def keep(self, rels: set[str]) -> FileStamps:
         """The stamps of ``rels`` only (the files a version names): for the next round."""
         return FileStamps({rel: st for rel, st in self._known.items() if rel in rels})

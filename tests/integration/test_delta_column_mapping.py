@@ -39,9 +39,13 @@ def test_rename_drop_and_re_add_name_the_stable_part_in_place_and_every_version_
     assert [stable in parts for parts in published.store_parts[:4]] == [True] * 4
     part_id = _part_id(tmp_path / "s", stable)
     assert not [p.name for p in (published.root / "lake").glob(f"part-{part_id}-*")]
-    # what a round converts is only the deltas (Arrow IPC: each converted again under a new
-    # schema, one more a round), none at the first round and after the last compaction
+    # what a round names converted is only the deltas (Arrow IPC), none at the first round and
+    # after the last compaction: one more a round
     assert published.converted == [0, 1, 2, 3, 0]
+    # ... each converted once: the DROP (a column more in the file, which readers skip) and the
+    # re-add (a column less, NULL by default) name the earlier conversion as it is
+    converted = sorted(p.name for p in (published.root / "lake").glob("part-*.parquet"))
+    assert len(converted) == 3 and len({name.split("-")[1] for name in converted}) == 3, converted
     # the compacted part of the last version keeps the dropped column (c3, readable as of older
     # versions) beside the re-added one (c4): named in place too, the readers skip c3
     assert published.store_parts[4] and stable not in published.store_parts[4]
