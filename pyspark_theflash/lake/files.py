@@ -242,10 +242,12 @@ def convert(root: Path, table_root: LakeDir, part: PartRef, info: TableInfo, tar
 
     stamps = FileStamps() if stamps is None else stamps
     rel = f"{CONVERTED_DIR}/part-{part.part_id}-{schema_tag(target, info)}.parquet"
-    earlier = _earlier_conversion(table_root, part, info, target, rel, stamps)
-    if earlier is not None:
-        return earlier
-    known = stamps.of(table_root, rel)
+    known = stamps.known(rel)
+    if known is None:
+        earlier = _earlier_conversion(table_root, part, info, target, rel, stamps)
+        if earlier is not None:
+            return earlier
+        known = stamps.of(table_root, rel)
     if known is not None:
         return rel, known.size
     by_id: dict[int | None, str] = {c.id: c.name for c in info.columns}
@@ -290,9 +292,8 @@ def _earlier_conversion(table_root: LakeDir, part: PartRef, info: TableInfo, tar
     if any(c.is_virtual_generated for c in info.columns):
         return None
     key = table_root.where(rel)
-    prefix = f"{CONVERTED_DIR}/part-{part.part_id}-"
     served = _SERVED_BY_EARLIER.get(key)
-    candidates = [served] if served is not None else [r for r in stamps.named(prefix) if r != rel]
+    candidates = [served] if served is not None else stamps.siblings(rel)
     for earlier in candidates:
         stamp = stamps.of(table_root, earlier)
         if stamp is None:

@@ -247,7 +247,16 @@ class FileStamps:
     version names."""
 
     def __init__(self, known: dict[str, Stamp] | None = None) -> None:
-        self._known: dict[str, Stamp] = dict(known or {})
+        self._known: dict[str, Stamp] = {}
+        # the known files by their name up to its last '-' (a converted part's schema digests)
+        self._families: dict[str, set[str]] = {}
+        for rel, stamp in (known or {}).items():
+            self._add(rel, stamp)
+
+    def _add(self, rel: str, stamp: Stamp) -> Stamp:
+        self._known[rel] = stamp
+        self._families.setdefault(rel.rsplit("-", 1)[0], set()).add(rel)
+        return stamp
 
     def of(self, root: LakeDir, rel: str) -> Stamp | None:
         """``rel``'s stamp under ``root``, None when there is no such file (asked once)."""
@@ -256,16 +265,21 @@ class FileStamps:
             info = root.info(rel)
             if info.type != pafs.FileType.File:
                 return None
-            got = self._known[rel] = Stamp(int(info.size), int(info.mtime_ns or time.time_ns()) // 1_000_000)
+            got = self._add(rel, Stamp(int(info.size), int(info.mtime_ns or time.time_ns()) // 1_000_000))
         return got
 
     def wrote(self, rel: str, size: int) -> None:
         """A file this round wrote whole (its time: now)."""
-        self._known[rel] = Stamp(size, time.time_ns() // 1_000_000)
+        self._add(rel, Stamp(size, time.time_ns() // 1_000_000))
 
-    def named(self, prefix: str) -> list[str]:
-        """The known files whose path starts with ``prefix`` (no request)."""
-        return sorted(rel for rel in self._known if rel.startswith(prefix))
+    def known(self, rel: str) -> Stamp | None:
+        """``rel``'s stamp if it is known (no request), else None."""
+        return self._known.get(rel)
+
+    def siblings(self, rel: str) -> list[str]:
+        """The known files other than ``rel`` named as it is up to its last '-' (a converted
+        part's files under other schemas): from an index, no scan and no request."""
+        return sorted(self._families.get(rel.rsplit("-", 1)[0], set()) - {rel})
 
     def keep(self, rels: set[str]) -> FileStamps:
         """The stamps of ``rels`` only (the files a version names): for the next round."""
