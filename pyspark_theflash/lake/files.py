@@ -128,8 +128,16 @@ def in_place(root: Path, part: PartRef, info: TableInfo, target: pa.Schema) -> b
     reads): a table with one is converted, its values computed into the file."""
     if is_ipc(part.path) or part.in_engine or any(c.is_virtual_generated for c in info.columns):
         return False
-    names_by_id = dict(part.columns)
     stored, unsafe = _footer(root / part.path)
+    return _serves(dict(part.columns), stored, unsafe, info, target)
+
+
+def _serves(names_by_id: dict[int, str], stored: dict[str, tuple[pa.DataType, int | None]], unsafe: frozenset[str],
+            info: TableInfo, target: pa.Schema) -> bool:
+    """Whether a file whose columns are ``names_by_id`` (column id -> its name there), typed and
+    numbered as ``stored`` says, with LZ4 dictionary pages in ``unsafe``, serves ``target`` as it
+    is: each column under its physical name, field id and Delta file type, or absent with a NULL
+    origin default; a column the file has beyond ``target`` is skipped by every reader."""
     absent = []
     for f in target:
         cid = field_id(f)
@@ -301,9 +309,8 @@ def _earlier_conversion(table_root: LakeDir, part: PartRef, info: TableInfo, tar
         if served is None:
             with table_root.input_file(earlier) as f:
                 stored = {fld.name: (fld.type, field_id(fld)) for fld in pq.ParquetFile(f).schema_arrow}
-            absent = [field_id(f) for f in target if f.name not in stored]
-            if any(f.name in stored and stored[f.name] != (f.type, field_id(f)) for f in target) or (
-                    absent and not _null_origin_defaults(info, absent)):
+            by_id = {cid: name for name, (_, cid) in stored.items() if cid is not None}
+            if not _serves(by_id, stored, frozenset(), info, target):  # ZSTD, no dictionary: no LZ4 page
                 continue
             _SERVED_BY_EARLIER[key] = earlier
             while len(_SERVED_BY_EARLIER) > _SERVED_BY_EARLIER_MAX:

@@ -148,6 +148,17 @@ def format_handle_ranges(ranges: Sequence[tuple[HandleBound, HandleBound]]) -> s
     return json.dumps([[bound(lo), bound(hi)] for lo, hi in ranges])
 
 
+# A read request's field (service/request.py: Flight, HTTP) -> the read option it sets: the one
+# table the service, the Python source's service reads (spark/service_read.py) and the jar's
+# form (connector_read_form) name them by.
+REQUEST_FIELD_OPTIONS = {
+    "schema": "schema", "lease_ttl": "lease_ttl", "batch_rows": "batch_rows", "min_streams": "min_partitions",
+    "stream_target_bytes": "partition_target_bytes", "region_wait_timeout": "region_wait_timeout",
+    "lock_wait_timeout": "lock_wait_timeout", "handle_ranges": HANDLE_RANGES_OPTION,
+    "snapshot": "snapshot", "max_staleness": "max_staleness",
+    "changes_from": "changes_from", "changes": "changes",
+}
+
 KNOWN_OPTIONS = frozenset([name.lower() for name, _, _ in OPTION_DOCS]
                           + ["path", SESSION_SNAPSHOT_OPTION, HANDLE_RANGES_OPTION])
 
@@ -531,13 +542,10 @@ _CONNECTOR_HELD = ("server", "token", "token_file", "paths")
 # Options only the Python reader's streams send (the jar sends its streams' to the change-stream
 # calls, not as read options).
 SOURCE_ONLY_OPTIONS = ("stream_id", "stream_columns")
-# A read option the jar sends the service as a read request's field (service/request.py
-# OPTION_FIELDS), by that field's name.
-CONNECTOR_REQUEST_FIELDS = {
-    "schema": "schema", "lease_ttl": "lease_ttl", "batch_rows": "batch_rows", "min_partitions": "min_streams",
-    "partition_target_bytes": "stream_target_bytes", "region_wait_timeout": "region_wait_timeout",
-    "lock_wait_timeout": "lock_wait_timeout", "changes_from": "changes_from", "changes": "changes",
-}
+# The read options the jar sends the service as read request fields, by the field's name; it
+# sends the others (snapshot, max_staleness) as the session's confs decide them.
+CONNECTOR_REQUEST_FIELDS = {option: name for name, option in REQUEST_FIELD_OPTIONS.items()
+                            if name not in ("handle_ranges", "snapshot", "max_staleness")}
 # The store a jar's read without option ``store`` reads: the service's own (named by it, not here).
 _SERVICES_STORE = "(the service's store)"
 

@@ -21,17 +21,11 @@ from dataclasses import dataclass, field
 
 
 from pyspark_theflash.scan.filter_json import MAX_FILTER_DEPTH, FilterFormatError, check_filter_limits
-from pyspark_theflash.scan.options import HANDLE_RANGES_OPTION
+from pyspark_theflash.scan.options import REQUEST_FIELD_OPTIONS
 from pyspark_theflash.service.errors import BadRequestError
 
 # request field -> the read option of scan.options it sets
-OPTION_FIELDS = {
-    "schema": "schema", "lease_ttl": "lease_ttl", "batch_rows": "batch_rows", "min_streams": "min_partitions",
-    "stream_target_bytes": "partition_target_bytes", "region_wait_timeout": "region_wait_timeout",
-    "lock_wait_timeout": "lock_wait_timeout", "handle_ranges": HANDLE_RANGES_OPTION,
-    "snapshot": "snapshot", "max_staleness": "max_staleness",
-    "changes_from": "changes_from", "changes": "changes",
-}
+OPTION_FIELDS = REQUEST_FIELD_OPTIONS
 # the fields of POST /v1/snapshots (the one ts of a query over several tables)
 SNAPSHOT_FIELDS = ("tables", "store", "snapshot", "max_staleness", "region_wait_timeout", "read")
 FIELDS = ("table", "store", "snapshot_ts", "as_of", "columns", "filter", "isolation", *OPTION_FIELDS)

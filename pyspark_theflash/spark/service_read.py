@@ -47,6 +47,7 @@ from pyspark_theflash.scan.bearer_token import BearerToken, sent_token, unauthen
 from pyspark_theflash.scan.errors import ScanOptionError
 from pyspark_theflash.scan.options import (
     OPTION_ALIASES,
+    REQUEST_FIELD_OPTIONS,
     SESSION_SNAPSHOT_OPTION,
     ScanOptions,
     change_feed_options,
@@ -65,13 +66,10 @@ SERVER_TOKEN_ENVIRONMENT = "THEFLASH_SERVER_TOKEN"
 # read options that name how this process reaches the upstream or the latch: with a service,
 # its store's settings decide them, so a read giving them is refused rather than ignored
 _SERVICE_DECIDES = ("upstream", "latch")
-# read option -> read-request field (service/request.py OPTION_FIELDS, inverted)
-_REQUEST_FIELDS = {
-    "schema": "schema", "lease_ttl": "lease_ttl", "batch_rows": "batch_rows", "min_partitions": "min_streams",
-    "partition_target_bytes": "stream_target_bytes", "region_wait_timeout": "region_wait_timeout",
-    "lock_wait_timeout": "lock_wait_timeout", "snapshot": "snapshot", "max_staleness": "max_staleness",
-    "changes_from": "changes_from", "changes": "changes", "isolation": "isolation", "as_of": "as_of",
-}
+# read option -> read-request field (scan/options.py REQUEST_FIELD_OPTIONS, inverted; the handle
+# ranges are the service's to set), and the request's own isolation and as_of
+_REQUEST_FIELDS = {**{option: name for name, option in REQUEST_FIELD_OPTIONS.items() if name != "handle_ranges"},
+                   "isolation": "isolation", "as_of": "as_of"}
 
 
 class ServiceReadError(RuntimeError):
