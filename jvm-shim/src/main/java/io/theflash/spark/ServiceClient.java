@@ -135,14 +135,7 @@ public final class ServiceClient {
 
   /** POST /v1/snapshots: the one ts of a query over several tables ({"ts", "snapshot", "tables"}). */
   public JsonNode querySnapshot(Map<String, Object> request) {
-    try {
-      byte[] body = JSON.writeValueAsBytes(request);
-      return json(HttpRequest.newBuilder(uri("/v1/snapshots"))
-          .header("Content-Type", "application/json")
-          .POST(HttpRequest.BodyPublishers.ofByteArray(body)));
-    } catch (IOException e) {
-      throw new UncheckedIOException(e);
-    }
+    return post("/v1/snapshots", request);
   }
 
   /**
@@ -155,43 +148,30 @@ public final class ServiceClient {
     Map<String, Object> request = new LinkedHashMap<>();
     request.put("options", options);
     if (!catalogOptions.isEmpty()) request.put("catalog_options", catalogOptions);
+    try {
+      return post("/v1/read-options", request).path("options");
+    } catch (ServiceException e) {
+      if ("invalid_option".equals(e.code)) throw new UserErrorException(e.serviceMessage);
+      throw e;
+    }
+  }
+
+  /** POST /v1/change-streams/{offset|commit}: a change stream's next offset, or its lease at a committed one. */
+  public JsonNode changeStream(String call, Map<String, Object> request) {
+    return post("/v1/change-streams/" + call, request);
+  }
+
+  /** POST of {@code request} as JSON to {@code path}: the JSON answer, or the service's error. */
+  private JsonNode post(String path, Object request) {
     byte[] body;
     try {
       body = JSON.writeValueAsBytes(request);
     } catch (IOException e) {
       throw new UncheckedIOException(e);
     }
-    HttpResponse<byte[]> response = send(HttpRequest.newBuilder(uri("/v1/read-options"))
+    return json(HttpRequest.newBuilder(uri(path))
         .header("Content-Type", "application/json")
-        .POST(HttpRequest.BodyPublishers.ofByteArray(body)), HttpResponse.BodyHandlers.ofByteArray());
-    if (response.statusCode() == 400) {
-      try {
-        JsonNode err = JSON.readTree(response.body()).path("error");
-        if ("invalid_option".equals(err.path("code").asText())) {
-          throw new UserErrorException(err.path("message").asText());
-        }
-      } catch (IOException ignored) {
-        // not JSON: reported below as the service's answer
-      }
-    }
-    if (response.statusCode() / 100 != 2) throw error(response.statusCode(), response.body());
-    try {
-      return JSON.readTree(response.body()).path("options");
-    } catch (IOException e) {
-      throw new IllegalStateException("theflash service " + server + " answered something that is not JSON", e);
-    }
-  }
-
-  /** POST /v1/change-streams/{offset|commit}: a change stream's next offset, or its lease at a committed one. */
-  public JsonNode changeStream(String call, Map<String, Object> request) {
-    try {
-      byte[] body = JSON.writeValueAsBytes(request);
-      return json(HttpRequest.newBuilder(uri("/v1/change-streams/" + call))
-          .header("Content-Type", "application/json")
-          .POST(HttpRequest.BodyPublishers.ofByteArray(body)));
-    } catch (IOException e) {
-      throw new UncheckedIOException(e);
-    }
+        .POST(HttpRequest.BodyPublishers.ofByteArray(body)));
   }
 
   /** DELETE /v1/read-sessions/{id}: ends a session, releases its lease. */

@@ -13,11 +13,14 @@ package io.theflash.spark;
 public final class ServiceException extends UserErrorException {
   public final String code;
   public final int status;
+  /** The service's message as it wrote it, without the service and status this one adds. */
+  public final String serviceMessage;
 
   public ServiceException(String server, String code, int status, String message) {
     super(message + " (theflash service " + server + ": " + status + " " + code + ")");
     this.code = code;
     this.status = status;
+    this.serviceMessage = message;
   }
 
   /** THEFLASH_SERVICE_ and the service's code in capitals: THEFLASH_SERVICE_UNKNOWN_TABLE. */
