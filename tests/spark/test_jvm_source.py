@@ -742,3 +742,56 @@ def test_spark_sql_prints_each_user_error_as_its_message_without_a_stack(served:
     assert done.returncode != 0, done.stderr[-5000:]  # the last statement, the write, failed spark-sql
     assert "\tat " not in done.stderr and " ERROR " not in done.stderr, done.stderr[-5000:]
     assert "Exception:" not in done.stderr, done.stderr[-5000:]
+
+
+# -- the form the service answers and the jar keeps (POST /v1/read-options) ---------------------
+FORM_OPTIONS = [
+    {"store": "/data/flash", "versionAsOf": "77", "isolation": "rc", "columns": "a, b", "hidden": "_tidb_rowid",
+     "batch_rows": "1_000", "min_partitions": "3", "schema": "current", "lease_ttl": "2m"},
+    {"timestampAsOf": "2026-11-21 06:00:00", "snapshot": " Fresh ", "region_wait_timeout": "5s"},
+    {"max_staleness": "5s", "partition_target_bytes": "64MiB", "lock_wait_timeout": "1m"},
+    {"readChangeFeed": "true", "startingVersion": "5", "endingVersion": "9", "changes": "net"},
+    {"readChangeFeed": "true", "startingVersion": "5"},
+]
+
+
+def jvm_forms(spark: Any, server: str, cases: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """Each field of what ReadOptions.parse keeps, read from the JVM object."""
+    from py4j.java_gateway import get_field
+
+    out = []
+    for case in cases:
+        options = spark._jvm.java.util.HashMap()
+        for key, value in {"server": server, "table": TYPES_TABLE, **case}.items():
+            options.put(key.lower(), value)
+        read = spark._jvm.io.theflash.spark.ReadOptions.parse(options, None, None, None)
+        out.append({
+            "table": get_field(read, "table"), "store": get_field(read, "store"),
+            "snapshot_ts": get_field(read, "snapshotTs"), "as_of": get_field(read, "asOf"),
+            "isolation": get_field(read, "isolation"), "snapshot": get_field(read, "snapshot"),
+            "max_staleness": get_field(read, "maxStaleness"), "columns": list(get_field(read, "columns")),
+            "hidden": list(get_field(read, "hidden")), "request": dict(get_field(read, "requestOptions")),
+            "feed_from": get_field(read, "feedFrom"), "raw": dict(get_field(read, "raw")),
+        })
+    return out
+
+
+def test_every_field_of_the_services_form_is_what_the_jar_keeps_and_what_docs_name(
+        jvm_spark: JvmSpark, served: Served) -> None:
+    """The service writes the form (scan/options.py connector_read_form); the jar reads it
+    (ReadOptions.java): each field, read back from the JVM, is the service's value; docs/service.md
+    names the same fields."""
+    from pyspark_theflash.scan.options import connector_read_form
+
+    jar = jvm_spark.call(jvm_forms, served.http_url, FORM_OPTIONS)
+    for case, kept in zip(FORM_OPTIONS, jar):
+        form = connector_read_form({k.lower(): v for k, v in {"server": served.http_url, "table": TYPES_TABLE,
+                                                                **case}.items()})
+        assert kept == form, case
+    assert jar[0]["snapshot_ts"] == 77 and jar[0]["request"]["min_streams"] == "3" and jar[0]["isolation"] == "RC"
+    assert jar[4]["feed_from"] == 4 and jar[4]["raw"]["starting_ts"] == "4"
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "service.md").read_text()
+    row = next(line for line in docs.splitlines() if line.startswith("| `POST /v1/read-options`"))
+    named = re.search(r'\{"options": \{([^}]*)\}\}', row)
+    assert named, row
+    assert [f.strip().strip('"') for f in named.group(1).split(",")] == list(jar[0]), row

@@ -53,7 +53,7 @@ public final class ReadOptions implements Serializable {
    * readChangeFeed with a start and no end: the change read's changes_from (a batch read ends at
    * its ts, a fresh one at planning; a stream starts at starting_ts, the same value), or null.
    */
-  final Long feedFrom;
+  public final Long feedFrom;
 
   private ReadOptions(Map<String, String> raw, String server, String store, String table, Long snapshotTs,
       String asOf, String isolation, String snapshot, String maxStaleness, List<String> columns, List<String> hidden,
