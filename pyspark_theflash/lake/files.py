@@ -282,10 +282,23 @@ def convert(root: Path, table_root: LakeDir, part: PartRef, info: TableInfo, tar
     return rel, len(data)
 
 
-# Converted files a later schema named in place, by (table root, the name it would have been
-# converted to): asked once, not every round (bounded: a writer publishes for days).
-_SERVED_BY_EARLIER: "OrderedDict[str, str]" = OrderedDict()
-_SERVED_BY_EARLIER_MAX = 8192
+# The column types and field ids of converted files, by URI: read once, not every round (a
+# converted file's name carries the digest of its schema, so the same name is the same schema;
+# bounded, as a writer publishes for days).
+_CONVERTED_FOOTERS: "OrderedDict[str, dict[str, tuple[pa.DataType, int | None]]]" = OrderedDict()
+_CONVERTED_FOOTERS_MAX = 8192
+
+
+def _converted_footer(table_root: LakeDir, rel: str) -> dict[str, tuple[pa.DataType, int | None]]:
+    key = table_root.where(rel)
+    stored = _CONVERTED_FOOTERS.get(key)
+    if stored is None:
+        with table_root.input_file(rel) as f:
+            stored = {fld.name: (fld.type, field_id(fld)) for fld in pq.ParquetFile(f).schema_arrow}
+        _CONVERTED_FOOTERS[key] = stored
+        while len(_CONVERTED_FOOTERS) > _CONVERTED_FOOTERS_MAX:
+            _CONVERTED_FOOTERS.popitem(last=False)
+    return stored
 
 
 def _earlier_conversion(table_root: LakeDir, part: PartRef, info: TableInfo, target: pa.Schema, rel: str,
@@ -299,23 +312,14 @@ def _earlier_conversion(table_root: LakeDir, part: PartRef, info: TableInfo, tar
     size), or None."""
     if any(c.is_virtual_generated for c in info.columns):
         return None
-    key = table_root.where(rel)
-    served = _SERVED_BY_EARLIER.get(key)
-    candidates = [served] if served is not None else stamps.siblings(rel)
-    for earlier in candidates:
-        stamp = stamps.of(table_root, earlier)
+    for earlier in stamps.siblings(rel):
+        stamp = stamps.known(earlier)
         if stamp is None:
             continue
-        if served is None:
-            with table_root.input_file(earlier) as f:
-                stored = {fld.name: (fld.type, field_id(fld)) for fld in pq.ParquetFile(f).schema_arrow}
-            by_id = {cid: name for name, (_, cid) in stored.items() if cid is not None}
-            if not _serves(by_id, stored, frozenset(), info, target):  # ZSTD, no dictionary: no LZ4 page
-                continue
-            _SERVED_BY_EARLIER[key] = earlier
-            while len(_SERVED_BY_EARLIER) > _SERVED_BY_EARLIER_MAX:
-                _SERVED_BY_EARLIER.popitem(last=False)
-        return earlier, stamp.size
+        stored = _converted_footer(table_root, earlier)
+        by_id = {cid: name for name, (_, cid) in stored.items() if cid is not None}
+        if _serves(by_id, stored, frozenset(), info, target):  # ZSTD, no dictionary: no LZ4 page
+            return earlier, stamp.size
     return None
 
 
