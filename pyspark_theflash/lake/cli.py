@@ -61,16 +61,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _to(p: argparse.ArgumentParser) -> None:
     p.add_argument("--to", metavar="LOCATION",
                    help="where the Delta tables are: a directory or s3://bucket/prefix (default: the store's "
-                        "directory); credentials from the environment / AWS configuration, never this option")
+                        "directory, or where its parts live: writer run --parts-to); credentials from the environment / AWS configuration, never this option")
 
 
 def _location(args: argparse.Namespace) -> str:
     """The store's directory, or ``--to`` checked to open (one line naming it when it does not)."""
-    from pyspark_theflash.lake.location import lake_dir
+    from pyspark_theflash.lake.location import default_location, lake_dir
 
     store = _store(args.dir)
     if args.to is None:
-        return store
+        return default_location(store)
     try:
         lake_dir(args.to)  # (refuses credentials in the location, too)
     except TheFlashError as exc:
@@ -96,13 +96,14 @@ def cmd_publish(args: argparse.Namespace) -> int:
         retention = parse_duration(args.retention, allow_zero=True)
     except ValueError as exc:
         raise CommandError(f"--retention {args.retention}: {exc}") from exc
+    where = _location(args)
     try:
-        with Publisher(_store(args.dir), retention, args.checkpoint_interval, _location(args)) as publisher:
+        with Publisher(_store(args.dir), retention, args.checkpoint_interval, where) as publisher:
             done = publisher.publish(args.ts)
     except TheFlashError as exc:
         raise CommandError(str(exc)) from exc
-    except OSError as exc:  # the --to location refused a read or a write (credentials, bucket, network)
-        raise CommandError(f"{args.to or args.dir}: {exc}; check the location and its credentials "
+    except OSError as exc:  # the location refused a read or a write (credentials, bucket, network)
+        raise CommandError(f"{where}: {exc}; check the location and its credentials "
                            "(AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, ...)") from exc
     if args.json:
         print(json.dumps({"ts": done.ts, "seconds": round(done.seconds, 3),
@@ -119,12 +120,13 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_versions(args: argparse.Namespace) -> int:
     from pyspark_theflash.lake.versions import versions_at
 
+    where = _location(args)
     try:
-        found = versions_at(_location(args), args.ts)
+        found = versions_at(where, args.ts)
     except TheFlashError as exc:
         raise CommandError(str(exc)) from exc
     except OSError as exc:
-        raise CommandError(f"{args.to or args.dir}: {exc}; check the location and its credentials") from exc
+        raise CommandError(f"{where}: {exc}; check the location and its credentials") from exc
     if args.json:
         print(json.dumps([v.__dict__ for v in found], indent=2))
         return 0
@@ -138,14 +140,15 @@ def cmd_versions(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from pyspark_theflash.lake.verify import verify
 
+    where = _location(args)
     try:
-        report = verify(_location(args))
+        report = verify(where)
     except OSError as exc:
-        raise CommandError(f"{args.to or args.dir}: {exc}; check the location and its credentials") from exc
+        raise CommandError(f"{where}: {exc}; check the location and its credentials") from exc
     for _, text in report.problems:
         print(text, file=sys.stderr)
     verdict = "clean" if report.ok else f"{len(report.problems)} problem(s)"
-    print(f"delta {args.to or args.dir}: {verdict} — {report.tables} table(s), {report.versions} version(s), "
+    print(f"delta {where}: {verdict} — {report.tables} table(s), {report.versions} version(s), "
           f"{report.vectors} deletion vector(s), {report.checksums} version checksum(s) checked",
           file=sys.stdout if report.ok else sys.stderr)
     return 0 if report.ok else 1

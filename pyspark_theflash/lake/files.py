@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,7 @@ import pyarrow.parquet as pq
 from pyspark_theflash.lake.location import FileStamps, LakeDir
 from pyspark_theflash.lake.roaring import merged
 from pyspark_theflash.lake.types import field_id
+from pyspark_theflash.store import integrity
 from pyspark_theflash.store.part_ref import PartRef
 from pyspark_theflash.store.parts import PartsReader, newest_visible, origin_defaults
 from pyspark_theflash.store.txn_merge_tree import HIDDEN_NAMES, ROWID, is_ipc
@@ -100,9 +102,15 @@ def schema_tag(schema: pa.Schema, info: TableInfo | None = None) -> str:
 _SPARK_UNSAFE_DICTIONARY_CODECS = frozenset({"LZ4", "LZ4_RAW", "LZ4_FRAME", "LZ4_HADOOP"})
 
 
-@functools.lru_cache(maxsize=8192)
+_FOOTERS = 8192
+
+
+@functools.lru_cache(maxsize=_FOOTERS)
 def _footer_of(path: str) -> tuple[dict[str, tuple[pa.DataType, int | None]], frozenset[str]]:
-    f = pq.ParquetFile(path)
+    return _footer_facts(pq.ParquetFile(path))
+
+
+def _footer_facts(f: pq.ParquetFile) -> tuple[dict[str, tuple[pa.DataType, int | None]], frozenset[str]]:
     md = f.metadata
     unsafe = {md.row_group(g).column(c).path_in_schema for g in range(md.num_row_groups)
               for c in range(md.num_columns)
@@ -111,11 +119,32 @@ def _footer_of(path: str) -> tuple[dict[str, tuple[pa.DataType, int | None]], fr
     return {fld.name: (fld.type, field_id(fld)) for fld in f.schema_arrow}, frozenset(unsafe)
 
 
-def _footer(path: Path) -> tuple[dict[str, tuple[pa.DataType, int | None]], frozenset[str]]:
+def _footer(root: Path, part: PartRef) -> tuple[dict[str, tuple[pa.DataType, int | None]], frozenset[str]]:
     """A part file's column types and Parquet field ids, and its columns with an LZ4 dictionary
     page: its footer read once (a listed part file never changes; bounded, as a writer publishes
-    for days while parts come and go)."""
-    return _footer_of(str(path))
+    for days while parts come and go). A part of a store whose parts live on shared storage may
+    have no local copy: it is fetched, and the footer read from the checked file's map."""
+    path = str(root / part.path)
+    if os.path.exists(path):
+        try:
+            return _footer_of(path)
+        except FileNotFoundError:
+            pass  # evicted from the store's cache meanwhile (store.remote): fetched below
+    with integrity.open_part(path, part) as source:
+        return _footer_facts(pq.ParquetFile(source))
+
+
+def _copy_in(root: Path, table_root: LakeDir, part: PartRef, rel: str) -> None:
+    """``part``'s file at ``rel`` under ``table_root``, fetched first when the store's cache of
+    parts on shared storage has no copy (and again if the cache evicted it meanwhile)."""
+    for attempt in range(3):
+        integrity.ensure_local(root / part.path, part)
+        try:
+            table_root.copy_in(root / part.path, rel)
+            return
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
 
 
 def in_place(root: Path, part: PartRef, info: TableInfo, target: pa.Schema) -> bool:
@@ -128,7 +157,7 @@ def in_place(root: Path, part: PartRef, info: TableInfo, target: pa.Schema) -> b
     reads): a table with one is converted, its values computed into the file."""
     if is_ipc(part.path) or part.in_engine or any(c.is_virtual_generated for c in info.columns):
         return False
-    stored, unsafe = _footer(root / part.path)
+    stored, unsafe = _footer(root, part)
     return _serves(dict(part.columns), stored, unsafe, info, target)
 
 
@@ -360,7 +389,7 @@ def plan_partition(root: Path, table_root: LakeDir, info: TableInfo, ts: int, pa
             rel = table_root_relative(part, root_id)
             # a part of another table id lives under that id's directory: linked (or copied) here
             if (copy_parts or part.table_id != root_id) and stamps.of(table_root, rel) is None:
-                table_root.copy_in(root / part.path, rel)
+                _copy_in(root, table_root, part, rel)
                 stamps.wrote(rel, part.bytes)
             planned = PlannedFile(part.part_id, part.partition_id, rel, part.bytes, part.rows, vis.deleted, False)
         else:

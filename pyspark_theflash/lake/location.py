@@ -19,7 +19,6 @@ and then written.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -32,28 +31,16 @@ import pyarrow.fs as pafs
 from pyspark_theflash.durable import fsync_directory
 from pyspark_theflash.lake import s3_put
 from pyspark_theflash.lake.errors import LakeError, LakeLocationError
+from pyspark_theflash.store.remote import has_credentials, of_store, retried
 
-# The AWS SDK's error kinds (as pyarrow's messages name them) a retry may cure: the server's own
-# failure, throttling, the network. pyarrow retries a request 3 times; an object store under load
-# (SeaweedFS on this 2-core machine) answered a part's upload INTERNAL_FAILURE all three, which
-# failed a publication round whose every other file was written.
-TRANSIENT = re.compile(r"AWS Error (INTERNAL_FAILURE|SERVICE_UNAVAILABLE|SLOW_DOWN|THROTTLING|NETWORK_CONNECTION|"
-                       r"REQUEST_TIMEOUT)\b|please try again", re.IGNORECASE)
-WRITE_ATTEMPTS = 5  # a whole file written again after 0.25, 0.5, 1 and 2 s
+WRITE_ATTEMPTS = 5  # a whole file written again after 0.25, 0.5, 1 and 2 s (store.remote.retried)
 RETRY_FIRST_S = 0.25
 
 
 def _whole_file_retried(write: Callable[[], None]) -> None:
     """``write`` (a whole file's PUT: the same bytes each time) again while the store answers
-    a transient error, up to ``WRITE_ATTEMPTS``; any other error at once."""
-    for attempt in range(WRITE_ATTEMPTS):
-        try:
-            write()
-            return
-        except OSError as exc:
-            if attempt == WRITE_ATTEMPTS - 1 or not TRANSIENT.search(str(exc)):
-                raise
-            time.sleep(RETRY_FIRST_S * 2 ** attempt)
+    a transient error (``store.remote.TRANSIENT``), up to ``WRITE_ATTEMPTS``; any other error at once."""
+    retried(write, WRITE_ATTEMPTS, RETRY_FIRST_S)
 
 
 @dataclass(frozen=True)
@@ -295,7 +282,7 @@ def lake_dir(where: Where) -> LakeDir:
     if isinstance(where, LakeDir):
         return where
     text = os.fspath(where)
-    if "://" in text and "@" in text.split("://", 1)[1].split("/", 1)[0]:  # s3://key:secret@bucket
+    if has_credentials(text):  # s3://key:secret@bucket
         raise LakeLocationError(f"{text.split('://', 1)[0]}://...: credentials do not go in a location; set "
                                 "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) in the environment")
     if "://" not in text:
@@ -311,4 +298,12 @@ def lake_dir(where: Where) -> LakeDir:
     return LakeDir(fs, path.rstrip("/"), text.rstrip("/"))
 
 
-__all__ = ["FileStamps", "LakeDir", "LakeError", "Stamp", "lake_dir"]
+def default_location(store: str | os.PathLike[str]) -> str:
+    """Where a store's tables are published when no location is given: the directory its stable
+    parts live in on shared storage (``store.remote``: versions name them in place there), else
+    the store's own directory."""
+    parts = of_store(os.fspath(store))
+    return os.fspath(store) if parts is None else parts.uri
+
+
+__all__ = ["FileStamps", "LakeDir", "LakeError", "Stamp", "default_location", "lake_dir"]

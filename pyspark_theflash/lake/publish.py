@@ -43,7 +43,7 @@ from pyspark_theflash.lake.checksum import write_checksum
 from pyspark_theflash.lake.cleanup import clean
 from pyspark_theflash.lake.deletion_vectors import VectorFileWriter, vector_for
 from pyspark_theflash.lake.delta_log import APP_ID, READER_VERSION, WRITER_VERSION, DataFile, TableLog
-from pyspark_theflash.lake.errors import LakeError, PublishTsError
+from pyspark_theflash.lake.errors import LakeError, LakeLocationError, PublishTsError
 from pyspark_theflash.lake.files import PartVisibility, PlannedFile, plan_partition, schema_tag
 from pyspark_theflash.lake.location import FileStamps, LakeDir, lake_dir
 from pyspark_theflash.lake.types import (
@@ -58,7 +58,7 @@ from pyspark_theflash.scan.resolved import table_resolved_ts
 from pyspark_theflash.schema import arrow_schema
 from pyspark_theflash.schema.arrow import select_columns
 from pyspark_theflash.schema.partitioning import physical_ids_of
-from pyspark_theflash.store import Store
+from pyspark_theflash.store import Store, remote
 from pyspark_theflash.store.part_ref import PartRef
 
 if TYPE_CHECKING:
@@ -73,6 +73,14 @@ LEASE_TTL_S = 300.0
 # A classic checkpoint every this many versions (delta-spark's own default interval).
 DEFAULT_CHECKPOINT_INTERVAL = 10
 DEFAULT_RETENTION_S = 600.0  # TiDB's default GC life time: the time travel its own stale reads have
+
+
+def _same_place(lake: LakeDir, where: str) -> bool:
+    """Whether ``lake`` is the directory ``where`` (a local path or a URI) names."""
+    other = lake_dir(where)
+    if lake.local and other.local:
+        return Path(lake.path).resolve() == Path(other.path).resolve()
+    return lake.uri.rstrip("/") == other.uri.rstrip("/")
 
 
 def table_root(store: str | os.PathLike[str], table_id: int) -> Path:
@@ -133,9 +141,17 @@ class Publisher:
         self.store = Path(store.root if isinstance(store, Store) else store)
         self.retention_s = retention_s
         self.checkpoint_interval = max(1, checkpoint_interval)
-        # where the tables go: the store's directory (parts named in place) or ``to`` (parts copied)
-        self.lake: LakeDir = lake_dir(self.store if to is None else to)
-        self.copies_parts = to is not None and not (self.lake.local and Path(self.lake.path).resolve() == self.store.resolve())
+        # where the tables go: the store's directory (parts named in place), the directory its
+        # parts live in on shared storage (store.remote: named in place there), or ``to``
+        # (parts copied)
+        parts = store.remote if isinstance(store, Store) else remote.of_store(self.store)
+        self.lake: LakeDir = lake_dir(to if to is not None else parts.uri if parts is not None else self.store)
+        self.copies_parts = not (_same_place(self.lake, parts.uri) if parts is not None
+                                 else to is None or _same_place(self.lake, str(self.store)))
+        if parts is not None and self.lake.local and _same_place(self.lake, str(self.store)):
+            # the local files are a cache there: a version must not name what eviction deletes
+            raise LakeLocationError(f"{self.store}: its stable parts live in {parts.uri} and its local disk only "
+                                    f"caches them; publish to {parts.uri} (the default) or another location")
         self._logs: dict[int, TableLog] = {}             # by the id of the table's root
         self._published: dict[int, _Published] = {}      # by the id of the table's root
         self._truncated: dict[int, int] = {}             # TRUNCATE TABLE: old id -> new id

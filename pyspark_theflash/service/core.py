@@ -102,13 +102,15 @@ class ReadService:
         """Which Delta version of each published table of the store holds ts (``theflash delta
         versions``; docs/delta.md): each table's newest when ts is None. ``to``: where the tables
         were published (``--delta-to``: a directory or an ``s3://`` URI, reached with this
-        process's credentials), else the store's directory."""
+        process's credentials), else where the store publishes by default (its directory, or where
+        its parts live: ``writer run --parts-to``)."""
         from pyspark_theflash.lake.errors import LakeError
+        from pyspark_theflash.lake.location import default_location
         from pyspark_theflash.lake.versions import versions_at
 
         root = str(self.stores.get(store).root)
         try:
-            tables = versions_at(root if to is None else to, ts)
+            tables = versions_at(default_location(root) if to is None else to, ts)
         except LakeError as exc:
             raise ServiceError(str(exc), code="invalid_option", status=400) from None
         except OSError as exc:  # the location refused or unreachable: the keys, the endpoint, the bucket

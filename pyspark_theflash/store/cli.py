@@ -549,9 +549,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
         report = verify_store(root, online=args.online)
     except TheFlashError as exc:
         raise CommandError(str(exc)) from exc
+    from pyspark_theflash.lake.location import default_location
     from pyspark_theflash.lake.verify import verify as verify_lake
 
-    lake = verify_lake(root)  # the tables' Delta publication, if any (docs/delta.md)
+    try:  # the tables' Delta publication, if any (docs/delta.md): in the store or where its parts live
+        lake = verify_lake(default_location(root))
+    except OSError as exc:
+        raise CommandError(f"{default_location(root)}: {exc}; check the location and its credentials") from exc
     clean = report.clean and lake.ok
     if args.json:
         print(json.dumps({**report.to_json(), "delta": {"tables": lake.tables, "versions": lake.versions,

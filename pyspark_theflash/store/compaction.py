@@ -35,6 +35,7 @@ from pyspark_theflash.store.errors import EditConflictError
 from pyspark_theflash.store.keyspace import Handle, HandleRange
 from pyspark_theflash.store.options import StoreOptions
 from pyspark_theflash.store.predicate import merge_stats
+from pyspark_theflash.store.remote import PartsRemote, delete_parts, evict_local_parts, upload_parts
 from pyspark_theflash.store.part_ref import UNLISTED, PartRef
 from pyspark_theflash.store.parts import PartsReader
 from pyspark_theflash.store.txn_merge_tree import (
@@ -67,6 +68,7 @@ class CompactingStore(Protocol):
 
     root: Path
     options: StoreOptions
+    remote: PartsRemote | None   # where its stable parts live besides the local disk (store.remote)
 
     @property
     def row_sink(self) -> RowSink | None: ...
@@ -413,13 +415,15 @@ def commit_compaction(store: CompactingStore, plan: CompactionPlan, out: Compact
             parts_added=tuple(new_part(pf) for _pid, _lo, _hi, pf in out.outputs if pf is not None),
             prune_tombstones=True)
     try:
+        # listed only once on the shared storage too (store.remote): a read anywhere finds it
+        upload_parts(store.remote, store.root, out.files)
         with store.editing():
             mf.apply_edit(conn, edit)
     except EditConflictError:
-        _unlink_all(store.root, out.files)
+        _discard(store, out.files)
         return False
     except BaseException:
-        _unlink_all(store.root, out.files)
+        _discard(store, out.files)
         raise
     return True
 
@@ -449,6 +453,12 @@ def _unlink_all(root: Path, files: list[str]) -> None:
     for rel in files:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(root / rel)
+
+
+def _discard(store: CompactingStore, files: list[str]) -> None:
+    """A compaction's outputs no edit lists: their local files and their remote objects."""
+    _unlink_all(store.root, files)
+    delete_parts(store.remote, files)
 
 
 def compact_store(store: CompactingStore, table: "str | int | TableInfo | None" = None, force: bool = False,
@@ -519,6 +529,8 @@ def delete_obsolete_files(store: CompactingStore) -> int:
     reading files a query planned just before its lease went; within it, a late renewal finds
     everything it pinned (``Leases.renew(late_ok=True)``)."""
     conn = store.thread_connection()
+    if store.remote is not None:  # the local disk is a cache of the stable parts: keep it in bounds
+        evict_local_parts(conn, store.root, store.options.local_parts_bytes)
     now = time.time()
     with mf.transaction(conn, bump=False) as e:
         pins = [v for _ts, v in mf.live_leases(conn, now)]
@@ -532,11 +544,9 @@ def delete_obsolete_files(store: CompactingStore) -> int:
             _forget_expired_leases(conn, now)
             return 0
         # Files go first: if we crash after this, the rows remain and the next round retries.
-        for _pid, rel, _v in rows:
-            if rel == IN_ENGINE:
-                continue  # a record of rows the engine keeps: no file
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(store.root / rel)
+        files = [rel for _pid, rel, _v in rows if rel != IN_ENGINE]  # a record of rows the engine keeps: no file
+        _unlink_all(store.root, files)
+        delete_parts(store.remote, files)
         # A store from before this was kept may have deleted files of any version up to now.
         known = mf.get_meta(conn, mf.FILES_DELETED_THROUGH)
         known = int(known) if known is not None else mf.current_version(conn)

@@ -124,19 +124,25 @@ def file_stamp(path: str | Path, part: PartRef | None = None) -> tuple[int, ...]
 
 def open_part(path: str | Path, part: PartRef) -> pa.MemoryMappedFile:
     """The part's file memory-mapped, checked against the manifest's size and checksum: the map a
-    reader then decodes. Raises ``PartMissingError``, ``PartDamagedError`` or ``PartChecksumError``."""
+    reader then decodes. A stable part of a store whose parts live on shared storage is fetched
+    when its local file is not there (``store.remote``). Raises ``PartMissingError``,
+    ``PartDamagedError`` or ``PartChecksumError``."""
     path = str(path)
-    st = file_stamp(path, part)
-    if st[2] != part.bytes:
-        raise PartDamagedError(path, f"the file is {st[2]} bytes, the manifest recorded {part.bytes} (truncated or "
-                               "overwritten)", part.part_id)
     try:
+        st = file_stamp(path, part)
         source = pa.memory_map(path)
-    except FileNotFoundError:
-        raise PartMissingError(path, "missing (deleted while a reader without a lease used it, or lost)",
-                               part.part_id) from None
+    except (FileNotFoundError, PartMissingError):
+        fetched = _fetch(path, part)
+        if fetched is None:
+            raise PartMissingError(path, "missing (deleted while a reader without a lease used it, or lost)",
+                                   part.part_id) from None
+        return fetched
     except OSError as exc:
         raise PartDamagedError(path, f"cannot be opened: {exc}", part.part_id) from exc
+    if st[2] != part.bytes:
+        source.close()
+        raise PartDamagedError(path, f"the file is {st[2]} bytes, the manifest recorded {part.bytes} (truncated or "
+                               "overwritten)", part.part_id)
     if part.checksum is not None:
         try:
             check(path, part, source, st)
@@ -144,6 +150,37 @@ def open_part(path: str | Path, part: PartRef) -> pa.MemoryMappedFile:
             source.close()
             raise
     return source
+
+
+def _fetch(path: str, part: PartRef) -> pa.MemoryMappedFile | None:
+    """The part fetched from its store's remote directory into ``path`` and mapped, checked;
+    None when the store has none or the part does not live there."""
+    from pyspark_theflash.store import remote
+
+    if not remote.is_remote_part(part) or not path.endswith(part.path):
+        return None
+    where = remote.of_store(path[:-len(part.path)] or ".")
+    return None if where is None else where.fetch(part, Path(path))
+
+
+def ensure_local(path: str | Path, part: PartRef) -> None:
+    """``path`` on the local disk (fetched, checked, when it lives on shared storage only): for a
+    caller that hands the path itself to another reader (a footer read, a link or copy)."""
+    if not os.path.exists(path):
+        open_part(path, part).close()
+
+
+def note_checked(path: str, checksum: str | None) -> None:
+    """``path`` was just written or fetched with ``checksum`` (already compared): its next open
+    in this process does not sum it again."""
+    try:
+        st = stamp(os.stat(path))
+    except FileNotFoundError:
+        return
+    if checksum is None:
+        _checked.forget(path)
+    else:
+        _checked.put(path, st, checksum)
 
 
 def check(path: str, part: PartRef, source: pa.MemoryMappedFile, st: tuple[int, ...]) -> None:
@@ -194,5 +231,5 @@ def damaged(path: str | Path, part: PartRef | None, exc: BaseException) -> PartD
     return PartDamagedError(str(path), f"its bytes do not decode: {exc}", None if part is None else part.part_id)
 
 
-__all__ = ["ALGORITHM", "check", "checksum_of", "damaged", "file_checksum", "file_stamp",
-           "open_parquet", "open_part", "read_ipc", "stamp"]
+__all__ = ["ALGORITHM", "check", "checksum_of", "damaged", "ensure_local", "file_checksum", "file_stamp",
+           "note_checked", "open_parquet", "open_part", "read_ipc", "stamp"]

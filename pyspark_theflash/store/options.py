@@ -26,3 +26,9 @@ class StoreOptions:
     # compaction.delete_obsolete_files): slack for a reader whose lease renewal comes late.
     removed_file_retention_s: float = 60.0
     busy_timeout_ms: int = 30_000
+    # Where the stable parts live besides the local disk (store.remote): a directory or
+    # s3://bucket/prefix; None keeps them local only. Once a store has one it keeps it.
+    parts_remote: str | None = None
+    # With ``parts_remote``: the local copies of stable parts kept beyond this are deleted (a read
+    # fetches a part again), least recently used first.
+    local_parts_bytes: int = 8 << 30

@@ -43,6 +43,8 @@ from pyspark_theflash.store.read import read_parts
 from pyspark_theflash.store.region_cache import RegionCaches, SpillFile
 from pyspark_theflash.store.row_sink import RowSink
 from pyspark_theflash.store.schemas import TableHistory
+from pyspark_theflash.store import remote
+from pyspark_theflash.store.remote import PartsRemote
 from pyspark_theflash.store.txn_merge_tree import HIDDEN_FIELDS, in_part_directory
 from pyspark_theflash.store.keyspace import HandleRange
 from pyspark_theflash.store.views import RegionMemo, StoreView, intersect
@@ -73,9 +75,13 @@ class Store:
         try:
             if readonly:
                 mf.check_format(self._conn, root)
+                self.remote: PartsRemote | None = remote.of_store(root)
             else:
                 with mf.damage_as_error(root):
                     mf.initialise(self._conn)
+                # where the stable parts live besides this disk (store.remote): the manifest's, or
+                # the option's for a store that has none yet (its parts uploaded first)
+                self.remote = remote.attach(self._conn, root, options.parts_remote)
         except BaseException:
             self._conn.close()
             raise
@@ -152,7 +158,8 @@ class Store:
         for dirpath, _dirs, files in os.walk(tables_dir):
             for name in files:
                 rel = os.path.relpath(os.path.join(dirpath, name), self.root).replace(os.sep, "/")
-                if rel not in listed and in_part_directory(rel):
+                # a reader's fetch in flight (store.remote) is not a leftover of this writer
+                if rel not in listed and in_part_directory(rel) and ".fetch-" not in name:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(os.path.join(dirpath, name))
 

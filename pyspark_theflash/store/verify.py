@@ -38,6 +38,7 @@ import json
 import os
 import re
 import sqlite3
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,10 +50,11 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from pyspark_theflash.store import manifest as mf
-from pyspark_theflash.store.errors import ManifestDamagedError, StoreFormatError
+from pyspark_theflash.store.errors import ManifestDamagedError, PartFileError, StoreFormatError
 from pyspark_theflash.store.integrity import algorithm_of, file_checksum
 from pyspark_theflash.store.keyspace import Handle
 from pyspark_theflash.store.part_ref import PartRef
+from pyspark_theflash.store.remote import META_KEY, PartsRemote, RemoteLocationError, is_remote_part
 from pyspark_theflash.store.txn_merge_tree import in_part_directory
 
 if TYPE_CHECKING:
@@ -123,6 +125,10 @@ def _listed_parts(rows: sqlite3.Cursor, partitions: dict[tuple[int, int], tuple[
 
 _RESTORE = ("restore this file from a backup of the store; or rebuild the store: move the directory "
             "aside and replay the binlog from its start (or from region snapshots)")
+
+
+_RESTORE_REMOTE = ("upload this part's file to its key in the parts location from a backup of the store (or its "
+                   "local copy, when it passes verify); or rebuild the store from the binlog")
 
 
 # Directories of the store root an engine other than the native one owns (engine/clickhouse).
@@ -364,6 +370,34 @@ def _writer_pid(root: Path) -> int | None:
     return pid if pid > 0 and _alive(pid) else None
 
 
+def _remote_copy(remote: PartsRemote | None, root: Path, scratch: Path, part: PartRef,
+                 report: VerifyReport) -> Path | None:
+    """The root to check ``part`` under: the store's, or, for a part whose local copy the cache
+    evicted, ``scratch``, holding it as fetched from the parts location. The object there is
+    fetched and checked against the manifest's size and checksum either way: one the location
+    lacks, or holds other bytes of, is a problem (a read fails once no local copy is left), and
+    None is returned when no copy is left to check."""
+    if remote is None or not is_remote_part(part):
+        return root
+    where = f"part {part.part_id} ({part.kind}) of table {part.table_id} partition {part.partition_id}"
+    try:
+        size = remote.size(part.path)
+    except OSError as exc:
+        report.problems.append(Problem(part.path, f"{where}: {remote.where(part.path)} cannot be checked: {exc}",
+                                       "check the location's credentials and reachability, then verify again"))
+        return root
+    if size != part.bytes:
+        what = "is missing" if size is None else f"is {size} bytes, the manifest says {part.bytes}"
+        report.problems.append(Problem(part.path, f"{where}: {remote.where(part.path)} {what}", _RESTORE_REMOTE))
+        return root if (root / part.path).is_file() else None
+    try:
+        remote.fetch(part, scratch / part.path).close()
+    except PartFileError as exc:
+        report.problems.append(Problem(part.path, f"{where}: {exc.path}: {exc.reason}", _RESTORE_REMOTE))
+        return root if (root / part.path).is_file() else None
+    return root if (root / part.path).is_file() else scratch
+
+
 def _in_flight_temporary(rel: str) -> bool:
     """A temporary file of a live process (``<name>.tmp-<pid>``): a part being written."""
     m = _TEMP_PID.search(rel)
@@ -412,12 +446,20 @@ def verify_store(root: str | os.PathLike[str], online: bool = False) -> VerifyRe
                 if mf.has_column(conn, "parts", "columns") else {}
             regions = [(int(r), bytes(sk), bytes(ek)) for r, sk, ek in conn.execute(
                 "SELECT region_id, start_key, end_key FROM regions WHERE state = 'normal'")]
+            remote_uri = mf.get_meta(conn, META_KEY)
     except (sqlite3.DatabaseError, StoreFormatError, ManifestDamagedError, ValueError, TypeError) as exc:
         report.problems.append(_manifest_problem(exc))
         return report
     finally:
         conn.close()
 
+    remote = None
+    if remote_uri:
+        try:
+            remote = PartsRemote.at(str(remote_uri))
+        except RemoteLocationError as exc:
+            report.problems.append(Problem(mf.MANIFEST_FILE, f"its parts location cannot be opened: {exc}",
+                                           "set the location's credentials in the environment"))
     _check_table_infos(schemas, report)
     _check_partitions(partitions, report)
     _check_regions(regions, report)
@@ -440,8 +482,12 @@ def verify_store(root: str | os.PathLike[str], online: bool = False) -> VerifyRe
             continue  # removed: its file may stay until no lease sees it, or be gone already
         report.parts_checked += 1
         before = len(report.problems)
-        _check_part(root_path, part, partitions.get((part.table_id, part.partition_id)),
-                    schemas.get(part.table_id, {}), report, own_columns.get(part.part_id))
+        with tempfile.TemporaryDirectory(prefix="theflash-verify-") as scratch:
+            # a part on shared storage (store.remote) is checked there; its local copy, if any, too
+            where = _remote_copy(remote, root_path, Path(scratch), part, report)
+            if where is not None:
+                _check_part(where, part, partitions.get((part.table_id, part.partition_id)),
+                            schemas.get(part.table_id, {}), report, own_columns.get(part.part_id))
         if online and len(report.problems) > before:
             part_problems[part.path] = report.problems[before:]
 

@@ -56,6 +56,15 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                              "the parts they name copied there, instead of in the store's directory; credentials "
                              "from the environment / AWS configuration, never this option (default: the store's directory; "
                              "docs/delta.md)")
+    parser.add_argument("--parts-to", metavar="LOCATION",
+                        help="keep the store's stable parts under LOCATION (a directory or s3://bucket/prefix) as "
+                             "well: uploaded before the manifest lists them, fetched when a read finds no local "
+                             "copy; the local disk keeps deltas, the manifest and a cache of parts. A store keeps "
+                             "the location it was first given; credentials from the environment / AWS "
+                             "configuration (default: local only; docs/store.md)")
+    parser.add_argument("--local-parts-bytes", default=f"{o.DEFAULT_LOCAL_PARTS_BYTES >> 30}GiB",
+                        help="with --parts-to: the local copies of stable parts kept beyond this size are deleted, "
+                             "least recently used first (default %(default)s)")
     parser.add_argument("--part-compression", choices=("lz4", "zstd"), default=PART_COMPRESSION,
                         help="Parquet codec of the stable parts compaction writes: lz4 reads fastest, zstd "
                         "makes files about half the size (default %(default)s; docs/store.md)")
@@ -80,6 +89,16 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="exit once everything in the binlog is applied and flushed (a one-shot run)")
 
 
+def _size(text: str) -> int:
+    from pyspark_theflash.scan.errors import ScanOptionError
+    from pyspark_theflash.scan.options import parse_size_bytes
+
+    try:
+        return parse_size_bytes("--local-parts-bytes", text)
+    except ScanOptionError as exc:
+        raise ValueError(str(exc).replace("option ", "", 1)) from None
+
+
 def options_from_args(args: argparse.Namespace) -> o.WriterOptions:
     try:
         return o.WriterOptions(
@@ -98,6 +117,8 @@ def options_from_args(args: argparse.Namespace) -> o.WriterOptions:
             delta_retention_s=o.parse_duration(args.delta_retention, allow_zero=True),
             delta_to=args.delta_to,
             part_compression=args.part_compression,
+            parts_to=args.parts_to,
+            local_parts_bytes=_size(args.local_parts_bytes),
             latch_ttl_s=o.parse_duration(args.latch_ttl),
             metrics_port=args.metrics_port,
             engine=args.engine,
@@ -295,11 +316,12 @@ def _run_argv(args: argparse.Namespace) -> list[str]:
             "--flush-interval", args.flush_interval, "--compact-interval", args.compact_interval,
             "--file-retention", args.file_retention, "--part-compression", args.part_compression,
             "--delta-publish-interval", args.delta_publish_interval, "--delta-retention", args.delta_retention,
-            "--latch-ttl", args.latch_ttl, "--engine", args.engine]
+            "--local-parts-bytes", args.local_parts_bytes, "--latch-ttl", args.latch_ttl, "--engine", args.engine]
     for flag, value in (("--upstream", args.upstream), ("--schema-url", args.schema_url), ("--tables", args.tables),
-                        ("--log", args.log), ("--delta-to", args.delta_to)):
+                        ("--log", args.log), ("--delta-to", args.delta_to), ("--parts-to", args.parts_to)):
         if value:
-            argv += [flag, str(Path(value).resolve()) if flag == "--log" else value]
+            local = flag == "--log" or (flag == "--parts-to" and "://" not in value)
+            argv += [flag, str(Path(value).resolve()) if local else value]
     if args.metrics_port is not None:
         argv += ["--metrics-port", str(args.metrics_port)]
     if args.serve is not None:

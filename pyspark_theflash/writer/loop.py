@@ -243,7 +243,8 @@ class Writer:
                 options=StoreOptions(flush_rows=max(2 * opts.flush_rows, BACKSTOP_ROWS),
                                      flush_deadline_s=opts.flush_interval_s,
                                      removed_file_retention_s=opts.file_retention_s,
-                                     part_compression=opts.part_compression),
+                                     part_compression=opts.part_compression,
+                                     parts_remote=opts.parts_to, local_parts_bytes=opts.local_parts_bytes),
             )
             from pyspark_theflash.engine import open_writer_engine
 

@@ -6,6 +6,7 @@ import fnmatch
 import re
 from dataclasses import dataclass, field
 
+from pyspark_theflash.store.options import StoreOptions
 from pyspark_theflash.store.txn_merge_tree import PART_COMPRESSION
 
 DEFAULT_INTERVAL_S = 0.2
@@ -66,6 +67,9 @@ class TableFilter:
         return ",".join(self.patterns) or "*.*"
 
 
+DEFAULT_LOCAL_PARTS_BYTES = StoreOptions.local_parts_bytes
+
+
 @dataclass
 class WriterOptions:
     binlog: str
@@ -93,6 +97,8 @@ class WriterOptions:
     delta_retention_s: float = 600.0  # how long a published Delta version stays readable (lake.publish)
     delta_to: str | None = None  # where the Delta tables go (a directory, s3://bucket/prefix); None: the store's directory
     part_compression: str = PART_COMPRESSION  # stable parts' Parquet codec (StoreOptions.part_compression)
+    parts_to: str | None = None  # where the stable parts live besides the local disk (store.remote); None: local only
+    local_parts_bytes: int = DEFAULT_LOCAL_PARTS_BYTES  # with parts_to: the local cache of stable parts
     progress_interval_s: float = DEFAULT_PROGRESS_INTERVAL_S
     name: str = "writer"
     until_caught_up: bool = False  # stop once the binlog head is applied and flushed (one-shot runs)

@@ -27,6 +27,7 @@ import pytest
 from delta_readers import delta_spark_checksums, duckdb_with_delta, duckdb_with_delta_on_s3
 from flash_rig import FlashRig, wait_for
 from pyspark_theflash.lake import delta_log
+from pyspark_theflash.lake.location import lake_dir
 from pyspark_theflash.lake.verify import published_roots
 from pyspark_theflash.lake.versions import versions_at
 from pyspark_theflash.store import Store
@@ -264,13 +265,16 @@ SLOW = Counts(rounds=20, every=3, last=4)
 COUNTS = pytest.mark.parametrize("counts", [DEFAULT, pytest.param(SLOW, marks=pytest.mark.slow)], ids=["default", "slow"])
 
 
-def run_ddl_rounds(tmp_path: Path, to: str | None = None, counts: Counts = DEFAULT) -> tuple[FlashRig, Published]:
+def run_ddl_rounds(tmp_path: Path, to: str | None = None, counts: Counts = DEFAULT,
+                   parts_to: str | None = None) -> tuple[FlashRig, Published]:
     """The workloads until the writer has published ``counts.rounds`` rounds after every schema
     change was made; returns the rig (closed by the caller) and what the rounds published,
-    with TheFlash's own rows at each round's ts."""
+    with TheFlash's own rows at each round's ts. ``parts_to``: the store's stable parts live
+    there (``writer run --parts-to``), its local disk caching none of them, so every read of
+    one (TheFlash's own, the publication's) fetches it; the tables are published there too."""
     rounds = counts.rounds
     rig = FlashRig(tmp_path)
-    where = to or rig.store
+    where = to or parts_to or rig.store
     try:
         bank = TwoTableBankWorkload(rig.cluster, accounts=20, initial=1000, threads=2, seed=52,
                                     faults=Faults(split_merge=0.05, dying=0.02, rollback=0.02))
@@ -287,7 +291,7 @@ def run_ddl_rounds(tmp_path: Path, to: str | None = None, counts: Counts = DEFAU
         orders.setup()
         # removed part files outlive the test: older versions name them in place (docs/delta.md, retention)
         rig.start_writer(interval_s=0.05, delta_publish_interval_s=0.3, compact_interval_s=1.0, file_retention_s=3600,
-                         delta_to=to)
+                         delta_to=to, parts_to=parts_to, local_parts_bytes=0)
         for table in (*bank.tables, ITEMS, EVENTS, *ORDER_COLUMNS):
             rig.wait_replicated(table)
         bank.start()
@@ -325,6 +329,13 @@ def run_ddl_rounds(tmp_path: Path, to: str | None = None, counts: Counts = DEFAU
         assert len(every) >= counts.total, f"{len(every)} rounds published, {counts.total} wanted"
         published = Published(logs, every, ddl_done=[*items.done, *events.done], bank_total=bank.total)
         with Store.open(rig.store, readonly=True) as store:
+            if parts_to is not None:  # every stable part is in the location; the local disk only caches
+                listed = {r[0] for r in store.thread_connection().execute(
+                    "SELECT file FROM parts WHERE file LIKE '%.parquet' AND removed_version IS NULL")}
+                where = lake_dir(parts_to)
+                assert all(where.is_file(rel) for rel in listed), "a listed stable part is not in the location"
+                cached = {rel for rel in listed if (Path(rig.store) / rel).exists()}
+                assert len(cached) < len(listed), f"the writer's cache of 0 bytes kept {len(cached)} of {len(listed)}"
             for ts in every:
                 for log in logs:
                     version = log.version_at(ts)

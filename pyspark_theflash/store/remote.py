@@ -1,0 +1,302 @@
+"""A store's stable parts on shared storage: a directory on any ``pyarrow.fs`` file system (S3,
+a shared mount, another local directory) that holds every stable part the manifest lists, at the
+part's own path (``tables/<id>/p<partition>/stable-<uuid>.parquet``), so the writer's local disk
+holds only a bounded cache of them (docs/store.md, "Parts on shared storage").
+
+The rules, each kept where the store already keeps its files safe:
+
+* **Uploaded before listed.** A compaction uploads its stable outputs before the manifest edit
+  that lists them, so a part the manifest lists is always in the remote directory, whatever
+  the local cache holds. A compaction that fails or loses its edit deletes what it uploaded.
+* **Read through the cache.** A read of a listed stable part whose local file is not there
+  (evicted, or the reader is another process on a host of its own directory) fetches the
+  object into the store's directory at the part's path: downloaded under a temporary name,
+  checked against the size and checksum the manifest recorded, then renamed into place; the
+  reader maps the checked file. A damaged object fails the read naming its URI; no byte of it
+  is returned or cached.
+* **Deleted under the leases.** The remote object goes with the local file, in the same step of
+  ``delete_obsolete_files``: once no lease sees the part. A Delta publication to the same place
+  names the object in place, and holds its lease while a retained version names it, as on a
+  local store (lake/publish.py).
+* **A bounded local cache.** ``evict_local_parts`` deletes the local copies of listed stable
+  parts beyond ``StoreOptions.local_parts_bytes``, the least recently fetched or written first.
+  A reader that has the file mapped keeps reading it (the inode lives while it is mapped).
+
+Deltas (Arrow IPC) stay on the local disk: the writer memory-maps, renames and fsyncs them, and
+they live only until compaction folds them into a stable part. The manifest stays the local
+SQLite beside them.
+
+Credentials come from the environment and pyarrow's usual places, never from the location
+(``s3://key:secret@...`` is refused).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, TypeVar
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from pyspark_theflash.store.errors import PartChecksumError, PartDamagedError, PartMissingError, StoreError
+
+if TYPE_CHECKING:
+    from pyspark_theflash.store.part_ref import PartRef
+
+# The manifest's meta key naming the remote directory (absent: the store's parts are local only).
+META_KEY = "parts_remote"
+
+# The AWS SDK's error kinds (as pyarrow's messages name them) a retry may cure: the server's own
+# failure, throttling, the network. pyarrow retries a request 3 times; an object store under load
+# (SeaweedFS on this 2-core machine) answered an upload INTERNAL_FAILURE all three.
+TRANSIENT = re.compile(r"AWS Error (INTERNAL_FAILURE|SERVICE_UNAVAILABLE|SLOW_DOWN|THROTTLING|NETWORK_CONNECTION|"
+                       r"REQUEST_TIMEOUT)\b|please try again", re.IGNORECASE)
+ATTEMPTS = 5       # a whole-object request sent again after 0.25, 0.5, 1 and 2 s
+RETRY_FIRST_S = 0.25
+
+_T = TypeVar("_T")
+
+
+class RemoteLocationError(StoreError):
+    """The store's parts location cannot be used (a malformed URI, credentials in it, another
+    location than the one the store already has)."""
+
+
+def retried(request: Callable[[], _T], attempts: int = ATTEMPTS, first_s: float = RETRY_FIRST_S) -> _T:
+    """``request`` (one whole object: the same bytes each time) again while the store answers a
+    transient error, up to ``attempts``; any other error at once."""
+    for attempt in range(attempts):
+        try:
+            return request()
+        except OSError as exc:
+            if attempt == attempts - 1 or not TRANSIENT.search(str(exc)):
+                raise
+            time.sleep(first_s * 2 ** attempt)
+    raise AssertionError("unreachable")
+
+
+def has_credentials(uri: str) -> bool:
+    """Whether ``uri`` carries credentials in its authority (``s3://key:secret@bucket``)."""
+    return "://" in uri and "@" in uri.split("://", 1)[1].split("/", 1)[0]
+
+
+@dataclass(frozen=True)
+class PartsRemote:
+    """The directory ``path`` on ``fs`` (``uri`` as a user and a Delta reader name it) that holds
+    the store's stable parts at their relative paths."""
+
+    uri: str
+    fs: pafs.FileSystem
+    path: str
+
+    @classmethod
+    def at(cls, uri: str) -> PartsRemote:
+        if has_credentials(uri):
+            raise RemoteLocationError(f"{uri.split('://', 1)[0]}://...: credentials do not go in a location; set "
+                                      "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) in the environment")
+        if "://" not in uri:
+            path = str(Path(uri).absolute())
+            return cls(path, pafs.LocalFileSystem(), path)
+        try:
+            fs, path = pafs.FileSystem.from_uri(uri)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+            raise RemoteLocationError(f"{uri}: not a location pyarrow opens ({exc}); give a directory, "
+                                      "file:///dir or s3://bucket/prefix (credentials from the environment)") from exc
+        return cls(uri.rstrip("/"), fs, path.rstrip("/"))
+
+    def where(self, rel: str) -> str:
+        return f"{self.uri}/{rel}"
+
+    def _at(self, rel: str) -> str:
+        return f"{self.path}/{rel}"
+
+    def size(self, rel: str) -> int | None:
+        """The object's size, None when there is none."""
+        info = retried(lambda: self.fs.get_file_info(self._at(rel)))
+        return int(info.size) if info.type == pafs.FileType.File else None
+
+    def upload(self, local: Path, rel: str) -> None:
+        """The local file ``local`` whole at ``rel`` (one PUT on S3: seen whole or not at all)."""
+        if isinstance(self.fs, pafs.LocalFileSystem):
+            Path(self._at(rel)).parent.mkdir(parents=True, exist_ok=True)
+        retried(lambda: pafs.copy_files(str(local), self._at(rel), source_filesystem=pafs.LocalFileSystem(),
+                                        destination_filesystem=self.fs))
+
+    def delete(self, rel: str) -> None:
+        """Delete ``rel``; one that is not there is already deleted."""
+        with contextlib.suppress(FileNotFoundError):
+            retried(lambda: self.fs.delete_file(self._at(rel)))
+
+    def fetch(self, part: PartRef, dest: Path) -> pa.MemoryMappedFile:
+        """``part``'s object into ``dest`` (the store's local path of it), checked against the
+        manifest's size and checksum before it is renamed into place; returns the checked file,
+        mapped (the caller decodes the bytes that were checked, whatever happens to ``dest`` after).
+        ``PartMissingError``: no such object, or the store cannot be reached;
+        ``PartDamagedError``/``PartChecksumError``: the object is not what was written."""
+        from pyspark_theflash.store.integrity import algorithm_of, checksum_of, note_checked
+
+        where = self.where(part.path)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.fetch-{os.getpid()}-{threading.get_ident()}")
+        try:
+            try:
+                retried(lambda: pafs.copy_files(self._at(part.path), str(tmp), source_filesystem=self.fs,
+                                                destination_filesystem=pafs.LocalFileSystem()))
+            except FileNotFoundError:
+                raise PartMissingError(where, "not in the store's parts location (deleted there, or lost)",
+                                       part.part_id) from None
+            except OSError as exc:
+                raise PartMissingError(where, f"cannot be fetched: {exc}", part.part_id) from exc
+            source = pa.memory_map(str(tmp))
+            try:
+                if source.size() != part.bytes:
+                    raise PartDamagedError(where, f"the object is {source.size()} bytes, the manifest recorded "
+                                           f"{part.bytes} (truncated or overwritten)", part.part_id)
+                if part.checksum is not None:
+                    actual = checksum_of(source.read_buffer() if source.size() else b"",
+                                         algorithm_of(part.checksum))
+                    source.seek(0)
+                    if actual != part.checksum:
+                        raise PartChecksumError(where, part.part_id, part.checksum, actual)
+                os.replace(tmp, dest)
+                note_checked(str(dest), part.checksum)
+            except BaseException:
+                source.close()
+                raise
+            return source
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def is_remote_part(part: PartRef) -> bool:
+    """Whether a part of a store with a remote directory lives there: a stable part's file
+    (Parquet); deltas and the engine's records do not."""
+    return bool(part.path) and part.path.endswith(".parquet")
+
+
+def attach(conn: sqlite3.Connection, root: Path, uri: str | None) -> PartsRemote | None:
+    """The writer's remote directory at open: the one its manifest names, or ``uri`` for a store
+    that has none yet, after every stable part file it lists (live, or removed but still pinned)
+    is uploaded there; ``RemoteLocationError`` when ``uri`` is another than the manifest's (a
+    store's parts are in one place: move them first). None: the parts are local only."""
+    from pyspark_theflash.store import manifest as mf
+
+    recorded = mf.get_meta(conn, META_KEY)
+    if recorded:
+        if uri is not None and PartsRemote.at(uri).uri != PartsRemote.at(str(recorded)).uri:
+            raise RemoteLocationError(f"{root}: its parts live in {recorded}, not {uri}; open it with "
+                                      f"--parts-to {recorded} (or none)")
+        remote = PartsRemote.at(str(recorded))
+    elif uri is None:
+        return None
+    else:
+        remote = PartsRemote.at(uri)
+        rows = conn.execute("SELECT file FROM parts WHERE file LIKE '%.parquet'").fetchall()
+        for (rel,) in rows:
+            if (root / rel).exists():
+                remote.upload(root / rel, rel)
+        with mf.transaction(conn, bump=False):
+            mf.set_meta(conn, META_KEY, remote.uri)
+    remember(root, remote)
+    return remote
+
+
+def upload_parts(remote: PartsRemote | None, root: Path, rels: list[str]) -> None:
+    """A compaction's new stable part files, before the edit that lists them (on an error, the
+    ones already uploaded are deleted again: nothing of the compaction is left there)."""
+    if remote is None:
+        return
+    done: list[str] = []
+    try:
+        for rel in rels:
+            if rel.endswith(".parquet"):
+                remote.upload(root / rel, rel)
+                done.append(rel)
+    except BaseException:
+        delete_parts(remote, done)
+        raise
+
+
+def delete_parts(remote: PartsRemote | None, rels: list[str]) -> None:
+    """Delete the remote objects of these part files (a compaction's unlisted outputs, removed
+    parts no lease sees)."""
+    if remote is None:
+        return
+    for rel in rels:
+        if rel.endswith(".parquet"):
+            remote.delete(rel)
+
+
+def evict_local_parts(conn: sqlite3.Connection, root: Path, budget_bytes: int) -> int:
+    """Delete the local copies of listed stable parts (every one also in the remote directory)
+    beyond ``budget_bytes`` of them, the least recently used first (by access time: a fetch or
+    a write sets it; a read of the cached file moves it as the file system's ``relatime`` does,
+    at least once a day). Returns the files deleted."""
+    rows = conn.execute("SELECT file FROM parts WHERE file LIKE '%.parquet'").fetchall()
+    cached: list[tuple[float, int, str]] = []
+    for (rel,) in rows:
+        try:
+            st = os.stat(root / rel)
+        except FileNotFoundError:
+            continue
+        cached.append((st.st_atime, st.st_size, rel))
+    total = sum(size for _at, size, _rel in cached)
+    evicted = 0
+    for _at, size, rel in sorted(cached):
+        if total <= budget_bytes:
+            break
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(root / rel)
+        total -= size
+        evicted += 1
+    return evicted
+
+
+_remotes: dict[str, PartsRemote] = {}
+_remotes_lock = threading.Lock()
+
+
+def of_store(root: str | Path) -> PartsRemote | None:
+    """The remote directory of the store at ``root`` (its manifest's ``parts_remote``), None when
+    its parts are local only. Read once per process and store (the location never changes once
+    a store has one); asked only when a part's local file is missing."""
+    key = str(Path(root).resolve())
+    with _remotes_lock:
+        hit = _remotes.get(key)
+    if hit is not None:
+        return hit
+    from pyspark_theflash.store.manifest import MANIFEST_FILE
+
+    path = Path(key) / MANIFEST_FILE
+    if not path.exists():
+        return None
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (META_KEY,)).fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+    if row is None or not row[0]:
+        return None
+    remote = PartsRemote.at(str(row[0]))
+    with _remotes_lock:
+        _remotes[key] = remote
+    return remote
+
+
+def remember(root: str | Path, remote: PartsRemote) -> None:
+    """Record the store's remote for this process (the writer, once it has one)."""
+    with _remotes_lock:
+        _remotes[str(Path(root).resolve())] = remote
+
+
+__all__ = ["ATTEMPTS", "META_KEY", "PartsRemote", "RETRY_FIRST_S", "RemoteLocationError", "TRANSIENT", "attach",
+           "delete_parts", "evict_local_parts", "has_credentials", "is_remote_part", "of_store", "remember",
+           "retried", "upload_parts"]
