@@ -37,7 +37,6 @@ import re
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, TypeVar
 
@@ -86,29 +85,49 @@ def has_credentials(uri: str) -> bool:
     return "://" in uri and "@" in uri.split("://", 1)[1].split("/", 1)[0]
 
 
-@dataclass(frozen=True)
 class PartsRemote:
-    """The directory ``path`` on ``fs`` (``uri`` as a user and a Delta reader name it) that holds
-    the store's stable parts at their relative paths."""
+    """The directory ``uri`` names (a local path, ``file:///dir``, ``s3://bucket/prefix``) that
+    holds the store's stable parts at their relative paths. Its file system is resolved at the
+    first request, not when a store is opened (on S3 that may ask the network for the bucket's
+    region): opening a store never waits for the location."""
 
-    uri: str
-    fs: pafs.FileSystem
-    path: str
-
-    @classmethod
-    def at(cls, uri: str) -> PartsRemote:
+    def __init__(self, uri: str) -> None:
         if has_credentials(uri):
             raise RemoteLocationError(f"{uri.split('://', 1)[0]}://...: credentials do not go in a location; set "
                                       "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) in the environment")
-        if "://" not in uri:
-            path = str(Path(uri).absolute())
-            return cls(path, pafs.LocalFileSystem(), path)
-        try:
-            fs, path = pafs.FileSystem.from_uri(uri)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
-            raise RemoteLocationError(f"{uri}: not a location pyarrow opens ({exc}); give a directory, "
-                                      "file:///dir or s3://bucket/prefix (credentials from the environment)") from exc
-        return cls(uri.rstrip("/"), fs, path.rstrip("/"))
+        self.uri = uri.rstrip("/") if "://" in uri else str(Path(uri).absolute())
+        self._resolved: tuple[pafs.FileSystem, str] | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def at(cls, uri: str) -> PartsRemote:
+        return cls(uri)
+
+    def __repr__(self) -> str:
+        return f"PartsRemote({self.uri!r})"
+
+    def _resolve(self) -> tuple[pafs.FileSystem, str]:
+        with self._lock:
+            if self._resolved is None:
+                if "://" not in self.uri:
+                    self._resolved = (pafs.LocalFileSystem(), self.uri)
+                else:
+                    try:
+                        fs, path = pafs.FileSystem.from_uri(self.uri)
+                    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+                        raise RemoteLocationError(
+                            f"{self.uri}: the store's parts location cannot be opened ({exc}); check the location "
+                            "and its credentials (AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, ...)") from exc
+                    self._resolved = (fs, path.rstrip("/"))
+            return self._resolved
+
+    @property
+    def fs(self) -> pafs.FileSystem:
+        return self._resolve()[0]
+
+    @property
+    def path(self) -> str:
+        return self._resolve()[1]
 
     def where(self, rel: str) -> str:
         return f"{self.uri}/{rel}"
@@ -148,6 +167,8 @@ class PartsRemote:
             try:
                 retried(lambda: pafs.copy_files(self._at(part.path), str(tmp), source_filesystem=self.fs,
                                                 destination_filesystem=pafs.LocalFileSystem()))
+            except RemoteLocationError as exc:
+                raise PartMissingError(where, f"cannot be fetched: {exc}", part.part_id) from None
             except FileNotFoundError:
                 raise PartMissingError(where, "not in the store's parts location (deleted there, or lost)",
                                        part.part_id) from None

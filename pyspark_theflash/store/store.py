@@ -75,13 +75,13 @@ class Store:
         try:
             if readonly:
                 mf.check_format(self._conn, root)
-                self.remote: PartsRemote | None = remote.of_store(root)
             else:
                 with mf.damage_as_error(root):
                     mf.initialise(self._conn)
-                # where the stable parts live besides this disk (store.remote): the manifest's, or
-                # the option's for a store that has none yet (its parts uploaded first)
-                self.remote = remote.attach(self._conn, root, options.parts_remote)
+            # where the stable parts live besides this disk (store.remote): the manifest's, or
+            # the option's for a store the writer opens that has none yet (its parts uploaded first)
+            self.remote: PartsRemote | None = remote.attach(self._conn, root,
+                                                            None if readonly else options.parts_remote)
         except BaseException:
             self._conn.close()
             raise
