@@ -10,7 +10,9 @@ opens it: the file is memory-mapped, its size compared with the manifest's, its 
 the same map handed to the Arrow IPC or Parquet reader, so the bytes decoded are the bytes
 checked. A mismatch raises ``PartChecksumError`` (file, part, expected and actual checksum, what to
 do); a missing file ``PartMissingError``; a file of another size, or one whose bytes do not parse,
-``PartDamagedError``. No row of such a file is ever returned.
+``PartDamagedError``. No row of such a file is ever returned. A stable part of a store whose
+parts live on shared storage as well (``store.remote``) and that has no local copy is fetched
+first, checked against the same size and checksum before it is renamed into place.
 
 Stable parts (Parquet) also carry Parquet's own page checksums (CRC-32 of each page, written with
 ``write_page_checksum`` and verified while decoding): the format's standard guard, which any

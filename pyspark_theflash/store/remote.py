@@ -254,6 +254,28 @@ def delete_parts(remote: PartsRemote | None, rels: list[str]) -> None:
             remote.delete(rel)
 
 
+def sweep_unlisted(conn: sqlite3.Connection, remote: PartsRemote) -> int:
+    """Delete the objects in the location's partition directories (``tables/<id>/p<N>/``) that
+    no manifest row names: a compaction's outputs uploaded just before its process died, before
+    its edit or its cleanup. Run by the writer at open, when no compaction of its own is in
+    flight. The rest of a table's directory (a Delta publication's log, vectors, conversions and
+    copies) is not the store's and is left alone. Returns the objects deleted."""
+    from pyspark_theflash.store.txn_merge_tree import in_part_directory
+
+    selector = pafs.FileSelector(f"{remote.path}/tables", recursive=True, allow_not_found=True)
+    found = retried(lambda: remote.fs.get_file_info(selector))
+    listed = {r[0] for r in conn.execute("SELECT file FROM parts")}
+    swept = 0
+    for info in found:
+        if info.type != pafs.FileType.File:
+            continue
+        rel = info.path[len(remote.path) + 1:]
+        if in_part_directory(rel) and rel.endswith(".parquet") and rel not in listed:
+            remote.delete(rel)
+            swept += 1
+    return swept
+
+
 def evict_local_parts(conn: sqlite3.Connection, root: Path, budget_bytes: int) -> int:
     """Delete the local copies of listed stable parts (every one also in the remote directory)
     beyond ``budget_bytes`` of them, the least recently used first (by access time: a fetch or
@@ -320,4 +342,4 @@ def remember(root: str | Path, remote: PartsRemote) -> None:
 
 __all__ = ["ATTEMPTS", "META_KEY", "PartsRemote", "RETRY_FIRST_S", "RemoteLocationError", "TRANSIENT", "attach",
            "delete_parts", "evict_local_parts", "has_credentials", "is_remote_part", "of_store", "remember",
-           "retried", "upload_parts"]
+           "retried", "sweep_unlisted", "upload_parts"]

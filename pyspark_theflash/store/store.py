@@ -8,6 +8,7 @@ log. See docs/store.md for files, edits and invariants.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
@@ -53,6 +54,9 @@ from pyspark_theflash.store.write_state import WriteState
 if TYPE_CHECKING:
     from pyspark_theflash.schema.info_json import TableInfoJson
     from pyspark_theflash.schema import TableInfo
+
+
+log = logging.getLogger("theflash.store")
 
 
 class Store:
@@ -150,7 +154,13 @@ class Store:
     def _remove_unlisted_files(self) -> None:
         """Files in partition directories that no manifest row names are leftovers of a flush or a
         compaction that crashed before its edit committed: never visible, safe to delete. The
-        rest of a table's directory is its Delta publication's (``in_part_directory``)."""
+        rest of a table's directory is its Delta publication's (``in_part_directory``). The same
+        of the objects in the parts location, when the store has one (``remote.sweep_unlisted``)."""
+        if self.remote is not None:
+            swept = remote.sweep_unlisted(self._conn, self.remote)
+            if swept:
+                log.info("deleted %d unlisted part object(s) from %s (a compaction's, cut short)", swept,
+                         self.remote.uri)
         tables_dir = self.root / "tables"
         if not tables_dir.exists():
             return

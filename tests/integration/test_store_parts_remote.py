@@ -133,8 +133,17 @@ def test_a_store_given_a_location_uploads_its_parts_first_and_keeps_that_locatio
     message = str(refused.value)
     assert str(first) in message and str(second) in message and "\n" not in message
     assert not second.exists()
+    # an object a compaction uploaded just before its process died (unlisted) goes when the
+    # writer opens the store again; a Delta publication's files there stay
+    stray = first / "tables" / str(T1.id) / "p1" / "stable-0123456789abcdef.parquet"
+    published = first / "tables" / str(T1.id) / "_delta_log" / "00000000000000000000.json"
+    for path in (stray, published):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
     store = Store.open(tmp_path / "s", options=OPTIONS)  # no option: the manifest's location
     assert store.remote is not None and store.remote.uri == str(first)
+    assert not stray.exists() and published.exists()
+    assert files_under(first) == parts
     store.close()
 
 
