@@ -9,7 +9,6 @@ nothing and leaves nothing."""
 from __future__ import annotations
 
 import json
-import random
 import shutil
 import subprocess
 import sys
@@ -18,12 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from one_region_writes import COLUMNS, T1, Upstream, own_rows
+from one_region_writes import COLUMNS, T1, own_rows, same_commits
 from pyspark_theflash.store import PartChecksumError, Store, StoreOptions
 from pyspark_theflash.store import manifest as mf
 from pyspark_theflash.store.remote import RemoteLocationError
 from pyspark_theflash.store.verify import verify_store
-from store_events import DB
 
 OPTIONS = StoreOptions(row_group_rows=64, part_compression="zstd", removed_file_retention_s=0)
 
@@ -35,32 +33,6 @@ def listed_stable(store: Store) -> set[str]:
 
 def files_under(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*.parquet")}
-
-
-def same_commits(stores: list[Store], rounds: int, seed: int) -> list[int]:
-    """The same commits to each store (upserts and deletes, flushes, a compaction every other
-    round and the deletion of what it removed); the ts of each round's last commit."""
-    rng = random.Random(seed)
-    ups = [Upstream(s) for s in stores]
-    for up in ups[1:]:
-        up.now_ms = ups[0].now_ms
-    for s in stores:
-        s.put_schema(DB, T1.to_json())
-    tss = []
-    for up in ups:
-        ts = up.commit([(h, f"seed{h}") for h in range(1_500)])
-    tss.append(ts)
-    for n in range(rounds):
-        changes = [(h, None if rng.random() < 0.2 else f"r{n}-{h}") for h in rng.sample(range(1_800), 300)]
-        for up in ups:
-            ts = up.commit(changes)
-        tss.append(ts)
-        for s in stores:
-            s.flush()
-            if n % 2 == 1:
-                s.compact(force=True)
-                s.delete_obsolete_files()
-    return tss
 
 
 def test_a_store_with_its_parts_in_another_directory_reads_as_one_on_local_disk(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ disk, the bank's total holding in both."""
 from __future__ import annotations
 
 import json
-import random
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,17 +16,16 @@ import pytest
 
 from delta_readers import delta_rs_rows, duckdb_rows, duckdb_with_delta_on_s3
 from flash_rig import FlashRig, wait_for
-from one_region_writes import COLUMNS, T1, Upstream, own_rows
+from one_region_writes import COLUMNS, T1, own_rows, same_commits
 from pyspark_theflash.cli import main
 from pyspark_theflash.lake import delta_log
 from pyspark_theflash.lake.cleanup import named_files
 from pyspark_theflash.lake.location import lake_dir
-from pyspark_theflash.lake.publish import Publisher
+from pyspark_theflash.lake.publish import Publisher, Round
 from pyspark_theflash.lake.versions import versions_at
 from pyspark_theflash.store import Store, StoreOptions
 from pyspark_theflash.store.verify import verify_store
 from pyspark_theflash.upstream.workloads import TwoTableBankWorkload
-from store_events import DB
 
 OPTIONS = StoreOptions(row_group_rows=64, part_compression="zstd", removed_file_retention_s=0)
 
@@ -46,31 +44,14 @@ def stable_files(store: Store, live_only: bool = True) -> set[str]:
 
 def test_a_store_on_s3_publishes_its_own_objects_in_place_and_reads_as_a_local_store(
         tmp_path: Path, s3_bucket: str, capsys: pytest.CaptureFixture[str]) -> None:
-    rng = random.Random(811)
     location = f"s3://{s3_bucket}/flash"
     local = Store.open(tmp_path / "local", options=OPTIONS)
     on_s3 = Store.open(tmp_path / "s3", options=replace(OPTIONS, parts_remote=location, local_parts_bytes=0))
-    stores = [local, on_s3]
-    ups = [Upstream(s) for s in stores]
-    ups[1].now_ms = ups[0].now_ms
-    for s in stores:
-        s.put_schema(DB, T1.to_json())
     publisher = Publisher(on_s3, checkpoint_interval=3, retention_s=0.0)
     assert publisher.lake.uri == location and not publisher.copies_parts
     con = duckdb_with_delta_on_s3()
-    for up in ups:
-        up.commit([(h, f"seed{h}") for h in range(1_500)])
-    rounds = []
-    for n in range(8):
-        changes = [(h, None if rng.random() < 0.2 else f"r{n}-{h}") for h in rng.sample(range(1_800), 250)]
-        for up in ups:
-            up.commit(changes)
-        for s in stores:
-            s.flush()
-            if n % 3 == 1:
-                s.compact(force=True)
-                s.delete_obsolete_files()
-        rounds.append(publisher.publish())
+    rounds: list[Round] = []
+    same_commits([local, on_s3], 8, seed=811, compact_every=3, after_round=lambda: rounds.append(publisher.publish()))
     root = f"{location}/tables/{T1.id}"
     stored = objects(root)
     # the store's parts are the bucket's objects at their own keys, and the versions name them
