@@ -141,17 +141,33 @@ def open_part(path: str | Path, part: PartRef) -> pa.MemoryMappedFile:
         return fetched
     except OSError as exc:
         raise PartDamagedError(path, f"cannot be opened: {exc}", part.part_id) from exc
-    if st[2] != part.bytes:
-        source.close()
-        raise PartDamagedError(path, f"the file is {st[2]} bytes, the manifest recorded {part.bytes} (truncated or "
-                               "overwritten)", part.part_id)
-    if part.checksum is not None:
-        try:
+    try:
+        if st[2] != part.bytes:
+            raise PartDamagedError(path, f"the file is {st[2]} bytes, the manifest recorded {part.bytes} "
+                                   "(truncated or overwritten)", part.part_id)
+        if part.checksum is not None:
             check(path, part, source, st)
-        except BaseException:
-            source.close()
-            raise
+    except PartDamagedError:
+        source.close()
+        # a copy in the cache of a store whose parts live on shared storage (torn by a crash,
+        # damaged on this disk): the location's object is the part; the copy is replaced
+        if os.path.exists(path) and _refetchable(path, part):
+            os.unlink(path)
+            fetched = _fetch(path, part)
+            if fetched is not None:
+                return fetched
+        raise
+    except BaseException:
+        source.close()
+        raise
     return source
+
+
+def _refetchable(path: str, part: PartRef) -> bool:
+    from pyspark_theflash.store import remote
+
+    return remote.is_remote_part(part) and path.endswith(part.path) \
+        and remote.of_store(path[:-len(part.path)] or ".") is not None
 
 
 def _fetch(path: str, part: PartRef) -> pa.MemoryMappedFile | None:

@@ -78,6 +78,12 @@ def test_a_store_with_its_parts_in_another_directory_reads_as_one_on_local_disk(
     assert [p.file for p in problems] == [victim] and str(obj) in problems[0].what
     obj.write_bytes(good)
     assert own_rows(shared, tss[-1]) == want
+    # a damaged copy in the local cache (a crash tore it, the disk changed it) is fetched again
+    cached = shared.root / victim
+    copy = cached.read_bytes()
+    cached.write_bytes(copy[:100] + bytes([copy[100] ^ 1]) + copy[101:])
+    assert own_rows(shared, tss[-1]) == want
+    assert cached.read_bytes() == good
     obj.unlink()
     problems = verify_store(shared.root).problems
     assert [p.file for p in problems] == [victim] and "is missing" in problems[0].what
