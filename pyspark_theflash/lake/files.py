@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,36 +101,26 @@ def schema_tag(schema: pa.Schema, info: TableInfo | None = None) -> str:
 _SPARK_UNSAFE_DICTIONARY_CODECS = frozenset({"LZ4", "LZ4_RAW", "LZ4_FRAME", "LZ4_HADOOP"})
 
 
-_FOOTERS = 8192
-
-
-@functools.lru_cache(maxsize=_FOOTERS)
-def _footer_of(path: str) -> tuple[dict[str, tuple[pa.DataType, int | None]], frozenset[str]]:
-    return _footer_facts(pq.ParquetFile(path))
-
-
-def _footer_facts(f: pq.ParquetFile) -> tuple[dict[str, tuple[pa.DataType, int | None]], frozenset[str]]:
-    md = f.metadata
+@functools.lru_cache(maxsize=8192)
+def _footer_of(path: str, part: PartRef) -> tuple[dict[str, tuple[pa.DataType, int | None]], frozenset[str]]:
+    # through the store's checked open: a part on shared storage with no local copy is fetched,
+    # a damaged cached copy fetched again (store.remote); the file is summed once per process,
+    # as the read of its rows that precedes this in a round sums it anyway
+    with integrity.open_part(path, part) as source:
+        f = pq.ParquetFile(source)
+        md, schema = f.metadata, f.schema_arrow
     unsafe = {md.row_group(g).column(c).path_in_schema for g in range(md.num_row_groups)
               for c in range(md.num_columns)
               if md.row_group(g).column(c).compression in _SPARK_UNSAFE_DICTIONARY_CODECS
               and md.row_group(g).column(c).has_dictionary_page}
-    return {fld.name: (fld.type, field_id(fld)) for fld in f.schema_arrow}, frozenset(unsafe)
+    return {fld.name: (fld.type, field_id(fld)) for fld in schema}, frozenset(unsafe)
 
 
 def _footer(root: Path, part: PartRef) -> tuple[dict[str, tuple[pa.DataType, int | None]], frozenset[str]]:
     """A part file's column types and Parquet field ids, and its columns with an LZ4 dictionary
     page: its footer read once (a listed part file never changes; bounded, as a writer publishes
-    for days while parts come and go). A part of a store whose parts live on shared storage may
-    have no local copy: it is fetched, and the footer read from the checked file's map."""
-    path = str(root / part.path)
-    if os.path.exists(path):
-        try:
-            return _footer_of(path)
-        except FileNotFoundError:
-            pass  # evicted from the store's cache meanwhile (store.remote): fetched below
-    with integrity.open_part(path, part) as source:
-        return _footer_facts(pq.ParquetFile(source))
+    for days while parts come and go)."""
+    return _footer_of(str(root / part.path), part)
 
 
 def _copy_in(root: Path, table_root: LakeDir, part: PartRef, rel: str) -> None:

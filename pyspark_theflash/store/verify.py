@@ -382,7 +382,7 @@ def _remote_copy(remote: PartsRemote | None, root: Path, scratch: Path, part: Pa
     where = f"part {part.part_id} ({part.kind}) of table {part.table_id} partition {part.partition_id}"
     try:
         size = remote.size(part.path)
-    except OSError as exc:
+    except (OSError, RemoteLocationError) as exc:
         report.problems.append(Problem(part.path, f"{where}: {remote.where(part.path)} cannot be checked: {exc}",
                                        "check the location's credentials and reachability, then verify again"))
         return root
