@@ -40,6 +40,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
+from pyspark_theflash.store import remote
 from pyspark_theflash.store.errors import PartChecksumError, PartDamagedError, PartMissingError
 
 if TYPE_CHECKING:
@@ -164,21 +165,55 @@ def open_part(path: str | Path, part: PartRef) -> pa.MemoryMappedFile:
 
 
 def _refetchable(path: str, part: PartRef) -> bool:
-    from pyspark_theflash.store import remote
-
     return remote.is_remote_part(part) and path.endswith(part.path) \
         and remote.of_store(path[:-len(part.path)] or ".") is not None
 
 
 def _fetch(path: str, part: PartRef) -> pa.MemoryMappedFile | None:
-    """The part fetched from its store's remote directory into ``path`` and mapped, checked;
-    None when the store has none or the part does not live there."""
-    from pyspark_theflash.store import remote
-
+    """``fetch`` of the part from its store's parts location into ``path``; None when the store
+    has no location or the part does not live there."""
     if not remote.is_remote_part(part) or not path.endswith(part.path):
         return None
-    where = remote.of_store(path[:-len(part.path)] or ".")
-    return None if where is None else where.fetch(part, Path(path))
+    location = remote.of_store(path[:-len(part.path)] or ".")
+    return None if location is None else fetch(location, part, Path(path))
+
+
+def fetch(location: remote.PartsRemote, part: PartRef, dest: Path) -> pa.MemoryMappedFile:
+    """``part``'s object in ``location`` (``store.remote``) into ``dest``: downloaded under a
+    temporary name, checked against the manifest's size and checksum, renamed into place, and
+    returned mapped (the caller decodes the bytes that were checked, whatever becomes of
+    ``dest`` after). ``PartMissingError``: no such object, or the location is out of reach;
+    ``PartDamagedError``/``PartChecksumError``: the object is not what was written."""
+    path = str(dest)
+    where = location.where(part.path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.fetch-{os.getpid()}-{threading.get_ident()}")
+    try:
+        try:
+            location.download(part.path, tmp)
+        except FileNotFoundError:
+            raise PartMissingError(where, "not in the store's parts location (deleted there, or lost)",
+                                   part.part_id) from None
+        except (OSError, remote.RemoteLocationError) as exc:
+            raise PartMissingError(where, f"cannot be fetched: {exc}", part.part_id) from None
+        source = pa.memory_map(str(tmp))
+        try:
+            if source.size() != part.bytes:
+                raise PartDamagedError(where, f"the object is {source.size()} bytes, the manifest recorded "
+                                       f"{part.bytes} (truncated or overwritten)", part.part_id)
+            if part.checksum is not None:
+                actual = checksum_of(source.read_buffer() if source.size() else b"", algorithm_of(part.checksum))
+                source.seek(0)
+                if actual != part.checksum:
+                    raise PartChecksumError(where, part.part_id, part.checksum, actual)
+            os.replace(tmp, dest)
+            note_checked(path, part.checksum)
+        except BaseException:
+            source.close()
+            raise
+        return source
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def ensure_local(path: str | Path, part: PartRef) -> None:
@@ -249,5 +284,5 @@ def damaged(path: str | Path, part: PartRef | None, exc: BaseException) -> PartD
     return PartDamagedError(str(path), f"its bytes do not decode: {exc}", None if part is None else part.part_id)
 
 
-__all__ = ["ALGORITHM", "check", "checksum_of", "damaged", "ensure_local", "file_checksum", "file_stamp",
+__all__ = ["ALGORITHM", "check", "checksum_of", "damaged", "ensure_local", "fetch", "file_checksum", "file_stamp",
            "note_checked", "open_parquet", "open_part", "read_ipc", "stamp"]

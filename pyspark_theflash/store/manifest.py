@@ -32,6 +32,7 @@ from pyspark_theflash.store.errors import (
     manifest_damage,
 )
 from pyspark_theflash.store.keyspace import Handle
+from pyspark_theflash.store.predicate import stats_to_json
 
 if TYPE_CHECKING:
     from pyspark_theflash.store.part_ref import PartRef
@@ -848,8 +849,6 @@ def _apply_table_change(conn: sqlite3.Connection, change: TableChange, version: 
 
 
 def _insert_part(conn: sqlite3.Connection, part: NewPart, version: int) -> None:
-    from pyspark_theflash.store.txn_merge_tree import stats_to_json
-
     p = part.part
     conn.execute(
         "INSERT INTO parts(table_id, partition_id, kind, file, rows, bytes, min_handle, max_handle, "

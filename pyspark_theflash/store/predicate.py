@@ -717,8 +717,24 @@ def merge_stats(many: Iterable[Mapping[ColumnKey, ColumnStats]]) -> dict[ColumnK
     return out
 
 
+def stats_to_json(stats: dict[int, ColumnStats]) -> dict[str, list[object]]:
+    """A part's column statistics (by column id) as the manifest stores them."""
+    out: dict[str, list[object]] = {}
+    for cid, s in stats.items():
+        try:
+            out[str(cid)] = [encode_value(s.min), encode_value(s.max), s.null_count, s.row_count]
+        except Exception:  # a value type the JSON form does not carry: no min/max for it
+            out[str(cid)] = [None, None, s.null_count, s.row_count]
+    return out
+
+
+def stats_from_json(d: dict[str, Any]) -> dict[int, ColumnStats]:
+    """``stats_to_json``'s form read back."""
+    return {int(k): ColumnStats(decode_value(v[0]), decode_value(v[1]), v[2], v[3]) for k, v in d.items()}
+
+
 __all__ = [
     "AlwaysTrue", "And", "BoundComparison", "BoundIn", "Col", "ColumnStats", "Comparison", "Expr", "In",
     "IsNotNull", "IsNull", "Not", "Or", "StartsWith", "bind_comparison", "bind_in", "col", "decode_value",
-    "encode_value", "exact_number_range", "expr_from_dict", "merge_stats",
+    "encode_value", "exact_number_range", "expr_from_dict", "merge_stats", "stats_from_json", "stats_to_json",
 ]

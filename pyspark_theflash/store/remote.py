@@ -12,12 +12,14 @@ The rules, each kept where the store already keeps its files safe:
   (evicted, or the reader is another process on a host of its own directory) fetches the
   object into the store's directory at the part's path: downloaded under a temporary name,
   checked against the size and checksum the manifest recorded, then renamed into place; the
-  reader maps the checked file. A damaged object fails the read naming its URI; no byte of it
-  is returned or cached.
+  reader maps the checked file (``integrity.fetch``: this module moves bytes, that one checks
+  them). A damaged object fails the read naming its URI; no byte of it is returned or cached.
 * **Deleted under the leases.** The remote object goes with the local file, in the same step of
   ``delete_obsolete_files``: once no lease sees the part. A Delta publication to the same place
   names the object in place, and holds its lease while a retained version names it, as on a
   local store (lake/publish.py).
+* **No leftovers.** The writer deletes, when it opens the store, the objects of the partition
+  directories no manifest row names (a compaction's uploads, its process dead before its edit).
 * **A bounded local cache.** ``evict_local_parts`` deletes the local copies of listed stable
   parts beyond ``StoreOptions.local_parts_bytes``, the least recently fetched or written first.
   A reader that has the file mapped keeps reading it (the inode lives while it is mapped).
@@ -43,7 +45,8 @@ from typing import TYPE_CHECKING, Callable, TypeVar
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from pyspark_theflash.store.errors import PartChecksumError, PartDamagedError, PartMissingError, StoreError
+from pyspark_theflash.store import manifest as mf
+from pyspark_theflash.store.errors import StoreError
 
 if TYPE_CHECKING:
     from pyspark_theflash.store.part_ref import PartRef
@@ -152,47 +155,18 @@ class PartsRemote:
         with contextlib.suppress(FileNotFoundError):
             retried(lambda: self.fs.delete_file(self._at(rel)))
 
-    def fetch(self, part: PartRef, dest: Path) -> pa.MemoryMappedFile:
-        """``part``'s object into ``dest`` (the store's local path of it), checked against the
-        manifest's size and checksum before it is renamed into place; returns the checked file,
-        mapped (the caller decodes the bytes that were checked, whatever happens to ``dest`` after).
-        ``PartMissingError``: no such object, or the store cannot be reached;
-        ``PartDamagedError``/``PartChecksumError``: the object is not what was written."""
-        from pyspark_theflash.store.integrity import algorithm_of, checksum_of, note_checked
+    def download(self, rel: str, dest: Path) -> None:
+        """The object ``rel`` into the local file ``dest`` (whole; transient errors sent again).
+        ``FileNotFoundError``: no such object; ``OSError``: the location refused or is out of
+        reach; ``RemoteLocationError``: the location cannot be opened."""
+        retried(lambda: pafs.copy_files(self._at(rel), str(dest), source_filesystem=self.fs,
+                                        destination_filesystem=pafs.LocalFileSystem()))
 
-        where = self.where(part.path)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.fetch-{os.getpid()}-{threading.get_ident()}")
-        try:
-            try:
-                retried(lambda: pafs.copy_files(self._at(part.path), str(tmp), source_filesystem=self.fs,
-                                                destination_filesystem=pafs.LocalFileSystem()))
-            except RemoteLocationError as exc:
-                raise PartMissingError(where, f"cannot be fetched: {exc}", part.part_id) from None
-            except FileNotFoundError:
-                raise PartMissingError(where, "not in the store's parts location (deleted there, or lost)",
-                                       part.part_id) from None
-            except OSError as exc:
-                raise PartMissingError(where, f"cannot be fetched: {exc}", part.part_id) from exc
-            source = pa.memory_map(str(tmp))
-            try:
-                if source.size() != part.bytes:
-                    raise PartDamagedError(where, f"the object is {source.size()} bytes, the manifest recorded "
-                                           f"{part.bytes} (truncated or overwritten)", part.part_id)
-                if part.checksum is not None:
-                    actual = checksum_of(source.read_buffer() if source.size() else b"",
-                                         algorithm_of(part.checksum))
-                    source.seek(0)
-                    if actual != part.checksum:
-                        raise PartChecksumError(where, part.part_id, part.checksum, actual)
-                os.replace(tmp, dest)
-                note_checked(str(dest), part.checksum)
-            except BaseException:
-                source.close()
-                raise
-            return source
-        finally:
-            tmp.unlink(missing_ok=True)
+    def files_under(self, rel: str) -> list[str]:
+        """Every object under ``rel``, by its path relative to the location."""
+        selector = pafs.FileSelector(self._at(rel), recursive=True, allow_not_found=True)
+        return [i.path[len(self.path) + 1:] for i in retried(lambda: self.fs.get_file_info(selector))
+                if i.type == pafs.FileType.File]
 
 
 def is_remote_part(part: PartRef) -> bool:
@@ -206,8 +180,6 @@ def attach(conn: sqlite3.Connection, root: Path, uri: str | None) -> PartsRemote
     that has none yet, after every stable part file it lists (live, or removed but still pinned)
     is uploaded there; ``RemoteLocationError`` when ``uri`` is another than the manifest's (a
     store's parts are in one place: move them first). None: the parts are local only."""
-    from pyspark_theflash.store import manifest as mf
-
     recorded = mf.get_meta(conn, META_KEY)
     if recorded:
         if uri is not None and PartsRemote.at(uri).uri != PartsRemote.at(str(recorded)).uri:
@@ -254,28 +226,6 @@ def delete_parts(remote: PartsRemote | None, rels: list[str]) -> None:
             remote.delete(rel)
 
 
-def sweep_unlisted(conn: sqlite3.Connection, remote: PartsRemote) -> int:
-    """Delete the objects in the location's partition directories (``tables/<id>/p<N>/``) that
-    no manifest row names: a compaction's outputs uploaded just before its process died, before
-    its edit or its cleanup. Run by the writer at open, when no compaction of its own is in
-    flight. The rest of a table's directory (a Delta publication's log, vectors, conversions and
-    copies) is not the store's and is left alone. Returns the objects deleted."""
-    from pyspark_theflash.store.txn_merge_tree import in_part_directory
-
-    selector = pafs.FileSelector(f"{remote.path}/tables", recursive=True, allow_not_found=True)
-    found = retried(lambda: remote.fs.get_file_info(selector))
-    listed = {r[0] for r in conn.execute("SELECT file FROM parts")}
-    swept = 0
-    for info in found:
-        if info.type != pafs.FileType.File:
-            continue
-        rel = info.path[len(remote.path) + 1:]
-        if in_part_directory(rel) and rel.endswith(".parquet") and rel not in listed:
-            remote.delete(rel)
-            swept += 1
-    return swept
-
-
 def evict_local_parts(conn: sqlite3.Connection, root: Path, budget_bytes: int) -> int:
     """Delete the local copies of listed stable parts (every one also in the remote directory)
     beyond ``budget_bytes`` of them, the least recently used first (by access time: a fetch or
@@ -314,9 +264,7 @@ def of_store(root: str | Path) -> PartsRemote | None:
         hit = _remotes.get(key)
     if hit is not None:
         return hit
-    from pyspark_theflash.store.manifest import MANIFEST_FILE
-
-    path = Path(key) / MANIFEST_FILE
+    path = Path(key) / mf.MANIFEST_FILE
     if not path.exists():
         return None
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
@@ -342,4 +290,4 @@ def remember(root: str | Path, remote: PartsRemote) -> None:
 
 __all__ = ["ATTEMPTS", "META_KEY", "PartsRemote", "RETRY_FIRST_S", "RemoteLocationError", "TRANSIENT", "attach",
            "delete_parts", "evict_local_parts", "has_credentials", "is_remote_part", "of_store", "remember",
-           "retried", "sweep_unlisted", "upload_parts"]
+           "retried", "upload_parts"]

@@ -155,16 +155,20 @@ class Store:
         """Files in partition directories that no manifest row names are leftovers of a flush or a
         compaction that crashed before its edit committed: never visible, safe to delete. The
         rest of a table's directory is its Delta publication's (``in_part_directory``). The same
-        of the objects in the parts location, when the store has one (``remote.sweep_unlisted``)."""
+        of the objects in the parts location, when the store has one (``store.remote``)."""
+        listed = {r[0] for r in self._conn.execute("SELECT file FROM parts")}
         if self.remote is not None:
-            swept = remote.sweep_unlisted(self._conn, self.remote)
+            # a compaction's uploads, its process dead before its edit or its cleanup; not a Delta
+            # publication's files beside them
+            swept = [rel for rel in self.remote.files_under("tables")
+                     if in_part_directory(rel) and rel.endswith(".parquet") and rel not in listed]
+            remote.delete_parts(self.remote, swept)
             if swept:
-                log.info("deleted %d unlisted part object(s) from %s (a compaction's, cut short)", swept,
+                log.info("deleted %d unlisted part object(s) from %s (a compaction's, cut short)", len(swept),
                          self.remote.uri)
         tables_dir = self.root / "tables"
         if not tables_dir.exists():
             return
-        listed = {r[0] for r in self._conn.execute("SELECT file FROM parts")}
         for dirpath, _dirs, files in os.walk(tables_dir):
             for name in files:
                 rel = os.path.relpath(os.path.join(dirpath, name), self.root).replace(os.sep, "/")

@@ -385,20 +385,6 @@ def column_stats(arr: pa.ChunkedArray | pa.Array) -> ColumnStats:
     return ColumnStats(lo, hi, nulls, n)
 
 
-def stats_to_json(stats: dict[int, ColumnStats]) -> dict[str, list[object]]:
-    out: dict[str, list[object]] = {}
-    for cid, s in stats.items():
-        try:
-            out[str(cid)] = [encode_value(s.min), encode_value(s.max), s.null_count, s.row_count]
-        except Exception:  # a value type the JSON form does not carry: no min/max for it
-            out[str(cid)] = [None, None, s.null_count, s.row_count]
-    return out
-
-
-def stats_from_json(d: dict[str, Any]) -> dict[int, ColumnStats]:
-    return {int(k): ColumnStats(decode_value(v[0]), decode_value(v[1]), v[2], v[3]) for k, v in d.items()}
-
-
 def file_schema(user_fields: Sequence[pa.Field], rowid_type: pa.DataType = pa.int64()) -> pa.Schema:
     """The schema of a part file: the user columns (all nullable: delete marks carry no
     values) and the hidden columns (``_tidb_rowid`` is binary for common-handle tables)."""

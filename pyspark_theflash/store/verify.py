@@ -51,7 +51,7 @@ import pyarrow.parquet as pq
 
 from pyspark_theflash.store import manifest as mf
 from pyspark_theflash.store.errors import ManifestDamagedError, PartFileError, StoreFormatError
-from pyspark_theflash.store.integrity import algorithm_of, file_checksum
+from pyspark_theflash.store.integrity import algorithm_of, fetch, file_checksum
 from pyspark_theflash.store.keyspace import Handle
 from pyspark_theflash.store.part_ref import PartRef
 from pyspark_theflash.store.remote import META_KEY, PartsRemote, RemoteLocationError, is_remote_part
@@ -391,7 +391,7 @@ def _remote_copy(remote: PartsRemote | None, root: Path, scratch: Path, part: Pa
         report.problems.append(Problem(part.path, f"{where}: {remote.where(part.path)} {what}", _RESTORE_REMOTE))
         return root if (root / part.path).is_file() else None
     try:
-        remote.fetch(part, scratch / part.path).close()
+        fetch(remote, part, scratch / part.path).close()
     except PartFileError as exc:
         report.problems.append(Problem(part.path, f"{where}: {exc.path}: {exc.reason}", _RESTORE_REMOTE))
         return root if (root / part.path).is_file() else None

@@ -20,7 +20,7 @@ from pyspark_theflash.store import manifest as mf
 from pyspark_theflash.store.errors import ManifestDamagedError, UnknownTableNameError
 from pyspark_theflash.store.part_ref import PartRef
 from pyspark_theflash.store.schemas import TableHistory, resolve_name
-from pyspark_theflash.store.txn_merge_tree import stats_from_json
+from pyspark_theflash.store.predicate import stats_from_json
 
 if TYPE_CHECKING:
     from pyspark_theflash.schema import TableInfo

@@ -28,7 +28,8 @@ OPTIONS = StoreOptions(row_group_rows=64, part_compression="zstd", removed_file_
 
 def listed_stable(store: Store) -> set[str]:
     conn = store.thread_connection()
-    return {r[0] for r in conn.execute("SELECT file FROM parts WHERE file LIKE '%.parquet' AND removed_version IS NULL")}
+    return {r[0] for r in conn.execute(
+        "SELECT file FROM parts WHERE file LIKE '%.parquet' AND removed_version IS NULL")}
 
 
 def files_under(root: Path) -> set[str]:
