@@ -34,6 +34,7 @@ Credentials come from the environment and pyarrow's usual places, never from the
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sqlite3
@@ -50,6 +51,8 @@ from pyspark_theflash.store.errors import StoreError
 
 if TYPE_CHECKING:
     from pyspark_theflash.store.part_ref import PartRef
+
+log = logging.getLogger("theflash.store")
 
 # The manifest's meta key naming the remote directory (absent: the store's parts are local only).
 META_KEY = "parts_remote"
@@ -190,10 +193,15 @@ def attach(conn: sqlite3.Connection, root: Path, uri: str | None) -> PartsRemote
         return None
     else:
         remote = PartsRemote.at(uri)
-        rows = conn.execute("SELECT file FROM parts WHERE file LIKE '%.parquet'").fetchall()
-        for (rel,) in rows:
-            if (root / rel).exists():
-                remote.upload(root / rel, rel)
+        files = [rel for (rel,) in conn.execute("SELECT file FROM parts WHERE file LIKE '%.parquet'")
+                 if (root / rel).exists()]
+        size = sum((root / rel).stat().st_size for rel in files)
+        log.info("%s: uploading its %d stable part(s), %.1f MiB, to %s before it keeps its parts there", root,
+                 len(files), size / (1 << 20), remote.uri)
+        for n, rel in enumerate(files, 1):
+            remote.upload(root / rel, rel)
+            if n % 100 == 0 or n == len(files):
+                log.info("%s: %d of %d stable part(s) uploaded to %s", root, n, len(files), remote.uri)
         with mf.transaction(conn, bump=False):
             mf.set_meta(conn, META_KEY, remote.uri)
     remember(root, remote)
