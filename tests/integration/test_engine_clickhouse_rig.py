@@ -212,7 +212,10 @@ def test_the_store_keeps_no_part_files_and_plans_with_its_records(rig: FlashRig)
     with plan(rig.store, TABLE, rig.options(min_partitions=1), predicate=col("qty") > 1000) as p:
         assert p.partitions == [] and p.stats.regions_pruned == p.stats.regions == 3  # qty <= 127 everywhere
     with plan(rig.store, TABLE, rig.options(min_partitions=1), predicate=col("qty") == 127) as p:
-        assert p.stats.regions_pruned == 0 and p.stats.parts > 0
+        # the region of id 59 is read; the others may be pruned or not, by when the plan comes:
+        # records of separate flushes can bound a region apart until compaction merges them
+        # into one record of the partition (a run at load 8 pruned 2 of 3)
+        assert p.stats.regions_pruned < p.stats.regions and p.stats.parts > 0
         found = [r["id"] for part in p.partitions for b in read_partition(part) for r in b.to_pylist()]
     assert found == [59]  # 59 * 3 - 50
     report = verify_store(rig.store)
