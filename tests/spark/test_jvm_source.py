@@ -34,7 +34,7 @@ class Served:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     rig = FlashRig(tmp_path_factory.mktemp("jvm-types"))
-    workload = TypesWorkload(rig.cluster, rows=300, seed=5, threads=1, rate=100)
+    workload = TypesWorkload(rig.cluster, rows=300, seed=5, threads=1, rate=25)
     try:
         workload.setup()
         rig.start_writer(interval_s=0.05)
@@ -439,7 +439,7 @@ def test_the_jvm_connector_reads_a_clickhouse_store_as_a_native_one(spark: Any, 
     the types workload writes, and at one ts gets every type exactly as a native store of the
     same binlog gives it."""
     rig = FlashRig(tmp_path / "rig")
-    workload = TypesWorkload(rig.cluster, rows=200, seed=11, threads=1, rate=100)
+    workload = TypesWorkload(rig.cluster, rows=200, seed=11, threads=1, rate=25)
     try:
         workload.setup()
         rig.start_writer(interval_s=0.05, engine="clickhouse", serve_port=0)

@@ -56,7 +56,7 @@ def same_rows(got: pa.Table, spark_rows: pa.Table, what: str) -> None:
 
 def run_types(spark: Any, tmp_path: Path, rounds: int) -> None:
     rig = FlashRig(tmp_path)
-    workload = TypesWorkload(rig.cluster, rows=300, seed=3, threads=1, rate=100)
+    workload = TypesWorkload(rig.cluster, rows=300, seed=3, threads=1, rate=25)
     try:
         workload.setup()
         rig.start_writer(interval_s=0.05)
