@@ -79,7 +79,7 @@ def jvm_orphans(spark: Any, server: str, runs: int) -> list[tuple[str, int, list
 def orders_rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FlashRig, Any, str]]:
     rig = FlashRig(tmp_path_factory.mktemp("query-snapshot"))
     try:
-        workload = OrdersWorkload(rig.cluster, seed=27, rate=50, threads=2,
+        workload = OrdersWorkload(rig.cluster, seed=27, rate=20, threads=2,
                                   faults=Faults(dying=0.02, rollback=0.02, split_merge=0.02, dying_ttl_ms=300))
         workload.setup()
         rig.start_writer(interval_s=0.05)
