@@ -62,9 +62,9 @@ class Bank:
 @pytest.fixture(scope="module")
 def bank(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bank]:
     rig = FlashRig(tmp_path_factory.mktemp("jvm-apps"))
-    # 50 transfers a second: unthrottled, they (and capture and the writer after them) took a core
+    # 15 transfers a second: unthrottled, they (and capture and the writer after them) took a core
     # beside the applications' JVMs (issue 54)
-    workload = BankWorkload(rig.cluster, accounts=40, initial=1000, threads=1, seed=17, rate=50)
+    workload = BankWorkload(rig.cluster, accounts=40, initial=1000, threads=1, seed=17, rate=15)
     try:
         workload.setup()
         rig.start_writer(interval_s=0.05)
