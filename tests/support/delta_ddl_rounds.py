@@ -277,7 +277,9 @@ def run_ddl_rounds(tmp_path: Path, to: str | None = None, counts: Counts = DEFAU
     rig = FlashRig(tmp_path)
     where = to or parts_to or rig.store
     try:
-        bank = TwoTableBankWorkload(rig.cluster, accounts=20, initial=1000, threads=2, seed=52,
+        # paced, not as fast as they go: the writer's rounds are the run's pace, and unthrottled
+        # transfers took the process's time from it (and a core from the other test worker)
+        bank = TwoTableBankWorkload(rig.cluster, accounts=20, initial=1000, threads=2, seed=52, rate=40,
                                     faults=Faults(split_merge=0.05, dying=0.02, rollback=0.02))
         bank.setup()
 
@@ -288,7 +290,7 @@ def run_ddl_rounds(tmp_path: Path, to: str | None = None, counts: Counts = DEFAU
         drivers = (items, events)
         for driver in drivers:
             driver.setup()
-        orders = OrdersWorkload(rig.cluster, threads=1, seed=53)
+        orders = OrdersWorkload(rig.cluster, threads=1, seed=53, rate=20)
         orders.setup()
         # removed part files outlive the test: older versions name them in place (docs/delta.md, retention)
         rig.start_writer(interval_s=0.05, delta_publish_interval_s=0.3, compact_interval_s=1.0, file_retention_s=3600,
