@@ -63,13 +63,23 @@ class PartitionInfo:
     hi: Handle | None
 
 
+@functools.lru_cache(maxsize=1024)
+def _parsed_table_info(info_json: str, db: str) -> "TableInfo":
+    """The table info of one row's JSON, parsed once per process: every snapshot lists every
+    version of every table (``histories``) and a row never changes, so each snapshot parsing
+    them all again was a fixed cost of every read, round and compaction. A TableInfo is frozen
+    and its ``raw`` is only read, so one object serves every view. Bounded: past 1,024 rows
+    (tables x versions) the least used are parsed again when read."""
+    from pyspark_theflash.schema import TableInfo
+
+    return TableInfo.from_json(json.loads(info_json), db=db)
+
+
 def table_info_from_row(info_json: str, db: str, conn: sqlite3.Connection | None = None) -> "TableInfo":
     """A ``tables`` row's table info. One that does not parse was damaged in the manifest (SQLite
     keeps no checksum of a row's values): ``ManifestDamagedError`` naming the manifest of ``conn``."""
-    from pyspark_theflash.schema import TableInfo
-
     try:
-        return TableInfo.from_json(json.loads(info_json), db=db)
+        return _parsed_table_info(info_json, db)
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         path = mf.database_path(conn) if conn is not None else mf.MANIFEST_FILE
         raise ManifestDamagedError(path, f"a table info of {db!r} does not parse: {type(exc).__name__}: {exc}") from exc
