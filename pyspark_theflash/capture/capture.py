@@ -81,7 +81,7 @@ from pyspark_theflash.capture.tidb_status import TiDBStatus
 from pyspark_theflash.codec.keys import encode_region_key
 from pyspark_theflash.codec.tso import physical_ms
 from pyspark_theflash.proto import binlog_pb2, cdcpb_pb2, metapb_pb2
-from pyspark_theflash.schema.ddl_jobs import ddl_of_job
+from pyspark_theflash.schema.ddl_jobs import ddl_of_job, finished_ts
 from pyspark_theflash.status_http import StatusServer
 
 log = logging.getLogger(__name__)
@@ -385,7 +385,11 @@ class Capture:
     # ------------------------------------------------------------------ DDL
 
     def _apply_ddl(self, frontier: int, jobs: list[dict[str, object]] | None) -> None:
-        ddls = sorted((d for d in (ddl_of_job(j) for j in jobs or ()) if d is not None and d.commit_ts > self.last_ddl_ts
+        # Every poll lists the whole history, nearly all of it applied already: a job is
+        # converted (its table info copied and encoded) only when its ts is new and within
+        # the frontier, or has no readable ts (ddl_of_job then says what is wrong with it).
+        fresh = [j for j in jobs or () if (ts := finished_ts(j)) is None or self.last_ddl_ts < ts <= frontier]
+        ddls = sorted((d for d in (ddl_of_job(j) for j in fresh) if d is not None and d.commit_ts > self.last_ddl_ts
                        and d.commit_ts <= frontier), key=lambda d: (d.commit_ts, d.schema_version))
         events = []
         for ddl in ddls:

@@ -106,6 +106,17 @@ def _object(value: object, what: str) -> Mapping[str, object]:
     raise TypeError(f"a DDL job's {what} is {value!r}, not an object")
 
 
+def finished_ts(job: Mapping[str, object]) -> int | None:
+    """The ts a job finished at (its ``binlog.FinishedTS``), read without converting the job;
+    None when it has none or it is not a number (``ddl_of_job`` then says what is wrong)."""
+    binlog = job.get("binlog")
+    value = binlog.get("FinishedTS") if isinstance(binlog, Mapping) else None
+    try:
+        return int(value) if isinstance(value, (int, float, str)) else None
+    except ValueError:
+        return None
+
+
 def ddl_of_job(job: Mapping[str, object]) -> binlog_pb2.Ddl | None:
     """The binlog ``Ddl`` of a finished table-level job; None for what a replica does not follow
     (schemas, indexes, placement...: the table's rows do not change shape) or an unfinished job.

@@ -165,6 +165,9 @@ class MiniCluster:
         self._db = sqlite3.connect(self.data_dir / "cluster.sqlite", check_same_thread=False)
         self._db.executescript(_SCHEMA)
         self._db_mu = threading.Lock()
+        # the DDL history as ddl_history lists it, parsed once: capture's poller reads the whole
+        # history every poll, and parsing every job again was most of serving it (issue 54)
+        self._ddl_jobs: list[DdlJob] | None = None
         self._checkpoint_mu = threading.Lock()  # one checkpoint at a time: each applies on the last
         self.tso = TimestampOracle(self.data_dir / "tso.json")
         meta = dict(self._db.execute("SELECT name, value FROM meta"))
@@ -295,6 +298,7 @@ class MiniCluster:
         job = ddl_history_job(event.ddl, self.catalog)
         with self._db_mu, self._db:
             self._db.execute("INSERT OR REPLACE INTO ddl_jobs VALUES (?, ?)", (job["id"], json.dumps(job)))
+            self._ddl_jobs = None  # listed again, parsed, on the next read
 
     def ddl_history(self) -> list[DdlJob]:
         """Every finished DDL job, newest first, as TiDB's status port lists them: every job
@@ -304,7 +308,10 @@ class MiniCluster:
         (else capture's DDL frontier, a TSO read before the history, passed a TRUNCATE whose
         job was not listed yet, and resolved ts past it reached the replica before the DDL)."""
         with self.store.mu, self._db_mu:
-            return [json.loads(j) for j, in self._db.execute("SELECT job FROM ddl_jobs ORDER BY id DESC")]
+            if self._ddl_jobs is None:
+                self._ddl_jobs = [json.loads(j) for j, in self._db.execute("SELECT job FROM ddl_jobs ORDER BY id DESC")]
+            # the jobs themselves are shared, never changed: every reader copies what it keeps
+            return list(self._ddl_jobs)
 
     def _save_table_versions(self, versions: list[tuple[int, TableVersion]]) -> None:
         """The table versions a schema change makes, one row each in cluster.sqlite."""
