@@ -16,7 +16,7 @@ import contextlib
 import itertools
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -25,6 +25,7 @@ import pytest
 
 from flash_rig import FlashRig
 from pyspark_theflash.engine import open_engine
+from pyspark_theflash.ports import http_server
 from pyspark_theflash.scan.engine_sessions import PlannedSessions
 from pyspark_theflash.scan.options import connector_read_form
 from pyspark_theflash.service import RunningService, serve
@@ -193,7 +194,9 @@ class LoopbackService:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # the project's quiet server: a stream cut on purpose resets connections, which a plain
+        # ThreadingHTTPServer printed as tracebacks in the middle of the run's output
+        self._server = http_server("the loopback service", "127.0.0.1", 0, Handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="loopback-service", daemon=True,
