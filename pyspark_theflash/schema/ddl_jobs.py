@@ -113,7 +113,7 @@ def finished_ts(job: Mapping[str, object]) -> int | None:
     value = binlog.get("FinishedTS") if isinstance(binlog, Mapping) else None
     try:
         return int(value) if isinstance(value, (int, float, str)) else None
-    except ValueError:
+    except (ValueError, OverflowError):  # "soon", NaN, Infinity
         return None
 
 

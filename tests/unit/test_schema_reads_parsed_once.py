@@ -30,7 +30,8 @@ def test_finished_ts_is_the_commit_ts_ddl_of_job_converts_to() -> None:
         assert converted is not None and finished_ts(job) == converted.commit_ts == ts
 
 
-@pytest.mark.parametrize("binlog", [None, {}, {"FinishedTS": None}, {"FinishedTS": "soon"}, {"FinishedTS": [1]}, "x"])
+@pytest.mark.parametrize("binlog", [None, {}, {"FinishedTS": None}, {"FinishedTS": "soon"}, {"FinishedTS": [1]},
+                                    {"FinishedTS": float("inf")}, {"FinishedTS": float("nan")}, "x"])
 def test_a_job_without_a_readable_finished_ts_has_none_and_is_left_to_ddl_of_job(binlog: object) -> None:
     """None sends the job to ``ddl_of_job``, which skips it or says what is wrong: never dropped
     unseen by the filter."""
