@@ -99,6 +99,19 @@ def test_the_22_queries_on_reused_views_of_the_jvm_connector_equal_spark_on_parq
     assert counts == tpch.rows
 
 
+# The Python source, Flight SQL and the views each counted at a ts of their own run all 22 in
+# the slow run; by default seven that between them take every table and the shapes the 22 have:
+# aggregates over a date range (1), joins with date filters (3), a six-way join (5), LIKE over a
+# join (9), an outer join with NOT LIKE (13), an IN subquery with GROUP BY ... HAVING (18), EXISTS
+# and NOT EXISTS (21). The jar's reused views run all 22 always.
+PYTHON_DEFAULT = (1, 3, 5, 9, 13, 18, 21)
+
+
+def default_or_all(queries: dict[int, str]) -> dict[int, str]:
+    """All 22 in the slow run (THEFLASH_SLOW), PYTHON_DEFAULT's seven by default."""
+    return queries if os.environ.get("THEFLASH_SLOW") else {n: queries[n] for n in PYTHON_DEFAULT}
+
+
 def jvm_explored(spark: Any, store: str, server: str, token: str, qualified: dict[str, str], queries: dict[int, str],
                  expected: dict[int, list[tuple[Any, ...]]]) -> dict[str, Any]:
     """Data exploration as users do it (issue 49): each table loaded as a view with no ts of its
@@ -131,19 +144,21 @@ def jvm_explored(spark: Any, store: str, server: str, token: str, qualified: dic
 def test_the_22_queries_over_views_each_counted_at_its_own_ts_first_are_answered_at_the_newest_and_equal_parquet(
         jvm_spark: Any, tpch: TpchDeployment, queries: dict[int, str], expected: dict[int, list[tuple[Any, ...]]]) -> None:
     """Issue 49: TPC-H loaded once and not written since; each view counted (each read at a
-    fresh ts of its own), then the 22 queries: none refused (20 of 22 were), each reads its tables
-    at one ts, the newest its tables were read at, and equals Spark over the Parquet copy."""
+    fresh ts of its own), then the queries (default_or_all): none refused (20 of the 22 were),
+    each reads its tables at one ts, the newest its tables were read at, and equals Spark over
+    the Parquet copy."""
     token = "tpch-token"
+    chosen = default_or_all(queries)
     with serve(any_store=True, port=0, token=token) as service:
         got = jvm_spark.call(jvm_explored, tpch.rig.store, service.http_url, token,
-                             {name: tpch.qualified(name) for name in TABLES}, queries, expected)
+                             {name: tpch.qualified(name) for name in TABLES}, chosen, expected)
     assert got["counts"] == tpch.rows
     read_at = {name: stamps[0] for name, stamps in got["read_at"].items()}
     assert all(len(stamps) == 1 for stamps in got["read_at"].values()), got["read_at"]
     assert len(set(read_at.values())) == len(TABLES), f"each view was read at a ts of its own: {read_at}"
-    assert not got["refused"], f"{len(got['refused'])}/22 TPC-H queries refused: {got['refused']}"
-    assert not got["wrong"], f"{len(got['wrong'])}/22 TPC-H queries differ from Parquet: {got['wrong']}"
-    assert len(got["stamps"]) == 22
+    assert not got["refused"], f"{len(got['refused'])}/{len(chosen)} TPC-H queries refused: {got['refused']}"
+    assert not got["wrong"], f"{len(got['wrong'])}/{len(chosen)} TPC-H queries differ from Parquet: {got['wrong']}"
+    assert len(got["stamps"]) == len(chosen)
     several = {n: s for n, s in got["stamps"].items() if len(s) != 1}
     assert not several, f"queries read at more than one ts: {several}"
     # each query at the newest ts its own tables were read at (Q5: six tables, the newest of six)
@@ -154,18 +169,11 @@ def test_the_22_queries_over_views_each_counted_at_its_own_ts_first_are_answered
     assert all(read_at["region"] <= s[0] <= newest for s in got["stamps"].values() if s), got["stamps"]
 
 
-# The Python source runs all 22 in the slow run; by default seven that between them take every
-# table and the shapes the 22 have: aggregates over a date range (1), joins with date filters
-# (3), a six-way join (5), LIKE over a join (9), an outer join with NOT LIKE (13), an IN
-# subquery with GROUP BY ... HAVING (18), EXISTS and NOT EXISTS (21). The jar runs all 22 always.
-PYTHON_DEFAULT = (1, 3, 5, 9, 13, 18, 21)
-
-
 def test_the_22_queries_on_reused_views_through_the_python_source_equal_spark_on_parquet(
         spark: Any, tpch: TpchDeployment, queries: dict[int, str], expected: dict[int, list[tuple[Any, ...]]]) -> None:
     frames = tpch_rig.theflash_frames(spark, tpch)
     tpch_rig.register_views(frames)
-    chosen = queries if os.environ.get("THEFLASH_SLOW") else {n: queries[n] for n in PYTHON_DEFAULT}
+    chosen = default_or_all(queries)
 
     wrong = differences(spark, chosen, expected)
 
@@ -186,7 +194,7 @@ def test_the_22_queries_over_flight_sql_on_the_native_store_equal_spark_on_parqu
     flight_sql = pytest.importorskip("adbc_driver_flightsql.dbapi")
     import duckdb
 
-    chosen = queries if os.environ.get("THEFLASH_SLOW") else {n: queries[n] for n in PYTHON_DEFAULT}
+    chosen = default_or_all(queries)
     wrong = {}
     client = duckdb.connect()  # a DuckDB on the client's side, reading the answers ADBC streams
     with serve(tpch.rig.store, port=0) as service, flight_sql.connect(service.flight_location, autocommit=True) as conn:
