@@ -165,8 +165,8 @@ def delta_spark(s3_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Any
                                    "spark.databricks.delta.snapshotPartitions": "2",
                                    # Spark's projections interpreted, not generated: each task of a
                                    # log replay generated the code of the Delta actions' projection
-                                   # again (the cache is keyed by that code), most of this JVM's CPU
-                                   # (JFR, issue 54). test_delta_spark{,_column_mapping,_ddl}.py:
+                                   # again (the cache is keyed by that code): 44% of this JVM's JFR
+                                   # samples (issue 54). test_delta_spark{,_column_mapping,_ddl}.py:
                                    # this JVM 70.5 -> 55.4 CPU s, 94 -> 86 s. A reader's execution
                                    # mode, not what it reads: the values are Spark's either way.
                                    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
