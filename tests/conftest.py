@@ -68,9 +68,23 @@ def _unit_tier_rule(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(grpc, "server", _refuse("starts a gRPC server"))
 
 
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile`` (pyproject.toml), with the modules that share a process's Spark sessions,
+    or its delta-spark session and S3 server, kept on one worker (tests/support/session_groups.py)."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from session_groups import SessionGroupScheduling
+
+    return SessionGroupScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Each test carries its tier's marker (``-m unit``, ``-m "not spark"``); slow tests run
-    with ``-m slow`` or THEFLASH_SLOW=1, so the default run stays fast."""
+    with ``-m slow`` or THEFLASH_SLOW=1, so the default run stays fast. A module that takes a
+    session kept on one worker is in its group (tests/support/session_groups.py)."""
+    from session_groups import check_session_groups
+
+    check_session_groups(items)
     for item in items:
         tier = Path(str(item.fspath)).relative_to(ROOT / "tests").parts[0]
         if tier not in TIERS:
