@@ -14,7 +14,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "pyspark_theflash"
 
 # lowest first; boxes on one line may not import each other
 ORDER = [
-    {"errors", "stop_signals", "grpc_fork", "proto", "_native", "processes", "heap", "durable"},  # heap: the cyclic GC's pace
+    {"errors", "stop_signals", "grpc_fork", "proto", "_native", "processes", "heap", "durable",
+     "lazy_exports"},  # heap: the cyclic GC's pace; lazy_exports: the packages' names imported when first named
     {"grpc_health"},  # gRPC's health checking protocol, which every gRPC server answers
     {"ports"},  # every server's listening socket (pyspark_theflash/ports.py)
     {"status_http"},  # a long-running process's /metrics, /status and /healthz
