@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pyspark_theflash.lazy_exports import lazy_getattr
 from pyspark_theflash.binlog.errors import (
     BinlogCorruptError,
     BinlogError,
@@ -42,12 +43,9 @@ def serve_binlog(directory: str | Path, host: str = "127.0.0.1", port: int = 0, 
     return serve(directory, host, port, max_workers)
 
 
-def __getattr__(name: str) -> object:
-    if name in ("BinlogServer", "GrpcEventSource"):
-        from pyspark_theflash.binlog import service
-
-        return getattr(service, name)
-    raise AttributeError(f"module 'pyspark_theflash.binlog' has no attribute {name!r}")
+# Imported when first named (pyspark_theflash/lazy_exports.py): gRPC only for a served binlog.
+if not TYPE_CHECKING:
+    __getattr__ = lazy_getattr(__name__, {"pyspark_theflash.binlog.service": ("BinlogServer", "GrpcEventSource")})
 
 
 __all__ = [

@@ -15,25 +15,20 @@ own box below it: ``pyspark_theflash.upstream_client``.
 """
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from pyspark_theflash.lazy_exports import lazy_getattr
 
 if TYPE_CHECKING:
     from pyspark_theflash.upstream.cluster import MiniCluster
     from pyspark_theflash.upstream.workloads import BankWorkload, Faults, OrdersWorkload
 
-# Imported when first named (PEP 562): a module that needs one of the mini cluster's modules
-# does not load the whole cluster and the pandas-backed workloads.
-_LAZY = {"MiniCluster": "cluster", "BankWorkload": "workloads", "Faults": "workloads", "OrdersWorkload": "workloads"}
-
-
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+# Imported when first named (pyspark_theflash/lazy_exports.py): a module that needs one of the
+# mini cluster's modules does not load the whole cluster and the pandas-backed workloads.
+if not TYPE_CHECKING:
+    __getattr__ = lazy_getattr(__name__, {"pyspark_theflash.upstream.cluster": ("MiniCluster",),
+                                          "pyspark_theflash.upstream.workloads": ("BankWorkload", "Faults",
+                                                                                  "OrdersWorkload")})
 
 
 __all__ = ["BankWorkload", "Faults", "MiniCluster", "OrdersWorkload"]

@@ -11,24 +11,17 @@ The mini cluster that plays a TiDB cluster when none is at hand is another box
 """
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from pyspark_theflash.lazy_exports import lazy_getattr
 
 if TYPE_CHECKING:
     from pyspark_theflash.upstream_client.client import UpstreamClient, connect
 
-# Imported when first named (PEP 562): a module that needs only a constant or an error does
-# not load the gRPC client.
-_LAZY = {"UpstreamClient": "client", "connect": "client"}
-
-
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+# Imported when first named (pyspark_theflash/lazy_exports.py): a module that needs only a
+# constant or an error does not load the gRPC client.
+if not TYPE_CHECKING:
+    __getattr__ = lazy_getattr(__name__, {"pyspark_theflash.upstream_client.client": ("UpstreamClient", "connect")})
 
 
 __all__ = ["UpstreamClient", "connect"]

@@ -6,7 +6,8 @@ import importlib
 
 import pytest
 
-LAZY_PACKAGES = ["pyspark_theflash.codec", "pyspark_theflash.store", "pyspark_theflash.scan", "pyspark_theflash.spark"]
+LAZY_PACKAGES = ["pyspark_theflash.codec", "pyspark_theflash.store", "pyspark_theflash.scan", "pyspark_theflash.spark",
+                 "pyspark_theflash.binlog", "pyspark_theflash.upstream", "pyspark_theflash.upstream_client"]
 
 
 @pytest.mark.parametrize("name", LAZY_PACKAGES)
