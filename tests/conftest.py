@@ -113,13 +113,23 @@ def tidb_vectors() -> list[dict]:
 _LOW_DESCRIPTORS = [os.open(os.devnull, os.O_RDONLY) for _ in range(32)]
 
 
+# The shared sessions' (spark, jvm_spark, delta_spark) execution mode: Spark's plans interpreted, no
+# Java source generated and compiled for each query. Their queries are many (the differentials,
+# TPC-H's 22 twice, delta-spark's log replays) over small data, where compiling each plan's code
+# was most of the work: six modules of the first two, 226 -> 179 CPU s and 231 -> 180 s (issue
+# 54). How Spark evaluates, not what it reads: the connector hands Spark Arrow batches either way,
+# and every Spark a test starts in a process of its own (the README's blocks, the quick starts, the
+# notebook, the cluster test, theflash_session's tests) runs with Spark's defaults, code generated.
+INTERPRETED: dict[str, str] = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
+
+
 @pytest.fixture(scope="session")
 def spark():
     """One local Spark session for the whole run (starting one costs seconds)."""
     from pyspark_theflash.spark.callback_server import FD_SETSIZE, start_callback_server
     from pyspark_theflash.spark.session import theflash_session
 
-    session = theflash_session(master="local[2]", app_name="theflash-tests", jvm=False, ui=False)
+    session = theflash_session(master="local[2]", app_name="theflash-tests", jvm=False, ui=False, **INTERPRETED)
     descriptor = start_callback_server(session)  # theflash_session started it: this says where
     if descriptor >= FD_SETSIZE:
         # The process held 1024 descriptors before the session (its earlier tests' rigs): the
@@ -150,7 +160,7 @@ def jvm_spark():
         jar = str(jar_path())
     except JarError as exc:
         pytest.fail(str(exc))
-    session = JvmSpark(jar)
+    session = JvmSpark(jar, conf=INTERPRETED)
     yield session
     session.close()
 
@@ -177,13 +187,12 @@ def delta_spark(s3_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Any
     session = JvmSpark(jars, conf={"spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
                                    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
                                    "spark.databricks.delta.snapshotPartitions": "2",
-                                   # Spark's projections interpreted, not generated: each task of a
-                                   # log replay generated the code of the Delta actions' projection
-                                   # again (the cache is keyed by that code): 44% of this JVM's JFR
-                                   # samples (issue 54). test_delta_spark{,_column_mapping,_ddl}.py:
-                                   # this JVM 70.5 -> 55.4 CPU s, 94 -> 86 s. A reader's execution
-                                   # mode, not what it reads: the values are Spark's either way.
-                                   "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+                                   # (INTERPRETED) each task of a log replay generated the code of
+                                   # the Delta actions' projection again (the cache is keyed by that
+                                   # code): 44% of this JVM's JFR samples (issue 54). test_delta_spark
+                                   # {,_column_mapping,_ddl}.py, projections interpreted: this JVM
+                                   # 70.5 -> 55.4 CPU s, 94 -> 86 s.
+                                   **INTERPRETED,
                                    # a version checksum (.crc) that disagrees with the log fails
                                    # (delta-spark's default, said here: the tests rely on it)
                                    "spark.databricks.delta.checksum.mismatch.fatal": "true",
