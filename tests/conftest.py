@@ -34,7 +34,7 @@ os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 # Every Spark the run starts (the suite's sessions, the JVMs tests and README blocks start, the
 # cluster test's daemons) reads the test machine's Spark configuration, tests/support/
 # machine_spark_conf.py, unless this machine has one of its own. Set once, in the first pytest
-# process (with -n 2 the workers inherit it), removed when that process exits.
+# process (with -n 3 the workers inherit it), removed when that process exits.
 if "SPARK_CONF_DIR" not in os.environ:
     from machine_spark_conf import write_spark_conf
 

@@ -1,14 +1,14 @@
 """Which test modules share a test process's expensive sessions, and the scheduler that keeps them
-together under ``pytest -n 2`` (issue 54).
+together under ``pytest -n 3`` (issue 54).
 
 With ``--dist loadfile`` a worker takes the next module when it is free, so the modules that read
 through the ``spark`` and ``jvm_spark`` sessions, or through ``delta_spark`` and the S3 server,
-land on both workers, and each worker starts those JVMs (and SeaweedFS) and warms them up once:
+land on several workers, and each of them starts those JVMs (and SeaweedFS) and warms them up once:
 a Spark JVM spends most of its first minute compiling the code every later query reuses. Run one
 after the other in one process, three of the Delta modules took 31 CPU seconds where three
 processes took 62 (2026-11-29, quiet machine). So each group below runs whole on one worker,
 its modules in collection order, its sessions started and warmed up once a run; the groups are
-handed out first, the largest first, so that the other worker fills in around them.
+handed out first, the largest first, so that the other workers fill in around them.
 
 The controller schedules from node ids alone (it imports no test module), so the groups are
 named here, by module; ``check_session_groups`` fails a run whose collection has a module that
