@@ -24,9 +24,9 @@ from pyspark_theflash.writer.options import WriterOptions
 # How often the mini cluster advances resolved ts: each advance is a capture event, a binlog
 # append and a writer flush (each synced to disk), so this is the idle rig's cadence. At 0.05 s an
 # idle rig took 0.13 cores and a run of five rig modules waited 22 s on fsync; at 0.2 s (TiKV's
-# own default is 1 s) the same modules took 120 CPU s where they took 130, waited 2 s on fsync
-# and finished sooner (130 s, was 147; issue 54). Reads wait for a resolved ts at or past their
-# snapshot: up to one interval more.
+# cdc.min-ts-interval is 1 s, docs/reading.md) the same modules took 120 CPU s where they took
+# 130, waited 2 s on fsync and finished sooner (130 s, was 147; issue 54). Reads wait for a
+# resolved ts at or past their snapshot: up to one interval more.
 RESOLVED_TS_INTERVAL_S = 0.2
 
 
