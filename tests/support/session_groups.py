@@ -36,13 +36,6 @@ GROUP_OF_FIXTURE: Mapping[str, str] = {
 # Largest first (seconds in a full run, 2026-11-29: about 790 and 300).
 GROUPS: tuple[str, ...] = (SPARK_SESSIONS, DELTA_AND_S3)
 
-# The longest modules outside the groups, handed out next, longest first (seconds in a full run at
-# -n 3, 2026-11-29: about 190, 140, 75, 70 and 60). In collection order they came after every
-# integration module, and the last of them ran on alone: a fifth of the run's last minute idle.
-LONG_MODULES: tuple[str, ...] = ("tests/spark/test_readme_blocks.py", "tests/spark/test_spark_cluster.py",
-                                 "tests/spark/test_notebook.py", "tests/spark/test_writer.py",
-                                 "tests/integration/test_bench_smoke.py")
-
 GROUP_OF_MODULE: Mapping[str, str] = {
     **{f"tests/spark/{name}.py": SPARK_SESSIONS for name in (
         "test_change_feed_options", "test_differential", "test_engine_clickhouse_spark", "test_generated_columns",
@@ -79,15 +72,15 @@ def check_session_groups(items: Iterable[pytest.Item]) -> None:
 
 class SessionGroupScheduling(LoadFileScheduling):
     """``--dist loadfile``, with each group of ``GROUP_OF_MODULE`` one unit of work, handed out
-    before any module, then ``LONG_MODULES``, then the rest in collection order."""
+    before any module."""
 
     def _split_scope(self, nodeid: str) -> str:
         module = module_of(nodeid)
         return GROUP_OF_MODULE.get(module, module)
 
     def _assign_work_unit(self, node: WorkerController) -> None:
-        for scope in (*GROUPS, *LONG_MODULES):
-            if scope in self.workqueue:
-                self.workqueue.move_to_end(scope, last=False)
+        for group in GROUPS:
+            if group in self.workqueue:
+                self.workqueue.move_to_end(group, last=False)
                 break
         super()._assign_work_unit(node)
