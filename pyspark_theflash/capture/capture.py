@@ -57,6 +57,7 @@ from pyspark_theflash.heap import long_lived_heap
 from pyspark_theflash.binlog.snapshot_batch import SnapshotColumns, snapshot_columns
 from pyspark_theflash.capture.captured_tables import CapturedTables
 from pyspark_theflash.capture.ddl_poller import DdlPoller
+from pyspark_theflash.capture.ended_registrations import EndedRegistrations
 from pyspark_theflash.capture.live_events import LiveEvents
 from pyspark_theflash.capture.store_stream import StoreStream
 from pyspark_theflash.capture.registration_pacer import DEFAULT_SCAN_LIMIT, RegistrationPacer
@@ -214,6 +215,10 @@ class Capture:
         self._followed_checked_at = float("-inf")  # when _check_followed last walked the registrations
         self._jitter = random.Random(opts.jitter_seed)
         self.fifo: deque[tuple[int, Held]] = deque()  # (newest commit, what is held), in feed order
+        self.held_count = self.released_count = 0  # items ever put in the FIFO and taken out of it
+        # ended registrations whose rows may still wait in the FIFO: a retirement of their
+        # region discards them as it does a current one (capture/ended_registrations.py)
+        self.ended_waiting = EndedRegistrations()
         self.frontier = 0
         self.frontier_moved_at = time.monotonic()
         self.last_ddl_ts = 0
@@ -357,6 +362,7 @@ class Capture:
             if rid in keep:
                 continue
             self.introduced.pop(rid)
+            self.ended_waiting.discard(rid)  # (an ended registration's rows still held: not written)
             feed = self.feeds.get(rid)
             if feed is not None and feed.written and not feed.discarded:
                 feed.discarded = True
@@ -453,6 +459,7 @@ class Capture:
             self._written.remove(old.id, old.start, old.end)
         if old is not None:
             self.table.remove(old)
+            self._ended(old)
         self.table.add(feed)
         self.pacer.add(feed)  # sent when its store has room (capture/registration_pacer.py)
 
@@ -477,6 +484,11 @@ class Capture:
         current = (f.current_coverage() for f in written if f is not None and f is not but)
         pieces += sorted((c for c in current if c is not None), key=lambda c: c.start)
         return pieces
+
+    def _ended(self, feed: RegionFeed) -> None:
+        """``feed`` is no longer current: the rows it took that still wait in the FIFO are
+        written after this, unless its region is retired first (``ended_waiting``)."""
+        self.ended_waiting.ended(feed, self.held_count, self.released_count)
 
     def _end_coverage(self, feed: RegionFeed) -> None:
         """An ended registration's coverage stays known until registrations written since
@@ -565,6 +577,7 @@ class Capture:
         self.table.remove(feed)
         if feed.written:
             self._written.remove(feed.id, feed.start, feed.end)
+        self._ended(feed)
         self._end_coverage(feed)
         self._reload_later(feed.start, feed.end, feed, backoff_s)
         log.info("region %d: %s; registering its range again", feed.id, why)
@@ -617,6 +630,7 @@ class Capture:
     def _hold(self, max_cts: int, held: Held) -> None:
         """Hold ``held`` until the DDL frontier reaches ``max_cts`` (its newest commit; 0: none)."""
         self.fifo.append((max_cts, held))
+        self.held_count += 1
 
     def _build(self, held: Held) -> list[binlog_pb2.Event]:
         """The binlog events of a held item, as it is released (``_release``)."""
@@ -801,6 +815,7 @@ class Capture:
                 feed.cover_whole()
         if self.feeds.get(feed.id) is not feed:
             self._end_coverage(feed)  # ended while its snapshot waited to be written
+            self._ended(feed)  # (its rows held after the snapshot are written next)
         else:
             self._written.insert(feed.id, feed.start, feed.end)
         self._forget_covered(feed.start, feed.end)
@@ -841,6 +856,7 @@ class Capture:
         size = 0
         while self.fifo and self.fifo[0][0] <= self.frontier:
             _, held = self.fifo.popleft()  # its columns are freed once its events are written
+            self.released_count += 1
             # each event is taken in as it is built: a later one of this release is built
             # against the claims and retirements of the ones before it
             for ev in self._build(held):
@@ -854,6 +870,7 @@ class Capture:
                 out, payloads, size = [], [], 0
         if out:
             self._append(out, absorbed=True, payloads=payloads)
+        self.ended_waiting.released(self.released_count)
 
     def _append(self, events: list[binlog_pb2.Event], absorbed: bool = False,
                 payloads: list[bytes] | None = None) -> None:

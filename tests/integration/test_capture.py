@@ -290,6 +290,87 @@ def test_a_region_the_replica_retires_has_its_registration_ended_not_fed(cluster
         again.pd.close()
 
 
+def test_a_registration_that_ended_with_rows_waiting_writes_none_of_them_once_its_region_is_retired(
+        cluster: MiniCluster, tmp_path: Path) -> None:
+    """A registration can end (an epoch error, a reload that found its region narrower) with live
+    rows still waiting for the DDL frontier, and a newer region's snapshot over part of its range
+    can be released before them: the writer has then retired the whole region, caches and all.
+    Its waiting rows are not written (the COMMIT of a PREWRITE the retirement dropped: the
+    writer stopped with CommitWithoutPrewriteError in a CI run of the test above), whether they
+    wait as one region's event or in an event of many, and the binlog applies."""
+    from pyspark_theflash.capture.feed_columns import LiveBatch, decode_change_data
+    from pyspark_theflash.capture.region_feed import RegionFeed
+    from pyspark_theflash.capture.tasks import HeldRows, HeldRuns, HeldSnapshot
+    from pyspark_theflash.codec import encode_region_key
+    from pyspark_theflash.codec.keys import encode_record_key
+    from pyspark_theflash.proto import cdcpb_pb2
+    from pyspark_theflash.upstream_client.pd_client import RegionInfo
+
+    Ev = cdcpb_pb2.Event
+    raw = {name: encode_record_key(500, h) for name, h in (("b", 100), ("c", 150), ("d", 200), ("f", 300))}
+
+    def k(name: str) -> bytes:  # keys b < c < d < f: records 100, 150, 200 and 300 of table 500
+        return bytes(encode_region_key(raw[name]))
+
+    def live(feed: RegionFeed, *rows: cdcpb_pb2.Event.Row) -> LiveBatch:  # one message's rows of ``feed``
+        msg = cdcpb_pb2.ChangeDataEvent(events=[Ev(region_id=feed.id, request_id=feed.gen,
+                                                   entries=Ev.Entries(entries=list(rows)))])
+        cols = feed.take_columns(decode_change_data(msg.SerializeToString()).rows)
+        assert cols is not None
+        return cols
+
+    capture = Capture(options(cluster, tmp_path / "binlog"))
+    try:
+        # region 70 over [b, f): its snapshot, then a PREWRITE at c, written
+        old = RegionFeed(70, k("b"), k("f"), version=5, conf_ver=1, store_id=1, gen=1, initialized=True)
+        capture.table.add(old)
+        capture._hold(0, HeldSnapshot(old, binlog_pb2.RegionSnapshot(region=old.region_proto())))
+        capture._hold(0, HeldRows(old, live(old, Ev.Row(type=Ev.PREWRITE, op_type=Ev.Row.PUT, start_ts=10,
+                                                        key=raw["c"], value=b"v"))))
+        capture.frontier = 1 << 62
+        capture._release()
+        # region 71, split off 70 over [d, f), registered by another range's reload: its snapshot
+        # waits; then 70's COMMIT at c (outside 71's keys) waits behind it; then 70's
+        # registration ends (its epoch error) with that row still held
+        born = RegionFeed(71, k("d"), k("f"), version=6, conf_ver=1, store_id=2, gen=2, initialized=True)
+        capture.table.add(born)
+        capture._hold(0, HeldSnapshot(born, binlog_pb2.RegionSnapshot(region=born.region_proto())))
+        capture._hold(11, HeldRows(old, live(old, Ev.Row(type=Ev.COMMIT, op_type=Ev.Row.PUT, start_ts=10,
+                                                         commit_ts=11, key=raw["c"]))))
+        capture._drop(old, "epoch_not_match", 0.0)
+        assert len(capture.ended_waiting) == 1
+        capture._release()
+        assert old.discarded and not born.discarded and 70 not in capture.introduced
+        assert len(capture.ended_waiting) == 0  # (nothing it took waits any more)
+        # the same, its rows in an event of many regions (``HeldRuns``): a registration ended by a
+        # reload that found its region at a newer epoch (``_register``'s replacing it)
+        again = RegionFeed(70, k("b"), k("d"), version=6, conf_ver=1, store_id=1, gen=3, initialized=True)
+        capture.table.add(again)
+        capture._hold(0, HeldSnapshot(again, binlog_pb2.RegionSnapshot(region=again.region_proto())))
+        capture._hold(0, HeldRows(again, live(again, Ev.Row(type=Ev.PREWRITE, op_type=Ev.Row.PUT, start_ts=20,
+                                                            key=raw["b"], value=b"w"))))
+        capture._release()
+        assert again.written and 70 in capture.introduced
+        right = RegionFeed(72, k("c"), k("d"), version=7, conf_ver=1, store_id=2, gen=4, initialized=True)
+        capture.table.add(right)
+        capture._hold(0, HeldSnapshot(right, binlog_pb2.RegionSnapshot(region=right.region_proto())))
+        commit_b = cdcpb_pb2.ChangeDataEvent(events=[Ev(region_id=70, request_id=again.gen, entries=Ev.Entries(
+            entries=[Ev.Row(type=Ev.COMMIT, op_type=Ev.Row.PUT, start_ts=20, commit_ts=21, key=raw["b"])]))])
+        assert capture._on_live_message(1, decode_change_data(commit_b.SerializeToString()))
+        assert isinstance(capture.fifo[-1][1], HeldRuns)
+        capture._register(RegionInfo(id=70, start=k("b"), end=k("c"), version=7, conf_ver=1, leader_store=1))
+        assert capture.feeds[70] is not again and len(capture.ended_waiting) == 1
+        capture._release()
+        assert again.discarded and not right.discarded and len(capture.ended_waiting) == 0
+    finally:
+        capture.writer.close()
+        capture.pd.close()
+    written = [(int(ev.region_id), ev.WhichOneof("payload")) for ev in binlog_events(tmp_path / "binlog")]
+    assert written == [(70, "snapshot"), (70, "entries"), (71, "snapshot"),
+                       (70, "snapshot"), (70, "entries"), (72, "snapshot")]
+    apply(tmp_path / "binlog", tmp_path / "store")  # (the writer's CommitWithoutPrewriteError, before)
+
+
 def test_a_message_of_many_regions_is_one_binlog_event_meaning_each_regions_own(cluster: MiniCluster,
                                                                                  tmp_path: Path) -> None:
     """A feed message whose events are live rows of several initialised registrations is matched in
