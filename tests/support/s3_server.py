@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import random
 import secrets
 import shutil
 import socket
@@ -72,16 +73,39 @@ def install() -> Path:
     return target
 
 
+def _ephemeral_floor() -> int:
+    """The lowest port the kernel hands out for outbound connections (Linux: 32768 unless set)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def _free_ports(n: int) -> list[int]:
-    """n distinct free ports on 127.0.0.1 (each of SeaweedFS's servers has an HTTP and a gRPC port)."""
+    """n distinct ports on 127.0.0.1, free now, below the kernel's ephemeral range. SeaweedFS's
+    servers (an HTTP and a gRPC port each) bind theirs seconds after they are picked; a port the
+    kernel had picked (``bind(0)``) comes from the range every outbound connection of the run's
+    JVMs and gRPC clients draws from, and one of those took the filer's gRPC port in that window
+    (``bind: address already in use``: every test of the S3 group errored)."""
+    floor = _ephemeral_floor()
+    low = max(1024, min(20000, floor - 4096))
+    rng = random.Random()  # (each test process its own draw over some thousands of ports)
     found: list[int] = []
     while len(found) < n:
+        port = rng.randrange(low, floor)
+        if port in found:
+            continue
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in found:
-            found.append(port)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        found.append(port)
     return found
+
+
+class PortTakenError(RuntimeError):
+    """Another process bound one of the server's ports between their pick and its start."""
 
 
 class S3Server:
@@ -114,7 +138,18 @@ class S3Server:
                 "spark.hadoop.fs.s3a.aws.credentials.provider":
                     "software.amazon.awssdk.auth.credentials.EnvironmentVariableCredentialsProvider"}
 
-    def start(self, timeout_s: float = 90.0) -> "S3Server":
+    def start(self, timeout_s: float = 90.0, attempts: int = 3) -> "S3Server":
+        """Starts the server and waits until it answers; started again on other ports (up to
+        ``attempts`` times) when another process bound one of its ports before it did."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start(timeout_s)
+            except PortTakenError:
+                if attempt == attempts:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout_s: float) -> "S3Server":
         weed = weed_binary()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self.data_dir / "s3.json"
@@ -146,7 +181,9 @@ class S3Server:
                 f"-s3.localSocket={self.data_dir / 's3.sock'}", f"-s3.config={config}",
                 f"-admin.port={admin}", f"-admin.port.grpc={admin_grpc}", "-admin.port.legacy=0", "-admin.ui=false",
                 "-webdav=false"]
-        (self.data_dir / "data").mkdir(exist_ok=True)
+        shutil.rmtree(self.data_dir / "data", ignore_errors=True)  # (nothing of a start that failed)
+        (self.data_dir / "data").mkdir()
+        log_from = self.log.stat().st_size if self.log.exists() else 0  # (this start's lines only)
         self.process = subprocess.Popen(argv, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, start_new_session=True,
                                         env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
@@ -155,7 +192,11 @@ class S3Server:
         last: Exception | None = None
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"weed mini exited with {self.process.returncode}: {self._tail()}")
+                code, self.process = self.process.returncode, None
+                with open(self.log, "rb") as log:
+                    log.seek(log_from)
+                    taken = b"address already in use" in log.read()
+                raise (PortTakenError if taken else RuntimeError)(f"weed mini exited with {code}: {self._tail()}")
             try:
                 self._probe()
                 return self
