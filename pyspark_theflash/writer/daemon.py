@@ -8,10 +8,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from pyspark_theflash.store.manifest import WRITER_PID_FILE as PID_FILE
 from pyspark_theflash.writer.errors import WriterError, WriterNotRunningError
+
+if TYPE_CHECKING:
+    from pyspark_theflash.latch.local import LocalLatch
 
 
 def pid_path(store: str | os.PathLike[str]) -> Path:
@@ -51,8 +54,9 @@ def _alive(pid: int) -> bool:
 
 def start_detached(run_argv: Sequence[str], store: str, log_file: str, timeout_s: float = 60.0) -> int:
     """Start ``theflash writer run <run_argv>`` detached (own session, output to ``log_file``);
-    return its pid once it holds the store's write latch. Raises WriterError with the log's
-    tail when it exits first."""
+    return its pid once it is up: it holds the store's write latch and has published its status
+    (after its upstream answered and its read service listens, loop.py). Raises WriterError with
+    the log's tail when it exits (or fails) first: a ``--serve`` port in use is the command's error."""
     from pyspark_theflash.latch.local import LocalLatch
 
     log_path = Path(log_file).resolve()
@@ -70,17 +74,28 @@ def start_detached(run_argv: Sequence[str], store: str, log_file: str, timeout_s
     try:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            holder = latch.holder()
-            if holder is not None and holder.pid == proc.pid and read_pid(store) == proc.pid:
-                return proc.pid
             code = proc.poll()
             if code is not None:
                 tail = log_path.read_text(errors="replace").splitlines()[-15:]
-                raise WriterError(f"the writer exited with status {code} before taking the write latch; {log_path} ends:\n" + "\n".join(tail))
+                raise WriterError(f"the writer exited with status {code} before it was up; {log_path} ends:\n"
+                                  + "\n".join(tail))
+            if _is_up(latch, store, proc.pid):
+                return proc.pid
             time.sleep(0.05)
-        raise WriterError(f"the writer (pid {proc.pid}) did not take the write latch within {timeout_s}s; see {log_path}")
+        raise WriterError(f"the writer (pid {proc.pid}) was not up (the write latch held, its upstream and read "
+                          f"service started) within {timeout_s:g}s; see {log_path}")
     finally:
         latch.close()
+
+
+def _is_up(latch: "LocalLatch", store: str, pid: int) -> bool:
+    """The writer ``pid`` holds the latch and the pid file, and has published a status that is
+    not a failure (a failed run publishes one too, then exits: the caller sees the exit)."""
+    holder = latch.holder()
+    if holder is None or holder.pid != pid or read_pid(store) != pid:
+        return False
+    status = latch.writer_status()
+    return status is not None and status.get("pid") == pid and status.get("state") != "failed"
 
 
 def stop(store: str, timeout_s: float = 60.0) -> int:

@@ -258,6 +258,10 @@ class Writer:
                 self.configure_store(self.store)
             self._connect_upstream()
             self._start_service()
+            # Up: the upstream answered and the read service (with --serve) listens. Published
+            # now, with this process's pid, so `writer start` returns only then (writer/daemon.py):
+            # a port taken or an upstream refused is its error, not a line in a log.
+            self._publish(force=True)
             self._loop()
             # The last flush inside the run's error handling: its storage failure (a pipelined
             # flush that found the disk full surfaces here) is reported and recorded as one.

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -320,6 +321,28 @@ def test_daemon_start_and_stop(cluster: BankCluster, tmp_path: Path) -> None:
     assert "signal 15" in text and "events/s" in text
     again = _cli("writer", "stop", "--store", str(store))
     assert again.returncode == 2 and "no running writer" in again.stderr
+
+
+def test_daemon_start_fails_when_its_serve_port_is_taken_and_leaves_no_writer(cluster: BankCluster,
+                                                                             tmp_path: Path) -> None:
+    """`writer start` returns once the writer is up, its read service listening: a port another
+    process holds is the command's error (it once said "writer started" and the writer died)."""
+    store, log = tmp_path / "store", tmp_path / "writer.log"
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        started = _cli("writer", "start", "--daemon", "--binlog", cluster.binlog("grpc"), "--store", str(store),
+                       "--upstream", cluster.info["upstream"], "--serve", "0", "--serve-http-port", str(taken),
+                       "--log", str(log))
+    assert started.returncode == 2, started.stdout
+    assert "writer started" not in started.stdout
+    assert f"127.0.0.1:{taken}" in started.stderr and "in use" in started.stderr, started.stderr
+    assert "Traceback" not in started.stderr
+    pid = int((store / "writer.pid").read_text()) if (store / "writer.pid").exists() else None
+    assert pid is None or process_is_gone(pid)
+    stopped = _cli("writer", "stop", "--store", str(store))
+    assert stopped.returncode == 2 and "no running writer" in stopped.stderr
 
 
 @pytest.mark.spark
