@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Iterator
 import pytest
 
 from flash_rig import FlashRig, wait_for
+from loopback_ports import free_port_runs
 from pyspark_theflash.upstream.workloads import BankWorkload
 
 pytestmark = pytest.mark.spark
@@ -35,21 +35,6 @@ def commands(block: str) -> list[str]:
     """The block's lines, continuation lines joined, comments after `#` dropped."""
     joined = re.sub(r"\\\n\s*", " ", block)
     return [line.split("  #")[0].rstrip() for line in joined.splitlines() if line.strip()]
-
-
-def free_ports() -> tuple[int, int]:
-    """Two neighbouring free ports: the service's Flight port and its HTTP port (Flight + 1)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        try:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", port + 1))
-            return port, port + 1
-        except OSError:
-            continue
-    raise AssertionError("no two neighbouring free ports")
 
 
 def plain_env() -> dict[str, str]:
@@ -90,7 +75,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FlashRig,
         rig.wait_replicated("bank.accounts")
         serve = [c for b in blocks(ROOT / "jvm-shim" / "README.md") for c in commands(b) if "theflash serve" in c]
         assert serve == [".venv/bin/theflash serve --store /tmp/flash &"], serve
-        flight, http = free_ports()
+        flight = free_port_runs([2])[0]  # the service's Flight port and its HTTP port (Flight + 1)
+        http = flight + 1
         line = serve[0].removesuffix("&").replace("/tmp/flash", rig.store) + f" --port {flight}"
         log = base / "serve.stderr"
         with open(log, "wb") as stderr:

@@ -9,7 +9,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import urllib.error
 import urllib.request
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+from loopback_ports import free_port
 from polling import wait_for
 
 pytestmark = pytest.mark.spark
@@ -73,12 +73,6 @@ def jupyter_command() -> str:
     lines = [b.split("  #")[0].strip() for block in blocks for b in block.splitlines() if "jupyter lab" in b]
     assert lines == [".venv/bin/jupyter lab notebooks/quickstart.ipynb"], lines
     return lines[0]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get_json(url: str) -> dict:

@@ -49,6 +49,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from conftest import ROOT
+from loopback_ports import free_port_runs
 from machine_spark_conf import write_spark_conf
 from polling import wait_for
 
@@ -155,39 +156,16 @@ def bank_total() -> int:
 # --- a user's shell -------------------------------------------------------------------------
 
 def free_ports(wanted: tuple[int, ...]) -> dict[int, int]:
-    """A free port for each README port, neighbours for neighbours."""
-    taken: set[int] = set()
-
-    def free(n: int) -> int:
-        for _ in range(200):
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                first = s.getsockname()[1]
-            ports = range(first, first + n)
-            if taken.isdisjoint(ports) and all(_bindable(p) for p in ports):
-                taken.update(ports)
-                return first
-        raise AssertionError(f"no {n} neighbouring free ports")
-
-    mapping: dict[int, int] = {}
+    """A free port for each README port, neighbours for neighbours (a server's PORT and PORT+1),
+    below the ephemeral range (tests/support/loopback_ports.py): a background writer's HTTP port,
+    picked by bind(0), was taken by an outbound connection before the writer bound it."""
+    runs: list[tuple[int, ...]] = []
     for port in sorted(wanted):
-        if port in mapping:
+        if any(port in run for run in runs):
             continue
-        if port + 1 in wanted:
-            first = free(2)
-            mapping[port], mapping[port + 1] = first, first + 1
-        else:
-            mapping[port] = free(1)
-    return mapping
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
+        runs.append((port, port + 1) if port + 1 in wanted else (port,))
+    firsts = free_port_runs([len(run) for run in runs])
+    return {port: first + i for run, first in zip(runs, firsts) for i, port in enumerate(run)}
 
 
 def listening(port: int) -> bool:

@@ -37,6 +37,7 @@ import pytest
 
 from conftest import ROOT
 from flash_rig import FlashRig, wait_for
+from loopback_ports import free_port, free_ports
 from pyspark_theflash.service import serve
 from pyspark_theflash.upstream.workloads import BankWorkload
 
@@ -115,14 +116,6 @@ def _spark_home() -> Path:
     return Path(pyspark.__file__).parent
 
 
-def _free_port(host: str) -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
 class StandaloneCluster:
     """A master on the bridge's address, a worker in each namespace (started with the wheel's
     ``spark-class``), the test's directory hidden from the workers."""
@@ -131,7 +124,7 @@ class StandaloneCluster:
         spark_class = str(_spark_home() / "bin" / "spark-class")
         env = dict(os.environ, SPARK_HOME=str(_spark_home()), PYSPARK_PYTHON=sys.executable,
                    SPARK_LOCAL_IP=lan.host, SPARK_NO_DAEMONIZE="1")
-        port, ui = _free_port(lan.host), _free_port(lan.host)
+        port, ui = free_ports(2, lan.host)
         self.master = f"spark://{lan.host}:{port}"
         self.ui = f"http://{lan.host}:{ui}/json/"
         self.processes: list[subprocess.Popen] = []
@@ -291,7 +284,7 @@ class ReadmeCluster:
     work and local directories, by environment)."""
 
     def __init__(self, lan: Lan, hidden: Path, store: str, logs: Path) -> None:
-        port = str(_free_port(lan.host))
+        port = str(free_port(lan.host))
         self.master = f"spark://{lan.host}:{port}"
         self.logs = logs
         logs.mkdir(parents=True, exist_ok=True)

@@ -19,15 +19,15 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import random
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from loopback_ports import free_ports
 
 # The module has no semver tags (SeaweedFS's releases are "4.01"-style), so the proxy serves
 # pseudo-versions; this one (a commit of 2026-11-09, ``weed version``: 4.53) was the module's
@@ -71,37 +71,6 @@ def install() -> Path:
                    env={**os.environ, "GOFLAGS": "-buildvcs=false -mod=readonly"})
     tmp.replace(target)
     return target
-
-
-def _ephemeral_floor() -> int:
-    """The lowest port the kernel hands out for outbound connections (Linux: 32768 unless set)."""
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-def _free_ports(n: int) -> list[int]:
-    """n distinct ports on 127.0.0.1, free now, below the kernel's ephemeral range. SeaweedFS's
-    servers (an HTTP and a gRPC port each) bind theirs seconds after they are picked; a port the
-    kernel had picked (``bind(0)``) comes from the range every outbound connection of the run's
-    JVMs and gRPC clients draws from, and one of those took the filer's gRPC port in that window
-    (``bind: address already in use``: every test of the S3 group errored)."""
-    floor = _ephemeral_floor()
-    low = max(1024, min(20000, floor - 4096))
-    rng = random.Random()  # (each test process its own draw over some thousands of ports)
-    found: list[int] = []
-    while len(found) < n:
-        port = rng.randrange(low, floor)
-        if port in found:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        found.append(port)
-    return found
 
 
 class PortTakenError(RuntimeError):
@@ -158,7 +127,7 @@ class S3Server:
             "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}))
         config.chmod(0o600)
         (master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc, admin,
-         admin_grpc) = _free_ports(10)
+         admin_grpc) = free_ports(10)
         self.port = s3
         # `weed mini`: master, volume server, filer, S3 gateway and an admin server in one process,
         # for one machine. It answered the probe in 5.5 s where `weed server -s3` took 11 (15 on a
