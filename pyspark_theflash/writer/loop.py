@@ -261,7 +261,7 @@ class Writer:
             # Up: the upstream answered and the read service (with --serve) listens. Published
             # now, with this process's pid, so `writer start` returns only then (writer/daemon.py):
             # a port taken or an upstream refused is its error, not a line in a log.
-            self._publish(force=True)
+            self._announce_up()
             self._loop()
             # The last flush inside the run's error handling: its storage failure (a pipelined
             # flush that found the disk full surfaces here) is reported and recorded as one.
@@ -909,13 +909,7 @@ class Writer:
             return
         self._last_publish = now
         self._refresh_upstream_lag()
-        status = self.progress.to_status()
-        if self.metrics is not None:
-            status["metrics_port"] = self.metrics.port
-        if self.service is not None:
-            status["serve"] = {"flight": self.service.flight_location, "http": self.service.http_url}
-        with self._status_lock:
-            self._status = status
+        status = self._status_now()
         if self.holder is not None:
             self._latch.publish_writer_status(self.holder.token, status)
         if self.on_progress is not None:
@@ -924,6 +918,23 @@ class Writer:
         # regions, on the loop that applies. It is published at most every STATUS_SHARE-th of the
         # time it takes, so it costs the loop a bounded share however many regions there are.
         self._publish_every = max(self.options.progress_interval_s, (time.monotonic() - now) / STATUS_SHARE)
+
+    def _status_now(self) -> WriterStatus:
+        status = self.progress.to_status()
+        if self.metrics is not None:
+            status["metrics_port"] = self.metrics.port
+        if self.service is not None:
+            status["serve"] = {"flight": self.service.flight_location, "http": self.service.http_url}
+        with self._status_lock:
+            self._status = status
+        return status
+
+    def _announce_up(self) -> None:
+        """Publish the status where `writer start` waits for it (writer/daemon.py): the upstream
+        answered and the read service listens. Not a progress line: the loop's first is next."""
+        status = self._status_now()
+        if self.holder is not None:
+            self._latch.publish_writer_status(self.holder.token, status)
 
     def _refresh_upstream_lag(self) -> None:
         """With the mini cluster's own log, a region's lag in events is measured against its
