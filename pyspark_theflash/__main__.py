@@ -1,5 +1,3 @@
-import sys
+from pyspark_theflash.cli import entry
 
-from pyspark_theflash.cli import main
-
-sys.exit(main())
+entry()

@@ -25,6 +25,9 @@ COMMAND_WORDS = {"delta": "lake", "serve": "service", "sql": "engine", "jar": "s
 # A command with actions whose first action may be left out: `theflash capture --pd ...` is
 # `theflash capture run --pd ...` (as it was before capture had start, stop and status)
 DEFAULT_ACTIONS = {"capture": ("run", ("run", "start", "stop", "status"))}
+# The commands that run PySpark in this process, which uses pandas: pyarrow's probe for pandas is
+# left alone in them and answered without pandas in all others (pandas_probe.py)
+PANDAS_COMMANDS = ("demo",)
 
 
 class CommandError(Exception):
@@ -133,5 +136,18 @@ def _whole(exc: BaseException) -> BaseException:
     return exc
 
 
-if __name__ == "__main__":
+def entry() -> None:
+    """The ``theflash`` program (the console script, ``python -m pyspark_theflash``): ``main()`` in
+    a process of its own. Unlike ``main()``, which a caller may run inside its own process, it
+    answers pyarrow's probe for pandas without pandas (pandas_probe.py), but in the commands of
+    PANDAS_COMMANDS."""
+    words = sys.argv[1:]
+    if not words or COMMAND_WORDS.get(words[0], words[0]) not in PANDAS_COMMANDS:
+        from pyspark_theflash.pandas_probe import skip_pandas_probe_when_pyarrow_loads
+
+        skip_pandas_probe_when_pyarrow_loads()
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

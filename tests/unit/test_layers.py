@@ -15,7 +15,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "pyspark_theflash"
 # lowest first; boxes on one line may not import each other
 ORDER = [
     {"errors", "stop_signals", "grpc_fork", "proto", "_native", "processes", "heap", "durable",
-     "lazy_exports"},  # heap: the cyclic GC's pace; lazy_exports: the packages' names imported when first named
+     "lazy_exports", "pandas_probe"},  # heap: the cyclic GC's pace; lazy_exports: the packages' names imported
+    # when first named; pandas_probe: pyarrow's probe for pandas, answered in the program's own processes
     {"grpc_health"},  # gRPC's health checking protocol, which every gRPC server answers
     {"ports"},  # every server's listening socket (pyspark_theflash/ports.py)
     {"status_http"},  # a long-running process's /metrics, /status and /healthz
