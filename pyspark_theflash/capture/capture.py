@@ -934,13 +934,15 @@ class Capture:
         self.ddl.stop()
         self.pd.interrupt()  # a PD call retrying while PD is away must not hold the stop up
 
-    def run(self) -> int:
+    def run(self, on_up: Callable[[], None] | None = None) -> int:
         """Capture until stopped (0) or, with ``until_ts``, until every region has a resolved
-        ts at or above it durable in the binlog (0)."""
+        ts at or above it durable in the binlog (0). ``on_up`` is called once capture is up: its
+        ports listening, the tables checked, every region's feed about to be registered (the CLI
+        writes the pid file then, so `capture start` returns only for a capture that got there)."""
         with long_lived_heap():  # a region's objects live as long as it does (pyspark_theflash/heap.py)
-            return self._run()
+            return self._run(on_up)
 
-    def _run(self) -> int:
+    def _run(self, on_up: Callable[[], None] | None) -> int:
         server = None
         if self.opts.serve_binlog is not None:
             from pyspark_theflash.binlog import serve_binlog
@@ -973,6 +975,8 @@ class Capture:
                                                          self.opts.resolve_locks_interval_s)
             self.progress(f"capturing {len(self.feeds)} region(s) of cluster {self.pd.cluster_id} into {self.dir}")
             self.ddl.start()
+            if on_up is not None:
+                on_up()
             last_gc = last_report = time.monotonic()
             report = ProgressLine(last_report)
             # events_written when the log was last synced and the state last saved. The first

@@ -262,9 +262,11 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    write_pid_file(args.binlog)  # (Capture holds the binlog now: `capture stop` finds this process)
     try:
-        code = capture.run()
+        # the pid file once capture is up (it holds the binlog, its ports listen, the tables are
+        # checked): `capture start` waits for it, so a capture that fails on its way up is the
+        # start's error, not a "started" followed by a dead process
+        code = capture.run(on_up=lambda: write_pid_file(args.binlog))
     except BinlogLockedError as exc:
         raise locked(exc) from None
     except (CaptureError, UpstreamError) as exc:

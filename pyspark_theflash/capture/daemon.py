@@ -53,10 +53,11 @@ def running_pid(binlog: str | os.PathLike[str]) -> int | None:
     return pid if pid is not None and not process_is_gone(pid) else None
 
 
-def start_detached(run_argv: Sequence[str], binlog: str, log_file: str, timeout_s: float = 60.0) -> int:
+def start_detached(run_argv: Sequence[str], binlog: str, log_file: str, timeout_s: float = 300.0) -> int:
     """Start ``theflash capture run <run_argv>`` detached (its own session, output to
-    ``log_file``); its pid once it holds the binlog (its pid file names it). Raises
-    CaptureError with the log's last lines when it exits first."""
+    ``log_file``); its pid once it is up (its pid file names it: it holds the binlog, its ports
+    listen, the tables are checked). Raises CaptureError with the log's last lines when it exits
+    first, and, naming it, when it is not up within ``timeout_s`` (it goes on starting)."""
     log_path = Path(log_file).resolve()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log, open(os.devnull, "rb") as devnull:
@@ -70,10 +71,11 @@ def start_detached(run_argv: Sequence[str], binlog: str, log_file: str, timeout_
         code = proc.poll()
         if code is not None:
             tail = log_path.read_text(errors="replace").splitlines()[-15:]
-            raise CaptureError(f"capture exited with status {code} before it held --binlog {binlog}; {log_path} "
-                               "ends:\n" + "\n".join(tail))
+            raise CaptureError(f"capture exited with status {code} before it was up; {log_path} ends:\n"
+                               + "\n".join(tail))
         time.sleep(0.05)
-    raise CaptureError(f"capture (pid {proc.pid}) did not hold --binlog {binlog} within {timeout_s:g}s; see {log_path}")
+    raise CaptureError(f"capture (pid {proc.pid}) is not up after {timeout_s:g}s and goes on starting: see {log_path} "
+                       f"and `theflash capture status --binlog {binlog}`")
 
 
 def stop(binlog: str, timeout_s: float = 60.0) -> int:

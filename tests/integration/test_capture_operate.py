@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
+import socketserver
+import threading
+import time
 import subprocess
 import sys
 import urllib.request
@@ -14,6 +18,7 @@ from typing import Any, Iterator
 import pytest
 from polling import wait_for
 
+from pyspark_theflash.processes import process_is_gone
 from pyspark_theflash.upstream.cluster import MiniCluster
 from pyspark_theflash.upstream.tidb import make_column
 
@@ -161,3 +166,79 @@ def test_capture_run_daemon_detaches_as_start_does_its_log_in_the_binlog_directo
     assert stopped.returncode == 0 and f"capture (pid {pid}) stopped" in stopped.stdout, stopped.stderr
     logged = (binlog / "capture.log").read_text()
     assert "signal 15: stopping" in logged and "stopped: " in logged and "Traceback" not in logged
+
+
+
+class SlowProxy(socketserver.ThreadingTCPServer):
+    """A TCP proxy on 127.0.0.1 that holds each connection ``delay_s`` before it forwards it to
+    ``target``: an upstream across a slow network."""
+    daemon_threads = True
+
+    def __init__(self, target: tuple[str, int], delay_s: float) -> None:
+        self.target, self.delay_s = target, delay_s
+        super().__init__(("127.0.0.1", 0), _SlowlyForwarded)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.server_address[1]}"
+
+
+class _SlowlyForwarded(socketserver.BaseRequestHandler):
+    server: SlowProxy
+
+    def handle(self) -> None:
+        time.sleep(self.server.delay_s)
+        with socket.create_connection(self.server.target) as upstream:
+            def pipe(src: socket.socket, dst: socket.socket) -> None:
+                while chunk := src.recv(65536):
+                    dst.sendall(chunk)
+                dst.shutdown(socket.SHUT_WR)
+
+            back = threading.Thread(target=pipe, args=(upstream, self.request), daemon=True)
+            back.start()
+            pipe(self.request, upstream)
+            back.join(30)
+
+
+def test_capture_start_fails_when_the_tables_it_names_are_not_there_and_leaves_no_capture(
+        cluster: MiniCluster, tmp_path: Path) -> None:
+    """`capture start` returns once capture is up, the tables it names checked: one TiDB does not
+    have is the command's error, even where TiDB answers slowly (here half a second a request;
+    it once said "capture started" and the capture exited a moment later)."""
+    binlog = tmp_path / "binlog"
+    host, port = cluster.status_address.rsplit(":", 1)
+    proxy = SlowProxy((host, int(port)), delay_s=0.5)
+    try:
+        started = subprocess.run(THEFLASH + ["capture", "start", "--pd", cluster.pd_address.removeprefix("pd://"),
+                                             "--tidb", f"http://{proxy.address}", "--binlog", str(binlog),
+                                             "--tables", "shop.nosuch"], capture_output=True, text=True, timeout=120)
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    assert started.returncode == 2, started.stdout
+    assert "capture started" not in started.stdout
+    assert "--tables names shop.nosuch" in started.stderr and "Traceback" not in started.stderr, started.stderr
+    assert not (binlog / "capture.pid").exists()
+
+
+def test_capture_start_fails_when_its_metrics_port_is_taken_and_leaves_no_capture(
+        cluster: MiniCluster, tmp_path: Path) -> None:
+    """`capture start` returns once capture is up, its ports listening: a port another process
+    holds is the command's error (it once said "capture started" and the capture died)."""
+    binlog = tmp_path / "binlog"
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        started = subprocess.run(THEFLASH + ["capture", "start", *_upstream(cluster), "--binlog", str(binlog),
+                                             "--metrics-port", str(taken)], capture_output=True, text=True, timeout=120)
+    assert started.returncode == 2, started.stdout
+    assert "capture started" not in started.stdout
+    assert f"127.0.0.1:{taken}" in started.stderr and "in use" in started.stderr, started.stderr
+    assert "--metrics-port" in started.stderr and "Traceback" not in started.stderr
+    pid = int((binlog / "capture.pid").read_text()) if (binlog / "capture.pid").exists() else None
+    assert pid is None or process_is_gone(pid)
+    stopped = subprocess.run(THEFLASH + ["capture", "stop", "--binlog", str(binlog)], capture_output=True, text=True,
+                             timeout=60)
+    assert stopped.returncode == 2 and "no capture is running" in stopped.stderr, stopped.stderr
