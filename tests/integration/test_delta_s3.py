@@ -241,7 +241,9 @@ def test_the_writer_publishes_to_s3_on_its_own_with_delta_to(tmp_path: Path, s3_
     to = f"s3://{s3_bucket}/bank"
     rig = FlashRig(tmp_path)
     try:
-        bank = TwoTableBankWorkload(rig.cluster, accounts=20, initial=1000, threads=2, seed=56)
+        # 25 transactions a second: the test waits on the writer's rounds, and as fast as they went
+        # they only took CPU from the writer (these four modules: 47.6 -> 38.8 CPU s, issue 54)
+        bank = TwoTableBankWorkload(rig.cluster, accounts=20, initial=1000, threads=2, seed=56, rate=25)
         bank.setup()
         rig.start_writer(interval_s=0.05, delta_publish_interval_s=0.3, delta_to=to)
         for table in bank.tables:
