@@ -96,7 +96,7 @@ class SchemaChangeDriver:
                     self.done.append(what)
                     next_ddl_at = self.rounds_so_far() + self.every
                 self._one_txn()
-                self._stop.wait(0.1)
+                self._stop.wait(0.02)
         except BaseException as exc:  # surfaced by stop
             self.error.append(exc)
 
@@ -278,12 +278,8 @@ def run_ddl_rounds(tmp_path: Path, to: str | None = None, counts: Counts = DEFAU
     where = to or parts_to or rig.store
     try:
         # paced, not as fast as they go: the writer's rounds are the run's pace, and unthrottled
-        # transfers took the process's time from it (and a core from the other test worker). Each
-        # round still holds tens of transactions of each workload; at twice these rates (and the
-        # schema-change drivers a transaction every 20 ms, not 100) the local run took 92 CPU s,
-        # 83 s, where it takes 58-62 CPU s, 51-55 s, and the run on S3 135 CPU s where it takes
-        # 126 (machine-wide, one module alone; issue 54)
-        bank = TwoTableBankWorkload(rig.cluster, accounts=20, initial=1000, threads=2, seed=52, rate=20,
+        # transfers took the process's time from it (and a core from the other test worker)
+        bank = TwoTableBankWorkload(rig.cluster, accounts=20, initial=1000, threads=2, seed=52, rate=40,
                                     faults=Faults(split_merge=0.05, dying=0.02, rollback=0.02))
         bank.setup()
 
@@ -294,7 +290,7 @@ def run_ddl_rounds(tmp_path: Path, to: str | None = None, counts: Counts = DEFAU
         drivers = (items, events)
         for driver in drivers:
             driver.setup()
-        orders = OrdersWorkload(rig.cluster, threads=1, seed=53, rate=10)
+        orders = OrdersWorkload(rig.cluster, threads=1, seed=53, rate=20)
         orders.setup()
         # removed part files outlive the test: older versions name them in place (docs/delta.md, retention)
         rig.start_writer(interval_s=0.05, delta_publish_interval_s=0.3, compact_interval_s=1.0, file_retention_s=3600,
