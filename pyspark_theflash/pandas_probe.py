@@ -77,8 +77,14 @@ class _PyarrowFinder(importlib.abc.MetaPathFinder):
 
 
 class _ProbeAfterLoad(importlib.abc.Loader):
+    """pyarrow's own loader, answering the probe after it has run the module; anything else
+    (``get_resource_reader``, ``is_package``, ...) is the wrapped loader's."""
+
     def __init__(self, loader: importlib.abc.Loader) -> None:
         self._loader = loader
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._loader, name)
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
         return self._loader.create_module(spec)
