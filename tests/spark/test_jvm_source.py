@@ -691,6 +691,7 @@ def test_spark_sql_prints_each_user_error_as_its_message_without_a_stack(served:
     stalled.start_writer(interval_s=0.05)
     with stalled.cluster.txn() as t:
         t.insert("st.w", {"id": 1})
+    stalled.wait_replicated("st.w")
     # the row read back at a ts after its commit: the store then holds the table's region too (the
     # wait notice names it), not only its schema (a loaded run once stopped the writer in between)
     assert stalled.read_at(stalled.store, "st.w", stalled.cluster.get_ts()).column("id").to_pylist() == [1]
