@@ -282,7 +282,7 @@ def run_ddl_rounds(tmp_path: Path, to: str | None = None, counts: Counts = DEFAU
         # round still holds tens of transactions of each workload; at twice these rates (and the
         # schema-change drivers a transaction every 20 ms, not 100) the local run took 92 CPU s,
         # 83 s, where it takes 58-62 CPU s, 51-55 s, and the run on S3 135 CPU s where it takes
-        # 126 (machine-wide, one module alone; issue 54)
+        # 126 (machine-wide, one module alone); both in one process, 242 -> 228 CPU s (issue 54)
         bank = TwoTableBankWorkload(rig.cluster, accounts=20, initial=1000, threads=2, seed=52, rate=20,
                                     faults=Faults(split_merge=0.05, dying=0.02, rollback=0.02))
         bank.setup()
@@ -401,8 +401,8 @@ def check_with_delta_spark(published: Published, spark: Any, last: int = 4) -> N
     tests/conftest.py) reads, by ``versionAsOf``, the first
     version of ``shop.items`` under each of its schemas and every table's versions of the last
     ``last`` rounds at or before every table's newest commit, and by ``timestampAsOf`` (the
-    round's in-commit timestamp) every table at each of those rounds: each equal to TheFlash's read at the round's ts, the bank's total
-    holding over the two tables read by one timestamp."""
+    round's in-commit timestamp) every table at each of those rounds: each equal to TheFlash's
+    read at the round's ts, the bank's total holding over the two tables read by one timestamp."""
     from delta_bank_rounds import _utc_text as utc  # the text timestampAsOf takes
 
     def spark_path(root: str) -> str:
