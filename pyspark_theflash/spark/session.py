@@ -53,7 +53,9 @@ def theflash_session(master: str | None = None, app_name: str = "theflash", *, j
     (``conf``) and the theflash ones above: its shuffle partitions, UI or memory are the user's.
     A new session gets a few defaults suited to local work (Arrow, 4 shuffle partitions), each
     only where ``conf`` does not set it; its Spark UI is on (the scan node's theflash metrics
-    show there) unless ``ui=False``.
+    show there) unless ``ui=False``. A session of the Python source also gets this package's
+    Python worker daemon (``spark.python.daemon.module``, ``spark/worker_daemon.py``): its workers
+    import the installed PySpark, compiled, where Spark would have them compile pyspark.zip's.
 
     With a cluster master (``spark://``, ``yarn``, ``k8s://``) executors run on other hosts: for
     ``spark://`` the driver's address (``spark.driver.host``) defaults to this machine's address
@@ -133,6 +135,13 @@ def theflash_session(master: str | None = None, app_name: str = "theflash", *, j
             if EXTENSIONS_CLASS not in extensions:
                 user["spark.sql.extensions"] = ",".join(extensions + [EXTENSIONS_CLASS])
             user["spark.jars"] = ",".join(jars + [str(jar_path())])
+        else:
+            # the Python source's workers import PySpark as installed, compiled, not from the
+            # sources in Spark's pyspark.zip (0.57 CPU s less per daemon, four a session: spark/
+            # worker_daemon.py); its executors import this package for their reads already
+            from pyspark_theflash.spark.worker_daemon import DAEMON_CONF, MODULE
+
+            settings[DAEMON_CONF] = MODULE
         settings.update(user)
         # the Python source learns its service from the environment Spark's JVM starts with
         python_source = None if connector else _serve_python_source(master, settings, server, local)

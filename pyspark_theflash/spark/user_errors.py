@@ -48,10 +48,13 @@ def _framed_outside_pyspark(wrapper: W) -> W:
 
 def in_spark_worker() -> bool:
     """Whether this process is one of Spark's Python workers (its ``__main__`` is pyspark's
-    daemon or worker module: ``pyspark.daemon``, ``pyspark.worker``, ``pyspark.sql.worker.*``)."""
+    daemon or worker module: ``pyspark.daemon``, ``pyspark.worker``, ``pyspark.sql.worker.*``,
+    or this package's daemon, ``spark/worker_daemon.py``)."""
+    from pyspark_theflash.spark.worker_daemon import MODULE as OUR_DAEMON
+
     main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    return bool(spec is not None and str(getattr(spec, "name", "")).startswith("pyspark."))
+    name = str(getattr(getattr(main, "__spec__", None), "name", ""))
+    return name.startswith("pyspark.") or name == OUR_DAEMON
 
 
 def _without_traceback_in_this_worker() -> None:

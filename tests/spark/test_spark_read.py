@@ -94,6 +94,28 @@ def test_explicit_registration_and_sql_temporary_view(spark: Any, rig: FlashRig)
     assert (row.n, row.total) == (5, sum(100 + i for i in range(5, 10)))
 
 
+def test_the_python_sources_workers_import_the_installed_pyspark_from_this_packages_daemon(
+        spark: Any, rig: FlashRig) -> None:
+    """theflash_session(jvm=False) gives the session this package's worker daemon: a Python worker
+    imports PySpark as installed (compiled once), not from Spark's pyspark.zip, which Python would
+    compile again in every worker; and the source reads through such workers (spark/worker_daemon.py)."""
+    from pyspark_theflash.spark.worker_daemon import DAEMON_CONF, MODULE
+
+    def worker_imports(_: Any) -> tuple[str, str]:  # (defined here: pickled by value, not by module)
+        import sys
+
+        import pyspark
+
+        return pyspark.__file__ or "", str(sys.modules["__main__"].__spec__.name)
+
+    assert spark.conf.get(DAEMON_CONF) == MODULE
+    [(pyspark_file, main)] = spark.sparkContext.parallelize([0], 1).map(worker_imports).collect()
+    assert main == MODULE
+    assert ".zip" not in pyspark_file and Path(pyspark_file).parent.name == "pyspark", pyspark_file
+    make_table(rig, "daemon.t", 5)
+    assert sorted(r.id for r in read(spark, rig).load("daemon.t").collect()) == [0, 1, 2, 3, 4]
+
+
 # --- types ------------------------------------------------------------------------------------
 
 TYPE_COLUMNS = [
