@@ -76,6 +76,16 @@ else
   say "javac not found: the Spark connector jar is not built (apt-get install openjdk-17-jdk-headless)"
 fi
 
+# The test machine's class archive for Spark's JVMs (AppCDS, tests/support/spark_class_archive.py):
+# each Spark JVM the tests start maps the classes a driver loads instead of loading them from
+# Spark's jars, about a third of a short JVM's CPU. Made once per .venv (about a minute), again
+# only when the JDK or Spark's jars change.
+if archive=$(.venv/bin/python tests/support/spark_class_archive.py install); then
+  say "Spark class archive: $archive"
+else
+  say "the Spark class archive was not made: the tests run without it, slower, and its check fails"
+fi
+
 # delta-spark's jars for Spark 4.2 (a plain Spark session reading the published Delta tables,
 # docs/delta.md) and hadoop-aws with its AWS SDK bundle (S3A, for the tables published to S3;
 # ~700 MB once), fetched from Maven Central into ~/.cache/theflash (THEFLASH_CACHE) and checked

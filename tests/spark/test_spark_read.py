@@ -116,6 +116,25 @@ def test_the_python_sources_workers_import_the_installed_pyspark_from_this_packa
     assert sorted(r.id for r in read(spark, rig).load("daemon.t").collect()) == [0, 1, 2, 3, 4]
 
 
+def test_the_suites_spark_jvm_maps_the_machines_class_archive(spark: Any) -> None:
+    """The test machine's Spark conf (tests/support/machine_spark_conf.py) has every Spark JVM of
+    the suite map the class archive the set-up command made (tests/support/spark_class_archive.py):
+    about a third of a short JVM's CPU. The JDK maps it only where it fits this JDK, these jars and
+    this class path, and says nothing where it does not, so this checks that it does fit."""
+    import spark_class_archive
+
+    archive = spark_class_archive.installed()
+    assert archive is not None, (f"{spark_class_archive.ARCHIVE} is missing: the set-up command makes it; run "
+                                 "scripts/bootstrap.sh (or python tests/support/spark_class_archive.py install)")
+    pid = spark._jvm.java.lang.ProcessHandle.current().pid()
+    mapped = {line.split(maxsplit=5)[-1] for line in Path(f"/proc/{pid}/maps").read_text().splitlines()
+              if len(line.split(maxsplit=5)) == 6}
+    assert str(archive) in mapped, (f"the Spark JVM (pid {pid}) does not map {archive}: made for another JDK or "
+                                    "other jars; run scripts/bootstrap.sh to make it again")
+    class_path = spark._jvm.java.lang.System.getProperty("java.class.path").split(os.pathsep)
+    assert os.environ["SPARK_CONF_DIR"].rstrip("/") in [p.rstrip("/") for p in class_path]  # still there, after
+
+
 # --- types ------------------------------------------------------------------------------------
 
 TYPE_COLUMNS = [
