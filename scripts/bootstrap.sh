@@ -78,8 +78,9 @@ fi
 
 # The test machine's class archive for Spark's JVMs (AppCDS, tests/support/spark_class_archive.py):
 # each Spark JVM the tests start maps the classes a driver loads instead of loading them from
-# Spark's jars, about a third of a short JVM's CPU. Made once per .venv (about a minute), again
-# only when the JDK or Spark's jars change.
+# Spark's jars, about a third of a short JVM's CPU. Made once (about 40 s) into ~/.cache/theflash
+# for this JDK, these jars and this checkout's path, and linked from .venv; a later set-up of a
+# checkout at the same path (CI's clean clones) finds it made.
 if archive=$(.venv/bin/python tests/support/spark_class_archive.py install); then
   say "Spark class archive: $archive"
 else

@@ -24,12 +24,16 @@ class path of its own), the JDK maps nothing and loads every class as before; th
 turns the JDK's CDS log off, so no JVM prints a warning into output a test compares.
 ``tests/spark/test_spark_read.py`` checks that the suite's Spark JVM maps it.
 
-``python tests/support/spark_class_archive.py install`` (run by ``scripts/bootstrap.sh``) dumps it
-into the project's ``.venv`` beside the jars it was made from, from one ``spark-submit`` of this
-file's ``workload``: what the suite's sessions do, in small (SQL and DataFrames with generated and
-interpreted code, Parquet, Arrow both ways, Python UDFs, a Python data source, a stream).
-It is made again only when the JDK, Spark's jars, the machine's JVM options or the workload
-change (a digest of them is kept beside it).
+``python tests/support/spark_class_archive.py install`` (run by ``scripts/bootstrap.sh``) makes it
+from one ``spark-submit`` of this file's ``workload``: what the suite's sessions do, in small (SQL
+and DataFrames with generated and interpreted code, Parquet, Arrow both ways, Python UDFs, a
+Python data source, a stream); about 40 s. It is kept in the machine's cache
+(``$THEFLASH_CACHE/spark-classes``, default ``~/.cache/theflash``) under a digest of what it was
+made from (the JDK's build, Spark's jars by path and size, the JVM options, this file), and
+``.venv/share/theflash/spark-classes.jsa`` links to it: a later set-up of a checkout at the same
+path (a clean clone of CI's) finds it made. For that the set-up gives Spark's jars one fixed
+mtime (``JARS_MTIME``): pip gives each installed file the time of the install, and the JDK takes
+a jar of another mtime for another jar. The cache keeps the three archives used last.
 """
 from __future__ import annotations
 
@@ -42,9 +46,13 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve()
-ARCHIVE_DIR = Path(sys.prefix) / "share" / "theflash"
-ARCHIVE = ARCHIVE_DIR / "spark-classes.jsa"
-DIGEST = ARCHIVE_DIR / "spark-classes.digest"
+ARCHIVE = Path(sys.prefix) / "share" / "theflash" / "spark-classes.jsa"   # a link into the cache
+KEEP = 3                       # archives the cache keeps (one per checkout path and Spark)
+JARS_MTIME = 1_767_225_600     # 2026-01-01 UTC: Spark's jars' mtime after the set-up (see above)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("THEFLASH_CACHE") or Path.home() / ".cache" / "theflash") / "spark-classes"
 
 
 def spark_home() -> Path:
@@ -65,9 +73,9 @@ def spark_jars_entry() -> str:
 
 
 def installed() -> Path | None:
-    """The archive if the set-up command made one; whether it still fits this JDK and these jars
-    the JDK checks itself each time it maps it."""
-    return ARCHIVE if ARCHIVE.is_file() else None
+    """The archive the set-up command linked, if it is there; whether it still fits this JDK and
+    these jars the JDK checks itself each time it maps it."""
+    return ARCHIVE.resolve() if ARCHIVE.is_file() else None
 
 
 def java() -> str:
@@ -76,26 +84,45 @@ def java() -> str:
 
 
 def digest(jvm_options: tuple[str, ...]) -> str:
-    """What the archive is made from: the JDK's build, each of Spark's jars (name, size, mtime),
-    the JVM options it is dumped with and this file (the workload)."""
+    """What the archive is made from: the JDK's build, each of Spark's jars (path and size; their
+    mtime is ``JARS_MTIME``), the JVM options it is dumped with and this file (the workload)."""
     h = hashlib.sha256()
     h.update(subprocess.run([java(), "-version"], capture_output=True, text=True, check=True).stderr.encode())
     for jar in sorted((spark_home() / "jars").glob("*.jar")):
-        st = jar.stat()
-        h.update(f"{jar}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        h.update(f"{jar}\0{jar.stat().st_size}\n".encode())
     h.update(" ".join(jvm_options).encode())
     h.update(HERE.read_bytes())
-    return h.hexdigest()
+    return h.hexdigest()[:32]
 
 
 def install() -> Path:
-    """Dumps the archive into ``.venv/share/theflash`` unless the one there is current."""
+    """Links ``.venv/share/theflash/spark-classes.jsa`` to the cache's archive for this JDK, these
+    jars and this path, dumping it first if the cache has none."""
     from machine_spark_conf import JVM_OPTIONS
 
-    want = digest(JVM_OPTIONS)
-    if ARCHIVE.is_file() and DIGEST.is_file() and DIGEST.read_text() == want:
-        return ARCHIVE
-    ARCHIVE_DIR.mkdir(parents=True, exist_ok=True)
+    for jar in (spark_home() / "jars").glob("*.jar"):
+        if jar.stat().st_mtime != JARS_MTIME:
+            os.utime(jar, (JARS_MTIME, JARS_MTIME))
+    cache = cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    cached = cache / f"{digest(JVM_OPTIONS)}.jsa"
+    if cached.is_file():
+        os.utime(cached)             # used last: kept
+    else:
+        dump(cached, JVM_OPTIONS)
+    for old in sorted(cache.glob("*.jsa"), key=lambda p: p.stat().st_mtime, reverse=True)[KEEP:]:
+        old.unlink(missing_ok=True)
+    ARCHIVE.parent.mkdir(parents=True, exist_ok=True)
+    link = ARCHIVE.with_name(ARCHIVE.name + ".new")
+    link.unlink(missing_ok=True)
+    link.symlink_to(cached)
+    os.replace(link, ARCHIVE)
+    return ARCHIVE
+
+
+def dump(target: Path, jvm_options: tuple[str, ...]) -> None:
+    """One ``spark-submit`` of ``workload`` whose JVM writes the classes it loaded to ``target``
+    as it exits (the JDK's ``-XX:ArchiveClassesAtExit``)."""
     with tempfile.TemporaryDirectory(prefix="theflash-spark-classes-") as work:
         dumped = Path(work) / "spark-classes.jsa"
         conf = Path(work) / "conf"       # no machine conf of this machine's: the options are these
@@ -103,7 +130,7 @@ def install() -> Path:
         env = {**os.environ, "SPARK_CONF_DIR": str(conf), "SPARK_HOME": str(spark_home()),
                "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
                "SPARK_LOCAL_IP": "127.0.0.1"}
-        options = " ".join((*JVM_OPTIONS, f"-XX:ArchiveClassesAtExit={dumped}", "-Xlog:cds=off,cds+dynamic=off"))
+        options = " ".join((*jvm_options, f"-XX:ArchiveClassesAtExit={dumped}", "-Xlog:cds=off,cds+dynamic=off"))
         command = [str(spark_home() / "bin" / "spark-submit"), "--master", "local[2]",
                    "--conf", f"spark.driver.defaultJavaOptions={options}",
                    "--conf", f"spark.driver.extraClassPath={spark_jars_entry()}",
@@ -114,9 +141,9 @@ def install() -> Path:
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
             raise SystemExit(f"the Spark class archive could not be made (spark-submit exited {done.returncode}: "
                              f"{tail[0]}); the tests run without it, slower")
-        os.replace(dumped, ARCHIVE)      # one rename: a JVM never maps half an archive
-    DIGEST.write_text(want)
-    return ARCHIVE
+        partial = target.with_name(target.name + f".{os.getpid()}")
+        shutil.move(str(dumped), partial)
+        os.replace(partial, target)      # one rename: a JVM never maps half an archive
 
 
 def workload(data: Path) -> None:
