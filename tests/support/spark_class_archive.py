@@ -57,7 +57,9 @@ def cache_dir() -> Path:
 
 def spark_home() -> Path:
     """Spark's home as its launch scripts find it for a pip-installed PySpark (the package's real
-    path); the class path entries the archive names start with it."""
+    path); the class path entries the archive names start with it. Found without importing
+    PySpark (``pyspark_theflash.spark.jar.spark_jars_dir`` imports it): every pytest process
+    writes the machine's conf at start, unit tier included."""
     import importlib.util
 
     spec = importlib.util.find_spec("pyspark")
