@@ -66,6 +66,10 @@ printf '{"ServerApp": {"allow_root": true}}\n' > .venv/etc/jupyter/jupyter_serve
 # process would compile what it imports again, and the test suite starts hundreds. A source changed
 # since is compiled afresh when imported (Python checks each file's mtime and size).
 .venv/bin/python -m compileall -q -j 0 pyspark_theflash tests/support >/dev/null
+# And the PySpark and py4j zips Spark puts first on the path of each Python process it starts (its
+# workers, the Python source's planning workers, a spark-submit'ed app's driver): Python compiled
+# their modules from source at every import, about 0.7-1 CPU s a process (scripts/compile_pyspark_zips.py).
+.venv/bin/python scripts/compile_pyspark_zips.py >/dev/null
 say "ready: .venv/bin/theflash"
 
 # The Spark connector jar (jvm-shim/), compiled with javac against pyspark's own jars; rebuilt
