@@ -60,8 +60,12 @@ def compile_zip(path: Path) -> int:
                 zout.writestr(info, data)
                 if not info.filename.endswith(".py") or f"{info.filename}c" in names:
                     continue
+                # the file name zipimport compiles the source under (Spark's SPARK_HOME is the real
+                # path, pyspark's find_spark_home): tracebacks and PySpark's filtering of them
+                # (pyspark.util, frames under pyspark.__file__'s folder) see the same frames
+                where = os.path.join(os.path.realpath(path), *info.filename.split("/"))
                 try:
-                    code = compile(data, info.filename, "exec", dont_inherit=True)
+                    code = compile(data, where, "exec", dont_inherit=True)
                 except (SyntaxError, ValueError):  # left to its import, as compileall leaves it
                     continue
                 pyc = zipfile.ZipInfo(f"{info.filename}c", info.date_time)

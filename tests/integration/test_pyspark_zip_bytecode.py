@@ -29,8 +29,13 @@ def refused(*args, **kwargs):
 builtins.compile = refused
 import pkg.mod
 assert ".zip" in pkg.mod.__file__, pkg.mod.__file__
+# the code's file is the source's, as when zipimport compiles it (its __file__ names the .pyc)
+assert pkg.mod.where.__code__.co_filename == sys.path[0] + "/pkg/mod.py", pkg.mod.where.__code__.co_filename
 print(pkg.mod.VALUE)
 """
+
+
+MOD = "VALUE = 6 * 7\n\n\ndef where() -> None:\n    pass\n"
 
 
 def import_from(zip_path: Path) -> subprocess.CompletedProcess[str]:
@@ -50,7 +55,7 @@ def test_a_compiled_zip_is_imported_from_its_bytecode_and_a_module_that_does_not
     lib = tmp_path / "spark" / "python" / "lib"
     lib.mkdir(parents=True)
     zipped = lib / "pyspark.zip"
-    write_zip(zipped, {"pkg/__init__.py": "", "pkg/mod.py": "VALUE = 6 * 7\n", "pkg/broken.py": "def (:\n",
+    write_zip(zipped, {"pkg/__init__.py": "", "pkg/mod.py": MOD, "pkg/broken.py": "def (:\n",
                        "pkg/data.txt": "kept"})
     assert "compiled from source" in import_from(zipped).stderr  # as installed: compiled at each import
 
@@ -58,7 +63,7 @@ def test_a_compiled_zip_is_imported_from_its_bytecode_and_a_module_that_does_not
 
     with zipfile.ZipFile(zipped) as archive:
         names = set(archive.namelist())
-        assert archive.read("pkg/data.txt") == b"kept" and archive.read("pkg/mod.py") == b"VALUE = 6 * 7\n"
+        assert archive.read("pkg/data.txt") == b"kept" and archive.read("pkg/mod.py") == MOD.encode()
     assert {"pkg/__init__.pyc", "pkg/mod.pyc"} <= names and "pkg/broken.pyc" not in names
     got = import_from(zipped)
     assert got.returncode == 0 and got.stdout.strip() == "42", got.stderr
@@ -71,12 +76,12 @@ def test_a_compiled_zip_is_imported_from_its_bytecode_and_a_module_that_does_not
 def test_bytecode_that_no_longer_matches_its_source_is_not_used(tmp_path: Path) -> None:
     compile_pyspark_zips = script()
     zipped = tmp_path / "pyspark.zip"
-    write_zip(zipped, {"pkg/__init__.py": "", "pkg/mod.py": "VALUE = 1\n"})
+    write_zip(zipped, {"pkg/__init__.py": "", "pkg/mod.py": MOD})
     compile_pyspark_zips.compile_zip(zipped)
     changed = tmp_path / "changed.zip"
     with zipfile.ZipFile(zipped) as zin, zipfile.ZipFile(changed, "w") as zout:
         for info in zin.infolist():
-            zout.writestr(info, b"VALUE = 2\n" if info.filename == "pkg/mod.py" else zin.read(info))
+            zout.writestr(info, MOD.replace("6 * 7", "2").encode() if info.filename == "pkg/mod.py" else zin.read(info))
 
     got = import_from(changed)
 
