@@ -85,12 +85,10 @@ def compile_zip(path: Path) -> int:
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         spark_home = Path(argv[1])
-    else:
-        spec = importlib.util.find_spec("pyspark")
-        if spec is None or not spec.submodule_search_locations:
-            print("compile_pyspark_zips: pyspark is not installed in this interpreter", file=sys.stderr)
-            return 1
-        spark_home = Path(next(iter(spec.submodule_search_locations)))
+    else:  # Spark's home for a pip-installed PySpark: the package's real path
+        from pyspark_theflash.spark.jar import spark_jars_dir
+
+        spark_home = spark_jars_dir().parent
     zips = spark_python_zips(spark_home)
     if not zips:
         print(f"compile_pyspark_zips: no pyspark.zip under {spark_home}/python/lib", file=sys.stderr)
