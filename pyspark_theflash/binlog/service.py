@@ -12,9 +12,10 @@ Errors travel as status codes with the details in trailing metadata, and the cli
 same error types as the file form: gone position -> OUT_OF_RANGE, corruption -> DATA_LOSS,
 a foreign position -> INVALID_ARGUMENT.
 
-Client: :class:`GrpcEventSource` pulls on a background thread into a bounded queue; when the
-stream breaks or ends (server restart) it reconnects with exponential backoff and resumes
-just after the last event it received, so no event is lost or repeated.
+Client: :class:`GrpcEventSource` pulls on a background thread into a bounded queue, begun by
+the first read (a source opened for the log's head or tail pulls nothing); when the stream
+breaks or ends (server restart) it reconnects with exponential backoff and resumes just after
+the last event it received, so no event is lost or repeated.
 """
 from __future__ import annotations
 
@@ -54,6 +55,9 @@ DEFAULT_MAX_BATCH = 256
 MAX_RESPONSE_BYTES = 4 << 20  # split responses beyond this many event bytes
 _FOLLOW_WAIT_S = 0.5  # a following stream re-checks that its client is still there this often
 _UNLIMITED = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+# A Status call (the log's head or tail) waits this long for the service: one that is starting,
+# or a loaded machine's connection that failed its handshake, is waited for, not an error.
+STATUS_TIMEOUT_S = 10.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,6 +206,11 @@ class BinlogServicer(binlog_pb2_grpc.BinlogServiceServicer):
         self._streams: set[threading.Event] = set()
         self._streams_lock = threading.Lock()
 
+    def open_streams(self) -> int:
+        """How many Pull streams are open now."""
+        with self._streams_lock:
+            return len(self._streams)
+
     def stop_streams(self) -> None:
         """End every Pull stream cleanly (they return; clients see the stream end)."""
         self._stopping.set()
@@ -329,12 +338,14 @@ class GrpcEventSource(EventSource):
         max_batch: int = DEFAULT_MAX_BATCH,
         backoff_s: tuple[float, float] = (0.05, 2.0),
         queue_chunks: int = 64,
+        status_timeout_s: float = STATUS_TIMEOUT_S,
     ) -> None:
         self.address = address
         self.url = f"grpc://{address}"
         self._region_ids = sorted(set(region_ids)) if region_ids else []
         self._max_batch = max_batch
         self._backoff = backoff_s
+        self._status_timeout_s = status_timeout_s
         self._channel = grpc.insecure_channel(
             address,
             options=[
@@ -355,8 +366,10 @@ class GrpcEventSource(EventSource):
         self._call: grpc.Future | None = None
         self._call_lock = threading.Lock()
         self.reconnects = 0
+        # Begun by the first read: a source opened only for the log's head or tail (the writer's
+        # check before it says it is up, its snapshot bootstrap) would otherwise pull the log
+        # from its oldest event into the queue, and the service read its segments, for nothing.
         self._thread = threading.Thread(target=self._pull_forever, name=f"binlog-pull {address}", daemon=True)
-        self._thread.start()
 
     # -- the background puller --
 
@@ -429,6 +442,8 @@ class GrpcEventSource(EventSource):
     def read(self, max_events: int, timeout_s: float) -> list[PositionedEvent]:
         if self._closed.is_set():
             raise BinlogSourceError(f"binlog source {self.url} is closed")
+        if self._thread.ident is None:
+            self._start_pulling()
         deadline = time.monotonic() + timeout_s
         out: list[PositionedEvent] = []
         while len(out) < max_events:
@@ -455,22 +470,41 @@ class GrpcEventSource(EventSource):
                 self._pending_next = None
         return out
 
+    def _start_pulling(self) -> None:
+        with self._call_lock:
+            if self._thread.ident is None:
+                self._thread.start()
+
     @property
     def position(self) -> Position | None:
         return self._position
 
     def _status(self) -> binlog_pb2.StatusResponse:
-        try:
-            status: binlog_pb2.StatusResponse = self._stub.Status(binlog_pb2.StatusRequest(), timeout=10)
-            return status
-        except grpc.RpcError as error:
-            fatal = _error_from(error, self.address)
-            if fatal is not None:
-                raise fatal from None
-            raise BinlogSourceError(
-                f"binlog service {self.address} did not answer Status: {error.code().name} "
-                f"({error.details()}); is it running?"
-            ) from None
+        """The service's Status, waited for up to ``status_timeout_s``: a first attempt fails fast
+        when the connection does (nothing listens yet, a handshake a loaded machine cut short),
+        the next waits for the channel to be ready within what is left."""
+        deadline = time.monotonic() + self._status_timeout_s
+        first: grpc.RpcError | None = None
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                status: binlog_pb2.StatusResponse = self._stub.Status(
+                    binlog_pb2.StatusRequest(), timeout=max(remaining, 0.001), wait_for_ready=first is not None)
+                return status
+            except grpc.RpcError as error:
+                fatal = _error_from(error, self.address)
+                if fatal is not None:
+                    raise fatal from None
+                first = first or error
+                # (the service's own UNAVAILABLE, shutting down, is answered at once: not a spin)
+                if error.code() == grpc.StatusCode.UNAVAILABLE and not self._closed.wait(0.05) \
+                        and deadline - time.monotonic() > 0:
+                    continue
+                raise BinlogSourceError(
+                    f"binlog service {self.address} did not answer Status within {self._status_timeout_s:g}s: "
+                    f"{first.code().name} ({first.details()}); is it running (`theflash capture` or "
+                    "`theflash binlog serve` prints its address)?"
+                ) from None
 
     def head(self) -> Position:
         return Position.from_proto(self._status().head)
@@ -485,5 +519,6 @@ class GrpcEventSource(EventSource):
         with self._call_lock:
             if self._call is not None:
                 self._call.cancel()
-        self._thread.join(timeout=10)
+        if self._thread.ident is not None:
+            self._thread.join(timeout=10)
         self._channel.close()

@@ -23,6 +23,7 @@ from pyspark_theflash.binlog.segment import HEADER_BYTES, list_segments, segment
 from pyspark_theflash.binlog.open import parse_source_url
 from pyspark_theflash.proto import binlog_pb2, binlog_pb2_grpc
 from binlog_samples import sample_events
+from loopback_ports import free_port
 
 
 def read_count(source: EventSource, count: int, deadline_s: float = 20.0) -> list[PositionedEvent]:
@@ -141,6 +142,49 @@ def test_status_gives_head_and_tail(binlog_dir: Path) -> None:
         assert Position.from_proto(status.tail) == Position(3, HEADER_BYTES)
         with open_source(server.url) as stream:
             assert stream.head() == end and stream.tail() == Position(3, HEADER_BYTES)
+
+
+def test_a_source_opened_for_the_logs_bounds_pulls_nothing(binlog_dir: Path) -> None:
+    """The writer opens a source only for the head or tail (its check before it is up, its
+    snapshot bootstrap): the Pull stream begins with the first read."""
+    with SegmentWriter(binlog_dir) as writer, serve_binlog(binlog_dir) as server:
+        end = writer.append(sample_events(20))
+        with open_source(server.url) as stream:
+            assert stream.tail() == Position(1, HEADER_BYTES) and stream.head() == end
+            time.sleep(0.3)  # a puller begun at open has reached the server by now
+            assert server.servicer.open_streams() == 0
+            assert [r.event for r in read_count(stream, 20)] == sample_events(20)
+            assert server.servicer.open_streams() == 1
+
+
+def test_status_waits_for_a_service_that_starts_listening_after_the_first_attempt(binlog_dir: Path) -> None:
+    """A Status call whose first connection fails (nothing listens yet; on a loaded machine, a
+    handshake cut short) is answered once the service is up, within its timeout: the writer's
+    first call is not its death."""
+    port = free_port()
+    with SegmentWriter(binlog_dir) as writer:
+        end = writer.append(sample_events(5))
+        servers = []
+        starter = threading.Timer(1.0, lambda: servers.append(serve_binlog(binlog_dir, port=port)))
+        with open_source(f"grpc://127.0.0.1:{port}") as stream:
+            starter.start()
+            try:
+                assert stream.head() == end
+            finally:
+                starter.join()
+                for server in servers:
+                    server.stop()
+
+
+def test_status_of_a_service_that_never_answers_is_a_one_line_error_naming_it() -> None:
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    from pyspark_theflash.binlog.service import GrpcEventSource
+
+    with GrpcEventSource(address, status_timeout_s=0.5) as stream, pytest.raises(BinlogSourceError) as raised:
+        stream.tail()
+    message = str(raised.value)
+    assert f"binlog service {address} did not answer Status within 0.5s: UNAVAILABLE" in message
+    assert "is it running" in message and "\n" not in message
 
 
 def test_pruned_position_over_grpc_raises_the_same_error(binlog_dir: Path) -> None:
