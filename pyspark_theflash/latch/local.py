@@ -105,20 +105,27 @@ class LocalLatch(Latch):
     """The latch of the store at ``store_path``, used in this process.
 
     ``store`` may be an open Store to take leases through (the writer passes its own);
-    otherwise the store is opened read-only on the first lease call.
+    otherwise the store is opened read-only on the first lease call. ``create=False`` opens a
+    latch that exists and creates nothing (no directory, no database): ``sqlite3.OperationalError``
+    when there is none.
     """
 
-    def __init__(self, store_path: str | os.PathLike[str], store: Store | None = None, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store_path: str | os.PathLike[str], store: Store | None = None, *,
+                 clock: Callable[[], float] = time.time, create: bool = True) -> None:
         self.store_path = Path(store_path)
-        self.store_path.mkdir(parents=True, exist_ok=True)
         self._clock = clock
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(
-            str(self.store_path / LATCH_DB), timeout=30.0, isolation_level=None, check_same_thread=False
-        )
+        db_path = self.store_path / LATCH_DB
+        if create:
+            self.store_path.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(db_path), timeout=30.0, isolation_level=None, check_same_thread=False)
+        else:
+            self._db = sqlite3.connect(f"{db_path.absolute().as_uri()}?mode=rw", uri=True, timeout=30.0,
+                                       isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        if create:
+            self._db.executescript(_SCHEMA)
         self._leases = _StoreLeases(self.store_path, store)
 
     # -- plumbing --------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -55,7 +56,7 @@ def _alive(pid: int) -> bool:
 def start_detached(run_argv: Sequence[str], store: str, log_file: str, timeout_s: float = 60.0) -> int:
     """Start ``theflash writer run <run_argv>`` detached (own session, output to ``log_file``);
     return its pid once it is up: it holds the store's write latch and has published its status
-    (after its upstream answered and its read service listens, loop.py). Raises WriterError with
+    (after its upstream and binlog answered and its read service listens, loop.py). Raises WriterError with
     the log's tail when it exits (or fails) first: a ``--serve`` port in use is the command's error."""
     from pyspark_theflash.latch.local import LocalLatch
 
@@ -70,7 +71,10 @@ def start_detached(run_argv: Sequence[str], store: str, log_file: str, timeout_s
             start_new_session=True,
             close_fds=True,
         )
-    latch = LocalLatch(store)
+    # The latch is opened once the writer wrote its pid file (it holds the latch then), and never
+    # created here: a store directory this command made would be one the writer did not create,
+    # and a run that fails before it is up removes only a directory it created (loop.py).
+    latch: LocalLatch | None = None
     try:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -79,13 +83,19 @@ def start_detached(run_argv: Sequence[str], store: str, log_file: str, timeout_s
                 tail = log_path.read_text(errors="replace").splitlines()[-15:]
                 raise WriterError(f"the writer exited with status {code} before it was up; {log_path} ends:\n"
                                   + "\n".join(tail))
-            if _is_up(latch, store, proc.pid):
+            if latch is None and read_pid(store) == proc.pid:
+                try:
+                    latch = LocalLatch(store, create=False)
+                except sqlite3.OperationalError:
+                    pass  # the writer failed and removed the store it made: its exit is next
+            if latch is not None and _is_up(latch, store, proc.pid):
                 return proc.pid
             time.sleep(0.05)
-        raise WriterError(f"the writer (pid {proc.pid}) was not up (the write latch held, its upstream and read "
-                          f"service started) within {timeout_s:g}s; see {log_path}")
+        raise WriterError(f"the writer (pid {proc.pid}) was not up (the write latch held, its upstream and binlog "
+                          f"answering, its read service started) within {timeout_s:g}s; see {log_path}")
     finally:
-        latch.close()
+        if latch is not None:
+            latch.close()
 
 
 def _is_up(latch: "LocalLatch", store: str, pid: int) -> bool:

@@ -154,6 +154,7 @@ class Writer:
         self.service: ReadServer | None = None  # the TheFlash API service in this process (--serve)
         self.store_lost = False
         self._apply_began = False  # a batch began to be applied in this run
+        self._binlog_reaches_start = True  # read from the binlog before the run says it is up
         self._unflushed_rows = 0
         self._unflushed_events = 0
         # a resolved ts moved since the last flush: applied rows became readable in memory only
@@ -257,10 +258,14 @@ class Writer:
             if self.configure_store is not None:
                 self.configure_store(self.store)
             self._connect_upstream()
+            # The binlog answers (its directory exists, its service its Status), and whether it
+            # still holds its first segment decides how an empty store starts (_loop).
+            self._binlog_reaches_start = binlog_reaches_start(opts.binlog)
             self._start_service()
-            # Up: the upstream answered and the read service (with --serve) listens. Published
-            # now, with this process's pid, so `writer start` returns only then (writer/daemon.py):
-            # a port taken or an upstream refused is its error, not a line in a log.
+            # Up: the upstream and the binlog answered, and the read service (with --serve)
+            # listens. Published now, with this process's pid, so `writer start` returns only then
+            # (writer/daemon.py): a port taken, an upstream refused or a binlog that is not there
+            # is its error, not a line in a log.
             self._announce_up()
             self._loop()
             # The last flush inside the run's error handling: its storage failure (a pipelined
@@ -413,7 +418,7 @@ class Writer:
 
         opts = self.options
         position = self._persisted_position()
-        if position is None and (opts.bootstrap_snapshot or not binlog_reaches_start(opts.binlog)):
+        if position is None and (opts.bootstrap_snapshot or not self._binlog_reaches_start):
             position = self._bootstrap_from_snapshots()
         # Behind the log, the next batch is read and decoded while this one is applied.
         # The schema guard's scan of the rows' column ids needs only the events: done there too.

@@ -1,6 +1,6 @@
 """`theflash writer run` checks its `--upstream` before it records it (the cluster answers, and is
-the cluster the store replicates), and a run that fails before its first apply leaves no store
-directory behind."""
+the cluster the store replicates) and its `--binlog` before it says it is up, and a run that fails
+before its first apply leaves no store directory behind."""
 from __future__ import annotations
 
 import socket
@@ -67,3 +67,16 @@ def test_an_upstream_of_another_cluster_is_refused_and_the_recorded_one_kept(tmp
         with Store.open(str(store), readonly=True) as s, s.snapshot() as view:
             assert view.upstream_cluster_id() == recorded_id + 1  # nothing recorded over it
             assert s.scan_table(TABLE, up.get_ts()).num_rows == 1
+
+
+def test_a_binlog_that_is_not_there_is_writer_starts_error_not_a_line_in_its_log(tmp_path: Path) -> None:
+    """`writer start` returns once the writer is up: the binlog answered before that, so a wrong
+    `--binlog` is the command's error (it once said "writer started" and the writer died)."""
+    store, log, missing = tmp_path / "store", tmp_path / "writer.log", tmp_path / "no-binlog"
+    started = subprocess.run([PY, "-m", "pyspark_theflash", "writer", "start", "--daemon", "--binlog", str(missing),
+                              "--store", str(store), "--log", str(log)], capture_output=True, text=True, timeout=120)
+    assert started.returncode == 2, started.stdout
+    assert "writer started" not in started.stdout
+    assert f"binlog directory {missing} does not exist" in started.stderr, started.stderr
+    assert "Traceback" not in started.stderr
+    assert not store.exists()

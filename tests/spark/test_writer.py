@@ -339,8 +339,7 @@ def test_daemon_start_fails_when_its_serve_port_is_taken_and_leaves_no_writer(cl
     assert "writer started" not in started.stdout
     assert f"127.0.0.1:{taken}" in started.stderr and "in use" in started.stderr, started.stderr
     assert "Traceback" not in started.stderr
-    pid = int((store / "writer.pid").read_text()) if (store / "writer.pid").exists() else None
-    assert pid is None or process_is_gone(pid)
+    assert not store.exists()  # the run made it and failed before it was up: nothing is left
     stopped = _cli("writer", "stop", "--store", str(store))
     assert stopped.returncode == 2 and "no running writer" in stopped.stderr
 
