@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyspark_theflash.store.parts import DEFAULT_BATCH_ROWS
-from pyspark_theflash.store.txn_merge_tree import PART_COMPRESSION
+# Constants of the store's layout live here, not beside the code that uses them: this module is
+# imported by every command's option parsing (the writer's CLI, WriterOptions), and the parts
+# reader's and TxnMergeTree's modules load pyarrow.compute and the Parquet reader (~0.5 s).
+
+# Parquet codec of stable parts (``StoreOptions.part_compression``). Every read of a part is
+# the store's own (pyarrow, behind the read service), and under live writes a stream's cost is
+# mostly decoding: LZ4_RAW decompresses a part's columns about 25% faster than ZSTD (a string
+# column twice as fast) for files about twice the size, the trade TiFlash and ClickHouse make
+# by default for their column files. Spark's Parquet reader never reads parts (parquet-java
+# 1.17 in Spark 4.2.1 fails on large LZ4_RAW dictionary pages, issue 3478, which mattered while
+# it did); "zstd" is the choice for a store on a file system where bytes cost more than CPU.
+PART_COMPRESSION = "lz4"
+DEFAULT_BATCH_ROWS = 64 * 1024  # rows per batch a read of parts yields
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from pyspark_theflash.store import integrity
 from pyspark_theflash.store.keyspace import Handle, HandleRange
 from pyspark_theflash.store.part_ref import PartRef
 from pyspark_theflash.store.lru import BytesLRU
+from pyspark_theflash.store.options import DEFAULT_BATCH_ROWS
 from pyspark_theflash.store.predicate import Expr
 from pyspark_theflash.store.txn_merge_tree import (
     COMMIT_TS,
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
 
 # A v2 row with no columns: decoding it gives every column its origin default.
 EMPTY_ROW_V2 = b"\x80\x00\x00\x00\x00\x00"
-DEFAULT_BATCH_ROWS = 64 * 1024
 CLEAN_READ_ROW_GROUPS = 8
 
 

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 from pyspark_theflash.store.integrity import file_checksum
 from pyspark_theflash.store.keyspace import Handle
+from pyspark_theflash.store.options import PART_COMPRESSION
 from pyspark_theflash.store.part_ref import UNLISTED, PartRef
 from pyspark_theflash.schema.column_stats import ColumnStats
 from pyspark_theflash.store.predicate import decode_value, encode_value
@@ -185,16 +186,6 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-# Parquet codec of stable parts (``StoreOptions.part_compression``). Every read of a part is
-# the store's own (pyarrow, behind the read service), and under live writes a stream's cost is
-# mostly decoding: LZ4_RAW decompresses a part's columns about 25% faster than ZSTD (a string
-# column twice as fast) for files about twice the size, the trade TiFlash and ClickHouse make
-# by default for their column files. Spark's Parquet reader never reads parts (parquet-java
-# 1.17 in Spark 4.2.1 fails on large LZ4_RAW dictionary pages, issue 3478, which mattered while
-# it did); "zstd" is the choice for a store on a file system where bytes cost more than CPU.
-PART_COMPRESSION = "lz4"
 
 
 # Every TSO a commit ts can be fits in a signed 64-bit integer (46 bits of milliseconds since

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, TextIO
 
 from pyspark_theflash.stop_signals import stop_on_signals
-from pyspark_theflash.store.txn_merge_tree import PART_COMPRESSION
+from pyspark_theflash.store.options import PART_COMPRESSION
 from pyspark_theflash.writer import options as o
 from pyspark_theflash.writer.status import REGIONS_SHOWN, region_summary, worst_regions, writer_status
 

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 
 from pyspark_theflash.store.options import StoreOptions
-from pyspark_theflash.store.txn_merge_tree import PART_COMPRESSION
+from pyspark_theflash.store.options import PART_COMPRESSION
 
 DEFAULT_INTERVAL_S = 0.2
 # Events per read and atomic apply. A batch is decoded and applied as arrays, so its cost is
