@@ -29,15 +29,17 @@ from one ``spark-submit`` of this file's ``workload``: what the suite's sessions
 and DataFrames with generated and interpreted code, Parquet, Arrow both ways, Python UDFs, a
 Python data source, a stream); about 40 s. It is kept in the machine's cache
 (``$THEFLASH_CACHE/spark-classes``, default ``~/.cache/theflash``) under a digest of what it was
-made from (the JDK's build, Spark's jars by path and size, the JVM options, this file), and
+made from (the JDK's build, Spark's jars by path and size, the JVM options, the code that dumps it), and
 ``.venv/share/theflash/spark-classes.jsa`` links to it: a later set-up of a checkout at the same
 path (a clean clone of CI's) finds it made. For that the set-up gives Spark's jars one fixed
 mtime (``JARS_MTIME``): pip gives each installed file the time of the install, and the JDK takes
-a jar of another mtime for another jar. The cache keeps the three archives used last.
+a jar of another mtime for another jar. The cache keeps the three archives used last (made,
+found by a set-up, or mapped by a test run's Spark conf).
 """
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import shutil
 import subprocess
@@ -76,8 +78,17 @@ def spark_jars_entry() -> str:
 
 def installed() -> Path | None:
     """The archive the set-up command linked, if it is there; whether it still fits this JDK and
-    these jars the JDK checks itself each time it maps it."""
-    return ARCHIVE.resolve() if ARCHIVE.is_file() else None
+    these jars the JDK checks itself each time it maps it. Marked used (its mtime, by which the
+    cache keeps the last ``KEEP``): a checkout whose tests map it keeps it while the set-ups of
+    other checkouts (CI's clean clones, each at a path of its own) add theirs."""
+    if not ARCHIVE.is_file():
+        return None
+    archive = ARCHIVE.resolve()
+    try:
+        os.utime(archive)
+    except OSError:
+        pass  # a cache this user may not write to: used as it is
+    return archive
 
 
 def java() -> str:
@@ -87,13 +98,15 @@ def java() -> str:
 
 def digest(jvm_options: tuple[str, ...]) -> str:
     """What the archive is made from: the JDK's build, each of Spark's jars (path and size; their
-    mtime is ``JARS_MTIME``), the JVM options it is dumped with and this file (the workload)."""
+    mtime is ``JARS_MTIME``), the JVM options it is dumped with, and ``dump`` and ``workload``'s
+    code (not this whole file: a change elsewhere in it is no reason to make the archive again)."""
     h = hashlib.sha256()
     h.update(subprocess.run([java(), "-version"], capture_output=True, text=True, check=True).stderr.encode())
     for jar in sorted((spark_home() / "jars").glob("*.jar")):
         h.update(f"{jar}\0{jar.stat().st_size}\n".encode())
     h.update(" ".join(jvm_options).encode())
-    h.update(HERE.read_bytes())
+    for made_by in (dump, workload):
+        h.update(inspect.getsource(made_by).encode())
     return h.hexdigest()[:32]
 
 
