@@ -87,7 +87,9 @@ def start_detached(run_argv: Sequence[str], store: str, log_file: str, timeout_s
                 try:
                     latch = LocalLatch(store, create=False)
                 except sqlite3.OperationalError:
-                    pass  # the writer failed and removed the store it made: its exit is next
+                    # No latch to open: the writer failed and removed the store it made. Its exit
+                    # is seen at the next poll; the latch is tried again while it lives.
+                    latch = None
             if latch is not None and _is_up(latch, store, proc.pid):
                 return proc.pid
             time.sleep(0.05)

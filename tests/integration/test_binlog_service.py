@@ -147,14 +147,16 @@ def test_status_gives_head_and_tail(binlog_dir: Path) -> None:
 def test_a_source_opened_for_the_logs_bounds_pulls_nothing(binlog_dir: Path) -> None:
     """The writer opens a source only for the head or tail (its check before it is up, its
     snapshot bootstrap): the Pull stream begins with the first read."""
+    def pullers() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == f"binlog-pull {server.address}"]
+
     with SegmentWriter(binlog_dir) as writer, serve_binlog(binlog_dir) as server:
         end = writer.append(sample_events(20))
         with open_source(server.url) as stream:
             assert stream.tail() == Position(1, HEADER_BYTES) and stream.head() == end
-            time.sleep(0.3)  # a puller begun at open has reached the server by now
-            assert server.servicer.open_streams() == 0
+            assert pullers() == [] and server.servicer.open_streams() == 0
             assert [r.event for r in read_count(stream, 20)] == sample_events(20)
-            assert server.servicer.open_streams() == 1
+            assert len(pullers()) == 1 and server.servicer.open_streams() == 1
 
 
 def test_status_waits_for_a_service_that_starts_listening_after_the_first_attempt(binlog_dir: Path) -> None:
@@ -165,7 +167,7 @@ def test_status_waits_for_a_service_that_starts_listening_after_the_first_attemp
     with SegmentWriter(binlog_dir) as writer:
         end = writer.append(sample_events(5))
         servers = []
-        starter = threading.Timer(1.0, lambda: servers.append(serve_binlog(binlog_dir, port=port)))
+        starter = threading.Timer(0.5, lambda: servers.append(serve_binlog(binlog_dir, port=port)))
         with open_source(f"grpc://127.0.0.1:{port}") as stream:
             starter.start()
             try:

@@ -38,6 +38,7 @@ found by a set-up, or mapped by a test run's Spark conf).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import os
@@ -84,10 +85,9 @@ def installed() -> Path | None:
     if not ARCHIVE.is_file():
         return None
     archive = ARCHIVE.resolve()
-    try:
+    # A cache this user may not write to is used as it is: its archives' age is another's to keep.
+    with contextlib.suppress(OSError):
         os.utime(archive)
-    except OSError:
-        pass  # a cache this user may not write to: used as it is
     return archive
 
 
