@@ -122,6 +122,16 @@ _LOW_DESCRIPTORS = [os.open(os.devnull, os.O_RDONLY) for _ in range(32)]
 # notebook, the cluster test, theflash_session's tests) runs with Spark's defaults, code generated.
 INTERPRETED: dict[str, str] = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
 
+# The delta-spark session's JVM compiles hot code with C2, as a JVM does by default: the machine's
+# Spark configuration stops every JVM at C1 (tests/support/machine_spark_conf.py), which pays for
+# the suite's many short-lived JVMs, but this one lives for the whole run replaying Delta logs, the
+# same code over and over, where C2's faster code pays back its compiles. The Delta group's seven
+# modules in one process, two runs each on a quiet machine: 276-296 -> 231-234 CPU s, 213-227 ->
+# 159 s. Not for the spark and jvm_spark sessions: their queries are many and different, and C2
+# compiled more than it saved (tpch, spark_differential, jvm_query_snapshot: 302 -> 383 CPU s;
+# issue 54). (The machine's options come first: this later -XX:TieredStopAtLevel is the one kept.)
+C2_COMPILED: dict[str, str] = {"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=4"}
+
 
 @pytest.fixture(scope="session")
 def spark():
@@ -192,7 +202,7 @@ def delta_spark(s3_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Any
                                    # code): 44% of this JVM's JFR samples (issue 54). test_delta_spark
                                    # {,_column_mapping,_ddl}.py, projections interpreted: this JVM
                                    # 70.5 -> 55.4 CPU s, 94 -> 86 s.
-                                   **INTERPRETED,
+                                   **INTERPRETED, **C2_COMPILED,
                                    # a version checksum (.crc) that disagrees with the log fails
                                    # (delta-spark's default, said here: the tests rely on it)
                                    "spark.databricks.delta.checksum.mismatch.fatal": "true",
