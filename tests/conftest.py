@@ -126,10 +126,10 @@ INTERPRETED: dict[str, str] = {"spark.sql.codegen.wholeStage": "false", "spark.s
 # Spark configuration stops every JVM at C1 (tests/support/machine_spark_conf.py), which pays for
 # the suite's many short-lived JVMs, but this one lives for the whole run replaying Delta logs, the
 # same code over and over, where C2's faster code pays back its compiles. The Delta group's seven
-# modules in one process, two runs each on a quiet machine: 276-296 -> 231-234 CPU s, 213-227 ->
-# 159 s. Not for the spark and jvm_spark sessions: their queries are many and different, and C2
-# compiled more than it saved (tpch, spark_differential, jvm_query_snapshot: 302 -> 383 CPU s;
-# issue 54). (The machine's options come first: this later -XX:TieredStopAtLevel is the one kept.)
+# modules in one process on a quiet machine: 276-296 -> 263 CPU s, 213-227 -> 182 s. Not for the
+# spark and jvm_spark sessions: their queries are many and different, and C2 compiled more than it
+# saved (tpch, spark_differential, jvm_query_snapshot: 302 -> 383 CPU s; issue 54). (The machine's
+# options come first: this later -XX:TieredStopAtLevel is the one the JVM keeps.)
 C2_COMPILED: dict[str, str] = {"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=4"}
 
 
